@@ -1,0 +1,43 @@
+"""loftup: sharp, pixel-resolution features from vision foundation models with LoftUp.
+
+    >>> import loftup
+    >>> model = loftup.load_upsampler("loftup_dinov2s")        # or a local path
+    >>> hr = model(lr_feats, image)                             # (B, C, H, W)
+
+Heavy parts (backbones, training, evaluation) are imported on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import CheckpointError, LoftUpError, UnknownNameError, WeightsNotFoundError
+from .hub import RELEASED, load_upsampler, save_pretrained
+from .model import LoftUp, LoftUpConfig
+
+_LAZY = {
+    "get_featurizer": "loftup.featurizers",
+    "FEATURIZERS": "loftup.featurizers",
+    "upsample": "loftup.api",
+}
+
+__all__ = [
+    "LoftUp",
+    "LoftUpConfig",
+    "load_upsampler",
+    "save_pretrained",
+    "RELEASED",
+    "LoftUpError",
+    "WeightsNotFoundError",
+    "CheckpointError",
+    "UnknownNameError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'loftup' has no attribute {name!r}")

@@ -1,0 +1,210 @@
+"""The ``loftup`` command line: parse arguments, call the library, print.
+
+Every command is a function of the parsed arguments that returns an exit status; ``main(argv)``
+is what tests call in-process, ``run()`` is the console script. Errors meant for the user
+(:class:`loftup.LoftUpError`) are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import LoftUpError
+
+# -- info -------------------------------------------------------------------------------------
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="list the released checkpoints and which are cached")
+    p.add_argument(
+        "--json", metavar="OUT", help="also write the list as JSON to OUT ('-' for stdout)"
+    )
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    from . import __version__
+    from .hub import RELEASED, cached_path
+
+    rows = []
+    for c in RELEASED.values():
+        path = cached_path(c.name)
+        rows.append(
+            {
+                "name": c.name,
+                "backbone": c.backbone,
+                "dim": c.dim,
+                "grid": f"{c.grid}x{c.grid}",
+                "hub": f"{c.repo_id}/{c.filename}",
+                "cached": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
+    if args.json == "-":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
+    print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
+    for r in rows:
+        print(
+            f"{r['name']:<20} {r['backbone']:<19} {r['dim']:>4} {r['grid']:>6}  "
+            f"{'yes' if r['cached'] else 'no':<7} {r['hub']}"
+        )
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+# -- download ---------------------------------------------------------------------------------
+
+
+def _add_download(sub) -> None:
+    p = sub.add_parser("download", help="fill the Hugging Face cache for offline use")
+    p.add_argument("names", nargs="+", metavar="NAME", help="released upsampler names, or 'all'")
+    p.set_defaults(func=_cmd_download)
+
+
+def _cmd_download(args) -> int:
+    from .hub import RELEASED, download
+
+    names = list(RELEASED) if args.names == ["all"] else args.names
+    for name in names:
+        print(f"{name}: {download(name)}")
+    return 0
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time and peak memory of LoftUp next to bilinear/bicubic")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896], metavar="N")
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--grid", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    import torch
+
+    from .bench import bench_forward, format_table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = bench_forward(
+        args.sizes,
+        dim=args.dim,
+        grid=args.grid,
+        device=args.device,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    print(format_table(report))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+# -- upsample ---------------------------------------------------------------------------------
+
+
+def _add_upsample(sub) -> None:
+    p = sub.add_parser("upsample", help="images in, high-resolution features out")
+    p.set_defaults(func=_not_yet("upsample"))
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train an upsampler (stage 1 or 2)")
+    p.set_defaults(func=_not_yet("train"))
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate an upsampler on segmentation, depth or DAVIS")
+    p.set_defaults(func=_not_yet("eval"))
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
+    p.set_defaults(func=_not_yet("demo"))
+
+
+# -- experiment -------------------------------------------------------------------------------
+
+
+def _add_experiment(sub) -> None:
+    p = sub.add_parser("experiment", help="answer one of the paper's open questions")
+    p.set_defaults(func=_not_yet("experiment"))
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+COMMANDS = [
+    _add_info,
+    _add_download,
+    _add_bench,
+    _add_upsample,
+    _add_train,
+    _add_eval,
+    _add_demo,
+    _add_experiment,
+]
+
+
+def _not_yet(name: str):
+    def cmd(args) -> int:
+        print(f"error: `loftup {name}` is not available in this version", file=sys.stderr)
+        return 2
+
+    return cmd
+
+
+def _write_json(path: str, obj) -> None:
+    from .hub import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="loftup", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"loftup {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LoftUpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,521 @@
+"""Released checkpoints, safe loading, layout conversion and ``save_pretrained``.
+
+One registry (:data:`RELEASED`) drives :func:`load_upsampler`, ``loftup info``, ``loftup download``
+and the pairing of each upsampler with its backbone. Weights are found in this order: a local
+path, the Hugging Face cache, a download (``HF_HUB_OFFLINE=1`` is honoured). Nothing is ever
+unpickled beyond plain tensors and containers (``torch.load(..., weights_only=True)`` or
+safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from .errors import CheckpointError, UnknownNameError, WeightsNotFoundError
+from .model import LoftUp, LoftUpConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_TAG = "loftup"
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """A checkpoint published with the paper."""
+
+    name: str
+    backbone: str
+    dim: int
+    grid: int
+    repo_id: str
+    filename: str = "pytorch_model.bin"
+    description: str = ""
+
+
+RELEASED: dict[str, ReleasedCheckpoint] = {
+    c.name: c
+    for c in [
+        ReleasedCheckpoint(
+            "loftup_dinov2s",
+            "dinov2_vits14",
+            384,
+            16,
+            "haiwen/loftup-dinov2s",
+            description="DINOv2 ViT-S/14",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2s_reg",
+            "dinov2_vits14_reg",
+            384,
+            16,
+            "haiwen/loftup-dinov2s_reg",
+            description="DINOv2 ViT-S/14 + registers",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2b",
+            "dinov2_vitb14",
+            768,
+            16,
+            "haiwen/loftup-dinov2b",
+            description="DINOv2 ViT-B/14",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2b_reg",
+            "dinov2_vitb14_reg",
+            768,
+            16,
+            "haiwen/loftup-dinov2b_reg",
+            description="DINOv2 ViT-B/14 + registers",
+        ),
+        ReleasedCheckpoint(
+            "loftup_clip",
+            "clip_vitb16",
+            512,
+            14,
+            "haiwen/loftup-clip",
+            description="CLIP ViT-B/16 (OpenAI), MaskCLIP-style tokens",
+        ),
+        ReleasedCheckpoint(
+            "loftup_siglip",
+            "siglip_vitb16",
+            768,
+            14,
+            "haiwen/loftup-siglip",
+            description="SigLIP ViT-B/16",
+        ),
+        ReleasedCheckpoint(
+            "loftup_siglip2",
+            "siglip2_vitb16",
+            768,
+            14,
+            "haiwen/loftup-siglip2",
+            description="SigLIP2 ViT-B/16",
+        ),
+    ]
+}
+
+#: Other spellings users type, mapped to the registry's names (kept forever).
+ALIASES = {name.replace("_", "-"): name for name in RELEASED}
+
+
+def resolve_name(name: str) -> ReleasedCheckpoint:
+    """The registry entry for ``name`` (or an alias); UnknownNameError lists the known ones."""
+    key = ALIASES.get(name, name)
+    if key not in RELEASED:
+        raise UnknownNameError(
+            f"unknown upsampler {name!r}; released names are: {', '.join(RELEASED)} "
+            "(or pass a path to a weights file or a save_pretrained folder)"
+        )
+    return RELEASED[key]
+
+
+# -- layout conversion ------------------------------------------------------------------------
+
+#: Reference (hub) key -> our key, as ordered regular expressions.
+_REFERENCE_TO_NATIVE = [
+    (r"upsampler\.fourier_feat\.1\.biases", "image_encoder.phases"),
+    (r"upsampler\.lr_pe\.biases", "grid_encoder.phases"),
+    (r"upsampler\.first_conv\.0\.norm\.(weight|bias)", r"stem.norm.\1"),
+    (r"upsampler\.first_conv\.1\.(\w+)", r"stem.conv1.\1"),
+    (r"upsampler\.first_conv\.2\.(\w+)", r"stem.bn1.\1"),
+    (r"upsampler\.first_conv\.4\.(\w+)", r"stem.conv2.\1"),
+    (r"upsampler\.first_conv\.5\.(\w+)", r"stem.bn2.\1"),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.(norm_q|norm_kv)\.(weight|bias)",
+        r"blocks.\1.\2.\3",
+    ),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.attention\.(in_proj_weight|in_proj_bias)",
+        r"blocks.\1.attn.\2",
+    ),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.attention\.out_proj\.(weight|bias)",
+        r"blocks.\1.attn.out_proj.\2",
+    ),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.0\.(weight|bias)",
+        r"blocks.\1.ffn.norm.\2",
+    ),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.1\.(weight|bias)",
+        r"blocks.\1.ffn.fc1.\2",
+    ),
+    (
+        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.4\.(weight|bias)",
+        r"blocks.\1.ffn.fc2.\2",
+    ),
+    (r"upsampler\.ca_transformer\.norm\.(weight|bias)", r"norm.\1"),
+    (r"upsampler\.final_conv\.0\.(weight|bias)", r"head.conv.\1"),
+    (r"upsampler\.final_conv\.1\.(weight|bias)", r"head.norm.\1"),
+    (r"channelnorm\.norm\.(weight|bias)", r"channel_norm.\1"),
+]
+
+#: Our key -> reference key (the inverse table, for exporting to the paper's layout).
+_NATIVE_TO_REFERENCE = [
+    (r"image_encoder\.phases", "upsampler.fourier_feat.1.biases"),
+    (r"grid_encoder\.phases", "upsampler.lr_pe.biases"),
+    (r"stem\.norm\.(weight|bias)", r"upsampler.first_conv.0.norm.\1"),
+    (r"stem\.conv1\.(\w+)", r"upsampler.first_conv.1.\1"),
+    (r"stem\.bn1\.(\w+)", r"upsampler.first_conv.2.\1"),
+    (r"stem\.conv2\.(\w+)", r"upsampler.first_conv.4.\1"),
+    (r"stem\.bn2\.(\w+)", r"upsampler.first_conv.5.\1"),
+    (
+        r"blocks\.(\d+)\.(norm_q|norm_kv)\.(weight|bias)",
+        r"upsampler.ca_transformer.layers.\1.0.\2.\3",
+    ),
+    (
+        r"blocks\.(\d+)\.attn\.(in_proj_weight|in_proj_bias)",
+        r"upsampler.ca_transformer.layers.\1.0.attention.\2",
+    ),
+    (
+        r"blocks\.(\d+)\.attn\.out_proj\.(weight|bias)",
+        r"upsampler.ca_transformer.layers.\1.0.attention.out_proj.\2",
+    ),
+    (r"blocks\.(\d+)\.ffn\.norm\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.0.\2"),
+    (r"blocks\.(\d+)\.ffn\.fc1\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.1.\2"),
+    (r"blocks\.(\d+)\.ffn\.fc2\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.4.\2"),
+    (r"norm\.(weight|bias)", r"upsampler.ca_transformer.norm.\1"),
+    (r"head\.conv\.(weight|bias)", r"upsampler.final_conv.0.\1"),
+    (r"head\.norm\.(weight|bias)", r"upsampler.final_conv.1.\1"),
+    (r"channel_norm\.(weight|bias)", r"channelnorm.norm.\1"),
+]
+
+
+def _rename(state: dict, table, what: str) -> dict:
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in table:
+            if re.fullmatch(pattern, key):
+                out[re.sub(f"^{pattern}$", repl, key)] = value
+                break
+        else:
+            raise CheckpointError(f"key {key!r} fits no known {what} layout")
+    return out
+
+
+def reference_to_native(state: dict) -> dict:
+    """Hub layout (``upsampler.*``, ``channelnorm.norm.*``) -> this package's key names."""
+    return _rename(state, _REFERENCE_TO_NATIVE, "LoftUp reference")
+
+
+def native_to_reference(state: dict) -> dict:
+    """This package's key names -> the hub layout of the paper's code."""
+    return _rename(state, _NATIVE_TO_REFERENCE, "loftup")
+
+
+def training_to_reference(state: dict) -> dict:
+    """A reference training checkpoint's ``state_dict`` -> hub layout.
+
+    Keeps ``upsampler.*`` and renames ``model.1.norm.*`` to ``channelnorm.norm.*``; everything
+    else (the attention downsampler, the backbone, optimiser entries) is training-only.
+    """
+    out = {}
+    for key, value in state.items():
+        if key.startswith("upsampler."):
+            out[key] = value
+        elif key.startswith("model.1.norm."):
+            out["channelnorm.norm." + key[len("model.1.norm.") :]] = value
+    if not any(k.startswith("channelnorm.") for k in out):
+        raise CheckpointError(
+            "training checkpoint has no channel norm (expected keys 'model.1.norm.weight/bias')"
+        )
+    return out
+
+
+def to_native(obj, origin: str) -> tuple[dict, dict | None]:
+    """Any known checkpoint object -> (native state dict, saved config dict or None)."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{origin}: expected a dict of tensors, got {type(obj).__name__}")
+    if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
+        return obj["model"], obj.get("model_config")
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training layout
+        return reference_to_native(training_to_reference(obj["state_dict"])), None
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{origin}: entry {key!r} is a {type(value).__name__}, not a tensor; "
+                "this is not a LoftUp state dict"
+            )
+    if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
+        return reference_to_native(obj), None
+    return obj, None
+
+
+def infer_config(state: dict) -> LoftUpConfig:
+    """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released)."""
+    try:
+        dim = state["channel_norm.weight"].shape[0]
+        phases = state["image_encoder.phases"]
+        grid_freqs = state["grid_encoder.phases"].shape[-1]
+        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(
+            f"weights lack {e.args[0]!r}; this is not a LoftUp checkpoint"
+        ) from None
+    if phases.dim() != 3 or phases.shape[1] not in (3, 5):
+        raise CheckpointError(
+            f"'image_encoder.phases' has shape {tuple(phases.shape)}; expected (2, 5, n_freqs)"
+        )
+    return LoftUpConfig(
+        dim=dim,
+        depth=depth,
+        n_freqs=phases.shape[-1],
+        grid_freqs=grid_freqs,
+        mlp_dim=mlp_dim,
+        coords=phases.shape[1] == 5,
+    )
+
+
+def build_from_state(state: dict, config: LoftUpConfig | None, origin: str) -> LoftUp:
+    """A LoftUp whose architecture fits ``state``, loaded strictly."""
+    model = LoftUp(config=config or infer_config(state))
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{origin}: missing weight {key!r} (shape {tuple(value.shape)})")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{origin}: weight {key!r} has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(value.shape)} for C={model.dim}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{origin}: unexpected weight {extra[0]!r} fits no layer")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+# -- reading files safely ---------------------------------------------------------------------
+
+
+def read_weights(path: str | os.PathLike) -> dict:
+    """Read a .safetensors file or a torch pickle of plain tensors, never running code."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsNotFoundError(f"no such file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path} is corrupt or truncated ({e})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg:
+            raise CheckpointError(
+                f"refusing to load {path}: it holds pickled objects other than tensors, which "
+                "could run code. Only plain state dicts are loaded; re-save the weights as a "
+                "state dict or safetensors in a trusted environment"
+            ) from None
+        raise CheckpointError(
+            f"{path} is corrupt or truncated and cannot be read ({type(e).__name__})"
+        ) from None
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    _atomic_write(Path(path), write)
+
+
+def save_pretrained(
+    model: LoftUp,
+    directory: str | os.PathLike,
+    *,
+    backbone: str | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone) to a folder."""
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    directory = Path(directory)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(
+        directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
+    )
+    info = {
+        "format": FORMAT_TAG,
+        "loftup_version": __version__,
+        "config": model.config.to_dict(),
+        "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
+    }
+    if metadata:
+        info["metadata"] = metadata
+    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(info, indent=2) + "\n").encode())
+    return directory
+
+
+# -- the hub ----------------------------------------------------------------------------------
+
+
+def _offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return bool(is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick check that the hub endpoint answers at all (avoids minutes of retries)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_file(repo_id: str, filename: str, *, what: str, local_hint: str) -> Path:
+    """Path of ``filename`` from ``repo_id``: the cache first, then a download.
+
+    Offline (``HF_HUB_OFFLINE=1`` or no network) with nothing cached raises WeightsNotFoundError
+    naming the repo, the file and how to pass a local path instead.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    reason = None
+    if _offline():
+        reason = "HF_HUB_OFFLINE=1 is set"
+    elif not _hub_reachable():
+        reason = "the Hugging Face hub cannot be reached"
+    if reason is None:
+        try:
+            return Path(hf_hub_download(repo_id, filename))
+        except Exception as e:  # noqa: BLE001 - network, auth, missing repo
+            reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    raise WeightsNotFoundError(
+        f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
+        f"{reason}. Run `loftup download` on a machine with network and copy its "
+        f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+    )
+
+
+def download(name: str) -> Path:
+    """Fill the Hugging Face cache with a released checkpoint; returns its local path."""
+    ckpt = resolve_name(name)
+    return hub_file(
+        ckpt.repo_id,
+        ckpt.filename,
+        what=ckpt.name,
+        local_hint=f"load_upsampler('/path/to/{ckpt.filename}')",
+    )
+
+
+def cached_path(name: str) -> Path | None:
+    """Local path of a released checkpoint if it is already cached, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    ckpt = resolve_name(name)
+    found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+# -- the one loader ---------------------------------------------------------------------------
+
+
+def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp:
+    """A ready LoftUp (channel norm included, eval mode) from any known source.
+
+    Arguments:
+      source: one of
+        - a released name (``loftup_dinov2s``, ... see :data:`RELEASED`), from the cache or hub;
+        - a folder written by :func:`save_pretrained` (or a hub snapshot with pytorch_model.bin);
+        - a ``.safetensors`` file;
+        - a ``.bin/.pt/.pth`` state dict in the hub layout, a reference training checkpoint
+          (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``.
+      device, dtype: where and in which floating dtype to put the parameters.
+
+    Returns the module; ``model.backbone`` names the backbone it expects when known.
+    """
+    path = Path(os.fspath(source)).expanduser()
+    backbone = None
+    config = None
+    if path.is_dir():
+        state, config, backbone = _read_folder(path)
+        origin = str(path)
+    elif path.is_file():
+        origin = str(path)
+        state, config = to_native(read_weights(path), origin)
+        config = LoftUpConfig.from_dict(config) if config else None
+    else:
+        text = os.fspath(source)
+        looks_like_path = os.sep in text or Path(text).suffix in {
+            ".bin",
+            ".pt",
+            ".pth",
+            ".safetensors",
+        }
+        if looks_like_path and ALIASES.get(text, text) not in RELEASED:
+            raise WeightsNotFoundError(f"no such file or folder: {text}")
+        ckpt = resolve_name(text)
+        origin = ckpt.name
+        state, config = to_native(read_weights(download(ckpt.name)), origin)
+        backbone = ckpt.backbone
+    model = build_from_state(state, config, origin)
+    model.backbone = backbone
+    model.source = origin
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None]:
+    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if weights.exists():
+        if not cfg_file.exists():
+            raise WeightsNotFoundError(f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}")
+        try:
+            info = json.loads(cfg_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{cfg_file} is corrupt ({e})") from None
+        if info.get("format") != FORMAT_TAG:
+            raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup")')
+        state, _ = to_native(read_weights(weights), str(weights))
+        return state, LoftUpConfig.from_dict(info["config"]), info.get("backbone")
+    for name in ("pytorch_model.bin", "model.pt", "model.pth"):
+        if (path / name).exists():
+            state, cfg = to_native(read_weights(path / name), str(path / name))
+            return state, (LoftUpConfig.from_dict(cfg) if cfg else None), None
+    raise WeightsNotFoundError(
+        f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
+        "or pytorch_model.bin"
+    )

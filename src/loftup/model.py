@@ -1,0 +1,260 @@
+"""The LoftUp feature upsampler (arXiv 2504.14032), as specified in the paper's method.
+
+Data flow, with the letters used throughout:
+
+    lr_feats (B, C, h, w) --channel norm--> + grid encoding (20) -> key/value tokens (B, h*w, D)
+    image    (B, 3, H, W) --coords + colour, Fourier, stem--> query tokens (B, H*W, D)
+    queries --depth x [cross-attention to key/values, FFN]--> LayerNorm -> head -> (B, C, H, W)
+
+with D = C + 4 * grid_freqs (404 for C = 384). This module imports nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import (
+    ChannelNorm,
+    CrossAttentionBlock,
+    FourierFeatures,
+    Head,
+    Stem,
+    coordinate_grid,
+    minmax_scale,
+)
+
+#: Pixels decoded at once by the transformer: bounds the attention's working memory.
+DEFAULT_CHUNK = 16384
+
+
+@dataclass
+class LoftUpConfig:
+    """Hyper-parameters of a LoftUp upsampler; the defaults are the released models'.
+
+    Arguments:
+      dim: channels C of the backbone features (384 for DINOv2 ViT-S/14).
+      depth: number of cross-attention blocks.
+      num_heads: attention heads over the width D = dim + 4 * grid_freqs.
+      n_freqs: Fourier frequencies of the image encoding.
+      grid_freqs: Fourier frequencies of the low-resolution grid's positional encoding.
+      mlp_dim: hidden width of each block's FFN (default: dim).
+      coords: encode pixel coordinates with the colour (False: colour features only).
+      attention_window: None for global cross-attention (the paper's); k for attention over the
+        k x k low-resolution tokens nearest each pixel (the local alternative).
+    """
+
+    dim: int = 384
+    depth: int = 2
+    num_heads: int = 4
+    n_freqs: int = 20
+    grid_freqs: int = 5
+    mlp_dim: int | None = None
+    coords: bool = True
+    attention_window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mlp_dim is None:
+            self.mlp_dim = self.dim
+        if self.attention_window is not None and self.attention_window < 1:
+            raise ValueError(f"attention_window must be >= 1 or None, got {self.attention_window}")
+
+    @property
+    def width(self) -> int:
+        """Token width D."""
+        return self.dim + 4 * self.grid_freqs
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LoftUpConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown LoftUp config keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class LoftUp(nn.Module):
+    """Coordinate-based cross-attention feature upsampler.
+
+    Arguments (keyword-only, see :class:`LoftUpConfig`): dim, depth, num_heads, n_freqs,
+    grid_freqs, mlp_dim, coords, attention_window; or ``config=LoftUpConfig(...)``.
+
+    ``forward(lr_feats, image)`` takes raw backbone features (B, C, h, w) and the ImageNet-normalised
+    guidance image (B, 3, H, W) and returns features (B, C, H, W) at the image's size, whatever
+    h, w, H, W are. Each image is encoded on its own (its colour range does not depend on the
+    other images of the batch).
+    """
+
+    def __init__(self, dim: int = 384, *, config: LoftUpConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = LoftUpConfig(dim=dim, **kwargs)
+        elif kwargs:
+            raise TypeError("pass either config=... or keyword hyper-parameters, not both")
+        self.config = config
+        c, d = config.dim, config.width
+        raw = 5 if config.coords else 3
+        self.channel_norm = ChannelNorm(c, eps=1e-5)
+        self.image_encoder = FourierFeatures(raw, config.n_freqs)
+        self.grid_encoder = FourierFeatures(2, config.grid_freqs)
+        self.stem = Stem(self.image_encoder.out_channels + 3, d)
+        self.blocks = nn.ModuleList(
+            CrossAttentionBlock(d, config.num_heads, config.mlp_dim) for _ in range(config.depth)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = Head(d, c)
+        self.chunk_size = DEFAULT_CHUNK
+        self.backbone: str | None = None  # the featurizer it expects, when known
+
+    def save_pretrained(self, directory, **kwargs):
+        """Write ``model.safetensors`` + ``config.json``; see :func:`loftup.hub.save_pretrained`."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    # -- the three steps -------------------------------------------------------------------
+
+    def encode_image(self, image: torch.Tensor, minmax=None) -> torch.Tensor:
+        """(B, 3, H, W) normalised image -> stem output (B, D, H, W), the query map.
+
+        ``minmax``: optional (lo, hi) colour statistics of the whole image (for exact tiling).
+        """
+        b, _, h, w = image.shape
+        colour = minmax_scale(image.float(), *(minmax or (None, None)))  # float32 encoding
+        raw = colour
+        if self.config.coords:
+            grid = coordinate_grid(h, w, device=image.device)
+            raw = torch.cat([grid.expand(b, -1, -1, -1), colour], dim=1)
+        encoded = torch.cat([self.image_encoder(raw), colour], dim=1)
+        return self.stem(encoded.to(self.stem.conv1.weight.dtype))
+
+    def encode_lowres(self, lr_feats: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) raw features -> key/value tokens (B, h*w, D)."""
+        b, _, h, w = lr_feats.shape
+        grid = coordinate_grid(h, w, device=lr_feats.device)
+        pos = self.grid_encoder(grid.unsqueeze(0)).expand(b, -1, -1, -1)
+        lr_feats = lr_feats.to(self.channel_norm.weight.dtype)
+        kv = torch.cat([self.channel_norm(lr_feats), pos.to(lr_feats.dtype)], dim=1)
+        return kv.flatten(2).transpose(1, 2)
+
+    def prepare_kv(self, kv_tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Project the key/value tokens once for every block (reusable for any query set)."""
+        return [blk.prepare_kv(kv_tokens) for blk in self.blocks]
+
+    def decode(
+        self,
+        queries: torch.Tensor,
+        kvs: list[tuple[torch.Tensor, torch.Tensor]],
+        neighbours: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, N, D) query tokens -> output tokens (B, N, C); every pixel independently.
+
+        ``neighbours`` (N, k*k) indexes each pixel's key/value tokens for local attention.
+        """
+        q = queries
+        for blk, (k, v) in zip(self.blocks, kvs):
+            if neighbours is None:
+                q = blk(q, k, v)
+            else:
+                q = q + _local_attend(blk, q, k, v, neighbours)
+                q = q + blk.ffn(q)
+        q = self.norm(q)
+        conv = self.head.conv
+        out = F.linear(q, conv.weight.flatten(1), conv.bias)
+        return F.layer_norm(out, (out.shape[-1],), self.head.norm.weight, self.head.norm.bias, 1e-6)
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Upsample ``lr_feats`` (B, C, h, w) guided by ``image`` (B, 3, H, W) -> (B, C, H, W)."""
+        check_inputs(lr_feats, image, self.config.dim)
+        b, c, h, w = lr_feats.shape
+        height, width = image.shape[-2:]
+        kvs = self.prepare_kv(self.encode_lowres(lr_feats))
+        q_map = self.encode_image(image)
+        tokens = q_map.flatten(2).transpose(1, 2)
+        nbrs = None
+        if self.config.attention_window is not None:
+            nbrs = neighbour_index(h, w, height, width, self.config.attention_window, image.device)
+        out = torch.empty(b, height * width, c, device=image.device, dtype=tokens.dtype)
+        step = max(1, self.chunk_size)
+        for s in range(0, height * width, step):
+            sub = None if nbrs is None else nbrs[s : s + step]
+            out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)
+        return out.transpose(1, 2).reshape(b, c, height, width)
+
+
+def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
+    """Raise TypeError/ValueError naming what is wrong with a forward's inputs."""
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(
+                f"{name} must be floating point, got {t.dtype}; convert with .float() "
+                "(images must also be ImageNet-normalised, not uint8 pixels)"
+            )
+        if t.dim() != 4:
+            raise ValueError(
+                f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
+                "add a batch axis with .unsqueeze(0)"
+            )
+    if lr_feats.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}"
+        )
+    if lr_feats.shape[1] != dim:
+        raise ValueError(
+            f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}; "
+            "use the upsampler trained for your backbone"
+        )
+    if image.shape[1] != 3:
+        raise ValueError(
+            f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
+            "images to RGB first (PIL: img.convert('RGB'))"
+        )
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def neighbour_index(h: int, w: int, height: int, width: int, k: int, device=None) -> torch.Tensor:
+    """(height*width, k*k) indices of the k x k low-res tokens nearest each output pixel.
+
+    The window is centred on the grid cell that holds the pixel's centre and shifted to stay
+    inside the grid (so every pixel sees min(k, h) x min(k, w) distinct tokens).
+    """
+    kh, kw = min(k, h), min(k, w)
+
+    def axis(n_out: int, n_in: int, kk: int) -> torch.Tensor:
+        centre = ((torch.arange(n_out, device=device) + 0.5) * n_in / n_out).floor().long()
+        start = (centre - (kk - 1) // 2).clamp(0, n_in - kk)
+        return start[:, None] + torch.arange(kk, device=device)[None]  # (n_out, kk)
+
+    rows, cols = axis(height, h, kh), axis(width, w, kw)
+    idx = rows[:, None, :, None] * w + cols[None, :, None, :]  # (H, W, kh, kw)
+    return idx.reshape(height * width, kh * kw)
+
+
+def _local_attend(blk, q, k, v, neighbours) -> torch.Tensor:
+    """Attention of each query (B, N, D) to its own key/value tokens ``neighbours`` (N, K)."""
+    attn = blk.attn
+    d = q.shape[-1]
+    qn = blk.norm_q(q)
+    qh = attn._split(F.linear(qn, attn.in_proj_weight[:d], attn.in_proj_bias[:d]))  # (B,h,N,dh)
+    kg, vg = k[:, :, neighbours], v[:, :, neighbours]  # (B, heads, N, K, dh)
+    logits = (qh.unsqueeze(-2) @ kg.transpose(-1, -2)) / math.sqrt(qh.shape[-1])
+    out = (logits.softmax(-1) @ vg).squeeze(-2)  # (B, heads, N, dh)
+    return attn.out_proj(out.transpose(1, 2).flatten(2))

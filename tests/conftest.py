@@ -1,0 +1,72 @@
+"""Shared test fixtures: the paper's reference outputs and a local Hugging Face cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LOFTUP_SHARED", REPO.parent / "shared"))
+REFERENCE = SHARED / "fixtures" / "reference"
+REFERENCE_STATE = REFERENCE / "loftup_reference_dinov2s_state_dict.bin"
+REFERENCE_CASES = REFERENCE / "loftup_reference_cases.pt"
+CASE_NAMES = ("square", "nonsquare", "downscale")
+
+
+@pytest.fixture(scope="session")
+def reference_state() -> dict:
+    if not REFERENCE_STATE.exists():
+        pytest.fail(f"reference fixtures not found at {REFERENCE} (set LOFTUP_SHARED)")
+    return torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def reference_cases() -> dict:
+    return torch.load(REFERENCE_CASES, map_location="cpu", weights_only=True)
+
+
+def make_hf_cache(root: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
+    """Lay out ``files`` as a Hugging Face hub cache entry under ``root`` (the HF_HUB_CACHE)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = root / ("models--" + repo_id.replace("/", "--"))
+    snap = repo_dir / "snapshots" / commit
+    snap.mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    for name, src in files.items():
+        target = snap / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, bytes):
+            target.write_bytes(src)
+        else:
+            shutil.copyfile(src, target)
+    return snap
+
+
+def run_cli(args: list[str], env: dict | None = None, cwd=None, timeout: int = 600):
+    """Run ``python -m loftup ARGS`` in a fresh process (for offline/env-dependent behaviour)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "loftup", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 600):
+    """Run a Python snippet in a fresh process with the given environment overrides."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,211 @@
+"""Loading from every source, saving, and the errors a user sees when something is wrong."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import REFERENCE_STATE, make_hf_cache, run_cli, run_python
+from loftup import (
+    CheckpointError,
+    LoftUp,
+    UnknownNameError,
+    WeightsNotFoundError,
+    load_upsampler,
+)
+from loftup.hub import RELEASED, native_to_reference, training_to_reference
+
+
+def _case(reference_cases, name="square"):
+    return reference_cases[f"{name}.lr_feats"], reference_cases[f"{name}.image"]
+
+
+def _max_diff(model, reference_cases, name="square"):
+    lr, image = _case(reference_cases, name)
+    with torch.no_grad():
+        return (model(lr, image) - reference_cases[f"{name}.output"]).abs().max().item()
+
+
+def test_training_checkpoint_layout(tmp_path, reference_state, reference_cases):
+    state = {k: v for k, v in reference_state.items() if k.startswith("upsampler.")}
+    state["model.1.norm.weight"] = reference_state["channelnorm.norm.weight"]
+    state["model.1.norm.bias"] = reference_state["channelnorm.norm.bias"]
+    state["downsampler.attention_net.weight"] = torch.randn(1, 384)  # training-only
+    state["model.0.backbone.weight"] = torch.randn(3)
+    ckpt = {"state_dict": state, "epoch": 3, "optimizer_states": [{"lr": 1e-4}]}
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    model = load_upsampler(tmp_path / "last.ckpt")
+    assert _max_diff(model, reference_cases) <= 1e-4
+
+
+def test_training_conversion_is_a_named_pure_function(reference_state):
+    train = {
+        "upsampler.x": torch.ones(1),
+        "model.1.norm.weight": torch.ones(2),
+        "other": torch.ones(3),
+    }
+    assert set(training_to_reference(train)) == {"upsampler.x", "channelnorm.norm.weight"}
+    with pytest.raises(CheckpointError, match="model.1.norm"):
+        training_to_reference({"upsampler.x": torch.ones(1)})
+
+
+def test_safetensors_file(tmp_path, reference_state, reference_cases):
+    save_file(reference_state, tmp_path / "w.safetensors")
+    assert _max_diff(load_upsampler(tmp_path / "w.safetensors"), reference_cases) <= 1e-4
+
+
+def test_save_pretrained_round_trip_is_bit_identical(tmp_path, reference_cases):
+    torch.manual_seed(1)
+    model = LoftUp(dim=384).eval()
+    model.save_pretrained(tmp_path / "m", backbone="dinov2_vits14")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    again = load_upsampler(tmp_path / "m")
+    assert again.backbone == "dinov2_vits14"
+    lr, image = _case(reference_cases, "nonsquare")
+    with torch.no_grad():
+        assert torch.equal(model(lr, image), again(lr, image))
+
+
+def test_save_pretrained_keeps_non_default_architecture(tmp_path):
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=8, coords=False, attention_window=3).eval()
+    model.save_pretrained(tmp_path)
+    again = load_upsampler(tmp_path)
+    assert again.config == model.config
+
+
+def test_dtype_and_device_arguments(reference_cases):
+    model = load_upsampler(REFERENCE_STATE, device="cpu", dtype=torch.bfloat16)
+    assert model.stem.conv1.weight.dtype == torch.bfloat16
+    lr, image = _case(reference_cases)
+    with torch.no_grad():
+        out = model(lr, image)  # float32 inputs are taken as they are
+    assert out.dtype == torch.bfloat16 and out.shape == reference_cases["square.output"].shape
+    assert torch.isfinite(out).all()
+
+
+def test_unknown_name_lists_released_names():
+    with pytest.raises(UnknownNameError) as e:
+        load_upsampler("loftup_dinov3_huge")
+    for name in RELEASED:
+        assert name in str(e.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="no such file.*nothere.bin"):
+        load_upsampler(tmp_path / "nothere.bin")
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_truncated_file_is_named(tmp_path, reference_state, suffix):
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".bin":
+        torch.save(reference_state, path)
+    else:
+        save_file(reference_state, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"w{suffix}.*corrupt or truncated"):
+        load_upsampler(path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["torch", "plain-pickle"])
+def test_code_in_a_pickle_never_runs(tmp_path, how):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.bin"
+    payload = {"channelnorm.norm.weight": _Exploit(marker)}
+    if how == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(CheckpointError, match="refusing to load|corrupt"):
+        load_upsampler(path)
+    assert not marker.exists()
+
+
+def test_wrong_shapes_name_the_key(tmp_path, reference_state):
+    state = dict(reference_state)
+    state["upsampler.final_conv.0.weight"] = torch.zeros(384, 400, 1, 1)
+    torch.save(state, tmp_path / "w.bin")
+    with pytest.raises(CheckpointError, match=r"head\.conv\.weight.*\(384, 400, 1, 1\)"):
+        load_upsampler(tmp_path / "w.bin")
+
+
+def test_foreign_keys_are_named(tmp_path, reference_state):
+    state = dict(reference_state)
+    state["upsampler.extra_layer.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "w.bin")
+    with pytest.raises(CheckpointError, match="upsampler.extra_layer.weight"):
+        load_upsampler(tmp_path / "w.bin")
+
+
+def test_missing_keys_are_named(tmp_path, reference_state):
+    state = {k: v for k, v in reference_state.items() if "layers.1.1.net.4" not in k}
+    torch.save(state, tmp_path / "w.bin")
+    with pytest.raises(CheckpointError, match=r"missing weight 'blocks\.1\.ffn\.fc2"):
+        load_upsampler(tmp_path / "w.bin")
+
+
+def test_not_a_state_dict(tmp_path):
+    torch.save({"weights": [1, 2, 3]}, tmp_path / "w.bin")
+    with pytest.raises(CheckpointError, match="'weights' is a list, not a tensor"):
+        load_upsampler(tmp_path / "w.bin")
+
+
+def test_released_name_from_local_hf_cache_offline(tmp_path):
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
+    code = (
+        "import torch, loftup\n"
+        f"cases = torch.load({str(REFERENCE_STATE.parent / 'loftup_reference_cases.pt')!r}, weights_only=True)\n"
+        "m = loftup.load_upsampler('loftup_dinov2s')\n"
+        "out = m(cases['square.lr_feats'], cases['square.image'])\n"
+        "print(m.backbone, float((out - cases['square.output']).abs().max()))\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    res = run_python(code, env)
+    assert res.returncode == 0, res.stderr
+    backbone, diff = res.stdout.split()
+    assert backbone == "dinov2_vits14" and float(diff) <= 1e-4
+    info = run_cli(["info"], env)
+    line = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_dinov2s "))
+    assert " yes " in line
+    other = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_clip "))
+    assert " no " in other
+
+
+def test_offline_without_cache_names_repo_file_and_local_path(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
+    res = run_python("import loftup; loftup.load_upsampler('loftup_clip')", env)
+    assert res.returncode != 0
+    msg = res.stderr.strip().splitlines()[-1]
+    assert "haiwen/loftup-clip" in msg and "pytorch_model.bin" in msg and "local path" in msg
+    res = run_cli(["download", "loftup_clip"], env)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "haiwen/loftup-clip" in res.stderr
+
+
+def test_export_to_reference_layout_loads_back(tmp_path, reference_cases):
+    torch.manual_seed(2)
+    model = LoftUp().eval()
+    torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
+    again = load_upsampler(tmp_path)  # a folder holding a hub-layout pytorch_model.bin
+    lr, image = _case(reference_cases)
+    with torch.no_grad():
+        assert torch.equal(model(lr, image), again(lr, image))

@@ -1,0 +1,155 @@
+"""The upsampler itself: parity with the paper's outputs, shapes, batch independence, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE
+from loftup import LoftUp, load_upsampler
+from loftup.hub import native_to_reference, reference_to_native
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    return load_upsampler(REFERENCE_STATE)
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_parity_with_reference_outputs(reference_model, reference_cases, case):
+    lr, image = reference_cases[f"{case}.lr_feats"], reference_cases[f"{case}.image"]
+    with torch.no_grad():
+        out = reference_model(lr, image)
+    expected = reference_cases[f"{case}.output"]
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max().item() <= 1e-4
+
+
+def test_released_defaults_match_parameter_count():
+    model = LoftUp()
+    assert sum(p.numel() for p in model.parameters()) == 4_303_894
+    assert model.config.width == 404
+
+
+@pytest.mark.parametrize(
+    "name", ["loftup_dinov2s", "loftup_dinov2b", "loftup_clip", "loftup_siglip2"]
+)
+def test_every_released_layout_loads_with_width_from_weights(tmp_path, name):
+    layout = json.loads((REFERENCE / "checkpoint_layouts.json").read_text())[name]
+    state = {
+        k: torch.full(shape, 0.5) if shape else torch.tensor(3)
+        for k, shape in layout["state_dict"].items()
+    }
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(state, path)
+    model = load_upsampler(path)
+    assert model.dim == layout["dim"]
+    assert sum(p.numel() for p in model.parameters()) == layout["parameters"]
+    assert not model.training
+
+
+@pytest.mark.parametrize(
+    "h,w,H,W",
+    [
+        (16, 16, 64, 64),
+        (12, 20, 37, 61),
+        (7, 5, 30, 11),
+        (16, 16, 8, 8),
+        (16, 16, 5, 9),
+        (1, 1, 4, 4),
+    ],
+)
+def test_any_grid_and_output_size(h, w, H, W):
+    torch.manual_seed(0)
+    model = LoftUp(dim=32, num_heads=4).eval()
+    out = model(torch.randn(2, 32, h, w), torch.randn(2, 3, H, W))
+    assert out.shape == (2, 32, H, W)
+    assert torch.isfinite(out).all()
+
+
+def test_batch_companions_do_not_change_an_image(reference_model, reference_cases):
+    lr = reference_cases["square.lr_feats"]
+    image = reference_cases["square.image"]
+    bright = image * 0.3 + 2.0  # a companion with a very different colour range
+    dark = image * 0.1 - 1.5
+    with torch.no_grad():
+        alone = reference_model(lr, image)
+        batched = reference_model(lr.repeat(3, 1, 1, 1), torch.cat([bright, image, dark]))
+    assert (batched[1:2] - alone).abs().max().item() <= 1e-5
+    assert (batched[1:2] - reference_cases["square.output"]).abs().max().item() <= 1e-4
+
+
+def test_chunked_decoding_is_exact(reference_model, reference_cases):
+    lr, image = reference_cases["nonsquare.lr_feats"], reference_cases["nonsquare.image"]
+    with torch.no_grad():
+        whole = reference_model(lr, image)
+        reference_model.chunk_size = 997  # does not divide 48 * 80
+        try:
+            chunked = reference_model(lr, image)
+        finally:
+            reference_model.chunk_size = 16384
+    assert (whole - chunked).abs().max().item() <= 1e-6
+
+
+def test_local_attention_covering_the_grid_equals_global():
+    torch.manual_seed(0)
+    glob = LoftUp(dim=16, num_heads=2).eval()
+    local = LoftUp(dim=16, num_heads=2, attention_window=7).eval()
+    local.load_state_dict(glob.state_dict())
+    lr, image = torch.randn(1, 16, 5, 6), torch.randn(1, 3, 20, 17)
+    with torch.no_grad():
+        assert (glob(lr, image) - local(lr, image)).abs().max().item() <= 1e-5
+        local.config.attention_window = 3  # a smaller window must change the result
+        assert (glob(lr, image) - local(lr, image)).abs().max().item() > 1e-3
+
+
+def test_without_coordinates_the_encoding_is_colour_only():
+    model = LoftUp(dim=16, num_heads=2, coords=False).eval()
+    assert model.image_encoder.phases.shape == (2, 3, 20)
+    out = model(torch.randn(1, 16, 4, 4), torch.randn(1, 3, 9, 9))
+    assert out.shape == (1, 16, 9, 9)
+
+
+def test_key_conversion_round_trips(reference_state):
+    native = reference_to_native(reference_state)
+    assert "stem.conv1.weight" in native and "channel_norm.weight" in native
+    back = native_to_reference(native)
+    assert back.keys() == reference_state.keys()
+    assert all(torch.equal(back[k], reference_state[k]) for k in back)
+
+
+@pytest.mark.parametrize(
+    "lr_shape,img_shape,dtype,exc,words",
+    [
+        ((384, 16, 16), (1, 3, 32, 32), torch.float32, ValueError, "4-D"),
+        ((2, 384, 16, 16), (1, 3, 32, 32), torch.float32, ValueError, "batch sizes differ"),
+        ((1, 100, 16, 16), (1, 3, 32, 32), torch.float32, ValueError, "C=384"),
+        ((1, 384, 16, 16), (1, 4, 32, 32), torch.float32, ValueError, "3 channels"),
+        ((1, 384, 16, 16), (1, 3, 32, 32), torch.uint8, TypeError, "floating point"),
+    ],
+)
+def test_bad_input_is_named(lr_shape, img_shape, dtype, exc, words):
+    model = LoftUp().eval()
+    lr = torch.randn(lr_shape)
+    image = (
+        torch.randn(img_shape).to(dtype)
+        if dtype.is_floating_point
+        else torch.zeros(img_shape, dtype=dtype)
+    )
+    with pytest.raises(exc, match=words):
+        model(lr, image)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_is_refused(bad):
+    model = LoftUp(dim=8, num_heads=2).eval()
+    lr = torch.randn(1, 8, 4, 4)
+    lr[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match="lr_feats contains NaN or Inf"):
+        model(lr, torch.randn(1, 3, 8, 8))
+    image = torch.randn(1, 3, 8, 8)
+    image[0, 1, 2, 3] = bad
+    with pytest.raises(ValueError, match="image contains NaN or Inf"):
+        model(torch.randn(1, 8, 4, 4), image)
