@@ -1,0 +1,89 @@
+"""Backbones (featurizers): ImageNet-normalised images (B, 3, H, W) -> patch features (B, C, h, w).
+
+One registry maps names (``dinov2_vits14``, ...) to builders. Family modules register their
+entries with :func:`register`; :func:`get_featurizer` builds one by name. Every featurizer is a
+:class:`Featurizer`: an ``nn.Module`` exposing ``name``, ``patch_size``, ``dim`` and its
+preprocessing (``mean``, ``std``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UnknownNameError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Featurizer(nn.Module):
+    """Base class: maps a normalised (B, 3, H, W) batch to (B, dim, H // p, W // p)."""
+
+    name: str = "featurizer"
+    patch_size: int = 14
+    dim: int = 384
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> the normalised input this featurizer expects."""
+        mean = torch.tensor(self.mean, device=images01.device, dtype=images01.dtype)
+        std = torch.tensor(self.std, device=images01.device, dtype=images01.dtype)
+        return (images01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """A registered backbone: ``builder(weights, device) -> Featurizer``."""
+
+    name: str
+    builder: Callable[..., Featurizer]
+    patch_size: int
+    dim: int
+    default_weights: str | None = None
+    description: str = ""
+
+
+FEATURIZERS: dict[str, FeaturizerSpec] = {}
+ALIASES: dict[str, str] = {}
+
+#: Family modules that register backbones when first needed (imported lazily).
+_FAMILY_MODULES: list[str] = []
+
+
+def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> FeaturizerSpec:
+    """Add a backbone to the registry (a name registered twice is an error)."""
+    if spec.name in FEATURIZERS:
+        raise ValueError(f"featurizer {spec.name!r} is registered twice")
+    FEATURIZERS[spec.name] = spec
+    for alias in aliases:
+        ALIASES[alias] = spec.name
+    return spec
+
+
+def _load_families() -> None:
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+def resolve(name: str) -> FeaturizerSpec:
+    """The registry entry for ``name`` or an alias; UnknownNameError lists the known names."""
+    _load_families()
+    key = ALIASES.get(name, name)
+    if key not in FEATURIZERS:
+        raise UnknownNameError(
+            f"unknown backbone {name!r}; known backbones are: {', '.join(sorted(FEATURIZERS))}"
+        )
+    return FEATURIZERS[key]
+
+
+def get_featurizer(name: str, weights: str | None = None, device=None) -> Featurizer:
+    """Build the backbone ``name`` (weights: hub id or local folder; default the official one)."""
+    spec = resolve(name)
+    model = spec.builder(weights, device)
+    return model.eval()

@@ -1,0 +1,47 @@
+"""Pictures of features: PCA to RGB with one basis shared by several maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PCABasis:
+    """A 3-component PCA basis of C-dimensional features, with the colour range it was fitted on."""
+
+    mean: torch.Tensor  # (C,)
+    components: torch.Tensor  # (C, 3)
+    lo: torch.Tensor  # (3,)
+    hi: torch.Tensor  # (3,)
+
+
+def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int = 0) -> PCABasis:
+    """Fit a PCA on features (B, C, h, w) or (N, C); the colour range is the fit data's."""
+    x = feats.detach().float()
+    x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.dim() == 4 else x
+    if x.shape[0] > max_samples:
+        g = torch.Generator().manual_seed(seed)
+        x = x[torch.randperm(x.shape[0], generator=g)[:max_samples].to(x.device)]
+    mean = x.mean(0)
+    _, _, v = torch.pca_lowrank(x - mean, q=min(k, *x.shape), center=False, niter=4)
+    comps = v[:, :k]
+    proj = (x - mean) @ comps
+    lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
+    return PCABasis(mean, comps, lo, hi)
+
+
+def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
+    """Features (B, C, H, W) -> RGB (B, 3, H, W) in [0, 1], coloured by ``basis``."""
+    x = feats.detach().float().permute(0, 2, 3, 1)
+    proj = (x - basis.mean.to(x.device)) @ basis.components.to(x.device)
+    lo, hi = basis.lo.to(x.device), basis.hi.to(x.device)
+    rgb = ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
+    return rgb.permute(0, 3, 1, 2)
+
+
+def pca_pair(lr_feats: torch.Tensor, hr_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB pictures of low-res and upsampled features with one basis fitted on the low-res ones."""
+    basis = fit_pca(lr_feats)
+    return apply_pca(lr_feats, basis), apply_pca(hr_feats, basis)
