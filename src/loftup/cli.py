@@ -116,8 +116,103 @@ def _cmd_bench(args) -> int:
 
 
 def _add_upsample(sub) -> None:
-    p = sub.add_parser("upsample", help="images in, high-resolution features out")
-    p.set_defaults(func=_not_yet("upsample"))
+    p = sub.add_parser(
+        "upsample",
+        help="images in, high-resolution features out",
+        description="Backbone features of each image, upsampled by LoftUp, one file per image. "
+        "Under torchrun the inputs are shared out across the processes.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="image files, folders or globs")
+    p.add_argument("-m", "--model", default="loftup_dinov2s", help="released name, file or folder")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument(
+        "--size",
+        type=_parse_size,
+        default=None,
+        metavar="N|HxW",
+        help="output size: N for shorter side N, or HxW (default: each image's own size)",
+    )
+    p.add_argument("--format", choices=["pt", "npy", "safetensors"], default="pt")
+    p.add_argument("--viz", action="store_true", help="also write input | low-res | upsampled PNGs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N")
+    p.add_argument("--backbone", metavar="NAME", help="backbone, when MODEL does not record it")
+    p.add_argument(
+        "--backbone-weights", metavar="PATH", help="backbone hub id or local Hugging Face folder"
+    )
+    p.add_argument(
+        "--backbone-size",
+        type=int,
+        default=224,
+        metavar="N",
+        help="shorter side of the image the backbone sees (default: 224)",
+    )
+    p.set_defaults(func=_cmd_upsample)
+
+
+def _parse_size(text: str):
+    try:
+        if "x" in text.lower():
+            h, w = (int(v) for v in text.lower().split("x"))
+            if h > 0 and w > 0:
+                return (h, w)
+        elif int(text) > 0:
+            return int(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
+
+
+def _cmd_upsample(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .api import load_pipeline, resolve_device
+    from .extract import collect_inputs, dist_env, init_distributed, run, total_failures
+
+    if args.batch_size < 1:
+        raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
+    rank, world, local_rank = dist_env()
+    device = resolve_device(args.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world > 1:
+        init_distributed(device)
+    jobs, missing = collect_inputs(args.inputs)
+    if not jobs:
+        raise LoftUpError(f"no images found in {' '.join(args.inputs)}")
+    for spec, reason in missing if rank == 0 else []:
+        print(f"skipped {spec}: {reason}", file=sys.stderr)
+    pipeline = load_pipeline(
+        args.model,
+        backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
+        backbone_size=args.backbone_size,
+        device=device,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = run(
+        jobs,
+        pipeline,
+        out,
+        size=args.size,
+        fmt=args.format,
+        viz=args.viz,
+        batch_size=args.batch_size,
+        rank=rank,
+        world_size=world,
+    )
+    failed = total_failures(len(report.failed), world) + len(missing)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        done = len(jobs) - failed + len(missing)
+        tail = f"; {failed} input(s) failed" if failed else ""
+        print(f"wrote features of {done} image(s) to {out}{tail}")
+    return 1 if failed else 0
 
 
 # -- train ------------------------------------------------------------------------------------

@@ -22,7 +22,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Featurizer(nn.Module):
-    """Base class: maps a normalised (B, 3, H, W) batch to (B, dim, H // p, W // p)."""
+    """Base class: maps an ImageNet-normalised (B, 3, H, W) batch to (B, dim, h, w).
+
+    ``(h, w) = snap_to_patches(H, W, patch_size) / patch_size`` (sizes that are not a multiple
+    of the patch are resized, see :mod:`loftup.featurizers.sizes`). ``mean``/``std`` are the
+    constants the backbone was trained with; a backbone whose constants are not ImageNet's
+    (CLIP, SigLIP) converts its ImageNet-normalised input internally, so that every featurizer
+    takes the same tensor as the upsampler's guidance image.
+    """
 
     name: str = "featurizer"
     patch_size: int = 14
@@ -31,10 +38,15 @@ class Featurizer(nn.Module):
     std: tuple[float, float, float] = IMAGENET_STD
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB in [0, 1] -> the normalised input this featurizer expects."""
-        mean = torch.tensor(self.mean, device=images01.device, dtype=images01.dtype)
-        std = torch.tensor(self.std, device=images01.device, dtype=images01.dtype)
-        return (images01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        """(B, 3, H, W) RGB in [0, 1] -> the input ``forward`` takes (ImageNet-normalised)."""
+        return imagenet_normalize(images01)
+
+
+def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> ImageNet-normalised (the upsampler's guidance image)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images01.device, dtype=images01.dtype)
+    std = torch.tensor(IMAGENET_STD, device=images01.device, dtype=images01.dtype)
+    return (images01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,12 @@ FEATURIZERS: dict[str, FeaturizerSpec] = {}
 ALIASES: dict[str, str] = {}
 
 #: Family modules that register backbones when first needed (imported lazily).
-_FAMILY_MODULES: list[str] = []
+_FAMILY_MODULES: list[str] = [
+    "loftup.featurizers.dinov2",
+    "loftup.featurizers.dinov3",
+    "loftup.featurizers.clip",
+    "loftup.featurizers.siglip",
+]
 
 
 def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> FeaturizerSpec:

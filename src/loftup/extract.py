@@ -1,0 +1,174 @@
+"""``loftup upsample`` at scale: inputs to jobs, jobs to ranks, features to files.
+
+One process:
+
+    loftup upsample photos/ -m loftup_dinov2s -o feats/ --size 448 --viz
+
+Several (one GPU each, or CPU processes over gloo), same files as one process writes:
+
+    torchrun --nproc_per_node 4 -m loftup upsample photos/ -m loftup_dinov2s -o feats/
+
+The sorted input list is cut into batches exactly as one process would cut it, and batch i goes
+to rank i % world_size: every image is computed in the same company on every run, so the bytes
+of every file are the same whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .io import IMAGE_SUFFIXES, ImageReadError, load_image_tensor
+
+
+@dataclass
+class Job:
+    """One input image and the stem of its outputs (relative to the output folder)."""
+
+    path: Path
+    stem: str
+
+
+@dataclass
+class Report:
+    written: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Files, folders (searched recursively for images) and globs -> (jobs, unmatched specs).
+
+    Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
+    its suffix, with the sub-folder kept for images found under a folder; when two inputs would
+    share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``).
+    """
+    found: dict[Path, Path] = {}  # resolved path -> path relative to where it was found
+    missing = []
+    for spec in specs:
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            for f in _images_under(p):
+                found.setdefault(f.resolve(), f.relative_to(p))
+        elif p.exists():
+            found.setdefault(p.resolve(), Path(p.name))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                missing.append((spec, "no such file, folder or matching glob"))
+            for f in files:
+                found.setdefault(f.resolve(), Path(f.name))
+    items = sorted(found.items(), key=lambda kv: str(kv[0]))
+    stems = [str(rel.with_suffix("")) for _, rel in items]
+    clash = {s for s in stems if stems.count(s) > 1}
+    jobs = [
+        Job(path, str(rel) if stem in clash else stem) for (path, rel), stem in zip(items, stems)
+    ]
+    return jobs, missing
+
+
+def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[list[Job]]:
+    """The batches of ``jobs`` (cut as one process cuts them) that belong to ``rank``."""
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    return batches[rank::world_size]
+
+
+def _groups(images: list[tuple[Job, torch.Tensor]]) -> list[list[tuple[Job, torch.Tensor]]]:
+    """Consecutive images of one batch grouped by size (only equal sizes run together)."""
+    groups: dict[tuple[int, int], list] = {}
+    for item in images:
+        groups.setdefault(tuple(item[1].shape[-2:]), []).append(item)
+    return list(groups.values())
+
+
+def run(
+    jobs: list[Job],
+    pipeline,
+    out_dir: Path,
+    *,
+    size=None,
+    fmt: str = "pt",
+    viz: bool = False,
+    batch_size: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Report:
+    """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (and ``stem_viz.png``)."""
+    from tqdm import tqdm
+
+    from .hub import atomic_write_bytes
+    from .outputs import comparison_png, save_features
+
+    report = Report()
+    mine = shard(jobs, batch_size, rank, world_size)
+    desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
+    bar = tqdm(
+        total=sum(len(b) for b in mine), desc=desc, unit="img", position=rank, file=sys.stderr
+    )
+    for batch in mine:
+        loaded = []
+        for job in batch:
+            try:
+                loaded.append((job, load_image_tensor(job.path)))
+            except ImageReadError as e:
+                report.failed.append((str(job.path), str(e)))
+                bar.write(f"skipped: {e}", file=sys.stderr)
+                bar.update(1)
+        for group in _groups(loaded):
+            images = torch.stack([img for _, img in group])
+            lr_feats, hr_feats = pipeline(images, size)
+            for i, (job, image) in enumerate(group):
+                save_features(out_dir / f"{job.stem}.{fmt}", hr_feats[i], fmt)
+                if viz:
+                    png = comparison_png(image, lr_feats[i], hr_feats[i], title=job.path.name)
+                    atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
+                report.written += 1
+                bar.update(1)
+    bar.close()
+    return report
+
+
+# -- torchrun ---------------------------------------------------------------------------------
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    return (
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def total_failures(failed: int, world_size: int) -> int:
+    """Failures summed over all ranks (every rank gets the same exit status)."""
+    if world_size == 1:
+        return failed
+    import torch.distributed as dist
+
+    t = torch.tensor([failed], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return int(t.item())

@@ -1,0 +1,172 @@
+"""What every transformers-based backbone shares: finding its weights, loading them strictly,
+and turning an ImageNet-normalised batch into the grid of patch tokens.
+
+Weights are found in this order: a local folder in the Hugging Face layout (``config.json`` +
+``model.safetensors``, as ``save_pretrained`` writes it), the Hugging Face cache, a download.
+``HF_HUB_OFFLINE=1`` is honoured; without the weights the error names the hub repo and how to
+pass a local folder instead (:func:`loftup.hub.hub_file` does the cache/download part).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, WeightsNotFoundError
+from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
+from .sizes import to_patch_multiple
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _looks_like_path(text: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else is meant as a local path."""
+    return (
+        text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+    )
+
+
+def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) -> Path:
+    """Folder holding ``config.json`` and the weights of backbone ``name``.
+
+    Arguments:
+      weights: a local folder in the Hugging Face layout, or a hub id; None: ``default``.
+      default: the official hub id of the backbone.
+      name: the registry name, used in error messages.
+    """
+    source = os.fspath(weights) if weights is not None else default
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).exists():
+            raise WeightsNotFoundError(
+                f"{path} has no {CONFIG_FILE}: backbone weights must be a folder in the Hugging "
+                f"Face layout ({CONFIG_FILE} + {WEIGHTS_FILE}), e.g. written by save_pretrained"
+            )
+        return path
+    if path.exists() or _looks_like_path(source):
+        raise WeightsNotFoundError(
+            f"backbone weights for {name} must be a folder ({CONFIG_FILE} + {WEIGHTS_FILE}) or a "
+            f"hub id; {source} is not a folder"
+        )
+    from ..hub import hub_file
+
+    hint = (
+        f"get_featurizer({name!r}, weights='/path/to/folder') or `loftup upsample "
+        f"--backbone-weights /path/to/folder`, a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+    )
+    what = f"backbone {name}"
+    config = hub_file(source, CONFIG_FILE, what=what, local_hint=hint)
+    hub_file(source, WEIGHTS_FILE, what=what, local_hint=hint)
+    return config.parent
+
+
+def read_config(folder: Path) -> dict:
+    """A Hugging Face folder's config.json as a dict."""
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({e})") from None
+
+
+def load_strict(cls, folder: Path, name: str, **config_overrides):
+    """``cls.from_pretrained(folder)`` in float32; every parameter must come from the file.
+
+    transformers' own load report is silenced: a missing or misshapen weight is raised here as a
+    CheckpointError instead (weights of other parts, e.g. a text tower, are ignored).
+    """
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = cls.from_pretrained(
+            folder,
+            local_files_only=True,
+            output_loading_info=True,
+            dtype=torch.float32,
+            **config_overrides,
+        )
+    except OSError as e:
+        raise WeightsNotFoundError(f"cannot load backbone {name} from {folder}: {e}") from None
+    except RuntimeError as e:  # size mismatches
+        raise CheckpointError(
+            f"{folder} does not fit backbone {name}: {str(e).splitlines()[0]}"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(k for k in info.get("missing_keys", []) if k)
+    if missing:
+        raise CheckpointError(
+            f"{folder} does not hold complete {name} weights (missing {missing[:3]}); pass the "
+            "folder of the matching model"
+        )
+    return model
+
+
+def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
+    """The folder's model_type, or a CheckpointError saying which backbone it holds instead."""
+    kind = read_config(folder).get("model_type", "")
+    if kind not in allowed:
+        raise CheckpointError(
+            f"{folder} holds a {kind or 'unknown'!r} model, but backbone {name} needs one of "
+            f"{', '.join(repr(a) for a in allowed)}; pass the matching folder or backbone name"
+        )
+    return kind
+
+
+class HFFeaturizer(Featurizer):
+    """A transformers vision model as a featurizer.
+
+    ``forward(images)`` takes an ImageNet-normalised batch (B, 3, H, W), the same tensor the
+    upsampler is guided by, and returns patch features (B, dim, H'/p, W'/p), where (H', W') is
+    the size snapped to the patch grid (:func:`loftup.featurizers.sizes.snap_to_patches`).
+    Backbones trained with other constants (CLIP, SigLIP: ``mean``/``std``) convert internally.
+    Subclasses implement :meth:`tokens`: native-normalised (B, 3, H', W') -> (B, h*w, dim).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        name: str,
+        patch_size: int,
+        dim: int,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.name, self.patch_size, self.dim = name, patch_size, dim
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def to_native(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised (B, 3, H, W) -> normalised with this backbone's own mean/std."""
+        if self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD:
+            return images
+        kw = {"device": images.device, "dtype": images.dtype}
+        in_mean, in_std = (
+            torch.tensor(v, **kw).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+        mean, std = (torch.tensor(v, **kw).view(1, 3, 1, 1) for v in (self.mean, self.std))
+        return (images * in_std + in_mean - mean) / std
+
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet-normalised (B, 3, H, W) -> patch features (B, dim, h, w)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        images = to_patch_multiple(images, self.patch_size)
+        b, _, height, width = images.shape
+        h, w = height // self.patch_size, width // self.patch_size
+        dtype = next(self.model.parameters()).dtype
+        tokens = self.tokens(self.to_native(images.to(dtype)))
+        return tokens.transpose(1, 2).reshape(b, self.dim, h, w)

@@ -1,0 +1,98 @@
+"""SigLIP and SigLIP 2 ViT-B/16 on transformers.
+
+Features: the last layer's tokens after the post-LayerNorm (``last_hidden_state``; SigLIP has
+no class token, so every token is a patch), as (B, 768, H/16, W/16); the attention-pooling head
+is not run. The input is converted from ImageNet normalisation to SigLIP's mean = std = 0.5.
+
+The official SigLIP 2 checkpoint of the released upsampler's backbone (google/siglip2-base-
+patch16-224, a fixed-resolution model) is stored in the SigLIP layout and runs on
+SiglipVisionModel with bicubically interpolated positional embeddings. SigLIP 2 "NaFlex"
+checkpoints (model_type ``siglip2``) run on Siglip2VisionModel, which takes the image as a
+sequence of flattened patches and resizes its positional embeddings itself.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import FeaturizerSpec, register
+from .hf import HFFeaturizer, check_model_type, load_strict, resolve_weights
+
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+class SiglipFeaturizer(HFFeaturizer):
+    """SiglipVisionModel (fixed-resolution SigLIP / SigLIP 2): ``last_hidden_state``."""
+
+    def __init__(self, model, *, name: str) -> None:
+        cfg = model.config
+        super().__init__(
+            model,
+            name=name,
+            patch_size=cfg.patch_size,
+            dim=cfg.hidden_size,
+            mean=SIGLIP_MEAN,
+            std=SIGLIP_STD,
+        )
+
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values, interpolate_pos_encoding=True)
+        return out.last_hidden_state
+
+
+def to_patch_sequence(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, h*w, p*p*3): row-major patches, each flattened as (row, col, channel),
+    the layout Siglip2VisionModel's patch embedding reads."""
+    b, c, height, width = pixel_values.shape
+    h, w = height // patch_size, width // patch_size
+    x = pixel_values.reshape(b, c, h, patch_size, w, patch_size)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, patch_size * patch_size * c)
+
+
+class Siglip2NaflexFeaturizer(SiglipFeaturizer):
+    """Siglip2VisionModel (NaFlex): the image as one unpadded patch sequence."""
+
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        b, _, height, width = pixel_values.shape
+        p = self.patch_size
+        seq = to_patch_sequence(pixel_values, p)
+        shapes = torch.tensor([[height // p, width // p]] * b, device=seq.device)
+        mask = torch.ones(seq.shape[:2], dtype=torch.long, device=seq.device)
+        out = self.model(pixel_values=seq, pixel_attention_mask=mask, spatial_shapes=shapes)
+        return out.last_hidden_state
+
+
+def _load(name: str, weights, device, default: str, allow_naflex: bool) -> SiglipFeaturizer:
+    from transformers import Siglip2VisionModel, SiglipVisionModel
+
+    folder = resolve_weights(weights, default, name)
+    allowed = ("siglip", "siglip_vision_model")
+    if allow_naflex:
+        allowed += ("siglip2", "siglip2_vision_model")
+    kind = check_model_type(folder, name, allowed)
+    if kind.startswith("siglip2"):
+        model = load_strict(Siglip2VisionModel, folder, name, vision_use_head=False)
+        return Siglip2NaflexFeaturizer(model, name=name).to(device)
+    model = load_strict(SiglipVisionModel, folder, name, vision_use_head=False)
+    return SiglipFeaturizer(model, name=name).to(device)
+
+
+for _name, _repo, _label, _naflex in (
+    ("siglip_vitb16", "google/siglip-base-patch16-224", "SigLIP", False),
+    ("siglip2_vitb16", "google/siglip2-base-patch16-224", "SigLIP 2", True),
+):
+
+    def _builder(weights, device, _n=_name, _r=_repo, _f=_naflex):
+        return _load(_n, weights, device, _r, _f)
+
+    register(
+        FeaturizerSpec(
+            _name,
+            _builder,
+            patch_size=16,
+            dim=768,
+            default_weights=_repo,
+            description=f"{_label} ViT-B/16 (224 px), last-layer patch tokens",
+        )
+    )

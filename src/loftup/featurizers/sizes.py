@@ -1,0 +1,63 @@
+"""Image sizes for a backbone: the one policy for sizes that are not a multiple of the patch.
+
+Policy: the image the backbone sees is **resized** (bilinear, antialiased) to the nearest
+multiple of the patch size in each direction (at least one patch), never cropped or padded. The
+low-resolution grid then covers the whole image exactly, which is what the upsampler assumes: it
+places the grid's tokens evenly over the full guidance image. A crop would drop a border the
+grid is believed to cover, and padding would add a border that is not in the guidance image;
+both shift the features against the image. Positional embeddings are interpolated to the grid.
+
+Every part of the package (featurizers, :func:`loftup.upsample`, training, evaluation) goes
+through these functions, so one image gives one grid everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def snap_to_patches(height: int, width: int, patch_size: int) -> tuple[int, int]:
+    """(height, width) rounded to the nearest multiples of ``patch_size`` (at least one patch).
+
+    Halves round up: 21 px with patch 14 -> 28 px, 20 px -> 14 px.
+    """
+    if patch_size < 1:
+        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+
+    def snap(n: int) -> int:
+        return max(1, (2 * n + patch_size) // (2 * patch_size)) * patch_size
+
+    return snap(height), snap(width)
+
+
+def shorter_side_to(height: int, width: int, short: int) -> tuple[int, int]:
+    """(height, width) scaled so that the shorter side is ``short``, aspect ratio kept (rounded)."""
+    if short < 1:
+        raise ValueError(f"size must be >= 1, got {short}")
+    scale = short / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def backbone_input_size(
+    height: int, width: int, patch_size: int, short_side: int | None = 224
+) -> tuple[int, int]:
+    """Size the backbone sees for an image of (height, width): shorter side ``short_side``
+    (None: the image's own size), then snapped to the patch grid (:func:`snap_to_patches`)."""
+    if short_side is not None:
+        height, width = shorter_side_to(height, width, short_side)
+    return snap_to_patches(height, width, patch_size)
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, *size), bilinear with antialiasing; unchanged if already that size."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def to_patch_multiple(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, H', W') with H', W' from :func:`snap_to_patches`."""
+    return resize_images(images, snap_to_patches(*images.shape[-2:], patch_size))

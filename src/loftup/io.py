@@ -1,0 +1,105 @@
+"""Reading images from disk the way a user expects them to look.
+
+EXIF orientation is applied; grayscale, palette, RGBA (composited over white), CMYK and 16-bit
+images become RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
+float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit files. A file that
+cannot be read raises :class:`ImageReadError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import LoftUpError
+
+#: File name endings taken as images when a folder or glob is expanded.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageReadError(LoftUpError, ValueError):
+    """A file is missing, not an image, truncated, or in a mode that cannot be converted."""
+
+
+def _open(path: str | os.PathLike):
+    """The decoded PIL image with EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
+
+
+def _to_rgb_array(img) -> np.ndarray:
+    """A PIL image of any mode -> (H, W, 3) float32 in [0, 1]."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":  # 16-bit grayscale (PNG, TIFF)
+        gray = np.asarray(img, dtype=np.float32) / 65535.0
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
+    if mode == "F":  # floating point grayscale, taken as [0, 1]
+        gray = np.asarray(img, dtype=np.float32)
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
+    if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        rgba = np.asarray(img, dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        return rgba[..., :3] * alpha + (1.0 - alpha)  # over white
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """The image at ``path`` as RGB (3, H, W) float32 in [0, 1], upright."""
+    array = _to_rgb_array(_open(path))
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | os.PathLike):
+    """The image at ``path`` as an upright 8-bit RGB PIL image."""
+    from PIL import Image
+
+    img = _open(path)
+    if img.mode == "RGB":
+        return img
+    array = np.round(_to_rgb_array(img) * 255.0).astype(np.uint8)
+    return Image.fromarray(array, mode="RGB")
+
+
+def to_tensor(image) -> torch.Tensor:
+    """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, or float in [0, 1]) or a (3, H, W)
+    tensor in [0, 1] -> RGB (3, H, W) float32 in [0, 1]."""
+    if isinstance(image, torch.Tensor):
+        t = image
+    elif isinstance(image, np.ndarray):
+        a = image[..., None] if image.ndim == 2 else image
+        if a.ndim != 3 or a.shape[-1] not in (1, 3):
+            raise ValueError(f"expected an (H, W) or (H, W, 3) array, got shape {image.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    elif hasattr(image, "mode"):  # PIL
+        t = torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image))).permute(2, 0, 1)
+    else:
+        raise TypeError(
+            f"expected a path, PIL image, numpy array or tensor, got {type(image).__name__}"
+        )
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif not t.is_floating_point():
+        raise TypeError(f"expected uint8 or floating point pixels, got {t.dtype}")
+    if t.dim() != 3 or t.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(t.shape)}")
+    return t.float().expand(3, -1, -1).contiguous()
