@@ -53,10 +53,8 @@ def comparison_png(
     image (3, H0, W0) in [0, 1]; lr_feats (C, h, w); hr_feats (C, H, W). The PCA is seeded, so
     the picture is the same on every run.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from .viz import pca_pair
 
@@ -69,16 +67,16 @@ def comparison_png(
         (lr_rgb[0], f"low-res {h}x{w}"),
         (hr_rgb[0], f"upsampled {height}x{width}"),
     ]
-    aspect = height / width
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4 * aspect + 0.6), dpi=100)
+    fig = Figure(figsize=(12, 4 * height / width + 0.7), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3, subplot_kw={"xticks": [], "yticks": []})
     for ax, (rgb, label) in zip(axes, panels):
         ax.imshow(rgb.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(label, fontsize=10)
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.85 if title else 0.9, wspace=0.04)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()

@@ -1,0 +1,333 @@
+"""Backbones: every family loaded from a save_pretrained folder equals transformers' own output.
+
+Each test builds a tiny randomly initialised model of the real architecture, saves it the way a
+hub snapshot is laid out, and loads it through the path a user's local weights take, offline.
+The expected features are computed from the transformers model itself, loaded from the folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loftup import WeightsNotFoundError, get_featurizer
+from loftup.errors import CheckpointError
+from loftup.featurizers import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize, resolve
+from loftup.featurizers.dinov2 import hub_pos_embed
+from loftup.featurizers.sizes import backbone_input_size, resize_images, snap_to_patches
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No network, and an empty Hugging Face cache."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+
+
+def _images(h: int, w: int, n: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def _native(images01, mean, std):
+    return (images01 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def _grid(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, h, w)
+
+
+def _save(model, path):
+    torch.manual_seed(0)
+    model.save_pretrained(path)
+    return path
+
+
+# -- one test per family ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(56, 56), (42, 70)])
+def test_dinov2_with_registers(tmp_path, size):
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    torch.manual_seed(0)
+    cfg = Dinov2WithRegistersConfig(
+        **{k: v for k, v in VISION.items() if k != "intermediate_size"},
+        mlp_ratio=2,
+        patch_size=14,
+        image_size=56,
+        num_register_tokens=4,
+    )
+    folder = _save(Dinov2WithRegistersModel(cfg), tmp_path / "m")
+    feat = get_featurizer("dinov2_vits14_reg", weights=folder)
+    images = _images(*size)
+    ref = Dinov2WithRegistersModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        got = feat(imagenet_normalize(images))
+        want = ref(pixel_values=imagenet_normalize(images)).last_hidden_state[:, 5:]
+    assert got.shape == (2, 32, size[0] // 14, size[1] // 14)
+    assert torch.equal(got, _grid(want, size[0] // 14, size[1] // 14))
+
+
+def test_dinov2_at_its_own_grid(tmp_path):
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(
+        **{k: v for k, v in VISION.items() if k != "intermediate_size"},
+        mlp_ratio=2,
+        patch_size=14,
+        image_size=56,
+    )
+    folder = _save(Dinov2Model(cfg), tmp_path / "m")
+    feat = get_featurizer("dinov2_vits14", weights=folder)
+    images = imagenet_normalize(_images(56, 56))
+    with torch.no_grad():
+        got = feat(images)
+        want = Dinov2Model.from_pretrained(folder).eval()(pixel_values=images).last_hidden_state
+    assert torch.equal(got, _grid(want[:, 1:], 4, 4))
+
+
+def test_dinov3(tmp_path):
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    torch.manual_seed(0)
+    cfg = DINOv3ViTConfig(**VISION, patch_size=16, num_register_tokens=2)
+    folder = _save(DINOv3ViTModel(cfg), tmp_path / "m")
+    feat = get_featurizer("dinov3_vits16", weights=folder)
+    images = imagenet_normalize(_images(48, 80))
+    with torch.no_grad():
+        got = feat(images)
+        want = DINOv3ViTModel.from_pretrained(folder).eval()(pixel_values=images).last_hidden_state
+    assert torch.equal(got, _grid(want[:, 3:], 3, 5))
+
+
+def _maskclip_reference(clip, pixel_values):
+    """MaskCLIP from the model's own hidden states: the last block's value path, by hand."""
+    vision = clip.vision_model
+    out = vision(
+        pixel_values=pixel_values, output_hidden_states=True, interpolate_pos_encoding=True
+    )
+    x = out.hidden_states[-2][:, 1:]  # what enters the last block, patch tokens only
+    last = vision.encoder.layers[-1]
+    ln1, attn = last.layer_norm1, last.self_attn
+    x = F.layer_norm(x, x.shape[-1:], ln1.weight, ln1.bias, ln1.eps)
+    x = F.linear(
+        F.linear(x, attn.v_proj.weight, attn.v_proj.bias), attn.out_proj.weight, attn.out_proj.bias
+    )
+    post = vision.post_layernorm
+    x = F.layer_norm(x, x.shape[-1:], post.weight, post.bias, post.eps)
+    return x @ clip.visual_projection.weight.T
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_clip_maskclip_features(tmp_path, size):
+    from transformers import CLIPConfig, CLIPModel
+
+    from loftup.featurizers.clip import CLIP_MEAN, CLIP_STD
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=64, projection_dim=24),
+        text_config=dict(**TEXT, vocab_size=99),
+        projection_dim=24,
+    )
+    folder = _save(CLIPModel(cfg), tmp_path / "m")  # the layout of openai/clip-vit-base-patch16
+    feat = get_featurizer("clip_vitb16", weights=folder)
+    assert (feat.dim, feat.patch_size, feat.mean, feat.std) == (24, 16, CLIP_MEAN, CLIP_STD)
+    images = _images(*size)
+    with torch.no_grad():
+        got = feat(imagenet_normalize(images))
+        clip = CLIPModel.from_pretrained(folder).eval()
+        want = _maskclip_reference(clip, _native(images, CLIP_MEAN, CLIP_STD))
+    h, w = size[0] // 16, size[1] // 16
+    torch.testing.assert_close(got, _grid(want, h, w), atol=1e-5, rtol=1e-5)
+    assert got.abs().mean() > 0.1  # not a degenerate all-zero map
+
+
+@pytest.mark.parametrize("name", ["siglip_vitb16", "siglip2_vitb16"])
+def test_siglip_fixed_resolution(tmp_path, name):
+    from transformers import SiglipConfig, SiglipModel
+
+    torch.manual_seed(0)
+    cfg = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=64),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(SiglipModel(cfg), tmp_path / "m")  # google/siglip(2)-base-patch16-224 layout
+    feat = get_featurizer(name, weights=folder)
+    images = _images(48, 80)
+    with torch.no_grad():
+        got = feat(imagenet_normalize(images))
+        model = SiglipModel.from_pretrained(folder).eval().vision_model
+        native = _native(images, (0.5,) * 3, (0.5,) * 3)
+        want = model(pixel_values=native, interpolate_pos_encoding=True).last_hidden_state
+    torch.testing.assert_close(got, _grid(want, 3, 5), atol=1e-5, rtol=1e-5)
+
+
+def test_siglip2_naflex(tmp_path):
+    from transformers import Siglip2Config, Siglip2Model
+    from transformers.models.siglip2.image_processing_pil_siglip2 import (
+        convert_image_to_patches,  # the processor's own patch layout (numpy)
+    )
+
+    torch.manual_seed(0)
+    cfg = Siglip2Config(
+        vision_config=dict(**VISION, patch_size=16, num_patches=16),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(Siglip2Model(cfg), tmp_path / "m")
+    feat = get_featurizer("siglip2_vitb16", weights=folder)
+    images = _images(48, 80)
+    native = _native(images, (0.5,) * 3, (0.5,) * 3)
+    patches = torch.stack(
+        [torch.from_numpy(convert_image_to_patches(im.numpy(), 16)) for im in native]
+    )
+    with torch.no_grad():
+        got = feat(imagenet_normalize(images))
+        want = (
+            Siglip2Model.from_pretrained(folder)
+            .eval()
+            .vision_model(
+                pixel_values=patches,
+                pixel_attention_mask=torch.ones(2, 15, dtype=torch.long),
+                spatial_shapes=torch.tensor([[3, 5], [3, 5]]),
+            )
+        )
+    torch.testing.assert_close(got, _grid(want.last_hidden_state, 3, 5), atol=1e-5, rtol=1e-5)
+
+
+# -- sizes and positional embeddings ----------------------------------------------------------
+
+
+def test_size_policy_rounds_to_the_nearest_patch_multiple():
+    assert snap_to_patches(224, 224, 14) == (224, 224)
+    assert snap_to_patches(20, 21, 14) == (14, 28)  # 1.43 -> 1 patch, 1.5 -> 2 patches
+    assert snap_to_patches(3, 500, 16) == (16, 496)  # never below one patch
+    assert backbone_input_size(480, 640, 14) == (224, 294)  # shorter side 224, then snapped
+    assert backbone_input_size(480, 640, 16, short_side=None) == (480, 640)
+    with pytest.raises(ValueError, match="positive"):
+        snap_to_patches(0, 10, 14)
+
+
+def test_featurizer_resizes_odd_sizes_to_the_grid():
+    feat = get_featurizer("dinov2_tiny")
+    images = imagenet_normalize(_images(30, 50, n=1))
+    with torch.no_grad():
+        got = feat(images)
+        want = feat(resize_images(images, (28, 56)))
+    assert got.shape == (1, 32, 2, 4) and torch.equal(got, want)
+
+
+def test_dinov2_hub_interpolation_keeps_the_offset():
+    """DINOv2's hub models sample their N x N embeddings at (i + 0.5) * N / (h + 0.1) - 0.5."""
+    n, h, w = 8, 5, 6
+    torch.manual_seed(0)
+    pos = torch.randn(1, 1 + n * n, 4)
+    out = hub_pos_embed(pos, h, w)[0, 1:].T.reshape(1, 4, h, w)
+    grid_in = pos[:, 1:].reshape(1, n, n, 4).permute(0, 3, 1, 2)
+
+    def where(k, offset):  # grid_sample's coordinates of the source positions
+        src = (torch.arange(k) + 0.5) * n / (k + offset) - 0.5
+        return (2 * src + 1) / n - 1
+
+    def sample(offset):
+        gy, gx = torch.meshgrid(where(h, offset), where(w, offset), indexing="ij")
+        grid = torch.stack([gx, gy], dim=-1)[None]
+        return F.grid_sample(grid_in, grid, mode="bicubic", align_corners=False)
+
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # borders clamp differently
+    torch.testing.assert_close(out[inner], sample(0.1)[inner], atol=1e-5, rtol=1e-5)
+    assert (out[inner] - sample(0.0)[inner]).abs().max() > 1e-2  # the offset matters
+    assert torch.equal(hub_pos_embed(pos, n, n), pos)  # its own grid: untouched
+
+
+# -- the tiny backbone and the registry -------------------------------------------------------
+
+
+def test_tiny_backbone_is_small_seeded_and_real_dinov2():
+    from transformers import Dinov2Model
+
+    a, b = get_featurizer("dinov2_tiny"), get_featurizer("dinov2_tiny")
+    n_params = sum(p.numel() for p in a.parameters())
+    assert 1000 < n_params < 100_000 and a.dim % 4 == 0
+    assert isinstance(a.model, Dinov2Model)
+    images = imagenet_normalize(_images(224, 224, n=1))
+    with torch.no_grad():
+        assert torch.equal(a(images), b(images))
+        assert a(images).shape == (1, a.dim, 16, 16)
+
+
+def test_registry_names_and_released_pairing():
+    from loftup.hub import RELEASED
+
+    for name in [
+        *(f"dinov2_vit{s}14{r}" for s in "sblg" for r in ("", "_reg")),
+        "clip_vitb16",
+        "siglip_vitb16",
+        "siglip2_vitb16",
+        "dinov3_vits16",
+        "dinov3_vitb16",
+    ]:
+        spec = resolve(name)
+        assert spec.default_weights and spec.patch_size in (14, 16)
+    for ckpt in RELEASED.values():
+        assert resolve(ckpt.backbone).dim == ckpt.dim
+    assert resolve("dinov2_vitg14_reg").default_weights == "facebook/dinov2-with-registers-giant"
+    assert resolve("clip_vitb16").default_weights == "openai/clip-vit-base-patch16"
+
+
+def test_imagenet_constants_are_the_guidance_normalisation():
+    feat = get_featurizer("dinov2_tiny")
+    x = torch.full((1, 3, 2, 2), 0.5)
+    want = (0.5 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(feat.normalize(x)[0, :, 0, 0], want)
+
+
+# -- where the weights come from --------------------------------------------------------------
+
+
+def test_official_name_found_in_the_hf_cache_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from transformers import Dinov2Config, Dinov2Model
+
+    from conftest import make_hf_cache
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28)
+    folder = _save(Dinov2Model(cfg), tmp_path / "m")
+    files = {p.name: p for p in folder.iterdir()}
+    make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", files)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    feat = get_featurizer("dinov2_vits14")  # the default hub id, resolved from the cache
+    assert feat.dim == 32 and feat.model.config.num_hidden_layers == 1
+
+
+def test_offline_without_weights_names_repo_and_local_option():
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_vitb14")
+    msg = str(e.value)
+    assert "facebook/dinov2-base" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert "--backbone-weights" in msg and "weights=" in msg and "\n" not in msg
+
+
+def test_bad_local_folders_are_named(tmp_path):
+    from transformers import Dinov2Config, Dinov2Model
+
+    with pytest.raises(WeightsNotFoundError, match="not a folder"):
+        get_featurizer("dinov2_vits14", weights=tmp_path / "nothere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError, match="no config.json"):
+        get_featurizer("dinov2_vits14", weights=tmp_path / "empty")
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28)
+    folder = _save(Dinov2Model(cfg), tmp_path / "dino")
+    with pytest.raises(CheckpointError, match="holds a 'dinov2' model.*clip_vitb16"):
+        get_featurizer("clip_vitb16", weights=folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(WeightsNotFoundError, match="dinov2_vits14"):
+        get_featurizer("dinov2_vits14", weights=folder)

@@ -1,0 +1,92 @@
+"""Images open upright and as RGB whatever their mode; unreadable files are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from loftup.io import ImageReadError, load_image, load_image_tensor, to_tensor
+
+
+def _rgb(h=10, w=16, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _pixels(t: torch.Tensor) -> np.ndarray:
+    return np.round(t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("orientation, turn", [(6, -1), (8, 1), (3, 2), (1, 0)])
+def test_exif_orientation_is_applied(tmp_path, orientation, turn):
+    rgb = _rgb()
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "x.png", exif=exif)
+    want = np.rot90(rgb, turn)  # 6: shown turned 90 degrees clockwise
+    assert np.array_equal(_pixels(load_image_tensor(tmp_path / "x.png")), want)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "x.png")), want)
+
+
+def test_grayscale_and_palette(tmp_path):
+    gray = _rgb()[..., 0]
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    t = load_image_tensor(tmp_path / "g.png")
+    assert t.shape == (3, 10, 16) and np.array_equal(_pixels(t)[..., 2], gray)
+    rgb = _rgb()
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "p.png")
+    pal = Image.open(tmp_path / "p.png")
+    assert pal.mode == "P"
+    assert np.array_equal(
+        np.asarray(load_image(tmp_path / "p.png")), np.asarray(pal.convert("RGB"))
+    )
+
+
+def test_rgba_and_transparent_palette_go_over_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red, fully transparent on the left half, opaque on the right
+    rgba[:, 2:, 3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    px = np.asarray(load_image(tmp_path / "a.png"))
+    assert (px[:, :2] == 255).all() and (px[:, 2:] == [200, 0, 0]).all()
+    pal = Image.fromarray(rgba, mode="RGBA").convert("P")
+    pal.info["transparency"] = pal.getpixel((0, 0))
+    pal.save(tmp_path / "pt.png", transparency=pal.getpixel((0, 0)))
+    assert (np.asarray(load_image(tmp_path / "pt.png"))[:, :2] == 255).all()
+
+
+def test_16_bit_keeps_its_range_and_precision(tmp_path):
+    ramp = np.linspace(0, 65535, 12 * 20).reshape(12, 20).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "d.png")
+    assert Image.open(tmp_path / "d.png").mode.startswith("I")
+    t = load_image_tensor(tmp_path / "d.png")
+    assert t.shape == (3, 12, 20)
+    torch.testing.assert_close(t[1], torch.from_numpy(ramp / 65535.0).float())
+    assert load_image(tmp_path / "d.png").getpixel((19, 11)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image", "truncated"])
+def test_unreadable_files_are_named(tmp_path, content):
+    path = tmp_path / "bad.jpg"
+    if content == "truncated":
+        Image.fromarray(_rgb(64, 64)).save(path, quality=95)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        load_image_tensor(path)
+    with pytest.raises(ImageReadError, match="no such image file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_to_tensor_accepts_arrays_pil_and_tensors():
+    rgb = _rgb()
+    want = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    assert torch.equal(to_tensor(rgb), want)
+    assert torch.equal(to_tensor(Image.fromarray(rgb)), want)
+    assert torch.equal(to_tensor(want), want)
+    assert to_tensor(rgb[..., 0]).shape == (3, 10, 16)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        to_tensor(np.zeros((4, 4, 4), np.uint8))

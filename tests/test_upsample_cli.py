@@ -1,0 +1,212 @@
+"""``loftup upsample`` end to end on real photos, with the tiny backbone and a random upsampler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import loftup
+from conftest import REPO
+from loftup.cli import main
+from loftup.extract import Job, collect_inputs, shard
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """astronaut (512x512) and coffee (400x600) from scikit-image, as files."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def upsampler(tmp_path_factory):
+    """A random-weight upsampler for the tiny backbone, as a save_pretrained folder."""
+    folder = tmp_path_factory.mktemp("up")
+    torch.manual_seed(0)
+    loftup.LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
+    return folder
+
+
+def test_photos_to_features_and_pictures(photos, upsampler, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["upsample", str(photos), "-m", str(upsampler), "-o", str(out), "--viz", "--size", "64"]
+        )
+        == 0
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["astronaut.pt", "astronaut_viz.png", "coffee.pt", "coffee_viz.png"]
+    astronaut = torch.load(out / "astronaut.pt", weights_only=True)
+    coffee = torch.load(out / "coffee.pt", weights_only=True)
+    assert astronaut.shape == (32, 64, 64) and coffee.shape == (32, 64, 96)  # shorter side 64
+    assert torch.isfinite(coffee).all() and coffee.std() > 0.1
+    # the Python API computes the same thing
+    same = loftup.upsample(photos / "coffee.jpg", model=upsampler, size=64)
+    assert torch.equal(same, coffee)
+    for name in ("astronaut_viz.png", "coffee_viz.png"):
+        png = Image.open(out / name)
+        assert png.format == "PNG" and png.width == 1200 and png.height > 200
+        px = np.asarray(png.convert("RGB")).astype(float)
+        thirds = np.array_split(px, 3, axis=1)
+        assert all(t.std() > 10 for t in thirds)  # input, low-res and upsampled panels all drawn
+    assert "wrote features of 2 image(s)" in capsys.readouterr().out
+
+
+def test_formats_and_explicit_size(photos, upsampler, tmp_path):
+    img = str(photos / "coffee.jpg")
+    for fmt in ("npy", "safetensors"):
+        args = ["upsample", img, "-m", str(upsampler), "-o", str(tmp_path), "--size", "24x40"]
+        assert main([*args, "--format", fmt]) == 0
+    arr = np.load(tmp_path / "coffee.npy")
+    from safetensors.torch import load_file
+
+    st = load_file(tmp_path / "coffee.safetensors")["features"]
+    assert arr.shape == (32, 24, 40) and arr.dtype == np.float32
+    assert torch.equal(torch.from_numpy(arr), st)
+
+
+def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    inputs = [str(photos / "astronaut.png"), str(tmp_path / "broken.jpg"), str(tmp_path / "*.tif")]
+    code = main(
+        ["upsample", *inputs, "-m", str(upsampler), "-o", str(tmp_path / "out"), "--size", "32"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "*.tif" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.pt"]
+    assert not list((tmp_path / "out").glob(".*tmp"))  # no half-written files left
+
+
+def test_batches_give_the_batch_of_one_result(photos, tmp_path, upsampler):
+    big = Image.open(photos / "astronaut.png")
+    for i, (x, y) in enumerate([(0, 0), (200, 100), (300, 300)]):
+        big.crop((x, y, x + 96, y + 80)).save(tmp_path / f"crop{i}.png")
+    for bs in ("1", "2"):
+        args = [
+            "upsample",
+            str(tmp_path / "crop*.png"),
+            "-m",
+            str(upsampler),
+            "-o",
+            str(tmp_path / bs),
+        ]
+        assert main([*args, "--batch-size", bs, "--backbone-size", "56"]) == 0
+    for i in range(3):
+        one = torch.load(tmp_path / "1" / f"crop{i}.pt", weights_only=True)
+        two = torch.load(tmp_path / "2" / f"crop{i}.pt", weights_only=True)
+        assert one.shape == (32, 80, 96)  # the image's own size by default
+        torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
+
+
+def test_unrecorded_backbone_and_missing_weights_are_one_line(
+    upsampler, photos, tmp_path, capsys, monkeypatch
+):
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    bare = tmp_path / "bare.safetensors"  # a weights file knows nothing of its backbone
+    save_file(loftup.load_upsampler(upsampler).state_dict(), bare)
+    args = [
+        "upsample",
+        str(photos / "coffee.jpg"),
+        "-m",
+        str(bare),
+        "-o",
+        str(tmp_path / "o"),
+        "--size",
+        "16",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--backbone" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--backbone", "dinov2_tiny"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main([*args, "--backbone", "dinov2_vits14"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "facebook/dinov2-small" in err and "--backbone-weights" in err
+
+
+def test_input_collection_and_sharding(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sub").mkdir()
+    for rel in ("a/x.jpg", "a/x.png", "a/sub/y.png", "a/notes.txt", "z.png"):
+        (tmp_path / rel).write_bytes(b"")
+    jobs, missing = collect_inputs(
+        [str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "a")]
+    )
+    assert [j.stem for j in jobs] == [
+        "sub/y",
+        "x.jpg",
+        "x.png",
+        "z",
+    ]  # clashing stems keep suffixes
+    assert missing == []
+    jobs = [Job(tmp_path / f"{i}.png", str(i)) for i in range(7)]
+    parts = [shard(jobs, 2, r, 3) for r in range(3)]
+    assert [[j.stem for b in p for j in b] for p in parts] == [
+        ["0", "1", "6"],
+        ["2", "3"],
+        ["4", "5"],
+    ]
+
+
+def test_size_argument_is_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["upsample", "x.png", "-o", "out", "--size", "0x5"])
+    assert "expected N or HxW" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_path):
+    big = Image.open(photos / "astronaut.png")
+    for i in range(3):
+        big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(tmp_path / f"im{i}.png")
+    args = [str(tmp_path / "im*.png"), "-m", str(upsampler), "--viz", "--backbone-size", "56"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's processes run (OMP_NUM_THREADS=1)
+    try:
+        assert main(["upsample", *args, "-o", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    multi = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "loftup",
+            "upsample",
+            *args,
+            "-o",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert multi.returncode == 0, multi.stderr
+    assert "rank 1" in multi.stderr  # really two processes
+    one = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert one == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(one) == 6
+    for name in one:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), (
+            name
+        )
