@@ -15,6 +15,7 @@ from loftup import WeightsNotFoundError, get_featurizer
 from loftup.errors import CheckpointError
 from loftup.featurizers import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize, resolve
 from loftup.featurizers.dinov2 import hub_pos_embed
+from loftup.featurizers.hf import download
 from loftup.featurizers.sizes import backbone_input_size, resize_images, snap_to_patches
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
@@ -306,6 +307,9 @@ def test_official_name_found_in_the_hf_cache_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     feat = get_featurizer("dinov2_vits14")  # the default hub id, resolved from the cache
     assert feat.dim == 32 and feat.model.config.num_hidden_layers == 1
+    assert (download("dinov2_vits14") / "model.safetensors").is_file()
+    with pytest.raises(WeightsNotFoundError, match="no hub weights"):
+        download("dinov2_tiny")
 
 
 def test_offline_without_weights_names_repo_and_local_option():

@@ -210,3 +210,12 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), (
             name
         )
+
+
+def test_readme_example_runs():
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Backbones and `loftup upsample`")[1].split("\n## ")[0]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
+    assert blocks, "the section has no python example"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})

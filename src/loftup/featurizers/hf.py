@@ -64,6 +64,19 @@ def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) 
     return config.parent
 
 
+def download(name: str) -> Path:
+    """Fill the Hugging Face cache with backbone ``name``'s official weights; returns the folder.
+
+    (For ``loftup download`` on a machine with network, so that another without it can run.)
+    """
+    from . import resolve
+
+    spec = resolve(name)
+    if spec.default_weights is None:
+        raise WeightsNotFoundError(f"backbone {name} has no hub weights to download")
+    return resolve_weights(None, spec.default_weights, spec.name)
+
+
 def read_config(folder: Path) -> dict:
     """A Hugging Face folder's config.json as a dict."""
     try:
