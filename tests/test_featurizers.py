@@ -262,6 +262,8 @@ def test_tiny_backbone_is_small_seeded_and_real_dinov2():
     with torch.no_grad():
         assert torch.equal(a(images), b(images))
         assert a(images).shape == (1, a.dim, 16, 16)
+    assert not any(m.training for m in a.train().modules())  # frozen: stays in eval mode
+    assert not any(p.requires_grad for p in a.parameters())
 
 
 def test_registry_names_and_released_pairing():

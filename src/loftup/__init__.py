@@ -19,6 +19,8 @@ _LAZY = {
     "get_featurizer": "loftup.featurizers",
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
+    "load_pipeline": "loftup.api",
+    "load_image": "loftup.io",
 }
 
 __all__ = [

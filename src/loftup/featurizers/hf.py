@@ -170,6 +170,10 @@ class HFFeaturizer(Featurizer):
         mean, std = (torch.tensor(v, **kw).view(1, 3, 1, 1) for v in (self.mean, self.std))
         return (images * in_std + in_mean - mean) / std
 
+    def train(self, mode: bool = True):
+        """Backbones are frozen: they stay in eval mode (no dropout, no RoPE jitter) always."""
+        return super().train(False)
+
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
