@@ -3,8 +3,8 @@
 EXIF orientation is applied; grayscale, palette, RGBA (composited over white), CMYK and 16-bit
 images become RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
 float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit grayscale files
-(Pillow itself reads 16-bit colour files as 8-bit). A file that
-cannot be read raises :class:`ImageReadError` naming it.
+(Pillow itself reads 16-bit colour files as 8-bit). A file that cannot be read raises
+:class:`ImageReadError` naming it.
 """
 
 from __future__ import annotations
