@@ -46,5 +46,6 @@ def test_bench_writes_json_with_machine_and_baselines(tmp_path, capsys):
 def test_user_errors_are_one_line_with_status_2(capsys, tmp_path):
     assert main(["download", "no_such_model"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown upsampler 'no_such_model'")
+    assert err.startswith("error: unknown name 'no_such_model'")
+    assert "loftup_dinov2s" in err and "dinov2_vits14" in err
     assert len(err.strip().splitlines()) == 1

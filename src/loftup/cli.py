@@ -62,16 +62,40 @@ def _cmd_info(args) -> int:
 
 def _add_download(sub) -> None:
     p = sub.add_parser("download", help="fill the Hugging Face cache for offline use")
-    p.add_argument("names", nargs="+", metavar="NAME", help="released upsampler names, or 'all'")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="released upsampler names (their backbones come too), backbone names, or 'all'",
+    )
+    p.add_argument(
+        "--no-backbone", action="store_true", help="upsamplers only, not their backbones"
+    )
     p.set_defaults(func=_cmd_download)
 
 
 def _cmd_download(args) -> int:
-    from .hub import RELEASED, download
+    from .errors import UnknownNameError
+    from .featurizers import FEATURIZERS, hf, resolve
+    from .hub import ALIASES, RELEASED, download
 
     names = list(RELEASED) if args.names == ["all"] else args.names
     for name in names:
-        print(f"{name}: {download(name)}")
+        try:
+            resolve(name)
+        except UnknownNameError:
+            if ALIASES.get(name, name) not in RELEASED:
+                raise UnknownNameError(
+                    f"unknown name {name!r}: neither a released upsampler "
+                    f"({', '.join(RELEASED)}) nor a backbone ({', '.join(sorted(FEATURIZERS))})"
+                ) from None
+        if ALIASES.get(name, name) in RELEASED:
+            ckpt = RELEASED[ALIASES.get(name, name)]
+            print(f"{ckpt.name}: {download(ckpt.name)}")
+            if args.no_backbone:
+                continue
+            name = ckpt.backbone
+        print(f"{name}: {hf.download(name)}")
     return 0
 
 

@@ -403,7 +403,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hub_file(repo_id: str, filename: str, *, what: str, local_hint: str) -> Path:
+def hub_file(
+    repo_id: str, filename: str, *, what: str, local_hint: str, download_name: str | None = None
+) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
     Offline (``HF_HUB_OFFLINE=1`` or no network) with nothing cached raises WeightsNotFoundError
@@ -426,7 +428,7 @@ def hub_file(repo_id: str, filename: str, *, what: str, local_hint: str) -> Path
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
-        f"{reason}. Run `loftup download` on a machine with network and copy its "
+        f"{reason}. Run `loftup download {download_name or what}` on a machine with network and copy its "
         f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
     )
 

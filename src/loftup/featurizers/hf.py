@@ -59,8 +59,9 @@ def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) 
         f"--backbone-weights /path/to/folder`, a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
     )
     what = f"backbone {name}"
-    config = hub_file(source, CONFIG_FILE, what=what, local_hint=hint)
-    hub_file(source, WEIGHTS_FILE, what=what, local_hint=hint)
+    kw = {"what": what, "local_hint": hint, "download_name": name}
+    config = hub_file(source, CONFIG_FILE, **kw)
+    hub_file(source, WEIGHTS_FILE, **kw)
     return config.parent
 
 
