@@ -1,0 +1,170 @@
+"""Train-free upsamplers to compare LoftUp with, all called like LoftUp.
+
+Every upsampler here is a function ``fn(lr_feats, image) -> hr_feats`` with ``lr_feats``
+(B, C, h, w) backbone features and ``image`` (B, 3, H, W) the ImageNet-normalised guidance
+image; the output is (B, C, H, W) at the image's size, exactly as :class:`loftup.LoftUp`.
+
+- ``nearest``, ``bilinear``, ``bicubic``: ``F.interpolate`` to (H, W) (``align_corners=False``);
+  they ignore the image's content.
+- ``jbu``: a joint bilateral upsampler without training (FeatUp's JBU idea, Kopf et al. 2007):
+  each output pixel is a weighted mean of the low-resolution features in a (2r+1) x (2r+1)
+  neighbourhood of grid cells around it, weight = spatial Gaussian (distance in grid cells
+  between the pixel's position on the low-res grid and the cell centre, sigma
+  ``JBU_SIGMA_SPATIAL``) x range Gaussian (Euclidean distance between the pixel's RGB colour in
+  [0, 1] and the cell's mean colour, sigma ``JBU_SIGMA_RANGE``). Fixed, documented sigmas.
+
+:func:`get_upsampler` maps a source string to one of these or, for anything else, to
+:func:`loftup.load_upsampler` (released names, folders, checkpoint files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import LoftUpError
+
+#: Neighbourhood radius of the JBU in low-resolution cells (5 x 5 cells).
+JBU_RADIUS = 2
+#: Spatial sigma of the JBU, in low-resolution cells.
+JBU_SIGMA_SPATIAL = 1.0
+#: Range sigma of the JBU, on RGB colours in [0, 1].
+JBU_SIGMA_RANGE = 0.15
+#: Elements of (B, C, rows, W) a JBU output tile may hold at once (bounds working memory).
+JBU_TILE_ELEMENTS = 1 << 22
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Upsampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check(lr_feats: torch.Tensor, image: torch.Tensor) -> None:
+    if lr_feats.ndim != 4 or image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(
+            f"expected lr_feats (B, C, h, w) and image (B, 3, H, W), got "
+            f"{tuple(lr_feats.shape)} and {tuple(image.shape)}"
+        )
+    if lr_feats.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image {image.shape[0]}"
+        )
+
+
+def nearest(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by nearest-neighbour copy."""
+    _check(lr_feats, image)
+    return F.interpolate(lr_feats, size=image.shape[-2:], mode="nearest")
+
+
+def bilinear(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by bilinear interpolation."""
+    _check(lr_feats, image)
+    return F.interpolate(lr_feats, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def bicubic(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by bicubic interpolation."""
+    _check(lr_feats, image)
+    return F.interpolate(lr_feats, size=image.shape[-2:], mode="bicubic", align_corners=False)
+
+
+def _grid_positions(n_out: int, n_in: int, radius: int, device) -> tuple:
+    """Per output index: its position on the input grid, the neighbour cells, their validity.
+
+    Returns ``pos`` (n_out,), ``cells`` (n_out, 2r+1) clamped indices, ``valid`` (n_out, 2r+1).
+    """
+    pos = (torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * n_in / n_out - 0.5
+    centre = pos.round().clamp(0, n_in - 1).long()
+    offsets = torch.arange(-radius, radius + 1, device=device)
+    cells = centre[:, None] + offsets[None, :]
+    valid = (cells >= 0) & (cells < n_in)
+    return pos, cells.clamp(0, n_in - 1), valid
+
+
+def jbu(
+    lr_feats: torch.Tensor,
+    image: torch.Tensor,
+    *,
+    radius: int = JBU_RADIUS,
+    sigma_spatial: float = JBU_SIGMA_SPATIAL,
+    sigma_range: float = JBU_SIGMA_RANGE,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    tile_elements: int = JBU_TILE_ELEMENTS,
+) -> torch.Tensor:
+    """Joint bilateral upsampling: (B, C, h, w), (B, 3, H, W) -> (B, C, H, W).
+
+    Arguments:
+      radius: neighbourhood radius in low-resolution cells ((2r+1)^2 cells per pixel).
+      sigma_spatial: spatial Gaussian sigma in low-resolution cells.
+      sigma_range: range Gaussian sigma on RGB colours in [0, 1].
+      mean, std: the normalisation of ``image`` (undone to get colours in [0, 1]).
+      tile_elements: output rows are computed in tiles of at most this many (B*C*rows*W)
+        elements, so the working memory is about three output tiles, whatever H and W are.
+    """
+    _check(lr_feats, image)
+    b, c, h, w = lr_feats.shape
+    height, width = image.shape[-2:]
+    dev = lr_feats.device
+    m = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
+    rgb = image.float() * s + m  # (B, 3, H, W) in about [0, 1]
+    rgb_lr = F.adaptive_avg_pool2d(rgb, (h, w))  # each cell's mean colour
+    pos_y, cells_y, valid_y = _grid_positions(height, h, radius, dev)
+    pos_x, cells_x, valid_x = _grid_positions(width, w, radius, dev)
+    # separable spatial weights, zero outside the grid: (H, K) and (W, K)
+    sw_y = torch.exp(-((pos_y[:, None] - cells_y) ** 2) / (2 * sigma_spatial**2)) * valid_y
+    sw_x = torch.exp(-((pos_x[:, None] - cells_x) ** 2) / (2 * sigma_spatial**2)) * valid_x
+
+    out = torch.empty(b, c, height, width, device=dev, dtype=lr_feats.dtype)
+    rows = max(1, min(height, tile_elements // max(1, b * c * width)))
+    k = 2 * radius + 1
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        acc = torch.zeros(b, c, r1 - r0, width, device=dev, dtype=torch.float32)
+        norm = torch.zeros(b, 1, r1 - r0, width, device=dev, dtype=torch.float32)
+        colour = rgb[:, :, r0:r1]
+        for i in range(k):
+            iy = cells_y[r0:r1, i]
+            feats_rows = lr_feats[:, :, iy].float()  # (B, C, rows, w)
+            rgb_rows = rgb_lr[:, :, iy]  # (B, 3, rows, w)
+            for j in range(k):
+                ix = cells_x[:, j]
+                diff = (colour - rgb_rows[:, :, :, ix]).pow(2).sum(1, keepdim=True)
+                exponent = (-diff / (2 * sigma_range**2)).clamp_min(-50.0)
+                weight = exponent.exp() * (sw_y[r0:r1, i, None] * sw_x[None, :, j])
+                acc.addcmul_(feats_rows[:, :, :, ix], weight)
+                norm.add_(weight)
+        out[:, :, r0:r1] = (acc / norm.clamp_min(1e-30)).to(out.dtype)
+    return out
+
+
+BASELINES: dict[str, Upsampler] = {
+    "nearest": nearest,
+    "bilinear": bilinear,
+    "bicubic": bicubic,
+    "jbu": jbu,
+}
+
+
+def get_upsampler(source: str, device=None) -> Upsampler:
+    """The upsampler named by ``source``: a baseline name or anything ``load_upsampler`` takes.
+
+    ``'nearest' | 'bilinear' | 'bicubic' | 'jbu'`` give the functions above; anything else (a
+    released name such as ``loftup_dinov2s``, a folder, a checkpoint file) is loaded with
+    :func:`loftup.load_upsampler` onto ``device``. Both are called as ``fn(lr_feats, image)``.
+    """
+    key = str(source)
+    if key in BASELINES:
+        return BASELINES[key]
+    if key == "highres":
+        raise LoftUpError(
+            "'highres' is not an upsampler: it runs the backbone on a larger input; use it "
+            "through `loftup eval ... --upsampler highres`"
+        )
+    from .hub import load_upsampler
+
+    return load_upsampler(key, device=device)

@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loftup import LoftUp, LoftUpError
+from loftup.baselines import BASELINES, get_upsampler, jbu
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "jbu"])
+def test_every_baseline_has_loftups_call_shape(name):
+    fn = get_upsampler(name)
+    lr = torch.randn(2, 5, 4, 6)
+    image = torch.randn(2, 3, 30, 21)  # any ratio, up in one axis and down in the other
+    assert fn(lr, image).shape == (2, 5, 30, 21)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        fn(lr, image[:1])
+
+
+def test_interpolating_baselines_are_torchs():
+    lr = torch.randn(1, 3, 5, 7)
+    image = torch.zeros(1, 3, 20, 28)
+    ref = F.interpolate(lr, size=(20, 28), mode="bicubic", align_corners=False)
+    assert torch.equal(BASELINES["bicubic"](lr, image), ref)
+
+
+def _jbu_by_loops(lr, rgb, radius, ss, sr):
+    """The joint bilateral upsampler written out pixel by pixel (independent of jbu())."""
+    _, c, h, w = lr.shape
+    height, width = rgb.shape[-2:]
+    small = F.adaptive_avg_pool2d(rgb, (h, w))
+    out = torch.zeros(c, height, width)
+    for y in range(height):
+        for x in range(width):
+            u = (y + 0.5) * h / height - 0.5
+            v = (x + 0.5) * w / width - 0.5
+            cy, cx = min(max(round(u), 0), h - 1), min(max(round(v), 0), w - 1)
+            num, den = torch.zeros(c), 0.0
+            for iy in range(cy - radius, cy + radius + 1):
+                for ix in range(cx - radius, cx + radius + 1):
+                    if not (0 <= iy < h and 0 <= ix < w):
+                        continue
+                    d2 = float(((rgb[0, :, y, x] - small[0, :, iy, ix]) ** 2).sum())
+                    wgt = math.exp(-((u - iy) ** 2 + (v - ix) ** 2) / (2 * ss**2))
+                    wgt *= math.exp(-d2 / (2 * sr**2))
+                    num += wgt * lr[0, :, iy, ix]
+                    den += wgt
+            out[:, y, x] = num / den
+    return out
+
+
+def test_jbu_matches_its_definition_pixel_by_pixel():
+    torch.manual_seed(0)
+    lr = torch.randn(1, 4, 3, 4)
+    rgb = torch.rand(1, 3, 9, 11)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    image = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    ours = jbu(lr, image, radius=1, sigma_spatial=0.8, sigma_range=0.3)[0]
+    ref = _jbu_by_loops(lr, rgb, 1, 0.8, 0.3)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    tiled = jbu(lr, image, radius=1, sigma_spatial=0.8, sigma_range=0.3, tile_elements=4 * 11)
+    assert torch.allclose(tiled[0], ours, atol=1e-6)  # tiling over rows changes nothing
+
+
+def test_jbu_keeps_edges_that_bilinear_blurs():
+    # two regions split between cells; features follow the regions
+    lr = torch.zeros(1, 1, 4, 4)
+    lr[..., 2:] = 1.0
+    rgb = torch.zeros(1, 3, 32, 32)
+    rgb[..., 16:] = 1.0
+    mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
+    image = (rgb - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    sharp = jbu(lr, image)[0, 0]
+    blurred = BASELINES["bilinear"](lr, image)[0, 0]
+    truth = rgb[0, 0]
+    assert (sharp - truth).abs().mean() < 0.5 * (blurred - truth).abs().mean()
+    assert torch.allclose(jbu(torch.full((1, 2, 3, 3), 7.0), image), torch.tensor(7.0))
+
+
+def test_get_upsampler_loads_checkpoints_and_explains_highres(tmp_path):
+    model = LoftUp(dim=8)
+    model.save_pretrained(tmp_path / "up")
+    loaded = get_upsampler(str(tmp_path / "up"))
+    assert isinstance(loaded, LoftUp) and loaded.dim == 8
+    with pytest.raises(LoftUpError, match="larger input"):
+        get_upsampler("highres")
+    with pytest.raises(LoftUpError):
+        get_upsampler("no_such_upsampler")
