@@ -1,0 +1,146 @@
+"""Metrics checked against independent computations and hand-made cases with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from loftup.eval.metrics import (
+    SegmentationScores,
+    boundary_f_score,
+    boundary_map,
+    confusion_matrix,
+    contour_accuracy,
+    davis_tolerance,
+    depth_metrics,
+    dilate,
+    miou,
+    pixel_accuracy,
+    region_similarity,
+)
+
+
+def test_miou_and_accuracy_match_torchmetrics_on_random_maps():
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+    g = torch.Generator().manual_seed(0)
+    k = 7
+    gt = torch.randint(0, k, (3, 40, 50), generator=g)
+    pred = torch.where(
+        torch.rand(gt.shape, generator=g) < 0.6, gt, torch.randint(0, k, gt.shape, generator=g)
+    )
+    gt[torch.rand(gt.shape, generator=g) < 0.1] = 255  # not scored
+    score, per_class = miou(pred, gt, k, ignore_index=255)
+    ref = MulticlassJaccardIndex(k, average="none", ignore_index=255)(pred, gt)
+    assert torch.allclose(per_class.float(), ref, atol=1e-6)
+    ref_mean = MulticlassJaccardIndex(k, average="macro", ignore_index=255)(pred, gt)
+    assert score == pytest.approx(float(ref_mean), abs=1e-6)
+    acc = MulticlassAccuracy(k, average="micro", ignore_index=255)(pred, gt)
+    assert pixel_accuracy(pred, gt, 255) == pytest.approx(float(acc), abs=1e-6)
+
+
+def test_streaming_scores_equal_one_shot_and_absent_classes_are_left_out():
+    g = torch.Generator().manual_seed(1)
+    gt = torch.randint(0, 3, (4, 10, 10), generator=g)  # classes 3 and 4 never occur
+    pred = torch.randint(0, 3, (4, 10, 10), generator=g)
+    acc = SegmentationScores(5)
+    for i in range(4):
+        acc.update(pred[i], gt[i])
+    res = acc.result()
+    whole, per_class = miou(pred, gt, 5)
+    assert res["miou"] == pytest.approx(whole)
+    assert res["per_class_iou"][3] is None and math.isnan(per_class[4])
+    assert whole == pytest.approx(float(per_class[:3].mean()))
+
+
+def test_confusion_matrix_rejects_labels_outside_the_classes():
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(torch.tensor([0, 5]), torch.tensor([0, 1]), 3)
+
+
+def _davis_seg2bmap(seg: np.ndarray) -> np.ndarray:
+    """The DAVIS benchmark's boundary rule, written out independently with numpy."""
+    seg = seg.astype(bool)
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[:, :-1], s[:-1, :], se[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def test_boundary_map_is_the_davis_rule_on_random_masks():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        mask = rng.random((23, 31)) < 0.4
+        mask[0, :] |= rng.random(31) < 0.5  # objects touching the border
+        ours = boundary_map(torch.from_numpy(mask)).numpy()
+        assert (ours == _davis_seg2bmap(mask)).all()
+
+
+def test_dilation_matches_scipy_with_the_skimage_disk():
+    from scipy.ndimage import binary_dilation
+    from skimage.morphology import disk as sk_disk
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((30, 40)) < 0.02
+    for r in (1, 4, 8):
+        ours = dilate(torch.from_numpy(mask), r).numpy()
+        assert (ours == binary_dilation(mask, structure=sk_disk(r))).all()
+    assert not dilate(torch.zeros(5, 5, dtype=torch.bool), 3).any()
+
+
+def test_davis_j_and_f_on_a_shifted_square():
+    gt = torch.zeros(480, 854, dtype=torch.bool)
+    gt[100:200, 300:400] = True
+    pred = torch.roll(gt, shifts=5, dims=1)
+    assert davis_tolerance((480, 854)) == 8  # ceil(0.008 * 979.7)
+    assert region_similarity(pred, gt) == pytest.approx(95 * 100 / (105 * 100))
+    assert contour_accuracy(pred, gt) == 1.0  # every boundary pixel within 8 px
+    assert contour_accuracy(gt, gt) == 1.0 and region_similarity(gt, gt) == 1.0
+    far = torch.roll(gt, shifts=200, dims=1)
+    assert region_similarity(far, gt) == 0.0 and contour_accuracy(far, gt) == 0.0
+
+
+def test_boundary_f_on_a_thin_line_at_known_tolerances():
+    # gt: a 1-px vertical line at column 10; its boundary is columns 9 and 10, rows 4..24
+    # (42 pixels). The prediction is the line 3 columns to the right (boundary: 12 and 13).
+    gt = torch.zeros(32, 32, dtype=torch.long)
+    gt[5:25, 10] = 1
+    pred = torch.roll(gt, shifts=3, dims=1)
+    assert int(boundary_map(gt).sum()) == 42
+    assert boundary_f_score(pred, gt, 3) == 1.0  # column 13 is 3 px from column 10
+    assert boundary_f_score(pred, gt, 2) == pytest.approx(0.5)  # half of each side matches
+    assert boundary_f_score(pred, gt, 1) == 0.0
+    assert region_similarity(pred, gt) == 0.0
+
+
+def test_boundary_f_edge_cases_and_ignored_pixels():
+    empty = torch.zeros(10, 10, dtype=torch.long)
+    square = empty.clone()
+    square[3:6, 3:6] = 1
+    assert boundary_f_score(empty, empty, 2) == 1.0
+    assert boundary_f_score(square, empty, 2) == 0.0 and boundary_f_score(empty, square, 2) == 0.0
+    # multi-class maps: a class edge moved by 1 px is fully matched with a 2-px tolerance
+    a = torch.zeros(20, 20, dtype=torch.long)
+    a[:, 10:] = 2
+    b = torch.roll(a, 1, dims=1)
+    b[:, 0] = 0
+    assert boundary_f_score(b, a, 2) == 1.0 and boundary_f_score(b, a, 0) == 0.0
+    # a wrong edge entirely inside an ignored band is not scored
+    gt = a.clone()
+    gt[:, 4:8] = 255
+    pred = a.clone()
+    pred[:, 5] = 1
+    assert boundary_f_score(pred, gt, 0, ignore_index=255) == 1.0
+
+
+def test_depth_metrics_by_hand():
+    gt = torch.tensor([[[1.0, 2.0], [4.0, 0.0]]])  # the 0 is invalid
+    pred = torch.tensor([[[1.0, 3.0], [4.0, 9.0]]])
+    m = depth_metrics(pred, gt)
+    assert float(m["delta1"][0]) == pytest.approx(2 / 3)  # 3/2 = 1.5 fails
+    assert float(m["rmse"][0]) == pytest.approx(math.sqrt(1 / 3))
+    assert float(m["abs_rel"][0]) == pytest.approx((0 + 0.5 + 0) / 3)
