@@ -1,0 +1,121 @@
+"""Probes learn what is learnable; label propagation equals the dense reference algorithm."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from eval_data import one_thread  # noqa: F401 (fixture)
+from loftup.eval import (
+    ProbeConfig,
+    fit_depth_probe,
+    fit_linear_probe,
+    miou,
+    predict,
+    predict_depth,
+    propagate_labels,
+    propagate_video,
+)
+from loftup.eval.metrics import depth_metrics
+from loftup.eval.probe import lr_factor, resize_labels, seg_loss
+from loftup.eval.propagation import PropagationConfig, one_hot, soft_to_mask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _separable(n=6, c=8, h=12, w=12, k=3, seed=0):
+    centres = torch.randn(k, c, generator=torch.Generator().manual_seed(99)) * 3
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, k, (n, h, w), generator=g)
+    feats = centres[labels].permute(0, 3, 1, 2) + 0.3 * torch.randn(n, c, h, w, generator=g)
+    return feats, labels
+
+
+def test_linear_probe_separates_separable_classes():
+    feats, labels = _separable()
+    labels[:, 0] = 255  # not scored, must not break training
+    cfg = ProbeConfig(epochs=60, lr=0.05, batch_size=3)
+    probe = fit_linear_probe(feats, labels, 3, config=cfg)
+    test_feats, test_labels = _separable(seed=1)
+    score, per_class = miou(predict(probe, test_feats), test_labels, 3)
+    assert score > 0.98 and per_class.min() > 0.95
+    again = fit_linear_probe(feats, labels, 3, config=cfg)  # seeded: the same probe
+    assert torch.equal(again.weight, probe.weight)
+
+
+def test_labels_go_to_the_feature_size_by_nearest():
+    labels = torch.tensor([[[0, 1], [2, 255]]])
+    big = resize_labels(labels, (4, 4))
+    assert big[0, 3, 3] == 255 and big[0, 0, 0] == 0 and big.shape == (1, 4, 4)
+    logits = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    assert seg_loss(logits, big).item() == pytest.approx(torch.log(torch.tensor(3.0)).item())
+
+
+def test_depth_probe_learns_depth_that_features_encode():
+    g = torch.Generator().manual_seed(0)
+    depth = torch.rand(8, 10, 10, generator=g) * 6 + 1  # 1..7 m
+    feats = torch.stack([depth, torch.ones_like(depth), depth**2 / 10], 1)
+    feats = feats + 0.01 * torch.randn(feats.shape, generator=g)
+    depth[:, 0, 0] = 0  # invalid pixels are ignored
+    probe = fit_depth_probe(
+        feats, depth, config=ProbeConfig(epochs=150, lr=0.05, batch_size=4, optimizer="adamw")
+    )
+    m = depth_metrics(predict_depth(probe, feats), depth)
+    assert float(m["delta1"].mean()) > 0.9
+    assert predict_depth(probe, feats, size=(20, 20)).shape == (8, 20, 20)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(99, 100, 10, "cosine") < 0.01
+    assert lr_factor(50, 100, 0, "constant") == 1.0
+
+
+def _propagate_dense(target, sources, labels, topk, temperature, radius):
+    """DINO's label propagation as written there: a dense affinity matrix and a mask."""
+    t, c, h, w = sources.shape
+    q = F.normalize(target.reshape(c, -1), dim=0)  # (C, hw)
+    s = F.normalize(sources.reshape(t, c, -1), dim=1)  # (T, C, hw)
+    aff = torch.exp(torch.einsum("cq,tcs->tqs", q, s) / temperature)  # (T, q, s)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    near = ((ys[:, None] - ys[None]).abs() <= radius) & ((xs[:, None] - xs[None]).abs() <= radius)
+    aff = aff * near[None]
+    aff = aff.transpose(2, 1).reshape(-1, h * w)  # (T * s, q)
+    top, _ = aff.topk(topk, dim=0)
+    aff[aff < top.min(0).values] = 0
+    aff = aff / aff.sum(0, keepdim=True)
+    segs = labels.reshape(t, labels.shape[1], -1).transpose(2, 1).reshape(-1, labels.shape[1]).T
+    return (segs @ aff).reshape(labels.shape[1], h, w)
+
+
+def test_propagation_equals_the_dense_reference_in_bands():
+    g = torch.Generator().manual_seed(0)
+    sources = torch.randn(3, 6, 9, 10, generator=g)
+    target = torch.randn(6, 9, 10, generator=g)
+    labels = torch.rand(3, 4, 9, 10, generator=g)
+    ref = _propagate_dense(target, sources, labels, 5, 0.1, 2)
+    ours = propagate_labels(target, sources, labels, topk=5, temperature=0.1, radius=2)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    banded = propagate_labels(target, sources, labels, radius=2, max_elements=1)  # a row at a time
+    assert torch.allclose(banded, ours, atol=1e-6)
+
+
+def test_an_unchanged_video_keeps_its_labels():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(5, 7, 7, generator=g)
+    first = torch.randint(0, 3, (7, 7), generator=g)
+    softs = list(propagate_video([feats] * 4, one_hot(first, 3), PropagationConfig(radius=3)))
+    assert len(softs) == 3
+    for soft in softs:  # each position's best match is itself, in every context frame
+        assert torch.equal(soft.argmax(0), first)
+
+
+def test_soft_labels_become_a_mask_at_the_original_size():
+    soft = torch.zeros(3, 4, 4)
+    soft[0] = 0.2
+    soft[1, :2] = 0.9
+    soft[2, 2:, 2:] = 0.05  # weak, but min-max scaling makes it win where it is present
+    mask = soft_to_mask(soft, 8, (12, 16))
+    assert mask.shape == (12, 16)
+    assert (mask[:4] == 1).all() and (mask[-3:, -5:] == 2).all()
