@@ -1,0 +1,91 @@
+"""What every dataset reader shares: the FeatUp image protocol, label tables, clear errors.
+
+The protocol for segmentation and depth (FeatUp, and LoftUp's evaluation after it): resize the
+shorter side to ``size`` (bilinear for images, nearest for labels and depth), then crop the
+centre ``size`` x ``size`` square. Images come out as float (3, S, S) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import LoftUpError
+
+IGNORE = 255
+
+
+class DatasetError(LoftUpError, FileNotFoundError):
+    """A dataset is missing or not in the expected on-disk layout."""
+
+
+def require(path: Path, what: str, hint: str) -> Path:
+    """``path`` if it exists, else DatasetError naming what is missing and where it goes."""
+    if not path.exists():
+        raise DatasetError(f"{what} not found: {path} does not exist. {hint}")
+    return path
+
+
+def read_lines(path: Path, what: str, hint: str) -> list[str]:
+    """Non-empty stripped lines of a split list."""
+    text = require(path, what, hint).read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def limited(items: list, limit: int | None) -> list:
+    """The first ``limit`` items (all when None)."""
+    return items if limit is None else items[: max(0, int(limit))]
+
+
+def _pil():
+    from PIL import Image
+
+    return Image
+
+
+def open_rgb(path: Path):
+    """A PIL RGB image."""
+    return _pil().open(path).convert("RGB")
+
+
+def open_label(path: Path) -> np.ndarray:
+    """An integer label PNG as an (H, W) array of its raw values (palette indices for P mode)."""
+    img = _pil().open(path)
+    if img.mode not in ("L", "P", "I", "I;16"):
+        raise DatasetError(f"{path}: expected a single-channel label PNG, got mode {img.mode}")
+    return np.array(img)
+
+
+def resize_short_crop(img, size: int, *, nearest: bool):
+    """PIL image: shorter side to ``size`` (bilinear or nearest), then the centre square."""
+    Image = _pil()
+    w, h = img.size
+    if w <= h:
+        nw, nh = size, max(size, int(size * h / w))
+    else:
+        nw, nh = max(size, int(size * w / h)), size
+    img = img.resize((nw, nh), Image.NEAREST if nearest else Image.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def resize_square(img, size: int, *, nearest: bool, bicubic: bool = False):
+    """PIL image resized to ``size`` x ``size`` (aspect ratio not kept; the DAVIS protocol)."""
+    Image = _pil()
+    mode = Image.NEAREST if nearest else (Image.BICUBIC if bicubic else Image.BILINEAR)
+    return img.resize((size, size), mode)
+
+
+def to_image_tensor(img) -> torch.Tensor:
+    """PIL RGB -> float (3, H, W) in [0, 1]."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def lookup(table: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Map raw label values through ``table`` (values beyond the table map to IGNORE)."""
+    full = np.full(max(256, int(raw.max()) + 1), IGNORE, dtype=np.int64)
+    full[: len(table)] = table
+    return full[raw.astype(np.int64)]

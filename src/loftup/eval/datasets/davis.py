@@ -1,0 +1,77 @@
+"""DAVIS 2017 (semi-supervised video object segmentation), the 480p release.
+
+Layout (as unpacked from DAVIS-2017-trainval-480p.zip)::
+
+    ROOT/JPEGImages/480p/SEQ/00000.jpg ...
+    ROOT/Annotations/480p/SEQ/00000.png ...   palette PNGs: 0 background, k = object k
+    ROOT/ImageSets/2017/val.txt               sequence names, one a line
+
+As in the DAVIS benchmark code, 255 in an annotation counts as background and the objects of a
+sequence are 1..max id of its first frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import DatasetError, limited, open_label, read_lines, require
+
+DAVIS_HINT = (
+    "Expected ROOT/JPEGImages/480p/<seq>/*.jpg, ROOT/Annotations/480p/<seq>/*.png and "
+    "ROOT/ImageSets/2017/<split>.txt (DAVIS-2017-trainval-480p.zip)."
+)
+
+
+@dataclass(frozen=True)
+class DavisSequence:
+    """One video: its frames and their annotations, in frame order."""
+
+    name: str
+    frames: tuple[Path, ...]
+    annotations: tuple[Path, ...]
+
+    def annotation(self, t: int) -> torch.Tensor:
+        """Object ids (H, W) long of frame ``t`` (255 read as background)."""
+        raw = open_label(self.annotations[t]).astype(np.int64)
+        raw[raw == 255] = 0
+        return torch.from_numpy(raw)
+
+    def palette(self) -> list[int] | None:
+        """The first annotation's palette (to write predictions in the DAVIS format)."""
+        from PIL import Image
+
+        return Image.open(self.annotations[0]).getpalette()
+
+
+def davis_sequences(
+    root: str | Path, split: str = "val", limit: int | None = None, max_frames: int | None = None
+) -> list[DavisSequence]:
+    """The sequences of ``split`` (ImageSets/2017/<split>.txt), each with all its frames.
+
+    Arguments:
+      limit: only the first ``limit`` sequences.
+      max_frames: only the first ``max_frames`` frames of each (quick runs).
+    """
+    root = Path(root).expanduser()
+    if not (root / "JPEGImages").is_dir() and (root / "DAVIS" / "JPEGImages").is_dir():
+        root = root / "DAVIS"
+    names = limited(
+        read_lines(root / "ImageSets" / "2017" / f"{split}.txt", "DAVIS split", DAVIS_HINT), limit
+    )
+    out = []
+    for name in names:
+        frames = sorted(
+            require(root / "JPEGImages" / "480p" / name, "DAVIS frames", DAVIS_HINT).glob("*.jpg")
+        )
+        annos = [root / "Annotations" / "480p" / name / f"{f.stem}.png" for f in frames]
+        frames, annos = limited(frames, max_frames), limited(annos, max_frames)
+        missing = [a for a in annos if not a.exists()]
+        if not frames or missing:
+            what = "no frames" if not frames else f"missing annotation {missing[0]}"
+            raise DatasetError(f"DAVIS sequence {name}: {what}. {DAVIS_HINT}")
+        out.append(DavisSequence(name, tuple(frames), tuple(annos)))
+    return out

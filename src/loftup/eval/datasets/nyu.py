@@ -1,0 +1,93 @@
+"""NYU Depth v2, the labelled set with the official split (795 train, 654 test images).
+
+Layout (the two files of the official release, side by side)::
+
+    ROOT/nyu_depth_v2_labeled.mat   MATLAB v7.3 (HDF5): images (N, 3, 640, 480) uint8,
+                                    depths (N, 640, 480) float32 metres (stored transposed)
+    ROOT/splits.mat                 trainNdxs, testNdxs: 1-based indices into the N images
+
+Depth beyond 10 m is marked invalid (0), as in Probe3D. Probe3D trains its probes on GeoNet's
+larger frame set; this reader trains on the 795 official training images and tests on the same
+654 official test images Probe3D tests on. Needs ``h5py`` (in the ``eval`` extra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import DatasetError, limited, require, resize_short_crop, to_image_tensor
+
+MAT_NAME = "nyu_depth_v2_labeled.mat"
+SPLITS_NAME = "splits.mat"
+MAX_DEPTH = 10.0
+NYU_HINT = (
+    f"Put {MAT_NAME} and {SPLITS_NAME} from the NYU Depth v2 site in ROOT (see the README's "
+    "Evaluation section)."
+)
+
+
+def nyu_indices(root: str | Path, split: str) -> list[int]:
+    """0-based indices of ``split`` ('train' or 'test'; 'val' means 'test')."""
+    from scipy.io import loadmat
+
+    key = {"train": "trainNdxs", "test": "testNdxs", "val": "testNdxs"}.get(split)
+    if key is None:
+        raise DatasetError(f"nyuv2 has splits 'train' and 'test', not {split!r}")
+    mat = loadmat(require(Path(root) / SPLITS_NAME, "NYUv2 splits", NYU_HINT))
+    return [int(i) - 1 for i in np.asarray(mat[key]).reshape(-1)]
+
+
+class NYUv2Depth(torch.utils.data.Dataset):
+    """Items: ``image`` float (3, S, S) in [0, 1], ``depth`` float (S, S) metres (0 = invalid),
+    ``key`` a string naming the image (file + index), after the FeatUp resize and centre crop.
+
+    Arguments:
+      root: folder with the two .mat files.
+      split: 'train' or 'test'.
+      size: output side S.
+      limit: only the first ``limit`` images of the split.
+    """
+
+    def __init__(self, root: str | Path, split: str, size: int, limit: int | None = None):
+        self.root = Path(root).expanduser()
+        self.mat = require(self.root / MAT_NAME, "NYUv2 labelled set", NYU_HINT)
+        self.indices = limited(nyu_indices(self.root, split), limit)
+        self.size = size
+        self._file = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _h5(self):
+        if self._file is None:
+            import h5py
+
+            try:
+                self._file = h5py.File(self.mat, "r")
+            except OSError as e:
+                raise DatasetError(f"{self.mat} is not a MATLAB v7.3 (HDF5) file: {e}") from None
+        return self._file
+
+    def __getitem__(self, i: int) -> dict:
+        from PIL import Image
+
+        f, n = self._h5(), self.indices[i]
+        rgb = np.ascontiguousarray(np.asarray(f["images"][n]).transpose(2, 1, 0))  # (480, 640, 3)
+        depth = np.ascontiguousarray(np.asarray(f["depths"][n], dtype=np.float32).T)  # (480, 640)
+        image = resize_short_crop(Image.fromarray(rgb), self.size, nearest=False)
+        depth_img = resize_short_crop(Image.fromarray(depth), self.size, nearest=True)
+        d = torch.from_numpy(np.array(depth_img, dtype=np.float32))
+        d[d > MAX_DEPTH] = 0.0
+        return {
+            "image": to_image_tensor(image),
+            "depth": d,
+            "key": f"{self.mat.resolve()}#{n}",
+        }
+
+    def __getstate__(self):  # h5py handles do not pickle (DataLoader workers reopen)
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state

@@ -1,0 +1,217 @@
+"""Semantic segmentation datasets in their standard on-disk layouts.
+
+Each reader lists (image, label) file pairs of a split and decodes a raw label PNG into class
+ids in [0, K) with 255 for pixels that are not scored.
+
+- ``cocostuff`` (27 coarse classes, the FeatUp / STEGO protocol)::
+
+      ROOT/images/{train2017,val2017}/ID.jpg
+      ROOT/annotations/{train2017,val2017}/ID.png        stuffthingmaps: 0..181, 255 unlabelled
+      ROOT/curated/{train2017,val2017}/Coco164kFull_Stuff_Coarse.txt   image ids, one a line
+
+  The 182 fine ids map to 27 coarse ones by the COCO-Stuff hierarchy (12 thing and 15 stuff
+  super-categories).
+- ``cityscapes`` (19 classes)::
+
+      ROOT/leftImg8bit/{train,val}/CITY/CITY_SEQ_FRAME_leftImg8bit.png
+      ROOT/gtFine/{train,val}/CITY/CITY_SEQ_FRAME_gtFine_labelIds.png   labelIds -> trainIds
+
+- ``ade20k`` (150 classes)::
+
+      ROOT/images/{training,validation}/ADE_*_NNNNNNNN.jpg
+      ROOT/annotations/{training,validation}/ADE_*_NNNNNNNN.png   0 = other (not scored), k -> k-1
+
+- ``voc`` (21 classes, Pascal VOC 2012)::
+
+      ROOT/JPEGImages/ID.jpg
+      ROOT/SegmentationClass/ID.png              palette indices 0..20, 255 = border (not scored)
+      ROOT/ImageSets/Segmentation/{train,val}.txt
+
+ROOT may also be the folder above (``cocostuff/``, ``cityscapes/``, ``ADEChallengeData2016/``,
+``VOCdevkit/VOC2012/``), as unpacked from the official archives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .common import DatasetError, read_lines, require
+
+COCO_FINE_TO_COARSE = np.array(
+    [
+        9, 11, 11, 11, 11, 11, 11, 11, 11, 8, 8, 8, 8, 8, 8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6,
+        6, 6, 6, 6, 6, 6, 6, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 5, 5, 5, 5, 5, 5, 5, 5, 2,
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0, 1,
+        1, 1, 1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 17, 17, 22, 20, 20, 22, 15, 25, 16, 13, 12, 12, 17,
+        17, 23, 15, 15, 17, 15, 21, 15, 25, 13, 13, 13, 13, 13, 22, 26, 14, 14, 15, 22, 21, 21, 24, 20, 22, 15,
+        17, 16, 15, 22, 24, 21, 17, 25, 16, 21, 17, 22, 16, 21, 21, 25, 21, 26, 21, 24, 20, 17, 14, 21, 26, 15,
+        23, 20, 21, 24, 15, 24, 22, 25, 15, 20, 17, 17, 22, 14, 18, 18, 18, 18, 18, 18, 18, 26, 26, 19, 19, 24,
+    ],
+    dtype=np.int64,
+)  # fmt: skip
+COCO_COARSE_NAMES = (
+    "electronic", "appliance", "food", "furniture", "indoor", "kitchen", "accessory", "animal",
+    "outdoor", "person", "sports", "vehicle", "ceiling", "floor", "food-stuff",
+    "furniture-stuff", "raw-material", "textile", "wall", "window", "building", "ground",
+    "plant", "sky", "solid", "structural", "water",
+)  # fmt: skip
+
+#: Cityscapes labelIds of the 19 evaluated classes, in trainId order.
+CITYSCAPES_EVAL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+CITYSCAPES_NAMES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+VOC_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+
+def _table(mapping: dict[int, int]) -> np.ndarray:
+    table = np.full(256, 255, dtype=np.int64)
+    for raw, cls in mapping.items():
+        table[raw] = cls
+    return table
+
+
+COCO_TABLE = _table({fine: int(c) for fine, c in enumerate(COCO_FINE_TO_COARSE)})
+CITYSCAPES_TABLE = _table({raw: i for i, raw in enumerate(CITYSCAPES_EVAL_IDS)})
+ADE_TABLE = _table({k: k - 1 for k in range(1, 151)})
+VOC_TABLE = _table({k: k for k in range(21)})
+
+
+@dataclass(frozen=True)
+class SegDatasetSpec:
+    """A segmentation dataset: how to find its pairs and decode its labels."""
+
+    name: str
+    num_classes: int
+    splits: dict[str, str]
+    find_root: Callable[[Path], Path]
+    list_pairs: Callable[[Path, str], list[tuple[Path, Path]]]
+    table: np.ndarray = field(repr=False)
+    class_names: tuple[str, ...] | None = None
+    hint: str = ""
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw label values (H, W) -> class ids in [0, K), 255 not scored."""
+        return self.table[np.clip(raw.astype(np.int64), 0, 255)]
+
+
+def _descend(root: Path, *children: str) -> Path:
+    """``root`` or the first existing ``root/child`` that holds the dataset."""
+    for child in children:
+        if (root / child).is_dir():
+            return root / child
+    return root
+
+
+# -- COCO-Stuff --------------------------------------------------------------------------------
+
+COCO_LIST = "Coco164kFull_Stuff_Coarse.txt"
+COCO_HINT = (
+    "Expected ROOT/images/<split>2017, ROOT/annotations/<split>2017 (stuffthingmaps PNGs) and "
+    f"ROOT/curated/<split>2017/{COCO_LIST} (see the README's Evaluation section)."
+)
+
+
+def _coco_pairs(root: Path, folder: str) -> list[tuple[Path, Path]]:
+    ids = read_lines(root / "curated" / folder / COCO_LIST, "COCO-Stuff curated list", COCO_HINT)
+    return [
+        (root / "images" / folder / f"{i}.jpg", root / "annotations" / folder / f"{i}.png")
+        for i in ids
+    ]
+
+
+# -- Cityscapes --------------------------------------------------------------------------------
+
+CITYSCAPES_HINT = "Expected ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png and ROOT/gtFine/..."
+
+
+def _cityscapes_pairs(root: Path, folder: str) -> list[tuple[Path, Path]]:
+    images = require(root / "leftImg8bit" / folder, "Cityscapes images", CITYSCAPES_HINT)
+    pairs = []
+    for img in sorted(images.glob("*/*_leftImg8bit.png")):
+        stem = img.name[: -len("_leftImg8bit.png")]
+        pairs.append(
+            (img, root / "gtFine" / folder / img.parent.name / f"{stem}_gtFine_labelIds.png")
+        )
+    return pairs
+
+
+# -- ADE20K ------------------------------------------------------------------------------------
+
+ADE_HINT = "Expected ROOT/images/<training|validation>/*.jpg and ROOT/annotations/... (*.png)."
+
+
+def _ade_pairs(root: Path, folder: str) -> list[tuple[Path, Path]]:
+    images = require(root / "images" / folder, "ADE20K images", ADE_HINT)
+    return [
+        (img, root / "annotations" / folder / f"{img.stem}.png")
+        for img in sorted(images.glob("*.jpg"))
+    ]
+
+
+# -- Pascal VOC --------------------------------------------------------------------------------
+
+VOC_HINT = "Expected ROOT/JPEGImages, ROOT/SegmentationClass and ROOT/ImageSets/Segmentation/."
+
+
+def _voc_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    ids = read_lines(
+        root / "ImageSets" / "Segmentation" / f"{split}.txt", "VOC split list", VOC_HINT
+    )
+    return [
+        (root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png") for i in ids
+    ]
+
+
+SEG_DATASETS: dict[str, SegDatasetSpec] = {
+    s.name: s
+    for s in [
+        SegDatasetSpec(
+            "cocostuff", 27, {"train": "train2017", "val": "val2017"},
+            lambda r: _descend(r, "cocostuff"), _coco_pairs, COCO_TABLE, COCO_COARSE_NAMES,
+            COCO_HINT,
+        ),
+        SegDatasetSpec(
+            "cityscapes", 19, {"train": "train", "val": "val"},
+            lambda r: _descend(r, "cityscapes"), _cityscapes_pairs, CITYSCAPES_TABLE,
+            CITYSCAPES_NAMES, CITYSCAPES_HINT,
+        ),
+        SegDatasetSpec(
+            "ade20k", 150, {"train": "training", "val": "validation"},
+            lambda r: _descend(r, "ADEChallengeData2016"), _ade_pairs, ADE_TABLE, None, ADE_HINT,
+        ),
+        SegDatasetSpec(
+            "voc", 21, {"train": "train", "val": "val"},
+            lambda r: _descend(_descend(r, "VOCdevkit"), "VOC2012"), _voc_pairs, VOC_TABLE,
+            VOC_NAMES, VOC_HINT,
+        ),
+    ]
+}  # fmt: skip
+
+
+def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, label) paths of ``split`` ('train' or 'val') of dataset ``name`` under ``root``."""
+    spec = SEG_DATASETS[name]
+    if split not in spec.splits:
+        raise DatasetError(f"{name} has splits {sorted(spec.splits)}, not {split!r}")
+    base = spec.find_root(Path(root).expanduser())
+    pairs = spec.list_pairs(base, spec.splits[split])
+    if not pairs:
+        raise DatasetError(f"{name} {split}: no images found under {base}. {spec.hint}")
+    missing = [str(p) for pair in pairs[:1000] for p in pair if not p.exists()]
+    if missing:
+        raise DatasetError(
+            f"{name} {split}: {len(missing)} listed files are missing, e.g. {missing[0]}. "
+            f"{spec.hint}"
+        )
+    return pairs

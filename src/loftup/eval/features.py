@@ -1,0 +1,123 @@
+"""Backbone features for evaluation, cached on disk so that comparing upsamplers is cheap.
+
+A cache entry is one safetensors file holding the low-resolution features (C, h, w) of one
+image. Its key is a hash of the backbone name, its weights, the image (path, size in bytes and
+modification time), the input size and the preprocessing policy: change any of these and the
+entry is recomputed. Files are written atomically, so an interrupted run leaves no half entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_cache_dir() -> Path:
+    """``$LOFTUP_CACHE/features`` or ``~/.cache/loftup/features``."""
+    base = os.environ.get("LOFTUP_CACHE") or Path.home() / ".cache" / "loftup"
+    return Path(base) / "features"
+
+
+def image_identity(key: str) -> dict:
+    """Path plus size and mtime of the file part of ``key`` (``PATH`` or ``PATH#item``)."""
+    path = key.split("#", 1)[0]
+    try:
+        st = os.stat(path)
+        return {"key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        return {"key": key}
+
+
+class FeatureCache:
+    """Low-resolution features on disk, one safetensors file per (image, settings).
+
+    Arguments:
+      root: cache folder (None: no caching, every lookup misses and nothing is written).
+      backbone: backbone name.
+      weights: the backbone's weights (hub id or path; None for the default).
+      size: side of the (square) input the backbone sees.
+      policy: the preprocessing (how the image became that input).
+    """
+
+    def __init__(self, root, *, backbone: str, weights: str | None, size: int, policy: str):
+        self.root = Path(root).expanduser() if root is not None else None
+        self.settings = {"backbone": backbone, "weights": weights, "size": size, "policy": policy}
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, key: str) -> Path | None:
+        if self.root is None:
+            return None
+        blob = json.dumps({**self.settings, "image": image_identity(key)}, sort_keys=True)
+        digest = hashlib.sha256(blob.encode()).hexdigest()
+        folder = str(self.settings["backbone"]).replace("/", "_")
+        return self.root / folder / digest[:2] / f"{digest}.safetensors"
+
+    def get(self, key: str) -> torch.Tensor | None:
+        path = self.path(key)
+        if path is None or not path.exists():
+            self.misses += 1
+            return None
+        from safetensors.torch import load_file
+
+        try:
+            feats = load_file(str(path))["feats"]
+        except Exception:  # noqa: BLE001 - a corrupt entry is recomputed
+            self.misses += 1
+            return None
+        self.hits += 1
+        return feats
+
+    def put(self, key: str, feats: torch.Tensor) -> None:
+        path = self.path(key)
+        if path is None:
+            return
+        from safetensors.torch import save_file
+
+        from ..hub import _atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensor = feats.detach().cpu().contiguous()
+        _atomic_write(path, lambda tmp: save_file({"feats": tensor}, tmp))
+
+
+def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised (the guidance image LoftUp expects)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images01.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images01.device).view(1, 3, 1, 1)
+    return (images01 - mean) / std
+
+
+@torch.no_grad()
+def lowres_features(
+    featurizer,
+    images01: torch.Tensor,
+    keys: list[str],
+    cache: FeatureCache,
+    input_size: int,
+    device=None,
+) -> torch.Tensor:
+    """(B, C, h, w) backbone features of (B, 3, S, S) images in [0, 1], through the cache.
+
+    The backbone sees the images resized (bilinear) to ``input_size`` x ``input_size`` (larger
+    than S for the ``highres`` reference), normalised its own way.
+    """
+    found = [cache.get(k) for k in keys]
+    todo = [i for i, f in enumerate(found) if f is None]
+    if todo:
+        batch = images01[todo].to(device)
+        if batch.shape[-1] != input_size or batch.shape[-2] != input_size:
+            batch = F.interpolate(batch, size=(input_size, input_size), mode="bilinear")
+        feats = featurizer(featurizer.normalize(batch)).float().cpu()
+        for j, i in enumerate(todo):
+            found[i] = feats[j]
+            cache.put(keys[i], feats[j])
+    return torch.stack(found)

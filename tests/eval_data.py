@@ -1,0 +1,220 @@
+"""Tiny datasets written in each dataset's exact on-disk layout, and a small test backbone.
+
+Images are a few dozen pixels; each holds two colour regions whose class follows the colour,
+so that a linear probe has something to learn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from loftup.featurizers import FEATURIZERS, Featurizer, FeaturizerSpec, register
+
+TEST_BACKBONE = "eval_test_patch14"
+DIM = 16
+COLOURS = {0: (200, 40, 40), 1: (40, 60, 210), 2: (40, 190, 60)}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run much faster on one thread on a busy machine (no OpenMP hand-offs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class PatchFeaturizer(Featurizer):
+    """A seeded random 14x14 patch projection: (B, 3, H, W) -> (B, 16, H/14, W/14)."""
+
+    name = TEST_BACKBONE
+    patch_size = 14
+    dim = DIM
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Conv2d(3, DIM, 14, stride=14)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.02)
+            self.proj.bias.copy_(torch.randn(DIM, generator=g) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def register_test_backbone() -> str:
+    if TEST_BACKBONE not in FEATURIZERS:
+        register(
+            FeaturizerSpec(
+                TEST_BACKBONE,
+                lambda weights, device=None: PatchFeaturizer().to(device),
+                patch_size=14,
+                dim=DIM,
+                description="test only",
+            )
+        )
+    return TEST_BACKBONE
+
+
+def two_region_image(
+    rng: np.random.Generator, h: int, w: int, classes: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image (H, W, 3) uint8 and its class map (H, W): left part / right part."""
+    split = int(rng.integers(w // 3, 2 * w // 3))
+    cls = np.empty((h, w), dtype=np.int64)
+    cls[:, :split], cls[:, split:] = classes
+    rgb = np.zeros((h, w, 3), dtype=np.float64)
+    for c in classes:
+        rgb[cls == c] = COLOURS[c]
+    rgb += rng.normal(0, 8, size=rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8), cls
+
+
+def _save_rgb(arr: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"quality": 95} if path.suffix == ".jpg" else {}
+    Image.fromarray(arr).save(path, **options)
+
+
+def _save_label(arr: np.ndarray, path: Path, palette: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(arr.astype(np.uint8))
+    if palette:
+        img.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, i)])
+    img.save(path)
+
+
+def _pairs(n: int, seed: int, h: int = 36, w: int = 44):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        classes = (0, 1) if i % 2 == 0 else (2, 0)
+        yield i, *two_region_image(rng, h, w, classes)
+
+
+def write_cocostuff(root: Path, n: int = 4) -> Path:
+    """ROOT/cocostuff/{images,annotations,curated}/{train2017,val2017}; fine ids 0/1/156."""
+    base = root / "cocostuff"
+    fine = {0: 0, 1: 2, 2: 156}  # person -> 9, bicycle -> 11, fine 156 -> 23
+    for split, seed in (("train2017", 0), ("val2017", 1)):
+        ids = []
+        for i, rgb, cls in _pairs(n, seed):
+            iid = f"{i + 1:012d}"
+            ids.append(iid)
+            raw = np.vectorize(fine.get)(cls)
+            raw[raw.shape[0] // 2, :] = 255  # unlabelled
+            _save_rgb(rgb, base / "images" / split / f"{iid}.jpg")
+            _save_label(raw, base / "annotations" / split / f"{iid}.png")
+        lst = base / "curated" / split / "Coco164kFull_Stuff_Coarse.txt"
+        lst.parent.mkdir(parents=True, exist_ok=True)
+        lst.write_text("\n".join(ids) + "\n")
+    return base
+
+
+def write_cityscapes(root: Path, n: int = 4) -> Path:
+    """ROOT/{leftImg8bit,gtFine}/{train,val}/CITY/...; labelIds 7 (road), 26 (car), 24."""
+    base = root / "cityscapes"
+    label_ids = {0: 7, 1: 26, 2: 24}
+    for split, seed, city in (("train", 0, "aachen"), ("val", 1, "frankfurt")):
+        for i, rgb, cls in _pairs(n, seed, 36, 72):
+            stem = f"{city}_{i:06d}_000019"
+            raw = np.vectorize(label_ids.get)(cls)
+            raw[raw.shape[0] // 2, :] = 1  # ego vehicle -> not scored
+            _save_rgb(rgb, base / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            _save_label(raw, base / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+    return base
+
+
+def write_ade20k(root: Path, n: int = 4) -> Path:
+    """ROOT/ADEChallengeData2016/{images,annotations}/{training,validation}; 0 = other."""
+    base = root / "ADEChallengeData2016"
+    for split, seed, tag in (("training", 0, "train"), ("validation", 1, "val")):
+        for i, rgb, cls in _pairs(n, seed):
+            stem = f"ADE_{tag}_{i + 1:08d}"
+            raw = cls + 1
+            raw[raw.shape[0] // 2] = 0
+            _save_rgb(rgb, base / "images" / split / f"{stem}.jpg")
+            _save_label(raw, base / "annotations" / split / f"{stem}.png")
+    return base
+
+
+def write_voc(root: Path, n: int = 4) -> Path:
+    """ROOT/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}."""
+    base = root / "VOCdevkit" / "VOC2012"
+    sets = base / "ImageSets" / "Segmentation"
+    sets.mkdir(parents=True, exist_ok=True)
+    for split, seed in (("train", 0), ("val", 1)):
+        ids = []
+        for i, rgb, cls in _pairs(n, seed):
+            iid = f"2007_{seed}{i:05d}"
+            ids.append(iid)
+            raw = cls.copy()
+            raw[raw.shape[0] // 2, :] = 255  # border
+            _save_rgb(rgb, base / "JPEGImages" / f"{iid}.jpg")
+            _save_label(raw, base / "SegmentationClass" / f"{iid}.png", palette=True)
+        (sets / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return base
+
+
+def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64) -> Path:
+    """ROOT/nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5, stored transposed) + splits.mat."""
+    import h5py
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    images = np.zeros((n, 3, w, h), dtype=np.uint8)
+    depths = np.zeros((n, w, h), dtype=np.float32)
+    for i in range(n):
+        rgb, cls = two_region_image(rng, h, w, (0, 1))
+        depth = np.where(cls == 0, 2.0, 5.0).astype(np.float32) + rng.uniform(0, 0.2, (h, w))
+        depth[h // 2, :] = 12.0  # beyond 10 m: invalid
+        images[i] = rgb.transpose(2, 1, 0)
+        depths[i] = depth.T
+    mat = root / "nyu_depth_v2_labeled.mat"
+    with h5py.File(mat, "w", userblock_size=512) as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("depths", data=depths)
+    with open(mat, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
+    half = n // 2
+    savemat(
+        root / "splits.mat",
+        {
+            "trainNdxs": np.arange(1, half + 1, dtype=np.float64)[:, None],
+            "testNdxs": np.arange(half + 1, n + 1, dtype=np.float64)[:, None],
+        },
+    )
+    return root
+
+
+def write_davis(root: Path, sequences=("bear", "car"), frames: int = 5, h: int = 48, w: int = 80):
+    """ROOT/{JPEGImages,Annotations}/480p/SEQ/NNNNN.{jpg,png} + ImageSets/2017/val.txt.
+
+    Each sequence: a grey background with coloured squares (objects 1, 2) moving right.
+    """
+    rng = np.random.default_rng(0)
+    for s, seq in enumerate(sequences):
+        n_obj = 1 + s % 2
+        for t in range(frames):
+            rgb = np.full((h, w, 3), 110, dtype=np.float64) + rng.normal(0, 4, (h, w, 3))
+            ids = np.zeros((h, w), dtype=np.uint8)
+            for k in range(1, n_obj + 1):
+                y0, x0 = 8 + 16 * (k - 1), 6 + 3 * t + 30 * (k - 1)
+                ids[y0 : y0 + 14, x0 : x0 + 14] = k
+                rgb[ids == k] = COLOURS[k]
+            _save_rgb(
+                np.clip(rgb, 0, 255).astype(np.uint8),
+                root / "JPEGImages" / "480p" / seq / f"{t:05d}.jpg",
+            )
+            _save_label(ids, root / "Annotations" / "480p" / seq / f"{t:05d}.png", palette=True)
+    sets = root / "ImageSets" / "2017"
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / "val.txt").write_text("\n".join(sequences) + "\n")
+    return root

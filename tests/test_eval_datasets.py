@@ -1,0 +1,130 @@
+"""Dataset readers on tiny copies of each dataset's exact on-disk layout; the feature cache."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from eval_data import (
+    write_ade20k,
+    write_cityscapes,
+    write_cocostuff,
+    write_davis,
+    write_nyuv2,
+    write_voc,
+)
+from loftup.eval.datasets import (
+    SEG_DATASETS,
+    DatasetError,
+    NYUv2Depth,
+    SegmentationSet,
+    davis_sequences,
+)
+from loftup.eval.datasets.seg import COCO_FINE_TO_COARSE
+from loftup.eval.features import FeatureCache
+
+
+def test_label_tables_follow_each_datasets_convention():
+    coco = SEG_DATASETS["cocostuff"].decode(np.array([0, 1, 156, 181, 255]))
+    assert coco.tolist() == [9, 11, 23, 24, 255]  # person, bicycle -> vehicle, sky, wood->solid
+    assert len(COCO_FINE_TO_COARSE) == 182 and set(COCO_FINE_TO_COARSE.tolist()) == set(range(27))
+    city = SEG_DATASETS["cityscapes"].decode(np.array([7, 8, 26, 33, 0, 1, 6, 34]))
+    assert city.tolist() == [0, 1, 13, 18, 255, 255, 255, 255]
+    ade = SEG_DATASETS["ade20k"].decode(np.array([0, 1, 150]))
+    assert ade.tolist() == [255, 0, 149]
+    voc = SEG_DATASETS["voc"].decode(np.array([0, 20, 255]))
+    assert voc.tolist() == [0, 20, 255]
+
+
+@pytest.mark.parametrize(
+    "name, writer, expected",
+    [
+        ("cocostuff", write_cocostuff, {9, 11, 23, 255}),
+        ("cityscapes", write_cityscapes, {0, 13, 11, 255}),
+        ("ade20k", write_ade20k, {0, 1, 2, 255}),
+        ("voc", write_voc, {0, 1, 2, 255}),
+    ],
+)
+def test_segmentation_readers_read_the_standard_layouts(tmp_path, name, writer, expected):
+    writer(tmp_path)
+    train = SegmentationSet(name, tmp_path, "train", 28)
+    val = SegmentationSet(name, tmp_path, "val", 28, limit=2)
+    assert len(train) == 4 and len(val) == 2
+    item = train[0]
+    assert item["image"].shape == (3, 28, 28) and item["label"].shape == (28, 28)
+    assert 0 <= item["image"].min() and item["image"].max() <= 1
+    seen = set()
+    for i in range(len(train)):
+        seen |= set(train[i]["label"].unique().tolist())
+    assert seen == expected
+    # the label follows the image: the red region carries the same class in every image
+    red = item["image"][0] > 0.6
+    assert len(item["label"][red & (item["label"] != 255)].unique()) == 1
+
+
+def test_missing_or_incomplete_datasets_say_what_and_where(tmp_path):
+    with pytest.raises(DatasetError, match="Coco164kFull_Stuff_Coarse.txt"):
+        SegmentationSet("cocostuff", tmp_path, "train", 28)
+    base = write_voc(tmp_path)
+    (base / "SegmentationClass" / "2007_000000.png").unlink()
+    with pytest.raises(DatasetError, match="missing"):
+        SegmentationSet("voc", tmp_path, "train", 28)
+    with pytest.raises(DatasetError, match="nyu_depth_v2_labeled.mat"):
+        NYUv2Depth(tmp_path, "train", 28)
+
+
+def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
+    import h5py
+
+    write_nyuv2(tmp_path, n=4, h=48, w=64)
+    with h5py.File(tmp_path / "nyu_depth_v2_labeled.mat", "r") as f:
+        rgb = np.asarray(f["images"][2]).transpose(2, 1, 0)  # (48, 64, 3)
+        depth = np.asarray(f["depths"][2]).T
+    test = NYUv2Depth(tmp_path, "test", 48)  # test = images 3 and 4 (1-based)
+    assert len(test) == 2 and len(NYUv2Depth(tmp_path, "train", 48)) == 2
+    item = test[0]
+    # size 48 = the short side: no resize, a centre crop of columns 8..55
+    expected = torch.from_numpy(rgb[:, 8:56].copy()).permute(2, 0, 1).float() / 255
+    assert torch.equal(item["image"], expected)
+    d = torch.from_numpy(depth[:, 8:56].copy())
+    d[d > 10] = 0
+    assert torch.equal(item["depth"], d) and (item["depth"] == 0).any()
+
+
+def test_davis_reader_lists_frames_and_objects(tmp_path):
+    write_davis(tmp_path, frames=4)
+    seqs = davis_sequences(tmp_path)
+    assert [s.name for s in seqs] == ["bear", "car"]
+    assert len(seqs[0].frames) == 4 and seqs[0].frames[0].name == "00000.jpg"
+    assert seqs[1].annotation(0).unique().tolist() == [0, 1, 2]
+    assert seqs[0].palette() is not None
+    short = davis_sequences(tmp_path, limit=1, max_frames=2)
+    assert len(short) == 1 and len(short[0].frames) == 2
+    ann = seqs[0].annotations[1]
+    arr = np.array(Image.open(ann))
+    arr[0, 0] = 255
+    Image.fromarray(arr).save(ann)
+    assert seqs[0].annotation(1)[0, 0] == 0  # 255 reads as background, as in the benchmark
+
+
+def test_feature_cache_keys_and_round_trip(tmp_path):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="p")
+    feats = torch.randn(4, 2, 2)
+    assert cache.get(str(image)) is None
+    cache.put(str(image), feats)
+    assert torch.equal(cache.get(str(image)), feats)
+    assert not list((tmp_path / "c").rglob("*.tmp"))  # written atomically
+    for other in (
+        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=448, policy="p"),
+        FeatureCache(tmp_path / "c", backbone="b", weights="w", size=224, policy="p"),
+        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="q"),
+    ):
+        assert other.get(str(image)) is None
+    image.write_bytes(b"changed")  # a changed image is a new entry
+    assert cache.get(str(image)) is None
+    cache.put(str(image), feats)
+    cache.path(str(image)).write_bytes(b"corrupt")
+    assert cache.get(str(image)) is None  # recomputed, not a crash
+    assert FeatureCache(None, backbone="b", weights=None, size=1, policy="p").get("x") is None
