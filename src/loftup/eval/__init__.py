@@ -1,0 +1,81 @@
+"""Evaluation on the paper's tasks: linear probes, label propagation, metrics, dataset readers.
+
+Pure functions that work on in-memory tensors::
+
+    from loftup.eval import fit_linear_probe, predict, miou, pixel_accuracy, boundary_f_score
+
+    probe = fit_linear_probe(feats, labels, num_classes=27)   # (N, C, H, W), (N, H, W)
+    pred = predict(probe, test_feats)                          # (N, H, W)
+    score, per_class = miou(pred, test_labels, 27, ignore_index=255)
+    f = boundary_f_score(pred[0], test_labels[0], tolerance_px=2)
+
+Whole runs on datasets on disk (what ``loftup eval`` calls): :func:`evaluate` with an
+:class:`EvalConfig`; readers in :mod:`loftup.eval.datasets`.
+"""
+
+from __future__ import annotations
+
+from .metrics import (
+    SegmentationScores,
+    boundary_f_score,
+    boundary_map,
+    confusion_matrix,
+    contour_accuracy,
+    davis_tolerance,
+    depth_metrics,
+    miou,
+    pixel_accuracy,
+    region_similarity,
+)
+from .pipeline import EvalConfig
+from .probe import (
+    DEPTH_PROBE,
+    SEG_PROBE,
+    DepthProbe,
+    ProbeConfig,
+    fit_depth_probe,
+    fit_linear_probe,
+    predict,
+    predict_depth,
+    train_probe,
+)
+from .propagation import PropagationConfig, propagate_labels, propagate_video
+
+
+def evaluate(cfg) -> dict:
+    """Run ``cfg.task`` ('seg', 'depth' or 'davis') as set in ``cfg`` (an EvalConfig)."""
+    from .dense import run_depth, run_seg
+    from .video import run_davis
+
+    runners = {"seg": run_seg, "depth": run_depth, "davis": run_davis}
+    if cfg.task not in runners:
+        raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(runners)}")
+    return runners[cfg.task](cfg)
+
+
+__all__ = [
+    "DEPTH_PROBE",
+    "SEG_PROBE",
+    "DepthProbe",
+    "EvalConfig",
+    "ProbeConfig",
+    "PropagationConfig",
+    "SegmentationScores",
+    "boundary_f_score",
+    "boundary_map",
+    "confusion_matrix",
+    "contour_accuracy",
+    "davis_tolerance",
+    "depth_metrics",
+    "evaluate",
+    "fit_depth_probe",
+    "fit_linear_probe",
+    "miou",
+    "pixel_accuracy",
+    "predict",
+    "predict_depth",
+    "propagate_labels",
+    "propagate_video",
+    "region_similarity",
+    "train_probe",
+]

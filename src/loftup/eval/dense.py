@@ -1,0 +1,156 @@
+"""Dense probing runs: semantic segmentation and depth with linear probes on frozen features.
+
+Each run: read the train and val/test splits, fit the probe on upsampled features (computed
+batch by batch from cached backbone features), score the held-out split, write the results
+JSON and a figure. Returns the results as a dict.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+
+from .datasets import NYUv2Depth, SegmentationSet, check_dataset
+from .figures import depth_figure, seg_figure
+from .metrics import SegmentationScores, depth_metrics
+from .pipeline import EvalConfig, FeaturePipeline, figure_path, make_loader
+from .probe import (
+    DEPTH_PROBE,
+    SEG_PROBE,
+    DepthProbe,
+    ProbeConfig,
+    depth_loss,
+    make_seg_probe,
+    predict,
+    predict_depth,
+    seg_loss,
+    train_probe,
+)
+from .report import run_info, write_json
+
+POLICY = "resize-short-bilinear+center-crop"
+N_EXAMPLES = 4
+
+
+def _probe_config(base: ProbeConfig, cfg: EvalConfig) -> ProbeConfig:
+    return replace(
+        base,
+        epochs=cfg.epochs if cfg.epochs is not None else base.epochs,
+        lr=cfg.lr if cfg.lr is not None else base.lr,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
+
+
+def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target: str, loss_fn, pcfg):
+    device = pipe.device
+
+    def batches(epoch: int):
+        for batch in make_loader(train_set, cfg, shuffle=True, epoch=epoch):
+            _, hr = pipe(batch["image"], batch["key"], cfg.size)
+            yield hr, batch[target].to(device)
+
+    steps = len(make_loader(train_set, cfg, shuffle=True))
+    return train_probe(
+        probe, batches, loss_fn, pcfg, steps, progress=cfg.progress, desc=f"{cfg.task} probe"
+    )
+
+
+def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    from ..viz import pca_pair
+
+    return pca_pair(lr[None].cpu(), hr[None].cpu())[1][0]
+
+
+def _finish(cfg: EvalConfig, results: dict, draw) -> dict:
+    results["figure"] = str(draw(figure_path(cfg)))
+    if cfg.json and cfg.json != "-":
+        write_json(cfg.json, results)
+    return results
+
+
+def _header(cfg: EvalConfig, pipe: FeaturePipeline, pcfg: ProbeConfig, sizes: dict) -> dict:
+    return {
+        "task": cfg.task,
+        "dataset": cfg.dataset,
+        "backbone": cfg.backbone,
+        "upsampler": cfg.upsampler,
+        "num_images": sizes,
+        "settings": {**cfg.to_dict(), "probe": pcfg.to_dict(), "policy": POLICY},
+        "run": run_info(cfg.device),
+    }
+
+
+def run_seg(cfg: EvalConfig) -> dict:
+    """Linear-probe semantic segmentation: mIoU and pixel accuracy on the val split."""
+    from tqdm.auto import tqdm
+
+    check_dataset("seg", cfg.dataset)
+    start = time.time()
+    train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit)
+    val_set = SegmentationSet(cfg.dataset, cfg.root, "val", cfg.size, cfg.limit)
+    spec = train_set.spec
+    pipe = FeaturePipeline(cfg, policy=POLICY)
+    pcfg = _probe_config(SEG_PROBE, cfg)
+    probe = make_seg_probe(pipe.dim, spec.num_classes, cfg.seed).to(pipe.device)
+    _fit(probe, train_set, pipe, cfg, "label", lambda o, y: seg_loss(o, y, 255), pcfg)
+
+    scores = SegmentationScores(spec.num_classes, ignore_index=255)
+    examples = []
+    loader = make_loader(val_set, cfg, shuffle=False)
+    for batch in tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False):
+        lr, hr = pipe(batch["image"], batch["key"], cfg.size)
+        pred = predict(probe, hr, size=tuple(batch["label"].shape[-2:])).cpu()
+        scores.update(pred, batch["label"])
+        for i in range(min(len(pred), N_EXAMPLES - len(examples))):
+            examples.append(
+                {"image": batch["image"][i], "label": batch["label"][i], "pred": pred[i],
+                 "pca": _pca(lr[i], hr[i])}
+            )  # fmt: skip
+    metrics = scores.result()
+    results = _header(cfg, pipe, pcfg, {"train": len(train_set), "val": len(val_set)})
+    results["metrics"] = metrics
+    if spec.class_names:
+        results["class_names"] = list(spec.class_names)
+    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
+    results["elapsed_s"] = round(time.time() - start, 2)
+    title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: mIoU {100 * metrics['miou']:.2f}"
+    return _finish(
+        cfg, results, lambda path: seg_figure(examples, spec.num_classes, path, title=title)
+    )
+
+
+def run_depth(cfg: EvalConfig) -> dict:
+    """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split."""
+    from tqdm.auto import tqdm
+
+    check_dataset("depth", cfg.dataset)
+    start = time.time()
+    train_set = NYUv2Depth(cfg.root, "train", cfg.size, cfg.limit)
+    test_set = NYUv2Depth(cfg.root, "test", cfg.size, cfg.limit)
+    pipe = FeaturePipeline(cfg, policy=POLICY)
+    pcfg = _probe_config(DEPTH_PROBE, cfg)
+    probe = DepthProbe(pipe.dim, seed=cfg.seed).to(pipe.device)
+    _fit(probe, train_set, pipe, cfg, "depth", depth_loss, pcfg)
+
+    per_image: dict[str, list[torch.Tensor]] = {"delta1": [], "rmse": [], "abs_rel": []}
+    examples = []
+    loader = make_loader(test_set, cfg, shuffle=False)
+    for batch in tqdm(loader, desc="depth test", disable=not cfg.progress, leave=False):
+        _, hr = pipe(batch["image"], batch["key"], cfg.size)
+        pred = predict_depth(probe, hr, size=tuple(batch["depth"].shape[-2:])).cpu()
+        for name, values in depth_metrics(pred, batch["depth"]).items():
+            per_image[name].append(values)
+        for i in range(min(len(pred), N_EXAMPLES - len(examples))):
+            examples.append(
+                {"image": batch["image"][i], "depth": batch["depth"][i], "pred": pred[i]}
+            )
+    metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
+    results = _header(cfg, pipe, pcfg, {"train": len(train_set), "test": len(test_set)})
+    results["metrics"] = metrics
+    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
+    results["elapsed_s"] = round(time.time() - start, 2)
+    title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: delta1 {100 * metrics['delta1']:.2f}"
+    return _finish(cfg, results, lambda path: depth_figure(examples, path, title=title))

@@ -1,0 +1,145 @@
+"""DAVIS 2017 video object segmentation by label propagation (see :mod:`.propagation`).
+
+Scores follow the DAVIS benchmark (davis2017-evaluation, semi-supervised): per object and per
+frame, J (mask IoU) and F (boundary F with a tolerance of ceil(0.008 x diagonal) pixels),
+first and last frames excluded; each object's mean over its frames; J mean and F mean average
+over all objects of all sequences; J&F is their mean.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import DavisSequence, check_dataset, davis_sequences
+from .datasets.common import open_rgb, resize_square, to_image_tensor
+from .figures import davis_figure
+from .metrics import contour_accuracy, region_similarity
+from .pipeline import EvalConfig, FeaturePipeline, figure_path
+from .propagation import one_hot, propagate_video, soft_to_mask
+from .report import run_info, write_json
+
+POLICY = "resize-square-bicubic"
+N_EXAMPLES = 4
+
+
+def frame_features(
+    seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig
+) -> Iterator[torch.Tensor]:
+    """Upsampled features (C, h, w) of each frame, computed ``batch_size`` frames at a time."""
+    size = cfg.propagation.image_size
+    out = max(1, int(round(size * cfg.propagation.feature_scale)))
+    for i in range(0, len(seq.frames), cfg.batch_size):
+        paths = seq.frames[i : i + cfg.batch_size]
+        images = torch.stack(
+            [
+                to_image_tensor(resize_square(open_rgb(p), size, nearest=False, bicubic=True))
+                for p in paths
+            ]
+        )
+        _, hr = pipe(images, [str(Path(p).resolve()) for p in paths], out)
+        yield from hr
+
+
+def first_frame_labels(gt: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    """(H0, W0) object ids -> ((K, h, w) one-hot at the feature size, number of objects)."""
+    n_obj = int(gt.max())
+    small = F.interpolate(gt[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+    return one_hot(small, n_obj + 1), n_obj
+
+
+def davis_statistics(per_object: dict[str, dict[str, list[float]]]) -> dict:
+    """J mean, F mean, J&F from per-object lists of per-frame J and F values."""
+    j_means = [float(np.mean(v["J"])) for v in per_object.values() if v["J"]]
+    f_means = [float(np.mean(v["F"])) for v in per_object.values() if v["F"]]
+    j = float(np.mean(j_means)) if j_means else float("nan")
+    f = float(np.mean(f_means)) if f_means else float("nan")
+    return {"J_mean": j, "F_mean": f, "J&F_mean": (j + f) / 2, "num_objects": len(j_means)}
+
+
+def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
+    from PIL import Image
+
+    img = Image.fromarray(ids.numpy().astype(np.uint8))
+    if palette:
+        img.putpalette(palette)  # 'L' -> 'P', indices kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def track_sequence(seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, examples: list):
+    """Propagate the first frame's objects through ``seq``; per-object J and F lists."""
+    feats = frame_features(seq, pipe, cfg)
+    first = next(feats)
+    gt0 = seq.annotation(0)
+    labels0, n_obj = first_frame_labels(gt0, tuple(first.shape[-2:]))
+    scores = {f"{seq.name}_{k}": {"J": [], "F": []} for k in range(1, n_obj + 1)}
+    palette = seq.palette() if cfg.save_masks else None
+    if cfg.save_masks:
+        _save_mask(gt0, Path(cfg.save_masks) / seq.name / f"{seq.frames[0].stem}.png", palette)
+    last = len(seq.frames) - 1
+    softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
+    for t, soft in enumerate(softs, start=1):
+        gt = seq.annotation(t)
+        pred = soft_to_mask(soft.cpu(), cfg.propagation.image_size, tuple(gt.shape))
+        if cfg.save_masks:
+            _save_mask(pred, Path(cfg.save_masks) / seq.name / f"{seq.frames[t].stem}.png", palette)
+        if t != last:  # the benchmark leaves out the first and the last frame
+            for k in range(1, n_obj + 1):
+                scores[f"{seq.name}_{k}"]["J"].append(region_similarity(pred == k, gt == k))
+                scores[f"{seq.name}_{k}"]["F"].append(contour_accuracy(pred == k, gt == k))
+        if len(examples) < N_EXAMPLES and t in {1, max(1, last // 2), last}:
+            image = to_image_tensor(open_rgb(seq.frames[t]))
+            examples.append({"image": image, "gt": gt, "pred": pred, "name": f"{seq.name} #{t}"})
+    return scores
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def run_davis(cfg: EvalConfig) -> dict:
+    """Label propagation on DAVIS 2017 val: J mean, F mean and J&F."""
+    from tqdm.auto import tqdm
+
+    check_dataset("davis", cfg.dataset)
+    start = time.time()
+    sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames)
+    pipe = FeaturePipeline(cfg, policy=POLICY)
+    per_object: dict[str, dict[str, list[float]]] = {}
+    per_sequence = {}
+    examples: list[dict] = []
+    for seq in tqdm(sequences, desc="davis", disable=not cfg.progress, leave=False):
+        scores = track_sequence(seq, pipe, cfg, examples)
+        per_object.update(scores)
+        per_sequence[seq.name] = davis_statistics(scores)
+    metrics = davis_statistics(per_object)
+    results = {
+        "task": cfg.task,
+        "dataset": cfg.dataset,
+        "backbone": cfg.backbone,
+        "upsampler": cfg.upsampler,
+        "num_sequences": len(sequences),
+        "settings": {**cfg.to_dict(), "policy": POLICY},
+        "run": run_info(cfg.device),
+        "metrics": metrics,
+        "per_sequence": per_sequence,
+        "per_object": {
+            k: {"J": float(np.mean(v["J"])) if v["J"] else None,
+                "F": float(np.mean(v["F"])) if v["F"] else None}
+            for k, v in per_object.items()
+        },
+        "cache": {"hits": pipe.cache.hits, "misses": pipe.cache.misses},
+        "elapsed_s": round(time.time() - start, 2),
+    }  # fmt: skip
+    title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
+    results["figure"] = str(davis_figure(examples, figure_path(cfg), title=title))
+    if cfg.json and cfg.json != "-":
+        write_json(cfg.json, results)
+    return results
