@@ -163,3 +163,32 @@ def test_bad_runs_fail_with_one_clear_line(tmp_path, backbones, capsys):
     LoftUp(dim=8).save_pretrained(tmp_path / "small")
     assert main([*base, "--root", str(tmp_path), "--upsampler", str(tmp_path / "small")]) == 2
     assert "expects 8-channel features" in capsys.readouterr().err
+
+
+def _readme_section() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("## Evaluation")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def test_readme_evaluation_example_runs():
+    section = _readme_section()
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md (Evaluation)", "exec"), {})
+
+
+def test_readme_evaluation_commands_parse():
+    import re
+    import shlex
+
+    from loftup.cli import build_parser
+
+    section = _readme_section().replace("\\\n", " ")
+    commands = re.findall(r"loftup eval (?:seg|depth|davis) +--[^`\n#]*", section)
+    assert len(commands) >= 8
+    for cmd in commands:
+        args = build_parser().parse_args(shlex.split(cmd)[1:])
+        assert args.func.__name__ == "_cmd_eval"

@@ -1,5 +1,7 @@
 """Dataset readers on tiny copies of each dataset's exact on-disk layout; the feature cache."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -57,6 +59,8 @@ def test_segmentation_readers_read_the_standard_layouts(tmp_path, name, writer, 
     for i in range(len(train)):
         seen |= set(train[i]["label"].unique().tolist())
     assert seen == expected
+    again = pickle.loads(pickle.dumps(train))[0]  # DataLoader workers may pickle the dataset
+    assert torch.equal(again["label"], item["label"])
     # the label follows the image: the red region carries the same class in every image
     red = item["image"][0] > 0.6
     assert len(item["label"][red & (item["label"] != 255)].unique()) == 1

@@ -21,6 +21,7 @@ _LAZY = {
     "upsample": "loftup.api",
     "load_pipeline": "loftup.api",
     "load_image": "loftup.io",
+    "get_upsampler": "loftup.baselines",
 }
 
 __all__ = [

@@ -71,7 +71,7 @@ def _finish(cfg: EvalConfig, results: dict, draw) -> dict:
     return results
 
 
-def _header(cfg: EvalConfig, pipe: FeaturePipeline, pcfg: ProbeConfig, sizes: dict) -> dict:
+def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict) -> dict:
     return {
         "task": cfg.task,
         "dataset": cfg.dataset,
@@ -110,7 +110,7 @@ def run_seg(cfg: EvalConfig) -> dict:
                  "pca": _pca(lr[i], hr[i])}
             )  # fmt: skip
     metrics = scores.result()
-    results = _header(cfg, pipe, pcfg, {"train": len(train_set), "val": len(val_set)})
+    results = _header(cfg, pcfg, {"train": len(train_set), "val": len(val_set)})
     results["metrics"] = metrics
     if spec.class_names:
         results["class_names"] = list(spec.class_names)
@@ -148,7 +148,7 @@ def run_depth(cfg: EvalConfig) -> dict:
                 {"image": batch["image"][i], "depth": batch["depth"][i], "pred": pred[i]}
             )
     metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
-    results = _header(cfg, pipe, pcfg, {"train": len(train_set), "test": len(test_set)})
+    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
     results["metrics"] = metrics
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)

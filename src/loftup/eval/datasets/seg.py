@@ -173,26 +173,40 @@ def _voc_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     ]
 
 
+def _coco_root(root: Path) -> Path:
+    return _descend(root, "cocostuff")
+
+
+def _cityscapes_root(root: Path) -> Path:
+    return _descend(root, "cityscapes")
+
+
+def _ade_root(root: Path) -> Path:
+    return _descend(root, "ADEChallengeData2016")
+
+
+def _voc_root(root: Path) -> Path:
+    return _descend(_descend(root, "VOCdevkit"), "VOC2012")
+
+
+# module-level functions only, so that DataLoader workers can pickle a dataset
 SEG_DATASETS: dict[str, SegDatasetSpec] = {
     s.name: s
     for s in [
         SegDatasetSpec(
-            "cocostuff", 27, {"train": "train2017", "val": "val2017"},
-            lambda r: _descend(r, "cocostuff"), _coco_pairs, COCO_TABLE, COCO_COARSE_NAMES,
-            COCO_HINT,
+            "cocostuff", 27, {"train": "train2017", "val": "val2017"}, _coco_root, _coco_pairs,
+            COCO_TABLE, COCO_COARSE_NAMES, COCO_HINT,
         ),
         SegDatasetSpec(
-            "cityscapes", 19, {"train": "train", "val": "val"},
-            lambda r: _descend(r, "cityscapes"), _cityscapes_pairs, CITYSCAPES_TABLE,
-            CITYSCAPES_NAMES, CITYSCAPES_HINT,
+            "cityscapes", 19, {"train": "train", "val": "val"}, _cityscapes_root,
+            _cityscapes_pairs, CITYSCAPES_TABLE, CITYSCAPES_NAMES, CITYSCAPES_HINT,
         ),
         SegDatasetSpec(
-            "ade20k", 150, {"train": "training", "val": "validation"},
-            lambda r: _descend(r, "ADEChallengeData2016"), _ade_pairs, ADE_TABLE, None, ADE_HINT,
+            "ade20k", 150, {"train": "training", "val": "validation"}, _ade_root, _ade_pairs,
+            ADE_TABLE, None, ADE_HINT,
         ),
         SegDatasetSpec(
-            "voc", 21, {"train": "train", "val": "val"},
-            lambda r: _descend(_descend(r, "VOCdevkit"), "VOC2012"), _voc_pairs, VOC_TABLE,
+            "voc", 21, {"train": "train", "val": "val"}, _voc_root, _voc_pairs, VOC_TABLE,
             VOC_NAMES, VOC_HINT,
         ),
     ]
