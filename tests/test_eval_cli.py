@@ -119,6 +119,10 @@ def test_highres_runs_the_backbone_on_a_larger_input(tmp_path, backbones):
     entries = list((tmp_path / "cache").rglob("*.safetensors"))
     shapes = sorted({tuple(load_file(p)["feats"].shape) for p in entries})
     assert len(entries) == 8 and shapes == [(DIM, 2, 2), (DIM, 4, 4)]
+    write_davis(tmp_path / "davis", frames=3)
+    res = _eval("davis", tmp_path / "davis", "highres", tmp_path, "--size", "28", "--limit", "1",
+                "--no-cache", name="c")  # fmt: skip
+    assert res["num_sequences"] == 1 and res["settings"]["highres_factor"] == 2
 
 
 def test_depth_end_to_end(tmp_path, backbones):

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from eval_data import (
@@ -59,6 +60,11 @@ def test_segmentation_readers_read_the_standard_layouts(tmp_path, name, writer, 
     for i in range(len(train)):
         seen |= set(train[i]["label"].unique().tolist())
     assert seen == expected
+    big = SegmentationSet(name, tmp_path, "train", 28, backbone_size=56)[0]["backbone_image"]
+    assert big.shape == (3, 56, 56)  # the same crop, sharper: for the highres reference
+    assert (
+        F.interpolate(big[None], size=(28, 28), mode="area")[0] - item["image"]
+    ).abs().mean() < 0.05
     again = pickle.loads(pickle.dumps(train))[0]  # DataLoader workers may pickle the dataset
     assert torch.equal(again["label"], item["label"])
     # the label follows the image: the red region carries the same class in every image

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LoftUpError
+from .featurizers import IMAGENET_MEAN, IMAGENET_STD
 
 #: Neighbourhood radius of the JBU in low-resolution cells (5 x 5 cells).
 JBU_RADIUS = 2
@@ -34,9 +35,6 @@ JBU_SIGMA_SPATIAL = 1.0
 JBU_SIGMA_RANGE = 0.15
 #: Elements of (B, C, rows, W) a JBU output tile may hold at once (bounds working memory).
 JBU_TILE_ELEMENTS = 1 << 22
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Upsampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -328,7 +328,6 @@ def _cmd_eval(args) -> int:
     )
     if davis:
         cfg.propagation = PropagationConfig(
-            image_size=args.size,
             feature_scale=args.feature_scale,
             n_last_frames=args.context,
             topk=args.topk,

@@ -15,7 +15,7 @@ import torch
 from .datasets import NYUv2Depth, SegmentationSet, check_dataset
 from .figures import depth_figure, seg_figure
 from .metrics import SegmentationScores, depth_metrics
-from .pipeline import EvalConfig, FeaturePipeline, figure_path, make_loader
+from .pipeline import EvalConfig, FeaturePipeline, backbone_size, figure_path, make_loader
 from .probe import (
     DEPTH_PROBE,
     SEG_PROBE,
@@ -49,7 +49,7 @@ def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target: str, 
 
     def batches(epoch: int):
         for batch in make_loader(train_set, cfg, shuffle=True, epoch=epoch):
-            _, hr = pipe(batch["image"], batch["key"], cfg.size)
+            _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
             yield hr, batch[target].to(device)
 
     steps = len(make_loader(train_set, cfg, shuffle=True))
@@ -89,8 +89,9 @@ def run_seg(cfg: EvalConfig) -> dict:
 
     check_dataset("seg", cfg.dataset)
     start = time.time()
-    train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit)
-    val_set = SegmentationSet(cfg.dataset, cfg.root, "val", cfg.size, cfg.limit)
+    big = backbone_size(cfg)
+    train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit, big)
+    val_set = SegmentationSet(cfg.dataset, cfg.root, "val", cfg.size, cfg.limit, big)
     spec = train_set.spec
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(SEG_PROBE, cfg)
@@ -101,7 +102,7 @@ def run_seg(cfg: EvalConfig) -> dict:
     examples = []
     loader = make_loader(val_set, cfg, shuffle=False)
     for batch in tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False):
-        lr, hr = pipe(batch["image"], batch["key"], cfg.size)
+        lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
         pred = predict(probe, hr, size=tuple(batch["label"].shape[-2:])).cpu()
         scores.update(pred, batch["label"])
         for i in range(min(len(pred), N_EXAMPLES - len(examples))):
@@ -128,8 +129,9 @@ def run_depth(cfg: EvalConfig) -> dict:
 
     check_dataset("depth", cfg.dataset)
     start = time.time()
-    train_set = NYUv2Depth(cfg.root, "train", cfg.size, cfg.limit)
-    test_set = NYUv2Depth(cfg.root, "test", cfg.size, cfg.limit)
+    big = backbone_size(cfg)
+    train_set = NYUv2Depth(cfg.root, "train", cfg.size, cfg.limit, big)
+    test_set = NYUv2Depth(cfg.root, "test", cfg.size, cfg.limit, big)
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(DEPTH_PROBE, cfg)
     probe = DepthProbe(pipe.dim, seed=cfg.seed).to(pipe.device)
@@ -139,7 +141,7 @@ def run_depth(cfg: EvalConfig) -> dict:
     examples = []
     loader = make_loader(test_set, cfg, shuffle=False)
     for batch in tqdm(loader, desc="depth test", disable=not cfg.progress, leave=False):
-        _, hr = pipe(batch["image"], batch["key"], cfg.size)
+        _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
         pred = predict_depth(probe, hr, size=tuple(batch["depth"].shape[-2:])).cpu()
         for name, values in depth_metrics(pred, batch["depth"]).items():
             per_image[name].append(values)

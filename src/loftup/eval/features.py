@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..featurizers import IMAGENET_MEAN, IMAGENET_STD
 
 
 def default_cache_dir() -> Path:

@@ -89,9 +89,7 @@ class FeaturePipeline:
         self.featurizer = self.featurizer.to(self.device).eval()
         self.dim = int(self.featurizer.dim)
         self.highres = cfg.upsampler == "highres"
-        if self.highres and cfg.highres_factor < 1:
-            raise LoftUpError(f"--highres-factor must be >= 1, got {cfg.highres_factor}")
-        self.input_size = cfg.size * cfg.highres_factor if self.highres else cfg.size
+        self.input_size = backbone_size(cfg)
         self.upsample = bilinear if self.highres else get_upsampler(cfg.upsampler, self.device)
         self._check_pairing(cfg)
         self.cache = FeatureCache(
@@ -119,17 +117,35 @@ class FeaturePipeline:
 
     @torch.no_grad()
     def __call__(
-        self, images01: torch.Tensor, keys: list[str], out_size: int
+        self,
+        images01: torch.Tensor,
+        keys: list[str],
+        out_size: int,
+        backbone_images: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) in [0, 1] -> (lr (B, C, h, w), hr (B, C, out, out)) on the device."""
+        """(B, 3, S, S) in [0, 1] -> (lr (B, C, h, w), hr (B, C, out, out)) on the device.
+
+        ``backbone_images`` (B, 3, S', S') are what the backbone sees when S' (the input size)
+        is not S (``highres``); without them the images are resized to S'.
+        """
+        source = images01 if backbone_images is None else backbone_images
         lr = lowres_features(
-            self.featurizer, images01, list(keys), self.cache, self.input_size, self.device
+            self.featurizer, source, list(keys), self.cache, self.input_size, self.device
         ).to(self.device)
         guide = images01.to(self.device)
         if guide.shape[-1] != out_size or guide.shape[-2] != out_size:
             guide = F.interpolate(guide, size=(out_size, out_size), mode="bilinear")
         hr = self.upsample(lr, imagenet_normalize(guide))
         return lr, hr.float()
+
+
+def backbone_size(cfg: EvalConfig) -> int:
+    """Side of the image the backbone sees: ``size``, times ``highres_factor`` for highres."""
+    if cfg.upsampler != "highres":
+        return cfg.size
+    if cfg.highres_factor < 1:
+        raise LoftUpError(f"--highres-factor must be >= 1, got {cfg.highres_factor}")
+    return cfg.size * cfg.highres_factor
 
 
 def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0):

@@ -25,15 +25,13 @@ class PropagationConfig:
     """DAVIS label propagation settings (defaults: LiFT / DINO / LoftUp).
 
     Arguments:
-      image_size: frames are resized to image_size x image_size.
-      feature_scale: features are upsampled to image_size * feature_scale (LoftUp: 0.5).
+      feature_scale: features are upsampled to the frame size (S x S) times this (LoftUp: 0.5).
       n_last_frames: previous frames used as context, besides the first.
       topk: source positions each target position takes its label from.
       temperature: affinities are exp(cosine / temperature).
       radius: sources within this many feature cells (Chebyshev distance); <= 0: everywhere.
     """
 
-    image_size: int = 224
     feature_scale: float = 0.5
     n_last_frames: int = 7
     topk: int = 5

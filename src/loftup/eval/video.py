@@ -32,17 +32,17 @@ def frame_features(
     seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig
 ) -> Iterator[torch.Tensor]:
     """Upsampled features (C, h, w) of each frame, computed ``batch_size`` frames at a time."""
-    size = cfg.propagation.image_size
+    size = cfg.size
     out = max(1, int(round(size * cfg.propagation.feature_scale)))
+
+    def load(paths, side):
+        frames = [resize_square(open_rgb(p), side, nearest=False, bicubic=True) for p in paths]
+        return torch.stack([to_image_tensor(f) for f in frames])
+
     for i in range(0, len(seq.frames), cfg.batch_size):
         paths = seq.frames[i : i + cfg.batch_size]
-        images = torch.stack(
-            [
-                to_image_tensor(resize_square(open_rgb(p), size, nearest=False, bicubic=True))
-                for p in paths
-            ]
-        )
-        _, hr = pipe(images, [str(Path(p).resolve()) for p in paths], out)
+        big = load(paths, pipe.input_size) if pipe.input_size != size else None
+        _, hr = pipe(load(paths, size), [str(Path(p).resolve()) for p in paths], out, big)
         yield from hr
 
 
@@ -86,7 +86,7 @@ def track_sequence(seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, e
     softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
     for t, soft in enumerate(softs, start=1):
         gt = seq.annotation(t)
-        pred = soft_to_mask(soft.cpu(), cfg.propagation.image_size, tuple(gt.shape))
+        pred = soft_to_mask(soft.cpu(), cfg.size, tuple(gt.shape))
         if cfg.save_masks:
             _save_mask(pred, Path(cfg.save_masks) / seq.name / f"{seq.frames[t].stem}.png", palette)
         if t != last:  # the benchmark leaves out the first and the last frame

@@ -23,7 +23,8 @@ TASK_DATASETS = {"seg": tuple(SEG_DATASETS), "depth": DEPTH_DATASETS, "davis": V
 
 class SegmentationSet(torch.utils.data.Dataset):
     """Items: ``image`` float (3, S, S) in [0, 1], ``label`` long (S, S) (255 = not scored),
-    ``key`` the image path, after the FeatUp resize (shorter side to S) and centre crop.
+    ``key`` the image path, after the FeatUp resize (shorter side to S) and centre crop; with
+    ``backbone_size`` also ``backbone_image``, the same crop at that side (for ``highres``).
 
     Arguments:
       name: a key of :data:`SEG_DATASETS`.
@@ -31,14 +32,22 @@ class SegmentationSet(torch.utils.data.Dataset):
       split: 'train' or 'val'.
       size: output side S.
       limit: only the first ``limit`` images of the split.
+      backbone_size: side of the image the backbone sees, when it differs from S.
     """
 
     def __init__(
-        self, name: str, root: str | Path, split: str, size: int, limit: int | None = None
+        self,
+        name: str,
+        root: str | Path,
+        split: str,
+        size: int,
+        limit: int | None = None,
+        backbone_size: int | None = None,
     ):
         self.spec: SegDatasetSpec = SEG_DATASETS[name]
         self.pairs = limited(seg_pairs(name, root, split), limit)
         self.size = size
+        self.backbone_size = backbone_size if backbone_size != size else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -47,14 +56,18 @@ class SegmentationSet(torch.utils.data.Dataset):
         from PIL import Image
 
         image_path, label_path = self.pairs[i]
-        image = resize_short_crop(open_rgb(image_path), self.size, nearest=False)
+        rgb = open_rgb(image_path)
         raw = Image.fromarray(open_label(label_path).astype(np.uint8))
         label = self.spec.decode(np.asarray(resize_short_crop(raw, self.size, nearest=True)))
-        return {
-            "image": to_image_tensor(image),
+        item = {
+            "image": to_image_tensor(resize_short_crop(rgb, self.size, nearest=False)),
             "label": torch.from_numpy(label),
             "key": str(Path(image_path).resolve()),
         }
+        if self.backbone_size:
+            big = resize_short_crop(rgb, self.backbone_size, nearest=False)
+            item["backbone_image"] = to_image_tensor(big)
+        return item
 
 
 def check_dataset(task: str, name: str) -> None:

@@ -49,13 +49,22 @@ class NYUv2Depth(torch.utils.data.Dataset):
       split: 'train' or 'test'.
       size: output side S.
       limit: only the first ``limit`` images of the split.
+      backbone_size: side of the image the backbone sees (``backbone_image``), when not S.
     """
 
-    def __init__(self, root: str | Path, split: str, size: int, limit: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        size: int,
+        limit: int | None = None,
+        backbone_size: int | None = None,
+    ):
         self.root = Path(root).expanduser()
         self.mat = require(self.root / MAT_NAME, "NYUv2 labelled set", NYU_HINT)
         self.indices = limited(nyu_indices(self.root, split), limit)
         self.size = size
+        self.backbone_size = backbone_size if backbone_size != size else None
         self._file = None
 
     def __len__(self) -> int:
@@ -81,11 +90,11 @@ class NYUv2Depth(torch.utils.data.Dataset):
         depth_img = resize_short_crop(Image.fromarray(depth), self.size, nearest=True)
         d = torch.from_numpy(np.array(depth_img, dtype=np.float32))
         d[d > MAX_DEPTH] = 0.0
-        return {
-            "image": to_image_tensor(image),
-            "depth": d,
-            "key": f"{self.mat.resolve()}#{n}",
-        }
+        item = {"image": to_image_tensor(image), "depth": d, "key": f"{self.mat.resolve()}#{n}"}
+        if self.backbone_size:
+            big = resize_short_crop(Image.fromarray(rgb), self.backbone_size, nearest=False)
+            item["backbone_image"] = to_image_tensor(big)
+        return item
 
     def __getstate__(self):  # h5py handles do not pickle (DataLoader workers reopen)
         state = dict(self.__dict__)
