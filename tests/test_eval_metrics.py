@@ -36,6 +36,9 @@ def test_miou_and_accuracy_match_torchmetrics_on_random_maps():
     assert torch.allclose(per_class.float(), ref, atol=1e-6)
     ref_mean = MulticlassJaccardIndex(k, average="macro", ignore_index=255)(pred, gt)
     assert score == pytest.approx(float(ref_mean), abs=1e-6)
+    absent = miou(pred.clamp(max=3), gt.clamp(max=3), k)[0]  # classes 4..6 never occur
+    ref_absent = MulticlassJaccardIndex(k, average="macro")(pred.clamp(max=3), gt.clamp(max=3))
+    assert absent == pytest.approx(float(ref_absent), abs=1e-6)
     acc = MulticlassAccuracy(k, average="micro", ignore_index=255)(pred, gt)
     assert pixel_accuracy(pred, gt, 255) == pytest.approx(float(acc), abs=1e-6)
 
