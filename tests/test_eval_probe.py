@@ -97,8 +97,13 @@ def test_propagation_equals_the_dense_reference_in_bands():
     ref = _propagate_dense(target, sources, labels, 5, 0.1, 2)
     ours = propagate_labels(target, sources, labels, topk=5, temperature=0.1, radius=2)
     assert torch.allclose(ours, ref, atol=1e-5)
-    banded = propagate_labels(target, sources, labels, radius=2, max_elements=1)  # a row at a time
-    assert torch.allclose(banded, ours, atol=1e-6)
+    for tile in (1, 4, 100):  # any tiling of the target gives the same answer
+        tiled = propagate_labels(target, sources, labels, radius=2, tile=tile)
+        assert torch.allclose(tiled, ours, atol=1e-6)
+    everywhere = propagate_labels(target, sources, labels, radius=0, tile=4)
+    assert torch.allclose(
+        everywhere, _propagate_dense(target, sources, labels, 5, 0.1, 99), atol=1e-5
+    )
 
 
 def test_an_unchanged_video_keeps_its_labels():

@@ -50,13 +50,13 @@ def propagate_labels(
     topk: int = 5,
     temperature: float = 0.1,
     radius: int = 12,
-    max_elements: int = 1 << 25,
+    tile: int = 16,
 ) -> torch.Tensor:
     """Soft labels (K, h, w) of ``target`` (C, h, w) from ``sources`` (T, C, h, w).
 
     ``source_labels`` (T, K, h, w) are the sources' (soft) labels. Features are L2-normalised
-    here. Target rows are processed in bands so that at most about ``max_elements`` affinities
-    are held at once.
+    here. The target is processed in ``tile`` x ``tile`` blocks, each against the sources in
+    its neighbourhood only, so memory and work stay local (radius <= 0: against everything).
     """
     t, c, h, w = sources.shape
     if target.shape != (c, h, w) or source_labels.shape[0] != t:
@@ -65,34 +65,34 @@ def propagate_labels(
             f"labels {tuple(source_labels.shape)}"
         )
     k = source_labels.shape[1]
+    dev = target.device
     tgt = F.normalize(target.float(), dim=0)
     src = F.normalize(sources.float(), dim=1)
     lab = source_labels.float()
-    local = radius > 0
-    span = 2 * radius if local else h
-    rows = max(1, min(h, max_elements // max(1, w * t * (span + 1) * w)))
-    cols = torch.arange(w, device=target.device)
-    out = torch.empty(k, h, w, device=target.device)
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        s0, s1 = (max(0, r0 - radius), min(h, r1 + radius)) if local else (0, h)
-        q = tgt[:, r0:r1].reshape(c, -1)  # (C, nq)
-        s = src[:, :, s0:s1].permute(1, 0, 2, 3).reshape(c, -1)  # (C, T * ns)
-        sim = q.T @ s  # (nq, T * ns)
-        if local:
-            qy = torch.arange(r0, r1, device=target.device).repeat_interleave(w)
-            qx = cols.repeat(r1 - r0)
-            sy = torch.arange(s0, s1, device=target.device).repeat_interleave(w).repeat(t)
-            sx = cols.repeat((s1 - s0) * t)
-            near = ((qy[:, None] - sy[None]).abs() <= radius) & (
-                (qx[:, None] - sx[None]).abs() <= radius
-            )
-            sim = sim.masked_fill(~near, float("-inf"))
-        val, idx = sim.topk(min(topk, sim.shape[1]), dim=1)
-        weight = torch.softmax(val / temperature, dim=1)  # exp(cos / T) normalised over top-k
-        src_lab = lab[:, :, s0:s1].permute(1, 0, 2, 3).reshape(k, -1)  # (K, T * ns)
-        votes = (src_lab[:, idx] * weight[None]).sum(-1)  # (K, nq)
-        out[:, r0:r1] = votes.reshape(k, r1 - r0, w)
+    reach = radius if radius > 0 else max(h, w)
+    out = torch.empty(k, h, w, device=dev)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
+            sy0, sy1 = max(0, y0 - reach), min(h, y1 + reach)
+            sx0, sx1 = max(0, x0 - reach), min(w, x1 + reach)
+            nq, sh, sw = (y1 - y0) * (x1 - x0), sy1 - sy0, sx1 - sx0
+            q = tgt[:, y0:y1, x0:x1].reshape(c, nq)
+            s = src[:, :, sy0:sy1, sx0:sx1].permute(1, 0, 2, 3).reshape(c, t * sh * sw)
+            sim = (q.T @ s).view(nq, t, sh, sw)
+            if radius > 0:
+                dy = (
+                    torch.arange(y0, y1, device=dev)[:, None] - torch.arange(sy0, sy1, device=dev)
+                ).abs()
+                dx = (
+                    torch.arange(x0, x1, device=dev)[:, None] - torch.arange(sx0, sx1, device=dev)
+                ).abs()
+                near = (dy <= radius)[:, None, :, None] & (dx <= radius)[None, :, None, :]
+                sim = sim.masked_fill(~near.reshape(nq, 1, sh, sw), float("-inf"))
+            val, idx = sim.reshape(nq, -1).topk(min(topk, t * sh * sw), dim=1)
+            weight = torch.softmax(val / temperature, dim=1)  # exp(cos / T) over the top k
+            votes = lab[:, :, sy0:sy1, sx0:sx1].permute(1, 0, 2, 3).reshape(k, -1)[:, idx]
+            out[:, y0:y1, x0:x1] = (votes * weight[None]).sum(-1).reshape(k, y1 - y0, x1 - x0)
     return out
 
 
