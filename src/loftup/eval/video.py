@@ -72,7 +72,9 @@ def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
     img.save(path)
 
 
-def track_sequence(seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, examples: list):
+def track_sequence(
+    seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, examples: list, bar=None
+) -> dict[str, dict[str, list[float]]]:
     """Propagate the first frame's objects through ``seq``; per-object J and F lists."""
     feats = frame_features(seq, pipe, cfg)
     first = next(feats)
@@ -85,6 +87,8 @@ def track_sequence(seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, e
     last = len(seq.frames) - 1
     softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
     for t, soft in enumerate(softs, start=1):
+        if bar is not None:
+            bar.update(1)
         gt = seq.annotation(t)
         pred = soft_to_mask(soft.cpu(), cfg.size, tuple(gt.shape))
         if cfg.save_masks:
@@ -115,10 +119,13 @@ def run_davis(cfg: EvalConfig) -> dict:
     per_object: dict[str, dict[str, list[float]]] = {}
     per_sequence = {}
     examples: list[dict] = []
-    for seq in tqdm(sequences, desc="davis", disable=not cfg.progress, leave=False):
-        scores = track_sequence(seq, pipe, cfg, examples)
-        per_object.update(scores)
-        per_sequence[seq.name] = davis_statistics(scores)
+    total = sum(len(seq.frames) - 1 for seq in sequences)
+    with tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False) as bar:
+        for seq in sequences:
+            bar.set_postfix(sequence=seq.name, refresh=False)
+            scores = track_sequence(seq, pipe, cfg, examples, bar)
+            per_object.update(scores)
+            per_sequence[seq.name] = davis_statistics(scores)
     metrics = davis_statistics(per_object)
     results = {
         "task": cfg.task,
