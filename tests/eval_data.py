@@ -1,4 +1,4 @@
-"""Tiny datasets written in each dataset's exact on-disk layout, and a small test backbone.
+"""Tiny datasets written in each dataset's exact on-disk layout; the backbone the tests use.
 
 Images are a few dozen pixels; each holds two colour regions whose class follows the colour,
 so that a linear probe has something to learn.
@@ -12,12 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
-from loftup.featurizers import FEATURIZERS, Featurizer, FeaturizerSpec, register
-
-TEST_BACKBONE = "eval_test_patch14"
-DIM = 16
+TEST_BACKBONE = "dinov2_tiny"  # a real Dinov2Model with seeded random weights
+DIM = 32
 COLOURS = {0: (200, 40, 40), 1: (40, 60, 210), 2: (40, 190, 60)}
 
 
@@ -28,39 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-class PatchFeaturizer(Featurizer):
-    """A seeded random 14x14 patch projection: (B, 3, H, W) -> (B, 16, H/14, W/14)."""
-
-    name = TEST_BACKBONE
-    patch_size = 14
-    dim = DIM
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.proj = nn.Conv2d(3, DIM, 14, stride=14)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * 0.02)
-            self.proj.bias.copy_(torch.randn(DIM, generator=g) * 0.1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-def register_test_backbone() -> str:
-    if TEST_BACKBONE not in FEATURIZERS:
-        register(
-            FeaturizerSpec(
-                TEST_BACKBONE,
-                lambda weights, device=None: PatchFeaturizer().to(device),
-                patch_size=14,
-                dim=DIM,
-                description="test only",
-            )
-        )
-    return TEST_BACKBONE
 
 
 def two_region_image(

@@ -11,7 +11,6 @@ from eval_data import (
     DIM,
     TEST_BACKBONE,
     one_thread,  # noqa: F401 (fixture)
-    register_test_backbone,
     write_ade20k,
     write_cityscapes,
     write_cocostuff,
@@ -40,7 +39,6 @@ class ColourFeaturizer(Featurizer):
 
 @pytest.fixture(scope="module")
 def backbones():
-    register_test_backbone()
     if COLOUR_BACKBONE not in FEATURIZERS:
         register(FeaturizerSpec(COLOUR_BACKBONE, lambda w, device=None: ColourFeaturizer(), 2, 3))
 

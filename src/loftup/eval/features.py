@@ -16,8 +16,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..featurizers import IMAGENET_MEAN, IMAGENET_STD
-
 
 def default_cache_dir() -> Path:
     """``$LOFTUP_CACHE/features`` or ``~/.cache/loftup/features``."""
@@ -86,13 +84,6 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensor = feats.detach().cpu().contiguous()
         _atomic_write(path, lambda tmp: save_file({"feats": tensor}, tmp))
-
-
-def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised (the guidance image LoftUp expects)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images01.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images01.device).view(1, 3, 1, 1)
-    return (images01 - mean) / std
 
 
 @torch.no_grad()

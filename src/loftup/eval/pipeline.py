@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LoftUpError
-from .features import FeatureCache, default_cache_dir, imagenet_normalize, lowres_features
+from ..featurizers import imagenet_normalize
+from .features import FeatureCache, default_cache_dir, lowres_features
 from .propagation import PropagationConfig
 
 

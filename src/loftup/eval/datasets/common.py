@@ -46,8 +46,20 @@ def _pil():
 
 
 def open_rgb(path: Path):
-    """A PIL RGB image."""
+    """A PIL RGB image as stored, without EXIF rotation.
+
+    Unlike :func:`loftup.io.load_image`, the EXIF orientation is deliberately not applied:
+    the datasets' label maps are aligned with the stored pixels (as in every reference
+    loader), and a rotated image would no longer match its labels.
+    """
     return _pil().open(path).convert("RGB")
+
+
+def to_image_tensor(img) -> torch.Tensor:
+    """PIL RGB -> float (3, H, W) in [0, 1] (:func:`loftup.io.to_tensor`)."""
+    from ...io import to_tensor
+
+    return to_tensor(img)
 
 
 def open_label(path: Path) -> np.ndarray:
@@ -76,12 +88,6 @@ def resize_square(img, size: int, *, nearest: bool, bicubic: bool = False):
     Image = _pil()
     mode = Image.NEAREST if nearest else (Image.BICUBIC if bicubic else Image.BILINEAR)
     return img.resize((size, size), mode)
-
-
-def to_image_tensor(img) -> torch.Tensor:
-    """PIL RGB -> float (3, H, W) in [0, 1]."""
-    arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
 
 
 def lookup(table: np.ndarray, raw: np.ndarray) -> np.ndarray:
