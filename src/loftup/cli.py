@@ -243,8 +243,46 @@ def _cmd_upsample(args) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train an upsampler (stage 1 or 2)")
-    p.set_defaults(func=_not_yet("train"))
+    p = sub.add_parser(
+        "train",
+        help="train an upsampler (stage 1 or 2); under torchrun, on several processes",
+        description="Train LoftUp with the paper's two-stage recipe. Configs: a YAML path or a "
+        "packaged name (stage1_sa1b, stage2_sa1b, stage1_cpu, stage2_cpu); then key=value "
+        "overrides with dotted keys, e.g. data.root=/data/sa1b optim.lr=3e-4.",
+    )
+    p.add_argument("--stage", type=int, choices=(1, 2), help="1 or 2 (must match the config)")
+    p.add_argument("--config", default=None, help="YAML file or packaged config name")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
+    p.add_argument("--data", metavar="ROOT", help="shorthand for data.root=ROOT")
+    p.add_argument("--masks", choices=("sa1b", "sam", "superpixels"), help="data.masks")
+    p.add_argument("--out", metavar="DIR", help="shorthand for log.out_dir=DIR")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    import logging
+
+    import yaml
+
+    from .train import load_config, train
+
+    overrides = list(args.overrides)
+    shorthands = {"data.root": args.data, "data.masks": args.masks, "log.out_dir": args.out}
+    for key, value in shorthands.items():
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(args.config, overrides, stage=args.stage)
+    if args.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = train(cfg, resume=args.resume)
+    if result.history:
+        print(f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
+    print(f"checkpoint: {result.checkpoint}\nupsampler:  {result.pretrained}")
+    return 0
 
 
 # -- eval -------------------------------------------------------------------------------------

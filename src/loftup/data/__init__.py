@@ -1,0 +1,1 @@
+"""Data: readers of image/mask datasets (SA-1B layout, plain image folders) and mask sources."""

@@ -1,0 +1,194 @@
+"""Images with their masks as a torch Dataset, the batch collation, and the step-indexed sampler.
+
+A sample is a dict: ``image`` uint8 (3, S, S); ``masks`` packed uint8 (K, S, ceil(S / 8)) (see
+:func:`unpack_masks`); ``index``; ``skipped``, the files that could not be read on the way (a
+broken image or JSON is replaced by the next readable item and reported, never raised).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LoftUpError
+from .images import READ_ERRORS, list_images, load_square
+from .masks import MaskCache, SamMaskGenerator, pack, superpixel_masks
+from .sa1b import list_sa1b, read_sa1b_masks
+
+log = logging.getLogger("loftup.data")
+
+MASK_SOURCES = ("sa1b", "sam", "superpixels")
+
+
+class MaskedImages(torch.utils.data.Dataset):
+    """Square images and their masks from an SA-1B folder or a plain image folder.
+
+    Arguments:
+      root: the folder (searched recursively).
+      size: side S of the square each image is centre-cropped and resized to.
+      masks: ``sa1b`` (the JSON next to each image), ``sam`` or ``superpixels`` (computed once
+        and cached under ``cache_dir``).
+      max_masks: at most this many masks per image (the first ones in order).
+      max_images: use only the first N images (sorted by path).
+      superpixels: SLIC granularities (segments per level) for ``masks=superpixels``.
+      sam_weights: SAM checkpoint (hub id or folder) for ``masks=sam``.
+      cache_dir: where computed masks are cached (default ``~/.cache/loftup/masks``).
+      max_retries: how many following items to try when one cannot be read.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        size: int,
+        masks: str = "sa1b",
+        max_masks: int = 150,
+        max_images: int | None = None,
+        superpixels=(16, 64),
+        sam_weights: str | None = None,
+        sam_device=None,
+        cache_dir: str | os.PathLike | None = None,
+        max_retries: int = 32,
+    ) -> None:
+        if masks not in MASK_SOURCES:
+            raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise LoftUpError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+        self.root, self.size, self.source, self.max_masks = root, size, masks, max_masks
+        self.max_retries = max_retries
+        self.orphans = 0
+        if masks == "sa1b":
+            pairs, self.orphans = list_sa1b(root)
+            self.images = [p[0] for p in pairs]
+            self.annotations = [p[1] for p in pairs]
+        else:
+            self.images = list_images(root)
+            self.annotations = None
+        if max_images is not None:
+            self.images = self.images[:max_images]
+        if not self.images:
+            hint = "sa_N.jpg images with their sa_N.json" if masks == "sa1b" else "image files"
+            raise LoftUpError(f"no {hint} found under {root}")
+        self.cache = None
+        self._sam = None
+        if masks != "sa1b":
+            settings = {"source": masks, "size": size, "max_masks": max_masks}
+            if masks == "superpixels":
+                settings["segments"] = [int(n) for n in superpixels]
+                self.superpixels = tuple(settings["segments"])
+            else:
+                settings["sam"] = str(sam_weights)
+                self._sam = SamMaskGenerator(sam_weights, device=sam_device)
+            default = Path(os.environ.get("LOFTUP_CACHE", "~/.cache/loftup")) / "masks"
+            self.cache = MaskCache(Path(cache_dir or default).expanduser(), settings)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Item ``i``: image uint8 (3, S, S) and packed masks (K, S, ceil(S / 8)); may raise READ_ERRORS."""
+        path = self.images[i]
+        image, crop = load_square(path, self.size)
+        if self.source == "sa1b":
+            masks = read_sa1b_masks(self.annotations[i], crop, self.max_masks)
+            return image, pack(masks)
+        cached = self.cache.get(path)
+        if cached is not None and cached[1] == self.size:
+            return image, cached[0]
+        hwc = image.permute(1, 2, 0).numpy()
+        masks = superpixel_masks(hwc, self.superpixels) if self._sam is None else self._sam(hwc)
+        packed = pack(masks[: self.max_masks])
+        self.cache.put(path, packed, self.size)
+        return image, packed
+
+    def __getitem__(self, i: int) -> dict:
+        skipped = []
+        for attempt in range(self.max_retries + 1):
+            j = (i + attempt) % len(self)
+            try:
+                image, packed = self.load(j)
+            except READ_ERRORS as e:
+                skipped.append(str(self.images[j]))
+                log.warning("skipping unreadable %s (%s: %s)", self.images[j], type(e).__name__, e)
+                continue
+            return {
+                "image": image,
+                "masks": torch.from_numpy(packed),
+                "index": j,
+                "skipped": skipped,
+            }
+        raise LoftUpError(
+            f"{self.max_retries + 1} files in a row could not be read near item {i} of {self.root}; "
+            "is the folder the right one?"
+        )
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack images (B, 3, S, S); pad packed masks with empty ones to (B, K_max, S, S/8)."""
+    k = max(1, max(s["masks"].shape[0] for s in samples))
+    first = samples[0]["masks"]
+    masks = torch.zeros(len(samples), k, *first.shape[1:], dtype=torch.uint8)
+    for b, s in enumerate(samples):
+        masks[b, : s["masks"].shape[0]] = s["masks"]
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "masks": masks,
+        "n_masks": torch.tensor([s["masks"].shape[0] for s in samples]),
+        "index": torch.tensor([s["index"] for s in samples]),
+        "skipped": [p for s in samples for p in s["skipped"]],
+    }
+
+
+def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
+    """Packed masks (..., H, ceil(W / 8)) uint8 -> bool (..., H, W) (numpy's big-endian bit order)."""
+    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1
+    return bits.flatten(-2)[..., :width].bool()
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields, for each training step from ``start_step``, this rank's slice of the global batch.
+
+    The order is a permutation of the dataset per epoch, seeded by ``(seed, epoch)``; a step is a
+    window of ``global_batch`` consecutive items of it (the incomplete tail is dropped), and rank
+    r of W takes the r-th of W equal parts. So the data position is the step number alone, and
+    W processes see exactly the images one process would.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        global_batch: int,
+        steps: int,
+        seed: int = 0,
+        start_step: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if global_batch % world:
+            raise LoftUpError(f"batch_size {global_batch} is not divisible by {world} processes")
+        if n < global_batch:
+            raise LoftUpError(f"the dataset has {n} images, fewer than one batch of {global_batch}")
+        self.n, self.batch, self.steps, self.seed = n, global_batch, steps, seed
+        self.start, self.rank, self.world = start_step, rank, world
+        self.per_epoch = n // global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def __iter__(self):
+        local = self.batch // self.world
+        order, epoch = None, -1
+        for step in range(self.start, self.steps):
+            if step // self.per_epoch != epoch:
+                epoch = step // self.per_epoch
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                order = torch.randperm(self.n, generator=g)
+            begin = (step % self.per_epoch) * self.batch + self.rank * local
+            yield order[begin : begin + local].tolist()

@@ -1,0 +1,119 @@
+"""Mask sources for plain image folders, and the on-disk cache of masks computed once.
+
+- ``superpixels``: training-free, from scikit-image's SLIC at several granularities (coarse
+  first, so finer masks refine coarser ones when applied in order).
+- ``sam``: SAM automatic mask generation through transformers' ``mask-generation`` pipeline,
+  for users who have SAM weights (a hub id or a local folder); largest masks first.
+
+Masks are computed on the square the training sees (``size`` x ``size``) and stored packed
+(one bit per pixel) under a key made of the image's path, size, modification time and the
+source's settings, so a changed image or setting is never served stale masks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LoftUpError
+
+
+def superpixel_masks(image: np.ndarray, segments=(16, 64), compactness: float = 10.0) -> np.ndarray:
+    """SLIC superpixels of an (H, W, 3) uint8 image at each granularity: bool (K, H, W)."""
+    from skimage.segmentation import slic
+
+    masks = []
+    for n in segments:
+        labels = slic(image, n_segments=int(n), compactness=compactness, start_label=0)
+        for value in np.unique(labels):
+            masks.append(labels == value)
+    if not masks:
+        return np.zeros((0, *image.shape[:2]), dtype=bool)
+    return np.stack(masks)
+
+
+class SamMaskGenerator:
+    """SAM automatic masks via ``transformers.pipeline("mask-generation")``, built on first use.
+
+    Arguments:
+      weights: hub id or local folder of a transformers SAM checkpoint.
+      device: where SAM runs (``"cuda"``, ``"cpu"``, or None for the pipeline's default).
+      points_per_batch: prompt points per forward (memory vs speed).
+    """
+
+    def __init__(self, weights: str, *, device=None, points_per_batch: int = 64) -> None:
+        if not weights:
+            raise LoftUpError(
+                "masks=sam needs SAM weights: set data.sam_weights to a hub id such as "
+                "facebook/sam-vit-base or a local folder (or use masks=superpixels)"
+            )
+        self.weights = weights
+        self.device = device
+        self.points_per_batch = points_per_batch
+        self._pipe = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> bool (K, H, W), largest masks first."""
+        from PIL import Image
+
+        if self._pipe is None:
+            from transformers import pipeline
+
+            self._pipe = pipeline("mask-generation", model=self.weights, device=self.device)
+        out = self._pipe(Image.fromarray(image), points_per_batch=self.points_per_batch)
+        masks = [np.asarray(m, dtype=bool) for m in out["masks"]]
+        masks.sort(key=lambda m: -int(m.sum()))
+        if not masks:
+            return np.zeros((0, *image.shape[:2]), dtype=bool)
+        return np.stack(masks)
+
+
+def pack(masks: np.ndarray) -> np.ndarray:
+    """bool (K, H, W) -> uint8 (K, H, ceil(W / 8)), one bit per pixel."""
+    return np.packbits(masks, axis=-1)
+
+
+class MaskCache:
+    """Packed masks on disk, one ``.npz`` per (image, settings), written atomically.
+
+    Arguments:
+      root: cache folder (created when first written).
+      settings: everything that changes the masks (source name, its parameters, size).
+    """
+
+    def __init__(self, root: str | os.PathLike, settings: dict) -> None:
+        self.root = Path(root)
+        self.settings = json.dumps(settings, sort_keys=True)
+
+    def key(self, image_path: Path) -> str:
+        st = image_path.stat()
+        text = f"{image_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.settings}"
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def path(self, image_path: Path) -> Path:
+        key = self.key(image_path)
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, image_path: Path) -> tuple[np.ndarray, int] | None:
+        """(packed masks, width) if cached and readable, else None."""
+        path = self.path(image_path)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                return data["packed"], int(data["width"])
+        except (OSError, ValueError, KeyError, EOFError):
+            return None  # a damaged entry is recomputed
+
+    def put(self, image_path: Path, packed: np.ndarray, width: int) -> None:
+        from ..hub import _atomic_write
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, packed=packed, width=np.int64(width))
+
+        _atomic_write(self.path(image_path), write)

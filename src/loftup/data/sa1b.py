@@ -1,0 +1,53 @@
+"""The SA-1B layout: ``sa_N.jpg`` next to ``sa_N.json`` whose annotations are COCO RLE masks.
+
+Any folder tree works (an extracted tar shard, or many); an image without its JSON is not
+listed. Masks are decoded with pycocotools and kept in the file's order, at most ``max_masks`` (those
+that fall outside the centred square crop are left out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .images import SquareCrop, crop_mask, list_images
+
+
+def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
+    """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON."""
+    pairs, orphans = [], 0
+    for image in list_images(root, extensions=(".jpg", ".jpeg")):
+        ann = image.with_suffix(".json")
+        if ann.exists():
+            pairs.append((image, ann))
+        else:
+            orphans += 1
+    return pairs, orphans
+
+
+def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
+    """The first ``max_masks`` masks of an SA-1B JSON, cropped like the image: bool (K, S, S).
+
+    Raises ValueError (or OSError/KeyError) for a file that is not SA-1B JSON.
+    """
+    from pycocotools import mask as mask_utils
+
+    with open(json_path, encoding="utf-8") as f:
+        data = json.load(f)
+    annotations = data["annotations"]
+    if not isinstance(annotations, list):
+        raise ValueError(f"{json_path}: 'annotations' is not a list")
+    masks = []
+    for ann in annotations[:max_masks]:
+        rle = dict(ann["segmentation"])
+        if isinstance(rle.get("counts"), str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        mask = crop_mask(mask_utils.decode(rle).astype(bool), crop)
+        if mask.any():  # masks outside the centred square are of no use
+            masks.append(mask)
+    if not masks:
+        return np.zeros((0, crop.size, crop.size), dtype=bool)
+    return np.stack(masks)

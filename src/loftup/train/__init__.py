@@ -1,0 +1,17 @@
+"""Training LoftUp with the paper's two-stage recipe (method.md §2).
+
+    from loftup.train import load_config, train
+    result = train(load_config("stage1_cpu", ["data.root=/my/images", "log.out_dir=runs/s1"]))
+    result.losses          # loss per step; result.pretrained is a save_pretrained folder
+
+Pieces, each usable alone: :mod:`.targets` (mask-bicubic), :mod:`.losses`, :mod:`.views`
+(jitter), :mod:`.downsampler`, :mod:`.noise` (mask noise), :mod:`.ema`, :mod:`.config`,
+:mod:`.loop` (the loop), :mod:`.distributed`.
+"""
+
+from __future__ import annotations
+
+from .config import TrainConfig, default_config, load_config
+from .loop import TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "default_config", "load_config", "train"]

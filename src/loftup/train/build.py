@@ -1,0 +1,143 @@
+"""Building the pieces of a run from its config, and moving its state in and out of checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import LoftUpError
+from ..model import LoftUp, LoftUpConfig
+from .checkpoint import load_checkpoint, rng_state
+from .config import ModelConfig, TrainConfig
+from .objectives import Trainee
+
+log = logging.getLogger("loftup.train")
+
+
+def build_featurizer(cfg: TrainConfig, device):
+    """The frozen backbone, in eval mode, without gradients."""
+    from ..featurizers import get_featurizer
+
+    featurizer = get_featurizer(cfg.backbone, cfg.backbone_weights, device=device)
+    featurizer = featurizer.to(device).eval()
+    for p in featurizer.parameters():
+        p.requires_grad_(False)
+    return featurizer
+
+
+def build_upsampler(cfg: TrainConfig, dim: int) -> tuple[LoftUp, TrainConfig, dict]:
+    """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler.
+
+    Returns the upsampler, the config with ``model`` set to the architecture actually used, and
+    the downsampler/uncertainty states when ``init`` is a training checkpoint of ours (else {}).
+    """
+    if cfg.stage == 1:
+        config = LoftUpConfig(dim=dim, **dataclasses.asdict(cfg.model))
+        return LoftUp(config=config), cfg, {}
+    if not cfg.init:
+        raise LoftUpError(
+            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
+            "a released name such as loftup_dinov2s)"
+        )
+    from ..hub import load_upsampler
+
+    model = load_upsampler(cfg.init)
+    if model.config.dim != dim:
+        raise LoftUpError(
+            f"init {cfg.init} upsamples C={model.config.dim} features but backbone "
+            f"{cfg.backbone} gives C={dim}; use the stage-1 result of this backbone"
+        )
+    if model.backbone and model.backbone != cfg.backbone:
+        raise LoftUpError(
+            f"init {cfg.init} was trained for backbone {model.backbone}, not {cfg.backbone}"
+        )
+    arch = {k: v for k, v in model.config.to_dict().items() if k != "dim"}
+    if arch != dataclasses.asdict(cfg.model):
+        log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
+    cfg = dataclasses.replace(cfg, model=ModelConfig(**arch))
+    extras = {}
+    path = Path(cfg.init)
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        try:
+            ckpt = load_checkpoint(path)
+            extras = {k: ckpt[k] for k in ("downsampler", "uncertainty") if ckpt.get(k)}
+        except LoftUpError:
+            extras = {}  # a plain state dict: the training-only modules start fresh
+    return model.train(), cfg, extras
+
+
+def build_trainee(cfg: TrainConfig, upsampler: LoftUp, patch: int, extras: dict) -> Trainee:
+    trainee = Trainee(
+        upsampler,
+        patch=patch,
+        dropout=cfg.recon.dropout,
+        blur=cfg.recon.blur,
+        uncertainty=cfg.recon.uncertainty,
+    )
+    if "downsampler" in extras:
+        trainee.downsampler.load_state_dict(extras["downsampler"])
+    if "uncertainty" in extras and trainee.uncertainty is not None:
+        trainee.uncertainty.load_state_dict(extras["uncertainty"])
+    return trainee
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "nadam":
+        return torch.optim.NAdam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _cpu(state: dict) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped) -> dict:
+    """Everything ``--resume`` needs, in types ``torch.load(weights_only=True)`` accepts."""
+    from .. import __version__
+
+    up = trainee.upsampler
+    return {
+        "model": _cpu(up.state_dict()),
+        "model_config": up.config.to_dict(),
+        "backbone": cfg.backbone,
+        "stage": cfg.stage,
+        "step": step,
+        "config": cfg.to_dict(),
+        "downsampler": _cpu(trainee.downsampler.state_dict()),
+        "uncertainty": _cpu(trainee.uncertainty.state_dict()) if trainee.uncertainty else {},
+        "optimizer": optimizer.state_dict(),
+        "teacher": _cpu(teacher.state_dict()) if teacher is not None else {},
+        "rng": rng_state(),
+        "history": history,
+        "skipped": skipped,
+        "loftup_version": __version__,
+    }
+
+
+def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
+    """Refuse to resume a checkpoint made by a different kind of run."""
+    saved = ckpt.get("config", {})
+    for key in ("stage", "backbone", "batch_size", "seed"):
+        if saved.get(key) != getattr(cfg, key):
+            raise LoftUpError(
+                f"cannot resume {path}: it was made with {key}={saved.get(key)!r}, this run has "
+                f"{key}={getattr(cfg, key)!r}; use the same config or another log.out_dir"
+            )
+    if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):
+        raise LoftUpError(f"cannot resume {path}: its model config differs from this run's")
+
+
+def restore(ckpt: dict, trainee: Trainee, teacher) -> None:
+    """Load the module states of a checkpoint (the optimiser is loaded once it exists)."""
+    trainee.upsampler.load_state_dict(ckpt["model"], strict=True)
+    trainee.downsampler.load_state_dict(ckpt["downsampler"], strict=True)
+    if trainee.uncertainty is not None:
+        trainee.uncertainty.load_state_dict(ckpt["uncertainty"], strict=True)
+    if teacher is not None:
+        teacher.load_state_dict(ckpt["teacher"])

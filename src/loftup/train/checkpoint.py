@@ -1,0 +1,77 @@
+"""Training checkpoints: one file, written atomically, readable with ``torch.load(weights_only=True)``.
+
+Layout (every value a tensor, number, string, list, dict or None)::
+
+    model          the upsampler's state dict (this package's key names)
+    model_config   LoftUpConfig.to_dict()
+    backbone       the featurizer's name
+    stage, step    the stage and the number of optimiser steps taken
+    config         the full TrainConfig as a dict
+    downsampler, uncertainty, optimizer, teacher (stage 2)
+    rng            torch's generator states (CPU and CUDA)
+    history        per-step scalars so far
+
+``loftup.load_upsampler(path)`` reads the first two (``hub.to_native``); ``--resume`` reads all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..hub import _atomic_write
+
+FORMAT = "loftup-train"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` through a synced temporary file renamed onto ``path``."""
+    path = Path(path)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic_write(path, write)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint written by :func:`save_checkpoint` (no code is unpickled)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
+        raise CheckpointError(f"cannot read training checkpoint {path}: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a loftup training checkpoint")
+    return data
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporaries a killed run left behind (``.checkpoint.pt.*.tmp``); returns how many."""
+    n = 0
+    for tmp in Path(folder).glob(f".{CHECKPOINT_NAME}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def rng_state() -> dict:
+    """torch's global generator states (the loop draws its own randomness per step; these cover
+    anything else that draws from the global generators)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

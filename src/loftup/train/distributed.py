@@ -1,0 +1,148 @@
+"""Distributed helpers: DDP is on when torchrun's environment (``RANK``, ``WORLD_SIZE``) is set.
+
+Single process: ``python -m loftup train ...``. Several: ``torchrun --nproc_per_node N -m loftup
+train ...`` (nccl on GPUs, gloo on CPUs). Only rank 0 logs and writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place: ``rank`` of ``world`` processes, on ``device``."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> this rank's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def setup(device_name: str = "auto") -> DistInfo:
+    """Join the process group when launched by torchrun; the single-process info otherwise."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo(device=pick_device(device_name))
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local_rank, device)
+
+
+def teardown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Average scalar logs over processes (each rank's are means over its share of the batch)."""
+    if not info.enabled or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return {k: float(v) / info.world for k, v in zip(keys, t.tolist())}
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the global batch (every process's share).
+
+    torch's ``SyncBatchNorm`` runs on GPUs only; this one works on any backend through the
+    differentiable ``all_reduce`` of ``torch.distributed.nn``, so gloo on CPU matches one process
+    with the whole batch. Same parameters and buffers as ``BatchNorm2d`` (checkpoints load in
+    either); outside training, or in a single process, it is plain BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        if dist.get_world_size() == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        count = torch.tensor([x.numel() / c], device=x.device, dtype=x.dtype)
+        total = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))  # two passes, as exact as
+        n = total[-1]  # one process's BatchNorm
+        mean = total[:c] / n
+        var = all_reduce((x - mean.view(1, c, 1, 1)).square().sum((0, 2, 3))) / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = (
+                self.momentum
+                if self.momentum is not None
+                else 1.0 / float(self.num_batches_tracked)
+            )
+            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+        shape = (1, c, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+def convert_batchnorm(module: nn.Module) -> nn.Module:
+    """Swap every BatchNorm2d in ``module`` for :class:`SyncBatchNorm2d`, in place (same state)."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            sync = SyncBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine,
+                child.track_running_stats, device=child.weight.device, dtype=child.weight.dtype,
+            )  # fmt: skip
+            sync.load_state_dict(child.state_dict())
+            setattr(module, name, sync)
+        else:
+            convert_batchnorm(child)
+    return module
+
+
+__all__ = [
+    "DistInfo",
+    "barrier",
+    "broadcast_object",
+    "convert_batchnorm",
+    "mean_over_ranks",
+    "pick_device",
+    "setup",
+    "teardown",
+]

@@ -1,0 +1,303 @@
+"""The training loop, top to bottom: LoftUp's stage 1 or stage 2, on one process or many.
+
+One process (CPU or one GPU)::
+
+    loftup train --stage 1 --config stage1_sa1b data.root=/data/sa1b log.out_dir=runs/s1
+
+Several (DDP, switched on by torchrun's environment; nccl on GPUs, gloo on CPUs)::
+
+    torchrun --nproc_per_node 8 -m loftup train --stage 1 --config stage1_sa1b data.root=...
+
+In Python: ``loftup.train.train(load_config("stage1_cpu", ["data.root=..."]))`` returns a
+:class:`TrainResult` with the loss history. Only rank 0 logs and writes files; every rank sees
+its own slice of each global batch (see :class:`loftup.data.dataset.StepSampler`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import MaskedImages, StepSampler, collate
+from ..errors import LoftUpError
+from ..hub import save_pretrained
+from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
+from .build import (
+    build_featurizer,
+    build_optimizer,
+    build_trainee,
+    build_upsampler,
+    check_resumable,
+    checkpoint_payload,
+    restore,
+)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import TrainConfig, load_config
+from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
+from .ema import EMATeacher
+from .monitor import Monitor, write_run_record
+
+log = logging.getLogger("loftup.train")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, last checkpoint, exported upsampler and loss history."""
+
+    out_dir: Path
+    checkpoint: Path
+    pretrained: Path
+    steps: int
+    history: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[float]:
+        return [row["loss"] for row in self.history]
+
+
+def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
+    """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    info = setup(cfg.device)
+    try:
+        return _run(cfg, info, resume)
+    finally:
+        teardown(info)
+
+
+def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
+    started = time.perf_counter()
+    device, main = info.device, info.is_main
+    out_dir = Path(cfg.log.out_dir).expanduser()
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    ckpt = None
+    if ckpt_path.exists() and not resume:
+        raise LoftUpError(
+            f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
+            "another log.out_dir"
+        )
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        check_resumable(ckpt, cfg, ckpt_path)
+    elif resume and main:
+        log.info("no checkpoint in %s yet: starting from step 0", out_dir)
+
+    # -- the models ------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    featurizer = build_featurizer(cfg, device)
+    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim)
+    trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
+    teacher = None
+    if cfg.stage == 2:
+        teacher = EMATeacher(upsampler, beta=cfg.stage2.ema_beta, every=cfg.stage2.ema_every)
+    step0, history, skipped = 0, [], 0
+    if ckpt is not None:
+        restore(ckpt, trainee, teacher)
+        step0, history, skipped = ckpt["step"], list(ckpt["history"]), ckpt["skipped"]
+    trainee.to(device).train()
+    if teacher is not None:
+        teacher.model.to(device)
+    model = trainee
+    if info.enabled:
+        convert_batchnorm(trainee)  # statistics over the global batch, as in one process
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=ids)
+    optimizer = build_optimizer(cfg, trainee.parameters())
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+
+    # -- the data --------------------------------------------------------------------------
+    d = cfg.data
+    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
+    dataset = MaskedImages(
+        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
+        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
+        cache_dir=d.cache_dir,
+    )  # fmt: skip
+    total = (
+        cfg.max_steps
+        if cfg.max_steps is not None
+        else cfg.epochs * (len(dataset) // cfg.batch_size)
+    )
+    sampler = StepSampler(
+        len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
+        start_step=step0, rank=info.rank, world=info.world,
+    )  # fmt: skip
+    if d.masks == "sam":
+        precompute_masks(dataset, info)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
+    if cfg.stage == 2 and max(sizes) > cfg.stage2.load_size:
+        raise LoftUpError(f"stage2.global_sizes {sizes} exceed stage2.load_size")
+
+    monitor, viz = None, None
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir)
+        write_run_record(out_dir, cfg.to_dict(), info.world)
+        monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
+        viz = validation_images(dataset, cfg, sizes, device)
+        log.info(
+            "stage %d: %d images (%d without annotations), %d steps of %d, %d process(es) on %s",
+            cfg.stage, len(dataset), dataset.orphans, total, cfg.batch_size, info.world, device,
+        )  # fmt: skip
+
+    # -- the loop --------------------------------------------------------------------------
+    weights = {"rec": cfg.recon.weight}
+    if cfg.stage == 1:
+        weights.update(tv=cfg.stage1.tv_weight, target=cfg.stage1.target_weight)
+    else:
+        weights.update(tv=cfg.stage2.tv_weight, affinity=cfg.stage2.affinity_weight)
+    local = cfg.batch_size // info.world
+    rows = (info.rank * local, (info.rank + 1) * local)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else nullcontext()
+    )
+    bar = tqdm(
+        total=total,
+        initial=step0,
+        desc=f"stage {cfg.stage}",
+        disable=not (main and cfg.log.progress),
+    )
+    tick = time.perf_counter()
+    for step, batch in zip(range(step0, total), loader):
+        t_data = time.perf_counter() - tick
+        draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
+        images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
+        with autocast:
+            if cfg.stage == 1:
+                inputs = stage1_inputs(
+                    featurizer, featurizer.normalize(images01), batch, draws, cfg
+                )
+            else:
+                inputs = stage2_inputs(featurizer, teacher.model, images01, batch, draws, cfg)
+            losses = model(inputs, weights)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        clip = cfg.optim.clip_grad_norm if step < cfg.optim.clip_steps else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip)
+        optimizer.step()
+        if teacher is not None:
+            teacher.update(trainee.upsampler, step)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+        scalars = {k: float(v.detach()) for k, v in losses.items()}
+        scalars["skipped"] = float(len(batch["skipped"]))
+        scalars = mean_over_ranks(scalars, info)
+        scalars["skipped"] *= info.world
+        skipped += int(round(scalars["skipped"]))
+        scalars.update(
+            grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - tick, data_seconds=t_data,
+            target_seconds=inputs.get("target_seconds", 0.0),
+        )  # fmt: skip
+        history.append({"step": step, **scalars})
+        done = step + 1
+        if main:
+            monitor.scalars(step, scalars, tensorboard=step % cfg.log.log_every == 0)
+            bar.set_postfix(loss=f"{scalars['loss']:.4g}")
+            bar.update(1)
+            if (
+                cfg.log.viz_every
+                and (done % cfg.log.viz_every == 0 or done == total)
+                and viz is not None
+            ):
+                pictures(monitor, trainee.upsampler, featurizer, viz, done)
+            if done % cfg.log.ckpt_every == 0 or done == total:
+                payload = checkpoint_payload(
+                    cfg, trainee, optimizer, teacher, done, history, skipped
+                )
+                save_checkpoint(ckpt_path, payload)
+                monitor.flush()
+        tick = time.perf_counter()
+    bar.close()
+
+    # -- the end ---------------------------------------------------------------------------
+    steps = max(step0, len(history) and history[-1]["step"] + 1)
+    final = out_dir / "final"
+    if main:
+        if steps == step0 and not ckpt_path.exists():  # zero steps asked for: still leave a result
+            payload = checkpoint_payload(cfg, trainee, optimizer, teacher, steps, history, skipped)
+            save_checkpoint(ckpt_path, payload)
+        meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
+        save_pretrained(trainee.upsampler, final, backbone=cfg.backbone, metadata=meta)
+        if teacher is not None:
+            save_pretrained(
+                teacher.model, out_dir / "final_teacher", backbone=cfg.backbone, metadata=meta
+            )
+        monitor.close()
+        if skipped:
+            log.warning("%d unreadable files were skipped (see the warnings above)", skipped)
+    barrier(info)
+    return TrainResult(
+        out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
+    )
+
+
+def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
+    """Compute and cache SAM masks before training (each rank a share), so workers only read."""
+    from ..data.images import READ_ERRORS
+
+    indices = range(info.rank, len(dataset), info.world)
+    for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
+        try:
+            dataset.load(i)
+        except READ_ERRORS:
+            pass  # reported when the training reads it
+    barrier(info)
+
+
+def validation_images(dataset: MaskedImages, cfg: TrainConfig, sizes, device):
+    """The first ``log.num_viz`` readable images, in [0, 1] at the size the pictures use."""
+    from ..data.images import READ_ERRORS
+
+    pics = []
+    for i in range(min(len(dataset), 4 * cfg.log.num_viz)):
+        if len(pics) == cfg.log.num_viz:
+            break
+        try:
+            pics.append(dataset.load(i)[0])
+        except READ_ERRORS:
+            continue
+    if not pics:
+        return None
+    images01 = torch.stack(pics).float().to(device) / 255.0
+    if cfg.stage == 2:
+        s = sizes[0]
+        images01 = torch.nn.functional.interpolate(
+            images01, size=(s, s), mode="bilinear", antialias=True
+        )
+    return images01
+
+
+@torch.no_grad()
+def pictures(monitor: Monitor, upsampler, featurizer, images01, step: int) -> None:
+    image = featurizer.normalize(images01)
+    lr = featurizer(image).float()
+    was_training = upsampler.training
+    upsampler.eval()
+    hr = upsampler(lr, image)
+    upsampler.train(was_training)
+    monitor.pictures(step, images01, lr, hr)

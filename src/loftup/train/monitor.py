@@ -1,0 +1,155 @@
+"""What a run leaves to look at: scalars (CSV + TensorBoard), PCA pictures, the run record.
+
+Only rank 0 creates a :class:`Monitor`. Files in the run folder::
+
+    config.yaml    the resolved TrainConfig
+    run.json       package version, git commit (in a checkout), command, processes, start time
+    metrics.csv    one row per step: step, loss terms, lr, grad_norm, timings
+    tb/            TensorBoard event files (scalars and pictures)
+    viz/step_N.png image | low-res PCA | upsampled PCA for the fixed validation images
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..hub import atomic_write_bytes
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from, if it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
+    import yaml
+
+    from .. import __version__
+
+    atomic_write_bytes(
+        out_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False).encode()
+    )
+    record = {
+        "loftup_version": __version__,
+        "git_commit": git_commit(),
+        "command": sys.argv,
+        "processes": world,
+        "torch": torch.__version__,
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    atomic_write_bytes(out_dir / "run.json", (json.dumps(record, indent=2) + "\n").encode())
+
+
+class Monitor:
+    """Scalars to ``metrics.csv`` (and TensorBoard), pictures to ``viz/``.
+
+    Arguments:
+      out_dir: the run folder.
+      start_step: the first step of this (possibly resumed) run; CSV rows from that step on are
+        dropped so that a resumed run's CSV has each step once.
+      tensorboard: also write TensorBoard event files under ``tb/``.
+    """
+
+    def __init__(self, out_dir: Path, *, start_step: int = 0, tensorboard: bool = True) -> None:
+        self.out_dir = out_dir
+        self.csv_path = out_dir / "metrics.csv"
+        self._rows = _read_rows(self.csv_path, start_step)
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step)
+
+    def scalars(self, step: int, values: dict[str, float], tensorboard: bool = True) -> None:
+        """One CSV row; also TensorBoard points when ``tensorboard``."""
+        row = {"step": step, **{k: float(v) for k, v in values.items()}}
+        self._rows.append(row)
+        if self._writer is not None and tensorboard:
+            for key, value in values.items():
+                self._writer.add_scalar(f"train/{key}", value, step)
+
+    def flush(self) -> None:
+        """Rewrite ``metrics.csv`` atomically (cheap: a few numbers per step)."""
+        if not self._rows:
+            return
+        keys = list(dict.fromkeys(k for row in self._rows for k in row))
+        from io import StringIO
+
+        buf = StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write_bytes(self.csv_path, buf.getvalue().encode())
+        if self._writer is not None:
+            self._writer.flush()
+
+    def pictures(self, step: int, images01: torch.Tensor, lr_feats, hr_feats) -> Path:
+        """Save a grid (one row per image: image, low-res PCA, upsampled PCA); returns the PNG."""
+        from ..viz import pca_pair
+
+        lr_rgb, hr_rgb = pca_pair(lr_feats.float().cpu(), hr_feats.float().cpu())
+        path = self.out_dir / "viz" / f"step_{step:07d}.png"
+        save_grid(path, images01.cpu(), lr_rgb, hr_rgb, title=f"step {step}")
+        if self._writer is not None:
+            self._writer.add_images("viz/upsampled_pca", hr_rgb, step)
+            self._writer.add_images("viz/lowres_pca", lr_rgb, step)
+        return path
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _read_rows(path: Path, start_step: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit()]
+    return [
+        {k: (int(v) if k == "step" else float(v)) for k, v in r.items() if v not in (None, "")}
+        for r in rows
+        if int(r["step"]) < start_step
+    ]
+
+
+def save_grid(path: Path, images01, lr_rgb, hr_rgb, title: str = "") -> None:
+    """A matplotlib PNG with one row per image: the image, low-res PCA, upsampled PCA."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = images01.shape[0]
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for i in range(n):
+        for ax, pic, name in zip(
+            axes[i], (images01[i], lr_rgb[i], hr_rgb[i]), ("image", "low-res", "upsampled")
+        ):
+            ax.imshow(pic.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)

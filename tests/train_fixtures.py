@@ -1,0 +1,86 @@
+"""Small real inputs for the training tests: a tiny seeded backbone, image folders, SA-1B JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from loftup.featurizers import FEATURIZERS, Featurizer, FeaturizerSpec, register
+
+TINY = "test_tiny_p4"
+
+
+class TinyFeaturizer(Featurizer):
+    """A seeded random patch-4 conv net, 16 channels: deterministic, fast, image-dependent."""
+
+    name, patch_size, dim = TINY, 4, 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.embed = nn.Conv2d(3, 32, 4, stride=4)
+        self.mix = nn.Conv2d(32, 16, 3, padding=1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.mix(torch.nn.functional.gelu(self.embed(image)))
+
+
+def register_tiny() -> str:
+    if TINY not in FEATURIZERS:
+        register(FeaturizerSpec(TINY, lambda weights, device: TinyFeaturizer().to(device), 4, 16))
+    return TINY
+
+
+def scene(seed: int, size: int = 48) -> tuple[np.ndarray, list[np.ndarray]]:
+    """An RGB uint8 image of a few flat rectangles on a background, and their masks."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), dtype=np.uint8)
+    img[:] = rng.integers(0, 255, 3)
+    masks = []
+    for _ in range(4):
+        h, w = rng.integers(size // 5, size // 2, 2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        m = np.zeros((size, size), dtype=bool)
+        m[y : y + h, x : x + w] = True
+        img[m] = rng.integers(0, 255, 3)
+        masks.append(m)
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    return img, masks
+
+
+def write_folder(root: Path, n: int, size: int = 48) -> Path:
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(scene(i, size)[0]).save(root / f"img_{i:03d}.png")
+    return root
+
+
+def write_sa1b(root: Path, n: int, size: int = 48, height: int | None = None) -> Path:
+    """``sa_N.jpg`` + ``sa_N.json`` with COCO RLE masks (pycocotools.mask.encode)."""
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img, masks = scene(i, size)
+        if height is not None:  # a non-square image: pad rows at the bottom
+            img = np.concatenate([img, np.zeros((height - size, size, 3), np.uint8)])
+            masks = [np.concatenate([m, np.zeros((height - size, size), bool)]) for m in masks]
+        Image.fromarray(img).save(root / f"sa_{i}.jpg", quality=95)
+        anns = []
+        for k, m in enumerate(masks):
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            anns.append({"id": k, "segmentation": rle, "area": int(m.sum())})
+        info = {"image_id": i, "file_name": f"sa_{i}.jpg", "height": img.shape[0], "width": size}
+        (root / f"sa_{i}.json").write_text(json.dumps({"image": info, "annotations": anns}))
+    return root
