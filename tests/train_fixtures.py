@@ -26,7 +26,7 @@ class TinyFeaturizer(Featurizer):
         self.mix = nn.Conv2d(32, 16, 3, padding=1)
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.mix(torch.nn.functional.gelu(self.embed(image)))

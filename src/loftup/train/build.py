@@ -90,6 +90,8 @@ def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.NAdam(params, lr=o.lr, weight_decay=o.weight_decay)
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
 
 

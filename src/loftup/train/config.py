@@ -48,13 +48,17 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser (``nadam``, ``adamw`` or ``adam``) and the early gradient clipping."""
+    """Optimiser (``nadam``, ``adamw``, ``adam`` or ``sgd``) and the early gradient clipping.
+
+    ``momentum`` is used by ``sgd`` only.
+    """
 
     name: str = "nadam"
     lr: float = 1e-4
     weight_decay: float = 0.0
     clip_grad_norm: float = 1e-4
     clip_steps: int = 10
+    momentum: float = 0.9
 
 
 @dataclass
@@ -162,8 +166,10 @@ class TrainConfig:
             )
         if self.precision not in ("fp32", "bf16"):
             raise LoftUpError(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.optim.name not in ("nadam", "adamw", "adam"):
-            raise LoftUpError(f"optim.name must be nadam, adamw or adam, got {self.optim.name!r}")
+        if self.optim.name not in ("nadam", "adamw", "adam", "sgd"):
+            raise LoftUpError(
+                f"optim.name must be nadam, adamw, adam or sgd, got {self.optim.name!r}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,7 +178,7 @@ class TrainConfig:
 def default_config(stage: int = 1) -> TrainConfig:
     """The released recipe's defaults for ``stage``."""
     if stage == 2:
-        return TrainConfig(stage=2, optim=OptimConfig("adamw", 1e-3, 0.01, 1e-4, 0))
+        return TrainConfig(stage=2, optim=OptimConfig("adamw", 1e-3, 0.01, clip_steps=0))
     return TrainConfig(stage=stage)
 
 

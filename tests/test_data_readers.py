@@ -1,0 +1,149 @@
+"""Readers on real on-disk layouts: SA-1B JSON with COCO RLE, image folders with cached superpixels."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from train_fixtures import scene, write_folder, write_sa1b
+
+from loftup.data.dataset import MaskedImages, StepSampler, collate, unpack_masks
+from loftup.data.masks import MaskCache, pack
+from loftup.errors import LoftUpError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+
+
+def test_sa1b_masks_decode_to_the_masks_written(tmp_path):
+    root = write_sa1b(tmp_path / "sa", 3, size=32)
+    ds = MaskedImages(root, size=32, masks="sa1b")
+    assert len(ds) == 3 and ds.orphans == 0
+    sample = ds[1]
+    masks = unpack_masks(sample["masks"], 32).numpy()
+    _, want = scene(1, 32)
+    assert masks.shape == (4, 32, 32)
+    for got, expected in zip(masks, want):
+        assert np.array_equal(got, expected)
+    assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.uint8
+
+
+def test_sa1b_non_square_images_are_centre_cropped_with_their_masks(tmp_path):
+    root = write_sa1b(tmp_path / "sa", 2, size=32, height=48)  # 16 black rows below
+    ds = MaskedImages(root, size=16, masks="sa1b", max_masks=3)
+    masks = unpack_masks(ds[0]["masks"], 16).numpy()
+    _, written = scene(0, 32)
+    expected = []
+    for m in written[:3]:  # the first max_masks of the file, cropped, area-resized
+        full = np.concatenate([m, np.zeros((16, 32), bool)])[8:40]  # the centred 32x32
+        small = full.reshape(16, 2, 16, 2).mean(axis=(1, 3)) >= 0.5
+        if small.any():  # masks outside the crop are left out
+            expected.append(small)
+    assert len(expected) < 3 and masks.shape[0] == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, expected))
+
+
+def test_unreadable_files_are_skipped_counted_and_logged(tmp_path, caplog):
+    root = write_sa1b(tmp_path / "sa", 4, size=16)
+    (root / "sa_1.json").write_text("{not json")
+    (root / "sa_2.jpg").write_bytes(b"not a jpeg")
+    (root / "sa_9.jpg").write_bytes((root / "sa_0.jpg").read_bytes())  # no JSON next to it
+    ds = MaskedImages(root, size=16, masks="sa1b")
+    assert len(ds) == 4 and ds.orphans == 1
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        samples = [ds[i] for i in range(4)]
+    order = [p.name for p in ds.images]
+    bad = {order.index("sa_1.jpg"), order.index("sa_2.jpg")}
+    skipped = [p for s in samples for p in s["skipped"]]
+    # item 1 is skipped (bad JSON), then item 2 (bad JPEG) both on its own and after item 1
+    assert sorted(set(skipped)) == sorted(str(ds.images[i]) for i in bad)
+    assert all(s["index"] not in bad for s in samples)
+    assert [s["index"] for s in samples] == [0, 3, 3, 3]
+    assert "skipping unreadable" in caplog.text
+    batch = collate(samples)
+    assert len(batch["skipped"]) == len(skipped)
+
+
+def test_missing_or_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(LoftUpError, match="does not exist"):
+        MaskedImages(tmp_path / "missing", size=8)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with pytest.raises(LoftUpError, match="no sa_N.jpg images with their sa_N.json"):
+        MaskedImages(tmp_path, size=8, masks="sa1b")
+    ds = MaskedImages(
+        tmp_path, size=8, masks="superpixels", cache_dir=tmp_path / "c", max_retries=2
+    )
+    with pytest.raises(LoftUpError, match="could not be read"):
+        ds[0]
+
+
+def test_superpixels_are_computed_once_and_read_from_the_cache(tmp_path):
+    root = write_folder(tmp_path / "imgs", 2, size=32)
+    cache = tmp_path / "cache"
+    ds = MaskedImages(root, size=32, masks="superpixels", superpixels=[4, 16], cache_dir=cache)
+    first = ds[0]
+    masks = unpack_masks(first["masks"], 32)
+    assert masks.shape[0] >= 6 and masks.any(0).all()  # two granularities, covering the image
+    files = list(cache.rglob("*.npz"))
+    assert len(files) == 1
+    # the cache is what a second read serves: plant a recognisable entry and read it back
+    planted = np.zeros((1, 32, 32), bool)
+    planted[0, :5, :7] = True
+    ds.cache.put(ds.images[0], pack(planted), 32)
+    again = MaskedImages(root, size=32, masks="superpixels", superpixels=[4, 16], cache_dir=cache)
+    assert torch.equal(unpack_masks(again[0]["masks"], 32), torch.from_numpy(planted))
+    # other settings are another key: the planted entry is not served to them
+    other = MaskedImages(root, size=32, masks="superpixels", superpixels=[8], cache_dir=cache)
+    assert other.cache.path(other.images[0]) != ds.cache.path(ds.images[0])
+    assert not torch.equal(unpack_masks(other[0]["masks"], 32), torch.from_numpy(planted))
+
+
+def test_a_damaged_cache_entry_is_recomputed(tmp_path):
+    root = write_folder(tmp_path / "imgs", 1, size=16)
+    ds = MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c")
+    want = ds[0]["masks"]
+    ds.cache.path(ds.images[0]).write_bytes(b"broken")
+    assert torch.equal(ds[0]["masks"], want)
+
+
+def test_cache_keys_follow_the_file(tmp_path):
+    img = tmp_path / "a.png"
+    write_folder(tmp_path / "f", 1, size=8)
+    img.write_bytes((tmp_path / "f" / "img_000.png").read_bytes())
+    cache = MaskCache(tmp_path / "c", {"source": "superpixels"})
+    before = cache.key(img)
+    img.write_bytes(img.read_bytes() + b"\0")
+    assert cache.key(img) != before
+
+
+def test_sam_without_weights_says_what_to_do(tmp_path):
+    write_folder(tmp_path / "imgs", 1, size=8)
+    with pytest.raises(LoftUpError, match="data.sam_weights"):
+        MaskedImages(tmp_path / "imgs", size=8, masks="sam")
+    with pytest.raises(LoftUpError, match="unknown mask source"):
+        MaskedImages(tmp_path / "imgs", size=8, masks="sam2")
+
+
+def test_step_sampler_splits_global_batches_and_resumes_by_step():
+    one = list(StepSampler(10, global_batch=4, steps=5, seed=3))
+    assert all(len(b) == 4 for b in one)
+    assert sorted(one[0] + one[1]) == sorted(set(one[0] + one[1]))  # no repeats in an epoch
+    r0 = list(StepSampler(10, global_batch=4, steps=5, seed=3, rank=0, world=2))
+    r1 = list(StepSampler(10, global_batch=4, steps=5, seed=3, rank=1, world=2))
+    assert [a + b for a, b in zip(r0, r1)] == one
+    assert list(StepSampler(10, global_batch=4, steps=5, seed=3, start_step=3)) == one[3:]
+    assert one[2] != one[0]  # epoch 2 (steps 2-3) is another permutation
+    with pytest.raises(LoftUpError, match="not divisible"):
+        StepSampler(10, global_batch=3, steps=1, world=2)
+
+
+def test_collate_pads_masks_and_keeps_counts(tmp_path):
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    ds = MaskedImages(root, size=16, masks="sa1b", max_masks=3)
+    sample = ds[0]
+    sample2 = dict(ds[1], masks=ds[1]["masks"][:1])
+    batch = collate([sample, sample2])
+    assert batch["masks"].shape[:2] == (2, sample["masks"].shape[0])
+    assert batch["n_masks"].tolist() == [sample["masks"].shape[0], 1]
+    assert not unpack_masks(batch["masks"][1, 1:], 16).any()
+    assert json.dumps(batch["skipped"]) == "[]"

@@ -1,0 +1,158 @@
+"""Short real training runs: losses go down, checkpoints load everywhere, resume is exact."""
+
+import json
+
+import pytest
+import torch
+from train_fixtures import register_tiny, write_sa1b
+
+import loftup
+from loftup.cli import main
+from loftup.data.dataset import MaskedImages, collate
+from loftup.train import load_config, train
+from loftup.train.batches import draw_step, stage1_inputs
+from loftup.train.build import build_featurizer
+from loftup.train.losses import project
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: one thread per run is faster and repeatable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sa1b(tmp_path_factory):
+    return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=32)
+
+
+def tiny(root, out, stage=1, steps=4, *extra):
+    """A config of a few milliseconds per step (32 px images, patch 4, a one-block upsampler)."""
+    overrides = [
+        f"backbone={register_tiny()}", f"data.root={root}", "data.num_workers=0",
+        "batch_size=4", f"max_steps={steps}", f"log.out_dir={out}", "log.tensorboard=false",
+        "log.progress=false", "log.viz_every=0", "log.ckpt_every=2",
+        "model.depth=1", "model.num_heads=2", "model.n_freqs=4", "stage1.image_size=32",
+        "stage2.load_size=64", "stage2.global_sizes=[32, 48]", "stage2.crop_align=4",
+        "stage2.affinity_max_side=8", "stage2.ema_every=2", "optim.clip_steps=0",
+        "optim.lr=3e-3",
+    ]  # fmt: skip
+    return load_config({}, overrides + list(extra), stage=stage)
+
+
+@pytest.fixture(scope="module")
+def stage1_run(sa1b, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "s1"
+    return train(tiny(sa1b, out, 1, 24, "log.viz_every=12", "log.tensorboard=true"))
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_a_short_seeded_run_learns(stage1_run):
+    h = stage1_run.history
+    assert len(h) == 24 and [r["step"] for r in h] == list(range(24))
+    for key in ("loss", "rec", "target", "tv"):
+        first, last = mean([r[key] for r in h[:5]]), mean([r[key] for r in h[-5:]])
+        assert last < 0.6 * first, (key, first, last)
+
+
+def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
+    out = stage1_run.out_dir
+    raw = torch.load(stage1_run.checkpoint, map_location="cpu", weights_only=True)
+    assert raw["step"] == 24 and raw["stage"] == 1 and raw["backbone"] == register_tiny()
+    assert len(raw["history"]) == 24 and "state" in raw["optimizer"]
+    model = loftup.load_upsampler(stage1_run.checkpoint)
+    for key, value in raw["model"].items():
+        assert torch.equal(model.state_dict()[key], value)
+    folder = loftup.load_upsampler(stage1_run.pretrained)
+    assert folder.backbone == register_tiny()
+    assert all(torch.equal(folder.state_dict()[k], v) for k, v in raw["model"].items())
+    info = json.loads((stage1_run.pretrained / "config.json").read_text())
+    assert info["metadata"]["steps"] == 24 and info["metadata"]["stage"] == 1
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 25 and rows[0].startswith("step,loss,rec,tv,target")
+    assert sorted(p.name for p in (out / "viz").iterdir()) == [
+        "step_0000012.png",
+        "step_0000024.png",
+    ]
+    assert list((out / "tb").iterdir()) and (out / "config.yaml").exists()
+    assert json.loads((out / "run.json").read_text())["loftup_version"] == loftup.__version__
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
+    init = f"init={stage1_run.checkpoint}"
+    whole = train(tiny(sa1b, tmp_path / "whole", 2, 4, init))
+    train(tiny(sa1b, tmp_path / "parts", 2, 2, init))
+    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 4, init), resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    a = torch.load(whole.checkpoint, weights_only=True)
+    b = torch.load(resumed.checkpoint, weights_only=True)
+    for part in ("model", "teacher", "downsampler", "uncertainty"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert a["history"][-1]["affinity"] > 0
+    teacher = loftup.load_upsampler(tmp_path / "whole" / "final_teacher")
+    student = loftup.load_upsampler(whole.pretrained)
+    assert any(not torch.equal(teacher.state_dict()[k], v) for k, v in student.state_dict().items())
+
+
+@pytest.mark.parametrize("view", ["full", "both"])
+def test_stage2_teacher_on_the_full_image_or_both_scales(stage1_run, sa1b, tmp_path, view):
+    crops = train(tiny(sa1b, tmp_path / "c", 2, 1, f"init={stage1_run.checkpoint}"))
+    other = train(tiny(sa1b, tmp_path / view, 2, 1, f"init={stage1_run.checkpoint}",
+                       f"stage2.teacher_view={view}"))  # fmt: skip
+    a, b = crops.history[0], other.history[0]
+    assert a["rec"] == pytest.approx(b["rec"], rel=1e-5)  # same student, same views
+    assert b["affinity"] > 0 and abs(a["affinity"] - b["affinity"]) > 1e-6
+
+
+def test_architecture_switches_are_trained_and_recorded(sa1b, tmp_path):
+    cfg = tiny(sa1b, tmp_path / "arch", 1, 2, "model.coords=false", "model.attention_window=3")
+    result = train(cfg)
+    model = loftup.load_upsampler(result.checkpoint)
+    assert model.config.coords is False and model.config.attention_window == 3
+    assert loftup.load_upsampler(result.pretrained).config.attention_window == 3
+    raw = torch.load(result.checkpoint, weights_only=True)
+    assert raw["config"]["model"]["coords"] is False
+
+
+def test_mask_noise_reaches_the_target(sa1b):
+    """With every mask dropped the stage-1 target is plain bicubic upsampling."""
+    cfg = tiny(sa1b, "unused", 1, 1)
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    ds = MaskedImages(sa1b, size=32)
+    batch = collate([ds[i] for i in range(4)])
+    image = featurizer.normalize(batch["image"].float() / 255)
+    draws = draw_step(cfg, 0, 16, 4, [32])
+    clean = stage1_inputs(featurizer, image, batch, draws, cfg)
+    cfg.mask_noise.drop = 1.0
+    dropped = stage1_inputs(featurizer, image, batch, draws, cfg)
+    bicubic = torch.nn.functional.interpolate(
+        project(clean["lr_feats"], clean["proj"]), size=(32, 32), mode="bicubic"
+    )
+    assert torch.allclose(dropped["target"], bicubic, atol=1e-5)
+    assert (clean["target"] - bicubic).abs().max() > 0.1
+
+
+def test_cli_trains_and_will_not_overwrite_a_run(sa1b, tmp_path, capsys):
+    args = ["train", "--stage", "1", "--config", "stage1_cpu", "--data", str(sa1b),
+            "--out", str(tmp_path / "cli"), f"backbone={register_tiny()}", "max_steps=2",
+            "stage1.image_size=32", "data.masks=sa1b", "data.num_workers=0", "model.depth=1",
+            "log.progress=false"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 steps, final loss" in out and "checkpoint:" in out
+    assert main(args) == 2
+    assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
+    assert main([*args[:-1], "max_steps=3", "--resume"]) == 0
+    assert torch.load(tmp_path / "cli" / "checkpoint.pt", weights_only=True)["step"] == 3
