@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from train_fixtures import scene, write_folder, write_sa1b
 
 from loftup.data.dataset import MaskedImages, StepSampler, collate, unpack_masks
 from loftup.data.masks import MaskCache, pack
 from loftup.errors import LoftUpError
+from train_fixtures import scene, write_folder, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 

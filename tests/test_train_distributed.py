@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import register_tiny, write_sa1b
 
 import loftup
 from loftup.train import load_config, train
+from train_fixtures import register_tiny, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 

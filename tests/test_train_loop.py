@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from train_fixtures import register_tiny, write_sa1b
 
 import loftup
 from loftup.cli import main
@@ -13,6 +12,7 @@ from loftup.train import load_config, train
 from loftup.train.batches import draw_step, stage1_inputs
 from loftup.train.build import build_featurizer
 from loftup.train.losses import project
+from train_fixtures import register_tiny, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_fixtures import register_tiny  # noqa: E402
-
 from loftup.cli import main  # noqa: E402
+from train_fixtures import register_tiny  # noqa: E402
 
 if __name__ == "__main__":
     register_tiny()
