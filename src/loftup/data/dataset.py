@@ -16,8 +16,9 @@ import torch
 
 from ..errors import LoftUpError
 from .images import READ_ERRORS, list_images, load_square
-from .masks import MaskCache, SamMaskGenerator, pack, superpixel_masks
+from .masks import MaskCache, pack, superpixel_masks
 from .sa1b import list_sa1b, read_sa1b_masks
+from .sam import SamMaskGenerator
 
 log = logging.getLogger("loftup.data")
 

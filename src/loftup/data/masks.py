@@ -2,8 +2,8 @@
 
 - ``superpixels``: training-free, from scikit-image's SLIC at several granularities (coarse
   first, so finer masks refine coarser ones when applied in order).
-- ``sam``: SAM automatic mask generation through transformers' ``mask-generation`` pipeline,
-  for users who have SAM weights (a hub id or a local folder); largest masks first.
+- ``sam``: SAM automatic mask generation on transformers' ``SamModel`` (:mod:`.sam`), for users
+  who have SAM weights (a hub id or a local folder); largest masks first.
 
 Masks are computed on the square the training sees (``size`` x ``size``) and stored packed
 (one bit per pixel) under a key made of the image's path, size, modification time and the
@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LoftUpError
-
 
 def superpixel_masks(image: np.ndarray, segments=(16, 64), compactness: float = 10.0) -> np.ndarray:
     """SLIC superpixels of an (H, W, 3) uint8 image at each granularity: bool (K, H, W)."""
@@ -34,42 +32,6 @@ def superpixel_masks(image: np.ndarray, segments=(16, 64), compactness: float = 
     if not masks:
         return np.zeros((0, *image.shape[:2]), dtype=bool)
     return np.stack(masks)
-
-
-class SamMaskGenerator:
-    """SAM automatic masks via ``transformers.pipeline("mask-generation")``, built on first use.
-
-    Arguments:
-      weights: hub id or local folder of a transformers SAM checkpoint.
-      device: where SAM runs (``"cuda"``, ``"cpu"``, or None for the pipeline's default).
-      points_per_batch: prompt points per forward (memory vs speed).
-    """
-
-    def __init__(self, weights: str, *, device=None, points_per_batch: int = 64) -> None:
-        if not weights:
-            raise LoftUpError(
-                "masks=sam needs SAM weights: set data.sam_weights to a hub id such as "
-                "facebook/sam-vit-base or a local folder (or use masks=superpixels)"
-            )
-        self.weights = weights
-        self.device = device
-        self.points_per_batch = points_per_batch
-        self._pipe = None
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> bool (K, H, W), largest masks first."""
-        from PIL import Image
-
-        if self._pipe is None:
-            from transformers import pipeline
-
-            self._pipe = pipeline("mask-generation", model=self.weights, device=self.device)
-        out = self._pipe(Image.fromarray(image), points_per_batch=self.points_per_batch)
-        masks = [np.asarray(m, dtype=bool) for m in out["masks"]]
-        masks.sort(key=lambda m: -int(m.sum()))
-        if not masks:
-            return np.zeros((0, *image.shape[:2]), dtype=bool)
-        return np.stack(masks)
 
 
 def pack(masks: np.ndarray) -> np.ndarray:

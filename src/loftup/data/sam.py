@@ -1,0 +1,114 @@
+"""SAM automatic mask generation on transformers' ``SamModel`` (no torchvision needed).
+
+A grid of ``points_per_side``^2 single-point prompts; each gives SAM's 3 candidate masks with their
+predicted IoU. Candidates pass if their predicted IoU and their stability (the IoU of the mask
+thresholded at +1 and at -1 logits) reach the thresholds; duplicates are removed greedily by
+mask IoU, best score first. What is left comes largest first. This is SAM's automatic mask
+generator in its plain form (one crop level, no small-region clean-up).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import LoftUpError
+
+
+class SamMaskGenerator:
+    """``generator(image (H, W, 3) uint8) -> bool (K, H, W)``; the model is loaded on first use.
+
+    Arguments:
+      weights: hub id or local folder of a transformers SAM checkpoint (model + processor).
+      device: where SAM runs (default: CUDA when available).
+      points_per_side: prompt grid side.
+      points_per_batch: prompts decoded at once (memory vs speed).
+      pred_iou_thresh, stability_thresh: quality thresholds (SAM's defaults 0.88 and 0.95).
+      nms_thresh: masks overlapping a better one by more than this IoU are dropped.
+    """
+
+    def __init__(
+        self,
+        weights: str | None,
+        *,
+        device=None,
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_thresh: float = 0.95,
+        nms_thresh: float = 0.7,
+    ) -> None:
+        if not weights:
+            raise LoftUpError(
+                "masks=sam needs SAM weights: set data.sam_weights to a hub id such as "
+                "facebook/sam-vit-base or a local folder (or use masks=superpixels)"
+            )
+        self.weights = str(weights)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.points_per_side, self.points_per_batch = points_per_side, points_per_batch
+        self.pred_iou_thresh, self.stability_thresh = pred_iou_thresh, stability_thresh
+        self.nms_thresh = nms_thresh
+        self._model = self._processor = None
+
+    def _load(self) -> None:
+        from transformers import SamModel, SamProcessor
+
+        self._processor = SamProcessor.from_pretrained(self.weights)
+        self._model = SamModel.from_pretrained(self.weights).to(self.device).eval()
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        if self._model is None:
+            self._load()
+        h, w = image.shape[:2]
+        pil = Image.fromarray(image)
+        inputs = self._processor(images=pil, return_tensors="pt")
+        embeddings = self._model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+        n = self.points_per_side
+        ys, xs = torch.meshgrid(
+            (torch.arange(n) + 0.5) / n * h, (torch.arange(n) + 0.5) / n * w, indexing="ij"
+        )
+        points = torch.stack([xs.flatten(), ys.flatten()], dim=1).tolist()  # SAM takes (x, y)
+        masks, scores = [], []
+        for start in range(0, len(points), self.points_per_batch):
+            chunk = [[p] for p in points[start : start + self.points_per_batch]]
+            prompt = self._processor(images=pil, input_points=[chunk], return_tensors="pt")
+            out = self._model(
+                image_embeddings=embeddings,
+                input_points=prompt["input_points"].to(self.device),
+                multimask_output=True,
+            )
+            logits = self._processor.image_processor.post_process_masks(
+                out.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"],
+                binarize=False,
+            )[0].flatten(0, 1)  # (P * 3, H, W)  # fmt: skip
+            iou = out.iou_scores.cpu().flatten()
+            stable = (logits > 1.0).flatten(1).sum(1) / (logits > -1.0).flatten(1).sum(1).clamp_min(
+                1
+            )
+            keep = (iou >= self.pred_iou_thresh) & (stable >= self.stability_thresh)
+            keep &= (logits > 0).flatten(1).any(1)
+            masks.append(logits[keep] > 0)
+            scores.append(iou[keep])
+        masks, scores = torch.cat(masks), torch.cat(scores)
+        masks = masks[dedupe(masks, scores, self.nms_thresh)]
+        masks = masks[masks.flatten(1).sum(1).argsort(descending=True)]
+        return masks.numpy()
+
+
+def dedupe(masks: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Indices of masks (K, H, W) kept by greedy non-maximum suppression on mask IoU."""
+    if masks.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long)
+    order = scores.argsort(descending=True)
+    flat = masks[order].flatten(1).float()
+    inter = flat @ flat.T
+    area = flat.sum(1)
+    iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
+    kept: list[int] = []
+    for i in range(flat.shape[0]):
+        if all(iou[i, j] <= threshold for j in kept):
+            kept.append(i)
+    return order[torch.tensor(kept, dtype=torch.long)]
