@@ -12,7 +12,7 @@ from loftup.train import load_config, train
 from loftup.train.batches import draw_step, stage1_inputs
 from loftup.train.build import build_featurizer
 from loftup.train.losses import project
-from train_fixtures import register_tiny, write_sa1b
+from train_fixtures import write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -28,17 +28,18 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def sa1b(tmp_path_factory):
-    return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=32)
+    return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=56)
 
 
 def tiny(root, out, stage=1, steps=4, *extra):
-    """A config of a few milliseconds per step (32 px images, patch 4, a one-block upsampler)."""
+    """A config of a fraction of a second per step: the tiny random DINOv2, 56 px images (a 4x4
+    grid), a one-block upsampler."""
     overrides = [
-        f"backbone={register_tiny()}", f"data.root={root}", "data.num_workers=0",
+        "backbone=dinov2_tiny", f"data.root={root}", "data.num_workers=0",
         "batch_size=4", f"max_steps={steps}", f"log.out_dir={out}", "log.tensorboard=false",
         "log.progress=false", "log.viz_every=0", "log.ckpt_every=2",
-        "model.depth=1", "model.num_heads=2", "model.n_freqs=4", "stage1.image_size=32",
-        "stage2.load_size=64", "stage2.global_sizes=[32, 48]", "stage2.crop_align=4",
+        "model.depth=1", "model.num_heads=2", "model.n_freqs=4", "stage1.image_size=56",
+        "stage2.load_size=112", "stage2.global_sizes=[56, 84]", "stage2.crop_align=4",
         "stage2.affinity_max_side=8", "stage2.ema_every=2", "optim.clip_steps=0",
         "optim.lr=3e-3",
     ]  # fmt: skip
@@ -49,7 +50,7 @@ def tiny(root, out, stage=1, steps=4, *extra):
 def stage1_run(sa1b, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs") / "s1"
-    return train(tiny(sa1b, out, 1, 24, "log.viz_every=12", "log.tensorboard=true"))
+    return train(tiny(sa1b, out, 1, 16, "log.viz_every=8", "log.tensorboard=true"))
 
 
 def mean(xs):
@@ -58,30 +59,33 @@ def mean(xs):
 
 def test_a_short_seeded_run_learns(stage1_run):
     h = stage1_run.history
-    assert len(h) == 24 and [r["step"] for r in h] == list(range(24))
-    for key in ("loss", "rec", "target", "tv"):
-        first, last = mean([r[key] for r in h[:5]]), mean([r[key] for r in h[-5:]])
-        assert last < 0.6 * first, (key, first, last)
+    assert len(h) == 16 and [r["step"] for r in h] == list(range(16))
+    for key in ("loss", "target", "tv"):
+        first, last = mean([r[key] for r in h[:4]]), mean([r[key] for r in h[-4:]])
+        assert last < 0.5 * first, (key, first, last)
+    # the reconstruction term includes log s of the learned uncertainty: it may go below 0
+    first, last = mean([r["rec"] for r in h[:4]]), mean([r["rec"] for r in h[-4:]])
+    assert last < first - 0.2, (first, last)
 
 
 def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     out = stage1_run.out_dir
     raw = torch.load(stage1_run.checkpoint, map_location="cpu", weights_only=True)
-    assert raw["step"] == 24 and raw["stage"] == 1 and raw["backbone"] == register_tiny()
-    assert len(raw["history"]) == 24 and "state" in raw["optimizer"]
+    assert raw["step"] == 16 and raw["stage"] == 1 and raw["backbone"] == "dinov2_tiny"
+    assert len(raw["history"]) == 16 and "state" in raw["optimizer"]
     model = loftup.load_upsampler(stage1_run.checkpoint)
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value)
     folder = loftup.load_upsampler(stage1_run.pretrained)
-    assert folder.backbone == register_tiny()
+    assert folder.backbone == "dinov2_tiny"
     assert all(torch.equal(folder.state_dict()[k], v) for k, v in raw["model"].items())
     info = json.loads((stage1_run.pretrained / "config.json").read_text())
-    assert info["metadata"]["steps"] == 24 and info["metadata"]["stage"] == 1
+    assert info["metadata"]["steps"] == 16 and info["metadata"]["stage"] == 1
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 25 and rows[0].startswith("step,loss,rec,tv,target")
+    assert len(rows) == 17 and rows[0].startswith("step,loss,rec,tv,target")
     assert sorted(p.name for p in (out / "viz").iterdir()) == [
-        "step_0000012.png",
-        "step_0000024.png",
+        "step_0000008.png",
+        "step_0000016.png",
     ]
     assert list((out / "tb").iterdir()) and (out / "config.yaml").exists()
     assert json.loads((out / "run.json").read_text())["loftup_version"] == loftup.__version__
@@ -130,15 +134,15 @@ def test_mask_noise_reaches_the_target(sa1b):
     """With every mask dropped the stage-1 target is plain bicubic upsampling."""
     cfg = tiny(sa1b, "unused", 1, 1)
     featurizer = build_featurizer(cfg, torch.device("cpu"))
-    ds = MaskedImages(sa1b, size=32)
+    ds = MaskedImages(sa1b, size=56)
     batch = collate([ds[i] for i in range(4)])
     image = featurizer.normalize(batch["image"].float() / 255)
-    draws = draw_step(cfg, 0, 16, 4, [32])
+    draws = draw_step(cfg, 0, featurizer.dim, featurizer.patch_size, [56])
     clean = stage1_inputs(featurizer, image, batch, draws, cfg)
     cfg.mask_noise.drop = 1.0
     dropped = stage1_inputs(featurizer, image, batch, draws, cfg)
     bicubic = torch.nn.functional.interpolate(
-        project(clean["lr_feats"], clean["proj"]), size=(32, 32), mode="bicubic"
+        project(clean["lr_feats"], clean["proj"]), size=(56, 56), mode="bicubic"
     )
     assert torch.allclose(dropped["target"], bicubic, atol=1e-5)
     assert (clean["target"] - bicubic).abs().max() > 0.1
@@ -146,9 +150,8 @@ def test_mask_noise_reaches_the_target(sa1b):
 
 def test_cli_trains_and_will_not_overwrite_a_run(sa1b, tmp_path, capsys):
     args = ["train", "--stage", "1", "--config", "stage1_cpu", "--data", str(sa1b),
-            "--out", str(tmp_path / "cli"), f"backbone={register_tiny()}", "max_steps=2",
-            "stage1.image_size=32", "data.masks=sa1b", "data.num_workers=0", "model.depth=1",
-            "log.progress=false"]  # fmt: skip
+            "--out", str(tmp_path / "cli"), "max_steps=2", "stage1.image_size=56",
+            "data.masks=sa1b", "data.num_workers=0", "model.depth=1", "log.progress=false"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "2 steps, final loss" in out and "checkpoint:" in out

@@ -60,14 +60,15 @@ class AttentionDownsampler(nn.Module):
             p = self.blur // 2
             x = F.avg_pool2d(F.pad(x, (p, p, p, p), mode="reflect"), self.blur, stride=1)
         patches = F.unfold(x, k, stride=stride).view(b, c, k * k, h * w)  # (B, C, k*k, L)
-        logits = torch.einsum("bcpl,c->bpl", patches, self.logit.weight[0]) + self.logit.bias
+        # (1, C) @ (B, C, k*k*L): a plain matrix product (einsum would copy per batch here)
+        logits = (self.logit.weight @ patches.flatten(2)).view(b, k * k, h * w) + self.logit.bias
         if self.training and self.dropout > 0:
             if keep is None:
                 keep = torch.rand(b, h, w, device=x.device) >= self.dropout
             logits = logits * keep.reshape(b, 1, h * w).to(logits.dtype)
         logits = logits * self.scale[:, None] + self.bias[:, None]
         attn = logits.softmax(dim=1)
-        return torch.einsum("bcpl,bpl->bcl", patches, attn).view(b, c, h, w)
+        return (patches * attn.unsqueeze(1)).sum(dim=2).view(b, c, h, w)
 
 
 class Uncertainty(nn.Module):

@@ -17,7 +17,8 @@ def random_projection(
 
 def project(feats: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
     """Features (B, C, H, W) through a (C, K) projection -> (B, K, H, W)."""
-    return torch.einsum("bchw,ck->bkhw", feats, proj.to(feats.dtype))
+    b, _, h, w = feats.shape
+    return torch.matmul(proj.T.to(feats.dtype), feats.flatten(2)).view(b, -1, h, w)
 
 
 def reconstruction_loss(
