@@ -1,4 +1,4 @@
-"""Small real inputs for the training tests: a tiny seeded backbone, image folders, SA-1B JSON."""
+"""Small real inputs for the training and data tests: image folders and SA-1B JSON."""
 
 from __future__ import annotations
 
@@ -6,36 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-
-from loftup.featurizers import FEATURIZERS, Featurizer, FeaturizerSpec, register
-
-TINY = "test_tiny_p4"
-
-
-class TinyFeaturizer(Featurizer):
-    """A seeded random patch-4 conv net, 16 channels: deterministic, fast, image-dependent."""
-
-    name, patch_size, dim = TINY, 4, 16
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.embed = nn.Conv2d(3, 32, 4, stride=4)
-        self.mix = nn.Conv2d(32, 16, 3, padding=1)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.mix(torch.nn.functional.gelu(self.embed(image)))
-
-
-def register_tiny() -> str:
-    if TINY not in FEATURIZERS:
-        register(FeaturizerSpec(TINY, lambda weights, device: TinyFeaturizer().to(device), 4, 16))
-    return TINY
 
 
 def scene(seed: int, size: int = 48) -> tuple[np.ndarray, list[np.ndarray]]:
