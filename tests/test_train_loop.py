@@ -11,6 +11,7 @@ from loftup.data.dataset import MaskedImages, collate
 from loftup.train import load_config, train
 from loftup.train.batches import draw_step, stage1_inputs
 from loftup.train.build import build_featurizer
+from loftup.train.checkpoint import unpack_history
 from loftup.train.losses import project
 from train_fixtures import write_sa1b
 
@@ -72,7 +73,7 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     out = stage1_run.out_dir
     raw = torch.load(stage1_run.checkpoint, map_location="cpu", weights_only=True)
     assert raw["step"] == 16 and raw["stage"] == 1 and raw["backbone"] == "dinov2_tiny"
-    assert len(raw["history"]) == 16 and "state" in raw["optimizer"]
+    assert len(unpack_history(raw["history"])) == 16 and "state" in raw["optimizer"]
     model = loftup.load_upsampler(stage1_run.checkpoint)
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value)
@@ -98,13 +99,18 @@ def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
     train(tiny(sa1b, tmp_path / "parts", 2, 2, init))
     resumed = train(tiny(sa1b, tmp_path / "parts", 2, 4, init), resume=True)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    saved = unpack_history(torch.load(resumed.checkpoint, weights_only=True)["history"])
+    timing = ("seconds", "data_seconds", "target_seconds")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in saved] == [
+        {k: v for k, v in r.items() if k not in timing} for r in whole.history
+    ]
     a = torch.load(whole.checkpoint, weights_only=True)
     b = torch.load(resumed.checkpoint, weights_only=True)
     for part in ("model", "teacher", "downsampler", "uncertainty"):
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
-    assert a["history"][-1]["affinity"] > 0
+    assert unpack_history(a["history"])[-1]["affinity"] > 0
     teacher = loftup.load_upsampler(tmp_path / "whole" / "final_teacher")
     student = loftup.load_upsampler(whole.pretrained)
     assert any(not torch.equal(teacher.state_dict()[k], v) for k, v in student.state_dict().items())
@@ -159,3 +165,11 @@ def test_cli_trains_and_will_not_overwrite_a_run(sa1b, tmp_path, capsys):
     assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
     assert main([*args[:-1], "max_steps=3", "--resume"]) == 0
     assert torch.load(tmp_path / "cli" / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+def test_bf16_autocast_runs_both_stages_close_to_float32(stage1_run, sa1b, tmp_path):
+    init = f"init={stage1_run.checkpoint}"
+    for stage, extra in ((1, []), (2, [init, "stage2.teacher_view=both"])):
+        full = train(tiny(sa1b, tmp_path / f"f{stage}", stage, 1, *extra))
+        half = train(tiny(sa1b, tmp_path / f"h{stage}", stage, 1, "precision=bf16", *extra))
+        assert half.losses[0] == pytest.approx(full.losses[0], rel=0.05)

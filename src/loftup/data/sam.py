@@ -56,6 +56,12 @@ class SamMaskGenerator:
         self._processor = SamProcessor.from_pretrained(self.weights)
         self._model = SamModel.from_pretrained(self.weights).to(self.device).eval()
 
+    def release(self) -> None:
+        """Free the model (it is loaded again if needed): training needs only the cached masks."""
+        self._model = self._processor = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image

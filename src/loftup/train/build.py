@@ -10,7 +10,7 @@ import torch
 
 from ..errors import LoftUpError
 from ..model import LoftUp, LoftUpConfig
-from .checkpoint import load_checkpoint, rng_state
+from .checkpoint import load_checkpoint, pack_history, rng_state
 from .config import ModelConfig, TrainConfig
 from .objectives import Trainee
 
@@ -116,7 +116,7 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
         "optimizer": optimizer.state_dict(),
         "teacher": _cpu(teacher.state_dict()) if teacher is not None else {},
         "rng": rng_state(),
-        "history": history,
+        "history": pack_history(history),
         "skipped": skipped,
         "loftup_version": __version__,
     }

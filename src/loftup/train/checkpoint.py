@@ -9,7 +9,8 @@ Layout (every value a tensor, number, string, list, dict or None)::
     config         the full TrainConfig as a dict
     downsampler, uncertainty, optimizer, teacher (stage 2)
     rng            torch's generator states (CPU and CUDA)
-    history        per-step scalars so far
+    history        per-step scalars so far: {"keys": [...], "values": (steps, keys) float64},
+                   see :func:`unpack_history` (a list of dicts would pickle 30 MB per 125k steps)
 
 ``loftup.load_upsampler(path)`` reads the first two (``hub.to_native``); ``--resume`` reads all.
 """
@@ -75,3 +76,21 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def pack_history(rows: list[dict]) -> dict:
+    """Per-step scalar dicts -> {"keys": names, "values": (steps, keys) float64 tensor}."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    values = torch.tensor(
+        [[float(row.get(k, float("nan"))) for k in keys] for row in rows], dtype=torch.float64
+    )
+    return {"keys": keys, "values": values.reshape(len(rows), len(keys))}
+
+
+def unpack_history(packed: dict) -> list[dict]:
+    """The inverse of :func:`pack_history` (``step`` comes back as an int)."""
+    keys = packed["keys"]
+    return [
+        {k: (int(v) if k == "step" else v) for k, v in zip(keys, row)}
+        for row in packed["values"].tolist()
+    ]

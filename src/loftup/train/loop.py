@@ -44,6 +44,7 @@ from .checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
     set_rng_state,
+    unpack_history,
 )
 from .config import TrainConfig, load_config
 from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
@@ -108,7 +109,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
     step0, history, skipped = 0, [], 0
     if ckpt is not None:
         restore(ckpt, trainee, teacher)
-        step0, history, skipped = ckpt["step"], list(ckpt["history"]), ckpt["skipped"]
+        step0, history, skipped = ckpt["step"], unpack_history(ckpt["history"]), ckpt["skipped"]
     trainee.to(device).train()
     if teacher is not None:
         teacher.model.to(device)
@@ -266,6 +267,8 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
             dataset.load(i)
         except READ_ERRORS:
             pass  # reported when the training reads it
+    if dataset._sam is not None:
+        dataset._sam.release()  # data workers must not inherit a model on the GPU
     barrier(info)
 
 

@@ -110,7 +110,10 @@ def crop_regions(feats: torch.Tensor, boxes: torch.Tensor, side: int) -> torch.T
     for b in range(feats.shape[0]):
         top, left, size = (int(v) for v in boxes[b])
         region = feats[b : b + 1, :, top : top + size, left : left + size]
-        if size != side:
-            region = F.interpolate(region, size=(side, side), mode="bilinear", antialias=True)
+        if size != side:  # float32: CPU antialiasing has no bfloat16 kernel
+            small = F.interpolate(
+                region.float(), size=(side, side), mode="bilinear", antialias=True
+            )
+            region = small.to(region.dtype)
         out.append(region)
     return torch.cat(out)
