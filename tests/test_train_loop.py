@@ -89,6 +89,8 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
         "step_0000016.png",
     ]
     assert list((out / "tb").iterdir()) and (out / "config.yaml").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["final"]["loss"] == stage1_run.losses[-1]
     assert json.loads((out / "run.json").read_text())["loftup_version"] == loftup.__version__
     assert not list(out.glob(".*.tmp"))
 

@@ -249,6 +249,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
                 teacher.model, out_dir / "final_teacher", backbone=cfg.backbone, metadata=meta
             )
         monitor.close()
+        monitor.summary(
+            history, steps=steps, skipped=skipped, seconds=time.perf_counter() - started
+        )
         if skipped:
             log.warning("%d unreadable files were skipped (see the warnings above)", skipped)
     barrier(info)

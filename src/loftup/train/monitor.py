@@ -5,6 +5,7 @@ Only rank 0 creates a :class:`Monitor`. Files in the run folder::
     config.yaml    the resolved TrainConfig
     run.json       package version, git commit (in a checkout), command, processes, start time
     metrics.csv    one row per step: step, loss terms, lr, grad_norm, timings
+    summary.json   at the end: steps, final and mean-of-last-10 losses, median seconds per step
     tb/            TensorBoard event files (scalars and pictures)
     viz/step_N.png image | low-res PCA | upsampled PCA for the fixed validation images
 """
@@ -108,6 +109,22 @@ class Monitor:
         if self._writer is not None:
             self._writer.add_images("viz/upsampled_pca", hr_rgb, step)
             self._writer.add_images("viz/lowres_pca", lr_rgb, step)
+        return path
+
+    def summary(self, history: list[dict], **extra) -> Path:
+        """Write ``summary.json``: the run's last losses and median time per step."""
+        last = history[-10:]
+        terms = [k for k in (history[-1] if history else {}) if k not in ("step",)]
+        info = {
+            **extra,
+            "final": {k: history[-1][k] for k in terms} if history else {},
+            "mean_last_10": {k: sum(r[k] for r in last) / len(last) for k in terms} if last else {},
+            "median_seconds_per_step": (
+                sorted(r["seconds"] for r in history)[len(history) // 2] if history else None
+            ),
+        }
+        path = self.out_dir / "summary.json"
+        atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
         return path
 
     def close(self) -> None:
