@@ -75,6 +75,7 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     assert raw["step"] == 16 and raw["stage"] == 1 and raw["backbone"] == "dinov2_tiny"
     assert len(unpack_history(raw["history"])) == 16 and "state" in raw["optimizer"]
     model = loftup.load_upsampler(stage1_run.checkpoint)
+    assert model.backbone == "dinov2_tiny"  # read from the checkpoint, so upsample needs no flag
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value)
     folder = loftup.load_upsampler(stage1_run.pretrained)

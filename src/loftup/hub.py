@@ -478,8 +478,11 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         origin = str(path)
     elif path.is_file():
         origin = str(path)
-        state, config = to_native(read_weights(path), origin)
+        obj = read_weights(path)
+        state, config = to_native(obj, origin)
         config = LoftUpConfig.from_dict(config) if config else None
+        if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
+            backbone = obj["backbone"]
     else:
         text = os.fspath(source)
         looks_like_path = os.sep in text or Path(text).suffix in {
