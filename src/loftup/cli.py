@@ -231,6 +231,7 @@ def _cmd_upsample(args) -> int:
     )
     failed = total_failures(len(report.failed), world) + len(missing)
     if world > 1:
+        torch.distributed.barrier()  # no rank tears gloo down while another is still in a collective
         torch.distributed.destroy_process_group()
     if rank == 0:
         done = len(jobs) - failed + len(missing)
