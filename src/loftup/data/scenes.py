@@ -1,0 +1,251 @@
+"""Synthetic scenes: random regions with sharp boundaries whose class is their texture.
+
+A scene is painted back to front: a background region covering the image, then blobs and
+polygons, then thin structures (polylines a few pixels wide) on top. Each region draws a class
+(uniform over ``num_classes``), the texture family of that class (:mod:`loftup.data.textures`),
+two random colours and a random period; later regions hide earlier ones. The result is an RGB
+image, its semantic label map and the class-agnostic instance map (one id per painted region,
+its visible part). Nothing about a pixel's colour tells its class: only the texture around it
+does, which a backbone sees at patch resolution and an upsampler has to place at pixel
+resolution.
+
+Scenes are a pure function of ``(config, seed, index)``: the same triple gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .textures import FAMILIES, render_texture
+
+
+@dataclass
+class SceneConfig:
+    """Statistics of a synthetic world. Pixel quantities are at ``scale`` 1 and multiplied by it.
+
+    Arguments:
+      height, width: image size in pixels.
+      num_classes: classes K; class k is the texture family ``families[k]``.
+      families: texture family names (default: the first K of ``textures.FAMILIES``).
+      blobs, polygons, thin: (min, max) number of each kind of region per scene (inclusive).
+      radius: (min, max) region radius as a fraction of the image's shorter side.
+      thin_width: (min, max) width of thin structures in pixels.
+      period: (min, max) texture period in pixels (log-uniform per region).
+      texture_scale: (min, max) extra factor on the period, drawn per region (log-uniform):
+        (1, 2) makes textures appear at several scales, which a backbone used on zoomed crops
+        must tolerate.
+      scale: multiplies every pixel quantity (thin width, period, min_area by its square): a
+        scene of size 2N at scale 2 is the same world as one of size N at scale 1, seen closer.
+      noise: standard deviation of Gaussian pixel noise (image in [0, 1]).
+      min_colour_distance: least RGB distance between a region's two texture colours.
+      min_area: instance masks smaller than this (in pixels) are left out of the annotations,
+        as SA-1B leaves out tiny segments; their pixels keep their class in the label map.
+    """
+
+    height: int = 128
+    width: int = 128
+    num_classes: int = 8
+    families: tuple[str, ...] | None = None
+    blobs: tuple[int, int] = (3, 6)
+    polygons: tuple[int, int] = (2, 5)
+    thin: tuple[int, int] = (1, 3)
+    radius: tuple[float, float] = (0.1, 0.35)
+    thin_width: tuple[float, float] = (2.0, 4.0)
+    period: tuple[float, float] = (4.0, 7.0)
+    texture_scale: tuple[float, float] = (1.0, 1.0)
+    scale: float = 1.0
+    noise: float = 0.02
+    min_colour_distance: float = 0.35
+    min_area: int = 16
+
+    def __post_init__(self) -> None:
+        names = tuple(self.families) if self.families else tuple(FAMILIES)
+        unknown = [n for n in names if n not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown texture families {unknown}; known: {', '.join(FAMILIES)}")
+        if not 2 <= self.num_classes <= len(names):
+            raise ValueError(
+                f"num_classes must be between 2 and {len(names)} (the texture families "
+                f"available), got {self.num_classes}; pass more families to have more classes"
+            )
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"scenes must be at least 8x8 pixels, got {self.height}x{self.width}")
+        for name in ("blobs", "polygons", "thin", "radius", "thin_width", "period"):
+            lo, hi = getattr(self, name)
+            if lo > hi or lo < 0:
+                raise ValueError(f"{name} must be a (min, max) pair with 0 <= min <= max")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Texture family of each class, by class index."""
+        names = tuple(self.families) if self.families else tuple(FAMILIES)
+        return names[: self.num_classes]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SceneConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown scene config keys {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class Scene:
+    """One generated scene.
+
+    image: (H, W, 3) uint8 RGB. labels: (H, W) uint8 class per pixel. instances: (H, W) int32
+    index of the painted region each pixel shows (0 = background). classes: (N,) class of each
+    painted region. masks: indices of the regions kept as annotations (visible area >=
+    min_area), in painting order.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    instances: np.ndarray
+    classes: np.ndarray
+    masks: list[int]
+
+    def mask(self, k: int) -> np.ndarray:
+        """(H, W) bool visible mask of painted region ``k``."""
+        return self.instances == k
+
+
+# -- shapes: each returns an (H, W) bool mask --------------------------------------------------
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return yy.astype(np.float32) + 0.5, xx.astype(np.float32) + 0.5
+
+
+def _frame(yy, xx, cy, cx, rng):
+    """Coordinates in a randomly rotated and squashed frame centred on (cy, cx)."""
+    angle = rng.uniform(0, math.pi)
+    squash = rng.uniform(0.5, 1.0)
+    dy, dx = yy - cy, xx - cx
+    u = dx * math.cos(angle) + dy * math.sin(angle)
+    v = (-dx * math.sin(angle) + dy * math.cos(angle)) / squash
+    return u, v
+
+
+def blob_mask(yy, xx, cy, cx, r, rng) -> np.ndarray:
+    """A smooth star-shaped blob: radius r * (1 + sum_k a_k cos(k theta + phi_k))."""
+    u, v = _frame(yy, xx, cy, cx, rng)
+    theta = np.arctan2(v, u)
+    rho = np.ones_like(theta)
+    for k in range(2, 6):
+        rho += rng.uniform(0, 0.3) / k * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
+    return np.hypot(u, v) < r * rho
+
+
+def polygon_mask(h, w, cy, cx, r, rng) -> np.ndarray:
+    """A random star-shaped polygon with 3 to 7 vertices around (cy, cx)."""
+    from skimage.draw import polygon
+
+    n = int(rng.integers(3, 8))
+    angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+    radii = r * rng.uniform(0.5, 1.2, n)
+    squash = rng.uniform(0.5, 1.0)
+    rot = rng.uniform(0, math.pi)
+    u, v = radii * np.cos(angles), radii * np.sin(angles) * squash
+    rows = cy + u * math.sin(rot) + v * math.cos(rot)
+    cols = cx + u * math.cos(rot) - v * math.sin(rot)
+    mask = np.zeros((h, w), dtype=bool)
+    rr, cc = polygon(rows, cols, shape=(h, w))
+    mask[rr, cc] = True
+    return mask
+
+
+def thin_mask(yy, xx, width, rng) -> np.ndarray:
+    """A polyline of 2 to 4 segments, ``width`` pixels wide, wandering across the image."""
+    h, w = yy.shape
+    side = min(h, w)
+    point = np.array([rng.uniform(0, h), rng.uniform(0, w)])
+    heading = rng.uniform(0, 2 * math.pi)
+    dist = np.full((h, w), np.inf, dtype=np.float32)
+    for _ in range(int(rng.integers(2, 5))):
+        heading += rng.uniform(-1.2, 1.2)
+        step = side * rng.uniform(0.25, 0.6)
+        nxt = point + step * np.array([math.sin(heading), math.cos(heading)])
+        dist = np.minimum(dist, _segment_distance(yy, xx, point, nxt))
+        point = nxt
+    return dist <= width / 2
+
+
+def _segment_distance(yy, xx, a, b) -> np.ndarray:
+    d = b - a
+    t = ((yy - a[0]) * d[0] + (xx - a[1]) * d[1]) / max(float(d @ d), 1e-6)
+    t = np.clip(t, 0.0, 1.0)
+    return np.hypot(yy - (a[0] + t * d[0]), xx - (a[1] + t * d[1]))
+
+
+# -- the scene ---------------------------------------------------------------------------------
+
+
+def _log_uniform(rng, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _colours(rng, min_distance: float) -> np.ndarray:
+    a = rng.random(3)
+    for _ in range(100):
+        b = rng.random(3)
+        if np.linalg.norm(a - b) >= min_distance:
+            break
+    return np.stack([a, b]).astype(np.float32)
+
+
+def generate_scene(config: SceneConfig, seed: int, index: int = 0) -> Scene:
+    """Scene number ``index`` of the world ``(config, seed)``; independent of every other index."""
+    rng = np.random.default_rng([seed, index])
+    h, w, s = config.height, config.width, config.scale
+    yy, xx = _grid(h, w)
+    side = min(h, w)
+
+    def centre_and_radius():
+        r = side * rng.uniform(*config.radius)
+        return rng.uniform(-0.1 * h, 1.1 * h), rng.uniform(-0.1 * w, 1.1 * w), r
+
+    shapes = [np.ones((h, w), dtype=bool)]
+    kinds = ["blob"] * int(rng.integers(config.blobs[0], config.blobs[1] + 1))
+    kinds += ["polygon"] * int(rng.integers(config.polygons[0], config.polygons[1] + 1))
+    rng.shuffle(kinds)
+    for kind in kinds:
+        cy, cx, r = centre_and_radius()
+        if kind == "blob":
+            shapes.append(blob_mask(yy, xx, cy, cx, r, rng))
+        else:
+            shapes.append(polygon_mask(h, w, cy, cx, r, rng))
+    for _ in range(int(rng.integers(config.thin[0], config.thin[1] + 1))):
+        shapes.append(thin_mask(yy, xx, s * rng.uniform(*config.thin_width), rng))
+
+    image = np.zeros((h, w, 3), dtype=np.float32)
+    labels = np.zeros((h, w), dtype=np.uint8)
+    instances = np.zeros((h, w), dtype=np.int32)
+    classes = rng.integers(0, config.num_classes, len(shapes))
+    for k, (mask, c) in enumerate(zip(shapes, classes)):
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            continue
+        period = s * _log_uniform(rng, *config.period) * _log_uniform(rng, *config.texture_scale)
+        colours = _colours(rng, config.min_colour_distance)
+        family = config.class_names[int(c)]
+        image[ys, xs] = render_texture(family, ys + 0.5, xs + 0.5, period, colours, rng)
+        labels[ys, xs] = c
+        instances[ys, xs] = k
+
+    if config.noise > 0:
+        image += rng.normal(0, config.noise, image.shape).astype(np.float32)
+    image = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    areas = np.bincount(instances.ravel(), minlength=len(shapes))
+    min_area = config.min_area * s * s
+    masks = [k for k in range(len(shapes)) if areas[k] >= max(min_area, 1)]
+    return Scene(image, labels, instances, classes.astype(np.int64), masks)

@@ -1,0 +1,142 @@
+"""The synthetic world: determinism, label/instance consistency, SA-1B files, texture not colour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from loftup.data.scene_files import read_world, write_scenes
+from loftup.data.scenes import SceneConfig, generate_scene
+from loftup.data.textures import FAMILIES
+
+SMALL = SceneConfig(height=64, width=80, num_classes=6)
+
+
+def test_same_seed_same_bytes_and_scenes_independent_of_count(tmp_path):
+    a = write_scenes(tmp_path / "a", SMALL, 3, seed=7, progress=False)
+    b = write_scenes(tmp_path / "b", SMALL, 3, seed=7, progress=False)
+    c = write_scenes(tmp_path / "c", SMALL, 1, seed=7, start=2, progress=False)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len(files) == 1 + 3 * 3
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    for suffix in ("sa1b/sa_3.jpg", "sa1b/sa_3.json", "labels/sa_3.png"):
+        assert (a / suffix).read_bytes() == (c / suffix).read_bytes()
+    other = generate_scene(SMALL, 8, 0)
+    assert not np.array_equal(other.image, generate_scene(SMALL, 7, 0).image)
+
+
+def test_labels_are_the_class_of_the_visible_region():
+    for i in range(5):
+        s = generate_scene(SMALL, 0, i)
+        assert s.image.shape == (64, 80, 3) and s.labels.shape == (64, 80)
+        np.testing.assert_array_equal(s.labels, s.classes[s.instances])
+        assert s.labels.max() < SMALL.num_classes
+        # every kept mask is one class, masks are disjoint, and they cover almost everything
+        cover = np.zeros(s.labels.shape, dtype=int)
+        for k in s.masks:
+            m = s.mask(k)
+            assert m.sum() >= SMALL.min_area
+            assert len(np.unique(s.labels[m])) == 1
+            cover += m
+        assert cover.max() == 1 and cover.mean() > 0.97
+        assert len(s.masks) >= 4 and len(np.unique(s.labels)) >= 2
+
+
+def test_sa1b_json_decodes_back_to_the_generated_masks(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    world = read_world(write_scenes(tmp_path, SMALL, 2, seed=3, progress=False))
+    assert world.names == ["sa_1", "sa_2"] and world.config == SMALL
+    for i, name in enumerate(world.names):
+        scene = generate_scene(SMALL, 3, i)
+        meta = json.loads((tmp_path / "sa1b" / f"{name}.json").read_text())
+        assert meta["image"] == {
+            "image_id": i + 1,
+            "width": 80,
+            "height": 64,
+            "file_name": f"{name}.jpg",
+        }
+        assert len(meta["annotations"]) == len(scene.masks)
+        for ann, k in zip(meta["annotations"], scene.masks):
+            mask = scene.mask(k)
+            np.testing.assert_array_equal(mask_utils.decode(ann["segmentation"]).astype(bool), mask)
+            ys, xs = np.nonzero(mask)
+            assert ann["area"] == mask.sum()
+            assert ann["bbox"] == [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]
+            x, y = ann["point_coords"][0]
+            assert mask[int(y), int(x)]
+            assert ann["crop_box"] == [0, 0, 80, 64]
+            assert {"id", "predicted_iou", "stability_score"} <= set(ann)
+        image, labels, masks = world.load(name)
+        np.testing.assert_array_equal(labels, scene.labels)
+        np.testing.assert_array_equal(masks, np.stack([scene.mask(k) for k in scene.masks]))
+        # JPEG at quality 95 without chroma subsampling stays below the scenes' own noise
+        assert np.abs(image.astype(float) - scene.image).mean() < 5
+
+
+def _histogram_classifier_accuracy(code, train, test, classes: int) -> float:
+    """Fit argmax P(class | code) on ``train`` scenes, return pixel accuracy on ``test``."""
+    counts = np.zeros((int(max(code(s).max() for s in train + test)) + 1, classes))
+    for s in train:
+        np.add.at(counts, (code(s), s.labels.ravel()), 1)
+    guess = counts.argmax(1)
+    return float(np.mean(np.concatenate([guess[code(s)] == s.labels.ravel() for s in test])))
+
+
+def _colour_code(s):
+    return (s.image.reshape(-1, 3) // 32).astype(int) @ np.array([64, 8, 1])
+
+
+def _texture_code(s):
+    """Which of 8 neighbours (distance 1 and 2, four directions) has about the same colour."""
+    img = np.pad(s.image.astype(int), ((2, 2), (2, 2), (0, 0)), mode="edge")
+    h, w = s.labels.shape
+    code = np.zeros((h, w), dtype=int)
+    offsets = [(0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2)]
+    for bit, (dy, dx) in enumerate(offsets):
+        other = img[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+        same = np.abs(other - img[2 : 2 + h, 2 : 2 + w]).sum(-1) < 40
+        code |= same.astype(int) << bit
+    return code.ravel()
+
+
+def test_a_pixels_colour_does_not_tell_its_class_but_its_texture_does():
+    """The same histogram classifier: colour of a pixel is no better than guessing the most
+    frequent class; the arrangement of colours around it is far better."""
+    cfg = SceneConfig(height=64, width=64, num_classes=8)
+    scenes = [generate_scene(cfg, 1, i) for i in range(60)]
+    train, test = scenes[:40], scenes[40:]
+    labels = np.concatenate([s.labels.ravel() for s in test])
+    majority = np.bincount(labels, minlength=8).max() / labels.size
+    colour = _histogram_classifier_accuracy(_colour_code, train, test, 8)
+    texture = _histogram_classifier_accuracy(_texture_code, train, test, 8)
+    assert colour < majority + 0.03, (colour, majority)
+    assert texture > majority + 0.15, (texture, majority)
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="num_classes must be between 2 and 12"):
+        SceneConfig(num_classes=13)
+    with pytest.raises(ValueError, match="unknown texture families"):
+        SceneConfig(families=("stripes_vertical", "tartan"), num_classes=2)
+    with pytest.raises(ValueError, match="radius must be"):
+        SceneConfig(radius=(0.5, 0.1))
+    assert len(FAMILIES) == 12
+
+
+def test_config_round_trips_through_json():
+    cfg = SceneConfig(height=48, texture_scale=(1.0, 2.0), families=tuple(FAMILIES)[::-1])
+    again = SceneConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.class_names == cfg.class_names
+
+
+def test_scale_makes_the_same_world_bigger():
+    """Twice the size at scale 2: same layout, so labels downsampled match the small scene's."""
+    small = generate_scene(SceneConfig(height=64, width=64), 5, 0)
+    big = generate_scene(SceneConfig(height=128, width=128, scale=2.0), 5, 0)
+    assert big.classes.tolist() == small.classes.tolist()
+    agree = (big.labels[1::2, 1::2] == small.labels).mean()
+    assert agree > 0.9
