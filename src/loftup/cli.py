@@ -412,6 +412,106 @@ def _add_experiment(sub) -> None:
     p.set_defaults(func=_not_yet("experiment"))
 
 
+# -- world ------------------------------------------------------------------------------------
+
+
+def _add_world(sub) -> None:
+    p = sub.add_parser("world", help="the synthetic scene world: scenes, its backbone, probes")
+    world = p.add_subparsers(dest="world_command", metavar="WHAT")
+    world.required = True
+
+    s = world.add_parser("scenes", help="write scenes in the SA-1B layout plus label PNGs")
+    s.add_argument("--out", required=True, help="folder to write (see README for its layout)")
+    s.add_argument("--count", type=int, default=100, help="number of scenes")
+    s.add_argument("--seed", type=int, default=0, help="world seed (other seed: other scenes)")
+    s.add_argument("--start", type=int, default=0, help="index of the first scene")
+    s.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW")
+    s.add_argument("--classes", type=int, default=8, help="number of texture classes (2-12)")
+    s.add_argument("--scale", type=float, default=1.0, help="pixel scale of textures and lines")
+    s.add_argument(
+        "--texture-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX")
+    )
+    s.add_argument("--quality", type=int, default=95, help="JPEG quality (4:4:4 chroma)")
+    s.set_defaults(func=_cmd_world_scenes)
+
+    b = world.add_parser("backbone", help="train the small backbone scenes_vit_p8")
+    b.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
+    b.add_argument("--steps", type=int, default=2000)
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--scenes", type=int, default=3000, help="training scenes in the pool")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    b.set_defaults(func=_cmd_world_backbone)
+
+    q = world.add_parser("probe", help="class information of a backbone's features, by region")
+    q.add_argument("--weights", default=None, help="folder from `world backbone` (default: shipped)")
+    q.add_argument("--count", type=int, default=64, help="fresh scenes (half fit, half score)")
+    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW")
+    q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+    q.set_defaults(func=_cmd_world_probe)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sides >= 8, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def _cmd_world_scenes(args) -> int:
+    from .data.scene_files import write_scenes
+    from .data.scenes import SceneConfig
+
+    config = SceneConfig(
+        height=args.size[0],
+        width=args.size[1],
+        num_classes=args.classes,
+        scale=args.scale,
+        texture_scale=tuple(args.texture_scale),
+    )
+    out = write_scenes(
+        args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
+    )
+    print(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
+    return 0
+
+
+def _cmd_world_backbone(args) -> int:
+    import torch
+
+    from .world.backbone import BackboneRecipe, train_backbone
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = BackboneRecipe(
+        steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
+    )
+    metrics = train_backbone(recipe, args.out, device=args.device)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_world_probe(args) -> int:
+    from .data.scenes import SceneConfig
+    from .featurizers.scenes_vit import load_backbone
+    from .world.probe import measure_backbone
+
+    model = load_backbone(args.weights).eval()
+    config = SceneConfig(height=args.size[0], width=args.size[1])
+    report = measure_backbone(model, config, seed=args.seed, count=args.count)
+    for key, value in report.items():
+        print(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
 # -- plumbing ---------------------------------------------------------------------------------
 
 COMMANDS = [
@@ -423,6 +523,7 @@ COMMANDS = [
     _add_eval,
     _add_demo,
     _add_experiment,
+    _add_world,
 ]
 
 

@@ -70,6 +70,7 @@ _FAMILY_MODULES: list[str] = [
     "loftup.featurizers.dinov3",
     "loftup.featurizers.clip",
     "loftup.featurizers.siglip",
+    "loftup.featurizers.scenes_vit",
 ]
 
 

@@ -1,0 +1,147 @@
+"""Train ``scenes_vit_p8``: a small ViT whose patch features carry the class of their texture.
+
+    loftup world backbone --out runs/scenes_vit            # the shipped recipe (defaults below)
+    loftup world backbone --out /tmp/bb --steps 50 --scenes 64   # a smoke run
+
+Recipe: a pool of scenes is generated once (seed ``seed``, indices 0..scenes-1, passed through
+the same JPEG encoding as the files on disk); each step draws a batch from it and minimises the
+cross-entropy between a linear head on the patch features and the class histogram under each
+patch (soft targets: a patch on a boundary is taught the mixture it covers). Supervision is per
+patch only; the model never sees a pixel-level label. Textures appear at periods between 1x and
+2x their base (``texture_scale``) so that the same model works on zoomed crops (stage 2).
+AdamW with linear warm-up and cosine decay. The head is dropped; the features are the final
+LayerNorm's output. Afterwards the probes of :mod:`loftup.world.probe` run on held-out scenes
+(seed ``seed + 1``) and their numbers go into ``config.json`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data.scenes import SceneConfig
+from ..featurizers.scenes_vit import SceneViT, SceneViTConfig, save_backbone
+from .probe import measure_backbone, scene_batch
+
+
+@dataclass
+class BackboneRecipe:
+    """Arguments:
+    steps: optimiser steps.
+    batch_size: scenes per step.
+    scenes: size of the pool of training scenes (generated once, reused across steps).
+    size: scene height and width in pixels (multiple of 8).
+    num_classes: classes of the world (texture families).
+    texture_scale: (min, max) texture period factor of the training scenes.
+    lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
+    warmup: linear warm-up steps before the cosine decay.
+    seed: scene pool seed (held-out scenes use seed + 1) and parameter-initialisation seed.
+    eval_scenes: held-out scenes for the probes (half fit, half score).
+    """
+
+    steps: int = 2000
+    batch_size: int = 32
+    scenes: int = 3000
+    size: int = 128
+    num_classes: int = 8
+    texture_scale: tuple[float, float] = (1.0, 2.0)
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    seed: int = 0
+    eval_scenes: int = 64
+
+    def scene_config(self) -> SceneConfig:
+        return SceneConfig(
+            height=self.size,
+            width=self.size,
+            num_classes=self.num_classes,
+            texture_scale=self.texture_scale,
+        )
+
+
+def patch_targets(labels: torch.Tensor, patch: int, classes: int) -> torch.Tensor:
+    """(B, H, W) class labels -> (B, classes, H/patch, W/patch) class fractions per patch."""
+    onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
+    return F.avg_pool2d(onehot, patch)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of -sum_k target_k log softmax(logits)_k; both (B, K, h, w)."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def _lr_at(step: int, recipe: BackboneRecipe) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    t = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def train_backbone(
+    recipe: BackboneRecipe,
+    out: str | Path,
+    *,
+    architecture: SceneViTConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train, measure and save the backbone to ``out`` (see the module note); returns metrics."""
+    from tqdm.auto import tqdm
+
+    if recipe.size % 8:
+        raise ValueError(f"size must be a multiple of the patch (8), got {recipe.size}")
+    t0 = time.perf_counter()
+    world = recipe.scene_config()
+    torch.manual_seed(recipe.seed)
+    model = SceneViT(config=architecture).to(device).train()
+    head = torch.nn.Conv2d(model.dim, recipe.num_classes, 1).to(device)
+    params = [*model.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    images, labels = scene_batch(world, recipe.seed, range(recipe.scenes))
+    t_data = time.perf_counter() - t0
+    g = torch.Generator().manual_seed(recipe.seed)
+    bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress)
+    for step in bar:
+        pick = torch.randint(0, recipe.scenes, (recipe.batch_size,), generator=g)
+        x = model.normalize(images[pick].to(device))
+        target = patch_targets(labels[pick].to(device), model.patch_size, recipe.num_classes)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, recipe)
+        loss = soft_cross_entropy(head(model(x)), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == recipe.steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    t_train = time.perf_counter() - t0 - t_data
+
+    model = model.cpu().eval()
+    save_backbone(model, out, {"recipe": dataclasses.asdict(recipe), "world": world.to_dict()})
+    metrics = measure_backbone(model, world, seed=recipe.seed + 1, count=recipe.eval_scenes)
+    metrics.update(
+        final_loss=loss.item(),
+        seconds_data=round(t_data, 1),
+        seconds_train=round(t_train, 1),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
+    extra = {
+        "recipe": dataclasses.asdict(recipe),
+        "world": world.to_dict(),
+        "classes": list(world.class_names),
+        "metrics": metrics,
+    }
+    out = save_backbone(model, out, extra)
+    from ..hub import atomic_write_bytes
+
+    atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
