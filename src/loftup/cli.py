@@ -445,7 +445,9 @@ def _add_world(sub) -> None:
     b.set_defaults(func=_cmd_world_backbone)
 
     q = world.add_parser("probe", help="class information of a backbone's features, by region")
-    q.add_argument("--weights", default=None, help="folder from `world backbone` (default: shipped)")
+    q.add_argument(
+        "--weights", default=None, help="folder from `world backbone` (default: shipped)"
+    )
     q.add_argument("--count", type=int, default=64, help="fresh scenes (half fit, half score)")
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW")

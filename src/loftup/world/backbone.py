@@ -43,7 +43,7 @@ class BackboneRecipe:
     lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
     warmup: linear warm-up steps before the cosine decay.
     seed: scene pool seed (held-out scenes use seed + 1) and parameter-initialisation seed.
-    eval_scenes: held-out scenes for the probes (half fit, half score).
+    eval_scenes: held-out scenes for the probes (half fit, half score; 0 skips them).
     """
 
     steps: int = 2000
@@ -120,14 +120,19 @@ def train_backbone(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if step == 0:
+            first_loss = loss.item()
         if step % 10 == 0 or step == recipe.steps - 1:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     t_train = time.perf_counter() - t0 - t_data
 
     model = model.cpu().eval()
     save_backbone(model, out, {"recipe": dataclasses.asdict(recipe), "world": world.to_dict()})
-    metrics = measure_backbone(model, world, seed=recipe.seed + 1, count=recipe.eval_scenes)
+    metrics = {}
+    if recipe.eval_scenes:
+        metrics = measure_backbone(model, world, seed=recipe.seed + 1, count=recipe.eval_scenes)
     metrics.update(
+        first_loss=first_loss,
         final_loss=loss.item(),
         seconds_data=round(t_data, 1),
         seconds_train=round(t_train, 1),

@@ -22,11 +22,11 @@ from ..data.scenes import SceneConfig, generate_scene
 
 
 def fit_linear_probe(
-    x: torch.Tensor, y: torch.Tensor, classes: int, *, iters: int = 100, l2: float = 1e-4
+    x: torch.Tensor, y: torch.Tensor, classes: int, *, iters: int = 50, l2: float = 1e-4
 ) -> torch.nn.Linear:
     """Multinomial logistic regression: features (N, C), labels (N,) -> a Linear(C, classes).
 
-    Full-batch L-BFGS on standardised-free inputs with a small L2 penalty on the weights.
+    Full-batch L-BFGS (``iters`` iterations) with a small L2 penalty on the weights.
     """
     x, y = x.detach().float(), y.detach().long()
     probe = torch.nn.Linear(x.shape[1], classes).to(x.device)
@@ -89,7 +89,7 @@ def features_of(featurizer, images01: torch.Tensor, batch_size: int = 16) -> tor
 
 
 def probe_report(
-    feats: torch.Tensor, labels: torch.Tensor, classes: int, *, pixels: int = 40000, seed: int = 0
+    feats: torch.Tensor, labels: torch.Tensor, classes: int, *, pixels: int = 20000, seed: int = 0
 ) -> dict:
     """Accuracies of the patch probe and of the bilinear pixel probe (see the module note).
 

@@ -1,0 +1,102 @@
+"""The scene world's backbone: shipped weights, registry, class information where it should be."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from loftup.cli import main
+from loftup.data.scenes import SceneConfig
+from loftup.errors import WeightsNotFoundError
+from loftup.featurizers import get_featurizer, resolve
+from loftup.featurizers.scenes_vit import SceneViT, SceneViTConfig, load_backbone, save_backbone
+from loftup.world.backbone import BackboneRecipe, patch_targets, soft_cross_entropy, train_backbone
+from loftup.world.probe import measure_backbone, near_other_class
+
+
+def test_shipped_backbone_is_registered_and_gives_patch_features():
+    spec = resolve("scenes_vit_p8")
+    assert (spec.patch_size, spec.dim) == (8, 64)
+    model = get_featurizer("scenes_vit_p8")
+    assert isinstance(model, SceneViT) and not model.training
+    assert sum(p.numel() for p in model.parameters()) < 5e6 / 4
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 128, 128)).shape == (2, 64, 16, 16)
+        assert model(torch.randn(1, 3, 64, 96)).shape == (1, 64, 8, 12)
+        # other sizes are resized to the nearest multiple of the patch, halves up
+        assert model(torch.randn(1, 3, 100, 60)).shape == (1, 64, 13, 8)
+
+
+def test_shipped_backbone_knows_the_class_per_patch_but_not_per_pixel():
+    """On fresh scenes: the class is linearly readable from patch features, and bilinear
+    upsampling of those features leaves pixels near boundaries far worse off than inside."""
+    model = get_featurizer("scenes_vit_p8")
+    report = measure_backbone(model, SceneConfig(), seed=12345, count=24)
+    assert report["patch_accuracy_pure"] > 0.85, report
+    assert report["patch_accuracy"] > 0.75, report
+    gap = report["pixel_accuracy_bilinear_interior"] - report["pixel_accuracy_bilinear_boundary"]
+    assert gap > 0.25, report
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = SceneViT(config=SceneViTConfig(dim=32, depth=1, num_heads=2, stem=(8, 16))).eval()
+    save_backbone(model, tmp_path, {"note": "tiny"})
+    again = get_featurizer("scenes_vit_p8", weights=str(tmp_path))
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert json.loads((tmp_path / "config.json").read_text())["note"] == "tiny"
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(WeightsNotFoundError, match="loftup world backbone --out DIR"):
+        load_backbone(tmp_path)
+
+
+def test_patch_targets_are_class_fractions_and_the_loss_is_minimal_at_them():
+    labels = torch.zeros(1, 8, 16, dtype=torch.long)
+    labels[:, :, 10:] = 2  # the first patch is all class 0, the second 2/8 class 0 and 6/8 class 2
+    t = patch_targets(labels, 8, 3)
+    assert t.shape == (1, 3, 1, 2)
+    assert torch.allclose(t[0, :, 0, 0], torch.tensor([1.0, 0, 0]))
+    assert torch.allclose(t[0, :, 0, 1], torch.tensor([0.25, 0, 0.75]))
+    at_target = soft_cross_entropy(t.clamp_min(1e-9).log(), t)
+    assert at_target < soft_cross_entropy(torch.zeros_like(t), t)
+
+
+def test_boundary_band():
+    labels = torch.zeros(1, 10, 10, dtype=torch.long)
+    labels[:, :, 5:] = 1
+    band = near_other_class(labels, 2)[0]
+    assert band[:, 3:7].all() and not band[:, :3].any() and not band[:, 7:].any()
+
+
+def test_a_short_training_run_learns_and_writes_a_loadable_backbone(tmp_path):
+    torch.manual_seed(0)
+    recipe = BackboneRecipe(steps=30, batch_size=8, scenes=32, size=64, warmup=5, eval_scenes=0)
+    arch = SceneViTConfig(dim=32, depth=1, num_heads=2, stem=(8, 16))
+    metrics = train_backbone(recipe, tmp_path, architecture=arch, progress=False)
+    assert metrics["final_loss"] < metrics["first_loss"] - 0.2, metrics
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["recipe"]["steps"] == 30 and saved["metrics"] == metrics
+    assert saved["classes"][0] == "stripes_vertical"
+    assert load_backbone(tmp_path).dim == 32
+
+
+def test_cli_world_scenes_and_probe(tmp_path, capsys):
+    out = tmp_path / "w"
+    assert main(["world", "scenes", "--out", str(out), "--count", "2", "--size", "32x48"]) == 0
+    assert sorted(p.name for p in (tmp_path / "w" / "sa1b").iterdir()) == [
+        "sa_1.jpg",
+        "sa_1.json",
+        "sa_2.jpg",
+        "sa_2.json",
+    ]
+    assert (
+        main(["world", "probe", "--count", "4", "--size", "64", "--json", str(tmp_path / "p.json")])
+        == 0
+    )
+    assert json.loads((tmp_path / "p.json").read_text())["scenes"] == 4
+    assert main(["world", "probe", "--weights", str(tmp_path / "nothing")]) == 2
+    assert "loftup world backbone --out DIR" in capsys.readouterr().err
