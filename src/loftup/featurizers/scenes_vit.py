@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import WeightsNotFoundError
 from . import Featurizer, FeaturizerSpec, register
+from .sizes import to_patch_multiple
 
 NAME = "scenes_vit_p8"
 
@@ -103,12 +104,8 @@ class SceneViT(Featurizer):
         """image (B, 3, H, W) ImageNet-normalised -> (B, dim, h, w), h, w = H/8, W/8 (snapped)."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
-        p = self.patch_size
-        height, width = image.shape[-2:]
-        # the package's one size policy: resize to the nearest multiple of the patch, halves up
-        h, w = max(1, (2 * height + p) // (2 * p)), max(1, (2 * width + p) // (2 * p))
-        if (height, width) != (h * p, w * p):
-            image = F.interpolate(image, size=(h * p, w * p), mode="bilinear", antialias=True)
+        image = to_patch_multiple(image, self.patch_size)  # the package's one size policy
+        h, w = (n // self.patch_size for n in image.shape[-2:])
         x = self.stem(image)
         x = x + self.pos(x)
         b, c = x.shape[:2]
