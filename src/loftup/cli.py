@@ -400,8 +400,37 @@ def _cmd_eval(args) -> int:
 
 
 def _add_demo(sub) -> None:
+    from dataclasses import fields
+
+    from .world.demo import DemoConfig
+
     p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
-    p.set_defaults(func=_not_yet("demo"))
+    p.add_argument("--out", default="loftup_demo", help="report folder (default: loftup_demo)")
+    for f in fields(DemoConfig):
+        if f.name != "out":
+            flag = "--" + f.name.replace("_", "-")
+            p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from dataclasses import fields
+    from pathlib import Path
+
+    import torch
+
+    from .world.demo import DemoConfig, run_demo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
+    if Path(cfg.out, "report.json").exists():
+        raise LoftUpError(f"{cfg.out} already holds a demo report; choose another --out")
+    run_demo(cfg)
+    print((Path(cfg.out) / "report.md").read_text())
+    print(f"wrote {cfg.out}/report.md, report.json and figure.png")
+    return 0
 
 
 # -- experiment -------------------------------------------------------------------------------

@@ -1,0 +1,248 @@
+"""``loftup demo``: the whole method end to end in the scene world, offline, on a CPU.
+
+1. scenes: training scenes at twice the demo size and scale 2 (stage 1 reads them resized to the
+   demo size, stage 2 loads them whole and crops at native resolution: 2x zoom), and held-out
+   scenes at the demo size (another seed);
+2. stage 1 then stage 2 with ``loftup.train`` on the shipped backbone ``scenes_vit_p8``;
+3. on the held-out scenes: low-res features, each upsampler's full-resolution features, a linear
+   probe per upsampler fitted on half the scenes and scored on the other half (mIoU, pixel
+   accuracy, boundary F-score at 2 px), for nearest, bilinear, bicubic, JBU, stage 1 and stage 2;
+4. a report folder: ``report.md`` (table), ``report.json`` (numbers and settings) and
+   ``figure.png`` (image | labels | PCA of each upsampler's features | its probe's prediction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.scene_files import read_world, write_scenes
+from ..data.scenes import SceneConfig
+
+METHODS = ("nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2")
+
+
+@dataclass
+class DemoConfig:
+    """Arguments:
+    out: report folder (scenes and training runs go inside it).
+    size: demo image size (held-out scenes, stage-1 images, stage-2 global view); multiple of 8.
+    train_scenes, val_scenes: numbers of scenes (half the held-out ones fit the probes).
+    stage1_steps, stage2_steps: training steps of each stage (batch ``batch_size``).
+    stage1_lr, stage2_lr: learning rates (NAdam for stage 1, AdamW for stage 2, as released).
+    probe_epochs, probe_lr: the linear probe's recipe on the small held-out set.
+    seed: seeds scenes (held-out: seed + 1), training and probes.
+    """
+
+    out: str = "loftup_demo"
+    size: int = 96
+    train_scenes: int = 400
+    val_scenes: int = 32
+    stage1_steps: int = 150
+    stage2_steps: int = 60
+    batch_size: int = 4
+    stage1_lr: float = 3e-3
+    stage2_lr: float = 1e-3
+    probe_epochs: int = 40
+    probe_lr: float = 1e-2
+    seed: int = 0
+
+
+def make_scenes(cfg: DemoConfig) -> tuple[Path, Path]:
+    root = Path(cfg.out) / "scenes"
+    big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
+    train = write_scenes(root / "train", big, cfg.train_scenes, seed=cfg.seed)
+    val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
+    val = write_scenes(root / "val", val_cfg, cfg.val_scenes, seed=cfg.seed + 1)
+    return train, val
+
+
+def train_stages(cfg: DemoConfig, train_root: Path) -> tuple[Path, Path]:
+    """Stage 1 then stage 2; returns the two exported upsampler folders."""
+    from ..train.loop import train
+
+    runs = Path(cfg.out) / "runs"
+    common = {
+        "backbone": "scenes_vit_p8",
+        "batch_size": cfg.batch_size,
+        "seed": cfg.seed,
+        "device": "cpu",
+        "data": {"root": str(train_root), "masks": "sa1b", "num_workers": 0},
+    }
+    log = {"log_every": 10, "viz_every": 10**9, "tensorboard": False}
+    s1 = train(
+        {
+            **common,
+            "stage": 1,
+            "max_steps": cfg.stage1_steps,
+            "optim": {"name": "nadam", "lr": cfg.stage1_lr, "clip_steps": 0},
+            "stage1": {"image_size": cfg.size},
+            "log": {**log, "out_dir": str(runs / "stage1"), "ckpt_every": cfg.stage1_steps},
+        }
+    )
+    s2 = train(
+        {
+            **common,
+            "stage": 2,
+            "init": str(s1.checkpoint),
+            "max_steps": cfg.stage2_steps,
+            "optim": {"name": "adamw", "lr": cfg.stage2_lr, "weight_decay": 0.01, "clip_steps": 0},
+            "stage2": {
+                "load_size": 2 * cfg.size,
+                "global_sizes": [cfg.size],
+                "crop_align": 8,
+                "affinity_max_side": cfg.size // 4,
+            },
+            "log": {**log, "out_dir": str(runs / "stage2"), "ckpt_every": cfg.stage2_steps},
+        }
+    )
+    return s1.pretrained, s2.pretrained
+
+
+def load_val(val_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out images (N, 3, H, W) in [0, 1] and labels (N, H, W) int64, read from disk."""
+    world = read_world(val_root)
+    images, labels = [], []
+    for name in world.names:
+        image, label, _ = world.load(name)
+        images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+        labels.append(torch.from_numpy(label).long())
+    return torch.stack(images), torch.stack(labels)
+
+
+@torch.no_grad()
+def upsampled_features(upsamplers: dict, lr_feats, guidance, batch: int = 8) -> dict:
+    """{name: (N, C, H, W)} for each upsampler ``fn(lr_feats, guidance)``."""
+    from tqdm.auto import tqdm
+
+    out = {}
+    for name, fn in tqdm(upsamplers.items(), desc="upsampling"):
+        parts = [
+            fn(lr_feats[i : i + batch], guidance[i : i + batch])
+            for i in range(0, len(lr_feats), batch)
+        ]
+        out[name] = torch.cat(parts).float()
+    return out
+
+
+def score(hr: torch.Tensor, labels: torch.Tensor, classes: int, cfg: DemoConfig) -> dict:
+    """Probe fitted on the first half of the scenes, scored on the second half."""
+    from ..eval.metrics import boundary_f_score, miou, pixel_accuracy
+    from ..eval.probe import ProbeConfig, fit_linear_probe
+
+    half = len(hr) // 2
+    pcfg = ProbeConfig(epochs=cfg.probe_epochs, lr=cfg.probe_lr, batch_size=4, seed=cfg.seed)
+    probe = fit_linear_probe(hr[:half], labels[:half], classes, config=pcfg)
+    with torch.no_grad():
+        pred = torch.cat([probe(hr[i : i + 8]).argmax(1) for i in range(half, len(hr), 8)])
+    gt = labels[half:]
+    m, _ = miou(pred, gt, classes)
+    bf = [boundary_f_score(p, g, 2) for p, g in zip(pred, gt)]
+    return {
+        "miou": m,
+        "pixel_accuracy": pixel_accuracy(pred, gt),
+        "boundary_f_2px": float(sum(bf) / len(bf)),
+        "pred": pred,
+    }
+
+
+def pca_panels(lr_feats: torch.Tensor, hr: dict) -> dict:
+    """RGB PCA pictures (N, 3, H, W) of every upsampler's features, one basis for all."""
+    from ..viz import apply_pca, fit_pca
+
+    basis = fit_pca(lr_feats)
+    return {name: apply_pca(f, basis) for name, f in hr.items()}
+
+
+def write_figure(path: Path, images, labels, preds: dict, pcas: dict, classes: int, rows: int):
+    """Per row: image | labels | then, per upsampler, its features' PCA and its probe's labels."""
+    from ..eval.figures import _grid, _plt, _save, colourise
+
+    plt = _plt()
+    fig, axes = _grid(rows, 2 + 2 * len(preds), plt)
+    for r in range(rows):
+        panels = [("image", images[r].permute(1, 2, 0).numpy())]
+        panels.append(("labels", colourise(labels[r], classes)))
+        for name in preds:
+            panels.append((f"{name} PCA", pcas[name][r].permute(1, 2, 0).numpy()))
+            panels.append((f"{name} probe", colourise(preds[name][r], classes)))
+        for c, (title, arr) in enumerate(panels):
+            axes[r, c].imshow(arr, interpolation="nearest")
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def markdown_table(results: dict) -> str:
+    lines = [
+        "| upsampler | mIoU | pixel accuracy | boundary F (2 px) |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['miou']:.3f} | {r['pixel_accuracy']:.3f} | {r['boundary_f_2px']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run every step (see the module note); returns the numbers written to ``report.json``."""
+    from .. import __version__
+    from ..baselines import get_upsampler
+    from ..featurizers import get_featurizer, imagenet_normalize
+    from ..hub import atomic_write_bytes, load_upsampler
+
+    if cfg.size % 8:
+        raise ValueError(f"size must be a multiple of 8 (the backbone's patch), got {cfg.size}")
+    out = Path(cfg.out)
+    seconds = {}
+    t = time.perf_counter()
+    train_root, val_root = make_scenes(cfg)
+    seconds["scenes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stage1, stage2 = train_stages(cfg, train_root)
+    seconds["training"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    images, labels = load_val(val_root)
+    classes = read_world(val_root).config.num_classes
+    guidance = imagenet_normalize(images)
+    backbone = get_featurizer("scenes_vit_p8")
+    with torch.no_grad():
+        lr_feats = torch.cat([backbone(guidance[i : i + 8]) for i in range(0, len(images), 8)])
+    upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}
+    upsamplers["stage1"] = load_upsampler(stage1).eval()
+    upsamplers["stage2"] = load_upsampler(stage2).eval()
+    hr = upsampled_features(upsamplers, lr_feats, guidance)
+    results = {name: score(f, labels, classes, cfg) for name, f in hr.items()}
+    seconds["evaluation"] = time.perf_counter() - t
+
+    half = len(images) // 2
+    preds = {name: r.pop("pred") for name, r in results.items()}
+    pcas = pca_panels(lr_feats[half:], {n: f[half:] for n, f in hr.items()})
+    rows = min(3, len(images) - half)
+    write_figure(out / "figure.png", images[half:], labels[half:], preds, pcas, classes, rows)
+    report = {
+        "results": results,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "config": dataclasses.asdict(cfg),
+        "threads": torch.get_num_threads(),
+        "version": __version__,
+        "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
+    }
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    text = (
+        "# loftup demo\n\n"
+        f"Held-out scenes: {len(images)} at {cfg.size} px ({half} fit the probes, the rest score "
+        f"them); stage 1: {cfg.stage1_steps} steps, stage 2: {cfg.stage2_steps} steps of batch "
+        f"{cfg.batch_size}; {sum(seconds.values()):.0f} s in all on {torch.get_num_threads()} "
+        "threads.\n\n" + markdown_table(results) + "\n\n![figure](figure.png)\n"
+    )
+    atomic_write_bytes(out / "report.md", text.encode())
+    return report
