@@ -74,12 +74,14 @@ def test_boundary_band():
 
 def test_a_short_training_run_learns_and_writes_a_loadable_backbone(tmp_path):
     torch.manual_seed(0)
-    recipe = BackboneRecipe(steps=30, batch_size=8, scenes=32, size=64, warmup=5, eval_scenes=0)
+    recipe = BackboneRecipe(
+        steps=20, batch_size=4, scenes=16, size=32, warmup=5, eval_scenes=0, lr=3e-3
+    )
     arch = SceneViTConfig(dim=32, depth=1, num_heads=2, stem=(8, 16))
     metrics = train_backbone(recipe, tmp_path, architecture=arch, progress=False)
     assert metrics["final_loss"] < metrics["first_loss"] - 0.2, metrics
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["recipe"]["steps"] == 30 and saved["metrics"] == metrics
+    assert saved["recipe"]["steps"] == 20 and saved["metrics"] == metrics
     assert saved["classes"][0] == "stripes_vertical"
     assert load_backbone(tmp_path).dim == 32
 

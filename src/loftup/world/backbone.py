@@ -6,12 +6,8 @@
 Recipe: a pool of scenes is generated once (seed ``seed``, indices 0..scenes-1, passed through
 the same JPEG encoding as the files on disk); each step draws a batch from it and minimises the
 cross-entropy between a linear head on the patch features and the class histogram under each
-patch (soft targets: a patch on a boundary is taught the mixture it covers), plus the same loss
-for a second linear head against the patch's colour histogram (27 bins, :func:`colour_targets`),
-so that, like a real backbone's, the features also describe what the patch looks like: an
-upsampler can only tell which neighbouring patch a pixel belongs to by comparing the pixel with
-the patches, and a class says nothing about colour in this world. Supervision is per patch only;
-the model never sees a pixel-level label. Textures appear at periods between 1x and
+patch (soft targets: a patch on a boundary is taught the mixture it covers). Supervision is per
+patch only; the model never sees a pixel-level label. Textures appear at periods between 1x and
 2x their base (``texture_scale``) so that the same model works on zoomed crops (stage 2).
 AdamW with linear warm-up and cosine decay. The head is dropped; the features are the final
 LayerNorm's output. Afterwards the probes of :mod:`loftup.world.probe` run on held-out scenes
@@ -44,7 +40,6 @@ class BackboneRecipe:
     size: scene height and width in pixels (multiple of 8).
     num_classes: classes of the world (texture families).
     texture_scale: (min, max) texture period factor of the training scenes.
-    colour_weight: weight of the patch colour-histogram loss (0: class only).
     lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
     warmup: linear warm-up steps before the cosine decay.
     seed: scene pool seed (held-out scenes use seed + 1) and parameter-initialisation seed.
@@ -57,7 +52,6 @@ class BackboneRecipe:
     size: int = 128
     num_classes: int = 8
     texture_scale: tuple[float, float] = (1.0, 2.0)
-    colour_weight: float = 1.0
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 100
@@ -77,19 +71,6 @@ def patch_targets(labels: torch.Tensor, patch: int, classes: int) -> torch.Tenso
     """(B, H, W) class labels -> (B, classes, H/patch, W/patch) class fractions per patch."""
     onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
     return F.avg_pool2d(onehot, patch)
-
-
-def colour_targets(images01: torch.Tensor, patch: int, levels: int = 3) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, levels**3, H/patch, W/patch) colour histogram per patch.
-
-    Each pixel is spread over a levels^3 RGB lattice with tent (trilinear) weights, which sum to
-    1, then the weights are averaged over each patch.
-    """
-    centres = torch.linspace(0, 1, levels, device=images01.device)
-    tent = (1 - (images01[:, :, None] - centres[:, None, None]).abs() * (levels - 1)).clamp_min(0)
-    r, g, b = tent.unbind(1)  # each (B, levels, H, W)
-    joint = r[:, :, None, None] * g[:, None, :, None] * b[:, None, None, :]
-    return F.avg_pool2d(joint.flatten(1, 3), patch)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -122,8 +103,7 @@ def train_backbone(
     torch.manual_seed(recipe.seed)
     model = SceneViT(config=architecture).to(device).train()
     head = torch.nn.Conv2d(model.dim, recipe.num_classes, 1).to(device)
-    colour_head = torch.nn.Conv2d(model.dim, 27, 1).to(device)
-    params = [*model.parameters(), *head.parameters(), *colour_head.parameters()]
+    params = [*model.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
     images, labels = scene_batch(world, recipe.seed, range(recipe.scenes))
@@ -132,15 +112,11 @@ def train_backbone(
     bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress)
     for step in bar:
         pick = torch.randint(0, recipe.scenes, (recipe.batch_size,), generator=g)
-        x01 = images[pick].to(device)
+        x = model.normalize(images[pick].to(device))
         target = patch_targets(labels[pick].to(device), model.patch_size, recipe.num_classes)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, recipe)
-        feats = model(model.normalize(x01))
-        loss = soft_cross_entropy(head(feats), target)
-        if recipe.colour_weight:
-            colours = colour_targets(x01, model.patch_size)
-            loss = loss + recipe.colour_weight * soft_cross_entropy(colour_head(feats), colours)
+        loss = soft_cross_entropy(head(model(x)), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

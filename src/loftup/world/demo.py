@@ -41,10 +41,10 @@ class DemoConfig:
 
     out: str = "loftup_demo"
     size: int = 96
-    train_scenes: int = 400
+    train_scenes: int = 300
     val_scenes: int = 32
-    stage1_steps: int = 150
-    stage2_steps: int = 60
+    stage1_steps: int = 100
+    stage2_steps: int = 50
     batch_size: int = 4
     stage1_lr: float = 3e-3
     stage2_lr: float = 1e-3

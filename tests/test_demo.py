@@ -1,0 +1,53 @@
+"""`loftup demo`: scoring per upsampler, and the whole run end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loftup.cli import main
+from loftup.world.demo import DemoConfig, markdown_table, score
+
+
+def test_score_rewards_features_that_know_where_classes_stop():
+    torch.manual_seed(0)
+    labels = torch.zeros(8, 32, 32, dtype=torch.long)
+    for i in range(8):  # a square of class 1 at a different place in each scene
+        y, x = torch.randint(3, 17, (2,)).tolist()
+        labels[i, y : y + 13, x : x + 11] = 1
+    sharp = F.one_hot(labels, 2).permute(0, 3, 1, 2).float()
+    coarse = F.interpolate(F.avg_pool2d(sharp, 8), size=(32, 32), mode="nearest")
+    cfg = DemoConfig(probe_epochs=30, probe_lr=0.1)
+    good, bad = score(sharp, labels, 2, cfg), score(coarse, labels, 2, cfg)
+    assert good["miou"] > 0.99 and good["boundary_f_2px"] > 0.99, good
+    assert bad["boundary_f_2px"] < good["boundary_f_2px"] - 0.2, bad
+    assert good["pred"].shape == (4, 32, 32)
+    table = markdown_table({"sharp": {k: v for k, v in good.items() if k != "pred"}})
+    assert "| sharp | 1.000 |" in table
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_writes_the_report(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--size", "64", "--train-scenes", "12"]
+    args += [
+        "--val-scenes",
+        "8",
+        "--stage1-steps",
+        "3",
+        "--stage2-steps",
+        "2",
+        "--probe-epochs",
+        "2",
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]) == ["nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2"]
+    for r in report["results"].values():
+        assert 0 <= r["miou"] <= 1 and 0 <= r["boundary_f_2px"] <= 1
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| stage2 |" in (out / "report.md").read_text()
+    assert main(args) == 2  # an existing report is never overwritten
