@@ -21,7 +21,6 @@ This file is a benchmark fixture: it imports nothing of loftup's.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

@@ -194,3 +194,33 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
+
+
+def neighbour_index(
+    h: int,
+    w: int,
+    height: int,
+    width: int,
+    k: int,
+    device=None,
+    rows: range | None = None,
+    cols: range | None = None,
+) -> torch.Tensor:
+    """(P, k*k) indices of the k x k low-res tokens nearest each output pixel.
+
+    The window is centred on the grid cell that holds the pixel's centre and shifted to stay
+    inside the grid (so every pixel sees min(k, h) x min(k, w) distinct tokens). ``rows`` and
+    ``cols`` (default: all) select a rectangle of the (height, width) output; P is its size.
+    """
+    kh, kw = min(k, h), min(k, w)
+
+    def axis(pos: range, n_out: int, n_in: int, kk: int) -> torch.Tensor:
+        p = torch.arange(pos.start, pos.stop, device=device)
+        centre = ((p + 0.5) * n_in / n_out).floor().long()
+        start = (centre - (kk - 1) // 2).clamp(0, n_in - kk)
+        return start[:, None] + torch.arange(kk, device=device)[None]  # (len(pos), kk)
+
+    r = axis(rows or range(height), height, h, kh)
+    c = axis(cols or range(width), width, w, kw)
+    idx = r[:, None, :, None] * w + c[None, :, None, :]  # (rows, cols, kh, kw)
+    return idx.reshape(-1, kh * kw)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import FusedWeights, fuse
 from .layers import (
     ChannelNorm,
     CrossAttentionBlock,
@@ -27,9 +28,10 @@ from .layers import (
     Stem,
     coordinate_grid,
     minmax_scale,
+    neighbour_index,
 )
 
-#: Pixels decoded at once by the transformer: bounds the attention's working memory.
+#: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
 
 
@@ -111,8 +113,14 @@ class LoftUp(nn.Module):
         )
         self.norm = nn.LayerNorm(d)
         self.head = Head(d, c)
-        self.chunk_size = DEFAULT_CHUNK
+        #: Inference settings (None: chosen per device, see :mod:`loftup.tiling`): pixels
+        #: decoded at once, and the side of the square tiles the output is computed in.
+        self.chunk_size: int | None = None
+        self.tile_size: int | None = None
+        #: Stem convolutions of the inference path: "auto", "winograd" or "direct".
+        self.conv = "auto"
         self.backbone: str | None = None  # the featurizer it expects, when known
+        self._fused_cache: tuple | None = None
 
     def save_pretrained(self, directory, **kwargs):
         """Write ``model.safetensors`` + ``config.json``; see :func:`loftup.hub.save_pretrained`."""
@@ -175,11 +183,48 @@ class LoftUp(nn.Module):
         out = F.linear(q, conv.weight.flatten(1), conv.bias)
         return F.layer_norm(out, (out.shape[-1],), self.head.norm.weight, self.head.norm.bias, 1e-6)
 
+    # -- inference -------------------------------------------------------------------------
+
+    def fused(self, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWeights:
+        """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
+        parameter or buffer has changed (in place or replaced) since the last call."""
+        tensors = [*self.parameters(), *self.buffers()]
+        key = (dtype, conv, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+        if self._fused_cache is None or self._fused_cache[0] != key:
+            self._fused_cache = (key, fuse(self, dtype, conv))
+        return self._fused_cache[1]
+
+    def uses_fast_path(self, *inputs: torch.Tensor) -> bool:
+        """Whether ``forward`` takes the folded, tiled path: in eval mode when no gradient is
+        needed (training, or a gradient through the upsampler, takes the differentiable one)."""
+        if self.training:
+            return False
+        if not torch.is_grad_enabled():
+            return True
+        return not any(t.requires_grad for t in (*self.parameters(), *inputs))
+
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """Upsample ``lr_feats`` (B, C, h, w) guided by ``image`` (B, 3, H, W) -> (B, C, H, W)."""
+        """Upsample ``lr_feats`` (B, C, h, w) guided by ``image`` (B, 3, H, W) -> (B, C, H, W).
+
+        In eval mode without gradients this is computed on folded weights in tiles of
+        ``self.tile_size`` pixels (exact, any output size in bounded memory); otherwise by the
+        differentiable steps below, whole.
+        """
         check_inputs(lr_feats, image, self.config.dim)
+        if self.uses_fast_path(lr_feats, image):
+            from .tiling import upsample
+
+            with torch.no_grad():
+                return upsample(
+                    self,
+                    lr_feats,
+                    image,
+                    tile_size=self.tile_size,
+                    chunk_size=self.chunk_size,
+                    conv=self.conv,
+                )
         b, c, h, w = lr_feats.shape
         height, width = image.shape[-2:]
         kvs = self.prepare_kv(self.encode_lowres(lr_feats))
@@ -189,7 +234,7 @@ class LoftUp(nn.Module):
         if self.config.attention_window is not None:
             nbrs = neighbour_index(h, w, height, width, self.config.attention_window, image.device)
         out = torch.empty(b, height * width, c, device=image.device, dtype=tokens.dtype)
-        step = max(1, self.chunk_size)
+        step = max(1, self.chunk_size or DEFAULT_CHUNK)
         for s in range(0, height * width, step):
             sub = None if nbrs is None else nbrs[s : s + step]
             out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)
@@ -228,24 +273,6 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf values")
-
-
-def neighbour_index(h: int, w: int, height: int, width: int, k: int, device=None) -> torch.Tensor:
-    """(height*width, k*k) indices of the k x k low-res tokens nearest each output pixel.
-
-    The window is centred on the grid cell that holds the pixel's centre and shifted to stay
-    inside the grid (so every pixel sees min(k, h) x min(k, w) distinct tokens).
-    """
-    kh, kw = min(k, h), min(k, w)
-
-    def axis(n_out: int, n_in: int, kk: int) -> torch.Tensor:
-        centre = ((torch.arange(n_out, device=device) + 0.5) * n_in / n_out).floor().long()
-        start = (centre - (kk - 1) // 2).clamp(0, n_in - kk)
-        return start[:, None] + torch.arange(kk, device=device)[None]  # (n_out, kk)
-
-    rows, cols = axis(height, h, kh), axis(width, w, kw)
-    idx = rows[:, None, :, None] * w + cols[None, :, None, :]  # (H, W, kh, kw)
-    return idx.reshape(height * width, kh * kw)
 
 
 def _local_attend(blk, q, k, v, neighbours) -> torch.Tensor:

@@ -1,0 +1,224 @@
+"""Inference weights of a LoftUp with everything foldable folded in (same function, fewer steps).
+
+- BatchNorm (eval statistics) folded into the stem convolutions, computed in float32 and only
+  then cast, so that half-precision models do not evaluate ``(x - mean) / std`` in bf16;
+- the affine part of every LayerNorm that feeds a linear layer folded into that layer
+  (``LN_q`` -> query projection, the FFN's norm -> ``fc1``, the final norm -> the head);
+- the attention scale ``1/sqrt(head_dim)`` folded into the query projection;
+- heads padded with zero rows/columns to a head width the attention kernels like (101 -> 104
+  for C = 384: a multiple of 8 is what fused GPU kernels require); zeros change no logit;
+- the image encoder's channels reordered (coordinate channels first, then colour) so that the
+  coordinate half can be computed per row and per column; the stem's LayerNorm and first
+  convolution are permuted to match (LayerNorm statistics do not depend on the order);
+- convolution weights in channels-last layout (oneDNN and cuDNN both prefer it).
+
+:func:`fuse` is a pure function of the model's parameters; the model caches its result and
+rebuilds it whenever a parameter changes (see ``LoftUp.fused``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+#: Attention heads are padded to a multiple of this width.
+HEAD_MULTIPLE = 8
+
+
+def fold_batchnorm(weight, bias, bn) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv (O, I, k, k) + bias (O,) followed by eval BatchNorm -> one conv, in float32."""
+    w, b = weight.float(), bias.float()
+    scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    return w * scale.view(-1, 1, 1, 1), (b - bn.running_mean.float()) * scale + bn.bias.float()
+
+
+def fold_layernorm(norm, weight, bias) -> tuple[torch.Tensor, torch.Tensor]:
+    """LayerNorm affine (gamma, beta) then Linear (O, D) -> Linear on the plain-normalised input."""
+    w, b = weight.float(), bias.float()
+    return w * norm.weight.float()[None, :], b + w @ norm.bias.float()
+
+
+def pad_heads(t: torch.Tensor, heads: int, padded: int, dim: int = 0) -> torch.Tensor:
+    """Insert zeros after each head's slice of axis ``dim`` (heads * hd -> heads * padded)."""
+    t = t.movedim(dim, 0)
+    hd = t.shape[0] // heads
+    out = t.new_zeros((heads, padded) + tuple(t.shape[1:]))
+    out[:, :hd] = t.reshape((heads, hd) + tuple(t.shape[1:]))
+    return out.reshape((heads * padded,) + tuple(t.shape[1:])).movedim(0, dim)
+
+
+def encoding_order(raw_channels: int, n_freqs: int, coords: bool) -> list[int]:
+    """Positions in the model's image encoding of the channels the fast encoder writes.
+
+    Fast order: [row sin, row cos, column sin, column cos] (coords only), colour sin (k slow,
+    colour fast), colour cos, then the 3 scaled colours. Model order: sin (k slow, raw channel
+    fast) over all raw channels, cos likewise, then the colours.
+    """
+    j, n = raw_channels, n_freqs
+    order = []
+    first_colour = 2 if coords else 0
+    for c in range(first_colour):
+        order += [k * j + c for k in range(n)] + [n * j + k * j + c for k in range(n)]
+    for half in range(2):
+        order += [half * n * j + k * j + c for k in range(n) for c in range(first_colour, j)]
+    order += [2 * n * j + c for c in range(3)]
+    return order
+
+
+@dataclass
+class FusedBlock:
+    """One cross-attention block's folded weights (see the module docstring)."""
+
+    norm_kv: tuple[torch.Tensor, torch.Tensor, float]
+    wq: torch.Tensor  # (heads * hd_pad, D)
+    bq: torch.Tensor
+    wkv: torch.Tensor  # (2 * heads * hd_pad, D)
+    bkv: torch.Tensor
+    wo: torch.Tensor  # (D, heads * hd_pad)
+    bo: torch.Tensor
+    eps_q: float
+    w1: torch.Tensor  # (hidden, D)
+    b1: torch.Tensor
+    w2: torch.Tensor  # (D, hidden)
+    b2: torch.Tensor
+    eps_ffn: float
+
+
+@dataclass
+class FusedWeights:
+    """Everything the fast forward needs, in the compute dtype unless noted."""
+
+    dtype: torch.dtype
+    heads: int
+    head_dim: int  # padded
+    coords: bool
+    channel_norm: tuple[torch.Tensor, torch.Tensor, float]
+    grid_freqs: torch.Tensor  # float32 (n,)
+    grid_phases: torch.Tensor  # float32 (2, n, 2)
+    image_freqs: torch.Tensor  # float32 (n,)
+    image_phases: torch.Tensor  # float32 (2, n, J)
+    stem_norm: tuple[torch.Tensor, torch.Tensor, float]  # float32, fast channel order
+    conv: str  # "winograd" (NNPACK, float32, NCHW) or "direct" (channels-last, compute dtype)
+    conv1: tuple[torch.Tensor, torch.Tensor]  # (D, E, 3, 3) and (D,), BatchNorm folded
+    conv2: tuple[torch.Tensor, torch.Tensor]
+    blocks: list[FusedBlock]
+    eps_final: float
+    head: tuple[torch.Tensor, torch.Tensor]  # (C, D), final LayerNorm folded
+    head_norm: tuple[torch.Tensor, torch.Tensor, float]
+
+
+def winograd_available(device: torch.device | str) -> bool:
+    """Whether NNPACK's Winograd convolution can run the stem (CPU builds with NNPACK)."""
+    if torch.device(device).type != "cpu":
+        return False
+    try:
+        return bool(torch._nnpack_available())  # also initialises NNPACK
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_conv(conv: str, device, dtype: torch.dtype) -> str:
+    """Resolve ``conv`` ("auto", "winograd" or "direct") for a device and compute dtype.
+
+    "auto" picks Winograd on the CPU for float32 and bfloat16 (run in float32: faster than a
+    direct bf16 convolution there and more accurate), direct convolutions everywhere else.
+    """
+    if conv not in ("auto", "winograd", "direct"):
+        raise ValueError(f"conv must be 'auto', 'winograd' or 'direct', got {conv!r}")
+    if conv == "direct":
+        return conv
+    ok = winograd_available(device) and dtype in (torch.float32, torch.bfloat16)
+    if conv == "winograd" and not ok:
+        raise ValueError(f"Winograd convolutions need NNPACK on the CPU; not for {device}/{dtype}")
+    return "winograd" if ok else "direct"
+
+
+@torch.no_grad()
+def fuse(model, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWeights:
+    """Fold ``model`` (a LoftUp) into :class:`FusedWeights` in ``dtype`` (default: its own),
+    with stem convolutions of kind ``conv`` (see :func:`choose_conv`)."""
+    dtype = dtype or model.stem.conv1.weight.dtype
+    conv = choose_conv(conv, model.stem.conv1.weight.device, dtype)
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype).contiguous()
+
+    def ln(norm, to=dtype):
+        return norm.weight.to(to), norm.bias.to(to), norm.eps
+
+    cfg = model.config
+    heads = cfg.num_heads
+    d = cfg.width
+    hd = d // heads
+    hdp = -(-hd // HEAD_MULTIPLE) * HEAD_MULTIPLE
+    blocks = []
+    for blk in model.blocks:
+        a = blk.attn
+        wq, bq = fold_layernorm(blk.norm_q, a.in_proj_weight[:d], a.in_proj_bias[:d])
+        scale = 1.0 / math.sqrt(hd)
+        wkv = torch.cat(
+            [
+                pad_heads(a.in_proj_weight[d + i * d : 2 * d + i * d].float(), heads, hdp)
+                for i in range(2)
+            ]
+        )
+        bkv = torch.cat(
+            [
+                pad_heads(a.in_proj_bias[d + i * d : 2 * d + i * d].float(), heads, hdp)
+                for i in range(2)
+            ]
+        )
+        w1, b1 = fold_layernorm(blk.ffn.norm, blk.ffn.fc1.weight, blk.ffn.fc1.bias)
+        blocks.append(
+            FusedBlock(
+                norm_kv=ln(blk.norm_kv),
+                wq=cast(pad_heads(wq * scale, heads, hdp)),
+                bq=cast(pad_heads(bq * scale, heads, hdp)),
+                wkv=cast(wkv),
+                bkv=cast(bkv),
+                wo=cast(pad_heads(a.out_proj.weight.float(), heads, hdp, dim=1)),
+                bo=cast(a.out_proj.bias),
+                eps_q=blk.norm_q.eps,
+                w1=cast(w1),
+                b1=cast(b1),
+                w2=cast(blk.ffn.fc2.weight),
+                b2=cast(blk.ffn.fc2.bias),
+                eps_ffn=blk.ffn.norm.eps,
+            )
+        )
+    stem = model.stem
+    enc = model.image_encoder
+    order = encoding_order(enc.in_channels, enc.n_freqs, cfg.coords)
+    w1, b1 = fold_batchnorm(stem.conv1.weight, stem.conv1.bias, stem.bn1)
+    w2, b2 = fold_batchnorm(stem.conv2.weight, stem.conv2.bias, stem.bn2)
+    if conv == "winograd":
+        w1, b1, w2, b2 = (t.contiguous() for t in (w1[:, order], b1, w2, b2))
+    else:
+        cl = torch.channels_last
+        w1, w2 = (
+            cast(w1[:, order]).contiguous(memory_format=cl),
+            cast(w2).contiguous(memory_format=cl),
+        )
+        b1, b2 = cast(b1), cast(b2)
+    hw, hb = fold_layernorm(model.norm, model.head.conv.weight.flatten(1), model.head.conv.bias)
+    return FusedWeights(
+        dtype=dtype,
+        heads=heads,
+        head_dim=hdp,
+        coords=cfg.coords,
+        channel_norm=ln(model.channel_norm),
+        grid_freqs=model.grid_encoder.freqs.float(),
+        grid_phases=model.grid_encoder.phases.float().reshape(2, -1, 2),
+        image_freqs=enc.freqs.float(),
+        image_phases=enc.phases.float().reshape(2, enc.n_freqs, enc.in_channels),
+        stem_norm=(stem.norm.weight.float()[order], stem.norm.bias.float()[order], stem.norm.eps),
+        conv=conv,
+        conv1=(w1, b1),
+        conv2=(w2, b2),
+        blocks=blocks,
+        eps_final=model.norm.eps,
+        head=(cast(hw), cast(hb)),
+        head_norm=ln(model.head.norm),
+    )

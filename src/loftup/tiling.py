@@ -1,0 +1,263 @@
+"""Exact tiled inference: any output size in bounded memory, optionally streamed to disk.
+
+Why it is exact: the colour min/max is the only global statistic of the image (computed once
+and passed to every tile); the stem is local (two 3x3 convolutions: a tile needs a 2-pixel halo,
+and where the halo leaves the image the convolutions' own zero padding is the right one); the
+transformer treats every pixel on its own against the small key/value set, projected once.
+
+Working memory is set by the tile (``tile_size`` x ``tile_size`` pixels over the images of a
+batch slice, about 4 KB per pixel in float32) and by the decoding chunk, not by the output.
+
+    >>> out = upsample(model, lr_feats, image)                        # (B, C, H, W) tensor
+    >>> upsample_to_npy(model, lr_feats, image, "feats.npy")          # memory-mapped .npy
+    >>> upsample(model, lr_feats, image, callback=lambda tile, f: ...)  # tile by tile
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .fastpath import conv3x3_relu, decode, encode_kv, encode_region
+from .layers import image_minmax, neighbour_index
+
+#: Output block of NNPACK's Winograd convolution (F(6x6, 3x3)): tiles start on its multiples.
+WINOGRAD_BLOCK = 6
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Which images and which output rows/columns one piece of the output covers."""
+
+    batch: slice
+    rows: slice
+    cols: slice
+
+
+def default_tile_size(device: torch.device | str) -> int:
+    """Side of a square tile in pixels: about 0.3 GB of float32 working memory on the CPU."""
+    return 1024 if torch.device(device).type == "cuda" else 256
+
+
+def default_chunk_size(device: torch.device | str) -> int:
+    """Pixels decoded at once (small enough for the CPU's caches, large for a GPU)."""
+    return 1 << 20 if torch.device(device).type == "cuda" else 4096
+
+
+def split_axis(length: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) pieces of ``range(length)``, about equal, at most ``tile`` long (or
+    ``align`` if ``tile`` is smaller), every start a multiple of ``align``."""
+    tile = max(align, tile - tile % align)
+    n = max(1, math.ceil(length / tile))
+    edges = [min(length, -(-round(i * length / n) // align) * align) for i in range(n)]
+    edges = sorted(set(edges)) + [length]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        while b - a > tile:  # rounding up can leave a piece one block too long
+            out.append((a, a + tile))
+            a += tile
+        out.append((a, b))
+    return out
+
+
+def plan_tiles(batch: int, height: int, width: int, tile_size: int, align: int = 1) -> list[Tile]:
+    """Tiles covering (batch, height, width), each holding at most ``tile_size**2`` pixels,
+    rows and columns starting on multiples of ``align``."""
+    if tile_size < 1:
+        raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+    rows, cols = split_axis(height, tile_size, align), split_axis(width, tile_size, align)
+    th = max(r1 - r0 for r0, r1 in rows)
+    tw = max(c1 - c0 for c0, c1 in cols)
+    per = max(1, tile_size * tile_size // (th * tw))  # images sharing one tile
+    return [
+        Tile(slice(b, min(batch, b + per)), slice(*r), slice(*c))
+        for b in range(0, batch, per)
+        for r in rows
+        for c in cols
+    ]
+
+
+def compute_dtype(model, device: torch.device) -> torch.dtype:
+    """The model's dtype, or the autocast dtype when autocast is on for the device."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return model.stem.conv1.weight.dtype
+
+
+@torch.no_grad()
+def upsample(
+    model,
+    lr_feats: torch.Tensor,
+    image: torch.Tensor,
+    *,
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    out: torch.Tensor | None = None,
+    callback: Callable[[Tile, torch.Tensor], None] | None = None,
+    conv: str = "auto",
+    progress: bool = False,
+) -> torch.Tensor | None:
+    """The model's output, computed tile by tile on folded weights; exact up to rounding.
+
+    Arguments:
+      model: a :class:`loftup.LoftUp` (eval mode is assumed: BatchNorm uses running stats).
+      lr_feats: (B, C, h, w) raw backbone features.
+      image: (B, 3, H, W) ImageNet-normalised guidance image (on the model's device).
+      tile_size: tile side in pixels (default: :func:`default_tile_size`).
+      chunk_size: pixels decoded at once (default: :func:`default_chunk_size`).
+      out: optional (B, C, H, W) tensor to write into (any device, layout or dtype).
+      callback: optional ``fn(tile, feats)`` called with each finished tile's features
+        (b, C, th, tw); with a callback and no ``out`` nothing is kept and None is returned.
+      conv: stem convolutions: "auto", "winograd" (NNPACK, CPU) or "direct" (see
+        :func:`loftup.fused.choose_conv`).
+      progress: show a tqdm bar over the tiles.
+
+    Returns ``out`` (a new (B, C, H, W) channels-last tensor when none is given), or None.
+    """
+    dev = image.device
+    b, _, height, width = image.shape
+    fw = model.fused(compute_dtype(model, dev), conv)
+    tile_size = tile_size or default_tile_size(dev)
+    step = max(1, chunk_size or default_chunk_size(dev))
+    c = fw.head[0].shape[0]
+    own = out is None and callback is None
+    if own:
+        out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
+    window = model.config.attention_window
+    h, w = lr_feats.shape[-2:]
+    tiles = plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if fw.conv == "winograd" else 1)
+    with torch.autocast(dev.type, enabled=False):
+        kvs = encode_kv(fw, lr_feats)
+        lo, hi = image_minmax(image.float())
+        for tile in _progress(tiles, progress):
+            if own:  # decode straight into the output
+                dest = out.permute(0, 2, 3, 1)[tile.batch, tile.rows, tile.cols]
+            else:
+                nb, th, tw = _extent(tile)
+                dest = torch.empty(nb, th, tw, c, device=dev, dtype=fw.dtype)
+            feats = _run_tile(fw, image, lo, hi, kvs, tile, step, window, (h, w), dest)
+            if out is not None and not own:
+                out[tile.batch, :, tile.rows, tile.cols] = feats.to(out.device, out.dtype)
+            if callback is not None:
+                callback(tile, feats)
+    return out
+
+
+def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
+    """Along one axis of length n, for output rows [r0, r1) of a tile: the encoded rows,
+    the first convolution's padding, its rows to keep (relative) and the second's padding.
+
+    The first convolution is computed over [s0, s1), whole ``align``-sized blocks around the
+    tile (Winograd's output blocks; 1 for direct convolution), so that every kept value is
+    computed by exactly the same arithmetic as in an untiled run.
+    """
+    s0, s1 = max(0, r0 - align), min(n, r1 + align)
+    e0, e1 = max(0, s0 - 1), min(n, s1 + 1)
+    t0, t1 = max(0, r0 - 1), min(n, r1 + 1)
+    pads1 = (int(s0 == 0), int(s1 == n))
+    pads2 = (int(r0 == 0), int(r1 == n))
+    return (e0, e1), pads1, (t0 - s0, t1 - s0), pads2
+
+
+def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest) -> torch.Tensor:
+    """One tile -> (b, C, th, tw) features, written into ``dest`` (a (b, th, tw, C) view)."""
+    height, width = image.shape[-2:]
+    align = WINOGRAD_BLOCK if fw.conv == "winograd" else 1
+    r0, r1, c0, c1 = tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop
+    (y0, y1), py1, (ky0, ky1), py2 = axis_windows(r0, r1, height, align)
+    (x0, x1), px1, (kx0, kx1), px2 = axis_windows(c0, c1, width, align)
+    bs = tile.batch
+    enc = encode_region(fw, image[bs, :, y0:y1, x0:x1], lo[bs], hi[bs], (y0, x0), (height, width))
+    x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (*py1, *px1))
+    del enc
+    q_map = conv3x3_relu(fw, x[:, :, ky0:ky1, kx0:kx1], 2, (*py2, *px2))  # (b, D, th, tw)
+    del x
+    kv = [(k[bs], v[bs]) for k, v in kvs]
+    nb, d, th, tw = q_map.shape
+    rows_per = max(1, step // tw)
+    for s in range(0, th, rows_per):
+        e = min(th, s + rows_per)
+        nbrs = None
+        if window is not None:
+            rows, cols = range(r0 + s, r0 + e), range(c0, c1)
+            nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
+        tokens = q_map[:, :, s:e].permute(0, 2, 3, 1).reshape(nb, (e - s) * tw, d)
+        dest[:, s:e] = decode(fw, tokens.to(fw.dtype), kv, nbrs).view(nb, e - s, tw, -1)
+    return dest.permute(0, 3, 1, 2)
+
+
+def _extent(tile: Tile) -> tuple[int, int, int]:
+    return (
+        tile.batch.stop - tile.batch.start,
+        tile.rows.stop - tile.rows.start,
+        tile.cols.stop - tile.cols.start,
+    )
+
+
+def _progress(tiles, enabled: bool):
+    if not enabled or len(tiles) == 1:
+        return tiles
+    from tqdm.auto import tqdm
+
+    return tqdm(tiles, desc="tiles", unit="tile")
+
+
+def upsample_to_npy(
+    model,
+    lr_feats: torch.Tensor,
+    image: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    layout: str = "nchw",
+    dtype: str = "float32",
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    conv: str = "auto",
+    progress: bool = True,
+):
+    """Stream the output into a memory-mapped ``.npy`` file; returns the open memmap.
+
+    Arguments:
+      path: the ``.npy`` file to create (written in place and renamed when complete).
+      layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
+        (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
+      dtype: numpy dtype of the file (``float32`` or ``float16``).
+    """
+    import numpy as np
+
+    if layout not in ("nchw", "nhwc"):
+        raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
+    if np.dtype(dtype) not in (np.float32, np.float16):
+        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    b, _, height, width = image.shape
+    c = model.config.dim
+    shape = (b, c, height, width) if layout == "nchw" else (b, height, width, c)
+    path = os.fspath(path)
+    tmp = f"{path}.partial.npy"
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+    torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
+
+    def write(tile: Tile, feats: torch.Tensor) -> None:
+        f = feats.to("cpu", torch_dtype)
+        if layout == "nchw":
+            mm[tile.batch, :, tile.rows, tile.cols] = f.numpy()
+        else:
+            mm[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1).numpy()
+
+    upsample(
+        model,
+        lr_feats,
+        image,
+        tile_size=tile_size,
+        chunk_size=chunk_size,
+        conv=conv,
+        callback=write,
+        progress=progress,
+    )
+    mm.flush()
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
