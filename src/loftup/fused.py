@@ -7,6 +7,7 @@
 - the attention scale ``1/sqrt(head_dim)`` folded into the query projection;
 - heads padded with zero rows/columns to a head width the attention kernels like (101 -> 104
   for C = 384: a multiple of 8 is what fused GPU kernels require); zeros change no logit;
+- the output biases of attention and FFN carried inside their matrix products (FusedBlock);
 - the image encoder's channels reordered (coordinate channels first, then colour) so that the
   coordinate half can be computed per row and per column; the stem's LayerNorm and first
   convolution are permuted to match (LayerNorm statistics do not depend on the order);
@@ -69,21 +70,69 @@ def encoding_order(raw_channels: int, n_freqs: int, coords: bool) -> list[int]:
 
 @dataclass
 class FusedBlock:
-    """One cross-attention block's folded weights (see the module docstring)."""
+    """One cross-attention block's folded weights (see the module docstring).
+
+    Both output biases ride along in the matrix products, so that each residual update is one
+    in-place ``addmm``: the attention's through a value channel that is 1 for every key (the
+    weights of a softmax sum to 1), the FFN's through a hidden unit whose GELU is constant.
+    """
 
     norm_kv: tuple[torch.Tensor, torch.Tensor, float]
-    wq: torch.Tensor  # (heads * hd_pad, D)
+    wq: torch.Tensor  # (heads * hd_pad, D): LN_q affine and 1/sqrt(hd) folded in
     bq: torch.Tensor
     wkv: torch.Tensor  # (2 * heads * hd_pad, D)
     bkv: torch.Tensor
-    wo: torch.Tensor  # (D, heads * hd_pad)
-    bo: torch.Tensor
+    wo: torch.Tensor  # (D, heads * hd_pad), the output bias in the constant value channel
     eps_q: float
-    w1: torch.Tensor  # (hidden, D)
+    w1: torch.Tensor  # (hidden_pad, D): the FFN's LN affine folded in
     b1: torch.Tensor
-    w2: torch.Tensor  # (D, hidden)
-    b2: torch.Tensor
+    w2: torch.Tensor  # (D, hidden_pad), the output bias in the constant unit
     eps_ffn: float
+
+
+#: Pre-activation of the FFN's constant unit: GELU(10) == 10 exactly in every float dtype.
+GELU_FIXED_POINT = 10.0
+
+
+@torch.no_grad()
+def fuse_block(blk, heads: int, hdp: int, dtype: torch.dtype) -> FusedBlock:
+    """Fold one ``CrossAttentionBlock`` (heads padded to ``hdp`` > head width)."""
+    a = blk.attn
+    d = a.in_proj_weight.shape[1]
+    hd = d // heads
+    w, b = a.in_proj_weight.float(), a.in_proj_bias.float()
+    wq, bq = fold_layernorm(blk.norm_q, w[:d], b[:d])
+    scale = 1.0 / math.sqrt(hd)
+    wkv = torch.cat([pad_heads(w[d : 2 * d], heads, hdp), pad_heads(w[2 * d :], heads, hdp)])
+    bkv = torch.cat([pad_heads(b[d : 2 * d], heads, hdp), pad_heads(b[2 * d :], heads, hdp)])
+    bkv[heads * hdp + hd] = 1.0  # value channel hd of head 0: 1 for every key
+    wo = pad_heads(a.out_proj.weight.float(), heads, hdp, dim=1)
+    wo[:, hd] = a.out_proj.bias.float()
+    w1, b1 = fold_layernorm(blk.ffn.norm, blk.ffn.fc1.weight, blk.ffn.fc1.bias)
+    hidden = w1.shape[0]
+    hp = -(-(hidden + 1) // HEAD_MULTIPLE) * HEAD_MULTIPLE
+    w1 = torch.cat([w1, w1.new_zeros(hp - hidden, d)])
+    b1 = torch.cat([b1, b1.new_zeros(hp - hidden)])
+    b1[hidden] = GELU_FIXED_POINT
+    w2 = torch.cat([blk.ffn.fc2.weight.float(), w1.new_zeros(d, hp - hidden)], dim=1)
+    w2[:, hidden] = blk.ffn.fc2.bias.float() / GELU_FIXED_POINT
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype).contiguous()
+
+    return FusedBlock(
+        norm_kv=(blk.norm_kv.weight.to(dtype), blk.norm_kv.bias.to(dtype), blk.norm_kv.eps),
+        wq=cast(pad_heads(wq * scale, heads, hdp)),
+        bq=cast(pad_heads(bq * scale, heads, hdp)),
+        wkv=cast(wkv),
+        bkv=cast(bkv),
+        wo=cast(wo),
+        eps_q=blk.norm_q.eps,
+        w1=cast(w1),
+        b1=cast(b1),
+        w2=cast(w2),
+        eps_ffn=blk.ffn.norm.eps,
+    )
 
 
 @dataclass
@@ -152,42 +201,8 @@ def fuse(model, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWe
     heads = cfg.num_heads
     d = cfg.width
     hd = d // heads
-    hdp = -(-hd // HEAD_MULTIPLE) * HEAD_MULTIPLE
-    blocks = []
-    for blk in model.blocks:
-        a = blk.attn
-        wq, bq = fold_layernorm(blk.norm_q, a.in_proj_weight[:d], a.in_proj_bias[:d])
-        scale = 1.0 / math.sqrt(hd)
-        wkv = torch.cat(
-            [
-                pad_heads(a.in_proj_weight[d + i * d : 2 * d + i * d].float(), heads, hdp)
-                for i in range(2)
-            ]
-        )
-        bkv = torch.cat(
-            [
-                pad_heads(a.in_proj_bias[d + i * d : 2 * d + i * d].float(), heads, hdp)
-                for i in range(2)
-            ]
-        )
-        w1, b1 = fold_layernorm(blk.ffn.norm, blk.ffn.fc1.weight, blk.ffn.fc1.bias)
-        blocks.append(
-            FusedBlock(
-                norm_kv=ln(blk.norm_kv),
-                wq=cast(pad_heads(wq * scale, heads, hdp)),
-                bq=cast(pad_heads(bq * scale, heads, hdp)),
-                wkv=cast(wkv),
-                bkv=cast(bkv),
-                wo=cast(pad_heads(a.out_proj.weight.float(), heads, hdp, dim=1)),
-                bo=cast(a.out_proj.bias),
-                eps_q=blk.norm_q.eps,
-                w1=cast(w1),
-                b1=cast(b1),
-                w2=cast(blk.ffn.fc2.weight),
-                b2=cast(blk.ffn.fc2.bias),
-                eps_ffn=blk.ffn.norm.eps,
-            )
-        )
+    hdp = -(-(hd + 1) // HEAD_MULTIPLE) * HEAD_MULTIPLE  # room for the constant channel
+    blocks = [fuse_block(blk, heads, hdp, dtype) for blk in model.blocks]
     stem = model.stem
     enc = model.image_encoder
     order = encoding_order(enc.in_channels, enc.n_freqs, cfg.coords)

@@ -186,7 +186,8 @@ def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest)
             rows, cols = range(r0 + s, r0 + e), range(c0, c1)
             nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
         tokens = q_map[:, :, s:e].permute(0, 2, 3, 1).reshape(nb, (e - s) * tw, d)
-        dest[:, s:e] = decode(fw, tokens.to(fw.dtype), kv, nbrs).view(nb, e - s, tw, -1)
+        tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes it
+        dest[:, s:e] = decode(fw, tokens, kv, nbrs).view(nb, e - s, tw, -1)
     return dest.permute(0, 3, 1, 2)
 
 
