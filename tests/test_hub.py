@@ -86,7 +86,11 @@ def test_dtype_and_device_arguments(reference_cases):
     with torch.no_grad():
         out = model(lr, image)  # float32 inputs are taken as they are
     assert out.dtype == torch.bfloat16 and out.shape == reference_cases["square.output"].shape
-    assert torch.isfinite(out).all()
+    # accurate to bf16 rounding: BatchNorm statistics and Fourier frequencies/phases stay in
+    # float32 (in bf16 they gave a mean deviation of 0.2 and a max of 1.5 here)
+    assert model.stem.bn1.running_var.dtype == model.image_encoder.freqs.dtype == torch.float32
+    dev = (out.float() - reference_cases["square.output"]).abs()
+    assert dev.mean().item() <= 0.01 and dev.max().item() <= 0.1
 
 
 def test_unknown_name_lists_released_names():

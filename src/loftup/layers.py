@@ -52,6 +52,26 @@ def image_minmax(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return image.amin(dim=(2, 3), keepdim=True), image.amax(dim=(2, 3), keepdim=True)
 
 
+def apply_keeping_float32(module, apply, fn, recurse, owners) -> nn.Module:
+    """``apply(fn, recurse)`` (a ``Module._apply``), then put back in float32, on the new
+    device, every float32 parameter or buffer of ``owners`` that the cast made half-precision."""
+    keep = []
+    for owner in owners:
+        for table in (owner._parameters, owner._buffers):
+            for name, t in table.items():
+                if t is not None and t.dtype == torch.float32:
+                    keep.append((owner, table is owner._parameters, name, t.detach().clone()))
+    apply(fn, recurse)
+    for owner, is_param, name, original in keep:
+        current = getattr(owner, name)
+        if current.dtype in (torch.float16, torch.bfloat16):
+            if is_param:
+                current.data = original.to(current.device)
+            else:
+                owner._buffers[name] = original.to(current.device)
+    return module
+
+
 class FourierFeatures(nn.Module):
     """Sines and cosines of raw channels at log-spaced frequencies with learned phases.
 
@@ -79,6 +99,11 @@ class FourierFeatures(nn.Module):
     @property
     def out_channels(self) -> int:
         return 2 * self.n_freqs * self.in_channels
+
+    def _apply(self, fn, recurse=True):
+        """Casts to half precision leave frequencies and phases in float32: at frequencies up
+        to e^10 a bf16 frequency or phase would scramble the encoding."""
+        return apply_keeping_float32(self, super()._apply, fn, recurse, [self])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, J, H, W) raw channels -> (B, 2 * n_freqs * J, H, W), in x's dtype.
@@ -110,6 +135,12 @@ class Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(self.norm(x))))
         return F.relu(self.bn2(self.conv2(x)))
+
+    def _apply(self, fn, recurse=True):
+        """Casts to half precision leave BatchNorm in float32: its running mean and variance do
+        not survive bf16 rounding (the folded bias ``beta - mean * gamma / std`` cancels large
+        terms); half input with float32 statistics is supported on CPU and GPU."""
+        return apply_keeping_float32(self, super()._apply, fn, recurse, [self.bn1, self.bn2])
 
 
 class CrossAttention(nn.Module):
