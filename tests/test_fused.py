@@ -1,0 +1,156 @@
+"""The folded inference path computes the same function as the differentiable one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from loftup import LoftUp
+from loftup.fastpath import encode_region
+from loftup.fused import fold_batchnorm, fold_layernorm, fuse, winograd_available
+from loftup.layers import image_minmax
+
+CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
+#: Direct convolutions agree to float32 rounding; Winograd's F(6x6, 3x3) rounds differently
+#: (about 2e-5 here, well inside the 1e-4 parity bound with the paper's outputs).
+TOL = {"direct": 1e-5, "winograd": 5e-5, "auto": 5e-5}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small operations: one thread is faster than two on a shared, busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _perturbed(model: LoftUp, seed: int = 0) -> LoftUp:
+    """Every parameter and BatchNorm statistic moved away from its default."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point() and t.dim() > 0:
+                t.add_(0.1 * torch.randn(t.shape, generator=g))
+        for bn in (model.stem.bn1, model.stem.bn2):
+            bn.running_var.abs_().add_(0.5)
+    return model.eval()
+
+
+def _differentiable(model, lr, image):
+    """The plain path: what training runs (gradients on)."""
+    with torch.enable_grad():
+        lr = lr.clone().requires_grad_(True)
+        assert not model.uses_fast_path(lr, image)
+        return model(lr, image).detach()
+
+
+def test_fold_batchnorm_equals_conv_then_batchnorm():
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(5, 7, 3, padding=1), torch.nn.BatchNorm2d(7)
+    with torch.no_grad():
+        bn.running_mean.normal_(3.0, 2.0)
+        bn.running_var.uniform_(0.1, 4.0)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    bn.eval()
+    x = torch.randn(2, 5, 9, 11)
+    w, b = fold_batchnorm(conv.weight, conv.bias, bn)
+    with torch.no_grad():
+        assert (F.conv2d(x, w, b, padding=1) - bn(conv(x))).abs().max() <= 1e-5
+
+
+def test_fold_layernorm_equals_layernorm_then_linear():
+    torch.manual_seed(0)
+    norm, lin = torch.nn.LayerNorm(6), torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(10, 6)
+    w, b = fold_layernorm(norm, lin.weight, lin.bias)
+    with torch.no_grad():
+        assert (F.linear(F.layer_norm(x, (6,)), w, b) - lin(norm(x))).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("coords", [True, False])
+def test_fast_encoding_is_the_models_encoding_reordered(coords):
+    model = _perturbed(LoftUp(dim=16, num_heads=2, coords=coords))
+    image = torch.randn(1, 3, 12, 9)
+    with torch.no_grad():
+        raw = model.image_encoder  # the model's own encoding, then its stem's LayerNorm
+        lo, hi = image_minmax(image)
+        colour = (image - lo) / (hi - lo).clamp_min(1e-4) - 0.5
+        x = colour
+        if coords:
+            ys, xs = torch.meshgrid(
+                torch.linspace(-1, 1, 12), torch.linspace(-1, 1, 9), indexing="ij"
+            )
+            x = torch.cat([torch.stack([ys, xs])[None], colour], dim=1)
+        expected = model.stem.norm(torch.cat([raw(x), colour], dim=1))
+        from loftup.fused import encoding_order
+
+        order = encoding_order(raw.in_channels, raw.n_freqs, coords)
+        fw = fuse(model, conv="direct")
+        got = encode_region(fw, image, lo, hi, (0, 0), (12, 9))
+    assert (got.permute(0, 3, 1, 2) - expected[:, order]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize(
+    "kwargs,lr_shape,img_shape",
+    [
+        ({}, (2, 32, 6, 5), (2, 3, 29, 23)),
+        ({"coords": False, "depth": 1}, (1, 32, 4, 4), (1, 3, 16, 16)),
+        ({"attention_window": 3}, (1, 32, 5, 6), (1, 3, 20, 17)),
+        ({"mlp_dim": 24, "num_heads": 2}, (1, 32, 7, 3), (1, 3, 5, 40)),
+    ],
+)
+def test_fast_path_equals_differentiable_path(conv, kwargs, lr_shape, img_shape):
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=32, **{"num_heads": 4, **kwargs}))
+    model.conv = conv
+    lr, image = torch.randn(lr_shape), torch.randn(img_shape) * 2 + 0.5
+    with torch.no_grad():
+        assert model.uses_fast_path(lr, image)
+        fast = model(lr, image)
+    assert (fast - _differentiable(model, lr, image)).abs().max() <= TOL[conv]
+
+
+def test_folded_weights_follow_parameter_changes():
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=16, num_heads=2))
+    lr, image = torch.randn(1, 16, 4, 4), torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        before = model(lr, image)
+        model.stem.bn2.running_mean.add_(0.5)  # in place: the folded stem must be rebuilt
+        model.blocks[0].ffn.fc2.bias.sub_(1.0)
+        after = model(lr, image)
+    assert (after - before).abs().max() > 1e-3
+    assert (after - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
+
+
+def test_training_mode_takes_the_differentiable_path():
+    model = LoftUp(dim=16, num_heads=2)
+    lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)
+    assert not model.uses_fast_path(lr, image)  # train mode: BatchNorm uses batch statistics
+    model.eval()
+    assert not model.uses_fast_path(lr, image)  # gradients on and parameters need them
+    with torch.no_grad():
+        assert model.uses_fast_path(lr, image)
+    model.requires_grad_(False)
+    assert model.uses_fast_path(lr, image)
+    assert not model.uses_fast_path(lr.requires_grad_(True), image)
+
+
+def test_autocast_runs_the_fast_path_in_bf16():
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=32, num_heads=4))
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 24, 24)
+    with torch.no_grad():
+        exact = model(lr, image)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(lr, image)
+    assert half.dtype == torch.bfloat16
+    dev = (half.float() - exact).abs()
+    assert 0 < dev.mean().item() <= 0.02

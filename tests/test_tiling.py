@@ -1,0 +1,139 @@
+"""Exact tiled inference: tiles reproduce the untiled output, streaming writes all of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REFERENCE_STATE
+from loftup import LoftUp, load_upsampler
+from loftup.fused import winograd_available
+from loftup.tiling import plan_tiles, split_axis, upsample, upsample_to_npy
+
+CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small operations: one thread is faster than two on a shared, busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    model = LoftUp(dim=32, num_heads=4, n_freqs=6).eval()
+    with torch.no_grad():
+        for t in model.parameters():
+            t.add_(0.1 * torch.randn_like(t))
+        model.stem.bn1.running_mean.normal_()
+    return model
+
+
+@pytest.mark.parametrize(
+    "length,tile,align", [(640, 200, 1), (640, 200, 6), (37, 8, 6), (5, 64, 6)]
+)
+def test_split_axis_covers_once_with_aligned_starts(length, tile, align):
+    pieces = split_axis(length, tile, align)
+    assert pieces[0][0] == 0 and pieces[-1][1] == length
+    assert all(a1 == b0 for (_, a1), (b0, _) in zip(pieces, pieces[1:]))
+    assert all(a % align == 0 and 0 < b - a <= max(tile, align) for a, b in pieces)
+
+
+def test_plan_tiles_bounds_pixels_and_shares_small_images():
+    tiles = plan_tiles(8, 100, 100, 256)  # 6 images of 100x100 fit in 256x256 pixels
+    assert [t.batch for t in tiles] == [slice(0, 6), slice(6, 8)]
+    big = plan_tiles(1, 1000, 700, 256)
+    assert len(big) == 4 * 3
+    assert all((t.rows.stop - t.rows.start) * (t.cols.stop - t.cols.start) <= 256**2 for t in big)
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_tiled_640_matches_untiled(small, conv):
+    lr, image = torch.randn(1, 32, 16, 16), torch.randn(1, 3, 640, 640)
+    whole = upsample(small, lr, image, tile_size=640, conv=conv)
+    tiled = upsample(small, lr, image, tile_size=200, conv=conv)  # 4 x 4 tiles
+    assert (tiled - whole).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("conv", CONVS)
+def test_uneven_tiles_match_untiled(small, conv):
+    lr, image = torch.randn(1, 32, 7, 5), torch.randn(1, 3, 131, 97)
+    whole = upsample(small, lr, image, tile_size=256, conv=conv)
+    tiled = upsample(small, lr, image, tile_size=41, conv=conv)  # tiles that divide nothing
+    assert (tiled - whole).abs().max().item() <= 1e-5
+
+
+def test_tiled_local_attention_and_batches_match_untiled():
+    torch.manual_seed(1)
+    model = LoftUp(dim=16, num_heads=2, attention_window=3).eval()
+    lr, image = torch.randn(3, 16, 5, 7), torch.randn(3, 3, 50, 70)
+    whole = upsample(model, lr, image, tile_size=100)
+    tiled = upsample(model, lr, image, tile_size=24)
+    assert (tiled - whole).abs().max().item() <= 1e-5
+
+
+def test_forward_tiles_with_the_models_tile_size(small):
+    lr, image = torch.randn(1, 32, 8, 8), torch.randn(1, 3, 90, 70)
+    with torch.no_grad():
+        whole = small(lr, image)
+        small.tile_size = 30
+        try:
+            tiled = small(lr, image)
+        finally:
+            small.tile_size = None
+    assert (tiled - whole).abs().max().item() <= 1e-5
+
+
+def test_callback_receives_every_pixel_once(small):
+    lr, image = torch.randn(2, 32, 4, 4), torch.randn(2, 3, 40, 30)
+    expected = upsample(small, lr, image)
+    seen = torch.zeros(2, 40, 30, dtype=torch.int64)
+    got = torch.zeros_like(expected)
+
+    def collect(tile, feats):
+        seen[tile.batch, tile.rows, tile.cols] += 1
+        got[tile.batch, :, tile.rows, tile.cols] = feats
+
+    assert upsample(small, lr, image, tile_size=16, callback=collect) is None
+    assert bool((seen == 1).all())
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("layout,dtype", [("nchw", "float32"), ("nhwc", "float16")])
+def test_npy_streaming_writes_the_output(small, tmp_path, layout, dtype):
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
+    expected = upsample(small, lr, image)
+    path = tmp_path / "feats.npy"
+    arr = upsample_to_npy(small, lr, image, path, layout=layout, dtype=dtype, tile_size=20)
+    again = np.load(path)
+    assert again.dtype == np.dtype(dtype) and not list(tmp_path.glob("*.partial*"))
+    if layout == "nhwc":
+        again = again.transpose(0, 3, 1, 2)
+    tol = 1e-6 if dtype == "float32" else 2e-3 * float(expected.abs().max())
+    assert np.abs(again.astype(np.float32) - expected.numpy()).max() <= tol
+    assert arr.shape == np.load(path, mmap_mode="r").shape
+
+
+def test_bad_streaming_arguments_are_named(small, tmp_path):
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="layout"):
+        upsample_to_npy(small, lr, image, tmp_path / "x.npy", layout="hwc")
+    with pytest.raises(ValueError, match="float32 or float16"):
+        upsample_to_npy(small, lr, image, tmp_path / "x.npy", dtype="int8")
+    with pytest.raises(ValueError, match="tile_size"):
+        plan_tiles(1, 8, 8, 0)
+
+
+@pytest.mark.slow
+def test_reference_model_tiled_640_matches_untiled():
+    model = load_upsampler(REFERENCE_STATE)
+    torch.manual_seed(0)
+    lr, image = torch.randn(1, 384, 16, 16), torch.randn(1, 3, 640, 640)
+    whole = upsample(model, lr, image, tile_size=640)
+    tiled = upsample(model, lr, image, tile_size=200)
+    assert (tiled - whole).abs().max().item() <= 1e-5
