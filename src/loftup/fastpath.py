@@ -51,6 +51,7 @@ def encode_kv(fw: FusedWeights, lr_feats: torch.Tensor) -> list[tuple[torch.Tens
     return kvs
 
 
+@torch.compiler.disable  # keep eager rounding: a fused multiply-add moves e^10-scale phases
 def encode_region(
     fw: FusedWeights,
     image: torch.Tensor,
@@ -113,9 +114,14 @@ def conv3x3_relu(fw: FusedWeights, x: torch.Tensor, which: int, pads: Pads) -> t
     if not winograd:
         x = x.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, w, b, padding=padding).relu_()
-    x = x.contiguous()
+    return _winograd(x.contiguous(), w, b, padding).relu_()
+
+
+@torch.compiler.disable  # a library call the compiler cannot trace
+def _winograd(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding) -> torch.Tensor:
+    """NNPACK's Winograd convolution, one image at a time (its batched mode is slower)."""
     out = [torch._nnpack_spatial_convolution(x[i : i + 1], w, b, padding) for i in range(len(x))]
-    return (out[0] if len(out) == 1 else torch.cat(out)).relu_()
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def _pad(x: torch.Tensor, pads: Pads, nchw: bool) -> torch.Tensor:
@@ -160,8 +166,10 @@ def decode(
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gelu: bool = False) -> torch.Tensor:
     """``F.linear`` (then exact GELU); on the CPU one oneDNN call with the bias (and GELU)
-    fused, which saves a pass over the output."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and _onednn_linear():
+    fused, which saves a pass over the output (not under ``torch.compile``, which fuses
+    these itself)."""
+    cpu_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+    if cpu_ok and not torch.compiler.is_compiling() and _onednn_linear():
         return torch.ops.mkldnn._linear_pointwise(
             x, w, b, "gelu" if gelu else "none", [], "none" if gelu else ""
         )

@@ -187,9 +187,10 @@ class LoftUp(nn.Module):
 
     def fused(self, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWeights:
         """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
-        parameter or buffer has changed (in place or replaced) since the last call."""
+        parameter or buffer has changed (in place or replaced) since the last call (in-place
+        changes to tensors created under ``torch.inference_mode`` cannot be seen)."""
         tensors = [*self.parameters(), *self.buffers()]
-        key = (dtype, conv, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+        key = (dtype, conv, tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors))
         if self._fused_cache is None or self._fused_cache[0] != key:
             self._fused_cache = (key, fuse(self, dtype, conv))
         return self._fused_cache[1]
@@ -239,6 +240,11 @@ class LoftUp(nn.Module):
             sub = None if nbrs is None else nbrs[s : s + step]
             out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)
         return out.transpose(1, 2).reshape(b, c, height, width)
+
+
+def _version(t: torch.Tensor) -> int:
+    """In-place modification counter (inference-mode tensors have none)."""
+    return -1 if t.is_inference() else t._version
 
 
 def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:

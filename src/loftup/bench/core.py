@@ -1,0 +1,169 @@
+"""Measuring honestly: what ran where, wall time, peak memory, arithmetic and the machine's peak.
+
+Every figure comes with the machine, the thread count, the torch version and the date, so that a
+number is compared only with numbers from the same machine. Timings that are compared with each
+other are taken alternating in one run (:func:`time_alternating`): on a shared machine the load
+changes from minute to minute.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """What the numbers were measured on (and, in a checkout, at which commit)."""
+    info = {
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "git_commit": _git_commit(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["cuda"] = torch.version.cuda
+        info["gpu_memory_bytes"] = torch.cuda.get_device_properties(
+            torch.device(device)
+        ).total_memory
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """Peak memory above the starting point while the block runs.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size sampled every millisecond
+    by a background thread (a sample can miss a peak shorter than that).
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = str(device)
+        self.peak_bytes = 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base = rss_bytes()
+            self._peak = self._base
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, rss_bytes())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self._peak, rss_bytes()) - self._base
+
+
+def sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_call(fn, *, device: str = "cpu", warmup: int = 1, repeats: int = 3) -> dict:
+    """Median and best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    return time_alternating({"_": fn}, device=device, warmup=warmup, repeats=repeats)["_"]
+
+
+def time_alternating(fns: dict, *, device="cpu", warmup: int = 1, repeats: int = 3) -> dict:
+    """Like :func:`time_call` for several functions, called in turn in every round, so that a
+    change of load on a shared machine hits them all alike. Returns ``{name: timing}``."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {
+        name: {"median_s": statistics.median(t), "best_s": min(t), "times_s": t}
+        for name, t in times.items()
+    }
+
+
+def flops_per_pixel(config, tokens: int) -> float:
+    """Multiply-adds x 2 per output pixel of a LoftUp forward with ``tokens`` key/value tokens
+    (stem convolutions, per-pixel linear layers, attention; the key/value projections, which
+    do not grow with the output, are left out). 8.1 MFLOP for the released C = 384 at 16x16."""
+    d, c, hidden = config.width, config.dim, config.mlp_dim
+    e = 2 * config.n_freqs * (5 if config.coords else 3) + 3
+    keys = tokens if config.attention_window is None else min(tokens, config.attention_window**2)
+    stem = 2 * 9 * (e * d + d * d)
+    block = 2 * (2 * d * d + 2 * d * hidden) + 2 * 2 * keys * d
+    return float(stem + config.depth * block + 2 * d * c)
+
+
+def matmul_peak(device="cpu", dtype=torch.float32, *, n: int | None = None, repeats: int = 3):
+    """The machine's large square matrix product rate in GFLOP/s (best of ``repeats``)."""
+    device = str(device)
+    n = n or (8192 if device.startswith("cuda") else 2048)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    timing = time_call(lambda: a @ b, device=device, warmup=1, repeats=repeats)
+    return 2 * n**3 / timing["best_s"] / 1e9

@@ -1,0 +1,202 @@
+"""One forward at several output sizes: LoftUp per precision next to bilinear/bicubic (and,
+when given, a stand-in of the paper's implementation), timed alternating in one run.
+
+Each row: time (median/best), peak memory of the first call, GFLOP/s achieved against the
+matrix-product peak measured in the same run, and each precision's deviation from float32.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, time_alternating
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def precision_models(model, dtypes) -> dict:
+    """``{name: model}``: the float32 model and a cast copy for each other dtype."""
+    out = {}
+    for name in dtypes:
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype {name!r}; choose from {sorted(DTYPES)}")
+        out[name] = (
+            model if DTYPES[name] == torch.float32 else copy.deepcopy(model).to(DTYPES[name])
+        )
+    return out
+
+
+def deviation(out: torch.Tensor, ref: torch.Tensor) -> dict:
+    d = (out.float() - ref.float()).abs()
+    return {"max_abs_dev_vs_float32": d.max().item(), "mean_abs_dev_vs_float32": d.mean().item()}
+
+
+def bench_forward(
+    sizes=(224, 448, 896),
+    *,
+    dim: int = 384,
+    grid: int = 16,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    dtypes=("float32",),
+    repeats: int = 2,
+    warmup: int = 1,
+    batch: int = 1,
+    seed: int = 0,
+    reference=None,
+    reference_max_size: int = 448,
+    model=None,
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    conv: str = "auto",
+    peak: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Time and peak memory of LoftUp (per precision), bilinear and bicubic at each size.
+
+    Arguments:
+      sizes: square output sizes.
+      dim, grid: channels C and low-res grid side of the random features (and of the random
+        model when ``model`` is None).
+      dtype: a single precision (kept for older callers); ``dtypes`` names several.
+      reference: a class like ``benchmarks/reference_impl.py``'s ``ReferenceLoftUp`` (the paper's
+        implementation); it gets the model's weights and runs at sizes up to
+        ``reference_max_size``, alternating with ours.
+      tile_size, chunk_size, conv: inference settings (see :func:`loftup.tiling.upsample`).
+      peak: also measure the matrix-product peak of each precision.
+    """
+    from tqdm.auto import tqdm
+
+    from ..model import LoftUp
+
+    if dtype is not None:
+        dtypes = (dtype_name(dtype),)
+    torch.manual_seed(seed)
+    if model is None:
+        model = LoftUp(dim=dim)
+    model = model.eval().to(device)
+    model.tile_size, model.chunk_size, model.conv = tile_size, chunk_size, conv
+    dim = model.config.dim
+    models = precision_models(model, dtypes)
+    ref = _reference(reference, model, device) if reference is not None else None
+    peaks = {n: matmul_peak(device, DTYPES[n]) for n in dtypes} if peak else {}
+    fpp = flops_per_pixel(model.config, grid * grid)
+    lr = torch.randn(batch, dim, grid, grid, device=device)
+    rows = []
+    with torch.inference_mode():
+        for size in tqdm(list(sizes), desc="bench", disable=not progress):
+            r = ref if size <= reference_max_size else None
+            rows += _bench_size(size, lr, models, r, peaks, fpp, device, warmup, repeats)
+    return {
+        "machine": machine_info(device),
+        "settings": {
+            "dim": dim,
+            "grid": grid,
+            "batch": batch,
+            "dtypes": list(dtypes),
+            "dtype": dtypes[0],
+            "repeats": repeats,
+            "warmup": warmup,
+            "tile_size": tile_size,
+            "chunk_size": chunk_size,
+            "conv": conv,
+            "flops_per_pixel": fpp,
+        },
+        "peak_gflops_per_s": peaks,
+        "results": rows,
+    }
+
+
+def _bench_size(size, lr, models, ref, peaks, fpp, device, warmup, repeats) -> list[dict]:
+    """All methods at one output size, alternating; one row each."""
+    batch, dim = lr.shape[:2]
+    dtypes = list(models)
+    rows = []
+    image = torch.randn(batch, 3, size, size, device=device)
+    cases = {f"loftup/{n}": (lambda m=m: m(lr, image)) for n, m in models.items()}
+    if ref is not None:
+        cases["reference/float32"] = lambda: ref(lr, image)
+    cases["bilinear/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bilinear")
+    cases["bicubic/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bicubic")
+    first, mems = {}, {}
+    for name, fn in cases.items():  # the warm-up call, which also gives the peak memory
+        with PeakMemory(device) as mem:
+            first[name] = fn()
+        mems[name] = mem.peak_bytes
+    timing = time_alternating(cases, device=device, warmup=warmup - 1, repeats=repeats)
+    exact = first[f"loftup/{dtypes[0]}"] if "float32" not in dtypes else first["loftup/float32"]
+    for name, t in timing.items():
+        method, prec = name.split("/")
+        row = {
+            "method": method,
+            "dtype": prec,
+            "size": size,
+            "batch": batch,
+            "output_bytes": batch * dim * size * size * DTYPES[prec].itemsize,
+            "peak_memory_bytes": mems[name],
+            **t,
+        }
+        if method in ("loftup", "reference"):
+            gflop = fpp * batch * size * size / 1e9
+            row["gflop"] = gflop
+            row["gflops_per_s"] = gflop / t["best_s"]
+            if prec in peaks:
+                row["fraction_of_peak"] = row["gflops_per_s"] / peaks[prec]
+            row.update(deviation(first[name], exact))
+        rows.append(row)
+    return rows
+
+
+def _reference(cls, model, device):
+    """The paper's implementation (``cls``) holding ``model``'s weights."""
+    from ..hub import native_to_reference
+
+    state = native_to_reference({k: v.float() for k, v in model.state_dict().items()})
+    return cls.from_state_dict(state).to(device).eval()
+
+
+def load_reference_class(path):
+    """``ReferenceLoftUp`` from a Python file such as ``benchmarks/reference_impl.py``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("loftup_reference_standin", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot import a reference implementation from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ReferenceLoftUp
+
+
+def format_table(report: dict) -> str:
+    """The report as a fixed-width table."""
+    lines = [
+        f"{'method':<10} {'dtype':<9} {'size':>5} {'median':>10} {'best':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6} {'peak mem':>9} {'max dev':>8}"
+    ]
+    for r in report["results"]:
+        gf = f"{r['gflops_per_s']:.0f}" if "gflops_per_s" in r else ""
+        frac = f"{100 * r['fraction_of_peak']:.0f}%" if "fraction_of_peak" in r else ""
+        dev = f"{r['max_abs_dev_vs_float32']:.1e}" if "max_abs_dev_vs_float32" in r else ""
+        lines.append(
+            f"{r['method']:<10} {r.get('dtype', ''):<9} {r['size']:>5} {fmt_s(r['median_s']):>10} "
+            f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 2**20:>7.0f}MB "
+            f"{dev:>8}"
+        )
+    m = report["machine"]
+    peaks = ", ".join(f"{k} {v:.0f}" for k, v in report.get("peak_gflops_per_s", {}).items())
+    lines.append(
+        f"# {m.get('gpu') or m['processor']}, {m['torch_threads']} threads, torch {m['torch']}, "
+        f"{m['date']}" + (f"; matmul peak GFLOP/s: {peaks}" if peaks else "")
+    )
+    return "\n".join(lines)
+
+
+def fmt_s(s: float) -> str:
+    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"

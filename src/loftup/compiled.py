@@ -1,0 +1,106 @@
+"""``torch.compile`` of the inference path, and many frames or images through one model.
+
+:func:`compile_upsampler` compiles one untiled forward on folded weights taken when it is
+called (make a new one after changing the weights). On a GPU ``mode="reduce-overhead"`` replays
+CUDA graphs, which removes the kernel launch cost that dominates small outputs; the output of a
+CUDA-graph call is overwritten by the next call (clone it to keep it).
+
+:func:`upsample_frames` runs a sequence of (features, frame) pairs of one size in batches: the
+folded weights and the per-row/column coordinate encodings are shared by all frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from .fastpath import conv3x3_relu, decode, encode_kv, encode_region
+from .layers import image_minmax
+from .tiling import compute_dtype, default_chunk_size, upsample
+
+
+def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """One whole-image forward on folded weights ``fw``: (B, C, h, w), (B, 3, H, W) ->
+    (B, C, H, W) channels-last. No Python state, so ``torch.compile`` traces it whole."""
+    b, _, height, width = image.shape
+    kvs = encode_kv(fw, lr_feats)
+    lo, hi = image_minmax(image.float())
+    enc = encode_region(fw, image, lo, hi, (0, 0), (height, width))
+    x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1))
+    q_map = conv3x3_relu(fw, x, 2, (1, 1, 1, 1))
+    tokens = q_map.permute(0, 2, 3, 1).reshape(b, height * width, -1)
+    tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)
+    n = height * width
+    if chunk_size >= n:
+        out = decode(fw, tokens, kvs)
+    else:
+        out = torch.cat(
+            [decode(fw, tokens[:, s : s + chunk_size], kvs) for s in range(0, n, chunk_size)], 1
+        )
+    return out.view(b, height, width, -1).permute(0, 3, 1, 2)
+
+
+def compile_upsampler(
+    model,
+    *,
+    device=None,
+    dtype: torch.dtype | None = None,
+    conv: str = "auto",
+    mode: str | None = None,
+    chunk_size: int | None = None,
+):
+    """A compiled ``fn(lr_feats, image) -> (B, C, H, W)`` computing ``model``'s output.
+
+    Arguments:
+      model: a LoftUp in eval mode; its weights are folded now.
+      device: where it will run (default: the model's).
+      dtype: compute precision (default: the model's).
+      conv: stem convolutions (see :func:`loftup.fused.choose_conv`); Winograd is a library
+        call that the compiler leaves as it is.
+      mode: ``torch.compile`` mode (default: "reduce-overhead" on CUDA, the default elsewhere).
+      chunk_size: pixels decoded at once (default: per device).
+    """
+    device = torch.device(device or model.stem.conv1.weight.device)
+    fw = model.fused(dtype or compute_dtype(model, device), conv)
+    chunk = chunk_size or default_chunk_size(device)
+    if mode is None:
+        mode = "reduce-overhead" if device.type == "cuda" else "default"
+
+    def run(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return untiled(fw, lr_feats, image, chunk)
+
+    compiled = torch.compile(run, mode=mode, dynamic=False)
+
+    def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return compiled(lr_feats, image)
+
+    return call
+
+
+def upsample_frames(
+    model,
+    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    batch_size: int = 8,
+    **kwargs,
+) -> Iterator[torch.Tensor]:
+    """Yield each frame's (C, H, W) features for ``(lr_feats (C, h, w), frame (3, H, W))``
+    pairs, computed ``batch_size`` frames at a time (keyword arguments go to
+    :func:`loftup.tiling.upsample`)."""
+    feats, frames = [], []
+
+    def flush():
+        out = upsample(model, torch.stack(feats), torch.stack(frames), **kwargs)
+        feats.clear()
+        frames.clear()
+        yield from out.unbind(0)
+
+    for lr, frame in pairs:
+        feats.append(lr)
+        frames.append(frame)
+        if len(frames) == batch_size:
+            yield from flush()
+    if frames:
+        yield from flush()
