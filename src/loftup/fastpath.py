@@ -99,21 +99,20 @@ Pads = tuple[int, int, int, int]
 def conv3x3_relu(fw: FusedWeights, x: torch.Tensor, which: int, pads: Pads) -> torch.Tensor:
     """ReLU(conv ``which`` (1 or 2) of (B, I, h, w) ``x`` zero-padded by ``pads``) -> (B, O, ...).
 
-    Winograd (NNPACK, float32) returns NCHW, direct convolutions channels-last in fw.dtype.
+    Winograd (NNPACK, float32) returns NCHW, direct convolutions channels-last (or NCHW for
+    "direct_nchw") in fw.dtype.
     """
     w, b = fw.conv1 if which == 1 else fw.conv2
     winograd = fw.conv == "winograd"
-    if winograd:
-        x = x.float()
-    else:
-        x = x.to(fw.dtype)
+    nchw = fw.conv != "direct"
+    x = x.float() if winograd else x.to(fw.dtype)
     if pads == (1, 1, 1, 1):
         padding = [1, 1]
     else:
-        x, padding = _pad(x, pads, winograd), [0, 0]
+        x, padding = _pad(x, pads, nchw), [0, 0]
     if not winograd:
-        x = x.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, w, b, padding=padding).relu_()
+        fmt = torch.contiguous_format if nchw else torch.channels_last
+        return F.conv2d(x.contiguous(memory_format=fmt), w, b, padding=padding).relu_()
     return _winograd(x.contiguous(), w, b, padding).relu_()
 
 

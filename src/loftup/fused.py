@@ -149,13 +149,17 @@ class FusedWeights:
     image_freqs: torch.Tensor  # float32 (n,)
     image_phases: torch.Tensor  # float32 (2, n, J)
     stem_norm: tuple[torch.Tensor, torch.Tensor, float]  # float32, fast channel order
-    conv: str  # "winograd" (NNPACK, float32, NCHW) or "direct" (channels-last, compute dtype)
+    conv: str  # "winograd" (NNPACK, float32, NCHW), "direct" (channels-last) or "direct_nchw"
     conv1: tuple[torch.Tensor, torch.Tensor]  # (D, E, 3, 3) and (D,), BatchNorm folded
     conv2: tuple[torch.Tensor, torch.Tensor]
     blocks: list[FusedBlock]
     eps_final: float
     head: tuple[torch.Tensor, torch.Tensor]  # (C, D), final LayerNorm folded
     head_norm: tuple[torch.Tensor, torch.Tensor, float]
+
+
+#: Stem convolution kinds; "direct_nchw" (plain layout) is there to measure what channels-last buys.
+CONVS = ("auto", "winograd", "direct", "direct_nchw")
 
 
 def winograd_available(device: torch.device | str) -> bool:
@@ -169,14 +173,14 @@ def winograd_available(device: torch.device | str) -> bool:
 
 
 def choose_conv(conv: str, device, dtype: torch.dtype) -> str:
-    """Resolve ``conv`` ("auto", "winograd" or "direct") for a device and compute dtype.
+    """Resolve ``conv`` (one of :data:`CONVS`) for a device and compute dtype.
 
     "auto" picks Winograd on the CPU for float32 and bfloat16 (run in float32: faster than a
     direct bf16 convolution there and more accurate), direct convolutions everywhere else.
     """
-    if conv not in ("auto", "winograd", "direct"):
-        raise ValueError(f"conv must be 'auto', 'winograd' or 'direct', got {conv!r}")
-    if conv == "direct":
+    if conv not in CONVS:
+        raise ValueError(f"conv must be one of {CONVS}, got {conv!r}")
+    if conv.startswith("direct"):
         return conv
     ok = winograd_available(device) and dtype in (torch.float32, torch.bfloat16)
     if conv == "winograd" and not ok:
@@ -210,6 +214,8 @@ def fuse(model, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWe
     w2, b2 = fold_batchnorm(stem.conv2.weight, stem.conv2.bias, stem.bn2)
     if conv == "winograd":
         w1, b1, w2, b2 = (t.contiguous() for t in (w1[:, order], b1, w2, b2))
+    elif conv == "direct_nchw":
+        w1, b1, w2, b2 = (cast(t) for t in (w1[:, order], b1, w2, b2))
     else:
         cl = torch.channels_last
         w1, w2 = (

@@ -112,8 +112,8 @@ def upsample(
       out: optional (B, C, H, W) tensor to write into (any device, layout or dtype).
       callback: optional ``fn(tile, feats)`` called with each finished tile's features
         (b, C, th, tw); with a callback and no ``out`` nothing is kept and None is returned.
-      conv: stem convolutions: "auto", "winograd" (NNPACK, CPU) or "direct" (see
-        :func:`loftup.fused.choose_conv`).
+      conv: stem convolutions: "auto", "winograd" (NNPACK, CPU), "direct" or "direct_nchw"
+        (see :func:`loftup.fused.choose_conv`).
       progress: show a tqdm bar over the tiles.
 
     Returns ``out`` (a new (B, C, H, W) channels-last tensor when none is given), or None.

@@ -78,16 +78,31 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def anon_bytes() -> int:
+    """Anonymous resident memory of this process (its own allocations, not file pages such as
+    a memory-mapped output); the resident set size where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return rss_bytes()
+
+
 class PeakMemory:
     """Peak memory above the starting point while the block runs.
 
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size sampled every millisecond
-    by a background thread (a sample can miss a peak shorter than that).
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: resident set size (``anon=True``: anonymous
+    memory only, leaving out the pages of memory-mapped files) sampled every millisecond by a
+    background thread (a sample can miss a peak shorter than that).
     """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", anon: bool = False) -> None:
         self.device = str(device)
         self.peak_bytes = 0
+        self._read = anon_bytes if anon else rss_bytes
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
@@ -95,7 +110,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
         else:
-            self._base = rss_bytes()
+            self._base = self._read()
             self._peak = self._base
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -104,7 +119,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self._peak = max(self._peak, rss_bytes())
+            self._peak = max(self._peak, self._read())
             time.sleep(0.001)
 
     def __exit__(self, *exc) -> None:
@@ -114,7 +129,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak_bytes = max(self._peak, rss_bytes()) - self._base
+            self.peak_bytes = max(self._peak, self._read()) - self._base
 
 
 def sync(device) -> None:

@@ -1,0 +1,249 @@
+"""What a GPU run measures beyond the forward table: parity with the CPU, what each kernel
+choice buys, outputs larger than the GPU's memory, and backbones end to end.
+
+Written for CUDA; every function also runs on the CPU (tiny sizes) so that ``benchmarks/gpu.sh``
+is known to work before a GPU is lent.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from .core import PeakMemory, sync, time_alternating
+from .forward import DTYPES
+from .scale import _inputs
+
+
+@contextmanager
+def tf32(enabled: bool):
+    """TF32 for matrix products and convolutions on or off inside the block (CUDA)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def parity_with_cpu(
+    model, size=224, *, grid=16, device="cuda", dtypes=("float32", "bfloat16", "float16")
+) -> dict:
+    """Deviation of the device's output in each precision (float32 with TF32 off) from the
+    CPU's float32 output."""
+    lr, image = _inputs(model, size, grid, "cpu")
+    cpu = copy.deepcopy(model).to("cpu", torch.float32)
+    with torch.inference_mode():
+        ref = cpu(lr, image)
+    out = {"size": size}
+    for name in dtypes:
+        m = copy.deepcopy(model).to(device, DTYPES[name])
+        with torch.inference_mode(), tf32(False):
+            got = m(lr.to(device), image.to(device)).float().cpu()
+        d = (got - ref).abs()
+        out[name] = {"max_abs_dev": d.max().item(), "mean_abs_dev": d.mean().item()}
+    return out
+
+
+def kernel_ablation(
+    model,
+    sizes=(224, 448),
+    *,
+    dtype=torch.float16,
+    grid=16,
+    device="cuda",
+    repeats=10,
+    compile_sizes=(224,),
+) -> list:
+    """What each step buys, at each size in one precision, alternating: the default (fused
+    attention, channels-last convolutions), plain-math attention, NCHW convolutions, and
+    torch.compile (CUDA graphs on a GPU) at ``compile_sizes``."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ..compiled import compile_upsampler
+
+    m = copy.deepcopy(model).to(device, dtype)
+    rows = []
+    for size in sizes:
+        lr, image = _inputs(m, size, grid, device)
+
+        def run(conv="auto", math=False, lr=lr, image=image):
+            m.conv = conv
+            if math:
+                with sdpa_kernel([SDPBackend.MATH]):
+                    return m(lr, image)
+            return m(lr, image)
+
+        cases = {
+            "default": run,
+            "math attention": lambda: run(math=True),
+            "NCHW convolutions": lambda: run(conv="direct_nchw"),
+        }
+        if torch.device(device).type == "cpu":
+            cases["direct convolutions"] = lambda: run(conv="direct")
+        if size in compile_sizes:
+            fn = compile_upsampler(m, device=device)
+            fn(lr, image)
+            cases["compiled"] = lambda fn=fn, lr=lr, image=image: fn(lr, image)
+        with torch.inference_mode():
+            t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
+        m.conv = "auto"
+        base = t["default"]["best_s"]
+        for name, timing in t.items():
+            rows.append(
+                {
+                    "size": size,
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "variant": name,
+                    "best_s": timing["best_s"],
+                    "median_s": timing["median_s"],
+                    "relative_to_default": timing["best_s"] / base,
+                }
+            )
+    return rows
+
+
+def big_output(
+    model,
+    size=4096,
+    *,
+    dtype=torch.float16,
+    tile_sizes=(1024, 2048),
+    grid=16,
+    device="cuda",
+    repeats=2,
+) -> list:
+    """One size x size output held on the device, per tile size: time and peak memory beyond
+    the output itself."""
+    m = copy.deepcopy(model).to(device, dtype)
+    lr, image = _inputs(m, size, grid, device)
+    out = torch.empty(1, size, size, m.config.dim, device=device, dtype=dtype).permute(0, 3, 1, 2)
+    rows = []
+    for tile in tile_sizes:
+        m.tile_size = tile
+        with torch.inference_mode():
+            with PeakMemory(device) as mem:
+                m_out = _upsample_into(m, lr, image, out)
+            t = time_alternating(
+                {"_": lambda: _upsample_into(m, lr, image, out)},
+                device=device,
+                warmup=0,
+                repeats=repeats,
+            )["_"]
+        rows.append(
+            {
+                "size": size,
+                "dtype": str(dtype).replace("torch.", ""),
+                "tile_size": tile,
+                "best_s": t["best_s"],
+                "output_bytes": out.numel() * out.element_size(),
+                "peak_beyond_output_bytes": mem.peak_bytes,
+                "finite": bool(
+                    torch.isfinite(m_out[:, :, :: max(1, size // 64), :: max(1, size // 64)]).all()
+                ),
+            }
+        )
+    return rows
+
+
+def _upsample_into(model, lr, image, out):
+    from ..tiling import upsample
+
+    return upsample(model, lr, image, tile_size=model.tile_size, out=out)
+
+
+def capped_stream(
+    model, size=4096, *, dtype=torch.float32, grid=16, device="cuda", cap_fraction_of_output=0.5
+) -> dict:
+    """An output larger than the device memory it may use, streamed tile by tile to host
+    memory: the device is capped (``torch.cuda.set_per_process_memory_fraction``) at a
+    fraction of the output's size."""
+    m = copy.deepcopy(model).to(device, dtype)
+    lr, image = _inputs(m, size, grid, device)
+    out = torch.empty(1, size, size, m.config.dim, dtype=dtype).permute(0, 3, 1, 2)  # host
+    out_bytes = out.numel() * out.element_size()
+    cuda = torch.device(device).type == "cuda"
+    cap = None
+    if cuda:
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        cap = min(total, int(out_bytes * cap_fraction_of_output))
+        torch.cuda.empty_cache()
+        torch.cuda.set_per_process_memory_fraction(cap / total, torch.device(device))
+    try:
+        with torch.inference_mode(), PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            _upsample_into(m, lr, image, out)
+            sync(device)
+            seconds = time.perf_counter() - t0
+    finally:
+        if cuda:
+            torch.cuda.set_per_process_memory_fraction(1.0, torch.device(device))
+    return {
+        "size": size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "output_bytes": out_bytes,
+        "device_cap_bytes": cap,
+        "peak_device_bytes": mem.peak_bytes if cuda else None,
+        "seconds": seconds,
+    }
+
+
+#: transformers DINOv2 shapes: hidden width, layers, heads (random weights: no download).
+BACKBONES = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12), "tiny": (32, 2, 2)}
+
+
+def backbone_end_to_end(
+    sizes=(224, 448),
+    *,
+    archs=("vits14", "vitb14"),
+    dtypes=("float32", "float16"),
+    device="cuda",
+    repeats=10,
+) -> list:
+    """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    from ..model import LoftUp
+
+    rows = []
+    for arch in archs:
+        width, layers, heads = BACKBONES[arch]
+        cfg = Dinov2Config(
+            hidden_size=width,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * width,
+            patch_size=14,
+            image_size=518,
+        )
+        for name in dtypes:
+            dt = DTYPES[name]
+            torch.manual_seed(0)
+            backbone = Dinov2Model(cfg).eval().to(device, dt)
+            up = LoftUp(dim=width).eval().to(device, dt)
+            for size in sizes:
+                x = torch.randn(1, 3, size, size, device=device, dtype=dt)
+                g = size // 14
+
+                def feats(x=x, g=g, backbone=backbone, width=width):
+                    tokens = backbone(pixel_values=x).last_hidden_state[:, 1:]
+                    return tokens.transpose(1, 2).reshape(1, width, g, g)
+
+                cases = {
+                    "backbone": feats,
+                    "backbone+bilinear": lambda feats=feats, size=size: F.interpolate(
+                        feats(), size=(size, size), mode="bilinear"
+                    ),
+                    "backbone+loftup": lambda feats=feats, x=x, up=up: up(feats(), x),
+                }
+                with torch.inference_mode():
+                    t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
+                row = {"backbone": arch, "dtype": name, "size": size}
+                row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
+                row["loftup_over_bilinear"] = row["backbone+loftup_s"] / row["backbone+bilinear_s"]
+                rows.append(row)
+    return rows
