@@ -108,9 +108,41 @@ def _add_bench(sub) -> None:
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        metavar="DTYPE",
+        choices=["float32", "bfloat16", "float16"],
+        help="precisions to time",
+    )
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--reference",
+        metavar="PY",
+        help="a stand-in of the paper's implementation to time alongside, e.g. "
+        "benchmarks/reference_impl.py",
+    )
+    p.add_argument("--reference-max-size", type=int, default=448, metavar="N")
+    p.add_argument("--tile-size", type=int, default=None, metavar="N")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N")
+    p.add_argument("--conv", default="auto", choices=["auto", "winograd", "direct", "direct_nchw"])
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak")
+    p.add_argument(
+        "--stream",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also stream an N x N output to a memory-mapped .npy (time, memory)",
+    )
+    p.add_argument(
+        "--suite",
+        choices=["cpu", "gpu", "smoke"],
+        help="run a whole suite (see loftup.bench.suite) instead of one table",
+    )
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     p.set_defaults(func=_cmd_bench)
 
@@ -118,19 +150,53 @@ def _add_bench(sub) -> None:
 def _cmd_bench(args) -> int:
     import torch
 
-    from .bench import bench_forward, format_table
+    from .bench import bench_forward, format_table, load_reference_class
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = bench_forward(
-        args.sizes,
-        dim=args.dim,
-        grid=args.grid,
-        device=args.device,
-        repeats=args.repeats,
-        warmup=args.warmup,
-    )
-    print(format_table(report))
+    reference = load_reference_class(args.reference) if args.reference else None
+    if args.suite:
+        from .bench.suite import run_suite, summary
+
+        report = run_suite(
+            args.suite,
+            device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
+            reference=reference,
+            stream_size=args.stream,
+        )
+        print(summary(report))
+    else:
+        report = bench_forward(
+            args.sizes,
+            dim=args.dim,
+            grid=args.grid,
+            device=args.device,
+            dtypes=tuple(args.dtypes),
+            batch=args.batch,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            reference=reference,
+            reference_max_size=args.reference_max_size,
+            tile_size=args.tile_size,
+            chunk_size=args.chunk_size,
+            conv=args.conv,
+            peak=not args.no_peak,
+        )
+        if args.stream:
+            from .bench.scale import bench_stream
+            from .model import LoftUp
+
+            model = LoftUp(dim=args.dim).eval().to(args.device)
+            model.tile_size = args.tile_size
+            report["stream"] = bench_stream(model, args.stream, grid=args.grid, device=args.device)
+        print(format_table(report))
+        if "stream" in report:
+            st = report["stream"]
+            print(
+                f"stream {st['size']}x{st['size']}: {st['seconds']:.1f} s, "
+                f"{st['file_bytes'] / 1e9:.1f} GB file, peak own memory "
+                f"{st['peak_anon_memory_bytes'] / 1e9:.2f} GB"
+            )
     if args.json:
         _write_json(args.json, report)
     return 0

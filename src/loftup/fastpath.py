@@ -60,7 +60,8 @@ def encode_region(
     origin: tuple[int, int],
     size: tuple[int, int],
 ) -> torch.Tensor:
-    """Normalised image encoding of a region: (B, 3, rh, rw) -> (B, rh, rw, E), float32.
+    """Normalised image encoding of a region: (B, 3, rh, rw) -> (B, rh, rw, E), computed in
+    float32, returned in the dtype of the first convolution (float32 for Winograd).
 
     Arguments:
       image: the region's pixels (ImageNet-normalised).
@@ -89,7 +90,8 @@ def encode_region(
     off += 3 * n
     torch.cos(arg + phases[1, :, c0:], out=enc[..., off : off + 3 * n].unflatten(-1, (n, 3)))
     enc[..., -3:] = colour
-    return F.layer_norm(enc, enc.shape[-1:], *fw.stem_norm)
+    enc = F.layer_norm(enc, enc.shape[-1:], *fw.stem_norm)
+    return enc if fw.conv == "winograd" else enc.to(fw.dtype)
 
 
 #: Zero padding of a 3x3 convolution's input: (top, bottom, left, right).

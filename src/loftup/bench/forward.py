@@ -68,7 +68,8 @@ def bench_forward(
       dtype: a single precision (kept for older callers); ``dtypes`` names several.
       reference: a class like ``benchmarks/reference_impl.py``'s ``ReferenceLoftUp`` (the paper's
         implementation); it gets the model's weights and runs at sizes up to
-        ``reference_max_size``, alternating with ours.
+        ``reference_max_size``, alternating with ours, in float32 and under autocast in each
+        other precision of ``dtypes`` (its deviation is from our float32 output).
       tile_size, chunk_size, conv: inference settings (see :func:`loftup.tiling.upsample`).
       peak: also measure the matrix-product peak of each precision.
     """
@@ -121,17 +122,24 @@ def _bench_size(size, lr, models, ref, peaks, fpp, device, warmup, repeats) -> l
     rows = []
     image = torch.randn(batch, 3, size, size, device=device)
     cases = {f"loftup/{n}": (lambda m=m: m(lr, image)) for n, m in models.items()}
-    if ref is not None:
+    if ref is not None:  # in float32, and under autocast in each half precision
         cases["reference/float32"] = lambda: ref(lr, image)
+        for n in dtypes:
+            if n != "float32":
+                cases[f"reference/{n}"] = lambda n=n: _autocast(ref, lr, image, DTYPES[n])
     cases["bilinear/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bilinear")
     cases["bicubic/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bicubic")
-    first, mems = {}, {}
-    for name, fn in cases.items():  # the warm-up call, which also gives the peak memory
+    exact_name = "loftup/float32" if "float32" in dtypes else f"loftup/{dtypes[0]}"
+    exact, devs, mems = None, {}, {}
+    for name in sorted(cases, key=lambda n: n != exact_name):  # warm-up calls, exact one first
         with PeakMemory(device) as mem:
-            first[name] = fn()
+            out = cases[name]()
         mems[name] = mem.peak_bytes
+        exact = out if exact is None else exact
+        devs[name] = deviation(out, exact)
+        del out
+    del exact
     timing = time_alternating(cases, device=device, warmup=warmup - 1, repeats=repeats)
-    exact = first[f"loftup/{dtypes[0]}"] if "float32" not in dtypes else first["loftup/float32"]
     for name, t in timing.items():
         method, prec = name.split("/")
         row = {
@@ -149,9 +157,14 @@ def _bench_size(size, lr, models, ref, peaks, fpp, device, warmup, repeats) -> l
             row["gflops_per_s"] = gflop / t["best_s"]
             if prec in peaks:
                 row["fraction_of_peak"] = row["gflops_per_s"] / peaks[prec]
-            row.update(deviation(first[name], exact))
+            row.update(devs[name])
         rows.append(row)
     return rows
+
+
+def _autocast(fn, lr, image, dtype):
+    with torch.autocast(lr.device.type, dtype=dtype):
+        return fn(lr, image)
 
 
 def _reference(cls, model, device):

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every GPU figure of the speed issues in one call (about 4 minutes on an H200):
+#
+#   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU
+#   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
+#
+# It runs the CUDA tests, then `loftup bench --suite gpu` (parity with the CPU, the forward table
+# in float32/bf16/fp16 next to the paper's implementation up to 2048 px, what each kernel choice
+# buys, 4096 x 4096 on the device and streamed to host under a memory cap, throughput at batch
+# 1/8/32, video frames, ViT-S/14 and ViT-B/14 end to end), and writes under $OUT:
+#   gpu-<GPU name>-<date>.json   the whole report (copy it to benchmarks/results/)
+#   gpu-tests.log, gpu-bench.log the logs
+# Needs python3 with torch (and transformers for the backbones); nothing is downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-benchmarks/results/tmp}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+
+suite=gpu
+[ "${LOFTUP_SMOKE:-0}" = 1 ] && suite=smoke
+name=$("$PY" - <<'EOF'
+import re, torch
+name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+print(re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower())
+EOF
+)
+stamp=$(date +%Y-%m-%d)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+
+# CUDA tests: run where a GPU is present, skipped with the reason where not.
+if [ "$suite" = gpu ]; then
+  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/gpu-tests.log" || true
+fi
+
+set -o pipefail
+"$PY" -m loftup bench --suite "$suite" --reference benchmarks/reference_impl.py \
+  --json "$OUT/$suite-$name-$stamp.json" 2>&1 | tee "$OUT/$suite-bench.log"

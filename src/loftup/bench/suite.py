@@ -1,0 +1,229 @@
+"""The named benchmark suites: every figure of the speed and GPU issues in one command.
+
+- ``cpu``: the forward table (float32 and bf16, the paper's implementation alongside up to
+  448), megapixel scaling, batches, video, torch.compile, optionally a streamed 4096 x 4096;
+- ``gpu``: parity with the CPU, the forward table in three precisions next to the paper's
+  implementation up to 2048, what each kernel choice buys, 4096 x 4096 on the device and
+  streamed to host under a memory cap, throughput, video, backbones end to end;
+- ``smoke``: the ``gpu`` suite at toy sizes, on CUDA if present else on the CPU, to show that
+  it runs before a GPU is lent.
+
+A section that fails is recorded with its error and the others still run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import torch
+
+from . import gpu, scale
+from .core import machine_info
+from .forward import bench_forward
+
+SUITES = ("cpu", "gpu", "smoke")
+
+
+def run_suite(
+    name: str, *, device: str | None = None, reference=None, stream_size=None, log=print
+) -> dict:
+    """Run suite ``name`` and return its report (``sections``: one entry per measurement)."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
+    from ..model import LoftUp
+
+    smoke = name == "smoke"
+    if device is None:
+        device = "cuda" if name != "cpu" and torch.cuda.is_available() else "cpu"
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    dim, grid = (32, 4) if smoke else (384, 16)
+    torch.manual_seed(0)
+    model = LoftUp(dim=dim).eval().to(device)
+    report = {
+        "suite": name,
+        "machine": machine_info(device),
+        "settings": {"dim": dim, "grid": grid},
+        "sections": {},
+    }
+
+    def section(key, fn):
+        log(f"[{name}] {key} ...")
+        t0 = time.perf_counter()
+        try:
+            report["sections"][key] = fn()
+        except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
+            report["sections"][key] = {
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+            }
+            log(f"[{name}] {key} FAILED: {type(e).__name__}: {e}")
+        report["sections"].setdefault("_seconds", {})[key] = round(time.perf_counter() - t0, 1)
+
+    fwd = dict(dim=dim, grid=grid, device=device, model=model, reference=reference, progress=False)
+    if name == "cpu":
+        section(
+            "forward",
+            lambda: bench_forward(
+                (224, 448, 896),
+                dtypes=("float32", "bfloat16"),
+                reference_max_size=448,
+                repeats=2,
+                **fwd,
+            ),
+        )
+        section(
+            "megapixels",
+            lambda: scale.bench_megapixels(model, (224, 1024), grid=grid, device=device),
+        )
+        section(
+            "batches",
+            lambda: scale.bench_batches(model, 224, (1, 4), grid=grid, device=device, repeats=2),
+        )
+        section(
+            "video",
+            lambda: scale.bench_video(model, 224, frames=16, batch=4, grid=grid, device=device),
+        )
+        section("compile", lambda: scale.bench_compile(model, 224, grid=grid, device=device))
+        if stream_size:
+            section(
+                "stream", lambda: scale.bench_stream(model, stream_size, grid=grid, device=device)
+            )
+        return report
+
+    s = (lambda big, small: small) if smoke else (lambda big, small: big)
+    half = torch.float16 if cuda else torch.bfloat16
+    sizes = s((224, 448, 896, 1344, 2048), (32, 64))
+    section("parity", lambda: gpu.parity_with_cpu(model, s(224, 32), grid=grid, device=device))
+    dtypes = ("float32", "bfloat16", "float16")
+    section(
+        "forward",
+        lambda: bench_forward(
+            sizes, dtypes=dtypes, reference_max_size=s(2048, 64), repeats=s(10, 1), **fwd
+        ),
+    )
+    section(
+        "forward_4096",
+        lambda: bench_forward(
+            (s(4096, 96),), dtypes=dtypes, repeats=2, peak=False, **{**fwd, "reference": None}
+        ),
+    )
+    section(
+        "ablation",
+        lambda: gpu.kernel_ablation(
+            model,
+            s((224, 448), (32,)),
+            dtype=half,
+            grid=grid,
+            device=device,
+            repeats=s(10, 1),
+            compile_sizes=s((224,), ()),
+        ),
+    )
+    section(
+        "big_output",
+        lambda: [
+            r
+            for dt in (torch.float16, torch.bfloat16)
+            for r in gpu.big_output(
+                model,
+                s(4096, 96),
+                dtype=dt,
+                tile_sizes=s((1024, 2048), (32, 64)),
+                grid=grid,
+                device=device,
+            )
+        ],
+    )
+    section(
+        "capped_stream", lambda: gpu.capped_stream(model, s(4096, 64), grid=grid, device=device)
+    )
+    section(
+        "batches",
+        lambda: [
+            r
+            for size in s((224, 448), (32,))
+            for r in scale.bench_batches(
+                _cast(model, half),
+                size,
+                s((1, 8, 32), (1, 2)),
+                grid=grid,
+                device=device,
+                repeats=s(5, 1),
+            )
+        ],
+    )
+    section(
+        "video",
+        lambda: scale.bench_video(
+            _cast(model, half), s(448, 32), frames=s(64, 4), batch=s(8, 2), grid=grid, device=device
+        ),
+    )
+    section(
+        "backbones",
+        lambda: gpu.backbone_end_to_end(
+            s((224, 448), (28, 56)),
+            archs=s(("vits14", "vitb14"), ("tiny",)),
+            device=device,
+            repeats=s(10, 1),
+        ),
+    )
+    return report
+
+
+def _cast(model, dtype):
+    import copy
+
+    return copy.deepcopy(model).to(dtype)
+
+
+def summary(report: dict) -> str:
+    """The figures the issues ask for, one per line."""
+    sec = report["sections"]
+    lines = [
+        f"suite {report['suite']} on {report['machine'].get('gpu') or report['machine']['processor']}"
+    ]
+    for key, value in sec.items():
+        if isinstance(value, dict) and "error" in value:
+            lines.append(f"  {key}: FAILED {value['error']}")
+    fwd = sec.get("forward", {})
+    if "results" in fwd:
+        by = {(r["method"], r["dtype"], r["size"]): r for r in fwd["results"]}
+        for (method, dt, size), r in sorted(
+            by.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])
+        ):
+            if method != "loftup":
+                continue
+            ref = by.get(("reference", dt, size)) or by.get(("reference", "float32", size))
+            vs = (
+                f", reference {ref['best_s'] * 1e3:.1f} ms ({ref['best_s'] / r['best_s']:.1f}x)"
+                if ref
+                else ""
+            )
+            bil = by.get(("bilinear", "float32", size))
+            lines.append(
+                f"  {size:>5} {dt:<8} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {r['max_abs_dev_vs_float32']:.1e}{vs}"
+                + (f", bilinear {bil['best_s'] * 1e3:.2f} ms" if bil else "")
+            )
+    if isinstance(sec.get("parity"), dict) and "error" not in sec["parity"]:
+        p = sec["parity"]
+        lines.append(
+            "  parity with CPU float32: "
+            + ", ".join(f"{k} {v['max_abs_dev']:.1e}" for k, v in p.items() if isinstance(v, dict))
+        )
+    for key in ("megapixels", "big_output", "batches", "ablation", "backbones"):
+        for r in sec.get(key, []) if isinstance(sec.get(key), list) else []:
+            lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items()))
+    for key in ("video", "compile", "capped_stream", "stream"):
+        v = sec.get(key)
+        if isinstance(v, dict) and "error" not in v:
+            lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()))
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

@@ -1,0 +1,101 @@
+"""CUDA paths: the same function on the GPU. Run wherever a CUDA device is present (also in the
+default suite), skipped with the reason elsewhere. Self-contained: no fixtures from ../shared,
+which does not travel to a lent GPU machine."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from loftup import LoftUp
+from loftup.bench.gpu import tf32
+from loftup.tiling import upsample
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (none visible to torch)"
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = LoftUp(dim=384).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in [*m.parameters(), *m.buffers()]:
+            if t.is_floating_point() and t.dim() > 0:
+                t.add_(0.05 * torch.randn(t.shape, generator=g))
+        for bn in (m.stem.bn1, m.stem.bn2):
+            bn.running_var.abs_().add_(0.5)
+    return m
+
+
+def _inputs(size=224, batch=1, grid=16):
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(batch, 384, grid, grid, generator=g), torch.randn(
+        batch, 3, size, size, generator=g
+    )
+
+
+@pytest.fixture(scope="module")
+def cpu_out(model):
+    lr, image = _inputs()
+    with torch.inference_mode():
+        return model(lr, image)
+
+
+def test_float32_on_gpu_matches_cpu(model, cpu_out):
+    lr, image = _inputs()
+    gpu = copy.deepcopy(model).cuda()
+    with torch.inference_mode(), tf32(False):
+        out = gpu(lr.cuda(), image.cuda()).cpu()
+    assert (out - cpu_out).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_on_gpu_is_close(model, cpu_out, dtype):
+    lr, image = _inputs()
+    gpu = copy.deepcopy(model).cuda().to(dtype)
+    with torch.inference_mode():
+        out = gpu(lr.cuda(), image.cuda())
+    assert out.dtype == dtype
+    dev = (out.float().cpu() - cpu_out).abs()
+    assert dev.mean().item() <= 0.02 and torch.isfinite(out).all()
+
+
+def test_tiles_and_host_streaming_match_whole_output(model):
+    lr, image = _inputs(size=640)
+    gpu = copy.deepcopy(model).cuda()
+    lr, image = lr.cuda(), image.cuda()
+    with torch.inference_mode(), tf32(False):
+        whole = upsample(gpu, lr, image, tile_size=640)
+        tiled = upsample(gpu, lr, image, tile_size=200)
+        host = torch.empty(1, 384, 640, 640)
+        upsample(gpu, lr, image, tile_size=256, out=host)
+    assert (tiled - whole).abs().max().item() <= 1e-4
+    assert (host - whole.cpu()).abs().max().item() <= 1e-4
+
+
+def test_batches_on_gpu_equal_single_images(model):
+    lr, image = _inputs(batch=3, size=112)
+    gpu = copy.deepcopy(model).cuda().half()
+    with torch.inference_mode():
+        batched = gpu(lr.cuda(), image.cuda())
+        single = gpu(lr[1:2].cuda(), image[1:2].cuda())
+    assert (batched[1:2] - single).abs().max().item() <= 1e-2
+
+
+@pytest.mark.slow
+def test_compiled_cuda_graphs_match_eager(model):
+    from loftup.compiled import compile_upsampler
+
+    lr, image = (t.cuda() for t in _inputs())
+    gpu = copy.deepcopy(model).cuda().half()
+    fn = compile_upsampler(gpu)
+    with torch.inference_mode():
+        eager = gpu(lr, image)
+    fn(lr, image)
+    out = fn(lr, image).clone()
+    assert (out.float() - eager.float()).abs().max().item() <= 2e-2
