@@ -46,7 +46,7 @@ def default_tile_size(device: torch.device | str) -> int:
 
 def default_chunk_size(device: torch.device | str) -> int:
     """Pixels decoded at once (small enough for the CPU's caches, large for a GPU)."""
-    return 1 << 18 if torch.device(device).type == "cuda" else 4096
+    return 1 << 18 if torch.device(device).type == "cuda" else 8192
 
 
 def split_axis(length: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
