@@ -22,6 +22,9 @@ _LAZY = {
     "load_pipeline": "loftup.api",
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
+    "upsample_to_npy": "loftup.tiling",
+    "compile_upsampler": "loftup.compiled",
+    "upsample_frames": "loftup.compiled",
 }
 
 __all__ = [

@@ -1,0 +1,78 @@
+"""Benchmarks measure the right things: the paper's stand-in is faithful, figures are complete."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import CASE_NAMES, REPO
+from loftup import LoftUp
+from loftup.bench import flops_per_pixel, load_reference_class
+from loftup.cli import main
+
+STANDIN = REPO / "benchmarks" / "reference_impl.py"
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_standin_of_the_papers_code_reproduces_its_outputs(reference_state, reference_cases, case):
+    model = load_reference_class(STANDIN).from_state_dict(reference_state)
+    with torch.no_grad():
+        out = model(reference_cases[f"{case}.lr_feats"], reference_cases[f"{case}.image"])
+    assert (out - reference_cases[f"{case}.output"]).abs().max().item() <= 1e-5
+
+
+def test_flop_count_is_the_anchors():
+    # 406.7 GFLOP for one 224 x 224 output of the released C = 384 model (anchors.md)
+    assert abs(flops_per_pixel(LoftUp().config, 256) * 224 * 224 / 1e9 - 406.7) < 0.5
+
+
+def test_bench_json_has_precisions_reference_and_arithmetic(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--sizes", "24", "--dim", "32", "--grid", "4", "--repeats", "1"]
+    argv += ["--dtypes", "float32", "bfloat16", "--reference", str(STANDIN), "--json", str(out)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny operations: one thread is faster on a busy machine
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(out.read_text())
+    rows = {(r["method"], r["dtype"]): r for r in report["results"]}
+    assert set(rows) == {
+        ("loftup", "float32"),
+        ("loftup", "bfloat16"),
+        ("reference", "float32"),
+        ("reference", "bfloat16"),
+        ("bilinear", "float32"),
+        ("bicubic", "float32"),
+    }
+    assert set(report["peak_gflops_per_s"]) == {"float32", "bfloat16"}
+    ours = rows[("loftup", "float32")]
+    assert ours["gflops_per_s"] > 0 and 0 < ours["fraction_of_peak"]
+    assert ours["max_abs_dev_vs_float32"] == 0.0
+    # the paper's code with the same weights computes the same function
+    assert rows[("reference", "float32")]["max_abs_dev_vs_float32"] <= 1e-4
+    assert 0 < rows[("loftup", "bfloat16")]["mean_abs_dev_vs_float32"] <= 0.05
+
+
+def test_readme_speed_example_runs(tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Speed")[1].split("\n## ")[0]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
+    assert blocks, "the Speed section has no python example"
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "README.md (Speed)", "exec"), {})
+
+
+@pytest.mark.slow
+def test_smoke_suite_runs_every_section(tmp_path):
+    from loftup.bench.suite import run_suite
+
+    report = run_suite("smoke", log=lambda *a: None)
+    failed = {k: v["error"] for k, v in report["sections"].items() if "error" in v}
+    assert not failed, failed
+    assert sys.modules.get("transformers") is not None  # the backbones ran
