@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU figure of the speed issues in one call (about 4 minutes on an H200):
 #
-#   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU
+#   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU (default: a temp dir)
 #   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
 #
 # It runs the CUDA tests, then `loftup bench --suite gpu` (parity with the CPU, the forward table
@@ -13,7 +13,7 @@
 # Needs python3 with torch (and transformers for the backbones); nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-benchmarks/results/tmp}"
+OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1

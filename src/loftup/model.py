@@ -6,7 +6,8 @@ Data flow, with the letters used throughout:
     image    (B, 3, H, W) --coords + colour, Fourier, stem--> query tokens (B, H*W, D)
     queries --depth x [cross-attention to key/values, FFN]--> LayerNorm -> head -> (B, C, H, W)
 
-with D = C + 4 * grid_freqs (404 for C = 384). This module imports nothing else of ours.
+with D = C + 4 * grid_freqs (404 for C = 384). It imports only its own parts: the layers, the
+folded inference weights (fused.py, fastpath.py) and the tiled inference driver (tiling.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .layers import (
     minmax_scale,
     neighbour_index,
 )
+from .tiling import upsample
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
@@ -117,7 +119,8 @@ class LoftUp(nn.Module):
         #: decoded at once, and the side of the square tiles the output is computed in.
         self.chunk_size: int | None = None
         self.tile_size: int | None = None
-        #: Stem convolutions of the inference path: "auto", "winograd" or "direct".
+        #: Stem convolutions of the inference path (see :func:`loftup.fused.choose_conv`):
+        #: "auto", "winograd" (NNPACK, CPU), "direct" (channels-last) or "direct_nchw".
         self.conv = "auto"
         self.backbone: str | None = None  # the featurizer it expects, when known
         self._fused_cache: tuple | None = None
@@ -215,8 +218,6 @@ class LoftUp(nn.Module):
         """
         check_inputs(lr_feats, image, self.config.dim)
         if self.uses_fast_path(lr_feats, image):
-            from .tiling import upsample
-
             with torch.no_grad():
                 return upsample(
                     self,
