@@ -633,7 +633,7 @@ def _not_yet(name: str):
 
 
 def _write_json(path: str, obj) -> None:
-    from .hub import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
     print(f"wrote {path}")

@@ -107,7 +107,7 @@ def run(
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (and ``stem_viz.png``)."""
     from tqdm import tqdm
 
-    from .hub import atomic_write_bytes
+    from .atomic import atomic_write_bytes
     from .outputs import comparison_png, save_features
 
     report = Report()

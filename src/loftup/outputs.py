@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 FORMATS = ("pt", "npy", "safetensors")
 

@@ -72,10 +72,10 @@ class MaskCache:
             return None  # a damaged entry is recomputed
 
     def put(self, image_path: Path, packed: np.ndarray, width: int) -> None:
-        from ..hub import _atomic_write
+        from ..atomic import atomic_write
 
         def write(tmp):
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, packed=packed, width=np.int64(width))
 
-        _atomic_write(self.path(image_path), write)
+        atomic_write(self.path(image_path), write)

@@ -116,7 +116,7 @@ def write_scenes(
     """
     from tqdm.auto import tqdm
 
-    from ..hub import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")

@@ -79,11 +79,11 @@ class FeatureCache:
             return
         from safetensors.torch import save_file
 
-        from ..hub import _atomic_write
+        from ..atomic import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tensor = feats.detach().cpu().contiguous()
-        _atomic_write(path, lambda tmp: save_file({"feats": tensor}, tmp))
+        atomic_write(path, lambda tmp: save_file({"feats": tensor}, tmp))
 
 
 @torch.no_grad()

@@ -42,11 +42,11 @@ def _image(img: torch.Tensor) -> np.ndarray:
 
 
 def _save(fig, plt, path: str | Path) -> Path:
-    from ..hub import _atomic_write
+    from ..atomic import atomic_write
 
     path = Path(path)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 

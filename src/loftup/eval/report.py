@@ -67,7 +67,7 @@ def _clean(obj):
 
 def write_json(path: str | Path, obj) -> Path:
     """Write ``obj`` as indented strict JSON (NaN -> null), atomically; returns the path."""
-    from ..hub import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     path = Path(path)
     text = json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write
 from ..errors import CheckpointError
-from ..hub import _atomic_write
 
 FORMAT = "loftup-train"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -39,7 +39,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
             f.flush()
             os.fsync(f.fileno())
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

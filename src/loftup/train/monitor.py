@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..hub import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 
 def git_commit() -> str | None:

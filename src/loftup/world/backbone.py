@@ -146,7 +146,7 @@ def train_backbone(
         "metrics": metrics,
     }
     out = save_backbone(model, out, extra)
-    from ..hub import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics

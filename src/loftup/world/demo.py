@@ -207,9 +207,10 @@ def verdict(results: dict) -> str:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step (see the module note); returns the numbers written to ``report.json``."""
     from .. import __version__
+    from ..atomic import atomic_write_bytes
     from ..baselines import get_upsampler
     from ..featurizers import get_featurizer, imagenet_normalize
-    from ..hub import atomic_write_bytes, load_upsampler
+    from ..hub import load_upsampler
 
     if cfg.size % 8:
         raise ValueError(f"size must be a multiple of 8 (the backbone's patch), got {cfg.size}")
