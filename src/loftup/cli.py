@@ -163,6 +163,7 @@ def _cmd_bench(args) -> int:
             device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
             reference=reference,
             stream_size=args.stream,
+            on_section=(lambda r: _write_json(args.json, r)) if args.json else None,
         )
         print(summary(report))
     else:

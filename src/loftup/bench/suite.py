@@ -26,9 +26,17 @@ SUITES = ("cpu", "gpu", "smoke")
 
 
 def run_suite(
-    name: str, *, device: str | None = None, reference=None, stream_size=None, log=print
+    name: str,
+    *,
+    device: str | None = None,
+    reference=None,
+    stream_size=None,
+    log=print,
+    on_section=None,
 ) -> dict:
-    """Run suite ``name`` and return its report (``sections``: one entry per measurement)."""
+    """Run suite ``name`` and return its report (``sections``: one entry per measurement).
+    ``on_section(report)`` is called after each section (to save partial results: a run cut
+    short by a time limit keeps what it measured)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
     from ..model import LoftUp
@@ -61,6 +69,8 @@ def run_suite(
             }
             log(f"[{name}] {key} FAILED: {type(e).__name__}: {e}")
         report["sections"].setdefault("_seconds", {})[key] = round(time.perf_counter() - t0, 1)
+        if on_section is not None:
+            on_section(report)
 
     fwd = dict(dim=dim, grid=grid, device=device, model=model, reference=reference, progress=False)
     if name == "cpu":
