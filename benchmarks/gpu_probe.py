@@ -38,6 +38,14 @@ def timed(cases, device, repeats):
     return {k: round(v["best_s"] * 1e3, 4) for k, v in t.items()}
 
 
+def unpadded(model, lr, image):
+    model.align = 1
+    try:
+        return model(lr, image)
+    finally:
+        model.align = None
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--json", required=True)
@@ -52,7 +60,8 @@ def main() -> None:
     reps = 10 if cuda else 1
     torch.manual_seed(0)
     model = LoftUp(dim=384).eval().to(dev, dt)
-    fw = model.fused(dt, "direct")
+    fw = model.fused(dt, "direct", 1)  # unpadded rows
+    fw8 = model.fused(dt, "direct", 8)  # rows mean-padded to multiples of 8 (a GPU's default)
     out = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "dtype": str(dt)}
 
     torch.set_grad_enabled(False)
@@ -63,6 +72,7 @@ def main() -> None:
         image = torch.randn(1, 3, size, size, device=dev, dtype=dt)
         lo, hi = image_minmax(image.float())
         kvs = encode_kv(fw, lr)
+        kvs8 = encode_kv(fw8, lr)
         enc = encode_region(fw, image, lo, hi, (0, 0), (size, size))  # (1, H, W, 203)
         x203 = enc.permute(0, 3, 1, 2)
         x208 = F.pad(enc, (0, 5)).permute(0, 3, 1, 2)
@@ -76,6 +86,7 @@ def main() -> None:
         y408 = F.conv2d(x208, w1p, b1p, padding=1)
         n = size * size
         tokens = torch.randn(1, n, 404, device=dev, dtype=dt)
+        tokens8 = torch.randn(1, n, 408, device=dev, dtype=dt)
         tok408 = torch.randn(n, 408, device=dev, dtype=dt)
         wq = fw.blocks[0].wq  # (416, 404)
         wq8 = F.pad(wq, (0, 4))
@@ -86,18 +97,21 @@ def main() -> None:
             "conv1 203->404 NCHW": lambda: F.conv2d(x203.contiguous(), w1, b1, padding=1),
             "conv2 404->404 NHWC": lambda: F.conv2d(y404, w2, b2, padding=1),
             "conv2 408->408 NHWC": lambda: F.conv2d(y408, w2p, b2p, padding=1),
+            "encode_region padded": lambda: encode_region(fw8, image, lo, hi, (0, 0), (size, size)),
             "decode": lambda: decode(fw, tokens.clone(), kvs),
+            "decode padded": lambda: decode(fw8, tokens8.clone(), kvs8),
             "gemm K=404": lambda: F.linear(tokens[0], wq),
             "gemm K=408": lambda: F.linear(tok408, wq8),
             "forward eager": lambda: model(lr, image),
+            "forward eager unpadded": lambda: unpadded(model, lr, image),
         }
         row["ms"] = timed(cases, dev, reps)
         if cuda:
             try:
-                cdec = torch.compile(lambda t: decode(fw, t, kvs), dynamic=False)
-                cdec(tokens.clone())
+                cdec = torch.compile(lambda t: decode(fw8, t, kvs8), dynamic=False)
+                cdec(tokens8.clone())
                 row["ms"].update(
-                    timed({"decode compiled": lambda: cdec(tokens.clone())}, dev, reps)
+                    timed({"decode padded compiled": lambda: cdec(tokens8.clone())}, dev, reps)
                 )
             except Exception as e:  # noqa: BLE001
                 row["decode_compile_error"] = repr(e)[:300]

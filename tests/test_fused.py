@@ -96,7 +96,7 @@ def test_fast_encoding_is_the_models_encoding_reordered(coords):
     assert (got.permute(0, 3, 1, 2) - expected[:, order]).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("conv,align", [(c, None) for c in CONVS] + [("direct", 8)])
 @pytest.mark.parametrize(
     "kwargs,lr_shape,img_shape",
     [
@@ -106,10 +106,15 @@ def test_fast_encoding_is_the_models_encoding_reordered(coords):
         ({"mlp_dim": 24, "num_heads": 2}, (1, 32, 7, 3), (1, 3, 5, 40)),
     ],
 )
-def test_fast_path_equals_differentiable_path(conv, kwargs, lr_shape, img_shape):
+def test_fast_path_equals_differentiable_path(conv, align, kwargs, lr_shape, img_shape):
+    """align=8 is what a GPU runs (rows mean-padded to multiples of 8), checked here."""
     torch.manual_seed(0)
     model = _perturbed(LoftUp(dim=32, **{"num_heads": 4, **kwargs}))
-    model.conv = conv
+    model.conv, model.align = conv, align
+    if align:
+        fw = model.fused(torch.float32, conv, align)
+        assert fw.width % align == 0 and fw.enc_padded % align == 0
+        assert fw.width > fw.real_width and fw.enc_padded > fw.enc_width  # padding is tested
     lr, image = torch.randn(lr_shape), torch.randn(img_shape) * 2 + 0.5
     with torch.no_grad():
         assert model.uses_fast_path(lr, image)

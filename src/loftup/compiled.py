@@ -62,7 +62,7 @@ def compile_upsampler(
       chunk_size: pixels decoded at once (default: per device).
     """
     device = torch.device(device or model.stem.conv1.weight.device)
-    fw = model.fused(dtype or compute_dtype(model, device), conv)
+    fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
     chunk = chunk_size or default_chunk_size(device)
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"

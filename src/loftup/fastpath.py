@@ -5,7 +5,8 @@ already the token sequence and no permute copies are made. The image encoding is
 float32 (Fourier arguments up to e^10 need it) and normalised before the cast to the compute
 dtype; the coordinate channels are computed once per row and once per column.
 
-Shapes: ``lr_feats`` (B, C, h, w); image regions (B, 3, rh, rw); tokens (B, n, D).
+Shapes: ``lr_feats`` (B, C, h, w); image regions (B, 3, rh, rw); tokens (B, n, Dp), where Dp
+is the token width D mean-padded to the alignment (:mod:`loftup.fused`; Dp = D on the CPU).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def encode_region(
     n, j = phases.shape[1], phases.shape[2]
     colour = (image.float() - lo) / (hi - lo).clamp_min(1e-4) - 0.5
     colour = colour.permute(0, 2, 3, 1)  # (B, rh, rw, 3)
-    enc = torch.empty(b, rh, rw, 2 * n * j + 3, device=dev, dtype=torch.float32)
+    e = 2 * n * j + 3
+    enc = torch.empty(b, rh, rw, fw.enc_padded, device=dev, dtype=torch.float32)
     off = 0
     if fw.coords:
         (y0, x0), (height, width) = origin, size
@@ -89,7 +91,8 @@ def encode_region(
     torch.sin(arg + phases[0, :, c0:], out=enc[..., off : off + 3 * n].unflatten(-1, (n, 3)))
     off += 3 * n
     torch.cos(arg + phases[1, :, c0:], out=enc[..., off : off + 3 * n].unflatten(-1, (n, 3)))
-    enc[..., -3:] = colour
+    enc[..., e - 3 : e] = colour
+    mean_pad(enc, e)
     enc = F.layer_norm(enc, enc.shape[-1:], *fw.stem_norm)
     return enc if fw.conv == "winograd" else enc.to(fw.dtype)
 
@@ -147,6 +150,7 @@ def decode(
     """
     b, n, d = x.shape
     x = x.contiguous().view(b * n, d)
+    mean_pad(x, fw.real_width)
     heads, hd = fw.heads, fw.head_dim
     for blk, (k, v) in zip(fw.blocks, kvs):
         q = linear(F.layer_norm(x, (d,), eps=blk.eps_q), blk.wq, blk.bq)
@@ -162,6 +166,13 @@ def decode(
         x = add_linear(x, h.view(b * n, -1), blk.w2)
     y = linear(F.layer_norm(x, (d,), eps=fw.eps_final), *fw.head)
     return F.layer_norm(y, y.shape[-1:], *fw.head_norm).view(b, n, -1)
+
+
+def mean_pad(x: torch.Tensor, real: int) -> None:
+    """Set the channels of ``x`` (..., width) after the first ``real`` to the mean of those,
+    in place (see "mean padding" in :mod:`loftup.fused`)."""
+    if x.shape[-1] > real:
+        x[..., real:] = x[..., :real].mean(-1, keepdim=True)
 
 
 def add_linear(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

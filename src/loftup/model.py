@@ -122,6 +122,9 @@ class LoftUp(nn.Module):
         #: Stem convolutions of the inference path (see :func:`loftup.fused.choose_conv`):
         #: "auto", "winograd" (NNPACK, CPU), "direct" (channels-last) or "direct_nchw".
         self.conv = "auto"
+        #: Token and encoding rows padded to multiples of this (None: 8 on a GPU, 1 on the
+        #: CPU; see :func:`loftup.fused.default_align`). The same function either way.
+        self.align: int | None = None
         self.backbone: str | None = None  # the featurizer it expects, when known
         self._fused_cache: tuple | None = None
 
@@ -188,14 +191,21 @@ class LoftUp(nn.Module):
 
     # -- inference -------------------------------------------------------------------------
 
-    def fused(self, dtype: torch.dtype | None = None, conv: str = "auto") -> FusedWeights:
+    def fused(
+        self, dtype: torch.dtype | None = None, conv: str = "auto", align: int | None = None
+    ) -> FusedWeights:
         """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
         parameter or buffer has changed (in place or replaced) since the last call (in-place
         changes to tensors created under ``torch.inference_mode`` cannot be seen)."""
         tensors = [*self.parameters(), *self.buffers()]
-        key = (dtype, conv, tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors))
+        key = (
+            dtype,
+            conv,
+            align,
+            tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors),
+        )
         if self._fused_cache is None or self._fused_cache[0] != key:
-            self._fused_cache = (key, fuse(self, dtype, conv))
+            self._fused_cache = (key, fuse(self, dtype, conv, align))
         return self._fused_cache[1]
 
     def uses_fast_path(self, *inputs: torch.Tensor) -> bool:

@@ -121,7 +121,7 @@ def upsample(
     """
     dev = image.device
     b, _, height, width = image.shape
-    fw = model.fused(compute_dtype(model, dev), conv)
+    fw = model.fused(compute_dtype(model, dev), conv, getattr(model, "align", None))
     tile_size = tile_size or default_tile_size(dev)
     step = max(1, chunk_size or default_chunk_size(dev))
     c = fw.head[0].shape[0]

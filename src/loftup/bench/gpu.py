@@ -60,7 +60,8 @@ def kernel_ablation(
     compile_sizes=(224,),
 ) -> list:
     """What each step buys, at each size in one precision, alternating: the default (fused
-    attention, channels-last convolutions), plain-math attention, NCHW convolutions, and
+    attention, channels-last convolutions, rows mean-padded to multiples of 8 on a GPU),
+    plain-math attention, NCHW convolutions, unpadded rows, and
     torch.compile (CUDA graphs on a GPU) at ``compile_sizes``."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -71,8 +72,8 @@ def kernel_ablation(
     for size in sizes:
         lr, image = _inputs(m, size, grid, device)
 
-        def run(conv="auto", math=False, lr=lr, image=image):
-            m.conv = conv
+        def run(conv="auto", math=False, align=None, lr=lr, image=image):
+            m.conv, m.align = conv, align
             if math:
                 with sdpa_kernel([SDPBackend.MATH]):
                     return m(lr, image)
@@ -82,6 +83,7 @@ def kernel_ablation(
             "default": run,
             "math attention": lambda: run(math=True),
             "NCHW convolutions": lambda: run(conv="direct_nchw"),
+            "unpadded rows": lambda: run(align=1),
         }
         if torch.device(device).type == "cpu":
             cases["direct convolutions"] = lambda: run(conv="direct")
@@ -91,7 +93,7 @@ def kernel_ablation(
             cases["compiled"] = lambda fn=fn, lr=lr, image=image: fn(lr, image)
         with torch.inference_mode():
             t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
-        m.conv = "auto"
+        m.conv, m.align = "auto", None
         base = t["default"]["best_s"]
         for name, timing in t.items():
             rows.append(
