@@ -168,13 +168,15 @@ def capped_stream(
     lr, image = _inputs(m, size, grid, device)
     out = torch.empty(1, size, size, m.config.dim, dtype=dtype).permute(0, 3, 1, 2)  # host
     out_bytes = out.numel() * out.element_size()
-    cuda = torch.device(device).type == "cuda"
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
     cap = None
     if cuda:
-        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
         cap = min(total, int(out_bytes * cap_fraction_of_output))
         torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(cap / total, torch.device(device))
+        torch.cuda.set_per_process_memory_fraction(cap / total, index)
     try:
         with torch.inference_mode(), PeakMemory(device) as mem:
             t0 = time.perf_counter()
@@ -183,7 +185,7 @@ def capped_stream(
             seconds = time.perf_counter() - t0
     finally:
         if cuda:
-            torch.cuda.set_per_process_memory_fraction(1.0, torch.device(device))
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
     return {
         "size": size,
         "dtype": str(dtype).replace("torch.", ""),

@@ -141,7 +141,7 @@ def run_suite(
                 model,
                 s(4096, 96),
                 dtype=dt,
-                tile_sizes=s((1024, 2048), (32, 64)),
+                tile_sizes=s((512, 1024, 2048), (32, 64)),
                 grid=grid,
                 device=device,
             )
