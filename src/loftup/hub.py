@@ -30,8 +30,6 @@ from .convert import (  # noqa: F401  (re-exported: the layout functions are par
 from .errors import CheckpointError, UnknownNameError, WeightsNotFoundError
 from .model import LoftUp, LoftUpConfig
 
-_atomic_write = atomic_write  # older name, still imported by some modules
-
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_TAG = "loftup"
