@@ -140,3 +140,25 @@ def test_scale_makes_the_same_world_bigger():
     assert big.classes.tolist() == small.classes.tolist()
     agree = (big.labels[1::2, 1::2] == small.labels).mean()
     assert agree > 0.9
+
+
+def test_region_boundaries_are_stronger_than_the_edges_inside_textures():
+    """Texture colours lie texture_contrast apart around a random mean, so neighbouring pixels
+    of two regions differ far more, on average, than neighbouring pixels of one region."""
+    cfg = SceneConfig(height=64, width=64, noise=0.0)
+    inside, across = [], []
+    for i in range(20):
+        s = generate_scene(cfg, 3, i)
+        img = s.image.astype(float) / 255
+        for a, b, ia, ib in (
+            (img[1:], img[:-1], s.instances[1:], s.instances[:-1]),
+            (img[:, 1:], img[:, :-1], s.instances[:, 1:], s.instances[:, :-1]),
+        ):
+            d = np.linalg.norm(a - b, axis=-1)
+            inside.append(d[ia == ib])
+            across.append(d[ia != ib])
+    inside, across = np.concatenate(inside), np.concatenate(across)
+    assert inside.max() <= 0.25 + 2 / 255, inside.max()  # at most the largest contrast
+    assert across.mean() > 2.5 * inside.mean(), (across.mean(), inside.mean())
+    with pytest.raises(ValueError, match="texture_contrast must be"):
+        SceneConfig(texture_contrast=(0.3, 0.1))

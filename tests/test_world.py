@@ -12,7 +12,13 @@ from loftup.data.scenes import SceneConfig
 from loftup.errors import WeightsNotFoundError
 from loftup.featurizers import get_featurizer, resolve
 from loftup.featurizers.scenes_vit import SceneViT, SceneViTConfig, load_backbone, save_backbone
-from loftup.world.backbone import BackboneRecipe, patch_targets, soft_cross_entropy, train_backbone
+from loftup.world.backbone import (
+    BackboneRecipe,
+    patch_colours,
+    patch_targets,
+    soft_cross_entropy,
+    train_backbone,
+)
 from loftup.world.probe import measure_backbone, near_other_class
 
 
@@ -63,6 +69,17 @@ def test_patch_targets_are_class_fractions_and_the_loss_is_minimal_at_them():
     assert torch.allclose(t[0, :, 0, 1], torch.tensor([0.25, 0, 0.75]))
     at_target = soft_cross_entropy(t.clamp_min(1e-9).log(), t)
     assert at_target < soft_cross_entropy(torch.zeros_like(t), t)
+
+
+def test_patch_colours_are_the_mean_colour_of_each_cell_of_each_patch():
+    image = torch.zeros(1, 3, 8, 16)
+    image[:, 0, :4, :4] = 1.0  # red top-left cell of the first patch
+    image[:, 2, :, 8:] = 0.5  # the second patch is blue all over
+    c = patch_colours(image, 8, 2)
+    assert c.shape == (1, 12, 1, 2)
+    cells = c[0, :, 0, 0].view(3, 4)  # channel-major, then the 2 x 2 cells in raster order
+    assert torch.equal(cells[0], torch.tensor([1.0, 0, 0, 0])) and not cells[1:].any()
+    assert torch.equal(c[0, :, 0, 1].view(3, 4)[2], torch.full((4,), 0.5))
 
 
 def test_boundary_band():

@@ -42,6 +42,10 @@ class SceneConfig:
         scene of size 2N at scale 2 is the same world as one of size N at scale 1, seen closer.
       noise: standard deviation of Gaussian pixel noise (image in [0, 1]).
       min_colour_distance: least RGB distance between a region's two texture colours.
+      texture_contrast: None, or (min, max) RGB distance between a region's two texture colours
+        (drawn uniformly per region, around a random mean colour; overrides
+        ``min_colour_distance``): low contrast makes region boundaries stronger than the edges
+        inside a texture, as object boundaries usually are in photographs.
       min_area: instance masks smaller than this (in pixels) are left out of the annotations,
         as SA-1B leaves out tiny segments; their pixels keep their class in the label map.
     """
@@ -60,6 +64,7 @@ class SceneConfig:
     scale: float = 1.0
     noise: float = 0.02
     min_colour_distance: float = 0.35
+    texture_contrast: tuple[float, float] | None = (0.12, 0.25)
     min_area: int = 16
 
     def __post_init__(self) -> None:
@@ -78,6 +83,13 @@ class SceneConfig:
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
                 raise ValueError(f"{name} must be a (min, max) pair with 0 <= min <= max")
+        if self.texture_contrast is not None:
+            lo, hi = self.texture_contrast
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(
+                    f"texture_contrast must be None or a (min, max) pair with 0 <= min <= max <= 1,"
+                    f" got {self.texture_contrast}"
+                )
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -194,7 +206,12 @@ def _log_uniform(rng, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def _colours(rng, min_distance: float) -> np.ndarray:
+def _colours(rng, min_distance: float, contrast=None) -> np.ndarray:
+    if contrast is not None:
+        direction = rng.normal(size=3)
+        half = 0.5 * rng.uniform(*contrast) * direction / np.linalg.norm(direction)
+        mean = np.abs(half) + rng.random(3) * (1 - 2 * np.abs(half))
+        return np.stack([mean - half, mean + half]).astype(np.float32)
     a = rng.random(3)
     for _ in range(100):
         b = rng.random(3)
@@ -236,7 +253,7 @@ def generate_scene(config: SceneConfig, seed: int, index: int = 0) -> Scene:
         if ys.size == 0:
             continue
         period = s * _log_uniform(rng, *config.period) * _log_uniform(rng, *config.texture_scale)
-        colours = _colours(rng, config.min_colour_distance)
+        colours = _colours(rng, config.min_colour_distance, config.texture_contrast)
         family = config.class_names[int(c)]
         image[ys, xs] = render_texture(family, ys + 0.5, xs + 0.5, period, colours, rng)
         labels[ys, xs] = c

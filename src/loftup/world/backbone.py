@@ -6,8 +6,14 @@
 Recipe: a pool of scenes is generated once (seed ``seed``, indices 0..scenes-1, passed through
 the same JPEG encoding as the files on disk); each step draws a batch from it and minimises the
 cross-entropy between a linear head on the patch features and the class histogram under each
-patch (soft targets: a patch on a boundary is taught the mixture it covers). Supervision is per
-patch only; the model never sees a pixel-level label. Textures appear at periods between 1x and
+patch (soft targets: a patch on a boundary is taught the mixture it covers), plus
+``appearance_weight`` times the squared error of a second linear head that reads, from the same
+features, the mean colour of each of the ``appearance_cells`` x ``appearance_cells`` cells of the
+patch (in the normalised image's units). Supervision is per patch only; the model never sees a
+pixel-level label. The appearance term keeps in the features what real backbones' features keep
+(the colour of each patch): without it an upsampler's cross-attention can match a pixel to the
+patches around it by position only, never by how it looks, and in this world it then learns
+region interiors but not where they stop (see the README's demo section). Textures appear at periods between 1x and
 2x their base (``texture_scale``) so that the same model works on zoomed crops (stage 2).
 AdamW with linear warm-up and cosine decay. The head is dropped; the features are the final
 LayerNorm's output. Afterwards the probes of :mod:`loftup.world.probe` run on held-out scenes
@@ -42,6 +48,8 @@ class BackboneRecipe:
     texture_scale: (min, max) texture period factor of the training scenes.
     lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
     warmup: linear warm-up steps before the cosine decay.
+    appearance_weight: weight of the patch-colour term (0: class only, the first release).
+    appearance_cells: the patch's colour is read as the mean of this many cells a side.
     seed: scene pool seed (held-out scenes use seed + 1) and parameter-initialisation seed.
     eval_scenes: held-out scenes for the probes (half fit, half score; 0 skips them).
     """
@@ -55,6 +63,8 @@ class BackboneRecipe:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 100
+    appearance_weight: float = 1.0
+    appearance_cells: int = 2
     seed: int = 0
     eval_scenes: int = 64
 
@@ -71,6 +81,11 @@ def patch_targets(labels: torch.Tensor, patch: int, classes: int) -> torch.Tenso
     """(B, H, W) class labels -> (B, classes, H/patch, W/patch) class fractions per patch."""
     onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
     return F.avg_pool2d(onehot, patch)
+
+
+def patch_colours(image: torch.Tensor, patch: int, cells: int) -> torch.Tensor:
+    """(B, 3, H, W) image -> (B, 3 * cells^2, H/patch, W/patch): mean colour of each cell."""
+    return F.pixel_unshuffle(F.avg_pool2d(image, patch // cells), cells)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -103,7 +118,9 @@ def train_backbone(
     torch.manual_seed(recipe.seed)
     model = SceneViT(config=architecture).to(device).train()
     head = torch.nn.Conv2d(model.dim, recipe.num_classes, 1).to(device)
-    params = [*model.parameters(), *head.parameters()]
+    colour_dim = 3 * recipe.appearance_cells**2
+    colour_head = torch.nn.Conv2d(model.dim, colour_dim, 1).to(device)
+    params = [*model.parameters(), *head.parameters(), *colour_head.parameters()]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
     images, labels = scene_batch(world, recipe.seed, range(recipe.scenes))
@@ -116,7 +133,11 @@ def train_backbone(
         target = patch_targets(labels[pick].to(device), model.patch_size, recipe.num_classes)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, recipe)
-        loss = soft_cross_entropy(head(model(x)), target)
+        feats = model(x)
+        loss = soft_cross_entropy(head(feats), target)
+        if recipe.appearance_weight:
+            colours = patch_colours(x, model.patch_size, recipe.appearance_cells)
+            loss = loss + recipe.appearance_weight * F.mse_loss(colour_head(feats), colours)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
