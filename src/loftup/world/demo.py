@@ -42,7 +42,7 @@ class DemoConfig:
     out: str = "loftup_demo"
     size: int = 64
     train_scenes: int = 300
-    val_scenes: int = 32
+    val_scenes: int = 48
     stage1_steps: int = 400
     stage2_steps: int = 150
     batch_size: int = 4
