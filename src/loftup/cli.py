@@ -527,6 +527,14 @@ def _add_world(sub) -> None:
     s.add_argument(
         "--texture-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX")
     )
+    s.add_argument(
+        "--texture-contrast",
+        type=float,
+        nargs=2,
+        default=(0.12, 0.25),
+        metavar=("MIN", "MAX"),
+        help="RGB distance between a region's two texture colours (default: 0.12 0.25)",
+    )
     s.add_argument("--quality", type=int, default=95, help="JPEG quality (4:4:4 chroma)")
     s.set_defaults(func=_cmd_world_scenes)
 
@@ -571,6 +579,7 @@ def _cmd_world_scenes(args) -> int:
         num_classes=args.classes,
         scale=args.scale,
         texture_scale=tuple(args.texture_scale),
+        texture_contrast=tuple(args.texture_contrast),
     )
     out = write_scenes(
         args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
