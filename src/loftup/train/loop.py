@@ -227,11 +227,13 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
             ):
                 pictures(monitor, trainee.upsampler, featurizer, viz, done)
             if done % cfg.log.ckpt_every == 0 or done == total:
+                # CSV first: a kill between the two leaves rows beyond the checkpoint (dropped
+                # on resume), never a checkpoint beyond the CSV (rows lost for good)
+                monitor.flush()
                 payload = checkpoint_payload(
                     cfg, trainee, optimizer, teacher, done, history, skipped
                 )
                 save_checkpoint(ckpt_path, payload)
-                monitor.flush()
         tick = time.perf_counter()
     bar.close()
 
