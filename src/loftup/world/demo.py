@@ -62,11 +62,14 @@ def make_scenes(cfg: DemoConfig) -> tuple[Path, Path]:
     return train, val
 
 
-def train_stages(cfg: DemoConfig, train_root: Path) -> tuple[Path, Path]:
-    """Stage 1 then stage 2; returns the two exported upsampler folders."""
-    from ..train.loop import train
+def stage_config(
+    cfg: DemoConfig, stage: int, train_root: Path, out_dir: Path, init: Path | None = None
+) -> dict:
+    """The ``loftup.train`` config (a dict) of the demo's stage 1 or 2, run in ``out_dir``.
 
-    runs = Path(cfg.out) / "runs"
+    ``init``: stage 2's starting point (stage 1's checkpoint). Experiments merge their switches
+    (model, mask_noise, stage2.teacher_view, backbone, data...) into this dict.
+    """
     common = {
         "backbone": "scenes_vit_p8",
         "batch_size": cfg.batch_size,
@@ -75,32 +78,38 @@ def train_stages(cfg: DemoConfig, train_root: Path) -> tuple[Path, Path]:
         "data": {"root": str(train_root), "masks": "sa1b", "num_workers": 0},
     }
     log = {"log_every": 10, "viz_every": 10**9, "tensorboard": False}
-    s1 = train(
-        {
+    if stage == 1:
+        return {
             **common,
             "stage": 1,
             "max_steps": cfg.stage1_steps,
             "optim": {"name": "nadam", "lr": cfg.stage1_lr, "clip_steps": 0},
             "stage1": {"image_size": cfg.size},
-            "log": {**log, "out_dir": str(runs / "stage1"), "ckpt_every": cfg.stage1_steps},
+            "log": {**log, "out_dir": str(out_dir), "ckpt_every": cfg.stage1_steps},
         }
-    )
-    s2 = train(
-        {
-            **common,
-            "stage": 2,
-            "init": str(s1.checkpoint),
-            "max_steps": cfg.stage2_steps,
-            "optim": {"name": "adamw", "lr": cfg.stage2_lr, "weight_decay": 0.01, "clip_steps": 0},
-            "stage2": {
-                "load_size": 2 * cfg.size,
-                "global_sizes": [cfg.size],
-                "crop_align": 8,
-                "affinity_max_side": cfg.size // 4,
-            },
-            "log": {**log, "out_dir": str(runs / "stage2"), "ckpt_every": cfg.stage2_steps},
-        }
-    )
+    return {
+        **common,
+        "stage": 2,
+        "init": str(init),
+        "max_steps": cfg.stage2_steps,
+        "optim": {"name": "adamw", "lr": cfg.stage2_lr, "weight_decay": 0.01, "clip_steps": 0},
+        "stage2": {
+            "load_size": 2 * cfg.size,
+            "global_sizes": [cfg.size],
+            "crop_align": 8,
+            "affinity_max_side": cfg.size // 4,
+        },
+        "log": {**log, "out_dir": str(out_dir), "ckpt_every": cfg.stage2_steps},
+    }
+
+
+def train_stages(cfg: DemoConfig, train_root: Path) -> tuple[Path, Path]:
+    """Stage 1 then stage 2; returns the two exported upsampler folders."""
+    from ..train.loop import train
+
+    runs = Path(cfg.out) / "runs"
+    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"))
+    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint))
     return s1.pretrained, s2.pretrained
 
 

@@ -1,0 +1,44 @@
+"""``loftup experiment NAME``: the paper's open questions, answered with numbers over seeds.
+
+=============  ===================================================================
+coords         with vs without the coordinate encoding (stage 1)
+attention      global cross-attention vs local k x k windows, k = 3, 5 (stage 1)
+stages         stage 1 only vs stages 1 + 2 vs stage 1 trained as long as both
+mask-noise     each mask-noise kind at levels 0, 0.25, 0.5, 1 (scores, loss curves)
+distill-view   stage-2 teacher on crops vs the full image vs both (small/large regions)
+grid           low-res grids of 4-32 cells, ratios 2x-32x, vs bilinear and bicubic
+=============  ===================================================================
+
+Each runs in the offline world by default (the demo's scenes and the shipped backbone
+``scenes_vit_p8``) and writes a folder with ``report.md``, ``results.json`` and PNG figures;
+:class:`ExperimentSettings` points it at real data and backbones instead. In Python::
+
+    from loftup.experiments import ExperimentSettings, run_experiment
+    results = run_experiment(ExperimentSettings("coords", quick=True, out="/tmp/coords"))
+"""
+
+from __future__ import annotations
+
+from .settings import DEFAULT_STEPS, ExperimentSettings
+
+EXPERIMENTS = tuple(DEFAULT_STEPS)
+
+
+def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -> dict:
+    """Run the experiment ``settings.name`` (settings left unset are resolved first)."""
+    import torch
+
+    s = settings.resolved()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    if s.name == "grid":
+        from .grid import run_grid
+
+        return run_grid(s, json_path)
+    from .designs import DESIGNS
+    from .variants import run_design
+
+    return run_design(s, DESIGNS[s.name](s), json_path)
+
+
+__all__ = ["EXPERIMENTS", "ExperimentSettings", "run_experiment"]

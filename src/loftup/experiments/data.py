@@ -1,0 +1,126 @@
+"""The work every run of an experiment shares: training data, held-out images, backbone features.
+
+Offline (the defaults): training scenes and held-out scenes written by ``loftup demo``'s
+:func:`~loftup.world.demo.make_scenes` into ``OUT/scenes``, read back from disk. With the
+user's data: ``settings.data`` is the training folder (SA-1B layout or plain images),
+``settings.eval_root`` a scene folder or, with ``settings.eval_dataset``, a segmentation dataset
+whose first ``eval_count / 2`` training images fit the probes and first ``eval_count / 2``
+validation images score them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import LoftUpError
+from .settings import ExperimentSettings
+
+
+@dataclass
+class EvalSet:
+    """Held-out images: the first half fits each probe, the second half scores it.
+
+    images: (N, 3, H, W) in [0, 1]; labels: (N, H, W) int64 (255: not scored); classes: K.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: int
+    source: str
+
+
+def scene_roots(s: ExperimentSettings) -> tuple[Path | None, Path | None]:
+    """(training scenes, held-out scenes) written where the settings ask for offline scenes."""
+    from ..world.demo import make_scenes
+
+    if s.data and s.eval_root:
+        return None, None
+    train, val = make_scenes(s.demo(0))
+    return (None if s.data else train), (None if s.eval_root else val)
+
+
+def training_root(s: ExperimentSettings, scenes: Path | None) -> Path:
+    root = Path(s.data) if s.data else scenes
+    if not root.is_dir():
+        raise LoftUpError(f"training data folder {root} does not exist; check --data")
+    return root
+
+
+def load_eval_set(s: ExperimentSettings, scenes: Path | None) -> EvalSet:
+    """The held-out set of the settings (see the module note)."""
+    from ..data.scene_files import read_world
+    from ..world.demo import load_val
+
+    n = s.eval_count
+    if s.eval_dataset:
+        return _dataset_eval_set(s.eval_dataset, s.eval_root, s.size, n)
+    root = Path(s.eval_root) if s.eval_root else scenes
+    images, labels = load_val(root)
+    if len(images) < n:
+        raise LoftUpError(f"{root} holds {len(images)} scenes, fewer than eval_count={n}")
+    classes = read_world(root).config.num_classes
+    return EvalSet(images[:n], labels[:n], classes, str(root))
+
+
+def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
+    from ..eval.datasets import SegmentationSet, check_dataset
+
+    check_dataset("seg", name)
+    parts = [
+        SegmentationSet(name, root, "train", size, limit=n // 2),
+        SegmentationSet(name, root, "val", size, limit=n - n // 2),
+    ]
+    items = [ds[i] for ds in parts for i in range(len(ds))]
+    if len(items) < 2:
+        raise LoftUpError(f"{name} at {root} gave {len(items)} images; need at least 2")
+    images = torch.stack([it["image"] for it in items])
+    labels = torch.stack([it["label"].long() for it in items])
+    return EvalSet(images, labels, parts[0].spec.num_classes, f"{name} at {root}")
+
+
+def load_backbone(s: ExperimentSettings):
+    """The frozen featurizer of the settings, in eval mode on the CPU."""
+    from ..featurizers import get_featurizer
+
+    return get_featurizer(s.backbone, s.backbone_weights).eval()
+
+
+@torch.no_grad()
+def lowres_features(featurizer, images01: torch.Tensor, batch: int = 8):
+    """(guidance (N, 3, H, W) normalised, low-res features (N, C, h, w)) of images in [0, 1]."""
+    guidance = featurizer.normalize(images01)
+    parts = [featurizer(guidance[i : i + batch]).float() for i in range(0, len(guidance), batch)]
+    return guidance, torch.cat(parts)
+
+
+def weights_fingerprint(backbone: str, weights: str | None) -> dict:
+    """Name, weights argument, the weights file and its sha256 (None when not a local file)."""
+    path = None
+    if weights:
+        p = Path(weights).expanduser()
+        if p.is_dir():
+            found = sorted(p.glob("*.safetensors")) or sorted(p.glob("*.bin"))
+            path = found[0] if found else None
+        elif p.is_file():
+            path = p
+    elif backbone == "scenes_vit_p8":
+        from ..featurizers.scenes_vit import NAME, shipped_weights
+
+        path = shipped_weights() / f"{NAME}.safetensors"
+    sha = None
+    if path is not None and path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        sha = digest.hexdigest()
+    return {
+        "name": backbone,
+        "weights": weights,
+        "file": str(path) if path else None,
+        "sha256": sha,
+    }

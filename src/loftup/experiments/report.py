@@ -1,0 +1,106 @@
+"""The report folder of an experiment: ``report.md``, ``results.json`` and the PNG figures.
+
+``results.json`` remembers how the numbers were made: the resolved settings, the command, the
+package version and git commit, the backbone's weights file and sha256, the held-out set, torch
+threads, the machine's load average at the start and the end, and seconds per phase.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .data import EvalSet, weights_fingerprint
+from .settings import ExperimentSettings
+from .stats import RULE
+
+
+class Clock:
+    """Seconds per phase and the load average at start and end (the machine is shared)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.load_start = _load()
+        self.phases: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def record(self) -> dict:
+        return {
+            "seconds": {
+                "total": round(time.perf_counter() - self.start, 1),
+                **{k: round(v, 1) for k, v in self.phases.items()},
+            },
+            "load_average_1min": {"start": self.load_start, "end": _load()},
+            "threads": torch.get_num_threads(),
+        }
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def provenance(s: ExperimentSettings, evalset: EvalSet) -> dict:
+    """Settings, command, version, commit, backbone weights hash, held-out set."""
+    from ..eval.report import run_info
+
+    return {
+        "settings": s.to_dict(),
+        "command": ["loftup", *sys.argv[1:]] if sys.argv else [],
+        "run": run_info("cpu"),
+        "backbone": weights_fingerprint(s.backbone, s.backbone_weights),
+        "heldout": {
+            "source": evalset.source,
+            "images": len(evalset.images),
+            "size": list(evalset.images.shape[-2:]),
+            "classes": evalset.classes,
+            "fit": len(evalset.images) // 2,
+            "scored": len(evalset.images) - len(evalset.images) // 2,
+        },
+    }
+
+
+def header(title: str, question: str, results: dict) -> str:
+    """The top of ``report.md``: question, setting, provenance and time in a few lines."""
+    s, b, run = results["settings"], results["backbone"], results["run"]
+    clock = results["clock"]
+    sha = (b["sha256"] or "not a local file")[:16]
+    held = results["heldout"]
+    load = clock["load_average_1min"]
+    lines = [
+        f"# Experiment `{s['name']}`: {title}",
+        "",
+        question,
+        "",
+        f"- command: `{' '.join(results['command'])}`",
+        f"- {s['seeds']} seeds; stage 1: {s['stage1_steps']} steps"
+        + (f", stage 2: {s['stage2_steps']} steps" if s["stage2_steps"] else "")
+        + f" of batch {s['batch_size']} at {s['size']} px; backbone `{b['name']}` "
+        f"(weights sha256 {sha}...)",
+        f"- held-out: {held['images']} images ({held['fit']} fit each probe, {held['scored']} "
+        f"score it), {held['classes']} classes, from {held['source']}",
+        f"- loftup {run['loftup_version']}, commit {run['git_commit']}, "
+        f"{clock['seconds']['total']:.0f} s on {clock['threads']} thread(s), load average "
+        f"{load['start']} at the start and {load['end']} at the end",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, markdown: str, results: dict, json_path: str | None = None) -> None:
+    """``report.md`` and ``results.json`` in ``out`` (and a copy of the JSON at ``json_path``)."""
+    from ..eval.report import write_json
+    from ..hub import atomic_write_bytes
+
+    text = markdown.rstrip() + "\n\n" + RULE + "\n"
+    atomic_write_bytes(out / "report.md", text.encode())
+    write_json(out / "results.json", results)
+    if json_path:
+        write_json(json_path, results)

@@ -1,0 +1,158 @@
+"""Training runs of an experiment: the demo's two stages with each variant's switches.
+
+A run folder that finished (``summary.json`` and ``final/``) is reused when its config is the
+one asked for, and a folder with a checkpoint is resumed, so an interrupted experiment picks up
+where it stopped; a folder made with other settings is an error, never silently reused. Runs of
+one seed share work: variants naming the same ``stage1_run`` share one stage-1 run, and a variant
+that ``continues`` another stage-1 run copies it and trains on (same config, more steps: a
+resumed run repeats an uninterrupted one exactly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import LoftUpError
+from .settings import ExperimentSettings
+
+#: History columns kept for the loss curves (the rest are timings).
+LOSS_KEYS = ("loss", "rec", "tv", "target", "affinity")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment.
+
+    Arguments:
+      name: its row in the table.
+      stage1: config entries merged into stage 1's (e.g. ``{"model": {"coords": False}}``).
+      stage2: None for stage 1 only, else entries merged into stage 2's ({} for the demo's).
+      stage1_run: name of its stage-1 run; variants naming the same one share it (default: name).
+      stage1_steps: stage 1's steps when not the experiment's.
+      continues: a stage-1 run of the same config and fewer steps to continue from.
+    """
+
+    name: str
+    stage1: dict = field(default_factory=dict)
+    stage2: dict | None = None
+    stage1_run: str | None = None
+    stage1_steps: int | None = None
+    continues: str | None = None
+
+    @property
+    def run_key(self) -> str:
+        return self.stage1_run or self.name
+
+
+@dataclass
+class RunResult:
+    """A finished run: its exported upsampler, checkpoint, per-step losses and seconds."""
+
+    pretrained: Path
+    checkpoint: Path
+    history: list[dict]
+    seconds: float
+
+
+def folder_name(name: str) -> str:
+    """A file-system-safe folder name for a variant or run name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def base_overrides(s: ExperimentSettings) -> dict:
+    """Config entries every run of the settings gets (backbone, data masks, progress)."""
+    from ..train.config import merge, parse_overrides
+
+    entries = {"backbone": s.backbone, "data": {"masks": s.masks}}
+    if s.backbone_weights:
+        entries["backbone_weights"] = s.backbone_weights
+    entries["log"] = {"progress": s.progress}
+    return merge(entries, parse_overrides(s.overrides))
+
+
+def stage_configs(
+    s: ExperimentSettings, v: Variant, seed: int, train_root: Path, runs: Path
+) -> tuple[dict, dict | None]:
+    """Stage 1's and (or None) stage 2's training configs of variant ``v`` at ``seed``."""
+    from ..train.config import merge
+    from ..world.demo import stage_config
+
+    cfg = s.demo(seed)
+    if v.stage1_steps:
+        cfg = dataclasses.replace(cfg, stage1_steps=v.stage1_steps)
+    common = base_overrides(s)
+    folder = runs / f"seed{seed}"
+    one = stage_config(cfg, 1, train_root, folder / folder_name(v.run_key) / "stage1")
+    one = merge(merge(one, v.stage1), common)
+    if v.stage2 is None:
+        return one, None
+    init = Path(one["log"]["out_dir"]) / "checkpoint.pt"
+    two = stage_config(cfg, 2, train_root, folder / folder_name(v.name) / "stage2", init=init)
+    return one, merge(merge(two, v.stage2), common)
+
+
+def run_stage(config: dict, continues: Path | None = None) -> RunResult:
+    """Train the run ``config`` describes, or reuse / resume its folder (see the module note)."""
+    from ..train.checkpoint import unpack_history
+    from ..train.config import load_config
+    from ..train.loop import train
+
+    cfg = load_config(config)
+    out = Path(cfg.log.out_dir)
+    ckpt = out / "checkpoint.pt"
+    if (out / "summary.json").is_file() and (out / "final").is_dir():
+        _check_same(cfg, out)
+        raw = torch.load(ckpt, weights_only=True, map_location="cpu")
+        history = unpack_history(raw["history"])
+        if raw["step"] > cfg.max_steps:
+            raise LoftUpError(
+                f"{out} holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked "
+                "for; choose another --out or delete that folder"
+            )
+        if raw["step"] == cfg.max_steps:
+            import json
+
+            seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
+            return RunResult(out / "final", ckpt, _losses(history), float(seconds or 0.0))
+    if continues is not None and not ckpt.exists():
+        shutil.copytree(continues, out, ignore=shutil.ignore_patterns("final*"), dirs_exist_ok=True)
+    result = train(cfg, resume=ckpt.exists())
+    return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
+
+
+def _losses(history: list[dict]) -> list[dict]:
+    return [{k: row[k] for k in ("step", *LOSS_KEYS) if k in row} for row in history]
+
+
+def _check_same(cfg, out: Path) -> None:
+    """Refuse to reuse a run folder made with another config (the log section aside)."""
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    wanted = cfg.to_dict()
+    skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
+    diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
+    if diff:
+        raise LoftUpError(
+            f"{out} holds a run made with other settings (differs in {', '.join(diff)}); "
+            "choose another --out or delete that folder"
+        )
+
+
+def run_variant(
+    s: ExperimentSettings, v: Variant, seed: int, train_root: Path, runs: Path
+) -> dict[str, RunResult]:
+    """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}."""
+    one, two = stage_configs(s, v, seed, train_root, runs)
+    continues = None
+    if v.continues:
+        continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
+    out = {"stage1": run_stage(one, continues)}
+    if two is not None:
+        out["stage2"] = run_stage(two)
+    return out

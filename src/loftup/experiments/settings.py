@@ -1,0 +1,157 @@
+"""What an experiment run depends on: the world (or the user's data), the budget, the seeds.
+
+Settings left at ``None`` take ``loftup demo``'s value (:class:`loftup.world.demo.DemoConfig`)
+at run time, so that the experiments follow the demo's world and recipe as it evolves; the step
+budgets default to each experiment's own (:data:`DEFAULT_STEPS`, sized so that each experiment
+runs in at most 30 minutes on a 2-core CPU). ``quick`` shrinks everything left unset to a smoke
+run of a minute or so (:data:`QUICK`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import LoftUpError
+
+#: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
+#: (docs/experiments.md: about 1.1 s per stage-1 step and 1.4 s per stage-2 step at 64 px,
+#: batch 4, one thread of the shared 2-core machine).
+DEFAULT_STEPS = {
+    "coords": (220, 0),
+    "attention": (150, 0),
+    "stages": (200, 100),
+    "mask-noise": (30, 0),
+    "distill-view": (200, 60),
+    "grid": (200, 100),
+}
+
+#: What ``--quick`` sets where the user did not: a smoke run that still writes every output.
+QUICK = {
+    "seeds": 2,
+    "size": 32,
+    "train_scenes": 8,
+    "val_scenes": 8,
+    "stage1_steps": 2,
+    "stage2_steps": 1,
+    "probe_epochs": 2,
+    "max_side": 64,
+}
+
+#: The settings that fill a :class:`loftup.world.demo.DemoConfig` (same names).
+DEMO_FIELDS = (
+    "size",
+    "train_scenes",
+    "val_scenes",
+    "batch_size",
+    "stage1_lr",
+    "stage2_lr",
+    "probe_epochs",
+    "probe_lr",
+)
+
+
+@dataclass
+class ExperimentSettings:
+    """One experiment run.
+
+    Arguments:
+      name: the experiment (a key of :data:`DEFAULT_STEPS`).
+      out: its folder (default ``experiments/NAME``).
+      seeds: seeds 0 .. seeds-1; each seeds the training runs and the probes (default 3).
+      quick: smoke-test sizes for everything left unset (:data:`QUICK`).
+      stage1_steps, stage2_steps: training budget (default: the experiment's).
+      size, train_scenes, val_scenes, batch_size, stage1_lr, stage2_lr, probe_epochs, probe_lr:
+        as in ``loftup demo`` (default: the demo's).
+      backbone, backbone_weights: the frozen featurizer (default: the shipped ``scenes_vit_p8``).
+      data: training images (an SA-1B folder or a folder of images); default: offline scenes.
+      masks: the stage-1 mask source for ``data`` (``sa1b``, ``superpixels`` or ``sam``).
+      eval_root: held-out images with labels: a scene folder (``loftup world scenes``) or, with
+        ``eval_dataset``, a segmentation dataset (cocostuff, cityscapes, ade20k, voc); default:
+        fresh offline scenes.
+      eval_count: held-out images (half fit the probes, half score them); default val_scenes
+        (grid: at most 16, since each is scored at up to 17 grid x ratio cells).
+      max_side: grid only: the largest output side scored (cells with g * r above it are left
+        out; default 256).
+      overrides: ``key=value`` training-config entries applied to both stages (after the
+        experiment's own switches), e.g. ``stage1.n_jitters=2``.
+      threads: torch threads (default: torch's; on a loaded machine 1 is fastest).
+      progress: progress bars.
+    """
+
+    name: str
+    out: str | None = None
+    seeds: int | None = None
+    quick: bool = False
+    stage1_steps: int | None = None
+    stage2_steps: int | None = None
+    size: int | None = None
+    train_scenes: int | None = None
+    val_scenes: int | None = None
+    batch_size: int | None = None
+    stage1_lr: float | None = None
+    stage2_lr: float | None = None
+    probe_epochs: int | None = None
+    probe_lr: float | None = None
+    backbone: str = "scenes_vit_p8"
+    backbone_weights: str | None = None
+    data: str | None = None
+    masks: str = "sa1b"
+    eval_root: str | None = None
+    eval_dataset: str | None = None
+    eval_count: int | None = None
+    max_side: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in DEFAULT_STEPS:
+            raise LoftUpError(
+                f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
+            )
+        if self.seeds is not None and self.seeds < 1:
+            raise LoftUpError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.eval_dataset and not self.eval_root:
+            raise LoftUpError("--eval-dataset needs --eval-root (the dataset's folder)")
+        if self.masks not in ("sa1b", "superpixels", "sam"):
+            raise LoftUpError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
+
+    def resolved(self) -> ExperimentSettings:
+        """A copy with every ``None`` filled: quick sizes, the experiment's steps, the demo's."""
+        from ..world.demo import DemoConfig
+
+        demo = DemoConfig()
+        s1, s2 = DEFAULT_STEPS[self.name]
+        fill = {"seeds": 3, "stage1_steps": s1, "stage2_steps": s2, "max_side": 256}
+        fill["out"] = f"experiments/{self.name}"
+        fill.update({k: getattr(demo, k) for k in DEMO_FIELDS})
+        if self.quick:
+            fill.update({k: v for k, v in QUICK.items() if k != "stage2_steps" or s2})
+        values = {k: v for k, v in fill.items() if getattr(self, k) is None}
+        out = dataclasses.replace(self, **values)
+        if out.eval_count is None:
+            out.eval_count = min(16, out.val_scenes) if self.name == "grid" else out.val_scenes
+        if out.size % 8:
+            raise LoftUpError(f"size must be a multiple of 8, got {out.size}")
+        if out.eval_count < 2:
+            raise LoftUpError(
+                f"eval_count must be at least 2 (half fit, half score), got {out.eval_count}"
+            )
+        return out
+
+    def demo(self, seed: int, out: str | None = None):
+        """The :class:`DemoConfig` of one seed (resolved settings only)."""
+        from ..world.demo import DemoConfig
+
+        values = {k: getattr(self, k) for k in DEMO_FIELDS}
+        return DemoConfig(
+            out=out or self.out,
+            stage1_steps=self.stage1_steps,
+            stage2_steps=max(1, self.stage2_steps),
+            seed=seed,
+            **values,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
