@@ -1,0 +1,205 @@
+"""`loftup experiment`: the verdict rule, region split, grid views, settings, run reuse, CLI errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+
+from loftup.cli import main
+from loftup.errors import LoftUpError
+from loftup.experiments import EXPERIMENTS, ExperimentSettings
+from loftup.experiments.data import weights_fingerprint
+from loftup.experiments.grid_views import (
+    cell_views,
+    grid_cells,
+    render_scenes,
+    render_side,
+)
+from loftup.experiments.runs import Variant, run_stage, stage_configs
+from loftup.experiments.scoring import region_miou, small_area, small_regions
+from loftup.experiments.stats import NO_DIFFERENCE, summarize, table, verdict
+
+# -- the verdict rule -----------------------------------------------------------------------------
+
+
+def test_a_difference_within_the_spread_is_no_finding():
+    ref = summarize([0.70, 0.72, 0.74])  # std 0.02
+    close = summarize([0.72, 0.73, 0.74])  # +0.01, pooled std ~0.016
+    far = summarize([0.78, 0.79, 0.80])  # +0.07
+    assert verdict(close, ref)["verdict"] == NO_DIFFERENCE
+    assert verdict(far, ref)["verdict"] == "better"
+    assert verdict(ref, far)["verdict"] == "worse"
+    assert verdict(far, ref, higher_is_better=False)["verdict"] == "worse"
+    v = verdict(far, ref)
+    assert v["diff"] == pytest.approx(0.07) and v["pooled_std"] == pytest.approx(
+        math.sqrt((0.01**2 + 0.02**2) / 2)
+    )
+    assert verdict(summarize([0.9]), summarize([0.1]))["verdict"] == "one seed: no spread"
+
+
+def test_table_compares_every_row_with_the_reference():
+    rows = {
+        "released": {"miou": summarize([0.70, 0.72, 0.74])},
+        "variant": {"miou": summarize([0.72, 0.73, 0.74])},
+        "bilinear": {"miou": summarize([0.60, 0.61, 0.62])},
+    }
+    text = table(rows, {"miou": "mIoU"}, "released", compare=("miou",))
+    lines = text.splitlines()
+    assert lines[0] == "| variant | mIoU | Δ mIoU vs released |"
+    assert lines[2] == "| released | 0.720 ± 0.020 | (reference) |"
+    assert lines[3].endswith(f"| +0.010 ({NO_DIFFERENCE}) |")
+    assert lines[4].endswith("| -0.110 (worse) |")
+
+
+# -- small and large regions ----------------------------------------------------------------------
+
+
+def test_small_regions_are_small_connected_components_of_one_class():
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, 4:20, 4:20] = 1  # 256 px: large for a threshold of 100
+    for i in range(10):  # a diagonal line of class 2: one 8-connected component of 10 px
+        labels[0, 22 + i % 10, 20 + i] = 2
+    labels[0, 30:32, 0:3] = 255  # not scored: never small
+    small = small_regions(labels, min_area=100)
+    assert small[0, 22, 20] and small[0, 31, 29] and small.sum() == 10
+    assert not small[0, 10, 10] and not small[0, 31, 0]
+    pred = labels.clone()
+    pred[pred == 255] = 0
+    perfect = region_miou(pred, labels, small, 3)
+    assert perfect == {"miou_small": 1.0, "miou_large": 1.0}
+    pred[small] = 0  # the line is missed: only the small-region score drops
+    missed = region_miou(pred, labels, small, 3)
+    assert missed["miou_large"] == 1.0 and missed["miou_small"] < 0.5
+    assert small_area(8, 64, 64, 4) == 256 and small_area(8, 128, 64, 4) == 1024
+
+
+# -- grids ----------------------------------------------------------------------------------------
+
+
+def test_grid_cells_and_views_are_the_sizes_they_claim():
+    cells = grid_cells((4, 8, 16, 32), (2, 4, 8, 16, 32), 256)
+    assert len(cells) == 17 and (8, 32) in cells and (16, 32) not in cells
+    assert render_side(4, 2, 8) == 32 and render_side(4, 32, 8) == 128
+    images, labels = render_scenes(_scene_config(), 1, 2, 128, 4.0)
+    v = cell_views(images, labels, 4, 32, 8)
+    assert v["backbone"].shape == (2, 3, 32, 32) and v["guidance"].shape == (2, 3, 128, 128)
+    assert torch.equal(v["labels"], labels)  # O = R: the render's own labels
+    small = cell_views(images[:, :, :32, :32].contiguous(), labels[:, :32, :32], 4, 2, 8)
+    assert small["labels"].shape == (2, 8, 8) and small["guidance"].shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="needs renders of 128 px"):
+        cell_views(images[:, :, :64, :64], labels[:, :64, :64], 4, 32, 8)
+
+
+def test_a_scene_rendered_larger_at_a_larger_texture_scale_is_the_same_scene():
+    small_img, small_lab = render_scenes(_scene_config(), 1, 4, 32, 1.0)
+    big_img, big_lab = render_scenes(_scene_config(), 1, 4, 128, 4.0)
+    down = torch.nn.functional.interpolate(big_lab[:, None].float(), size=(32, 32),
+                                           mode="nearest-exact")[:, 0].long()  # fmt: skip
+    assert (down == small_lab).float().mean() > 0.9  # same layout, 4x the pixels
+    other = render_scenes(_scene_config(), 2, 4, 32, 1.0)[1]
+    assert (other == small_lab).float().mean() < 0.6
+
+
+def _scene_config():
+    from loftup.data.scenes import SceneConfig
+
+    return SceneConfig()
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+def test_settings_follow_the_demo_unless_set():
+    from loftup.world.demo import DemoConfig
+
+    demo = DemoConfig()
+    s = ExperimentSettings("coords").resolved()
+    assert (s.size, s.train_scenes, s.stage1_lr, s.probe_epochs) == (
+        demo.size, demo.train_scenes, demo.stage1_lr, demo.probe_epochs
+    )  # fmt: skip
+    assert s.seeds == 3 and s.out == "experiments/coords" and s.eval_count == demo.val_scenes
+    q = ExperimentSettings("stages", quick=True, size=48).resolved()
+    assert q.size == 48 and q.seeds == 2 and q.stage1_steps == 2 and q.stage2_steps == 1
+    assert ExperimentSettings("coords", quick=True).resolved().stage2_steps == 0
+    assert ExperimentSettings("grid").resolved().eval_count == min(16, demo.val_scenes)
+    assert set(EXPERIMENTS) == {"coords", "attention", "stages", "mask-noise", "distill-view",
+                                "grid"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "colour"}, "unknown experiment 'colour'"),
+        ({"name": "coords", "seeds": 0}, "--seeds must be at least 1"),
+        ({"name": "coords", "eval_dataset": "voc"}, "--eval-dataset needs --eval-root"),
+        ({"name": "coords", "masks": "slic"}, "masks must be sa1b, superpixels or sam"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(LoftUpError, match=message):
+        ExperimentSettings(**kwargs)
+
+
+def test_size_must_fit_the_patch():
+    with pytest.raises(LoftUpError, match="multiple of 8"):
+        ExperimentSettings("coords", size=60).resolved()
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def test_variant_switches_reach_the_training_configs(tmp_path):
+    s = ExperimentSettings(
+        "coords", overrides=["stage1.n_jitters=2"], backbone_weights="/w"
+    ).resolved()
+    v = Variant("no coords", {"model": {"coords": False}}, stage2={"stage2": {"teacher_view": "full"}},
+                stage1_run="shared")  # fmt: skip
+    one, two = stage_configs(s, v, 2, tmp_path / "train", tmp_path / "runs")
+    assert one["model"]["coords"] is False and one["seed"] == 2
+    assert one["stage1"]["n_jitters"] == 2 and one["stage1"]["image_size"] == s.size
+    assert one["backbone_weights"] == "/w" and one["max_steps"] == s.stage1_steps
+    assert one["log"]["out_dir"] == str(tmp_path / "runs" / "seed2" / "shared" / "stage1")
+    assert two["init"] == str(tmp_path / "runs" / "seed2" / "shared" / "stage1" / "checkpoint.pt")
+    assert two["stage2"]["teacher_view"] == "full" and two["stage"] == 2
+    assert two["log"]["out_dir"] == str(tmp_path / "runs" / "seed2" / "no_coords" / "stage2")
+    assert stage_configs(s, Variant("a"), 0, tmp_path, tmp_path)[1] is None
+
+
+def test_a_run_folder_made_with_other_settings_is_not_reused(tmp_path):
+    s = ExperimentSettings("coords").resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    out = tmp_path / "runs" / "seed0" / "a" / "stage1"
+    (out / "final").mkdir(parents=True)
+    (out / "summary.json").write_text("{}")
+    other = {**one, "model": {"coords": False}}
+    from loftup.train.config import load_config
+
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(other).to_dict()))
+    with pytest.raises(LoftUpError, match=r"other settings \(differs in model\)"):
+        run_stage(one)
+
+
+def test_weights_fingerprint_hashes_the_file(tmp_path):
+    import hashlib
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    fp = weights_fingerprint("dinov2_vits14", str(tmp_path))
+    assert fp["sha256"] == hashlib.sha256(b"weights").hexdigest()
+    shipped = weights_fingerprint("scenes_vit_p8", None)
+    assert shipped["file"].endswith("scenes_vit_p8.safetensors") and len(shipped["sha256"]) == 64
+    assert weights_fingerprint("dinov2_vits14", None)["sha256"] is None
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def test_cli_names_the_experiments_and_refuses_bad_input(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "colour"])
+    assert "invalid choice: 'colour'" in capsys.readouterr().err
+    assert main(["experiment", "coords", "--eval-dataset", "voc"]) == 2
+    err = capsys.readouterr().err
+    assert "--eval-dataset needs --eval-root" in err and len(err.strip().splitlines()) == 1
