@@ -125,6 +125,8 @@ def test_settings_follow_the_demo_unless_set():
     assert q.size == 48 and q.seeds == 2 and q.stage1_steps == 2 and q.stage2_steps == 1
     assert ExperimentSettings("coords", quick=True).resolved().stage2_steps == 0
     assert ExperimentSettings("grid").resolved().eval_count == min(16, demo.val_scenes)
+    noise = ExperimentSettings("mask-noise", noise_kinds=["drop"]).resolved()
+    assert noise.noise_kinds == ["drop"] and noise.noise_levels == [0.25, 0.5, 1.0]
     assert set(EXPERIMENTS) == {"coords", "attention", "stages", "mask-noise", "distill-view",
                                 "grid"}  # fmt: skip
 
@@ -136,6 +138,8 @@ def test_settings_follow_the_demo_unless_set():
         ({"name": "coords", "seeds": 0}, "--seeds must be at least 1"),
         ({"name": "coords", "eval_dataset": "voc"}, "--eval-dataset needs --eval-root"),
         ({"name": "coords", "masks": "slic"}, "masks must be sa1b, superpixels or sam"),
+        ({"name": "mask-noise", "noise_kinds": ["blur"]}, "unknown mask-noise kind 'blur'"),
+        ({"name": "mask-noise", "noise_levels": [0.0]}, r"noise levels must be in \(0, 1\]"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

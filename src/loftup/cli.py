@@ -539,6 +539,10 @@ def _add_experiment(sub) -> None:
     p.add_argument("--eval-dataset", default=None, help="seg dataset name for --eval-root")
     p.add_argument("--eval-count", type=int, default=None, help="held-out images (half fit)")
     p.add_argument("--max-side", type=int, default=None, help="grid: largest output side (256)")
+    p.add_argument("--kinds", nargs="+", default=None, dest="noise_kinds",
+                   help="mask-noise: kinds to train (default: all)")  # fmt: skip
+    p.add_argument("--levels", nargs="+", type=float, default=None, dest="noise_levels",
+                   help="mask-noise: levels above 0 (default: 0.25 0.5 1)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config entries")
@@ -553,7 +557,8 @@ def _cmd_experiment(args) -> int:
     keys = ("seeds", "quick", "out", "stage1_steps", "stage2_steps", "size", "train_scenes",
             "val_scenes", "batch_size", "stage1_lr", "stage2_lr", "probe_epochs", "probe_lr",
             "backbone", "backbone_weights", "data", "masks", "eval_root", "eval_dataset",
-            "eval_count", "max_side", "overrides", "threads")  # fmt: skip
+            "eval_count", "max_side", "noise_kinds", "noise_levels", "overrides",
+            "threads")  # fmt: skip
     settings = ExperimentSettings(
         args.name, progress=not args.no_progress, **{k: getattr(args, k) for k in keys}
     )

@@ -12,8 +12,6 @@ from .runs import Variant
 from .settings import ExperimentSettings
 from .variants import Design, Panel
 
-LEVELS = (0.25, 0.5, 1.0)
-
 
 def coords(s: ExperimentSettings) -> Design:
     ref = "coords + colour (released)"
@@ -81,16 +79,15 @@ def stages(s: ExperimentSettings) -> Design:
 
 
 def mask_noise(s: ExperimentSettings) -> Design:
-    from ..train.noise import KINDS
-
     ref = "clean masks"
+    kinds, levels = s.noise_kinds, s.noise_levels
     variants = [Variant(ref)]
-    for kind in KINDS:
-        variants += [Variant(f"{kind} {lv:g}", {"mask_noise": {kind: lv}}) for lv in LEVELS]
+    for kind in kinds:
+        variants += [Variant(f"{kind} {lv:g}", {"mask_noise": {kind: lv}}) for lv in levels]
     panels = []
     for key, what in (("loss", "total loss"), ("rec", "reconstruction term")):
-        for kind in KINDS:
-            lines = {"0 (clean)": ref, **{f"{lv:g}": f"{kind} {lv:g}" for lv in LEVELS}}
+        for kind in kinds:
+            lines = {"0 (clean)": ref, **{f"{lv:g}": f"{kind} {lv:g}" for lv in levels}}
             panels.append(Panel(f"{kind}: {what}", "stage1", key, lines))
     return Design(
         title="stage 1 with noisy masks",
@@ -108,17 +105,15 @@ def mask_noise(s: ExperimentSettings) -> Design:
         "level x K random ellipses. The total loss contains the target term, which noisy "
         "targets raise by themselves; the reconstruction term (second row of the curves) is "
         "the one comparable across levels.",
-        extra=_noise_levels,
+        extra=lambda out, rows, design: _noise_levels(out, rows, design, kinds, levels),
     )
 
 
-def _noise_levels(out, rows, design) -> list:
-    from ..train.noise import KINDS
-
+def _noise_levels(out, rows, design, kinds, levels) -> list:
     ref = design.reference
     cells = {
-        kind: {0.0: rows[ref]["miou"], **{lv: rows[f"{kind} {lv:g}"]["miou"] for lv in LEVELS}}
-        for kind in KINDS
+        kind: {0.0: rows[ref]["miou"], **{lv: rows[f"{kind} {lv:g}"]["miou"] for lv in levels}}
+        for kind in kinds
     }
     return [plots.level_lines(out / "levels.png", cells, "mIoU", "stage-1 mIoU against mask noise")]
 

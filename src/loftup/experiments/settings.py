@@ -26,6 +26,9 @@ DEFAULT_STEPS = {
     "grid": (200, 100),
 }
 
+#: mask-noise: the levels above 0 trained by default (0 is the clean reference).
+LEVELS = (0.25, 0.5, 1.0)
+
 #: What ``--quick`` sets where the user did not: a smoke run that still writes every output.
 QUICK = {
     "seeds": 2,
@@ -73,6 +76,8 @@ class ExperimentSettings:
         (grid: at most 16, since each is scored at up to 17 grid x ratio cells).
       max_side: grid only: the largest output side scored (cells with g * r above it are left
         out; default 256).
+      noise_kinds, noise_levels: mask-noise only: the kinds (default all five) and the levels
+        above 0 (default 0.25, 0.5, 1) to train.
       overrides: ``key=value`` training-config entries applied to both stages (after the
         experiment's own switches), e.g. ``stage1.n_jitters=2``.
       threads: torch threads (default: torch's; on a loaded machine 1 is fastest).
@@ -101,6 +106,8 @@ class ExperimentSettings:
     eval_dataset: str | None = None
     eval_count: int | None = None
     max_side: int | None = None
+    noise_kinds: list[str] | None = None
+    noise_levels: list[float] | None = None
     overrides: list[str] = field(default_factory=list)
     threads: int | None = None
     progress: bool = True
@@ -114,16 +121,25 @@ class ExperimentSettings:
             raise LoftUpError(f"--seeds must be at least 1, got {self.seeds}")
         if self.eval_dataset and not self.eval_root:
             raise LoftUpError("--eval-dataset needs --eval-root (the dataset's folder)")
+        from ..train.noise import KINDS
+
+        unknown = sorted(set(self.noise_kinds or ()) - set(KINDS))
+        if unknown:
+            raise LoftUpError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+        if any(not 0 < lv <= 1 for lv in self.noise_levels or ()):
+            raise LoftUpError(f"noise levels must be in (0, 1], got {self.noise_levels}")
         if self.masks not in ("sa1b", "superpixels", "sam"):
             raise LoftUpError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
 
     def resolved(self) -> ExperimentSettings:
         """A copy with every ``None`` filled: quick sizes, the experiment's steps, the demo's."""
+        from ..train.noise import KINDS
         from ..world.demo import DemoConfig
 
         demo = DemoConfig()
         s1, s2 = DEFAULT_STEPS[self.name]
         fill = {"seeds": 3, "stage1_steps": s1, "stage2_steps": s2, "max_side": 256}
+        fill.update(noise_kinds=list(KINDS), noise_levels=list(LEVELS))
         fill["out"] = f"experiments/{self.name}"
         fill.update({k: getattr(demo, k) for k in DEMO_FIELDS})
         if self.quick:
