@@ -538,7 +538,7 @@ def _add_experiment(sub) -> None:
     p.add_argument("--eval-root", default=None, help="held-out scenes folder or dataset root")
     p.add_argument("--eval-dataset", default=None, help="seg dataset name for --eval-root")
     p.add_argument("--eval-count", type=int, default=None, help="held-out images (half fit)")
-    p.add_argument("--max-side", type=int, default=None, help="grid: largest output side (256)")
+    p.add_argument("--max-side", type=int, default=None, help="grid: largest output side (128)")
     p.add_argument("--kinds", nargs="+", default=None, dest="noise_kinds",
                    help="mask-noise: kinds to train (default: all)")  # fmt: skip
     p.add_argument("--levels", nargs="+", type=float, default=None, dest="noise_levels",
