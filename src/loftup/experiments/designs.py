@@ -106,6 +106,7 @@ def mask_noise(s: ExperimentSettings) -> Design:
         "targets raise by themselves; the reconstruction term (second row of the curves) is "
         "the one comparable across levels.",
         extra=lambda out, rows, design: _noise_levels(out, rows, design, kinds, levels),
+        shown=(ref, *(f"{kind} {max(levels):g}" for kind in kinds)),
     )
 
 

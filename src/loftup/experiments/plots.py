@@ -23,8 +23,12 @@ def bars(path, rows: dict, metrics: dict, title: str, baselines: tuple = ()) -> 
     """
     plt = _plt()
     keys = [m for m in metrics if any(m in r for r in rows.values())]
-    fig, axes = plt.subplots(1, len(keys), figsize=(1.2 + 0.9 * len(rows) * len(keys), 3.6))
-    axes = np.atleast_1d(axes)
+    width = max(3.0, 0.45 * len(rows) + 1.0)
+    stacked = len(rows) * len(keys) > 18  # many bars: one metric per line
+    shape = (len(keys), 1) if stacked else (1, len(keys))
+    size = (width, 3.4 * len(keys)) if stacked else (width * len(keys), 3.6)
+    fig, axes = plt.subplots(*shape, figsize=size, squeeze=False)
+    axes = axes.ravel()
     palette = plt.get_cmap("tab10")
     for ax, key in zip(axes, keys):
         names = [n for n in rows if key in rows[n]]

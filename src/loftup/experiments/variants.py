@@ -46,6 +46,7 @@ class Design:
       regions: also score small and large regions (see :mod:`.scoring`).
       notes: what the design does and does not show (markdown, under the table).
       extra: ``fn(out, rows, design) -> [paths]`` for more figures.
+      shown: the variants whose predictions ``examples.png`` shows (default: all).
     """
 
     title: str
@@ -57,6 +58,7 @@ class Design:
     notes: str = ""
     extra: object = None
     metrics: dict = field(default_factory=lambda: dict(METRICS))
+    shown: tuple = ()
 
 
 def run_design(s: ExperimentSettings, design: Design, json_path: str | None = None) -> dict:
@@ -164,6 +166,8 @@ def _figures(out, design, rows, metrics, histories, evalset, preds) -> list[Path
     if design.extra is not None:
         paths += design.extra(out, rows, design)
     half = len(evalset.images) // 2
+    keep = (*design.shown, *BASELINES) if design.shown else tuple(preds)
+    preds = {n: p for n, p in preds.items() if n in keep}
     paths.append(
         plots.examples(
             out / "examples.png", evalset.images[half:], evalset.labels[half:], preds,
