@@ -168,7 +168,7 @@ def test_variant_switches_reach_the_training_configs(tmp_path):
     assert one["log"]["out_dir"] == str(tmp_path / "runs" / "seed2" / "shared" / "stage1")
     assert two["init"] == str(tmp_path / "runs" / "seed2" / "shared" / "stage1" / "checkpoint.pt")
     assert two["stage2"]["teacher_view"] == "full" and two["stage"] == 2
-    assert two["log"]["out_dir"] == str(tmp_path / "runs" / "seed2" / "no_coords" / "stage2")
+    assert two["log"]["out_dir"] == str(tmp_path / "runs" / "seed2" / "no-coords" / "stage2")
     assert stage_configs(s, Variant("a"), 0, tmp_path, tmp_path)[1] is None
 
 

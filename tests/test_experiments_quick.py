@@ -69,7 +69,7 @@ def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_table(tmp_path, cap
     out = tmp_path / "coords"
     assert quick("coords", out) == 0
     first = json.loads((out / "results.json").read_text())
-    ckpt = out / "runs" / "seed1" / "colour_only" / "stage1" / "checkpoint.pt"
+    ckpt = out / "runs" / "seed1" / "colour-only" / "stage1" / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
     assert quick("coords", out) == 0
     again = json.loads((out / "results.json").read_text())

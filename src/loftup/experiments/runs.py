@@ -61,7 +61,9 @@ class RunResult:
 
 def folder_name(name: str) -> str:
     """A file-system-safe folder name for a variant or run name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    import re
+
+    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-") or "run"
 
 
 def base_overrides(s: ExperimentSettings) -> dict:
