@@ -96,8 +96,8 @@ def header(title: str, question: str, results: dict) -> str:
 
 def write_report(out: Path, markdown: str, results: dict, json_path: str | None = None) -> None:
     """``report.md`` and ``results.json`` in ``out`` (and a copy of the JSON at ``json_path``)."""
-    from ..eval.report import write_json
     from ..atomic import atomic_write_bytes
+    from ..eval.report import write_json
 
     text = markdown.rstrip() + "\n\n" + RULE + "\n"
     atomic_write_bytes(out / "report.md", text.encode())
