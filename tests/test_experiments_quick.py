@@ -49,6 +49,13 @@ def test_quick_experiment_writes_table_json_and_figures(name, tmp_path, capsys):
     for fig in FIGURES[name]:
         assert (out / fig).read_bytes()[:8] == PNG and f"![{fig}]({fig})" in report
     assert results["clock"]["seconds"]["total"] > 0
+    configs = results["training_configs"]  # the exact settings, demo defaults included
+    if name == "grid":
+        configs = {"LoftUp": configs}
+    for runs in configs.values():
+        s1, s2 = results["settings"]["stage1_steps"], results["settings"]["stage2_steps"]
+        assert runs["stage1"]["max_steps"] in (s1, s1 + s2)  # stages' longer control: s1 + s2
+        assert runs["stage1"]["stage1"]["image_size"] == results["settings"]["size"]
     if name == "grid":
         assert len(results["cells"]) == 10  # --quick: outputs up to 64 px
         cell = results["cells"][0]

@@ -16,7 +16,7 @@ from . import plots
 from .data import EvalSet, load_backbone, lowres_features, scene_roots, training_root
 from .grid_views import GRIDS, RATIOS, cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, run_variant
+from .runs import Variant, run_configs, run_variant
 from .scoring import METRICS, score_upsampler
 from .settings import ExperimentSettings
 from .stats import fmt, fmt_verdict, summarize, verdict
@@ -85,7 +85,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
 
     variant = Variant(LOFTUP, stage2={})
     scores = {(m, c): {k: [] for k in METRICS} for m in METHODS for c in cells}
-    histories, preds = {}, {}
+    histories, preds, configs = {}, {}, {}
     bar = tqdm(total=s.seeds * len(cells), desc="grid", disable=not s.progress)
     for seed in range(s.seeds):
         t = time.perf_counter()
@@ -93,6 +93,8 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
         clock.add("training", time.perf_counter() - t)
         for stage, r in runs.items():
             histories.setdefault(stage, []).append(r.history)
+        if seed == 0:
+            configs = run_configs(runs)
         fns = {LOFTUP: load_upsampler(runs["stage2"].pretrained).eval()}
         fns.update({m: get_upsampler(m) for m in METHODS[1:]})
         t = time.perf_counter()
@@ -124,6 +126,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
         }
         for c in cells
     }
+    results["training_configs"] = configs
     results["curves"] = histories
     results["figures"] = [p.name for p in _figures(out, s, cells, summary, histories, views, preds)]
     results["clock"] = clock.record()

@@ -127,6 +127,18 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
 
 
+def run_configs(runs: dict[str, RunResult]) -> dict:
+    """{stage: the full training config of that run, as saved in its folder} (the exact
+    settings, demo defaults included; the log section, which only names folders, left out)."""
+    import yaml
+
+    configs = {}
+    for stage, r in runs.items():
+        saved = yaml.safe_load((r.checkpoint.parent / "config.yaml").read_text()) or {}
+        configs[stage] = {k: v for k, v in saved.items() if k != "log"}
+    return configs
+
+
 def _losses(history: list[dict]) -> list[dict]:
     return [{k: row[k] for k in ("step", *LOSS_KEYS) if k in row} for row in history]
 

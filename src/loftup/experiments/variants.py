@@ -17,7 +17,7 @@ from pathlib import Path
 from . import plots
 from .data import load_backbone, load_eval_set, lowres_features, scene_roots, training_root
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, run_variant
+from .runs import Variant, run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
 from .settings import ExperimentSettings
 from .stats import summarize, table, verdict
@@ -88,6 +88,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     names = [*(v.name for v in design.variants), *BASELINES]
     per_seed = {n: {m: [] for m in metrics} for n in names}
     histories = {v.name: {} for v in design.variants}
+    configs = {}
     preds = {}
     bar = tqdm(total=s.seeds * len(names), desc=s.name, disable=not s.progress)
     for seed in range(s.seeds):
@@ -97,7 +98,10 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                 fn = get_upsampler(name)
             else:
                 v = next(v for v in design.variants if v.name == name)
-                fn = load_upsampler(_train(s, v, seed, train_root, out, clock, histories)).eval()
+                runs = _train(s, v, seed, train_root, out, clock, histories)
+                if seed == 0:
+                    configs[name] = run_configs(runs)
+                fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
             t = time.perf_counter()
             r = score_upsampler(fn, lr_feats, guidance, evalset, probe, small)
             clock.add("evaluation", time.perf_counter() - t)
@@ -118,6 +122,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
         if n != design.reference
     }
     results["variants"] = {v.name: _describe(v) for v in design.variants}
+    results["training_configs"] = configs
     results["curves"] = histories
     results["figures"] = [p.name for p in _figures(out, design, rows, metrics, histories,
                                                    evalset, preds)]  # fmt: skip
@@ -132,13 +137,13 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     return results
 
 
-def _train(s, v, seed, train_root, out, clock, histories) -> Path:
+def _train(s, v, seed, train_root, out, clock, histories) -> dict:
     t = time.perf_counter()
     runs = run_variant(s, v, seed, train_root, out / "runs")
     clock.add("training", time.perf_counter() - t)
     for stage, r in runs.items():
         histories[v.name].setdefault(stage, []).append(r.history)
-    return runs.get("stage2", runs["stage1"]).pretrained
+    return runs
 
 
 def _describe(v: Variant) -> dict:
