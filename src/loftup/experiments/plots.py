@@ -24,11 +24,12 @@ def bars(path, rows: dict, metrics: dict, title: str, baselines: tuple = ()) -> 
     plt = _plt()
     keys = [m for m in metrics if any(m in r for r in rows.values())]
     width = max(3.0, 0.45 * len(rows) + 1.0)
-    stacked = len(rows) * len(keys) > 18  # many bars: one metric per line
-    shape = (len(keys), 1) if stacked else (1, len(keys))
-    size = (width, 3.4 * len(keys)) if stacked else (width * len(keys), 3.6)
-    fig, axes = plt.subplots(*shape, figsize=size, squeeze=False)
+    cols = 1 if len(rows) > 8 else min(3, len(keys))  # many bars: one metric per line
+    lines = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(width * cols, 3.5 * lines), squeeze=False)
     axes = axes.ravel()
+    for ax in axes[len(keys) :]:
+        ax.axis("off")
     palette = plt.get_cmap("tab10")
     for ax, key in zip(axes, keys):
         names = [n for n in rows if key in rows[n]]
