@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from .core import PeakMemory, sync, time_alternating
+from .core import PeakMemory, sync, time_alternating, time_call
 from .forward import DTYPES
 from .scale import _inputs
 
@@ -130,12 +130,12 @@ def big_output(
         with torch.inference_mode():
             with PeakMemory(device) as mem:
                 m_out = _upsample_into(m, lr, image, out)
-            t = time_alternating(
-                {"_": lambda: _upsample_into(m, lr, image, out)},
+            t = time_call(
+                lambda: _upsample_into(m, lr, image, out),
                 device=device,
                 warmup=0,
                 repeats=repeats,
-            )["_"]
+            )
         rows.append(
             {
                 "size": size,

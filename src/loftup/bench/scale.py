@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .core import PeakMemory, flops_per_pixel, sync, time_alternating
+from .core import PeakMemory, flops_per_pixel, sync, time_alternating, time_call
 
 
 def _inputs(model, size: int, grid: int, device, batch: int = 1, seed: int = 0):
@@ -28,12 +28,12 @@ def bench_megapixels(model, sizes=(224, 1024), *, grid=16, device="cpu", repeats
                 out = model(lr, image)
             out_bytes = out.numel() * out.element_size()
             del out
-            t = time_alternating(
-                {"_": lambda lr=lr, image=image: model(lr, image)},
+            t = time_call(
+                lambda lr=lr, image=image: model(lr, image),
                 device=device,
                 warmup=0,
                 repeats=repeats,
-            )["_"]
+            )
         mp = size * size / 1e6
         rows.append(
             {
@@ -93,12 +93,12 @@ def bench_batches(model, size=224, batches=(1, 8, 32), *, grid=16, device="cpu",
     for b in batches:
         lr, image = _inputs(model, size, grid, device, batch=b)
         with torch.inference_mode():
-            t = time_alternating(
-                {"_": lambda lr=lr, image=image: model(lr, image)},
+            t = time_call(
+                lambda lr=lr, image=image: model(lr, image),
                 device=device,
                 warmup=1,
                 repeats=repeats,
-            )["_"]
+            )
         rows.append(
             {"size": size, "batch": b, "best_s": t["best_s"], "images_per_s": b / t["best_s"]}
         )
