@@ -19,6 +19,16 @@ REFERENCE_CASES = REFERENCE / "loftup_reference_cases.pt"
 CASE_NAMES = ("square", "nonsquare", "downscale")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors on two shared cores: one thread is faster and repeatable (no OpenMP
+    hand-offs). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def reference_state() -> dict:
     if not REFERENCE_STATE.exists():

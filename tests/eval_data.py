@@ -9,22 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 TEST_BACKBONE = "dinov2_tiny"  # a real Dinov2Model with seeded random weights
 DIM = 32
 COLOURS = {0: (200, 40, 40), 1: (40, 60, 210), 2: (40, 190, 60)}
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny tensors run much faster on one thread on a busy machine (no OpenMP hand-offs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def two_region_image(

@@ -10,7 +10,6 @@ from PIL import Image
 from eval_data import (
     DIM,
     TEST_BACKBONE,
-    one_thread,  # noqa: F401 (fixture)
     write_ade20k,
     write_cityscapes,
     write_cocostuff,

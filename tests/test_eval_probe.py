@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eval_data import one_thread  # noqa: F401 (fixture)
 from loftup.eval import (
     ProbeConfig,
     fit_depth_probe,

@@ -16,14 +16,7 @@ CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
 #: (about 2e-5 here, well inside the 1e-4 parity bound with the paper's outputs).
 TOL = {"direct": 1e-5, "winograd": 5e-5, "auto": 5e-5}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small operations: one thread is faster than two on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturbed(model: LoftUp, seed: int = 0) -> LoftUp:

@@ -13,14 +13,7 @@ from loftup.tiling import plan_tiles, split_axis, upsample, upsample_to_npy
 
 CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small operations: one thread is faster than two on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,10 @@ from loftup.train.checkpoint import unpack_history
 from loftup.train.losses import project
 from train_fixtures import write_sa1b
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one thread per run is faster and repeatable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
