@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU figure of the speed issues in one call (about 4 minutes on an H200):
+# Every GPU figure of the speed issues in one call (about 5 minutes on an H200):
 #
 #   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU (default: a temp dir)
 #   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
 #
-# It runs the CUDA tests, then `loftup bench --suite gpu` (parity with the CPU, the forward table
+# It runs the CUDA and Triton-kernel tests, then `loftup bench --suite gpu` (parity with the CPU, the forward table
 # in float32/bf16/fp16 next to the paper's implementation up to 2048 px, what each kernel choice
 # buys, 4096 x 4096 on the device and streamed to host under a memory cap, throughput at batch
 # 1/8/32, video frames, ViT-S/14 and ViT-B/14 end to end), and writes under $OUT:
@@ -31,7 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 # CUDA tests: run where a GPU is present, skipped with the reason where not.
 if [ "$suite" = gpu ]; then
-  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/gpu-tests.log" || true
+  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 | tee "$OUT/gpu-tests.log" || true
 fi
 
 set -o pipefail

@@ -1,15 +1,15 @@
 # ruff: noqa: B023  (the timed lambdas run inside the loop iteration that made them)
-"""Where the GPU forward spends its time, and what padding channels or compiling would buy.
+"""Where the GPU forward spends its time, and what the Triton kernels and CUDA graphs buy.
 
 One call, about a minute on an H200 (toy sizes on the CPU with ``--smoke``):
 
     python benchmarks/gpu_probe.py --json OUT.json [--smoke]
 
-It times, in half precision, each step of the fast path separately (image encoding, the two
-stem convolutions, the transformer decode) with the channel counts of the released models
-(203 -> 404 -> 404, tokens of width 404) against the same steps with channels padded to
-multiples of 8 (208 -> 408 -> 408), compiled decode, compiled whole forward, and writes the
-profiler's top kernels of one eager forward.
+In half precision with the released shapes (C = 384, 16 x 16 tokens) it times each step of the
+fast path separately (image encoding, the two stem convolutions, the transformer decode), with
+the Triton kernels of ``loftup.kernels`` and without, the whole forward both ways, the forward
+replayed from a CUDA graph (small sizes), and writes the profiler's top kernels of one forward
+at the largest size.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from loftup import LoftUp  # noqa: E402
+from loftup import LoftUp, kernels  # noqa: E402
 from loftup.bench.core import time_alternating  # noqa: E402
-from loftup.compiled import compile_upsampler  # noqa: E402
-from loftup.fastpath import decode, encode_kv, encode_region  # noqa: E402
+from loftup.compiled import graph_upsampler  # noqa: E402
+from loftup.fastpath import conv3x3_relu, decode, encode_kv, encode_region  # noqa: E402
 from loftup.layers import image_minmax  # noqa: E402
 
 
@@ -38,32 +37,37 @@ def timed(cases, device, repeats):
     return {k: round(v["best_s"] * 1e3, 4) for k, v in t.items()}
 
 
-def unpadded(model, lr, image):
-    model.align = 1
-    try:
-        return model(lr, image)
-    finally:
-        model.align = None
+def plain(fn):
+    """``fn`` with PyTorch's kernels instead of the Triton ones."""
+
+    def run():
+        with kernels.enabled(False):
+            return fn()
+
+    return run
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--json", required=True)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--sizes", type=int, nargs="*", default=[224, 448, 896, 2048])
     a = p.parse_args()
     cuda = torch.cuda.is_available() and not a.smoke
     dev = "cuda" if cuda else "cpu"
     dt = torch.float16 if cuda else torch.bfloat16
     if cuda:
         torch.backends.cudnn.benchmark = True
-    sizes = (224, 896, 2048) if cuda else (32,)
+    sizes = tuple(a.sizes) if cuda else (32,)
     reps = 10 if cuda else 1
     torch.manual_seed(0)
     model = LoftUp(dim=384).eval().to(dev, dt)
-    fw = model.fused(dt, "direct", 1)  # unpadded rows
-    fw8 = model.fused(dt, "direct", 8)  # rows mean-padded to multiples of 8 (a GPU's default)
-    out = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "dtype": str(dt)}
-
+    fw = model.fused(dt, "auto", None)
+    out = {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "dtype": str(dt),
+        "triton": kernels.available(),
+    }
     torch.set_grad_enabled(False)
     for size in sizes:
         t0 = time.perf_counter()
@@ -72,69 +76,69 @@ def main() -> None:
         image = torch.randn(1, 3, size, size, device=dev, dtype=dt)
         lo, hi = image_minmax(image.float())
         kvs = encode_kv(fw, lr)
-        kvs8 = encode_kv(fw8, lr)
-        enc = encode_region(fw, image, lo, hi, (0, 0), (size, size))  # (1, H, W, 203)
-        x203 = enc.permute(0, 3, 1, 2)
-        x208 = F.pad(enc, (0, 5)).permute(0, 3, 1, 2)
-        w1, b1 = fw.conv1
-        w1p = F.pad(w1, (0, 0, 0, 0, 0, 5, 0, 4))  # (408, 208, 3, 3)
-        b1p = F.pad(b1, (0, 4))
-        w2, b2 = fw.conv2
-        w2p = F.pad(w2, (0, 0, 0, 0, 0, 4, 0, 4))
-        b2p = F.pad(b2, (0, 4))
-        y404 = F.conv2d(x203, w1, b1, padding=1)
-        y408 = F.conv2d(x208, w1p, b1p, padding=1)
-        n = size * size
-        tokens = torch.randn(1, n, 404, device=dev, dtype=dt)
-        tokens8 = torch.randn(1, n, 408, device=dev, dtype=dt)
-        tok408 = torch.randn(n, 408, device=dev, dtype=dt)
-        wq = fw.blocks[0].wq  # (416, 404)
-        wq8 = F.pad(wq, (0, 4))
+        enc = encode_region(fw, image, lo, hi, (0, 0), (size, size))
+        x1 = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1))
+        x2 = conv3x3_relu(fw, x1, 2, (1, 1, 1, 1))
+        tokens = x2.permute(0, 2, 3, 1).reshape(1, size * size, -1).to(dt).contiguous()
+        chunk = min(size * size, 1 << 18)
+        tok = tokens[:, :chunk]
+
+        def enc_fn():
+            return encode_region(fw, image, lo, hi, (0, 0), (size, size))
+
+        def dec_fn():
+            return decode(fw, tok.clone(), kvs)
+
+        def backend(name, fn):
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            def run():
+                with sdpa_kernel([getattr(SDPBackend, name)]):
+                    return fn()
+
+            return run
+
         cases = {
-            "encode_region": lambda: encode_region(fw, image, lo, hi, (0, 0), (size, size)),
-            "conv1 203->404 NHWC": lambda: F.conv2d(x203, w1, b1, padding=1),
-            "conv1 208->408 NHWC": lambda: F.conv2d(x208, w1p, b1p, padding=1),
-            "conv1 203->404 NCHW": lambda: F.conv2d(x203.contiguous(), w1, b1, padding=1),
-            "conv2 404->404 NHWC": lambda: F.conv2d(y404, w2, b2, padding=1),
-            "conv2 408->408 NHWC": lambda: F.conv2d(y408, w2p, b2p, padding=1),
-            "encode_region padded": lambda: encode_region(fw8, image, lo, hi, (0, 0), (size, size)),
-            "decode": lambda: decode(fw, tokens.clone(), kvs),
-            "decode padded": lambda: decode(fw8, tokens8.clone(), kvs8),
-            "gemm K=404": lambda: F.linear(tokens[0], wq),
-            "gemm K=408": lambda: F.linear(tok408, wq8),
-            "forward eager": lambda: model(lr, image),
-            "forward eager unpadded": lambda: unpadded(model, lr, image),
+            "encode": enc_fn,
+            "encode (PyTorch)": plain(enc_fn),
+            "conv1": lambda: conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1)),
+            "conv2": lambda: conv3x3_relu(fw, x1, 2, (1, 1, 1, 1)),
+            f"decode {chunk} px": dec_fn,
+            f"decode {chunk} px (PyTorch)": plain(dec_fn),
+            f"clone {chunk} px": lambda: tok.clone(),
+            "forward": lambda: model(lr, image),
+            "forward (PyTorch kernels)": plain(lambda: model(lr, image)),
         }
-        row["ms"] = timed(cases, dev, reps)
+        if cuda and size <= 448:
+            try:
+                g = graph_upsampler(model, lr, image)
+                cases["forward (CUDA graph)"] = lambda: g(lr, image)
+            except Exception as e:  # noqa: BLE001
+                row["graph_error"] = repr(e)[:300]
         if cuda:
-            try:
-                cdec = torch.compile(lambda t: decode(fw8, t, kvs8), dynamic=False)
-                cdec(tokens8.clone())
-                row["ms"].update(
-                    timed({"decode padded compiled": lambda: cdec(tokens8.clone())}, dev, reps)
-                )
-            except Exception as e:  # noqa: BLE001
-                row["decode_compile_error"] = repr(e)[:300]
-            try:
-                if size > 896:
-                    raise RuntimeError("skipped: compile time")
-                mode = "reduce-overhead" if size <= 448 else "default"
-                fn = compile_upsampler(model, device=dev, mode=mode)
-                fn(lr, image)
-                row["ms"].update(
-                    timed({f"forward compiled ({mode})": lambda: fn(lr, image)}, dev, reps)
-                )
-            except Exception as e:  # noqa: BLE001
-                row["forward_compile_error"] = repr(e)[:300]
-        if cuda and size == 896:
+            for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION"):
+                cases[f"decode {chunk} px ({name})"] = backend(name, dec_fn)
+        row["ms"] = timed(cases, dev, reps)
+        if cuda and size == max(sizes):
             from torch.profiler import ProfilerActivity, profile
 
-            with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(3):
-                    model(lr, image)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                model(lr, image)
                 torch.cuda.synchronize()
-            row["profile"] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+            row["profile"] = prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
             print(row["profile"])
+            with profile(
+                activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True
+            ) as prof:
+                dec_fn()
+                torch.cuda.synchronize()
+            row["decode_profile"] = prof.key_averages(group_by_input_shape=True).table(
+                sort_by="cuda_time_total",
+                row_limit=25,
+                max_name_column_width=40,
+                max_shapes_column_width=90,
+            )
+            print(row["decode_profile"])
         row["seconds"] = round(time.perf_counter() - t0, 1)
         out[str(size)] = row
         print(size, json.dumps(row["ms"]), flush=True)

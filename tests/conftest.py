@@ -18,6 +18,29 @@ REFERENCE_STATE = REFERENCE / "loftup_reference_dinov2s_state_dict.bin"
 REFERENCE_CASES = REFERENCE / "loftup_reference_cases.pt"
 CASE_NAMES = ("square", "nonsquare", "downscale")
 
+# Without a GPU the Triton kernels are tested in Triton's CPU interpreter (tests/test_kernels.py),
+# which has to be chosen before anything imports Triton. The forward never uses the kernels on
+# the CPU unless a test switches them on there.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def perturbed_loftup(dim: int = 384):
+    """A LoftUp whose every weight and buffer is moved off its initial value (and BatchNorm
+    variances kept positive): no parameter is left at a value that hides a mistake."""
+    from loftup import LoftUp
+
+    torch.manual_seed(0)
+    m = LoftUp(dim=dim).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in [*m.parameters(), *m.buffers()]:
+            if t.is_floating_point() and t.dim() > 0:
+                t.add_(0.05 * torch.randn(t.shape, generator=g))
+        for bn in (m.stem.bn1, m.stem.bn2):
+            bn.running_var.abs_().add_(0.5)
+    return m
+
 
 @pytest.fixture(scope="module")
 def one_thread():

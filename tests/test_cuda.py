@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from loftup import LoftUp
+from conftest import perturbed_loftup
 from loftup.bench.gpu import tf32
 from loftup.tiling import upsample
 
@@ -20,16 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = LoftUp(dim=384).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for t in [*m.parameters(), *m.buffers()]:
-            if t.is_floating_point() and t.dim() > 0:
-                t.add_(0.05 * torch.randn(t.shape, generator=g))
-        for bn in (m.stem.bn1, m.stem.bn2):
-            bn.running_var.abs_().add_(0.5)
-    return m
+    return perturbed_loftup()
 
 
 def _inputs(size=224, batch=1, grid=16):
@@ -99,3 +90,34 @@ def test_compiled_cuda_graphs_match_eager(model):
     fn(lr, image)
     out = fn(lr, image).clone()
     assert (out.float() - eager.float()).abs().max().item() <= 2e-2
+
+
+def test_cuda_graph_replays_the_eager_forward(model):
+    from loftup.compiled import graph_upsampler
+
+    gpu = copy.deepcopy(model).cuda().half()
+    lr, image = _inputs()
+    lr, image = lr.cuda().half(), image.cuda().half()
+    with torch.inference_mode():
+        fn = graph_upsampler(gpu, lr, image)
+        eager = gpu(lr, image)
+        first = fn(lr, image).clone()
+        lr2, image2 = lr.flip(-1), image.flip(-2)
+        second = fn(lr2, image2)
+        eager2 = gpu(lr2, image2)
+    assert (first.float() - eager.float()).abs().max().item() <= 1e-2
+    assert (second.float() - eager2.float()).abs().max().item() <= 1e-2
+    assert (second.float() - first.float()).abs().max().item() > 0.1  # new inputs, new output
+    with pytest.raises(ValueError, match="captured for"):
+        fn(lr, image[..., :112])
+    # The model refolds (and drops its cached weights) for other settings; the graph must
+    # still read the weights it was captured with.
+    with torch.inference_mode():
+        gpu.align = 1
+        gpu(lr, image)
+        gpu.align = None
+        torch.cuda.empty_cache()
+        junk = torch.full((1 << 28,), 7.0, device="cuda")  # reuse any freed memory
+        third = fn(lr, image).clone()
+    del junk
+    assert (third.float() - first.float()).abs().max().item() == 0.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import REFERENCE_STATE
-from loftup import LoftUp, load_upsampler
+from loftup import LoftUp, graph_upsampler, load_upsampler
 from loftup.fused import winograd_available
 from loftup.tiling import plan_tiles, split_axis, upsample, upsample_to_npy
 
@@ -120,6 +120,8 @@ def test_bad_streaming_arguments_are_named(small, tmp_path):
         upsample_to_npy(small, lr, image, tmp_path / "x.npy", dtype="int8")
     with pytest.raises(ValueError, match="tile_size"):
         plan_tiles(1, 8, 8, 0)
+    with pytest.raises(ValueError, match="CUDA"):
+        graph_upsampler(small, lr, image)
 
 
 @pytest.mark.slow

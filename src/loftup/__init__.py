@@ -25,6 +25,7 @@ _LAZY = {
     "upsample_to_npy": "loftup.tiling",
     "compile_upsampler": "loftup.compiled",
     "upsample_frames": "loftup.compiled",
+    "graph_upsampler": "loftup.compiled",
 }
 
 __all__ = [

@@ -5,6 +5,9 @@ called (make a new one after changing the weights). On a GPU ``mode="reduce-over
 CUDA graphs, which removes the kernel launch cost that dominates small outputs; the output of a
 CUDA-graph call is overwritten by the next call (clone it to keep it).
 
+:func:`graph_upsampler` captures the eager forward of one input shape in a CUDA graph without
+compiling anything (the same launch saving, none of the compile time).
+
 :func:`upsample_frames` runs a sequence of (features, frame) pairs of one size in batches: the
 folded weights and the per-row/column coordinate encodings are shared by all frames.
 """
@@ -15,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .fastpath import conv3x3_relu, decode, encode_kv, encode_region
+from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
 from .layers import image_minmax
 from .tiling import compute_dtype, default_chunk_size, upsample
 
@@ -26,9 +29,12 @@ def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) ->
     b, _, height, width = image.shape
     kvs = encode_kv(fw, lr_feats)
     lo, hi = image_minmax(image.float())
-    enc = encode_region(fw, image, lo, hi, (0, 0), (height, width))
-    x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1))
-    q_map = conv3x3_relu(fw, x, 2, (1, 1, 1, 1))
+    if fw.conv == "winograd":
+        enc = encode_region(fw, image, lo, hi, (0, 0), (height, width))
+        x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1))
+        q_map = conv3x3_relu(fw, x, 2, (1, 1, 1, 1))
+    else:
+        q_map = stem(fw, image, lo, hi, (0, height), (0, width))
     tokens = q_map.permute(0, 2, 3, 1).reshape(b, height * width, -1)
     tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)
     n = height * width
@@ -75,6 +81,50 @@ def compile_upsampler(
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return compiled(lr_feats, image)
+
+    return call
+
+
+def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmup: int = 2):
+    """A CUDA-graph ``fn(lr_feats, image) -> (B, C, H, W)`` for inputs of these shapes: one
+    untiled forward on folded weights, captured once and replayed (no compilation; the kernel
+    launches, which dominate outputs of a few hundred pixels, are issued by the GPU itself).
+
+    The returned tensor is the graph's own output buffer: the next call overwrites it (clone it
+    to keep it). Inputs must keep the shapes and dtypes given here; the weights are folded now
+    (make a new one after changing them). CUDA only.
+    """
+    if not image.is_cuda:
+        raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
+    device = image.device
+    fw = model.fused(compute_dtype(model, device), "auto", model.align)
+    chunk = default_chunk_size(device)
+    static_lr, static_image = lr_feats.detach().clone(), image.detach().clone()
+    with torch.inference_mode():
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up: cuDNN/cuBLAS choices, Triton compilation
+            for _ in range(warmup):
+                untiled(fw, static_lr, static_image, chunk)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = untiled(fw, static_lr, static_image, chunk)
+
+    def call(lr: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        # The graph reads the folded weights where they were at capture: hold them here (the
+        # model's own cache drops them when it refolds, for another precision, say).
+        _ = fw
+        if lr.shape != static_lr.shape or img.shape != static_image.shape:
+            raise ValueError(
+                f"this graph was captured for features {tuple(static_lr.shape)} and images "
+                f"{tuple(static_image.shape)}, got {tuple(lr.shape)} and {tuple(img.shape)}; "
+                "capture another with graph_upsampler for these shapes"
+            )
+        static_lr.copy_(lr)
+        static_image.copy_(img)
+        graph.replay()
+        return static_out
 
     return call
 

@@ -16,6 +16,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from . import kernels
 from .fused import FusedWeights
 
 
@@ -60,9 +61,11 @@ def encode_region(
     hi: torch.Tensor,
     origin: tuple[int, int],
     size: tuple[int, int],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalised image encoding of a region: (B, 3, rh, rw) -> (B, rh, rw, E), computed in
-    float32, returned in the dtype of the first convolution (float32 for Winograd).
+    float32, returned in the dtype of the first convolution (float32 for Winograd), or written
+    into ``out`` (a (B, rh, rw, E) window of a larger buffer, say) and returned.
 
     Arguments:
       image: the region's pixels (ImageNet-normalised).
@@ -74,15 +77,24 @@ def encode_region(
     dev = image.device
     freqs, phases = fw.image_freqs, fw.image_phases
     n, j = phases.shape[1], phases.shape[2]
+    out_dtype = torch.float32 if fw.conv == "winograd" else fw.dtype
+    if kernels.active(image, fw.dtype):
+        rows = cols = None
+        if fw.coords:
+            rows, cols = _axis_coords(origin, size, (rh, rw), dev)
+            rows = axis_features(rows, freqs, phases[:, :, 0])
+            cols = axis_features(cols, freqs, phases[:, :, 1])
+        return kernels.encode_pixels(
+            image, lo, hi, rows, cols, freqs, phases[:, :, j - 3 :], fw.stem_norm,
+            fw.enc_padded, out_dtype, out,
+        )  # fmt: skip
     colour = (image.float() - lo) / (hi - lo).clamp_min(1e-4) - 0.5
     colour = colour.permute(0, 2, 3, 1)  # (B, rh, rw, 3)
     e = 2 * n * j + 3
     enc = torch.empty(b, rh, rw, fw.enc_padded, device=dev, dtype=torch.float32)
     off = 0
     if fw.coords:
-        (y0, x0), (height, width) = origin, size
-        ys = torch.linspace(-1.0, 1.0, height, device=dev)[y0 : y0 + rh]
-        xs = torch.linspace(-1.0, 1.0, width, device=dev)[x0 : x0 + rw]
+        ys, xs = _axis_coords(origin, size, (rh, rw), dev)
         enc[..., : 2 * n] = axis_features(ys, freqs, phases[:, :, 0])[None, :, None, :]
         enc[..., 2 * n : 4 * n] = axis_features(xs, freqs, phases[:, :, 1])[None, None, :, :]
         off = 4 * n
@@ -94,7 +106,15 @@ def encode_region(
     enc[..., e - 3 : e] = colour
     mean_pad(enc, e)
     enc = F.layer_norm(enc, enc.shape[-1:], *fw.stem_norm)
-    return enc if fw.conv == "winograd" else enc.to(fw.dtype)
+    return enc.to(out_dtype) if out is None else out.copy_(enc)
+
+
+def _axis_coords(origin, size, region, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The region's row and column coordinates on the whole image's [-1, 1] grid."""
+    (y0, x0), (height, width), (rh, rw) = origin, size, region
+    ys = torch.linspace(-1.0, 1.0, height, device=device)[y0 : y0 + rh]
+    xs = torch.linspace(-1.0, 1.0, width, device=device)[x0 : x0 + rw]
+    return ys, xs
 
 
 #: Zero padding of a 3x3 convolution's input: (top, bottom, left, right).
@@ -111,14 +131,56 @@ def conv3x3_relu(fw: FusedWeights, x: torch.Tensor, which: int, pads: Pads) -> t
     winograd = fw.conv == "winograd"
     nchw = fw.conv != "direct"
     x = x.float() if winograd else x.to(fw.dtype)
-    if pads == (1, 1, 1, 1):
-        padding = [1, 1]
+    if pads in ((1, 1, 1, 1), (0, 0, 0, 0)):
+        padding = [pads[0]] * 2
     else:
         x, padding = _pad(x, pads, nchw), [0, 0]
     if not winograd:
         fmt = torch.contiguous_format if nchw else torch.channels_last
-        return F.conv2d(x.contiguous(memory_format=fmt), w, b, padding=padding).relu_()
+        x = x.contiguous(memory_format=fmt)
+        if not nchw and kernels.active(x, fw.dtype):
+            y = F.conv2d(x, w, None, padding=padding)
+            if y.is_contiguous(memory_format=torch.channels_last):
+                return kernels.bias_relu_(y, b)  # one pass instead of two
+            return y.add_(b.view(-1, 1, 1)).relu_()
+        return F.conv2d(x, w, b, padding=padding).relu_()
     return _winograd(x.contiguous(), w, b, padding).relu_()
+
+
+def stem(
+    fw: FusedWeights,
+    image: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+) -> torch.Tensor:
+    """Query map of output rows [r0, r1) x columns [c0, c1) of the whole (B, 3, H, W) image
+    with direct convolutions: (B, Dp, th, tw), channels-last, in fw.dtype.
+
+    No padded copies: the encoding is written into a buffer two pixels larger on every side
+    (zeros outside the image: the first convolution's zero padding), both convolutions run
+    unpadded, and the first one's results outside the image are zeroed in place (the second's
+    zero padding). Every tile of a size has the same shapes.
+    """
+    b, _, height, width = image.shape
+    (r0, r1), (c0, c1) = rows, cols
+    ey0, ey1, ex0, ex1 = max(0, r0 - 2), min(height, r1 + 2), max(0, c0 - 2), min(width, c1 + 2)
+    shape = (b, r1 - r0 + 4, c1 - c0 + 4, fw.enc_padded)
+    inside = (ey0, ey1, ex0, ex1) == (r0 - 2, r1 + 2, c0 - 2, c1 + 2)
+    buf = (torch.empty if inside else torch.zeros)(shape, device=image.device, dtype=fw.dtype)
+    window = buf[:, ey0 - r0 + 2 : ey1 - r0 + 2, ex0 - c0 + 2 : ex1 - c0 + 2]
+    encode_region(fw, image[:, :, ey0:ey1, ex0:ex1], lo, hi, (ey0, ex0), (height, width), window)
+    x = conv3x3_relu(fw, buf.permute(0, 3, 1, 2), 1, (0, 0, 0, 0))  # rows r0 - 1 .. r1
+    if r0 == 0:
+        x[:, :, 0] = 0
+    if r1 == height:
+        x[:, :, -1] = 0
+    if c0 == 0:
+        x[:, :, :, 0] = 0
+    if c1 == width:
+        x[:, :, :, -1] = 0
+    return conv3x3_relu(fw, x, 2, (0, 0, 0, 0))
 
 
 @torch.compiler.disable  # a library call the compiler cannot trace
@@ -143,17 +205,30 @@ def decode(
     x: torch.Tensor,
     kvs: list[tuple[torch.Tensor, torch.Tensor]],
     neighbours: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, n, D) query tokens -> (B, n, C) output features; ``x`` may be overwritten.
 
     ``neighbours`` (n, K): the key/value tokens each pixel attends to (local attention).
+    ``out``: optional (b, h, w, C) destination with b h w = B n and contiguous channels (a
+    tile of the output); the features are written there (by the last LayerNorm where the
+    kernels of :mod:`loftup.kernels` run) and ``out`` is returned.
     """
     b, n, d = x.shape
     x = x.contiguous().view(b * n, d)
-    mean_pad(x, fw.real_width)
+    fast = kernels.active(x, x.dtype)
+    if fast:  # the first LayerNorm writes the mean padding
+        pending = kernels.layer_norm_rows(x, fw.blocks[0].eps_q, real=fw.real_width)
+    else:
+        mean_pad(x, fw.real_width)
     heads, hd = fw.heads, fw.head_dim
-    for blk, (k, v) in zip(fw.blocks, kvs):
-        q = linear(F.layer_norm(x, (d,), eps=blk.eps_q), blk.wq, blk.bq)
+
+    def norm(x, eps):
+        return kernels.layer_norm_rows(x, eps) if fast else F.layer_norm(x, (d,), eps=eps)
+
+    for i, (blk, (k, v)) in enumerate(zip(fw.blocks, kvs)):
+        xn = pending if fast and i == 0 else norm(x, blk.eps_q)
+        q = linear(xn, blk.wq, blk.bq)
         q = q.view(b, n, heads, hd).transpose(1, 2)  # (B, heads, n, hd)
         if neighbours is not None:
             a = _local_attention(q, k, v, neighbours)
@@ -162,10 +237,14 @@ def decode(
         else:
             a = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         x = add_linear(x, a.transpose(1, 2).reshape(b * n, heads * hd), blk.wo)
-        h = linear(F.layer_norm(x, (d,), eps=blk.eps_ffn), blk.w1, blk.b1, gelu=True)
+        h = linear(norm(x, blk.eps_ffn), blk.w1, blk.b1, gelu=True)
         x = add_linear(x, h.view(b * n, -1), blk.w2)
-    y = linear(F.layer_norm(x, (d,), eps=fw.eps_final), *fw.head)
-    return F.layer_norm(y, y.shape[-1:], *fw.head_norm).view(b, n, -1)
+    y = linear(norm(x, fw.eps_final), *fw.head)
+    if fast:
+        y = kernels.layer_norm_rows(y, fw.head_norm[2], *fw.head_norm[:2], out=out)
+        return y if out is not None else y.view(b, n, -1)
+    y = F.layer_norm(y, y.shape[-1:], *fw.head_norm)
+    return y.view(b, n, -1) if out is None else out.copy_(y.view(out.shape))
 
 
 def mean_pad(x: torch.Tensor, real: int) -> None:

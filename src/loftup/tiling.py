@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fastpath import conv3x3_relu, decode, encode_kv, encode_region
+from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
 from .layers import image_minmax, neighbour_index
 
 #: Output block of NNPACK's Winograd convolution (F(6x6, 3x3)): tiles start on its multiples.
@@ -168,16 +168,12 @@ def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
 def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest) -> torch.Tensor:
     """One tile -> (b, C, th, tw) features, written into ``dest`` (a (b, th, tw, C) view)."""
     height, width = image.shape[-2:]
-    align = WINOGRAD_BLOCK if fw.conv == "winograd" else 1
     r0, r1, c0, c1 = tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop
-    (y0, y1), py1, (ky0, ky1), py2 = axis_windows(r0, r1, height, align)
-    (x0, x1), px1, (kx0, kx1), px2 = axis_windows(c0, c1, width, align)
     bs = tile.batch
-    enc = encode_region(fw, image[bs, :, y0:y1, x0:x1], lo[bs], hi[bs], (y0, x0), (height, width))
-    x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (*py1, *px1))
-    del enc
-    q_map = conv3x3_relu(fw, x[:, :, ky0:ky1, kx0:kx1], 2, (*py2, *px2))  # (b, D, th, tw)
-    del x
+    if fw.conv == "winograd":
+        q_map = _winograd_stem(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))
+    else:
+        q_map = stem(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
     kv = [(k[bs], v[bs]) for k, v in kvs]
     nb, d, th, tw = q_map.shape
     rows_per = max(1, step // tw)
@@ -189,8 +185,20 @@ def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest)
             nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
         tokens = q_map[:, :, s:e].permute(0, 2, 3, 1).reshape(nb, (e - s) * tw, d)
         tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes it
-        dest[:, s:e] = decode(fw, tokens, kv, nbrs).view(nb, e - s, tw, -1)
+        decode(fw, tokens, kv, nbrs, out=dest[:, s:e])
     return dest.permute(0, 3, 1, 2)
+
+
+def _winograd_stem(fw, image, lo, hi, rows, cols) -> torch.Tensor:
+    """:func:`loftup.fastpath.stem` for Winograd convolutions (NCHW float32, whole output
+    blocks: see :func:`axis_windows`)."""
+    height, width = image.shape[-2:]
+    (y0, y1), py1, (ky0, ky1), py2 = axis_windows(*rows, height, WINOGRAD_BLOCK)
+    (x0, x1), px1, (kx0, kx1), px2 = axis_windows(*cols, width, WINOGRAD_BLOCK)
+    enc = encode_region(fw, image[:, :, y0:y1, x0:x1], lo, hi, (y0, x0), (height, width))
+    x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (*py1, *px1))
+    del enc
+    return conv3x3_relu(fw, x[:, :, ky0:ky1, kx0:kx1], 2, (*py2, *px2))
 
 
 def _extent(tile: Tile) -> tuple[int, int, int]:

@@ -58,6 +58,7 @@ def bench_forward(
     conv: str = "auto",
     peak: bool = True,
     progress: bool = True,
+    graph_max_size: int = 0,
 ) -> dict:
     """Time and peak memory of LoftUp (per precision), bilinear and bicubic at each size.
 
@@ -72,6 +73,9 @@ def bench_forward(
         other precision of ``dtypes`` (its deviation is from our float32 output).
       tile_size, chunk_size, conv: inference settings (see :func:`loftup.tiling.upsample`).
       peak: also measure the matrix-product peak of each precision.
+      graph_max_size: on a GPU, also time LoftUp replayed from a CUDA graph
+        (:func:`loftup.graph_upsampler`, method "loftup_graph") in each half precision at
+        sizes up to this one.
     """
     from tqdm.auto import tqdm
 
@@ -94,7 +98,8 @@ def bench_forward(
     with torch.inference_mode():
         for size in tqdm(list(sizes), desc="bench", disable=not progress):
             r = ref if size <= reference_max_size else None
-            rows += _bench_size(size, lr, models, r, peaks, fpp, device, warmup, repeats)
+            graphs = size <= graph_max_size and torch.device(device).type == "cuda"
+            rows += _bench_size(size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs)
     return {
         "machine": machine_info(device),
         "settings": {
@@ -115,13 +120,27 @@ def bench_forward(
     }
 
 
-def _bench_size(size, lr, models, ref, peaks, fpp, device, warmup, repeats) -> list[dict]:
+def _bench_size(
+    size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False
+) -> list[dict]:
     """All methods at one output size, alternating; one row each."""
     batch, dim = lr.shape[:2]
     dtypes = list(models)
     rows = []
     image = torch.randn(batch, 3, size, size, device=device)
     cases = {f"loftup/{n}": (lambda m=m: m(lr, image)) for n, m in models.items()}
+    if graphs:
+        from ..compiled import graph_upsampler
+
+        for n, m in models.items():
+            if n == "float32":
+                continue
+            try:
+                g = graph_upsampler(m, lr, image)
+            except Exception as e:  # noqa: BLE001 - the other rows still count
+                print(f"CUDA graph capture failed at {size} {n}: {e!r}"[:300])
+                continue
+            cases[f"loftup_graph/{n}"] = lambda g=g: g(lr, image)
     if ref is not None:  # in float32, and under autocast in each half precision
         cases["reference/float32"] = lambda: ref(lr, image)
         for n in dtypes:
@@ -151,7 +170,7 @@ def _bench_size(size, lr, models, ref, peaks, fpp, device, warmup, repeats) -> l
             "peak_memory_bytes": mems[name],
             **t,
         }
-        if method in ("loftup", "reference"):
+        if method in ("loftup", "loftup_graph", "reference"):
             gflop = fpp * batch * size * size / 1e9
             row["gflop"] = gflop
             row["gflops_per_s"] = gflop / t["best_s"]

@@ -60,12 +60,14 @@ def kernel_ablation(
     compile_sizes=(224,),
 ) -> list:
     """What each step buys, at each size in one precision, alternating: the default (fused
-    attention, channels-last convolutions, rows mean-padded to multiples of 8 on a GPU),
-    plain-math attention, NCHW convolutions, unpadded rows, and
-    torch.compile (CUDA graphs on a GPU) at ``compile_sizes``."""
+    attention, channels-last convolutions, rows mean-padded to multiples of 8 on a GPU, the
+    Triton kernels of :mod:`loftup.kernels`), plain-math attention, NCHW convolutions, unpadded
+    rows, PyTorch's kernels instead of the Triton ones, a CUDA graph of the eager forward (GPU),
+    and torch.compile (CUDA graphs on a GPU) at ``compile_sizes``."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ..compiled import compile_upsampler
+    from .. import kernels
+    from ..compiled import compile_upsampler, graph_upsampler
 
     m = copy.deepcopy(model).to(device, dtype)
     rows = []
@@ -79,14 +81,25 @@ def kernel_ablation(
                     return m(lr, image)
             return m(lr, image)
 
+        def plain(run=run):
+            with kernels.enabled(False):
+                return run()
+
         cases = {
             "default": run,
             "math attention": lambda: run(math=True),
             "NCHW convolutions": lambda: run(conv="direct_nchw"),
             "unpadded rows": lambda: run(align=1),
+            "no Triton kernels": plain,
         }
         if torch.device(device).type == "cpu":
             cases["direct convolutions"] = lambda: run(conv="direct")
+        else:
+            try:
+                graphed = graph_upsampler(m, lr, image)
+                cases["CUDA graph"] = lambda g=graphed, lr=lr, image=image: g(lr, image)
+            except Exception as e:  # noqa: BLE001 - measured where it works, reported where not
+                rows.append({"size": size, "variant": "CUDA graph", "error": repr(e)[:300]})
         if size in compile_sizes:
             fn = compile_upsampler(m, device=device)
             fn(lr, image)
@@ -207,10 +220,13 @@ def backbone_end_to_end(
     dtypes=("float32", "float16"),
     device="cuda",
     repeats=10,
+    graphs: bool = True,
 ) -> list:
-    """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width)."""
+    """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width);
+    on a GPU also + LoftUp replayed from a CUDA graph (``graphs``)."""
     from transformers import Dinov2Config, Dinov2Model
 
+    from ..compiled import graph_upsampler
     from ..model import LoftUp
 
     rows = []
@@ -244,10 +260,18 @@ def backbone_end_to_end(
                     ),
                     "backbone+loftup": lambda feats=feats, x=x, up=up: up(feats(), x),
                 }
+                if graphs and x.is_cuda:  # the backbone eager, LoftUp replayed from a graph
+                    with torch.inference_mode():
+                        g = graph_upsampler(up, feats(), x)
+                    cases["backbone+loftup_graph"] = lambda feats=feats, x=x, g=g: g(feats(), x)
                 with torch.inference_mode():
                     t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
                 row = {"backbone": arch, "dtype": name, "size": size}
                 row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
                 row["loftup_over_bilinear"] = row["backbone+loftup_s"] / row["backbone+bilinear_s"]
+                if "backbone+loftup_graph_s" in row:
+                    row["loftup_graph_over_bilinear"] = (
+                        row["backbone+loftup_graph_s"] / row["backbone+bilinear_s"]
+                    )
                 rows.append(row)
     return rows

@@ -111,7 +111,12 @@ def run_suite(
     section(
         "forward",
         lambda: bench_forward(
-            sizes, dtypes=dtypes, reference_max_size=s(2048, 64), repeats=s(10, 1), **fwd
+            sizes,
+            dtypes=dtypes,
+            reference_max_size=s(2048, 64),
+            repeats=s(10, 1),
+            graph_max_size=s(448, 0),
+            **fwd,
         ),
     )
     section(
@@ -204,7 +209,7 @@ def summary(report: dict) -> str:
         for (method, dt, size), r in sorted(
             by.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])
         ):
-            if method != "loftup":
+            if method not in ("loftup", "loftup_graph"):
                 continue
             ref = by.get(("reference", dt, size)) or by.get(("reference", "float32", size))
             vs = (
@@ -214,7 +219,7 @@ def summary(report: dict) -> str:
             )
             bil = by.get(("bilinear", "float32", size))
             lines.append(
-                f"  {size:>5} {dt:<8} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {r['max_abs_dev_vs_float32']:.1e}{vs}"
+                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {r['max_abs_dev_vs_float32']:.1e}{vs}"
                 + (f", bilinear {bil['best_s'] * 1e3:.2f} ms" if bil else "")
             )
     if isinstance(sec.get("parity"), dict) and "error" not in sec["parity"]:

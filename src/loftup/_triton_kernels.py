@@ -1,0 +1,336 @@
+"""The Triton kernels behind :mod:`loftup.kernels` (imported only where Triton is installed).
+
+Launch option ``enable_fp_fusion=False`` keeps every multiply and add separately rounded, as in
+PyTorch's eager kernels; ``div_rn`` and libdevice's ``sin``/``cos`` are the IEEE division and
+the accurate (range-reduced) sine and cosine that PyTorch's CUDA kernels use.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import triton
+import triton.language as tl
+from triton.language.extra import libdevice
+
+_NO_FMA = {"enable_fp_fusion": False}
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _autotune(configs, key, restore_value=None):
+    """``triton.autotune``, keeping its choices in Triton's on-disk cache where that option
+    exists (the first call in a process otherwise spends seconds compiling and timing)."""
+    extra = {}
+    if "cache_results" in inspect.signature(triton.autotune).parameters:
+        extra["cache_results"] = True
+    return triton.autotune(configs, key=key, restore_value=restore_value, **extra)
+
+
+def _configs(name: str, values, warps):
+    """Autotuning candidates (one under the interpreter, where timing means nothing)."""
+    if _INTERPRETED:
+        return [triton.Config({name: values[len(values) // 2]}, num_warps=4)]
+    return [triton.Config({name: v}, num_warps=w) for v in values for w in warps]
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    try:
+        return kernel[grid](*args, **kwargs, **_NO_FMA)
+    except TypeError:  # a Triton (or its interpreter) without the option: its default
+        return kernel[grid](*args, **kwargs)
+
+
+# X is written in place with PAD, but idempotently (its padding set to its mean); restored anyway.
+@_autotune(
+    _configs("BLOCK_M", (2, 4, 8, 16, 32), (4, 8)),
+    key=["width", "AFFINE", "PAD"],
+    restore_value=["X"],
+)
+@triton.jit
+def _layer_norm_kernel(
+    X,
+    Y,
+    WT,
+    BS,
+    n_rows,
+    width,
+    real,
+    eps,
+    y_h,
+    y_w,
+    ys_b,
+    ys_h,
+    ys_w,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    AFFINE: tl.constexpr,
+    PAD: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    rmask = rows < n_rows
+    cmask = cols < width
+    mask = rmask[:, None] & cmask[None, :]
+    offs = rows[:, None].to(tl.int64) * width + cols[None, :]
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    if PAD:
+        is_real = cols < real
+        m = tl.sum(tl.where(is_real[None, :], x, 0.0), axis=1) / real
+        m = m.to(X.dtype.element_ty).to(tl.float32)  # the value stored, as mean_pad stores it
+        is_pad = cmask & (cols >= real)
+        x = tl.where(is_pad[None, :], m[:, None], x)
+        tl.store(X + offs, x.to(X.dtype.element_ty), mask=rmask[:, None] & is_pad[None, :])
+    mean = tl.sum(x, axis=1) / width
+    xc = tl.where(cmask[None, :], x - mean[:, None], 0.0)
+    var = tl.sum(xc * xc, axis=1) / width
+    rstd = 1.0 / tl.sqrt_rn(var + eps)
+    y = xc * rstd[:, None]
+    if AFFINE:
+        w = tl.load(WT + cols, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(BS + cols, mask=cmask, other=0.0).to(tl.float32)
+        y = y * w[None, :] + b[None, :]
+    r = rows.to(tl.int64)  # row r of x is pixel (r // (h w), r // w % h, r % w) of y
+    y_offs = (r // (y_h * y_w)) * ys_b + (r // y_w % y_h) * ys_h + (r % y_w) * ys_w
+    tl.store(Y + y_offs[:, None] + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+
+
+def layer_norm(x, y, eps, weight, bias, real) -> None:
+    n, w = x.shape
+    if y.dim() == 2:
+        y = y.view(1, 1, *y.shape)
+    affine = weight is not None
+    _launch(
+        _layer_norm_kernel,
+        lambda meta: (triton.cdiv(n, meta["BLOCK_M"]),),
+        x,
+        y,
+        weight if affine else x,
+        bias if affine else x,
+        n,
+        w,
+        real,
+        float(eps),
+        y.shape[1],
+        y.shape[2],
+        y.stride(0),
+        y.stride(1),
+        y.stride(2),
+        BLOCK_N=triton.next_power_of_2(w),
+        AFFINE=affine,
+        PAD=real < w,
+    )
+
+
+@_autotune(_configs("BLOCK_P", (8, 16, 32, 64), (2, 4, 8)), key=["EP", "N3", "COORDS"])
+@triton.jit
+def _encode_kernel(
+    IMG,
+    s_b,
+    s_c,
+    s_h,
+    s_w,
+    LO,
+    DEN,
+    ROW,
+    COL,
+    FS,
+    PS,
+    PC,
+    WT,
+    BS,
+    OUT,
+    so_b,
+    so_h,
+    so_w,
+    n_pix,
+    rh,
+    rw,
+    eps,
+    N2: tl.constexpr,  # coordinate features per axis (2n)
+    N3: tl.constexpr,  # colour features per function (3n)
+    E: tl.constexpr,  # real channels
+    EP: tl.constexpr,  # channels written
+    COORDS: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BA: tl.constexpr,
+    BS3: tl.constexpr,
+    BR: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+):
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pm = p < n_pix
+    hw = rh * rw
+    bi = p // hw
+    rem = p % hw
+    yi = rem // rw
+    xi = rem % rw
+    base = bi.to(tl.int64) * s_b + yi.to(tl.int64) * s_h + xi.to(tl.int64) * s_w
+    c0 = tl.load(IMG + base, mask=pm, other=0.0).to(tl.float32)
+    c1 = tl.load(IMG + base + s_c, mask=pm, other=0.0).to(tl.float32)
+    c2 = tl.load(IMG + base + 2 * s_c, mask=pm, other=0.0).to(tl.float32)
+    c0 = (
+        tl.math.div_rn(
+            c0 - tl.load(LO + bi * 3, mask=pm), tl.load(DEN + bi * 3, mask=pm, other=1.0)
+        )
+        - 0.5
+    )
+    c1 = (
+        tl.math.div_rn(
+            c1 - tl.load(LO + bi * 3 + 1, mask=pm), tl.load(DEN + bi * 3 + 1, mask=pm, other=1.0)
+        )
+        - 0.5
+    )
+    c2 = (
+        tl.math.div_rn(
+            c2 - tl.load(LO + bi * 3 + 2, mask=pm), tl.load(DEN + bi * 3 + 2, mask=pm, other=1.0)
+        )
+        - 0.5
+    )
+    c0 = tl.where(pm, c0, 0.0)
+    c1 = tl.where(pm, c1, 0.0)
+    c2 = tl.where(pm, c2, 0.0)
+
+    # Fourier features of the colours: channel j is function(colour j % 3 * freq j // 3 + phase)
+    js = tl.arange(0, BS3)
+    jm = js < N3
+    ch = js % 3
+    v = tl.where(
+        ch[None, :] == 0, c0[:, None], tl.where(ch[None, :] == 1, c1[:, None], c2[:, None])
+    )
+    arg = v * tl.load(FS + js, mask=jm, other=0.0)[None, :]
+    m2 = pm[:, None] & jm[None, :]
+    sarg = arg + tl.load(PS + js, mask=jm, other=0.0)[None, :]
+    carg = arg + tl.load(PC + js, mask=jm, other=0.0)[None, :]
+    if LIBDEVICE:  # what PyTorch's CUDA kernels compute
+        sv, cv = libdevice.sin(sarg), libdevice.cos(carg)
+    else:  # Triton's interpreter (numpy's accurate sine and cosine)
+        sv, cv = tl.sin(sarg), tl.cos(carg)
+    sv = tl.where(m2, sv, 0.0)
+    cv = tl.where(m2, cv, 0.0)
+    total = tl.sum(sv, axis=1) + tl.sum(cv, axis=1) + c0 + c1 + c2
+    if COORDS:
+        ja = tl.arange(0, BA)
+        am = pm[:, None] & (ja < N2)[None, :]
+        rv = tl.load(ROW + yi[:, None] * N2 + ja[None, :], mask=am, other=0.0)
+        cl = tl.load(COL + xi[:, None] * N2 + ja[None, :], mask=am, other=0.0)
+        total += tl.sum(rv, axis=1) + tl.sum(cl, axis=1)
+    m = total / E  # the padding channels' value
+    jr = tl.arange(0, BR)
+    rmask = pm[:, None] & (jr < EP - E + 3)[None, :]
+    raw = tl.where(
+        jr[None, :] == 0,
+        c0[:, None],
+        tl.where(
+            jr[None, :] == 1, c1[:, None], tl.where(jr[None, :] == 2, c2[:, None], m[:, None])
+        ),
+    )
+    raw = tl.where(rmask, raw, 0.0)
+    mean = (total + (EP - E) * m) / EP
+    sv = tl.where(m2, sv - mean[:, None], 0.0)
+    cv = tl.where(m2, cv - mean[:, None], 0.0)
+    raw = tl.where(rmask, raw - mean[:, None], 0.0)
+    sq = tl.sum(sv * sv, axis=1) + tl.sum(cv * cv, axis=1) + tl.sum(raw * raw, axis=1)
+    if COORDS:
+        rv = tl.where(am, rv - mean[:, None], 0.0)
+        cl = tl.where(am, cl - mean[:, None], 0.0)
+        sq += tl.sum(rv * rv, axis=1) + tl.sum(cl * cl, axis=1)
+    rstd = 1.0 / tl.sqrt_rn(sq / EP + eps)
+
+    out = OUT + (bi.to(tl.int64) * so_b + yi.to(tl.int64) * so_h + xi.to(tl.int64) * so_w)[:, None]
+    off = 0
+    if COORDS:
+        _store_normalised(out, rv, rstd, WT, BS, 0, ja, ja < N2, am)
+        _store_normalised(out, cl, rstd, WT, BS, N2, ja, ja < N2, am)
+        off = 2 * N2
+    _store_normalised(out, sv, rstd, WT, BS, off, js, jm, m2)
+    _store_normalised(out, cv, rstd, WT, BS, off + N3, js, jm, m2)
+    _store_normalised(out, raw, rstd, WT, BS, off + 2 * N3, jr, jr < EP - off - 2 * N3, rmask)
+
+
+@triton.jit
+def _store_normalised(out, xc, rstd, WT, BS, off, j, jmask, mask):
+    """Store centred values ``xc`` (pixels, channels j) normalised by ``rstd`` with the
+    LayerNorm's weight and bias at channels ``off + j`` of each pixel's row ``out``."""
+    w = tl.load(WT + off + j, mask=jmask, other=0.0)
+    b = tl.load(BS + off + j, mask=jmask, other=0.0)
+    y = xc * rstd[:, None] * w[None, :] + b[None, :]
+    tl.store(out + off + j[None, :], y.to(out.dtype.element_ty), mask=mask)
+
+
+def encode(image, lo, den, row_feats, col_feats, freqs, phases, norm, out) -> None:
+    b, _, rh, rw = image.shape
+    width = out.shape[-1]
+    n3 = 3 * freqs.numel()
+    coords = row_feats is not None
+    n2 = row_feats.shape[1] if coords else 0
+    e = n3 * 2 + 3 + 2 * n2
+    fs = freqs.repeat_interleave(3).contiguous()
+    ps, pc = (phases[i].reshape(-1).contiguous() for i in range(2))
+    weight, bias, eps = norm
+    n_pix = b * rh * rw
+    dummy = fs
+    _launch(
+        _encode_kernel,
+        lambda meta: (triton.cdiv(n_pix, meta["BLOCK_P"]),),
+        image,
+        image.stride(0),
+        image.stride(1),
+        image.stride(2),
+        image.stride(3),
+        lo.contiguous(),
+        den.contiguous(),
+        row_feats.contiguous() if coords else dummy,
+        col_feats.contiguous() if coords else dummy,
+        fs,
+        ps,
+        pc,
+        weight.contiguous(),
+        bias.contiguous(),
+        out,
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        n_pix,
+        rh,
+        rw,
+        float(eps),
+        N2=max(n2, 1),
+        N3=n3,
+        E=e,
+        EP=width,
+        COORDS=coords,
+        BA=triton.next_power_of_2(max(n2, 1)),
+        BS3=triton.next_power_of_2(n3),
+        BR=triton.next_power_of_2(width - e + 3),
+        LIBDEVICE=not _INTERPRETED,
+    )
+
+
+# In place: the autotuner must restore X before timing each candidate (it runs the kernel
+# many times on the real arguments), or the first call returns ReLU(x + k * bias).
+@_autotune(_configs("BLOCK_M", (4, 8, 16, 32), (4, 8)), key=["width"], restore_value=["X"])
+@triton.jit
+def _bias_relu_kernel(X, B, n_rows, width, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    cmask = cols < width
+    mask = (rows < n_rows)[:, None] & cmask[None, :]
+    offs = rows[:, None].to(tl.int64) * width + cols[None, :]
+    x = tl.load(X + offs, mask=mask, other=0.0)
+    b = tl.load(B + cols, mask=cmask, other=0.0)
+    y = x + b[None, :]  # rounded to x's dtype, as PyTorch's bias addition is
+    tl.store(X + offs, tl.maximum(y, 0.0).to(X.dtype.element_ty), mask=mask)
+
+
+def bias_relu_(x, bias) -> None:
+    n, w = x.shape
+    _launch(
+        _bias_relu_kernel,
+        lambda meta: (triton.cdiv(n, meta["BLOCK_M"]),),
+        x,
+        bias,
+        n,
+        w,
+        BLOCK_N=triton.next_power_of_2(w),
+    )

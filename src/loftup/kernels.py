@@ -1,0 +1,161 @@
+"""Triton kernels for the memory-bound steps of the GPU forward (same function, fewer passes).
+
+On a GPU the fast path's matrix products and convolutions run near the card's rate; what is
+left is memory traffic. Two kernels remove most of it:
+
+- :func:`layer_norm_rows`: LayerNorm over the rows of a (N, W) matrix, several rows per
+  program (PyTorch's kernel gives each 408-wide row a whole thread block and reaches about a
+  third of the memory bandwidth), optionally with the affine part, and optionally writing the
+  row's mean into its padding channels first (the "mean padding" of :mod:`loftup.fused`, which
+  otherwise costs a reduction and a write of its own).
+- :func:`bias_relu_`: a convolution's bias and ReLU in one pass over its output.
+- :func:`encode_pixels`: the whole image encoding of a region in one pass: colour scaling,
+  Fourier features, the per-row/per-column coordinate features, mean padding and the stem's
+  LayerNorm, written once in the compute dtype (the PyTorch version makes about ten passes over
+  a float32 tensor of 208 channels per pixel).
+
+Both compute in float32 with the same operations in the same order as the PyTorch path
+(separate multiply and add, IEEE division and libdevice's sine and cosine: the Fourier
+arguments reach about 1e4 radians, where a fused multiply-add or a fast sine would move the
+features), so their float32 results agree with PyTorch's to rounding (5e-7 in tests); the forward uses
+them in half precision, where memory traffic is what they save. The kernels run on CUDA
+tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set before Triton is first imported;
+the tests do this where no GPU is). Without Triton, or with ``LOFTUP_TRITON=0`` in the
+environment, or inside ``torch.compile`` (which fuses these steps itself), the PyTorch path runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from contextlib import contextmanager
+
+import torch
+
+#: "on": the kernels are used where they apply; "cpu": also on CPU tensors under the
+#: interpreter (for tests: slow, and never the default).
+_switch = {"on": os.environ.get("LOFTUP_TRITON", "1") != "0", "cpu": False}
+
+
+@functools.cache
+def _triton():
+    """The kernels module, or None where Triton cannot be imported."""
+    try:
+        from . import _triton_kernels
+    except Exception:  # noqa: BLE001 - no Triton, or one that does not load: PyTorch path
+        return None
+    return _triton_kernels
+
+
+def interpreted() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available() -> bool:
+    """Whether Triton is importable here."""
+    return _triton() is not None
+
+
+def active(t: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the fast path uses the kernels for tensor ``t`` and compute dtype ``dtype``:
+    switched on, Triton present, half precision (float32 is bound by arithmetic, not memory,
+    and keeps PyTorch's kernels and their rounding), ``t`` on a GPU (or on the CPU under the
+    interpreter), and not inside ``torch.compile``."""
+    if not _switch["on"] or dtype == torch.float32 or torch.compiler.is_compiling():
+        return False
+    if not (t.is_cuda or (t.device.type == "cpu" and _switch["cpu"] and interpreted())):
+        return False
+    return available()
+
+
+@contextmanager
+def enabled(on: bool):
+    """Switch the kernels on or off inside the block (to measure what they buy)."""
+    old = _switch["on"]
+    _switch["on"] = on
+    try:
+        yield
+    finally:
+        _switch["on"] = old
+
+
+def layer_norm_rows(
+    x: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    *,
+    real: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """LayerNorm over the last axis of a contiguous (N, W) ``x`` -> new (N, W) tensor, or
+    written into ``out`` and returned: a (b, h, w, W) tensor with contiguous channels and
+    b * h * w = N (a tile of a larger output, say), row r going to pixel (r // (h w),
+    r // w % h, r % w).
+
+    ``real``: first write, in place, the mean of the first ``real`` channels of each row into
+    its channels ``real:`` (rounded to ``x``'s dtype, as :func:`loftup.fastpath.mean_pad`
+    does), then normalise the whole row.
+    """
+    if x.dim() != 2 or not x.is_contiguous():
+        raise ValueError(f"layer_norm_rows needs a contiguous (N, W) tensor, got {tuple(x.shape)}")
+    n, w = x.shape
+    if out is None:
+        out = torch.empty(n, w, device=x.device, dtype=x.dtype)
+    elif out.dim() != 4 or out.numel() != n * w or out.shape[-1] != w or out.stride(-1) != 1:
+        raise ValueError(f"out must be (b, h, w, {w}) with b h w = {n} and contiguous channels")
+    if n:
+        _triton().layer_norm(x, out, eps, weight, bias, w if real is None else real)
+    return out
+
+
+def bias_relu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x = ReLU(x + bias)`` in place for (B, C, H, W) channels-last ``x`` (a convolution's
+    output): one pass instead of PyTorch's bias addition and ReLU; returns ``x``."""
+    b, c, h, w = x.shape
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError("bias_relu_ needs a channels-last tensor")
+    if x.numel():
+        _triton().bias_relu_(x.permute(0, 2, 3, 1).view(-1, c), bias)
+    return x
+
+
+def encode_pixels(
+    image: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    row_feats: torch.Tensor | None,
+    col_feats: torch.Tensor | None,
+    freqs: torch.Tensor,
+    phases: torch.Tensor,
+    norm: tuple[torch.Tensor, torch.Tensor, float],
+    width: int,
+    out_dtype: torch.dtype,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The normalised image encoding of a region, (B, 3, rh, rw) -> (B, rh, rw, ``width``).
+
+    Arguments:
+      image: the region's pixels (any strides, any float dtype).
+      lo, hi: (B, 3, 1, 1) float32 colour min and max of the whole images.
+      row_feats, col_feats: (rh, 2n) and (rw, 2n) float32 coordinate features of the region's
+        rows and columns (sines then cosines), or None for a model without coordinates.
+      freqs: (n,) float32 frequencies; phases: (2, n, 3) float32 colour phases (sin, cos).
+      norm: the stem LayerNorm's (weight, bias, eps) over ``width`` channels, float32.
+      width: channels written: the real ones, then their mean (padding).
+      out: optional (B, rh, rw, width) destination with contiguous channels (a window of a
+        larger buffer, say); returned.
+    """
+    b, _, rh, rw = image.shape
+    if out is None:
+        out = torch.empty(b, rh, rw, width, device=image.device, dtype=out_dtype)
+    elif out.shape != (b, rh, rw, width) or out.stride(-1) != 1:
+        raise ValueError(f"out must be ({b}, {rh}, {rw}, {width}) with contiguous channels")
+    if out.numel():
+        den = (hi - lo).clamp_min(1e-4)
+        _triton().encode(
+            image, lo.reshape(b, 3), den.reshape(b, 3), row_feats, col_feats, freqs, phases,
+            norm, out,
+        )  # fmt: skip
+    return out

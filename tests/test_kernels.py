@@ -1,0 +1,180 @@
+"""The Triton kernels of loftup.kernels against the PyTorch path they replace.
+
+Where a GPU is present they run on it; elsewhere under Triton's CPU interpreter
+(``TRITON_INTERPRET=1``), which executes the same kernel code with numpy. Skipped, with the
+reason, where Triton is not installed (it comes with ``pip install -e ".[dev]"`` on Linux).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import perturbed_loftup
+from loftup import LoftUp, kernels
+from loftup.fastpath import encode_region, mean_pad
+from loftup.layers import image_minmax
+from loftup.tiling import upsample
+
+triton = pytest.importorskip("triton", reason="Triton is not installed (pip install triton)")
+
+
+@pytest.fixture(scope="module")
+def device():
+    """ "cuda" where a GPU is present, else "cpu" with the kernels switched on for CPU tensors
+    under the interpreter (tests/conftest.py chooses it before Triton is imported)."""
+    if torch.cuda.is_available():
+        yield "cuda"
+        return
+    if not kernels.interpreted():
+        pytest.skip("no GPU, and TRITON_INTERPRET=1 was not set before Triton was imported")
+    kernels._switch["cpu"] = True
+    try:
+        assert kernels.available(), "the kernels did not load under the interpreter"
+        yield "cpu"
+    finally:
+        kernels._switch["cpu"] = False
+
+
+@pytest.fixture(scope="module")
+def model():
+    return perturbed_loftup()
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_layer_norm_rows_matches_pytorch_in_float32(device, affine):
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(37, 408, generator=g) + 1).to(device)  # 37: a partial block of rows
+    w, b = (torch.randn(408, generator=g).to(device) for _ in range(2))
+    args = (w, b) if affine else ()
+    got = kernels.layer_norm_rows(x, 1e-5, *args)
+    ref = F.layer_norm(x, (408,), *(args or (None, None)), eps=1e-5)
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    assert (got - ref).abs().max().item() <= 4e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_layer_norm_rows_writes_the_mean_padding_first(device, dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (3 * torch.randn(50, 408, generator=g)).to(device, dtype)
+    x[:, 404:] = 7.0  # stale padding: must be replaced by the mean of the first 404 channels
+    expect = x.clone()
+    mean_pad(expect, 404)
+    got = kernels.layer_norm_rows(x, 1e-5 * 404 / 408, real=404)
+    assert torch.equal(x[:, :404], expect[:, :404])
+    assert (x[:, 404:].float() - expect[:, 404:].float()).abs().max().item() <= (
+        1e-6 if dtype == torch.float32 else 4e-3
+    )
+    ref = F.layer_norm(expect.float(), (408,), eps=1e-5 * 404 / 408)
+    assert got.dtype == dtype
+    assert (got.float() - ref).abs().max().item() <= (4e-6 if dtype == torch.float32 else 4e-3)
+
+
+@pytest.mark.parametrize("align", [1, 8])
+@torch.no_grad()
+def test_encoding_kernel_matches_the_pytorch_encoding(device, model, align):
+    """Float32 weights, a region off the image's origin, a strided view, batch 2."""
+    m = model.to(device)
+    fw = m.fused(torch.float32, "direct", align)
+    g = torch.Generator().manual_seed(2)
+    image = torch.randn(2, 3, 30, 26, generator=g).to(device)
+    lo, hi = image_minmax(image)
+    region = image[:, :, 3:20, 5:24]
+    with kernels.enabled(False):
+        ref = encode_region(fw, region, lo, hi, (3, 5), (30, 26))
+    e = fw.enc_width
+    n, j = fw.image_phases.shape[1:]
+    from loftup.fastpath import _axis_coords, axis_features
+
+    ys, xs = _axis_coords((3, 5), (30, 26), region.shape[-2:], image.device)
+    rows = axis_features(ys, fw.image_freqs, fw.image_phases[:, :, 0])
+    cols = axis_features(xs, fw.image_freqs, fw.image_phases[:, :, 1])
+    got = kernels.encode_pixels(
+        region, lo, hi, rows, cols, fw.image_freqs, fw.image_phases[:, :, j - 3 :],
+        fw.stem_norm, fw.enc_padded, torch.float32,
+    )  # fmt: skip
+    assert got.shape == ref.shape == (2, 17, 19, fw.enc_padded) and e <= fw.enc_padded
+    assert (got - ref).abs().max().item() <= 2e-6
+    model.to("cpu")
+
+
+@pytest.mark.parametrize("config", [{}, {"dim": 32, "n_freqs": 6, "coords": False}])
+def test_half_precision_forward_with_kernels_matches_without(device, model, config):
+    """The whole forward (tiles, mean padding, every LayerNorm) in float16; the released
+    shape, and a small one without coordinate features."""
+    if config:
+        torch.manual_seed(5)
+        m = LoftUp(**config).eval()
+    else:
+        m = LoftUp(dim=384).eval()
+        m.load_state_dict(model.state_dict())
+    m = m.to(device, torch.float16)
+    m.align = 8
+    dim = m.config.dim
+    g = torch.Generator().manual_seed(3)
+    lr = torch.randn(2, dim, 4, 4, generator=g).to(device, torch.float16)
+    image = torch.randn(2, 3, 22, 18, generator=g).to(device, torch.float16)
+    with torch.inference_mode():
+        assert kernels.active(image, torch.float16)
+        got = upsample(m, lr, image, tile_size=12)
+        with kernels.enabled(False):
+            assert not kernels.active(image, torch.float16)
+            ref = upsample(m, lr, image, tile_size=12)
+    d = (got.float() - ref.float()).abs()
+    assert d.max().item() <= 2e-2 and d.mean().item() <= 1e-3
+
+
+def test_float32_forward_keeps_pytorch_kernels(device, model):
+    m = model.to(device)
+    g = torch.Generator().manual_seed(4)
+    lr, image = torch.randn(1, 384, 4, 4, generator=g), torch.randn(1, 3, 16, 16, generator=g)
+    lr, image = lr.to(device), image.to(device)
+    with torch.inference_mode():
+        assert not kernels.active(image, torch.float32)
+        a = m(lr, image)
+        with kernels.enabled(False):
+            b = m(lr, image)
+    model.to("cpu")
+    assert torch.equal(a, b)
+
+
+def test_layer_norm_rows_writes_into_a_tile_of_a_larger_output(device):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2 * 3 * 5, 24, generator=g).to(device)
+    w, b = (torch.randn(24, generator=g).to(device) for _ in range(2))
+    big = torch.full((2, 7, 9, 24), 9.0, device=device)
+    tile = big[:, 2:5, 3:8]  # (2, 3, 5, 24): strided rows and images
+    got = kernels.layer_norm_rows(x, 1e-5, w, b, out=tile)
+    ref = F.layer_norm(x, (24,), w, b, 1e-5).view(2, 3, 5, 24)
+    assert got.data_ptr() == tile.data_ptr()
+    assert (big[:, 2:5, 3:8] - ref).abs().max().item() <= 4e-6
+    untouched = torch.ones_like(big, dtype=torch.bool)
+    untouched[:, 2:5, 3:8] = False
+    assert (big[untouched] == 9.0).all()
+    with pytest.raises(ValueError, match="contiguous channels"):
+        kernels.layer_norm_rows(x, 1e-5, out=big.permute(0, 3, 1, 2)[:, :, :3, :5])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bias_relu_in_place_matches_pytorch(device, dtype):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 20, 5, 7, generator=g).to(device, dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(20, generator=g).to(device, dtype)
+    ref = (x + b.view(-1, 1, 1)).relu()
+    got = kernels.bias_relu_(x, b)
+    assert got is x and x.is_contiguous(memory_format=torch.channels_last)
+    assert (got.float() - ref.float()).abs().max().item() == 0.0
+    with pytest.raises(ValueError, match="channels-last"):
+        kernels.bias_relu_(torch.randn(1, 20, 5, 7).to(device, dtype), b)
+
+
+def test_autotuned_in_place_kernels_restore_their_input(device):
+    """The autotuner times every candidate on the real arguments: a kernel that writes its
+    input in place must have it restored in between, or the first call is wrong (it was, on
+    a GPU: ReLU(x + k * bias))."""
+    from loftup import _triton_kernels as tk
+
+    for kernel in (tk._bias_relu_kernel, tk._layer_norm_kernel):
+        assert "X" in kernel.restore_value, kernel
