@@ -128,6 +128,25 @@ def test_folded_weights_follow_parameter_changes():
     assert (after - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
 
 
+def test_memoised_encodings_follow_the_weights_and_change_nothing():
+    """Per-shape encodings are kept with the folded weights: a second call reuses them and
+    computes the same output; new grid/image frequencies (new folded weights) are used."""
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=16, num_heads=2))
+    model.tile_size = 8  # several tiles: several coordinate entries
+    lr, image = torch.randn(1, 16, 4, 4), torch.randn(1, 3, 20, 12)
+    with torch.no_grad():
+        first = model(lr, image)
+        memo = model._fused_cache[1].memo
+        assert any(k[0] == "grid" for k in memo) and sum(k[0] == "axes" for k in memo) > 1
+        assert torch.equal(model(lr, image), first)
+        model.grid_encoder.phases.add_(0.3)
+        model.image_encoder.phases.add_(0.3)
+        after = model(lr, image)
+    assert model._fused_cache[1].memo is not memo
+    assert (after - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
+
+
 def test_training_mode_takes_the_differentiable_path():
     model = LoftUp(dim=16, num_heads=2)
     lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)

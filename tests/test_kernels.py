@@ -85,11 +85,9 @@ def test_encoding_kernel_matches_the_pytorch_encoding(device, model, align):
         ref = encode_region(fw, region, lo, hi, (3, 5), (30, 26))
     e = fw.enc_width
     n, j = fw.image_phases.shape[1:]
-    from loftup.fastpath import _axis_coords, axis_features
+    from loftup.fastpath import _coordinate_features
 
-    ys, xs = _axis_coords((3, 5), (30, 26), region.shape[-2:], image.device)
-    rows = axis_features(ys, fw.image_freqs, fw.image_phases[:, :, 0])
-    cols = axis_features(xs, fw.image_freqs, fw.image_phases[:, :, 1])
+    rows, cols = _coordinate_features(fw, (3, 5), (30, 26), region.shape[-2:], image.device)
     got = kernels.encode_pixels(
         region, lo, hi, rows, cols, fw.image_freqs, fw.image_phases[:, :, j - 3 :],
         fw.stem_norm, fw.enc_padded, torch.float32,

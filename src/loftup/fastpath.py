@@ -26,16 +26,28 @@ def axis_features(coords: torch.Tensor, freqs: torch.Tensor, phases: torch.Tenso
     return torch.cat([torch.sin(arg + phases[0]), torch.cos(arg + phases[1])], dim=1)
 
 
-def encode_kv(fw: FusedWeights, lr_feats: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(B, C, h, w) raw features -> per block keys and values, each (B, heads, h*w, hd_pad)."""
-    b, c, h, w = lr_feats.shape
-    x = F.layer_norm(lr_feats.to(fw.dtype).permute(0, 2, 3, 1), (c,), *fw.channel_norm)
-    dev = lr_feats.device
+def memo(fw: FusedWeights, key: tuple, make):
+    """``make()``, computed once per folded weights and ``key`` (a shape, a device): the
+    positional and coordinate encodings, a dozen small kernels each that a small output or a
+    CUDA graph would otherwise repeat on every call. Recomputed under ``torch.compile``, which
+    traces them; the memo is emptied when it holds 512 entries."""
+    if torch.compiler.is_compiling():
+        return make()
+    hit = fw.memo.get(key)
+    if hit is None:
+        if len(fw.memo) >= 512:
+            fw.memo.clear()
+        hit = fw.memo[key] = make()
+    return hit
+
+
+def grid_encoding(fw: FusedWeights, h: int, w: int, device) -> torch.Tensor:
+    """Fourier encoding of the (h, w) low-resolution grid: (h, w, 4 n) in fw.dtype."""
     n = fw.grid_freqs.numel()
     grid = torch.stack(
         torch.meshgrid(
-            torch.linspace(-1.0, 1.0, h, device=dev),
-            torch.linspace(-1.0, 1.0, w, device=dev),
+            torch.linspace(-1.0, 1.0, h, device=device),
+            torch.linspace(-1.0, 1.0, w, device=device),
             indexing="ij",
         ),
         dim=-1,
@@ -44,7 +56,16 @@ def encode_kv(fw: FusedWeights, lr_feats: torch.Tensor) -> list[tuple[torch.Tens
     pos = torch.cat(
         [torch.sin(arg + fw.grid_phases[0]), torch.cos(arg + fw.grid_phases[1])], dim=2
     ).reshape(h, w, 4 * n)
-    tokens = torch.cat([x, pos.to(fw.dtype).expand(b, h, w, 4 * n)], dim=-1).reshape(b, h * w, -1)
+    return pos.to(fw.dtype)
+
+
+def encode_kv(fw: FusedWeights, lr_feats: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(B, C, h, w) raw features -> per block keys and values, each (B, heads, h*w, hd_pad)."""
+    b, c, h, w = lr_feats.shape
+    x = F.layer_norm(lr_feats.to(fw.dtype).permute(0, 2, 3, 1), (c,), *fw.channel_norm)
+    dev = lr_feats.device
+    pos = memo(fw, ("grid", h, w, dev), lambda: grid_encoding(fw, h, w, dev))
+    tokens = torch.cat([x, pos.expand(b, *pos.shape)], dim=-1).reshape(b, h * w, -1)
     kvs = []
     for blk in fw.blocks:
         kv = F.linear(F.layer_norm(tokens, tokens.shape[-1:], *blk.norm_kv), blk.wkv, blk.bkv)
@@ -78,12 +99,15 @@ def encode_region(
     freqs, phases = fw.image_freqs, fw.image_phases
     n, j = phases.shape[1], phases.shape[2]
     out_dtype = torch.float32 if fw.conv == "winograd" else fw.dtype
+    if fw.coords:
+        rows, cols = memo(
+            fw,
+            ("axes", origin, size, (rh, rw), dev),
+            lambda: _coordinate_features(fw, origin, size, (rh, rw), dev),
+        )
     if kernels.active(image, fw.dtype):
-        rows = cols = None
-        if fw.coords:
-            rows, cols = _axis_coords(origin, size, (rh, rw), dev)
-            rows = axis_features(rows, freqs, phases[:, :, 0])
-            cols = axis_features(cols, freqs, phases[:, :, 1])
+        if not fw.coords:
+            rows = cols = None
         return kernels.encode_pixels(
             image, lo, hi, rows, cols, freqs, phases[:, :, j - 3 :], fw.stem_norm,
             fw.enc_padded, out_dtype, out,
@@ -94,9 +118,8 @@ def encode_region(
     enc = torch.empty(b, rh, rw, fw.enc_padded, device=dev, dtype=torch.float32)
     off = 0
     if fw.coords:
-        ys, xs = _axis_coords(origin, size, (rh, rw), dev)
-        enc[..., : 2 * n] = axis_features(ys, freqs, phases[:, :, 0])[None, :, None, :]
-        enc[..., 2 * n : 4 * n] = axis_features(xs, freqs, phases[:, :, 1])[None, None, :, :]
+        enc[..., : 2 * n] = rows[None, :, None, :]
+        enc[..., 2 * n : 4 * n] = cols[None, None, :, :]
         off = 4 * n
     arg = colour[..., None, :] * freqs.view(n, 1)  # (B, rh, rw, n, 3)
     c0 = j - 3
@@ -107,6 +130,13 @@ def encode_region(
     mean_pad(enc, e)
     enc = F.layer_norm(enc, enc.shape[-1:], *fw.stem_norm)
     return enc.to(out_dtype) if out is None else out.copy_(enc)
+
+
+def _coordinate_features(fw, origin, size, region, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rh, 2n) and (rw, 2n) float32 Fourier features of a region's rows and columns."""
+    ys, xs = _axis_coords(origin, size, region, device)
+    freqs, phases = fw.image_freqs, fw.image_phases
+    return axis_features(ys, freqs, phases[:, :, 0]), axis_features(xs, freqs, phases[:, :, 1])
 
 
 def _axis_coords(origin, size, region, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ rebuilds it whenever a parameter changes (see ``LoftUp.fused``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -216,6 +216,9 @@ class FusedWeights:
     eps_final: float
     head: tuple[torch.Tensor, torch.Tensor]  # (C, Dp), final LayerNorm folded
     head_norm: tuple[torch.Tensor, torch.Tensor, float]
+    #: per-shape constants computed from these weights (positional and coordinate encodings):
+    #: see :func:`loftup.fastpath.memo`
+    memo: dict = field(default_factory=dict, repr=False)
 
 
 #: Stem convolution kinds; "direct_nchw" (plain layout) is there to measure what channels-last buys.
