@@ -8,6 +8,7 @@ Each conversion is a small pure function; after it, loading is strict.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -15,82 +16,50 @@ import torch
 from .errors import CheckpointError
 from .model import LoftUp, LoftUpConfig
 
-#: Reference (hub) key -> our key, as ordered regular expressions.
-_REFERENCE_TO_NATIVE = [
-    (r"upsampler\.fourier_feat\.1\.biases", "image_encoder.phases"),
-    (r"upsampler\.lr_pe\.biases", "grid_encoder.phases"),
-    (r"upsampler\.first_conv\.0\.norm\.(weight|bias)", r"stem.norm.\1"),
-    (r"upsampler\.first_conv\.1\.(\w+)", r"stem.conv1.\1"),
-    (r"upsampler\.first_conv\.2\.(\w+)", r"stem.bn1.\1"),
-    (r"upsampler\.first_conv\.4\.(\w+)", r"stem.conv2.\1"),
-    (r"upsampler\.first_conv\.5\.(\w+)", r"stem.bn2.\1"),
+#: The two layouts' key names side by side: (reference hub key, our key), where ``{i}`` stands
+#: for a block index and ``{p}`` for a parameter or buffer name. Both directions read this one
+#: table (first match wins).
+_LAYOUT = [
+    ("upsampler.fourier_feat.1.biases", "image_encoder.phases"),
+    ("upsampler.lr_pe.biases", "grid_encoder.phases"),
+    ("upsampler.first_conv.0.norm.{p}", "stem.norm.{p}"),
+    ("upsampler.first_conv.1.{p}", "stem.conv1.{p}"),
+    ("upsampler.first_conv.2.{p}", "stem.bn1.{p}"),
+    ("upsampler.first_conv.4.{p}", "stem.conv2.{p}"),
+    ("upsampler.first_conv.5.{p}", "stem.bn2.{p}"),
+    ("upsampler.ca_transformer.layers.{i}.0.norm_q.{p}", "blocks.{i}.norm_q.{p}"),
+    ("upsampler.ca_transformer.layers.{i}.0.norm_kv.{p}", "blocks.{i}.norm_kv.{p}"),
+    ("upsampler.ca_transformer.layers.{i}.0.attention.in_proj_{p}", "blocks.{i}.attn.in_proj_{p}"),
     (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.(norm_q|norm_kv)\.(weight|bias)",
-        r"blocks.\1.\2.\3",
+        "upsampler.ca_transformer.layers.{i}.0.attention.out_proj.{p}",
+        "blocks.{i}.attn.out_proj.{p}",
     ),
-    (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.attention\.(in_proj_weight|in_proj_bias)",
-        r"blocks.\1.attn.\2",
-    ),
-    (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.0\.attention\.out_proj\.(weight|bias)",
-        r"blocks.\1.attn.out_proj.\2",
-    ),
-    (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.0\.(weight|bias)",
-        r"blocks.\1.ffn.norm.\2",
-    ),
-    (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.1\.(weight|bias)",
-        r"blocks.\1.ffn.fc1.\2",
-    ),
-    (
-        r"upsampler\.ca_transformer\.layers\.(\d+)\.1\.net\.4\.(weight|bias)",
-        r"blocks.\1.ffn.fc2.\2",
-    ),
-    (r"upsampler\.ca_transformer\.norm\.(weight|bias)", r"norm.\1"),
-    (r"upsampler\.final_conv\.0\.(weight|bias)", r"head.conv.\1"),
-    (r"upsampler\.final_conv\.1\.(weight|bias)", r"head.norm.\1"),
-    (r"channelnorm\.norm\.(weight|bias)", r"channel_norm.\1"),
-]
-
-#: Our key -> reference key (the inverse table, for exporting to the paper's layout).
-_NATIVE_TO_REFERENCE = [
-    (r"image_encoder\.phases", "upsampler.fourier_feat.1.biases"),
-    (r"grid_encoder\.phases", "upsampler.lr_pe.biases"),
-    (r"stem\.norm\.(weight|bias)", r"upsampler.first_conv.0.norm.\1"),
-    (r"stem\.conv1\.(\w+)", r"upsampler.first_conv.1.\1"),
-    (r"stem\.bn1\.(\w+)", r"upsampler.first_conv.2.\1"),
-    (r"stem\.conv2\.(\w+)", r"upsampler.first_conv.4.\1"),
-    (r"stem\.bn2\.(\w+)", r"upsampler.first_conv.5.\1"),
-    (
-        r"blocks\.(\d+)\.(norm_q|norm_kv)\.(weight|bias)",
-        r"upsampler.ca_transformer.layers.\1.0.\2.\3",
-    ),
-    (
-        r"blocks\.(\d+)\.attn\.(in_proj_weight|in_proj_bias)",
-        r"upsampler.ca_transformer.layers.\1.0.attention.\2",
-    ),
-    (
-        r"blocks\.(\d+)\.attn\.out_proj\.(weight|bias)",
-        r"upsampler.ca_transformer.layers.\1.0.attention.out_proj.\2",
-    ),
-    (r"blocks\.(\d+)\.ffn\.norm\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.0.\2"),
-    (r"blocks\.(\d+)\.ffn\.fc1\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.1.\2"),
-    (r"blocks\.(\d+)\.ffn\.fc2\.(weight|bias)", r"upsampler.ca_transformer.layers.\1.1.net.4.\2"),
-    (r"norm\.(weight|bias)", r"upsampler.ca_transformer.norm.\1"),
-    (r"head\.conv\.(weight|bias)", r"upsampler.final_conv.0.\1"),
-    (r"head\.norm\.(weight|bias)", r"upsampler.final_conv.1.\1"),
-    (r"channel_norm\.(weight|bias)", r"channelnorm.norm.\1"),
+    ("upsampler.ca_transformer.layers.{i}.1.net.0.{p}", "blocks.{i}.ffn.norm.{p}"),
+    ("upsampler.ca_transformer.layers.{i}.1.net.1.{p}", "blocks.{i}.ffn.fc1.{p}"),
+    ("upsampler.ca_transformer.layers.{i}.1.net.4.{p}", "blocks.{i}.ffn.fc2.{p}"),
+    ("upsampler.ca_transformer.norm.{p}", "norm.{p}"),
+    ("upsampler.final_conv.0.{p}", "head.conv.{p}"),
+    ("upsampler.final_conv.1.{p}", "head.norm.{p}"),
+    ("channelnorm.norm.{p}", "channel_norm.{p}"),
 ]
 
 
-def _rename(state: dict, table, what: str) -> dict:
+@functools.cache
+def _pattern(template: str) -> re.Pattern:
+    """A key template as a regular expression with named groups ``i`` and ``p``."""
+    groups = {"{i}": r"(?P<i>\d+)", "{p}": r"(?P<p>\w+)"}
+    parts = re.split(r"(\{[ip]\})", template)
+    return re.compile("".join(groups.get(part, re.escape(part)) for part in parts))
+
+
+def _rename(state: dict, reverse: bool, what: str) -> dict:
+    table = [(b, a) if reverse else (a, b) for a, b in _LAYOUT]
     out = {}
     for key, value in state.items():
-        for pattern, repl in table:
-            if re.fullmatch(pattern, key):
-                out[re.sub(f"^{pattern}$", repl, key)] = value
+        for source, target in table:
+            m = _pattern(source).fullmatch(key)
+            if m:
+                out[target.format(**m.groupdict())] = value
                 break
         else:
             raise CheckpointError(f"key {key!r} fits no known {what} layout")
@@ -99,12 +68,12 @@ def _rename(state: dict, table, what: str) -> dict:
 
 def reference_to_native(state: dict) -> dict:
     """Hub layout (``upsampler.*``, ``channelnorm.norm.*``) -> this package's key names."""
-    return _rename(state, _REFERENCE_TO_NATIVE, "LoftUp reference")
+    return _rename(state, False, "LoftUp reference")
 
 
 def native_to_reference(state: dict) -> dict:
     """This package's key names -> the hub layout of the paper's code."""
-    return _rename(state, _NATIVE_TO_REFERENCE, "loftup")
+    return _rename(state, True, "loftup")
 
 
 def training_to_reference(state: dict) -> dict:
