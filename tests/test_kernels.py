@@ -176,3 +176,33 @@ def test_autotuned_in_place_kernels_restore_their_input(device):
 
     for kernel in (tk._bias_relu_kernel, tk._layer_norm_kernel):
         assert "X" in kernel.restore_value, kernel
+
+
+@pytest.mark.parametrize("fault", ["raises", "wrong numbers"])
+def test_a_broken_kernel_is_reported_once_and_the_pytorch_path_runs(device, monkeypatch, fault):
+    """A Triton that fails to compile or miscompiles (say, a version that does not fit this
+    torch) must cost a warning, not the forward."""
+    from loftup import _triton_kernels as tk
+
+    def broken(x, bias):
+        if fault == "raises":
+            raise RuntimeError("PTX assembly failed")
+        x.mul_(2)  # runs, but computes something else
+
+    monkeypatch.setattr(tk, "bias_relu_", broken)
+    monkeypatch.setattr(kernels, "_checked", {})
+    torch.manual_seed(6)
+    m = LoftUp(dim=16, num_heads=2).eval().to(device, torch.float16)
+    lr = torch.randn(1, 16, 3, 3).to(device, torch.float16)
+    image = torch.randn(1, 3, 12, 12).to(device, torch.float16)
+    with torch.inference_mode():
+        with pytest.warns(RuntimeWarning, match="failed their self-test.*PyTorch's kernels"):
+            got = m(lr, image)
+        assert not kernels.working(device) and not kernels.active(image, torch.float16)
+        with kernels.enabled(False):
+            ref = m(lr, image)
+    assert torch.equal(got, ref)
+
+
+def test_kernels_pass_their_self_test_here(device):
+    assert kernels.working(device)

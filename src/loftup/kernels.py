@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -59,14 +60,73 @@ def available() -> bool:
 
 def active(t: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether the fast path uses the kernels for tensor ``t`` and compute dtype ``dtype``:
-    switched on, Triton present, half precision (float32 is bound by arithmetic, not memory,
-    and keeps PyTorch's kernels and their rounding), ``t`` on a GPU (or on the CPU under the
-    interpreter), and not inside ``torch.compile``."""
+    switched on, Triton present and passing its self-test on ``t``'s device (:func:`working`),
+    half precision (float32 is bound by arithmetic, not memory, and keeps PyTorch's kernels and
+    their rounding), ``t`` on a GPU (on the CPU only where a test asks for the interpreter), and
+    not inside ``torch.compile``."""
     if not _switch["on"] or dtype == torch.float32 or torch.compiler.is_compiling():
         return False
     if not (t.is_cuda or (t.device.type == "cpu" and _switch["cpu"] and interpreted())):
         return False
-    return available()
+    return available() and working(t.device)
+
+
+#: device -> whether the kernels passed their self-test there
+_checked: dict[str, bool] = {}
+
+
+def working(device: torch.device | str) -> bool:
+    """Whether the kernels compile and compute the fast path's numbers on ``device``.
+
+    Checked once per device (a few seconds: a tiny LoftUp in float16, with the kernels and
+    without, one compilation per kernel). A Triton that does not fit this torch, driver or GPU
+    is reported once, as a warning naming the problem, and PyTorch's kernels are used from then
+    on; the forward never fails because of them. Not checked while a CUDA graph is being
+    captured (the PyTorch path is used for that call).
+    """
+    key = str(torch.device(device))
+    if key in _checked:
+        return _checked[key]
+    if torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return False
+    _checked[key] = True  # the test itself runs the kernels
+    try:
+        problem = _selftest(torch.device(device))
+    except Exception as e:  # noqa: BLE001 - any failure means: do not use them
+        problem = f"{type(e).__name__}: {e}"
+    if problem:
+        warnings.warn(
+            f"loftup: the Triton kernels failed their self-test on {key} ({problem[:400]}); "
+            "using PyTorch's kernels instead (LOFTUP_TRITON=0 skips them and this test)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    _checked[key] = not problem
+    return _checked[key]
+
+
+def _selftest(device: torch.device) -> str | None:
+    """A tiny float16 LoftUp's output with the kernels against without: None if they agree."""
+    from .model import LoftUp
+    from .tiling import upsample
+
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        torch.manual_seed(0)
+        model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval().to(device, torch.float16)
+        model.align = 8
+        lr = torch.randn(2, 8, 3, 3).to(device, torch.float16)
+        image = torch.randn(2, 3, 13, 11).to(device, torch.float16)
+        _triton().FIXED["on"] = True
+        try:
+            got = upsample(model, lr, image, tile_size=7)
+        finally:
+            _triton().FIXED["on"] = False
+        with enabled(False):
+            ref = upsample(model, lr, image, tile_size=7)
+    dev = (got.float() - ref.float()).abs().max().item()
+    if not dev <= 0.05:  # also catches NaN
+        return f"outputs differ by {dev:.3g} (bound 0.05)"
+    return None
 
 
 @contextmanager
