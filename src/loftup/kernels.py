@@ -68,11 +68,12 @@ def active(t: torch.Tensor, dtype: torch.dtype) -> bool:
         return False
     if not (t.is_cuda or (t.device.type == "cpu" and _switch["cpu"] and interpreted())):
         return False
-    return available() and working(t.device)
+    ok = _checked.get(t.device)  # the common case without a call
+    return ok if ok is not None else (available() and working(t.device))
 
 
 #: device -> whether the kernels passed their self-test there
-_checked: dict[str, bool] = {}
+_checked: dict[torch.device, bool] = {}
 
 
 def working(device: torch.device | str) -> bool:
@@ -84,14 +85,16 @@ def working(device: torch.device | str) -> bool:
     on; the forward never fails because of them. Not checked while a CUDA graph is being
     captured (the PyTorch path is used for that call).
     """
-    key = str(torch.device(device))
+    key = torch.device(device)
+    if key.type == "cuda" and key.index is None:
+        key = torch.device("cuda", torch.cuda.current_device())
     if key in _checked:
         return _checked[key]
-    if torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing():
+    if key.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return False
     _checked[key] = True  # the test itself runs the kernels
     try:
-        problem = _selftest(torch.device(device))
+        problem = _selftest(key)
     except Exception as e:  # noqa: BLE001 - any failure means: do not use them
         problem = f"{type(e).__name__}: {e}"
     if problem:
