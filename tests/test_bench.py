@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CASE_NAMES, REPO
+from conftest import CASE_NAMES, REPO, run_cli
 from loftup import LoftUp
 from loftup.bench import flops_per_pixel, load_reference_class
 from loftup.cli import main
@@ -76,3 +76,28 @@ def test_smoke_suite_runs_every_section(tmp_path):
     failed = {k: v["error"] for k, v in report["sections"].items() if "error" in v}
     assert not failed, failed
     assert sys.modules.get("transformers") is not None  # the backbones ran
+
+
+def test_suite_sections_can_run_in_parts_and_be_merged():
+    """benchmarks/gpu.sh runs groups of sections in separate processes and merges them."""
+    from loftup.bench.suite import SECTIONS, merge_reports, run_suite
+
+    quiet = {"log": lambda *a: None}
+    a = run_suite("smoke", only=["parity"], **quiet)
+    b = run_suite("smoke", only=["capped_stream"], **quiet)
+    assert set(a["sections"]) == {"parity", "_seconds"}
+    merged = merge_reports([a, b])
+    assert set(merged["sections"]) == {"parity", "capped_stream", "_seconds"}
+    assert set(merged["sections"]["_seconds"]) == {"parity", "capped_stream"}
+    assert merged["machine"] == a["machine"] and len(merged["parts"]) == 2
+    with pytest.raises(ValueError, match="no section 'paritee'; its sections: parity"):
+        run_suite("smoke", only=["paritee"], **quiet)
+    assert SECTIONS["smoke"] == SECTIONS["gpu"]
+
+
+def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
+    r = run_cli(["bench", "--only", "parity"])
+    assert r.returncode == 2 and "--only picks sections of a suite" in r.stderr
+    r = run_cli(["bench", "--suite", "smoke", "--only", "forward,nope"])
+    assert r.returncode == 2 and "no section 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -143,6 +143,11 @@ def _add_bench(sub) -> None:
         choices=["cpu", "gpu", "smoke"],
         help="run a whole suite (see loftup.bench.suite) instead of one table",
     )
+    p.add_argument(
+        "--only",
+        metavar="A,B",
+        help="with --suite: run just these sections (comma-separated; see loftup.bench.suite)",
+    )
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     p.set_defaults(func=_cmd_bench)
 
@@ -155,15 +160,25 @@ def _cmd_bench(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     reference = load_reference_class(args.reference) if args.reference else None
+    if args.only and not args.suite:
+        raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
     if args.suite:
-        from .bench.suite import run_suite, summary
+        from .bench.suite import SECTIONS, run_suite, summary
 
+        only = args.only.split(",") if args.only else None
+        unknown = sorted(set(only or ()) - set(SECTIONS[args.suite]))
+        if unknown:
+            raise LoftUpError(
+                f"suite {args.suite!r} has no section {unknown[0]!r}; its sections: "
+                + ", ".join(SECTIONS[args.suite])
+            )
         report = run_suite(
             args.suite,
             device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
             reference=reference,
             stream_size=args.stream,
             on_section=(lambda r: _write_json(args.json, r)) if args.json else None,
+            only=only,
         )
         print(summary(report))
     else:

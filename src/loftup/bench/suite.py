@@ -24,6 +24,24 @@ from .forward import bench_forward
 
 SUITES = ("cpu", "gpu", "smoke")
 
+#: Each suite's sections, in the order they run.
+_GPU_SECTIONS = (
+    "parity",
+    "forward",
+    "forward_4096",
+    "ablation",
+    "big_output",
+    "capped_stream",
+    "batches",
+    "video",
+    "backbones",
+)
+SECTIONS = {
+    "cpu": ("forward", "megapixels", "batches", "video", "compile", "stream"),
+    "gpu": _GPU_SECTIONS,
+    "smoke": _GPU_SECTIONS,
+}
+
 
 def run_suite(
     name: str,
@@ -33,12 +51,24 @@ def run_suite(
     stream_size=None,
     log=print,
     on_section=None,
+    only=None,
 ) -> dict:
     """Run suite ``name`` and return its report (``sections``: one entry per measurement).
     ``on_section(report)`` is called after each section (to save partial results: a run cut
-    short by a time limit keeps what it measured)."""
+    short by a time limit keeps what it measured). ``only``: run just these sections (names in
+    :data:`SECTIONS`); ``benchmarks/gpu.sh`` runs groups of them in separate processes, so that a
+    failure that poisons the CUDA context costs one group, and joins them with
+    :func:`merge_reports`."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
+    if only is not None:
+        only = set(only)
+        unknown = sorted(only - set(SECTIONS[name]))
+        if unknown:
+            raise ValueError(
+                f"suite {name!r} has no section {unknown[0]!r}; its sections: "
+                + ", ".join(SECTIONS[name])
+            )
     from ..model import LoftUp
 
     smoke = name == "smoke"
@@ -58,6 +88,8 @@ def run_suite(
     }
 
     def section(key, fn):
+        if only is not None and key not in only:
+            return
         log(f"[{name}] {key} ...")
         t0 = time.perf_counter()
         try:
@@ -186,6 +218,28 @@ def run_suite(
         ),
     )
     return report
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from the reports of one suite run in parts (``only``): the first's machine
+    and settings, every part's sections and section times."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    suites = {r["suite"] for r in reports}
+    if len(suites) != 1:
+        raise ValueError(f"reports of different suites: {sorted(suites)}")
+    out = {k: v for k, v in reports[0].items() if k != "sections"}
+    out["sections"] = {}
+    seconds = {}
+    for r in reports:
+        for key, value in r["sections"].items():
+            if key == "_seconds":
+                seconds.update(value)
+            else:
+                out["sections"][key] = value
+    out["sections"]["_seconds"] = seconds
+    out["parts"] = [r["machine"].get("date") for r in reports]
+    return out
 
 
 def _cast(model, dtype):
