@@ -1,27 +1,29 @@
 """Triton kernels for the memory-bound steps of the GPU forward (same function, fewer passes).
 
 On a GPU the fast path's matrix products and convolutions run near the card's rate; what is
-left is memory traffic. Two kernels remove most of it:
+left is memory traffic. Three kernels remove most of it:
 
 - :func:`layer_norm_rows`: LayerNorm over the rows of a (N, W) matrix, several rows per
   program (PyTorch's kernel gives each 408-wide row a whole thread block and reaches about a
-  third of the memory bandwidth), optionally with the affine part, and optionally writing the
+  third of the memory bandwidth), optionally with the affine part, optionally writing the
   row's mean into its padding channels first (the "mean padding" of :mod:`loftup.fused`, which
-  otherwise costs a reduction and a write of its own).
+  otherwise costs a reduction and a write of its own), and optionally writing into a tile of a
+  larger output (the last LayerNorm writes the output directly).
 - :func:`bias_relu_`: a convolution's bias and ReLU in one pass over its output.
 - :func:`encode_pixels`: the whole image encoding of a region in one pass: colour scaling,
   Fourier features, the per-row/per-column coordinate features, mean padding and the stem's
   LayerNorm, written once in the compute dtype (the PyTorch version makes about ten passes over
   a float32 tensor of 208 channels per pixel).
 
-Both compute in float32 with the same operations in the same order as the PyTorch path
+They compute in float32 with the same operations in the same order as the PyTorch path
 (separate multiply and add, IEEE division and libdevice's sine and cosine: the Fourier
 arguments reach about 1e4 radians, where a fused multiply-add or a fast sine would move the
-features), so their float32 results agree with PyTorch's to rounding (5e-7 in tests); the forward uses
-them in half precision, where memory traffic is what they save. The kernels run on CUDA
-tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set before Triton is first imported;
-the tests do this where no GPU is). Without Triton, or with ``LOFTUP_TRITON=0`` in the
-environment, or inside ``torch.compile`` (which fuses these steps itself), the PyTorch path runs.
+features), so their float32 results agree with PyTorch's to rounding (5e-7 in tests); the
+forward uses them in half precision, where memory traffic is what they save. They run on CUDA
+tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set before
+Triton is first imported; the tests do this where no GPU is). Without Triton, with
+``LOFTUP_TRITON=0`` in the environment, inside ``torch.compile`` (which fuses these steps
+itself), or where they fail their self-test (:func:`working`), the PyTorch path runs.
 """
 
 from __future__ import annotations
