@@ -25,21 +25,26 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def perturb(model, scale: float = 0.05, seed: int = 1):
+    """``model`` (a LoftUp) in eval mode with every weight and buffer moved off its initial
+    value by ``scale`` x N(0, 1) (BatchNorm variances kept positive): no parameter is left at a
+    value that hides a mistake."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point() and t.dim() > 0:
+                t.add_(scale * torch.randn(t.shape, generator=g))
+        for bn in (model.stem.bn1, model.stem.bn2):
+            bn.running_var.abs_().add_(0.5)
+    return model.eval()
+
+
 def perturbed_loftup(dim: int = 384):
-    """A LoftUp whose every weight and buffer is moved off its initial value (and BatchNorm
-    variances kept positive): no parameter is left at a value that hides a mistake."""
+    """A perturbed (:func:`perturb`) LoftUp for C = ``dim``, the same one on every call."""
     from loftup import LoftUp
 
     torch.manual_seed(0)
-    m = LoftUp(dim=dim).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for t in [*m.parameters(), *m.buffers()]:
-            if t.is_floating_point() and t.dim() > 0:
-                t.add_(0.05 * torch.randn(t.shape, generator=g))
-        for bn in (m.stem.bn1, m.stem.bn2):
-            bn.running_var.abs_().add_(0.5)
-    return m
+    return perturb(LoftUp(dim=dim))
 
 
 @pytest.fixture(scope="module")

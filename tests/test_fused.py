@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import perturb
 from loftup import LoftUp
 from loftup.fastpath import encode_region
 from loftup.fused import fold_batchnorm, fold_layernorm, fuse, winograd_available
@@ -21,14 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _perturbed(model: LoftUp, seed: int = 0) -> LoftUp:
     """Every parameter and BatchNorm statistic moved away from its default."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in [*model.parameters(), *model.buffers()]:
-            if t.is_floating_point() and t.dim() > 0:
-                t.add_(0.1 * torch.randn(t.shape, generator=g))
-        for bn in (model.stem.bn1, model.stem.bn2):
-            bn.running_var.abs_().add_(0.5)
-    return model.eval()
+    return perturb(model, 0.1, seed)
 
 
 def _differentiable(model, lr, image):

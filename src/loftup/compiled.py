@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
+from .fastpath import decode, encode_kv
 from .layers import image_minmax
-from .tiling import compute_dtype, default_chunk_size, upsample
+from .tiling import compute_dtype, default_chunk_size, query_map, upsample
 
 
 def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -29,12 +29,7 @@ def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) ->
     b, _, height, width = image.shape
     kvs = encode_kv(fw, lr_feats)
     lo, hi = image_minmax(image.float())
-    if fw.conv == "winograd":
-        enc = encode_region(fw, image, lo, hi, (0, 0), (height, width))
-        x = conv3x3_relu(fw, enc.permute(0, 3, 1, 2), 1, (1, 1, 1, 1))
-        q_map = conv3x3_relu(fw, x, 2, (1, 1, 1, 1))
-    else:
-        q_map = stem(fw, image, lo, hi, (0, height), (0, width))
+    q_map = query_map(fw, image, lo, hi, (0, height), (0, width))
     tokens = q_map.permute(0, 2, 3, 1).reshape(b, height * width, -1)
     tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)
     n = height * width

@@ -170,10 +170,7 @@ def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest)
     height, width = image.shape[-2:]
     r0, r1, c0, c1 = tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop
     bs = tile.batch
-    if fw.conv == "winograd":
-        q_map = _winograd_stem(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))
-    else:
-        q_map = stem(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
+    q_map = query_map(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
     kv = [(k[bs], v[bs]) for k, v in kvs]
     nb, d, th, tw = q_map.shape
     rows_per = max(1, step // tw)
@@ -187,6 +184,14 @@ def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest)
         tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes it
         decode(fw, tokens, kv, nbrs, out=dest[:, s:e])
     return dest.permute(0, 3, 1, 2)
+
+
+def query_map(fw, image, lo, hi, rows, cols) -> torch.Tensor:
+    """The stem's output for output rows [r0, r1) x columns [c0, c1) of the whole image:
+    :func:`loftup.fastpath.stem` for direct convolutions, Winograd's aligned windows otherwise."""
+    if fw.conv == "winograd":
+        return _winograd_stem(fw, image, lo, hi, rows, cols)
+    return stem(fw, image, lo, hi, rows, cols)
 
 
 def _winograd_stem(fw, image, lo, hi, rows, cols) -> torch.Tensor:
