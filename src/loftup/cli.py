@@ -163,15 +163,13 @@ def _cmd_bench(args) -> int:
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
     if args.suite:
-        from .bench.suite import SECTIONS, run_suite, summary
+        from .bench.suite import check_sections, run_suite, summary
 
         only = args.only.split(",") if args.only else None
-        unknown = sorted(set(only or ()) - set(SECTIONS[args.suite]))
-        if unknown:
-            raise LoftUpError(
-                f"suite {args.suite!r} has no section {unknown[0]!r}; its sections: "
-                + ", ".join(SECTIONS[args.suite])
-            )
+        try:
+            check_sections(args.suite, only or ())
+        except ValueError as e:
+            raise LoftUpError(str(e)) from None
         report = run_suite(
             args.suite,
             device=None if args.device == "cpu" and args.suite != "cpu" else args.device,

@@ -43,6 +43,16 @@ SECTIONS = {
 }
 
 
+def check_sections(name: str, only) -> None:
+    """ValueError naming the first of ``only`` that is not a section of suite ``name``."""
+    unknown = sorted(set(only) - set(SECTIONS[name]))
+    if unknown:
+        raise ValueError(
+            f"suite {name!r} has no section {unknown[0]!r}; its sections: "
+            + ", ".join(SECTIONS[name])
+        )
+
+
 def run_suite(
     name: str,
     *,
@@ -63,12 +73,7 @@ def run_suite(
         raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
     if only is not None:
         only = set(only)
-        unknown = sorted(only - set(SECTIONS[name]))
-        if unknown:
-            raise ValueError(
-                f"suite {name!r} has no section {unknown[0]!r}; its sections: "
-                + ", ".join(SECTIONS[name])
-            )
+        check_sections(name, only)
     from ..model import LoftUp
 
     smoke = name == "smoke"
