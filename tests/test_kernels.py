@@ -7,11 +7,16 @@ reason, where Triton is not installed (it comes with ``pip install -e ".[dev]"``
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import perturbed_loftup
+from conftest import REPO, perturbed_loftup
 from loftup import LoftUp, kernels
 from loftup.fastpath import encode_region, mean_pad
 from loftup.layers import image_minmax
@@ -206,3 +211,55 @@ def test_a_broken_kernel_is_reported_once_and_the_pytorch_path_runs(device, monk
 
 def test_kernels_pass_their_self_test_here(device):
     assert kernels.working(device)
+
+
+def _compile_for_gpus(*args: str) -> list[dict]:
+    """tests/triton_aot.py's rows: the kernels, as one forward launches them, compiled for
+    NVIDIA GPUs ahead of time (no GPU needed; Triton's interpreter off in that process)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "triton_aot.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if done.returncode == 3:
+        pytest.skip(done.stdout.strip())
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    names = {r["kernel"] for r in rows}
+    assert names == {"_layer_norm_kernel", "_encode_kernel", "_bias_relu_kernel"}, names
+    variants = {
+        (r["constants"]["AFFINE"], r["constants"]["PAD"]) for r in rows if "PAD" in r["constants"]
+    }
+    assert variants == {(False, True), (False, False), (True, False)}  # first, inner, head norm
+    return rows
+
+
+def _check_compiled(rows: list[dict]) -> None:
+    for r in rows:
+        where = f"{r['kernel']} {r['dtype']} {r['arch']} {r['config']}"
+        # a word or two is ptxas's choice (Triton 3.9, sm_80); the dropped candidates spilled
+        # from 88 bytes to 5 kB a thread
+        assert r["spill_bytes"] <= 16, f"{where} spills {r['spill_bytes']} bytes a thread"
+        assert r["registers"] is not None and r["registers"] <= 255, where
+        # enable_fp_fusion=False reached the compiler: no multiply-add contracted (those would
+        # move the e^10-scale Fourier arguments of the encoding away from PyTorch's values)
+        assert r["contracted_fma"] == 0, f"{where}: {r['contracted_fma']} contracted fma"
+
+
+def test_kernels_compile_for_hopper_as_the_self_test_launches_them():
+    """What a lent H100/H200 compiles first (the self-test's untuned candidates, for the
+    shapes of a C = 384 model), checked here so that a compile error costs no GPU time."""
+    rows = _compile_for_gpus("90", "--fixed")
+    assert {r["arch"] for r in rows} == {"sm_90a"} and len(rows) == 5
+    _check_compiled(rows)
+
+
+@pytest.mark.slow
+def test_every_autotuning_candidate_compiles_for_ampere_and_hopper_without_spills():
+    rows = _compile_for_gpus("80", "90", "--dtypes", "float16", "bfloat16")
+    assert {r["arch"] for r in rows} == {"sm_80", "sm_90a"}
+    _check_compiled(rows)

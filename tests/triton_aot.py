@@ -1,0 +1,155 @@
+"""Compile the Triton kernels, exactly as the forward launches them, for NVIDIA GPUs that this
+machine does not have (ahead of time: Triton's compiler and the ptxas it ships need no GPU).
+
+    python tests/triton_aot.py 90 80 --dtypes float16 bfloat16
+
+prints one JSON object per (kernel, autotuning candidate, dtype, architecture) with ptxas's
+register and spill counts and the number of contracted multiply-adds in the PTX. Run by
+``tests/test_kernels.py`` in a process of its own, because the compiler is off wherever Triton's
+CPU interpreter (``TRITON_INTERPRET=1``) was chosen.
+
+How the launches are found: a float16 (or bfloat16) LoftUp for C = 384 with the GPU's
+alignment runs on the CPU with the kernels switched on, and ``_triton_kernels._launch`` records
+its arguments instead of running anything (the outputs are garbage; only the arguments are
+kept). So the signatures and compile-time constants are those of the real forward, not a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import torch  # noqa: E402
+
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.compiler import ASTSource
+
+    def ptxas(arch: int) -> str:
+        """The ptxas Triton itself uses for ``arch`` (Triton >= 3.6 takes the architecture)."""
+        try:
+            return get_ptxas(arch).path
+        except TypeError:
+            return get_ptxas().path
+
+    ptxas(90)
+except Exception as e:  # noqa: BLE001 - no Triton, no NVIDIA backend, or no ptxas in it
+    print(f"SKIP: Triton's NVIDIA compiler is not usable here ({type(e).__name__}: {e})")
+    sys.exit(3)
+
+from loftup import LoftUp, kernels  # noqa: E402
+from loftup import _triton_kernels as K  # noqa: E402
+from loftup.tiling import upsample  # noqa: E402
+
+TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def record(dtype: torch.dtype) -> list[tuple]:
+    """(autotuned kernel, runtime signature, constants) of every launch of one forward."""
+    seen, launches = set(), []
+
+    def fake_launch(kernel, grid, *args, **kwargs):
+        fn = kernel.fn if hasattr(kernel, "configs") else kernel
+        names = [n for n in fn.arg_names if n not in kwargs]
+        sig = {n: _type(a) for n, a in zip(names, args)}
+        key = (fn.__name__, tuple(sorted(sig.items())), tuple(sorted(kwargs.items())))
+        if key not in seen:
+            seen.add(key)
+            launches.append((kernel, sig, dict(kwargs)))
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=384).eval().to(dtype)
+    model.align = 8  # the GPU's mean padding: 404 -> 408 and 203 -> 208 channels
+    lr, image = torch.randn(1, 384, 2, 2, dtype=dtype), torch.randn(1, 3, 12, 10, dtype=dtype)
+    kernels._switch["cpu"], kernels._checked[torch.device("cpu")] = True, True
+    real_interpreted, real_launch = kernels.interpreted, K._launch
+    kernels.interpreted, K._launch = (lambda: True), fake_launch
+    try:
+        with torch.inference_mode():
+            upsample(model, lr, image, conv="direct")
+    finally:
+        kernels.interpreted, K._launch = real_interpreted, real_launch
+        kernels._switch["cpu"] = False
+    return launches
+
+
+def _type(a) -> str:
+    if isinstance(a, torch.Tensor):
+        return "*" + TYPES[a.dtype]
+    if isinstance(a, bool):
+        return "i1"
+    if isinstance(a, int):
+        return "i32" if -(2**31) <= a < 2**31 else "i64"
+    if isinstance(a, float):
+        return "fp32"
+    raise TypeError(f"unexpected kernel argument {a!r}")
+
+
+def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
+    fn = kernel.fn if hasattr(kernel, "configs") else kernel
+    consts = {**consts, **(config.kwargs if config else {})}
+    warps = config.num_warps if config else 4
+    signature = {n: ("constexpr" if n in consts else sig[n]) for n in fn.arg_names}
+    compiled = triton.compile(
+        ASTSource(fn, signature, constexprs=consts),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": warps, **K._NO_FMA},
+    )
+    ptx = compiled.asm["ptx"]
+    target = re.search(r"^\.target (\w+)", ptx, re.M).group(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        report = subprocess.run(
+            [ptxas(arch), f"-arch={target}", "-v", path, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+        )
+    if report.returncode:
+        raise RuntimeError(f"ptxas failed for {fn.__name__}: {report.stderr[-500:]}")
+    regs = re.search(r"Used (\d+) registers", report.stderr)
+    spills = re.search(r"(\d+) bytes spill stores", report.stderr)
+    return {
+        "kernel": fn.__name__,
+        "arch": target,
+        "config": {**(config.kwargs if config else {}), "num_warps": warps},
+        "registers": int(regs.group(1)) if regs else None,
+        "spill_bytes": int(spills.group(1)) if spills else 0,
+        "shared_bytes": compiled.metadata.shared,
+        "contracted_fma": len(re.findall(r"\bfma\.rn\.f32\b", ptx)),
+        "constants": consts,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("archs", nargs="+", type=int, help="compute capabilities, e.g. 90 80")
+    p.add_argument("--dtypes", nargs="+", default=["float16"], choices=["float16", "bfloat16"])
+    p.add_argument(
+        "--fixed", action="store_true", help="only the candidate the self-test launches untuned"
+    )
+    args = p.parse_args(argv)
+    for name in args.dtypes:
+        for kernel, sig, consts in record(getattr(torch, name)):
+            configs = getattr(kernel, "configs", [None])
+            if args.fixed:  # the one _launch uses under K.FIXED
+                configs = [configs[len(configs) // 2]]
+            for config in configs:
+                for arch in args.archs:
+                    row = compile_one(kernel, sig, consts, config, arch)
+                    print(json.dumps({"dtype": name, **row}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
