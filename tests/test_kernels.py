@@ -173,6 +173,22 @@ def test_bias_relu_in_place_matches_pytorch(device, dtype):
         kernels.bias_relu_(torch.randn(1, 20, 5, 7).to(device, dtype), b)
 
 
+def test_bias_relu_zeroes_the_pixels_outside_its_window(device):
+    """The stem's first convolution: a tile's rows and columns outside the image are zeroed
+    in the same pass (the second convolution's zero padding)."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 24, 6, 9, generator=g).to(device, torch.float16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(24, generator=g).to(device, torch.float16)
+    ref = (x + b.view(-1, 1, 1)).relu()
+    ref[:, :, :1] = 0
+    ref[:, :, 5:] = 0
+    ref[:, :, :, 8:] = 0
+    got = kernels.bias_relu_(x, b, (1, 5, 0, 8))
+    assert (got.float() - ref.float()).abs().max().item() == 0.0
+    assert got[:, :, 1:5, :8].ne(0).any()  # not all zeroed
+
+
 def test_autotuned_in_place_kernels_restore_their_input(device):
     """The autotuner times every candidate on the real arguments: a kernel that writes its
     input in place must have it restored in between, or the first call is wrong (it was, on

@@ -145,12 +145,13 @@ def _encode_kernel(
     s_h,
     s_w,
     LO,
-    DEN,
+    HI,
     ROW,
     COL,
     FS,
-    PS,
-    PC,
+    PH,
+    ph_f,
+    ph_n,
     WT,
     BS,
     OUT,
@@ -180,42 +181,23 @@ def _encode_kernel(
     yi = rem // rw
     xi = rem % rw
     base = bi.to(tl.int64) * s_b + yi.to(tl.int64) * s_h + xi.to(tl.int64) * s_w
-    c0 = tl.load(IMG + base, mask=pm, other=0.0).to(tl.float32)
-    c1 = tl.load(IMG + base + s_c, mask=pm, other=0.0).to(tl.float32)
-    c2 = tl.load(IMG + base + 2 * s_c, mask=pm, other=0.0).to(tl.float32)
-    c0 = (
-        tl.math.div_rn(
-            c0 - tl.load(LO + bi * 3, mask=pm), tl.load(DEN + bi * 3, mask=pm, other=1.0)
-        )
-        - 0.5
-    )
-    c1 = (
-        tl.math.div_rn(
-            c1 - tl.load(LO + bi * 3 + 1, mask=pm), tl.load(DEN + bi * 3 + 1, mask=pm, other=1.0)
-        )
-        - 0.5
-    )
-    c2 = (
-        tl.math.div_rn(
-            c2 - tl.load(LO + bi * 3 + 2, mask=pm), tl.load(DEN + bi * 3 + 2, mask=pm, other=1.0)
-        )
-        - 0.5
-    )
-    c0 = tl.where(pm, c0, 0.0)
-    c1 = tl.where(pm, c1, 0.0)
-    c2 = tl.where(pm, c2, 0.0)
+    c0 = _scaled_colour(IMG + base, LO + bi * 3, HI + bi * 3, pm)
+    c1 = _scaled_colour(IMG + base + s_c, LO + bi * 3 + 1, HI + bi * 3 + 1, pm)
+    c2 = _scaled_colour(IMG + base + 2 * s_c, LO + bi * 3 + 2, HI + bi * 3 + 2, pm)
 
     # Fourier features of the colours: channel j is function(colour j % 3 * freq j // 3 + phase)
+    # with phase[function, j // 3, j % 3] (a (2, n, 3) view with strides ph_f, ph_n, 1)
     js = tl.arange(0, BS3)
     jm = js < N3
     ch = js % 3
     v = tl.where(
         ch[None, :] == 0, c0[:, None], tl.where(ch[None, :] == 1, c1[:, None], c2[:, None])
     )
-    arg = v * tl.load(FS + js, mask=jm, other=0.0)[None, :]
+    arg = v * tl.load(FS + js // 3, mask=jm, other=0.0)[None, :]
     m2 = pm[:, None] & jm[None, :]
-    sarg = arg + tl.load(PS + js, mask=jm, other=0.0)[None, :]
-    carg = arg + tl.load(PC + js, mask=jm, other=0.0)[None, :]
+    ph = PH + (js // 3) * ph_n + ch
+    sarg = arg + tl.load(ph, mask=jm, other=0.0)[None, :]
+    carg = arg + tl.load(ph + ph_f, mask=jm, other=0.0)[None, :]
     if LIBDEVICE:  # what PyTorch's CUDA kernels compute
         sv, cv = libdevice.sin(sarg), libdevice.cos(carg)
     else:  # Triton's interpreter (numpy's accurate sine and cosine)
@@ -263,6 +245,16 @@ def _encode_kernel(
 
 
 @triton.jit
+def _scaled_colour(PIX, LO, HI, pm):
+    """Colour values scaled to [-0.5, 0.5] as PyTorch computes them:
+    ``(x - lo) / (hi - lo).clamp_min(1e-4) - 0.5`` (0 for masked pixels)."""
+    x = tl.load(PIX, mask=pm, other=0.0).to(tl.float32)
+    lo = tl.load(LO, mask=pm, other=0.0)
+    den = tl.maximum(tl.load(HI, mask=pm, other=1.0) - lo, 1e-4)
+    return tl.where(pm, tl.math.div_rn(x - lo, den) - 0.5, 0.0)
+
+
+@triton.jit
 def _store_normalised(out, xc, rstd, WT, BS, off, j, jmask, mask):
     """Store centred values ``xc`` (pixels, channels j) normalised by ``rstd`` with the
     LayerNorm's weight and bias at channels ``off + j`` of each pixel's row ``out``."""
@@ -272,18 +264,18 @@ def _store_normalised(out, xc, rstd, WT, BS, off, j, jmask, mask):
     tl.store(out + off + j[None, :], y.to(out.dtype.element_ty), mask=mask)
 
 
-def encode(image, lo, den, row_feats, col_feats, freqs, phases, norm, out) -> None:
+def encode(image, lo, hi, row_feats, col_feats, freqs, phases, norm, out) -> None:
+    """``phases``: (2, n, 3) with a unit last stride (a view of the model's phases is fine);
+    ``lo``, ``hi``: (B, 3) contiguous float32; nothing is copied."""
     b, _, rh, rw = image.shape
     width = out.shape[-1]
     n3 = 3 * freqs.numel()
     coords = row_feats is not None
     n2 = row_feats.shape[1] if coords else 0
     e = n3 * 2 + 3 + 2 * n2
-    fs = freqs.repeat_interleave(3).contiguous()
-    ps, pc = (phases[i].reshape(-1).contiguous() for i in range(2))
     weight, bias, eps = norm
     n_pix = b * rh * rw
-    dummy = fs
+    dummy = freqs
     _launch(
         _encode_kernel,
         lambda meta: (triton.cdiv(n_pix, meta["BLOCK_P"]),),
@@ -292,13 +284,14 @@ def encode(image, lo, den, row_feats, col_feats, freqs, phases, norm, out) -> No
         image.stride(1),
         image.stride(2),
         image.stride(3),
-        lo.contiguous(),
-        den.contiguous(),
+        lo,
+        hi,
         row_feats.contiguous() if coords else dummy,
         col_feats.contiguous() if coords else dummy,
-        fs,
-        ps,
-        pc,
+        freqs,
+        phases,
+        phases.stride(0),
+        phases.stride(1),
         weight.contiguous(),
         bias.contiguous(),
         out,
@@ -325,7 +318,20 @@ def encode(image, lo, den, row_feats, col_feats, freqs, phases, norm, out) -> No
 # many times on the real arguments), or the first call returns ReLU(x + k * bias).
 @_autotune(_configs("BLOCK_M", (8, 16), (4, 8)), key=["width"], restore_value=["X"])
 @triton.jit
-def _bias_relu_kernel(X, B, n_rows, width, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _bias_relu_kernel(
+    X,
+    B,
+    n_rows,
+    width,
+    h,
+    w,
+    y0,
+    y1,
+    x0,
+    x1,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
     cmask = cols < width
@@ -333,18 +339,27 @@ def _bias_relu_kernel(X, B, n_rows, width, BLOCK_M: tl.constexpr, BLOCK_N: tl.co
     offs = rows[:, None].to(tl.int64) * width + cols[None, :]
     x = tl.load(X + offs, mask=mask, other=0.0)
     b = tl.load(B + cols, mask=cmask, other=0.0)
-    y = x + b[None, :]  # rounded to x's dtype, as PyTorch's bias addition is
-    tl.store(X + offs, tl.maximum(y, 0.0).to(X.dtype.element_ty), mask=mask)
+    y = tl.maximum(x + b[None, :], 0.0)  # rounded to x's dtype, as PyTorch's addition is
+    pix = rows % (h * w)  # row r is pixel (r // (h w), pix // w, pix % w)
+    yi, xi = pix // w, pix % w
+    keep = (yi >= y0) & (yi < y1) & (xi >= x0) & (xi < x1)
+    y = tl.where(keep[:, None], y, 0.0)
+    tl.store(X + offs, y.to(X.dtype.element_ty), mask=mask)
 
 
-def bias_relu_(x, bias) -> None:
-    n, w = x.shape
+def bias_relu_(x, bias, keep) -> None:
+    """``x``: (B, h, w, C) contiguous; ``keep``: (y0, y1, x0, x1), the pixels not zeroed."""
+    b, h, w, c = x.shape
+    n = b * h * w
     _launch(
         _bias_relu_kernel,
         lambda meta: (triton.cdiv(n, meta["BLOCK_M"]),),
         x,
         bias,
         n,
+        c,
+        h,
         w,
-        BLOCK_N=triton.next_power_of_2(w),
+        *keep,
+        BLOCK_N=triton.next_power_of_2(c),
     )

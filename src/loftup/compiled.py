@@ -92,8 +92,8 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     if not image.is_cuda:
         raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
     device = image.device
-    fw = model.fused(compute_dtype(model, device), "auto", model.align)
-    chunk = default_chunk_size(device)
+    fw = model.fused(compute_dtype(model, device), model.conv, model.align)  # as model() would
+    chunk = model.chunk_size or default_chunk_size(device)
     static_lr, static_image = lr_feats.detach().clone(), image.detach().clone()
     with torch.inference_mode():
         side = torch.cuda.Stream(device)

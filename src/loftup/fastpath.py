@@ -151,11 +151,18 @@ def _axis_coords(origin, size, region, device) -> tuple[torch.Tensor, torch.Tens
 Pads = tuple[int, int, int, int]
 
 
-def conv3x3_relu(fw: FusedWeights, x: torch.Tensor, which: int, pads: Pads) -> torch.Tensor:
+def conv3x3_relu(
+    fw: FusedWeights,
+    x: torch.Tensor,
+    which: int,
+    pads: Pads,
+    keep: tuple[int, int, int, int] | None = None,
+) -> torch.Tensor:
     """ReLU(conv ``which`` (1 or 2) of (B, I, h, w) ``x`` zero-padded by ``pads``) -> (B, O, ...).
 
     Winograd (NNPACK, float32) returns NCHW, direct convolutions channels-last (or NCHW for
-    "direct_nchw") in fw.dtype.
+    "direct_nchw") in fw.dtype. ``keep``: (y0, y1, x0, x1): output pixels outside rows
+    [y0, y1) x columns [x0, x1) are set to 0 (in the bias + ReLU pass where the kernels run).
     """
     w, b = fw.conv1 if which == 1 else fw.conv2
     winograd = fw.conv == "winograd"
@@ -165,16 +172,29 @@ def conv3x3_relu(fw: FusedWeights, x: torch.Tensor, which: int, pads: Pads) -> t
         padding = [pads[0]] * 2
     else:
         x, padding = _pad(x, pads, nchw), [0, 0]
-    if not winograd:
+    if winograd:
+        y = _winograd(x.contiguous(), w, b, padding).relu_()
+    else:
         fmt = torch.contiguous_format if nchw else torch.channels_last
         x = x.contiguous(memory_format=fmt)
         if not nchw and kernels.active(x, fw.dtype):
             y = F.conv2d(x, w, None, padding=padding)
             if y.is_contiguous(memory_format=torch.channels_last):
-                return kernels.bias_relu_(y, b)  # one pass instead of two
-            return y.add_(b.view(-1, 1, 1)).relu_()
-        return F.conv2d(x, w, b, padding=padding).relu_()
-    return _winograd(x.contiguous(), w, b, padding).relu_()
+                return kernels.bias_relu_(y, b, keep)  # one pass instead of two to six
+            y = y.add_(b.view(-1, 1, 1)).relu_()
+        else:
+            y = F.conv2d(x, w, b, padding=padding).relu_()
+    if keep is not None:
+        y0, y1, x0, x1 = keep
+        if y0 > 0:
+            y[:, :, :y0] = 0
+        if y1 < y.shape[2]:
+            y[:, :, y1:] = 0
+        if x0 > 0:
+            y[:, :, :, :x0] = 0
+        if x1 < y.shape[3]:
+            y[:, :, :, x1:] = 0
+    return y
 
 
 def stem(
@@ -201,15 +221,9 @@ def stem(
     buf = (torch.empty if inside else torch.zeros)(shape, device=image.device, dtype=fw.dtype)
     window = buf[:, ey0 - r0 + 2 : ey1 - r0 + 2, ex0 - c0 + 2 : ex1 - c0 + 2]
     encode_region(fw, image[:, :, ey0:ey1, ex0:ex1], lo, hi, (ey0, ex0), (height, width), window)
-    x = conv3x3_relu(fw, buf.permute(0, 3, 1, 2), 1, (0, 0, 0, 0))  # rows r0 - 1 .. r1
-    if r0 == 0:
-        x[:, :, 0] = 0
-    if r1 == height:
-        x[:, :, -1] = 0
-    if c0 == 0:
-        x[:, :, :, 0] = 0
-    if c1 == width:
-        x[:, :, :, -1] = 0
+    th, tw = r1 - r0 + 2, c1 - c0 + 2  # conv1's output: rows r0 - 1 .. r1, columns likewise
+    keep = (int(r0 == 0), th - int(r1 == height), int(c0 == 0), tw - int(c1 == width))
+    x = conv3x3_relu(fw, buf.permute(0, 3, 1, 2), 1, (0, 0, 0, 0), keep)
     return conv3x3_relu(fw, x, 2, (0, 0, 0, 0))
 
 

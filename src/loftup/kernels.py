@@ -175,14 +175,20 @@ def layer_norm_rows(
     return out
 
 
-def bias_relu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def bias_relu_(
+    x: torch.Tensor, bias: torch.Tensor, keep: tuple[int, int, int, int] | None = None
+) -> torch.Tensor:
     """``x = ReLU(x + bias)`` in place for (B, C, H, W) channels-last ``x`` (a convolution's
-    output): one pass instead of PyTorch's bias addition and ReLU; returns ``x``."""
+    output): one pass instead of PyTorch's bias addition and ReLU; returns ``x``.
+
+    ``keep``: (y0, y1, x0, x1): pixels outside rows [y0, y1) x columns [x0, x1) are set to 0
+    in the same pass (a tile's values outside the image, the next convolution's zero padding).
+    """
     b, c, h, w = x.shape
     if not x.is_contiguous(memory_format=torch.channels_last):
         raise ValueError("bias_relu_ needs a channels-last tensor")
     if x.numel():
-        _triton().bias_relu_(x.permute(0, 2, 3, 1).view(-1, c), bias)
+        _triton().bias_relu_(x.permute(0, 2, 3, 1), bias, keep or (0, h, 0, w))
     return x
 
 
@@ -206,7 +212,8 @@ def encode_pixels(
       lo, hi: (B, 3, 1, 1) float32 colour min and max of the whole images.
       row_feats, col_feats: (rh, 2n) and (rw, 2n) float32 coordinate features of the region's
         rows and columns (sines then cosines), or None for a model without coordinates.
-      freqs: (n,) float32 frequencies; phases: (2, n, 3) float32 colour phases (sin, cos).
+      freqs: (n,) float32 frequencies; phases: (2, n, 3) float32 colour phases (sin, cos),
+        read in place (a slice of the model's (2, n, 5) phases is fine).
       norm: the stem LayerNorm's (weight, bias, eps) over ``width`` channels, float32.
       width: channels written: the real ones, then their mean (padding).
       out: optional (B, rh, rw, width) destination with contiguous channels (a window of a
@@ -218,9 +225,10 @@ def encode_pixels(
     elif out.shape != (b, rh, rw, width) or out.stride(-1) != 1:
         raise ValueError(f"out must be ({b}, {rh}, {rw}, {width}) with contiguous channels")
     if out.numel():
-        den = (hi - lo).clamp_min(1e-4)
+        lo, hi = (t.float().reshape(b, 3).contiguous() for t in (lo, hi))
+        if phases.stride(-1) != 1:
+            phases = phases.contiguous()
         _triton().encode(
-            image, lo.reshape(b, 3), den.reshape(b, 3), row_feats, col_feats, freqs, phases,
-            norm, out,
+            image, lo, hi, row_feats, col_feats, freqs.contiguous(), phases, norm, out
         )  # fmt: skip
     return out
