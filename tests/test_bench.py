@@ -101,3 +101,23 @@ def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
     r = run_cli(["bench", "--suite", "smoke", "--only", "forward,nope"])
     assert r.returncode == 2 and "no section 'nope'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_time_budget_cuts_the_rounds_but_keeps_a_minimum():
+    import time
+
+    from loftup.bench.core import time_alternating
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.03)
+
+    fns = {"a": slow, "b": lambda: None}
+    full = time_alternating(fns, warmup=0, repeats=6)
+    assert len(full["a"]["times_s"]) == 6
+    calls.clear()
+    cut = time_alternating(fns, warmup=0, repeats=50, budget_s=0.05, min_repeats=3)
+    assert len(cut["a"]["times_s"]) == len(cut["b"]["times_s"]) == len(calls)
+    assert 3 <= len(calls) <= 5  # the minimum, plus the round that passed the budget

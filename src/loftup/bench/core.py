@@ -142,19 +142,32 @@ def time_call(fn, *, device: str = "cpu", warmup: int = 1, repeats: int = 3) -> 
     return time_alternating({"_": fn}, device=device, warmup=warmup, repeats=repeats)["_"]
 
 
-def time_alternating(fns: dict, *, device="cpu", warmup: int = 1, repeats: int = 3) -> dict:
+def time_alternating(
+    fns: dict,
+    *,
+    device="cpu",
+    warmup: int = 1,
+    repeats: int = 3,
+    budget_s: float | None = None,
+    min_repeats: int = 3,
+) -> dict:
     """Like :func:`time_call` for several functions, called in turn in every round, so that a
     change of load on a shared machine hits them all alike. Returns ``{name: timing}``.
 
     ``cpu_best_s`` is the least CPU time of this process over the calls (all threads): with one
-    thread it leaves out the time the process waited for a busy machine."""
+    thread it leaves out the time the process waited for a busy machine. ``budget_s``: stop
+    after the round that passes this many seconds, once ``min_repeats`` rounds are done (large
+    outputs, whose times vary least, then take fewer rounds)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync(device)
     times = {name: [] for name in fns}
     cpu = {name: [] for name in fns}
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for i in range(repeats):
+        if budget_s is not None and i >= min_repeats and time.perf_counter() - start > budget_s:
+            break
         for name, fn in fns.items():
             c0, t0 = time.process_time(), time.perf_counter()
             fn()

@@ -59,6 +59,7 @@ def bench_forward(
     peak: bool = True,
     progress: bool = True,
     graph_max_size: int = 0,
+    budget_s: float | None = None,
 ) -> dict:
     """Time and peak memory of LoftUp (per precision), bilinear and bicubic at each size.
 
@@ -76,6 +77,8 @@ def bench_forward(
       graph_max_size: on a GPU, also time LoftUp replayed from a CUDA graph
         (:func:`loftup.graph_upsampler`, method "loftup_graph") in each half precision at
         sizes up to this one.
+      repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
+        size has taken ``budget_s`` seconds (see :func:`loftup.bench.core.time_alternating`).
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +102,9 @@ def bench_forward(
         for size in tqdm(list(sizes), desc="bench", disable=not progress):
             r = ref if size <= reference_max_size else None
             graphs = size <= graph_max_size and torch.device(device).type == "cuda"
-            rows += _bench_size(size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs)
+            rows += _bench_size(
+                size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs, budget_s
+            )
     return {
         "machine": machine_info(device),
         "settings": {
@@ -109,6 +114,7 @@ def bench_forward(
             "dtypes": list(dtypes),
             "dtype": dtypes[0],
             "repeats": repeats,
+            "budget_s": budget_s,
             "warmup": warmup,
             "tile_size": tile_size,
             "chunk_size": chunk_size,
@@ -121,7 +127,7 @@ def bench_forward(
 
 
 def _bench_size(
-    size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False
+    size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False, budget_s=None
 ) -> list[dict]:
     """All methods at one output size, alternating; one row each."""
     batch, dim = lr.shape[:2]
@@ -158,7 +164,9 @@ def _bench_size(
         devs[name] = deviation(out, exact)
         del out
     del exact
-    timing = time_alternating(cases, device=device, warmup=warmup - 1, repeats=repeats)
+    timing = time_alternating(
+        cases, device=device, warmup=warmup - 1, repeats=repeats, budget_s=budget_s
+    )
     for name, t in timing.items():
         method, prec = name.split("/")
         row = {

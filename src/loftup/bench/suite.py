@@ -152,6 +152,7 @@ def run_suite(
             dtypes=dtypes,
             reference_max_size=s(2048, 64),
             repeats=s(10, 1),
+            budget_s=s(6.0, None),  # 2048: 3 rounds of ~2.5 s instead of 10
             graph_max_size=s(448, 0),
             **fwd,
         ),
