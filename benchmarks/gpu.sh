@@ -8,7 +8,7 @@
 # (parity with the CPU, the forward table in float32/bf16/fp16 next to the paper's implementation
 # up to 2048 px, what each kernel choice buys, 4096 x 4096 on the device and streamed to host
 # under a memory cap, throughput at batch 1/8/32, video frames, ViT-S/14 and ViT-B/14 end to
-# end), and writes under $OUT:
+# end, with the upsampler's image half started before the backbone or not), and writes under $OUT:
 #   gpu-<GPU name>-<date>.json   the whole report (copy it to benchmarks/results/)
 #   gpu-tests.log, gpu-bench.log the logs
 # Needs python3 with torch (and transformers for the backbones); nothing is downloaded.

@@ -121,3 +121,26 @@ def test_cuda_graph_replays_the_eager_forward(model):
         third = fn(lr, image).clone()
     del junk
     assert (third.float() - first.float()).abs().max().item() == 0.0
+
+
+def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
+    """start(image) then finish(lr_feats): the image's half queued before the backbone."""
+    from loftup import start_upsample
+    from loftup.compiled import graph_upsampler
+
+    gpu = copy.deepcopy(model).cuda().half()
+    lr, image = (t.cuda().half() for t in _inputs())
+    with torch.inference_mode():
+        fn = graph_upsampler(gpu, lr, image)
+        whole = fn(lr, image).clone()
+        with pytest.raises(RuntimeError, match="start"):
+            fn.finish(lr)
+        fn.start(image)
+        halves = fn.finish(lr).clone()
+        fn.start(image.flip(-1))
+        flipped = fn.finish(lr).clone()
+        eager = start_upsample(gpu, image).finish(lr)
+        ref = gpu(lr, image)
+    assert (halves.float() - whole.float()).abs().max().item() == 0.0
+    assert (flipped.float() - whole.float()).abs().max().item() > 0.1
+    assert (eager.float() - ref.float()).abs().max().item() == 0.0

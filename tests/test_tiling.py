@@ -132,3 +132,42 @@ def test_reference_model_tiled_640_matches_untiled():
     whole = upsample(model, lr, image, tile_size=640)
     tiled = upsample(model, lr, image, tile_size=200)
     assert (tiled - whole).abs().max().item() <= 1e-5
+
+
+def test_started_upsample_finishes_with_the_models_output(small):
+    """start_upsample(model, image).finish(lr) == model(lr, image): one tile (the stem is run
+    at start), several tiles, training mode and a model changed in between (not started, or
+    redone)."""
+    from loftup import start_upsample
+
+    g = torch.Generator().manual_seed(9)
+    lr = torch.randn(2, 32, 4, 5, generator=g)
+    image = torch.randn(2, 3, 30, 26, generator=g)
+    with torch.inference_mode():
+        ref = small(lr, image)
+        pending = start_upsample(small, image)
+        assert pending.queries is not None  # the stem ran already
+        assert torch.equal(pending.finish(lr), ref)
+        small.tile_size = 16
+        try:
+            tiled = start_upsample(small, image)
+            assert tiled.queries is None and torch.equal(tiled.finish(lr), small(lr, image))
+        finally:
+            small.tile_size = None
+    changed = LoftUp(dim=32, num_heads=4, n_freqs=6).eval()
+    changed.load_state_dict(small.state_dict())
+    with torch.inference_mode():
+        stale = start_upsample(changed, image)
+    with torch.no_grad():
+        changed.stem.conv1.weight.add_(0.1)  # after the start: finish must not use the old stem
+    with torch.inference_mode():
+        assert torch.equal(stale.finish(lr), changed(lr, image))
+        assert not torch.equal(stale.finish(lr), ref)
+    small.train()
+    try:
+        pending = start_upsample(small, image)
+        assert pending.queries is None
+    finally:
+        small.eval()
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        start_upsample(small, image[:, :2])

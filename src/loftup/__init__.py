@@ -23,6 +23,7 @@ _LAZY = {
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
     "upsample_to_npy": "loftup.tiling",
+    "start_upsample": "loftup.tiling",
     "compile_upsampler": "loftup.compiled",
     "upsample_frames": "loftup.compiled",
     "graph_upsampler": "loftup.compiled",

@@ -21,6 +21,7 @@ from .featurizers import Featurizer, get_featurizer, imagenet_normalize
 from .featurizers.sizes import backbone_input_size, resize_images, shorter_side_to
 from .hub import load_upsampler
 from .model import LoftUp
+from .tiling import start_upsample
 
 Size = int | tuple[int, int] | None
 
@@ -80,9 +81,12 @@ class FeaturePipeline:
         h0, w0 = images.shape[-2:]
         x = images.to(self.device, torch.float32)
         bb_hw = backbone_input_size(h0, w0, self.featurizer.patch_size, self.backbone_size)
-        lr_feats = self.featurizer(imagenet_normalize(resize_images(x, bb_hw)))
         guide = imagenet_normalize(resize_images(x, output_size(size, h0, w0)))
-        return lr_feats, self.upsampler(lr_feats, guide)
+        # the image's half of the upsampler first: on a GPU it runs while the backbone's
+        # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
+        pending = start_upsample(self.upsampler, guide)
+        lr_feats = self.featurizer(imagenet_normalize(resize_images(x, bb_hw)))
+        return lr_feats, pending.finish(lr_feats)
 
 
 def load_pipeline(

@@ -26,12 +26,22 @@ from .tiling import compute_dtype, default_chunk_size, query_map, upsample
 def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """One whole-image forward on folded weights ``fw``: (B, C, h, w), (B, 3, H, W) ->
     (B, C, H, W) channels-last. No Python state, so ``torch.compile`` traces it whole."""
+    return untiled_decode(fw, lr_feats, untiled_queries(fw, image), image.shape, chunk_size)
+
+
+def untiled_queries(fw, image: torch.Tensor) -> torch.Tensor:
+    """The image's half of :func:`untiled`: (B, 3, H, W) -> query tokens (B, H W, Dp)."""
     b, _, height, width = image.shape
-    kvs = encode_kv(fw, lr_feats)
     lo, hi = image_minmax(image.float())
     q_map = query_map(fw, image, lo, hi, (0, height), (0, width))
     tokens = q_map.permute(0, 2, 3, 1).reshape(b, height * width, -1)
-    tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)
+    return tokens.to(fw.dtype, memory_format=torch.contiguous_format)
+
+
+def untiled_decode(fw, lr_feats, tokens, shape, chunk_size: int) -> torch.Tensor:
+    """The rest of :func:`untiled` (``tokens`` is overwritten); ``shape``: the image's."""
+    b, _, height, width = shape
+    kvs = encode_kv(fw, lr_feats)
     n = height * width
     if chunk_size >= n:
         out = decode(fw, tokens, kvs)
@@ -88,6 +98,11 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     The returned tensor is the graph's own output buffer: the next call overwrites it (clone it
     to keep it). Inputs must keep the shapes and dtypes given here; the weights are folded now
     (make a new one after changing them). CUDA only.
+
+    In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
+    the image's half (the stem) and returns at once, ``fn.finish(lr_feats)`` the rest; run the
+    backbone in between and the stem runs on the GPU while its kernels are being launched.
+    The halves are captured as two more graphs the first time ``start`` is called.
     """
     if not image.is_cuda:
         raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
@@ -121,7 +136,48 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
         graph.replay()
         return static_out
 
+    halves: dict = {}
+
+    def start(img: torch.Tensor) -> None:
+        if img.shape != static_image.shape:
+            raise ValueError(
+                f"this graph was captured for images {tuple(static_image.shape)}, got "
+                f"{tuple(img.shape)}; capture another with graph_upsampler for this shape"
+            )
+        if not halves:
+            halves.update(_capture_halves(fw, static_lr, static_image, chunk))
+        static_image.copy_(img)
+        halves["stem"].replay()
+        halves["started"] = True
+
+    def finish(lr: torch.Tensor) -> torch.Tensor:
+        if not halves.get("started"):
+            raise RuntimeError("finish() needs a start(image) first (its tokens are used up)")
+        if lr.shape != static_lr.shape:
+            raise ValueError(
+                f"this graph was captured for features {tuple(static_lr.shape)}, got "
+                f"{tuple(lr.shape)}; capture another with graph_upsampler for this shape"
+            )
+        static_lr.copy_(lr)
+        halves["decode"].replay()
+        halves["started"] = False
+        return halves["out"]
+
+    call.start, call.finish = start, finish
     return call
+
+
+def _capture_halves(fw, static_lr, static_image, chunk) -> dict:
+    """Two CUDA graphs, replayed in turn: the image's half and the rest (one memory pool;
+    the tokens that pass between them stay allocated)."""
+    pool = torch.cuda.graph_pool_handle()
+    with torch.inference_mode():
+        stem, decode_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(stem, pool=pool):
+            tokens = untiled_queries(fw, static_image)
+        with torch.cuda.graph(decode_graph, pool=pool):
+            out = untiled_decode(fw, static_lr, tokens, static_image.shape, chunk)
+    return {"stem": stem, "decode": decode_graph, "tokens": tokens, "out": out}
 
 
 def upsample_frames(

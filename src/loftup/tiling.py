@@ -102,6 +102,7 @@ def upsample(
     callback: Callable[[Tile, torch.Tensor], None] | None = None,
     conv: str = "auto",
     progress: bool = False,
+    _queries: tuple | None = None,
 ) -> torch.Tensor | None:
     """The model's output, computed tile by tile on folded weights; exact up to rounding.
 
@@ -117,6 +118,7 @@ def upsample(
       conv: stem convolutions: "auto", "winograd" (NNPACK, CPU), "direct" or "direct_nchw"
         (see :func:`loftup.fused.choose_conv`).
       progress: show a tqdm bar over the tiles.
+      _queries: (lo, hi, query map) of a one-tile output, computed by :func:`start_upsample`.
 
     Returns ``out`` (a new (B, C, H, W) channels-last tensor when none is given), or None.
     """
@@ -132,21 +134,92 @@ def upsample(
     window = model.config.attention_window
     h, w = lr_feats.shape[-2:]
     tiles = plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if fw.conv == "winograd" else 1)
+    q_map = None
     with torch.autocast(dev.type, enabled=False):
         kvs = encode_kv(fw, lr_feats)
-        lo, hi = image_minmax(image.float())
+        if _queries is None:
+            lo, hi = image_minmax(image.float())
+        else:
+            (lo, hi, q_map), (tile,) = _queries, tiles  # the plan has one tile, as when started
         for tile in _progress(tiles, progress):
             if own:  # decode straight into the output
                 dest = out.permute(0, 2, 3, 1)[tile.batch, tile.rows, tile.cols]
             else:
                 nb, th, tw = _extent(tile)
                 dest = torch.empty(nb, th, tw, c, device=dev, dtype=fw.dtype)
-            feats = _run_tile(fw, image, lo, hi, kvs, tile, step, window, (h, w), dest)
+            feats = _run_tile(fw, image, lo, hi, kvs, tile, step, window, (h, w), dest, q_map)
             if out is not None and not own:
                 out[tile.batch, :, tile.rows, tile.cols] = feats.to(out.device, out.dtype)
             if callback is not None:
                 callback(tile, feats)
     return out
+
+
+@dataclass
+class PendingUpsample:
+    """The image's half of ``model(lr_feats, image)``, started by :func:`start_upsample`."""
+
+    model: torch.nn.Module
+    image: torch.Tensor
+    queries: tuple | None  # (lo, hi, query map), or None where nothing could be started
+    settings: tuple  # (tile_size, chunk_size, conv, folded weights) when started
+
+    def finish(self, lr_feats: torch.Tensor) -> torch.Tensor:
+        """The output, (B, C, H, W): exactly ``model(lr_feats, image)``."""
+        from .model import check_inputs
+
+        m = self.model
+        now = _settings(m, self.image.device) if self.queries is not None else None
+        if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
+            return m(lr_feats, self.image)  # not started, or the model changed since
+        check_inputs(lr_feats, self.image, m.config.dim)
+        tile_size, chunk_size, conv, _ = self.settings
+        with torch.no_grad():
+            return upsample(
+                m, lr_feats, self.image, tile_size=tile_size, chunk_size=chunk_size, conv=conv,
+                _queries=self.queries,
+            )  # fmt: skip
+
+
+def start_upsample(model, image: torch.Tensor) -> PendingUpsample:
+    """Start ``model(lr_feats, image)`` before ``lr_feats`` exist; ``.finish(lr_feats)`` ends it.
+
+    The stem (image encoding and both convolutions, about a third of the work) needs only the
+    image. Started first, it runs on the GPU while Python is still launching the backbone's
+    kernels (a ViT in eager mode keeps the CPU busy and the GPU mostly idle at a few hundred
+    pixels), so backbone + LoftUp costs less than one after the other:
+
+        >>> pending = start_upsample(model, image)       # queued on the GPU now
+        >>> lr_feats = backbone(x)                        # its launches overlap with it
+        >>> out = pending.finish(lr_feats)                # == model(lr_feats, image)
+
+    Only an output of one tile in the folded path is started (eval mode, no gradients, global
+    attention); otherwise ``finish`` simply calls the model. The result is the same either way.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (B, 3, H, W) tensor, got {shape}")
+    if model.config.attention_window is not None or not model.uses_fast_path(image):
+        return PendingUpsample(model, image, None, ())
+    dev = image.device
+    b, _, height, width = image.shape
+    settings = _settings(model, dev)
+    fw = settings[-1]
+    tile_size = model.tile_size or default_tile_size(dev)
+    align = WINOGRAD_BLOCK if fw.conv == "winograd" else 1
+    if len(plan_tiles(b, height, width, tile_size, align)) != 1:
+        return PendingUpsample(model, image, None, settings)
+    with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+        lo, hi = image_minmax(image.float())
+        q_map = query_map(fw, image, lo, hi, (0, height), (0, width))
+    return PendingUpsample(model, image, (lo, hi, q_map), settings)
+
+
+def _settings(model, device) -> tuple:
+    """What a forward of ``model`` on ``device`` depends on besides its inputs: the inference
+    settings and the folded weights it would use now (refolded when a weight changed)."""
+    fw = model.fused(compute_dtype(model, device), model.conv, model.align)  # as forward folds
+    return model.tile_size, model.chunk_size, model.conv, fw
 
 
 def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
@@ -165,12 +238,16 @@ def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
     return (e0, e1), pads1, (t0 - s0, t1 - s0), pads2
 
 
-def _run_tile(fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest) -> torch.Tensor:
-    """One tile -> (b, C, th, tw) features, written into ``dest`` (a (b, th, tw, C) view)."""
+def _run_tile(
+    fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest, q_map=None
+) -> torch.Tensor:
+    """One tile -> (b, C, th, tw) features, written into ``dest`` (a (b, th, tw, C) view);
+    ``q_map``: the tile's stem output, when already computed."""
     height, width = image.shape[-2:]
     r0, r1, c0, c1 = tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop
     bs = tile.batch
-    q_map = query_map(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
+    if q_map is None:
+        q_map = query_map(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
     kv = [(k[bs], v[bs]) for k, v in kvs]
     nb, d, th, tw = q_map.shape
     rows_per = max(1, step // tw)
