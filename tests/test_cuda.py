@@ -141,6 +141,8 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
         flipped = fn.finish(lr).clone()
         eager = start_upsample(gpu, image).finish(lr)
         ref = gpu(lr, image)
-    assert (halves.float() - whole.float()).abs().max().item() == 0.0
+    # the same kernels (exactly equal on the CPU, tests/test_tiling.py); cuDNN may pick other
+    # algorithms for another capture, so the GPU bound is the one of the other graph tests
+    assert (halves.float() - whole.float()).abs().max().item() <= 1e-2
     assert (flipped.float() - whole.float()).abs().max().item() > 0.1
-    assert (eager.float() - ref.float()).abs().max().item() == 0.0
+    assert (eager.float() - ref.float()).abs().max().item() <= 1e-2
