@@ -40,12 +40,16 @@ fi
 # choices and compiled kernels are cached on disk, so later processes do not tune again.
 groups=("parity,forward,forward_4096" "ablation" "big_output,capped_stream" "batches,video" "backbones")
 parts=()
+walls="tests=$SECONDS"
 for i in "${!groups[@]}"; do
   part="$OUT/part-$i.json"
+  t0=$SECONDS
   "$PY" -m loftup bench --suite "$suite" --only "${groups[$i]}" \
     --reference benchmarks/reference_impl.py --json "$part" 2>&1 | tee -a "$OUT/$suite-bench.log" || true
   [ -f "$part" ] && parts+=("$part")
+  walls="$walls ${groups[$i]}=$((SECONDS - t0))"
 done
+export LOFTUP_GPU_SH_WALLS="$walls total=$SECONDS"
 
 # One report from the parts, and the summary of the figures the issues ask for.
 "$PY" - "$OUT/$suite-$name-$stamp.json" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
@@ -53,10 +57,15 @@ import json, os, sys
 from loftup.bench.suite import merge_reports, summary
 out, parts = sys.argv[1], sys.argv[2:]
 report = merge_reports([json.load(open(p)) for p in parts])
+# wall seconds of this script: the tests, each process (start-up included), all of it
+report["gpu_sh_seconds"] = {
+    k: int(v) for k, v in (kv.split("=") for kv in os.environ["LOFTUP_GPU_SH_WALLS"].split())
+}
 tmp = out + ".partial"
 with open(tmp, "w") as f:
     json.dump(report, f, indent=1)
 os.replace(tmp, out)
 print(summary(report))
+print("wall seconds:", report["gpu_sh_seconds"])
 print("wrote", out)
 EOF2

@@ -68,8 +68,8 @@ def test_readme_speed_example_runs(tmp_path, monkeypatch):
         exec(compile(code, "README.md (Speed)", "exec"), {})
 
 
-@pytest.mark.slow
 def test_smoke_suite_runs_every_section(tmp_path):
+    """The GPU suite's code at toy sizes (on the CPU here): what benchmarks/gpu.sh runs."""
     from loftup.bench.suite import run_suite
 
     report = run_suite("smoke", log=lambda *a: None)
