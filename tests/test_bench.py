@@ -121,3 +121,21 @@ def test_time_budget_cuts_the_rounds_but_keeps_a_minimum():
     cut = time_alternating(fns, warmup=0, repeats=50, budget_s=0.05, min_repeats=3)
     assert len(cut["a"]["times_s"]) == len(cut["b"]["times_s"]) == len(calls)
     assert 3 <= len(calls) <= 5  # the minimum, plus the round that passed the budget
+
+
+def test_tf32_rows_time_ours_and_the_reference_in_float32_with_tf32():
+    """On a GPU "tf32" is float32 with TF32 tensor cores; on the CPU the flags change nothing,
+    so the rows must compute exactly the float32 output."""
+    from loftup.bench import load_reference_class
+    from loftup.bench.forward import bench_forward
+
+    report = bench_forward(
+        (16,), dim=32, grid=4, dtypes=("float32",), repeats=1, peak=False, progress=False,
+        reference=load_reference_class(STANDIN), tf32_rows=True,
+    )  # fmt: skip
+    rows = {(r["method"], r["dtype"]): r for r in report["results"]}
+    assert ("loftup", "tf32") in rows and ("reference", "tf32") in rows
+    assert rows[("loftup", "tf32")]["max_abs_dev_vs_float32"] == 0.0
+    assert rows[("loftup", "tf32")]["output_bytes"] == rows[("loftup", "float32")]["output_bytes"]
+    assert report["settings"]["tf32_rows"] is True
+    assert not torch.backends.cuda.matmul.allow_tf32  # switched back off

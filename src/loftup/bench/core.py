@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -140,6 +141,17 @@ def sync(device) -> None:
 def time_call(fn, *, device: str = "cpu", warmup: int = 1, repeats: int = 3) -> dict:
     """Median and best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
     return time_alternating({"_": fn}, device=device, warmup=warmup, repeats=repeats)["_"]
+
+
+@contextmanager
+def tf32(enabled: bool):
+    """TF32 for matrix products and convolutions on or off inside the block (CUDA)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def time_alternating(

@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, time_alternating
+from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, tf32, time_alternating
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -60,6 +60,7 @@ def bench_forward(
     progress: bool = True,
     graph_max_size: int = 0,
     budget_s: float | None = None,
+    tf32_rows: bool = False,
 ) -> dict:
     """Time and peak memory of LoftUp (per precision), bilinear and bicubic at each size.
 
@@ -77,6 +78,11 @@ def bench_forward(
       graph_max_size: on a GPU, also time LoftUp replayed from a CUDA graph
         (:func:`loftup.graph_upsampler`, method "loftup_graph") in each half precision at
         sizes up to this one.
+      tf32_rows: with "float32" in ``dtypes``, also time ours and the reference in
+        float32 with TF32 matrix products and convolutions (precision "tf32", what
+        ``torch.set_float32_matmul_precision("high")`` gives; the "float32" rows keep
+        PyTorch's defaults: TF32 convolutions, full float32 matrix products). A GPU setting:
+        on the CPU these rows compute exactly the float32 ones.
       repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
         size has taken ``budget_s`` seconds (see :func:`loftup.bench.core.time_alternating`).
     """
@@ -95,6 +101,10 @@ def bench_forward(
     models = precision_models(model, dtypes)
     ref = _reference(reference, model, device) if reference is not None else None
     peaks = {n: matmul_peak(device, DTYPES[n]) for n in dtypes} if peak else {}
+    tf32_rows = tf32_rows and "float32" in dtypes
+    if tf32_rows and peak:
+        with tf32(True):
+            peaks["tf32"] = matmul_peak(device, torch.float32)
     fpp = flops_per_pixel(model.config, grid * grid)
     lr = torch.randn(batch, dim, grid, grid, device=device)
     rows = []
@@ -103,8 +113,9 @@ def bench_forward(
             r = ref if size <= reference_max_size else None
             graphs = size <= graph_max_size and torch.device(device).type == "cuda"
             rows += _bench_size(
-                size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs, budget_s
-            )
+                size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs, budget_s,
+                tf32_rows,
+            )  # fmt: skip
     return {
         "machine": machine_info(device),
         "settings": {
@@ -115,6 +126,7 @@ def bench_forward(
             "dtype": dtypes[0],
             "repeats": repeats,
             "budget_s": budget_s,
+            "tf32_rows": tf32_rows,
             "warmup": warmup,
             "tile_size": tile_size,
             "chunk_size": chunk_size,
@@ -127,8 +139,9 @@ def bench_forward(
 
 
 def _bench_size(
-    size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False, budget_s=None
-) -> list[dict]:
+    size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False, budget_s=None,
+    tf32_rows=False,
+) -> list[dict]:  # fmt: skip
     """All methods at one output size, alternating; one row each."""
     batch, dim = lr.shape[:2]
     dtypes = list(models)
@@ -147,11 +160,15 @@ def _bench_size(
                 print(f"CUDA graph capture failed at {size} {n}: {e!r}"[:300])
                 continue
             cases[f"loftup_graph/{n}"] = lambda g=g: g(lr, image)
+    if tf32_rows:
+        cases["loftup/tf32"] = lambda: _tf32(models["float32"], lr, image)
     if ref is not None:  # in float32, and under autocast in each half precision
         cases["reference/float32"] = lambda: ref(lr, image)
         for n in dtypes:
             if n != "float32":
                 cases[f"reference/{n}"] = lambda n=n: _autocast(ref, lr, image, DTYPES[n])
+        if tf32_rows:
+            cases["reference/tf32"] = lambda: _tf32(ref, lr, image)
     cases["bilinear/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bilinear")
     cases["bicubic/float32"] = lambda: F.interpolate(lr, size=(size, size), mode="bicubic")
     exact_name = "loftup/float32" if "float32" in dtypes else f"loftup/{dtypes[0]}"
@@ -174,7 +191,7 @@ def _bench_size(
             "dtype": prec,
             "size": size,
             "batch": batch,
-            "output_bytes": batch * dim * size * size * DTYPES[prec].itemsize,
+            "output_bytes": batch * dim * size * size * DTYPES.get(prec, torch.float32).itemsize,
             "peak_memory_bytes": mems[name],
             **t,
         }
@@ -187,6 +204,11 @@ def _bench_size(
             row.update(devs[name])
         rows.append(row)
     return rows
+
+
+def _tf32(fn, lr, image):
+    with tf32(True):
+        return fn(lr, image)
 
 
 def _autocast(fn, lr, image, dtype):

@@ -9,25 +9,13 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
-from .core import PeakMemory, sync, time_alternating, time_call
+from .core import PeakMemory, sync, tf32, time_alternating, time_call
 from .forward import DTYPES
 from .scale import _inputs
-
-
-@contextmanager
-def tf32(enabled: bool):
-    """TF32 for matrix products and convolutions on or off inside the block (CUDA)."""
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def parity_with_cpu(

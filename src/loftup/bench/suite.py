@@ -155,6 +155,7 @@ def run_suite(
             budget_s=s(6.0, None),  # 2048: 3 rounds of ~2.5 s instead of 10
             graph_max_size=s(448, 0),
             peak=s(True, False),  # a CPU's float16 matrix product takes minutes
+            tf32_rows=cuda,
             **fwd,
         ),
     )
