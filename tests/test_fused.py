@@ -120,6 +120,17 @@ def test_folded_weights_follow_parameter_changes():
         after = model(lr, image)
     assert (after - before).abs().max() > 1e-3
     assert (after - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
+    # replaced, not changed in place: a new parameter, then a new submodule deep inside
+    with torch.no_grad():
+        bias = model.head.conv.bias
+        model.head.conv.bias = torch.nn.Parameter(bias + torch.linspace(-1, 1, len(bias)))
+        replaced = model(lr, image)
+        assert (replaced - after).abs().max() > 1e-3
+        conv = torch.nn.Conv2d(*model.stem.conv2.weight.shape[:2][::-1], 3, padding=1)
+        model.stem.conv2 = conv
+        swapped = model(lr, image)
+        assert (swapped - replaced).abs().max() > 1e-3
+    assert (swapped - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
 
 
 def test_memoised_encodings_follow_the_weights_and_change_nothing():
