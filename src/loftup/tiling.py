@@ -139,8 +139,10 @@ def upsample(
         kvs = encode_kv(fw, lr_feats)
         if _queries is None:
             lo, hi = image_minmax(image.float())
+        elif len(tiles) == 1:  # as when start_upsample planned it
+            lo, hi, q_map = _queries
         else:
-            (lo, hi, q_map), (tile,) = _queries, tiles  # the plan has one tile, as when started
+            raise ValueError("_queries holds the query map of a one-tile output")
         for tile in _progress(tiles, progress):
             if own:  # decode straight into the output
                 dest = out.permute(0, 2, 3, 1)[tile.batch, tile.rows, tile.cols]
