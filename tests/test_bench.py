@@ -123,16 +123,13 @@ def test_time_budget_cuts_the_rounds_but_keeps_a_minimum():
     assert 3 <= len(calls) <= 5  # the minimum, plus the round that passed the budget
 
 
-def test_tf32_rows_time_ours_and_the_reference_in_float32_with_tf32():
+def test_tf32_rows_time_ours_and_the_reference_in_float32_with_tf32(tmp_path):
     """On a GPU "tf32" is float32 with TF32 tensor cores; on the CPU the flags change nothing,
     so the rows must compute exactly the float32 output."""
-    from loftup.bench import load_reference_class
-    from loftup.bench.forward import bench_forward
-
-    report = bench_forward(
-        (16,), dim=32, grid=4, dtypes=("float32",), repeats=1, peak=False, progress=False,
-        reference=load_reference_class(STANDIN), tf32_rows=True,
-    )  # fmt: skip
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1", "--tf32"]
+    assert main([*argv, "--no-peak", "--reference", str(STANDIN), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
     rows = {(r["method"], r["dtype"]): r for r in report["results"]}
     assert ("loftup", "tf32") in rows and ("reference", "tf32") in rows
     assert rows[("loftup", "tf32")]["max_abs_dev_vs_float32"] == 0.0

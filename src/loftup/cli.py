@@ -132,6 +132,18 @@ def _add_bench(sub) -> None:
     p.add_argument("--conv", default="auto", choices=["auto", "winograd", "direct", "direct_nchw"])
     p.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak")
     p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="also time float32 with TF32 matrix products, ours and the reference (GPU)",
+    )
+    p.add_argument(
+        "--graph-max-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="on a GPU, also time half precision replayed from a CUDA graph up to size N",
+    )
+    p.add_argument(
         "--stream",
         type=int,
         default=None,
@@ -195,6 +207,8 @@ def _cmd_bench(args) -> int:
             chunk_size=args.chunk_size,
             conv=args.conv,
             peak=not args.no_peak,
+            tf32_rows=args.tf32,
+            graph_max_size=args.graph_max_size,
         )
         if args.stream:
             from .bench.scale import bench_stream
