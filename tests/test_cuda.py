@@ -135,7 +135,7 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
         whole = fn(lr, image).clone()
         with pytest.raises(RuntimeError, match="start"):
             fn.finish(lr)
-        fn.start(image)
+        assert fn.start(image) is fn  # start(...).finish(...), as with start_upsample
         halves = fn.finish(lr).clone()
         fn.start(image.flip(-1))
         flipped = fn.finish(lr).clone()

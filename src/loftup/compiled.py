@@ -100,9 +100,9 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     (make a new one after changing them). CUDA only.
 
     In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
-    the image's half (the stem) and returns at once, ``fn.finish(lr_feats)`` the rest; run the
-    backbone in between and the stem runs on the GPU while its kernels are being launched.
-    The halves are captured as two more graphs the first time ``start`` is called.
+    the image's half (the stem) and returns ``fn`` at once, ``fn.finish(lr_feats)`` the rest;
+    run the backbone in between and the stem runs on the GPU while its kernels are being
+    launched. The halves are captured as two more graphs the first time ``start`` is called.
     """
     if not image.is_cuda:
         raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
@@ -125,12 +125,8 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
         # The graph reads the folded weights where they were at capture: hold them here (the
         # model's own cache drops them when it refolds, for another precision, say).
         _ = fw
-        if lr.shape != static_lr.shape or img.shape != static_image.shape:
-            raise ValueError(
-                f"this graph was captured for features {tuple(static_lr.shape)} and images "
-                f"{tuple(static_image.shape)}, got {tuple(lr.shape)} and {tuple(img.shape)}; "
-                "capture another with graph_upsampler for these shapes"
-            )
+        _check_shape("features", lr, static_lr)
+        _check_shape("images", img, static_image)
         static_lr.copy_(lr)
         static_image.copy_(img)
         graph.replay()
@@ -138,26 +134,19 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
 
     halves: dict = {}
 
-    def start(img: torch.Tensor) -> None:
-        if img.shape != static_image.shape:
-            raise ValueError(
-                f"this graph was captured for images {tuple(static_image.shape)}, got "
-                f"{tuple(img.shape)}; capture another with graph_upsampler for this shape"
-            )
+    def start(img: torch.Tensor):
+        _check_shape("images", img, static_image)
         if not halves:
             halves.update(_capture_halves(fw, static_lr, static_image, chunk))
         static_image.copy_(img)
         halves["stem"].replay()
         halves["started"] = True
+        return call  # whose .finish ends it, as a PendingUpsample's does
 
     def finish(lr: torch.Tensor) -> torch.Tensor:
         if not halves.get("started"):
             raise RuntimeError("finish() needs a start(image) first (its tokens are used up)")
-        if lr.shape != static_lr.shape:
-            raise ValueError(
-                f"this graph was captured for features {tuple(static_lr.shape)}, got "
-                f"{tuple(lr.shape)}; capture another with graph_upsampler for this shape"
-            )
+        _check_shape("features", lr, static_lr)
         static_lr.copy_(lr)
         halves["decode"].replay()
         halves["started"] = False
@@ -165,6 +154,14 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
 
     call.start, call.finish = start, finish
     return call
+
+
+def _check_shape(what: str, got: torch.Tensor, captured: torch.Tensor) -> None:
+    if got.shape != captured.shape:
+        raise ValueError(
+            f"this graph was captured for {what} {tuple(captured.shape)}, got "
+            f"{tuple(got.shape)}; capture another with graph_upsampler for this shape"
+        )
 
 
 def _capture_halves(fw, static_lr, static_image, chunk) -> dict:

@@ -99,6 +99,7 @@ def encode_region(
     freqs, phases = fw.image_freqs, fw.image_phases
     n, j = phases.shape[1], phases.shape[2]
     out_dtype = torch.float32 if fw.conv == "winograd" else fw.dtype
+    rows = cols = None
     if fw.coords:
         rows, cols = memo(
             fw,
@@ -106,8 +107,6 @@ def encode_region(
             lambda: _coordinate_features(fw, origin, size, (rh, rw), dev),
         )
     if kernels.active(image, fw.dtype):
-        if not fw.coords:
-            rows = cols = None
         return kernels.encode_pixels(
             image, lo, hi, rows, cols, freqs, phases[:, :, j - 3 :], fw.stem_norm,
             fw.enc_padded, out_dtype, out,

@@ -261,8 +261,7 @@ def backbone_end_to_end(
                         g.finish(feats())
                     cases["backbone+loftup_graph"] = lambda feats=feats, x=x, g=g: g(feats(), x)
                     cases["backbone+loftup_graph_overlap"] = lambda feats=feats, x=x, g=g: (
-                        g.start(x),
-                        g.finish(feats()),
+                        _overlapped(g.start(x), feats)
                     )
                 with torch.inference_mode():
                     t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
@@ -277,5 +276,6 @@ def backbone_end_to_end(
 
 
 def _overlapped(pending, feats):
-    """``pending.finish(feats())``: the backbone runs after the upsampler's image half."""
+    """``pending.finish(feats())``: the backbone runs after the upsampler's image half
+    (``pending``: a :class:`loftup.tiling.PendingUpsample` or a started graph upsampler)."""
     return pending.finish(feats())
