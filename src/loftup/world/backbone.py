@@ -13,11 +13,12 @@ patch (in the normalised image's units). Supervision is per patch only; the mode
 pixel-level label. The appearance term keeps in the features what real backbones' features keep
 (the colour of each patch): without it an upsampler's cross-attention can match a pixel to the
 patches around it by position only, never by how it looks, and in this world it then learns
-region interiors but not where they stop (see the README's demo section). Textures appear at periods between 1x and
-2x their base (``texture_scale``) so that the same model works on zoomed crops (stage 2).
-AdamW with linear warm-up and cosine decay. The head is dropped; the features are the final
-LayerNorm's output. Afterwards the probes of :mod:`loftup.world.probe` run on held-out scenes
-(seed ``seed + 1``) and their numbers go into ``config.json`` and ``metrics.json``.
+region interiors but not where they stop (see the README's demo section). Textures appear at
+periods between 1x and 2x their base (``texture_scale``) so that the same model works on zoomed
+crops (stage 2). AdamW with linear warm-up and cosine decay. The head is dropped; the features
+are the final LayerNorm's output. Afterwards the probes of :mod:`loftup.world.probe` run on
+held-out scenes (seed ``seed + 1``) and their numbers go into ``config.json`` and
+``metrics.json``.
 """
 
 from __future__ import annotations
