@@ -109,6 +109,23 @@ def test_fast_path_equals_differentiable_path(conv, align, kwargs, lr_shape, img
     assert (fast - _differentiable(model, lr, image)).abs().max() <= TOL[conv]
 
 
+def test_blocks_with_different_kv_epsilons_project_keys_separately():
+    """Every block's keys and values come from one product only when their LN_kv agree."""
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=32, num_heads=4))
+    model.conv = "direct"
+    lr, image = torch.randn(1, 32, 4, 5), torch.randn(1, 3, 13, 11)
+    with torch.no_grad():
+        assert model.fused(torch.float32, "direct").kv is not None
+        before = model(lr, image)
+        model.blocks[1].norm_kv.eps = 0.5  # not a parameter: the cache must be told
+        model._fused_cache = None
+        assert model.fused(torch.float32, "direct").kv is None
+        fast = model(lr, image)
+    assert (fast - before).abs().max() > 1e-3  # the epsilon matters here...
+    assert (fast - _differentiable(model, lr, image)).abs().max() <= TOL["direct"]  # ...and is used
+
+
 def test_folded_weights_follow_parameter_changes():
     torch.manual_seed(0)
     model = _perturbed(LoftUp(dim=16, num_heads=2))

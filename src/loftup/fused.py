@@ -3,7 +3,9 @@
 - BatchNorm (eval statistics) folded into the stem convolutions, computed in float32 and only
   then cast, so that half-precision models do not evaluate ``(x - mean) / std`` in bf16;
 - the affine part of every LayerNorm that feeds a linear layer folded into that layer
-  (``LN_q`` -> query projection, the FFN's norm -> ``fc1``, the final norm -> the head);
+  (``LN_q`` -> query projection, ``LN_kv`` -> key/value projection, the FFN's norm -> ``fc1``,
+  the final norm -> the head); the blocks' ``LN_kv`` all normalise the same key/value tokens,
+  so one plain normalisation and one matrix product give every block's keys and values;
 - the attention scale ``1/sqrt(head_dim)`` folded into the query projection;
 - heads padded with zero rows/columns to a head width the attention kernels like (101 -> 104
   for C = 384: a multiple of 8 is what fused GPU kernels require); zeros change no logit;
@@ -127,10 +129,10 @@ class FusedBlock:
     weights of a softmax sum to 1), the FFN's through a hidden unit whose GELU is constant.
     """
 
-    norm_kv: tuple[torch.Tensor, torch.Tensor, float]
+    eps_kv: float
     wq: torch.Tensor  # (heads * hd_pad, D): LN_q affine and 1/sqrt(hd) folded in
     bq: torch.Tensor
-    wkv: torch.Tensor  # (2 * heads * hd_pad, D)
+    wkv: torch.Tensor  # (2 * heads * hd_pad, D): LN_kv affine folded in
     bkv: torch.Tensor
     wo: torch.Tensor  # (D, heads * hd_pad), the output bias in the constant value channel
     eps_q: float
@@ -156,8 +158,10 @@ def fuse_block(
     w, b = a.in_proj_weight.float(), a.in_proj_bias.float()
     wq, bq = fold_layernorm(blk.norm_q, w[:d], b[:d])
     scale = 1.0 / math.sqrt(hd)
-    wkv = torch.cat([pad_heads(w[d : 2 * d], heads, hdp), pad_heads(w[2 * d :], heads, hdp)])
-    bkv = torch.cat([pad_heads(b[d : 2 * d], heads, hdp), pad_heads(b[2 * d :], heads, hdp)])
+    wk, bk = fold_layernorm(blk.norm_kv, w[d : 2 * d], b[d : 2 * d])
+    wv, bv = fold_layernorm(blk.norm_kv, w[2 * d :], b[2 * d :])
+    wkv = torch.cat([pad_heads(wk, heads, hdp), pad_heads(wv, heads, hdp)])
+    bkv = torch.cat([pad_heads(bk, heads, hdp), pad_heads(bv, heads, hdp)])
     bkv[heads * hdp + hd] = 1.0  # value channel hd of head 0: 1 for every key
     wo = pad_heads(a.out_proj.weight.float(), heads, hdp, dim=1)
     wo[:, hd] = a.out_proj.bias.float()
@@ -177,7 +181,7 @@ def fuse_block(
         return t.to(dtype).contiguous()
 
     return FusedBlock(
-        norm_kv=(blk.norm_kv.weight.to(dtype), blk.norm_kv.bias.to(dtype), blk.norm_kv.eps),
+        eps_kv=blk.norm_kv.eps,
         wq=cast(pad_heads(wq * scale, heads, hdp)),
         bq=cast(pad_heads(bq * scale, heads, hdp)),
         wkv=cast(wkv),
@@ -213,6 +217,9 @@ class FusedWeights:
     conv1: tuple[torch.Tensor, torch.Tensor]  # (Dp, Ep, 3, 3), (Dp,), BatchNorm folded
     conv2: tuple[torch.Tensor, torch.Tensor]
     blocks: list[FusedBlock]
+    #: every block's keys and values from one product: (blocks * 2 * heads * hd_pad, D) and
+    #: bias, the concatenation of the blocks' wkv/bkv; None when their LN_kv epsilons differ
+    kv: tuple[torch.Tensor, torch.Tensor] | None
     eps_final: float
     head: tuple[torch.Tensor, torch.Tensor]  # (C, Dp), final LayerNorm folded
     head_norm: tuple[torch.Tensor, torch.Tensor, float]
@@ -321,6 +328,11 @@ def fuse(
         conv1=(w1, b1),
         conv2=(w2, b2),
         blocks=blocks,
+        kv=(
+            (torch.cat([b.wkv for b in blocks]), torch.cat([b.bkv for b in blocks]))
+            if len({b.eps_kv for b in blocks}) == 1
+            else None
+        ),
         eps_final=model.norm.eps * d / dp,
         head=(cast(hw), cast(hb)),
         head_norm=ln(model.head.norm),

@@ -48,8 +48,9 @@ def minmax_scale(image: torch.Tensor, lo=None, hi=None) -> torch.Tensor:
 
 
 def image_minmax(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, per channel min and max of (B, 3, H, W): two (B, 3, 1, 1) tensors."""
-    return image.amin(dim=(2, 3), keepdim=True), image.amax(dim=(2, 3), keepdim=True)
+    """Per image, per channel min and max of (B, 3, H, W): two (B, 3, 1, 1) tensors (one pass)."""
+    lo, hi = image.flatten(2).aminmax(dim=-1)
+    return lo[..., None, None], hi[..., None, None]
 
 
 def apply_keeping_float32(module, apply, fn, recurse, owners) -> nn.Module:
