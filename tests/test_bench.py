@@ -90,9 +90,47 @@ def test_suite_sections_can_run_in_parts_and_be_merged():
     assert set(merged["sections"]) == {"parity", "capped_stream", "_seconds"}
     assert set(merged["sections"]["_seconds"]) == {"parity", "capped_stream"}
     assert merged["machine"] == a["machine"] and len(merged["parts"]) == 2
+    # the targets are read again off the merged sections (each part alone lacks the other's)
+    met = {r["target"]: r["met"] for r in merged["targets"]}
+    assert met["float32 (TF32 off) within 1e-4 of the CPU"] is None  # CPU against CPU: no
+    assert met["4096 x 4096 x 384 < 2 s, < 4 GB beyond the output"] is None
     with pytest.raises(ValueError, match="no section 'paritee'; its sections: parity"):
         run_suite("smoke", only=["paritee"], **quiet)
     assert SECTIONS["smoke"] == SECTIONS["gpu"]
+
+
+def test_targets_are_read_off_the_stored_h200_reports():
+    """The issue's targets, judged from real GPU reports kept in benchmarks/results/."""
+    from loftup.bench.targets import format_targets, targets
+
+    results = REPO / "benchmarks" / "results"
+    report = json.loads((results / "gpu-nvidia-h200-2026-11-26-kernels.json").read_text())
+    rows = {r["target"]: r for r in targets(report)}
+    assert rows["224 in half precision <= 1.5 ms"]["met"] is False
+    assert rows["224 in half precision <= 1.5 ms"]["measured"].startswith(
+        "1.57 ms (float16, loftup_graph)"
+    )
+    fp16 = rows[">= 4x the reference, 224-2048, float16"]
+    assert (
+        fp16["met"] is False
+        and "224: 3.9x" in fp16["measured"]
+        and "1344: 4.2x" in fp16["measured"]
+    )
+    assert rows[">= 4x the reference, 224-2048, float32"]["met"] is False
+    big = rows["4096 x 4096 x 384 < 2 s, < 4 GB beyond the output"]
+    assert big["met"] is True and big["measured"] == "0.49 s, 1.9 GB (float16, whole)"
+    assert rows["float32 (TF32 off) within 1e-4 of the CPU"]["met"] is True
+    # sections that crashed in that run are not measured, not failed
+    assert rows["images/s at 224, 448 for batches 1, 8, 32"]["met"] is None
+    assert "not measured" in format_targets(list(rows.values()))
+
+    older = json.loads((results / "gpu-nvidia-h200-2026-11-26.json").read_text())
+    rows = {r["target"]: r for r in targets(older)}
+    e2e = rows["vits14 float16 224: + LoftUp <= 1.5x + bilinear"]
+    assert e2e["met"] is False and e2e["measured"] == "1.95x (loftup)"
+    assert rows["images/s at 224, 448 for batches 1, 8, 32"]["met"] is True
+    big = rows["4096 x 4096 x 384 < 2 s, < 4 GB beyond the output"]
+    assert big["measured"] == "0.80 s, 3.0 GB (float16, whole)"  # tiles of 2048 needed 20 GB
 
 
 def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):

@@ -21,6 +21,7 @@ import torch
 from . import gpu, scale
 from .core import machine_info
 from .forward import bench_forward
+from .targets import format_targets, targets
 
 SUITES = ("cpu", "gpu", "smoke")
 
@@ -225,6 +226,9 @@ def run_suite(
             repeats=s(10, 1),
         ),
     )
+    report["targets"] = targets(report)
+    if on_section is not None:
+        on_section(report)
     return report
 
 
@@ -247,6 +251,8 @@ def merge_reports(reports: list[dict]) -> dict:
                 out["sections"][key] = value
     out["sections"]["_seconds"] = seconds
     out["parts"] = [r["machine"].get("date") for r in reports]
+    if "targets" in out:
+        out["targets"] = targets(out)
     return out
 
 
@@ -297,6 +303,8 @@ def summary(report: dict) -> str:
         v = sec.get(key)
         if isinstance(v, dict) and "error" not in v:
             lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()))
+    if report.get("suite") != "cpu":
+        lines += ["the GPU issue's targets:", format_targets(targets(report))]
     return "\n".join(lines)
 
 

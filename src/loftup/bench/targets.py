@@ -1,0 +1,183 @@
+"""The GPU issue's targets, read off a ``gpu`` suite report: met, not met, or not measured.
+
+One row per target: what it asks, the figure measured, whether that meets it (``None``: the
+report has no figure for it, a section failed or was not run, or the report was not taken on a
+GPU). The rules are the issue's:
+
+- float32 with TF32 off within 1e-4 of the CPU's float32 output (section ``parity``);
+- one 224 x 224 output in half precision in at most 1.5 ms (the best of eager and CUDA graph,
+  fp16 or bf16);
+- at every size from 224 to 2048, at least 4x the reference in the same precision (ours: the
+  best of eager and graph; one row per precision: the smallest speed-up over the sizes);
+- 4096 x 4096 x 384 in under 2 s with peak memory beyond the output under 4 GB (the best row of
+  ``forward_4096`` and ``big_output`` that meets the memory bound);
+- an output larger than the memory the GPU may use, streamed to host memory (``capped_stream``);
+- images per second at 224 and 448 for batches 1, 8, 32 and frames per second of a video
+  (measured or not; the issue sets no bound);
+- backbone + LoftUp within 1.5x of backbone + bilinear at 224 and 2x at 448 (per backbone and
+  precision, the best of the ways to run LoftUp: eager, graph, image half started first).
+"""
+
+from __future__ import annotations
+
+HALF = ("float16", "bfloat16")
+SIZES = (224, 448, 896, 1344, 2048)
+E2E_BOUND = {224: 1.5, 448: 2.0}
+
+
+def targets(report: dict) -> list[dict]:
+    """The issue's targets as rows ``{"target", "measured", "met"}`` (see the module)."""
+    sec = report.get("sections", {})
+    rows = [_parity(sec), _small_half(sec), *_speedups(sec), _big(sec), _streamed(sec)]
+    rows += [*_throughput(sec), *_end_to_end(sec)]
+    if report.get("machine", {}).get("device") != "cuda":  # a smoke run: nothing is judged
+        rows = [{**r, "met": None} for r in rows]
+    return rows
+
+
+def format_targets(rows: list[dict]) -> str:
+    mark = {True: "met", False: "NOT MET", None: "not measured"}
+    width = max(len(r["target"]) for r in rows)
+    return "\n".join(
+        f"  {r['target']:<{width}}  {mark[r['met']]:<12}  {r['measured']}" for r in rows
+    )
+
+
+def _ok(section) -> bool:
+    return section is not None and not (isinstance(section, dict) and "error" in section)
+
+
+def _row(target: str, measured: str | None, met: bool | None) -> dict:
+    return {"target": target, "measured": measured or "-", "met": met}
+
+
+def _forward_rows(sec: dict) -> list[dict]:
+    rows = []
+    for key in ("forward", "forward_4096"):
+        if _ok(sec.get(key)):
+            rows += sec[key].get("results", [])
+    return rows
+
+
+def _parity(sec: dict) -> dict:
+    target = "float32 (TF32 off) within 1e-4 of the CPU"
+    p = sec.get("parity")
+    if not _ok(p) or "float32" not in p:
+        return _row(target, None, None)
+    dev = p["float32"]["max_abs_dev"]
+    half = ", ".join(f"{k} {p[k]['max_abs_dev']:.1e}" for k in HALF if k in p)
+    return _row(target, f"{dev:.1e}" + (f" ({half})" if half else ""), dev <= 1e-4)
+
+
+def _ours(rows: list[dict], dtype: str, size: int) -> dict | None:
+    mine = [
+        r
+        for r in rows
+        if r["method"] in ("loftup", "loftup_graph") and r["dtype"] == dtype and r["size"] == size
+    ]
+    return min(mine, key=lambda r: r["best_s"]) if mine else None
+
+
+def _small_half(sec: dict) -> dict:
+    target = "224 in half precision <= 1.5 ms"
+    rows = _forward_rows(sec)
+    best = [r for r in (_ours(rows, d, 224) for d in HALF) if r]
+    if not best:
+        return _row(target, None, None)
+    r = min(best, key=lambda r: r["best_s"])
+    ms = r["best_s"] * 1e3
+    return _row(target, f"{ms:.2f} ms ({r['dtype']}, {r['method']})", ms <= 1.5)
+
+
+def _speedups(sec: dict) -> list[dict]:
+    rows = _forward_rows(sec)
+    out = []
+    for dtype in ("float16", "bfloat16", "float32", "tf32"):
+        target = f">= 4x the reference, 224-2048, {dtype}"
+        ratios = {}
+        for size in SIZES:
+            ours = _ours(rows, dtype, size)
+            ref = [r for r in rows if r["method"] == "reference" and r["dtype"] == dtype]
+            ref = [r for r in ref if r["size"] == size]
+            if ours and ref:
+                ratios[size] = ref[0]["best_s"] / ours["best_s"]
+        if not ratios:
+            if dtype != "tf32":  # tf32 rows are optional
+                out.append(_row(target, None, None))
+            continue
+        worst = min(ratios, key=ratios.get)
+        missing = [s for s in SIZES if s not in ratios]
+        measured = ", ".join(f"{s}: {r:.1f}x" for s, r in ratios.items())
+        if missing:
+            measured += " (no figure at " + ", ".join(map(str, missing)) + ")"
+        met = False if ratios[worst] < 4 else (None if missing else True)
+        out.append(_row(target, measured, met))
+    return out
+
+
+def _big(sec: dict) -> dict:
+    target = "4096 x 4096 x 384 < 2 s, < 4 GB beyond the output"
+    cands = []
+    for r in _forward_rows(sec):
+        if r["size"] == 4096 and r["method"] == "loftup":
+            beyond = r["peak_memory_bytes"] - r["output_bytes"]
+            cands.append((r["best_s"], beyond, r["dtype"], "whole"))
+    if _ok(sec.get("big_output")):
+        for r in sec["big_output"]:
+            if r.get("size") == 4096:
+                tile = f"tiles of {r['tile_size']}"
+                cands.append((r["best_s"], r["peak_beyond_output_bytes"], r["dtype"], tile))
+    if not cands:
+        return _row(target, None, None)
+    fits = [c for c in cands if c[1] < 4e9]
+    s, beyond, dtype, how = min(fits or cands)
+    return _row(
+        target, f"{s:.2f} s, {beyond / 1e9:.1f} GB ({dtype}, {how})", s < 2 and beyond < 4e9
+    )
+
+
+def _streamed(sec: dict) -> dict:
+    target = "output larger than the GPU memory allowed, streamed"
+    c = sec.get("capped_stream")
+    if not _ok(c):
+        return _row(target, None, None)
+    cap, out = c.get("device_cap_bytes"), c["output_bytes"]
+    if cap is None:  # not on a GPU
+        return _row(target, f"{c['seconds']:.1f} s, no device cap", None)
+    measured = f"{out / 1e9:.1f} GB output, {c['seconds']:.1f} s under a {cap / 1e9:.1f} GB cap"
+    return _row(target, measured, cap < out and c["peak_device_bytes"] <= cap)
+
+
+def _throughput(sec: dict) -> list[dict]:
+    b = sec.get("batches")
+    rows = []
+    if _ok(b) and b:
+        m = ", ".join(f"{r['size']}/b{r['batch']}: {r['images_per_s']:.0f}" for r in b)
+        done = {(r["size"], r["batch"]) for r in b} >= {
+            (s, n) for s in (224, 448) for n in (1, 8, 32)
+        }
+        rows.append(_row("images/s at 224, 448 for batches 1, 8, 32", m, True if done else None))
+    else:
+        rows.append(_row("images/s at 224, 448 for batches 1, 8, 32", None, None))
+    v = sec.get("video")
+    if _ok(v):
+        rows.append(_row("frames/s of a video", f"{v['frames_per_s']:.0f} at {v['size']}", True))
+    else:
+        rows.append(_row("frames/s of a video", None, None))
+    return rows
+
+
+def _end_to_end(sec: dict) -> list[dict]:
+    b = sec.get("backbones")
+    out = []
+    for r in b if _ok(b) else []:
+        bound = E2E_BOUND.get(r["size"])
+        ratios = {
+            k[: -len("_over_bilinear")]: v for k, v in r.items() if k.endswith("_over_bilinear")
+        }
+        if bound is None or not ratios:
+            continue
+        how = min(ratios, key=ratios.get)
+        target = f"{r['backbone']} {r['dtype']} {r['size']}: + LoftUp <= {bound}x + bilinear"
+        out.append(_row(target, f"{ratios[how]:.2f}x ({how})", ratios[how] <= bound))
+    return out or [_row("backbone + LoftUp within 1.5x / 2x of + bilinear (224 / 448)", None, None)]
