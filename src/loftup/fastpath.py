@@ -66,19 +66,21 @@ def encode_kv(fw: FusedWeights, lr_feats: torch.Tensor) -> list[tuple[torch.Tens
     dev = lr_feats.device
     pos = memo(fw, ("grid", h, w, dev), lambda: grid_encoding(fw, h, w, dev))
     tokens = torch.cat([x, pos.expand(b, *pos.shape)], dim=-1).reshape(b, h * w, -1)
-    n, blocks = h * w, fw.blocks
     if fw.kv is not None:  # one normalisation and one product for every block
-        t = F.layer_norm(tokens, tokens.shape[-1:], eps=blocks[0].eps_kv)
-        kv = F.linear(t, *fw.kv).view(b, n, len(blocks), 2, fw.heads, fw.head_dim)
-        kv = kv.permute(2, 3, 0, 4, 1, 5).contiguous()
-        return [(kv[i, 0], kv[i, 1]) for i in range(len(blocks))]
-    kvs = []
-    for blk in blocks:
-        t = F.layer_norm(tokens, tokens.shape[-1:], eps=blk.eps_kv)
-        kv = F.linear(t, blk.wkv, blk.bkv).view(b, n, 2, fw.heads, fw.head_dim)
-        kv = kv.permute(2, 0, 3, 1, 4).contiguous()
-        kvs.append((kv[0], kv[1]))
-    return kvs
+        return _keys_values(fw, tokens, fw.blocks[0].eps_kv, *fw.kv)
+    return [
+        kv for blk in fw.blocks for kv in _keys_values(fw, tokens, blk.eps_kv, blk.wkv, blk.bkv)
+    ]
+
+
+def _keys_values(fw, tokens, eps, weight, bias) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(B, n, D) tokens -> the (keys, values) of each block whose projections ``weight`` stacks,
+    each (B, heads, n, hd_pad)."""
+    b, n, _ = tokens.shape
+    t = F.layer_norm(tokens, tokens.shape[-1:], eps=eps)
+    kv = F.linear(t, weight, bias).view(b, n, -1, 2, fw.heads, fw.head_dim)
+    kv = kv.permute(2, 3, 0, 4, 1, 5).contiguous()
+    return [(k, v) for k, v in kv]
 
 
 @torch.compiler.disable  # keep eager rounding: a fused multiply-add moves e^10-scale phases

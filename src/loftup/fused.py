@@ -158,10 +158,9 @@ def fuse_block(
     w, b = a.in_proj_weight.float(), a.in_proj_bias.float()
     wq, bq = fold_layernorm(blk.norm_q, w[:d], b[:d])
     scale = 1.0 / math.sqrt(hd)
-    wk, bk = fold_layernorm(blk.norm_kv, w[d : 2 * d], b[d : 2 * d])
-    wv, bv = fold_layernorm(blk.norm_kv, w[2 * d :], b[2 * d :])
-    wkv = torch.cat([pad_heads(wk, heads, hdp), pad_heads(wv, heads, hdp)])
-    bkv = torch.cat([pad_heads(bk, heads, hdp), pad_heads(bv, heads, hdp)])
+    wkv, bkv = fold_layernorm(blk.norm_kv, w[d:], b[d:])  # keys, then values
+    wkv = torch.cat([pad_heads(t, heads, hdp) for t in wkv.chunk(2)])
+    bkv = torch.cat([pad_heads(t, heads, hdp) for t in bkv.chunk(2)])
     bkv[heads * hdp + hd] = 1.0  # value channel hd of head 0: 1 for every key
     wo = pad_heads(a.out_proj.weight.float(), heads, hdp, dim=1)
     wo[:, hd] = a.out_proj.bias.float()

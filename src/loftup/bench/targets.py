@@ -97,8 +97,11 @@ def _speedups(sec: dict) -> list[dict]:
         ratios = {}
         for size in SIZES:
             ours = _ours(rows, dtype, size)
-            ref = [r for r in rows if r["method"] == "reference" and r["dtype"] == dtype]
-            ref = [r for r in ref if r["size"] == size]
+            ref = [
+                r
+                for r in rows
+                if (r["method"], r["dtype"], r["size"]) == ("reference", dtype, size)
+            ]
             if ours and ref:
                 ratios[size] = ref[0]["best_s"] / ours["best_s"]
         if not ratios:
