@@ -33,3 +33,19 @@ def test_masked_and_gathered_local_attention_agree(window):
     moved = _local_attend(blk, q.detach(), *blk.prepare_kv(far), nbrs)
     assert (moved[:, 0] - outs[1][:, 0]).abs().max().item() < 1e-5
     assert (moved[:, -1] - outs[1][:, -1]).abs().max().item() > 1e-3
+
+
+def test_fast_path_forms_agree_with_the_scale_folded_into_the_queries():
+    """The inference path's call (scale 1: folded into q) takes the same two forms."""
+    from loftup.fastpath import local_attention
+
+    torch.manual_seed(0)
+    h, w, height, width = 6, 7, 23, 26
+    q, k, v = (torch.randn(2, 3, n, 8) for n in (height * width, h * w, h * w))
+    nbrs = neighbour_index(h, w, height, width, 3)
+    gathered = local_attention(q, k, v, nbrs, dense_ratio=0.0)
+    dense = local_attention(q, k, v, nbrs, dense_ratio=math.inf)
+    assert (gathered - dense).abs().max().item() < 1e-5
+    scaled = local_attention(q, k, v, nbrs, 0.5, dense_ratio=0.0)
+    assert (scaled - local_attention(0.5 * q, k, v, nbrs, dense_ratio=math.inf)).abs().max() < 1e-5
+    assert (scaled - gathered).abs().max().item() > 1e-2  # the scale is applied

@@ -283,7 +283,7 @@ def decode(
         q = linear(xn, blk.wq, blk.bq)
         q = q.view(b, n, heads, hd).transpose(1, 2)  # (B, heads, n, hd)
         if neighbours is not None:
-            a = _local_attention(q, k, v, neighbours)
+            a = local_attention(q, k, v, neighbours)
         elif q.device.type == "cpu" and q.dtype != torch.float32:
             a = (q @ k.transpose(-1, -2)).softmax(-1) @ v  # 2x the CPU's fused kernel in bf16
         else:
@@ -343,8 +343,30 @@ def _onednn_works() -> bool:
         return False
 
 
-def _local_attention(q, k, v, neighbours) -> torch.Tensor:
-    """Each query (B, heads, n, hd) against its own keys/values ``neighbours`` (n, K)."""
+#: Local attention runs as dense attention with a mask while the grid holds at most this many
+#: tokens per window token (M <= ratio * k * k); beyond, each pixel's keys are gathered. Both give
+#: the same numbers. On a CPU (2 threads, 4 heads of 104) the masked form is 4-13x faster for
+#: 8x8 to 16x16 grids (28 or fewer tokens per window token) in float32 and 3-6x in bf16, and the
+#: gathered one wins in bf16 from about 40 tokens per window token on; the gathered form also
+#: copies every pixel's K keys and values, the masked one writes only an (n, M) mask.
+DENSE_LOCAL_RATIO = 32
+
+
+def local_attention(q, k, v, neighbours, scale: float = 1.0, dense_ratio=None) -> torch.Tensor:
+    """Each query (B, heads, n, hd) against its own keys/values ``neighbours`` (n, K) among the
+    M tokens of ``k``, ``v`` (B, heads, M, hd), logits times ``scale`` (1: folded into ``q``).
+
+    Masked dense attention while M <= ``dense_ratio`` * K (default :data:`DENSE_LOCAL_RATIO`),
+    else each query's keys and values gathered.
+    """
+    ratio = DENSE_LOCAL_RATIO if dense_ratio is None else dense_ratio
+    n, m = neighbours.shape[0], k.shape[-2]
+    if m <= ratio * neighbours.shape[1]:
+        allowed = torch.zeros(n, m, dtype=torch.bool, device=q.device)
+        allowed.scatter_(1, neighbours, True)  # the window's tokens are distinct
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
     kg, vg = k[:, :, neighbours], v[:, :, neighbours]  # (B, heads, n, K, hd)
-    logits = q.unsqueeze(-2) @ kg.transpose(-1, -2)  # scale is folded into q
+    logits = q.unsqueeze(-2) @ kg.transpose(-1, -2)
+    if scale != 1.0:
+        logits = logits * scale
     return (logits.softmax(-1) @ vg).squeeze(-2)

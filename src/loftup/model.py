@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fastpath import local_attention
 from .fused import FusedWeights, fuse
 from .layers import (
     ChannelNorm,
@@ -305,31 +306,14 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
             raise ValueError(f"{name} contains NaN or Inf values")
 
 
-#: Local attention runs as dense attention with a mask while the grid holds at most this many
-#: tokens per window token (M <= ratio * k * k); beyond, each pixel's keys are gathered. Both give
-#: the same numbers; on a CPU the masked form is 4-8x faster for 8x8 to 16x16 grids and the
-#: gathered one wins from about 40 tokens per window token on.
-DENSE_LOCAL_RATIO = 32
-
-
 def _local_attend(blk, q, k, v, neighbours, dense_ratio: float | None = None) -> torch.Tensor:
     """Attention of each query (B, N, D) to its own key/value tokens ``neighbours`` (N, K).
 
-    ``k``, ``v``: (B, heads, M, dh). ``dense_ratio`` (default :data:`DENSE_LOCAL_RATIO`) picks
-    the masked dense form when M <= dense_ratio * K.
+    ``k``, ``v``: (B, heads, M, dh); ``dense_ratio``: see :func:`loftup.fastpath.local_attention`.
     """
     attn = blk.attn
     d = q.shape[-1]
     qn = blk.norm_q(q)
     qh = attn._split(F.linear(qn, attn.in_proj_weight[:d], attn.in_proj_bias[:d]))  # (B,h,N,dh)
-    ratio = DENSE_LOCAL_RATIO if dense_ratio is None else dense_ratio
-    n, m = neighbours.shape[0], k.shape[-2]
-    if m <= ratio * neighbours.shape[1]:
-        allowed = torch.zeros(n, m, dtype=torch.bool, device=q.device)
-        allowed.scatter_(1, neighbours, True)  # the window's tokens are distinct
-        out = F.scaled_dot_product_attention(qh, k, v, attn_mask=allowed)
-    else:
-        kg, vg = k[:, :, neighbours], v[:, :, neighbours]  # (B, heads, N, K, dh)
-        logits = (qh.unsqueeze(-2) @ kg.transpose(-1, -2)) / math.sqrt(qh.shape[-1])
-        out = (logits.softmax(-1) @ vg).squeeze(-2)  # (B, heads, N, dh)
+    out = local_attention(qh, k, v, neighbours, 1 / math.sqrt(qh.shape[-1]), dense_ratio)
     return attn.out_proj(out.transpose(1, 2).flatten(2))
