@@ -1,11 +1,11 @@
 """The work every run of an experiment shares: training data, held-out images, backbone features.
 
-Offline (the defaults): training scenes and held-out scenes written by ``loftup demo``'s
-:func:`~loftup.world.demo.make_scenes` into ``OUT/scenes``, read back from disk. With the
-user's data: ``settings.data`` is the training folder (SA-1B layout or plain images),
-``settings.eval_root`` a scene folder or, with ``settings.eval_dataset``, a segmentation dataset
-whose first ``eval_count / 2`` training images fit the probes and first ``eval_count / 2``
-validation images score them.
+Offline (the defaults): training scenes and held-out scenes written as ``loftup demo`` writes
+them (:func:`~loftup.world.demo.make_scenes`) into ``OUT/scenes``, read back from disk; a set
+the user gives is not written. With the user's data: ``settings.data`` is the training folder
+(SA-1B layout or plain images), ``settings.eval_root`` a scene folder or, with
+``settings.eval_dataset``, a segmentation dataset whose first ``eval_count / 2`` training
+images fit the probes and first ``eval_count / 2`` validation images score them.
 """
 
 from __future__ import annotations
@@ -33,32 +33,27 @@ class EvalSet:
     source: str
 
 
-def scene_roots(s: ExperimentSettings) -> tuple[Path | None, Path | None]:
-    """(training scenes, held-out scenes) written where the settings ask for offline scenes."""
-    from ..world.demo import make_scenes
+def training_root(s: ExperimentSettings) -> Path:
+    """The training folder: ``settings.data``, or the offline training scenes (written now)."""
+    if not s.data:
+        from ..world.demo import make_train_scenes
 
-    if s.data and s.eval_root:
-        return None, None
-    train, val = make_scenes(s.demo(0))
-    return (None if s.data else train), (None if s.eval_root else val)
-
-
-def training_root(s: ExperimentSettings, scenes: Path | None) -> Path:
-    root = Path(s.data) if s.data else scenes
+        return make_train_scenes(s.demo(0))
+    root = Path(s.data)
     if not root.is_dir():
         raise LoftUpError(f"training data folder {root} does not exist; check --data")
     return root
 
 
-def load_eval_set(s: ExperimentSettings, scenes: Path | None) -> EvalSet:
-    """The held-out set of the settings (see the module note)."""
+def load_eval_set(s: ExperimentSettings) -> EvalSet:
+    """The held-out set of the settings (see the module note; offline scenes written now)."""
     from ..data.scene_files import read_world
-    from ..world.demo import load_val
+    from ..world.demo import load_val, make_val_scenes
 
     n = s.eval_count
     if s.eval_dataset:
         return _dataset_eval_set(s.eval_dataset, s.eval_root, s.size, n)
-    root = Path(s.eval_root) if s.eval_root else scenes
+    root = Path(s.eval_root) if s.eval_root else make_val_scenes(s.demo(0))
     images, labels = load_val(root)
     if len(images) < n:
         raise LoftUpError(f"{root} holds {len(images)} scenes, fewer than eval_count={n}")
@@ -87,14 +82,6 @@ def load_backbone(s: ExperimentSettings):
     from ..featurizers import get_featurizer
 
     return get_featurizer(s.backbone, s.backbone_weights).eval()
-
-
-@torch.no_grad()
-def lowres_features(featurizer, images01: torch.Tensor, batch: int = 8):
-    """(guidance (N, 3, H, W) normalised, low-res features (N, C, h, w)) of images in [0, 1]."""
-    guidance = featurizer.normalize(images01)
-    parts = [featurizer(guidance[i : i + batch]).float() for i in range(0, len(guidance), batch)]
-    return guidance, torch.cat(parts)
 
 
 def weights_fingerprint(backbone: str, weights: str | None) -> dict:

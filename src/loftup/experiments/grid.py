@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..world.demo import lowres_features
 from . import plots
-from .data import EvalSet, load_backbone, lowres_features, scene_roots, training_root
+from .data import EvalSet, load_backbone, training_root
 from .grid_views import GRIDS, RATIOS, cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, run_configs, run_variant
@@ -78,8 +79,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     t = time.perf_counter()
     featurizer = load_backbone(s)
     cells = grid_cells(GRIDS, RATIOS, s.max_side)
-    train_scenes, _ = scene_roots(s)
-    train_root = training_root(s, train_scenes)
+    train_root = training_root(s)
     views = held_out_views(s, cells, featurizer.patch_size, featurizer)
     clock.add("shared", time.perf_counter() - t)
 

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..world.demo import lowres_features
 from . import plots
-from .data import load_backbone, load_eval_set, lowres_features, scene_roots, training_root
+from .data import load_backbone, load_eval_set, training_root
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
@@ -72,9 +73,8 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock()
     t = time.perf_counter()
-    train_scenes, val_scenes = scene_roots(s)
-    train_root = training_root(s, train_scenes)
-    evalset = load_eval_set(s, val_scenes)
+    train_root = training_root(s)
+    evalset = load_eval_set(s)
     featurizer = load_backbone(s)
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]

@@ -54,12 +54,19 @@ class DemoConfig:
 
 
 def make_scenes(cfg: DemoConfig) -> tuple[Path, Path]:
-    root = Path(cfg.out) / "scenes"
+    """The demo's training and held-out scene folders, written under ``cfg.out``."""
+    return make_train_scenes(cfg), make_val_scenes(cfg)
+
+
+def make_train_scenes(cfg: DemoConfig) -> Path:
     big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
-    train = write_scenes(root / "train", big, cfg.train_scenes, seed=cfg.seed)
+    return write_scenes(Path(cfg.out) / "scenes" / "train", big, cfg.train_scenes, seed=cfg.seed)
+
+
+def make_val_scenes(cfg: DemoConfig) -> Path:
     val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
-    val = write_scenes(root / "val", val_cfg, cfg.val_scenes, seed=cfg.seed + 1)
-    return train, val
+    root = Path(cfg.out) / "scenes" / "val"
+    return write_scenes(root, val_cfg, cfg.val_scenes, seed=cfg.seed + 1)
 
 
 def stage_config(
@@ -122,6 +129,14 @@ def load_val(val_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
         images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
         labels.append(torch.from_numpy(label).long())
     return torch.stack(images), torch.stack(labels)
+
+
+@torch.no_grad()
+def lowres_features(featurizer, images01: torch.Tensor, batch: int = 8):
+    """(guidance (N, 3, H, W) normalised, low-res features (N, C, h, w)) of images in [0, 1]."""
+    guidance = featurizer.normalize(images01)
+    parts = [featurizer(guidance[i : i + batch]).float() for i in range(0, len(guidance), batch)]
+    return guidance, torch.cat(parts)
 
 
 @torch.no_grad()
@@ -218,7 +233,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from .. import __version__
     from ..atomic import atomic_write_bytes
     from ..baselines import get_upsampler
-    from ..featurizers import get_featurizer, imagenet_normalize
+    from ..featurizers import get_featurizer
     from ..hub import load_upsampler
 
     if cfg.size % 8:
@@ -236,10 +251,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = time.perf_counter()
     images, labels = load_val(val_root)
     classes = read_world(val_root).config.num_classes
-    guidance = imagenet_normalize(images)
-    backbone = get_featurizer("scenes_vit_p8")
-    with torch.no_grad():
-        lr_feats = torch.cat([backbone(guidance[i : i + 8]) for i in range(0, len(images), 8)])
+    guidance, lr_feats = lowres_features(get_featurizer("scenes_vit_p8"), images)
     upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}
     upsamplers["stage1"] = load_upsampler(stage1).eval()
     upsamplers["stage2"] = load_upsampler(stage2).eval()
