@@ -21,6 +21,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..featurizers.sizes import resize_images
+
 GRIDS = (4, 8, 16, 32)
 RATIOS = (2, 4, 8, 16, 32)
 
@@ -33,12 +35,6 @@ def grid_cells(grids, ratios, max_side: int) -> list[tuple[int, int]]:
 def render_side(g: int, r: int, patch: int) -> int:
     """R = max(p * g, g * r): the side the scene is rendered (or loaded) at."""
     return max(patch * g, g * r)
-
-
-def _resize_images(x: torch.Tensor, side: int) -> torch.Tensor:
-    if x.shape[-1] == side:
-        return x
-    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True).clamp(0, 1)
 
 
 def _resize_labels(y: torch.Tensor, side: int) -> torch.Tensor:
@@ -59,8 +55,8 @@ def cell_views(images01: torch.Tensor, labels: torch.Tensor, g: int, r: int, pat
         raise ValueError(f"cell ({g}, {r}) needs renders of {side} px, got {images01.shape[-1]}")
     out = g * r
     return {
-        "backbone": _resize_images(images01, patch * g),
-        "guidance": _resize_images(images01, out),
+        "backbone": resize_images(images01, (patch * g,) * 2).clamp(0, 1),
+        "guidance": resize_images(images01, (out, out)).clamp(0, 1),
         "labels": _resize_labels(labels, out),
     }
 

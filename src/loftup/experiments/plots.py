@@ -59,7 +59,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def loss_curves(path, panels: dict, title: str, ylabel: str = "training loss") -> Path:
+def loss_curves(path, panels: dict, title: str) -> Path:
     """Mean over seeds (line) and its std (band) of per-step losses, smoothed.
 
     ``panels``: {panel title: {line name: [per-seed list of losses]}}.
@@ -84,7 +84,7 @@ def loss_curves(path, panels: dict, title: str, ylabel: str = "training loss") -
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_ylabel("training loss", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, plt, path)

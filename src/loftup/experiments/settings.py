@@ -156,13 +156,13 @@ class ExperimentSettings:
             )
         return out
 
-    def demo(self, seed: int, out: str | None = None):
+    def demo(self, seed: int):
         """The :class:`DemoConfig` of one seed (resolved settings only)."""
         from ..world.demo import DemoConfig
 
         values = {k: getattr(self, k) for k in DEMO_FIELDS}
         return DemoConfig(
-            out=out or self.out,
+            out=self.out,
             stage1_steps=self.stage1_steps,
             stage2_steps=max(1, self.stage2_steps),
             seed=seed,

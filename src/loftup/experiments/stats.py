@@ -67,14 +67,13 @@ def table(
     metrics: dict[str, str],
     reference: str | None = None,
     compare: tuple[str, ...] = (),
-    first: str = "variant",
 ) -> str:
     """A markdown table: one row per entry of ``rows`` ({name: {metric: summary}}).
 
     ``metrics`` maps metric keys to column titles. For each metric in ``compare``, a column
     with each row's difference from the ``reference`` row and its verdict.
     """
-    head = [first, *metrics.values()]
+    head = ["variant", *metrics.values()]
     head += [f"Δ {metrics[m]} vs {reference}" for m in compare]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, scores in rows.items():

@@ -11,7 +11,7 @@ with mean ± std over seeds, each row against the reference variant with the ver
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..world.demo import lowres_features
@@ -58,7 +58,6 @@ class Design:
     regions: bool = False
     notes: str = ""
     extra: object = None
-    metrics: dict = field(default_factory=lambda: dict(METRICS))
     shown: tuple = ()
 
 
@@ -78,7 +77,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     featurizer = load_backbone(s)
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]
-    metrics = dict(design.metrics)
+    metrics = dict(METRICS)
     small = None
     if design.regions:
         metrics.update(REGION_METRICS)
@@ -128,7 +127,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                                                    evalset, preds)]  # fmt: skip
     results["clock"] = clock.record()
     md = [header(design.title, design.question, results), ""]
-    md.append(table(rows, design.metrics, design.reference, compare=("miou", "boundary_f_2px")))
+    md.append(table(rows, METRICS, design.reference, compare=("miou", "boundary_f_2px")))
     if design.regions:
         md += ["", table(rows, REGION_METRICS, design.reference, compare=tuple(REGION_METRICS))]
     md += ["", design.notes.strip(), ""]
