@@ -54,6 +54,7 @@ export LOFTUP_GPU_SH_WALLS="$walls total=$SECONDS"
 # One report from the parts, and the summary of the figures the issues ask for.
 "$PY" - "$OUT/$suite-$name-$stamp.json" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
 import json, os, sys
+from loftup.atomic import atomic_write_bytes
 from loftup.bench.suite import merge_reports, summary
 out, parts = sys.argv[1], sys.argv[2:]
 report = merge_reports([json.load(open(p)) for p in parts])
@@ -61,10 +62,7 @@ report = merge_reports([json.load(open(p)) for p in parts])
 report["gpu_sh_seconds"] = {
     k: int(v) for k, v in (kv.split("=") for kv in os.environ["LOFTUP_GPU_SH_WALLS"].split())
 }
-tmp = out + ".partial"
-with open(tmp, "w") as f:
-    json.dump(report, f, indent=1)
-os.replace(tmp, out)
+atomic_write_bytes(out, json.dumps(report, indent=1).encode())
 print(summary(report))
 print("wall seconds:", report["gpu_sh_seconds"])
 print("wrote", out)

@@ -43,7 +43,6 @@ def tiny(root, out, stage=1, steps=4, *extra):
 
 @pytest.fixture(scope="module")
 def stage1_run(sa1b, tmp_path_factory):
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs") / "s1"
     return train(tiny(sa1b, out, 1, 16, "log.viz_every=8", "log.tensorboard=true"))
 

@@ -20,6 +20,10 @@ class CheckpointError(LoftUpError, ValueError):
     """A weights file is corrupt, truncated, unsafe or in no known layout."""
 
 
+class UsageError(LoftUpError, ValueError):
+    """An argument outside the values it may take (a benchmark suite or section, say)."""
+
+
 class UnknownNameError(LoftUpError, KeyError):
     """A model or backbone name that no registry knows."""
 

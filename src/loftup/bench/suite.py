@@ -18,6 +18,7 @@ import traceback
 
 import torch
 
+from ..errors import UsageError
 from . import gpu, scale
 from .core import machine_info
 from .forward import bench_forward
@@ -45,10 +46,10 @@ SECTIONS = {
 
 
 def check_sections(name: str, only) -> None:
-    """ValueError naming the first of ``only`` that is not a section of suite ``name``."""
+    """UsageError naming the first of ``only`` that is not a section of suite ``name``."""
     unknown = sorted(set(only) - set(SECTIONS[name]))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"suite {name!r} has no section {unknown[0]!r}; its sections: "
             + ", ".join(SECTIONS[name])
         )
@@ -71,7 +72,7 @@ def run_suite(
     failure that poisons the CUDA context costs one group, and joins them with
     :func:`merge_reports`."""
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; choose from {SUITES}")
+        raise UsageError(f"unknown suite {name!r}; choose from {SUITES}")
     if only is not None:
         only = set(only)
         check_sections(name, only)
@@ -227,8 +228,6 @@ def run_suite(
         ),
     )
     report["targets"] = targets(report)
-    if on_section is not None:
-        on_section(report)
     return report
 
 
