@@ -3,6 +3,11 @@
 #
 #   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU (default: a temp dir)
 #   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
+#   LOFTUP_GPU_SH_BUDGET=500 benchmarks/gpu.sh     # the wall seconds it may take (default 500)
+#
+# The budget keeps the report: each group gets what is left of it (less a reserve for the
+# merge) and is stopped when that runs out, keeping the sections it finished (each is written
+# as it ends); a group with no time left is not started; the report says which.
 #
 # It runs the CUDA and Triton-kernel tests, then `loftup bench --suite gpu` in groups of sections
 # (parity with the CPU, the forward table in float32/bf16/fp16 next to the paper's implementation
@@ -30,25 +35,47 @@ EOF
 stamp=$(date +%Y-%m-%d)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
+budget="${LOFTUP_GPU_SH_BUDGET:-500}"
+reserve=20  # seconds kept for merging the parts and printing the targets
+cut=()      # groups stopped by the budget or never started, as group=why
+
 # CUDA tests: run where a GPU is present, skipped with the reason where not.
-if [ "$suite" = gpu ]; then
-  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 | tee "$OUT/gpu-tests.log" || true
+if [ "$suite" = gpu ] && [ $((budget - SECONDS - reserve)) -gt 60 ]; then
+  timeout -k 5 120 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 \
+    | tee "$OUT/gpu-tests.log" || true
 fi
 
 # The suite in groups of sections, one process each: an error that poisons the CUDA context (a
 # bad kernel launch) then costs its own group, not every section after it. Triton's autotuning
-# choices and compiled kernels are cached on disk, so later processes do not tune again.
-groups=("parity,forward,forward_4096" "ablation" "big_output,capped_stream" "batches,video" "backbones")
+# choices and compiled kernels are cached on disk, so later processes do not tune again. The
+# groups that decide the issue's targets come first; the ablation decides none.
+groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video" "backbones" "ablation")
 parts=()
 walls="tests=$SECONDS"
 for i in "${!groups[@]}"; do
   part="$OUT/part-$i.json"
+  left=$((budget - SECONDS - reserve))
+  if [ "$left" -lt 30 ]; then
+    echo "gpu.sh: not starting ${groups[$i]}: ${left} s of the ${budget} s budget left" | tee -a "$OUT/$suite-bench.log"
+    cut+=("${groups[$i]}=not-started")
+    continue
+  fi
   t0=$SECONDS
-  "$PY" -m loftup bench --suite "$suite" --only "${groups[$i]}" \
-    --reference benchmarks/reference_impl.py --json "$part" 2>&1 | tee -a "$OUT/$suite-bench.log" || true
+  rc=0
+  timeout -k 5 "$left" "$PY" -m loftup bench --suite "$suite" --only "${groups[$i]}" \
+    --reference benchmarks/reference_impl.py --json "$part" 2>&1 | tee -a "$OUT/$suite-bench.log" || rc=${PIPESTATUS[0]}
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "gpu.sh: stopped ${groups[$i]} after ${left} s (budget ${budget} s)" | tee -a "$OUT/$suite-bench.log"
+    cut+=("${groups[$i]}=stopped-after-${left}s")
+  fi
   [ -f "$part" ] && parts+=("$part")
   walls="$walls ${groups[$i]}=$((SECONDS - t0))"
 done
+if [ "${#parts[@]}" = 0 ]; then
+  echo "gpu.sh: no section finished within the ${budget} s budget (LOFTUP_GPU_SH_BUDGET); nothing written" >&2
+  exit 1
+fi
+export LOFTUP_GPU_SH_CUT="${cut[*]}"
 export LOFTUP_GPU_SH_WALLS="$walls total=$SECONDS"
 
 # One report from the parts, and the summary of the figures the issues ask for.
@@ -62,8 +89,12 @@ report = merge_reports([json.load(open(p)) for p in parts])
 report["gpu_sh_seconds"] = {
     k: int(v) for k, v in (kv.split("=") for kv in os.environ["LOFTUP_GPU_SH_WALLS"].split())
 }
+# groups the budget stopped (their finished sections are kept) or never started
+report["gpu_sh_cut"] = dict(kv.split("=", 1) for kv in os.environ["LOFTUP_GPU_SH_CUT"].split())
 atomic_write_bytes(out, json.dumps(report, indent=1).encode())
 print(summary(report))
 print("wall seconds:", report["gpu_sh_seconds"])
+if report["gpu_sh_cut"]:
+    print("cut by the budget:", report["gpu_sh_cut"])
 print("wrote", out)
 EOF2

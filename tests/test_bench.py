@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -76,6 +78,35 @@ def test_smoke_suite_runs_every_section(tmp_path):
     failed = {k: v["error"] for k, v in report["sections"].items() if "error" in v}
     assert not failed, failed
     assert sys.modules.get("transformers") is not None  # the backbones ran
+
+
+def _gpu_sh(out, budget):
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "LOFTUP_SMOKE": "1"}
+    env["LOFTUP_GPU_SH_BUDGET"] = str(budget)
+    cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh")]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
+    """Device time is scarce: groups that do not fit the budget are not started, and the report
+    of the ones that ran is still merged, saying which were cut."""
+    # 60 s: a group starts while 30 s are left beyond the 20 s reserve, so the first one does
+    # (it waits only for the GPU's name); at toy sizes each group takes 3-6 s, so the fifth
+    # and last, the ablation, would need the four before it to end within 10 s: it never starts
+    done = _gpu_sh(tmp_path, 60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (path,) = tmp_path.glob("smoke-*.json")
+    report = json.loads(path.read_text())
+    assert {"parity", "forward"} <= set(report["sections"])
+    assert report["gpu_sh_cut"]["ablation"] == "not-started"
+    assert "ablation" not in report["sections"]
+    assert "cut by the budget" in done.stdout and "the GPU issue's targets" in done.stdout
+    # no time at all: nothing is written, and it says why
+    empty = tmp_path / "none"
+    done = _gpu_sh(empty, 0)
+    assert done.returncode == 1
+    assert "no section finished within the 0 s budget (LOFTUP_GPU_SH_BUDGET)" in done.stderr
+    assert not list(empty.glob("*.json"))
 
 
 def test_suite_sections_can_run_in_parts_and_be_merged():
