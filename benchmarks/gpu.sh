@@ -48,7 +48,8 @@ fi
 # The suite in groups of sections, one process each: an error that poisons the CUDA context (a
 # bad kernel launch) then costs its own group, not every section after it. Triton's autotuning
 # choices and compiled kernels are cached on disk, so later processes do not tune again. The
-# groups that decide the targets come first; the ablation decides none.
+# groups follow the suite's order (loftup.bench.suite.SECTIONS): the ablation, which decides
+# none of the targets, last.
 groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video" "backbones" "ablation")
 parts=()
 walls="tests=$SECONDS"

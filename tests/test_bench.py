@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -72,11 +73,13 @@ def test_readme_speed_example_runs(tmp_path, monkeypatch):
 
 def test_smoke_suite_runs_every_section(tmp_path):
     """The GPU suite's code at toy sizes (on the CPU here): what benchmarks/gpu.sh runs."""
-    from loftup.bench.suite import run_suite
+    from loftup.bench.suite import SECTIONS, run_suite
 
     report = run_suite("smoke", log=lambda *a: None)
     failed = {k: v["error"] for k, v in report["sections"].items() if "error" in v}
     assert not failed, failed
+    # in the order SECTIONS gives (the ablation, which decides no target, last)
+    assert [k for k in report["sections"] if k != "_seconds"] == list(SECTIONS["smoke"])
     assert sys.modules.get("transformers") is not None  # the backbones ran
 
 
@@ -90,9 +93,15 @@ def _gpu_sh(out, budget):
 def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     """Device time is scarce: groups that do not fit the budget are not started, and the report
     of the ones that ran is still merged, saying which were cut."""
+    from loftup.bench.suite import SECTIONS
+
     # 60 s: a group starts while 30 s are left beyond the 20 s reserve, so the first one does
     # (it waits only for the GPU's name); at toy sizes each group takes 3-6 s, so the fifth
     # and last, the ablation, would need the four before it to end within 10 s: it never starts
+    # its groups hold every section of the suite once, in the suite's order
+    script = (REPO / "benchmarks" / "gpu.sh").read_text()
+    groups = re.search(r"^groups=\((.*)\)$", script, re.M).group(1)
+    assert ",".join(re.findall(r'"([^"]+)"', groups)).split(",") == list(SECTIONS["gpu"])
     done = _gpu_sh(tmp_path, 60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (path,) = tmp_path.glob("smoke-*.json")

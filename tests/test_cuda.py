@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import perturbed_loftup
-from loftup.bench.gpu import tf32
+from loftup.bench.core import tf32
 from loftup.tiling import upsample
 
 pytestmark = pytest.mark.skipif(

@@ -141,18 +141,13 @@ def encode_region(
 
 
 def _coordinate_features(fw, origin, size, region, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rh, 2n) and (rw, 2n) float32 Fourier features of a region's rows and columns."""
-    ys, xs = _axis_coords(origin, size, region, device)
-    freqs, phases = fw.image_freqs, fw.image_phases
-    return axis_features(ys, freqs, phases[:, :, 0]), axis_features(xs, freqs, phases[:, :, 1])
-
-
-def _axis_coords(origin, size, region, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The region's row and column coordinates on the whole image's [-1, 1] grid."""
+    """(rh, 2n) and (rw, 2n) float32 Fourier features of a region's rows and columns (their
+    coordinates on the whole image's [-1, 1] grid)."""
     (y0, x0), (height, width), (rh, rw) = origin, size, region
     ys = torch.linspace(-1.0, 1.0, height, device=device)[y0 : y0 + rh]
     xs = torch.linspace(-1.0, 1.0, width, device=device)[x0 : x0 + rw]
-    return ys, xs
+    freqs, phases = fw.image_freqs, fw.image_phases
+    return axis_features(ys, freqs, phases[:, :, 0]), axis_features(xs, freqs, phases[:, :, 1])
 
 
 #: Zero padding of a 3x3 convolution's input: (top, bottom, left, right).
