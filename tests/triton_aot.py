@@ -17,6 +17,7 @@ kept). So the signatures and compile-time constants are those of the real forwar
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -60,11 +61,16 @@ def record(dtype: torch.dtype) -> list[tuple]:
     def fake_launch(kernel, grid, *args, **kwargs):
         fn = kernel.fn if hasattr(kernel, "configs") else kernel
         names = [n for n in fn.arg_names if n not in kwargs]
-        sig = {n: _type(a) for n, a in zip(names, args)}
-        key = (fn.__name__, tuple(sorted(sig.items())), tuple(sorted(kwargs.items())))
+        consts, sig = dict(kwargs), {}
+        for p, a in zip([p for p in fn.params if p.name in names], args):
+            if p.is_constexpr:  # a compile-time constant passed by position
+                consts[p.name] = a
+            else:  # its type, and whether Triton's launcher marks it 16-divisible
+                sig[p.name] = (_type(a), _divisible(a))
+        key = (fn.__name__, tuple(sorted(sig.items())), tuple(sorted(consts.items())))
         if key not in seen:
             seen.add(key)
-            launches.append((kernel, sig, dict(kwargs)))
+            launches.append((kernel, sig, consts))
 
     torch.manual_seed(0)
     model = LoftUp(dim=384).eval().to(dtype)
@@ -80,6 +86,14 @@ def record(dtype: torch.dtype) -> list[tuple]:
         kernels.interpreted, K._launch = real_interpreted, real_launch
         kernels._switch["cpu"] = False
     return launches
+
+
+def _divisible(a) -> bool:
+    """Whether Triton's launcher specialises this argument as divisible by 16 (a pointer
+    16-byte aligned, an integer a multiple of 16), which lets it vectorise accesses."""
+    if isinstance(a, torch.Tensor):
+        return a.data_ptr() % 16 == 0
+    return isinstance(a, int) and not isinstance(a, bool) and a % 16 == 0
 
 
 def _type(a) -> str:
@@ -98,9 +112,14 @@ def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
     fn = kernel.fn if hasattr(kernel, "configs") else kernel
     consts = {**consts, **(config.kwargs if config else {})}
     warps = config.num_warps if config else 4
-    signature = {n: ("constexpr" if n in consts else sig[n]) for n in fn.arg_names}
+    signature = {n: ("constexpr" if n in consts else sig[n][0]) for n in fn.arg_names}
+    attrs = {
+        (i,): [["tt.divisibility", 16]]
+        for i, n in enumerate(fn.arg_names)
+        if n not in consts and sig[n][1]
+    }
     compiled = triton.compile(
-        ASTSource(fn, signature, constexprs=consts),
+        ASTSource(fn, signature, constexprs=consts, attrs=attrs),
         target=GPUTarget("cuda", arch, 32),
         options={"num_warps": warps, **K._NO_FMA},
     )
@@ -127,6 +146,13 @@ def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
         "spill_bytes": int(spills.group(1)) if spills else 0,
         "shared_bytes": compiled.metadata.shared,
         "contracted_fma": len(re.findall(r"\bfma\.rn\.f32\b", ptx)),
+        # global loads and stores by width, e.g. {"ld.v4.b32": 2, "st.b16": 1}
+        "accesses": dict(
+            collections.Counter(
+                m.group(1) + m.group(3)
+                for m in re.finditer(r"\b(ld|st)\.global(\.nc)?((\.v\d)?\.b\d+)", ptx)
+            )
+        ),
         "constants": consts,
     }
 

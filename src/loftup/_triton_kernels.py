@@ -31,9 +31,10 @@ def _configs(name: str, values, warps):
     """Autotuning candidates (one under the interpreter, where timing means nothing).
 
     The candidates below compile for sm_80 and sm_90 with at most a word of register spills
-    (ptxas's counts for Triton 3.5 and 3.9, ``tests/triton_aot.py``); the larger blocks dropped
-    needed 200-255 registers a thread or spilled 88 bytes to 5 kB, and every candidate costs
-    about a second of compiling for each shape and precision the first time it is tuned."""
+    (ptxas's counts for Triton 3.5 and 3.9, ``tests/triton_aot.py``; since the row widths are
+    compile-time constants and rows move in 16-byte accesses, 16 LayerNorm rows or 32 bias+ReLU
+    rows take at most 155 registers a thread), and every candidate costs about a second of
+    compiling for each shape and precision the first time it is tuned."""
     if _INTERPRETED:
         return [triton.Config({name: values[len(values) // 2]}, num_warps=4)]
     return [triton.Config({name: v}, num_warps=w) for v in values for w in warps]
@@ -56,8 +57,13 @@ def _launch(kernel, grid, *args, **kwargs):
 
 
 # X is written in place with PAD, but idempotently (its padding set to its mean); restored anyway.
+# ``width`` and ``real`` are compile-time constants here and in _bias_relu_kernel: Triton then
+# knows that every row of 408 (= 8 x 51) half-precision channels starts on a 16-byte boundary
+# and moves 8 channels per load and store. As run-time integers they are specialised only when
+# divisible by 16, and 408 is not: the kernels compiled to one 2-byte access per channel
+# (tests/test_kernels.py checks the PTX).
 @_autotune(
-    _configs("BLOCK_M", (2, 4, 8), (4, 8)),
+    _configs("BLOCK_M", (2, 4, 8, 16), (4, 8)),
     key=["width", "AFFINE", "PAD"],
     restore_value=["X"],
 )
@@ -68,8 +74,8 @@ def _layer_norm_kernel(
     WT,
     BS,
     n_rows,
-    width,
-    real,
+    width: tl.constexpr,
+    real: tl.constexpr,
     eps,
     y_h,
     y_w,
@@ -80,6 +86,7 @@ def _layer_norm_kernel(
     BLOCK_N: tl.constexpr,
     AFFINE: tl.constexpr,
     PAD: tl.constexpr,
+    Y_FLAT: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
@@ -104,15 +111,22 @@ def _layer_norm_kernel(
         w = tl.load(WT + cols, mask=cmask, other=0.0).to(tl.float32)
         b = tl.load(BS + cols, mask=cmask, other=0.0).to(tl.float32)
         y = y * w[None, :] + b[None, :]
-    r = rows.to(tl.int64)  # row r of x is pixel (r // (h w), r // w % h, r % w) of y
-    y_offs = (r // (y_h * y_w)) * ys_b + (r // y_w % y_h) * ys_h + (r % y_w) * ys_w
-    tl.store(Y + y_offs[:, None] + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+    if Y_FLAT:  # y laid out as x
+        y_ptrs = Y + offs
+    else:
+        r = rows.to(tl.int64)  # row r of x is pixel (r // (h w), r // w % h, r % w) of y
+        y_offs = (r // (y_h * y_w)) * ys_b + (r // y_w % y_h) * ys_h + (r % y_w) * ys_w
+        y_ptrs = Y + y_offs[:, None] + cols[None, :]
+    tl.store(y_ptrs, y.to(Y.dtype.element_ty), mask=mask)
 
 
 def layer_norm(x, y, eps, weight, bias, real) -> None:
     n, w = x.shape
     if y.dim() == 2:
         y = y.view(1, 1, *y.shape)
+    _, hh, ww, _ = y.shape
+    dense = (hh * ww * w, ww * w, w, 1)  # y laid out as x: store at x's offsets
+    flat = all(st == d for size, st, d in zip(y.shape, y.stride(), dense) if size > 1)
     affine = weight is not None
     _launch(
         _layer_norm_kernel,
@@ -133,6 +147,7 @@ def layer_norm(x, y, eps, weight, bias, real) -> None:
         BLOCK_N=triton.next_power_of_2(w),
         AFFINE=affine,
         PAD=real < w,
+        Y_FLAT=flat,
     )
 
 
@@ -316,13 +331,13 @@ def encode(image, lo, hi, row_feats, col_feats, freqs, phases, norm, out) -> Non
 
 # In place: the autotuner must restore X before timing each candidate (it runs the kernel
 # many times on the real arguments), or the first call returns ReLU(x + k * bias).
-@_autotune(_configs("BLOCK_M", (8, 16), (4, 8)), key=["width"], restore_value=["X"])
+@_autotune(_configs("BLOCK_M", (8, 16, 32), (4, 8)), key=["width"], restore_value=["X"])
 @triton.jit
 def _bias_relu_kernel(
     X,
     B,
     n_rows,
-    width,
+    width: tl.constexpr,
     h,
     w,
     y0,
