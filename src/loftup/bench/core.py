@@ -12,13 +12,13 @@ import datetime as _dt
 import os
 import platform
 import statistics
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
+
+from ..eval.report import git_commit
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -32,7 +32,7 @@ def machine_info(device: str = "cpu") -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),  # "<sha>-dirty" where the tree differs
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -52,20 +52,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def rss_bytes() -> int:

@@ -16,25 +16,13 @@ import csv
 import datetime as _dt
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_write_bytes
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, if it is one."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+from ..eval.report import git_commit
 
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
