@@ -64,7 +64,7 @@ def _launch(kernel, grid, *args, **kwargs):
 # (tests/test_kernels.py checks the PTX).
 @_autotune(
     _configs("BLOCK_M", (2, 4, 8, 16), (4, 8)),
-    key=["width", "AFFINE", "PAD"],
+    key=["width", "AFFINE", "PAD", "Y_FLAT"],
     restore_value=["X"],
 )
 @triton.jit
