@@ -18,11 +18,11 @@ from contextlib import contextmanager
 
 import torch
 
-from ..eval.report import git_commit
-
 
 def machine_info(device: str = "cpu") -> dict:
     """What the numbers were measured on (and, in a checkout, at which commit)."""
+    from ..eval.report import git_commit  # here: keeps loftup.eval out of `loftup bench`'s imports
+
     info = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "platform": platform.platform(),

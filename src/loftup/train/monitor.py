@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write_bytes
-from ..eval.report import git_commit
 
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
     import yaml
 
     from .. import __version__
+    from ..eval.report import git_commit
 
     atomic_write_bytes(
         out_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False).encode()
