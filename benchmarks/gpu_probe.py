@@ -73,7 +73,7 @@ def main() -> None:
         t0 = time.perf_counter()
         row = {}
         lr = torch.randn(1, 384, 16, 16, device=dev, dtype=dt)
-        image = torch.randn(1, 3, size, size, device=dev, dtype=dt)
+        image = torch.randn(1, 3, size, size, device=dev)  # guidance images stay float32
         lo, hi = image_minmax(image.float())
         kvs = encode_kv(fw, lr)
         enc = encode_region(fw, image, lo, hi, (0, 0), (size, size))

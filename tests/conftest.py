@@ -108,3 +108,16 @@ def run_python(code: str, env: dict | None = None, timeout: int = 600):
     return subprocess.run(
         [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def also_in_bfloat16(feat, images, got):
+    """The featurizer in bfloat16 (``load_pipeline(..., dtype="bfloat16")``) takes the same
+    float32 input and gives bfloat16 features close to its float32 ones."""
+    import copy
+
+    half = copy.deepcopy(feat).to(torch.bfloat16)
+    with torch.no_grad():
+        out = half(images)
+    assert out.dtype == torch.bfloat16 and out.shape == got.shape
+    err = (out.float() - got).abs().max().item()
+    assert 0 < err < 0.1 * got.abs().max().item(), err

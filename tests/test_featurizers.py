@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import also_in_bfloat16
 from loftup import WeightsNotFoundError, get_featurizer
 from loftup.errors import CheckpointError
 from loftup.featurizers import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize, resolve
@@ -73,6 +74,7 @@ def test_dinov2_with_registers(tmp_path, size):
         want = ref(pixel_values=imagenet_normalize(images)).last_hidden_state[:, 5:]
     assert got.shape == (2, 32, size[0] // 14, size[1] // 14)
     assert torch.equal(got, _grid(want, size[0] // 14, size[1] // 14))
+    also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
 def test_dinov2_at_its_own_grid(tmp_path):
@@ -106,6 +108,7 @@ def test_dinov3(tmp_path):
         got = feat(images)
         want = DINOv3ViTModel.from_pretrained(folder).eval()(pixel_values=images).last_hidden_state
     assert torch.equal(got, _grid(want[:, 3:], 3, 5))
+    also_in_bfloat16(feat, images, got)
 
 
 def _maskclip_reference(clip, pixel_values):
@@ -149,6 +152,7 @@ def test_clip_maskclip_features(tmp_path, size):
     h, w = size[0] // 16, size[1] // 16
     torch.testing.assert_close(got, _grid(want, h, w), atol=1e-5, rtol=1e-5)
     assert got.abs().mean() > 0.1  # not a degenerate all-zero map
+    also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
 @pytest.mark.parametrize("name", ["siglip_vitb16", "siglip2_vitb16"])
@@ -169,6 +173,7 @@ def test_siglip_fixed_resolution(tmp_path, name):
         native = _native(images, (0.5,) * 3, (0.5,) * 3)
         want = model(pixel_values=native, interpolate_pos_encoding=True).last_hidden_state
     torch.testing.assert_close(got, _grid(want, 3, 5), atol=1e-5, rtol=1e-5)
+    also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
 def test_siglip2_naflex(tmp_path):
@@ -201,6 +206,7 @@ def test_siglip2_naflex(tmp_path):
             )
         )
     torch.testing.assert_close(got, _grid(want.last_hidden_state, 3, 5), atol=1e-5, rtol=1e-5)
+    also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
 # -- sizes and positional embeddings ----------------------------------------------------------

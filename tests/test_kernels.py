@@ -117,7 +117,7 @@ def test_half_precision_forward_with_kernels_matches_without(device, model, conf
     dim = m.config.dim
     g = torch.Generator().manual_seed(3)
     lr = torch.randn(2, dim, 4, 4, generator=g).to(device, torch.float16)
-    image = torch.randn(2, 3, 22, 18, generator=g).to(device, torch.float16)
+    image = torch.randn(2, 3, 22, 18, generator=g).to(device)  # guidance images stay float32
     with torch.inference_mode():
         assert kernels.active(image, torch.float16)
         got = upsample(m, lr, image, tile_size=12)
@@ -222,7 +222,7 @@ def test_a_broken_kernel_is_reported_once_and_the_pytorch_path_runs(device, monk
     torch.manual_seed(6)
     m = LoftUp(dim=16, num_heads=2).eval().to(device, torch.float16)
     lr = torch.randn(1, 16, 3, 3).to(device, torch.float16)
-    image = torch.randn(1, 3, 12, 12).to(device, torch.float16)
+    image = torch.randn(1, 3, 12, 12).to(device)
     with torch.inference_mode():
         with pytest.warns(RuntimeWarning, match="failed their self-test.*PyTorch's kernels"):
             got = m(lr, image)

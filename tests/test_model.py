@@ -153,3 +153,24 @@ def test_non_finite_input_is_refused(bad):
     image[0, 1, 2, 3] = bad
     with pytest.raises(ValueError, match="image contains NaN or Inf"):
         model(torch.randn(1, 8, 4, 4), image)
+
+
+def test_a_half_precision_guidance_image_is_warned_about():
+    """The model may run in half precision, the image must not: its rounding, times the
+    encoding's e^10 frequencies, is phase noise (see the warning)."""
+    import copy
+    import warnings
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2).eval()
+    lr, image = torch.randn(1, 8, 4, 4), torch.randn(1, 3, 32, 32)
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.inference_mode():
+        want = model(lr, image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            good = half(lr.bfloat16(), image)  # float32 image: no warning
+        with pytest.warns(UserWarning, match="pass the image in float32"):
+            bad = half(lr.bfloat16(), image.bfloat16())
+    good_err, bad_err = ((y.float() - want).abs().max().item() for y in (good, bad))
+    assert bad_err > 5 * good_err, (good_err, bad_err)

@@ -60,7 +60,7 @@ def test_photos_to_features_and_pictures(photos, upsampler, tmp_path, capsys):
         px = np.asarray(png.convert("RGB")).astype(float)
         thirds = np.array_split(px, 3, axis=1)
         assert all(t.std() > 10 for t in thirds)  # input, low-res and upsampled panels all drawn
-    assert "wrote features of 2 image(s)" in capsys.readouterr().out
+    assert "wrote float32 features of 2 image(s)" in capsys.readouterr().out
 
 
 def test_formats_and_explicit_size(photos, upsampler, tmp_path):
@@ -74,6 +74,61 @@ def test_formats_and_explicit_size(photos, upsampler, tmp_path):
     st = load_file(tmp_path / "coffee.safetensors")["features"]
     assert arr.shape == (32, 24, 40) and arr.dtype == np.float32
     assert torch.equal(torch.from_numpy(arr), st)
+
+
+def test_half_precision_features_and_their_stored_dtype(photos, upsampler, tmp_path, capsys):
+    img = str(photos / "coffee.jpg")
+    args = ["upsample", img, "-m", str(upsampler), "--size", "48"]
+    assert main([*args, "-o", str(tmp_path / "f32")]) == 0
+    full = torch.load(tmp_path / "f32" / "coffee.pt", weights_only=True)
+    assert main([*args, "-o", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    assert "wrote bfloat16 features of 1 image(s)" in capsys.readouterr().out
+    half = torch.load(tmp_path / "bf16" / "coffee.pt", weights_only=True)
+    assert half.dtype == torch.bfloat16 and half.shape == full.shape == (32, 48, 72)
+    err = (half.float() - full).abs().max().item()
+    assert 0 < err < 0.1, err  # really computed in bfloat16, and close (features ~ 1)
+    # the Python API computes the same; .npy has no bfloat16: float32 of the same values
+    assert torch.equal(loftup.upsample(img, model=upsampler, size=48, dtype="bf16"), half)
+    assert main([*args, "-o", str(tmp_path / "npy"), "--dtype", "bfloat16", "--format", "npy"]) == 0
+    assert torch.equal(torch.from_numpy(np.load(tmp_path / "npy" / "coffee.npy")), half.float())
+    # computed in float32, stored in float16
+    assert main([*args, "-o", str(tmp_path / "st"), "--save-dtype", "float16"]) == 0
+    assert torch.equal(torch.load(tmp_path / "st" / "coffee.pt", weights_only=True), full.half())
+    # asked for explicitly, bfloat16 in .npy is a one-line error before any work
+    capsys.readouterr()
+    code = main([*args, "-o", str(tmp_path / "bad"), "--format", "npy", "--save-dtype", "bfloat16"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot store bfloat16" in err and "--save-dtype float16" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_precision_names():
+    from loftup.api import as_dtype
+
+    assert as_dtype(None) is torch.float32
+    for names, dtype in [
+        (("float32", "fp32", "torch.float32", torch.float32), torch.float32),
+        (("bfloat16", "BF16", torch.bfloat16), torch.bfloat16),
+        (("float16", "fp16", "half", torch.float16), torch.float16),
+    ]:
+        assert all(as_dtype(n) is dtype for n in names)
+    for bad in ("fp8", torch.float64, 16):
+        with pytest.raises(loftup.LoftUpError, match="choose one of float32, bfloat16, float16"):
+            as_dtype(bad)
+    from loftup.outputs import feature_bytes
+
+    with pytest.raises(ValueError, match="no bfloat16"):
+        feature_bytes(torch.zeros(1, 2, 2), "npy", torch.bfloat16)
+
+
+def test_a_pipeline_keeps_its_precision(upsampler):
+    pipe = loftup.load_pipeline(upsampler, dtype="float16", device="cpu")
+    assert pipe.dtype == torch.float16
+    assert next(pipe.featurizer.parameters()).dtype == torch.float16
+    image = torch.rand(1, 3, 40, 56)
+    assert loftup.upsample(image, model=pipe, size=32).dtype == torch.float16
+    with pytest.raises(loftup.LoftUpError, match="dtype='bfloat16'"):
+        loftup.upsample(image, model=pipe, dtype="bf16")
 
 
 def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import also_in_bfloat16
 from loftup.cli import main
 from loftup.data.scenes import SceneConfig
 from loftup.errors import WeightsNotFoundError
@@ -33,6 +34,8 @@ def test_shipped_backbone_is_registered_and_gives_patch_features():
         assert model(torch.randn(1, 3, 64, 96)).shape == (1, 64, 8, 12)
         # other sizes are resized to the nearest multiple of the patch, halves up
         assert model(torch.randn(1, 3, 100, 60)).shape == (1, 64, 13, 8)
+        x = torch.randn(1, 3, 64, 96)
+        also_in_bfloat16(model, x, model(x))
 
 
 def test_shipped_backbone_knows_the_class_per_patch_but_not_per_pixel():

@@ -103,8 +103,10 @@ def run(
     batch_size: int = 1,
     rank: int = 0,
     world_size: int = 1,
+    save_dtype: torch.dtype = torch.float32,
 ) -> Report:
-    """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (and ``stem_viz.png``)."""
+    """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
+    ``save_dtype``) and, with ``viz``, ``stem_viz.png``."""
     from tqdm import tqdm
 
     from .atomic import atomic_write_bytes
@@ -129,7 +131,7 @@ def run(
             images = torch.stack([img for _, img in group])
             lr_feats, hr_feats = pipeline(images, size)
             for i, (job, image) in enumerate(group):
-                save_features(out_dir / f"{job.stem}.{fmt}", hr_feats[i], fmt)
+                save_features(out_dir / f"{job.stem}.{fmt}", hr_feats[i], fmt, save_dtype)
                 if viz:
                     png = comparison_png(image, lr_feats[i], hr_feats[i], title=job.path.name)
                     atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)

@@ -120,7 +120,7 @@ def _selftest(device: torch.device) -> str | None:
         model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval().to(device, torch.float16)
         model.align = 8
         lr = torch.randn(2, 8, 3, 3).to(device, torch.float16)
-        image = torch.randn(2, 3, 13, 11).to(device, torch.float16)
+        image = torch.randn(2, 3, 13, 11).to(device)  # float32, as guidance images are
         _triton().FIXED["on"] = True
         try:
             got = upsample(model, lr, image, tile_size=7)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -298,6 +299,13 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
         raise ValueError(
             f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
             "images to RGB first (PIL: img.convert('RGB'))"
+        )
+    if image.dtype in (torch.float16, torch.bfloat16):
+        warnings.warn(
+            f"the guidance image is {str(image.dtype).removeprefix('torch.')}: the Fourier "
+            "encoding multiplies colours by up to e^10, so its rounding becomes phase noise "
+            "in the output; pass the image in float32 (the model may be in half precision)",
+            stacklevel=2,
         )
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         # on the CPU only: reading the answer back from a GPU would wait for all queued work

@@ -16,13 +16,18 @@ from .atomic import atomic_write_bytes
 FORMATS = ("pt", "npy", "safetensors")
 
 
-def feature_bytes(feats: torch.Tensor, fmt: str) -> bytes:
-    """Features (C, H, W) serialised as ``fmt``.
+def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32) -> bytes:
+    """Features (C, H, W) serialised as ``fmt``, stored as ``dtype``.
 
-    pt: a plain tensor (``torch.load(path, weights_only=True)``); npy: a float32 array
-    (``numpy.load``); safetensors: the tensor under the key ``"features"``.
+    pt: a plain tensor (``torch.load(path, weights_only=True)``); npy: an array (``numpy.load``;
+    NumPy has no bfloat16); safetensors: the tensor under the key ``"features"``.
     """
-    feats = feats.detach().to("cpu", torch.float32).contiguous().clone()  # own storage only
+    if fmt == "npy" and dtype == torch.bfloat16:
+        raise ValueError(
+            "NumPy (.npy) has no bfloat16; store float32 or float16, or choose the pt or "
+            "safetensors format"
+        )
+    feats = feats.detach().to("cpu", dtype).contiguous().clone()  # own storage only
     if fmt == "pt":
         buf = io.BytesIO()
         torch.save(feats, buf)
@@ -40,9 +45,11 @@ def feature_bytes(feats: torch.Tensor, fmt: str) -> bytes:
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def save_features(path: str | Path, feats: torch.Tensor, fmt: str) -> None:
-    """Write features (C, H, W) to ``path`` atomically."""
-    atomic_write_bytes(path, feature_bytes(feats, fmt))
+def save_features(
+    path: str | Path, feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32
+) -> None:
+    """Write features (C, H, W) to ``path`` atomically, stored as ``dtype``."""
+    atomic_write_bytes(path, feature_bytes(feats, fmt, dtype))
 
 
 def comparison_png(

@@ -106,7 +106,7 @@ class SceneViT(Featurizer):
             raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
         image = to_patch_multiple(image, self.patch_size)  # the package's one size policy
         h, w = (n // self.patch_size for n in image.shape[-2:])
-        x = self.stem(image)
+        x = self.stem(image.to(self.norm.weight.dtype))  # in the model's precision
         x = x + self.pos(x)
         b, c = x.shape[:2]
         t = x.flatten(2).transpose(1, 2)
