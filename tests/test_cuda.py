@@ -97,7 +97,7 @@ def test_cuda_graph_replays_the_eager_forward(model):
 
     gpu = copy.deepcopy(model).cuda().half()
     lr, image = _inputs()
-    lr, image = lr.cuda().half(), image.cuda().half()
+    lr, image = lr.cuda().half(), image.cuda()  # the guidance image stays float32
     with torch.inference_mode():
         fn = graph_upsampler(gpu, lr, image)
         eager = gpu(lr, image)
@@ -129,7 +129,8 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
     from loftup.compiled import graph_upsampler
 
     gpu = copy.deepcopy(model).cuda().half()
-    lr, image = (t.cuda().half() for t in _inputs())
+    lr, image = _inputs()
+    lr, image = lr.cuda().half(), image.cuda()  # the guidance image stays float32
     with torch.inference_mode():
         fn = graph_upsampler(gpu, lr, image)
         whole = fn(lr, image).clone()
@@ -141,8 +142,23 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
         flipped = fn.finish(lr).clone()
         eager = start_upsample(gpu, image).finish(lr)
         ref = gpu(lr, image)
+        # the image's half on a second stream, with work queued on the current one meanwhile
+        side = torch.cuda.Stream()
+        fn.start(image, stream=side)
+        busy = torch.randn(4096, 4096, device="cuda", dtype=torch.float16) @ torch.randn(
+            4096, 4096, device="cuda", dtype=torch.float16
+        )
+        on_side = fn.finish(lr).clone()
+        fn.start(image.flip(-1), stream=side)  # waits for the decode that read the tokens
+        flipped_side = fn.finish(lr).clone()
+        pending = start_upsample(gpu, image, stream=side)
+        del busy
+        eager_side = pending.finish(lr).clone()
+        torch.cuda.synchronize()
     # the same kernels (exactly equal on the CPU, tests/test_tiling.py); cuDNN may pick other
     # algorithms for another capture, so the GPU bound is the one of the other graph tests
     assert (halves.float() - whole.float()).abs().max().item() <= 1e-2
     assert (flipped.float() - whole.float()).abs().max().item() > 0.1
     assert (eager.float() - ref.float()).abs().max().item() <= 1e-2
+    for got, want in ((on_side, halves), (flipped_side, flipped), (eager_side, eager)):
+        assert (got.float() - want.float()).abs().max().item() <= 1e-2

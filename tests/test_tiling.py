@@ -171,3 +171,5 @@ def test_started_upsample_finishes_with_the_models_output(small):
         small.eval()
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         start_upsample(small, image[:, :2])
+    with pytest.raises(ValueError, match="stream= is for CUDA images"):
+        start_upsample(small, image, stream=object())

@@ -102,7 +102,9 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
     the image's half (the stem) and returns ``fn`` at once, ``fn.finish(lr_feats)`` the rest;
     run the backbone in between and the stem runs on the GPU while its kernels are being
-    launched. The halves are captured as two more graphs the first time ``start`` is called.
+    launched (``fn.start(image, stream)``: on that CUDA stream, beside them, as with
+    :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
+    ``start`` is called.
     """
     if not image.is_cuda:
         raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
@@ -134,13 +136,18 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
 
     halves: dict = {}
 
-    def start(img: torch.Tensor):
+    def start(img: torch.Tensor, stream=None):
         _check_shape("images", img, static_image)
         if not halves:
             halves.update(_capture_halves(fw, static_lr, static_image, chunk))
         static_image.copy_(img)
-        halves["stem"].replay()
-        halves["started"] = True
+        if stream is None:
+            halves["stem"].replay()
+        else:  # beside the current stream's work (after the copy and any earlier decode)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                halves["stem"].replay()
+        halves["started"], halves["stream"] = True, stream
         return call  # whose .finish ends it, as a PendingUpsample's does
 
     def finish(lr: torch.Tensor) -> torch.Tensor:
@@ -148,6 +155,8 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
             raise RuntimeError("finish() needs a start(image) first (its tokens are used up)")
         _check_shape("features", lr, static_lr)
         static_lr.copy_(lr)
+        if halves["stream"] is not None:
+            torch.cuda.current_stream(device).wait_stream(halves["stream"])
         halves["decode"].replay()
         halves["started"] = False
         return halves["out"]

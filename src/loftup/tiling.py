@@ -15,6 +15,7 @@ batch slice, about 4 KB per pixel in float32) and by the decoding chunk, not by 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -165,11 +166,18 @@ class PendingUpsample:
     image: torch.Tensor
     queries: tuple | None  # (lo, hi, query map), or None where nothing could be started
     settings: tuple  # (tile_size, chunk_size, conv, folded weights) when started
+    stream: object = None  # the CUDA stream the image's half was queued on, if not the current
 
     def finish(self, lr_feats: torch.Tensor) -> torch.Tensor:
         """The output, (B, C, H, W): exactly ``model(lr_feats, image)``."""
         from .model import check_inputs
 
+        if self.stream is not None:  # the rest runs on the current stream, after the stem
+            now = torch.cuda.current_stream(self.image.device)
+            now.wait_stream(self.stream)
+            for t in self.queries:  # allocated on the side stream, freed after use on this one
+                t.record_stream(now)
+            self.stream = None
         m = self.model
         now = _settings(m, self.image.device) if self.queries is not None else None
         if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
@@ -183,7 +191,7 @@ class PendingUpsample:
             )  # fmt: skip
 
 
-def start_upsample(model, image: torch.Tensor) -> PendingUpsample:
+def start_upsample(model, image: torch.Tensor, stream=None) -> PendingUpsample:
     """Start ``model(lr_feats, image)`` before ``lr_feats`` exist; ``.finish(lr_feats)`` ends it.
 
     The stem (image encoding and both convolutions, about a third of the work) needs only the
@@ -195,12 +203,18 @@ def start_upsample(model, image: torch.Tensor) -> PendingUpsample:
         >>> lr_feats = backbone(x)                        # its launches overlap with it
         >>> out = pending.finish(lr_feats)                # == model(lr_feats, image)
 
+    ``stream``: a ``torch.cuda.Stream`` to queue the stem on instead of the current stream, so
+    that it also runs beside the backbone's kernels when those keep the GPU busy but not full
+    (small matrix products); ``finish`` makes the current stream wait for it.
+
     Only an output of one tile in the folded path is started (eval mode, no gradients, global
     attention); otherwise ``finish`` simply calls the model. The result is the same either way.
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"image must be a (B, 3, H, W) tensor, got {shape}")
+    if stream is not None and not image.is_cuda:
+        raise ValueError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
     if model.config.attention_window is not None or not model.uses_fast_path(image):
         return PendingUpsample(model, image, None, ())
     dev = image.device
@@ -211,10 +225,15 @@ def start_upsample(model, image: torch.Tensor) -> PendingUpsample:
     align = WINOGRAD_BLOCK if fw.conv == "winograd" else 1
     if len(plan_tiles(b, height, width, tile_size, align)) != 1:
         return PendingUpsample(model, image, None, settings)
-    with torch.no_grad(), torch.autocast(dev.type, enabled=False):
+    side = contextlib.nullcontext()
+    if stream is not None:
+        stream.wait_stream(torch.cuda.current_stream(dev))  # the image is ready; so is the memory
+        image.record_stream(stream)  # read there: not reused before the stem is done
+        side = torch.cuda.stream(stream)
+    with side, torch.no_grad(), torch.autocast(dev.type, enabled=False):
         lo, hi = image_minmax(image.float())
         q_map = query_map(fw, image, lo, hi, (0, height), (0, width))
-    return PendingUpsample(model, image, (lo, hi, q_map), settings)
+    return PendingUpsample(model, image, (lo, hi, q_map), settings, stream)
 
 
 def _settings(model, device) -> tuple:

@@ -212,8 +212,9 @@ def backbone_end_to_end(
 ) -> list:
     """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width),
     + LoftUp with its image half started before the backbone (``_overlap``,
-    :func:`loftup.start_upsample`); on a GPU also the same two replayed from CUDA graphs
-    (``graphs``). The backbone runs eagerly in every case."""
+    :func:`loftup.start_upsample`) and, on a GPU, started on a second CUDA stream (``_stream``:
+    beside the backbone's kernels rather than before them); on a GPU also the same three
+    replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case."""
     from transformers import Dinov2Config, Dinov2Model
 
     from ..compiled import graph_upsampler
@@ -237,11 +238,11 @@ def backbone_end_to_end(
             backbone = Dinov2Model(cfg).eval().to(device, dt)
             up = LoftUp(dim=width).eval().to(device, dt)
             for size in sizes:
-                x = torch.randn(1, 3, size, size, device=device, dtype=dt)
-                g = size // 14
+                x = torch.randn(1, 3, size, size, device=device)  # LoftUp's guide: float32
+                xb, g = x.to(dt), size // 14  # the backbone's input, in its precision
 
-                def feats(x=x, g=g, backbone=backbone, width=width):
-                    tokens = backbone(pixel_values=x).last_hidden_state[:, 1:]
+                def feats(xb=xb, g=g, backbone=backbone, width=width):
+                    tokens = backbone(pixel_values=xb).last_hidden_state[:, 1:]
                     return tokens.transpose(1, 2).reshape(1, width, g, g)
 
                 cases = {
@@ -254,6 +255,11 @@ def backbone_end_to_end(
                         start_upsample(up, x), feats
                     ),
                 }
+                if x.is_cuda:  # the image's half on a second stream, beside the backbone's
+                    side = torch.cuda.Stream(x.device)
+                    cases["backbone+loftup_stream"] = lambda feats=feats, x=x, up=up, s=side: (
+                        _overlapped(start_upsample(up, x, stream=s), feats)
+                    )
                 if graphs and x.is_cuda:  # the backbone eager, LoftUp replayed from a graph
                     with torch.inference_mode():
                         g = graph_upsampler(up, feats(), x)
@@ -263,11 +269,21 @@ def backbone_end_to_end(
                     cases["backbone+loftup_graph_overlap"] = lambda feats=feats, x=x, g=g: (
                         _overlapped(g.start(x), feats)
                     )
+                    cases["backbone+loftup_graph_stream"] = lambda feats=feats, x=x, g=g, s=side: (
+                        _overlapped(g.start(x, stream=s), feats)
+                    )
                 with torch.inference_mode():
                     t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
                 row = {"backbone": arch, "dtype": name, "size": size}
                 row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
-                for case in ("loftup", "loftup_overlap", "loftup_graph", "loftup_graph_overlap"):
+                for case in (
+                    "loftup",
+                    "loftup_overlap",
+                    "loftup_stream",
+                    "loftup_graph",
+                    "loftup_graph_overlap",
+                    "loftup_graph_stream",
+                ):
                     if f"backbone+{case}_s" in row:
                         ratio = row[f"backbone+{case}_s"] / row["backbone+bilinear_s"]
                         row[f"{case}_over_bilinear"] = ratio
