@@ -165,6 +165,33 @@ def test_batches_give_the_batch_of_one_result(photos, tmp_path, upsampler):
         torch.testing.assert_close(one, two, atol=1e-5, rtol=1e-5)
 
 
+def test_writer_threads_give_the_same_bytes_and_name_what_they_cannot_write(
+    photos, upsampler, tmp_path, capsys
+):
+    big = Image.open(photos / "astronaut.png")
+    for i in range(4):
+        big.crop((50 * i, 30 * i, 50 * i + 64, 30 * i + 48)).save(tmp_path / f"im{i}.png")
+    args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "--viz"]
+    assert main([*args, "-o", str(tmp_path / "one"), "--writers", "1"]) == 0
+    assert main([*args, "-o", str(tmp_path / "three"), "--writers", "3"]) == 0
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len(names) == 8 and names == sorted(p.name for p in (tmp_path / "three").iterdir())
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
+    # a file that cannot be written (a folder in its place) fails its image, not the run
+    (tmp_path / "blocked" / "im2.pt").mkdir(parents=True)
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "blocked"), "--writers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "im2.png: could not write its outputs" in err and "Traceback" not in err
+    written = sorted(p.name for p in (tmp_path / "blocked").iterdir())
+    assert (
+        written == sorted(n for n in names if not n.startswith("im2_"))
+        and (tmp_path / "blocked" / "im2.pt").is_dir()
+    )  # the other images written, nothing half-written left
+    assert main([*args, "-o", str(tmp_path / "x"), "--writers", "0"]) == 2
+
+
 def test_unrecorded_backbone_and_missing_weights_are_one_line(
     upsampler, photos, tmp_path, capsys, monkeypatch
 ):

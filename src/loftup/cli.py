@@ -263,6 +263,13 @@ def _add_upsample(sub) -> None:
         "in .npy, which has no bfloat16)",
     )
     p.add_argument("--batch-size", type=int, default=1, metavar="N")
+    p.add_argument(
+        "--writers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="threads writing the files while the next images are computed (default: 2)",
+    )
     p.add_argument("--backbone", metavar="NAME", help="backbone, when MODEL does not record it")
     p.add_argument(
         "--backbone-weights", metavar="PATH", help="backbone hub id or local Hugging Face folder"
@@ -300,6 +307,8 @@ def _cmd_upsample(args) -> int:
 
     if args.batch_size < 1:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.writers < 1:
+        raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
     save_dtype = args.save_dtype or args.dtype
     if args.format == "npy" and save_dtype == "bfloat16":
         if args.save_dtype is not None:
@@ -341,6 +350,7 @@ def _cmd_upsample(args) -> int:
         rank=rank,
         world_size=world,
         save_dtype=getattr(torch, save_dtype),
+        writers=args.writers,
     )
     failed = total_failures(len(report.failed), world) + len(missing)
     if world > 1:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,41 +105,91 @@ def run(
     rank: int = 0,
     world_size: int = 1,
     save_dtype: torch.dtype = torch.float32,
+    writers: int = 2,
 ) -> Report:
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
-    ``save_dtype``) and, with ``viz``, ``stem_viz.png``."""
+    ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
+
+    The next batch's images are read and the finished ones written by ``writers`` threads while
+    the pipeline computes (a 448 x 448 x 384 float32 file is 308 MB, which takes longer to write
+    than a GPU takes to compute it); at most ``2 * writers`` outputs wait to be written. A file
+    that cannot be written is reported by name like an unreadable input; the bytes of every file
+    are the same whatever ``writers`` is.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    from .atomic import atomic_write_bytes
-    from .outputs import comparison_png, save_features
-
+    if writers < 1:
+        raise ValueError(f"writers must be >= 1, got {writers}")
     report = Report()
     mine = shard(jobs, batch_size, rank, world_size)
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
     bar = tqdm(
         total=sum(len(b) for b in mine), desc=desc, unit="img", position=rank, file=sys.stderr
     )
-    for batch in mine:
-        loaded = []
-        for job in batch:
-            try:
-                loaded.append((job, load_image_tensor(job.path)))
-            except ImageReadError as e:
-                report.failed.append((str(job.path), str(e)))
-                bar.write(f"skipped: {e}", file=sys.stderr)
+    pending: deque = deque()  # (job, future) in submission order
+
+    def collect() -> None:
+        job, done = pending.popleft()
+        try:
+            done.result()
+            report.written += 1
+        except OSError as e:
+            report.failed.append((str(job.path), f"could not write its outputs: {e}"))
+            bar.write(f"failed: {job.path}: could not write its outputs: {e}", file=sys.stderr)
+        bar.update(1)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
+        ahead = reader.submit(_read, mine[0]) if mine else None
+        for k in range(len(mine)):
+            loaded, unreadable = ahead.result()
+            if k + 1 < len(mine):
+                ahead = reader.submit(_read, mine[k + 1])
+            for job, reason in unreadable:
+                report.failed.append((str(job.path), reason))
+                bar.write(f"skipped: {reason}", file=sys.stderr)
                 bar.update(1)
-        for group in _groups(loaded):
-            images = torch.stack([img for _, img in group])
-            lr_feats, hr_feats = pipeline(images, size)
-            for i, (job, image) in enumerate(group):
-                save_features(out_dir / f"{job.stem}.{fmt}", hr_feats[i], fmt, save_dtype)
-                if viz:
-                    png = comparison_png(image, lr_feats[i], hr_feats[i], title=job.path.name)
-                    atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
-                report.written += 1
-                bar.update(1)
+            for group in _groups(loaded):
+                images = torch.stack([img for _, img in group])
+                lr_feats, hr_feats = pipeline(images, size)
+                for i, (job, image) in enumerate(group):
+                    args = (out_dir, job, fmt, save_dtype, image, lr_feats[i], hr_feats[i], viz)
+                    pending.append((job, pool.submit(_write, *args)))
+                    while len(pending) > 2 * writers:
+                        collect()
+        while pending:
+            collect()
     bar.close()
     return report
+
+
+def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[Job, str]]]:
+    """A batch's images, and the jobs whose file could not be read (with the reason)."""
+    loaded, unreadable = [], []
+    for job in batch:
+        try:
+            loaded.append((job, load_image_tensor(job.path)))
+        except ImageReadError as e:
+            unreadable.append((job, str(e)))
+    return loaded, unreadable
+
+
+#: Matplotlib and the PCA's seeded global generator serve one picture at a time.
+_VIZ_LOCK = threading.Lock()
+
+
+def _write(out_dir, job, fmt, save_dtype, image, lr_feats, hr_feats, viz: bool) -> None:
+    """One image's outputs, each written atomically (a writer thread's task)."""
+    from .atomic import atomic_write_bytes
+    from .outputs import comparison_png, save_features
+
+    save_features(out_dir / f"{job.stem}.{fmt}", hr_feats, fmt, save_dtype)
+    if viz:
+        with _VIZ_LOCK:
+            png = comparison_png(image, lr_feats, hr_feats, title=job.path.name)
+        atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
 
 
 # -- torchrun ---------------------------------------------------------------------------------
