@@ -50,7 +50,7 @@ fi
 # choices and compiled kernels are cached on disk, so later processes do not tune again. The
 # groups follow the suite's order (loftup.bench.suite.SECTIONS): the ablation, which decides
 # none of the targets, last.
-groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video" "backbones" "ablation")
+groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video,extraction" "backbones" "ablation")
 parts=()
 walls="tests=$SECONDS"
 for i in "${!groups[@]}"; do

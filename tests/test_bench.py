@@ -81,6 +81,10 @@ def test_smoke_suite_runs_every_section(tmp_path):
     # in the order SECTIONS gives (the ablation, which decides no target, last)
     assert [k for k in report["sections"] if k != "_seconds"] == list(SECTIONS["smoke"])
     assert sys.modules.get("transformers") is not None  # the backbones ran
+    ex = report["sections"]["extraction"]  # loftup upsample's loop, files really written
+    assert set(ex["images_per_s"]) == {"compute_only", "serial", "writers_1", "writers_2"}
+    assert all(v > 0 for v in ex["images_per_s"].values())
+    assert 32 * 28 * 28 * 4 / 1e6 < ex["file_mb"] < 0.11  # (32, 28, 28) float32 and a header
 
 
 def _gpu_sh(out, budget):

@@ -201,6 +201,21 @@ def capped_stream(
 BACKBONES = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12), "tiny": (32, 2, 2)}
 
 
+def dinov2_config(arch: str):
+    """transformers' ``Dinov2Config`` of a :data:`BACKBONES` shape (patch 14, 518 pretraining)."""
+    from transformers import Dinov2Config
+
+    width, layers, heads = BACKBONES[arch]
+    return Dinov2Config(
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * width,
+        patch_size=14,
+        image_size=518,
+    )
+
+
 def backbone_end_to_end(
     sizes=(224, 448),
     *,
@@ -215,7 +230,7 @@ def backbone_end_to_end(
     :func:`loftup.start_upsample`) and, on a GPU, started on a second CUDA stream (``_stream``:
     beside the backbone's kernels rather than before them); on a GPU also the same three
     replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case."""
-    from transformers import Dinov2Config, Dinov2Model
+    from transformers import Dinov2Model
 
     from ..compiled import graph_upsampler
     from ..model import LoftUp
@@ -223,15 +238,8 @@ def backbone_end_to_end(
 
     rows = []
     for arch in archs:
-        width, layers, heads = BACKBONES[arch]
-        cfg = Dinov2Config(
-            hidden_size=width,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * width,
-            patch_size=14,
-            image_size=518,
-        )
+        width = BACKBONES[arch][0]
+        cfg = dinov2_config(arch)
         for name in dtypes:
             dt = DTYPES[name]
             torch.manual_seed(0)
@@ -295,3 +303,88 @@ def _overlapped(pending, feats):
     """``pending.finish(feats())``: the backbone runs after the upsampler's image half
     (``pending``: a :class:`loftup.tiling.PendingUpsample` or a started graph upsampler)."""
     return pending.finish(feats())
+
+
+def extraction(
+    size=448,
+    *,
+    count=8,
+    arch="vits14",
+    dtype="float16",
+    writers=(1, 2, 4),
+    fmt="pt",
+    device="cuda",
+) -> dict:
+    """``loftup upsample``'s own loop (:func:`loftup.extract.run`) over ``count`` JPEG files of
+    ``size`` x ``size``, random ViT-S/14 (transformers, loaded from a local folder as real
+    weights are) + LoftUp in ``dtype``, features stored in ``dtype``: images per second of the
+    pipeline alone (images in memory, nothing written), of reading, computing and writing one
+    after the other (the loop before it overlapped them), and of the overlapped loop with each
+    number of writer threads."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+    from transformers import Dinov2Model
+
+    from ..api import load_pipeline
+    from ..extract import collect_inputs, run
+    from ..featurizers import get_featurizer
+    from ..io import load_image_tensor
+    from ..model import LoftUp
+    from ..outputs import save_features
+
+    dt = DTYPES[dtype]
+    with tempfile.TemporaryDirectory(prefix="loftup-extract-") as tmp:
+        tmp = Path(tmp)
+        torch.manual_seed(0)
+        Dinov2Model(dinov2_config(arch)).save_pretrained(tmp / "backbone")
+        featurizer = get_featurizer("dinov2_vits14", weights=tmp / "backbone")
+        pipe = load_pipeline(
+            LoftUp(dim=featurizer.dim), backbone=featurizer, device=device, dtype=dt
+        )
+        (tmp / "in").mkdir()
+        g = torch.Generator().manual_seed(0)
+        for i in range(count):  # smooth colour fields: JPEGs of a photo's size, not of noise
+            field = F.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(size, size))
+            pixels = (field[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp / "in" / f"im{i:03d}.jpg", quality=90)
+        jobs, _ = collect_inputs([str(tmp / "in")])
+        images = [load_image_tensor(j.path)[None] for j in jobs]
+        for x in images[:2]:  # warm-up: cuDNN's algorithm search, Triton's compilation
+            pipe(x)
+        sync(device)
+
+        def timed(fn) -> float:
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            return count / (time.perf_counter() - t0)
+
+        def serial(out: Path) -> None:
+            out.mkdir()
+            for job in jobs:
+                _, hr = pipe(load_image_tensor(job.path)[None])
+                save_features(out / f"{job.stem}.{fmt}", hr[0], fmt, dt)
+
+        rates = {"compute_only": timed(lambda: [pipe(x) for x in images])}
+        rates["serial"] = timed(lambda: serial(tmp / "serial"))
+        file_bytes = (tmp / "serial" / f"{jobs[0].stem}.{fmt}").stat().st_size
+        shutil.rmtree(tmp / "serial")
+        for n in writers:
+            out = tmp / f"writers{n}"
+            out.mkdir()
+            rates[f"writers_{n}"] = timed(
+                lambda out=out, n=n: run(jobs, pipe, out, fmt=fmt, save_dtype=dt, writers=n)
+            )
+            shutil.rmtree(out)
+    return {
+        "size": size,
+        "count": count,
+        "backbone": arch,
+        "dtype": dtype,
+        "file_mb": file_bytes / 1e6,
+        "images_per_s": rates,
+    }

@@ -37,6 +37,7 @@ _GPU_SECTIONS = (
     "capped_stream",
     "batches",
     "video",
+    "extraction",
     "backbones",
     "ablation",
 )
@@ -209,6 +210,17 @@ def run_suite(
         ),
     )
     section(
+        "extraction",
+        lambda: gpu.extraction(
+            s(448, 28),
+            count=s(8, 2),
+            arch=s("vits14", "tiny"),
+            writers=s((1, 2, 4), (1, 2)),
+            dtype=s("float16", "float32"),
+            device=device,
+        ),  # fmt: skip
+    )
+    section(
         "backbones",
         lambda: gpu.backbone_end_to_end(
             s((224, 448), (28, 56)),
@@ -300,7 +312,7 @@ def summary(report: dict) -> str:
     for key in ("megapixels", "big_output", "batches", "ablation", "backbones"):
         for r in sec.get(key, []) if isinstance(sec.get(key), list) else []:
             lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items()))
-    for key in ("video", "compile", "capped_stream", "stream"):
+    for key in ("video", "compile", "capped_stream", "stream", "extraction"):
         v = sec.get(key)
         if isinstance(v, dict) and "error" not in v:
             lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()))
