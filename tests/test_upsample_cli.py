@@ -81,7 +81,7 @@ def test_half_precision_features_and_their_stored_dtype(photos, upsampler, tmp_p
     args = ["upsample", img, "-m", str(upsampler), "--size", "48"]
     assert main([*args, "-o", str(tmp_path / "f32")]) == 0
     full = torch.load(tmp_path / "f32" / "coffee.pt", weights_only=True)
-    assert main([*args, "-o", str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    assert main([*args, "-o", str(tmp_path / "bf16"), "--dtype", "bf16"]) == 0  # or bfloat16
     assert "wrote bfloat16 features of 1 image(s)" in capsys.readouterr().out
     half = torch.load(tmp_path / "bf16" / "coffee.pt", weights_only=True)
     assert half.dtype == torch.bfloat16 and half.shape == full.shape == (32, 48, 72)
@@ -251,6 +251,9 @@ def test_size_argument_is_checked(capsys):
     with pytest.raises(SystemExit):
         main(["upsample", "x.png", "-o", "out", "--size", "0x5"])
     assert "expected N or HxW" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["upsample", "x.png", "-o", "out", "--dtype", "fp8"])
+    assert "choose one of float32, bfloat16, float16" in capsys.readouterr().err
 
 
 def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_path):

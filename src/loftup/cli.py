@@ -250,15 +250,17 @@ def _add_upsample(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
+        type=_precision,
         default="float32",
+        metavar="{float32,bfloat16,float16}",
         help="precision of the backbone and the upsampler (default: float32, the paper's "
         "numbers; half precision is the GPU's fast path; on a CPU bfloat16 is a little faster)",
     )
     p.add_argument(
         "--save-dtype",
-        choices=["float32", "bfloat16", "float16"],
+        type=_precision,
         default=None,
+        metavar="{float32,bfloat16,float16}",
         help="precision of the stored features (default: --dtype's; float32 for bfloat16 "
         "in .npy, which has no bfloat16)",
     )
@@ -282,6 +284,16 @@ def _add_upsample(sub) -> None:
         help="shorter side of the image the backbone sees (default: 224)",
     )
     p.set_defaults(func=_cmd_upsample)
+
+
+def _precision(text: str) -> str:
+    """A precision's name, aliases (fp16, bf16, half, fp32) accepted -> its canonical name."""
+    from .api import as_dtype
+
+    try:
+        return str(as_dtype(text)).removeprefix("torch.")
+    except LoftUpError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parse_size(text: str):
