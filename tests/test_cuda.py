@@ -92,12 +92,17 @@ def test_compiled_cuda_graphs_match_eager(model):
     assert (out.float() - eager.float()).abs().max().item() <= 2e-2
 
 
+def _half_on_gpu(model):
+    """An fp16 copy of ``model`` on the GPU with fp16 features and a float32 guidance image
+    (images stay float32 whatever the model's precision)."""
+    lr, image = _inputs()
+    return copy.deepcopy(model).cuda().half(), lr.cuda().half(), image.cuda()
+
+
 def test_cuda_graph_replays_the_eager_forward(model):
     from loftup.compiled import graph_upsampler
 
-    gpu = copy.deepcopy(model).cuda().half()
-    lr, image = _inputs()
-    lr, image = lr.cuda().half(), image.cuda()  # the guidance image stays float32
+    gpu, lr, image = _half_on_gpu(model)
     with torch.inference_mode():
         fn = graph_upsampler(gpu, lr, image)
         eager = gpu(lr, image)
@@ -128,9 +133,7 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
     from loftup import start_upsample
     from loftup.compiled import graph_upsampler
 
-    gpu = copy.deepcopy(model).cuda().half()
-    lr, image = _inputs()
-    lr, image = lr.cuda().half(), image.cuda()  # the guidance image stays float32
+    gpu, lr, image = _half_on_gpu(model)
     with torch.inference_mode():
         fn = graph_upsampler(gpu, lr, image)
         whole = fn(lr, image).clone()

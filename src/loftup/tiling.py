@@ -173,10 +173,10 @@ class PendingUpsample:
         from .model import check_inputs
 
         if self.stream is not None:  # the rest runs on the current stream, after the stem
-            now = torch.cuda.current_stream(self.image.device)
-            now.wait_stream(self.stream)
+            current = torch.cuda.current_stream(self.image.device)
+            current.wait_stream(self.stream)
             for t in self.queries:  # allocated on the side stream, freed after use on this one
-                t.record_stream(now)
+                t.record_stream(current)
             self.stream = None
         m = self.model
         now = _settings(m, self.image.device) if self.queries is not None else None
