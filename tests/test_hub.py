@@ -198,6 +198,9 @@ def test_offline_without_cache_names_repo_file_and_local_path(tmp_path):
     assert res.returncode != 0
     msg = res.stderr.strip().splitlines()[-1]
     assert "haiwen/loftup-clip" in msg and "pytorch_model.bin" in msg and "local path" in msg
+    # both ways of passing the file: Python and the command line
+    assert "load_upsampler('/path/to/pytorch_model.bin')" in msg
+    assert "loftup upsample -m /path/to/pytorch_model.bin" in msg
     res = run_cli(["download", "loftup_clip"], env)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr

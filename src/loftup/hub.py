@@ -248,7 +248,10 @@ def download(name: str) -> Path:
         ckpt.repo_id,
         ckpt.filename,
         what=ckpt.name,
-        local_hint=f"load_upsampler('/path/to/{ckpt.filename}')",
+        local_hint=(
+            f"load_upsampler('/path/to/{ckpt.filename}') or `loftup upsample -m "
+            f"/path/to/{ckpt.filename}`"
+        ),
     )
 
 
