@@ -81,10 +81,29 @@ def test_smoke_suite_runs_every_section(tmp_path):
     # in the order SECTIONS gives (the ablation, which decides no target, last)
     assert [k for k in report["sections"] if k != "_seconds"] == list(SECTIONS["smoke"])
     assert sys.modules.get("transformers") is not None  # the backbones ran
+    rows = report["sections"]["backbones"]
+    assert rows and not [r["errors"] for r in rows if "errors" in r]
+    assert all("backbone+loftup_overlap_s" in r for r in rows)  # pre-flown, kept, timed
     ex = report["sections"]["extraction"]  # loftup upsample's loop, files really written
     assert set(ex["images_per_s"]) == {"compute_only", "serial", "writers_1", "writers_2"}
     assert all(v > 0 for v in ex["images_per_s"].values())
     assert 32 * 28 * 28 * 4 / 1e6 < ex["file_mb"] < 0.11  # (32, 28, 28) float32 and a header
+
+
+def test_a_failing_variant_is_dropped_with_its_error_and_the_others_kept():
+    """One end-to-end variant failing on a GPU (a path never run before) must not cost the
+    section the figures of the others."""
+    from loftup.bench.gpu import _preflight
+
+    ran = []
+
+    def broken():
+        raise RuntimeError("CUDA error: invalid resource handle")
+
+    cases = {"base": lambda: ran.append("base"), "bad": broken, "good": lambda: ran.append("good")}
+    errors = _preflight(cases, keep=("base",))
+    assert list(cases) == ["base", "good"] and ran == ["good"]  # the kept case is not pre-run
+    assert errors == {"bad": "RuntimeError: CUDA error: invalid resource handle"}
 
 
 def _gpu_sh(out, budget):

@@ -268,21 +268,32 @@ def backbone_end_to_end(
                     cases["backbone+loftup_stream"] = lambda feats=feats, x=x, up=up, s=side: (
                         _overlapped(start_upsample(up, x, stream=s), feats)
                     )
+                row = {"backbone": arch, "dtype": name, "size": size}
                 if graphs and x.is_cuda:  # the backbone eager, LoftUp replayed from a graph
-                    with torch.inference_mode():
-                        g = graph_upsampler(up, feats(), x)
-                        g.start(x)  # captures the two halves
-                        g.finish(feats())
-                    cases["backbone+loftup_graph"] = lambda feats=feats, x=x, g=g: g(feats(), x)
-                    cases["backbone+loftup_graph_overlap"] = lambda feats=feats, x=x, g=g: (
-                        _overlapped(g.start(x), feats)
-                    )
-                    cases["backbone+loftup_graph_stream"] = lambda feats=feats, x=x, g=g, s=side: (
-                        _overlapped(g.start(x, stream=s), feats)
-                    )
+                    try:
+                        with torch.inference_mode():
+                            g = graph_upsampler(up, feats(), x)
+                            g.start(x)  # captures the two halves
+                            g.finish(feats())
+                    except Exception as e:  # noqa: BLE001 - keep the eager rows
+                        row["errors"] = {"graph": f"{type(e).__name__}: {e}"}
+                    else:
+                        cases["backbone+loftup_graph"] = lambda feats=feats, x=x, g=g: g(feats(), x)
+                        cases["backbone+loftup_graph_overlap"] = lambda feats=feats, x=x, g=g: (
+                            _overlapped(g.start(x), feats)
+                        )
+                        cases["backbone+loftup_graph_stream"] = (
+                            lambda feats=feats, x=x, g=g, s=side: _overlapped(
+                                g.start(x, stream=s), feats
+                            )
+                        )
+                errors = _preflight(
+                    cases, keep=("backbone", "backbone+bilinear", "backbone+loftup")
+                )
+                if errors:
+                    row.setdefault("errors", {}).update(errors)
                 with torch.inference_mode():
                     t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
-                row = {"backbone": arch, "dtype": name, "size": size}
                 row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
                 for case in (
                     "loftup",
@@ -297,6 +308,21 @@ def backbone_end_to_end(
                         row[f"{case}_over_bilinear"] = ratio
                 rows.append(row)
     return rows
+
+
+def _preflight(cases: dict, keep: tuple) -> dict:
+    """Run each case of ``cases`` not in ``keep`` once; drop those that raise (from ``cases``,
+    in place) and return their errors by name, so that one variant failing on a machine keeps
+    the others' figures (the ``keep`` cases run unguarded: without them nothing compares)."""
+    errors = {}
+    for name in [k for k in cases if k not in keep]:
+        try:
+            with torch.inference_mode():
+                cases[name]()
+        except Exception as e:  # noqa: BLE001 - recorded with the row
+            errors[name] = f"{type(e).__name__}: {e}"
+            del cases[name]
+    return errors
 
 
 def _overlapped(pending, feats):
