@@ -112,6 +112,14 @@ def test_npy_streaming_writes_the_output(small, tmp_path, layout, dtype):
     assert arr.shape == np.load(path, mmap_mode="r").shape
 
 
+def test_npy_streaming_that_fails_leaves_nothing(small, tmp_path):
+    lr, image = torch.randn(1, 31, 4, 4), torch.randn(1, 3, 45, 38)  # 31 channels, not 32
+    path = tmp_path / "feats.npy"
+    with pytest.raises(RuntimeError):  # in the first tile, after the file was made
+        upsample_to_npy(small, lr, image, path, tile_size=20)
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_streaming_arguments_are_named(small, tmp_path):
     lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match="layout"):

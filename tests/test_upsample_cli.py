@@ -121,6 +121,50 @@ def test_precision_names():
         feature_bytes(torch.zeros(1, 2, 2), "npy", torch.bfloat16)
 
 
+@pytest.mark.parametrize(
+    "fmt,dtype",
+    [
+        ("pt", torch.float32),
+        ("pt", torch.bfloat16),
+        ("npy", torch.float16),
+        ("safetensors", torch.float32),
+        ("safetensors", torch.bfloat16),
+    ],
+)
+def test_a_feature_file_filled_in_place_is_what_save_features_writes(tmp_path, fmt, dtype):
+    from loftup.outputs import FeatureFile, feature_bytes
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 9)
+    path = tmp_path / f"a.{fmt}"
+    f = FeatureFile(path, fmt, dtype, x.shape)
+    assert not path.exists() and len(list(tmp_path.iterdir())) == (2 if fmt == "pt" else 1)
+    f.features[:, :4] = x[:, :4].to(dtype)  # in two pieces, as tiles arrive
+    f.features[:, 4:] = x[:, 4:].to(dtype)
+    f.commit()
+    assert path.read_bytes() == feature_bytes(x, fmt, dtype)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    g = FeatureFile(path, fmt, dtype, x.shape)  # a second one, given up: the first stays
+    g.features.fill_(1)
+    g.discard()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert path.read_bytes() == feature_bytes(x, fmt, dtype)
+
+
+def test_a_feature_file_names_what_it_cannot_store(tmp_path):
+    from loftup.outputs import FeatureFile
+
+    with pytest.raises(ValueError, match="no bfloat16"):
+        FeatureFile(tmp_path / "a.npy", "npy", torch.bfloat16, (2, 3, 4))
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        FeatureFile(tmp_path / "a.pt", "pt", torch.float64, (2, 3, 4))
+    with pytest.raises(ValueError, match="unknown format"):
+        FeatureFile(tmp_path / "a.h5", "h5", torch.float32, (2, 3, 4))
+    with pytest.raises(ValueError, match="positive sizes"):
+        FeatureFile(tmp_path / "a.pt", "pt", torch.float32, (2, 0, 4))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_pipeline_keeps_its_precision(upsampler):
     pipe = loftup.load_pipeline(upsampler, dtype="float16", device="cpu")
     assert pipe.dtype == torch.float16
@@ -190,6 +234,64 @@ def test_writer_threads_give_the_same_bytes_and_name_what_they_cannot_write(
         and (tmp_path / "blocked" / "im2.pt").is_dir()
     )  # the other images written, nothing half-written left
     assert main([*args, "-o", str(tmp_path / "x"), "--writers", "0"]) == 2
+
+
+def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys):
+    """--stream-above 0 writes every output tile by tile through a memory map: the same bytes
+    as holding it whole, in every format and stored dtype, batched or not, pictures too."""
+    args = ["upsample", str(photos), "-m", str(upsampler), "--viz", "--size", "260"]
+    runs = [  # 260 x 260 and 260 x 390 outputs: 2 x 2 tiles of 256 each on the CPU
+        ["--format", "pt", "--batch-size", "2"],
+        ["--format", "npy", "--save-dtype", "float16"],
+        ["--format", "safetensors", "--dtype", "bfloat16"],
+    ]
+    for i, extra in enumerate(runs):
+        whole, streamed = tmp_path / f"whole{i}", tmp_path / f"streamed{i}"
+        assert main([*args, *extra, "-o", str(whole)]) == 0
+        assert main([*args, *extra, "-o", str(streamed), "--stream-above", "0"]) == 0
+        names = sorted(p.name for p in whole.iterdir())
+        assert len(names) == 4 and names == sorted(p.name for p in streamed.iterdir())
+        for name in names:  # no temporary file left either
+            assert (whole / name).read_bytes() == (streamed / name).read_bytes(), (extra, name)
+    # an output that cannot be put in place (a folder there) fails its image only
+    (tmp_path / "blocked" / "coffee.pt").mkdir(parents=True)
+    capsys.readouterr()
+    code = main([*args, "-o", str(tmp_path / "blocked"), "--stream-above", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "coffee.jpg: could not write its outputs" in err
+    assert "Traceback" not in err
+    left = sorted(p.name for p in (tmp_path / "blocked").iterdir())
+    assert left == ["astronaut.pt", "astronaut_viz.png", "coffee.pt"]  # and nothing half-written
+    assert main([*args, "-o", str(tmp_path / "x"), "--stream-above", "-1"]) == 2
+
+
+def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path):
+    """Streamed, the pipeline hands the output over tile by tile and never returns it whole;
+    above the threshold only (the default, 1 GB, is far above these outputs)."""
+    from loftup.extract import collect_inputs, run
+
+    pipe = loftup.load_pipeline(upsampler, device="cpu")
+    returned, tiles = [], []
+
+    def spy(images, size=None, callback=None):
+        def counted(tile, feats):
+            tiles.append((tile.rows, tile.cols))
+            callback(tile, feats)
+
+        lr, hr = pipe(images, size, callback=None if callback is None else counted)
+        returned.append(hr)
+        return lr, hr
+
+    spy.upsampler, spy.dtype = pipe.upsampler, pipe.dtype
+    jobs, _ = collect_inputs([str(photos / "coffee.jpg")])
+    assert run(jobs, spy, tmp_path / "a", size=300, stream_above=32 * 300 * 450 * 4 - 1).written
+    assert returned == [None] and len(tiles) == 4  # 2 x 2 tiles of 256 on the CPU
+    assert run(jobs, spy, tmp_path / "b", size=300).written  # 17 MB: held whole
+    assert returned[1].shape == (1, 32, 300, 450) and len(tiles) == 4
+    a = torch.load(tmp_path / "a" / "coffee.pt", weights_only=True)
+    assert torch.equal(a, torch.load(tmp_path / "b" / "coffee.pt", weights_only=True))
+    assert not run(jobs, spy, tmp_path / "c", size=300, stream_above=32 * 300 * 450 * 4).failed
+    assert returned[2] is not None  # exactly at the threshold: held whole
 
 
 def test_unrecorded_backbone_and_missing_weights_are_one_line(

@@ -272,6 +272,15 @@ def _add_upsample(sub) -> None:
         metavar="N",
         help="threads writing the files while the next images are computed (default: 2)",
     )
+    p.add_argument(
+        "--stream-above",
+        type=float,
+        default=1.0,
+        metavar="GB",
+        help="an image whose features take more than GB (default: 1) is written tile by tile "
+        "into its file through a memory map, never held whole: any size in the memory of a "
+        "tile, the same bytes (0: every image)",
+    )
     p.add_argument("--backbone", metavar="NAME", help="backbone, when MODEL does not record it")
     p.add_argument(
         "--backbone-weights", metavar="PATH", help="backbone hub id or local Hugging Face folder"
@@ -321,6 +330,8 @@ def _cmd_upsample(args) -> int:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.writers < 1:
         raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
+    if not args.stream_above >= 0:  # also NaN
+        raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")
     save_dtype = args.save_dtype or args.dtype
     if args.format == "npy" and save_dtype == "bfloat16":
         if args.save_dtype is not None:
@@ -363,6 +374,7 @@ def _cmd_upsample(args) -> int:
         world_size=world,
         save_dtype=getattr(torch, save_dtype),
         writers=args.writers,
+        stream_above=args.stream_above * 1e9,
     )
     failed = total_failures(len(report.failed), world) + len(missing)
     if world > 1:

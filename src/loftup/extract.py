@@ -26,6 +26,10 @@ import torch
 
 from .io import IMAGE_SUFFIXES, ImageReadError, load_image_tensor
 
+#: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
+#: 800 x 800 output of 384 float32 channels.
+STREAM_ABOVE = 1e9
+
 
 @dataclass
 class Job:
@@ -106,6 +110,7 @@ def run(
     world_size: int = 1,
     save_dtype: torch.dtype = torch.float32,
     writers: int = 2,
+    stream_above: float = STREAM_ABOVE,
 ) -> Report:
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
     ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
@@ -115,6 +120,12 @@ def run(
     than a GPU takes to compute it); at most ``2 * writers`` outputs wait to be written. A file
     that cannot be written is reported by name like an unreadable input; the bytes of every file
     are the same whatever ``writers`` is.
+
+    Images whose features would take more than ``stream_above`` bytes (in the computing or the
+    stored dtype, whichever is wider) are written tile by tile into their files through memory
+    maps (:class:`loftup.outputs.FeatureFile`) instead of being held whole: the memory of a tile
+    whatever the size (a 12-megapixel photo's 384-channel features are 18 GB in float32), and
+    the same bytes (0: every image so).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +164,20 @@ def run(
                 bar.update(1)
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])
+                if _feature_bytes(pipeline, images, size, save_dtype) > stream_above:
+                    tasks = _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype)
+                    for job, task in tasks:
+                        if isinstance(task, str):  # its file could not even be made
+                            report.failed.append((str(job.path), task))
+                            bar.write(f"failed: {job.path}: {task}", file=sys.stderr)
+                            bar.update(1)
+                            continue
+                        feats_file, image, lr = task
+                        args = (out_dir, job, feats_file, image, lr, viz)
+                        pending.append((job, pool.submit(_commit, *args)))
+                        while len(pending) > 2 * writers:
+                            collect()
+                    continue
                 lr_feats, hr_feats = pipeline(images, size)
                 for i, (job, image) in enumerate(group):
                     args = (out_dir, job, fmt, save_dtype, image, lr_feats[i], hr_feats[i], viz)
@@ -176,6 +201,69 @@ def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[
     return loaded, unreadable
 
 
+def _feature_bytes(pipeline, images: torch.Tensor, size, save_dtype: torch.dtype) -> int:
+    """Bytes of one image's upsampled features, in the wider of the two dtypes."""
+    from .api import output_size
+
+    height, width = output_size(size, *images.shape[-2:])
+    item = max(pipeline.dtype.itemsize, save_dtype.itemsize)
+    return pipeline.upsampler.config.dim * height * width * item
+
+
+def _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype) -> list:
+    """Compute a group straight into memory-mapped feature files, tile by tile: for each job
+    (its :class:`FeatureFile`, image, low-res features), or the reason its file could not be
+    made. Nothing is left behind if the computation fails."""
+    from .api import output_size
+    from .outputs import FeatureFile
+
+    height, width = output_size(size, *images.shape[-2:])
+    shape = (pipeline.upsampler.config.dim, height, width)
+    files: list = []
+    try:
+        for job, _ in group:
+            try:
+                files.append(FeatureFile(out_dir / f"{job.stem}.{fmt}", fmt, save_dtype, shape))
+            except OSError as e:
+                files.append(f"could not write its outputs: {e}")
+
+        def put(tile, feats: torch.Tensor) -> None:
+            feats = feats.to("cpu", save_dtype)
+            for j, i in enumerate(range(*tile.batch.indices(len(files)))):
+                if not isinstance(files[i], str):
+                    files[i].features[:, tile.rows, tile.cols] = feats[j]
+
+        lr_feats, _ = pipeline(images, size, callback=put)
+    except BaseException:
+        for f in files:
+            if not isinstance(f, str):
+                f.discard()
+        raise
+    return [
+        (job, f if isinstance(f, str) else (f, image, lr_feats[i]))
+        for i, ((job, image), f) in enumerate(zip(group, files))
+    ]
+
+
+def _commit(out_dir, job, feats_file, image, lr_feats, viz: bool) -> None:
+    """A streamed image's outputs: its picture drawn from the map, then its file put in place
+    (a writer thread's task)."""
+    from .atomic import atomic_write_bytes
+    from .outputs import comparison_png
+
+    try:
+        png = None
+        if viz:
+            with _VIZ_LOCK:
+                png = comparison_png(image, lr_feats, feats_file.features, title=job.path.name)
+        feats_file.commit()
+    except BaseException:
+        feats_file.discard()
+        raise
+    if png is not None:
+        atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
+
+
 #: Matplotlib and the PCA's seeded global generator serve one picture at a time.
 _VIZ_LOCK = threading.Lock()
 
@@ -186,9 +274,9 @@ def _write(out_dir, job, fmt, save_dtype, image, lr_feats, hr_feats, viz: bool) 
     from .outputs import comparison_png, save_features
 
     save_features(out_dir / f"{job.stem}.{fmt}", hr_feats, fmt, save_dtype)
-    if viz:
+    if viz:  # the picture of what the file holds (as a streamed output's is)
         with _VIZ_LOCK:
-            png = comparison_png(image, lr_feats, hr_feats, title=job.path.name)
+            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=job.path.name)
         atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
 
 

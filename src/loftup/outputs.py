@@ -7,13 +7,27 @@ bytes depend only on the values: the same features give the same file, run after
 from __future__ import annotations
 
 import io
+import json
+import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .atomic import atomic_write_bytes
 
 FORMATS = ("pt", "npy", "safetensors")
+
+
+def _check_format(fmt: str, dtype: torch.dtype) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "npy" and dtype == torch.bfloat16:
+        raise ValueError(
+            "NumPy (.npy) has no bfloat16; store float32 or float16, or choose the pt or "
+            "safetensors format"
+        )
 
 
 def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32) -> bytes:
@@ -22,19 +36,13 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
     pt: a plain tensor (``torch.load(path, weights_only=True)``); npy: an array (``numpy.load``;
     NumPy has no bfloat16); safetensors: the tensor under the key ``"features"``.
     """
-    if fmt == "npy" and dtype == torch.bfloat16:
-        raise ValueError(
-            "NumPy (.npy) has no bfloat16; store float32 or float16, or choose the pt or "
-            "safetensors format"
-        )
+    _check_format(fmt, dtype)
     feats = feats.detach().to("cpu", dtype).contiguous().clone()  # own storage only
     if fmt == "pt":
         buf = io.BytesIO()
         torch.save(feats, buf)
         return buf.getvalue()
     if fmt == "npy":
-        import numpy as np
-
         buf = io.BytesIO()
         np.save(buf, feats.numpy(), allow_pickle=False)
         return buf.getvalue()
@@ -42,7 +50,7 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
         from safetensors.torch import save
 
         return save({"features": feats})
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise AssertionError(fmt)  # _check_format knows every format
 
 
 def save_features(
@@ -52,23 +60,144 @@ def save_features(
     atomic_write_bytes(path, feature_bytes(feats, fmt, dtype))
 
 
+#: How each stored dtype is mapped (NumPy has no bfloat16: its 16 bits as unsigned integers),
+#: and its name in a safetensors header.
+_MAPPED = {
+    torch.float32: (np.float32, "F32"),
+    torch.float16: (np.float16, "F16"),
+    torch.bfloat16: (np.uint16, "BF16"),
+}
+
+
+class FeatureFile:
+    """A feature file filled in place through a memory map, tile by tile: an output of any
+    size in the memory of one tile, and the same bytes as :func:`save_features` writes for the
+    same values (tested for every format and dtype).
+
+        f = FeatureFile("feats/a.npy", "npy", torch.float32, (384, 4000, 3000))
+        f.features[:, rows, cols] = tile     # a (C, H, W) tensor mapping the file's data
+        f.commit()                           # complete: renamed onto its path
+        # or f.discard(): nothing is left behind
+
+    The file is made under a temporary name in the destination folder and its space reserved
+    at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
+    map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
+    saved into the archive at ``commit`` (twice its size on disk for a moment).
+    """
+
+    def __init__(self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple) -> None:
+        _check_format(fmt, dtype)
+        if dtype not in _MAPPED:
+            raise ValueError(f"features are stored as float32, float16 or bfloat16, not {dtype}")
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"expected a (C, H, W) shape with positive sizes, got {shape}")
+        self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
+        np_dtype, st_name = _MAPPED[dtype]
+        nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+        self._tmp = self._temp()
+        self._raw = None  # the .pt data, mapped beside the archive
+        try:
+            if fmt == "npy":
+                header = io.BytesIO()  # exactly what numpy.save writes before the data
+                descr = np.lib.format.dtype_to_descr(np.dtype(np_dtype))
+                d = {"descr": descr, "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(header, d)
+                mapped = self._reserve(self._tmp, header.getvalue(), nbytes)
+            elif fmt == "safetensors":  # a little-endian length, a JSON header padded to 8
+                meta = {
+                    "features": {
+                        "dtype": st_name,
+                        "shape": list(shape),
+                        "data_offsets": [0, nbytes],
+                    }
+                }
+                text = json.dumps(meta, separators=(",", ":")).encode()
+                text += b" " * (-len(text) % 8)
+                mapped = self._reserve(self._tmp, len(text).to_bytes(8, "little") + text, nbytes)
+            else:
+                self._raw = self._temp()
+                mapped = self._reserve(self._raw, b"", nbytes)
+            self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
+        except BaseException:
+            self.discard()
+            raise
+        t = torch.from_numpy(self._map)
+        #: (C, H, W) in ``dtype``, mapping the file's data: write the features here.
+        self.features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+
+    def _temp(self) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        return tmp
+
+    @staticmethod
+    def _reserve(tmp: str, header: bytes, nbytes: int) -> tuple[str, int]:
+        """Write ``header`` and reserve ``nbytes`` after it: (file, offset of the data)."""
+        with open(tmp, "r+b") as f:
+            f.write(header)
+            f.flush()
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), len(header), nbytes)  # ENOSPC now, not SIGBUS later
+            else:
+                f.truncate(len(header) + nbytes)
+        return tmp, len(header)
+
+    def commit(self) -> None:
+        """Flush the data and put the complete file in place (renamed onto ``path``)."""
+        try:
+            self._map.flush()
+            if self.fmt == "pt":
+                with open(self._tmp, "wb") as f:
+                    torch.save(self.features, f)
+            self.features = self._map = None
+            if self._raw is not None:
+                os.unlink(self._raw)
+                self._raw = None
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the map and the temporary files; ``path`` is left as it was."""
+        self.features = self._map = None
+        for name in ("_tmp", "_raw"):
+            tmp = getattr(self, name, None)
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+            setattr(self, name, None)
+
+
+#: Upsampled features larger than this (in pixels, either side) are drawn from every k-th row
+#: and column, k the smallest that fits (the figure's panels are about 400 pixels wide).
+DISPLAY_SIDE = 1024
+
+
 def comparison_png(
     image: torch.Tensor, lr_feats: torch.Tensor, hr_feats: torch.Tensor, title: str = ""
 ) -> bytes:
     """PNG of input | low-res PCA | upsampled PCA, one PCA basis fitted on the low-res features.
 
-    image (3, H0, W0) in [0, 1]; lr_feats (C, h, w); hr_feats (C, H, W). The PCA is seeded, so
-    the picture is the same on every run.
+    image (3, H0, W0) in [0, 1]; lr_feats (C, h, w); hr_feats (C, H, W), drawn from every k-th
+    row and column when larger than :data:`DISPLAY_SIDE` (so a memory-mapped output of any size
+    is never copied whole). The PCA is seeded, so the picture is the same on every run.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from .viz import pca_pair
 
+    (h, w), (height, width) = lr_feats.shape[-2:], hr_feats.shape[-2:]
+    step = -(-max(height, width) // DISPLAY_SIDE)  # a panel shows a few hundred pixels anyway
+    shown = hr_feats[:, ::step, ::step].float().cpu()  # a strided copy: any size in little memory
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lr_rgb, hr_rgb = pca_pair(lr_feats[None].float().cpu(), hr_feats[None].float().cpu())
-    (h, w), (height, width) = lr_feats.shape[-2:], hr_feats.shape[-2:]
+        lr_rgb, hr_rgb = pca_pair(lr_feats[None].float().cpu(), shown[None])
     panels = [
         (image.cpu().clamp(0, 1), f"input {image.shape[-2]}x{image.shape[-1]}"),
         (lr_rgb[0], f"low-res {h}x{w}"),

@@ -168,8 +168,13 @@ class PendingUpsample:
     settings: tuple  # (tile_size, chunk_size, conv, folded weights) when started
     stream: object = None  # the CUDA stream the image's half was queued on, if not the current
 
-    def finish(self, lr_feats: torch.Tensor) -> torch.Tensor:
-        """The output, (B, C, H, W): exactly ``model(lr_feats, image)``."""
+    def finish(self, lr_feats: torch.Tensor, callback=None) -> torch.Tensor | None:
+        """The output, (B, C, H, W): exactly ``model(lr_feats, image)``.
+
+        ``callback``: ``fn(tile, feats)`` gets the output tile by tile instead (as
+        :func:`upsample`'s), nothing is kept and None is returned: an output of any size in
+        the memory of one tile (the values are the same).
+        """
         from .model import check_inputs
 
         if self.stream is not None:  # the rest runs on the current stream, after the stem
@@ -181,13 +186,24 @@ class PendingUpsample:
         m = self.model
         now = _settings(m, self.image.device) if self.queries is not None else None
         if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
-            return m(lr_feats, self.image)  # not started, or the model changed since
-        check_inputs(lr_feats, self.image, m.config.dim)
-        tile_size, chunk_size, conv, _ = self.settings
+            # not started, or the model changed since
+            if callback is None:
+                return m(lr_feats, self.image)
+            check_inputs(lr_feats, self.image, m.config.dim)
+            if not m.uses_fast_path(lr_feats, self.image):  # whole, as the model computes it
+                b, _, height, width = self.image.shape
+                callback(
+                    Tile(slice(0, b), slice(0, height), slice(0, width)), m(lr_feats, self.image)
+                )
+                return None
+            tile_size, chunk_size, conv, queries = m.tile_size, m.chunk_size, m.conv, None
+        else:
+            check_inputs(lr_feats, self.image, m.config.dim)
+            (tile_size, chunk_size, conv, _), queries = self.settings, self.queries
         with torch.no_grad():
             return upsample(
                 m, lr_feats, self.image, tile_size=tile_size, chunk_size=chunk_size, conv=conv,
-                _queries=self.queries,
+                callback=callback, _queries=queries,
             )  # fmt: skip
 
 
@@ -362,16 +378,21 @@ def upsample_to_npy(
         else:
             mm[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1).numpy()
 
-    upsample(
-        model,
-        lr_feats,
-        image,
-        tile_size=tile_size,
-        chunk_size=chunk_size,
-        conv=conv,
-        callback=write,
-        progress=progress,
-    )
-    mm.flush()
-    os.replace(tmp, path)
+    try:
+        upsample(
+            model,
+            lr_feats,
+            image,
+            tile_size=tile_size,
+            chunk_size=chunk_size,
+            conv=conv,
+            callback=write,
+            progress=progress,
+        )
+        mm.flush()
+        os.replace(tmp, path)
+    except BaseException:  # interrupted or failed: no partial file left behind
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return np.load(path, mmap_mode="r")
