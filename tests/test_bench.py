@@ -85,7 +85,13 @@ def test_smoke_suite_runs_every_section(tmp_path):
     assert rows and not [r["errors"] for r in rows if "errors" in r]
     assert all("backbone+loftup_overlap_s" in r for r in rows)  # pre-flown, kept, timed
     ex = report["sections"]["extraction"]  # loftup upsample's loop, files really written
-    assert set(ex["images_per_s"]) == {"compute_only", "serial", "writers_1", "writers_2"}
+    assert set(ex["images_per_s"]) == {
+        "compute_only",
+        "serial",
+        "writers_1",
+        "writers_2",
+        "streamed_writers_2",
+    }
     assert all(v > 0 for v in ex["images_per_s"].values())
     assert 32 * 28 * 28 * 4 / 1e6 < ex["file_mb"] < 0.11  # (32, 28, 28) float32 and a header
 

@@ -345,8 +345,9 @@ def extraction(
     ``size`` x ``size``, random ViT-S/14 (transformers, loaded from a local folder as real
     weights are) + LoftUp in ``dtype``, features stored in ``dtype``: images per second of the
     pipeline alone (images in memory, nothing written), of reading, computing and writing one
-    after the other (the loop before it overlapped them), and of the overlapped loop with each
-    number of writer threads."""
+    after the other (the loop before it overlapped them), of the overlapped loop with each
+    number of writer threads, and with every output streamed into its file tile by tile (what
+    ``--stream-above`` does for large ones)."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -406,6 +407,11 @@ def extraction(
                 lambda out=out, n=n: run(jobs, pipe, out, fmt=fmt, save_dtype=dt, writers=n)
             )
             shutil.rmtree(out)
+        out = tmp / "streamed"  # every output tile by tile into its memory-mapped file
+        out.mkdir()
+        rates["streamed_writers_2"] = timed(
+            lambda: run(jobs, pipe, out, fmt=fmt, save_dtype=dt, writers=2, stream_above=0)
+        )
     return {
         "size": size,
         "count": count,
