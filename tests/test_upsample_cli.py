@@ -151,6 +151,30 @@ def test_a_feature_file_filled_in_place_is_what_save_features_writes(tmp_path, f
     assert path.read_bytes() == feature_bytes(x, fmt, dtype)
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="reserves space with fallocate")
+def test_no_room_for_a_streamed_output_fails_that_image_at_once(photos, upsampler, tmp_path):
+    """The space of a streamed file is reserved before anything is computed into it: where
+    there is no room (here a 4 MB limit on file sizes), that image fails by name, nothing is
+    left behind, and the run goes on (1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not)."""
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))\n"
+        "from loftup.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "out"
+    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    args += ["-o", str(out), "--size", "100", "--stream-above", "0"]
+    res = subprocess.run(
+        [sys.executable, "-c", code, "upsample", *args], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 1, res.stderr
+    assert "coffee.jpg: could not write its outputs" in res.stderr
+    assert "File too large" in res.stderr and "Traceback" not in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.pt"]
+
+
 def test_a_feature_file_names_what_it_cannot_store(tmp_path):
     from loftup.outputs import FeatureFile
 

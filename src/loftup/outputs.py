@@ -6,6 +6,7 @@ bytes depend only on the values: the same features give the same file, run after
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -67,6 +68,10 @@ _MAPPED = {
     torch.float16: (np.float16, "F16"),
     torch.bfloat16: (np.uint16, "BF16"),
 }
+
+
+#: posix_fallocate's answers that mean "not supported" rather than "no room".
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 
 
 class FeatureFile:
@@ -140,9 +145,11 @@ class FeatureFile:
         with open(tmp, "r+b") as f:
             f.write(header)
             f.flush()
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(f.fileno(), len(header), nbytes)  # ENOSPC now, not SIGBUS later
-            else:
+            try:  # ENOSPC now, not SIGBUS on a write through the map later
+                os.posix_fallocate(f.fileno(), len(header), nbytes)
+            except (AttributeError, OSError) as e:  # no such call here, or not on this file system
+                if getattr(e, "errno", None) not in (None, *_NO_FALLOCATE):
+                    raise
                 f.truncate(len(header) + nbytes)
         return tmp, len(header)
 
