@@ -132,7 +132,7 @@ def test_precision_names():
     ],
 )
 def test_a_feature_file_filled_in_place_is_what_save_features_writes(tmp_path, fmt, dtype):
-    from loftup.outputs import FeatureFile, feature_bytes
+    from loftup.outputs import FeatureFile, feature_bytes, save_features
 
     torch.manual_seed(0)
     x = torch.randn(5, 7, 9)
@@ -143,6 +143,11 @@ def test_a_feature_file_filled_in_place_is_what_save_features_writes(tmp_path, f
     f.features[:, 4:] = x[:, 4:].to(dtype)
     f.commit()
     assert path.read_bytes() == feature_bytes(x, fmt, dtype)
+    # straight into the file, alike: from a view of a larger storage, and channels-last
+    for view in (torch.cat([x, x])[:5], x.permute(1, 2, 0).contiguous().permute(2, 0, 1)):
+        save_features(tmp_path / "b", view, fmt, dtype)
+        assert (tmp_path / "b").read_bytes() == path.read_bytes()
+        (tmp_path / "b").unlink()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     g = FeatureFile(path, fmt, dtype, x.shape)  # a second one, given up: the first stays
     g.features.fill_(1)

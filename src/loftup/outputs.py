@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write
 
 FORMATS = ("pt", "npy", "safetensors")
 
@@ -31,6 +31,27 @@ def _check_format(fmt: str, dtype: torch.dtype) -> None:
         )
 
 
+def _stored(feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``feats`` on the CPU as ``dtype``, contiguous and alone in its storage (``torch.save``
+    writes a view's whole storage), copied only where it is not so already."""
+    t = feats.detach().to("cpu", dtype).contiguous()
+    if t.storage_offset() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        t = t.clone()
+    return t
+
+
+def _serialise(feats: torch.Tensor, fmt: str, f) -> None:
+    """Write stored features to the binary file object ``f``."""
+    if fmt == "pt":
+        torch.save(feats, f)
+    elif fmt == "npy":
+        np.save(f, feats.numpy(), allow_pickle=False)
+    else:
+        from safetensors.torch import save
+
+        f.write(save({"features": feats}))
+
+
 def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32) -> bytes:
     """Features (C, H, W) serialised as ``fmt``, stored as ``dtype``.
 
@@ -38,27 +59,30 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
     NumPy has no bfloat16); safetensors: the tensor under the key ``"features"``.
     """
     _check_format(fmt, dtype)
-    feats = feats.detach().to("cpu", dtype).contiguous().clone()  # own storage only
-    if fmt == "pt":
-        buf = io.BytesIO()
-        torch.save(feats, buf)
-        return buf.getvalue()
-    if fmt == "npy":
-        buf = io.BytesIO()
-        np.save(buf, feats.numpy(), allow_pickle=False)
-        return buf.getvalue()
-    if fmt == "safetensors":
-        from safetensors.torch import save
-
-        return save({"features": feats})
-    raise AssertionError(fmt)  # _check_format knows every format
+    buf = io.BytesIO()
+    _serialise(_stored(feats, dtype), fmt, buf)
+    return buf.getvalue()
 
 
 def save_features(
     path: str | Path, feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32
 ) -> None:
-    """Write features (C, H, W) to ``path`` atomically, stored as ``dtype``."""
-    atomic_write_bytes(path, feature_bytes(feats, fmt, dtype))
+    """Write features (C, H, W) to ``path`` atomically, stored as ``dtype``: the bytes of
+    :func:`feature_bytes`, serialised straight into the file (no copy in memory besides the
+    stored tensor, itself the features when they are already contiguous in that dtype)."""
+    _check_format(fmt, dtype)
+    t = _stored(feats, dtype)
+
+    def write(tmp: str) -> None:
+        if fmt == "safetensors":  # written from the tensor, without the bytes in memory
+            from safetensors.torch import save_file
+
+            save_file({"features": t}, tmp)
+            return
+        with open(tmp, "wb") as f:
+            _serialise(t, fmt, f)
+
+    atomic_write(path, write)
 
 
 #: How each stored dtype is mapped (NumPy has no bfloat16: its 16 bits as unsigned integers),
