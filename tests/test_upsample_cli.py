@@ -302,12 +302,13 @@ def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path):
     pipe = loftup.load_pipeline(upsampler, device="cpu")
     returned, tiles = [], []
 
-    def spy(images, size=None, callback=None):
+    def spy(images, size=None, callback=None, progress=False):
         def counted(tile, feats):
             tiles.append((tile.rows, tile.cols))
             callback(tile, feats)
 
-        lr, hr = pipe(images, size, callback=None if callback is None else counted)
+        counted_or_none = None if callback is None else counted
+        lr, hr = pipe(images, size, callback=counted_or_none, progress=progress)
         returned.append(hr)
         return lr, hr
 

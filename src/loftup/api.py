@@ -103,7 +103,7 @@ class FeaturePipeline:
 
     @torch.inference_mode()
     def __call__(
-        self, images: torch.Tensor, size: Size = None, *, callback=None
+        self, images: torch.Tensor, size: Size = None, *, callback=None, progress: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """RGB images (B, 3, H0, W0) in [0, 1] -> (low-res (B, C, h, w), upsampled (B, C, H, W)).
 
@@ -111,6 +111,7 @@ class FeaturePipeline:
         (``feats`` (b, C, th, tw) on the device for images ``tile.batch``, rows ``tile.rows``,
         columns ``tile.cols``; see :func:`loftup.tiling.upsample`) and None is returned in
         their place: features of any size in the memory of one tile, the same values.
+        ``progress``: a bar over the tiles of an output of several.
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(
@@ -124,7 +125,7 @@ class FeaturePipeline:
         # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
         pending = start_upsample(self.upsampler, guide)
         lr_feats = self.featurizer(imagenet_normalize(resize_images(x, bb_hw)))
-        return lr_feats, pending.finish(lr_feats, callback=callback)
+        return lr_feats, pending.finish(lr_feats, callback=callback, progress=progress)
 
 
 def load_pipeline(

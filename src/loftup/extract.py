@@ -165,7 +165,9 @@ def run(
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])
                 if _feature_bytes(pipeline, images, size, save_dtype) > stream_above:
-                    tasks = _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype)
+                    tasks = _streamed(
+                        pipeline, images, size, group, out_dir, fmt, save_dtype, world_size == 1
+                    )
                     for job, task in tasks:
                         if isinstance(task, str):  # its file could not even be made
                             report.failed.append((str(job.path), task))
@@ -210,10 +212,11 @@ def _feature_bytes(pipeline, images: torch.Tensor, size, save_dtype: torch.dtype
     return pipeline.upsampler.config.dim * height * width * item
 
 
-def _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype) -> list:
-    """Compute a group straight into memory-mapped feature files, tile by tile: for each job
-    (its :class:`FeatureFile`, image, low-res features), or the reason its file could not be
-    made. Nothing is left behind if the computation fails."""
+def _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype, progress) -> list:
+    """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
+    with a bar over the tiles, as such an image can take minutes on a CPU): for each job (its
+    :class:`FeatureFile`, image, low-res features), or the reason its file could not be made.
+    Nothing is left behind if the computation fails."""
     from .api import output_size
     from .outputs import FeatureFile
 
@@ -233,7 +236,7 @@ def _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype) -> list:
                 if not isinstance(files[i], str):
                     files[i].features[:, tile.rows, tile.cols] = feats[j]
 
-        lr_feats, _ = pipeline(images, size, callback=put)
+        lr_feats, _ = pipeline(images, size, callback=put, progress=progress)
     except BaseException:
         for f in files:
             if not isinstance(f, str):

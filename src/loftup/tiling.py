@@ -168,12 +168,15 @@ class PendingUpsample:
     settings: tuple  # (tile_size, chunk_size, conv, folded weights) when started
     stream: object = None  # the CUDA stream the image's half was queued on, if not the current
 
-    def finish(self, lr_feats: torch.Tensor, callback=None) -> torch.Tensor | None:
+    def finish(
+        self, lr_feats: torch.Tensor, callback=None, progress: bool = False
+    ) -> torch.Tensor | None:
         """The output, (B, C, H, W): exactly ``model(lr_feats, image)``.
 
         ``callback``: ``fn(tile, feats)`` gets the output tile by tile instead (as
         :func:`upsample`'s), nothing is kept and None is returned: an output of any size in
-        the memory of one tile (the values are the same).
+        the memory of one tile (the values are the same). ``progress``: a bar over the tiles
+        (when there are several).
         """
         from .model import check_inputs
 
@@ -203,7 +206,7 @@ class PendingUpsample:
         with torch.no_grad():
             return upsample(
                 m, lr_feats, self.image, tile_size=tile_size, chunk_size=chunk_size, conv=conv,
-                callback=callback, _queries=queries,
+                callback=callback, progress=progress, _queries=queries,
             )  # fmt: skip
 
 
@@ -333,7 +336,7 @@ def _progress(tiles, enabled: bool):
         return tiles
     from tqdm.auto import tqdm
 
-    return tqdm(tiles, desc="tiles", unit="tile")
+    return tqdm(tiles, desc="tiles", unit="tile", leave=False)
 
 
 def upsample_to_npy(
