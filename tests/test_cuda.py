@@ -165,3 +165,35 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
     assert (eager.float() - ref.float()).abs().max().item() <= 1e-2
     for got, want in ((on_side, halves), (flipped_side, flipped), (eager_side, eager)):
         assert (got.float() - want.float()).abs().max().item() <= 1e-2
+
+
+def test_streamed_pipeline_output_on_gpu_is_the_whole_one(tmp_path):
+    """loftup upsample's streaming on CUDA: fp16 tiles copied to the host one by one, into
+    memory-mapped files, give the files of the output held whole."""
+    import loftup
+    from loftup.extract import collect_inputs, run
+
+    torch.manual_seed(0)
+    up = loftup.LoftUp(dim=32)
+    up.tile_size = 128  # a 300 x 450 output: 3 x 4 tiles
+    backbone = loftup.get_featurizer("dinov2_tiny")
+    pipe = loftup.load_pipeline(up, backbone=backbone, device="cuda", dtype="float16")
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(200, 300, 3, generator=g) * 255).to(torch.uint8).numpy()
+    from PIL import Image
+
+    Image.fromarray(pixels).save(tmp_path / "im.png")
+    jobs, _ = collect_inputs([str(tmp_path / "im.png")])
+    for name, above in (("whole", 1e12), ("streamed", 0)):
+        report = run(
+            jobs, pipe, tmp_path / name, size=300, fmt="npy", save_dtype=torch.float16,
+            stream_above=above,
+        )  # fmt: skip
+        assert report.written == 1 and not report.failed
+    import numpy as np
+
+    whole = np.load(tmp_path / "whole" / "im.npy")
+    streamed = np.load(tmp_path / "streamed" / "im.npy")
+    assert whole.shape == streamed.shape == (32, 300, 450) and whole.dtype == np.float16
+    # the same kernels; cuDNN may choose other algorithms from one call to the next
+    assert np.abs(whole.astype(np.float32) - streamed.astype(np.float32)).max() <= 1e-2
