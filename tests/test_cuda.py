@@ -170,13 +170,17 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
 def test_streamed_pipeline_output_on_gpu_is_the_whole_one(tmp_path):
     """loftup upsample's streaming on CUDA: fp16 tiles copied to the host one by one, into
     memory-mapped files, give the files of the output held whole."""
+    from transformers import Dinov2Model
+
     import loftup
+    from loftup.bench.gpu import dinov2_config
     from loftup.extract import collect_inputs, run
 
-    torch.manual_seed(0)
-    up = loftup.LoftUp(dim=32)
+    torch.manual_seed(0)  # 384 channels: the kernels the tests above compiled and tuned
+    Dinov2Model(dinov2_config("vits14")).save_pretrained(tmp_path / "vits14")
+    backbone = loftup.get_featurizer("dinov2_vits14", weights=tmp_path / "vits14")
+    up = loftup.LoftUp(dim=384)
     up.tile_size = 128  # a 300 x 450 output: 3 x 4 tiles
-    backbone = loftup.get_featurizer("dinov2_tiny")
     pipe = loftup.load_pipeline(up, backbone=backbone, device="cuda", dtype="float16")
     g = torch.Generator().manual_seed(0)
     pixels = (torch.rand(200, 300, 3, generator=g) * 255).to(torch.uint8).numpy()
@@ -194,6 +198,6 @@ def test_streamed_pipeline_output_on_gpu_is_the_whole_one(tmp_path):
 
     whole = np.load(tmp_path / "whole" / "im.npy")
     streamed = np.load(tmp_path / "streamed" / "im.npy")
-    assert whole.shape == streamed.shape == (32, 300, 450) and whole.dtype == np.float16
+    assert whole.shape == streamed.shape == (384, 300, 450) and whole.dtype == np.float16
     # the same kernels; cuDNN may choose other algorithms from one call to the next
     assert np.abs(whole.astype(np.float32) - streamed.astype(np.float32)).max() <= 1e-2
