@@ -8,16 +8,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def temp_beside(path: str | os.PathLike) -> str:
+    """A new empty temporary file in ``path``'s folder (made if missing), named after it and
+    hidden (``.name.XXXX.tmp``): a rename onto ``path`` then replaces it in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)``, then rename the temporary file onto ``path``.
 
     A crash or an exception leaves ``path`` as it was (absent or the previous version) and no
     temporary file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -16,6 +16,7 @@ of every file are the same whatever the number of processes.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import sys
 import threading
@@ -142,15 +143,23 @@ def run(
     )
     pending: deque = deque()  # (job, future) in submission order
 
+    def fail(job: Job, reason: str) -> None:
+        report.failed.append((str(job.path), reason))
+        bar.write(f"failed: {job.path}: {reason}", file=sys.stderr)
+
     def collect() -> None:
         job, done = pending.popleft()
         try:
             done.result()
             report.written += 1
         except OSError as e:
-            report.failed.append((str(job.path), f"could not write its outputs: {e}"))
-            bar.write(f"failed: {job.path}: could not write its outputs: {e}", file=sys.stderr)
+            fail(job, f"could not write its outputs: {e}")
         bar.update(1)
+
+    def submit(job: Job, write, *args) -> None:  # at most 2 * writers outputs waiting
+        pending.append((job, pool.submit(write, *args)))
+        while len(pending) > 2 * writers:
+            collect()
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
         ahead = reader.submit(_read, mine[0]) if mine else None
@@ -164,28 +173,24 @@ def run(
                 bar.update(1)
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])
-                if _feature_bytes(pipeline, images, size, save_dtype) > stream_above:
+                shape = _output_shape(pipeline, images, size)
+                item = max(pipeline.dtype.itemsize, save_dtype.itemsize)  # the wider dtype
+                if math.prod(shape) * item > stream_above:  # too large to hold whole
                     tasks = _streamed(
-                        pipeline, images, size, group, out_dir, fmt, save_dtype, world_size == 1
-                    )
+                        pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
+                        world_size == 1,
+                    )  # fmt: skip
                     for job, task in tasks:
                         if isinstance(task, str):  # its file could not even be made
-                            report.failed.append((str(job.path), task))
-                            bar.write(f"failed: {job.path}: {task}", file=sys.stderr)
+                            fail(job, task)
                             bar.update(1)
-                            continue
-                        feats_file, image, lr = task
-                        args = (out_dir, job, feats_file, image, lr, viz)
-                        pending.append((job, pool.submit(_commit, *args)))
-                        while len(pending) > 2 * writers:
-                            collect()
+                        else:
+                            submit(job, _commit, out_dir, job, *task, viz)
                     continue
                 lr_feats, hr_feats = pipeline(images, size)
                 for i, (job, image) in enumerate(group):
                     args = (out_dir, job, fmt, save_dtype, image, lr_feats[i], hr_feats[i], viz)
-                    pending.append((job, pool.submit(_write, *args)))
-                    while len(pending) > 2 * writers:
-                        collect()
+                    submit(job, _write, *args)
         while pending:
             collect()
     bar.close()
@@ -203,25 +208,20 @@ def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[
     return loaded, unreadable
 
 
-def _feature_bytes(pipeline, images: torch.Tensor, size, save_dtype: torch.dtype) -> int:
-    """Bytes of one image's upsampled features, in the wider of the two dtypes."""
+def _output_shape(pipeline, images: torch.Tensor, size) -> tuple[int, int, int]:
+    """(C, H, W) of one image's upsampled features."""
     from .api import output_size
 
-    height, width = output_size(size, *images.shape[-2:])
-    item = max(pipeline.dtype.itemsize, save_dtype.itemsize)
-    return pipeline.upsampler.config.dim * height * width * item
+    return (pipeline.upsampler.config.dim, *output_size(size, *images.shape[-2:]))
 
 
-def _streamed(pipeline, images, size, group, out_dir, fmt, save_dtype, progress) -> list:
+def _streamed(pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress) -> list:
     """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
     with a bar over the tiles, as such an image can take minutes on a CPU): for each job (its
     :class:`FeatureFile`, image, low-res features), or the reason its file could not be made.
     Nothing is left behind if the computation fails."""
-    from .api import output_size
     from .outputs import FeatureFile
 
-    height, width = output_size(size, *images.shape[-2:])
-    shape = (pipeline.upsampler.config.dim, height, width)
     files: list = []
     try:
         for job, _ in group:

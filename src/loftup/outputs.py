@@ -10,13 +10,12 @@ import errno
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from .atomic import atomic_write, temp_beside
 
 FORMATS = ("pt", "npy", "safetensors")
 
@@ -124,7 +123,7 @@ class FeatureFile:
         self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
         np_dtype, st_name = _MAPPED[dtype]
         nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
-        self._tmp = self._temp()
+        self._tmp = temp_beside(self.path)
         self._raw = None  # the .pt data, mapped beside the archive
         try:
             if fmt == "npy":
@@ -145,7 +144,7 @@ class FeatureFile:
                 text += b" " * (-len(text) % 8)
                 mapped = self._reserve(self._tmp, len(text).to_bytes(8, "little") + text, nbytes)
             else:
-                self._raw = self._temp()
+                self._raw = temp_beside(self.path)
                 mapped = self._reserve(self._raw, b"", nbytes)
             self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
         except BaseException:
@@ -154,14 +153,6 @@ class FeatureFile:
         t = torch.from_numpy(self._map)
         #: (C, H, W) in ``dtype``, mapping the file's data: write the features here.
         self.features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
-
-    def _temp(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        os.close(fd)
-        return tmp
 
     @staticmethod
     def _reserve(tmp: str, header: bytes, nbytes: int) -> tuple[str, int]:
