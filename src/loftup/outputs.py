@@ -110,7 +110,9 @@ class FeatureFile:
     The file is made under a temporary name in the destination folder and its space reserved
     at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
     map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
-    saved into the archive at ``commit`` (twice its size on disk for a moment).
+    saved into the archive at ``commit`` (twice its size on disk for a moment). Features are
+    (C, H, W); any other shape is mapped alike (:func:`loftup.tiling.upsample_to_npy` writes
+    whole batches, in either layout).
     """
 
     def __init__(self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple) -> None:
@@ -118,8 +120,8 @@ class FeatureFile:
         if dtype not in _MAPPED:
             raise ValueError(f"features are stored as float32, float16 or bfloat16, not {dtype}")
         shape = tuple(int(n) for n in shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"expected a (C, H, W) shape with positive sizes, got {shape}")
+        if not shape or min(shape) < 1:
+            raise ValueError(f"expected a shape with positive sizes, got {shape}")
         self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
         np_dtype, st_name = _MAPPED[dtype]
         nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize

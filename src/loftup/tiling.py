@@ -366,20 +366,20 @@ def upsample_to_npy(
         raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
     if np.dtype(dtype) not in (np.float32, np.float16):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    from .outputs import FeatureFile
+
     b, _, height, width = image.shape
     c = model.config.dim
     shape = (b, c, height, width) if layout == "nchw" else (b, height, width, c)
-    path = os.fspath(path)
-    tmp = f"{path}.partial.npy"
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
     torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
+    out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
 
     def write(tile: Tile, feats: torch.Tensor) -> None:
         f = feats.to("cpu", torch_dtype)
         if layout == "nchw":
-            mm[tile.batch, :, tile.rows, tile.cols] = f.numpy()
+            out.features[tile.batch, :, tile.rows, tile.cols] = f
         else:
-            mm[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1).numpy()
+            out.features[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1)
 
     try:
         upsample(
@@ -392,10 +392,8 @@ def upsample_to_npy(
             callback=write,
             progress=progress,
         )
-        mm.flush()
-        os.replace(tmp, path)
     except BaseException:  # interrupted or failed: no partial file left behind
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        out.discard()
         raise
+    out.commit()
     return np.load(path, mmap_mode="r")
