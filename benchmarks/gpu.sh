@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Every GPU figure of the speed issues in one call (about 5 minutes on an H200):
+# Every GPU figure of the speed issues in one call, in under 6 minutes (the issue's bound):
 #
 #   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU (default: a temp dir)
 #   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
-#   LOFTUP_GPU_SH_BUDGET=500 benchmarks/gpu.sh     # the wall seconds it may take (default 500)
+#   LOFTUP_GPU_SH_BUDGET=500 benchmarks/gpu.sh     # the wall seconds it may take (default 350)
 #
 # The budget keeps the report: each group gets what is left of it (less a reserve for the
 # merge) and is stopped when that runs out, keeping the sections it finished (each is written
-# as it ends); a group with no time left is not started; the report says which.
+# as it ends); a group with no time left is not started; the report says which. The default
+# keeps the whole call under the issue's 6 minutes; the report's targets judge that too.
 #
 # It runs the CUDA and Triton-kernel tests, then `loftup bench --suite gpu` in groups of sections
 # (parity with the CPU, the forward table in float32/bf16/fp16 next to the paper's implementation
@@ -18,6 +19,7 @@
 #   gpu-tests.log, gpu-bench.log the logs
 # Needs python3 with torch (and transformers for the backbones); nothing is downloaded.
 set -euo pipefail
+start=$(date +%s.%N)
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
@@ -35,7 +37,7 @@ EOF
 stamp=$(date +%Y-%m-%d)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
-budget="${LOFTUP_GPU_SH_BUDGET:-500}"
+budget="${LOFTUP_GPU_SH_BUDGET:-350}"
 reserve=20  # seconds kept for merging the parts and printing the targets
 cut=()      # groups stopped by the budget or never started, as group=why
 
@@ -50,7 +52,7 @@ fi
 # choices and compiled kernels are cached on disk, so later processes do not tune again. The
 # groups follow the suite's order (loftup.bench.suite.SECTIONS): the ablation, which decides
 # none of the issue's targets, last.
-groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video,extraction" "backbones" "ablation")
+groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video" "backbones" "extraction,ablation")
 parts=()
 walls="tests=$SECONDS"
 for i in "${!groups[@]}"; do
@@ -77,21 +79,25 @@ if [ "${#parts[@]}" = 0 ]; then
   exit 1
 fi
 export LOFTUP_GPU_SH_CUT="${cut[*]}"
-export LOFTUP_GPU_SH_WALLS="$walls total=$SECONDS"
+export LOFTUP_GPU_SH_WALLS="$walls" LOFTUP_GPU_SH_START="$start"
 
 # One report from the parts, and the summary of the figures the issues ask for.
 "$PY" - "$OUT/$suite-$name-$stamp.json" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
-import json, os, sys
+import json, os, sys, time
 from loftup.atomic import atomic_write_bytes
 from loftup.bench.suite import merge_reports, summary
+from loftup.bench.targets import targets
 out, parts = sys.argv[1], sys.argv[2:]
 report = merge_reports([json.load(open(p)) for p in parts])
-# wall seconds of this script: the tests, each process (start-up included), all of it
+# wall seconds of this script: the tests, each process (start-up included), all of it (up to
+# this merge's writing, which is all that is left after it)
 report["gpu_sh_seconds"] = {
     k: int(v) for k, v in (kv.split("=") for kv in os.environ["LOFTUP_GPU_SH_WALLS"].split())
 }
+report["gpu_sh_seconds"]["total"] = round(time.time() - float(os.environ["LOFTUP_GPU_SH_START"]))
 # groups the budget stopped (their finished sections are kept) or never started
 report["gpu_sh_cut"] = dict(kv.split("=", 1) for kv in os.environ["LOFTUP_GPU_SH_CUT"].split())
+report["targets"] = targets(report)  # now with the script's own time
 atomic_write_bytes(out, json.dumps(report, indent=1).encode())
 print(summary(report))
 print("wall seconds:", report["gpu_sh_seconds"])

@@ -27,7 +27,8 @@ from .targets import format_targets, targets
 SUITES = ("cpu", "gpu", "smoke")
 
 #: Each suite's sections, in the order they run. On a GPU the ones that decide the issue's
-#: targets (:mod:`loftup.bench.targets`) come first and the ablation, which decides none, last:
+#: targets (:mod:`loftup.bench.targets`) come first and the two that decide none (the
+#: extraction loop's rates and the ablation) last:
 #: a run cut short by a time limit loses the least.
 _GPU_SECTIONS = (
     "parity",
@@ -37,8 +38,8 @@ _GPU_SECTIONS = (
     "capped_stream",
     "batches",
     "video",
-    "extraction",
     "backbones",
+    "extraction",
     "ablation",
 )
 SECTIONS = {
@@ -210,6 +211,15 @@ def run_suite(
         ),
     )
     section(
+        "backbones",
+        lambda: gpu.backbone_end_to_end(
+            s((224, 448), (28, 56)),
+            archs=s(("vits14", "vitb14"), ("tiny",)),
+            device=device,
+            repeats=s(10, 1),
+        ),
+    )
+    section(
         "extraction",
         lambda: gpu.extraction(
             s(448, 28),
@@ -219,15 +229,6 @@ def run_suite(
             dtype=s("float16", "float32"),
             device=device,
         ),  # fmt: skip
-    )
-    section(
-        "backbones",
-        lambda: gpu.backbone_end_to_end(
-            s((224, 448), (28, 56)),
-            archs=s(("vits14", "vitb14"), ("tiny",)),
-            device=device,
-            repeats=s(10, 1),
-        ),
     )
     section(
         "ablation",
