@@ -23,6 +23,7 @@ start=$(date +%s.%N)
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
+rm -f "$OUT/gpu-tests.log"  # the report keeps this run's test outcome, never an earlier one's
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 
@@ -41,9 +42,10 @@ budget="${LOFTUP_GPU_SH_BUDGET:-350}"
 reserve=20  # seconds kept for merging the parts and printing the targets
 cut=()      # groups stopped by the budget or never started, as group=why
 
-# CUDA tests: run where a GPU is present, skipped with the reason where not.
+# CUDA tests: run where a GPU is present, skipped with the reason where not (the 15 slowest
+# named in the log: they take a third of the call).
 if [ "$suite" = gpu ] && [ $((budget - SECONDS - reserve)) -gt 60 ]; then  # 100 s on the last H200 run
-  timeout -k 5 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 \
+  timeout -k 5 150 "$PY" -m pytest -q -rs --durations=15 -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 \
     | tee "$OUT/gpu-tests.log" || true
 fi
 
@@ -85,7 +87,7 @@ export LOFTUP_GPU_SH_WALLS="$walls" LOFTUP_GPU_SH_START="$start"
 "$PY" - "$OUT/$suite-$name-$stamp.json" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
 import json, os, sys, time
 from loftup.atomic import atomic_write_bytes
-from loftup.bench.suite import merge_reports, summary
+from loftup.bench.suite import merge_reports, pytest_outcome, summary
 from loftup.bench.targets import targets
 out, parts = sys.argv[1], sys.argv[2:]
 report = merge_reports([json.load(open(p)) for p in parts])
@@ -97,9 +99,14 @@ report["gpu_sh_seconds"] = {
 report["gpu_sh_seconds"]["total"] = round(time.time() - float(os.environ["LOFTUP_GPU_SH_START"]))
 # groups the budget stopped (their finished sections are kept) or never started
 report["gpu_sh_cut"] = dict(kv.split("=", 1) for kv in os.environ["LOFTUP_GPU_SH_CUT"].split())
+# the CUDA and kernel tests' outcome and their slowest, kept with the figures (the log is not)
+log = os.path.join(os.path.dirname(out), "gpu-tests.log")
+if os.path.exists(log):
+    report["gpu_sh_tests"] = pytest_outcome(open(log, errors="replace").read())
 report["targets"] = targets(report)  # now with the script's own time
 atomic_write_bytes(out, json.dumps(report, indent=1).encode())
 print(summary(report))
+print("tests:", report.get("gpu_sh_tests", {}).get("summary", "not run"))
 print("wall seconds:", report["gpu_sh_seconds"])
 if report["gpu_sh_cut"]:
     print("cut by the budget:", report["gpu_sh_cut"])

@@ -131,6 +131,7 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     script = (REPO / "benchmarks" / "gpu.sh").read_text()
     groups = re.search(r"^groups=\((.*)\)$", script, re.M).group(1)
     assert ",".join(re.findall(r'"([^"]+)"', groups)).split(",") == list(SECTIONS["gpu"])
+    (tmp_path / "gpu-tests.log").write_text("26 passed in 91.0s\n")  # an earlier run's
     done = _gpu_sh(tmp_path, 60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (path,) = tmp_path.glob("smoke-*.json")
@@ -143,6 +144,7 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     assert 0 < report["gpu_sh_seconds"]["total"] < 60
     (row,) = [r for r in report["targets"] if r["target"].startswith("benchmarks/gpu.sh")]
     assert "extraction,ablation (not-started)" in row["measured"] and row["met"] is None
+    assert "gpu_sh_tests" not in report and "tests: not run" in done.stdout  # no stale log
     # no time at all: nothing is written, and it says why
     empty = tmp_path / "none"
     done = _gpu_sh(empty, 0)
@@ -191,6 +193,46 @@ def test_gpu_sh_is_judged_by_its_own_wall_time_and_its_cuts():
         "cut by its budget: extraction,ablation (stopped-after-31s)"
     )
     assert row(gpu_sh_seconds=None) == (None, "-")  # `loftup bench --suite gpu` alone
+
+
+def test_gpu_sh_keeps_what_the_cuda_tests_said(tmp_path):
+    """gpu.sh stores the tests' outcome in the report (its log is not kept): read here off a
+    real pytest run of the same options, with a pass, a slow pass and a skip with a reason."""
+    from loftup.bench.suite import pytest_outcome
+
+    (tmp_path / "test_gpuish.py").write_text(
+        "import time, pytest\n"
+        "def test_slow():\n    time.sleep(0.3)\n"
+        "def test_fast():\n    pass\n"
+        "@pytest.mark.skip(reason='no CUDA GPU here')\n"
+        "def test_cuda():\n    pass\n"
+    )
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "--durations=15", "-p", "no:cacheprovider"]
+    done = subprocess.run([*cmd, "test_gpuish.py"], cwd=tmp_path, capture_output=True, text=True)
+    got = pytest_outcome(done.stdout)
+    assert got["summary"].startswith("2 passed, 1 skipped in ")
+    assert got["skipped"] == ["SKIPPED [1] test_gpuish.py:6: no CUDA GPU here"]
+    (slow,) = got["slowest"]
+    assert slow.endswith("call     test_gpuish.py::test_slow") and float(slow.split("s")[0]) >= 0.3
+    # a run killed by its timeout has no count line
+    killed = pytest_outcome(done.stdout.split("= slowest")[0])
+    assert killed["summary"] is None
+    # and the targets judge them
+    from loftup.bench.targets import targets
+
+    def judged(outcome):
+        (r,) = [
+            r
+            for r in targets({"gpu_sh_tests": outcome, "machine": {"device": "cuda"}})
+            if r["target"].startswith("CUDA")
+        ]
+        return r["met"], r["measured"]
+
+    assert judged(got) == (True, got["summary"])
+    assert judged({**got, "summary": "1 failed, 25 passed in 90.1s"})[0] is False
+    assert judged({**got, "summary": "25 passed, 1 error in 90.1s"})[0] is False
+    assert judged(killed) == (False, "no count line (killed by its timeout?)")
+    assert judged(None) == (None, "-")
 
 
 def test_targets_are_read_off_the_stored_h200_reports():

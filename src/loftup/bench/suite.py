@@ -13,6 +13,7 @@ A section that fails is recorded with its error and the others still run.
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 
@@ -268,6 +269,20 @@ def merge_reports(reports: list[dict]) -> dict:
     if "targets" in out:
         out["targets"] = targets(out)
     return out
+
+
+def pytest_outcome(log: str) -> dict:
+    """What a ``pytest -q -rs --durations=N`` log says, for keeping with the figures:
+    ``{"summary": its last count line ("26 passed, 3 skipped in 91.2s") or None if it has none
+    (the run was killed), "skipped": the reasons given, "slowest": the durations' lines}``."""
+    lines = [ln.strip() for ln in log.splitlines()]
+    counts = re.compile(r"\b\d+ (passed|failed|skipped|errors?|xfailed|xpassed)\b")
+    ends = [ln.strip("= ") for ln in lines if counts.search(ln)]
+    return {
+        "summary": ends[-1] if ends else None,
+        "skipped": [ln for ln in lines if ln.startswith("SKIPPED ")],
+        "slowest": [ln for ln in lines if re.match(r"\d+\.\d+s (call|setup|teardown) ", ln)],
+    }
 
 
 def _cast(model, dtype):

@@ -16,12 +16,16 @@ GPU). The rules are the issue's:
   (measured or not; the issue sets no bound);
 - backbone + LoftUp within 1.5x of backbone + bilinear at 224 and 2x at 448 (per backbone and
   precision, the best of the ways to run LoftUp: eager, graph, image half started first);
+- the CUDA and kernel tests pass on the GPU (``report["gpu_sh_tests"]``, which ``gpu.sh`` reads
+  off their log: a count line without failures or errors; none, a run killed by its timeout);
 - ``benchmarks/gpu.sh`` runs all of it in one call in under 6 minutes (its own wall seconds,
   ``report["gpu_sh_seconds"]["total"]``, and no group cut by its time budget; a report not
   written by ``gpu.sh`` does not measure this).
 """
 
 from __future__ import annotations
+
+import re
 
 HALF = ("float16", "bfloat16")
 SIZES = (224, 448, 896, 1344, 2048)
@@ -33,7 +37,7 @@ def targets(report: dict) -> list[dict]:
     """The issue's targets as rows ``{"target", "measured", "met"}`` (see the module)."""
     sec = report.get("sections", {})
     rows = [_parity(sec), _small_half(sec), *_speedups(sec), _big(sec), _streamed(sec)]
-    rows += [*_throughput(sec), *_end_to_end(sec), _script(report)]
+    rows += [*_throughput(sec), *_end_to_end(sec), _tests(report), _script(report)]
     if report.get("machine", {}).get("device") != "cuda":  # a smoke run: nothing is judged
         rows = [{**r, "met": None} for r in rows]
     return rows
@@ -200,3 +204,14 @@ def _script(report: dict) -> dict:
     if cut:
         measured += "; cut by its budget: " + ", ".join(f"{g} ({why})" for g, why in cut.items())
     return _row(target, measured, walls["total"] < GPU_SH_BOUND_S and not cut)
+
+
+def _tests(report: dict) -> dict:
+    target = "CUDA and kernel tests pass on the GPU"
+    t = report.get("gpu_sh_tests")
+    if t is None:
+        return _row(target, None, None)
+    summary = t.get("summary")
+    if summary is None:
+        return _row(target, "no count line (killed by its timeout?)", False)
+    return _row(target, summary, not re.search(r"\b\d+ (failed|errors?)\b", summary))
