@@ -400,33 +400,21 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
     finally:
         torch.set_num_threads(threads)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    multi = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "loftup",
-            "upsample",
-            *args,
-            "-o",
-            str(tmp_path / "two"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert multi.returncode == 0, multi.stderr
-    assert "rank 1" in multi.stderr  # really two processes
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     one = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert one == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(one) == 6
-    for name in one:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), (
-            name
-        )
+    assert len(one) == 6
+    # held whole; and every output streamed tile by tile into its file, two images a batch
+    for out, extra in (("two", []), ("two_streamed", ["--stream-above", "0", "--batch-size", "2"])):
+        cmd = [*torchrun, "-m", "loftup", "upsample", *args, *extra, "-o", str(tmp_path / out)]
+        multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert multi.returncode == 0, multi.stderr
+        assert "rank 1" in multi.stderr  # really two processes
+        assert one == sorted(p.name for p in (tmp_path / out).iterdir()), out
+        for name in one:
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / out / name).read_bytes(), (
+                out,
+                name,
+            )
 
 
 def test_readme_example_runs():
