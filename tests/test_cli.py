@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from loftup.cli import main
 
 
@@ -49,3 +52,22 @@ def test_user_errors_are_one_line_with_status_2(capsys, tmp_path):
     assert err.startswith("error: unknown name 'no_such_model'")
     assert "loftup_dinov2s" in err and "dinov2_vits14" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path):
+    """Training and extraction choose their device the same way, and say why one is unusable
+    before anything is written (it was PyTorch's "Torch not compiled with CUDA" traceback)."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "stage1_cpu", "device=cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "error: device cuda was asked for, but no CUDA device is available here; use cpu\n"
+    )
+    assert not out.exists()
+    args = ["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "feats"), "--device"]
+    assert main([*args, "cuda:1"]) == 2
+    assert "device cuda:1 was asked for, but no CUDA device" in capsys.readouterr().err
+    assert main([*args, "gpu"]) == 2
+    assert capsys.readouterr().err == "error: unknown device 'gpu': use auto, cpu, cuda or cuda:N\n"
+    assert not (tmp_path / "feats").exists()

@@ -201,3 +201,25 @@ def test_streamed_pipeline_output_on_gpu_is_the_whole_one(tmp_path):
     assert whole.shape == streamed.shape == (384, 300, 450) and whole.dtype == np.float16
     # the same kernels; cuDNN may choose other algorithms from one call to the next
     assert np.abs(whole.astype(np.float32) - streamed.astype(np.float32)).max() <= 1e-2
+
+
+def test_each_torchrun_process_takes_its_own_gpu_or_is_told_why_not():
+    """Under torchrun a CUDA device is the process's local-rank GPU; more processes on a node
+    than GPUs is a named error with the fix, not "invalid device ordinal" from deep inside."""
+    from loftup.api import resolve_device
+    from loftup.errors import LoftUpError
+
+    n = torch.cuda.device_count()
+    assert resolve_device("cuda", local_rank=n - 1) == torch.device("cuda", n - 1)
+    assert resolve_device("auto", local_rank=0) == torch.device("cuda", 0)
+    with pytest.raises(
+        LoftUpError, match=f"local rank {n} needs cuda:{n}, but this machine has {n} GPU"
+    ):
+        resolve_device("cuda", local_rank=n)
+    with pytest.raises(LoftUpError, match=f"torchrun --nproc_per_node {n}"):
+        resolve_device("cuda:0", local_rank=n)
+    with pytest.raises(
+        LoftUpError,
+        match=f"device cuda:{n} was asked for, .* visible.*; use (cuda:0|one of cuda:0 to)",
+    ):
+        resolve_device(f"cuda:{n}")

@@ -65,13 +65,44 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else the CPU."""
+def resolve_device(
+    device: str | torch.device | None, local_rank: int | None = None
+) -> torch.device:
+    """The device to run on, or a :class:`LoftUpError` saying why it cannot be used.
+
+    ``None``/``"auto"``: CUDA when available, else the CPU. ``local_rank`` (a torchrun
+    process's rank on its node): a CUDA device is that process's own GPU, ``cuda:local_rank``
+    (NCCL takes one GPU per process), so a node needs a GPU for each process it starts.
+    """
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LoftUpError("--device cuda was asked for, but no CUDA device is available; use cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LoftUpError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise LoftUpError(
+            f"device {device} was asked for, but no CUDA device is available here; use cpu"
+        )
+    if local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    if (device.index or 0) >= count:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f"{count} GPU(s) visible" + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
+        fix = (
+            f"start at most {count} process(es) per node (torchrun --nproc_per_node {count})"
+            if local_rank is not None
+            else ("use cuda:0" if count == 1 else f"use one of cuda:0 to cuda:{count - 1}")
+        )
+        who = (
+            f"the process of local rank {local_rank} needs {device}"
+            if local_rank is not None
+            else f"device {device} was asked for"
+        )
+        raise LoftUpError(f"{who}, but this machine has {seen}; {fix}")
     return device
 
 

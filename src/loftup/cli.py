@@ -341,9 +341,8 @@ def _cmd_upsample(args) -> int:
             )
         save_dtype = "float32"
     rank, world, local_rank = dist_env()
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, local_rank if world > 1 else None)
     if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if world > 1:
         init_distributed(device)

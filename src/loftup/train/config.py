@@ -134,7 +134,8 @@ class TrainConfig:
         released name).
       batch_size: the global batch (split over processes under torchrun).
       epochs, max_steps: one epoch over the data, unless max_steps stops earlier.
-      device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``...
+      device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``...; under torchrun a
+        CUDA device is each process's own GPU, ``cuda:LOCAL_RANK``.
       precision: ``fp32`` or ``bf16`` (autocast for the backbone and the upsampler).
     """
 

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..api import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -32,23 +34,13 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this rank's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun; the single-process info otherwise."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return DistInfo(device=pick_device(device_name))
+        return DistInfo(device=resolve_device(device_name))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name, local_rank)
+    device = resolve_device(device_name, local_rank)  # this process's own GPU
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -142,7 +134,6 @@ __all__ = [
     "broadcast_object",
     "convert_batchnorm",
     "mean_over_ranks",
-    "pick_device",
     "setup",
     "teardown",
 ]
