@@ -65,9 +65,15 @@ def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path)
         err == "error: device cuda was asked for, but no CUDA device is available here; use cpu\n"
     )
     assert not out.exists()
-    args = ["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "feats"), "--device"]
-    assert main([*args, "cuda:1"]) == 2
-    assert "device cuda:1 was asked for, but no CUDA device" in capsys.readouterr().err
-    assert main([*args, "gpu"]) == 2
+    # every command's --device is checked before it starts
+    for cmd in (
+        ["upsample", "x.png", "-o", str(tmp_path / "feats")],
+        ["bench"],
+        ["eval", "seg", "--root", str(tmp_path), "--upsampler", "bilinear"],
+    ):
+        assert main([*cmd, "--device", "cuda:1"]) == 2, cmd
+        err = capsys.readouterr().err
+        assert err.startswith("error: device cuda:1 was asked for, but no CUDA device"), cmd
+    assert main(["upsample", "x.png", "-o", str(tmp_path / "feats"), "--device", "gpu"]) == 2
     assert capsys.readouterr().err == "error: unknown device 'gpu': use auto, cpu, cuda or cuda:N\n"
     assert not (tmp_path / "feats").exists()

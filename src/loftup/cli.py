@@ -805,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if isinstance(getattr(args, "device", None), str):  # one this machine has, before any work
+            from .api import resolve_device
+
+            resolve_device(args.device)
         return int(args.func(args) or 0)
     except LoftUpError as e:
         print(f"error: {e}", file=sys.stderr)
