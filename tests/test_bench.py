@@ -171,6 +171,9 @@ def test_suite_sections_can_run_in_parts_and_be_merged():
     assert met["4096 x 4096 x 384 < 2 s, < 4 GB beyond the output"] is None
     with pytest.raises(ValueError, match="no section 'paritee'; its sections: parity"):
         run_suite("smoke", only=["paritee"], **quiet)
+    if not torch.cuda.is_available():  # the full GPU suite is not started on a CPU
+        with pytest.raises(ValueError, match="would run on cpu; here use --suite smoke"):
+            run_suite("gpu", only=["parity"], **quiet)
     assert SECTIONS["smoke"] == SECTIONS["gpu"]
 
 

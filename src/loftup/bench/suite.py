@@ -87,6 +87,12 @@ def run_suite(
     if device is None:
         device = "cuda" if name != "cpu" and torch.cuda.is_available() else "cpu"
     cuda = device.startswith("cuda")
+    if name == "gpu" and not cuda:
+        raise UsageError(
+            "suite 'gpu' times a CUDA GPU at full sizes (up to 4096 x 4096, hours on a CPU) and "
+            f"would run on {device}; here use --suite smoke (the same code at toy sizes) or "
+            "--suite cpu"
+        )
     if cuda:
         torch.backends.cudnn.benchmark = True
     dim, grid = (32, 4) if smoke else (384, 16)
