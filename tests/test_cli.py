@@ -77,3 +77,20 @@ def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path)
     assert main(["upsample", "x.png", "-o", str(tmp_path / "feats"), "--device", "gpu"]) == 2
     assert capsys.readouterr().err == "error: unknown device 'gpu': use auto, cpu, cuda or cuda:N\n"
     assert not (tmp_path / "feats").exists()
+
+
+def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_path):
+    taken = tmp_path / "taken.jpg"
+    taken.write_bytes(b"x")
+    args = ["upsample", str(taken), "-m", "nosuch", "-o", str(taken)]
+    assert main(args) == 2  # said before the upsampler is looked for
+    assert (
+        capsys.readouterr().err
+        == f"error: -o {taken} is a file; the output is a folder (made if missing)\n"
+    )
+    # the same mistake anywhere else: the path and the reason, status 2
+    out = taken / "run"
+    assert main(["train", "--config", "stage1_cpu", "device=cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(taken) in err and "Not a directory" in err
+    assert len(err.strip().splitlines()) == 1 and taken.read_bytes() == b"x"

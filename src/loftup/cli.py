@@ -8,6 +8,7 @@ is what tests call in-process, ``run()`` is the console script. Errors meant for
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -340,6 +341,9 @@ def _cmd_upsample(args) -> int:
                 "--save-dtype float16 or float32, or --format pt or safetensors"
             )
         save_dtype = "float32"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before the models load (a download, perhaps)
+        raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
     rank, world, local_rank = dist_env()
     device = resolve_device(args.device, local_rank if world > 1 else None)
     if world > 1 and device.type == "cuda":
@@ -359,7 +363,6 @@ def _cmd_upsample(args) -> int:
         device=device,
         dtype=args.dtype,
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = run(
         jobs,
@@ -801,6 +804,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors of the file system that the user's paths or disk cause, and the user can fix: a file
+#: where a folder goes (or the reverse), no permission, a read-only or full disk.
+_USER_OS_ERRORS = {
+    errno.EEXIST,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -812,6 +829,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LoftUpError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _USER_OS_ERRORS:
+            raise
+        # a path the user gave that cannot be written (or read): its name and why, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
