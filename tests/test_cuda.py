@@ -223,3 +223,30 @@ def test_each_torchrun_process_takes_its_own_gpu_or_is_told_why_not():
         match=f"device cuda:{n} was asked for, .* visible.*; use (cuda:0|one of cuda:0 to)",
     ):
         resolve_device(f"cuda:{n}")
+
+
+def test_an_output_larger_than_the_gpu_fails_by_name_and_the_next_image_runs(tmp_path):
+    """loftup upsample on a GPU: an image asked at a size whose guide alone outgrows the card
+    fails with the reason (CUDA's out-of-memory, read), its memory is given back, and the next
+    image is computed."""
+    from PIL import Image
+
+    import loftup
+    from loftup.extract import collect_inputs, run
+
+    torch.manual_seed(0)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", device="cuda")
+    g = torch.Generator().manual_seed(0)
+    for name in ("a", "b"):
+        pixels = (torch.rand(40, 60, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+    jobs, _ = collect_inputs([str(tmp_path / "a.png")])
+    free, _ = torch.cuda.mem_get_info()
+    side = int((free / 12) ** 0.5 * 1.5)  # the float32 RGB guide: 2.25x the free memory
+    report = run(jobs, pipe, tmp_path / "huge", size=side, stream_above=float("inf"))
+    ((path, reason),) = report.failed
+    assert path.endswith("a.png") and "the GPU could not allocate" in reason, reason
+    assert torch.cuda.memory_reserved() < 1e9  # given back
+    jobs, _ = collect_inputs([str(tmp_path / "b.png")])
+    report = run(jobs, pipe, tmp_path / "small", size=48)
+    assert report.written == 1 and not report.failed

@@ -424,3 +424,55 @@ def test_readme_example_runs():
     assert blocks, "the section has no python example"
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
+
+
+def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_on(
+    photos, upsampler, tmp_path, capsys
+):
+    """A --size too large for this machine costs the images it is asked of, by name with the
+    reason and the fix, not the run (it was a traceback)."""
+    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    # streamed (the default above 1 GB): no room for the files, so nothing is computed (the
+    # guide image alone of a 400000-pixel side takes terabytes)
+    out = tmp_path / "disk"
+    assert main(["upsample", *args, "-o", str(out), "--size", "400000"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("could not write its outputs") == 2 and "coffee.jpg" in captured.err
+    assert "2 input(s) failed" in captured.out and list(out.iterdir()) == []
+    # held whole, in a process allowed 16 GB of address space: the allocation fails, each
+    # image fails by name with the size it was asked, and the next one is still tried
+    out = tmp_path / "memory"
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30)); "
+        "from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    extra = ["--size", "40000", "--stream-above", "1e6"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, "upsample", *args, "-o", str(out), *extra],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    failed = done.stderr.split("failed: ")[1:]
+    assert sorted(f.split(":")[0] for f in failed) == sorted(args[:2])
+    coffee = "out of memory for a 40000x60000 output (32 channels): the host could not allocate"
+    assert coffee in done.stderr and done.stderr.count("; try a smaller --size") == 2
+    assert "wrote float32 features of 0 image(s)" in done.stdout and list(out.iterdir()) == []
+
+
+def test_out_of_memory_is_told_apart_and_read():
+    """Which errors mean no memory, and what the failure says of them (CUDA's message as
+    PyTorch words it; the host allocator's as seen in the test above)."""
+    from loftup.extract import _no_memory, out_of_memory
+
+    gpu = torch.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB"
+    )
+    assert out_of_memory(gpu) and out_of_memory(MemoryError())
+    assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(OSError(28))
+    assert _no_memory((384, 9000, 12000), 2, gpu) == (
+        "out of memory for a 9000x12000 output (384 channels): the GPU could not allocate "
+        "2.00 GiB; try a smaller --size or --batch-size 1"
+    )

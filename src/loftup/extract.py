@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -175,26 +176,61 @@ def run(
                 images = torch.stack([img for _, img in group])
                 shape = _output_shape(pipeline, images, size)
                 item = max(pipeline.dtype.itemsize, save_dtype.itemsize)  # the wider dtype
-                if math.prod(shape) * item > stream_above:  # too large to hold whole
-                    tasks = _streamed(
-                        pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
-                        world_size == 1,
-                    )  # fmt: skip
-                    for job, task in tasks:
-                        if isinstance(task, str):  # its file could not even be made
-                            fail(job, task)
-                            bar.update(1)
-                        else:
-                            submit(job, _commit, out_dir, job, *task, viz)
-                    continue
-                lr_feats, hr_feats = pipeline(images, size)
-                for i, (job, image) in enumerate(group):
-                    args = (out_dir, job, fmt, save_dtype, image, lr_feats[i], hr_feats[i], viz)
-                    submit(job, _write, *args)
+                try:
+                    if math.prod(shape) * item > stream_above:  # too large to hold whole
+                        tasks = _streamed(
+                            pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
+                            world_size == 1, viz,
+                        )  # fmt: skip
+                    else:
+                        lr_feats, hr_feats = pipeline(images, size)
+                        tasks = [
+                            (job, (_write, out_dir, job, fmt, save_dtype, image, lr_feats[i],
+                                   hr_feats[i], viz))
+                            for i, (job, image) in enumerate(group)
+                        ]  # fmt: skip
+                except Exception as e:
+                    if not out_of_memory(e):
+                        raise
+                    if pipeline.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    tasks = [(job, _no_memory(shape, len(group), e)) for job, _ in group]
+                for job, task in tasks:
+                    if isinstance(task, str):  # its file could not be made, or no memory
+                        fail(job, task)
+                        bar.update(1)
+                    else:
+                        submit(job, *task)
         while pending:
             collect()
     bar.close()
     return report
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` says the device or the host had no memory for an allocation."""
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def _no_memory(shape, batch: int, e: BaseException) -> str:
+    """The failure of an image whose features could not be computed for lack of memory."""
+    c, h, w = shape
+    text = str(e)
+    host = re.search(r"tried to allocate (\d+) bytes", text)
+    gpu = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
+    if host:
+        why = f"the host could not allocate {int(host.group(1)) / 1e9:.1f} GB"
+    elif gpu:
+        why = f"the GPU could not allocate {gpu.group(1)}"
+    else:
+        why = text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
+    fix = "a smaller --size" + (" or --batch-size 1" if batch > 1 else "")
+    return f"out of memory for a {h}x{w} output ({c} channels): {why}; try {fix}"
 
 
 def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[Job, str]]]:
@@ -215,11 +251,13 @@ def _output_shape(pipeline, images: torch.Tensor, size) -> tuple[int, int, int]:
     return (pipeline.upsampler.config.dim, *output_size(size, *images.shape[-2:]))
 
 
-def _streamed(pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress) -> list:
+def _streamed(
+    pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress, viz
+) -> list:
     """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
-    with a bar over the tiles, as such an image can take minutes on a CPU): for each job (its
-    :class:`FeatureFile`, image, low-res features), or the reason its file could not be made.
-    Nothing is left behind if the computation fails."""
+    with a bar over the tiles, as such an image can take minutes on a CPU): for each job the
+    writer's task that puts its file in place (:func:`_commit` and its arguments), or the reason
+    its file could not be made. Nothing is left behind if the computation fails."""
     from .outputs import FeatureFile
 
     files: list = []
@@ -229,6 +267,8 @@ def _streamed(pipeline, images, size, group, shape, out_dir, fmt, save_dtype, pr
                 files.append(FeatureFile(out_dir / f"{job.stem}.{fmt}", fmt, save_dtype, shape))
             except OSError as e:
                 files.append(f"could not write its outputs: {e}")
+        if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
+            return list(zip((job for job, _ in group), files))
 
         def put(tile, feats: torch.Tensor) -> None:
             feats = feats.to("cpu", save_dtype)
@@ -243,7 +283,7 @@ def _streamed(pipeline, images, size, group, shape, out_dir, fmt, save_dtype, pr
                 f.discard()
         raise
     return [
-        (job, f if isinstance(f, str) else (f, image, lr_feats[i]))
+        (job, f if isinstance(f, str) else (_commit, out_dir, job, f, image, lr_feats[i], viz))
         for i, ((job, image), f) in enumerate(zip(group, files))
     ]
 
