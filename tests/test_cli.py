@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import REPO
 from loftup.cli import main
 
 
@@ -94,3 +98,41 @@ def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(taken) in err and "Not a directory" in err
     assert len(err.strip().splitlines()) == 1 and taken.read_bytes() == b"x"
+
+
+def test_a_run_out_of_memory_is_one_line_with_what_to_lower(tmp_path):
+    """Training asked for more than the machine has (here: a process allowed 8 GB of address
+    space and 16800-pixel training images) ends with the allocation that failed and the
+    settings to lower, not PyTorch's or NumPy's traceback."""
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
+        "from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["train", "--config", "stage1_cpu", "batch_size=4", "stage1.image_size=16800"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args, "max_steps=1", "--out", str(tmp_path / "run")],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith("error: out of memory in loftup train: the host could not allocate ")
+    assert line.endswith("try a smaller batch_size, stage1.image_size or stage2.load_size "
+                         "(a run that wrote a checkpoint goes on from it with --resume)")  # fmt: skip
+
+
+def test_memory_errors_are_told_apart_and_read():
+    from loftup.errors import memory_shortfall, out_of_memory
+
+    cpu = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 28800000000 bytes. Error code 12 (Cannot allocate memory)"
+    )
+    numpy = MemoryError("Unable to allocate 6.31 GiB for an array with shape (16800, 16800, 3)")
+    assert out_of_memory(cpu) and out_of_memory(numpy) and out_of_memory(MemoryError())
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert memory_shortfall(cpu) == "the host could not allocate 28.8 GB"
+    assert memory_shortfall(numpy) == "the host could not allocate 6.31 GiB"
+    assert memory_shortfall(MemoryError()) == "the host ran out of memory"

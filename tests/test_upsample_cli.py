@@ -465,7 +465,8 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
 def test_out_of_memory_is_told_apart_and_read():
     """Which errors mean no memory, and what the failure says of them (CUDA's message as
     PyTorch words it; the host allocator's as seen in the test above)."""
-    from loftup.extract import _no_memory, out_of_memory
+    from loftup.errors import out_of_memory
+    from loftup.extract import _no_memory
 
     gpu = torch.OutOfMemoryError(
         "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB"

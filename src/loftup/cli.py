@@ -818,6 +818,17 @@ _USER_OS_ERRORS = {
 }
 
 
+#: What to lower when a command runs out of memory.
+_MEMORY_FIX = {
+    "train": "a smaller batch_size, stage1.image_size or stage2.load_size (a run that wrote a "
+    "checkpoint goes on from it with --resume)",
+    "upsample": "a smaller --size or --batch-size",
+    "eval": "a smaller --batch-size",
+    "bench": "smaller --sizes or --batch",
+    "experiment": "--quick, or a smaller --batch-size",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -840,6 +851,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        from .errors import memory_shortfall, out_of_memory
+
+        if not out_of_memory(e):
+            raise
+        fix = _MEMORY_FIX.get(args.command, "smaller inputs")
+        print(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}",
+              file=sys.stderr)  # fmt: skip
+        return 2
 
 
 def run() -> None:

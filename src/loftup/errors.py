@@ -2,10 +2,15 @@
 
 Every error the library raises on purpose for bad input, missing weights or broken files derives
 from :class:`LoftUpError`. The command line prints such an error as one line (no traceback) and
-exits with status 2; anything else is a bug and keeps its traceback.
+exits with status 2, and so it does with two kinds the user can also act on: a path of theirs the
+file system refuses (a file where a folder goes, no permission, a full disk) and running out of
+memory (:func:`out_of_memory`, :func:`memory_shortfall`). Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class LoftUpError(Exception):
@@ -29,3 +34,34 @@ class UnknownNameError(LoftUpError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` says the host or the GPU had no memory for an allocation."""
+    import torch
+
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def memory_shortfall(e: BaseException) -> str:
+    """What an out-of-memory error says in a few words: ``the host could not allocate 28.8 GB``
+    (PyTorch's CPU allocator; NumPy's in its own units), ``the GPU could not allocate 2.00 GiB``
+    (CUDA's), else its first line."""
+    text = str(e)
+    host = re.search(r"tried to allocate (\d+) bytes", text)
+    numpy = re.search(r"Unable to allocate ([\d.]+ [KMGT]i?B)", text)
+    gpu = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
+    if host:
+        return f"the host could not allocate {int(host.group(1)) / 1e9:.1f} GB"
+    if numpy:
+        return f"the host could not allocate {numpy.group(1)}"
+    if gpu:
+        return f"the GPU could not allocate {gpu.group(1)}"
+    if not text.strip():
+        return "the host ran out of memory" if isinstance(e, MemoryError) else type(e).__name__
+    return text.strip().splitlines()[0][:200]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import memory_shortfall, out_of_memory
 from .io import IMAGE_SUFFIXES, ImageReadError, load_image_tensor
 
 #: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
@@ -207,30 +207,11 @@ def run(
     return report
 
 
-def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` says the device or the host had no memory for an allocation."""
-    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(e)
-    return isinstance(e, RuntimeError) and (
-        "can't allocate memory" in text or "out of memory" in text.lower()
-    )
-
-
 def _no_memory(shape, batch: int, e: BaseException) -> str:
     """The failure of an image whose features could not be computed for lack of memory."""
     c, h, w = shape
-    text = str(e)
-    host = re.search(r"tried to allocate (\d+) bytes", text)
-    gpu = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
-    if host:
-        why = f"the host could not allocate {int(host.group(1)) / 1e9:.1f} GB"
-    elif gpu:
-        why = f"the GPU could not allocate {gpu.group(1)}"
-    else:
-        why = text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
     fix = "a smaller --size" + (" or --batch-size 1" if batch > 1 else "")
-    return f"out of memory for a {h}x{w} output ({c} channels): {why}; try {fix}"
+    return f"out of memory for a {h}x{w} output ({c} channels): {memory_shortfall(e)}; try {fix}"
 
 
 def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[Job, str]]]:
