@@ -176,6 +176,7 @@ def run(
                 images = torch.stack([img for _, img in group])
                 shape = _output_shape(pipeline, images, size)
                 item = max(pipeline.dtype.itemsize, save_dtype.itemsize)  # the wider dtype
+                starved = False  # out of memory
                 try:
                     if math.prod(shape) * item > stream_above:  # too large to hold whole
                         tasks = _streamed(
@@ -192,9 +193,12 @@ def run(
                 except Exception as e:
                     if not out_of_memory(e):
                         raise
-                    if pipeline.device.type == "cuda":
-                        torch.cuda.empty_cache()
                     tasks = [(job, _no_memory(shape, len(group), e)) for job, _ in group]
+                    starved = True
+                if starved and pipeline.device.type == "cuda":
+                    # out of memory: give the cache back once the error (whose frames hold
+                    # what was allocated) is gone, for the next image
+                    torch.cuda.empty_cache()
                 for job, task in tasks:
                     if isinstance(task, str):  # its file could not be made, or no memory
                         fail(job, task)
