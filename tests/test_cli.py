@@ -136,3 +136,26 @@ def test_memory_errors_are_told_apart_and_read():
     assert memory_shortfall(cpu) == "the host could not allocate 28.8 GB"
     assert memory_shortfall(numpy) == "the host could not allocate 6.31 GiB"
     assert memory_shortfall(MemoryError()) == "the host ran out of memory"
+
+
+def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path):
+    # --json naming a folder: said before the benchmark runs, not by the temporary file's name
+    # after it
+    assert main(["bench", "--sizes", "32", "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --json {tmp_path} is a folder; give a file, e.g. {tmp_path}/out.json\n"
+    # the same in the library's atomic writer, naming the destination
+    from loftup.atomic import atomic_write_bytes
+
+    with pytest.raises(IsADirectoryError, match="is a folder; a file name was expected here"):
+        atomic_write_bytes(tmp_path, b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file left
+    # a backbone size of 0 (was a ValueError traceback from deep inside, after loading)
+    args = ["upsample", "x.png", "-o", str(tmp_path / "o"), "--backbone-size", "0"]
+    assert main(args) == 2
+    assert "--backbone-size is the shorter side in pixels" in capsys.readouterr().err
+    import loftup
+    from loftup.errors import LoftUpError
+
+    with pytest.raises(LoftUpError, match="backbone_size is the shorter side in pixels"):
+        loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=0)

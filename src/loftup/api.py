@@ -179,6 +179,11 @@ def load_pipeline(
     keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
+    if backbone_size is not None and not (isinstance(backbone_size, int) and backbone_size >= 1):
+        raise LoftUpError(
+            f"backbone_size is the shorter side in pixels the backbone sees (>= 1; 224 by "
+            f"default; None: the image's own), got {backbone_size!r}"
+        )
     device = resolve_device(device)
     want = None if dtype is None else as_dtype(dtype)
     if isinstance(model, LoftUp):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -12,6 +13,10 @@ def temp_beside(path: str | os.PathLike) -> str:
     """A new empty temporary file in ``path``'s folder (made if missing), named after it and
     hidden (``.name.XXXX.tmp``): a rename onto ``path`` then replaces it in one step."""
     path = Path(path)
+    if path.is_dir():  # the rename would fail after the work, naming the temporary file
+        raise IsADirectoryError(
+            errno.EISDIR, "is a folder; a file name was expected here", str(path)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

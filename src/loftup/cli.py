@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 
 from .errors import LoftUpError
@@ -331,6 +332,11 @@ def _cmd_upsample(args) -> int:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.writers < 1:
         raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
+    if args.backbone_size < 1:
+        raise LoftUpError(
+            f"--backbone-size is the shorter side in pixels the backbone sees (default 224), "
+            f"so >= 1; got {args.backbone_size}"
+        )
     if not args.stream_above >= 0:  # also NaN
         raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")
     save_dtype = args.save_dtype or args.dtype
@@ -837,6 +843,11 @@ def main(argv: list[str] | None = None) -> int:
             from .api import resolve_device
 
             resolve_device(args.device)
+        json_out = getattr(args, "json", None)
+        if isinstance(json_out, str) and os.path.isdir(json_out):  # not after the work is done
+            raise LoftUpError(
+                f"--json {json_out} is a folder; give a file, e.g. {json_out}/out.json"
+            )
         return int(args.func(args) or 0)
     except LoftUpError as e:
         print(f"error: {e}", file=sys.stderr)
