@@ -477,3 +477,26 @@ def test_out_of_memory_is_told_apart_and_read():
         "out of memory for a 9000x12000 output (384 channels): the GPU could not allocate "
         "2.00 GiB; try a smaller --size or --batch-size 1"
     )
+
+
+def test_files_written_atomically_get_the_mode_of_any_new_file(photos, upsampler, tmp_path):
+    """Temporary files are private (0600); the features, pictures and reports they become must
+    not be (they were 0600 too: unreadable to a user's group on a shared cluster). Here under
+    umask 027, in a process of its own: 0640 for held, streamed and atomic writes alike."""
+    out = tmp_path / "out"
+    code = (
+        "import os, sys; os.umask(0o027); from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = [str(photos / "coffee.jpg"), "-m", str(upsampler), "--size", "32", "--viz"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for extra in ([], ["--stream-above", "0", "--format", "npy"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "upsample", *args, *extra, "-o", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert modes == {n: "0o640" for n in ("coffee.pt", "coffee.npy", "coffee_viz.png")}

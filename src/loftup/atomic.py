@@ -9,9 +9,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``os.umask`` sets it
+    too, which would race with other threads); read once, at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: What a new file's mode is (``0o666`` less the umask): a temporary file is made private
+#: (``0o600``) and is given this before it takes its final name, as ``open`` would have made it.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def temp_beside(path: str | os.PathLike) -> str:
     """A new empty temporary file in ``path``'s folder (made if missing), named after it and
-    hidden (``.name.XXXX.tmp``): a rename onto ``path`` then replaces it in one step."""
+    hidden (``.name.XXXX.tmp``), with the mode of a new file (:data:`FILE_MODE`): a rename onto
+    ``path`` then replaces it in one step."""
     path = Path(path)
     if path.is_dir():  # the rename would fail after the work, naming the temporary file
         raise IsADirectoryError(
@@ -19,7 +40,10 @@ def temp_beside(path: str | os.PathLike) -> str:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not mkstemp's 0o600
+    finally:
+        os.close(fd)
     return tmp
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write, atomic_write_bytes
 
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
@@ -153,8 +152,7 @@ def save_grid(path: Path, images01, lr_rgb, hr_rgb, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
