@@ -500,3 +500,28 @@ def test_files_written_atomically_get_the_mode_of_any_new_file(photos, upsampler
         assert done.returncode == 0, done.stderr[-2000:]
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
     assert modes == {n: "0o640" for n in ("coffee.pt", "coffee.npy", "coffee_viz.png")}
+
+
+def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp_path):
+    """A job scheduler's cancel (SIGTERM) in the middle of an output streamed into its file:
+    the half-written temporary file (gigabytes, for a large one) is removed on the way out,
+    as with Ctrl-C, and the exit status says why (it was left behind, hidden)."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "loftup", "upsample", str(photos / "coffee.jpg")]
+    cmd += ["-m", str(upsampler), "-o", str(out), "--size", "1500", "--stream-above", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and list(out.glob(".coffee.pt.*.tmp"))):  # streaming has begun
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err, err[-2000:]
+    assert list(out.iterdir()) == []

@@ -11,7 +11,9 @@ import argparse
 import errno
 import json
 import os
+import signal
 import sys
+import threading
 
 from .errors import LoftUpError
 
@@ -835,9 +837,29 @@ _MEMORY_FIX = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's cancel or time limit, torchrun stopping its other processes),
+    raised in the main thread like Ctrl-C so that what is half-written is removed on the way out
+    (a streamed feature file can be gigabytes)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _main(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args) -> int:
     try:
         if isinstance(getattr(args, "device", None), str):  # one this machine has, before any work
             from .api import resolve_device
@@ -859,6 +881,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
