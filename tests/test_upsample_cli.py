@@ -525,3 +525,27 @@ def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp
         proc.kill()
     assert proc.returncode == 143 and "terminated (SIGTERM)" in err, err[-2000:]
     assert list(out.iterdir()) == []
+
+
+def test_images_above_the_decompression_bomb_guard_are_read_when_asked(
+    upsampler, tmp_path, capsys, monkeypatch
+):
+    """Pillow refuses images above ~179 million pixels (a guard for untrusted files); a large
+    aerial or scanned image is named with the way to read it, and read when the user says so.
+    Pillow's own check, with its threshold lowered for a small file (2400 pixels)."""
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # refused above 1000 pixels
+    photo = tmp_path / "aerial.png"
+    Image.new("RGB", (60, 40), (90, 120, 30)).save(photo)
+    args = ["upsample", str(photo), "-m", str(upsampler), "--size", "32"]
+    assert main([*args, "-o", str(tmp_path / "no")]) == 1
+    err = capsys.readouterr().err
+    assert "exceeds limit of 1000 pixels" in err
+    assert "If you trust the file, raise the limit: loftup upsample --max-image-pixels N" in err
+    assert main([*args, "-o", str(tmp_path / "small"), "--max-image-pixels", "2000"]) == 1
+    assert "exceeds limit of 2000 pixels" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "yes"), "--max-image-pixels", "2400"]) == 0
+    assert (tmp_path / "yes" / "aerial.pt").exists()
+    assert main([*args, "-o", str(tmp_path / "any"), "--max-image-pixels", "0"]) == 0
+    assert PILImage.MAX_IMAGE_PIXELS is None

@@ -296,6 +296,14 @@ def _add_upsample(sub) -> None:
         metavar="N",
         help="shorter side of the image the backbone sees (default: 224)",
     )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read input images of up to N pixels (0: any; default: Pillow's guard against "
+        "decompression bombs, about 179 million)",
+    )
     p.set_defaults(func=_cmd_upsample)
 
 
@@ -334,6 +342,14 @@ def _cmd_upsample(args) -> int:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.writers < 1:
         raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
+    if args.max_image_pixels is not None:
+        if args.max_image_pixels < 0:
+            raise LoftUpError(
+                f"--max-image-pixels must be >= 0 (0: any), got {args.max_image_pixels}"
+            )
+        from .io import set_max_image_pixels
+
+        set_max_image_pixels(args.max_image_pixels or None)
     if args.backbone_size < 1:
         raise LoftUpError(
             f"--backbone-size is the shorter side in pixels the backbone sees (default 224), "

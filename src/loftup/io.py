@@ -25,6 +25,26 @@ class ImageReadError(LoftUpError, ValueError):
     """A file is missing, not an image, truncated, or in a mode that cannot be converted."""
 
 
+def set_max_image_pixels(limit: int | None) -> None:
+    """Read images of up to ``limit`` pixels (None: any size), for this process.
+
+    By default Pillow refuses images above about 179 million pixels (and warns above half
+    that), a guard against decompression bombs in untrusted files; an aerial or scanned image
+    you trust can be larger, and the upsampler handles any size.
+    """
+    import warnings
+
+    from PIL import Image
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 pixel or None, got {limit}")
+    # Pillow refuses above twice this (an int when it can be, for its message)
+    Image.MAX_IMAGE_PIXELS = (
+        None if limit is None else (limit // 2 if limit % 2 == 0 else limit / 2)
+    )
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _open(path: str | os.PathLike):
     """The decoded PIL image with EXIF orientation applied."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,13 +56,13 @@ def _open(path: str | os.PathLike):
         with Image.open(path) as img:
             img.load()
             return ImageOps.exif_transpose(img)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(
+            f"cannot read image {path}: {e} If you trust the file, raise the limit: "
+            "loftup upsample --max-image-pixels N (0: none), or "
+            "loftup.io.set_max_image_pixels(N) in Python"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
