@@ -1,0 +1,51 @@
+"""The scripts in benchmarks/ that a lent GPU's few minutes rely on run, here at toy sizes, and
+write their JSON: a script broken since its last GPU run would cost that device time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(REPO / "benchmarks" / name), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
+    out = tmp_path / "probe.json"
+    _script("gpu_probe.py", "--smoke", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["device"] in ("cpu", "cuda")
+    (size,) = [k for k in report if k.isdigit()]  # one toy size
+    steps = report[size]["ms"]  # milliseconds per step
+    assert {"encode", "conv1", "conv2", "forward", "forward (PyTorch kernels)"} <= set(steps)
+    assert all(ms > 0 for ms in steps.values())
+
+
+def test_world_costs_and_class_information(tmp_path):
+    out = tmp_path / "world.json"
+    _script("world.py", "--count", "2", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["generation_s_per_image_128"] > 0 and report["forward_s_batch8_128"] > 0
+    probe = report["probe_128"]
+    assert probe["scenes"] == 2 and 0 <= probe["patch_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_train_step_times_a_step_and_its_target(tmp_path):
+    out = tmp_path / "step.json"
+    args = ["--device", "cpu", "--batch", "1", "--steps", "1", "--warmup", "0", "--masks", "4"]
+    _script("train_step.py", *args, "--json", str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["stage"] == 1 and row["steps_timed"] == 1
+    assert 0 < row["target_seconds"] < row["seconds_per_step"]
