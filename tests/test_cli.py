@@ -159,3 +159,16 @@ def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path):
 
     with pytest.raises(LoftUpError, match="backbone_size is the shorter side in pixels"):
         loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=0)
+
+
+def test_a_wrong_data_folder_is_said_before_the_backbone_is_looked_for(capsys, tmp_path):
+    """The released recipe's backbone is not here (offline): a mistyped --data must still be the
+    error the user sees, at once, not the backbone's."""
+    args = ["train", "--config", "stage1_sa1b", "--data", str(tmp_path / "sa1b")]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: data folder {tmp_path / 'sa1b'} does not exist (set data.root=/path/to/images)\n"
+    )
+    assert not (tmp_path / "run").exists()

@@ -326,6 +326,7 @@ def test_offline_without_weights_names_repo_and_local_option():
     msg = str(e.value)
     assert "facebook/dinov2-base" in msg and "HF_HUB_OFFLINE=1" in msg
     assert "--backbone-weights" in msg and "weights=" in msg and "\n" not in msg
+    assert "`loftup train backbone_weights=/path/to/folder`" in msg  # the training key too
 
 
 def test_bad_local_folders_are_named(tmp_path):

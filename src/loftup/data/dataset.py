@@ -25,6 +25,14 @@ log = logging.getLogger("loftup.data")
 MASK_SOURCES = ("sa1b", "sam", "superpixels")
 
 
+def data_folder(root: str | os.PathLike) -> Path:
+    """The training images' folder, or a :class:`LoftUpError` naming it if there is none."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise LoftUpError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+    return root
+
+
 class MaskedImages(torch.utils.data.Dataset):
     """Square images and their masks from an SA-1B folder or a plain image folder.
 
@@ -57,9 +65,7 @@ class MaskedImages(torch.utils.data.Dataset):
     ) -> None:
         if masks not in MASK_SOURCES:
             raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise LoftUpError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+        root = data_folder(root)
         self.root, self.size, self.source, self.max_masks = root, size, masks, max_masks
         self.max_retries = max_retries
         self.orphans = 0

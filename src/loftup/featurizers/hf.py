@@ -55,8 +55,9 @@ def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) 
     from ..hub import hub_file
 
     hint = (
-        f"get_featurizer({name!r}, weights='/path/to/folder') or `loftup upsample "
-        f"--backbone-weights /path/to/folder`, a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+        f"get_featurizer({name!r}, weights='/path/to/folder'), `loftup upsample "
+        f"--backbone-weights /path/to/folder` or `loftup train backbone_weights=/path/to/folder`, "
+        f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
     )
     what = f"backbone {name}"
     kw = {"what": what, "local_hint": hint, "download_name": name}

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import MaskedImages, StepSampler, collate
+from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
 from ..errors import LoftUpError
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
@@ -97,6 +97,8 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         check_resumable(ckpt, cfg, ckpt_path)
     elif resume and main:
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
+
+    data_folder(cfg.data.root)  # a wrong path is said now, not after the models are loaded
 
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
