@@ -120,3 +120,39 @@ def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_p
     assert_same_run(ckpt, reference, atol=1e-6)
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(STEPS))
+
+
+def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
+    data, reference, tmp_path
+):
+    """A scheduler's cancel or preemption (SIGTERM, to the process and its DataLoader worker,
+    as Slurm sends it to every process of a job) stops training after the current step with a checkpoint of
+    that step, exit status 143; the same command with --resume ends where an uninterrupted run
+    ends."""
+    out = tmp_path / "terminated"
+    ckpt = out / "checkpoint.pt"
+    args = [*overrides(data, out), "log.ckpt_every=2", "data.num_workers=1"]
+    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
+    proc = subprocess.Popen(
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not ckpt.exists():
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGTERM)  # to its DataLoader worker too, as Slurm does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 143, err[-3000:]
+    stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
+    assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
+    assert "run the same command with --resume to go on" in err
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == stopped  # the CSV holds every step the checkpoint holds
+    resumed = subprocess.run(
+        cmd + ["--resume"], env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(ckpt, reference, atol=1e-6)

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from .errors import LoftUpError
+from .errors import LoftUpError, Terminated
 
 # -- info -------------------------------------------------------------------------------------
 
@@ -851,12 +851,6 @@ _MEMORY_FIX = {
     "bench": "smaller --sizes or --batch",
     "experiment": "--quick, or a smaller --batch-size",
 }
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a job scheduler's cancel or time limit, torchrun stopping its other processes),
-    raised in the main thread like Ctrl-C so that what is half-written is removed on the way out
-    (a streamed feature file can be gigabytes)."""
 
 
 def _terminate(signum, frame) -> None:

@@ -29,6 +29,12 @@ class UsageError(LoftUpError, ValueError):
     """An argument outside the values it may take (a benchmark suite or section, say)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's cancel, time limit or preemption; torchrun stopping its other
+    processes), raised in the main thread like Ctrl-C so that what is half-written is removed on
+    the way out. Training first finishes its step and writes a checkpoint."""
+
+
 class UnknownNameError(LoftUpError, KeyError):
     """A model or backbone name that no registry knows."""
 

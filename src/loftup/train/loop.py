@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
-from ..errors import LoftUpError
+from ..errors import LoftUpError, Terminated
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -71,17 +73,55 @@ class TrainResult:
         return [row["loss"] for row in self.history]
 
 
+class _StopOnSigterm:
+    """SIGTERM during a training run (in the main thread). Before and after the steps it stops
+    the run at once (:class:`Terminated`, like Ctrl-C); while they run (``in_steps``) it asks them
+    to stop after the current one, with a checkpoint, so that a scheduler's cancel or
+    preemption loses no work. DataLoader workers ignore SIGTERM (:func:`_outlive_sigterm`), so
+    a signal sent to every process of the job (as Slurm does) leaves them feeding the step
+    being finished. The previous handler is put back at the end."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_steps = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if not self.in_steps:
+            raise Terminated()
+        self.requested = True
+
+    def __enter__(self) -> _StopOnSigterm:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _outlive_sigterm(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGTERM: a scheduler sends it to every process of the job
+    (Slurm does), and a worker killed by it would end the run mid-step (PyTorch raises "worker
+    killed by signal" in the main process) instead of letting it finish the step and write its
+    checkpoint. Workers still end with the loader, or with the main process (PyTorch's
+    watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     info = setup(cfg.device)
     try:
-        return _run(cfg, info, resume)
+        with _StopOnSigterm() as sigterm:
+            return _run(cfg, info, resume, sigterm)
     finally:
         teardown(info)
 
 
-def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
+def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
@@ -146,7 +186,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         precompute_masks(dataset, info)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda", worker_init_fn=_outlive_sigterm,
     )  # fmt: skip
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
     if cfg.stage == 2 and max(sizes) > cfg.stage2.load_size:
@@ -183,6 +223,16 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         desc=f"stage {cfg.stage}",
         disable=not (main and cfg.log.progress),
     )
+
+    def save(done: int) -> None:
+        # CSV first: a kill between the two leaves rows beyond the checkpoint (dropped on
+        # resume), never a checkpoint beyond the CSV (rows lost for good)
+        monitor.flush()
+        save_checkpoint(
+            ckpt_path, checkpoint_payload(cfg, trainee, optimizer, teacher, done, history, skipped)
+        )
+
+    sigterm.in_steps = True
     tick = time.perf_counter()
     for step, batch in zip(range(step0, total), loader):
         t_data = time.perf_counter() - tick
@@ -208,7 +258,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
 
         scalars = {k: float(v.detach()) for k, v in losses.items()}
         scalars["skipped"] = float(len(batch["skipped"]))
+        scalars["stop"] = float(sigterm.requested)  # any rank's SIGTERM stops them all here
         scalars = mean_over_ranks(scalars, info)
+        stopping = scalars.pop("stop") > 0
         scalars["skipped"] *= info.world
         skipped += int(round(scalars["skipped"]))
         scalars.update(
@@ -228,15 +280,19 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
                 and viz is not None
             ):
                 pictures(monitor, trainee.upsampler, featurizer, viz, done)
-            if done % cfg.log.ckpt_every == 0 or done == total:
-                # CSV first: a kill between the two leaves rows beyond the checkpoint (dropped
-                # on resume), never a checkpoint beyond the CSV (rows lost for good)
-                monitor.flush()
-                payload = checkpoint_payload(
-                    cfg, trainee, optimizer, teacher, done, history, skipped
-                )
-                save_checkpoint(ckpt_path, payload)
+            if done % cfg.log.ckpt_every == 0 or done == total or stopping:
+                save(done)
+        if stopping:
+            bar.close()
+            barrier(info)  # rank 0's checkpoint is whole before any process leaves
+            if main:
+                log.warning(
+                    "SIGTERM: stopped after step %d of %d; %s holds it: run the same command "
+                    "with --resume to go on", done, total, ckpt_path,
+                )  # fmt: skip
+            raise Terminated()
         tick = time.perf_counter()
+    sigterm.in_steps = False
     bar.close()
 
     # -- the end ---------------------------------------------------------------------------
