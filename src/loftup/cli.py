@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from .errors import LoftUpError, Terminated
+from .errors import LoftUpError, Terminated, terminate
 
 # -- info -------------------------------------------------------------------------------------
 
@@ -853,15 +853,11 @@ _MEMORY_FIX = {
 }
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         return _main(args)
     finally:

@@ -35,6 +35,19 @@ class Terminated(KeyboardInterrupt):
     the way out. Training first finishes its step and writes a checkpoint."""
 
 
+def terminate(signum=None, frame=None) -> None:
+    """Raise :class:`Terminated`, ignoring any later SIGTERM: launchers often send a second one
+    (torchrun passes on the one its process group got), which would otherwise interrupt the
+    clean-up of the first, or the interpreter's exit (a process then hung until SIGKILL). The
+    command line's SIGTERM handler; whoever installed it puts the previous one back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 class UnknownNameError(LoftUpError, KeyError):
     """A model or backbone name that no registry knows."""
 

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
-from ..errors import LoftUpError, Terminated
+from ..errors import LoftUpError, Terminated, terminate
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -88,7 +88,7 @@ class _StopOnSigterm:
 
     def _handle(self, signum, frame) -> None:
         if not self.in_steps:
-            raise Terminated()
+            terminate()
         self.requested = True
 
     def __enter__(self) -> _StopOnSigterm:
@@ -96,9 +96,13 @@ class _StopOnSigterm:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._previous is None:
+            return
+        if exc_type is not None and issubclass(exc_type, Terminated):
+            if self._previous is terminate:  # the command line's: it keeps ignoring a second
+                return  # SIGTERM while the first one's clean-up runs, and restores its own
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 def _outlive_sigterm(worker_id: int) -> None:
@@ -290,7 +294,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
                     "SIGTERM: stopped after step %d of %d; %s holds it: run the same command "
                     "with --resume to go on", done, total, ckpt_path,
                 )  # fmt: skip
-            raise Terminated()
+            terminate()
         tick = time.perf_counter()
     sigterm.in_steps = False
     bar.close()
