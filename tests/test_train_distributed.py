@@ -122,17 +122,9 @@ def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_p
     assert [int(r.split(",")[0]) for r in rows] == list(range(STEPS))
 
 
-def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
-    data, reference, tmp_path
-):
-    """A scheduler's cancel or preemption (SIGTERM, to the process and its DataLoader worker,
-    as Slurm sends it to every process of a job) stops training after the current step with a checkpoint of
-    that step, exit status 143; the same command with --resume ends where an uninterrupted run
-    ends."""
-    out = tmp_path / "terminated"
-    ckpt = out / "checkpoint.pt"
-    args = [*overrides(data, out), "log.ckpt_every=2", "data.num_workers=1"]
-    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
+def sigterm_after_first_checkpoint(cmd, ckpt) -> tuple[int, str]:
+    """Start ``cmd`` in a session of its own, send SIGTERM to all of its processes (as Slurm
+    does to a job's) once ``ckpt`` exists: (exit status, stderr)."""
     proc = subprocess.Popen(
         cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -140,12 +132,26 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and not ckpt.exists():
             time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGTERM)  # to its DataLoader worker too, as Slurm does
+        os.killpg(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    err = err.decode()
-    assert proc.returncode == 143, err[-3000:]
+    return proc.returncode, err.decode()
+
+
+def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
+    data, reference, tmp_path
+):
+    """A scheduler's cancel or preemption (SIGTERM, to the process and its DataLoader worker,
+    as Slurm sends it to every process of a job) stops training after the current step with a
+    checkpoint of that step, exit status 143; the same command with --resume ends where an
+    uninterrupted run ends."""
+    out = tmp_path / "terminated"
+    ckpt = out / "checkpoint.pt"
+    args = [*overrides(data, out), "log.ckpt_every=2", "data.num_workers=1"]
+    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
+    returncode, err = sigterm_after_first_checkpoint(cmd, ckpt)
+    assert returncode == 143, err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
     assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
     assert "run the same command with --resume to go on" in err
@@ -167,18 +173,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step(data, reference, tm
     ckpt = out / "checkpoint.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "loftup", "train", "--stage", "1", *overrides(data, out), "log.ckpt_every=2"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and not ckpt.exists():
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGTERM)  # the launcher and both processes
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    err = err.decode()
+    _, err = sigterm_after_first_checkpoint(cmd, ckpt)  # to the launcher and both processes
     assert err.count("terminated (SIGTERM)") == 2, err[-3000:]  # both ranks, not a hang
     # and both exit: torchrun's second SIGTERM, during their clean-up, is ignored (it used to
     # hang one at exit in 1 run of 4, until torchrun's SIGKILL 30 s later)
