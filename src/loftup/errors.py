@@ -84,3 +84,14 @@ def memory_shortfall(e: BaseException) -> str:
     if not text.strip():
         return "the host ran out of memory" if isinstance(e, MemoryError) else type(e).__name__
     return text.strip().splitlines()[0][:200]
+
+
+def worker_ignores_sigterm(worker_id: int) -> None:
+    """A DataLoader's ``worker_init_fn``: the worker ignores SIGTERM. A scheduler sends it to
+    every process of the job (Slurm does), and a worker killed by it makes PyTorch raise "worker
+    killed by signal" in the main process, at any point, instead of letting the main process
+    stop cleanly (training: after the current step, with a checkpoint). Workers still end with
+    their loader, or with the main process (PyTorch's watchdog)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, worker_ignores_sigterm
 from ..featurizers import imagenet_normalize
 from .features import FeatureCache, default_cache_dir, lowres_features
 from .propagation import PropagationConfig
@@ -158,6 +158,7 @@ def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0):
         shuffle=shuffle,
         generator=gen,
         num_workers=cfg.workers,
+        worker_init_fn=worker_ignores_sigterm,  # SIGTERM ends the run cleanly, not the workers
     )
 
 

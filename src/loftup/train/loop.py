@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
-from ..errors import LoftUpError, Terminated, terminate
+from ..errors import LoftUpError, Terminated, terminate, worker_ignores_sigterm
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -77,9 +77,10 @@ class _StopOnSigterm:
     """SIGTERM during a training run (in the main thread). Before and after the steps it stops
     the run at once (:class:`Terminated`, like Ctrl-C); while they run (``in_steps``) it asks them
     to stop after the current one, with a checkpoint, so that a scheduler's cancel or
-    preemption loses no work. DataLoader workers ignore SIGTERM (:func:`_outlive_sigterm`), so
-    a signal sent to every process of the job (as Slurm does) leaves them feeding the step
-    being finished. The previous handler is put back at the end."""
+    preemption loses no work. DataLoader workers ignore SIGTERM
+    (:func:`~loftup.errors.worker_ignores_sigterm`), so a signal sent to every process of the
+    job (as Slurm does) leaves them feeding the step being finished. The previous handler is
+    put back at the end."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -103,15 +104,6 @@ class _StopOnSigterm:
             if self._previous is terminate:  # the command line's: it keeps ignoring a second
                 return  # SIGTERM while the first one's clean-up runs, and restores its own
         signal.signal(signal.SIGTERM, self._previous)
-
-
-def _outlive_sigterm(worker_id: int) -> None:
-    """A DataLoader worker ignores SIGTERM: a scheduler sends it to every process of the job
-    (Slurm does), and a worker killed by it would end the run mid-step (PyTorch raises "worker
-    killed by signal" in the main process) instead of letting it finish the step and write its
-    checkpoint. Workers still end with the loader, or with the main process (PyTorch's
-    watchdog)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
@@ -190,7 +182,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         precompute_masks(dataset, info)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
-        pin_memory=device.type == "cuda", worker_init_fn=_outlive_sigterm,
+        pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_sigterm,
     )  # fmt: skip
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
     if cfg.stage == 2 and max(sizes) > cfg.stage2.load_size:
