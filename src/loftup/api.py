@@ -106,6 +106,16 @@ def resolve_device(
     return device
 
 
+def check_backbone_size(size, name: str = "backbone_size") -> None:
+    """A :class:`LoftUpError` unless ``size`` is a shorter side the backbone can see: an int
+    >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
+    if size is not None and not (isinstance(size, int) and size >= 1):
+        raise LoftUpError(
+            f"{name} is the shorter side in pixels the backbone sees (>= 1; 224 by default; "
+            f"None: the image's own), got {size!r}"
+        )
+
+
 @dataclass
 class FeaturePipeline:
     """A backbone and the upsampler trained on its features.
@@ -179,11 +189,7 @@ def load_pipeline(
     keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
-    if backbone_size is not None and not (isinstance(backbone_size, int) and backbone_size >= 1):
-        raise LoftUpError(
-            f"backbone_size is the shorter side in pixels the backbone sees (>= 1; 224 by "
-            f"default; None: the image's own), got {backbone_size!r}"
-        )
+    check_backbone_size(backbone_size)
     device = resolve_device(device)
     want = None if dtype is None else as_dtype(dtype)
     if isinstance(model, LoftUp):

@@ -335,7 +335,7 @@ def _cmd_upsample(args) -> int:
 
     import torch
 
-    from .api import load_pipeline, resolve_device
+    from .api import check_backbone_size, load_pipeline, resolve_device
     from .extract import collect_inputs, dist_env, init_distributed, run, total_failures
 
     if args.batch_size < 1:
@@ -350,11 +350,7 @@ def _cmd_upsample(args) -> int:
         from .io import set_max_image_pixels
 
         set_max_image_pixels(args.max_image_pixels or None)
-    if args.backbone_size < 1:
-        raise LoftUpError(
-            f"--backbone-size is the shorter side in pixels the backbone sees (default 224), "
-            f"so >= 1; got {args.backbone_size}"
-        )
+    check_backbone_size(args.backbone_size, "--backbone-size")  # before inputs and models
     if not args.stream_above >= 0:  # also NaN
         raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")
     save_dtype = args.save_dtype or args.dtype
