@@ -1,0 +1,104 @@
+"""loftup.compiled on the CPU: the untiled forward that CUDA graphs and torch.compile capture,
+torch.compile itself (the inductor's C++ backend) and frames in batches. These functions are the
+GPU's small-output path; here they are checked against the model's own forward so that a
+mistake in them shows up without a GPU (tests/test_cuda.py checks the graphs on one)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from conftest import perturb
+from loftup import LoftUp
+from loftup.compiled import (
+    compile_upsampler,
+    graph_upsampler,
+    untiled,
+    untiled_decode,
+    untiled_queries,
+    upsample_frames,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    return perturb(LoftUp(dim=16, num_heads=2, n_freqs=4))
+
+
+def _inputs(batch=2, height=30, width=26, grid=5, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, 16, grid, grid, generator=g),
+        torch.rand(batch, 3, height, width, generator=g),
+    )
+
+
+@pytest.mark.parametrize("chunk", [10**6, 97], ids=["whole", "chunked"])
+def test_untiled_forward_is_the_models(small, chunk):
+    """What a graph or the compiler captures: one whole-image pass (decoded at once, or in
+    chunks of pixels that do not divide the image) gives the model's output, and so do its
+    two halves (the image's queries, then the rest)."""
+    lr, image = _inputs()
+    with torch.inference_mode():
+        ref = small(lr, image)
+        fw = small.fused(torch.float32, small.conv, small.align)
+        whole = untiled(fw, lr, image, chunk)
+        halves = untiled_decode(fw, lr, untiled_queries(fw, image), image.shape, chunk)
+    assert whole.shape == ref.shape == (2, 16, 30, 26)
+    assert (whole - ref).abs().max().item() <= 1e-5
+    assert torch.equal(halves, whole)
+    # each image of the batch is its own: the second image's output moves with its input
+    with torch.inference_mode():
+        other = untiled(fw, lr, torch.cat([image[:1], image[1:].flip(-1)]), chunk)
+    assert torch.equal(other[0], whole[0])
+    assert (other[1] - whole[1]).abs().max().item() > 1e-2
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None, reason="torch.compile on the CPU needs a C compiler"
+)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_upsampler_computes_the_models_output(small):
+    """torch.compile of the inference path (its CPU mode; CUDA graphs on a GPU), with pixels
+    decoded in chunks; weights folded when it is made, so later changes do not reach it."""
+    lr, image = _inputs()
+    fn = compile_upsampler(small, chunk_size=211)
+    with torch.inference_mode():
+        ref = small(lr, image)
+    out = fn(lr, image)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= 1e-5
+    with torch.no_grad():
+        small.norm.weight.add_(1.0)  # the model moves on; the compiled function does not
+    try:
+        with torch.inference_mode():
+            moved = small(lr, image)
+        assert (fn(lr, image) - out).abs().max().item() <= 1e-6
+        assert (moved - out).abs().max().item() > 1e-2
+    finally:
+        with torch.no_grad():
+            small.norm.weight.sub_(1.0)
+
+
+def test_cuda_graphs_refuse_cpu_tensors_with_the_reason(small):
+    lr, image = _inputs()
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        graph_upsampler(small, lr, image)
+
+
+def test_frames_in_batches_equal_each_frame_alone(small):
+    """Five frames in batches of two (the last batch holds one): each frame's features are
+    those of the frame upsampled alone, in order."""
+    lr, frames = _inputs(batch=5, seed=4)
+    out = list(upsample_frames(small, zip(lr, frames), batch_size=2))
+    assert len(out) == 5
+    with torch.inference_mode():
+        for i, got in enumerate(out):
+            want = small(lr[i : i + 1], frames[i : i + 1])[0]
+            assert got.shape == (16, 30, 26)
+            assert (got - want).abs().max().item() <= 1e-5
