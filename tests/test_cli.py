@@ -172,3 +172,35 @@ def test_a_wrong_data_folder_is_said_before_the_backbone_is_looked_for(capsys, t
         == f"error: data folder {tmp_path / 'sa1b'} does not exist (set data.root=/path/to/images)\n"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`loftup COMMAND --help` explains each option; one with a default other than off or none
+    says that default."""
+    import argparse
+
+    from loftup.cli import build_parser
+
+    def options(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from options(sub, f"{name} {sub_name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield name, action
+
+    silent, no_default = [], []
+    for name, action in options(build_parser(), "loftup"):
+        flag = "/".join(action.option_strings) or action.dest
+        if not action.help:
+            silent.append(f"{name} {flag}")
+        elif (
+            action.option_strings
+            and action.default is not None
+            and action.default is not False
+            and action.default != argparse.SUPPRESS
+            and "default" not in action.help
+        ):
+            no_default.append(f"{name} {flag} (default {action.default!r})")
+    assert not silent, f"options without help: {silent}"
+    assert not no_default, f"options whose help does not give the default: {no_default}"

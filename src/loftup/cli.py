@@ -108,21 +108,22 @@ def _cmd_download(args) -> int:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time and peak memory of LoftUp next to bilinear/bicubic")
-    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896], metavar="N")
-    p.add_argument("--dim", type=int, default=384)
-    p.add_argument("--grid", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896], metavar="N",
+                   help="square output sides to time (default: 224 448 896)")  # fmt: skip
+    p.add_argument("--dim", type=int, default=384, help="feature channels C (default 384)")
+    p.add_argument("--grid", type=int, default=16, help="low-res grid side h = w (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument(
         "--dtypes",
         nargs="+",
         default=["float32"],
         metavar="DTYPE",
         choices=["float32", "bfloat16", "float16"],
-        help="precisions to time",
+        help="precisions to time (default: float32)",
     )
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per case (default 2)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
         "--reference",
@@ -130,10 +131,18 @@ def _add_bench(sub) -> None:
         help="a stand-in of the paper's implementation to time alongside, e.g. "
         "benchmarks/reference_impl.py",
     )
-    p.add_argument("--reference-max-size", type=int, default=448, metavar="N")
-    p.add_argument("--tile-size", type=int, default=None, metavar="N")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="N")
-    p.add_argument("--conv", default="auto", choices=["auto", "winograd", "direct", "direct_nchw"])
+    p.add_argument("--reference-max-size", type=int, default=448, metavar="N",
+                   help="time the reference up to this side (default 448)")  # fmt: skip
+    p.add_argument("--tile-size", type=int, default=None, metavar="N",
+                   help="output tile side (default: per device)")  # fmt: skip
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help="pixels decoded at once (default: per device)")  # fmt: skip
+    p.add_argument(
+        "--conv",
+        default="auto",
+        choices=["auto", "winograd", "direct", "direct_nchw"],
+        help="stem convolutions (default: auto, the fastest for the device and precision)",
+    )
     p.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak")
     p.add_argument(
         "--tf32",
@@ -145,7 +154,8 @@ def _add_bench(sub) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="on a GPU, also time half precision replayed from a CUDA graph up to size N",
+        help="on a GPU, also time half precision replayed from a CUDA graph up to size N "
+        "(default 0: none)",
     )
     p.add_argument(
         "--stream",
@@ -240,7 +250,12 @@ def _add_upsample(sub) -> None:
         "Under torchrun the inputs are shared out across the processes.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="image files, folders or globs")
-    p.add_argument("-m", "--model", default="loftup_dinov2s", help="released name, file or folder")
+    p.add_argument(
+        "-m",
+        "--model",
+        default="loftup_dinov2s",
+        help="released name, file or folder (default: loftup_dinov2s)",
+    )
     p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument(
         "--size",
@@ -249,7 +264,8 @@ def _add_upsample(sub) -> None:
         metavar="N|HxW",
         help="output size: N for shorter side N, or HxW (default: each image's own size)",
     )
-    p.add_argument("--format", choices=["pt", "npy", "safetensors"], default="pt")
+    p.add_argument("--format", choices=["pt", "npy", "safetensors"], default="pt",
+                   help="file format (default: pt)")  # fmt: skip
     p.add_argument("--viz", action="store_true", help="also write input | low-res | upsampled PNGs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument(
@@ -268,7 +284,8 @@ def _add_upsample(sub) -> None:
         help="precision of the stored features (default: --dtype's; float32 for bfloat16 "
         "in .npy, which has no bfloat16)",
     )
-    p.add_argument("--batch-size", type=int, default=1, metavar="N")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="images of one size computed together (default 1)")  # fmt: skip
     p.add_argument(
         "--writers",
         type=int,
@@ -472,7 +489,9 @@ def _add_eval(sub) -> None:
         t = tasks.add_parser(task, help=text, description=text)
         t.add_argument("--dataset", default=defaults[task], help=f"(default {defaults[task]})")
         t.add_argument("--root", required=True, help="the dataset's folder (see README)")
-        t.add_argument("--backbone", default="dinov2_vits14", help="featurizer name")
+        t.add_argument(
+            "--backbone", default="dinov2_vits14", help="featurizer (default dinov2_vits14)"
+        )
         t.add_argument("--backbone-weights", default=None, help="hub id or local folder")
         t.add_argument(
             "--upsampler",
@@ -484,11 +503,15 @@ def _add_eval(sub) -> None:
         t.add_argument("--limit", type=int, default=None, metavar="N", help="first N per split")
         t.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/loftup)")
         t.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
-        t.add_argument("--device", default="cpu")
-        t.add_argument("--batch-size", type=int, default=8)
-        t.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-        t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--highres-factor", type=int, default=2, help="input scale for highres")
+        t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+        t.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+        t.add_argument(
+            "--workers", type=int, default=0, help="DataLoader workers (default 0: in this process)"
+        )
+        t.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
+        t.add_argument(
+            "--highres-factor", type=int, default=2, help="input scale for highres (default 2)"
+        )
         t.add_argument("--json", metavar="OUT", help="write the results as JSON")
         t.add_argument("--figure", metavar="PNG", help="figure path (default: next to --json)")
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -496,12 +519,20 @@ def _add_eval(sub) -> None:
             t.add_argument("--epochs", type=int, default=None, help="probe epochs (default 10)")
             t.add_argument("--lr", type=float, default=None, help="probe learning rate")
         else:
-            t.add_argument("--max-frames", type=int, default=None, metavar="N")
-            t.add_argument("--topk", type=int, default=5)
-            t.add_argument("--context", type=int, default=7, help="previous frames used")
-            t.add_argument("--temperature", type=float, default=0.1)
-            t.add_argument("--radius", type=int, default=12, help="neighbourhood (feature cells)")
-            t.add_argument("--feature-scale", type=float, default=0.5)
+            t.add_argument("--max-frames", type=int, default=None, metavar="N",
+                           help="first N frames of each video (default: all)")  # fmt: skip
+            t.add_argument("--topk", type=int, default=5,
+                           help="neighbours a pixel takes labels from (default 5)")  # fmt: skip
+            t.add_argument(
+                "--context", type=int, default=7, help="previous frames used (default 7)"
+            )
+            t.add_argument("--temperature", type=float, default=0.1,
+                           help="softmax temperature of the affinities (default 0.1)")  # fmt: skip
+            t.add_argument(
+                "--radius", type=int, default=12, help="neighbourhood in feature cells (default 12)"
+            )
+            t.add_argument("--feature-scale", type=float, default=0.5,
+                           help="feature map side / frame side (default 0.5)")  # fmt: skip
             t.add_argument("--save-masks", metavar="DIR", help="write masks in DAVIS format")
         t.set_defaults(func=_cmd_eval)
 
@@ -575,10 +606,24 @@ def _add_demo(sub) -> None:
 
     p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
     p.add_argument("--out", default="loftup_demo", help="report folder (default: loftup_demo)")
+    what = {
+        "size": "image side of scenes and training (multiple of 8)",
+        "train_scenes": "training scenes",
+        "val_scenes": "held-out scenes (half fit the probes)",
+        "stage1_steps": "stage-1 training steps",
+        "stage2_steps": "stage-2 training steps",
+        "batch_size": "training batch",
+        "stage1_lr": "stage-1 learning rate (NAdam)",
+        "stage2_lr": "stage-2 learning rate (AdamW)",
+        "probe_epochs": "linear-probe epochs",
+        "probe_lr": "linear-probe learning rate",
+        "seed": "seed of scenes, training and probes",
+    }
     for f in fields(DemoConfig):
         if f.name != "out":
             flag = "--" + f.name.replace("_", "-")
-            p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name)
+            p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
+                           help=f"{what[f.name]} (default {f.default})")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.set_defaults(func=_cmd_demo)
 
@@ -633,10 +678,11 @@ def _add_experiment(sub) -> None:
         ("--probe-lr", float, "linear-probe learning rate"),
     ):
         p.add_argument(flag, type=kind, default=None, help=f"{what} (default: the demo's)")
-    p.add_argument("--backbone", default="scenes_vit_p8", help="featurizer name")
+    p.add_argument("--backbone", default="scenes_vit_p8", help="featurizer (default scenes_vit_p8)")
     p.add_argument("--backbone-weights", default=None, help="its weights (path or hub id)")
     p.add_argument("--data", default=None, help="training images (SA-1B layout or images)")
-    p.add_argument("--masks", default="sa1b", choices=["sa1b", "superpixels", "sam"])
+    p.add_argument("--masks", default="sa1b", choices=["sa1b", "superpixels", "sam"],
+                   help="stage-1 masks (default: sa1b, the dataset's own)")  # fmt: skip
     p.add_argument("--eval-root", default=None, help="held-out scenes folder or dataset root")
     p.add_argument("--eval-dataset", default=None, help="seg dataset name for --eval-root")
     p.add_argument("--eval-count", type=int, default=None, help="held-out images (half fit)")
@@ -681,14 +727,24 @@ def _add_world(sub) -> None:
 
     s = world.add_parser("scenes", help="write scenes in the SA-1B layout plus label PNGs")
     s.add_argument("--out", required=True, help="folder to write (see README for its layout)")
-    s.add_argument("--count", type=int, default=100, help="number of scenes")
-    s.add_argument("--seed", type=int, default=0, help="world seed (other seed: other scenes)")
-    s.add_argument("--start", type=int, default=0, help="index of the first scene")
-    s.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW")
-    s.add_argument("--classes", type=int, default=8, help="number of texture classes (2-12)")
-    s.add_argument("--scale", type=float, default=1.0, help="pixel scale of textures and lines")
+    s.add_argument("--count", type=int, default=100, help="number of scenes (default 100)")
     s.add_argument(
-        "--texture-scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("MIN", "MAX")
+        "--seed", type=int, default=0, help="world seed, another gives other scenes (default 0)"
+    )
+    s.add_argument("--start", type=int, default=0, help="index of the first scene (default 0)")
+    s.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW",
+                   help="scene size (default 128)")  # fmt: skip
+    s.add_argument("--classes", type=int, default=8, help="texture classes, 2-12 (default 8)")
+    s.add_argument(
+        "--scale", type=float, default=1.0, help="pixel scale of textures and lines (default 1)"
+    )
+    s.add_argument(
+        "--texture-scale",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="range of each region's texture scale (default: 1 1)",
     )
     s.add_argument(
         "--texture-contrast",
@@ -698,16 +754,20 @@ def _add_world(sub) -> None:
         metavar=("MIN", "MAX"),
         help="RGB distance between a region's two texture colours (default: 0.12 0.25)",
     )
-    s.add_argument("--quality", type=int, default=95, help="JPEG quality (4:4:4 chroma)")
+    s.add_argument(
+        "--quality", type=int, default=95, help="JPEG quality, 4:4:4 chroma (default 95)"
+    )
     s.set_defaults(func=_cmd_world_scenes)
 
     b = world.add_parser("backbone", help="train the small backbone scenes_vit_p8")
     b.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
-    b.add_argument("--steps", type=int, default=2000)
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--scenes", type=int, default=3000, help="training scenes in the pool")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    b.add_argument("--batch-size", type=int, default=32, help="scenes per step (default 32)")
+    b.add_argument(
+        "--scenes", type=int, default=3000, help="training scenes in the pool (default 3000)"
+    )
+    b.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     b.set_defaults(func=_cmd_world_backbone)
 
@@ -715,9 +775,12 @@ def _add_world(sub) -> None:
     q.add_argument(
         "--weights", default=None, help="folder from `world backbone` (default: shipped)"
     )
-    q.add_argument("--count", type=int, default=64, help="fresh scenes (half fit, half score)")
-    q.add_argument("--seed", type=int, default=1)
-    q.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW")
+    q.add_argument(
+        "--count", type=int, default=64, help="fresh scenes, half fit, half score (default 64)"
+    )
+    q.add_argument("--seed", type=int, default=1, help="seed of the fresh scenes (default 1)")
+    q.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW",
+                   help="scene size (default 128)")  # fmt: skip
     q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     q.set_defaults(func=_cmd_world_probe)
 
