@@ -121,3 +121,56 @@ def also_in_bfloat16(feat, images, got):
     assert out.dtype == torch.bfloat16 and out.shape == got.shape
     err = (out.float() - got).abs().max().item()
     assert 0 < err < 0.1 * got.abs().max().item(), err
+
+
+@pytest.fixture
+def local_hub():
+    """A Hugging Face hub mirror on 127.0.0.1 (what ``HF_ENDPOINT`` points at): ``serve(files)``
+    with ``files`` {(repo_id, filename): bytes} returns its endpoint URL. It answers the file
+    requests ``hf_hub_download`` makes (HEAD for the commit, ETag and size, then GET) and 404
+    for anything else, so the real download code runs, offline."""
+    import hashlib
+    import http.server
+    import threading
+
+    servers = []
+
+    def serve(files: dict) -> str:
+        commit = "89abcdef0123456789abcdef0123456789abcdef"
+        by_path = {f"/{repo}/resolve/main/{name}": data for (repo, name), data in files.items()}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, body: bool) -> None:
+                data = by_path.get(self.path.split("?")[0])
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_HEAD(self):  # noqa: N802 - http.server's name
+                self._answer(body=False)
+
+            def do_GET(self):  # noqa: N802
+                self._answer(body=True)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -7,6 +7,8 @@ The expected features are computed from the transformers model itself, loaded fr
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -341,6 +343,14 @@ def test_bad_local_folders_are_named(tmp_path):
     folder = _save(Dinov2Model(cfg), tmp_path / "dino")
     with pytest.raises(CheckpointError, match="holds a 'dinov2' model.*clip_vitb16"):
         get_featurizer("clip_vitb16", weights=folder)
+    # a config.json that transformers rejects (edited by hand: 12 layers' out_features kept
+    # with one layer): the folder, the backbone and transformers' reason, not a traceback
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "out_features": ["stage12"]}))
+    with pytest.raises(CheckpointError, match=r"dino cannot be loaded as backbone dinov2_vits14 "
+                       r"\(ValueError: out_features must be a subset"):  # fmt: skip
+        get_featurizer("dinov2_vits14", weights=folder)
+    (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").unlink()
     with pytest.raises(WeightsNotFoundError, match="dinov2_vits14"):
         get_featurizer("dinov2_vits14", weights=folder)

@@ -216,3 +216,89 @@ def test_export_to_reference_layout_loads_back(tmp_path, reference_cases):
     lr, image = _case(reference_cases)
     with torch.no_grad():
         assert torch.equal(model(lr, image), again(lr, image))
+
+
+#: Online, straight to the local mirror (a proxy in the environment must not carry 127.0.0.1).
+_NO_PROXY = {
+    "HF_HUB_OFFLINE": "0",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub):
+    """`loftup download` fetches the released upsampler and its backbone through
+    huggingface_hub from the hub (here a local mirror, HF_ENDPOINT); another run then finds both
+    in the cache with HF_HUB_OFFLINE=1 and computes features."""
+    from PIL import Image
+    from transformers import Dinov2Config, Dinov2Model
+
+    cfg = Dinov2Config(  # ViT-S/14's width (the released upsampler's 384 channels), one layer
+        hidden_size=384, num_hidden_layers=1, num_attention_heads=6, patch_size=14, image_size=518
+    )
+    torch.manual_seed(0)
+    Dinov2Model(cfg).save_pretrained(tmp_path / "dinov2")
+    endpoint = local_hub(
+        {
+            ("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes(),
+            ("facebook/dinov2-small", "config.json"): (
+                tmp_path / "dinov2/config.json"
+            ).read_bytes(),
+            ("facebook/dinov2-small", "model.safetensors"): (
+                tmp_path / "dinov2/model.safetensors"
+            ).read_bytes(),
+        }
+    )
+    online = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
+    res = run_cli(["download", "loftup_dinov2s"], online, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith("loftup_dinov2s: ") and lines[1].startswith("dinov2_vits14: ")
+    cached = lines[0].split(": ", 1)[1].strip()
+    assert open(cached, "rb").read() == REFERENCE_STATE.read_bytes()
+
+    Image.new("RGB", (40, 30), (200, 90, 30)).save(tmp_path / "im.png")
+    offline = {**online, "HF_HUB_OFFLINE": "1"}
+    res = run_cli(
+        ["upsample", str(tmp_path / "im.png"), "-o", str(tmp_path / "out"), "--size", "28"],
+        offline,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    feats = torch.load(tmp_path / "out" / "im.pt", weights_only=True)
+    assert feats.shape == (384, 28, 37) and torch.isfinite(feats).all()
+
+
+def test_a_file_the_hub_does_not_have_is_named_with_the_reason(tmp_path, local_hub):
+    endpoint = local_hub({})  # answers, but holds nothing
+    env = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
+    res = run_cli(["download", "loftup_clip"], env, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "'pytorch_model.bin' of hub repo 'haiwen/loftup-clip'" in line
+    assert "the download failed (" in line and "404" in line
+    assert "load_upsampler('/path/to/pytorch_model.bin')" in line
+
+
+def test_an_unreachable_hub_is_named_at_once(tmp_path):
+    """No network and HF_HUB_OFFLINE unset: one line that says so within seconds, not minutes
+    of huggingface_hub's retries."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HUB_OFFLINE": "0",
+    }
+    t0 = time.perf_counter()
+    res = run_cli(["download", "dinov2_vits14"], env, timeout=300)
+    assert time.perf_counter() - t0 < 60
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "'config.json' of hub repo 'facebook/dinov2-small'" in line
+    assert "the Hugging Face hub cannot be reached" in line
+    assert "--backbone-weights /path/to/folder" in line

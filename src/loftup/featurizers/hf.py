@@ -112,6 +112,12 @@ def load_strict(cls, folder: Path, name: str, **config_overrides):
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0]}"
         ) from None
+    except (ValueError, KeyError) as e:  # a config.json that transformers rejects
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
+            f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
+        ) from None
     finally:
         hf_logging.set_verbosity(level)
         if bars:
