@@ -250,3 +250,75 @@ def test_an_output_larger_than_the_gpu_fails_by_name_and_the_next_image_runs(tmp
     jobs, _ = collect_inputs([str(tmp_path / "b.png")])
     report = run(jobs, pipe, tmp_path / "small", size=48)
     assert report.written == 1 and not report.failed
+
+
+def test_training_on_the_gpu_is_the_cpus_and_learns(tmp_path):
+    """`loftup train` on CUDA (its default device where there is one): stage 1's first loss is
+    the CPU's (float32, TF32 off), the run learns, its checkpoint computes on the CPU what the
+    GPU computes, and stage 2 and bfloat16 autocast run."""
+    import loftup
+    from loftup.train import train
+    from train_fixtures import tiny_config, write_folder
+
+    # a plain image folder with superpixel masks: SA-1B's RLE masks need pycocotools, which the
+    # lent GPU machines do not have
+    data = write_folder(tmp_path / "images", 8, size=56)
+
+    def config(out, stage, steps, *extra):
+        return tiny_config(data, tmp_path / out, stage, steps, "data.masks=superpixels", *extra)
+
+    with tf32(False):
+        cpu = train(config("cpu", 1, 1, "device=cpu"))
+        gpu = train(config("gpu", 1, 16, "device=cuda"))
+    first_cpu, first_gpu = cpu.history[0]["loss"], gpu.history[0]["loss"]
+    assert abs(first_gpu - first_cpu) <= 1e-3 * max(1.0, abs(first_cpu)), (first_gpu, first_cpu)
+    losses = [r["loss"] for r in gpu.history]
+    assert sum(losses[-4:]) < 0.5 * sum(losses[:4]), losses
+
+    model = loftup.load_upsampler(gpu.checkpoint)  # on the CPU
+    lr, image = torch.randn(1, model.config.dim, 4, 4), torch.rand(1, 3, 56, 56)
+    with torch.inference_mode(), tf32(False):
+        on_cpu = model(lr, image)
+        on_gpu = copy.deepcopy(model).cuda()(lr.cuda(), image.cuda()).cpu()
+    assert (on_gpu - on_cpu).abs().max().item() <= 1e-4
+
+    stage2 = train(config("s2", 2, 4, "device=cuda", f"init={gpu.checkpoint}"))
+    half = train(config("bf16", 1, 4, "device=cuda", "precision=bf16"))
+    for run in (stage2, half):
+        assert len(run.history) == 4 and run.checkpoint.exists()
+        assert all(torch.isfinite(torch.tensor(r["loss"])) for r in run.history)
+
+
+def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
+    """`loftup eval seg` and `davis` with --device cuda: the probe and the tracking run on the
+    GPU from the same features (cached on the first run, read back on the next) and give the
+    CPU's figures."""
+    import json
+
+    from eval_data import DIM, TEST_BACKBONE, write_cocostuff, write_davis
+    from loftup.cli import main
+
+    torch.manual_seed(0)
+    up = tmp_path / "up"
+    loftup_model = perturbed_loftup(DIM)
+    loftup_model.save_pretrained(up, backbone=TEST_BACKBONE)
+    write_cocostuff(tmp_path / "coco")
+    write_davis(tmp_path / "davis", frames=4)
+
+    def run(task, root, device, *extra):
+        out = tmp_path / f"{task}-{device}.json"
+        args = ["eval", task, "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
+                str(up), "--size", "28", "--device", device, "--json", str(out), "--no-progress",
+                "--cache-dir", str(tmp_path / "cache"), *extra]  # fmt: skip
+        with tf32(False):
+            assert main(args) == 0
+        return json.loads(out.read_text())
+
+    seg_cpu = run("seg", tmp_path / "coco", "cpu", "--epochs", "2")
+    seg_gpu = run("seg", tmp_path / "coco", "cuda", "--epochs", "2")
+    assert seg_gpu["cache"]["misses"] == 0  # the CPU run's features, read on the GPU
+    for key in ("miou", "pixel_accuracy"):
+        assert abs(seg_gpu["metrics"][key] - seg_cpu["metrics"][key]) <= 0.02, key
+    davis_cpu = run("davis", tmp_path / "davis", "cpu")
+    davis_gpu = run("davis", tmp_path / "davis", "cuda")
+    assert abs(davis_gpu["metrics"]["J&F_mean"] - davis_cpu["metrics"]["J&F_mean"]) <= 0.02

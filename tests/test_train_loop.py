@@ -8,11 +8,12 @@ import torch
 import loftup
 from loftup.cli import main
 from loftup.data.dataset import MaskedImages, collate
-from loftup.train import load_config, train
+from loftup.train import train
 from loftup.train.batches import draw_step, stage1_inputs
 from loftup.train.build import build_featurizer
 from loftup.train.checkpoint import unpack_history
 from loftup.train.losses import project
+from train_fixtures import tiny_config as tiny
 from train_fixtures import write_sa1b
 
 pytestmark = [
@@ -24,21 +25,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def sa1b(tmp_path_factory):
     return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=56)
-
-
-def tiny(root, out, stage=1, steps=4, *extra):
-    """A config of a fraction of a second per step: the tiny random DINOv2, 56 px images (a 4x4
-    grid), a one-block upsampler."""
-    overrides = [
-        "backbone=dinov2_tiny", f"data.root={root}", "data.num_workers=0",
-        "batch_size=4", f"max_steps={steps}", f"log.out_dir={out}", "log.tensorboard=false",
-        "log.progress=false", "log.viz_every=0", "log.ckpt_every=2",
-        "model.depth=1", "model.num_heads=2", "model.n_freqs=4", "stage1.image_size=56",
-        "stage2.load_size=112", "stage2.global_sizes=[56, 84]", "stage2.crop_align=4",
-        "stage2.affinity_max_side=8", "stage2.ema_every=2", "optim.clip_steps=0",
-        "optim.lr=3e-3",
-    ]  # fmt: skip
-    return load_config({}, overrides + list(extra), stage=stage)
 
 
 @pytest.fixture(scope="module")

@@ -54,3 +54,20 @@ def write_sa1b(root: Path, n: int, size: int = 48, height: int | None = None) ->
         info = {"image_id": i, "file_name": f"sa_{i}.jpg", "height": img.shape[0], "width": size}
         (root / f"sa_{i}.json").write_text(json.dumps({"image": info, "annotations": anns}))
     return root
+
+
+def tiny_config(root, out, stage=1, steps=4, *extra):
+    """A training config of a fraction of a second per step: the tiny random DINOv2, 56 px
+    images (a 4x4 grid), a one-block upsampler; ``extra``: more ``key=value`` overrides."""
+    from loftup.train import load_config
+
+    overrides = [
+        "backbone=dinov2_tiny", f"data.root={root}", "data.num_workers=0",
+        "batch_size=4", f"max_steps={steps}", f"log.out_dir={out}", "log.tensorboard=false",
+        "log.progress=false", "log.viz_every=0", "log.ckpt_every=2",
+        "model.depth=1", "model.num_heads=2", "model.n_freqs=4", "stage1.image_size=56",
+        "stage2.load_size=112", "stage2.global_sizes=[56, 84]", "stage2.crop_align=4",
+        "stage2.affinity_max_side=8", "stage2.ema_every=2", "optim.clip_steps=0",
+        "optim.lr=3e-3",
+    ]  # fmt: skip
+    return load_config({}, overrides + list(extra), stage=stage)
