@@ -258,7 +258,7 @@ def test_training_on_the_gpu_is_the_cpus_and_learns(tmp_path):
     GPU computes, and stage 2 and bfloat16 autocast run."""
     import loftup
     from loftup.train import train
-    from train_fixtures import tiny_config, write_folder
+    from train_fixtures import tiny_config, tiny_sam, write_folder
 
     # a plain image folder with superpixel masks: SA-1B's RLE masks need pycocotools, which the
     # lent GPU machines do not have
@@ -284,7 +284,11 @@ def test_training_on_the_gpu_is_the_cpus_and_learns(tmp_path):
 
     stage2 = train(config("s2", 2, 4, "device=cuda", f"init={gpu.checkpoint}"))
     half = train(config("bf16", 1, 4, "device=cuda", "precision=bf16"))
-    for run in (stage2, half):
+    sam = tiny_sam(tmp_path / "sam")  # SAM's masks, computed on the GPU before the steps
+    with_sam = train(config("sam", 1, 4, "device=cuda", "data.masks=sam", f"data.sam_weights={sam}",
+                            f"data.cache_dir={tmp_path / 'masks'}"))  # fmt: skip
+    assert len(list((tmp_path / "masks").rglob("*.npz"))) == 8  # one file of masks per image
+    for run in (stage2, half, with_sam):
         assert len(run.history) == 4 and run.checkpoint.exists()
         assert all(torch.isfinite(torch.tensor(r["loss"])) for r in run.history)
 
@@ -322,3 +326,25 @@ def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
     davis_cpu = run("davis", tmp_path / "davis", "cpu")
     davis_gpu = run("davis", tmp_path / "davis", "cuda")
     assert abs(davis_gpu["metrics"]["J&F_mean"] - davis_cpu["metrics"]["J&F_mean"]) <= 0.02
+
+
+def test_sam_masks_on_the_gpu(tmp_path):
+    """Stage 1's SAM masks (data.masks=sam) where they run by default: on CUDA. The same tiny
+    random SAM gives masks of the CPU's kind on the GPU (random weights: the plumbing, not the
+    masks' quality), and release() hands the GPU memory back."""
+    from loftup.data.sam import SamMaskGenerator
+    from train_fixtures import scene, tiny_sam
+
+    weights = tiny_sam(tmp_path / "sam")
+    image = scene(0, 32)[0]
+    kw = dict(points_per_side=4, pred_iou_thresh=0, stability_thresh=0)
+    on_cpu = SamMaskGenerator(weights, device="cpu", **kw)(image)
+    before = torch.cuda.memory_allocated()
+    gen = SamMaskGenerator(weights, **kw)  # CUDA by default where there is one
+    assert gen.device.type == "cuda"
+    with tf32(False):
+        masks = gen(image)
+    assert masks.dtype == bool and masks.shape[1:] == (32, 32) and 0 < len(masks) <= 48
+    assert abs(len(masks) - len(on_cpu)) <= 2, (len(masks), len(on_cpu))
+    gen.release()
+    assert torch.cuda.memory_allocated() <= before

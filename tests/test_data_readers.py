@@ -10,7 +10,7 @@ import torch
 from loftup.data.dataset import MaskedImages, StepSampler, collate, unpack_masks
 from loftup.data.masks import MaskCache, pack
 from loftup.errors import LoftUpError
-from train_fixtures import scene, write_folder, write_sa1b
+from train_fixtures import scene, tiny_sam, write_folder, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -147,29 +147,6 @@ def test_collate_pads_masks_and_keeps_counts(tmp_path):
     assert batch["n_masks"].tolist() == [sample["masks"].shape[0], 1]
     assert not unpack_masks(batch["masks"][1, 1:], 16).any()
     assert json.dumps(batch["skipped"]) == "[]"
-
-
-def tiny_sam(folder):
-    """A randomly initialised transformers SAM with 64 px inputs, saved like a hub checkpoint."""
-    from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
-
-    torch.manual_seed(0)
-    config = SamConfig(
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16, output_channels=32, mlp_dim=64,
-                           global_attn_indexes=[0], window_size=2, num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16,
-                                   mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                 mlp_dim=64, iou_head_hidden_dim=32),
-    )  # fmt: skip
-    SamModel(config).save_pretrained(folder)
-    images = SamImageProcessorPil(
-        size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-        mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16},
-    )  # fmt: skip
-    SamProcessor(images).save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.slow

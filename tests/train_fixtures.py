@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def scene(seed: int, size: int = 48) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -71,3 +72,31 @@ def tiny_config(root, out, stage=1, steps=4, *extra):
         "optim.lr=3e-3",
     ]  # fmt: skip
     return load_config({}, overrides + list(extra), stage=stage)
+
+
+def tiny_sam(folder):
+    """A randomly initialised transformers SAM with 64 px inputs, saved like a hub checkpoint."""
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    try:  # transformers 5.x without torchvision; others have the one processor
+        from transformers import SamImageProcessorPil as SamImageProcessor
+    except ImportError:
+        from transformers import SamImageProcessor
+
+    torch.manual_seed(0)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16, output_channels=32, mlp_dim=64,
+                           global_attn_indexes=[0], window_size=2, num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16,
+                                   mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 mlp_dim=64, iou_head_hidden_dim=32),
+    )  # fmt: skip
+    SamModel(config).save_pretrained(folder)
+    images = SamImageProcessor(
+        size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16},
+    )  # fmt: skip
+    SamProcessor(images).save_pretrained(folder)
+    return folder
