@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -302,3 +304,31 @@ def test_an_unreachable_hub_is_named_at_once(tmp_path):
     assert "'config.json' of hub repo 'facebook/dinov2-small'" in line
     assert "the Hugging Face hub cannot be reached" in line
     assert "--backbone-weights /path/to/folder" in line
+
+
+def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(tmp_path, local_hub):
+    """pyproject asks for huggingface_hub>=0.24: with 0.24.0 itself (installed from the package
+    registry into a folder of its own), a download from a mirror and the offline error both
+    work. They failed before (an ImportError of is_offline_mode, which 0.24 does not have)."""
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    pins = ["huggingface_hub==0.24.0", "requests", "urllib3", "idna", "charset-normalizer",
+            "certifi"]  # fmt: skip
+    try:
+        got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.skip("the package registry did not answer within 180 s")
+    if got.returncode != 0:
+        pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
+    endpoint = local_hub(
+        {("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes()}
+    )
+    env = {"PYTHONPATH": str(target), "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
+    check = "import huggingface_hub; print(huggingface_hub.__version__)"
+    assert run_python(check, env).stdout.strip() == "0.24.0"
+    res = run_cli(["download", "loftup_dinov2s", "--no-backbone"], {**env, "HF_ENDPOINT": endpoint})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("loftup_dinov2s: ") and "pytorch_model.bin" in res.stdout
+    res = run_cli(["download", "loftup_clip", "--no-backbone"], {**env, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 2, res.stderr
+    assert "'haiwen/loftup-clip'" in res.stderr and "HF_HUB_OFFLINE=1 is set" in res.stderr

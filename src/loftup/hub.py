@@ -188,15 +188,19 @@ def save_pretrained(
 # -- the hub ----------------------------------------------------------------------------------
 
 
-def _offline() -> bool:
-    from huggingface_hub import is_offline_mode
+def _offline() -> str | None:
+    """Why the hub may not be contacted (offline mode is on), or None.
 
-    return bool(is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "0").upper() in {
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    }
+    Read from the environment now and from what huggingface_hub read when it was imported
+    (``constants.HF_HUB_OFFLINE``: in every release since 0.24, unlike ``is_offline_mode``)."""
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "0").upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{var}=1 is set"
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE=1 was set when huggingface_hub was imported"
+    return None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -224,10 +228,8 @@ def hub_file(
     cached = try_to_load_from_cache(repo_id, filename)
     if isinstance(cached, str):
         return Path(cached)
-    reason = None
-    if _offline():
-        reason = "HF_HUB_OFFLINE=1 is set"
-    elif not _hub_reachable():
+    reason = _offline()
+    if reason is None and not _hub_reachable():
         reason = "the Hugging Face hub cannot be reached"
     if reason is None:
         try:
