@@ -179,10 +179,19 @@ def test_siglip_fixed_resolution(tmp_path, name):
 
 
 def test_siglip2_naflex(tmp_path):
-    from transformers import Siglip2Config, Siglip2Model
-    from transformers.models.siglip2.image_processing_pil_siglip2 import (
-        convert_image_to_patches,  # the processor's own patch layout (numpy)
-    )
+    from transformers import Siglip2Config, Siglip2Model, Siglip2VisionModel
+
+    try:  # the processor's own patch layout (numpy): transformers 5, then 4
+        from transformers.models.siglip2.image_processing_pil_siglip2 import (
+            convert_image_to_patches,
+        )
+    except ImportError:
+        from transformers.models.siglip2.image_processing_siglip2 import (
+            convert_image_to_patches as patches_of_hwc,
+        )
+
+        def convert_image_to_patches(image, patch_size):  # transformers 4's takes (H, W, C)
+            return patches_of_hwc(image.transpose(1, 2, 0), patch_size)
 
     torch.manual_seed(0)
     cfg = Siglip2Config(
@@ -198,14 +207,12 @@ def test_siglip2_naflex(tmp_path):
     )
     with torch.no_grad():
         got = feat(imagenet_normalize(images))
-        want = (
-            Siglip2Model.from_pretrained(folder)
-            .eval()
-            .vision_model(
-                pixel_values=patches,
-                pixel_attention_mask=torch.ones(2, 15, dtype=torch.long),
-                spatial_shapes=torch.tensor([[3, 5], [3, 5]]),
-            )
+        want = Siglip2VisionModel.from_pretrained(
+            folder
+        ).eval()(  # the tower of the saved Siglip2Model
+            pixel_values=patches,
+            pixel_attention_mask=torch.ones(2, 15, dtype=torch.long),
+            spatial_shapes=torch.tensor([[3, 5], [3, 5]]),
         )
     torch.testing.assert_close(got, _grid(want.last_hidden_state, 3, 5), atol=1e-5, rtol=1e-5)
     also_in_bfloat16(feat, imagenet_normalize(images), got)

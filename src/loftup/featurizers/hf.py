@@ -99,12 +99,18 @@ def load_strict(cls, folder: Path, name: str, **config_overrides):
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
+        # the overrides go into the config itself: passed to from_pretrained, one that the
+        # config class does not declare (vision_use_head before transformers 5) would reach
+        # the model's constructor instead and fail there
+        config = cls.config_class.from_pretrained(folder, local_files_only=True)
+        for key, value in config_overrides.items():
+            setattr(config, key, value)
         model, info = cls.from_pretrained(
             folder,
+            config=config,
             local_files_only=True,
             output_loading_info=True,
             dtype=torch.float32,
-            **config_overrides,
         )
     except OSError as e:
         raise WeightsNotFoundError(f"cannot load backbone {name} from {folder}: {e}") from None
