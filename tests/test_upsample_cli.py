@@ -399,7 +399,8 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         assert main(["upsample", *args, "-o", str(tmp_path / "one")]) == 0
     finally:
         torch.set_num_threads(threads)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     one = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert len(one) == 6
