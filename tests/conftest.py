@@ -174,3 +174,17 @@ def local_hub():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def pip_install_into(target: Path, pins: list[str], timeout: int = 600) -> Path:
+    """``pins`` installed from the package registry into the folder ``target`` (no
+    dependencies: name each one), for a test that runs code against those releases; the test
+    is skipped, with the reason, where the registry cannot be reached."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    try:
+        got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"the package registry did not answer within {timeout} s")
+    if got.returncode != 0:
+        pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
+    return target

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import REFERENCE_STATE, make_hf_cache, run_cli, run_python
+from conftest import REFERENCE_STATE, make_hf_cache, pip_install_into, run_cli, run_python
 from loftup import (
     CheckpointError,
     LoftUp,
@@ -310,16 +308,9 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(tmp_pa
     """pyproject asks for huggingface_hub>=0.24: with 0.24.0 itself (installed from the package
     registry into a folder of its own), a download from a mirror and the offline error both
     work. They failed before (an ImportError of is_offline_mode, which 0.24 does not have)."""
-    target = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
     pins = ["huggingface_hub==0.24.0", "requests", "urllib3", "idna", "charset-normalizer",
             "certifi"]  # fmt: skip
-    try:
-        got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired:
-        pytest.skip("the package registry did not answer within 180 s")
-    if got.returncode != 0:
-        pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
+    target = pip_install_into(tmp_path / "site", pins, timeout=180)
     endpoint = local_hub(
         {("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes()}
     )

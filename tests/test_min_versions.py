@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, pip_install_into
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,7 @@ def test_backbones_and_the_hub_work_with_the_oldest_releases_allowed(tmp_path):
     # transformers 4.x needs a huggingface_hub below 1.0 and its own tokenizers release
     pins = [f"transformers=={transformers}", "huggingface_hub>=0.34,<1.0", "tokenizers>=0.22,<0.23",
             "requests", "urllib3", "idna", "charset-normalizer", "certifi", "regex"]  # fmt: skip
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path)]
-    try:
-        got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        pytest.skip("the package registry did not answer within 600 s")
-    if got.returncode != 0:
-        pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
+    pip_install_into(tmp_path, pins)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
     code = (
         "import transformers, huggingface_hub as h; print(transformers.__version__, h.__version__)"
