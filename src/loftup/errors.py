@@ -59,7 +59,9 @@ def out_of_memory(e: BaseException) -> bool:
     """Whether ``e`` says the host or the GPU had no memory for an allocation."""
     import torch
 
-    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+    # torch.OutOfMemoryError is torch.cuda's class under its newer name (torch 2.5 on)
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(e, (MemoryError, oom)):
         return True
     text = str(e)
     return isinstance(e, RuntimeError) and (
