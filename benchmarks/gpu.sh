@@ -59,7 +59,9 @@ fi
 # bad kernel launch) then costs its own group, not every section after it. Triton's autotuning
 # choices and compiled kernels are cached on disk, so later processes do not tune again. The
 # groups follow the suite's order (loftup.bench.suite.SECTIONS); the last decides no target.
-groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video" "backbones" "extraction,ablation")
+# Each process costs about 7 s to start (CUDA, cuDNN, Triton's cache), so the short throughput
+# sections (11 s on the last H200 run) share one with the end-to-end rows.
+groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video,backbones" "extraction,ablation")
 optional=$((${#groups[@]} - 1))
 parts=()
 walls="tests=$SECONDS"
