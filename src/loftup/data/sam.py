@@ -53,8 +53,11 @@ class SamMaskGenerator:
     def _load(self) -> None:
         from transformers import SamModel, SamProcessor
 
-        self._processor = SamProcessor.from_pretrained(self.weights)
-        self._model = SamModel.from_pretrained(self.weights).to(self.device).eval()
+        from ..featurizers.hf import quiet_transformers
+
+        with quiet_transformers():
+            self._processor = SamProcessor.from_pretrained(self.weights)
+            self._model = SamModel.from_pretrained(self.weights).to(self.device).eval()
 
     def release(self) -> None:
         """Free the model (it is loaded again if needed): training needs only the cached masks."""

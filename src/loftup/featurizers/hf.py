@@ -9,6 +9,7 @@ pass a local folder instead (:func:`loftup.hub.hub_file` does the cache/download
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -93,11 +94,28 @@ def load_strict(cls, folder: Path, name: str, **config_overrides):
     transformers' own load report is silenced: a missing or misshapen weight is raised here as a
     CheckpointError instead (weights of other parts, e.g. a text tower, are ignored).
     """
+    with quiet_transformers():
+        return _load_strict(cls, folder, name, **config_overrides)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' load report and progress bars off inside the block (our errors say what
+    went wrong; a bar per model load would scroll past training's own)."""
     from transformers.utils import logging as hf_logging
 
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_strict(cls, folder: Path, name: str, **config_overrides):
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -124,10 +142,6 @@ def load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
         ) from None
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
     missing = sorted(k for k in info.get("missing_keys", []) if k)
     if missing:
         raise CheckpointError(
