@@ -6,6 +6,7 @@ so that a linear probe has something to learn.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,15 @@ def write_davis(root: Path, sequences=("bear", "car"), frames: int = 5, h: int =
     sets.mkdir(parents=True, exist_ok=True)
     (sets / "val.txt").write_text("\n".join(sequences) + "\n")
     return root
+
+
+def run_eval(task, root, upsampler, out_dir, *extra, backbone=TEST_BACKBONE, name="run") -> dict:
+    """``loftup eval TASK`` in-process on the dataset at ``root`` (it must succeed); its JSON
+    results, written to ``out_dir/NAME.json``."""
+    from loftup.cli import main
+
+    out = Path(out_dir) / f"{name}.json"
+    args = ["eval", task, "--root", str(root), "--backbone", backbone, "--upsampler", upsampler]
+    args += ["--json", str(out), "--no-progress", *extra]
+    assert main(args) == 0
+    return json.loads(out.read_text())

@@ -297,10 +297,7 @@ def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
     """`loftup eval seg` and `davis` with --device cuda: the probe and the tracking run on the
     GPU from the same features (cached on the first run, read back on the next) and give the
     CPU's figures."""
-    import json
-
-    from eval_data import DIM, TEST_BACKBONE, write_cocostuff, write_davis
-    from loftup.cli import main
+    from eval_data import DIM, TEST_BACKBONE, run_eval, write_cocostuff, write_davis
 
     torch.manual_seed(0)
     up = tmp_path / "up"
@@ -310,13 +307,9 @@ def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
     write_davis(tmp_path / "davis", frames=4)
 
     def run(task, root, device, *extra):
-        out = tmp_path / f"{task}-{device}.json"
-        args = ["eval", task, "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
-                str(up), "--size", "28", "--device", device, "--json", str(out), "--no-progress",
-                "--cache-dir", str(tmp_path / "cache"), *extra]  # fmt: skip
+        common = ["--size", "28", "--device", device, "--cache-dir", str(tmp_path / "cache")]
         with tf32(False):
-            assert main(args) == 0
-        return json.loads(out.read_text())
+            return run_eval(task, root, str(up), tmp_path, *common, *extra, name=f"{task}-{device}")
 
     seg_cpu = run("seg", tmp_path / "coco", "cpu", "--epochs", "2")
     seg_gpu = run("seg", tmp_path / "coco", "cuda", "--epochs", "2")

@@ -1,7 +1,5 @@
 """Every evaluation task end to end through ``loftup eval`` on tiny datasets on disk."""
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +8,7 @@ from PIL import Image
 from eval_data import (
     DIM,
     TEST_BACKBONE,
+    run_eval,
     write_ade20k,
     write_cityscapes,
     write_cocostuff,
@@ -50,14 +49,6 @@ def upsampler(tmp_path_factory, backbones):
     return str(path)
 
 
-def _eval(task, root, upsampler, tmp_path, *extra, backbone=TEST_BACKBONE, name="run"):
-    out = tmp_path / f"{name}.json"
-    args = ["eval", task, "--root", str(root), "--backbone", backbone, "--upsampler", upsampler]
-    args += ["--json", str(out), "--no-progress", *extra]
-    assert main(args) == 0
-    return json.loads(out.read_text())
-
-
 def _is_png(path) -> bool:
     with open(path, "rb") as f:
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -66,7 +57,7 @@ def _is_png(path) -> bool:
 def test_seg_runs_loftup_and_baselines_share_the_feature_cache(tmp_path, upsampler, capsys):
     write_cocostuff(tmp_path)
     common = ["--size", "28", "--epochs", "2", "--cache-dir", str(tmp_path / "cache")]
-    res = _eval("seg", tmp_path, upsampler, tmp_path, *common, name="loftup")
+    res = run_eval("seg", tmp_path, upsampler, tmp_path, *common, name="loftup")
     assert "mIoU" in capsys.readouterr().out
     m = res["metrics"]
     assert 0 <= m["miou"] <= 1 and 0 <= m["pixel_accuracy"] <= 1
@@ -77,9 +68,9 @@ def test_seg_runs_loftup_and_baselines_share_the_feature_cache(tmp_path, upsampl
     assert res["cache"] == {"hits": 4, "misses": 8}  # epoch 2 reads what epoch 1 wrote
     assert _is_png(tmp_path / "loftup.png") and res["figure"].endswith("loftup.png")
     # another upsampler on the same backbone features: no backbone work at all
-    cached = _eval("seg", tmp_path, "nearest", tmp_path, *common, name="nearest")
+    cached = run_eval("seg", tmp_path, "nearest", tmp_path, *common, name="nearest")
     assert cached["cache"]["misses"] == 0
-    fresh = _eval("seg", tmp_path, "nearest", tmp_path, "--size", "28", "--epochs", "2",
+    fresh = run_eval("seg", tmp_path, "nearest", tmp_path, "--size", "28", "--epochs", "2",
                   "--no-cache", name="fresh")  # fmt: skip
     assert fresh["metrics"] == cached["metrics"]  # cached features are the computed ones
 
@@ -90,7 +81,7 @@ def test_seg_runs_loftup_and_baselines_share_the_feature_cache(tmp_path, upsampl
 )
 def test_seg_on_every_dataset(tmp_path, backbones, dataset, writer, classes):
     writer(tmp_path)
-    res = _eval("seg", tmp_path, "bilinear", tmp_path, "--dataset", dataset, "--size", "28",
+    res = run_eval("seg", tmp_path, "bilinear", tmp_path, "--dataset", dataset, "--size", "28",
                 "--epochs", "1", "--no-cache", "--limit", "2")  # fmt: skip
     assert len(res["metrics"]["per_class_iou"]) == classes
     assert res["num_images"] == {"train": 2, "val": 2}
@@ -98,7 +89,7 @@ def test_seg_on_every_dataset(tmp_path, backbones, dataset, writer, classes):
 
 def test_seg_probe_learns_from_informative_features(tmp_path, backbones):
     write_cocostuff(tmp_path)
-    res = _eval("seg", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "40",
+    res = run_eval("seg", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "40",
                 "--lr", "0.05", "--batch-size", "2", "--no-cache",
                 backbone=COLOUR_BACKBONE)  # fmt: skip
     assert res["metrics"]["miou"] > 0.9
@@ -108,8 +99,8 @@ def test_highres_runs_the_backbone_on_a_larger_input(tmp_path, backbones):
     write_voc(tmp_path)
     common = ["--dataset", "voc", "--size", "28", "--epochs", "1", "--limit", "2"]
     common += ["--cache-dir", str(tmp_path / "cache")]
-    _eval("seg", tmp_path, "bilinear", tmp_path, *common, name="a")
-    res = _eval("seg", tmp_path, "highres", tmp_path, *common, "--highres-factor", "2", name="b")
+    run_eval("seg", tmp_path, "bilinear", tmp_path, *common, name="a")
+    res = run_eval("seg", tmp_path, "highres", tmp_path, *common, "--highres-factor", "2", name="b")
     assert res["cache"]["hits"] == 0  # the 56-px input is a different cache entry
     from safetensors.torch import load_file
 
@@ -117,14 +108,16 @@ def test_highres_runs_the_backbone_on_a_larger_input(tmp_path, backbones):
     shapes = sorted({tuple(load_file(p)["feats"].shape) for p in entries})
     assert len(entries) == 8 and shapes == [(DIM, 2, 2), (DIM, 4, 4)]
     write_davis(tmp_path / "davis", frames=3)
-    res = _eval("davis", tmp_path / "davis", "highres", tmp_path, "--size", "28", "--limit", "1",
+    res = run_eval("davis", tmp_path / "davis", "highres", tmp_path, "--size", "28", "--limit", "1",
                 "--no-cache", name="c")  # fmt: skip
     assert res["num_sequences"] == 1 and res["settings"]["highres_factor"] == 2
 
 
 def test_depth_end_to_end(tmp_path, backbones):
     write_nyuv2(tmp_path, n=6)
-    res = _eval("depth", tmp_path, "jbu", tmp_path, "--size", "28", "--epochs", "2", "--no-cache")
+    res = run_eval(
+        "depth", tmp_path, "jbu", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
+    )
     m = res["metrics"]
     assert set(m) == {"delta1", "rmse", "abs_rel"} and 0 <= m["delta1"] <= 1 and m["rmse"] > 0
     assert res["num_images"] == {"train": 3, "test": 3}
@@ -134,7 +127,7 @@ def test_depth_end_to_end(tmp_path, backbones):
 
 def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
     write_davis(tmp_path, frames=4)
-    res = _eval("davis", tmp_path, upsampler, tmp_path, "--size", "56", "--no-cache",
+    res = run_eval("davis", tmp_path, upsampler, tmp_path, "--size", "56", "--no-cache",
                 "--save-masks", str(tmp_path / "masks"))  # fmt: skip
     m = res["metrics"]
     assert m["num_objects"] == 3 and 0 <= m["J&F_mean"] <= 1
@@ -149,7 +142,7 @@ def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
 
 def test_davis_tracks_objects_given_informative_features(tmp_path, backbones):
     write_davis(tmp_path, frames=5)
-    res = _eval("davis", tmp_path, "bilinear", tmp_path, "--size", "56", "--no-cache",
+    res = run_eval("davis", tmp_path, "bilinear", tmp_path, "--size", "56", "--no-cache",
                 "--radius", "6", backbone=COLOUR_BACKBONE)  # fmt: skip
     assert res["metrics"]["J_mean"] > 0.7 and res["metrics"]["F_mean"] > 0.7
 
