@@ -207,9 +207,8 @@ def test_siglip2_naflex(tmp_path):
     )
     with torch.no_grad():
         got = feat(imagenet_normalize(images))
-        want = Siglip2VisionModel.from_pretrained(
-            folder
-        ).eval()(  # the tower of the saved Siglip2Model
+        tower = Siglip2VisionModel.from_pretrained(folder).eval()  # of the saved Siglip2Model
+        want = tower(
             pixel_values=patches,
             pixel_attention_mask=torch.ones(2, 15, dtype=torch.long),
             spatial_shapes=torch.tensor([[3, 5], [3, 5]]),

@@ -240,17 +240,10 @@ def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub):
     )
     torch.manual_seed(0)
     Dinov2Model(cfg).save_pretrained(tmp_path / "dinov2")
-    endpoint = local_hub(
-        {
-            ("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes(),
-            ("facebook/dinov2-small", "config.json"): (
-                tmp_path / "dinov2/config.json"
-            ).read_bytes(),
-            ("facebook/dinov2-small", "model.safetensors"): (
-                tmp_path / "dinov2/model.safetensors"
-            ).read_bytes(),
-        }
-    )
+    files = {("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes()}
+    for name in ("config.json", "model.safetensors"):  # what save_pretrained wrote
+        files["facebook/dinov2-small", name] = (tmp_path / "dinov2" / name).read_bytes()
+    endpoint = local_hub(files)
     online = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
     res = run_cli(["download", "loftup_dinov2s"], online, timeout=300)
     assert res.returncode == 0, res.stderr
