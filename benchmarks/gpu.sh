@@ -50,7 +50,7 @@ cut=()      # groups stopped by the budget or never started, as group=why
 
 # CUDA tests: run where a GPU is present, skipped with the reason where not (the 15 slowest
 # named in the log: they take a third of the call).
-if [ "$suite" = gpu ] && [ $((budget - SECONDS - reserve)) -gt 60 ]; then  # 100 s on the last H200 run, fewer tests
+if [ "$suite" = gpu ] && [ $((budget - SECONDS - reserve)) -gt 60 ]; then  # 100 s on the last H200 run (fewer tests then)
   timeout -k 5 180 "$PY" -m pytest -q -rs --durations=15 -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 \
     | tee "$OUT/gpu-tests.log" || true
 fi
