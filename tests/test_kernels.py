@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, perturbed_loftup
+from conftest import REPO, perturbed_loftup, pip_install_into
 from loftup import LoftUp, kernels
 from loftup.fastpath import encode_region, mean_pad
 from loftup.layers import image_minmax
@@ -34,6 +34,12 @@ def device():
         return
     if not kernels.interpreted():
         pytest.skip("no GPU, and TRITON_INTERPRET=1 was not set before Triton was imported")
+    if tuple(int(p) for p in triton.__version__.split(".")[:2]) < (3, 4):
+        pytest.skip(
+            f"Triton {triton.__version__}'s CPU interpreter cannot run these kernels (3.0 and 3.1"
+            " lack features of it that they use, 3.2 and 3.3 want a GPU driver to declare them);"
+            " 3.4 or newer can. Its compiler can: the slow tests compile them with Triton 3.0"
+        )
     kernels._switch["cpu"] = True
     try:
         assert kernels.available(), "the kernels did not load under the interpreter"
@@ -219,28 +225,59 @@ def test_a_broken_kernel_is_reported_once_and_the_pytorch_path_runs(device, monk
 
     monkeypatch.setattr(tk, "bias_relu_", broken)
     monkeypatch.setattr(kernels, "_checked", {})
+    image = _first_forward_falls_back(device, torch.float16, "failed their self-test.*PyTorch's")
+    assert not kernels.working(device) and not kernels.active(image, torch.float16)
+
+
+def _first_forward_falls_back(device, dtype: torch.dtype, warning: str) -> torch.Tensor:
+    """A small LoftUp's first forward in ``dtype`` warns (matching ``warning``) and computes
+    what PyTorch's kernels compute; returns its guidance image."""
     torch.manual_seed(6)
-    m = LoftUp(dim=16, num_heads=2).eval().to(device, torch.float16)
-    lr = torch.randn(1, 16, 3, 3).to(device, torch.float16)
+    m = LoftUp(dim=16, num_heads=2).eval().to(device, dtype)
+    lr = torch.randn(1, 16, 3, 3).to(device, dtype)
     image = torch.randn(1, 3, 12, 12).to(device)
     with torch.inference_mode():
-        with pytest.warns(RuntimeWarning, match="failed their self-test.*PyTorch's kernels"):
+        with pytest.warns(RuntimeWarning, match=warning):
             got = m(lr, image)
-        assert not kernels.working(device) and not kernels.active(image, torch.float16)
         with kernels.enabled(False):
             ref = m(lr, image)
     assert torch.equal(got, ref)
+    return image
 
 
-def test_kernels_pass_their_self_test_here(device):
-    assert kernels.working(device)
+def test_a_kernel_broken_in_one_precision_costs_only_that_precisions_kernels(device, monkeypatch):
+    """The precisions compile apart, and one can fail where the other works: Triton 3.0 to 3.2
+    cannot assemble bfloat16 kernels for GPUs before Ampere (T4, V100), whose float16 kernels
+    compile (tests/triton_aot.py). A bfloat16 failure then costs bfloat16's kernels, with a
+    warning naming the precision, and a bfloat16 forward runs PyTorch's; float16 keeps its."""
+    from loftup import _triton_kernels as tk
+
+    real = tk.layer_norm
+
+    def bf16_broken(x, *args):
+        if x.dtype == torch.bfloat16:
+            raise RuntimeError("Feature '.bf16' requires .target sm_80 or higher")
+        return real(x, *args)
+
+    monkeypatch.setattr(tk, "layer_norm", bf16_broken)
+    fp16 = (torch.device(device) if device == "cpu" else torch.device("cuda", 0), torch.float16)
+    monkeypatch.setattr(kernels, "_checked", {fp16: True})
+    image = _first_forward_falls_back(device, torch.bfloat16, "on .* in bfloat16 .*sm_80")
+    assert not kernels.active(image, torch.bfloat16)
+    assert kernels.active(image, torch.float16)
 
 
-def _compile_for_gpus(*args: str) -> list[dict]:
-    """tests/triton_aot.py's rows: the kernels, as one forward launches them, compiled for
-    NVIDIA GPUs ahead of time (no GPU needed; Triton's interpreter off in that process)."""
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kernels_pass_their_self_test_here(device, dtype):
+    assert kernels.working(device, dtype)
+
+
+def _run_aot(*args: str, triton_from=None) -> subprocess.CompletedProcess:
+    """tests/triton_aot.py in a process of its own (Triton's interpreter off there), with the
+    Triton installed in the folder ``triton_from`` if given."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    first = [str(triton_from)] if triton_from else []
+    env["PYTHONPATH"] = os.pathsep.join([*first, str(REPO / "src"), env.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, str(REPO / "tests" / "triton_aot.py"), *args],
         capture_output=True,
@@ -250,6 +287,13 @@ def _compile_for_gpus(*args: str) -> list[dict]:
     )
     if done.returncode == 3:
         pytest.skip(done.stdout.strip())
+    return done
+
+
+def _compile_for_gpus(*args: str, triton_from=None) -> list[dict]:
+    """tests/triton_aot.py's rows: the kernels, as one forward launches them, compiled for
+    NVIDIA GPUs ahead of time (no GPU needed)."""
+    done = _run_aot(*args, triton_from=triton_from)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     names = {r["kernel"] for r in rows}
@@ -296,3 +340,37 @@ def test_every_autotuning_candidate_compiles_for_ampere_and_hopper_without_spill
     rows = _compile_for_gpus("80", "90", "--dtypes", "float16", "bfloat16")
     assert {r["arch"] for r in rows} == {"sm_80", "sm_90a"}
     _check_compiled(rows)
+
+
+#: the GPU generations our users run: V100, T4, A100, A10/RTX 30, L4/L40/RTX 40, H100/H200,
+#: B200, RTX 50
+GENERATIONS = ("70", "75", "80", "86", "89", "90", "100", "120")
+
+
+@pytest.mark.slow
+def test_the_kernels_compile_for_every_gpu_generation_from_volta_to_blackwell():
+    """As the self-test launches them, in both half precisions (bfloat16 too before Ampere:
+    Triton from 3.3 on converts it in software there)."""
+    rows = _compile_for_gpus(*GENERATIONS, "--fixed", "--dtypes", "float16", "bfloat16")
+    archs = {r["arch"].removesuffix("a") for r in rows}
+    assert archs == {f"sm_{a}" for a in GENERATIONS}, archs
+    assert len(rows) == 6 * len(GENERATIONS) * 2
+    _check_compiled(rows)
+
+
+@pytest.mark.slow
+def test_the_kernels_compile_with_the_oldest_triton_a_supported_torch_brings(tmp_path):
+    """torch 2.4, our lower bound, brings Triton 3.0 (which pyproject's gpu extra allows, so as
+    not to fight torch's pin). Every kernel, each autotuning candidate, compiles with it for
+    Volta to Hopper in float16 and for Ampere and Hopper in bfloat16. bfloat16 before Ampere
+    does not assemble with it (ptxas wants sm_80): the self-test, run per precision, finds that
+    on such a GPU and leaves bfloat16 to PyTorch's kernels (as
+    test_a_kernel_broken_in_one_precision_costs_only_that_precisions_kernels shows)."""
+    site = pip_install_into(tmp_path / "site", ["triton==3.0.0"])
+    fp16 = _compile_for_gpus(*GENERATIONS[:6], triton_from=site)
+    bf16 = _compile_for_gpus("80", "90", "--dtypes", "bfloat16", triton_from=site)
+    assert {r["triton"] for r in fp16 + bf16} == {"3.0.0"}
+    assert {r["arch"] for r in fp16} == {"sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90a"}
+    _check_compiled(fp16 + bf16)
+    old = _run_aot("75", "--fixed", "--dtypes", "bfloat16", triton_from=site)
+    assert old.returncode != 0 and "requires .target sm_80" in old.stderr, old.stderr[-2000:]

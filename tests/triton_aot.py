@@ -12,12 +12,18 @@ How the launches are found: a float16 (or bfloat16) LoftUp for C = 384 with the 
 alignment runs on the CPU with the kernels switched on, and ``_triton_kernels._launch`` records
 its arguments instead of running anything (the outputs are garbage; only the arguments are
 kept). So the signatures and compile-time constants are those of the real forward, not a copy.
+
+Works with each Triton release from 3.0 (torch 2.4's) on: the compiler's interface changed
+between them (how the arguments' types, constants and alignment are given, where ptxas is),
+and :func:`_source` and :func:`ptxas` speak each one's. ``tests/test_kernels.py`` runs it with
+the installed Triton and, in the slow suite, with Triton 3.0 installed into a folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import inspect
 import json
 import os
 import re
@@ -32,25 +38,58 @@ import torch  # noqa: E402
 try:
     import triton
     from triton.backends.compiler import GPUTarget
-    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.backends.nvidia import compiler as nvidia
     from triton.compiler import ASTSource
 
     def ptxas(arch: int) -> str:
-        """The ptxas Triton itself uses for ``arch`` (Triton >= 3.6 takes the architecture)."""
+        """The ptxas Triton itself uses for ``arch``: ``get_ptxas()`` gives a tool with a path
+        (3.4, 3.5), takes the architecture (3.3: a (path, version) pair; 3.6 on: a tool), or
+        is missing (3.0 to 3.2: ``_path_to_binary``)."""
+        if not hasattr(nvidia, "get_ptxas"):
+            return nvidia._path_to_binary("ptxas")[0]
         try:
-            return get_ptxas(arch).path
+            tool = nvidia.get_ptxas(arch)
         except TypeError:
-            return get_ptxas().path
+            tool = nvidia.get_ptxas()
+        return tool[0] if isinstance(tool, tuple) else tool.path
 
     ptxas(90)
 except Exception as e:  # noqa: BLE001 - no Triton, no NVIDIA backend, or no ptxas in it
     print(f"SKIP: Triton's NVIDIA compiler is not usable here ({type(e).__name__}: {e})")
     sys.exit(3)
 
+
+def _import_kernels():
+    """``loftup._triton_kernels``. Triton 3.2 and 3.3 ask the GPU driver for the autotuner's
+    timer as each kernel is declared, and there is no driver here; this script times nothing
+    (it records launches and compiles them), so for those a stand-in whose timer refuses to run
+    answers that question while the module is imported."""
+    try:
+        from loftup import _triton_kernels
+    except RuntimeError as e:
+        if "active drivers" not in str(e):
+            raise
+        from triton.runtime.driver import driver
+
+        class NoGPU:
+            def get_benchmarker(self):
+                def refuse(*args, **kwargs):
+                    raise RuntimeError("tests/triton_aot.py times nothing: there is no GPU")
+
+                return refuse
+
+        driver.set_active(NoGPU())
+        try:
+            from loftup import _triton_kernels
+        finally:
+            driver.reset_active()
+    return _triton_kernels
+
+
 from loftup import LoftUp, kernels  # noqa: E402
-from loftup import _triton_kernels as K  # noqa: E402
 from loftup.tiling import upsample  # noqa: E402
 
+K = _import_kernels()
 TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
@@ -76,7 +115,7 @@ def record(dtype: torch.dtype) -> list[tuple]:
     model = LoftUp(dim=384).eval().to(dtype)
     model.align = 8  # the GPU's mean padding: 404 -> 408 and 203 -> 208 channels
     lr, image = torch.randn(1, 384, 2, 2, dtype=dtype), torch.randn(1, 3, 12, 10)  # float32 image
-    kernels._switch["cpu"], kernels._checked[torch.device("cpu")] = True, True
+    kernels._switch["cpu"], kernels._checked[(torch.device("cpu"), dtype)] = True, True
     real_interpreted, real_launch = kernels.interpreted, K._launch
     kernels.interpreted, K._launch = (lambda: True), fake_launch
     try:
@@ -108,18 +147,33 @@ def _type(a) -> str:
     raise TypeError(f"unexpected kernel argument {a!r}")
 
 
+def _source(fn, sig: dict, consts: dict):
+    """The kernel as Triton's JIT hands it to its compiler, in this Triton's own terms: the
+    arguments' types, the compile-time constants and which arguments are divisible by 16."""
+    aligned = [i for i, n in enumerate(fn.arg_names) if n not in consts and sig[n][1]]
+    if "constexprs" in inspect.signature(ASTSource).parameters:  # Triton 3.3 on
+        signature = {n: ("constexpr" if n in consts else sig[n][0]) for n in fn.arg_names}
+        attrs = {(i,): [["tt.divisibility", 16]] for i in aligned}
+        return ASTSource(fn, signature, constexprs=consts, attrs=attrs)
+    # 3.0 to 3.2: the signature names only the run-time arguments; an AttrsDescriptor
+    signature = {n: sig[n][0] for n in fn.arg_names if n not in consts}
+    try:  # 3.2
+        from triton.backends.compiler import AttrsDescriptor
+
+        attrs = AttrsDescriptor.from_hints({i: 16 for i in aligned})
+    except ImportError:  # 3.0, 3.1
+        from triton.compiler import AttrsDescriptor
+
+        attrs = AttrsDescriptor(divisible_by_16=tuple(aligned), equal_to_1=())
+    return ASTSource(fn, signature, consts, attrs)
+
+
 def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
     fn = kernel.fn if hasattr(kernel, "configs") else kernel
     consts = {**consts, **(config.kwargs if config else {})}
     warps = config.num_warps if config else 4
-    signature = {n: ("constexpr" if n in consts else sig[n][0]) for n in fn.arg_names}
-    attrs = {
-        (i,): [["tt.divisibility", 16]]
-        for i, n in enumerate(fn.arg_names)
-        if n not in consts and sig[n][1]
-    }
     compiled = triton.compile(
-        ASTSource(fn, signature, constexprs=consts, attrs=attrs),
+        _source(fn, sig, consts),
         target=GPUTarget("cuda", arch, 32),
         options={"num_warps": warps, **K._NO_FMA},
     )
@@ -140,6 +194,7 @@ def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
     spills = re.search(r"(\d+) bytes spill stores", report.stderr)
     return {
         "kernel": fn.__name__,
+        "triton": triton.__version__,
         "arch": target,
         "config": {**(config.kwargs if config else {}), "num_warps": warps},
         "registers": int(regs.group(1)) if regs else None,

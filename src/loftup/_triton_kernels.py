@@ -30,11 +30,12 @@ def _autotune(configs, key, restore_value=None):
 def _configs(name: str, values, warps):
     """Autotuning candidates (one under the interpreter, where timing means nothing).
 
-    The candidates below compile for sm_80 and sm_90 with at most a word of register spills
-    (ptxas's counts for Triton 3.5 and 3.9, ``tests/triton_aot.py``; since the row widths are
+    The candidates below compile for sm_70 to sm_120 with at most two words of register spills
+    (ptxas's counts for Triton 3.0 to 3.9, ``tests/triton_aot.py``; since the row widths are
     compile-time constants and rows move in 16-byte accesses, 16 LayerNorm rows or 32 bias+ReLU
-    rows take at most 155 registers a thread), and every candidate costs about a second of
-    compiling for each shape and precision the first time it is tuned."""
+    rows take at most 166 registers a thread, 226 for bfloat16 before Ampere, which converts
+    it in software), and every candidate costs about a second of compiling for each
+    shape and precision the first time it is tuned."""
     if _INTERPRETED:
         return [triton.Config({name: values[len(values) // 2]}, num_warps=4)]
     return [triton.Config({name: v}, num_warps=w) for v in values for w in warps]
