@@ -176,11 +176,16 @@ def local_hub():
         server.server_close()
 
 
-def pip_install_into(target: Path, pins: list[str], timeout: int = 600) -> Path:
-    """``pins`` installed from the package registry into the folder ``target`` (no
-    dependencies: name each one), for a test that runs code against those releases; the test
-    is skipped, with the reason, where the registry cannot be reached."""
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+def pip_install_into(
+    target: Path, pins: list[str], timeout: int = 600, with_dependencies: bool = False
+) -> Path:
+    """``pins`` installed from the package registry into the folder ``target`` (without their
+    dependencies, unless ``with_dependencies``: name each one), for a test that runs code
+    against those releases; the test is skipped, with the reason, where the registry cannot be
+    reached."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target)]
+    if not with_dependencies:
+        pip.append("--no-deps")
     try:
         got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

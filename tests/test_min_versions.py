@@ -1,14 +1,16 @@
 """The oldest releases that pyproject.toml allows, installed from the package registry into a
 folder of their own, under the default test suite (slow: an install of about 150 MB and a
-whole run of the suite, about 8 minutes).
+whole run of the suite, about 8 minutes); and torch's own lower bound, 2.4, in another run of
+the suite (about 5 GB installed, 6 minutes).
 
-torch is left at the installed build (its lower bound, 2.4, is not tested: its wheels are
-large), and so are tensorboard and what these packages need but pyproject does not name."""
+tensorboard is left at the installed release, and so is what these packages need but
+pyproject does not name."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -70,3 +72,57 @@ def test_the_suite_passes_with_the_oldest_releases_allowed(tmp_path):
         env=env, cwd=REPO, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert run.returncode == 0, f"with {versions.stdout.strip()}:\n{run.stdout[-3000:]}"
+
+
+def test_torch_2_4_runs_the_suite_and_a_transformers_too_new_for_it_is_named(tmp_path):
+    """torch 2.4.1 (PyPI's CUDA build, run on the CPU, with the NVIDIA libraries it loads)
+    with the newest transformers that runs beside it, 4.57 (transformers 5 switches its PyTorch
+    models off below torch 2.6): the default suite passes (the kernel tests say why they skip:
+    torch 2.4's Triton 3.0 has no interpreter for them). And with the installed transformers 5,
+    `loftup upsample` says in one line which releases are in the way and what to install."""
+    try:
+        site = pip_install_into(tmp_path / "torch", ["torch==2.4.1"], with_dependencies=True)
+        old = pip_install_into(tmp_path / "tf", ["transformers==4.57.6"] + EXTRA)
+
+        def env(*first):
+            return {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([*map(str, first), str(REPO / "src")]),
+            }
+
+        code = "import torch, transformers; print(torch.__version__, transformers.__version__)"
+        versions = subprocess.run(
+            [sys.executable, "-c", code], env=env(old, site), capture_output=True, text=True
+        )
+        assert versions.stdout.split()[:2] == ["2.4.1+cu121", "4.57.6"], versions.stderr[-2000:]
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+            env=env(old, site), cwd=REPO, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+
+        import transformers
+
+        if int(transformers.__version__.split(".")[0]) < 5:
+            return  # the installed transformers runs with torch 2.4: nothing to name
+        photo, model = tmp_path / "photo.png", tmp_path / "up"
+        make = (
+            "import sys, torch, loftup; from PIL import Image; torch.manual_seed(0); "
+            "loftup.LoftUp(dim=32).save_pretrained(sys.argv[1], backbone='dinov2_tiny'); "
+            "Image.new('RGB', (40, 30), 'red').save(sys.argv[2])"
+        )
+        subprocess.run([sys.executable, "-c", make, str(model), str(photo)], check=True,
+                       env=env())  # fmt: skip
+        cli = subprocess.run(
+            [sys.executable, "-m", "loftup", "upsample", str(photo), "-m", str(model), "-o",
+             str(tmp_path / "out")],
+            env=env(site), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr[-2000:]
+        assert cli.stderr.strip().splitlines()[-1] == (
+            f"error: transformers {transformers.__version__} does not run its models with torch "
+            "2.4.1+cu121 (it needs a newer torch): upgrade torch, or install a transformers "
+            "release that supports this one: pip install 'transformers>=4.56,<5'"
+        )
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)  # 5 GB

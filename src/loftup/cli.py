@@ -381,6 +381,10 @@ def _cmd_upsample(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before the models load (a download, perhaps)
         raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
+    if args.viz:  # before any image is computed
+        from .errors import require
+
+        require({"matplotlib": "--viz (its PNGs)"})
     rank, world, local_rank = dist_env()
     device = resolve_device(args.device, local_rank if world > 1 else None)
     if world > 1 and device.type == "cuda":
@@ -953,8 +957,12 @@ def _main(args) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        from .errors import memory_shortfall, out_of_memory
+        from .errors import memory_shortfall, missing_dependency, out_of_memory
 
+        missing = missing_dependency(e)
+        if missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
         if not out_of_memory(e):
             raise
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")

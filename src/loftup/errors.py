@@ -2,10 +2,11 @@
 
 Every error the library raises on purpose for bad input, missing weights or broken files derives
 from :class:`LoftUpError`. The command line prints such an error as one line (no traceback) and
-exits with status 2, and so it does with two kinds the user can also act on: a path of theirs the
-file system refuses (a file where a folder goes, no permission, a full disk) and running out of
-memory (:func:`out_of_memory`, :func:`memory_shortfall`). Anything else is a bug and keeps its
-traceback.
+exits with status 2, and so it does with three kinds the user can also act on: a path of theirs
+the file system refuses (a file where a folder goes, no permission, a full disk), running out of
+memory (:func:`out_of_memory`, :func:`memory_shortfall`) and an optional package that is not
+installed (:func:`missing_dependency`: which one, and the pip command). Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -46,6 +47,60 @@ def terminate(signum=None, frame=None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
+
+
+class MissingDependencyError(LoftUpError, ImportError):
+    """An optional package that a feature needs is not installed, or will not run beside the
+    installed torch."""
+
+
+#: import name -> (the package that provides it, the extra of loftup that installs it)
+OPTIONAL_PACKAGES = {
+    "transformers": ("transformers", "backbones"),
+    "PIL": ("pillow", "backbones"),
+    "matplotlib": ("matplotlib", "viz"),
+    "scipy": ("scipy", "eval"),
+    "h5py": ("h5py", "eval"),
+    "skimage": ("scikit-image", "eval"),
+    "pycocotools": ("pycocotools", "train"),
+    "yaml": ("pyyaml", "train"),
+    "tensorboard": ("tensorboard", "train"),
+    "triton": ("triton", "gpu"),
+}
+
+
+def missing_dependency(e: BaseException, needed_for: str = "this") -> str | None:
+    """For an ImportError of one of :data:`OPTIONAL_PACKAGES`: what is missing, what needs it
+    and the command that installs it, in one line; else None (a missing module of ours or of
+    torch is a bug or a broken install, and keeps its traceback)."""
+    if isinstance(e, MissingDependencyError):
+        return str(e)
+    if not isinstance(e, ModuleNotFoundError) or not e.name:
+        return None
+    top = e.name.split(".")[0]
+    if top not in OPTIONAL_PACKAGES:
+        return None
+    package, extra = OPTIONAL_PACKAGES[top]
+    return (
+        f"{package} is not installed, and {needed_for} needs it: pip install "
+        f"'loftup[{extra}]' (or pip install {package})"
+    )
+
+
+def require(modules: dict[str, str]) -> None:
+    """Import each of ``modules`` (import name -> what needs it, in words) now, before any
+    work, so that a missing optional package is said at the start of a run, not hours into it:
+    a :class:`MissingDependencyError` naming the package, what needs it and how to install it."""
+    import importlib
+
+    for module, needed_for in modules.items():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            message = missing_dependency(e, needed_for)
+            if message is None:
+                raise
+            raise MissingDependencyError(message) from e
 
 
 class UnknownNameError(LoftUpError, KeyError):

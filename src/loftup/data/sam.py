@@ -51,9 +51,9 @@ class SamMaskGenerator:
         self._model = self._processor = None
 
     def _load(self) -> None:
-        from transformers import SamModel, SamProcessor
+        from ..featurizers.hf import from_transformers, quiet_transformers
 
-        from ..featurizers.hf import quiet_transformers
+        SamModel, SamProcessor = from_transformers("SamModel", "SamProcessor")
 
         with quiet_transformers():
             self._processor = SamProcessor.from_pretrained(self.weights)

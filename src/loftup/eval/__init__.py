@@ -15,6 +15,7 @@ Whole runs on datasets on disk (what ``loftup eval`` calls): :func:`evaluate` wi
 
 from __future__ import annotations
 
+from ..errors import require
 from .metrics import (
     SegmentationScores,
     boundary_f_score,
@@ -50,6 +51,11 @@ def evaluate(cfg) -> dict:
     runners = {"seg": run_seg, "depth": run_depth, "davis": run_davis}
     if cfg.task not in runners:
         raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(runners)}")
+    # said now, not after the features and the probe
+    needs = {"PIL": "loftup eval (reading images)", "matplotlib": "loftup eval (its figure)"}
+    if cfg.task == "davis":
+        needs["scipy"] = "loftup eval davis (the boundary measure F)"
+    require(needs)
     return runners[cfg.task](cfg)
 
 

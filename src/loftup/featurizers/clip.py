@@ -20,7 +20,14 @@ from __future__ import annotations
 import torch
 
 from . import FeaturizerSpec, register
-from .hf import HFFeaturizer, check_model_type, load_strict, read_config, resolve_weights
+from .hf import (
+    HFFeaturizer,
+    check_model_type,
+    from_transformers,
+    load_strict,
+    read_config,
+    resolve_weights,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -53,7 +60,7 @@ class MaskCLIPFeaturizer(HFFeaturizer):
 
 
 def _load(name: str, weights, device, default: str) -> MaskCLIPFeaturizer:
-    from transformers import CLIPVisionModelWithProjection
+    (CLIPVisionModelWithProjection,) = from_transformers("CLIPVisionModelWithProjection")
 
     folder = resolve_weights(weights, default, name)
     kind = check_model_type(folder, name, ("clip", "clip_vision_model"))

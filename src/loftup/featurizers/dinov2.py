@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import FeaturizerSpec, register
-from .hf import HFFeaturizer, check_model_type, load_strict, resolve_weights
+from .hf import HFFeaturizer, check_model_type, from_transformers, load_strict, resolve_weights
 
 HUB_OFFSET = 0.1  # DINOv2 torch-hub models without registers: interpolate_offset=0.1
 
@@ -71,7 +71,9 @@ class Dinov2Featurizer(HFFeaturizer):
 
 
 def _load(name: str, weights, device, default: str, registers: bool) -> Dinov2Featurizer:
-    from transformers import Dinov2Model, Dinov2WithRegistersModel
+    Dinov2Model, Dinov2WithRegistersModel = from_transformers(
+        "Dinov2Model", "Dinov2WithRegistersModel"
+    )
 
     folder = resolve_weights(weights, default, name)
     if registers:
@@ -88,7 +90,7 @@ def _load(name: str, weights, device, default: str, registers: bool) -> Dinov2Fe
 
 def tiny_config():
     """The ``dinov2_tiny`` architecture: a real Dinov2Model with about 60k parameters."""
-    from transformers import Dinov2Config
+    (Dinov2Config,) = from_transformers("Dinov2Config")
 
     return Dinov2Config(
         hidden_size=32,
@@ -102,7 +104,7 @@ def tiny_config():
 
 def _tiny(weights, device) -> Dinov2Featurizer:
     """Random weights from seed 0 (no download), or a folder written by its save_pretrained."""
-    from transformers import Dinov2Model
+    (Dinov2Model,) = from_transformers("Dinov2Model")
 
     if weights is not None:
         return _load("dinov2_tiny", weights, device, "", registers=False)

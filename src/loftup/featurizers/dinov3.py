@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import FeaturizerSpec, register
-from .hf import HFFeaturizer, check_model_type, load_strict, resolve_weights
+from .hf import HFFeaturizer, check_model_type, from_transformers, load_strict, resolve_weights
 
 
 class Dinov3Featurizer(HFFeaturizer):
@@ -26,7 +26,7 @@ class Dinov3Featurizer(HFFeaturizer):
 
 
 def _load(name: str, weights, device, default: str) -> Dinov3Featurizer:
-    from transformers import DINOv3ViTModel
+    (DINOv3ViTModel,) = from_transformers("DINOv3ViTModel")
 
     folder = resolve_weights(weights, default, name)
     check_model_type(folder, name, ("dinov3_vit",))

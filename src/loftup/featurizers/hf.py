@@ -16,7 +16,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, WeightsNotFoundError
+from ..errors import (
+    CheckpointError,
+    MissingDependencyError,
+    WeightsNotFoundError,
+    missing_dependency,
+)
 from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
 from .sizes import to_patch_multiple
 
@@ -86,6 +91,28 @@ def read_config(folder: Path) -> dict:
         return json.loads((folder / CONFIG_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({e})") from None
+
+
+def from_transformers(*names: str) -> tuple:
+    """The named classes of transformers, once it is known to be installed and to run its
+    PyTorch models beside the installed torch. transformers 5 switches them off below torch
+    2.6 (with a log line) and fails only when a model is built, telling the user to install
+    PyTorch; this names both releases and what to install instead."""
+    try:
+        import transformers
+        from transformers.utils import is_torch_available
+    except ModuleNotFoundError as e:
+        missing = missing_dependency(e)
+        if missing is None:  # a package transformers itself needs: its own error is the clue
+            raise
+        raise MissingDependencyError(missing) from e
+    if not is_torch_available():
+        raise MissingDependencyError(
+            f"transformers {transformers.__version__} does not run its models with torch "
+            f"{torch.__version__} (it needs a newer torch): upgrade torch, or install a "
+            "transformers release that supports this one: pip install 'transformers>=4.56,<5'"
+        )
+    return tuple(getattr(transformers, n) for n in names)
 
 
 def load_strict(cls, folder: Path, name: str, **config_overrides):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import FeaturizerSpec, register
-from .hf import HFFeaturizer, check_model_type, load_strict, resolve_weights
+from .hf import HFFeaturizer, check_model_type, from_transformers, load_strict, resolve_weights
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -64,7 +64,9 @@ class Siglip2NaflexFeaturizer(SiglipFeaturizer):
 
 
 def _load(name: str, weights, device, default: str, allow_naflex: bool) -> SiglipFeaturizer:
-    from transformers import Siglip2VisionModel, SiglipVisionModel
+    Siglip2VisionModel, SiglipVisionModel = from_transformers(
+        "Siglip2VisionModel", "SiglipVisionModel"
+    )
 
     folder = resolve_weights(weights, default, name)
     allowed = ("siglip", "siglip_vision_model")

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
-from ..errors import LoftUpError, Terminated, terminate, worker_ignores_sigterm
+from ..errors import LoftUpError, Terminated, require, terminate, worker_ignores_sigterm
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -117,6 +117,20 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
         teardown(info)
 
 
+def _packages_needed(cfg: TrainConfig) -> dict[str, str]:
+    """The optional packages this run will import, and what for (loftup.errors.require)."""
+    needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
+    if cfg.data.masks == "sa1b":
+        needs["pycocotools"] = "data.masks=sa1b (SA-1B's RLE masks)"
+    elif cfg.data.masks == "superpixels":
+        needs["skimage"] = "data.masks=superpixels"
+    if cfg.log.viz_every:
+        needs["matplotlib"] = "log.viz_every (its PNG grids; log.viz_every=0 draws none)"
+    if cfg.log.tensorboard:
+        needs["tensorboard"] = "log.tensorboard (log.tensorboard=false writes none)"
+    return needs
+
+
 def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
@@ -135,6 +149,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
 
     data_folder(cfg.data.root)  # a wrong path is said now, not after the models are loaded
+    require(_packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
