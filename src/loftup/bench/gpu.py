@@ -203,8 +203,9 @@ BACKBONES = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12), "tiny": (32, 2, 2)
 
 def dinov2_config(arch: str):
     """transformers' ``Dinov2Config`` of a :data:`BACKBONES` shape (patch 14, 518 pretraining)."""
-    from transformers import Dinov2Config
+    from ..featurizers.hf import from_transformers
 
+    (Dinov2Config,) = from_transformers("Dinov2Config")
     width, layers, heads = BACKBONES[arch]
     return Dinov2Config(
         hidden_size=width,
@@ -230,9 +231,10 @@ def backbone_end_to_end(
     :func:`loftup.start_upsample`) and, on a GPU, started on a second CUDA stream (``_stream``:
     beside the backbone's kernels rather than before them); on a GPU also the same three
     replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case."""
-    from transformers import Dinov2Model
-
     from ..compiled import graph_upsampler
+    from ..featurizers.hf import from_transformers
+
+    (Dinov2Model,) = from_transformers("Dinov2Model")
     from ..model import LoftUp
     from ..tiling import start_upsample
 
@@ -353,14 +355,16 @@ def extraction(
     from pathlib import Path
 
     from PIL import Image
-    from transformers import Dinov2Model
 
     from ..api import load_pipeline
     from ..extract import collect_inputs, run
     from ..featurizers import get_featurizer
+    from ..featurizers.hf import from_transformers
     from ..io import load_image_tensor
     from ..model import LoftUp
     from ..outputs import save_features
+
+    (Dinov2Model,) = from_transformers("Dinov2Model")
 
     dt = DTYPES[dtype]
     with tempfile.TemporaryDirectory(prefix="loftup-extract-") as tmp:
