@@ -73,6 +73,22 @@ def test_viz_without_matplotlib_fails_before_any_image(upsampler, photo, tmp_pat
     assert main(args) == 0 and (out / "photo.pt").exists()  # without --viz it runs
 
 
+def test_the_demo_names_every_missing_package_at_once(tmp_path, capsys):
+    """`loftup demo` after `pip install loftup` alone: one line with all it lacks and the one
+    command that installs them, not one package per try."""
+    with pytest.MonkeyPatch.context() as mp:
+        block(mp, "scipy", "matplotlib")
+        code = main(["demo", "--out", str(tmp_path / "demo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == (
+        "error: scipy, matplotlib are not installed, and this needs them (scipy: the boundary "
+        "F-score; matplotlib: the figure): pip install 'loftup[eval,viz]' (or pip install "
+        "scipy matplotlib)"
+    )
+    assert not (tmp_path / "demo").exists()  # before the scenes
+
+
 def test_training_says_at_the_start_which_option_needs_a_missing_package(tmp_path):
     from loftup.train import train
     from train_fixtures import tiny_config, write_folder

@@ -645,6 +645,18 @@ def _cmd_demo(args) -> int:
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
     if Path(cfg.out, "report.json").exists():
         raise LoftUpError(f"{cfg.out} already holds a demo report; choose another --out")
+    from .errors import require
+
+    require(
+        {
+            "skimage": "the scenes",
+            "pycocotools": "the scenes' SA-1B masks",
+            "PIL": "the scenes' images",
+            "yaml": "training's run record",
+            "scipy": "the boundary F-score",
+            "matplotlib": "the figure",
+        }
+    )  # all said at once, before the scenes
     run_demo(cfg)
     print((Path(cfg.out) / "report.md").read_text())
     print(f"wrote {cfg.out}/report.md, report.json and figure.png")

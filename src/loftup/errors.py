@@ -90,17 +90,29 @@ def missing_dependency(e: BaseException, needed_for: str = "this") -> str | None
 def require(modules: dict[str, str]) -> None:
     """Import each of ``modules`` (import name -> what needs it, in words) now, before any
     work, so that a missing optional package is said at the start of a run, not hours into it:
-    a :class:`MissingDependencyError` naming the package, what needs it and how to install it."""
+    a :class:`MissingDependencyError` naming the package (or all the missing ones, in one
+    line), what needs it and how to install it."""
     import importlib
 
+    missing: dict[str, tuple[ModuleNotFoundError, str]] = {}
     for module, needed_for in modules.items():
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
-            message = missing_dependency(e, needed_for)
-            if message is None:
+            if missing_dependency(e) is None:
                 raise
-            raise MissingDependencyError(message) from e
+            missing[e.name.split(".")[0]] = (e, needed_for)
+    if len(missing) == 1:
+        ((e, needed_for),) = missing.values()
+        raise MissingDependencyError(missing_dependency(e, needed_for)) from e
+    if missing:
+        packages = [OPTIONAL_PACKAGES[m][0] for m in missing]
+        extras = ",".join(sorted({OPTIONAL_PACKAGES[m][1] for m in missing}))
+        uses = "; ".join(f"{OPTIONAL_PACKAGES[m][0]}: {why}" for m, (_, why) in missing.items())
+        raise MissingDependencyError(
+            f"{', '.join(packages)} are not installed, and this needs them ({uses}): pip "
+            f"install 'loftup[{extras}]' (or pip install {' '.join(packages)})"
+        )
 
 
 class UnknownNameError(LoftUpError, KeyError):
