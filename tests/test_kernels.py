@@ -359,6 +359,19 @@ def test_the_kernels_compile_for_every_gpu_generation_from_volta_to_blackwell():
 
 
 @pytest.mark.slow
+def test_the_kernels_compile_for_amd_instinct_and_radeon_gpus():
+    """ROCm builds of torch run the same forward (their tensors are "cuda" ones) and their
+    Triton compiles the kernels through its AMD backend: MI200 (gfx90a), MI300 (gfx942) and
+    the Radeon RX 7900 (gfx1100, waves of 32), both half precisions, without spills."""
+    archs = ("gfx90a", "gfx942", "gfx1100")
+    rows = _compile_for_gpus(*archs, "--fixed", "--dtypes", "float16", "bfloat16")
+    assert sorted({r["arch"] for r in rows}) == sorted(archs) and len(rows) == 6 * 3 * 2
+    for r in rows:
+        where = f"{r['kernel']} {r['dtype']} {r['arch']} {r['config']}"
+        assert r["spill_bytes"] == 0 and r["registers"] is not None, where
+
+
+@pytest.mark.slow
 def test_the_kernels_compile_with_the_oldest_triton_a_supported_torch_brings(tmp_path):
     """torch 2.4, our lower bound, brings Triton 3.0 (which pyproject's gpu extra allows, so as
     not to fight torch's pin). Every kernel, each autotuning candidate, compiles with it for

@@ -1,5 +1,6 @@
 """Compile the Triton kernels, exactly as the forward launches them, for NVIDIA GPUs that this
-machine does not have (ahead of time: Triton's compiler and the ptxas it ships need no GPU).
+machine does not have (ahead of time: Triton's compiler and the ptxas it ships need no GPU),
+and for AMD ones (``gfx942``: Triton's AMD backend and the linker it ships).
 
     python tests/triton_aot.py 90 80 --dtypes float16 bfloat16
 
@@ -168,10 +169,14 @@ def _source(fn, sig: dict, consts: dict):
     return ASTSource(fn, signature, consts, attrs)
 
 
-def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
+def compile_one(kernel, sig: dict, consts: dict, config, arch: int | str) -> dict:
+    """One kernel compiled for ``arch``: an NVIDIA compute capability (80) or an AMD GPU
+    (``gfx942``)."""
     fn = kernel.fn if hasattr(kernel, "configs") else kernel
     consts = {**consts, **(config.kwargs if config else {})}
     warps = config.num_warps if config else 4
+    if isinstance(arch, str):
+        return compile_amd(fn, sig, consts, config, arch)
     compiled = triton.compile(
         _source(fn, sig, consts),
         target=GPUTarget("cuda", arch, 32),
@@ -212,9 +217,45 @@ def compile_one(kernel, sig: dict, consts: dict, config, arch: int) -> dict:
     }
 
 
+def compile_amd(fn, sig: dict, consts: dict, config, arch: str) -> dict:
+    """For ROCm builds of torch: the kernel through Triton's AMD backend to a code object, with
+    the vector registers and spills its metadata reports (RDNA, gfx10 on, runs waves of 32)."""
+    warps = config.num_warps if config else 4
+    compiled = triton.compile(
+        _source(fn, sig, consts),
+        target=GPUTarget("hip", arch, 32 if arch.startswith(("gfx10", "gfx11", "gfx12")) else 64),
+        options={"num_warps": warps, **K._NO_FMA},
+    )
+    asm = compiled.asm["amdgcn"]
+    assert compiled.asm.get("hsaco"), f"no code object for {fn.__name__} on {arch}"
+
+    def field(name: str) -> int | None:
+        found = re.search(rf"\.{name}:\s+(\d+)", asm)
+        return int(found.group(1)) if found else None
+
+    spills = (field("vgpr_spill_count") or 0) + (field("sgpr_spill_count") or 0)
+    return {
+        "kernel": fn.__name__,
+        "triton": triton.__version__,
+        "arch": arch,
+        "config": {
+            **{k: v for k, v in consts.items() if k.startswith("BLOCK_")},
+            "num_warps": warps,
+        },
+        "registers": field("vgpr_count"),
+        "spill_bytes": 4 * spills,  # a register a lane
+        "constants": consts,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("archs", nargs="+", type=int, help="compute capabilities, e.g. 90 80")
+    p.add_argument(
+        "archs",
+        nargs="+",
+        type=lambda a: a if a.startswith("gfx") else int(a),
+        help="NVIDIA compute capabilities (90 80) or AMD GPUs (gfx942 gfx90a gfx1100)",
+    )
     p.add_argument("--dtypes", nargs="+", default=["float16"], choices=["float16", "bfloat16"])
     p.add_argument(
         "--fixed", action="store_true", help="only the candidate the self-test launches untuned"
