@@ -89,6 +89,25 @@ def test_the_demo_names_every_missing_package_at_once(tmp_path, capsys):
     assert not (tmp_path / "demo").exists()  # before the scenes
 
 
+def test_davis_evaluation_without_scipy_stops_before_the_features(upsampler, tmp_path, capsys):
+    from eval_data import TEST_BACKBONE, write_davis
+
+    write_davis(tmp_path / "davis", frames=3)
+    out, cache = tmp_path / "davis.json", tmp_path / "cache"
+    args = ["eval", "davis", "--root", str(tmp_path / "davis"), "--backbone", TEST_BACKBONE,
+            "--upsampler", str(upsampler), "--size", "28", "--cache-dir", str(cache),
+            "--json", str(out), "--no-progress"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        block(mp, "scipy")
+        code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (
+        "error: scipy is not installed, and loftup eval davis (the boundary measure F) needs "
+        "it: pip install 'loftup[eval]' (or pip install scipy)"
+    )
+    assert not out.exists() and not cache.exists()  # no features computed
+
+
 def test_training_says_at_the_start_which_option_needs_a_missing_package(tmp_path):
     from loftup.train import train
     from train_fixtures import tiny_config, write_folder
