@@ -16,12 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import (
-    CheckpointError,
-    MissingDependencyError,
-    WeightsNotFoundError,
-    missing_dependency,
-)
+from ..errors import CheckpointError, MissingDependencyError, WeightsNotFoundError, require
 from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
 from .sizes import to_patch_multiple
 
@@ -98,14 +93,10 @@ def from_transformers(*names: str) -> tuple:
     PyTorch models beside the installed torch. transformers 5 switches them off below torch
     2.6 (with a log line) and fails only when a model is built, telling the user to install
     PyTorch; this names both releases and what to install instead."""
-    try:
-        import transformers
-        from transformers.utils import is_torch_available
-    except ModuleNotFoundError as e:
-        missing = missing_dependency(e)
-        if missing is None:  # a package transformers itself needs: its own error is the clue
-            raise
-        raise MissingDependencyError(missing) from e
+    require({"transformers": "this"})  # installed; a package it needs keeps its own error
+    import transformers
+    from transformers.utils import is_torch_available
+
     if not is_torch_available():
         raise MissingDependencyError(
             f"transformers {transformers.__version__} does not run its models with torch "
