@@ -155,3 +155,69 @@ def test_bf16_autocast_runs_both_stages_close_to_float32(stage1_run, sa1b, tmp_p
         full = train(tiny(sa1b, tmp_path / f"f{stage}", stage, 1, *extra))
         half = train(tiny(sa1b, tmp_path / f"h{stage}", stage, 1, "precision=bf16", *extra))
         assert half.losses[0] == pytest.approx(full.losses[0], rel=0.05)
+
+
+def tensorboard_record(folder):
+    """What TensorBoard shows for a run folder: {scalar tag: {step: value}} and {image tag:
+    [steps]}, read with TensorBoard's own reader (which drops the points a resumed run
+    replaced)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = {}
+    for tag in tags["scalars"]:
+        points = acc.Scalars(tag)
+        assert len({p.step for p in points}) == len(points), f"{tag} repeats a step"
+        scalars[tag] = {p.step: p.value for p in points}
+    return scalars, {tag: [e.step for e in acc.Images(tag)] for tag in tags["images"]}
+
+
+def test_tensorboard_shows_the_numbers_of_the_csv_once_each_across_a_crash_and_resume(
+    sa1b, tmp_path
+):
+    """A run checkpointed at step 2 that went on to step 4 (with another learning rate) before
+    it died, then resumed from that checkpoint: TensorBoard shows steps 0-5 once each, with
+    the resumed run's values."""
+    out = tmp_path / "run"
+    opts = ("log.tensorboard=true", "log.log_every=1", "log.viz_every=2")
+    train(tiny(sa1b, out, 1, 2, *opts))
+    at_step_2 = (out / "checkpoint.pt").read_bytes()
+    died = train(tiny(sa1b, out, 1, 4, *opts, "optim.lr=3e-2"), resume=True)
+    (out / "checkpoint.pt").write_bytes(at_step_2)  # steps 2 and 3 were never saved
+    final = train(tiny(sa1b, out, 1, 6, *opts), resume=True)
+    assert len(list((out / "tb").iterdir())) == 3  # one event file per process
+    scalars, images = tensorboard_record(out)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    csv = [dict(zip(header, map(float, row.split(",")))) for row in rows[1:]]
+    assert [int(r["step"]) for r in csv] == list(range(6))
+    for key in ("loss", "rec", "tv", "target"):
+        shown = scalars[f"train/{key}"]
+        assert sorted(shown) == list(range(6)), (key, sorted(shown))
+        for row in csv:
+            assert shown[int(row["step"])] == pytest.approx(row[key], rel=1e-6, abs=1e-7), key
+    losses = [r["loss"] for r in final.history]
+    assert [scalars["train/loss"][s] for s in range(6)] == pytest.approx(losses, rel=1e-6)
+    # the crashed run's step 3 (after a step at another learning rate) was replaced
+    assert scalars["train/loss"][3] != pytest.approx(died.history[3]["loss"], rel=1e-3)
+    assert images == {"viz/upsampled_pca": [2, 4, 6], "viz/lowres_pca": [2, 4, 6]}
+
+
+def test_a_resumed_run_trains_with_its_own_learning_rate_and_not_another_optimiser(
+    sa1b, tmp_path, caplog
+):
+    """Loading the optimiser's state brings the checkpoint's learning rate with it; the
+    resumed run's config wins and the log says so. Another optimiser is refused."""
+    out = tmp_path / "run"
+    train(tiny(sa1b, out, 1, 2))
+    with caplog.at_level("INFO", logger="loftup"):
+        train(tiny(sa1b, out, 1, 3, "optim.lr=1e-3", "optim.weight_decay=0.01"), resume=True)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert {(g["lr"], g["weight_decay"]) for g in saved} == {(1e-3, 0.01)}
+    assert "resuming with this run's optim.lr=0.001 (the checkpoint had 0.003)" in caplog.text
+    assert "optim.weight_decay=0.01 (the checkpoint had 0.0)" in caplog.text
+    with pytest.raises(loftup.LoftUpError, match="made with optim.name='nadam', this run has "
+                       "optim.name='sgd'; use the same optimiser or another log.out_dir"):  # fmt: skip
+        train(tiny(sa1b, out, 1, 4, "optim.name=sgd"), resume=True)

@@ -133,6 +133,33 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
             )
     if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):
         raise LoftUpError(f"cannot resume {path}: its model config differs from this run's")
+    name = saved.get("optim", {}).get("name", cfg.optim.name)
+    if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
+        raise LoftUpError(
+            f"cannot resume {path}: it was made with optim.name={name!r}, this run has "
+            f"optim.name={cfg.optim.name!r}; use the same optimiser or another log.out_dir"
+        )
+
+
+def apply_optim_config(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list[str]:
+    """Set the config's learning rate, weight decay (and SGD momentum) on an optimiser whose
+    state was just loaded from a checkpoint, which brought the checkpoint's own values: a run
+    resumed with ``optim.lr=...`` trains with that rate. Returns what changed, as
+    ``"optim.lr=0.0001 (the checkpoint had 0.0003)"``."""
+    wanted = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
+    if cfg.optim.name == "sgd":
+        wanted["momentum"] = cfg.optim.momentum
+    changed = []
+    for key, value in wanted.items():
+        before = {group[key] for group in optimizer.param_groups}
+        if before != {value}:
+            had = ", ".join(map(str, sorted(before)))
+            changed.append(f"optim.{key}={value} (the checkpoint had {had})")
+        for group in optimizer.param_groups:
+            group[key] = value
+            if key == "lr" and "initial_lr" in group:
+                group["initial_lr"] = value
+    return changed
 
 
 def restore(ckpt: dict, trainee: Trainee, teacher) -> None:

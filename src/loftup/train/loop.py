@@ -32,6 +32,7 @@ from ..errors import LoftUpError, Terminated, require, terminate, worker_ignores
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
+    apply_optim_config,
     build_featurizer,
     build_optimizer,
     build_trainee,
@@ -174,6 +175,8 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     optimizer = build_optimizer(cfg, trainee.parameters())
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
+        for change in apply_optim_config(optimizer, cfg):
+            log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
 
     # -- the data --------------------------------------------------------------------------
@@ -210,6 +213,10 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         write_run_record(out_dir, cfg.to_dict(), info.world)
         monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
         viz = validation_images(dataset, cfg, sizes, device)
+        if step0 and cfg.log.tensorboard and viz is not None:
+            if monitor.picture_path(step0).exists():  # TensorBoard drops it with the events
+                # from step0 on (those a crashed run wrote past its checkpoint): draw it again
+                pictures(monitor, trainee.upsampler, featurizer, viz, step0)
         log.info(
             "stage %d: %d images (%d without annotations), %d steps of %d, %d process(es) on %s",
             cfg.stage, len(dataset), dataset.orphans, total, cfg.batch_size, info.world, device,

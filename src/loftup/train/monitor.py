@@ -86,12 +86,16 @@ class Monitor:
         if self._writer is not None:
             self._writer.flush()
 
+    def picture_path(self, step: int) -> Path:
+        """Where the grid of ``step`` is (or would be) saved."""
+        return self.out_dir / "viz" / f"step_{step:07d}.png"
+
     def pictures(self, step: int, images01: torch.Tensor, lr_feats, hr_feats) -> Path:
         """Save a grid (one row per image: image, low-res PCA, upsampled PCA); returns the PNG."""
         from ..viz import pca_pair
 
         lr_rgb, hr_rgb = pca_pair(lr_feats.float().cpu(), hr_feats.float().cpu())
-        path = self.out_dir / "viz" / f"step_{step:07d}.png"
+        path = self.picture_path(step)
         save_grid(path, images01.cpu(), lr_rgb, hr_rgb, title=f"step {step}")
         if self._writer is not None:
             self._writer.add_images("viz/upsampled_pca", hr_rgb, step)
