@@ -186,6 +186,22 @@ def test_a_run_folder_made_with_other_settings_is_not_reused(tmp_path):
         run_stage(one)
 
 
+def test_an_interrupted_run_is_not_resumed_with_other_settings(tmp_path):
+    """A folder with a checkpoint but no summary (the experiment was stopped mid-run) goes on
+    only with the settings it began with: another learning rate would make a run of two."""
+    s = ExperimentSettings("coords").resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    out = tmp_path / "runs" / "seed0" / "a" / "stage1"
+    out.mkdir(parents=True)
+    (out / "checkpoint.pt").write_bytes(b"")  # refused before it is read
+    other = {**one, "optim": {**one.get("optim", {}), "lr": 0.5}}
+    from loftup.train.config import load_config
+
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(other).to_dict()))
+    with pytest.raises(LoftUpError, match=r"other settings \(differs in optim\)"):
+        run_stage(one)
+
+
 def test_weights_fingerprint_hashes_the_file(tmp_path):
     import hashlib
 
