@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,12 @@ from PIL import Image
 import loftup
 from conftest import REPO
 from loftup.cli import main
-from loftup.extract import Job, collect_inputs, shard
+from loftup.extract import OPTIONS_NAME, Job, collect_inputs, shard
+
+
+def outputs(folder) -> list[str]:
+    """The names of the files in an output folder but its upsample.json."""
+    return sorted(p.name for p in folder.iterdir() if p.name != OPTIONS_NAME)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,13 @@ def test_photos_to_features_and_pictures(photos, upsampler, tmp_path, capsys):
         == 0
     )
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["astronaut.pt", "astronaut_viz.png", "coffee.pt", "coffee_viz.png"]
+    assert names == [
+        "astronaut.pt",
+        "astronaut_viz.png",
+        "coffee.pt",
+        "coffee_viz.png",
+        OPTIONS_NAME,
+    ]
     astronaut = torch.load(out / "astronaut.pt", weights_only=True)
     coffee = torch.load(out / "coffee.pt", weights_only=True)
     assert astronaut.shape == (32, 64, 64) and coffee.shape == (32, 64, 96)  # shorter side 64
@@ -177,7 +189,7 @@ def test_no_room_for_a_streamed_output_fails_that_image_at_once(photos, upsample
     assert res.returncode == 1, res.stderr
     assert "coffee.jpg: could not write its outputs" in res.stderr
     assert "File too large" in res.stderr and "Traceback" not in res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut.pt"]
+    assert outputs(out) == ["astronaut.pt"]
 
 
 def test_a_feature_file_names_what_it_cannot_store(tmp_path):
@@ -213,7 +225,7 @@ def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_pat
     assert code == 1
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "*.tif" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.pt"]
+    assert outputs(tmp_path / "out") == ["astronaut.pt"]
     assert not list((tmp_path / "out").glob(".*tmp"))  # no half-written files left
 
 
@@ -247,8 +259,8 @@ def test_writer_threads_give_the_same_bytes_and_name_what_they_cannot_write(
     args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "--viz"]
     assert main([*args, "-o", str(tmp_path / "one"), "--writers", "1"]) == 0
     assert main([*args, "-o", str(tmp_path / "three"), "--writers", "3"]) == 0
-    names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert len(names) == 8 and names == sorted(p.name for p in (tmp_path / "three").iterdir())
+    names = outputs(tmp_path / "one")
+    assert len(names) == 8 and names == outputs(tmp_path / "three")
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
     # a file that cannot be written (a folder in its place) fails its image, not the run
@@ -257,7 +269,7 @@ def test_writer_threads_give_the_same_bytes_and_name_what_they_cannot_write(
     assert main([*args, "-o", str(tmp_path / "blocked"), "--writers", "2"]) == 1
     err = capsys.readouterr().err
     assert "im2.png: could not write its outputs" in err and "Traceback" not in err
-    written = sorted(p.name for p in (tmp_path / "blocked").iterdir())
+    written = outputs(tmp_path / "blocked")
     assert (
         written == sorted(n for n in names if not n.startswith("im2_"))
         and (tmp_path / "blocked" / "im2.pt").is_dir()
@@ -278,8 +290,8 @@ def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys
         whole, streamed = tmp_path / f"whole{i}", tmp_path / f"streamed{i}"
         assert main([*args, *extra, "-o", str(whole)]) == 0
         assert main([*args, *extra, "-o", str(streamed), "--stream-above", "0"]) == 0
-        names = sorted(p.name for p in whole.iterdir())
-        assert len(names) == 4 and names == sorted(p.name for p in streamed.iterdir())
+        names = outputs(whole)
+        assert len(names) == 4 and names == outputs(streamed)
         for name in names:  # no temporary file left either
             assert (whole / name).read_bytes() == (streamed / name).read_bytes(), (extra, name)
     # an output that cannot be put in place (a folder there) fails its image only
@@ -289,7 +301,7 @@ def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 1 and "coffee.jpg: could not write its outputs" in err
     assert "Traceback" not in err
-    left = sorted(p.name for p in (tmp_path / "blocked").iterdir())
+    left = outputs(tmp_path / "blocked")
     assert left == ["astronaut.pt", "astronaut_viz.png", "coffee.pt"]  # and nothing half-written
     assert main([*args, "-o", str(tmp_path / "x"), "--stream-above", "-1"]) == 2
 
@@ -402,7 +414,7 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
     path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    one = sorted(p.name for p in (tmp_path / "one").iterdir())
+    one = outputs(tmp_path / "one")
     assert len(one) == 6
     # held whole; and every output streamed tile by tile into its file, two images a batch
     for out, extra in (("two", []), ("two_streamed", ["--stream-above", "0", "--batch-size", "2"])):
@@ -410,12 +422,21 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert multi.returncode == 0, multi.stderr
         assert "rank 1" in multi.stderr  # really two processes
-        assert one == sorted(p.name for p in (tmp_path / out).iterdir()), out
+        assert one == outputs(tmp_path / out), out
         for name in one:
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / out / name).read_bytes(), (
                 out,
                 name,
             )
+    # resumed by two processes: each skips its own batches that are done (rank 0 has im0 and
+    # im2, rank 1 im1), and rank 0 reports the total kept
+    (tmp_path / "two" / "im2.pt").unlink()
+    cmd = [*torchrun, "-m", "loftup", "upsample", *args, "-o", str(tmp_path / "two"), "--resume"]
+    multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr
+    assert f"features of 1 image(s) to {tmp_path / 'two'} (2 already there)" in multi.stdout
+    for name in one:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
 def test_readme_example_runs():
@@ -439,7 +460,7 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
     assert main(["upsample", *args, "-o", str(out), "--size", "400000"]) == 1
     captured = capsys.readouterr()
     assert captured.err.count("could not write its outputs") == 2 and "coffee.jpg" in captured.err
-    assert "2 input(s) failed" in captured.out and list(out.iterdir()) == []
+    assert "2 input(s) failed" in captured.out and outputs(out) == []
     # held whole, in a process allowed 16 GB of address space: the allocation fails, each
     # image fails by name with the size it was asked, and the next one is still tried
     out = tmp_path / "memory"
@@ -460,7 +481,7 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
     assert sorted(f.split(":")[0] for f in failed) == sorted(args[:2])
     coffee = "out of memory for a 40000x60000 output (32 channels): the host could not allocate"
     assert coffee in done.stderr and done.stderr.count("; try a smaller --size") == 2
-    assert "wrote float32 features of 0 image(s)" in done.stdout and list(out.iterdir()) == []
+    assert "wrote float32 features of 0 image(s)" in done.stdout and outputs(out) == []
 
 
 def test_out_of_memory_is_told_apart_and_read():
@@ -500,7 +521,9 @@ def test_files_written_atomically_get_the_mode_of_any_new_file(photos, upsampler
         )
         assert done.returncode == 0, done.stderr[-2000:]
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
-    assert modes == {n: "0o640" for n in ("coffee.pt", "coffee.npy", "coffee_viz.png")}
+    assert modes == {
+        n: "0o640" for n in ("coffee.pt", "coffee.npy", "coffee_viz.png", OPTIONS_NAME)
+    }
 
 
 def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp_path):
@@ -525,7 +548,7 @@ def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp
     finally:
         proc.kill()
     assert proc.returncode == 143 and "terminated (SIGTERM)" in err, err[-2000:]
-    assert list(out.iterdir()) == []
+    assert outputs(out) == []
 
 
 def test_images_above_the_decompression_bomb_guard_are_read_when_asked(
@@ -550,3 +573,57 @@ def test_images_above_the_decompression_bomb_guard_are_read_when_asked(
     assert (tmp_path / "yes" / "aerial.pt").exists()
     assert main([*args, "-o", str(tmp_path / "any"), "--max-image-pixels", "0"]) == 0
     assert PILImage.MAX_IMAGE_PIXELS is None
+
+
+def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
+    photos, upsampler, tmp_path, capsys
+):
+    """An interrupted run (here: files deleted) goes on with --resume: batches whose outputs
+    are all there are skipped, untouched; a batch with any output missing is computed again,
+    whole, giving the bytes of the uninterrupted run. Other options are refused by name."""
+    big = Image.open(photos / "astronaut.png")
+    for i in range(5):
+        big.crop((50 * i, 30 * i, 50 * i + 70, 30 * i + 56)).save(tmp_path / f"im{i}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "-o", str(out),
+            "--batch-size", "2", "--backbone-size", "56", "--viz"]  # fmt: skip
+    assert main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(first) == 11 and OPTIONS_NAME in first
+    options = json.loads(first[OPTIONS_NAME])
+    assert options["backbone"] == "dinov2_tiny" and options["batch_size"] == 2
+    assert options["size"] is None and len(options["upsampler_sha256"]) == 16
+    inode = {name: (out / name).stat().st_ino for name in first}  # a rewrite makes a new one
+    # batches [im0, im1], [im2, im3], [im4]: the last two lose an output each
+    (out / "im3_viz.png").unlink()
+    (out / "im4.pt").unlink()
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert f"features of 3 image(s) to {out} (2 already there)" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert all((out / n).stat().st_ino == inode[n] for n in ("im0.pt", "im1_viz.png"))
+    assert all((out / n).stat().st_ino != inode[n] for n in ("im2.pt", "im3.pt", "im2_viz.png"))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert f"features of 0 image(s) to {out} (5 already there)" in capsys.readouterr().out
+
+    # other options, other weights, or files of unknown making: refused, nothing written
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    loftup.LoftUp(dim=32).save_pretrained(other, backbone="dinov2_tiny")
+    for change, said in (
+        (["--size", "64"], "size None there, 64 now"),
+        (["--save-dtype", "float16"], "save_dtype 'float32' there, 'float16' now"),
+        (["-m", str(other)], f"upsampler_sha256 {options['upsampler_sha256']!r} there"),
+    ):
+        assert main([*args, *change, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"--resume: the files in {out} were made with other options (" in err, err
+        assert said in err and "use the same options, or another -o" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    (out / OPTIONS_NAME).unlink()
+    assert main([*args, "--resume"]) == 2
+    assert f"{out} holds files but no {OPTIONS_NAME}" in capsys.readouterr().err
+    fresh = [*args[:5], str(tmp_path / "new"), *args[6:], "--resume"]
+    assert main(fresh) == 0  # nothing there yet: a resumed run of nothing is a whole run
+    assert "features of 5 image(s)" in capsys.readouterr().out

@@ -321,6 +321,12 @@ def _add_upsample(sub) -> None:
         help="read input images of up to N pixels (0: any; default: Pillow's guard against "
         "decompression bombs, about 179 million)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run: skip the images whose outputs OUT_DIR already "
+        "holds (the options that change the files must be those recorded in its upsample.json)",
+    )
     p.set_defaults(func=_cmd_upsample)
 
 
@@ -352,8 +358,18 @@ def _cmd_upsample(args) -> int:
 
     import torch
 
+    from . import __version__
     from .api import check_backbone_size, load_pipeline, resolve_device
-    from .extract import collect_inputs, dist_env, init_distributed, run, total_failures
+    from .extract import (
+        check_resumable,
+        collect_inputs,
+        dist_env,
+        init_distributed,
+        run,
+        summed,
+        weights_digest,
+        write_options,
+    )
 
     if args.batch_size < 1:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -404,7 +420,26 @@ def _cmd_upsample(args) -> int:
         device=device,
         dtype=args.dtype,
     )
+    options = {  # what made the files (--resume compares all but the first two)
+        "loftup_version": __version__,
+        "model": str(args.model),
+        "upsampler_sha256": weights_digest(pipeline.upsampler),
+        "backbone": pipeline.featurizer.name,
+        "backbone_weights": args.backbone_weights,
+        "backbone_size": args.backbone_size,
+        "size": list(args.size) if isinstance(args.size, tuple) else args.size,
+        "format": args.format,
+        "dtype": args.dtype,
+        "save_dtype": save_dtype,
+        "batch_size": args.batch_size,
+    }
+    if args.resume:
+        check_resumable(out, options)
+    if world > 1:
+        torch.distributed.barrier()  # every rank has read the options file before it is rewritten
     out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        write_options(out, options)
     report = run(
         jobs,
         pipeline,
@@ -418,15 +453,18 @@ def _cmd_upsample(args) -> int:
         save_dtype=getattr(torch, save_dtype),
         writers=args.writers,
         stream_above=args.stream_above * 1e9,
+        resume=args.resume,
     )
-    failed = total_failures(len(report.failed), world) + len(missing)
+    failed, kept = summed([len(report.failed), report.kept], world)
+    failed += len(missing)
     if world > 1:
         torch.distributed.barrier()  # no rank tears gloo down while another is still in a collective
         torch.distributed.destroy_process_group()
     if rank == 0:
-        done = len(jobs) - failed + len(missing)
+        done = len(jobs) - failed + len(missing) - kept
+        there = f" ({kept} already there)" if args.resume else ""
         tail = f"; {failed} input(s) failed" if failed else ""
-        print(f"wrote {save_dtype} features of {done} image(s) to {out}{tail}")
+        print(f"wrote {save_dtype} features of {done} image(s) to {out}{there}{tail}")
     return 1 if failed else 0
 
 

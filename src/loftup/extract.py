@@ -11,11 +11,18 @@ Several (one GPU each, or CPU processes over gloo), same files as one process wr
 The sorted input list is cut into batches exactly as one process would cut it, and batch i goes
 to rank i % world_size: every image is computed in the same company on every run, so the bytes
 of every file are the same whatever the number of processes.
+
+An interrupted run goes on with ``--resume``: the output folder's ``upsample.json`` records
+the options that change the files' bytes, a resumed run must have the same, and it skips each
+batch whose outputs are all there (files are put in place whole, so one that exists is
+complete); a batch with any output missing is computed again, whole, giving the same bytes.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import math
 import os
 import sys
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import memory_shortfall, out_of_memory
+from .errors import LoftUpError, memory_shortfall, out_of_memory
 from .io import IMAGE_SUFFIXES, ImageReadError, load_image_tensor
 
 #: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
@@ -45,6 +52,68 @@ class Job:
 class Report:
     written: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    kept: int = 0  # outputs already there (``resume``)
+
+
+#: What ``loftup upsample`` leaves beside its outputs: the options that made them.
+OPTIONS_NAME = "upsample.json"
+#: Recorded in it but not compared by ``--resume``: they do not change the files' bytes.
+_INFO_ONLY = ("loftup_version", "model")
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short SHA-256 of a module's state (names, dtypes, shapes and bytes): the same weights
+    give the same digest wherever they were loaded from."""
+    h = hashlib.sha256()
+    for key, t in sorted(module.state_dict().items()):
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_resumable(out_dir: Path, options: dict) -> None:
+    """Refuse to resume into ``out_dir`` when its files were made with other ``options`` (or
+    by a run that recorded none), naming each difference."""
+    path = out_dir / OPTIONS_NAME
+    if not path.is_file():
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            raise LoftUpError(
+                f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
+                "made them are unknown; run without --resume to compute them all again"
+            )
+        return  # nothing there yet: a resumed run of nothing is a run
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LoftUpError(
+            f"--resume: {path} cannot be read ({e}); run without --resume to compute all again"
+        ) from None
+    diff = [
+        f"{key} {saved.get(key)!r} there, {value!r} now"
+        for key, value in options.items()
+        if key not in _INFO_ONLY and saved.get(key) != value
+    ]
+    if diff:
+        raise LoftUpError(
+            f"--resume: the files in {out_dir} were made with other options ({'; '.join(diff)}); "
+            "use the same options, or another -o"
+        )
+
+
+def write_options(out_dir: Path, options: dict) -> None:
+    """``out_dir/upsample.json``, put in place whole."""
+    from .atomic import atomic_write_bytes
+
+    text = json.dumps(options, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(out_dir / OPTIONS_NAME, text.encode())
+
+
+def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
+    """The files a job writes."""
+    paths = [out_dir / f"{job.stem}.{fmt}"]
+    if viz:
+        paths.append(out_dir / f"{job.stem}_viz.png")
+    return paths
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -113,6 +182,7 @@ def run(
     save_dtype: torch.dtype = torch.float32,
     writers: int = 2,
     stream_above: float = STREAM_ABOVE,
+    resume: bool = False,
 ) -> Report:
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
     ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
@@ -128,6 +198,10 @@ def run(
     maps (:class:`loftup.outputs.FeatureFile`) instead of being held whole: the memory of a tile
     whatever the size (a 12-megapixel photo's 384-channel features are 18 GB in float32), and
     the same bytes (0: every image so).
+
+    ``resume``: skip this rank's batches whose outputs are all there (counted in
+    ``Report.kept``); the caller checks that they were made with the same options
+    (:func:`check_resumable`).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +212,10 @@ def run(
         raise ValueError(f"writers must be >= 1, got {writers}")
     report = Report()
     mine = shard(jobs, batch_size, rank, world_size)
+    if resume:
+        done = [all(p.is_file() for j in b for p in outputs_of(out_dir, j, fmt, viz)) for b in mine]
+        report.kept = sum(len(b) for b, d in zip(mine, done) if d)
+        mine = [b for b, d in zip(mine, done) if not d]
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
     bar = tqdm(
         total=sum(len(b) for b in mine), desc=desc, unit="img", position=rank, file=sys.stderr
@@ -330,14 +408,14 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def total_failures(failed: int, world_size: int) -> int:
-    """Failures summed over all ranks (every rank gets the same exit status)."""
+def summed(counts: list[int], world_size: int) -> list[int]:
+    """Counts summed over all ranks (failures: every rank gets the same exit status)."""
     if world_size == 1:
-        return failed
+        return list(counts)
     import torch.distributed as dist
 
-    t = torch.tensor([failed], dtype=torch.long)
+    t = torch.tensor(counts, dtype=torch.long)
     if dist.get_backend() == "nccl":
         t = t.cuda()
     dist.all_reduce(t)
-    return int(t.item())
+    return t.tolist()
