@@ -32,10 +32,15 @@ EXTRA = ["huggingface_hub>=0.34,<1.0", "tokenizers>=0.22,<0.23", "requests", "ur
          "charset-normalizer", "certifi", "regex"]  # fmt: skip
 
 
+def env_with(*first) -> dict[str, str]:
+    """This process's environment with the folders ``first`` (then our source) on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, first), str(REPO / "src")])}
+
+
 def lower_bounds() -> dict[str, str]:
     """{name: version} of every ``name>=version`` in pyproject.toml but torch, Triton, the
-    tools (pytest, ruff, setuptools) and huggingface_hub (:data:`EXTRA`: transformers 4.56 needs a newer one than our bound; the
-    bound itself is tested in tests/test_hub.py)."""
+    tools (pytest, ruff, setuptools) and huggingface_hub (:data:`EXTRA`: transformers 4.56
+    needs a newer one than our bound; the bound itself is tested in tests/test_hub.py)."""
     text = (REPO / "pyproject.toml").read_text()
     found = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)[";]', text))
     for name in (
@@ -54,7 +59,7 @@ def test_the_suite_passes_with_the_oldest_releases_allowed(tmp_path):
     bounds = lower_bounds()
     assert {"transformers", "numpy", "scikit-image", "pillow", "tensorboard"} <= set(bounds)
     pip_install_into(tmp_path, [f"{n}=={v}" for n, v in bounds.items()] + EXTRA)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
+    env = env_with(tmp_path)
     names = ", ".join(f"'{n}'" for n in ("transformers", "numpy", "skimage", "PIL"))
     code = f"import importlib; print(*[importlib.import_module(n).__version__ for n in [{names}]])"
     versions = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -83,7 +88,7 @@ def test_tensorboard_s_lower_bound_reads_back_a_resumed_run_with_numpy_2(tmp_pat
         pytest.skip(f"numpy {numpy.__version__} is installed; this checks numpy 2")
     bound = lower_bounds()["tensorboard"]
     site = pip_install_into(tmp_path / "tb", [f"tensorboard=={bound}"])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src")])}
+    env = env_with(site)
     test = (
         "tests/test_train_loop.py::"
         "test_tensorboard_shows_the_numbers_of_the_csv_once_each_across_a_crash_and_resume"
@@ -108,20 +113,14 @@ def test_torch_2_4_runs_the_suite_and_a_transformers_too_new_for_it_is_named(tmp
         site = pip_install_into(tmp_path / "torch", ["torch==2.4.1"], with_dependencies=True)
         old = pip_install_into(tmp_path / "tf", ["transformers==4.57.6"] + EXTRA)
 
-        def env(*first):
-            return {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([*map(str, first), str(REPO / "src")]),
-            }
-
         code = "import torch, transformers; print(torch.__version__, transformers.__version__)"
         versions = subprocess.run(
-            [sys.executable, "-c", code], env=env(old, site), capture_output=True, text=True
+            [sys.executable, "-c", code], env=env_with(old, site), capture_output=True, text=True
         )
         assert versions.stdout.split()[:2] == ["2.4.1+cu121", "4.57.6"], versions.stderr[-2000:]
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-            env=env(old, site), cwd=REPO, capture_output=True, text=True, timeout=1800,
+            env=env_with(old, site), cwd=REPO, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-3000:]
 
@@ -136,11 +135,11 @@ def test_torch_2_4_runs_the_suite_and_a_transformers_too_new_for_it_is_named(tmp
             "Image.new('RGB', (40, 30), 'red').save(sys.argv[2])"
         )
         subprocess.run([sys.executable, "-c", make, str(model), str(photo)], check=True,
-                       env=env())  # fmt: skip
+                       env=env_with())  # fmt: skip
         cli = subprocess.run(
             [sys.executable, "-m", "loftup", "upsample", str(photo), "-m", str(model), "-o",
              str(tmp_path / "out")],
-            env=env(site), capture_output=True, text=True, timeout=600,
+            env=env_with(site), capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr[-2000:]
         assert cli.stderr.strip().splitlines()[-1] == (

@@ -107,7 +107,8 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     cfg = load_config(config)
     out = Path(cfg.log.out_dir)
     ckpt = out / "checkpoint.pt"
-    if (out / "summary.json").is_file() and (out / "final").is_dir():
+    finished = (out / "summary.json").is_file() and (out / "final").is_dir()
+    if finished:
         _check_same(cfg, out)
         raw = torch.load(ckpt, weights_only=True, map_location="cpu")
         history = unpack_history(raw["history"])
@@ -123,7 +124,7 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
             return RunResult(out / "final", ckpt, _losses(history), float(seconds or 0.0))
     if continues is not None and not ckpt.exists():
         shutil.copytree(continues, out, ignore=shutil.ignore_patterns("final*"), dirs_exist_ok=True)
-    if ckpt.exists() and (out / "config.yaml").is_file():
+    if not finished and ckpt.exists() and (out / "config.yaml").is_file():
         _check_same(cfg, out)  # an interrupted run goes on only with the settings it began with
     result = train(cfg, resume=ckpt.exists())
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)

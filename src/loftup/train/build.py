@@ -157,8 +157,6 @@ def apply_optim_config(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> li
             changed.append(f"optim.{key}={value} (the checkpoint had {had})")
         for group in optimizer.param_groups:
             group[key] = value
-            if key == "lr" and "initial_lr" in group:
-                group["initial_lr"] = value
     return changed
 
 

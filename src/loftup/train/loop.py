@@ -213,10 +213,11 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         write_run_record(out_dir, cfg.to_dict(), info.world)
         monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
         viz = validation_images(dataset, cfg, sizes, device)
-        if step0 and cfg.log.tensorboard and viz is not None:
-            if monitor.picture_path(step0).exists():  # TensorBoard drops it with the events
-                # from step0 on (those a crashed run wrote past its checkpoint): draw it again
-                pictures(monitor, trainee.upsampler, featurizer, viz, step0)
+        # TensorBoard drops the events from step0 on (those a crashed run wrote past its
+        # checkpoint), the checkpoint step's picture with them: draw it again
+        redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
+        if redraw and viz is not None:
+            pictures(monitor, trainee.upsampler, featurizer, viz, step0)
         log.info(
             "stage %d: %d images (%d without annotations), %d steps of %d, %d process(es) on %s",
             cfg.stage, len(dataset), dataset.orphans, total, cfg.batch_size, info.world, device,
