@@ -138,6 +138,24 @@ def test_memory_errors_are_told_apart_and_read():
     assert memory_shortfall(MemoryError()) == "the host ran out of memory"
 
 
+def test_numbers_are_written_as_strict_json_that_any_reader_takes(tmp_path):
+    """A NaN or an infinity (a metric over no pixels, a ratio over a zero time) is written as
+    null, not as Python's NaN/Infinity, which strict readers (JavaScript, jq) refuse; a value
+    JSON cannot hold leaves neither the file nor a temporary one."""
+    from loftup.atomic import write_json
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+
+    obj = {"miou": float("nan"), "rows": [{"ms": float("inf"), "n": 3}, (1.5, -float("inf"))]}
+    path = write_json(tmp_path / "r.json", obj, sort_keys=True)
+    assert strict(path.read_text()) == {"miou": None, "rows": [{"ms": None, "n": 3}, [1.5, None]]}
+    assert path.read_text().endswith("}\n") and path.stat().st_size > 0
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_json(tmp_path / "s.json", {"a": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
 def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path):
     # --json naming a folder: said before the benchmark runs, not by the temporary file's name
     # after it

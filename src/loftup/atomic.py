@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -71,3 +73,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
 
     atomic_write(path, write)
+
+
+def _finite(obj):
+    """NaN and infinities -> None, recursively: strict JSON, which every reader accepts."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as indented strict JSON (NaN and infinities as ``null``) atomically;
+    returns the path."""
+    path = Path(path)
+    text = json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+    return path

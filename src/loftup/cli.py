@@ -923,9 +923,9 @@ def _not_yet(name: str):
 
 
 def _write_json(path: str, obj) -> None:
-    from .atomic import atomic_write_bytes
+    from .atomic import write_json
 
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    write_json(path, obj)
     print(f"wrote {path}")
 
 

@@ -102,10 +102,9 @@ def check_resumable(out_dir: Path, options: dict) -> None:
 
 def write_options(out_dir: Path, options: dict) -> None:
     """``out_dir/upsample.json``, put in place whole."""
-    from .atomic import atomic_write_bytes
+    from .atomic import write_json
 
-    text = json.dumps(options, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(out_dir / OPTIONS_NAME, text.encode())
+    write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
 
 
 def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:

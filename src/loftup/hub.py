@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .atomic import atomic_write, atomic_write_bytes
+from .atomic import atomic_write, write_json
 from .convert import (  # noqa: F401  (re-exported: the layout functions are part of hub's API)
     build_from_state,
     infer_config,
@@ -181,7 +181,7 @@ def save_pretrained(
     }
     if metadata:
         info["metadata"] = metadata
-    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(info, indent=2) + "\n").encode())
+    write_json(directory / CONFIG_NAME, info)
     return directory
 
 

@@ -116,7 +116,7 @@ def write_scenes(
     """
     from tqdm.auto import tqdm
 
-    from ..atomic import atomic_write_bytes
+    from ..atomic import atomic_write_bytes, write_json
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -145,7 +145,7 @@ def write_scenes(
         "config": config.to_dict(),
         "images": names,
     }
-    atomic_write_bytes(out / "world.json", (json.dumps(info, indent=2) + "\n").encode())
+    write_json(out / "world.json", info)
     return out
 
 

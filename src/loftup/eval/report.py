@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import math
 import platform
 import subprocess
 from pathlib import Path
+
+from ..atomic import write_json  # noqa: F401  (eval's numbers are written with it)
 
 
 def git_commit() -> str | None:
@@ -52,24 +52,3 @@ def run_info(device: str = "cpu") -> dict:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
-
-
-def _clean(obj):
-    """NaN and infinities -> None (strict JSON), recursively."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | Path, obj) -> Path:
-    """Write ``obj`` as indented strict JSON (NaN -> null), atomically; returns the path."""
-    from ..atomic import atomic_write_bytes
-
-    path = Path(path)
-    text = json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
-    return path

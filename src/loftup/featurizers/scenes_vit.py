@@ -124,13 +124,13 @@ def save_backbone(model: SceneViT, directory: str | Path, extra: dict | None = N
     """Write ``model.safetensors`` and ``config.json`` (architecture + ``extra``) to a folder."""
     from safetensors.torch import save_file
 
-    from ..atomic import atomic_write, atomic_write_bytes
+    from ..atomic import atomic_write, write_json
 
     directory = Path(directory)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp))
     config = {"name": NAME, "architecture": asdict(model.config), **(extra or {})}
-    atomic_write_bytes(directory / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+    write_json(directory / "config.json", config)
     return directory
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write, atomic_write_bytes
+from ..atomic import atomic_write, atomic_write_bytes, write_json
 
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
@@ -40,7 +39,7 @@ def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
         "torch": torch.__version__,
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    atomic_write_bytes(out_dir / "run.json", (json.dumps(record, indent=2) + "\n").encode())
+    write_json(out_dir / "run.json", record)
 
 
 class Monitor:
@@ -115,7 +114,7 @@ class Monitor:
             ),
         }
         path = self.out_dir / "summary.json"
-        atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+        write_json(path, info)
         return path
 
     def close(self) -> None:

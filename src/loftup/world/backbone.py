@@ -24,7 +24,6 @@ held-out scenes (seed ``seed + 1``) and their numbers go into ``config.json`` an
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -168,7 +167,7 @@ def train_backbone(
         "metrics": metrics,
     }
     out = save_backbone(model, out, extra)
-    from ..atomic import atomic_write_bytes
+    from ..atomic import write_json
 
-    atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    write_json(out / "metrics.json", metrics)
     return metrics

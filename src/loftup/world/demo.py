@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +230,7 @@ def verdict(results: dict) -> str:
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every step (see the module note); returns the numbers written to ``report.json``."""
     from .. import __version__
-    from ..atomic import atomic_write_bytes
+    from ..atomic import atomic_write_bytes, write_json
     from ..baselines import get_upsampler
     from ..featurizers import get_featurizer
     from ..hub import load_upsampler
@@ -272,7 +271,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "version": __version__,
         "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
     }
-    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_json(out / "report.json", report)
     text = (
         "# loftup demo\n\n"
         f"Held-out scenes: {len(images)} at {cfg.size} px ({half} fit the probes, the rest score "
