@@ -276,6 +276,30 @@ def test_targets_are_read_off_the_stored_h200_reports():
     assert big["measured"] == "0.80 s, 3.0 GB (float16, whole)"  # tiles of 2048 needed 20 GB
 
 
+def test_a_broken_output_s_deviation_survives_the_strict_json_and_fails_its_target(tmp_path):
+    """A NaN output gives a NaN deviation, which the report's strict JSON stores as null: read
+    back, it is a NOT MET written "not finite", and the summary and table still print."""
+    from loftup.atomic import write_json
+    from loftup.bench.forward import format_table
+    from loftup.bench.suite import summary
+    from loftup.bench.targets import targets
+
+    stored = REPO / "benchmarks" / "results" / "gpu-nvidia-h200-2026-11-26-v3.json"
+    report = json.loads(stored.read_text())
+    report["sections"]["parity"]["float32"]["max_abs_dev"] = float("nan")
+    report["sections"]["parity"]["float16"]["max_abs_dev"] = float("inf")
+    report["sections"]["forward"]["results"][0]["max_abs_dev_vs_float32"] = float("nan")
+    back = json.loads(write_json(tmp_path / "r.json", report).read_text())
+    assert back["sections"]["parity"]["float32"]["max_abs_dev"] is None
+    rows = {r["target"]: r for r in targets(back)}
+    parity = rows["float32 (TF32 off) within 1e-4 of the CPU"]
+    assert parity["met"] is False
+    assert parity["measured"].startswith("not finite (float16 not finite, bfloat16 ")
+    assert "float32 not finite, bfloat16 5.1e-02, float16 not finite" in summary(back)
+    table = format_table({**back["sections"]["forward"], "machine": back["machine"]})
+    assert "not finite" in table.splitlines()[1]
+
+
 def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
     r = run_cli(["bench", "--only", "parity"])
     assert r.returncode == 2 and "--only picks sections of a suite" in r.stderr

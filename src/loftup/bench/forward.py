@@ -8,6 +8,7 @@ matrix-product peak measured in the same run, and each precision's deviation fro
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -252,7 +253,7 @@ def format_table(report: dict) -> str:
     for r in report["results"]:
         gf = f"{r['gflops_per_s']:.0f}" if "gflops_per_s" in r else ""
         frac = f"{100 * r['fraction_of_peak']:.0f}%" if "fraction_of_peak" in r else ""
-        dev = f"{r['max_abs_dev_vs_float32']:.1e}" if "max_abs_dev_vs_float32" in r else ""
+        dev = fmt_dev(r["max_abs_dev_vs_float32"]) if "max_abs_dev_vs_float32" in r else ""
         lines.append(
             f"{r['method']:<10} {r.get('dtype', ''):<9} {r['size']:>5} {fmt_s(r['median_s']):>10} "
             f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 2**20:>7.0f}MB "
@@ -265,6 +266,12 @@ def format_table(report: dict) -> str:
         f"{m['date']}" + (f"; matmul peak GFLOP/s: {peaks}" if peaks else "")
     )
     return "\n".join(lines)
+
+
+def fmt_dev(d: float | None) -> str:
+    """A deviation as text; ``None`` is how a stored report holds a NaN or an infinity (its
+    JSON is strict), which is what a broken output gives."""
+    return "not finite" if d is None or not math.isfinite(d) else f"{d:.1e}"
 
 
 def fmt_s(s: float) -> str:

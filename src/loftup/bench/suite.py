@@ -22,7 +22,7 @@ import torch
 from ..errors import UsageError
 from . import gpu, scale
 from .core import machine_info
-from .forward import bench_forward
+from .forward import bench_forward, fmt_dev
 from .targets import format_targets, targets
 
 SUITES = ("cpu", "gpu", "smoke")
@@ -322,14 +322,16 @@ def summary(report: dict) -> str:
             )
             bil = by.get(("bilinear", "float32", size))
             lines.append(
-                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {r['max_abs_dev_vs_float32']:.1e}{vs}"
+                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {fmt_dev(r.get('max_abs_dev_vs_float32'))}{vs}"
                 + (f", bilinear {bil['best_s'] * 1e3:.2f} ms" if bil else "")
             )
     if isinstance(sec.get("parity"), dict) and "error" not in sec["parity"]:
         p = sec["parity"]
         lines.append(
             "  parity with CPU float32: "
-            + ", ".join(f"{k} {v['max_abs_dev']:.1e}" for k, v in p.items() if isinstance(v, dict))
+            + ", ".join(
+                f"{k} {fmt_dev(v['max_abs_dev'])}" for k, v in p.items() if isinstance(v, dict)
+            )
         )
     for key in ("megapixels", "big_output", "batches", "ablation", "backbones"):
         for r in sec.get(key, []) if isinstance(sec.get(key), list) else []:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 
+from .forward import fmt_dev
+
 HALF = ("float16", "bfloat16")
 SIZES = (224, 448, 896, 1344, 2048)
 E2E_BOUND = {224: 1.5, 448: 2.0}
@@ -72,9 +74,10 @@ def _parity(sec: dict) -> dict:
     p = sec.get("parity")
     if not _ok(p) or "float32" not in p:
         return _row(target, None, None)
-    dev = p["float32"]["max_abs_dev"]
-    half = ", ".join(f"{k} {p[k]['max_abs_dev']:.1e}" for k in HALF if k in p)
-    return _row(target, f"{dev:.1e}" + (f" ({half})" if half else ""), dev <= 1e-4)
+    dev = p["float32"]["max_abs_dev"]  # None: not finite (a NaN or an infinity, stored strictly)
+    half = ", ".join(f"{k} {fmt_dev(p[k]['max_abs_dev'])}" for k in HALF if k in p)
+    met = dev is not None and dev <= 1e-4
+    return _row(target, fmt_dev(dev) + (f" ({half})" if half else ""), met)
 
 
 def _ours(rows: list[dict], dtype: str, size: int) -> dict | None:
