@@ -162,6 +162,13 @@ def test_memoised_encodings_follow_the_weights_and_change_nothing():
         memo = model._fused_cache[1].memo
         assert any(k[0] == "grid" for k in memo) and sum(k[0] == "axes" for k in memo) > 1
         assert torch.equal(model(lr, image), first)
+        # a process that has seen many shapes: emptied at 512 entries, then refilled
+        from loftup.fastpath import memo as remember
+
+        for i in range(520):
+            remember(model._fused_cache[1], ("test", i), lambda: torch.zeros(1))
+        assert len(memo) <= 512 and not any(k[0] == "grid" for k in memo)
+        assert torch.equal(model(lr, image), first) and any(k[0] == "grid" for k in memo)
         model.grid_encoder.phases.add_(0.3)
         model.image_encoder.phases.add_(0.3)
         after = model(lr, image)

@@ -123,46 +123,61 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
         with torch.cuda.graph(graph):
             static_out = untiled(fw, static_lr, static_image, chunk)
 
-    def call(lr: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
-        # The graph reads the folded weights where they were at capture: hold them here (the
-        # model's own cache drops them when it refolds, for another precision, say).
-        _ = fw
-        _check_shape("features", lr, static_lr)
-        _check_shape("images", img, static_image)
-        static_lr.copy_(lr)
-        static_image.copy_(img)
-        graph.replay()
-        return static_out
+    return GraphUpsampler(fw, static_lr, static_image, static_out, graph, chunk)
 
-    halves: dict = {}
 
-    def start(img: torch.Tensor, stream=None):
-        _check_shape("images", img, static_image)
+class GraphUpsampler:
+    """What :func:`graph_upsampler` returns: ``fn(lr_feats, image)`` replays the whole forward,
+    ``fn.start(image[, stream])`` then ``fn.finish(lr_feats)`` its two halves. (A class, not
+    closures: closures that refer to each other form a cycle, which keeps the graphs' memory
+    pools until Python's garbage collector happens to run.)"""
+
+    def __init__(self, fw, static_lr, static_image, static_out, graph, chunk):
+        # The graphs read the folded weights where they were at capture: held here (the
+        # model's own cache drops them when it refolds, for another precision, say), and the
+        # memo's entries they read (the memo is emptied when it grows large).
+        self._fw, self._held = fw, dict(fw.memo)
+        self._lr, self._image, self._out = static_lr, static_image, static_out
+        self._graph, self._chunk = graph, chunk
+        self._halves: dict = {}
+
+    def __call__(self, lr: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        _check_shape("features", lr, self._lr)
+        _check_shape("images", img, self._image)
+        self._lr.copy_(lr)
+        self._image.copy_(img)
+        self._graph.replay()
+        return self._out
+
+    def start(self, img: torch.Tensor, stream=None) -> GraphUpsampler:
+        """Replay the image's half (on ``stream``, beside the current stream's work, if given);
+        returns this, whose :meth:`finish` ends it, as a ``PendingUpsample``'s does."""
+        _check_shape("images", img, self._image)
+        halves = self._halves
         if not halves:
-            halves.update(_capture_halves(fw, static_lr, static_image, chunk))
-        static_image.copy_(img)
+            halves.update(_capture_halves(self._fw, self._lr, self._image, self._chunk))
+        self._image.copy_(img)
         if stream is None:
             halves["stem"].replay()
-        else:  # beside the current stream's work (after the copy and any earlier decode)
-            stream.wait_stream(torch.cuda.current_stream(device))
+        else:  # after the copy and any earlier decode on the current stream
+            stream.wait_stream(torch.cuda.current_stream(self._image.device))
             with torch.cuda.stream(stream):
                 halves["stem"].replay()
         halves["started"], halves["stream"] = True, stream
-        return call  # whose .finish ends it, as a PendingUpsample's does
+        return self
 
-    def finish(lr: torch.Tensor) -> torch.Tensor:
+    def finish(self, lr: torch.Tensor) -> torch.Tensor:
+        """The rest of the forward, on the image's half of the last :meth:`start`."""
+        halves = self._halves
         if not halves.get("started"):
             raise RuntimeError("finish() needs a start(image) first (its tokens are used up)")
-        _check_shape("features", lr, static_lr)
-        static_lr.copy_(lr)
+        _check_shape("features", lr, self._lr)
+        self._lr.copy_(lr)
         if halves["stream"] is not None:
-            torch.cuda.current_stream(device).wait_stream(halves["stream"])
+            torch.cuda.current_stream(self._image.device).wait_stream(halves["stream"])
         halves["decode"].replay()
         halves["started"] = False
         return halves["out"]
-
-    call.start, call.finish = start, finish
-    return call
 
 
 def _check_shape(what: str, got: torch.Tensor, captured: torch.Tensor) -> None:
@@ -183,7 +198,8 @@ def _capture_halves(fw, static_lr, static_image, chunk) -> dict:
             tokens = untiled_queries(fw, static_image)
         with torch.cuda.graph(decode_graph, pool=pool):
             out = untiled_decode(fw, static_lr, tokens, static_image.shape, chunk)
-    return {"stem": stem, "decode": decode_graph, "tokens": tokens, "out": out}
+    held = dict(fw.memo)  # the memo's entries the graphs read (one made during capture is not kept)
+    return {"stem": stem, "decode": decode_graph, "tokens": tokens, "out": out, "held": held}
 
 
 def upsample_frames(

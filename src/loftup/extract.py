@@ -20,6 +20,7 @@ complete); a batch with any output missing is computed again, whole, giving the 
 
 from __future__ import annotations
 
+import gc
 import glob
 import hashlib
 import json
@@ -274,7 +275,9 @@ def run(
                     starved = True
                 if starved and pipeline.device.type == "cuda":
                     # out of memory: give the cache back once the error (whose frames hold
-                    # what was allocated) is gone, for the next image
+                    # what was allocated) is gone, for the next image (and any cyclic
+                    # garbage that holds GPU memory with it)
+                    gc.collect()
                     torch.cuda.empty_cache()
                 for job, task in tasks:
                     if isinstance(task, str):  # its file could not be made, or no memory

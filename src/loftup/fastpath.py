@@ -30,15 +30,39 @@ def memo(fw: FusedWeights, key: tuple, make):
     """``make()``, computed once per folded weights and ``key`` (a shape, a device): the
     positional and coordinate encodings, a dozen small kernels each that a small output or a
     CUDA graph would otherwise repeat on every call. Recomputed under ``torch.compile``, which
-    traces them; the memo is emptied when it holds 512 entries."""
+    traces them, and during a CUDA graph's capture (a tensor made then holds nothing until the
+    graph runs; the graph computes it on each replay). The memo is emptied when it holds 512
+    entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`)."""
     if torch.compiler.is_compiling():
         return make()
     hit = fw.memo.get(key)
     if hit is None:
+        if _capturing():
+            return make()
         if len(fw.memo) >= 512:
-            fw.memo.clear()
+            _empty(fw.memo)
         hit = fw.memo[key] = make()
     return hit
+
+
+def _capturing() -> bool:
+    """Whether this thread's current CUDA stream is capturing a graph (never on the CPU)."""
+    return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
+
+
+def _empty(cache: dict) -> None:
+    """Drop every entry, once the GPU work queued so far is done: an entry may still be read
+    by a kernel queued on another stream (the image's half on a second one), and its memory
+    would otherwise go back to the allocator under it."""
+    devices = {
+        t.device
+        for v in cache.values()
+        for t in (v if isinstance(v, (tuple, list)) else (v,))
+        if isinstance(t, torch.Tensor) and t.is_cuda
+    }
+    for d in devices:
+        torch.cuda.synchronize(d)
+    cache.clear()
 
 
 def grid_encoding(fw: FusedWeights, h: int, w: int, device) -> torch.Tensor:
