@@ -134,20 +134,20 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     assert ",".join(re.findall(r'"([^"]+)"', groups)).split(",") == list(SECTIONS["gpu"])
     (tmp_path / "gpu-tests.log").write_text("26 passed in 91.0s\n")  # an earlier run's
     # a group starts while 30 s are left beyond the 20 s reserve: the last one, with a deadline
-    # of 45 s, never; the four before it run whole (a budget of 300 s, at toy sizes ~25 s)
+    # of 45 s, never; the three before it run whole (a budget of 300 s, at toy sizes ~35 s)
     done = _gpu_sh(tmp_path, 300, optional_until=45)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (path,) = tmp_path.glob("smoke-*.json")
     report = json.loads(path.read_text())
     ran = [k for k in report["sections"] if k != "_seconds"]
-    assert ran == list(SECTIONS["gpu"])[:-2]  # every section that decides a target
-    assert report["gpu_sh_cut"] == {"extraction,ablation": "not-started"}
+    assert ran == list(SECTIONS["gpu"])[:-1]  # every section but the ablation
+    assert report["gpu_sh_cut"] == {"ablation": "not-started"}
     assert "of its 45 s budget left" in done.stdout
     assert "cut by the budget" in done.stdout and "the GPU issue's targets" in done.stdout
     # its own time is in the report and judged (not on a GPU: not measured)
     assert 0 < report["gpu_sh_seconds"]["total"] < 300
     (row,) = [r for r in report["targets"] if r["target"].startswith("benchmarks/gpu.sh")]
-    assert "extraction,ablation (not-started)" in row["measured"] and row["met"] is None
+    assert "ablation (not-started)" in row["measured"] and row["met"] is None
     assert "gpu_sh_tests" not in report and "tests: not run" in done.stdout  # no stale log
     # no time at all: nothing is written, and it says why
     empty = tmp_path / "none"
@@ -195,10 +195,8 @@ def test_gpu_sh_is_judged_by_its_own_wall_time_and_its_cuts():
 
     assert row() == (True, "297 s (tests 100 s)")  # the stored run
     assert row(gpu_sh_seconds={"tests": 150, "total": 361})[0] is False
-    met, measured = row(gpu_sh_cut={"extraction,ablation": "stopped-after-31s"})
-    assert met is False and measured.endswith(
-        "cut by its budget: extraction,ablation (stopped-after-31s)"
-    )
+    met, measured = row(gpu_sh_cut={"ablation": "stopped-after-31s"})
+    assert met is False and measured.endswith("cut by its budget: ablation (stopped-after-31s)")
     assert row(gpu_sh_seconds=None) == (None, "-")  # `loftup bench --suite gpu` alone
 
 

@@ -29,8 +29,8 @@ SUITES = ("cpu", "gpu", "smoke")
 
 #: Each suite's sections, in the order they run. On a GPU the ones that decide the issue's
 #: targets (:mod:`loftup.bench.targets`) come first and the two that decide none (the
-#: extraction loop's rates and the ablation) last:
-#: a run cut short by a time limit loses the least.
+#: extraction loop's rates and the ablation) last: a run cut short by a time limit loses the
+#: least (``benchmarks/gpu.sh`` gives only the ablation the earlier deadline).
 _GPU_SECTIONS = (
     "parity",
     "forward",
