@@ -227,6 +227,21 @@ def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_pat
     assert "broken.jpg" in err and "*.tif" in err
     assert outputs(tmp_path / "out") == ["astronaut.pt"]
     assert not list((tmp_path / "out").glob(".*tmp"))  # no half-written files left
+    # nothing at all to read: why, in one line, before any model loads
+    nope = str(tmp_path / "nope.png")
+    assert main(["upsample", nope, "-m", "no-such-model", "-o", str(tmp_path / "n")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: no images found in {nope} ({nope}: no such file, folder or matching glob)\n"
+    )
+
+
+def test_pictures_written_into_an_input_folder_are_not_read_back(photos, upsampler, tmp_path):
+    Image.open(photos / "astronaut.png").crop((0, 0, 70, 56)).save(tmp_path / "a.png")
+    args = ["upsample", str(tmp_path), "-m", str(upsampler), "-o", str(tmp_path), "--viz",
+            "--backbone-size", "56"]  # fmt: skip
+    assert main(args) == 0 and main(args) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["a.png", "a_viz.png"]
 
 
 def test_batches_give_the_batch_of_one_result(photos, tmp_path, upsampler):
@@ -597,9 +612,13 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     # batches [im0, im1], [im2, im3], [im4]: the last two lose an output each
     (out / "im3_viz.png").unlink()
     (out / "im4.pt").unlink()
+    # what a killed run was writing (kill -9: no handler removed it) goes with the resume
+    (out / ".im4.pt.k1ll3d.tmp").write_bytes(b"half")
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
-    assert f"features of 3 image(s) to {out} (2 already there)" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"features of 3 image(s) to {out} (2 already there)" in said.out
+    assert "removed 1 unfinished file(s) of the interrupted run" in said.err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert all((out / n).stat().st_ino == inode[n] for n in ("im0.pt", "im1_viz.png"))
     assert all((out / n).stat().st_ino != inode[n] for n in ("im2.pt", "im3.pt", "im2_viz.png"))
@@ -620,7 +639,16 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
         err = capsys.readouterr().err
         assert f"--resume: the files in {out} were made with other options (" in err, err
         assert said in err and "use the same options, or another -o" in err, err
+        # a whole run with other options is refused too: the record describes every file, and
+        # a later --resume would keep the others
+        assert main([*args, *change]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: the files in {out} were made with other options (")
+        assert said in err and "(with --resume to skip what is done), or another -o" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    (out / OPTIONS_NAME).write_text("[1]")
+    assert main([*args, "--resume"]) == 2
+    assert "cannot be read (a JSON object was expected, not list)" in capsys.readouterr().err
     (out / OPTIONS_NAME).unlink()
     assert main([*args, "--resume"]) == 2
     assert f"{out} holds files but no {OPTIONS_NAME}" in capsys.readouterr().err

@@ -361,13 +361,15 @@ def _cmd_upsample(args) -> int:
     from . import __version__
     from .api import check_backbone_size, load_pipeline, resolve_device
     from .extract import (
-        check_resumable,
+        check_options,
         collect_inputs,
         dist_env,
         init_distributed,
+        remove_unfinished,
         run,
         summed,
         weights_digest,
+        without_own_pictures,
         write_options,
     )
 
@@ -408,8 +410,11 @@ def _cmd_upsample(args) -> int:
     if world > 1:
         init_distributed(device)
     jobs, missing = collect_inputs(args.inputs)
+    jobs = without_own_pictures(jobs, out)
     if not jobs:
-        raise LoftUpError(f"no images found in {' '.join(args.inputs)}")
+        why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
+        where = " ".join(args.inputs)
+        raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
     for spec, reason in missing if rank == 0 else []:
         print(f"skipped {spec}: {reason}", file=sys.stderr)
     pipeline = load_pipeline(
@@ -433,8 +438,11 @@ def _cmd_upsample(args) -> int:
         "save_dtype": save_dtype,
         "batch_size": args.batch_size,
     }
-    if args.resume:
-        check_resumable(out, options)
+    check_options(out, options, resume=args.resume)
+    if args.resume and rank == 0:  # what a killed run was writing (before any rank writes)
+        removed = remove_unfinished(out)
+        if removed:
+            print(f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr)
     if world > 1:
         torch.distributed.barrier()  # every rank has read the options file before it is rewritten
     out.mkdir(parents=True, exist_ok=True)

@@ -72,12 +72,16 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def check_resumable(out_dir: Path, options: dict) -> None:
-    """Refuse to resume into ``out_dir`` when its files were made with other ``options`` (or
-    by a run that recorded none), naming each difference."""
+def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
+    """Refuse a run into ``out_dir`` whose files were made with other ``options``, naming each
+    difference: its ``upsample.json`` describes every file in it, so a run with other options
+    there would leave files that the record misdescribes (and that a later ``--resume`` would
+    keep); another ``--format`` is allowed (other files). With ``resume``, also refuse a folder of files with no record or an unreadable one
+    (nothing says what made them); without it, such a record is simply replaced."""
     path = out_dir / OPTIONS_NAME
+    flag = "--resume: " if resume else ""
     if not path.is_file():
-        if out_dir.is_dir() and any(out_dir.iterdir()):
+        if resume and out_dir.is_dir() and any(out_dir.iterdir()):
             raise LoftUpError(
                 f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
                 "made them are unknown; run without --resume to compute them all again"
@@ -85,20 +89,39 @@ def check_resumable(out_dir: Path, options: dict) -> None:
         return  # nothing there yet: a resumed run of nothing is a run
     try:
         saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        if not isinstance(saved, dict):
+            raise ValueError(f"a JSON object was expected, not {type(saved).__name__}")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if not resume:
+            return  # replaced by this run's
         raise LoftUpError(
             f"--resume: {path} cannot be read ({e}); run without --resume to compute all again"
         ) from None
+    # another --format writes other files beside these; only a resume must keep to one
+    skip = _INFO_ONLY if resume else (*_INFO_ONLY, "format")
     diff = [
         f"{key} {saved.get(key)!r} there, {value!r} now"
         for key, value in options.items()
-        if key not in _INFO_ONLY and saved.get(key) != value
+        if key not in skip and saved.get(key) != value
     ]
     if diff:
+        fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
         raise LoftUpError(
-            f"--resume: the files in {out_dir} were made with other options ({'; '.join(diff)}); "
-            "use the same options, or another -o"
+            f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
+            f"{fix}, or another -o"
         )
+
+
+def remove_unfinished(out_dir: Path) -> int:
+    """Delete the temporary files (``.NAME.XXXX.tmp``, :func:`loftup.atomic.temp_beside`) that
+    a killed run left in ``out_dir``; returns how many. Only for a resumed run, which takes
+    over from the run that made them (another run writing there now would lose its files)."""
+    removed = 0
+    for tmp in out_dir.rglob(".*.tmp") if out_dir.is_dir() else ():
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_options(out_dir: Path, options: dict) -> None:
@@ -154,6 +177,13 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     return jobs, missing
 
 
+def without_own_pictures(jobs: list[Job], out_dir: Path) -> list[Job]:
+    """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
+    folder inside, or equal to, an input folder would otherwise feed them back in)."""
+    out = out_dir.resolve()
+    return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]
+
+
 def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[list[Job]]:
     """The batches of ``jobs`` (cut as one process cuts them) that belong to ``rank``."""
     batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
@@ -201,7 +231,7 @@ def run(
 
     ``resume``: skip this rank's batches whose outputs are all there (counted in
     ``Report.kept``); the caller checks that they were made with the same options
-    (:func:`check_resumable`).
+    (:func:`check_options`).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
