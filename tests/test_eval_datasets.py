@@ -138,3 +138,28 @@ def test_feature_cache_keys_and_round_trip(tmp_path):
     cache.path(str(image)).write_bytes(b"corrupt")
     assert cache.get(str(image)) is None  # recomputed, not a crash
     assert FeatureCache(None, backbone="b", weights=None, size=1, policy="p").get("x") is None
+
+
+def test_label_values_a_dataset_does_not_have_are_found():
+    for name, first_bad in (("cocostuff", 182), ("cityscapes", 34), ("ade20k", 151), ("voc", 21)):
+        spec = SEG_DATASETS[name]
+        raw = np.array([[0, 255], [first_bad - 1, 0]])  # 255: not scored, in every dataset
+        assert spec.bad_value(raw) is None
+        raw[1, 1] = first_bad
+        assert spec.bad_value(raw) == first_bad
+        raw[1, 1] = -1
+        assert spec.bad_value(raw) == -1
+
+
+def test_readers_name_damaged_files_before_any_item_is_read(tmp_path):
+    write_ade20k(tmp_path, n=2)
+    base = tmp_path / "ADEChallengeData2016"
+    label = sorted((base / "annotations" / "validation").glob("*.png"))[0]
+    Image.new("RGB", (44, 36)).save(label)
+    with pytest.raises(DatasetError, match=r"single-channel label PNG.*mode RGB"):
+        SegmentationSet("ade20k", tmp_path, "val", 28)
+    assert len(SegmentationSet("ade20k", tmp_path, "train", 28)) == 2
+    write_davis(tmp_path / "d", frames=3)
+    assert len(davis_sequences(tmp_path / "d", max_frames=2)) == 2  # listing only: no check
+    with pytest.raises(DatasetError, match="bear has 2 frame"):
+        davis_sequences(tmp_path / "d", max_frames=2, check=True)

@@ -123,3 +123,22 @@ def test_soft_labels_become_a_mask_at_the_original_size():
     mask = soft_to_mask(soft, 8, (12, 16))
     assert mask.shape == (12, 16)
     assert (mask[:4] == 1).all() and (mask[-3:, -5:] == 2).all()
+
+
+def test_no_context_frames_means_the_first_frame_is_the_only_source():
+    torch.manual_seed(0)
+    frames = [torch.randn(4, 6, 6) for _ in range(4)]
+    first = one_hot(torch.randint(0, 2, (6, 6)), 2)
+    softs = list(propagate_video(frames, first, PropagationConfig(n_last_frames=0, radius=0)))
+    for frame, soft in zip(frames[1:], softs):
+        alone = propagate_labels(frame, frames[0][None], first[None], radius=0)
+        assert torch.allclose(soft, alone)
+
+
+def test_probe_settings_out_of_range_are_refused():
+    from loftup.errors import UsageError
+
+    feats, labels = torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}):
+        with pytest.raises(UsageError, match=next(iter(bad))):
+            fit_linear_probe(feats, labels, 2, config=ProbeConfig(**bad))

@@ -15,7 +15,7 @@ Whole runs on datasets on disk (what ``loftup eval`` calls): :func:`evaluate` wi
 
 from __future__ import annotations
 
-from ..errors import require
+from ..errors import UsageError, require
 from .metrics import (
     SegmentationScores,
     boundary_f_score,
@@ -41,22 +41,30 @@ from .probe import (
     train_probe,
 )
 from .propagation import PropagationConfig, propagate_labels, propagate_video
+from .report import summary
 
 
-def evaluate(cfg) -> dict:
-    """Run ``cfg.task`` ('seg', 'depth' or 'davis') as set in ``cfg`` (an EvalConfig)."""
+def evaluate(cfg, report=None) -> dict:
+    """Run ``cfg.task`` ('seg', 'depth' or 'davis') as set in ``cfg`` (an EvalConfig).
+
+    Settings out of range (:meth:`EvalConfig.check`) and output paths that cannot be written
+    are a UsageError before any work. ``report(results)``, when given, gets the results once
+    the scores are known, before any file is written (the command line prints them there:
+    a file that cannot be written then loses no numbers).
+    """
     from .dense import run_depth, run_seg
     from .video import run_davis
 
     runners = {"seg": run_seg, "depth": run_depth, "davis": run_davis}
     if cfg.task not in runners:
-        raise ValueError(f"unknown task {cfg.task!r}; choose one of {sorted(runners)}")
+        raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(runners)}")
+    cfg.check()
     # said now, not after the features and the probe
     needs = {"PIL": "loftup eval (reading images)", "matplotlib": "loftup eval (its figure)"}
     if cfg.task == "davis":
         needs["scipy"] = "loftup eval davis (the boundary measure F)"
     require(needs)
-    return runners[cfg.task](cfg)
+    return runners[cfg.task](cfg, report=report)
 
 
 __all__ = [
@@ -83,5 +91,6 @@ __all__ = [
     "propagate_labels",
     "propagate_video",
     "region_similarity",
+    "summary",
     "train_probe",
 ]

@@ -15,7 +15,15 @@ import torch
 from .datasets import NYUv2Depth, SegmentationSet, check_dataset
 from .figures import depth_figure, seg_figure
 from .metrics import SegmentationScores, depth_metrics
-from .pipeline import EvalConfig, FeaturePipeline, backbone_size, figure_path, make_loader
+from .pipeline import (
+    EvalConfig,
+    FeaturePipeline,
+    backbone_size,
+    check_config,
+    check_outputs,
+    finish,
+    make_loader,
+)
 from .probe import (
     DEPTH_PROBE,
     SEG_PROBE,
@@ -28,7 +36,7 @@ from .probe import (
     seg_loss,
     train_probe,
 )
-from .report import run_info, write_json
+from .report import run_info
 
 POLICY = "resize-short-bilinear+center-crop"
 N_EXAMPLES = 4
@@ -64,11 +72,11 @@ def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return pca_pair(lr[None].cpu(), hr[None].cpu())[1][0]
 
 
-def _finish(cfg: EvalConfig, results: dict, draw) -> dict:
-    results["figure"] = str(draw(figure_path(cfg)))
-    if cfg.json and cfg.json != "-":
-        write_json(cfg.json, results)
-    return results
+def _start(cfg: EvalConfig, task: str) -> None:
+    """What is checked before any data or model is read: settings, dataset name, outputs."""
+    check_config(cfg)
+    check_dataset(task, cfg.dataset)
+    check_outputs(cfg)
 
 
 def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict) -> dict:
@@ -83,11 +91,12 @@ def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict) -> dict:
     }
 
 
-def run_seg(cfg: EvalConfig) -> dict:
-    """Linear-probe semantic segmentation: mIoU and pixel accuracy on the val split."""
+def run_seg(cfg: EvalConfig, report=None) -> dict:
+    """Linear-probe semantic segmentation: mIoU and pixel accuracy on the val split.
+    ``report``: see :func:`loftup.eval.evaluate`."""
     from tqdm.auto import tqdm
 
-    check_dataset("seg", cfg.dataset)
+    _start(cfg, "seg")
     start = time.time()
     big = backbone_size(cfg)
     train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit, big)
@@ -101,15 +110,17 @@ def run_seg(cfg: EvalConfig) -> dict:
     scores = SegmentationScores(spec.num_classes, ignore_index=255)
     examples = []
     loader = make_loader(val_set, cfg, shuffle=False)
-    for batch in tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False):
-        lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-        pred = predict(probe, hr, size=tuple(batch["label"].shape[-2:])).cpu()
-        scores.update(pred, batch["label"])
-        for i in range(min(len(pred), N_EXAMPLES - len(examples))):
-            examples.append(
-                {"image": batch["image"][i], "label": batch["label"][i], "pred": pred[i],
-                 "pca": _pca(lr[i], hr[i])}
-            )  # fmt: skip
+    # closed on an error too, so that the error's line is not the bar's
+    with tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False) as bar:
+        for batch in bar:
+            lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
+            pred = predict(probe, hr, size=tuple(batch["label"].shape[-2:])).cpu()
+            scores.update(pred, batch["label"])
+            for i in range(min(len(pred), N_EXAMPLES - len(examples))):
+                examples.append(
+                    {"image": batch["image"][i], "label": batch["label"][i], "pred": pred[i],
+                     "pca": _pca(lr[i], hr[i])}
+                )  # fmt: skip
     metrics = scores.result()
     results = _header(cfg, pcfg, {"train": len(train_set), "val": len(val_set)})
     results["metrics"] = metrics
@@ -118,16 +129,17 @@ def run_seg(cfg: EvalConfig) -> dict:
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)
     title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: mIoU {100 * metrics['miou']:.2f}"
-    return _finish(
-        cfg, results, lambda path: seg_figure(examples, spec.num_classes, path, title=title)
+    return finish(
+        cfg, results, lambda path: seg_figure(examples, spec.num_classes, path, title=title), report
     )
 
 
-def run_depth(cfg: EvalConfig) -> dict:
-    """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split."""
+def run_depth(cfg: EvalConfig, report=None) -> dict:
+    """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split.
+    ``report``: see :func:`loftup.eval.evaluate`."""
     from tqdm.auto import tqdm
 
-    check_dataset("depth", cfg.dataset)
+    _start(cfg, "depth")
     start = time.time()
     big = backbone_size(cfg)
     train_set = NYUv2Depth(cfg.root, "train", cfg.size, cfg.limit, big)
@@ -140,19 +152,20 @@ def run_depth(cfg: EvalConfig) -> dict:
     per_image: dict[str, list[torch.Tensor]] = {"delta1": [], "rmse": [], "abs_rel": []}
     examples = []
     loader = make_loader(test_set, cfg, shuffle=False)
-    for batch in tqdm(loader, desc="depth test", disable=not cfg.progress, leave=False):
-        _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-        pred = predict_depth(probe, hr, size=tuple(batch["depth"].shape[-2:])).cpu()
-        for name, values in depth_metrics(pred, batch["depth"]).items():
-            per_image[name].append(values)
-        for i in range(min(len(pred), N_EXAMPLES - len(examples))):
-            examples.append(
-                {"image": batch["image"][i], "depth": batch["depth"][i], "pred": pred[i]}
-            )
+    with tqdm(loader, desc="depth test", disable=not cfg.progress, leave=False) as bar:
+        for batch in bar:
+            _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
+            pred = predict_depth(probe, hr, size=tuple(batch["depth"].shape[-2:])).cpu()
+            for name, values in depth_metrics(pred, batch["depth"]).items():
+                per_image[name].append(values)
+            for i in range(min(len(pred), N_EXAMPLES - len(examples))):
+                examples.append(
+                    {"image": batch["image"][i], "depth": batch["depth"][i], "pred": pred[i]}
+                )
     metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
     results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
     results["metrics"] = metrics
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)
     title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: delta1 {100 * metrics['delta1']:.2f}"
-    return _finish(cfg, results, lambda path: depth_figure(examples, path, title=title))
+    return finish(cfg, results, lambda path: depth_figure(examples, path, title=title), report)

@@ -8,15 +8,19 @@ for resolution with backbone compute instead of an upsampler).
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import LoftUpError, worker_ignores_sigterm
+from ..errors import LoftUpError, UsageError, worker_ignores_sigterm
 from ..featurizers import imagenet_normalize
+from .datasets.davis import MIN_FRAMES
 from .features import FeatureCache, default_cache_dir, lowres_features
 from .propagation import PropagationConfig
 
@@ -71,6 +75,124 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> None:
+        """UsageError for a setting outside the values it may take, named as the command line
+        spells it (``--limit``), with the value and the valid range: said before any data, model
+        or backbone is read."""
+        check_config(self)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least(option: str, value, low: int, note: str = "") -> None:
+    if not _is_int(value) or value < low:
+        raise UsageError(f"{option} must be an integer >= {low}{note}, got {value!r}")
+
+
+def _positive(option: str, value, high: float | None = None, note: str = "") -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and value > 0 and (high is None or value <= high)
+    if not ok:
+        where = f"in (0, {high:g}]" if high is not None else "a finite number > 0"
+        raise UsageError(f"{option} must be {where}{note}, got {value!r}")
+
+
+def check_config(cfg: EvalConfig) -> None:
+    """UsageError for the first setting of ``cfg`` outside its range (see :meth:`EvalConfig.check`)."""
+    _at_least("--size", cfg.size, 1, " (the side of the square input, in pixels)")
+    if cfg.limit is not None:
+        what = "sequences" if cfg.task == "davis" else "images of each split"
+        _at_least("--limit", cfg.limit, 1, f" (the first N {what}; leave it out for all)")
+    _at_least("--batch-size", cfg.batch_size, 1)
+    _at_least("--workers", cfg.workers, 0, " (0: load data in this process)")
+    _at_least("--highres-factor", cfg.highres_factor, 1)
+    if cfg.epochs is not None:
+        _at_least("--epochs", cfg.epochs, 1)
+    if cfg.lr is not None:
+        _positive("--lr", cfg.lr)
+    if cfg.task != "davis":
+        return
+    if cfg.max_frames is not None:
+        _at_least(
+            "--max-frames", cfg.max_frames, MIN_FRAMES,
+            " (the benchmark scores neither the first nor the last frame)",
+        )  # fmt: skip
+    prop = cfg.propagation
+    _positive(
+        "--feature-scale", prop.feature_scale, 1.0,
+        " (the side of the upsampled feature map as a fraction of the frame's --size)",
+    )  # fmt: skip
+    _at_least("--context", prop.n_last_frames, 0, " (previous frames used besides the first)")
+    _at_least("--topk", prop.topk, 1, " (neighbours each position takes its label from)")
+    _positive("--temperature", prop.temperature)
+    _at_least("--radius", prop.radius, 0, " (in feature cells; 0: no limit)")
+
+
+# -- output paths, checked before any work -----------------------------------------------------
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (a file or a folder)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder`` (made first where missing), or None."""
+    base = _existing_ancestor(folder)
+    if not base.is_dir():
+        return f"{base} is a file, not a folder"
+    try:  # what writing will do: a file in it (os.access says yes to root on a read-only disk)
+        fd, tmp = tempfile.mkstemp(dir=base, prefix=".loftup-write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        return f"{base} cannot be written ({e.strerror or e})"
+    return None
+
+
+def check_file_output(path: str, option: str, fix: str = "choose another path") -> None:
+    """UsageError unless the file ``path`` (given as ``option``) can be written: it is not a
+    folder, and its folder exists or can be made, and takes new files."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/out")
+    problem = _folder_problem(target.parent)
+    if problem:
+        raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")
+
+
+def check_folder_output(path: str, option: str, alternative: str = "") -> None:
+    """UsageError unless the folder ``path`` (given as ``option``) exists or can be made and
+    takes new files."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {path} is a file; give a folder")
+    problem = _folder_problem(target)
+    if problem:
+        raise UsageError(
+            f"{option} {path} cannot be written: {problem}; choose another folder{alternative}"
+        )
+
+
+def check_outputs(cfg: EvalConfig) -> None:
+    """UsageError unless every file the run writes can be: ``--json``, the figure,
+    ``--save-masks`` and the feature cache, checked before any work, not after it."""
+    if cfg.json and cfg.json != "-":
+        check_file_output(cfg.json, "--json")
+    if cfg.figure:
+        check_file_output(cfg.figure, "--figure")
+    else:
+        check_file_output(figure_path(cfg), "the figure", "give --figure another path")
+    if cfg.save_masks:
+        check_folder_output(cfg.save_masks, "--save-masks")
+    if cfg.cache_dir is not None:
+        check_folder_output(str(cfg.cache_dir), "--cache-dir", " (or --no-cache)")
 
 
 class FeaturePipeline:
@@ -144,22 +266,89 @@ def backbone_size(cfg: EvalConfig) -> int:
     """Side of the image the backbone sees: ``size``, times ``highres_factor`` for highres."""
     if cfg.upsampler != "highres":
         return cfg.size
-    if cfg.highres_factor < 1:
-        raise LoftUpError(f"--highres-factor must be >= 1, got {cfg.highres_factor}")
+    _at_least("--highres-factor", cfg.highres_factor, 1)
     return cfg.size * cfg.highres_factor
 
 
 def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0):
     """A DataLoader over ``dataset`` (shuffled with a seed per epoch when ``shuffle``)."""
     gen = torch.Generator().manual_seed(cfg.seed + epoch) if shuffle else None
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        generator=gen,
-        num_workers=cfg.workers,
-        worker_init_fn=worker_ignores_sigterm,  # SIGTERM ends the run cleanly, not the workers
+    return Loader(
+        torch.utils.data.DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=shuffle,
+            generator=gen,
+            num_workers=cfg.workers,
+            worker_init_fn=worker_ignores_sigterm,  # SIGTERM ends the run cleanly, not the workers
+        )
     )
+
+
+class Loader:
+    """A DataLoader whose workers' errors of ours (an unreadable file, a bad label) reach the
+    caller as they were raised, one line: PyTorch re-raises them with the worker's traceback
+    pasted into the message."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        try:
+            yield from it
+        except LoftUpError as e:
+            message = worker_message(e)
+            if message is None:
+                raise
+            raise type(e)(message) from None
+        finally:
+            # the workers stop now, on an error too: left to the garbage collector, they
+            # would outlive the run (they ignore SIGTERM), and the interpreter's exit would wait
+            # on them for ever
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+
+
+def worker_message(e: BaseException) -> str | None:
+    """The original message of an error that a DataLoader worker raised (None for another)."""
+    text = str(e)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return None
+    names = {type(e).__name__, f"{type(e).__module__}.{type(e).__qualname__}"}
+    for line in reversed(text.splitlines()):
+        name, sep, message = line.partition(": ")
+        if sep and name in names:
+            return message
+    return None
+
+
+def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
+    """The end of a run: ``report(results)`` first (the command line prints the scores), then
+    the JSON, then the figure (``draw(path)``), so that a failure to write loses no numbers: it
+    names the file, and its message carries the scores."""
+    from .report import summary, write_json
+
+    figure = figure_path(cfg)
+    results["figure"] = str(figure)
+    if report is not None:
+        report(results)
+    option, target = "--json", cfg.json
+    try:
+        if cfg.json and cfg.json != "-":
+            write_json(cfg.json, results)
+        option, target = ("--figure" if cfg.figure else "the figure"), figure
+        draw(figure)
+    except OSError as e:
+        raise LoftUpError(
+            f"{option} {target} could not be written ({e.strerror or e}); the scores: "
+            f"{summary(results)}"
+        ) from None
+    return results
 
 
 def figure_path(cfg: EvalConfig) -> str:

@@ -52,6 +52,22 @@ class ProbeConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> None:
+        """UsageError for epochs or batch_size below 1, or a learning rate that is not a
+        finite number > 0 (warm-up below 0)."""
+        from ..errors import UsageError
+
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"probe {name} must be an integer >= 1, got {value!r}")
+        for name, low in (("lr", None), ("warmup_epochs", 0.0)):
+            value = getattr(self, name)
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+            if not finite or (value <= 0 if low is None else value < low):
+                rule = "a finite number > 0" if low is None else "a finite number >= 0"
+                raise UsageError(f"probe {name} must be {rule}, got {value!r}")
+
 
 #: LoftUp's segmentation probe recipe.
 SEG_PROBE = ProbeConfig()
@@ -193,24 +209,25 @@ def train_probe(
     """
     from tqdm.auto import tqdm
 
+    config.check()
     probe.train()
     opt = _optimizer(probe.parameters(), config)
     total = max(1, config.epochs * steps_per_epoch)
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     step = 0
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    for epoch in range(config.epochs):
-        for feats, target in batches(epoch):
-            for group in opt.param_groups:
-                group["lr"] = config.lr * lr_factor(step, total, warmup, config.schedule)
-            loss = loss_fn(probe(feats), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    bar.close()
+    # closed on an error too, so that the error's line is not the bar's
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+        for epoch in range(config.epochs):
+            for feats, target in batches(epoch):
+                for group in opt.param_groups:
+                    group["lr"] = config.lr * lr_factor(step, total, warmup, config.schedule)
+                loss = loss_fn(probe(feats), target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     return probe.eval()
 
 
@@ -242,6 +259,7 @@ def fit_linear_probe(
     :data:`SEG_PROBE` (tiny sets want more epochs or a larger rate).
     """
     cfg = config or SEG_PROBE
+    cfg.check()
     if feats.ndim != 4 or labels.ndim != 3 or feats.shape[0] != labels.shape[0]:
         raise ValueError(
             f"expected feats (N, C, H, W) and labels (N, H, W), got {tuple(feats.shape)} and "
@@ -279,6 +297,7 @@ def fit_depth_probe(
 ) -> DepthProbe:
     """A Probe3D-style depth probe fitted on (N, C, H, W) features and (N, H', W') depth (m)."""
     cfg = config or DEPTH_PROBE
+    cfg.check()
     if feats.ndim != 4 or depth.ndim != 3 or feats.shape[0] != depth.shape[0]:
         raise ValueError(
             f"expected feats (N, C, H, W) and depth (N, H, W), got {tuple(feats.shape)} and "

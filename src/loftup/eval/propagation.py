@@ -125,9 +125,9 @@ def propagate_video(
             temperature=cfg.temperature,
             radius=cfg.radius,
         )
-        if len(queue) == cfg.n_last_frames:
-            queue.pop(0)
-        if cfg.n_last_frames > 0:
+        if cfg.n_last_frames > 0:  # 0: the first frame is the only source
+            if len(queue) == cfg.n_last_frames:
+                queue.pop(0)
             queue.append((feats, soft))
         yield soft
 

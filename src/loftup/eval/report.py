@@ -52,3 +52,21 @@ def run_info(device: str = "cpu") -> dict:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def summary(results: dict) -> str:
+    """The scores of an evaluation run in one line, as ``loftup eval`` prints them
+    (percentages, as in the paper)."""
+    m = results["metrics"]
+    what = f"{results['dataset']} {results['backbone']} + {results['upsampler']}"
+    if results["task"] == "seg":
+        return f"{what}: mIoU {100 * m['miou']:.2f}  pixel accuracy {100 * m['pixel_accuracy']:.2f}"
+    if results["task"] == "depth":
+        return (
+            f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  "
+            f"AbsRel {m['abs_rel']:.4f}"
+        )
+    return (
+        f"{what}: J&F {100 * m['J&F_mean']:.2f}  J {100 * m['J_mean']:.2f}  "
+        f"F {100 * m['F_mean']:.2f}"
+    )

@@ -20,9 +20,9 @@ from .datasets import DavisSequence, check_dataset, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
 from .metrics import contour_accuracy, region_similarity
-from .pipeline import EvalConfig, FeaturePipeline, figure_path
+from .pipeline import EvalConfig, FeaturePipeline, check_config, check_outputs, finish
 from .propagation import one_hot, propagate_video, soft_to_mask
-from .report import run_info, write_json
+from .report import run_info
 
 POLICY = "resize-square-bicubic"
 N_EXAMPLES = 4
@@ -65,11 +65,12 @@ def davis_statistics(per_object: dict[str, dict[str, list[float]]]) -> dict:
 def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
     from PIL import Image
 
+    from ..atomic import atomic_write
+
     img = Image.fromarray(ids.numpy().astype(np.uint8))
     if palette:
         img.putpalette(palette)  # 'L' -> 'P', indices kept
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
 
 
 def track_sequence(
@@ -80,6 +81,8 @@ def track_sequence(
     first = next(feats)
     gt0 = seq.annotation(0)
     labels0, n_obj = first_frame_labels(gt0, tuple(first.shape[-2:]))
+    if n_obj < 1:
+        seq.check()  # says which file and why
     scores = {f"{seq.name}_{k}": {"J": [], "F": []} for k in range(1, n_obj + 1)}
     palette = seq.palette() if cfg.save_masks else None
     if cfg.save_masks:
@@ -108,13 +111,16 @@ def _chain(first, rest):
     yield from rest
 
 
-def run_davis(cfg: EvalConfig) -> dict:
-    """Label propagation on DAVIS 2017 val: J mean, F mean and J&F."""
+def run_davis(cfg: EvalConfig, report=None) -> dict:
+    """Label propagation on DAVIS 2017 val: J mean, F mean and J&F.
+    ``report``: see :func:`loftup.eval.evaluate`."""
     from tqdm.auto import tqdm
 
+    check_config(cfg)
     check_dataset("davis", cfg.dataset)
+    check_outputs(cfg)
     start = time.time()
-    sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames)
+    sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
     pipe = FeaturePipeline(cfg, policy=POLICY)
     per_object: dict[str, dict[str, list[float]]] = {}
     per_sequence = {}
@@ -146,7 +152,4 @@ def run_davis(cfg: EvalConfig) -> dict:
         "elapsed_s": round(time.time() - start, 2),
     }  # fmt: skip
     title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
-    results["figure"] = str(davis_figure(examples, figure_path(cfg), title=title))
-    if cfg.json and cfg.json != "-":
-        write_json(cfg.json, results)
-    return results
+    return finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)

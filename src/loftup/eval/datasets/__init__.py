@@ -11,7 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import DatasetError, limited, open_label, open_rgb, resize_short_crop, to_image_tensor
+from .common import (
+    FIX,
+    DatasetError,
+    check_label_mode,
+    limited,
+    open_image,
+    open_label,
+    open_rgb,
+    resize_short_crop,
+    to_image_tensor,
+)
 from .davis import DavisSequence, davis_sequences
 from .nyu import NYUv2Depth
 from .seg import SEG_DATASETS, SegDatasetSpec, seg_pairs
@@ -33,6 +43,12 @@ class SegmentationSet(torch.utils.data.Dataset):
       size: output side S.
       limit: only the first ``limit`` images of the split.
       backbone_size: side of the image the backbone sees, when it differs from S.
+      check: read every file's header first (:func:`check_seg_pairs`), so that a damaged file
+        stops the run before any work, not hours into it.
+
+    A file that cannot be read, a label whose size is not its image's, or a label value the
+    dataset does not have is a DatasetError naming the file (a run is not scored on a quietly
+    smaller split).
     """
 
     def __init__(
@@ -43,9 +59,12 @@ class SegmentationSet(torch.utils.data.Dataset):
         size: int,
         limit: int | None = None,
         backbone_size: int | None = None,
+        check: bool = True,
     ):
         self.spec: SegDatasetSpec = SEG_DATASETS[name]
         self.pairs = limited(seg_pairs(name, root, split), limit)
+        if check:
+            check_seg_pairs(self.pairs)
         self.size = size
         self.backbone_size = backbone_size if backbone_size != size else None
 
@@ -57,7 +76,15 @@ class SegmentationSet(torch.utils.data.Dataset):
 
         image_path, label_path = self.pairs[i]
         rgb = open_rgb(image_path)
-        raw = Image.fromarray(open_label(label_path).astype(np.uint8))
+        values = open_label(label_path)
+        _check_size(image_path, rgb.size, label_path, values.shape[::-1])
+        bad = self.spec.bad_value(values)
+        if bad is not None:
+            raise DatasetError(
+                f"{label_path}: label value {bad} is not a {self.spec.name} label (its labels are "
+                f"{self.spec.label_range()}); is --dataset right? Else {FIX}"
+            )
+        raw = Image.fromarray(values.astype(np.uint8))
         label = self.spec.decode(np.asarray(resize_short_crop(raw, self.size, nearest=True)))
         item = {
             "image": to_image_tensor(resize_short_crop(rgb, self.size, nearest=False)),
@@ -68,6 +95,42 @@ class SegmentationSet(torch.utils.data.Dataset):
             big = resize_short_crop(rgb, self.backbone_size, nearest=False)
             item["backbone_image"] = to_image_tensor(big)
         return item
+
+
+def _check_size(image_path, image_size, label_path, label_size) -> None:
+    if tuple(image_size) != tuple(label_size):
+        iw, ih = image_size
+        lw, lh = label_size
+        raise DatasetError(
+            f"{label_path} is {lw}x{lh} pixels but its image {image_path} is {iw}x{ih}: a label "
+            f"map must have its image's size; {FIX}"
+        )
+
+
+def _check_pair(pair: tuple[Path, Path]) -> None:
+    image_path, label_path = pair
+    with open_image(image_path) as image, open_image(label_path) as label:  # headers only
+        check_label_mode(label_path, label)
+        _check_size(image_path, image.size, label_path, label.size)
+
+
+def check_seg_pairs(pairs: list[tuple[Path, Path]], threads: int = 8) -> None:
+    """DatasetError for the first (image, label) pair whose files PIL cannot identify, whose
+    label is not single-channel, or whose sizes differ. Reads headers only (a few thousand
+    pairs a second, in ``threads`` threads); pixel damage and label values are found when the
+    pair is read."""
+    if len(pairs) < 64:
+        for pair in pairs:
+            _check_pair(pair)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(threads)
+    try:
+        for _ in pool.map(_check_pair, pairs):  # the first failure, in the split's order
+            pass
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def check_dataset(task: str, name: str) -> None:
@@ -85,6 +148,7 @@ __all__ = [
     "SegmentationSet",
     "TASK_DATASETS",
     "check_dataset",
+    "check_seg_pairs",
     "davis_sequences",
     "seg_pairs",
 ]

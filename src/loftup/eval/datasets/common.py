@@ -45,14 +45,47 @@ def _pil():
     return Image
 
 
+#: What a damaged dataset file is told to be, after its name.
+FIX = "replace it (re-download or re-extract the dataset): a score must cover the whole split"
+
+
+def unreadable(path, e: BaseException) -> DatasetError:
+    """The DatasetError for a file PIL cannot read: its name, why, and the fix (one line)."""
+    if isinstance(e, DatasetError):
+        return e
+    Image = _pil()
+    if isinstance(e, Image.UnidentifiedImageError):
+        why = "not an image file (PIL cannot identify it)"
+    else:
+        why = " ".join(str(e).split()) or type(e).__name__
+    return DatasetError(f"cannot read {path}: {why}; {FIX}")
+
+
+#: What reading a damaged image raises: PIL's UnidentifiedImageError and 'image file is
+#: truncated' are OSErrors; a broken header can be a SyntaxError or ValueError.
+READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def open_image(path: Path):
+    """A PIL image opened lazily (its header read), or a DatasetError naming ``path``."""
+    try:
+        return _pil().open(path)
+    except READ_ERRORS as e:
+        raise unreadable(path, e) from None
+
+
 def open_rgb(path: Path):
-    """A PIL RGB image as stored, without EXIF rotation.
+    """A PIL RGB image as stored, without EXIF rotation; a DatasetError naming the file when
+    it cannot be read.
 
     Unlike :func:`loftup.io.load_image`, the EXIF orientation is deliberately not applied:
     the datasets' label maps are aligned with the stored pixels (as in every reference
     loader), and a rotated image would no longer match its labels.
     """
-    return _pil().open(path).convert("RGB")
+    try:
+        return _pil().open(path).convert("RGB")
+    except READ_ERRORS as e:
+        raise unreadable(path, e) from None
 
 
 def to_image_tensor(img) -> torch.Tensor:
@@ -62,12 +95,27 @@ def to_image_tensor(img) -> torch.Tensor:
     return to_tensor(img)
 
 
+LABEL_MODES = ("L", "P", "I", "I;16")
+
+
+def check_label_mode(path: Path, img) -> None:
+    """DatasetError unless ``img`` (opened from ``path``) is a single-channel label image."""
+    if img.mode not in LABEL_MODES:
+        raise DatasetError(
+            f"{path}: expected a single-channel label PNG (mode L, P or I), got mode {img.mode}; "
+            f"{FIX}"
+        )
+
+
 def open_label(path: Path) -> np.ndarray:
-    """An integer label PNG as an (H, W) array of its raw values (palette indices for P mode)."""
-    img = _pil().open(path)
-    if img.mode not in ("L", "P", "I", "I;16"):
-        raise DatasetError(f"{path}: expected a single-channel label PNG, got mode {img.mode}")
-    return np.array(img)
+    """An integer label PNG as an (H, W) array of its raw values (palette indices for P mode);
+    a DatasetError naming the file when it cannot be read or is not a label image."""
+    img = open_image(path)
+    check_label_mode(path, img)
+    try:
+        return np.array(img)
+    except READ_ERRORS as e:
+        raise unreadable(path, e) from None
 
 
 def resize_short_crop(img, size: int, *, nearest: bool):

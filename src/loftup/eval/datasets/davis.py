@@ -18,7 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import DatasetError, limited, open_label, read_lines, require
+from .common import (
+    FIX,
+    DatasetError,
+    check_label_mode,
+    limited,
+    open_image,
+    open_label,
+    read_lines,
+    require,
+)
+
+#: Fewest frames a sequence needs to be scored: the benchmark leaves out the first and the last.
+MIN_FRAMES = 3
 
 DAVIS_HINT = (
     "Expected ROOT/JPEGImages/480p/<seq>/*.jpg, ROOT/Annotations/480p/<seq>/*.png and "
@@ -42,19 +54,43 @@ class DavisSequence:
 
     def palette(self) -> list[int] | None:
         """The first annotation's palette (to write predictions in the DAVIS format)."""
-        from PIL import Image
+        with open_image(self.annotations[0]) as img:
+            return img.getpalette()
 
-        return Image.open(self.annotations[0]).getpalette()
+    def check(self) -> None:
+        """DatasetError, naming the sequence and the file, unless it can be scored: at least
+        :data:`MIN_FRAMES` frames, every frame and annotation readable (headers), annotations
+        single-channel, and objects in the first frame's annotation."""
+        if len(self.frames) < MIN_FRAMES:
+            raise DatasetError(
+                f"DAVIS sequence {self.name} has {len(self.frames)} frame(s); it needs at least "
+                f"{MIN_FRAMES} to be scored (the benchmark scores neither the first nor the last)"
+            )
+        for frame, anno in zip(self.frames, self.annotations):
+            with open_image(frame), open_image(anno) as label:
+                check_label_mode(anno, label)
+        if int(self.annotation(0).max()) < 1:
+            raise DatasetError(
+                f"DAVIS sequence {self.name}: its first-frame annotation {self.annotations[0]} "
+                f"has no objects (all background), so there is nothing to propagate; objects "
+                f"are the ids 1..K of that frame. Take the sequence out of the split list or {FIX}"
+            )
 
 
 def davis_sequences(
-    root: str | Path, split: str = "val", limit: int | None = None, max_frames: int | None = None
+    root: str | Path,
+    split: str = "val",
+    limit: int | None = None,
+    max_frames: int | None = None,
+    *,
+    check: bool = False,
 ) -> list[DavisSequence]:
     """The sequences of ``split`` (ImageSets/2017/<split>.txt), each with all its frames.
 
     Arguments:
       limit: only the first ``limit`` sequences.
       max_frames: only the first ``max_frames`` frames of each (quick runs).
+      check: :meth:`DavisSequence.check` each one (what a scored run needs), before any work.
     """
     root = Path(root).expanduser()
     if not (root / "JPEGImages").is_dir() and (root / "DAVIS" / "JPEGImages").is_dir():
@@ -73,5 +109,8 @@ def davis_sequences(
         if not frames or missing:
             what = "no frames" if not frames else f"missing annotation {missing[0]}"
             raise DatasetError(f"DAVIS sequence {name}: {what}. {DAVIS_HINT}")
-        out.append(DavisSequence(name, tuple(frames), tuple(annos)))
+        seq = DavisSequence(name, tuple(frames), tuple(annos))
+        if check:
+            seq.check()
+        out.append(seq)
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import DatasetError, limited, require, resize_short_crop, to_image_tensor
+from .common import FIX, DatasetError, limited, require, resize_short_crop, to_image_tensor
 
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
@@ -36,8 +36,19 @@ def nyu_indices(root: str | Path, split: str) -> list[int]:
     key = {"train": "trainNdxs", "test": "testNdxs", "val": "testNdxs"}.get(split)
     if key is None:
         raise DatasetError(f"nyuv2 has splits 'train' and 'test', not {split!r}")
-    mat = loadmat(require(Path(root) / SPLITS_NAME, "NYUv2 splits", NYU_HINT))
-    return [int(i) - 1 for i in np.asarray(mat[key]).reshape(-1)]
+    path = require(Path(root).expanduser() / SPLITS_NAME, "NYUv2 splits", NYU_HINT)
+    expected = "expected the official splits.mat with trainNdxs and testNdxs (1-based indices)"
+    try:
+        mat = loadmat(path, variable_names=[key])
+    except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a file it cannot read
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DatasetError(f"cannot read {path} as a MATLAB file ({why}); {expected}") from None
+    if key not in mat:
+        raise DatasetError(f"{path} has no {key}; {expected}")
+    values = np.asarray(mat[key]).reshape(-1)
+    if not np.issubdtype(values.dtype, np.number) or (values.size and values.min() < 1):
+        raise DatasetError(f"{path}: {key} is not a list of indices >= 1; {expected}")
+    return [int(i) - 1 for i in values]
 
 
 class NYUv2Depth(torch.utils.data.Dataset):
@@ -66,26 +77,71 @@ class NYUv2Depth(torch.utils.data.Dataset):
         self.size = size
         self.backbone_size = backbone_size if backbone_size != size else None
         self._file = None
+        self._check()
+
+    def _check(self) -> None:
+        """DatasetError, naming the file and what it should hold, unless the labelled set has
+        ``images`` (N, 3, W, H) and ``depths`` (N, W, H) covering every index of the split."""
+        with self._open() as f:  # closed again: DataLoader workers open their own
+            self._check_file(f)
+
+    def _check_file(self, f) -> None:
+        expected = (
+            "expected the official nyu_depth_v2_labeled.mat with images (N, 3, 640, 480) and "
+            "depths (N, 640, 480)"
+        )
+        shapes = {}
+        for key, ndim in (("images", 4), ("depths", 3)):
+            data = f.get(key)
+            if data is None or not hasattr(data, "shape"):
+                raise DatasetError(f"{self.mat} has no {key!r} dataset; {expected}")
+            if len(data.shape) != ndim:
+                raise DatasetError(f"{self.mat}: {key!r} has shape {tuple(data.shape)}; {expected}")
+            shapes[key] = tuple(data.shape)
+        n = min(shapes["images"][0], shapes["depths"][0])
+        if shapes["images"][1] != 3 or shapes["images"][2:] != shapes["depths"][1:]:
+            raise DatasetError(
+                f"{self.mat}: images {shapes['images']} and depths {shapes['depths']} do not "
+                f"match; {expected}"
+            )
+        beyond = [i for i in self.indices if i >= n]
+        if beyond:
+            raise DatasetError(
+                f"{self.root / SPLITS_NAME} lists image {beyond[0] + 1} but {self.mat} holds "
+                f"{n}; the two files are not from the same release"
+            )
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _open(self):
+        import h5py
+
+        try:
+            return h5py.File(self.mat, "r")
+        except OSError as e:
+            why = " ".join(str(e).split())
+            raise DatasetError(
+                f"{self.mat} is not a MATLAB v7.3 (HDF5) file ({why}); expected the official "
+                f"nyu_depth_v2_labeled.mat"
+            ) from None
+
     def _h5(self):
         if self._file is None:
-            import h5py
-
-            try:
-                self._file = h5py.File(self.mat, "r")
-            except OSError as e:
-                raise DatasetError(f"{self.mat} is not a MATLAB v7.3 (HDF5) file: {e}") from None
+            self._file = self._open()
         return self._file
 
     def __getitem__(self, i: int) -> dict:
         from PIL import Image
 
         f, n = self._h5(), self.indices[i]
-        rgb = np.ascontiguousarray(np.asarray(f["images"][n]).transpose(2, 1, 0))  # (480, 640, 3)
-        depth = np.ascontiguousarray(np.asarray(f["depths"][n], dtype=np.float32).T)  # (480, 640)
+        try:
+            rgb = np.asarray(f["images"][n]).transpose(2, 1, 0)  # (480, 640, 3)
+            depth = np.asarray(f["depths"][n], dtype=np.float32).T  # (480, 640)
+        except (OSError, KeyError, ValueError) as e:  # a damaged chunk of the file
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DatasetError(f"cannot read image {n + 1} of {self.mat} ({why}); {FIX}") from None
+        rgb, depth = np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
         image = resize_short_crop(Image.fromarray(rgb), self.size, nearest=False)
         depth_img = resize_short_crop(Image.fromarray(depth), self.size, nearest=True)
         d = torch.from_numpy(np.array(depth_img, dtype=np.float32))

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DatasetError, read_lines, require
+from .common import IGNORE, DatasetError, read_lines, require
 
 COCO_FINE_TO_COARSE = np.array(
     [
@@ -99,10 +99,22 @@ class SegDatasetSpec:
     table: np.ndarray = field(repr=False)
     class_names: tuple[str, ...] | None = None
     hint: str = ""
+    #: raw values the label files hold are 0 .. raw_values - 1, and 255 (not scored)
+    raw_values: int = 256
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
         """Raw label values (H, W) -> class ids in [0, K), 255 not scored."""
         return self.table[np.clip(raw.astype(np.int64), 0, 255)]
+
+    def bad_value(self, raw: np.ndarray) -> int | None:
+        """A raw value of ``raw`` that no label file of this dataset holds (None if none)."""
+        values = raw.astype(np.int64)
+        bad = ((values < 0) | (values >= self.raw_values)) & (values != IGNORE)
+        return int(values[bad][0]) if bad.any() else None
+
+    def label_range(self) -> str:
+        """The raw values a label file may hold, in words."""
+        return f"0..{self.raw_values - 1}, and 255 for pixels not scored"
 
 
 def _descend(root: Path, *children: str) -> Path:
@@ -195,19 +207,19 @@ SEG_DATASETS: dict[str, SegDatasetSpec] = {
     for s in [
         SegDatasetSpec(
             "cocostuff", 27, {"train": "train2017", "val": "val2017"}, _coco_root, _coco_pairs,
-            COCO_TABLE, COCO_COARSE_NAMES, COCO_HINT,
+            COCO_TABLE, COCO_COARSE_NAMES, COCO_HINT, 182,
         ),
         SegDatasetSpec(
             "cityscapes", 19, {"train": "train", "val": "val"}, _cityscapes_root,
-            _cityscapes_pairs, CITYSCAPES_TABLE, CITYSCAPES_NAMES, CITYSCAPES_HINT,
+            _cityscapes_pairs, CITYSCAPES_TABLE, CITYSCAPES_NAMES, CITYSCAPES_HINT, 34,
         ),
         SegDatasetSpec(
             "ade20k", 150, {"train": "training", "val": "validation"}, _ade_root, _ade_pairs,
-            ADE_TABLE, None, ADE_HINT,
+            ADE_TABLE, None, ADE_HINT, 151,
         ),
         SegDatasetSpec(
             "voc", 21, {"train": "train", "val": "val"}, _voc_root, _voc_pairs, VOC_TABLE,
-            VOC_NAMES, VOC_HINT,
+            VOC_NAMES, VOC_HINT, 21,
         ),
     ]
 }  # fmt: skip
