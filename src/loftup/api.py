@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import LoftUpError
+from .errors import LoftUpError, UsageError
 from .featurizers import Featurizer, get_featurizer, imagenet_normalize
 from .featurizers.sizes import backbone_input_size, resize_images, shorter_side_to
 from .hub import load_upsampler
@@ -47,7 +47,7 @@ def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         name = dtype.lower().removeprefix("torch.")
         if _ALIASES.get(name, name) in DTYPES:
             return DTYPES[_ALIASES.get(name, name)]
-    raise LoftUpError(f"unknown precision {dtype!r}; choose one of {', '.join(DTYPES)}")
+    raise UsageError(f"unknown precision {dtype!r}; choose one of {', '.join(DTYPES)}")
 
 
 def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
@@ -68,23 +68,30 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
 def resolve_device(
     device: str | torch.device | None, local_rank: int | None = None
 ) -> torch.device:
-    """The device to run on, or a :class:`LoftUpError` saying why it cannot be used.
+    """The device to run on, or a :class:`UsageError` (a ValueError) saying why it cannot be used.
 
-    ``None``/``"auto"``: CUDA when available, else the CPU. ``local_rank`` (a torchrun
-    process's rank on its node): a CUDA device is that process's own GPU, ``cuda:local_rank``
-    (NCCL takes one GPU per process), so a node needs a GPU for each process it starts.
+    ``None``/``"auto"``: CUDA when available, else the CPU. Device types other than cpu and
+    cuda (mps, xpu, meta...) are refused: loftup's kernels and tests cover those two.
+    ``local_rank`` (a torchrun process's rank on its node): a CUDA device is that process's own
+    GPU, ``cuda:local_rank`` (NCCL takes one GPU per process), so a node needs a GPU for each
+    process it starts.
     """
     if device is None or str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise LoftUpError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type != "cuda":
+        raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
         return device
+    if device.type != "cuda":  # mps, xpu, meta...: a device type loftup does not run on
+        raise UsageError(
+            f"device {device} is not supported: loftup runs on cpu and cuda (cuda:N for GPU N); "
+            "use auto, cpu, cuda or cuda:N"
+        )
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise LoftUpError(
+        raise UsageError(
             f"device {device} was asked for, but no CUDA device is available here; use cpu"
         )
     if local_rank is not None:
@@ -102,15 +109,15 @@ def resolve_device(
             if local_rank is not None
             else f"device {device} was asked for"
         )
-        raise LoftUpError(f"{who}, but this machine has {seen}; {fix}")
+        raise UsageError(f"{who}, but this machine has {seen}; {fix}")
     return device
 
 
 def check_backbone_size(size, name: str = "backbone_size") -> None:
-    """A :class:`LoftUpError` unless ``size`` is a shorter side the backbone can see: an int
+    """A :class:`UsageError` unless ``size`` is a shorter side the backbone can see: an int
     >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
     if size is not None and not (isinstance(size, int) and size >= 1):
-        raise LoftUpError(
+        raise UsageError(
             f"{name} is the shorter side in pixels the backbone sees (>= 1; 224 by default; "
             f"None: the image's own), got {size!r}"
         )

@@ -182,12 +182,23 @@ def _cmd_bench(args) -> int:
     import torch
 
     from .bench import bench_forward, format_table, load_reference_class
+    from .bench.forward import check_settings
+    from .bench.scale import check_stream_size
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _check_threads(args.threads)
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
+    if args.stream is not None:
+        check_stream_size(args.stream)  # --stream runs last: said now, not after the table
+    if not args.suite:
+        check_settings(
+            args.sizes, dim=args.dim, grid=args.grid, batch=args.batch, repeats=args.repeats,
+            warmup=args.warmup, tile_size=args.tile_size, chunk_size=args.chunk_size,
+            dtypes=args.dtypes,
+        )  # fmt: skip
     reference = load_reference_class(args.reference) if args.reference else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.suite:
         from .bench.suite import run_suite, summary
 
@@ -237,6 +248,15 @@ def _cmd_bench(args) -> int:
     if args.json:
         _write_json(args.json, report)
     return 0
+
+
+def _check_threads(threads: int | None) -> None:
+    """--threads: None (torch's default) or at least 1."""
+    from .errors import UsageError
+
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1 (torch threads; leave it out for torch's "
+                         f"default), got {threads}")  # fmt: skip
 
 
 # -- upsample ---------------------------------------------------------------------------------
@@ -590,6 +610,7 @@ def _add_eval(sub) -> None:
 def _cmd_eval(args) -> int:
     from .eval import EvalConfig, PropagationConfig, evaluate
     from .eval.features import default_cache_dir
+    from .eval.report import summary
 
     davis = args.task == "davis"
     cfg = EvalConfig(
@@ -623,21 +644,7 @@ def _cmd_eval(args) -> int:
             temperature=args.temperature,
             radius=args.radius,
         )
-    results = evaluate(cfg)
-    m = results["metrics"]
-    what = f"{args.dataset} {args.backbone} + {args.upsampler}"
-    if args.task == "seg":
-        print(f"{what}: mIoU {100 * m['miou']:.2f}  pixel accuracy {100 * m['pixel_accuracy']:.2f}")
-    elif args.task == "depth":
-        print(
-            f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  "
-            f"AbsRel {m['abs_rel']:.4f}"
-        )
-    else:
-        print(
-            f"{what}: J&F {100 * m['J&F_mean']:.2f}  J {100 * m['J_mean']:.2f}  "
-            f"F {100 * m['F_mean']:.2f}"
-        )
+    results = evaluate(cfg, report=lambda r: print(summary(r)))  # before any file
     print(f"figure: {results['figure']}")
     if args.json == "-":
         print(json.dumps(results, indent=2))
@@ -675,6 +682,12 @@ def _add_demo(sub) -> None:
             p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
                            help=f"{what[f.name]} (default {f.default})")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted demo in --out (the same options): its scenes are kept "
+        "and each training stage goes on from its checkpoint",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
@@ -684,13 +697,14 @@ def _cmd_demo(args) -> int:
 
     import torch
 
-    from .world.demo import DemoConfig, run_demo
+    from .world.demo import DemoConfig, check_out, run_demo
 
+    _check_threads(args.threads)
+    cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
+    cfg.check_train_scenes()
+    check_out(cfg, resume=args.resume)  # a report, or an interrupted demo without --resume
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
-    if Path(cfg.out, "report.json").exists():
-        raise LoftUpError(f"{cfg.out} already holds a demo report; choose another --out")
     from .errors import require
 
     require(
@@ -703,7 +717,7 @@ def _cmd_demo(args) -> int:
             "matplotlib": "the figure",
         }
     )  # all said at once, before the scenes
-    run_demo(cfg)
+    run_demo(cfg, resume=args.resume)
     print((Path(cfg.out) / "report.md").read_text())
     print(f"wrote {cfg.out}/report.md, report.json and figure.png")
     return 0
@@ -859,9 +873,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def _cmd_world_scenes(args) -> int:
     from .data.scene_files import write_scenes
-    from .data.scenes import SceneConfig
+    from .world.options import check_write, scene_config
 
-    config = SceneConfig(
+    config = scene_config(  # every option checked before anything is written
         height=args.size[0],
         width=args.size[1],
         num_classes=args.classes,
@@ -869,6 +883,7 @@ def _cmd_world_scenes(args) -> int:
         texture_scale=tuple(args.texture_scale),
         texture_contrast=tuple(args.texture_contrast),
     )
+    check_write(args.count, seed=args.seed, start=args.start, quality=args.quality)
     out = write_scenes(
         args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
     )
@@ -881,11 +896,14 @@ def _cmd_world_backbone(args) -> int:
 
     from .world.backbone import BackboneRecipe, train_backbone
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recipe = BackboneRecipe(
+    _check_threads(args.threads)
+    recipe = BackboneRecipe(  # checks its values before anything is generated
         steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
     )
+    if os.path.exists(args.out) and not os.path.isdir(args.out):  # not after the training
+        raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     metrics = train_backbone(recipe, args.out, device=args.device)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {args.out}")
@@ -950,8 +968,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Errors of the file system that the user's paths or disk cause, and the user can fix: a file
-#: where a folder goes (or the reverse), no permission, a read-only or full disk.
+#: where a folder goes (or the reverse), no permission, a read-only or full disk, a path whose
+#: folder does not exist and cannot be made (``-o /proc/x``; ENOENT: the line names the path,
+#: so one that is a bug of ours, a package file gone missing say, is still found from it).
 _USER_OS_ERRORS = {
+    errno.ENOENT,
     errno.EEXIST,
     errno.ENOTDIR,
     errno.EISDIR,
@@ -967,7 +988,7 @@ _USER_OS_ERRORS = {
 _MEMORY_FIX = {
     "train": "a smaller batch_size, stage1.image_size or stage2.load_size (a run that wrote a "
     "checkpoint goes on from it with --resume)",
-    "upsample": "a smaller --size or --batch-size",
+    "upsample": "a smaller --size, --backbone-size or --batch-size",
     "eval": "a smaller --batch-size",
     "bench": "smaller --sizes or --batch",
     "experiment": "--quick, or a smaller --batch-size",
@@ -976,7 +997,16 @@ _MEMORY_FIX = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # KEY=VALUE overrides after options (`experiment NAME --out X optim.lr=1e-3`): argparse
+        # gives a command's positionals one stretch of the line (after NAME, or before the
+        # first option); what follows is an override too, in the order written
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
 from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, tf32, time_alternating
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -27,7 +28,7 @@ def precision_models(model, dtypes) -> dict:
     out = {}
     for name in dtypes:
         if name not in DTYPES:
-            raise ValueError(f"unknown dtype {name!r}; choose from {sorted(DTYPES)}")
+            raise UsageError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
         out[name] = (
             model if DTYPES[name] == torch.float32 else copy.deepcopy(model).to(DTYPES[name])
         )
@@ -93,6 +94,11 @@ def bench_forward(
 
     if dtype is not None:
         dtypes = (dtype_name(dtype),)
+    check_settings(
+        sizes, dim=dim if model is None else None, grid=grid, batch=batch, repeats=repeats,
+        warmup=warmup, tile_size=tile_size, chunk_size=chunk_size, dtypes=dtypes,
+        budget_s=budget_s,
+    )  # fmt: skip
     torch.manual_seed(seed)
     if model is None:
         model = LoftUp(dim=dim)
@@ -137,6 +143,66 @@ def bench_forward(
         "peak_gflops_per_s": peaks,
         "results": rows,
     }
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_settings(
+    sizes=(224,),
+    *,
+    dim: int | None = 384,
+    grid: int = 16,
+    batch: int = 1,
+    repeats: int = 1,
+    warmup: int = 0,
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    dtypes=("float32",),
+    budget_s: float | None = None,
+) -> None:
+    """A :class:`loftup.errors.UsageError` naming the first setting of :func:`bench_forward`
+    that it cannot run with (before any model is built or anything is timed). ``dim`` None:
+    the model is given, its own width is used."""
+    from ..model import LoftUpConfig
+
+    sizes = list(sizes)
+    if not sizes or not all(_is_int(n) and n >= 1 for n in sizes):
+        raise UsageError(
+            f"sizes are output sides in pixels and must be integers >= 1, got "
+            f"{' '.join(map(str, sizes)) or 'none'}"
+        )
+    if dim is not None:
+        cfg = LoftUpConfig(dim=max(dim, 1) if _is_int(dim) else 1)
+        extra, heads = cfg.width - cfg.dim, cfg.num_heads
+        if not _is_int(dim) or dim < 1 or (dim + extra) % heads:
+            raise UsageError(
+                f"dim (feature channels) must be a positive multiple of {heads}: the attention "
+                f"width dim + {extra} is split over {heads} heads; got {dim} (e.g. 384)"
+            )
+    for name, value, least in (("grid", grid, 1), ("batch", batch, 1), ("repeats", repeats, 1),
+                               ("warmup", warmup, 0)):  # fmt: skip
+        if not _is_int(value) or value < least:
+            what = {
+                "grid": "the low-res grid side",
+                "batch": "images per call",
+                "repeats": "timed calls per case",
+                "warmup": "untimed calls first",
+            }[name]
+            raise UsageError(f"{name} ({what}) must be an integer >= {least}, got {value}")
+    for name, value in (("tile_size", tile_size), ("chunk_size", chunk_size)):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise UsageError(
+                f"{name} must be >= 1 pixels, or left unset for the device's default; got {value}"
+            )
+    unknown = [d for d in dtypes if d not in DTYPES]
+    if unknown or not dtypes:
+        raise UsageError(
+            f"unknown dtype {unknown[0] if unknown else 'none'!r}; choose from {', '.join(DTYPES)}"
+        )
+    if budget_s is not None and not budget_s > 0:
+        raise UsageError(f"budget_s must be > 0 seconds or None, got {budget_s}")
 
 
 def _bench_size(
@@ -233,15 +299,36 @@ def _reference(cls, model, device):
 
 
 def load_reference_class(path):
-    """``ReferenceLoftUp`` from a Python file such as ``benchmarks/reference_impl.py``."""
+    """``ReferenceLoftUp`` from a Python file such as ``benchmarks/reference_impl.py``; a
+    :class:`loftup.errors.UsageError` saying what is wrong with the file when it cannot be had
+    (missing, a folder, not Python, an error while importing it, no such class)."""
     import importlib.util
+    import os
 
+    fix = "give a Python file that defines ReferenceLoftUp, e.g. benchmarks/reference_impl.py"
+    where = f"reference implementation {path}"
+    if os.path.isdir(path):
+        raise UsageError(f"{where} is a folder; {fix}")
+    if not os.path.isfile(path):
+        raise UsageError(f"{where}: no such file; {fix}")
     spec = importlib.util.spec_from_file_location("loftup_reference_standin", path)
     if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"cannot import a reference implementation from {path}")
+        raise UsageError(f"{where} is not a Python (.py) file; {fix}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ReferenceLoftUp
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UsageError(
+            f"{where} has a Python syntax error at line {e.lineno}: {e.msg}; fix the file or {fix}"
+        ) from None
+    except Exception as e:  # the user's own file failed to run: say how, without a traceback
+        raise UsageError(
+            f"{where} failed while being imported: {type(e).__name__}: {e}; fix the file or {fix}"
+        ) from None
+    cls = getattr(module, "ReferenceLoftUp", None)
+    if cls is None:
+        raise UsageError(f"{where} defines no ReferenceLoftUp class; {fix}")
+    return cls
 
 
 def format_table(report: dict) -> str:

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from ..errors import UsageError
 from .core import PeakMemory, flops_per_pixel, sync, time_alternating, time_call
 
 
@@ -53,12 +54,23 @@ def bench_megapixels(model, sizes=(224, 1024), *, grid=16, device="cpu", repeats
     return rows
 
 
+def check_stream_size(size) -> None:
+    """A :class:`loftup.errors.UsageError` unless ``size`` is an output side >= 1 to stream."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise UsageError(
+            f"stream size is the side of the N x N output streamed to disk and must be an "
+            f"integer >= 1 (e.g. 4096), got {size}"
+        )
+
+
 def bench_stream(
     model, size: int = 4096, *, grid=16, device="cpu", path=None, layout="nhwc", keep=False
 ) -> dict:
     """Stream one size x size output into a memory-mapped .npy: time, file size, and the peak
     of the process's own (anonymous) memory, which leaves the file's pages out."""
     from ..tiling import upsample_to_npy
+
+    check_stream_size(size)
 
     lr, image = _inputs(model, size, grid, device)
     tmpdir = None

@@ -81,6 +81,8 @@ def run_suite(
     if only is not None:
         only = set(only)
         check_sections(name, only)
+    if stream_size is not None:
+        scale.check_stream_size(stream_size)  # before anything is timed
     from ..model import LoftUp
 
     smoke = name == "smoke"

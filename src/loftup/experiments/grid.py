@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..errors import UsageError
 from ..world.demo import lowres_features
 from . import plots
 from .data import EvalSet, load_backbone, training_root
 from .grid_views import GRIDS, RATIOS, cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, run_configs, run_variant
+from .runs import Variant, check_configs, run_configs, run_variant
 from .scoring import METRICS, score_upsampler
 from .settings import ExperimentSettings
 from .stats import fmt, fmt_verdict, summarize, verdict
@@ -72,7 +73,8 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     from ..hub import load_upsampler
 
     if s.eval_root and not s.eval_dataset:
-        raise ValueError("grid renders its held-out scenes; give --eval-dataset with --eval-root")
+        raise UsageError("grid renders its held-out scenes; give --eval-dataset with --eval-root")
+    check_configs(s, [Variant(LOFTUP, stage2={})])  # before anything is written
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock()

@@ -98,6 +98,18 @@ def stage_configs(
     return one, merge(merge(two, v.stage2), common)
 
 
+def check_configs(s: ExperimentSettings, variants) -> None:
+    """Load (and so check) every variant's training configs, at seed 0, before anything is
+    written: a bad ``key=value`` override is said now, not after the scenes and other runs."""
+    from ..train.config import load_config
+
+    root = Path(s.data) if s.data else Path(s.out) / "scenes" / "train"
+    for v in variants:
+        for config in stage_configs(s, v, 0, root, Path(s.out) / "runs"):
+            if config is not None:
+                load_config(config)
+
+
 def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note)."""
     from ..train.checkpoint import unpack_history

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..errors import LoftUpError
+from ..errors import UsageError
 
 #: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
 #: (docs/experiments.md: about 1.1 s per stage-1 step and 1.4 s per stage-2 step at 64 px,
@@ -114,22 +114,32 @@ class ExperimentSettings:
 
     def __post_init__(self) -> None:
         if self.name not in DEFAULT_STEPS:
-            raise LoftUpError(
+            raise UsageError(
                 f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
             )
         if self.seeds is not None and self.seeds < 1:
-            raise LoftUpError(f"--seeds must be at least 1, got {self.seeds}")
+            raise UsageError(f"--seeds must be at least 1, got {self.seeds}")
         if self.eval_dataset and not self.eval_root:
-            raise LoftUpError("--eval-dataset needs --eval-root (the dataset's folder)")
+            raise UsageError("--eval-dataset needs --eval-root (the dataset's folder)")
         from ..train.noise import KINDS
 
         unknown = sorted(set(self.noise_kinds or ()) - set(KINDS))
         if unknown:
-            raise LoftUpError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+            raise UsageError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
         if any(not 0 < lv <= 1 for lv in self.noise_levels or ()):
-            raise LoftUpError(f"noise levels must be in (0, 1], got {self.noise_levels}")
+            raise UsageError(f"noise levels must be in (0, 1], got {self.noise_levels}")
         if self.masks not in ("sa1b", "superpixels", "sam"):
-            raise LoftUpError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
+            raise UsageError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(
+                f"--threads must be at least 1 (torch threads; leave it out for torch's "
+                f"default), got {self.threads}"
+            )
+        least = {"stage1_steps": 1, "stage2_steps": 0, "eval_count": 2, "max_side": 1}
+        for name, low in least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
     def resolved(self) -> ExperimentSettings:
         """A copy with every ``None`` filled: quick sizes, the experiment's steps, the demo's."""
@@ -148,10 +158,11 @@ class ExperimentSettings:
         out = dataclasses.replace(self, **values)
         if out.eval_count is None:
             out.eval_count = min(16, out.val_scenes) if self.name == "grid" else out.val_scenes
-        if out.size % 8:
-            raise LoftUpError(f"size must be a multiple of 8, got {out.size}")
+        demo = out.demo(0)  # the demo's values checked (size, scenes, learning rates...)
+        if not out.data:
+            demo.check_train_scenes()
         if out.eval_count < 2:
-            raise LoftUpError(
+            raise UsageError(
                 f"eval_count must be at least 2 (half fit, half score), got {out.eval_count}"
             )
         return out

@@ -18,7 +18,7 @@ from ..world.demo import lowres_features
 from . import plots
 from .data import load_backbone, load_eval_set, training_root
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, run_configs, run_variant
+from .runs import Variant, check_configs, run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
 from .settings import ExperimentSettings
 from .stats import summarize, table, verdict
@@ -68,6 +68,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     from ..baselines import get_upsampler
     from ..hub import load_upsampler
 
+    check_configs(s, design.variants)  # before anything is written
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock()

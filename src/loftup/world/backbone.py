@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.scenes import SceneConfig
+from ..errors import UsageError
 from ..featurizers.scenes_vit import SceneViT, SceneViTConfig, save_backbone
 from .probe import measure_backbone, scene_batch
 
@@ -68,12 +69,42 @@ class BackboneRecipe:
     seed: int = 0
     eval_scenes: int = 64
 
+    def __post_init__(self) -> None:
+        ints = {"steps": 1, "batch_size": 1, "scenes": 1, "warmup": 0, "seed": 0}
+        for name, least in ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.eval_scenes != 0 and not (
+            isinstance(self.eval_scenes, int) and self.eval_scenes >= 2
+        ):
+            raise UsageError(
+                f"eval_scenes must be 0 (no probes) or >= 2 (half fit, half score), got "
+                f"{self.eval_scenes!r}"
+            )
+        if not isinstance(self.size, int) or self.size < 8 or self.size % 8:
+            raise UsageError(f"size must be a multiple of the patch (8), got {self.size!r}")
+        if self.appearance_cells not in (1, 2, 4, 8):
+            raise UsageError(
+                f"appearance_cells must divide the patch (8): 1, 2, 4 or 8, got "
+                f"{self.appearance_cells!r}"
+            )
+        for name in ("lr", "weight_decay", "appearance_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not self.lr > 0:
+            raise UsageError(f"lr must be > 0, got {self.lr!r}")
+        self.scene_config()  # num_classes and texture_scale
+
     def scene_config(self) -> SceneConfig:
-        return SceneConfig(
+        from .options import scene_config
+
+        return scene_config(
             height=self.size,
             width=self.size,
             num_classes=self.num_classes,
-            texture_scale=self.texture_scale,
+            texture_scale=tuple(self.texture_scale),
         )
 
 

@@ -51,20 +51,118 @@ class DemoConfig:
     probe_lr: float = 1e-2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Every value checked now, before a scene is written (a :class:`UsageError`)."""
+        import math
 
-def make_scenes(cfg: DemoConfig) -> tuple[Path, Path]:
-    """The demo's training and held-out scene folders, written under ``cfg.out``."""
-    return make_train_scenes(cfg), make_val_scenes(cfg)
+        from ..errors import UsageError
+
+        def integer(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not integer(self.size) or self.size < 8 or self.size % 8:
+            raise UsageError(
+                f"--size must be a positive multiple of 8 (the backbone's patch), e.g. 64; got "
+                f"{self.size}"
+            )
+        least = {
+            "train_scenes": 1,
+            "stage1_steps": 1,
+            "stage2_steps": 1,
+            "batch_size": 1,
+            "probe_epochs": 1,
+            "seed": 0,
+            "val_scenes": 2,
+        }
+        why = {"val_scenes": " (half fit the probes, half score them)", "seed": ""}
+        for name, low in least.items():
+            value = getattr(self, name)
+            if not integer(value) or value < low:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} must be an integer >= {low}{why.get(name, '')}, "
+                    f"got {value}"
+                )
+        for name in ("stage1_lr", "stage2_lr", "probe_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise UsageError(
+                    f"--{name.replace('_', '-')} (learning rate) must be a finite number > 0, "
+                    f"got {value}"
+                )
+
+    def check_train_scenes(self) -> None:
+        """A :class:`UsageError` unless the offline training set holds one batch or more."""
+        from ..errors import UsageError
+
+        if self.train_scenes < self.batch_size:
+            raise UsageError(
+                f"--train-scenes {self.train_scenes} is less than one batch (--batch-size "
+                f"{self.batch_size}): raise --train-scenes or lower --batch-size"
+            )
 
 
-def make_train_scenes(cfg: DemoConfig) -> Path:
+#: The demo's options, written to ``OUT`` before anything else: ``--resume`` goes on only with
+#: the options a demo began with.
+RECORD = "demo.json"
+
+
+def _options(cfg: DemoConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
+
+
+def check_out(cfg: DemoConfig, resume: bool = False) -> None:
+    """A :class:`UsageError` unless ``cfg.out`` may take this demo (nothing is written):
+    a folder with a report is never overwritten; one holding an interrupted demo (its options
+    record or a training checkpoint) is gone on with only when ``resume`` is set, and only
+    with the options it began with."""
+    import json
+
+    from ..errors import UsageError
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; the demo's output is a folder (made if missing)")
+    if (out / "report.json").exists():
+        raise UsageError(f"{out} already holds a demo report; choose another --out")
+    checkpoints = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
+    begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoints)
+    if begun and not resume:
+        raise UsageError(
+            f"{out} holds an interrupted demo; run the same command with --resume to go on, "
+            "or choose another --out"
+        )
+    if resume and (out / RECORD).is_file():
+        saved = json.loads((out / RECORD).read_text())
+        wanted = _options(cfg)
+        diff = [k for k in wanted if saved.get(k) != wanted[k]]
+        if diff:
+            was = " ".join(f"--{k.replace('_', '-')} {saved.get(k)}" for k in diff)
+            raise UsageError(
+                f"{out} holds a demo begun with other options ({was}); resume it with those, "
+                "or choose another --out"
+            )
+
+
+def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
+    """The demo's training and held-out scene folders, written under ``cfg.out`` (``reuse``:
+    a folder already complete, with its ``world.json``, is kept as it is)."""
+    return make_train_scenes(cfg, reuse=reuse), make_val_scenes(cfg, reuse=reuse)
+
+
+def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False) -> Path:
+    cfg.check_train_scenes()
+    root = Path(cfg.out) / "scenes" / "train"
+    if reuse and (root / "world.json").is_file():
+        return root
     big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
-    return write_scenes(Path(cfg.out) / "scenes" / "train", big, cfg.train_scenes, seed=cfg.seed)
+    return write_scenes(root, big, cfg.train_scenes, seed=cfg.seed)
 
 
-def make_val_scenes(cfg: DemoConfig) -> Path:
-    val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
+def make_val_scenes(cfg: DemoConfig, *, reuse: bool = False) -> Path:
     root = Path(cfg.out) / "scenes" / "val"
+    if reuse and (root / "world.json").is_file():
+        return root
+    val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
     return write_scenes(root, val_cfg, cfg.val_scenes, seed=cfg.seed + 1)
 
 
@@ -109,13 +207,14 @@ def stage_config(
     }
 
 
-def train_stages(cfg: DemoConfig, train_root: Path) -> tuple[Path, Path]:
-    """Stage 1 then stage 2; returns the two exported upsampler folders."""
+def train_stages(cfg: DemoConfig, train_root: Path, *, resume: bool = False) -> tuple[Path, Path]:
+    """Stage 1 then stage 2; returns the two exported upsampler folders. ``resume``: each
+    stage goes on from its checkpoint, when it has one (a finished stage trains no more)."""
     from ..train.loop import train
 
     runs = Path(cfg.out) / "runs"
-    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"))
-    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint))
+    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"), resume=resume)
+    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint), resume=resume)
     return s1.pretrained, s2.pretrained
 
 
@@ -227,24 +326,30 @@ def verdict(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    """Run every step (see the module note); returns the numbers written to ``report.json``."""
+def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
+    """Run every step (see the module note); returns the numbers written to ``report.json``.
+
+    ``resume``: go on with the interrupted demo in ``cfg.out`` (begun with the same options):
+    its complete scene folders are kept and each training stage goes on from its checkpoint.
+    Without it a folder holding an interrupted demo is refused (:func:`check_out`)."""
     from .. import __version__
     from ..atomic import atomic_write_bytes, write_json
     from ..baselines import get_upsampler
     from ..featurizers import get_featurizer
     from ..hub import load_upsampler
 
-    if cfg.size % 8:
-        raise ValueError(f"size must be a multiple of 8 (the backbone's patch), got {cfg.size}")
+    check_out(cfg, resume)
+    cfg.check_train_scenes()
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RECORD, _options(cfg))
     seconds = {}
     t = time.perf_counter()
-    train_root, val_root = make_scenes(cfg)
+    train_root, val_root = make_scenes(cfg, reuse=resume)
     seconds["scenes"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stage1, stage2 = train_stages(cfg, train_root)
+    stage1, stage2 = train_stages(cfg, train_root, resume=resume)
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
