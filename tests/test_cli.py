@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO
 from loftup.cli import main
@@ -63,7 +64,8 @@ def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path)
     """Training and extraction choose their device the same way, and say why one is unusable
     before anything is written (it was PyTorch's "Torch not compiled with CUDA" traceback)."""
     out = tmp_path / "run"
-    assert main(["train", "--config", "stage1_cpu", "device=cuda", "--out", str(out)]) == 2
+    args = ["train", "--config", "stage1_cpu", "device=cuda", "--data", str(tmp_path)]
+    assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert (
         err == "error: device cuda was asked for, but no CUDA device is available here; use cpu\n"
@@ -94,9 +96,11 @@ def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_pat
     )
     # the same mistake anywhere else: the path and the reason, status 2
     out = taken / "run"
-    assert main(["train", "--config", "stage1_cpu", "device=cpu", "--out", str(out)]) == 2
+    args = ["train", "--config", "stage1_cpu", "device=cpu", "--data", str(tmp_path)]
+    assert main([*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(taken) in err and "Not a directory" in err
+    assert err.startswith(f"error: {out} lies under {taken}, which is a file, but a run's ")
+    assert "give a folder path" in err
     assert len(err.strip().splitlines()) == 1 and taken.read_bytes() == b"x"
 
 
@@ -108,7 +112,12 @@ def test_a_run_out_of_memory_is_one_line_with_what_to_lower(tmp_path):
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
         "from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
     )
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):  # one batch
+        Image.new("RGB", (64, 48), (90, 140, 30 * i)).save(data / f"{i}.png")
     args = ["train", "--config", "stage1_cpu", "batch_size=4", "stage1.image_size=16800"]
+    args += ["--data", str(data)]
     done = subprocess.run(
         [sys.executable, "-c", code, *args, "max_steps=1", "--out", str(tmp_path / "run")],
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},

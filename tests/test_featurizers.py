@@ -340,7 +340,7 @@ def test_offline_without_weights_names_repo_and_local_option():
 def test_bad_local_folders_are_named(tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 
-    with pytest.raises(WeightsNotFoundError, match="not a folder"):
+    with pytest.raises(WeightsNotFoundError, match="nothere does not exist"):
         get_featurizer("dinov2_vits14", weights=tmp_path / "nothere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="no config.json"):

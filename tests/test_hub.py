@@ -318,3 +318,74 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(tmp_pa
     res = run_cli(["download", "loftup_clip", "--no-backbone"], {**env, "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 2, res.stderr
     assert "'haiwen/loftup-clip'" in res.stderr and "HF_HUB_OFFLINE=1 is set" in res.stderr
+
+
+# -- one-line errors for broken folders, offline downloads and backbone weights -----------------
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda info: info["config"].update(num_heads="four"),
+         "num_heads must be an integer >= 1, got 'four'"),
+        (lambda info: info["config"].update(dim=-5), "dim must be an integer >= 1, got -5"),
+        (lambda info: info["config"].update(num_heads=3), "num_heads=3 does not divide"),
+        (lambda info: info["config"].update(coords="yes"), "coords must be true or false"),
+        (lambda info: info.update(config=[1, 2]), '"config" must be an object'),
+        (lambda info: info.update(backbone=7), '"backbone" must be a backbone name or null'),
+        (lambda info: [1, 2], "holds a JSON list, but a loftup config is an object"),
+    ],
+)  # fmt: skip
+def test_a_config_json_of_bad_types_names_file_and_key(tmp_path, edit, words):
+    import json
+
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path)
+    info = json.loads((tmp_path / "config.json").read_text())
+    info = edit(info) or info
+    (tmp_path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path)
+    assert str(tmp_path / "config.json") in str(e.value) and words in str(e.value)
+
+
+def test_download_with_hf_hub_offline_says_to_unset_it(monkeypatch, capsys):
+    import huggingface_hub
+
+    from loftup.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("offline: nothing may be downloaded")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    for name, repo in (("loftup_clip", "haiwen/loftup-clip"), ("dinov2_vits14", "dinov2-small")):
+        assert main(["download", name, "--no-backbone"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" in err
+        assert f"env -u HF_HUB_OFFLINE loftup download {name}" in err and repo in err
+        assert "on a machine with network" not in err
+
+
+def test_a_truncated_backbone_safetensors_is_named(tmp_path, capsys):
+    from loftup.cli import main
+    from loftup.featurizers import get_featurizer
+
+    folder = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=str(folder))
+    assert str(e.value).startswith(f"{weights} is truncated or corrupt")
+    assert "write the folder again with save_pretrained" in str(e.value)
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    (tmp_path / "a.png").write_bytes(b"png")
+    capsys.readouterr()  # transformers' bar while saving
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "up"), "-o"]
+    args += [str(tmp_path / "o"), "--backbone", "dinov2_tiny", "--backbone-weights", str(folder)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{weights} is truncated or corrupt" in err

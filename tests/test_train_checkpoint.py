@@ -1,8 +1,12 @@
 """Checkpoint files: a failed write leaves the previous one whole; the history packs losslessly."""
 
+import pickle
+
 import pytest
 import torch
 
+from loftup import load_upsampler
+from loftup.cli import main
 from loftup.errors import CheckpointError
 from loftup.train.checkpoint import (
     load_checkpoint,
@@ -28,7 +32,7 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path):
     (tmp_path / ".checkpoint.pt.abc.tmp").write_bytes(b"half")  # what a SIGKILL leaves
     assert remove_stale_temporaries(tmp_path) == 1
     (tmp_path / "other.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot read training checkpoint"):
+    with pytest.raises(CheckpointError, match="other.pt is corrupt or not a PyTorch or safetens"):
         load_checkpoint(tmp_path / "other.pt")
 
 
@@ -38,3 +42,63 @@ def test_history_packs_into_one_tensor_and_back():
     assert packed["keys"] == ["step", "loss", "rec"] and packed["values"].shape == (2, 3)
     assert unpack_history(packed) == rows
     assert unpack_history(pack_history([])) == []
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["torch", "plain-pickle"])
+def test_resume_from_a_malicious_checkpoint_is_refused_in_one_line(tmp_path, capsys, how):
+    """Never torch's text (which suggests weights_only=False), never the code run."""
+    marker, out = tmp_path / "pwned", tmp_path / "run"
+    out.mkdir()
+    payload = {"format": "loftup-train", "step": _Exploit(marker)}
+    if how == "torch":
+        torch.save(payload, out / "checkpoint.pt")
+    else:
+        (out / "checkpoint.pt").write_bytes(pickle.dumps(payload))
+    args = ["train", "--config", "stage1_cpu", "--data", str(tmp_path), "--out", str(out)]
+    assert main([*args, "--resume"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: refusing to load training checkpoint {out / 'checkpoint.pt'}")
+    assert "could run code" in line and "not loaded" in line
+    assert "weights_only" not in line and "False" not in line
+    assert not marker.exists()
+
+
+def test_a_file_that_is_not_a_pytorch_file_is_called_corrupt(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"garbage garbage garbage")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(garbage)
+    assert "is corrupt or not a PyTorch or safetensors file" in str(e.value)
+    assert "pickled objects" not in str(e.value) and "could run code" not in str(e.value)
+    (tmp_path / "a.png").write_bytes(b"png")
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(garbage), "--backbone", "dinov2_tiny"]
+    assert main([*args, "-o", str(tmp_path / "o")]) == 2
+    assert "is corrupt or not a PyTorch or safetensors file" in _one_error_line(capsys)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt is empty"):
+        load_checkpoint(empty)
+    save_checkpoint(tmp_path / "whole.pt", {"step": 3})
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cut.pt is corrupt or truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save({"step": 1}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="is not a loftup training checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")

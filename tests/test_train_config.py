@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from loftup.cli import main
-from loftup.errors import LoftUpError
+from loftup.errors import LoftUpError, UsageError
 from loftup.train.config import default_config, load_config, packaged_configs
 
 
@@ -80,3 +80,200 @@ def test_cli_prints_the_resolved_config_and_rejects_a_stage_mismatch(capsys):
     assert printed["optim"]["name"] == "adamw"
     assert main(["train", "--stage", "2", "--config", "stage1_cpu"]) == 2
     assert "--stage 2 disagrees with the config's stage: 1" in capsys.readouterr().err
+
+
+# -- every value checked before any work --------------------------------------------------------
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
+        ("batch_size=-1", "batch_size must be an integer >= 1, got -1"),
+        ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan"),
+        ("optim.lr=-1", "optim.lr must be a finite number > 0, got -1.0"),
+        ("optim.lr=.inf", "optim.lr must be a finite number > 0, got inf"),
+        ("stage1.image_size=0", "stage1.image_size must be an integer >= 1, got 0"),
+        ("model.num_heads=0", "model.num_heads must be an integer >= 1, got 0"),
+        ("log.ckpt_every=0", "log.ckpt_every must be an integer >= 1, got 0"),
+        ("log.ckpt_every=-1", "log.ckpt_every must be an integer >= 1, got -1"),
+        ("log=null", "config key log is a section and must be a mapping of its keys"),
+        ("data.num_workers=-1", "data.num_workers must be an integer >= 0, got -1"),
+        ("model.attention_window=0", "model.attention_window must be an integer >= 1, got 0"),
+        ("recon.proj_dim=0", "recon.proj_dim must be an integer >= 1, got 0"),
+        ("max_steps=-1", "max_steps must be an integer >= 0, got -1"),
+        ("model.depth=0", "model.depth must be an integer >= 1, got 0"),
+        ("stage1.tv_weight=nan", "stage1.tv_weight must be a finite number >= 0, got nan"),
+        ("epochs=0", "epochs must be an integer >= 1, got 0"),
+        ("log.out_dir=", "log.out_dir is empty; set it to the run's folder: --out DIR"),
+        ("recon.dropout=1", "recon.dropout must be a finite number in [0, 1), got 1.0"),
+        ("stage1.mask_alpha=1.5", "stage1.mask_alpha must be a finite number in [0, 1]"),
+        ("stage2.central=0", "stage2.central must be a finite number in (0, 1]"),
+        ("recon.zoom=[1.2, 0.9]", "recon.zoom must be [low, high] with 0 < low <= high"),
+        ("data.superpixels=[8, 0]", "data.superpixels (each item) must be an integer >= 1"),
+        ("seed=-1", "seed must be an integer in [0, 4294967296)"),
+        ("data.masks=sam2", "data.masks must be sa1b, sam or superpixels, got 'sam2'"),
+        ("stage=3", "config key stage must be 1 or 2, got 3"),
+        ("stage=one", "config key stage must be 1 or 2, got 'one'"),
+        ("init=/nonexist.pt", "stage 1, which starts from random weights"),
+    ],
+)
+def test_a_value_out_of_range_is_named_with_its_range(override, words):
+    with pytest.raises(UsageError) as e:
+        load_config("stage1_cpu", [override])
+    assert words in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_range_errors_are_one_line_from_the_cli_before_any_work(tmp_path, capsys):
+    for override, words in [
+        ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan (the recipe's value: "),
+        ("batch_size=0", "batch_size must be an integer >= 1, got 0 (the recipe's value: 8)"),
+    ]:
+        assert main(["train", "--config", "stage1_cpu", "--data", str(tmp_path), override]) == 2
+        assert words in _one_error_line(capsys)
+    # with --out a log=null cannot be followed by the folder: named, not a TypeError
+    args = ["train", "--config", "stage1_cpu", "--out", str(tmp_path / "o"), "log=null"]
+    assert main(args) == 2
+    assert "earlier override set log to null, but it is a section" in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (
+            "stage1.image_size=13",
+            "stage1.image_size must be at least the patch size of dinov2_tiny",
+        ),
+        ("model.num_heads=3", "model.num_heads=3 does not divide the token width 52"),
+    ],
+)
+def test_sizes_that_depend_on_the_backbone_are_checked_from_its_registry(
+    tmp_path, capsys, override, words
+):
+    out = tmp_path / "run"
+    args = ["train", "--config", "stage1_cpu", "--data", str(tmp_path), "--out", str(out)]
+    assert main([*args, override]) == 2
+    assert words in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_types_are_checked_before_the_backbone_is_looked_for(tmp_path, capsys, monkeypatch):
+    """The default backbone (dinov2_vits14) is not here offline: a wrong type is still what is
+    said, from a YAML file and from a TrainConfig changed in Python."""
+    from loftup.train import train
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = tmp_path / "two.yaml"
+    config.write_text('batch_size: "two"\n')
+    assert main(["train", "--config", str(config), "--data", str(tmp_path)]) == 2
+    assert "config key batch_size must be int, got 'two'" in _one_error_line(capsys)
+    cfg = load_config({}, [f"data.root={tmp_path}", f"log.out_dir={tmp_path / 'o'}"])
+    cfg.batch_size = "two"
+    with pytest.raises(UsageError, match="config key batch_size must be int, got 'two'"):
+        train(cfg)
+    cfg.batch_size, cfg.optim.lr = 8, float("nan")
+    with pytest.raises(UsageError, match="optim.lr must be a finite number > 0, got nan"):
+        train(cfg)
+    with pytest.raises(UsageError, match="config key stage must be 1 or 2"):
+        dataclasses.replace(cfg, stage=0)
+
+
+def test_malformed_or_unsafe_yaml_is_one_line_naming_file_and_line(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("stage: 1\nbatch_size: [4, 8\nseed: 0\n")
+    assert main(["train", "--config", str(broken)]) == 2
+    line = _one_error_line(capsys)
+    assert str(broken) in line and "line 3" in line
+    marker = tmp_path / "pwned"
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text(f"stage: 1\nseed: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert main(["train", "--config", str(unsafe)]) == 2
+    line = _one_error_line(capsys)
+    assert str(unsafe) in line and "line 2" in line and "is not allowed" in line
+    assert "python/object/apply:os.system" in line
+    assert not marker.exists()
+    # the same in an override's value, and a file that is not YAML text at all
+    assert main(["train", "--config", "stage1_cpu", "seed=[1, 2"]) == 2
+    assert "override seed=[1, 2:" in _one_error_line(capsys)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["train", "--config", str(binary)]) == 2
+    assert "is not a text (YAML) file" in _one_error_line(capsys)
+
+
+def test_stage_one_refuses_init(tmp_path, capsys):
+    """Stage 1 starts from random weights (method.md §2); init is what stage 2 starts from."""
+    args = ["train", "--stage", "1", "--config", "stage1_cpu", "--data", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "o"), "init=/nonexist.pt"]) == 2
+    line = _one_error_line(capsys)
+    assert "init=/nonexist.pt" in line and "stage 1, which starts from random weights" in line
+    assert "init is the stage-1 checkpoint stage 2 starts from" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_paths_of_the_wrong_kind_are_named_for_what_they_are(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png")
+    base = ["train", "--config", "stage1_cpu"]
+    assert main([*base, "--data", str(tmp_path), "--out", str(image)]) == 2
+    line = _one_error_line(capsys)
+    assert f"{image} is a file" in line and "output (--out, log.out_dir) is a folder" in line
+    assert main([*base, "--data", str(tmp_path), "--out", str(image / "sub")]) == 2
+    assert f"{image / 'sub'} lies under {image}, which is a file" in _one_error_line(capsys)
+    assert main([*base, "--data", str(image), "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert f"data folder {image} is a file" in line and f"e.g. {tmp_path}" in line
+    assert main([*base, "--out", str(tmp_path / "o"), "data.root="]) == 2
+    assert "no data folder given: pass --data DIR" in _one_error_line(capsys)
+    args = [*base, "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, f"backbone_weights={tmp_path / 'nothere'}"]) == 2
+    assert f"{tmp_path / 'nothere'} does not exist" in _one_error_line(capsys)
+    assert main([*args, f"backbone_weights={image}"]) == 2
+    assert f"{image} is a file" in _one_error_line(capsys)
+
+
+def test_unreadable_files_are_counted_as_they_are(tmp_path):
+    """3 unreadable images: 'none of the 3 files', not the retry limit (33); from a DataLoader
+    worker the message comes without the worker's traceback."""
+    pytest.importorskip("skimage")
+    import torch
+
+    from loftup.data.dataset import MaskedImages
+    from loftup.train.loop import _from_workers
+
+    for i in range(3):
+        (tmp_path / "bad" / f"x{i}.png").parent.mkdir(exist_ok=True)
+        (tmp_path / "bad" / f"x{i}.png").write_bytes(b"not an image")
+    data = MaskedImages(
+        tmp_path / "bad", size=28, masks="superpixels", cache_dir=tmp_path / "cache"
+    )
+    with pytest.raises(LoftUpError, match=r"^none of the 3 files under .*bad could be read"):
+        data[1]
+    many = MaskedImages(
+        tmp_path / "bad", size=28, masks="superpixels", cache_dir=tmp_path / "c", max_retries=1
+    )
+    with pytest.raises(LoftUpError, match=r"^2 files in a row could not be read near item 0"):
+        many[0]
+    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=1)
+    with pytest.raises(LoftUpError) as e:
+        next(iter(_from_workers(loader)))
+    assert str(e.value).startswith("none of the 3 files under") and "\n" not in str(e.value)
+
+
+def test_stage_two_needs_an_init_that_exists_before_any_work(tmp_path, capsys):
+    args = ["train", "--stage", "2", "--config", "stage2_cpu", "--data", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "o"), "init=null"]) == 2
+    assert "stage 2 starts from a stage-1 result: set init=" in _one_error_line(capsys)
+    assert main([*args, "--out", str(tmp_path / "o"), f"init={tmp_path / 'none.pt'}"]) == 2
+    assert f"init {tmp_path / 'none.pt'} does not exist" in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()

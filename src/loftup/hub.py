@@ -133,26 +133,81 @@ def read_weights(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        return read_safetensors(path, "re-download it or pass the file save_pretrained wrote")
+    return torch_load(path, fix="re-download it or pass the file save_pretrained wrote")
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is corrupt or truncated ({e})") from None
+
+def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
+    """A safetensors file's tensors; a truncated or corrupt file is a CheckpointError naming it
+    and ``fix`` (how to get it again)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file under another suffix: an 8-byte little-endian header length, then the
+    JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
+#: What torch's safe unpickler says when a pickle names something other than tensors and
+#: containers (a class, a function such as os.system): code that would run on loading.
+_UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
+
+
+def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
+    """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
+    torch's own text, which suggests ``weights_only=False`` (running the file's code):
+
+    - a file that is neither a zip archive (torch.save) nor a pickle: corrupt or not a PyTorch
+      file at all;
+    - a pickle that names objects other than tensors and containers: refused, not loaded, as it
+      could run code;
+    - anything else: corrupt or truncated.
+
+    ``what``: the kind of file, for the message (``"training checkpoint "``); ``fix``: what to do.
+    """
+    import pickle
+    import warnings
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
+            f"zip archive nor a pickle); {fix}"
+        )
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
-        msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg:
+        text = str(e)
+        if any(mark in text for mark in _UNSAFE_MARKS):
             raise CheckpointError(
-                f"refusing to load {path}: it holds pickled objects other than tensors, which "
-                "could run code. Only plain state dicts are loaded; re-save the weights as a "
-                "state dict or safetensors in a trusted environment"
+                f"refusing to load {what}{path}: it holds pickled objects that are not plain "
+                "tensors or weights, which could run code when loaded; it was not loaded. "
+                "Use weights saved as a plain state dict or as safetensors"
+            ) from None
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
+            raise CheckpointError(
+                f"refusing to load {what}{path}: its pickle holds instructions beyond plain "
+                "tensors and containers (objects that could run code, or a corrupt file); it "
+                f"was not loaded; {fix}"
             ) from None
         raise CheckpointError(
-            f"{path} is corrupt or truncated and cannot be read ({type(e).__name__})"
+            f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
         ) from None
 
 
@@ -216,12 +271,19 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def hub_file(
-    repo_id: str, filename: str, *, what: str, local_hint: str, download_name: str | None = None
+    repo_id: str,
+    filename: str,
+    *,
+    what: str,
+    local_hint: str,
+    download_name: str | None = None,
+    downloading: bool = False,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
     Offline (``HF_HUB_OFFLINE=1`` or no network) with nothing cached raises WeightsNotFoundError
-    naming the repo, the file and how to pass a local path instead.
+    naming the repo, the file and how to pass a local path instead. ``downloading``: called by
+    ``loftup download``, whose fix for an offline switch is to unset it, not to run itself.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -236,9 +298,25 @@ def hub_file(
             return Path(hf_hub_download(repo_id, filename))
         except Exception as e:  # noqa: BLE001 - network, auth, missing repo
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    name = download_name or what
+    offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
+    if downloading and offline_switch:  # the download was never tried
+        var = reason.split("=")[0]
+        raise WeightsNotFoundError(
+            f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}: {reason}, "
+            f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
+            f"{name}`), or copy in a ~/.cache/huggingface that holds it from a machine with "
+            f"network, or pass a local path instead: {local_hint}"
+        )
+    if downloading:
+        raise WeightsNotFoundError(
+            f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded: "
+            f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
+            f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+        )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
-        f"{reason}. Run `loftup download {download_name or what}` on a machine with network and copy its "
+        f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
         f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
     )
 
@@ -254,6 +332,7 @@ def download(name: str) -> Path:
             f"load_upsampler('/path/to/{ckpt.filename}') or `loftup upsample -m "
             f"/path/to/{ckpt.filename}`"
         ),
+        downloading=True,
     )
 
 
@@ -293,7 +372,7 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         origin = str(path)
         obj = read_weights(path)
         state, config = to_native(obj, origin)
-        config = LoftUpConfig.from_dict(config) if config else None
+        config = _config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
     else:
@@ -316,6 +395,14 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
     return model.to(device=device, dtype=dtype).eval()
 
 
+def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:
+    """``LoftUpConfig.from_dict(d)``, with a bad key or value a CheckpointError naming ``where``."""
+    try:
+        return LoftUpConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {e}{fix}") from None
+
+
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if weights.exists():
@@ -325,14 +412,31 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None]:
             info = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file} is corrupt ({e})") from None
+        fix = "; write the folder again with save_pretrained (or loftup train)"
+        if not isinstance(info, dict):
+            raise CheckpointError(
+                f"{cfg_file} holds a JSON {type(info).__name__}, but a loftup config is an "
+                f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
+            )
         if info.get("format") != FORMAT_TAG:
             raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup")')
+        if not isinstance(info.get("config"), dict):
+            raise CheckpointError(
+                f'{cfg_file}: "config" must be an object of the upsampler\'s hyper-parameters '
+                f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
+            )
+        backbone = info.get("backbone")
+        if backbone is not None and not isinstance(backbone, str):
+            raise CheckpointError(
+                f'{cfg_file}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
+            )
+        config = _config_from(info["config"], str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
-        return state, LoftUpConfig.from_dict(info["config"]), info.get("backbone")
+        return state, config, backbone
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             state, cfg = to_native(read_weights(path / name), str(path / name))
-            return state, (LoftUpConfig.from_dict(cfg) if cfg else None), None
+            return state, (_config_from(cfg, str(path / name)) if cfg else None), None
     raise WeightsNotFoundError(
         f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
         "or pytorch_model.bin"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UsageError
 from .fastpath import local_attention
 from .fused import FusedWeights, fuse
 from .layers import (
@@ -65,10 +67,20 @@ class LoftUpConfig:
     attention_window: int | None = None
 
     def __post_init__(self) -> None:
+        for name, least in (("dim", 1), ("depth", 1), ("num_heads", 1), ("n_freqs", 0),
+                            ("grid_freqs", 0), ("mlp_dim", 1), ("attention_window", 1)):  # fmt: skip
+            value = getattr(self, name)
+            if value is None and name in ("mlp_dim", "attention_window"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                null = " or null" if name in ("mlp_dim", "attention_window") else ""
+                raise UsageError(
+                    f"LoftUp config {name} must be an integer >= {least}{null}, got {value!r}"
+                )
+        if not isinstance(self.coords, bool):
+            raise UsageError(f"LoftUp config coords must be true or false, got {self.coords!r}")
         if self.mlp_dim is None:
             self.mlp_dim = self.dim
-        if self.attention_window is not None and self.attention_window < 1:
-            raise ValueError(f"attention_window must be >= 1 or None, got {self.attention_window}")
 
     @property
     def width(self) -> int:
@@ -80,11 +92,22 @@ class LoftUpConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LoftUpConfig:
+        """The config a dict (a saved ``config.json``'s ``config``) describes; a
+        :class:`~loftup.errors.UsageError` (a ValueError) names a key of the wrong type or
+        range, an unknown key, and heads that do not divide the token width."""
+        if not isinstance(d, dict):
+            raise UsageError(f"a LoftUp config is a mapping of its keys, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known, key=str)
         if unknown:
-            raise ValueError(f"unknown LoftUp config keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
+            raise UsageError(f"unknown LoftUp config keys {unknown}; known: {sorted(known)}")
+        config = cls(**d)
+        if config.width % config.num_heads:
+            raise UsageError(
+                f"LoftUp config num_heads={config.num_heads} does not divide the token width "
+                f"{config.width} (dim {config.dim} + 4 x grid_freqs {config.grid_freqs})"
+            )
+        return config
 
 
 class LoftUp(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, UsageError
 from .images import READ_ERRORS, list_images, load_square
 from .masks import MaskCache, pack, superpixel_masks
 from .sa1b import list_sa1b, read_sa1b_masks
@@ -27,9 +27,18 @@ MASK_SOURCES = ("sa1b", "sam", "superpixels")
 
 def data_folder(root: str | os.PathLike) -> Path:
     """The training images' folder, or a :class:`LoftUpError` naming it if there is none."""
+    if not str(root).strip():
+        raise UsageError(
+            "no data folder given: pass --data DIR or data.root=DIR, the folder of training images"
+        )
     root = Path(root).expanduser()
+    if root.is_file():
+        raise UsageError(
+            f"data folder {root} is a file; data.root (--data) is the folder of training images "
+            f"(searched recursively), e.g. {root.parent}"
+        )
     if not root.is_dir():
-        raise LoftUpError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+        raise UsageError(f"data folder {root} does not exist (set data.root=/path/to/images)")
     return root
 
 
@@ -115,7 +124,8 @@ class MaskedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         skipped = []
-        for attempt in range(self.max_retries + 1):
+        tries = min(self.max_retries + 1, len(self))  # each file once, however few there are
+        for attempt in range(tries):
             j = (i + attempt) % len(self)
             try:
                 image, packed = self.load(j)
@@ -129,9 +139,14 @@ class MaskedImages(torch.utils.data.Dataset):
                 "index": j,
                 "skipped": skipped,
             }
+        if tries == len(self):
+            raise LoftUpError(
+                f"none of the {tries} files under {self.root} could be read (see the warnings "
+                "above); is the folder the right one?"
+            )
         raise LoftUpError(
-            f"{self.max_retries + 1} files in a row could not be read near item {i} of {self.root}; "
-            "is the folder the right one?"
+            f"{tries} files in a row could not be read near item {i} of {self.root} (see the "
+            "warnings above); is the folder the right one?"
         )
 
 

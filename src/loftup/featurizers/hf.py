@@ -31,27 +31,35 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) -> Path:
+def resolve_weights(
+    weights: str | os.PathLike | None, default: str, name: str, *, downloading: bool = False
+) -> Path:
     """Folder holding ``config.json`` and the weights of backbone ``name``.
 
     Arguments:
       weights: a local folder in the Hugging Face layout, or a hub id; None: ``default``.
       default: the official hub id of the backbone.
       name: the registry name, used in error messages.
+      downloading: for ``loftup download`` (its message when offline says how to go online).
     """
     source = os.fspath(weights) if weights is not None else default
     path = Path(source).expanduser()
+    layout = f"a folder in the Hugging Face layout ({CONFIG_FILE} + {WEIGHTS_FILE})"
     if path.is_dir():
         if not (path / CONFIG_FILE).exists():
             raise WeightsNotFoundError(
-                f"{path} has no {CONFIG_FILE}: backbone weights must be a folder in the Hugging "
-                f"Face layout ({CONFIG_FILE} + {WEIGHTS_FILE}), e.g. written by save_pretrained"
+                f"{path} has no {CONFIG_FILE}: backbone weights must be {layout}, e.g. written "
+                "by save_pretrained"
             )
         return path
-    if path.exists() or _looks_like_path(source):
+    if path.exists():
         raise WeightsNotFoundError(
-            f"backbone weights for {name} must be a folder ({CONFIG_FILE} + {WEIGHTS_FILE}) or a "
-            f"hub id; {source} is not a folder"
+            f"backbone weights for {name}: {source} is a file, but they must be {layout} or a "
+            f"hub id (if it is one of those two files, pass its folder, {path.parent})"
+        )
+    if _looks_like_path(source):
+        raise WeightsNotFoundError(
+            f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
     from ..hub import hub_file
 
@@ -61,7 +69,7 @@ def resolve_weights(weights: str | os.PathLike | None, default: str, name: str) 
         f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
     )
     what = f"backbone {name}"
-    kw = {"what": what, "local_hint": hint, "download_name": name}
+    kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
     config = hub_file(source, CONFIG_FILE, **kw)
     hub_file(source, WEIGHTS_FILE, **kw)
     return config.parent
@@ -77,7 +85,7 @@ def download(name: str) -> Path:
     spec = resolve(name)
     if spec.default_weights is None:
         raise WeightsNotFoundError(f"backbone {name} has no hub weights to download")
-    return resolve_weights(None, spec.default_weights, spec.name)
+    return resolve_weights(None, spec.default_weights, spec.name, downloading=True)
 
 
 def read_config(folder: Path) -> dict:
@@ -133,7 +141,22 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def _where_from(name: str) -> str:
+    """Where backbone ``name``'s weights come from, for a message on a broken copy."""
+    from . import FEATURIZERS
+
+    repo = getattr(FEATURIZERS.get(name), "default_weights", None)
+    if repo:
+        return (
+            f"copy it again from hub repo {repo} (`loftup download {name}` fills the cache), or "
+            "write the folder again with save_pretrained"
+        )
+    return "write the folder again with save_pretrained"
+
+
 def _load_strict(cls, folder: Path, name: str, **config_overrides):
+    from safetensors import SafetensorError
+
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -150,6 +173,11 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         )
     except OSError as e:
         raise WeightsNotFoundError(f"cannot load backbone {name} from {folder}: {e}") from None
+    except SafetensorError as e:  # a truncated or corrupt model.safetensors
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
+            f"{_where_from(name)}"
+        ) from None
     except RuntimeError as e:  # size mismatches
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0]}"

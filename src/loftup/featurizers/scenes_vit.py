@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsNotFoundError
+from ..errors import CheckpointError, WeightsNotFoundError
 from . import Featurizer, FeaturizerSpec, register
 from .sizes import to_patch_multiple
 
@@ -136,8 +136,6 @@ def save_backbone(model: SceneViT, directory: str | Path, extra: dict | None = N
 
 def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     """The shipped model (``weights=None``), or one saved by :func:`save_backbone` in a folder."""
-    from safetensors.torch import load_file
-
     if weights is None:
         files = (shipped_weights() / f"{NAME}.safetensors", shipped_weights() / f"{NAME}.json")
     else:
@@ -149,9 +147,25 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
                 f"{NAME}: {f} not found; pass a folder written by "
                 "`loftup world backbone --out DIR`, or reinstall loftup for the shipped weights"
             )
-    info = json.loads(files[1].read_text())
-    model = SceneViT(config=SceneViTConfig.from_dict(info["architecture"]))
-    model.load_state_dict(load_file(str(files[0])), strict=True)
+    fix = "write the folder again with `loftup world backbone --out DIR`"
+    try:
+        info = json.loads(files[1].read_text())
+        model = SceneViT(config=SceneViTConfig.from_dict(info["architecture"]))
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{files[1]} is not a valid {NAME} config ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); {fix}"
+        ) from None
+    from ..hub import read_safetensors
+
+    state = read_safetensors(files[0], fix)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{files[0]} does not fit the architecture in {files[1]} "
+            f"({str(e).splitlines()[0][:200]}...); {fix}"
+        ) from None
     return model.to(device) if device is not None else model
 
 

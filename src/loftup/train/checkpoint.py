@@ -45,12 +45,17 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A checkpoint written by :func:`save_checkpoint` (no code is unpickled)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
-        raise CheckpointError(f"cannot read training checkpoint {path}: {e}") from None
+    from ..hub import torch_load
+
+    fix = (
+        "loftup train writes its checkpoints with tensors, numbers and strings only: move this "
+        "file away (training starts afresh) or choose another log.out_dir"
+    )
+    data = torch_load(path, fix=fix, what="training checkpoint ")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a loftup training checkpoint")
+        raise CheckpointError(
+            f'{path} is not a loftup training checkpoint (no "format": "{FORMAT}"); {fix}'
+        )
     return data
 
 

@@ -28,7 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
-from ..errors import LoftUpError, Terminated, require, terminate, worker_ignores_sigterm
+from ..errors import (
+    LoftUpError,
+    Terminated,
+    UsageError,
+    require,
+    terminate,
+    worker_ignores_sigterm,
+)
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -49,7 +56,7 @@ from .checkpoint import (
     set_rng_state,
     unpack_history,
 )
-from .config import TrainConfig, load_config
+from .config import TrainConfig, check_backbone_fit, load_config, validate
 from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
 from .ema import EMATeacher
 from .monitor import Monitor, write_run_record
@@ -110,12 +117,58 @@ class _StopOnSigterm:
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    preflight(cfg)  # every value and path the user gave, before anything is loaded
     info = setup(cfg.device)
     try:
         with _StopOnSigterm() as sigterm:
             return _run(cfg, info, resume, sigterm)
     finally:
         teardown(info)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """What can be checked without loading anything, checked first: every config value (again:
+    a TrainConfig may have been changed after it was built), the backbone's name against the
+    sizes it needs, the data folder and the output folder. A :class:`UsageError` names the
+    problem and the fix."""
+    validate(cfg)
+    check_backbone_fit(cfg)
+    if cfg.stage == 2:
+        check_init(cfg.init)
+    check_out_dir(cfg.log.out_dir)
+    data_folder(cfg.data.root)
+
+
+def check_init(init: str | None) -> None:
+    """Stage 2's ``init``: set, and a file, a folder or a released name."""
+    from ..hub import ALIASES, RELEASED
+
+    if not init:
+        raise UsageError(
+            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
+            "a released name such as loftup_dinov2s)"
+        )
+    if ALIASES.get(init, init) not in RELEASED and not Path(init).expanduser().exists():
+        raise UsageError(
+            f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
+            f"or RUN/final) or a released name ({', '.join(RELEASED)})"
+        )
+
+
+def check_out_dir(out_dir: str) -> Path:
+    """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file."""
+    path = Path(out_dir).expanduser()
+    for p in (path, *path.parents):
+        if not p.exists():
+            continue
+        if p.is_dir():
+            break
+        what = f"{path} is a file" if p == path else f"{path} lies under {p}, which is a file"
+        raise UsageError(
+            f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
+            "checkpoint.pt, final/ and metrics.csv; give a folder path"
+        )
+    return path
 
 
 def _packages_needed(cfg: TrainConfig) -> dict[str, str]:
@@ -149,7 +202,6 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     elif resume and main:
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
 
-    data_folder(cfg.data.root)  # a wrong path is said now, not after the models are loaded
     require(_packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
     # -- the models ------------------------------------------------------------------------
@@ -203,8 +255,6 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_sigterm,
     )  # fmt: skip
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
-    if cfg.stage == 2 and max(sizes) > cfg.stage2.load_size:
-        raise LoftUpError(f"stage2.global_sizes {sizes} exceed stage2.load_size")
 
     monitor, viz = None, None
     if main:
@@ -253,7 +303,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     sigterm.in_steps = True
     tick = time.perf_counter()
-    for step, batch in zip(range(step0, total), loader):
+    for step, batch in zip(range(step0, total), _from_workers(loader)):
         t_data = time.perf_counter() - tick
         draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
         images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
@@ -337,6 +387,25 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
     )
+
+
+def _from_workers(loader):
+    """The loader's batches. A LoftUpError raised in a DataLoader worker comes back from PyTorch
+    with the worker's traceback inside its message; it is raised again with the message alone
+    (one line, as the command line prints it)."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except LoftUpError as e:
+            text = str(e)
+            if "Original Traceback" not in text:
+                raise
+            last = [line for line in text.splitlines() if line.strip()][-1]
+            raise type(e)(last.split(": ", 1)[-1]) from None
+        yield batch
 
 
 def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
