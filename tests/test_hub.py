@@ -152,6 +152,32 @@ def test_wrong_shapes_name_the_key(tmp_path, reference_state):
         load_upsampler(tmp_path / "w.bin")
 
 
+def test_weights_of_a_diverged_run_are_refused_by_name(tmp_path, capsys):
+    """NaN weights would write all-NaN features with exit 0: refused at load, in one line."""
+    from loftup.cli import main
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=32)
+    with torch.no_grad():
+        model.head.conv.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
+    with pytest.raises(CheckpointError, match=r"1 of its \d+ weight tensors hold NaN or infinite"):
+        load_upsampler(tmp_path / "up")
+    (tmp_path / "a.png").write_bytes(b"")
+    args = [
+        "upsample",
+        str(tmp_path / "a.png"),
+        "-m",
+        str(tmp_path / "up"),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "(first: head.conv.weight)" in err and "\n" not in err[:-1]
+    assert not (tmp_path / "o").exists()
+
+
 def test_foreign_keys_are_named(tmp_path, reference_state):
     state = dict(reference_state)
     state["upsampler.extra_layer.weight"] = torch.zeros(3)

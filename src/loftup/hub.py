@@ -389,10 +389,27 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         origin = ckpt.name
         state, config = to_native(read_weights(download(ckpt.name)), origin)
         backbone = ckpt.backbone
+    _check_finite(state, origin)
     model = build_from_state(state, config, origin)
     model.backbone = backbone
     model.source = origin
     return model.to(device=device, dtype=dtype).eval()
+
+
+def _check_finite(state: dict, origin: str) -> None:
+    """Refuse weights that hold NaN or infinities (a training run that diverged): every output
+    would be NaN, written without a word."""
+    bad = [
+        k
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{origin}: {len(bad)} of its {len(state)} weight tensors hold NaN or infinite values "
+            f"(first: {bad[0]}), so every feature would be NaN: a training run that diverged? "
+            "Use an earlier checkpoint"
+        )
 
 
 def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:
