@@ -231,3 +231,28 @@ def test_every_option_of_every_command_says_what_it_does():
             no_default.append(f"{name} {flag} (default {action.default!r})")
     assert not silent, f"options without help: {silent}"
     assert not no_default, f"options whose help does not give the default: {no_default}"
+
+
+def test_a_warning_under_the_command_line_is_one_line():
+    """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
+    are, one line, not with the source path and line of whoever warned; Python's own format
+    is back after the command. (A process of its own: pytest records warnings itself.)"""
+    code = (
+        "import sys, warnings; from loftup import cli; before = warnings.formatwarning\n"
+        "def warns(args):\n"
+        "    warnings.warn('Image size (144000000 pixels) exceeds limit of\\n 89478485 pixels')\n"
+        "cli._cmd_info = warns\n"
+        "code = cli.main(['info'])\n"
+        "sys.exit(code if warnings.formatwarning is before else 3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stderr == "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels\n"
+    )

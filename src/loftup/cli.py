@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from .errors import LoftUpError, Terminated, terminate
 
@@ -1009,11 +1010,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    # a warning is one line, as errors are (not the source path and line of whoever warned)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return _main(args)
     finally:
+        warnings.formatwarning = formatwarning
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 def _main(args) -> int:
