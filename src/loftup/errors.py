@@ -30,6 +30,12 @@ class UsageError(LoftUpError, ValueError):
     """An argument outside the values it may take (a benchmark suite or section, say)."""
 
 
+def is_int(value) -> bool:
+    """Whether ``value`` is an integer a count or a size may be: an ``int`` and not a ``bool``
+    (``True`` is an ``int`` to Python, never a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler's cancel, time limit or preemption; torchrun stopping its other
     processes), raised in the main thread like Ctrl-C so that what is half-written is removed on
@@ -164,3 +170,16 @@ def worker_ignores_sigterm(worker_id: int) -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def worker_message(e: BaseException) -> str | None:
+    """The original message of an error that a DataLoader worker raised (None for another)."""
+    text = str(e)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return None
+    names = {type(e).__name__, f"{type(e).__module__}.{type(e).__qualname__}"}
+    for line in reversed(text.splitlines()):
+        name, sep, message = line.partition(": ")
+        if sep and name in names:
+            return message
+    return None

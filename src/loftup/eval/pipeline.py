@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import LoftUpError, UsageError, worker_ignores_sigterm
+from ..errors import LoftUpError, UsageError, is_int, worker_ignores_sigterm, worker_message
 from ..featurizers import imagenet_normalize
 from .datasets.davis import MIN_FRAMES
 from .features import FeatureCache, default_cache_dir, lowres_features
@@ -83,12 +83,8 @@ class EvalConfig:
         check_config(self)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _at_least(option: str, value, low: int, note: str = "") -> None:
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         raise UsageError(f"{option} must be an integer >= {low}{note}, got {value!r}")
 
 
@@ -312,19 +308,6 @@ class Loader:
             shutdown = getattr(it, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()
-
-
-def worker_message(e: BaseException) -> str | None:
-    """The original message of an error that a DataLoader worker raised (None for another)."""
-    text = str(e)
-    if not text.startswith("Caught ") or "Original Traceback" not in text:
-        return None
-    names = {type(e).__name__, f"{type(e).__module__}.{type(e).__qualname__}"}
-    for line in reversed(text.splitlines()):
-        name, sep, message = line.partition(": ")
-        if sep and name in names:
-            return message
-    return None
 
 
 def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:

@@ -35,6 +35,7 @@ from ..errors import (
     require,
     terminate,
     worker_ignores_sigterm,
+    worker_message,
 )
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
@@ -400,11 +401,10 @@ def _from_workers(loader):
         except StopIteration:
             return
         except LoftUpError as e:
-            text = str(e)
-            if "Original Traceback" not in text:
+            message = worker_message(e)
+            if message is None:
                 raise
-            last = [line for line in text.splitlines() if line.strip()][-1]
-            raise type(e)(last.split(": ", 1)[-1]) from None
+            raise type(e)(message) from None
         yield batch
 
 
