@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..errors import UsageError, is_int
 from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, tf32, time_alternating
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -145,10 +145,6 @@ def bench_forward(
     }
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def check_settings(
     sizes=(224,),
     *,
@@ -168,22 +164,22 @@ def check_settings(
     from ..model import LoftUpConfig
 
     sizes = list(sizes)
-    if not sizes or not all(_is_int(n) and n >= 1 for n in sizes):
+    if not sizes or not all(is_int(n) and n >= 1 for n in sizes):
         raise UsageError(
             f"sizes are output sides in pixels and must be integers >= 1, got "
             f"{' '.join(map(str, sizes)) or 'none'}"
         )
     if dim is not None:
-        cfg = LoftUpConfig(dim=max(dim, 1) if _is_int(dim) else 1)
+        cfg = LoftUpConfig(dim=max(dim, 1) if is_int(dim) else 1)
         extra, heads = cfg.width - cfg.dim, cfg.num_heads
-        if not _is_int(dim) or dim < 1 or (dim + extra) % heads:
+        if not is_int(dim) or dim < 1 or (dim + extra) % heads:
             raise UsageError(
                 f"dim (feature channels) must be a positive multiple of {heads}: the attention "
                 f"width dim + {extra} is split over {heads} heads; got {dim} (e.g. 384)"
             )
     for name, value, least in (("grid", grid, 1), ("batch", batch, 1), ("repeats", repeats, 1),
                                ("warmup", warmup, 0)):  # fmt: skip
-        if not _is_int(value) or value < least:
+        if not is_int(value) or value < least:
             what = {
                 "grid": "the low-res grid side",
                 "batch": "images per call",
@@ -192,7 +188,7 @@ def check_settings(
             }[name]
             raise UsageError(f"{name} ({what}) must be an integer >= {least}, got {value}")
     for name, value in (("tile_size", tile_size), ("chunk_size", chunk_size)):
-        if value is not None and (not _is_int(value) or value < 1):
+        if value is not None and (not is_int(value) or value < 1):
             raise UsageError(
                 f"{name} must be >= 1 pixels, or left unset for the device's default; got {value}"
             )

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, is_int
 from .core import PeakMemory, flops_per_pixel, sync, time_alternating, time_call
 
 
@@ -56,7 +56,7 @@ def bench_megapixels(model, sizes=(224, 1024), *, grid=16, device="cpu", repeats
 
 def check_stream_size(size) -> None:
     """A :class:`loftup.errors.UsageError` unless ``size`` is an output side >= 1 to stream."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not is_int(size) or size < 1:
         raise UsageError(
             f"stream size is the side of the N x N output streamed to disk and must be an "
             f"integer >= 1 (e.g. 4096), got {size}"

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.scenes import SceneConfig
-from ..errors import UsageError
+from ..errors import UsageError, is_int
 from ..featurizers.scenes_vit import SceneViT, SceneViTConfig, save_backbone
 from .probe import measure_backbone, scene_batch
 
@@ -73,7 +73,7 @@ class BackboneRecipe:
         ints = {"steps": 1, "batch_size": 1, "scenes": 1, "warmup": 0, "seed": 0}
         for name, least in ints.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_int(value) or value < least:
                 raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
         if self.eval_scenes != 0 and not (
             isinstance(self.eval_scenes, int) and self.eval_scenes >= 2

@@ -55,12 +55,9 @@ class DemoConfig:
         """Every value checked now, before a scene is written (a :class:`UsageError`)."""
         import math
 
-        from ..errors import UsageError
+        from ..errors import UsageError, is_int
 
-        def integer(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not integer(self.size) or self.size < 8 or self.size % 8:
+        if not is_int(self.size) or self.size < 8 or self.size % 8:
             raise UsageError(
                 f"--size must be a positive multiple of 8 (the backbone's patch), e.g. 64; got "
                 f"{self.size}"
@@ -77,7 +74,7 @@ class DemoConfig:
         why = {"val_scenes": " (half fit the probes, half score them)", "seed": ""}
         for name, low in least.items():
             value = getattr(self, name)
-            if not integer(value) or value < low:
+            if not is_int(value) or value < low:
                 raise UsageError(
                     f"--{name.replace('_', '-')} must be an integer >= {low}{why.get(name, '')}, "
                     f"got {value}"

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UsageError
+from ..errors import UsageError, is_int
 
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-def _integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def scene_config(
@@ -37,9 +33,9 @@ def scene_config(
     from ..data.scenes import SceneConfig
     from ..data.textures import FAMILIES
 
-    if not (_integer(height) and _integer(width) and min(height, width) >= 8):
+    if not (is_int(height) and is_int(width) and min(height, width) >= 8):
         raise UsageError(f"scene size must be at least 8x8 pixels, got {height}x{width}")
-    if not _integer(num_classes) or not 2 <= num_classes <= len(FAMILIES):
+    if not is_int(num_classes) or not 2 <= num_classes <= len(FAMILIES):
         raise UsageError(
             f"classes (texture families) must be between 2 and {len(FAMILIES)}, got {num_classes}"
         )
@@ -75,11 +71,11 @@ def scene_config(
 def check_write(count: int, *, seed: int = 0, start: int = 0, quality: int = 95) -> None:
     """A :class:`UsageError` unless :func:`loftup.data.scene_files.write_scenes` can write
     ``count`` scenes from index ``start`` of world ``seed`` at JPEG ``quality``."""
-    if not _integer(count) or count < 1:
+    if not is_int(count) or count < 1:
         raise UsageError(f"count (number of scenes) must be at least 1, got {count}")
-    if not _integer(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise UsageError(f"seed must be an integer >= 0 (it seeds NumPy), got {seed}")
-    if not _integer(start) or start < 0:
+    if not is_int(start) or start < 0:
         raise UsageError(f"start (index of the first scene) must be >= 0, got {start}")
-    if not _integer(quality) or not 1 <= quality <= 100:
+    if not is_int(quality) or not 1 <= quality <= 100:
         raise UsageError(f"quality (JPEG) must be between 1 and 100, got {quality}")
