@@ -538,18 +538,23 @@ def _check_between_keys(cfg: TrainConfig) -> None:
             "config key stage2.global_sizes is empty; give one or more sizes, or null for the "
             "recipe's"
         )
-    sizes = cfg.stage2.global_sizes
-    if cfg.stage == 2 and sizes and max(sizes) > cfg.stage2.load_size:
-        raise UsageError(
-            f"config key stage2.global_sizes {sizes} exceeds stage2.load_size "
-            f"{cfg.stage2.load_size}: the teacher's crops are cut from the load_size image; "
-            "raise stage2.load_size or lower the sizes"
-        )
+    if cfg.stage == 2 and cfg.stage2.global_sizes:
+        _check_global_sizes_fit(cfg.stage2.global_sizes, cfg.stage2.load_size)
     if cfg.stage == 1 and cfg.init:
         raise UsageError(
             f"init={cfg.init} is given to stage 1, which starts from random weights (method.md "
             "§2); init is the stage-1 checkpoint stage 2 starts from: drop init, or train "
             "--stage 2"
+        )
+
+
+def _check_global_sizes_fit(sizes: list[int], load_size: int, whose: str = "") -> None:
+    """Stage 2's global views are cut from the ``load_size`` image: none may be larger."""
+    if max(sizes) > load_size:
+        raise UsageError(
+            f"config key stage2.global_sizes {sizes}{whose} exceed stage2.load_size {load_size}: "
+            "the teacher's crops are cut from the load_size image; raise stage2.load_size or "
+            "set smaller stage2.global_sizes"
         )
 
 
@@ -580,12 +585,9 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
         from .batches import default_global_sizes
 
         sizes = cfg.stage2.global_sizes or default_global_sizes(patch)
-        if max(sizes) > cfg.stage2.load_size:
-            raise UsageError(
-                f"stage2.global_sizes {sizes} (the global views of {cfg.backbone}) exceed "
-                f"stage2.load_size {cfg.stage2.load_size}: the teacher's crops are cut from the "
-                "load_size image; raise stage2.load_size or set smaller stage2.global_sizes"
-            )
+        _check_global_sizes_fit(
+            sizes, cfg.stage2.load_size, f" (the global views of {cfg.backbone})"
+        )
         if min(sizes) < patch:
             raise UsageError(
                 f"config key stage2.global_sizes {sizes} must each be at least the patch size of "
