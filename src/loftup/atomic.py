@@ -31,6 +31,20 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+#: The ending of :func:`temp_beside`'s files (hidden, ``.NAME.XXXX.tmp``).
+TEMP_SUFFIX = ".tmp"
+
+
+def leftovers(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files of :func:`temp_beside` under ``folder`` (searched recursively): what
+    a process killed before its rename (``kill -9``, a lost node) left behind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(f".*{TEMP_SUFFIX}")
+    return [p for p in found if p.is_file() and not p.is_symlink()]
+
+
 def temp_beside(path: str | os.PathLike) -> str:
     """A new empty temporary file in ``path``'s folder (made if missing), named after it and
     hidden (``.name.XXXX.tmp``), with the mode of a new file (:data:`FILE_MODE`): a rename onto
@@ -41,7 +55,7 @@ def temp_beside(path: str | os.PathLike) -> str:
             errno.EISDIR, "is a folder; a file name was expected here", str(path)
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not mkstemp's 0o600
     finally:

@@ -76,8 +76,9 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
     """Refuse a run into ``out_dir`` whose files were made with other ``options``, naming each
     difference: its ``upsample.json`` describes every file in it, so a run with other options
     there would leave files that the record misdescribes (and that a later ``--resume`` would
-    keep); another ``--format`` is allowed (other files). With ``resume``, also refuse a folder of files with no record or an unreadable one
-    (nothing says what made them); without it, such a record is simply replaced."""
+    keep); another ``--format`` is allowed (other files). With ``resume``, also refuse a
+    folder of files with no record or an unreadable one (nothing says what made them); without
+    it, such a record is simply replaced."""
     path = out_dir / OPTIONS_NAME
     flag = "--resume: " if resume else ""
     if not path.is_file():
@@ -113,15 +114,15 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
 
 
 def remove_unfinished(out_dir: Path) -> int:
-    """Delete the temporary files (``.NAME.XXXX.tmp``, :func:`loftup.atomic.temp_beside`) that
-    a killed run left in ``out_dir``; returns how many. Only for a resumed run, which takes
-    over from the run that made them (another run writing there now would lose its files)."""
-    removed = 0
-    for tmp in out_dir.rglob(".*.tmp") if out_dir.is_dir() else ():
-        if tmp.is_file() and not tmp.is_symlink():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete the temporary files (:func:`loftup.atomic.leftovers`) that a killed run left in
+    ``out_dir``; returns how many. Only for a resumed run, which takes over from the run that
+    made them (another run writing there now would lose its files)."""
+    from .atomic import leftovers
+
+    unfinished = leftovers(out_dir)
+    for tmp in unfinished:
+        tmp.unlink(missing_ok=True)
+    return len(unfinished)
 
 
 def write_options(out_dir: Path, options: dict) -> None:
