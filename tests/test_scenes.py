@@ -10,6 +10,7 @@ import pytest
 from loftup.data.scene_files import read_world, write_scenes
 from loftup.data.scenes import SceneConfig, generate_scene
 from loftup.data.textures import FAMILIES
+from loftup.errors import UsageError
 
 SMALL = SceneConfig(height=64, width=80, num_classes=6)
 
@@ -118,13 +119,40 @@ def test_a_pixels_colour_does_not_tell_its_class_but_its_texture_does():
 
 
 def test_config_errors_name_the_problem():
-    with pytest.raises(ValueError, match="num_classes must be between 2 and 12"):
+    with pytest.raises(
+        ValueError, match=r"num_classes \(texture families\) must be between 2 and 12"
+    ):
         SceneConfig(num_classes=13)
     with pytest.raises(ValueError, match="unknown texture families"):
         SceneConfig(families=("stripes_vertical", "tartan"), num_classes=2)
     with pytest.raises(ValueError, match="radius must be"):
         SceneConfig(radius=(0.5, 0.1))
     assert len(FAMILIES) == 12
+    # what NumPy would paint as NaN (scale 0) or refuse deep inside (a NaN texture scale)
+    with pytest.raises(UsageError, match="scale .* finite number > 0, got 0"):
+        SceneConfig(scale=0)
+    with pytest.raises(UsageError, match="texture_scale .*finite"):
+        SceneConfig(texture_scale=(1.0, float("nan")))
+    with pytest.raises(UsageError, match="noise must be a finite number >= 0"):
+        SceneConfig(noise=-0.1)
+    with pytest.raises(UsageError, match="at least 8x8"):
+        SceneConfig(height=8.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"count": 0}, "count .* at least 1"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"start": True}, "start .* >= 0, got True"),
+        ({"quality": 0}, "quality .* between 1 and 100"),
+    ],
+)
+def test_write_scenes_refuses_its_range_before_making_the_folder(kwargs, words, tmp_path):
+    args = {"count": 2, **kwargs}
+    with pytest.raises(UsageError, match=words):
+        write_scenes(tmp_path / "w", SceneConfig(height=16, width=16), args.pop("count"), **args)
+    assert not (tmp_path / "w").exists()
 
 
 def test_config_round_trips_through_json():

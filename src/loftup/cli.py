@@ -874,9 +874,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def _cmd_world_scenes(args) -> int:
     from .data.scene_files import write_scenes
-    from .world.options import check_write, scene_config
+    from .data.scenes import SceneConfig
 
-    config = scene_config(  # every option checked before anything is written
+    config = SceneConfig(  # every option checked (then write_scenes's) before a file is written
         height=args.size[0],
         width=args.size[1],
         num_classes=args.classes,
@@ -884,7 +884,6 @@ def _cmd_world_scenes(args) -> int:
         texture_scale=tuple(args.texture_scale),
         texture_contrast=tuple(args.texture_contrast),
     )
-    check_write(args.count, seed=args.seed, start=args.start, quality=args.quality)
     out = write_scenes(
         args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
     )

@@ -99,6 +99,24 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+def check_scene_range(
+    count: int, *, seed: int = 0, start: int = 0, quality: int = JPEG_QUALITY
+) -> None:
+    """A :class:`loftup.errors.UsageError` (a ValueError) naming the first of ``count`` scenes,
+    world ``seed``, first index ``start`` and JPEG ``quality`` outside its range, so that a
+    caller can check them before any work (:func:`write_scenes` checks them first)."""
+    from ..errors import UsageError, is_int
+
+    if not is_int(count) or count < 1:
+        raise UsageError(f"count (number of scenes) must be at least 1, got {count}")
+    if not is_int(seed) or seed < 0:
+        raise UsageError(f"seed must be an integer >= 0 (it seeds NumPy), got {seed}")
+    if not is_int(start) or start < 0:
+        raise UsageError(f"start (index of the first scene) must be >= 0, got {start}")
+    if not is_int(quality) or not 1 <= quality <= 100:
+        raise UsageError(f"quality (JPEG) must be between 1 and 100, got {quality}")
+
+
 def write_scenes(
     out: str | Path,
     config: SceneConfig,
@@ -118,10 +136,7 @@ def write_scenes(
 
     from ..atomic import atomic_write_bytes, write_json
 
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    check_scene_range(count, seed=seed, start=start, quality=quality)
     out = Path(out)
     (out / "sa1b").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UsageError, is_int
 from .textures import FAMILIES, render_texture
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -68,27 +73,43 @@ class SceneConfig:
     min_area: int = 16
 
     def __post_init__(self) -> None:
+        """Refuse values that would fail deep in NumPy or draw nonsense (``scale`` 0 paints NaN),
+        as a :class:`loftup.errors.UsageError` (a ValueError) naming the field and its range."""
         names = tuple(self.families) if self.families else tuple(FAMILIES)
         unknown = [n for n in names if n not in FAMILIES]
         if unknown:
-            raise ValueError(f"unknown texture families {unknown}; known: {', '.join(FAMILIES)}")
-        if not 2 <= self.num_classes <= len(names):
-            raise ValueError(
-                f"num_classes must be between 2 and {len(names)} (the texture families "
-                f"available), got {self.num_classes}; pass more families to have more classes"
+            raise UsageError(f"unknown texture families {unknown}; known: {', '.join(FAMILIES)}")
+        if not is_int(self.num_classes) or not 2 <= self.num_classes <= len(names):
+            raise UsageError(
+                f"num_classes (texture families) must be between 2 and {len(names)}, got "
+                f"{self.num_classes}" + ("; pass more families to have more classes"
+                                          if self.families else "")
+            )  # fmt: skip
+        if not (is_int(self.height) and is_int(self.width) and min(self.height, self.width) >= 8):
+            raise UsageError(f"scenes must be at least 8x8 pixels, got {self.height}x{self.width}")
+        if not _positive(self.scale):
+            raise UsageError(
+                f"scale (pixel scale of textures and lines) must be a finite number > 0, "
+                f"got {self.scale}"
             )
-        if self.height < 8 or self.width < 8:
-            raise ValueError(f"scenes must be at least 8x8 pixels, got {self.height}x{self.width}")
+        lo, hi = self.texture_scale
+        if not (_positive(lo) and _positive(hi) and lo <= hi):
+            raise UsageError(
+                f"texture_scale must be (MIN, MAX) with 0 < MIN <= MAX (finite), got {lo:g} {hi:g}"
+            )
         for name in ("blobs", "polygons", "thin", "radius", "thin_width", "period"):
             lo, hi = getattr(self, name)
-            if lo > hi or lo < 0:
-                raise ValueError(f"{name} must be a (min, max) pair with 0 <= min <= max")
+            if not 0 <= lo <= hi < math.inf:  # NaN fails too
+                raise UsageError(f"{name} must be a (min, max) pair with 0 <= min <= max")
+        for name in ("noise", "min_colour_distance", "min_area"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise UsageError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.texture_contrast is not None:
             lo, hi = self.texture_contrast
-            if not 0 <= lo <= hi <= 1:
-                raise ValueError(
-                    f"texture_contrast must be None or a (min, max) pair with 0 <= min <= max <= 1,"
-                    f" got {self.texture_contrast}"
+            if not 0 <= lo <= hi <= 1:  # NaN fails too
+                raise UsageError(
+                    f"texture_contrast must be None or (MIN, MAX) with 0 <= MIN <= MAX <= 1 "
+                    f"(RGB distance), got {lo:g} {hi:g}"
                 )
 
     @property

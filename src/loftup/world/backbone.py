@@ -98,9 +98,7 @@ class BackboneRecipe:
         self.scene_config()  # num_classes and texture_scale
 
     def scene_config(self) -> SceneConfig:
-        from .options import scene_config
-
-        return scene_config(
+        return SceneConfig(
             height=self.size,
             width=self.size,
             num_classes=self.num_classes,

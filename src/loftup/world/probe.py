@@ -130,13 +130,13 @@ def measure_backbone(
     featurizer, config: SceneConfig, *, seed: int = 1, count: int = 48, start: int = 0
 ) -> dict:
     """:func:`probe_report` of ``featurizer`` on scenes ``start .. start + count`` of seed ``seed``."""
-    from .options import check_write
+    from ..data.scene_files import check_scene_range
 
     if isinstance(count, int) and count < 2:
         from ..errors import UsageError
 
         raise UsageError(f"count must be at least 2 (half the scenes fit, half score), got {count}")
-    check_write(count, seed=seed, start=start)
+    check_scene_range(count, seed=seed, start=start)
     images, labels = scene_batch(config, seed, range(start, start + count))
     report = probe_report(features_of(featurizer, images), labels, config.num_classes)
     return {**report, "seed": seed, "size": [config.height, config.width]}
