@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -233,26 +234,61 @@ def test_every_option_of_every_command_says_what_it_does():
     assert not no_default, f"options whose help does not give the default: {no_default}"
 
 
-def test_a_warning_under_the_command_line_is_one_line():
-    """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
-    are, one line, not with the source path and line of whoever warned; Python's own format
-    is back after the command. (A process of its own: pytest records warnings itself.)"""
-    code = (
-        "import sys, warnings; from loftup import cli; before = warnings.formatwarning\n"
-        "def warns(args):\n"
-        "    warnings.warn('Image size (144000000 pixels) exceeds limit of\\n 89478485 pixels')\n"
-        "cli._cmd_info = warns\n"
-        "code = cli.main(['info'])\n"
-        "sys.exit(code if warnings.formatwarning is before else 3)\n"
-    )
+def _python(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by this Python with loftup importable; it must exit with 0."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert (
-        done.stderr == "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels\n"
+    return done
+
+
+@pytest.mark.parametrize("bar", [False, True], ids=["alone", "under a progress bar"])
+def test_a_warning_under_the_command_line_is_one_line(bar):
+    """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
+    are, one line, not with the source path and line of whoever warned, and on a line of its
+    own while a progress bar is drawn; Python's own printing is back after the command. (A
+    process of its own: pytest records warnings itself.)"""
+    code = (
+        "import sys, warnings; from tqdm import tqdm; from loftup import cli\n"
+        "before = warnings.showwarning\n"
+        "def warns(args):\n"
+        f"    bar = tqdm(total=2, file=sys.stderr, disable={not bar})\n"
+        "    bar.update(1)\n"
+        "    warnings.warn('Image size (144000000 pixels) exceeds limit of\\n 89478485 pixels')\n"
+        "    bar.close()\n"
+        "cli._cmd_info = warns\n"
+        "code = cli.main(['info'])\n"
+        "sys.exit(code if warnings.showwarning is before else 3)\n"
     )
+    done = _python(code)
+    line = "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels"
+    if not bar:
+        assert done.stderr == line + "\n"
+    else:  # the bar is drawn before and after it, never on its line
+        pieces = re.split(r"[\r\n]", done.stderr)
+        assert line in pieces, done.stderr
+        assert sum("warning" in p for p in pieces) == 1 and "1/2" in done.stderr
+
+
+def test_train_logs_its_own_lines_beside_the_progress_bar():
+    """What `loftup train` logs (a skipped file, a resume) is a bare line of its own while the
+    bar is drawn, and the hub client's INFO lines (one per HTTP request) are not printed;
+    afterwards the logger is as it was. (A process of its own: pytest captures logging.)"""
+    code = (
+        "import logging, sys; from tqdm import tqdm; from loftup import cli\n"
+        "logger = logging.getLogger('loftup')\n"
+        "with cli._log_beside_bars(logger):\n"
+        "    bar = tqdm(total=2, file=sys.stderr)\n"
+        "    bar.update(1)\n"
+        "    logging.getLogger('loftup.data').warning('skipping unreadable x.jpg')\n"
+        "    logging.getLogger('loftup.train').info('resuming at step 1')\n"
+        "    logging.getLogger('httpx').info('HTTP Request: GET https://huggingface.co')\n"
+        "    bar.close()\n"
+        "sys.exit(0 if not logger.handlers and logger.level == 0 else 3)\n"
+    )
+    done = _python(code)
+    pieces = re.split(r"[\r\n]", done.stderr)
+    assert "skipping unreadable x.jpg" in pieces and "resuming at step 1" in pieces, done.stderr
+    assert "HTTP" not in done.stderr and "1/2" in done.stderr

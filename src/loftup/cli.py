@@ -8,6 +8,7 @@ is what tests call in-process, ``run()`` is the console script. Errors meant for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -535,12 +536,35 @@ def _cmd_train(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = train(cfg, resume=args.resume)
+    with _log_beside_bars(logging.getLogger("loftup")):
+        result = train(cfg, resume=args.resume)
     if result.history:
         print(f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     print(f"checkpoint: {result.checkpoint}\nupsampler:  {result.pretrained}")
     return 0
+
+
+@contextlib.contextmanager
+def _log_beside_bars(logger):
+    """``logger``'s INFO and above on stderr as bare lines, each on a line of its own while a
+    progress bar is drawn (tqdm takes the bars off, prints it and draws them again). Only
+    ``logger`` (loftup's): the root logger at INFO would also print every HTTP request that
+    the Hugging Face hub's client logs."""
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        with logging_redirect_tqdm(loggers=[logger]):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # -- eval -------------------------------------------------------------------------------------
@@ -1009,18 +1033,27 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
-    # a warning is one line, as errors are (not the source path and line of whoever warned)
-    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    # a warning is one line, as errors are (not the source path and line of whoever warned),
+    # on a line of its own when a progress bar is on screen
+    showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return _main(args)
     finally:
-        warnings.formatwarning = formatwarning
+        warnings.showwarning = showwarning
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {' '.join(str(message).split())}\n"
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print ``message`` as ``warning: ...`` on one line. Through tqdm, which takes the bars
+    that are drawn off the line, writes it and draws them again below it (Python's own
+    printing would append it to the bar's line, and the bar's next update would overwrite it)."""
+    from tqdm import tqdm
+
+    try:
+        tqdm.write(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    except (OSError, ValueError):  # a closed stderr: lost, as Python's own printing loses it
+        pass
 
 
 def _main(args) -> int:
