@@ -124,17 +124,21 @@ def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     images = np.zeros((n, 3, w, h), dtype=np.uint8)
-    depths = np.zeros((n, w, h), dtype=np.float32)
+    raw = np.zeros((n, w, h), dtype=np.float32)
     for i in range(n):
         rgb, cls = two_region_image(rng, h, w, (0, 1))
         depth = np.where(cls == 0, 2.0, 5.0).astype(np.float32) + rng.uniform(0, 0.2, (h, w))
         depth[h // 2, :] = 12.0  # beyond 10 m: invalid
+        depth[:, w // 3] = 0.0  # no sensor reading: invalid
         images[i] = rgb.transpose(2, 1, 0)
-        depths[i] = depth.T
+        raw[i] = depth.T
+    # the release's "depths": the same maps with the holes filled in (here with a wrong 7 m)
+    filled = np.where(raw == 0, np.float32(7.0), raw)
     mat = root / "nyu_depth_v2_labeled.mat"
     with h5py.File(mat, "w", userblock_size=512) as f:
         f.create_dataset("images", data=images)
-        f.create_dataset("depths", data=depths)
+        f.create_dataset("depths", data=filled)
+        f.create_dataset("rawDepths", data=raw)
     with open(mat, "r+b") as f:
         f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
     half = n // 2

@@ -372,5 +372,8 @@ def test_broken_nyu_files_are_named(tmp_path, capsys, backbones):
     with h5py.File(mat, "w") as f:
         f.create_dataset("depths", data=torch.zeros(4, 64, 48).numpy())
     _fails(capsys, depth, str(mat), "no 'images'", "images (N, 3, 640, 480)")
+    with h5py.File(mat, "a") as f:  # the filled-in depths only: not what is scored
+        f.create_dataset("images", data=torch.zeros(4, 3, 64, 48, dtype=torch.uint8).numpy())
+    _fails(capsys, depth, str(mat), "no 'rawDepths'", "rawDepths (N, 640, 480)")
     mat.write_bytes(b"junk")
     _fails(capsys, depth, str(mat), "not a MATLAB v7.3 (HDF5) file")

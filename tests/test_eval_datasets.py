@@ -89,7 +89,8 @@ def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
     write_nyuv2(tmp_path, n=4, h=48, w=64)
     with h5py.File(tmp_path / "nyu_depth_v2_labeled.mat", "r") as f:
         rgb = np.asarray(f["images"][2]).transpose(2, 1, 0)  # (48, 64, 3)
-        depth = np.asarray(f["depths"][2]).T
+        depth = np.asarray(f["rawDepths"][2]).T
+        filled = np.asarray(f["depths"][2]).T
     test = NYUv2Depth(tmp_path, "test", 48)  # test = images 3 and 4 (1-based)
     assert len(test) == 2 and len(NYUv2Depth(tmp_path, "train", 48)) == 2
     item = test[0]
@@ -99,6 +100,10 @@ def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
     d = torch.from_numpy(depth[:, 8:56].copy())
     d[d > 10] = 0
     assert torch.equal(item["depth"], d) and (item["depth"] == 0).any()
+    # the sensor's holes stay holes (not scored), as Probe3D scores them: "depths" fills them
+    holes = torch.from_numpy(depth[:, 8:56] == 0)
+    assert holes.any() and (item["depth"][holes] == 0).all()
+    assert (torch.from_numpy(filled[:, 8:56])[holes] == 7.0).all()
 
 
 def test_davis_reader_lists_frames_and_objects(tmp_path):

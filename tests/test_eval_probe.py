@@ -15,7 +15,7 @@ from loftup.eval import (
     propagate_video,
 )
 from loftup.eval.metrics import depth_metrics
-from loftup.eval.probe import lr_factor, resize_labels, seg_loss
+from loftup.eval.probe import DEPTH_PROBE, lr_factor, resize_labels, seg_loss
 from loftup.eval.propagation import PropagationConfig, one_hot, soft_to_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,6 +68,21 @@ def test_learning_rate_schedule_warms_up_then_decays():
     assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
     assert lr_factor(99, 100, 10, "cosine") < 0.01
     assert lr_factor(50, 100, 0, "constant") == 1.0
+
+
+def test_the_depth_probe_follows_probe3ds_schedule():
+    """Probe3D's cosine_decay_linear_warmup (min_factor 0.01): from 1% up to the peak over the
+    warm-up, then a quarter cosine back to 1%, never to 0 (1.5 of 10 epochs of 100 steps)."""
+    assert DEPTH_PROBE.schedule == "probe3d" and DEPTH_PROBE.warmup_epochs == 1.5
+    total, warmup = 1000, 150
+    assert lr_factor(0, total, warmup, "probe3d") == pytest.approx(0.01)
+    assert lr_factor(75, total, warmup, "probe3d") == pytest.approx(0.505)
+    assert lr_factor(150, total, warmup, "probe3d") == pytest.approx(1.0)
+    assert lr_factor(575, total, warmup, "probe3d") == pytest.approx(0.99 * 0.5**0.5 + 0.01)
+    assert lr_factor(999, total, warmup, "probe3d") == pytest.approx(0.0118, abs=1e-4)
+    assert lr_factor(1000, total, warmup, "probe3d") == pytest.approx(0.01)
+    mean = sum(lr_factor(i, total, warmup, "probe3d") for i in range(total)) / total
+    assert mean == pytest.approx(0.620, abs=0.002)  # half a cosine to 0 gave 0.501
 
 
 def _propagate_dense(target, sources, labels, topk, temperature, radius):

@@ -36,7 +36,9 @@ class ProbeConfig:
       optimizer: ``nadam`` | ``adam`` | ``adamw``.
       weight_decay: decoupled weight decay (adamw) or L2 (adam, nadam).
       warmup_epochs: linear warm-up length; with ``schedule='cosine'`` the rate then decays.
-      schedule: ``constant`` or ``cosine`` (linear warm-up, then cosine to zero).
+      schedule: ``constant``, ``cosine`` (linear warm-up from 0, then half a cosine to 0) or
+        ``probe3d`` (Probe3D's: linear warm-up from 1% of ``lr``, then a quarter cosine down
+        to 1%).
       seed: seeds the probe's initialisation and the order of the batches.
     """
 
@@ -73,7 +75,7 @@ class ProbeConfig:
 SEG_PROBE = ProbeConfig()
 #: Probe3D's depth probe recipe.
 DEPTH_PROBE = ProbeConfig(
-    lr=5e-4, optimizer="adamw", warmup_epochs=1.5, schedule="cosine", weight_decay=0.01
+    lr=5e-4, optimizer="adamw", warmup_epochs=1.5, schedule="probe3d", weight_decay=0.01
 )
 
 
@@ -181,7 +183,14 @@ def _optimizer(params, cfg: ProbeConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then constant or cosine to 0."""
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``: linear warm-up over
+    ``warmup`` steps, then constant, cosine to 0, or Probe3D's schedule (see ProbeConfig)."""
+    if schedule == "probe3d":  # Probe3D's cosine_decay_linear_warmup, min_factor 0.01
+        low = 0.01
+        if step <= warmup and warmup > 0:
+            return (1 - low) * step / warmup + low
+        rel = min(1.0, (step - warmup) / max(1, total - warmup))
+        return (1 - low) * math.cos(0.5 * math.pi * rel) + low
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
@@ -189,7 +198,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == "cosine":
         span = max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
-    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant' or 'cosine'")
+    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'cosine' or 'probe3d'")
 
 
 def train_probe(

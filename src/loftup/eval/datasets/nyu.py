@@ -3,10 +3,13 @@
 Layout (the two files of the official release, side by side)::
 
     ROOT/nyu_depth_v2_labeled.mat   MATLAB v7.3 (HDF5): images (N, 3, 640, 480) uint8,
-                                    depths (N, 640, 480) float32 metres (stored transposed)
+                                    rawDepths (N, 640, 480) float32 metres (stored transposed)
     ROOT/splits.mat                 trainNdxs, testNdxs: 1-based indices into the N images
 
-Depth beyond 10 m is marked invalid (0), as in Probe3D. Probe3D trains its probes on GeoNet's
+The ground truth is ``rawDepths``, the sensor's depth projected onto the image, 0 where the
+sensor saw nothing, as Probe3D scores it; not ``depths``, the same maps with those holes filled
+in by colorization, which would train and score the probe on filled-in guesses. Depth beyond
+10 m is marked invalid (0) too, as in Probe3D. Probe3D trains its probes on GeoNet's
 larger frame set; this reader trains on the 795 official training images and tests on the same
 654 official test images Probe3D tests on. Needs ``h5py`` (in the ``eval`` extra).
 """
@@ -23,6 +26,7 @@ from .common import FIX, DatasetError, limited, require, resize_short_crop, to_i
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
 MAX_DEPTH = 10.0
+DEPTH_KEY = "rawDepths"  # the sensor's depth (0 = none); "depths" has its holes filled in
 NYU_HINT = (
     f"Put {MAT_NAME} and {SPLITS_NAME} from the NYU Depth v2 site in ROOT (see the README's "
     "Evaluation section)."
@@ -81,28 +85,28 @@ class NYUv2Depth(torch.utils.data.Dataset):
 
     def _check(self) -> None:
         """DatasetError, naming the file and what it should hold, unless the labelled set has
-        ``images`` (N, 3, W, H) and ``depths`` (N, W, H) covering every index of the split."""
+        ``images`` (N, 3, W, H) and ``rawDepths`` (N, W, H) covering every index of the split."""
         with self._open() as f:  # closed again: DataLoader workers open their own
             self._check_file(f)
 
     def _check_file(self, f) -> None:
         expected = (
-            "expected the official nyu_depth_v2_labeled.mat with images (N, 3, 640, 480) and "
-            "depths (N, 640, 480)"
+            f"expected the official nyu_depth_v2_labeled.mat with images (N, 3, 640, 480) and "
+            f"{DEPTH_KEY} (N, 640, 480)"
         )
         shapes = {}
-        for key, ndim in (("images", 4), ("depths", 3)):
+        for key, ndim in (("images", 4), (DEPTH_KEY, 3)):
             data = f.get(key)
             if data is None or not hasattr(data, "shape"):
                 raise DatasetError(f"{self.mat} has no {key!r} dataset; {expected}")
             if len(data.shape) != ndim:
                 raise DatasetError(f"{self.mat}: {key!r} has shape {tuple(data.shape)}; {expected}")
             shapes[key] = tuple(data.shape)
-        n = min(shapes["images"][0], shapes["depths"][0])
-        if shapes["images"][1] != 3 or shapes["images"][2:] != shapes["depths"][1:]:
+        n = min(shapes["images"][0], shapes[DEPTH_KEY][0])
+        if shapes["images"][1] != 3 or shapes["images"][2:] != shapes[DEPTH_KEY][1:]:
             raise DatasetError(
-                f"{self.mat}: images {shapes['images']} and depths {shapes['depths']} do not "
-                f"match; {expected}"
+                f"{self.mat}: images {shapes['images']} and {DEPTH_KEY} {shapes[DEPTH_KEY]} do "
+                f"not match; {expected}"
             )
         beyond = [i for i in self.indices if i >= n]
         if beyond:
@@ -137,7 +141,7 @@ class NYUv2Depth(torch.utils.data.Dataset):
         f, n = self._h5(), self.indices[i]
         try:
             rgb = np.asarray(f["images"][n]).transpose(2, 1, 0)  # (480, 640, 3)
-            depth = np.asarray(f["depths"][n], dtype=np.float32).T  # (480, 640)
+            depth = np.asarray(f[DEPTH_KEY][n], dtype=np.float32).T  # (480, 640)
         except (OSError, KeyError, ValueError) as e:  # a damaged chunk of the file
             why = " ".join(str(e).split())[:200] or type(e).__name__
             raise DatasetError(f"cannot read image {n + 1} of {self.mat} ({why}); {FIX}") from None
