@@ -116,6 +116,25 @@ def write_voc(root: Path, n: int = 4) -> Path:
     return base
 
 
+def write_nyu_normals(root: Path, n: int = 6, h: int = 48, w: int = 64) -> np.ndarray:
+    """ROOT/all_normals.pklz as FAIR's benchmark ships it: a gzip pickle of
+    {"all_normals": (N, H, W, 3)}, written with protocol 2 (Python 2's). The normals: unit
+    vectors, one per region of write_nyuv2's images (same seed), so features can predict them."""
+    import gzip
+    import pickle
+
+    rng = np.random.default_rng(0)
+    normals = np.zeros((n, h, w, 3), dtype=np.float32)
+    faces = np.array([[0.0, 0.0, 1.0], [0.8, 0.0, 0.6]], dtype=np.float32)
+    for i in range(n):
+        _, cls = two_region_image(rng, h, w, (0, 1))
+        rng.uniform(0, 0.2, (h, w))  # write_nyuv2's depth noise: the same regions per image
+        normals[i] = faces[cls]
+    with gzip.open(root / "all_normals.pklz", "wb") as f:
+        pickle.dump({"all_normals": normals}, f, protocol=2)
+    return normals
+
+
 def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64) -> Path:
     """ROOT/nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5, stored transposed) + splits.mat."""
     import h5py

@@ -1,5 +1,6 @@
 """Every evaluation task end to end through ``loftup eval`` on tiny datasets on disk."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,7 @@ from eval_data import (
     write_cityscapes,
     write_cocostuff,
     write_davis,
+    write_nyu_normals,
     write_nyuv2,
     write_voc,
 )
@@ -121,8 +123,22 @@ def test_depth_end_to_end(tmp_path, backbones):
     m = res["metrics"]
     assert set(m) == {"delta1", "rmse", "abs_rel"} and 0 <= m["delta1"] <= 1 and m["rmse"] > 0
     assert res["num_images"] == {"train": 3, "test": 3}
-    assert res["settings"]["probe"]["schedule"] == "cosine"
+    assert res["settings"]["probe"]["schedule"] == "probe3d"
     assert _is_png(res["figure"])
+
+
+def test_normals_end_to_end(tmp_path, backbones, capsys):
+    write_nyu_normals(write_nyuv2(tmp_path, n=6))
+    res = run_eval(
+        "normals", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
+    )
+    m = res["metrics"]
+    assert set(m) == {"rmse", "mean", "within_11.25", "within_22.5", "within_30"}
+    assert 0 <= m["within_11.25"] <= m["within_22.5"] <= m["within_30"] <= 1 and m["rmse"] > 0
+    assert res["num_images"] == {"train": 3, "test": 3}
+    assert res["settings"]["probe"]["schedule"] == "probe3d"
+    assert _is_png(res["figure"])
+    assert "within 11.25/22.5/30 deg" in capsys.readouterr().out
 
 
 def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
@@ -377,3 +393,11 @@ def test_broken_nyu_files_are_named(tmp_path, capsys, backbones):
     _fails(capsys, depth, str(mat), "no 'rawDepths'", "rawDepths (N, 640, 480)")
     mat.write_bytes(b"junk")
     _fails(capsys, depth, str(mat), "not a MATLAB v7.3 (HDF5) file")
+
+
+def test_missing_or_mismatched_normals_are_named(tmp_path, capsys, backbones):
+    write_nyuv2(tmp_path, n=4)
+    normals = _eval("normals", tmp_path, "--epochs", "1")
+    _fails(capsys, normals, str(tmp_path / "all_normals.pklz"), "nyuv2_surfacenormal_metadata.zip")
+    np.save(tmp_path / "all_normals.npy", np.zeros((4, 32, 32, 3), np.float32))
+    _fails(capsys, normals, "all_normals.npy", "expected (4, 48, 64, 3)")

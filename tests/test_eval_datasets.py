@@ -13,6 +13,7 @@ from eval_data import (
     write_cityscapes,
     write_cocostuff,
     write_davis,
+    write_nyu_normals,
     write_nyuv2,
     write_voc,
 )
@@ -20,8 +21,10 @@ from loftup.eval.datasets import (
     SEG_DATASETS,
     DatasetError,
     NYUv2Depth,
+    NYUv2Normals,
     SegmentationSet,
     davis_sequences,
+    read_normals_pickle,
 )
 from loftup.eval.datasets.seg import COCO_FINE_TO_COARSE
 from loftup.eval.features import FeatureCache
@@ -104,6 +107,51 @@ def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
     holes = torch.from_numpy(depth[:, 8:56] == 0)
     assert holes.any() and (item["depth"][holes] == 0).all()
     assert (torch.from_numpy(filled[:, 8:56])[holes] == 7.0).all()
+
+
+def test_nyu_normals_are_converted_once_and_cropped_as_the_depth_is(tmp_path):
+    normals = write_nyu_normals(write_nyuv2(tmp_path, n=4, h=48, w=64), n=4)
+    cache = tmp_path / "cache"
+    test = NYUv2Normals(tmp_path, "test", 48, cache_dir=cache)
+    converted = list((cache / "nyuv2").glob("all_normals-*.npy"))
+    assert [test.normals_path] == converted
+    item = test[0]  # image 3 (1-based): columns 8..55, as the depth
+    expected = torch.from_numpy(normals[2][:, 8:56].copy()).permute(2, 0, 1)
+    assert torch.equal(item["normals"], expected) and item["depth"].shape == (48, 48)
+    stamp = converted[0].stat().st_mtime_ns
+    assert NYUv2Normals(tmp_path, "train", 48, cache_dir=cache).normals_path == converted[0]
+    assert converted[0].stat().st_mtime_ns == stamp  # read from the cache, not converted again
+    assert pickle.loads(pickle.dumps(test))[1]["normals"].shape == (3, 48, 48)  # for workers
+    np.save(tmp_path / "all_normals.npy", normals[:, :, ::-1])  # one in ROOT is used as it is
+    again = NYUv2Normals(tmp_path, "test", 48, cache_dir=cache)
+    assert again.normals_path == tmp_path / "all_normals.npy" and not torch.equal(
+        again[0]["normals"], item["normals"]
+    )
+
+
+class _RunsAShell:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_the_normals_pickle_builds_arrays_and_runs_nothing(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.chdir(tmp_path)
+    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
+        pickle.dump({"all_normals": _RunsAShell()}, f, protocol=2)
+    with pytest.raises(DatasetError, match=r"all_normals.pklz \(it names (posix|os)\.system"):
+        read_normals_pickle(tmp_path / "all_normals.pklz")
+    assert not (tmp_path / "PWNED").exists()
+    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
+        pickle.dump({"all_normals": np.zeros((2, 4, 4))}, f, protocol=2)
+    with pytest.raises(DatasetError, match=r"all_normals is \(2, 4, 4\)"):
+        read_normals_pickle(tmp_path / "all_normals.pklz")
+    (tmp_path / "all_normals.pklz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetError, match="cannot read .*all_normals.pklz"):
+        read_normals_pickle(tmp_path / "all_normals.pklz")
 
 
 def test_davis_reader_lists_frames_and_objects(tmp_path):

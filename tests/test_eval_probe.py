@@ -8,13 +8,15 @@ from loftup.eval import (
     ProbeConfig,
     fit_depth_probe,
     fit_linear_probe,
+    fit_normal_probe,
     miou,
     predict,
     predict_depth,
+    predict_normals,
     propagate_labels,
     propagate_video,
 )
-from loftup.eval.metrics import depth_metrics
+from loftup.eval.metrics import depth_metrics, normal_metrics
 from loftup.eval.probe import DEPTH_PROBE, lr_factor, resize_labels, seg_loss
 from loftup.eval.propagation import PropagationConfig, one_hot, soft_to_mask
 
@@ -61,6 +63,48 @@ def test_depth_probe_learns_depth_that_features_encode():
     m = depth_metrics(predict_depth(probe, feats), depth)
     assert float(m["delta1"].mean()) > 0.9
     assert predict_depth(probe, feats, size=(20, 20)).shape == (8, 20, 20)
+
+
+def test_normal_metrics_are_angles_in_degrees_per_image():
+    up = torch.tensor([0.0, 0.0, 1.0])
+    tilted = torch.tensor([0.0, torch.sin(torch.tensor(0.3)), torch.cos(torch.tensor(0.3))])
+    gt = up[None, :, None, None].expand(2, 3, 2, 2).clone()
+    pred = gt.clone()
+    pred[0, :, 0, 0] = 5 * tilted  # 17.19 degrees off (scale does not matter)
+    pred[1] = -gt[1]  # 180 degrees everywhere
+    valid = torch.ones(2, 2, 2, dtype=torch.bool)
+    valid[1, 0, 0] = False
+    m = normal_metrics(pred, gt, valid)
+    deg = 0.3 * 180 / torch.pi
+    assert m["mean"][0].item() == pytest.approx(deg / 4)
+    assert m["rmse"][0].item() == pytest.approx((deg**2 / 4) ** 0.5)
+    assert m["within_11.25"][0].item() == pytest.approx(0.75)
+    assert m["within_22.5"][0].item() == m["within_30"][0].item() == 1.0
+    assert m["mean"][1].item() == pytest.approx(180) and m["within_30"][1].item() == 0
+
+
+def test_normal_probe_learns_normals_that_features_encode():
+    """Probe3D's uncertainty-aware probe: the features hold the normal (plus noise), so the
+    fitted probe's normals are within a few degrees; unscored pixels do not count."""
+    g = torch.Generator().manual_seed(0)
+    normals = F.normalize(torch.randn(8, 3, 6, 6, generator=g), dim=1)
+    feats = torch.cat([normals, torch.ones(8, 1, 6, 6)], 1) + 0.01 * torch.randn(
+        8, 4, 6, 6, generator=g
+    )
+    valid = torch.rand(8, 6, 6, generator=g) > 0.2
+    wrong = normals.clone()
+    wrong[~valid[:, None].expand_as(wrong)] = 0.5  # garbage where nothing is scored
+    probe = fit_normal_probe(
+        feats,
+        wrong,
+        valid,
+        config=ProbeConfig(epochs=150, lr=0.05, batch_size=4, optimizer="adamw"),
+    )
+    pred = predict_normals(probe, feats)
+    assert torch.allclose(pred.norm(dim=1), torch.ones(8, 6, 6), atol=1e-5)
+    m = normal_metrics(pred, normals, valid)
+    assert float(m["within_11.25"].mean()) > 0.9, m
+    assert predict_normals(probe, feats, size=(12, 12)).shape == (8, 3, 12, 12)
 
 
 def test_learning_rate_schedule_warms_up_then_decays():

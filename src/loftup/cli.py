@@ -571,15 +571,18 @@ def _log_beside_bars(logger):
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate an upsampler on segmentation, depth or DAVIS")
+    p = sub.add_parser(
+        "eval", help="evaluate an upsampler on segmentation, depth, surface normals or DAVIS"
+    )
     tasks = p.add_subparsers(dest="task", metavar="TASK")
     tasks.required = True
     helps = {
         "seg": "linear-probe semantic segmentation (cocostuff, cityscapes, ade20k, voc)",
         "depth": "linear-probe depth on NYUv2 (delta1, RMSE, AbsRel)",
+        "normals": "linear-probe surface normals on NYUv2 (within 11.25/22.5/30 deg, RMSE)",
         "davis": "DAVIS 2017 val label propagation (J, F, J&F)",
     }
-    defaults = {"seg": "cocostuff", "depth": "nyuv2", "davis": "davis2017"}
+    defaults = {"seg": "cocostuff", "depth": "nyuv2", "normals": "nyuv2", "davis": "davis2017"}
     for task, text in helps.items():
         t = tasks.add_parser(task, help=text, description=text)
         t.add_argument("--dataset", default=defaults[task], help=f"(default {defaults[task]})")
@@ -610,7 +613,7 @@ def _add_eval(sub) -> None:
         t.add_argument("--json", metavar="OUT", help="write the results as JSON")
         t.add_argument("--figure", metavar="PNG", help="figure path (default: next to --json)")
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        if task in ("seg", "depth"):
+        if task != "davis":
             t.add_argument("--epochs", type=int, default=None, help="probe epochs (default 10)")
             t.add_argument("--lr", type=float, default=None, help="probe learning rate")
         else:

@@ -25,19 +25,24 @@ from .metrics import (
     davis_tolerance,
     depth_metrics,
     miou,
+    normal_metrics,
     pixel_accuracy,
     region_similarity,
 )
 from .pipeline import EvalConfig
 from .probe import (
     DEPTH_PROBE,
+    NORMAL_PROBE,
     SEG_PROBE,
     DepthProbe,
+    NormalProbe,
     ProbeConfig,
     fit_depth_probe,
     fit_linear_probe,
+    fit_normal_probe,
     predict,
     predict_depth,
+    predict_normals,
     train_probe,
 )
 from .propagation import PropagationConfig, propagate_labels, propagate_video
@@ -45,17 +50,17 @@ from .report import summary
 
 
 def evaluate(cfg, report=None) -> dict:
-    """Run ``cfg.task`` ('seg', 'depth' or 'davis') as set in ``cfg`` (an EvalConfig).
+    """Run ``cfg.task`` ('seg', 'depth', 'normals' or 'davis') as set in ``cfg`` (an EvalConfig).
 
     Settings out of range (:meth:`EvalConfig.check`) and output paths that cannot be written
     are a UsageError before any work. ``report(results)``, when given, gets the results once
     the scores are known, before any file is written (the command line prints them there:
     a file that cannot be written then loses no numbers).
     """
-    from .dense import run_depth, run_seg
+    from .dense import run_depth, run_normals, run_seg
     from .video import run_davis
 
-    runners = {"seg": run_seg, "depth": run_depth, "davis": run_davis}
+    runners = {"seg": run_seg, "depth": run_depth, "normals": run_normals, "davis": run_davis}
     if cfg.task not in runners:
         raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(runners)}")
     cfg.check()
@@ -69,8 +74,10 @@ def evaluate(cfg, report=None) -> dict:
 
 __all__ = [
     "DEPTH_PROBE",
+    "NORMAL_PROBE",
     "SEG_PROBE",
     "DepthProbe",
+    "NormalProbe",
     "EvalConfig",
     "ProbeConfig",
     "PropagationConfig",
@@ -84,10 +91,13 @@ __all__ = [
     "evaluate",
     "fit_depth_probe",
     "fit_linear_probe",
+    "fit_normal_probe",
     "miou",
+    "normal_metrics",
     "pixel_accuracy",
     "predict",
     "predict_depth",
+    "predict_normals",
     "propagate_labels",
     "propagate_video",
     "region_similarity",

@@ -1,4 +1,5 @@
-"""Dense probing runs: semantic segmentation and depth with linear probes on frozen features.
+"""Dense probing runs: semantic segmentation, depth and surface normals with linear probes on
+frozen features.
 
 Each run: read the train and val/test splits, fit the probe on upsampled features (computed
 batch by batch from cached backbone features), score the held-out split, write the results
@@ -12,9 +13,9 @@ from dataclasses import replace
 
 import torch
 
-from .datasets import NYUv2Depth, SegmentationSet, check_dataset
-from .figures import depth_figure, seg_figure
-from .metrics import SegmentationScores, depth_metrics
+from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset
+from .figures import depth_figure, normals_figure, seg_figure
+from .metrics import SegmentationScores, depth_metrics, normal_metrics
 from .pipeline import (
     EvalConfig,
     FeaturePipeline,
@@ -26,13 +27,17 @@ from .pipeline import (
 )
 from .probe import (
     DEPTH_PROBE,
+    NORMAL_PROBE,
     SEG_PROBE,
     DepthProbe,
+    NormalProbe,
     ProbeConfig,
     depth_loss,
     make_seg_probe,
+    normal_loss,
     predict,
     predict_depth,
+    predict_normals,
     seg_loss,
     train_probe,
 )
@@ -52,13 +57,16 @@ def _probe_config(base: ProbeConfig, cfg: EvalConfig) -> ProbeConfig:
     )
 
 
-def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target: str, loss_fn, pcfg):
+def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target, loss_fn, pcfg):
+    """Train ``probe`` on ``train_set``'s upsampled features against ``target``: a key of the
+    batch, or a function of the batch."""
     device = pipe.device
 
     def batches(epoch: int):
         for batch in make_loader(train_set, cfg, shuffle=True, epoch=epoch):
             _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-            yield hr, batch[target].to(device)
+            y = target(batch) if callable(target) else batch[target]
+            yield hr, y.to(device)
 
     steps = len(make_loader(train_set, cfg, shuffle=True))
     return train_probe(
@@ -169,3 +177,55 @@ def run_depth(cfg: EvalConfig, report=None) -> dict:
     results["elapsed_s"] = round(time.time() - start, 2)
     title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: delta1 {100 * metrics['delta1']:.2f}"
     return finish(cfg, results, lambda path: depth_figure(examples, path, title=title), report)
+
+
+def _normal_target(batch: dict) -> torch.Tensor:
+    """(B, 4, S, S): the normal and where it is scored (the sensor's depth is valid)."""
+    return torch.cat([batch["normals"], (batch["depth"] > 0)[:, None].float()], 1)
+
+
+def run_normals(cfg: EvalConfig, report=None) -> dict:
+    """Linear-probe surface normals (Probe3D style) on NYUv2's test split: angular RMSE, mean,
+    and the fraction within 11.25, 22.5 and 30 degrees. ``report``: see
+    :func:`loftup.eval.evaluate`."""
+    from tqdm.auto import tqdm
+
+    from .datasets import nyu_normals_file
+
+    _start(cfg, "normals")
+    start = time.time()
+    big = backbone_size(cfg)
+    normals = nyu_normals_file(cfg.root, cfg.cache_dir)  # converted once, before any model
+    train_set = NYUv2Normals(cfg.root, "train", cfg.size, cfg.limit, big, normals=normals)
+    test_set = NYUv2Normals(cfg.root, "test", cfg.size, cfg.limit, big, normals=normals)
+    pipe = FeaturePipeline(cfg, policy=POLICY)
+    pcfg = _probe_config(NORMAL_PROBE, cfg)
+    probe = NormalProbe(pipe.dim, seed=cfg.seed).to(pipe.device)
+    _fit(probe, train_set, pipe, cfg, _normal_target, normal_loss, pcfg)
+
+    per_image: dict[str, list[torch.Tensor]] = {}
+    examples = []
+    loader = make_loader(test_set, cfg, shuffle=False)
+    with tqdm(loader, desc="normals test", disable=not cfg.progress, leave=False) as bar:
+        for batch in bar:
+            _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
+            gt, valid = batch["normals"], batch["depth"] > 0
+            pred = predict_normals(probe, hr, size=tuple(gt.shape[-2:])).cpu()
+            for name, values in normal_metrics(pred, gt, valid).items():
+                per_image.setdefault(name, []).append(values)
+            for i in range(min(len(pred), N_EXAMPLES - len(examples))):
+                examples.append(
+                    {"image": batch["image"][i], "normals": gt[i], "valid": valid[i],
+                     "pred": pred[i]}
+                )  # fmt: skip
+    metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
+    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
+    results["metrics"] = metrics
+    results["normals_file"] = str(normals)
+    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
+    results["elapsed_s"] = round(time.time() - start, 2)
+    title = (
+        f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: within 30 deg "
+        f"{100 * metrics['within_30']:.2f}, RMSE {metrics['rmse']:.2f} deg"
+    )
+    return finish(cfg, results, lambda path: normals_figure(examples, path, title=title), report)

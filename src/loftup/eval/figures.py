@@ -98,6 +98,32 @@ def depth_figure(examples: list[dict], path, title: str = "", max_depth: float =
     return _save(fig, plt, path)
 
 
+def normals_figure(examples: list[dict], path, title: str = "") -> Path:
+    """Examples with ``image`` (3, S, S), ``normals`` and ``pred`` (3, S, S) unit normals and
+    ``valid`` (S, S): image, ground truth and prediction as RGB ((n + 1) / 2; not scored:
+    black), and the angular error in degrees."""
+    plt = _plt()
+    fig, axes = _grid(max(1, len(examples)), 4, plt)
+    for r, ex in enumerate(examples):
+        valid = ex["valid"].numpy()
+        gt, pred = ex["normals"].numpy(), ex["pred"].numpy()
+        cos = (gt * pred).sum(0) / np.maximum(np.linalg.norm(gt, axis=0), 1e-9)
+        error = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        error[~valid] = np.nan
+        gt_rgb = np.clip((gt.transpose(1, 2, 0) + 1) / 2, 0, 1) * valid[..., None]
+        axes[r, 0].imshow(_image(ex["image"]))
+        axes[r, 1].imshow(gt_rgb)
+        axes[r, 2].imshow(np.clip((pred.transpose(1, 2, 0) + 1) / 2, 0, 1))
+        axes[r, 3].imshow(error, cmap="magma", vmin=0, vmax=60)
+        if r == 0:
+            names = ("image", "ground truth", "prediction", "angular error (0-60 deg)")
+            for c, name in enumerate(names):
+                axes[r, c].set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
 def _overlay(image: np.ndarray, ids: torch.Tensor, colours: np.ndarray) -> np.ndarray:
     out = image.copy()
     ids = ids.numpy()

@@ -223,3 +223,37 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
     rmse = (((pred - gt) ** 2 * valid).sum((-2, -1)) / n).sqrt()
     abs_rel = (((pred - gt).abs() / safe_gt) * valid).sum((-2, -1)) / n
     return {"delta1": delta1, "rmse": rmse, "abs_rel": abs_rel}
+
+
+# -- surface normals ---------------------------------------------------------------------------
+
+#: Angular thresholds (degrees) of the normal recalls: Probe3D's, after Fouhey et al.
+NORMAL_THRESHOLDS = (11.25, 22.5, 30.0)
+
+
+def normal_metrics(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-image angular error of (B, 3, H, W) normals over ``valid`` (B, H, W) pixels
+    (default: all), as Probe3D computes it: the angle between prediction and ground truth in
+    degrees, its RMSE and mean per image, and the fraction within 11.25, 22.5 and 30 degrees.
+
+    Returns a dict of (B,) tensors: ``rmse``, ``mean``, ``within_11.25``, ``within_22.5``,
+    ``within_30``. Average over images for a split.
+    """
+    if pred.shape != gt.shape or pred.ndim != 4 or pred.shape[1] != 3:
+        raise ValueError(f"expected two (B, 3, H, W) normal maps, got {tuple(pred.shape)} and "
+                         f"{tuple(gt.shape)}")  # fmt: skip
+    if valid is None:
+        valid = torch.ones(gt.shape[0], *gt.shape[2:], dtype=torch.bool)
+    cos = torch.nn.functional.cosine_similarity(pred.double(), gt.double(), dim=1)
+    angle = torch.rad2deg(cos.clamp(-1, 1).acos())
+    weight = valid.double()
+    n = weight.sum((-2, -1)).clamp_min(1)
+    out = {
+        "rmse": ((angle.pow(2) * weight).sum((-2, -1)) / n).sqrt(),
+        "mean": (angle * weight).sum((-2, -1)) / n,
+    }
+    for t in NORMAL_THRESHOLDS:
+        out[f"within_{t:g}"] = ((angle < t).double() * weight).sum((-2, -1)) / n
+    return out

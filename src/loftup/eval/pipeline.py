@@ -30,7 +30,7 @@ class EvalConfig:
     """One evaluation run.
 
     Arguments:
-      task: ``seg``, ``depth`` or ``davis``.
+      task: ``seg``, ``depth``, ``normals`` or ``davis``.
       dataset: dataset name (see :data:`loftup.eval.datasets.TASK_DATASETS`).
       root: the dataset's folder.
       backbone: featurizer name (``loftup.get_featurizer``); backbone_weights: its weights.
@@ -38,7 +38,8 @@ class EvalConfig:
       size: side of the square image the backbone sees (FeatUp protocol: 224).
       limit: only the first N images of each split (N sequences for DAVIS).
       max_frames: DAVIS only: the first N frames of each sequence.
-      cache_dir: where backbone features are cached (None: no cache).
+      cache_dir: where backbone features are cached (None: no cache); ``normals`` also keeps
+        its one-off conversion of the normals pickle there (None: loftup's cache folder).
       device: torch device for backbone, upsampler and probe.
       batch_size: images per batch; epochs, lr: probe training (None: the protocol's).
       workers: DataLoader worker processes.

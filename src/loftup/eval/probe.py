@@ -78,6 +78,9 @@ DEPTH_PROBE = ProbeConfig(
     lr=5e-4, optimizer="adamw", warmup_epochs=1.5, schedule="probe3d", weight_decay=0.01
 )
 
+#: Probe3D's surface-normal probe recipe (its optimiser and schedule are its depth probe's).
+NORMAL_PROBE = DEPTH_PROBE
+
 
 # -- the probes --------------------------------------------------------------------------------
 
@@ -118,6 +121,21 @@ class DepthProbe(nn.Module):
         prob = F.relu(self.conv(feats)) + 0.1
         prob = prob / prob.sum(1, keepdim=True)
         return torch.einsum("bkhw,k->bhw", prob, self.bins.to(prob.dtype))
+
+
+class NormalProbe(nn.Module):
+    """1x1 convolution to a surface normal and its concentration (Probe3D's uncertainty-aware
+    linear probe); forward (B, C, H, W) -> (B, 4, H, W): x, y, z (not normalised) and kappa's
+    raw value (see :func:`normal_loss`)."""
+
+    def __init__(self, dim: int, *, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.conv = nn.Conv2d(dim, 4, 1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.conv(feats)
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -170,6 +188,26 @@ def depth_loss(pred: torch.Tensor, gt: torch.Tensor, max_depth: float = 10.0) ->
         pred = F.interpolate(pred[:, None], size=gt.shape[-2:], mode="bilinear")[:, 0]
     gt = torch.where(gt > max_depth, torch.zeros_like(gt), gt)
     return 10.0 * sig_loss(pred, gt) + 0.5 * gradient_loss(pred, gt)
+
+
+def normal_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Probe3D's uncertainty-aware angular loss (Bae et al.) over valid pixels.
+
+    ``pred`` (B, 4, h, w) from :class:`NormalProbe` (resized to the target, bicubic, as Probe3D
+    does); ``target`` (B, 4, H, W): the normal (x, y, z) and a valid mask (1 where scored).
+    Per pixel: kappa = ELU(raw) + 1.01, loss = log(1 + exp(-kappa pi)) - log(1 + kappa^2) +
+    kappa * angle; the mean over the batch's valid pixels.
+    """
+    if pred.shape[-2:] != target.shape[-2:]:
+        pred = F.interpolate(pred, size=target.shape[-2:], mode="bicubic")
+    valid = target[:, 3] > 0
+    if not valid.any():
+        return pred.sum() * 0.0
+    cos = F.cosine_similarity(pred[:, :3], target[:, :3], dim=1)
+    angle = cos.clamp(-1 + eps, 1 - eps).acos()
+    kappa = F.elu(pred[:, 3]) + 1.01
+    loss = (1 + torch.exp(-kappa * math.pi)).log() - (kappa.pow(2) + 1).log() + kappa * angle
+    return loss[valid].mean()
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -317,6 +355,45 @@ def fit_depth_probe(
     return train_probe(
         probe, batches, depth_loss, cfg, steps, progress=progress, desc="depth probe"
     )
+
+
+def fit_normal_probe(
+    feats: torch.Tensor,
+    normals: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    config: ProbeConfig | None = None,
+    device=None,
+    progress: bool = False,
+) -> NormalProbe:
+    """A Probe3D-style normal probe fitted on (N, C, H, W) features and (N, 3, H', W') normals,
+    scored where ``valid`` (N, H', W') is true (default: where the normal is not 0)."""
+    cfg = config or NORMAL_PROBE
+    cfg.check()
+    if feats.ndim != 4 or normals.ndim != 4 or normals.shape[1] != 3 or len(feats) != len(normals):
+        raise ValueError(
+            f"expected feats (N, C, H, W) and normals (N, 3, H, W), got {tuple(feats.shape)} and "
+            f"{tuple(normals.shape)}"
+        )
+    if valid is None:
+        valid = normals.abs().sum(1) > 0
+    target = torch.cat([normals.float(), valid[:, None].float()], 1)
+    probe = NormalProbe(feats.shape[1], seed=cfg.seed).to(device)
+    batches, steps = _tensor_batches(feats, target, cfg.batch_size, cfg.seed, device)
+    return train_probe(
+        probe, batches, normal_loss, cfg, steps, progress=progress, desc="normal probe"
+    )
+
+
+@torch.no_grad()
+def predict_normals(
+    probe: NormalProbe, feats: torch.Tensor, size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Unit normals (N, 3, H, W) of a normal probe; bicubic-resized to ``size`` if given."""
+    pred = probe(feats.to(next(probe.parameters()).device).float())
+    if size is not None and tuple(pred.shape[-2:]) != tuple(size):
+        pred = F.interpolate(pred, size=size, mode="bicubic")
+    return F.normalize(pred[:, :3], dim=1)
 
 
 @torch.no_grad()

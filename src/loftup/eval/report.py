@@ -66,6 +66,12 @@ def summary(results: dict) -> str:
             f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  "
             f"AbsRel {m['abs_rel']:.4f}"
         )
+    if results["task"] == "normals":
+        return (
+            f"{what}: within 11.25/22.5/30 deg {100 * m['within_11.25']:.2f} / "
+            f"{100 * m['within_22.5']:.2f} / {100 * m['within_30']:.2f}  RMSE {m['rmse']:.2f} deg"
+            f"  mean {m['mean']:.2f} deg"
+        )
     return (
         f"{what}: J&F {100 * m['J&F_mean']:.2f}  J {100 * m['J_mean']:.2f}  "
         f"F {100 * m['F_mean']:.2f}"

@@ -1,7 +1,7 @@
 """Dataset readers for the evaluation tasks, each in its dataset's standard on-disk layout.
 
-``seg``: cocostuff, cityscapes, ade20k, voc (:mod:`.seg`); ``depth``: nyuv2 (:mod:`.nyu`);
-``davis``: davis2017 (:mod:`.davis`). Readers only read: probing and metrics live elsewhere.
+``seg``: cocostuff, cityscapes, ade20k, voc (:mod:`.seg`); ``depth`` and ``normals``: nyuv2
+(:mod:`.nyu`); ``davis``: davis2017 (:mod:`.davis`). Readers only read: probing and metrics live elsewhere.
 """
 
 from __future__ import annotations
@@ -23,12 +23,17 @@ from .common import (
     to_image_tensor,
 )
 from .davis import DavisSequence, davis_sequences
-from .nyu import NYUv2Depth
+from .nyu import NYUv2Depth, NYUv2Normals, nyu_normals_file, read_normals_pickle
 from .seg import SEG_DATASETS, SegDatasetSpec, seg_pairs
 
 DEPTH_DATASETS = ("nyuv2",)
 VIDEO_DATASETS = ("davis2017",)
-TASK_DATASETS = {"seg": tuple(SEG_DATASETS), "depth": DEPTH_DATASETS, "davis": VIDEO_DATASETS}
+TASK_DATASETS = {
+    "seg": tuple(SEG_DATASETS),
+    "depth": DEPTH_DATASETS,
+    "normals": DEPTH_DATASETS,
+    "davis": VIDEO_DATASETS,
+}
 
 
 class SegmentationSet(torch.utils.data.Dataset):
@@ -144,11 +149,14 @@ __all__ = [
     "DatasetError",
     "DavisSequence",
     "NYUv2Depth",
+    "NYUv2Normals",
     "SEG_DATASETS",
     "SegmentationSet",
     "TASK_DATASETS",
     "check_dataset",
     "check_seg_pairs",
     "davis_sequences",
+    "nyu_normals_file",
+    "read_normals_pickle",
     "seg_pairs",
 ]

@@ -9,13 +9,26 @@ Layout (the two files of the official release, side by side)::
 The ground truth is ``rawDepths``, the sensor's depth projected onto the image, 0 where the
 sensor saw nothing, as Probe3D scores it; not ``depths``, the same maps with those holes filled
 in by colorization, which would train and score the probe on filled-in guesses. Depth beyond
-10 m is marked invalid (0) too, as in Probe3D. Probe3D trains its probes on GeoNet's
+10 m is marked invalid (0) too, as in Probe3D.
+
+Surface normals (:class:`NYUv2Normals`) are Ladicky et al.'s, for all 1449 labelled images, as
+FAIR's self-supervision benchmark distributes them and Probe3D tests on them::
+
+    ROOT/all_normals.pklz           gzip pickle of {"all_normals": (N, 480, 640, 3) float}
+                                    (nyuv2_surfacenormal_metadata.zip, unzipped)
+
+A pickle can run code when loaded, so it is read by an unpickler that builds NumPy arrays and
+nothing else, once, into ``all_normals.npy`` (N, 480, 640, 3) float32 in the cache folder, which
+later runs memory-map; an ``all_normals.npy`` in ROOT is used as it is. A normal is scored where
+the sensor's depth is valid, as in Probe3D. Probe3D trains its probes on GeoNet's
 larger frame set; this reader trains on the 795 official training images and tests on the same
 654 official test images Probe3D tests on. Needs ``h5py`` (in the ``eval`` extra).
 """
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +40,13 @@ MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
 MAX_DEPTH = 10.0
 DEPTH_KEY = "rawDepths"  # the sensor's depth (0 = none); "depths" has its holes filled in
+NORMALS_NAME = "all_normals.pklz"
+NORMALS_NPY = "all_normals.npy"
+NORMALS_HINT = (
+    f"Put {NORMALS_NAME} (Ladicky et al.'s normals of the labelled set) in ROOT: it is in "
+    "nyuv2_surfacenormal_metadata.zip of FAIR's fair_self_supervision_benchmark "
+    "(dl.fbaipublicfiles.com/fair_self_supervision_benchmark/), which Probe3D uses too."
+)
 NYU_HINT = (
     f"Put {MAT_NAME} and {SPLITS_NAME} from the NYU Depth v2 site in ROOT (see the README's "
     "Evaluation section)."
@@ -159,4 +179,128 @@ class NYUv2Depth(torch.utils.data.Dataset):
     def __getstate__(self):  # h5py handles do not pickle (DataLoader workers reopen)
         state = dict(self.__dict__)
         state["_file"] = None
+        return state
+
+
+# -- surface normals ---------------------------------------------------------------------------
+
+#: What the normals pickle may name: NumPy's array reconstruction and nothing else (a pickle
+#: that names anything more is refused, not run). Both NumPy 1's and NumPy 2's module paths.
+_ARRAY_GLOBALS = {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not a NumPy array")
+        return super().find_class(module, name)
+
+
+def read_normals_pickle(path: str | Path) -> np.ndarray:
+    """The (N, H, W, 3) array of FAIR's ``all_normals.pklz`` (gzip pickle of a dict with
+    ``all_normals``), read by an unpickler that builds NumPy arrays only: a pickle naming any
+    other global is a DatasetError, and nothing it names is run."""
+    path = Path(path)
+    expected = f"expected FAIR's {NORMALS_NAME}: a gzip pickle of {{'all_normals': (N, H, W, 3)}}"
+    try:
+        with gzip.open(path, "rb") as f:
+            # Python 2 wrote it: its str are bytes, which latin-1 maps one to one
+            data = _ArraysOnly(f, encoding="latin1").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DatasetError(f"cannot read {path} ({why}); {expected}") from None
+    normals = data.get("all_normals") if isinstance(data, dict) else None
+    if not isinstance(normals, np.ndarray) or normals.ndim != 4 or normals.shape[-1] != 3:
+        got = type(normals).__name__ if not isinstance(normals, np.ndarray) else normals.shape
+        raise DatasetError(f"{path}: all_normals is {got}; {expected}")
+    return normals
+
+
+def nyu_normals_file(root: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The ``.npy`` (N, H, W, 3) float32 of the normals under ``root``: ``ROOT/all_normals.npy``
+    if there is one, else ``ROOT/all_normals.pklz`` converted once into ``cache_dir`` (default:
+    loftup's cache folder) under a name that changes with the pickle's size and date."""
+    from ...atomic import atomic_write
+
+    root = Path(root).expanduser()
+    if (root / NORMALS_NPY).exists():
+        return root / NORMALS_NPY
+    source = require(root / NORMALS_NAME, "NYUv2 surface normals", NORMALS_HINT)
+    if cache_dir is None:
+        from ..features import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    st = source.stat()
+    target = (
+        Path(cache_dir).expanduser() / "nyuv2" / f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
+    )
+    if target.exists():
+        return target
+    normals = read_normals_pickle(source).astype(np.float32, copy=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file, not a name: np.save would add ".npy" to the name
+            np.save(f, normals)
+
+    atomic_write(target, write)
+    return target
+
+
+class NYUv2Normals(NYUv2Depth):
+    """Items of :class:`NYUv2Depth` (``depth`` 0 where nothing is scored) plus ``normals``
+    float (3, S, S): the surface normal of each pixel after the same resize (nearest) and
+    crop, from ``normals`` (an (N, H, W, 3) ``.npy``; default: :func:`nyu_normals_file`)."""
+
+    def __init__(self, root: str | Path, *args, normals=None, cache_dir=None, **kwargs):
+        """``root, split, size, limit, backbone_size`` as :class:`NYUv2Depth`'s; ``cache_dir``:
+        where the pickle is converted (see :func:`nyu_normals_file`)."""
+        self.normals_path = Path(normals) if normals else nyu_normals_file(root, cache_dir)
+        self._normals = None
+        super().__init__(root, *args, **kwargs)
+
+    def _check_file(self, f) -> None:
+        super()._check_file(f)
+        try:
+            normals = np.load(self.normals_path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DatasetError(f"cannot read {self.normals_path} ({why}); {FIX}") from None
+        n, w, h = f["images"].shape[0], *f["images"].shape[2:]
+        if normals.ndim != 4 or normals.shape[1:] != (h, w, 3) or normals.shape[0] < n:
+            raise DatasetError(
+                f"{self.normals_path} holds normals of shape {normals.shape}, but {self.mat} "
+                f"has {n} images of {w}x{h}: expected ({n}, {h}, {w}, 3), Ladicky et al.'s "
+                f"normals of the same labelled set"
+            )
+
+    def __getitem__(self, i: int) -> dict:
+        from PIL import Image
+
+        item = super().__getitem__(i)
+        if self._normals is None:
+            self._normals = np.load(self.normals_path, mmap_mode="r")
+        n = self.indices[i]
+        try:
+            normal = np.asarray(self._normals[n], dtype=np.float32)  # (480, 640, 3)
+        except (OSError, ValueError) as e:
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DatasetError(
+                f"cannot read normals {n + 1} of {self.normals_path} ({why})"
+            ) from None
+        channels = [
+            np.array(resize_short_crop(Image.fromarray(np.ascontiguousarray(normal[..., c])),
+                                       self.size, nearest=True), dtype=np.float32)
+            for c in range(3)
+        ]  # fmt: skip
+        item["normals"] = torch.from_numpy(np.stack(channels))
+        return item
+
+    def __getstate__(self):  # a memory map reopens in each DataLoader worker
+        state = super().__getstate__()
+        state["_normals"] = None
         return state
