@@ -17,7 +17,7 @@ import sys
 import threading
 import warnings
 
-from .errors import LoftUpError, Terminated, terminate
+from .errors import LoftUpError, Terminated, check_threads, terminate
 
 # -- info -------------------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ def _cmd_bench(args) -> int:
     from .bench.forward import check_settings
     from .bench.scale import check_stream_size
 
-    _check_threads(args.threads)
+    check_threads(args.threads)
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
     if args.stream is not None:
@@ -250,15 +250,6 @@ def _cmd_bench(args) -> int:
     if args.json:
         _write_json(args.json, report)
     return 0
-
-
-def _check_threads(threads: int | None) -> None:
-    """--threads: None (torch's default) or at least 1."""
-    from .errors import UsageError
-
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1 (torch threads; leave it out for torch's "
-                         f"default), got {threads}")  # fmt: skip
 
 
 # -- upsample ---------------------------------------------------------------------------------
@@ -727,7 +718,7 @@ def _cmd_demo(args) -> int:
 
     from .world.demo import DemoConfig, check_out, run_demo
 
-    _check_threads(args.threads)
+    check_threads(args.threads)
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
     cfg.check_train_scenes()
     check_out(cfg, resume=args.resume)  # a report, or an interrupted demo without --resume
@@ -923,7 +914,7 @@ def _cmd_world_backbone(args) -> int:
 
     from .world.backbone import BackboneRecipe, train_backbone
 
-    _check_threads(args.threads)
+    check_threads(args.threads)
     recipe = BackboneRecipe(  # checks its values before anything is generated
         steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
     )

@@ -36,6 +36,14 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_threads(threads) -> None:
+    """A :class:`UsageError` unless ``threads`` (``--threads``) is None (torch's default) or an
+    integer of at least 1."""
+    if threads is not None and (not is_int(threads) or threads < 1):
+        raise UsageError(f"--threads must be at least 1 (torch threads; leave it out for torch's "
+                         f"default), got {threads}")  # fmt: skip
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler's cancel, time limit or preemption; torchrun stopping its other
     processes), raised in the main thread like Ctrl-C so that what is half-written is removed on

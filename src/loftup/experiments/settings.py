@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..errors import UsageError
+from ..errors import UsageError, check_threads
 
 #: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
 #: (docs/experiments.md: about 1.1 s per stage-1 step and 1.4 s per stage-2 step at 64 px,
@@ -130,11 +130,7 @@ class ExperimentSettings:
             raise UsageError(f"noise levels must be in (0, 1], got {self.noise_levels}")
         if self.masks not in ("sa1b", "superpixels", "sam"):
             raise UsageError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(
-                f"--threads must be at least 1 (torch threads; leave it out for torch's "
-                f"default), got {self.threads}"
-            )
+        check_threads(self.threads)
         least = {"stage1_steps": 1, "stage2_steps": 0, "eval_count": 2, "max_side": 1}
         for name, low in least.items():
             value = getattr(self, name)
