@@ -716,27 +716,13 @@ def _cmd_demo(args) -> int:
 
     import torch
 
-    from .world.demo import DemoConfig, check_out, run_demo
+    from .world.demo import DemoConfig, run_demo
 
     check_threads(args.threads)
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
-    cfg.check_train_scenes()
-    check_out(cfg, resume=args.resume)  # a report, or an interrupted demo without --resume
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .errors import require
-
-    require(
-        {
-            "skimage": "the scenes",
-            "pycocotools": "the scenes' SA-1B masks",
-            "PIL": "the scenes' images",
-            "yaml": "training's run record",
-            "scipy": "the boundary F-score",
-            "matplotlib": "the figure",
-        }
-    )  # all said at once, before the scenes
-    run_demo(cfg, resume=args.resume)
+    run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
     print((Path(cfg.out) / "report.md").read_text())
     print(f"wrote {cfg.out}/report.md, report.json and figure.png")
     return 0

@@ -332,11 +332,22 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     from .. import __version__
     from ..atomic import atomic_write_bytes, write_json
     from ..baselines import get_upsampler
+    from ..errors import require
     from ..featurizers import get_featurizer
     from ..hub import load_upsampler
 
     check_out(cfg, resume)
     cfg.check_train_scenes()
+    require(
+        {
+            "skimage": "the scenes",
+            "pycocotools": "the scenes' SA-1B masks",
+            "PIL": "the scenes' images",
+            "yaml": "training's run record",
+            "scipy": "the boundary F-score",
+            "matplotlib": "the figure",
+        }
+    )  # all said at once, after the options and before the scenes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RECORD, _options(cfg))
