@@ -108,6 +108,20 @@ def test_stage2_teacher_on_the_full_image_or_both_scales(stage1_run, sa1b, tmp_p
     assert b["affinity"] > 0 and abs(a["affinity"] - b["affinity"]) > 1e-6
 
 
+def test_a_size_that_is_no_multiple_of_the_patch_trains_on_the_featurizers_grid(
+    stage1_run, sa1b, tmp_path
+):
+    """63 px with patch 14 is 4.5 patches: the featurizer rounds it to 5 (70 px), and the
+    downsampler's dropout mask must be drawn on those 5 cells, not on 63 // 14 = 4 (a crash at
+    step 0 before)."""
+    cfg = tiny(sa1b, tmp_path / "s1", 1, 1, "stage1.image_size=63")
+    assert draw_step(cfg, 0, 384, 14, [63]).keep.shape[-2:] == (5, 5)
+    one = train(cfg)
+    two = train(tiny(sa1b, tmp_path / "s2", 2, 1, f"init={stage1_run.checkpoint}",
+                     "stage2.global_sizes=[63]"))  # fmt: skip
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in one.history + two.history)
+
+
 def test_architecture_switches_are_trained_and_recorded(sa1b, tmp_path):
     cfg = tiny(sa1b, tmp_path / "arch", 1, 2, "model.coords=false", "model.attention_window=3")
     result = train(cfg)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import unpack_masks
+from ..featurizers.sizes import snap_to_patches
 from .config import TrainConfig
 from .losses import project, random_projection
 from .noise import apply_mask_noise
@@ -62,7 +63,7 @@ def draw_step(cfg: TrainConfig, step: int, dim: int, patch: int, sizes: list[int
         n_jit = cfg.stage2.n_jitters
     proj = random_projection(dim, rc.proj_dim, generator=g)
     jitters = draw_jitters(n, n_jit, max_shift=rc.max_shift, zoom_range=tuple(rc.zoom), generator=g)
-    grid = size // patch
+    grid = snap_to_patches(size, size, patch)[0] // patch  # the featurizer's grid of `size`
     keep = torch.rand(n, n_jit, grid, grid, generator=g) >= rc.dropout
     offsets = torch.zeros(n, n_jit, 2, dtype=torch.long)
     if cfg.stage == 2:
