@@ -185,3 +185,40 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step(data, reference, tm
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(ckpt, reference, atol=5e-5)
+
+
+SYNC_BN_WORKER = """
+import sys, torch, torch.distributed as dist
+from torch import nn
+from loftup.train.distributed import SyncBatchNorm2d
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+x = torch.randn(4, 8, 168, 168, generator=torch.Generator().manual_seed(0)) * 3 + 5
+bn = SyncBatchNorm2d(8).train()
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    y = bn(x.chunk(world)[rank].to(torch.bfloat16))
+torch.save({"y": y, "mean": bn.running_mean, "var": bn.running_var}, f"{sys.argv[1]}/{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_sync_batchnorm_keeps_float32_statistics_under_bf16_autocast(tmp_path):
+    """A bf16 input (a conv's output under autocast) gets float32 statistics, as plain
+    BatchNorm2d gives it: in bf16 the sums and the pixel count (2 x 168 x 168 = 56448 per
+    process, 56320 in bf16) were rounded, and so were the running mean and variance."""
+    (tmp_path / "worker.py").write_text(SYNC_BN_WORKER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", str(tmp_path / "worker.py"), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    x = torch.randn(4, 8, 168, 168, generator=torch.Generator().manual_seed(0)) * 3 + 5
+    one = torch.nn.BatchNorm2d(8).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = one(x.to(torch.bfloat16))
+    got = [torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in range(2)]
+    assert got[0]["y"].dtype == want.dtype == torch.bfloat16
+    for key, ref in (("mean", one.running_mean), ("var", one.running_var)):
+        assert torch.allclose(got[0][key], ref, rtol=1e-5, atol=1e-6), (key, got[0][key], ref)
+    y = torch.cat([g["y"] for g in got]).float()
+    assert (y - want.float()).abs().max() <= 0.04  # a bf16 step at |y| ~ 4

@@ -93,6 +93,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
+        # statistics in float32 whatever x is (a bf16 conv output under autocast), as plain
+        # BatchNorm2d keeps them: a bf16 sum, or pixel count (336 x 336 -> 112640), is off
+        dtype, x = x.dtype, x.float()
         c = x.shape[1]
         count = torch.tensor([x.numel() / c], device=x.device, dtype=x.dtype)
         total = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))  # two passes, as exact as
@@ -110,7 +113,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
         shape = (1, c, 1, 1)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        return (y * self.weight.view(shape) + self.bias.view(shape)).to(dtype)
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
