@@ -122,6 +122,23 @@ def test_a_size_that_is_no_multiple_of_the_patch_trains_on_the_featurizers_grid(
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in one.history + two.history)
 
 
+def test_a_diverging_run_stops_before_its_weights_or_checkpoint_turn_nan(sa1b, tmp_path):
+    """SGD at lr 1e30: step 0 sends the weights to ~1e30, step 1's loss and gradient are not
+    finite. The run stops there, naming the step and the terms, and the checkpoint of step 1
+    keeps finite weights (before, the NaN step was taken and saved over it, and the run
+    exported a NaN upsampler as if it had finished)."""
+    from loftup.errors import LoftUpError
+
+    out = tmp_path / "nan"
+    cfg = tiny(sa1b, out, 1, 4, "optim.name=sgd", "optim.lr=1e30", "log.ckpt_every=1")
+    with pytest.raises(LoftUpError, match=r"^step 1: the gradient is not finite \(loss terms "
+                       r"not finite: loss.*step 1\) is untouched: .*--resume"):  # fmt: skip
+        train(cfg)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 1 and not (out / "final").exists()
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
 def test_architecture_switches_are_trained_and_recorded(sa1b, tmp_path):
     cfg = tiny(sa1b, tmp_path / "arch", 1, 2, "model.coords=false", "model.attention_window=3")
     result = train(cfg)

@@ -294,9 +294,12 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         disable=not (main and cfg.log.progress),
     )
 
+    saved = [step0 if ckpt is not None else None]  # the step the checkpoint on disk holds
+
     def save(done: int) -> None:
         # CSV first: a kill between the two leaves rows beyond the checkpoint (dropped on
         # resume), never a checkpoint beyond the CSV (rows lost for good)
+        saved[0] = done
         monitor.flush()
         save_checkpoint(
             ckpt_path, checkpoint_payload(cfg, trainee, optimizer, teacher, done, history, skipped)
@@ -320,6 +323,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         losses["loss"].backward()
         clip = cfg.optim.clip_grad_norm if step < cfg.optim.clip_steps else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip)
+        if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
+            bar.close()
+            raise LoftUpError(_not_finite(step, losses, ckpt_path, saved[0]))
         optimizer.step()
         if teacher is not None:
             teacher.update(trainee.upsampler, step)
@@ -387,6 +393,21 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     barrier(info)
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
+    )
+
+
+def _not_finite(step: int, losses: dict, ckpt_path: Path, saved: int | None) -> str:
+    """What a step whose gradient is NaN or infinite says: which loss terms were not finite,
+    that the weights were not updated, and how to go on from the checkpoint left on disk."""
+    bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+    terms = f"loss terms not finite: {', '.join(bad)}" if bad else "the loss itself is finite"
+    if saved is None:
+        where = "No checkpoint was written yet: run again without --resume"
+    else:
+        where = f"{ckpt_path} (step {saved}) is untouched: run the same command with --resume"
+    return (
+        f"step {step}: the gradient is not finite ({terms}); the run stops before its weights "
+        f"take it. {where}, after lowering optim.lr or, with precision=bf16, in fp32"
     )
 
 
