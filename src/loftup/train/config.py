@@ -138,6 +138,10 @@ class TrainConfig:
       device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``...; under torchrun a
         CUDA device is each process's own GPU, ``cuda:LOCAL_RANK``.
       precision: ``fp32`` or ``bf16`` (autocast for the backbone and the upsampler).
+
+    The field defaults are stage 1's recipe, ``optim`` included (NAdam, lr 1e-4, early
+    clipping): for stage 2 start from ``default_config(2)`` or ``load_config(..., stage=2)``,
+    which hold its AdamW at lr 1e-3 and weight decay 0.01, not from ``TrainConfig(stage=2)``.
     """
 
     stage: int = 1
