@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,12 @@ def nyu_normals_file(root: str | Path, cache_dir: str | Path | None = None) -> P
     )
     if target.exists():
         return target
+    from tqdm.auto import tqdm
+
+    # a few GB to unpickle, once: said, since it is silent for a minute or so
+    tqdm.write(
+        f"converting {source} into {target} (once; later runs memory-map it)", file=sys.stderr
+    )
     normals = read_normals_pickle(source).astype(np.float32, copy=False)
     target.parent.mkdir(parents=True, exist_ok=True)
 
