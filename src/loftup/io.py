@@ -21,6 +21,13 @@ from .errors import LoftUpError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+#: What reading a damaged image file raises: PIL's UnidentifiedImageError and "image file is
+#: truncated" are OSErrors; a broken header can be a SyntaxError or a ValueError; a file cut
+#: short can end in an EOFError. Every image reader of the package catches these (the training
+#: data adds what broken annotations raise).
+IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
 class ImageReadError(LoftUpError, ValueError):
     """A file is missing, not an image, truncated, or in a mode that cannot be converted."""
 
@@ -47,7 +54,7 @@ def set_max_image_pixels(limit: int | None) -> None:
 
 def _open(path: str | os.PathLike):
     """The decoded PIL image with EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if not path.is_file():
@@ -62,7 +69,7 @@ def _open(path: str | os.PathLike):
             "loftup upsample --max-image-pixels N (0: none), or "
             "loftup.io.set_max_image_pixels(N) in Python"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 

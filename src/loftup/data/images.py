@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import IMAGE_READ_ERRORS
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
-#: What a broken image or annotation file raises (PIL, json, pycocotools, numpy).
-READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, SyntaxError, EOFError)
+#: What a broken image (loftup.io's list) or annotation file (json, pycocotools, numpy) raises.
+READ_ERRORS = (*IMAGE_READ_ERRORS, KeyError, TypeError, IndexError)
 
 
 def list_images(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> list[Path]:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...errors import LoftUpError
+from ...io import IMAGE_READ_ERRORS
 
 IGNORE = 255
 
@@ -61,9 +62,8 @@ def unreadable(path, e: BaseException) -> DatasetError:
     return DatasetError(f"cannot read {path}: {why}; {FIX}")
 
 
-#: What reading a damaged image raises: PIL's UnidentifiedImageError and 'image file is
-#: truncated' are OSErrors; a broken header can be a SyntaxError or ValueError.
-READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+#: What reading a damaged image raises (see loftup.io).
+READ_ERRORS = IMAGE_READ_ERRORS
 
 
 def open_image(path: Path):
