@@ -292,3 +292,19 @@ def test_train_logs_its_own_lines_beside_the_progress_bar():
     pieces = re.split(r"[\r\n]", done.stderr)
     assert "skipping unreadable x.jpg" in pieces and "resuming at step 1" in pieces, done.stderr
     assert "HTTP" not in done.stderr and "1/2" in done.stderr
+
+
+def test_an_error_under_an_open_progress_bar_is_a_line_of_its_own():
+    """A command that fails while its bar is drawn (training on a folder of unreadable files)
+    closes the bar before the error line, which used to land on the end of the bar's line."""
+    code = (
+        "import sys; from tqdm import tqdm; from loftup import cli; from loftup.errors import "
+        "LoftUpError\n"
+        "def fails(args):\n"
+        "    bar = tqdm(total=2, file=sys.stderr, desc='stage 1')\n"
+        "    raise LoftUpError('none of the 4 files could be read')\n"
+        "cli._cmd_info = fails\n"
+        "sys.exit(0 if cli.main(['info']) == 2 else 3)\n"
+    )
+    lines = _python(code).stderr.split("\n")
+    assert "error: none of the 4 files could be read" in lines, lines

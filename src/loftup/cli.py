@@ -1049,34 +1049,46 @@ def _main(args) -> int:
             )
         return int(args.func(args) or 0)
     except LoftUpError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
     except OSError as e:
         if e.errno not in _USER_OS_ERRORS:
             raise
         # a path the user gave that cannot be written (or read): its name and why, no traceback
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        _say(f"error: {where}{e.strerror or e}")
         return 2
     except Terminated:
-        print("terminated (SIGTERM)", file=sys.stderr)
+        _say("terminated (SIGTERM)")
         return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except Exception as e:
         from .errors import memory_shortfall, missing_dependency, out_of_memory
 
         missing = missing_dependency(e)
         if missing:
-            print(f"error: {missing}", file=sys.stderr)
+            _say(f"error: {missing}")
             return 2
         if not out_of_memory(e):
             raise
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")
-        print(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}",
-              file=sys.stderr)  # fmt: skip
+        _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
         return 2
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, on a line of its own: the progress bars a failed command left open
+    are closed first (else the error lands on the end of the bar's line)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
+            pass
+    print(line, file=sys.stderr)
 
 
 def run() -> None:

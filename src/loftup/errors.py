@@ -191,3 +191,23 @@ def worker_message(e: BaseException) -> str | None:
         if sep and name in names:
             return message
     return None
+
+
+def from_workers(loader):
+    """The batches of ``loader`` (a DataLoader). A :class:`LoftUpError` a worker raised (an
+    unreadable file) is raised again with its own message, one line (PyTorch pastes the
+    worker's traceback into it). The workers are shut down when the iteration ends, is closed
+    or fails: left to the garbage collector they would outlive the run (they ignore SIGTERM),
+    and the interpreter's exit would wait on them for ever."""
+    it = iter(loader)
+    try:
+        yield from it
+    except LoftUpError as e:
+        message = worker_message(e)
+        if message is None:
+            raise
+        raise type(e)(message) from None
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import LoftUpError, UsageError, is_int, worker_ignores_sigterm, worker_message
+from ..errors import LoftUpError, UsageError, from_workers, is_int, worker_ignores_sigterm
 from ..featurizers import imagenet_normalize
 from .datasets.davis import MIN_FRAMES
 from .features import FeatureCache, default_cache_dir, lowres_features
@@ -294,21 +294,7 @@ class Loader:
         return len(self.loader)
 
     def __iter__(self):
-        it = iter(self.loader)
-        try:
-            yield from it
-        except LoftUpError as e:
-            message = worker_message(e)
-            if message is None:
-                raise
-            raise type(e)(message) from None
-        finally:
-            # the workers stop now, on an error too: left to the garbage collector, they
-            # would outlive the run (they ignore SIGTERM), and the interpreter's exit would wait
-            # on them for ever
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
+        yield from from_workers(self.loader)
 
 
 def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:

@@ -32,10 +32,10 @@ from ..errors import (
     LoftUpError,
     Terminated,
     UsageError,
+    from_workers,
     require,
     terminate,
     worker_ignores_sigterm,
-    worker_message,
 )
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
@@ -307,7 +307,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     sigterm.in_steps = True
     tick = time.perf_counter()
-    for step, batch in zip(range(step0, total), _from_workers(loader)):
+    for step, batch in zip(range(step0, total), from_workers(loader)):
         t_data = time.perf_counter() - tick
         draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
         images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
@@ -409,24 +409,6 @@ def _not_finite(step: int, losses: dict, ckpt_path: Path, saved: int | None) -> 
         f"step {step}: the gradient is not finite ({terms}); the run stops before its weights "
         f"take it. {where}, after lowering optim.lr or, with precision=bf16, in fp32"
     )
-
-
-def _from_workers(loader):
-    """The loader's batches. A LoftUpError raised in a DataLoader worker comes back from PyTorch
-    with the worker's traceback inside its message; it is raised again with the message alone
-    (one line, as the command line prints it)."""
-    batches = iter(loader)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except LoftUpError as e:
-            message = worker_message(e)
-            if message is None:
-                raise
-            raise type(e)(message) from None
-        yield batch
 
 
 def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
