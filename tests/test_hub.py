@@ -415,3 +415,32 @@ def test_a_truncated_backbone_safetensors_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{weights} is truncated or corrupt" in err
+
+
+def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
+    """data.sam_weights: a short name or hub id is read from the Hugging Face cache file by
+    file, offline too; missing, the error names the file and `loftup download sam_vit_base`
+    (transformers alone retried for minutes, and each image was then 'unreadable')."""
+    from loftup.data.sam import SAM_FILES, resolve_sam
+    from loftup.errors import WeightsNotFoundError
+
+    files = {group[0]: b"{}" for group in SAM_FILES}
+    snap = make_hf_cache(tmp_path / "hub", "facebook/sam-vit-base", files)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    code = "from loftup.data.sam import resolve_sam; print(resolve_sam('sam_vit_base'))"
+    res = run_python(code, env)
+    assert res.returncode == 0 and res.stdout.strip() == str(snap), res.stderr
+    res = run_cli(["download", "sam_vit_large"], env)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "'config.json' of hub repo 'facebook/sam-vit-large'" in res.stderr
+    assert "HF_HUB_OFFLINE=1" in res.stderr and "data.sam_weights=/path/to/folder" in res.stderr
+    folder = tmp_path / "sam"
+    folder.mkdir()
+    for name in ("config.json", "pytorch_model.bin"):  # a .bin, as older hub repos hold
+        (folder / name).write_text("{}")
+    with pytest.raises(WeightsNotFoundError, match="no preprocessor_config.json or processor_c"):
+        resolve_sam(str(folder))
+    (folder / "processor_config.json").write_text("{}")  # as transformers 5 writes it
+    assert resolve_sam(str(folder)) == folder
+    with pytest.raises(WeightsNotFoundError, match="no such folder"):
+        resolve_sam(str(tmp_path / "nothere"))

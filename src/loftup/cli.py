@@ -72,7 +72,9 @@ def _add_download(sub) -> None:
         "names",
         nargs="+",
         metavar="NAME",
-        help="released upsampler names (their backbones come too), backbone names, or 'all'",
+        help="released upsampler names (their backbones come too), backbone names, SAM for "
+        "training's masks (sam_vit_base, sam_vit_large, sam_vit_huge or a hub id ORG/NAME), or "
+        "'all'",
     )
     p.add_argument(
         "--no-backbone", action="store_true", help="upsamplers only, not their backbones"
@@ -81,19 +83,24 @@ def _add_download(sub) -> None:
 
 
 def _cmd_download(args) -> int:
+    from .data.sam import SAM_WEIGHTS, resolve_sam
     from .errors import UnknownNameError
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
 
     names = list(RELEASED) if args.names == ["all"] else args.names
     for name in names:
+        if name in SAM_WEIGHTS or "/" in name:  # SAM, for training's data.masks=sam
+            print(f"{name}: {resolve_sam(name, downloading=True)}")
+            continue
         try:
             resolve(name)
         except UnknownNameError:
             if ALIASES.get(name, name) not in RELEASED:
                 raise UnknownNameError(
                     f"unknown name {name!r}: neither a released upsampler "
-                    f"({', '.join(RELEASED)}) nor a backbone ({', '.join(sorted(FEATURIZERS))})"
+                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}) nor "
+                    f"SAM ({', '.join(SAM_WEIGHTS)} or a hub id ORG/NAME)"
                 ) from None
         if ALIASES.get(name, name) in RELEASED:
             ckpt = RELEASED[ALIASES.get(name, name)]

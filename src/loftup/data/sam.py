@@ -9,10 +9,79 @@ generator in its plain form (one crop level, no small-region clean-up).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, WeightsNotFoundError
+
+#: SAM checkpoints by short name (``loftup download sam_vit_base``); data.sam_weights takes
+#: these, any hub id, or a local folder.
+SAM_WEIGHTS = {
+    "sam_vit_base": "facebook/sam-vit-base",
+    "sam_vit_large": "facebook/sam-vit-large",
+    "sam_vit_huge": "facebook/sam-vit-huge",
+}
+#: What a transformers SAM folder holds, one file of each group (the first where both are):
+#: the model's config, its weights (the hub's older repos also keep a .bin, read by
+#: transformers without unpickling code) and its image processor's settings (transformers 5
+#: writes processor_config.json, the hub's repos hold preprocessor_config.json).
+SAM_FILES = (
+    ("config.json",),
+    ("model.safetensors", "pytorch_model.bin"),
+    ("preprocessor_config.json", "processor_config.json"),
+)
+
+
+def resolve_sam(weights: str, *, downloading: bool = False):
+    """The local folder of SAM ``weights`` (a short name of :data:`SAM_WEIGHTS`, a hub id or a
+    folder). A hub id is read from the Hugging Face cache or downloaded, file by file, as the
+    backbones are: offline, or with the hub out of reach (found out in seconds, not after
+    transformers' minutes of retries), a WeightsNotFoundError names the missing file and how
+    to provide it."""
+    from pathlib import Path
+
+    from ..featurizers.hf import _looks_like_path
+    from ..hub import hub_file
+
+    source = SAM_WEIGHTS.get(str(weights), str(weights))
+    path = Path(source).expanduser()
+    layout = (
+        f"a folder with {', '.join(' or '.join(group) for group in SAM_FILES)} (transformers' "
+        f"save_pretrained)"
+    )
+    if path.is_dir():
+        for group in SAM_FILES:
+            if not any((path / f).exists() for f in group):
+                raise WeightsNotFoundError(
+                    f"SAM weights {path} have no {' or '.join(group)}: pass {layout}"
+                )
+        return path
+    if path.exists() or _looks_like_path(source):
+        raise WeightsNotFoundError(
+            f"SAM weights {source}: {'a file' if path.exists() else 'no such folder'}; set "
+            f"data.sam_weights to {layout}, a hub id or one of {', '.join(SAM_WEIGHTS)}"
+        )
+    name = next((k for k, v in SAM_WEIGHTS.items() if v == source), source)
+    kw = {
+        "what": f"SAM ({source})",
+        "local_hint": f"data.sam_weights=/path/to/folder, {layout}",
+        "download_name": name,
+        "downloading": downloading,
+    }
+    found = []
+    for first, *others in SAM_FILES:
+        try:
+            found.append(hub_file(source, first, **kw))
+        except WeightsNotFoundError as e:  # the repo may hold the other name of the file
+            for other in others:
+                with contextlib.suppress(WeightsNotFoundError):
+                    found.append(hub_file(source, other, **kw))
+                    break
+            else:
+                raise e from None
+    return found[0].parent
 
 
 class SamMaskGenerator:
@@ -44,6 +113,7 @@ class SamMaskGenerator:
                 "facebook/sam-vit-base or a local folder (or use masks=superpixels)"
             )
         self.weights = str(weights)
+        self.folder = resolve_sam(self.weights)  # said now, before any image is read
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.points_per_side, self.points_per_batch = points_per_side, points_per_batch
         self.pred_iou_thresh, self.stability_thresh = pred_iou_thresh, stability_thresh
@@ -55,9 +125,13 @@ class SamMaskGenerator:
 
         SamModel, SamProcessor = from_transformers("SamModel", "SamProcessor")
 
-        with quiet_transformers():
-            self._processor = SamProcessor.from_pretrained(self.weights)
-            self._model = SamModel.from_pretrained(self.weights).to(self.device).eval()
+        try:
+            with quiet_transformers():
+                self._processor = SamProcessor.from_pretrained(self.folder)
+                self._model = SamModel.from_pretrained(self.folder).to(self.device).eval()
+        except (OSError, ValueError, KeyError) as e:  # not an unreadable image: the model
+            why = " ".join(str(e).split())[:300] or type(e).__name__
+            raise LoftUpError(f"cannot load SAM from {self.folder}: {why}") from None
 
     def release(self) -> None:
         """Free the model (it is loaded again if needed): training needs only the cached masks."""
