@@ -190,3 +190,15 @@ def test_region_boundaries_are_stronger_than_the_edges_inside_textures():
     assert across.mean() > 2.5 * inside.mean(), (across.mean(), inside.mean())
     with pytest.raises(ValueError, match="texture_contrast must be"):
         SceneConfig(texture_contrast=(0.3, 0.1))
+
+
+def test_training_on_a_world_folder_reads_its_images_not_its_label_maps(tmp_path):
+    """The world's labels/*.png are PNG images too; superpixel masks once trained on them as
+    well (200 "images" for 100 scenes)."""
+    pytest.importorskip("skimage")
+    from loftup.data.dataset import MaskedImages
+
+    out = write_scenes(tmp_path / "w", SceneConfig(height=16, width=16), 3, progress=False)
+    for masks in ("superpixels", "sa1b"):
+        data = MaskedImages(out, size=16, masks=masks, cache_dir=tmp_path / "c")
+        assert len(data) == 3 and all(p.parent.name == "sa1b" for p in data.images), masks

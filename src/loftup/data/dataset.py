@@ -26,7 +26,9 @@ MASK_SOURCES = ("sa1b", "sam", "superpixels")
 
 
 def data_folder(root: str | os.PathLike) -> Path:
-    """The training images' folder, or a :class:`LoftUpError` naming it if there is none."""
+    """The training images' folder, or a :class:`LoftUpError` naming it if there is none. A
+    world of ``loftup world scenes`` (a ``world.json`` beside ``sa1b/`` and ``labels/``) trains
+    on its ``sa1b/`` only: its label maps are PNG images too, but not training images."""
     if not str(root).strip():
         raise UsageError(
             "no data folder given: pass --data DIR or data.root=DIR, the folder of training images"
@@ -39,6 +41,8 @@ def data_folder(root: str | os.PathLike) -> Path:
         )
     if not root.is_dir():
         raise UsageError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+    if (root / "world.json").is_file() and (root / "sa1b").is_dir():
+        return root / "sa1b"
     return root
 
 
