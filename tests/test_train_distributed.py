@@ -85,6 +85,8 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(data, reference
     proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stderr
+    assert proc.stdout.count("final loss") == 1  # the summary, said by rank 0 only
+    assert "deprecated" not in proc.stderr  # SyncBatchNorm2d's all_reduce is our own
     assert_same_run(out / "checkpoint.pt", reference, atol=5e-5)
     # only rank 0 wrote: one CSV row per step
     assert len((out / "metrics.csv").read_text().splitlines()) == STEPS + 1

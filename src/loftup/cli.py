@@ -536,6 +536,8 @@ def _cmd_train(args) -> int:
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
         result = train(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0
+        return 0
     if result.history:
         print(f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     print(f"checkpoint: {result.checkpoint}\nupsampler:  {result.pretrained}")

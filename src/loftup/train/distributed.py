@@ -77,11 +77,29 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce`` (sum) that gradients flow through: every rank's output is the sum of all
+    inputs, so each input's gradient is the sum of all outputs' gradients. (What
+    ``torch.distributed.nn.functional.all_reduce`` does, which torch now deprecates.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the global batch (every process's share).
 
-    torch's ``SyncBatchNorm`` runs on GPUs only; this one works on any backend through the
-    differentiable ``all_reduce`` of ``torch.distributed.nn``, so gloo on CPU matches one process
+    torch's ``SyncBatchNorm`` runs on GPUs only; this one works on any backend through a
+    differentiable ``all_reduce``, so gloo on CPU matches one process
     with the whole batch. Same parameters and buffers as ``BatchNorm2d`` (checkpoints load in
     either); outside training, or in a single process, it is plain BatchNorm2d.
     """
@@ -91,8 +109,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if dist.get_world_size() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _SumOverRanks.apply
         # statistics in float32 whatever x is (a bf16 conv output under autocast), as plain
         # BatchNorm2d keeps them: a bf16 sum, or pixel count (336 x 336 -> 112640), is off
         dtype, x = x.dtype, x.float()
