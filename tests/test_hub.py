@@ -444,3 +444,22 @@ def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
     assert resolve_sam(str(folder)) == folder
     with pytest.raises(WeightsNotFoundError, match="no such folder"):
         resolve_sam(str(tmp_path / "nothere"))
+
+
+def test_subpackages_are_attributes_of_loftup_imported_on_first_use():
+    """`import loftup` then `loftup.io.load_image_tensor` (as the README writes it) works, and
+    the heavy parts (transformers, evaluation, training) are not imported until used."""
+    code = (
+        "import sys, loftup\n"
+        "heavy = [m for m in ('transformers', 'loftup.eval', 'loftup.train') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert callable(loftup.io.load_image_tensor) and callable(loftup.eval.miou)\n"
+        "assert 'loftup.eval' in sys.modules and callable(loftup.train.load_config)\n"
+        "try:\n"
+        "    loftup.nothere\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "module 'loftup' has no attribute 'nothere'"

@@ -43,9 +43,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+#: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
+#: imported on first use.
+_SUBMODULES = (
+    "api", "baselines", "bench", "compiled", "data", "eval", "experiments", "extract",
+    "featurizers", "io", "kernels", "outputs", "tiling", "train", "viz", "world",
+)  # fmt: skip
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"loftup.{name}")
     raise AttributeError(f"module 'loftup' has no attribute {name!r}")

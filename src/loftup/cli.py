@@ -971,7 +971,11 @@ def _write_json(path: str, obj) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="loftup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="loftup",
+        description="Sharp, pixel-resolution features from vision foundation models with LoftUp: "
+        "upsample, train, evaluate, benchmark.",
+    )
     parser.add_argument("--version", action="version", version=f"loftup {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
