@@ -199,7 +199,7 @@ def test_not_a_state_dict(tmp_path):
         load_upsampler(tmp_path / "w.bin")
 
 
-def test_released_name_from_local_hf_cache_offline(tmp_path):
+def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
     code = (
         "import torch, loftup\n"
@@ -254,7 +254,7 @@ _NO_PROXY = {
 }
 
 
-def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub):
+def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, reference_dir):
     """`loftup download` fetches the released upsampler and its backbone through
     huggingface_hub from the hub (here a local mirror, HF_ENDPOINT); another run then finds both
     in the cache with HF_HUB_OFFLINE=1 and computes features."""
@@ -325,7 +325,9 @@ def test_an_unreachable_hub_is_named_at_once(tmp_path):
     assert "--backbone-weights /path/to/folder" in line
 
 
-def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(tmp_path, local_hub):
+def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(
+    tmp_path, local_hub, reference_dir
+):
     """pyproject asks for huggingface_hub>=0.24: with 0.24.0 itself (installed from the package
     registry into a folder of its own), a download from a mirror and the offline error both
     work. They failed before (an ImportError of is_offline_mode, which 0.24 does not have)."""

@@ -13,7 +13,7 @@ from loftup.hub import native_to_reference, reference_to_native
 
 
 @pytest.fixture(scope="module")
-def reference_model():
+def reference_model(reference_dir):
     return load_upsampler(REFERENCE_STATE)
 
 
@@ -36,7 +36,7 @@ def test_released_defaults_match_parameter_count():
 @pytest.mark.parametrize(
     "name", ["loftup_dinov2s", "loftup_dinov2b", "loftup_clip", "loftup_siglip2"]
 )
-def test_every_released_layout_loads_with_width_from_weights(tmp_path, name):
+def test_every_released_layout_loads_with_width_from_weights(tmp_path, name, reference_dir):
     layout = json.loads((REFERENCE / "checkpoint_layouts.json").read_text())[name]
     state = {
         k: torch.full(shape, 0.5) if shape else torch.tensor(3)

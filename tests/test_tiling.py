@@ -134,7 +134,7 @@ def test_bad_streaming_arguments_are_named(small, tmp_path):
 
 
 @pytest.mark.slow
-def test_reference_model_tiled_640_matches_untiled():
+def test_reference_model_tiled_640_matches_untiled(reference_dir):
     model = load_upsampler(REFERENCE_STATE)
     torch.manual_seed(0)
     lr, image = torch.randn(1, 384, 16, 16), torch.randn(1, 3, 640, 640)
