@@ -202,3 +202,18 @@ def test_training_on_a_world_folder_reads_its_images_not_its_label_maps(tmp_path
     for masks in ("superpixels", "sa1b"):
         data = MaskedImages(out, size=16, masks=masks, cache_dir=tmp_path / "c")
         assert len(data) == 3 and all(p.parent.name == "sa1b" for p in data.images), masks
+
+
+def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
+    """Into a folder that holds 4 scenes of seed 0, 2 scenes of seed 3 would have left the old
+    ones beside a world.json saying 2 of seed 3; the same world again is rewritten."""
+    cfg = SceneConfig(height=16, width=16)
+    out = write_scenes(tmp_path / "w", cfg, 4, progress=False)
+    before = (out / "sa1b" / "sa_1.jpg").read_bytes()
+    with pytest.raises(UsageError, match=r"holds another world \(seed 0 -> 3; count 4 -> 2\)"):
+        write_scenes(out, cfg, 2, seed=3, progress=False)
+    with pytest.raises(UsageError, match="scene config differs"):
+        write_scenes(out, SceneConfig(height=16, width=16, num_classes=4), 4, progress=False)
+    write_scenes(out, cfg, 4, progress=False)
+    assert (out / "sa1b" / "sa_1.jpg").read_bytes() == before
+    assert read_world(out).seed == 0 and len(read_world(out).names) == 4

@@ -138,6 +138,17 @@ def write_scenes(
 
     check_scene_range(count, seed=seed, start=start, quality=quality)
     out = Path(out)
+    info = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "seed": seed,
+        "start": start,
+        "count": count,
+        "jpeg_quality": quality,
+        "classes": list(config.class_names),
+        "config": config.to_dict(),
+    }
+    _check_other_world(out, info)
     (out / "sa1b").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     names = []
@@ -149,19 +160,34 @@ def write_scenes(
         atomic_write_bytes(out / "sa1b" / f"{name}.json", json.dumps(meta).encode())
         atomic_write_bytes(out / "labels" / f"{name}.png", encode_labels(scene.labels))
         names.append(name)
-    info = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "seed": seed,
-        "start": start,
-        "count": count,
-        "jpeg_quality": quality,
-        "classes": list(config.class_names),
-        "config": config.to_dict(),
-        "images": names,
-    }
-    write_json(out / "world.json", info)
+    write_json(out / "world.json", {**info, "images": names})
     return out
+
+
+def _check_other_world(out: Path, info: dict) -> None:
+    """A UsageError if ``out`` holds a world of other options: writing over it would leave its
+    scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
+    describe them. The same world again is rewritten (the same bytes)."""
+    import json
+
+    from ..errors import UsageError
+
+    try:
+        old = json.loads((out / "world.json").read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        raise UsageError(f"{out} holds an unreadable world.json; choose another --out or delete it")
+    new = json.loads(json.dumps(info))  # tuples as the file holds them, as lists
+    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    if diff:
+        what = "; ".join(d if not d.startswith("config") else "scene config differs" for d in diff)
+        raise UsageError(
+            f"{out} holds another world ({what}); choose another --out or delete it: its scenes "
+            "would be left mixed in with the new ones"
+        )
 
 
 @dataclass
