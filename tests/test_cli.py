@@ -195,9 +195,10 @@ def test_a_wrong_data_folder_is_said_before_the_backbone_is_looked_for(capsys, t
     args = ["train", "--config", "stage1_sa1b", "--data", str(tmp_path / "sa1b")]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
+    missing = tmp_path / "sa1b"
     assert (
         err
-        == f"error: data folder {tmp_path / 'sa1b'} does not exist (set data.root=/path/to/images)\n"
+        == f"error: data folder {missing} does not exist (pass --data /path/to/images, or data.root=)\n"
     )
     assert not (tmp_path / "run").exists()
 

@@ -249,6 +249,6 @@ def test_a_resumed_run_trains_with_its_own_learning_rate_and_not_another_optimis
     assert {(g["lr"], g["weight_decay"]) for g in saved} == {(1e-3, 0.01)}
     assert "resuming with this run's optim.lr=0.001 (the checkpoint had 0.003)" in caplog.text
     assert "optim.weight_decay=0.01 (the checkpoint had 0.0)" in caplog.text
-    with pytest.raises(loftup.LoftUpError, match="made with optim.name='nadam', this run has "
-                       "optim.name='sgd'; use the same optimiser or another log.out_dir"):  # fmt: skip
+    with pytest.raises(loftup.LoftUpError, match=r"made with optim.name='nadam', this run has "
+                       r"optim.name='sgd'; use the same optimiser or another --out \(log.out_dir"):  # fmt: skip
         train(tiny(sa1b, out, 1, 4, "optim.name=sgd"), resume=True)

@@ -40,7 +40,9 @@ def data_folder(root: str | os.PathLike) -> Path:
             f"(searched recursively), e.g. {root.parent}"
         )
     if not root.is_dir():
-        raise UsageError(f"data folder {root} does not exist (set data.root=/path/to/images)")
+        raise UsageError(
+            f"data folder {root} does not exist (pass --data /path/to/images, or data.root=)"
+        )
     if (root / "world.json").is_file() and (root / "sa1b").is_dir():
         return root / "sa1b"
     return root

@@ -129,7 +129,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
         if saved.get(key) != getattr(cfg, key):
             raise LoftUpError(
                 f"cannot resume {path}: it was made with {key}={saved.get(key)!r}, this run has "
-                f"{key}={getattr(cfg, key)!r}; use the same config or another log.out_dir"
+                f"{key}={getattr(cfg, key)!r}; use the same config or another --out (log.out_dir)"
             )
     if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):
         raise LoftUpError(f"cannot resume {path}: its model config differs from this run's")
@@ -137,7 +137,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
     if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
         raise LoftUpError(
             f"cannot resume {path}: it was made with optim.name={name!r}, this run has "
-            f"optim.name={cfg.optim.name!r}; use the same optimiser or another log.out_dir"
+            f"optim.name={cfg.optim.name!r}; use the same optimiser or another --out (log.out_dir)"
         )
 
 

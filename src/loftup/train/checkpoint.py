@@ -49,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
     fix = (
         "loftup train writes its checkpoints with tensors, numbers and strings only: move this "
-        "file away (training starts afresh) or choose another log.out_dir"
+        "file away (training starts afresh) or choose another --out (log.out_dir)"
     )
     data = torch_load(path, fix=fix, what="training checkpoint ")
     if not isinstance(data, dict) or data.get("format") != FORMAT:

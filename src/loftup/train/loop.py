@@ -195,7 +195,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     if ckpt_path.exists() and not resume:
         raise LoftUpError(
             f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
-            "another log.out_dir"
+            "another --out (log.out_dir)"
         )
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
