@@ -552,16 +552,22 @@ def _log_beside_bars(logger):
     the Hugging Face hub's client logs."""
     import logging
 
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    from tqdm import tqdm
 
-    handler = logging.StreamHandler(sys.stderr)
+    class BesideBars(logging.Handler):  # tqdm 4.60 (our lower bound) redirects to stdout
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+                self.handleError(record)
+
+    handler = BesideBars()
     handler.setFormatter(logging.Formatter("%(message)s"))
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
-        with logging_redirect_tqdm(loggers=[logger]):
-            yield
+        yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
