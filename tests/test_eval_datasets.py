@@ -138,6 +138,7 @@ class _RunsAShell:
 
 def test_the_normals_pickle_builds_arrays_and_runs_nothing(tmp_path, monkeypatch):
     import gzip
+    import warnings
 
     monkeypatch.chdir(tmp_path)
     with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
@@ -149,6 +150,15 @@ def test_the_normals_pickle_builds_arrays_and_runs_nothing(tmp_path, monkeypatch
         pickle.dump({"all_normals": np.zeros((2, 4, 4))}, f, protocol=2)
     with pytest.raises(DatasetError, match=r"all_normals is \(2, 4, 4\)"):
         read_normals_pickle(tmp_path / "all_normals.pklz")
+    # FAIR's file was written by NumPy 1 (numpy.core...): read without NumPy 2's warning
+    data = pickle.dumps({"all_normals": np.ones((2, 4, 4, 3), np.float32)}, protocol=2)
+    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray\n_reconstruct" in old
+    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
+        f.write(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_normals_pickle(tmp_path / "all_normals.pklz").shape == (2, 4, 4, 3)
     (tmp_path / "all_normals.pklz").write_bytes(b"not gzip")
     with pytest.raises(DatasetError, match="cannot read .*all_normals.pklz"):
         read_normals_pickle(tmp_path / "all_normals.pklz")
