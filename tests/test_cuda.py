@@ -335,10 +335,18 @@ def test_training_on_the_gpu_is_the_cpus_and_learns(tmp_path):
 
 
 def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
-    """`loftup eval seg` and `davis` with --device cuda: the probe and the tracking run on the
-    GPU from the same features (cached on the first run, read back on the next) and give the
-    CPU's figures."""
-    from eval_data import DIM, TEST_BACKBONE, run_eval, write_cocostuff, write_davis
+    """`loftup eval seg`, `depth`, `normals` and `davis` with --device cuda: the probes and the
+    tracking run on the GPU from the same features (cached on the first run, read back on the
+    next) and give the CPU's figures."""
+    from eval_data import (
+        DIM,
+        TEST_BACKBONE,
+        run_eval,
+        write_cocostuff,
+        write_davis,
+        write_nyu_normals,
+        write_nyuv2,
+    )
 
     torch.manual_seed(0)
     up = tmp_path / "up"
@@ -357,6 +365,12 @@ def test_evaluation_on_the_gpu_gives_the_cpus_figures(tmp_path):
     assert seg_gpu["cache"]["misses"] == 0  # the CPU run's features, read on the GPU
     for key in ("miou", "pixel_accuracy"):
         assert abs(seg_gpu["metrics"][key] - seg_cpu["metrics"][key]) <= 0.02, key
+    write_nyu_normals(write_nyuv2(tmp_path / "nyu"))
+    for task, keys in (("depth", ("delta1",)), ("normals", ("within_11.25", "within_30"))):
+        cpu = run(task, tmp_path / "nyu", "cpu", "--epochs", "2")
+        gpu = run(task, tmp_path / "nyu", "cuda", "--epochs", "2")
+        for key in keys:
+            assert abs(gpu["metrics"][key] - cpu["metrics"][key]) <= 0.02, (task, key)
     davis_cpu = run("davis", tmp_path / "davis", "cpu")
     davis_gpu = run("davis", tmp_path / "davis", "cuda")
     assert abs(davis_gpu["metrics"]["J&F_mean"] - davis_cpu["metrics"]["J&F_mean"]) <= 0.02
