@@ -336,7 +336,9 @@ def _progress(tiles, enabled: bool):
         return tiles
     from tqdm.auto import tqdm
 
-    return tqdm(tiles, desc="tiles", unit="tile", leave=False)
+    # disable=None: only on a terminal; a bar nested under another is drawn with cursor moves
+    # that fill a piped log with blank lines and escape codes
+    return tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=None)
 
 
 def upsample_to_npy(
