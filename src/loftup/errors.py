@@ -36,6 +36,14 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def one_line(e: BaseException, limit: int | None = 200) -> str:
+    """``e``'s message on one line (runs of whitespace made one space), cut to ``limit``
+    characters (None: whole), or the name of its type when it has no message: the "why" of
+    an error line built from a library's error."""
+    text = " ".join(str(e).split())
+    return (text if limit is None else text[:limit]) or type(e).__name__
+
+
 def check_threads(threads) -> None:
     """A :class:`UsageError` unless ``threads`` (``--threads``) is None (torch's default) or an
     integer of at least 1."""

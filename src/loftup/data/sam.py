@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 import torch
 
-from ..errors import LoftUpError, WeightsNotFoundError
+from ..errors import LoftUpError, WeightsNotFoundError, one_line
 
 #: SAM checkpoints by short name (``loftup download sam_vit_base``); data.sam_weights takes
 #: these, any hub id, or a local folder.
@@ -130,7 +130,7 @@ class SamMaskGenerator:
                 self._processor = SamProcessor.from_pretrained(self.folder)
                 self._model = SamModel.from_pretrained(self.folder).to(self.device).eval()
         except (OSError, ValueError, KeyError) as e:  # not an unreadable image: the model
-            why = " ".join(str(e).split())[:300] or type(e).__name__
+            why = one_line(e, 300)
             raise LoftUpError(f"cannot load SAM from {self.folder}: {why}") from None
 
     def release(self) -> None:

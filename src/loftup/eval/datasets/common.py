@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import LoftUpError
+from ...errors import LoftUpError, one_line
 from ...io import IMAGE_READ_ERRORS
 
 IGNORE = 255
@@ -58,7 +58,7 @@ def unreadable(path, e: BaseException) -> DatasetError:
     if isinstance(e, Image.UnidentifiedImageError):
         why = "not an image file (PIL cannot identify it)"
     else:
-        why = " ".join(str(e).split()) or type(e).__name__
+        why = one_line(e, None)
     return DatasetError(f"cannot read {path}: {why}; {FIX}")
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import one_line
 from .common import FIX, DatasetError, limited, require, resize_short_crop, to_image_tensor
 
 MAT_NAME = "nyu_depth_v2_labeled.mat"
@@ -66,7 +67,7 @@ def nyu_indices(root: str | Path, split: str) -> list[int]:
     try:
         mat = loadmat(path, variable_names=[key])
     except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a file it cannot read
-        why = " ".join(str(e).split())[:200] or type(e).__name__
+        why = one_line(e)
         raise DatasetError(f"cannot read {path} as a MATLAB file ({why}); {expected}") from None
     if key not in mat:
         raise DatasetError(f"{path} has no {key}; {expected}")
@@ -145,7 +146,7 @@ class NYUv2Depth(torch.utils.data.Dataset):
         try:
             return h5py.File(self.mat, "r")
         except OSError as e:
-            why = " ".join(str(e).split())
+            why = one_line(e, None)
             raise DatasetError(
                 f"{self.mat} is not a MATLAB v7.3 (HDF5) file ({why}); expected the official "
                 f"nyu_depth_v2_labeled.mat"
@@ -164,7 +165,7 @@ class NYUv2Depth(torch.utils.data.Dataset):
             rgb = np.asarray(f["images"][n]).transpose(2, 1, 0)  # (480, 640, 3)
             depth = np.asarray(f[DEPTH_KEY][n], dtype=np.float32).T  # (480, 640)
         except (OSError, KeyError, ValueError) as e:  # a damaged chunk of the file
-            why = " ".join(str(e).split())[:200] or type(e).__name__
+            why = one_line(e)
             raise DatasetError(f"cannot read image {n + 1} of {self.mat} ({why}); {FIX}") from None
         rgb, depth = np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
         image = resize_short_crop(Image.fromarray(rgb), self.size, nearest=False)
@@ -212,7 +213,7 @@ def read_normals_pickle(path: str | Path) -> np.ndarray:
             # Python 2 wrote it: its str are bytes, which latin-1 maps one to one
             data = _ArraysOnly(f, encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
-        why = " ".join(str(e).split())[:200] or type(e).__name__
+        why = one_line(e)
         raise DatasetError(f"cannot read {path} ({why}); {expected}") from None
     normals = data.get("all_normals") if isinstance(data, dict) else None
     if not isinstance(normals, np.ndarray) or normals.ndim != 4 or normals.shape[-1] != 3:
@@ -275,7 +276,7 @@ class NYUv2Normals(NYUv2Depth):
         try:
             normals = np.load(self.normals_path, mmap_mode="r")
         except (OSError, ValueError) as e:
-            why = " ".join(str(e).split())[:200] or type(e).__name__
+            why = one_line(e)
             raise DatasetError(f"cannot read {self.normals_path} ({why}); {FIX}") from None
         n, w, h = f["images"].shape[0], *f["images"].shape[2:]
         if normals.ndim != 4 or normals.shape[1:] != (h, w, 3) or normals.shape[0] < n:
@@ -295,7 +296,7 @@ class NYUv2Normals(NYUv2Depth):
         try:
             normal = np.asarray(self._normals[n], dtype=np.float32)  # (480, 640, 3)
         except (OSError, ValueError) as e:
-            why = " ".join(str(e).split())[:200] or type(e).__name__
+            why = one_line(e)
             raise DatasetError(
                 f"cannot read normals {n + 1} of {self.normals_path} ({why})"
             ) from None
