@@ -136,47 +136,82 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
         results["class_names"] = list(spec.class_names)
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)
-    title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: mIoU {100 * metrics['miou']:.2f}"
+    title = f"{_what(cfg)}: mIoU {100 * metrics['miou']:.2f}"
     return finish(
         cfg, results, lambda path: seg_figure(examples, spec.num_classes, path, title=title), report
     )
 
 
-def run_depth(cfg: EvalConfig, report=None) -> dict:
-    """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split.
-    ``report``: see :func:`loftup.eval.evaluate`."""
+def _probe_per_image(
+    cfg: EvalConfig,
+    report,
+    start: float,
+    sets: tuple,
+    base: ProbeConfig,
+    make_probe,
+    target,
+    loss_fn,
+    score,
+    draw,
+    title,
+    extra: dict | None = None,
+) -> dict:
+    """The rest of a run whose scores are per image, averaged over the test split (depth,
+    normals): fit ``make_probe(dim)`` on ``sets[0]`` against ``target`` with ``loss_fn``, then
+    ``score(probe, batch, hr)`` -> ({metric: (B,) values}, [example per image]) on ``sets[1]``;
+    the figure is ``draw(examples, path, title=title(metrics))``; ``extra`` joins the results."""
     from tqdm.auto import tqdm
 
-    _start(cfg, "depth")
-    start = time.time()
-    big = backbone_size(cfg)
-    train_set = NYUv2Depth(cfg.root, "train", cfg.size, cfg.limit, big)
-    test_set = NYUv2Depth(cfg.root, "test", cfg.size, cfg.limit, big)
+    train_set, test_set = sets
     pipe = FeaturePipeline(cfg, policy=POLICY)
-    pcfg = _probe_config(DEPTH_PROBE, cfg)
-    probe = DepthProbe(pipe.dim, seed=cfg.seed).to(pipe.device)
-    _fit(probe, train_set, pipe, cfg, "depth", depth_loss, pcfg)
+    pcfg = _probe_config(base, cfg)
+    probe = make_probe(pipe.dim).to(pipe.device)
+    _fit(probe, train_set, pipe, cfg, target, loss_fn, pcfg)
 
-    per_image: dict[str, list[torch.Tensor]] = {"delta1": [], "rmse": [], "abs_rel": []}
+    per_image: dict[str, list[torch.Tensor]] = {}
     examples = []
     loader = make_loader(test_set, cfg, shuffle=False)
-    with tqdm(loader, desc="depth test", disable=not cfg.progress, leave=False) as bar:
+    with tqdm(loader, desc=f"{cfg.task} test", disable=not cfg.progress, leave=False) as bar:
         for batch in bar:
             _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-            pred = predict_depth(probe, hr, size=tuple(batch["depth"].shape[-2:])).cpu()
-            for name, values in depth_metrics(pred, batch["depth"]).items():
-                per_image[name].append(values)
-            for i in range(min(len(pred), N_EXAMPLES - len(examples))):
-                examples.append(
-                    {"image": batch["image"][i], "depth": batch["depth"][i], "pred": pred[i]}
-                )
+            values, shown = score(probe, batch, hr)
+            for name, v in values.items():
+                per_image.setdefault(name, []).append(v)
+            examples += shown[: N_EXAMPLES - len(examples)]
     metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
     results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
     results["metrics"] = metrics
+    results.update(extra or {})
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)
-    title = f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: delta1 {100 * metrics['delta1']:.2f}"
-    return finish(cfg, results, lambda path: depth_figure(examples, path, title=title), report)
+    return finish(cfg, results, lambda path: draw(examples, path, title=title(metrics)), report)
+
+
+def _what(cfg: EvalConfig) -> str:
+    return f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}"
+
+
+def _depth_score(probe, batch: dict, hr: torch.Tensor):
+    gt = batch["depth"]
+    pred = predict_depth(probe, hr, size=tuple(gt.shape[-2:])).cpu()
+    shown = [{"image": im, "depth": d, "pred": p} for im, d, p in zip(batch["image"], gt, pred)]
+    return depth_metrics(pred, gt), shown
+
+
+def run_depth(cfg: EvalConfig, report=None) -> dict:
+    """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split.
+    ``report``: see :func:`loftup.eval.evaluate`."""
+    _start(cfg, "depth")
+    start = time.time()
+    big = backbone_size(cfg)
+    sets = tuple(
+        NYUv2Depth(cfg.root, split, cfg.size, cfg.limit, big) for split in ("train", "test")
+    )
+    return _probe_per_image(
+        cfg, report, start, sets, DEPTH_PROBE, lambda dim: DepthProbe(dim, seed=cfg.seed),
+        "depth", depth_loss, _depth_score, depth_figure,
+        lambda m: f"{_what(cfg)}: delta1 {100 * m['delta1']:.2f}",
+    )  # fmt: skip
 
 
 def _normal_target(batch: dict) -> torch.Tensor:
@@ -184,48 +219,34 @@ def _normal_target(batch: dict) -> torch.Tensor:
     return torch.cat([batch["normals"], (batch["depth"] > 0)[:, None].float()], 1)
 
 
+def _normals_score(probe, batch: dict, hr: torch.Tensor):
+    gt, valid = batch["normals"], batch["depth"] > 0
+    pred = predict_normals(probe, hr, size=tuple(gt.shape[-2:])).cpu()
+    shown = [
+        {"image": im, "normals": g, "valid": v, "pred": p}
+        for im, g, v, p in zip(batch["image"], gt, valid, pred)
+    ]
+    return normal_metrics(pred, gt, valid), shown
+
+
 def run_normals(cfg: EvalConfig, report=None) -> dict:
     """Linear-probe surface normals (Probe3D style) on NYUv2's test split: angular RMSE, mean,
     and the fraction within 11.25, 22.5 and 30 degrees. ``report``: see
     :func:`loftup.eval.evaluate`."""
-    from tqdm.auto import tqdm
-
     from .datasets import nyu_normals_file
 
     _start(cfg, "normals")
     start = time.time()
     big = backbone_size(cfg)
     normals = nyu_normals_file(cfg.root, cfg.cache_dir)  # converted once, before any model
-    train_set = NYUv2Normals(cfg.root, "train", cfg.size, cfg.limit, big, normals=normals)
-    test_set = NYUv2Normals(cfg.root, "test", cfg.size, cfg.limit, big, normals=normals)
-    pipe = FeaturePipeline(cfg, policy=POLICY)
-    pcfg = _probe_config(NORMAL_PROBE, cfg)
-    probe = NormalProbe(pipe.dim, seed=cfg.seed).to(pipe.device)
-    _fit(probe, train_set, pipe, cfg, _normal_target, normal_loss, pcfg)
-
-    per_image: dict[str, list[torch.Tensor]] = {}
-    examples = []
-    loader = make_loader(test_set, cfg, shuffle=False)
-    with tqdm(loader, desc="normals test", disable=not cfg.progress, leave=False) as bar:
-        for batch in bar:
-            _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-            gt, valid = batch["normals"], batch["depth"] > 0
-            pred = predict_normals(probe, hr, size=tuple(gt.shape[-2:])).cpu()
-            for name, values in normal_metrics(pred, gt, valid).items():
-                per_image.setdefault(name, []).append(values)
-            for i in range(min(len(pred), N_EXAMPLES - len(examples))):
-                examples.append(
-                    {"image": batch["image"][i], "normals": gt[i], "valid": valid[i],
-                     "pred": pred[i]}
-                )  # fmt: skip
-    metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
-    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
-    results["metrics"] = metrics
-    results["normals_file"] = str(normals)
-    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
-    results["elapsed_s"] = round(time.time() - start, 2)
-    title = (
-        f"{cfg.dataset} {cfg.backbone} + {cfg.upsampler}: within 30 deg "
-        f"{100 * metrics['within_30']:.2f}, RMSE {metrics['rmse']:.2f} deg"
+    sets = tuple(
+        NYUv2Normals(cfg.root, split, cfg.size, cfg.limit, big, normals=normals)
+        for split in ("train", "test")
     )
-    return finish(cfg, results, lambda path: normals_figure(examples, path, title=title), report)
+    return _probe_per_image(
+        cfg, report, start, sets, NORMAL_PROBE, lambda dim: NormalProbe(dim, seed=cfg.seed),
+        _normal_target, normal_loss, _normals_score, normals_figure,
+        lambda m: f"{_what(cfg)}: within 30 deg {100 * m['within_30']:.2f}, RMSE "
+        f"{m['rmse']:.2f} deg",
+        extra={"normals_file": str(normals)},
+    )  # fmt: skip
