@@ -321,6 +321,28 @@ def hub_file(
     )
 
 
+def hub_folder(repo_id: str, groups, **kw) -> Path:
+    """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
+    (alternative names of a file, the first that the repo has; a plain name is a group of one),
+    each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
+    be had, the error is the first name's."""
+    found = []
+    for group in groups:
+        first, *others = (group,) if isinstance(group, str) else group
+        try:
+            found.append(hub_file(repo_id, first, **kw))
+        except WeightsNotFoundError as e:  # the repo may hold the file under another name
+            for other in others:
+                try:
+                    found.append(hub_file(repo_id, other, **kw))
+                    break
+                except WeightsNotFoundError:
+                    continue
+            else:
+                raise e from None
+    return found[0].parent
+
+
 def download(name: str) -> Path:
     """Fill the Hugging Face cache with a released checkpoint; returns its local path."""
     ckpt = resolve_name(name)

@@ -9,8 +9,6 @@ generator in its plain form (one crop level, no small-region clean-up).
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -43,7 +41,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
     from pathlib import Path
 
     from ..featurizers.hf import _looks_like_path
-    from ..hub import hub_file
+    from ..hub import hub_folder
 
     source = SAM_WEIGHTS.get(str(weights), str(weights))
     path = Path(source).expanduser()
@@ -70,18 +68,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         "download_name": name,
         "downloading": downloading,
     }
-    found = []
-    for first, *others in SAM_FILES:
-        try:
-            found.append(hub_file(source, first, **kw))
-        except WeightsNotFoundError as e:  # the repo may hold the other name of the file
-            for other in others:
-                with contextlib.suppress(WeightsNotFoundError):
-                    found.append(hub_file(source, other, **kw))
-                    break
-            else:
-                raise e from None
-    return found[0].parent
+    return hub_folder(source, SAM_FILES, **kw)
 
 
 class SamMaskGenerator:

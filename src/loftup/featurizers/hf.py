@@ -4,7 +4,7 @@ and turning an ImageNet-normalised batch into the grid of patch tokens.
 Weights are found in this order: a local folder in the Hugging Face layout (``config.json`` +
 ``model.safetensors``, as ``save_pretrained`` writes it), the Hugging Face cache, a download.
 ``HF_HUB_OFFLINE=1`` is honoured; without the weights the error names the hub repo and how to
-pass a local folder instead (:func:`loftup.hub.hub_file` does the cache/download part).
+pass a local folder instead (:func:`loftup.hub.hub_folder` does the cache/download part).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def resolve_weights(
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
-    from ..hub import hub_file
+    from ..hub import hub_folder
 
     hint = (
         f"get_featurizer({name!r}, weights='/path/to/folder'), `loftup upsample "
@@ -70,9 +70,7 @@ def resolve_weights(
     )
     what = f"backbone {name}"
     kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
-    config = hub_file(source, CONFIG_FILE, **kw)
-    hub_file(source, WEIGHTS_FILE, **kw)
-    return config.parent
+    return hub_folder(source, (CONFIG_FILE, WEIGHTS_FILE), **kw)
 
 
 def download(name: str) -> Path:
