@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, run_python
 from loftup.cli import main
 
 
@@ -236,11 +236,9 @@ def test_every_option_of_every_command_says_what_it_does():
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    """``code`` run by this Python with loftup importable; it must exit with 0."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    """``code`` run by conftest's run_python (a fresh process, loftup importable); it must
+    exit with 0."""
+    done = run_python(code, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -274,21 +274,15 @@ def test_a_run_whose_workers_find_nothing_readable_ends_instead_of_hanging(tmp_p
     """The error a DataLoader worker raises ends the command with status 2 and one line: the
     workers are shut down with the run (they ignore SIGTERM; left alive, the interpreter's exit
     waited on them for ever)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from conftest import run_cli
 
     for i in range(4):
         (tmp_path / "bad" / f"b{i}.jpg").parent.mkdir(exist_ok=True)
         (tmp_path / "bad" / f"b{i}.jpg").write_bytes(b"junk")
-    src = Path(__file__).resolve().parents[1] / "src"
-    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", "--config", "stage1_cpu",
-           "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "run"), "max_steps=2",
-           "backbone=dinov2_tiny", "data.num_workers=2", "log.progress=false",
-           f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    args = ["train", "--stage", "1", "--config", "stage1_cpu", "--data", str(tmp_path / "bad"),
+            "--out", str(tmp_path / "run"), "max_steps=2", "backbone=dinov2_tiny",
+            "data.num_workers=2", "log.progress=false", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    done = run_cli(args, {"OMP_NUM_THREADS": "1"}, timeout=240)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1].startswith("error: none of the 4 files under")
 
