@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from loftup.cli import main
-from loftup.world.demo import DemoConfig, markdown_table, score
+from loftup.errors import UsageError
+from loftup.world.demo import RECORD, DemoConfig, _options, check_out, markdown_table, score
 
 
 def test_score_rewards_features_that_know_where_classes_stop():
@@ -52,3 +53,28 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
     text = (out / "report.md").read_text()
     assert "| stage2 |" in text and "- stage2: " in text and "mIoU vs bilinear" in text
     assert main(args) == 2  # an existing report is never overwritten
+
+
+def test_an_out_folder_is_checked_before_the_demo_writes_anything(tmp_path):
+    """A file, a finished demo, an interrupted one without --resume, one begun with other
+    options and one whose record cannot be read are each refused in one line naming the fix."""
+    out = tmp_path / "demo"
+    cfg = DemoConfig(out=str(out))
+    check_out(cfg)  # nothing there yet
+    out.mkdir()
+    (out / RECORD).write_text(json.dumps(_options(cfg)))
+    with pytest.raises(UsageError, match="holds an interrupted demo; run the same command with"):
+        check_out(cfg)
+    check_out(cfg, resume=True)
+    with pytest.raises(UsageError, match=r"begun with other options \(--seed 0\); resume it"):
+        check_out(DemoConfig(out=str(out), seed=1), resume=True)
+    (out / RECORD).write_text('{"size": 6')  # cut short
+    with pytest.raises(UsageError, match=rf"--resume: {out / RECORD} cannot be read \(") as e:
+        check_out(cfg, resume=True)
+    assert "choose another --out" in str(e.value) and "\n" not in str(e.value)
+    (out / "report.json").write_text("{}")
+    with pytest.raises(UsageError, match="already holds a demo report; choose another --out"):
+        check_out(cfg, resume=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="is a file; the demo's output is a folder"):
+        check_out(DemoConfig(out=str(tmp_path / "file")))

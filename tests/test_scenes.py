@@ -217,3 +217,6 @@ def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
     write_scenes(out, cfg, 4, progress=False)
     assert (out / "sa1b" / "sa_1.jpg").read_bytes() == before
     assert read_world(out).seed == 0 and len(read_world(out).names) == 4
+    (out / "world.json").write_text("[]")  # not what write_scenes writes: refused, named
+    with pytest.raises(UsageError, match=r"world.json cannot be read \(a JSON object was expe"):
+        write_scenes(out, cfg, 4, progress=False)

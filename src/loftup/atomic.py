@@ -107,3 +107,21 @@ def write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path
     text = json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
     return path
+
+
+def read_json_object(path: str | os.PathLike) -> dict | None:
+    """The JSON object a record file holds (such as :func:`write_json` writes); None if there
+    is no file. A ValueError naming the file and the problem if it cannot be read or holds
+    something other than an object."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"{path} cannot be read (a JSON object was expected, not {type(obj).__name__})"
+        )
+    return obj

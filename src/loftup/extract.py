@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import glob
 import hashlib
-import json
 import math
 import os
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import read_json_object
 from .errors import LoftUpError, memory_shortfall, out_of_memory
 from .io import IMAGE_SUFFIXES, ImageReadError, load_image_tensor
 
@@ -81,23 +81,19 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
     it, such a record is simply replaced."""
     path = out_dir / OPTIONS_NAME
     flag = "--resume: " if resume else ""
-    if not path.is_file():
+    try:
+        saved = read_json_object(path)
+    except ValueError as e:
+        if not resume:
+            return  # replaced by this run's
+        raise LoftUpError(f"--resume: {e}; run without --resume to compute all again") from None
+    if saved is None:
         if resume and out_dir.is_dir() and any(out_dir.iterdir()):
             raise LoftUpError(
                 f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
                 "made them are unknown; run without --resume to compute them all again"
             )
         return  # nothing there yet: a resumed run of nothing is a run
-    try:
-        saved = json.loads(path.read_text())
-        if not isinstance(saved, dict):
-            raise ValueError(f"a JSON object was expected, not {type(saved).__name__}")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        if not resume:
-            return  # replaced by this run's
-        raise LoftUpError(
-            f"--resume: {path} cannot be read ({e}); run without --resume to compute all again"
-        ) from None
     # another --format writes other files beside these; only a resume must keep to one
     skip = _INFO_ONLY if resume else (*_INFO_ONLY, "format")
     diff = [

@@ -168,18 +168,15 @@ def _check_other_world(out: Path, info: dict) -> None:
     """A UsageError if ``out`` holds a world of other options: writing over it would leave its
     scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
     describe them. The same world again is rewritten (the same bytes)."""
-    import json
-
+    from ..atomic import read_json_object
     from ..errors import UsageError
 
     try:
-        old = json.loads((out / "world.json").read_text())
-    except FileNotFoundError:
+        old = read_json_object(out / "world.json")
+    except ValueError as e:
+        raise UsageError(f"{e}; choose another --out or delete it") from None
+    if old is None:
         return
-    except (OSError, ValueError):
-        old = None
-    if not isinstance(old, dict):
-        raise UsageError(f"{out} holds an unreadable world.json; choose another --out or delete it")
     new = json.loads(json.dumps(info))  # tuples as the file holds them, as lists
     diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
     if diff:

@@ -112,8 +112,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     a folder with a report is never overwritten; one holding an interrupted demo (its options
     record or a training checkpoint) is gone on with only when ``resume`` is set, and only
     with the options it began with."""
-    import json
-
+    from ..atomic import read_json_object
     from ..errors import UsageError
 
     out = Path(cfg.out)
@@ -128,8 +127,11 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
             f"{out} holds an interrupted demo; run the same command with --resume to go on, "
             "or choose another --out"
         )
-    if resume and (out / RECORD).is_file():
-        saved = json.loads((out / RECORD).read_text())
+    try:
+        saved = read_json_object(out / RECORD) if resume else None
+    except ValueError as e:
+        raise UsageError(f"--resume: {e}; choose another --out") from None
+    if saved is not None:
         wanted = _options(cfg)
         diff = [k for k in wanted if saved.get(k) != wanted[k]]
         if diff:
