@@ -146,19 +146,28 @@ def local_hub():
     """A Hugging Face hub mirror on 127.0.0.1 (what ``HF_ENDPOINT`` points at): ``serve(files)``
     with ``files`` {(repo_id, filename): bytes} returns its endpoint URL. It answers the file
     requests ``hf_hub_download`` makes (HEAD for the commit, ETag and size, then GET) and 404
-    for anything else, so the real download code runs, offline."""
+    for anything else, so the real download code runs, offline. ``serve(files, gated=repos)``:
+    those repos answer as the hub does for a gated repo the caller may not read (401,
+    X-Error-Code GatedRepo)."""
     import hashlib
     import http.server
     import threading
 
     servers = []
 
-    def serve(files: dict) -> str:
+    def serve(files: dict, gated: tuple[str, ...] = ()) -> str:
         commit = "89abcdef0123456789abcdef0123456789abcdef"
         by_path = {f"/{repo}/resolve/main/{name}": data for (repo, name), data in files.items()}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
+                if any(self.path.startswith(f"/{repo}/") for repo in gated):
+                    self.send_response(401)
+                    self.send_header("X-Error-Code", "GatedRepo")
+                    self.send_header("X-Error-Message", "Access to this model is restricted.")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = by_path.get(self.path.split("?")[0])
                 if data is None:
                     self.send_response(404)

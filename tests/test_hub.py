@@ -301,6 +301,22 @@ def test_a_file_the_hub_does_not_have_is_named_with_the_reason(tmp_path, local_h
     assert "load_upsampler('/path/to/pytorch_model.bin')" in line
 
 
+def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):
+    """DINOv3's repos are gated: without access the hub answers 401 GatedRepo, whose text is
+    only "401 Client Error."; the line says where to accept the terms and how to log in, and
+    does not send the user to a machine with network (this one has it)."""
+    repo = "facebook/dinov3-vits16-pretrain-lvd1689m"
+    endpoint = local_hub({}, gated=(repo,))
+    env = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
+    res = run_cli(["download", "dinov3_vits16"], env, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert f"hub repo '{repo}' is gated" in line and f"{endpoint}/{repo}" in line
+    assert "HF_TOKEN" in line and "hf auth login" in line
+    assert "on a machine with network" not in line
+    assert "--backbone-weights /path/to/folder" in line
+
+
 def test_an_unreachable_hub_is_named_at_once(tmp_path):
     """No network and HF_HUB_OFFLINE unset: one line that says so within seconds, not minutes
     of huggingface_hub's retries."""

@@ -282,8 +282,10 @@ def hub_file(
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
     Offline (``HF_HUB_OFFLINE=1`` or no network) with nothing cached raises WeightsNotFoundError
-    naming the repo, the file and how to pass a local path instead. ``downloading``: called by
-    ``loftup download``, whose fix for an offline switch is to unset it, not to run itself.
+    naming the repo, the file and how to pass a local path instead; a gated repo (DINOv3) that
+    this login may not read names where to accept its terms and how to log in. ``downloading``:
+    called by ``loftup download``, whose fix for an offline switch is to unset it, not to run
+    itself.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -294,9 +296,20 @@ def hub_file(
     if reason is None and not _hub_reachable():
         reason = "the Hugging Face hub cannot be reached"
     if reason is None:
+        from huggingface_hub.utils import GatedRepoError
+
         try:
             return Path(hf_hub_download(repo_id, filename))
-        except Exception as e:  # noqa: BLE001 - network, auth, missing repo
+        except GatedRepoError:  # its own text is only "401 Client Error."
+            from huggingface_hub import constants
+
+            raise WeightsNotFoundError(
+                f"{what}: hub repo {repo_id!r} is gated: accept its terms at "
+                f"{constants.ENDPOINT}/{repo_id} with your Hugging Face account, log in here "
+                f"(`hf auth login`, or set HF_TOKEN to an access token) and run again; or pass "
+                f"a local path instead: {local_hint}"
+            ) from None
+        except Exception as e:  # noqa: BLE001 - network, missing repo
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
