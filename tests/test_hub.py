@@ -301,6 +301,40 @@ def test_a_file_the_hub_does_not_have_is_named_with_the_reason(tmp_path, local_h
     assert "load_upsampler('/path/to/pytorch_model.bin')" in line
 
 
+def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(tmp_path, local_hub):
+    """Some hub repos uploaded before safetensors hold pytorch_model.bin and no
+    model.safetensors: the backbone downloads from the .bin, and a later offline run loads it
+    from the cache."""
+    from transformers import CLIPConfig, CLIPModel
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    cfg = CLIPConfig(
+        vision_config=dict(**vision, patch_size=16, image_size=64, projection_dim=24),
+        text_config=dict(**vision, vocab_size=99),
+        projection_dim=24,
+    )
+    torch.manual_seed(0)
+    clip = CLIPModel(cfg)
+    clip.config.save_pretrained(tmp_path / "clip")
+    torch.save(clip.state_dict(), tmp_path / "clip" / "pytorch_model.bin")
+    repo = "openai/clip-vit-base-patch16"
+    files = {
+        (repo, n): (tmp_path / "clip" / n).read_bytes()
+        for n in ("config.json", "pytorch_model.bin")
+    }
+    env = {"HF_ENDPOINT": local_hub(files), "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
+    res = run_cli(["download", "clip_vitb16"], env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("clip_vitb16: ")
+    code = (
+        "import torch, loftup; f = loftup.get_featurizer('clip_vitb16'); "
+        "print(tuple(f(torch.zeros(1, 3, 64, 64)).shape))"
+    )
+    res = run_python(code, {**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(1, 24, 4, 4)"
+
+
 def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):
     """DINOv3's repos are gated: without access the hub answers 401 GatedRepo, whose text is
     only "401 Client Error."; the line says where to accept the terms and how to log in, and

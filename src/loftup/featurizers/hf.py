@@ -22,6 +22,10 @@ from .sizes import to_patch_multiple
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: What a backbone's hub repo holds, one file of each group (the first name the repo has): some
+#: repos uploaded before safetensors keep only a .bin, which transformers reads without
+#: unpickling code.
+HUB_FILES = ((CONFIG_FILE,), (WEIGHTS_FILE, "pytorch_model.bin"))
 
 
 def _looks_like_path(text: str) -> bool:
@@ -66,11 +70,11 @@ def resolve_weights(
     hint = (
         f"get_featurizer({name!r}, weights='/path/to/folder'), `loftup upsample "
         f"--backbone-weights /path/to/folder` or `loftup train backbone_weights=/path/to/folder`, "
-        f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE}"
+        f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (or pytorch_model.bin)"
     )
     what = f"backbone {name}"
     kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
-    return hub_folder(source, (CONFIG_FILE, WEIGHTS_FILE), **kw)
+    return hub_folder(source, HUB_FILES, **kw)
 
 
 def download(name: str) -> Path:
