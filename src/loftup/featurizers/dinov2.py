@@ -89,7 +89,7 @@ def _load(name: str, weights, device, default: str, registers: bool) -> Dinov2Fe
 
 
 def tiny_config():
-    """The ``dinov2_tiny`` architecture: a real Dinov2Model with about 60k parameters."""
+    """The ``dinov2_tiny`` architecture: a real Dinov2Model with about 44k parameters."""
     (Dinov2Config,) = from_transformers("Dinov2Config")
 
     return Dinov2Config(
