@@ -306,7 +306,7 @@ def hub_file(
             raise WeightsNotFoundError(
                 f"{what}: hub repo {repo_id!r} is gated: accept its terms at "
                 f"{constants.ENDPOINT}/{repo_id} with your Hugging Face account, log in here "
-                f"(`hf auth login`, or set HF_TOKEN to an access token) and run again; or pass "
+                f"(set HF_TOKEN to an access token, or `hf auth login`) and run again; or pass "
                 f"a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
