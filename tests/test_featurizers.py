@@ -131,8 +131,14 @@ def _maskclip_reference(clip, pixel_values):
     return x @ clip.visual_projection.weight.T
 
 
-@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
-def test_clip_maskclip_features(tmp_path, size):
+def _backbone_input(images01, norm, mean, std):
+    """What a backbone trained with ``mean``/``std`` is given from ``images01`` under
+    ``input_norm=norm``: the ImageNet-normalised image itself (the paper's code), or its own."""
+    return imagenet_normalize(images01) if norm == "imagenet" else _native(images01, mean, std)
+
+
+@pytest.mark.parametrize("size, norm", [((64, 64), "imagenet"), ((48, 80), "own")])
+def test_clip_maskclip_features(tmp_path, size, norm):
     from transformers import CLIPConfig, CLIPModel
 
     from loftup.featurizers.clip import CLIP_MEAN, CLIP_STD
@@ -144,21 +150,21 @@ def test_clip_maskclip_features(tmp_path, size):
         projection_dim=24,
     )
     folder = _save(CLIPModel(cfg), tmp_path / "m")  # the layout of openai/clip-vit-base-patch16
-    feat = get_featurizer("clip_vitb16", weights=folder)
+    feat = get_featurizer("clip_vitb16", weights=folder, input_norm=norm)
     assert (feat.dim, feat.patch_size, feat.mean, feat.std) == (24, 16, CLIP_MEAN, CLIP_STD)
     images = _images(*size)
     with torch.no_grad():
         got = feat(imagenet_normalize(images))
         clip = CLIPModel.from_pretrained(folder).eval()
-        want = _maskclip_reference(clip, _native(images, CLIP_MEAN, CLIP_STD))
+        want = _maskclip_reference(clip, _backbone_input(images, norm, CLIP_MEAN, CLIP_STD))
     h, w = size[0] // 16, size[1] // 16
     torch.testing.assert_close(got, _grid(want, h, w), atol=1e-5, rtol=1e-5)
     assert got.abs().mean() > 0.1  # not a degenerate all-zero map
     also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
-@pytest.mark.parametrize("name", ["siglip_vitb16", "siglip2_vitb16"])
-def test_siglip_fixed_resolution(tmp_path, name):
+@pytest.mark.parametrize("name, norm", [("siglip_vitb16", "imagenet"), ("siglip2_vitb16", "own")])
+def test_siglip_fixed_resolution(tmp_path, name, norm):
     from transformers import SiglipConfig, SiglipModel
 
     torch.manual_seed(0)
@@ -167,12 +173,12 @@ def test_siglip_fixed_resolution(tmp_path, name):
         text_config=dict(**TEXT, vocab_size=99),
     )
     folder = _save(SiglipModel(cfg), tmp_path / "m")  # google/siglip(2)-base-patch16-224 layout
-    feat = get_featurizer(name, weights=folder)
+    feat = get_featurizer(name, weights=folder, input_norm=norm)
     images = _images(48, 80)
     with torch.no_grad():
         got = feat(imagenet_normalize(images))
         model = SiglipModel.from_pretrained(folder).eval().vision_model
-        native = _native(images, (0.5,) * 3, (0.5,) * 3)
+        native = _backbone_input(images, norm, (0.5,) * 3, (0.5,) * 3)
         want = model(pixel_values=native, interpolate_pos_encoding=True).last_hidden_state
     torch.testing.assert_close(got, _grid(want, 3, 5), atol=1e-5, rtol=1e-5)
     also_in_bfloat16(feat, imagenet_normalize(images), got)
@@ -199,9 +205,9 @@ def test_siglip2_naflex(tmp_path):
         text_config=dict(**TEXT, vocab_size=99),
     )
     folder = _save(Siglip2Model(cfg), tmp_path / "m")
-    feat = get_featurizer("siglip2_vitb16", weights=folder)
+    feat = get_featurizer("siglip2_vitb16", weights=folder)  # the paper's input by default
     images = _images(48, 80)
-    native = _native(images, (0.5,) * 3, (0.5,) * 3)
+    native = imagenet_normalize(images)
     patches = torch.stack(
         [torch.from_numpy(convert_image_to_patches(im.numpy(), 16)) for im in native]
     )
@@ -360,3 +366,66 @@ def test_bad_local_folders_are_named(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(WeightsNotFoundError, match="dinov2_vits14"):
         get_featurizer("dinov2_vits14", weights=folder)
+
+
+def test_input_norm_changes_only_backbones_trained_with_other_constants(tmp_path):
+    """SigLIP given the ImageNet-normalised image as it is (the paper's code) and converted to
+    its own 0.5/0.5 give other features, and say so in their cache keys; DINOv2 gives the same
+    features either way and needs no key. Anything else is refused, naming the choices."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from loftup.errors import UsageError
+
+    cfg = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=64),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(SiglipModel(cfg), tmp_path / "m")
+    images = imagenet_normalize(_images(32, 32))
+    feats, keys = {}, {}
+    for norm in ("imagenet", "own"):
+        siglip = get_featurizer("siglip_vitb16", weights=folder, input_norm=norm)
+        dino = get_featurizer("dinov2_tiny", input_norm=norm)
+        with torch.no_grad():
+            feats[norm] = siglip(images), dino(images)
+        keys[norm] = siglip.input_norm_key(), dino.input_norm_key()
+    assert (feats["imagenet"][0] - feats["own"][0]).abs().max() > 1e-2
+    assert torch.equal(feats["imagenet"][1], feats["own"][1])
+    assert keys == {"imagenet": ("imagenet", None), "own": ("own", None)}
+    with pytest.raises(UsageError, match=r"input_norm must be one of imagenet, own .*'clip'"):
+        get_featurizer("dinov2_tiny", input_norm="clip")
+    from loftup.featurizers import INPUT_NORMS
+    from loftup.train.config import CHOICES
+
+    assert CHOICES["backbone_norm"] == tuple(INPUT_NORMS)  # training offers the same choices
+
+
+def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
+    """A save_pretrained folder keeps backbone_norm, load_pipeline builds the backbone with it
+    unless told otherwise ("imagenet", the paper's, without a record), and a bad record is
+    refused by name."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from loftup import CheckpointError, LoftUp, load_upsampler
+    from loftup.api import load_pipeline
+
+    cfg = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=64),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    backbone = _save(SiglipModel(cfg), tmp_path / "siglip")
+    up = LoftUp(32)
+    up.save_pretrained(tmp_path / "up", backbone="siglip_vitb16", backbone_norm="own")
+    assert load_upsampler(tmp_path / "up").backbone_norm == "own"
+    pipeline = load_pipeline(tmp_path / "up", backbone_weights=backbone)
+    assert pipeline.featurizer.input_norm == "own"
+    told = load_pipeline(tmp_path / "up", backbone_weights=backbone, backbone_norm="imagenet")
+    assert told.featurizer.input_norm == "imagenet"
+    LoftUp(32).save_pretrained(tmp_path / "plain", backbone="siglip_vitb16")
+    assert load_pipeline(tmp_path / "plain", backbone_weights=backbone).featurizer.input_norm == (
+        "imagenet"
+    )
+    record = json.loads((tmp_path / "up" / "config.json").read_text())
+    (tmp_path / "up" / "config.json").write_text(json.dumps({**record, "backbone_norm": "clip"}))
+    with pytest.raises(CheckpointError, match='"backbone_norm" must be one of imagenet, own or'):
+        load_upsampler(tmp_path / "up")

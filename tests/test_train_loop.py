@@ -30,7 +30,9 @@ def sa1b(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage1_run(sa1b, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "s1"
-    return train(tiny(sa1b, out, 1, 16, "log.viz_every=8", "log.tensorboard=true"))
+    # backbone_norm=own gives dinov2_tiny the same pixels; the record must still say "own"
+    args = ("log.viz_every=8", "log.tensorboard=true", "backbone_norm=own")
+    return train(tiny(sa1b, out, 1, 16, *args))
 
 
 def mean(xs):
@@ -55,10 +57,11 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     assert len(unpack_history(raw["history"])) == 16 and "state" in raw["optimizer"]
     model = loftup.load_upsampler(stage1_run.checkpoint)
     assert model.backbone == "dinov2_tiny"  # read from the checkpoint, so upsample needs no flag
+    assert model.backbone_norm == "own"
     for key, value in raw["model"].items():
         assert torch.equal(model.state_dict()[key], value)
     folder = loftup.load_upsampler(stage1_run.pretrained)
-    assert folder.backbone == "dinov2_tiny"
+    assert folder.backbone == "dinov2_tiny" and folder.backbone_norm == "own"
     assert all(torch.equal(folder.state_dict()[k], v) for k, v in raw["model"].items())
     info = json.loads((stage1_run.pretrained / "config.json").read_text())
     assert info["metadata"]["steps"] == 16 and info["metadata"]["stage"] == 1

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import LoftUpError, UsageError
-from .featurizers import Featurizer, get_featurizer, imagenet_normalize
+from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import backbone_input_size, resize_images, shorter_side_to
 from .hub import load_upsampler
 from .model import LoftUp
@@ -182,6 +182,7 @@ def load_pipeline(
     backbone: str | Featurizer | None = None,
     backbone_weights: str | os.PathLike | None = None,
     backbone_size: int | None = 224,
+    backbone_norm: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> FeaturePipeline:
@@ -189,7 +190,12 @@ def load_pipeline(
 
     The backbone is ``backbone`` when given, else the one the upsampler records (every released
     name does, and so does a ``save_pretrained`` folder); ``backbone_weights`` is a hub id or a
-    local Hugging Face folder (default: the backbone's official hub id).
+    local Hugging Face folder (default: the backbone's official hub id). ``backbone_norm``:
+    what a backbone trained with other constants than ImageNet's (CLIP, SigLIP) is given,
+    "imagenet" (the ImageNet-normalised image as it is, as the paper's code gives it: the
+    features the released upsamplers were trained on) or "own" (its own normalisation; see
+    :func:`loftup.get_featurizer`'s ``input_norm``); None: what the upsampler records (its
+    training run's), else "imagenet". It applies to a backbone built here.
 
     ``dtype``: the precision of both models (float32, bfloat16 or float16; see
     :func:`as_dtype`). None: float32 for what is loaded here; a LoftUp or a featurizer passed in
@@ -197,6 +203,8 @@ def load_pipeline(
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
     check_backbone_size(backbone_size)
+    if backbone_norm is not None:
+        check_input_norm(backbone_norm, "backbone_norm")
     device = resolve_device(device)
     want = None if dtype is None else as_dtype(dtype)
     if isinstance(model, LoftUp):
@@ -214,7 +222,8 @@ def load_pipeline(
                 f"the upsampler {getattr(upsampler, 'source', model)} does not record its backbone; "
                 "name it with backbone='dinov2_vits14' (CLI: --backbone NAME)"
             )
-        featurizer = get_featurizer(name, weights=backbone_weights, device=device)
+        norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
+        featurizer = get_featurizer(name, weights=backbone_weights, device=device, input_norm=norm)
         featurizer = featurizer.to(device, want or torch.float32)
     if featurizer.dim != upsampler.dim:
         raise LoftUpError(
@@ -226,13 +235,14 @@ def load_pipeline(
 
 @functools.lru_cache(maxsize=1)
 def _cached_pipeline(
-    model, backbone, backbone_weights, backbone_size, device, dtype
+    model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
 ) -> FeaturePipeline:
     return load_pipeline(
         model,
         backbone=backbone,
         backbone_weights=backbone_weights,
         backbone_size=backbone_size,
+        backbone_norm=backbone_norm,
         device=device,
         dtype=dtype,
     )
@@ -257,6 +267,7 @@ def upsample(
     backbone: str | None = None,
     backbone_weights: str | os.PathLike | None = None,
     backbone_size: int | None = 224,
+    backbone_norm: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> torch.Tensor:
@@ -268,7 +279,8 @@ def upsample(
       model: a released upsampler name, a weights file or folder, a LoftUp, or a
         :class:`FeaturePipeline` (reused as is; names are cached between calls).
       size: output size: None (the image's), N (shorter side N) or (H, W).
-      backbone, backbone_weights, backbone_size, device, dtype: see :func:`load_pipeline`
+      backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: see
+        :func:`load_pipeline`
         (``dtype`` None: float32, or a pipeline's or LoftUp's own dtype).
 
     Returns features (C, H, W), or (B, C, H, W) for a batch, on the pipeline's device, in its
@@ -287,6 +299,7 @@ def upsample(
             backbone=backbone,
             backbone_weights=backbone_weights,
             backbone_size=backbone_size,
+            backbone_norm=backbone_norm,
             device=device,
             dtype=dtype,
         )
@@ -296,6 +309,7 @@ def upsample(
             backbone,
             backbone_weights,
             backbone_size,
+            backbone_norm,
             str(resolve_device(device)),
             as_dtype(dtype),
         )

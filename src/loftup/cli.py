@@ -333,6 +333,7 @@ def _add_upsample(sub) -> None:
         metavar="N",
         help="shorter side of the image the backbone sees (default: 224)",
     )
+    _add_backbone_norm(p, None)
     p.add_argument(
         "--max-image-pixels",
         type=int,
@@ -348,6 +349,22 @@ def _add_upsample(sub) -> None:
         "holds (the options that change the files must be those recorded in its upsample.json)",
     )
     p.set_defaults(func=_cmd_upsample)
+
+
+def _add_backbone_norm(p, default: str | None) -> None:
+    from .featurizers import INPUT_NORMS
+
+    p.add_argument(
+        "--backbone-norm",
+        choices=list(INPUT_NORMS),
+        default=default,
+        help="what a backbone trained with other constants than ImageNet's (CLIP, SigLIP) is "
+        "given: the ImageNet-normalised image as it is, as the paper's code gives it, so the "
+        "features the released upsamplers were trained on (imagenet), or its own normalisation "
+        "(own); the same for DINOv2 and DINOv3 (default: "
+        + (default or "what the upsampler records, else imagenet")
+        + ")",
+    )
 
 
 def _precision(text: str) -> str:
@@ -442,6 +459,7 @@ def _cmd_upsample(args) -> int:
         backbone=args.backbone,
         backbone_weights=args.backbone_weights,
         backbone_size=args.backbone_size,
+        backbone_norm=args.backbone_norm,
         device=device,
         dtype=args.dtype,
     )
@@ -452,6 +470,9 @@ def _cmd_upsample(args) -> int:
         "backbone": pipeline.featurizer.name,
         "backbone_weights": args.backbone_weights,
         "backbone_size": args.backbone_size,
+        # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
+        # before the choice existed) then still matches
+        "backbone_norm": pipeline.featurizer.input_norm_key(),
         "size": list(args.size) if isinstance(args.size, tuple) else args.size,
         "format": args.format,
         "dtype": args.dtype,
@@ -597,6 +618,7 @@ def _add_eval(sub) -> None:
             "--backbone", default="dinov2_vits14", help="featurizer (default dinov2_vits14)"
         )
         t.add_argument("--backbone-weights", default=None, help="hub id or local folder")
+        _add_backbone_norm(t, "imagenet")
         t.add_argument(
             "--upsampler",
             required=True,
@@ -654,6 +676,7 @@ def _cmd_eval(args) -> int:
         backbone=args.backbone,
         upsampler=args.upsampler,
         backbone_weights=args.backbone_weights,
+        backbone_norm=args.backbone_norm,
         size=args.size,
         limit=args.limit,
         max_frames=args.max_frames if davis else None,

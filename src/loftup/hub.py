@@ -216,9 +216,11 @@ def save_pretrained(
     directory: str | os.PathLike,
     *,
     backbone: str | None = None,
+    backbone_norm: str | None = None,
     metadata: dict | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone) to a folder."""
+    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
+    is given, its ``input_norm``) to a folder."""
     from safetensors.torch import save_file
 
     from . import __version__
@@ -233,6 +235,7 @@ def save_pretrained(
         "loftup_version": __version__,
         "config": model.config.to_dict(),
         "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
+        "backbone_norm": backbone_norm or getattr(model, "backbone_norm", None),
     }
     if metadata:
         info["metadata"] = metadata
@@ -395,13 +398,15 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
           (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``.
       device, dtype: where and in which floating dtype to put the parameters.
 
-    Returns the module; ``model.backbone`` names the backbone it expects when known.
+    Returns the module; ``model.backbone`` names the backbone it expects when known, and
+    ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
+    released checkpoints, what the run used for ``loftup train``'s.
     """
     path = Path(os.fspath(source)).expanduser()
-    backbone = None
+    backbone = backbone_norm = None
     config = None
     if path.is_dir():
-        state, config, backbone = _read_folder(path)
+        state, config, backbone, backbone_norm = _read_folder(path)
         origin = str(path)
     elif path.is_file():
         origin = str(path)
@@ -410,6 +415,7 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         config = _config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
+            backbone_norm = _backbone_norm(obj, origin)
     else:
         text = os.fspath(source)
         looks_like_path = os.sep in text or Path(text).suffix in {
@@ -423,10 +429,11 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         ckpt = resolve_name(text)
         origin = ckpt.name
         state, config = to_native(read_weights(download(ckpt.name)), origin)
-        backbone = ckpt.backbone
+        backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     _check_finite(state, origin)
     model = build_from_state(state, config, origin)
     model.backbone = backbone
+    model.backbone_norm = backbone_norm
     model.source = origin
     return model.to(device=device, dtype=dtype).eval()
 
@@ -455,7 +462,20 @@ def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:
         raise CheckpointError(f"{where}: {e}{fix}") from None
 
 
-def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None]:
+def _backbone_norm(info: dict, where: str, fix: str = "") -> str | None:
+    """A record's "backbone_norm" (None where it has none), or a CheckpointError."""
+    from .featurizers import INPUT_NORMS
+
+    value = info.get("backbone_norm")
+    if value is not None and value not in INPUT_NORMS:
+        raise CheckpointError(
+            f'{where}: "backbone_norm" must be one of {", ".join(INPUT_NORMS)} or null, got '
+            f"{value!r}{fix}"
+        )
+    return value
+
+
+def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if weights.exists():
         if not cfg_file.exists():
@@ -482,13 +502,14 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None]:
             raise CheckpointError(
                 f'{cfg_file}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
             )
+        norm = _backbone_norm(info, str(cfg_file), fix)
         config = _config_from(info["config"], str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
-        return state, config, backbone
+        return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             state, cfg = to_native(read_weights(path / name), str(path / name))
-            return state, (_config_from(cfg, str(path / name)) if cfg else None), None
+            return state, (_config_from(cfg, str(path / name)) if cfg else None), None, None
     raise WeightsNotFoundError(
         f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
         "or pytorch_model.bin"

@@ -151,6 +151,8 @@ class LoftUp(nn.Module):
         #: CPU; see :func:`loftup.fused.default_align`). The same function either way.
         self.align: int | None = None
         self.backbone: str | None = None  # the featurizer it expects, when known
+        #: what that featurizer gives its backbone (its ``input_norm``), when known
+        self.backbone_norm: str | None = None
         self._fused_cache: tuple | None = None
 
     def save_pretrained(self, directory, **kwargs):

@@ -1,9 +1,9 @@
 """Backbone features for evaluation, cached on disk so that comparing upsamplers is cheap.
 
 A cache entry is one safetensors file holding the low-resolution features (C, h, w) of one
-image. Its key is a hash of the backbone name, its weights, the image (path, size in bytes and
-modification time), the input size and the preprocessing policy: change any of these and the
-entry is recomputed. Files are written atomically, so an interrupted run leaves no half entry.
+image. Its key is a hash of the backbone name, its weights, what it is given (where that changes
+its features: CLIP, SigLIP), the image (path, size in bytes and modification time), the input
+size and the preprocessing policy: change any of these and the entry is recomputed. Files are written atomically, so an interrupted run leaves no half entry.
 """
 
 from __future__ import annotations
@@ -42,11 +42,24 @@ class FeatureCache:
       weights: the backbone's weights (hub id or path; None for the default).
       size: side of the (square) input the backbone sees.
       policy: the preprocessing (how the image became that input).
+      input_norm: the featurizer's ``input_norm_key()`` (None where the choice changes nothing,
+        which keeps the keys of entries written before it existed).
     """
 
-    def __init__(self, root, *, backbone: str, weights: str | None, size: int, policy: str):
+    def __init__(
+        self,
+        root,
+        *,
+        backbone: str,
+        weights: str | None,
+        size: int,
+        policy: str,
+        input_norm: str | None = None,
+    ):
         self.root = Path(root).expanduser() if root is not None else None
         self.settings = {"backbone": backbone, "weights": weights, "size": size, "policy": policy}
+        if input_norm is not None:  # CLIP and SigLIP entries made before it are never read
+            self.settings["input_norm"] = input_norm
         self.hits = 0
         self.misses = 0
 

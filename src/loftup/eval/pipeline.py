@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LoftUpError, UsageError, from_workers, is_int, worker_ignores_sigterm
-from ..featurizers import imagenet_normalize
+from ..featurizers import check_input_norm, imagenet_normalize
 from .datasets.davis import MIN_FRAMES
 from .features import FeatureCache, default_cache_dir, lowres_features
 from .propagation import PropagationConfig
@@ -33,7 +33,8 @@ class EvalConfig:
       task: ``seg``, ``depth``, ``normals`` or ``davis``.
       dataset: dataset name (see :data:`loftup.eval.datasets.TASK_DATASETS`).
       root: the dataset's folder.
-      backbone: featurizer name (``loftup.get_featurizer``); backbone_weights: its weights.
+      backbone: featurizer name (``loftup.get_featurizer``); backbone_weights: its weights;
+        backbone_norm: what it is given (its ``input_norm``: "imagenet", the paper's, or "own").
       upsampler: baseline name, ``highres``, or a source for ``load_upsampler``.
       size: side of the square image the backbone sees (FeatUp protocol: 224).
       limit: only the first N images of each split (N sequences for DAVIS).
@@ -57,6 +58,7 @@ class EvalConfig:
     backbone: str
     upsampler: str
     backbone_weights: str | None = None
+    backbone_norm: str = "imagenet"
     size: int = 224
     limit: int | None = None
     max_frames: int | None = None
@@ -100,6 +102,7 @@ def _positive(option: str, value, high: float | None = None, note: str = "") -> 
 def check_config(cfg: EvalConfig) -> None:
     """UsageError for the first setting of ``cfg`` outside its range (see :meth:`EvalConfig.check`)."""
     _at_least("--size", cfg.size, 1, " (the side of the square input, in pixels)")
+    check_input_norm(cfg.backbone_norm, "--backbone-norm")
     if cfg.limit is not None:
         what = "sequences" if cfg.task == "davis" else "images of each split"
         _at_least("--limit", cfg.limit, 1, f" (the first N {what}; leave it out for all)")
@@ -205,7 +208,9 @@ class FeaturePipeline:
         from ..featurizers import get_featurizer
 
         self.device = torch.device(cfg.device)
-        self.featurizer = get_featurizer(cfg.backbone, cfg.backbone_weights, device=self.device)
+        self.featurizer = get_featurizer(
+            cfg.backbone, cfg.backbone_weights, device=self.device, input_norm=cfg.backbone_norm
+        )
         self.featurizer = self.featurizer.to(self.device).eval()
         self.dim = int(self.featurizer.dim)
         self.highres = cfg.upsampler == "highres"
@@ -218,6 +223,7 @@ class FeaturePipeline:
             weights=cfg.backbone_weights,
             size=self.input_size,
             policy=policy,
+            input_norm=self.featurizer.input_norm_key(),
         )
 
     def _check_pairing(self, cfg: EvalConfig) -> None:
@@ -232,6 +238,13 @@ class FeaturePipeline:
             print(
                 f"warning: upsampler {cfg.upsampler!r} was trained on {expected!r} features, "
                 f"evaluating it on {cfg.backbone!r}",
+                file=sys.stderr,
+            )
+        norm = getattr(self.upsample, "backbone_norm", None)
+        if norm and self.featurizer.input_norm_key() not in (None, norm):
+            print(
+                f"warning: upsampler {cfg.upsampler!r} was trained with --backbone-norm {norm}, "
+                f"evaluating it with --backbone-norm {cfg.backbone_norm}",
                 file=sys.stderr,
             )
 

@@ -21,14 +21,26 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: What the backbone is given (a featurizer's ``input_norm``): every featurizer takes the
+#: ImageNet-normalised image, the tensor that guides the upsampler, and for a backbone trained
+#: with other constants (CLIP, SigLIP) hands it on
+INPUT_NORMS = {
+    "imagenet": "as it is, which is what the paper's code does: the features every released "
+    "upsampler was trained on (the default)",
+    "own": "converted to the backbone's own mean and std first, as its own preprocessing does",
+}
+
+
 class Featurizer(nn.Module):
     """Base class: maps an ImageNet-normalised (B, 3, H, W) batch to (B, dim, h, w).
 
     ``(h, w) = snap_to_patches(H, W, patch_size) / patch_size`` (sizes that are not a multiple
     of the patch are resized, see :mod:`loftup.featurizers.sizes`). ``mean``/``std`` are the
-    constants the backbone was trained with; a backbone whose constants are not ImageNet's
-    (CLIP, SigLIP) converts its ImageNet-normalised input internally, so that every featurizer
-    takes the same tensor as the upsampler's guidance image.
+    constants the backbone was trained with. Every featurizer takes the same tensor as the
+    upsampler's guidance image; a backbone whose constants are not ImageNet's (CLIP, SigLIP)
+    is given it as it is (``input_norm="imagenet"``, what the paper's code does, so the
+    features the released upsamplers were trained on), or converted to its own constants
+    (``input_norm="own"``). See :data:`INPUT_NORMS`.
     """
 
     name: str = "featurizer"
@@ -36,6 +48,18 @@ class Featurizer(nn.Module):
     dim: int = 384
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    input_norm: str = "imagenet"
+
+    def converts_input(self) -> bool:
+        """Whether the backbone is given other pixels than the ImageNet-normalised input."""
+        own = (tuple(self.mean), tuple(self.std)) != (IMAGENET_MEAN, IMAGENET_STD)
+        return own and self.input_norm == "own"
+
+    def input_norm_key(self) -> str | None:
+        """``input_norm`` where it changes the features (a backbone whose constants are not
+        ImageNet's), else None: for cache keys and records that must tell the two apart."""
+        own = (tuple(self.mean), tuple(self.std)) != (IMAGENET_MEAN, IMAGENET_STD)
+        return self.input_norm if own else None
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> the input ``forward`` takes (ImageNet-normalised)."""
@@ -100,8 +124,29 @@ def resolve(name: str) -> FeaturizerSpec:
     return FEATURIZERS[key]
 
 
-def get_featurizer(name: str, weights: str | None = None, device=None) -> Featurizer:
-    """Build the backbone ``name`` (weights: hub id or local folder; default the official one)."""
+def check_input_norm(value: str, flag: str = "input_norm") -> str:
+    """``value`` if it names an :data:`INPUT_NORMS` entry, else a UsageError listing them."""
+    from ..errors import UsageError
+
+    if value not in INPUT_NORMS:
+        raise UsageError(
+            f"{flag} must be one of {', '.join(INPUT_NORMS)} (what the backbone is given), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def get_featurizer(
+    name: str, weights: str | None = None, device=None, *, input_norm: str = "imagenet"
+) -> Featurizer:
+    """Build the backbone ``name`` (weights: hub id or local folder; default the official one).
+
+    ``input_norm``: how a backbone trained with other constants than ImageNet's (CLIP, SigLIP)
+    is given the ImageNet-normalised input: "imagenet" (as it is, what the paper's code does:
+    the features the released upsamplers were trained on) or "own" (converted to its own
+    constants). The same for every other backbone."""
+    check_input_norm(input_norm)
     spec = resolve(name)
     model = spec.builder(weights, device)
+    model.input_norm = input_norm
     return model.eval()

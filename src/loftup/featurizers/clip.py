@@ -11,8 +11,10 @@ block:
     f = visual_projection(post_layernorm(v))  # (512,) for ViT-B/16
 
 The released ``loftup_clip`` upsampler was trained on exactly these 512-d features (FeatUp's
-MaskCLIP featurizer). The input is converted from ImageNet normalisation to CLIP's own
-mean/std; positional embeddings are interpolated bicubically for grids other than 14x14.
+MaskCLIP featurizer), computed from the ImageNet-normalised image as it is: FeatUp and the
+paper's code give every backbone that one tensor, so that is the default here too
+(``input_norm="own"`` converts it to CLIP's own mean/std first). Positional embeddings are
+interpolated bicubically for grids other than 14x14.
 """
 
 from __future__ import annotations

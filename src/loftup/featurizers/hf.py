@@ -216,8 +216,9 @@ class HFFeaturizer(Featurizer):
     ``forward(images)`` takes an ImageNet-normalised batch (B, 3, H, W), the same tensor the
     upsampler is guided by, and returns patch features (B, dim, H'/p, W'/p), where (H', W') is
     the size snapped to the patch grid (:func:`loftup.featurizers.sizes.snap_to_patches`).
-    Backbones trained with other constants (CLIP, SigLIP: ``mean``/``std``) convert internally.
-    Subclasses implement :meth:`tokens`: native-normalised (B, 3, H', W') -> (B, h*w, dim).
+    Backbones trained with other constants (CLIP, SigLIP: ``mean``/``std``) are given it as it
+    is, or converted to their own with ``input_norm="own"`` (:meth:`to_native`).
+    Subclasses implement :meth:`tokens`: the backbone's input (B, 3, H', W') -> (B, h*w, dim).
     """
 
     def __init__(
@@ -236,8 +237,9 @@ class HFFeaturizer(Featurizer):
         self.mean, self.std = tuple(mean), tuple(std)
 
     def to_native(self, images: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised (B, 3, H, W) -> normalised with this backbone's own mean/std."""
-        if self.mean == IMAGENET_MEAN and self.std == IMAGENET_STD:
+        """ImageNet-normalised (B, 3, H, W) -> what the backbone is given: the same tensor, or
+        with ``input_norm="own"`` normalised with this backbone's own mean/std instead."""
+        if not self.converts_input():
             return images
         kw = {"device": images.device, "dtype": images.dtype}
         in_mean, in_std = (

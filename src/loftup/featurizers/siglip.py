@@ -2,7 +2,9 @@
 
 Features: the last layer's tokens after the post-LayerNorm (``last_hidden_state``; SigLIP has
 no class token, so every token is a patch), as (B, 768, H/16, W/16); the attention-pooling head
-is not run. The input is converted from ImageNet normalisation to SigLIP's mean = std = 0.5.
+is not run. The backbone is given the ImageNet-normalised image as it is, as the paper's code
+gives its SigLIP trunks (the features the released upsamplers were trained on);
+``input_norm="own"`` converts it to SigLIP's mean = std = 0.5 first.
 
 The official SigLIP 2 checkpoint of the released upsampler's backbone (google/siglip2-base-
 patch16-224, a fixed-resolution model) is stored in the SigLIP layout and runs on

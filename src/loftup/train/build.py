@@ -21,7 +21,9 @@ def build_featurizer(cfg: TrainConfig, device):
     """The frozen backbone, in eval mode, without gradients."""
     from ..featurizers import get_featurizer
 
-    featurizer = get_featurizer(cfg.backbone, cfg.backbone_weights, device=device)
+    featurizer = get_featurizer(
+        cfg.backbone, cfg.backbone_weights, device=device, input_norm=cfg.backbone_norm
+    )
     featurizer = featurizer.to(device).eval()
     for p in featurizer.parameters():
         p.requires_grad_(False)
@@ -108,6 +110,7 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
         "model": _cpu(up.state_dict()),
         "model_config": up.config.to_dict(),
         "backbone": cfg.backbone,
+        "backbone_norm": cfg.backbone_norm,
         "stage": cfg.stage,
         "step": step,
         "config": cfg.to_dict(),
@@ -125,10 +128,12 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
 def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
     """Refuse to resume a checkpoint made by a different kind of run."""
     saved = ckpt.get("config", {})
-    for key in ("stage", "backbone", "batch_size", "seed"):
-        if saved.get(key) != getattr(cfg, key):
+    for key in ("stage", "backbone", "backbone_norm", "batch_size", "seed"):
+        # a run from before backbone_norm existed gave its backbone the image as is
+        was = saved.get(key, "imagenet" if key == "backbone_norm" else None)
+        if was != getattr(cfg, key):
             raise LoftUpError(
-                f"cannot resume {path}: it was made with {key}={saved.get(key)!r}, this run has "
+                f"cannot resume {path}: it was made with {key}={was!r}, this run has "
                 f"{key}={getattr(cfg, key)!r}; use the same config or another --out (log.out_dir)"
             )
     if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):

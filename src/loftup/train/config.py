@@ -130,7 +130,9 @@ class TrainConfig:
 
     Arguments:
       stage: 1 (mask-bicubic targets) or 2 (self-distillation; needs ``init``).
-      backbone, backbone_weights: the frozen featurizer (``loftup.get_featurizer``).
+      backbone, backbone_weights: the frozen featurizer (``loftup.get_featurizer``);
+        backbone_norm: what it is given (its ``input_norm``): "imagenet", the ImageNet-
+        normalised image as it is (the paper's recipe), or "own" (CLIP's, SigLIP's own).
       init: stage 2's starting point (any ``load_upsampler`` source: a stage-1 checkpoint, folder,
         released name).
       batch_size: the global batch (split over processes under torchrun).
@@ -147,6 +149,7 @@ class TrainConfig:
     stage: int = 1
     backbone: str = "dinov2_vits14"
     backbone_weights: str | None = None
+    backbone_norm: str = "imagenet"
     init: str | None = None
     batch_size: int = 8
     epochs: int = 1
@@ -449,6 +452,7 @@ RANGES: dict[str, tuple] = {
 #: dotted key -> the words it may be (strings from a fixed set)
 CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "bf16"),
+    "backbone_norm": ("imagenet", "own"),
     "data.masks": ("sa1b", "sam", "superpixels"),
     "optim.name": ("nadam", "adamw", "adam", "sgd"),
     "stage2.teacher_view": ("crops", "full", "both"),

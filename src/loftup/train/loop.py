@@ -379,11 +379,10 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
             payload = checkpoint_payload(cfg, trainee, optimizer, teacher, steps, history, skipped)
             save_checkpoint(ckpt_path, payload)
         meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
-        save_pretrained(trainee.upsampler, final, backbone=cfg.backbone, metadata=meta)
+        kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
+        save_pretrained(trainee.upsampler, final, **kw)
         if teacher is not None:
-            save_pretrained(
-                teacher.model, out_dir / "final_teacher", backbone=cfg.backbone, metadata=meta
-            )
+            save_pretrained(teacher.model, out_dir / "final_teacher", **kw)
         monitor.close()
         monitor.summary(
             history, steps=steps, skipped=skipped, seconds=time.perf_counter() - started
