@@ -200,3 +200,18 @@ def test_autocast_runs_the_fast_path_in_bf16():
     assert half.dtype == torch.bfloat16
     dev = (half.float() - exact).abs()
     assert 0 < dev.mean().item() <= 0.02
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_bf16_linear_runs_on_every_cpu(gelu):
+    """oneDNN's fused bf16 linear needs bf16 instructions (AVX-512 BF16 or AMX); on a CPU
+    without them (AVX2 only) the fast path falls back to F.linear instead of failing."""
+    from loftup.fastpath import linear
+
+    torch.manual_seed(0)
+    x, w, b = (t.bfloat16() for t in (torch.randn(5, 12), torch.randn(7, 12), torch.randn(7)))
+    want = F.linear(x.float(), w.float(), b.float())
+    want = F.gelu(want) if gelu else want
+    got = linear(x, w, b, gelu=gelu)
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max().item() <= 0.05 * want.abs().max().item()

@@ -328,7 +328,7 @@ def mean_pad(x: torch.Tensor, real: int) -> None:
 def add_linear(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``x + a @ w.T`` for (N, D) ``x``, in place; on the CPU in float32 one oneDNN call with
     the addition fused (about 20% faster than MKL's in-place ``addmm_`` here)."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_ok():
+    if x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_ok(x.dtype):
         return torch.ops.mkldnn._linear_pointwise.binary(a, x, w, None, "add")
     return x.addmm_(a, w.t())
 
@@ -338,7 +338,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gelu: bool = False
     fused, which saves a pass over the output (not under ``torch.compile``, which fuses
     these itself)."""
     cpu_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-    if cpu_ok and _onednn_ok():
+    if cpu_ok and _onednn_ok(x.dtype):
         return torch.ops.mkldnn._linear_pointwise(
             x, w, b, "gelu" if gelu else "none", [], "none" if gelu else ""
         )
@@ -346,18 +346,22 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gelu: bool = False
     return F.gelu(y) if gelu else y
 
 
-def _onednn_ok() -> bool:
-    """oneDNN's fused linear kernels: present, working, and not under ``torch.compile``."""
-    return not torch.compiler.is_compiling() and _onednn_works()
+def _onednn_ok(dtype: torch.dtype) -> bool:
+    """oneDNN's fused linear kernels: present, working in ``dtype``, and not under
+    ``torch.compile``."""
+    return not torch.compiler.is_compiling() and _onednn_works(dtype)
 
 
 @functools.cache
-def _onednn_works() -> bool:
+def _onednn_works(dtype: torch.dtype) -> bool:
+    """Whether both fused kernels run and give the right numbers in ``dtype``: bfloat16 needs
+    a CPU with bf16 instructions (AVX-512 BF16 or AMX); on others (AVX2 only) oneDNN cannot
+    build the kernel and the plain ``F.linear`` runs instead."""
     try:
-        x, w = torch.ones(2, 3), torch.ones(4, 3)
-        y = torch.ops.mkldnn._linear_pointwise(x, w, torch.zeros(4), "none", [], "")
+        x, w = torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype)
+        y = torch.ops.mkldnn._linear_pointwise(x, w, torch.zeros(4, dtype=dtype), "none", [], "")
         z = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, None, "add")
-        return bool(torch.equal(z, torch.full((2, 4), 6.0)))
+        return bool(torch.equal(z, torch.full((2, 4), 6.0, dtype=dtype)))
     except (AttributeError, RuntimeError):
         return False
 
