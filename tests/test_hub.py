@@ -182,8 +182,27 @@ def test_foreign_keys_are_named(tmp_path, reference_state):
     state = dict(reference_state)
     state["upsampler.extra_layer.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "w.bin")
-    with pytest.raises(CheckpointError, match="upsampler.extra_layer.weight"):
+    with pytest.raises(CheckpointError, match=r"w\.bin: key 'upsampler.extra_layer.weight'"):
         load_upsampler(tmp_path / "w.bin")
+
+
+@pytest.mark.parametrize(
+    "obj,words",
+    [
+        ({"state_dict": {"encoder.weight": torch.ones(2)}}, "no channel norm"),
+        ({"model": {"encoder.weight": torch.ones(2)}}, "no weight 'channel_norm.weight'"),
+        ({"encoder.weight": torch.ones(2)}, "no weight 'channel_norm.weight'"),
+        ({0: torch.ones(2)}, "key 0 is a int"),
+    ],
+)
+def test_a_checkpoint_of_something_else_names_the_file_and_the_fix(tmp_path, obj, words):
+    """Whatever does not fit a LoftUp layout is one line that names the file and what to pass."""
+    torch.save(obj, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "other.pt")
+    text = str(e.value)
+    assert text.startswith(str(tmp_path / "other.pt")) and words in text, text
+    assert "save_pretrained" in text and "\n" not in text
 
 
 def test_missing_keys_are_named(tmp_path, reference_state):

@@ -95,27 +95,44 @@ def training_to_reference(state: dict) -> dict:
     return out
 
 
+#: What to do about a file that is no LoftUp checkpoint (the end of its error line).
+NOT_LOFTUP_FIX = (
+    "pass a released name, a save_pretrained folder, or a checkpoint of the paper's code or "
+    "of loftup train"
+)
+
+
 def to_native(obj, origin: str) -> tuple[dict, dict | None]:
-    """Any known checkpoint object -> (native state dict, saved config dict or None)."""
+    """Any known checkpoint object -> (native state dict, saved config dict or None); what
+    does not fit a known layout is a CheckpointError that names ``origin``."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{origin}: expected a dict of tensors, got {type(obj).__name__}")
     if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
         return obj["model"], obj.get("model_config")
-    if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training layout
-        return reference_to_native(training_to_reference(obj["state_dict"])), None
-    for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"{origin}: entry {key!r} is a {type(value).__name__}, not a tensor; "
-                "this is not a LoftUp state dict"
-            )
-    if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
-        return reference_to_native(obj), None
+    try:
+        if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
+            return reference_to_native(training_to_reference(obj["state_dict"])), None
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise CheckpointError(
+                    f"key {key!r} is a {type(key).__name__}, not a weight's name; "
+                    "this is not a LoftUp state dict"
+                )
+            if not isinstance(value, torch.Tensor):
+                raise CheckpointError(
+                    f"entry {key!r} is a {type(value).__name__}, not a tensor; "
+                    "this is not a LoftUp state dict"
+                )
+        if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
+            return reference_to_native(obj), None
+    except CheckpointError as e:
+        raise CheckpointError(f"{origin}: {e}; {NOT_LOFTUP_FIX}") from None
     return obj, None
 
 
-def infer_config(state: dict) -> LoftUpConfig:
-    """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released)."""
+def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
+    """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released);
+    ``origin``: where the weights come from, for the error of weights that are not LoftUp's."""
     try:
         dim = state["channel_norm.weight"].shape[0]
         phases = state["image_encoder.phases"]
@@ -124,11 +141,13 @@ def infer_config(state: dict) -> LoftUpConfig:
         mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
     except KeyError as e:
         raise CheckpointError(
-            f"weights lack {e.args[0]!r}; this is not a LoftUp checkpoint"
+            f"{origin}: no weight {e.args[0]!r}, so this is not a LoftUp checkpoint; "
+            f"{NOT_LOFTUP_FIX}"
         ) from None
     if phases.dim() != 3 or phases.shape[1] not in (3, 5):
         raise CheckpointError(
-            f"'image_encoder.phases' has shape {tuple(phases.shape)}; expected (2, 5, n_freqs)"
+            f"{origin}: 'image_encoder.phases' has shape {tuple(phases.shape)}; "
+            "expected (2, 5, n_freqs)"
         )
     return LoftUpConfig(
         dim=dim,
@@ -142,7 +161,7 @@ def infer_config(state: dict) -> LoftUpConfig:
 
 def build_from_state(state: dict, config: LoftUpConfig | None, origin: str) -> LoftUp:
     """A LoftUp whose architecture fits ``state``, loaded strictly."""
-    model = LoftUp(config=config or infer_config(state))
+    model = LoftUp(config=config or infer_config(state, origin))
     expected = model.state_dict()
     for key, value in expected.items():
         if key not in state:
