@@ -205,6 +205,29 @@ def test_a_checkpoint_of_something_else_names_the_file_and_the_fix(tmp_path, obj
     assert "save_pretrained" in text and "\n" not in text
 
 
+def test_damaged_bytes_in_a_torch_file_are_refused(tmp_path, reference_state):
+    """torch.load does not check the zip's CRC-32s: a flipped byte inside a tensor would load
+    as a wrong weight without a word."""
+    torch.save(reference_state, tmp_path / "w.bin")
+    data = bytearray((tmp_path / "w.bin").read_bytes())
+    at = data.index(b"PK\x03\x04", len(data) // 2) - 64  # inside a tensor's bytes
+    data[at] ^= 0xFF
+    (tmp_path / "w.bin").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"w\.bin is corrupt: its member .* checksum"):
+        load_upsampler(tmp_path / "w.bin")
+
+
+def test_a_torch_file_saved_without_checksums_loads(tmp_path, reference_state):
+    config = pytest.importorskip("torch.utils.serialization").config  # torch >= 2.5
+    before = config.save.compute_crc32
+    config.save.compute_crc32 = False
+    try:
+        torch.save(reference_state, tmp_path / "w.bin")
+    finally:
+        config.save.compute_crc32 = before
+    assert load_upsampler(tmp_path / "w.bin").dim == 384
+
+
 def test_missing_keys_are_named(tmp_path, reference_state):
     state = {k: v for k, v in reference_state.items() if "layers.1.1.net.4" not in k}
     torch.save(state, tmp_path / "w.bin")

@@ -171,6 +171,8 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
       file at all;
     - a pickle that names objects other than tensors and containers: refused, not loaded, as it
       could run code;
+    - a zip archive whose stored checksums do not match its bytes (torch.load does not check
+      them, and would return the damaged tensors as weights): corrupt;
     - anything else: corrupt or truncated.
 
     ``what``: the kind of file, for the message (``"training checkpoint "``); ``fix``: what to do.
@@ -188,6 +190,8 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
             f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
             f"zip archive nor a pickle); {fix}"
         )
+    if head == b"PK\x03\x04":
+        _check_zip(path, f"{what}{path}", fix)
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
@@ -209,6 +213,35 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
         raise CheckpointError(
             f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
         ) from None
+
+
+def _check_zip(path: Path, name: str, fix: str) -> None:
+    """A CheckpointError when a member of the zip archive ``path`` fails its CRC-32 (bytes
+    changed after torch.save wrote it); a truncated archive is left to torch.load's error.
+    Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
+    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
+    import zipfile
+
+    bad = None
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with z.open(info) as f:
+                        while f.read(1 << 24):
+                            pass
+                except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
+                    bad = info.filename
+                    break
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return
+    if bad is not None:
+        raise CheckpointError(
+            f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
+            f"(damaged bytes); {fix}"
+        )
 
 
 def save_pretrained(
