@@ -128,6 +128,8 @@ def test_key_conversion_round_trips(reference_state):
         ((1, 100, 16, 16), (1, 3, 32, 32), torch.float32, ValueError, "C=384"),
         ((1, 384, 16, 16), (1, 4, 32, 32), torch.float32, ValueError, "3 channels"),
         ((1, 384, 16, 16), (1, 3, 32, 32), torch.uint8, TypeError, "floating point"),
+        ((1, 384, 0, 16), (1, 3, 32, 32), torch.float32, ValueError, "lr_feats has an empty"),
+        ((1, 384, 16, 16), (1, 3, 32, 0), torch.float32, ValueError, "image has an empty"),
     ],
 )
 def test_bad_input_is_named(lr_shape, img_shape, dtype, exc, words):
@@ -140,6 +142,15 @@ def test_bad_input_is_named(lr_shape, img_shape, dtype, exc, words):
     )
     with pytest.raises(exc, match=words):
         model(lr, image)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_an_empty_batch_gives_an_empty_output(grad):
+    """Batch 0 (the last slice of a loop, say) is (0, C, H, W), on either path."""
+    model = LoftUp(dim=8, num_heads=2).eval()
+    with torch.set_grad_enabled(grad):
+        out = model(torch.randn(0, 8, 4, 4), torch.randn(0, 3, 10, 12))
+    assert out.shape == (0, 8, 10, 12) and out.dtype == torch.float32
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -253,6 +253,9 @@ class LoftUp(nn.Module):
         differentiable steps below, whole.
         """
         check_inputs(lr_feats, image, self.config.dim)
+        if not len(image):  # an empty batch: an empty output, as a batch of any size
+            shape = (0, self.config.dim, *image.shape[-2:])
+            return image.new_empty(shape, dtype=self.head.conv.weight.dtype)
         if self.uses_fast_path(lr_feats, image):
             with torch.no_grad():
                 return upsample(
@@ -310,6 +313,12 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
             raise ValueError(
                 f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
                 "add a batch axis with .unsqueeze(0)"
+            )
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        if 0 in t.shape[2:]:
+            raise ValueError(
+                f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
+                "must be at least 1"
             )
     if lr_feats.shape[0] != image.shape[0]:
         raise ValueError(
