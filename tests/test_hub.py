@@ -93,6 +93,15 @@ def test_dtype_and_device_arguments(reference_cases):
     assert dev.mean().item() <= 0.01 and dev.max().item() <= 0.1
 
 
+def test_dtype_by_name_as_load_pipeline_takes_it():
+    from loftup.errors import UsageError
+
+    model = load_upsampler(REFERENCE_STATE, dtype="bf16")
+    assert model.stem.conv1.weight.dtype == torch.bfloat16
+    with pytest.raises(UsageError, match="unknown precision 'int8'; choose one of float32"):
+        load_upsampler(REFERENCE_STATE, dtype="int8")
+
+
 def test_unknown_name_lists_released_names():
     with pytest.raises(UnknownNameError) as e:
         load_upsampler("loftup_dinov3_huge")

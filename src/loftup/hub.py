@@ -429,12 +429,17 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         - a ``.safetensors`` file;
         - a ``.bin/.pt/.pth`` state dict in the hub layout, a reference training checkpoint
           (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``.
-      device, dtype: where and in which floating dtype to put the parameters.
+      device, dtype: where and in which floating dtype to put the parameters (``dtype``: a
+        torch dtype or a name, as :func:`loftup.api.as_dtype` reads it: "bfloat16", "fp16"...).
 
     Returns the module; ``model.backbone`` names the backbone it expects when known, and
     ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
     released checkpoints, what the run used for ``loftup train``'s.
     """
+    if dtype is not None:
+        from .api import as_dtype
+
+        dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
     path = Path(os.fspath(source)).expanduser()
     backbone = backbone_norm = None
     config = None
