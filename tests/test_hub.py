@@ -566,3 +566,17 @@ def test_subpackages_are_attributes_of_loftup_imported_on_first_use():
     res = run_python(code)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "module 'loftup' has no attribute 'nothere'"
+
+
+def test_a_state_without_batchnorm_counters_loads(tmp_path, reference_state):
+    """BatchNorm's num_batches_tracked is never read at inference: a state dict without it (a
+    converter that keeps float tensors only) loads, with every weight the same."""
+    from safetensors.torch import save_file
+
+    stripped = {k: v for k, v in reference_state.items() if "num_batches_tracked" not in k}
+    assert len(stripped) == len(reference_state) - 2
+    save_file(stripped, tmp_path / "w.safetensors")
+    got = load_upsampler(tmp_path / "w.safetensors").state_dict()
+    want = load_upsampler(REFERENCE_STATE).state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], v) for k, v in want.items() if "num_batches_tracked" not in k)

@@ -164,6 +164,10 @@ def build_from_state(state: dict, config: LoftUpConfig | None, origin: str) -> L
     model = LoftUp(config=config or infer_config(state, origin))
     expected = model.state_dict()
     for key, value in expected.items():
+        if key not in state and key.endswith(".num_batches_tracked"):
+            # BatchNorm's update counter: inference never reads it, and state dicts written
+            # by other tools (or stripped of non-float entries) may lack it
+            state = {**state, key: value}
         if key not in state:
             raise CheckpointError(f"{origin}: missing weight {key!r} (shape {tuple(value.shape)})")
         if tuple(state[key].shape) != tuple(value.shape):
