@@ -102,3 +102,11 @@ def test_frames_in_batches_equal_each_frame_alone(small):
             want = small(lr[i : i + 1], frames[i : i + 1])[0]
             assert got.shape == (16, 30, 26)
             assert (got - want).abs().max().item() <= 1e-5
+    # a sequence that changes size part-way (frames 2 and 3 half-size) starts new batches
+    small_frames = torch.nn.functional.interpolate(frames, scale_factor=0.5, mode="bilinear")
+    mixed = [frames[0], frames[1], small_frames[2], small_frames[3], frames[4]]
+    out = list(upsample_frames(small, zip(lr, mixed), batch_size=4))
+    with torch.inference_mode():
+        for i, got in enumerate(out):
+            want = small(lr[i : i + 1], mixed[i][None])[0]
+            assert got.shape == want.shape and (got - want).abs().max().item() <= 1e-5

@@ -211,7 +211,8 @@ def upsample_frames(
 ) -> Iterator[torch.Tensor]:
     """Yield each frame's (C, H, W) features for ``(lr_feats (C, h, w), frame (3, H, W))``
     pairs, computed ``batch_size`` frames at a time (keyword arguments go to
-    :func:`loftup.tiling.upsample`)."""
+    :func:`loftup.tiling.upsample`). A frame of another size than the one before it (or
+    features of another grid) starts a new batch, so a sequence may change size."""
     feats, frames = [], []
 
     def flush():
@@ -221,6 +222,8 @@ def upsample_frames(
         yield from out.unbind(0)
 
     for lr, frame in pairs:
+        if frames and (frame.shape != frames[0].shape or lr.shape != feats[0].shape):
+            yield from flush()
         feats.append(lr)
         frames.append(frame)
         if len(frames) == batch_size:
