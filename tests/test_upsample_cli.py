@@ -406,6 +406,29 @@ def test_input_collection_and_sharding(tmp_path):
     ]
 
 
+def test_inputs_of_one_name_in_two_folders_are_refused_not_overwritten(
+    photos, upsampler, tmp_path, capsys
+):
+    # two cameras' folders with the same file names: each keeps its suffix, which is the same
+    for cam, name in (("cam1", "astronaut.png"), ("cam2", "coffee.jpg")):
+        (tmp_path / cam).mkdir()
+        Image.open(photos / name).convert("RGB").resize((40, 30)).save(tmp_path / cam / "0001.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "cam1"), str(tmp_path / "cam2"), "-m", str(upsampler)]
+    assert main([*args, "-o", str(out), "--size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "cam1/0001.png and " in err and "cam2/0001.png would write outputs of one name" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()  # before any work
+    # so does a recursive glob that meets one name in two sub-folders
+    with pytest.raises(loftup.LoftUpError, match="outputs of one name"):
+        collect_inputs([str(tmp_path / "**" / "*.png")])
+    # their common folder keeps the sub-folders: two files
+    assert main(["upsample", str(tmp_path), "-m", str(upsampler), "-o", str(out)]) == 0
+    assert outputs(out) == ["cam1", "cam2"]
+    a, b = (torch.load(out / cam / "0001.pt", weights_only=True) for cam in ("cam1", "cam2"))
+    assert a.shape == b.shape == (32, 30, 40) and not torch.equal(a, b)
+
+
 def test_size_argument_is_checked(capsys):
     with pytest.raises(SystemExit):
         main(["upsample", "x.png", "-o", "out", "--size", "0x5"])

@@ -147,7 +147,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
 
     Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
     its suffix, with the sub-folder kept for images found under a folder; when two inputs would
-    share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``).
+    share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``). Two
+    files whose outputs would still have one name (``cam1/0001.png`` and ``cam2/0001.png``,
+    given as two folders) are refused (:class:`LoftUpError`).
     """
     found: dict[Path, Path] = {}  # resolved path -> path relative to where it was found
     missing = []
@@ -171,6 +173,17 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     jobs = [
         Job(path, str(rel) if stem in clash else stem) for (path, rel), stem in zip(items, stems)
     ]
+    # files of one name in two inputs (cam1/0001.png, cam2/0001.png) keep it with its suffix:
+    # one would overwrite the other's outputs (and a resume would take one's for both)
+    first: dict[str, Job] = {}
+    for job in jobs:
+        other = first.setdefault(job.stem, job)
+        if other is not job:
+            raise LoftUpError(
+                f"{other.path} and {job.path} would write outputs of one name ({job.stem}); "
+                "give the folder that holds both (its sub-folders are kept in the names), or run "
+                "them into separate -o folders"
+            )
     return jobs, missing
 
 
