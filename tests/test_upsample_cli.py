@@ -192,6 +192,36 @@ def test_no_room_for_a_streamed_output_fails_that_image_at_once(photos, upsample
     assert outputs(out) == ["astronaut.pt"]
 
 
+def test_no_room_for_a_whole_output_fails_that_image_in_every_format(photos, upsampler, tmp_path):
+    """A write that fails for the disk (here a limit on file sizes: EFBIG, as a full disk
+    gives ENOSPC) fails its image by name in every format, as .npy's does: torch.save and
+    safetensors report it as their own errors (a RuntimeError, a SafetensorError), which
+    stopped the run with a traceback. The limit lets a 100 x 100 x 32 output's data (1.28 MB)
+    and its safetensors file through, not its .pt archive nor a 100 x 150 one."""
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_280_200, 1_280_200))\n"
+        "from loftup.cli import main\n"
+        "*args, out = sys.argv[1:]\n"
+        "for i, extra in enumerate([[], ['--format', 'safetensors'], ['--stream-above', '0']]):\n"
+        "    print(main(['upsample', *args, '-o', f'{out}/{i}', *extra]))\n"
+    )
+    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    args += ["--size", "100", str(tmp_path)]
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    codes = [line for line in res.stdout.splitlines() if not line.startswith("wrote")]
+    assert codes == ["1", "1", "1"]  # three runs, each with an image that failed
+    failed = [line for line in res.stderr.splitlines() if "could not write its outputs" in line]
+    assert all("File too large" in line for line in failed) and len(failed) == 5, res.stderr
+    assert outputs(tmp_path / "0") == outputs(tmp_path / "2") == []  # .pt: neither fits
+    assert outputs(tmp_path / "1") == ["astronaut.safetensors"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # nothing half-made
+
+
 def test_a_feature_file_names_what_it_cannot_store(tmp_path):
     from loftup.outputs import FeatureFile
 

@@ -10,6 +10,7 @@ import errno
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,43 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
     return buf.getvalue()
 
 
+def _write_failure(e: Exception) -> OSError | None:
+    """The ``OSError`` behind a serialiser's own error (a full disk, a lost mount): torch.save's
+    zip writer raises a RuntimeError while handling the failed write's OSError, and safetensors
+    says ``... (os error 28)``; None when the error is not the file system's."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    found = re.search(r"\(os error (\d+)\)", str(e))
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+def _serialising(write):
+    """``write(...)`` raising the file system's ``OSError`` where a serialiser wraps it in
+    another error (what callers catch for a file that cannot be written)."""
+    try:
+        write()
+    except OSError:
+        raise
+    except Exception as e:
+        failure = _write_failure(e)
+        if failure is None:
+            raise
+        raise failure from e
+
+
 def save_features(
     path: str | Path, feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.float32
 ) -> None:
     """Write features (C, H, W) to ``path`` atomically, stored as ``dtype``: the bytes of
     :func:`feature_bytes`, serialised straight into the file (no copy in memory besides the
-    stored tensor, itself the features when they are already contiguous in that dtype)."""
+    stored tensor, itself the features when they are already contiguous in that dtype). A file
+    that cannot be written (a full disk) raises ``OSError``, whatever the format."""
     _check_format(fmt, dtype)
     t = _stored(feats, dtype)
 
@@ -76,10 +108,10 @@ def save_features(
         if fmt == "safetensors":  # written from the tensor, without the bytes in memory
             from safetensors.torch import save_file
 
-            save_file({"features": t}, tmp)
+            _serialising(lambda: save_file({"features": t}, tmp))
             return
         with open(tmp, "wb") as f:
-            _serialise(t, fmt, f)
+            _serialising(lambda: _serialise(t, fmt, f))
 
     atomic_write(path, write)
 
@@ -176,7 +208,7 @@ class FeatureFile:
             self._map.flush()
             if self.fmt == "pt":
                 with open(self._tmp, "wb") as f:
-                    torch.save(self.features, f)
+                    _serialising(lambda: torch.save(self.features, f))
             self.features = self._map = None
             if self._raw is not None:
                 os.unlink(self._raw)
