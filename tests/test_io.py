@@ -90,3 +90,15 @@ def test_to_tensor_accepts_arrays_pil_and_tensors():
     assert to_tensor(rgb[..., 0]).shape == (3, 10, 16)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         to_tensor(np.zeros((4, 4, 4), np.uint8))
+
+
+def test_leftovers_are_our_temporary_files_only(tmp_path):
+    """What --resume removes as a killed run's leftovers: temp_beside's files, in sub-folders
+    too, never a user's own hidden .tmp file that happens to be in the output folder."""
+    from loftup.atomic import leftovers, temp_beside
+
+    (tmp_path / ".notes.tmp").write_text("mine")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".draft.v2.tmp").write_text("mine too")
+    ours = {temp_beside(tmp_path / "a.pt"), temp_beside(tmp_path / "sub" / "b.npy")}
+    assert {str(p) for p in leftovers(tmp_path)} == ours

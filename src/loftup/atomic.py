@@ -38,11 +38,16 @@ TEMP_SUFFIX = ".tmp"
 def leftovers(folder: str | os.PathLike) -> list[Path]:
     """The temporary files of :func:`temp_beside` under ``folder`` (searched recursively): what
     a process killed before its rename (``kill -9``, a lost node) left behind."""
+    import re
+
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    # mkstemp's names only (.NAME. + 8 of its characters + .tmp): a user's own ".notes.tmp"
+    # in the folder is none of ours
+    ours = re.compile(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
     found = folder.rglob(f".*{TEMP_SUFFIX}")
-    return [p for p in found if p.is_file() and not p.is_symlink()]
+    return [p for p in found if ours.fullmatch(p.name) and p.is_file() and not p.is_symlink()]
 
 
 def temp_beside(path: str | os.PathLike) -> str:
