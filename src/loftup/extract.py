@@ -443,11 +443,19 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def init_distributed(device: torch.device) -> None:
-    """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU."""
+    """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU.
+
+    The ranks meet only at the end (the counts, then a barrier), so one whose share of images
+    finished early may wait long for the others (large photos at full size): the group's
+    time-out is a day, not torch's 30 (gloo) or 10 (nccl) minutes, after which the waiting
+    rank failed and torchrun stopped the ones still working."""
+    import datetime
+
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(days=1))
 
 
 def summed(counts: list[int], world_size: int) -> list[int]:
