@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -185,3 +186,27 @@ def test_a_half_precision_guidance_image_is_warned_about():
             bad = half(lr.bfloat16(), image.bfloat16())
     good_err, bad_err = ((y.float() - want).abs().max().item() for y in (good, bad))
     assert bad_err > 5 * good_err, (good_err, bad_err)
+
+
+def test_an_emulated_cpu_precision_is_warned_about_once(monkeypatch):
+    """bfloat16 on a CPU without bfloat16 instructions (AVX2 only) runs several times slower
+    than float32: the forward says so once per process, whether the weights or CPU autocast
+    ask for it, and says nothing where the CPU has them."""
+    from loftup import fastpath
+
+    monkeypatch.setattr(fastpath, "_WARNED_EMULATED", set())
+    model = LoftUp(16).eval()
+    lr, image = torch.randn(1, 16, 3, 3), torch.randn(1, 3, 12, 12)
+    with warnings.catch_warnings(record=True) as seen, torch.no_grad():
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(lr, image)
+        model.to(torch.bfloat16)(lr.bfloat16(), image)
+        model.float()(lr, image)  # float32: never
+    said = [str(w.message) for w in seen if "emulates" in str(w.message)]
+    if fastpath.cpu_emulates(torch.bfloat16):
+        assert len(said) == 1 and "no bfloat16 instructions (AVX-512 BF16 or AMX)" in said[0]
+        assert "compute in float32 on this machine" in said[0]
+    else:
+        assert said == []

@@ -393,3 +393,40 @@ def local_attention(q, k, v, neighbours, scale: float = 1.0, dense_ratio=None) -
     if scale != 1.0:
         logits = logits * scale
     return (logits.softmax(-1) @ vg).squeeze(-2)
+
+
+#: Precisions whose emulation has been warned about in this process (once each).
+_WARNED_EMULATED: set[torch.dtype] = set()
+
+
+@functools.cache
+def cpu_emulates(dtype: torch.dtype) -> bool:
+    """Whether this CPU has no instructions for ``dtype``, so that PyTorch emulates it, several
+    times slower than float32: bfloat16 needs AVX-512 BF16 or AMX, float16 AVX-512 FP16 or
+    AMX-FP16 (an AVX2-only CPU, such as AMD's Zen 2 and 3, has neither). False where unsure."""
+    probe = {
+        torch.bfloat16: "_is_mkldnn_bf16_supported",
+        torch.float16: "_is_mkldnn_fp16_supported",
+    }
+    if dtype not in probe:
+        return False
+    try:
+        return not bool(getattr(torch.ops.mkldnn, probe[dtype])())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def warn_if_emulated(dtype: torch.dtype) -> None:
+    """Warn, once per precision and process, when the CPU computes in an emulated ``dtype``."""
+    if dtype in _WARNED_EMULATED or not cpu_emulates(dtype):
+        return
+    import warnings
+
+    _WARNED_EMULATED.add(dtype)
+    name = str(dtype).removeprefix("torch.")
+    need = "AVX-512 BF16 or AMX" if dtype == torch.bfloat16 else "AVX-512 FP16 or AMX-FP16"
+    warnings.warn(
+        f"this CPU has no {name} instructions ({need}), so PyTorch emulates {name}: several "
+        f"times slower than float32 here; compute in float32 on this machine",
+        stacklevel=2,
+    )

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError
-from .fastpath import local_attention
+from .fastpath import local_attention, warn_if_emulated
 from .fused import FusedWeights, fuse
 from .layers import (
     ChannelNorm,
@@ -253,6 +253,8 @@ class LoftUp(nn.Module):
         differentiable steps below, whole.
         """
         check_inputs(lr_feats, image, self.config.dim)
+        if lr_feats.device.type == "cpu":
+            warn_if_emulated(_cpu_compute_dtype(self.head.conv.weight.dtype))
         if not len(image):  # an empty batch: an empty output, as a batch of any size
             shape = (0, self.config.dim, *image.shape[-2:])
             return image.new_empty(shape, dtype=self.head.conv.weight.dtype)
@@ -297,6 +299,18 @@ def _tensors(module: nn.Module, out: list) -> list:
 def _version(t: torch.Tensor) -> int:
     """In-place modification counter (inference-mode tensors have none)."""
     return -1 if t.is_inference() else t._version
+
+
+def _cpu_compute_dtype(weights: torch.dtype) -> torch.dtype:
+    """The precision a forward on the CPU computes in: CPU autocast's, when on, else the
+    weights'."""
+    try:
+        if torch.is_autocast_enabled("cpu"):
+            return torch.get_autocast_dtype("cpu")
+    except (TypeError, AttributeError):  # torch < 2.4's spellings
+        if torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return weights
 
 
 def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:

@@ -196,9 +196,18 @@ def flops_per_pixel(config, tokens: int) -> float:
 
 
 def matmul_peak(device="cpu", dtype=torch.float32, *, n: int | None = None, repeats: int = 3):
-    """The machine's large square matrix product rate in GFLOP/s (best of ``repeats``)."""
+    """The machine's large square matrix product rate in GFLOP/s (best of ``repeats``).
+
+    ``n`` (default 8192 on a GPU, 2048 on the CPU) is halved while a 256-wide product says
+    one product would take over half a second: a precision the CPU only emulates (bfloat16
+    without AVX-512 BF16 runs at about 1 GFLOP/s) would otherwise take minutes."""
     device = str(device)
     n = n or (8192 if device.startswith("cuda") else 2048)
+    if not device.startswith("cuda") and n > 256:
+        small = torch.randn(256, 256, device=device).to(dtype)
+        rate = 2 * 256**3 / time_call(lambda: small @ small, device=device, repeats=1)["best_s"]
+        while n > 256 and 2 * n**3 / rate > 0.5:
+            n //= 2
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     timing = time_call(lambda: a @ b, device=device, warmup=1, repeats=repeats)
