@@ -415,7 +415,9 @@ def test_unrecorded_backbone_and_missing_weights_are_one_line(
 def test_input_collection_and_sharding(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "sub").mkdir()
-    for rel in ("a/x.jpg", "a/x.png", "a/sub/y.png", "a/notes.txt", "z.png"):
+    (tmp_path / "a" / ".ipynb_checkpoints").mkdir()
+    hidden = ("a/._x.jpg", "a/.ipynb_checkpoints/x-checkpoint.png")  # never images to compute
+    for rel in ("a/x.jpg", "a/x.png", "a/sub/y.png", "a/notes.txt", "z.png", *hidden):
         (tmp_path / rel).write_bytes(b"")
     jobs, missing = collect_inputs(
         [str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "a")]

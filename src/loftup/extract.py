@@ -137,13 +137,21 @@ def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
 
 
 def _images_under(folder: Path) -> list[Path]:
+    """The image files under ``folder``, hidden ones and those in hidden folders left out (as a
+    glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
+    are not images to compute, and the first cannot be read as one."""
     return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
     )
 
 
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
-    """Files, folders (searched recursively for images) and globs -> (jobs, unmatched specs).
+    """Files, folders (searched recursively for images, hidden files and folders left out) and
+    globs -> (jobs, unmatched specs).
 
     Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
     its suffix, with the sub-folder kept for images found under a folder; when two inputs would
