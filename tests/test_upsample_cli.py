@@ -668,7 +668,7 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     (out / "im3_viz.png").unlink()
     (out / "im4.pt").unlink()
     # what a killed run was writing (kill -9: no handler removed it) goes with the resume
-    (out / ".im4.pt.k1ll3d.tmp").write_bytes(b"half")
+    (out / ".im4.pt.k1ll3d_0.tmp").write_bytes(b"half")
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     said = capsys.readouterr()
