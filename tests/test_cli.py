@@ -86,6 +86,20 @@ def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path)
     assert not (tmp_path / "feats").exists()
 
 
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes anywhere: chmod makes no folder read-only"
+)
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_model_loads(capsys, tmp_path):
+    """Named at once (a missing -o by the folder that would hold it), not after the models
+    load and by the hidden temporary file the first write failed on."""
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    for out, said in ((ro, f"-o {ro}"), (ro / "feats", f"-o {ro / 'feats'} ({ro})")):
+        assert main(["upsample", str(tmp_path), "-m", "nosuch", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {said} is not writable here; choose a folder you can write to\n"
+
+
 def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_path):
     taken = tmp_path / "taken.jpg"
     taken.write_bytes(b"x")

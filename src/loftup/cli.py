@@ -367,6 +367,20 @@ def _add_backbone_norm(p, default: str | None) -> None:
     )
 
 
+def _check_writable(folder, flag: str) -> None:
+    """A LoftUpError unless files can be made in ``folder``, or in the folder that would hold it
+    (it is made if missing): said before any model loads, naming the folder, not the hidden
+    temporary file the first write would have failed on."""
+    from pathlib import Path
+
+    where = Path(folder).absolute()
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+        what = f"{flag} {folder}" + ("" if where == Path(folder).absolute() else f" ({where})")
+        raise LoftUpError(f"{what} is not writable here; choose a folder you can write to")
+
+
 def _precision(text: str) -> str:
     """A precision's name, aliases (fp16, bf16, half, fp32) accepted -> its canonical name."""
     from .api import as_dtype
@@ -436,6 +450,7 @@ def _cmd_upsample(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before the models load (a download, perhaps)
         raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
+    _check_writable(out, "-o")
     if args.viz:  # before any image is computed
         from .errors import require
 
