@@ -25,3 +25,19 @@ def test_pca_captures_the_dominant_direction():
     assert cos > 0.99
     rgb = apply_pca(x.T.reshape(1, 8, 10, 10), basis)
     assert rgb.shape == (1, 3, 10, 10)
+
+
+def test_the_picture_of_a_very_narrow_image_stays_small():
+    """A 1000 x 3 image made a 1200 x 133,000 pixel PNG; its picture is now at most 16 inches
+    (1670 pixels) tall, and an ordinary one keeps the image's shape."""
+    import io
+
+    from PIL import Image
+
+    from loftup.outputs import comparison_png
+
+    for (height, width), most in (((1000, 3), 1670), ((60, 80), 400)):
+        image = torch.rand(3, height, width)
+        lr, hr = torch.randn(8, 4, 1), torch.randn(8, height, width)
+        png = Image.open(io.BytesIO(comparison_png(image, lr, hr)))
+        assert png.size[0] == 1200 and png.size[1] <= most, png.size

@@ -259,7 +259,9 @@ def comparison_png(
         (lr_rgb[0], f"low-res {h}x{w}"),
         (hr_rgb[0], f"upsampled {height}x{width}"),
     ]
-    fig = Figure(figsize=(12, 4 * height / width + 0.7), dpi=100)
+    # panels 4 inches wide, as tall as the image makes them, up to 16 (a 1000 x 3 image made
+    # a 1200 x 133,000 pixel picture; taller ones would have taken gigabytes to draw)
+    fig = Figure(figsize=(12, min(4 * height / width, 16) + 0.7), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3, subplot_kw={"xticks": [], "yticks": []})
     for ax, (rgb, label) in zip(axes, panels):
