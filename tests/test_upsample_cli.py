@@ -329,7 +329,7 @@ def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys
     runs = [  # 260 x 260 and 260 x 390 outputs: 2 x 2 tiles of 256 each on the CPU
         ["--format", "pt", "--batch-size", "2"],
         ["--format", "npy", "--save-dtype", "float16"],
-        ["--format", "safetensors", "--dtype", "bfloat16"],
+        ["--format", "safetensors", "--save-dtype", "bfloat16"],
     ]
     for i, extra in enumerate(runs):
         whole, streamed = tmp_path / f"whole{i}", tmp_path / f"streamed{i}"
