@@ -370,6 +370,14 @@ def hub_file(
     )
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` names a local path rather than a hub repo: hub ids are ``name`` or
+    ``org/name``; anything else is meant as a local path."""
+    return (
+        text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+    )
+
+
 def hub_folder(repo_id: str, groups, **kw) -> Path:
     """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
     (alternative names of a file, the first that the repo has; a plain name is a group of one),
@@ -456,13 +464,13 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
             backbone_norm = _backbone_norm(obj, origin)
     else:
         text = os.fspath(source)
-        looks_like_path = os.sep in text or Path(text).suffix in {
+        path_like = os.sep in text or Path(text).suffix in {
             ".bin",
             ".pt",
             ".pth",
             ".safetensors",
         }
-        if looks_like_path and ALIASES.get(text, text) not in RELEASED:
+        if path_like and ALIASES.get(text, text) not in RELEASED:
             raise WeightsNotFoundError(f"no such file or folder: {text}")
         ckpt = resolve_name(text)
         origin = ckpt.name

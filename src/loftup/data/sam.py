@@ -40,8 +40,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
     to provide it."""
     from pathlib import Path
 
-    from ..featurizers.hf import _looks_like_path
-    from ..hub import hub_folder
+    from ..hub import hub_folder, looks_like_path
 
     source = SAM_WEIGHTS.get(str(weights), str(weights))
     path = Path(source).expanduser()
@@ -56,7 +55,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
                     f"SAM weights {path} have no {' or '.join(group)}: pass {layout}"
                 )
         return path
-    if path.exists() or _looks_like_path(source):
+    if path.exists() or looks_like_path(source):
         raise WeightsNotFoundError(
             f"SAM weights {source}: {'a file' if path.exists() else 'no such folder'}; set "
             f"data.sam_weights to {layout}, a hub id or one of {', '.join(SAM_WEIGHTS)}"

@@ -28,13 +28,6 @@ WEIGHTS_FILE = "model.safetensors"
 HUB_FILES = ((CONFIG_FILE,), (WEIGHTS_FILE, "pytorch_model.bin"))
 
 
-def _looks_like_path(text: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else is meant as a local path."""
-    return (
-        text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
-    )
-
-
 def resolve_weights(
     weights: str | os.PathLike | None, default: str, name: str, *, downloading: bool = False
 ) -> Path:
@@ -61,12 +54,12 @@ def resolve_weights(
             f"backbone weights for {name}: {source} is a file, but they must be {layout} or a "
             f"hub id (if it is one of those two files, pass its folder, {path.parent})"
         )
-    if _looks_like_path(source):
+    from ..hub import hub_folder, looks_like_path
+
+    if looks_like_path(source):
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
-    from ..hub import hub_folder
-
     hint = (
         f"get_featurizer({name!r}, weights='/path/to/folder'), `loftup upsample "
         f"--backbone-weights /path/to/folder` or `loftup train backbone_weights=/path/to/folder`, "
