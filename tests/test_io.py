@@ -102,3 +102,21 @@ def test_leftovers_are_our_temporary_files_only(tmp_path):
     (tmp_path / "sub" / ".draft.v2.tmp").write_text("mine too")
     ours = {temp_beside(tmp_path / "a.pt"), temp_beside(tmp_path / "sub" / "b.npy")}
     assert {str(p) for p in leftovers(tmp_path)} == ours
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Error while serializing: I/O error: No space left on device (os error 28)",  # >= 0.5
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+        'left on device" })',  # safetensors 0.4, the oldest we allow
+    ],
+)
+def test_a_full_disk_is_read_from_safetensors_messages_of_every_release(text):
+    """safetensors names the file system's error only in its text, spelled differently before
+    0.5: both are the OSError that fails one image by name instead of the run."""
+    from loftup.outputs import _write_failure
+
+    found = _write_failure(RuntimeError(text))
+    assert isinstance(found, OSError) and found.errno == 28
+    assert _write_failure(RuntimeError("invalid tensor")) is None

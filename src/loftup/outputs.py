@@ -67,15 +67,16 @@ def feature_bytes(feats: torch.Tensor, fmt: str, dtype: torch.dtype = torch.floa
 def _write_failure(e: Exception) -> OSError | None:
     """The ``OSError`` behind a serialiser's own error (a full disk, a lost mount): torch.save's
     zip writer raises a RuntimeError while handling the failed write's OSError, and safetensors
-    says ``... (os error 28)``; None when the error is not the file system's."""
+    says ``... (os error 28)`` (before 0.5: ``IoError(Os { code: 28, ... })``); None when the
+    error is not the file system's."""
     seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, OSError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    found = re.search(r"\(os error (\d+)\)", str(e))
+    found = re.search(r"\(os error (\d+)\)|Os \{ code: (\d+)", str(e))
     if found:
-        code = int(found.group(1))
+        code = int(found.group(1) or found.group(2))
         return OSError(code, os.strerror(code))
     return None
 
