@@ -373,11 +373,11 @@ def _check_writable(folder, flag: str) -> None:
     temporary file the first write would have failed on."""
     from pathlib import Path
 
-    where = Path(folder).absolute()
+    target = where = Path(folder).absolute()
     while not where.exists() and where.parent != where:
         where = where.parent
     if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
-        what = f"{flag} {folder}" + ("" if where == Path(folder).absolute() else f" ({where})")
+        what = f"{flag} {folder}" + ("" if where == target else f" ({where})")
         raise LoftUpError(f"{what} is not writable here; choose a folder you can write to")
 
 

@@ -328,7 +328,6 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
                 f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
                 "add a batch axis with .unsqueeze(0)"
             )
-    for name, t in (("lr_feats", lr_feats), ("image", image)):
         if 0 in t.shape[2:]:
             raise ValueError(
                 f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "

@@ -3,7 +3,8 @@
 A cache entry is one safetensors file holding the low-resolution features (C, h, w) of one
 image. Its key is a hash of the backbone name, its weights, what it is given (where that changes
 its features: CLIP, SigLIP), the image (path, size in bytes and modification time), the input
-size and the preprocessing policy: change any of these and the entry is recomputed. Files are written atomically, so an interrupted run leaves no half entry.
+size and the preprocessing policy: change any of these and the entry is recomputed. Files are
+written atomically, so an interrupted run leaves no half entry.
 """
 
 from __future__ import annotations

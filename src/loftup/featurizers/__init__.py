@@ -52,8 +52,7 @@ class Featurizer(nn.Module):
 
     def converts_input(self) -> bool:
         """Whether the backbone is given other pixels than the ImageNet-normalised input."""
-        own = (tuple(self.mean), tuple(self.std)) != (IMAGENET_MEAN, IMAGENET_STD)
-        return own and self.input_norm == "own"
+        return self.input_norm_key() == "own"
 
     def input_norm_key(self) -> str | None:
         """``input_norm`` where it changes the features (a backbone whose constants are not

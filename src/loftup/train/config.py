@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import LoftUpError, UsageError
+from ..featurizers import INPUT_NORMS
 from .noise import MaskNoise
 
 
@@ -452,7 +453,7 @@ RANGES: dict[str, tuple] = {
 #: dotted key -> the words it may be (strings from a fixed set)
 CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("fp32", "bf16"),
-    "backbone_norm": ("imagenet", "own"),
+    "backbone_norm": tuple(INPUT_NORMS),  # get_featurizer's input_norm
     "data.masks": ("sa1b", "sam", "superpixels"),
     "optim.name": ("nadam", "adamw", "adam", "sgd"),
     "stage2.teacher_view": ("crops", "full", "both"),
