@@ -120,3 +120,40 @@ def test_a_full_disk_is_read_from_safetensors_messages_of_every_release(text):
     found = _write_failure(RuntimeError(text))
     assert isinstance(found, OSError) and found.errno == 28
     assert _write_failure(RuntimeError("invalid tensor")) is None
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "FeatureFile"])
+def test_files_reach_the_disk_before_their_final_name(tmp_path, monkeypatch, writer):
+    """A power cut must not leave an output under its final name but empty (a resumed run
+    would keep it as done): the file's data is synced before the rename, its folder after."""
+    import os
+
+    from loftup import atomic
+    from loftup.outputs import FeatureFile
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = tmp_path / "a.npy"
+    if writer == "atomic_write":
+        atomic.atomic_write_bytes(path, b"data")
+    else:
+        f = FeatureFile(path, "npy", torch.float32, (2, 3, 4))
+        f.features.fill_(1.0)
+        f.commit()
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    tmp = events[1][1]
+    assert events[0][1] == tmp and events[1][2] == str(path)  # the data, then the name
+    assert events[2][1] == str(tmp_path)  # then the folder that holds the new name
+    assert path.is_file() and not atomic.leftovers(tmp_path)

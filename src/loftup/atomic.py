@@ -68,16 +68,45 @@ def temp_beside(path: str | os.PathLike) -> str:
     return tmp
 
 
+def _fsync(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Flush ``path``'s data (or a folder's entries) to the disk. A folder that cannot be
+    opened or synced (some file systems refuse) is left to the system: its file is already
+    safe, only the new name might be lost, and then the old file is still there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the complete temporary file ``tmp`` onto ``path`` so that a power cut cannot
+    leave ``path`` empty or part-written: the data is flushed to the disk before the rename
+    (without it, a file system may write the new name first), and the rename after it."""
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(Path(path).parent, folder=True)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)``, then rename the temporary file onto ``path``.
 
-    A crash or an exception leaves ``path`` as it was (absent or the previous version) and no
-    temporary file behind.
+    A crash, a power cut or an exception leaves ``path`` as it was (absent or the previous
+    version) or complete, and no temporary file behind (a killed process leaves one, which
+    :func:`leftovers` finds).
     """
     tmp = temp_beside(path)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

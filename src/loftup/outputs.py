@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write, temp_beside
+from .atomic import atomic_write, replace_durably, temp_beside
 
 FORMATS = ("pt", "npy", "safetensors")
 
@@ -214,7 +214,7 @@ class FeatureFile:
             if self._raw is not None:
                 os.unlink(self._raw)
                 self._raw = None
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
             self._tmp = None
         except BaseException:
             self.discard()
