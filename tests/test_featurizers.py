@@ -113,9 +113,32 @@ def test_dinov3(tmp_path):
     also_in_bfloat16(feat, images, got)
 
 
-def _maskclip_reference(clip, pixel_values):
-    """MaskCLIP from the model's own hidden states: the last block's value path, by hand."""
+def _featup_clip_pos_embed(embeddings, height, width):
+    """FeatUp's MaskCLIP positional embeddings for an image of height x width: bicubic with
+    scale factor (n + 0.1) / N per side, the coordinates taken from that factor."""
+    weight = embeddings.position_embedding.weight
+    n = int((weight.shape[0] - 1) ** 0.5)
+    h, w = height // embeddings.patch_size, width // embeddings.patch_size
+    if h == w == n:
+        return weight[None]
+    grid = weight[1:].reshape(1, n, n, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(
+        grid,
+        scale_factor=((h + 0.1) / n, (w + 0.1) / n),
+        mode="bicubic",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )
+    return torch.cat([weight[None, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+def _maskclip_reference(clip, pixel_values, featup_pos_embed=True):
+    """MaskCLIP from the model's own hidden states: the last block's value path, by hand; the
+    positional embeddings interpolated as FeatUp's MaskCLIP does (else as transformers does)."""
     vision = clip.vision_model
+    if featup_pos_embed:
+        emb = vision.embeddings
+        emb.interpolate_pos_encoding = lambda x, h, w: _featup_clip_pos_embed(emb, h, w)
     out = vision(
         pixel_values=pixel_values, output_hidden_states=True, interpolate_pos_encoding=True
     )
@@ -160,6 +183,13 @@ def test_clip_maskclip_features(tmp_path, size, norm):
     h, w = size[0] // 16, size[1] // 16
     torch.testing.assert_close(got, _grid(want, h, w), atol=1e-5, rtol=1e-5)
     assert got.abs().mean() > 0.1  # not a degenerate all-zero map
+    if size != (64, 64):  # interpolated: FeatUp's rule, which is not transformers' own
+        with torch.no_grad():
+            clip = CLIPModel.from_pretrained(folder).eval()
+            exact = _maskclip_reference(
+                clip, _backbone_input(images, norm, CLIP_MEAN, CLIP_STD), featup_pos_embed=False
+            )
+        assert (_grid(exact, h, w) - got).abs().max() > 1e-3
     also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 

@@ -13,15 +13,23 @@ block:
 The released ``loftup_clip`` upsampler was trained on exactly these 512-d features (FeatUp's
 MaskCLIP featurizer), computed from the ImageNet-normalised image as it is: FeatUp and the
 paper's code give every backbone that one tensor, so that is the default here too
-(``input_norm="own"`` converts it to CLIP's own mean/std first). Positional embeddings are
-interpolated bicubically for grids other than 14x14.
+(``input_norm="own"`` converts it to CLIP's own mean/std first).
+
+Positional embeddings are interpolated for grids other than 14x14 as FeatUp's MaskCLIP (and the
+paper's copy of it) does: bicubic with scale factor (n + 0.1) / 14, the rule of the original DINO
+code (:func:`loftup.featurizers.dinov2.hub_pos_embed`). transformers' CLIP resamples to the exact
+size, which moves every interpolated embedding slightly; at 224 x 224 nothing is interpolated
+and both agree.
 """
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 from . import FeaturizerSpec, register
+from .dinov2 import hub_pos_embed
 from .hf import (
     HFFeaturizer,
     check_model_type,
@@ -33,6 +41,17 @@ from .hf import (
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _use_featup_interpolation(embeddings) -> None:
+    """Make a transformers CLIPVisionEmbeddings interpolate its positional embeddings as
+    FeatUp's MaskCLIP does (scale factor (n + 0.1) / N) instead of to the exact size."""
+
+    def interpolate(self, emb: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        p = self.patch_size
+        return hub_pos_embed(self.position_embedding.weight[None], height // p, width // p)
+
+    embeddings.interpolate_pos_encoding = types.MethodType(interpolate, embeddings)
 
 
 class MaskCLIPFeaturizer(HFFeaturizer):
@@ -48,6 +67,7 @@ class MaskCLIPFeaturizer(HFFeaturizer):
             mean=CLIP_MEAN,
             std=CLIP_STD,
         )
+        _use_featup_interpolation(model.vision_model.embeddings)
         # run every block but the last through transformers; the last is read by hand below
         layers = model.vision_model.encoder.layers
         self.last = layers[-1]
