@@ -337,6 +337,27 @@ def test_a_failed_write_at_the_end_keeps_the_scores(tmp_path, capsys, monkeypatc
     assert len(seen) == 1 and seen[0][1] is False and out.exists()
 
 
+def test_json_to_stdout_is_the_json_alone_and_strict(tmp_path, capsys, backbones):
+    import json
+
+    base = write_voc(tmp_path, n=1)
+    for label in (base / "SegmentationClass").glob("2007_1*.png"):  # the val label: all border
+        img = Image.open(label)
+        img.paste(255, (0, 0, *img.size))
+        img.save(label)
+    args = _eval("seg", tmp_path, "--dataset", "voc", "--epochs", "1", "--figure",
+                 str(tmp_path / "f.png"), "--json", "-")  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    results = json.loads(captured.out, parse_constant=refuse)  # nothing else on stdout
+    assert results["metrics"]["miou"] is None  # no pixel scored: NaN, written as null
+    assert "mIoU nan" in captured.err and "figure: " in captured.err
+
+
 def _break_voc(tmp_path):
     base = write_voc(tmp_path, n=2)
     return sorted((base / "JPEGImages").glob("*.jpg")), base / "SegmentationClass"

@@ -134,11 +134,17 @@ def _finite(obj):
     return obj
 
 
+def json_text(obj, *, sort_keys: bool = False) -> str:
+    """``obj`` as indented strict JSON (NaN and infinities as ``null``), what
+    :func:`write_json` writes (less its final newline)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path:
     """Write ``obj`` as indented strict JSON (NaN and infinities as ``null``) atomically;
     returns the path."""
     path = Path(path)
-    text = json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+    text = json_text(obj, sort_keys=sort_keys) + "\n"
     atomic_write_bytes(path, text.encode())
     return path
 

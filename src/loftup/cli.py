@@ -653,7 +653,7 @@ def _add_eval(sub) -> None:
         t.add_argument(
             "--highres-factor", type=int, default=2, help="input scale for highres (default 2)"
         )
-        t.add_argument("--json", metavar="OUT", help="write the results as JSON")
+        t.add_argument("--json", metavar="OUT", help="write the results as JSON ('-': stdout)")
         t.add_argument("--figure", metavar="PNG", help="figure path (default: next to --json)")
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if task != "davis":
@@ -716,10 +716,14 @@ def _cmd_eval(args) -> int:
             temperature=args.temperature,
             radius=args.radius,
         )
-    results = evaluate(cfg, report=lambda r: print(summary(r)))  # before any file
-    print(f"figure: {results['figure']}")
-    if args.json == "-":
-        print(json.dumps(results, indent=2))
+    to_stdout = args.json == "-"
+    say = sys.stderr if to_stdout else sys.stdout  # with --json -, stdout holds the JSON alone
+    results = evaluate(cfg, report=lambda r: print(summary(r), file=say))  # before any file
+    print(f"figure: {results['figure']}", file=say)
+    if to_stdout:
+        from .atomic import json_text
+
+        print(json_text(results))  # strict, as the files are: NaN is null
     elif args.json:
         print(f"wrote {args.json}")
     return 0
