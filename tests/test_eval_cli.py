@@ -163,6 +163,31 @@ def test_davis_tracks_objects_given_informative_features(tmp_path, backbones):
     assert res["metrics"]["J_mean"] > 0.7 and res["metrics"]["F_mean"] > 0.7
 
 
+def test_davis_void_pixels_are_scored_in_neither_the_prediction_nor_the_truth(tmp_path, backbones):
+    from loftup.eval.metrics import contour_accuracy, region_similarity
+
+    write_davis(tmp_path, frames=3, sequences=("bear",))  # frame 1 alone is scored
+    args = ("--size", "56", "--no-cache", "--radius", "6", "--save-masks", str(tmp_path / "m"))
+    run_eval("davis", tmp_path, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
+    pred = np.array(Image.open(tmp_path / "m" / "bear" / "00001.png")) == 1
+    label = tmp_path / "Annotations" / "480p" / "bear" / "00001.png"
+    ids = np.array(Image.open(label))
+    rows = np.nonzero(pred.any(1))[0]
+    void = np.zeros_like(pred)
+    void[rows[0] : rows[0] + len(rows) // 2] = True  # the top half of the predicted object
+    ids[void] = 255
+    Image.fromarray(ids).save(label)
+    # the same features (the first frame's labels are as they were), so the same prediction
+    res = run_eval("davis", tmp_path, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
+    assert (np.array(Image.open(tmp_path / "m" / "bear" / "00001.png")) == 1).tolist() == (
+        pred.tolist()
+    )
+    p, g = torch.from_numpy(pred & ~void), torch.from_numpy(ids == 1)  # davis2017-evaluation
+    assert res["per_object"]["bear_1"]["J"] == pytest.approx(region_similarity(p, g))
+    assert res["per_object"]["bear_1"]["F"] == pytest.approx(contour_accuracy(p, g))
+    assert region_similarity(torch.from_numpy(pred), g) < region_similarity(p, g)
+
+
 def test_bad_runs_fail_with_one_clear_line(tmp_path, backbones, capsys):
     base = ["eval", "seg", "--backbone", TEST_BACKBONE, "--no-progress", "--size", "28"]
     assert main([*base, "--root", str(tmp_path), "--upsampler", "bilinear"]) == 2

@@ -97,9 +97,11 @@ def track_sequence(
         if cfg.save_masks:
             _save_mask(pred, Path(cfg.save_masks) / seq.name / f"{seq.frames[t].stem}.png", palette)
         if t != last:  # the benchmark leaves out the first and the last frame
+            void = seq.void(t)  # not scored: the benchmark takes it out of the prediction too
             for k in range(1, n_obj + 1):
-                scores[f"{seq.name}_{k}"]["J"].append(region_similarity(pred == k, gt == k))
-                scores[f"{seq.name}_{k}"]["F"].append(contour_accuracy(pred == k, gt == k))
+                mask = (pred == k) & ~void
+                scores[f"{seq.name}_{k}"]["J"].append(region_similarity(mask, gt == k))
+                scores[f"{seq.name}_{k}"]["F"].append(contour_accuracy(mask, gt == k))
         if len(examples) < N_EXAMPLES and t in {1, max(1, last // 2), last}:
             image = to_image_tensor(open_rgb(seq.frames[t]))
             examples.append({"image": image, "gt": gt, "pred": pred, "name": f"{seq.name} #{t}"})
