@@ -203,6 +203,31 @@ def test_feature_cache_keys_and_round_trip(tmp_path):
     assert FeatureCache(None, backbone="b", weights=None, size=1, policy="p").get("x") is None
 
 
+def test_feature_cache_keys_local_weights_by_their_files(tmp_path, monkeypatch):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    for run in ("one", "two"):
+        (tmp_path / run / "w").mkdir(parents=True)
+        (tmp_path / run / "w" / "config.json").write_text("{}")
+        (tmp_path / run / "w" / "model.safetensors").write_bytes(b"weights")
+
+    def cache(weights):
+        return FeatureCache(tmp_path / "c", backbone="b", weights=weights, size=8, policy="p")
+
+    monkeypatch.chdir(tmp_path / "one")
+    feats = torch.randn(4, 2, 2)
+    cache("w").put(str(image), feats)
+    assert torch.equal(cache("w").get(str(image)), feats)
+    assert torch.equal(cache(str(tmp_path / "one" / "w")).get(str(image)), feats)  # same folder
+    monkeypatch.chdir(tmp_path / "two")
+    assert cache("w").get(str(image)) is None  # the same name, another folder
+    monkeypatch.chdir(tmp_path / "one")
+    (tmp_path / "one" / "w" / "model.safetensors").write_bytes(b"retrained")
+    assert cache("w").get(str(image)) is None  # weights saved again: the old features are stale
+    hub = cache("facebook/dinov2-small")  # a hub id: keyed by its name, as before
+    assert hub.settings["weights"] == "facebook/dinov2-small"
+
+
 def test_label_values_a_dataset_does_not_have_are_found():
     for name, first_bad in (("cocostuff", 182), ("cityscapes", 34), ("ade20k", 151), ("voc", 21)):
         spec = SEG_DATASETS[name]

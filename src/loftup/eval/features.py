@@ -1,7 +1,8 @@
 """Backbone features for evaluation, cached on disk so that comparing upsamplers is cheap.
 
 A cache entry is one safetensors file holding the low-resolution features (C, h, w) of one
-image. Its key is a hash of the backbone name, its weights, what it is given (where that changes
+image. Its key is a hash of the backbone name, its weights (a local folder by its files' size
+and modification time, as an image), what it is given (where that changes
 its features: CLIP, SigLIP), the image (path, size in bytes and modification time), the input
 size and the preprocessing policy: change any of these and the entry is recomputed. Files are
 written atomically, so an interrupted run leaves no half entry.
@@ -34,6 +35,22 @@ def image_identity(key: str) -> dict:
         return {"key": key}
 
 
+def weights_identity(weights: str | None):
+    """``weights`` as a cache key part: a hub id (or None) as it is; a local file or folder by
+    its absolute path and the size and mtime of its files (of the folder's own files: the
+    Hugging Face layout is flat), so that weights saved again under the same name, or the same
+    relative name seen from another folder, are other weights."""
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    if not path.exists():
+        return weights
+    path = path.resolve()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    stats = [(p.name, p.stat()) for p in files]
+    return {"path": str(path), "files": [[n, st.st_size, st.st_mtime_ns] for n, st in stats]}
+
+
 class FeatureCache:
     """Low-resolution features on disk, one safetensors file per (image, settings).
 
@@ -58,7 +75,12 @@ class FeatureCache:
         input_norm: str | None = None,
     ):
         self.root = Path(root).expanduser() if root is not None else None
-        self.settings = {"backbone": backbone, "weights": weights, "size": size, "policy": policy}
+        self.settings = {
+            "backbone": backbone,
+            "weights": weights_identity(weights),
+            "size": size,
+            "policy": policy,
+        }
         if input_norm is not None:  # CLIP and SigLIP entries made before it are never read
             self.settings["input_norm"] = input_norm
         self.hits = 0
