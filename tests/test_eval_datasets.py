@@ -228,6 +228,21 @@ def test_feature_cache_keys_local_weights_by_their_files(tmp_path, monkeypatch):
     assert hub.settings["weights"] == "facebook/dinov2-small"
 
 
+def test_feature_cache_sees_a_changed_image_whose_path_has_a_hash(tmp_path):
+    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=8, policy="p")
+    feats = torch.randn(4, 2, 2)
+    for key, image in (
+        (str(tmp_path / "run#1" / "a.jpg"), tmp_path / "run#1" / "a.jpg"),  # an image file
+        (str(tmp_path / "run#1" / "nyu.mat") + "#3", tmp_path / "run#1" / "nyu.mat"),  # an item
+    ):
+        image.parent.mkdir(exist_ok=True)
+        image.write_bytes(b"x")
+        cache.put(key, feats)
+        assert torch.equal(cache.get(key), feats)
+        image.write_bytes(b"changed")
+        assert cache.get(key) is None, key  # not the old image's features
+
+
 def test_label_values_a_dataset_does_not_have_are_found():
     for name, first_bad in (("cocostuff", 182), ("cityscapes", 34), ("ade20k", 151), ("voc", 21)):
         spec = SEG_DATASETS[name]

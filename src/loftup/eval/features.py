@@ -26,8 +26,9 @@ def default_cache_dir() -> Path:
 
 
 def image_identity(key: str) -> dict:
-    """Path plus size and mtime of the file part of ``key`` (``PATH`` or ``PATH#item``)."""
-    path = key.split("#", 1)[0]
+    """Path plus size and mtime of the file part of ``key`` (``PATH`` or ``PATH#item``; a
+    ``#`` inside PATH is part of it)."""
+    path = key if os.path.isfile(key) else key.rsplit("#", 1)[0]
     try:
         st = os.stat(path)
         return {"key": key, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
