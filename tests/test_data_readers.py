@@ -106,6 +106,26 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path):
     assert torch.equal(ds[0]["masks"], want)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_a_truncated_or_altered_cache_entry_is_recomputed(tmp_path, damage):
+    """A .npz cut short (a full disk, a copy that stopped) or with altered bytes is a zip
+    archive that zipfile refuses (BadZipFile, neither an OSError nor a ValueError): it was
+    raised out of the data loader and ended the run instead of being recomputed."""
+    root = write_folder(tmp_path / "imgs", 1, size=32)
+    ds = MaskedImages(root, size=32, masks="superpixels", cache_dir=tmp_path / "c")
+    want = ds[0]["masks"]
+    path = ds.cache.path(ds.images[0])
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert ds.cache.get(ds.images[0]) is None
+    assert torch.equal(ds[0]["masks"], want)
+    assert ds.cache.get(ds.images[0]) is not None  # written again, whole
+
+
 def test_cache_keys_follow_the_file(tmp_path):
     img = tmp_path / "a.png"
     write_folder(tmp_path / "f", 1, size=8)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +70,8 @@ class MaskCache:
         try:
             with np.load(path) as data:
                 return data["packed"], int(data["width"])
-        except (OSError, ValueError, KeyError, EOFError):
-            return None  # a damaged entry is recomputed
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            return None  # a damaged entry (a truncated or altered .npz too) is recomputed
 
     def put(self, image_path: Path, packed: np.ndarray, width: int) -> None:
         from ..atomic import atomic_write
