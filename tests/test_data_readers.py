@@ -43,6 +43,35 @@ def test_sa1b_non_square_images_are_centre_cropped_with_their_masks(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(masks, expected))
 
 
+def _rewrite_masks(json_path, change):
+    """Replace every RLE mask of an SA-1B JSON by ``change(mask)``."""
+    from pycocotools import mask as mask_utils
+
+    data = json.loads(json_path.read_text())
+    for ann in data["annotations"]:
+        rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())
+        m = change(mask_utils.decode(rle).astype(np.uint8))
+        new = mask_utils.encode(np.asfortranarray(m))
+        ann["segmentation"] = {"size": new["size"], "counts": new["counts"].decode()}
+    json_path.write_text(json.dumps(data))
+
+
+def test_sa1b_masks_of_a_resized_image_follow_it_and_others_are_refused(tmp_path, caplog):
+    """Images resized after their masks were made (to save disk) keep masks of the original
+    size: those cover the same picture and must be cropped to their own centred square. Before,
+    the image's box was cut from them: masks twice the size gave their top-left part, silently."""
+    root = write_sa1b(tmp_path / "sa", 2, size=32, height=48)
+    want = unpack_masks(MaskedImages(root, size=16, masks="sa1b")[0]["masks"], 16)
+    _rewrite_masks(root / "sa_0.json", lambda m: np.kron(m, np.ones((2, 2), np.uint8)))
+    ds = MaskedImages(root, size=16, masks="sa1b")
+    assert ds[0]["skipped"] == [] and torch.equal(unpack_masks(ds[0]["masks"], 16), want)
+    _rewrite_masks(root / "sa_0.json", lambda m: m[:64, :64])  # another picture's shape
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        sample = ds[0]
+    assert sample["skipped"] == [str(ds.images[0])] and sample["index"] == 1
+    assert "masks are 64x64 px but the image is 32x48 px" in caplog.text
+
+
 def test_unreadable_files_are_skipped_counted_and_logged(tmp_path, caplog):
     root = write_sa1b(tmp_path / "sa", 4, size=16)
     (root / "sa_1.json").write_text("{not json")

@@ -31,16 +31,18 @@ def list_images(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> list[Pa
 
 @dataclass(frozen=True)
 class SquareCrop:
-    """The centred square ``box`` (left, top, right, bottom) of an image, resized to ``size``."""
+    """The centred square ``box`` (left, top, right, bottom) of an image, resized to ``size``;
+    ``image``: that image's (width, height), where known."""
 
     box: tuple[int, int, int, int]
     size: int
+    image: tuple[int, int] | None = None
 
     @classmethod
     def centred(cls, width: int, height: int, size: int) -> SquareCrop:
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        return cls((left, top, left + side, top + side), size)
+        return cls((left, top, left + side, top + side), size, (width, height))
 
 
 def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, SquareCrop]:
@@ -56,9 +58,23 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
 
 
 def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
-    """A full-image boolean mask (H0, W0) -> the crop's (size, size) mask (area-weighted, >= 50%)."""
+    """A full-image boolean mask (H0, W0) -> the crop's (size, size) mask (area-weighted, >= 50%).
+
+    A mask made at another resolution of the image (images resized after their masks were
+    made) is cropped to its own centred square, the same part of the picture; one of another
+    aspect ratio is not the image's: a ValueError names both sizes.
+    """
     from PIL import Image
 
+    h, w = mask.shape
+    if crop.image is not None and (w, h) != crop.image:
+        width, height = crop.image
+        if abs(w * height - h * width) > (w + h + width + height) / 2:  # beyond rounding
+            raise ValueError(
+                f"its masks are {w}x{h} px but the image is {width}x{height} px, another aspect "
+                "ratio: they belong to another picture"
+            )
+        crop = SquareCrop.centred(w, h, crop.size)
     img = Image.fromarray(mask.astype(np.uint8) * 255)
     small = img.resize((crop.size, crop.size), Image.BOX, box=crop.box)
     return np.asarray(small) >= 128

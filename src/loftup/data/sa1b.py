@@ -45,7 +45,10 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
         rle = dict(ann["segmentation"])
         if isinstance(rle.get("counts"), str):
             rle["counts"] = rle["counts"].encode("ascii")
-        mask = crop_mask(mask_utils.decode(rle).astype(bool), crop)
+        try:
+            mask = crop_mask(mask_utils.decode(rle).astype(bool), crop)
+        except ValueError as e:
+            raise ValueError(f"{json_path}: {e}") from None
         if mask.any():  # masks outside the centred square are of no use
             masks.append(mask)
     if not masks:
