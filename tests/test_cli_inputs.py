@@ -9,6 +9,7 @@ import os
 import signal
 
 import pytest
+import yaml
 
 from loftup.cli import main
 from loftup.errors import UsageError
@@ -305,6 +306,16 @@ def test_train_takes_overrides_on_both_sides_of_its_options(capsys, tmp_path):
     assert main([*argv, "batch_size=3", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "lr: 0.5" in printed and "batch_size: 3" in printed
+
+
+@pytest.mark.parametrize("name", ["2024", "yes", "runs #2", "a: b", "[x] y", '~/é \\ "q"'])
+def test_train_takes_the_data_and_out_folders_as_written(capsys, tmp_path, name):
+    """--data and --out are paths, not YAML: a folder named 2024 or yes was refused as a
+    number or a boolean, and --out 'runs #2' silently trained into runs (the rest a comment)."""
+    argv = ["train", "--config", "stage1_cpu", "--data", name, "--out", name, "--print-config"]
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["root"] == name and printed["log"]["out_dir"] == name
 
 
 def test_a_stray_argument_is_still_unrecognized(capsys):

@@ -564,8 +564,8 @@ def _cmd_train(args) -> int:
     overrides = list(args.overrides)
     shorthands = {"data.root": args.data, "data.masks": args.masks, "log.out_dir": args.out}
     for key, value in shorthands.items():
-        if value is not None:
-            overrides.append(f"{key}={value}")
+        if value is not None:  # a path as written, quoted: not YAML (2024, yes, 'a #2')
+            overrides.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
     cfg = load_config(args.config, overrides, stage=args.stage)
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
