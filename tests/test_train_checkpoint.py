@@ -102,3 +102,34 @@ def test_a_file_that_is_not_a_pytorch_file_is_called_corrupt(tmp_path, capsys):
     torch.save({"step": 1}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="is not a loftup training checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_stage2_from_a_home_relative_init_keeps_the_stage1_downsampler(tmp_path, monkeypatch):
+    """init=~/run/checkpoint.pt (a YAML config does not expand ~): the upsampler was loaded
+    from it, but its downsampler and uncertainty were silently left at their fresh values."""
+    from loftup.featurizers import resolve
+    from loftup.train.build import (
+        build_optimizer,
+        build_trainee,
+        build_upsampler,
+        checkpoint_payload,
+    )
+    from train_fixtures import tiny_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = resolve("dinov2_tiny")
+    cfg = tiny_config(tmp_path / "data", tmp_path / "run", 1, 1)
+    upsampler, cfg, _ = build_upsampler(cfg, spec.dim)
+    trainee = build_trainee(cfg, upsampler, spec.patch_size, {})
+    with torch.no_grad():
+        trainee.downsampler.scale.fill_(2.0)
+        trainee.uncertainty.conv.bias.fill_(0.5)
+    payload = checkpoint_payload(
+        cfg, trainee, build_optimizer(cfg, trainee.parameters()), None, 1, [], 0
+    )
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", payload)
+    stage2 = tiny_config(tmp_path / "data", tmp_path / "s2", 2, 1, "init=~/run/checkpoint.pt")
+    upsampler, stage2, extras = build_upsampler(stage2, spec.dim)
+    student = build_trainee(stage2, upsampler, spec.patch_size, extras)
+    assert torch.equal(student.downsampler.scale, trainee.downsampler.scale)
+    assert torch.equal(student.uncertainty.conv.bias, trainee.uncertainty.conv.bias)

@@ -61,7 +61,7 @@ def build_upsampler(cfg: TrainConfig, dim: int) -> tuple[LoftUp, TrainConfig, di
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
     cfg = dataclasses.replace(cfg, model=ModelConfig(**arch))
     extras = {}
-    path = Path(cfg.init)
+    path = Path(cfg.init).expanduser()  # as load_upsampler and preflight read it
     if path.is_file() and path.suffix in (".pt", ".pth"):
         try:
             ckpt = load_checkpoint(path)
