@@ -28,6 +28,29 @@ def test_sa1b_masks_decode_to_the_masks_written(tmp_path):
     assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.uint8
 
 
+def test_sa1b_masks_in_uncompressed_rle_are_read(tmp_path):
+    """COCO RLE also comes uncompressed (counts a list of run lengths, column-major, starting
+    with the 0s), as COCO's crowd masks and many converters write it: every such file was
+    skipped as unreadable (pycocotools' decode takes bytes only)."""
+    root = write_sa1b(tmp_path / "sa", 2, size=32, height=40)
+
+    def runs(m):
+        flat = m.flatten(order="F")
+        edges = np.flatnonzero(np.diff(flat)) + 1
+        lengths = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        return lengths if not flat[0] else [0, *lengths]
+
+    want = unpack_masks(MaskedImages(root, size=16, masks="sa1b")[0]["masks"], 16)
+    data = json.loads((root / "sa_0.json").read_text())
+    _, written = scene(0, 32)
+    for ann, m in zip(data["annotations"], written):
+        full = np.concatenate([m, np.zeros((8, 32), bool)])
+        ann["segmentation"] = {"size": [40, 32], "counts": runs(full)}
+    (root / "sa_0.json").write_text(json.dumps(data))
+    sample = MaskedImages(root, size=16, masks="sa1b")[0]
+    assert sample["skipped"] == [] and torch.equal(unpack_masks(sample["masks"], 16), want)
+
+
 def test_sa1b_non_square_images_are_centre_cropped_with_their_masks(tmp_path):
     root = write_sa1b(tmp_path / "sa", 2, size=32, height=48)  # 16 black rows below
     ds = MaskedImages(root, size=16, masks="sa1b", max_masks=3)

@@ -43,7 +43,9 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     masks = []
     for ann in annotations[:max_masks]:
         rle = dict(ann["segmentation"])
-        if isinstance(rle.get("counts"), str):
+        if isinstance(rle.get("counts"), list):  # uncompressed RLE (COCO's other form)
+            rle = mask_utils.frPyObjects(rle, *rle["size"])
+        elif isinstance(rle.get("counts"), str):
             rle["counts"] = rle["counts"].encode("ascii")
         try:
             mask = crop_mask(mask_utils.decode(rle).astype(bool), crop)
