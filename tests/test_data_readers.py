@@ -116,6 +116,20 @@ def test_unreadable_files_are_skipped_counted_and_logged(tmp_path, caplog):
     assert len(batch["skipped"]) == len(skipped)
 
 
+def test_an_image_too_large_for_pillow_is_skipped_like_an_unreadable_one(tmp_path, monkeypatch):
+    """Pillow refuses images above its pixel limit with DecompressionBombError, neither an
+    OSError nor a ValueError: one such image in the folder ended the run with a traceback."""
+    from PIL import Image
+
+    root = write_folder(tmp_path / "imgs", 3, size=16)
+    Image.new("RGB", (32, 32)).save(root / "img_001.png")  # 1024 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # refused above 400
+    ds = MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c")
+    with pytest.warns(Image.DecompressionBombWarning):  # 16 x 16 = 256 is above 200
+        sample = ds[1]
+    assert sample["skipped"] == [str(root / "img_001.png")] and sample["index"] == 2
+
+
 def test_missing_or_empty_folders_are_clear_errors(tmp_path):
     with pytest.raises(LoftUpError, match="does not exist"):
         MaskedImages(tmp_path / "missing", size=8)

@@ -49,11 +49,14 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
     """The image's centred square resized to ``size`` x ``size``: uint8 (3, size, size), and the crop."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        crop = SquareCrop.centred(img.width, img.height, size)
-        img = img.resize((size, size), Image.BICUBIC, box=crop.box)
-        array = np.asarray(img, dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            crop = SquareCrop.centred(img.width, img.height, size)
+            img = img.resize((size, size), Image.BICUBIC, box=crop.box)
+            array = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # not an OSError: one of READ_ERRORS instead
+        raise ValueError(f"{e} Pillow refuses images this large") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), crop
 
 
