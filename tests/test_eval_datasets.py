@@ -193,6 +193,10 @@ def test_feature_cache_keys_and_round_trip(tmp_path):
         FeatureCache(tmp_path / "c", backbone="b", weights=None, size=448, policy="p"),
         FeatureCache(tmp_path / "c", backbone="b", weights="w", size=224, policy="p"),
         FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="q"),
+        # features loftup now computes otherwise (CLIP's positional embeddings)
+        FeatureCache(
+            tmp_path / "c", backbone="b", weights=None, size=224, policy="p", revision="r"
+        ),
     ):
         assert other.get(str(image)) is None
     image.write_bytes(b"changed")  # a changed image is a new entry

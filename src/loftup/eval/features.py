@@ -63,6 +63,8 @@ class FeatureCache:
       policy: the preprocessing (how the image became that input).
       input_norm: the featurizer's ``input_norm_key()`` (None where the choice changes nothing,
         which keeps the keys of entries written before it existed).
+      revision: the featurizer's ``revision`` (None for a backbone whose features loftup has
+        never computed otherwise, which keeps its earlier entries).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class FeatureCache:
         size: int,
         policy: str,
         input_norm: str | None = None,
+        revision: str | None = None,
     ):
         self.root = Path(root).expanduser() if root is not None else None
         self.settings = {
@@ -84,6 +87,8 @@ class FeatureCache:
         }
         if input_norm is not None:  # CLIP and SigLIP entries made before it are never read
             self.settings["input_norm"] = input_norm
+        if revision is not None:  # entries of the features computed before are never read
+            self.settings["revision"] = revision
         self.hits = 0
         self.misses = 0
 

@@ -224,6 +224,7 @@ class FeaturePipeline:
             size=self.input_size,
             policy=policy,
             input_norm=self.featurizer.input_norm_key(),
+            revision=getattr(self.featurizer, "revision", None),
         )
 
     def _check_pairing(self, cfg: EvalConfig) -> None:

@@ -49,6 +49,9 @@ class Featurizer(nn.Module):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     input_norm: str = "imagenet"
+    #: A tag for a change in how loftup computes this backbone's features (None: never
+    #: changed), so that features cached by an earlier version are not taken for these.
+    revision: str | None = None
 
     def converts_input(self) -> bool:
         """Whether the backbone is given other pixels than the ImageNet-normalised input."""

@@ -57,6 +57,8 @@ def _use_featup_interpolation(embeddings) -> None:
 class MaskCLIPFeaturizer(HFFeaturizer):
     """A CLIPVisionModelWithProjection whose last block is read the MaskCLIP way."""
 
+    revision = "featup-pos-embed"  # loftup 0.1 resampled to the exact size (other features)
+
     def __init__(self, model, *, name: str) -> None:
         cfg = model.config
         super().__init__(
