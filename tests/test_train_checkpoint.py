@@ -133,3 +133,41 @@ def test_stage2_from_a_home_relative_init_keeps_the_stage1_downsampler(tmp_path,
     student = build_trainee(stage2, upsampler, spec.patch_size, extras)
     assert torch.equal(student.downsampler.scale, trainee.downsampler.scale)
     assert torch.equal(student.uncertainty.conv.bias, trainee.uncertainty.conv.bias)
+
+
+def test_stage2_warns_when_its_backbone_is_given_the_image_otherwise_than_init_was(
+    tmp_path, caplog
+):
+    """A stage-1 run whose backbone was given the image with backbone_norm=own (CLIP, SigLIP)
+    and a stage 2 from it with the default (imagenet) train on other features: allowed (an
+    experiment), but said, with the setting that keeps them the same."""
+    import logging
+
+    from loftup.featurizers import resolve
+    from loftup.train.build import (
+        build_optimizer,
+        build_trainee,
+        build_upsampler,
+        checkpoint_payload,
+    )
+    from train_fixtures import tiny_config
+
+    spec = resolve("dinov2_tiny")
+    cfg = tiny_config(tmp_path / "data", tmp_path / "run", 1, 1, "backbone_norm=own")
+    upsampler, cfg, _ = build_upsampler(cfg, spec.dim)
+    trainee = build_trainee(cfg, upsampler, spec.patch_size, {})
+    optimizer = build_optimizer(cfg, trainee.parameters())
+    save_checkpoint(
+        tmp_path / "run" / "checkpoint.pt",
+        checkpoint_payload(cfg, trainee, optimizer, None, 1, [], 0),
+    )
+    init = f"init={tmp_path / 'run' / 'checkpoint.pt'}"
+    stage2 = tiny_config(tmp_path / "data", tmp_path / "s2", 2, 1, init)
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        build_upsampler(stage2, spec.dim, "own")  # the same features: nothing to say
+        build_upsampler(stage2, spec.dim, None)  # a backbone the choice does not change
+        assert not caplog.records
+        build_upsampler(stage2, spec.dim, "imagenet")
+    (record,) = caplog.records
+    assert "backbone_norm=own" in record.getMessage()
+    assert "set backbone_norm=own to go on with the same" in record.getMessage()

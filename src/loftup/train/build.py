@@ -30,8 +30,13 @@ def build_featurizer(cfg: TrainConfig, device):
     return featurizer
 
 
-def build_upsampler(cfg: TrainConfig, dim: int) -> tuple[LoftUp, TrainConfig, dict]:
+def build_upsampler(
+    cfg: TrainConfig, dim: int, input_norm: str | None = None
+) -> tuple[LoftUp, TrainConfig, dict]:
     """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler.
+
+    ``input_norm``: the featurizer's ``input_norm_key()`` (None where the choice changes
+    nothing); stage 2 warns when ``init`` was trained on the other kind of features.
 
     Returns the upsampler, the config with ``model`` set to the architecture actually used, and
     the downsampler/uncertainty states when ``init`` is a training checkpoint of ours (else {}).
@@ -56,6 +61,15 @@ def build_upsampler(cfg: TrainConfig, dim: int) -> tuple[LoftUp, TrainConfig, di
         raise LoftUpError(
             f"init {cfg.init} was trained for backbone {model.backbone}, not {cfg.backbone}"
         )
+    was = getattr(model, "backbone_norm", None)
+    if input_norm is not None and was is not None and was != input_norm:
+        # a legitimate experiment (fine-tuning on the backbone's own preprocessing), so not
+        # refused; but a silent change of the features the upsampler learnt is not
+        log.warning(
+            "init %s was trained on %s features given the image with backbone_norm=%s; this "
+            "run gives it with backbone_norm=%s (other features): set backbone_norm=%s to go "
+            "on with the same", cfg.init, cfg.backbone, was, input_norm, was,
+        )  # fmt: skip
     arch = {k: v for k, v in model.config.to_dict().items() if k != "dim"}
     if arch != dataclasses.asdict(cfg.model):
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)

@@ -208,7 +208,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     featurizer = build_featurizer(cfg, device)
-    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim)
+    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim, featurizer.input_norm_key())
     trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
     teacher = None
     if cfg.stage == 2:
