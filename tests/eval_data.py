@@ -135,8 +135,9 @@ def write_nyu_normals(root: Path, n: int = 6, h: int = 48, w: int = 64) -> np.nd
     return normals
 
 
-def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64) -> Path:
-    """ROOT/nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5, stored transposed) + splits.mat."""
+def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64, blank: int | None = None) -> Path:
+    """ROOT/nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5, stored transposed) + splits.mat;
+    image ``blank`` (an index) has no valid depth reading at all."""
     import h5py
     from scipy.io import savemat
 
@@ -149,6 +150,8 @@ def write_nyuv2(root: Path, n: int = 6, h: int = 48, w: int = 64) -> Path:
         depth = np.where(cls == 0, 2.0, 5.0).astype(np.float32) + rng.uniform(0, 0.2, (h, w))
         depth[h // 2, :] = 12.0  # beyond 10 m: invalid
         depth[:, w // 3] = 0.0  # no sensor reading: invalid
+        if i == blank:
+            depth[:] = 0.0
         images[i] = rgb.transpose(2, 1, 0)
         raw[i] = depth.T
     # the release's "depths": the same maps with the holes filled in (here with a wrong 7 m)

@@ -123,8 +123,30 @@ def test_depth_end_to_end(tmp_path, backbones):
     m = res["metrics"]
     assert set(m) == {"delta1", "rmse", "abs_rel"} and 0 <= m["delta1"] <= 1 and m["rmse"] > 0
     assert res["num_images"] == {"train": 3, "test": 3}
+    assert res["images_without_valid_pixels"] == 0
     assert res["settings"]["probe"]["schedule"] == "probe3d"
     assert _is_png(res["figure"])
+
+
+def test_an_image_without_valid_depth_is_left_out_of_the_means(tmp_path, backbones):
+    """A test image with no valid pixel has nothing to score: counted, and out of the per-image
+    means (it scored delta1 = RMSE = 0 before, which pulled delta1 down and RMSE too)."""
+    write_nyuv2(tmp_path / "a", n=6)
+    write_nyuv2(tmp_path / "b", n=8, blank=7)  # the same 3 + 3, and a blank 4th test image
+    args = ("--size", "28", "--epochs", "2", "--no-cache")
+    sets = tmp_path / "b" / "splits.mat"
+    from scipy.io import savemat
+
+    savemat(
+        sets,
+        {"trainNdxs": np.arange(1, 4.0)[:, None], "testNdxs": np.array([[4.0], [5], [6], [8]])},
+    )
+    full = run_eval("depth", tmp_path / "a", "bilinear", tmp_path, *args, name="a")
+    blank = run_eval("depth", tmp_path / "b", "bilinear", tmp_path, *args, name="b")
+    assert full["images_without_valid_pixels"] == 0
+    assert blank["images_without_valid_pixels"] == 1 and blank["num_images"]["test"] == 4
+    for k in ("delta1", "rmse", "abs_rel"):
+        assert blank["metrics"][k] == pytest.approx(full["metrics"][k], rel=1e-6), k
 
 
 def test_normals_end_to_end(tmp_path, backbones, capsys):

@@ -178,9 +178,13 @@ def _probe_per_image(
             for name, v in values.items():
                 per_image.setdefault(name, []).append(v)
             examples += shown[: N_EXAMPLES - len(examples)]
-    metrics = {name: float(torch.cat(v).mean()) for name, v in per_image.items()}
+    values = {name: torch.cat(v) for name, v in per_image.items()}
+    # an image without a valid pixel has nothing to score: left out of the means, and counted
+    scored = values.pop("valid_pixels") > 0
+    metrics = {name: float(v[scored].mean()) for name, v in values.items()}
     results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
     results["metrics"] = metrics
+    results["images_without_valid_pixels"] = int((~scored).sum())
     results.update(extra or {})
     results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
     results["elapsed_s"] = round(time.time() - start, 2)

@@ -208,7 +208,9 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
     """Per-image delta1, RMSE and AbsRel of (B, H, W) depth maps over valid pixels (gt > 0).
 
     Returns a dict of (B,) tensors: ``delta1`` (fraction with max(p/g, g/p) < 1.25), ``rmse``
-    (in the depth unit), ``abs_rel`` (mean |p - g| / g). Average over images for a split.
+    (in the depth unit), ``abs_rel`` (mean |p - g| / g), and ``valid_pixels``, how many pixels
+    each was scored on. Average over the images of a split that have a valid pixel (an image
+    without one has nothing to score: its zeros are no score).
     """
     if pred.shape != gt.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ in shape")
@@ -222,7 +224,8 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
     delta1 = ((ratio < 1.25).double() * valid).sum((-2, -1)) / n
     rmse = (((pred - gt) ** 2 * valid).sum((-2, -1)) / n).sqrt()
     abs_rel = (((pred - gt).abs() / safe_gt) * valid).sum((-2, -1)) / n
-    return {"delta1": delta1, "rmse": rmse, "abs_rel": abs_rel}
+    pixels = valid.sum((-2, -1)).long()
+    return {"delta1": delta1, "rmse": rmse, "abs_rel": abs_rel, "valid_pixels": pixels}
 
 
 # -- surface normals ---------------------------------------------------------------------------
@@ -239,7 +242,8 @@ def normal_metrics(
     degrees, its RMSE and mean per image, and the fraction within 11.25, 22.5 and 30 degrees.
 
     Returns a dict of (B,) tensors: ``rmse``, ``mean``, ``within_11.25``, ``within_22.5``,
-    ``within_30``. Average over images for a split.
+    ``within_30``, and ``valid_pixels``. Average over the images of a split that have a valid
+    pixel.
     """
     if pred.shape != gt.shape or pred.ndim != 4 or pred.shape[1] != 3:
         raise ValueError(f"expected two (B, 3, H, W) normal maps, got {tuple(pred.shape)} and "
@@ -256,4 +260,5 @@ def normal_metrics(
     }
     for t in NORMAL_THRESHOLDS:
         out[f"within_{t:g}"] = ((angle < t).double() * weight).sum((-2, -1)) / n
+    out["valid_pixels"] = weight.sum((-2, -1)).long()
     return out
