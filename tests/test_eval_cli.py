@@ -335,6 +335,13 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
     _fails(capsys, _eval("davis", nowhere, "--save-masks", str(blocker)), "--save-masks",
            "is a file; give a folder")  # fmt: skip
     _fails(capsys, _eval("seg", nowhere, "--figure", str(tmp_path)), "--figure", "is a folder")
+    # the figure goes next to the JSON, with .png: a JSON named .png would be overwritten by it
+    for args in (
+        ("--json", str(tmp_path / "r.png")),
+        ("--json", str(tmp_path / "r.json"), "--figure", str(tmp_path / "r.json")),
+    ):
+        _fails(capsys, _eval("seg", nowhere, *args), "is where the figure would go too")
+    assert not list(tmp_path.glob("r.*"))
 
 
 def test_a_folder_that_refuses_new_files_is_named_not_its_temporary_file(

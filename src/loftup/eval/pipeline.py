@@ -189,6 +189,11 @@ def check_outputs(cfg: EvalConfig) -> None:
         check_file_output(cfg.figure, "--figure")
     else:
         check_file_output(figure_path(cfg), "the figure", "give --figure another path")
+    if cfg.json and cfg.json != "-" and _same_file(cfg.json, figure_path(cfg)):
+        raise UsageError(
+            f"--json {cfg.json} is where the figure would go too, and it would overwrite the "
+            "numbers: give the JSON a .json name, or --figure another path"
+        )
     if cfg.save_masks:
         check_folder_output(cfg.save_masks, "--save-masks")
     if cfg.cache_dir is not None:
@@ -333,6 +338,10 @@ def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
             f"{summary(results)}"
         ) from None
     return results
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def figure_path(cfg: EvalConfig) -> str:
