@@ -294,3 +294,21 @@ def test_stage_two_needs_an_init_that_exists_before_any_work(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "o"), f"init={tmp_path / 'none.pt'}"]) == 2
     assert f"init {tmp_path / 'none.pt'} does not exist" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_more_workers_than_cpus_get_one_per_cpu(caplog):
+    """The SA-1B recipes ask for 8 DataLoader workers (a GPU node); a machine with fewer CPUs
+    gets one per CPU, said once (the data does not depend on it: draws are made per step)."""
+    import logging
+    import os
+
+    from loftup.train.loop import _workers
+
+    cpus = len(os.sched_getaffinity(0))
+    with caplog.at_level(logging.INFO, logger="loftup.train"):
+        assert _workers(0, True) == 0 and _workers(min(cpus, 1), True) == min(cpus, 1)
+        assert not caplog.records
+        assert _workers(cpus + 8, False) == cpus and not caplog.records  # other ranks: quiet
+        assert _workers(cpus + 8, True) == cpus
+    (record,) = caplog.records
+    assert f"data.num_workers={cpus + 8}, but this process has {cpus} CPUs" in record.getMessage()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -113,6 +114,22 @@ class _StopOnSigterm:
             if self._previous is terminate:  # the command line's: it keeps ignoring a second
                 return  # SIGTERM while the first one's clean-up runs, and restores its own
         signal.signal(signal.SIGTERM, self._previous)
+
+
+def _workers(asked: int, main: bool) -> int:
+    """DataLoader workers: ``asked``, at most one for each CPU this process may use (the SA-1B
+    recipes ask for 8, for a GPU node; on a laptop more would only contend, and PyTorch warns).
+    The data and its order do not depend on it: every random draw is made per step."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    if asked > cpus:
+        if main:
+            log.info("data.num_workers=%d, but this process has %d CPUs: %d workers", asked, cpus,
+                     cpus)  # fmt: skip
+        return cpus
+    return asked
 
 
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
@@ -251,8 +268,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     )  # fmt: skip
     if d.masks == "sam":
         precompute_masks(dataset, info)
+    workers = _workers(d.num_workers, main)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers,
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_sigterm,
     )  # fmt: skip
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
