@@ -1141,8 +1141,13 @@ def _main(args) -> int:
 
 def _say(line: str) -> None:
     """``line`` on stderr, on a line of its own: the progress bars a failed command left open
-    are closed first (else the error lands on the end of the bar's line)."""
+    are closed first (else the error lands on the end of the bar's line). Under torchrun it
+    starts with the process's rank: each says what ended it (one rank's error may be the cause
+    of the others'), and the reader can tell which said what."""
     from tqdm import tqdm
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in os.environ:
+        line = f"[rank {os.environ['RANK']}] {line}"
 
     for bar in list(getattr(tqdm, "_instances", ())):
         try:
