@@ -339,3 +339,28 @@ def test_tf32_rows_time_ours_and_the_reference_in_float32_with_tf32(tmp_path):
     assert rows[("loftup", "tf32")]["output_bytes"] == rows[("loftup", "float32")]["output_bytes"]
     assert report["settings"]["tf32_rows"] is True
     assert not torch.backends.cuda.matmul.allow_tf32  # switched back off
+
+
+def test_ablation_variants_do_not_refold_the_weights_on_every_call(monkeypatch):
+    """The model keeps one folded copy of its weights; variants that change the convolutions or
+    the row padding must each keep their own, or every timed call of theirs also pays a fold
+    (on the H200 about 3 ms a call, which made the 224 ablation read 2.6x instead of ~1.2x)."""
+    import loftup.model
+    from loftup.bench.gpu import kernel_ablation
+
+    folds = []
+    real = loftup.model.fuse
+
+    def counted(*args, **kwargs):
+        folds.append(args[1:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loftup.model, "fuse", counted)
+    torch.manual_seed(0)
+    model = LoftUp(dim=32).eval()
+    rows = kernel_ablation(
+        model, (16,), dtype=torch.float32, grid=4, device="cpu", repeats=4, compile_sizes=()
+    )
+    assert {r["variant"] for r in rows} >= {"default", "NCHW convolutions", "unpadded rows"}
+    # one fold per distinct setting (default, NCHW, unpadded, direct), not one per call
+    assert len(folds) <= 4, folds

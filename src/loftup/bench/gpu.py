@@ -58,16 +58,27 @@ def kernel_ablation(
     from ..compiled import compile_upsampler, graph_upsampler
 
     m = copy.deepcopy(model).to(device, dtype)
+    m.conv, m.align = "auto", None
+    # One model per setting: a model keeps one folded copy of its weights, so switching one
+    # model's conv or align between calls would refold them in every timed call of a variant.
+    variants = {("auto", None): m}
+
+    def variant(conv, align):
+        if (conv, align) not in variants:
+            v = variants[(conv, align)] = copy.deepcopy(m)
+            v.conv, v.align = conv, align
+        return variants[(conv, align)]
+
     rows = []
     for size in sizes:
         lr, image = _inputs(m, size, grid, device)
 
         def run(conv="auto", math=False, align=None, lr=lr, image=image):
-            m.conv, m.align = conv, align
+            v = variant(conv, align)
             if math:
                 with sdpa_kernel([SDPBackend.MATH]):
-                    return m(lr, image)
-            return m(lr, image)
+                    return v(lr, image)
+            return v(lr, image)
 
         def plain(run=run):
             with kernels.enabled(False):
@@ -94,7 +105,6 @@ def kernel_ablation(
             cases["compiled"] = lambda fn=fn, lr=lr, image=image: fn(lr, image)
         with torch.inference_mode():
             t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
-        m.conv, m.align = "auto", None
         base = t["default"]["best_s"]
         for name, timing in t.items():
             rows.append(
