@@ -28,7 +28,9 @@ start=$(date +%s.%N)
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
-rm -f "$OUT/gpu-tests.log"  # the report keeps this run's test outcome, never an earlier one's
+# the report keeps this run's test outcome and sections, never an earlier one's (a group whose
+# process dies before its first section would otherwise have an earlier run's part merged)
+rm -f "$OUT/gpu-tests.log" "$OUT"/part-*.json
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 

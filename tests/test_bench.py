@@ -157,6 +157,32 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     assert not list(empty.glob("*.json"))
 
 
+def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
+    """OUT may be a folder an earlier run wrote into: a group whose process dies before its
+    first section (a poisoned CUDA context, an out-of-memory kill at start) must not have that
+    run's part-N.json merged in its place, as if measured now."""
+    stale = {
+        "suite": "smoke",
+        "machine": {"date": "2020-01-01T00:00:00", "device": "cpu", "processor": "earlier"},
+        "settings": {},
+        "sections": {"parity": {"size": 32}, "_seconds": {"parity": 1.0}},
+    }
+    for i in range(4):
+        (tmp_path / f"part-{i}.json").write_text(json.dumps(stale))
+    # every `loftup bench` process dies at once; the rest of the script runs on Python itself
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" bench "*) exit 1;; esac\nexec "{sys.executable}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": str(wrapper), "LOFTUP_SMOKE": "1"}
+    cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no section finished" in done.stderr
+    assert not list(tmp_path.glob("smoke-*.json"))
+
+
 def test_suite_sections_can_run_in_parts_and_be_merged():
     """benchmarks/gpu.sh runs groups of sections in separate processes and merges them."""
     from loftup.bench.suite import SECTIONS, merge_reports, run_suite
