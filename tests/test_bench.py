@@ -300,6 +300,24 @@ def test_targets_are_read_off_the_stored_h200_reports():
     assert big["measured"] == "0.80 s, 3.0 GB (float16, whole)"  # tiles of 2048 needed 20 GB
 
 
+def test_targets_are_judged_on_any_cuda_device_and_never_for_a_smoke_run():
+    from loftup.bench.targets import targets
+
+    results = REPO / "benchmarks" / "results"
+    report = json.loads((results / "gpu-nvidia-h200-2026-11-26-v3.json").read_text())
+
+    def met(**machine):
+        rows = targets({**report, "machine": {**report["machine"], **machine}})
+        return {r["target"]: r["met"] for r in rows}
+
+    judged = met()
+    assert judged["224 in half precision <= 1.5 ms"] is True
+    assert met(device="cuda:0") == judged  # `loftup bench --suite gpu --device cuda:0`
+    # the smoke suite on a GPU: toy sizes, a few seconds of gpu.sh; nothing is met or not
+    smoke = targets({**report, "suite": "smoke"})
+    assert [r["met"] for r in smoke] == [None] * len(smoke)
+
+
 def test_a_broken_output_s_deviation_survives_the_strict_json_and_fails_its_target(tmp_path):
     """A NaN output gives a NaN deviation, which the report's strict JSON stores as null: read
     back, it is a NOT MET written "not finite", and the summary and table still print."""
