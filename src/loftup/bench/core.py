@@ -93,9 +93,9 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
+            torch.cuda.synchronize(self.device)  # the device timed, not the current one
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
         else:
             self._base = self._read()
             self._peak = self._base
@@ -111,8 +111,8 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._base
         else:
             self._stop.set()
             self._thread.join()
@@ -120,8 +120,9 @@ class PeakMemory:
 
 
 def sync(device) -> None:
+    """Wait for the work queued on ``device`` ("cuda:1": that GPU, not the current one)."""
     if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def time_call(fn, *, device: str = "cpu", warmup: int = 1, repeats: int = 3) -> dict:
