@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -408,3 +409,19 @@ def test_ablation_variants_do_not_refold_the_weights_on_every_call(monkeypatch):
     assert {r["variant"] for r in rows} >= {"default", "NCHW convolutions", "unpadded rows"}
     # one fold per distinct setting (default, NCHW, unpadded, direct), not one per call
     assert len(folds) <= 4, folds
+
+
+def test_deviation_in_chunks_is_the_one_pass_figure_and_keeps_a_nan():
+    """The deviation of a 4096 x 4096 x 384 output is taken a chunk at a time (whole float32
+    copies took about 100 GB): the same figures as in one pass, and a NaN is not lost."""
+    from loftup.bench.forward import deviation
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(3, 50, 70, generator=g)
+    out = (ref + 1e-3 * torch.randn(3, 50, 70, generator=g)).half()
+    d = (out.float() - ref).abs()
+    got = deviation(out, ref, chunk=997)  # not a divisor of the size: a short last chunk
+    assert got["max_abs_dev_vs_float32"] == d.max().item()
+    assert got["mean_abs_dev_vs_float32"] == pytest.approx(d.double().mean().item(), rel=1e-12)
+    out[2, 49, 69] = float("nan")  # in the last chunk, after larger deviations
+    assert math.isnan(deviation(out, ref, chunk=997)["max_abs_dev_vs_float32"])
