@@ -30,6 +30,22 @@ def test_score_rewards_features_that_know_where_classes_stop():
     assert "| sharp | 1.000 |" in table
 
 
+def test_score_leaves_void_pixels_out_of_the_boundary_f_score():
+    """A dataset's void (255; experiments with --eval-dataset score with this function) is not
+    a class: features that place every scored boundary exactly score 1, not less because no
+    upsampler draws a boundary along the void."""
+    torch.manual_seed(0)
+    labels = torch.zeros(8, 32, 32, dtype=torch.long)
+    for i in range(8):
+        y, x = torch.randint(3, 17, (2,)).tolist()
+        labels[i, y : y + 13, x : x + 11] = 1
+    labels[:, 30:, :] = 255  # void along the bottom, inside the background
+    sharp = F.one_hot(labels.masked_fill(labels == 255, 0), 2).permute(0, 3, 1, 2).float()
+    good = score(sharp, labels, 2, DemoConfig(probe_epochs=30, probe_lr=0.1))
+    assert good["miou"] > 0.99 and good["pixel_accuracy"] > 0.99, good
+    assert good["boundary_f_2px"] > 0.99, good
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_writes_the_report(tmp_path):
     out = tmp_path / "demo"

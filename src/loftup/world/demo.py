@@ -252,7 +252,11 @@ def upsampled_features(upsamplers: dict, lr_feats, guidance, batch: int = 8) -> 
 
 
 def score(hr: torch.Tensor, labels: torch.Tensor, classes: int, cfg: DemoConfig) -> dict:
-    """Probe fitted on the first half of the scenes, scored on the second half."""
+    """Probe fitted on the first half of the scenes, scored on the second half.
+
+    Pixels labelled 255 (a dataset's void, as with ``--eval-dataset``) are left out of every
+    score, the boundary F-score's boundaries along them included.
+    """
     from ..eval.metrics import boundary_f_score, miou, pixel_accuracy
     from ..eval.probe import ProbeConfig, fit_linear_probe
 
@@ -263,7 +267,7 @@ def score(hr: torch.Tensor, labels: torch.Tensor, classes: int, cfg: DemoConfig)
         pred = torch.cat([probe(hr[i : i + 8]).argmax(1) for i in range(half, len(hr), 8)])
     gt = labels[half:]
     m, _ = miou(pred, gt, classes)
-    bf = [boundary_f_score(p, g, 2) for p, g in zip(pred, gt)]
+    bf = [boundary_f_score(p, g, 2, ignore_index=255) for p, g in zip(pred, gt)]
     return {
         "miou": m,
         "pixel_accuracy": pixel_accuracy(pred, gt),
