@@ -202,6 +202,28 @@ def test_an_interrupted_run_is_not_resumed_with_other_settings(tmp_path):
         run_stage(one)
 
 
+def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
+    """More stage-1 steps train the shared stage-1 folder on; the stage-2 run distilled from
+    the shorter one must not then be reused as if it started from the longer one."""
+    import dataclasses
+
+    from loftup.experiments.data import training_root
+    from loftup.experiments.runs import run_variant
+
+    torch.set_num_threads(1)
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path), progress=False).resolved()
+    root = training_root(s)
+    v = Variant("both", stage2={}, stage1_run="stage1")
+    run_variant(s, v, 0, root, tmp_path / "runs")
+    again = run_variant(s, v, 0, root, tmp_path / "runs")  # the same settings: reused
+    assert again["stage2"].pretrained == tmp_path / "runs" / "seed0" / "both" / "stage2" / "final"
+    longer = dataclasses.replace(s, stage1_steps=s.stage1_steps + 1)
+    with pytest.raises(LoftUpError, match=r"starts from 2 stage-1 steps, not the 3 asked for"):
+        run_variant(longer, v, 0, root, tmp_path / "runs")
+    ckpt = tmp_path / "runs" / "seed0" / "stage1" / "stage1" / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["step"] == 2  # refused before stage 1 trained on
+
+
 def test_weights_fingerprint_hashes_the_file(tmp_path):
     import hashlib
 

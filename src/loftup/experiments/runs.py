@@ -5,7 +5,8 @@ one asked for, and a folder with a checkpoint is resumed, so an interrupted expe
 where it stopped; a folder made with other settings is an error, never silently reused. Runs of
 one seed share work: variants naming the same ``stage1_run`` share one stage-1 run, and a variant
 that ``continues`` another stage-1 run copies it and trains on (same config, more steps: a
-resumed run repeats an uninterrupted one exactly).
+resumed run repeats an uninterrupted one exactly). A stage-2 folder records the steps of the
+stage-1 run it starts from (``init.json``), so that it is not reused after that run trained on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from .settings import ExperimentSettings
 
 #: History columns kept for the loss curves (the rest are timings).
 LOSS_KEYS = ("loss", "rec", "tv", "target", "affinity")
+
+#: In a stage-2 run folder: the steps of the stage-1 run it starts from. Its config names that
+#: run's folder only, and a shared stage-1 folder trains on when more steps are asked for.
+INIT_RECORD = "init.json"
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,8 @@ def run_variant(
 ) -> dict[str, RunResult]:
     """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}."""
     one, two = stage_configs(s, v, seed, train_root, runs)
+    if two is not None:  # before stage 1, which may train on (more steps) in its shared folder
+        _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"])
     continues = None
     if v.continues:
         continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
@@ -185,3 +192,22 @@ def run_variant(
     if two is not None:
         out["stage2"] = run_stage(two)
     return out
+
+
+def _check_init_steps(out: Path, steps: int) -> None:
+    """Refuse a stage-2 folder begun from a stage-1 run of other than ``steps`` steps; record
+    ``steps`` in one not begun yet (a folder from before the record is taken as it is)."""
+    from ..atomic import read_json_object, write_json
+
+    try:
+        saved = read_json_object(out / INIT_RECORD)
+    except ValueError as e:
+        raise LoftUpError(f"{e}; choose another --out or delete that folder") from None
+    if saved is not None and saved.get("stage1_steps") != steps:
+        raise LoftUpError(
+            f"{out} holds a stage-2 run that starts from {saved.get('stage1_steps')} stage-1 "
+            f"steps, not the {steps} asked for; choose another --out or delete that folder"
+        )
+    if saved is None and not (out / "checkpoint.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / INIT_RECORD, {"stage1_steps": steps})
