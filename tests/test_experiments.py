@@ -140,6 +140,8 @@ def test_settings_follow_the_demo_unless_set():
         ({"name": "coords", "masks": "slic"}, "masks must be sa1b, superpixels or sam"),
         ({"name": "mask-noise", "noise_kinds": ["blur"]}, "unknown mask-noise kind 'blur'"),
         ({"name": "mask-noise", "noise_levels": [0.0]}, r"noise levels must be in \(0, 1\]"),
+        ({"name": "stages", "stage2_steps": 0}, "--stage2-steps must be >= 1, got 0"),
+        ({"name": "coords", "stage2_steps": 50}, "coords trains stage 1 only; --stage2-steps"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

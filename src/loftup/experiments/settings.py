@@ -131,7 +131,13 @@ class ExperimentSettings:
         if self.masks not in ("sa1b", "superpixels", "sam"):
             raise UsageError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
         check_threads(self.threads)
-        least = {"stage1_steps": 1, "stage2_steps": 0, "eval_count": 2, "max_side": 1}
+        least = {"stage1_steps": 1, "stage2_steps": 1, "eval_count": 2, "max_side": 1}
+        if not DEFAULT_STEPS[self.name][1]:  # stage 1 only: no stage-2 budget to set
+            if self.stage2_steps:
+                raise UsageError(
+                    f"{self.name} trains stage 1 only; --stage2-steps does not apply (leave it out)"
+                )
+            del least["stage2_steps"]
         for name, low in least.items():
             value = getattr(self, name)
             if value is not None and value < low:
