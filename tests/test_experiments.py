@@ -103,6 +103,25 @@ def test_a_scene_rendered_larger_at_a_larger_texture_scale_is_the_same_scene():
     assert (other == small_lab).float().mean() < 0.6
 
 
+def test_grid_held_out_views_name_the_dataset_they_come_from(tmp_path):
+    """With --eval-dataset the grid's held-out images are the dataset's, and the report's
+    held-out line (taken from the views) says so, not "rendered held-out scenes"."""
+    from eval_data import write_voc
+    from loftup.experiments.data import load_backbone
+    from loftup.experiments.grid import held_out_views
+
+    root = write_voc(tmp_path)
+    s = ExperimentSettings("grid", eval_root=str(root), eval_dataset="voc", eval_count=4)
+    s = s.resolved()
+    featurizer = load_backbone(s)
+    views = held_out_views(s, [(4, 2)], featurizer.patch_size, featurizer)
+    evalset = views[(4, 2)]["evalset"]
+    assert evalset.source == f"voc at {root}" and evalset.images.shape[-1] == 8
+    rendered = held_out_views(ExperimentSettings("grid", eval_count=2).resolved(), [(4, 2)], 8,
+                              featurizer)  # fmt: skip
+    assert rendered[(4, 2)]["evalset"].source == "rendered held-out scenes"
+
+
 def _scene_config():
     from loftup.data.scenes import SceneConfig
 

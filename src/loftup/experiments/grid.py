@@ -42,6 +42,7 @@ def held_out_views(s: ExperimentSettings, cells, patch: int, featurizer) -> dict
     from .grid_views import load_dataset_renders
 
     renders, views = {}, {}
+    source = f"{s.eval_dataset} at {s.eval_root}" if s.eval_dataset else "rendered held-out scenes"
     for g, r in cells:
         side = render_side(g, r, patch)
         key = (side, side / (patch * g))
@@ -57,7 +58,7 @@ def held_out_views(s: ExperimentSettings, cells, patch: int, featurizer) -> dict
         _, lr = lowres_features(featurizer, v["backbone"])
         if lr.shape[-1] != g:
             raise ValueError(f"backbone gave a {lr.shape[-1]}-cell grid for {g} cells")
-        evalset = EvalSet(v["guidance"], v["labels"], classes, "rendered held-out scenes")
+        evalset = EvalSet(v["guidance"], v["labels"], classes, source)
         views[(g, r)] = {
             "evalset": evalset,
             "guidance": featurizer.normalize(v["guidance"]),
