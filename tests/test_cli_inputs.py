@@ -269,6 +269,7 @@ EXPERIMENT = [
     (["--stage1-lr", "nan"], ["--stage1-lr", "finite"]),
     (["--train-scenes", "2"], ["--train-scenes 2", "one batch"]),
     (["--eval-count", "1"], ["--eval-count", ">= 2"]),
+    (["--eval-count", "10"], ["--eval-count 10", "the 8 held-out scenes", "--val-scenes"]),
     (["model.num_heads=0"], ["model.num_heads"]),
     (["optim.no_such_key=1"], ["unknown config key optim.no_such_key"]),
     (["--out", "OUT", "optim.no_such_key=1"], ["unknown config key optim.no_such_key"]),

@@ -167,6 +167,12 @@ class ExperimentSettings:
             raise UsageError(
                 f"eval_count must be at least 2 (half fit, half score), got {out.eval_count}"
             )
+        offline = not (out.eval_root or out.eval_dataset or self.name == "grid")
+        if offline and out.eval_count > out.val_scenes:  # the held-out scenes written for it
+            raise UsageError(
+                f"--eval-count {out.eval_count} is more than the {out.val_scenes} held-out scenes "
+                "(--val-scenes); raise --val-scenes or lower --eval-count"
+            )
         return out
 
     def demo(self, seed: int):
