@@ -38,6 +38,12 @@ def test_a_difference_within_the_spread_is_no_finding():
         math.sqrt((0.01**2 + 0.02**2) / 2)
     )
     assert verdict(summarize([0.9]), summarize([0.1]))["verdict"] == "one seed: no spread"
+    # a score over no pixels (no small regions in the scored half) at 3 seeds: no traceback
+    unmeasured = summarize([math.nan] * 3)
+    assert math.isnan(unmeasured["mean"]) and math.isnan(unmeasured["std"])
+    assert verdict(unmeasured, ref)["verdict"] == "not measured"
+    assert verdict(ref, unmeasured)["verdict"] == "not measured"
+    assert table({"a": {"m": ref}, "b": {"m": unmeasured}}, {"m": "m"}, "a", ("m",))
 
 
 def test_table_compares_every_row_with_the_reference():

@@ -20,11 +20,15 @@ RULE = (
 
 
 def summarize(values: list[float]) -> dict:
-    """{"mean", "std" (ddof 1; NaN for one value), "n", "values"} of per-seed numbers."""
+    """{"mean", "std" (ddof 1; NaN for one value), "n", "values"} of per-seed numbers.
+
+    A NaN value (a score over no pixels) makes the mean and std NaN (statistics.stdev raises
+    on it)."""
     values = [float(v) for v in values]
     if not values:
         raise ValueError("summarize needs at least one value")
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    finite = all(math.isfinite(v) for v in values)
+    std = statistics.stdev(values) if len(values) > 1 and finite else math.nan
     return {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
 
 
@@ -37,11 +41,14 @@ def verdict(variant: dict, reference: dict, higher_is_better: bool = True) -> di
     """Compare two summaries: {"diff", "pooled_std", "verdict"}.
 
     ``verdict`` is "better" / "worse" (for the variant) when |diff| > pooled std, else
-    :data:`NO_DIFFERENCE`; "one seed: no spread" when a summary has a single value.
+    :data:`NO_DIFFERENCE`; "one seed: no spread" when a summary has a single value; "not
+    measured" when a mean is NaN (a score over no pixels, e.g. no small regions).
     """
     diff = variant["mean"] - reference["mean"]
     pooled = pooled_std(variant, reference)
-    if math.isnan(pooled):
+    if math.isnan(diff):
+        text = "not measured"
+    elif min(variant["n"], reference["n"]) < 2:
         text = "one seed: no spread"
     elif abs(diff) <= pooled:
         text = NO_DIFFERENCE
