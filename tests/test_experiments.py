@@ -251,6 +251,36 @@ def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # refused before stage 1 trained on
 
 
+def test_a_cut_short_copy_of_the_run_to_continue_is_not_resumed_from(tmp_path, monkeypatch):
+    """The long control of `stages` copies the stage-1 run it continues: a copy cut short
+    (Ctrl-C) must not leave half a checkpoint, which the next run would resume from."""
+    import os
+    import shutil
+
+    from loftup.experiments.runs import run_stage
+
+    s = ExperimentSettings("stages", stage1_steps=3).resolved()
+    one, _ = stage_configs(s, Variant("long", stage1_steps=4), 0, tmp_path, tmp_path / "runs")
+    source = tmp_path / "runs" / "seed0" / "short" / "stage1"
+    source.mkdir(parents=True)
+    (source / "checkpoint.pt").write_bytes(b"x" * 4096)
+    (source / "config.yaml").write_text("stage: 1\n")
+    real = shutil.copyfile
+
+    def cut_short(src, dst, *args, **kwargs):
+        if os.fspath(src).endswith("checkpoint.pt"):
+            with open(dst, "wb") as f:
+                f.write(b"x" * 100)
+            raise KeyboardInterrupt
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(one, continues=source)
+    out = tmp_path / "runs" / "seed0" / "long" / "stage1"
+    assert not (out / "checkpoint.pt").exists()  # the next run copies again
+
+
 def test_weights_fingerprint_hashes_the_file(tmp_path):
     import hashlib
 

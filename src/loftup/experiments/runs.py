@@ -140,7 +140,13 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
             seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
             return RunResult(out / "final", ckpt, _losses(history), float(seconds or 0.0))
     if continues is not None and not ckpt.exists():
-        shutil.copytree(continues, out, ignore=shutil.ignore_patterns("final*"), dirs_exist_ok=True)
+        from ..atomic import atomic_write
+
+        # the checkpoint last and atomically: it marks the copy done (a cut-short copy of it
+        # would be resumed from, and fail); the rest is copied again over a cut-short copy
+        skip = shutil.ignore_patterns("final*", ckpt.name)
+        shutil.copytree(continues, out, ignore=skip, dirs_exist_ok=True)
+        atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
     if not finished and ckpt.exists() and (out / "config.yaml").is_file():
         _check_same(cfg, out)  # an interrupted run goes on only with the settings it began with
     result = train(cfg, resume=ckpt.exists())
