@@ -93,6 +93,24 @@ def test_compiled_cuda_graphs_match_eager(model):
     assert (out.float() - eager.float()).abs().max().item() <= 2e-2
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_a_model_on_another_gpu_than_the_current_one_runs_its_kernels_there(model):
+    """Triton launches on the current device: a half-precision model on cuda:1 while cuda:0
+    is current must still run its kernels on cuda:1 (and pass their self-test there)."""
+    from loftup import kernels
+
+    lr, image = _inputs()
+    assert torch.cuda.current_device() == 0
+    on1 = copy.deepcopy(model).to("cuda:1", torch.float16)
+    on0 = copy.deepcopy(model).to("cuda:0", torch.float16)
+    with torch.inference_mode():
+        got = on1(lr.to("cuda:1", torch.float16), image.to("cuda:1"))
+        assert kernels.active(image.to("cuda:1"), torch.float16)
+        want = on0(lr.to("cuda:0", torch.float16), image.to("cuda:0"))
+    assert got.device == torch.device("cuda", 1)
+    assert (got.cpu().float() - want.cpu().float()).abs().max().item() <= 1e-2
+
+
 def _half_on_gpu(model):
     """An fp16 copy of ``model`` on the GPU with fp16 features and a float32 guidance image
     (images stay float32 whatever the model's precision)."""

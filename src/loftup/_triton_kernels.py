@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 
+import torch
 import triton
 import triton.language as tl
 from triton.language.extra import libdevice
@@ -47,6 +48,13 @@ FIXED = {"on": False}
 
 
 def _launch(kernel, grid, *args, **kwargs):
+    # Triton launches on the current CUDA device's current stream, whatever device the
+    # tensors are on: for tensors on another GPU (a model on cuda:1, the current device 0) the
+    # kernel would run on GPU 0, unordered with cuda:1's stream, reading another GPU's memory
+    dev = args[0].device
+    if dev.type == "cuda" and dev.index != torch.cuda.current_device():
+        with torch.cuda.device(dev):
+            return _launch(kernel, grid, *args, **kwargs)
     if FIXED["on"] and hasattr(kernel, "configs"):
         config = kernel.configs[len(kernel.configs) // 2]
         kwargs = {**kwargs, **config.kwargs, "num_warps": config.num_warps}
