@@ -111,6 +111,27 @@ def test_a_model_on_another_gpu_than_the_current_one_runs_its_kernels_there(mode
     assert (got.cpu().float() - want.cpu().float()).abs().max().item() <= 1e-2
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_cuda_graphs_on_another_gpu_than_the_current_one_replay_their_inputs(model):
+    """Captured with cuda:0 current for a model on cuda:1: the graphs (whole, and halves)
+    hold the forward and compute each new input's output, not the first one's again."""
+    from loftup.compiled import graph_upsampler
+
+    lr, image = _inputs()
+    gpu = copy.deepcopy(model).to("cuda:1", torch.float16)
+    lr, image = lr.to("cuda:1", torch.float16), image.to("cuda:1")
+    lr2, image2 = lr.flip(-1), image.flip(-2)
+    assert torch.cuda.current_device() == 0
+    with torch.inference_mode():
+        fn = graph_upsampler(gpu, lr, image)
+        got = fn(lr2, image2).clone()
+        fn.start(image2)
+        halves = fn.finish(lr2).clone()
+        want = gpu(lr2, image2)
+    for out in (got, halves):
+        assert (out.float() - want.float()).abs().max().item() <= 1e-2
+
+
 def _half_on_gpu(model):
     """An fp16 copy of ``model`` on the GPU with fp16 features and a float32 guidance image
     (images stay float32 whatever the model's precision)."""

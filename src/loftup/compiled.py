@@ -112,7 +112,11 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     fw = model.fused(compute_dtype(model, device), model.conv, model.align)  # as model() would
     chunk = model.chunk_size or default_chunk_size(device)
     static_lr, static_image = lr_feats.detach().clone(), image.detach().clone()
-    with torch.inference_mode():
+    # captured on a stream of the images' device, with that device current: the capture
+    # records only the capturing device's current stream, and torch.cuda.graph's own default
+    # stream is made once per process on whatever device was current then (on another GPU,
+    # the forward would run once, uncaptured, and every replay return that first output)
+    with torch.inference_mode(), torch.cuda.device(device):
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up: cuDNN/cuBLAS choices, Triton compilation
@@ -120,7 +124,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
                 untiled(fw, static_lr, static_image, chunk)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             static_out = untiled(fw, static_lr, static_image, chunk)
 
     return GraphUpsampler(fw, static_lr, static_image, static_out, graph, chunk)
@@ -192,11 +196,13 @@ def _capture_halves(fw, static_lr, static_image, chunk) -> dict:
     """Two CUDA graphs, replayed in turn: the image's half and the rest (one memory pool;
     the tokens that pass between them stay allocated)."""
     pool = torch.cuda.graph_pool_handle()
-    with torch.inference_mode():
+    device = static_image.device
+    with torch.inference_mode(), torch.cuda.device(device):  # as graph_upsampler captures
+        capture = torch.cuda.Stream(device)
         stem, decode_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(stem, pool=pool):
+        with torch.cuda.graph(stem, pool=pool, stream=capture):
             tokens = untiled_queries(fw, static_image)
-        with torch.cuda.graph(decode_graph, pool=pool):
+        with torch.cuda.graph(decode_graph, pool=pool, stream=capture):
             out = untiled_decode(fw, static_lr, tokens, static_image.shape, chunk)
     held = dict(fw.memo)  # the memo's entries the graphs read (one made during capture is not kept)
     return {"stem": stem, "decode": decode_graph, "tokens": tokens, "out": out, "held": held}
