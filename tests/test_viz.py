@@ -41,3 +41,13 @@ def test_the_picture_of_a_very_narrow_image_stays_small():
         lr, hr = torch.randn(8, 4, 1), torch.randn(8, height, width)
         png = Image.open(io.BytesIO(comparison_png(image, lr, hr)))
         assert png.size[0] == 1200 and png.size[1] <= most, png.size
+
+
+def test_colours_do_not_depend_on_the_memory_layout():
+    """The same values held channels-last (as a streamed output is read back) gave colours
+    that differed in the last bits, so a picture's bytes changed with how it was computed."""
+    g = torch.Generator().manual_seed(0)
+    hr = torch.randn(1, 32, 60, 70, generator=g)
+    basis = fit_pca(hr[:, :, ::4, ::4])
+    last = hr.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(apply_pca(hr, basis), apply_pca(last, basis))

@@ -34,8 +34,13 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
 
 def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
     """Features (B, C, H, W) -> RGB (B, 3, H, W) in [0, 1], coloured by ``basis``."""
+    # one memory layout (B, H, W, C) whatever the input's: the matrix product takes another
+    # path for strided operands and rounds otherwise, so a picture drawn from channels-last
+    # features (a streamed output) differed from one drawn from the same values held whole
     x = feats.detach().float().permute(0, 2, 3, 1)
-    proj = (x - basis.mean.to(x.device)) @ basis.components.to(x.device)
+    centred = torch.empty(x.shape, device=x.device)  # contiguous, one copy as before
+    torch.sub(x, basis.mean.to(x.device), out=centred)
+    proj = centred @ basis.components.to(x.device)
     lo, hi = basis.lo.to(x.device), basis.hi.to(x.device)
     rgb = ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
     return rgb.permute(0, 3, 1, 2)
