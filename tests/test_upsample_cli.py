@@ -246,6 +246,19 @@ def test_a_pipeline_keeps_its_precision(upsampler):
         loftup.upsample(image, model=pipe, dtype="bf16")
 
 
+def test_a_uint8_batch_reads_as_its_images_do(upsampler):
+    """A uint8 (3, H, W) image was scaled to [0, 1], a uint8 (B, 3, H, W) batch was taken as
+    pixel values 0..255: the features of a saturated, different image, without a word."""
+    pipe = loftup.load_pipeline(upsampler, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(2, 3, 40, 56, generator=g) * 255).to(torch.uint8)
+    batch = loftup.upsample(pixels, model=pipe, size=32)
+    one = loftup.upsample(pixels[1], model=pipe, size=32)
+    torch.testing.assert_close(batch[1], one, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="uint8 or floating"):
+        loftup.upsample(pixels.long(), model=pipe, size=32)
+
+
 def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     inputs = [str(photos / "astronaut.png"), str(tmp_path / "broken.jpg"), str(tmp_path / "*.tif")]
