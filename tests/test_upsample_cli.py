@@ -259,6 +259,18 @@ def test_a_uint8_batch_reads_as_its_images_do(upsampler):
         loftup.upsample(pixels.long(), model=pipe, size=32)
 
 
+def test_a_size_that_is_no_size_is_named_not_misread(upsampler):
+    """size="32" was read as 3 x 2 (a string is a sequence), size=32.0 was a TypeError
+    traceback ('float' object is not iterable)."""
+    pipe = loftup.load_pipeline(upsampler, device="cpu")
+    image = torch.rand(3, 40, 56)
+    for bad in ("32", 32.0, (32, 32, 3), (32, 0), True, (32.5, 40)):
+        with pytest.raises(loftup.LoftUpError, match=r"shorter side N >= 1\) or \(H, W\)"):
+            loftup.upsample(image, model=pipe, size=bad)
+    assert loftup.upsample(image, model=pipe, size=np.int64(20)).shape == (32, 20, 28)
+    assert loftup.upsample(image, model=pipe, size=[24, 30]).shape == (32, 24, 30)
+
+
 def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     inputs = [str(photos / "astronaut.png"), str(tmp_path / "broken.jpg"), str(tmp_path / "*.tif")]

@@ -16,6 +16,7 @@ colours by up to e^10, so a half-precision image would turn its rounding into ph
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -55,14 +56,31 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
 
     ``size``: None -> the image's own size; N -> shorter side N, aspect ratio kept; (H, W) -> as is.
     """
+    check_size(size)
     if size is None:
         return height, width
-    if isinstance(size, int):
-        return shorter_side_to(height, width, size)
-    h, w = (int(v) for v in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"output size must be positive, got {h}x{w}")
-    return h, w
+    if isinstance(size, numbers.Integral):
+        return shorter_side_to(height, width, int(size))
+    return int(size[0]), int(size[1])
+
+
+def check_size(size) -> None:
+    """A :class:`UsageError` unless ``size`` is an output size :func:`output_size` takes."""
+    if size is None or (isinstance(size, numbers.Integral) and not isinstance(size, bool)):
+        ok = size is None or size >= 1
+    else:  # a string is a sequence too: "32" was read as 3x2
+        ok = (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size
+            )
+        )
+    if not ok:
+        raise UsageError(
+            "size is None (the image's own), N (shorter side N >= 1) or (H, W) (positive "
+            f"integers), got {size!r}"
+        )
 
 
 def resolve_device(
@@ -289,6 +307,7 @@ def upsample(
     Returns features (C, H, W), or (B, C, H, W) for a batch, on the pipeline's device, in its
     dtype.
     """
+    check_size(size)  # before any weights are loaded
     if isinstance(model, FeaturePipeline):
         pipeline = model
         if dtype is not None and as_dtype(dtype) != pipeline.dtype:
