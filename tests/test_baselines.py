@@ -25,6 +25,22 @@ def test_interpolating_baselines_are_torchs():
     assert torch.equal(BASELINES["bicubic"](lr, image), ref)
 
 
+def test_nearest_copies_the_cell_under_each_pixels_centre():
+    """torch's legacy "nearest" read the cell under a pixel's top-left corner: at 3 -> 8 pixel 5
+    (centre 5.5, in cell 2 which starts at 5.33) copied cell 1, and the copy was no longer
+    symmetric under a flip of the image."""
+    h, w, height, width = 3, 7, 8, 10  # no pixel centre on a cell boundary: no ties
+    lr = torch.randn(2, 4, h, w)
+    out = BASELINES["nearest"](lr, torch.zeros(2, 3, height, width))
+    rows = [math.floor((y + 0.5) * h / height) for y in range(height)]
+    cols = [math.floor((x + 0.5) * w / width) for x in range(width)]
+    assert torch.equal(out, lr[:, :, rows][:, :, :, cols])
+    flipped = BASELINES["nearest"](lr.flip(-1, -2), torch.zeros(2, 3, height, width))
+    assert torch.equal(flipped, out.flip(-1, -2))
+    small = BASELINES["nearest"](lr.mT, torch.zeros(2, 3, 5, 2))  # down: 7 -> 5 rows, 3 -> 2
+    assert torch.equal(small, lr.mT[:, :, [0, 2, 3, 4, 6]][:, :, :, [0, 2]])
+
+
 def _jbu_by_loops(lr, rgb, radius, ss, sr):
     """The joint bilateral upsampler written out pixel by pixel (independent of jbu())."""
     _, c, h, w = lr.shape

@@ -52,9 +52,11 @@ def _check(lr_feats: torch.Tensor, image: torch.Tensor) -> None:
 
 
 def nearest(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by nearest-neighbour copy."""
+    """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W): each pixel copies the cell its centre is in."""
     _check(lr_feats, image)
-    return F.interpolate(lr_feats, size=image.shape[-2:], mode="nearest")
+    # "nearest-exact", not "nearest": torch's "nearest" reads the cell under a pixel's corner,
+    # not its centre, which shifts the copy up and left at any ratio that is not a whole number
+    return F.interpolate(lr_feats, size=image.shape[-2:], mode="nearest-exact")
 
 
 def bilinear(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
