@@ -202,6 +202,9 @@ def test_foreign_keys_are_named(tmp_path, reference_state):
         ({"model": {"encoder.weight": torch.ones(2)}}, "no weight 'channel_norm.weight'"),
         ({"encoder.weight": torch.ones(2)}, "no weight 'channel_norm.weight'"),
         ({0: torch.ones(2)}, "key 0 is a int"),
+        # entries that are not tensors were AttributeError tracebacks
+        ({"model": {"channel_norm.weight": {"nested": torch.ones(2)}}}, "is a dict, not a"),
+        ({"state_dict": {"model.1.norm.weight": 1.0, 0: 0}}, "is a float, not a tensor"),
     ],
 )
 def test_a_checkpoint_of_something_else_names_the_file_and_the_fix(tmp_path, obj, words):

@@ -84,6 +84,8 @@ def training_to_reference(state: dict) -> dict:
     """
     out = {}
     for key, value in state.items():
+        if not isinstance(key, str):  # not a weight's name: not the upsampler's either
+            continue
         if key.startswith("upsampler."):
             out[key] = value
         elif key.startswith("model.1.norm."):
@@ -107,27 +109,35 @@ def to_native(obj, origin: str) -> tuple[dict, dict | None]:
     does not fit a known layout is a CheckpointError that names ``origin``."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{origin}: expected a dict of tensors, got {type(obj).__name__}")
-    if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
-        return obj["model"], obj.get("model_config")
     try:
+        if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
+            return _tensors_by_name(obj["model"]), obj.get("model_config")
         if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
-            return reference_to_native(training_to_reference(obj["state_dict"])), None
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise CheckpointError(
-                    f"key {key!r} is a {type(key).__name__}, not a weight's name; "
-                    "this is not a LoftUp state dict"
-                )
-            if not isinstance(value, torch.Tensor):
-                raise CheckpointError(
-                    f"entry {key!r} is a {type(value).__name__}, not a tensor; "
-                    "this is not a LoftUp state dict"
-                )
+            state = _tensors_by_name(training_to_reference(obj["state_dict"]))
+            return reference_to_native(state), None
+        _tensors_by_name(obj)
         if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
             return reference_to_native(obj), None
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {NOT_LOFTUP_FIX}") from None
     return obj, None
+
+
+def _tensors_by_name(state: dict) -> dict:
+    """``state`` itself, or a CheckpointError unless its keys are names and its values tensors
+    (a nested dict or a number in their place was an AttributeError traceback further on)."""
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"key {key!r} is a {type(key).__name__}, not a weight's name; "
+                "this is not a LoftUp state dict"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"entry {key!r} is a {type(value).__name__}, not a tensor; "
+                "this is not a LoftUp state dict"
+            )
+    return state
 
 
 def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
