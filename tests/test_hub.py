@@ -247,6 +247,14 @@ def test_missing_keys_are_named(tmp_path, reference_state):
         load_upsampler(tmp_path / "w.bin")
 
 
+@pytest.mark.parametrize("key", ["channelnorm.norm.weight", "upsampler.lr_pe.biases"])
+def test_a_scalar_where_a_size_is_read_is_named(tmp_path, reference_state, key):
+    """The architecture is read off these weights' sizes: a scalar was an IndexError."""
+    torch.save({**reference_state, key: torch.tensor(1.0)}, tmp_path / "w.bin")
+    with pytest.raises(CheckpointError, match=r"w\.bin: weight '.*' is a scalar"):
+        load_upsampler(tmp_path / "w.bin")
+
+
 def test_not_a_state_dict(tmp_path):
     torch.save({"weights": [1, 2, 3]}, tmp_path / "w.bin")
     with pytest.raises(CheckpointError, match="'weights' is a list, not a tensor"):

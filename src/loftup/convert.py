@@ -143,17 +143,26 @@ def _tensors_by_name(state: dict) -> dict:
 def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
     """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released);
     ``origin``: where the weights come from, for the error of weights that are not LoftUp's."""
-    try:
-        dim = state["channel_norm.weight"].shape[0]
-        phases = state["image_encoder.phases"]
-        grid_freqs = state["grid_encoder.phases"].shape[-1]
-        depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-        mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
-    except KeyError as e:
-        raise CheckpointError(
-            f"{origin}: no weight {e.args[0]!r}, so this is not a LoftUp checkpoint; "
-            f"{NOT_LOFTUP_FIX}"
-        ) from None
+    for key in (
+        "channel_norm.weight",
+        "image_encoder.phases",
+        "grid_encoder.phases",
+        "blocks.0.ffn.fc1.weight",
+    ):
+        if key not in state:
+            raise CheckpointError(
+                f"{origin}: no weight {key!r}, so this is not a LoftUp checkpoint; {NOT_LOFTUP_FIX}"
+            )
+        if state[key].dim() == 0:  # its size is read below: a scalar was an IndexError
+            raise CheckpointError(
+                f"{origin}: weight {key!r} is a scalar, so this is not a LoftUp checkpoint; "
+                f"{NOT_LOFTUP_FIX}"
+            )
+    dim = state["channel_norm.weight"].shape[0]
+    phases = state["image_encoder.phases"]
+    grid_freqs = state["grid_encoder.phases"].shape[-1]
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
     if phases.dim() != 3 or phases.shape[1] not in (3, 5):
         raise CheckpointError(
             f"{origin}: 'image_encoder.phases' has shape {tuple(phases.shape)}; "
