@@ -30,16 +30,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` through a synced temporary file renamed onto ``path``."""
+    """Write ``payload`` through a synced temporary file renamed onto ``path`` (as
+    :func:`~loftup.atomic.atomic_write` writes every file)."""
     path = Path(path)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
     return path
 
 
