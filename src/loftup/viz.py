@@ -28,13 +28,14 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     # exact PCA, not torch.pca_lowrank: that one starts from the global RNG and, with q = k and
     # no oversampling, returns a different, far-from-principal basis on every call when the
     # spectrum is flat (as backbone features' is); the picture changed from run to run
-    cov = ((x - mean).T @ (x - mean)).double()
+    centred = x - mean
+    cov = (centred.T @ centred).double()
     _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
     comps = vecs.flip(1)[:, : min(k, x.shape[1])]
     # an eigenvector's sign is arbitrary: make each one's largest entry positive
     largest = comps.gather(0, comps.abs().argmax(0, keepdim=True))
     comps = (comps * largest.sign()).float()
-    proj = (x - mean) @ comps
+    proj = centred @ comps
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     return PCABasis(mean, comps, lo, hi)
 

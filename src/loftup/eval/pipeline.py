@@ -229,7 +229,7 @@ class FeaturePipeline:
             size=self.input_size,
             policy=policy,
             input_norm=self.featurizer.input_norm_key(),
-            revision=getattr(self.featurizer, "revision", None),
+            revision=self.featurizer.revision,
         )
 
     def _check_pairing(self, cfg: EvalConfig) -> None:
