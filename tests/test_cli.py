@@ -257,6 +257,29 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return done
 
 
+def test_help_and_import_load_no_torch():
+    """``import loftup`` and every ``loftup COMMAND --help`` answer without importing torch
+    (it costs seconds; the library's names are loaded on first use), and the lazy names are
+    the real ones."""
+    code = (
+        "import sys, contextlib, io\n"
+        "import loftup\n"
+        "from loftup.cli import build_parser, main\n"
+        "assert 'torch' not in sys.modules, 'import loftup loaded torch'\n"
+        "names = [n for n in build_parser()._subparsers._group_actions[0].choices]\n"
+        "for name in [None, *names]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(['--help'] if name is None else [name, '--help'])\n"
+        "    assert 'torch' not in sys.modules, f'{name} --help loaded torch'\n"
+        "print(len(names))\n"
+        "from loftup import LoftUp, load_upsampler\n"
+        "import loftup.model, loftup.hub\n"
+        "assert LoftUp is loftup.model.LoftUp and load_upsampler is loftup.hub.load_upsampler\n"
+    )
+    done = _python(code)
+    assert int(done.stdout) >= 9  # every command was asked for its help
+
+
 @pytest.mark.parametrize("bar", [False, True], ids=["alone", "under a progress bar"])
 def test_a_warning_under_the_command_line_is_one_line(bar):
     """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors

@@ -12,10 +12,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import CheckpointError, LoftUpError, UnknownNameError, WeightsNotFoundError
-from .hub import RELEASED, load_upsampler, save_pretrained
-from .model import LoftUp, LoftUpConfig
 
+#: Names imported on first use: ``import loftup`` loads no torch, so the command line answers
+#: ``--help`` and argument errors at once.
 _LAZY = {
+    "LoftUp": "loftup.model",
+    "LoftUpConfig": "loftup.model",
+    "load_upsampler": "loftup.hub",
+    "save_pretrained": "loftup.hub",
+    "RELEASED": "loftup.hub",
     "get_featurizer": "loftup.featurizers",
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
@@ -30,11 +35,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "LoftUp",
-    "LoftUpConfig",
-    "load_upsampler",
-    "save_pretrained",
-    "RELEASED",
     "LoftUpError",
     "WeightsNotFoundError",
     "CheckpointError",
@@ -46,8 +46,9 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "api", "baselines", "bench", "compiled", "data", "eval", "experiments", "extract",
-    "featurizers", "io", "kernels", "outputs", "tiling", "train", "viz", "world",
+    "api", "atomic", "baselines", "bench", "compiled", "convert", "data", "eval", "experiments",
+    "extract", "fastpath", "featurizers", "fused", "hub", "io", "kernels", "layers", "model",
+    "outputs", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

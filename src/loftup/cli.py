@@ -352,7 +352,7 @@ def _add_upsample(sub) -> None:
 
 
 def _add_backbone_norm(p, default: str | None) -> None:
-    from .featurizers import INPUT_NORMS
+    from .norms import INPUT_NORMS
 
     p.add_argument(
         "--backbone-norm",
@@ -735,7 +735,7 @@ def _cmd_eval(args) -> int:
 def _add_demo(sub) -> None:
     from dataclasses import fields
 
-    from .world.demo import DemoConfig
+    from .world.config import DemoConfig
 
     p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
     p.add_argument("--out", default="loftup_demo", help="report folder (default: loftup_demo)")

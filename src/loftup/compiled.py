@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .fastpath import decode, encode_kv
+from .fastpath import compile_ready, decode, encode_kv
 from .layers import image_minmax
 from .tiling import compute_dtype, default_chunk_size, query_map, upsample
 
@@ -81,6 +81,7 @@ def compile_upsampler(
     def run(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return untiled(fw, lr_feats, image, chunk)
 
+    compile_ready()
     compiled = torch.compile(run, mode=mode, dynamic=False)
 
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

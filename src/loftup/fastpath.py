@@ -19,6 +19,33 @@ import torch.nn.functional as F
 from . import kernels
 from .fused import FusedWeights
 
+#: The functions the compiler must leave as they are, by name: each is called through this
+#: table, which :func:`compile_ready` fills with their ``torch.compiler.disable`` versions before
+#: anything is compiled (importing the compiler costs about 2 s, which every command would pay
+#: if they were decorated at import).
+_EAGER: dict = {}
+
+
+def _eager_under_compile(fn):
+    """``fn``, left eager by ``torch.compile`` once :func:`compile_ready` has run."""
+    _EAGER[fn.__name__] = fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return _EAGER[fn.__name__](*args, **kwargs)
+
+    return call
+
+
+def compile_ready() -> None:
+    """Mark the functions that must run eagerly for ``torch.compile`` (idempotent); called by
+    :func:`loftup.compiled.compile_upsampler` before it compiles."""
+    for name, fn in list(_EAGER.items()):
+        if not getattr(fn, "_loftup_eager", False):
+            fn = torch.compiler.disable(fn)
+            fn._loftup_eager = True
+            _EAGER[name] = fn
+
 
 def axis_features(coords: torch.Tensor, freqs: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """(L,) coordinates, (n,) frequencies, (2, n) phases -> (L, 2n): sines then cosines."""
@@ -107,7 +134,7 @@ def _keys_values(fw, tokens, eps, weight, bias) -> list[tuple[torch.Tensor, torc
     return [(k, v) for k, v in kv]
 
 
-@torch.compiler.disable  # keep eager rounding: a fused multiply-add moves e^10-scale phases
+@_eager_under_compile  # keep eager rounding: a fused multiply-add moves e^10-scale phases
 def encode_region(
     fw: FusedWeights,
     image: torch.Tensor,
@@ -254,7 +281,7 @@ def stem(
     return conv3x3_relu(fw, x, 2, (0, 0, 0, 0))
 
 
-@torch.compiler.disable  # a library call the compiler cannot trace
+@_eager_under_compile  # a library call the compiler cannot trace
 def _winograd(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding) -> torch.Tensor:
     """NNPACK's Winograd convolution, one image at a time (its batched mode is slower)."""
     out = [torch._nnpack_spatial_convolution(x[i : i + 1], w, b, padding) for i in range(len(x))]

@@ -236,8 +236,10 @@ class LoftUp(nn.Module):
 
     def uses_fast_path(self, *inputs: torch.Tensor) -> bool:
         """Whether ``forward`` takes the folded, tiled path: in eval mode when no gradient is
-        needed (training, or a gradient through the upsampler, takes the differentiable one)."""
-        if self.training:
+        needed (training, or a gradient through the upsampler, takes the differentiable one).
+        Under ``torch.compile`` of the model, the differentiable steps: one graph the compiler
+        can fuse (:func:`loftup.compiled.compile_upsampler` compiles the folded path)."""
+        if self.training or torch.compiler.is_compiling():
             return False
         if not torch.is_grad_enabled():
             return True
