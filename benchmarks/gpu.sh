@@ -85,6 +85,9 @@ for i in "${!groups[@]}"; do
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     echo "gpu.sh: stopped ${groups[$i]} after ${left} s (budget ${until} s)" | tee -a "$OUT/$suite-bench.log"
     cut+=("${groups[$i]}=stopped-after-${left}s")
+  elif [ "$rc" != 0 ]; then  # a crash (a poisoned CUDA context, an OOM kill): named, not hidden
+    echo "gpu.sh: ${groups[$i]} failed (exit ${rc}); its finished sections are kept" | tee -a "$OUT/$suite-bench.log"
+    cut+=("${groups[$i]}=failed-exit-${rc}")
   fi
   [ -f "$part" ] && parts+=("$part")
   walls="$walls ${groups[$i]}=$((SECONDS - t0))"
@@ -110,7 +113,7 @@ report["gpu_sh_seconds"] = {
     k: int(v) for k, v in (kv.split("=") for kv in os.environ["LOFTUP_GPU_SH_WALLS"].split())
 }
 report["gpu_sh_seconds"]["total"] = round(time.time() - float(os.environ["LOFTUP_GPU_SH_START"]))
-# groups the budget stopped (their finished sections are kept) or never started
+# groups the budget stopped (their finished sections are kept), never started, or that failed
 report["gpu_sh_cut"] = dict(kv.split("=", 1) for kv in os.environ["LOFTUP_GPU_SH_CUT"].split())
 # the CUDA and kernel tests' outcome and their slowest, kept with the figures (the log is not)
 log = os.path.join(os.path.dirname(out), "gpu-tests.log")
@@ -122,6 +125,6 @@ print(summary(report))
 print("tests:", report.get("gpu_sh_tests", {}).get("summary", "not run"))
 print("wall seconds:", report["gpu_sh_seconds"])
 if report["gpu_sh_cut"]:
-    print("cut by the budget:", report["gpu_sh_cut"])
+    print("cut by the budget or failed:", report["gpu_sh_cut"])
 print("wrote", out)
 EOF2

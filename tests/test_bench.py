@@ -161,7 +161,8 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
 def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
     """OUT may be a folder an earlier run wrote into: a group whose process dies before its
     first section (a poisoned CUDA context, an out-of-memory kill at start) must not have that
-    run's part-N.json merged in its place, as if measured now."""
+    run's part-N.json merged in its place, as if measured now; the report names each group
+    that failed, with its exit status, and keeps what the others measured."""
     stale = {
         "suite": "smoke",
         "machine": {"date": "2020-01-01T00:00:00", "device": "cpu", "processor": "earlier"},
@@ -182,6 +183,21 @@ def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "no section finished" in done.stderr
     assert not list(tmp_path.glob("smoke-*.json"))
+    # the groups before the last die with status 3; the last (the ablation) runs
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" bench "*" ablation "*) ;; *" bench "*) exit 3;; esac\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    for i in range(4):
+        (tmp_path / f"part-{i}.json").write_text(json.dumps(stale))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (path,) = tmp_path.glob("smoke-*.json")
+    report = json.loads(path.read_text())
+    assert [k for k in report["sections"] if k != "_seconds"] == ["ablation"]
+    assert set(report["gpu_sh_cut"].values()) == {"failed-exit-3"}
+    assert len(report["gpu_sh_cut"]) == 3 and "ablation" not in report["gpu_sh_cut"]
+    assert "failed (exit 3)" in done.stdout and "cut by the budget or failed" in done.stdout
 
 
 def test_suite_sections_can_run_in_parts_and_be_merged():
@@ -223,7 +239,9 @@ def test_gpu_sh_is_judged_by_its_own_wall_time_and_its_cuts():
     assert row() == (True, "297 s (tests 100 s)")  # the stored run
     assert row(gpu_sh_seconds={"tests": 150, "total": 361})[0] is False
     met, measured = row(gpu_sh_cut={"ablation": "stopped-after-31s"})
-    assert met is False and measured.endswith("cut by its budget: ablation (stopped-after-31s)")
+    assert met is False and measured.endswith(
+        "cut by its budget or failed: ablation (stopped-after-31s)"
+    )
     assert row(gpu_sh_seconds=None) == (None, "-")  # `loftup bench --suite gpu` alone
 
 

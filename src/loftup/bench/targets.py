@@ -207,7 +207,9 @@ def _script(report: dict) -> dict:
     cut = report.get("gpu_sh_cut") or {}
     measured = f"{walls['total']} s" + (f" (tests {walls['tests']} s)" if "tests" in walls else "")
     if cut:
-        measured += "; cut by its budget: " + ", ".join(f"{g} ({why})" for g, why in cut.items())
+        measured += "; cut by its budget or failed: " + ", ".join(
+            f"{g} ({why})" for g, why in cut.items()
+        )
     return _row(target, measured, walls["total"] < GPU_SH_BOUND_S and not cut)
 
 
