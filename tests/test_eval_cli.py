@@ -20,7 +20,14 @@ from eval_data import (
 )
 from loftup import LoftUp
 from loftup.cli import main
-from loftup.featurizers import FEATURIZERS, Featurizer, FeaturizerSpec, register
+from loftup.featurizers import (
+    FEATURIZERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Featurizer,
+    FeaturizerSpec,
+    register,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 COLOUR_BACKBONE = "eval_test_colour2"
@@ -476,3 +483,40 @@ def test_missing_or_mismatched_normals_are_named(tmp_path, capsys, backbones):
     _fails(capsys, normals, str(tmp_path / "all_normals.pklz"), "nyuv2_surfacenormal_metadata.zip")
     np.save(tmp_path / "all_normals.npy", np.zeros((4, 32, 32, 3), np.float32))
     _fails(capsys, normals, "all_normals.npy", "expected (4, 48, 64, 3)")
+
+
+def _fine_checkerboard(side: int) -> torch.Tensor:
+    """(1, 3, side, side) in {0, 1}: squares of 2 px, shifted by 1 px, so that every pixel's
+    neighbours at 1 and 2 px to the right/below share its value (mean 0.5)."""
+    idx = torch.arange(side)
+    board = (((idx[:, None] + 1) // 2 + (idx[None] + 1) // 2) % 2).float()
+    return board.expand(1, 3, side, side).contiguous()
+
+
+def test_a_shrunk_guidance_image_averages_what_each_pixel_covers(backbones):
+    from loftup.baselines import bilinear
+    from loftup.eval.pipeline import EvalConfig, FeaturePipeline, guidance_image
+
+    board = _fine_checkerboard(32)
+    # 4x smaller (e.g. --feature-scale 0.25): grey, as the image averages to; a point-sampling
+    # bilinear resize reads 2 x 2 of each 4 x 4 block and gives a flat 0 or 1 instead
+    assert torch.allclose(guidance_image(board, 8), torch.full((1, 3, 8, 8), 0.5), atol=1e-6)
+    # 2x smaller (the DAVIS protocol's 0.5): the reference's bilinear halving, unchanged
+    img = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    half = F.interpolate(img, size=(14, 14), mode="bilinear", align_corners=False)
+    assert torch.allclose(guidance_image(img, 14), half, atol=1e-6)
+    assert guidance_image(img, 28) is img
+    assert torch.allclose(
+        guidance_image(img, 56), F.interpolate(img, size=(56, 56), mode="bilinear")
+    )
+
+    cfg = EvalConfig(task="davis", dataset="davis", root=".", backbone=COLOUR_BACKBONE,
+                     upsampler="bilinear", size=32, cache_dir=None)  # fmt: skip
+    pipe = FeaturePipeline(cfg, policy="test")
+    seen = []
+    pipe.upsample = lambda lr, image: seen.append(image) or bilinear(lr, image)
+    _, hr = pipe(board, ["board"], 8)
+    assert hr.shape == (1, 3, 8, 8)
+    unnormalised = seen[0] * torch.tensor(IMAGENET_STD)[:, None, None]
+    guide = unnormalised + torch.tensor(IMAGENET_MEAN)[:, None, None]
+    assert torch.allclose(guide, torch.full((1, 3, 8, 8), 0.5), atol=1e-5)

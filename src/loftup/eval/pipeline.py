@@ -271,11 +271,27 @@ class FeaturePipeline:
         lr = lowres_features(
             self.featurizer, source, list(keys), self.cache, self.input_size, self.device
         ).to(self.device)
-        guide = images01.to(self.device)
-        if guide.shape[-1] != out_size or guide.shape[-2] != out_size:
-            guide = F.interpolate(guide, size=(out_size, out_size), mode="bilinear")
+        guide = guidance_image(images01.to(self.device), out_size)
         hr = self.upsample(lr, imagenet_normalize(guide))
         return lr, hr.float()
+
+
+def guidance_image(images01: torch.Tensor, out_size: int) -> torch.Tensor:
+    """(B, 3, S, S) images -> (B, 3, out, out), the guidance image of an out x out output.
+
+    Shrunk, each pixel is the mean of the image's pixels it covers (``area``; at a factor that
+    is not whole, the partly covered ones count whole): at a factor of 2
+    (DAVIS' ``--feature-scale 0.5``) that is exactly the reference's bilinear halving, whose
+    two taps per axis are then the whole 2 x 2 block; at larger factors bilinear would still
+    read 2 x 2 of each pixel's 4 x 4 (or larger) block and alias fine texture into the guide.
+    Enlarged, bilinear.
+    """
+    if images01.shape[-2:] == (out_size, out_size):
+        return images01
+    size = (out_size, out_size)
+    if out_size <= min(images01.shape[-2:]):
+        return F.interpolate(images01, size=size, mode="area")
+    return F.interpolate(images01, size=size, mode="bilinear")
 
 
 def backbone_size(cfg: EvalConfig) -> int:

@@ -2,7 +2,8 @@
 
 The protocol of DINO's video segmentation evaluation, used by LiFT and by LoftUp with
 upsampled features: every frame is resized to S x S (S = 224, bicubic), the backbone features
-are upsampled to S/2 x S/2 (guidance image resized to S/2, bilinear) and L2-normalised. Each
+are upsampled to S/2 x S/2 (guidance image shrunk to S/2 by 2 x 2 means, which is the
+reference's bilinear halving; other scales average each pixel's area) and L2-normalised. Each
 new frame's soft labels are a weighted vote of its 5 most similar source positions, among the
 first frame (ground-truth labels) and the 7 previous frames (propagated soft labels), restricted
 to a square of radius 12 feature cells around the position; the weights are
