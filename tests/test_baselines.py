@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,3 +104,42 @@ def test_get_upsampler_loads_checkpoints_and_explains_highres(tmp_path):
         get_upsampler("highres")
     with pytest.raises(LoftUpError):
         get_upsampler("no_such_upsampler")
+
+
+def _shifted_checkerboard(n: int) -> torch.Tensor:
+    """(1, 1, n, n) of +-1 in squares of 2 cells shifted by one cell: the two cells nearest
+    the centre of every 4 x 4 block (what plain bilinear reads there) share one sign, while
+    the block, like the whole grid, averages to 0."""
+    i = torch.arange(n)
+    return (((i[:, None] + 1) // 2 + (i[None] + 1) // 2) % 2).float()[None, None] * 2 - 1
+
+
+@pytest.mark.parametrize("name", ["bilinear", "bicubic"])
+def test_shrinking_baselines_average_every_cell(name):
+    """An output smaller than the grid (a tiny output, or highres' large grid) is antialiased:
+    each pixel weighs all the cells it covers. Plain interpolation would read the 2 (4) cells
+    nearest each pixel's centre and turn this zero-mean pattern into a flat +-1."""
+    from PIL import Image
+
+    fn = BASELINES[name]
+    lr = _shifted_checkerboard(16)
+    small = fn(lr, torch.zeros(1, 3, 4, 4))
+    assert small.abs().max() < 0.1
+    plain = F.interpolate(lr, size=(4, 4), mode=name, align_corners=False)
+    assert plain.abs().min() > 0.9  # what it was
+    # both axes shrinking: PIL's resize of the same grid (its bicubic is torch's antialiased one)
+    lr = torch.randn(2, 3, 12, 17, generator=torch.Generator().manual_seed(0))
+    out = fn(lr, torch.zeros(2, 3, 5, 7))
+    mode = Image.BILINEAR if name == "bilinear" else Image.BICUBIC
+    for b in range(2):
+        for c in range(3):
+            ref = Image.fromarray(lr[b, c].numpy(), mode="F").resize((7, 5), mode)
+            assert torch.allclose(out[b, c], torch.from_numpy(np.array(ref)), atol=1e-4)
+    # an axis that grows keeps plain interpolation (torch's cubic, not PIL's): rows 12 -> 24 of
+    # a grid constant along each row, whose columns 17 -> 7 then change nothing
+    rows = lr[..., :1]
+    mixed = fn(rows.expand(2, 3, 12, 17), torch.zeros(2, 3, 24, 7))
+    grown = F.interpolate(rows, size=(24, 1), mode=name, align_corners=False)
+    assert torch.allclose(mixed, grown.expand(2, 3, 24, 7), atol=1e-6)
+    half = fn(lr.bfloat16(), torch.zeros(2, 3, 5, 7))
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), out, atol=0.05)

@@ -5,7 +5,11 @@ Every upsampler here is a function ``fn(lr_feats, image) -> hr_feats`` with ``lr
 image; the output is (B, C, H, W) at the image's size, exactly as :class:`loftup.LoftUp`.
 
 - ``nearest``, ``bilinear``, ``bicubic``: ``F.interpolate`` to (H, W) (``align_corners=False``);
-  they ignore the image's content.
+  they ignore the image's content. Where the output is smaller than the grid along an axis
+  (a tiny output, or the ``highres`` reference's large grid), ``bilinear`` and ``bicubic``
+  antialias that axis (their kernel widened to the output pixel, as PIL and torchvision resize),
+  so that every cell counts instead of the two or four nearest a pixel's centre; upsampling,
+  what they are compared with LoftUp at, is plain interpolation.
 - ``jbu``: a joint bilateral upsampler without training (FeatUp's JBU idea, Kopf et al. 2007):
   each output pixel is a weighted mean of the low-resolution features in a (2r+1) x (2r+1)
   neighbourhood of grid cells around it, weight = spatial Gaussian (distance in grid cells
@@ -59,16 +63,29 @@ def nearest(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     return F.interpolate(lr_feats, size=image.shape[-2:], mode="nearest-exact")
 
 
+def _resize(lr_feats: torch.Tensor, size, mode: str) -> torch.Tensor:
+    """``F.interpolate`` to ``size``, antialiased along each axis that shrinks (only there:
+    torch's antialiased bicubic is another cubic, PIL's, so an axis that grows keeps torch's)."""
+    (h, w), (height, width) = lr_feats.shape[-2:], size
+    if height >= h and width >= w:
+        return F.interpolate(lr_feats, size=size, mode=mode, align_corners=False)
+    half = lr_feats.dtype in (torch.float16, torch.bfloat16)
+    x = lr_feats.float() if half else lr_feats  # no antialiasing in half precision on the CPU
+    x = F.interpolate(x, size=(height, w), mode=mode, align_corners=False, antialias=height < h)
+    x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=width < w)
+    return x.to(lr_feats.dtype)
+
+
 def bilinear(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by bilinear interpolation."""
     _check(lr_feats, image)
-    return F.interpolate(lr_feats, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return _resize(lr_feats, image.shape[-2:], "bilinear")
 
 
 def bicubic(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w), (B, 3, H, W) -> (B, C, H, W) by bicubic interpolation."""
     _check(lr_feats, image)
-    return F.interpolate(lr_feats, size=image.shape[-2:], mode="bicubic", align_corners=False)
+    return _resize(lr_feats, image.shape[-2:], "bicubic")
 
 
 def _grid_positions(n_out: int, n_in: int, radius: int, device) -> tuple:
