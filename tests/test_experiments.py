@@ -302,3 +302,29 @@ def test_cli_names_the_experiments_and_refuses_bad_input(capsys):
     assert main(["experiment", "coords", "--eval-dataset", "voc"]) == 2
     err = capsys.readouterr().err
     assert "--eval-dataset needs --eval-root" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_dataset_short_of_eval_count_is_refused_not_split_across_its_halves(tmp_path):
+    """The probes fit on the first half of the held-out set and score the second: from a
+    dataset that is the training images, then the validation ones. A split with fewer images
+    than its half moved that boundary (8 asked of 4 + 2 fitted on 3 training images and scored
+    the 4th with the validation ones; other counts fitted on validation images, and which
+    images were scored changed with the dataset's size); now it is refused, naming the largest
+    count that works."""
+    from eval_data import write_voc
+    from loftup.eval.datasets import SegmentationSet
+    from loftup.experiments.data import load_eval_set
+
+    root = write_voc(tmp_path, n=4)
+    val = root / "ImageSets" / "Segmentation" / "val.txt"
+    val.write_text("\n".join(val.read_text().split()[:2]) + "\n")
+    settings = dict(eval_root=str(root), eval_dataset="voc")
+    with pytest.raises(LoftUpError, match=r"has only 2 validation images; give --eval-count 4 or"):
+        load_eval_set(ExperimentSettings("coords", eval_count=8, **settings).resolved())
+    with pytest.raises(LoftUpError, match=r"only 4 training and 2 validation images; .* 4 or"):
+        load_eval_set(ExperimentSettings("coords", eval_count=10, **settings).resolved())
+    evalset = load_eval_set(ExperimentSettings("coords", eval_count=4, **settings).resolved())
+    train = SegmentationSet("voc", str(root), "train", 64, limit=2)
+    valid = SegmentationSet("voc", str(root), "val", 64, limit=2)
+    expected = torch.stack([ds[i]["image"] for ds in (train, valid) for i in range(2)])
+    assert torch.equal(evalset.images, expected)  # fit: training images; scored: validation

@@ -69,12 +69,25 @@ def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
         SegmentationSet(name, root, "train", size, limit=n // 2),
         SegmentationSet(name, root, "val", size, limit=n - n // 2),
     ]
+    _check_halves(name, root, n, *(len(ds) for ds in parts))
     items = [ds[i] for ds in parts for i in range(len(ds))]
-    if len(items) < 2:
-        raise LoftUpError(f"{name} at {root} gave {len(items)} images; need at least 2")
     images = torch.stack([it["image"] for it in items])
     labels = torch.stack([it["label"].long() for it in items])
     return EvalSet(images, labels, parts[0].spec.num_classes, f"{name} at {root}")
+
+
+def _check_halves(name: str, root: str, n: int, n_train: int, n_val: int) -> None:
+    """The probes fit on the first ``n // 2`` images and score the rest: a split short of its
+    share would move the boundary, fitting on validation images (or scoring training ones)."""
+    if n_train == n // 2 and n_val == n - n // 2:
+        return
+    wanted = ((n_train, n // 2, "training"), (n_val, n - n // 2, "validation"))
+    short = [f"{have} {split}" for have, want, split in wanted if have < want]
+    raise LoftUpError(
+        f"--eval-count {n} takes {n // 2} training and {n - n // 2} validation images of {name} "
+        f"(the training ones fit the probes, the validation ones score them), but {root} has "
+        f"only {' and '.join(short)} images; give --eval-count {min(2 * n_train + 1, 2 * n_val)} or less"
+    )
 
 
 def load_backbone(s: ExperimentSettings):
