@@ -207,6 +207,29 @@ def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
         assert (got.float() - want.float()).abs().max().item() <= 1e-2
 
 
+def test_encodings_made_on_a_second_stream_are_waited_for(model):
+    """start_upsample(image, stream=side) makes a new size's coordinate encodings on the side
+    stream, where they wait behind other work; a forward of that size queued meanwhile on the
+    current stream finds them in the memo and must wait for them, not read memory not yet
+    written."""
+    from loftup import start_upsample
+
+    gpu, lr, image = _half_on_gpu(model)
+    ref = copy.deepcopy(gpu)  # its own memo
+    with torch.inference_mode():
+        want = ref(lr, image)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(1 << 28)  # the side stream is busy for a while (~0.1 s)
+        pending = start_upsample(gpu, image, stream=side)
+        racing = gpu(lr, image)  # reads the encodings the side stream has not made yet
+        done = pending.finish(lr)
+        torch.cuda.synchronize()
+    assert (racing.float() - want.float()).abs().max().item() <= 1e-2
+    assert (done.float() - want.float()).abs().max().item() <= 1e-2
+
+
 def test_graphs_read_their_own_encodings_whatever_the_memo_does(model):
     """The memo of positional and coordinate encodings is emptied at 512 entries (a process
     that has seen many shapes): a graph keeps the entries it read, so freed and reused memory

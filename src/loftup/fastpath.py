@@ -59,7 +59,12 @@ def memo(fw: FusedWeights, key: tuple, make):
     CUDA graph would otherwise repeat on every call. Recomputed under ``torch.compile``, which
     traces them, and during a CUDA graph's capture (a tensor made then holds nothing until the
     graph runs; the graph computes it on each replay). The memo is emptied when it holds 512
-    entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`)."""
+    entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`).
+
+    On a GPU an entry is made by kernels queued on the stream current then (the image's half
+    may be queued on a second one, :func:`loftup.tiling.start_upsample`): until they have run,
+    a reader on another stream waits for them (an event recorded after them), rather than
+    reading memory they have not written yet."""
     if torch.compiler.is_compiling():
         return make()
     hit = fw.memo.get(key)
@@ -69,6 +74,18 @@ def memo(fw: FusedWeights, key: tuple, make):
         if len(fw.memo) >= 512:
             _empty(fw.memo)
         hit = fw.memo[key] = make()
+        dev = key[-1]
+        if isinstance(dev, torch.device) and dev.type == "cuda":
+            made = torch.cuda.Event()
+            made.record(torch.cuda.current_stream(dev))
+            fw.memo[("made", key)] = made
+    else:
+        made = fw.memo.get(("made", key))
+        if made is not None and not _capturing():  # a capture begins synchronised: all done
+            if made.query():  # done: no stream need wait for it again
+                del fw.memo[("made", key)]
+            else:
+                torch.cuda.current_stream(key[-1]).wait_event(made)
     return hit
 
 
