@@ -1,5 +1,6 @@
 """Two gloo processes under torchrun train like one process; a SIGKILLed run resumes exactly."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,9 +125,21 @@ def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_p
     assert [int(r.split(",")[0]) for r in rows] == list(range(STEPS))
 
 
-def sigterm_after_first_checkpoint(cmd, ckpt) -> tuple[int, str]:
-    """Start ``cmd`` in a session of its own, send SIGTERM to all of its processes (as Slurm
-    does to a job's) once ``ckpt`` exists: (exit status, stderr)."""
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux): torchrun's workers run in sessions of their own,
+    which a signal to its process group does not reach."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [d for c in map(int, children) for d in (c, *descendants(c))]
+
+
+def sigterm_after_first_checkpoint(cmd, ckpt, patience: float = 60) -> tuple[int, str]:
+    """Start ``cmd`` in a session of its own, send SIGTERM to its process group (as Slurm does
+    to a job's processes; torchrun passes it on to its own) once ``ckpt`` exists: (exit status,
+    stderr). A command that has not ended ``patience`` seconds later fails the test (it hangs),
+    its processes killed."""
     proc = subprocess.Popen(
         cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -135,7 +148,15 @@ def sigterm_after_first_checkpoint(cmd, ckpt) -> tuple[int, str]:
         while time.time() < deadline and proc.poll() is None and not ckpt.exists():
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=patience)
+        except subprocess.TimeoutExpired:
+            for pid in [*descendants(proc.pid), proc.pid]:  # they hold the pipes too
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            err = proc.communicate()[1]
+            pytest.fail(f"still running {patience:.0f} s after SIGTERM, a hang: "
+                        f"{' '.join(cmd[:3])}...\n{err.decode(errors='replace')[-3000:]}")  # fmt: skip
     finally:
         proc.kill()
     return proc.returncode, err.decode()
@@ -166,27 +187,54 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     assert_same_run(ckpt, reference, atol=1e-6)
 
 
+#: ``python -m loftup`` that says, when training leaves the process group, how many
+#: DistributedDataParallel wrappers are alive: one outliving the group destroyed the group
+#: later, from its Reducer, which holds the GIL while gloo's destructor waits for a worker
+#: thread that may need it (a process then hung at exit)
+LOFTUP_WATCHING_TEARDOWN = """
+import gc, sys
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from loftup.cli import run
+
+destroy = dist.destroy_process_group
+
+def watched(*args, **kwargs):
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    print(f"DDP wrappers alive when the process group is destroyed: {alive}", file=sys.stderr)
+    destroy(*args, **kwargs)
+
+dist.destroy_process_group = watched
+run()
+"""
+
+
 def test_sigterm_under_torchrun_stops_every_rank_at_one_step(data, reference, tmp_path):
     """torchrun passes a SIGTERM on to its processes, which may be at different points of a
     step: they agree (the request travels with the step's all-reduce), stop after the same
     step with rank 0's checkpoint of it, and the resumed two-process run ends where one
-    uninterrupted process ends."""
+    uninterrupted process ends. Every process exits: none hangs at exit."""
     out = tmp_path / "ddp"
     ckpt = out / "checkpoint.pt"
+    loftup_cli = tmp_path / "loftup_cli.py"
+    loftup_cli.write_text(LOFTUP_WATCHING_TEARDOWN)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "loftup", "train", "--stage", "1", *overrides(data, out), "log.ckpt_every=2"]  # fmt: skip
-    _, err = sigterm_after_first_checkpoint(cmd, ckpt)  # to the launcher and both processes
+           str(loftup_cli), "train", "--stage", "1", *overrides(data, out), "log.ckpt_every=2"]  # fmt: skip
+    _, err = sigterm_after_first_checkpoint(cmd, ckpt)
     for rank in (0, 1):  # both ranks, not a hang, each saying which it is
         assert err.count(f"[rank {rank}] terminated (SIGTERM)") == 1, err[-3000:]
-    # and both exit: torchrun's second SIGTERM, during their clean-up, is ignored (it used to
-    # hang one at exit in 1 run of 4, until torchrun's SIGKILL 30 s later)
-    assert "forcefully exiting via 9" not in err, err[-3000:]
+    # and both exit: torchrun SIGKILLs a process still there 30 s after its SIGTERM
+    assert "forcefully exiting via 9" not in err, f"a rank hung at exit:\n{err[-3000:]}"
+    # the wrapper is gone before the group, whatever the timing (the hang above needs an
+    # unlucky one: 1 run in about 60)
+    assert err.count("DDP wrappers alive when the process group is destroyed: 0") == 2, err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
     assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
     resumed = subprocess.run(
         cmd + ["--resume"], env=env(), capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stderr.count("DDP wrappers alive when the process group is destroyed: 0") == 2
     assert_same_run(ckpt, reference, atol=5e-5)
 
 

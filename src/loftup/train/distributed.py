@@ -6,7 +6,9 @@ train ...`` (nccl on GPUs, gloo on CPUs). Only rank 0 logs and writes files.
 
 from __future__ import annotations
 
+import gc
 import os
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -48,9 +50,28 @@ def setup(device_name: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
-def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(info: DistInfo, error: BaseException | None = None) -> None:
+    """Leave the process group; ``error``: the exception the run is ending with, if any.
+
+    The group must be destroyed here, by ``destroy_process_group``, and not later by the last
+    DistributedDataParallel wrapper that holds it. The wrapper's Reducer drops its reference
+    with the GIL held, and gloo's destructor then waits for its worker threads, one of which may
+    still be releasing the run's last collective, which needs the GIL: the process hung at exit
+    (1 SIGTERMed torchrun run in about 60, until torchrun's SIGKILL 30 s later). The group's own
+    Python object releases the GIL first. So the wrapper goes before the group: the frames an
+    error passed through (which hold it) are cleared, and the wrapper, which sits in a
+    reference cycle, is collected."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    errors, seen = [error], set()
+    while errors:  # the error, and those it was raised from or while handling
+        e = errors.pop()
+        if e is not None and id(e) not in seen:
+            seen.add(id(e))
+            traceback.clear_frames(e.__traceback__)
+            errors += [e.__cause__, e.__context__]
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:

@@ -139,9 +139,12 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
     info = setup(cfg.device)
     try:
         with _StopOnSigterm() as sigterm:
-            return _run(cfg, info, resume, sigterm)
-    finally:
-        teardown(info)
+            result = _run(cfg, info, resume, sigterm)
+    except BaseException as e:
+        teardown(info, e)  # its frames hold the DDP wrapper: released before the group
+        raise
+    teardown(info)
+    return result
 
 
 def preflight(cfg: TrainConfig) -> None:
