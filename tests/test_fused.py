@@ -109,8 +109,10 @@ def test_fast_path_equals_differentiable_path(conv, align, kwargs, lr_shape, img
     assert (fast - _differentiable(model, lr, image)).abs().max() <= TOL[conv]
 
 
-def test_blocks_with_different_kv_epsilons_project_keys_separately():
-    """Every block's keys and values come from one product only when their LN_kv agree."""
+@pytest.mark.parametrize("norm", ["blocks.1.norm_kv", "head.norm"])
+def test_changed_layernorm_epsilons_are_used(norm):
+    """Every block's keys and values come from one product only when their LN_kv agree; the
+    head's LayerNorm epsilon is its module's (Head.forward's) on both paths, not a constant."""
     torch.manual_seed(0)
     model = _perturbed(LoftUp(dim=32, num_heads=4))
     model.conv = "direct"
@@ -118,9 +120,9 @@ def test_blocks_with_different_kv_epsilons_project_keys_separately():
     with torch.no_grad():
         assert model.fused(torch.float32, "direct").kv is not None
         before = model(lr, image)
-        model.blocks[1].norm_kv.eps = 0.5  # not a parameter: the cache must be told
+        model.get_submodule(norm).eps = 0.5  # not a parameter: the cache must be told
         model._fused_cache = None
-        assert model.fused(torch.float32, "direct").kv is None
+        assert (model.fused(torch.float32, "direct").kv is None) == (norm != "head.norm")
         fast = model(lr, image)
     assert (fast - before).abs().max() > 1e-3  # the epsilon matters here...
     assert (fast - _differentiable(model, lr, image)).abs().max() <= TOL["direct"]  # ...and is used

@@ -214,7 +214,8 @@ class LoftUp(nn.Module):
         q = self.norm(q)
         conv = self.head.conv
         out = F.linear(q, conv.weight.flatten(1), conv.bias)
-        return F.layer_norm(out, (out.shape[-1],), self.head.norm.weight, self.head.norm.bias, 1e-6)
+        norm = self.head.norm
+        return F.layer_norm(out, (out.shape[-1],), norm.weight, norm.bias, norm.eps)
 
     # -- inference -------------------------------------------------------------------------
 
