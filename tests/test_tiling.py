@@ -182,3 +182,23 @@ def test_started_upsample_finishes_with_the_models_output(small):
         start_upsample(small, image[:, :2])
     with pytest.raises(ValueError, match="stream= is for CUDA images"):
         start_upsample(small, image, stream=object())
+
+
+def test_a_started_upsample_finished_in_training_or_with_gradients_is_the_models():
+    """finish() after model.train(), or where a gradient is wanted, is what model() gives
+    then (the differentiable path), not the eval output started before."""
+    from loftup import start_upsample
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval()
+    lr, image = torch.randn(2, 8, 3, 3), torch.randn(2, 3, 10, 9)
+    with torch.no_grad():
+        pending = start_upsample(model, image)
+    assert pending.queries is not None
+    graded = pending.finish(lr)  # gradients on, the parameters want them
+    assert graded.requires_grad
+    assert torch.allclose(graded, model(lr, image), atol=1e-6)
+    with torch.no_grad():
+        pending = start_upsample(model, image)
+        model.train()  # BatchNorm on the batch's statistics
+        assert torch.allclose(pending.finish(lr), model(lr, image), atol=1e-6)

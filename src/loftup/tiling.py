@@ -187,9 +187,13 @@ class PendingUpsample:
                 t.record_stream(current)
             self.stream = None
         m = self.model
-        now = _settings(m, self.image.device) if self.queries is not None else None
+        now = None
+        if self.queries is not None:
+            check_inputs(lr_feats, self.image, m.config.dim)
+            if m.uses_fast_path(lr_feats, self.image):  # no train() and no gradient since
+                now = _settings(m, self.image.device)
         if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
-            # not started, or the model changed since
+            # not started, or the model, its mode or the gradient mode changed since
             if callback is None:
                 return m(lr_feats, self.image)
             check_inputs(lr_feats, self.image, m.config.dim)
@@ -201,7 +205,6 @@ class PendingUpsample:
                 return None
             tile_size, chunk_size, conv, queries = m.tile_size, m.chunk_size, m.conv, None
         else:
-            check_inputs(lr_feats, self.image, m.config.dim)
             (tile_size, chunk_size, conv, _), queries = self.settings, self.queries
         with torch.no_grad():
             return upsample(
