@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .errors import UsageError
 from .fastpath import local_attention, warn_if_emulated
@@ -223,12 +224,15 @@ class LoftUp(nn.Module):
         self, dtype: torch.dtype | None = None, conv: str = "auto", align: int | None = None
     ) -> FusedWeights:
         """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
-        parameter or buffer has changed (in place or replaced) since the last call (in-place
-        changes to tensors created under ``torch.inference_mode`` cannot be seen)."""
+        parameter or buffer has changed (in place or replaced) since the last call, and after
+        any step of a fused optimizer (``fused=True``: its writes are not counted in the
+        tensors' version counters). Writes through ``.data`` and in-place changes to tensors
+        created under ``torch.inference_mode`` cannot be seen."""
         key = (
             dtype,
             conv,
             align,
+            _fused_optimizer_steps,
             tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in _tensors(self, [])),
         )
         if self._fused_cache is None or self._fused_cache[0] != key:
@@ -285,6 +289,21 @@ class LoftUp(nn.Module):
             sub = None if nbrs is None else nbrs[s : s + step]
             out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)
         return out.transpose(1, 2).reshape(b, c, height, width)
+
+
+#: Steps taken in this process by optimizers with ``fused=True``, whose kernels write the
+#: parameters without counting it in their version counters (what ``LoftUp.fused`` reads).
+_fused_optimizer_steps = 0
+
+
+def _count_fused_step(optimizer, args, kwargs) -> None:
+    """Optimizer step post-hook: count the steps of fused optimizers."""
+    global _fused_optimizer_steps
+    if any(group.get("fused") for group in optimizer.param_groups):
+        _fused_optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_fused_step)
 
 
 def _tensors(module: nn.Module, out: list) -> list:
