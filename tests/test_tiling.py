@@ -82,6 +82,15 @@ def test_forward_tiles_with_the_models_tile_size(small):
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
+def test_an_empty_batch_gives_an_empty_output_or_no_tiles(small):
+    """Batch 0 (the last slice of a loop, say), as the model's forward takes it."""
+    lr, image = torch.randn(0, 32, 4, 4), torch.randn(0, 3, 10, 12)
+    assert upsample(small, lr, image).shape == (0, 32, 10, 12)
+    tiles = []
+    assert upsample(small, lr, image, callback=lambda tile, f: tiles.append(tile)) is None
+    assert tiles == []
+
+
 def test_callback_receives_every_pixel_once(small):
     lr, image = torch.randn(2, 32, 4, 4), torch.randn(2, 3, 40, 30)
     expected = upsample(small, lr, image)

@@ -135,6 +135,8 @@ def upsample(
     window = model.config.attention_window
     h, w = lr_feats.shape[-2:]
     tiles = plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if fw.conv == "winograd" else 1)
+    if not tiles:  # an empty batch: nothing to compute (an empty output, or no tiles)
+        return out
     q_map = None
     with torch.autocast(dev.type, enabled=False):
         kvs = encode_kv(fw, lr_feats)
