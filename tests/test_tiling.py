@@ -142,6 +142,27 @@ def test_bad_streaming_arguments_are_named(small, tmp_path):
         graph_upsampler(small, lr, image)
 
 
+@pytest.mark.parametrize(
+    "name, value", [("chunk_size", 2.5), ("chunk_size", -5), ("tile_size", 0), ("align", True)]
+)
+def test_bad_inference_settings_are_named(small, name, value):
+    """The model's inference settings (attributes a user sets) are checked when used: a
+    one-line LoftUpError naming the setting, not a TypeError from deep inside, nor a value
+    quietly taken as another; the convolution's name likewise."""
+    from loftup import LoftUpError
+
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
+    setattr(small, name, value)
+    try:
+        with pytest.raises(LoftUpError, match=f"{name} must be a whole number >= 1.*model.{name}"):
+            small(lr, image)
+    finally:
+        setattr(small, name, None)
+    with pytest.raises(LoftUpError, match="conv must be one of auto"):
+        upsample(small, lr, image, conv="fast")
+    assert small(lr, image).shape == (1, 32, 8, 8)  # None: the device's defaults
+
+
 @pytest.mark.slow
 def test_reference_model_tiled_640_matches_untiled(reference_dir):
     model = load_upsampler(REFERENCE_STATE)

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import UsageError
+
 #: Attention heads are padded to a multiple of this width.
 HEAD_MULTIPLE = 8
 
@@ -248,12 +250,15 @@ def choose_conv(conv: str, device, dtype: torch.dtype) -> str:
     direct bf16 convolution there and more accurate), direct convolutions everywhere else.
     """
     if conv not in CONVS:
-        raise ValueError(f"conv must be one of {CONVS}, got {conv!r}")
+        raise UsageError(f"conv must be one of {', '.join(CONVS)}, got {conv!r}")
     if conv.startswith("direct"):
         return conv
     ok = winograd_available(device) and dtype in (torch.float32, torch.bfloat16)
     if conv == "winograd" and not ok:
-        raise ValueError(f"Winograd convolutions need NNPACK on the CPU; not for {device}/{dtype}")
+        raise UsageError(
+            f"Winograd convolutions need NNPACK on the CPU in float32 or bfloat16; not for "
+            f"{device}/{dtype}: use conv='auto' or 'direct'"
+        )
     return "winograd" if ok else "direct"
 
 

@@ -36,7 +36,7 @@ from .layers import (
     minmax_scale,
     neighbour_index,
 )
-from .tiling import upsample
+from .tiling import check_settings, upsample
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
@@ -260,6 +260,7 @@ class LoftUp(nn.Module):
         differentiable steps below, whole.
         """
         check_inputs(lr_feats, image, self.config.dim)
+        check_settings(tile_size=self.tile_size, chunk_size=self.chunk_size, align=self.align)
         if lr_feats.device.type == "cpu":
             warn_if_emulated(_cpu_compute_dtype(self.head.conv.weight.dtype))
         if not len(image):  # an empty batch: an empty output, as a batch of any size

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UsageError, is_int
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
 from .layers import image_minmax, neighbour_index
 
@@ -65,6 +66,18 @@ def split_axis(length: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
             a += tile
         out.append((a, b))
     return out
+
+
+def check_settings(**settings) -> None:
+    """A :class:`loftup.errors.UsageError` naming the setting unless each is None (the
+    device's default) or a whole number >= 1 (``tile_size``, ``chunk_size``, ``align``: the
+    model's attributes of those names, or ``upsample``'s arguments)."""
+    for name, value in settings.items():
+        if value is not None and (not is_int(value) or value < 1):
+            raise UsageError(
+                f"{name} must be a whole number >= 1, or None for the device's default; got "
+                f"{value!r} (set model.{name} or pass {name}=)"
+            )
 
 
 def plan_tiles(batch: int, height: int, width: int, tile_size: int, align: int = 1) -> list[Tile]:
@@ -125,6 +138,7 @@ def upsample(
     """
     dev = image.device
     b, _, height, width = image.shape
+    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
     fw = model.fused(compute_dtype(model, dev), conv, getattr(model, "align", None))
     tile_size = tile_size or default_tile_size(dev)
     step = max(1, chunk_size or default_chunk_size(dev))
