@@ -157,3 +157,22 @@ def test_files_reach_the_disk_before_their_final_name(tmp_path, monkeypatch, wri
     assert events[0][1] == tmp and events[1][2] == str(path)  # the data, then the name
     assert events[2][1] == str(tmp_path)  # then the folder that holds the new name
     assert path.is_file() and not atomic.leftovers(tmp_path)
+
+
+def test_a_writer_that_makes_its_own_file_still_gives_the_mode_of_a_new_file(tmp_path):
+    """safetensors' save_file puts a new, private (0o600) file in the temporary file's place:
+    the features, pretrained folders and cached features it writes were unreadable to a
+    user's group. Every atomic write ends with the mode a new file gets under the umask."""
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from loftup.atomic import FILE_MODE, atomic_write
+    from loftup.outputs import save_features
+
+    path = tmp_path / "w.safetensors"
+    atomic_write(path, lambda tmp: save_file({"a": torch.zeros(2)}, tmp))
+    save_features(tmp_path / "f.safetensors", torch.zeros(2, 3, 4), "safetensors")
+    for name in ("w.safetensors", "f.safetensors"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == FILE_MODE, name

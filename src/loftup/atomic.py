@@ -106,6 +106,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     tmp = temp_beside(path)
     try:
         write(tmp)
+        # a writer may put a new file in tmp's place (safetensors' save_file does, 0o600)
+        os.chmod(tmp, FILE_MODE)
         replace_durably(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
