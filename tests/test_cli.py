@@ -24,6 +24,23 @@ def test_info_lists_every_released_checkpoint(capsys, tmp_path):
     assert len(rows) == 7 and {r["dim"] for r in rows} == {384, 512, 768}
 
 
+def test_a_reader_that_stops_reading_ends_the_command_quietly(capsys, monkeypatch):
+    """`loftup info --json - | head`: the pipe closes under the command, whose output is not
+    wanted any more; it ends as the shell's tools do (status 141), not with a traceback."""
+    import errno
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["info", "--json", "-"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_bench_writes_json_with_machine_and_baselines(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert (

@@ -1112,6 +1112,11 @@ def _main(args) -> int:
     except LoftUpError as e:
         _say(f"error: {e}")
         return 2
+    except BrokenPipeError:
+        # whoever read stdout stopped (`loftup info --json - | head`): end quietly, as the
+        # shell's tools do (status 128 + SIGPIPE), and let nothing flush there on the way out
+        _drop_stdout()
+        return 141
     except OSError as e:
         if e.errno not in _USER_OS_ERRORS:
             raise
@@ -1137,6 +1142,20 @@ def _main(args) -> int:
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")
         _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
         return 2
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: the text still buffered for a closed pipe would fail
+    again, with a traceback, when Python flushes it at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): nothing to do
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _say(line: str) -> None:
