@@ -646,6 +646,37 @@ def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp
     assert outputs(out) == []
 
 
+def test_a_run_ended_while_it_waits_for_a_writer_leaves_no_temporary_file(
+    upsampler, tmp_path, monkeypatch
+):
+    """Streamed files of a batch that were not yet handed to a writer when the run ended
+    (Ctrl-C while it waited for an earlier file, delivered here through that file's writer)
+    are deleted on the way out; they were left behind, each of the output's full size."""
+    import loftup.outputs
+    from loftup.extract import run
+
+    for i in range(6):
+        Image.new("RGB", (24, 16), (40 * i, 90, 30)).save(tmp_path / f"im{i}.png")
+    jobs, _ = collect_inputs([str(tmp_path / "im*.png")])
+    drawn = []
+
+    def picture(*args, **kwargs):  # the second file's picture: the interrupted wait
+        drawn.append(1)
+        if len(drawn) == 2:
+            raise KeyboardInterrupt
+        return b"png"
+
+    monkeypatch.setattr(loftup.outputs, "comparison_png", picture)
+    pipeline = loftup.load_pipeline(upsampler, device="cpu")
+    out = tmp_path / "out"
+    # batches of 3, 2 files waiting at most: im1's file is awaited when im3's is handed over
+    with pytest.raises(KeyboardInterrupt):
+        run(jobs, pipeline, out, size=8, fmt="npy", viz=True, batch_size=3, writers=1,
+            stream_above=0)  # fmt: skip
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["im0.npy", "im0_viz.png", "im2.npy", "im2_viz.png", "im3.npy", "im3_viz.png"]
+
+
 def test_images_above_the_decompression_bomb_guard_are_read_when_asked(
     upsampler, tmp_path, capsys, monkeypatch
 ):

@@ -327,12 +327,16 @@ def run(
                     # garbage that holds GPU memory with it)
                     gc.collect()
                     torch.cuda.empty_cache()
-                for job, task in tasks:
+                for n, (job, task) in enumerate(tasks):
                     if isinstance(task, str):  # its file could not be made, or no memory
                         fail(job, task)
                         bar.update(1)
-                    else:
+                        continue
+                    try:
                         submit(job, *task)
+                    except BaseException:  # Ctrl-C (or a writer's error) while it waited
+                        _discard(tasks[n + 1 :])  # files no writer will put in place
+                        raise
         while pending:
             collect()
     bar.close()
@@ -399,6 +403,13 @@ def _streamed(
         (job, f if isinstance(f, str) else (_commit, out_dir, job, f, image, lr_feats[i], viz))
         for i, ((job, image), f) in enumerate(zip(group, files))
     ]
+
+
+def _discard(tasks: list) -> None:
+    """Delete the temporary files of the streamed outputs among writers' ``tasks``."""
+    for _, task in tasks:
+        if not isinstance(task, str) and task[0] is _commit:
+            task[3].discard()
 
 
 def _commit(out_dir, job, feats_file, image, lr_feats, viz: bool) -> None:
