@@ -508,6 +508,30 @@ def test_download_with_hf_hub_offline_says_to_unset_it(monkeypatch, capsys):
         assert "on a machine with network" not in err
 
 
+def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(
+    monkeypatch, capsys, tmp_path
+):
+    """`loftup upsample -m loftup_dinov2s` offline without the weights names the file and how
+    to provide them in one line, as for its backbone: in the cache from a machine with
+    network, or a local path. It gave `loftup download`'s own advice (unset HF_HUB_OFFLINE to
+    download), meant for the command that downloads."""
+    import huggingface_hub
+    from PIL import Image
+
+    from loftup.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    assert main(["upsample", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "file 'pytorch_model.bin' of hub repo 'haiwen/loftup-dinov2s' is not in the " in err
+    assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" not in err
+    assert "`loftup download loftup_dinov2s` on a machine with network" in err
+    assert "loftup upsample -m /path/to/pytorch_model.bin" in err
+
+
 def test_a_truncated_backbone_safetensors_is_named(tmp_path, capsys):
     from loftup.cli import main
     from loftup.featurizers import get_featurizer

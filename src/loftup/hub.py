@@ -402,6 +402,13 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
 
 def download(name: str) -> Path:
     """Fill the Hugging Face cache with a released checkpoint; returns its local path."""
+    return released_file(name, downloading=True)
+
+
+def released_file(name: str, *, downloading: bool = False) -> Path:
+    """Local path of a released checkpoint: the cache first, then a download; offline with
+    nothing cached, a WeightsNotFoundError naming the file and how to provide it
+    (``downloading``: for ``loftup download``, see :func:`hub_file`)."""
     ckpt = resolve_name(name)
     return hub_file(
         ckpt.repo_id,
@@ -411,7 +418,7 @@ def download(name: str) -> Path:
             f"load_upsampler('/path/to/{ckpt.filename}') or `loftup upsample -m "
             f"/path/to/{ckpt.filename}`"
         ),
-        downloading=True,
+        downloading=downloading,
     )
 
 
@@ -474,7 +481,7 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
             raise WeightsNotFoundError(f"no such file or folder: {text}")
         ckpt = resolve_name(text)
         origin = ckpt.name
-        state, config = to_native(read_weights(download(ckpt.name)), origin)
+        state, config = to_native(read_weights(released_file(ckpt.name)), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     _check_finite(state, origin)
     model = build_from_state(state, config, origin)
