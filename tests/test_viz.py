@@ -69,3 +69,19 @@ def test_pca_is_the_exact_principal_basis_whatever_the_global_rng():
     assert (cos > 0.999).all(), cos
     rgb = [apply_pca(x.T.reshape(1, 64, 40, 50), b) for b in bases]
     assert torch.equal(rgb[0], rgb[1])
+
+
+def test_a_picture_titled_with_a_file_name_that_is_not_utf8_is_drawn():
+    """A file name in another encoding (``x\\xff.png`` from an old archive) reaches Python
+    with a surrogate that the font cannot draw: --viz ended the whole run with matplotlib's
+    TypeError. The title shows the byte as a replacement character instead."""
+    import io
+
+    from PIL import Image
+
+    from loftup.outputs import comparison_png
+
+    image, lr, hr = torch.rand(3, 20, 30), torch.randn(8, 2, 3), torch.randn(8, 20, 30)
+    for name in ("x\udcff.png", "photo é.png"):
+        png = Image.open(io.BytesIO(comparison_png(image, lr, hr, title=name)))
+        assert png.size[0] == 1200

@@ -269,7 +269,8 @@ def comparison_png(
         ax.imshow(rgb.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(label, fontsize=10)
         ax.axis("off")
-    if title:
+    if title:  # a file name's undecodable bytes (surrogates, which no font draws) as U+FFFD
+        title = title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.85 if title else 0.9, wspace=0.04)
     buf = io.BytesIO()
