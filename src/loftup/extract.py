@@ -328,12 +328,12 @@ def run(
                     gc.collect()
                     torch.cuda.empty_cache()
                 for n, (job, task) in enumerate(tasks):
-                    if isinstance(task, str):  # its file could not be made, or no memory
-                        fail(job, task)
-                        bar.update(1)
-                        continue
                     try:
-                        submit(job, *task)
+                        if isinstance(task, str):  # its file could not be made, or no memory
+                            fail(job, task)
+                            bar.update(1)
+                        else:
+                            submit(job, *task)
                     except BaseException:  # Ctrl-C (or a writer's error) while it waited
                         _discard(tasks[n + 1 :])  # files no writer will put in place
                         raise
