@@ -36,9 +36,98 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(capsys, monkeypatc
         def flush(self):
             pass
 
+    assert main(["info"]) == 0
+    table = capsys.readouterr().out
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["info", "--json", "-"]) == 141
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == table  # the table, as --json - puts it, and no traceback
+
+
+def _commands_with_json() -> set[str]:
+    """Every (sub)command of the parser that takes --json, as "world probe"."""
+    import argparse
+
+    from loftup.cli import build_parser
+
+    found = set()
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if "--json" in action.option_strings:
+                found.add(" ".join(words))
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*words, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+def _fake_experiment(monkeypatch, tmp_path):
+    """run_experiment writing its report folder at once (the real one trains for minutes);
+    the command line's part, and where it sends --json, is what is tested."""
+    import loftup.experiments as experiments
+    from loftup.atomic import write_json
+
+    def fake(settings, json_path=None):
+        results = {"settings": {"out": str(tmp_path / "x")}, "figures": ["a.png"], "d": 0.5}
+        (tmp_path / "x").mkdir()
+        (tmp_path / "x" / "report.md").write_text("| variant | mIoU |\n")
+        if json_path:
+            write_json(json_path, results)
+        return results
+
+    monkeypatch.setattr(experiments, "run_experiment", fake)
+
+
+JSON_TO_STDOUT = {  # each command's fast run, and a line of what it prints for a reader
+    "info": (["info"], "loftup_dinov2s"),
+    "bench": (
+        [
+            "bench",
+            "--sizes",
+            "16",
+            "--dim",
+            "8",
+            "--grid",
+            "4",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-peak",
+        ],
+        "bicubic",
+    ),  # fmt: skip
+    "world probe": (["world", "probe", "--count", "2", "--size", "32"], "patch_accuracy"),
+    "experiment": (["experiment", "coords", "--quick", "--out", "x"], "| variant | mIoU |"),
+}
+
+
+def test_every_command_with_json_takes_a_dash_for_stdout():
+    """A new --json is added to JSON_TO_STDOUT (eval's: tests/test_eval_cli.py)."""
+    evals = {f"eval {task}" for task in ("seg", "depth", "normals", "davis")}
+    assert _commands_with_json() == {*JSON_TO_STDOUT, *evals}
+
+
+@pytest.mark.parametrize("command", sorted(JSON_TO_STDOUT))
+def test_json_dash_puts_the_json_alone_on_stdout(command, capsys, monkeypatch, tmp_path):
+    """`loftup CMD --json - | jq`: stdout is the JSON alone, strict; what the command prints
+    for a reader goes to stderr; no file named '-' (bench, world probe and experiment wrote
+    one)."""
+    monkeypatch.chdir(tmp_path)
+    if command == "experiment":
+        _fake_experiment(monkeypatch, tmp_path)
+    argv, shown = JSON_TO_STDOUT[command]
+    assert main([*argv, "--json", "-"]) == 0
+    said = capsys.readouterr()
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    assert json.loads(said.out, parse_constant=refuse)  # nothing but the JSON
+    assert shown in said.err and "wrote -" not in said.err
+    assert not (tmp_path / "-").exists()
 
 
 def test_bench_writes_json_with_machine_and_baselines(tmp_path, capsys):

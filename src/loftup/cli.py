@@ -48,9 +48,6 @@ def _cmd_info(args) -> int:
                 "path": str(path) if path else None,
             }
         )
-    if args.json == "-":
-        print(json.dumps(rows, indent=2))
-        return 0
     print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
     print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
     for r in rows:
@@ -183,7 +180,7 @@ def _add_bench(sub) -> None:
         metavar="A,B",
         help="with --suite: run just these sections (comma-separated; see loftup.bench.suite)",
     )
-    p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' for stdout)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -216,7 +213,10 @@ def _cmd_bench(args) -> int:
             device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
             reference=reference,
             stream_size=args.stream,
-            on_section=(lambda r: _write_json(args.json, r)) if args.json else None,
+            # each section's figures saved as they come; stdout gets the whole report once
+            on_section=(lambda r: _write_json(args.json, r))
+            if args.json and args.json != "-"
+            else None,
             only=args.only.split(",") if args.only else None,
         )
         print(summary(report))
@@ -653,7 +653,7 @@ def _add_eval(sub) -> None:
         t.add_argument(
             "--highres-factor", type=int, default=2, help="input scale for highres (default 2)"
         )
-        t.add_argument("--json", metavar="OUT", help="write the results as JSON ('-': stdout)")
+        t.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
         t.add_argument("--figure", metavar="PNG", help="figure path (default: next to --json)")
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if task != "davis":
@@ -716,14 +716,10 @@ def _cmd_eval(args) -> int:
             temperature=args.temperature,
             radius=args.radius,
         )
-    to_stdout = args.json == "-"
-    say = sys.stderr if to_stdout else sys.stdout  # with --json -, stdout holds the JSON alone
-    results = evaluate(cfg, report=lambda r: print(summary(r), file=say))  # before any file
-    print(f"figure: {results['figure']}", file=say)
-    if to_stdout:
-        from .atomic import json_text
-
-        print(json_text(results))  # strict, as the files are: NaN is null
+    results = evaluate(cfg, report=lambda r: print(summary(r)))  # before any file
+    print(f"figure: {results['figure']}")
+    if args.json == "-":  # evaluate wrote the file of any other --json
+        _write_json("-", results)
     elif args.json:
         print(f"wrote {args.json}")
     return 0
@@ -802,7 +798,7 @@ def _add_experiment(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (every output, minutes)")
     p.add_argument("--out", default=None, help="report folder (default experiments/NAME)")
-    p.add_argument("--json", metavar="OUT", help="also copy results.json here")
+    p.add_argument("--json", metavar="OUT", help="also copy results.json here ('-' for stdout)")
     p.add_argument("--stage1-steps", type=int, default=None, help="default: the experiment's")
     p.add_argument("--stage2-steps", type=int, default=None, help="default: the experiment's")
     for flag, kind, what in (
@@ -848,10 +844,12 @@ def _cmd_experiment(args) -> int:
     settings = ExperimentSettings(
         args.name, progress=not args.no_progress, **{k: getattr(args, k) for k in keys}
     )
-    results = run_experiment(settings, json_path=args.json)
+    results = run_experiment(settings, json_path=None if args.json == "-" else args.json)
     out = Path(results["settings"]["out"])
     print((out / "report.md").read_text())
     print(f"wrote {out}/report.md, results.json and {', '.join(results['figures'])}")
+    if args.json == "-":
+        _write_json("-", results)
     return 0
 
 
@@ -919,7 +917,7 @@ def _add_world(sub) -> None:
     q.add_argument("--seed", type=int, default=1, help="seed of the fresh scenes (default 1)")
     q.add_argument("--size", type=_size, default=(128, 128), metavar="N|HxW",
                    help="scene size (default 128)")  # fmt: skip
-    q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+    q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON ('-' for stdout)")
     q.set_defaults(func=_cmd_world_probe)
 
 
@@ -1009,9 +1007,35 @@ def _not_yet(name: str):
     return cmd
 
 
-def _write_json(path: str, obj) -> None:
-    from .atomic import write_json
+#: The real stdout while a command given ``--json -`` runs (:func:`_stdout_for_json`).
+_JSON_STDOUT: list = []
 
+
+@contextlib.contextmanager
+def _stdout_for_json(json_out):
+    """With ``--json -`` stdout holds the JSON alone (``| python -c 'json.load(sys.stdin)'``):
+    everything else the command prints (tables, reports, "wrote" lines, a library's own
+    prints) goes to stderr meanwhile, and :func:`_write_json` writes to the real stdout."""
+    if json_out != "-":
+        yield
+        return
+    _JSON_STDOUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STDOUT.pop()
+
+
+def _write_json(path: str, obj) -> None:
+    """``obj`` as strict JSON to the file ``path`` (said on a line), or to stdout for ``-``."""
+    from .atomic import json_text, write_json
+
+    if path == "-":
+        out = _JSON_STDOUT[-1] if _JSON_STDOUT else sys.stdout
+        out.write(json_text(obj) + "\n")  # strict, as the files are: NaN is null
+        out.flush()
+        return
     write_json(path, obj)
     print(f"wrote {path}")
 
@@ -1104,11 +1128,12 @@ def _main(args) -> int:
 
             resolve_device(args.device)
         json_out = getattr(args, "json", None)
-        if isinstance(json_out, str) and os.path.isdir(json_out):  # not after the work is done
-            raise LoftUpError(
+        if isinstance(json_out, str) and json_out != "-" and os.path.isdir(json_out):
+            raise LoftUpError(  # said now, not after the work is done
                 f"--json {json_out} is a folder; give a file, e.g. {json_out}/out.json"
             )
-        return int(args.func(args) or 0)
+        with _stdout_for_json(json_out):
+            return int(args.func(args) or 0)
     except LoftUpError as e:
         _say(f"error: {e}")
         return 2
