@@ -299,6 +299,48 @@ def test_pictures_written_into_an_input_folder_are_not_read_back(photos, upsampl
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["a.png", "a_viz.png"]
 
 
+def test_resume_takes_a_local_folder_by_any_of_its_names(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """--backbone-weights ./w, ~/w, /abs/w and a link to w are one folder, and so one option
+    for --resume (the first two were refused as other options): upsample.json records local
+    paths resolved, -m's too; a record of an earlier version, which kept ./w as written,
+    still matches from the folder it was run in. Another folder is still refused."""
+    import shutil
+
+    from transformers import Dinov2Model
+
+    from loftup.featurizers.dinov2 import tiny_config
+
+    torch.manual_seed(0)
+    Dinov2Model(tiny_config()).save_pretrained(tmp_path / "w")
+    (tmp_path / "link").symlink_to(tmp_path / "w")
+    (tmp_path / "in").mkdir()
+    Image.open(photos / "astronaut.png").crop((0, 0, 70, 56)).save(tmp_path / "in" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = os.path.relpath(upsampler, tmp_path)
+    args = ["upsample", "in", "-m", model, "-o", "out", "--backbone-size", "56"]
+    assert main([*args, "--backbone-weights", "./w"]) == 0
+    record = tmp_path / "out" / OPTIONS_NAME
+    options = json.loads(record.read_text())
+    w = str((tmp_path / "w").resolve())
+    assert options["backbone_weights"] == w
+    assert options["model"] == str(upsampler.resolve())
+    for name in (w, "~/w", "link"):
+        capsys.readouterr()
+        assert main([*args, "--backbone-weights", name, "--resume"]) == 0, capsys.readouterr()
+        assert "(1 already there)" in capsys.readouterr().out
+    record.write_text(json.dumps({**options, "backbone_weights": "./w"}))  # an older record
+    assert main([*args, "--backbone-weights", w, "--resume"]) == 0
+    shutil.copytree(tmp_path / "w", tmp_path / "w2")
+    capsys.readouterr()
+    assert main([*args, "--backbone-weights", "w2", "--resume"]) == 2
+    assert f"backbone_weights {w!r} there, {str(tmp_path.resolve() / 'w2')!r} now" in (
+        capsys.readouterr().err
+    )
+
+
 def test_batches_give_the_batch_of_one_result(photos, tmp_path, upsampler):
     big = Image.open(photos / "astronaut.png")
     for i, (x, y) in enumerate([(0, 0), (200, 100), (300, 300)]):

@@ -416,6 +416,7 @@ def _cmd_upsample(args) -> int:
         collect_inputs,
         dist_env,
         init_distributed,
+        recorded_path,
         remove_unfinished,
         run,
         summed,
@@ -480,10 +481,10 @@ def _cmd_upsample(args) -> int:
     )
     options = {  # what made the files (--resume compares all but the first two)
         "loftup_version": __version__,
-        "model": str(args.model),
+        "model": recorded_path(args.model),  # local paths resolved: ./w and /abs/w are one
         "upsampler_sha256": weights_digest(pipeline.upsampler),
         "backbone": pipeline.featurizer.name,
-        "backbone_weights": args.backbone_weights,
+        "backbone_weights": recorded_path(args.backbone_weights),
         "backbone_size": args.backbone_size,
         # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
         # before the choice existed) then still matches

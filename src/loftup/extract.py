@@ -60,6 +60,19 @@ class Report:
 OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes.
 _INFO_ONLY = ("loftup_version", "model")
+#: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
+_PATHS = ("model", "backbone_weights")
+
+
+def recorded_path(value: str | os.PathLike | None) -> str | None:
+    """How a path-valued option is recorded in ``upsample.json``: a local file or folder as
+    its absolute path, ``~`` expanded and links followed (``./w``, ``~/w`` and ``/home/me/w``
+    are one folder, and one option), as the loaders find it; anything else (a hub id, a
+    released name, None) as given."""
+    if value is None:
+        return None
+    path = Path(os.fspath(value)).expanduser()
+    return str(path.resolve()) if path.exists() else os.fspath(value)
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -99,7 +112,7 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
     diff = [
         f"{key} {saved.get(key)!r} there, {value!r} now"
         for key, value in options.items()
-        if key not in skip and saved.get(key) != value
+        if key not in skip and _as_recorded(key, saved.get(key)) != value
     ]
     if diff:
         fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
@@ -107,6 +120,12 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
             f"{fix}, or another -o"
         )
+
+
+def _as_recorded(key: str, saved):
+    """A recorded option as this version records it: a path an earlier version recorded as
+    given (``./w``) resolved from here, which is where a re-run usually starts."""
+    return recorded_path(saved) if key in _PATHS and isinstance(saved, str) else saved
 
 
 def remove_unfinished(out_dir: Path) -> int:
