@@ -341,6 +341,73 @@ def test_resume_takes_a_local_folder_by_any_of_its_names(
     )
 
 
+def test_no_output_overwrites_an_input_or_a_file_loftup_did_not_write(
+    photos, upsampler, tmp_path, capsys
+):
+    """-o in an input folder: the picture of a.png is a_viz.png, which may be the user's own
+    picture, and an input; a user's own a.npy is where --format npy puts a's features; a
+    user's upsample.json is where the record goes. Each is refused before any work, in one
+    line naming the file and the fix; loftup's own earlier outputs are overwritten, as
+    always (a record of an earlier version, which does not list them, vouches for them)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    crop = Image.open(photos / "astronaut.png").crop((0, 0, 70, 56))
+    crop.save(folder / "a.png")
+    crop.rotate(90).save(folder / "a_viz.png")  # the user's own picture
+    mine = (folder / "a_viz.png").read_bytes()
+    args = ["upsample", str(folder), "-m", str(upsampler), "-o", str(folder),
+            "--backbone-size", "56"]  # fmt: skip
+
+    def refused(extra, line):
+        before = sorted(p.name for p in folder.iterdir())
+        capsys.readouterr()
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {line}\n"
+        assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
+
+    refused(["--viz"], f"{folder / 'a_viz.png'} is an input of this run, and the picture "
+            f"(--viz) of {folder / 'a.png'} would overwrite it; choose another -o (outside the "
+            "input folders)")  # fmt: skip
+    assert main(args) == 0  # features only: a_viz.png is an image like any other
+    assert outputs(folder) == ["a.png", "a.pt", "a_viz.png", "a_viz.pt"]
+    refused(["--viz", "--resume"], f"{folder / 'a_viz.png'} is an input of this run, and the "
+            f"picture (--viz) of {folder / 'a.png'} would overwrite it; choose another -o "
+            "(outside the input folders)")  # fmt: skip
+    (folder / "a.npy").write_bytes(b"the user's depth map")
+    refused(["--format", "npy"], f"{folder / 'a.npy'} is not loftup's (its upsample.json "
+            f"records no .npy features), and the features of {folder / 'a.png'} would "
+            "overwrite it; move it away, or choose another -o")  # fmt: skip
+    assert (folder / "a_viz.png").read_bytes() == mine
+    assert (folder / "a.npy").read_bytes() == b"the user's depth map"
+
+    # no record at all: any file at an output's name is someone else's
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.pt").write_bytes(b"x")
+    refused(["-o", str(other)], f"{other / 'a.pt'} is not loftup's (no upsample.json in "
+            f"{other}), and the features of {folder / 'a.png'} would overwrite it; move it "
+            "away, or choose another -o")  # fmt: skip
+    (other / "a.pt").unlink()
+    (other / OPTIONS_NAME).write_text('{"name": "my own settings"}')
+    refused(["-o", str(other)], f"{other / OPTIONS_NAME} is not a record of loftup upsample "
+            "(no loftup_version), and this run would write its record there; move the file "
+            "away, or choose another -o")  # fmt: skip
+    assert (other / OPTIONS_NAME).read_text() == '{"name": "my own settings"}'
+
+    # loftup's own outputs, a record of an earlier version too (no "outputs" in it)
+    (other / OPTIONS_NAME).unlink()
+    assert main([*args, "-o", str(other), "--viz"]) == 0
+    record = json.loads((other / OPTIONS_NAME).read_text())
+    assert record["outputs"] == ["pt", "viz"]
+    del record["outputs"]
+    (other / OPTIONS_NAME).write_text(json.dumps(record))
+    inode = (other / "a_viz.png").stat().st_ino
+    assert main([*args, "-o", str(other), "--viz"]) == 0  # a whole run: computed again
+    assert (other / "a_viz.png").stat().st_ino != inode
+    assert json.loads((other / OPTIONS_NAME).read_text())["outputs"] == ["pt", "viz"]
+
+
 def test_batches_give_the_batch_of_one_result(photos, tmp_path, upsampler):
     big = Image.open(photos / "astronaut.png")
     for i, (x, y) in enumerate([(0, 0), (200, 100), (300, 300)]):

@@ -412,10 +412,13 @@ def _cmd_upsample(args) -> int:
     from . import __version__
     from .api import check_backbone_size, load_pipeline, resolve_device
     from .extract import (
+        check_clobbering,
         check_options,
         collect_inputs,
         dist_env,
         init_distributed,
+        read_record,
+        recorded_outputs,
         recorded_path,
         remove_unfinished,
         run,
@@ -463,11 +466,13 @@ def _cmd_upsample(args) -> int:
     if world > 1:
         init_distributed(device)
     jobs, missing = collect_inputs(args.inputs)
-    jobs = without_own_pictures(jobs, out)
+    saved = read_record(out, resume=args.resume)  # the earlier run's, if any (or refused)
+    jobs = without_own_pictures(jobs, out, saved)
     if not jobs:
         why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
         where = " ".join(args.inputs)
         raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
+    check_clobbering(jobs, out, args.format, args.viz, saved)  # no input, no file not ours
     for spec, reason in missing if rank == 0 else []:
         print(f"skipped {spec}: {reason}", file=sys.stderr)
     pipeline = load_pipeline(
@@ -479,7 +484,7 @@ def _cmd_upsample(args) -> int:
         device=device,
         dtype=args.dtype,
     )
-    options = {  # what made the files (--resume compares all but the first two)
+    options = {  # what made the files (--resume compares all but the info-only ones)
         "loftup_version": __version__,
         "model": recorded_path(args.model),  # local paths resolved: ./w and /abs/w are one
         "upsampler_sha256": weights_digest(pipeline.upsampler),
@@ -494,8 +499,9 @@ def _cmd_upsample(args) -> int:
         "dtype": args.dtype,
         "save_dtype": save_dtype,
         "batch_size": args.batch_size,
+        "outputs": recorded_outputs(saved, args.format, args.viz),  # what the folder holds
     }
-    check_options(out, options, resume=args.resume)
+    check_options(out, options, saved, resume=args.resume)
     if args.resume and rank == 0:  # what a killed run was writing (before any rank writes)
         removed = remove_unfinished(out)
         if removed:

@@ -58,8 +58,9 @@ class Report:
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
-#: Recorded in it but not compared by ``--resume``: they do not change the files' bytes.
-_INFO_ONLY = ("loftup_version", "model")
+#: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
+#: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`).
+_INFO_ONLY = ("loftup_version", "model", "outputs")
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 
@@ -85,27 +86,38 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
-    """Refuse a run into ``out_dir`` whose files were made with other ``options``, naming each
-    difference: its ``upsample.json`` describes every file in it, so a run with other options
-    there would leave files that the record misdescribes (and that a later ``--resume`` would
-    keep); another ``--format`` is allowed (other files). With ``resume``, also refuse a
-    folder of files with no record or an unreadable one (nothing says what made them); without
-    it, such a record is simply replaced."""
+def read_record(out_dir: Path, *, resume: bool) -> dict | None:
+    """``out_dir``'s ``upsample.json``, the record of the run that made its files (None when
+    there is none). Refused (:class:`LoftUpError`) when that file is not a record loftup wrote
+    (unreadable, or without ``loftup_version``): a user's own file of that name, which a run
+    would overwrite; and with ``resume``, a folder of files with no record (nothing says what
+    made them)."""
     path = out_dir / OPTIONS_NAME
     flag = "--resume: " if resume else ""
     try:
         saved = read_json_object(path)
+        if saved is not None and "loftup_version" not in saved:
+            raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
     except ValueError as e:
-        if not resume:
-            return  # replaced by this run's
-        raise LoftUpError(f"--resume: {e}; run without --resume to compute all again") from None
+        raise LoftUpError(
+            f"{flag}{e}, and this run would write its record there; move the file away, or "
+            "choose another -o"
+        ) from None
+    if saved is None and resume and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise LoftUpError(
+            f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
+            "made them are unknown; choose another -o, or empty it to compute them all again"
+        )
+    return saved
+
+
+def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: bool) -> None:
+    """Refuse a run into ``out_dir`` whose files were made with other ``options`` than its
+    record ``saved`` (:func:`read_record`) says, naming each difference: the record describes
+    every file in it, so a run with other options there would leave files that the record
+    misdescribes (and that a later ``--resume`` would keep); another ``--format`` is allowed
+    (other files)."""
     if saved is None:
-        if resume and out_dir.is_dir() and any(out_dir.iterdir()):
-            raise LoftUpError(
-                f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
-                "made them are unknown; run without --resume to compute them all again"
-            )
         return  # nothing there yet: a resumed run of nothing is a run
     # another --format writes other files beside these; only a resume must keep to one
     skip = _INFO_ONLY if resume else (*_INFO_ONLY, "format")
@@ -115,11 +127,64 @@ def check_options(out_dir: Path, options: dict, *, resume: bool) -> None:
         if key not in skip and _as_recorded(key, saved.get(key)) != value
     ]
     if diff:
+        flag = "--resume: " if resume else ""
         fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
             f"{fix}, or another -o"
         )
+
+
+def _owned(saved: dict | None) -> set[str] | None:
+    """The kinds of output (formats, ``"viz"``) that the record ``saved`` says loftup wrote in
+    its folder; None for a record of an earlier version, which did not say (its runs took
+    every output name there as theirs)."""
+    if saved is None:
+        return set()
+    if "outputs" not in saved:
+        return None
+    kinds = saved["outputs"]
+    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
+
+
+def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
+    """What the record of a run writing ``fmt`` (and pictures with ``viz``) into the folder
+    of the record ``saved`` says the folder holds: the earlier runs' kinds and this one's (an
+    older record's: its format, and pictures, which those versions took as theirs)."""
+    owned = _owned(saved)
+    if owned is None:
+        owned = {str(saved.get("format")), "viz"}
+    return sorted(owned | {fmt} | ({"viz"} if viz else set()))
+
+
+def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved) -> None:
+    """Refuse (before any work) a run that would overwrite a file that is not its own: one of
+    its inputs (``-o`` inside an input folder, where ``x.png``'s picture is ``x_viz.png``), or
+    a file that no earlier loftup run wrote there (no record ``saved``, or one without that
+    kind of output: a user's own ``x.npy`` beside ``x.png``). An earlier run's outputs, which
+    a whole run overwrites and a resumed one keeps, are its own."""
+    inputs = {job.path for job in jobs}  # resolved
+    owned = _owned(saved)
+    what = {fmt: "features", "viz": "picture (--viz)"}
+    recorded = {fmt: f".{fmt} features", "viz": "--viz pictures"}
+    for job in jobs:
+        for kind, path in zip((fmt, "viz"), outputs_of(out_dir, job, fmt, viz)):
+            if not os.path.lexists(path):
+                continue
+            if path.resolve() in inputs:
+                raise LoftUpError(
+                    f"{path} is an input of this run, and the {what[kind]} of {job.path} would "
+                    "overwrite it; choose another -o (outside the input folders)"
+                )
+            # (a folder in its place cannot be replaced: that image fails, as it writes)
+            if owned is not None and kind not in owned and not path.is_dir():
+                why = f"its {OPTIONS_NAME} records no {recorded[kind]}"
+                if saved is None:
+                    why = f"no {OPTIONS_NAME} in {out_dir}"
+                raise LoftUpError(
+                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.path} would "
+                    "overwrite it; move it away, or choose another -o"
+                )
 
 
 def _as_recorded(key: str, saved):
@@ -214,9 +279,14 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     return jobs, missing
 
 
-def without_own_pictures(jobs: list[Job], out_dir: Path) -> list[Job]:
+def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> list[Job]:
     """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
-    folder inside, or equal to, an input folder would otherwise feed them back in)."""
+    folder inside, or equal to, an input folder would otherwise feed them back in): those of a
+    folder whose record ``saved`` says it holds loftup's pictures. Any other is an input (and
+    :func:`check_clobbering` refuses a run whose picture of ``x.png`` would overwrite it)."""
+    owned = _owned(saved)
+    if owned is not None and "viz" not in owned:
+        return jobs
     out = out_dir.resolve()
     return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]
 
