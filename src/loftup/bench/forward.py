@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -237,7 +238,7 @@ def _bench_size(
                 with PeakMemory(device) as capture:
                     g = graph_upsampler(m, lr, image)
             except Exception as e:  # noqa: BLE001 - the other rows still count
-                print(f"CUDA graph capture failed at {size} {n}: {e!r}"[:300])
+                print(f"CUDA graph capture failed at {size} {n}: {e!r}"[:300], file=sys.stderr)
                 continue
             cases[f"loftup_graph/{n}"] = lambda g=g: g(lr, image)
             held[f"loftup_graph/{n}"] = capture.peak_bytes
