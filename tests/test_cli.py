@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -355,14 +356,6 @@ def test_every_option_of_every_command_says_what_it_does():
     assert not no_default, f"options whose help does not give the default: {no_default}"
 
 
-def _python(code: str) -> subprocess.CompletedProcess:
-    """``code`` run by conftest's run_python (a fresh process, loftup importable); it must
-    exit with 0."""
-    done = run_python(code, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def test_help_and_import_load_no_torch():
     """``import loftup`` and every ``loftup COMMAND --help`` answer without importing torch
     (it costs seconds; the library's names are loaded on first use), and the lazy names are
@@ -382,17 +375,13 @@ def test_help_and_import_load_no_torch():
         "import loftup.model, loftup.hub\n"
         "assert LoftUp is loftup.model.LoftUp and load_upsampler is loftup.hub.load_upsampler\n"
     )
-    done = _python(code)
+    done = run_python(code, timeout=120)
+    assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 9  # every command was asked for its help
 
 
-@pytest.mark.parametrize("bar", [False, True], ids=["alone", "under a progress bar"])
-def test_a_warning_under_the_command_line_is_one_line(bar):
-    """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
-    are, one line, not with the source path and line of whoever warned, and on a line of its
-    own while a progress bar is drawn; Python's own printing is back after the command. (A
-    process of its own: pytest records warnings itself.)"""
-    code = (
+def _warns_script(bar: bool) -> str:
+    return (
         "import sys, warnings; from tqdm import tqdm; from loftup import cli\n"
         "before = warnings.showwarning\n"
         "def warns(args):\n"
@@ -404,21 +393,15 @@ def test_a_warning_under_the_command_line_is_one_line(bar):
         "code = cli.main(['info'])\n"
         "sys.exit(code if warnings.showwarning is before else 3)\n"
     )
-    done = _python(code)
-    line = "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels"
-    if not bar:
-        assert done.stderr == line + "\n"
-    else:  # the bar is drawn before and after it, never on its line
-        pieces = re.split(r"[\r\n]", done.stderr)
-        assert line in pieces, done.stderr
-        assert sum("warning" in p for p in pieces) == 1 and "1/2" in done.stderr
 
 
-def test_train_logs_its_own_lines_beside_the_progress_bar():
-    """What `loftup train` logs (a skipped file, a resume) is a bare line of its own while the
-    bar is drawn, and the hub client's INFO lines (one per HTTP request) are not printed;
-    afterwards the logger is as it was. (A process of its own: pytest captures logging.)"""
-    code = (
+#: Scripts that need a process without pytest's capture of warnings and logging, each ending
+#: with its exit status (0: its own checks passed). They run one after another in one fresh
+#: process (each start costs seconds of imports); the one that leaves a bar open runs last.
+_SCRIPTS = {
+    "warning alone": _warns_script(bar=False),
+    "warning under a progress bar": _warns_script(bar=True),
+    "logs beside a bar": (
         "import logging, sys; from tqdm import tqdm; from loftup import cli\n"
         "logger = logging.getLogger('loftup')\n"
         "with cli._log_beside_bars(logger):\n"
@@ -429,17 +412,8 @@ def test_train_logs_its_own_lines_beside_the_progress_bar():
         "    logging.getLogger('httpx').info('HTTP Request: GET https://huggingface.co')\n"
         "    bar.close()\n"
         "sys.exit(0 if not logger.handlers and logger.level == 0 else 3)\n"
-    )
-    done = _python(code)
-    pieces = re.split(r"[\r\n]", done.stderr)
-    assert "skipping unreadable x.jpg" in pieces and "resuming at step 1" in pieces, done.stderr
-    assert "HTTP" not in done.stderr and "1/2" in done.stderr and done.stdout == ""
-
-
-def test_an_error_under_an_open_progress_bar_is_a_line_of_its_own():
-    """A command that fails while its bar is drawn (training on a folder of unreadable files)
-    closes the bar before the error line, which used to land on the end of the bar's line."""
-    code = (
+    ),
+    "error under an open bar": (
         "import sys; from tqdm import tqdm; from loftup import cli; from loftup.errors import "
         "LoftUpError\n"
         "def fails(args):\n"
@@ -447,6 +421,69 @@ def test_an_error_under_an_open_progress_bar_is_a_line_of_its_own():
         "    raise LoftUpError('none of the 4 files could be read')\n"
         "cli._cmd_info = fails\n"
         "sys.exit(0 if cli.main(['info']) == 2 else 3)\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def own_process() -> dict:
+    """{name: (stdout, stderr)} of each of _SCRIPTS, run in order by conftest's run_python, each
+    in a namespace of its own, its output told apart from the others' by markers; each must
+    exit with 0."""
+    runner = (
+        "import sys\n"
+        f"scripts = {_SCRIPTS!r}\n"
+        "for name, code in scripts.items():\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<{name}>>>'); f.flush()\n"
+        "    try:\n"
+        "        exec(compile(code, f'<{name}>', 'exec'), {'__name__': '__main__'})\n"
+        "        status = 0\n"
+        "    except SystemExit as e:\n"
+        "        status = e.code\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<end {name}: {status}>>>'); f.flush()\n"
     )
-    lines = _python(code).stderr.split("\n")
+    done = run_python(runner, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = {}
+    for name in _SCRIPTS:
+        pieces = [text.split(f"<<<{name}>>>")[1] for text in (done.stdout, done.stderr)]
+        assert all(p.split(f"<<<end {name}: ")[1].startswith("0>>>") for p in pieces), pieces[1]
+        out[name] = SimpleNamespace(
+            stdout=pieces[0].split("<<<end ")[0], stderr=pieces[1].split("<<<end ")[0]
+        )
+    return out
+
+
+@pytest.mark.parametrize("bar", [False, True], ids=["alone", "under a progress bar"])
+def test_a_warning_under_the_command_line_is_one_line(own_process, bar):
+    """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
+    are, one line, not with the source path and line of whoever warned, and on a line of its
+    own while a progress bar is drawn; Python's own printing is back after the command. (A
+    process of its own: pytest records warnings itself.)"""
+    done = own_process["warning under a progress bar" if bar else "warning alone"]
+    line = "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels"
+    if not bar:
+        assert done.stderr == line + "\n"
+    else:  # the bar is drawn before and after it, never on its line
+        pieces = re.split(r"[\r\n]", done.stderr)
+        assert line in pieces, done.stderr
+        assert sum("warning" in p for p in pieces) == 1 and "1/2" in done.stderr
+
+
+def test_train_logs_its_own_lines_beside_the_progress_bar(own_process):
+    """What `loftup train` logs (a skipped file, a resume) is a bare line of its own while the
+    bar is drawn, and the hub client's INFO lines (one per HTTP request) are not printed;
+    afterwards the logger is as it was. (A process of its own: pytest captures logging.)"""
+    done = own_process["logs beside a bar"]
+    pieces = re.split(r"[\r\n]", done.stderr)
+    assert "skipping unreadable x.jpg" in pieces and "resuming at step 1" in pieces, done.stderr
+    assert "HTTP" not in done.stderr and "1/2" in done.stderr and done.stdout == ""
+
+
+def test_an_error_under_an_open_progress_bar_is_a_line_of_its_own(own_process):
+    """A command that fails while its bar is drawn (training on a folder of unreadable files)
+    closes the bar before the error line, which used to land on the end of the bar's line."""
+    lines = own_process["error under an open bar"].stderr.split("\n")
     assert "error: none of the 4 files could be read" in lines, lines
