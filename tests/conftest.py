@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -126,6 +127,51 @@ def run_python(code: str, env: dict | None = None, timeout: int = 600):
     return subprocess.run(
         [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_scripts(scripts: dict[str, str], env: dict | None = None, timeout: int = 600) -> dict:
+    """Each of ``scripts`` ({name: Python code}) run in turn in one fresh process, as
+    :func:`run_python` runs one, each in a namespace of its own: {name: its ``returncode``
+    (its SystemExit's status; 1 and the traceback on stderr for another exception; 0 if it
+    ends), ``stdout`` and ``stderr``}, told apart by markers written to both streams between
+    them. For several checks that each need a process of their own (an environment read at
+    import, no pytest capture) but not a start of their own: each start imports torch and
+    loftup again, seconds of CPU."""
+    runner = (
+        "import sys, traceback\n"
+        f"scripts = {scripts!r}\n"
+        "for name, code in scripts.items():\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<{name}>>>'); f.flush()\n"
+        "    try:\n"
+        "        exec(compile(code, f'<{name}>', 'exec'), {'__name__': '__main__'})\n"
+        "        status = 0\n"
+        "    except SystemExit as e:  # as the interpreter takes it at exit\n"
+        "        status = e.code if isinstance(e.code, int) else int(e.code is not None)\n"
+        "        if e.code is not None and not isinstance(e.code, int):\n"
+        "            print(e.code, file=sys.stderr)\n"
+        "    except BaseException:\n"
+        "        traceback.print_exc()\n"
+        "        status = 1\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<end {name}: {status}>>>'); f.flush()\n"
+    )
+    done = run_python(runner, env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = {}
+    for name in scripts:
+        (stdout, status), (stderr, _) = (
+            text.split(f"<<<{name}>>>", 1)[1].split("<<<end ")[0:2]
+            for text in (done.stdout, done.stderr)
+        )
+        returncode = int(status.split(">>>", 1)[0].rsplit(": ", 1)[1])
+        out[name] = SimpleNamespace(returncode=returncode, stdout=stdout, stderr=stderr)
+    return out
+
+
+def cli_script(args: list[str]) -> str:
+    """Code running ``loftup ARGS`` as ``python -m loftup`` does, for :func:`run_scripts`."""
+    return f"import sys; from loftup.cli import main; sys.exit(main({list(args)!r}))\n"
 
 
 def also_in_bfloat16(feat, images, got):

@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_python
+from conftest import REPO, run_scripts
 from loftup.cli import main
 
 
@@ -396,8 +395,8 @@ def _warns_script(bar: bool) -> str:
 
 
 #: Scripts that need a process without pytest's capture of warnings and logging, each ending
-#: with its exit status (0: its own checks passed). They run one after another in one fresh
-#: process (each start costs seconds of imports); the one that leaves a bar open runs last.
+#: with its exit status (0: its own checks passed). They share one process (run_scripts); the
+#: one that leaves a bar open runs last, so that nothing of its bar lands in another's output.
 _SCRIPTS = {
     "warning alone": _warns_script(bar=False),
     "warning under a progress bar": _warns_script(bar=True),
@@ -427,33 +426,10 @@ _SCRIPTS = {
 
 @pytest.fixture(scope="module")
 def own_process() -> dict:
-    """{name: (stdout, stderr)} of each of _SCRIPTS, run in order by conftest's run_python, each
-    in a namespace of its own, its output told apart from the others' by markers; each must
-    exit with 0."""
-    runner = (
-        "import sys\n"
-        f"scripts = {_SCRIPTS!r}\n"
-        "for name, code in scripts.items():\n"
-        "    for f in (sys.stdout, sys.stderr):\n"
-        "        f.write(f'<<<{name}>>>'); f.flush()\n"
-        "    try:\n"
-        "        exec(compile(code, f'<{name}>', 'exec'), {'__name__': '__main__'})\n"
-        "        status = 0\n"
-        "    except SystemExit as e:\n"
-        "        status = e.code\n"
-        "    for f in (sys.stdout, sys.stderr):\n"
-        "        f.write(f'<<<end {name}: {status}>>>'); f.flush()\n"
-    )
-    done = run_python(runner, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = {}
-    for name in _SCRIPTS:
-        pieces = [text.split(f"<<<{name}>>>")[1] for text in (done.stdout, done.stderr)]
-        assert all(p.split(f"<<<end {name}: ")[1].startswith("0>>>") for p in pieces), pieces[1]
-        out[name] = SimpleNamespace(
-            stdout=pieces[0].split("<<<end ")[0], stderr=pieces[1].split("<<<end ")[0]
-        )
-    return out
+    """What each of _SCRIPTS printed (conftest's run_scripts); each must exit with 0."""
+    done = run_scripts(_SCRIPTS, timeout=300)
+    assert {name: d.returncode for name, d in done.items()} == dict.fromkeys(_SCRIPTS, 0), done
+    return done
 
 
 @pytest.mark.parametrize("bar", [False, True], ids=["alone", "under a progress bar"])

@@ -8,7 +8,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import REFERENCE_STATE, make_hf_cache, pip_install_into, run_cli, run_python
+from conftest import (
+    REFERENCE_STATE,
+    cli_script,
+    make_hf_cache,
+    pip_install_into,
+    run_cli,
+    run_python,
+    run_scripts,
+)
 from loftup import (
     CheckpointError,
     LoftUp,
@@ -271,11 +279,11 @@ def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):
         "print(m.backbone, float((out - cases['square.output']).abs().max()))\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    res = run_python(code, env)
+    done = run_scripts({"load": code, "info": cli_script(["info"])}, env)  # one process start
+    res, info = done["load"], done["info"]
     assert res.returncode == 0, res.stderr
     backbone, diff = res.stdout.split()
     assert backbone == "dinov2_vits14" and float(diff) <= 1e-4
-    info = run_cli(["info"], env)
     line = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_dinov2s "))
     assert " yes " in line
     other = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_clip "))
@@ -284,14 +292,16 @@ def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):
 
 def test_offline_without_cache_names_repo_file_and_local_path(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
-    res = run_python("import loftup; loftup.load_upsampler('loftup_clip')", env)
+    load = "import loftup; loftup.load_upsampler('loftup_clip')"
+    done = run_scripts({"load": load, "download": cli_script(["download", "loftup_clip"])}, env)
+    res = done["load"]
     assert res.returncode != 0
     msg = res.stderr.strip().splitlines()[-1]
     assert "haiwen/loftup-clip" in msg and "pytorch_model.bin" in msg and "local path" in msg
     # both ways of passing the file: Python and the command line
     assert "load_upsampler('/path/to/pytorch_model.bin')" in msg
     assert "loftup upsample -m /path/to/pytorch_model.bin" in msg
-    res = run_cli(["download", "loftup_clip"], env)
+    res = done["download"]
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -451,8 +461,10 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(
     )
     env = {"PYTHONPATH": str(target), "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
     check = "import huggingface_hub; print(huggingface_hub.__version__)"
-    assert run_python(check, env).stdout.strip() == "0.24.0"
-    res = run_cli(["download", "loftup_dinov2s", "--no-backbone"], {**env, "HF_ENDPOINT": endpoint})
+    download = cli_script(["download", "loftup_dinov2s", "--no-backbone"])
+    done = run_scripts({"version": check, "download": download}, {**env, "HF_ENDPOINT": endpoint})
+    assert done["version"].stdout.strip() == "0.24.0"
+    res = done["download"]
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("loftup_dinov2s: ") and "pytorch_model.bin" in res.stdout
     res = run_cli(["download", "loftup_clip", "--no-backbone"], {**env, "HF_HUB_OFFLINE": "1"})
@@ -566,9 +578,12 @@ def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
     snap = make_hf_cache(tmp_path / "hub", "facebook/sam-vit-base", files)
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
     code = "from loftup.data.sam import resolve_sam; print(resolve_sam('sam_vit_base'))"
-    res = run_python(code, env)
+    done = run_scripts(
+        {"resolve": code, "download": cli_script(["download", "sam_vit_large"])}, env
+    )
+    res = done["resolve"]
     assert res.returncode == 0 and res.stdout.strip() == str(snap), res.stderr
-    res = run_cli(["download", "sam_vit_large"], env)
+    res = done["download"]
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "'config.json' of hub repo 'facebook/sam-vit-large'" in res.stderr
     assert "HF_HUB_OFFLINE=1" in res.stderr and "data.sam_weights=/path/to/folder" in res.stderr
