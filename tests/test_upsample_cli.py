@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import loftup
-from conftest import REPO
+from conftest import REPO, cli_script, run_scripts
 from loftup.cli import main
 from loftup.extract import OPTIONS_NAME, Job, collect_inputs, shard
 
@@ -32,6 +32,16 @@ def photos(tmp_path_factory):
     Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
     Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg", quality=95)
     return folder
+
+
+@pytest.fixture
+def tiles_of_64(monkeypatch):
+    """Outputs tiled in 64-pixel tiles instead of the CPU's 256: the same tiling, streaming and
+    writing, on outputs of a 16th of the pixels."""
+    import loftup.tiling
+
+    assert loftup.tiling.default_tile_size("cpu") == 256
+    monkeypatch.setattr(loftup.tiling, "default_tile_size", lambda device: 64)
 
 
 @pytest.fixture(scope="module")
@@ -168,50 +178,73 @@ def test_a_feature_file_filled_in_place_is_what_save_features_writes(tmp_path, f
     assert path.read_bytes() == feature_bytes(x, fmt, dtype)
 
 
-@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="reserves space with fallocate")
-def test_no_room_for_a_streamed_output_fails_that_image_at_once(photos, upsampler, tmp_path):
-    """The space of a streamed file is reserved before anything is computed into it: where
-    there is no room (here a 4 MB limit on file sizes), that image fails by name, nothing is
-    left behind, and the run goes on (1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not)."""
-    code = (
+def _limited(limit: str, value: int, body: str) -> str:
+    """A script for run_scripts: ``body`` with the soft limit ``resource.<limit>`` at ``value``
+    (put back after it), a file-size limit's signal ignored (EFBIG instead of a killed
+    process)."""
+    return (
         "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))\n"
-        "from loftup.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"soft, hard = resource.getrlimit(resource.{limit})\n"
+        f"resource.setrlimit(resource.{limit}, ({value}, hard))\n"
+        "try:\n" + "".join(f"    {line}\n" for line in body.splitlines()) + "finally:\n"
+        f"    resource.setrlimit(resource.{limit}, (soft, hard))\n"
     )
-    out = tmp_path / "out"
-    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
-    args += ["-o", str(out), "--size", "100", "--stream-above", "0"]
-    res = subprocess.run(
-        [sys.executable, "-c", code, "upsample", *args], capture_output=True, text=True, timeout=300
-    )
+
+
+@pytest.fixture(scope="module")
+def limited_runs(photos, upsampler, tmp_path_factory) -> dict:
+    """``loftup upsample`` under limits on file sizes and address space, one script each,
+    sharing one process (each start costs seconds of imports): {name: (result, output folder)}.
+    The tests below read them."""
+    two = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    out = {name: tmp_path_factory.mktemp(name) for name in ("streamed", "whole", "memory")}
+    streamed = ["upsample", *two, "-o", str(out["streamed"] / "out"), "--size", "100"]
+    memory = ["upsample", *two, "-o", str(out["memory"] / "out"), "--size", "40000"]
+    scripts = {
+        # 1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not
+        "streamed": _limited(
+            "RLIMIT_FSIZE", 1_500_000, cli_script([*streamed, "--stream-above", "0"])
+        ),
+        # a 100 x 100 x 32 output's data (1.28 MB) and its safetensors file fit, not its .pt
+        # archive nor a 100 x 150 one; three runs, one a format
+        "whole": _limited(
+            "RLIMIT_FSIZE",
+            1_280_200,
+            "from loftup.cli import main\n"
+            f"args, out = {[*two, '--size', '100']!r}, {str(out['whole'])!r}\n"
+            "for i, extra in enumerate([[], ['--format', 'safetensors'], ['--stream-above', '0']]):\n"
+            "    print(main(['upsample', *args, '-o', f'{out}/{i}', *extra]))\n",
+        ),
+        # held whole, in 16 GB of address space: a 40000 x 60000 output cannot be allocated
+        "memory": _limited("RLIMIT_AS", 16 << 30, cli_script([*memory, "--stream-above", "1e6"])),
+    }
+    if not hasattr(os, "posix_fallocate"):  # streamed files reserve their space with it
+        del scripts["streamed"]
+    done = run_scripts(scripts, timeout=300)
+    return {name: (done[name], out[name]) for name in done}
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="reserves space with fallocate")
+def test_no_room_for_a_streamed_output_fails_that_image_at_once(limited_runs):
+    """The space of a streamed file is reserved before anything is computed into it: where
+    there is no room (here a 1.5 MB limit on file sizes), that image fails by name, nothing is
+    left behind, and the run goes on (1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not)."""
+    res, folder = limited_runs["streamed"]
+    out = folder / "out"
     assert res.returncode == 1, res.stderr
     assert "coffee.jpg: could not write its outputs" in res.stderr
     assert "File too large" in res.stderr and "Traceback" not in res.stderr
     assert outputs(out) == ["astronaut.pt"]
 
 
-def test_no_room_for_a_whole_output_fails_that_image_in_every_format(photos, upsampler, tmp_path):
+def test_no_room_for_a_whole_output_fails_that_image_in_every_format(limited_runs):
     """A write that fails for the disk (here a limit on file sizes: EFBIG, as a full disk
     gives ENOSPC) fails its image by name in every format, as .npy's does: torch.save and
     safetensors report it as their own errors (a RuntimeError, a SafetensorError), which
     stopped the run with a traceback. The limit lets a 100 x 100 x 32 output's data (1.28 MB)
     and its safetensors file through, not its .pt archive nor a 100 x 150 one."""
-    code = (
-        "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (1_280_200, 1_280_200))\n"
-        "from loftup.cli import main\n"
-        "*args, out = sys.argv[1:]\n"
-        "for i, extra in enumerate([[], ['--format', 'safetensors'], ['--stream-above', '0']]):\n"
-        "    print(main(['upsample', *args, '-o', f'{out}/{i}', *extra]))\n"
-    )
-    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
-    args += ["--size", "100", str(tmp_path)]
-    res = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300
-    )
+    res, tmp_path = limited_runs["whole"]
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     codes = [line for line in res.stdout.splitlines() if not line.startswith("wrote")]
     assert codes == ["1", "1", "1"]  # three runs, each with an image that failed
@@ -456,11 +489,11 @@ def test_writer_threads_give_the_same_bytes_and_name_what_they_cannot_write(
     assert main([*args, "-o", str(tmp_path / "x"), "--writers", "0"]) == 2
 
 
-def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys):
+def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys, tiles_of_64):
     """--stream-above 0 writes every output tile by tile through a memory map: the same bytes
     as holding it whole, in every format and stored dtype, batched or not, pictures too."""
-    args = ["upsample", str(photos), "-m", str(upsampler), "--viz", "--size", "260"]
-    runs = [  # 260 x 260 and 260 x 390 outputs: 2 x 2 tiles of 256 each on the CPU
+    args = ["upsample", str(photos), "-m", str(upsampler), "--viz", "--size", "80"]
+    runs = [  # 80 x 80 and 80 x 120 outputs: 2 x 2 tiles of 64 each
         ["--format", "pt", "--batch-size", "2"],
         ["--format", "npy", "--save-dtype", "float16"],
         ["--format", "safetensors", "--save-dtype", "bfloat16"],
@@ -485,7 +518,7 @@ def test_streamed_outputs_are_the_same_files(photos, upsampler, tmp_path, capsys
     assert main([*args, "-o", str(tmp_path / "x"), "--stream-above", "-1"]) == 2
 
 
-def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path):
+def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path, tiles_of_64):
     """Streamed, the pipeline hands the output over tile by tile and never returns it whole;
     above the threshold only (the default, 1 GB, is far above these outputs)."""
     from loftup.extract import collect_inputs, run
@@ -505,13 +538,13 @@ def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path):
 
     spy.upsampler, spy.dtype = pipe.upsampler, pipe.dtype
     jobs, _ = collect_inputs([str(photos / "coffee.jpg")])
-    assert run(jobs, spy, tmp_path / "a", size=300, stream_above=32 * 300 * 450 * 4 - 1).written
-    assert returned == [None] and len(tiles) == 4  # 2 x 2 tiles of 256 on the CPU
-    assert run(jobs, spy, tmp_path / "b", size=300).written  # 17 MB: held whole
-    assert returned[1].shape == (1, 32, 300, 450) and len(tiles) == 4
+    assert run(jobs, spy, tmp_path / "a", size=80, stream_above=32 * 80 * 120 * 4 - 1).written
+    assert returned == [None] and len(tiles) == 4  # 2 x 2 tiles of 64
+    assert run(jobs, spy, tmp_path / "b", size=80).written  # 1.2 MB: held whole
+    assert returned[1].shape == (1, 32, 80, 120) and len(tiles) == 4
     a = torch.load(tmp_path / "a" / "coffee.pt", weights_only=True)
     assert torch.equal(a, torch.load(tmp_path / "b" / "coffee.pt", weights_only=True))
-    assert not run(jobs, spy, tmp_path / "c", size=300, stream_above=32 * 300 * 450 * 4).failed
+    assert not run(jobs, spy, tmp_path / "c", size=80, stream_above=32 * 80 * 120 * 4).failed
     assert returned[2] is not None  # exactly at the threshold: held whole
 
 
@@ -653,7 +686,7 @@ def test_readme_example_runs():
 
 
 def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_on(
-    photos, upsampler, tmp_path, capsys
+    photos, upsampler, tmp_path, capsys, limited_runs
 ):
     """A --size too large for this machine costs the images it is asked of, by name with the
     reason and the fix, not the run (it was a traceback)."""
@@ -667,19 +700,8 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
     assert "2 input(s) failed" in captured.out and outputs(out) == []
     # held whole, in a process allowed 16 GB of address space: the allocation fails, each
     # image fails by name with the size it was asked, and the next one is still tried
-    out = tmp_path / "memory"
-    code = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30)); "
-        "from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    extra = ["--size", "40000", "--stream-above", "1e6"]
-    done = subprocess.run(
-        [sys.executable, "-c", code, "upsample", *args, "-o", str(out), *extra],
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, folder = limited_runs["memory"]
+    out = folder / "out"
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     failed = done.stderr.split("failed: ")[1:]
     assert sorted(f.split(":")[0] for f in failed) == sorted(args[:2])
@@ -710,19 +732,14 @@ def test_files_written_atomically_get_the_mode_of_any_new_file(photos, upsampler
     not be (they were 0600 too: unreadable to a user's group on a shared cluster). Here under
     umask 027, in a process of its own: 0640 for held, streamed and atomic writes alike."""
     out = tmp_path / "out"
-    code = (
-        "import os, sys; os.umask(0o027); from loftup.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    args = [str(photos / "coffee.jpg"), "-m", str(upsampler), "--size", "32", "--viz"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    for extra in ([], ["--stream-above", "0", "--format", "npy"]):
-        done = subprocess.run(
-            [sys.executable, "-c", code, "upsample", *args, *extra, "-o", str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    args = ["upsample", str(photos / "coffee.jpg"), "-m", str(upsampler), "--size", "32", "--viz"]
+    umask = "import os; os.umask(0o027)\n"
+    runs = {  # one process for both (run_scripts)
+        "held": umask + cli_script([*args, "-o", str(out)]),
+        "streamed": umask
+        + cli_script([*args, "--stream-above", "0", "--format", "npy", "-o", str(out)]),
+    }
+    for done in run_scripts(runs, timeout=120).values():
         assert done.returncode == 0, done.stderr[-2000:]
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
     assert modes == {
