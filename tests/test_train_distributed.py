@@ -70,29 +70,6 @@ def assert_same_run(ckpt, reference, atol):
     assert losses == pytest.approx(reference.losses, rel=1e-4)
 
 
-def test_two_gloo_processes_match_one_with_the_same_global_batch(data, reference, tmp_path):
-    """Same data, randomness, BatchNorm statistics and averaged gradients as one process.
-
-    SGD (with momentum) keeps float-rounding differences at their own size; Adam-type optimisers
-    turn a rounding-level gradient into a full step of either sign (the stem's conv biases, which
-    BatchNorm cancels, have exactly such gradients), so they cannot be compared this way. The
-    tolerance is 10x rounding's: one process with 2 threads instead of 1 ends these 8 steps with
-    the stem's conv weights 5.4e-6 apart (BatchNorm's backward cancels most of their gradient);
-    the two processes end 5.4e-6 from one.
-    """
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "loftup", "train", "--stage", "1", *overrides(data, out)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 process(es)" in proc.stderr
-    assert proc.stdout.count("final loss") == 1  # the summary, said by rank 0 only
-    assert "deprecated" not in proc.stderr  # SyncBatchNorm2d's all_reduce is our own
-    assert_same_run(out / "checkpoint.pt", reference, atol=5e-5)
-    # only rank 0 wrote: one CSV row per step
-    assert len((out / "metrics.csv").read_text().splitlines()) == STEPS + 1
-
-
 def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_path):
     out = tmp_path / "killed"
     ckpt = out / "checkpoint.pt"
@@ -209,11 +186,24 @@ run()
 """
 
 
-def test_sigterm_under_torchrun_stops_every_rank_at_one_step(data, reference, tmp_path):
+def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_match_one(
+    data, reference, tmp_path
+):
     """torchrun passes a SIGTERM on to its processes, which may be at different points of a
     step: they agree (the request travels with the step's all-reduce), stop after the same
     step with rank 0's checkpoint of it, and the resumed two-process run ends where one
-    uninterrupted process ends. Every process exits: none hangs at exit."""
+    uninterrupted process ends. Every process exits: none hangs at exit.
+
+    Two gloo processes train like one with the same global batch: the same data, randomness,
+    BatchNorm statistics and averaged gradients, over the steps before the stop and those after
+    it (one launch of each, not a third for an uninterrupted two-process run). SGD (with
+    momentum) keeps float-rounding differences at their own size; Adam-type optimisers turn a
+    rounding-level gradient into a full step of either sign (the stem's conv biases, which
+    BatchNorm cancels, have exactly such gradients), so they cannot be compared this way. The
+    tolerance is 10x rounding's: one process with 2 threads instead of 1 ends these 8 steps with
+    the stem's conv weights 5.4e-6 apart (BatchNorm's backward cancels most of their gradient);
+    the two processes end 5.4e-6 from one.
+    """
     out = tmp_path / "ddp"
     ckpt = out / "checkpoint.pt"
     loftup_cli = tmp_path / "loftup_cli.py"
@@ -235,7 +225,14 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step(data, reference, tm
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("DDP wrappers alive when the process group is destroyed: 0") == 2
+    assert "2 process(es)" in err and "2 process(es)" in resumed.stderr
+    assert resumed.stdout.count("final loss") == 1  # the summary, said by rank 0 only
+    # SyncBatchNorm2d's all_reduce is our own
+    assert "deprecated" not in err and "deprecated" not in resumed.stderr
     assert_same_run(ckpt, reference, atol=5e-5)
+    # only rank 0 wrote: one CSV row per step, before the stop and after it
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(STEPS))
 
 
 SYNC_BN_WORKER = """
