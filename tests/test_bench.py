@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CASE_NAMES, REPO, run_cli
+from conftest import CASE_NAMES, REPO, cli_script, run_scripts
 from loftup import LoftUp
 from loftup.bench import flops_per_pixel, load_reference_class
 from loftup.cli import main
@@ -362,9 +362,15 @@ def test_a_broken_output_s_deviation_survives_the_strict_json_and_fails_its_targ
 
 
 def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
-    r = run_cli(["bench", "--only", "parity"])
+    done = run_scripts(  # one process for both
+        {
+            "no suite": cli_script(["bench", "--only", "parity"]),
+            "unknown": cli_script(["bench", "--suite", "smoke", "--only", "forward,nope"]),
+        }
+    )
+    r = done["no suite"]
     assert r.returncode == 2 and "--only picks sections of a suite" in r.stderr
-    r = run_cli(["bench", "--suite", "smoke", "--only", "forward,nope"])
+    r = done["unknown"]
     assert r.returncode == 2 and "no section 'nope'" in r.stderr
     assert "Traceback" not in r.stderr
 
