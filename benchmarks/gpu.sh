@@ -36,13 +36,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HU
 
 suite=gpu
 [ "${LOFTUP_SMOKE:-0}" = 1 ] && suite=smoke
-name=$("$PY" - <<'EOF'
-import re, torch
-name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-print(re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower())
-EOF
-)
-stamp=$(date +%Y-%m-%d)
+stamp=$(date +%Y-%m-%d)  # the report's name also holds the device's, read when it is merged
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 
 budget="${LOFTUP_GPU_SH_BUDGET:-500}"
@@ -100,12 +94,18 @@ export LOFTUP_GPU_SH_CUT="${cut[*]}"
 export LOFTUP_GPU_SH_WALLS="$walls" LOFTUP_GPU_SH_START="$start"
 
 # One report from the parts, and the summary of the figures the issues ask for.
-"$PY" - "$OUT/$suite-$name-$stamp.json" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
-import json, os, sys, time
+"$PY" - "$OUT" "$suite" "$stamp" "${parts[@]}" <<'EOF2' 2>&1 | tee -a "$OUT/$suite-bench.log"
+import json, os, re, sys, time
+import torch
 from loftup.atomic import atomic_write_bytes
 from loftup.bench.suite import merge_reports, pytest_outcome, summary
 from loftup.bench.targets import targets
-out, parts = sys.argv[1], sys.argv[2:]
+(folder, suite, stamp), parts = sys.argv[1:4], sys.argv[4:]
+# <suite>-<device name>-<date>.json; the name is read here, not by a process of its own at the
+# start (another start of Python and torch, seconds of the budget)
+name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+name = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+out = os.path.join(folder, f"{suite}-{name}-{stamp}.json")
 report = merge_reports([json.load(open(p)) for p in parts])
 # wall seconds of this script: the tests, each process (start-up included), all of it (up to
 # this merge's writing, which is all that is left after it)
