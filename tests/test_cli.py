@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_scripts
+from conftest import REPO, run_python, run_scripts
 from loftup.cli import main
 
 
