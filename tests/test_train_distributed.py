@@ -169,7 +169,7 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
 #: later, from its Reducer, which holds the GIL while gloo's destructor waits for a worker
 #: thread that may need it (a process then hung at exit)
 LOFTUP_WATCHING_TEARDOWN = """
-import gc, sys
+import gc, sys, warnings
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from loftup.cli import run
@@ -177,7 +177,9 @@ from loftup.cli import run
 destroy = dist.destroy_process_group
 
 def watched(*args, **kwargs):
-    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    with warnings.catch_warnings():  # isinstance on torch.distributed.reduce_op warns
+        warnings.simplefilter("ignore")
+        alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
     print(f"DDP wrappers alive when the process group is destroyed: {alive}", file=sys.stderr)
     destroy(*args, **kwargs)
 
