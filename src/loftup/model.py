@@ -285,7 +285,7 @@ class LoftUp(nn.Module):
         if self.config.attention_window is not None:
             nbrs = neighbour_index(h, w, height, width, self.config.attention_window, image.device)
         out = torch.empty(b, height * width, c, device=image.device, dtype=tokens.dtype)
-        step = max(1, self.chunk_size or DEFAULT_CHUNK)
+        step = self.chunk_size or DEFAULT_CHUNK  # checked: None or >= 1
         for s in range(0, height * width, step):
             sub = None if nbrs is None else nbrs[s : s + step]
             out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)

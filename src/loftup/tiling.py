@@ -138,10 +138,11 @@ def upsample(
     """
     dev = image.device
     b, _, height, width = image.shape
-    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
-    fw = model.fused(compute_dtype(model, dev), conv, getattr(model, "align", None))
+    align = getattr(model, "align", None)
+    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=align)
+    fw = model.fused(compute_dtype(model, dev), conv, align)
     tile_size = tile_size or default_tile_size(dev)
-    step = max(1, chunk_size or default_chunk_size(dev))
+    step = chunk_size or default_chunk_size(dev)
     c = fw.head[0].shape[0]
     own = out is None and callback is None
     if own:
@@ -203,17 +204,14 @@ class PendingUpsample:
                 t.record_stream(current)
             self.stream = None
         m = self.model
-        now = None
-        if self.queries is not None:
-            check_inputs(lr_feats, self.image, m.config.dim)
-            if m.uses_fast_path(lr_feats, self.image):  # no train() and no gradient since
-                now = _settings(m, self.image.device)
+        check_inputs(lr_feats, self.image, m.config.dim)
+        fast = m.uses_fast_path(lr_feats, self.image)  # no train() and no gradient since?
+        now = _settings(m, self.image.device) if fast and self.queries is not None else None
         if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
             # not started, or the model, its mode or the gradient mode changed since
             if callback is None:
                 return m(lr_feats, self.image)
-            check_inputs(lr_feats, self.image, m.config.dim)
-            if not m.uses_fast_path(lr_feats, self.image):  # whole, as the model computes it
+            if not fast:  # whole, as the model computes it
                 b, _, height, width = self.image.shape
                 callback(
                     Tile(slice(0, b), slice(0, height), slice(0, width)), m(lr_feats, self.image)
