@@ -59,6 +59,23 @@ def test_untiled_forward_is_the_models(small, chunk):
     assert (other[1] - whole[1]).abs().max().item() > 1e-2
 
 
+@pytest.mark.parametrize("chunk", [10**6, 97], ids=["whole", "chunked"])
+def test_untiled_forward_keeps_a_models_local_attention(chunk):
+    """What graphs and the compiler capture attends locally when the model does (it once
+    attended globally, whatever the model's window): the differentiable steps' output."""
+    torch.manual_seed(0)
+    model = perturb(LoftUp(dim=16, num_heads=2, n_freqs=4, attention_window=3))
+    lr, image = _inputs(grid=7)
+    steps = model(lr.requires_grad_(), image).detach()  # the differentiable steps
+    lr = lr.detach()
+    with torch.inference_mode():
+        tiled = model(lr, image)  # the folded weights, in tiles
+        fw = model.fused(torch.float32, model.conv, model.align)
+        out = untiled(fw, lr, image, chunk)
+    assert (out - tiled).abs().max().item() <= 1e-5
+    assert (out - steps).abs().max().item() <= 1e-4
+
+
 @pytest.mark.skipif(
     shutil.which("cc") is None, reason="torch.compile on the CPU needs a C compiler"
 )

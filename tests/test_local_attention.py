@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from loftup.model import LoftUp, _local_attend, neighbour_index
+from loftup.layers import neighbour_index
+from loftup.model import LoftUp, _local_attend
 
 
 @pytest.mark.parametrize("window", [3, 5])
@@ -49,3 +50,47 @@ def test_fast_path_forms_agree_with_the_scale_folded_into_the_queries():
     scaled = local_attention(q, k, v, nbrs, 0.5, dense_ratio=0.0)
     assert (scaled - local_attention(0.5 * q, k, v, nbrs, dense_ratio=math.inf)).abs().max() < 1e-5
     assert (scaled - gathered).abs().max().item() > 1e-2  # the scale is applied
+
+
+def test_neighbour_span_holds_every_index_of_its_rows():
+    """The range computed without reading the index tensor (no GPU wait) holds all of it,
+    including the sizes where a pixel centre falls on a cell edge, and is narrow for tall
+    outputs (what makes the masked form cheap)."""
+    from loftup.layers import neighbour_span
+
+    for h in (1, 2, 3, 5, 7, 16):
+        for height in sorted({h, 2 * h, 3 * h + 1, 7 * h, 14 * h, 14 * h + 5}):
+            for k in (1, 3, 4, 5):
+                for rows in (range(0, 1), range(0, height), range(height // 3, height // 2 + 1)):
+                    if not len(rows):
+                        continue
+                    idx = neighbour_index(h, 3, height, 11, k, rows=rows)
+                    lo, hi = neighbour_span(h, 3, height, k, rows)
+                    assert lo <= idx.min().item() and idx.max().item() < hi, (h, height, k, rows)
+    lo, hi = neighbour_span(32, 32, 448, 5, range(100, 118))  # 18 rows of a 448 output
+    assert (hi - lo) // 32 <= 9  # of the grid's 32 rows
+
+
+@pytest.mark.parametrize("form", [0.0, math.inf], ids=["gathered", "masked"])
+def test_pieces_and_spans_give_the_same_attention_and_gradients(monkeypatch, form):
+    """Queries in pieces of bounded memory, over only the span's keys, give what all at once
+    over every key gives, gradients included."""
+    import loftup.fastpath as fp
+    from loftup.layers import neighbour_span
+
+    torch.manual_seed(0)
+    h, w, height, width = 9, 4, 61, 13
+    q = torch.randn(2, 3, height * width, 8, requires_grad=True)
+    k, v = (torch.randn(2, 3, h * w, 8, requires_grad=True) for _ in range(2))
+    rows = range(20, 45)
+    nbrs = neighbour_index(h, w, height, width, 3, rows=rows)
+    qs = q[:, :, 20 * width : 45 * width]
+    span = neighbour_span(h, w, height, 3, rows)
+    assert span[1] - span[0] < h * w  # the span leaves keys out
+    whole = fp.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form)
+    grads = torch.autograd.grad(whole.square().sum(), (q, k, v))
+    monkeypatch.setattr(fp, "LOCAL_ATTENTION_BYTES", 4000)  # pieces of a few queries
+    pieces = fp.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form, span=span)
+    assert (pieces - whole).abs().max().item() < 1e-5
+    for a, b in zip(torch.autograd.grad(pieces.square().sum(), (q, k, v)), grads):
+        assert (a - b).abs().max().item() < 1e-4 * max(1.0, b.abs().max().item())

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from .fastpath import compile_ready, decode, encode_kv
-from .layers import image_minmax
+from .layers import flat_neighbours, image_minmax
 from .tiling import compute_dtype, default_chunk_size, query_map, upsample
 
 
@@ -43,12 +43,14 @@ def untiled_decode(fw, lr_feats, tokens, shape, chunk_size: int) -> torch.Tensor
     b, _, height, width = shape
     kvs = encode_kv(fw, lr_feats)
     n = height * width
-    if chunk_size >= n:
-        out = decode(fw, tokens, kvs)
-    else:
-        out = torch.cat(
-            [decode(fw, tokens[:, s : s + chunk_size], kvs) for s in range(0, n, chunk_size)], 1
-        )
+    pieces = []
+    for s in range(0, n, chunk_size):
+        e, nbrs, span = min(n, s + chunk_size), None, None
+        if fw.window is not None:  # local attention
+            grid = lr_feats.shape[-2:]
+            nbrs, span = flat_neighbours(*grid, height, width, fw.window, s, e, tokens.device)
+        pieces.append(decode(fw, tokens[:, s:e], kvs, nbrs, span=span))
+    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
     return out.view(b, height, width, -1).permute(0, 3, 1, 2)
 
 

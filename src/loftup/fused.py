@@ -227,6 +227,8 @@ class FusedWeights:
     #: per-shape constants computed from these weights (positional and coordinate encodings):
     #: see :func:`loftup.fastpath.memo`
     memo: dict = field(default_factory=dict, repr=False)
+    #: side k of the local attention's window of low-resolution tokens; None: global attention
+    window: int | None = None
 
 
 #: Stem convolution kinds; "direct_nchw" (plain layout) is there to measure what channels-last buys.
@@ -340,4 +342,5 @@ def fuse(
         eps_final=model.norm.eps * d / dp,
         head=(cast(hw), cast(hb)),
         head_norm=ln(model.head.norm),
+        window=cfg.attention_window,
     )

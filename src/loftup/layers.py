@@ -256,3 +256,29 @@ def neighbour_index(
     c = axis(cols or range(width), width, w, kw)
     idx = r[:, None, :, None] * w + c[None, :, None, :]  # (rows, cols, kh, kw)
     return idx.reshape(-1, kh * kw)
+
+
+def neighbour_span(h: int, w: int, height: int, k: int, rows: range) -> tuple[int, int]:
+    """[lo, hi): a range of the flattened (h, w) tokens holding every index that
+    :func:`neighbour_index` gives the output rows ``rows`` (of ``height``), computed without
+    reading that tensor (so without waiting for a GPU). One grid row wider on each side than
+    needed, in case this float64 arithmetic rounds a pixel's cell differently from the
+    tensor's float32."""
+    kh = min(k, h)
+
+    def start(p: int) -> int:
+        return min(max(math.floor((p + 0.5) * h / height) - (kh - 1) // 2, 0), h - kh)
+
+    first, last = max(0, start(rows.start) - 1), min(h, start(rows.stop - 1) + kh + 1)
+    return first * w, last * w
+
+
+def flat_neighbours(
+    h: int, w: int, height: int, width: int, k: int, start: int, stop: int, device=None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`neighbour_index` of the output pixels [start, stop) in row-major order, and
+    their :func:`neighbour_span` (for decoding a flattened output in chunks)."""
+    rows = range(start // width, (stop - 1) // width + 1)
+    skip = start - rows.start * width
+    idx = neighbour_index(h, w, height, width, k, device, rows)[skip : skip + stop - start]
+    return idx, neighbour_span(h, w, height, k, rows)

@@ -33,8 +33,8 @@ from .layers import (
     Head,
     Stem,
     coordinate_grid,
+    flat_neighbours,
     minmax_scale,
-    neighbour_index,
 )
 from .tiling import check_settings, upsample
 
@@ -200,17 +200,19 @@ class LoftUp(nn.Module):
         queries: torch.Tensor,
         kvs: list[tuple[torch.Tensor, torch.Tensor]],
         neighbours: torch.Tensor | None = None,
+        span: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """(B, N, D) query tokens -> output tokens (B, N, C); every pixel independently.
 
-        ``neighbours`` (N, k*k) indexes each pixel's key/value tokens for local attention.
+        ``neighbours`` (N, k*k) indexes each pixel's key/value tokens for local attention,
+        all in the range ``span`` of them when given (:func:`loftup.layers.neighbour_span`).
         """
         q = queries
         for blk, (k, v) in zip(self.blocks, kvs):
             if neighbours is None:
                 q = blk(q, k, v)
             else:
-                q = q + _local_attend(blk, q, k, v, neighbours)
+                q = q + _local_attend(blk, q, k, v, neighbours, span=span)
                 q = q + blk.ffn(q)
         q = self.norm(q)
         conv = self.head.conv
@@ -281,14 +283,14 @@ class LoftUp(nn.Module):
         kvs = self.prepare_kv(self.encode_lowres(lr_feats))
         q_map = self.encode_image(image)
         tokens = q_map.flatten(2).transpose(1, 2)
-        nbrs = None
-        if self.config.attention_window is not None:
-            nbrs = neighbour_index(h, w, height, width, self.config.attention_window, image.device)
-        out = torch.empty(b, height * width, c, device=image.device, dtype=tokens.dtype)
+        window, n = self.config.attention_window, height * width
+        out = torch.empty(b, n, c, device=image.device, dtype=tokens.dtype)
         step = self.chunk_size or DEFAULT_CHUNK  # checked: None or >= 1
-        for s in range(0, height * width, step):
-            sub = None if nbrs is None else nbrs[s : s + step]
-            out[:, s : s + step] = self.decode(tokens[:, s : s + step], kvs, sub)
+        for s in range(0, n, step):
+            e, nbrs, span = min(n, s + step), None, None
+            if window is not None:
+                nbrs, span = flat_neighbours(h, w, height, width, window, s, e, image.device)
+            out[:, s:e] = self.decode(tokens[:, s:e], kvs, nbrs, span)
         return out.transpose(1, 2).reshape(b, c, height, width)
 
 
@@ -384,14 +386,17 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
             raise ValueError(f"{name} contains NaN or Inf values")
 
 
-def _local_attend(blk, q, k, v, neighbours, dense_ratio: float | None = None) -> torch.Tensor:
+def _local_attend(
+    blk, q, k, v, neighbours, dense_ratio: float | None = None, span=None
+) -> torch.Tensor:
     """Attention of each query (B, N, D) to its own key/value tokens ``neighbours`` (N, K).
 
-    ``k``, ``v``: (B, heads, M, dh); ``dense_ratio``: see :func:`loftup.fastpath.local_attention`.
+    ``k``, ``v``: (B, heads, M, dh); ``dense_ratio``, ``span``: see
+    :func:`loftup.fastpath.local_attention`.
     """
     attn = blk.attn
     d = q.shape[-1]
     qn = blk.norm_q(q)
     qh = attn._split(F.linear(qn, attn.in_proj_weight[:d], attn.in_proj_bias[:d]))  # (B,h,N,dh)
-    out = local_attention(qh, k, v, neighbours, 1 / math.sqrt(qh.shape[-1]), dense_ratio)
+    out = local_attention(qh, k, v, neighbours, 1 / math.sqrt(qh.shape[-1]), dense_ratio, span)
     return attn.out_proj(out.transpose(1, 2).flatten(2))

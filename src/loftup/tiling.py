@@ -25,7 +25,7 @@ import torch
 
 from .errors import UsageError, is_int
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
-from .layers import image_minmax, neighbour_index
+from .layers import image_minmax, neighbour_index, neighbour_span
 
 #: Output block of NNPACK's Winograd convolution (F(6x6, 3x3)): tiles start on its multiples.
 WINOGRAD_BLOCK = 6
@@ -310,13 +310,14 @@ def _run_tile(
     rows_per = max(1, step // tw)
     for s in range(0, th, rows_per):
         e = min(th, s + rows_per)
-        nbrs = None
+        nbrs = span = None
         if window is not None:
             rows, cols = range(r0 + s, r0 + e), range(c0, c1)
             nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
+            span = neighbour_span(*grid, height, window, rows)
         tokens = q_map[:, :, s:e].permute(0, 2, 3, 1).reshape(nb, (e - s) * tw, d)
         tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes it
-        decode(fw, tokens, kv, nbrs, out=dest[:, s:e])
+        decode(fw, tokens, kv, nbrs, out=dest[:, s:e], span=span)
     return dest.permute(0, 3, 1, 2)
 
 
