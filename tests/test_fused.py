@@ -212,6 +212,23 @@ def test_training_mode_takes_the_differentiable_path():
     assert not model.uses_fast_path(lr.requires_grad_(True), image)
 
 
+def test_a_batchnorm_left_in_training_mode_takes_the_differentiable_path():
+    """``model.eval()`` then one BatchNorm put back in training mode (as fine-tuning code
+    does): batch statistics, as PyTorch computes them, not the folded running ones."""
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=16, num_heads=2))
+    model.stem.bn2.train()
+    lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        assert not model.uses_fast_path(lr, image)
+        out = model(lr, image)
+        model.stem.bn2.eval()
+        folded = model(lr, image)
+    model.stem.bn2.train()
+    assert (out - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
+    assert (out - folded).abs().max() > 0.1  # batch statistics differ from the running ones
+
+
 def test_autocast_runs_the_fast_path_in_bf16():
     torch.manual_seed(0)
     model = _perturbed(LoftUp(dim=32, num_heads=4))

@@ -242,11 +242,15 @@ class LoftUp(nn.Module):
         return self._fused_cache[1]
 
     def uses_fast_path(self, *inputs: torch.Tensor) -> bool:
-        """Whether ``forward`` takes the folded, tiled path: in eval mode when no gradient is
-        needed (training, or a gradient through the upsampler, takes the differentiable one).
+        """Whether ``forward`` takes the folded, tiled path: in eval mode (the BatchNorm layers
+        too) when no gradient is needed (training, or a gradient through the upsampler, takes
+        the differentiable one).
         Under ``torch.compile`` of the model, the differentiable steps: one graph the compiler
         can fuse (:func:`loftup.compiled.compile_upsampler` compiles the folded path)."""
-        if self.training or torch.compiler.is_compiling():
+        stem = self.stem  # BatchNorm: the only layers that act differently in training mode
+        if self.training or stem.bn1.training or stem.bn2.training:
+            return False
+        if torch.compiler.is_compiling():
             return False
         if not torch.is_grad_enabled():
             return True
