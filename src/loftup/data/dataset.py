@@ -99,7 +99,9 @@ class MaskedImages(torch.utils.data.Dataset):
         self.cache = None
         self._sam = None
         if masks != "sa1b":
-            settings = {"source": masks, "size": size, "max_masks": max_masks}
+            # reader 2: images upright (EXIF), 16-bit and RGBA as loftup.io reads them; masks
+            # cached by the first reader (sideways for EXIF-turned photos) are not served
+            settings = {"source": masks, "size": size, "max_masks": max_masks, "reader": 2}
             if masks == "superpixels":
                 settings["segments"] = [int(n) for n in superpixels]
                 self.superpixels = tuple(settings["segments"])

@@ -37,47 +37,87 @@ class SquareCrop:
     box: tuple[int, int, int, int]
     size: int
     image: tuple[int, int] | None = None
+    orientation: int = 1
 
     @classmethod
-    def centred(cls, width: int, height: int, size: int) -> SquareCrop:
+    def centred(cls, width: int, height: int, size: int, orientation: int = 1) -> SquareCrop:
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        return cls((left, top, left + side, top + side), size, (width, height))
+        return cls((left, top, left + side, top + side), size, (width, height), orientation)
 
 
 def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, SquareCrop]:
-    """The image's centred square resized to ``size`` x ``size``: uint8 (3, size, size), and the crop."""
+    """The image's centred square resized to ``size`` x ``size``: uint8 (3, size, size), and the crop.
+
+    The image is read as :func:`loftup.io.load_image` reads it (as ``loftup upsample`` does):
+    upright (EXIF orientation applied), grayscale, 16-bit, RGBA (over white) and CMYK as RGB;
+    the crop keeps the EXIF orientation for the masks (:func:`crop_mask`). A damaged file
+    raises :class:`loftup.io.ImageReadError` (a ValueError, one of READ_ERRORS) naming it.
+    """
     from PIL import Image
 
+    from ..io import load_image
+
+    img = load_image(path)
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            crop = SquareCrop.centred(img.width, img.height, size)
-            img = img.resize((size, size), Image.BICUBIC, box=crop.box)
-            array = np.asarray(img, dtype=np.uint8)
-    except Image.DecompressionBombError as e:  # not an OSError: one of READ_ERRORS instead
-        raise ValueError(f"{e} Pillow refuses images this large") from None
+        with Image.open(path) as stored:  # the header only: the EXIF orientation
+            orientation = int(stored.getexif().get(_ORIENTATION, 1))
+    except IMAGE_READ_ERRORS:  # read once already: a damaged EXIF block counts as none
+        orientation = 1
+    crop = SquareCrop.centred(img.width, img.height, size, orientation)
+    img = img.resize((size, size), Image.BICUBIC, box=crop.box)
+    array = np.asarray(img, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), crop
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _same_picture(w: int, h: int, width: int, height: int) -> bool:
+    """Whether a w x h mask has the aspect ratio of a width x height image (up to rounding)."""
+    return abs(w * height - h * width) <= (w + h + width + height) / 2
+
+
+def _upright(img, orientation: int):
+    """A PIL image of stored pixels turned as EXIF ``orientation`` says (as exif_transpose)."""
+    from PIL import Image
+
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return img if method is None else img.transpose(method)
 
 
 def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
     """A full-image boolean mask (H0, W0) -> the crop's (size, size) mask (area-weighted, >= 50%).
 
-    A mask made at another resolution of the image (images resized after their masks were
-    made) is cropped to its own centred square, the same part of the picture; one of another
-    aspect ratio is not the image's: a ValueError names both sizes.
+    Masks are of the upright picture (EXIF orientation applied, as the image is read); ones of
+    the stored pixels' shape instead (only a quarter turn tells them apart) are turned like the
+    image. A mask made at another resolution of the image (images resized after their masks
+    were made) is cropped to its own centred square, the same part of the picture; one of
+    another aspect ratio is not the image's: a ValueError names both sizes.
     """
     from PIL import Image
 
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
     h, w = mask.shape
     if crop.image is not None and (w, h) != crop.image:
         width, height = crop.image
-        if abs(w * height - h * width) > (w + h + width + height) / 2:  # beyond rounding
+        if crop.orientation in (5, 6, 7, 8) and not _same_picture(w, h, width, height):
+            if _same_picture(h, w, width, height):  # the stored pixels' masks
+                img = _upright(img, crop.orientation)
+                w, h = img.size
+        if not _same_picture(w, h, width, height):
             raise ValueError(
                 f"its masks are {w}x{h} px but the image is {width}x{height} px, another aspect "
                 "ratio: they belong to another picture"
             )
         crop = SquareCrop.centred(w, h, crop.size)
-    img = Image.fromarray(mask.astype(np.uint8) * 255)
     small = img.resize((crop.size, crop.size), Image.BOX, box=crop.box)
     return np.asarray(small) >= 128
