@@ -353,3 +353,37 @@ def test_masks_cached_by_the_sideways_reader_are_not_served(tmp_path):
     a, b = ds[0], ds[1]
     assert not torch.equal(a["masks"], torch.from_numpy(stale))
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["masks"], b["masks"])
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("{not json", "not JSON"),
+        ("\udcff", "not JSON"),  # bytes that are not UTF-8
+        ("[1, 2]", "no 'annotations' list"),
+        ('{"annotations": [5]}', "annotation 0 is not COCO RLE"),
+        ('{"annotations": [{"segmentation": [[1, 2, 3, 4, 5, 6]]}]}', "is not COCO RLE"),
+        ('{"annotations": [{"segmentation": {"counts": "PP"}}]}', "is not COCO RLE"),
+        ('{"annotations": [{"segmentation": {"size": [-3, 16], "counts": "PP"}}]}', "annotation 0"),
+        (
+            '{"annotations": [{"segmentation": {"size": [16, 16], "counts": "\u00e9"}}]}',
+            "annotation 0",
+        ),
+        (
+            '{"annotations": [{"segmentation": {"size": [16, 16], "counts": [1, "a"]}}]}',
+            "annotation 0",
+        ),
+    ],
+)
+def test_a_broken_sa1b_json_is_skipped_and_named(tmp_path, caplog, text, why):
+    """A damaged JSON was skipped under its image's name with Python's bare message
+    ('Expecting value: line 1 column 1'), pointing at the JPEG; a negative size (OverflowError)
+    was not caught at all and ended the run with a traceback from inside pycocotools."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    (root / "sa_0.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    ds = MaskedImages(root, size=16, masks="sa1b")
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        sample = ds[0]
+    assert sample["skipped"] == [str(root / "sa_0.jpg")] and sample["index"] == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"{root / 'sa_0.json'}: " in message and why in message and "\n" not in message

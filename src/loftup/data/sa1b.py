@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import one_line
 from .images import SquareCrop, crop_mask, list_images
 
 
@@ -31,24 +32,35 @@ def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
 def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
     """The first ``max_masks`` masks of an SA-1B JSON, cropped like the image: bool (K, S, S).
 
-    Raises ValueError (or OSError/KeyError) for a file that is not SA-1B JSON.
+    Raises OSError (a missing file) or a one-line ValueError naming the file and what is wrong
+    with it (not JSON, no annotations, a mask that is not COCO RLE or does not decode).
     """
     from pycocotools import mask as mask_utils
 
-    with open(json_path, encoding="utf-8") as f:
-        data = json.load(f)
-    annotations = data["annotations"]
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise _broken(json_path, f"not JSON ({e})") from None
+    annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
-        raise ValueError(f"{json_path}: 'annotations' is not a list")
+        raise _broken(json_path, "no 'annotations' list")
     masks = []
-    for ann in annotations[:max_masks]:
-        rle = dict(ann["segmentation"])
-        if isinstance(rle.get("counts"), list):  # uncompressed RLE (COCO's other form)
-            rle = mask_utils.frPyObjects(rle, *rle["size"])
-        elif isinstance(rle.get("counts"), str):
-            rle["counts"] = rle["counts"].encode("ascii")
+    for n, ann in enumerate(annotations[:max_masks]):
+        rle = ann.get("segmentation") if isinstance(ann, dict) else None
+        if not (isinstance(rle, dict) and "size" in rle and "counts" in rle):
+            raise _broken(json_path, f"annotation {n} is not COCO RLE ({{size, counts}})")
+        rle = dict(rle)
         try:
-            mask = crop_mask(mask_utils.decode(rle).astype(bool), crop)
+            if isinstance(rle["counts"], list):  # uncompressed RLE (COCO's other form)
+                rle = mask_utils.frPyObjects(rle, *rle["size"])
+            elif isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+            mask = mask_utils.decode(rle).astype(bool)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+            raise _broken(json_path, f"annotation {n} does not decode ({one_line(e)})") from None
+        try:
+            mask = crop_mask(mask, crop)
         except ValueError as e:
             raise ValueError(f"{json_path}: {e}") from None
         if mask.any():  # masks outside the centred square are of no use
@@ -56,3 +68,10 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     if not masks:
         return np.zeros((0, crop.size, crop.size), dtype=bool)
     return np.stack(masks)
+
+
+def _broken(json_path, why: str) -> ValueError:
+    return ValueError(
+        f"{json_path}: {why}; not SA-1B annotations (extract the file again, or delete it with "
+        "its image)"
+    )
