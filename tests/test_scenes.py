@@ -220,3 +220,33 @@ def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
     (out / "world.json").write_text("[]")  # not what write_scenes writes: refused, named
     with pytest.raises(UsageError, match=r"world.json cannot be read \(a JSON object was expe"):
         write_scenes(out, cfg, 4, progress=False)
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda w: (w / "world.json").write_text('{"format": "loftup-sce'), "cannot be read"),
+        (lambda w: (w / "world.json").write_text("[1]"), "cannot be read"),
+        (
+            lambda w: (w / "world.json").write_text('{"format": "loftup-scenes"}'),
+            "lacks 'config'",
+        ),
+        (lambda w: (w / "sa1b" / "sa_2.jpg").unlink(), "sa_2.jpg"),
+        (lambda w: (w / "sa1b" / "sa_2.jpg").write_bytes(b"not a jpeg"), "sa_2.jpg"),
+        (lambda w: (w / "labels" / "sa_2.png").write_bytes(b""), "sa_2.png"),
+        (lambda w: (w / "sa1b" / "sa_2.json").write_text("{"), "sa_2.json"),
+    ],
+)
+def test_a_damaged_world_is_named_with_the_fix(tmp_path, damage, words):
+    """A world given as ``--eval-root`` with a damaged world.json or scene file ended in a
+    traceback (JSONDecodeError, KeyError, PIL's UnidentifiedImageError from deep in the
+    evaluation); now one LoftUpError line names the file and how to write the world again."""
+    from loftup.errors import LoftUpError
+
+    out = write_scenes(tmp_path / "w", SceneConfig(height=16, width=16), 2, progress=False)
+    damage(out)
+    with pytest.raises(LoftUpError, match="loftup world scenes") as info:
+        world = read_world(out)
+        for name in world.names:
+            world.load(name)
+    assert words in str(info.value) and "\n" not in str(info.value)

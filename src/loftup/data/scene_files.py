@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, one_line
 from .scenes import Scene, SceneConfig, generate_scene
 
 FORMAT = "loftup-scenes"
@@ -197,20 +197,39 @@ class World:
     names: list[str]
 
     def load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image (H, W, 3) uint8, labels (H, W) uint8, masks (N, H, W) bool of image ``name``."""
+        """Image (H, W, 3) uint8, labels (H, W) uint8, masks (N, H, W) bool of image ``name``;
+        a :class:`LoftUpError` names a scene file that cannot be read."""
         from PIL import Image
         from pycocotools import mask as mask_utils
 
-        image = np.array(Image.open(self.root / "sa1b" / f"{name}.jpg").convert("RGB"))
-        labels = np.array(Image.open(self.root / "labels" / f"{name}.png"))
-        meta = json.loads((self.root / "sa1b" / f"{name}.json").read_text())
-        masks = [mask_utils.decode(a["segmentation"]).astype(bool) for a in meta["annotations"]]
+        from .images import READ_ERRORS
+
+        path = self.root / "sa1b" / f"{name}.jpg"
+        try:
+            with Image.open(path) as im:
+                image = np.array(im.convert("RGB"))
+            path = self.root / "labels" / f"{name}.png"
+            with Image.open(path) as im:
+                labels = np.array(im)  # palette indices: the class ids
+            path = self.root / "sa1b" / f"{name}.json"
+            meta = json.loads(path.read_text())
+            masks = [mask_utils.decode(a["segmentation"]).astype(bool) for a in meta["annotations"]]
+        except READ_ERRORS as e:
+            raise LoftUpError(
+                f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
+                f"{_WRITE_AGAIN}"
+            ) from None
         h, w = labels.shape
         return image, labels, np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
 
 
+_WRITE_AGAIN = "delete the folder and write the world again (`loftup world scenes --out DIR`)"
+
+
 def read_world(root: str | Path) -> World:
     """Open a folder written by :func:`write_scenes` (checks that it is complete)."""
+    from ..atomic import read_json_object
+
     root = Path(root)
     path = root / "world.json"
     if not path.is_file():
@@ -218,7 +237,19 @@ def read_world(root: str | Path) -> World:
             f"{root} is not a scene folder (no world.json); write one with "
             "`loftup world scenes --out DIR`"
         )
-    info = json.loads(path.read_text())
+    try:
+        info = read_json_object(path)
+    except ValueError as e:
+        raise LoftUpError(f"{e}; {_WRITE_AGAIN}") from None
     if info.get("format") != FORMAT:
         raise LoftUpError(f"{path} is not a {FORMAT} file (format={info.get('format')!r})")
-    return World(root, SceneConfig.from_dict(info["config"]), info["seed"], info["images"])
+    missing = [k for k in ("config", "seed", "images") if k not in info]
+    if missing:
+        raise LoftUpError(f"{path} lacks {', '.join(map(repr, missing))}; {_WRITE_AGAIN}")
+    try:
+        config = SceneConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as e:
+        raise LoftUpError(
+            f"{path} has no valid scene config ({one_line(e)}); {_WRITE_AGAIN}"
+        ) from None
+    return World(root, config, info["seed"], info["images"])
