@@ -387,3 +387,13 @@ def test_a_broken_sa1b_json_is_skipped_and_named(tmp_path, caplog, text, why):
     assert sample["skipped"] == [str(root / "sa_0.jpg")] and sample["index"] == 1
     (message,) = [r.getMessage() for r in caplog.records]
     assert f"{root / 'sa_0.json'}: " in message and why in message and "\n" not in message
+
+
+def test_plain_images_read_as_sa1b_say_how_to_train_on_them(tmp_path):
+    """A folder of photos without SA-1B JSON, read with the default data.masks=sa1b, said only
+    that it found no sa_N.jpg with sa_N.json: not that it saw the images, nor what to pass."""
+    root = write_folder(tmp_path / "photos", 3, size=16)  # PNGs, no JSON
+    with pytest.raises(LoftUpError) as info:
+        MaskedImages(root, size=16, masks="sa1b")
+    message = str(info.value)
+    assert "3 images without an SA-1B JSON" in message and "--masks superpixels" in message

@@ -95,7 +95,15 @@ class MaskedImages(torch.utils.data.Dataset):
             self.images = self.images[:max_images]
         if not self.images:
             hint = "sa_N.jpg images with their sa_N.json" if masks == "sa1b" else "image files"
-            raise LoftUpError(f"no {hint} found under {root}")
+            why = f"no {hint} found under {root}"
+            plain = len(list_images(root)) if masks == "sa1b" else 0
+            if plain:
+                why += (
+                    f"; it holds {plain} images without an SA-1B JSON beside them: to train on "
+                    "them, make their masks with --masks superpixels (data.masks=superpixels) "
+                    "or --masks sam"
+                )
+            raise LoftUpError(why)
         self.cache = None
         self._sam = None
         if masks != "sa1b":
