@@ -397,3 +397,20 @@ def test_plain_images_read_as_sa1b_say_how_to_train_on_them(tmp_path):
         MaskedImages(root, size=16, masks="sa1b")
     message = str(info.value)
     assert "3 images without an SA-1B JSON" in message and "--masks superpixels" in message
+
+
+def test_image_folders_linked_into_the_data_folder_are_listed_once(tmp_path):
+    """Shards on other disks are linked into one data folder: os.walk did not follow the
+    links, so their images were silently left out; a link back up must not loop, and a folder
+    linked twice is read once (not trained on twice)."""
+    from loftup.data.images import list_images
+
+    root = write_folder(tmp_path / "data" / "a", 2, size=8).parent
+    other = write_folder(tmp_path / "disk2" / "shard", 3, size=8)
+    (root / "b").symlink_to(other, target_is_directory=True)
+    (root / "c").symlink_to(other, target_is_directory=True)  # the same shard again
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)  # a loop
+    found = list_images(root)
+    assert [p.relative_to(root).as_posix() for p in found] == [
+        "a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png", "b/img_002.png"
+    ]  # fmt: skip

@@ -18,10 +18,19 @@ READ_ERRORS = (*IMAGE_READ_ERRORS, KeyError, TypeError, IndexError)
 
 
 def list_images(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> list[Path]:
-    """Every image file under ``root`` (recursively, hidden folders skipped), sorted by path."""
+    """Every image file under ``root`` (recursively, hidden folders skipped), sorted by path.
+
+    Linked folders are followed (shards on other disks linked into one folder); a folder
+    reached twice (a link back up, or one linked twice) is read the first time only.
+    """
     root = Path(root)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.lower().endswith(extensions) and not name.startswith("."):
