@@ -318,7 +318,6 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
         "version": __version__,
         "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
     }
-    write_json(out / "report.json", report)
     text = (
         "# loftup demo\n\n"
         f"Held-out scenes: {len(images)} at {cfg.size} px ({half} fit the probes, the rest score "
@@ -328,4 +327,5 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
         "![figure](figure.png)\n"
     )
     atomic_write_bytes(out / "report.md", text.encode())
+    write_json(out / "report.json", report)  # last: check_out reads it as "this demo is done"
     return report
