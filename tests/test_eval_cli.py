@@ -324,6 +324,15 @@ def test_context_zero_propagates_from_the_first_frame_only(tmp_path, backbones):
     assert res["metrics"]["num_objects"] == 1
 
 
+def test_device_auto_runs_on_the_device_it_picks(tmp_path, backbones):
+    # the CLI's device check tells a user "use auto, cpu, cuda or cuda:N": eval takes auto too
+    write_davis(tmp_path, frames=3, sequences=("bear",))
+    res = run_eval("davis", tmp_path, "bilinear", tmp_path, "--size", "28", "--no-cache",
+                   "--max-frames", "3", "--device", "auto", backbone=COLOUR_BACKBONE)  # fmt: skip
+    picked = "cuda" if torch.cuda.is_available() else "cpu"
+    assert res["settings"]["device"] == res["run"]["device"] == picked
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
     # no dataset: an output check that came after the data would say the data is missing
     nowhere = tmp_path / "none"

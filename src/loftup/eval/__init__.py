@@ -64,6 +64,12 @@ def evaluate(cfg, report=None) -> dict:
     if cfg.task not in runners:
         raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(runners)}")
     cfg.check()
+    from dataclasses import replace
+
+    from ..api import resolve_device
+
+    # "auto" (or None) becomes the device it picks, and the results record that one
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     # said now, not after the features and the probe
     needs = {"PIL": "loftup eval (reading images)", "matplotlib": "loftup eval (its figure)"}
     if cfg.task == "davis":

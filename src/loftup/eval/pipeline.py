@@ -41,7 +41,7 @@ class EvalConfig:
       max_frames: DAVIS only: the first N frames of each sequence.
       cache_dir: where backbone features are cached (None: no cache); ``normals`` also keeps
         its one-off conversion of the normals pickle there (None: loftup's cache folder).
-      device: torch device for backbone, upsampler and probe.
+      device: torch device for backbone, upsampler and probe (``auto``: CUDA when available).
       batch_size: images per batch; epochs, lr: probe training (None: the protocol's).
       workers: DataLoader worker processes.
       seed: seeds the probe and the order of the training images.
@@ -209,10 +209,11 @@ class FeaturePipeline:
     """
 
     def __init__(self, cfg: EvalConfig, *, policy: str) -> None:
+        from ..api import resolve_device
         from ..baselines import bilinear, get_upsampler
         from ..featurizers import get_featurizer
 
-        self.device = torch.device(cfg.device)
+        self.device = resolve_device(cfg.device)  # "auto" too
         self.featurizer = get_featurizer(
             cfg.backbone, cfg.backbone_weights, device=self.device, input_norm=cfg.backbone_norm
         )
