@@ -300,6 +300,8 @@ def _eval(task, root, *extra, upsampler="bilinear"):
         ("davis", "--radius", "-1", [">= 0"]),
         ("davis", "--max-frames", "1", [">= 3"]),
         ("davis", "--max-frames", "2", [">= 3"]),
+        ("seg", "--seed", str(2**64), ["[0, 4294967296)"]),  # torch's seeds stop at 2**64 - 1
+        ("depth", "--seed", "-1", ["[0, 4294967296)"]),
     ],
 )
 def test_settings_out_of_range_are_refused_before_any_work(

@@ -198,6 +198,7 @@ def test_probe_settings_out_of_range_are_refused():
     from loftup.errors import UsageError
 
     feats, labels = torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
-    for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}):
+    bad_seeds = ({"seed": 2**64}, {"seed": -1}, {"seed": 0.5})
+    for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}, *bad_seeds):
         with pytest.raises(UsageError, match=next(iter(bad))):
             fit_linear_probe(feats, labels, 2, config=ProbeConfig(**bad))

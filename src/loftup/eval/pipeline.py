@@ -22,6 +22,7 @@ from ..errors import LoftUpError, UsageError, from_workers, is_int, worker_ignor
 from ..featurizers import check_input_norm, imagenet_normalize
 from .datasets.davis import MIN_FRAMES
 from .features import FeatureCache, default_cache_dir, lowres_features
+from .probe import check_seed
 from .propagation import PropagationConfig
 
 
@@ -109,6 +110,7 @@ def check_config(cfg: EvalConfig) -> None:
     _at_least("--batch-size", cfg.batch_size, 1)
     _at_least("--workers", cfg.workers, 0, " (0: load data in this process)")
     _at_least("--highres-factor", cfg.highres_factor, 1)
+    check_seed(cfg.seed, "--seed")
     if cfg.epochs is not None:
         _at_least("--epochs", cfg.epochs, 1)
     if cfg.lr is not None:

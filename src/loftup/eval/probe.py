@@ -55,8 +55,8 @@ class ProbeConfig:
         return asdict(self)
 
     def check(self) -> None:
-        """UsageError for epochs or batch_size below 1, or a learning rate that is not a
-        finite number > 0 (warm-up below 0)."""
+        """UsageError for epochs or batch_size below 1, a learning rate that is not a
+        finite number > 0 (warm-up below 0), or a seed outside [0, 2**32)."""
         from ..errors import UsageError
 
         for name in ("epochs", "batch_size"):
@@ -69,6 +69,20 @@ class ProbeConfig:
             if not finite or (value <= 0 if low is None else value < low):
                 rule = "a finite number > 0" if low is None else "a finite number >= 0"
                 raise UsageError(f"probe {name} must be {rule}, got {value!r}")
+        check_seed(self.seed, "probe seed")
+
+
+#: Seeds are integers in [0, SEED_LIMIT), as ``loftup train`` takes them (torch refuses some
+#: larger ones only once the probe is built, after all the features).
+SEED_LIMIT = 2**32
+
+
+def check_seed(value, name: str = "seed") -> None:
+    """UsageError unless ``value`` is an integer in [0, :data:`SEED_LIMIT`)."""
+    from ..errors import UsageError, is_int
+
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"{name} must be an integer in [0, {SEED_LIMIT}), got {value!r}")
 
 
 #: LoftUp's segmentation probe recipe.
