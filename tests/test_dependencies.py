@@ -108,6 +108,22 @@ def test_davis_evaluation_without_scipy_stops_before_the_features(upsampler, tmp
     assert not out.exists() and not cache.exists()  # no features computed
 
 
+@pytest.mark.parametrize("task", ["depth", "normals"])
+def test_nyu_evaluation_names_both_missing_readers_at_once(tmp_path, capsys, task):
+    """NYUv2 is read with scipy (splits.mat) and h5py (the labelled set): both named in the
+    one line, at the start, not one per try nor after a check of the dataset's files."""
+    args = ["eval", task, "--root", str(tmp_path / "nyu"), "--backbone", "dinov2_tiny",
+            "--upsampler", "bilinear", "--no-cache", "--no-progress"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        block(mp, "scipy", "h5py")
+        code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: scipy, h5py are not installed") and err[0].endswith(
+        "pip install 'loftup[eval]' (or pip install scipy h5py)"
+    ), err[0]
+
+
 def test_training_says_at_the_start_which_option_needs_a_missing_package(tmp_path):
     from loftup.train import train
     from train_fixtures import tiny_config, write_folder

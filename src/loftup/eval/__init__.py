@@ -74,6 +74,9 @@ def evaluate(cfg, report=None) -> dict:
     needs = {"PIL": "loftup eval (reading images)", "matplotlib": "loftup eval (its figure)"}
     if cfg.task == "davis":
         needs["scipy"] = "loftup eval davis (the boundary measure F)"
+    elif cfg.task in ("depth", "normals"):  # NYUv2: splits.mat, then the HDF5 labelled set
+        needs["scipy"] = f"loftup eval {cfg.task} (NYUv2's splits.mat)"
+        needs["h5py"] = f"loftup eval {cfg.task} (NYUv2's nyu_depth_v2_labeled.mat)"
     require(needs)
     return runners[cfg.task](cfg, report=report)
 
