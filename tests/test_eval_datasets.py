@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import loftup
 from eval_data import (
     write_ade20k,
     write_cityscapes,
@@ -270,3 +271,31 @@ def test_readers_name_damaged_files_before_any_item_is_read(tmp_path):
     assert len(davis_sequences(tmp_path / "d", max_frames=2)) == 2  # listing only: no check
     with pytest.raises(DatasetError, match="bear has 2 frame"):
         davis_sequences(tmp_path / "d", max_frames=2, check=True)
+
+
+def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(
+    tmp_path, monkeypatch
+):
+    """A virtual environment inside a user's git checkout (ignored by it): the results must
+    not claim that checkout's commit as loftup's."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from loftup.eval import report
+
+    project = tmp_path / "project"
+    installed = project / ".venv" / "site" / "loftup" / "eval" / "report.py"
+    installed.parent.mkdir(parents=True)
+    installed.write_text(Path(report.__file__).read_text())
+    (project / ".gitignore").write_text(".venv/\n")
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@b", "PATH": os.environ.get("PATH", "")}  # fmt: skip
+    for cmd in (["init", "-q"], ["add", ".gitignore"], ["commit", "-qm", "theirs"]):
+        subprocess.run(["git", "-C", str(project), *cmd], check=True, env=env)
+    ours = report.git_commit()
+    monkeypatch.setattr(report, "__file__", str(installed))  # where git_commit looks from
+    assert report.git_commit() is None
+    here = Path(__file__).resolve().parents[1]
+    if (here / ".git").exists() and here in Path(loftup.__file__).resolve().parents:
+        assert ours is not None  # run from this checkout: its own commit is found

@@ -11,11 +11,20 @@ from ..atomic import write_json  # noqa: F401  (eval's numbers are written with 
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout this package runs from (None outside a git checkout)."""
-    here = Path(__file__).resolve().parent
+    """The commit of the checkout this package runs from (None outside a git checkout, and
+    where the repository around it does not track it: an install in a user's own checkout,
+    a virtual environment there, is not that checkout's code)."""
+    here = Path(__file__).resolve()
     try:
+        tracked = subprocess.run(
+            ["git", "-C", str(here.parent), "ls-files", "--error-unmatch", "--", here.name],
+            capture_output=True,
+            timeout=5,
+        )
+        if tracked.returncode != 0:
+            return None
         out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            ["git", "-C", str(here.parent), "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -26,7 +35,7 @@ def git_commit() -> str | None:
         return None
     commit = out.stdout.strip()
     dirty = subprocess.run(
-        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        ["git", "-C", str(here.parent), "status", "--porcelain", "--untracked-files=no"],
         capture_output=True,
         text=True,
         timeout=5,
