@@ -306,13 +306,18 @@ def test_a_size_that_is_no_size_is_named_not_misread(upsampler):
 
 def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    nodata = np.full((30, 40), 0.5, np.float32)
+    nodata[:2] = np.nan  # a float TIFF's "no data": that image fails, not the whole run
+    Image.fromarray(nodata, "F").save(tmp_path / "nodata.tiff")
     inputs = [str(photos / "astronaut.png"), str(tmp_path / "broken.jpg"), str(tmp_path / "*.tif")]
+    inputs.append(str(tmp_path / "nodata.tiff"))
     code = main(
         ["upsample", *inputs, "-m", str(upsampler), "-o", str(tmp_path / "out"), "--size", "32"]
     )
     assert code == 1
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "*.tif" in err
+    assert f"{tmp_path / 'nodata.tiff'}: 80 of its pixels are NaN" in err
     assert outputs(tmp_path / "out") == ["astronaut.pt"]
     assert not list((tmp_path / "out").glob(".*tmp"))  # no half-written files left
     # nothing at all to read: why, in one line, before any model loads

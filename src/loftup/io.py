@@ -73,14 +73,20 @@ def _open(path: str | os.PathLike):
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
-def _to_rgb_array(img) -> np.ndarray:
-    """A PIL image of any mode -> (H, W, 3) float32 in [0, 1]."""
+def _to_rgb_array(img, what: str = "the image") -> np.ndarray:
+    """A PIL image of any mode -> (H, W, 3) float32 in [0, 1] (``what``: its name in errors)."""
     mode = img.mode
     if mode.startswith("I;16") or mode == "I":  # 16-bit grayscale (PNG, TIFF)
         gray = np.asarray(img, dtype=np.float32) / 65535.0
         return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
     if mode == "F":  # floating point grayscale, taken as [0, 1]
         gray = np.asarray(img, dtype=np.float32)
+        nan = int(np.isnan(gray).sum())  # "no data" in a float TIFF: no colour to clip it to
+        if nan:
+            raise ImageReadError(
+                f"cannot read image {what}: {nan} of its pixels are NaN (no value); fill them "
+                "with a value in [0, 1] first"
+            )
         return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
     if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
         img = img.convert("RGBA")
@@ -93,7 +99,7 @@ def _to_rgb_array(img) -> np.ndarray:
 
 def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
     """The image at ``path`` as RGB (3, H, W) float32 in [0, 1], upright."""
-    array = _to_rgb_array(_open(path))
+    array = _to_rgb_array(_open(path), path)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
@@ -104,7 +110,7 @@ def load_image(path: str | os.PathLike):
     img = _open(path)
     if img.mode == "RGB":
         return img
-    array = np.round(_to_rgb_array(img) * 255.0).astype(np.uint8)
+    array = np.round(_to_rgb_array(img, path) * 255.0).astype(np.uint8)
     return Image.fromarray(array, mode="RGB")
 
 
