@@ -681,6 +681,51 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
+def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(photos, upsampler, tmp_path):
+    """One process of a torchrun run fails (here rank 1, as a node without the weights would)
+    while the other waits for it at the end: each says what ended it in one line, with no
+    traceback (the waiting one's gloo error, "Connection closed by peer", was one), and each
+    leaves the process group on its way out."""
+    big = Image.open(photos / "astronaut.png")
+    for i in range(3):
+        big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(tmp_path / f"im{i}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "-o", str(out),
+            "--backbone-size", "56"]  # fmt: skip
+    script = tmp_path / "one_rank_fails.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "import torch.distributed as dist\n"
+        "import loftup.extract\n"
+        "from loftup.cli import main\n"
+        "from loftup.errors import LoftUpError\n"
+        "def fail(jobs, pipeline, out_dir, **kw):  # rank 1, once rank 0 waits in the sum\n"
+        "    while not all((out_dir / f'im{i}.pt').exists() for i in (0, 2)):\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(1)\n"
+        "    raise LoftUpError('no weights on this node')\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    loftup.extract.run = fail\n"
+        f"status = main({args!r})\n"
+        "print(f'rank {dist.get_rank() if dist.is_initialized() else None} left', file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*torchrun, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode != 0
+    err = done.stderr
+    assert "[rank 1] error: no weights on this node\n" in err, err
+    # rank 0 is told its peer ended (or torchrun's SIGTERM, on rank 1's exit, comes first)
+    told = "[rank 0] error: another process of this run has ended (Connection closed by peer"
+    assert told in err or "[rank 0] terminated (SIGTERM)" in err, err
+    assert "[rank0]:" not in err and "RuntimeError" not in err, err  # no rank's traceback
+    assert err.count("rank None left") == 2, err  # both left the group
+
+
 def test_readme_example_runs():
     text = (REPO / "README.md").read_text()
     section = text.split("## Backbones and `loftup upsample`")[1].split("\n## ")[0]

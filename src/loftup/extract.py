@@ -20,11 +20,13 @@ complete); a batch with any output missing is computed again, whole, giving the 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import glob
 import hashlib
 import math
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -566,6 +568,47 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group(backend, timeout=datetime.timedelta(days=1))
 
 
+@contextlib.contextmanager
+def process_group(device: torch.device, world_size: int):
+    """torchrun's process group joined for the block (:func:`init_distributed`; nothing for
+    one process), and left however the block ends: after an error as after success."""
+    if world_size == 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    init_distributed(device)
+    try:
+        yield
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _with_the_others():
+    """A collective of the ranks (a barrier, a sum) that fails because another process of the
+    run has ended (gloo: "Connection closed by peer"), told in one line: the other's own error,
+    which says why, is above; a traceback of this one would only hide it."""
+    try:
+        yield
+    except RuntimeError as e:  # torch's DistBackendError is one
+        why = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0].splitlines()[0]
+        raise LoftUpError(
+            f"another process of this run has ended ({why[:200]}), so this one cannot finish; "
+            "its error says why"
+        ) from None
+
+
+def barrier(world_size: int) -> None:
+    """Wait until every rank is here (nothing for one process)."""
+    if world_size > 1:
+        import torch.distributed as dist
+
+        with _with_the_others():
+            dist.barrier()
+
+
 def summed(counts: list[int], world_size: int) -> list[int]:
     """Counts summed over all ranks (failures: every rank gets the same exit status)."""
     if world_size == 1:
@@ -575,5 +618,6 @@ def summed(counts: list[int], world_size: int) -> list[int]:
     t = torch.tensor(counts, dtype=torch.long)
     if dist.get_backend() == "nccl":
         t = t.cuda()
-    dist.all_reduce(t)
+    with _with_the_others():
+        dist.all_reduce(t)
     return t.tolist()
