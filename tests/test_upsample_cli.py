@@ -601,6 +601,14 @@ def test_input_collection_and_sharding(tmp_path):
         "z",
     ]  # clashing stems keep suffixes
     assert missing == []
+    # a file that several inputs reach has one name whatever their order: the outermost
+    # folder's (with a sub-folder given first, a/sub/y.png was y, and a/sub then a was refused
+    # as two files of one name when a/sub held an x.png as a does)
+    (tmp_path / "a" / "sub" / "x.png").write_bytes(b"")
+    a, sub, y = (str(tmp_path / rel) for rel in ("a", "a/sub", "a/sub/y.png"))
+    for specs in ([a, sub], [sub, a], [y, a], [a, y], [sub, y, a, sub]):
+        jobs, _ = collect_inputs(specs)
+        assert [j.stem for j in jobs] == ["sub/x", "sub/y", "x.jpg", "x.png"], specs
     jobs = [Job(tmp_path / f"{i}.png", str(i)) for i in range(7)]
     parts = [shard(jobs, 2, r, 3) for r in range(3)]
     assert [[j.stem for b in p for j in b] for p in parts] == [

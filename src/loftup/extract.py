@@ -240,7 +240,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     globs -> (jobs, unmatched specs).
 
     Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
-    its suffix, with the sub-folder kept for images found under a folder; when two inputs would
+    its suffix, with the sub-folder kept for images found under a folder (a file reached through
+    several inputs, ``photos photos/day1``, keeps its longest name, that of the outermost folder
+    given, whatever the order of the inputs); when two inputs would
     share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``). Two
     files whose outputs would still have one name (``cam1/0001.png`` and ``cam2/0001.png``,
     given as two folders) are refused (:class:`LoftUpError`).
@@ -251,16 +253,16 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         p = Path(spec).expanduser()
         if p.is_dir():
             for f in _images_under(p):
-                found.setdefault(f.resolve(), f.relative_to(p))
+                _name(found, f.resolve(), f.relative_to(p))
         elif p.exists():
-            found.setdefault(p.resolve(), Path(p.name))
+            _name(found, p.resolve(), Path(p.name))
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in files:
-                found.setdefault(f.resolve(), Path(f.name))
+                _name(found, f.resolve(), Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
     stems = [str(rel.with_suffix("")) for _, rel in items]
     clash = {s for s in stems if stems.count(s) > 1}
@@ -279,6 +281,17 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 "them into separate -o folders"
             )
     return jobs, missing
+
+
+def _name(found: dict[Path, Path], path: Path, rel: Path) -> None:
+    """Record ``rel`` as the name of the file ``path`` in ``found``, unless it already has a
+    longer one (more folders; of two as long, the first in sort order): the name of a file that
+    several inputs reach does not depend on their order, and is the one that keeps it apart
+    from the other files of the outermost folder (``photos/day1/x.png`` is ``day1/x`` given
+    ``photos/day1 photos``, where ``photos/x.png`` is ``x``)."""
+    old = found.get(path)
+    if old is None or (-len(rel.parts), str(rel)) < (-len(old.parts), str(old)):
+        found[path] = rel
 
 
 def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> list[Job]:
