@@ -397,11 +397,14 @@ def test_time_budget_cuts_the_rounds_but_keeps_a_minimum():
 
 def test_tf32_rows_time_ours_and_the_reference_in_float32_with_tf32(tmp_path):
     """On a GPU "tf32" is float32 with TF32 tensor cores; on the CPU the flags change nothing,
-    so the rows must compute exactly the float32 output."""
+    so the rows must compute exactly the float32 output. (``--device auto``: the CPU here; it
+    once crashed with torch's traceback, torch.device('auto').)"""
     out = tmp_path / "bench.json"
     argv = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1", "--tf32"]
-    assert main([*argv, "--no-peak", "--reference", str(STANDIN), "--json", str(out)]) == 0
+    argv += ["--device", "auto", "--no-peak", "--reference", str(STANDIN), "--json", str(out)]
+    assert main(argv) == 0
     report = json.loads(out.read_text())
+    assert report["machine"]["device"] == "cpu"
     rows = {(r["method"], r["dtype"]): r for r in report["results"]}
     assert ("loftup", "tf32") in rows and ("reference", "tf32") in rows
     assert rows[("loftup", "tf32")]["max_abs_dev_vs_float32"] == 0.0

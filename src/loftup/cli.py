@@ -118,7 +118,7 @@ def _add_bench(sub) -> None:
                    help="square output sides to time (default: 224 448 896)")  # fmt: skip
     p.add_argument("--dim", type=int, default=384, help="feature channels C (default 384)")
     p.add_argument("--grid", type=int, default=16, help="low-res grid side h = w (default 16)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument(
         "--dtypes",
         nargs="+",
@@ -191,6 +191,7 @@ def _cmd_bench(args) -> int:
     from .bench.forward import check_settings
     from .bench.scale import check_stream_size
 
+    args.device = _picked_device(args.device)
     check_threads(args.threads)
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
@@ -911,7 +912,7 @@ def _add_world(sub) -> None:
         "--scenes", type=int, default=3000, help="training scenes in the pool (default 3000)"
     )
     b.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    b.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     b.set_defaults(func=_cmd_world_backbone)
 
@@ -958,6 +959,14 @@ def _cmd_world_scenes(args) -> int:
     return 0
 
 
+def _picked_device(device: str) -> str:
+    """``--device`` as torch names it: ``auto`` becomes the device it picks (CUDA when
+    available); the value was checked by :func:`_main` before the command ran."""
+    from .api import resolve_device
+
+    return str(resolve_device(device)) if device == "auto" else device
+
+
 def _cmd_world_backbone(args) -> int:
     import torch
 
@@ -971,7 +980,7 @@ def _cmd_world_backbone(args) -> int:
         raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    metrics = train_backbone(recipe, args.out, device=args.device)
+    metrics = train_backbone(recipe, args.out, device=_picked_device(args.device))
     print(json.dumps(metrics, indent=2))
     print(f"wrote {args.out}")
     return 0
