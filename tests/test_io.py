@@ -104,6 +104,18 @@ def test_leftovers_are_our_temporary_files_only(tmp_path):
     assert {str(p) for p in leftovers(tmp_path)} == ours
 
 
+def test_a_name_at_the_file_systems_limit_is_written(tmp_path):
+    """A 255-byte output name (a long input name, plus .pt) is a name the file system takes:
+    its temporary file must be too (it failed with ENAMETOOLONG, naming the hidden file)."""
+    from loftup.atomic import atomic_write_bytes, leftovers, temp_beside
+
+    name = "x" + "é" * 100 + "x" * 51 + ".pt"  # 255 bytes in UTF-8, cut mid-character below
+    atomic_write_bytes(tmp_path / name, b"ok")
+    assert (tmp_path / name).read_bytes() == b"ok"
+    tmp = temp_beside(tmp_path / name)
+    assert [str(p) for p in leftovers(tmp_path)] == [tmp]  # still found as ours
+
+
 @pytest.mark.parametrize(
     "text",
     [

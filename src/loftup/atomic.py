@@ -60,7 +60,10 @@ def temp_beside(path: str | os.PathLike) -> str:
             errno.EISDIR, "is a folder; a file name was expected here", str(path)
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    # the name cut to 200 bytes: with the dots, mkstemp's 8 characters and the suffix, a name
+    # that the file system takes (255 bytes) must not make a temporary name it refuses
+    name = os.fsdecode(os.fsencode(path.name)[:200])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not mkstemp's 0o600
     finally:
