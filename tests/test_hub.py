@@ -122,6 +122,18 @@ def test_missing_file_is_named(tmp_path):
         load_upsampler(tmp_path / "nothere.bin")
 
 
+def test_a_training_runs_folder_points_to_its_weights(tmp_path):
+    """-m runs/s1, the folder loftup train wrote: the error names the weights inside it."""
+    run = tmp_path / "s1"
+    with pytest.raises(WeightsNotFoundError, match="holds no weights") as e:
+        load_upsampler(run.mkdir() or run)
+    assert "training run" not in str(e.value)  # an empty folder is not one
+    LoftUp(dim=16, num_heads=2).save_pretrained(run / "final")
+    with pytest.raises(WeightsNotFoundError, match=f"training run's folder: give {run / 'final'}"):
+        load_upsampler(run)
+    assert load_upsampler(run / "final").config.dim == 16
+
+
 @pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
 def test_truncated_file_is_named(tmp_path, reference_state, suffix):
     path = tmp_path / f"w{suffix}"

@@ -563,7 +563,13 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         if (path / name).exists():
             state, cfg = to_native(read_weights(path / name), str(path / name))
             return state, (_config_from(cfg, str(path / name)) if cfg else None), None, None
+    run = [
+        p
+        for p in (path / "final", path / "checkpoint.pt")
+        if (p / WEIGHTS_NAME).exists() or p.is_file()
+    ]
+    hint = f"; it is a training run's folder: give {run[0]}" if run else ""
     raise WeightsNotFoundError(
         f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
-        "or pytorch_model.bin"
+        f"or pytorch_model.bin{hint}"
     )
