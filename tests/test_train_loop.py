@@ -255,3 +255,13 @@ def test_a_resumed_run_trains_with_its_own_learning_rate_and_not_another_optimis
     with pytest.raises(loftup.LoftUpError, match=r"made with optim.name='nadam', this run has "
                        r"optim.name='sgd'; use the same optimiser or another --out \(log.out_dir"):  # fmt: skip
         train(tiny(sa1b, out, 1, 4, "optim.name=sgd"), resume=True)
+
+
+def test_resuming_with_other_trained_modules_is_refused_in_one_line(sa1b, tmp_path):
+    """recon.uncertainty adds or removes a trained module: the checkpoint's optimiser state
+    and module states would not fit (a ValueError traceback from torch before)."""
+    out = tmp_path / "run"
+    train(tiny(sa1b, out, 1, 2, "log.ckpt_every=1"))
+    with pytest.raises(loftup.LoftUpError, match=r"made with recon.uncertainty=True, this run "
+                       r"has recon.uncertainty=False; use the same config or another --out"):  # fmt: skip
+        train(tiny(sa1b, out, 1, 3, "recon.uncertainty=false"), resume=True)

@@ -142,13 +142,17 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
 def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
     """Refuse to resume a checkpoint made by a different kind of run."""
     saved = ckpt.get("config", {})
-    for key in ("stage", "backbone", "backbone_norm", "batch_size", "seed"):
+    # recon.uncertainty adds or removes a trained module (the optimiser's state would not fit)
+    for key in ("stage", "backbone", "backbone_norm", "batch_size", "seed", "recon.uncertainty"):
         # a run from before backbone_norm existed gave its backbone the image as is
-        was = saved.get(key, "imagenet" if key == "backbone_norm" else None)
-        if was != getattr(cfg, key):
+        was, mine = saved, cfg
+        for part in key.split("."):
+            was = was.get(part, "imagenet" if key == "backbone_norm" else None) if was else None
+            mine = getattr(mine, part)
+        if was != mine:
             raise LoftUpError(
                 f"cannot resume {path}: it was made with {key}={was!r}, this run has "
-                f"{key}={getattr(cfg, key)!r}; use the same config or another --out (log.out_dir)"
+                f"{key}={mine!r}; use the same config or another --out (log.out_dir)"
             )
     if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):
         raise LoftUpError(f"cannot resume {path}: its model config differs from this run's")
