@@ -265,3 +265,21 @@ def test_resuming_with_other_trained_modules_is_refused_in_one_line(sa1b, tmp_pa
     with pytest.raises(loftup.LoftUpError, match=r"made with recon.uncertainty=True, this run "
                        r"has recon.uncertainty=False; use the same config or another --out"):  # fmt: skip
         train(tiny(sa1b, out, 1, 3, "recon.uncertainty=false"), resume=True)
+
+
+def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(sa1b, tmp_path):
+    """The checkpoint holds the student, teacher and downsampler: a resumed stage 2 does not
+    read init again. Before, a stage-1 run moved away stopped the resume ("init does not
+    exist") and one of another architecture in its place ended in load_state_dict's
+    RuntimeError traceback."""
+    s1 = tmp_path / "s1"
+    train(tiny(sa1b, s1, 1, 1))
+    init = f"init={s1 / 'checkpoint.pt'}"
+    whole = train(tiny(sa1b, tmp_path / "whole", 2, 2, init))
+    train(tiny(sa1b, tmp_path / "parts", 2, 1, init))
+    s1.rename(tmp_path / "moved")
+    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 2, init), resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    train(tiny(sa1b, s1, 1, 1, "model.depth=2"))  # another architecture where init was
+    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 3, init), resume=True)
+    assert resumed.steps == 3 and len(loftup.load_upsampler(resumed.pretrained).blocks) == 1

@@ -31,9 +31,11 @@ def build_featurizer(cfg: TrainConfig, device):
 
 
 def build_upsampler(
-    cfg: TrainConfig, dim: int, input_norm: str | None = None
+    cfg: TrainConfig, dim: int, input_norm: str | None = None, resume: dict | None = None
 ) -> tuple[LoftUp, TrainConfig, dict]:
-    """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler.
+    """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler, or, when
+    resuming from the checkpoint ``resume``, one of its architecture (its weights are loaded
+    from it after this, so ``init`` is not read again: it may have moved or changed since).
 
     ``input_norm``: the featurizer's ``input_norm_key()`` (None where the choice changes
     nothing); stage 2 warns when ``init`` was trained on the other kind of features.
@@ -44,6 +46,10 @@ def build_upsampler(
     if cfg.stage == 1:
         config = LoftUpConfig(dim=dim, **dataclasses.asdict(cfg.model))
         return LoftUp(config=config), cfg, {}
+    if resume is not None:
+        model = LoftUp(config=LoftUpConfig.from_dict(resume["model_config"]))
+        arch = {k: v for k, v in model.config.to_dict().items() if k != "dim"}
+        return model.train(), dataclasses.replace(cfg, model=ModelConfig(**arch)), {}
     if not cfg.init:
         raise LoftUpError(
             "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "

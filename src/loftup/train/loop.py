@@ -135,7 +135,7 @@ def _workers(asked: int, main: bool) -> int:
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
-    preflight(cfg)  # every value and path the user gave, before anything is loaded
+    preflight(cfg, resume)  # every value and path the user gave, before anything is loaded
     info = setup(cfg.device)
     try:
         with _StopOnSigterm() as sigterm:
@@ -147,14 +147,15 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
     return result
 
 
-def preflight(cfg: TrainConfig) -> None:
+def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
-    sizes it needs, the data folder and the output folder. A :class:`UsageError` names the
-    problem and the fix."""
+    sizes it needs, stage 2's ``init`` (unless a checkpoint to resume holds the run), the data
+    folder and the output folder. A :class:`UsageError` names the problem and the fix."""
     validate(cfg)
     check_backbone_fit(cfg)
-    if cfg.stage == 2:
+    resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
+    if cfg.stage == 2 and not resuming:
         check_init(cfg.init)
     check_out_dir(cfg.log.out_dir)
     data_folder(cfg.data.root)
@@ -228,7 +229,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     featurizer = build_featurizer(cfg, device)
-    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim, featurizer.input_norm_key())
+    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim, featurizer.input_norm_key(), ckpt)
     trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
     teacher = None
     if cfg.stage == 2:
