@@ -219,8 +219,12 @@ def test_step_sampler_splits_global_batches_and_resumes_by_step():
     assert [a + b for a, b in zip(r0, r1)] == one
     assert list(StepSampler(10, global_batch=4, steps=5, seed=3, start_step=3)) == one[3:]
     assert one[2] != one[0]  # epoch 2 (steps 2-3) is another permutation
-    with pytest.raises(LoftUpError, match="not divisible"):
+    with pytest.raises(LoftUpError, match=r"batch_size 3 is not divisible by 2 processes; set "
+                       r"batch_size to a multiple of 2 \(e.g. 4\)"):  # fmt: skip
         StepSampler(10, global_batch=3, steps=1, world=2)
+    with pytest.raises(LoftUpError, match=r"has 3 images, fewer than one batch of 4; lower "
+                       r"batch_size to 3 or fewer, or add images"):  # fmt: skip
+        StepSampler(3, global_batch=4, steps=1)
 
 
 def test_collate_pads_masks_and_keeps_counts(tmp_path):

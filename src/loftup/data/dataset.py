@@ -210,9 +210,17 @@ class StepSampler(torch.utils.data.Sampler):
         world: int = 1,
     ) -> None:
         if global_batch % world:
-            raise LoftUpError(f"batch_size {global_batch} is not divisible by {world} processes")
+            raise UsageError(
+                f"batch_size {global_batch} is not divisible by {world} processes; set batch_size "
+                f"to a multiple of {world} (e.g. {-(-global_batch // world) * world}), the global "
+                "batch that they share"
+            )
         if n < global_batch:
-            raise LoftUpError(f"the dataset has {n} images, fewer than one batch of {global_batch}")
+            most = f"{n} or fewer" if world == 1 else f"at most {n}, a multiple of {world}"
+            raise UsageError(
+                f"the dataset has {n} images, fewer than one batch of {global_batch}; lower "
+                f"batch_size to {most}, or add images"
+            )
         self.n, self.batch, self.steps, self.seed = n, global_batch, steps, seed
         self.start, self.rank, self.world = start_step, rank, world
         self.per_epoch = n // global_batch
