@@ -9,7 +9,7 @@ import torch
 
 from loftup.data.dataset import MaskedImages, StepSampler, collate, unpack_masks
 from loftup.data.masks import MaskCache, pack
-from loftup.errors import LoftUpError
+from loftup.errors import LoftUpError, UsageError
 from train_fixtures import scene, tiny_sam, write_folder, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -190,6 +190,28 @@ def test_a_truncated_or_altered_cache_entry_is_recomputed(tmp_path, damage):
     assert ds.cache.get(ds.images[0]) is None
     assert torch.equal(ds[0]["masks"], want)
     assert ds.cache.get(ds.images[0]) is not None  # written again, whole
+
+
+def test_a_mask_cache_that_cannot_be_written_is_named_and_not_blamed_on_the_images(
+    tmp_path, caplog
+):
+    """A cache folder that cannot be made or written was reported as every image being
+    unreadable ("none of the 2 files under imgs could be read; is the folder the right one?")."""
+    root = write_folder(tmp_path / "imgs", 2, size=16)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match=r"mask cache .*a_file/masks cannot be written \(.*\); set "
+                       r"data.cache_dir \(or LOFTUP_CACHE\) to a writable folder"):  # fmt: skip
+        MaskedImages(root, size=16, masks="superpixels", cache_dir=blocker / "masks")
+    # one that fails later (a full disk; here a file in the folder's place) costs the cache
+    # entry, not the image
+    ds = MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c")
+    (tmp_path / "c").rmdir()
+    (tmp_path / "c").write_text("x")
+    with caplog.at_level("WARNING", logger="loftup.data"):
+        sample = ds[0]
+    assert sample["index"] == 0 and sample["skipped"] == [] and sample["masks"].shape[0] > 0
+    assert "could not cache the masks of" in caplog.text
 
 
 def test_cache_keys_follow_the_file(tmp_path):

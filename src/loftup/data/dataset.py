@@ -118,6 +118,7 @@ class MaskedImages(torch.utils.data.Dataset):
                 self._sam = SamMaskGenerator(sam_weights, device=sam_device)
             default = Path(os.environ.get("LOFTUP_CACHE", "~/.cache/loftup")) / "masks"
             self.cache = MaskCache(Path(cache_dir or default).expanduser(), settings)
+            self.cache.check_writable()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -135,7 +136,11 @@ class MaskedImages(torch.utils.data.Dataset):
         hwc = image.permute(1, 2, 0).numpy()
         masks = superpixel_masks(hwc, self.superpixels) if self._sam is None else self._sam(hwc)
         packed = pack(masks[: self.max_masks])
-        self.cache.put(path, packed, self.size)
+        try:
+            self.cache.put(path, packed, self.size)
+        except OSError as e:  # a full disk: the masks are still good (not an unreadable image)
+            log.warning("could not cache the masks of %s in %s (%s); they are computed again "
+                        "next time", path, self.cache.root, e.strerror or e)  # fmt: skip
         return image, packed
 
     def __getitem__(self, i: int) -> dict:

@@ -73,6 +73,25 @@ class MaskCache:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             return None  # a damaged entry (a truncated or altered .npz too) is recomputed
 
+    def check_writable(self) -> None:
+        """Make the folder and write a file in it, or a :class:`UsageError` naming it: said
+        once, before any image is read (each image's write would fail, and read as if the
+        image could not be)."""
+        import tempfile
+
+        from ..errors import UsageError
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as e:
+            raise UsageError(
+                f"the mask cache {self.root} cannot be written ({e.strerror or e}); set "
+                "data.cache_dir (or LOFTUP_CACHE) to a writable folder, where the computed "
+                "masks are kept"
+            ) from None
+
     def put(self, image_path: Path, packed: np.ndarray, width: int) -> None:
         from ..atomic import atomic_write
 
