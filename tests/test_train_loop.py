@@ -9,7 +9,7 @@ import loftup
 from loftup.cli import main
 from loftup.data.dataset import MaskedImages, collate
 from loftup.train import train
-from loftup.train.batches import draw_step, stage1_inputs
+from loftup.train.batches import draw_step, stage1_inputs, stage2_inputs
 from loftup.train.build import build_featurizer
 from loftup.train.checkpoint import unpack_history
 from loftup.train.losses import project
@@ -168,6 +168,22 @@ def test_mask_noise_reaches_the_target(sa1b):
     )
     assert torch.allclose(dropped["target"], bicubic, atol=1e-5)
     assert (clean["target"] - bicubic).abs().max() > 0.1
+
+
+def test_the_full_view_teacher_runs_once_a_step_and_not_once_a_jitter(stage1_run, sa1b):
+    """teacher_view=full: the teacher sees the global view, the same for every jitter, so
+    its output is the same for each; it was computed (and mask-adjusted) once per jitter."""
+    cfg = tiny(sa1b, "unused", 2, 1, f"init={stage1_run.checkpoint}", "stage2.teacher_view=full")
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    ds = MaskedImages(sa1b, size=112)
+    batch = collate([ds[i] for i in range(4)])
+    draws = draw_step(cfg, 0, featurizer.dim, featurizer.patch_size, [56])
+    teacher = loftup.load_upsampler(stage1_run.checkpoint).eval()
+    calls = []
+    teacher.register_forward_hook(lambda *args: calls.append(1))
+    inputs = stage2_inputs(featurizer, teacher, batch["image"].float() / 255, batch, draws, cfg)
+    assert len(calls) == 1 and len(inputs["regions"]) == cfg.stage2.n_jitters == 2
+    assert inputs["regions"][0]["teacher"].shape == (4, featurizer.dim, 8, 8)
 
 
 def test_cli_trains_and_will_not_overwrite_a_run(sa1b, tmp_path, capsys):

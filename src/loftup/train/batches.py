@@ -161,6 +161,15 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
     n_masks = batch["n_masks"]
     region = max(1, round(s * s / load))  # a crop's side in the global view
     side = min(region, s2.affinity_max_side)
+    full = None  # the teacher on the global view: the same region for every jitter
+    if s2.teacher_view in ("full", "both"):
+        out = teacher(lr_feats, image).float()
+        with torch.autocast(device.type, enabled=False):
+            masks = resize_packed(packed, load, s)
+            out = mask_adjust(out, masks, s2.teacher_alpha, n_masks)
+        out = F.interpolate(out, size=(side, side), mode="bilinear", antialias=True)
+        boxes = torch.tensor([[0, 0, s]] * image.shape[0])
+        full = {"teacher": out, "boxes": boxes, "central": s2.central}
     regions = []
     for j in range(draws.offsets.shape[1]):
         if s2.teacher_view in ("crops", "both"):
@@ -185,14 +194,8 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
                 [boxes.clamp(max=s - region), torch.full_like(boxes[:, :1], region)], 1
             )
             regions.append({"teacher": out, "boxes": boxes, "central": s2.central})
-        if s2.teacher_view in ("full", "both"):
-            out = teacher(lr_feats, image).float()
-            with torch.autocast(device.type, enabled=False):
-                masks = resize_packed(packed, load, s)
-                out = mask_adjust(out, masks, s2.teacher_alpha, n_masks)
-            out = F.interpolate(out, size=(side, side), mode="bilinear", antialias=True)
-            boxes = torch.tensor([[0, 0, s]] * image.shape[0])
-            regions.append({"teacher": out, "boxes": boxes, "central": s2.central})
+        if full is not None:  # once per jitter, as the crops: "both" weighs the two alike
+            regions.append(full)
     return {
         "stage": 2,
         "lr_feats": lr_feats,
