@@ -142,6 +142,17 @@ def test_a_diverging_run_stops_before_its_weights_or_checkpoint_turn_nan(sa1b, t
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
 
 
+def test_a_diverging_run_leaves_the_metrics_of_the_steps_that_led_there(sa1b, tmp_path):
+    """metrics.csv was written at checkpoints only: the rows since the last one, the losses
+    that show how the run diverged, were lost when it stopped on a non-finite gradient."""
+    out = tmp_path / "nan"
+    cfg = tiny(sa1b, out, 1, 4, "optim.name=sgd", "optim.lr=1e30", "log.ckpt_every=100")
+    with pytest.raises(loftup.LoftUpError, match=r"^step 1: the gradient is not finite"):
+        train(cfg)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("0,")
+
+
 def test_architecture_switches_are_trained_and_recorded(sa1b, tmp_path):
     cfg = tiny(sa1b, tmp_path / "arch", 1, 2, "model.coords=false", "model.attention_window=3")
     result = train(cfg)

@@ -347,6 +347,8 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
         grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip)
         if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
             bar.close()
+            if main:  # the rows since the checkpoint: how the run got there
+                monitor.flush()
             raise LoftUpError(_not_finite(step, losses, ckpt_path, saved[0]))
         optimizer.step()
         if teacher is not None:
