@@ -115,6 +115,9 @@ def _one_error_line(capsys) -> str:
         ("epochs=0", "epochs must be an integer >= 1, got 0"),
         ("log.out_dir=", "log.out_dir is empty; set it to the run's folder: --out DIR"),
         ("recon.dropout=1", "recon.dropout must be a finite number in [0, 1), got 1.0"),
+        # an even box blur is centred half a pixel off: the downsampled grid would shift
+        ("recon.blur=4", "recon.blur must be an integer 0 or 1 (none) or odd (a blur centred"),
+        ("recon.blur=-1", "recon.blur must be an integer 0 or 1 (none) or odd"),
         ("stage1.mask_alpha=1.5", "stage1.mask_alpha must be a finite number in [0, 1]"),
         ("stage2.central=0", "stage2.central must be a finite number in (0, 1]"),
         ("recon.zoom=[1.2, 0.9]", "recon.zoom must be [low, high] with 0 < low <= high"),

@@ -421,7 +421,11 @@ RANGES: dict[str, tuple] = {
     "recon.max_shift": _ge(0),
     "recon.zoom": _gt(0),
     "recon.dropout": _between(0, 1, open_high=True),
-    "recon.blur": _ge(0),
+    # an even box is centred half a pixel off each pixel: the downsampled grid would shift
+    "recon.blur": (
+        (lambda v: v in (0, 1) or (v > 1 and v % 2 == 1)),
+        "0 or 1 (none) or odd (a blur centred on each pixel)",
+    ),
     "stage1.image_size": _ge(1),
     "stage1.n_jitters": _ge(1),
     "stage1.tv_weight": _ge(0),
