@@ -1,6 +1,7 @@
 """Short real training runs: losses go down, checkpoints load everywhere, resume is exact."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -294,13 +295,14 @@ def test_resuming_with_other_trained_modules_is_refused_in_one_line(sa1b, tmp_pa
         train(tiny(sa1b, out, 1, 3, "recon.uncertainty=false"), resume=True)
 
 
-def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(sa1b, tmp_path):
+def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(stage1_run, sa1b, tmp_path):
     """The checkpoint holds the student, teacher and downsampler: a resumed stage 2 does not
     read init again. Before, a stage-1 run moved away stopped the resume ("init does not
     exist") and one of another architecture in its place ended in load_state_dict's
     RuntimeError traceback."""
     s1 = tmp_path / "s1"
-    train(tiny(sa1b, s1, 1, 1))
+    s1.mkdir()
+    shutil.copy(stage1_run.checkpoint, s1)
     init = f"init={s1 / 'checkpoint.pt'}"
     whole = train(tiny(sa1b, tmp_path / "whole", 2, 2, init))
     train(tiny(sa1b, tmp_path / "parts", 2, 1, init))
