@@ -158,6 +158,12 @@ def test_range_errors_are_one_line_from_the_cli_before_any_work(tmp_path, capsys
             "stage1.image_size must be at least the patch size of dinov2_tiny",
         ),
         ("model.num_heads=3", "model.num_heads=3 does not divide the token width 52"),
+        # a blur wider than the map it blurs: torch's padding error, a traceback, at step 0
+        (
+            "recon.blur=225",
+            "recon.blur=225 must be narrower than twice the smallest map it "
+            "blurs (stage1.image_size 112)",
+        ),
     ],
 )
 def test_sizes_that_depend_on_the_backbone_are_checked_from_its_registry(

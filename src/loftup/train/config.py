@@ -571,6 +571,24 @@ def _check_global_sizes_fit(sizes: list[int], load_size: int, whose: str = "") -
         )
 
 
+def _check_blur_fits(cfg: TrainConfig, patch: int) -> None:
+    """The downsampler's blur pads the high-res map by reflection, ``recon.blur // 2`` pixels
+    each side, which must be fewer than the map's side (stage 1's image, stage 2's smallest
+    global view)."""
+    from .batches import default_global_sizes
+
+    if cfg.stage == 1:
+        side, what = cfg.stage1.image_size, "stage1.image_size"
+    else:
+        side = min(cfg.stage2.global_sizes or default_global_sizes(patch))
+        what = "the smallest of stage2.global_sizes"
+    if cfg.recon.blur // 2 >= side:
+        raise UsageError(
+            f"config key recon.blur={cfg.recon.blur} must be narrower than twice the smallest map "
+            f"it blurs ({what} {side}); the recipe uses 5"
+        )
+
+
 def check_backbone_fit(cfg: TrainConfig) -> None:
     """The rules that depend on the backbone's registered patch size and width (read from the
     registry, nothing loaded): stage 1's ``stage1.image_size`` must hold a patch, the global
@@ -580,6 +598,7 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
 
     spec = resolve(cfg.backbone)
     patch, dim = spec.patch_size, spec.dim
+    _check_blur_fits(cfg, patch)
     if cfg.stage == 1:
         if cfg.stage1.image_size < patch:
             raise UsageError(
