@@ -202,3 +202,15 @@ def test_probe_settings_out_of_range_are_refused():
     for bad in ({"epochs": 0}, {"batch_size": 0}, {"lr": float("nan")}, {"lr": -1.0}, *bad_seeds):
         with pytest.raises(UsageError, match=next(iter(bad))):
             fit_linear_probe(feats, labels, 2, config=ProbeConfig(**bad))
+
+
+def test_labels_outside_the_classes_are_named():
+    """A label that is neither a class nor ignore_index (it gave torch's 'Target 7 is out of
+    bounds' from inside the loss, or a silent wrong index on a GPU)."""
+    feats, labels = torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+    labels[0, 0, 0], labels[1, 1, 1] = 7, 255  # 255: the default ignore_index, allowed
+    cfg = ProbeConfig(epochs=1)
+    with pytest.raises(ValueError, match=r"labels hold \[7\], outside the classes 0..2"):
+        fit_linear_probe(feats, labels, 3, config=cfg)
+    labels[0, 0, 0] = 2
+    assert fit_linear_probe(feats, labels, 3, config=cfg).out_channels == 3

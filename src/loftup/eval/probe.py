@@ -326,8 +326,18 @@ def fit_linear_probe(
             f"expected feats (N, C, H, W) and labels (N, H, W), got {tuple(feats.shape)} and "
             f"{tuple(labels.shape)}"
         )
+    labels = labels.long()
+    bad = labels[(labels != ignore_index) & ((labels < 0) | (labels >= num_classes))]
+    if bad.numel():
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"labels hold {bad.unique()[:5].tolist()}, outside the classes 0..{num_classes - 1} "
+            f"and not ignore_index={ignore_index}: map them to a class or to ignore_index, or "
+            "pass the right num_classes"
+        )
     probe = make_seg_probe(feats.shape[1], num_classes, cfg.seed).to(device)
-    batches, steps = _tensor_batches(feats, labels.long(), cfg.batch_size, cfg.seed, device)
+    batches, steps = _tensor_batches(feats, labels, cfg.batch_size, cfg.seed, device)
     return train_probe(
         probe,
         batches,
