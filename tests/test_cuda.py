@@ -168,6 +168,26 @@ def test_cuda_graph_replays_the_eager_forward(model):
     assert (third.float() - first.float()).abs().max().item() == 0.0
 
 
+def test_local_attention_on_gpu_matches_cpu_eager_and_in_a_graph():
+    """A model with attention_window: the GPU's tiled forward and a CUDA graph of the untiled
+    one (which once attended globally) give the CPU's float32 output."""
+    from loftup import LoftUp
+    from loftup.compiled import graph_upsampler
+
+    torch.manual_seed(0)
+    local = LoftUp(dim=64, num_heads=2, attention_window=5).eval()
+    g = torch.Generator().manual_seed(3)
+    lr, image = torch.randn(1, 64, 12, 12, generator=g), torch.randn(1, 3, 168, 140, generator=g)
+    with torch.inference_mode():
+        ref = local(lr, image)
+        gpu = copy.deepcopy(local).cuda()
+        with tf32(False):
+            eager = gpu(lr.cuda(), image.cuda()).cpu()
+            graphed = graph_upsampler(gpu, lr.cuda(), image.cuda())(lr.cuda(), image.cuda())
+    assert (eager - ref).abs().max().item() <= 1e-4
+    assert (graphed.cpu() - ref).abs().max().item() <= 1e-4
+
+
 def test_cuda_graph_and_eager_halves_match_the_whole_forward(model):
     """start(image) then finish(lr_feats): the image's half queued before the backbone."""
     from loftup import start_upsample
