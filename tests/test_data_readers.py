@@ -277,6 +277,9 @@ def test_sam_masks_through_transformers_are_deduplicated_and_cached(tmp_path):
     inter = flat @ flat.T
     iou = inter / (flat.sum(1)[:, None] + flat.sum(1)[None] - inter)
     assert (iou.fill_diagonal_(0) <= 0.7).all()  # duplicates were removed
+    in_batches = SamMaskGenerator(weights, device="cpu", points_per_side=4, points_per_batch=5,
+                                  pred_iou_thresh=0, stability_thresh=0)(image)  # fmt: skip
+    assert np.array_equal(in_batches, masks)  # prompts decoded 5 at a time, not 16: the same
     twice = torch.from_numpy(np.concatenate([masks[:1], masks[:1]]))
     assert dedupe(twice, torch.tensor([0.5, 0.9]), 0.7).tolist() == [1]
     root = write_folder(tmp_path / "imgs", 1, size=32)

@@ -140,13 +140,16 @@ class SamMaskGenerator:
             (torch.arange(n) + 0.5) / n * h, (torch.arange(n) + 0.5) / n * w, indexing="ij"
         )
         points = torch.stack([xs.flatten(), ys.flatten()], dim=1).tolist()  # SAM takes (x, y)
+        # every prompt in SAM's input frame at once (one point each): (1, P, 1, 2); the image
+        # processor runs once, not once per batch of prompts
+        prompts = self._processor(
+            images=pil, input_points=[[[p] for p in points]], return_tensors="pt"
+        )["input_points"]
         masks, scores = [], []
         for start in range(0, len(points), self.points_per_batch):
-            chunk = [[p] for p in points[start : start + self.points_per_batch]]
-            prompt = self._processor(images=pil, input_points=[chunk], return_tensors="pt")
             out = self._model(
                 image_embeddings=embeddings,
-                input_points=prompt["input_points"].to(self.device),
+                input_points=prompts[:, start : start + self.points_per_batch].to(self.device),
                 multimask_output=True,
             )
             logits = self._processor.image_processor.post_process_masks(
@@ -178,6 +181,6 @@ def dedupe(masks: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch
     iou = inter / (area[:, None] + area[None, :] - inter).clamp_min(1)
     kept: list[int] = []
     for i in range(flat.shape[0]):
-        if all(iou[i, j] <= threshold for j in kept):
+        if not kept or bool((iou[i, kept] <= threshold).all()):
             kept.append(i)
     return order[torch.tensor(kept, dtype=torch.long)]
