@@ -452,3 +452,41 @@ def test_deviation_in_chunks_is_the_one_pass_figure_and_keeps_a_nan():
     assert got["mean_abs_dev_vs_float32"] == pytest.approx(d.double().mean().item(), rel=1e-12)
     out[2, 49, 69] = float("nan")  # in the last chunk, after larger deviations
     assert math.isnan(deviation(out, ref, chunk=997)["max_abs_dev_vs_float32"])
+
+
+def test_a_case_that_fails_at_one_size_costs_its_own_row_not_the_section():
+    """The paper's code at 2048 in float32 needs 72 GB (H200 run) next to our float32 output:
+    on an 80 GB card it can run out of memory. That must cost its own row at that size, named
+    with its error, not every row of the forward table (224's decide three of the targets)."""
+    from loftup.bench import bench_forward
+
+    standin = load_reference_class(STANDIN)
+
+    class OutOfMemoryAbove16(standin):
+        def forward(self, lr_feats, image):
+            if image.shape[-1] > 16:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return super().forward(lr_feats, image)
+
+    report = bench_forward(
+        (16, 24), dim=32, grid=4, reference=OutOfMemoryAbove16, reference_max_size=24,
+        peak=False, repeats=1, progress=False,
+    )  # fmt: skip
+    got = {(r["method"], r["dtype"], r["size"]) for r in report["results"]}
+    for size in (16, 24):
+        assert {("loftup", "float32", size), ("bilinear", "float32", size)} <= got
+    assert ("reference", "float32", 16) in got and ("reference", "float32", 24) not in got
+    assert report["failed"] == [
+        {
+            "method": "reference",
+            "dtype": "float32",
+            "size": 24,
+            "error": "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB",
+        }
+    ]
+    from loftup.bench.forward import format_table
+    from loftup.bench.suite import summary
+
+    assert "reference float32 24: OutOfMemoryError" in format_table(report)
+    suite = {"suite": "cpu", "machine": report["machine"], "sections": {"forward": report}}
+    assert "forward: reference float32 24 FAILED OutOfMemoryError" in summary(suite)

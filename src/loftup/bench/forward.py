@@ -127,14 +127,14 @@ def bench_forward(
             peaks["tf32"] = matmul_peak(device, torch.float32)
     fpp = flops_per_pixel(model.config, grid * grid)
     lr = torch.randn(batch, dim, grid, grid, device=device)
-    rows = []
+    rows, failed = [], []
     with torch.inference_mode():
         for size in tqdm(list(sizes), desc="bench", disable=not progress):
             r = ref if size <= reference_max_size else None
             graphs = size <= graph_max_size and torch.device(device).type == "cuda"
             rows += _bench_size(
                 size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs, budget_s,
-                tf32_rows,
+                tf32_rows, failed,
             )  # fmt: skip
     return {
         "machine": machine_info(device),
@@ -155,6 +155,7 @@ def bench_forward(
         },
         "peak_gflops_per_s": peaks,
         "results": rows,
+        "failed": failed,  # cases that raised at a size (out of memory, say): no row there
     }
 
 
@@ -216,9 +217,11 @@ def check_settings(
 
 def _bench_size(
     size, lr, models, ref, peaks, fpp, device, warmup, repeats, graphs=False, budget_s=None,
-    tf32_rows=False,
+    tf32_rows=False, failed=None,
 ) -> list[dict]:  # fmt: skip
-    """All methods at one output size, alternating; one row each."""
+    """All methods at one output size, alternating; one row each. A case that raises on its
+    first calls (the paper's code out of memory at a large size, say) gets no row: it is
+    appended to ``failed`` with its error, and the others are timed without it."""
     batch, dim = lr.shape[:2]
     dtypes = list(models)
     rows = []
@@ -261,13 +264,29 @@ def _bench_size(
     # ours and the reference's alike, and 0.7-3.4 GB for every other float32 row).
     cuda = str(device).startswith("cuda")
     for name in sorted(cases, key=lambda n: n != exact_name):  # warm-up calls, exact one first
-        if cuda:
-            cases[name]()
-        with PeakMemory(device) as mem:
-            out = cases[name]()
+        try:
+            if cuda:
+                cases[name]()
+            with PeakMemory(device) as mem:
+                out = cases[name]()
+        except Exception as e:  # noqa: BLE001 - the other cases at this size still count
+            error = f"{type(e).__name__}: {e}"[:300]
+        else:
+            error = None
+        if error is not None:  # out of the except block: the traceback's tensors are freed
+            del cases[name]
+            method, prec = name.split("/")
+            if failed is not None:
+                failed.append({"method": method, "dtype": prec, "size": size, "error": error})
+            print(f"bench: {name} at {size} failed: {error}", file=sys.stderr)
+            if cuda:
+                torch.cuda.empty_cache()  # what it held, for the cases after it
+            continue
         mems[name] = max(mem.peak_bytes, held.get(name, 0))
-        exact = out if exact is None else exact
-        devs[name] = deviation(out, exact)
+        if name == exact_name:
+            exact = out
+        # deviations are from the exact case's output (none where it failed)
+        devs[name] = deviation(out, exact) if exact is not None else {}
         del out
     del exact
     timing = time_alternating(
@@ -361,6 +380,8 @@ def format_table(report: dict) -> str:
             f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 2**20:>7.0f}MB "
             f"{dev:>8}"
         )
+    for f in report.get("failed", []):
+        lines.append(f"# failed: {f['method']} {f['dtype']} {f['size']}: {f['error']}")
     m = report["machine"]
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in report.get("peak_gflops_per_s", {}).items())
     lines.append(

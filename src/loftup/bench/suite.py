@@ -308,6 +308,8 @@ def summary(report: dict) -> str:
     for key, value in sec.items():
         if isinstance(value, dict) and "error" in value:
             lines.append(f"  {key}: FAILED {value['error']}")
+        for f in value.get("failed", []) if isinstance(value, dict) else []:  # one case, one size
+            lines.append(f"  {key}: {f['method']} {f['dtype']} {f['size']} FAILED {f['error']}")
     fwd = sec.get("forward", {})
     if "results" in fwd:
         by = {(r["method"], r["dtype"], r["size"]): r for r in fwd["results"]}
