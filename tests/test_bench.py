@@ -490,3 +490,27 @@ def test_a_case_that_fails_at_one_size_costs_its_own_row_not_the_section():
     assert "reference float32 24: OutOfMemoryError" in format_table(report)
     suite = {"suite": "cpu", "machine": report["machine"], "sections": {"forward": report}}
     assert "forward: reference float32 24 FAILED OutOfMemoryError" in summary(suite)
+
+
+def test_reports_say_which_triton_and_whether_its_kernels_ran(monkeypatch):
+    """A half-precision GPU figure depends on whether the Triton kernels passed their
+    self-test (where they fail, PyTorch's run, 1.15-1.5x slower, after one warning that the
+    JSON did not keep) and on which Triton and cuDNN settings ran: the report must say."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from loftup import kernels
+    from loftup.bench.core import kernel_state, machine_info
+
+    try:
+        triton = version("triton")
+    except PackageNotFoundError:
+        triton = None
+    assert machine_info("cpu")["triton"] == triton
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(
+        kernels, "_checked", {(gpu, torch.float16): True, (gpu, torch.bfloat16): False}
+    )
+    assert kernel_state("cuda:0") == {"float16": True, "bfloat16": False}
+    assert kernel_state("cuda:1") == {} and kernel_state("cpu") == {}
+    with kernels.enabled(False):
+        assert kernel_state("cuda:0") == "switched off"

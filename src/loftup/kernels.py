@@ -78,6 +78,21 @@ def active(t: torch.Tensor, dtype: torch.dtype) -> bool:
 _checked: dict[tuple[torch.device, torch.dtype], bool] = {}
 
 
+def status(device) -> dict | str:
+    """What the kernels did on ``device`` so far, for a benchmark's report: ``{"float16": True,
+    "bfloat16": False}`` for each half precision self-tested there (passed: used; failed:
+    PyTorch's kernels ran), ``{}`` where none was (the CPU, float32 only), or "switched off"
+    (``LOFTUP_TRITON=0`` or :func:`enabled`)."""
+    if not _switch["on"]:
+        return "switched off"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return {
+        str(dtype).removeprefix("torch."): ok for (d, dtype), ok in _checked.items() if d == dev
+    }
+
+
 def working(device: torch.device | str, dtype: torch.dtype = torch.float16) -> bool:
     """Whether the kernels compile and compute the fast path's numbers on ``device`` in
     ``dtype`` (float16 or bfloat16).

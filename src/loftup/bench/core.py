@@ -34,13 +34,37 @@ def machine_info(device: str = "cpu") -> dict:
         "device": device,
         "git_commit": git_commit(),  # "<sha>-dirty" where the tree differs
     }
+    info["triton"] = _version("triton")  # read without importing it (a second or so)
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda
         info["gpu_memory_bytes"] = torch.cuda.get_device_properties(
             torch.device(device)
         ).total_memory
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32  # as the "float32" rows ran
+        info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
+        info["triton_kernels"] = kernel_state(device)
     return info
+
+
+def kernel_state(device) -> dict | str:
+    """Whether loftup's Triton kernels ran on ``device`` in each half precision so far (see
+    :func:`loftup.kernels.status`): where they failed their self-test, PyTorch's kernels ran
+    instead, slower, after a warning that a report would not otherwise keep."""
+    from .. import kernels
+
+    return kernels.status(device)
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _cpu_name() -> str:

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UsageError
 from . import gpu, scale
-from .core import machine_info
+from .core import kernel_state, machine_info
 from .forward import bench_forward, fmt_dev
 from .targets import format_targets, targets
 
@@ -121,6 +121,8 @@ def run_suite(
             }
             log(f"[{name}] {key} FAILED: {type(e).__name__}: {e}")
         report["sections"].setdefault("_seconds", {})[key] = round(time.perf_counter() - t0, 1)
+        if cuda:  # the Triton kernels' self-tests run on their first half-precision forward
+            report["machine"]["triton_kernels"] = kernel_state(device)
         if on_section is not None:
             on_section(report)
 
