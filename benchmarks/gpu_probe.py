@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from loftup import LoftUp, kernels  # noqa: E402
+from loftup.atomic import write_json  # noqa: E402
 from loftup.bench.core import time_alternating  # noqa: E402
 from loftup.compiled import graph_upsampler  # noqa: E402
 from loftup.fastpath import conv3x3_relu, decode, encode_kv, encode_region  # noqa: E402
@@ -144,7 +145,7 @@ def main() -> None:
         row["seconds"] = round(time.perf_counter() - t0, 1)
         out[str(size)] = row
         print(size, json.dumps(row["ms"]), flush=True)
-        Path(a.json).write_text(json.dumps(out, indent=2))
+        write_json(a.json, out)  # atomic: a run cut short keeps the last complete file
 
 
 if __name__ == "__main__":

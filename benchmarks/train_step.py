@@ -93,6 +93,7 @@ def measure(stage: int, args, data: Path, weights: Path, work: Path, init: str |
 def main(argv=None) -> int:
     import torch
 
+    from loftup.atomic import write_json
     from loftup.bench import machine_info
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
             f"{r['target_seconds']:>15.3f} {100 * r['target_share']:>5.1f}%"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from loftup.atomic import write_json
 from loftup.data.scene_files import write_scenes
 from loftup.data.scenes import SceneConfig
 from loftup.featurizers import get_featurizer
@@ -73,8 +74,7 @@ def main() -> None:
     )
     print(json.dumps(out, indent=2))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":
