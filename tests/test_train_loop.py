@@ -194,8 +194,57 @@ def test_the_full_view_teacher_runs_once_a_step_and_not_once_a_jitter(stage1_run
     calls = []
     teacher.register_forward_hook(lambda *args: calls.append(1))
     inputs = stage2_inputs(featurizer, teacher, batch["image"].float() / 255, batch, draws, cfg)
-    assert len(calls) == 1 and len(inputs["regions"]) == cfg.stage2.n_jitters == 2
+    # the one region stands for every jitter: its affinity is computed once, not n_jitters times
+    assert len(calls) == 1 and len(inputs["regions"]) == 1
+    assert inputs["regions"][0]["weight"] == cfg.stage2.n_jitters == 2
     assert inputs["regions"][0]["teacher"].shape == (4, featurizer.dim, 8, 8)
+
+
+@pytest.mark.parametrize("view", ["full", "both"])
+def test_the_full_region_counted_once_leaves_the_stage2_loss_and_gradient_unchanged(sa1b, view):
+    """The global view's region comes once with weight n_jitters: the loss and its gradient
+    are those of the region repeated once per jitter, interleaved with the crops, as before."""
+    from loftup.model import LoftUp, LoftUpConfig
+    from loftup.train.build import build_trainee
+    from loftup.train.losses import affinity_loss, tv_loss
+    from loftup.train.objectives import crop_regions, stage2_losses
+
+    cfg = tiny(sa1b, "unused", 2, 1, "init=unused", f"stage2.teacher_view={view}",
+               "stage2.n_jitters=3")  # fmt: skip
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    arch = LoftUpConfig(dim=featurizer.dim, depth=1, num_heads=2, n_freqs=4)
+    teacher, student = LoftUp(config=arch).eval(), LoftUp(config=arch)
+    trainee = build_trainee(cfg, student, featurizer.patch_size, {}).eval()  # no dropout draws
+    ds = MaskedImages(sa1b, size=112)
+    batch = collate([ds[i] for i in range(4)])
+    draws = draw_step(cfg, 0, featurizer.dim, featurizer.patch_size, [56])
+    inputs = stage2_inputs(featurizer, teacher, batch["image"].float() / 255, batch, draws, cfg)
+    crops = [r for r in inputs["regions"] if "weight" not in r]
+    (full,) = [r for r in inputs["regions"] if "weight" in r]
+    assert len(crops) == (3 if view == "both" else 0) and full["weight"] == 3
+    weights = {"rec": 1.0, "tv": 0.05, "affinity": 20.0}
+
+    losses = stage2_losses(trainee, inputs, weights)
+    losses["loss"].backward()
+    grads = [p.grad.clone() for p in student.parameters()]
+    student.zero_grad()
+
+    # before: one region per jitter, the crop (with "both") then the same full region again
+    hr = student(inputs["lr_feats"], inputs["image"])
+    rec = trainee.reconstruction(hr, inputs["views"], inputs["proj"])
+    tv = tv_loss(project(hr, inputs["proj"]))
+    old = [r for c in crops for r in (c, full)] if crops else [full] * 3
+    distill = sum(
+        affinity_loss(crop_regions(hr, r["boxes"], r["teacher"].shape[-1]), r["teacher"], 0.8)
+        for r in old
+    ) / len(old)
+    before = weights["rec"] * rec + weights["tv"] * tv + weights["affinity"] * distill
+    before.backward()
+    assert torch.allclose(losses["affinity"], distill, rtol=1e-6, atol=0)
+    assert torch.allclose(losses["loss"], before, rtol=1e-6, atol=0)
+    for p, g in zip(student.parameters(), grads, strict=True):
+        assert torch.allclose(g, p.grad, rtol=1e-5, atol=1e-6 * g.abs().max().item())
 
 
 def test_cli_trains_and_will_not_overwrite_a_run(sa1b, tmp_path, capsys):

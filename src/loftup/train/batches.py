@@ -194,8 +194,8 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
                 [boxes.clamp(max=s - region), torch.full_like(boxes[:, :1], region)], 1
             )
             regions.append({"teacher": out, "boxes": boxes, "central": s2.central})
-        if full is not None:  # once per jitter, as the crops: "both" weighs the two alike
-            regions.append(full)
+    if full is not None:  # counted once per jitter, as the crops: "both" weighs the two alike
+        regions.append({**full, "weight": float(draws.offsets.shape[1])})
     return {
         "stage": 2,
         "lr_feats": lr_feats,

@@ -88,18 +88,23 @@ def stage2_losses(trainee: Trainee, batch: dict, w: dict) -> dict[str, torch.Ten
     batch: as stage 1 without ``target``, plus ``regions``: a list (one per teacher view) of
     dicts with ``teacher`` (B, C, r, r) the teacher's mask-adjusted output resized to the region's
     side r, ``boxes`` (B, 3) integer (top, left, size) of the region in the global view, and
-    ``central`` the fraction of each side the affinity looks at.
+    ``central`` the fraction of each side the affinity looks at, and optionally ``weight`` (1 if
+    absent): how many regions it stands for (the global view, the same region for every jitter,
+    comes once with weight n_jitters, so its affinity is computed once). The distillation term
+    is the weighted mean.
     """
     hr = trainee.upsampler(batch["lr_feats"], batch["image"])
     rec = trainee.reconstruction(hr, batch["views"], batch["proj"])
     tv = tv_loss(project(hr, batch["proj"]))
-    distill = hr.new_zeros(())
+    distill, count = hr.new_zeros(()), 0.0
     for region in batch["regions"]:
         student = crop_regions(hr, region["boxes"], region["teacher"].shape[-1])
-        distill = distill + affinity_loss(
+        weight = region.get("weight", 1.0)
+        distill = distill + weight * affinity_loss(
             student, region["teacher"].to(hr.dtype), region["central"]
         )
-    distill = distill / max(1, len(batch["regions"]))
+        count += weight
+    distill = distill / max(1.0, count)
     loss = w["rec"] * rec + w["tv"] * tv + w["affinity"] * distill
     return {"loss": loss, "rec": rec, "tv": tv, "affinity": distill}
 
