@@ -321,3 +321,24 @@ def test_more_workers_than_cpus_get_one_per_cpu(caplog):
         assert _workers(cpus + 8, True) == cpus
     (record,) = caplog.records
     assert f"data.num_workers={cpus + 8}, but this process has {cpus} CPUs" in record.getMessage()
+
+
+def test_batch_size_errors_come_before_the_backbone_is_looked_for(tmp_path, capsys, monkeypatch):
+    """The default backbone (dinov2_vits14) is not here offline: a global batch that torchrun's
+    processes cannot share, or that the images cannot fill, is what is said (it was said only
+    once the backbone had loaded; under torchrun, after the process group had been joined)."""
+    from train_fixtures import write_sa1b
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_sa1b(tmp_path / "sa1b", 3, size=32)
+    out = tmp_path / "o"
+    args = ["train", "--stage", "1", "--data", str(data), "--out", str(out), "data.num_workers=0"]
+    assert main([*args, "batch_size=4"]) == 2
+    line = _one_error_line(capsys)
+    assert "the dataset has 3 images, fewer than one batch of 4; lower batch_size to 3" in line
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main([*args, "batch_size=3"]) == 2
+    err = capsys.readouterr().err.strip()  # each rank says which it is
+    assert err.startswith("[rank 0] error: batch_size 3 is not divisible by 2 processes; set ")
+    assert "\n" not in err and not out.exists()

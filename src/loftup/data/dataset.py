@@ -194,6 +194,23 @@ def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :width].bool()
 
 
+def check_global_batch(global_batch: int, world: int, n: int | None = None) -> None:
+    """A UsageError unless ``world`` processes can share the global batch equally and (where
+    the number of images ``n`` is given) the data holds at least one batch."""
+    if global_batch % world:
+        raise UsageError(
+            f"batch_size {global_batch} is not divisible by {world} processes; set batch_size "
+            f"to a multiple of {world} (e.g. {-(-global_batch // world) * world}), the global "
+            "batch that they share"
+        )
+    if n is not None and n < global_batch:
+        most = f"{n} or fewer" if world == 1 else f"at most {n}, a multiple of {world}"
+        raise UsageError(
+            f"the dataset has {n} images, fewer than one batch of {global_batch}; lower "
+            f"batch_size to {most}, or add images"
+        )
+
+
 class StepSampler(torch.utils.data.Sampler):
     """Yields, for each training step from ``start_step``, this rank's slice of the global batch.
 
@@ -214,18 +231,7 @@ class StepSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world: int = 1,
     ) -> None:
-        if global_batch % world:
-            raise UsageError(
-                f"batch_size {global_batch} is not divisible by {world} processes; set batch_size "
-                f"to a multiple of {world} (e.g. {-(-global_batch // world) * world}), the global "
-                "batch that they share"
-            )
-        if n < global_batch:
-            most = f"{n} or fewer" if world == 1 else f"at most {n}, a multiple of {world}"
-            raise UsageError(
-                f"the dataset has {n} images, fewer than one batch of {global_batch}; lower "
-                f"batch_size to {most}, or add images"
-            )
+        check_global_batch(global_batch, world, n)
         self.n, self.batch, self.steps, self.seed = n, global_batch, steps, seed
         self.start, self.rank, self.world = start_step, rank, world
         self.per_epoch = n // global_batch

@@ -36,9 +36,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def env_world() -> int:
+    """How many processes torchrun's environment says this run has (1 without torchrun), read
+    without joining the process group: what :func:`setup` will give as ``world``."""
+    if "RANK" not in os.environ:
+        return 1
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun; the single-process info otherwise."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if env_world() <= 1:
         return DistInfo(device=resolve_device(device_name))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

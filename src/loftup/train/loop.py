@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import MaskedImages, StepSampler, collate, data_folder
+from ..data.dataset import MaskedImages, StepSampler, check_global_batch, collate, data_folder
 from ..errors import (
     LoftUpError,
     Terminated,
@@ -59,7 +59,15 @@ from .checkpoint import (
     unpack_history,
 )
 from .config import TrainConfig, check_backbone_fit, load_config, validate
-from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
+from .distributed import (
+    DistInfo,
+    barrier,
+    convert_batchnorm,
+    env_world,
+    mean_over_ranks,
+    setup,
+    teardown,
+)
 from .ema import EMATeacher
 from .monitor import Monitor, write_run_record
 
@@ -150,10 +158,11 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
 def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
-    sizes it needs, stage 2's ``init`` (unless a checkpoint to resume holds the run), the data
+    sizes it needs, the global batch against torchrun's process count, stage 2's ``init`` (unless a checkpoint to resume holds the run), the data
     folder and the output folder. A :class:`UsageError` names the problem and the fix."""
     validate(cfg)
     check_backbone_fit(cfg)
+    check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
     resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
     if cfg.stage == 2 and not resuming:
         check_init(cfg.init)
@@ -226,6 +235,25 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     require(_packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
+    # -- the data (listed before any model loads: too few images for a batch is said first) --
+    d = cfg.data
+    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
+    dataset = MaskedImages(
+        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
+        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
+        cache_dir=d.cache_dir,
+    )  # fmt: skip
+    total = (
+        cfg.max_steps
+        if cfg.max_steps is not None
+        else cfg.epochs * (len(dataset) // cfg.batch_size)
+    )
+    step0 = ckpt["step"] if ckpt is not None else 0
+    sampler = StepSampler(
+        len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
+        start_step=step0, rank=info.rank, world=info.world,
+    )  # fmt: skip
+
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     featurizer = build_featurizer(cfg, device)
@@ -234,10 +262,10 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     teacher = None
     if cfg.stage == 2:
         teacher = EMATeacher(upsampler, beta=cfg.stage2.ema_beta, every=cfg.stage2.ema_every)
-    step0, history, skipped = 0, [], 0
+    history, skipped = [], 0
     if ckpt is not None:
         restore(ckpt, trainee, teacher)
-        step0, history, skipped = ckpt["step"], unpack_history(ckpt["history"]), ckpt["skipped"]
+        history, skipped = unpack_history(ckpt["history"]), ckpt["skipped"]
     trainee.to(device).train()
     if teacher is not None:
         teacher.model.to(device)
@@ -253,23 +281,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
             log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
 
-    # -- the data --------------------------------------------------------------------------
-    d = cfg.data
-    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
-    dataset = MaskedImages(
-        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
-        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
-        cache_dir=d.cache_dir,
-    )  # fmt: skip
-    total = (
-        cfg.max_steps
-        if cfg.max_steps is not None
-        else cfg.epochs * (len(dataset) // cfg.batch_size)
-    )
-    sampler = StepSampler(
-        len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
-        start_step=step0, rank=info.rank, world=info.world,
-    )  # fmt: skip
+    # -- the loader ------------------------------------------------------------------------
     if d.masks == "sam":
         precompute_masks(dataset, info)
     workers = _workers(d.num_workers, main)
