@@ -342,3 +342,50 @@ def test_batch_size_errors_come_before_the_backbone_is_looked_for(tmp_path, caps
     err = capsys.readouterr().err.strip()  # each rank says which it is
     assert err.startswith("[rank 0] error: batch_size 3 is not divisible by 2 processes; set ")
     assert "\n" not in err and not out.exists()
+
+
+@pytest.fixture
+def small_init(tmp_path):
+    """A stage-1 result of another architecture than the default (depth 1, 2 heads)."""
+    from loftup.hub import save_pretrained
+    from loftup.model import LoftUp
+
+    folder = tmp_path / "init"
+    save_pretrained(LoftUp(dim=384, depth=1, num_heads=2, n_freqs=4), folder,
+                    backbone="dinov2_vits14")  # fmt: skip
+    return folder
+
+
+def test_stage_two_refuses_a_model_key_that_contradicts_init(tmp_path, capsys, monkeypatch,
+                                                             small_init):  # fmt: skip
+    """Stage 2 keeps init's architecture: a model.* key set to another value was ignored with
+    an INFO line; it is refused, naming the key, both values and the fix, before the backbone
+    (not here offline) is looked for. The same value as init's is fine."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "o"
+    args = ["train", "--stage", "2", "--data", str(tmp_path), "--out", str(out),
+            f"init={small_init}"]  # fmt: skip
+    for extra in ([], ["--print-config"]):
+        assert main([*args, "model.depth=3", *extra]) == 2
+        line = _one_error_line(capsys)
+        assert f"model.depth=3 contradicts init {small_init}, which has model.depth=1" in line
+        assert "drop model.depth (only model.attention_window may change)" in line
+    assert not out.exists()
+    # --print-config shows the architecture stage 2 trains: init's (it showed the default)
+    assert main([*args, "model.depth=1", "model.attention_window=3", "--print-config"]) == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert (model["depth"], model["num_heads"], model["n_freqs"]) == (1, 2, 4)
+    assert model["attention_window"] == 3
+
+
+def test_stage_two_honours_model_attention_window(tmp_path, small_init):
+    """The attention window changes no parameter: stage 2 trains init's weights with the
+    window given (and records it), and keeps init's where none is given."""
+    from loftup.train.build import build_upsampler
+
+    base = [f"data.root={tmp_path}", f"init={small_init}"]
+    for extra, window in (([], None), (["model.attention_window=3"], 3)):
+        cfg = load_config({}, base + extra, stage=2)
+        model, used, _ = build_upsampler(cfg, 384)
+        assert model.config.attention_window == used.model.attention_window == window
+        assert (model.config.depth, used.model.depth, used.model.num_heads) == (1, 1, 2)

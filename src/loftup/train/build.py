@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, UsageError
 from ..model import LoftUp, LoftUpConfig
 from .checkpoint import load_checkpoint, pack_history, rng_state
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, _show
 from .objectives import Trainee
 
 log = logging.getLogger("loftup.train")
@@ -47,8 +47,9 @@ def build_upsampler(
         config = LoftUpConfig(dim=dim, **dataclasses.asdict(cfg.model))
         return LoftUp(config=config), cfg, {}
     if resume is not None:
-        model = LoftUp(config=LoftUpConfig.from_dict(resume["model_config"]))
-        arch = {k: v for k, v in model.config.to_dict().items() if k != "dim"}
+        saved = LoftUpConfig.from_dict(resume["model_config"])
+        arch = stage2_architecture(cfg, _arch(saved), "the checkpoint to resume")
+        model = LoftUp(config=LoftUpConfig(dim=saved.dim, **arch))
         return model.train(), dataclasses.replace(cfg, model=ModelConfig(**arch)), {}
     if not cfg.init:
         raise LoftUpError(
@@ -76,7 +77,8 @@ def build_upsampler(
             "run gives it with backbone_norm=%s (other features): set backbone_norm=%s to go "
             "on with the same", cfg.init, cfg.backbone, was, input_norm, was,
         )  # fmt: skip
-    arch = {k: v for k, v in model.config.to_dict().items() if k != "dim"}
+    arch = stage2_architecture(cfg, _arch(model.config), f"init {cfg.init}")
+    model.config = dataclasses.replace(model.config, **arch)  # attention_window, if set
     if arch != dataclasses.asdict(cfg.model):
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
     cfg = dataclasses.replace(cfg, model=ModelConfig(**arch))
@@ -89,6 +91,56 @@ def build_upsampler(
         except LoftUpError:
             extras = {}  # a plain state dict: the training-only modules start fresh
     return model.train(), cfg, extras
+
+
+def _arch(config: LoftUpConfig) -> dict:
+    """An upsampler's architecture as the keys of ``model.*`` (its width C aside)."""
+    return {k: v for k, v in config.to_dict().items() if k != "dim"}
+
+
+def given_model_keys(cfg: TrainConfig) -> set[str]:
+    """The ``model.*`` keys the user set: those :func:`~.config.load_config` recorded, and any
+    that differ from the default (a TrainConfig built in Python records none)."""
+    default = dataclasses.asdict(ModelConfig())
+    mine = dataclasses.asdict(cfg.model)
+    return set(getattr(cfg, "model_given", ())) | {k for k in mine if mine[k] != default[k]}
+
+
+def stage2_architecture(cfg: TrainConfig, arch: dict, source: str) -> dict:
+    """Stage 2's architecture: ``arch``, that of the upsampler it starts from (``source``, as
+    named in an error), with the user's ``model.attention_window`` if set (it changes no
+    parameter). A ``model.*`` key the user set to another value than ``arch``'s is refused:
+    the weights stage 2 starts from are of ``arch``."""
+    mine = dataclasses.asdict(cfg.model)
+    given = given_model_keys(cfg)
+    for key in sorted(given - {"attention_window"}):
+        if mine[key] != arch[key]:
+            raise UsageError(
+                f"model.{key}={_show(mine[key])} contradicts {source}, which has "
+                f"model.{key}={_show(arch[key])}: stage 2 keeps the architecture it starts from; "
+                f"drop model.{key} (only model.attention_window may change), or train a stage-1 "
+                f"run with model.{key}={_show(mine[key])} and start from it"
+            )
+    if "attention_window" in given:
+        arch = {**arch, "attention_window": cfg.model.attention_window}
+    return arch
+
+
+def init_architecture(init: str) -> dict:
+    """The architecture of stage 2's ``init`` (read without the backbone)."""
+    from ..hub import load_upsampler
+
+    return _arch(load_upsampler(init).config)
+
+
+def with_init_architecture(cfg: TrainConfig) -> TrainConfig:
+    """A stage-2 ``cfg`` with the architecture it will train (``--print-config``): its
+    ``init``'s, where that is a file or folder here, with the ``model.*`` keys set checked
+    against it; ``cfg`` as it is where init is not here (a released name is not downloaded)."""
+    if not cfg.init or not Path(cfg.init).expanduser().exists():
+        return cfg
+    arch = stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
+    return dataclasses.replace(cfg, model=ModelConfig(**arch))
 
 
 def build_trainee(cfg: TrainConfig, upsampler: LoftUp, patch: int, extras: dict) -> Trainee:

@@ -292,7 +292,12 @@ def load_config(
     stage = int(stage if stage is not None else file_stage or 1)
     data["stage"] = stage
     defaults = default_config(stage).to_dict()
-    return build(TrainConfig, merge(defaults, data), "")
+    cfg = build(TrainConfig, merge(defaults, data), "")
+    # stage 2 takes its architecture from init: which model keys the user set, to be checked
+    # against it (loftup.train.build.stage2_architecture); not a field, so not saved
+    model = data.get("model")
+    cfg.model_given = frozenset(model) if isinstance(model, dict) else frozenset()
+    return cfg
 
 
 def build(cls, data: dict, prefix: str):

@@ -48,7 +48,10 @@ from .build import (
     build_upsampler,
     check_resumable,
     checkpoint_payload,
+    given_model_keys,
+    init_architecture,
     restore,
+    stage2_architecture,
 )
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -158,7 +161,7 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
 def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
-    sizes it needs, the global batch against torchrun's process count, stage 2's ``init`` (unless a checkpoint to resume holds the run), the data
+    sizes it needs, the global batch against torchrun's process count, stage 2's ``init`` (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its architecture, the data
     folder and the output folder. A :class:`UsageError` names the problem and the fix."""
     validate(cfg)
     check_backbone_fit(cfg)
@@ -166,6 +169,8 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
     resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
     if cfg.stage == 2 and not resuming:
         check_init(cfg.init)
+        if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
+            stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
     check_out_dir(cfg.log.out_dir)
     data_folder(cfg.data.root)
 
