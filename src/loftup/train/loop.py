@@ -172,7 +172,28 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> None:
         if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
             stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
     check_out_dir(cfg.log.out_dir)
+    check_backbone_weights(cfg.backbone, cfg.backbone_weights)
     data_folder(cfg.data.root)
+
+
+def check_backbone_weights(backbone: str, weights: str | None) -> None:
+    """``backbone_weights`` that name a file, or a path that does not exist: every backbone
+    reads a folder (or a hub id, looked up when it loads)."""
+    from ..hub import looks_like_path
+
+    if not weights:
+        return
+    path = Path(weights).expanduser()
+    if path.is_file():
+        raise UsageError(
+            f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
+            f"a hub id (if it is one of its files, pass its folder, {path.parent})"
+        )
+    if not path.exists() and looks_like_path(weights):
+        raise UsageError(
+            f"backbone weights for {backbone}: {weights} does not exist; pass the folder of its "
+            "weights or a hub id"
+        )
 
 
 def check_init(init: str | None) -> None:
