@@ -166,6 +166,16 @@ def test_settings_follow_the_demo_unless_set():
         ({"name": "mask-noise", "noise_kinds": ["blur"]}, "unknown mask-noise kind 'blur'"),
         ({"name": "mask-noise", "noise_levels": [0.0]}, r"noise levels must be in \(0, 1\]"),
         ({"name": "stages", "stage2_steps": 0}, "--stage2-steps must be >= 1, got 0"),
+        # a repeated kind or level was one variant scored once per repeat at every seed: its
+        # row's spread, and so its verdict, came from copies of the same runs
+        (
+            {"name": "mask-noise", "noise_kinds": ["drop", "erode", "drop"]},
+            "--kinds names drop twice; give each kind once",
+        ),
+        (
+            {"name": "mask-noise", "noise_levels": [0.5, 1, 0.50]},
+            "--levels gives 0.5 twice; give each level once",
+        ),
         ({"name": "coords", "stage2_steps": 50}, "coords trains stage 1 only; --stage2-steps"),
     ],
 )

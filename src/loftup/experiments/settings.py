@@ -128,6 +128,16 @@ class ExperimentSettings:
             raise UsageError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
         if any(not 0 < lv <= 1 for lv in self.noise_levels or ()):
             raise UsageError(f"noise levels must be in (0, 1], got {self.noise_levels}")
+        # each kind and level is a variant named "{kind} {level:g}": a repeat would be scored
+        # as another seed of the same runs
+        for flag, names, what in (
+            ("--kinds", list(self.noise_kinds or ()), "names {} twice; give each kind once"),
+            ("--levels", [f"{lv:g}" for lv in self.noise_levels or ()],
+             "gives {} twice; give each level once"),
+        ):  # fmt: skip
+            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if twice is not None:
+                raise UsageError(f"{flag} {what.format(twice)}")
         if self.masks not in ("sa1b", "superpixels", "sam"):
             raise UsageError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
         check_threads(self.threads)
