@@ -338,3 +338,20 @@ def test_a_dataset_short_of_eval_count_is_refused_not_split_across_its_halves(tm
     valid = SegmentationSet("voc", str(root), "val", 64, limit=2)
     expected = torch.stack([ds[i]["image"] for ds in (train, valid) for i in range(2)])
     assert torch.equal(evalset.images, expected)  # fit: training images; scored: validation
+
+
+def test_a_stage2_folder_made_with_another_window_is_not_reused(tmp_path):
+    """Stage 2 takes its architecture from init, except the attention window, which it uses as
+    given: a folder trained with another window holds another run."""
+    import yaml
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments.runs import _check_same
+    from loftup.train import load_config
+
+    cfg = load_config(None, ["init=somewhere", "model.attention_window=5"], stage=2)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    _check_same(cfg, tmp_path)  # the same run: reused
+    other = load_config(None, ["init=somewhere"], stage=2)
+    with pytest.raises(LoftUpError, match="differs in model.attention_window"):
+        _check_same(other, tmp_path)

@@ -177,6 +177,10 @@ def _check_same(cfg, out: Path) -> None:
     wanted = cfg.to_dict()
     skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
     diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
+    if cfg.stage == 2:  # the architecture is init's, but the window is the run's own
+        window = "model.attention_window"
+        if (saved.get("model") or {}).get("attention_window") != cfg.model.attention_window:
+            diff.append(window)
     if diff:
         raise LoftUpError(
             f"{out} holds a run made with other settings (differs in {', '.join(diff)}); "
