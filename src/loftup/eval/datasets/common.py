@@ -136,10 +136,3 @@ def resize_square(img, size: int, *, nearest: bool, bicubic: bool = False):
     Image = _pil()
     mode = Image.NEAREST if nearest else (Image.BICUBIC if bicubic else Image.BILINEAR)
     return img.resize((size, size), mode)
-
-
-def lookup(table: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """Map raw label values through ``table`` (values beyond the table map to IGNORE)."""
-    full = np.full(max(256, int(raw.max()) + 1), IGNORE, dtype=np.int64)
-    full[: len(table)] = table
-    return full[raw.astype(np.int64)]
