@@ -554,6 +554,34 @@ def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(
     assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" not in err
     assert "`loftup download loftup_dinov2s` on a machine with network" in err
     assert "loftup upsample -m /path/to/pytorch_model.bin" in err
+    # its backbone is missing too, and said so at once (not on the run after -m /path)
+    assert "the backbone's weights are missing too" in err and "'facebook/dinov2-small'" in err
+    assert "--backbone-weights /path/to/folder" in err
+
+
+def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_path, monkeypatch):
+    """Offline, load_pipeline names every missing file in its one error: the released
+    upsampler's, and its backbone's where that is not in the cache (or at the folder given)."""
+    from huggingface_hub import constants
+
+    from loftup import WeightsNotFoundError, get_featurizer, load_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    both = "haiwen/loftup-dinov2s", "the backbone's weights are missing too"
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_pipeline("loftup_dinov2s")
+    assert all(words in str(e.value) for words in both) and "\n" not in str(e.value)
+    assert "'facebook/dinov2-small'" in str(e.value)
+    with pytest.raises(WeightsNotFoundError, match="'facebook/dinov2-base'"):
+        load_pipeline("loftup_clip", backbone="dinov2_vitb14")  # the backbone asked for
+    folder = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", {p.name: p for p in folder.iterdir()})
+    for kw in ({}, {"backbone_weights": folder}):  # in the cache, or a local folder
+        with pytest.raises(WeightsNotFoundError, match="haiwen/loftup-dinov2s") as e:
+            load_pipeline("loftup_dinov2s", **kw)
+        assert "backbone" not in str(e.value)
 
 
 def test_a_truncated_backbone_safetensors_is_named(tmp_path, capsys):

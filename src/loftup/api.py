@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import LoftUpError, UsageError
+from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import backbone_input_size, resize_images, shorter_side_to
 from .hub import load_upsampler
@@ -228,7 +228,11 @@ def load_pipeline(
     if isinstance(model, LoftUp):
         upsampler = model.to(device, want) if want is not None else model.to(device)
     else:
-        upsampler = load_upsampler(model, device=device).to(device, want or torch.float32)
+        try:
+            upsampler = load_upsampler(model, device=device)
+        except WeightsNotFoundError as e:
+            raise _with_missing_backbone(e, model, backbone, backbone_weights) from None
+        upsampler = upsampler.to(device, want or torch.float32)
     upsampler = upsampler.eval()
     if isinstance(backbone, Featurizer):
         featurizer = backbone.to(device, want) if want is not None else backbone.to(device)
@@ -249,6 +253,28 @@ def load_pipeline(
             f"expects {upsampler.dim}-d ones; pass the backbone it was trained with"
         )
     return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+def _with_missing_backbone(
+    error: WeightsNotFoundError, model, backbone, backbone_weights
+) -> WeightsNotFoundError:
+    """``error`` (the upsampler's weights were not found), naming the backbone's weights too
+    where they cannot be found either: offline with nothing cached, a user who provided the
+    upsampler's file learnt only on the next run that the backbone's were missing as well."""
+    from .featurizers.hf import find_weights
+    from .hub import ALIASES, RELEASED
+
+    name = backbone if isinstance(backbone, str) else None
+    if name is None and isinstance(model, (str, os.PathLike)):
+        released = RELEASED.get(ALIASES.get(os.fspath(model), os.fspath(model)))
+        name = released.backbone if released is not None else None
+    if name is None:  # which backbone is recorded in the weights that are missing
+        return error
+    try:
+        find_weights(name, backbone_weights)
+    except LoftUpError as e:
+        return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
+    return error
 
 
 @functools.lru_cache(maxsize=1)

@@ -70,6 +70,17 @@ def resolve_weights(
     return hub_folder(source, HUB_FILES, **kw)
 
 
+def find_weights(name: str, weights: str | os.PathLike | None = None) -> None:
+    """The error :func:`loftup.get_featurizer` would raise for backbone ``name``'s weights
+    (``weights``: a folder or hub id; None: the official ones) that cannot be found, raised
+    without loading them; nothing for a backbone that needs no files (seeded or shipped)."""
+    from . import resolve
+
+    spec = resolve(name)
+    if spec.default_weights is not None:
+        resolve_weights(weights, spec.default_weights, spec.name)
+
+
 def download(name: str) -> Path:
     """Fill the Hugging Face cache with backbone ``name``'s official weights; returns the folder.
 
