@@ -292,6 +292,30 @@ def test_a_uint8_batch_reads_as_its_images_do(upsampler):
         loftup.upsample(pixels.long(), model=pipe, size=32)
 
 
+def test_images_that_are_not_pixels_in_0_1_are_refused_by_name(upsampler):
+    """An ImageNet-normalised or 0-255 float image (what LoftUp itself and many loaders give)
+    was normalised again and upsampled without a word: the features of another image. A NaN
+    one failed on "lr_feats", an empty one with a ZeroDivisionError traceback."""
+    from loftup.featurizers import imagenet_normalize
+
+    pipe = loftup.load_pipeline(upsampler, device="cpu")
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    nan = image.clone()
+    nan[0, 1, 3, 4] = float("nan")
+    for bad in (imagenet_normalize(image), image * 255, nan):
+        with pytest.raises(loftup.LoftUpError, match=r"expected RGB values in \[0, 1\], got"):
+            loftup.upsample(bad, model=pipe, size=32)
+    for empty in (image[:, :, :0], image[:0]):
+        with pytest.raises(loftup.LoftUpError, match="with B, H, W >= 1, got"):
+            pipe(empty, 32)
+    # a resampling's overshoot is not refused: bicubic resizing leaves [0, 1] a little
+    edge = torch.zeros(1, 3, 20, 28)
+    edge[..., 14:] = 1
+    resized = torch.nn.functional.interpolate(edge, (40, 56), mode="bicubic")
+    assert resized.min() < -0.05 and resized.max() > 1.05
+    assert loftup.upsample(resized, model=pipe, size=32).shape == (1, 32, 32, 45)
+
+
 def test_a_size_that_is_no_size_is_named_not_misread(upsampler):
     """size="32" was read as 3 x 2 (a string is a sequence), size=32.0 was a TypeError
     traceback ('float' object is not iterable)."""

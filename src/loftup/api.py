@@ -141,6 +141,24 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
         )
 
 
+#: How far outside [0, 1] pixel values may lie (a resampling's overshoot): ImageNet-normalised
+#: images (about -2.1 to 2.6) and 0-255 values lie further out.
+PIXEL_SLACK = 0.25
+
+
+def check_pixels(images: torch.Tensor) -> None:
+    """A :class:`UsageError` unless ``images`` hold RGB values in [0, 1] (give or take
+    :data:`PIXEL_SLACK`): an ImageNet-normalised or 0-255 image gave wrong features without a
+    word (the pipeline normalises them itself), and a NaN one an error about the features."""
+    lo, hi = (float(v) for v in torch.aminmax(images))
+    if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:  # NaN fails too
+        raise UsageError(
+            f"expected RGB values in [0, 1], got values from {lo:.4g} to {hi:.4g}: pass the "
+            "image before ImageNet normalisation (the pipeline normalises it), 0-255 values "
+            "divided by 255 (or as uint8), and no NaN or infinite pixels"
+        )
+
+
 @dataclass
 class FeaturePipeline:
     """A backbone and the upsampler trained on its features.
@@ -179,12 +197,14 @@ class FeaturePipeline:
         their place: features of any size in the memory of one tile, the same values.
         ``progress``: a bar over the tiles of an output of several.
         """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"expected RGB images (B, 3, H, W) in [0, 1], got {tuple(images.shape)}"
+        if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape:
+            raise UsageError(
+                f"expected RGB images (B, 3, H, W) in [0, 1] with B, H, W >= 1, got "
+                f"{tuple(images.shape)}"
             )
         h0, w0 = images.shape[-2:]
         x = images.to(self.device, torch.float32)
+        check_pixels(x)
         bb_hw = backbone_input_size(h0, w0, self.featurizer.patch_size, self.backbone_size)
         guide = imagenet_normalize(resize_images(x, output_size(size, h0, w0)))
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
