@@ -306,8 +306,16 @@ def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path):
     import loftup
     from loftup.errors import LoftUpError
 
-    with pytest.raises(LoftUpError, match="backbone_size is the shorter side in pixels"):
-        loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=0)
+    for bad in (0, True, 224.0):  # True is an int to Python: a 1-pixel side, without a word
+        with pytest.raises(LoftUpError, match="backbone_size is the shorter side in pixels"):
+            loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=bad)
+    # a NumPy integer is a size, as it is for size=
+    import numpy as np
+
+    pipe = loftup.load_pipeline(
+        loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=np.int64(28)
+    )
+    assert pipe.backbone_size == 28 and type(pipe.backbone_size) is int
 
 
 def test_a_wrong_data_folder_is_said_before_the_backbone_is_looked_for(capsys, tmp_path):

@@ -134,7 +134,8 @@ def resolve_device(
 def check_backbone_size(size, name: str = "backbone_size") -> None:
     """A :class:`UsageError` unless ``size`` is a shorter side the backbone can see: an int
     >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
-    if size is not None and not (isinstance(size, int) and size >= 1):
+    integer = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+    if size is not None and not (integer and size >= 1):
         raise UsageError(
             f"{name} is the shorter side in pixels the backbone sees (>= 1; 224 by default; "
             f"None: the image's own), got {size!r}"
@@ -241,6 +242,7 @@ def load_pipeline(
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
     check_backbone_size(backbone_size)
+    backbone_size = None if backbone_size is None else int(backbone_size)
     if backbone_norm is not None:
         check_input_norm(backbone_norm, "backbone_norm")
     device = resolve_device(device)
