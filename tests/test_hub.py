@@ -312,7 +312,7 @@ def test_offline_without_cache_names_repo_file_and_local_path(tmp_path):
     assert "haiwen/loftup-clip" in msg and "pytorch_model.bin" in msg and "local path" in msg
     # both ways of passing the file: Python and the command line
     assert "load_upsampler('/path/to/pytorch_model.bin')" in msg
-    assert "loftup upsample -m /path/to/pytorch_model.bin" in msg
+    assert "loftup upsample -m /path/to/pytorch_model.bin --backbone clip_vitb16" in msg
     res = done["download"]
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
@@ -553,7 +553,9 @@ def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(
     assert "file 'pytorch_model.bin' of hub repo 'haiwen/loftup-dinov2s' is not in the " in err
     assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" not in err
     assert "`loftup download loftup_dinov2s` on a machine with network" in err
-    assert "loftup upsample -m /path/to/pytorch_model.bin" in err
+    # the file alone does not record its backbone: the advice names it, or it would fail again
+    assert "`loftup upsample -m /path/to/pytorch_model.bin --backbone dinov2_vits14`" in err
+    assert "load_pipeline('/path/to/pytorch_model.bin', backbone='dinov2_vits14')" in err
     # its backbone is missing too, and said so at once (not on the run after -m /path)
     assert "the backbone's weights are missing too" in err and "'facebook/dinov2-small'" in err
     assert "--backbone-weights /path/to/folder" in err

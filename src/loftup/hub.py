@@ -414,9 +414,10 @@ def released_file(name: str, *, downloading: bool = False) -> Path:
         ckpt.repo_id,
         ckpt.filename,
         what=ckpt.name,
-        local_hint=(
-            f"load_upsampler('/path/to/{ckpt.filename}') or `loftup upsample -m "
-            f"/path/to/{ckpt.filename}`"
+        local_hint=(  # a file of the hub layout does not record its backbone: say which
+            f"load_upsampler('/path/to/{ckpt.filename}'), load_pipeline('/path/to/"
+            f"{ckpt.filename}', backbone={ckpt.backbone!r}) or `loftup upsample -m "
+            f"/path/to/{ckpt.filename} --backbone {ckpt.backbone}`"
         ),
         downloading=downloading,
     )
