@@ -561,6 +561,20 @@ def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(
     assert "--backbone-weights /path/to/folder" in err
 
 
+def test_an_upsampler_without_its_backbone_is_told_the_backbones_of_its_width():
+    """The advice for an upsampler that does not record its backbone named dinov2_vits14
+    (384-d) whatever its width: a 768-d one given that failed again, on its features' width.
+    A LoftUp passed in was named by its module's repr, dozens of lines."""
+    from loftup import LoftUpError, load_pipeline
+
+    for dim, fits, not_fits in ((768, "dinov2_vitb14, ", "vits14"), (32, "dinov2_tiny", "vit")):
+        with pytest.raises(LoftUpError, match="does not record its backbone") as e:
+            load_pipeline(LoftUp(dim=dim, depth=1, num_heads=2, n_freqs=4))
+        assert f"backbones of its {dim}-d features: " in str(e.value) and "\n" not in str(e.value)
+        assert fits in str(e.value) and not_fits not in str(e.value)
+        assert "siglip_vitb16" in str(e.value) or dim != 768
+
+
 def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_path, monkeypatch):
     """Offline, load_pipeline names every missing file in its one error: the released
     upsampler's, and its backbone's where that is not in the cache (or at the folder given)."""

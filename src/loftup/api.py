@@ -262,9 +262,10 @@ def load_pipeline(
     else:
         name = backbone or getattr(upsampler, "backbone", None)
         if name is None:
+            where = getattr(upsampler, "source", None) or "passed in"  # not a module's repr
             raise LoftUpError(
-                f"the upsampler {getattr(upsampler, 'source', model)} does not record its backbone; "
-                "name it with backbone='dinov2_vits14' (CLI: --backbone NAME)"
+                f"the upsampler {where} does not record its backbone; "
+                f"name it with backbone=NAME (CLI: --backbone NAME), {_backbones_of(upsampler.dim)}"
             )
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, device=device, input_norm=norm)
@@ -275,6 +276,17 @@ def load_pipeline(
             f"expects {upsampler.dim}-d ones; pass the backbone it was trained with"
         )
     return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+def _backbones_of(dim: int) -> str:
+    """The registered backbones that give ``dim``-d features, as advice: the example that was
+    given for every upsampler (dinov2_vits14, 384-d) failed again for any other width."""
+    from .featurizers import backbones_of_dim
+
+    names = backbones_of_dim(dim)
+    if not names:
+        return f"or pass a Featurizer of {dim}-d features (no registered backbone gives them)"
+    return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
 
 
 def _with_missing_backbone(

@@ -114,6 +114,12 @@ def resolve(name: str) -> FeaturizerSpec:
     return FEATURIZERS[key]
 
 
+def backbones_of_dim(dim: int) -> list[str]:
+    """The names of the registered backbones whose features are ``dim``-d."""
+    _load_families()
+    return [name for name, spec in FEATURIZERS.items() if spec.dim == dim]
+
+
 def check_input_norm(value: str, flag: str = "input_norm") -> str:
     """``value`` if it names an :data:`INPUT_NORMS` entry, else a UsageError listing them."""
     from ..errors import UsageError
