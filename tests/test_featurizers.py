@@ -335,6 +335,22 @@ def test_registry_names_and_released_pairing():
     assert resolve("clip_vitb16").default_weights == "openai/clip-vit-base-patch16"
 
 
+def test_a_device_that_is_not_here_is_said_in_one_line(tmp_path):
+    """get_featurizer and load_upsampler put the model where asked: a device this machine does
+    not have (a GPU index past its count, "cuda" without one) or a misspelt one was torch's
+    AssertionError or RuntimeError traceback, after the weights were loaded."""
+    from loftup import LoftUp, load_upsampler
+    from loftup.errors import UsageError
+
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    for device, words in (("cuda:99", "cuda:99"), ("gpu", "unknown device 'gpu'")):
+        with pytest.raises(UsageError, match=words):
+            get_featurizer("dinov2_tiny", device=device)
+        with pytest.raises(UsageError, match=words):
+            load_upsampler(tmp_path / "up", device=device)
+    assert get_featurizer("dinov2_tiny", device="cpu").model.device.type == "cpu"
+
+
 def test_imagenet_constants_are_the_guidance_normalisation():
     feat = get_featurizer("dinov2_tiny")
     x = torch.full((1, 3, 2, 2), 0.5)

@@ -452,10 +452,12 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
     ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
     released checkpoints, what the run used for ``loftup train``'s.
     """
-    if dtype is not None:
-        from .api import as_dtype
+    from .api import as_dtype, resolve_device
 
+    if dtype is not None:
         dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
+    if device is not None:  # before loading: "cuda" on a machine without one, in a line
+        device = resolve_device(device)
     path = Path(os.fspath(source)).expanduser()
     backbone = backbone_norm = None
     config = None

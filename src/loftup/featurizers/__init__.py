@@ -143,6 +143,10 @@ def get_featurizer(
     constants). The same for every other backbone."""
     check_input_norm(input_norm)
     spec = resolve(name)
+    if device is not None:  # before loading: "cuda" on a machine without one is said in a line
+        from ..api import resolve_device
+
+        device = resolve_device(device)
     model = spec.builder(weights, device)
     model.input_norm = input_norm
     return model.eval()
