@@ -82,7 +82,9 @@ def test_smoke_suite_runs_every_section(tmp_path):
     # in the order SECTIONS gives (the ablation, which decides no target, last)
     assert [k for k in report["sections"] if k != "_seconds"] == list(SECTIONS["smoke"])
     assert sys.modules.get("transformers") is not None  # the backbones ran
-    rows = report["sections"]["backbones"]
+    for key in ("big_output", "backbones"):  # every case ran (none listed as failed)
+        assert report["sections"][key]["results"] and report["sections"][key]["failed"] == []
+    rows = report["sections"]["backbones"]["results"]
     assert rows and not [r["errors"] for r in rows if "errors" in r]
     assert all("backbone+loftup_overlap_s" in r for r in rows)  # pre-flown, kept, timed
     ex = report["sections"]["extraction"]  # loftup upsample's loop, files really written
@@ -514,3 +516,85 @@ def test_reports_say_which_triton_and_whether_its_kernels_ran(monkeypatch):
     assert kernel_state("cuda:1") == {} and kernel_state("cpu") == {}
     with kernels.enabled(False):
         assert kernel_state("cuda:0") == "switched off"
+
+
+def _out_of_memory():
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_big_output_keeps_the_tile_sizes_that_did_not_fail(monkeypatch):
+    """4096 x 4096 in tiles of 2048 may not fit an 80 GB card: that tile size costs its own
+    rows (listed under the section's failed), not the other tile sizes' (one decides a target)."""
+    from loftup.bench import gpu
+    from loftup.bench.suite import summary
+    from loftup.bench.targets import targets
+
+    upsample_into = gpu._upsample_into
+
+    def out_of_memory_at_16(model, lr, image, out):
+        if model.tile_size == 16:
+            raise _out_of_memory()
+        return upsample_into(model, lr, image, out)
+
+    monkeypatch.setattr(gpu, "_upsample_into", out_of_memory_at_16)
+    model, failed = LoftUp(dim=32).eval(), []
+    results = gpu.big_output(
+        model, 24, dtype=torch.float32, tile_sizes=(8, 16, 24), grid=4, device="cpu", failed=failed
+    )
+    assert [r["tile_size"] for r in results] == [8, 24]  # the one after the failed one too
+    assert all(r["finite"] and r["best_s"] > 0 and r["size"] == 24 for r in results)
+    error = "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert failed == [
+        {"method": "loftup", "dtype": "float32", "size": 24, "tile_size": 16, "error": error}
+    ]
+    with pytest.raises(torch.OutOfMemoryError):  # without a list to keep them in: raised
+        gpu.big_output(model, 24, dtype=torch.float32, tile_sizes=(16,), grid=4, device="cpu")
+    # what the suite keeps (its section) is summarised and judged by the rows that ran
+    sec = {"results": [{**r, "size": 4096} for r in results], "failed": failed}
+    report = {"suite": "gpu", "machine": {"processor": "x"}, "sections": {"big_output": sec}}
+    assert f"big_output: loftup float32 24 16 FAILED {error}" in summary(report)
+    assert "big_output: size=4096, dtype=float32, tile_size=8" in summary(report)
+    big = [r for r in targets(report) if r["target"].startswith("4096 x 4096")][0]
+    assert "(float32, tiles of" in big["measured"]
+    stored = {**report, "sections": {"big_output": sec["results"]}}  # a report before this
+    assert [r for r in targets(stored) if r["target"] == big["target"]] == [big]
+
+
+def test_backbones_keep_the_rows_that_did_not_fail(monkeypatch):
+    """ViT-B/14 at 448 in float32 out of memory must cost that row, not ViT-S/14's and the
+    other sizes' (each decides a target)."""
+    import loftup.model
+    from loftup.bench import gpu
+    from loftup.bench.suite import summary
+    from loftup.bench.targets import targets
+
+    class OutOfMemoryAt56(loftup.model.LoftUp):
+        def forward(self, lr_feats, image, *args, **kwargs):
+            if image.shape[-1] == 56:
+                raise _out_of_memory()
+            return super().forward(lr_feats, image, *args, **kwargs)
+
+    monkeypatch.setattr(loftup.model, "LoftUp", OutOfMemoryAt56)
+    failed = []
+    results = gpu.backbone_end_to_end(
+        (28, 56, 42), archs=("tiny",), dtypes=("float32",), device="cpu", repeats=1, failed=failed
+    )
+    assert [(r["backbone"], r["dtype"], r["size"]) for r in results] == [
+        ("tiny", "float32", 28),
+        ("tiny", "float32", 42),  # after the failed size
+    ]
+    assert all(r["backbone+loftup_s"] > 0 and "errors" not in r for r in results)
+    error = "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert failed == [{"method": "tiny", "dtype": "float32", "size": 56, "error": error}]
+    with pytest.raises(torch.OutOfMemoryError):  # without a list to keep them in: raised
+        gpu.backbone_end_to_end((56,), archs=("tiny",), dtypes=("float32",), device="cpu")
+    # what the suite keeps (its section) is summarised and judged with the failed case named
+    sec = {"results": [{**results[0], "size": 224}], "failed": [{**failed[0], "size": 448}]}
+    report = {"suite": "gpu", "machine": {"processor": "x"}, "sections": {"backbones": sec}}
+    assert f"backbones: tiny float32 448 FAILED {error}" in summary(report)
+    judged = {r["target"]: r["measured"] for r in targets(report)}
+    assert "tiny float32 224: + LoftUp <= 1.5x + bilinear" in judged
+    assert judged["tiny float32 448: + LoftUp <= 2.0x + bilinear"] == f"failed: {error}"
+    # a stored report's section (a list of rows, before failed cases were kept) is still read
+    stored = {**report, "sections": {"backbones": sec["results"]}}
+    assert "tiny float32 224: + LoftUp <= 1.5x + bilinear" in {r["target"] for r in targets(stored)}

@@ -12,6 +12,7 @@ import datetime as _dt
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -141,6 +142,26 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_bytes = max(self._peak, self._read()) - self._base
+
+
+def attempt(fn, failed: list | None, device, **case):
+    """``fn()``'s value (never None), or None where it raised and ``failed`` is a list: then
+    ``{**case, "error": ...}`` is appended to it, said on stderr, and on CUDA the cache is
+    emptied (what the failed case held, for the cases after it). ``failed`` None: the error
+    propagates. One case out of memory at one size costs its own row, not the section's."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the other cases still count
+        if failed is None:
+            raise
+        error = f"{type(e).__name__}: {e}"[:300]
+    # out of the except block: the traceback, and the tensors its frames held, are freed
+    failed.append({**case, "error": error})
+    what = " ".join(f"{k}={v}" for k, v in case.items())
+    print(f"bench: {what} failed: {error}", file=sys.stderr)
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+    return None
 
 
 def sync(device) -> None:

@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError, is_int
-from .core import PeakMemory, flops_per_pixel, machine_info, matmul_peak, tf32, time_alternating
+from .core import (
+    PeakMemory,
+    attempt,
+    flops_per_pixel,
+    machine_info,
+    matmul_peak,
+    tf32,
+    time_alternating,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -263,26 +271,31 @@ def _bench_size(
     # workspaces (the H200 runs of 2026-11-26 read 87-89 GB for the first 224 float32 call,
     # ours and the reference's alike, and 0.7-3.4 GB for every other float32 row).
     cuda = str(device).startswith("cuda")
+
+    def first_calls(fn):
+        if cuda:
+            fn()
+        with PeakMemory(device) as mem:
+            out = fn()
+        return out, mem.peak_bytes
+
+    failed = [] if failed is None else failed
     for name in sorted(cases, key=lambda n: n != exact_name):  # warm-up calls, exact one first
-        try:
-            if cuda:
-                cases[name]()
-            with PeakMemory(device) as mem:
-                out = cases[name]()
-        except Exception as e:  # noqa: BLE001 - the other cases at this size still count
-            error = f"{type(e).__name__}: {e}"[:300]
-        else:
-            error = None
-        if error is not None:  # out of the except block: the traceback's tensors are freed
+        method, prec = name.split("/")
+        got = attempt(
+            lambda fn=cases[name]: first_calls(fn),
+            failed,
+            device,
+            method=method,
+            dtype=prec,
+            size=size,
+        )
+        if got is None:  # listed in failed; the other cases at this size still count
             del cases[name]
-            method, prec = name.split("/")
-            if failed is not None:
-                failed.append({"method": method, "dtype": prec, "size": size, "error": error})
-            print(f"bench: {name} at {size} failed: {error}", file=sys.stderr)
-            if cuda:
-                torch.cuda.empty_cache()  # what it held, for the cases after it
             continue
-        mems[name] = max(mem.peak_bytes, held.get(name, 0))
+        out, peak = got
+        del got
+        mems[name] = max(peak, held.get(name, 0))
         if name == exact_name:
             exact = out
         # deviations are from the exact case's output (none where it failed)

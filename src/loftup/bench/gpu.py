@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .core import PeakMemory, sync, tf32, time_alternating, time_call
+from .core import PeakMemory, attempt, sync, tf32, time_alternating, time_call
 from .forward import DTYPES
 from .scale import _inputs
 
@@ -129,41 +129,59 @@ def big_output(
     grid=16,
     device="cuda",
     repeats=2,
+    failed: list | None = None,
 ) -> list:
     """One size x size output held on the device, per tile size: time and peak memory beyond
-    the output itself."""
-    m = copy.deepcopy(model).to(device, dtype)
-    lr, image = _inputs(m, size, grid, device)
-    out = torch.empty(1, size, size, m.config.dim, device=device, dtype=dtype).permute(0, 3, 1, 2)
+    the output itself. ``failed``: a list that a tile size which raises (out of memory, say)
+    is appended to (``method``, ``dtype``, ``size``, ``tile_size``, ``error``), with no row,
+    while the other tile sizes are still timed; None: the error propagates."""
+    name = str(dtype).replace("torch.", "")
+    held = {}
+
+    def setup():  # once, retried at the next tile size where it failed
+        if not held:
+            m = copy.deepcopy(model).to(device, dtype)
+            lr, image = _inputs(m, size, grid, device)
+            out = torch.empty(1, size, size, m.config.dim, device=device, dtype=dtype)
+            held.update(m=m, lr=lr, image=image, out=out.permute(0, 3, 1, 2))
+        return held
+
     rows = []
     for tile in tile_sizes:
-        m.tile_size = tile
-        with torch.inference_mode():
-            # The first call of a tile size is the warm-up, its memory not read: it also pays
-            # one-time costs, such as cuDNN's algorithm search in benchmark mode with its large
-            # trial workspaces (see forward._bench_size). The peak is that of the timed calls.
-            m_out = _upsample_into(m, lr, image, out)
-            with PeakMemory(device) as mem:
-                t = time_call(
-                    lambda: _upsample_into(m, lr, image, out),
-                    device=device,
-                    warmup=0,
-                    repeats=repeats,
-                )
-        rows.append(
-            {
-                "size": size,
-                "dtype": str(dtype).replace("torch.", ""),
-                "tile_size": tile,
-                "best_s": t["best_s"],
-                "output_bytes": out.numel() * out.element_size(),
-                "peak_beyond_output_bytes": mem.peak_bytes,
-                "finite": bool(
-                    torch.isfinite(m_out[:, :, :: max(1, size // 64), :: max(1, size // 64)]).all()
-                ),
-            }
-        )
+        row = attempt(
+            lambda tile=tile: _big_output_row(setup(), size, name, tile, device, repeats),
+            failed, device, method="loftup", dtype=name, size=size, tile_size=tile,
+        )  # fmt: skip
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _big_output_row(held, size, name, tile, device, repeats) -> dict:
+    m, lr, image, out = held["m"], held["lr"], held["image"], held["out"]
+    m.tile_size = tile
+    with torch.inference_mode():
+        # The first call of a tile size is the warm-up, its memory not read: it also pays
+        # one-time costs, such as cuDNN's algorithm search in benchmark mode with its large
+        # trial workspaces (see forward._bench_size). The peak is that of the timed calls.
+        m_out = _upsample_into(m, lr, image, out)
+        with PeakMemory(device) as mem:
+            t = time_call(
+                lambda: _upsample_into(m, lr, image, out),
+                device=device,
+                warmup=0,
+                repeats=repeats,
+            )
+    step = max(1, size // 64)
+    return {
+        "size": size,
+        "dtype": name,
+        "tile_size": tile,
+        "best_s": t["best_s"],
+        "output_bytes": out.numel() * out.element_size(),
+        "peak_beyond_output_bytes": mem.peak_bytes,
+        "finite": bool(torch.isfinite(m_out[:, :, ::step, ::step]).all()),
+    }
 
 
 def _upsample_into(model, lr, image, out):
@@ -238,91 +256,104 @@ def backbone_end_to_end(
     device="cuda",
     repeats=10,
     graphs: bool = True,
+    failed: list | None = None,
 ) -> list:
     """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width),
     + LoftUp with its image half started before the backbone (``_overlap``,
     :func:`loftup.start_upsample`) and, on a GPU, started on a second CUDA stream (``_stream``:
     beside the backbone's kernels rather than before them); on a GPU also the same three
-    replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case."""
-    from ..compiled import graph_upsampler
+    replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case.
+    ``failed``: a list that a backbone, precision and size whose row raises (out of memory,
+    say) is appended to (``method``: the backbone, ``dtype``, ``size``, ``error``), with no
+    row, while the others are still timed; None: the error propagates."""
     from ..featurizers.hf import from_transformers
 
     (Dinov2Model,) = from_transformers("Dinov2Model")
     from ..model import LoftUp
-    from ..tiling import start_upsample
 
     rows = []
     for arch in archs:
         width = BACKBONES[arch][0]
         cfg = dinov2_config(arch)
         for name in dtypes:
-            dt = DTYPES[name]
-            torch.manual_seed(0)
-            backbone = Dinov2Model(cfg).eval().to(device, dt)
-            up = LoftUp(dim=width).eval().to(device, dt)
+            held = {}  # this backbone and precision's models; the last pair's are freed
+
+            def models(arch=arch, name=name, width=width, cfg=cfg, held=held):
+                if not held:  # built once, retried at the next size where it failed
+                    dt = DTYPES[name]
+                    torch.manual_seed(0)
+                    held["backbone"] = Dinov2Model(cfg).eval().to(device, dt)
+                    held["up"] = LoftUp(dim=width).eval().to(device, dt)
+                return held["backbone"], held["up"]
+
             for size in sizes:
-                x = torch.randn(1, 3, size, size, device=device)  # LoftUp's guide: float32
-                xb, g = x.to(dt), size // 14  # the backbone's input, in its precision
-
-                def feats(xb=xb, g=g, backbone=backbone, width=width):
-                    tokens = backbone(pixel_values=xb).last_hidden_state[:, 1:]
-                    return tokens.transpose(1, 2).reshape(1, width, g, g)
-
-                cases = {
-                    "backbone": feats,
-                    "backbone+bilinear": lambda feats=feats, size=size: F.interpolate(
-                        feats(), size=(size, size), mode="bilinear"
+                row = attempt(
+                    lambda arch=arch, name=name, size=size, models=models: _end_to_end_row(
+                        *models(), arch, name, size, device, repeats, graphs
                     ),
-                    "backbone+loftup": lambda feats=feats, x=x, up=up: up(feats(), x),
-                    "backbone+loftup_overlap": lambda feats=feats, x=x, up=up: _overlapped(
-                        start_upsample(up, x), feats
-                    ),
-                }
-                if x.is_cuda:  # the image's half on a second stream, beside the backbone's
-                    side = torch.cuda.Stream(x.device)
-                    cases["backbone+loftup_stream"] = lambda feats=feats, x=x, up=up, s=side: (
-                        _overlapped(start_upsample(up, x, stream=s), feats)
-                    )
-                row = {"backbone": arch, "dtype": name, "size": size}
-                if graphs and x.is_cuda:  # the backbone eager, LoftUp replayed from a graph
-                    try:
-                        with torch.inference_mode():
-                            g = graph_upsampler(up, feats(), x)
-                            g.start(x)  # captures the two halves
-                            g.finish(feats())
-                    except Exception as e:  # noqa: BLE001 - keep the eager rows
-                        row["errors"] = {"graph": f"{type(e).__name__}: {e}"}
-                    else:
-                        cases["backbone+loftup_graph"] = lambda feats=feats, x=x, g=g: g(feats(), x)
-                        cases["backbone+loftup_graph_overlap"] = lambda feats=feats, x=x, g=g: (
-                            _overlapped(g.start(x), feats)
-                        )
-                        cases["backbone+loftup_graph_stream"] = (
-                            lambda feats=feats, x=x, g=g, s=side: _overlapped(
-                                g.start(x, stream=s), feats
-                            )
-                        )
-                errors = _preflight(
-                    cases, keep=("backbone", "backbone+bilinear", "backbone+loftup")
-                )
-                if errors:
-                    row.setdefault("errors", {}).update(errors)
-                with torch.inference_mode():
-                    t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
-                row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
-                for case in (
-                    "loftup",
-                    "loftup_overlap",
-                    "loftup_stream",
-                    "loftup_graph",
-                    "loftup_graph_overlap",
-                    "loftup_graph_stream",
-                ):
-                    if f"backbone+{case}_s" in row:
-                        ratio = row[f"backbone+{case}_s"] / row["backbone+bilinear_s"]
-                        row[f"{case}_over_bilinear"] = ratio
-                rows.append(row)
+                    failed, device, method=arch, dtype=name, size=size,
+                )  # fmt: skip
+                if row is not None:
+                    rows.append(row)
     return rows
+
+
+def _end_to_end_row(backbone, up, arch, name, size, device, repeats, graphs) -> dict:
+    """One row of :func:`backbone_end_to_end`: every case at one backbone, precision, size."""
+    from ..compiled import graph_upsampler
+    from ..tiling import start_upsample
+
+    width, dt = BACKBONES[arch][0], DTYPES[name]
+    x = torch.randn(1, 3, size, size, device=device)  # LoftUp's guide: float32
+    xb, g = x.to(dt), size // 14  # the backbone's input, in its precision
+
+    def feats():
+        tokens = backbone(pixel_values=xb).last_hidden_state[:, 1:]
+        return tokens.transpose(1, 2).reshape(1, width, g, g)
+
+    cases = {
+        "backbone": feats,
+        "backbone+bilinear": lambda: F.interpolate(feats(), size=(size, size), mode="bilinear"),
+        "backbone+loftup": lambda: up(feats(), x),
+        "backbone+loftup_overlap": lambda: _overlapped(start_upsample(up, x), feats),
+    }
+    if x.is_cuda:  # the image's half on a second stream, beside the backbone's
+        side = torch.cuda.Stream(x.device)
+        cases["backbone+loftup_stream"] = lambda: _overlapped(
+            start_upsample(up, x, stream=side), feats
+        )
+    row = {"backbone": arch, "dtype": name, "size": size}
+    if graphs and x.is_cuda:  # the backbone eager, LoftUp replayed from a graph
+        try:
+            with torch.inference_mode():
+                graph = graph_upsampler(up, feats(), x)
+                graph.start(x)  # captures the two halves
+                graph.finish(feats())
+        except Exception as e:  # noqa: BLE001 - keep the eager rows
+            row["errors"] = {"graph": f"{type(e).__name__}: {e}"}
+        else:
+            cases["backbone+loftup_graph"] = lambda: graph(feats(), x)
+            cases["backbone+loftup_graph_overlap"] = lambda: _overlapped(graph.start(x), feats)
+            cases["backbone+loftup_graph_stream"] = lambda: _overlapped(
+                graph.start(x, stream=side), feats
+            )
+    errors = _preflight(cases, keep=("backbone", "backbone+bilinear", "backbone+loftup"))
+    if errors:
+        row.setdefault("errors", {}).update(errors)
+    with torch.inference_mode():
+        t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
+    row.update({f"{k}_s": v["best_s"] for k, v in t.items()})
+    for case in (
+        "loftup",
+        "loftup_overlap",
+        "loftup_stream",
+        "loftup_graph",
+        "loftup_graph_overlap",
+        "loftup_graph_stream",
+    ):
+        if f"backbone+{case}_s" in row:
+            row[f"{case}_over_bilinear"] = row[f"backbone+{case}_s"] / row["backbone+bilinear_s"]
+    return row
 
 
 def _preflight(cases: dict, keep: tuple) -> dict:

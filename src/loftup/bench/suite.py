@@ -23,7 +23,7 @@ from ..errors import UsageError
 from . import gpu, scale
 from .core import kernel_state, machine_info
 from .forward import bench_forward, fmt_dev
-from .targets import format_targets, targets
+from .targets import format_targets, section_rows, targets
 
 SUITES = ("cpu", "gpu", "smoke")
 
@@ -182,20 +182,30 @@ def run_suite(
             (s(4096, 96),), dtypes=dtypes, repeats=2, peak=False, **{**fwd, "reference": None}
         ),
     )
+
+    def listed(fn):
+        """A section of rows whose cases may fail one by one (out of memory at one size on an
+        80 GB card, say): ``{"results": rows, "failed": cases}``, as the forward table's."""
+        failed = []
+        return {"results": fn(failed), "failed": failed}
+
     section(
         "big_output",
-        lambda: [
-            r
-            for dt in (torch.float16, torch.bfloat16)
-            for r in gpu.big_output(
-                model,
-                s(4096, 96),
-                dtype=dt,
-                tile_sizes=s((512, 1024, 2048), (32, 64)),
-                grid=grid,
-                device=device,
-            )
-        ],
+        lambda: listed(
+            lambda failed: [
+                r
+                for dt in (torch.float16, torch.bfloat16)
+                for r in gpu.big_output(
+                    model,
+                    s(4096, 96),
+                    dtype=dt,
+                    tile_sizes=s((512, 1024, 2048), (32, 64)),
+                    grid=grid,
+                    device=device,
+                    failed=failed,
+                )
+            ]
+        ),
     )
     section(
         "capped_stream", lambda: gpu.capped_stream(model, s(4096, 64), grid=grid, device=device)
@@ -223,11 +233,14 @@ def run_suite(
     )
     section(
         "backbones",
-        lambda: gpu.backbone_end_to_end(
-            s((224, 448), (28, 56)),
-            archs=s(("vits14", "vitb14"), ("tiny",)),
-            device=device,
-            repeats=s(10, 1),
+        lambda: listed(
+            lambda failed: gpu.backbone_end_to_end(
+                s((224, 448), (28, 56)),
+                archs=s(("vits14", "vitb14"), ("tiny",)),
+                device=device,
+                repeats=s(10, 1),
+                failed=failed,
+            )
         ),
     )
     section(
@@ -311,7 +324,8 @@ def summary(report: dict) -> str:
         if isinstance(value, dict) and "error" in value:
             lines.append(f"  {key}: FAILED {value['error']}")
         for f in value.get("failed", []) if isinstance(value, dict) else []:  # one case, one size
-            lines.append(f"  {key}: {f['method']} {f['dtype']} {f['size']} FAILED {f['error']}")
+            case = " ".join(str(v) for k, v in f.items() if k != "error")
+            lines.append(f"  {key}: {case} FAILED {f['error']}")
     fwd = sec.get("forward", {})
     if "results" in fwd:
         by = {(r["method"], r["dtype"], r["size"]): r for r in fwd["results"]}
@@ -340,7 +354,7 @@ def summary(report: dict) -> str:
             )
         )
     for key in ("megapixels", "big_output", "batches", "ablation", "backbones"):
-        for r in sec.get(key, []) if isinstance(sec.get(key), list) else []:
+        for r in section_rows(sec.get(key)):
             lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items()))
     for key in ("video", "compile", "capped_stream", "stream", "extraction"):
         v = sec.get(key)

@@ -59,6 +59,17 @@ def _ok(section) -> bool:
     return section is not None and not (isinstance(section, dict) and "error" in section)
 
 
+def section_rows(section) -> list:
+    """A section's rows: a list of them (and big_output and backbones before their failed
+    cases were kept), or a dict's ``results`` (then its ``failed`` lists cases without a
+    row); none for a section that failed whole or did not run."""
+    if isinstance(section, list):
+        return section
+    if isinstance(section, dict) and "error" not in section:
+        return section.get("results", [])
+    return []
+
+
 def _row(target: str, measured: str | None, met: bool | None) -> dict:
     return {"target": target, "measured": measured or "-", "met": met}
 
@@ -138,11 +149,10 @@ def _big(sec: dict) -> dict:
         if r["size"] == 4096 and r["method"] == "loftup":
             beyond = r["peak_memory_bytes"] - r["output_bytes"]
             cands.append((r["best_s"], beyond, r["dtype"], "whole"))
-    if _ok(sec.get("big_output")):
-        for r in sec["big_output"]:
-            if r.get("size") == 4096:
-                tile = f"tiles of {r['tile_size']}"
-                cands.append((r["best_s"], r["peak_beyond_output_bytes"], r["dtype"], tile))
+    for r in section_rows(sec.get("big_output")):
+        if r.get("size") == 4096:
+            tile = f"tiles of {r['tile_size']}"
+            cands.append((r["best_s"], r["peak_beyond_output_bytes"], r["dtype"], tile))
     if not cands:
         return _row(target, None, None)
     fits = [c for c in cands if c[1] < 4e9]
@@ -184,9 +194,8 @@ def _throughput(sec: dict) -> list[dict]:
 
 
 def _end_to_end(sec: dict) -> list[dict]:
-    b = sec.get("backbones")
     out = []
-    for r in b if _ok(b) else []:
+    for r in section_rows(sec.get("backbones")):
         bound = E2E_BOUND.get(r["size"])
         ratios = {
             k[: -len("_over_bilinear")]: v for k, v in r.items() if k.endswith("_over_bilinear")
@@ -196,6 +205,12 @@ def _end_to_end(sec: dict) -> list[dict]:
         how = min(ratios, key=ratios.get)
         target = f"{r['backbone']} {r['dtype']} {r['size']}: + LoftUp <= {bound}x + bilinear"
         out.append(_row(target, f"{ratios[how]:.2f}x ({how})", ratios[how] <= bound))
+    b = sec.get("backbones")
+    for f in b.get("failed", []) if isinstance(b, dict) else []:  # no row: not measured
+        bound = E2E_BOUND.get(f["size"])
+        if bound is not None:
+            target = f"{f['method']} {f['dtype']} {f['size']}: + LoftUp <= {bound}x + bilinear"
+            out.append(_row(target, f"failed: {f['error']}", None))
     return out or [_row("backbone + LoftUp within 1.5x / 2x of + bilinear (224 / 448)", None, None)]
 
 
