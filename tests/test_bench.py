@@ -598,3 +598,31 @@ def test_backbones_keep_the_rows_that_did_not_fail(monkeypatch):
     # a stored report's section (a list of rows, before failed cases were kept) is still read
     stored = {**report, "sections": {"backbones": sec["results"]}}
     assert "tiny float32 224: + LoftUp <= 1.5x + bilinear" in {r["target"] for r in targets(stored)}
+
+
+def test_plain_bench_times_in_the_suites_cudnn_mode(monkeypatch):
+    """`loftup bench --device cuda` ran with cuDNN's benchmark mode off while the suites (and
+    the README's tables) turn it on: its convolutions' figures did not compare."""
+    import loftup.bench
+    import loftup.cli
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored afterwards
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU, as far as the
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # device check can tell
+    seen = {}
+
+    class Timed(Exception):
+        pass
+
+    def bench_forward(*args, device, **kwargs):  # the timing itself needs a GPU: not run here
+        seen["mode"], seen["device"] = torch.backends.cudnn.benchmark, device
+        raise Timed
+
+    monkeypatch.setattr(loftup.bench, "bench_forward", bench_forward)
+    with pytest.raises(Timed):
+        main(["bench", "--device", "cuda", "--sizes", "24", "--no-peak"])
+    assert seen == {"mode": True, "device": "cuda"}
+    torch.backends.cudnn.benchmark = False
+    with pytest.raises(Timed):  # on the CPU the flag is left alone
+        main(["bench", "--device", "cpu", "--sizes", "24", "--no-peak"])
+    assert seen == {"mode": False, "device": "cpu"}

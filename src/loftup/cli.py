@@ -222,6 +222,9 @@ def _cmd_bench(args) -> int:
         )
         print(summary(report))
     else:
+        from .bench.core import timing_mode
+
+        timing_mode(args.device)  # as the suites: cuDNN's benchmark mode on a GPU
         report = bench_forward(
             args.sizes,
             dim=args.dim,

@@ -144,6 +144,14 @@ class PeakMemory:
             self.peak_bytes = max(self._peak, self._read()) - self._base
 
 
+def timing_mode(device) -> None:
+    """The backend settings every bench run times with: on CUDA, cuDNN's benchmark mode (it
+    picks the fastest convolution algorithm per shape, as the README's tables ran), set by
+    ``loftup bench`` and by its suites alike so that their figures compare."""
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+
+
 def attempt(fn, failed: list | None, device, **case):
     """``fn()``'s value (never None), or None where it raised and ``failed`` is a list: then
     ``{**case, "error": ...}`` is appended to it, said on stderr, and on CUDA the cache is

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UsageError
 from . import gpu, scale
-from .core import kernel_state, machine_info
+from .core import kernel_state, machine_info, timing_mode
 from .forward import bench_forward, fmt_dev
 from .targets import format_targets, section_rows, targets
 
@@ -95,8 +95,7 @@ def run_suite(
             f"would run on {device}; here use --suite smoke (the same code at toy sizes) or "
             "--suite cpu"
         )
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    timing_mode(device)
     dim, grid = (32, 4) if smoke else (384, 16)
     torch.manual_seed(0)
     model = LoftUp(dim=dim).eval().to(device)
