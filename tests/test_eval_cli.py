@@ -156,11 +156,13 @@ def test_an_image_without_valid_depth_is_left_out_of_the_means(tmp_path, backbon
         assert blank["metrics"][k] == pytest.approx(full["metrics"][k], rel=1e-6), k
 
 
-def test_normals_end_to_end(tmp_path, backbones, capsys):
+def test_normals_end_to_end(tmp_path, backbones, capsys, monkeypatch):
     write_nyu_normals(write_nyuv2(tmp_path, n=6))
+    monkeypatch.setenv("LOFTUP_CACHE", str(tmp_path / "cache"))
     res = run_eval(
         "normals", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
     )
+    assert not (tmp_path / "cache").exists()  # --no-cache: the pickle's conversion too
     m = res["metrics"]
     assert set(m) == {"rmse", "mean", "within_11.25", "within_22.5", "within_30"}
     assert 0 <= m["within_11.25"] <= m["within_22.5"] <= m["within_30"] <= 1 and m["rmse"] > 0

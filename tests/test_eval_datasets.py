@@ -1,6 +1,7 @@
 """Dataset readers on tiny copies of each dataset's exact on-disk layout; the feature cache."""
 
 import pickle
+import tempfile
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from loftup.eval.datasets import (
     NYUv2Normals,
     SegmentationSet,
     davis_sequences,
+    nyu_normals_file,
     read_normals_pickle,
 )
 from loftup.eval.datasets.seg import COCO_FINE_TO_COARSE
@@ -128,6 +130,38 @@ def test_nyu_normals_are_converted_once_and_cropped_as_the_depth_is(tmp_path):
     assert again.normals_path == tmp_path / "all_normals.npy" and not torch.equal(
         again[0]["normals"], item["normals"]
     )
+
+
+def test_nyu_normals_without_a_cache_are_converted_into_a_temporary_folder(tmp_path, monkeypatch):
+    """`loftup eval normals --no-cache` wrote a few GB into the cache folder all the same."""
+    from loftup.eval.datasets import normals_file_for_run
+
+    root = tmp_path / "nyu"
+    root.mkdir()
+    normals = write_nyu_normals(root, n=2, h=8, w=8)
+    monkeypatch.setenv("LOFTUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR read again
+    with normals_file_for_run(root, None) as path:
+        assert path.parents[2] == tmp_path / "tmp" and np.array_equal(np.load(path), normals)
+    assert not path.exists() and list((tmp_path / "tmp").iterdir()) == []
+    assert not (tmp_path / "cache").exists() and sorted(root.iterdir()) == [
+        root / "all_normals.pklz"
+    ]
+    with normals_file_for_run(root, tmp_path / "c") as path:  # a cache: kept there
+        assert path.parent == tmp_path / "c" / "nyuv2"
+    assert path.exists()
+
+
+def test_nyu_normals_that_cannot_be_written_say_how_to_fix_it(tmp_path):
+    write_nyu_normals(tmp_path, n=2, h=8, w=8)
+    (tmp_path / "file").write_text("")  # not a folder: cannot hold the conversion
+    with pytest.raises(DatasetError) as e:
+        nyu_normals_file(tmp_path, tmp_path / "file")
+    msg = str(e.value)
+    assert "\n" not in msg and "cannot write the converted normals" in msg
+    assert "--cache-dir a writable folder" in msg and "TMPDIR" in msg and "all_normals.npy" in msg
 
 
 class _RunsAShell:

@@ -237,20 +237,21 @@ def run_normals(cfg: EvalConfig, report=None) -> dict:
     """Linear-probe surface normals (Probe3D style) on NYUv2's test split: angular RMSE, mean,
     and the fraction within 11.25, 22.5 and 30 degrees. ``report``: see
     :func:`loftup.eval.evaluate`."""
-    from .datasets import nyu_normals_file
+    from .datasets import normals_file_for_run
 
     _start(cfg, "normals")
     start = time.time()
     big = backbone_size(cfg)
-    normals = nyu_normals_file(cfg.root, cfg.cache_dir)  # converted once, before any model
-    sets = tuple(
-        NYUv2Normals(cfg.root, split, cfg.size, cfg.limit, big, normals=normals)
-        for split in ("train", "test")
-    )
-    return _probe_per_image(
-        cfg, report, start, sets, NORMAL_PROBE, lambda dim: NormalProbe(dim, seed=cfg.seed),
-        _normal_target, normal_loss, _normals_score, normals_figure,
-        lambda m: f"{_what(cfg)}: within 30 deg {100 * m['within_30']:.2f}, RMSE "
-        f"{m['rmse']:.2f} deg",
-        extra={"normals_file": str(normals)},
-    )  # fmt: skip
+    # converted once, before any model; with --no-cache into a temporary folder, not the cache
+    with normals_file_for_run(cfg.root, cfg.cache_dir) as normals:
+        sets = tuple(
+            NYUv2Normals(cfg.root, split, cfg.size, cfg.limit, big, normals=normals)
+            for split in ("train", "test")
+        )
+        return _probe_per_image(
+            cfg, report, start, sets, NORMAL_PROBE, lambda dim: NormalProbe(dim, seed=cfg.seed),
+            _normal_target, normal_loss, _normals_score, normals_figure,
+            lambda m: f"{_what(cfg)}: within 30 deg {100 * m['within_30']:.2f}, RMSE "
+            f"{m['rmse']:.2f} deg",
+            extra={"normals_file": str(normals)},
+        )  # fmt: skip

@@ -41,7 +41,7 @@ class EvalConfig:
       limit: only the first N images of each split (N sequences for DAVIS).
       max_frames: DAVIS only: the first N frames of each sequence.
       cache_dir: where backbone features are cached (None: no cache); ``normals`` also keeps
-        its one-off conversion of the normals pickle there (None: loftup's cache folder).
+        its one-off conversion of the normals pickle there (None: a temporary folder).
       device: torch device for backbone, upsampler and probe (``auto``: CUDA when available).
       batch_size: images per batch; epochs, lr: probe training (None: the protocol's).
       workers: DataLoader worker processes.

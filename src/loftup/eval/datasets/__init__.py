@@ -23,7 +23,13 @@ from .common import (
     to_image_tensor,
 )
 from .davis import DavisSequence, davis_sequences
-from .nyu import NYUv2Depth, NYUv2Normals, nyu_normals_file, read_normals_pickle
+from .nyu import (
+    NYUv2Depth,
+    NYUv2Normals,
+    normals_file_for_run,
+    nyu_normals_file,
+    read_normals_pickle,
+)
 from .seg import SEG_DATASETS, SegDatasetSpec, seg_pairs
 
 DEPTH_DATASETS = ("nyuv2",)
@@ -156,6 +162,7 @@ __all__ = [
     "check_dataset",
     "check_seg_pairs",
     "davis_sequences",
+    "normals_file_for_run",
     "nyu_normals_file",
     "read_normals_pickle",
     "seg_pairs",

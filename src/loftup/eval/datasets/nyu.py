@@ -30,6 +30,8 @@ from __future__ import annotations
 import gzip
 import pickle
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -249,14 +251,34 @@ def nyu_normals_file(root: str | Path, cache_dir: str | Path | None = None) -> P
         f"converting {source} into {target} (once; later runs memory-map it)", file=sys.stderr
     )
     normals = read_normals_pickle(source).astype(np.float32, copy=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file, not a name: np.save would add ".npy" to the name
             np.save(f, normals)
 
-    atomic_write(target, write)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, write)
+    except OSError as e:  # not writable, or full: a few GB
+        raise DatasetError(
+            f"cannot write the converted normals ({normals.nbytes / 1e9:.1f} GB) to {target} "
+            f"({one_line(e)}); give --cache-dir a writable folder with that much free space "
+            f"(with --no-cache: TMPDIR), or put all_normals.npy (N, 480, 640, 3) float32 in ROOT"
+        ) from None
     return target
+
+
+@contextmanager
+def normals_file_for_run(root: str | Path, cache_dir: str | Path | None):
+    """:func:`nyu_normals_file` for one run: ``cache_dir`` None (``--no-cache``) converts the
+    pickle into a temporary folder (under ``TMPDIR``) removed when the block ends, so that
+    nothing is written to (or read from) a cache."""
+    root = Path(root).expanduser()
+    if cache_dir is not None or (root / NORMALS_NPY).exists():
+        yield nyu_normals_file(root, cache_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="loftup-normals-") as tmp:
+        yield nyu_normals_file(root, tmp)
 
 
 class NYUv2Normals(NYUv2Depth):
