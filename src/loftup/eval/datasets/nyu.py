@@ -224,10 +224,13 @@ def read_normals_pickle(path: str | Path) -> np.ndarray:
     return normals
 
 
-def nyu_normals_file(root: str | Path, cache_dir: str | Path | None = None) -> Path:
+def nyu_normals_file(
+    root: str | Path, cache_dir: str | Path | None = None, *, for_run: bool = False
+) -> Path:
     """The ``.npy`` (N, H, W, 3) float32 of the normals under ``root``: ``ROOT/all_normals.npy``
     if there is one, else ``ROOT/all_normals.pklz`` converted once into ``cache_dir`` (default:
-    loftup's cache folder) under a name that changes with the pickle's size and date."""
+    loftup's cache folder) under a name that changes with the pickle's size and date
+    (``for_run``: ``cache_dir`` is this run's temporary folder, as the message says)."""
     from ...atomic import atomic_write
 
     root = Path(root).expanduser()
@@ -247,9 +250,8 @@ def nyu_normals_file(root: str | Path, cache_dir: str | Path | None = None) -> P
     from tqdm.auto import tqdm
 
     # a few GB to unpickle, once: said, since it is silent for a minute or so
-    tqdm.write(
-        f"converting {source} into {target} (once; later runs memory-map it)", file=sys.stderr
-    )
+    when = "for this run only (--no-cache)" if for_run else "once; later runs memory-map it"
+    tqdm.write(f"converting {source} into {target} ({when})", file=sys.stderr)
     normals = read_normals_pickle(source).astype(np.float32, copy=False)
 
     def write(tmp: str) -> None:
@@ -278,7 +280,7 @@ def normals_file_for_run(root: str | Path, cache_dir: str | Path | None):
         yield nyu_normals_file(root, cache_dir)
         return
     with tempfile.TemporaryDirectory(prefix="loftup-normals-") as tmp:
-        yield nyu_normals_file(root, tmp)
+        yield nyu_normals_file(root, tmp, for_run=True)
 
 
 class NYUv2Normals(NYUv2Depth):
