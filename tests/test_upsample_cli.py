@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -277,6 +278,32 @@ def test_a_pipeline_keeps_its_precision(upsampler):
     assert loftup.upsample(image, model=pipe, size=32).dtype == torch.float16
     with pytest.raises(loftup.LoftUpError, match="dtype='bfloat16'"):
         loftup.upsample(image, model=pipe, dtype="bf16")
+
+
+def test_arguments_that_contradict_a_ready_pipeline_are_refused_by_name(upsampler):
+    """upsample(image, model=pipeline, backbone_size=448) ran at the pipeline's 112 without a
+    word (so did another backbone, device, weights or norm): only dtype was checked. Each is
+    refused by name now; those that agree with the pipeline, or are left out, are taken."""
+    pipe = loftup.load_pipeline(upsampler, device="cpu", backbone_size=112)
+    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    want = loftup.upsample(image, model=pipe, size=32)
+    contradicting = [
+        ({"backbone_size": 448}, "backbone_size=448"),
+        ({"backbone_size": 224}, "backbone_size=224"),  # the default's value, said aloud
+        ({"backbone_size": None}, "backbone_size=None"),
+        ({"backbone": "dinov2_vits14"}, "backbone='dinov2_vits14'"),
+        ({"backbone": loftup.get_featurizer("dinov2_tiny")}, "backbone="),
+        ({"backbone_weights": "/some/folder"}, "backbone_weights="),
+        ({"backbone_norm": "own"}, "backbone_norm='own'"),
+        ({"device": "cuda"}, "cuda"),  # here: no GPU; on a GPU machine: not the pipeline's
+    ]
+    for kw, named in contradicting:
+        with pytest.raises(loftup.LoftUpError, match=re.escape(named)) as e:
+            loftup.upsample(image, model=pipe, size=32, **kw)
+        assert "\n" not in str(e.value)
+    agreeing = {"backbone_size": 112, "backbone": "dinov2_tiny", "backbone_norm": "imagenet"}
+    for kw in ({}, agreeing, {"backbone": pipe.featurizer, "device": "cpu", "dtype": "fp32"}):
+        assert torch.equal(loftup.upsample(image, model=pipe, size=32, **kw), want)
 
 
 def test_a_uint8_batch_reads_as_its_images_do(upsampler):

@@ -340,14 +340,75 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
     return to_tensor(image).unsqueeze(0), False
 
 
+class _Default(int):
+    """An int default that :func:`upsample` tells apart from the same value passed: 224 said
+    aloud contradicts a pipeline built with another ``backbone_size``, 224 left out does not."""
+
+
+_BACKBONE_SIZE = _Default(224)
+
+
+def _check_agrees(pipeline, backbone, weights, backbone_size, norm, device, dtype) -> None:
+    """A :class:`UsageError` naming the first argument of :func:`upsample` that contradicts the
+    ready ``pipeline`` it was given (which it runs as built); arguments left out agree."""
+    from .featurizers import resolve
+
+    featurizer = pipeline.featurizer
+    if isinstance(backbone, Featurizer):
+        same_backbone = backbone is featurizer
+    else:
+        same_backbone = backbone is None or resolve(backbone).name == featurizer.name
+    if norm is not None:
+        check_input_norm(norm, "backbone_norm")
+    if backbone_size is not _BACKBONE_SIZE:
+        check_backbone_size(backbone_size)
+    checks = [
+        ("backbone", backbone, same_backbone, f"backbone {featurizer.name}"),
+        ("backbone_weights", weights, weights is None, "its backbone loaded already"),
+        ("backbone_size", backbone_size,
+         backbone_size is _BACKBONE_SIZE or backbone_size == pipeline.backbone_size,
+         f"backbone_size={pipeline.backbone_size}"),
+        ("backbone_norm", norm, norm in (None, featurizer.input_norm),
+         f"backbone_norm={featurizer.input_norm!r}"),
+        ("device", device, device is None or _same_device(resolve_device(device), pipeline.device),
+         f"device {pipeline.device}"),
+        ("dtype", dtype, dtype is None or as_dtype(dtype) == pipeline.dtype,
+         f"dtype {str(pipeline.dtype).removeprefix('torch.')}"),
+    ]  # fmt: skip
+    for name, value, agrees, has in checks:
+        if not agrees:
+            if name == "dtype":  # the name load_pipeline's own check prints: float16, not fp16
+                value = str(as_dtype(value)).removeprefix("torch.")
+            shown = (
+                f"{type(value).__name__}(...)"
+                if isinstance(value, torch.nn.Module)
+                else repr(value)
+            )
+            raise UsageError(
+                f"upsample(..., {name}={shown}) contradicts the pipeline passed as model, which "
+                f"has {has}; leave {name} out, or build the pipeline with "
+                f"load_pipeline(..., {name}={shown})"
+            )
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether ``a`` and ``b`` are the same device ("cuda" is the current GPU, "cuda:N")."""
+    if a.type != b.type:
+        return False
+    return a.type != "cuda" or (
+        (a.index if a.index is not None else torch.cuda.current_device())
+        == (b.index if b.index is not None else torch.cuda.current_device())
+    )
+
+
 def upsample(
     image_or_path,
     model: str | os.PathLike | LoftUp | FeaturePipeline = "loftup_dinov2s",
     size: Size = None,
     *,
-    backbone: str | None = None,
+    backbone: str | Featurizer | None = None,
     backbone_weights: str | os.PathLike | None = None,
-    backbone_size: int | None = 224,
+    backbone_size: int | None = _BACKBONE_SIZE,
     backbone_norm: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -358,7 +419,8 @@ def upsample(
       image_or_path: a file path, a PIL image, an (H, W, 3) array, or a tensor (3, H, W) or
         (B, 3, H, W) of RGB values in [0, 1] (not normalised).
       model: a released upsampler name, a weights file or folder, a LoftUp, or a
-        :class:`FeaturePipeline` (reused as is; names are cached between calls).
+        :class:`FeaturePipeline` (run as built: an argument below that contradicts it is a
+        :class:`UsageError`; names are cached between calls).
       size: output size: None (the image's), N (shorter side N) or (H, W).
       backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: see
         :func:`load_pipeline`
@@ -370,11 +432,9 @@ def upsample(
     check_size(size)  # before any weights are loaded
     if isinstance(model, FeaturePipeline):
         pipeline = model
-        if dtype is not None and as_dtype(dtype) != pipeline.dtype:
-            raise LoftUpError(
-                f"the pipeline runs in {pipeline.dtype}, not {as_dtype(dtype)}; build it with "
-                f"load_pipeline(..., dtype={str(as_dtype(dtype)).removeprefix('torch.')!r})"
-            )
+        _check_agrees(
+            pipeline, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
+        )
     elif isinstance(model, LoftUp):
         pipeline = load_pipeline(
             model,
