@@ -343,6 +343,21 @@ def test_images_that_are_not_pixels_in_0_1_are_refused_by_name(upsampler):
     assert loftup.upsample(resized, model=pipe, size=32).shape == (1, 32, 32, 45)
 
 
+def test_a_model_that_is_no_model_is_named():
+    """model=3 or model=None was os.fspath's TypeError (expected str, bytes or os.PathLike
+    object, not int), which says nothing of what model may be."""
+    image = torch.rand(3, 40, 56)
+    for bad in (3, None, 2.5, ["loftup_dinov2s"]):
+        for call, kw in (
+            (loftup.upsample, {"image_or_path": image, "model": bad}),
+            (loftup.load_pipeline, {"model": bad, "device": "cpu"}),
+            (loftup.load_upsampler, {"source": bad}),
+        ):
+            with pytest.raises(loftup.LoftUpError, match=r"name \(e\.g\. loftup_dinov2s\)") as e:
+                call(**kw)
+            assert f"got {bad!r}" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_a_size_that_is_no_size_is_named_not_misread(upsampler):
     """size="32" was read as 3 x 2 (a string is a sequence), size=32.0 was a TypeError
     traceback ('float' object is not iterable)."""

@@ -25,7 +25,7 @@ import torch
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import backbone_input_size, resize_images, shorter_side_to
-from .hub import load_upsampler
+from .hub import check_source, load_upsampler
 from .model import LoftUp
 from .tiling import start_upsample
 
@@ -241,6 +241,8 @@ def load_pipeline(
     keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
+    if not isinstance(model, LoftUp):
+        check_source(model, "model", ("a LoftUp",))
     check_backbone_size(backbone_size)
     backbone_size = None if backbone_size is None else int(backbone_size)
     if backbone_norm is not None:
@@ -446,6 +448,7 @@ def upsample(
             dtype=dtype,
         )
     else:
+        check_source(model, "model", ("a LoftUp", "a FeaturePipeline"))
         key = (
             os.fspath(model),
             backbone,

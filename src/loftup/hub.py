@@ -27,7 +27,7 @@ from .convert import (  # noqa: F401  (re-exported: the layout functions are par
     to_native,
     training_to_reference,
 )
-from .errors import CheckpointError, UnknownNameError, WeightsNotFoundError
+from .errors import CheckpointError, UnknownNameError, UsageError, WeightsNotFoundError
 from .model import LoftUp, LoftUpConfig
 
 CONFIG_NAME = "config.json"
@@ -435,6 +435,19 @@ def cached_path(name: str) -> Path | None:
 # -- the one loader ---------------------------------------------------------------------------
 
 
+def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> None:
+    """A :class:`UsageError` unless ``source`` is a name or a path (``str`` or ``os.PathLike``):
+    os.fspath's TypeError said nothing of what may be given. ``name``: the argument's name;
+    ``also``: what else the caller takes ("a LoftUp", say)."""
+    if not isinstance(source, (str, os.PathLike)):
+        kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
+        kinds += also
+        raise UsageError(
+            f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {source!r} "
+            f"({type(source).__name__})"
+        )
+
+
 def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp:
     """A ready LoftUp (channel norm included, eval mode) from any known source.
 
@@ -454,6 +467,7 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
     """
     from .api import as_dtype, resolve_device
 
+    check_source(source)
     if dtype is not None:
         dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
     if device is not None:  # before loading: "cuda" on a machine without one, in a line
