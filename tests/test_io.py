@@ -92,6 +92,31 @@ def test_to_tensor_accepts_arrays_pil_and_tensors():
         to_tensor(np.zeros((4, 4, 4), np.uint8))
 
 
+def test_an_image_to_tensor_cannot_read_is_a_loftup_error_with_the_fix():
+    """An RGBA or channels-first array, a channels-last tensor or 0-255 integers were a plain
+    ValueError / TypeError naming the shape only: not a LoftUpError (what a caller of
+    loftup.upsample catches), and no word of the fix. The old types still match."""
+    from loftup.errors import LoftUpError
+
+    cases = [
+        (np.zeros((4, 5, 4), np.uint8), r"alpha.*image\[\.\.\., :3\]"),
+        (np.zeros((3, 4, 5), np.uint8), r"channels first.*transpose\(1, 2, 0\)"),
+        (np.zeros((2, 4, 5, 3), np.uint8), r"a batch.*\(B, 3, H, W\) tensor"),
+        (torch.zeros(4, 5, 3), r"channels last.*permute\(2, 0, 1\)"),
+        (torch.zeros(4, 5), r"grayscale.*image\[None\]"),
+        (torch.zeros(5, 4, 4), r"got shape \(5, 4, 4\)"),
+        (np.zeros((4, 5, 3), np.int64), r"int64.*uint8.*/ 255"),
+        (torch.zeros(3, 4, 5, dtype=torch.int32), r"int32.*uint8.*/ 255"),
+        ([[0.5]], r"got list.*numpy\.asarray"),
+    ]
+    for bad, fix in cases:
+        with pytest.raises(LoftUpError, match=fix) as e:
+            to_tensor(bad)
+        assert isinstance(e.value, (ValueError, TypeError)) and "\n" not in str(e.value)
+    with pytest.raises(TypeError, match="uint8 or floating point"):
+        to_tensor(np.zeros((4, 5, 3), np.int64))
+
+
 def test_leftovers_are_our_temporary_files_only(tmp_path):
     """What --resume removes as a killed run's leftovers: temp_beside's files, in sub-folders
     too, never a user's own hidden .tmp file that happens to be in the output folder."""
