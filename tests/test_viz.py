@@ -85,3 +85,41 @@ def test_a_picture_titled_with_a_file_name_that_is_not_utf8_is_drawn():
     for name in ("x\udcff.png", "photo é.png"):
         png = Image.open(io.BytesIO(comparison_png(image, lr, hr, title=name)))
         assert png.size[0] == 1200
+
+
+def test_features_of_fewer_than_three_channels_are_drawn_in_rgb():
+    """One or two channels gave a 1- or 2-channel "RGB" picture: --viz failed with
+    matplotlib's TypeError (Invalid shape (h, w, 2)). The missing colours repeat the first
+    component: one channel is drawn in grey."""
+    import io
+
+    from PIL import Image
+
+    from loftup.outputs import comparison_png
+
+    g = torch.Generator().manual_seed(0)
+    for c in (1, 2):
+        lr, hr = torch.randn(1, c, 4, 4, generator=g), torch.randn(1, c, 16, 16, generator=g)
+        lr_rgb, hr_rgb = pca_pair(lr, hr)
+        assert lr_rgb.shape == (1, 3, 4, 4) and hr_rgb.shape == (1, 3, 16, 16)
+        assert torch.equal(hr_rgb[:, 2], hr_rgb[:, 0]) and hr_rgb.std() > 0.1
+        assert torch.equal(hr_rgb[:, 1], hr_rgb[:, 0]) == (c == 1)  # two channels: two colours
+        png = comparison_png(torch.rand(3, 16, 16), lr[0], hr[0])
+        assert Image.open(io.BytesIO(png)).size[0] == 1200
+
+
+def test_a_low_res_grid_too_small_to_fit_on_gives_a_picture_not_noise():
+    """A 1x1 (or 1x2) low-res grid has no (or one) direction to fit a PCA on: the other
+    components were arbitrary and their colour range zero, so the upsampled picture was
+    saturated noise (every value 0 or 1). The basis is fitted on the upsampled features then."""
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.randn(1, 16, 3, 3, generator=g)
+    hr = torch.nn.functional.interpolate(coarse, size=(24, 24), mode="bilinear")
+    for h, w in ((1, 1), (1, 2)):
+        lr = torch.nn.functional.adaptive_avg_pool2d(hr, (h, w))
+        lr_rgb, hr_rgb = pca_pair(lr, hr)
+        assert lr_rgb.shape == (1, 3, h, w) and hr_rgb.shape == (1, 3, 24, 24)
+        inside = ((hr_rgb > 0.01) & (hr_rgb < 0.99)).float().mean()
+        assert inside > 0.5, (h, w, inside)
+        # the same picture as a basis fitted on the upsampled features gives
+        assert torch.equal(hr_rgb, apply_pca(hr, fit_pca(hr)))

@@ -17,8 +17,16 @@ class PCABasis:
     hi: torch.Tensor  # (3,)
 
 
+#: A direction whose variance is below this fraction of the first's is taken as no spread.
+SPREAD = 1e-6
+
+
 def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int = 0) -> PCABasis:
-    """Fit a PCA on features (B, C, h, w) or (N, C); the colour range is the fit data's."""
+    """Fit a PCA on features (B, C, h, w) or (N, C); the colour range is the fit data's.
+
+    The basis has ``k`` components whatever C and N: where the data spreads along fewer
+    directions (fewer than ``k`` channels or ``k + 1`` samples), the missing components repeat
+    the first, so one channel is drawn in grey."""
     x = feats.detach().float()
     x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.dim() == 4 else x
     if x.shape[0] > max_samples:
@@ -30,11 +38,17 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     # spectrum is flat (as backbone features' is); the picture changed from run to run
     centred = x - mean
     cov = (centred.T @ centred).double()
-    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-    comps = vecs.flip(1)[:, : min(k, x.shape[1])]
+    vals, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+    vals, vecs = vals.flip(0), vecs.flip(1)
+    # only directions along which the data spreads: the others (beyond C channels, or N - 1
+    # samples) are arbitrary, with a colour range of zero that turned rounding into colour
+    spread = int((vals > vals[0] * SPREAD).sum()) if vals[0] > 0 else 0
+    comps = vecs[:, : max(1, min(k, spread))]
     # an eigenvector's sign is arbitrary: make each one's largest entry positive
     largest = comps.gather(0, comps.abs().argmax(0, keepdim=True))
     comps = (comps * largest.sign()).float()
+    # k colours whatever the count: the missing ones repeat the first (one direction: grey)
+    comps = comps[:, torch.arange(k) % comps.shape[1]]
     proj = centred @ comps
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     return PCABasis(mean, comps, lo, hi)
@@ -55,6 +69,9 @@ def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
 
 
 def pca_pair(lr_feats: torch.Tensor, hr_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB pictures of low-res and upsampled features with one basis fitted on the low-res ones."""
-    basis = fit_pca(lr_feats)
+    """RGB pictures of low-res and upsampled features with one basis fitted on the low-res ones,
+    or on the upsampled ones where the low-res grid has too few pixels to fit three colours on
+    (under 4: a 1x1 grid has no direction at all)."""
+    lr_pixels = lr_feats.shape[0] * lr_feats.shape[-2] * lr_feats.shape[-1]
+    basis = fit_pca(lr_feats if lr_pixels > 3 else hr_feats)
     return apply_pca(lr_feats, basis), apply_pca(hr_feats, basis)
