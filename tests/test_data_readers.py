@@ -10,7 +10,7 @@ import torch
 from loftup.data.dataset import MaskedImages, StepSampler, collate, unpack_masks
 from loftup.data.masks import MaskCache, pack
 from loftup.errors import LoftUpError, UsageError
-from train_fixtures import scene, tiny_sam, write_folder, write_sa1b
+from train_fixtures import scene, tiny_config, tiny_sam, write_folder, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -128,6 +128,40 @@ def test_an_image_too_large_for_pillow_is_skipped_like_an_unreadable_one(tmp_pat
     with pytest.warns(Image.DecompressionBombWarning):  # 16 x 16 = 256 is above 200
         sample = ds[1]
     assert sample["skipped"] == [str(root / "img_001.png")] and sample["index"] == 2
+
+
+def test_training_reads_images_above_pillows_limit_when_data_max_image_pixels_says_so(
+    tmp_path, monkeypatch, caplog
+):
+    """A training image above Pillow's limit was skipped with the advice of another command
+    (``loftup upsample --max-image-pixels N``) and training had no way to raise it. The limit
+    is raised for the dataset's own reads, in the process that reads, so in a DataLoader
+    worker as in the main one; the process's own limit is left as it was."""
+    from PIL import Image
+
+    from loftup.train.loop import training_data
+
+    root = write_folder(tmp_path / "imgs", 3, size=16)
+    Image.new("RGB", (32, 32)).save(root / "img_001.png")  # 1024 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # refused above 400
+    plain = MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c")
+    with (
+        caplog.at_level(logging.WARNING, logger="loftup.data"),
+        pytest.warns(Image.DecompressionBombWarning),
+    ):
+        assert plain[1]["skipped"] == [str(root / "img_001.png")]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "raise the limit: loftup train ... data.max_image_pixels=N (0: none)" in message
+    assert "upsample" not in message and "\n" not in message
+    cfg = tiny_config(root, tmp_path / "run", 1, 1, "data.masks=superpixels",
+                      f"data.cache_dir={tmp_path / 'c'}", "data.max_image_pixels=1024")  # fmt: skip
+    for limit in (1024, 0):
+        cfg.data.max_image_pixels = limit
+        ds = training_data(cfg, torch.device("cpu"))
+        assert ds[1]["skipped"] == [] and ds[1]["index"] == 1
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1)
+        assert [s["skipped"] for s in loader] == [[], [], []]
+    assert Image.MAX_IMAGE_PIXELS == 200
 
 
 def test_missing_or_empty_folders_are_clear_errors(tmp_path):

@@ -107,6 +107,7 @@ def _one_error_line(capsys) -> str:
         ("log.ckpt_every=-1", "log.ckpt_every must be an integer >= 1, got -1"),
         ("log=null", "config key log is a section and must be a mapping of its keys"),
         ("data.num_workers=-1", "data.num_workers must be an integer >= 0, got -1"),
+        ("data.max_image_pixels=-1", "data.max_image_pixels must be an integer >= 0, got -1"),
         ("model.attention_window=0", "model.attention_window must be an integer >= 1, got 0"),
         ("recon.proj_dim=0", "recon.proj_dim must be an integer >= 1, got 0"),
         ("max_steps=-1", "max_steps must be an integer >= 0, got -1"),

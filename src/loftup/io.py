@@ -9,6 +9,7 @@ float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit graysca
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -32,6 +33,34 @@ class ImageReadError(LoftUpError, ValueError):
     """A file is missing, not an image, truncated, or in a mode that cannot be converted."""
 
 
+#: How ``loftup upsample`` and Python read an image above Pillow's limit (ImageTooLargeError).
+UPSAMPLE_FIX = (
+    "loftup upsample --max-image-pixels N (0: none), or loftup.io.set_max_image_pixels(N) in Python"
+)
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image above Pillow's decompression-bomb limit; ``fix``: how the command that read it
+    raises the limit (``loftup upsample``'s unless told)."""
+
+    def __init__(self, path, reason: str, fix: str = UPSAMPLE_FIX) -> None:
+        super().__init__(
+            f"cannot read image {path}: {reason} If you trust the file, raise the limit: {fix}"
+        )
+        self.path, self.reason, self.fix = path, reason, fix
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.fix)
+
+
+def _pillow_limit(limit: int | None):
+    """Pillow's MAX_IMAGE_PIXELS for reading up to ``limit`` pixels (None: any)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 pixel or None, got {limit}")
+    # Pillow refuses above twice this (an int when it can be, for its message)
+    return None if limit is None else (limit // 2 if limit % 2 == 0 else limit / 2)
+
+
 def set_max_image_pixels(limit: int | None) -> None:
     """Read images of up to ``limit`` pixels (None: any size), for this process.
 
@@ -43,13 +72,29 @@ def set_max_image_pixels(limit: int | None) -> None:
 
     from PIL import Image
 
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 pixel or None, got {limit}")
-    # Pillow refuses above twice this (an int when it can be, for its message)
-    Image.MAX_IMAGE_PIXELS = (
-        None if limit is None else (limit // 2 if limit % 2 == 0 else limit / 2)
-    )
+    Image.MAX_IMAGE_PIXELS = _pillow_limit(limit)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@contextlib.contextmanager
+def max_image_pixels(limit: int | None):
+    """Within it, images of up to ``limit`` pixels (None: any size) are read, as after
+    :func:`set_max_image_pixels`; the process's limit is put back after. For the thread that
+    reads (the limit is Pillow's, for the whole process): a training dataset's reads, in
+    whichever process a DataLoader runs them."""
+    import warnings
+
+    from PIL import Image
+
+    pillow = _pillow_limit(limit)
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = pillow
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 def _open(path: str | os.PathLike):
@@ -64,11 +109,7 @@ def _open(path: str | os.PathLike):
             img.load()
             return ImageOps.exif_transpose(img)
     except Image.DecompressionBombError as e:
-        raise ImageReadError(
-            f"cannot read image {path}: {e} If you trust the file, raise the limit: "
-            "loftup upsample --max-image-pixels N (0: none), or "
-            "loftup.io.set_max_image_pixels(N) in Python"
-        ) from None
+        raise ImageTooLargeError(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 

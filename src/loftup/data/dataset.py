@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import LoftUpError, UsageError
+from ..io import max_image_pixels
 from .images import READ_ERRORS, list_images, load_square
 from .masks import MaskCache, pack, superpixel_masks
 from .sa1b import list_sa1b, read_sa1b_masks
@@ -62,6 +64,9 @@ class MaskedImages(torch.utils.data.Dataset):
       sam_weights: SAM checkpoint (hub id or folder) for ``masks=sam``.
       cache_dir: where computed masks are cached (default ``~/.cache/loftup/masks``).
       max_retries: how many following items to try when one cannot be read.
+      max_image_pixels: read images of up to this many pixels (0: any size; None: Pillow's
+        limit of about 179 million, a guard against decompression bombs), in whichever
+        process reads them (a DataLoader worker too); the process's own limit is left as is.
     """
 
     def __init__(
@@ -77,12 +82,13 @@ class MaskedImages(torch.utils.data.Dataset):
         sam_device=None,
         cache_dir: str | os.PathLike | None = None,
         max_retries: int = 32,
+        max_image_pixels: int | None = None,
     ) -> None:
         if masks not in MASK_SOURCES:
             raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
         root = data_folder(root)
         self.root, self.size, self.source, self.max_masks = root, size, masks, max_masks
-        self.max_retries = max_retries
+        self.max_retries, self.max_image_pixels = max_retries, max_image_pixels
         self.orphans = 0
         if masks == "sa1b":
             pairs, self.orphans = list_sa1b(root)
@@ -126,7 +132,9 @@ class MaskedImages(torch.utils.data.Dataset):
     def load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
         """Item ``i``: image uint8 (3, S, S) and packed masks (K, S, ceil(S / 8)); may raise READ_ERRORS."""
         path = self.images[i]
-        image, crop = load_square(path, self.size)
+        limit = self.max_image_pixels
+        with nullcontext() if limit is None else max_image_pixels(limit or None):
+            image, crop = load_square(path, self.size)
         if self.source == "sa1b":
             masks = read_sa1b_masks(self.annotations[i], crop, self.max_masks)
             return image, pack(masks)

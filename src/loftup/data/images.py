@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import IMAGE_READ_ERRORS
+from ..io import IMAGE_READ_ERRORS, ImageTooLargeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 #: What a broken image (loftup.io's list) or annotation file (json, pycocotools, numpy) raises.
 READ_ERRORS = (*IMAGE_READ_ERRORS, KeyError, TypeError, IndexError)
+
+#: How training reads an image above Pillow's limit (see MaskedImages' max_image_pixels).
+TRAIN_FIX = "loftup train ... data.max_image_pixels=N (0: none)"
 
 
 def list_images(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> list[Path]:
@@ -61,13 +64,17 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
     The image is read as :func:`loftup.io.load_image` reads it (as ``loftup upsample`` does):
     upright (EXIF orientation applied), grayscale, 16-bit, RGBA (over white) and CMYK as RGB;
     the crop keeps the EXIF orientation for the masks (:func:`crop_mask`). A damaged file
-    raises :class:`loftup.io.ImageReadError` (a ValueError, one of READ_ERRORS) naming it.
+    raises :class:`loftup.io.ImageReadError` (a ValueError, one of READ_ERRORS) naming it; one
+    above Pillow's pixel limit says how training raises it (``data.max_image_pixels``).
     """
     from PIL import Image
 
     from ..io import load_image
 
-    img = load_image(path)
+    try:
+        img = load_image(path)
+    except ImageTooLargeError as e:
+        raise ImageTooLargeError(path, e.reason, TRAIN_FIX) from None
     try:
         with Image.open(path) as stored:  # the header only: the EXIF orientation
             orientation = int(stored.getexif().get(_ORIENTATION, 1))

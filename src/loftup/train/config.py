@@ -46,6 +46,7 @@ class DataConfig:
     sam_weights: str | None = None
     cache_dir: str | None = None
     num_workers: int = 4
+    max_image_pixels: int | None = None
 
 
 @dataclass
@@ -416,6 +417,7 @@ RANGES: dict[str, tuple] = {
     "data.max_images": _ge(1),
     "data.superpixels": _ge(1),
     "data.num_workers": _ge(0),
+    "data.max_image_pixels": _ge(0),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),
     "optim.clip_grad_norm": _gt(0),

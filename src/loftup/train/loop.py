@@ -228,6 +228,17 @@ def check_out_dir(out_dir: str) -> Path:
     return path
 
 
+def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
+    """The images and masks of ``cfg.data`` at the size of ``cfg.stage``'s images."""
+    d = cfg.data
+    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
+    return MaskedImages(
+        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
+        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
+        cache_dir=d.cache_dir, max_image_pixels=d.max_image_pixels,
+    )  # fmt: skip
+
+
 def _packages_needed(cfg: TrainConfig) -> dict[str, str]:
     """The optional packages this run will import, and what for (loftup.errors.require)."""
     needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
@@ -263,12 +274,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     # -- the data (listed before any model loads: too few images for a batch is said first) --
     d = cfg.data
-    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
-    dataset = MaskedImages(
-        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
-        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
-        cache_dir=d.cache_dir,
-    )  # fmt: skip
+    dataset = training_data(cfg, device)
     total = (
         cfg.max_steps
         if cfg.max_steps is not None
