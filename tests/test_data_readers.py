@@ -452,6 +452,72 @@ def test_a_broken_sa1b_json_is_skipped_and_named(tmp_path, caplog, text, why):
     assert f"{root / 'sa_0.json'}: " in message and why in message and "\n" not in message
 
 
+def _one_mask_json(path, height, width):
+    """An SA-1B JSON of one mask, a valid RLE of ``height`` x ``width`` (its top-left quarter)."""
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((height, width), np.uint8)
+    m[: height // 2, : width // 2] = 1
+    rle = mask_utils.encode(np.asfortranarray(m))
+    ann = {"segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}}
+    path.write_text(json.dumps({"annotations": [ann]}))
+
+
+@pytest.mark.parametrize(
+    "size, why",
+    [
+        ([16.5, 16], "not two positive integers"),
+        (["16", 16], "not two positive integers"),
+        ([16], "not two positive integers"),
+        ([0, 16], "not two positive integers"),
+        ([True, 16], "not two positive integers"),
+        ([16, 16, 1], "not two positive integers"),
+        # as [100000, 100000] would be, without decoding 10 GB should the check ever go
+        ([4000, 4000], "a 4000x4000 px mask, implausibly large for its 16x16 px image"),
+    ],
+)
+def test_an_sa1b_mask_size_that_is_no_size_is_refused_before_decoding(tmp_path, caplog, size, why):
+    """pycocotools allocates the whole mask of the RLE's size before anything compares it with
+    the image: a damaged size of [100000, 100000] crashed the process (10 GB; a segfault under a
+    memory limit). Refused as a damaged JSON first; the RLE is valid for its 16 x 16 px."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    data = json.loads((root / "sa_0.json").read_text())
+    data["annotations"][1]["segmentation"]["size"] = size
+    (root / "sa_0.json").write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        sample = MaskedImages(root, size=16, masks="sa1b")[0]
+    assert sample["skipped"] == [str(root / "sa_0.jpg")] and sample["index"] == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"{root / 'sa_0.json'}: annotation 1 " in message and why in message
+    assert "not SA-1B annotations" in message and "\n" not in message
+
+
+def test_sa1b_masks_far_larger_than_their_image_are_refused_before_decoding(
+    tmp_path, caplog, monkeypatch
+):
+    """Masks of a resized image are read (up to 8 times its side, 64 times its pixels, and at
+    most MAX_MASK_PIXELS): a larger RLE was decoded whole, however large its size."""
+    from loftup.data import sa1b
+
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    _one_mask_json(root / "sa_0.json", 128, 128)  # 8 times the side: a resized image's
+    ds = MaskedImages(root, size=16, masks="sa1b")
+    assert ds[0]["skipped"] == [] and ds[0]["masks"].shape[0] == 1
+    _one_mask_json(root / "sa_0.json", 136, 136)  # 72 times the pixels
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        assert ds[0]["skipped"] == [str(root / "sa_0.jpg")]
+    assert "annotation 0 has a 136x136 px mask, implausibly large for its 16x16 px" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(sa1b, "MAX_MASK_PIXELS", 1000)  # the cap, whatever the image
+    _one_mask_json(root / "sa_0.json", 32, 32)
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        assert ds[0]["skipped"] == [str(root / "sa_0.jpg")]
+    assert "annotation 0 has a 32x32 px mask, implausibly large" in caplog.text
+    _one_mask_json(root / "sa_0.json", 16, 16)  # its image's own size: read whatever the cap
+    monkeypatch.setattr(sa1b, "MAX_MASK_PIXELS", 100)
+    assert ds[0]["skipped"] == []
+
+
 def test_plain_images_read_as_sa1b_say_how_to_train_on_them(tmp_path):
     """A folder of photos without SA-1B JSON, read with the default data.masks=sa1b, said only
     that it found no sa_N.jpg with sa_N.json: not that it saw the images, nor what to pass."""

@@ -16,6 +16,12 @@ import numpy as np
 from ..errors import one_line
 from .images import SquareCrop, crop_mask, list_images
 
+#: The largest masks read, as multiples of their image's pixels (masks made before the image
+#: was resized to 1/8 of its side) and in pixels (decoding allocates the whole mask, and a
+#: damaged size of [100000, 100000] is 10 GB); masks of the image's own size are always read.
+MASK_AREA_RATIO = 64
+MAX_MASK_PIXELS = 2**28
+
 
 def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
     """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON."""
@@ -33,7 +39,8 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     """The first ``max_masks`` masks of an SA-1B JSON, cropped like the image: bool (K, S, S).
 
     Raises OSError (a missing file) or a one-line ValueError naming the file and what is wrong
-    with it (not JSON, no annotations, a mask that is not COCO RLE or does not decode).
+    with it (not JSON, no annotations, a mask that is not COCO RLE, has no plausible size for
+    the image (checked before it is decoded) or does not decode).
     """
     from pycocotools import mask as mask_utils
 
@@ -50,6 +57,9 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
         rle = ann.get("segmentation") if isinstance(ann, dict) else None
         if not (isinstance(rle, dict) and "size" in rle and "counts" in rle):
             raise _broken(json_path, f"annotation {n} is not COCO RLE ({{size, counts}})")
+        why = _implausible_size(rle["size"], crop.image)
+        if why:
+            raise _broken(json_path, f"annotation {n}{why}")
         rle = dict(rle)
         try:
             if isinstance(rle["counts"], list):  # uncompressed RLE (COCO's other form)
@@ -68,6 +78,24 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     if not masks:
         return np.zeros((0, crop.size, crop.size), dtype=bool)
     return np.stack(masks)
+
+
+def _implausible_size(size, image: tuple[int, int] | None) -> str | None:
+    """What is wrong with an RLE's ``size`` [height, width] for an image of (width, height)
+    pixels, before the mask is decoded (after " annotation N"), or None."""
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(type(v) is int and v > 0 for v in size)
+    ):  # type(): a bool is an int
+        return f" has size {size!r}, not two positive integers [height, width]"
+    area = size[0] * size[1]
+    pixels = image[0] * image[1] if image else 0
+    if area <= pixels or area <= min(MASK_AREA_RATIO * pixels, MAX_MASK_PIXELS):
+        return None
+    of = f"for its {image[0]}x{image[1]} px image" if image else "for an image"
+    return (
+        f" has a {size[1]}x{size[0]} px mask, implausibly large {of} (masks of a resized image "
+        f"are read up to {MASK_AREA_RATIO} times its pixels and {MAX_MASK_PIXELS} px)"
+    )
 
 
 def _broken(json_path, why: str) -> ValueError:
