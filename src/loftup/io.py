@@ -40,17 +40,17 @@ UPSAMPLE_FIX = (
 
 
 class ImageTooLargeError(ImageReadError):
-    """An image above Pillow's decompression-bomb limit; ``fix``: how the command that read it
-    raises the limit (``loftup upsample``'s unless told)."""
+    """An image above Pillow's decompression-bomb limit; ``reason``: Pillow's message. Made
+    from its message alone, as every LoftUpError (a DataLoader remakes a worker's so);
+    :meth:`of` writes it with the fix of the command that read the image."""
 
-    def __init__(self, path, reason: str, fix: str = UPSAMPLE_FIX) -> None:
-        super().__init__(
-            f"cannot read image {path}: {reason} If you trust the file, raise the limit: {fix}"
-        )
-        self.path, self.reason, self.fix = path, reason, fix
+    reason = ""
 
-    def __reduce__(self):
-        return type(self), (self.path, self.reason, self.fix)
+    @classmethod
+    def of(cls, path, reason: str, fix: str = UPSAMPLE_FIX) -> ImageTooLargeError:
+        e = cls(f"cannot read image {path}: {reason} If you trust the file, raise the limit: {fix}")
+        e.reason = reason
+        return e
 
 
 def _pillow_limit(limit: int | None):
@@ -109,7 +109,7 @@ def _open(path: str | os.PathLike):
             img.load()
             return ImageOps.exif_transpose(img)
     except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(path, str(e)) from None
+        raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 

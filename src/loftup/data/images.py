@@ -74,7 +74,7 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
     try:
         img = load_image(path)
     except ImageTooLargeError as e:
-        raise ImageTooLargeError(path, e.reason, TRAIN_FIX) from None
+        raise ImageTooLargeError.of(path, e.reason, TRAIN_FIX) from None
     try:
         with Image.open(path) as stored:  # the header only: the EXIF orientation
             orientation = int(stored.getexif().get(_ORIENTATION, 1))
