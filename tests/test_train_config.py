@@ -1,8 +1,10 @@
 """The training config: the released recipe's values, packaged YAMLs, overrides and their errors."""
 
 import dataclasses
+import os
 
 import pytest
+import torch
 import yaml
 
 from loftup.cli import main
@@ -278,6 +280,44 @@ def test_unreadable_files_are_counted_as_they_are(tmp_path):
     with pytest.raises(LoftUpError) as e:
         next(iter(from_workers(loader)))
     assert str(e.value).startswith("none of the 3 files under") and "\n" not in str(e.value)
+
+
+class _KillsItsWorker(torch.utils.data.Dataset):
+    """Item 1 ends its worker process by ``sig``, as the kernel's OOM killer or a crash in a
+    native reader (pycocotools, Pillow's decoders) does: no Python error is left to report."""
+
+    def __init__(self, sig) -> None:
+        self.sig = sig
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i):
+        if i == 1:
+            os.kill(os.getpid(), self.sig)
+        return torch.zeros(1)
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGSEGV"])
+def test_a_worker_killed_by_the_system_is_one_line_with_the_fix(sig):
+    """A DataLoader worker that dies without an error (out of host memory, a segfault) was
+    PyTorch's RuntimeError 'DataLoader worker (pid(s) N) exited unexpectedly', which the command
+    line shows as a traceback, with nothing to do about it."""
+    import signal
+
+    from loftup.errors import from_workers, worker_ignores_sigterm
+
+    loader = torch.utils.data.DataLoader(
+        _KillsItsWorker(getattr(signal, sig)), batch_size=1, num_workers=1,
+        worker_init_fn=worker_ignores_sigterm,
+    )  # fmt: skip
+    with pytest.raises(LoftUpError) as e:
+        list(from_workers(loader, "data.num_workers"))
+    message = str(e.value)
+    assert message.startswith("a data-loading worker process died without an error") and (
+        "\n" not in message
+    )
+    assert "lower data.num_workers, or set it to 0" in message
 
 
 def test_a_run_whose_workers_find_nothing_readable_ends_instead_of_hanging(tmp_path):

@@ -201,10 +201,16 @@ def worker_message(e: BaseException) -> str | None:
     return None
 
 
-def from_workers(loader):
+#: PyTorch's words for a worker process that ended without a Python error (a signal)
+_WORKER_DIED = re.compile(r"DataLoader worker \(pids?(\(s\))? [\d, ]+\) (exited|is killed)")
+
+
+def from_workers(loader, workers: str = "the DataLoader's num_workers"):
     """The batches of ``loader`` (a DataLoader). A :class:`LoftUpError` a worker raised (an
     unreadable file) is raised again with its own message, one line (PyTorch pastes the
-    worker's traceback into it). The workers are shut down when the iteration ends, is closed
+    worker's traceback into it); a worker that died without one (killed for lack of memory, a
+    crash in a native reader) is a LoftUpError saying to lower ``workers`` (the setting's name
+    as the user gives it). The workers are shut down when the iteration ends, is closed
     or fails: left to the garbage collector they would outlive the run (they ignore SIGTERM),
     and the interpreter's exit would wait on them for ever."""
     it = iter(loader)
@@ -215,6 +221,14 @@ def from_workers(loader):
         if message is None:
             raise
         raise type(e)(message) from None
+    except RuntimeError as e:
+        if not _WORKER_DIED.match(str(e)):
+            raise
+        raise LoftUpError(
+            f"a data-loading worker process died without an error ({e}): the system killed "
+            "it, most often for lack of host memory, or a library crashed on a file; lower "
+            f"{workers}, or set it to 0 to read in this process"
+        ) from None
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
         if shutdown is not None:

@@ -332,7 +332,7 @@ class Loader:
         return len(self.loader)
 
     def __iter__(self):
-        yield from from_workers(self.loader)
+        yield from from_workers(self.loader, "--workers")
 
 
 def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:

@@ -373,7 +373,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     sigterm.in_steps = True
     tick = time.perf_counter()
-    for step, batch in zip(range(step0, total), from_workers(loader)):
+    for step, batch in zip(range(step0, total), from_workers(loader, "data.num_workers")):
         t_data = time.perf_counter() - tick
         draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
         images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
