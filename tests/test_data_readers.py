@@ -423,6 +423,7 @@ def test_masks_cached_by_the_sideways_reader_are_not_served(tmp_path):
     [
         ("{not json", "not JSON"),
         ("\udcff", "not JSON"),  # bytes that are not UTF-8
+        ("[" * 100000, "not JSON"),  # nested past Python's recursion limit
         ("[1, 2]", "no 'annotations' list"),
         ('{"annotations": [5]}', "annotation 0 is not COCO RLE"),
         ('{"annotations": [{"segmentation": [[1, 2, 3, 4, 5, 6]]}]}', "is not COCO RLE"),

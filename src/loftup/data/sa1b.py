@@ -47,7 +47,7 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; "[[[..."
         raise _broken(json_path, f"not JSON ({e})") from None
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list):
