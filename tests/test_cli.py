@@ -472,3 +472,20 @@ def test_an_error_under_an_open_progress_bar_is_a_line_of_its_own(own_process):
     closes the bar before the error line, which used to land on the end of the bar's line."""
     lines = own_process["error under an open bar"].stderr.split("\n")
     assert "error: none of the 4 files could be read" in lines, lines
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_work(capsys, tmp_path):
+    """``--json`` under a file (or in a folder that takes no files) is said before the command
+    runs, naming the option and the file in the way: ``world probe`` scored its scenes first
+    and `info` printed its table, and both then ended with 'FILE: File exists'."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    for argv in (["info"], ["world", "probe", "--count", "2", "--size", "16"]):
+        assert main([*argv, "--json", str(blocker / "out.json")]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""  # nothing ran
+        assert err == (
+            f"error: --json {blocker}/out.json cannot be written: {blocker} is a file, not a "
+            "folder; choose another path\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
