@@ -489,3 +489,27 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_the_work(capsys, t
             "folder; choose another path\n"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_work(capsys, tmp_path):
+    """``--out`` under a file is said before any scene is drawn or step trained, naming the
+    option: `world backbone` trained and then ended with 'afile/sub: Not a directory', `demo`
+    and `experiment` ended with that line (or 'afile: File exists') and no fix."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    commands = (
+        ["world", "backbone", "--steps", "1", "--scenes", "1", "--batch-size", "1"],
+        ["demo"],
+        ["experiment", "coords", "--quick"],
+    )
+    for argv in commands:
+        assert main([*argv, "--out", str(blocker / "sub")]) == 2
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err == (
+            f"error: --out {blocker}/sub cannot be written: {blocker} is a file, not a folder; "
+            "choose another folder\n"
+        )
+    assert main(["experiment", "coords", "--quick", "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err == f"error: --out {blocker} is a file; give a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

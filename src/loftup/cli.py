@@ -985,6 +985,9 @@ def _cmd_world_backbone(args) -> int:
     )
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # not after the training
         raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
+    from .eval.pipeline import check_folder_output
+
+    check_folder_output(args.out, "--out")  # under a file, or in a folder that takes no files
     if args.threads:
         torch.set_num_threads(args.threads)
     metrics = train_backbone(recipe, args.out, device=_picked_device(args.device))
