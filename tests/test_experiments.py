@@ -309,6 +309,12 @@ def test_cli_names_the_experiments_and_refuses_bad_input(capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "colour"])
     assert "invalid choice: 'colour'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # only NAME is missing: KEY=VALUE entries are optional
+        main(["experiment"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "loftup experiment: error: the following arguments are required: NAME"
+    )
     assert main(["experiment", "coords", "--eval-dataset", "voc"]) == 2
     err = capsys.readouterr().err
     assert "--eval-dataset needs --eval-root" in err and len(err.strip().splitlines()) == 1

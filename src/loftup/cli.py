@@ -843,7 +843,10 @@ def _add_experiment(sub) -> None:
                    help="mask-noise: levels above 0 (default: 0.25 0.5 1)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config entries")
+    # a default: argparse counts a '*' positional without one as required, and `loftup
+    # experiment` alone said 'the following arguments are required: NAME, KEY=VALUE'
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="training config entries")  # fmt: skip
     p.set_defaults(func=_cmd_experiment)
 
 
