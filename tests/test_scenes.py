@@ -133,6 +133,17 @@ def test_config_errors_name_the_problem():
         SceneConfig(scale=0)
     with pytest.raises(UsageError, match="texture_scale .*finite"):
         SceneConfig(texture_scale=(1.0, float("nan")))
+    # a texture period past float32 (an OverflowError traceback from NumPy) or below it (noise)
+    with pytest.raises(
+        UsageError, match=r"scale .* > 0, got 1e\+308; it goes from 1e-06 to 1e\+06"
+    ):
+        SceneConfig(scale=1e308)
+    with pytest.raises(UsageError, match=r"texture_scale .* 1e-06 to 1e\+06\), got 1e-40 1"):
+        SceneConfig(texture_scale=(1e-40, 1.0))
+    with pytest.raises(UsageError, match=r"texture_scale .* got 1 1e\+07"):
+        SceneConfig(texture_scale=(1.0, 1e7))
+    extreme = SceneConfig(height=16, width=16, scale=1e6, texture_scale=(1e-6, 1e6))
+    assert generate_scene(extreme, 0).image.shape == (16, 16, 3)  # the bounds themselves draw
     with pytest.raises(UsageError, match="noise must be a finite number >= 0"):
         SceneConfig(noise=-0.1)
     with pytest.raises(UsageError, match="at least 8x8"):

@@ -28,6 +28,15 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+#: The range of ``scale`` and ``texture_scale``: a texture period past float32's range (scale
+#: 1e308) was an OverflowError traceback from NumPy, one below it (1e-40) painted noise.
+SCALE_RANGE = (1e-6, 1e6)
+
+
+def _in_scale_range(value) -> bool:
+    return _positive(value) and SCALE_RANGE[0] <= value <= SCALE_RANGE[1]
+
+
 @dataclass
 class SceneConfig:
     """Statistics of a synthetic world. Pixel quantities are at ``scale`` 1 and multiplied by it.
@@ -87,15 +96,17 @@ class SceneConfig:
             )  # fmt: skip
         if not (is_int(self.height) and is_int(self.width) and min(self.height, self.width) >= 8):
             raise UsageError(f"scenes must be at least 8x8 pixels, got {self.height}x{self.width}")
-        if not _positive(self.scale):
+        bounds = f"from {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}"
+        if not _in_scale_range(self.scale):
             raise UsageError(
                 f"scale (pixel scale of textures and lines) must be a finite number > 0, "
-                f"got {self.scale}"
+                f"got {self.scale}; it goes {bounds}"
             )
         lo, hi = self.texture_scale
-        if not (_positive(lo) and _positive(hi) and lo <= hi):
+        if not (_in_scale_range(lo) and _in_scale_range(hi) and lo <= hi):
             raise UsageError(
-                f"texture_scale must be (MIN, MAX) with 0 < MIN <= MAX (finite), got {lo:g} {hi:g}"
+                f"texture_scale must be (MIN, MAX) with 0 < MIN <= MAX (finite, {bounds}), got "
+                f"{lo:g} {hi:g}"
             )
         for name in ("blobs", "polygons", "thin", "radius", "thin_width", "period"):
             lo, hi = getattr(self, name)
