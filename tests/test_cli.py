@@ -266,7 +266,27 @@ def test_memory_errors_are_told_apart_and_read():
     assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert memory_shortfall(cpu) == "the host could not allocate 28.8 GB"
     assert memory_shortfall(numpy) == "the host could not allocate 6.31 GiB"
+    whole = MemoryError("Unable to allocate 149. GiB for an array with shape (100000, 100000, 16)")
+    assert memory_shortfall(whole) == "the host could not allocate 149 GiB"  # NumPy's "149."
     assert memory_shortfall(MemoryError()) == "the host ran out of memory"
+
+
+def test_out_of_memory_in_a_world_command_says_what_to_lower(tmp_path, capsys, monkeypatch):
+    """A world command out of memory (world scenes at 100000 px asks NumPy for 149 GiB at
+    once; raised here as NumPy raises it, so that no machine tries): one line naming the world
+    commands' own options, not 'smaller inputs'."""
+    import loftup.data.scene_files as scene_files
+
+    def too_big(*args):
+        raise MemoryError("Unable to allocate 149. GiB for an array with shape (100000, 100000)")
+
+    monkeypatch.setattr(scene_files, "generate_scene", too_big)
+    assert main(["world", "scenes", "--count", "1", "--out", str(tmp_path / "w")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        "error: out of memory in loftup world: the host could not allocate 149 GiB; try a "
+        "smaller --size (scenes, probe), --count (probe) or --batch-size (backbone)"
+    )
 
 
 def test_numbers_are_written_as_strict_json_that_any_reader_takes(tmp_path):

@@ -1111,6 +1111,8 @@ _MEMORY_FIX = {
     "eval": "a smaller --batch-size",
     "bench": "smaller --sizes or --batch",
     "experiment": "--quick, or a smaller --batch-size",
+    "demo": "a smaller --size or --batch-size",
+    "world": "a smaller --size (scenes, probe), --count (probe) or --batch-size (backbone)",
 }
 
 

@@ -164,12 +164,12 @@ def memory_shortfall(e: BaseException) -> str:
     (CUDA's), else its first line."""
     text = str(e)
     host = re.search(r"tried to allocate (\d+) bytes", text)
-    numpy = re.search(r"Unable to allocate ([\d.]+ [KMGT]i?B)", text)
+    numpy = re.search(r"Unable to allocate (\d+(?:\.\d+)?)\.? ([KMGT]i?B)", text)
     gpu = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
     if host:
         return f"the host could not allocate {int(host.group(1)) / 1e9:.1f} GB"
     if numpy:
-        return f"the host could not allocate {numpy.group(1)}"
+        return f"the host could not allocate {numpy.group(1)} {numpy.group(2)}"  # not "149. GiB"
     if gpu:
         return f"the GPU could not allocate {gpu.group(1)}"
     if not text.strip():
