@@ -260,6 +260,21 @@ def test_readme_evaluation_commands_parse():
         assert args.func.__name__ == "_cmd_eval"
 
 
+@pytest.mark.parametrize("task", ["seg", "depth", "normals", "davis"])
+def test_cache_dir_help_names_the_folder_features_are_cached_in(task, capsys, monkeypatch):
+    from pathlib import Path
+
+    from loftup.cli import build_parser
+    from loftup.eval.features import default_cache_dir
+
+    monkeypatch.delenv("LOFTUP_CACHE", raising=False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", task, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    folder = "~/" + default_cache_dir().relative_to(Path.home()).as_posix()
+    assert f"(default {folder}," in text, text
+
+
 # -- bad input: one line, exit 2, before any work ------------------------------------------------
 
 

@@ -658,7 +658,11 @@ def _add_eval(sub) -> None:
         )
         t.add_argument("--size", type=int, default=224, help="input side (default 224)")
         t.add_argument("--limit", type=int, default=None, metavar="N", help="first N per split")
-        t.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/loftup)")
+        t.add_argument(
+            "--cache-dir",
+            default=None,
+            help="feature cache (default ~/.cache/loftup/features, or $LOFTUP_CACHE/features)",
+        )
         t.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
         t.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
         t.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
