@@ -253,8 +253,9 @@ def test_readme_evaluation_commands_parse():
     from loftup.cli import build_parser
 
     section = _readme_section().replace("\\\n", " ")
-    commands = re.findall(r"loftup eval (?:seg|depth|davis) +--[^`\n#]*", section)
-    assert len(commands) >= 8
+    commands = re.findall(r"loftup eval (?:seg|depth|normals|davis) +--[^`\n#]*", section)
+    assert sum(" normals " in cmd for cmd in commands) >= 2
+    assert len(commands) >= 10
     for cmd in commands:
         args = build_parser().parse_args(shlex.split(cmd)[1:])
         assert args.func.__name__ == "_cmd_eval"
