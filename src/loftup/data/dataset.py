@@ -122,7 +122,7 @@ class MaskedImages(torch.utils.data.Dataset):
             else:
                 settings["sam"] = str(sam_weights)
                 self._sam = SamMaskGenerator(sam_weights, device=sam_device)
-            default = Path(os.environ.get("LOFTUP_CACHE", "~/.cache/loftup")) / "masks"
+            default = Path(os.environ.get("LOFTUP_CACHE") or "~/.cache/loftup") / "masks"  # "" too
             self.cache = MaskCache(Path(cache_dir or default).expanduser(), settings)
             self.cache.check_writable()
 
