@@ -233,6 +233,33 @@ def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
         write_scenes(out, cfg, 4, progress=False)
 
 
+def test_a_world_cut_short_is_gone_on_with_only_with_its_own_options(tmp_path, monkeypatch):
+    """A run stopped before world.json (Ctrl-C, a full disk) then run again with another seed
+    or a smaller count mixed the first run's scenes in with the new world's."""
+    import loftup.data.scene_files as scene_files
+
+    cfg, out = SceneConfig(height=16, width=16), tmp_path / "w"
+    real = scene_files.generate_scene
+
+    def stop_at_the_third(config, seed, i):
+        if i == 2:
+            raise KeyboardInterrupt
+        return real(config, seed, i)
+
+    monkeypatch.setattr(scene_files, "generate_scene", stop_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        write_scenes(out, cfg, 4, progress=False)
+    monkeypatch.setattr(scene_files, "generate_scene", real)
+    assert not (out / "world.json").exists() and (out / "sa1b" / "sa_2.jpg").exists()
+    with pytest.raises(UsageError, match=r"holds another world \(seed 0 -> 3; count 4 -> 2\)"):
+        write_scenes(out, cfg, 2, seed=3, progress=False)
+    write_scenes(out, cfg, 4, progress=False)  # the same options: finished
+    assert len(read_world(out).names) == 4 and not (out / scene_files.PARTIAL).exists()
+    (out / "world.json").unlink()  # scenes that no record describes
+    with pytest.raises(UsageError, match="holds scenes but no world.json"):
+        write_scenes(out, cfg, 4, progress=False)
+
+
 @pytest.mark.parametrize(
     "damage, words",
     [

@@ -130,7 +130,9 @@ def write_scenes(
     """Write scenes ``start .. start + count - 1`` of the world ``(config, seed)`` to ``out``.
 
     Scene ``i`` becomes ``sa_{i + 1}`` (SA-1B numbers from 1). Every file is written atomically;
-    ``world.json`` last, so a folder with a ``world.json`` is complete.
+    ``world.json`` last, so a folder with a ``world.json`` is complete. Until then
+    ``world.partial.json`` records the options, so that a run cut short is gone on with only
+    with the same ones.
     """
     from tqdm.auto import tqdm
 
@@ -151,6 +153,8 @@ def write_scenes(
     _check_other_world(out, info)
     (out / "sa1b").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
+    if not (out / "world.json").exists():
+        write_json(out / PARTIAL, info)
     names = []
     for i in tqdm(range(start, start + count), desc="scenes", disable=not progress):
         scene = generate_scene(config, seed, i)
@@ -161,21 +165,32 @@ def write_scenes(
         atomic_write_bytes(out / "labels" / f"{name}.png", encode_labels(scene.labels))
         names.append(name)
     write_json(out / "world.json", {**info, "images": names})
+    (out / PARTIAL).unlink(missing_ok=True)
     return out
 
 
+#: What :func:`write_scenes` records of a world it has begun and not finished.
+PARTIAL = "world.partial.json"
+
+
 def _check_other_world(out: Path, info: dict) -> None:
-    """A UsageError if ``out`` holds a world of other options: writing over it would leave its
-    scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
+    """A UsageError if ``out`` holds a world of other options, finished (``world.json``) or cut
+    short (``world.partial.json``), or scenes of no recorded world: writing over it would leave
+    its scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
     describe them. The same world again is rewritten (the same bytes)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
 
     try:
-        old = read_json_object(out / "world.json")
+        old = read_json_object(out / "world.json") or read_json_object(out / PARTIAL)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out or delete it") from None
     if old is None:
+        if any((out / "sa1b").glob("sa_*.jpg")):  # scenes of an unrecorded world
+            raise UsageError(
+                f"{out} holds scenes but no world.json (a run cut short by an earlier version, "
+                "or other files); choose another --out or delete it"
+            )
         return
     new = json.loads(json.dumps(info))  # tuples as the file holds them, as lists
     diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
