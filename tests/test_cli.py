@@ -164,6 +164,10 @@ def test_user_errors_are_one_line_with_status_2(capsys, tmp_path):
     assert err.startswith("error: unknown name 'no_such_model'")
     assert "loftup_dinov2s" in err and "dinov2_vits14" in err
     assert len(err.strip().splitlines()) == 1
+    for path in ("../x", str(tmp_path)):  # it spoke of data.sam_weights, training's key
+        assert main(["download", path]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path!r} is a local path: it needs no download"), err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")

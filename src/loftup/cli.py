@@ -81,12 +81,17 @@ def _add_download(sub) -> None:
 
 def _cmd_download(args) -> int:
     from .data.sam import SAM_WEIGHTS, resolve_sam
-    from .errors import UnknownNameError
+    from .errors import UnknownNameError, UsageError
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
 
     names = list(RELEASED) if args.names == ["all"] else args.names
     for name in names:
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
+            raise UsageError(
+                f"{name!r} is a local path: it needs no download (pass it where the weights are "
+                "asked for); download takes released upsamplers, backbones and SAM hub ids ORG/NAME"
+            )
         if name in SAM_WEIGHTS or "/" in name:  # SAM, for training's data.masks=sam
             print(f"{name}: {resolve_sam(name, downloading=True)}")
             continue
