@@ -147,7 +147,7 @@ def upsample(
     own = out is None and callback is None
     if own:
         out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
-    window = model.config.attention_window
+    window = fw.window  # the folded weights carry the model's window
     h, w = lr_feats.shape[-2:]
     tiles = plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if fw.conv == "winograd" else 1)
     if not tiles:  # an empty batch: nothing to compute (an empty output, or no tiles)
