@@ -226,14 +226,15 @@ class LoftUp(nn.Module):
         self, dtype: torch.dtype | None = None, conv: str = "auto", align: int | None = None
     ) -> FusedWeights:
         """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
-        parameter or buffer has changed (in place or replaced) since the last call, and after
-        any step of a fused optimizer (``fused=True``: its writes are not counted in the
-        tensors' version counters). Writes through ``.data`` and in-place changes to tensors
+        parameter or buffer has changed (in place or replaced) or ``config.attention_window``
+        has since the last call, and after any step of a fused optimizer (``fused=True``: its
+        writes are not counted in the tensors' version counters). Writes through ``.data`` and in-place changes to tensors
         created under ``torch.inference_mode`` cannot be seen."""
         key = (
             dtype,
             conv,
             align,
+            self.config.attention_window,  # carried by the folded weights (FusedWeights.window)
             _fused_optimizer_steps,
             tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in _tensors(self, [])),
         )
