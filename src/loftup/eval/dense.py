@@ -13,35 +13,23 @@ from dataclasses import replace
 
 import torch
 
+from .config import EvalConfig, backbone_size, check_config
 from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset
 from .figures import depth_figure, normals_figure, seg_figure
 from .metrics import SegmentationScores, depth_metrics, normal_metrics
-from .pipeline import (
-    EvalConfig,
-    FeaturePipeline,
-    backbone_size,
-    check_config,
-    check_outputs,
-    finish,
-    make_loader,
-)
+from .pipeline import FeaturePipeline, make_loader
 from .probe import (
-    DEPTH_PROBE,
-    NORMAL_PROBE,
-    SEG_PROBE,
     DepthProbe,
     NormalProbe,
-    ProbeConfig,
-    depth_loss,
     make_seg_probe,
-    normal_loss,
     predict,
     predict_depth,
     predict_normals,
-    seg_loss,
-    train_probe,
 )
+from .probe_losses import depth_loss, normal_loss, seg_loss
+from .probe_training import DEPTH_PROBE, NORMAL_PROBE, SEG_PROBE, ProbeConfig, train_probe
 from .report import run_info
+from .results import check_outputs, finish
 
 POLICY = "resize-short-bilinear+center-crop"
 N_EXAMPLES = 4

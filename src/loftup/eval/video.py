@@ -16,13 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import EvalConfig, check_config
 from .datasets import DavisSequence, check_dataset, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
 from .metrics import contour_accuracy, region_similarity
-from .pipeline import EvalConfig, FeaturePipeline, check_config, check_outputs, finish
+from .pipeline import FeaturePipeline
 from .propagation import one_hot, propagate_video, soft_to_mask
 from .report import run_info
+from .results import check_outputs, finish
 
 POLICY = "resize-square-bicubic"
 N_EXAMPLES = 4

@@ -1,0 +1,135 @@
+"""The settings of an evaluation run (:class:`EvalConfig`) and their ranges, checked before any
+data, model or backbone is read (:func:`check_config`).
+
+``upsampler`` is a baseline (nearest, bilinear, bicubic, jbu), anything
+:func:`loftup.load_upsampler` takes, or ``highres``: the backbone run on an input
+``highres_factor`` times larger, its features then resized bilinearly (a reference that pays
+for resolution with backbone compute instead of an upsampler).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..errors import UsageError, is_int
+from ..featurizers import check_input_norm
+from .datasets.davis import MIN_FRAMES
+from .features import default_cache_dir
+from .probe_training import check_seed
+from .propagation import PropagationConfig
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run.
+
+    Arguments:
+      task: ``seg``, ``depth``, ``normals`` or ``davis``.
+      dataset: dataset name (see :data:`loftup.eval.datasets.TASK_DATASETS`).
+      root: the dataset's folder.
+      backbone: featurizer name (``loftup.get_featurizer``); backbone_weights: its weights;
+        backbone_norm: what it is given (its ``input_norm``: "imagenet", the paper's, or "own").
+      upsampler: baseline name, ``highres``, or a source for ``load_upsampler``.
+      size: side of the square image the backbone sees (FeatUp protocol: 224).
+      limit: only the first N images of each split (N sequences for DAVIS).
+      max_frames: DAVIS only: the first N frames of each sequence.
+      cache_dir: where backbone features are cached (None: no cache); ``normals`` also keeps
+        its one-off conversion of the normals pickle there (None: a temporary folder).
+      device: torch device for backbone, upsampler and probe (``auto``: CUDA when available).
+      batch_size: images per batch; epochs, lr: probe training (None: the protocol's).
+      workers: DataLoader worker processes.
+      seed: seeds the probe and the order of the training images.
+      highres_factor: input enlargement for ``upsampler='highres'``.
+      propagation: DAVIS label propagation settings.
+      json: results file; figure: PNG of a few predictions (default: next to ``json``).
+      save_masks: DAVIS only: write predicted masks here in the DAVIS result format.
+      progress: show progress bars.
+    """
+
+    task: str
+    dataset: str
+    root: str
+    backbone: str
+    upsampler: str
+    backbone_weights: str | None = None
+    backbone_norm: str = "imagenet"
+    size: int = 224
+    limit: int | None = None
+    max_frames: int | None = None
+    cache_dir: str | None = field(default_factory=lambda: str(default_cache_dir()))
+    device: str = "cpu"
+    batch_size: int = 8
+    epochs: int | None = None
+    lr: float | None = None
+    workers: int = 0
+    seed: int = 0
+    highres_factor: int = 2
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    json: str | None = None
+    figure: str | None = None
+    save_masks: str | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        """UsageError for a setting outside the values it may take, named as the command line
+        spells it (``--limit``), with the value and the valid range: said before any data, model
+        or backbone is read."""
+        check_config(self)
+
+
+def _at_least(option: str, value, low: int, note: str = "") -> None:
+    if not is_int(value) or value < low:
+        raise UsageError(f"{option} must be an integer >= {low}{note}, got {value!r}")
+
+
+def _positive(option: str, value, high: float | None = None, note: str = "") -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and value > 0 and (high is None or value <= high)
+    if not ok:
+        where = f"in (0, {high:g}]" if high is not None else "a finite number > 0"
+        raise UsageError(f"{option} must be {where}{note}, got {value!r}")
+
+
+def check_config(cfg: EvalConfig) -> None:
+    """UsageError for the first setting of ``cfg`` outside its range (see :meth:`EvalConfig.check`)."""
+    _at_least("--size", cfg.size, 1, " (the side of the square input, in pixels)")
+    check_input_norm(cfg.backbone_norm, "--backbone-norm")
+    if cfg.limit is not None:
+        what = "sequences" if cfg.task == "davis" else "images of each split"
+        _at_least("--limit", cfg.limit, 1, f" (the first N {what}; leave it out for all)")
+    _at_least("--batch-size", cfg.batch_size, 1)
+    _at_least("--workers", cfg.workers, 0, " (0: load data in this process)")
+    _at_least("--highres-factor", cfg.highres_factor, 1)
+    check_seed(cfg.seed, "--seed")
+    if cfg.epochs is not None:
+        _at_least("--epochs", cfg.epochs, 1)
+    if cfg.lr is not None:
+        _positive("--lr", cfg.lr)
+    if cfg.task != "davis":
+        return
+    if cfg.max_frames is not None:
+        _at_least(
+            "--max-frames", cfg.max_frames, MIN_FRAMES,
+            " (the benchmark scores neither the first nor the last frame)",
+        )  # fmt: skip
+    prop = cfg.propagation
+    _positive(
+        "--feature-scale", prop.feature_scale, 1.0,
+        " (the side of the upsampled feature map as a fraction of the frame's --size)",
+    )  # fmt: skip
+    _at_least("--context", prop.n_last_frames, 0, " (previous frames used besides the first)")
+    _at_least("--topk", prop.topk, 1, " (neighbours each position takes its label from)")
+    _positive("--temperature", prop.temperature)
+    _at_least("--radius", prop.radius, 0, " (in feature cells; 0: no limit)")
+
+
+def backbone_size(cfg: EvalConfig) -> int:
+    """Side of the image the backbone sees: ``size``, times ``highres_factor`` for highres."""
+    if cfg.upsampler != "highres":
+        return cfg.size
+    _at_least("--highres-factor", cfg.highres_factor, 1)
+    return cfg.size * cfg.highres_factor

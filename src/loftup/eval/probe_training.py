@@ -1,0 +1,155 @@
+"""How a probe is trained: its settings (:class:`ProbeConfig`, the protocols' recipes), the
+optimiser, the learning-rate schedule and the loop (:func:`train_probe`).
+
+The recipes: LoftUp's segmentation probe (after FeatUp) is NAdam lr 1e-4, batch 8, 10 epochs at
+a constant rate; Probe3D's depth and normal probes are AdamW lr 5e-4 (weight decay 0.01), batch
+8, 10 epochs, a linear warm-up from 1% of the rate over 1.5 epochs, then a quarter cosine back
+to 1% (Probe3D's ``cosine_decay_linear_warmup``, stepped once per batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ProbeConfig:
+    """How a probe is trained.
+
+    Arguments:
+      epochs: passes over the training set.
+      lr: peak learning rate.
+      batch_size: images per step.
+      optimizer: ``nadam`` | ``adam`` | ``adamw``.
+      weight_decay: decoupled weight decay (adamw) or L2 (adam, nadam).
+      warmup_epochs: linear warm-up length; with ``schedule='cosine'`` the rate then decays.
+      schedule: ``constant``, ``cosine`` (linear warm-up from 0, then half a cosine to 0) or
+        ``probe3d`` (Probe3D's: linear warm-up from 1% of ``lr``, then a quarter cosine down
+        to 1%).
+      seed: seeds the probe's initialisation and the order of the batches.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-4
+    batch_size: int = 8
+    optimizer: str = "nadam"
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.0
+    schedule: str = "constant"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        """UsageError for epochs or batch_size below 1, a learning rate that is not a
+        finite number > 0 (warm-up below 0), or a seed outside [0, 2**32)."""
+        from ..errors import UsageError
+
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"probe {name} must be an integer >= 1, got {value!r}")
+        for name, low in (("lr", None), ("warmup_epochs", 0.0)):
+            value = getattr(self, name)
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+            if not finite or (value <= 0 if low is None else value < low):
+                rule = "a finite number > 0" if low is None else "a finite number >= 0"
+                raise UsageError(f"probe {name} must be {rule}, got {value!r}")
+        check_seed(self.seed, "probe seed")
+
+
+#: Seeds are integers in [0, SEED_LIMIT), as ``loftup train`` takes them (torch refuses some
+#: larger ones only once the probe is built, after all the features).
+SEED_LIMIT = 2**32
+
+
+def check_seed(value, name: str = "seed") -> None:
+    """UsageError unless ``value`` is an integer in [0, :data:`SEED_LIMIT`)."""
+    from ..errors import UsageError, is_int
+
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"{name} must be an integer in [0, {SEED_LIMIT}), got {value!r}")
+
+
+#: LoftUp's segmentation probe recipe.
+SEG_PROBE = ProbeConfig()
+#: Probe3D's depth probe recipe.
+DEPTH_PROBE = ProbeConfig(
+    lr=5e-4, optimizer="adamw", warmup_epochs=1.5, schedule="probe3d", weight_decay=0.01
+)
+
+#: Probe3D's surface-normal probe recipe (its optimiser and schedule are its depth probe's).
+NORMAL_PROBE = DEPTH_PROBE
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def _optimizer(params, cfg: ProbeConfig) -> torch.optim.Optimizer:
+    kinds = {"nadam": torch.optim.NAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if cfg.optimizer not in kinds:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {sorted(kinds)}")
+    return kinds[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``: linear warm-up over
+    ``warmup`` steps, then constant, cosine to 0, or Probe3D's schedule (see ProbeConfig)."""
+    if schedule == "probe3d":  # Probe3D's cosine_decay_linear_warmup, min_factor 0.01
+        low = 0.01
+        if step <= warmup and warmup > 0:
+            return (1 - low) * step / warmup + low
+        rel = min(1.0, (step - warmup) / max(1, total - warmup))
+        return (1 - low) * math.cos(0.5 * math.pi * rel) + low
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        span = max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
+    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'cosine' or 'probe3d'")
+
+
+def train_probe(
+    probe: nn.Module,
+    batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    config: ProbeConfig,
+    steps_per_epoch: int,
+    *,
+    progress: bool = True,
+    desc: str = "probe",
+) -> nn.Module:
+    """Fit ``probe`` in place: for each epoch, ``batches(epoch)`` yields (feats, target).
+
+    ``loss_fn(probe(feats), target)`` is minimised; the learning rate follows ``config``'s
+    schedule over ``epochs * steps_per_epoch`` steps. Returns the probe in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    config.check()
+    probe.train()
+    opt = _optimizer(probe.parameters(), config)
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    step = 0
+    # closed on an error too, so that the error's line is not the bar's
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+        for epoch in range(config.epochs):
+            for feats, target in batches(epoch):
+                for group in opt.param_groups:
+                    group["lr"] = config.lr * lr_factor(step, total, warmup, config.schedule)
+                loss = loss_fn(probe(feats), target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    return probe.eval()
