@@ -147,3 +147,17 @@ def test_depth_metrics_by_hand():
     assert float(m["delta1"][0]) == pytest.approx(2 / 3)  # 3/2 = 1.5 fails
     assert float(m["rmse"][0]) == pytest.approx(math.sqrt(1 / 3))
     assert float(m["abs_rel"][0]) == pytest.approx((0 + 0.5 + 0) / 3)
+
+
+def test_a_davis_threshold_of_one_or_more_is_pixels_as_in_the_benchmark():
+    """davis2017-evaluation's f_measure: ``bound_pix = bound_th if bound_th >= 1 else
+    ceil(bound_th * diagonal)``; a threshold of 3 was taken as 3 diagonals (2938 px at 480p),
+    which matched every boundary pixel of any two masks."""
+    assert davis_tolerance((480, 854), 3) == 3
+    assert davis_tolerance((480, 854), 1) == 1
+    assert davis_tolerance((480, 854), 0.008) == 8
+    gt = torch.zeros(60, 80, dtype=torch.bool)
+    gt[10:40, 10:40] = True
+    pred = torch.roll(gt, shifts=5, dims=1)  # every vertical edge 5 px away
+    assert contour_accuracy(pred, gt, bound_th=5) == 1.0
+    assert contour_accuracy(pred, gt, bound_th=3) < 0.6

@@ -183,7 +183,11 @@ def boundary_f_score(
 
 
 def davis_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH) -> int:
-    """DAVIS boundary tolerance in pixels: ceil(bound_th * image diagonal) (8 px at 480x854)."""
+    """DAVIS boundary tolerance in pixels: ceil(bound_th * image diagonal) (8 px at 480x854)
+    for a fraction, or ``bound_th`` itself when it is 1 or more (pixels), as the benchmark's
+    ``f_measure`` reads it."""
+    if bound_th >= 1:
+        return int(bound_th)
     return int(math.ceil(bound_th * math.hypot(shape[0], shape[1])))
 
 
@@ -197,7 +201,8 @@ def region_similarity(pred: torch.Tensor, gt: torch.Tensor) -> float:
 def contour_accuracy(
     pred: torch.Tensor, gt: torch.Tensor, bound_th: float = DAVIS_BOUND_TH
 ) -> float:
-    """DAVIS F: boundary F of two (H, W) binary masks with the DAVIS tolerance."""
+    """DAVIS F: boundary F of two (H, W) binary masks with the DAVIS tolerance
+    (:func:`davis_tolerance`: ``bound_th`` a fraction of the diagonal, or pixels when >= 1)."""
     return boundary_f_score(pred.bool(), gt.bool(), davis_tolerance(tuple(gt.shape), bound_th))
 
 
