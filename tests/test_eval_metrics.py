@@ -161,3 +161,19 @@ def test_a_davis_threshold_of_one_or_more_is_pixels_as_in_the_benchmark():
     pred = torch.roll(gt, shifts=5, dims=1)  # every vertical edge 5 px away
     assert contour_accuracy(pred, gt, bound_th=5) == 1.0
     assert contour_accuracy(pred, gt, bound_th=3) < 0.6
+
+
+def test_region_similarity_refuses_masks_of_two_shapes():
+    """numpy broadcast a (1, W) mask against an (H, W) one and scored J = 1."""
+    with pytest.raises(ValueError, match=r"pred \(1, 5\) and gt \(4, 5\) differ"):
+        region_similarity(torch.ones(1, 5, dtype=torch.bool), torch.ones(4, 5, dtype=torch.bool))
+
+
+def test_normal_metrics_default_mask_is_on_the_normals_device():
+    """valid=None made a CPU mask, which CUDA normals could not be weighted by (the meta
+    device stands in for CUDA here: any device but the CPU failed the same way)."""
+    from loftup.eval.metrics import normal_metrics
+
+    normals = torch.randn(2, 3, 4, 4, device="meta")
+    m = normal_metrics(normals, normals)
+    assert m["rmse"].device.type == "meta" and m["rmse"].shape == (2,)

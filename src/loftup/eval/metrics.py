@@ -193,6 +193,8 @@ def davis_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH) ->
 
 def region_similarity(pred: torch.Tensor, gt: torch.Tensor) -> float:
     """DAVIS J: IoU of two (H, W) binary masks; 1 when both are empty."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ in shape")
     p, g = _numpy(pred).astype(bool), _numpy(gt).astype(bool)
     union = int((p | g).sum())
     return 1.0 if union == 0 else int((p & g).sum()) / union
@@ -254,7 +256,7 @@ def normal_metrics(
         raise ValueError(f"expected two (B, 3, H, W) normal maps, got {tuple(pred.shape)} and "
                          f"{tuple(gt.shape)}")  # fmt: skip
     if valid is None:
-        valid = torch.ones(gt.shape[0], *gt.shape[2:], dtype=torch.bool)
+        valid = torch.ones(gt.shape[0], *gt.shape[2:], dtype=torch.bool, device=gt.device)
     cos = torch.nn.functional.cosine_similarity(pred.double(), gt.double(), dim=1)
     angle = torch.rad2deg(cos.clamp(-1, 1).acos())
     weight = valid.double()
