@@ -214,3 +214,25 @@ def test_labels_outside_the_classes_are_named():
         fit_linear_probe(feats, labels, 3, config=cfg)
     labels[0, 0, 0] = 2
     assert fit_linear_probe(feats, labels, 3, config=cfg).out_channels == 3
+
+
+def test_probe_and_pipeline_still_offer_the_names_they_always_did():
+    """probe.py and pipeline.py were split by idea (settings and training, losses; run
+    settings, output paths): code that imported a name from them keeps working."""
+    import loftup.eval.pipeline as pipeline
+    import loftup.eval.probe as probe
+
+    probe_names = (
+        "DEPTH_PROBE NORMAL_PROBE SEED_LIMIT SEG_PROBE DepthProbe NormalProbe ProbeConfig "
+        "check_seed depth_loss fit_depth_probe fit_linear_probe fit_normal_probe gradient_loss "
+        "lr_factor make_seg_probe normal_loss predict predict_depth predict_normals "
+        "resize_labels seg_loss sig_loss train_probe"
+    ).split()
+    pipeline_names = (
+        "EvalConfig FeaturePipeline Loader backbone_size check_config check_file_output "
+        "check_folder_output check_outputs figure_path finish guidance_image make_loader"
+    ).split()
+    for module, names in ((probe, probe_names), (pipeline, pipeline_names)):
+        missing = [n for n in names if not hasattr(module, n)]
+        assert not missing, f"{module.__name__} lost {missing}"
+        assert sorted(module.__all__) == sorted(names)
