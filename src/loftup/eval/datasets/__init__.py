@@ -23,13 +23,8 @@ from .common import (
     to_image_tensor,
 )
 from .davis import DavisSequence, davis_sequences
-from .nyu import (
-    NYUv2Depth,
-    NYUv2Normals,
-    normals_file_for_run,
-    nyu_normals_file,
-    read_normals_pickle,
-)
+from .normals_file import normals_file_for_run, nyu_normals_file, read_normals_pickle
+from .nyu import NYUv2Depth, NYUv2Normals
 from .seg import SEG_DATASETS, SegDatasetSpec, seg_pairs
 
 DEPTH_DATASETS = ("nyuv2",)

@@ -17,9 +17,8 @@ FAIR's self-supervision benchmark distributes them and Probe3D tests on them::
     ROOT/all_normals.pklz           gzip pickle of {"all_normals": (N, 480, 640, 3) float}
                                     (nyuv2_surfacenormal_metadata.zip, unzipped)
 
-A pickle can run code when loaded, so it is read by an unpickler that builds NumPy arrays and
-nothing else, once, into ``all_normals.npy`` (N, 480, 640, 3) float32 in the cache folder, which
-later runs memory-map; an ``all_normals.npy`` in ROOT is used as it is. A normal is scored where
+The pickle is read safely, once, into an ``all_normals.npy`` that later runs memory-map
+(:mod:`.normals_file`, whose names are importable from here too). A normal is scored where
 the sensor's depth is valid, as in Probe3D. Probe3D trains its probes on GeoNet's
 larger frame set; this reader trains on the 795 official training images and tests on the same
 654 official test images Probe3D tests on. Needs ``h5py`` (in the ``eval`` extra).
@@ -27,11 +26,6 @@ larger frame set; this reader trains on the 795 official training images and tes
 
 from __future__ import annotations
 
-import gzip
-import pickle
-import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +33,19 @@ import torch
 
 from ...errors import one_line
 from .common import FIX, DatasetError, limited, require, resize_short_crop, to_image_tensor
+from .normals_file import (
+    NORMALS_HINT,
+    NORMALS_NAME,
+    NORMALS_NPY,
+    normals_file_for_run,
+    nyu_normals_file,
+    read_normals_pickle,
+)
 
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
 MAX_DEPTH = 10.0
 DEPTH_KEY = "rawDepths"  # the sensor's depth (0 = none); "depths" has its holes filled in
-NORMALS_NAME = "all_normals.pklz"
-NORMALS_NPY = "all_normals.npy"
-NORMALS_HINT = (
-    f"Put {NORMALS_NAME} (Ladicky et al.'s normals of the labelled set) in ROOT: it is in "
-    "nyuv2_surfacenormal_metadata.zip of FAIR's fair_self_supervision_benchmark "
-    "(dl.fbaipublicfiles.com/fair_self_supervision_benchmark/), which Probe3D uses too."
-)
 NYU_HINT = (
     f"Put {MAT_NAME} and {SPLITS_NAME} from the NYU Depth v2 site in ROOT (see the README's "
     "Evaluation section)."
@@ -186,103 +181,6 @@ class NYUv2Depth(torch.utils.data.Dataset):
         return state
 
 
-# -- surface normals ---------------------------------------------------------------------------
-
-#: What the normals pickle may name: NumPy's array reconstruction and nothing else (a pickle
-#: that names anything more is refused, not run). Both NumPy 1's and NumPy 2's module paths.
-_ARRAY_GLOBALS = {
-    (module, name)
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ARRAY_GLOBALS:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not a NumPy array")
-        return super().find_class(module, name)
-
-
-def read_normals_pickle(path: str | Path) -> np.ndarray:
-    """The (N, H, W, 3) array of FAIR's ``all_normals.pklz`` (gzip pickle of a dict with
-    ``all_normals``), read by an unpickler that builds NumPy arrays only: a pickle naming any
-    other global is a DatasetError, and nothing it names is run."""
-    path = Path(path)
-    expected = f"expected FAIR's {NORMALS_NAME}: a gzip pickle of {{'all_normals': (N, H, W, 3)}}"
-    try:
-        with gzip.open(path, "rb") as f:
-            # Python 2 wrote it: its str are bytes, which latin-1 maps one to one
-            data = _ArraysOnly(f, encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
-        why = one_line(e)
-        raise DatasetError(f"cannot read {path} ({why}); {expected}") from None
-    normals = data.get("all_normals") if isinstance(data, dict) else None
-    if not isinstance(normals, np.ndarray) or normals.ndim != 4 or normals.shape[-1] != 3:
-        got = type(normals).__name__ if not isinstance(normals, np.ndarray) else normals.shape
-        raise DatasetError(f"{path}: all_normals is {got}; {expected}")
-    return normals
-
-
-def nyu_normals_file(
-    root: str | Path, cache_dir: str | Path | None = None, *, for_run: bool = False
-) -> Path:
-    """The ``.npy`` (N, H, W, 3) float32 of the normals under ``root``: ``ROOT/all_normals.npy``
-    if there is one, else ``ROOT/all_normals.pklz`` converted once into ``cache_dir`` (default:
-    loftup's cache folder) under a name that changes with the pickle's size and date
-    (``for_run``: ``cache_dir`` is this run's temporary folder, as the message says)."""
-    from ...atomic import atomic_write
-
-    root = Path(root).expanduser()
-    if (root / NORMALS_NPY).exists():
-        return root / NORMALS_NPY
-    source = require(root / NORMALS_NAME, "NYUv2 surface normals", NORMALS_HINT)
-    if cache_dir is None:
-        from ..features import default_cache_dir
-
-        cache_dir = default_cache_dir()
-    st = source.stat()
-    target = (
-        Path(cache_dir).expanduser() / "nyuv2" / f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
-    )
-    if target.exists():
-        return target
-    from tqdm.auto import tqdm
-
-    # a few GB to unpickle, once: said, since it is silent for a minute or so
-    when = "for this run only (--no-cache)" if for_run else "once; later runs memory-map it"
-    tqdm.write(f"converting {source} into {target} ({when})", file=sys.stderr)
-    normals = read_normals_pickle(source).astype(np.float32, copy=False)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file, not a name: np.save would add ".npy" to the name
-            np.save(f, normals)
-
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, write)
-    except OSError as e:  # not writable, or full: a few GB
-        raise DatasetError(
-            f"cannot write the converted normals ({normals.nbytes / 1e9:.1f} GB) to {target} "
-            f"({one_line(e)}); give --cache-dir a writable folder with that much free space "
-            f"(with --no-cache: TMPDIR), or put all_normals.npy (N, 480, 640, 3) float32 in ROOT"
-        ) from None
-    return target
-
-
-@contextmanager
-def normals_file_for_run(root: str | Path, cache_dir: str | Path | None):
-    """:func:`nyu_normals_file` for one run: ``cache_dir`` None (``--no-cache``) converts the
-    pickle into a temporary folder (under ``TMPDIR``) removed when the block ends, so that
-    nothing is written to (or read from) a cache."""
-    root = Path(root).expanduser()
-    if cache_dir is not None or (root / NORMALS_NPY).exists():
-        yield nyu_normals_file(root, cache_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="loftup-normals-") as tmp:
-        yield nyu_normals_file(root, tmp, for_run=True)
-
-
 class NYUv2Normals(NYUv2Depth):
     """Items of :class:`NYUv2Depth` (``depth`` 0 where nothing is scored) plus ``normals``
     float (3, S, S): the surface normal of each pixel after the same resize (nearest) and
@@ -336,3 +234,21 @@ class NYUv2Normals(NYUv2Depth):
         state = super().__getstate__()
         state["_normals"] = None
         return state
+
+
+__all__ = [  # the normals file's names too, importable from here as they always were
+    "DEPTH_KEY",
+    "MAT_NAME",
+    "MAX_DEPTH",
+    "NORMALS_HINT",
+    "NORMALS_NAME",
+    "NORMALS_NPY",
+    "NYU_HINT",
+    "NYUv2Depth",
+    "NYUv2Normals",
+    "SPLITS_NAME",
+    "normals_file_for_run",
+    "nyu_indices",
+    "nyu_normals_file",
+    "read_normals_pickle",
+]
