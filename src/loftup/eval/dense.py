@@ -89,7 +89,16 @@ def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict) -> dict:
 
 def run_seg(cfg: EvalConfig, report=None) -> dict:
     """Linear-probe semantic segmentation: mIoU and pixel accuracy on the val split.
-    ``report``: see :func:`loftup.eval.evaluate`."""
+    ``report``: see :func:`loftup.eval.evaluate`.
+
+    The spec's "labels resized to the feature size with nearest", read as FeatUp's and
+    LoftUp's code run it: images and labels go to S x S (``--size``, 224; shorter side, then
+    the centre), the upsampler's output is S x S too, so training and scoring both happen at
+    the feature size; a label map of another size than the logits is resized to them by
+    nearest for the loss, and the class map to the labels' size for scoring. The scores come
+    from one confusion matrix over all val pixels (not a mean over images); mIoU averages
+    the classes that occur in the ground truth or the prediction.
+    """
     from tqdm.auto import tqdm
 
     _start(cfg, "seg")
@@ -192,7 +201,13 @@ def _depth_score(probe, batch: dict, hr: torch.Tensor):
 
 def run_depth(cfg: EvalConfig, report=None) -> dict:
     """Linear-probe depth (Probe3D style): delta1, RMSE, AbsRel on the test split.
-    ``report``: see :func:`loftup.eval.evaluate`."""
+    ``report``: see :func:`loftup.eval.evaluate`.
+
+    The spec gives no resolution for depth ("linear probes as in Probe3D"): we read it as the
+    segmentation protocol's S x S FeatUp crop (Probe3D itself scores 480 x 640 frames), with
+    Probe3D's probe, loss, schedule and metrics: each metric per image over its valid
+    pixels (0 < depth <= 10 m), then the mean over the images (not over all pixels).
+    """
     _start(cfg, "depth")
     start = time.time()
     big = backbone_size(cfg)
