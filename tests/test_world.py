@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +124,38 @@ def test_cli_world_scenes_and_probe(tmp_path, capsys):
     assert json.loads((tmp_path / "p.json").read_text())["scenes"] == 4
     assert main(["world", "probe", "--weights", str(tmp_path / "nothing")]) == 2
     assert "loftup world backbone --out DIR" in capsys.readouterr().err
+
+
+def test_a_backbone_written_again_and_cut_short_is_refused_not_read_with_the_old_config(
+    tmp_path, monkeypatch
+):
+    """A second ``world backbone`` into the same folder, stopped after its weights but before
+    its config.json (or its metrics.json): the folder then held the new weights beside the
+    first run's config and metrics, and loaded as if they belonged together."""
+    import loftup.atomic
+    from loftup.errors import LoftUpError
+
+    tiny = {"steps": 1, "batch_size": 1, "scenes": 2, "size": 16, "warmup": 0, "eval_scenes": 0}
+    arch = SceneViTConfig(dim=16, depth=1, num_heads=2, stem=(8, 16))
+    train_backbone(BackboneRecipe(**tiny), tmp_path, architecture=arch, progress=False)
+    write_json = loftup.atomic.write_json
+    for stop_at in ("config.json", "metrics.json"):
+
+        def cut_short(path, obj, stop_at=stop_at, **kw):
+            if Path(path).name == stop_at:
+                raise KeyboardInterrupt
+            return write_json(path, obj, **kw)
+
+        monkeypatch.setattr(loftup.atomic, "write_json", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            train_backbone(
+                BackboneRecipe(**tiny, seed=1), tmp_path, architecture=arch, progress=False
+            )
+        monkeypatch.setattr(loftup.atomic, "write_json", write_json)
+        if stop_at == "config.json":
+            with pytest.raises(LoftUpError, match="config.json not found"):
+                load_backbone(tmp_path)
+        else:  # the config is the new run's; no metrics.json of the first run beside it
+            assert json.loads((tmp_path / "config.json").read_text())["recipe"]["seed"] == 1
+            assert not (tmp_path / "metrics.json").exists()
+            load_backbone(tmp_path)

@@ -177,6 +177,12 @@ def train_backbone(
     t_train = time.perf_counter() - t0 - t_data
 
     model = model.cpu().eval()
+    out = Path(out)
+    # config.json (read with the weights) and metrics.json go before the new weights come and
+    # come back after them: a run cut short in between leaves a folder that load_backbone
+    # refuses (no config.json), never new weights beside the last run's config or metrics
+    for stale in ("config.json", "metrics.json"):
+        (out / stale).unlink(missing_ok=True)
     save_backbone(model, out, {"recipe": dataclasses.asdict(recipe), "world": world.to_dict()})
     metrics = {}
     if recipe.eval_scenes:
