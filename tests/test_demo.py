@@ -92,5 +92,5 @@ def test_an_out_folder_is_checked_before_the_demo_writes_anything(tmp_path):
     with pytest.raises(UsageError, match="already holds a demo report; choose another --out"):
         check_out(cfg, resume=True)
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match="is a file; the demo's output is a folder"):
+    with pytest.raises(UsageError, match=rf"^--out {tmp_path / 'file'} is a file; give a folder$"):
         check_out(DemoConfig(out=str(tmp_path / "file")))

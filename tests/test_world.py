@@ -159,3 +159,17 @@ def test_a_backbone_written_again_and_cut_short_is_refused_not_read_with_the_old
             assert json.loads((tmp_path / "config.json").read_text())["recipe"]["seed"] == 1
             assert not (tmp_path / "metrics.json").exists()
             load_backbone(tmp_path)
+
+
+def test_a_backbone_out_that_is_a_file_is_refused_before_training(tmp_path):
+    """Said before a scene is drawn or a step trained (the command checked it, the library
+    trained first and then failed on the file with 'Not a directory')."""
+    from loftup.errors import UsageError
+
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"x")
+    recipe = BackboneRecipe(steps=1, batch_size=1, scenes=2, size=16, eval_scenes=0)
+    for out in (taken, taken / "sub"):
+        with pytest.raises(UsageError, match=f"^--out {out} (is a file; give a folder|cannot be)"):
+            train_backbone(recipe, out, progress=False)
+    assert taken.read_bytes() == b"x"

@@ -140,6 +140,9 @@ def train_backbone(
     """Train, measure and save the backbone to ``out`` (see the module note); returns metrics."""
     from tqdm.auto import tqdm
 
+    from ..eval.pipeline import check_folder_output
+
+    check_folder_output(str(out), "--out")  # a file, under one, or unwritable: not after training
     if recipe.size % 8:
         raise ValueError(f"size must be a multiple of the patch (8), got {recipe.size}")
     t0 = time.perf_counter()

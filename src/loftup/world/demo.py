@@ -42,13 +42,10 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     with the options it began with."""
     from ..atomic import read_json_object
     from ..errors import UsageError
-
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; the demo's output is a folder (made if missing)")
     from ..eval.pipeline import check_folder_output
 
-    check_folder_output(str(out), "--out")  # under a file, or in a folder that takes no files
+    out = Path(cfg.out)
+    check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
     if (out / "report.json").exists():
         raise UsageError(f"{out} already holds a demo report; choose another --out")
     checkpoints = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
