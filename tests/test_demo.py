@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from loftup.cli import main
 from loftup.errors import UsageError
-from loftup.world.demo import RECORD, DemoConfig, _options, check_out, markdown_table, score
+from loftup.world.demo import RECORD, DemoConfig, _options, check_out
+from loftup.world.heldout import score
+from loftup.world.report import markdown_table
 
 
 def test_score_rewards_features_that_know_where_classes_stop():

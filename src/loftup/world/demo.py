@@ -4,11 +4,13 @@
    demo size, stage 2 loads them whole and crops at native resolution: 2x zoom), and held-out
    scenes at the demo size (another seed);
 2. stage 1 then stage 2 with ``loftup.train`` on the shipped backbone ``scenes_vit_p8``;
-3. on the held-out scenes: low-res features, each upsampler's full-resolution features, a linear
-   probe per upsampler fitted on half the scenes and scored on the other half (mIoU, pixel
-   accuracy, boundary F-score at 2 px), for nearest, bilinear, bicubic, JBU, stage 1 and stage 2;
-4. a report folder: ``report.md`` (table), ``report.json`` (numbers and settings) and
-   ``figure.png`` (image | labels | PCA of each upsampler's features | its probe's prediction).
+3. on the held-out scenes (:mod:`.heldout`): low-res features, each upsampler's
+   full-resolution features, a linear probe per upsampler fitted on half the scenes and scored
+   on the other half (mIoU, pixel accuracy, boundary F-score at 2 px), for nearest, bilinear,
+   bicubic, JBU, stage 1 and stage 2;
+4. a report folder (:mod:`.report`): ``report.md`` (table), ``report.json`` (numbers and
+   settings) and ``figure.png`` (image | labels | PCA of each upsampler's features | its
+   probe's prediction).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch
 from ..data.scene_files import read_world, write_scenes
 from ..data.scenes import SceneConfig
 from .config import DemoConfig
+from .heldout import load_val, lowres_features, pca_panels, score, upsampled_features
+from .report import report_markdown, write_figure
 
 METHODS = ("nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2")
 
@@ -145,118 +149,6 @@ def train_stages(cfg: DemoConfig, train_root: Path, *, resume: bool = False) -> 
     return s1.pretrained, s2.pretrained
 
 
-def load_val(val_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out images (N, 3, H, W) in [0, 1] and labels (N, H, W) int64, read from disk."""
-    world = read_world(val_root)
-    images, labels = [], []
-    for name in world.names:
-        image, label, _ = world.load(name)
-        images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
-        labels.append(torch.from_numpy(label).long())
-    return torch.stack(images), torch.stack(labels)
-
-
-@torch.no_grad()
-def lowres_features(featurizer, images01: torch.Tensor, batch: int = 8):
-    """(guidance (N, 3, H, W) normalised, low-res features (N, C, h, w)) of images in [0, 1]."""
-    guidance = featurizer.normalize(images01)
-    parts = [featurizer(guidance[i : i + batch]).float() for i in range(0, len(guidance), batch)]
-    return guidance, torch.cat(parts)
-
-
-@torch.no_grad()
-def upsampled_features(upsamplers: dict, lr_feats, guidance, batch: int = 8) -> dict:
-    """{name: (N, C, H, W)} for each upsampler ``fn(lr_feats, guidance)``."""
-    from tqdm.auto import tqdm
-
-    out = {}
-    for name, fn in tqdm(upsamplers.items(), desc="upsampling"):
-        parts = [
-            fn(lr_feats[i : i + batch], guidance[i : i + batch])
-            for i in range(0, len(lr_feats), batch)
-        ]
-        out[name] = torch.cat(parts).float()
-    return out
-
-
-def score(hr: torch.Tensor, labels: torch.Tensor, classes: int, cfg: DemoConfig) -> dict:
-    """Probe fitted on the first half of the scenes, scored on the second half.
-
-    Pixels labelled 255 (a dataset's void, as with ``--eval-dataset``) are left out of every
-    score, the boundary F-score's boundaries along them included.
-    """
-    from ..eval.metrics import boundary_f_score, miou, pixel_accuracy
-    from ..eval.probe import ProbeConfig, fit_linear_probe
-
-    half = len(hr) // 2
-    pcfg = ProbeConfig(epochs=cfg.probe_epochs, lr=cfg.probe_lr, batch_size=4, seed=cfg.seed)
-    probe = fit_linear_probe(hr[:half], labels[:half], classes, config=pcfg)
-    with torch.no_grad():
-        pred = torch.cat([probe(hr[i : i + 8]).argmax(1) for i in range(half, len(hr), 8)])
-    gt = labels[half:]
-    m, _ = miou(pred, gt, classes)
-    bf = [boundary_f_score(p, g, 2, ignore_index=255) for p, g in zip(pred, gt)]
-    return {
-        "miou": m,
-        "pixel_accuracy": pixel_accuracy(pred, gt),
-        "boundary_f_2px": float(sum(bf) / len(bf)),
-        "pred": pred,
-    }
-
-
-def pca_panels(lr_feats: torch.Tensor, hr: dict) -> dict:
-    """RGB PCA pictures (N, 3, H, W) of every upsampler's features, one basis for all."""
-    from ..viz import apply_pca, fit_pca
-
-    basis = fit_pca(lr_feats)
-    return {name: apply_pca(f, basis) for name, f in hr.items()}
-
-
-def write_figure(path: Path, images, labels, preds: dict, pcas: dict, classes: int, rows: int):
-    """Per row: image | labels | then, per upsampler, its features' PCA and its probe's labels."""
-    from ..eval.figures import _grid, _plt, _save, colourise
-
-    plt = _plt()
-    fig, axes = _grid(rows, 2 + 2 * len(preds), plt)
-    for r in range(rows):
-        panels = [("image", images[r].permute(1, 2, 0).numpy())]
-        panels.append(("labels", colourise(labels[r], classes)))
-        for name in preds:
-            panels.append((f"{name} PCA", pcas[name][r].permute(1, 2, 0).numpy()))
-            panels.append((f"{name} probe", colourise(preds[name][r], classes)))
-        for c, (title, arr) in enumerate(panels):
-            axes[r, c].imshow(arr, interpolation="nearest")
-            if r == 0:
-                axes[r, c].set_title(title, fontsize=9)
-    return _save(fig, plt, path)
-
-
-def markdown_table(results: dict) -> str:
-    lines = [
-        "| upsampler | mIoU | pixel accuracy | boundary F (2 px) |",
-        "|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['miou']:.3f} | {r['pixel_accuracy']:.3f} | {r['boundary_f_2px']:.3f} |"
-        )
-    return "\n".join(lines)
-
-
-def verdict(results: dict) -> str:
-    """One honest sentence per learned stage: its difference from bilinear and bicubic."""
-    lines = []
-    for name in ("stage1", "stage2"):
-        r = results[name]
-        parts = [
-            f"{r[k] - results[base][k]:+.3f} {label} vs {base}"
-            for base in ("bilinear", "bicubic")
-            for k, label in (("miou", "mIoU"), ("boundary_f_2px", "boundary F"))
-        ]
-        lines.append(f"- {name}: " + ", ".join(parts))
-    return "\n".join(lines)
-
-
 def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     """Run every step (see the module note); returns the numbers written to ``report.json``.
 
@@ -318,14 +210,7 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
         "version": __version__,
         "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
     }
-    text = (
-        "# loftup demo\n\n"
-        f"Held-out scenes: {len(images)} at {cfg.size} px ({half} fit the probes, the rest score "
-        f"them); stage 1: {cfg.stage1_steps} steps, stage 2: {cfg.stage2_steps} steps of batch "
-        f"{cfg.batch_size}; {sum(seconds.values()):.0f} s in all on {torch.get_num_threads()} "
-        "thread(s).\n\n" + markdown_table(results) + "\n\n" + verdict(results) + "\n\n"
-        "![figure](figure.png)\n"
-    )
+    text = report_markdown(cfg, results, len(images), seconds)
     atomic_write_bytes(out / "report.md", text.encode())
     write_json(out / "report.json", report)  # last: check_out reads it as "this demo is done"
     return report
