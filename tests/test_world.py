@@ -173,3 +173,16 @@ def test_a_backbone_out_that_is_a_file_is_refused_before_training(tmp_path):
         with pytest.raises(UsageError, match=f"^--out {out} (is a file; give a folder|cannot be)"):
             train_backbone(recipe, out, progress=False)
     assert taken.read_bytes() == b"x"
+
+
+def test_a_probe_size_that_is_no_whole_number_of_patches_is_refused_before_the_scenes():
+    """``world probe --size 100``: the backbone sees 104 px (13 patches of 8), the labels were
+    cut into 100 // 13 = 7 px patches, and the probe ended in PyTorch's 'Expected input
+    batch_size (338) to match target batch_size (392)' traceback."""
+    from loftup.errors import UsageError
+
+    model = get_featurizer("scenes_vit_p8")
+    for size in ((100, 96), (96, 60)):
+        config = SceneConfig(height=size[0], width=size[1])
+        with pytest.raises(UsageError, match=rf"{size[0]}x{size[1]} .* multiple of 8 .*, e.g. "):
+            measure_backbone(model, config, count=2)

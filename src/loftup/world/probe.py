@@ -131,11 +131,19 @@ def measure_backbone(
 ) -> dict:
     """:func:`probe_report` of ``featurizer`` on scenes ``start .. start + count`` of seed ``seed``."""
     from ..data.scene_files import check_scene_range
+    from ..errors import UsageError
 
     if isinstance(count, int) and count < 2:
-        from ..errors import UsageError
-
         raise UsageError(f"count must be at least 2 (half the scenes fit, half score), got {count}")
+    patch = getattr(featurizer, "patch_size", 1)
+    if config.height % patch or config.width % patch:  # the labels' patches must be the features'
+        fit = "x".join(
+            str(max(patch, round(n / patch) * patch)) for n in (config.height, config.width)
+        )
+        raise UsageError(
+            f"scene size {config.height}x{config.width} is not a multiple of {patch} (the "
+            f"backbone's patch) on both sides; give one that is, e.g. {fit}"
+        )
     check_scene_range(count, seed=seed, start=start)
     images, labels = scene_batch(config, seed, range(start, start + count))
     report = probe_report(features_of(featurizer, images), labels, config.num_classes)
