@@ -127,6 +127,9 @@ def test_config_errors_name_the_problem():
         SceneConfig(families=("stripes_vertical", "tartan"), num_classes=2)
     with pytest.raises(ValueError, match="radius must be"):
         SceneConfig(radius=(0.5, 0.1))
+    # a period of 0 px was 'math domain error' from the first scene drawn (its log-uniform draw)
+    with pytest.raises(UsageError, match=r"period must be a \(min, max\) pair with 0 < min <= max"):
+        SceneConfig(period=(0.0, 7.0))
     assert len(FAMILIES) == 12
     # what NumPy would paint as NaN (scale 0) or refuse deep inside (a NaN texture scale)
     with pytest.raises(UsageError, match="scale .* finite number > 0, got 0"):

@@ -110,8 +110,12 @@ class SceneConfig:
             )
         for name in ("blobs", "polygons", "thin", "radius", "thin_width", "period"):
             lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi < math.inf:  # NaN fails too
-                raise UsageError(f"{name} must be a (min, max) pair with 0 <= min <= max")
+            positive = name == "period"  # drawn log-uniform: log(0) was 'math domain error'
+            least = "0 <" if positive else "0 <="
+            if not ((lo > 0 if positive else lo >= 0) and lo <= hi < math.inf):  # NaN fails too
+                raise UsageError(
+                    f"{name} must be a (min, max) pair with {least} min <= max, got {lo} {hi}"
+                )
         for name in ("noise", "min_colour_distance", "min_area"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise UsageError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
