@@ -169,6 +169,20 @@ def test_write_scenes_refuses_its_range_before_making_the_folder(kwargs, words, 
     assert not (tmp_path / "w").exists()
 
 
+def test_write_scenes_into_a_file_says_so_and_leaves_it_alone(tmp_path):
+    """It said '...afile/world.json cannot be read ([Errno 20] Not a directory...); choose
+    another --out or delete it', which read as if a world were damaged, and told the user to
+    delete their file."""
+    taken = tmp_path / "afile"
+    taken.write_bytes(b"x")
+    cfg = SceneConfig(height=16, width=16)
+    with pytest.raises(UsageError, match=rf"^--out {taken} is a file; give a folder$"):
+        write_scenes(taken, cfg, 1)
+    with pytest.raises(UsageError, match=rf"^--out {taken / 'w'} cannot be written: {taken} is a"):
+        write_scenes(taken / "w", cfg, 1)
+    assert sorted(tmp_path.iterdir()) == [taken] and taken.read_bytes() == b"x"
+
+
 def test_config_round_trips_through_json():
     cfg = SceneConfig(height=48, texture_scale=(1.0, 2.0), families=tuple(FAMILIES)[::-1])
     again = SceneConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
