@@ -305,3 +305,17 @@ def test_a_damaged_world_is_named_with_the_fix(tmp_path, damage, words):
         for name in world.names:
             world.load(name)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_write_scenes_and_the_demo_expand_a_tilde_as_their_folder_checks_do(tmp_path, monkeypatch):
+    # "--out=~/w" reaches the program unexpanded; the checks read it as $HOME/w, so the
+    # files must go there too, not to a folder named "~" in the working directory
+    from loftup.world.config import DemoConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    folder = write_scenes("~/w", SMALL, 1, seed=0, progress=False)
+    assert folder == tmp_path / "home" / "w"
+    assert (tmp_path / "home" / "w" / "world.json").is_file()
+    assert not (tmp_path / "~").exists()
+    assert DemoConfig(out="~/d").out == str(tmp_path / "home" / "d")

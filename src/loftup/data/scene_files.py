@@ -141,7 +141,7 @@ def write_scenes(
 
     check_scene_range(count, seed=seed, start=start, quality=quality)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
-    out = Path(out)
+    out = Path(out).expanduser()  # as check_folder_output read it
     info = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -180,7 +180,7 @@ def train_backbone(
     t_train = time.perf_counter() - t0 - t_data
 
     model = model.cpu().eval()
-    out = Path(out)
+    out = Path(out).expanduser()  # as check_folder_output read it
     # config.json (read with the weights) and metrics.json go before the new weights come and
     # come back after them: a run cut short in between leaves a folder that load_backbone
     # refuses (no config.json), never new weights beside the last run's config or metrics

@@ -34,9 +34,13 @@ class DemoConfig:
     def __post_init__(self) -> None:
         """Every value checked now, before a scene is written (a :class:`UsageError`)."""
         import math
+        import os
 
         from ..errors import UsageError, is_int
 
+        # "--out=~/x" reaches us unexpanded (the shell expands ~ only at a word's start):
+        # the folder checks expand it, so the demo must write there too, not to "./~/x"
+        self.out = os.path.expanduser(os.fspath(self.out))
         if not is_int(self.size) or self.size < 8 or self.size % 8:
             raise UsageError(
                 f"--size must be a positive multiple of 8 (the backbone's patch), e.g. 64; got "
