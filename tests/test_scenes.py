@@ -286,6 +286,12 @@ def test_a_world_cut_short_is_gone_on_with_only_with_its_own_options(tmp_path, m
             lambda w: (w / "world.json").write_text('{"format": "loftup-scenes"}'),
             "lacks 'config'",
         ),
+        (
+            lambda w: (w / "world.json").write_text(
+                json.dumps({**json.loads((w / "world.json").read_text()), "images": "sa_1"})
+            ),
+            "'images' is not a list",
+        ),
         (lambda w: (w / "sa1b" / "sa_2.jpg").unlink(), "sa_2.jpg"),
         (lambda w: (w / "sa1b" / "sa_2.jpg").write_bytes(b"not a jpeg"), "sa_2.jpg"),
         (lambda w: (w / "labels" / "sa_2.png").write_bytes(b""), "sa_2.png"),

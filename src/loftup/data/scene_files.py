@@ -263,10 +263,13 @@ def read_world(root: str | Path) -> World:
     missing = [k for k in ("config", "seed", "images") if k not in info]
     if missing:
         raise LoftUpError(f"{path} lacks {', '.join(map(repr, missing))}; {_WRITE_AGAIN}")
+    names = info["images"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise LoftUpError(f"{path}: 'images' is not a list of scene names; {_WRITE_AGAIN}")
     try:
         config = SceneConfig.from_dict(info["config"])
     except (TypeError, ValueError) as e:
         raise LoftUpError(
             f"{path} has no valid scene config ({one_line(e)}); {_WRITE_AGAIN}"
         ) from None
-    return World(root, config, info["seed"], info["images"])
+    return World(root, config, info["seed"], names)
