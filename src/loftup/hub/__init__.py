@@ -1,0 +1,63 @@
+"""Released checkpoints, safe loading, layout conversion and ``save_pretrained``.
+
+One registry (:data:`RELEASED`) drives :func:`load_upsampler`, ``loftup info``, ``loftup download``
+and the pairing of each upsampler with its backbone. Weights are found in this order: a local
+path, the Hugging Face cache, a download (``HF_HUB_OFFLINE=1`` is honoured). Nothing is ever
+unpickled beyond plain tensors and containers (``torch.load(..., weights_only=True)`` or
+safetensors).
+
+One idea a file: :mod:`.registry` (the table), :mod:`.files` (reading weight files safely),
+:mod:`.remote` (the cache, downloads and what offline says), :mod:`.loading` (the one loader
+and ``save_pretrained``); the key layouts are :mod:`loftup.convert`'s. Every name is
+importable from ``loftup.hub`` itself.
+"""
+
+from __future__ import annotations
+
+from ..convert import (
+    build_from_state,
+    infer_config,
+    native_to_reference,
+    reference_to_native,
+    to_native,
+    training_to_reference,
+)
+from .files import read_safetensors, read_weights, torch_load
+from .loading import (
+    CONFIG_NAME,
+    FORMAT_TAG,
+    WEIGHTS_NAME,
+    check_source,
+    load_upsampler,
+    save_pretrained,
+)
+from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
+from .remote import cached_path, download, hub_file, hub_folder, looks_like_path, released_file
+
+__all__ = [
+    "ALIASES",
+    "CONFIG_NAME",
+    "FORMAT_TAG",
+    "RELEASED",
+    "WEIGHTS_NAME",
+    "ReleasedCheckpoint",
+    "build_from_state",
+    "cached_path",
+    "check_source",
+    "download",
+    "hub_file",
+    "hub_folder",
+    "infer_config",
+    "load_upsampler",
+    "looks_like_path",
+    "native_to_reference",
+    "read_safetensors",
+    "read_weights",
+    "reference_to_native",
+    "released_file",
+    "resolve_name",
+    "save_pretrained",
+    "to_native",
+    "torch_load",
+    "training_to_reference",
+]

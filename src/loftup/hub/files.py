@@ -1,0 +1,128 @@
+"""Reading weight files safely: safetensors, or a torch pickle of plain tensors and containers
+(``torch.load(..., weights_only=True)``), never running code; a damaged file is a one-line
+:class:`~loftup.errors.CheckpointError` naming it and how to get it again."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, WeightsNotFoundError
+
+
+def read_weights(path: str | os.PathLike) -> dict:
+    """Read a .safetensors file or a torch pickle of plain tensors, never running code."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsNotFoundError(f"no such file: {path}")
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        return read_safetensors(path, "re-download it or pass the file save_pretrained wrote")
+    return torch_load(path, fix="re-download it or pass the file save_pretrained wrote")
+
+
+def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
+    """A safetensors file's tensors; a truncated or corrupt file is a CheckpointError naming it
+    and ``fix`` (how to get it again)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file under another suffix: an 8-byte little-endian header length, then the
+    JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
+#: What torch's safe unpickler says when a pickle names something other than tensors and
+#: containers (a class, a function such as os.system): code that would run on loading.
+_UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
+
+
+def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
+    """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
+    torch's own text, which suggests ``weights_only=False`` (running the file's code):
+
+    - a file that is neither a zip archive (torch.save) nor a pickle: corrupt or not a PyTorch
+      file at all;
+    - a pickle that names objects other than tensors and containers: refused, not loaded, as it
+      could run code;
+    - a zip archive whose stored checksums do not match its bytes (torch.load does not check
+      them, and would return the damaged tensors as weights): corrupt;
+    - anything else: corrupt or truncated.
+
+    ``what``: the kind of file, for the message (``"training checkpoint "``); ``fix``: what to do.
+    """
+    import pickle
+    import warnings
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
+            f"zip archive nor a pickle); {fix}"
+        )
+    if head == b"PK\x03\x04":
+        _check_zip(path, f"{what}{path}", fix)
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
+        text = str(e)
+        if any(mark in text for mark in _UNSAFE_MARKS):
+            raise CheckpointError(
+                f"refusing to load {what}{path}: it holds pickled objects that are not plain "
+                "tensors or weights, which could run code when loaded; it was not loaded. "
+                "Use weights saved as a plain state dict or as safetensors"
+            ) from None
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
+            raise CheckpointError(
+                f"refusing to load {what}{path}: its pickle holds instructions beyond plain "
+                "tensors and containers (objects that could run code, or a corrupt file); it "
+                f"was not loaded; {fix}"
+            ) from None
+        raise CheckpointError(
+            f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
+        ) from None
+
+
+def _check_zip(path: Path, name: str, fix: str) -> None:
+    """A CheckpointError when a member of the zip archive ``path`` fails its CRC-32 (bytes
+    changed after torch.save wrote it); a truncated archive is left to torch.load's error.
+    Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
+    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
+    import zipfile
+
+    bad = None
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with z.open(info) as f:
+                        while f.read(1 << 24):
+                            pass
+                except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
+                    bad = info.filename
+                    break
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return
+    if bad is not None:
+        raise CheckpointError(
+            f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
+            f"(damaged bytes); {fix}"
+        )

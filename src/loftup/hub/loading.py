@@ -1,0 +1,211 @@
+"""The one loader (:func:`load_upsampler`, any source to a ready LoftUp) and its counterpart
+:func:`save_pretrained` (``model.safetensors`` + ``config.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_write, write_json
+from ..convert import build_from_state, to_native
+from ..errors import CheckpointError, UsageError, WeightsNotFoundError
+from ..model import LoftUp, LoftUpConfig
+from .files import read_weights
+from .registry import ALIASES, RELEASED, resolve_name
+from .remote import released_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_TAG = "loftup"
+
+
+def save_pretrained(
+    model: LoftUp,
+    directory: str | os.PathLike,
+    *,
+    backbone: str | None = None,
+    backbone_norm: str | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
+    is given, its ``input_norm``) to a folder."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    directory = Path(directory)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(
+        directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
+    )
+    info = {
+        "format": FORMAT_TAG,
+        "loftup_version": __version__,
+        "config": model.config.to_dict(),
+        "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
+        "backbone_norm": backbone_norm or getattr(model, "backbone_norm", None),
+    }
+    if metadata:
+        info["metadata"] = metadata
+    write_json(directory / CONFIG_NAME, info)
+    return directory
+
+
+def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> None:
+    """A :class:`UsageError` unless ``source`` is a name or a path (``str`` or ``os.PathLike``):
+    os.fspath's TypeError said nothing of what may be given. ``name``: the argument's name;
+    ``also``: what else the caller takes ("a LoftUp", say)."""
+    if not isinstance(source, (str, os.PathLike)):
+        kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
+        kinds += also
+        raise UsageError(
+            f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {source!r} "
+            f"({type(source).__name__})"
+        )
+
+
+def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp:
+    """A ready LoftUp (channel norm included, eval mode) from any known source.
+
+    Arguments:
+      source: one of
+        - a released name (``loftup_dinov2s``, ... see :data:`RELEASED`), from the cache or hub;
+        - a folder written by :func:`save_pretrained` (or a hub snapshot with pytorch_model.bin);
+        - a ``.safetensors`` file;
+        - a ``.bin/.pt/.pth`` state dict in the hub layout, a reference training checkpoint
+          (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``.
+      device, dtype: where and in which floating dtype to put the parameters (``dtype``: a
+        torch dtype or a name, as :func:`loftup.api.as_dtype` reads it: "bfloat16", "fp16"...).
+
+    Returns the module; ``model.backbone`` names the backbone it expects when known, and
+    ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
+    released checkpoints, what the run used for ``loftup train``'s.
+    """
+    from ..api import as_dtype, resolve_device
+
+    check_source(source)
+    if dtype is not None:
+        dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
+    if device is not None:  # before loading: "cuda" on a machine without one, in a line
+        device = resolve_device(device)
+    path = Path(os.fspath(source)).expanduser()
+    backbone = backbone_norm = None
+    config = None
+    if path.is_dir():
+        state, config, backbone, backbone_norm = _read_folder(path)
+        origin = str(path)
+    elif path.is_file():
+        origin = str(path)
+        obj = read_weights(path)
+        state, config = to_native(obj, origin)
+        config = _config_from(config, f"{origin}'s model_config") if config else None
+        if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
+            backbone = obj["backbone"]
+            backbone_norm = _backbone_norm(obj, origin)
+    else:
+        text = os.fspath(source)
+        path_like = os.sep in text or Path(text).suffix in {
+            ".bin",
+            ".pt",
+            ".pth",
+            ".safetensors",
+        }
+        if path_like and ALIASES.get(text, text) not in RELEASED:
+            raise WeightsNotFoundError(f"no such file or folder: {text}")
+        ckpt = resolve_name(text)
+        origin = ckpt.name
+        state, config = to_native(read_weights(released_file(ckpt.name)), origin)
+        backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
+    _check_finite(state, origin)
+    model = build_from_state(state, config, origin)
+    model.backbone = backbone
+    model.backbone_norm = backbone_norm
+    model.source = origin
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _check_finite(state: dict, origin: str) -> None:
+    """Refuse weights that hold NaN or infinities (a training run that diverged): every output
+    would be NaN, written without a word."""
+    bad = [
+        k
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{origin}: {len(bad)} of its {len(state)} weight tensors hold NaN or infinite values "
+            f"(first: {bad[0]}), so every feature would be NaN: a training run that diverged? "
+            "Use an earlier checkpoint"
+        )
+
+
+def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:
+    """``LoftUpConfig.from_dict(d)``, with a bad key or value a CheckpointError naming ``where``."""
+    try:
+        return LoftUpConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {e}{fix}") from None
+
+
+def _backbone_norm(info: dict, where: str, fix: str = "") -> str | None:
+    """A record's "backbone_norm" (None where it has none), or a CheckpointError."""
+    from ..featurizers import INPUT_NORMS
+
+    value = info.get("backbone_norm")
+    if value is not None and value not in INPUT_NORMS:
+        raise CheckpointError(
+            f'{where}: "backbone_norm" must be one of {", ".join(INPUT_NORMS)} or null, got '
+            f"{value!r}{fix}"
+        )
+    return value
+
+
+def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
+    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if weights.exists():
+        if not cfg_file.exists():
+            raise WeightsNotFoundError(f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}")
+        try:
+            info = json.loads(cfg_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{cfg_file} is corrupt ({e})") from None
+        fix = "; write the folder again with save_pretrained (or loftup train)"
+        if not isinstance(info, dict):
+            raise CheckpointError(
+                f"{cfg_file} holds a JSON {type(info).__name__}, but a loftup config is an "
+                f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
+            )
+        if info.get("format") != FORMAT_TAG:
+            raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup")')
+        if not isinstance(info.get("config"), dict):
+            raise CheckpointError(
+                f'{cfg_file}: "config" must be an object of the upsampler\'s hyper-parameters '
+                f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
+            )
+        backbone = info.get("backbone")
+        if backbone is not None and not isinstance(backbone, str):
+            raise CheckpointError(
+                f'{cfg_file}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
+            )
+        norm = _backbone_norm(info, str(cfg_file), fix)
+        config = _config_from(info["config"], str(cfg_file), fix)
+        state, _ = to_native(read_weights(weights), str(weights))
+        return state, config, backbone, norm
+    for name in ("pytorch_model.bin", "model.pt", "model.pth"):
+        if (path / name).exists():
+            state, cfg = to_native(read_weights(path / name), str(path / name))
+            return state, (_config_from(cfg, str(path / name)) if cfg else None), None, None
+    run = [
+        p
+        for p in (path / "final", path / "checkpoint.pt")
+        if (p / WEIGHTS_NAME).exists() or p.is_file()
+    ]
+    hint = f"; it is a training run's folder: give {run[0]}" if run else ""
+    raise WeightsNotFoundError(
+        f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
+        f"or pytorch_model.bin{hint}"
+    )

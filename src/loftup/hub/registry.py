@@ -1,0 +1,98 @@
+"""The table of released checkpoints: one registry drives ``load_upsampler``, ``loftup info``,
+``loftup download`` and the pairing of each upsampler with its backbone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """A checkpoint published with the paper."""
+
+    name: str
+    backbone: str
+    dim: int
+    grid: int
+    repo_id: str
+    filename: str = "pytorch_model.bin"
+    description: str = ""
+
+
+RELEASED: dict[str, ReleasedCheckpoint] = {
+    c.name: c
+    for c in [
+        ReleasedCheckpoint(
+            "loftup_dinov2s",
+            "dinov2_vits14",
+            384,
+            16,
+            "haiwen/loftup-dinov2s",
+            description="DINOv2 ViT-S/14",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2s_reg",
+            "dinov2_vits14_reg",
+            384,
+            16,
+            "haiwen/loftup-dinov2s_reg",
+            description="DINOv2 ViT-S/14 + registers",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2b",
+            "dinov2_vitb14",
+            768,
+            16,
+            "haiwen/loftup-dinov2b",
+            description="DINOv2 ViT-B/14",
+        ),
+        ReleasedCheckpoint(
+            "loftup_dinov2b_reg",
+            "dinov2_vitb14_reg",
+            768,
+            16,
+            "haiwen/loftup-dinov2b_reg",
+            description="DINOv2 ViT-B/14 + registers",
+        ),
+        ReleasedCheckpoint(
+            "loftup_clip",
+            "clip_vitb16",
+            512,
+            14,
+            "haiwen/loftup-clip",
+            description="CLIP ViT-B/16 (OpenAI), MaskCLIP-style tokens",
+        ),
+        ReleasedCheckpoint(
+            "loftup_siglip",
+            "siglip_vitb16",
+            768,
+            14,
+            "haiwen/loftup-siglip",
+            description="SigLIP ViT-B/16",
+        ),
+        ReleasedCheckpoint(
+            "loftup_siglip2",
+            "siglip2_vitb16",
+            768,
+            14,
+            "haiwen/loftup-siglip2",
+            description="SigLIP2 ViT-B/16",
+        ),
+    ]
+}
+
+#: Other spellings users type, mapped to the registry's names (kept forever).
+ALIASES = {name.replace("_", "-"): name for name in RELEASED}
+
+
+def resolve_name(name: str) -> ReleasedCheckpoint:
+    """The registry entry for ``name`` (or an alias); UnknownNameError lists the known ones."""
+    key = ALIASES.get(name, name)
+    if key not in RELEASED:
+        raise UnknownNameError(
+            f"unknown upsampler {name!r}; released names are: {', '.join(RELEASED)} "
+            "(or pass a path to a weights file or a save_pretrained folder)"
+        )
+    return RELEASED[key]

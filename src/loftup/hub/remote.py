@@ -1,0 +1,166 @@
+"""Files from the Hugging Face hub: the cache first, then a download; offline
+(``HF_HUB_OFFLINE=1``, no network) with nothing cached, an error naming the repo, the file and
+how to pass a local path instead."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import WeightsNotFoundError
+from .registry import resolve_name
+
+
+def _offline() -> str | None:
+    """Why the hub may not be contacted (offline mode is on), or None.
+
+    Read from the environment now and from what huggingface_hub read when it was imported
+    (``constants.HF_HUB_OFFLINE``: in every release since 0.24, unlike ``is_offline_mode``)."""
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "0").upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{var}=1 is set"
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE=1 was set when huggingface_hub was imported"
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick check that the hub endpoint answers at all (avoids minutes of retries)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_file(
+    repo_id: str,
+    filename: str,
+    *,
+    what: str,
+    local_hint: str,
+    download_name: str | None = None,
+    downloading: bool = False,
+) -> Path:
+    """Path of ``filename`` from ``repo_id``: the cache first, then a download.
+
+    Offline (``HF_HUB_OFFLINE=1`` or no network) with nothing cached raises WeightsNotFoundError
+    naming the repo, the file and how to pass a local path instead; a gated repo (DINOv3) that
+    this login may not read names where to accept its terms and how to log in. ``downloading``:
+    called by ``loftup download``, whose fix for an offline switch is to unset it, not to run
+    itself.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    reason = _offline()
+    if reason is None and not _hub_reachable():
+        reason = "the Hugging Face hub cannot be reached"
+    if reason is None:
+        from huggingface_hub.utils import GatedRepoError
+
+        try:
+            return Path(hf_hub_download(repo_id, filename))
+        except GatedRepoError:  # its own text is only "401 Client Error."
+            from huggingface_hub import constants
+
+            raise WeightsNotFoundError(
+                f"{what}: hub repo {repo_id!r} is gated: accept its terms at "
+                f"{constants.ENDPOINT}/{repo_id} with your Hugging Face account, log in here "
+                f"(set HF_TOKEN to an access token, or `hf auth login`) and run again; or pass "
+                f"a local path instead: {local_hint}"
+            ) from None
+        except Exception as e:  # noqa: BLE001 - network, missing repo
+            reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    name = download_name or what
+    offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
+    if downloading and offline_switch:  # the download was never tried
+        var = reason.split("=")[0]
+        raise WeightsNotFoundError(
+            f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}: {reason}, "
+            f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
+            f"{name}`), or copy in a ~/.cache/huggingface that holds it from a machine with "
+            f"network, or pass a local path instead: {local_hint}"
+        )
+    if downloading:
+        raise WeightsNotFoundError(
+            f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded: "
+            f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
+            f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+        )
+    raise WeightsNotFoundError(
+        f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
+        f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
+        f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+    )
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` names a local path rather than a hub repo: hub ids are ``name`` or
+    ``org/name``; anything else is meant as a local path."""
+    return (
+        text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+    )
+
+
+def hub_folder(repo_id: str, groups, **kw) -> Path:
+    """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
+    (alternative names of a file, the first that the repo has; a plain name is a group of one),
+    each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
+    be had, the error is the first name's."""
+    found = []
+    for group in groups:
+        first, *others = (group,) if isinstance(group, str) else group
+        try:
+            found.append(hub_file(repo_id, first, **kw))
+        except WeightsNotFoundError as e:  # the repo may hold the file under another name
+            for other in others:
+                try:
+                    found.append(hub_file(repo_id, other, **kw))
+                    break
+                except WeightsNotFoundError:
+                    continue
+            else:
+                raise e from None
+    return found[0].parent
+
+
+def download(name: str) -> Path:
+    """Fill the Hugging Face cache with a released checkpoint; returns its local path."""
+    return released_file(name, downloading=True)
+
+
+def released_file(name: str, *, downloading: bool = False) -> Path:
+    """Local path of a released checkpoint: the cache first, then a download; offline with
+    nothing cached, a WeightsNotFoundError naming the file and how to provide it
+    (``downloading``: for ``loftup download``, see :func:`hub_file`)."""
+    ckpt = resolve_name(name)
+    return hub_file(
+        ckpt.repo_id,
+        ckpt.filename,
+        what=ckpt.name,
+        local_hint=(  # a file of the hub layout does not record its backbone: say which
+            f"load_upsampler('/path/to/{ckpt.filename}'), load_pipeline('/path/to/"
+            f"{ckpt.filename}', backbone={ckpt.backbone!r}) or `loftup upsample -m "
+            f"/path/to/{ckpt.filename} --backbone {ckpt.backbone}`"
+        ),
+        downloading=downloading,
+    )
+
+
+def cached_path(name: str) -> Path | None:
+    """Local path of a released checkpoint if it is already cached, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    ckpt = resolve_name(name)
+    found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
+    return Path(found) if isinstance(found, str) else None
