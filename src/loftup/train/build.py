@@ -11,7 +11,8 @@ import torch
 from ..errors import LoftUpError, UsageError
 from ..model import LoftUp, LoftUpConfig
 from .checkpoint import load_checkpoint, pack_history, rng_state
-from .config import ModelConfig, TrainConfig, _show
+from .config import ModelConfig, TrainConfig
+from .config.loading import _show
 from .objectives import Trainee
 
 log = logging.getLogger("loftup.train")

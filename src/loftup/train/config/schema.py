@@ -1,0 +1,173 @@
+"""The training config's typed dataclasses, one per section, and the recipe's defaults per stage.
+
+Every field is checked when a config is built (:func:`loftup.train.config.validate`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..noise import MaskNoise
+
+
+@dataclass
+class ModelConfig:
+    """The upsampler's architecture (its width C comes from the backbone); see ``LoftUpConfig``."""
+
+    depth: int = 2
+    num_heads: int = 4
+    n_freqs: int = 20
+    grid_freqs: int = 5
+    mlp_dim: int | None = None
+    coords: bool = True
+    attention_window: int | None = None
+
+
+@dataclass
+class DataConfig:
+    """Where the images and masks come from (see :class:`loftup.data.dataset.MaskedImages`)."""
+
+    root: str = ""
+    masks: str = "sa1b"
+    max_masks: int = 150
+    max_images: int | None = None
+    superpixels: list[int] = field(default_factory=lambda: [16, 64])
+    sam_weights: str | None = None
+    cache_dir: str | None = None
+    num_workers: int = 4
+    max_image_pixels: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser (``nadam``, ``adamw``, ``adam`` or ``sgd``) and the early gradient clipping.
+
+    ``momentum`` is used by ``sgd`` only.
+    """
+
+    name: str = "nadam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    clip_grad_norm: float = 1e-4
+    clip_steps: int = 10
+    momentum: float = 0.9
+
+
+@dataclass
+class ReconConfig:
+    """The multi-view reconstruction loss shared by both stages."""
+
+    weight: float = 1.0
+    proj_dim: int = 64
+    max_shift: float = 8.0
+    zoom: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    uncertainty: bool = True
+    dropout: float = 0.2
+    blur: int = 5
+
+
+@dataclass
+class Stage1Config:
+    """Stage 1: mask-bicubic pseudo ground truth."""
+
+    image_size: int = 224
+    n_jitters: int = 4
+    tv_weight: float = 0.001
+    target_weight: float = 1.0
+    mask_alpha: float = 0.8
+
+
+@dataclass
+class Stage2Config:
+    """Stage 2: self-distillation from an EMA teacher on zoomed crops.
+
+    ``teacher_view``: ``crops`` (the paper: the teacher sees s x s crops of the load_size image),
+    ``full`` (the teacher sees the whole global view) or ``both`` (the mean of both losses).
+    ``global_sizes``: sizes s of the global view (default by patch size: 224, 336, 448, 518 for
+    patch 14; 224, 336, 448, 512 for 16). ``affinity_max_side``: regions larger than this are
+    resized down before the affinity (an N x N affinity of a 299-px region would not fit).
+    """
+
+    load_size: int = 896
+    global_sizes: list[int] | None = None
+    n_jitters: int = 2
+    crop_align: int = 16
+    teacher_view: str = "crops"
+    teacher_alpha: float = 0.5
+    affinity_weight: float = 20.0
+    central: float = 0.8
+    affinity_max_side: int = 56
+    tv_weight: float = 0.05
+    ema_beta: float = 0.99
+    ema_every: int = 10
+
+
+@dataclass
+class LogConfig:
+    """Run folder, checkpoints, scalars and pictures (all written on rank 0 only)."""
+
+    out_dir: str = "runs/loftup"
+    log_every: int = 10
+    ckpt_every: int = 1000
+    viz_every: int = 1000
+    num_viz: int = 4
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint.
+
+    Arguments:
+      stage: 1 (mask-bicubic targets) or 2 (self-distillation; needs ``init``).
+      backbone, backbone_weights: the frozen featurizer (``loftup.get_featurizer``);
+        backbone_norm: what it is given (its ``input_norm``): "imagenet", the ImageNet-
+        normalised image as it is (the paper's recipe), or "own" (CLIP's, SigLIP's own).
+      init: stage 2's starting point (any ``load_upsampler`` source: a stage-1 checkpoint, folder,
+        released name).
+      batch_size: the global batch (split over processes under torchrun).
+      epochs, max_steps: one epoch over the data, unless max_steps stops earlier.
+      device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``...; under torchrun a
+        CUDA device is each process's own GPU, ``cuda:LOCAL_RANK``.
+      precision: ``fp32`` or ``bf16`` (autocast for the backbone and the upsampler).
+
+    The field defaults are stage 1's recipe, ``optim`` included (NAdam, lr 1e-4, early
+    clipping): for stage 2 start from ``default_config(2)`` or ``load_config(..., stage=2)``,
+    which hold its AdamW at lr 1e-3 and weight decay 0.01, not from ``TrainConfig(stage=2)``.
+    """
+
+    stage: int = 1
+    backbone: str = "dinov2_vits14"
+    backbone_weights: str | None = None
+    backbone_norm: str = "imagenet"
+    init: str | None = None
+    batch_size: int = 8
+    epochs: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    mask_noise: MaskNoise = field(default_factory=MaskNoise)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        from .checks import validate
+
+        validate(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_config(stage: int = 1) -> TrainConfig:
+    """The released recipe's defaults for ``stage``."""
+    if stage == 2:
+        return TrainConfig(stage=2, optim=OptimConfig("adamw", 1e-3, 0.01, clip_steps=0))
+    return TrainConfig(stage=stage)
