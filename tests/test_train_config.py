@@ -352,7 +352,7 @@ def test_more_workers_than_cpus_get_one_per_cpu(caplog):
     import logging
     import os
 
-    from loftup.train.loop import _workers
+    from loftup.train.loader import worker_count as _workers
 
     cpus = len(os.sched_getaffinity(0))
     with caplog.at_level(logging.INFO, logger="loftup.train"):

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,16 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import MaskedImages, StepSampler, check_global_batch, collate, data_folder
-from ..errors import (
-    LoftUpError,
-    Terminated,
-    UsageError,
-    from_workers,
-    require,
-    terminate,
-    worker_ignores_sigterm,
-)
+from ..data.dataset import StepSampler
+from ..errors import LoftUpError, require, terminate
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -48,10 +37,7 @@ from .build import (
     build_upsampler,
     check_resumable,
     checkpoint_payload,
-    given_model_keys,
-    init_architecture,
     restore,
-    stage2_architecture,
 )
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -61,18 +47,20 @@ from .checkpoint import (
     set_rng_state,
     unpack_history,
 )
-from .config import TrainConfig, check_backbone_fit, load_config, validate
-from .distributed import (
-    DistInfo,
-    barrier,
-    convert_batchnorm,
-    env_world,
-    mean_over_ranks,
-    setup,
-    teardown,
-)
+from .config import TrainConfig, load_config
+from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
 from .ema import EMATeacher
+from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
+from .pictures import pictures, validation_images
+from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
+    check_backbone_weights,
+    check_init,
+    check_out_dir,
+    packages_needed,
+    preflight,
+)
+from .sigterm import StopOnSigterm
 
 log = logging.getLogger("loftup.train")
 
@@ -94,62 +82,13 @@ class TrainResult:
         return [row["loss"] for row in self.history]
 
 
-class _StopOnSigterm:
-    """SIGTERM during a training run (in the main thread). Before and after the steps it stops
-    the run at once (:class:`Terminated`, like Ctrl-C); while they run (``in_steps``) it asks them
-    to stop after the current one, with a checkpoint, so that a scheduler's cancel or
-    preemption loses no work. DataLoader workers ignore SIGTERM
-    (:func:`~loftup.errors.worker_ignores_sigterm`), so a signal sent to every process of the
-    job (as Slurm does) leaves them feeding the step being finished. The previous handler is
-    put back at the end."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.in_steps = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if not self.in_steps:
-            terminate()
-        self.requested = True
-
-    def __enter__(self) -> _StopOnSigterm:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if self._previous is None:
-            return
-        if exc_type is not None and issubclass(exc_type, Terminated):
-            if self._previous is terminate:  # the command line's: it keeps ignoring a second
-                return  # SIGTERM while the first one's clean-up runs, and restores its own
-        signal.signal(signal.SIGTERM, self._previous)
-
-
-def _workers(asked: int, main: bool) -> int:
-    """DataLoader workers: ``asked``, at most one for each CPU this process may use (the SA-1B
-    recipes ask for 8, for a GPU node; on a laptop more would only contend, and PyTorch warns).
-    The data and its order do not depend on it: every random draw is made per step."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    if asked > cpus:
-        if main:
-            log.info("data.num_workers=%d, but this process has %d CPUs: %d workers", asked, cpus,
-                     cpus)  # fmt: skip
-        return cpus
-    return asked
-
-
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     preflight(cfg, resume)  # every value and path the user gave, before anything is loaded
     info = setup(cfg.device)
     try:
-        with _StopOnSigterm() as sigterm:
+        with StopOnSigterm() as sigterm:
             result = _run(cfg, info, resume, sigterm)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
@@ -158,102 +97,7 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
     return result
 
 
-def preflight(cfg: TrainConfig, resume: bool = False) -> None:
-    """What can be checked without loading anything, checked first: every config value (again:
-    a TrainConfig may have been changed after it was built), the backbone's name against the
-    sizes it needs, the global batch against torchrun's process count, stage 2's ``init`` (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its architecture, the data
-    folder and the output folder. A :class:`UsageError` names the problem and the fix."""
-    validate(cfg)
-    check_backbone_fit(cfg)
-    check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
-    resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
-    if cfg.stage == 2 and not resuming:
-        check_init(cfg.init)
-        if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
-            stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
-    check_out_dir(cfg.log.out_dir)
-    check_backbone_weights(cfg.backbone, cfg.backbone_weights)
-    data_folder(cfg.data.root)
-
-
-def check_backbone_weights(backbone: str, weights: str | None) -> None:
-    """``backbone_weights`` that name a file, or a path that does not exist: every backbone
-    reads a folder (or a hub id, looked up when it loads)."""
-    from ..hub import looks_like_path
-
-    if not weights:
-        return
-    path = Path(weights).expanduser()
-    if path.is_file():
-        raise UsageError(
-            f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
-            f"a hub id (if it is one of its files, pass its folder, {path.parent})"
-        )
-    if not path.exists() and looks_like_path(weights):
-        raise UsageError(
-            f"backbone weights for {backbone}: {weights} does not exist; pass the folder of its "
-            "weights or a hub id"
-        )
-
-
-def check_init(init: str | None) -> None:
-    """Stage 2's ``init``: set, and a file, a folder or a released name."""
-    from ..hub import ALIASES, RELEASED
-
-    if not init:
-        raise UsageError(
-            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
-            "a released name such as loftup_dinov2s)"
-        )
-    if ALIASES.get(init, init) not in RELEASED and not Path(init).expanduser().exists():
-        raise UsageError(
-            f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
-            f"or RUN/final) or a released name ({', '.join(RELEASED)})"
-        )
-
-
-def check_out_dir(out_dir: str) -> Path:
-    """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file."""
-    path = Path(out_dir).expanduser()
-    for p in (path, *path.parents):
-        if not p.exists():
-            continue
-        if p.is_dir():
-            break
-        what = f"{path} is a file" if p == path else f"{path} lies under {p}, which is a file"
-        raise UsageError(
-            f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
-            "checkpoint.pt, final/ and metrics.csv; give a folder path"
-        )
-    return path
-
-
-def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
-    """The images and masks of ``cfg.data`` at the size of ``cfg.stage``'s images."""
-    d = cfg.data
-    size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
-    return MaskedImages(
-        d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
-        superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
-        cache_dir=d.cache_dir, max_image_pixels=d.max_image_pixels,
-    )  # fmt: skip
-
-
-def _packages_needed(cfg: TrainConfig) -> dict[str, str]:
-    """The optional packages this run will import, and what for (loftup.errors.require)."""
-    needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
-    if cfg.data.masks == "sa1b":
-        needs["pycocotools"] = "data.masks=sa1b (SA-1B's RLE masks)"
-    elif cfg.data.masks == "superpixels":
-        needs["skimage"] = "data.masks=superpixels"
-    if cfg.log.viz_every:
-        needs["matplotlib"] = "log.viz_every (its PNG grids; log.viz_every=0 draws none)"
-    if cfg.log.tensorboard:
-        needs["tensorboard"] = "log.tensorboard (log.tensorboard=false writes none)"
-    return needs
-
-
-def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm) -> TrainResult:
+def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: StopOnSigterm) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
@@ -270,7 +114,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     elif resume and main:
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
 
-    require(_packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
+    require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
     # -- the data (listed before any model loads: too few images for a batch is said first) --
     d = cfg.data
@@ -316,11 +160,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
     # -- the loader ------------------------------------------------------------------------
     if d.masks == "sam":
         precompute_masks(dataset, info)
-    workers = _workers(d.num_workers, main)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_sigterm,
-    )  # fmt: skip
+    loader = make_loader(dataset, sampler, cfg, device, main)
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
 
     monitor, viz = None, None
@@ -373,7 +213,7 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: _StopOnSigterm
 
     sigterm.in_steps = True
     tick = time.perf_counter()
-    for step, batch in zip(range(step0, total), from_workers(loader, "data.num_workers")):
+    for step, batch in zip(range(step0, total), batches(loader, d.root)):
         t_data = time.perf_counter() - tick
         draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
         images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
@@ -476,52 +316,3 @@ def _not_finite(step: int, losses: dict, ckpt_path: Path, saved: int | None) -> 
         f"step {step}: the gradient is not finite ({terms}); the run stops before its weights "
         f"take it. {where}, after lowering optim.lr or, with precision=bf16, in fp32"
     )
-
-
-def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
-    """Compute and cache SAM masks before training (each rank a share), so workers only read."""
-    from ..data.images import READ_ERRORS
-
-    indices = range(info.rank, len(dataset), info.world)
-    for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
-        try:
-            dataset.load(i)
-        except READ_ERRORS:
-            pass  # reported when the training reads it
-    if dataset._sam is not None:
-        dataset._sam.release()  # data workers must not inherit a model on the GPU
-    barrier(info)
-
-
-def validation_images(dataset: MaskedImages, cfg: TrainConfig, sizes, device):
-    """The first ``log.num_viz`` readable images, in [0, 1] at the size the pictures use."""
-    from ..data.images import READ_ERRORS
-
-    pics = []
-    for i in range(min(len(dataset), 4 * cfg.log.num_viz)):
-        if len(pics) == cfg.log.num_viz:
-            break
-        try:
-            pics.append(dataset.load(i)[0])
-        except READ_ERRORS:
-            continue
-    if not pics:
-        return None
-    images01 = torch.stack(pics).float().to(device) / 255.0
-    if cfg.stage == 2:
-        s = sizes[0]
-        images01 = torch.nn.functional.interpolate(
-            images01, size=(s, s), mode="bilinear", antialias=True
-        )
-    return images01
-
-
-@torch.no_grad()
-def pictures(monitor: Monitor, upsampler, featurizer, images01, step: int) -> None:
-    image = featurizer.normalize(images01)
-    lr = featurizer(image).float()
-    was_training = upsampler.training
-    upsampler.eval()
-    hr = upsampler(lr, image)
-    upsampler.train(was_training)
-    monitor.pictures(step, images01, lr, hr)

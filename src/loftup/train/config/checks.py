@@ -48,6 +48,7 @@ RANGES: dict[str, tuple] = {
     "data.superpixels": _ge(1),
     "data.num_workers": _ge(0),
     "data.max_image_pixels": _ge(0),
+    "data.timeout": _ge(0),
     "optim.lr": _gt(0),
     "optim.weight_decay": _ge(0),
     "optim.clip_grad_norm": _gt(0),

@@ -25,7 +25,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the images and masks come from (see :class:`loftup.data.dataset.MaskedImages`)."""
+    """Where the images and masks come from (see :class:`loftup.data.dataset.MaskedImages`).
+
+    ``timeout``: seconds the loader waits for a batch from its workers before the run stops
+    with an error naming the data folder (a worker stuck on a file); 0 waits for ever. Unused
+    with ``num_workers=0``, where a read that hangs hangs in the main process, in plain sight.
+    """
 
     root: str = ""
     masks: str = "sa1b"
@@ -36,6 +41,7 @@ class DataConfig:
     cache_dir: str | None = None
     num_workers: int = 4
     max_image_pixels: int | None = None
+    timeout: float = 600.0
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""What a run checks before it loads anything (:func:`preflight`): every config value, the
+backbone's name against the sizes it needs, the global batch against torchrun's processes,
+stage 2's ``init``, the data folder and the output folder. A :class:`UsageError` names the
+problem and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.dataset import check_global_batch, data_folder
+from ..errors import UsageError
+from .build import given_model_keys, init_architecture, stage2_architecture
+from .checkpoint import CHECKPOINT_NAME
+from .config import TrainConfig, check_backbone_fit, validate
+from .distributed import env_world
+
+
+def preflight(cfg: TrainConfig, resume: bool = False) -> None:
+    """What can be checked without loading anything, checked first: every config value (again:
+    a TrainConfig may have been changed after it was built), the backbone's name against the
+    sizes it needs, the global batch against torchrun's process count, stage 2's ``init``
+    (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its
+    architecture, the data folder and the output folder. A :class:`UsageError` names the
+    problem and the fix."""
+    validate(cfg)
+    check_backbone_fit(cfg)
+    check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
+    resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
+    if cfg.stage == 2 and not resuming:
+        check_init(cfg.init)
+        if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
+            stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
+    check_out_dir(cfg.log.out_dir)
+    check_backbone_weights(cfg.backbone, cfg.backbone_weights)
+    data_folder(cfg.data.root)
+
+
+def check_backbone_weights(backbone: str, weights: str | None) -> None:
+    """``backbone_weights`` that name a file, or a path that does not exist: every backbone
+    reads a folder (or a hub id, looked up when it loads)."""
+    from ..hub import looks_like_path
+
+    if not weights:
+        return
+    path = Path(weights).expanduser()
+    if path.is_file():
+        raise UsageError(
+            f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
+            f"a hub id (if it is one of its files, pass its folder, {path.parent})"
+        )
+    if not path.exists() and looks_like_path(weights):
+        raise UsageError(
+            f"backbone weights for {backbone}: {weights} does not exist; pass the folder of its "
+            "weights or a hub id"
+        )
+
+
+def check_init(init: str | None) -> None:
+    """Stage 2's ``init``: set, and a file, a folder or a released name."""
+    from ..hub import ALIASES, RELEASED
+
+    if not init:
+        raise UsageError(
+            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
+            "a released name such as loftup_dinov2s)"
+        )
+    if ALIASES.get(init, init) not in RELEASED and not Path(init).expanduser().exists():
+        raise UsageError(
+            f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
+            f"or RUN/final) or a released name ({', '.join(RELEASED)})"
+        )
+
+
+def check_out_dir(out_dir: str) -> Path:
+    """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file."""
+    path = Path(out_dir).expanduser()
+    for p in (path, *path.parents):
+        if not p.exists():
+            continue
+        if p.is_dir():
+            break
+        what = f"{path} is a file" if p == path else f"{path} lies under {p}, which is a file"
+        raise UsageError(
+            f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
+            "checkpoint.pt, final/ and metrics.csv; give a folder path"
+        )
+    return path
+
+
+def packages_needed(cfg: TrainConfig) -> dict[str, str]:
+    """The optional packages this run will import, and what for (loftup.errors.require)."""
+    needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
+    if cfg.data.masks == "sa1b":
+        needs["pycocotools"] = "data.masks=sa1b (SA-1B's RLE masks)"
+    elif cfg.data.masks == "superpixels":
+        needs["skimage"] = "data.masks=superpixels"
+    if cfg.log.viz_every:
+        needs["matplotlib"] = "log.viz_every (its PNG grids; log.viz_every=0 draws none)"
+    if cfg.log.tensorboard:
+        needs["tensorboard"] = "log.tensorboard (log.tensorboard=false writes none)"
+    return needs
