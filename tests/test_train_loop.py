@@ -361,3 +361,24 @@ def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(stage1_run, 
     train(tiny(sa1b, s1, 1, 1, "model.depth=2"))  # another architecture where init was
     resumed = train(tiny(sa1b, tmp_path / "parts", 2, 3, init), resume=True)
     assert resumed.steps == 3 and len(loftup.load_upsampler(resumed.pretrained).blocks) == 1
+
+
+def test_stage2_reads_its_init_once_and_trains_the_same_with_a_model_key(
+    stage1_run, sa1b, tmp_path, monkeypatch
+):
+    """A model.* key set for stage 2 is checked against init's architecture before anything
+    else loads; the run then starts from what that check read. It read the file again, and a
+    third time for the downsampler's state: three reads of a file that may be large and
+    remote. The same key as init's changes nothing in the run."""
+    init = f"init={stage1_run.checkpoint}"
+    plain = train(tiny(sa1b, tmp_path / "plain", 2, 1, init))
+    reads, load = [], torch.load
+
+    def counted(f, *args, **kwargs):
+        reads.append(str(f))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    keyed = train(tiny(sa1b, tmp_path / "keyed", 2, 1, init, "model.depth=1"))
+    assert reads.count(str(stage1_run.checkpoint)) == 1
+    assert keyed.losses == plain.losses

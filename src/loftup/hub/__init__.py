@@ -29,6 +29,7 @@ from .loading import (
     WEIGHTS_NAME,
     check_source,
     load_upsampler,
+    load_with_record,
     save_pretrained,
 )
 from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
@@ -49,6 +50,7 @@ __all__ = [
     "hub_folder",
     "infer_config",
     "load_upsampler",
+    "load_with_record",
     "looks_like_path",
     "native_to_reference",
     "read_safetensors",

@@ -91,9 +91,21 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
     if device is not None:  # before loading: "cuda" on a machine without one, in a line
         device = resolve_device(device)
+    model, _ = load_with_record(source)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
+    """:func:`load_upsampler` (on the CPU, as the weights built it, in eval mode) and the
+    record read from a weights file: the whole dict of a training checkpoint (its downsampler,
+    optimiser...), the state dict of another file, ``{}`` for a folder or a released name. For
+    a caller that needs more of a file than the upsampler (stage 2's ``init``) without reading
+    it twice."""
+    check_source(source)
     path = Path(os.fspath(source)).expanduser()
     backbone = backbone_norm = None
     config = None
+    obj: dict = {}
     if path.is_dir():
         state, config, backbone, backbone_norm = _read_folder(path)
         origin = str(path)
@@ -124,7 +136,7 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     model.source = origin
-    return model.to(device=device, dtype=dtype).eval()
+    return model.eval(), obj
 
 
 def _check_finite(state: dict, origin: str) -> None:

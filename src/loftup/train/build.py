@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import LoftUpError, UsageError
 from ..model import LoftUp, LoftUpConfig
-from .checkpoint import load_checkpoint, pack_history, rng_state
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .checkpoint import pack_history, rng_state
 from .config import ModelConfig, TrainConfig
 from .config.loading import _show
 from .objectives import Trainee
@@ -31,12 +33,39 @@ def build_featurizer(cfg: TrainConfig, device):
     return featurizer
 
 
+@dataclass
+class Init:
+    """Stage 2's starting point, read once (:func:`read_init`): the upsampler, and the states of
+    the training-only modules when ``init`` is a training checkpoint of ours (else {})."""
+
+    upsampler: LoftUp
+    extras: dict
+
+
+def read_init(init: str) -> Init:
+    """Stage 2's ``init`` (any ``load_upsampler`` source), its file read once: the upsampler,
+    and from a ``loftup train`` checkpoint the downsampler's and uncertainty's states too."""
+    from ..hub.loading import load_with_record
+
+    model, record = load_with_record(init)
+    extras = {}
+    if record.get("format") == CHECKPOINT_FORMAT:
+        extras = {k: record[k] for k in ("downsampler", "uncertainty") if record.get(k)}
+    return Init(model, extras)
+
+
 def build_upsampler(
-    cfg: TrainConfig, dim: int, input_norm: str | None = None, resume: dict | None = None
+    cfg: TrainConfig,
+    dim: int,
+    input_norm: str | None = None,
+    resume: dict | None = None,
+    init: Init | None = None,
 ) -> tuple[LoftUp, TrainConfig, dict]:
     """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler, or, when
     resuming from the checkpoint ``resume``, one of its architecture (its weights are loaded
     from it after this, so ``init`` is not read again: it may have moved or changed since).
+    ``init``: ``cfg.init`` already read (by :func:`~loftup.train.preflight.preflight`), else
+    it is read here.
 
     ``input_norm``: the featurizer's ``input_norm_key()`` (None where the choice changes
     nothing); stage 2 warns when ``init`` was trained on the other kind of features.
@@ -57,9 +86,8 @@ def build_upsampler(
             "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
             "a released name such as loftup_dinov2s)"
         )
-    from ..hub import load_upsampler
-
-    model = load_upsampler(cfg.init)
+    start = init if init is not None else read_init(cfg.init)
+    model = start.upsampler
     if model.config.dim != dim:
         raise LoftUpError(
             f"init {cfg.init} upsamples C={model.config.dim} features but backbone "
@@ -83,15 +111,7 @@ def build_upsampler(
     if arch != dataclasses.asdict(cfg.model):
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
     cfg = dataclasses.replace(cfg, model=ModelConfig(**arch))
-    extras = {}
-    path = Path(cfg.init).expanduser()  # as load_upsampler and preflight read it
-    if path.is_file() and path.suffix in (".pt", ".pth"):
-        try:
-            ckpt = load_checkpoint(path)
-            extras = {k: ckpt[k] for k in ("downsampler", "uncertainty") if ckpt.get(k)}
-        except LoftUpError:
-            extras = {}  # a plain state dict: the training-only modules start fresh
-    return model.train(), cfg, extras
+    return model.train(), cfg, start.extras  # a plain state dict: those modules start fresh
 
 
 def _arch(config: LoftUpConfig) -> dict:
@@ -127,11 +147,10 @@ def stage2_architecture(cfg: TrainConfig, arch: dict, source: str) -> dict:
     return arch
 
 
-def init_architecture(init: str) -> dict:
-    """The architecture of stage 2's ``init`` (read without the backbone)."""
-    from ..hub import load_upsampler
-
-    return _arch(load_upsampler(init).config)
+def init_architecture(init: str | Init) -> dict:
+    """The architecture of stage 2's ``init`` (a source, read without the backbone, or read)."""
+    start = init if isinstance(init, Init) else read_init(init)
+    return _arch(start.upsampler.config)
 
 
 def with_init_architecture(cfg: TrainConfig) -> TrainConfig:

@@ -30,6 +30,7 @@ from ..errors import LoftUpError, require, terminate
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
+    Init,
     apply_optim_config,
     build_featurizer,
     build_optimizer,
@@ -85,11 +86,11 @@ class TrainResult:
 def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
-    preflight(cfg, resume)  # every value and path the user gave, before anything is loaded
+    init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
     try:
         with StopOnSigterm() as sigterm:
-            result = _run(cfg, info, resume, sigterm)
+            result = _run(cfg, info, resume, sigterm, init)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         raise
@@ -97,7 +98,9 @@ def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainRes
     return result
 
 
-def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: StopOnSigterm) -> TrainResult:
+def _run(
+    cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: StopOnSigterm, init: Init | None
+) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
@@ -133,7 +136,9 @@ def _run(cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: StopOnSigterm)
     # -- the models ------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     featurizer = build_featurizer(cfg, device)
-    upsampler, cfg, extras = build_upsampler(cfg, featurizer.dim, featurizer.input_norm_key(), ckpt)
+    upsampler, cfg, extras = build_upsampler(
+        cfg, featurizer.dim, featurizer.input_norm_key(), ckpt, init
+    )
     trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
     teacher = None
     if cfg.stage == 2:

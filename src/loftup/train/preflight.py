@@ -9,30 +9,36 @@ from pathlib import Path
 
 from ..data.dataset import check_global_batch, data_folder
 from ..errors import UsageError
-from .build import given_model_keys, init_architecture, stage2_architecture
+from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
 from .distributed import env_world
 
 
-def preflight(cfg: TrainConfig, resume: bool = False) -> None:
+def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
     sizes it needs, the global batch against torchrun's process count, stage 2's ``init``
     (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its
     architecture, the data folder and the output folder. A :class:`UsageError` names the
-    problem and the fix."""
+    problem and the fix.
+
+    Returns stage 2's ``init`` where it had to be read (``model.*`` keys to check against it),
+    for the run to start from without reading it again; else None."""
     validate(cfg)
     check_backbone_fit(cfg)
     check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
     resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
+    init = None
     if cfg.stage == 2 and not resuming:
         check_init(cfg.init)
         if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
-            stage2_architecture(cfg, init_architecture(cfg.init), f"init {cfg.init}")
+            init = read_init(cfg.init)
+            stage2_architecture(cfg, init_architecture(init), f"init {cfg.init}")
     check_out_dir(cfg.log.out_dir)
     check_backbone_weights(cfg.backbone, cfg.backbone_weights)
     data_folder(cfg.data.root)
+    return init
 
 
 def check_backbone_weights(backbone: str, weights: str | None) -> None:
