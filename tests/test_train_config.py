@@ -53,6 +53,19 @@ def test_every_packaged_config_loads_by_name_and_by_path():
     assert load_config(path) == load_config("stage1_cpu")
 
 
+def test_a_config_path_object_loads_and_other_sources_are_named(tmp_path):
+    """load_config(Path(...)) (and so train(Path(...))) was a TypeError ("'PosixPath' object
+    is not iterable"): it was taken for a dict. Something else is named with what may be
+    given, and one override given as a string (not a list) is named, not read letter by
+    letter ("override 'o' is not key=value")."""
+    (tmp_path / "mine.yaml").write_text("stage: 1\nbatch_size: 2\n")
+    assert load_config(tmp_path / "mine.yaml").batch_size == 2
+    with pytest.raises(UsageError, match=r"a YAML file, a packaged config's name or a dict, "):
+        load_config(["stage1_cpu"])
+    with pytest.raises(UsageError, match=r"a list of key=value strings, e.g. \['batch_size=2'\]"):
+        load_config("stage1_cpu", "batch_size=2")
+
+
 def test_overrides_are_typed_and_checked():
     cfg = load_config(
         "stage1_sa1b", ["optim.lr=3e-4", "model.attention_window=5", "data.superpixels=[4, 8]"]

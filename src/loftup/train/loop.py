@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class TrainResult:
         return [row["loss"] for row in self.history]
 
 
-def train(config: TrainConfig | str | dict, *, resume: bool = False) -> TrainResult:
+def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = False) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading

@@ -4,6 +4,7 @@ top, and the dataclasses built from the merged dict with every key and type chec
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from importlib import resources
@@ -103,7 +104,9 @@ def merge(base: dict, update: dict) -> dict:
 
 
 def load_config(
-    source: str | dict | None = None, overrides: list[str] | None = None, stage: int | None = None
+    source: str | os.PathLike | dict | None = None,
+    overrides: list[str] | None = None,
+    stage: int | None = None,
 ) -> TrainConfig:
     """Defaults of the stage, then the YAML file/name or dict ``source``, then ``overrides``.
 
@@ -111,7 +114,20 @@ def load_config(
     value is checked (type first, then its range) before anything is loaded: a
     :class:`~loftup.errors.UsageError` names the key, the value and what it may be.
     """
-    data = read_yaml(source) if isinstance(source, str) else dict(source or {})
+    if isinstance(source, (str, os.PathLike)):
+        data = read_yaml(os.fspath(source))
+    elif source is None or isinstance(source, dict):
+        data = dict(source or {})
+    else:
+        raise UsageError(
+            f"a config is a YAML file, a packaged config's name or a dict, got {source!r} "
+            f"({type(source).__name__})"
+        )
+    if isinstance(overrides, str):  # its characters would be read as overrides, one each
+        raise UsageError(
+            f"overrides are a list of key=value strings, e.g. [{overrides!r}], got the string "
+            f"{overrides!r}"
+        )
     data = merge(data, parse_overrides(overrides or []))
     file_stage = data.get("stage")
     if file_stage is not None and (isinstance(file_stage, bool) or file_stage not in (1, 2)):
