@@ -7,7 +7,7 @@ import torch
 
 from loftup import load_upsampler
 from loftup.cli import main
-from loftup.errors import CheckpointError
+from loftup.errors import CheckpointError, LoftUpError
 from loftup.train.checkpoint import (
     load_checkpoint,
     pack_history,
@@ -171,3 +171,24 @@ def test_stage2_warns_when_its_backbone_is_given_the_image_otherwise_than_init_w
     (record,) = caplog.records
     assert "backbone_norm=own" in record.getMessage()
     assert "set backbone_norm=own to go on with the same" in record.getMessage()
+
+
+def test_resuming_with_another_architecture_names_the_key_and_both_values():
+    """A stage-1 run resumed with another model.* value was refused with "its model config
+    differs from this run's", naming neither the key nor the fix; and a checkpoint made before
+    a model key existed (its default then) could never be resumed, its dict lacking the key."""
+    from loftup.train.build import check_resumable
+    from loftup.train.config import load_config
+
+    cfg = load_config({}, ["model.depth=1"])
+    saved = cfg.to_dict()
+    saved["model"] = {**saved["model"], "depth": 3}
+    with pytest.raises(LoftUpError) as e:
+        check_resumable({"config": saved}, cfg, "run/checkpoint.pt")
+    assert str(e.value) == (
+        "cannot resume run/checkpoint.pt: it was made with model.depth=3, this run has "
+        "model.depth=1; use the same config or another --out (log.out_dir)"
+    )
+    saved = cfg.to_dict()
+    del saved["model"]["attention_window"]  # as a run from before the key would have it
+    check_resumable({"config": saved}, cfg, "run/checkpoint.pt")

@@ -232,8 +232,15 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
                 f"cannot resume {path}: it was made with {key}={was!r}, this run has "
                 f"{key}={mine!r}; use the same config or another --out (log.out_dir)"
             )
-    if cfg.stage == 1 and saved.get("model") != dataclasses.asdict(cfg.model):
-        raise LoftUpError(f"cannot resume {path}: its model config differs from this run's")
+    if cfg.stage == 1:  # a key the run's version did not have yet: its default then
+        was = {**dataclasses.asdict(ModelConfig()), **(saved.get("model") or {})}
+        for key, mine in dataclasses.asdict(cfg.model).items():
+            if was[key] != mine:
+                raise LoftUpError(
+                    f"cannot resume {path}: it was made with model.{key}={_show(was[key])}, this "
+                    f"run has model.{key}={_show(mine)}; use the same config or another --out "
+                    "(log.out_dir)"
+                )
     name = saved.get("optim", {}).get("name", cfg.optim.name)
     if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
         raise LoftUpError(
