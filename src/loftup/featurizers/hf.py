@@ -61,8 +61,9 @@ def resolve_weights(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
     hint = (
-        f"get_featurizer({name!r}, weights='/path/to/folder'), `loftup upsample "
-        f"--backbone-weights /path/to/folder` or `loftup train backbone_weights=/path/to/folder`, "
+        f"get_featurizer({name!r}, weights='/path/to/folder'), `--backbone-weights "
+        "/path/to/folder` (loftup upsample, eval, experiment) or `loftup train "
+        "backbone_weights=/path/to/folder`, "
         f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (or pytorch_model.bin)"
     )
     what = f"backbone {name}"
