@@ -24,7 +24,7 @@ _LAZY = {
     "get_featurizer": "loftup.featurizers",
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
-    "load_pipeline": "loftup.api",
+    "load_pipeline": "loftup.pipeline",
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
     "upsample_to_npy": "loftup.tiling",
@@ -46,9 +46,9 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "api", "atomic", "baselines", "bench", "compiled", "convert", "data", "eval", "experiments",
-    "extract", "fastpath", "featurizers", "fused", "hub", "io", "kernels", "layers", "model",
-    "outputs", "tiling", "train", "viz", "weights", "world",
+    "api", "atomic", "baselines", "bench", "checks", "compiled", "convert", "data", "eval",
+    "experiments", "extract", "fastpath", "featurizers", "fused", "hub", "io", "kernels", "layers",
+    "model", "outputs", "pipeline", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

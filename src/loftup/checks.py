@@ -1,0 +1,157 @@
+"""What the pipeline's entry points take, read and checked: the device, the precision, the
+output and backbone sizes, and the pixels.
+
+Each check raises a :class:`loftup.errors.UsageError` (a ValueError) that says what was wrong
+and what to pass instead; :func:`loftup.upsample`, :func:`loftup.load_pipeline` and the command
+line call them at their boundary, once, before any weights load.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import torch
+
+from .errors import UsageError
+from .featurizers.sizes import shorter_side_to
+
+Size = int | tuple[int, int] | None
+
+#: The precisions the pipeline runs in, by name (``as_dtype`` also takes fp32 / fp16 / half / bf16).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+
+
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``"float32"``, ``"bfloat16"``, ``"float16"`` (or fp32, bf16, fp16, half, or the torch
+    dtype itself) -> the torch dtype; None -> float32."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype in DTYPES.values():
+            return dtype
+    elif isinstance(dtype, str):
+        name = dtype.lower().removeprefix("torch.")
+        if _ALIASES.get(name, name) in DTYPES:
+            return DTYPES[_ALIASES.get(name, name)]
+    raise UsageError(f"unknown precision {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
+    """The (H, W) of the upsampled features for an image of (height, width).
+
+    ``size``: None -> the image's own size; N -> shorter side N, aspect ratio kept; (H, W) -> as is.
+    """
+    check_size(size)
+    if size is None:
+        return height, width
+    if isinstance(size, numbers.Integral):
+        return shorter_side_to(height, width, int(size))
+    return int(size[0]), int(size[1])
+
+
+def check_size(size) -> None:
+    """A :class:`UsageError` unless ``size`` is an output size :func:`output_size` takes."""
+    if size is None or (isinstance(size, numbers.Integral) and not isinstance(size, bool)):
+        ok = size is None or size >= 1
+    else:  # a string is a sequence too: "32" was read as 3x2
+        ok = (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size
+            )
+        )
+    if not ok:
+        raise UsageError(
+            "size is None (the image's own), N (shorter side N >= 1) or (H, W) (positive "
+            f"integers), got {size!r}"
+        )
+
+
+def resolve_device(
+    device: str | torch.device | None, local_rank: int | None = None
+) -> torch.device:
+    """The device to run on, or a :class:`UsageError` (a ValueError) saying why it cannot be used.
+
+    ``None``/``"auto"``: CUDA when available, else the CPU. Device types other than cpu and
+    cuda (mps, xpu, meta...) are refused: loftup's kernels and tests cover those two.
+    ``local_rank`` (a torchrun process's rank on its node): a CUDA device is that process's own
+    GPU, ``cuda:local_rank`` (NCCL takes one GPU per process), so a node needs a GPU for each
+    process it starts.
+    """
+    if device is None or str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":  # mps, xpu, meta...: a device type loftup does not run on
+        raise UsageError(
+            f"device {device} is not supported: loftup runs on cpu and cuda (cuda:N for GPU N); "
+            "use auto, cpu, cuda or cuda:N"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UsageError(
+            f"device {device} was asked for, but no CUDA device is available here; use cpu"
+        )
+    if local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    if (device.index or 0) >= count:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f"{count} GPU(s) visible" + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
+        fix = (
+            f"start at most {count} process(es) per node (torchrun --nproc_per_node {count})"
+            if local_rank is not None
+            else ("use cuda:0" if count == 1 else f"use one of cuda:0 to cuda:{count - 1}")
+        )
+        who = (
+            f"the process of local rank {local_rank} needs {device}"
+            if local_rank is not None
+            else f"device {device} was asked for"
+        )
+        raise UsageError(f"{who}, but this machine has {seen}; {fix}")
+    return device
+
+
+def check_backbone_size(size, name: str = "backbone_size") -> None:
+    """A :class:`UsageError` unless ``size`` is a shorter side the backbone can see: an int
+    >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
+    integer = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+    if size is not None and not (integer and size >= 1):
+        raise UsageError(
+            f"{name} is the shorter side in pixels the backbone sees (>= 1; 224 by default; "
+            f"None: the image's own), got {size!r}"
+        )
+
+
+#: How far outside [0, 1] pixel values may lie (a resampling's overshoot): ImageNet-normalised
+#: images (about -2.1 to 2.6) and 0-255 values lie further out.
+PIXEL_SLACK = 0.25
+
+
+def check_pixels(images: torch.Tensor) -> None:
+    """A :class:`UsageError` unless ``images`` hold RGB values in [0, 1] (give or take
+    :data:`PIXEL_SLACK`): an ImageNet-normalised or 0-255 image gave wrong features without a
+    word (the pipeline normalises them itself), and a NaN one an error about the features."""
+    lo, hi = (float(v) for v in torch.aminmax(images))
+    if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:  # NaN fails too
+        raise UsageError(
+            f"expected RGB values in [0, 1], got values from {lo:.4g} to {hi:.4g}: pass the "
+            "image before ImageNet normalisation (the pipeline normalises it), 0-255 values "
+            "divided by 255 (or as uint8), and no NaN or infinite pixels"
+        )
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether ``a`` and ``b`` are the same device ("cuda" is the current GPU, "cuda:N")."""
+    if a.type != b.type:
+        return False
+    return a.type != "cuda" or (
+        (a.index if a.index is not None else torch.cuda.current_device())
+        == (b.index if b.index is not None else torch.cuda.current_device())
+    )

@@ -1,0 +1,211 @@
+"""A backbone and the upsampler trained on its features, run together: :class:`FeaturePipeline`
+and :func:`load_pipeline`, which builds one from names, files or modules.
+
+Precision: ``dtype`` (float32 by default, the reference's numbers) runs the backbone and the
+upsampler in bfloat16 or float16 instead (the GPU's fast path: about 4x float32 on an H200).
+The guidance image stays float32 whatever the precision: the Fourier encoding multiplies the
+colours by up to e^10, so a half-precision image would turn its rounding into phase noise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .checks import (
+    Size,
+    as_dtype,
+    check_backbone_size,
+    check_pixels,
+    output_size,
+    resolve_device,
+)
+from .errors import LoftUpError, UsageError, WeightsNotFoundError
+from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
+from .featurizers.sizes import backbone_input_size, resize_images
+from .hub import check_source, load_upsampler
+from .model import LoftUp
+from .tiling import start_upsample
+
+
+@dataclass
+class FeaturePipeline:
+    """A backbone and the upsampler trained on its features.
+
+    Arguments:
+      upsampler: a :class:`loftup.LoftUp` (from :func:`loftup.load_upsampler`).
+      featurizer: the backbone whose features it upsamples (:func:`loftup.get_featurizer`).
+      backbone_size: shorter side of the image the backbone sees (None: the image's own size).
+
+    Both models run in their own dtype (:func:`load_pipeline` sets it); the guidance image is
+    always float32 and the features come out in the upsampler's dtype.
+    """
+
+    upsampler: LoftUp
+    featurizer: Featurizer
+    backbone_size: int | None = 224
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.upsampler.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The upsampler's dtype: that of the features it returns."""
+        return next(self.upsampler.parameters()).dtype
+
+    @torch.inference_mode()
+    def __call__(
+        self, images: torch.Tensor, size: Size = None, *, callback=None, progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RGB images (B, 3, H0, W0) in [0, 1] -> (low-res (B, C, h, w), upsampled (B, C, H, W)).
+
+        ``callback``: ``fn(tile, feats)`` gets the upsampled features tile by tile instead
+        (``feats`` (b, C, th, tw) on the device for images ``tile.batch``, rows ``tile.rows``,
+        columns ``tile.cols``; see :func:`loftup.tiling.upsample`) and None is returned in
+        their place: features of any size in the memory of one tile, the same values.
+        ``progress``: a bar over the tiles of an output of several.
+        """
+        if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape:
+            raise UsageError(
+                f"expected RGB images (B, 3, H, W) in [0, 1] with B, H, W >= 1, got "
+                f"{tuple(images.shape)}"
+            )
+        h0, w0 = images.shape[-2:]
+        x = images.to(self.device, torch.float32)
+        check_pixels(x)
+        bb_hw = backbone_input_size(h0, w0, self.featurizer.patch_size, self.backbone_size)
+        guide = imagenet_normalize(resize_images(x, output_size(size, h0, w0)))
+        # the image's half of the upsampler first: on a GPU it runs while the backbone's
+        # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
+        pending = start_upsample(self.upsampler, guide)
+        lr_feats = self.featurizer(imagenet_normalize(resize_images(x, bb_hw)))
+        return lr_feats, pending.finish(lr_feats, callback=callback, progress=progress)
+
+
+def load_pipeline(
+    model: str | os.PathLike | LoftUp = "loftup_dinov2s",
+    *,
+    backbone: str | Featurizer | None = None,
+    backbone_weights: str | os.PathLike | None = None,
+    backbone_size: int | None = 224,
+    backbone_norm: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> FeaturePipeline:
+    """The upsampler ``model`` (released name, file or folder) with its backbone.
+
+    The backbone is ``backbone`` when given, else the one the upsampler records (every released
+    name does, and so does a ``save_pretrained`` folder); ``backbone_weights`` is a hub id or a
+    local Hugging Face folder (default: the backbone's official hub id). ``backbone_norm``:
+    what a backbone trained with other constants than ImageNet's (CLIP, SigLIP) is given,
+    "imagenet" (the ImageNet-normalised image as it is, as the paper's code gives it: the
+    features the released upsamplers were trained on) or "own" (its own normalisation; see
+    :func:`loftup.get_featurizer`'s ``input_norm``); None: what the upsampler records (its
+    training run's), else "imagenet". It applies to a backbone built here.
+
+    ``dtype``: the precision of both models (float32, bfloat16 or float16; see
+    :func:`as_dtype`). None: float32 for what is loaded here; a LoftUp or a featurizer passed in
+    keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
+    On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
+    """
+    if not isinstance(model, LoftUp):
+        check_source(model, "model", ("a LoftUp",))
+    options = checked_options(backbone_size, backbone_norm, device, dtype)
+    return build_pipeline(model, backbone, backbone_weights, *options)
+
+
+def checked_options(
+    backbone_size, backbone_norm, device, dtype
+) -> tuple[int | None, str | None, torch.device, torch.dtype | None]:
+    """:func:`load_pipeline`'s options checked (a :class:`UsageError` naming the first that
+    cannot be used) and read: (backbone_size as an int or None, backbone_norm, the device
+    :func:`resolve_device` gives, the torch dtype or None), what :func:`build_pipeline` takes."""
+    check_backbone_size(backbone_size)
+    if backbone_norm is not None:
+        check_input_norm(backbone_norm, "backbone_norm")
+    return (
+        None if backbone_size is None else int(backbone_size),
+        backbone_norm,
+        resolve_device(device),
+        None if dtype is None else as_dtype(dtype),
+    )
+
+
+def build_pipeline(
+    model: str | os.PathLike | LoftUp,
+    backbone: str | Featurizer | None,
+    backbone_weights: str | os.PathLike | None,
+    backbone_size: int | None,
+    backbone_norm: str | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> FeaturePipeline:
+    """:func:`load_pipeline` of arguments checked already (by :func:`checked_options`, and
+    ``model`` a LoftUp or a name or path): for a caller that checks them at its own boundary
+    (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
+    built on the CPU and moved to ``device`` in ``dtype`` in one step."""
+    if isinstance(model, LoftUp):
+        upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
+    else:
+        try:
+            upsampler = load_upsampler(model)
+        except WeightsNotFoundError as e:
+            raise _with_missing_backbone(e, model, backbone, backbone_weights) from None
+        upsampler = upsampler.to(device, dtype or torch.float32)
+    upsampler = upsampler.eval()
+    if isinstance(backbone, Featurizer):
+        featurizer = backbone.to(device, dtype) if dtype is not None else backbone.to(device)
+        featurizer = featurizer.eval()
+    else:
+        name = backbone or getattr(upsampler, "backbone", None)
+        if name is None:
+            where = getattr(upsampler, "source", None) or "passed in"  # not a module's repr
+            raise LoftUpError(
+                f"the upsampler {where} does not record its backbone; "
+                f"name it with backbone=NAME (CLI: --backbone NAME), {_backbones_of(upsampler.dim)}"
+            )
+        norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
+        featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
+        featurizer = featurizer.to(device, dtype or torch.float32)
+    if featurizer.dim != upsampler.dim:
+        raise LoftUpError(
+            f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
+            f"expects {upsampler.dim}-d ones; pass the backbone it was trained with"
+        )
+    return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+def _backbones_of(dim: int) -> str:
+    """The registered backbones that give ``dim``-d features, as advice: the example that was
+    given for every upsampler (dinov2_vits14, 384-d) failed again for any other width."""
+    from .featurizers import backbones_of_dim
+
+    names = backbones_of_dim(dim)
+    if not names:
+        return f"or pass a Featurizer of {dim}-d features (no registered backbone gives them)"
+    return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
+
+
+def _with_missing_backbone(
+    error: WeightsNotFoundError, model, backbone, backbone_weights
+) -> WeightsNotFoundError:
+    """``error`` (the upsampler's weights were not found), naming the backbone's weights too
+    where they cannot be found either: offline with nothing cached, a user who provided the
+    upsampler's file learnt only on the next run that the backbone's were missing as well."""
+    from .featurizers.hf import find_weights
+    from .hub import ALIASES, RELEASED
+
+    name = backbone if isinstance(backbone, str) else None
+    if name is None and isinstance(model, (str, os.PathLike)):
+        released = RELEASED.get(ALIASES.get(os.fspath(model), os.fspath(model)))
+        name = released.backbone if released is not None else None
+    if name is None:  # which backbone is recorded in the weights that are missing
+        return error
+    try:
+        find_weights(name, backbone_weights)
+    except LoftUpError as e:
+        return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
+    return error
