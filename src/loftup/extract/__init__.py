@@ -1,0 +1,69 @@
+"""``loftup upsample`` at scale: inputs to jobs, jobs to ranks, features to files.
+
+One process:
+
+    loftup upsample photos/ -m loftup_dinov2s -o feats/ --size 448 --viz
+
+Several (one GPU each, or CPU processes over gloo), same files as one process writes:
+
+    torchrun --nproc_per_node 4 -m loftup upsample photos/ -m loftup_dinov2s -o feats/
+
+The sorted input list is cut into batches exactly as one process would cut it, and batch i goes
+to rank i % world_size: every image is computed in the same company on every run, so the bytes
+of every file are the same whatever the number of processes.
+
+An interrupted run goes on with ``--resume``: the output folder's ``upsample.json`` records
+the options that change the files' bytes, a resumed run must have the same, and it skips each
+batch whose outputs are all there (files are put in place whole, so one that exists is
+complete); a batch with any output missing is computed again, whole, giving the same bytes.
+
+The package, by step: :mod:`.inputs` (files, folders and globs to jobs), :mod:`.record` (the
+output folder's ``upsample.json`` and which of its files are loftup's), :mod:`.torchrun`
+(batches to ranks, the process group), :mod:`.loop` (:func:`run`) and :mod:`.write` (one
+image's files). Every name is importable from ``loftup.extract`` as before.
+"""
+
+from __future__ import annotations
+
+from .inputs import Job, collect_inputs
+from .loop import STREAM_ABOVE, Report, _no_memory, run
+from .record import (
+    OPTIONS_NAME,
+    check_clobbering,
+    check_options,
+    outputs_of,
+    read_record,
+    recorded_outputs,
+    recorded_path,
+    remove_unfinished,
+    weights_digest,
+    without_own_pictures,
+    write_options,
+)
+from .torchrun import barrier, dist_env, init_distributed, process_group, shard, summed
+
+__all__ = [
+    "OPTIONS_NAME",
+    "STREAM_ABOVE",
+    "Job",
+    "Report",
+    "_no_memory",
+    "barrier",
+    "check_clobbering",
+    "check_options",
+    "collect_inputs",
+    "dist_env",
+    "init_distributed",
+    "outputs_of",
+    "process_group",
+    "read_record",
+    "recorded_outputs",
+    "recorded_path",
+    "remove_unfinished",
+    "run",
+    "shard",
+    "summed",
+    "weights_digest",
+    "without_own_pictures",
+    "write_options",
+]

@@ -1,0 +1,92 @@
+"""The inputs of ``loftup upsample``: files, folders and globs -> jobs, each an image and the
+stem of its outputs (:func:`collect_inputs`)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LoftUpError
+from ..io import IMAGE_SUFFIXES
+
+
+@dataclass
+class Job:
+    """One input image and the stem of its outputs (relative to the output folder)."""
+
+    path: Path
+    stem: str
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """The image files under ``folder``, hidden ones and those in hidden folders left out (as a
+    glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
+    are not images to compute, and the first cannot be read as one."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+
+
+def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Files, folders (searched recursively for images, hidden files and folders left out) and
+    globs -> (jobs, unmatched specs).
+
+    Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
+    its suffix, with the sub-folder kept for images found under a folder (a file reached through
+    several inputs, ``photos photos/day1``, keeps its longest name, that of the outermost folder
+    given, whatever the order of the inputs); when two inputs would
+    share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``). Two
+    files whose outputs would still have one name (``cam1/0001.png`` and ``cam2/0001.png``,
+    given as two folders) are refused (:class:`LoftUpError`).
+    """
+    found: dict[Path, Path] = {}  # resolved path -> path relative to where it was found
+    missing = []
+    for spec in specs:
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            for f in _images_under(p):
+                _name(found, f.resolve(), f.relative_to(p))
+        elif p.exists():
+            _name(found, p.resolve(), Path(p.name))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                missing.append((spec, "no such file, folder or matching glob"))
+            for f in files:
+                _name(found, f.resolve(), Path(f.name))
+    items = sorted(found.items(), key=lambda kv: str(kv[0]))
+    stems = [str(rel.with_suffix("")) for _, rel in items]
+    clash = {s for s in stems if stems.count(s) > 1}
+    jobs = [
+        Job(path, str(rel) if stem in clash else stem) for (path, rel), stem in zip(items, stems)
+    ]
+    # files of one name in two inputs (cam1/0001.png, cam2/0001.png) keep it with its suffix:
+    # one would overwrite the other's outputs (and a resume would take one's for both)
+    first: dict[str, Job] = {}
+    for job in jobs:
+        other = first.setdefault(job.stem, job)
+        if other is not job:
+            raise LoftUpError(
+                f"{other.path} and {job.path} would write outputs of one name ({job.stem}); "
+                "give the folder that holds both (its sub-folders are kept in the names), or run "
+                "them into separate -o folders"
+            )
+    return jobs, missing
+
+
+def _name(found: dict[Path, Path], path: Path, rel: Path) -> None:
+    """Record ``rel`` as the name of the file ``path`` in ``found``, unless it already has a
+    longer one (more folders; of two as long, the first in sort order): the name of a file that
+    several inputs reach does not depend on their order, and is the one that keeps it apart
+    from the other files of the outermost folder (``photos/day1/x.png`` is ``day1/x`` given
+    ``photos/day1 photos``, where ``photos/x.png`` is ``x``)."""
+    old = found.get(path)
+    if old is None or (-len(rel.parts), str(rel)) < (-len(old.parts), str(old)):
+        found[path] = rel

@@ -1,0 +1,190 @@
+"""The loop of ``loftup upsample``: this rank's batches read ahead, upsampled, and handed to
+writer threads (:func:`run`), with each image that fails reported by name."""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import memory_shortfall, out_of_memory
+from ..io import ImageReadError, load_image_tensor
+from .inputs import Job
+from .record import outputs_of
+from .torchrun import shard
+from .write import compute_streamed, discard_streamed, write_outputs
+
+#: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
+#: 800 x 800 output of 384 float32 channels.
+STREAM_ABOVE = 1e9
+
+
+@dataclass
+class Report:
+    written: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    kept: int = 0  # outputs already there (``resume``)
+
+
+def _groups(images: list[tuple[Job, torch.Tensor]]) -> list[list[tuple[Job, torch.Tensor]]]:
+    """Consecutive images of one batch grouped by size (only equal sizes run together)."""
+    groups: dict[tuple[int, int], list] = {}
+    for item in images:
+        groups.setdefault(tuple(item[1].shape[-2:]), []).append(item)
+    return list(groups.values())
+
+
+def run(
+    jobs: list[Job],
+    pipeline,
+    out_dir: Path,
+    *,
+    size=None,
+    fmt: str = "pt",
+    viz: bool = False,
+    batch_size: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+    save_dtype: torch.dtype = torch.float32,
+    writers: int = 2,
+    stream_above: float = STREAM_ABOVE,
+    resume: bool = False,
+) -> Report:
+    """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
+    ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
+
+    The next batch's images are read and the finished ones written by ``writers`` threads while
+    the pipeline computes (a 448 x 448 x 384 float32 file is 308 MB, which takes longer to write
+    than a GPU takes to compute it); at most ``2 * writers`` outputs wait to be written. A file
+    that cannot be written is reported by name like an unreadable input; the bytes of every file
+    are the same whatever ``writers`` is.
+
+    Images whose features would take more than ``stream_above`` bytes (in the computing or the
+    stored dtype, whichever is wider) are written tile by tile into their files through memory
+    maps (:class:`loftup.outputs.FeatureFile`) instead of being held whole: the memory of a tile
+    whatever the size (a 12-megapixel photo's 384-channel features are 18 GB in float32), and
+    the same bytes (0: every image so).
+
+    ``resume``: skip this rank's batches whose outputs are all there (counted in
+    ``Report.kept``); the caller checks that they were made with the same options
+    (:func:`check_options`).
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    if writers < 1:
+        raise ValueError(f"writers must be >= 1, got {writers}")
+    report = Report()
+    mine = shard(jobs, batch_size, rank, world_size)
+    if resume:
+        done = [all(p.is_file() for j in b for p in outputs_of(out_dir, j, fmt, viz)) for b in mine]
+        report.kept = sum(len(b) for b, d in zip(mine, done) if d)
+        mine = [b for b, d in zip(mine, done) if not d]
+    desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
+    bar = tqdm(
+        total=sum(len(b) for b in mine), desc=desc, unit="img", position=rank, file=sys.stderr
+    )
+    pending: deque = deque()  # (job, future) in submission order
+
+    def fail(job: Job, reason: str) -> None:
+        report.failed.append((str(job.path), reason))
+        bar.write(f"failed: {job.path}: {reason}", file=sys.stderr)
+
+    def collect() -> None:
+        job, done = pending.popleft()
+        try:
+            done.result()
+            report.written += 1
+        except OSError as e:
+            fail(job, f"could not write its outputs: {e}")
+        bar.update(1)
+
+    def submit(job: Job, write, *args) -> None:  # at most 2 * writers outputs waiting
+        pending.append((job, pool.submit(write, *args)))
+        while len(pending) > 2 * writers:
+            collect()
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
+        ahead = reader.submit(_read, mine[0]) if mine else None
+        for k in range(len(mine)):
+            loaded, unreadable = ahead.result()
+            if k + 1 < len(mine):
+                ahead = reader.submit(_read, mine[k + 1])
+            for job, reason in unreadable:
+                report.failed.append((str(job.path), reason))
+                bar.write(f"skipped: {reason}", file=sys.stderr)
+                bar.update(1)
+            for group in _groups(loaded):
+                images = torch.stack([img for _, img in group])
+                shape = _output_shape(pipeline, images, size)
+                item = max(pipeline.dtype.itemsize, save_dtype.itemsize)  # the wider dtype
+                starved = False  # out of memory
+                try:
+                    if math.prod(shape) * item > stream_above:  # too large to hold whole
+                        tasks = compute_streamed(
+                            pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
+                            world_size == 1, viz,
+                        )  # fmt: skip
+                    else:
+                        lr_feats, hr_feats = pipeline(images, size)
+                        tasks = [
+                            (job, (write_outputs, out_dir, job, fmt, save_dtype, image, lr_feats[i],
+                                   hr_feats[i], viz))
+                            for i, (job, image) in enumerate(group)
+                        ]  # fmt: skip
+                except Exception as e:
+                    if not out_of_memory(e):
+                        raise
+                    tasks = [(job, _no_memory(shape, len(group), e)) for job, _ in group]
+                    starved = True
+                if starved and pipeline.device.type == "cuda":
+                    # out of memory: give the cache back once the error (whose frames hold
+                    # what was allocated) is gone, for the next image (and any cyclic
+                    # garbage that holds GPU memory with it)
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                for n, (job, task) in enumerate(tasks):
+                    try:
+                        if isinstance(task, str):  # its file could not be made, or no memory
+                            fail(job, task)
+                            bar.update(1)
+                        else:
+                            submit(job, *task)
+                    except BaseException:  # Ctrl-C (or a writer's error) while it waited
+                        discard_streamed(tasks[n + 1 :])  # files no writer will put in place
+                        raise
+        while pending:
+            collect()
+    bar.close()
+    return report
+
+
+def _no_memory(shape, batch: int, e: BaseException) -> str:
+    """The failure of an image whose features could not be computed for lack of memory."""
+    c, h, w = shape
+    fix = "a smaller --size" + (" or --batch-size 1" if batch > 1 else "")
+    return f"out of memory for a {h}x{w} output ({c} channels): {memory_shortfall(e)}; try {fix}"
+
+
+def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[Job, str]]]:
+    """A batch's images, and the jobs whose file could not be read (with the reason)."""
+    loaded, unreadable = [], []
+    for job in batch:
+        try:
+            loaded.append((job, load_image_tensor(job.path)))
+        except ImageReadError as e:
+            unreadable.append((job, str(e)))
+    return loaded, unreadable
+
+
+def _output_shape(pipeline, images: torch.Tensor, size) -> tuple[int, int, int]:
+    """(C, H, W) of one image's upsampled features."""
+    from ..checks import output_size
+
+    return (pipeline.upsampler.config.dim, *output_size(size, *images.shape[-2:]))

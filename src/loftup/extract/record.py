@@ -1,0 +1,190 @@
+"""The output folder of ``loftup upsample``: its record (``upsample.json``, the options that
+made its files), what the files of a job are, and which files in it are loftup's own: a run
+refuses to overwrite anything else, and ``--resume`` to mix files made with other options."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from ..atomic import read_json_object
+from ..errors import LoftUpError
+from .inputs import Job
+
+#: What ``loftup upsample`` leaves beside its outputs: the options that made them.
+OPTIONS_NAME = "upsample.json"
+#: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
+#: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`).
+_INFO_ONLY = ("loftup_version", "model", "outputs")
+#: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
+_PATHS = ("model", "backbone_weights")
+
+
+def recorded_path(value: str | os.PathLike | None) -> str | None:
+    """How a path-valued option is recorded in ``upsample.json``: a local file or folder as
+    its absolute path, ``~`` expanded and links followed (``./w``, ``~/w`` and ``/home/me/w``
+    are one folder, and one option), as the loaders find it; anything else (a hub id, a
+    released name, None) as given."""
+    if value is None:
+        return None
+    path = Path(os.fspath(value)).expanduser()
+    return str(path.resolve()) if path.exists() else os.fspath(value)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A short SHA-256 of a module's state (names, dtypes, shapes and bytes): the same weights
+    give the same digest wherever they were loaded from."""
+    h = hashlib.sha256()
+    for key, t in sorted(module.state_dict().items()):
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def read_record(out_dir: Path, *, resume: bool) -> dict | None:
+    """``out_dir``'s ``upsample.json``, the record of the run that made its files (None when
+    there is none). Refused (:class:`LoftUpError`) when that file is not a record loftup wrote
+    (unreadable, or without ``loftup_version``): a user's own file of that name, which a run
+    would overwrite; and with ``resume``, a folder of files with no record (nothing says what
+    made them)."""
+    path = out_dir / OPTIONS_NAME
+    flag = "--resume: " if resume else ""
+    try:
+        saved = read_json_object(path)
+        if saved is not None and "loftup_version" not in saved:
+            raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
+    except ValueError as e:
+        raise LoftUpError(
+            f"{flag}{e}, and this run would write its record there; move the file away, or "
+            "choose another -o"
+        ) from None
+    if saved is None and resume and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise LoftUpError(
+            f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
+            "made them are unknown; choose another -o, or empty it to compute them all again"
+        )
+    return saved
+
+
+def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: bool) -> None:
+    """Refuse a run into ``out_dir`` whose files were made with other ``options`` than its
+    record ``saved`` (:func:`read_record`) says, naming each difference: the record describes
+    every file in it, so a run with other options there would leave files that the record
+    misdescribes (and that a later ``--resume`` would keep); another ``--format`` is allowed
+    (other files)."""
+    if saved is None:
+        return  # nothing there yet: a resumed run of nothing is a run
+    # another --format writes other files beside these; only a resume must keep to one
+    skip = _INFO_ONLY if resume else (*_INFO_ONLY, "format")
+    diff = [
+        f"{key} {saved.get(key)!r} there, {value!r} now"
+        for key, value in options.items()
+        if key not in skip and _as_recorded(key, saved.get(key)) != value
+    ]
+    if diff:
+        flag = "--resume: " if resume else ""
+        fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
+        raise LoftUpError(
+            f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
+            f"{fix}, or another -o"
+        )
+
+
+def _owned(saved: dict | None) -> set[str] | None:
+    """The kinds of output (formats, ``"viz"``) that the record ``saved`` says loftup wrote in
+    its folder; None for a record of an earlier version, which did not say (its runs took
+    every output name there as theirs)."""
+    if saved is None:
+        return set()
+    if "outputs" not in saved:
+        return None
+    kinds = saved["outputs"]
+    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
+
+
+def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
+    """What the record of a run writing ``fmt`` (and pictures with ``viz``) into the folder
+    of the record ``saved`` says the folder holds: the earlier runs' kinds and this one's (an
+    older record's: its format, and pictures, which those versions took as theirs)."""
+    owned = _owned(saved)
+    if owned is None:
+        owned = {str(saved.get("format")), "viz"}
+    return sorted(owned | {fmt} | ({"viz"} if viz else set()))
+
+
+def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved) -> None:
+    """Refuse (before any work) a run that would overwrite a file that is not its own: one of
+    its inputs (``-o`` inside an input folder, where ``x.png``'s picture is ``x_viz.png``), or
+    a file that no earlier loftup run wrote there (no record ``saved``, or one without that
+    kind of output: a user's own ``x.npy`` beside ``x.png``). An earlier run's outputs, which
+    a whole run overwrites and a resumed one keeps, are its own."""
+    inputs = {job.path for job in jobs}  # resolved
+    owned = _owned(saved)
+    what = {fmt: "features", "viz": "picture (--viz)"}
+    recorded = {fmt: f".{fmt} features", "viz": "--viz pictures"}
+    for job in jobs:
+        for kind, path in zip((fmt, "viz"), outputs_of(out_dir, job, fmt, viz)):
+            if not os.path.lexists(path):
+                continue
+            if path.resolve() in inputs:
+                raise LoftUpError(
+                    f"{path} is an input of this run, and the {what[kind]} of {job.path} would "
+                    "overwrite it; choose another -o (outside the input folders)"
+                )
+            # (a folder in its place cannot be replaced: that image fails, as it writes)
+            if owned is not None and kind not in owned and not path.is_dir():
+                why = f"its {OPTIONS_NAME} records no {recorded[kind]}"
+                if saved is None:
+                    why = f"no {OPTIONS_NAME} in {out_dir}"
+                raise LoftUpError(
+                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.path} would "
+                    "overwrite it; move it away, or choose another -o"
+                )
+
+
+def _as_recorded(key: str, saved):
+    """A recorded option as this version records it: a path an earlier version recorded as
+    given (``./w``) resolved from here, which is where a re-run usually starts."""
+    return recorded_path(saved) if key in _PATHS and isinstance(saved, str) else saved
+
+
+def remove_unfinished(out_dir: Path) -> int:
+    """Delete the temporary files (:func:`loftup.atomic.leftovers`) that a killed run left in
+    ``out_dir``; returns how many. Only for a resumed run, which takes over from the run that
+    made them (another run writing there now would lose its files)."""
+    from ..atomic import leftovers
+
+    unfinished = leftovers(out_dir)
+    for tmp in unfinished:
+        tmp.unlink(missing_ok=True)
+    return len(unfinished)
+
+
+def write_options(out_dir: Path, options: dict) -> None:
+    """``out_dir/upsample.json``, put in place whole."""
+    from ..atomic import write_json
+
+    write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
+
+
+def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
+    """The files a job writes."""
+    paths = [out_dir / f"{job.stem}.{fmt}"]
+    if viz:
+        paths.append(out_dir / f"{job.stem}_viz.png")
+    return paths
+
+
+def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> list[Job]:
+    """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
+    folder inside, or equal to, an input folder would otherwise feed them back in): those of a
+    folder whose record ``saved`` says it holds loftup's pictures. Any other is an input (and
+    :func:`check_clobbering` refuses a run whose picture of ``x.png`` would overwrite it)."""
+    owned = _owned(saved)
+    if owned is not None and "viz" not in owned:
+        return jobs
+    out = out_dir.resolve()
+    return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]

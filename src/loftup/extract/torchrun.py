@@ -1,0 +1,102 @@
+"""``loftup upsample`` under torchrun: batches to ranks, the process group, and the
+collectives at the end (a sum of the counts, barriers) that say in one line when another rank
+has ended."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import torch
+
+from ..errors import LoftUpError
+from .inputs import Job
+
+
+def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[list[Job]]:
+    """The batches of ``jobs`` (cut as one process cuts them) that belong to ``rank``."""
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    return batches[rank::world_size]
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    return (
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU.
+
+    The ranks meet only at the end (the counts, then a barrier), so one whose share of images
+    finished early may wait long for the others (large photos at full size): the group's
+    time-out is a day, not torch's 30 (gloo) or 10 (nccl) minutes, after which the waiting
+    rank failed and torchrun stopped the ones still working."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(days=1))
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device, world_size: int):
+    """torchrun's process group joined for the block (:func:`init_distributed`; nothing for
+    one process), and left however the block ends: after an error as after success."""
+    if world_size == 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    init_distributed(device)
+    try:
+        yield
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _with_the_others():
+    """A collective of the ranks (a barrier, a sum) that fails because another process of the
+    run has ended (gloo: "Connection closed by peer"), told in one line: the other's own error,
+    which says why, is above; a traceback of this one would only hide it."""
+    try:
+        yield
+    except RuntimeError as e:  # torch's DistBackendError is one
+        why = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0].splitlines()[0]
+        raise LoftUpError(
+            f"another process of this run has ended ({why[:200]}), so this one cannot finish; "
+            "its error says why"
+        ) from None
+
+
+def barrier(world_size: int) -> None:
+    """Wait until every rank is here (nothing for one process)."""
+    if world_size > 1:
+        import torch.distributed as dist
+
+        with _with_the_others():
+            dist.barrier()
+
+
+def summed(counts: list[int], world_size: int) -> list[int]:
+    """Counts summed over all ranks (failures: every rank gets the same exit status)."""
+    if world_size == 1:
+        return list(counts)
+    import torch.distributed as dist
+
+    t = torch.tensor(counts, dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    with _with_the_others():
+        dist.all_reduce(t)
+    return t.tolist()

@@ -1,0 +1,93 @@
+"""Writing one image's outputs (a writer thread's task): its features file and, with
+``--viz``, its picture, each put in place whole; or, for an image too large to hold, its
+features computed tile by tile straight into memory-mapped files (:func:`compute_streamed`)."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+
+def compute_streamed(
+    pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress, viz
+) -> list:
+    """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
+    with a bar over the tiles, as such an image can take minutes on a CPU): for each job the
+    writer's task that puts its file in place (:func:`commit_streamed` and its arguments), or the reason
+    its file could not be made. Nothing is left behind if the computation fails."""
+    from ..outputs import FeatureFile
+
+    files: list = []
+    try:
+        for job, _ in group:
+            try:
+                files.append(FeatureFile(out_dir / f"{job.stem}.{fmt}", fmt, save_dtype, shape))
+            except OSError as e:
+                files.append(f"could not write its outputs: {e}")
+        if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
+            return list(zip((job for job, _ in group), files))
+
+        def put(tile, feats: torch.Tensor) -> None:
+            feats = feats.to("cpu", save_dtype)
+            for j, i in enumerate(range(*tile.batch.indices(len(files)))):
+                if not isinstance(files[i], str):
+                    files[i].features[:, tile.rows, tile.cols] = feats[j]
+
+        lr_feats, _ = pipeline(images, size, callback=put, progress=progress)
+    except BaseException:
+        for f in files:
+            if not isinstance(f, str):
+                f.discard()
+        raise
+    return [
+        (
+            job,
+            f
+            if isinstance(f, str)
+            else (commit_streamed, out_dir, job, f, image, lr_feats[i], viz),
+        )
+        for i, ((job, image), f) in enumerate(zip(group, files))
+    ]
+
+
+def discard_streamed(tasks: list) -> None:
+    """Delete the temporary files of the streamed outputs among writers' ``tasks``."""
+    for _, task in tasks:
+        if not isinstance(task, str) and task[0] is commit_streamed:
+            task[3].discard()
+
+
+def commit_streamed(out_dir, job, feats_file, image, lr_feats, viz: bool) -> None:
+    """A streamed image's outputs: its picture drawn from the map, then its file put in place
+    (a writer thread's task)."""
+    from ..atomic import atomic_write_bytes
+    from ..outputs import comparison_png
+
+    try:
+        png = None
+        if viz:
+            with _VIZ_LOCK:
+                png = comparison_png(image, lr_feats, feats_file.features, title=job.path.name)
+        feats_file.commit()
+    except BaseException:
+        feats_file.discard()
+        raise
+    if png is not None:
+        atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
+
+
+#: Matplotlib and the PCA's seeded global generator serve one picture at a time.
+_VIZ_LOCK = threading.Lock()
+
+
+def write_outputs(out_dir, job, fmt, save_dtype, image, lr_feats, hr_feats, viz: bool) -> None:
+    """One image's outputs, each written atomically (a writer thread's task)."""
+    from ..atomic import atomic_write_bytes
+    from ..outputs import comparison_png, save_features
+
+    save_features(out_dir / f"{job.stem}.{fmt}", hr_feats, fmt, save_dtype)
+    if viz:  # the picture of what the file holds (as a streamed output's is)
+        with _VIZ_LOCK:
+            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=job.path.name)
+        atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
