@@ -1,6 +1,8 @@
-"""loftup.upsample and load_pipeline: what they check, and how often."""
+"""loftup.upsample and load_pipeline: what they check, once, and which weights they run."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -11,14 +13,43 @@ import loftup.pipeline
 
 
 def _save(folder, seed: int) -> None:
-    """A random upsampler for the tiny backbone in ``folder``."""
+    """A random upsampler for the tiny backbone in ``folder``, its files and the folder all
+    stamped with one time: as two writes within a coarse file system clock's tick."""
     torch.manual_seed(seed)
     loftup.LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
+    for path in (folder, *folder.iterdir()):
+        os.utime(path, ns=(10**18, 10**18))
 
 
 @pytest.fixture
 def image():
     return torch.rand(3, 30, 40, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_folder_written_again_is_run_with_its_new_weights(tmp_path, image):
+    """upsample keeps the last pipeline for the next call: a folder that save_pretrained (or a
+    training run) wrote again since, under the same path, gave the old weights' features."""
+    folder = tmp_path / "up"
+    _save(folder, 0)
+    first = loftup.upsample(image, model=folder, backbone_size=28)
+    _save(folder, 1)
+    second = loftup.upsample(image, model=folder, backbone_size=28)
+    fresh = loftup.upsample(image, model=loftup.load_pipeline(folder, backbone_size=28))
+    assert not torch.equal(first, second)
+    assert torch.equal(second, fresh)
+
+
+def test_a_relative_path_is_the_folder_it_names_from_where_it_is_used(tmp_path, image, monkeypatch):
+    """``upsample(img, "up")`` in two folders names two upsamplers, not the cached first one."""
+    for name, seed in (("a", 0), ("b", 1)):
+        _save(tmp_path / name / "up", seed)
+    monkeypatch.chdir(tmp_path / "a")
+    in_a = loftup.upsample(image, model="up", backbone_size=28)
+    monkeypatch.chdir(tmp_path / "b")
+    in_b = loftup.upsample(image, model="up", backbone_size=28)
+    assert not torch.equal(in_a, in_b)
+    expected = loftup.upsample(image, model=loftup.load_pipeline("up", backbone_size=28))
+    assert torch.equal(in_b, expected)
 
 
 def test_the_device_is_resolved_once_per_call(tmp_path, image, monkeypatch):

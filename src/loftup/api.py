@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import torch
 
@@ -57,12 +58,27 @@ __all__ = [
 
 @functools.lru_cache(maxsize=1)
 def _cached_pipeline(
-    model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
+    key, model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
 ) -> FeaturePipeline:
-    """:func:`build_pipeline` of checked arguments, kept for the next call with the same ones."""
+    """:func:`build_pipeline` of checked arguments, kept for the next call with the same ones
+    and the same weights (``key``: :func:`_weights_key`)."""
     return build_pipeline(
         model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
     )
+
+
+def _weights_key(model: str | os.PathLike) -> tuple:
+    """What tells the weights that ``model`` names apart for the cache: a local file or folder
+    by its absolute path and the identity of its files (inode, size, time), so that weights
+    written again there since the last call (save_pretrained, a training run) and a relative
+    path used from another folder are loaded anew; a released name as given."""
+    path = Path(os.fspath(model)).expanduser()
+    try:
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        stamps = [(f.name, (s := f.stat()).st_ino, s.st_size, s.st_mtime_ns) for f in files]
+    except OSError:  # not a local path (a released name), or one that cannot be read
+        return (os.fspath(model),)
+    return (str(path.resolve()), *stamps)
 
 
 def _as_batch(image) -> tuple[torch.Tensor, bool]:
@@ -177,7 +193,8 @@ def upsample(
     else:
         check_source(model, "model", ("a LoftUp", "a FeaturePipeline"))
         options = checked_options(backbone_size, backbone_norm, device, dtype)
-        pipeline = _cached_pipeline(os.fspath(model), backbone, backbone_weights, *options)
+        key = _weights_key(model)
+        pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
     images, batched = _as_batch(image_or_path)
     _, hr_feats = pipeline(images, size)
     return hr_feats if batched else hr_feats[0]
