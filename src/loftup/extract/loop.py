@@ -16,7 +16,7 @@ from ..io import ImageReadError, load_image_tensor
 from .inputs import Job
 from .record import outputs_of
 from .torchrun import shard
-from .write import compute_streamed, discard_streamed, write_outputs
+from .write import compute_streamed, discard_streamed, unwritable, write_outputs
 
 #: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
 #: 800 x 800 output of 384 float32 channels.
@@ -134,8 +134,9 @@ def run(
                     else:
                         lr_feats, hr_feats = pipeline(images, size)
                         tasks = [
-                            (job, (write_outputs, out_dir, job, fmt, save_dtype, image, lr_feats[i],
-                                   hr_feats[i], viz))
+                            (job, unwritable(hr_feats[i], save_dtype, pipeline.dtype)
+                             or (write_outputs, out_dir, job, fmt, save_dtype, image, lr_feats[i],
+                                 hr_feats[i], viz))
                             for i, (job, image) in enumerate(group)
                         ]  # fmt: skip
                 except Exception as e:
@@ -151,7 +152,7 @@ def run(
                     torch.cuda.empty_cache()
                 for n, (job, task) in enumerate(tasks):
                     try:
-                        if isinstance(task, str):  # its file could not be made, or no memory
+                        if isinstance(task, str):  # no file, no memory, or features it cannot hold
                             fail(job, task)
                             bar.update(1)
                         else:

@@ -4,9 +4,32 @@ features computed tile by tile straight into memory-mapped files (:func:`compute
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
+
+
+def unwritable(feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype) -> str | None:
+    """Why the features ``feats`` (computed in ``dtype``) cannot be stored as ``save_dtype``:
+    NaN or infinite values, or values beyond its range (float16 stores above 65504 as
+    infinities); None when they can."""
+    lo, hi = (float(v) for v in torch.aminmax(feats))
+    top = torch.finfo(save_dtype).max
+    if -top <= lo <= hi <= top:  # NaN fails too
+        return None
+    if math.isfinite(lo) and math.isfinite(hi):
+        name = str(save_dtype).removeprefix("torch.")
+        why = f"values as large as {max(-lo, hi):.3g}, beyond what {name} holds ({top:.5g})"
+        fix = "store them with --save-dtype float32"
+    else:
+        why = "NaN or infinite values"
+        fix = (  # bfloat16 has float32's range
+            "float16 overflowed: compute with --dtype bfloat16 or float32"
+            if dtype == torch.float16
+            else "is the backbone or the upsampler sound in this precision?"
+        )
+    return f"its features hold {why}, so none were written; {fix}"
 
 
 def compute_streamed(
@@ -28,13 +51,20 @@ def compute_streamed(
         if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
             return list(zip((job for job, _ in group), files))
 
+        reasons: list[str | None] = [None] * len(files)  # why a file cannot be written
+
         def put(tile, feats: torch.Tensor) -> None:
-            feats = feats.to("cpu", save_dtype)
             for j, i in enumerate(range(*tile.batch.indices(len(files)))):
-                if not isinstance(files[i], str):
-                    files[i].features[:, tile.rows, tile.cols] = feats[j]
+                if not isinstance(files[i], str) and reasons[i] is None:
+                    reasons[i] = unwritable(feats[j], save_dtype, pipeline.dtype)
+                    if reasons[i] is None:
+                        files[i].features[:, tile.rows, tile.cols] = feats[j].to("cpu", save_dtype)
 
         lr_feats, _ = pipeline(images, size, callback=put, progress=progress)
+        for i, reason in enumerate(reasons):
+            if reason is not None:
+                files[i].discard()
+                files[i] = reason
     except BaseException:
         for f in files:
             if not isinstance(f, str):
