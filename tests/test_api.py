@@ -71,3 +71,24 @@ def test_the_device_is_resolved_once_per_call(tmp_path, image, monkeypatch):
     calls.clear()
     loftup.upsample(image, model=folder, backbone_size=28, device="cpu")
     assert calls == [("cpu",)]
+
+
+def test_a_model_of_the_wrong_kind_is_one_line_saying_where_it_goes(tmp_path, image):
+    """A backbone, a pipeline, a tensor passed as ``model``: the error printed the object's
+    repr, 30 to 60 lines of modules, and no word of where the thing passed belongs."""
+    from loftup.errors import UsageError
+
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
+    cases = [
+        (lambda: loftup.load_pipeline(pipeline.featurizer), "backbone=", "Dinov2Featurizer"),
+        (lambda: loftup.upsample(image, model=pipeline.featurizer), "backbone=", "dinov2_tiny"),
+        (lambda: loftup.load_pipeline(pipeline), "upsample(image, model=pipeline)", "pipeline"),
+        (lambda: loftup.upsample(image, model=torch.zeros(8, 8)), "a LoftUp", "Tensor"),
+        (lambda: loftup.load_pipeline(torch.nn.Linear(2, 2)), "a LoftUp", "Linear"),
+    ]
+    for call, fix, named in cases:
+        with pytest.raises(UsageError) as told:
+            call()
+        message = str(told.value)
+        assert "\n" not in message and len(message) < 300, message
+        assert fix in message and named in message, message

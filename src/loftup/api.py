@@ -31,12 +31,18 @@ from .checks import (
     output_size,
     resolve_device,
     same_device,
+    shown,
 )
 from .errors import UsageError
 from .featurizers import Featurizer, check_input_norm
-from .hub import check_source
 from .model import LoftUp
-from .pipeline import FeaturePipeline, build_pipeline, checked_options, load_pipeline
+from .pipeline import (
+    FeaturePipeline,
+    build_pipeline,
+    check_model,
+    checked_options,
+    load_pipeline,
+)
 
 __all__ = [
     "DTYPES",
@@ -134,15 +140,10 @@ def _check_agrees(pipeline, backbone, weights, backbone_size, norm, device, dtyp
         if not agrees:
             if name == "dtype":  # the name load_pipeline's own check prints: float16, not fp16
                 value = str(as_dtype(value)).removeprefix("torch.")
-            shown = (
-                f"{type(value).__name__}(...)"
-                if isinstance(value, torch.nn.Module)
-                else repr(value)
-            )
             raise UsageError(
-                f"upsample(..., {name}={shown}) contradicts the pipeline passed as model, which "
-                f"has {has}; leave {name} out, or build the pipeline with "
-                f"load_pipeline(..., {name}={shown})"
+                f"upsample(..., {name}={shown(value)}) contradicts the pipeline passed as model, "
+                f"which has {has}; leave {name} out, or build the pipeline with "
+                f"load_pipeline(..., {name}={shown(value)})"
             )
 
 
@@ -191,7 +192,7 @@ def upsample(
             dtype=dtype,
         )
     else:
-        check_source(model, "model", ("a LoftUp", "a FeaturePipeline"))
+        check_model(model, ("a LoftUp", "a FeaturePipeline"))
         options = checked_options(backbone_size, backbone_norm, device, dtype)
         key = _weights_key(model)
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)

@@ -155,3 +155,13 @@ def same_device(a: torch.device, b: torch.device) -> bool:
         (a.index if a.index is not None else torch.cuda.current_device())
         == (b.index if b.index is not None else torch.cuda.current_device())
     )
+
+
+def shown(value) -> str:
+    """``value`` in a few words for an error: a module as ``Linear(...)``, a tensor by its
+    shape (their reprs run to dozens of lines), anything else by its repr."""
+    if isinstance(value, torch.nn.Module):
+        return f"{type(value).__name__}(...)"
+    if isinstance(value, torch.Tensor):
+        return f"a Tensor of shape {tuple(value.shape)}"
+    return repr(value)

@@ -21,6 +21,7 @@ from .checks import (
     check_pixels,
     output_size,
     resolve_device,
+    shown,
 )
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
@@ -111,10 +112,32 @@ def load_pipeline(
     keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
-    if not isinstance(model, LoftUp):
-        check_source(model, "model", ("a LoftUp",))
+    check_model(model)
     options = checked_options(backbone_size, backbone_norm, device, dtype)
     return build_pipeline(model, backbone, backbone_weights, *options)
+
+
+def check_model(model, also: tuple[str, ...] = ("a LoftUp",)) -> None:
+    """A one-line :class:`UsageError` unless ``model`` is a LoftUp, a released name or a
+    weights path (``also``: what else the caller takes), saying where a backbone or a pipeline
+    passed as ``model`` goes instead, and naming a module or tensor in a few words."""
+    if isinstance(model, (str, os.PathLike, LoftUp)):
+        return
+    if isinstance(model, Featurizer):
+        raise UsageError(
+            f"model is the upsampler, got the backbone {model.name} ({shown(model)}); pass it "
+            "as backbone=, and as model the upsampler (a released name, weights, a LoftUp)"
+        )
+    if isinstance(model, FeaturePipeline):
+        raise UsageError(
+            "model is the upsampler, got a FeaturePipeline, which is built already: run it as "
+            "it is, pipeline(images), or upsample(image, model=pipeline)"
+        )
+    if isinstance(model, (torch.nn.Module, torch.Tensor)):  # reprs of dozens of lines
+        kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
+        kinds += also
+        raise UsageError(f"model is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(model)}")
+    check_source(model, "model", also)
 
 
 def checked_options(
