@@ -92,3 +92,13 @@ def test_a_model_of_the_wrong_kind_is_one_line_saying_where_it_goes(tmp_path, im
         message = str(told.value)
         assert "\n" not in message and len(message) < 300, message
         assert fix in message and named in message, message
+
+
+def test_a_pipeline_reads_uint8_images_as_its_error_advises():
+    """A pipeline called on uint8 images refused them as 0-255 values, advising to pass them
+    "as uint8"; it reads them as upsample does, and says the same as for their [0, 1] floats."""
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
+    pixels = torch.randint(0, 256, (2, 3, 20, 30), dtype=torch.uint8)
+    lr_feats, hr_feats = pipeline(pixels)
+    expected_lr, expected_hr = pipeline(pixels.float() / 255)
+    assert torch.equal(hr_feats, expected_hr) and torch.equal(lr_feats, expected_lr)

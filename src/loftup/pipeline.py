@@ -61,7 +61,8 @@ class FeaturePipeline:
     def __call__(
         self, images: torch.Tensor, size: Size = None, *, callback=None, progress: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """RGB images (B, 3, H0, W0) in [0, 1] -> (low-res (B, C, h, w), upsampled (B, C, H, W)).
+        """RGB images (B, 3, H0, W0) in [0, 1] (or uint8, 0-255) -> (low-res (B, C, h, w),
+        upsampled (B, C, H, W)).
 
         ``callback``: ``fn(tile, feats)`` gets the upsampled features tile by tile instead
         (``feats`` (b, C, th, tw) on the device for images ``tile.batch``, rows ``tile.rows``,
@@ -76,6 +77,8 @@ class FeaturePipeline:
             )
         h0, w0 = images.shape[-2:]
         x = images.to(self.device, torch.float32)
+        if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
+            x = x / 255.0
         check_pixels(x)
         bb_hw = backbone_input_size(h0, w0, self.featurizer.patch_size, self.backbone_size)
         guide = imagenet_normalize(resize_images(x, output_size(size, h0, w0)))
