@@ -329,8 +329,13 @@ def test_images_that_are_not_pixels_in_0_1_are_refused_by_name(upsampler):
     image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
     nan = image.clone()
     nan[0, 1, 3, 4] = float("nan")
-    for bad in (imagenet_normalize(image), image * 255, nan):
+    for bad in (imagenet_normalize(image), image * 255):
         with pytest.raises(loftup.LoftUpError, match=r"expected RGB values in \[0, 1\], got"):
+            loftup.upsample(bad, model=pipe, size=32)
+    inf = image.clone()
+    inf[0, 0, :2, 0] = float("inf")
+    for bad, count in ((nan, "1 NaN or infinite value:"), (inf, "2 NaN or infinite values:")):
+        with pytest.raises(loftup.LoftUpError, match=f"the image has {count} pixels must be RGB"):
             loftup.upsample(bad, model=pipe, size=32)
     for empty in (image[:, :, :0], image[:0]):
         with pytest.raises(loftup.LoftUpError, match="with B, H, W >= 1, got"):

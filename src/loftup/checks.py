@@ -8,6 +8,7 @@ line call them at their boundary, once, before any weights load.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 
@@ -139,6 +140,12 @@ def check_pixels(images: torch.Tensor) -> None:
     :data:`PIXEL_SLACK`): an ImageNet-normalised or 0-255 image gave wrong features without a
     word (the pipeline normalises them itself), and a NaN one an error about the features."""
     lo, hi = (float(v) for v in torch.aminmax(images))
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # aminmax of a NaN image is NaN, NaN
+        bad = int((~torch.isfinite(images)).sum())
+        raise UsageError(
+            f"the image has {bad} NaN or infinite value{'s' * (bad != 1)}: pixels must be RGB "
+            "values in [0, 1] (fill or drop the missing pixels before upsampling)"
+        )
     if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:  # NaN fails too
         raise UsageError(
             f"expected RGB values in [0, 1], got values from {lo:.4g} to {hi:.4g}: pass the "
