@@ -97,6 +97,12 @@ def test_formats_and_explicit_size(photos, upsampler, tmp_path):
     st = load_file(tmp_path / "coffee.safetensors")["features"]
     assert arr.shape == (32, 24, 40) and arr.dtype == np.float32
     assert torch.equal(torch.from_numpy(arr), st)
+    # the folder holds both formats, made with the same options: either may be resumed (the
+    # first one was refused as "format 'safetensors' there, 'npy' now"), and nothing is redone
+    done = (tmp_path / "coffee.npy").stat().st_mtime_ns
+    for fmt in ("npy", "safetensors"):
+        assert main([*args, "--format", fmt, "--resume"]) == 0
+    assert (tmp_path / "coffee.npy").stat().st_mtime_ns == done
 
 
 def test_half_precision_features_and_their_stored_dtype(photos, upsampler, tmp_path, capsys):

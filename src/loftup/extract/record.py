@@ -73,12 +73,11 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
     """Refuse a run into ``out_dir`` whose files were made with other ``options`` than its
     record ``saved`` (:func:`read_record`) says, naming each difference: the record describes
     every file in it, so a run with other options there would leave files that the record
-    misdescribes (and that a later ``--resume`` would keep); another ``--format`` is allowed
-    (other files)."""
+    misdescribes (and that a later ``--resume`` would keep); another ``--format`` is allowed,
+    resumed or not: its files are others, and the record's other options describe them too."""
     if saved is None:
         return  # nothing there yet: a resumed run of nothing is a run
-    # another --format writes other files beside these; only a resume must keep to one
-    skip = _INFO_ONLY if resume else (*_INFO_ONLY, "format")
+    skip = (*_INFO_ONLY, "format")
     diff = [
         f"{key} {saved.get(key)!r} there, {value!r} now"
         for key, value in options.items()
