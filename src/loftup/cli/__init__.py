@@ -17,7 +17,7 @@ import sys
 import threading
 import warnings
 
-from .errors import LoftUpError, Terminated, check_threads, terminate
+from ..errors import LoftUpError, Terminated, check_threads, terminate
 
 # -- info -------------------------------------------------------------------------------------
 
@@ -31,8 +31,8 @@ def _add_info(sub) -> None:
 
 
 def _cmd_info(args) -> int:
-    from . import __version__
-    from .hub import RELEASED, cached_path
+    from .. import __version__
+    from ..hub import RELEASED, cached_path
 
     rows = []
     for c in RELEASED.values():
@@ -80,10 +80,10 @@ def _add_download(sub) -> None:
 
 
 def _cmd_download(args) -> int:
-    from .data.sam import SAM_WEIGHTS, resolve_sam
-    from .errors import UnknownNameError, UsageError
-    from .featurizers import FEATURIZERS, hf, resolve
-    from .hub import ALIASES, RELEASED, download
+    from ..data.sam import SAM_WEIGHTS, resolve_sam
+    from ..errors import UnknownNameError, UsageError
+    from ..featurizers import FEATURIZERS, hf, resolve
+    from ..hub import ALIASES, RELEASED, download
 
     names = list(RELEASED) if args.names == ["all"] else args.names
     for name in names:
@@ -192,9 +192,9 @@ def _add_bench(sub) -> None:
 def _cmd_bench(args) -> int:
     import torch
 
-    from .bench import bench_forward, format_table, load_reference_class
-    from .bench.forward import check_settings
-    from .bench.scale import check_stream_size
+    from ..bench import bench_forward, format_table, load_reference_class
+    from ..bench.forward import check_settings
+    from ..bench.scale import check_stream_size
 
     args.device = _picked_device(args.device)
     check_threads(args.threads)
@@ -212,7 +212,7 @@ def _cmd_bench(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.suite:
-        from .bench.suite import run_suite, summary
+        from ..bench.suite import run_suite, summary
 
         report = run_suite(  # checks the sections before anything runs
             args.suite,
@@ -227,7 +227,7 @@ def _cmd_bench(args) -> int:
         )
         print(summary(report))
     else:
-        from .bench.core import timing_mode
+        from ..bench.core import timing_mode
 
         timing_mode(args.device)  # as the suites: cuDNN's benchmark mode on a GPU
         report = bench_forward(
@@ -249,8 +249,8 @@ def _cmd_bench(args) -> int:
             graph_max_size=args.graph_max_size,
         )
         if args.stream:
-            from .bench.scale import bench_stream
-            from .model import LoftUp
+            from ..bench.scale import bench_stream
+            from ..model import LoftUp
 
             model = LoftUp(dim=args.dim).eval().to(args.device)
             model.tile_size = args.tile_size
@@ -361,7 +361,7 @@ def _add_upsample(sub) -> None:
 
 
 def _add_backbone_norm(p, default: str | None) -> None:
-    from .norms import INPUT_NORMS
+    from ..norms import INPUT_NORMS
 
     p.add_argument(
         "--backbone-norm",
@@ -392,7 +392,7 @@ def _check_writable(folder, flag: str) -> None:
 
 def _precision(text: str) -> str:
     """A precision's name, aliases (fp16, bf16, half, fp32) accepted -> its canonical name."""
-    from .api import as_dtype
+    from ..api import as_dtype
 
     try:
         return str(as_dtype(text)).removeprefix("torch.")
@@ -418,9 +418,9 @@ def _cmd_upsample(args) -> int:
 
     import torch
 
-    from . import __version__
-    from .api import check_backbone_size, load_pipeline, resolve_device
-    from .extract import (
+    from .. import __version__
+    from ..api import check_backbone_size, load_pipeline, resolve_device
+    from ..extract import (
         barrier,
         check_clobbering,
         check_options,
@@ -447,7 +447,7 @@ def _cmd_upsample(args) -> int:
             raise LoftUpError(
                 f"--max-image-pixels must be >= 0 (0: any), got {args.max_image_pixels}"
             )
-        from .io import set_max_image_pixels
+        from ..io import set_max_image_pixels
 
         set_max_image_pixels(args.max_image_pixels or None)
     check_backbone_size(args.backbone_size, "--backbone-size")  # before inputs and models
@@ -466,7 +466,7 @@ def _cmd_upsample(args) -> int:
         raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
     _check_writable(out, "-o")
     if args.viz:  # before any image is computed
-        from .errors import require
+        from ..errors import require
 
         require({"matplotlib": "--viz (its PNGs)"})
     rank, world, local_rank = dist_env()
@@ -576,7 +576,7 @@ def _cmd_train(args) -> int:
 
     import yaml
 
-    from .train import load_config, train
+    from ..train import load_config, train
 
     overrides = list(args.overrides)
     shorthands = {"data.root": args.data, "data.masks": args.masks, "log.out_dir": args.out}
@@ -585,7 +585,7 @@ def _cmd_train(args) -> int:
             overrides.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
     cfg = load_config(args.config, overrides, stage=args.stage)
     if args.print_config and cfg.stage == 2:
-        from .train.build import with_init_architecture
+        from ..train.build import with_init_architecture
 
         cfg = with_init_architecture(cfg)
     if args.print_config:
@@ -704,9 +704,9 @@ def _add_eval(sub) -> None:
 
 
 def _cmd_eval(args) -> int:
-    from .eval import EvalConfig, PropagationConfig, evaluate
-    from .eval.features import default_cache_dir
-    from .eval.report import summary
+    from ..eval import EvalConfig, PropagationConfig, evaluate
+    from ..eval.features import default_cache_dir
+    from ..eval.report import summary
 
     davis = args.task == "davis"
     cfg = EvalConfig(
@@ -756,7 +756,7 @@ def _cmd_eval(args) -> int:
 def _add_demo(sub) -> None:
     from dataclasses import fields
 
-    from .world.config import DemoConfig
+    from ..world.config import DemoConfig
 
     p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
     p.add_argument("--out", default="loftup_demo", help="report folder (default: loftup_demo)")
@@ -794,7 +794,7 @@ def _cmd_demo(args) -> int:
 
     import torch
 
-    from .world.demo import DemoConfig, run_demo
+    from ..world.demo import DemoConfig, run_demo
 
     check_threads(args.threads)
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
@@ -810,7 +810,7 @@ def _cmd_demo(args) -> int:
 
 
 def _add_experiment(sub) -> None:
-    from .experiments import EXPERIMENTS
+    from ..experiments import EXPERIMENTS
 
     p = sub.add_parser(
         "experiment",
@@ -862,7 +862,7 @@ def _add_experiment(sub) -> None:
 def _cmd_experiment(args) -> int:
     from pathlib import Path
 
-    from .experiments import ExperimentSettings, run_experiment
+    from ..experiments import ExperimentSettings, run_experiment
 
     keys = ("seeds", "quick", "out", "stage1_steps", "stage2_steps", "size", "train_scenes",
             "val_scenes", "batch_size", "stage1_lr", "stage2_lr", "probe_epochs", "probe_lr",
@@ -960,8 +960,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_world_scenes(args) -> int:
-    from .data.scene_files import write_scenes
-    from .data.scenes import SceneConfig
+    from ..data.scene_files import write_scenes
+    from ..data.scenes import SceneConfig
 
     config = SceneConfig(  # every option checked (then write_scenes's) before a file is written
         height=args.size[0],
@@ -981,7 +981,7 @@ def _cmd_world_scenes(args) -> int:
 def _picked_device(device: str) -> str:
     """``--device`` as torch names it: ``auto`` becomes the device it picks (CUDA when
     available); the value was checked by :func:`_main` before the command ran."""
-    from .api import resolve_device
+    from ..api import resolve_device
 
     return str(resolve_device(device)) if device == "auto" else device
 
@@ -989,7 +989,7 @@ def _picked_device(device: str) -> str:
 def _cmd_world_backbone(args) -> int:
     import torch
 
-    from .world.backbone import BackboneRecipe, train_backbone
+    from ..world.backbone import BackboneRecipe, train_backbone
 
     check_threads(args.threads)
     recipe = BackboneRecipe(  # checks its values before anything is generated
@@ -997,7 +997,7 @@ def _cmd_world_backbone(args) -> int:
     )
     if os.path.exists(args.out) and not os.path.isdir(args.out):  # not after the training
         raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
-    from .eval.pipeline import check_folder_output
+    from ..eval.pipeline import check_folder_output
 
     check_folder_output(args.out, "--out")  # under a file, or in a folder that takes no files
     if args.threads:
@@ -1009,9 +1009,9 @@ def _cmd_world_backbone(args) -> int:
 
 
 def _cmd_world_probe(args) -> int:
-    from .data.scenes import SceneConfig
-    from .featurizers.scenes_vit import load_backbone
-    from .world.probe import measure_backbone
+    from ..data.scenes import SceneConfig
+    from ..featurizers.scenes_vit import load_backbone
+    from ..world.probe import measure_backbone
 
     model = load_backbone(args.weights).eval()
     config = SceneConfig(height=args.size[0], width=args.size[1])
@@ -1068,7 +1068,7 @@ def _stdout_for_json(json_out):
 
 def _write_json(path: str, obj) -> None:
     """``obj`` as strict JSON to the file ``path`` (said on a line), or to stdout for ``-``."""
-    from .atomic import json_text, write_json
+    from ..atomic import json_text, write_json
 
     if path == "-":
         out = _JSON_STDOUT[-1] if _JSON_STDOUT else sys.stdout
@@ -1080,7 +1080,7 @@ def _write_json(path: str, obj) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="loftup",
@@ -1165,7 +1165,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _main(args) -> int:
     try:
         if isinstance(getattr(args, "device", None), str):  # one this machine has, before any work
-            from .api import resolve_device
+            from ..api import resolve_device
 
             resolve_device(args.device)
         json_out = getattr(args, "json", None)
@@ -1174,7 +1174,7 @@ def _main(args) -> int:
                 raise LoftUpError(
                     f"--json {json_out} is a folder; give a file, e.g. {json_out}/out.json"
                 )
-            from .eval.pipeline import check_file_output
+            from ..eval.pipeline import check_file_output
 
             check_file_output(json_out, "--json")  # under a file, or in a read-only folder
         with _stdout_for_json(json_out):
@@ -1201,7 +1201,7 @@ def _main(args) -> int:
         _say("interrupted")
         return 130
     except Exception as e:
-        from .errors import memory_shortfall, missing_dependency, out_of_memory
+        from ..errors import memory_shortfall, missing_dependency, out_of_memory
 
         missing = missing_dependency(e)
         if missing:
