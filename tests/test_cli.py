@@ -415,13 +415,14 @@ def test_help_and_import_load_no_torch():
 def _warns_script(bar: bool) -> str:
     return (
         "import sys, warnings; from tqdm import tqdm; from loftup import cli\n"
+        "from loftup.cli import checkpoints\n"
         "before = warnings.showwarning\n"
         "def warns(args):\n"
         f"    bar = tqdm(total=2, file=sys.stderr, disable={not bar})\n"
         "    bar.update(1)\n"
         "    warnings.warn('Image size (144000000 pixels) exceeds limit of\\n 89478485 pixels')\n"
         "    bar.close()\n"
-        "cli._cmd_info = warns\n"
+        "checkpoints._cmd_info = warns\n"
         "code = cli.main(['info'])\n"
         "sys.exit(code if warnings.showwarning is before else 3)\n"
     )
@@ -434,9 +435,9 @@ _SCRIPTS = {
     "warning alone": _warns_script(bar=False),
     "warning under a progress bar": _warns_script(bar=True),
     "logs beside a bar": (
-        "import logging, sys; from tqdm import tqdm; from loftup import cli\n"
+        "import logging, sys; from tqdm import tqdm; from loftup.cli import train\n"
         "logger = logging.getLogger('loftup')\n"
-        "with cli._log_beside_bars(logger):\n"
+        "with train._log_beside_bars(logger):\n"
         "    bar = tqdm(total=2, file=sys.stderr)\n"
         "    bar.update(1)\n"
         "    logging.getLogger('loftup.data').warning('skipping unreadable x.jpg')\n"
@@ -448,10 +449,11 @@ _SCRIPTS = {
     "error under an open bar": (
         "import sys; from tqdm import tqdm; from loftup import cli; from loftup.errors import "
         "LoftUpError\n"
+        "from loftup.cli import checkpoints\n"
         "def fails(args):\n"
         "    bar = tqdm(total=2, file=sys.stderr, desc='stage 1')\n"
         "    raise LoftUpError('none of the 4 files could be read')\n"
-        "cli._cmd_info = fails\n"
+        "checkpoints._cmd_info = fails\n"
         "sys.exit(0 if cli.main(['info']) == 2 else 3)\n"
     ),
 }

@@ -1,0 +1,158 @@
+"""``loftup bench``: time and peak memory of LoftUp next to bilinear/bicubic, one table or a
+whole suite (:mod:`loftup.bench`)."""
+
+from __future__ import annotations
+
+from ..errors import LoftUpError, check_threads
+from .common import picked_device, write_json
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time and peak memory of LoftUp next to bilinear/bicubic")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896], metavar="N",
+                   help="square output sides to time (default: 224 448 896)")  # fmt: skip
+    p.add_argument("--dim", type=int, default=384, help="feature channels C (default 384)")
+    p.add_argument("--grid", type=int, default=16, help="low-res grid side h = w (default 16)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        metavar="DTYPE",
+        choices=["float32", "bfloat16", "float16"],
+        help="precisions to time (default: float32)",
+    )
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per case (default 2)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--reference",
+        metavar="PY",
+        help="a stand-in of the paper's implementation to time alongside, e.g. "
+        "benchmarks/reference_impl.py",
+    )
+    p.add_argument("--reference-max-size", type=int, default=448, metavar="N",
+                   help="time the reference up to this side (default 448)")  # fmt: skip
+    p.add_argument("--tile-size", type=int, default=None, metavar="N",
+                   help="output tile side (default: per device)")  # fmt: skip
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help="pixels decoded at once (default: per device)")  # fmt: skip
+    p.add_argument(
+        "--conv",
+        default="auto",
+        choices=["auto", "winograd", "direct", "direct_nchw"],
+        help="stem convolutions (default: auto, the fastest for the device and precision)",
+    )
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak")
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="also time float32 with TF32 matrix products, ours and the reference (GPU)",
+    )
+    p.add_argument(
+        "--graph-max-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="on a GPU, also time half precision replayed from a CUDA graph up to size N "
+        "(default 0: none)",
+    )
+    p.add_argument(
+        "--stream",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also stream an N x N output to a memory-mapped .npy (time, memory)",
+    )
+    p.add_argument(
+        "--suite",
+        choices=["cpu", "gpu", "smoke"],
+        help="run a whole suite (see loftup.bench.suite) instead of one table",
+    )
+    p.add_argument(
+        "--only",
+        metavar="A,B",
+        help="with --suite: run just these sections (comma-separated; see loftup.bench.suite)",
+    )
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' for stdout)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    import torch
+
+    from ..bench import bench_forward, format_table, load_reference_class
+    from ..bench.forward import check_settings
+    from ..bench.scale import check_stream_size
+
+    args.device = picked_device(args.device)
+    check_threads(args.threads)
+    if args.only and not args.suite:
+        raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
+    if args.stream is not None:
+        check_stream_size(args.stream)  # --stream runs last: said now, not after the table
+    if not args.suite:
+        check_settings(
+            args.sizes, dim=args.dim, grid=args.grid, batch=args.batch, repeats=args.repeats,
+            warmup=args.warmup, tile_size=args.tile_size, chunk_size=args.chunk_size,
+            dtypes=args.dtypes,
+        )  # fmt: skip
+    reference = load_reference_class(args.reference) if args.reference else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.suite:
+        from ..bench.suite import run_suite, summary
+
+        report = run_suite(  # checks the sections before anything runs
+            args.suite,
+            device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
+            reference=reference,
+            stream_size=args.stream,
+            # each section's figures saved as they come; stdout gets the whole report once
+            on_section=(lambda r: write_json(args.json, r))
+            if args.json and args.json != "-"
+            else None,
+            only=args.only.split(",") if args.only else None,
+        )
+        print(summary(report))
+    else:
+        from ..bench.core import timing_mode
+
+        timing_mode(args.device)  # as the suites: cuDNN's benchmark mode on a GPU
+        report = bench_forward(
+            args.sizes,
+            dim=args.dim,
+            grid=args.grid,
+            device=args.device,
+            dtypes=tuple(args.dtypes),
+            batch=args.batch,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            reference=reference,
+            reference_max_size=args.reference_max_size,
+            tile_size=args.tile_size,
+            chunk_size=args.chunk_size,
+            conv=args.conv,
+            peak=not args.no_peak,
+            tf32_rows=args.tf32,
+            graph_max_size=args.graph_max_size,
+        )
+        if args.stream:
+            from ..bench.scale import bench_stream
+            from ..model import LoftUp
+
+            model = LoftUp(dim=args.dim).eval().to(args.device)
+            model.tile_size = args.tile_size
+            report["stream"] = bench_stream(model, args.stream, grid=args.grid, device=args.device)
+        print(format_table(report))
+        if "stream" in report:
+            st = report["stream"]
+            print(
+                f"stream {st['size']}x{st['size']}: {st['seconds']:.1f} s, "
+                f"{st['file_bytes'] / 1e9:.1f} GB file, peak own memory "
+                f"{st['peak_anon_memory_bytes'] / 1e9:.2f} GB"
+            )
+    if args.json:
+        write_json(args.json, report)
+    return 0

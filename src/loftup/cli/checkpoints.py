@@ -1,0 +1,95 @@
+"""``loftup info`` (the released checkpoints, which are cached) and ``loftup download`` (fill
+the Hugging Face cache for offline use)."""
+
+from __future__ import annotations
+
+from .common import write_json
+
+
+def add_info(sub) -> None:
+    p = sub.add_parser("info", help="list the released checkpoints and which are cached")
+    p.add_argument(
+        "--json", metavar="OUT", help="also write the list as JSON to OUT ('-' for stdout)"
+    )
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    from .. import __version__
+    from ..hub import RELEASED, cached_path
+
+    rows = []
+    for c in RELEASED.values():
+        path = cached_path(c.name)
+        rows.append(
+            {
+                "name": c.name,
+                "backbone": c.backbone,
+                "dim": c.dim,
+                "grid": f"{c.grid}x{c.grid}",
+                "hub": f"{c.repo_id}/{c.filename}",
+                "cached": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
+    print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
+    print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
+    for r in rows:
+        print(
+            f"{r['name']:<20} {r['backbone']:<19} {r['dim']:>4} {r['grid']:>6}  "
+            f"{'yes' if r['cached'] else 'no':<7} {r['hub']}"
+        )
+    if args.json:
+        write_json(args.json, rows)
+    return 0
+
+
+def add_download(sub) -> None:
+    p = sub.add_parser("download", help="fill the Hugging Face cache for offline use")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="released upsampler names (their backbones come too), backbone names, SAM for "
+        "training's masks (sam_vit_base, sam_vit_large, sam_vit_huge or a hub id ORG/NAME), or "
+        "'all'",
+    )
+    p.add_argument(
+        "--no-backbone", action="store_true", help="upsamplers only, not their backbones"
+    )
+    p.set_defaults(func=_cmd_download)
+
+
+def _cmd_download(args) -> int:
+    from ..data.sam import SAM_WEIGHTS, resolve_sam
+    from ..errors import UnknownNameError, UsageError
+    from ..featurizers import FEATURIZERS, hf, resolve
+    from ..hub import ALIASES, RELEASED, download
+
+    names = list(RELEASED) if args.names == ["all"] else args.names
+    for name in names:
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
+            raise UsageError(
+                f"{name!r} is a local path: it needs no download (pass it where the weights are "
+                "asked for); download takes released upsamplers, backbones and SAM hub ids ORG/NAME"
+            )
+        if name in SAM_WEIGHTS or "/" in name:  # SAM, for training's data.masks=sam
+            print(f"{name}: {resolve_sam(name, downloading=True)}")
+            continue
+        try:
+            resolve(name)
+        except UnknownNameError:
+            if ALIASES.get(name, name) not in RELEASED:
+                raise UnknownNameError(
+                    f"unknown name {name!r}: neither a released upsampler "
+                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}) nor "
+                    f"SAM ({', '.join(SAM_WEIGHTS)} or a hub id ORG/NAME)"
+                ) from None
+        if ALIASES.get(name, name) in RELEASED:
+            ckpt = RELEASED[ALIASES.get(name, name)]
+            print(f"{ckpt.name}: {download(ckpt.name)}")
+            if args.no_backbone:
+                continue
+            name = ckpt.backbone
+        print(f"{name}: {hf.download(name)}")
+    return 0

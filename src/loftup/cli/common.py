@@ -1,0 +1,118 @@
+"""What the commands share: argument types, checks said before any work, and JSON output
+(to a file, or to stdout alone with ``--json -``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from ..errors import LoftUpError
+
+
+def precision(text: str) -> str:
+    """A precision's name, aliases (fp16, bf16, half, fp32) accepted -> its canonical name."""
+    from ..api import as_dtype
+
+    try:
+        return str(as_dtype(text)).removeprefix("torch.")
+    except LoftUpError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parse_size(text: str):
+    """``--size`` of upsample: ``N`` (the shorter side) -> N, ``HxW`` -> (H, W)."""
+    try:
+        if "x" in text.lower():
+            h, w = (int(v) for v in text.lower().split("x"))
+            if h > 0 and w > 0:
+                return (h, w)
+        elif int(text) > 0:
+            return int(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected N or HxW with positive integers, got {text!r}")
+
+
+def scene_size(text: str) -> tuple[int, int]:
+    """A scene's ``N`` or ``HxW`` (sides of at least 8) -> (H, W)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sides >= 8, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def picked_device(device: str) -> str:
+    """``--device`` as torch names it: ``auto`` becomes the device it picks (CUDA when
+    available); the value was checked by :func:`loftup.cli._main` before the command ran."""
+    from ..api import resolve_device
+
+    return str(resolve_device(device)) if device == "auto" else device
+
+
+def check_writable(folder, flag: str) -> None:
+    """A LoftUpError unless files can be made in ``folder``, or in the folder that would hold it
+    (it is made if missing): said before any model loads, naming the folder, not the hidden
+    temporary file the first write would have failed on."""
+    from pathlib import Path
+
+    target = where = Path(folder).absolute()
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+        what = f"{flag} {folder}" + ("" if where == target else f" ({where})")
+        raise LoftUpError(f"{what} is not writable here; choose a folder you can write to")
+
+
+def add_backbone_norm(p, default: str | None) -> None:
+    """``--backbone-norm`` on the parser ``p`` (upsample's and eval's)."""
+    from ..norms import INPUT_NORMS
+
+    p.add_argument(
+        "--backbone-norm",
+        choices=list(INPUT_NORMS),
+        default=default,
+        help="what a backbone trained with other constants than ImageNet's (CLIP, SigLIP) is "
+        "given: the ImageNet-normalised image as it is, as the paper's code gives it, so the "
+        "features the released upsamplers were trained on (imagenet), or its own normalisation "
+        "(own); the same for DINOv2 and DINOv3 (default: "
+        + (default or "what the upsampler records, else imagenet")
+        + ")",
+    )
+
+
+#: The real stdout while a command given ``--json -`` runs (:func:`stdout_for_json`).
+_JSON_STDOUT: list = []
+
+
+@contextlib.contextmanager
+def stdout_for_json(json_out):
+    """With ``--json -`` stdout holds the JSON alone (``| python -c 'json.load(sys.stdin)'``):
+    everything else the command prints (tables, reports, "wrote" lines, a library's own
+    prints) goes to stderr meanwhile, and :func:`write_json` writes to the real stdout."""
+    if json_out != "-":
+        yield
+        return
+    _JSON_STDOUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STDOUT.pop()
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as strict JSON to the file ``path`` (said on a line), or to stdout for ``-``."""
+    from .. import atomic
+
+    if path == "-":
+        out = _JSON_STDOUT[-1] if _JSON_STDOUT else sys.stdout
+        out.write(atomic.json_text(obj) + "\n")  # strict, as the files are: NaN is null
+        out.flush()
+        return
+    atomic.write_json(path, obj)
+    print(f"wrote {path}")

@@ -1,0 +1,59 @@
+"""``loftup demo``: the whole method end to end, offline, on the CPU
+(:func:`loftup.world.demo.run_demo`)."""
+
+from __future__ import annotations
+
+from ..errors import check_threads
+
+
+def add_demo(sub) -> None:
+    from dataclasses import fields
+
+    from ..world.config import DemoConfig
+
+    p = sub.add_parser("demo", help="the whole method end to end, offline, on the CPU")
+    p.add_argument("--out", default="loftup_demo", help="report folder (default: loftup_demo)")
+    what = {
+        "size": "image side of scenes and training (multiple of 8)",
+        "train_scenes": "training scenes",
+        "val_scenes": "held-out scenes (half fit the probes)",
+        "stage1_steps": "stage-1 training steps",
+        "stage2_steps": "stage-2 training steps",
+        "batch_size": "training batch",
+        "stage1_lr": "stage-1 learning rate (NAdam)",
+        "stage2_lr": "stage-2 learning rate (AdamW)",
+        "probe_epochs": "linear-probe epochs",
+        "probe_lr": "linear-probe learning rate",
+        "seed": "seed of scenes, training and probes",
+    }
+    for f in fields(DemoConfig):
+        if f.name != "out":
+            flag = "--" + f.name.replace("_", "-")
+            p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
+                           help=f"{what[f.name]} (default {f.default})")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted demo in --out (the same options): its scenes are kept "
+        "and each training stage goes on from its checkpoint",
+    )
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from dataclasses import fields
+    from pathlib import Path
+
+    import torch
+
+    from ..world.demo import DemoConfig, run_demo
+
+    check_threads(args.threads)
+    cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
+    print((Path(cfg.out) / "report.md").read_text())
+    print(f"wrote {cfg.out}/report.md, report.json and figure.png")
+    return 0

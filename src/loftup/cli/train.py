@@ -1,0 +1,87 @@
+"""``loftup train``: a config and its overrides in, :func:`loftup.train.train` run, its
+checkpoint said; the library's log lines printed beside the progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an upsampler (stage 1 or 2); under torchrun, on several processes",
+        description="Train LoftUp with the paper's two-stage recipe. Configs: a YAML path or a "
+        "packaged name (stage1_sa1b, stage2_sa1b, stage1_cpu, stage2_cpu); then key=value "
+        "overrides with dotted keys, e.g. data.root=/data/sa1b optim.lr=3e-4.",
+    )
+    p.add_argument("--stage", type=int, choices=(1, 2), help="1 or 2 (must match the config)")
+    p.add_argument("--config", default=None, help="YAML file or packaged config name")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
+    p.add_argument("--data", metavar="ROOT", help="shorthand for data.root=ROOT")
+    p.add_argument("--masks", choices=("sa1b", "sam", "superpixels"), help="data.masks")
+    p.add_argument("--out", metavar="DIR", help="shorthand for log.out_dir=DIR")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    import logging
+
+    import yaml
+
+    from ..train import load_config, train
+
+    overrides = list(args.overrides)
+    shorthands = {"data.root": args.data, "data.masks": args.masks, "log.out_dir": args.out}
+    for key, value in shorthands.items():
+        if value is not None:  # a path as written, quoted: not YAML (2024, yes, 'a #2')
+            overrides.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
+    cfg = load_config(args.config, overrides, stage=args.stage)
+    if args.print_config and cfg.stage == 2:
+        from ..train.build import with_init_architecture
+
+        cfg = with_init_architecture(cfg)
+    if args.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    with _log_beside_bars(logging.getLogger("loftup")):
+        result = train(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0
+        return 0
+    if result.history:
+        print(f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
+    print(f"checkpoint: {result.checkpoint}\nupsampler:  {result.pretrained}")
+    return 0
+
+
+@contextlib.contextmanager
+def _log_beside_bars(logger):
+    """``logger``'s INFO and above on stderr as bare lines, each on a line of its own while a
+    progress bar is drawn (tqdm takes the bars off, prints it and draws them again). Only
+    ``logger`` (loftup's): the root logger at INFO would also print every HTTP request that
+    the Hugging Face hub's client logs."""
+    import logging
+
+    from tqdm import tqdm
+
+    class BesideBars(logging.Handler):  # tqdm 4.60 (our lower bound) redirects to stdout
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+                self.handleError(record)
+
+    handler = BesideBars()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

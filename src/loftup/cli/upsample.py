@@ -1,0 +1,234 @@
+"""``loftup upsample``: images in, high-resolution features out, one file per image (the work
+is :mod:`loftup.extract`'s)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import LoftUpError
+from .common import add_backbone_norm, check_writable, parse_size, precision
+
+
+def add_upsample(sub) -> None:
+    p = sub.add_parser(
+        "upsample",
+        help="images in, high-resolution features out",
+        description="Backbone features of each image, upsampled by LoftUp, one file per image. "
+        "Under torchrun the inputs are shared out across the processes.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="image files, folders or globs")
+    p.add_argument(
+        "-m",
+        "--model",
+        default="loftup_dinov2s",
+        help="released name, file or folder (default: loftup_dinov2s)",
+    )
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        metavar="N|HxW",
+        help="output size: N for shorter side N, or HxW (default: each image's own size)",
+    )
+    p.add_argument("--format", choices=["pt", "npy", "safetensors"], default="pt",
+                   help="file format (default: pt)")  # fmt: skip
+    p.add_argument("--viz", action="store_true", help="also write input | low-res | upsampled PNGs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument(
+        "--dtype",
+        type=precision,
+        default="float32",
+        metavar="{float32,bfloat16,float16}",
+        help="precision of the backbone and the upsampler (default: float32, the paper's "
+        "numbers; half precision is the GPU's fast path; on a CPU bfloat16 is a little faster)",
+    )
+    p.add_argument(
+        "--save-dtype",
+        type=precision,
+        default=None,
+        metavar="{float32,bfloat16,float16}",
+        help="precision of the stored features (default: --dtype's; float32 for bfloat16 "
+        "in .npy, which has no bfloat16)",
+    )
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="images of one size computed together (default 1)")  # fmt: skip
+    p.add_argument(
+        "--writers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="threads writing the files while the next images are computed (default: 2)",
+    )
+    p.add_argument(
+        "--stream-above",
+        type=float,
+        default=1.0,
+        metavar="GB",
+        help="an image whose features take more than GB (default: 1) is written tile by tile "
+        "into its file through a memory map, never held whole: any size in the memory of a "
+        "tile, the same bytes (0: every image)",
+    )
+    p.add_argument("--backbone", metavar="NAME", help="backbone, when MODEL does not record it")
+    p.add_argument(
+        "--backbone-weights", metavar="PATH", help="backbone hub id or local Hugging Face folder"
+    )
+    p.add_argument(
+        "--backbone-size",
+        type=int,
+        default=224,
+        metavar="N",
+        help="shorter side of the image the backbone sees (default: 224)",
+    )
+    add_backbone_norm(p, None)
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read input images of up to N pixels (0: any; default: Pillow's guard against "
+        "decompression bombs, about 179 million)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run: skip the images whose outputs OUT_DIR already "
+        "holds (the options that change the files must be those recorded in its upsample.json)",
+    )
+    p.set_defaults(func=_cmd_upsample)
+
+
+def _cmd_upsample(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .. import __version__
+    from ..api import check_backbone_size, load_pipeline, resolve_device
+    from ..extract import (
+        barrier,
+        check_clobbering,
+        check_options,
+        collect_inputs,
+        dist_env,
+        process_group,
+        read_record,
+        recorded_outputs,
+        recorded_path,
+        remove_unfinished,
+        run,
+        summed,
+        weights_digest,
+        without_own_pictures,
+        write_options,
+    )
+
+    if args.batch_size < 1:
+        raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.writers < 1:
+        raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
+    if args.max_image_pixels is not None:
+        if args.max_image_pixels < 0:
+            raise LoftUpError(
+                f"--max-image-pixels must be >= 0 (0: any), got {args.max_image_pixels}"
+            )
+        from ..io import set_max_image_pixels
+
+        set_max_image_pixels(args.max_image_pixels or None)
+    check_backbone_size(args.backbone_size, "--backbone-size")  # before inputs and models
+    if not args.stream_above >= 0:  # also NaN
+        raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")
+    save_dtype = args.save_dtype or args.dtype
+    if args.format == "npy" and save_dtype == "bfloat16":
+        if args.save_dtype is not None:
+            raise LoftUpError(
+                "--format npy cannot store bfloat16 (NumPy has no such type); use "
+                "--save-dtype float16 or float32, or --format pt or safetensors"
+            )
+        save_dtype = "float32"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before the models load (a download, perhaps)
+        raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
+    check_writable(out, "-o")
+    if args.viz:  # before any image is computed
+        from ..errors import require
+
+        require({"matplotlib": "--viz (its PNGs)"})
+    rank, world, local_rank = dist_env()
+    device = resolve_device(args.device, local_rank if world > 1 else None)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)
+    # left on every way out: a rank that fails leaves it at once, and the others, waiting for
+    # it in a collective, end with one line (extract._with_the_others), not a traceback
+    with process_group(device, world):
+        jobs, missing = collect_inputs(args.inputs)
+        saved = read_record(out, resume=args.resume)  # the earlier run's, if any (or refused)
+        jobs = without_own_pictures(jobs, out, saved)
+        if not jobs:
+            why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
+            where = " ".join(args.inputs)
+            raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
+        check_clobbering(jobs, out, args.format, args.viz, saved)  # no input, no file not ours
+        for spec, reason in missing if rank == 0 else []:
+            print(f"skipped {spec}: {reason}", file=sys.stderr)
+        pipeline = load_pipeline(
+            args.model,
+            backbone=args.backbone,
+            backbone_weights=args.backbone_weights,
+            backbone_size=args.backbone_size,
+            backbone_norm=args.backbone_norm,
+            device=device,
+            dtype=args.dtype,
+        )
+        options = {  # what made the files (--resume compares all but the info-only ones)
+            "loftup_version": __version__,
+            "model": recorded_path(args.model),  # local paths resolved: ./w and /abs/w are one
+            "upsampler_sha256": weights_digest(pipeline.upsampler),
+            "backbone": pipeline.featurizer.name,
+            "backbone_weights": recorded_path(args.backbone_weights),
+            "backbone_size": args.backbone_size,
+            # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
+            # before the choice existed) then still matches
+            "backbone_norm": pipeline.featurizer.input_norm_key(),
+            "size": list(args.size) if isinstance(args.size, tuple) else args.size,
+            "format": args.format,
+            "dtype": args.dtype,
+            "save_dtype": save_dtype,
+            "batch_size": args.batch_size,
+            "outputs": recorded_outputs(saved, args.format, args.viz),  # what the folder holds
+        }
+        check_options(out, options, saved, resume=args.resume)
+        if args.resume and rank == 0:  # what a killed run was writing (before any rank writes)
+            removed = remove_unfinished(out)
+            if removed:
+                print(
+                    f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
+                )
+        barrier(world)  # every rank has read the options file before it is rewritten
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            write_options(out, options)
+        report = run(
+            jobs,
+            pipeline,
+            out,
+            size=args.size,
+            fmt=args.format,
+            viz=args.viz,
+            batch_size=args.batch_size,
+            rank=rank,
+            world_size=world,
+            save_dtype=getattr(torch, save_dtype),
+            writers=args.writers,
+            stream_above=args.stream_above * 1e9,
+            resume=args.resume,
+        )
+        failed, kept = summed([len(report.failed), report.kept], world)
+        failed += len(missing)
+        barrier(world)  # no rank tears gloo down while another is still in a collective
+    if rank == 0:
+        done = len(jobs) - failed + len(missing) - kept
+        there = f" ({kept} already there)" if args.resume else ""
+        tail = f"; {failed} input(s) failed" if failed else ""
+        print(f"wrote {save_dtype} features of {done} image(s) to {out}{there}{tail}")
+    return 1 if failed else 0

@@ -1,0 +1,131 @@
+"""``loftup world scenes|backbone|probe``: the synthetic scene world, its small backbone and
+the probe of a backbone's features."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import LoftUpError, check_threads
+from .common import picked_device, scene_size, write_json
+
+
+def add_world(sub) -> None:
+    p = sub.add_parser("world", help="the synthetic scene world: scenes, its backbone, probes")
+    world = p.add_subparsers(dest="world_command", metavar="WHAT")
+    world.required = True
+
+    s = world.add_parser("scenes", help="write scenes in the SA-1B layout plus label PNGs")
+    s.add_argument("--out", required=True, help="folder to write (see README for its layout)")
+    s.add_argument("--count", type=int, default=100, help="number of scenes (default 100)")
+    s.add_argument(
+        "--seed", type=int, default=0, help="world seed, another gives other scenes (default 0)"
+    )
+    s.add_argument("--start", type=int, default=0, help="index of the first scene (default 0)")
+    s.add_argument("--size", type=scene_size, default=(128, 128), metavar="N|HxW",
+                   help="scene size (default 128)")  # fmt: skip
+    s.add_argument("--classes", type=int, default=8, help="texture classes, 2-12 (default 8)")
+    s.add_argument(
+        "--scale", type=float, default=1.0, help="pixel scale of textures and lines (default 1)"
+    )
+    s.add_argument(
+        "--texture-scale",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="range of each region's texture scale (default: 1 1)",
+    )
+    s.add_argument(
+        "--texture-contrast",
+        type=float,
+        nargs=2,
+        default=(0.12, 0.25),
+        metavar=("MIN", "MAX"),
+        help="RGB distance between a region's two texture colours (default: 0.12 0.25)",
+    )
+    s.add_argument(
+        "--quality", type=int, default=95, help="JPEG quality, 4:4:4 chroma (default 95)"
+    )
+    s.set_defaults(func=_cmd_world_scenes)
+
+    b = world.add_parser("backbone", help="train the small backbone scenes_vit_p8")
+    b.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
+    b.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    b.add_argument("--batch-size", type=int, default=32, help="scenes per step (default 32)")
+    b.add_argument(
+        "--scenes", type=int, default=3000, help="training scenes in the pool (default 3000)"
+    )
+    b.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    b.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    b.set_defaults(func=_cmd_world_backbone)
+
+    q = world.add_parser("probe", help="class information of a backbone's features, by region")
+    q.add_argument(
+        "--weights", default=None, help="folder from `world backbone` (default: shipped)"
+    )
+    q.add_argument(
+        "--count", type=int, default=64, help="fresh scenes, half fit, half score (default 64)"
+    )
+    q.add_argument("--seed", type=int, default=1, help="seed of the fresh scenes (default 1)")
+    q.add_argument("--size", type=scene_size, default=(128, 128), metavar="N|HxW",
+                   help="scene size (default 128)")  # fmt: skip
+    q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON ('-' for stdout)")
+    q.set_defaults(func=_cmd_world_probe)
+
+
+def _cmd_world_scenes(args) -> int:
+    from ..data.scene_files import write_scenes
+    from ..data.scenes import SceneConfig
+
+    config = SceneConfig(  # every option checked (then write_scenes's) before a file is written
+        height=args.size[0],
+        width=args.size[1],
+        num_classes=args.classes,
+        scale=args.scale,
+        texture_scale=tuple(args.texture_scale),
+        texture_contrast=tuple(args.texture_contrast),
+    )
+    out = write_scenes(
+        args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
+    )
+    print(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
+    return 0
+
+
+def _cmd_world_backbone(args) -> int:
+    import torch
+
+    from ..world.backbone import BackboneRecipe, train_backbone
+
+    check_threads(args.threads)
+    recipe = BackboneRecipe(  # checks its values before anything is generated
+        steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
+    )
+    if os.path.exists(args.out) and not os.path.isdir(args.out):  # not after the training
+        raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
+    from ..eval.pipeline import check_folder_output
+
+    check_folder_output(args.out, "--out")  # under a file, or in a folder that takes no files
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    metrics = train_backbone(recipe, args.out, device=picked_device(args.device))
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_world_probe(args) -> int:
+    from ..data.scenes import SceneConfig
+    from ..featurizers.scenes_vit import load_backbone
+    from ..world.probe import measure_backbone
+
+    model = load_backbone(args.weights).eval()
+    config = SceneConfig(height=args.size[0], width=args.size[1])
+    report = measure_backbone(model, config, seed=args.seed, count=args.count)
+    for key, value in report.items():
+        print(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
+    if args.json:
+        write_json(args.json, report)
+    return 0
