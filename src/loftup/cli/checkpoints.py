@@ -61,35 +61,8 @@ def add_download(sub) -> None:
 
 
 def _cmd_download(args) -> int:
-    from ..data.sam import SAM_WEIGHTS, resolve_sam
-    from ..errors import UnknownNameError, UsageError
-    from ..featurizers import FEATURIZERS, hf, resolve
-    from ..hub import ALIASES, RELEASED, download
+    from ..downloads import download_names
 
-    names = list(RELEASED) if args.names == ["all"] else args.names
-    for name in names:
-        if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
-            raise UsageError(
-                f"{name!r} is a local path: it needs no download (pass it where the weights are "
-                "asked for); download takes released upsamplers, backbones and SAM hub ids ORG/NAME"
-            )
-        if name in SAM_WEIGHTS or "/" in name:  # SAM, for training's data.masks=sam
-            print(f"{name}: {resolve_sam(name, downloading=True)}")
-            continue
-        try:
-            resolve(name)
-        except UnknownNameError:
-            if ALIASES.get(name, name) not in RELEASED:
-                raise UnknownNameError(
-                    f"unknown name {name!r}: neither a released upsampler "
-                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}) nor "
-                    f"SAM ({', '.join(SAM_WEIGHTS)} or a hub id ORG/NAME)"
-                ) from None
-        if ALIASES.get(name, name) in RELEASED:
-            ckpt = RELEASED[ALIASES.get(name, name)]
-            print(f"{ckpt.name}: {download(ckpt.name)}")
-            if args.no_backbone:
-                continue
-            name = ckpt.backbone
-        print(f"{name}: {hf.download(name)}")
+    for name, path in download_names(args.names, backbones=not args.no_backbone):
+        print(f"{name}: {path}")
     return 0

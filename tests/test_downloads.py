@@ -1,0 +1,48 @@
+"""``loftup.downloads.download_names``: which names fetch what, in which order (the fetching
+itself, over the network, is test_hub.py's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import loftup.featurizers.hf
+import loftup.hub
+from loftup.downloads import download_names
+from loftup.errors import UnknownNameError, UsageError
+
+
+@pytest.fixture
+def fetched(monkeypatch) -> list[str]:
+    """The names fetched, in order: the hub's downloads stand in by a path named after each."""
+    calls: list[str] = []
+
+    def fetch(name):
+        calls.append(name)
+        return Path("/cache") / name
+
+    monkeypatch.setattr(loftup.hub, "download", fetch)
+    monkeypatch.setattr(loftup.featurizers.hf, "download", fetch)
+    return calls
+
+
+def test_an_upsampler_brings_its_backbone_and_the_names_before_a_bad_one_are_fetched(fetched):
+    names = download_names(["loftup-dinov2s", "dinov2_vitb14", "./weights"])
+    assert next(names) == ("loftup_dinov2s", Path("/cache/loftup_dinov2s"))  # alias resolved
+    assert next(names) == ("dinov2_vits14", Path("/cache/dinov2_vits14"))
+    assert next(names) == ("dinov2_vitb14", Path("/cache/dinov2_vitb14"))
+    with pytest.raises(UsageError, match="'./weights' is a local path: it needs no download"):
+        next(names)
+    assert fetched == ["loftup_dinov2s", "dinov2_vits14", "dinov2_vitb14"]
+
+
+def test_without_backbones_and_all(fetched):
+    assert [n for n, _ in download_names(["all"], backbones=False)] == list(loftup.hub.RELEASED)
+    assert fetched == list(loftup.hub.RELEASED)
+
+
+def test_an_unknown_name_lists_what_is_known(fetched):
+    with pytest.raises(UnknownNameError, match="neither a released upsampler .*loftup_dinov2s"):
+        list(download_names(["nonesuch"]))
+    assert fetched == []
