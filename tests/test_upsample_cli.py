@@ -1027,3 +1027,18 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     fresh = [*args[:5], str(tmp_path / "new"), *args[6:], "--resume"]
     assert main(fresh) == 0  # nothing there yet: a resumed run of nothing is a whole run
     assert "features of 5 image(s)" in capsys.readouterr().out
+
+
+def test_the_library_call_behind_the_command_counts_what_it_did(photos, upsampler, tmp_path):
+    """loftup.upsample_folder, what `loftup upsample` calls: the images written now, those a
+    resumed run found there and the inputs that failed, for the command's last line."""
+    from loftup.upsample_folder import FolderReport, upsample_folder
+
+    (tmp_path / "c.png").write_bytes(b"not a picture")
+    inputs, out = [str(photos), str(tmp_path / "c.png")], tmp_path / "out"
+    options = dict(model=str(upsampler), device="cpu", size=32, backbone_size=56)
+    assert upsample_folder(inputs, out, **options) == FolderReport(0, done=2, kept=0, failed=1)
+    assert outputs(out) == ["astronaut.pt", "coffee.pt"]
+    assert torch.load(out / "coffee.pt", weights_only=True).shape == (32, 32, 48)
+    again = upsample_folder(inputs, out, resume=True, **options)
+    assert again == FolderReport(0, done=0, kept=2, failed=1)

@@ -3,8 +3,6 @@ is :mod:`loftup.extract`'s)."""
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import LoftUpError
 from .common import add_backbone_norm, check_writable, parse_size, precision
 
@@ -101,27 +99,8 @@ def add_upsample(sub) -> None:
 def _cmd_upsample(args) -> int:
     from pathlib import Path
 
-    import torch
-
-    from .. import __version__
-    from ..api import check_backbone_size, load_pipeline, resolve_device
-    from ..extract import (
-        barrier,
-        check_clobbering,
-        check_options,
-        collect_inputs,
-        dist_env,
-        process_group,
-        read_record,
-        recorded_outputs,
-        recorded_path,
-        remove_unfinished,
-        run,
-        summed,
-        weights_digest,
-        without_own_pictures,
-        write_options,
-    )
+    from ..api import check_backbone_size
+    from ..upsample_folder import upsample_folder
 
     if args.batch_size < 1:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -154,81 +133,27 @@ def _cmd_upsample(args) -> int:
         from ..errors import require
 
         require({"matplotlib": "--viz (its PNGs)"})
-    rank, world, local_rank = dist_env()
-    device = resolve_device(args.device, local_rank if world > 1 else None)
-    if world > 1 and device.type == "cuda":
-        torch.cuda.set_device(device)
-    # left on every way out: a rank that fails leaves it at once, and the others, waiting for
-    # it in a collective, end with one line (extract._with_the_others), not a traceback
-    with process_group(device, world):
-        jobs, missing = collect_inputs(args.inputs)
-        saved = read_record(out, resume=args.resume)  # the earlier run's, if any (or refused)
-        jobs = without_own_pictures(jobs, out, saved)
-        if not jobs:
-            why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
-            where = " ".join(args.inputs)
-            raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
-        check_clobbering(jobs, out, args.format, args.viz, saved)  # no input, no file not ours
-        for spec, reason in missing if rank == 0 else []:
-            print(f"skipped {spec}: {reason}", file=sys.stderr)
-        pipeline = load_pipeline(
-            args.model,
-            backbone=args.backbone,
-            backbone_weights=args.backbone_weights,
-            backbone_size=args.backbone_size,
-            backbone_norm=args.backbone_norm,
-            device=device,
-            dtype=args.dtype,
-        )
-        options = {  # what made the files (--resume compares all but the info-only ones)
-            "loftup_version": __version__,
-            "model": recorded_path(args.model),  # local paths resolved: ./w and /abs/w are one
-            "upsampler_sha256": weights_digest(pipeline.upsampler),
-            "backbone": pipeline.featurizer.name,
-            "backbone_weights": recorded_path(args.backbone_weights),
-            "backbone_size": args.backbone_size,
-            # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
-            # before the choice existed) then still matches
-            "backbone_norm": pipeline.featurizer.input_norm_key(),
-            "size": list(args.size) if isinstance(args.size, tuple) else args.size,
-            "format": args.format,
-            "dtype": args.dtype,
-            "save_dtype": save_dtype,
-            "batch_size": args.batch_size,
-            "outputs": recorded_outputs(saved, args.format, args.viz),  # what the folder holds
-        }
-        check_options(out, options, saved, resume=args.resume)
-        if args.resume and rank == 0:  # what a killed run was writing (before any rank writes)
-            removed = remove_unfinished(out)
-            if removed:
-                print(
-                    f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
-                )
-        barrier(world)  # every rank has read the options file before it is rewritten
-        out.mkdir(parents=True, exist_ok=True)
-        if rank == 0:
-            write_options(out, options)
-        report = run(
-            jobs,
-            pipeline,
-            out,
-            size=args.size,
-            fmt=args.format,
-            viz=args.viz,
-            batch_size=args.batch_size,
-            rank=rank,
-            world_size=world,
-            save_dtype=getattr(torch, save_dtype),
-            writers=args.writers,
-            stream_above=args.stream_above * 1e9,
-            resume=args.resume,
-        )
-        failed, kept = summed([len(report.failed), report.kept], world)
-        failed += len(missing)
-        barrier(world)  # no rank tears gloo down while another is still in a collective
-    if rank == 0:
-        done = len(jobs) - failed + len(missing) - kept
-        there = f" ({kept} already there)" if args.resume else ""
-        tail = f"; {failed} input(s) failed" if failed else ""
-        print(f"wrote {save_dtype} features of {done} image(s) to {out}{there}{tail}")
-    return 1 if failed else 0
+    report = upsample_folder(
+        args.inputs,
+        out,
+        model=args.model,
+        backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
+        backbone_size=args.backbone_size,
+        backbone_norm=args.backbone_norm,
+        device=args.device,
+        dtype=args.dtype,
+        save_dtype=save_dtype,
+        size=args.size,
+        fmt=args.format,
+        viz=args.viz,
+        batch_size=args.batch_size,
+        writers=args.writers,
+        stream_above=args.stream_above * 1e9,
+        resume=args.resume,
+    )
+    if report.rank == 0:
+        there = f" ({report.kept} already there)" if args.resume else ""
+        tail = f"; {report.failed} input(s) failed" if report.failed else ""
+        print(f"wrote {save_dtype} features of {report.done} image(s) to {out}{there}{tail}")
+    return 1 if report.failed else 0

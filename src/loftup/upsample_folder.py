@@ -1,0 +1,155 @@
+"""One ``loftup upsample`` run over a folder: inputs collected, the folder's record
+(``upsample.json``) checked and, with ``resume``, gone on from, the pipeline loaded, and the
+files written by this process's share (:func:`loftup.extract.run`), under torchrun by every
+process together.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import LoftUpError
+
+
+@dataclass
+class FolderReport:
+    """What :func:`upsample_folder` did: this process's ``rank`` (0 says the totals),
+    ``done`` images written now, ``kept`` already there (resumed) and ``failed`` inputs
+    (unreadable, or whose file could not be written), over every process."""
+
+    rank: int
+    done: int
+    kept: int
+    failed: int
+
+
+def upsample_folder(
+    inputs: list[str],
+    out: Path,
+    *,
+    model: str = "loftup_dinov2s",
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+    backbone_size: int = 224,
+    backbone_norm: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    save_dtype: str | None = None,
+    size=None,
+    fmt: str = "pt",
+    viz: bool = False,
+    batch_size: int = 1,
+    writers: int = 2,
+    stream_above: float = 1e9,
+    resume: bool = False,
+) -> FolderReport:
+    """Upsample the images of ``inputs`` (files, folders or globs) into ``out``, one file each.
+
+    Arguments:
+      inputs, out: what to read and the folder to write (made if missing).
+      model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
+        pipeline (:func:`loftup.api.load_pipeline`); under torchrun each process takes the
+        GPU of its local rank.
+      save_dtype: precision of the stored features (default: ``dtype``).
+      size, fmt, viz, batch_size, writers, stream_above (bytes): as :func:`loftup.extract.run`.
+      resume: go on with an interrupted run in ``out``, whose recorded options must match.
+    """
+    from . import __version__
+    from .api import load_pipeline, resolve_device
+    from .extract import (
+        barrier,
+        check_clobbering,
+        check_options,
+        collect_inputs,
+        dist_env,
+        process_group,
+        read_record,
+        recorded_outputs,
+        recorded_path,
+        remove_unfinished,
+        run,
+        summed,
+        weights_digest,
+        without_own_pictures,
+        write_options,
+    )
+
+    save_dtype = save_dtype or dtype
+    rank, world, local_rank = dist_env()
+    device = resolve_device(device, local_rank if world > 1 else None)
+    if world > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)
+    # left on every way out: a rank that fails leaves it at once, and the others, waiting for
+    # it in a collective, end with one line (extract._with_the_others), not a traceback
+    with process_group(device, world):
+        jobs, missing = collect_inputs(inputs)
+        saved = read_record(out, resume=resume)  # the earlier run's, if any (or refused)
+        jobs = without_own_pictures(jobs, out, saved)
+        if not jobs:
+            why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
+            where = " ".join(inputs)
+            raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
+        check_clobbering(jobs, out, fmt, viz, saved)  # no input, no file not ours
+        for spec, reason in missing if rank == 0 else []:
+            print(f"skipped {spec}: {reason}", file=sys.stderr)
+        pipeline = load_pipeline(
+            model,
+            backbone=backbone,
+            backbone_weights=backbone_weights,
+            backbone_size=backbone_size,
+            backbone_norm=backbone_norm,
+            device=device,
+            dtype=dtype,
+        )
+        options = {  # what made the files (--resume compares all but the info-only ones)
+            "loftup_version": __version__,
+            "model": recorded_path(model),  # local paths resolved: ./w and /abs/w are one
+            "upsampler_sha256": weights_digest(pipeline.upsampler),
+            "backbone": pipeline.featurizer.name,
+            "backbone_weights": recorded_path(backbone_weights),
+            "backbone_size": backbone_size,
+            # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
+            # before the choice existed) then still matches
+            "backbone_norm": pipeline.featurizer.input_norm_key(),
+            "size": list(size) if isinstance(size, tuple) else size,
+            "format": fmt,
+            "dtype": dtype,
+            "save_dtype": save_dtype,
+            "batch_size": batch_size,
+            "outputs": recorded_outputs(saved, fmt, viz),  # what the folder holds
+        }
+        check_options(out, options, saved, resume=resume)
+        if resume and rank == 0:  # what a killed run was writing (before any rank writes)
+            removed = remove_unfinished(out)
+            if removed:
+                print(
+                    f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
+                )
+        barrier(world)  # every rank has read the options file before it is rewritten
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            write_options(out, options)
+        report = run(
+            jobs,
+            pipeline,
+            out,
+            size=size,
+            fmt=fmt,
+            viz=viz,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world,
+            save_dtype=getattr(torch, save_dtype),
+            writers=writers,
+            stream_above=stream_above,
+            resume=resume,
+        )
+        failed, kept = summed([len(report.failed), report.kept], world)
+        failed += len(missing)
+        barrier(world)  # no rank tears gloo down while another is still in a collective
+    done = len(jobs) - failed + len(missing) - kept
+    return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
