@@ -1,5 +1,6 @@
-"""``loftup upsample``: images in, high-resolution features out, one file per image (the work
-is :mod:`loftup.extract`'s)."""
+"""``loftup upsample``: images in, high-resolution features out, one file per image. The
+options are checked here, before any model loads; the run is
+:func:`loftup.upsample_folder.upsample_folder`'s."""
 
 from __future__ import annotations
 
