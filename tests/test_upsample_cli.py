@@ -1030,9 +1030,9 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
 
 
 def test_the_library_call_behind_the_command_counts_what_it_did(photos, upsampler, tmp_path):
-    """loftup.upsample_folder, what `loftup upsample` calls: the images written now, those a
+    """loftup.extract.upsample_folder, what `loftup upsample` calls: the images written now, those a
     resumed run found there and the inputs that failed, for the command's last line."""
-    from loftup.upsample_folder import FolderReport, upsample_folder
+    from loftup.extract import FolderReport, upsample_folder
 
     (tmp_path / "c.png").write_bytes(b"not a picture")
     inputs, out = [str(photos), str(tmp_path / "c.png")], tmp_path / "out"

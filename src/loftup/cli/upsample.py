@@ -1,6 +1,6 @@
 """``loftup upsample``: images in, high-resolution features out, one file per image. The
 options are checked here, before any model loads; the run is
-:func:`loftup.upsample_folder.upsample_folder`'s."""
+:func:`loftup.extract.upsample_folder`'s."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def _cmd_upsample(args) -> int:
     from pathlib import Path
 
     from ..api import check_backbone_size
-    from ..upsample_folder import upsample_folder
+    from ..extract import upsample_folder
 
     if args.batch_size < 1:
         raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")

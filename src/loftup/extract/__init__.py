@@ -19,12 +19,14 @@ complete); a batch with any output missing is computed again, whole, giving the 
 
 The package, by step: :mod:`.inputs` (files, folders and globs to jobs), :mod:`.record` (the
 output folder's ``upsample.json`` and which of its files are loftup's), :mod:`.torchrun`
-(batches to ranks, the process group), :mod:`.loop` (:func:`run`) and :mod:`.write` (one
-image's files). Every name is importable from ``loftup.extract`` as before.
+(batches to ranks, the process group), :mod:`.loop` (:func:`run`), :mod:`.write` (one
+image's files) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes
+it). Every name is importable from ``loftup.extract`` as before.
 """
 
 from __future__ import annotations
 
+from .folder import FolderReport, upsample_folder
 from .inputs import Job, collect_inputs
 from .loop import STREAM_ABOVE, Report, _no_memory, run
 from .record import (
@@ -43,6 +45,7 @@ from .record import (
 from .torchrun import barrier, dist_env, init_distributed, process_group, shard, summed
 
 __all__ = [
+    "FolderReport",
     "OPTIONS_NAME",
     "STREAM_ABOVE",
     "Job",
@@ -63,6 +66,7 @@ __all__ = [
     "run",
     "shard",
     "summed",
+    "upsample_folder",
     "weights_digest",
     "without_own_pictures",
     "write_options",

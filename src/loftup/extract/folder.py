@@ -1,6 +1,6 @@
 """One ``loftup upsample`` run over a folder: inputs collected, the folder's record
 (``upsample.json``) checked and, with ``resume``, gone on from, the pipeline loaded, and the
-files written by this process's share (:func:`loftup.extract.run`), under torchrun by every
+files written by this process's share (:func:`~loftup.extract.run`), under torchrun by every
 process together.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LoftUpError
+from ..errors import LoftUpError
 
 
 @dataclass
@@ -58,9 +58,9 @@ def upsample_folder(
       size, fmt, viz, batch_size, writers, stream_above (bytes): as :func:`loftup.extract.run`.
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
     """
-    from . import __version__
-    from .api import load_pipeline, resolve_device
-    from .extract import (
+    from .. import __version__
+    from ..api import load_pipeline, resolve_device
+    from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         barrier,
         check_clobbering,
         check_options,
@@ -84,7 +84,7 @@ def upsample_folder(
     if world > 1 and device.type == "cuda":
         torch.cuda.set_device(device)
     # left on every way out: a rank that fails leaves it at once, and the others, waiting for
-    # it in a collective, end with one line (extract._with_the_others), not a traceback
+    # it in a collective, end with one line (extract.torchrun._with_the_others), not a traceback
     with process_group(device, world):
         jobs, missing = collect_inputs(inputs)
         saved = read_record(out, resume=resume)  # the earlier run's, if any (or refused)
