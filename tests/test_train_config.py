@@ -97,6 +97,19 @@ def test_cli_prints_the_resolved_config_and_rejects_a_stage_mismatch(capsys):
     assert "--stage 2 disagrees with the config's stage: 1" in capsys.readouterr().err
 
 
+def test_print_config_refuses_what_the_run_would_refuse_in_the_config(capsys):
+    """--print-config printed stage1.image_size=4 (no patch fits) and model.num_heads=5 (does
+    not divide the token width) without a word, configs that `loftup train` then refused."""
+    for bad, words in (
+        ("stage1.image_size=4", "stage1.image_size"),
+        ("model.num_heads=5", "model.num_heads=5 does not divide"),
+    ):
+        argv = ["train", "--config", "stage1_cpu", "--data", "/imgs", bad, "--print-config"]
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and words in err, err
+
+
 # -- every value checked before any work --------------------------------------------------------
 
 

@@ -41,11 +41,17 @@ def _cmd_train(args) -> int:
         if value is not None:  # a path as written, quoted: not YAML (2024, yes, 'a #2')
             overrides.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
     cfg = load_config(args.config, overrides, stage=args.stage)
-    if args.print_config and cfg.stage == 2:
-        from ..train.build import with_init_architecture
-
-        cfg = with_init_architecture(cfg)
     if args.print_config:
+        # the config's own checks, as the run makes them first (not the files it names: a
+        # config may be printed on a machine without the data or the init checkpoint)
+        from ..train.config import check_backbone_fit, validate
+
+        validate(cfg)
+        check_backbone_fit(cfg)
+        if cfg.stage == 2:
+            from ..train.build import with_init_architecture
+
+            cfg = with_init_architecture(cfg)
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
