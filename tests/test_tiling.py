@@ -124,11 +124,50 @@ def test_npy_streaming_writes_the_output(small, tmp_path, layout, dtype):
     assert arr.shape == np.load(path, mmap_mode="r").shape
 
 
-def test_npy_streaming_that_fails_leaves_nothing(small, tmp_path):
-    lr, image = torch.randn(1, 31, 4, 4), torch.randn(1, 3, 45, 38)  # 31 channels, not 32
-    path = tmp_path / "feats.npy"
-    with pytest.raises(RuntimeError):  # in the first tile, after the file was made
-        upsample_to_npy(small, lr, image, path, tile_size=20)
+@pytest.mark.parametrize("fault", [KeyboardInterrupt, OSError])
+def test_npy_streaming_that_fails_leaves_nothing(small, tmp_path, monkeypatch, fault):
+    """Interrupted (Ctrl-C) or failed (a full disk) after the first tile was written into the
+    file: the partly written file is removed."""
+    import loftup.tiling as tiling
+
+    real = tiling.upsample
+    seen = []
+
+    def fail_after_first_tile(*args, callback, **kwargs):
+        def write_then_fail(tile, feats):
+            callback(tile, feats)  # the real write, into the file under its temporary name
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            raise fault("stopped after one tile")
+
+        return real(*args, callback=write_then_fail, **kwargs)
+
+    monkeypatch.setattr(tiling, "upsample", fail_after_first_tile)
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
+    with pytest.raises(fault, match="stopped after one tile"):
+        upsample_to_npy(small, lr, image, tmp_path / "feats.npy", tile_size=20)
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0] != ["feats.npy"]  # a temporary
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "lr_shape, img_shape, setting, words",
+    [
+        ((1, 31, 4, 4), (1, 3, 45, 38), {}, "31 channels but this upsampler expects C=32"),
+        ((2, 32, 4, 4), (1, 3, 45, 38), {}, "batch sizes differ"),
+        ((1, 32, 4, 4), (1, 4, 45, 38), {}, "image must have 3 channels"),
+        ((1, 32, 4, 4), (1, 3, 45, 38), {"tile_size": 0}, "tile_size must be a whole number"),
+    ],
+)
+def test_npy_streaming_names_bad_input_before_making_the_file(
+    small, tmp_path, lr_shape, img_shape, setting, words
+):
+    """As the model's forward names them, not as a shape error from inside the first tile
+    (a torch RuntimeError about LayerNorm's normalized_shape, once the file had been made)."""
+    from loftup import LoftUpError
+
+    lr, image = torch.randn(lr_shape), torch.randn(img_shape)
+    with pytest.raises((ValueError, LoftUpError), match=words):
+        upsample_to_npy(small, lr, image, tmp_path / "feats.npy", **setting)
     assert not list(tmp_path.iterdir())
 
 

@@ -386,7 +386,13 @@ def upsample_to_npy(
         raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
     if np.dtype(dtype) not in (np.float32, np.float16):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    from .model import check_inputs  # model.py imports this module
     from .outputs import FeatureFile
+
+    # bad input is named before the file is made, as the model's forward names it (not as a
+    # shape error from inside the first tile)
+    check_inputs(lr_feats, image, model.config.dim)
+    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
 
     b, _, height, width = image.shape
     c = model.config.dim
