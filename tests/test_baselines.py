@@ -102,8 +102,10 @@ def test_get_upsampler_loads_checkpoints_and_explains_highres(tmp_path):
     assert isinstance(loaded, LoftUp) and loaded.dim == 8
     with pytest.raises(LoftUpError, match="larger input"):
         get_upsampler("highres")
-    with pytest.raises(LoftUpError):
-        get_upsampler("no_such_upsampler")
+    # a misspelt baseline: the error lists the baselines with the released names
+    with pytest.raises(LoftUpError, match="unknown upsampler 'bilinar'.*loftup_dinov2s") as e:
+        get_upsampler("bilinar")
+    assert "nearest, bilinear, bicubic, jbu" in str(e.value) and "\n" not in str(e.value)
 
 
 def _shifted_checkerboard(n: int) -> torch.Tensor:

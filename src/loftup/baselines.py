@@ -182,6 +182,10 @@ def get_upsampler(source: str, device=None) -> Upsampler:
             "'highres' is not an upsampler: it runs the backbone on a larger input; use it "
             "through `loftup eval ... --upsampler highres`"
         )
+    from .errors import UnknownNameError
     from .hub import load_upsampler
 
-    return load_upsampler(key, device=device)
+    try:
+        return load_upsampler(key, device=device)
+    except UnknownNameError as e:  # the released names only: these are names here too
+        raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}") from None
