@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE
+from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE, perturb
 from loftup import LoftUp, load_upsampler
 from loftup.hub import native_to_reference, reference_to_native
 
@@ -63,11 +63,18 @@ def test_every_released_layout_loads_with_width_from_weights(tmp_path, name, ref
     ],
 )
 def test_any_grid_and_output_size(h, w, H, W):
+    """Up, down, one axis each way, a 1 x 1 grid: the folded, tiled path (no gradients) gives
+    the differentiable steps' numbers at every such size, not only the right shape."""
     torch.manual_seed(0)
-    model = LoftUp(dim=32, num_heads=4).eval()
-    out = model(torch.randn(2, 32, h, w), torch.randn(2, 3, H, W))
-    assert out.shape == (2, 32, H, W)
-    assert torch.isfinite(out).all()
+    model = perturb(LoftUp(dim=32, num_heads=4, n_freqs=6), 0.1)
+    lr, image = torch.randn(1, 32, h, w), torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        fast = model(lr, image)
+    with torch.enable_grad():
+        steps = model(lr.clone().requires_grad_(), image).detach()
+    assert fast.shape == steps.shape == (1, 32, H, W)
+    assert torch.isfinite(fast).all() and steps.std() > 0.1
+    assert (fast - steps).abs().max().item() <= 1e-4  # Winograd rounds to ~5e-5
 
 
 def test_batch_companions_do_not_change_an_image(reference_model, reference_cases):
@@ -107,10 +114,21 @@ def test_local_attention_covering_the_grid_equals_global():
 
 
 def test_without_coordinates_the_encoding_is_colour_only():
+    """coords=False: a pixel's query depends on the colours around it only (the stem's two
+    3 x 3 convolutions), not on where it is. Where the colour is the same, away from the
+    image's edge, the output is the same; with coordinates it moves across the image."""
     model = LoftUp(dim=16, num_heads=2, coords=False).eval()
     assert model.image_encoder.phases.shape == (2, 3, 20)
-    out = model(torch.randn(1, 16, 4, 4), torch.randn(1, 3, 9, 9))
-    assert out.shape == (1, 16, 9, 9)
+    torch.manual_seed(0)
+    lr, image = torch.randn(1, 16, 4, 4), torch.randn(1, 3, 14, 15)
+    image[:, :, 2:12, 2:13] = torch.tensor([0.3, -0.2, 0.9]).view(1, 3, 1, 1)  # one colour
+    inner = (slice(None), slice(None), slice(4, 10), slice(4, 11))  # 2 pixels inside it
+    for coords in (False, True):
+        model = perturb(LoftUp(dim=16, num_heads=2, n_freqs=6, coords=coords), 0.1)
+        with torch.no_grad():
+            out = model(lr, image)[inner]
+        spread = (out - out[..., :1, :1]).abs().max().item()
+        assert spread <= 1e-5 if not coords else spread > 1e-2, (coords, spread)
 
 
 def test_key_conversion_round_trips(reference_state):
