@@ -25,6 +25,11 @@ def test_pca_captures_the_dominant_direction():
     assert cos > 0.99
     rgb = apply_pca(x.T.reshape(1, 8, 10, 10), basis)
     assert rgb.shape == (1, 3, 10, 10)
+    # the first colour follows the position along that direction, over the whole range
+    red = rgb[0, 0].flatten()  # pixel i holds coeff[i]
+    steps = red.diff()
+    assert (steps >= 0).all() or (steps <= 0).all(), red
+    assert red.min() == 0 and red.max() == 1
 
 
 def test_the_picture_of_a_very_narrow_image_stays_small():
