@@ -108,10 +108,26 @@ def test_encoding_kernel_matches_the_pytorch_encoding(device, model, align):
     model.to("cpu")
 
 
+def _count_kernel_calls(monkeypatch) -> dict[str, int]:
+    """Calls from now on of each Triton kernel's launcher (the real one runs): {name: count}."""
+    from loftup import _triton_kernels as tk
+
+    calls = dict.fromkeys(("encode", "bias_relu_", "layer_norm"), 0)
+    for name in calls:
+
+        def counted(*args, _real=getattr(tk, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(tk, name, counted)
+    return calls
+
+
 @pytest.mark.parametrize("config", [{}, {"dim": 32, "n_freqs": 6, "coords": False}])
-def test_half_precision_forward_with_kernels_matches_without(device, model, config):
+def test_half_precision_forward_with_kernels_matches_without(device, model, config, monkeypatch):
     """The whole forward (tiles, mean padding, every LayerNorm) in float16; the released
-    shape, and a small one without coordinate features."""
+    shape, and a small one without coordinate features. Each kernel does run in it (a forward
+    that never called them would match trivially), and none with them switched off."""
     if config:
         torch.manual_seed(5)
         m = LoftUp(**config).eval()
@@ -125,11 +141,18 @@ def test_half_precision_forward_with_kernels_matches_without(device, model, conf
     lr = torch.randn(2, dim, 4, 4, generator=g).to(device, torch.float16)
     image = torch.randn(2, 3, 22, 18, generator=g).to(device)  # guidance images stay float32
     with torch.inference_mode():
-        assert kernels.active(image, torch.float16)
+        assert kernels.active(image, torch.float16)  # self-tested by now
+        calls = _count_kernel_calls(monkeypatch)
         got = upsample(m, lr, image, tile_size=12)
+        used = dict(calls)
         with kernels.enabled(False):
             assert not kernels.active(image, torch.float16)
             ref = upsample(m, lr, image, tile_size=12)
+    # 2 images of 22 x 18 in tiles of 12: 8 tiles, each with its encoding, the stem's two
+    # bias + ReLU, and 6 LayerNorms (each block's query and FFN ones, the last, the head's)
+    tiles, norms = 8, 2 * m.config.depth + 2
+    assert used == {"encode": tiles, "bias_relu_": 2 * tiles, "layer_norm": norms * tiles}, used
+    assert calls == used  # none with the kernels off
     d = (got.float() - ref.float()).abs()
     assert d.max().item() <= 2e-2 and d.mean().item() <= 1e-3
 
