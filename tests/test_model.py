@@ -97,8 +97,29 @@ def test_chunked_decoding_is_exact(reference_model, reference_cases):
         try:
             chunked = reference_model(lr, image)
         finally:
-            reference_model.chunk_size = 16384
+            reference_model.chunk_size = None  # the device's default, as loaded
     assert (whole - chunked).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("window", [None, 3], ids=["global", "local"])
+def test_differentiable_path_in_chunks_is_exact(window):
+    """Training's path decodes pixels in chunks of ``chunk_size`` (its memory bound): chunks
+    that do not divide the output, each with its own pixels' attention windows, give the
+    output and the gradients of the whole. (A chunk given the first pixels' windows passed
+    every test while the output fitted in one chunk.)"""
+    torch.manual_seed(0)
+    model = perturb(LoftUp(dim=16, num_heads=2, n_freqs=4, attention_window=window), 0.1)
+    lr, image = torch.randn(1, 16, 5, 6, requires_grad=True), torch.randn(1, 3, 23, 19)
+    assert not model.uses_fast_path(lr, image)
+    outs = []
+    for chunk in (None, 97):  # 437 pixels: one chunk, then 5 (the last of 49)
+        model.chunk_size = chunk
+        out = model(lr, image)
+        outs.append((out.detach(), torch.autograd.grad(out.square().sum(), lr)[0]))
+    (whole, g_whole), (chunked, g_chunked) = outs
+    assert (chunked - whole).abs().max().item() <= 1e-5  # rounding: a chunk may take
+    # the other form of local attention (masked dense or gathered)
+    assert (g_chunked - g_whole).abs().max().item() <= 1e-5 * g_whole.abs().max().item()
 
 
 def test_local_attention_covering_the_grid_equals_global():
