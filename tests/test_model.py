@@ -184,6 +184,17 @@ def test_bad_input_is_named(lr_shape, img_shape, dtype, exc, words):
         model(lr, image)
 
 
+def test_heads_that_do_not_divide_the_width_are_named_with_the_choices():
+    """LoftUp(dim=16, num_heads=5) failed inside a layer ("width 36 is not divisible by
+    num_heads=5"): not a LoftUpError, no word of the config or of the heads that fit."""
+    from loftup import LoftUpError
+
+    with pytest.raises(LoftUpError, match=r"num_heads=5 does not divide the token width 36 "
+                       r"\(dim 16 \+ 4 x grid_freqs 5\); use one of 1, 2, 3, 4, 6, 9, 12$"):  # fmt: skip
+        LoftUp(dim=16, num_heads=5)
+    assert LoftUp(dim=16, num_heads=6).config.width == 36
+
+
 @pytest.mark.parametrize("grad", [False, True])
 def test_an_empty_batch_gives_an_empty_output(grad):
     """Batch 0 (the last slice of a loop, say) is (0, C, H, W), on either path."""

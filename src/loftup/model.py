@@ -103,12 +103,18 @@ class LoftUpConfig:
         if unknown:
             raise UsageError(f"unknown LoftUp config keys {unknown}; known: {sorted(known)}")
         config = cls(**d)
-        if config.width % config.num_heads:
-            raise UsageError(
-                f"LoftUp config num_heads={config.num_heads} does not divide the token width "
-                f"{config.width} (dim {config.dim} + 4 x grid_freqs {config.grid_freqs})"
-            )
+        config.check_heads()
         return config
+
+    def check_heads(self) -> None:
+        """A :class:`~loftup.errors.UsageError` unless num_heads divides the token width."""
+        if self.width % self.num_heads:
+            fits = [h for h in range(1, min(self.width, 16) + 1) if self.width % h == 0]
+            raise UsageError(
+                f"LoftUp config num_heads={self.num_heads} does not divide the token width "
+                f"{self.width} (dim {self.dim} + 4 x grid_freqs {self.grid_freqs}); use one of "
+                f"{', '.join(map(str, fits))}"
+            )
 
 
 class LoftUp(nn.Module):
@@ -129,6 +135,7 @@ class LoftUp(nn.Module):
             config = LoftUpConfig(dim=dim, **kwargs)
         elif kwargs:
             raise TypeError("pass either config=... or keyword hyper-parameters, not both")
+        config.check_heads()
         self.config = config
         c, d = config.dim, config.width
         raw = 5 if config.coords else 3
