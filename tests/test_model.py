@@ -49,6 +49,10 @@ def test_every_released_layout_loads_with_width_from_weights(tmp_path, name, ref
     assert model.dim == layout["dim"]
     assert sum(p.numel() for p in model.parameters()) == layout["parameters"]
     assert not model.training
+    # the file's values, every one of them, not the initial weights of that shape
+    loaded = model.state_dict()
+    assert len(loaded) == len(state)
+    assert all(bool((t == 0.5).all()) for t in loaded.values() if t.is_floating_point())
 
 
 @pytest.mark.parametrize(
