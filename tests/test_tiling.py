@@ -72,7 +72,14 @@ def test_tiled_local_attention_and_batches_match_untiled():
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
-def test_forward_tiles_with_the_models_tile_size(small):
+def test_forward_tiles_with_the_models_tile_size(small, monkeypatch):
+    """The forward computes in tiles of ``model.tile_size`` (9 of at most 30 x 30 here, not
+    the one tile of the default), and gets the untiled numbers."""
+    import loftup.tiling as tiling
+
+    planned = []
+    real = tiling.plan_tiles
+    monkeypatch.setattr(tiling, "plan_tiles", lambda *a: planned.append(real(*a)) or planned[-1])
     lr, image = torch.randn(1, 32, 8, 8), torch.randn(1, 3, 90, 70)
     with torch.no_grad():
         whole = small(lr, image)
@@ -81,6 +88,7 @@ def test_forward_tiles_with_the_models_tile_size(small):
             tiled = small(lr, image)
         finally:
             small.tile_size = None
+    assert [len(tiles) for tiles in planned] == [1, 9]
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
