@@ -93,7 +93,19 @@ def test_batch_companions_do_not_change_an_image(reference_model, reference_case
     assert (batched[1:2] - reference_cases["square.output"]).abs().max().item() <= 1e-4
 
 
-def test_chunked_decoding_is_exact(reference_model, reference_cases):
+def test_chunked_decoding_is_exact(reference_model, reference_cases, monkeypatch):
+    """The folded path decodes in chunks of ``model.chunk_size`` pixels (whole rows of the
+    tile: 12 rows of 80 for 997), with the numbers of the one chunk of the default."""
+    import loftup.tiling as tiling
+
+    decoded = []
+    real = tiling.decode
+
+    def counted(fw, tokens, *args, **kwargs):
+        decoded.append(tokens.shape[1])  # pixels in this chunk
+        return real(fw, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, "decode", counted)
     lr, image = reference_cases["nonsquare.lr_feats"], reference_cases["nonsquare.image"]
     with torch.no_grad():
         whole = reference_model(lr, image)
@@ -102,6 +114,7 @@ def test_chunked_decoding_is_exact(reference_model, reference_cases):
             chunked = reference_model(lr, image)
         finally:
             reference_model.chunk_size = None  # the device's default, as loaded
+    assert decoded == [48 * 80] + [12 * 80] * 4
     assert (whole - chunked).abs().max().item() <= 1e-6
 
 
