@@ -67,6 +67,22 @@ def test_16_bit_keeps_its_range_and_precision(tmp_path):
     assert load_image(tmp_path / "d.png").getpixel((19, 11)) == (255, 255, 255)
 
 
+def test_float_and_cmyk_files_as_the_readme_says(tmp_path):
+    """A float TIFF is grayscale in [0, 1] kept at full precision (values outside clipped);
+    a CMYK file is read as Pillow converts it to RGB."""
+    ramp = np.linspace(-0.25, 1.25, 6 * 9, dtype=np.float32).reshape(6, 9)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "f.tiff")
+    t = load_image_tensor(tmp_path / "f.tiff")
+    assert t.shape == (3, 6, 9) and torch.equal(t[0], t[2])
+    assert torch.equal(t[1], torch.from_numpy(ramp.clip(0, 1)))
+    Image.fromarray(_rgb()).convert("CMYK").save(tmp_path / "c.jpg")
+    cmyk = Image.open(tmp_path / "c.jpg")
+    assert cmyk.mode == "CMYK"
+    want = np.asarray(cmyk.convert("RGB"))
+    assert np.array_equal(_pixels(load_image_tensor(tmp_path / "c.jpg")), want)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "c.jpg")), want)
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image", "truncated"])
 def test_unreadable_files_are_named(tmp_path, content):
     path = tmp_path / "bad.jpg"
