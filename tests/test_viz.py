@@ -74,6 +74,16 @@ def test_pca_is_the_exact_principal_basis_whatever_the_global_rng():
     assert (cos > 0.999).all(), cos
     rgb = [apply_pca(x.T.reshape(1, 64, 40, 50), b) for b in bases]
     assert torch.equal(rgb[0], rgb[1])
+    # past max_samples the fit takes a sample of the pixels: its own seeded one, not the
+    # global RNG's
+    many = torch.randn(6000, 8, generator=g) * torch.linspace(2, 1, 8)
+    fits = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        fits.append(fit_pca(many, max_samples=1000))
+    assert torch.equal(fits[0].components, fits[1].components)
+    assert torch.equal(fits[0].lo, fits[1].lo) and torch.equal(fits[0].hi, fits[1].hi)
+    assert not torch.equal(fits[0].mean, fit_pca(many).mean)  # a sample, not all
 
 
 def test_a_picture_titled_with_a_file_name_that_is_not_utf8_is_drawn():
