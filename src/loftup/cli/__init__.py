@@ -138,7 +138,7 @@ def _main(args) -> int:
                 raise LoftUpError(
                     f"--json {json_out} is a folder; give a file, e.g. {json_out}/out.json"
                 )
-            from ..eval.pipeline import check_file_output
+            from ..paths import check_file_output
 
             check_file_output(json_out, "--json")  # under a file, or in a read-only folder
         with stdout_for_json(json_out):

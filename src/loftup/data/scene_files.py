@@ -137,7 +137,7 @@ def write_scenes(
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_bytes, write_json
-    from ..eval.pipeline import check_folder_output
+    from ..paths import check_folder_output
 
     check_scene_range(count, seed=seed, start=start, quality=quality)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files

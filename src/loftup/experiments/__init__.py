@@ -28,7 +28,7 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
     """Run the experiment ``settings.name`` (settings left unset are resolved first)."""
     import torch
 
-    from ..eval.pipeline import check_folder_output
+    from ..paths import check_folder_output
 
     s = settings.resolved()
     check_folder_output(s.out, "--out")  # before any work, naming the option

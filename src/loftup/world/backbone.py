@@ -140,7 +140,7 @@ def train_backbone(
     """Train, measure and save the backbone to ``out`` (see the module note); returns metrics."""
     from tqdm.auto import tqdm
 
-    from ..eval.pipeline import check_folder_output
+    from ..paths import check_folder_output
 
     check_folder_output(str(out), "--out")  # a file, under one, or unwritable: not after training
     if recipe.size % 8:

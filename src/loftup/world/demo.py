@@ -46,7 +46,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     with the options it began with."""
     from ..atomic import read_json_object
     from ..errors import UsageError
-    from ..eval.pipeline import check_folder_output
+    from ..paths import check_folder_output
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
