@@ -4,9 +4,8 @@ the probe of a backbone's features."""
 from __future__ import annotations
 
 import json
-import os
 
-from ..errors import LoftUpError, check_threads
+from ..errors import check_threads
 from .common import picked_device, scene_size, write_json
 
 
@@ -103,13 +102,9 @@ def _cmd_world_backbone(args) -> int:
     recipe = BackboneRecipe(  # checks its values before anything is generated
         steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
     )
-    if os.path.exists(args.out) and not os.path.isdir(args.out):  # not after the training
-        raise LoftUpError(f"--out {args.out} is a file; the output is a folder (made if missing)")
-    from ..eval.pipeline import check_folder_output
-
-    check_folder_output(args.out, "--out")  # under a file, or in a folder that takes no files
     if args.threads:
         torch.set_num_threads(args.threads)
+    # train_backbone checks --out (a file, under one, or unwritable) before any step trains
     metrics = train_backbone(recipe, args.out, device=picked_device(args.device))
     print(json.dumps(metrics, indent=2))
     print(f"wrote {args.out}")
