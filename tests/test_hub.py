@@ -24,7 +24,7 @@ from loftup import (
     WeightsNotFoundError,
     load_upsampler,
 )
-from loftup.hub import RELEASED, native_to_reference, training_to_reference
+from loftup.hub import RELEASED, native_to_reference, released_table, training_to_reference
 
 
 def _case(reference_cases, name="square"):
@@ -573,6 +573,29 @@ def test_an_upsampler_without_its_backbone_is_told_the_backbones_of_its_width():
         assert f"backbones of its {dim}-d features: " in str(e.value) and "\n" not in str(e.value)
         assert fits in str(e.value) and not_fits not in str(e.value)
         assert "siglip_vitb16" in str(e.value) or dim != 768
+
+
+def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, monkeypatch):
+    """What `loftup info` prints and writes as JSON: every released checkpoint in the
+    registry's order, and the cached file's path for the one the cache holds."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"x"})
+    rows = released_table()
+    assert [r["name"] for r in rows] == list(RELEASED)
+    clip = next(r for r in rows if r["name"] == "loftup_clip")
+    assert clip == {
+        "name": "loftup_clip",
+        "backbone": "clip_vitb16",
+        "dim": 512,
+        "grid": "14x14",
+        "hub": "haiwen/loftup-clip/pytorch_model.bin",
+        "cached": True,
+        "path": str(snap / "pytorch_model.bin"),
+    }
+    others = [r for r in rows if r is not clip]
+    assert not any(r["cached"] or r["path"] for r in others)
 
 
 def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_path, monkeypatch):

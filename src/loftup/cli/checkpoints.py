@@ -16,22 +16,9 @@ def add_info(sub) -> None:
 
 def _cmd_info(args) -> int:
     from .. import __version__
-    from ..hub import RELEASED, cached_path
+    from ..hub import released_table
 
-    rows = []
-    for c in RELEASED.values():
-        path = cached_path(c.name)
-        rows.append(
-            {
-                "name": c.name,
-                "backbone": c.backbone,
-                "dim": c.dim,
-                "grid": f"{c.grid}x{c.grid}",
-                "hub": f"{c.repo_id}/{c.filename}",
-                "cached": path is not None,
-                "path": str(path) if path else None,
-            }
-        )
+    rows = released_table()
     print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
     print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
     for r in rows:

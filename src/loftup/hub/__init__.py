@@ -33,7 +33,15 @@ from .loading import (
     save_pretrained,
 )
 from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
-from .remote import cached_path, download, hub_file, hub_folder, looks_like_path, released_file
+from .remote import (
+    cached_path,
+    download,
+    hub_file,
+    hub_folder,
+    looks_like_path,
+    released_file,
+    released_table,
+)
 
 __all__ = [
     "ALIASES",
@@ -57,6 +65,7 @@ __all__ = [
     "read_weights",
     "reference_to_native",
     "released_file",
+    "released_table",
     "resolve_name",
     "save_pretrained",
     "to_native",

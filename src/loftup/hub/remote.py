@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import WeightsNotFoundError
-from .registry import resolve_name
+from .registry import RELEASED, resolve_name
 
 
 def _offline() -> str | None:
@@ -164,3 +164,24 @@ def cached_path(name: str) -> Path | None:
     ckpt = resolve_name(name)
     found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
     return Path(found) if isinstance(found, str) else None
+
+
+def released_table() -> list[dict]:
+    """Every released checkpoint, as ``loftup info`` lists it: ``name``, ``backbone``, ``dim``
+    (C), ``grid`` (the low-res grid at 224 px, "16x16"), ``hub`` ("repo/file"), ``cached``
+    (whether the Hugging Face cache holds it) and ``path`` (the cached file, or None)."""
+    rows = []
+    for c in RELEASED.values():
+        path = cached_path(c.name)
+        rows.append(
+            {
+                "name": c.name,
+                "backbone": c.backbone,
+                "dim": c.dim,
+                "grid": f"{c.grid}x{c.grid}",
+                "hub": f"{c.repo_id}/{c.filename}",
+                "cached": path is not None,
+                "path": str(path) if path else None,
+            }
+        )
+    return rows
