@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -24,7 +25,13 @@ from loftup import (
     WeightsNotFoundError,
     load_upsampler,
 )
-from loftup.hub import RELEASED, native_to_reference, released_table, training_to_reference
+from loftup.hub import (
+    RELEASED,
+    load_with_record,
+    native_to_reference,
+    released_table,
+    training_to_reference,
+)
 
 
 def _case(reference_cases, name="square"):
@@ -108,6 +115,29 @@ def test_dtype_by_name_as_load_pipeline_takes_it():
     assert model.stem.conv1.weight.dtype == torch.bfloat16
     with pytest.raises(UsageError, match="unknown precision 'int8'; choose one of float32"):
         load_upsampler(REFERENCE_STATE, dtype="int8")
+
+
+@pytest.mark.parametrize(
+    "source, said",
+    [
+        (torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), "Sequential(...)"),
+        (torch.zeros(3, 4), "a Tensor of shape (3, 4)"),
+        (np.zeros((64, 64)), "an array of shape (64, 64)"),
+        (list(range(100)), "list(...)"),
+        (3, "3"),
+    ],
+)
+def test_a_source_of_the_wrong_kind_is_named_in_a_few_words(source, said):
+    """A module, tensor or array passed as the weights: the error named it by its whole repr
+    (dozens of lines for a module or an array); now in a few words, the error one line."""
+    from loftup.errors import UsageError
+
+    for load in (load_upsampler, load_with_record):
+        with pytest.raises(UsageError) as e:
+            load(source)
+        message = str(e.value)
+        assert message.startswith("source is a released upsampler's name (e.g. loftup_dinov2s)")
+        assert message.endswith(f", got {said}") and "\n" not in message
 
 
 def test_unknown_name_lists_released_names():

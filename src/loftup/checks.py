@@ -164,11 +164,21 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     )
 
 
+#: The longest repr :func:`shown` gives as it is.
+SHOWN_CHARS = 80
+
+
 def shown(value) -> str:
-    """``value`` in a few words for an error: a module as ``Linear(...)``, a tensor by its
-    shape (their reprs run to dozens of lines), anything else by its repr."""
+    """``value`` in a few words for a one-line error: a module as ``Linear(...)``, a tensor or
+    an array by its shape (their reprs run to dozens of lines), anything else by its repr, or
+    as ``dict(...)`` where that repr runs over lines or past :data:`SHOWN_CHARS`."""
     if isinstance(value, torch.nn.Module):
         return f"{type(value).__name__}(...)"
     if isinstance(value, torch.Tensor):
         return f"a Tensor of shape {tuple(value.shape)}"
-    return repr(value)
+    if isinstance(getattr(value, "shape", None), tuple):  # a NumPy array, say
+        return f"an array of shape {value.shape}"
+    text = repr(value)
+    if "\n" in text or len(text) > SHOWN_CHARS:
+        return f"{type(value).__name__}(...)"
+    return text

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write, write_json
+from ..checks import shown
 from ..convert import build_from_state, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
@@ -61,10 +62,7 @@ def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> No
     if not isinstance(source, (str, os.PathLike)):
         kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
         kinds += also
-        raise UsageError(
-            f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {source!r} "
-            f"({type(source).__name__})"
-        )
+        raise UsageError(f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(source)}")
 
 
 def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp:
