@@ -64,7 +64,10 @@ def test_the_device_is_resolved_once_per_call(tmp_path, image, monkeypatch):
         calls.append(args)
         return real(*args, **kwargs)
 
-    for module in (loftup.api, loftup.pipeline):  # every name the callers look it up by
+    from loftup.hub import loading
+
+    # every name the callers look it up by (the featurizers' loader: loftup.checks, at the call)
+    for module in (loftup.api, loftup.pipeline, loftup.checks, loading):
         monkeypatch.setattr(module, "resolve_device", counted)
     loftup.load_pipeline(folder, backbone_size=28, device="cpu")
     assert calls == [("cpu",)]

@@ -66,7 +66,7 @@ def evaluate(cfg, report=None) -> dict:
     cfg.check()
     from dataclasses import replace
 
-    from ..api import resolve_device
+    from ..checks import resolve_device
 
     # "auto" (or None) becomes the device it picks, and the results record that one
     cfg = replace(cfg, device=str(resolve_device(cfg.device)))

@@ -34,8 +34,8 @@ class FeaturePipeline:
     """
 
     def __init__(self, cfg: EvalConfig, *, policy: str) -> None:
-        from ..api import resolve_device
         from ..baselines import bilinear, get_upsampler
+        from ..checks import resolve_device
         from ..featurizers import get_featurizer
 
         self.device = resolve_device(cfg.device)  # "auto" too

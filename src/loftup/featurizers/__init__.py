@@ -144,7 +144,7 @@ def get_featurizer(
     check_input_norm(input_norm)
     spec = resolve(name)
     if device is not None:  # before loading: "cuda" on a machine without one is said in a line
-        from ..api import resolve_device
+        from ..checks import resolve_device
 
         device = resolve_device(device)
     model = spec.builder(weights, device)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write, write_json
-from ..checks import shown
+from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
@@ -82,8 +82,6 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
     ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
     released checkpoints, what the run used for ``loftup train``'s.
     """
-    from ..api import as_dtype, resolve_device
-
     check_source(source)
     if dtype is not None:
         dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..api import resolve_device
+from ..checks import resolve_device
 
 
 @dataclass(frozen=True)
