@@ -1,0 +1,62 @@
+"""A module knows the modules to its left, never to its right (the house style): the parts
+under everything else (the data, the hub, the backbones and the small shared helpers) import
+nothing of what is built on them. Read from the source, so an import inside a function counts
+too: data/ once imported loftup.eval to check an --out folder."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import loftup
+
+PACKAGE = Path(loftup.__file__).parent
+
+#: What the lower parts are used by, and so must not use.
+UPPER = {"api", "pipeline", "eval", "train", "world", "experiments", "extract", "cli", "bench"}
+LOWER = ["data", "hub", "featurizers", "paths.py", "checks.py", "atomic.py", "errors.py"]
+
+
+def imported_parts(path: Path, package: Path = PACKAGE) -> set[str]:
+    """The top-level parts of loftup that the file imports (``from ..eval.x import y``:
+    eval), at module level or inside a function; ``package``: the folder of loftup."""
+    inside = path.relative_to(package).parts[:-1]  # the packages the file lies in
+    parts = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(inside[: len(inside) - node.level + 1])
+            names = node.module.split(".") if node.module else [a.name for a in node.names]
+            parts.add((base + names)[0])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("loftup."):
+            parts.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            parts |= {a.name.split(".")[1] for a in node.names if a.name.startswith("loftup.")}
+    return parts
+
+
+def test_the_lower_parts_import_nothing_built_on_them():
+    wrong = {}
+    for part in LOWER:
+        files = [PACKAGE / part] if part.endswith(".py") else sorted((PACKAGE / part).rglob("*.py"))
+        assert files and all(f.is_file() for f in files), part
+        for f in files:
+            used = imported_parts(f) & UPPER
+            if used:
+                wrong[str(f.relative_to(PACKAGE))] = sorted(used)
+    assert not wrong, f"these import a part built on them: {wrong}"
+
+
+def test_the_reader_of_imports_sees_every_form(tmp_path):
+    """The check above would pass without a word if the reader missed a form of import."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    f = folder / "x.py"
+    f.write_text(
+        "from ..eval.pipeline import a\n"
+        "def g():\n"
+        "    from .. import train\n"
+        "    import loftup.world.demo\n"
+        "    from loftup.cli import main\n"
+        "from .images import b\n"
+    )
+    assert imported_parts(f, tmp_path) == {"eval", "train", "world", "cli", "data"}
