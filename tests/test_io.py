@@ -68,7 +68,8 @@ def test_16_bit_keeps_its_range_and_precision(tmp_path):
 
 
 def test_float_and_cmyk_files_as_the_readme_says(tmp_path):
-    """A float TIFF is grayscale in [0, 1] kept at full precision (values outside clipped);
+    """A float TIFF is grayscale in [0, 1] kept at full precision (a resampling's overshoot,
+    up to PIXEL_SLACK outside, clipped);
     a CMYK file is read as Pillow converts it to RGB."""
     ramp = np.linspace(-0.25, 1.25, 6 * 9, dtype=np.float32).reshape(6, 9)
     Image.fromarray(ramp, mode="F").save(tmp_path / "f.tiff")
@@ -81,6 +82,65 @@ def test_float_and_cmyk_files_as_the_readme_says(tmp_path):
     want = np.asarray(cmyk.convert("RGB"))
     assert np.array_equal(_pixels(load_image_tensor(tmp_path / "c.jpg")), want)
     assert np.array_equal(np.asarray(load_image(tmp_path / "c.jpg")), want)
+
+
+def test_a_float_image_outside_0_1_is_refused_not_clipped_to_white(tmp_path):
+    """A float TIFF of 0-255 values (what many tools write) was clipped to [0, 1] without a
+    word: an all-white picture, and features of it. Infinite pixels were clipped as well."""
+    ramp = np.linspace(0, 255, 6 * 9, dtype=np.float32).reshape(6, 9)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "f255.tiff")
+    for read in (load_image_tensor, load_image):
+        with pytest.raises(ImageReadError) as e:
+            read(tmp_path / "f255.tiff")
+        msg = str(e.value)
+        assert f"image {tmp_path / 'f255.tiff'}:" in msg and "from 0 to 255" in msg
+        assert "scale them to [0, 1]" in msg and "16-bit" in msg and "\n" not in msg
+    with pytest.raises(ImageReadError, match=r"the image: .* from 0 to 255"):
+        to_tensor(Image.fromarray(ramp, mode="F"))  # a PIL image of the caller's, unnamed
+    inf = np.full((4, 5), 0.5, np.float32)
+    inf[0, :2] = np.inf
+    Image.fromarray(inf, mode="F").save(tmp_path / "inf.tiff")
+    with pytest.raises(ImageReadError, match="2 of its pixels are NaN or infinite"):
+        load_image_tensor(tmp_path / "inf.tiff")
+
+
+def _int_tiff(path, values: np.ndarray) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, values)
+    assert Image.open(path).mode == "I"
+
+
+def test_integer_images_are_read_as_16_bit_or_refused(tmp_path):
+    """Pillow reads 32-bit and signed 16-bit integer TIFFs as mode "I": their values were
+    divided by 65535 and clipped, so 8-bit values came out near black and negative ones black.
+    A 32-bit image of 16-bit values, or a 16-bit file of dark ones, is read as 16-bit."""
+    eight = np.arange(0, 256, 5, dtype=np.uint32).reshape(4, 13)
+    _int_tiff(tmp_path / "u32_8bit.tif", eight)
+    for read in (load_image_tensor, load_image):
+        with pytest.raises(ImageReadError) as e:
+            read(tmp_path / "u32_8bit.tif")
+        msg = str(e.value)
+        assert "u32_8bit.tif: its 32-bit integer pixels run from 0 to 255" in msg
+        assert "8-bit values" in msg and "save it as an 8-bit (0-255)" in msg
+    _int_tiff(tmp_path / "s16.tif", np.array([[-100, 300], [0, 7]], np.int16))
+    with pytest.raises(ImageReadError, match=r"16-bit integer pixels run from -100 to 300, out"):
+        load_image_tensor(tmp_path / "s16.tif")
+    _int_tiff(tmp_path / "big.tif", np.array([[0, 70000]], np.int32))
+    with pytest.raises(ImageReadError, match=r"from 0 to 70000, outside the 16-bit range"):
+        load_image_tensor(tmp_path / "big.tif")
+    wide = np.linspace(0, 65535, 4 * 13).reshape(4, 13).astype(np.uint32)
+    _int_tiff(tmp_path / "u32_16bit.tif", wide)
+    want = torch.from_numpy(wide / 65535.0).float()
+    torch.testing.assert_close(load_image_tensor(tmp_path / "u32_16bit.tif")[2], want)
+    # a dark 16-bit PGM (Pillow's mode "I" too) is what it says: near black, not refused
+    dark = np.array([[0, 100], [200, 255]], ">u2")
+    (tmp_path / "dark.pgm").write_bytes(b"P5\n2 2\n65535\n" + dark.tobytes())
+    assert Image.open(tmp_path / "dark.pgm").mode == "I"
+    want = torch.from_numpy(dark.astype(np.float32) / 65535.0)
+    torch.testing.assert_close(load_image_tensor(tmp_path / "dark.pgm")[0], want)
+    with pytest.raises(ImageReadError, match="the image: its integer pixels run from 0 to 255"):
+        to_tensor(Image.fromarray(eight.astype(np.int32), mode="I"))  # no file: no depth known
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image", "truncated"])

@@ -3,7 +3,9 @@
 EXIF orientation is applied; grayscale, palette, RGBA (composited over white), CMYK and 16-bit
 images become RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
 float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit grayscale files
-(Pillow itself reads 16-bit colour files as 8-bit). A file that cannot be read raises
+(Pillow itself reads 16-bit colour files as 8-bit). A float image is taken as [0, 1] and a
+32-bit integer one as 16-bit; one whose values say otherwise (0-255 floats, 8-bit values in 32
+bits) is refused, never read as a white or black picture. A file that cannot be read raises
 :class:`ImageReadError` naming it.
 """
 
@@ -98,7 +100,8 @@ def max_image_pixels(limit: int | None):
 
 
 def _open(path: str | os.PathLike):
-    """The decoded PIL image with EXIF orientation applied."""
+    """The decoded PIL image with EXIF orientation applied, and the bits per sample its file
+    declares (:func:`_declared_bits`, which the turned copy no longer tells)."""
     from PIL import Image, ImageOps
 
     path = Path(path)
@@ -107,28 +110,87 @@ def _open(path: str | os.PathLike):
     try:
         with Image.open(path) as img:
             img.load()
-            return ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(img), _declared_bits(img)
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
-def _to_rgb_array(img, what: str = "the image") -> np.ndarray:
-    """A PIL image of any mode -> (H, W, 3) float32 in [0, 1] (``what``: its name in errors)."""
+def _declared_bits(img) -> int | None:
+    """The bits per sample of a Pillow mode "I" (32-bit integer) image's file: a TIFF's
+    BitsPerSample, 16 for the PNG and PGM files Pillow reads as "I", None when nothing says
+    (an image made in memory)."""
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None and 258 in tags:  # BitsPerSample: one per channel, or a single value
+        bits = tags[258]
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 16 if img.format in ("PNG", "PPM") else None
+
+
+#: How to make an image of integers or floats one loftup reads, in words.
+_SAVE_FIX = "save it as an 8-bit (0-255) or 16-bit (0-65535) image"
+
+
+def _gray_float(img, what) -> np.ndarray:
+    """A Pillow mode "F" image -> (H, W) float32 in [0, 1]: its values are taken as [0, 1],
+    give or take :data:`loftup.checks.PIXEL_SLACK` (a resampling's overshoot, clipped); NaN,
+    infinite and further values (0-255 ones, say) are refused, never clipped to white."""
+    from .checks import PIXEL_SLACK
+
+    gray = np.asarray(img, dtype=np.float32)
+    bad = int((~np.isfinite(gray)).sum())  # "no data" in a float TIFF: no colour to clip it to
+    if bad:
+        raise ImageReadError(
+            f"cannot read {what}: {bad} of its pixels are NaN or infinite (no value); "
+            "fill them with a value in [0, 1] first"
+        )
+    lo, hi = (float(gray.min()), float(gray.max())) if gray.size else (0.0, 0.0)
+    if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:
+        raise ImageReadError(
+            f"cannot read {what}: a floating-point image holds values in [0, 1], this "
+            f"one's run from {lo:.4g} to {hi:.4g}; scale them to [0, 1] (divide 0-255 values "
+            f"by 255) or {_SAVE_FIX}"
+        )
+    return np.clip(gray, 0, 1)
+
+
+def _gray_int(img, what, bits: int | None) -> np.ndarray:
+    """A Pillow mode "I" image (16-bit PNG or PGM, a 16- or 32-bit integer TIFF) -> (H, W)
+    float32 in [0, 1], read as 16-bit (0-65535). Values outside 0-65535 are refused, and so
+    are 8-bit ones (at most 255) in a file of more than 16 bits or of unknown depth: as 16-bit
+    they would be a near-black picture, as 8-bit a guess."""
+    values = np.asarray(img)
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    depth = f"{bits}-bit integer" if bits else "integer"
+    if lo < 0 or hi > 65535:
+        raise ImageReadError(
+            f"cannot read {what}: its {depth} pixels run from {lo} to {hi}, outside "
+            f"the 16-bit range 0-65535 loftup reads; scale them and {_SAVE_FIX}"
+        )
+    if (bits is None or bits > 16) and 0 < hi <= 255:
+        raise ImageReadError(
+            f"cannot read {what}: its {depth} pixels run from {lo} to {hi}, 8-bit "
+            f"values in a wider image (read as 16-bit they would be near black); {_SAVE_FIX}"
+        )
+    return values.astype(np.float32) / 65535.0
+
+
+def _to_rgb_array(img, path=None, bits: int | None = None) -> np.ndarray:
+    """A PIL image of any mode -> (H, W, 3) float32 in [0, 1] (``path``: its file, named in
+    errors; ``bits``: the bits per sample the file declared, :func:`_declared_bits` of ``img``
+    if None)."""
+    what = "the image" if path is None else f"image {path}"
     mode = img.mode
-    if mode.startswith("I;16") or mode == "I":  # 16-bit grayscale (PNG, TIFF)
+    if mode.startswith("I;16"):  # 16-bit grayscale (PNG, TIFF)
         gray = np.asarray(img, dtype=np.float32) / 65535.0
         return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
-    if mode == "F":  # floating point grayscale, taken as [0, 1]
-        gray = np.asarray(img, dtype=np.float32)
-        nan = int(np.isnan(gray).sum())  # "no data" in a float TIFF: no colour to clip it to
-        if nan:
-            raise ImageReadError(
-                f"cannot read image {what}: {nan} of its pixels are NaN (no value); fill them "
-                "with a value in [0, 1] first"
-            )
-        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
+    if mode in ("I", "F"):
+        if mode == "F":
+            gray = _gray_float(img, what)
+        else:
+            gray = _gray_int(img, what, _declared_bits(img) if bits is None else bits)
+        return np.repeat(gray[..., None], 3, axis=2)
     if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
@@ -140,7 +202,8 @@ def _to_rgb_array(img, what: str = "the image") -> np.ndarray:
 
 def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
     """The image at ``path`` as RGB (3, H, W) float32 in [0, 1], upright."""
-    array = _to_rgb_array(_open(path), path)
+    img, bits = _open(path)
+    array = _to_rgb_array(img, path, bits)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
@@ -148,10 +211,10 @@ def load_image(path: str | os.PathLike):
     """The image at ``path`` as an upright 8-bit RGB PIL image."""
     from PIL import Image
 
-    img = _open(path)
+    img, bits = _open(path)
     if img.mode == "RGB":
         return img
-    array = np.round(_to_rgb_array(img, path) * 255.0).astype(np.uint8)
+    array = np.round(_to_rgb_array(img, path, bits) * 255.0).astype(np.uint8)
     return Image.fromarray(array, mode="RGB")
 
 
