@@ -177,6 +177,12 @@ def test_settings_follow_the_demo_unless_set():
             "--levels gives 0.5 twice; give each level once",
         ),
         ({"name": "coords", "stage2_steps": 50}, "coords trains stage 1 only; --stage2-steps"),
+        # no cell of the grid is 4 px or less: it trained, then failed with a StopIteration
+        ({"name": "grid", "max_side": 4}, r"--max-side 4 leaves no cell.*--max-side 8 or more"),
+        # options another experiment reads were ignored without a word
+        ({"name": "coords", "max_side": 256}, "--max-side applies to the grid experiment only"),
+        ({"name": "stages", "noise_kinds": ["drop"]}, "--kinds applies to the mask-noise exp"),
+        ({"name": "grid", "noise_levels": [0.5]}, "--levels applies to the mask-noise experiment"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -187,6 +193,33 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_size_must_fit_the_patch():
     with pytest.raises(LoftUpError, match="multiple of 8"):
         ExperimentSettings("coords", size=60).resolved()
+
+
+def test_paths_are_expanded_and_a_quick_run_has_a_folder_of_its_own(tmp_path, monkeypatch):
+    """--out=~/x (no shell expands that ~) put the scenes and runs in ~/x (DemoConfig expands
+    it) and the report in ./~/x. A --quick run in the full run's default folder was refused
+    there ("another world"), with the advice to delete that folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = ExperimentSettings("coords", out="~/x", data="~/d", backbone_weights="~/w").resolved()
+    assert (s.out, s.data, s.backbone_weights) == tuple(str(tmp_path / n) for n in "xdw")
+    assert s.demo(0).out == s.out
+    assert ExperimentSettings("coords", quick=True).resolved().out == "experiments/coords-quick"
+    assert ExperimentSettings("coords").resolved().out == "experiments/coords"
+
+
+def test_a_scene_folder_of_the_users_is_held_out_whole(tmp_path):
+    """With --eval-root a scene folder, the default --eval-count was --val-scenes' (48): a
+    folder of fewer scenes was refused as "fewer than eval_count=48", a count never given."""
+    from loftup.data.scene_files import write_scenes
+    from loftup.data.scenes import SceneConfig
+
+    write_scenes(tmp_path / "w", SceneConfig(height=16, width=16), 5, progress=False)
+    s = ExperimentSettings("coords", eval_root=str(tmp_path / "w")).resolved()
+    assert s.eval_count == 5
+    assert ExperimentSettings("coords", eval_root=str(tmp_path / "w"), eval_count=4).resolved()
+    with pytest.raises(LoftUpError, match=r"--eval-count 6 is more than the 5 scenes in .*"
+                       r"give --eval-count 5 or less"):  # fmt: skip
+        ExperimentSettings("coords", eval_root=str(tmp_path / "w"), eval_count=6).resolved()
 
 
 # -- runs -----------------------------------------------------------------------------------------

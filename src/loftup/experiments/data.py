@@ -56,7 +56,10 @@ def load_eval_set(s: ExperimentSettings) -> EvalSet:
     root = Path(s.eval_root) if s.eval_root else make_val_scenes(s.demo(0))
     images, labels = load_val(root)
     if len(images) < n:
-        raise LoftUpError(f"{root} holds {len(images)} scenes, fewer than eval_count={n}")
+        raise LoftUpError(
+            f"{root} holds {len(images)} scenes, fewer than --eval-count {n}; give "
+            f"--eval-count {len(images)} or less"
+        )
     classes = read_world(root).config.num_classes
     return EvalSet(images[:n], labels[:n], classes, str(root))
 

@@ -16,11 +16,11 @@ from ..errors import UsageError
 from ..world.demo import lowres_features
 from . import plots
 from .data import EvalSet, load_backbone, training_root
-from .grid_views import GRIDS, RATIOS, cell_views, grid_cells, render_scenes, render_side
+from .grid_views import cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
 from .scoring import METRICS, score_upsampler
-from .settings import ExperimentSettings
+from .settings import GRIDS, RATIOS, ExperimentSettings
 from .stats import fmt, fmt_verdict, summarize, verdict
 
 LOFTUP = "LoftUp"

@@ -23,9 +23,6 @@ import torch.nn.functional as F
 
 from ..featurizers.sizes import resize_images
 
-GRIDS = (4, 8, 16, 32)
-RATIOS = (2, 4, 8, 16, 32)
-
 
 def grid_cells(grids, ratios, max_side: int) -> list[tuple[int, int]]:
     """(g, r) pairs whose output side g * r is at most ``max_side``, by grid then ratio."""

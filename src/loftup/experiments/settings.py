@@ -10,6 +10,7 @@ run of a minute or so (:data:`QUICK`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from ..errors import UsageError, check_threads
@@ -28,6 +29,15 @@ DEFAULT_STEPS = {
 
 #: mask-noise: the levels above 0 trained by default (0 is the clean reference).
 LEVELS = (0.25, 0.5, 1.0)
+
+#: grid: the low-resolution grids (cells a side) and upsampling ratios it scores; a cell g x g
+#: at ratio r has an output side of g * r, so no --max-side under the smallest holds a cell.
+GRIDS = (4, 8, 16, 32)
+RATIOS = (2, 4, 8, 16, 32)
+
+#: The options that one experiment alone reads (any other is refused, not silently ignored).
+ONLY = {"max_side": ("grid", "--max-side"), "noise_kinds": ("mask-noise", "--kinds"),
+        "noise_levels": ("mask-noise", "--levels")}  # fmt: skip
 
 #: What ``--quick`` sets where the user did not: a smoke run that still writes every output.
 QUICK = {
@@ -60,7 +70,7 @@ class ExperimentSettings:
 
     Arguments:
       name: the experiment (a key of :data:`DEFAULT_STEPS`).
-      out: its folder (default ``experiments/NAME``).
+      out: its folder (default ``experiments/NAME``; with ``quick``, ``experiments/NAME-quick``).
       seeds: seeds 0 .. seeds-1; each seeds the training runs and the probes (default 3).
       quick: smoke-test sizes for everything left unset (:data:`QUICK`).
       stage1_steps, stage2_steps: training budget (default: the experiment's).
@@ -73,7 +83,8 @@ class ExperimentSettings:
         ``eval_dataset``, a segmentation dataset (cocostuff, cityscapes, ade20k, voc); default:
         fresh offline scenes.
       eval_count: held-out images (half fit the probes, half score them); default val_scenes
-        (grid: at most 16, since each is scored at up to 17 grid x ratio cells).
+        (grid: at most 16, since each is scored at up to 17 grid x ratio cells; a scene folder
+        given as ``eval_root``: all its scenes).
       max_side: grid only: the largest output side scored (cells with g * r above it are left
         out; default 128, which keeps the grid experiment within 30 minutes).
       noise_kinds, noise_levels: mask-noise only: the kinds (default all five) and the levels
@@ -138,10 +149,21 @@ class ExperimentSettings:
             twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
             if twice is not None:
                 raise UsageError(f"{flag} {what.format(twice)}")
+        for key, (owner, flag) in ONLY.items():
+            if getattr(self, key) is not None and self.name != owner:
+                raise UsageError(f"{flag} applies to the {owner} experiment only, not to "
+                                 f"{self.name}; leave it out")  # fmt: skip
+        smallest = min(GRIDS) * min(RATIOS)
+        if self.max_side is not None and self.max_side < smallest:
+            raise UsageError(
+                f"--max-side {self.max_side} leaves no cell to score: the smallest is "
+                f"{min(GRIDS)}x{min(GRIDS)} at {min(RATIOS)}x, {smallest} px; give "
+                f"--max-side {smallest} or more"
+            )
         if self.masks not in ("sa1b", "superpixels", "sam"):
             raise UsageError(f"masks must be sa1b, superpixels or sam, got {self.masks!r}")
         check_threads(self.threads)
-        least = {"stage1_steps": 1, "stage2_steps": 1, "eval_count": 2, "max_side": 1}
+        least = {"stage1_steps": 1, "stage2_steps": 1, "eval_count": 2}
         if not DEFAULT_STEPS[self.name][1]:  # stage 1 only: no stage-2 budget to set
             if self.stage2_steps:
                 raise UsageError(
@@ -162,20 +184,38 @@ class ExperimentSettings:
         s1, s2 = DEFAULT_STEPS[self.name]
         fill = {"seeds": 3, "stage1_steps": s1, "stage2_steps": s2, "max_side": 128}
         fill.update(noise_kinds=list(KINDS), noise_levels=list(LEVELS))
-        fill["out"] = f"experiments/{self.name}"
+        # a smoke run of its own folder: in the full run's, its scenes and runs were refused
+        # as "another world" / "other settings", with the advice to delete that folder
+        fill["out"] = f"experiments/{self.name}" + ("-quick" if self.quick else "")
         fill.update({k: getattr(demo, k) for k in DEMO_FIELDS})
         if self.quick:
             fill.update({k: v for k, v in QUICK.items() if k != "stage2_steps" or s2})
+        for key, (owner, _) in ONLY.items():  # what another experiment does not read stays None
+            if self.name != owner:
+                del fill[key]
         values = {k: v for k, v in fill.items() if getattr(self, k) is None}
+        # "--out=~/x" reaches us unexpanded: the scenes and runs (DemoConfig expands it) went
+        # to ~/x, the report to ./~/x
+        for key in ("out", "data", "eval_root", "backbone_weights"):
+            path = values.get(key, getattr(self, key))
+            if path:
+                values[key] = os.path.expanduser(os.fspath(path))
         out = dataclasses.replace(self, **values)
         if out.eval_count is None:
             out.eval_count = min(16, out.val_scenes) if self.name == "grid" else out.val_scenes
+            if self._scene_folder():  # the user's held-out scenes: all of them
+                out.eval_count = self._scenes_held()
         demo = out.demo(0)  # the demo's values checked (size, scenes, learning rates...)
         if not out.data:
             demo.check_train_scenes()
         if out.eval_count < 2:
             raise UsageError(
                 f"eval_count must be at least 2 (half fit, half score), got {out.eval_count}"
+            )
+        if self._scene_folder() and out.eval_count > out._scenes_held():
+            raise UsageError(
+                f"--eval-count {out.eval_count} is more than the {out._scenes_held()} scenes in "
+                f"{out.eval_root}; give --eval-count {out._scenes_held()} or less"
             )
         offline = not (out.eval_root or out.eval_dataset or self.name == "grid")
         if offline and out.eval_count > out.val_scenes:  # the held-out scenes written for it
@@ -184,6 +224,17 @@ class ExperimentSettings:
                 "(--val-scenes); raise --val-scenes or lower --eval-count"
             )
         return out
+
+    def _scene_folder(self) -> bool:
+        """Whether the held-out set is a scene folder of the user's (``eval_root`` alone)."""
+        return bool(self.eval_root) and not self.eval_dataset and self.name != "grid"
+
+    def _scenes_held(self) -> int:
+        """The number of scenes in the ``eval_root`` scene folder (a LoftUpError naming it
+        when it is none)."""
+        from ..data.scene_files import read_world
+
+        return len(read_world(os.path.expanduser(self.eval_root)).names)
 
     def demo(self, seed: int):
         """The :class:`DemoConfig` of one seed (resolved settings only)."""
