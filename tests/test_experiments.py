@@ -19,7 +19,7 @@ from loftup.experiments.grid_views import (
     render_side,
 )
 from loftup.experiments.runs import Variant, run_stage, stage_configs
-from loftup.experiments.scoring import region_miou, small_area, small_regions
+from loftup.experiments.scoring import region_miou, score_upsampler, small_area, small_regions
 from loftup.experiments.stats import NO_DIFFERENCE, summarize, table, verdict
 
 # -- the verdict rule -----------------------------------------------------------------------------
@@ -83,6 +83,24 @@ def test_small_regions_are_small_connected_components_of_one_class():
 
 
 # -- grids ----------------------------------------------------------------------------------------
+
+
+def test_scoring_draws_no_progress_bar_of_its_own(capsys):
+    """Each upsampler, seed and grid cell drew an "upsampling" bar on stderr, --no-progress
+    or not (a quick grid run printed some 60 of them)."""
+    from loftup.baselines import get_upsampler
+    from loftup.experiments.data import EvalSet
+    from loftup.world.config import DemoConfig
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (4, 16, 16), generator=g)
+    evalset = EvalSet(torch.rand(4, 3, 16, 16, generator=g), labels, 3, "random")
+    lr = torch.randn(4, 6, 4, 4, generator=g)
+    r = score_upsampler(
+        get_upsampler("bilinear"), lr, evalset.images, evalset, DemoConfig(probe_epochs=1)
+    )
+    assert r["pred"].shape == (2, 16, 16) and 0 <= r["miou"] <= 1
+    assert capsys.readouterr().err == ""
 
 
 def test_grid_cells_and_views_are_the_sizes_they_claim():

@@ -73,9 +73,13 @@ def score_upsampler(
     ``small``: (N, H, W) small-region pixels (adds ``miou_small``/``miou_large``). Returns the
     demo's scores plus ``pred`` (N/2, H, W), the probe's labels on the scored half.
     """
-    from ..world.demo import score, upsampled_features
+    from ..world.demo import score
 
-    hr = upsampled_features({"upsampler": fn}, lr_feats, guidance)["upsampler"]
+    # in batches of 8, as the demo's upsampled_features, without its progress bar: one per
+    # upsampler, seed and cell, it drew a bar even under --no-progress
+    with torch.no_grad():
+        parts = [fn(lr_feats[i : i + 8], guidance[i : i + 8]) for i in range(0, len(lr_feats), 8)]
+    hr = torch.cat(parts).float()
     result = score(hr, evalset.labels, evalset.classes, demo_cfg)
     if small is not None:
         half = len(hr) // 2
