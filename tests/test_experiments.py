@@ -371,6 +371,21 @@ def test_cli_names_the_experiments_and_refuses_bad_input(capsys):
     assert "--eval-dataset needs --eval-root" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_folder_with_another_experiments_report_is_refused_before_any_work(tmp_path, capsys):
+    """`--out X` of a finished coords run given to attention overwrote coords' report.md and
+    results.json at the end, without a word."""
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "results.json").write_text('{"experiment": "coords"}')
+    assert main(["experiment", "attention", "--quick", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} holds the report of experiment 'coords', not 'attention'" in err
+    assert err.count("\n") == 1 and sorted(p.name for p in out.iterdir()) == ["results.json"]
+    (out / "results.json").write_text("[1]")
+    assert main(["experiment", "attention", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
 def test_a_dataset_short_of_eval_count_is_refused_not_split_across_its_halves(tmp_path):
     """The probes fit on the first half of the held-out set and score the second: from a
     dataset that is the training images, then the validation ones. A split with fewer images

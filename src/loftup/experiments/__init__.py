@@ -32,6 +32,7 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
 
     s = settings.resolved()
     check_folder_output(s.out, "--out")  # before any work, naming the option
+    _check_other_report(s)
     if s.threads:
         torch.set_num_threads(s.threads)
     if s.name == "grid":
@@ -42,6 +43,26 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
     from .variants import run_design
 
     return run_design(s, DESIGNS[s.name](s), json_path)
+
+
+def _check_other_report(s: ExperimentSettings) -> None:
+    """A UsageError if ``s.out`` holds the report of another experiment: it would be
+    overwritten at the end, its runs mixed with this one's (the same experiment again reuses
+    its finished runs and rewrites its report)."""
+    from pathlib import Path
+
+    from ..atomic import read_json_object
+    from ..errors import UsageError
+
+    try:
+        saved = read_json_object(Path(s.out) / "results.json")
+    except ValueError as e:
+        raise UsageError(f"{e}; choose another --out") from None
+    if saved is not None and saved.get("experiment") != s.name:
+        raise UsageError(
+            f"{s.out} holds the report of experiment {saved.get('experiment')!r}, not "
+            f"{s.name!r}; choose another --out"
+        )
 
 
 __all__ = ["EXPERIMENTS", "ExperimentSettings", "run_experiment"]
