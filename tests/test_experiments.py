@@ -201,6 +201,9 @@ def test_settings_follow_the_demo_unless_set():
         ({"name": "coords", "max_side": 256}, "--max-side applies to the grid experiment only"),
         ({"name": "stages", "noise_kinds": ["drop"]}, "--kinds applies to the mask-noise exp"),
         ({"name": "grid", "noise_levels": [0.5]}, "--levels applies to the mask-noise experiment"),
+        # an empty list trained the clean masks alone, then its loss curves divided by zero
+        ({"name": "mask-noise", "noise_kinds": []}, "--kinds needs at least one value"),
+        ({"name": "mask-noise", "noise_levels": []}, "--levels needs at least one value"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

@@ -134,6 +134,9 @@ class ExperimentSettings:
             raise UsageError("--eval-dataset needs --eval-root (the dataset's folder)")
         from ..train.noise import KINDS
 
+        for flag, given in (("--kinds", self.noise_kinds), ("--levels", self.noise_levels)):
+            if given is not None and not len(given):  # Python only: nargs="+" needs one
+                raise UsageError(f"{flag} needs at least one value (leave it out: all of them)")
         unknown = sorted(set(self.noise_kinds or ()) - set(KINDS))
         if unknown:
             raise UsageError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
