@@ -61,6 +61,9 @@ def test_quick_experiment_writes_table_json_and_figures(name, tmp_path, capsys):
         cell = results["cells"][0]
         assert cell["LoftUp"]["miou"]["n"] == 2 and "bilinear" in cell and "bicubic" in cell
         assert "| 4x4 -> 8 px (2x) |" in report
+        held = results["heldout"]  # the scenes of every cell, at each cell's own output side
+        assert held["size"] is None and held["output_sides"] == [8, 16, 32, 64]
+        assert (held["images"], held["fit"], held["scored"]) == (8, 4, 4)
         return
     for row in [*ROWS[name], "bilinear", "bicubic"]:
         assert f"| {row} | " in report

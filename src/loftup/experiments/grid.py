@@ -116,7 +116,10 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     summary = {key: {k: summarize(v) for k, v in d.items()} for key, d in scores.items()}
     any_view = next(iter(views.values()))["evalset"]
     results = {"experiment": s.name, "question": QUESTION, **provenance(s, any_view)}
-    results["heldout"]["images"] = s.eval_count
+    # every cell scores the same images at its own side: the first cell's size ("size" of
+    # provenance) described none of the others
+    results["heldout"].update(images=s.eval_count, size=None)
+    results["heldout"]["output_sides"] = sorted({g * r for g, r in cells})
     results["cells"] = [
         {"grid": g, "ratio": r, "output_side": g * r, "render_side": render_side(g, r,
          featurizer.patch_size), **{m: summary[(m, (g, r))] for m in METHODS}}
