@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from ..errors import UsageError, check_threads
 
 #: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
-#: (docs/experiments.md: about 1.1 s per stage-1 step and 1.4 s per stage-2 step at 64 px,
-#: batch 4, one thread of the shared 2-core machine).
+#: (docs/experiments.md: about 0.75-0.85 s per stage-1 step and 0.95 s per stage-2 step at
+#: 64 px, batch 4, one thread of the shared 2-core machine, under 30 minutes in all).
 DEFAULT_STEPS = {
     "coords": (220, 0),
     "attention": (130, 0),
