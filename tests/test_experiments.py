@@ -46,6 +46,19 @@ def test_a_difference_within_the_spread_is_no_finding():
     assert table({"a": {"m": ref}, "b": {"m": unmeasured}}, {"m": "m"}, "a", ("m",))
 
 
+def test_loss_curve_bands_are_the_tables_spread():
+    """The loss curves' band was numpy's std (ddof 0), the tables' the sample std (ddof 1):
+    with 3 seeds the figure showed the spread 0.82 times as wide as the rule under it."""
+    from loftup.experiments.plots import seed_band
+
+    seeds = [[1.0, 0.5, 0.3], [2.0, 1.0, 0.4], [3.0, 0.0, 0.8], [9.0]]
+    mean, std, length = seed_band(seeds)
+    assert length == 1 and mean.tolist() == [3.75]
+    assert std[0] == pytest.approx(summarize([1.0, 2.0, 3.0, 9.0])["std"])
+    mean, std, length = seed_band(seeds[:1])
+    assert length == 3 and std.tolist() == [0.0] * 3
+
+
 def test_table_compares_every_row_with_the_reference():
     rows = {
         "released": {"miou": summarize([0.70, 0.72, 0.74])},

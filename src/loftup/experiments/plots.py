@@ -59,8 +59,18 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
+def seed_band(seeds: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mean, sample std, steps) over seeds of per-step losses, smoothed, cut to the shortest
+    run: the band's spread is the tables' (ddof 1; 0 for one seed), not numpy's default."""
+    length = min(len(x) for x in seeds)
+    window = max(1, length // 20)
+    runs = np.stack([_smooth(np.asarray(x[:length], float), window) for x in seeds])
+    std = runs.std(0, ddof=1) if len(runs) > 1 else np.zeros(length)
+    return runs.mean(0), std, length
+
+
 def loss_curves(path, panels: dict, title: str) -> Path:
-    """Mean over seeds (line) and its std (band) of per-step losses, smoothed.
+    """Mean over seeds (line) and its sample std (band) of per-step losses, smoothed.
 
     ``panels``: {panel title: {line name: [per-seed list of losses]}}.
     """
@@ -73,12 +83,9 @@ def loss_curves(path, panels: dict, title: str) -> Path:
         ax.axis("off")
     for ax, (panel, lines) in zip(axes.flat, panels.items()):
         for name, seeds in lines.items():
-            length = min(len(x) for x in seeds)
-            if length == 0:
+            if min(len(x) for x in seeds) == 0:
                 continue
-            window = max(1, length // 20)
-            runs = np.stack([_smooth(np.asarray(x[:length], float), window) for x in seeds])
-            mean, std = runs.mean(0), runs.std(0)
+            mean, std, length = seed_band(seeds)
             steps = np.arange(1, length + 1)
             (line,) = ax.plot(steps, mean, label=name, lw=1.2)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
