@@ -113,7 +113,8 @@ def _int_tiff(path, values: np.ndarray) -> None:
 
 def test_integer_images_are_read_as_16_bit_or_refused(tmp_path):
     """Pillow reads 32-bit and signed 16-bit integer TIFFs as mode "I": their values were
-    divided by 65535 and clipped, so 8-bit values came out near black and negative ones black.
+    divided by 65535 and clipped, so 8-bit values came out near black, negative ones black and
+    a signed image's white (32767) mid-grey.
     A 32-bit image of 16-bit values, or a 16-bit file of dark ones, is read as 16-bit."""
     eight = np.arange(0, 256, 5, dtype=np.uint32).reshape(4, 13)
     _int_tiff(tmp_path / "u32_8bit.tif", eight)
@@ -123,9 +124,12 @@ def test_integer_images_are_read_as_16_bit_or_refused(tmp_path):
         msg = str(e.value)
         assert "u32_8bit.tif: its 32-bit integer pixels run from 0 to 255" in msg
         assert "8-bit values" in msg and "save it as an 8-bit (0-255)" in msg
-    _int_tiff(tmp_path / "s16.tif", np.array([[-100, 300], [0, 7]], np.int16))
-    with pytest.raises(ImageReadError, match=r"16-bit integer pixels run from -100 to 300, out"):
-        load_image_tensor(tmp_path / "s16.tif")
+    for values in ([[-100, 300], [0, 7]], [[0, 32767], [100, 7]]):  # no white level to read by
+        _int_tiff(tmp_path / "s16.tif", np.array(values, np.int16))
+        with pytest.raises(
+            ImageReadError, match=r"signed 16-bit integer pixels \(from .* no white"
+        ):
+            load_image_tensor(tmp_path / "s16.tif")
     _int_tiff(tmp_path / "big.tif", np.array([[0, 70000]], np.int32))
     with pytest.raises(ImageReadError, match=r"from 0 to 70000, outside the 16-bit range"):
         load_image_tensor(tmp_path / "big.tif")

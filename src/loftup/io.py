@@ -100,8 +100,8 @@ def max_image_pixels(limit: int | None):
 
 
 def _open(path: str | os.PathLike):
-    """The decoded PIL image with EXIF orientation applied, and the bits per sample its file
-    declares (:func:`_declared_bits`, which the turned copy no longer tells)."""
+    """The decoded PIL image with EXIF orientation applied, and the sample depth its file
+    declares (:func:`_declared_depth`, which the turned copy no longer tells)."""
     from PIL import Image, ImageOps
 
     path = Path(path)
@@ -110,22 +110,23 @@ def _open(path: str | os.PathLike):
     try:
         with Image.open(path) as img:
             img.load()
-            return ImageOps.exif_transpose(img), _declared_bits(img)
+            return ImageOps.exif_transpose(img), _declared_depth(img)
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
-def _declared_bits(img) -> int | None:
-    """The bits per sample of a Pillow mode "I" (32-bit integer) image's file: a TIFF's
-    BitsPerSample, 16 for the PNG and PGM files Pillow reads as "I", None when nothing says
-    (an image made in memory)."""
+def _declared_depth(img) -> tuple[int | None, bool]:
+    """(bits per sample, signed) of a Pillow mode "I" (32-bit integer) image's file: a TIFF's
+    BitsPerSample and SampleFormat, 16 unsigned for the PNG and PGM files Pillow reads as "I",
+    (None, False) when nothing says (an image made in memory)."""
     tags = getattr(img, "tag_v2", None)
     if tags is not None and 258 in tags:  # BitsPerSample: one per channel, or a single value
-        bits = tags[258]
-        return max(bits) if isinstance(bits, tuple) else int(bits)
-    return 16 if img.format in ("PNG", "PPM") else None
+        bits, form = tags[258], tags.get(339, 1)  # SampleFormat 2: signed integers
+        bits = max(bits) if isinstance(bits, tuple) else int(bits)
+        return bits, 2 in (form if isinstance(form, tuple) else (form,))
+    return (16 if img.format in ("PNG", "PPM") else None), False
 
 
 #: How to make an image of integers or floats one loftup reads, in words.
@@ -155,30 +156,37 @@ def _gray_float(img, what) -> np.ndarray:
     return np.clip(gray, 0, 1)
 
 
-def _gray_int(img, what, bits: int | None) -> np.ndarray:
+def _gray_int(img, what, depth: tuple[int | None, bool]) -> np.ndarray:
     """A Pillow mode "I" image (16-bit PNG or PGM, a 16- or 32-bit integer TIFF) -> (H, W)
-    float32 in [0, 1], read as 16-bit (0-65535). Values outside 0-65535 are refused, and so
-    are 8-bit ones (at most 255) in a file of more than 16 bits or of unknown depth: as 16-bit
-    they would be a near-black picture, as 8-bit a guess."""
+    float32 in [0, 1], read as 16-bit (0-65535); ``depth``: :func:`_declared_depth`. Values
+    outside 0-65535 are refused, and so are 8-bit ones (at most 255) in a file of more than 16
+    bits or of unknown depth (as 16-bit a near-black picture, as 8-bit a guess), and signed
+    16-bit files (white is 32767 or anything: as 16-bit they would be half as bright)."""
+    bits, signed = depth
     values = np.asarray(img)
     lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
-    depth = f"{bits}-bit integer" if bits else "integer"
+    kind = f"{'signed ' * signed}{bits}-bit integer" if bits else "integer"
+    if signed and bits is not None and bits <= 16:
+        raise ImageReadError(
+            f"cannot read {what}: its {kind} pixels (from {lo} to {hi}) have no white level "
+            f"loftup knows; scale them and {_SAVE_FIX}"
+        )
     if lo < 0 or hi > 65535:
         raise ImageReadError(
-            f"cannot read {what}: its {depth} pixels run from {lo} to {hi}, outside "
+            f"cannot read {what}: its {kind} pixels run from {lo} to {hi}, outside "
             f"the 16-bit range 0-65535 loftup reads; scale them and {_SAVE_FIX}"
         )
     if (bits is None or bits > 16) and 0 < hi <= 255:
         raise ImageReadError(
-            f"cannot read {what}: its {depth} pixels run from {lo} to {hi}, 8-bit "
+            f"cannot read {what}: its {kind} pixels run from {lo} to {hi}, 8-bit "
             f"values in a wider image (read as 16-bit they would be near black); {_SAVE_FIX}"
         )
     return values.astype(np.float32) / 65535.0
 
 
-def _to_rgb_array(img, path=None, bits: int | None = None) -> np.ndarray:
+def _to_rgb_array(img, path=None, depth: tuple[int | None, bool] | None = None) -> np.ndarray:
     """A PIL image of any mode -> (H, W, 3) float32 in [0, 1] (``path``: its file, named in
-    errors; ``bits``: the bits per sample the file declared, :func:`_declared_bits` of ``img``
+    errors; ``depth``: the sample depth the file declared, :func:`_declared_depth` of ``img``
     if None)."""
     what = "the image" if path is None else f"image {path}"
     mode = img.mode
@@ -189,7 +197,7 @@ def _to_rgb_array(img, path=None, bits: int | None = None) -> np.ndarray:
         if mode == "F":
             gray = _gray_float(img, what)
         else:
-            gray = _gray_int(img, what, _declared_bits(img) if bits is None else bits)
+            gray = _gray_int(img, what, _declared_depth(img) if depth is None else depth)
         return np.repeat(gray[..., None], 3, axis=2)
     if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
         img = img.convert("RGBA")
@@ -202,8 +210,8 @@ def _to_rgb_array(img, path=None, bits: int | None = None) -> np.ndarray:
 
 def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
     """The image at ``path`` as RGB (3, H, W) float32 in [0, 1], upright."""
-    img, bits = _open(path)
-    array = _to_rgb_array(img, path, bits)
+    img, depth = _open(path)
+    array = _to_rgb_array(img, path, depth)
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
@@ -211,10 +219,10 @@ def load_image(path: str | os.PathLike):
     """The image at ``path`` as an upright 8-bit RGB PIL image."""
     from PIL import Image
 
-    img, bits = _open(path)
+    img, depth = _open(path)
     if img.mode == "RGB":
         return img
-    array = np.round(_to_rgb_array(img, path, bits) * 255.0).astype(np.uint8)
+    array = np.round(_to_rgb_array(img, path, depth) * 255.0).astype(np.uint8)
     return Image.fromarray(array, mode="RGB")
 
 
