@@ -402,6 +402,18 @@ def test_a_folder_with_another_experiments_report_is_refused_before_any_work(tmp
     assert "cannot be read" in capsys.readouterr().err
 
 
+def test_a_json_copy_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """run_experiment(json_path=a folder) trained and scored everything, then failed on an
+    IsADirectoryError traceback."""
+    from loftup.experiments import run_experiment
+
+    (tmp_path / "taken").mkdir()
+    s = ExperimentSettings("coords", quick=True, out=str(tmp_path / "out"), progress=False)
+    with pytest.raises(LoftUpError, match=r"--json .*taken is a folder; give a file name"):
+        run_experiment(s, json_path=str(tmp_path / "taken"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_dataset_short_of_eval_count_is_refused_not_split_across_its_halves(tmp_path):
     """The probes fit on the first half of the held-out set and score the second: from a
     dataset that is the training images, then the validation ones. A split with fewer images

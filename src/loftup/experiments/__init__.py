@@ -25,13 +25,19 @@ EXPERIMENTS = tuple(DEFAULT_STEPS)
 
 
 def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -> dict:
-    """Run the experiment ``settings.name`` (settings left unset are resolved first)."""
+    """Run the experiment ``settings.name`` (settings left unset are resolved first);
+    ``json_path``: a copy of ``results.json`` there too."""
+    import os
+
     import torch
 
-    from ..paths import check_folder_output
+    from ..paths import check_file_output, check_folder_output
 
     s = settings.resolved()
     check_folder_output(s.out, "--out")  # before any work, naming the option
+    if json_path:  # (the command line checks its --json so too) not after 20 minutes' work
+        json_path = os.path.expanduser(os.fspath(json_path))
+        check_file_output(json_path, "--json")
     _check_other_report(s)
     if s.threads:
         torch.set_num_threads(s.threads)
