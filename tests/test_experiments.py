@@ -369,6 +369,17 @@ def test_weights_fingerprint_hashes_the_file(tmp_path):
     assert weights_fingerprint("dinov2_vits14", None)["sha256"] is None
 
 
+def test_the_command_recorded_is_a_loftup_command_or_none(monkeypatch):
+    """results.json and report.md gave "loftup" + sys.argv[1:] as the command whoever ran the
+    process: from Python, a notebook's or pytest's arguments passed off as a loftup command."""
+    from loftup.experiments.report import command
+
+    monkeypatch.setattr("sys.argv", ["pytest", "-q", "tests/test_x.py"])
+    assert command("coords") == []
+    monkeypatch.setattr("sys.argv", ["/bin/loftup", "experiment", "--quick", "coords"])
+    assert command("coords") == ["loftup", "experiment", "--quick", "coords"]
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 

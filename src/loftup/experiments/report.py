@@ -54,7 +54,7 @@ def provenance(s: ExperimentSettings, evalset: EvalSet) -> dict:
 
     return {
         "settings": s.to_dict(),
-        "command": ["loftup", *sys.argv[1:]] if sys.argv else [],
+        "command": command(s.name),
         "run": run_info("cpu"),
         "backbone": weights_fingerprint(s.backbone, s.backbone_weights),
         "heldout": {
@@ -66,6 +66,16 @@ def provenance(s: ExperimentSettings, evalset: EvalSet) -> dict:
             "scored": len(evalset.images) - len(evalset.images) // 2,
         },
     }
+
+
+def command(name: str) -> list[str]:
+    """The ``loftup experiment`` command line that runs this process, or [] when it was not
+    one (``run_experiment`` from Python: a notebook's or pytest's arguments are no command of
+    ours; the settings say what ran)."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["experiment"] and name in argv:
+        return ["loftup", *argv]
+    return []
 
 
 def header(title: str, question: str, results: dict) -> str:
@@ -80,7 +90,9 @@ def header(title: str, question: str, results: dict) -> str:
         "",
         question,
         "",
-        f"- command: `{' '.join(results['command'])}`",
+        f"- command: `{' '.join(results['command'])}`"
+        if results["command"]
+        else "- run from Python (`loftup.experiments.run_experiment`; settings in results.json)",
         f"- {s['seeds']} seeds; stage 1: {s['stage1_steps']} steps"
         + (f", stage 2: {s['stage2_steps']} steps" if s["stage2_steps"] else "")
         + f" of batch {s['batch_size']} at {s['size']} px; backbone `{b['name']}` "
