@@ -466,3 +466,16 @@ def test_a_stage2_folder_made_with_another_window_is_not_reused(tmp_path):
     other = load_config(None, ["init=somewhere"], stage=2)
     with pytest.raises(LoftUpError, match="differs in model.attention_window"):
         _check_same(other, tmp_path)
+
+
+def test_offline_scenes_are_written_without_a_bar_under_no_progress(tmp_path, capsys):
+    """The training and held-out scenes an experiment writes drew their "scenes" bars on
+    stderr under --no-progress too."""
+    from loftup.experiments.data import load_eval_set, training_root
+    from loftup.experiments.settings import ExperimentSettings
+
+    s = ExperimentSettings(name="coords", quick=True, out=str(tmp_path), progress=False)
+    s = s.resolved()
+    assert (training_root(s) / "world.json").is_file()
+    assert len(load_eval_set(s).images) == s.eval_count
+    assert capsys.readouterr().err == ""

@@ -19,7 +19,11 @@ def add_experiment(sub) -> None:
     p.add_argument("name", choices=EXPERIMENTS, metavar="NAME", help=", ".join(EXPERIMENTS))
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (every output, minutes)")
-    p.add_argument("--out", default=None, help="report folder (default experiments/NAME)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default experiments/NAME, or experiments/NAME-quick with --quick)",
+    )
     p.add_argument("--json", metavar="OUT", help="also copy results.json here ('-' for stdout)")
     p.add_argument("--stage1-steps", type=int, default=None, help="default: the experiment's")
     p.add_argument("--stage2-steps", type=int, default=None, help="default: the experiment's")

@@ -38,7 +38,7 @@ def training_root(s: ExperimentSettings) -> Path:
     if not s.data:
         from ..world.demo import make_train_scenes
 
-        return make_train_scenes(s.demo(0))
+        return make_train_scenes(s.demo(0), progress=s.progress)
     root = Path(s.data)
     if not root.is_dir():
         raise LoftUpError(f"training data folder {root} does not exist; check --data")
@@ -53,7 +53,7 @@ def load_eval_set(s: ExperimentSettings) -> EvalSet:
     n = s.eval_count
     if s.eval_dataset:
         return _dataset_eval_set(s.eval_dataset, s.eval_root, s.size, n)
-    root = Path(s.eval_root) if s.eval_root else make_val_scenes(s.demo(0))
+    root = Path(s.eval_root) if s.eval_root else make_val_scenes(s.demo(0), progress=s.progress)
     images, labels = load_val(root)
     if len(images) < n:
         raise LoftUpError(

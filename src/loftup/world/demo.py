@@ -80,21 +80,21 @@ def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
     return make_train_scenes(cfg, reuse=reuse), make_val_scenes(cfg, reuse=reuse)
 
 
-def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False) -> Path:
+def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
     cfg.check_train_scenes()
     root = Path(cfg.out) / "scenes" / "train"
     if reuse and (root / "world.json").is_file():
         return root
     big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
-    return write_scenes(root, big, cfg.train_scenes, seed=cfg.seed)
+    return write_scenes(root, big, cfg.train_scenes, seed=cfg.seed, progress=progress)
 
 
-def make_val_scenes(cfg: DemoConfig, *, reuse: bool = False) -> Path:
+def make_val_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
     root = Path(cfg.out) / "scenes" / "val"
     if reuse and (root / "world.json").is_file():
         return root
     val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
-    return write_scenes(root, val_cfg, cfg.val_scenes, seed=cfg.seed + 1)
+    return write_scenes(root, val_cfg, cfg.val_scenes, seed=cfg.seed + 1, progress=progress)
 
 
 def stage_config(
