@@ -479,3 +479,22 @@ def test_offline_scenes_are_written_without_a_bar_under_no_progress(tmp_path, ca
     assert (training_root(s) / "world.json").is_file()
     assert len(load_eval_set(s).images) == s.eval_count
     assert capsys.readouterr().err == ""
+
+
+def test_the_report_header_counts_in_words_that_agree():
+    """A one-step, one-seed run's report said "1 seeds; stage 1: 1 steps"."""
+    from loftup.experiments.report import header
+
+    def results(seeds, steps):
+        settings = {"name": "coords", "seeds": seeds, "stage1_steps": steps, "stage2_steps": 0,
+                    "batch_size": 2, "size": 32}  # fmt: skip
+        return {
+            "settings": settings, "command": [], "backbone": {"name": "b", "sha256": None},
+            "heldout": {"images": 4, "fit": 2, "scored": 2, "classes": 3, "source": "scenes"},
+            "run": {"loftup_version": "x", "git_commit": "y"},
+            "clock": {"seconds": {"total": 1.0}, "threads": 1,
+                      "load_average_1min": {"start": 0, "end": 0}},
+        }  # fmt: skip
+
+    assert "- 1 seed; stage 1: 1 step of batch 2" in header("t", "q", results(1, 1))
+    assert "- 3 seeds; stage 1: 20 steps of batch 2" in header("t", "q", results(3, 20))

@@ -93,8 +93,8 @@ def header(title: str, question: str, results: dict) -> str:
         f"- command: `{' '.join(results['command'])}`"
         if results["command"]
         else "- run from Python (`loftup.experiments.run_experiment`; settings in results.json)",
-        f"- {s['seeds']} seeds; stage 1: {s['stage1_steps']} steps"
-        + (f", stage 2: {s['stage2_steps']} steps" if s["stage2_steps"] else "")
+        f"- {_n(s['seeds'], 'seed')}; stage 1: {_n(s['stage1_steps'], 'step')}"
+        + (f", stage 2: {_n(s['stage2_steps'], 'step')}" if s["stage2_steps"] else "")
         + f" of batch {s['batch_size']} at {s['size']} px; backbone `{b['name']}` "
         f"(weights sha256 {sha}...)",
         f"- held-out: {held['images']} images ({held['fit']} fit each probe, {held['scored']} "
@@ -116,3 +116,8 @@ def write_report(out: Path, markdown: str, results: dict, json_path: str | None 
     write_json(out / "results.json", results)
     if json_path:
         write_json(json_path, results)
+
+
+def _n(count: int, word: str) -> str:
+    """``count`` and ``word``, plural unless it is one ("1 step", "2 steps")."""
+    return f"{count} {word}{'s' * (count != 1)}"
