@@ -290,6 +290,23 @@ def test_a_run_folder_made_with_other_settings_is_not_reused(tmp_path):
         run_stage(one)
 
 
+def test_a_finished_run_with_a_damaged_checkpoint_is_named_with_the_fix(tmp_path):
+    """A finished run folder whose checkpoint.pt was cut short ended in torch.load's
+    traceback when the experiment reused it."""
+    from loftup.train.config import load_config
+
+    s = ExperimentSettings("coords").resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    out = tmp_path / "runs" / "seed0" / "a" / "stage1"
+    (out / "final").mkdir(parents=True)
+    (out / "summary.json").write_text("{}")
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(one).to_dict()))
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(LoftUpError, match="checkpoint.pt") as e:
+        run_stage(one)
+    assert "\n" not in str(e.value) and "move this file away" in str(e.value)
+
+
 def test_an_interrupted_run_is_not_resumed_with_other_settings(tmp_path):
     """A folder with a checkpoint but no summary (the experiment was stopped mid-run) goes on
     only with the settings it began with: another learning rate would make a run of two."""

@@ -16,8 +16,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..errors import LoftUpError
 from .settings import ExperimentSettings
 
@@ -117,7 +115,7 @@ def check_configs(s: ExperimentSettings, variants) -> None:
 
 def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note)."""
-    from ..train.checkpoint import unpack_history
+    from ..train.checkpoint import load_checkpoint, unpack_history
     from ..train.config import load_config
     from ..train.loop import train
 
@@ -127,7 +125,7 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     finished = (out / "summary.json").is_file() and (out / "final").is_dir()
     if finished:
         _check_same(cfg, out)
-        raw = torch.load(ckpt, weights_only=True, map_location="cpu")
+        raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
         history = unpack_history(raw["history"])
         if raw["step"] > cfg.max_steps:
             raise LoftUpError(
