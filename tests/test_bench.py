@@ -525,18 +525,18 @@ def _out_of_memory():
 def test_big_output_keeps_the_tile_sizes_that_did_not_fail(monkeypatch):
     """4096 x 4096 in tiles of 2048 may not fit an 80 GB card: that tile size costs its own
     rows (listed under the section's failed), not the other tile sizes' (one decides a target)."""
-    from loftup.bench import gpu
+    from loftup.bench import gpu, large
     from loftup.bench.suite import summary
     from loftup.bench.targets import targets
 
-    upsample_into = gpu._upsample_into
+    upsample_into = large._upsample_into  # where big_output looks it up
 
     def out_of_memory_at_16(model, lr, image, out):
         if model.tile_size == 16:
             raise _out_of_memory()
         return upsample_into(model, lr, image, out)
 
-    monkeypatch.setattr(gpu, "_upsample_into", out_of_memory_at_16)
+    monkeypatch.setattr(large, "_upsample_into", out_of_memory_at_16)
     model, failed = LoftUp(dim=32).eval(), []
     results = gpu.big_output(
         model, 24, dtype=torch.float32, tile_sizes=(8, 16, 24), grid=4, device="cpu", failed=failed

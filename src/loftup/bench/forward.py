@@ -3,18 +3,19 @@ when given, a stand-in of the paper's implementation), timed alternating in one 
 
 Each row: time (median/best), peak memory of the first call, GFLOP/s achieved against the
 matrix-product peak measured in the same run, and each precision's deviation from float32.
+
+The precisions (:mod:`.precision`), the settings' checks (:mod:`.settings`), the paper's
+stand-in (:mod:`.reference`) and the table's text (:mod:`.table`) have modules of their own,
+their names importable from here too.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError, is_int
 from .core import (
     PeakMemory,
     attempt,
@@ -24,41 +25,24 @@ from .core import (
     tf32,
     time_alternating,
 )
+from .precision import DTYPES, deviation, dtype_name, precision_models
+from .reference import _reference, load_reference_class
+from .settings import check_settings
+from .table import fmt_dev, fmt_s, format_table
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def precision_models(model, dtypes) -> dict:
-    """``{name: model}``: the float32 model and a cast copy for each other dtype."""
-    out = {}
-    for name in dtypes:
-        if name not in DTYPES:
-            raise UsageError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
-        out[name] = (
-            model if DTYPES[name] == torch.float32 else copy.deepcopy(model).to(DTYPES[name])
-        )
-    return out
-
-
-def deviation(out: torch.Tensor, ref: torch.Tensor, chunk: int = 1 << 25) -> dict:
-    """Largest and mean |out - ref|, computed ``chunk`` elements at a time: at 4096 x 4096 x
-    384 whole float32 copies of both and their difference took about 100 GB (more than an
-    80 GB card holds); a NaN anywhere is the answer, as it would be in one pass."""
-    if out.shape != ref.shape:
-        raise ValueError(f"out {tuple(out.shape)} and ref {tuple(ref.shape)} differ in shape")
-    a, b = out.reshape(-1), ref.reshape(-1)
-    big = torch.zeros((), device=a.device)
-    total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for i in range(0, a.numel(), chunk):
-        d = (a[i : i + chunk].float() - b[i : i + chunk].to(a.device).float()).abs_()
-        big = torch.maximum(big, d.max())  # NaN propagates
-        total += d.sum(dtype=torch.float64)
-    mean = total.item() / a.numel() if a.numel() else float("nan")
-    return {"max_abs_dev_vs_float32": big.item(), "mean_abs_dev_vs_float32": mean}
+__all__ = [
+    "DTYPES",
+    "_reference",
+    "bench_forward",
+    "check_settings",
+    "deviation",
+    "dtype_name",
+    "fmt_dev",
+    "fmt_s",
+    "format_table",
+    "load_reference_class",
+    "precision_models",
+]
 
 
 def bench_forward(
@@ -165,62 +149,6 @@ def bench_forward(
         "results": rows,
         "failed": failed,  # cases that raised at a size (out of memory, say): no row there
     }
-
-
-def check_settings(
-    sizes=(224,),
-    *,
-    dim: int | None = 384,
-    grid: int = 16,
-    batch: int = 1,
-    repeats: int = 1,
-    warmup: int = 0,
-    tile_size: int | None = None,
-    chunk_size: int | None = None,
-    dtypes=("float32",),
-    budget_s: float | None = None,
-) -> None:
-    """A :class:`loftup.errors.UsageError` naming the first setting of :func:`bench_forward`
-    that it cannot run with (before any model is built or anything is timed). ``dim`` None:
-    the model is given, its own width is used."""
-    from ..model import LoftUpConfig
-
-    sizes = list(sizes)
-    if not sizes or not all(is_int(n) and n >= 1 for n in sizes):
-        raise UsageError(
-            f"sizes are output sides in pixels and must be integers >= 1, got "
-            f"{' '.join(map(str, sizes)) or 'none'}"
-        )
-    if dim is not None:
-        cfg = LoftUpConfig(dim=max(dim, 1) if is_int(dim) else 1)
-        extra, heads = cfg.width - cfg.dim, cfg.num_heads
-        if not is_int(dim) or dim < 1 or (dim + extra) % heads:
-            raise UsageError(
-                f"dim (feature channels) must be a positive multiple of {heads}: the attention "
-                f"width dim + {extra} is split over {heads} heads; got {dim} (e.g. 384)"
-            )
-    for name, value, least in (("grid", grid, 1), ("batch", batch, 1), ("repeats", repeats, 1),
-                               ("warmup", warmup, 0)):  # fmt: skip
-        if not is_int(value) or value < least:
-            what = {
-                "grid": "the low-res grid side",
-                "batch": "images per call",
-                "repeats": "timed calls per case",
-                "warmup": "untimed calls first",
-            }[name]
-            raise UsageError(f"{name} ({what}) must be an integer >= {least}, got {value}")
-    for name, value in (("tile_size", tile_size), ("chunk_size", chunk_size)):
-        if value is not None and (not is_int(value) or value < 1):
-            raise UsageError(
-                f"{name} must be >= 1 pixels, or left unset for the device's default; got {value}"
-            )
-    unknown = [d for d in dtypes if d not in DTYPES]
-    if unknown or not dtypes:
-        raise UsageError(
-            f"unknown dtype {unknown[0] if unknown else 'none'!r}; choose from {', '.join(DTYPES)}"
-        )
-    if budget_s is not None and not budget_s > 0:
-        raise UsageError(f"budget_s must be > 0 seconds or None, got {budget_s}")
 
 
 def _bench_size(
@@ -335,80 +263,3 @@ def _tf32(fn, lr, image):
 def _autocast(fn, lr, image, dtype):
     with torch.autocast(lr.device.type, dtype=dtype):
         return fn(lr, image)
-
-
-def _reference(cls, model, device):
-    """The paper's implementation (``cls``) holding ``model``'s weights."""
-    from ..hub import native_to_reference
-
-    state = native_to_reference({k: v.float() for k, v in model.state_dict().items()})
-    return cls.from_state_dict(state).to(device).eval()
-
-
-def load_reference_class(path):
-    """``ReferenceLoftUp`` from a Python file such as ``benchmarks/reference_impl.py``; a
-    :class:`loftup.errors.UsageError` saying what is wrong with the file when it cannot be had
-    (missing, a folder, not Python, an error while importing it, no such class)."""
-    import importlib.util
-    import os
-
-    fix = "give a Python file that defines ReferenceLoftUp, e.g. benchmarks/reference_impl.py"
-    where = f"reference implementation {path}"
-    if os.path.isdir(path):
-        raise UsageError(f"{where} is a folder; {fix}")
-    if not os.path.isfile(path):
-        raise UsageError(f"{where}: no such file; {fix}")
-    spec = importlib.util.spec_from_file_location("loftup_reference_standin", path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{where} is not a Python (.py) file; {fix}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise UsageError(
-            f"{where} has a Python syntax error at line {e.lineno}: {e.msg}; fix the file or {fix}"
-        ) from None
-    except Exception as e:  # the user's own file failed to run: say how, without a traceback
-        raise UsageError(
-            f"{where} failed while being imported: {type(e).__name__}: {e}; fix the file or {fix}"
-        ) from None
-    cls = getattr(module, "ReferenceLoftUp", None)
-    if cls is None:
-        raise UsageError(f"{where} defines no ReferenceLoftUp class; {fix}")
-    return cls
-
-
-def format_table(report: dict) -> str:
-    """The report as a fixed-width table."""
-    lines = [
-        f"{'method':<10} {'dtype':<9} {'size':>5} {'median':>10} {'best':>10} {'GFLOP/s':>8} "
-        f"{'%peak':>6} {'peak mem':>9} {'max dev':>8}"
-    ]
-    for r in report["results"]:
-        gf = f"{r['gflops_per_s']:.0f}" if "gflops_per_s" in r else ""
-        frac = f"{100 * r['fraction_of_peak']:.0f}%" if "fraction_of_peak" in r else ""
-        dev = fmt_dev(r["max_abs_dev_vs_float32"]) if "max_abs_dev_vs_float32" in r else ""
-        lines.append(
-            f"{r['method']:<10} {r.get('dtype', ''):<9} {r['size']:>5} {fmt_s(r['median_s']):>10} "
-            f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 2**20:>7.0f}MB "
-            f"{dev:>8}"
-        )
-    for f in report.get("failed", []):
-        lines.append(f"# failed: {f['method']} {f['dtype']} {f['size']}: {f['error']}")
-    m = report["machine"]
-    peaks = ", ".join(f"{k} {v:.0f}" for k, v in report.get("peak_gflops_per_s", {}).items())
-    lines.append(
-        f"# {m.get('gpu') or m['processor']}, {m['torch_threads']} threads, torch {m['torch']}, "
-        f"{m['date']}" + (f"; matmul peak GFLOP/s: {peaks}" if peaks else "")
-    )
-    return "\n".join(lines)
-
-
-def fmt_dev(d: float | None) -> str:
-    """A deviation as text; ``None`` is how a stored report holds a NaN or an infinity (its
-    JSON is strict), which is what a broken output gives."""
-    return "not finite" if d is None or not math.isfinite(d) else f"{d:.1e}"
-
-
-def fmt_s(s: float) -> str:
-    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"

@@ -8,12 +8,13 @@
 - ``smoke``: the ``gpu`` suite at toy sizes, on CUDA if present else on the CPU, to show that
   it runs before a GPU is lent.
 
-A section that fails is recorded with its error and the others still run.
+A section that fails is recorded with its error and the others still run. Joining a run's
+parts (:mod:`.parts`) and the summary's text (:mod:`.summary`) have modules of their own, their
+names importable from here too.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import traceback
 
@@ -22,8 +23,21 @@ import torch
 from ..errors import UsageError
 from . import gpu, scale
 from .core import kernel_state, machine_info, timing_mode
-from .forward import bench_forward, fmt_dev
-from .targets import format_targets, section_rows, targets
+from .forward import bench_forward
+from .parts import merge_reports, pytest_outcome
+from .summary import _fmt, summary
+from .targets import targets
+
+__all__ = [
+    "SECTIONS",
+    "SUITES",
+    "_fmt",
+    "check_sections",
+    "merge_reports",
+    "pytest_outcome",
+    "run_suite",
+    "summary",
+]
 
 SUITES = ("cpu", "gpu", "smoke")
 
@@ -75,7 +89,7 @@ def run_suite(
     short by a time limit keeps what it measured). ``only``: run just these sections (names in
     :data:`SECTIONS`); ``benchmarks/gpu.sh`` runs groups of them in separate processes, so that a
     failure that poisons the CUDA context costs one group, and joins them with
-    :func:`merge_reports`."""
+    :func:`.parts.merge_reports`."""
     if name not in SUITES:
         raise UsageError(f"unknown suite {name!r}; choose from {SUITES}")
     if only is not None:
@@ -269,102 +283,7 @@ def run_suite(
     return report
 
 
-def merge_reports(reports: list[dict]) -> dict:
-    """One report from the reports of one suite run in parts (``only``): the first's machine
-    and settings, every part's sections and section times."""
-    if not reports:
-        raise ValueError("nothing to merge")
-    suites = {r["suite"] for r in reports}
-    if len(suites) != 1:
-        raise ValueError(f"reports of different suites: {sorted(suites)}")
-    out = {k: v for k, v in reports[0].items() if k != "sections"}
-    out["sections"] = {}
-    seconds = {}
-    for r in reports:
-        for key, value in r["sections"].items():
-            if key == "_seconds":
-                seconds.update(value)
-            else:
-                out["sections"][key] = value
-    out["sections"]["_seconds"] = seconds
-    out["parts"] = [r["machine"].get("date") for r in reports]
-    if "targets" in out:
-        out["targets"] = targets(out)
-    return out
-
-
-def pytest_outcome(log: str) -> dict:
-    """What a ``pytest -q -rs --durations=N`` log says, for keeping with the figures:
-    ``{"summary": its last count line ("26 passed, 3 skipped in 91.2s") or None if it has none
-    (the run was killed), "skipped": the reasons given, "slowest": the durations' lines}``."""
-    lines = [ln.strip() for ln in log.splitlines()]
-    counts = re.compile(r"\b\d+ (passed|failed|skipped|errors?|xfailed|xpassed)\b")
-    ends = [ln.strip("= ") for ln in lines if counts.search(ln)]
-    return {
-        "summary": ends[-1] if ends else None,
-        "skipped": [ln for ln in lines if ln.startswith("SKIPPED ")],
-        "slowest": [ln for ln in lines if re.match(r"\d+\.\d+s (call|setup|teardown) ", ln)],
-    }
-
-
 def _cast(model, dtype):
     import copy
 
     return copy.deepcopy(model).to(dtype)
-
-
-def summary(report: dict) -> str:
-    """The figures the issues ask for, one per line."""
-    sec = report["sections"]
-    lines = [
-        f"suite {report['suite']} on {report['machine'].get('gpu') or report['machine']['processor']}"
-    ]
-    for key, value in sec.items():
-        if isinstance(value, dict) and "error" in value:
-            lines.append(f"  {key}: FAILED {value['error']}")
-        for f in value.get("failed", []) if isinstance(value, dict) else []:  # one case, one size
-            case = " ".join(str(v) for k, v in f.items() if k != "error")
-            lines.append(f"  {key}: {case} FAILED {f['error']}")
-    fwd = sec.get("forward", {})
-    if "results" in fwd:
-        by = {(r["method"], r["dtype"], r["size"]): r for r in fwd["results"]}
-        for (method, dt, size), r in sorted(
-            by.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])
-        ):
-            if method not in ("loftup", "loftup_graph"):
-                continue
-            ref = by.get(("reference", dt, size)) or by.get(("reference", "float32", size))
-            vs = (
-                f", reference {ref['best_s'] * 1e3:.1f} ms ({ref['best_s'] / r['best_s']:.1f}x)"
-                if ref
-                else ""
-            )
-            bil = by.get(("bilinear", "float32", size))
-            lines.append(
-                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {fmt_dev(r.get('max_abs_dev_vs_float32'))}{vs}"
-                + (f", bilinear {bil['best_s'] * 1e3:.2f} ms" if bil else "")
-            )
-    if isinstance(sec.get("parity"), dict) and "error" not in sec["parity"]:
-        p = sec["parity"]
-        lines.append(
-            "  parity with CPU float32: "
-            + ", ".join(
-                f"{k} {fmt_dev(v['max_abs_dev'])}" for k, v in p.items() if isinstance(v, dict)
-            )
-        )
-    for key in ("megapixels", "big_output", "batches", "ablation", "backbones"):
-        for r in section_rows(sec.get(key)):
-            lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items()))
-    for key in ("video", "compile", "capped_stream", "stream", "extraction"):
-        v = sec.get(key)
-        if isinstance(v, dict) and "error" not in v:
-            lines.append(f"  {key}: " + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()))
-    if report.get("suite") != "cpu":
-        lines += ["the GPU issue's targets:", format_targets(targets(report))]
-    return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from .forward import fmt_dev
+from .table import fmt_dev
 
 HALF = ("float16", "bfloat16")
 SIZES = (224, 448, 896, 1344, 2048)
