@@ -626,3 +626,17 @@ def test_plain_bench_times_in_the_suites_cudnn_mode(monkeypatch):
     with pytest.raises(Timed):  # on the CPU the flag is left alone
         main(["bench", "--device", "cpu", "--sizes", "24", "--no-peak"])
     assert seen == {"mode": False, "device": "cpu"}
+
+
+def test_bench_stream_adds_its_line_and_figures_to_the_table(tmp_path, capsys):
+    """`loftup bench --stream N` streams an N x N output of a model of --dim channels, in tiles
+    of --tile-size, after the table: one line printed, its figures under "stream"."""
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1", "--no-peak"]
+    assert main([*argv, "--tile-size", "16", "--stream", "24", "--json", str(out)]) == 0
+    st = json.loads(out.read_text())["stream"]
+    assert st["size"] == 24 and st["layout"] == "nhwc" and st["seconds"] > 0
+    assert 24 * 24 * 32 * 4 < st["file_bytes"] < 24 * 24 * 32 * 4 + 1024  # float32 and a header
+    assert re.search(
+        r"^stream 24x24: \d+\.\d s, 0\.0 GB file, peak own memory ", capsys.readouterr().out, re.M
+    )

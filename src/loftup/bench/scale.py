@@ -99,6 +99,19 @@ def bench_stream(
             os.rmdir(tmpdir)
 
 
+def bench_stream_random(
+    size: int, *, dim: int = 384, grid: int = 16, device="cpu", tile_size: int | None = None
+) -> dict:
+    """:func:`bench_stream` of a random LoftUp with ``dim`` channels (random weights time as the
+    released ones do), in tiles of ``tile_size`` (None: the device's default): what ``loftup
+    bench --stream N`` adds to its table."""
+    from ..model import LoftUp
+
+    model = LoftUp(dim=dim).eval().to(device)
+    model.tile_size = tile_size
+    return bench_stream(model, size, grid=grid, device=device)
+
+
 def bench_batches(model, size=224, batches=(1, 8, 32), *, grid=16, device="cpu", repeats=3) -> list:
     """Images per second for batches of one size."""
     rows = []

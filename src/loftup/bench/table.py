@@ -39,3 +39,12 @@ def fmt_dev(d: float | None) -> str:
 
 def fmt_s(s: float) -> str:
     return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def format_stream(st: dict) -> str:
+    """A :func:`loftup.bench.scale.bench_stream` result as one line."""
+    return (
+        f"stream {st['size']}x{st['size']}: {st['seconds']:.1f} s, "
+        f"{st['file_bytes'] / 1e9:.1f} GB file, peak own memory "
+        f"{st['peak_anon_memory_bytes'] / 1e9:.2f} GB"
+    )

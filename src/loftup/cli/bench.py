@@ -139,20 +139,17 @@ def _cmd_bench(args) -> int:
             graph_max_size=args.graph_max_size,
         )
         if args.stream:
-            from ..bench.scale import bench_stream
-            from ..model import LoftUp
+            from ..bench.scale import bench_stream_random
 
-            model = LoftUp(dim=args.dim).eval().to(args.device)
-            model.tile_size = args.tile_size
-            report["stream"] = bench_stream(model, args.stream, grid=args.grid, device=args.device)
+            report["stream"] = bench_stream_random(
+                args.stream, dim=args.dim, grid=args.grid, device=args.device,
+                tile_size=args.tile_size,
+            )  # fmt: skip
         print(format_table(report))
         if "stream" in report:
-            st = report["stream"]
-            print(
-                f"stream {st['size']}x{st['size']}: {st['seconds']:.1f} s, "
-                f"{st['file_bytes'] / 1e9:.1f} GB file, peak own memory "
-                f"{st['peak_anon_memory_bytes'] / 1e9:.2f} GB"
-            )
+            from ..bench.table import format_stream
+
+            print(format_stream(report["stream"]))
     if args.json:
         write_json(args.json, report)
     return 0
