@@ -640,3 +640,21 @@ def test_bench_stream_adds_its_line_and_figures_to_the_table(tmp_path, capsys):
     assert re.search(
         r"^stream 24x24: \d+\.\d s, 0\.0 GB file, peak own memory ", capsys.readouterr().out, re.M
     )
+
+
+def test_bench_stream_streams_with_the_model_s_convolutions(tmp_path):
+    """`loftup bench --conv direct --stream N` reported the table's settings (conv "direct")
+    while the stream ran with the device's default (Winograd here): its figures were of other
+    convolutions than the report said. The streamed file is now the model's own output."""
+    import numpy as np
+
+    from loftup.bench.scale import _inputs, bench_stream
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=32).eval()
+    model.tile_size, model.chunk_size, model.conv = 16, 64, "direct"
+    path = tmp_path / "f.npy"
+    bench_stream(model, 24, grid=4, path=path, layout="nchw", keep=True)
+    lr, image = _inputs(model, 24, 4, "cpu")
+    with torch.inference_mode():
+        assert torch.equal(torch.from_numpy(np.load(path)), model(lr, image))

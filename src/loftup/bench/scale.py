@@ -67,7 +67,8 @@ def bench_stream(
     model, size: int = 4096, *, grid=16, device="cpu", path=None, layout="nhwc", keep=False
 ) -> dict:
     """Stream one size x size output into a memory-mapped .npy: time, file size, and the peak
-    of the process's own (anonymous) memory, which leaves the file's pages out."""
+    of the process's own (anonymous) memory, which leaves the file's pages out. The model's
+    inference settings (``tile_size``, ``chunk_size``, ``conv``) are those it streams with."""
     from ..tiling import upsample_to_npy
 
     check_stream_size(size)
@@ -80,7 +81,10 @@ def bench_stream(
     try:
         with PeakMemory(device, anon=True) as mem:
             t0 = time.perf_counter()
-            upsample_to_npy(model, lr, image, path, layout=layout, tile_size=model.tile_size)
+            upsample_to_npy(
+                model, lr, image, path, layout=layout, tile_size=model.tile_size,
+                chunk_size=model.chunk_size, conv=model.conv,
+            )  # fmt: skip
             sync(device)
             seconds = time.perf_counter() - t0
         return {
@@ -100,15 +104,22 @@ def bench_stream(
 
 
 def bench_stream_random(
-    size: int, *, dim: int = 384, grid: int = 16, device="cpu", tile_size: int | None = None
+    size: int,
+    *,
+    dim: int = 384,
+    grid: int = 16,
+    device="cpu",
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    conv: str = "auto",
 ) -> dict:
     """:func:`bench_stream` of a random LoftUp with ``dim`` channels (random weights time as the
-    released ones do), in tiles of ``tile_size`` (None: the device's default): what ``loftup
-    bench --stream N`` adds to its table."""
+    released ones do), with the inference settings ``tile_size``, ``chunk_size`` and ``conv``
+    (see :func:`loftup.tiling.upsample`): what ``loftup bench --stream N`` adds to its table."""
     from ..model import LoftUp
 
     model = LoftUp(dim=dim).eval().to(device)
-    model.tile_size = tile_size
+    model.tile_size, model.chunk_size, model.conv = tile_size, chunk_size, conv
     return bench_stream(model, size, grid=grid, device=device)
 
 
