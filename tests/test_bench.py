@@ -658,3 +658,16 @@ def test_bench_stream_streams_with_the_model_s_convolutions(tmp_path):
     lr, image = _inputs(model, 24, 4, "cpu")
     with torch.inference_mode():
         assert torch.equal(torch.from_numpy(np.load(path)), model(lr, image))
+
+
+def test_a_stream_size_the_suite_would_not_use_is_refused(capsys):
+    """`--suite cpu --only stream` without --stream wrote a report with no section, and
+    `--stream N` with the gpu or smoke suite was dropped without a word: both are refused,
+    in one line, before anything runs."""
+    assert main(["bench", "--suite", "cpu", "--only", "stream"]) == 2
+    err = capsys.readouterr().err
+    assert "section 'stream' streams an N x N output" in err and "--stream N" in err
+    assert main(["bench", "--suite", "smoke", "--only", "parity", "--stream", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "is a section of suite 'cpu' only; suite 'smoke'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -97,6 +97,16 @@ def run_suite(
         check_sections(name, only)
     if stream_size is not None:
         scale.check_stream_size(stream_size)  # before anything is timed
+        if name != "cpu":  # not silently left out
+            raise UsageError(
+                f"stream_size (--stream N) is a section of suite 'cpu' only; suite {name!r} "
+                "streams its own output (capped_stream): leave it out"
+            )
+    elif only is not None and "stream" in only:  # not an empty report
+        raise UsageError(
+            "section 'stream' streams an N x N output to disk: give its side, stream_size "
+            "(--stream N, e.g. 4096)"
+        )
     from ..model import LoftUp
 
     smoke = name == "smoke"
