@@ -671,3 +671,27 @@ def test_a_stream_size_the_suite_would_not_use_is_refused(capsys):
     err = capsys.readouterr().err
     assert "is a section of suite 'cpu' only; suite 'smoke'" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_variant_of_the_ablation_that_fails_costs_its_own_row(monkeypatch):
+    """torch.compile failing on a GPU (a compiler error on a path never run there) lost the
+    whole ablation, every size and variant; it now costs its own row, with its error."""
+    import loftup.compiled
+    from loftup.bench.gpu import kernel_ablation
+
+    def broken_compile(model, **kwargs):
+        def fn(lr, image):
+            raise RuntimeError("InductorError: compilation failed")
+
+        return fn
+
+    monkeypatch.setattr(loftup.compiled, "compile_upsampler", broken_compile)
+    torch.manual_seed(0)
+    model = LoftUp(dim=32).eval()
+    rows = kernel_ablation(
+        model, (16,), dtype=torch.float32, grid=4, device="cpu", repeats=1, compile_sizes=(16,)
+    )
+    timed = {r["variant"] for r in rows if "best_s" in r}
+    assert {"default", "NCHW convolutions", "no Triton kernels"} <= timed
+    (failed,) = [r for r in rows if "error" in r]
+    assert failed["variant"] == "compiled" and "compilation failed" in failed["error"]

@@ -78,7 +78,8 @@ def kernel_ablation(
     attention, channels-last convolutions, rows mean-padded to multiples of 8 on a GPU, the
     Triton kernels of :mod:`loftup.kernels`), plain-math attention, NCHW convolutions, unpadded
     rows, PyTorch's kernels instead of the Triton ones, a CUDA graph of the eager forward (GPU),
-    and torch.compile (CUDA graphs on a GPU) at ``compile_sizes``."""
+    and torch.compile (CUDA graphs on a GPU) at ``compile_sizes``. A variant that raises (a
+    compilation, say) gets a row with its ``error`` instead of times; the others are timed."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from .. import kernels
@@ -127,9 +128,16 @@ def kernel_ablation(
             except Exception as e:  # noqa: BLE001 - measured where it works, reported where not
                 rows.append({"size": size, "variant": "CUDA graph", "error": repr(e)[:300]})
         if size in compile_sizes:
-            fn = compile_upsampler(m, device=device)
-            fn(lr, image)
-            cases["compiled"] = lambda fn=fn, lr=lr, image=image: fn(lr, image)
+            try:  # compiles on its first call
+                fn = compile_upsampler(m, device=device)
+                fn(lr, image)
+            except Exception as e:  # noqa: BLE001 - measured where it works, reported where not
+                rows.append({"size": size, "variant": "compiled", "error": repr(e)[:300]})
+            else:
+                cases["compiled"] = lambda fn=fn, lr=lr, image=image: fn(lr, image)
+        # a variant that fails here (a path not run before on this machine) costs its own row
+        for name, error in _preflight(cases, keep=("default",)).items():
+            rows.append({"size": size, "variant": name, "error": error[:300]})
         with torch.inference_mode():
             t = time_alternating(cases, device=device, warmup=2, repeats=repeats)
         base = t["default"]["best_s"]
