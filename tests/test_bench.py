@@ -695,3 +695,20 @@ def test_a_variant_of_the_ablation_that_fails_costs_its_own_row(monkeypatch):
     assert {"default", "NCHW convolutions", "no Triton kernels"} <= timed
     (failed,) = [r for r in rows if "error" in r]
     assert failed["variant"] == "compiled" and "compilation failed" in failed["error"]
+
+
+def test_summary_names_the_reference_s_precision_when_it_is_not_ours():
+    """Where the paper's code has no row in our precision (it failed there, say), the summary
+    compares with its float32 row: that speed-up is across precisions and must say so."""
+    from loftup.bench.suite import summary
+
+    def row(method, dtype, best_s):
+        return {"method": method, "dtype": dtype, "size": 224, "best_s": best_s}
+
+    rows = [row("loftup", "float32", 0.010), row("loftup", "bfloat16", 0.005)]
+    rows += [row("reference", "float32", 0.040), row("bilinear", "float32", 0.001)]
+    report = {"suite": "cpu", "machine": {"processor": "x"}, "sections": {"forward": {}}}
+    report["sections"]["forward"]["results"] = rows
+    lines = {ln.split()[1]: ln for ln in summary(report).splitlines() if ln.startswith("    224")}
+    assert ", reference 40.0 ms (4.0x)" in lines["float32"]
+    assert ", reference float32 40.0 ms (8.0x)" in lines["bfloat16"]

@@ -27,8 +27,11 @@ def summary(report: dict) -> str:
             if method not in ("loftup", "loftup_graph"):
                 continue
             ref = by.get(("reference", dt, size)) or by.get(("reference", "float32", size))
+            # in another precision than ours (none in ours, where it failed, say): said
+            other = f" {ref['dtype']}" if ref and ref["dtype"] != dt else ""
             vs = (
-                f", reference {ref['best_s'] * 1e3:.1f} ms ({ref['best_s'] / r['best_s']:.1f}x)"
+                f", reference{other} {ref['best_s'] * 1e3:.1f} ms "
+                f"({ref['best_s'] / r['best_s']:.1f}x)"
                 if ref
                 else ""
             )
