@@ -714,3 +714,27 @@ def test_summary_names_the_reference_s_precision_when_it_is_not_ours():
     lines = {ln.split()[1]: ln for ln in summary(report).splitlines() if ln.startswith("    224")}
     assert ", reference 40.0 ms (4.0x)" in lines["float32"]
     assert ", reference float32 40.0 ms (8.0x)" in lines["bfloat16"]
+
+
+def test_a_suite_runs_on_the_device_asked_for(monkeypatch, capsys):
+    """`--suite smoke --device cpu` on a machine with a GPU ran on the GPU: the CLI took "cpu",
+    its default, to mean "not given". Asked for, the CPU is used; not given, the suite's own
+    default (CUDA where present) still is."""
+    import loftup.bench.suite
+
+    seen = []
+
+    class Ran(Exception):
+        pass
+
+    def timing_mode(device):  # the first step on the suite's device: what ran where, no more
+        seen.append(device)
+        raise Ran
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, as far as the
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # suite's default can tell
+    monkeypatch.setattr(loftup.bench.suite, "timing_mode", timing_mode)
+    for device in (["--device", "cpu"], []):
+        with pytest.raises(Ran):
+            main(["bench", "--suite", "smoke", "--only", "parity", *device])
+    assert seen == ["cpu", "cuda"]

@@ -13,7 +13,11 @@ def add_bench(sub) -> None:
                    help="square output sides to time (default: 224 448 896)")  # fmt: skip
     p.add_argument("--dim", type=int, default=384, help="feature channels C (default 384)")
     p.add_argument("--grid", type=int, default=16, help="low-res grid side h = w (default 16)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda or cuda:N (default: cpu; with --suite gpu or smoke, cuda if present)",
+    )
     p.add_argument(
         "--dtypes",
         nargs="+",
@@ -86,7 +90,8 @@ def _cmd_bench(args) -> int:
     from ..bench.forward import check_settings
     from ..bench.scale import check_stream_size
 
-    args.device = picked_device(args.device)
+    chosen = args.device  # None: not given
+    args.device = picked_device(args.device or "cpu")
     check_threads(args.threads)
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
@@ -106,7 +111,7 @@ def _cmd_bench(args) -> int:
 
         report = run_suite(  # checks the sections before anything runs
             args.suite,
-            device=None if args.device == "cpu" and args.suite != "cpu" else args.device,
+            device=args.device if chosen else None,  # None: the suite's own default
             reference=reference,
             stream_size=args.stream,
             # each section's figures saved as they come; stdout gets the whole report once
