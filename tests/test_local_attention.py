@@ -38,7 +38,7 @@ def test_masked_and_gathered_local_attention_agree(window):
 
 def test_fast_path_forms_agree_with_the_scale_folded_into_the_queries():
     """The inference path's call (scale 1: folded into q) takes the same two forms."""
-    from loftup.fastpath import local_attention
+    from loftup.local_attention import local_attention
 
     torch.manual_seed(0)
     h, w, height, width = 6, 7, 23, 26
@@ -75,7 +75,7 @@ def test_neighbour_span_holds_every_index_of_its_rows():
 def test_pieces_and_spans_give_the_same_attention_and_gradients(monkeypatch, form):
     """Queries in pieces of bounded memory, over only the span's keys, give what all at once
     over every key gives, gradients included."""
-    import loftup.fastpath as fp
+    import loftup.local_attention as la
     from loftup.layers import neighbour_span
 
     torch.manual_seed(0)
@@ -87,10 +87,10 @@ def test_pieces_and_spans_give_the_same_attention_and_gradients(monkeypatch, for
     qs = q[:, :, 20 * width : 45 * width]
     span = neighbour_span(h, w, height, 3, rows)
     assert span[1] - span[0] < h * w  # the span leaves keys out
-    whole = fp.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form)
+    whole = la.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form)
     grads = torch.autograd.grad(whole.square().sum(), (q, k, v))
-    monkeypatch.setattr(fp, "LOCAL_ATTENTION_BYTES", 4000)  # pieces of a few queries
-    pieces = fp.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form, span=span)
+    monkeypatch.setattr(la, "LOCAL_ATTENTION_BYTES", 4000)  # pieces of a few queries
+    pieces = la.local_attention(qs, k, v, nbrs, 0.5, dense_ratio=form, span=span)
     assert (pieces - whole).abs().max().item() < 1e-5
     for a, b in zip(torch.autograd.grad(pieces.square().sum(), (q, k, v)), grads):
         assert (a - b).abs().max().item() < 1e-4 * max(1.0, b.abs().max().item())

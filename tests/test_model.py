@@ -240,11 +240,11 @@ def test_a_half_precision_guidance_image_is_warned_about(monkeypatch):
     import copy
     import warnings
 
-    from loftup import fastpath
+    from loftup import cpu
 
     # a CPU that emulates bfloat16 says so once per process, whichever test runs first: taken
     # as said here, so that only the guidance image's warning is tested
-    monkeypatch.setattr(fastpath, "_WARNED_EMULATED", {torch.bfloat16})
+    monkeypatch.setattr(cpu, "_WARNED_EMULATED", {torch.bfloat16})
     torch.manual_seed(0)
     model = LoftUp(dim=8, num_heads=2).eval()
     lr, image = torch.randn(1, 8, 4, 4), torch.randn(1, 3, 32, 32)
@@ -264,9 +264,9 @@ def test_an_emulated_cpu_precision_is_warned_about_once(monkeypatch):
     """bfloat16 on a CPU without bfloat16 instructions (AVX2 only) runs several times slower
     than float32: the forward says so once per process, whether the weights or CPU autocast
     ask for it, and says nothing where the CPU has them."""
-    from loftup import fastpath
+    from loftup import cpu
 
-    monkeypatch.setattr(fastpath, "_WARNED_EMULATED", set())
+    monkeypatch.setattr(cpu, "_WARNED_EMULATED", set())
     model = LoftUp(16).eval()
     lr, image = torch.randn(1, 16, 3, 3), torch.randn(1, 3, 12, 12)
     with warnings.catch_warnings(record=True) as seen, torch.no_grad():
@@ -277,7 +277,7 @@ def test_an_emulated_cpu_precision_is_warned_about_once(monkeypatch):
         model.to(torch.bfloat16)(lr.bfloat16(), image)
         model.float()(lr, image)  # float32: never
     said = [str(w.message) for w in seen if "emulates" in str(w.message)]
-    if fastpath.cpu_emulates(torch.bfloat16):
+    if cpu.cpu_emulates(torch.bfloat16):
         assert len(said) == 1 and "no bfloat16 instructions (AVX-512 BF16 or AMX)" in said[0]
         assert "compute in float32 on this machine" in said[0]
     else:

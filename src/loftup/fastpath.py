@@ -7,106 +7,48 @@ dtype; the coordinate channels are computed once per row and once per column.
 
 Shapes: ``lr_feats`` (B, C, h, w); image regions (B, 3, rh, rw); tokens (B, n, Dp), where Dp
 is the token width D mean-padded to the alignment (:mod:`loftup.fused`; Dp = D on the CPU).
+
+Beside the steps: the per-shape memo and the functions the compiler leaves eager in
+:mod:`loftup.memo`, oneDNN's fused linear kernels in :mod:`loftup.cpu`, local attention in
+:mod:`loftup.local_attention`; their names are importable from here too, as they always were.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 
 from . import kernels
+from .cpu import (  # noqa: F401  (importable from here, as before the split)
+    _WARNED_EMULATED,
+    _onednn_ok,
+    _onednn_works,
+    add_linear,
+    cpu_emulates,
+    linear,
+    warn_if_emulated,
+)
 from .fused import FusedWeights
-
-#: The functions the compiler must leave as they are, by name: each is called through this
-#: table, which :func:`compile_ready` fills with their ``torch.compiler.disable`` versions before
-#: anything is compiled (importing the compiler costs about 2 s, which every command would pay
-#: if they were decorated at import).
-_EAGER: dict = {}
-
-
-def _eager_under_compile(fn):
-    """``fn``, left eager by ``torch.compile`` once :func:`compile_ready` has run."""
-    _EAGER[fn.__name__] = fn
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        return _EAGER[fn.__name__](*args, **kwargs)
-
-    return call
-
-
-def compile_ready() -> None:
-    """Mark the functions that must run eagerly for ``torch.compile`` (idempotent); called by
-    :func:`loftup.compiled.compile_upsampler` before it compiles."""
-    for name, fn in list(_EAGER.items()):
-        if not getattr(fn, "_loftup_eager", False):
-            fn = torch.compiler.disable(fn)
-            fn._loftup_eager = True
-            _EAGER[name] = fn
+from .local_attention import (  # noqa: F401  (importable from here, as before the split)
+    DENSE_LOCAL_RATIO,
+    LOCAL_ATTENTION_BYTES,
+    _local_piece,
+    local_attention,
+)
+from .memo import (  # noqa: F401  (importable from here, as before the split)
+    _EAGER,
+    _capturing,
+    _eager_under_compile,
+    _empty,
+    compile_ready,
+    memo,
+)
 
 
 def axis_features(coords: torch.Tensor, freqs: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """(L,) coordinates, (n,) frequencies, (2, n) phases -> (L, 2n): sines then cosines."""
     arg = coords[:, None] * freqs[None, :]
     return torch.cat([torch.sin(arg + phases[0]), torch.cos(arg + phases[1])], dim=1)
-
-
-def memo(fw: FusedWeights, key: tuple, make):
-    """``make()``, computed once per folded weights and ``key`` (a shape, a device): the
-    positional and coordinate encodings, a dozen small kernels each that a small output or a
-    CUDA graph would otherwise repeat on every call. Recomputed under ``torch.compile``, which
-    traces them, and during a CUDA graph's capture (a tensor made then holds nothing until the
-    graph runs; the graph computes it on each replay). The memo is emptied when it holds 512
-    entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`).
-
-    On a GPU an entry is made by kernels queued on the stream current then (the image's half
-    may be queued on a second one, :func:`loftup.tiling.start_upsample`): until they have run,
-    a reader on another stream waits for them (an event recorded after them), rather than
-    reading memory they have not written yet."""
-    if torch.compiler.is_compiling():
-        return make()
-    hit = fw.memo.get(key)
-    if hit is None:
-        if _capturing():
-            return make()
-        if len(fw.memo) >= 512:
-            _empty(fw.memo)
-        hit = fw.memo[key] = make()
-        dev = key[-1]
-        if isinstance(dev, torch.device) and dev.type == "cuda":
-            made = torch.cuda.Event()
-            made.record(torch.cuda.current_stream(dev))
-            fw.memo[("made", key)] = made
-    else:
-        made = fw.memo.get(("made", key))
-        if made is not None and not _capturing():  # a capture begins synchronised: all done
-            if made.query():  # done: no stream need wait for it again
-                del fw.memo[("made", key)]
-            else:
-                torch.cuda.current_stream(key[-1]).wait_event(made)
-    return hit
-
-
-def _capturing() -> bool:
-    """Whether this thread's current CUDA stream is capturing a graph (never on the CPU)."""
-    return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
-
-
-def _empty(cache: dict) -> None:
-    """Drop every entry, once the GPU work queued so far is done: an entry may still be read
-    by a kernel queued on another stream (the image's half on a second one), and its memory
-    would otherwise go back to the allocator under it."""
-    devices = {
-        t.device
-        for v in cache.values()
-        for t in (v if isinstance(v, (tuple, list)) else (v,))
-        if isinstance(t, torch.Tensor) and t.is_cuda
-    }
-    for d in devices:
-        torch.cuda.synchronize(d)
-    cache.clear()
 
 
 def grid_encoding(fw: FusedWeights, h: int, w: int, device) -> torch.Tensor:
@@ -369,145 +311,3 @@ def mean_pad(x: torch.Tensor, real: int) -> None:
     in place (see "mean padding" in :mod:`loftup.fused`)."""
     if x.shape[-1] > real:
         x[..., real:] = x[..., :real].mean(-1, keepdim=True)
-
-
-def add_linear(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x + a @ w.T`` for (N, D) ``x``, in place; on the CPU in float32 one oneDNN call with
-    the addition fused (about 20% faster than MKL's in-place ``addmm_`` here)."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_ok(x.dtype):
-        return torch.ops.mkldnn._linear_pointwise.binary(a, x, w, None, "add")
-    return x.addmm_(a, w.t())
-
-
-def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gelu: bool = False) -> torch.Tensor:
-    """``F.linear`` (then exact GELU); on the CPU one oneDNN call with the bias (and GELU)
-    fused, which saves a pass over the output (not under ``torch.compile``, which fuses
-    these itself)."""
-    cpu_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-    if cpu_ok and _onednn_ok(x.dtype):
-        return torch.ops.mkldnn._linear_pointwise(
-            x, w, b, "gelu" if gelu else "none", [], "none" if gelu else ""
-        )
-    y = F.linear(x, w, b)
-    return F.gelu(y) if gelu else y
-
-
-def _onednn_ok(dtype: torch.dtype) -> bool:
-    """oneDNN's fused linear kernels: present, working in ``dtype``, and not under
-    ``torch.compile``."""
-    return not torch.compiler.is_compiling() and _onednn_works(dtype)
-
-
-@functools.cache
-def _onednn_works(dtype: torch.dtype) -> bool:
-    """Whether both fused kernels run and give the right numbers in ``dtype``: bfloat16 needs
-    a CPU with bf16 instructions (AVX-512 BF16 or AMX); on others (AVX2 only) oneDNN cannot
-    build the kernel and the plain ``F.linear`` runs instead."""
-    try:
-        x, w = torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype)
-        y = torch.ops.mkldnn._linear_pointwise(x, w, torch.zeros(4, dtype=dtype), "none", [], "")
-        z = torch.ops.mkldnn._linear_pointwise.binary(x, y, w, None, "add")
-        return bool(torch.equal(z, torch.full((2, 4), 6.0, dtype=dtype)))
-    except (AttributeError, RuntimeError):
-        return False
-
-
-#: Local attention runs as dense attention with a mask while the keys it considers (the
-#: chunk's span of grid rows, see :func:`loftup.layers.neighbour_span`) number at most this many
-#: per window token (M <= ratio * k * k); beyond, each pixel's keys are gathered. Both give the
-#: same numbers. On a CPU (2 threads, 4 heads of 104) the masked form is 4-13x faster for 8x8
-#: to 16x16 grids (28 or fewer tokens per window token) in float32 and 3-6x in bf16, and the
-#: gathered one wins in bf16 from about 40 tokens per window token on (in float32 from about
-#: 120: 3.2 s against 11.6 s at 41, 14.7 s against 12.3 s at 164, 5x5 windows over a 448 x 448
-#: output); the gathered form also copies every pixel's K keys and values, the masked one
-#: writes only an (n, M) mask.
-DENSE_LOCAL_RATIO = 32
-
-
-def local_attention(
-    q, k, v, neighbours, scale: float = 1.0, dense_ratio=None, span=None
-) -> torch.Tensor:
-    """Each query (B, heads, n, hd) against its own keys/values ``neighbours`` (n, K) among the
-    M tokens of ``k``, ``v`` (B, heads, M, hd), logits times ``scale`` (1: folded into ``q``).
-
-    ``span``: optional [lo, hi) range of the tokens holding every index in ``neighbours``
-    (:func:`loftup.layers.neighbour_span`); only those tokens are considered. Masked dense
-    attention while they number at most ``dense_ratio`` * K (default
-    :data:`DENSE_LOCAL_RATIO`), else each query's keys and values gathered; either way in
-    pieces of queries whose working memory is about :data:`LOCAL_ATTENTION_BYTES` at most.
-    """
-    ratio = DENSE_LOCAL_RATIO if dense_ratio is None else dense_ratio
-    if span is not None and span[1] - span[0] < k.shape[-2]:
-        k, v = k[:, :, span[0] : span[1]], v[:, :, span[0] : span[1]]
-        neighbours = neighbours - span[0]
-    (n, nk), m = neighbours.shape, k.shape[-2]
-    dense = m <= ratio * nk
-    rows = k.shape[0] * k.shape[1] * k.element_size()  # bytes of one (B, heads) element
-    if dense:  # the mask, its additive float copy; the CPU's math kernel writes the logits
-        per_query = m * (1 + k.element_size() + (2 * rows if q.device.type == "cpu" else 0))
-    else:  # the gathered keys and values, the logits and their softmax
-        per_query = nk * rows * (2 * k.shape[-1] + 2)
-    step = max(1, LOCAL_ATTENTION_BYTES // per_query)
-    if n <= step:
-        return _local_piece(q, k, v, neighbours, scale, dense)
-    out = q.new_empty(*q.shape[:-1], v.shape[-1])
-    for s in range(0, n, step):
-        piece = (q[:, :, s : s + step], k, v, neighbours[s : s + step], scale, dense)
-        out[:, :, s : s + step] = _local_piece(*piece)
-    return out
-
-
-#: Working memory of one piece of :func:`local_attention`, in bytes (its pieces of queries
-#: are sized to it; at the GPU's default chunk of 2^18 pixels, gathering every pixel's 25 keys
-#: and values of 416 channels at once would take 11 GB in half precision).
-LOCAL_ATTENTION_BYTES = 1 << 28
-
-
-def _local_piece(q, k, v, neighbours, scale: float, dense: bool) -> torch.Tensor:
-    """:func:`local_attention` of all of ``q`` at once, in the form ``dense`` says."""
-    if dense:
-        allowed = torch.zeros(neighbours.shape[0], k.shape[-2], dtype=torch.bool, device=q.device)
-        allowed.scatter_(1, neighbours, True)  # the window's tokens are distinct
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
-    kg, vg = k[:, :, neighbours], v[:, :, neighbours]  # (B, heads, n, K, hd)
-    logits = q.unsqueeze(-2) @ kg.transpose(-1, -2)
-    if scale != 1.0:
-        logits = logits * scale
-    return (logits.softmax(-1) @ vg).squeeze(-2)
-
-
-#: Precisions whose emulation has been warned about in this process (once each).
-_WARNED_EMULATED: set[torch.dtype] = set()
-
-
-@functools.cache
-def cpu_emulates(dtype: torch.dtype) -> bool:
-    """Whether this CPU has no instructions for ``dtype``, so that PyTorch emulates it, several
-    times slower than float32: bfloat16 needs AVX-512 BF16 or AMX, float16 AVX-512 FP16 or
-    AMX-FP16 (an AVX2-only CPU, such as AMD's Zen 2 and 3, has neither). False where unsure."""
-    probe = {
-        torch.bfloat16: "_is_mkldnn_bf16_supported",
-        torch.float16: "_is_mkldnn_fp16_supported",
-    }
-    if dtype not in probe:
-        return False
-    try:
-        return not bool(getattr(torch.ops.mkldnn, probe[dtype])())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def warn_if_emulated(dtype: torch.dtype) -> None:
-    """Warn, once per precision and process, when the CPU computes in an emulated ``dtype``."""
-    if dtype in _WARNED_EMULATED or not cpu_emulates(dtype):
-        return
-    import warnings
-
-    _WARNED_EMULATED.add(dtype)
-    name = str(dtype).removeprefix("torch.")
-    need = "AVX-512 BF16 or AMX" if dtype == torch.bfloat16 else "AVX-512 FP16 or AMX-FP16"
-    warnings.warn(
-        f"this CPU has no {name} instructions ({need}), so PyTorch emulates {name}: several "
-        f"times slower than float32 here; compute in float32 on this machine",
-        stacklevel=2,
-    )

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from .cpu import warn_if_emulated
 from .errors import UsageError
-from .fastpath import local_attention, warn_if_emulated
 from .fused import FusedWeights, fuse
 from .layers import (
     ChannelNorm,
@@ -36,6 +36,7 @@ from .layers import (
     flat_neighbours,
     minmax_scale,
 )
+from .local_attention import local_attention
 from .tiling import check_settings, upsample
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
@@ -404,7 +405,7 @@ def _local_attend(
     """Attention of each query (B, N, D) to its own key/value tokens ``neighbours`` (N, K).
 
     ``k``, ``v``: (B, heads, M, dh); ``dense_ratio``, ``span``: see
-    :func:`loftup.fastpath.local_attention`.
+    :func:`loftup.local_attention.local_attention`.
     """
     attn = blk.attn
     d = q.shape[-1]
