@@ -6,17 +6,15 @@ Data flow, with the letters used throughout:
     image    (B, 3, H, W) --coords + colour, Fourier, stem--> query tokens (B, H*W, D)
     queries --depth x [cross-attention to key/values, FFN]--> LayerNorm -> head -> (B, C, H, W)
 
-with D = C + 4 * grid_freqs (404 for C = 384). It imports only its own parts: the layers, the
-folded inference weights (fused.py, fastpath.py) and the tiled inference driver (tiling.py).
+with D = C + 4 * grid_freqs (404 for C = 384). It imports only its own parts: its
+hyper-parameters (model_config.py, :class:`LoftUpConfig` importable from here too), the checks
+of its inputs (input_checks.py), the layers (layers.py, local_attention.py), the folded
+inference weights (fused.py, fastpath.py) and the tiled inference driver (tiling.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +22,8 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .cpu import warn_if_emulated
-from .errors import UsageError
 from .fused import FusedWeights, fuse
+from .input_checks import check_inputs
 from .layers import (
     ChannelNorm,
     CrossAttentionBlock,
@@ -37,85 +35,11 @@ from .layers import (
     minmax_scale,
 )
 from .local_attention import local_attention
+from .model_config import LoftUpConfig
 from .tiling import check_settings, upsample
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
-
-
-@dataclass
-class LoftUpConfig:
-    """Hyper-parameters of a LoftUp upsampler; the defaults are the released models'.
-
-    Arguments:
-      dim: channels C of the backbone features (384 for DINOv2 ViT-S/14).
-      depth: number of cross-attention blocks.
-      num_heads: attention heads over the width D = dim + 4 * grid_freqs.
-      n_freqs: Fourier frequencies of the image encoding.
-      grid_freqs: Fourier frequencies of the low-resolution grid's positional encoding.
-      mlp_dim: hidden width of each block's FFN (default: dim).
-      coords: encode pixel coordinates with the colour (False: colour features only).
-      attention_window: None for global cross-attention (the paper's); k for attention over the
-        k x k low-resolution tokens nearest each pixel (the local alternative).
-    """
-
-    dim: int = 384
-    depth: int = 2
-    num_heads: int = 4
-    n_freqs: int = 20
-    grid_freqs: int = 5
-    mlp_dim: int | None = None
-    coords: bool = True
-    attention_window: int | None = None
-
-    def __post_init__(self) -> None:
-        for name, least in (("dim", 1), ("depth", 1), ("num_heads", 1), ("n_freqs", 0),
-                            ("grid_freqs", 0), ("mlp_dim", 1), ("attention_window", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if value is None and name in ("mlp_dim", "attention_window"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                null = " or null" if name in ("mlp_dim", "attention_window") else ""
-                raise UsageError(
-                    f"LoftUp config {name} must be an integer >= {least}{null}, got {value!r}"
-                )
-        if not isinstance(self.coords, bool):
-            raise UsageError(f"LoftUp config coords must be true or false, got {self.coords!r}")
-        if self.mlp_dim is None:
-            self.mlp_dim = self.dim
-
-    @property
-    def width(self) -> int:
-        """Token width D."""
-        return self.dim + 4 * self.grid_freqs
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LoftUpConfig:
-        """The config a dict (a saved ``config.json``'s ``config``) describes; a
-        :class:`~loftup.errors.UsageError` (a ValueError) names a key of the wrong type or
-        range, an unknown key, and heads that do not divide the token width."""
-        if not isinstance(d, dict):
-            raise UsageError(f"a LoftUp config is a mapping of its keys, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known, key=str)
-        if unknown:
-            raise UsageError(f"unknown LoftUp config keys {unknown}; known: {sorted(known)}")
-        config = cls(**d)
-        config.check_heads()
-        return config
-
-    def check_heads(self) -> None:
-        """A :class:`~loftup.errors.UsageError` unless num_heads divides the token width."""
-        if self.width % self.num_heads:
-            fits = [h for h in range(1, min(self.width, 16) + 1) if self.width % h == 0]
-            raise UsageError(
-                f"LoftUp config num_heads={self.num_heads} does not divide the token width "
-                f"{self.width} (dim {self.dim} + 4 x grid_freqs {self.grid_freqs}); use one of "
-                f"{', '.join(map(str, fits))}"
-            )
 
 
 class LoftUp(nn.Module):
@@ -349,54 +273,6 @@ def _cpu_compute_dtype(weights: torch.dtype) -> torch.dtype:
         if torch.is_autocast_cpu_enabled():
             return torch.get_autocast_cpu_dtype()
     return weights
-
-
-def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
-    """Raise TypeError/ValueError naming what is wrong with a forward's inputs."""
-    for name, t in (("lr_feats", lr_feats), ("image", image)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(
-                f"{name} must be floating point, got {t.dtype}; convert with .float() "
-                "(images must also be ImageNet-normalised, not uint8 pixels)"
-            )
-        if t.dim() != 4:
-            raise ValueError(
-                f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
-                "add a batch axis with .unsqueeze(0)"
-            )
-        if 0 in t.shape[2:]:
-            raise ValueError(
-                f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
-                "must be at least 1"
-            )
-    if lr_feats.shape[0] != image.shape[0]:
-        raise ValueError(
-            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}"
-        )
-    if lr_feats.shape[1] != dim:
-        raise ValueError(
-            f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}; "
-            "use the upsampler trained for your backbone"
-        )
-    if image.shape[1] != 3:
-        raise ValueError(
-            f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
-            "images to RGB first (PIL: img.convert('RGB'))"
-        )
-    if image.dtype in (torch.float16, torch.bfloat16):
-        warnings.warn(
-            f"the guidance image is {str(image.dtype).removeprefix('torch.')}: the Fourier "
-            "encoding multiplies colours by up to e^10, so its rounding becomes phase noise "
-            "in the output; pass the image in float32 (the model may be in half precision)",
-            stacklevel=2,
-        )
-    for name, t in (("lr_feats", lr_feats), ("image", image)):
-        # on the CPU only: reading the answer back from a GPU would wait for all queued work
-        # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
-        if t.device.type == "cpu" and not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or Inf values")
 
 
 def _local_attend(

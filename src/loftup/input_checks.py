@@ -1,0 +1,57 @@
+"""What a forward takes: the checks of its low-resolution features and guidance image, shared
+by the model's forward and the tiled paths that start or stream it (:mod:`loftup.tiling`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
+    """Raise TypeError/ValueError naming what is wrong with a forward's inputs."""
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(
+                f"{name} must be floating point, got {t.dtype}; convert with .float() "
+                "(images must also be ImageNet-normalised, not uint8 pixels)"
+            )
+        if t.dim() != 4:
+            raise ValueError(
+                f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
+                "add a batch axis with .unsqueeze(0)"
+            )
+        if 0 in t.shape[2:]:
+            raise ValueError(
+                f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
+                "must be at least 1"
+            )
+    if lr_feats.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}"
+        )
+    if lr_feats.shape[1] != dim:
+        raise ValueError(
+            f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}; "
+            "use the upsampler trained for your backbone"
+        )
+    if image.shape[1] != 3:
+        raise ValueError(
+            f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
+            "images to RGB first (PIL: img.convert('RGB'))"
+        )
+    if image.dtype in (torch.float16, torch.bfloat16):
+        warnings.warn(
+            f"the guidance image is {str(image.dtype).removeprefix('torch.')}: the Fourier "
+            "encoding multiplies colours by up to e^10, so its rounding becomes phase noise "
+            "in the output; pass the image in float32 (the model may be in half precision)",
+            stacklevel=2,
+        )
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        # on the CPU only: reading the answer back from a GPU would wait for all queued work
+        # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
+        if t.device.type == "cpu" and not torch.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
