@@ -18,9 +18,11 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .fastpath import compile_ready, decode, encode_kv
+from .fastpath import decode, encode_kv
 from .layers import flat_neighbours, image_minmax
-from .tiling import compute_dtype, default_chunk_size, query_map, upsample
+from .memo import compile_ready
+from .tile_plan import default_chunk_size
+from .tiling import compute_dtype, query_map, upsample
 
 
 def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) -> torch.Tensor:

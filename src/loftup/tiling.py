@@ -11,90 +11,34 @@ batch slice, about 4 KB per pixel in float32) and by the decoding chunk, not by 
     >>> out = upsample(model, lr_feats, image)                        # (B, C, H, W) tensor
     >>> upsample_to_npy(model, lr_feats, image, "feats.npy")          # memory-mapped .npy
     >>> upsample(model, lr_feats, image, callback=lambda tile, f: ...)  # tile by tile
+
+Where the tiles lie and the settings that size them are in :mod:`loftup.tile_plan`, the
+``.npy`` streaming in :mod:`loftup.npy_stream`; their names are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .errors import UsageError, is_int
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
+from .input_checks import check_inputs
 from .layers import image_minmax, neighbour_index, neighbour_span
+from .npy_stream import upsample_to_npy  # noqa: F401  (importable from here, as before the split)
+from .tile_plan import (  # noqa: F401  (split_axis: importable from here, as before the split)
+    Tile,
+    check_settings,
+    default_chunk_size,
+    default_tile_size,
+    plan_tiles,
+    split_axis,
+)
 
 #: Output block of NNPACK's Winograd convolution (F(6x6, 3x3)): tiles start on its multiples.
 WINOGRAD_BLOCK = 6
-
-
-@dataclass(frozen=True)
-class Tile:
-    """Which images and which output rows/columns one piece of the output covers."""
-
-    batch: slice
-    rows: slice
-    cols: slice
-
-
-def default_tile_size(device: torch.device | str) -> int:
-    """Side of a square tile in pixels: about 0.3 GB of float32 working memory on the CPU;
-    on a GPU about 1.9 GB in half precision (on an H200, 4096 x 4096 took 0.75 s with 512-pixel
-    tiles and 0.80 s with 1024: larger tiles only cost memory)."""
-    return 512 if torch.device(device).type == "cuda" else 256
-
-
-def default_chunk_size(device: torch.device | str) -> int:
-    """Pixels decoded at once (small enough for the CPU's caches, large for a GPU)."""
-    return 1 << 18 if torch.device(device).type == "cuda" else 8192
-
-
-def split_axis(length: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
-    """[start, stop) pieces of ``range(length)``, about equal, at most ``tile`` long (or
-    ``align`` if ``tile`` is smaller), every start a multiple of ``align``."""
-    tile = max(align, tile - tile % align)
-    n = max(1, math.ceil(length / tile))
-    edges = [min(length, -(-round(i * length / n) // align) * align) for i in range(n)]
-    edges = sorted(set(edges)) + [length]
-    out = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        while b - a > tile:  # rounding up can leave a piece one block too long
-            out.append((a, a + tile))
-            a += tile
-        out.append((a, b))
-    return out
-
-
-def check_settings(**settings) -> None:
-    """A :class:`loftup.errors.UsageError` naming the setting unless each is None (the
-    device's default) or a whole number >= 1 (``tile_size``, ``chunk_size``, ``align``: the
-    model's attributes of those names, or ``upsample``'s arguments)."""
-    for name, value in settings.items():
-        if value is not None and (not is_int(value) or value < 1):
-            raise UsageError(
-                f"{name} must be a whole number >= 1, or None for the device's default; got "
-                f"{value!r} (set model.{name} or pass {name}=)"
-            )
-
-
-def plan_tiles(batch: int, height: int, width: int, tile_size: int, align: int = 1) -> list[Tile]:
-    """Tiles covering (batch, height, width), each holding at most ``tile_size**2`` pixels,
-    rows and columns starting on multiples of ``align``."""
-    if tile_size < 1:
-        raise ValueError(f"tile_size must be >= 1, got {tile_size}")
-    rows, cols = split_axis(height, tile_size, align), split_axis(width, tile_size, align)
-    th = max(r1 - r0 for r0, r1 in rows)
-    tw = max(c1 - c0 for c0, c1 in cols)
-    per = max(1, tile_size * tile_size // (th * tw))  # images sharing one tile
-    return [
-        Tile(slice(b, min(batch, b + per)), slice(*r), slice(*c))
-        for b in range(0, batch, per)
-        for r in rows
-        for c in cols
-    ]
 
 
 def compute_dtype(model, device: torch.device) -> torch.dtype:
@@ -195,8 +139,6 @@ class PendingUpsample:
         the memory of one tile (the values are the same). ``progress``: a bar over the tiles
         (when there are several).
         """
-        from .model import check_inputs
-
         if self.stream is not None:  # the rest runs on the current stream, after the stem
             current = torch.cuda.current_stream(self.image.device)
             current.wait_stream(self.stream)
@@ -357,69 +299,3 @@ def _progress(tiles, enabled: bool):
     # disable=None: only on a terminal; a bar nested under another is drawn with cursor moves
     # that fill a piped log with blank lines and escape codes
     return tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=None)
-
-
-def upsample_to_npy(
-    model,
-    lr_feats: torch.Tensor,
-    image: torch.Tensor,
-    path: str | os.PathLike,
-    *,
-    layout: str = "nchw",
-    dtype: str = "float32",
-    tile_size: int | None = None,
-    chunk_size: int | None = None,
-    conv: str = "auto",
-    progress: bool = True,
-):
-    """Stream the output into a memory-mapped ``.npy`` file; returns the open memmap.
-
-    Arguments:
-      path: the ``.npy`` file to create (written in place and renamed when complete).
-      layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
-        (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
-      dtype: numpy dtype of the file (``float32`` or ``float16``).
-    """
-    import numpy as np
-
-    if layout not in ("nchw", "nhwc"):
-        raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
-    if np.dtype(dtype) not in (np.float32, np.float16):
-        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
-    from .model import check_inputs  # model.py imports this module
-    from .outputs import FeatureFile
-
-    # bad input is named before the file is made, as the model's forward names it (not as a
-    # shape error from inside the first tile)
-    check_inputs(lr_feats, image, model.config.dim)
-    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
-
-    b, _, height, width = image.shape
-    c = model.config.dim
-    shape = (b, c, height, width) if layout == "nchw" else (b, height, width, c)
-    torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
-    out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
-
-    def write(tile: Tile, feats: torch.Tensor) -> None:
-        f = feats.to("cpu", torch_dtype)
-        if layout == "nchw":
-            out.features[tile.batch, :, tile.rows, tile.cols] = f
-        else:
-            out.features[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1)
-
-    try:
-        upsample(
-            model,
-            lr_feats,
-            image,
-            tile_size=tile_size,
-            chunk_size=chunk_size,
-            conv=conv,
-            callback=write,
-            progress=progress,
-        )
-    except BaseException:  # interrupted or failed: no partial file left behind
-        out.discard()
-        raise
-    out.commit()
-    return np.load(path, mmap_mode="r")

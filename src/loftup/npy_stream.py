@@ -1,0 +1,78 @@
+"""Streaming the upsampler's output into a memory-mapped ``.npy`` file, tile by tile: an output
+of any size in the memory of one tile (:func:`loftup.tiling.upsample` computes the tiles).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .input_checks import check_inputs
+from .tile_plan import Tile, check_settings
+
+
+def upsample_to_npy(
+    model,
+    lr_feats: torch.Tensor,
+    image: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    layout: str = "nchw",
+    dtype: str = "float32",
+    tile_size: int | None = None,
+    chunk_size: int | None = None,
+    conv: str = "auto",
+    progress: bool = True,
+):
+    """Stream the output into a memory-mapped ``.npy`` file; returns the open memmap.
+
+    Arguments:
+      path: the ``.npy`` file to create (written in place and renamed when complete).
+      layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
+        (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
+      dtype: numpy dtype of the file (``float32`` or ``float16``).
+    """
+    import numpy as np
+
+    if layout not in ("nchw", "nhwc"):
+        raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
+    if np.dtype(dtype) not in (np.float32, np.float16):
+        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    from .outputs import FeatureFile
+    from .tiling import upsample  # here, not at the top: tiling.py imports this module
+
+    # bad input is named before the file is made, as the model's forward names it (not as a
+    # shape error from inside the first tile)
+    check_inputs(lr_feats, image, model.config.dim)
+    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
+
+    b, _, height, width = image.shape
+    c = model.config.dim
+    shape = (b, c, height, width) if layout == "nchw" else (b, height, width, c)
+    torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
+    out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
+
+    def write(tile: Tile, feats: torch.Tensor) -> None:
+        f = feats.to("cpu", torch_dtype)
+        if layout == "nchw":
+            out.features[tile.batch, :, tile.rows, tile.cols] = f
+        else:
+            out.features[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1)
+
+    try:
+        upsample(
+            model,
+            lr_feats,
+            image,
+            tile_size=tile_size,
+            chunk_size=chunk_size,
+            conv=conv,
+            callback=write,
+            progress=progress,
+        )
+    except BaseException:  # interrupted or failed: no partial file left behind
+        out.discard()
+        raise
+    out.commit()
+    return np.load(path, mmap_mode="r")
