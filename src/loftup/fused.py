@@ -161,7 +161,7 @@ class FusedWeights:
     head: tuple[torch.Tensor, torch.Tensor]  # (C, Dp), final LayerNorm folded
     head_norm: tuple[torch.Tensor, torch.Tensor, float]
     #: per-shape constants computed from these weights (positional and coordinate encodings):
-    #: see :func:`loftup.fastpath.memo`
+    #: see :func:`loftup.memo.memo`
     memo: dict = field(default_factory=dict, repr=False)
     #: side k of the local attention's window of low-resolution tokens; None: global attention
     window: int | None = None
