@@ -10,7 +10,9 @@ is the token width D mean-padded to the alignment (:mod:`loftup.fused`; Dp = D o
 
 Beside the steps: the per-shape memo and the functions the compiler leaves eager in
 :mod:`loftup.memo`, oneDNN's fused linear kernels in :mod:`loftup.cpu`, local attention in
-:mod:`loftup.local_attention`; their names are importable from here too, as they always were.
+:mod:`loftup.local_attention`. Their public names are importable from here too, as they always
+were; a module constant is read where it lives now, so patch it there (``LOCAL_ATTENTION_BYTES``
+in :mod:`loftup.local_attention`, not here).
 """
 
 from __future__ import annotations
@@ -19,30 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
-from .cpu import (  # noqa: F401  (importable from here, as before the split)
-    _WARNED_EMULATED,
-    _onednn_ok,
-    _onednn_works,
-    add_linear,
-    cpu_emulates,
-    linear,
-    warn_if_emulated,
-)
+from .cpu import add_linear, cpu_emulates, linear, warn_if_emulated  # noqa: F401  (as before)
 from .fused import FusedWeights
 from .local_attention import (  # noqa: F401  (importable from here, as before the split)
     DENSE_LOCAL_RATIO,
     LOCAL_ATTENTION_BYTES,
-    _local_piece,
     local_attention,
 )
-from .memo import (  # noqa: F401  (importable from here, as before the split)
-    _EAGER,
-    _capturing,
-    _eager_under_compile,
-    _empty,
-    compile_ready,
-    memo,
-)
+from .memo import _eager_under_compile, compile_ready, memo  # noqa: F401  (as before)
 
 
 def axis_features(coords: torch.Tensor, freqs: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
