@@ -60,3 +60,15 @@ def test_the_reader_of_imports_sees_every_form(tmp_path):
         "from .images import b\n"
     )
     assert imported_parts(f, tmp_path) == {"eval", "train", "world", "cli", "data"}
+
+
+def test_every_submodule_is_reached_from_the_package():
+    """`loftup.X` works after a bare `import loftup` for every module and folder of the
+    package (modules split out of others were missing from the lazy list: loftup.cpu failed)."""
+    root = Path(loftup.__file__).parent
+    names = {p.stem for p in root.glob("*.py") if not p.stem.startswith("_")}
+    names |= {p.parent.name for p in root.glob("*/__init__.py")}
+    names.add("weights")  # a folder of files, offered as loftup.weights
+    assert names == set(loftup._SUBMODULES)
+    for name in ("cpu", "paths", "tile_plan"):
+        assert getattr(loftup, name).__name__ == f"loftup.{name}"

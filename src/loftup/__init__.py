@@ -46,9 +46,11 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "api", "atomic", "baselines", "bench", "checks", "compiled", "convert", "data", "eval",
-    "experiments", "extract", "fastpath", "featurizers", "fused", "hub", "io", "kernels", "layers",
-    "model", "outputs", "pipeline", "tiling", "train", "viz", "weights", "world",
+    "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
+    "downloads", "errors", "eval", "experiments", "extract", "fastpath", "featurizers", "folding",
+    "fused", "hub", "input_checks", "io", "kernels", "layers", "local_attention", "memo", "model",
+    "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "tile_plan", "tiling",
+    "train", "viz", "weights", "world",
 )  # fmt: skip
 
 
