@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from loftup.train.batches import crop_offsets
 from loftup.train.downsampler import AttentionDownsampler, window_stride
 from loftup.train.losses import (
     affinity,
@@ -76,6 +77,21 @@ def test_jitter_identity_shift_and_zoom():
     params = draw_jitters(5, 3, max_shift=8, zoom_range=(0.9, 1.1))
     assert params.shape == (5, 3, 3)
     assert params[..., :2].abs().max() <= 8 and 0.9 <= params[..., 2].min() <= 1.1
+
+
+def test_crop_offsets_are_drawn_then_rounded_down_to_multiples_of_16():
+    """method.md stage 2: crop offsets "rounded down to multiples of 16". At 896 px and s = 224
+    an offset in [0, 672] is drawn: multiples 0..656 come 16 times in 673, 672 only once (not
+    1 in 43, as if the 43 multiples themselves were drawn alike)."""
+    g = torch.Generator().manual_seed(0)
+    off = crop_offsets((200_000,), 896, 224, 16, generator=g)
+    assert off.min() >= 0 and off.max() <= 672 and bool((off % 16 == 0).all())
+    counts = torch.bincount(off // 16, minlength=43).double() / off.numel()
+    assert counts[-1].item() == pytest.approx(1 / 673, abs=0.001)
+    assert counts[:-1].sub(16 / 673).abs().max() < 0.003
+    # 518 from 896: 378 = 23 * 16 + 10, so the last multiple, 368, takes 11 offsets of 379
+    off = crop_offsets((2, 3, 2), 896, 518, 16, generator=g)
+    assert off.shape == (2, 3, 2) and off.max() <= 368 and bool((off % 16 == 0).all())
 
 
 def test_downsampler_with_flat_logits_is_window_average():
