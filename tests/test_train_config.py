@@ -42,6 +42,16 @@ def test_packaged_recipe_is_the_papers():
         assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {"num_workers"}
 
 
+def test_gradients_are_clipped_to_1e_4_for_the_first_10_steps_of_stage_1_only():
+    import math
+
+    from loftup.train.loop import clip_limit
+
+    s1, s2 = load_config("stage1_sa1b"), load_config("stage2_sa1b")
+    assert [clip_limit(s1, step) for step in range(11)] == [1e-4] * 10 + [math.inf]
+    assert clip_limit(s2, 0) == math.inf  # the recipe names no clipping in stage 2
+
+
 def test_every_packaged_config_loads_by_name_and_by_path():
     names = packaged_configs()
     assert {"stage1_sa1b", "stage2_sa1b", "stage1_cpu", "stage2_cpu"} <= set(names)

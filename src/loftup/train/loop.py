@@ -233,8 +233,7 @@ def _run(
             losses = model(inputs, weights)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        clip = cfg.optim.clip_grad_norm if step < cfg.optim.clip_steps else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip_limit(cfg, step))
         if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
             bar.close()
             if main:  # the rows since the checkpoint: how the run got there
@@ -307,6 +306,12 @@ def _run(
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
     )
+
+
+def clip_limit(cfg: TrainConfig, step: int) -> float:
+    """The gradient-norm bound of 0-based ``step``: ``optim.clip_grad_norm`` for the first
+    ``optim.clip_steps`` steps (stage 1: 1e-4 for steps 0-9), no bound after."""
+    return cfg.optim.clip_grad_norm if step < cfg.optim.clip_steps else math.inf
 
 
 def _not_finite(step: int, losses: dict, ckpt_path: Path, saved: int | None) -> str:
