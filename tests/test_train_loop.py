@@ -102,6 +102,31 @@ def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
     assert any(not torch.equal(teacher.state_dict()[k], v) for k, v in student.state_dict().items())
 
 
+def test_each_crop_region_is_the_part_of_the_global_view_the_teacher_saw(sa1b):
+    """method.md stage 2: the student's output is cropped to the region of the global view that
+    corresponds to the teacher's s x s crop of the load-size image. With a teacher that returns
+    its image (and no mask adjustment), the region of the global image is that crop, resized."""
+    from loftup.train.batches import default_global_sizes
+    from loftup.train.objectives import crop_regions
+
+    assert default_global_sizes(14) == [224, 336, 448, 518]
+    assert default_global_sizes(16) == [224, 336, 448, 512]
+    cfg = tiny(sa1b, "unused", 2, 1, "init=unused", "stage2.teacher_alpha=0",
+               "stage2.affinity_max_side=28")  # fmt: skip
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    batch = collate([MaskedImages(sa1b, size=112)[i] for i in range(4)])
+    draws = draw_step(cfg, 3, featurizer.dim, featurizer.patch_size, [56])
+    images01 = batch["image"].float() / 255
+    inputs = stage2_inputs(featurizer, lambda lr, img: img, images01, batch, draws, cfg)
+    assert len(inputs["regions"]) == cfg.stage2.n_jitters
+    for j, region in enumerate(inputs["regions"]):
+        assert torch.equal(region["boxes"][:, :2], draws.offsets[:, j] // 2)  # s / load = 1/2
+        assert bool((region["boxes"][:, 2] == 28).all())  # a 56 px crop of 112 is 28 px at 56
+        student = crop_regions(inputs["image"], region["boxes"], 28)
+        inner = (..., slice(2, -2), slice(2, -2))  # the antialiasing filter sees past a crop
+        assert torch.allclose(student[inner], region["teacher"][inner], atol=1e-4)
+
+
 @pytest.mark.parametrize("view", ["full", "both"])
 def test_stage2_teacher_on_the_full_image_or_both_scales(stage1_run, sa1b, tmp_path, view):
     crops = train(tiny(sa1b, tmp_path / "c", 2, 1, f"init={stage1_run.checkpoint}"))
