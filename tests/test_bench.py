@@ -365,6 +365,18 @@ def test_a_broken_output_s_deviation_survives_the_strict_json_and_fails_its_targ
     assert "not finite" in table.splitlines()[1]
 
 
+def test_the_forward_table_s_peak_memory_is_in_megabytes_as_its_label_says():
+    """The table says MB, as the README's figures (GB = 1e9 bytes) do: 1e6 bytes, not 2**20."""
+    from loftup.bench.forward import format_table
+
+    stored = REPO / "benchmarks" / "results" / "gpu-nvidia-h200-2026-11-26-v3.json"
+    report = json.loads(stored.read_text())
+    forward = report["sections"]["forward"]
+    row = {**forward["results"][0], "peak_memory_bytes": 300 * 2**20}  # 314.6e6 bytes
+    table = format_table({**forward, "results": [row], "machine": report["machine"]})
+    assert " 315MB " in table.splitlines()[1]
+
+
 def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
     done = run_scripts(  # one process for both
         {

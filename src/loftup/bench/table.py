@@ -17,7 +17,7 @@ def format_table(report: dict) -> str:
         dev = fmt_dev(r["max_abs_dev_vs_float32"]) if "max_abs_dev_vs_float32" in r else ""
         lines.append(
             f"{r['method']:<10} {r.get('dtype', ''):<9} {r['size']:>5} {fmt_s(r['median_s']):>10} "
-            f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 2**20:>7.0f}MB "
+            f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 1e6:>7.0f}MB "
             f"{dev:>8}"
         )
     for f in report.get("failed", []):
