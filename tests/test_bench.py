@@ -226,6 +226,36 @@ def test_suite_sections_can_run_in_parts_and_be_merged():
     assert SECTIONS["smoke"] == SECTIONS["gpu"]
 
 
+def test_merged_parts_do_not_report_the_first_part_s_machine_for_all():
+    """Each part of gpu.sh is a process of its own: the kernels' self-tests it ran, its flags.
+    The merged report keeps every precision any part tested, and a field on which the parts
+    disagree as one value a part, named, not the first part's value as the whole run's."""
+    from loftup.bench.suite import merge_reports
+
+    stored = REPO / "benchmarks" / "results" / "gpu-nvidia-h200-2026-11-26-v3.json"
+    machine = {**json.loads(stored.read_text())["machine"], "cudnn_benchmark": False}
+
+    def part(section, date, **changes):
+        m = {**machine, "date": date, **changes}
+        return {"suite": "gpu", "machine": m, "settings": {}, "sections": {section: {}}}
+
+    a = part("parity", "2026-11-26T09:55:10", triton_kernels={"float16": True})
+    b = part("forward", "2026-11-26T09:56:25", triton_kernels={"bfloat16": True})
+    merged = merge_reports([a, b, part("ablation", "2026-11-26T09:57:07", triton_kernels={})])
+    assert merged["machine"]["triton_kernels"] == {"float16": True, "bfloat16": True}
+    assert (
+        merged["machine"]["date"] == "2026-11-26T09:55:10"
+        and "differs_by_part" not in merged["machine"]
+    )
+    # a precision that passed in one process and failed in another, and a flag set apart
+    c = part("backbones", "2026-11-26T09:57:18", triton_kernels={"float16": False})
+    d = part("video", "2026-11-26T09:57:59", cudnn_benchmark=True, triton_kernels={})
+    got = merge_reports([a, c, d])["machine"]
+    assert got["triton_kernels"] == [{"float16": True}, {"float16": False}, {}]
+    assert got["cudnn_benchmark"] == [False, False, True]
+    assert got["differs_by_part"] == ["cudnn_benchmark", "triton_kernels"]
+
+
 def test_gpu_sh_is_judged_by_its_own_wall_time_and_its_cuts():
     """The issue's last target: one call of benchmarks/gpu.sh takes every figure in < 6 min."""
     from loftup.bench.targets import targets

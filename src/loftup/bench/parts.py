@@ -9,14 +9,15 @@ from .targets import targets
 
 
 def merge_reports(reports: list[dict]) -> dict:
-    """One report from the reports of one suite run in parts (``only``): the first's machine
-    and settings, every part's sections and section times."""
+    """One report from the reports of one suite run in parts (``only``): the first's settings,
+    every part's sections and section times, and the machine as :func:`merge_machines` has it."""
     if not reports:
         raise ValueError("nothing to merge")
     suites = {r["suite"] for r in reports}
     if len(suites) != 1:
         raise ValueError(f"reports of different suites: {sorted(suites)}")
     out = {k: v for k, v in reports[0].items() if k != "sections"}
+    out["machine"] = merge_machines([r["machine"] for r in reports])
     out["sections"] = {}
     seconds = {}
     for r in reports:
@@ -29,6 +30,34 @@ def merge_reports(reports: list[dict]) -> dict:
     out["parts"] = [r["machine"].get("date") for r in reports]
     if "targets" in out:
         out["targets"] = targets(out)
+    return out
+
+
+def merge_machines(machines: list[dict]) -> dict:
+    """The parts' machines as one: ``date`` is the first part's (``parts`` lists them all);
+    ``triton_kernels`` is every precision self-tested in any part (each part is a process of
+    its own that tests only the precisions it ran) unless two parts disagree; any other field
+    the parts disagree on is the list of their values, one a part, and is named in
+    ``differs_by_part``, rather than the first part's value given as the whole run's."""
+    out = dict(machines[0])
+    differ = []
+    for key in dict.fromkeys(k for m in machines for k in m):
+        if key == "date":
+            continue
+        values = [m.get(key) for m in machines]
+        if all(v == values[0] for v in values):
+            continue
+        if key == "triton_kernels" and all(isinstance(v, dict) for v in values):
+            union = {}
+            for v in values:
+                union.update(v)
+            if all(union.items() >= v.items() for v in values):  # no precision passed and failed
+                out[key] = union
+                continue
+        out[key] = values
+        differ.append(key)
+    if differ:
+        out["differs_by_part"] = differ
     return out
 
 
