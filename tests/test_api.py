@@ -95,6 +95,14 @@ def test_a_model_of_the_wrong_kind_is_one_line_saying_where_it_goes(tmp_path, im
         message = str(told.value)
         assert "\n" not in message and len(message) < 300, message
         assert fix in message and named in message, message
+    # a module or a tensor: what model may be, in the same words as load_upsampler's source
+    kinds = "a released upsampler's name (e.g. loftup_dinov2s), a weights file or folder"
+    with pytest.raises(UsageError, match=r"^model is .*, got a Tensor of shape \(8, 8\)$") as told:
+        loftup.upsample(image, model=torch.zeros(8, 8))
+    assert str(told.value).startswith(f"model is {kinds}, a LoftUp or a FeaturePipeline, got")
+    with pytest.raises(UsageError) as told:
+        loftup.load_pipeline(torch.nn.Linear(2, 2))
+    assert str(told.value) == f"model is {kinds} or a LoftUp, got Linear(...)"
 
 
 def test_a_pipeline_reads_uint8_images_as_its_error_advises():

@@ -136,11 +136,7 @@ def check_model(model, also: tuple[str, ...] = ("a LoftUp",)) -> None:
             "model is the upsampler, got a FeaturePipeline, which is built already: run it as "
             "it is, pipeline(images), or upsample(image, model=pipeline)"
         )
-    if isinstance(model, (torch.nn.Module, torch.Tensor)):  # reprs of dozens of lines
-        kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
-        kinds += also
-        raise UsageError(f"model is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(model)}")
-    check_source(model, "model", also)
+    check_source(model, "model", also)  # a module or a tensor in a few words, as shown() has it
 
 
 def checked_options(
