@@ -311,12 +311,20 @@ def test_numbers_are_written_as_strict_json_that_any_reader_takes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
-def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path):
+def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path, monkeypatch):
     # --json naming a folder: said before the benchmark runs, not by the temporary file's name
     # after it
     assert main(["bench", "--sizes", "32", "--json", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: --json {tmp_path} is a folder; give a file, e.g. {tmp_path}/out.json\n"
+    assert (
+        err == f"error: --json {tmp_path} is a folder; give a file name, e.g. {tmp_path}/out.json\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))  # a folder written with ~: the same advice
+    assert main(["bench", "--sizes", "32", "--json", "~"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "error: --json ~ is a folder; give a file name, e.g. ~/out.json\n"
+    )
     # the same in the library's atomic writer, naming the destination
     from loftup.atomic import atomic_write_bytes
 

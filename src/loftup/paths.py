@@ -37,12 +37,15 @@ def _folder_problem(folder: Path) -> str | None:
     return None
 
 
-def check_file_output(path: str, option: str, fix: str = "choose another path") -> None:
+def check_file_output(
+    path: str, option: str, fix: str = "choose another path", example: str = "out"
+) -> None:
     """UsageError unless the file ``path`` (given as ``option``) can be written: it is not a
-    folder, and its folder exists or can be made, and takes new files."""
+    folder (``example``: the file name the error suggests in it), and its folder exists or can
+    be made, and takes new files."""
     target = Path(path).expanduser()
     if target.is_dir():
-        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/out")
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
     problem = _folder_problem(target.parent)
     if problem:
         raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")

@@ -134,13 +134,10 @@ def _main(args) -> int:
             resolve_device(args.device)
         json_out = getattr(args, "json", None)
         if isinstance(json_out, str) and json_out != "-":  # said now, not after the work is done
-            if os.path.isdir(json_out):
-                raise LoftUpError(
-                    f"--json {json_out} is a folder; give a file, e.g. {json_out}/out.json"
-                )
             from ..paths import check_file_output
 
-            check_file_output(json_out, "--json")  # under a file, or in a read-only folder
+            # a folder, under a file, or in a read-only folder
+            check_file_output(json_out, "--json", example="out.json")
         with stdout_for_json(json_out):
             return int(args.func(args) or 0)
     except LoftUpError as e:
