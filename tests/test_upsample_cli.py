@@ -695,6 +695,26 @@ def test_input_collection_and_sharding(tmp_path):
     ]
 
 
+def test_a_glob_gives_its_images_as_a_folder_does_and_a_file_named_is_tried(tmp_path):
+    """``loftup upsample 'photos/*'`` took the folder's notes.txt and upsample.json too, which
+    then failed and made the run's exit status 1; the folder itself gives only its images."""
+    for rel in ("x.JPG", "y.png", "notes.txt", "upsample.json"):
+        (tmp_path / rel).write_bytes(b"")
+    jobs, missing = collect_inputs([str(tmp_path / "*")])
+    assert [j.path.name for j in jobs] == ["x.JPG", "y.png"] and missing == []
+    assert collect_inputs([str(tmp_path)])[0] == jobs
+    # a glob of no image says so; a file named is tried (and fails by name if it is none)
+    jobs, missing = collect_inputs([str(tmp_path / "*.t*t"), str(tmp_path / "notes.txt")])
+    assert [j.path.name for j in jobs] == ["notes.txt"]
+    assert missing == [
+        (
+            str(tmp_path / "*.t*t"),
+            "matches 1 file, none an image (.jpg, .jpeg, .png, .bmp, .gif, .tif, .tiff, .webp, "
+            ".ppm, .pgm); name a file to read it as one",
+        )
+    ]
+
+
 def test_inputs_of_one_name_in_two_folders_are_refused_not_overwritten(
     photos, upsampler, tmp_path, capsys
 ):

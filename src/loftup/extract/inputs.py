@@ -28,15 +28,21 @@ def _images_under(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
+        if _is_image(p)
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         and p.is_file()
     )
 
 
+def _is_image(path: Path) -> bool:
+    """Whether ``path`` has an image file's suffix (what a folder or a glob is searched for)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
-    globs -> (jobs, unmatched specs).
+    globs (their image files, as a folder's; a file named is tried whatever its suffix) ->
+    (jobs, unmatched specs with the reason).
 
     Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
     its suffix, with the sub-folder kept for images found under a folder (a file reached through
@@ -58,9 +64,14 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
             files = [m for m in matches if m.is_file()]
-            if not files:
+            images = [m for m in files if _is_image(m)]  # a glob's .txt is no image, as a folder's
+            if files and not images:
+                n, kinds = len(files), ", ".join(IMAGE_SUFFIXES)
+                why = f"matches {n} file{'s' * (n > 1)}, none an image ({kinds})"
+                missing.append((spec, f"{why}; name a file to read it as one"))
+            elif not files:
                 missing.append((spec, "no such file, folder or matching glob"))
-            for f in files:
+            for f in images:
                 _name(found, f.resolve(), Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
     stems = [str(rel.with_suffix("")) for _, rel in items]
