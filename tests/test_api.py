@@ -105,6 +105,25 @@ def test_a_model_of_the_wrong_kind_is_one_line_saying_where_it_goes(tmp_path, im
     assert str(told.value) == f"model is {kinds} or a LoftUp, got Linear(...)"
 
 
+def test_a_channels_last_batch_is_told_the_permute_that_makes_it_one():
+    """A (B, H, W, 3) batch (a NumPy stack made a tensor) got "expected (B, 3, H, W)" with no
+    fix as floats, and as uint8 an error about its first image alone; both now name the fix."""
+    from loftup.errors import UsageError
+
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
+    floats = torch.rand(2, 20, 30, 3)
+    fix = "got (2, 20, 30, 3); it is channels last: images.permute(0, 3, 1, 2)"
+    for images in (floats, (floats * 255).to(torch.uint8)):
+        for call, kwargs in ((loftup.upsample, {"model": pipeline}), (pipeline, {})):
+            with pytest.raises(UsageError) as told:
+                call(images, **kwargs)
+            assert str(told.value).endswith(fix) and "\n" not in str(told.value)
+    # the fix is right: the batch as permuted runs
+    assert pipeline(floats.permute(0, 3, 1, 2))[1].shape == (2, 32, 20, 30)
+    with pytest.raises(UsageError, match=r"got \(2, 4, 20, 30\)$"):  # no channels-last hint
+        pipeline(torch.rand(2, 4, 20, 30))
+
+
 def test_a_pipeline_reads_uint8_images_as_its_error_advises():
     """A pipeline called on uint8 images refused them as 0-255 values, advising to pass them
     "as uint8"; it reads them as upsample does, and says the same as for their [0, 1] floats."""

@@ -26,6 +26,7 @@ from .checks import (
     Size,
     as_dtype,
     check_backbone_size,
+    check_batch,
     check_pixels,
     check_size,
     output_size,
@@ -97,6 +98,7 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
         if image.is_floating_point():
             return image, True
         # as its images are read one by one: uint8 scaled to [0, 1], other integers refused
+        check_batch(image, channels=(1, 3))  # a channels-last batch as one, not its first image
         return torch.stack([to_tensor(one) for one in image]), True
     return to_tensor(image).unsqueeze(0), False
 

@@ -135,6 +135,21 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
 PIXEL_SLACK = 0.25
 
 
+def check_batch(images: torch.Tensor, channels: tuple[int, ...] = (3,)) -> None:
+    """A :class:`UsageError` unless ``images`` is a batch (B, C, H, W), C in ``channels``,
+    none of its sides 0; a channels-last batch (B, H, W, 3), a NumPy habit, is told the
+    permute that makes it one."""
+    shape = tuple(images.shape)
+    if len(shape) == 4 and shape[1] in channels and 0 not in shape:
+        return
+    fix = ""
+    if len(shape) == 4 and shape[-1] in channels and shape[1] not in channels:
+        fix = "; it is channels last: images.permute(0, 3, 1, 2)"
+    raise UsageError(
+        f"expected RGB images (B, 3, H, W) in [0, 1] with B, H, W >= 1, got {shape}{fix}"
+    )
+
+
 def check_pixels(images: torch.Tensor) -> None:
     """A :class:`UsageError` unless ``images`` hold RGB values in [0, 1] (give or take
     :data:`PIXEL_SLACK`): an ImageNet-normalised or 0-255 image gave wrong features without a

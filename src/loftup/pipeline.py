@@ -18,6 +18,7 @@ from .checks import (
     Size,
     as_dtype,
     check_backbone_size,
+    check_batch,
     check_pixels,
     output_size,
     resolve_device,
@@ -70,11 +71,7 @@ class FeaturePipeline:
         their place: features of any size in the memory of one tile, the same values.
         ``progress``: a bar over the tiles of an output of several.
         """
-        if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape:
-            raise UsageError(
-                f"expected RGB images (B, 3, H, W) in [0, 1] with B, H, W >= 1, got "
-                f"{tuple(images.shape)}"
-            )
+        check_batch(images)
         h0, w0 = images.shape[-2:]
         x = images.to(self.device, torch.float32)
         if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
