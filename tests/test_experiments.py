@@ -437,7 +437,10 @@ def test_a_json_copy_that_cannot_be_written_is_refused_before_any_work(tmp_path)
 
     (tmp_path / "taken").mkdir()
     s = ExperimentSettings("coords", quick=True, out=str(tmp_path / "out"), progress=False)
-    with pytest.raises(LoftUpError, match=r"--json .*taken is a folder; give a file name"):
+    with pytest.raises(
+        LoftUpError,
+        match=r"--json .*taken is a folder; give a file name, e.g. .*taken/results.json",
+    ):
         run_experiment(s, json_path=str(tmp_path / "taken"))
     assert not (tmp_path / "out").exists()
 

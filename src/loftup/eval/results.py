@@ -21,7 +21,7 @@ def check_outputs(cfg: EvalConfig) -> None:
     """UsageError unless every file the run writes can be: ``--json``, the figure,
     ``--save-masks`` and the feature cache, checked before any work, not after it."""
     if cfg.json and cfg.json != "-":
-        check_file_output(cfg.json, "--json")
+        check_file_output(cfg.json, "--json", example="results.json")
     if cfg.figure:
         check_file_output(cfg.figure, "--figure")
     else:

@@ -37,7 +37,7 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
     check_folder_output(s.out, "--out")  # before any work, naming the option
     if json_path:  # (the command line checks its --json so too) not after 20 minutes' work
         json_path = os.path.expanduser(os.fspath(json_path))
-        check_file_output(json_path, "--json")
+        check_file_output(json_path, "--json", example="results.json")
     _check_other_report(s)
     if s.threads:
         torch.set_num_threads(s.threads)
