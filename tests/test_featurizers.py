@@ -408,9 +408,34 @@ def test_bad_local_folders_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"dino cannot be loaded as backbone dinov2_vits14 "
                        r"\(ValueError: out_features must be a subset"):  # fmt: skip
         get_featurizer("dinov2_vits14", weights=folder)
+    (folder / "config.json").write_text("[1]")  # valid JSON, but not a config
+    with pytest.raises(CheckpointError, match="config.json holds a JSON list.*save_pretrained"):
+        get_featurizer("dinov2_vits14", weights=folder)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").unlink()
-    with pytest.raises(WeightsNotFoundError, match="dinov2_vits14"):
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_vits14", weights=folder)
+    msg = str(e.value)  # what is missing and where to get it, in one line
+    assert "needs model.safetensors" in msg and "facebook/dinov2-small" in msg
+    assert "\n" not in msg
+
+
+def test_a_folder_of_another_backbone_size_is_refused(tmp_path):
+    """A folder of the right family but another registered size (a ViT-S folder given as
+    ViT-B) or another patch size would give features of another width or grid than the name
+    promises (and than the upsampler paired with it was trained on): refused, naming the
+    backbone that fits. A width no backbone has (a small test model) is accepted."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    small = dict(num_hidden_layers=1, num_attention_heads=2, mlp_ratio=1, image_size=28)
+    vits = _save(Dinov2Model(Dinov2Config(hidden_size=384, **small)), tmp_path / "s")
+    with pytest.raises(CheckpointError, match=r"384-d model, but backbone dinov2_vitb14 is "
+                       r"768-d; pass .* \(dinov2_vits14, dinov2_vits14_reg\)"):  # fmt: skip
+        get_featurizer("dinov2_vitb14", weights=vits)
+    assert get_featurizer("dinov2_vits14", weights=vits).dim == 384
+    p16 = Dinov2Config(hidden_size=32, patch_size=16, **{**small, "image_size": 32})
+    folder = _save(Dinov2Model(p16), tmp_path / "p16")
+    with pytest.raises(CheckpointError, match="patch size 16, but backbone dinov2_vits14 has"):
         get_featurizer("dinov2_vits14", weights=folder)
 
 

@@ -148,5 +148,39 @@ def get_featurizer(
 
         device = resolve_device(device)
     model = spec.builder(weights, device)
+    check_size(spec, model, weights)
     model.input_norm = input_norm
     return model.eval()
+
+
+def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
+    """A CheckpointError where the weights hold another backbone than ``spec`` names: another
+    patch size (the grid everything else plans with), or the width of another registered
+    size of the same family (a ViT-B folder given as ``dinov2_vits14``). A width that no
+    released backbone of the family has (a small model of the same architecture, as the tests
+    build) is accepted."""
+    from ..errors import CheckpointError
+
+    weights = weights if weights is not None else spec.default_weights
+    if model.patch_size != spec.patch_size:
+        raise CheckpointError(
+            f"{weights} holds a model with patch size {model.patch_size}, but backbone "
+            f"{spec.name} has patch size {spec.patch_size}; pass the folder of {spec.name} or "
+            "the backbone name that matches the folder"
+        )
+    if model.dim == spec.dim:
+        return
+    family = spec.builder.__module__
+    others = [
+        n
+        for n, s in FEATURIZERS.items()
+        if s.builder.__module__ == family
+        and s.default_weights is not None  # a released backbone, not a seeded test model
+        and (s.dim, s.patch_size) == (model.dim, spec.patch_size)
+    ]
+    if others:
+        raise CheckpointError(
+            f"{weights} holds a {model.dim}-d model, but backbone {spec.name} is {spec.dim}-d; "
+            f"pass the backbone name that matches the folder ({', '.join(others)}) or the "
+            f"folder of {spec.name}"
+        )

@@ -98,9 +98,15 @@ def download(name: str) -> Path:
 def read_config(folder: Path) -> dict:
     """A Hugging Face folder's config.json as a dict."""
     try:
-        return json.loads((folder / CONFIG_FILE).read_text())
+        config = json.loads((folder / CONFIG_FILE).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} holds a JSON {type(config).__name__}, not the object "
+            "save_pretrained writes; write the folder again with save_pretrained"
+        )
+    return config
 
 
 def from_transformers(*names: str) -> tuple:
@@ -179,7 +185,11 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             dtype=torch.float32,
         )
     except OSError as e:
-        raise WeightsNotFoundError(f"cannot load backbone {name} from {folder}: {e}") from None
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise WeightsNotFoundError(
+            f"cannot load backbone {name} from {folder} ({first}); it needs {WEIGHTS_FILE} (or "
+            f"pytorch_model.bin) beside {CONFIG_FILE}: {_where_from(name)}"
+        ) from None
     except SafetensorError as e:  # a truncated or corrupt model.safetensors
         raise CheckpointError(
             f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
