@@ -193,6 +193,25 @@ def test_clip_maskclip_features(tmp_path, size, norm):
     also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
+def test_clip_config_without_projection_dim_takes_the_default(tmp_path):
+    """A CLIPModel config.json may leave projection_dim out (transformers' default, 512, is
+    then meant): loaded as transformers loads it, not a KeyError."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=32),
+        text_config=dict(**TEXT, vocab_size=99),
+        projection_dim=512,
+    )
+    folder = _save(CLIPModel(cfg), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    del config["projection_dim"]
+    (folder / "config.json").write_text(json.dumps(config))
+    feat = get_featurizer("clip_vitb16", weights=folder)
+    assert feat(imagenet_normalize(_images(32, 32, n=1))).shape == (1, 512, 2, 2)
+
+
 @pytest.mark.parametrize("name, norm", [("siglip_vitb16", "imagenet"), ("siglip2_vitb16", "own")])
 def test_siglip_fixed_resolution(tmp_path, name, norm):
     from transformers import SiglipConfig, SiglipModel

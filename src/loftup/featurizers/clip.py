@@ -35,6 +35,7 @@ from .hf import (
     check_model_type,
     from_transformers,
     load_strict,
+    quiet_transformers,
     read_config,
     resolve_weights,
 )
@@ -90,7 +91,10 @@ def _load(name: str, weights, device, default: str) -> MaskCLIPFeaturizer:
     kind = check_model_type(folder, name, ("clip", "clip_vision_model"))
     overrides = {}
     if kind == "clip":  # a full CLIPModel folder keeps projection_dim at its top level
-        overrides["projection_dim"] = read_config(folder)["projection_dim"]
+        (CLIPConfig,) = from_transformers("CLIPConfig")
+        with quiet_transformers():  # absent from config.json: CLIPConfig's default, as there
+            default = CLIPConfig().projection_dim
+        overrides["projection_dim"] = read_config(folder).get("projection_dim", default)
     model = load_strict(CLIPVisionModelWithProjection, folder, name, **overrides)
     return MaskCLIPFeaturizer(model, name=name).to(device)
 
