@@ -98,6 +98,27 @@ def test_dinov2_at_its_own_grid(tmp_path):
     assert torch.equal(got, _grid(want[:, 1:], 4, 4))
 
 
+def test_dinov2_off_its_grid_interpolates_as_the_hub_models(tmp_path):
+    """At a grid other than its own (non-square here), dinov2_vits14 is transformers' model
+    with the torch-hub rule for the positional embeddings (the +0.1 offset), not
+    transformers' own resampling: the features the released upsamplers were trained on."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=56)
+    folder = _save(Dinov2Model(cfg), tmp_path / "m")
+    images = imagenet_normalize(_images(42, 70, n=1))
+    hub, plain = (Dinov2Model.from_pretrained(folder).eval() for _ in range(2))
+    emb = hub.embeddings
+    emb.interpolate_pos_encoding = lambda x, h, w: hub_pos_embed(emb.position_embeddings, 3, 5)
+    with torch.no_grad():
+        got = get_featurizer("dinov2_vits14", weights=folder)(images)
+        want = _grid(hub(pixel_values=images).last_hidden_state[:, 1:], 3, 5)
+        other = _grid(plain(pixel_values=images).last_hidden_state[:, 1:], 3, 5)
+    assert torch.equal(got, want)
+    assert (got - other).abs().max() > 1e-3
+
+
 def test_dinov3(tmp_path):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
