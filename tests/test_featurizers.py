@@ -448,6 +448,14 @@ def test_bad_local_folders_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"dino cannot be loaded as backbone dinov2_vits14 "
                        r"\(ValueError: out_features must be a subset"):  # fmt: skip
         get_featurizer("dinov2_vits14", weights=folder)
+    # a config.json whose sizes are not the weights' (edited by hand): which weight, both
+    # shapes and the fix, not transformers' "look at the above report" (which is silenced)
+    (folder / "config.json").write_text(json.dumps({**config, "mlp_ratio": 2}))
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_vits14", weights=folder)
+    msg = str(e.value)
+    assert "config.json does not describe its weights: encoder.layer.0.mlp.fc1.bias is" in msg
+    assert "(128,) in the file, (64,) by the config" in msg and "save_pretrained" in msg
     (folder / "config.json").write_text("[1]")  # valid JSON, but not a config
     with pytest.raises(CheckpointError, match="config.json holds a JSON list.*save_pretrained"):
         get_featurizer("dinov2_vits14", weights=folder)

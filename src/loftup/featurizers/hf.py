@@ -182,6 +182,9 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             config=config,
             local_files_only=True,
             output_loading_info=True,
+            # a weight of another shape is reported below, naming it: transformers' own error
+            # points at a load report that is silenced here
+            ignore_mismatched_sizes=True,
             dtype=torch.float32,
         )
     except OSError as e:
@@ -205,6 +208,14 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
         ) from None
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: m[0])
+    if mismatched:
+        key, stored, wanted = mismatched[0][:3]
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} does not describe its weights: {key} is "
+            f"{tuple(stored)} in the file, {tuple(wanted)} by the config "
+            f"({len(mismatched)} weight(s) differ); {_where_from(name)}"
+        )
     missing = sorted(k for k in info.get("missing_keys", []) if k)
     if missing:
         raise CheckpointError(
