@@ -548,3 +548,19 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
     (tmp_path / "up" / "config.json").write_text(json.dumps({**record, "backbone_norm": "clip"}))
     with pytest.raises(CheckpointError, match='"backbone_norm" must be one of imagenet, own or'):
         load_upsampler(tmp_path / "up")
+
+
+def test_offline_weights_from_another_repo_say_how_to_fetch_that_repo(monkeypatch):
+    """Offline, weights="facebook/dinov2-base" for dinov2_vits14 said "Run `loftup download
+    dinov2_vits14`", which fetches facebook/dinov2-small, not the repo asked for."""
+    from loftup.errors import WeightsNotFoundError
+    from loftup.featurizers.hf import resolve_weights
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    default = "facebook/dinov2-small"
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights("someone/dinov2-tuned", default, "dinov2_vits14")
+    msg = str(e.value)
+    assert "snapshot_download('someone/dinov2-tuned')" in msg and "loftup download" not in msg
+    with pytest.raises(WeightsNotFoundError, match="Run `loftup download dinov2_vits14`"):
+        resolve_weights(None, "someone/not-cached", "dinov2_vits14")

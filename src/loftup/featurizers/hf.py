@@ -68,6 +68,11 @@ def resolve_weights(
     )
     what = f"backbone {name}"
     kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
+    if source != default:  # `loftup download NAME` fetches the default repo, not this one
+        kw["fetch"] = (
+            f'python -c "from huggingface_hub import snapshot_download; '
+            f"snapshot_download('{source}')\""
+        )
     return hub_folder(source, HUB_FILES, **kw)
 
 

@@ -48,6 +48,7 @@ def hub_file(
     local_hint: str,
     download_name: str | None = None,
     downloading: bool = False,
+    fetch: str | None = None,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -55,7 +56,8 @@ def hub_file(
     naming the repo, the file and how to pass a local path instead; a gated repo (DINOv3) that
     this login may not read names where to accept its terms and how to log in. ``downloading``:
     called by ``loftup download``, whose fix for an offline switch is to unset it, not to run
-    itself.
+    itself. ``fetch``: the command that fills the cache, where ``loftup download NAME``
+    (``download_name``, else ``what``) would fetch another repo than ``repo_id``.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -82,6 +84,7 @@ def hub_file(
         except Exception as e:  # noqa: BLE001 - network, missing repo
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
+    fetch = fetch or f"loftup download {name}"
     offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
@@ -94,12 +97,12 @@ def hub_file(
     if downloading:
         raise WeightsNotFoundError(
             f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded: "
-            f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
+            f"{reason}. Run `{fetch}` on a machine with network and copy its "
             f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
-        f"{reason}. Run `loftup download {name}` on a machine with network and copy its "
+        f"{reason}. Run `{fetch}` on a machine with network and copy its "
         f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
     )
 
