@@ -138,3 +138,19 @@ def test_a_low_res_grid_too_small_to_fit_on_gives_a_picture_not_noise():
         assert inside > 0.5, (h, w, inside)
         # the same picture as a basis fitted on the upsampled features gives
         assert torch.equal(hr_rgb, apply_pca(hr, fit_pca(hr)))
+
+
+def test_constant_features_are_drawn_grey_not_as_stretched_rounding():
+    """Constant low-res features have no direction: the basis was an arbitrary one with a
+    colour range of zero, so the low-res picture was black and the upsampled one (constant up
+    to the interpolation's rounding, 5e-4 at 500) saturated noise. Both are mid-grey now."""
+    lr = torch.full((2, 8, 4, 4), 500.0)
+    lr[:, 1] = -300.0
+    hr = torch.nn.functional.interpolate(lr, size=(37, 29), mode="bicubic")
+    assert not torch.equal(hr, lr[:, :, :1, :1].expand_as(hr))  # rounding is there
+    lr_rgb, hr_rgb = pca_pair(lr, hr)
+    assert torch.equal(lr_rgb, torch.full_like(lr_rgb, 0.5))
+    assert torch.equal(hr_rgb, torch.full_like(hr_rgb, 0.5))
+    # a feature map that varies keeps its colours, however large its values
+    varied = lr + torch.randn(lr.shape, generator=torch.Generator().manual_seed(0))
+    assert pca_pair(varied, hr)[0].std() > 0.1

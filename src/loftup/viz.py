@@ -19,6 +19,9 @@ class PCABasis:
 
 #: A direction whose variance is below this fraction of the first's is taken as no spread.
 SPREAD = 1e-6
+#: Features whose spread (the standard deviation along the first direction) is below this
+#: fraction of their largest magnitude are taken as constant: what is left is float rounding.
+FLAT = 1e-5
 
 
 def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int = 0) -> PCABasis:
@@ -26,7 +29,9 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
 
     The basis has ``k`` components whatever C and N: where the data spreads along fewer
     directions (fewer than ``k`` channels or ``k + 1`` samples), the missing components repeat
-    the first, so one channel is drawn in grey."""
+    the first, so one channel is drawn in grey. Features without spread (constant up to
+    rounding, :data:`FLAT`) have no direction to colour: the basis draws every feature, these
+    and any others, mid-grey (0.5), not the rounding noise stretched over the colour range."""
     x = feats.detach().float()
     x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.dim() == 4 else x
     if x.shape[0] > max_samples:
@@ -42,7 +47,10 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     vals, vecs = vals.flip(0), vecs.flip(1)
     # only directions along which the data spreads: the others (beyond C channels, or N - 1
     # samples) are arbitrary, with a colour range of zero that turned rounding into colour
-    spread = int((vals > vals[0] * SPREAD).sum()) if vals[0] > 0 else 0
+    if vals[0] <= x.shape[0] * float(FLAT * x.abs().max()) ** 2:  # constant features
+        half = torch.full((k,), 0.5, device=x.device)
+        return PCABasis(mean, torch.zeros(x.shape[1], k, device=x.device), -half, half)
+    spread = int((vals > vals[0] * SPREAD).sum())
     comps = vecs[:, : max(1, min(k, spread))]
     # an eigenvector's sign is arbitrary: make each one's largest entry positive
     largest = comps.gather(0, comps.abs().argmax(0, keepdim=True))
