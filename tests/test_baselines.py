@@ -145,3 +145,24 @@ def test_shrinking_baselines_average_every_cell(name):
     assert torch.allclose(mixed, grown.expand(2, 3, 24, 7), atol=1e-6)
     half = fn(lr.bfloat16(), torch.zeros(2, 3, 5, 7))
     assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), out, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "jbu"])
+def test_baselines_refuse_what_loftup_refuses_with_one_clear_error(name):
+    """A uint8 image (0-255 pixels) was taken as a normalised one (the JBU's colours all
+    white, silently), uint8 features were interpolated in integers, and an empty grid failed
+    deep in torch (an IndexError in the JBU). Each is now a one-line error saying what to do,
+    a ValueError and a TypeError as LoftUp's forward raises."""
+    fn = BASELINES[name]
+    lr, image = torch.randn(1, 4, 3, 3), torch.randn(1, 3, 8, 8)
+    cases = [
+        (lr, (image * 255).to(torch.uint8), "image must be floating point.*float"),
+        (lr.to(torch.uint8), image, "lr_feats must be floating point"),
+        (lr[:, :, :0], image, "lr_feats has an empty grid"),
+        (lr, image[:, :, :, :0], "image has an empty grid"),
+    ]
+    for feats, img, message in cases:
+        with pytest.raises(LoftUpError, match=message) as e:
+            fn(feats, img)
+        assert isinstance(e.value, ValueError) and isinstance(e.value, TypeError)
+        assert "\n" not in str(e.value)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import LoftUpError
+from .errors import LoftUpError, UsageError
 from .featurizers import IMAGENET_MEAN, IMAGENET_STD
 
 #: Neighbourhood radius of the JBU in low-resolution cells (5 x 5 cells).
@@ -43,16 +43,34 @@ JBU_TILE_ELEMENTS = 1 << 22
 Upsampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class BaselineInputError(UsageError, TypeError):
+    """Inputs a baseline cannot take: a :class:`UsageError` (so a ValueError, what LoftUp's
+    forward raises for a shape) and a TypeError (what it raises for a dtype)."""
+
+
 def _check(lr_feats: torch.Tensor, image: torch.Tensor) -> None:
     if lr_feats.ndim != 4 or image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(
+        raise BaselineInputError(
             f"expected lr_feats (B, C, h, w) and image (B, 3, H, W), got "
             f"{tuple(lr_feats.shape)} and {tuple(image.shape)}"
         )
     if lr_feats.shape[0] != image.shape[0]:
-        raise ValueError(
+        raise BaselineInputError(
             f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image {image.shape[0]}"
         )
+    # as LoftUp's forward: integer features would be rounded by the interpolation, and a uint8
+    # image (0-255 pixels) would silently be read as a normalised one by the JBU's colours
+    for name, t in (("lr_feats", lr_feats), ("image", image)):
+        if not t.is_floating_point():
+            raise BaselineInputError(
+                f"{name} must be floating point, got {str(t.dtype).removeprefix('torch.')}; "
+                "convert with .float() (the image ImageNet-normalised, not 0-255 pixels)"
+            )
+        if 0 in t.shape[2:]:
+            raise BaselineInputError(
+                f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
+                "must be at least 1"
+            )
 
 
 def nearest(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
