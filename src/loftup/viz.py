@@ -31,13 +31,15 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     directions (fewer than ``k`` channels or ``k + 1`` samples), the missing components repeat
     the first, so one channel is drawn in grey. Features without spread (constant up to
     rounding, :data:`FLAT`) have no direction to colour: the basis draws every feature, these
-    and any others, mid-grey (0.5), not the rounding noise stretched over the colour range."""
+    and any others, mid-grey (0.5), not the rounding noise stretched over the colour range.
+    The fit skips pixels with a NaN or infinite feature (none left: the grey basis too)."""
     x = feats.detach().float()
     x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.dim() == 4 else x
+    x = x[torch.isfinite(x).all(1)]  # a NaN pixel made the eigensolver fail to converge
     if x.shape[0] > max_samples:
         g = torch.Generator().manual_seed(seed)
         x = x[torch.randperm(x.shape[0], generator=g)[:max_samples].to(x.device)]
-    mean = x.mean(0)
+    mean = x.mean(0) if x.shape[0] else x.new_zeros(x.shape[1])
     # exact PCA, not torch.pca_lowrank: that one starts from the global RNG and, with q = k and
     # no oversampling, returns a different, far-from-principal basis on every call when the
     # spectrum is flat (as backbone features' is); the picture changed from run to run
@@ -45,11 +47,11 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     cov = (centred.T @ centred).double()
     vals, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
     vals, vecs = vals.flip(0), vecs.flip(1)
-    # only directions along which the data spreads: the others (beyond C channels, or N - 1
-    # samples) are arbitrary, with a colour range of zero that turned rounding into colour
-    if vals[0] <= x.shape[0] * float(FLAT * x.abs().max()) ** 2:  # constant features
+    if not x.shape[0] or vals[0] <= x.shape[0] * float(FLAT * x.abs().max()) ** 2:  # constant
         half = torch.full((k,), 0.5, device=x.device)
         return PCABasis(mean, torch.zeros(x.shape[1], k, device=x.device), -half, half)
+    # only directions along which the data spreads: the others (beyond C channels, or N - 1
+    # samples) are arbitrary, with a colour range of zero that turned rounding into colour
     spread = int((vals > vals[0] * SPREAD).sum())
     comps = vecs[:, : max(1, min(k, spread))]
     # an eigenvector's sign is arbitrary: make each one's largest entry positive
