@@ -166,3 +166,15 @@ def test_baselines_refuse_what_loftup_refuses_with_one_clear_error(name):
             fn(feats, img)
         assert isinstance(e.value, ValueError) and isinstance(e.value, TypeError)
         assert "\n" not in str(e.value)
+
+
+def test_bicubic_overshoots_a_step_as_documented_and_jbu_does_not():
+    """The convention the docstring states: bicubic is torch's, unclamped (11% of a step on
+    each side when upsampling); the JBU's weights are positive, so it stays inside."""
+    lr = torch.zeros(1, 2, 4, 8)
+    lr[..., 4:] = 1.0
+    image = torch.zeros(1, 3, 56, 112)
+    cubic = BASELINES["bicubic"](lr, image)
+    assert 0.10 < cubic.max() - 1 < 0.12 and -0.12 < cubic.min() < -0.10
+    inside = jbu(lr, image)
+    assert inside.min() >= 0 and inside.max() <= 1 + 1e-6

@@ -9,13 +9,20 @@ image; the output is (B, C, H, W) at the image's size, exactly as :class:`loftup
   (a tiny output, or the ``highres`` reference's large grid), ``bilinear`` and ``bicubic``
   antialias that axis (their kernel widened to the output pixel, as PIL and torchvision resize),
   so that every cell counts instead of the two or four nearest a pixel's centre; upsampling,
-  what they are compared with LoftUp at, is plain interpolation.
+  what they are compared with LoftUp at, is plain interpolation. ``bicubic`` is not clamped: its
+  negative lobes overshoot the cells' range next to a step (by up to 11% of the step on each
+  side: torch's cubic, a = -0.75), as a bicubic resize does and FeatUp's bicubic baseline did.
 - ``jbu``: a joint bilateral upsampler without training (FeatUp's JBU idea, Kopf et al. 2007):
   each output pixel is a weighted mean of the low-resolution features in a (2r+1) x (2r+1)
   neighbourhood of grid cells around it, weight = spatial Gaussian (distance in grid cells
   between the pixel's position on the low-res grid and the cell centre, sigma
   ``JBU_SIGMA_SPATIAL``) x range Gaussian (Euclidean distance between the pixel's RGB colour in
-  [0, 1] and the cell's mean colour, sigma ``JBU_SIGMA_RANGE``). Fixed, documented sigmas.
+  [0, 1] and the cell's mean colour, sigma ``JBU_SIGMA_RANGE``). Fixed, documented sigmas;
+  positions as ``align_corners=False`` (the bilinear baseline's). Weights sum to one, so
+  constant features stay constant; an upsampler (an output smaller than the grid reads only
+  the cells around each pixel, no antialiasing).
+
+All keep ``lr_feats``' dtype and device; the JBU computes in float32 whatever the dtype.
 
 :func:`get_upsampler` maps a source string to one of these or, for anything else, to
 :func:`loftup.load_upsampler` (released names, folders, checkpoint files).
