@@ -178,3 +178,11 @@ def test_bicubic_overshoots_a_step_as_documented_and_jbu_does_not():
     assert 0.10 < cubic.max() - 1 < 0.12 and -0.12 < cubic.min() < -0.10
     inside = jbu(lr, image)
     assert inside.min() >= 0 and inside.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "jbu"])
+def test_the_output_is_on_the_features_device_wherever_the_image_is(name):
+    """The interpolating baselines read only the image's size, so features on a GPU with the
+    image on the CPU worked; the JBU failed mixing devices. ("meta" stands in for a GPU.)"""
+    out = BASELINES[name](torch.randn(2, 4, 3, 3, device="meta"), torch.zeros(2, 3, 8, 9))
+    assert out.device.type == "meta" and out.shape == (2, 4, 8, 9)

@@ -153,7 +153,7 @@ def jbu(
     dev = lr_feats.device
     m = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
-    rgb = image.float() * s + m  # (B, 3, H, W) in about [0, 1]
+    rgb = image.to(dev, torch.float32) * s + m  # (B, 3, H, W) in about [0, 1], on dev
     rgb_lr = F.adaptive_avg_pool2d(rgb, (h, w))  # each cell's mean colour
     pos_y, cells_y, valid_y = _grid_positions(height, h, radius, dev)
     pos_x, cells_x, valid_x = _grid_positions(width, w, radius, dev)
