@@ -186,3 +186,17 @@ def test_the_output_is_on_the_features_device_wherever_the_image_is(name):
     image on the CPU worked; the JBU failed mixing devices. ("meta" stands in for a GPU.)"""
     out = BASELINES[name](torch.randn(2, 4, 3, 3, device="meta"), torch.zeros(2, 3, 8, 9))
     assert out.device.type == "meta" and out.shape == (2, 4, 8, 9)
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "jbu"])
+def test_each_image_of_a_batch_is_upsampled_alone(name):
+    """A batch gives what its images give one by one (the JBU guided by its own image's
+    colours, whatever its tiling over rows), at odd sizes in both directions."""
+    g = torch.Generator().manual_seed(0)
+    lr, image = torch.randn(3, 5, 4, 5, generator=g), torch.randn(3, 3, 13, 3, generator=g)
+    fn = BASELINES[name]
+    if name == "jbu":
+        fn = lambda f, i: jbu(f, i, tile_elements=2 * 3 * 5 * 3)  # noqa: E731 (rows in tiles)
+    out = fn(lr, image)
+    for i in range(3):
+        assert torch.allclose(out[i], fn(lr[i : i + 1], image[i : i + 1])[0], atol=1e-6)
