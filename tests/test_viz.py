@@ -152,18 +152,26 @@ def test_constant_features_are_drawn_grey_not_as_stretched_rounding():
     assert torch.equal(lr_rgb, torch.full_like(lr_rgb, 0.5))
     assert torch.equal(hr_rgb, torch.full_like(hr_rgb, 0.5))
     # a feature map that varies keeps its colours, however large its values
-    varied = lr + torch.randn(lr.shape, generator=torch.Generator().manual_seed(0))
-    assert pca_pair(varied, hr)[0].std() > 0.1
+    noise = torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
+    assert pca_pair(lr + noise[..., :4, :4], hr)[0].std() > 0.1
+    # and what an upsampler adds to constant features is shown, in the colours of its own fit
+    lr_rgb, hr_rgb = pca_pair(lr, hr + noise)
+    assert hr_rgb.std() > 0.1 and torch.equal(hr_rgb, apply_pca(hr + noise, fit_pca(hr + noise)))
 
 
 def test_a_nan_pixel_is_left_out_of_the_fit():
     """One NaN low-res pixel made the eigensolver fail to converge, so --viz (or a training
-    run's picture) ended with a LinAlgError; the fit now skips it, and all-NaN gives grey."""
+    run's picture) ended with a LinAlgError; the fit now skips it."""
     g = torch.Generator().manual_seed(0)
     lr, hr = torch.randn(1, 8, 4, 4, generator=g), torch.randn(1, 8, 8, 8, generator=g)
     broken = lr.clone()
     broken[0, 3, 0, 0] = float("nan")
     basis = fit_pca(lr.flatten(2)[0, :, 1:].T)  # the other pixels
     assert torch.equal(pca_pair(broken, hr)[1], apply_pca(hr, basis))
-    grey = pca_pair(torch.full_like(lr, float("nan")), hr)[1]
+    # no finite pixel: no direction, drawn grey (pca_pair then fits on the upsampled ones)
+    nothing = fit_pca(torch.full_like(lr, float("nan")))
+    grey = apply_pca(hr, nothing)
     assert torch.equal(grey, torch.full_like(grey, 0.5))
+    assert torch.equal(
+        pca_pair(torch.full_like(lr, float("nan")), hr)[1], apply_pca(hr, fit_pca(hr))
+    )

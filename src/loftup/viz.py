@@ -81,7 +81,10 @@ def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
 def pca_pair(lr_feats: torch.Tensor, hr_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB pictures of low-res and upsampled features with one basis fitted on the low-res ones,
     or on the upsampled ones where the low-res grid has too few pixels to fit three colours on
-    (under 4: a 1x1 grid has no direction at all)."""
+    (under 4: a 1x1 grid has no direction at all) or no spread (constant features: what an
+    upsampler adds to them is shown, if more than rounding; else both are grey)."""
     lr_pixels = lr_feats.shape[0] * lr_feats.shape[-2] * lr_feats.shape[-1]
-    basis = fit_pca(lr_feats if lr_pixels > 3 else hr_feats)
+    basis = fit_pca(lr_feats) if lr_pixels > 3 else None
+    if basis is None or not basis.components.any():
+        basis = fit_pca(hr_feats)
     return apply_pca(lr_feats, basis), apply_pca(hr_feats, basis)
