@@ -239,7 +239,8 @@ def comparison_png(
     image: torch.Tensor, lr_feats: torch.Tensor, hr_feats: torch.Tensor, title: str = ""
 ) -> bytes:
     """PNG of input | low-res PCA | upsampled PCA, one PCA basis fitted on the low-res features
-    (on the upsampled ones shown where the low-res grid is too small: see :func:`pca_pair`).
+    (on the upsampled ones shown where the low-res grid is too small or constant: see
+    :func:`pca_pair`).
 
     image (3, H0, W0) in [0, 1]; lr_feats (C, h, w); hr_feats (C, H, W), drawn from every k-th
     row and column when larger than :data:`DISPLAY_SIDE` (so a memory-mapped output of any size
