@@ -200,3 +200,14 @@ def test_each_image_of_a_batch_is_upsampled_alone(name):
     out = fn(lr, image)
     for i in range(3):
         assert torch.allclose(out[i], fn(lr[i : i + 1], image[i : i + 1])[0], atol=1e-6)
+
+
+def test_jbu_refuses_a_zero_sigma_or_negative_radius():
+    """sigma_spatial=0 divided by zero: every weight underflowed and the output was all
+    zeros, silently. An infinite range sigma is the limit without a range term: allowed."""
+    lr, image = torch.randn(1, 2, 3, 3), torch.randn(1, 3, 6, 6)
+    for bad in ({"sigma_spatial": 0.0}, {"sigma_range": 0.0}, {"radius": -1}, {"radius": 1.5}):
+        with pytest.raises(LoftUpError, match="sigmas > 0.*got radius"):
+            jbu(lr, image, **bad)
+    plain = jbu(lr, image, sigma_range=math.inf)  # spatial weights only: no colour
+    assert torch.allclose(plain, jbu(lr, torch.zeros_like(image)), atol=1e-6)

@@ -148,6 +148,12 @@ def jbu(
         elements, so the working memory is about three output tiles, whatever H and W are.
     """
     _check(lr_feats, image)
+    # a zero sigma divided by zero: every weight underflowed and the output was silently 0
+    if not (isinstance(radius, int) and radius >= 0 and sigma_spatial > 0 and sigma_range > 0):
+        raise BaselineInputError(
+            f"the JBU takes a whole radius >= 0 and sigmas > 0 (inf: no such term), got "
+            f"radius={radius!r}, sigma_spatial={sigma_spatial!r}, sigma_range={sigma_range!r}"
+        )
     b, c, h, w = lr_feats.shape
     height, width = image.shape[-2:]
     dev = lr_feats.device
