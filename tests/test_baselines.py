@@ -211,3 +211,11 @@ def test_jbu_refuses_a_zero_sigma_or_negative_radius():
             jbu(lr, image, **bad)
     plain = jbu(lr, image, sigma_range=math.inf)  # spatial weights only: no colour
     assert torch.allclose(plain, jbu(lr, torch.zeros_like(image)), atol=1e-6)
+
+
+def test_jbu_with_a_small_spatial_sigma_copies_the_nearest_cell():
+    """Every spatial weight of a pixel underflowed to 0 below sigma ~0.03 cells and its
+    features came out 0; the weights are now relative to the pixel's nearest cell, so a small
+    sigma tends to the nearest cell (the nearest baseline at 3 -> 8, whose centres never tie)."""
+    lr, image = torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 8, 8)
+    assert torch.equal(jbu(lr, image, sigma_spatial=0.01), BASELINES["nearest"](lr, image))

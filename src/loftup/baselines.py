@@ -30,6 +30,7 @@ All keep ``lr_feats``' dtype and device; the JBU computes in float32 whatever th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -126,6 +127,15 @@ def _grid_positions(n_out: int, n_in: int, radius: int, device) -> tuple:
     return pos, cells.clamp(0, n_in - 1), valid
 
 
+def _spatial_weights(pos, cells, valid, sigma: float) -> torch.Tensor:
+    """Gaussian weights (n_out, K) of the cells, zero outside the grid, each row scaled so that
+    its largest is 1 (the same weighted mean): with a small sigma every weight of a pixel
+    underflowed to 0 and its features came out 0."""
+    exponent = -((pos[:, None] - cells) ** 2) / (2 * sigma**2)
+    exponent = exponent - exponent.masked_fill(~valid, -math.inf).amax(1, keepdim=True)
+    return exponent.exp() * valid
+
+
 def jbu(
     lr_feats: torch.Tensor,
     image: torch.Tensor,
@@ -164,8 +174,8 @@ def jbu(
     pos_y, cells_y, valid_y = _grid_positions(height, h, radius, dev)
     pos_x, cells_x, valid_x = _grid_positions(width, w, radius, dev)
     # separable spatial weights, zero outside the grid: (H, K) and (W, K)
-    sw_y = torch.exp(-((pos_y[:, None] - cells_y) ** 2) / (2 * sigma_spatial**2)) * valid_y
-    sw_x = torch.exp(-((pos_x[:, None] - cells_x) ** 2) / (2 * sigma_spatial**2)) * valid_x
+    sw_y = _spatial_weights(pos_y, cells_y, valid_y, sigma_spatial)
+    sw_x = _spatial_weights(pos_x, cells_x, valid_x, sigma_spatial)
 
     out = torch.empty(b, c, height, width, device=dev, dtype=lr_feats.dtype)
     rows = max(1, min(height, tile_elements // max(1, b * c * width)))
