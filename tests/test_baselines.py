@@ -47,13 +47,13 @@ def _jbu_by_loops(lr, rgb, radius, ss, sr):
     _, c, h, w = lr.shape
     height, width = rgb.shape[-2:]
     small = F.adaptive_avg_pool2d(rgb, (h, w))
-    out = torch.zeros(c, height, width)
+    out = torch.zeros(c, height, width, dtype=lr.dtype)
     for y in range(height):
         for x in range(width):
             u = (y + 0.5) * h / height - 0.5
             v = (x + 0.5) * w / width - 0.5
             cy, cx = min(max(round(u), 0), h - 1), min(max(round(v), 0), w - 1)
-            num, den = torch.zeros(c), 0.0
+            num, den = torch.zeros(c, dtype=lr.dtype), 0.0
             for iy in range(cy - radius, cy + radius + 1):
                 for ix in range(cx - radius, cx + radius + 1):
                     if not (0 <= iy < h and 0 <= ix < w):
@@ -219,3 +219,16 @@ def test_jbu_with_a_small_spatial_sigma_copies_the_nearest_cell():
     sigma tends to the nearest cell (the nearest baseline at 3 -> 8, whose centres never tie)."""
     lr, image = torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 8, 8)
     assert torch.equal(jbu(lr, image, sigma_spatial=0.01), BASELINES["nearest"](lr, image))
+
+
+def test_jbu_follows_colours_far_from_every_cell():
+    """The range exponent was clamped at -50 against underflow: a pixel whose colour was far
+    from all its cells' (a thin line, or a narrow range sigma) weighed them by position alone.
+    Weights relative to each pixel's largest keep the definition (checked in double)."""
+    torch.manual_seed(0)
+    lr, rgb = torch.randn(1, 4, 3, 4), torch.rand(1, 3, 9, 11)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    image = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    ours = jbu(lr, image, radius=1, sigma_spatial=0.8, sigma_range=0.05)[0]
+    ref = _jbu_by_loops(lr.double(), rgb.double(), 1, 0.8, 0.05)
+    assert torch.allclose(ours.double(), ref, atol=1e-4)

@@ -127,13 +127,10 @@ def _grid_positions(n_out: int, n_in: int, radius: int, device) -> tuple:
     return pos, cells.clamp(0, n_in - 1), valid
 
 
-def _spatial_weights(pos, cells, valid, sigma: float) -> torch.Tensor:
-    """Gaussian weights (n_out, K) of the cells, zero outside the grid, each row scaled so that
-    its largest is 1 (the same weighted mean): with a small sigma every weight of a pixel
-    underflowed to 0 and its features came out 0."""
+def _spatial_exponents(pos, cells, valid, sigma: float) -> torch.Tensor:
+    """The Gaussian's exponents (n_out, K) of the cells, -inf outside the grid."""
     exponent = -((pos[:, None] - cells) ** 2) / (2 * sigma**2)
-    exponent = exponent - exponent.masked_fill(~valid, -math.inf).amax(1, keepdim=True)
-    return exponent.exp() * valid
+    return exponent.masked_fill(~valid, -math.inf)
 
 
 def jbu(
@@ -173,30 +170,39 @@ def jbu(
     rgb_lr = F.adaptive_avg_pool2d(rgb, (h, w))  # each cell's mean colour
     pos_y, cells_y, valid_y = _grid_positions(height, h, radius, dev)
     pos_x, cells_x, valid_x = _grid_positions(width, w, radius, dev)
-    # separable spatial weights, zero outside the grid: (H, K) and (W, K)
-    sw_y = _spatial_weights(pos_y, cells_y, valid_y, sigma_spatial)
-    sw_x = _spatial_weights(pos_x, cells_x, valid_x, sigma_spatial)
+    # separable spatial exponents, -inf outside the grid: (H, K) and (W, K)
+    ey = _spatial_exponents(pos_y, cells_y, valid_y, sigma_spatial)
+    ex = _spatial_exponents(pos_x, cells_x, valid_x, sigma_spatial)
 
     out = torch.empty(b, c, height, width, device=dev, dtype=lr_feats.dtype)
     rows = max(1, min(height, tile_elements // max(1, b * c * width)))
     k = 2 * radius + 1
     for r0 in range(0, height, rows):
         r1 = min(height, r0 + rows)
+        colour = rgb[:, :, r0:r1]
+
+        def exponents(i: int, r0=r0, r1=r1, colour=colour):
+            """Each pixel's log weights of the cells in row offset i: (B, 1, rows, W) per j."""
+            rgb_rows = rgb_lr[:, :, cells_y[r0:r1, i]]  # (B, 3, rows, w)
+            for j in range(k):
+                diff = (colour - rgb_rows[:, :, :, cells_x[:, j]]).pow(2).sum(1, keepdim=True)
+                yield j, -diff / (2 * sigma_range**2) + (ey[r0:r1, i, None] + ex[None, :, j])
+
+        # weights relative to each pixel's largest, which is 1: a far colour or a small sigma
+        # underflowed every weight of a pixel (clamped, they no longer followed the colours)
+        top = torch.full((b, 1, r1 - r0, width), -math.inf, device=dev)
+        for i in range(k):
+            for _, e in exponents(i):
+                torch.maximum(top, e, out=top)
         acc = torch.zeros(b, c, r1 - r0, width, device=dev, dtype=torch.float32)
         norm = torch.zeros(b, 1, r1 - r0, width, device=dev, dtype=torch.float32)
-        colour = rgb[:, :, r0:r1]
         for i in range(k):
-            iy = cells_y[r0:r1, i]
-            feats_rows = lr_feats[:, :, iy].float()  # (B, C, rows, w)
-            rgb_rows = rgb_lr[:, :, iy]  # (B, 3, rows, w)
-            for j in range(k):
-                ix = cells_x[:, j]
-                diff = (colour - rgb_rows[:, :, :, ix]).pow(2).sum(1, keepdim=True)
-                exponent = (-diff / (2 * sigma_range**2)).clamp_min(-50.0)
-                weight = exponent.exp() * (sw_y[r0:r1, i, None] * sw_x[None, :, j])
-                acc.addcmul_(feats_rows[:, :, :, ix], weight)
+            feats_rows = lr_feats[:, :, cells_y[r0:r1, i]].float()  # (B, C, rows, w)
+            for j, e in exponents(i):
+                weight = (e - top).exp()
+                acc.addcmul_(feats_rows[:, :, :, cells_x[:, j]], weight)
                 norm.add_(weight)
-        out[:, :, r0:r1] = (acc / norm.clamp_min(1e-30)).to(out.dtype)
+        out[:, :, r0:r1] = (acc / norm).to(out.dtype)
     return out
 
 
