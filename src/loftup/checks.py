@@ -161,7 +161,7 @@ def check_pixels(images: torch.Tensor) -> None:
             f"the image has {bad} NaN or infinite value{'s' * (bad != 1)}: pixels must be RGB "
             "values in [0, 1] (fill or drop the missing pixels before upsampling)"
         )
-    if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:  # NaN fails too
+    if not -PIXEL_SLACK <= lo <= hi <= 1 + PIXEL_SLACK:
         raise UsageError(
             f"expected RGB values in [0, 1], got values from {lo:.4g} to {hi:.4g}: pass the "
             "image before ImageNet normalisation (the pipeline normalises it), 0-255 values "

@@ -217,6 +217,15 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
     }
 
 
+def _not_resumable(path, key: str, was: str, mine: str, same: str = "config") -> LoftUpError:
+    """The error of a checkpoint ``path`` made with ``key={was}`` resumed with ``key={mine}``
+    (both as shown)."""
+    return LoftUpError(
+        f"cannot resume {path}: it was made with {key}={was}, this run has {key}={mine}; use the "
+        f"same {same} or another --out (log.out_dir)"
+    )
+
+
 def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
     """Refuse to resume a checkpoint made by a different kind of run."""
     saved = ckpt.get("config", {})
@@ -228,25 +237,15 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
             was = was.get(part, "imagenet" if key == "backbone_norm" else None) if was else None
             mine = getattr(mine, part)
         if was != mine:
-            raise LoftUpError(
-                f"cannot resume {path}: it was made with {key}={was!r}, this run has "
-                f"{key}={mine!r}; use the same config or another --out (log.out_dir)"
-            )
+            raise _not_resumable(path, key, repr(was), repr(mine))
     if cfg.stage == 1:  # a key the run's version did not have yet: its default then
         was = {**dataclasses.asdict(ModelConfig()), **(saved.get("model") or {})}
         for key, mine in dataclasses.asdict(cfg.model).items():
             if was[key] != mine:
-                raise LoftUpError(
-                    f"cannot resume {path}: it was made with model.{key}={_show(was[key])}, this "
-                    f"run has model.{key}={_show(mine)}; use the same config or another --out "
-                    "(log.out_dir)"
-                )
+                raise _not_resumable(path, f"model.{key}", _show(was[key]), _show(mine))
     name = saved.get("optim", {}).get("name", cfg.optim.name)
     if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
-        raise LoftUpError(
-            f"cannot resume {path}: it was made with optim.name={name!r}, this run has "
-            f"optim.name={cfg.optim.name!r}; use the same optimiser or another --out (log.out_dir)"
-        )
+        raise _not_resumable(path, "optim.name", repr(name), repr(cfg.optim.name), "optimiser")
 
 
 def apply_optim_config(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list[str]:
