@@ -99,11 +99,11 @@ def track_sequence(
         if cfg.save_masks:
             _save_mask(pred, Path(cfg.save_masks) / seq.name / f"{seq.frames[t].stem}.png", palette)
         if t != last:  # the benchmark leaves out the first and the last frame
-            void = seq.void(t)  # not scored: the benchmark takes it out of the prediction too
+            # void (255) is background in ``gt`` and the prediction is scored there as
+            # anywhere: davis2017-evaluation's semi-supervised scorer takes out no pixel
             for k in range(1, n_obj + 1):
-                mask = (pred == k) & ~void
-                scores[f"{seq.name}_{k}"]["J"].append(region_similarity(mask, gt == k))
-                scores[f"{seq.name}_{k}"]["F"].append(contour_accuracy(mask, gt == k))
+                scores[f"{seq.name}_{k}"]["J"].append(region_similarity(pred == k, gt == k))
+                scores[f"{seq.name}_{k}"]["F"].append(contour_accuracy(pred == k, gt == k))
         if len(examples) < N_EXAMPLES and t in {1, max(1, last // 2), last}:
             image = to_image_tensor(open_rgb(seq.frames[t]))
             examples.append({"image": image, "gt": gt, "pred": pred, "name": f"{seq.name} #{t}"})

@@ -6,9 +6,10 @@ Layout (as unpacked from DAVIS-2017-trainval-480p.zip)::
     ROOT/Annotations/480p/SEQ/00000.png ...   palette PNGs: 0 background, k = object k
     ROOT/ImageSets/2017/val.txt               sequence names, one a line
 
-As in the DAVIS benchmark code, 255 in an annotation is void (background for the ground truth,
-and not scored in the prediction either) and the objects of a sequence are 1..max id of its
-first frame.
+As in the DAVIS benchmark code (davis2017-evaluation, semi-supervised), 255 in an annotation
+(void) is read as background, and the prediction is scored there as anywhere else: the
+scorer's void mask is computed from the masks after they were made boolean, so it is always
+empty. The objects of a sequence are 1..max id of its first frame.
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ class DavisSequence:
         raw = open_label(self.annotations[t]).astype(np.int64)
         raw[raw == 255] = 0
         return torch.from_numpy(raw)
-
-    def void(self, t: int) -> torch.Tensor:
-        """(H, W) bool: the pixels of frame ``t`` its annotation marks 255 (void: the benchmark
-        scores neither the prediction nor the ground truth there)."""
-        return torch.from_numpy(open_label(self.annotations[t]) == 255)
 
     def palette(self) -> list[int] | None:
         """The first annotation's palette (to write predictions in the DAVIS format)."""
