@@ -74,11 +74,26 @@ def test_seg_runs_loftup_and_baselines_share_the_feature_cache(tmp_path, upsampl
     assert res["num_images"] == {"train": 4, "val": 4}
     assert res["settings"]["probe"]["optimizer"] == "nadam" and res["settings"]["size"] == 28
     assert res["run"]["loftup_version"] and "git_commit" in res["run"]
+    assert res["run"]["libraries"]["numpy"] == np.__version__
+    # what a reader needs to know the features were these: weights by content, and the sizes
+    from loftup import get_featurizer, load_upsampler
+    from loftup.extract.record import weights_digest
+
+    feats = res["features"]
+    assert feats["upsampler"]["weights_digest"] == weights_digest(load_upsampler(upsampler))
+    assert feats["upsampler"]["name"] == upsampler and feats["upsampler"]["kind"] == "loftup"
+    assert feats["upsampler"]["trained_on"] == TEST_BACKBONE
+    backbone = get_featurizer(TEST_BACKBONE)
+    assert feats["backbone"]["weights_digest"] == weights_digest(backbone)
+    assert feats["backbone"]["dim"] == DIM and feats["backbone"]["patch_size"] == 14
+    assert feats["sizes"] == {"image": [28, 28], "backbone_input": [28, 28], "lowres": [2, 2],
+                              "upsampled": [28, 28]}  # fmt: skip
     assert res["cache"] == {"hits": 4, "misses": 8}  # epoch 2 reads what epoch 1 wrote
     assert _is_png(tmp_path / "loftup.png") and res["figure"].endswith("loftup.png")
     # another upsampler on the same backbone features: no backbone work at all
     cached = run_eval("seg", tmp_path, "nearest", tmp_path, *common, name="nearest")
     assert cached["cache"]["misses"] == 0
+    assert cached["features"]["upsampler"] == {"name": "nearest", "kind": "baseline"}
     fresh = run_eval("seg", tmp_path, "nearest", tmp_path, "--size", "28", "--epochs", "2",
                   "--no-cache", name="fresh")  # fmt: skip
     assert fresh["metrics"] == cached["metrics"]  # cached features are the computed ones
@@ -120,6 +135,10 @@ def test_highres_runs_the_backbone_on_a_larger_input(tmp_path, backbones):
     res = run_eval("davis", tmp_path / "davis", "highres", tmp_path, "--size", "28", "--limit", "1",
                 "--no-cache", name="c")  # fmt: skip
     assert res["num_sequences"] == 1 and res["settings"]["highres_factor"] == 2
+    assert res["features"]["upsampler"]["name"] == "highres"
+    sizes = res["features"]["sizes"]  # DAVIS: features at half the frame's side
+    assert sizes["backbone_input"] == [56, 56] and sizes["upsampled"] == [14, 14]
+    assert res["num_frames"] == {"total": 3, "scored": 1}
 
 
 def test_depth_end_to_end(tmp_path, backbones):

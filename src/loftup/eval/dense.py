@@ -75,13 +75,14 @@ def _start(cfg: EvalConfig, task: str) -> None:
     check_outputs(cfg)
 
 
-def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict) -> dict:
+def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeline) -> dict:
     return {
         "task": cfg.task,
         "dataset": cfg.dataset,
         "backbone": cfg.backbone,
         "upsampler": cfg.upsampler,
         "num_images": sizes,
+        "features": pipe.record(),
         "settings": {**cfg.to_dict(), "probe": pcfg.to_dict(), "policy": POLICY},
         "run": run_info(cfg.device),
     }
@@ -127,7 +128,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
                      "pca": _pca(lr[i], hr[i])}
                 )  # fmt: skip
     metrics = scores.result()
-    results = _header(cfg, pcfg, {"train": len(train_set), "val": len(val_set)})
+    results = _header(cfg, pcfg, {"train": len(train_set), "val": len(val_set)}, pipe)
     results["metrics"] = metrics
     if spec.class_names:
         results["class_names"] = list(spec.class_names)
@@ -179,7 +180,7 @@ def _probe_per_image(
     # an image without a valid pixel has nothing to score: left out of the means, and counted
     scored = values.pop("valid_pixels") > 0
     metrics = {name: float(v[scored].mean()) for name, v in values.items()}
-    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)})
+    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)}, pipe)
     results["metrics"] = metrics
     results["images_without_valid_pixels"] = int((~scored).sum())
     results.update(extra or {})

@@ -44,6 +44,8 @@ class FeaturePipeline:
         )
         self.featurizer = self.featurizer.to(self.device).eval()
         self.dim = int(self.featurizer.dim)
+        self.cfg = cfg
+        self.sizes: dict = {}  # of the last batch (see record)
         self.highres = cfg.upsampler == "highres"
         self.input_size = backbone_size(cfg)
         self.upsample = bilinear if self.highres else get_upsampler(cfg.upsampler, self.device)
@@ -99,7 +101,48 @@ class FeaturePipeline:
         ).to(self.device)
         guide = guidance_image(images01.to(self.device), out_size)
         hr = self.upsample(lr, imagenet_normalize(guide))
+        self.sizes = {
+            "image": list(images01.shape[-2:]),
+            "backbone_input": [self.input_size, self.input_size],
+            "lowres": list(lr.shape[-2:]),
+            "upsampled": list(hr.shape[-2:]),
+        }
         return lr, hr.float()
+
+    def record(self) -> dict:
+        """What the features of a run were, for its results: the backbone (name, weights as
+        given, what it is given, its revision, patch, dim and a digest of its weights), the
+        upsampler (as given, where it was loaded from and a digest of its weights; a baseline
+        or ``highres`` by name) and the sizes of the last batch (the image, what the backbone
+        saw, the low-res grid, the upsampled map). A digest is the SHA-256 of the loaded
+        state (names, shapes, bytes): the same weights give the same digest wherever they
+        were read from."""
+        from ..extract.record import recorded_path, weights_digest
+
+        cfg, feat = self.cfg, self.featurizer
+        backbone = {
+            "name": cfg.backbone,
+            "weights": recorded_path(cfg.backbone_weights),
+            "input_norm": cfg.backbone_norm,
+            "revision": feat.revision,
+            "patch_size": int(feat.patch_size),
+            "dim": self.dim,
+            "weights_digest": weights_digest(feat),
+        }
+        if self.highres:
+            upsampler = {"name": "highres", "kind": "backbone on a larger input, then bilinear",
+                         "factor": cfg.highres_factor}  # fmt: skip
+        elif isinstance(self.upsample, torch.nn.Module):
+            upsampler = {
+                "name": recorded_path(cfg.upsampler),
+                "kind": "loftup",
+                "source": getattr(self.upsample, "source", None),
+                "trained_on": getattr(self.upsample, "backbone", None),
+                "weights_digest": weights_digest(self.upsample),
+            }
+        else:
+            upsampler = {"name": cfg.upsampler, "kind": "baseline"}
+        return {"backbone": backbone, "upsampler": upsampler, "sizes": dict(self.sizes)}
 
 
 def guidance_image(images01: torch.Tensor, out_size: int) -> torch.Tensor:

@@ -43,8 +43,27 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
+#: The libraries whose versions can move a score: image resizing (pillow), the boundary
+#: measure (scipy), the backbones (transformers), the readers (numpy, h5py, safetensors).
+LIBRARIES = ("numpy", "pillow", "scipy", "transformers", "safetensors", "h5py")
+
+
+def library_versions() -> dict:
+    """{distribution: version} of :data:`LIBRARIES` (None for one not installed)."""
+    from importlib import metadata
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def run_info(device: str = "cpu") -> dict:
-    """Package version, git commit, torch, python, machine and date of this run."""
+    """Package version, git commit, torch, python, the libraries that can move a score
+    (:func:`library_versions`), machine and date of this run."""
     import torch
 
     from .. import __version__
@@ -53,6 +72,7 @@ def run_info(device: str = "cpu") -> dict:
         "loftup_version": __version__,
         "git_commit": git_commit(),
         "torch": torch.__version__,
+        "libraries": library_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
