@@ -147,7 +147,10 @@ def test_depth_end_to_end(tmp_path, backbones):
         "depth", tmp_path, "jbu", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
     )
     m = res["metrics"]
-    assert set(m) == {"delta1", "rmse", "abs_rel"} and 0 <= m["delta1"] <= 1 and m["rmse"] > 0
+    assert set(m) == {"delta1", "rmse", "abs_rel", "si_delta1", "si_rmse", "si_abs_rel"}
+    assert 0 <= m["delta1"] <= 1 and 0 <= m["si_delta1"] <= 1 and m["rmse"] > 0
+    # each image's least-squares scale and shift can only lower its squared error
+    assert m["si_rmse"] <= m["rmse"]
     assert res["num_images"] == {"train": 3, "test": 3}
     assert res["images_without_valid_pixels"] == 0
     assert res["settings"]["probe"]["schedule"] == "probe3d"
@@ -171,7 +174,7 @@ def test_an_image_without_valid_depth_is_left_out_of_the_means(tmp_path, backbon
     blank = run_eval("depth", tmp_path / "b", "bilinear", tmp_path, *args, name="b")
     assert full["images_without_valid_pixels"] == 0
     assert blank["images_without_valid_pixels"] == 1 and blank["num_images"]["test"] == 4
-    for k in ("delta1", "rmse", "abs_rel"):
+    for k in ("delta1", "rmse", "abs_rel", "si_delta1", "si_rmse", "si_abs_rel"):
         assert blank["metrics"][k] == pytest.approx(full["metrics"][k], rel=1e-6), k
 
 

@@ -180,3 +180,107 @@ def test_normal_metrics_default_mask_is_on_the_normals_device():
     m = normal_metrics(normals, normals)
     assert m["rmse"].device.type == "cuda" and m["rmse"].shape == (2,)
     assert float(m["within_11.25"].min()) == 1.0
+
+
+def _probe3d_depth(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Probe3D's evaluate_depth (per image, then the mean), written out in numpy."""
+    valid = (gt > 0).astype(np.float64)
+    pred = pred * valid
+    n = np.maximum(valid.sum((1, 2)), 1)
+    ratio = np.maximum(gt / np.maximum(pred, 1e-9), pred / np.maximum(gt, 1e-9))
+    d1 = ((ratio < 1.25) * valid).sum((1, 2)) / n
+    rmse = np.sqrt((((gt - pred) ** 2) * valid).sum((1, 2)) / n)
+    return {"delta1": d1.mean(), "rmse": rmse.mean()}
+
+
+def test_depth_metrics_equal_probe3ds_on_random_maps():
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(0.5, 9.0, (5, 17, 23))
+    gt[rng.random(gt.shape) < 0.3] = 0  # no sensor reading
+    pred = gt * rng.uniform(0.7, 1.4, gt.shape) + rng.uniform(0.01, 3.0, gt.shape) * (gt == 0)
+    ours = depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt))
+    ref = _probe3d_depth(pred, gt)
+    assert float(ours["delta1"].mean()) == pytest.approx(ref["delta1"], abs=1e-12)
+    assert float(ours["rmse"].mean()) == pytest.approx(ref["rmse"], abs=1e-12)
+    assert ours["valid_pixels"].tolist() == (gt > 0).sum((1, 2)).tolist()
+
+
+def test_scale_and_shift_alignment_is_least_squares_on_valid_pixels():
+    from loftup.eval.metrics import match_scale_and_shift
+
+    rng = np.random.default_rng(4)
+    gt = rng.uniform(0.5, 9.0, (3, 11, 13))
+    gt[rng.random(gt.shape) < 0.25] = 0
+    pred = rng.uniform(0.1, 5.0, gt.shape)
+    aligned = match_scale_and_shift(torch.from_numpy(pred), torch.from_numpy(gt)).numpy()
+    for i in range(3):
+        v = gt[i] > 0
+        a = np.stack([pred[i][v], np.ones(v.sum())], 1)
+        (s, t), *_ = np.linalg.lstsq(a, gt[i][v], rcond=None)
+        assert np.allclose(aligned[i], s * pred[i] + t, atol=1e-9)
+    # a prediction off by a scale and shift is exact once aligned; invalid pixels do not count
+    exact = (torch.from_numpy(gt) - 0.3) / 2.5
+    exact[torch.from_numpy(gt) == 0] = 99.0
+    back = match_scale_and_shift(exact, torch.from_numpy(gt))
+    m = depth_metrics(back, torch.from_numpy(gt))
+    assert float(m["rmse"].max()) < 1e-9 and float(m["delta1"].min()) == 1.0
+    # a constant prediction (singular system) is left as it is
+    flat = torch.full((1, 4, 4), 2.0, dtype=torch.float64)
+    assert torch.equal(match_scale_and_shift(flat, torch.rand(1, 4, 4) + 1), flat)
+
+
+def test_normal_metrics_equal_a_numpy_computation_on_random_normals():
+    from loftup.eval.metrics import normal_metrics
+
+    rng = np.random.default_rng(5)
+    gt = rng.normal(size=(3, 3, 9, 10))
+    gt /= np.linalg.norm(gt, axis=1, keepdims=True)
+    pred = gt + rng.normal(scale=0.5, size=gt.shape)  # not unit length: angles only count
+    valid = rng.random((3, 9, 10)) < 0.7
+    m = normal_metrics(torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(valid))
+    cos = (pred * gt).sum(1) / np.linalg.norm(pred, axis=1)
+    angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    for i in range(3):
+        a = angle[i][valid[i]]
+        assert float(m["mean"][i]) == pytest.approx(a.mean(), abs=1e-9)
+        assert float(m["rmse"][i]) == pytest.approx(np.sqrt((a**2).mean()), abs=1e-9)
+        for t in (11.25, 22.5, 30):
+            assert float(m[f"within_{t:g}"][i]) == pytest.approx((a < t).mean(), abs=1e-12)
+        assert int(m["valid_pixels"][i]) == valid[i].sum()
+
+
+def _davis_f_measure(fg: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
+    """davis2017-evaluation's f_measure (void empty), in numpy with skimage's disk and
+    scipy's binary dilation in place of OpenCV's."""
+    from scipy.ndimage import binary_dilation
+    from skimage.morphology import disk as sk_disk
+
+    bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(fg.shape))
+    fg_b, gt_b = _davis_seg2bmap(fg), _davis_seg2bmap(gt)
+    fg_dil = binary_dilation(fg_b, structure=sk_disk(int(bound_pix)))
+    gt_dil = binary_dilation(gt_b, structure=sk_disk(int(bound_pix)))
+    n_fg, n_gt = fg_b.sum(), gt_b.sum()
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        precision, recall = (fg_b & gt_dil).sum() / n_fg, (gt_b & fg_dil).sum() / n_gt
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_davis_f_equals_the_benchmarks_f_measure_on_random_blobs():
+    """Blobs from smoothed noise at an odd size, the tolerance ceil(0.008 x diagonal) = 2 px
+    here, and at 1 and 4 px: our F is the benchmark's, value for value."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(6)
+    shape = (97, 181)
+    for i in range(6):
+        gt = gaussian_filter(rng.normal(size=shape), 4) > 0.05
+        pred = gaussian_filter(rng.normal(size=shape), 4) > 0.05 if i % 2 else np.roll(gt, 3, 1)
+        for th in (0.008, 1, 4):
+            ours = contour_accuracy(torch.from_numpy(pred), torch.from_numpy(gt), bound_th=th)
+            assert ours == pytest.approx(_davis_f_measure(pred, gt, th), abs=1e-12), (i, th)

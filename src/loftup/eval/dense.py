@@ -16,7 +16,7 @@ import torch
 from .config import EvalConfig, backbone_size, check_config
 from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset
 from .figures import depth_figure, normals_figure, seg_figure
-from .metrics import SegmentationScores, depth_metrics, normal_metrics
+from .metrics import SegmentationScores, depth_metrics, match_scale_and_shift, normal_metrics
 from .pipeline import FeaturePipeline, make_loader
 from .probe import (
     DepthProbe,
@@ -194,10 +194,15 @@ def _what(cfg: EvalConfig) -> str:
 
 
 def _depth_score(probe, batch: dict, hr: torch.Tensor):
+    """Probe3D's two sets of figures: the prediction as it is (scale-aware: ``delta1``...)
+    and after a per-image least-squares scale and shift (scale-invariant: ``si_delta1``...)."""
     gt = batch["depth"]
     pred = predict_depth(probe, hr, size=tuple(gt.shape[-2:])).cpu()
     shown = [{"image": im, "depth": d, "pred": p} for im, d, p in zip(batch["image"], gt, pred)]
-    return depth_metrics(pred, gt), shown
+    values = depth_metrics(pred, gt)
+    aligned = depth_metrics(match_scale_and_shift(pred, gt), gt)
+    values.update({f"si_{k}": v for k, v in aligned.items() if k != "valid_pixels"})
+    return values, shown
 
 
 def run_depth(cfg: EvalConfig, report=None) -> dict:
@@ -207,7 +212,9 @@ def run_depth(cfg: EvalConfig, report=None) -> dict:
     The spec gives no resolution for depth ("linear probes as in Probe3D"): we read it as the
     segmentation protocol's S x S FeatUp crop (Probe3D itself scores 480 x 640 frames), with
     Probe3D's probe, loss, schedule and metrics: each metric per image over its valid
-    pixels (0 < depth <= 10 m), then the mean over the images (not over all pixels).
+    pixels (0 < depth <= 10 m), then the mean over the images (not over all pixels); and, as
+    Probe3D reports both, once more after a per-image least-squares scale and shift
+    (``si_delta1``, ``si_rmse``, ``si_abs_rel``).
     """
     _start(cfg, "depth")
     start = time.time()

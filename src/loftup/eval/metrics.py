@@ -6,7 +6,9 @@ boundary map (a pixel whose label differs from its right, bottom or bottom-right
 the image border not counting as a boundary) and the boundary F score with a tolerance disk,
 for binary masks (DAVIS F) and multi-class maps alike. DAVIS region similarity J is the IoU
 of two binary masks (1 when both are empty). Depth: per-image delta1 recall, RMSE and AbsRel
-on the valid pixels (ground truth > 0), averaged over images (Probe3D).
+on the valid pixels (ground truth > 0), averaged over images (Probe3D), as predicted
+("scale-aware") and after a per-image least-squares scale and shift
+(:func:`match_scale_and_shift`, Probe3D's "scale-invariant" figures).
 """
 
 from __future__ import annotations
@@ -233,6 +235,28 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
     abs_rel = (((pred - gt).abs() / safe_gt) * valid).sum((-2, -1)) / n
     pixels = valid.sum((-2, -1)).long()
     return {"delta1": delta1, "rmse": rmse, "abs_rel": abs_rel, "valid_pixels": pixels}
+
+
+def match_scale_and_shift(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) ``pred`` mapped by the per-image scale s and shift t that minimise
+    sum over valid pixels (gt > 0) of (s * pred + t - gt)^2 (least squares), as Probe3D's
+    scale-invariant depth metrics align a prediction first. An image whose system is
+    singular (no valid pixel, or a constant prediction) keeps s = 1, t = 0, as there."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} differ in shape")
+    squeeze = pred.ndim == 2
+    p, g = (pred[None], gt[None]) if squeeze else (pred, gt)
+    p, g = p.double(), g.double()
+    m = (g > 0).double()
+    a00, a01, a11 = (m * p * p).sum((-2, -1)), (m * p).sum((-2, -1)), m.sum((-2, -1))
+    b0, b1 = (m * p * g).sum((-2, -1)), (m * g).sum((-2, -1))
+    det = a00 * a11 - a01 * a01
+    ok = det != 0
+    safe = torch.where(ok, det, torch.ones_like(det))
+    scale = torch.where(ok, (a11 * b0 - a01 * b1) / safe, torch.ones_like(det))
+    shift = torch.where(ok, (a00 * b1 - a01 * b0) / safe, torch.zeros_like(det))
+    out = (p * scale[:, None, None] + shift[:, None, None]).to(pred.dtype)
+    return out[0] if squeeze else out
 
 
 # -- surface normals ---------------------------------------------------------------------------
