@@ -141,12 +141,13 @@ def test_highres_runs_the_backbone_on_a_larger_input(tmp_path, backbones):
     assert res["num_frames"] == {"total": 3, "scored": 1}
 
 
-def test_depth_end_to_end(tmp_path, backbones):
+def test_depth_end_to_end(tmp_path, backbones, capsys):
     write_nyuv2(tmp_path, n=6)
     res = run_eval(
         "depth", tmp_path, "jbu", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
     )
     m = res["metrics"]
+    assert f"(scale-invariant: delta1 {100 * m['si_delta1']:.2f}" in capsys.readouterr().out
     assert set(m) == {"delta1", "rmse", "abs_rel", "si_delta1", "si_rmse", "si_abs_rel"}
     assert 0 <= m["delta1"] <= 1 and 0 <= m["si_delta1"] <= 1 and m["rmse"] > 0
     # each image's least-squares scale and shift can only lower its squared error

@@ -91,10 +91,12 @@ def summary(results: dict) -> str:
     if results["task"] == "seg":
         return f"{what}: mIoU {100 * m['miou']:.2f}  pixel accuracy {100 * m['pixel_accuracy']:.2f}"
     if results["task"] == "depth":
-        return (
-            f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  "
-            f"AbsRel {m['abs_rel']:.4f}"
-        )
+        line = f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  AbsRel {m['abs_rel']:.4f}"
+        if "si_delta1" in m:  # results written before the scale-invariant figures lack them
+            line += (
+                f"  (scale-invariant: delta1 {100 * m['si_delta1']:.2f}  RMSE {m['si_rmse']:.4f})"
+            )
+        return line
     if results["task"] == "normals":
         return (
             f"{what}: within 11.25/22.5/30 deg {100 * m['within_11.25']:.2f} / "
