@@ -284,3 +284,32 @@ def test_davis_f_equals_the_benchmarks_f_measure_on_random_blobs():
         for th in (0.008, 1, 4):
             ours = contour_accuracy(torch.from_numpy(pred), torch.from_numpy(gt), bound_th=th)
             assert ours == pytest.approx(_davis_f_measure(pred, gt, th), abs=1e-12), (i, th)
+
+
+def _db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
+    """davis2017-evaluation's db_statistics, written out."""
+    m, o = np.nanmean(per_frame), np.nanmean(per_frame > 0.5)
+    ids = (np.round(np.linspace(1, len(per_frame), 5) + 1e-10) - 1).astype(np.uint8)
+    bins = [per_frame[ids[i] : ids[i + 1] + 1] for i in range(4)]
+    return m, o, np.nanmean(bins[0]) - np.nanmean(bins[3])
+
+
+def test_davis_mean_recall_and_decay_are_the_benchmarks():
+    from loftup.eval.video import davis_statistics, frame_statistics
+
+    rng = np.random.default_rng(7)
+    objects = {}
+    for n in (1, 2, 5, 7, 48, 103):  # DAVIS val sequences have 25 to 104 frames
+        values = rng.uniform(0, 1, n)
+        assert frame_statistics(values.tolist()) == pytest.approx(_db_statistics(values))
+        objects[f"seq{n}_1"] = {"J": values.tolist(), "F": (1 - values).tolist()}
+    # by hand: 8 frames, edges round(1, 2.75, 4.5, 6.25, 8) - 1 = 0, 2, 4, 5, 7: the first bin
+    # is frames 0..2 (mean 0.8), the last 5..7 (mean 0.8 / 3)
+    values = [1, 1, 0.4, 0.6, 0.6, 0.6, 0, 0.2]
+    assert frame_statistics(values) == pytest.approx((0.55, 0.625, 0.8 - 0.8 / 3))
+    stats = davis_statistics(objects)
+    ref = [_db_statistics(np.array(v["J"])) for v in objects.values()]
+    assert stats["J_recall"] == pytest.approx(np.mean([r[1] for r in ref]))
+    assert stats["J_decay"] == pytest.approx(np.mean([r[2] for r in ref]))
+    assert stats["J&F_mean"] == pytest.approx((stats["J_mean"] + stats["F_mean"]) / 2)
+    assert stats["num_objects"] == 6

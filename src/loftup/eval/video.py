@@ -2,12 +2,14 @@
 
 Scores follow the DAVIS benchmark (davis2017-evaluation, semi-supervised): per object and per
 frame, J (mask IoU) and F (boundary F with a tolerance of ceil(0.008 x diagonal) pixels),
-first and last frames excluded; each object's mean over its frames; J mean and F mean average
-over all objects of all sequences; J&F is their mean.
+first and last frames excluded; each object's mean, recall and decay over its frames; J and F
+mean, recall and decay average over all objects of all sequences; J&F is the mean of J mean
+and F mean.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,13 +57,28 @@ def first_frame_labels(gt: torch.Tensor, size: tuple[int, int]) -> tuple[torch.T
     return one_hot(small, n_obj + 1), n_obj
 
 
+def frame_statistics(values: list[float]) -> tuple[float, float, float]:
+    """The benchmark's statistics (``db_statistics``) of one object's per-frame J or F: the
+    mean, the recall (the fraction of frames above 0.5) and the decay (the mean over the
+    first of 4 bins of frames minus that over the last; the bins' edges are
+    ``round(linspace(1, n, 5)) - 1``, each bin including its end edge)."""
+    v = np.asarray(values, dtype=np.float64)
+    ids = (np.round(np.linspace(1, len(v), 5) + 1e-10) - 1).astype(np.int64)
+    first, last = v[ids[0] : ids[1] + 1], v[ids[3] : ids[4] + 1]
+    return float(v.mean()), float((v > 0.5).mean()), float(first.mean() - last.mean())
+
+
 def davis_statistics(per_object: dict[str, dict[str, list[float]]]) -> dict:
-    """J mean, F mean, J&F from per-object lists of per-frame J and F values."""
-    j_means = [float(np.mean(v["J"])) for v in per_object.values() if v["J"]]
-    f_means = [float(np.mean(v["F"])) for v in per_object.values() if v["F"]]
-    j = float(np.mean(j_means)) if j_means else float("nan")
-    f = float(np.mean(f_means)) if f_means else float("nan")
-    return {"J_mean": j, "F_mean": f, "J&F_mean": (j + f) / 2, "num_objects": len(j_means)}
+    """J and F mean, recall and decay (each object's, then the mean over the objects) and
+    J&F (the mean of J mean and F mean) from per-object lists of per-frame J and F values."""
+    out: dict = {}
+    for key in ("J", "F"):
+        stats = [frame_statistics(v[key]) for v in per_object.values() if v[key]]
+        for i, name in enumerate(("mean", "recall", "decay")):
+            out[f"{key}_{name}"] = float(np.mean([st[i] for st in stats])) if stats else math.nan
+    out["J&F_mean"] = (out["J_mean"] + out["F_mean"]) / 2
+    out["num_objects"] = sum(1 for v in per_object.values() if v["J"])
+    return out
 
 
 def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
