@@ -148,7 +148,9 @@ def test_depth_end_to_end(tmp_path, backbones, capsys):
     )
     m = res["metrics"]
     assert f"(scale-invariant: delta1 {100 * m['si_delta1']:.2f}" in capsys.readouterr().out
-    assert set(m) == {"delta1", "rmse", "abs_rel", "si_delta1", "si_rmse", "si_abs_rel"}
+    three = {"delta1", "delta2", "delta3", "rmse", "abs_rel"}
+    assert set(m) == three | {f"si_{k}" for k in three}
+    assert m["delta1"] <= m["delta2"] <= m["delta3"]
     assert 0 <= m["delta1"] <= 1 and 0 <= m["si_delta1"] <= 1 and m["rmse"] > 0
     # each image's least-squares scale and shift can only lower its squared error
     assert m["si_rmse"] <= m["rmse"]

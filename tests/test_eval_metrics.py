@@ -188,20 +188,21 @@ def _probe3d_depth(pred: np.ndarray, gt: np.ndarray) -> dict:
     pred = pred * valid
     n = np.maximum(valid.sum((1, 2)), 1)
     ratio = np.maximum(gt / np.maximum(pred, 1e-9), pred / np.maximum(gt, 1e-9))
-    d1 = ((ratio < 1.25) * valid).sum((1, 2)) / n
+    d = {f"delta{k}": (((ratio < 1.25**k) * valid).sum((1, 2)) / n).mean() for k in (1, 2, 3)}
     rmse = np.sqrt((((gt - pred) ** 2) * valid).sum((1, 2)) / n)
-    return {"delta1": d1.mean(), "rmse": rmse.mean()}
+    return {**d, "rmse": rmse.mean()}
 
 
 def test_depth_metrics_equal_probe3ds_on_random_maps():
     rng = np.random.default_rng(3)
     gt = rng.uniform(0.5, 9.0, (5, 17, 23))
     gt[rng.random(gt.shape) < 0.3] = 0  # no sensor reading
-    pred = gt * rng.uniform(0.7, 1.4, gt.shape) + rng.uniform(0.01, 3.0, gt.shape) * (gt == 0)
+    pred = gt * rng.uniform(0.45, 2.2, gt.shape) + rng.uniform(0.01, 3.0, gt.shape) * (gt == 0)
     ours = depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt))
     ref = _probe3d_depth(pred, gt)
-    assert float(ours["delta1"].mean()) == pytest.approx(ref["delta1"], abs=1e-12)
-    assert float(ours["rmse"].mean()) == pytest.approx(ref["rmse"], abs=1e-12)
+    for key in ("delta1", "delta2", "delta3", "rmse"):
+        assert float(ours[key].mean()) == pytest.approx(ref[key], abs=1e-12), key
+    assert ref["delta1"] < ref["delta2"] < ref["delta3"] < 1  # the case tells them apart
     assert ours["valid_pixels"].tolist() == (gt > 0).sum((1, 2)).tolist()
 
 

@@ -5,7 +5,8 @@ that occur in the prediction or the ground truth) and pixel accuracy. Boundaries
 boundary map (a pixel whose label differs from its right, bottom or bottom-right neighbour,
 the image border not counting as a boundary) and the boundary F score with a tolerance disk,
 for binary masks (DAVIS F) and multi-class maps alike. DAVIS region similarity J is the IoU
-of two binary masks (1 when both are empty). Depth: per-image delta1 recall, RMSE and AbsRel
+of two binary masks (1 when both are empty). Depth: per-image delta1 (delta2, delta3) recall,
+RMSE and AbsRel
 on the valid pixels (ground truth > 0), averaged over images (Probe3D), as predicted
 ("scale-aware") and after a per-image least-squares scale and shift
 (:func:`match_scale_and_shift`, Probe3D's "scale-invariant" figures).
@@ -214,9 +215,10 @@ def contour_accuracy(
 
 
 def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image delta1, RMSE and AbsRel of (B, H, W) depth maps over valid pixels (gt > 0).
+    """Per-image delta1-3, RMSE and AbsRel of (B, H, W) depth maps over valid pixels (gt > 0).
 
-    Returns a dict of (B,) tensors: ``delta1`` (fraction with max(p/g, g/p) < 1.25), ``rmse``
+    Returns a dict of (B,) tensors: ``delta1`` (fraction with max(p/g, g/p) < 1.25; ``delta2``
+    and ``delta3``: < 1.25^2 and 1.25^3, the other two Probe3D reports), ``rmse``
     (in the depth unit), ``abs_rel`` (mean |p - g| / g), and ``valid_pixels``, how many pixels
     each was scored on. Average over the images of a split that have a valid pixel (an image
     without one has nothing to score: its zeros are no score).
@@ -230,11 +232,13 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
     n = valid.sum((-2, -1)).clamp_min(1)
     safe_gt = torch.where(gt > 0, gt, torch.ones_like(gt))
     ratio = torch.maximum(safe_gt / pred.clamp_min(1e-9), pred / safe_gt)
-    delta1 = ((ratio < 1.25).double() * valid).sum((-2, -1)) / n
+    deltas = {
+        f"delta{k}": ((ratio < 1.25**k).double() * valid).sum((-2, -1)) / n for k in (1, 2, 3)
+    }
     rmse = (((pred - gt) ** 2 * valid).sum((-2, -1)) / n).sqrt()
     abs_rel = (((pred - gt).abs() / safe_gt) * valid).sum((-2, -1)) / n
     pixels = valid.sum((-2, -1)).long()
-    return {"delta1": delta1, "rmse": rmse, "abs_rel": abs_rel, "valid_pixels": pixels}
+    return {**deltas, "rmse": rmse, "abs_rel": abs_rel, "valid_pixels": pixels}
 
 
 def match_scale_and_shift(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
