@@ -114,9 +114,9 @@ class FeaturePipeline:
         given, what it is given, its revision, patch, dim and a digest of its weights), the
         upsampler (as given, where it was loaded from and a digest of its weights; a baseline
         or ``highres`` by name) and the sizes of the last batch (the image, what the backbone
-        saw, the low-res grid, the upsampled map). A digest is the SHA-256 of the loaded
-        state (names, shapes, bytes): the same weights give the same digest wherever they
-        were read from."""
+        saw, the low-res grid, the upsampled map). A digest is the first 16 hex digits of the
+        SHA-256 of the loaded state (names, shapes, bytes): the same weights give the same
+        digest wherever they were read from."""
         from ..extract.record import recorded_path, weights_digest
 
         cfg, feat = self.cfg, self.featurizer
@@ -130,8 +130,8 @@ class FeaturePipeline:
             "weights_digest": weights_digest(feat),
         }
         if self.highres:
-            upsampler = {"name": "highres", "kind": "backbone on a larger input, then bilinear",
-                         "factor": cfg.highres_factor}  # fmt: skip
+            kind = "backbone on a larger input, then bilinear"
+            upsampler = {"name": "highres", "kind": kind, "factor": cfg.highres_factor}
         elif isinstance(self.upsample, torch.nn.Module):
             upsampler = {
                 "name": recorded_path(cfg.upsampler),
