@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from davis_scorer import score_results
 from eval_data import (
     DIM,
     TEST_BACKBONE,
@@ -210,6 +211,10 @@ def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
     img = Image.open(masks[2])
     assert img.mode == "P" and img.size == (80, 48)
     assert res["settings"]["propagation"]["topk"] == 5 and _is_png(res["figure"])
+    # the saved masks scored by the benchmark's rules, written out independently
+    official = score_results(tmp_path, tmp_path / "masks", ["bear", "car"])
+    for key, value in official.items():
+        assert m[key] == pytest.approx(value, abs=1e-12), key
 
 
 def test_davis_tracks_objects_given_informative_features(tmp_path, backbones):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from davis_scorer import db_statistics, f_measure, seg2bmap
 from loftup.eval.metrics import (
     SegmentationScores,
     boundary_f_score,
@@ -62,25 +63,13 @@ def test_confusion_matrix_rejects_labels_outside_the_classes():
         confusion_matrix(torch.tensor([0, 5]), torch.tensor([0, 1]), 3)
 
 
-def _davis_seg2bmap(seg: np.ndarray) -> np.ndarray:
-    """The DAVIS benchmark's boundary rule, written out independently with numpy."""
-    seg = seg.astype(bool)
-    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
-    e[:, :-1], s[:-1, :], se[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
-    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = False
-    return b
-
-
 def test_boundary_map_is_the_davis_rule_on_random_masks():
     rng = np.random.default_rng(0)
     for _ in range(5):
         mask = rng.random((23, 31)) < 0.4
         mask[0, :] |= rng.random(31) < 0.5  # objects touching the border
         ours = boundary_map(torch.from_numpy(mask)).numpy()
-        assert (ours == _davis_seg2bmap(mask)).all()
+        assert (ours == seg2bmap(mask)).all()
 
 
 def test_dilation_matches_scipy_with_the_skimage_disk():
@@ -250,28 +239,6 @@ def test_normal_metrics_equal_a_numpy_computation_on_random_normals():
         assert int(m["valid_pixels"][i]) == valid[i].sum()
 
 
-def _davis_f_measure(fg: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
-    """davis2017-evaluation's f_measure (void empty), in numpy with skimage's disk and
-    scipy's binary dilation in place of OpenCV's."""
-    from scipy.ndimage import binary_dilation
-    from skimage.morphology import disk as sk_disk
-
-    bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(fg.shape))
-    fg_b, gt_b = _davis_seg2bmap(fg), _davis_seg2bmap(gt)
-    fg_dil = binary_dilation(fg_b, structure=sk_disk(int(bound_pix)))
-    gt_dil = binary_dilation(gt_b, structure=sk_disk(int(bound_pix)))
-    n_fg, n_gt = fg_b.sum(), gt_b.sum()
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision, recall = (fg_b & gt_dil).sum() / n_fg, (gt_b & fg_dil).sum() / n_gt
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
 def test_davis_f_equals_the_benchmarks_f_measure_on_random_blobs():
     """Blobs from smoothed noise at an odd size, the tolerance ceil(0.008 x diagonal) = 2 px
     here, and at 1 and 4 px: our F is the benchmark's, value for value."""
@@ -284,15 +251,7 @@ def test_davis_f_equals_the_benchmarks_f_measure_on_random_blobs():
         pred = gaussian_filter(rng.normal(size=shape), 4) > 0.05 if i % 2 else np.roll(gt, 3, 1)
         for th in (0.008, 1, 4):
             ours = contour_accuracy(torch.from_numpy(pred), torch.from_numpy(gt), bound_th=th)
-            assert ours == pytest.approx(_davis_f_measure(pred, gt, th), abs=1e-12), (i, th)
-
-
-def _db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
-    """davis2017-evaluation's db_statistics, written out."""
-    m, o = np.nanmean(per_frame), np.nanmean(per_frame > 0.5)
-    ids = (np.round(np.linspace(1, len(per_frame), 5) + 1e-10) - 1).astype(np.uint8)
-    bins = [per_frame[ids[i] : ids[i + 1] + 1] for i in range(4)]
-    return m, o, np.nanmean(bins[0]) - np.nanmean(bins[3])
+            assert ours == pytest.approx(f_measure(pred, gt, th), abs=1e-12), (i, th)
 
 
 def test_davis_mean_recall_and_decay_are_the_benchmarks():
@@ -302,14 +261,14 @@ def test_davis_mean_recall_and_decay_are_the_benchmarks():
     objects = {}
     for n in (1, 2, 5, 7, 48, 103):  # DAVIS val sequences have 25 to 104 frames
         values = rng.uniform(0, 1, n)
-        assert frame_statistics(values.tolist()) == pytest.approx(_db_statistics(values))
+        assert frame_statistics(values.tolist()) == pytest.approx(db_statistics(values))
         objects[f"seq{n}_1"] = {"J": values.tolist(), "F": (1 - values).tolist()}
     # by hand: 8 frames, edges round(1, 2.75, 4.5, 6.25, 8) - 1 = 0, 2, 4, 5, 7: the first bin
     # is frames 0..2 (mean 0.8), the last 5..7 (mean 0.8 / 3)
     values = [1, 1, 0.4, 0.6, 0.6, 0.6, 0, 0.2]
     assert frame_statistics(values) == pytest.approx((0.55, 0.625, 0.8 - 0.8 / 3))
     stats = davis_statistics(objects)
-    ref = [_db_statistics(np.array(v["J"])) for v in objects.values()]
+    ref = [db_statistics(np.array(v["J"])) for v in objects.values()]
     assert stats["J_recall"] == pytest.approx(np.mean([r[1] for r in ref]))
     assert stats["J_decay"] == pytest.approx(np.mean([r[2] for r in ref]))
     assert stats["J&F_mean"] == pytest.approx((stats["J_mean"] + stats["F_mean"]) / 2)
