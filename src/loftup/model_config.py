@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import UsageError
 
@@ -25,25 +25,28 @@ class LoftUpConfig:
       coords: encode pixel coordinates with the colour (False: colour features only).
       attention_window: None for global cross-attention (the paper's); k for attention over the
         k x k low-resolution tokens nearest each pixel (the local alternative).
+
+    Each integer's least value is its field's ``metadata["least"]`` (:func:`integer_bounds`),
+    which the training config's ``model.*`` keys are checked against too; a field whose default
+    is None may be None (:data:`NULLABLE`).
     """
 
-    dim: int = 384
-    depth: int = 2
-    num_heads: int = 4
-    n_freqs: int = 20
-    grid_freqs: int = 5
-    mlp_dim: int | None = None
+    dim: int = field(default=384, metadata={"least": 1})
+    depth: int = field(default=2, metadata={"least": 1})
+    num_heads: int = field(default=4, metadata={"least": 1})
+    n_freqs: int = field(default=20, metadata={"least": 0})
+    grid_freqs: int = field(default=5, metadata={"least": 0})
+    mlp_dim: int | None = field(default=None, metadata={"least": 1})
     coords: bool = True
-    attention_window: int | None = None
+    attention_window: int | None = field(default=None, metadata={"least": 1})
 
     def __post_init__(self) -> None:
-        for name, least in (("dim", 1), ("depth", 1), ("num_heads", 1), ("n_freqs", 0),
-                            ("grid_freqs", 0), ("mlp_dim", 1), ("attention_window", 1)):  # fmt: skip
+        for name, least in integer_bounds().items():
             value = getattr(self, name)
-            if value is None and name in ("mlp_dim", "attention_window"):
+            if value is None and name in NULLABLE:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                null = " or null" if name in ("mlp_dim", "attention_window") else ""
+                null = " or null" if name in NULLABLE else ""
                 raise UsageError(
                     f"LoftUp config {name} must be an integer >= {least}{null}, got {value!r}"
                 )
@@ -78,9 +81,22 @@ class LoftUpConfig:
     def check_heads(self) -> None:
         """A :class:`~loftup.errors.UsageError` unless num_heads divides the token width."""
         if self.width % self.num_heads:
-            fits = [h for h in range(1, min(self.width, 16) + 1) if self.width % h == 0]
             raise UsageError(
                 f"LoftUp config num_heads={self.num_heads} does not divide the token width "
                 f"{self.width} (dim {self.dim} + 4 x grid_freqs {self.grid_freqs}); use one of "
-                f"{', '.join(map(str, fits))}"
+                f"{', '.join(map(str, heads_dividing(self.width)))}"
             )
+
+
+def integer_bounds() -> dict[str, int]:
+    """The integer fields of :class:`LoftUpConfig` and the least value each may take."""
+    return {f.name: f.metadata["least"] for f in dataclasses.fields(LoftUpConfig) if f.metadata}
+
+
+def heads_dividing(width: int) -> list[int]:
+    """The head counts up to 16 that divide a token ``width`` (for an error's suggestion)."""
+    return [h for h in range(1, min(width, 16) + 1) if width % h == 0]
+
+
+#: the fields that may be None (mlp_dim: dim's value; attention_window: global attention)
+NULLABLE = frozenset(f.name for f in dataclasses.fields(LoftUpConfig) if f.default is None)

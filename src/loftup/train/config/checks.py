@@ -10,8 +10,9 @@ import typing
 
 from ...errors import UsageError
 from ...featurizers import INPUT_NORMS
+from ...model_config import heads_dividing, integer_bounds
 from .loading import _coerce, _not_a_section
-from .schema import TrainConfig, default_config
+from .schema import FROM_BACKBONE, TrainConfig, default_config
 
 
 def _ge(low):
@@ -37,12 +38,8 @@ RANGES: dict[str, tuple] = {
     "epochs": _ge(1),
     "max_steps": _ge(0),
     "seed": _between(0, 2**32, open_high=True),
-    "model.depth": _ge(1),
-    "model.num_heads": _ge(1),
-    "model.n_freqs": _ge(0),
-    "model.grid_freqs": _ge(0),
-    "model.mlp_dim": _ge(1),
-    "model.attention_window": _ge(1),
+    # the architecture's bounds are LoftUpConfig's own, one place for both
+    **{f"model.{k}": _ge(v) for k, v in integer_bounds().items() if k not in FROM_BACKBONE},
     "data.max_masks": _ge(1),
     "data.max_images": _ge(1),
     "data.superpixels": _ge(1),
@@ -245,7 +242,7 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
             )
         width = dim + 4 * cfg.model.grid_freqs
         if width % cfg.model.num_heads:
-            fits = [h for h in range(1, min(width, 16) + 1) if width % h == 0]
+            fits = heads_dividing(width)
             raise UsageError(
                 f"config key model.num_heads={cfg.model.num_heads} does not divide the token "
                 f"width {width} ({cfg.backbone}'s {dim} channels + 4 x model.grid_freqs "

@@ -5,22 +5,40 @@ Every field is checked when a config is built (:func:`loftup.train.config.valida
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
+from ...model_config import LoftUpConfig
 from ..noise import MaskNoise
 
 
-@dataclass
-class ModelConfig:
-    """The upsampler's architecture (its width C comes from the backbone); see ``LoftUpConfig``."""
+def _model_config() -> type:
+    """:class:`ModelConfig`: the fields of :class:`~loftup.model.LoftUpConfig` but ``dim`` (the
+    backbone's width), same names, types, defaults and bounds, so that an architecture field
+    added there is a ``model.*`` key of the training YAML with nothing written here."""
+    hints = typing.get_type_hints(LoftUpConfig)
+    fields = [
+        (
+            f.name,
+            hints[f.name],
+            field(default=f.default, default_factory=f.default_factory, metadata=f.metadata),
+        )
+        for f in dataclasses.fields(LoftUpConfig)
+        if f.name not in FROM_BACKBONE
+    ]
+    cls = dataclasses.make_dataclass("ModelConfig", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "The upsampler's architecture, the training config's ``model`` section: the fields of "
+        "``LoftUpConfig`` (see there) but ``dim``, which comes from the backbone."
+    )
+    return cls
 
-    depth: int = 2
-    num_heads: int = 4
-    n_freqs: int = 20
-    grid_freqs: int = 5
-    mlp_dim: int | None = None
-    coords: bool = True
-    attention_window: int | None = None
+
+#: the LoftUpConfig fields a training run takes from its backbone, not from ``model.*``
+FROM_BACKBONE = ("dim",)
+
+ModelConfig = _model_config()
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""The training config's ``model`` section is LoftUpConfig's fields (one source): every field is
+a YAML key with the same default and bounds, and reaches the upsampler a run builds."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from loftup.errors import UsageError
+from loftup.model_config import NULLABLE, LoftUpConfig, integer_bounds
+from loftup.train.build import build_upsampler
+from loftup.train.config import ModelConfig, load_config
+
+FROM_BACKBONE = ("dim",)  # the one LoftUpConfig field a run takes from its backbone
+
+
+def _other_value(f: dataclasses.Field):
+    """A valid value of LoftUpConfig field ``f`` other than its default."""
+    least = integer_bounds().get(f.name)
+    if isinstance(f.default, bool):
+        return not f.default
+    if least is not None:
+        return least + 2 if f.name in NULLABLE else f.default + 1
+    raise AssertionError(f"no test value for the new LoftUpConfig field {f.name}: add one here")
+
+
+def test_model_section_has_every_architecture_field_with_its_default():
+    arch = [f for f in dataclasses.fields(LoftUpConfig) if f.name not in FROM_BACKBONE]
+    assert [(f.name, f.default) for f in dataclasses.fields(ModelConfig)] == [
+        (f.name, f.default) for f in arch
+    ]
+    assert load_config({}).model == ModelConfig()
+
+
+def test_every_architecture_field_set_in_yaml_reaches_the_built_upsampler(tmp_path):
+    """A field added to LoftUpConfig but not settable from the YAML, or set but not passed on
+    to the upsampler stage 1 builds, fails here."""
+    values = {
+        f.name: _other_value(f)
+        for f in dataclasses.fields(LoftUpConfig)
+        if f.name not in FROM_BACKBONE
+    }
+    path = tmp_path / "arch.yaml"
+    path.write_text(yaml.safe_dump({"stage": 1, "model": values}))
+    cfg = load_config(str(path))
+    assert dataclasses.asdict(cfg.model) == values
+    # a width the chosen heads divide: dim + 4 * grid_freqs
+    dim = next(
+        d for d in range(8, 100) if (d + 4 * values["grid_freqs"]) % values["num_heads"] == 0
+    )
+    model, used, _ = build_upsampler(cfg, dim)
+    assert model.config.to_dict() == {"dim": dim, **values}
+    assert used.model == cfg.model
+    assert LoftUpConfig.from_dict(model.config.to_dict()) == model.config  # as saved, read back
+    # the same values through key=value overrides
+    pairs = [f"model.{k}={yaml.safe_dump(v).splitlines()[0]}" for k, v in values.items()]
+    assert load_config({}, pairs).model == cfg.model
+
+
+@pytest.mark.parametrize("name", sorted(set(integer_bounds()) - set(FROM_BACKBONE)))
+def test_the_yaml_and_the_upsampler_refuse_the_same_values(name):
+    least = integer_bounds()[name]
+    assert getattr(load_config({}, [f"model.{name}={least}"]).model, name) == least
+    with pytest.raises(UsageError, match=f"config key model.{name} must be an integer >= {least}"):
+        load_config({}, [f"model.{name}={least - 1}"])
+    with pytest.raises(UsageError, match=f"LoftUp config {name} must be an integer >= {least}"):
+        LoftUpConfig(**{name: least - 1})
+
+
+def test_configs_saved_before_the_model_section_was_derived_still_load():
+    """Checkpoints carry LoftUpConfig.to_dict() and TrainConfig.to_dict(): the same keys."""
+    saved_arch = {"dim": 384, "depth": 2, "num_heads": 4, "n_freqs": 20, "grid_freqs": 5,
+                  "mlp_dim": 384, "coords": True, "attention_window": None}  # fmt: skip
+    assert LoftUpConfig.from_dict(saved_arch).to_dict() == saved_arch
+    saved_model = {"depth": 1, "num_heads": 2, "n_freqs": 4, "grid_freqs": 5, "mlp_dim": None,
+                   "coords": False, "attention_window": 3}  # fmt: skip
+    cfg = load_config({"model": saved_model})
+    assert dataclasses.asdict(cfg.model) == saved_model
+    assert load_config(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+def test_dim_is_not_a_model_key_it_comes_from_the_backbone():
+    with pytest.raises(UsageError, match="unknown config key model.dim; known keys here: depth"):
+        load_config({}, ["model.dim=64"])
