@@ -1,71 +1,18 @@
-"""Building a config: the YAML file (a path or a packaged name), the ``key=value`` overrides on
-top, and the dataclasses built from the merged dict with every key and type checked."""
+"""Building a config: the YAML file (a path or a packaged name, read by :mod:`.yaml_text`), the
+``key=value`` overrides on top, and the dataclasses built from the merged dict with every key
+and type checked."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
-from importlib import resources
-from pathlib import Path
 
 from ...errors import LoftUpError, UsageError
 from .schema import TrainConfig, default_config
-
-
-def packaged_configs() -> list[str]:
-    """Names of the YAML configs shipped inside the package."""
-    folder = resources.files("loftup") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def read_yaml(name_or_path: str) -> dict:
-    """A config file's contents: a path, or the name of a packaged config."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        where = str(path)
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise UsageError(f"config {path} is not a text (YAML) file") from None
-    elif path.is_dir():
-        raise UsageError(f"config {path} is a folder; give a YAML file or a packaged config name")
-    else:
-        name = name_or_path[:-5] if name_or_path.endswith(".yaml") else name_or_path
-        entry = resources.files("loftup") / "configs" / f"{name}.yaml"
-        if not entry.is_file():
-            raise UsageError(
-                f"no config file {name_or_path!r}; give a path or one of the packaged configs: "
-                f"{', '.join(packaged_configs())}"
-            )
-        where, text = f"{name}.yaml", entry.read_text()
-    data = _safe_yaml(text, f"config {where}") or {}
-    if not isinstance(data, dict):
-        raise UsageError(
-            f"config {where} must be a YAML mapping of keys (stage: 1, batch_size: 8, ...), got "
-            f"{type(data).__name__}"
-        )
-    return data
-
-
-def _safe_yaml(text: str, what: str):
-    """``yaml.safe_load(text)``; a syntax error or a Python tag (``!!python/object/apply``,
-    which safe_load never builds) is a UsageError naming ``what``, the line and the problem."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        if isinstance(e, yaml.constructor.ConstructorError) and "tag" in problem:
-            problem = (
-                f"{problem.split('tag ', 1)[-1]} is not allowed: configs hold plain values "
-                "(numbers, strings, lists, mappings), never Python objects"
-            )
-        raise UsageError(f"{what}:{at} {problem}; nothing was run") from None
+from .yaml_text import read_yaml, refuse_comment, safe_yaml
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -78,7 +25,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise UsageError(f"override {pair!r} has no key before '=' (e.g. optim.lr=3e-4)")
-        value = _safe_yaml(text, f"override {pair}") if text else ""
+        refuse_comment(pair, key, text)
+        value = safe_yaml(text, f"override {pair}") if text else ""
         node = out
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
@@ -158,6 +106,7 @@ def build(cls, data: dict, prefix: str):
     if unknown:
         raise UsageError(
             f"unknown config key {prefix}{unknown[0]}; known keys here: {', '.join(names)}"
+            f"{_did_you_mean(prefix, unknown[0], names)}"
         )
     kwargs = {}
     for name in names:
@@ -171,6 +120,29 @@ def build(cls, data: dict, prefix: str):
     except (TypeError, ValueError) as e:
         where = f" section {prefix.rstrip('.')}" if prefix else ""
         raise UsageError(f"bad config{where}: {e}") from None
+
+
+def _did_you_mean(prefix: str, name, names: list[str]) -> str:
+    """The hint for an unknown key: a key of another section (``lr`` at the top: optim.lr) or
+    a close spelling of one here (``optim.lrr``: optim.lr), else ""."""
+    if not isinstance(name, str):
+        return ""
+    elsewhere = [k for k in _dotted_keys(TrainConfig) if k.rsplit(".", 1)[-1] == name]
+    close = elsewhere or [prefix + k for k in difflib.get_close_matches(name, names, 1, 0.7)]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _dotted_keys(cls, prefix: str = "") -> list[str]:
+    """Every key of the dataclass ``cls`` as the YAML and overrides write it (``optim.lr``)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out += _dotted_keys(hint, f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
 
 
 def _not_a_section(key: str, value, cls) -> UsageError:
@@ -198,7 +170,8 @@ def _coerce(hint, value, key: str):
     if value is None:
         if type(None) in args:
             return None
-        raise UsageError(f"config key {key} cannot be null")
+        home = "; quote a ~ meant as the home folder: '~'" if hint is str else ""
+        raise UsageError(f"config key {key} cannot be null (YAML's empty value, null or ~){home}")
     base = next(a for a in args if a is not type(None)) if is_union else hint
     origin = typing.get_origin(base) or base
     if origin is list:
@@ -219,10 +192,32 @@ def _coerce(hint, value, key: str):
             pass
     if origin is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if origin is int and isinstance(value, (str, float)):  # 1e5 or 1.0e+5: a whole number
+        whole = _whole_number(value)
+        if whole is not None:
+            return whole
     if origin is str and isinstance(value, str):
         return value
     if origin is object:
         return value
+    quote = ""
+    if origin is str and isinstance(value, (bool, int, float)):  # a folder 2024, device: off
+        kind = "true/false" if isinstance(value, bool) else "a number"
+        quote = f": YAML read the value as {kind}; quote it ({key}=\"'...'\" on a command line)"
     raise UsageError(
-        f"config key {key} must be {getattr(origin, '__name__', origin)}, got {value!r}"
+        f"config key {key} must be {getattr(origin, '__name__', origin)}, got {value!r}{quote}"
     )
+
+
+def _whole_number(value: str | float) -> int | None:
+    """The integer a float or a number written as a string (``"2"``, ``"1e5"``: YAML 1.1
+    reads an exponent without a dot as a string) stands for exactly, else None (1.5, nan)."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+    return int(value) if value.is_integer() else None

@@ -1,0 +1,135 @@
+"""What a user writes in a training YAML or a key=value override is read as meant, or refused
+in one line with the fix: keys given twice, typos, numbers YAML reads as strings, words YAML
+reads as booleans or null, comments in overrides, non-ASCII files."""
+
+import locale
+
+import pytest
+
+from loftup.cli import main
+from loftup.errors import UsageError
+from loftup.train.config import load_config, parse_overrides
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
+    """YAML keeps the last of two equal keys: the first optim section (its lr) was dropped
+    without a word."""
+    config = tmp_path / "twice.yaml"
+    config.write_text("optim:\n  lr: 3.0e-4\nseed: 1\noptim:\n  name: adamw\n")
+    assert main(["train", "--config", str(config), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert f"config {config}: line 4, column 1: key 'optim' is given twice" in err
+    assert "(first on line 1)" in err and "merge them" in err
+    config.write_text("data:\n  root: /a\n  masks: sam\n  root: /b\n")
+    with pytest.raises(UsageError, match="line 4, column 3: key 'root' is given twice"):
+        load_config(str(config))
+    # the same key in two sections, and a YAML merge overriding a key, are fine
+    config.write_text("stage1: {n_jitters: 3}\nstage2: &s {n_jitters: 3}\n")
+    assert load_config(str(config)).stage2.n_jitters == 3
+    config.write_text("x: &r {weight: 2.0, blur: 3}\nrecon:\n  <<: *r\n  blur: 1\n")
+    with pytest.raises(UsageError, match="unknown config key x;"):  # the anchor's holder
+        load_config(str(config))
+    assert parse_overrides(["recon={<<: {weight: 2.0, blur: 3}, blur: 1}"]) == {
+        "recon": {"weight": 2.0, "blur": 1}
+    }
+
+
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("lr=1e-3", "; did you mean optim.lr?"),  # a key of a section, given at the top
+        ("data.lr=1e-3", "; did you mean optim.lr?"),  # in the wrong section
+        ("optim.lrr=1e-3", "; did you mean optim.lr?"),  # a typo
+        ("model.dept=1", "; did you mean model.depth?"),
+        ("n_jitters=3", "; did you mean stage1.n_jitters or stage2.n_jitters?"),
+    ],
+)
+def test_an_unknown_key_names_the_key_meant(override, hint):
+    with pytest.raises(UsageError) as e:
+        load_config({}, [override])
+    key = override.split("=")[0]
+    assert str(e.value).startswith(f"unknown config key {key}; known keys here: ")
+    assert str(e.value).endswith(hint)
+
+
+def test_an_unknown_key_like_none_gets_no_guess():
+    with pytest.raises(UsageError) as e:
+        load_config({}, ["optim.zzz=1"])
+    assert str(e.value).endswith("known keys here: name, lr, weight_decay, clip_grad_norm, "
+                                 "clip_steps, momentum")  # fmt: skip
+
+
+def test_whole_numbers_in_exponent_form_are_integers(tmp_path):
+    """PyYAML reads 1e5 (no dot) as a string and 1.0e+3 as a float: an integer key refused
+    both ("must be int, got '1e5'"), though each is a whole number."""
+    config = tmp_path / "big.yaml"
+    config.write_text(
+        "max_steps: 1e5\nlog:\n  ckpt_every: 1.0e+3\nstage2:\n  global_sizes: [2.24e2]\n"
+    )
+    cfg = load_config(str(config))
+    assert (cfg.max_steps, cfg.log.ckpt_every, cfg.stage2.global_sizes) == (100000, 1000, [224])
+    assert type(cfg.max_steps) is int and type(cfg.log.ckpt_every) is int
+    assert load_config({}, ["batch_size='4'"]).batch_size == 4  # quoted, as floats are taken
+    for bad in ("2.5", "1.5e0", "1e400", ".nan", "four"):
+        with pytest.raises(UsageError, match="config key batch_size must be int, got"):
+            load_config({}, [f"batch_size={bad}"])
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("log.out_dir=2024", "log.out_dir must be str, got 2024: YAML read the value as a number"),
+        ("device=off", "device must be str, got False: YAML read the value as true/false"),
+    ],
+)
+def test_a_word_yaml_reads_as_a_number_or_boolean_says_to_quote_it(override, words):
+    with pytest.raises(UsageError, match=words) as e:
+        load_config({}, [override])
+    assert str(e.value).endswith(
+        "; quote it (" + override.split("=")[0] + "=\"'...'\" on a command line)"
+    )
+    assert load_config({}, [override.replace("=", "='", 1) + "'"]).to_dict()  # quoted: taken
+
+
+def test_null_says_what_yaml_reads_as_null(tmp_path):
+    with pytest.raises(UsageError) as e:
+        load_config({}, ["log.out_dir=~"])  # a bare ~ is YAML's null, not the home folder
+    assert str(e.value) == (
+        "config key log.out_dir cannot be null (YAML's empty value, null or ~); quote a ~ meant "
+        "as the home folder: '~'"
+    )
+    config = tmp_path / "empty.yaml"
+    config.write_text("batch_size:\n")
+    with pytest.raises(
+        UsageError, match=r"batch_size cannot be null \(YAML's empty value, null or ~\)$"
+    ):
+        load_config(str(config))
+
+
+def test_a_comment_in_an_override_is_refused_not_dropped():
+    """``data.root=/data/set #2`` was read as /data/set (YAML drops `` #2`` as a comment)."""
+    for pair in ("data.root=/data/set #2", "seed=#1", "data.superpixels=[8, 16] # fine"):
+        with pytest.raises(UsageError, match="for a comment, which would be dropped") as e:
+            parse_overrides([pair])
+        assert str(e.value).startswith(f"override {pair!r}: ")
+    with pytest.raises(UsageError, match="data.root=\"'/data/set #2'\""):
+        parse_overrides(["data.root=/data/set #2"])
+    assert parse_overrides(["data.root='/data/set #2'"]) == {"data": {"root": "/data/set #2"}}
+    assert parse_overrides(["data.root=/data/set#2"]) == {"data": {"root": "/data/set#2"}}
+
+
+def test_a_utf8_config_reads_the_same_whatever_the_locale(tmp_path):
+    """Read in the locale's encoding, a config with a non-ASCII comment or path was refused
+    as "not a text (YAML) file" under an ASCII locale (and misread under Latin-1)."""
+    config = tmp_path / "utf8.yaml"
+    config.write_bytes("# recipe of §2, café\nlog:\n  out_dir: runs/café\n".encode())
+    was = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale (POSIX's)
+    try:
+        assert load_config(str(config)).log.out_dir == "runs/café"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, was)
+    config.write_bytes(b"log:\n  out_dir: runs/caf\xe9\n")  # Latin-1: named, not misread
+    with pytest.raises(UsageError, match="byte 0xe9 at offset 24 is not UTF-8; save it as UTF-8"):
+        load_config(str(config))
