@@ -1,7 +1,9 @@
-"""The training config's ``model`` section is LoftUpConfig's fields (one source): every field is
-a YAML key with the same default and bounds, and reaches the upsampler a run builds."""
+"""One source for each fact of the training config: the ``model`` section is LoftUpConfig's
+fields (every one a YAML key with the same default and bounds, reaching the upsampler a run
+builds), and the checks' rules name keys that exist."""
 
 import dataclasses
+import typing
 
 import pytest
 import yaml
@@ -82,3 +84,23 @@ def test_configs_saved_before_the_model_section_was_derived_still_load():
 def test_dim_is_not_a_model_key_it_comes_from_the_backbone():
     with pytest.raises(UsageError, match="unknown config key model.dim; known keys here: depth"):
         load_config({}, ["model.dim=64"])
+
+
+def test_every_rule_of_the_checks_names_a_key_and_every_number_has_a_range():
+    """A key renamed or removed in the schema but not in RANGES/CHOICES/NOT_EMPTY would leave
+    its rule unused without a word; a numeric key added without a range would take any value
+    (negative sizes, zero steps) until something far from the config failed."""
+    from loftup.train.config import CHOICES, NOT_EMPTY, RANGES, TrainConfig
+    from loftup.train.config.checks import _leaves
+
+    leaves = {key: hint for key, _, _, hint in _leaves(TrainConfig())}
+    assert set(RANGES) | set(CHOICES) | set(NOT_EMPTY) <= set(leaves)
+    numeric = {k for k, hint in leaves.items() if {int, float} & _types_in(hint)}
+    assert "optim.lr" in numeric and "data.superpixels" in numeric and "model.depth" in numeric
+    assert numeric - set(RANGES) == {"stage"}  # stage: 1 or 2, checked on its own
+
+
+def _types_in(hint) -> set:
+    """The plain types a type hint is made of: ``list[int] | None`` -> {list, int, NoneType}."""
+    args = typing.get_args(hint)
+    return {hint}.union(*map(_types_in, args)) if args else {hint}
