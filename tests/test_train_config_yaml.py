@@ -3,6 +3,7 @@ in one line with the fix: keys given twice, typos, numbers YAML reads as strings
 reads as booleans or null, comments in overrides, non-ASCII files."""
 
 import locale
+import os
 
 import pytest
 
@@ -133,3 +134,28 @@ def test_a_utf8_config_reads_the_same_whatever_the_locale(tmp_path):
     config.write_bytes(b"log:\n  out_dir: runs/caf\xe9\n")  # Latin-1: named, not misread
     with pytest.raises(UsageError, match="byte 0xe9 at offset 24 is not UTF-8; save it as UTF-8"):
         load_config(str(config))
+
+
+def test_an_unreadable_config_is_one_line(tmp_path):
+    """A read that fails (no permission, an I/O error) ended in a traceback."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    config = folder / "c.yaml"
+    config.write_text("seed: 1\n")
+    folder.chmod(0o000)
+    try:
+        if not os.access(config, os.R_OK):
+            with pytest.raises(UsageError, match=f"config {config} cannot be read: Permission"):
+                load_config(str(config))
+    finally:
+        folder.chmod(0o700)
+    if os.path.isfile("/proc/self/mem"):  # Linux: a file whose read fails (as root too)
+        with pytest.raises(UsageError, match="^config /proc/self/mem cannot be read: Input/output"):
+            load_config("/proc/self/mem")
+
+
+def test_a_stage_argument_other_than_1_or_2_is_one_line():
+    """load_config(stage="two") ended in int()'s ValueError traceback."""
+    for bad in ("two", 3, True):
+        with pytest.raises(UsageError, match=f"^stage must be 1 or 2, got {bad!r}$"):
+            load_config({}, stage=bad)

@@ -76,6 +76,8 @@ def load_config(
             f"overrides are a list of key=value strings, e.g. [{overrides!r}], got the string "
             f"{overrides!r}"
         )
+    if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
+        raise UsageError(f"stage must be 1 or 2, got {stage!r}")
     data = merge(data, parse_overrides(overrides or []))
     file_stage = data.get("stage")
     if file_stage is not None and (isinstance(file_stage, bool) or file_stage not in (1, 2)):

@@ -24,6 +24,8 @@ def read_yaml(name_or_path: str) -> dict:
         where = str(path)
         try:  # UTF-8 whatever the locale (which would misread a non-ASCII path, or refuse it)
             text = path.read_bytes().decode("utf-8")
+        except OSError as e:  # no permission, a disk error: one line, not a traceback
+            raise UsageError(f"config {path} cannot be read: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise UsageError(
                 f"config {path} is not a text (YAML) file: byte {e.object[e.start]:#04x} at offset "
