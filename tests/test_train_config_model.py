@@ -104,3 +104,25 @@ def _types_in(hint) -> set:
     """The plain types a type hint is made of: ``list[int] | None`` -> {list, int, NoneType}."""
     args = typing.get_args(hint)
     return {hint}.union(*map(_types_in, args)) if args else {hint}
+
+
+def test_a_stage_one_config_as_printed_or_saved_starts_stage_two_from_its_result(tmp_path):
+    """A stage-1 run's config (its config.yaml, or --print-config) holds ``mlp_dim: null``,
+    which LoftUpConfig resolves to dim: stage 2 on that run's result, with that config, was
+    refused ("model.mlp_dim=null contradicts init, which has model.mlp_dim=384")."""
+    from loftup.hub import save_pretrained
+    from loftup.model import LoftUp
+    from loftup.train.build import with_init_architecture
+
+    arch = {"depth": 1, "num_heads": 2, "n_freqs": 4}
+    printed = load_config({}, [f"model.{k}={v}" for k, v in arch.items()]).to_dict()
+    assert printed["model"]["mlp_dim"] is None
+    for mlp_dim, refused in ((None, False), (8, False), (4, True)):  # dim 8: small and quick
+        init = tmp_path / f"init_{mlp_dim}"
+        save_pretrained(LoftUp(dim=8, mlp_dim=mlp_dim, **arch), init, backbone="dinov2_vits14")
+        cfg = load_config({**printed, "stage": 2, "init": str(init)}, stage=2)
+        if refused:  # null is dim (8), not this init's 4
+            with pytest.raises(UsageError, match="model.mlp_dim=null contradicts init .*=4:"):
+                with_init_architecture(cfg)
+        else:
+            assert with_init_architecture(cfg).model.mlp_dim == 8

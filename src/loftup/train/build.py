@@ -78,7 +78,7 @@ def build_upsampler(
         return LoftUp(config=config), cfg, {}
     if resume is not None:
         saved = LoftUpConfig.from_dict(resume["model_config"])
-        arch = stage2_architecture(cfg, _arch(saved), "the checkpoint to resume")
+        arch = stage2_architecture(cfg, saved, "the checkpoint to resume")
         model = LoftUp(config=LoftUpConfig(dim=saved.dim, **arch))
         return model.train(), dataclasses.replace(cfg, model=ModelConfig(**arch)), {}
     if not cfg.init:
@@ -106,7 +106,7 @@ def build_upsampler(
             "run gives it with backbone_norm=%s (other features): set backbone_norm=%s to go "
             "on with the same", cfg.init, cfg.backbone, was, input_norm, was,
         )  # fmt: skip
-    arch = stage2_architecture(cfg, _arch(model.config), f"init {cfg.init}")
+    arch = stage2_architecture(cfg, model.config, f"init {cfg.init}")
     model.config = dataclasses.replace(model.config, **arch)  # attention_window, if set
     if arch != dataclasses.asdict(cfg.model):
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
@@ -127,15 +127,19 @@ def given_model_keys(cfg: TrainConfig) -> set[str]:
     return set(getattr(cfg, "model_given", ())) | {k for k in mine if mine[k] != default[k]}
 
 
-def stage2_architecture(cfg: TrainConfig, arch: dict, source: str) -> dict:
-    """Stage 2's architecture: ``arch``, that of the upsampler it starts from (``source``, as
-    named in an error), with the user's ``model.attention_window`` if set (it changes no
-    parameter). A ``model.*`` key the user set to another value than ``arch``'s is refused:
-    the weights stage 2 starts from are of ``arch``."""
+def stage2_architecture(cfg: TrainConfig, start: LoftUpConfig, source: str) -> dict:
+    """Stage 2's architecture: that of the upsampler it starts from (``start``, named in an
+    error as ``source``), as ``model.*`` keys, with the user's ``model.attention_window`` if
+    set (it changes no parameter). A ``model.*`` key the user set to another value than
+    ``start``'s is refused: the weights stage 2 starts from are of ``start``. A null the user
+    set means what it means to LoftUpConfig (``mlp_dim: null``, a stage-1 run's printed or
+    saved config, is ``dim``), so is compared as resolved."""
+    arch = _arch(start)
     mine = dataclasses.asdict(cfg.model)
+    resolved = LoftUpConfig(dim=start.dim, **mine).to_dict()
     given = given_model_keys(cfg)
     for key in sorted(given - {"attention_window"}):
-        if mine[key] != arch[key]:
+        if resolved[key] != arch[key]:
             raise UsageError(
                 f"model.{key}={_show(mine[key])} contradicts {source}, which has "
                 f"model.{key}={_show(arch[key])}: stage 2 keeps the architecture it starts from; "
@@ -147,10 +151,10 @@ def stage2_architecture(cfg: TrainConfig, arch: dict, source: str) -> dict:
     return arch
 
 
-def init_architecture(init: str | Init) -> dict:
+def init_architecture(init: str | Init) -> LoftUpConfig:
     """The architecture of stage 2's ``init`` (a source, read without the backbone, or read)."""
     start = init if isinstance(init, Init) else read_init(init)
-    return _arch(start.upsampler.config)
+    return start.upsampler.config
 
 
 def with_init_architecture(cfg: TrainConfig) -> TrainConfig:
