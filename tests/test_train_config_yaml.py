@@ -75,6 +75,9 @@ def test_whole_numbers_in_exponent_form_are_integers(tmp_path):
     for bad in ("2.5", "1.5e0", "1e400", ".nan", "four"):
         with pytest.raises(UsageError, match="config key batch_size must be int, got"):
             load_config({}, [f"batch_size={bad}"])
+    huge = "1" + "0" * 400  # an int float() cannot hold: OverflowError's traceback before
+    with pytest.raises(UsageError, match="optim.lr must be a finite number, got an integer of 401"):
+        load_config({}, [f"optim.lr={huge}"])
 
 
 @pytest.mark.parametrize(

@@ -186,7 +186,13 @@ def _coerce(hint, value, key: str):
             raise UsageError(f"config key {key} must be true or false, got {value!r}")
         return value
     if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range, which float() refuses
+            digits = len(str(abs(value)))
+            raise UsageError(
+                f"config key {key} must be a finite number, got an integer of {digits} digits"
+            ) from None
     if origin is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
         try:
             return float(value)
