@@ -201,13 +201,17 @@ def test_a_device_that_cannot_be_used_is_named_not_a_traceback(capsys, tmp_path)
 )
 def test_an_output_folder_that_cannot_be_written_is_named_before_any_model_loads(capsys, tmp_path):
     """Named at once (a missing -o by the folder that would hold it), not after the models
-    load and by the hidden temporary file the first write failed on."""
+    load and by the hidden temporary file the first write failed on; in the words every
+    command uses for its output folder (loftup.paths.check_folder_output)."""
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o555)
-    for out, said in ((ro, f"-o {ro}"), (ro / "feats", f"-o {ro / 'feats'} ({ro})")):
+    for out in (ro, ro / "feats"):
         assert main(["upsample", str(tmp_path), "-m", "nosuch", "-o", str(out)]) == 2
-        err = capsys.readouterr().err
-        assert err == f"error: {said} is not writable here; choose a folder you can write to\n"
+        assert capsys.readouterr().err == (
+            f"error: -o {out} cannot be written: {ro} takes no new files (Permission denied); "
+            "choose another folder\n"
+        )
+    assert list(ro.iterdir()) == []  # nothing made, not even the missing feats/
 
 
 def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_path):
@@ -215,9 +219,12 @@ def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_pat
     taken.write_bytes(b"x")
     args = ["upsample", str(taken), "-m", "nosuch", "-o", str(taken)]
     assert main(args) == 2  # said before the upsampler is looked for
-    assert (
-        capsys.readouterr().err
-        == f"error: -o {taken} is a file; the output is a folder (made if missing)\n"
+    assert capsys.readouterr().err == f"error: -o {taken} is a file; give a folder\n"
+    args = ["upsample", str(taken), "-m", "nosuch", "-o", str(taken / "feats")]
+    assert main(args) == 2  # under a file: the file in the way is named
+    assert capsys.readouterr().err == (
+        f"error: -o {taken / 'feats'} cannot be written: {taken} is a file, not a folder; "
+        "choose another folder\n"
     )
     # the same mistake anywhere else: the path and the reason, status 2
     out = taken / "run"

@@ -1,6 +1,8 @@
 """Output paths checked before any work: a file or a folder that a run will write, refused at
 once (naming the option that gave it) when it is a folder where a file was meant, a file where
-a folder was meant, or lies where no file can be made, rather than after minutes of work.
+a folder was meant, a link to nothing, or lies where no file can be made, rather than after
+minutes of work. Every command and library call that writes a folder checks it here
+(:func:`check_folder_output`), so that each says the same thing about the same mistake.
 
 Imports nothing of loftup but its errors, so that every part (data, world, extract, eval, the
 command line) can check its outputs without knowing the others.
@@ -16,9 +18,11 @@ from .errors import UsageError
 
 
 def _existing_ancestor(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists (a file or a folder)."""
+    """``path`` or its nearest ancestor that is there (a file, a folder or a link, even one to
+    nothing); what lies in a folder that cannot be searched counts as not there, so that the
+    folder, which takes no new files, is the one named."""
     path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
+    while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
 
@@ -26,14 +30,16 @@ def _existing_ancestor(path: Path) -> Path:
 def _folder_problem(folder: Path) -> str | None:
     """Why files cannot be made in ``folder`` (made first where missing), or None."""
     base = _existing_ancestor(folder)
-    if not base.is_dir():
+    if os.path.islink(base) and not os.path.exists(base):
+        return f"{base} is a link to {os.readlink(base)}, which does not exist"
+    if not os.path.isdir(base):
         return f"{base} is a file, not a folder"
     try:  # what writing will do: a file in it (os.access says yes to root on a read-only disk)
         fd, tmp = tempfile.mkstemp(dir=base, prefix=".loftup-write-check.", suffix=".tmp")
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        return f"{base} cannot be written ({e.strerror or e})"
+        return f"{base} takes no new files ({e.strerror or e})"
     return None
 
 
@@ -44,18 +50,22 @@ def check_file_output(
     folder (``example``: the file name the error suggests in it), and its folder exists or can
     be made, and takes new files."""
     target = Path(path).expanduser()
-    if target.is_dir():
+    if os.path.isdir(target):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
     problem = _folder_problem(target.parent)
     if problem:
         raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")
 
 
-def check_folder_output(path: str, option: str, alternative: str = "") -> None:
+def check_folder_output(path: str | os.PathLike, option: str, alternative: str = "") -> None:
     """UsageError unless the folder ``path`` (given as ``option``) exists or can be made and
-    takes new files."""
+    takes new files: not a file, nor under one, nor a link to nothing, nor in a folder that
+    takes no files (read-only, or not this user's). ``alternative``: another fix the message
+    offers after "choose another folder" (`` (or --no-cache)``). Makes nothing: a folder
+    made where it was missing would be left behind by a run refused later."""
+    path = os.fspath(path)
     target = Path(path).expanduser()
-    if target.exists() and not target.is_dir():
+    if os.path.exists(target) and not os.path.isdir(target):
         raise UsageError(f"{option} {path} is a file; give a folder")
     problem = _folder_problem(target)
     if problem:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 from ..errors import LoftUpError
@@ -52,20 +51,6 @@ def picked_device(device: str) -> str:
     from ..api import resolve_device
 
     return str(resolve_device(device)) if device == "auto" else device
-
-
-def check_writable(folder, flag: str) -> None:
-    """A LoftUpError unless files can be made in ``folder``, or in the folder that would hold it
-    (it is made if missing): said before any model loads, naming the folder, not the hidden
-    temporary file the first write would have failed on."""
-    from pathlib import Path
-
-    target = where = Path(folder).absolute()
-    while not where.exists() and where.parent != where:
-        where = where.parent
-    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
-        what = f"{flag} {folder}" + ("" if where == target else f" ({where})")
-        raise LoftUpError(f"{what} is not writable here; choose a folder you can write to")
 
 
 def add_backbone_norm(p, default: str | None) -> None:

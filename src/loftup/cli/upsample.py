@@ -5,7 +5,7 @@ options are checked here, before any model loads; the run is
 from __future__ import annotations
 
 from ..errors import LoftUpError
-from .common import add_backbone_norm, check_writable, parse_size, precision
+from .common import add_backbone_norm, parse_size, precision
 
 
 def add_upsample(sub) -> None:
@@ -126,10 +126,7 @@ def _cmd_upsample(args) -> int:
                 "--save-dtype float16 or float32, or --format pt or safetensors"
             )
         save_dtype = "float32"
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():  # before the models load (a download, perhaps)
-        raise LoftUpError(f"-o {out} is a file; the output is a folder (made if missing)")
-    check_writable(out, "-o")
+    out = Path(args.out)  # checked by upsample_folder before any input is read or model loads
     if args.viz:  # before any image is computed
         from ..errors import require
 

@@ -6,6 +6,7 @@ process together.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ class FolderReport:
 
 def upsample_folder(
     inputs: list[str],
-    out: Path,
+    out: str | os.PathLike,
     *,
     model: str = "loftup_dinov2s",
     backbone: str | None = None,
@@ -50,7 +51,9 @@ def upsample_folder(
     """Upsample the images of ``inputs`` (files, folders or globs) into ``out``, one file each.
 
     Arguments:
-      inputs, out: what to read and the folder to write (made if missing).
+      inputs, out: what to read and the folder to write (made if missing; a
+        :class:`~loftup.errors.UsageError` naming it before any work if it cannot be: a file,
+        under one, or a folder that takes no new files).
       model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
         pipeline (:func:`loftup.api.load_pipeline`); under torchrun each process takes the
         GPU of its local rank.
@@ -60,6 +63,7 @@ def upsample_folder(
     """
     from .. import __version__
     from ..api import load_pipeline, resolve_device
+    from ..paths import check_folder_output
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         barrier,
         check_clobbering,
@@ -78,6 +82,7 @@ def upsample_folder(
         write_options,
     )
 
+    given, out = out, Path(out).expanduser()
     save_dtype = save_dtype or dtype
     rank, world, local_rank = dist_env()
     device = resolve_device(device, local_rank if world > 1 else None)
@@ -86,6 +91,9 @@ def upsample_folder(
     # left on every way out: a rank that fails leaves it at once, and the others, waiting for
     # it in a collective, end with one line (extract.torchrun._with_the_others), not a traceback
     with process_group(device, world):
+        # a file, under one, a link to nothing, or read-only: said before anything is read or
+        # loaded, as the command line's -o, not as the traceback of the first write
+        check_folder_output(given, "-o")
         jobs, missing = collect_inputs(inputs)
         saved = read_record(out, resume=resume)  # the earlier run's, if any (or refused)
         jobs = without_own_pictures(jobs, out, saved)
