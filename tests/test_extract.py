@@ -51,3 +51,45 @@ def test_features_the_stored_dtype_cannot_hold_are_a_failure_not_infinities(
     assert report.written == 2 and not report.failed
     feats = torch.load(out / "im0.pt", weights_only=True)
     assert torch.isfinite(feats).all() and feats.abs().max() > 65504
+
+
+def test_a_folder_of_links_to_folders_gives_their_images_as_a_glob_does(tmp_path):
+    """A folder of links to the cameras' folders (a common way to assemble a data set) gave no
+    image at all, while a ``**`` glob over it gave them all: a linked sub-folder is searched,
+    named by the link; a link back up, or to a folder the search reaches anyway, is not
+    followed (a loop would never end, and files would take the link's name over their own)."""
+    for cam, top, deep in (("cam1", "a.png", "b.jpg"), ("cam2", "c.png", "d.jpg")):
+        (tmp_path / cam / "deep").mkdir(parents=True)
+        (tmp_path / cam / top).write_bytes(b"")
+        (tmp_path / cam / "deep" / deep).write_bytes(b"")
+    links = tmp_path / "links"
+    links.mkdir()
+    for cam in ("cam1", "cam2"):
+        (links / cam).symlink_to(tmp_path / cam)
+    want = ["cam1/a", "cam1/deep/b", "cam2/c", "cam2/deep/d"]
+    glob_jobs, _ = collect_inputs([str(links / "**" / "*")])
+    assert [j.stem for j in collect_inputs([str(links)])[0]] == want
+    assert [j.path for j in glob_jobs] == [j.path for j in collect_inputs([str(links)])[0]]
+    # loops: a link up to the folder given (or above it), and one inside a linked folder
+    (links / "up").symlink_to(tmp_path)
+    (tmp_path / "cam1" / "deep" / "back").symlink_to(tmp_path / "cam1")
+    (tmp_path / "cam2" / "again").symlink_to(tmp_path / "cam2" / "deep")  # reached anyway
+    jobs, missing = collect_inputs([str(links)])
+    assert [j.stem for j in jobs] == want and missing == []
+    # the folder above: each file by its own name, not through the links
+    jobs, _ = collect_inputs([str(tmp_path)])
+    assert [j.stem for j in jobs] == want
+
+
+def test_a_folder_with_no_image_is_named_as_a_glob_of_none_is(tmp_path):
+    """An empty folder among the inputs passed in silence (and, alone, was 'no images found'
+    with no reason), where a glob of no image was named and failed the run."""
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    (tmp_path / "empty" / ".hidden" / "x.png").write_bytes(b"")
+    (tmp_path / "empty" / "notes.txt").write_bytes(b"")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.png").write_bytes(b"")
+    jobs, missing = collect_inputs([str(tmp_path / "empty"), str(tmp_path / "full")])
+    assert [j.stem for j in jobs] == ["x"]
+    assert len(missing) == 1 and missing[0][0] == str(tmp_path / "empty")
+    assert missing[0][1].startswith("a folder with no image file in it or under it (.jpg, ")

@@ -24,14 +24,37 @@ class Job:
 def _images_under(folder: Path) -> list[Path]:
     """The image files under ``folder``, hidden ones and those in hidden folders left out (as a
     glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
-    are not images to compute, and the first cannot be read as one."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if _is_image(p)
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
+    are not images to compute, and the first cannot be read as one. Sub-folders that are links
+    to folders elsewhere are searched too, as a glob's ``**`` searches them (a folder of links
+    to the cameras' folders gave no image at all); a link the search would go round in, or to
+    a folder it reaches anyway (whose files then have their own names), is not followed."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not _reached(here / d, folder)]
+        found += [
+            os.path.join(root, f)
+            for f in files
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(Path(p) for p in found if os.path.isfile(p))
+
+
+def _reached(sub: Path, folder: Path) -> bool:
+    """Whether the sub-folder ``sub`` of a search of ``folder`` is a link to a folder that the
+    search reaches without it, or goes round in: one under, or above, a folder on the way from
+    ``folder`` to ``sub`` (their real folders, each searched whole)."""
+    if not os.path.islink(sub):
+        return False
+    real = Path(os.path.realpath(sub))
+    above = sub.parent
+    while True:
+        on_the_way = Path(os.path.realpath(above))
+        if real.is_relative_to(on_the_way) or on_the_way.is_relative_to(real):
+            return True
+        if above == folder or above == above.parent:
+            return False
+        above = above.parent
 
 
 def _is_image(path: Path) -> bool:
@@ -42,7 +65,7 @@ def _is_image(path: Path) -> bool:
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
     globs (their image files, as a folder's; a file named is tried whatever its suffix) ->
-    (jobs, unmatched specs with the reason).
+    (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image).
 
     Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
     its suffix, with the sub-folder kept for images found under a folder (a file reached through
@@ -57,7 +80,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     for spec in specs:
         p = Path(spec).expanduser()
         if p.is_dir():
-            for f in _images_under(p):
+            images = _images_under(p)
+            if not images:  # as a glob of no image is: named, not passed over in silence
+                kinds = ", ".join(IMAGE_SUFFIXES)
+                missing.append((spec, f"a folder with no image file in it or under it ({kinds})"))
+            for f in images:
                 _name(found, f.resolve(), f.relative_to(p))
         elif p.exists():
             _name(found, p.resolve(), Path(p.name))
