@@ -93,3 +93,27 @@ def test_a_folder_with_no_image_is_named_as_a_glob_of_none_is(tmp_path):
     assert [j.stem for j in jobs] == ["x"]
     assert len(missing) == 1 and missing[0][0] == str(tmp_path / "empty")
     assert missing[0][1].startswith("a folder with no image file in it or under it (.jpg, ")
+
+
+def test_a_whole_run_removes_what_a_killed_run_left_of_its_own_outputs_alone(tmp_path):
+    """A killed run's hidden temporary files (a streamed output's is its full size, reserved)
+    were removed by --resume alone: a whole run again into the folder kept them for ever. It
+    now removes those of the outputs it writes again, not another format's (a run writing
+    there now) nor a user's own hidden file."""
+    from loftup.extract import Job, outputs_of, remove_unfinished
+
+    out = tmp_path / "out"
+    (out / "day1").mkdir(parents=True)
+    long = "é" * 120  # 240 bytes: the temporary name holds its first 200 bytes, as written
+    jobs = [Job(tmp_path / "a.png", "a"), Job(tmp_path / "b.png", "day1/b"), Job(tmp_path, long)]
+    ours = [out / ".a.pt.ab12cd34.tmp", out / "day1" / ".b_viz.png.x_9y8z7w.tmp"]
+    ours.append(out / f".{long[:100]}.abcdefgh.tmp")
+    others = [out / ".a.npy.ab12cd34.tmp", out / ".notes.tmp", out / ".b.pt.ab12cd34.tmp"]
+    for path in ours + others:
+        path.write_bytes(b"x")
+    own = [p for j in jobs for p in outputs_of(out, j, "pt", True)]
+    assert remove_unfinished(out, own) == 3
+    assert [p.exists() for p in ours + others] == [False] * 3 + [True] * 3
+    assert remove_unfinished(out) == 2  # resumed: every leftover of a run (not .notes.tmp)
+    assert sorted(p.name for p in out.rglob("*")) == [".notes.tmp", "day1"]
+

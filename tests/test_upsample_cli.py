@@ -1057,8 +1057,14 @@ def test_the_library_call_behind_the_command_counts_what_it_did(photos, upsample
     (tmp_path / "c.png").write_bytes(b"not a picture")
     inputs, out = [str(photos), str(tmp_path / "c.png")], tmp_path / "out"
     options = dict(model=str(upsampler), device="cpu", size=32, backbone_size=56)
+    # what a killed run was writing: a whole run removes its own outputs' (it writes them
+    # again), not another format's; a resumed run every one
+    out.mkdir()
+    for name in (".astronaut.pt.ab12cd34.tmp", ".astronaut.npy.ab12cd34.tmp"):
+        (out / name).write_bytes(b"x")
     assert upsample_folder(inputs, out, **options) == FolderReport(0, done=2, kept=0, failed=1)
-    assert outputs(out) == ["astronaut.pt", "coffee.pt"]
+    assert outputs(out) == [".astronaut.npy.ab12cd34.tmp", "astronaut.pt", "coffee.pt"]
     assert torch.load(out / "coffee.pt", weights_only=True).shape == (32, 32, 48)
     again = upsample_folder(inputs, out, resume=True, **options)
     assert again == FolderReport(0, done=0, kept=2, failed=1)
+    assert outputs(out) == ["astronaut.pt", "coffee.pt"]

@@ -65,11 +65,13 @@ def upsample_folder(
     from ..api import load_pipeline, resolve_device
     from ..paths import check_folder_output
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
+        OPTIONS_NAME,
         barrier,
         check_clobbering,
         check_options,
         collect_inputs,
         dist_env,
+        outputs_of,
         process_group,
         read_record,
         recorded_outputs,
@@ -131,8 +133,9 @@ def upsample_folder(
             "outputs": recorded_outputs(saved, fmt, viz),  # what the folder holds
         }
         check_options(out, options, saved, resume=resume)
-        if resume and rank == 0:  # what a killed run was writing (before any rank writes)
-            removed = remove_unfinished(out)
+        if rank == 0:  # what a killed run was writing (before any rank writes)
+            own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
+            removed = remove_unfinished(out, None if resume else own)  # all, or those it redoes
             if removed:
                 print(
                     f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr

@@ -150,13 +150,20 @@ def _as_recorded(key: str, saved):
     return recorded_path(saved) if key in _PATHS and isinstance(saved, str) else saved
 
 
-def remove_unfinished(out_dir: Path) -> int:
+def remove_unfinished(out_dir: Path, outputs: list[Path] | None = None) -> int:
     """Delete the temporary files (:func:`loftup.atomic.leftovers`) that a killed run left in
-    ``out_dir``; returns how many. Only for a resumed run, which takes over from the run that
-    made them (another run writing there now would lose its files)."""
+    ``out_dir``; returns how many. All of them for a resumed run, which takes over from the
+    run that made them (another run writing there now would lose its files); for a whole run,
+    those of its own ``outputs`` alone, which it writes again (a killed run's reserved a
+    streamed output's full size, and nothing else would ever remove them), not those of a
+    run of another format writing there now."""
     from ..atomic import leftovers
 
     unfinished = leftovers(out_dir)
+    if outputs is not None:
+        own = {(p.parent, os.fsdecode(os.fsencode(p.name)[:200])) for p in outputs}
+        # .NAME.XXXXXXXX.tmp (atomic.temp_beside: NAME cut to 200 bytes)
+        unfinished = [t for t in unfinished if (t.parent, t.name[1:-13]) in own]
     for tmp in unfinished:
         tmp.unlink(missing_ok=True)
     return len(unfinished)
