@@ -117,3 +117,18 @@ def test_a_whole_run_removes_what_a_killed_run_left_of_its_own_outputs_alone(tmp
     assert remove_unfinished(out) == 2  # resumed: every leftover of a run (not .notes.tmp)
     assert sorted(p.name for p in out.rglob("*")) == [".notes.tmp", "day1"]
 
+
+def test_a_picture_of_an_image_whose_name_holds_dollar_signs_is_drawn(tmp_path):
+    """--viz titles each picture with the file's name, which matplotlib read as TeX between two
+    dollar signs: ``$$.png`` raised a ValueError in the writer thread, which ended the whole
+    run with a traceback (only an OSError fails one image)."""
+    from loftup.extract import Job
+    from loftup.extract.write import write_outputs
+
+    torch.manual_seed(0)
+    image, lr, hr = torch.rand(3, 16, 16), torch.rand(4, 4, 4), torch.rand(4, 16, 16)
+    for name in ("$$.png", "x$_$ \\frac$.png"):
+        job = Job(tmp_path / name, name.removesuffix(".png"))
+        write_outputs(tmp_path, job, "pt", torch.float32, image, lr, hr, True)
+        assert (tmp_path / f"{job.stem}_viz.png").stat().st_size > 0, name
+        assert torch.equal(torch.load(tmp_path / f"{job.stem}.pt", weights_only=True), hr)
