@@ -39,6 +39,17 @@ def test_a_file_or_a_path_under_one_is_named_with_the_fix(tmp_path):
     assert taken.read_bytes() == b"x"
 
 
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    """``-o "$OUT"`` with OUT unset: the outputs went into the current folder."""
+    from loftup.paths import check_file_output
+
+    monkeypatch.chdir(tmp_path)
+    assert _refused("", "-o") == "-o is empty; give a folder"
+    with pytest.raises(UsageError, match="^--json is empty; give a file name, e.g. out$"):
+        check_file_output("", "--json")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_link_to_nothing_is_named_not_taken_for_a_file(tmp_path):
     """A dangling link where the folder goes (or above it) was said to be 'a file', or, above
     it, passed, and the run failed later with 'File exists'."""

@@ -49,6 +49,8 @@ def check_file_output(
     """UsageError unless the file ``path`` (given as ``option``) can be written: it is not a
     folder (``example``: the file name the error suggests in it), and its folder exists or can
     be made, and takes new files."""
+    if not os.fspath(path):  # Path("") is the current folder: an unset shell variable
+        raise UsageError(f"{option} is empty; give a file name, e.g. {example}")
     target = Path(path).expanduser()
     if os.path.isdir(target):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
@@ -59,11 +61,13 @@ def check_file_output(
 
 def check_folder_output(path: str | os.PathLike, option: str, alternative: str = "") -> None:
     """UsageError unless the folder ``path`` (given as ``option``) exists or can be made and
-    takes new files: not a file, nor under one, nor a link to nothing, nor in a folder that
+    takes new files: not empty, a file, under one, a link to nothing, nor in a folder that
     takes no files (read-only, or not this user's). ``alternative``: another fix the message
     offers after "choose another folder" (`` (or --no-cache)``). Makes nothing: a folder
     made where it was missing would be left behind by a run refused later."""
     path = os.fspath(path)
+    if not path:  # Path("") is the current folder: ``-o "$OUT"`` with $OUT unset wrote there
+        raise UsageError(f"{option} is empty; give a folder{alternative}")
     target = Path(path).expanduser()
     if os.path.exists(target) and not os.path.isdir(target):
         raise UsageError(f"{option} {path} is a file; give a folder")
