@@ -273,7 +273,9 @@ def comparison_png(
         ax.axis("off")
     if title:  # a file name's undecodable bytes (surrogates, which no font draws) as U+FFFD
         title = title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        fig.suptitle(title, fontsize=10)
+        # as written: matplotlib reads text between two dollar signs as TeX ($$.png raised,
+        # a$b$.png was drawn as a formula)
+        fig.suptitle(title, fontsize=10, parse_math=False)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.85 if title else 0.9, wspace=0.04)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -98,20 +98,13 @@ def commit_streamed(out_dir, job, feats_file, image, lr_feats, viz: bool) -> Non
         png = None
         if viz:
             with _VIZ_LOCK:
-                png = comparison_png(image, lr_feats, feats_file.features, title=_title(job))
+                png = comparison_png(image, lr_feats, feats_file.features, title=job.path.name)
         feats_file.commit()
     except BaseException:
         feats_file.discard()
         raise
     if png is not None:
         atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
-
-
-def _title(job) -> str:
-    """The picture's title: the input's file name, its dollar signs escaped (matplotlib reads
-    text between two as TeX: ``$$.png`` or ``x$_$.png`` raised in the writer thread and ended
-    the whole run, ``a$b$.png`` was drawn as a formula)."""
-    return job.path.name.replace("$", r"\$")
 
 
 #: Matplotlib and the PCA's seeded global generator serve one picture at a time.
@@ -126,5 +119,5 @@ def write_outputs(out_dir, job, fmt, save_dtype, image, lr_feats, hr_feats, viz:
     save_features(out_dir / f"{job.stem}.{fmt}", hr_feats, fmt, save_dtype)
     if viz:  # the picture of what the file holds (as a streamed output's is)
         with _VIZ_LOCK:
-            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=_title(job))
+            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=job.path.name)
         atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
