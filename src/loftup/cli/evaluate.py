@@ -52,11 +52,22 @@ def add_eval(sub) -> None:
             "--highres-factor", type=int, default=2, help="input scale for highres (default 2)"
         )
         t.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
-        t.add_argument("--figure", metavar="PNG", help="figure path (default: next to --json)")
+        t.add_argument(
+            "--figure",
+            metavar="PNG",
+            help="figure path (default: the --json file with .png, else "
+            "eval_TASK_DATASET_UPSAMPLER.png in the current folder)",
+        )
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if task != "davis":
             t.add_argument("--epochs", type=int, default=None, help="probe epochs (default 10)")
-            t.add_argument("--lr", type=float, default=None, help="probe learning rate")
+            t.add_argument(
+                "--lr",
+                type=float,
+                default=None,
+                help="probe learning rate (default: the protocol's, "
+                f"{'1e-4' if task == 'seg' else '5e-4'})",
+            )
         else:
             t.add_argument("--max-frames", type=int, default=None, metavar="N",
                            help="first N frames of each video (default: all)")  # fmt: skip

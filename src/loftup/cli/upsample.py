@@ -91,8 +91,8 @@ def add_upsample(sub) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="go on with an interrupted run: skip the images whose outputs OUT_DIR already "
-        "holds (the options that change the files must be those recorded in its upsample.json)",
+        help="go on with an interrupted run: skip the batches whose outputs OUT_DIR already "
+        "holds, all of them (the options that change the files must be those recorded in its upsample.json)",
     )
     p.set_defaults(func=_cmd_upsample)
 
