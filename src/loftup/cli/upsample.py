@@ -92,7 +92,8 @@ def add_upsample(sub) -> None:
         "--resume",
         action="store_true",
         help="go on with an interrupted run: skip the batches whose outputs OUT_DIR already "
-        "holds, all of them (the options that change the files must be those recorded in its upsample.json)",
+        "holds, all of them (the options that change the files must be those recorded in its "
+        "upsample.json)",
     )
     p.set_defaults(func=_cmd_upsample)
 

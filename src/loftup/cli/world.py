@@ -49,7 +49,9 @@ def add_world(sub) -> None:
     s.set_defaults(func=_cmd_world_scenes)
 
     b = world.add_parser("backbone", help="train the small backbone scenes_vit_p8")
-    b.add_argument("--out", required=True, help="folder for model.safetensors and config.json")
+    b.add_argument(
+        "--out", required=True, help="folder for model.safetensors, config.json and metrics.json"
+    )
     b.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     b.add_argument("--batch-size", type=int, default=32, help="scenes per step (default 32)")
     b.add_argument(
