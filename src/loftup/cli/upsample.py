@@ -40,7 +40,8 @@ def add_upsample(sub) -> None:
         default="float32",
         metavar="{float32,bfloat16,float16}",
         help="precision of the backbone and the upsampler (default: float32, the paper's "
-        "numbers; half precision is the GPU's fast path; on a CPU bfloat16 is a little faster)",
+        "numbers; half precision is the GPU's fast path; on a CPU with AVX-512 BF16 or AMX "
+        "bfloat16 is a little faster, without them it is emulated, several times slower)",
     )
     p.add_argument(
         "--save-dtype",
