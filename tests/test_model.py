@@ -282,3 +282,21 @@ def test_an_emulated_cpu_precision_is_warned_about_once(monkeypatch):
         assert "compute in float32 on this machine" in said[0]
     else:
         assert said == []
+
+
+def test_the_started_upsample_warns_of_an_emulated_precision_too(monkeypatch):
+    """loftup.upsample and ``loftup upsample`` run through start_upsample, which computes on
+    the folded weights without calling the model: it warns as the forward does."""
+    from loftup import cpu
+    from loftup.tiling import start_upsample
+
+    monkeypatch.setattr(cpu, "_WARNED_EMULATED", set())
+    model = LoftUp(16).eval().to(torch.bfloat16)
+    lr, image = torch.randn(1, 16, 3, 3, dtype=torch.bfloat16), torch.randn(1, 3, 12, 12)
+    with warnings.catch_warnings(record=True) as seen, torch.no_grad():
+        warnings.simplefilter("always")
+        pending = start_upsample(model, image)
+        assert pending.queries is not None  # the folded path, not a call of the model
+        pending.finish(lr)
+    said = [str(w.message) for w in seen if "emulates" in str(w.message)]
+    assert len(said) == int(cpu.cpu_emulates(torch.bfloat16)), said

@@ -36,7 +36,7 @@ from .layers import (
 )
 from .local_attention import local_attention
 from .model_config import LoftUpConfig
-from .tiling import check_settings, upsample
+from .tiling import check_settings, compute_dtype, upsample
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
@@ -201,7 +201,7 @@ class LoftUp(nn.Module):
         check_inputs(lr_feats, image, self.config.dim)
         check_settings(tile_size=self.tile_size, chunk_size=self.chunk_size, align=self.align)
         if lr_feats.device.type == "cpu":
-            warn_if_emulated(_cpu_compute_dtype(self.head.conv.weight.dtype))
+            warn_if_emulated(compute_dtype(self, lr_feats.device))
         if not len(image):  # an empty batch: an empty output, as a batch of any size
             shape = (0, self.config.dim, *image.shape[-2:])
             return image.new_empty(shape, dtype=self.head.conv.weight.dtype)
@@ -261,18 +261,6 @@ def _tensors(module: nn.Module, out: list) -> list:
 def _version(t: torch.Tensor) -> int:
     """In-place modification counter (inference-mode tensors have none)."""
     return -1 if t.is_inference() else t._version
-
-
-def _cpu_compute_dtype(weights: torch.dtype) -> torch.dtype:
-    """The precision a forward on the CPU computes in: CPU autocast's, when on, else the
-    weights'."""
-    try:
-        if torch.is_autocast_enabled("cpu"):
-            return torch.get_autocast_dtype("cpu")
-    except (TypeError, AttributeError):  # torch < 2.4's spellings
-        if torch.is_autocast_cpu_enabled():
-            return torch.get_autocast_cpu_dtype()
-    return weights
 
 
 def _local_attend(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cpu import warn_if_emulated
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
 from .input_checks import check_inputs
 from .layers import image_minmax, neighbour_index, neighbour_span
@@ -196,6 +197,8 @@ def start_upsample(model, image: torch.Tensor, stream=None) -> PendingUpsample:
     if model.config.attention_window is not None or not model.uses_fast_path(image):
         return PendingUpsample(model, image, None, ())
     dev = image.device
+    if dev.type == "cpu":  # as model() warns: this path does not go through it
+        warn_if_emulated(compute_dtype(model, dev))
     b, _, height, width = image.shape
     settings = _settings(model, dev)
     fw = settings[-1]
