@@ -14,9 +14,9 @@ def add_eval(sub) -> None:
     tasks.required = True
     helps = {
         "seg": "linear-probe semantic segmentation (cocostuff, cityscapes, ade20k, voc)",
-        "depth": "linear-probe depth on NYUv2 (delta1, RMSE, AbsRel)",
+        "depth": "linear-probe depth on NYUv2 (delta1-3, RMSE, AbsRel; also scale-invariant)",
         "normals": "linear-probe surface normals on NYUv2 (within 11.25/22.5/30 deg, RMSE)",
-        "davis": "DAVIS 2017 val label propagation (J, F, J&F)",
+        "davis": "DAVIS 2017 val label propagation (J, F, J&F; their recall and decay)",
     }
     defaults = {"seg": "cocostuff", "depth": "nyuv2", "normals": "nyuv2", "davis": "davis2017"}
     for task, text in helps.items():
