@@ -408,6 +408,23 @@ def test_the_forward_table_s_peak_memory_is_in_megabytes_as_its_label_says():
     assert " 315MB " in table.splitlines()[1]
 
 
+def test_the_forward_table_explains_a_fraction_of_peak_over_one():
+    """An emulated precision's matrix-product rate (about 1 GFLOP/s for bfloat16 on an AVX2
+    CPU) was printed as "0" and the rows beside it at 2061% of it, without a word."""
+    from loftup.bench.forward import format_table
+
+    stored = REPO / "benchmarks" / "results" / "gpu-nvidia-h200-2026-11-26-v3.json"
+    report = json.loads(stored.read_text())
+    forward = report["sections"]["forward"]
+    row = {**forward["results"][0], "fraction_of_peak": 20.61}
+    peaks = {"float32": 81.4, "bfloat16": 0.43}
+    base = {**forward, "peak_gflops_per_s": peaks, "machine": report["machine"]}
+    table = format_table({**base, "results": [row]})
+    assert " 2061% " in table.splitlines()[1] and "# %peak over 100%" in table
+    assert "matmul peak GFLOP/s: float32 81.4, bfloat16 0.43" in table
+    assert "over 100%" not in format_table({**base, "results": [{**row, "fraction_of_peak": 0.5}]})
+
+
 def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
     done = run_scripts(  # one process for both
         {

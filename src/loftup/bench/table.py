@@ -22,8 +22,14 @@ def format_table(report: dict) -> str:
         )
     for f in report.get("failed", []):
         lines.append(f"# failed: {f['method']} {f['dtype']} {f['size']}: {f['error']}")
+    if any(r.get("fraction_of_peak", 0) > 1 for r in report["results"]):
+        lines.append(
+            "# %peak over 100%: faster than the matrix product measured in that precision (the "
+            "machine was busy then, or the CPU emulates it and the forward computes parts in "
+            "float32)"
+        )
     m = report["machine"]
-    peaks = ", ".join(f"{k} {v:.0f}" for k, v in report.get("peak_gflops_per_s", {}).items())
+    peaks = ", ".join(f"{k} {v:.3g}" for k, v in report.get("peak_gflops_per_s", {}).items())
     lines.append(
         f"# {m.get('gpu') or m['processor']}, {m['torch_threads']} threads, torch {m['torch']}, "
         f"{m['date']}" + (f"; matmul peak GFLOP/s: {peaks}" if peaks else "")
