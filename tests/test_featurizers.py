@@ -254,6 +254,49 @@ def test_siglip_fixed_resolution(tmp_path, name, norm):
     also_in_bfloat16(feat, imagenet_normalize(images), got)
 
 
+def test_a_siglip_folder_of_the_other_generation_is_refused(tmp_path):
+    """google/siglip-base-patch16-224 and google/siglip2-base-patch16-224 are both stored as
+    SiglipModel (model_type "siglip", the same vision architecture and mean = std = 0.5): one
+    loaded as the other gave features its upsampler was not trained on, without a word. The
+    text tower's vocabulary tells them apart (SigLIP 32000 tokens, SigLIP 2 Gemma's 256000),
+    or the tokenizer's class; a folder that records neither is taken as named."""
+    from transformers import SiglipConfig, SiglipModel
+
+    cfg = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=32),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(SiglipModel(cfg), tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    images = imagenet_normalize(_images(32, 32, n=1))
+    with torch.no_grad():
+        want = get_featurizer("siglip_vitb16", weights=folder)(images)
+    for vocab, right, wrong, said in (
+        (32000, "siglip_vitb16", "siglip2_vitb16", "holds SigLIP weights"),
+        (256000, "siglip2_vitb16", "siglip_vitb16", "holds SigLIP 2 weights"),
+    ):
+        config["text_config"]["vocab_size"] = vocab  # as the hub's config.json says
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer(wrong, weights=folder)
+        msg = str(e.value)
+        assert f"{said} (its text tower's vocabulary has {vocab} tokens)" in msg
+        assert f"pass it as backbone {right}" in msg and "\n" not in msg
+        with torch.no_grad():  # the right name loads the same vision tower
+            assert torch.equal(get_featurizer(right, weights=folder)(images), want)
+    del config["text_config"]["vocab_size"]  # left out: transformers' default, SigLIP's 32000
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="holds SigLIP weights"):
+        get_featurizer("siglip2_vitb16", weights=folder)
+    del config["text_config"]  # no text tower recorded: the tokenizer's class says
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GemmaTokenizer"}))
+    with pytest.raises(CheckpointError, match="tokenizer_config.json names GemmaTokenizer"):
+        get_featurizer("siglip_vitb16", weights=folder)
+    (folder / "tokenizer_config.json").unlink()  # nothing says: taken as named
+    assert get_featurizer("siglip2_vitb16", weights=folder).dim == 32
+
+
 def test_siglip2_naflex(tmp_path):
     from transformers import Siglip2Config, Siglip2Model, Siglip2VisionModel
 

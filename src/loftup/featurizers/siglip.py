@@ -11,14 +11,32 @@ patch16-224, a fixed-resolution model) is stored in the SigLIP layout and runs o
 SiglipVisionModel with bicubically interpolated positional embeddings. SigLIP 2 "NaFlex"
 checkpoints (model_type ``siglip2``) run on Siglip2VisionModel, which takes the image as a
 sequence of flattened patches and resizes its positional embeddings itself.
+
+A fixed-resolution SigLIP 2 folder has the same model_type ("siglip") and the same vision
+architecture as a SigLIP one; what tells them apart is the text tower's tokenizer: SigLIP 2 uses
+Gemma's 256000-token vocabulary, SigLIP (English) a 32000-token one and the multilingual
+SigLIP a 250000-token one (``text_config.vocab_size``; ``tokenizer_config.json``'s class where
+the folder has it). A full folder of the other generation is refused (its features are not the
+ones the paired upsampler was trained on, though the preprocessing, mean = std = 0.5, is the
+same); a folder of the vision tower alone records neither and is taken as named.
 """
 
 from __future__ import annotations
 
+import json
+
 import torch
 
+from ..errors import CheckpointError
 from . import FeaturizerSpec, register
-from .hf import HFFeaturizer, check_model_type, from_transformers, load_strict, resolve_weights
+from .hf import (
+    HFFeaturizer,
+    check_model_type,
+    from_transformers,
+    load_strict,
+    read_config,
+    resolve_weights,
+)
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -65,6 +83,52 @@ class Siglip2NaflexFeaturizer(SiglipFeaturizer):
         return out.last_hidden_state
 
 
+#: Text vocabulary size -> SigLIP generation (the text tower's tokenizer tells them apart).
+_GENERATION_OF_VOCAB = {32000: 1, 250000: 1, 256000: 2}
+#: tokenizer_config.json's "tokenizer_class" -> generation (SigLIP 2 uses Gemma's tokenizer).
+_GENERATION_OF_TOKENIZER = {
+    "SiglipTokenizer": 1,
+    "GemmaTokenizer": 2,
+    "GemmaTokenizerFast": 2,
+    "Siglip2Tokenizer": 2,
+}
+_LABEL = {1: "SigLIP", 2: "SigLIP 2"}
+
+
+def generation(folder) -> tuple[int | None, str]:
+    """The SigLIP generation (1 or 2) a fixed-resolution folder holds and how that is known,
+    or (None, "") where it records nothing that says (a vision tower alone, a test model)."""
+    text = read_config(folder).get("text_config")
+    if isinstance(text, dict) and text.get("model_type", "siglip_text_model").startswith("siglip"):
+        vocab = text.get("vocab_size", 32000)  # transformers' default, left out of config.json
+        if vocab in _GENERATION_OF_VOCAB:
+            return _GENERATION_OF_VOCAB[vocab], f"its text tower's vocabulary has {vocab} tokens"
+    try:
+        tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None, ""
+    cls = tokenizer.get("tokenizer_class") if isinstance(tokenizer, dict) else None
+    if cls in _GENERATION_OF_TOKENIZER:
+        return _GENERATION_OF_TOKENIZER[cls], f"its tokenizer_config.json names {cls}"
+    return None, ""
+
+
+def check_generation(folder, name: str, wanted: int) -> None:
+    """A CheckpointError where ``folder`` holds the other SigLIP generation than ``name``."""
+    from ..hub import RELEASED
+
+    found, why = generation(folder)
+    if found is None or found == wanted:
+        return
+    trained = {c.backbone: c.name for c in RELEASED.values()}
+    other = "siglip2_vitb16" if found == 2 else "siglip_vitb16"
+    raise CheckpointError(
+        f"{folder} holds {_LABEL[found]} weights ({why}), but backbone {name} is "
+        f"{_LABEL[wanted]}, the features {trained[name]} was trained on; pass it as backbone "
+        f"{other} (the backbone of {trained[other]}), or a {_LABEL[wanted]} folder as {name}"
+    )
+
+
 def _load(name: str, weights, device, default: str, allow_naflex: bool) -> SiglipFeaturizer:
     Siglip2VisionModel, SiglipVisionModel = from_transformers(
         "Siglip2VisionModel", "SiglipVisionModel"
@@ -75,9 +139,10 @@ def _load(name: str, weights, device, default: str, allow_naflex: bool) -> Sigli
     if allow_naflex:
         allowed += ("siglip2", "siglip2_vision_model")
     kind = check_model_type(folder, name, allowed)
-    if kind.startswith("siglip2"):
+    if kind.startswith("siglip2"):  # NaFlex: SigLIP 2 by its model_type
         model = load_strict(Siglip2VisionModel, folder, name, vision_use_head=False)
         return Siglip2NaflexFeaturizer(model, name=name).to(device)
+    check_generation(folder, name, wanted=2 if allow_naflex else 1)
     model = load_strict(SiglipVisionModel, folder, name, vision_use_head=False)
     return SiglipFeaturizer(model, name=name).to(device)
 
