@@ -472,6 +472,22 @@ def test_offline_without_weights_names_repo_and_local_option():
     assert "`loftup train backbone_weights=/path/to/folder`" in msg  # the training key too
 
 
+def test_a_gated_backbone_missing_offline_says_how_to_get_access():
+    """DINOv3's repos are gated: offline, the advice to run `loftup download` elsewhere failed
+    there too (401) until the terms were accepted and the user logged in; it says so first."""
+    repo = "facebook/dinov3-vits16-pretrain-lvd1689m"
+    for call in (lambda: get_featurizer("dinov3_vits16"), lambda: download("dinov3_vits16")):
+        with pytest.raises(WeightsNotFoundError) as e:
+            call()
+        msg = str(e.value)
+        assert f"(the repo is gated: accept its terms at https://huggingface.co/{repo} " in msg
+        assert "HF_TOKEN" in msg and "`hf auth login`" in msg and "\n" not in msg
+    assert "env -u HF_HUB_OFFLINE loftup download dinov3_vits16` (the repo is gated" in msg
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_vits14")
+    assert "gated" not in str(e.value) and "HF_TOKEN" not in str(e.value)
+
+
 def test_bad_local_folders_are_named(tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 

@@ -73,6 +73,8 @@ class FeaturizerSpec:
     dim: int
     default_weights: str | None = None
     description: str = ""
+    #: The hub repo of ``default_weights`` asks for its terms to be accepted and a login.
+    gated: bool = False
 
 
 FEATURIZERS: dict[str, FeaturizerSpec] = {}

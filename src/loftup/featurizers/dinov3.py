@@ -49,5 +49,6 @@ for _name, _dim, _repo, _label in (
             dim=_dim,
             default_weights=_repo,
             description=f"DINOv3 ViT-{_label}/16 (LVD-1689M; gated on the hub)",
+            gated=True,
         )
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, MissingDependencyError, WeightsNotFoundError, require
-from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
+from . import FEATURIZERS, IMAGENET_MEAN, IMAGENET_STD, Featurizer
 from .sizes import to_patch_multiple
 
 CONFIG_FILE = "config.json"
@@ -68,6 +68,8 @@ def resolve_weights(
     )
     what = f"backbone {name}"
     kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
+    spec = FEATURIZERS.get(name)
+    kw["gated"] = source == default and spec is not None and spec.gated
     if source != default:  # `loftup download NAME` fetches the default repo, not this one
         kw["fetch"] = (
             f'python -c "from huggingface_hub import snapshot_download; '
@@ -161,8 +163,6 @@ def quiet_transformers():
 
 def _where_from(name: str) -> str:
     """Where backbone ``name``'s weights come from, for a message on a broken copy."""
-    from . import FEATURIZERS
-
     repo = getattr(FEATURIZERS.get(name), "default_weights", None)
     if repo:
         return (

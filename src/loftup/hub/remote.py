@@ -49,6 +49,7 @@ def hub_file(
     download_name: str | None = None,
     downloading: bool = False,
     fetch: str | None = None,
+    gated: bool = False,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -57,7 +58,8 @@ def hub_file(
     this login may not read names where to accept its terms and how to log in. ``downloading``:
     called by ``loftup download``, whose fix for an offline switch is to unset it, not to run
     itself. ``fetch``: the command that fills the cache, where ``loftup download NAME``
-    (``download_name``, else ``what``) would fetch another repo than ``repo_id``.
+    (``download_name``, else ``what``) would fetch another repo than ``repo_id``. ``gated``: the
+    repo is known to be gated, so the advice to download it says how to get access first.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -73,37 +75,45 @@ def hub_file(
         try:
             return Path(hf_hub_download(repo_id, filename))
         except GatedRepoError:  # its own text is only "401 Client Error."
-            from huggingface_hub import constants
-
             raise WeightsNotFoundError(
-                f"{what}: hub repo {repo_id!r} is gated: accept its terms at "
-                f"{constants.ENDPOINT}/{repo_id} with your Hugging Face account, log in here "
-                f"(set HF_TOKEN to an access token, or `hf auth login`) and run again; or pass "
-                f"a local path instead: {local_hint}"
+                f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here and run "
+                f"again; or pass a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
+    # a gated repo's download needs access first: said beside each command that downloads
+    access = f" (the repo is gated: {_access(repo_id)} first)" if gated else ""
     offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
             f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}: {reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
-            f"{name}`), or copy in a ~/.cache/huggingface that holds it from a machine with "
-            f"network, or pass a local path instead: {local_hint}"
+            f"{name}`{access}), or copy in a ~/.cache/huggingface that holds it from a machine "
+            f"with network, or pass a local path instead: {local_hint}"
         )
     if downloading:
         raise WeightsNotFoundError(
             f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded: "
-            f"{reason}. Run `{fetch}` on a machine with network and copy its "
+            f"{reason}. Run `{fetch}` on a machine with network{access} and copy its "
             f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
-        f"{reason}. Run `{fetch}` on a machine with network and copy its "
+        f"{reason}. Run `{fetch}` on a machine with network{access} and copy its "
         f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+    )
+
+
+def _access(repo_id: str) -> str:
+    """How to get access to gated hub repo ``repo_id``: where to accept its terms, how to log in."""
+    from huggingface_hub import constants
+
+    return (
+        f"accept its terms at {constants.ENDPOINT}/{repo_id} with your Hugging Face account and "
+        "log in (set HF_TOKEN to an access token, or `hf auth login`)"
     )
 
 
