@@ -527,6 +527,43 @@ def test_bad_local_folders_are_named(tmp_path):
     assert "\n" not in msg
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("code in the pickle ran",))
+
+
+def test_a_damaged_or_unsafe_pytorch_model_bin_is_named(tmp_path, capsys):
+    """A backbone folder with only pytorch_model.bin (as some hub repos have) is unpickled by
+    transformers: an empty or truncated file was a bare EOFError or "does not fit backbone",
+    one holding objects beyond tensors an UnpicklingError whose text suggests
+    weights_only=False (running it), and one with damaged bytes loaded without a word (torch
+    does not check the zip's checksums). Each is one line naming the file."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    tiny = get_featurizer("dinov2_tiny").model
+    tiny.config.save_pretrained(folder)
+    weights = folder / "pytorch_model.bin"
+    torch.save(tiny.state_dict(), weights)
+    good = weights.read_bytes()
+    assert get_featurizer("dinov2_tiny", weights=folder).dim == 32  # the file as saved loads
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    torch.save({**tiny.state_dict(), "x": _RunsCode()}, weights)
+    unsafe = weights.read_bytes()
+    for data, said in (
+        (b"", "is empty (0 bytes)"),
+        (good[: len(good) // 2], "is corrupt or truncated and cannot be read"),
+        (bytes(flipped), "does not match the checksum written with it"),
+        (unsafe, "could run code when loaded; it was not loaded"),
+    ):
+        weights.write_bytes(data)
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer("dinov2_tiny", weights=folder)
+        assert str(weights) in str(e.value) and said in str(e.value), str(e.value)
+        assert "weights_only=False" not in str(e.value) and "\n" not in str(e.value)
+    assert "code in the pickle ran" not in capsys.readouterr().out
+
+
 def test_a_folder_of_another_backbone_size_is_refused(tmp_path):
     """A folder of the right family but another registered size (a ViT-S folder given as
     ViT-B) or another patch size would give features of another width or grid than the name

@@ -173,8 +173,15 @@ def _where_from(name: str) -> str:
 
 
 def _load_strict(cls, folder: Path, name: str, **config_overrides):
+    import pickle
+
     from safetensors import SafetensorError
 
+    pickled = _pickled_weights(folder)
+    if pickled is not None:  # a zip archive's checksums, which torch.load does not check
+        from ..hub.files import check_torch_file
+
+        check_torch_file(pickled, fix=_where_from(name))
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -203,9 +210,13 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
             f"{_where_from(name)}"
         ) from None
-    except RuntimeError as e:  # size mismatches
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
+        if pickled is not None:  # torch.load's own text suggests weights_only=False: ours
+            from ..hub.files import torch_load
+
+            torch_load(pickled, fix=_where_from(name))  # a CheckpointError naming the file
         raise CheckpointError(
-            f"{folder} does not fit backbone {name}: {str(e).splitlines()[0]}"
+            f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
         ) from None
     except (ValueError, KeyError) as e:  # a config.json that transformers rejects
         first = (str(e).splitlines() or [""])[0][:300]
@@ -228,6 +239,15 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             "folder of the matching model"
         )
     return model
+
+
+def _pickled_weights(folder: Path) -> Path | None:
+    """The torch pickle transformers reads from ``folder`` (pytorch_model.bin where there is no
+    safetensors file), or None."""
+    if any(folder.glob("*.safetensors")) or any(folder.glob("model.safetensors.index.json")):
+        return None
+    path = folder / "pytorch_model.bin"
+    return path if path.is_file() else None
 
 
 def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:

@@ -65,17 +65,7 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     import warnings
 
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head:
-        raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
-    if head != b"PK\x03\x04" and head[:1] != b"\x80":
-        raise CheckpointError(
-            f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
-            f"zip archive nor a pickle); {fix}"
-        )
-    if head == b"PK\x03\x04":
-        _check_zip(path, f"{what}{path}", fix)
+    check_torch_file(path, fix=fix, what=what)
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
@@ -97,6 +87,25 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
         raise CheckpointError(
             f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
         ) from None
+
+
+def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> None:
+    """The checks :func:`torch_load` makes before unpickling, without reading the objects: a
+    CheckpointError naming ``path`` when it is empty, neither a zip archive (torch.save) nor a
+    pickle, or a zip archive whose stored checksums do not match its bytes. For a file another
+    library unpickles (transformers' pytorch_model.bin)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
+            f"zip archive nor a pickle); {fix}"
+        )
+    if head == b"PK\x03\x04":
+        _check_zip(path, f"{what}{path}", fix)
 
 
 def _check_zip(path: Path, name: str, fix: str) -> None:
