@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import numpy as np
@@ -739,3 +740,45 @@ def test_a_state_without_batchnorm_counters_loads(tmp_path, reference_state):
     want = load_upsampler(REFERENCE_STATE).state_dict()
     assert got.keys() == want.keys()
     assert all(torch.equal(got[k], v) for k, v in want.items() if "num_batches_tracked" not in k)
+
+
+def test_a_damaged_download_in_the_cache_says_to_delete_its_blob(tmp_path, monkeypatch):
+    """A truncated file in the Hugging Face cache (a copied ~/.cache cut short) was answered
+    with "re-download it" or "`loftup download NAME` fills the cache": that command finds the
+    file cached and fetches nothing, and deleting the snapshot's link only relinks the damaged
+    blob. The line names the blob to delete; once it is gone the file counts as missing."""
+    from huggingface_hub import constants
+
+    from loftup import get_featurizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tiny = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(tiny)
+    cases = (
+        ("haiwen/loftup-dinov2s", "pytorch_model.bin", REFERENCE_STATE, "loftup_dinov2s"),
+        ("facebook/dinov2-small", "model.safetensors", tiny / "model.safetensors", "dinov2_vits14"),
+    )
+    for repo, filename, source, name in cases:
+        snap = make_hf_cache(tmp_path / "hub", repo, {"config.json": tiny / "config.json"})
+        blob = snap.parents[1] / "blobs" / "0123abcd"  # the hub's layout: a link to a blob
+        blob.parent.mkdir()
+        blob.write_bytes(source.read_bytes()[:500])
+        (snap / filename).symlink_to(blob)
+        load = functools.partial(
+            load_upsampler if name.startswith("loftup") else get_featurizer, name
+        )
+        with pytest.raises(CheckpointError) as e:
+            load()
+        msg = str(e.value)
+        assert f"damaged download in the Hugging Face cache: delete {blob} and run " in msg
+        assert f"`loftup download {name}`" in msg and "\n" not in msg
+        blob.unlink()  # as told: now missing, so `loftup download` would fetch it
+        with pytest.raises(WeightsNotFoundError, match=f"'{filename}' of hub repo '{repo}' is not"):
+            load()
+    folder = tmp_path / "mine"  # a damaged file outside the cache: no word of the cache
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"x" * 100)
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_vits14", weights=folder)
+    assert "Hugging Face cache: delete" not in str(e.value)

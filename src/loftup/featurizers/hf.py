@@ -161,8 +161,14 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _where_from(name: str) -> str:
-    """Where backbone ``name``'s weights come from, for a message on a broken copy."""
+def _where_from(name: str, damaged: Path | None = None) -> str:
+    """Where backbone ``name``'s weights come from, for a message on a broken copy (``damaged``:
+    the broken file, whose removal the fix starts with where it is in the Hugging Face cache)."""
+    from ..hub import damaged_in_cache
+
+    cached = damaged_in_cache(damaged, name) if damaged is not None else None
+    if cached:
+        return cached
     repo = getattr(FEATURIZERS.get(name), "default_weights", None)
     if repo:
         return (
@@ -181,7 +187,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     if pickled is not None:  # a zip archive's checksums, which torch.load does not check
         from ..hub.files import check_torch_file
 
-        check_torch_file(pickled, fix=_where_from(name))
+        check_torch_file(pickled, fix=_where_from(name, pickled))
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -208,13 +214,13 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     except SafetensorError as e:  # a truncated or corrupt model.safetensors
         raise CheckpointError(
             f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
-            f"{_where_from(name)}"
+            f"{_where_from(name, folder / WEIGHTS_FILE)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
         if pickled is not None:  # torch.load's own text suggests weights_only=False: ours
             from ..hub.files import torch_load
 
-            torch_load(pickled, fix=_where_from(name))  # a CheckpointError naming the file
+            torch_load(pickled, fix=_where_from(name, pickled))  # a CheckpointError naming the file
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
         ) from None

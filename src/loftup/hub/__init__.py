@@ -35,6 +35,7 @@ from .loading import (
 from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
 from .remote import (
     cached_path,
+    damaged_in_cache,
     download,
     hub_file,
     hub_folder,
@@ -53,6 +54,7 @@ __all__ = [
     "build_from_state",
     "cached_path",
     "check_source",
+    "damaged_in_cache",
     "download",
     "hub_file",
     "hub_folder",

@@ -12,14 +12,16 @@ import torch
 from ..errors import CheckpointError, WeightsNotFoundError
 
 
-def read_weights(path: str | os.PathLike) -> dict:
-    """Read a .safetensors file or a torch pickle of plain tensors, never running code."""
+def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
+    """Read a .safetensors file or a torch pickle of plain tensors, never running code.
+    ``fix``: how to get a damaged file again, for the message (default: generic advice)."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
+    fix = fix or "re-download it or pass the file save_pretrained wrote"
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
-        return read_safetensors(path, "re-download it or pass the file save_pretrained wrote")
-    return torch_load(path, fix="re-download it or pass the file save_pretrained wrote")
+        return read_safetensors(path, fix)
+    return torch_load(path, fix=fix)
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:

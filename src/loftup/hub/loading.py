@@ -16,7 +16,7 @@ from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from .files import read_weights
 from .registry import ALIASES, RELEASED, resolve_name
-from .remote import released_file
+from .remote import damaged_in_cache, released_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -125,7 +125,8 @@ def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
             raise WeightsNotFoundError(f"no such file or folder: {text}")
         ckpt = resolve_name(text)
         origin = ckpt.name
-        state, config = to_native(read_weights(released_file(ckpt.name)), origin)
+        file = released_file(ckpt.name)
+        state, config = to_native(read_weights(file, damaged_in_cache(file, ckpt.name)), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     _check_finite(state, origin)
     model = build_from_state(state, config, origin)

@@ -117,6 +117,23 @@ def _access(repo_id: str) -> str:
     )
 
 
+def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
+    """The fix for a damaged ``path`` where it is a file of the Hugging Face cache (None where
+    it is not): ``loftup download {name}`` finds it there and fetches nothing, and removing
+    only the snapshot's link brings back the damaged blob it points at; the blob must go."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
+    path = Path(path).expanduser()
+    real = path.resolve()
+    if not (real.is_relative_to(cache) or path.absolute().is_relative_to(cache)):
+        return None
+    return (
+        f"it is a damaged download in the Hugging Face cache: delete {real} and run "
+        f"`loftup download {name}` to fetch it again"
+    )
+
+
 def looks_like_path(text: str) -> bool:
     """Whether ``text`` names a local path rather than a hub repo: hub ids are ``name`` or
     ``org/name``; anything else is meant as a local path."""
