@@ -782,3 +782,26 @@ def test_a_damaged_download_in_the_cache_says_to_delete_its_blob(tmp_path, monke
     with pytest.raises(CheckpointError) as e:
         get_featurizer("dinov2_vits14", weights=folder)
     assert "Hugging Face cache: delete" not in str(e.value)
+
+
+def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monkeypatch):
+    """Behind a proxy (HTTPS_PROXY, which huggingface_hub honours) the hub itself cannot be
+    reached directly, while downloads work through the proxy: the 3 s check connected to the
+    endpoint directly and refused every download as "cannot be reached"."""
+    import socket
+
+    from loftup.hub.remote import _hub_reachable
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        for name in (var, var.upper()):
+            monkeypatch.delenv(name, raising=False)
+    with socket.socket() as closed, socket.socket() as proxy:
+        closed.bind(("127.0.0.1", 0))  # nothing listens: the endpoint, unreachable directly
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{closed.getsockname()[1]}")
+        assert not _hub_reachable(timeout=1)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert _hub_reachable(timeout=1)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
+        assert not _hub_reachable(timeout=1)

@@ -29,9 +29,18 @@ def _offline() -> str | None:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick check that the hub endpoint answers at all (avoids minutes of retries)."""
+    """A quick check that the hub endpoint answers at all (avoids minutes of retries): a TCP
+    connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
+    which huggingface_hub honours) where one is set for it; behind a proxy the endpoint itself
+    is often unreachable directly while downloads work."""
+    import urllib.request
+
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     url = urlparse(endpoint)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=timeout):
