@@ -414,6 +414,34 @@ def test_registry_names_and_released_pairing():
         assert spec.default_weights and spec.patch_size in (14, 16)
     for ckpt in RELEASED.values():
         assert resolve(ckpt.backbone).dim == ckpt.dim
+        assert ckpt.grid == 224 // resolve(ckpt.backbone).patch_size  # method.md: "at 224"
+    # method.md's table of released checkpoints: name, C, grid at 224, hub repo (and file),
+    # and the official weights of the backbone it names
+    table = {
+        "loftup_dinov2s": (384, 16, "haiwen/loftup-dinov2s", "facebook/dinov2-small"),
+        "loftup_dinov2s_reg": (
+            384,
+            16,
+            "haiwen/loftup-dinov2s_reg",
+            "facebook/dinov2-with-registers-small",
+        ),
+        "loftup_dinov2b": (768, 16, "haiwen/loftup-dinov2b", "facebook/dinov2-base"),
+        "loftup_dinov2b_reg": (
+            768,
+            16,
+            "haiwen/loftup-dinov2b_reg",
+            "facebook/dinov2-with-registers-base",
+        ),
+        "loftup_clip": (512, 14, "haiwen/loftup-clip", "openai/clip-vit-base-patch16"),
+        "loftup_siglip": (768, 14, "haiwen/loftup-siglip", "google/siglip-base-patch16-224"),
+        "loftup_siglip2": (768, 14, "haiwen/loftup-siglip2", "google/siglip2-base-patch16-224"),
+    }
+    got = {
+        c.name: (c.dim, c.grid, c.repo_id, resolve(c.backbone).default_weights)
+        for c in RELEASED.values()
+    }
+    assert got == table
+    assert {c.filename for c in RELEASED.values()} == {"pytorch_model.bin"}
     assert resolve("dinov2_vitg14_reg").default_weights == "facebook/dinov2-with-registers-giant"
     assert resolve("clip_vitb16").default_weights == "openai/clip-vit-base-patch16"
 
@@ -470,6 +498,30 @@ def test_offline_without_weights_names_repo_and_local_option():
     assert "facebook/dinov2-base" in msg and "HF_HUB_OFFLINE=1" in msg
     assert "--backbone-weights" in msg and "weights=" in msg and "\n" not in msg
     assert "`loftup train backbone_weights=/path/to/folder`" in msg  # the training key too
+
+
+def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its_file():
+    """Offline with an empty cache, each released upsampler and each backbone with hub weights
+    fails at once with one line naming its hub repo, the missing file and both ways out."""
+    from loftup import load_upsampler
+    from loftup.featurizers import FEATURIZERS
+    from loftup.hub import RELEASED
+
+    resolve("dinov2_tiny")  # every family registered
+    wants = [(lambda c=c: load_upsampler(c.name), c.repo_id, c.filename) for c in RELEASED.values()]
+    wants += [
+        (lambda n=n: get_featurizer(n), spec.default_weights, "config.json")
+        for n, spec in FEATURIZERS.items()
+        if spec.default_weights
+    ]
+    assert len(wants) == 7 + 13  # DINOv2 8, DINOv3 2, CLIP, SigLIP, SigLIP 2
+    for load, repo, filename in wants:
+        with pytest.raises(WeightsNotFoundError) as e:
+            load()
+        msg = str(e.value)
+        assert f"file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache" in msg
+        assert "HF_HUB_OFFLINE=1 is set" in msg and "`loftup download " in msg
+        assert "/path/to/" in msg and "\n" not in msg
 
 
 def test_a_gated_backbone_missing_offline_says_how_to_get_access():
