@@ -46,3 +46,15 @@ def test_an_unknown_name_lists_what_is_known(fetched):
     with pytest.raises(UnknownNameError, match="neither a released upsampler .*loftup_dinov2s"):
         list(download_names(["nonesuch"]))
     assert fetched == []
+
+
+def test_a_hub_id_of_a_released_upsampler_or_backbone_is_fetched_as_its_name(fetched):
+    """A backbone's or upsampler's hub id was taken for SAM weights ("SAM (facebook/...)" in
+    its messages, and no backbone fetched with an upsampler)."""
+    names = ["haiwen/loftup-siglip2", "google/siglip-base-patch16-224"]
+    assert [n for n, _ in download_names(names)] == [
+        "loftup_siglip2",
+        "siglip2_vitb16",
+        "siglip_vitb16",
+    ]
+    assert fetched == ["loftup_siglip2", "siglip2_vitb16", "siglip_vitb16"]

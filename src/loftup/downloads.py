@@ -12,9 +12,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     """Fetch each of ``names`` in turn, yielding ``(name, its local path)`` as each arrives.
 
     Arguments:
-      names: released upsampler names (or their aliases), backbone names, SAM weights
-        (``sam_vit_base``, ... or a hub id ``ORG/NAME``), or ``["all"]`` for every released
-        upsampler.
+      names: released upsampler names (or their aliases), backbone names, the hub ids of
+        either (``facebook/dinov2-small`` is ``dinov2_vits14``), SAM weights (``sam_vit_base``,
+        ... or a hub id ``ORG/NAME``), or ``["all"]`` for every released upsampler.
       backbones: also fetch each released upsampler's backbone (yielded after it).
 
     A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
@@ -26,7 +26,11 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
 
+    resolve("dinov2_tiny")  # every backbone registered, for the hub ids below
+    by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
+    by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     for name in list(RELEASED) if names == ["all"] else names:
+        name = by_repo.get(name, name)  # a released or backbone hub id: as its name
         if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
             raise UsageError(
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
