@@ -522,6 +522,22 @@ def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its
         assert f"file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache" in msg
         assert "HF_HUB_OFFLINE=1 is set" in msg and "`loftup download " in msg
         assert "/path/to/" in msg and "\n" not in msg
+        if filename == "config.json":  # the weights are missing too: said at once
+            assert "(nor is 'model.safetensors' or 'pytorch_model.bin', which it needs too)" in msg
+
+
+def test_offline_with_only_the_config_cached_names_the_weights_alone(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from conftest import make_hf_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", {"config.json": b"{}"})
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_vits14")
+    msg = str(e.value)
+    assert "file 'model.safetensors' of hub repo 'facebook/dinov2-small' is not in the " in msg
+    assert "nor is" not in msg and "'config.json'" not in msg.split("Run")[0]
 
 
 def test_a_gated_backbone_missing_offline_says_how_to_get_access():

@@ -59,6 +59,7 @@ def hub_file(
     downloading: bool = False,
     fetch: str | None = None,
     gated: bool = False,
+    also: tuple = (),
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -69,6 +70,9 @@ def hub_file(
     itself. ``fetch``: the command that fills the cache, where ``loftup download NAME``
     (``download_name``, else ``what``) would fetch another repo than ``repo_id``. ``gated``: the
     repo is known to be gated, so the advice to download it says how to get access first.
+    ``also``: the other files of the repo that are needed and not cached either (groups of
+    alternative names), named beside this one where none can be downloaded (offline, no
+    network), so that the user fetches or copies them all at once.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -85,33 +89,41 @@ def hub_file(
             return Path(hf_hub_download(repo_id, filename))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
-                f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here and run "
+                f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here, and run "
                 f"again; or pass a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
+    others = " and ".join(" or ".join(repr(n) for n in group) for group in also)
+    if others and not reason.startswith("the download failed"):  # none can be had either
+        nor_cached, nor_download = (
+            f" (nor {w} {others}, which it needs too)" for w in ("is", "can")
+        )
+    else:
+        nor_cached = nor_download = ""
     # a gated repo's download needs access first: said beside each command that downloads
     access = f" (the repo is gated: {_access(repo_id)} first)" if gated else ""
     offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
-            f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}: {reason}, "
+            f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}{nor_download}: "
+            f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
             f"{name}`{access}), or copy in a ~/.cache/huggingface that holds it from a machine "
             f"with network, or pass a local path instead: {local_hint}"
         )
     if downloading:
         raise WeightsNotFoundError(
-            f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded: "
-            f"{reason}. Run `{fetch}` on a machine with network{access} and copy its "
+            f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded"
+            f"{nor_download}: {reason}. Run `{fetch}` on a machine with network{access} and copy its "
             f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
-        f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache and "
-        f"{reason}. Run `{fetch}` on a machine with network{access} and copy its "
+        f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache"
+        f"{nor_cached} and {reason}. Run `{fetch}` on a machine with network{access} and copy its "
         f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
     )
 
@@ -122,7 +134,7 @@ def _access(repo_id: str) -> str:
 
     return (
         f"accept its terms at {constants.ENDPOINT}/{repo_id} with your Hugging Face account and "
-        "log in (set HF_TOKEN to an access token, or `hf auth login`)"
+        "log in, by setting HF_TOKEN to an access token or with `hf auth login`,"
     )
 
 
@@ -155,12 +167,19 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
     (alternative names of a file, the first that the repo has; a plain name is a group of one),
     each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
-    be had, the error is the first name's."""
+    be had, the error is the first name's, naming the other groups not cached either."""
+    from huggingface_hub import try_to_load_from_cache
+
+    groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
+    uncached = [
+        g for g in groups if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in g)
+    ]
     found = []
     for group in groups:
-        first, *others = (group,) if isinstance(group, str) else group
+        first, *others = group
+        also = tuple(g for g in uncached if g != group)
         try:
-            found.append(hub_file(repo_id, first, **kw))
+            found.append(hub_file(repo_id, first, also=also, **kw))
         except WeightsNotFoundError as e:  # the repo may hold the file under another name
             for other in others:
                 try:
