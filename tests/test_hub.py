@@ -790,8 +790,10 @@ def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monke
     endpoint directly and refused every download as "cannot be reached"."""
     import socket
 
+    from loftup.hub import remote
     from loftup.hub.remote import _hub_reachable
 
+    monkeypatch.setattr(remote, "_UNREACHABLE", {})  # no failure remembered from elsewhere
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         for name in (var, var.upper()):
             monkeypatch.delenv(name, raising=False)
@@ -805,3 +807,30 @@ def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monke
         assert _hub_reachable(timeout=1)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
         assert not _hub_reachable(timeout=1)
+
+
+def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypatch):
+    """A resolver that gets no answer (no network, a DNS server configured but out of reach)
+    retries for tens of seconds, which the 3 s connection timeout does not bound; each file
+    of a backbone waited for it again."""
+    import socket
+    import time
+
+    from loftup.hub import remote
+
+    calls = []
+
+    def no_answer(*args, **kwargs):
+        calls.append(args[0])
+        time.sleep(30)
+        raise socket.gaierror("timed out")
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    monkeypatch.setattr(remote, "_UNREACHABLE", {})
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
+    t0 = time.perf_counter()
+    assert not remote._hub_reachable(timeout=0.5)
+    assert not remote._hub_reachable(timeout=0.5)  # the next file: no second wait
+    assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]

@@ -28,11 +28,18 @@ def _offline() -> str | None:
     return None
 
 
+#: When each (host, port) last failed the check below: not tried again within a minute, so a
+#: run that looks for several files waits for an unreachable hub once.
+_UNREACHABLE: dict[tuple[str, int], float] = {}
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick check that the hub endpoint answers at all (avoids minutes of retries): a TCP
     connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
     which huggingface_hub honours) where one is set for it; behind a proxy the endpoint itself
-    is often unreachable directly while downloads work."""
+    is often unreachable directly while downloads work. The name lookup is bounded by
+    ``timeout`` too (a resolver that gets no answer retries for tens of seconds)."""
+    import time
     import urllib.request
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
@@ -41,12 +48,38 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     proxy = proxies.get(url.scheme) or proxies.get("all")
     if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
         url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    where = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    if time.monotonic() - _UNREACHABLE.get(where, -1e9) < 60:
+        return False
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
+        with socket.create_connection((_resolve(where, timeout), where[1]), timeout=timeout):
             return True
     except OSError:
+        _UNREACHABLE[where] = time.monotonic()
         return False
+
+
+def _resolve(where: tuple[str, int], timeout: float) -> str:
+    """The first address of host ``where[0]``, or an OSError after ``timeout`` seconds (the
+    lookup goes on in a daemon thread, which does not hold up the exit)."""
+    import threading
+
+    found: list = []
+
+    def lookup():
+        try:
+            found.append(socket.getaddrinfo(*where, type=socket.SOCK_STREAM)[0][4][0])
+        except OSError as e:
+            found.append(e)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not found:
+        raise OSError(f"no answer for {where[0]} within {timeout} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
 
 
 def hub_file(
