@@ -834,3 +834,24 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
     assert not remote._hub_reachable(timeout=0.5)
     assert not remote._hub_reachable(timeout=0.5)  # the next file: no second wait
     assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]
+
+
+def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):
+    """A backbone's folder given as the upsampler was "not a loftup config" or "not a LoftUp
+    checkpoint" with advice for upsampler files; an upsampler's folder given as the backbone's
+    weights was "a 'unknown' model"."""
+    from loftup import get_featurizer
+
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    get_featurizer("dinov2_tiny").model.save_pretrained(tmp_path / "bb")
+    for source in (tmp_path / "bb", tmp_path / "bb" / "model.safetensors"):
+        with pytest.raises(CheckpointError) as e:
+            load_upsampler(source)
+        msg = str(e.value)
+        assert f"{tmp_path / 'bb'} holds a transformers 'dinov2' model, a backbone's weights" in msg
+        assert "--backbone-weights" in msg and "save_pretrained folder" not in msg
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_vits14", weights=tmp_path / "up")
+    msg = str(e.value)
+    assert f"{tmp_path / 'up'} holds a LoftUp upsampler (written by save_pretrained)" in msg
+    assert "as the upsampler (the model, CLI -m)" in msg and "unknown" not in msg

@@ -258,7 +258,16 @@ def _pickled_weights(folder: Path) -> Path | None:
 
 def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
     """The folder's model_type, or a CheckpointError saying which backbone it holds instead."""
-    kind = read_config(folder).get("model_type", "")
+    from ..hub import FORMAT_TAG
+
+    config = read_config(folder)
+    kind = config.get("model_type", "")
+    if config.get("format") == FORMAT_TAG:  # save_pretrained's upsampler
+        raise CheckpointError(
+            f"{folder} holds a LoftUp upsampler (written by save_pretrained), not the weights of "
+            f"backbone {name}: pass it as the upsampler (the model, CLI -m) and {name}'s folder "
+            "in the Hugging Face layout (or nothing, for the official weights) as the backbone's"
+        )
     if kind not in allowed:
         raise CheckpointError(
             f"{folder} holds a {kind or 'unknown'!r} model, but backbone {name} needs one of "

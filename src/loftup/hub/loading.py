@@ -99,6 +99,35 @@ def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
     it twice."""
     check_source(source)
     path = Path(os.fspath(source)).expanduser()
+    try:
+        return _load_with_record(source, path)
+    except CheckpointError as e:
+        hint = _backbone_hint(path)
+        if not hint:
+            raise
+        problem = str(e).split("; ")[0]  # its own fix is for an upsampler's file: this one's
+        raise CheckpointError(f"{problem}; {hint}") from None
+
+
+def _backbone_hint(path: Path) -> str:
+    """What to do where ``path`` (a folder, or a file in one) holds a transformers model's
+    weights, a backbone's rather than an upsampler's; "" elsewhere."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        info = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return ""
+    kind = info.get("model_type") if isinstance(info, dict) else None
+    if not isinstance(kind, str) or info.get("format") == FORMAT_TAG:
+        return ""
+    return (
+        f"{folder} holds a transformers {kind!r} model, a backbone's weights, not an "
+        "upsampler's: pass it as the backbone's (backbone_weights=, CLI --backbone-weights) and "
+        "the upsampler (a released name or its weights) as the model"
+    )
+
+
+def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
     backbone = backbone_norm = None
     config = None
     obj: dict = {}
