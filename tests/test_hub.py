@@ -855,3 +855,41 @@ def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):
     msg = str(e.value)
     assert f"{tmp_path / 'up'} holds a LoftUp upsampler (written by save_pretrained)" in msg
     assert "as the upsampler (the model, CLI -m)" in msg and "unknown" not in msg
+
+
+def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monkeypatch):
+    """`loftup download` found a cached file and said it had it, damaged or not (a copied
+    cache cut short): it now checks what it finds and fetches a damaged copy again; offline it
+    says the copy is damaged and which blob to delete."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    from loftup.hub import download
+
+    good = REFERENCE_STATE.read_bytes()
+    endpoint = local_hub({("haiwen/loftup-clip", "pytorch_model.bin"): good})
+    commit = "89abcdef0123456789abcdef0123456789abcdef"  # the mirror's: the same snapshot
+    repo = tmp_path / "hub" / "models--haiwen--loftup-clip"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "blobs").mkdir()
+    blob = repo / "blobs" / hashlib.sha256(good).hexdigest()  # named by its ETag, as the hub's
+    blob.write_bytes(good[:2000])
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "pytorch_model.bin").symlink_to(blob)
+    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY, "HF_HUB_OFFLINE": "1"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)  # read at import: HF_ENDPOINT's
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        download("loftup_clip")
+    msg = str(e.value)
+    assert "the cached copy of file 'pytorch_model.bin' of hub repo 'haiwen/loftup-clip' is " in msg
+    assert "is damaged (" in msg and "truncated" in msg and "HF_HUB_OFFLINE=1 is set" in msg
+    assert f"delete {blob} and run `loftup download loftup_clip`" in msg
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert download("loftup_clip").read_bytes() == good
+    assert load_upsampler("loftup_clip").dim == 384  # and it loads (the reference state)

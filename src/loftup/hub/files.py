@@ -19,7 +19,7 @@ def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
     fix = fix or "re-download it or pass the file save_pretrained wrote"
-    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+    if path.suffix == ".safetensors" or looks_like_safetensors(path):
         return read_safetensors(path, fix)
     return torch_load(path, fix=fix)
 
@@ -36,7 +36,7 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
         raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
 
 
-def _looks_like_safetensors(path: Path) -> bool:
+def looks_like_safetensors(path: Path) -> bool:
     """A safetensors file under another suffix: an 8-byte little-endian header length, then the
     JSON header."""
     with open(path, "rb") as f:

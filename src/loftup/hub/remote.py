@@ -4,8 +4,10 @@ how to pass a local path instead."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -110,8 +112,13 @@ def hub_file(
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename)
+    damaged = None
     if isinstance(cached, str):
-        return Path(cached)
+        # `loftup download` checks what it finds, and fetches a damaged copy again (a cached
+        # file is otherwise kept as it is, and the command said it had it)
+        damaged = damage(cached) if downloading else None
+        if damaged is None:
+            return Path(cached)
     reason = _offline()
     if reason is None and not _hub_reachable():
         reason = "the Hugging Face hub cannot be reached"
@@ -119,7 +126,7 @@ def hub_file(
         from huggingface_hub.utils import GatedRepoError
 
         try:
-            return Path(hf_hub_download(repo_id, filename))
+            return Path(hf_hub_download(repo_id, filename, force_download=damaged is not None))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
                 f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here, and run "
@@ -129,6 +136,11 @@ def hub_file(
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
+    if damaged is not None:  # and it cannot be fetched again
+        raise WeightsNotFoundError(
+            f"{what}: the cached copy of file {filename!r} of hub repo {repo_id!r} is damaged "
+            f"({damaged}) and {reason}; {damaged_in_cache(cached, name)}, with the hub in reach"
+        )
     others = " and ".join(" or ".join(repr(n) for n in group) for group in also)
     if others and not reason.startswith("the download failed"):  # none can be had either
         nor_cached, nor_download = (
@@ -169,6 +181,35 @@ def _access(repo_id: str) -> str:
         f"accept its terms at {constants.ENDPOINT}/{repo_id} with your Hugging Face account and "
         "log in, by setting HF_TOKEN to an access token or with `hf auth login`,"
     )
+
+
+def damage(path: str | os.PathLike) -> str | None:
+    """What is wrong with a downloaded file, or None where nothing is seen: a config that is not
+    JSON, a safetensors file whose header does not cover it, a torch file that is empty, no
+    zip archive or pickle, or fails its zip checksums. Reads no weights."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..errors import CheckpointError, one_line
+    from .files import check_torch_file, looks_like_safetensors
+
+    path = Path(path)
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors" or looks_like_safetensors(path):
+            with safe_open(str(path), "pt"):
+                pass
+        else:
+            check_torch_file(path, fix="")
+            with open(path, "rb") as f:
+                archive = f.read(4) == b"PK\x03\x04"
+            if archive:  # torch.save's zip: a cut one has no central directory at its end
+                zipfile.ZipFile(path).close()
+    except (CheckpointError, SafetensorError, OSError, ValueError) as e:
+        return one_line(e).split("; ")[0]
+    except zipfile.BadZipFile:
+        return f"{path} is truncated: its zip archive has no end"
+    return None
 
 
 def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
