@@ -139,7 +139,9 @@ def hub_file(
     if damaged is not None:  # and it cannot be fetched again
         raise WeightsNotFoundError(
             f"{what}: the cached copy of file {filename!r} of hub repo {repo_id!r} is damaged "
-            f"({damaged}) and {reason}; {damaged_in_cache(cached, name)}, with the hub in reach"
+            f"({damaged}) and {reason}; "
+            f"{damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, with the "
+            "hub in reach"
         )
     others = " and ".join(" or ".join(repr(n) for n in group) for group in also)
     if others and not reason.startswith("the download failed"):  # none can be had either
