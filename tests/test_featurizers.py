@@ -728,3 +728,19 @@ def test_offline_weights_from_another_repo_say_how_to_fetch_that_repo(monkeypatc
     assert "snapshot_download('someone/dinov2-tuned')" in msg and "loftup download" not in msg
     with pytest.raises(WeightsNotFoundError, match="Run `loftup download dinov2_vits14`"):
         resolve_weights(None, "someone/not-cached", "dinov2_vits14")
+
+
+def test_the_exported_registry_lists_every_backbone_before_any_lookup():
+    """``loftup.FEATURIZERS`` was an empty dict until something looked a backbone up (the
+    families registered on first lookup); loading no backbone library for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, loftup; r = loftup.FEATURIZERS; "
+        "print(len(r), 'dinov2_vits14' in r, 'siglip2_vitb16' in r, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    n, dinov2, siglip2, transformers = done.stdout.split()
+    assert int(n) >= 13 and dinov2 == siglip2 == "True" and transformers == "False"

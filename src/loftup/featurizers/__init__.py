@@ -186,3 +186,8 @@ def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
             f"pass the backbone name that matches the folder ({', '.join(others)}) or the "
             f"folder of {spec.name}"
         )
+
+
+# every backbone registered once the package is imported, so that loftup.FEATURIZERS lists them
+# before any lookup (the family modules import no backbone library: transformers loads on use)
+_load_families()
