@@ -112,19 +112,28 @@ def descendants(pid: int) -> list[int]:
     return [d for c in map(int, children) for d in (c, *descendants(c))]
 
 
-def sigterm_after_first_checkpoint(cmd, ckpt, patience: float = 60) -> tuple[int, str]:
-    """Start ``cmd`` in a session of its own, send SIGTERM to its process group (as Slurm does
-    to a job's processes; torchrun passes it on to its own) once ``ckpt`` exists: (exit status,
-    stderr). A command that has not ended ``patience`` seconds later fails the test (it hangs),
-    its processes killed."""
+def _terminal_ctrl_c() -> None:
+    """In the child: SIGINT raises KeyboardInterrupt, as in a program started from a terminal
+    (a child of a process that ignores SIGINT, such as a background job, ignores it too)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def signal_after_first_checkpoint(
+    cmd, ckpt, patience: float = 60, sig=signal.SIGTERM
+) -> tuple[int, str]:
+    """Start ``cmd`` in a session of its own, send ``sig`` to its process group (as Slurm does
+    SIGTERM to a job's processes, and a terminal Ctrl-C to its foreground job; torchrun passes
+    it on to its own) once ``ckpt`` exists: (exit status, stderr). A command that has not ended
+    ``patience`` seconds later fails the test (it hangs), its processes killed."""
     proc = subprocess.Popen(
-        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=_terminal_ctrl_c,
+    )  # fmt: skip
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and not ckpt.exists():
             time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         try:
             _, err = proc.communicate(timeout=patience)
         except subprocess.TimeoutExpired:
@@ -132,7 +141,7 @@ def sigterm_after_first_checkpoint(cmd, ckpt, patience: float = 60) -> tuple[int
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             err = proc.communicate()[1]
-            pytest.fail(f"still running {patience:.0f} s after SIGTERM, a hang: "
+            pytest.fail(f"still running {patience:.0f} s after {sig.name}, a hang: "
                         f"{' '.join(cmd[:3])}...\n{err.decode(errors='replace')[-3000:]}")  # fmt: skip
     finally:
         proc.kill()
@@ -150,7 +159,7 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     ckpt = out / "checkpoint.pt"
     args = [*overrides(data, out), "log.ckpt_every=2", "data.num_workers=1"]
     cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
-    returncode, err = sigterm_after_first_checkpoint(cmd, ckpt)
+    returncode, err = signal_after_first_checkpoint(cmd, ckpt)
     assert returncode == 143, err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
     assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
@@ -162,6 +171,67 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(ckpt, reference, atol=1e-6)
+
+
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
+    data, reference, tmp_path, capsys
+):
+    """Ctrl-C (SIGINT, which a terminal sends to the command and its DataLoader worker) after
+    hours of training loses none of them, as SIGTERM does: it says at once that the run stops
+    after this step, finishes the step, writes its checkpoint, says where it is and to go on with
+    --resume, and exits with status 130; the same command with --resume ends where an
+    uninterrupted run ends. (Before, Ctrl-C left only the last periodic checkpoint.)"""
+    from loftup.cli import main
+
+    out = tmp_path / "interrupted"
+    ckpt = out / "checkpoint.pt"
+    args = ["train", "--stage", "1", *overrides(data, out), "log.ckpt_every=3"]
+    cmd = [sys.executable, "-m", "loftup", *args, "data.num_workers=1"]
+    returncode, err = signal_after_first_checkpoint(cmd, ckpt, sig=signal.SIGINT)
+    assert returncode == 130, err[-3000:]
+    said_at_once = "Ctrl-C (SIGINT): stopping after this step, with a checkpoint (Ctrl-C again"
+    assert said_at_once in err
+    stopped = int(err.split("Ctrl-C (SIGINT): stopped after step ")[1].split(" ")[0])
+    assert 3 < stopped < STEPS and stopped % 3, err[-3000:]  # not a periodic checkpoint
+    assert f"{ckpt} holds it: run the same command with --resume to go on" in err
+    assert "Traceback" not in err and err.rstrip().endswith("interrupted")
+    assert params(ckpt)["step"] == stopped and not list(out.glob(".*.tmp"))
+    loftup.load_upsampler(ckpt)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the reference ran
+    try:
+        assert main([*args, "--resume"]) == 0, capsys.readouterr().err[-3000:]
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_run(ckpt, reference, atol=1e-6)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():
+    """The first Ctrl-C while the steps run asks them to stop after the current one; a second
+    one (the user will not wait) raises KeyboardInterrupt at once, as does one before or after
+    the steps; SIGINT that was ignored (nohup, a background job) stays ignored."""
+    from loftup.train.stopping import StopOnSignals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with StopOnSignals(announce=False) as signals:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # before the steps
+        signals.in_steps = True
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.requested == signal.SIGINT
+        os.kill(os.getpid(), signal.SIGTERM)  # a later SIGTERM changes nothing
+        assert signals.requested == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopOnSignals(announce=False) as signals:
+            signals.in_steps = True
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signals.requested is None
+    finally:
+        signal.signal(signal.SIGINT, before[0])
 
 
 #: ``python -m loftup`` that says, when training leaves the process group, how many
@@ -212,7 +282,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_m
     loftup_cli.write_text(LOFTUP_WATCHING_TEARDOWN)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(loftup_cli), "train", "--stage", "1", *overrides(data, out), "log.ckpt_every=2"]  # fmt: skip
-    _, err = sigterm_after_first_checkpoint(cmd, ckpt)
+    _, err = signal_after_first_checkpoint(cmd, ckpt)
     for rank in (0, 1):  # both ranks, not a hang, each saying which it is
         assert err.count(f"[rank {rank}] terminated (SIGTERM)") == 1, err[-3000:]
     # and both exit: torchrun SIGKILLs a process still there 30 s after its SIGTERM

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import torch
 from tqdm.auto import tqdm
@@ -60,16 +61,27 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
     barrier(info)
 
 
+def worker_ignores_stops(worker_id: int) -> None:
+    """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM and SIGINT, which
+    a scheduler (SIGTERM) and the terminal (Ctrl-C) send to every process of the job; the main
+    process stops after the current step (:class:`~loftup.train.stopping.StopOnSignals`), which
+    its workers go on feeding. (PyTorch's workers end quietly at a Ctrl-C: the step being
+    finished would then fail for want of its batch.) They still end with their loader, or with
+    the main process (PyTorch's watchdog)."""
+    worker_ignores_sigterm(worker_id)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: MaskedImages, sampler, cfg: TrainConfig, device: torch.device, main: bool
 ) -> torch.utils.data.DataLoader:
     """The DataLoader of a run: ``data.num_workers`` worker processes (at most one per CPU),
-    which ignore SIGTERM (see :class:`~loftup.train.sigterm.StopOnSigterm`) and, with workers,
+    which ignore SIGTERM and SIGINT (:func:`worker_ignores_stops`) and, with workers,
     wait ``data.timeout`` seconds at most for a batch (0: for ever); read with :func:`batches`."""
     workers = worker_count(cfg.data.num_workers, main)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-        pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_sigterm,
+        pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_stops,
         timeout=cfg.data.timeout if workers else 0,  # PyTorch takes none without workers
     )  # fmt: skip
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import StepSampler
-from ..errors import LoftUpError, require, terminate
+from ..errors import LoftUpError, require
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import (
@@ -62,7 +63,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .sigterm import StopOnSigterm
+from .stopping import NAMES, StopOnSignals
 
 log = logging.getLogger("loftup.train")
 
@@ -90,8 +91,8 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = Fals
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
     try:
-        with StopOnSigterm() as sigterm:
-            result = _run(cfg, info, resume, sigterm, init)
+        with StopOnSignals(announce=info.is_main) as signals:
+            result = _run(cfg, info, resume, signals, init)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         raise
@@ -100,7 +101,7 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = Fals
 
 
 def _run(
-    cfg: TrainConfig, info: DistInfo, resume: bool, sigterm: StopOnSigterm, init: Init | None
+    cfg: TrainConfig, info: DistInfo, resume: bool, signals: StopOnSignals, init: Init | None
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
@@ -217,7 +218,7 @@ def _run(
             ckpt_path, checkpoint_payload(cfg, trainee, optimizer, teacher, done, history, skipped)
         )
 
-    sigterm.in_steps = True
+    signals.in_steps = True
     tick = time.perf_counter()
     for step, batch in zip(range(step0, total), batches(loader, d.root)):
         t_data = time.perf_counter() - tick
@@ -247,9 +248,11 @@ def _run(
 
         scalars = {k: float(v.detach()) for k, v in losses.items()}
         scalars["skipped"] = float(len(batch["skipped"]))
-        scalars["stop"] = float(sigterm.requested)  # any rank's SIGTERM stops them all here
+        # any rank's SIGTERM or Ctrl-C stops them all here, SIGTERM saying so where both came
+        scalars["stop"] = float(signals.requested is not None)
+        scalars["stop_sigterm"] = float(signals.requested == signal.SIGTERM)
         scalars = mean_over_ranks(scalars, info)
-        stopping = scalars.pop("stop") > 0
+        stopping, by_sigterm = scalars.pop("stop") > 0, scalars.pop("stop_sigterm") > 0
         scalars["skipped"] *= info.world
         skipped += int(round(scalars["skipped"]))
         scalars.update(
@@ -275,13 +278,14 @@ def _run(
             bar.close()
             barrier(info)  # rank 0's checkpoint is whole before any process leaves
             if main:
+                name = NAMES[signal.SIGTERM if by_sigterm else signal.SIGINT]
                 log.warning(
-                    "SIGTERM: stopped after step %d of %d; %s holds it: run the same command "
-                    "with --resume to go on", done, total, ckpt_path,
+                    "%s: stopped after step %d of %d; %s holds it: run the same command "
+                    "with --resume to go on", name, done, total, ckpt_path,
                 )  # fmt: skip
-            terminate()
+            signals.stop(by_sigterm)
         tick = time.perf_counter()
-    sigterm.in_steps = False
+    signals.in_steps = False
     bar.close()
 
     # -- the end ---------------------------------------------------------------------------
