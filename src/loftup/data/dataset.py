@@ -8,7 +8,9 @@ broken image or JSON is replaced by the next readable item and reported, never r
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -125,16 +127,64 @@ class MaskedImages(torch.utils.data.Dataset):
             default = Path(os.environ.get("LOFTUP_CACHE") or "~/.cache/loftup") / "masks"  # "" too
             self.cache = MaskCache(Path(cache_dir or default).expanduser(), settings)
             self.cache.check_writable()
+        self._reading = None  # see track_reads
+
+    #: the parts of an item that :meth:`load` reads in turn (see :meth:`reading`)
+    PARTS = ("image", "masks")
+
+    def track_reads(self, readers: int) -> None:
+        """Record, in memory shared with DataLoader workers (made before they start), which
+        file each of ``readers`` is reading and since when: worker ``k`` in slot ``k``, the
+        main process (any of its threads) in slot 0. Read with :meth:`reading`."""
+        self._reading = multiprocessing.RawArray("d", [-1.0, 0.0] * readers)
+
+    def reading(self, reader: int) -> tuple[str, float] | None:
+        """What ``reader`` (see :meth:`track_reads`) is reading: (the file, in words; seconds
+        since it began), or None between reads, or if reads are not tracked."""
+        if self._reading is None:
+            return None
+        code, since = self._reading[2 * reader], self._reading[2 * reader + 1]
+        if code < 0:
+            return None
+        i, part = divmod(int(code), len(self.PARTS))
+        image = self.images[i]
+        if self.PARTS[part] == "image":
+            what = str(image)
+        elif self.source == "sa1b":
+            what = str(self.annotations[i])
+        else:  # read from the cache, or computed (SAM on its device)
+            what = f"the {self.source} masks of {image} (cached in {self.cache.root})"
+        return what, time.monotonic() - since
+
+    def _mark(self, i: int, part: str | None) -> None:
+        """Record that this reader now reads ``part`` of item ``i`` (None: nothing)."""
+        if self._reading is None:
+            return
+        worker = torch.utils.data.get_worker_info()
+        k = 2 * (worker.id if worker is not None else 0)
+        if part is None:
+            self._reading[k] = -1.0
+            return
+        self._reading[k + 1] = time.monotonic()  # the start first: a reader sees it whole
+        self._reading[k] = i * len(self.PARTS) + self.PARTS.index(part)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
         """Item ``i``: image uint8 (3, S, S) and packed masks (K, S, ceil(S / 8)); may raise READ_ERRORS."""
+        try:
+            return self._load(i)
+        finally:
+            self._mark(i, None)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
         path = self.images[i]
         limit = self.max_image_pixels
+        self._mark(i, "image")
         with nullcontext() if limit is None else max_image_pixels(limit or None):
             image, crop = load_square(path, self.size)
+        self._mark(i, "masks")
         if self.source == "sa1b":
             masks = read_sa1b_masks(self.annotations[i], crop, self.max_masks)
             return image, pack(masks)

@@ -1,12 +1,17 @@
 """The training data and its loader: the images and masks of ``cfg.data``, SAM's masks computed
-up front, the DataLoader's workers, and the batches they give (a worker that gives none for
-``data.timeout`` seconds stops the run with an error naming the data folder)."""
+up front, the DataLoader's workers, and the batches they give (a read that gives nothing for
+``data.timeout`` seconds, or a worker that dies, stops the run with an error naming the file)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import re
 import signal
+import threading
+import time
+import weakref
 
 import torch
 from tqdm.auto import tqdm
@@ -76,60 +81,191 @@ def make_loader(
     dataset: MaskedImages, sampler, cfg: TrainConfig, device: torch.device, main: bool
 ) -> torch.utils.data.DataLoader:
     """The DataLoader of a run: ``data.num_workers`` worker processes (at most one per CPU),
-    which ignore SIGTERM and SIGINT (:func:`worker_ignores_stops`) and, with workers,
-    wait ``data.timeout`` seconds at most for a batch (0: for ever); read with :func:`batches`."""
-    workers = worker_count(cfg.data.num_workers, main)
+    which ignore SIGTERM and SIGINT (:func:`worker_ignores_stops`), or none (the main process
+    reads, in a thread: :class:`_ReadsInAThread`). A batch (with workers) or an item (without)
+    is waited on ``data.timeout`` seconds at most (0: for ever), and the file each reader is on
+    is tracked (:meth:`MaskedImages.track_reads`) for the errors to name it; read with
+    :func:`batches`."""
+    d = cfg.data
+    workers = worker_count(d.num_workers, main)
+    dataset.track_reads(max(workers, 1))
+    items = dataset if workers or not d.timeout else _ReadsInAThread(dataset, d.timeout, d.root)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        items, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
         pin_memory=device.type == "cuda", worker_init_fn=worker_ignores_stops,
-        timeout=cfg.data.timeout if workers else 0,  # PyTorch takes none without workers
+        timeout=d.timeout if workers else 0,  # PyTorch takes none without workers
     )  # fmt: skip
 
 
-def batches(loader: torch.utils.data.DataLoader, data_root: str):
-    """The batches of ``loader``, as :func:`loftup.errors.from_workers` gives them (a worker's
-    error in one line). A batch that the workers do not give within the loader's timeout (a
-    worker stuck on a file: a stalled network disk, a named pipe) is a :class:`LoftUpError`
-    naming ``data_root``, the timeout and the fix; the stuck workers are killed first (they
-    ignore SIGTERM, and the interpreter's exit would wait on them for ever)."""
-    if not loader.timeout:
-        return from_workers(loader, "data.num_workers")
-    return from_workers(_Watched(loader, data_root), "data.num_workers")
+def batches(loader: torch.utils.data.DataLoader, data_root: str) -> Batches:
+    """The batches of ``loader`` (made by :func:`make_loader`): iterate over them inside
+    ``with``, which shuts its workers down at the end however the loop ends (left alive they
+    would outlive the run: they ignore SIGTERM, and the interpreter's exit would wait on them
+    for ever). A worker's error is one line (:func:`loftup.errors.from_workers`); a worker that
+    gives no batch within the loader's timeout (stuck on a file: a stalled network disk, a
+    named pipe) is killed, and a :class:`LoftUpError` names the file it is reading, the timeout
+    and the fix; a worker that dies (killed for lack of memory, a crash in a native reader) is
+    a LoftUpError naming the file it was reading, whenever the main process hears of it (in
+    the middle of a step, too: PyTorch's SIGCHLD handler raises wherever it is)."""
+    return Batches(loader, data_root)
 
 
-class _Watched:
-    """A DataLoader whose iterator turns PyTorch's "DataLoader timed out" into a LoftUpError."""
+class Batches:
+    """What :func:`batches` gives: iterable once, a context manager."""
 
     def __init__(self, loader, data_root: str) -> None:
         self.loader, self.data_root = loader, data_root
+        self._it = None  # the DataLoader's iterator, once iteration begins
+        self._batches = from_workers(_Watched(self), "data.num_workers")
 
     def __iter__(self):
-        return _WatchedIterator(iter(self.loader), self.loader.timeout, self.data_root)
-
-
-class _WatchedIterator:
-    def __init__(self, it, timeout: float, data_root: str) -> None:
-        self._it, self._timeout, self._root = it, timeout, data_root
-
-    def __iter__(self):
-        return self
+        return self._batches
 
     def __next__(self):
+        return next(self._batches)
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, exc_type, e, tb) -> None:
+        died = self._died(e) if isinstance(e, RuntimeError) else None
+        self._batches.close()  # the workers shut down now, not when the error is collected
+        if died is not None:
+            raise died from None
+
+    def _next(self):
         try:
             return next(self._it)
         except RuntimeError as e:
-            if not str(e).startswith("DataLoader timed out"):
+            if str(e).startswith("DataLoader timed out"):
+                _kill_workers(self._it)
+                raise LoftUpError(self._stuck()) from None
+            died = self._died(e)
+            if died is None:
                 raise
-            _kill_workers(self._it)
-        raise LoftUpError(
-            f"no batch came from the data-loading workers in {self._timeout:g} s (data.timeout): "
-            f"a worker is stuck reading a file under {self._root} (a stalled network disk?); "
-            "run with data.num_workers=0 to read in the main process and see where it stops, "
-            "or raise data.timeout (0: wait for ever) if the files are only slow"
+            raise died from None
+
+    def _stuck(self) -> str:
+        timeout = self.loader.timeout
+        reads = [(r, k) for k in range(self.loader.num_workers) if (r := _reading(self, k))]
+        if reads:
+            (what, seconds), k = max(reads, key=lambda read: read[0][1])
+            where = f"worker {k} has been reading {what} for {seconds:.0f} s"
+        else:
+            where = f"a worker is stuck on a file under {self.data_root}"
+        return f"no batch came from the data-loading workers in {timeout:g} s (data.timeout): " + (
+            _stuck_advice(where)
         )
 
-    def __getattr__(self, name: str):  # _shutdown_workers, for from_workers
-        return getattr(self._it, name)
+    def _died(self, e: RuntimeError) -> LoftUpError | None:
+        """The LoftUpError for PyTorch's error that a worker died (None for another error)."""
+        found = _DIED.match(str(e))
+        if found is None:
+            return None
+        pids = {int(p) for p in found.group(1).replace(",", " ").split()}
+        workers = getattr(self._it, "_workers", ())
+        reads = [_reading(self, k) for k, w in enumerate(workers) if w.pid in pids]
+        files = "; ".join(f"while reading {r[0]}" for r in reads if r)
+        return LoftUpError(
+            f"a data-loading worker process died without an error ({str(e).strip().rstrip('.')}"
+            f"{', ' + files if files else ''}): the system killed it, most often for lack of "
+            "host memory, or a library crashed on a file; lower data.num_workers, or set it "
+            "to 0 to read in this process"
+        )
+
+
+class _Watched:
+    """The DataLoader of a :class:`Batches`, as :func:`~loftup.errors.from_workers` reads it."""
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+
+    def __iter__(self):  # from_workers's iter(), and its yield from's
+        if self.batches._it is None:
+            self.batches._it = iter(self.batches.loader)
+        return self
+
+    def __next__(self):
+        return self.batches._next()
+
+    def _shutdown_workers(self) -> None:
+        shutdown = getattr(self.batches._it, "_shutdown_workers", None)  # multi-process only
+        if shutdown is not None:
+            shutdown()
+
+
+#: PyTorch's words for a worker that died (its SIGCHLD handler's, and its iterator's)
+_DIED = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\) (?:exited|is killed)")
+
+
+def _reading(batches: Batches, reader: int) -> tuple[str, float] | None:
+    dataset = batches.loader.dataset
+    dataset = getattr(dataset, "dataset", dataset)  # a _ReadsInAThread's
+    return dataset.reading(reader) if hasattr(dataset, "reading") else None
+
+
+def _stuck_advice(where: str) -> str:
+    return (
+        f"{where} (a stalled network disk? a named pipe?); check that it reads, or raise "
+        "data.timeout (0: wait for ever) if the files are only slow"
+    )
+
+
+class _ReadsInAThread(torch.utils.data.Dataset):
+    """``dataset``'s items, read in a thread of their own and waited on ``timeout`` seconds at
+    most, for a run without workers. A read that hangs (a stalled network disk) cannot be
+    interrupted from Python, but need not hang the run: a :class:`LoftUpError` naming the file
+    ends it, the thread left behind (a daemon: it does not hold up the interpreter's exit), and
+    Ctrl-C stops a run that waits for it."""
+
+    def __init__(self, dataset: MaskedImages, timeout: float, data_root: str) -> None:
+        self.dataset, self.timeout, self.data_root = dataset, timeout, data_root
+        self._asked, self._given = queue.SimpleQueue(), queue.SimpleQueue()
+        self._count, self._thread, self._stuck = 0, None, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        if self._stuck is not None:
+            raise LoftUpError(self._stuck)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=_serve, args=(self.dataset, self._asked, self._given), daemon=True,
+                name="loftup data reader",
+            )  # fmt: skip
+            self._thread.start()
+            weakref.finalize(self, self._asked.put, None)  # the thread ends with this object
+        self._count += 1
+        self._asked.put((self._count, i))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                count, ok, value = self._given.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                read = self.dataset.reading(0)
+                where = f"{read[0]} has been read for {read[1]:.0f} s" if read else (
+                    f"a file under {self.data_root} is being read"
+                )  # fmt: skip
+                self._stuck = f"reading item {i} took over {self.timeout:g} s (data.timeout): " + (
+                    _stuck_advice(where)
+                )
+                raise LoftUpError(self._stuck) from None
+            if count == self._count:  # else the answer to a read given up on (Ctrl-C)
+                break
+        if not ok:
+            raise value
+        return value
+
+
+def _serve(dataset, asked: queue.SimpleQueue, given: queue.SimpleQueue) -> None:
+    """A :class:`_ReadsInAThread`'s thread: reads the items asked for until it gets None."""
+    while (ask := asked.get()) is not None:
+        count, i = ask
+        try:
+            given.put((count, True, dataset[i]))
+        except BaseException as e:  # raised again where the item was asked for
+            given.put((count, False, e))
 
 
 def _kill_workers(it) -> None:

@@ -220,71 +220,72 @@ def _run(
 
     signals.in_steps = True
     tick = time.perf_counter()
-    for step, batch in zip(range(step0, total), batches(loader, d.root)):
-        t_data = time.perf_counter() - tick
-        draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
-        images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
-        with autocast:
-            if cfg.stage == 1:
-                inputs = stage1_inputs(
-                    featurizer, featurizer.normalize(images01), batch, draws, cfg
-                )
-            else:
-                inputs = stage2_inputs(featurizer, teacher.model, images01, batch, draws, cfg)
-            losses = model(inputs, weights)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip_limit(cfg, step))
-        if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
-            bar.close()
-            if main:  # the rows since the checkpoint: how the run got there
-                monitor.flush()
-            raise LoftUpError(_not_finite(step, losses, ckpt_path, saved[0]))
-        optimizer.step()
-        if teacher is not None:
-            teacher.update(trainee.upsampler, step)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    with batches(loader, d.root) as feed:  # a dead worker is named wherever it is heard of
+        for step, batch in zip(range(step0, total), feed):
+            t_data = time.perf_counter() - tick
+            draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
+            images01 = batch["image"].to(device, non_blocking=True).float() / 255.0
+            with autocast:
+                if cfg.stage == 1:
+                    inputs = stage1_inputs(
+                        featurizer, featurizer.normalize(images01), batch, draws, cfg
+                    )
+                else:
+                    inputs = stage2_inputs(featurizer, teacher.model, images01, batch, draws, cfg)
+                losses = model(inputs, weights)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip_limit(cfg, step))
+            if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
+                bar.close()
+                if main:  # the rows since the checkpoint: how the run got there
+                    monitor.flush()
+                raise LoftUpError(_not_finite(step, losses, ckpt_path, saved[0]))
+            optimizer.step()
+            if teacher is not None:
+                teacher.update(trainee.upsampler, step)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
-        scalars = {k: float(v.detach()) for k, v in losses.items()}
-        scalars["skipped"] = float(len(batch["skipped"]))
-        # any rank's SIGTERM or Ctrl-C stops them all here, SIGTERM saying so where both came
-        scalars["stop"] = float(signals.requested is not None)
-        scalars["stop_sigterm"] = float(signals.requested == signal.SIGTERM)
-        scalars = mean_over_ranks(scalars, info)
-        stopping, by_sigterm = scalars.pop("stop") > 0, scalars.pop("stop_sigterm") > 0
-        scalars["skipped"] *= info.world
-        skipped += int(round(scalars["skipped"]))
-        scalars.update(
-            grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - tick, data_seconds=t_data,
-            target_seconds=inputs.get("target_seconds", 0.0),
-        )  # fmt: skip
-        history.append({"step": step, **scalars})
-        done = step + 1
-        if main:
-            monitor.scalars(step, scalars, tensorboard=step % cfg.log.log_every == 0)
-            bar.set_postfix(loss=f"{scalars['loss']:.4g}")
-            bar.update(1)
-            if (
-                cfg.log.viz_every
-                and (done % cfg.log.viz_every == 0 or done == total)
-                and viz is not None
-            ):
-                pictures(monitor, trainee.upsampler, featurizer, viz, done)
-            if done % cfg.log.ckpt_every == 0 or done == total or stopping:
-                save(done)
-        if stopping:
-            bar.close()
-            barrier(info)  # rank 0's checkpoint is whole before any process leaves
+            scalars = {k: float(v.detach()) for k, v in losses.items()}
+            scalars["skipped"] = float(len(batch["skipped"]))
+            # any rank's SIGTERM or Ctrl-C stops them all here, SIGTERM saying so where both came
+            scalars["stop"] = float(signals.requested is not None)
+            scalars["stop_sigterm"] = float(signals.requested == signal.SIGTERM)
+            scalars = mean_over_ranks(scalars, info)
+            stopping, by_sigterm = scalars.pop("stop") > 0, scalars.pop("stop_sigterm") > 0
+            scalars["skipped"] *= info.world
+            skipped += int(round(scalars["skipped"]))
+            scalars.update(
+                grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"],
+                seconds=time.perf_counter() - tick, data_seconds=t_data,
+                target_seconds=inputs.get("target_seconds", 0.0),
+            )  # fmt: skip
+            history.append({"step": step, **scalars})
+            done = step + 1
             if main:
-                name = NAMES[signal.SIGTERM if by_sigterm else signal.SIGINT]
-                log.warning(
-                    "%s: stopped after step %d of %d; %s holds it: run the same command "
-                    "with --resume to go on", name, done, total, ckpt_path,
-                )  # fmt: skip
-            signals.stop(by_sigterm)
-        tick = time.perf_counter()
+                monitor.scalars(step, scalars, tensorboard=step % cfg.log.log_every == 0)
+                bar.set_postfix(loss=f"{scalars['loss']:.4g}")
+                bar.update(1)
+                if (
+                    cfg.log.viz_every
+                    and (done % cfg.log.viz_every == 0 or done == total)
+                    and viz is not None
+                ):
+                    pictures(monitor, trainee.upsampler, featurizer, viz, done)
+                if done % cfg.log.ckpt_every == 0 or done == total or stopping:
+                    save(done)
+            if stopping:
+                bar.close()
+                barrier(info)  # rank 0's checkpoint is whole before any process leaves
+                if main:
+                    name = NAMES[signal.SIGTERM if by_sigterm else signal.SIGINT]
+                    log.warning(
+                        "%s: stopped after step %d of %d; %s holds it: run the same command "
+                        "with --resume to go on", name, done, total, ckpt_path,
+                    )  # fmt: skip
+                signals.stop(by_sigterm)
+            tick = time.perf_counter()
     signals.in_steps = False
     bar.close()
 
