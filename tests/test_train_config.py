@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -288,6 +289,22 @@ def test_paths_of_the_wrong_kind_are_named_for_what_they_are(tmp_path, capsys):
     assert f"{tmp_path / 'nothere'} does not exist" in _one_error_line(capsys)
     assert main([*args, f"backbone_weights={image}"]) == 2
     assert f"{image} is a file" in _one_error_line(capsys)
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_before_anything_loads(tmp_path, capsys):
+    """A --out where no file can be made (a read-only disk, no permission) was found when the
+    run first wrote there: after the data was listed and the models built (with masks=sam,
+    after hours of SAM's masks). Now it is the first thing said, in one line."""
+    if os.geteuid() == 0:  # root writes in any folder that chmod makes read-only
+        out = Path("/proc") / "loftup-run"  # /proc takes no file, from anyone
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out = tmp_path / "ro" / "run"
+    args = ["train", "--config", "stage1_cpu", "--data", str(tmp_path), "--out", str(out)]
+    assert main(args) == 2  # no images in --data: that would be said later
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: --out (log.out_dir) {out} cannot be written: ")
+    assert line.endswith("; choose another folder")
 
 
 def test_unreadable_files_are_counted_as_they_are(tmp_path):

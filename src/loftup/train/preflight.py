@@ -5,10 +5,12 @@ problem and the fix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..data.dataset import check_global_batch, data_folder
 from ..errors import UsageError
+from ..paths import check_folder_output
 from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
@@ -78,7 +80,9 @@ def check_init(init: str | None) -> None:
 
 
 def check_out_dir(out_dir: str) -> Path:
-    """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file."""
+    """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file, or
+    if no file can be made there (a read-only disk, no permission): said before the models,
+    the data and SAM's masks load, rather than when the first file is written."""
     path = Path(out_dir).expanduser()
     for p in (path, *path.parents):
         if not p.exists():
@@ -90,6 +94,8 @@ def check_out_dir(out_dir: str) -> Path:
             f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
             "checkpoint.pt, final/ and metrics.csv; give a folder path"
         )
+    if os.environ.get("RANK", "0") == "0":  # the process that writes it (torchrun's rank 0)
+        check_folder_output(out_dir, "--out (log.out_dir)")  # now, not after SAM's masks
     return path
 
 
