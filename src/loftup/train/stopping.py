@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 from ..errors import Terminated, terminate
@@ -78,10 +79,15 @@ class StopOnSignals:
 
 
 def _say(line: str) -> None:
-    """``line`` on stderr from a signal handler: written to the descriptor, under any progress
-    bar's line (the handler may have interrupted a write to ``sys.stderr``'s buffer, which
-    would refuse another)."""
+    """``line`` on stderr from a signal handler, under any progress bar's line: through
+    ``sys.stderr`` (a notebook's shows it), or straight to the descriptor where the handler
+    interrupted a write to ``sys.stderr``'s buffer, which refuses another."""
     try:
-        os.write(2, f"\n{line}\n".encode())
-    except OSError:  # a closed stderr: nothing to tell
+        print(f"\n{line}", file=sys.stderr, flush=True)
+    except RuntimeError:  # "reentrant call inside <_io.BufferedWriter name='<stderr>'>"
+        try:
+            os.write(2, f"\n{line}\n".encode())
+        except OSError:
+            pass
+    except (OSError, ValueError, AttributeError):  # a closed or missing stderr: no one to tell
         pass
