@@ -216,18 +216,21 @@ def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():
     with StopOnSignals(announce=False) as signals:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # before the steps
-        signals.in_steps = True
-        os.kill(os.getpid(), signal.SIGINT)
-        assert signals.requested == signal.SIGINT
-        os.kill(os.getpid(), signal.SIGTERM)  # a later SIGTERM changes nothing
-        assert signals.requested == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt), signals.steps():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signals.requested == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGTERM)  # a later SIGTERM changes nothing
+            assert signals.requested == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the second Ctrl-C did not stop at once")
+        with pytest.raises(RuntimeError), signals.steps():
+            raise RuntimeError("a step failed")  # then a Ctrl-C stops at once again
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with StopOnSignals(announce=False) as signals:
-            signals.in_steps = True
+        with StopOnSignals(announce=False) as signals, signals.steps():
             os.kill(os.getpid(), signal.SIGINT)
             assert signals.requested is None
     finally:

@@ -218,9 +218,9 @@ def _run(
             ckpt_path, checkpoint_payload(cfg, trainee, optimizer, teacher, done, history, skipped)
         )
 
-    signals.in_steps = True
     tick = time.perf_counter()
-    with batches(loader, d.root) as feed:  # a dead worker is named wherever it is heard of
+    # a dead worker is named wherever it is heard of; a signal stops after the step
+    with signals.steps(), batches(loader, d.root) as feed:
         for step, batch in zip(range(step0, total), feed):
             t_data = time.perf_counter() - tick
             draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)
@@ -286,7 +286,6 @@ def _run(
                     )  # fmt: skip
                 signals.stop(by_sigterm)
             tick = time.perf_counter()
-    signals.in_steps = False
     bar.close()
 
     # -- the end ---------------------------------------------------------------------------

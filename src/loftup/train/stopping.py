@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from ..errors import Terminated, terminate
 
@@ -17,9 +18,10 @@ NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
 class StopOnSignals:
     """SIGTERM (a scheduler's cancel, time limit or preemption) and SIGINT (Ctrl-C) during a
     training run (in the main thread). Before and after the steps either stops the run at once
-    (:class:`Terminated`, :class:`KeyboardInterrupt`); while they run (``in_steps``) the first
-    asks them to stop after the current one, with a checkpoint (:attr:`requested`: which
-    signal; the loop then calls :meth:`stop`), so that no work is lost. A Ctrl-C after that
+    (:class:`Terminated`, :class:`KeyboardInterrupt`); while they run (inside :meth:`steps`,
+    which ends however the steps end, by an error too) the first asks them to stop after the
+    current one, with a checkpoint (:attr:`requested`: which signal; the loop then calls
+    :meth:`stop`), so that no work is lost. A Ctrl-C after that
     stops at once, without waiting for the step (a later SIGTERM is ignored: launchers send it
     twice). ``announce``: say at the first signal that the run is stopping and how to stop it
     at once (rank 0 only, under torchrun).
@@ -47,6 +49,15 @@ class StopOnSignals:
         if self.announce:
             again = " (Ctrl-C again: stop at once, without one)" if signum == signal.SIGINT else ""
             _say(f"{NAMES[signum]}: stopping after this step, with a checkpoint{again}")
+
+    @contextmanager
+    def steps(self):
+        """While the steps run: a signal asks them to stop after the current one."""
+        self.in_steps = True
+        try:
+            yield self
+        finally:
+            self.in_steps = False
 
     def stop(self, by_sigterm: bool) -> None:
         """End the run, whose steps stopped at a signal (on any rank: ``by_sigterm``, SIGTERM on
