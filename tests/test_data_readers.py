@@ -544,3 +544,22 @@ def test_image_folders_linked_into_the_data_folder_are_listed_once(tmp_path):
     assert [p.relative_to(root).as_posix() for p in found] == [
         "a/img_000.png", "a/img_001.png", "b/img_000.png", "b/img_001.png", "b/img_002.png"
     ]  # fmt: skip
+
+
+def test_the_pictures_of_a_run_inside_the_data_folder_are_not_training_images(tmp_path):
+    """A run whose --out lies in its own data folder (`--data . --out runs/s1`) draws PCA
+    pictures there (viz/step_N.png): its --resume read them as training images (other data
+    than the run it goes on with, and PCA plots to learn from), as did every later run on the
+    folder. A picture named so outside a run folder is still an image."""
+    from loftup.train.monitor import Monitor, write_run_record
+
+    root = write_folder(tmp_path / "imgs", 2, size=32)
+    run = root / "runs" / "s1"
+    run.mkdir(parents=True)
+    write_run_record(run, {}, 1)
+    drawn = Monitor(run, tensorboard=False).picture_path(1000)
+    write_folder(drawn.parent, 1, size=32).joinpath("img_000.png").rename(drawn)
+    lookalike = write_folder(root / "mine" / "viz", 1, size=32) / "img_000.png"
+    lookalike = lookalike.rename(lookalike.with_name(drawn.name))
+    ds = MaskedImages(root, size=32, masks="superpixels", cache_dir=tmp_path / "c")
+    assert ds.images == sorted([root / "img_000.png", root / "img_001.png", lookalike])

@@ -52,6 +52,19 @@ def data_folder(root: str | os.PathLike) -> Path:
     return root
 
 
+def drawn_by_a_run(image: Path) -> bool:
+    """Whether ``image`` is a picture that ``loftup train`` drew (``RUN/viz/step_N.png``, beside
+    the run's ``run.json``): not a training image, though a run whose ``--out`` lies inside its
+    data folder finds it there (on ``--resume``, which would then see other data, and in every
+    later run on that folder)."""
+    folder = image.parent
+    return (
+        folder.name == "viz"
+        and image.name.startswith("step_")
+        and (folder.parent / "run.json").is_file()
+    )
+
+
 class MaskedImages(torch.utils.data.Dataset):
     """Square images and their masks from an SA-1B folder or a plain image folder.
 
@@ -97,7 +110,7 @@ class MaskedImages(torch.utils.data.Dataset):
             self.images = [p[0] for p in pairs]
             self.annotations = [p[1] for p in pairs]
         else:
-            self.images = list_images(root)
+            self.images = [p for p in list_images(root) if not drawn_by_a_run(p)]
             self.annotations = None
         if max_images is not None:
             self.images = self.images[:max_images]
