@@ -118,3 +118,23 @@ def test_a_worker_killed_while_the_step_runs_is_one_line_naming_its_file(tmp_pat
                               f"reading {data}/sa_{second[0]}.json)")  # fmt: skip
     assert "lower data.num_workers, or set it to 0" in message
     assert not multiprocessing.active_children()
+
+
+def test_data_workers_go_on_feeding_through_ctrl_c_and_sigterm(tmp_path):
+    """The terminal sends Ctrl-C to every process of the job (and Slurm SIGTERM): the run
+    stops after its current step, which the workers go on feeding. A worker that ended at
+    Ctrl-C (PyTorch's workers do, quietly) left the run without its next batch."""
+    data = write_sa1b(tmp_path / "sa1b", 8, size=56)
+    cfg = tiny(data, tmp_path / "run", 1, 6, "data.num_workers=1")
+    dataset = training_data(cfg, CPU)
+    sampler = StepSampler(len(dataset), global_batch=cfg.batch_size, steps=6, seed=0)
+    with batches(make_loader(dataset, sampler, cfg, CPU, main=True), str(data)) as feed:
+        first = next(feed)
+        [worker] = multiprocessing.active_children()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(worker.pid, sig)
+        time.sleep(0.5)  # time to end, for a worker that would
+        assert worker.is_alive()
+        rest = list(feed)
+    assert len(rest) == 5 and first["image"].shape == rest[-1]["image"].shape
+    assert not multiprocessing.active_children()
