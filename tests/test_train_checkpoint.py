@@ -1,11 +1,13 @@
 """Checkpoint files: a failed write leaves the previous one whole; the history packs losslessly."""
 
+import os
 import pickle
 
 import pytest
 import torch
 
 from loftup import load_upsampler
+from loftup.atomic import temp_beside
 from loftup.cli import main
 from loftup.errors import CheckpointError, LoftUpError
 from loftup.train.checkpoint import (
@@ -31,6 +33,12 @@ def test_a_write_that_fails_midway_leaves_the_previous_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
     (tmp_path / ".checkpoint.pt.abc.tmp").write_bytes(b"half")  # what a SIGKILL leaves
     assert remove_stale_temporaries(tmp_path) == 1
+    # and in the middle of any other file the run writes: they were left for good
+    killed = [temp_beside(tmp_path / name) for name in ("metrics.csv", "viz/step_0000002.png")]
+    (tmp_path / ".notes.tmp").write_text("the user's")
+    assert remove_stale_temporaries(tmp_path) == 2 and not any(map(os.path.exists, killed))
+    assert (tmp_path / ".notes.tmp").exists()
+    (tmp_path / ".notes.tmp").unlink()
     (tmp_path / "other.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="other.pt is corrupt or not a PyTorch or safetens"):
         load_checkpoint(tmp_path / "other.pt")

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, leftovers
 from ..errors import CheckpointError
 
 FORMAT = "loftup-train"
 CHECKPOINT_NAME = "checkpoint.pt"
+#: the folders a run writes files into, beside its checkpoint
+RUN_SUBFOLDERS = ("viz", "final", "final_teacher")
+_MKSTEMP = "[a-z0-9_]" * 8  # the 8 characters of a tempfile.mkstemp name
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
@@ -54,12 +57,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporaries a killed run left behind (``.checkpoint.pt.*.tmp``); returns how many."""
-    n = 0
-    for tmp in Path(folder).glob(f".{CHECKPOINT_NAME}.*.tmp"):
+    """Delete the temporaries a killed run left behind in its folder: ``.checkpoint.pt.*.tmp``,
+    and those of every other file it writes atomically (``.metrics.csv.*.tmp``, in ``viz/``
+    and ``final/`` too; :func:`~loftup.atomic.leftovers`), which nothing else would remove.
+    Returns how many."""
+    folder = Path(folder)
+    stale = {*folder.glob(f".{CHECKPOINT_NAME}.*.tmp"), *folder.glob(f".*.{_MKSTEMP}.tmp")}
+    for sub in RUN_SUBFOLDERS:  # not all of the folder: a big one (--out .) would take long
+        stale.update(leftovers(folder / sub))
+    for tmp in stale:
         tmp.unlink(missing_ok=True)
-        n += 1
-    return n
+    return len(stale)
 
 
 def rng_state() -> dict:
