@@ -216,7 +216,7 @@ class _ReadsInAThread(torch.utils.data.Dataset):
     most, for a run without workers. A read that hangs (a stalled network disk) cannot be
     interrupted from Python, but need not hang the run: a :class:`LoftUpError` naming the file
     ends it, the thread left behind (a daemon: it does not hold up the interpreter's exit), and
-    Ctrl-C stops a run that waits for it."""
+    Ctrl-C stops a run that waits for it (the second: the first waits for the step's end)."""
 
     def __init__(self, dataset: MaskedImages, timeout: float, data_root: str) -> None:
         self.dataset, self.timeout, self.data_root = dataset, timeout, data_root
