@@ -407,3 +407,19 @@ def test_stage2_reads_its_init_once_and_trains_the_same_with_a_model_key(
     keyed = train(tiny(sa1b, tmp_path / "keyed", 2, 1, init, "model.depth=1"))
     assert reads.count(str(stage1_run.checkpoint)) == 1
     assert keyed.losses == plain.losses
+
+
+def test_resuming_past_a_lower_max_steps_says_that_nothing_is_trained(
+    stage1_run, sa1b, tmp_path, caplog
+):
+    """A run resumed with a max_steps below its checkpoint's step trained nothing and exported
+    the checkpoint as final/ without a word: the user asked for a shorter run and did not get
+    one. It still exports (a lower max_steps cannot undo steps), and says so."""
+    out = tmp_path / "s1"
+    shutil.copytree(stage1_run.out_dir, out)
+    args = ("log.viz_every=8", "log.tensorboard=true", "backbone_norm=own")
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        result = train(tiny(sa1b, out, 1, 8, *args), resume=True)
+    assert result.steps == 16 and len(result.history) == 16
+    assert f"{out / 'checkpoint.pt'} holds step 16, past this run's 8 (max_steps" in caplog.text
+    assert "final/ is exported from the checkpoint as it is" in caplog.text

@@ -130,6 +130,11 @@ def _run(
         else cfg.epochs * (len(dataset) // cfg.batch_size)
     )
     step0 = ckpt["step"] if ckpt is not None else 0
+    if step0 > total and main:  # a lower max_steps (epochs) cannot undo steps taken
+        log.warning(
+            "%s holds step %d, past this run's %d (max_steps, epochs): there is nothing to "
+            "train, and final/ is exported from the checkpoint as it is", ckpt_path, step0, total,
+        )  # fmt: skip
     sampler = StepSampler(
         len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
         start_step=step0, rank=info.rank, world=info.world,
