@@ -1,5 +1,6 @@
 """Short real training runs: losses go down, checkpoints load everywhere, resume is exact."""
 
+import contextlib
 import json
 import shutil
 
@@ -423,3 +424,38 @@ def test_resuming_past_a_lower_max_steps_says_that_nothing_is_trained(
     assert result.steps == 16 and len(result.history) == 16
     assert f"{out / 'checkpoint.pt'} holds step 16, past this run's 8 (max_steps" in caplog.text
     assert "final/ is exported from the checkpoint as it is" in caplog.text
+
+
+def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
+    sa1b, tmp_path, monkeypatch
+):
+    """`loftup train ... 2>&1 | tee train.log`: Ctrl-C ends tee as well, and the progress bar's
+    next write to the broken pipe raised BrokenPipeError before the checkpoint was written: the
+    run ended with none (exit status 141). The checkpoint now comes first."""
+    import os
+    import signal
+    import sys
+
+    from loftup.train import loop
+
+    read_end, write_end = os.pipe()
+    terminal = open(write_end, "w", buffering=1)  # noqa: SIM115 - closed below, broken
+    monkeypatch.setattr(sys, "stderr", terminal)
+    real = loop.draw_step
+
+    def ctrl_c(cfg, step, *args, **kwargs):
+        if step == 1:
+            os.close(read_end)  # tee ends with the same Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(cfg, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "draw_step", ctrl_c)
+    out = tmp_path / "run"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny(sa1b, out, 1, 4, "log.progress=true", "log.ckpt_every=10"))
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            terminal.close()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2

@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,8 +270,6 @@ def _run(
             done = step + 1
             if main:
                 monitor.scalars(step, scalars, tensorboard=step % cfg.log.log_every == 0)
-                bar.set_postfix(loss=f"{scalars['loss']:.4g}")
-                bar.update(1)
                 if (
                     cfg.log.viz_every
                     and (done % cfg.log.viz_every == 0 or done == total)
@@ -281,7 +279,10 @@ def _run(
                 if done % cfg.log.ckpt_every == 0 or done == total or stopping:
                     save(done)
             if stopping:
-                bar.close()
+                # the terminal may have gone with the signal (the `| tee` that Ctrl-C or the
+                # scheduler ended too): a write to its broken pipe must not stop the stop
+                with suppress(OSError):
+                    bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
                 if main:
                     name = NAMES[signal.SIGTERM if by_sigterm else signal.SIGINT]
@@ -290,6 +291,8 @@ def _run(
                         "with --resume to go on", name, done, total, ckpt_path,
                     )  # fmt: skip
                 signals.stop(by_sigterm)
+            bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
+            bar.update(1)  # after the checkpoint: see above
             tick = time.perf_counter()
     bar.close()
 
