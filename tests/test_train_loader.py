@@ -101,23 +101,24 @@ def test_a_worker_killed_while_the_step_runs_is_one_line_naming_its_file(tmp_pat
     for i in second:  # the second step's masks hang the worker (a stalled disk), until killed
         (data / f"sa_{i}.json").unlink()
         os.mkfifo(data / f"sa_{i}.json")
-    dataset = loader.dataset
+    dataset, others = loader.dataset, set(multiprocessing.active_children())
     with pytest.raises(LoftUpError) as e, batches(loader, str(data)) as feed:
         next(feed)
-        [worker] = multiprocessing.active_children()
+        [worker] = set(multiprocessing.active_children()) - others
+        stuck = str(data / f"sa_{second[0]}.json")
         deadline = time.monotonic() + 60
-        while dataset.reading(0) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert dataset.reading(0) is not None
+        while (dataset.reading(0) or ("",))[0] != stuck and time.monotonic() < deadline:
+            time.sleep(0.01)  # its image first, then the masks it hangs on
+        assert dataset.reading(0)[0] == stuck
         os.kill(worker.pid, signal.SIGKILL)
         time.sleep(30)  # a step: PyTorch's SIGCHLD handler ends it
     message = str(e.value)
     assert "\n" not in message
     assert message.startswith(f"a data-loading worker process died without an error (DataLoader "
                               f"worker (pid {worker.pid}) is killed by signal: Killed, while "
-                              f"reading {data}/sa_{second[0]}.json)")  # fmt: skip
+                              f"reading {stuck})")  # fmt: skip
     assert "lower data.num_workers, or set it to 0" in message
-    assert not multiprocessing.active_children()
+    assert not set(multiprocessing.active_children()) - others
 
 
 def test_data_workers_go_on_feeding_through_ctrl_c_and_sigterm(tmp_path):
