@@ -555,3 +555,19 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_the_work(capsys,
         assert main([*argv, "--out", str(blocker)]) == 2
         assert capsys.readouterr() == ("", f"error: --out {blocker} is a file; give a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_an_error_with_stderr_gone_still_exits_with_its_status(tmp_path, monkeypatch):
+    """``loftup train ... 2>&1 | tee log``: the Ctrl-C that stops the run ends tee too, and the
+    one-line error then met a broken pipe: a traceback and status 1 instead of the status that
+    says what happened (scripts branch on it)."""
+
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    assert main(["upsample", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")]) == 2

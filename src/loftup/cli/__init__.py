@@ -204,7 +204,10 @@ def _say(line: str) -> None:
             bar.close()
         except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
             pass
-    print(line, file=sys.stderr)
+    try:
+        print(line, file=sys.stderr)
+    except OSError:  # stderr gone (its reader, `2>&1 | tee log`, ended by the same Ctrl-C):
+        pass  # the exit status still says what happened
 
 
 def run() -> None:
