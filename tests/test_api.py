@@ -11,6 +11,8 @@ import loftup
 import loftup.api
 import loftup.pipeline
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on shared cores
+
 
 def _save(folder, seed: int) -> None:
     """A random upsampler for the tiny backbone in ``folder``, its files and the folder all
@@ -132,3 +134,113 @@ def test_a_pipeline_reads_uint8_images_as_its_error_advises():
     lr_feats, hr_feats = pipeline(pixels)
     expected_lr, expected_hr = pipeline(pixels.float() / 255)
     assert torch.equal(hr_feats, expected_hr) and torch.equal(lr_feats, expected_lr)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    torch.manual_seed(0)
+    return loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
+
+
+@pytest.mark.parametrize(
+    "hw, size, out_hw",
+    [
+        ((2, 2), None, (2, 2)),  # smaller than one patch: resized up for the backbone
+        ((13, 13), None, (13, 13)),
+        ((30, 40), (1, 40), (1, 40)),  # a 1-pixel-high output
+        ((30, 40), (30, 1), (30, 1)),
+        ((30, 40), 1, (1, 1)),
+        ((30, 40), (1, 1000), (1, 1000)),
+        ((10, 70), 2, (2, 14)),
+    ],
+)
+def test_images_and_sizes_of_extreme_shape_give_their_features(tiny_pipeline, hw, size, out_hw):
+    """Tiny images, one-pixel-wide and very elongated outputs: features of the size asked,
+    finite, and those of the upsampler run on the same inputs by hand."""
+    from loftup.featurizers import imagenet_normalize
+    from loftup.featurizers.sizes import backbone_input_size, resize_images
+
+    image = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(1))
+    lr_feats, hr_feats = tiny_pipeline(image, size)
+    assert hr_feats.shape == (1, 32, *out_hw) and torch.isfinite(hr_feats).all()
+    bb_hw = backbone_input_size(*hw, 14, 224)
+    expected_lr = tiny_pipeline.featurizer(imagenet_normalize(resize_images(image, bb_hw)))
+    assert torch.equal(lr_feats, expected_lr)
+    guide = imagenet_normalize(resize_images(image, out_hw))
+    with torch.no_grad():
+        expected = tiny_pipeline.upsampler(expected_lr, guide)
+    torch.testing.assert_close(hr_feats, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "hw, size, backbone_size, words",
+    [
+        ((1, 4000), None, 224, "image is 1x4000 px: at backbone_size 224 the backbone would see "
+         r"it at 224x896000 px, 1024000 patches of 14 \(at most 65536\); crop it"),
+        ((4000, 1), 1, 224, "image is 4000x1 px: at backbone_size 224 .* 896000x224 px"),
+        ((30, 40), None, 10**6, "at backbone_size 1000000 .*; crop it to a less elongated shape "
+         r"or pass a smaller backbone_size \(None: the image's own size\)$"),
+        ((30, 40), 70000, 224, r"^size 70000 asks for 70000x93333 features of a 30x40 image, "
+         r"over 65536 px a side; pass a smaller size \(or None: the image's own\)$"),
+        ((30, 40), (1, 70000), 224, r"^size \(1, 70000\) asks for 1x70000 features"),
+        ((3, 4000), 448, None, "size 448 asks for 448x597333 features of a 3x4000 image"),
+    ],
+)  # fmt: skip
+def test_sizes_that_would_not_end_are_refused_before_any_work(hw, size, backbone_size, words):
+    """A 1x4000 image at backbone_size 224 was resized to 224x896000 for the backbone (a
+    million patches: it ran for hours or ran out of memory), a size of 70000 asked for
+    terabytes that only torch's allocator refused, deep inside it. Each is one line naming
+    the sizes and the fix, raised before the image is even moved to the device."""
+    from loftup.errors import UsageError
+
+    torch.manual_seed(0)
+    pipeline = loftup.load_pipeline(
+        loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=backbone_size
+    )
+    with pytest.raises(UsageError, match=words) as told:
+        pipeline(torch.rand(1, 3, *hw), size)
+    assert "\n" not in str(told.value)
+
+
+def test_the_image_own_size_is_never_refused_for_its_shape(tiny_pipeline):
+    """backbone_size=None (the image's own) and size=None (the image's own) take an elongated
+    image as it is: the backbone sees 14x994 px (one row of 71 patches), the output its pixels."""
+    pipeline = loftup.load_pipeline(
+        tiny_pipeline.upsampler, backbone=tiny_pipeline.featurizer, backbone_size=None
+    )
+    lr_feats, hr_feats = pipeline(torch.rand(1, 3, 1, 1000))
+    assert lr_feats.shape == (1, 32, 1, 71) and hr_feats.shape == (1, 32, 1, 1000)
+    assert torch.isfinite(hr_feats).all()
+
+
+@pytest.mark.parametrize(
+    "images, words",
+    [
+        (torch.rand(0, 3, 30, 40), r"got \(0, 3, 30, 40\): an empty batch; pass at least one image$"),
+        (torch.zeros(0, 3, 30, 40, dtype=torch.uint8), "an empty batch; pass at least one"),
+        (torch.rand(1, 3, 0, 40), r"got \(1, 3, 0, 40\): an empty image; pass images at least 1 px"),
+        (torch.rand(2, 0, 30, 40), r"got \(2, 0, 30, 40\)$"),
+        (torch.ones(1, 3, 30, 40, dtype=torch.bool), "expected uint8 or floating point pixels, "
+         "got bool; pass 0-255 values as uint8"),
+        (torch.ones(1, 3, 30, 40, dtype=torch.int64), "got int64"),
+    ],
+)  # fmt: skip
+def test_empty_and_non_pixel_batches_are_named(tiny_pipeline, images, words):
+    """An empty batch or image said only "B, H, W >= 1"; a bool or 0/1 int64 batch was read as
+    black and white pixels without a word (the pipeline reads uint8 and floats)."""
+    from loftup.errors import UsageError
+
+    for call in (tiny_pipeline, lambda x: loftup.upsample(x, model=tiny_pipeline)):
+        with pytest.raises(UsageError, match=words) as told:
+            call(images)
+        assert "\n" not in str(told.value)
+
+
+def test_a_grayscale_float_batch_is_read_as_its_uint8_twin_and_its_images_are(tiny_pipeline):
+    """upsample read a (B, 1, H, W) uint8 batch and a (1, H, W) float image as RGB, but refused
+    a (B, 1, H, W) float batch; it is now read as each of its images."""
+    gray = torch.rand(2, 1, 10, 15, generator=torch.Generator().manual_seed(2))
+    batch = loftup.upsample(gray, model=tiny_pipeline)
+    assert batch.shape == (2, 32, 10, 15)
+    for one, feats in zip(gray, batch):
+        assert torch.equal(feats, loftup.upsample(one, model=tiny_pipeline))

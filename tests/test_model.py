@@ -201,6 +201,25 @@ def test_bad_input_is_named(lr_shape, img_shape, dtype, exc, words):
         model(lr, image)
 
 
+def test_inputs_on_another_device_than_the_model_are_named_with_the_move():
+    """lr_feats or an image on another device than the upsampler failed inside a layer with
+    torch's "Expected all tensors to be on the same device", naming neither; and a bad input
+    was a bare ValueError or TypeError, not the LoftUpError the command line prints as one
+    line."""
+    from loftup import LoftUpError
+
+    model = LoftUp(dim=8, depth=1, num_heads=1).eval()
+    lr, image = torch.randn(1, 8, 2, 2), torch.randn(1, 3, 4, 4)
+    for args, name in (((lr.to("meta"), image), "lr_feats"), ((lr, image.to("meta")), "image")):
+        with pytest.raises(LoftUpError, match=rf"^{name} is on meta, the upsampler on cpu; move "
+                           rf"it there with {name}.to\('cpu'\)"):  # fmt: skip
+            model(*args)
+    with pytest.raises(LoftUpError) as told:
+        model(lr.to(torch.uint8), image)
+    assert isinstance(told.value, TypeError) and isinstance(told.value, ValueError)
+    assert model(lr, image).shape == (1, 8, 4, 4)
+
+
 def test_heads_that_do_not_divide_the_width_are_named_with_the_choices():
     """LoftUp(dim=16, num_heads=5) failed inside a layer ("width 36 is not divisible by
     num_heads=5"): not a LoftUpError, no word of the config or of the heads that fit."""

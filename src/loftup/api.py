@@ -95,10 +95,10 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
     if isinstance(image, (str, os.PathLike)):
         return load_image_tensor(image).unsqueeze(0), False
     if isinstance(image, torch.Tensor) and image.dim() == 4:
-        if image.is_floating_point():
-            return image, True
-        # as its images are read one by one: uint8 scaled to [0, 1], other integers refused
         check_batch(image, channels=(1, 3))  # a channels-last batch as one, not its first image
+        if image.is_floating_point():  # a grayscale batch as its images one by one: RGB
+            return image.expand(-1, 3, -1, -1), True
+        # as its images are read one by one: uint8 scaled to [0, 1], other integers refused
         return torch.stack([to_tensor(one) for one in image]), True
     return to_tensor(image).unsqueeze(0), False
 

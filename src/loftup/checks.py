@@ -15,9 +15,19 @@ import os
 import torch
 
 from .errors import UsageError
-from .featurizers.sizes import shorter_side_to
+from .featurizers.sizes import backbone_input_size, shorter_side_to
 
 Size = int | tuple[int, int] | None
+
+#: The longest side an output size asked for (``size``) may give, in pixels: a size meant for
+#: another axis, or a shorter side on a very elongated image (448 on a 1x4000 one: 448x1792000)
+#: asked for terabytes of features, refused only by the allocator deep inside torch.
+MAX_OUTPUT_SIDE = 1 << 16
+
+#: The most patches the backbone may be given for an image resized to ``backbone_size``: a
+#: 1x4000 image at 224 became 224x896000 pixels, a million patches (an attention that never
+#: ends); 65536 allows an aspect ratio of 256:1 at 224.
+MAX_BACKBONE_PATCHES = 1 << 16
 
 #: The precisions the pipeline runs in, by name (``as_dtype`` also takes fp32 / fp16 / half / bf16).
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -48,8 +58,15 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
     if size is None:
         return height, width
     if isinstance(size, numbers.Integral):
-        return shorter_side_to(height, width, int(size))
-    return int(size[0]), int(size[1])
+        out = shorter_side_to(height, width, int(size))
+    else:
+        out = int(size[0]), int(size[1])
+    if max(out) > MAX_OUTPUT_SIDE:
+        raise UsageError(
+            f"size {shown(size)} asks for {out[0]}x{out[1]} features of a {height}x{width} image, "
+            f"over {MAX_OUTPUT_SIDE} px a side; pass a smaller size (or None: the image's own)"
+        )
+    return out
 
 
 def check_size(size) -> None:
@@ -130,6 +147,23 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
         )
 
 
+def backbone_input(height: int, width: int, patch_size: int, backbone_size: int | None):
+    """(H, W) the backbone sees for a (height, width) image (:func:`backbone_input_size`), or a
+    :class:`UsageError` where the resize to ``backbone_size`` would give it more than
+    :data:`MAX_BACKBONE_PATCHES` patches (an elongated image, or a huge ``backbone_size``);
+    None (the image's own size, snapped) is taken as asked."""
+    bb_h, bb_w = backbone_input_size(height, width, patch_size, backbone_size)
+    patches = (bb_h // patch_size) * (bb_w // patch_size)
+    if backbone_size is not None and patches > MAX_BACKBONE_PATCHES:
+        raise UsageError(
+            f"image is {height}x{width} px: at backbone_size {backbone_size} the backbone would "
+            f"see it at {bb_h}x{bb_w} px, {patches} patches of {patch_size} (at most "
+            f"{MAX_BACKBONE_PATCHES}); crop it to a less elongated shape or pass a smaller "
+            "backbone_size (None: the image's own size)"
+        )
+    return bb_h, bb_w
+
+
 #: How far outside [0, 1] pixel values may lie (a resampling's overshoot): ImageNet-normalised
 #: images (about -2.1 to 2.6) and 0-255 values lie further out.
 PIXEL_SLACK = 0.25
@@ -145,6 +179,10 @@ def check_batch(images: torch.Tensor, channels: tuple[int, ...] = (3,)) -> None:
     fix = ""
     if len(shape) == 4 and shape[-1] in channels and shape[1] not in channels:
         fix = "; it is channels last: images.permute(0, 3, 1, 2)"
+    elif len(shape) == 4 and shape[1] in channels and shape[0] == 0:
+        fix = ": an empty batch; pass at least one image"
+    elif len(shape) == 4 and shape[1] in channels:
+        fix = ": an empty image; pass images at least 1 px high and wide"
     raise UsageError(
         f"expected RGB images (B, 3, H, W) in [0, 1] with B, H, W >= 1, got {shape}{fix}"
     )

@@ -8,38 +8,55 @@ import warnings
 
 import torch
 
+from .errors import UsageError
 
-def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
-    """Raise TypeError/ValueError naming what is wrong with a forward's inputs."""
+
+class ForwardInputError(UsageError, TypeError):
+    """Inputs a forward cannot take: a :class:`loftup.errors.LoftUpError` (one line, for the
+    user), a ValueError and a TypeError (what the forward raised for a shape and for a dtype
+    before it was one)."""
+
+
+def check_inputs(
+    lr_feats: torch.Tensor, image: torch.Tensor, dim: int, device: torch.device | None = None
+) -> None:
+    """Raise a :class:`ForwardInputError` naming what is wrong with a forward's inputs;
+    ``device``: the model's, which both must be on (torch's own error came from deep inside a
+    layer, naming neither input)."""
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise ForwardInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
-            raise TypeError(
+            raise ForwardInputError(
                 f"{name} must be floating point, got {t.dtype}; convert with .float() "
                 "(images must also be ImageNet-normalised, not uint8 pixels)"
             )
         if t.dim() != 4:
-            raise ValueError(
+            raise ForwardInputError(
                 f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
                 "add a batch axis with .unsqueeze(0)"
             )
         if 0 in t.shape[2:]:
-            raise ValueError(
+            raise ForwardInputError(
                 f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
                 "must be at least 1"
             )
+        if device is not None and t.device != device:
+            raise ForwardInputError(
+                f"{name} is on {t.device}, the upsampler on {device}; move it there with "
+                f"{name}.to({str(device)!r}) (or the upsampler with .to({str(t.device)!r}))"
+            )
     if lr_feats.shape[0] != image.shape[0]:
-        raise ValueError(
+        raise ForwardInputError(
             f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}"
         )
     if lr_feats.shape[1] != dim:
-        raise ValueError(
+        raise ForwardInputError(
             f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}; "
             "use the upsampler trained for your backbone"
         )
     if image.shape[1] != 3:
-        raise ValueError(
+        raise ForwardInputError(
             f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
             "images to RGB first (PIL: img.convert('RGB'))"
         )
@@ -54,4 +71,4 @@ def check_inputs(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> None:
         # on the CPU only: reading the answer back from a GPU would wait for all queued work
         # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
         if t.device.type == "cpu" and not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or Inf values")
+            raise ForwardInputError(f"{name} contains NaN or Inf values")

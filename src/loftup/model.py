@@ -198,7 +198,7 @@ class LoftUp(nn.Module):
         ``self.tile_size`` pixels (exact, any output size in bounded memory); otherwise by the
         differentiable steps below, whole.
         """
-        check_inputs(lr_feats, image, self.config.dim)
+        check_inputs(lr_feats, image, self.config.dim, self.head.conv.weight.device)
         check_settings(tile_size=self.tile_size, chunk_size=self.chunk_size, align=self.align)
         if lr_feats.device.type == "cpu":
             warn_if_emulated(compute_dtype(self, lr_feats.device))

@@ -17,6 +17,7 @@ import torch
 from .checks import (
     Size,
     as_dtype,
+    backbone_input,
     check_backbone_size,
     check_batch,
     check_pixels,
@@ -26,7 +27,7 @@ from .checks import (
 )
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
-from .featurizers.sizes import backbone_input_size, resize_images
+from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
 from .model import LoftUp
 from .tiling import start_upsample
@@ -72,13 +73,20 @@ class FeaturePipeline:
         ``progress``: a bar over the tiles of an output of several.
         """
         check_batch(images)
+        if not (images.is_floating_point() or images.dtype == torch.uint8):
+            raise UsageError(
+                f"expected uint8 or floating point pixels, got "
+                f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, or "
+                "as floats divided by 255"
+            )
         h0, w0 = images.shape[-2:]
+        out_hw = output_size(size, h0, w0)  # both sizes checked before any work
+        bb_hw = backbone_input(h0, w0, self.featurizer.patch_size, self.backbone_size)
         x = images.to(self.device, torch.float32)
         if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
             x = x / 255.0
         check_pixels(x)
-        bb_hw = backbone_input_size(h0, w0, self.featurizer.patch_size, self.backbone_size)
-        guide = imagenet_normalize(resize_images(x, output_size(size, h0, w0)))
+        guide = imagenet_normalize(resize_images(x, out_hw))
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
         # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
         pending = start_upsample(self.upsampler, guide)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
+
 
 def snap_to_patches(height: int, width: int, patch_size: int) -> tuple[int, int]:
     """(height, width) rounded to the nearest multiples of ``patch_size`` (at least one patch).
@@ -23,9 +25,12 @@ def snap_to_patches(height: int, width: int, patch_size: int) -> tuple[int, int]
     Halves round up: 21 px with patch 14 -> 28 px, 20 px -> 14 px.
     """
     if patch_size < 1:
-        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+        raise UsageError(f"patch_size must be >= 1, got {patch_size}")
     if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height}x{width}")
+        raise UsageError(
+            f"image size must be positive, got {height}x{width}; pass an image at least 1 px "
+            "high and wide"
+        )
 
     def snap(n: int) -> int:
         return max(1, (2 * n + patch_size) // (2 * patch_size)) * patch_size
@@ -36,7 +41,7 @@ def snap_to_patches(height: int, width: int, patch_size: int) -> tuple[int, int]
 def shorter_side_to(height: int, width: int, short: int) -> tuple[int, int]:
     """(height, width) scaled so that the shorter side is ``short``, aspect ratio kept (rounded)."""
     if short < 1:
-        raise ValueError(f"size must be >= 1, got {short}")
+        raise UsageError(f"size must be >= 1, got {short}")
     scale = short / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
 
