@@ -122,8 +122,9 @@ def test_a_channels_last_batch_is_told_the_permute_that_makes_it_one():
             assert str(told.value).endswith(fix) and "\n" not in str(told.value)
     # the fix is right: the batch as permuted runs
     assert pipeline(floats.permute(0, 3, 1, 2))[1].shape == (2, 32, 20, 30)
-    with pytest.raises(UsageError, match=r"got \(2, 4, 20, 30\)$"):  # no channels-last hint
-        pipeline(torch.rand(2, 4, 20, 30))
+    with pytest.raises(UsageError, match=r"got \(2, 4, 20, 30\); RGBA: composite it over a "
+                       r"background, or drop the alpha: images\[:, :3\]$"):  # fmt: skip
+        pipeline(torch.rand(2, 4, 20, 30))  # no channels-last hint: the alpha's
 
 
 def test_a_pipeline_reads_uint8_images_as_its_error_advises():
@@ -178,12 +179,15 @@ def test_images_and_sizes_of_extreme_shape_give_their_features(tiny_pipeline, hw
         ((1, 4000), None, 224, "image is 1x4000 px: at backbone_size 224 the backbone would see "
          r"it at 224x896000 px, 1024000 patches of 14 \(at most 65536\); crop it"),
         ((4000, 1), 1, 224, "image is 4000x1 px: at backbone_size 224 .* 896000x224 px"),
-        ((30, 40), None, 10**6, "at backbone_size 1000000 .*; crop it to a less elongated shape "
+        ((30, 40), None, 5000, "at backbone_size 5000 .* 4998x6664 px, 169932 patches .*; "
+         "crop it to a less elongated shape "
          r"or pass a smaller backbone_size \(None: the image's own size\)$"),
-        ((30, 40), 70000, 224, r"^size 70000 asks for 70000x93333 features of a 30x40 image, "
+        ((30, 40), 70000, 224, r"^size 70000 asks for features of a 30x40 image, "
          r"over 65536 px a side; pass a smaller size \(or None: the image's own\)$"),
         ((30, 40), (1, 70000), 224, r"^size \(1, 70000\) asks for 1x70000 features"),
         ((3, 4000), 448, None, "size 448 asks for 448x597333 features of a 3x4000 image"),
+        ((30, 40), 10**400, 224, r"^size int\(\.\.\.\) asks for features of a 30x40 image, "
+         "over 65536 px a side"),  # not an OverflowError from the scaling's float
     ],
 )  # fmt: skip
 def test_sizes_that_would_not_end_are_refused_before_any_work(hw, size, backbone_size, words):
@@ -200,6 +204,18 @@ def test_sizes_that_would_not_end_are_refused_before_any_work(hw, size, backbone
     with pytest.raises(UsageError, match=words) as told:
         pipeline(torch.rand(1, 3, *hw), size)
     assert "\n" not in str(told.value)
+
+
+def test_a_backbone_size_no_image_could_be_given_is_refused_where_it_is_passed():
+    """backbone_size=10**6 was taken, and refused (or overflowed a float) only when the first
+    image came; load_pipeline and upsample name it with its range."""
+    from loftup.errors import UsageError
+
+    words = r"^backbone_size is the shorter side .* \(1 to 65536; .*\), got 1000000$"
+    with pytest.raises(UsageError, match=words):
+        loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=10**6)
+    with pytest.raises(UsageError, match=words):
+        loftup.upsample(torch.rand(3, 8, 8), model=loftup.LoftUp(dim=32), backbone_size=10**6)
 
 
 def test_the_image_own_size_is_never_refused_for_its_shape(tiny_pipeline):

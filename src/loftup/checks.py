@@ -57,14 +57,16 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
     check_size(size)
     if size is None:
         return height, width
-    if isinstance(size, numbers.Integral):
-        out = shorter_side_to(height, width, int(size))
-    else:
+    out = None  # a shorter side over the limit is not scaled (10**400 overflows a float)
+    if not isinstance(size, numbers.Integral):
         out = int(size[0]), int(size[1])
-    if max(out) > MAX_OUTPUT_SIDE:
+    elif size <= MAX_OUTPUT_SIDE:
+        out = shorter_side_to(height, width, int(size))
+    if out is None or max(out) > MAX_OUTPUT_SIDE:
+        asked = "" if out is None else f"{out[0]}x{out[1]} "
         raise UsageError(
-            f"size {shown(size)} asks for {out[0]}x{out[1]} features of a {height}x{width} image, "
-            f"over {MAX_OUTPUT_SIDE} px a side; pass a smaller size (or None: the image's own)"
+            f"size {shown(size)} asks for {asked}features of a {height}x{width} image, over "
+            f"{MAX_OUTPUT_SIDE} px a side; pass a smaller size (or None: the image's own)"
         )
     return out
 
@@ -140,10 +142,10 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
     """A :class:`UsageError` unless ``size`` is a shorter side the backbone can see: an int
     >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
     integer = isinstance(size, numbers.Integral) and not isinstance(size, bool)
-    if size is not None and not (integer and size >= 1):
+    if size is not None and not (integer and 1 <= size <= MAX_OUTPUT_SIDE):
         raise UsageError(
-            f"{name} is the shorter side in pixels the backbone sees (>= 1; 224 by default; "
-            f"None: the image's own), got {size!r}"
+            f"{name} is the shorter side in pixels the backbone sees (1 to {MAX_OUTPUT_SIDE}; "
+            f"224 by default; None: the image's own), got {shown(size)}"
         )
 
 
@@ -152,6 +154,7 @@ def backbone_input(height: int, width: int, patch_size: int, backbone_size: int 
     :class:`UsageError` where the resize to ``backbone_size`` would give it more than
     :data:`MAX_BACKBONE_PATCHES` patches (an elongated image, or a huge ``backbone_size``);
     None (the image's own size, snapped) is taken as asked."""
+    check_backbone_size(backbone_size)  # a FeaturePipeline made by hand is not checked
     bb_h, bb_w = backbone_input_size(height, width, patch_size, backbone_size)
     patches = (bb_h // patch_size) * (bb_w // patch_size)
     if backbone_size is not None and patches > MAX_BACKBONE_PATCHES:
@@ -179,6 +182,8 @@ def check_batch(images: torch.Tensor, channels: tuple[int, ...] = (3,)) -> None:
     fix = ""
     if len(shape) == 4 and shape[-1] in channels and shape[1] not in channels:
         fix = "; it is channels last: images.permute(0, 3, 1, 2)"
+    elif len(shape) == 4 and shape[1] == 4 and 0 not in shape:
+        fix = "; RGBA: composite it over a background, or drop the alpha: images[:, :3]"
     elif len(shape) == 4 and shape[1] in channels and shape[0] == 0:
         fix = ": an empty batch; pass at least one image"
     elif len(shape) == 4 and shape[1] in channels:
