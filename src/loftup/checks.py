@@ -19,6 +19,13 @@ from .featurizers.sizes import backbone_input_size, shorter_side_to
 
 Size = int | tuple[int, int] | None
 
+
+class ImageSizeError(UsageError):
+    """One image (or batch) whose size cannot be run with the sizes asked: the output would be
+    over :data:`MAX_OUTPUT_SIDE` a side, or the backbone's input over
+    :data:`MAX_BACKBONE_PATCHES`. A run over many images can skip that one by name."""
+
+
 #: The longest side an output size asked for (``size``) may give, in pixels: a size meant for
 #: another axis, or a shorter side on a very elongated image (448 on a 1x4000 one: 448x1792000)
 #: asked for terabytes of features, refused only by the allocator deep inside torch.
@@ -64,7 +71,7 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
         out = shorter_side_to(height, width, int(size))
     if out is None or max(out) > MAX_OUTPUT_SIDE:
         asked = "" if out is None else f"{out[0]}x{out[1]} "
-        raise UsageError(
+        raise ImageSizeError(
             f"size {shown(size)} asks for {asked}features of a {height}x{width} image, over "
             f"{MAX_OUTPUT_SIDE} px a side; pass a smaller size (or None: the image's own)"
         )
@@ -158,7 +165,7 @@ def backbone_input(height: int, width: int, patch_size: int, backbone_size: int 
     bb_h, bb_w = backbone_input_size(height, width, patch_size, backbone_size)
     patches = (bb_h // patch_size) * (bb_w // patch_size)
     if backbone_size is not None and patches > MAX_BACKBONE_PATCHES:
-        raise UsageError(
+        raise ImageSizeError(
             f"image is {height}x{width} px: at backbone_size {backbone_size} the backbone would "
             f"see it at {bb_h}x{bb_w} px, {patches} patches of {patch_size} (at most "
             f"{MAX_BACKBONE_PATCHES}); crop it to a less elongated shape or pass a smaller "
