@@ -252,6 +252,22 @@ def test_empty_and_non_pixel_batches_are_named(tiny_pipeline, images, words):
         assert "\n" not in str(told.value)
 
 
+def test_a_pipeline_names_what_is_no_batch_tensor(tiny_pipeline):
+    """A 16-bit batch was told to divide by 255; a NumPy batch (whose shape passed) failed with
+    an AttributeError on .is_floating_point."""
+    import numpy as np
+
+    from loftup.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"got uint16; .* \(16-bit values: images / 65535\)$"):
+        tiny_pipeline(torch.zeros(1, 3, 8, 8, dtype=torch.uint16))
+    with pytest.raises(UsageError, match=r"got an array of shape \(1, 3, 8, 8\); for a path, "
+                       r"a PIL image or an array use loftup.upsample\(image, model=pipeline\)$"):  # fmt: skip
+        tiny_pipeline(np.zeros((1, 3, 8, 8), np.float32))
+    _, hr_feats = tiny_pipeline(torch.zeros(1, 3, 8, 8, dtype=torch.uint16).float() / 65535)
+    assert hr_feats.shape == (1, 32, 8, 8)  # the fix it gives runs
+
+
 def test_a_grayscale_float_batch_is_read_as_its_uint8_twin_and_its_images_are(tiny_pipeline):
     """upsample read a (B, 1, H, W) uint8 batch and a (1, H, W) float image as RGB, but refused
     a (B, 1, H, W) float batch; it is now read as each of its images."""

@@ -72,12 +72,17 @@ class FeaturePipeline:
         their place: features of any size in the memory of one tile, the same values.
         ``progress``: a bar over the tiles of an output of several.
         """
+        if not isinstance(images, torch.Tensor):  # an array's shape passed check_batch
+            raise UsageError(
+                f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "
+                "PIL image or an array use loftup.upsample(image, model=pipeline)"
+            )
         check_batch(images)
         if not (images.is_floating_point() or images.dtype == torch.uint8):
             raise UsageError(
                 f"expected uint8 or floating point pixels, got "
                 f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, or "
-                "as floats divided by 255"
+                "floats in [0, 1] (16-bit values: images / 65535)"
             )
         h0, w0 = images.shape[-2:]
         out_hw = output_size(size, h0, w0)  # both sizes checked before any work
