@@ -483,3 +483,16 @@ def test_sam_masks_on_the_gpu(tmp_path):
     assert abs(len(masks) - len(on_cpu)) <= 2, (len(masks), len(on_cpu))
     gen.release()
     assert torch.cuda.memory_allocated() <= before
+
+
+@pytest.mark.parametrize("size", [(1500, 1), (12, 12), (1, 1)])
+def test_resizes_beyond_the_antialiased_kernel_give_the_cpu_numbers(size):
+    """CUDA's antialiased bilinear refused to shrink an axis by more than about 94x (too much
+    shared memory): a 1-pixel-wide output, or size=12, of a 1500 px image failed inside torch
+    on the GPU only. Such a resize is made on the CPU, with the CPU's numbers."""
+    from loftup.featurizers.sizes import resize_images
+
+    images = torch.rand(1, 3, 1500, 1500, generator=torch.Generator().manual_seed(0))
+    out = resize_images(images.cuda(), size)
+    assert out.device.type == "cuda" and out.shape == (1, 3, *size)
+    torch.testing.assert_close(out.cpu(), resize_images(images, size), rtol=0, atol=1e-5)

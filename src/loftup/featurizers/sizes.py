@@ -57,9 +57,23 @@ def backbone_input_size(
 
 
 def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, 3, *size), bilinear with antialiasing; unchanged if already that size."""
+    """(B, 3, H, W) -> (B, 3, *size), bilinear with antialiasing; unchanged if already that size.
+
+    CUDA's antialiased kernel refuses to shrink an axis by more than about 94x (190x for one
+    axis: its filter no longer fits in shared memory), a 1-pixel-wide output of a large image or
+    a small ``size`` of a photo: such a resize is computed on the CPU (the same numbers) and
+    moved back."""
     if tuple(images.shape[-2:]) == tuple(size):
         return images
+    try:
+        return _resize(images, size)
+    except RuntimeError as e:
+        if images.device.type == "cpu" or "shared memory" not in str(e):
+            raise
+    return _resize(images.cpu(), size).to(images.device)
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
