@@ -182,12 +182,12 @@ def test_images_and_sizes_of_extreme_shape_give_their_features(tiny_pipeline, hw
         ((30, 40), None, 5000, "at backbone_size 5000 .* 4998x6664 px, 169932 patches .*; "
          "crop it to a less elongated shape "
          r"or pass a smaller backbone_size \(None: the image's own size\)$"),
-        ((30, 40), 70000, 224, r"^size 70000 asks for features of a 30x40 image, "
-         r"over 65536 px a side; pass a smaller size \(or None: the image's own\)$"),
-        ((30, 40), (1, 70000), 224, r"^size \(1, 70000\) asks for 1x70000 features"),
-        ((3, 4000), 448, None, "size 448 asks for 448x597333 features of a 3x4000 image"),
-        ((30, 40), 10**400, 224, r"^size int\(\.\.\.\) asks for features of a 30x40 image, "
-         "over 65536 px a side"),  # not an OverflowError from the scaling's float
+        ((30, 40), 70000, 224, r"^size 70000 asks for 70000x93333 features of a 30x40 image, "
+         r"over 65536 x 65536 px; pass a smaller size \(or None: the image's own\)$"),
+        ((30, 40), (70000, 70000), 224, r"^size \(70000, 70000\) asks for 70000x70000 features"),
+        ((3, 4000), 10000, None, "size 10000 asks for 10000x13333333 features of a 3x4000 image"),
+        ((30, 40), 10**400, 224, r"^size int\(\.\.\.\) is too large for any output; pass a "
+         "smaller size$"),  # not an OverflowError from the scaling's float
     ],
 )  # fmt: skip
 def test_sizes_that_would_not_end_are_refused_before_any_work(hw, size, backbone_size, words):
@@ -271,8 +271,15 @@ def test_a_pipeline_names_what_is_no_batch_tensor(tiny_pipeline):
 def test_a_grayscale_float_batch_is_read_as_its_uint8_twin_and_its_images_are(tiny_pipeline):
     """upsample read a (B, 1, H, W) uint8 batch and a (1, H, W) float image as RGB, but refused
     a (B, 1, H, W) float batch; it is now read as each of its images."""
+    from loftup.errors import UsageError
+
     gray = torch.rand(2, 1, 10, 15, generator=torch.Generator().manual_seed(2))
     batch = loftup.upsample(gray, model=tiny_pipeline)
     assert batch.shape == (2, 32, 10, 15)
     for one, feats in zip(gray, batch):
         assert torch.equal(feats, loftup.upsample(one, model=tiny_pipeline))
+    # a pipeline takes RGB, and says how to make it
+    fix = r"got \(2, 1, 10, 15\); grayscale: images.expand\(-1, 3, -1, -1\)$"
+    with pytest.raises(UsageError, match=fix):
+        tiny_pipeline(gray)
+    assert torch.equal(tiny_pipeline(gray.expand(-1, 3, -1, -1))[1], batch)

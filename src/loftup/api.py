@@ -164,8 +164,10 @@ def upsample(
     """High-resolution features of an image.
 
     Arguments:
-      image_or_path: a file path, a PIL image, an (H, W, 3) array, or a tensor (3, H, W) or
-        (B, 3, H, W) of RGB values in [0, 1] (not normalised).
+      image_or_path: a file path, a PIL image, an (H, W) or (H, W, 3) array, or a tensor
+        (3, H, W) or (B, 3, H, W) of RGB values in [0, 1] (not normalised) or uint8 (1 channel
+        for grayscale); at least 1 x 1 px (sizes: :func:`output_size`,
+        :func:`loftup.checks.backbone_input`).
       model: a released upsampler name, a weights file or folder, a LoftUp, or a
         :class:`FeaturePipeline` (run as built: an argument below that contradicts it is a
         :class:`UsageError`; names are cached between calls).

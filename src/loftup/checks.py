@@ -21,14 +21,15 @@ Size = int | tuple[int, int] | None
 
 
 class ImageSizeError(UsageError):
-    """One image (or batch) whose size cannot be run with the sizes asked: the output would be
-    over :data:`MAX_OUTPUT_SIDE` a side, or the backbone's input over
+    """One image (or batch) whose size cannot be run with the sizes asked: an output of more
+    pixels than a square of side :data:`MAX_OUTPUT_SIDE`, a backbone input of more than
     :data:`MAX_BACKBONE_PATCHES`. A run over many images can skip that one by name."""
 
 
-#: The longest side an output size asked for (``size``) may give, in pixels: a size meant for
-#: another axis, or a shorter side on a very elongated image (448 on a 1x4000 one: 448x1792000)
-#: asked for terabytes of features, refused only by the allocator deep inside torch.
+#: An output may hold up to MAX_OUTPUT_SIDE x MAX_OUTPUT_SIDE pixels (4.3 billion; its guidance
+#: image alone is 52 GB); ``backbone_size`` is at most this. A size meant for another axis, or a
+#: shorter side on a very elongated image, asked for terabytes that only the allocator refused,
+#: deep inside torch.
 MAX_OUTPUT_SIDE = 1 << 16
 
 #: The most patches the backbone may be given for an image resized to ``backbone_size``: a
@@ -64,16 +65,26 @@ def output_size(size: Size, height: int, width: int) -> tuple[int, int]:
     check_size(size)
     if size is None:
         return height, width
-    out = None  # a shorter side over the limit is not scaled (10**400 overflows a float)
     if not isinstance(size, numbers.Integral):
-        out = int(size[0]), int(size[1])
-    elif size <= MAX_OUTPUT_SIDE:
-        out = shorter_side_to(height, width, int(size))
-    if out is None or max(out) > MAX_OUTPUT_SIDE:
-        asked = "" if out is None else f"{out[0]}x{out[1]} "
+        return int(size[0]), int(size[1])
+    try:
+        return shorter_side_to(height, width, int(size))
+    except OverflowError:  # 10**400: past a float, and past any output
         raise ImageSizeError(
-            f"size {shown(size)} asks for {asked}features of a {height}x{width} image, over "
-            f"{MAX_OUTPUT_SIDE} px a side; pass a smaller size (or None: the image's own)"
+            f"size {shown(size)} is too large for any output; pass a smaller size"
+        ) from None
+
+
+def check_output_size(size: Size, height: int, width: int) -> tuple[int, int]:
+    """:func:`output_size`, or an :class:`ImageSizeError` where it holds more pixels than a
+    square of side :data:`MAX_OUTPUT_SIDE`: what a caller that computes the features in memory (not
+    streamed to a file, which a run over many images checks against the disk) asks first."""
+    out = output_size(size, height, width)
+    if out[0] * out[1] > MAX_OUTPUT_SIDE**2:
+        raise ImageSizeError(
+            f"size {shown(size)} asks for {out[0]}x{out[1]} features of a {height}x{width} image, "
+            f"over {MAX_OUTPUT_SIDE} x {MAX_OUTPUT_SIDE} px; pass a smaller size (or None: the "
+            "image's own)"
         )
     return out
 
@@ -189,6 +200,8 @@ def check_batch(images: torch.Tensor, channels: tuple[int, ...] = (3,)) -> None:
     fix = ""
     if len(shape) == 4 and shape[-1] in channels and shape[1] not in channels:
         fix = "; it is channels last: images.permute(0, 3, 1, 2)"
+    elif len(shape) == 4 and shape[1] == 1 and 0 not in shape:
+        fix = "; grayscale: images.expand(-1, 3, -1, -1)"
     elif len(shape) == 4 and shape[1] == 4 and 0 not in shape:
         fix = "; RGBA: composite it over a background, or drop the alpha: images[:, :3]"
     elif len(shape) == 4 and shape[1] in channels and shape[0] == 0:

@@ -20,6 +20,7 @@ from .checks import (
     backbone_input,
     check_backbone_size,
     check_batch,
+    check_output_size,
     check_pixels,
     output_size,
     resolve_device,
@@ -85,7 +86,8 @@ class FeaturePipeline:
                 "floats in [0, 1] (16-bit values: images / 65535)"
             )
         h0, w0 = images.shape[-2:]
-        out_hw = output_size(size, h0, w0)  # both sizes checked before any work
+        # both sizes checked before any work (tile by tile, the output is not held whole)
+        out_hw = (check_output_size if callback is None else output_size)(size, h0, w0)
         bb_hw = backbone_input(h0, w0, self.featurizer.patch_size, self.backbone_size)
         x = images.to(self.device, torch.float32)
         if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
