@@ -1068,3 +1068,21 @@ def test_the_library_call_behind_the_command_counts_what_it_did(photos, upsample
     again = upsample_folder(inputs, out, resume=True, **options)
     assert again == FolderReport(0, done=0, kept=2, failed=1)
     assert outputs(out) == ["astronaut.pt", "coffee.pt"]
+
+
+def test_an_image_too_elongated_for_the_backbone_fails_by_name_and_the_run_goes_on(
+    photos, upsampler, tmp_path, capsys
+):
+    """A 2x3000 strip at --backbone-size 224 would be 384,000 patches: refused before any work
+    (it hung), and only that image fails: the run went no further than it."""
+    Image.new("RGB", (3000, 2), (90, 120, 30)).save(tmp_path / "strip.png")
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "strip.png"), str(photos / "astronaut.png")]
+    args = ["upsample", *inputs, "-m", str(upsampler), "-o", str(out), "--size", "32"]
+    assert main([*args, "--batch-size", "1"]) == 1
+    captured = capsys.readouterr()
+    assert f"failed: {tmp_path / 'strip.png'}: image is 2x3000 px: at backbone_size 224" in (
+        captured.err
+    )
+    assert "1 input(s) failed" in captured.out and outputs(out) == ["astronaut.pt"]
+    assert not list(out.glob(".*tmp"))

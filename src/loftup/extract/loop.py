@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import ImageSizeError, backbone_input, output_size
 from ..errors import memory_shortfall, out_of_memory
 from ..io import ImageReadError, load_image_tensor
 from .inputs import Job
@@ -122,7 +123,13 @@ def run(
                 bar.update(1)
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])
-                shape = _output_shape(pipeline, images, size)
+                try:  # a size one image cannot be run with costs that image, not the run
+                    shape = _output_shape(pipeline, images, size)
+                except ImageSizeError as e:
+                    for job, _ in group:
+                        fail(job, str(e))
+                        bar.update(1)
+                    continue
                 item = max(pipeline.dtype.itemsize, save_dtype.itemsize)  # the wider dtype
                 starved = False  # out of memory
                 try:
@@ -139,6 +146,8 @@ def run(
                                  hr_feats[i], viz))
                             for i, (job, image) in enumerate(group)
                         ]  # fmt: skip
+                except ImageSizeError as e:  # held whole: over the pixels one may hold
+                    tasks = [(job, str(e)) for job, _ in group]
                 except Exception as e:
                     if not out_of_memory(e):
                         raise
@@ -185,7 +194,8 @@ def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[
 
 
 def _output_shape(pipeline, images: torch.Tensor, size) -> tuple[int, int, int]:
-    """(C, H, W) of one image's upsampled features."""
-    from ..checks import output_size
-
-    return (pipeline.upsampler.config.dim, *output_size(size, *images.shape[-2:]))
+    """(C, H, W) of one image's upsampled features, or the :class:`ImageSizeError` of a size
+    the pipeline would refuse (checked before any file of it is made)."""
+    height, width = images.shape[-2:]
+    backbone_input(height, width, pipeline.featurizer.patch_size, pipeline.backbone_size)
+    return (pipeline.upsampler.config.dim, *output_size(size, height, width))
