@@ -236,8 +236,8 @@ def test_the_image_own_size_is_never_refused_for_its_shape(tiny_pipeline):
         (torch.zeros(0, 3, 30, 40, dtype=torch.uint8), "an empty batch; pass at least one"),
         (torch.rand(1, 3, 0, 40), r"got \(1, 3, 0, 40\): an empty image; pass images at least 1 px"),
         (torch.rand(2, 0, 30, 40), r"got \(2, 0, 30, 40\)$"),
-        (torch.ones(1, 3, 30, 40, dtype=torch.bool), "expected uint8 or floating point pixels, "
-         "got bool; pass 0-255 values as uint8"),
+        (torch.ones(1, 3, 30, 40, dtype=torch.bool), "expected uint8, uint16 or floating point "
+         "pixels, got bool; pass 0-255 values as uint8, 0-65535 ones as uint16"),
         (torch.ones(1, 3, 30, 40, dtype=torch.int64), "got int64"),
     ],
 )  # fmt: skip
@@ -253,19 +253,19 @@ def test_empty_and_non_pixel_batches_are_named(tiny_pipeline, images, words):
 
 
 def test_a_pipeline_names_what_is_no_batch_tensor(tiny_pipeline):
-    """A 16-bit batch was told to divide by 255; a NumPy batch (whose shape passed) failed with
-    an AttributeError on .is_floating_point."""
+    """A 16-bit batch was told to divide by 255 (it is now read as a 16-bit file is: / 65535);
+    a NumPy batch (whose shape passed) failed with an AttributeError on .is_floating_point."""
     import numpy as np
 
     from loftup.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"got uint16; .* \(16-bit values: images / 65535\)$"):
-        tiny_pipeline(torch.zeros(1, 3, 8, 8, dtype=torch.uint16))
+    deep = torch.randint(0, 65536, (1, 3, 8, 8), dtype=torch.int32)
+    got = tiny_pipeline(deep.to(torch.uint16))
+    want = tiny_pipeline(deep.float() / 65535)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
     with pytest.raises(UsageError, match=r"got an array of shape \(1, 3, 8, 8\); for a path, "
                        r"a PIL image or an array use loftup.upsample\(image, model=pipeline\)$"):  # fmt: skip
         tiny_pipeline(np.zeros((1, 3, 8, 8), np.float32))
-    _, hr_feats = tiny_pipeline(torch.zeros(1, 3, 8, 8, dtype=torch.uint16).float() / 65535)
-    assert hr_feats.shape == (1, 32, 8, 8)  # the fix it gives runs
 
 
 def test_a_grayscale_float_batch_is_read_as_its_uint8_twin_and_its_images_are(tiny_pipeline):

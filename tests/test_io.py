@@ -170,6 +170,10 @@ def test_to_tensor_accepts_arrays_pil_and_tensors():
     assert torch.equal(to_tensor(rgb[..., 0]), want[:1].expand(3, -1, -1))  # grey: R = G = B
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         to_tensor(np.zeros((4, 4, 4), np.uint8))
+    # 16-bit pixels (cv2.IMREAD_UNCHANGED, tifffile) read as a 16-bit file is: / 65535
+    deep = rgb.astype(np.uint16) * 257  # 255 -> 65535
+    assert torch.allclose(to_tensor(deep), want, atol=1e-6)
+    assert torch.allclose(to_tensor(torch.from_numpy(deep).permute(2, 0, 1)), want, atol=1e-6)
 
 
 def test_an_image_to_tensor_cannot_read_is_a_loftup_error_with_the_fix():
@@ -193,7 +197,7 @@ def test_an_image_to_tensor_cannot_read_is_a_loftup_error_with_the_fix():
         with pytest.raises(LoftUpError, match=fix) as e:
             to_tensor(bad)
         assert isinstance(e.value, (ValueError, TypeError)) and "\n" not in str(e.value)
-    with pytest.raises(TypeError, match="uint8 or floating point"):
+    with pytest.raises(TypeError, match="uint8, uint16 or floating point"):
         to_tensor(np.zeros((4, 5, 3), np.int64))
 
 

@@ -252,8 +252,8 @@ def _tensor_fix(shape: tuple) -> str:
 
 
 def to_tensor(image) -> torch.Tensor:
-    """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, or float in [0, 1]) or a (3, H, W)
-    tensor in [0, 1] -> RGB (3, H, W) float32 in [0, 1]. Anything else: an
+    """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, uint16, or float in [0, 1]) or a
+    (3, H, W) tensor (the same) -> RGB (3, H, W) float32 in [0, 1]. Anything else: an
     :class:`ImageInputError` saying how to make it one."""
     if isinstance(image, torch.Tensor):
         t = image
@@ -274,11 +274,13 @@ def to_tensor(image) -> torch.Tensor:
         )
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
+    elif t.dtype == torch.uint16:  # 16-bit pixels (cv2's or tifffile's), as a 16-bit file reads
+        t = t.float() / 65535.0
     elif not t.is_floating_point():
         dtype = str(t.dtype).removeprefix("torch.")
         raise ImageInputError(
-            f"expected uint8 or floating point pixels, got {dtype}; pass 0-255 values as "
-            "uint8, or as floats divided by 255 (image / 255)"
+            f"expected uint8, uint16 or floating point pixels, got {dtype}; pass 0-255 values "
+            "as uint8, 0-65535 ones as uint16, or floats in [0, 1] (image / 255)"
         )
     if t.dim() != 3 or t.shape[0] not in (1, 3):
         raise ImageInputError(

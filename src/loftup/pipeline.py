@@ -79,11 +79,11 @@ class FeaturePipeline:
                 "PIL image or an array use loftup.upsample(image, model=pipeline)"
             )
         check_batch(images)
-        if not (images.is_floating_point() or images.dtype == torch.uint8):
+        if not (images.is_floating_point() or images.dtype in (torch.uint8, torch.uint16)):
             raise UsageError(
-                f"expected uint8 or floating point pixels, got "
-                f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, or "
-                "floats in [0, 1] (16-bit values: images / 65535)"
+                f"expected uint8, uint16 or floating point pixels, got "
+                f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, "
+                "0-65535 ones as uint16, or floats in [0, 1]"
             )
         h0, w0 = images.shape[-2:]
         # both sizes checked before any work (tile by tile, the output is not held whole)
@@ -92,6 +92,8 @@ class FeaturePipeline:
         x = images.to(self.device, torch.float32)
         if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
             x = x / 255.0
+        elif images.dtype == torch.uint16:
+            x = x / 65535.0
         check_pixels(x)
         guide = imagenet_normalize(resize_images(x, out_hw))
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
