@@ -266,3 +266,22 @@ def pip_install_into(
     if got.returncode != 0:
         pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
     return target
+
+
+#: Code defining ``gloo_threads()``: how many of gloo's threads this process still runs
+#: (Linux), for a torchrun process to say once it has left its process group: a group that
+#: outlives ``destroy_process_group`` keeps them into the interpreter's teardown, where one that
+#: needs the GIL aborts the process (see loftup.extract.torchrun._HOLDING_THE_GROUP).
+GLOO_THREADS = """
+import os
+
+def gloo_threads():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read())
+        except OSError:  # a thread that has just ended
+            pass
+    return sum("gloo" in name for name in names)
+"""

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import loftup
+from conftest import GLOO_THREADS
 from loftup.train import load_config, train
 from loftup.train.checkpoint import unpack_history
 from train_fixtures import write_sa1b
@@ -240,8 +241,11 @@ def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():
 #: ``python -m loftup`` that says, when training leaves the process group, how many
 #: DistributedDataParallel wrappers are alive: one outliving the group destroyed the group
 #: later, from its Reducer, which holds the GIL while gloo's destructor waits for a worker
-#: thread that may need it (a process then hung at exit)
-LOFTUP_WATCHING_TEARDOWN = """
+#: thread that may need it (a process then hung at exit); and how many of gloo's threads are
+#: left once it has: none, or the group outlived destroy_process_group (conftest.GLOO_THREADS)
+LOFTUP_WATCHING_TEARDOWN = (
+    GLOO_THREADS
+    + """
 import gc, sys, warnings
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -255,10 +259,12 @@ def watched(*args, **kwargs):
         alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
     print(f"DDP wrappers alive when the process group is destroyed: {alive}", file=sys.stderr)
     destroy(*args, **kwargs)
+    print(f"gloo threads left: {gloo_threads()}", file=sys.stderr)
 
 dist.destroy_process_group = watched
 run()
 """
+)
 
 
 def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_match_one(
@@ -293,6 +299,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_m
     # the wrapper is gone before the group, whatever the timing (the hang above needs an
     # unlucky one: 1 run in about 60)
     assert err.count("DDP wrappers alive when the process group is destroyed: 0") == 2, err[-3000:]
+    assert err.count("gloo threads left: 0\n") == 2, err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
     assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
     resumed = subprocess.run(
@@ -300,6 +307,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_m
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr.count("DDP wrappers alive when the process group is destroyed: 0") == 2
+    assert resumed.stderr.count("gloo threads left: 0\n") == 2, resumed.stderr[-3000:]
     assert "2 process(es)" in err and "2 process(es)" in resumed.stderr
     assert resumed.stdout.count("final loss") == 1  # the summary, said by rank 0 only
     # SyncBatchNorm2d's all_reduce is our own

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import loftup
-from conftest import REPO, cli_script, run_scripts
+from conftest import GLOO_THREADS, REPO, cli_script, run_scripts
 from loftup.cli import main
 from loftup.extract import OPTIONS_NAME, Job, collect_inputs, shard
 
@@ -747,7 +747,27 @@ def test_size_argument_is_checked(capsys):
     assert "choose one of float32, bfloat16, float16" in capsys.readouterr().err
 
 
+#: ``python -m loftup`` that says, once the command has returned, how many of gloo's threads
+#: are still running: none, or they run into the interpreter's teardown (conftest.GLOO_THREADS)
+LOFTUP_COUNTING_GLOO_THREADS = (
+    GLOO_THREADS
+    + """
+import sys
+from loftup.cli import main
+
+status = main(sys.argv[1:])
+print(f"gloo threads left: {gloo_threads()}", file=sys.stderr)
+sys.exit(status)
+"""
+)
+
+
 def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_path):
+    """Two processes write the bytes one writes, whole or streamed, and resume each its own
+    batches; each leaves the process group with gloo's threads ended (a group that outlived
+    destroy_process_group, kept by a torch module imported with the backbone, took them into
+    the interpreter's teardown, where rank 0 once aborted: "terminate called without an active
+    exception")."""
     big = Image.open(photos / "astronaut.png")
     for i in range(3):
         big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(tmp_path / f"im{i}.png")
@@ -760,15 +780,19 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         torch.set_num_threads(threads)
     path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    loftup_cli = tmp_path / "loftup_cli.py"
+    loftup_cli.write_text(LOFTUP_COUNTING_GLOO_THREADS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                str(loftup_cli)]  # fmt: skip
     one = outputs(tmp_path / "one")
     assert len(one) == 6
     # held whole; and every output streamed tile by tile into its file, two images a batch
     for out, extra in (("two", []), ("two_streamed", ["--stream-above", "0", "--batch-size", "2"])):
-        cmd = [*torchrun, "-m", "loftup", "upsample", *args, *extra, "-o", str(tmp_path / out)]
+        cmd = [*torchrun, "upsample", *args, *extra, "-o", str(tmp_path / out)]
         multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert multi.returncode == 0, multi.stderr
         assert "rank 1" in multi.stderr  # really two processes
+        assert multi.stderr.count("gloo threads left: 0\n") == 2, multi.stderr
         assert one == outputs(tmp_path / out), out
         for name in one:
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / out / name).read_bytes(), (
@@ -778,9 +802,10 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
     # resumed by two processes: each skips its own batches that are done (rank 0 has im0 and
     # im2, rank 1 im1), and rank 0 reports the total kept
     (tmp_path / "two" / "im2.pt").unlink()
-    cmd = [*torchrun, "-m", "loftup", "upsample", *args, "-o", str(tmp_path / "two"), "--resume"]
+    cmd = [*torchrun, "upsample", *args, "-o", str(tmp_path / "two"), "--resume"]
     multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert multi.returncode == 0, multi.stderr
+    assert multi.stderr.count("gloo threads left: 0\n") == 2, multi.stderr
     assert f"features of 1 image(s) to {tmp_path / 'two'} (2 already there)" in multi.stdout
     for name in one:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
@@ -799,7 +824,7 @@ def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(photos, up
             "--backbone-size", "56"]  # fmt: skip
     script = tmp_path / "one_rank_fails.py"
     script.write_text(
-        "import os, sys, time\n"
+        GLOO_THREADS + "import os, sys, time\n"
         "import torch.distributed as dist\n"
         "import loftup.extract\n"
         "from loftup.cli import main\n"
@@ -812,7 +837,8 @@ def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(photos, up
         "if os.environ['RANK'] == '1':\n"
         "    loftup.extract.run = fail\n"
         f"status = main({args!r})\n"
-        "print(f'rank {dist.get_rank() if dist.is_initialized() else None} left', file=sys.stderr)\n"
+        "rank = dist.get_rank() if dist.is_initialized() else None\n"
+        "print(f'rank {rank} left, gloo threads: {gloo_threads()}', file=sys.stderr)\n"
         "sys.exit(status)\n"
     )
     path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -828,7 +854,7 @@ def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(photos, up
     told = "[rank 0] error: another process of this run has ended (Connection closed by peer"
     assert told in err or "[rank 0] terminated (SIGTERM)" in err, err
     assert "[rank0]:" not in err and "RuntimeError" not in err, err  # no rank's traceback
-    assert err.count("rank None left") == 2, err  # both left the group
+    assert err.count("rank None left, gloo threads: 0\n") == 2, err  # both left the group
 
 
 def test_readme_example_runs():

@@ -31,6 +31,29 @@ def dist_env() -> tuple[int, int, int]:
     )
 
 
+#: torch modules whose functions take the default process group as a default argument, read
+#: when the module is imported: one imported after the group is joined keeps the group, and
+#: gloo's threads, alive after ``destroy_process_group`` until the interpreter is torn down,
+#: where a gloo thread that needs the GIL (to let go of a collective's tensor) is stopped in a
+#: destructor and aborts the process ("terminate called without an active exception": rank 0
+#: of one run of a full test suite). transformers' import brings this one in, through
+#: torch._dynamo, once the backbone loads: after the group is joined.
+_HOLDING_THE_GROUP = ("torch.distributed.nn.functional",)
+
+
+def join_process_group(backend: str, **kwargs) -> None:
+    """``torch.distributed.init_process_group(backend, **kwargs)``, with the modules that would
+    keep the group past ``destroy_process_group`` (:data:`_HOLDING_THE_GROUP`) imported first,
+    while there is no group to keep: leaving the group then ends gloo's threads."""
+    import importlib
+
+    import torch.distributed as dist
+
+    for name in _HOLDING_THE_GROUP:
+        importlib.import_module(name)
+    dist.init_process_group(backend, **kwargs)
+
+
 def init_distributed(device: torch.device) -> None:
     """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU.
 
@@ -44,7 +67,7 @@ def init_distributed(device: torch.device) -> None:
 
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(days=1))
+        join_process_group(backend, timeout=datetime.timedelta(days=1))
 
 
 @contextlib.contextmanager

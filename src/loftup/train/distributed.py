@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..checks import resolve_device
+from ..extract.torchrun import join_process_group
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def setup(device_name: str = "auto") -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        join_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(rank, world, local_rank, device)
 
 
