@@ -1,5 +1,6 @@
 """loftup.extract.run as each torchrun rank runs it, one rank after another in this process:
-which files each rank writes, and a rank left without images (more processes than batches)."""
+which files each rank writes, and a rank left without images (more processes than batches);
+and the process group a caller joined itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 import loftup
-from loftup.extract import collect_inputs, run
+from loftup.extract import barrier, collect_inputs, process_group, run
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,30 @@ def test_each_input_is_written_by_one_rank_and_a_rank_without_images_writes_noth
     ]
     assert [(r.written, r.kept) for r in resumed] == [(2, 0), (0, 1), (0, 0)]
     assert files(one) == written
+
+
+def test_a_process_group_the_caller_joined_is_left_to_it(tmp_path):
+    """A script of its own under torchrun that has joined the group before it calls
+    upsample_folder keeps it: the group was destroyed under the script, whose next collective
+    failed ("Default process group has not been initialized")."""
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    store = f"file://{tmp_path / 'store'}"
+    dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+    try:
+        with process_group(torch.device("cpu"), 2):
+            barrier(2)
+        assert dist.is_initialized()
+        dist.barrier()  # the caller's collectives still run
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    # one it did not have is joined for the block and left after it (here a group of one)
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+            env.setenv(key, value)
+        env.setenv("MASTER_PORT", "0")
+        with process_group(torch.device("cpu"), 2):
+            assert dist.is_initialized()
+        assert not dist.is_initialized()

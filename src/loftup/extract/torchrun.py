@@ -73,17 +73,20 @@ def init_distributed(device: torch.device) -> None:
 @contextlib.contextmanager
 def process_group(device: torch.device, world_size: int):
     """torchrun's process group joined for the block (:func:`init_distributed`; nothing for
-    one process), and left however the block ends: after an error as after success."""
+    one process), and left however the block ends: after an error as after success. A group
+    the caller had joined already (a script of its own under torchrun) is used, and left to
+    the caller: it was destroyed under the script, whose next collective then failed."""
     if world_size == 1:
         yield
         return
     import torch.distributed as dist
 
+    ours = not dist.is_initialized()
     init_distributed(device)
     try:
         yield
     finally:
-        if dist.is_initialized():
+        if ours and dist.is_initialized():
             dist.destroy_process_group()
 
 
