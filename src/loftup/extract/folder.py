@@ -144,6 +144,7 @@ def upsample_folder(
         out.mkdir(parents=True, exist_ok=True)
         if rank == 0:
             write_options(out, options)
+        barrier(world)  # no rank writes an output before the record that lets --resume go on
         report = run(
             jobs,
             pipeline,
