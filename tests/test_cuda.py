@@ -347,8 +347,8 @@ def test_each_torchrun_process_takes_its_own_gpu_or_is_told_why_not():
 
 
 def test_an_output_larger_than_the_gpu_fails_by_name_and_the_next_image_runs(tmp_path):
-    """loftup upsample on a GPU: an image asked at a size whose guide alone outgrows the card
-    fails with the reason (CUDA's out-of-memory, read), its memory is given back, and the next
+    """loftup upsample on a GPU: an image asked at a size whose guide alone outgrows what the
+    card has left fails with the reason (CUDA's out-of-memory, read), its memory is given back, and the next
     image is computed."""
     from PIL import Image
 
@@ -364,12 +364,16 @@ def test_an_output_larger_than_the_gpu_fails_by_name_and_the_next_image_runs(tmp
         pixels = (torch.rand(40, 60, 3, generator=g) * 255).to(torch.uint8).numpy()
         Image.fromarray(pixels).save(tmp_path / f"{name}.png")
     jobs, _ = collect_inputs([str(tmp_path / "a.png")])
+    # the card filled but for 2 GiB: an output under the 65536 x 65536 px one may hold (a
+    # 20000 x 30000 float32 RGB guide, 7.2 GB) outgrows it on a GPU of any size, at allocation
     free, _ = torch.cuda.mem_get_info()
-    side = int((free / 12) ** 0.5 * 1.5)  # the float32 RGB guide: 2.25x the free memory
-    report = run(jobs, pipe, tmp_path / "huge", size=side, stream_above=float("inf"))
+    hog = torch.empty(max(free - (2 << 30), 0), dtype=torch.uint8, device="cuda")
+    report = run(jobs, pipe, tmp_path / "huge", size=20000, stream_above=float("inf"))
     ((path, reason),) = report.failed
     assert path.endswith("a.png") and "the GPU could not allocate" in reason, reason
-    assert torch.cuda.memory_reserved() < 1e9  # given back
+    assert torch.cuda.memory_reserved() < hog.numel() + 1e9  # the run's own given back
+    del hog
+    torch.cuda.empty_cache()
     jobs, _ = collect_inputs([str(tmp_path / "b.png")])
     report = run(jobs, pipe, tmp_path / "small", size=48)
     assert report.written == 1 and not report.failed

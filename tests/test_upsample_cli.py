@@ -321,7 +321,7 @@ def test_a_uint8_batch_reads_as_its_images_do(upsampler):
     batch = loftup.upsample(pixels, model=pipe, size=32)
     one = loftup.upsample(pixels[1], model=pipe, size=32)
     torch.testing.assert_close(batch[1], one, atol=1e-5, rtol=1e-5)
-    with pytest.raises(TypeError, match="uint8 or floating"):
+    with pytest.raises(TypeError, match="uint8, uint16 or floating"):
         loftup.upsample(pixels.long(), model=pipe, size=32)
 
 
@@ -618,7 +618,8 @@ def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path, tile
         returned.append(hr)
         return lr, hr
 
-    spy.upsampler, spy.dtype = pipe.upsampler, pipe.dtype
+    spy.upsampler, spy.dtype, spy.featurizer = pipe.upsampler, pipe.dtype, pipe.featurizer
+    spy.backbone_size = pipe.backbone_size
     jobs, _ = collect_inputs([str(photos / "coffee.jpg")])
     assert run(jobs, spy, tmp_path / "a", size=80, stream_above=32 * 80 * 120 * 4 - 1).written
     assert returned == [None] and len(tiles) == 4  # 2 x 2 tiles of 64
