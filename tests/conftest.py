@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,3 +286,9 @@ def gloo_threads():
             pass
     return sum("gloo" in name for name in names)
 """
+
+
+def gloo_left(stderr: str) -> list[int]:
+    """The gloo thread counts the ranks said (``gloo threads left: N``), in order: parsed, as
+    two ranks' lines may interleave on one stderr (one's newline after the other's text)."""
+    return [int(n) for n in re.findall(r"gloo threads left: (\d+)", stderr)]
