@@ -1,119 +1,31 @@
-"""What every transformers-based backbone shares: finding its weights, loading them strictly,
-and turning an ImageNet-normalised batch into the grid of patch tokens.
+"""What every transformers-based backbone shares: loading its weights strictly, and turning an
+ImageNet-normalised batch into the grid of patch tokens.
 
-Weights are found in this order: a local folder in the Hugging Face layout (``config.json`` +
-``model.safetensors``, as ``save_pretrained`` writes it), the Hugging Face cache, a download.
-``HF_HUB_OFFLINE=1`` is honoured; without the weights the error names the hub repo and how to
-pass a local folder instead (:func:`loftup.hub.hub_folder` does the cache/download part).
+Finding the weights (a local folder in the Hugging Face layout, the Hugging Face cache, a
+download; ``HF_HUB_OFFLINE=1`` honoured) and checking what a folder holds are
+:mod:`loftup.featurizers.hf_weights`'s; its names are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError, MissingDependencyError, WeightsNotFoundError, require
 from . import FEATURIZERS, IMAGENET_MEAN, IMAGENET_STD, Featurizer
+from .hf_weights import (  # noqa: F401  (importable from here, as before the split)
+    CONFIG_FILE,
+    HUB_FILES,
+    WEIGHTS_FILE,
+    check_model_type,
+    download,
+    find_weights,
+    read_config,
+    resolve_weights,
+)
 from .sizes import to_patch_multiple
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-#: What a backbone's hub repo holds, one file of each group (the first name the repo has): some
-#: repos uploaded before safetensors keep only a .bin, which transformers reads without
-#: unpickling code.
-HUB_FILES = ((CONFIG_FILE,), (WEIGHTS_FILE, "pytorch_model.bin"))
-
-
-def resolve_weights(
-    weights: str | os.PathLike | None, default: str, name: str, *, downloading: bool = False
-) -> Path:
-    """Folder holding ``config.json`` and the weights of backbone ``name``.
-
-    Arguments:
-      weights: a local folder in the Hugging Face layout, or a hub id; None: ``default``.
-      default: the official hub id of the backbone.
-      name: the registry name, used in error messages.
-      downloading: for ``loftup download`` (its message when offline says how to go online).
-    """
-    source = os.fspath(weights) if weights is not None else default
-    path = Path(source).expanduser()
-    layout = f"a folder in the Hugging Face layout ({CONFIG_FILE} + {WEIGHTS_FILE})"
-    if path.is_dir():
-        if not (path / CONFIG_FILE).exists():
-            raise WeightsNotFoundError(
-                f"{path} has no {CONFIG_FILE}: backbone weights must be {layout}, e.g. written "
-                "by save_pretrained"
-            )
-        return path
-    if path.exists():
-        raise WeightsNotFoundError(
-            f"backbone weights for {name}: {source} is a file, but they must be {layout} or a "
-            f"hub id (if it is one of those two files, pass its folder, {path.parent})"
-        )
-    from ..hub import hub_folder, looks_like_path
-
-    if looks_like_path(source):
-        raise WeightsNotFoundError(
-            f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
-        )
-    hint = (
-        f"get_featurizer({name!r}, weights='/path/to/folder'), `--backbone-weights "
-        "/path/to/folder` (loftup upsample, eval, experiment) or `loftup train "
-        "backbone_weights=/path/to/folder`, "
-        f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (or pytorch_model.bin)"
-    )
-    what = f"backbone {name}"
-    kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
-    spec = FEATURIZERS.get(name)
-    kw["gated"] = source == default and spec is not None and spec.gated
-    if source != default:  # `loftup download NAME` fetches the default repo, not this one
-        kw["fetch"] = (
-            f'python -c "from huggingface_hub import snapshot_download; '
-            f"snapshot_download('{source}')\""
-        )
-    return hub_folder(source, HUB_FILES, **kw)
-
-
-def find_weights(name: str, weights: str | os.PathLike | None = None) -> None:
-    """The error :func:`loftup.get_featurizer` would raise for backbone ``name``'s weights
-    (``weights``: a folder or hub id; None: the official ones) that cannot be found, raised
-    without loading them; nothing for a backbone that needs no files (seeded or shipped)."""
-    from . import resolve
-
-    spec = resolve(name)
-    if spec.default_weights is not None:
-        resolve_weights(weights, spec.default_weights, spec.name)
-
-
-def download(name: str) -> Path:
-    """Fill the Hugging Face cache with backbone ``name``'s official weights; returns the folder.
-
-    (For ``loftup download`` on a machine with network, so that another without it can run.)
-    """
-    from . import resolve
-
-    spec = resolve(name)
-    if spec.default_weights is None:
-        raise WeightsNotFoundError(f"backbone {name} has no hub weights to download")
-    return resolve_weights(None, spec.default_weights, spec.name, downloading=True)
-
-
-def read_config(folder: Path) -> dict:
-    """A Hugging Face folder's config.json as a dict."""
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(
-            f"{folder / CONFIG_FILE} holds a JSON {type(config).__name__}, not the object "
-            "save_pretrained writes; write the folder again with save_pretrained"
-        )
-    return config
 
 
 def from_transformers(*names: str) -> tuple:
@@ -254,26 +166,6 @@ def _pickled_weights(folder: Path) -> Path | None:
         return None
     path = folder / "pytorch_model.bin"
     return path if path.is_file() else None
-
-
-def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
-    """The folder's model_type, or a CheckpointError saying which backbone it holds instead."""
-    from ..hub import FORMAT_TAG
-
-    config = read_config(folder)
-    kind = config.get("model_type", "")
-    if config.get("format") == FORMAT_TAG:  # save_pretrained's upsampler
-        raise CheckpointError(
-            f"{folder} holds a LoftUp upsampler (written by save_pretrained), not the weights of "
-            f"backbone {name}: pass it as the upsampler (the model, CLI -m) and {name}'s folder "
-            "in the Hugging Face layout (or nothing, for the official weights) as the backbone's"
-        )
-    if kind not in allowed:
-        raise CheckpointError(
-            f"{folder} holds a {kind or 'unknown'!r} model, but backbone {name} needs one of "
-            f"{', '.join(repr(a) for a in allowed)}; pass the matching folder or backbone name"
-        )
-    return kind
 
 
 class HFFeaturizer(Featurizer):

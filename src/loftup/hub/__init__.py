@@ -7,9 +7,9 @@ unpickled beyond plain tensors and containers (``torch.load(..., weights_only=Tr
 safetensors).
 
 One idea a file: :mod:`.registry` (the table), :mod:`.files` (reading weight files safely),
-:mod:`.remote` (the cache, downloads and what offline says), :mod:`.loading` (the one loader
-and ``save_pretrained``); the key layouts are :mod:`loftup.convert`'s. Every name is
-importable from ``loftup.hub`` itself.
+:mod:`.remote` (the cache, downloads and what offline says), :mod:`.damaged` (a damaged
+download and its fix), :mod:`.loading` (the one loader and ``save_pretrained``); the key
+layouts are :mod:`loftup.convert`'s. Every name is importable from ``loftup.hub`` itself.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Files from the Hugging Face hub: the cache first, then a download; offline
 (``HF_HUB_OFFLINE=1``, no network) with nothing cached, an error naming the repo, the file and
-how to pass a local path instead."""
+how to pass a local path instead. What is wrong with a damaged cached file, and its fix, are
+:mod:`.damaged`'s (importable from here too)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import WeightsNotFoundError
+from .damaged import damage, damaged_in_cache
 from .registry import RELEASED, resolve_name
 
 
@@ -182,52 +182,6 @@ def _access(repo_id: str) -> str:
     return (
         f"accept its terms at {constants.ENDPOINT}/{repo_id} with your Hugging Face account and "
         "log in, by setting HF_TOKEN to an access token or with `hf auth login`,"
-    )
-
-
-def damage(path: str | os.PathLike) -> str | None:
-    """What is wrong with a downloaded file, or None where nothing is seen: a config that is not
-    JSON, a safetensors file whose header does not cover it, a torch file that is empty, no
-    zip archive or pickle, or fails its zip checksums. Reads no weights."""
-    from safetensors import SafetensorError, safe_open
-
-    from ..errors import CheckpointError, one_line
-    from .files import check_torch_file, looks_like_safetensors
-
-    path = Path(path)
-    try:
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".safetensors" or looks_like_safetensors(path):
-            with safe_open(str(path), "pt"):
-                pass
-        else:
-            check_torch_file(path, fix="")
-            with open(path, "rb") as f:
-                archive = f.read(4) == b"PK\x03\x04"
-            if archive:  # torch.save's zip: a cut one has no central directory at its end
-                zipfile.ZipFile(path).close()
-    except (CheckpointError, SafetensorError, OSError, ValueError) as e:
-        return one_line(e).split("; ")[0]
-    except zipfile.BadZipFile:
-        return f"{path} is truncated: its zip archive has no end"
-    return None
-
-
-def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
-    """The fix for a damaged ``path`` where it is a file of the Hugging Face cache (None where
-    it is not): ``loftup download {name}`` finds it there and fetches nothing, and removing
-    only the snapshot's link brings back the damaged blob it points at; the blob must go."""
-    from huggingface_hub import constants
-
-    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
-    path = Path(path).expanduser()
-    real = path.resolve()
-    if not (real.is_relative_to(cache) or path.absolute().is_relative_to(cache)):
-        return None
-    return (
-        f"it is a damaged download in the Hugging Face cache: delete {real} and run "
-        f"`loftup download {name}` to fetch it again"
     )
 
 

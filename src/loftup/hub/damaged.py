@@ -1,0 +1,56 @@
+"""A damaged file from the Hugging Face hub: what is wrong with it (:func:`damage`, which reads
+no weights), and the fix where it lies in the Hugging Face cache (:func:`damaged_in_cache`:
+the blob must go, then ``loftup download`` fetches it again)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+
+def damage(path: str | os.PathLike) -> str | None:
+    """What is wrong with a downloaded file, or None where nothing is seen: a config that is not
+    JSON, a safetensors file whose header does not cover it, a torch file that is empty, no
+    zip archive or pickle, or fails its zip checksums. Reads no weights."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..errors import CheckpointError, one_line
+    from .files import check_torch_file, looks_like_safetensors
+
+    path = Path(path)
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".safetensors" or looks_like_safetensors(path):
+            with safe_open(str(path), "pt"):
+                pass
+        else:
+            check_torch_file(path, fix="")
+            with open(path, "rb") as f:
+                archive = f.read(4) == b"PK\x03\x04"
+            if archive:  # torch.save's zip: a cut one has no central directory at its end
+                zipfile.ZipFile(path).close()
+    except (CheckpointError, SafetensorError, OSError, ValueError) as e:
+        return one_line(e).split("; ")[0]
+    except zipfile.BadZipFile:
+        return f"{path} is truncated: its zip archive has no end"
+    return None
+
+
+def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
+    """The fix for a damaged ``path`` where it is a file of the Hugging Face cache (None where
+    it is not): ``loftup download {name}`` finds it there and fetches nothing, and removing
+    only the snapshot's link brings back the damaged blob it points at; the blob must go."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
+    path = Path(path).expanduser()
+    real = path.resolve()
+    if not (real.is_relative_to(cache) or path.absolute().is_relative_to(cache)):
+        return None
+    return (
+        f"it is a damaged download in the Hugging Face cache: delete {real} and run "
+        f"`loftup download {name}` to fetch it again"
+    )
