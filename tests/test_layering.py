@@ -72,3 +72,25 @@ def test_every_submodule_is_reached_from_the_package():
     assert names == set(loftup._SUBMODULES)
     for name in ("cpu", "paths", "tile_plan"):
         assert getattr(loftup, name).__name__ == f"loftup.{name}"
+
+
+#: Names moved out of a module when it was split by idea: old module -> (new module, names).
+MOVED = {
+    "loftup.featurizers.hf": (
+        "loftup.featurizers.hf_weights",
+        ("CONFIG_FILE", "WEIGHTS_FILE", "HUB_FILES", "resolve_weights", "find_weights", "download")
+        + ("read_config", "check_model_type"),
+    ),
+    "loftup.hub.remote": ("loftup.hub.damaged", ("damage", "damaged_in_cache")),
+}
+
+
+def test_names_moved_in_a_split_are_still_found_where_they_were():
+    """`from loftup.featurizers.hf import download` (the tests, the bench, the pipeline and
+    the backbone families import from there) finds the very object of its new module."""
+    import importlib
+
+    for old_name, (new_name, names) in MOVED.items():
+        old, new = importlib.import_module(old_name), importlib.import_module(new_name)
+        for name in names:
+            assert getattr(old, name) is vars(new)[name], f"{old_name}.{name}"
