@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import BrokenFileError
+
 
 def _umask() -> int:
     """The process's umask, read without changing it where Linux tells it (``os.umask`` sets it
@@ -156,17 +158,18 @@ def write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path
 
 def read_json_object(path: str | os.PathLike) -> dict | None:
     """The JSON object a record file holds (such as :func:`write_json` writes); None if there
-    is no file. A ValueError naming the file and the problem if it cannot be read or holds
-    something other than an object."""
+    is no file. A :class:`loftup.errors.BrokenFileError` (a ValueError) naming the file and the
+    problem if it cannot be read or holds something other than an object; the caller adds what
+    to do (each command's fix differs: another --out, --resume left out, ...)."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"{path} cannot be read ({e})") from None
+        raise BrokenFileError(f"{path} cannot be read ({e})") from None
     if not isinstance(obj, dict):
-        raise ValueError(
+        raise BrokenFileError(
             f"{path} cannot be read (a JSON object was expected, not {type(obj).__name__})"
         )
     return obj

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+from .errors import UsageError
 from .fastpath import decode, encode_kv
 from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
@@ -112,7 +113,10 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     ``start`` is called.
     """
     if not image.is_cuda:
-        raise ValueError("graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature)")
+        raise UsageError(
+            f"graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature), got an image "
+            f"on {image.device}; move the model and inputs to a GPU, or call the model itself"
+        )
     device = image.device
     fw = model.fused(compute_dtype(model, device), model.conv, model.align)  # as model() would
     chunk = model.chunk_size or default_chunk_size(device)
@@ -191,7 +195,7 @@ class GraphUpsampler:
 
 def _check_shape(what: str, got: torch.Tensor, captured: torch.Tensor) -> None:
     if got.shape != captured.shape:
-        raise ValueError(
+        raise UsageError(
             f"this graph was captured for {what} {tuple(captured.shape)}, got "
             f"{tuple(got.shape)}; capture another with graph_upsampler for this shape"
         )

@@ -7,6 +7,14 @@ the file system refuses (a file where a folder goes, no permission, a full disk)
 memory (:func:`out_of_memory`, :func:`memory_shortfall`) and an optional package that is not
 installed (:func:`missing_dependency`: which one, and the pip command). Anything else is a bug
 and keeps its traceback.
+
+Each subclass is also the built-in error that the same mistake raised before it was a
+LoftUpError (:class:`UsageError` a ValueError, :class:`UsageTypeError` a TypeError, ...), so
+that code catching those keeps working. Two kinds of error stay plain ValueErrors on purpose: functions
+on tensors that behave like torch's (the metrics of :mod:`loftup.eval.metrics`, label
+propagation, the kernels of :mod:`loftup.kernels`), which say what shape they want as torch's
+functions do, the commands checking their inputs before they reach them; and internal checks
+that no argument or file can reach (a bug when one fires).
 """
 
 from __future__ import annotations
@@ -28,6 +36,16 @@ class CheckpointError(LoftUpError, ValueError):
 
 class UsageError(LoftUpError, ValueError):
     """An argument outside the values it may take (a benchmark suite or section, say)."""
+
+
+class UsageTypeError(LoftUpError, TypeError):
+    """A call that cannot be taken as made (two ways of giving the same settings, say): a
+    TypeError, as Python's own for a call with the wrong arguments."""
+
+
+class BrokenFileError(LoftUpError, ValueError):
+    """A file of the user's (a run's record, say) that cannot be read or holds something other
+    than it should; the message names the file."""
 
 
 def is_int(value) -> bool:

@@ -57,8 +57,9 @@ class ImageTooLargeError(ImageReadError):
 
 def _pillow_limit(limit: int | None):
     """Pillow's MAX_IMAGE_PIXELS for reading up to ``limit`` pixels (None: any)."""
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 pixel or None, got {limit}")
+    number = isinstance(limit, (int, float)) and not isinstance(limit, bool)
+    if limit is not None and not (number and limit >= 1):  # NaN, "1e9" and True too
+        raise UsageError(f"limit must be >= 1 pixel, or None for any size; got {limit!r}")
     # Pillow refuses above twice this (an int when it can be, for its message)
     return None if limit is None else (limit // 2 if limit % 2 == 0 else limit / 2)
 

@@ -188,6 +188,7 @@ def layer_norm_rows(
     its channels ``real:`` (rounded to ``x``'s dtype, as :func:`loftup.fastpath.mean_pad`
     does), then normalise the whole row.
     """
+    # plain ValueErrors, as torch's functions raise them: the fast path builds these tensors
     if x.dim() != 2 or not x.is_contiguous():
         raise ValueError(f"layer_norm_rows needs a contiguous (N, W) tensor, got {tuple(x.shape)}")
     n, w = x.shape

@@ -153,7 +153,7 @@ class CrossAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
-        if dim % num_heads:
+        if dim % num_heads:  # internal: LoftUpConfig.check_heads names the fix first
             raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))

@@ -22,6 +22,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .cpu import warn_if_emulated
+from .errors import UsageTypeError
 from .fused import FusedWeights, fuse
 from .input_checks import check_inputs
 from .layers import (
@@ -59,7 +60,11 @@ class LoftUp(nn.Module):
         if config is None:
             config = LoftUpConfig(dim=dim, **kwargs)
         elif kwargs:
-            raise TypeError("pass either config=... or keyword hyper-parameters, not both")
+            raise UsageTypeError(
+                f"LoftUp takes either config=... or keyword hyper-parameters, not both (got "
+                f"config and {', '.join(sorted(kwargs))}): set them in the config, e.g. "
+                f"dataclasses.replace(config, {next(iter(kwargs))}=...)"
+            )
         config.check_heads()
         self.config = config
         c, d = config.dim, config.width

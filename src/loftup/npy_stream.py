@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from .errors import UsageError
 from .input_checks import check_inputs
 from .tile_plan import Tile, check_settings
 
@@ -36,9 +37,13 @@ def upsample_to_npy(
     import numpy as np
 
     if layout not in ("nchw", "nhwc"):
-        raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
-    if np.dtype(dtype) not in (np.float32, np.float16):
-        raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+        raise UsageError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
+    try:
+        known = np.dtype(dtype) in (np.float32, np.float16)
+    except TypeError:  # not a NumPy dtype at all ("float", torch.float16)
+        known = False
+    if not known:
+        raise UsageError(f"dtype must be float32 or float16 (a NumPy dtype name), got {dtype!r}")
     from .outputs import FeatureFile
     from .tiling import upsample  # here, not at the top: tiling.py imports this module
 

@@ -17,15 +17,16 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write, replace_durably, temp_beside
+from .errors import UsageError
 
 FORMATS = ("pt", "npy", "safetensors")
 
 
 def _check_format(fmt: str, dtype: torch.dtype) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "npy" and dtype == torch.bfloat16:
-        raise ValueError(
+        raise UsageError(
             "NumPy (.npy) has no bfloat16; store float32 or float16, or choose the pt or "
             "safetensors format"
         )
@@ -151,10 +152,12 @@ class FeatureFile:
     def __init__(self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple) -> None:
         _check_format(fmt, dtype)
         if dtype not in _MAPPED:
-            raise ValueError(f"features are stored as float32, float16 or bfloat16, not {dtype}")
+            raise UsageError(
+                f"a feature file holds float32, float16 or bfloat16, not {dtype}; pass one of those"
+            )
         shape = tuple(int(n) for n in shape)
         if not shape or min(shape) < 1:
-            raise ValueError(f"expected a shape with positive sizes, got {shape}")
+            raise UsageError(f"a feature file needs a shape with positive sizes, got {shape}")
         self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
         np_dtype, st_name = _MAPPED[dtype]
         nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize

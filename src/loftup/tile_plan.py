@@ -65,7 +65,7 @@ def check_settings(**settings) -> None:
 def plan_tiles(batch: int, height: int, width: int, tile_size: int, align: int = 1) -> list[Tile]:
     """Tiles covering (batch, height, width), each holding at most ``tile_size**2`` pixels,
     rows and columns starting on multiples of ``align``."""
-    if tile_size < 1:
+    if tile_size < 1:  # internal: callers check the settings first (check_settings)
         raise ValueError(f"tile_size must be >= 1, got {tile_size}")
     rows, cols = split_axis(height, tile_size, align), split_axis(width, tile_size, align)
     th = max(r1 - r0 for r0, r1 in rows)

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 
 from .cpu import warn_if_emulated
+from .errors import UsageError
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
-from .input_checks import check_inputs
+from .input_checks import ForwardInputError, check_inputs
 from .layers import image_minmax, neighbour_index, neighbour_span
 from .npy_stream import upsample_to_npy  # noqa: F401  (importable from here, as before the split)
 from .tile_plan import (  # noqa: F401  (split_axis: importable from here, as before the split)
@@ -104,7 +105,7 @@ def upsample(
             lo, hi = image_minmax(image.float())
         elif len(tiles) == 1:  # as when start_upsample planned it
             lo, hi, q_map = _queries
-        else:
+        else:  # internal: only start_upsample passes _queries, for one tile (a bug otherwise)
             raise ValueError("_queries holds the query map of a one-tile output")
         for tile in _progress(tiles, progress):
             if own:  # decode straight into the output
@@ -191,9 +192,13 @@ def start_upsample(model, image: torch.Tensor, stream=None) -> PendingUpsample:
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (B, 3, H, W) tensor, got {shape}")
+        raise ForwardInputError(
+            f"start_upsample's image must be a (B, 3, H, W) tensor, got {shape}; pass the "
+            "guidance image as model(lr_feats, image) takes it"
+        )
     if stream is not None and not image.is_cuda:
-        raise ValueError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
+        raise UsageError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
+    check_settings(tile_size=model.tile_size, chunk_size=model.chunk_size, align=model.align)
     if model.config.attention_window is not None or not model.uses_fast_path(image):
         return PendingUpsample(model, image, None, ())
     dev = image.device

@@ -11,6 +11,7 @@ from .targets import targets
 def merge_reports(reports: list[dict]) -> dict:
     """One report from the reports of one suite run in parts (``only``): the first's settings,
     every part's sections and section times, and the machine as :func:`merge_machines` has it."""
+    # internal checks: benchmarks/gpu.sh merges the parts it has just written, at least one
     if not reports:
         raise ValueError("nothing to merge")
     suites = {r["suite"] for r in reports}

@@ -10,6 +10,9 @@ RMSE and AbsRel
 on the valid pixels (ground truth > 0), averaged over images (Probe3D), as predicted
 ("scale-aware") and after a per-image least-squares scale and shift
 (:func:`match_scale_and_shift`, Probe3D's "scale-invariant" figures).
+
+Tensors of the wrong shapes raise plain ValueErrors, as torch's functions do (see
+:mod:`loftup.errors`); the evaluation commands check their data before it gets here.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
 from .probe_losses import (
     depth_loss,
     gradient_loss,
@@ -45,6 +46,9 @@ from .probe_training import (
     lr_factor,
     train_probe,
 )
+
+#: The fix of a probe's inputs of the wrong shapes.
+_SAME_N = "pass one target per feature map (the same N), shaped as shown"
 
 # -- the probes --------------------------------------------------------------------------------
 
@@ -135,15 +139,13 @@ def fit_linear_probe(
     cfg = config or SEG_PROBE
     cfg.check()
     if feats.ndim != 4 or labels.ndim != 3 or feats.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"expected feats (N, C, H, W) and labels (N, H, W), got {tuple(feats.shape)} and "
-            f"{tuple(labels.shape)}"
+            f"{tuple(labels.shape)}; {_SAME_N}"
         )
     labels = labels.long()
     bad = labels[(labels != ignore_index) & ((labels < 0) | (labels >= num_classes))]
     if bad.numel():
-        from ..errors import UsageError
-
         raise UsageError(
             f"labels hold {bad.unique()[:5].tolist()}, outside the classes 0..{num_classes - 1} "
             f"and not ignore_index={ignore_index}: map them to a class or to ignore_index, or "
@@ -183,9 +185,9 @@ def fit_depth_probe(
     cfg = config or DEPTH_PROBE
     cfg.check()
     if feats.ndim != 4 or depth.ndim != 3 or feats.shape[0] != depth.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"expected feats (N, C, H, W) and depth (N, H, W), got {tuple(feats.shape)} and "
-            f"{tuple(depth.shape)}"
+            f"{tuple(depth.shape)}; {_SAME_N}"
         )
     probe = DepthProbe(feats.shape[1], seed=cfg.seed).to(device)
     batches, steps = _tensor_batches(feats, depth.float(), cfg.batch_size, cfg.seed, device)
@@ -208,9 +210,9 @@ def fit_normal_probe(
     cfg = config or NORMAL_PROBE
     cfg.check()
     if feats.ndim != 4 or normals.ndim != 4 or normals.shape[1] != 3 or len(feats) != len(normals):
-        raise ValueError(
+        raise UsageError(
             f"expected feats (N, C, H, W) and normals (N, 3, H, W), got {tuple(feats.shape)} and "
-            f"{tuple(normals.shape)}"
+            f"{tuple(normals.shape)}; {_SAME_N}"
         )
     if valid is None:
         valid = normals.abs().sum(1) > 0

@@ -48,25 +48,41 @@ class ProbeConfig:
 
     def check(self) -> None:
         """UsageError for epochs or batch_size below 1, a learning rate that is not a
-        finite number > 0 (warm-up below 0), or a seed outside [0, 2**32)."""
+        finite number > 0 (warm-up or weight decay below 0), an unknown optimizer or schedule,
+        or a seed outside [0, 2**32): said before any feature is computed."""
         from ..errors import UsageError
 
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"probe {name} must be an integer >= 1, got {value!r}")
-        for name, low in (("lr", None), ("warmup_epochs", 0.0)):
+        for name, low in (("lr", None), ("warmup_epochs", 0.0), ("weight_decay", 0.0)):
             value = getattr(self, name)
             finite = isinstance(value, (int, float)) and math.isfinite(value)
             if not finite or (value <= 0 if low is None else value < low):
                 rule = "a finite number > 0" if low is None else "a finite number >= 0"
                 raise UsageError(f"probe {name} must be {rule}, got {value!r}")
+        check_choice("probe optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("probe schedule", self.schedule, SCHEDULES)
         check_seed(self.seed, "probe seed")
 
 
 #: Seeds are integers in [0, SEED_LIMIT), as ``loftup train`` takes them (torch refuses some
 #: larger ones only once the probe is built, after all the features).
 SEED_LIMIT = 2**32
+
+
+#: What ProbeConfig.optimizer and .schedule may be.
+OPTIMIZERS = {"nadam": torch.optim.NAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULES = ("constant", "cosine", "probe3d")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """UsageError unless ``value`` is one of ``choices``."""
+    from ..errors import UsageError
+
+    if value not in tuple(choices):  # == each: an unhashable value is unknown too
+        raise UsageError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def check_seed(value, name: str = "seed") -> None:
@@ -91,10 +107,8 @@ NORMAL_PROBE = DEPTH_PROBE
 
 
 def _optimizer(params, cfg: ProbeConfig) -> torch.optim.Optimizer:
-    kinds = {"nadam": torch.optim.NAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if cfg.optimizer not in kinds:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {sorted(kinds)}")
-    return kinds[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    check_choice("probe optimizer", cfg.optimizer, OPTIMIZERS)
+    return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -113,7 +127,8 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == "cosine":
         span = max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
-    raise ValueError(f"unknown schedule {schedule!r}; choose 'constant', 'cosine' or 'probe3d'")
+    check_choice("probe schedule", schedule, SCHEDULES)
+    raise AssertionError(schedule)  # every schedule of SCHEDULES returned above
 
 
 def train_probe(

@@ -60,6 +60,7 @@ def propagate_labels(
     its neighbourhood only, so memory and work stay local (radius <= 0: against everything).
     """
     t, c, h, w = sources.shape
+    # a plain ValueError, as the metrics raise (see loftup.errors): a function on tensors
     if target.shape != (c, h, w) or source_labels.shape[0] != t:
         raise ValueError(
             f"shapes differ: target {tuple(target.shape)}, sources {tuple(sources.shape)}, "

@@ -57,7 +57,11 @@ def held_out_views(s: ExperimentSettings, cells, patch: int, featurizer) -> dict
         v = cell_views(images, labels, g, r, patch)
         _, lr = lowres_features(featurizer, v["backbone"])
         if lr.shape[-1] != g:
-            raise ValueError(f"backbone gave a {lr.shape[-1]}-cell grid for {g} cells")
+            raise UsageError(
+                f"backbone {s.backbone} gave a {lr.shape[-1]}-cell grid for {patch * g} px "
+                f"images, not {g} cells (one per {patch} px patch): the grid experiment needs "
+                "a backbone whose grid follows the image size; choose another --backbone"
+            )
         evalset = EvalSet(v["guidance"], v["labels"], classes, source)
         views[(g, r)] = {
             "evalset": evalset,

@@ -48,7 +48,7 @@ def cell_views(images01: torch.Tensor, labels: torch.Tensor, g: int, r: int, pat
     ``labels`` (N, O, O).
     """
     side = render_side(g, r, patch)
-    if images01.shape[-1] != side or labels.shape[-1] != side:
+    if images01.shape[-1] != side or labels.shape[-1] != side:  # internal: rendered at side
         raise ValueError(f"cell ({g}, {r}) needs renders of {side} px, got {images01.shape[-1]}")
     out = g * r
     return {

@@ -25,7 +25,7 @@ def summarize(values: list[float]) -> dict:
     A NaN value (a score over no pixels) makes the mean and std NaN (statistics.stdev raises
     on it)."""
     values = [float(v) for v in values]
-    if not values:
+    if not values:  # internal: every variant runs at least one seed (settings check --seeds)
         raise ValueError("summarize needs at least one value")
     finite = all(math.isfinite(v) for v in values)
     std = statistics.stdev(values) if len(values) > 1 and finite else math.nan

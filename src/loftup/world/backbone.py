@@ -143,8 +143,8 @@ def train_backbone(
     from ..paths import check_folder_output
 
     check_folder_output(str(out), "--out")  # a file, under one, or unwritable: not after training
-    if recipe.size % 8:
-        raise ValueError(f"size must be a multiple of the patch (8), got {recipe.size}")
+    if recipe.size % 8:  # checked when the recipe is made, and again after any change to it
+        raise UsageError(f"size must be a multiple of the patch (8), e.g. 128; got {recipe.size}")
     t0 = time.perf_counter()
     world = recipe.scene_config()
     torch.manual_seed(recipe.seed)

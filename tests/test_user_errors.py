@@ -1,0 +1,172 @@
+"""Bad arguments and broken files raise a LoftUpError (one line, exit 2 from the command line)
+that is still the ValueError or TypeError they raised before: one case per module that names
+such a mistake (see loftup.errors for what stays a plain ValueError)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loftup.errors import BrokenFileError, LoftUpError, UsageError, UsageTypeError
+
+
+def _feature_file(tmp_path):
+    from loftup.outputs import FeatureFile
+
+    FeatureFile(tmp_path / "a.pt", "pt", torch.float64, (2, 3, 4))
+
+
+def _save_features(tmp_path):
+    from loftup.outputs import save_features
+
+    save_features(tmp_path / "a.h5", torch.zeros(2, 3, 4), "h5")
+
+
+def _npy_layout(tmp_path):
+    from loftup.npy_stream import upsample_to_npy
+
+    upsample_to_npy(None, torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8), tmp_path / "a.npy",
+                    layout="hwc")  # fmt: skip
+
+
+def _npy_dtype(tmp_path):
+    from loftup.npy_stream import upsample_to_npy
+
+    # not a NumPy dtype at all: NumPy's own TypeError said "data type 'half precision' ..."
+    upsample_to_npy(None, torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8), tmp_path / "a.npy",
+                    dtype="half precision")  # fmt: skip
+
+
+def _start_upsample_image(tmp_path):
+    from loftup.tiling import start_upsample
+
+    start_upsample(None, torch.zeros(3, 8, 8))  # no batch axis
+
+
+def _start_upsample_stream(tmp_path):
+    from loftup.tiling import start_upsample
+
+    start_upsample(None, torch.zeros(1, 3, 8, 8), stream=object())
+
+
+def _graph_upsampler(tmp_path):
+    from loftup.compiled import graph_upsampler
+
+    graph_upsampler(None, torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8))
+
+
+def _record(tmp_path):
+    from loftup.atomic import read_json_object
+
+    (tmp_path / "record.json").write_text("[1, 2]")
+    read_json_object(tmp_path / "record.json")
+
+
+def _image_limit(tmp_path):
+    from loftup.io import set_max_image_pixels
+
+    set_max_image_pixels(0)  # refused before Pillow's limit is touched
+
+
+def _config_and_keywords(tmp_path):
+    from loftup import LoftUp
+    from loftup.model_config import LoftUpConfig
+
+    LoftUp(config=LoftUpConfig(dim=8), depth=1)
+
+
+def _probe_shapes(tmp_path):
+    from loftup.eval.probe import fit_linear_probe
+
+    fit_linear_probe(torch.zeros(2, 4, 3, 3), torch.zeros(2, 1, 3, 3), 3)  # labels (N, 1, H, W)
+
+
+def _probe_optimizer(tmp_path):
+    from loftup.eval.probe_training import ProbeConfig
+
+    ProbeConfig(optimizer="sgd").check()
+
+
+def _probe_schedule(tmp_path):
+    from loftup.eval.probe_training import lr_factor
+
+    lr_factor(0, 10, 0, "linear")
+
+
+def _backbone_recipe(tmp_path):
+    from loftup.world.backbone import BackboneRecipe, train_backbone
+
+    recipe = BackboneRecipe(size=64)
+    recipe.size = 60  # changed after it was checked
+    train_backbone(recipe, tmp_path / "backbone", progress=False)
+
+
+#: (what raises it, its class, the builtin it was before, words of its message)
+CASES = {
+    "outputs.FeatureFile dtype": (_feature_file, UsageError, ValueError, "not torch.float64;"),
+    "outputs.save_features format": (_save_features, UsageError, ValueError, "choose one of pt"),
+    "npy_stream layout": (_npy_layout, UsageError, ValueError, "'nchw' or 'nhwc', got 'hwc'"),
+    "npy_stream dtype": (
+        _npy_dtype, UsageError, ValueError, "float32 or float16 (a NumPy dtype name)"
+    ),
+    "tiling.start_upsample image": (
+        _start_upsample_image, UsageError, ValueError, "(B, 3, H, W) tensor, got (3, 8, 8)"
+    ),
+    "tiling.start_upsample stream": (
+        _start_upsample_stream, UsageError, ValueError, "leave it out on the CPU"
+    ),
+    "compiled.graph_upsampler device": (
+        _graph_upsampler, UsageError, ValueError, "move the model and inputs to a GPU"
+    ),
+    "atomic.read_json_object": (
+        _record, BrokenFileError, ValueError, "a JSON object was expected, not list"
+    ),
+    "io.set_max_image_pixels": (_image_limit, UsageError, ValueError, "or None for any size"),
+    "model.LoftUp config": (
+        _config_and_keywords, UsageTypeError, TypeError, "dataclasses.replace(config, depth="
+    ),
+    "eval.probe shapes": (_probe_shapes, UsageError, ValueError, "got (2, 4, 3, 3) and (2, 1,"),
+    "eval.probe_training optimizer": (
+        _probe_optimizer, UsageError, ValueError, "unknown probe optimizer 'sgd'; choose one of"
+    ),
+    "eval.probe_training schedule": (
+        _probe_schedule, UsageError, ValueError, "choose one of constant, cosine, probe3d"
+    ),
+    "world.backbone size": (_backbone_recipe, UsageError, ValueError, "multiple of the patch"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_mistake_is_a_loftup_error_and_still_its_builtin(case, tmp_path):
+    make, cls, builtin, words = CASES[case]
+    with pytest.raises(cls) as e:
+        make(tmp_path)
+    assert isinstance(e.value, LoftUpError) and isinstance(e.value, builtin)
+    message = str(e.value)
+    assert words in message and "\n" not in message, message
+
+
+def test_start_upsample_checks_the_models_settings_first():
+    """A negative tile size on the model was a ValueError from inside the tile planner, naming
+    no setting; now the setting and where to set it."""
+    from conftest import perturbed_loftup
+    from loftup.tiling import start_upsample
+
+    model = perturbed_loftup(dim=8)
+    model.tile_size = -4
+    with pytest.raises(UsageError, match=r"^tile_size must be .*\(set model\.tile_size"):
+        start_upsample(model, torch.rand(1, 3, 8, 8))
+
+
+def test_the_grid_experiment_names_a_backbone_whose_grid_does_not_follow_the_size():
+    """A backbone that does not give one cell per patch of the grid's images is told in one
+    line, with the option to change (it was a bare ValueError)."""
+    from loftup.experiments.data import load_backbone
+    from loftup.experiments.grid import held_out_views
+    from loftup.experiments.settings import ExperimentSettings
+
+    s = ExperimentSettings("grid", eval_count=2).resolved()
+    featurizer = load_backbone(s)
+    with pytest.raises(UsageError, match=r"gave a 2-cell grid for 16 px images, not 4 cells") as e:
+        held_out_views(s, [(4, 2)], 4, featurizer)  # a patch of 4: 16 px, 2 cells of 8
+    assert "choose another --backbone" in str(e.value)
