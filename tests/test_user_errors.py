@@ -75,6 +75,13 @@ def _config_and_keywords(tmp_path):
     LoftUp(config=LoftUpConfig(dim=8), depth=1)
 
 
+def _config_and_dim(tmp_path):
+    from loftup import LoftUp
+    from loftup.model_config import LoftUpConfig
+
+    LoftUp(16, config=LoftUpConfig(dim=8))  # the 16 was ignored without a word
+
+
 def _probe_shapes(tmp_path):
     from loftup.eval.probe import fit_linear_probe
 
@@ -124,6 +131,9 @@ CASES = {
     "io.set_max_image_pixels": (_image_limit, UsageError, ValueError, "or None for any size"),
     "model.LoftUp config": (
         _config_and_keywords, UsageTypeError, TypeError, "dataclasses.replace(config, depth="
+    ),
+    "model.LoftUp config and dim": (
+        _config_and_dim, UsageTypeError, TypeError, "not both (got config and dim)"
     ),
     "eval.probe shapes": (_probe_shapes, UsageError, ValueError, "got (2, 4, 3, 3) and (2, 1,"),
     "eval.probe_training optimizer": (

@@ -55,13 +55,17 @@ class LoftUp(nn.Module):
     other images of the batch).
     """
 
-    def __init__(self, dim: int = 384, *, config: LoftUpConfig | None = None, **kwargs) -> None:
+    def __init__(
+        self, dim: int | None = None, *, config: LoftUpConfig | None = None, **kwargs
+    ) -> None:
         super().__init__()
+        if dim is not None:  # None: the config's default (384); with config=, dim was ignored
+            kwargs["dim"] = dim
         if config is None:
-            config = LoftUpConfig(dim=dim, **kwargs)
+            config = LoftUpConfig(**kwargs)
         elif kwargs:
             raise UsageTypeError(
-                f"LoftUp takes either config=... or keyword hyper-parameters, not both (got "
+                f"LoftUp takes either config=... or hyper-parameters, not both (got "
                 f"config and {', '.join(sorted(kwargs))}): set them in the config, e.g. "
                 f"dataclasses.replace(config, {next(iter(kwargs))}=...)"
             )
