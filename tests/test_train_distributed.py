@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -205,6 +206,81 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     finally:
         torch.set_num_threads(threads)
     assert_same_run(ckpt, reference, atol=1e-6)
+
+
+def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoint(data, tmp_path):
+    """An ssh connection that drops (or a terminal window closed) with the run in it, without
+    tmux or nohup: the terminal hangs up, then its processes get SIGHUP, which used to end the run
+    with no checkpoint of the steps since the last one. As for SIGTERM, it finishes the step,
+    writes its checkpoint and exits, with status 129 (128 + SIGHUP); what it writes to the
+    hung-up terminal (the progress bar, the stop's messages) fails with EIO and is dropped,
+    without turning the stop into a traceback. (Going on with --resume is SIGTERM's path.)"""
+    out = tmp_path / "hung_up"
+    ckpt = out / "checkpoint.pt"
+    args = [*overrides(data, out), "log.ckpt_every=3", "data.num_workers=1", "log.progress=true"]
+    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
+    terminal, tty = os.openpty()  # the ssh session's terminal: stderr, bar and log on it
+    proc = subprocess.Popen(
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=tty, start_new_session=True
+    )
+    os.close(tty)
+    said = b""
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not ckpt.exists():
+            while select.select([terminal], [], [], 0.005)[0]:  # read, or the run blocks
+                said += os.read(terminal, 1 << 16)
+        os.close(terminal)  # the connection drops: the terminal hangs up first
+        os.killpg(proc.pid, signal.SIGHUP)  # then the shell (or the kernel) sends SIGHUP
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 129, said.decode(errors="replace")[-3000:]
+    stopped = params(ckpt)["step"]
+    assert 3 < stopped < STEPS and stopped % 3, stopped  # the stop's checkpoint, not a periodic one
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == stopped and not list(out.glob(".*.tmp"))
+    loftup.load_upsampler(ckpt)
+
+
+def test_sighup_stops_like_sigterm_and_every_rank_agrees_on_which_stopped_them():
+    """SIGHUP while the steps run asks them to stop after the current one (and raises HungUp,
+    exit status 129, before or after them); SIGHUP that was ignored (nohup) stays ignored. The
+    ranks of a torchrun job, which may have got different signals, stop on one: SIGTERM where
+    any rank got it, then SIGHUP, then Ctrl-C."""
+    from loftup.train.stopping import HungUp, StopOnSignals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal (pytest may run
+    try:  # under nohup)
+        stops_and_agrees(StopOnSignals, HungUp)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def stops_and_agrees(StopOnSignals, HungUp):  # noqa: N803 - the classes, imported in the test
+    with StopOnSignals(announce=False) as signals:
+        with pytest.raises(HungUp) as hung_up:
+            os.kill(os.getpid(), signal.SIGHUP)  # before the steps
+        assert hung_up.value.code == 129
+        signal.signal(signal.SIGHUP, signals._handle)  # as the handler left it: SIGHUP ignored
+        with signals.steps():
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert signals.requested == signal.SIGHUP
+            os.kill(os.getpid(), signal.SIGTERM)  # a later signal changes nothing
+            assert signals.requested == signal.SIGHUP
+            votes = signals.votes()
+            ctrl_c = {"stop": 1.0, **dict.fromkeys(set(votes) - {"stop"}, 0.0)}
+            two_ranks = {k: (votes[k] + ctrl_c[k]) / 2 for k in votes}
+            assert signals.agreed(two_ranks) == signal.SIGHUP and not two_ranks
+            assert signals.agreed(dict(ctrl_c)) == signal.SIGINT
+            assert signals.agreed(dict.fromkeys(votes, 0.0)) is None
+            with pytest.raises(HungUp):
+                signals.stop(signal.SIGHUP)
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # put back
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with StopOnSignals(announce=False) as signals, signals.steps():
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert signals.requested is None
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():

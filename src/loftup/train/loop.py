@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import time
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
@@ -254,11 +253,10 @@ def _run(
 
             scalars = {k: float(v.detach()) for k, v in losses.items()}
             scalars["skipped"] = float(len(batch["skipped"]))
-            # any rank's SIGTERM or Ctrl-C stops them all here, SIGTERM saying so where both came
-            scalars["stop"] = float(signals.requested is not None)
-            scalars["stop_sigterm"] = float(signals.requested == signal.SIGTERM)
-            scalars = mean_over_ranks(scalars, info)
-            stopping, by_sigterm = scalars.pop("stop") > 0, scalars.pop("stop_sigterm") > 0
+            # any rank's SIGTERM, SIGHUP or Ctrl-C stops them all here (SIGTERM named first)
+            scalars = mean_over_ranks({**scalars, **signals.votes()}, info)
+            stop_on = signals.agreed(scalars)
+            stopping = stop_on is not None
             scalars["skipped"] *= info.world
             skipped += int(round(scalars["skipped"]))
             scalars.update(
@@ -285,12 +283,11 @@ def _run(
                     bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
                 if main:
-                    name = NAMES[signal.SIGTERM if by_sigterm else signal.SIGINT]
                     log.warning(
                         "%s: stopped after step %d of %d; %s holds it: run the same command "
-                        "with --resume to go on", name, done, total, ckpt_path,
+                        "with --resume to go on", NAMES[stop_on], done, total, ckpt_path,
                     )  # fmt: skip
-                signals.stop(by_sigterm)
+                signals.stop(stop_on)
             bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
             bar.update(1)  # after the checkpoint: see above
             tick = time.perf_counter()

@@ -1,5 +1,6 @@
-"""SIGTERM and Ctrl-C (SIGINT) during a training run: stop at once before and after the steps,
-after the current step (with a checkpoint) while they run; a second Ctrl-C stops at once."""
+"""SIGTERM, SIGHUP and Ctrl-C (SIGINT) during a training run: stop at once before and after the
+steps, after the current step (with a checkpoint) while they run; a second Ctrl-C stops at
+once."""
 
 from __future__ import annotations
 
@@ -12,33 +13,54 @@ from contextlib import contextmanager
 from ..errors import Terminated, terminate
 
 #: how each signal is named in what the run says
-NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
+NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
+#: which signal a run stopped on every rank names where the ranks got different ones
+PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class HungUp(SystemExit):
+    """SIGHUP: the terminal the run was started from is gone (an ssh connection dropped, its
+    window closed). The command exits with status 129 (128 + 1, as a shell reports a process
+    SIGHUP ended) and says nothing on the way out: no one is left to read it, and a write to a
+    hung-up terminal fails."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGHUP)
 
 
 class StopOnSignals:
-    """SIGTERM (a scheduler's cancel, time limit or preemption) and SIGINT (Ctrl-C) during a
-    training run (in the main thread). Before and after the steps either stops the run at once
-    (:class:`Terminated`, :class:`KeyboardInterrupt`); while they run (inside :meth:`steps`,
+    """SIGTERM (a scheduler's cancel, time limit or preemption), SIGHUP (the terminal gone: an
+    ssh connection dropped without tmux or nohup) and SIGINT (Ctrl-C) during a training run (in
+    the main thread). Before and after the steps each stops the run at once (:class:`Terminated`,
+    :class:`HungUp`, :class:`KeyboardInterrupt`); while they run (inside :meth:`steps`,
     which ends however the steps end, by an error too) the first asks them to stop after the
     current one, with a checkpoint (:attr:`requested`: which signal; the loop then calls
     :meth:`stop`), so that no work is lost. A Ctrl-C after that
-    stops at once, without waiting for the step (a later SIGTERM is ignored: launchers send it
-    twice). ``announce``: say at the first signal that the run is stopping and how to stop it
+    stops at once, without waiting for the step (a later SIGTERM or SIGHUP is ignored: launchers
+    send SIGTERM twice). ``announce``: say at the first signal that the run is stopping and how to stop it
     at once (rank 0 only, under torchrun).
 
-    DataLoader workers ignore both signals (:func:`~loftup.train.loader.worker_ignores_stops`),
+    DataLoader workers ignore SIGTERM and SIGINT (:func:`~loftup.train.loader.worker_ignores_stops`),
     so a signal sent to every process of the job (as Slurm does, and the terminal does with
-    Ctrl-C) leaves them feeding the step being finished. SIGINT is left alone where it was
-    ignored (a job started with ``nohup`` or in the background of a script). The previous
-    handlers are put back at the end."""
+    Ctrl-C) leaves them feeding the step being finished; forked from the main process while the
+    steps run, they inherit its SIGHUP handler, which does nothing in them. SIGINT is left alone
+    where it was ignored (a job started with ``nohup`` or in the background of a script), SIGHUP
+    unless it had its default action (which ends the run with no checkpoint): ignored under
+    ``nohup``, or a program's own handler. The previous handlers are put back at the end."""
 
     def __init__(self, announce: bool = True) -> None:
         self.requested: int | None = None
         self.in_steps = False
         self.announce = announce
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
 
     def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
+            return
+        if signum == signal.SIGHUP and not self.in_steps:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
+            raise HungUp
         if signum == signal.SIGINT and (not self.in_steps or self.requested is not None):
             raise KeyboardInterrupt
         if not self.in_steps:
@@ -59,13 +81,33 @@ class StopOnSignals:
         finally:
             self.in_steps = False
 
-    def stop(self, by_sigterm: bool) -> None:
-        """End the run, whose steps stopped at a signal (on any rank: ``by_sigterm``, SIGTERM on
-        one of them): :class:`Terminated` as SIGTERM ends a command (status 143), else
+    def votes(self) -> dict[str, float]:
+        """This process's part of the step's all-reduce that stops every rank at the same step:
+        whether a signal asked it to stop, and which (see :meth:`agreed`)."""
+        votes = {"stop": float(self.requested is not None)}
+        for signum in PRECEDENCE[:-1]:
+            votes[f"stop_{signum.name.lower()}"] = float(self.requested == signum)
+        return votes
+
+    def agreed(self, means: dict[str, float]) -> int | None:
+        """The signal that stops every rank after this step, from ``means`` (the :meth:`votes`
+        averaged over the ranks, which are taken out of it): SIGTERM where any rank got it, else
+        SIGHUP, else Ctrl-C; ``None``: no rank got one."""
+        stop = means.pop("stop") > 0
+        got = [s for s in PRECEDENCE[:-1] if means.pop(f"stop_{s.name.lower()}") > 0]
+        if not stop:
+            return None
+        return got[0] if got else signal.SIGINT
+
+    def stop(self, signum: int) -> None:
+        """End the run, whose steps stopped at ``signum`` (:meth:`agreed`): :class:`Terminated`
+        as SIGTERM ends a command (status 143), :class:`HungUp` for SIGHUP (129), else
         :class:`KeyboardInterrupt` as Ctrl-C does (130)."""
         self.in_steps = False
-        if by_sigterm:
+        if signum == signal.SIGTERM:
             terminate()
+        if signum == signal.SIGHUP:
+            raise HungUp
         raise KeyboardInterrupt
 
     def __enter__(self) -> StopOnSignals:
@@ -74,12 +116,15 @@ class StopOnSignals:
         self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):  # None: not Python's
             self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+            self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._handle)
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        previous = self._previous.pop(signal.SIGINT, None)
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum in (signal.SIGINT, signal.SIGHUP):
+            previous = self._previous.pop(signum, None)
+            if previous is not None:
+                signal.signal(signum, previous)
         previous = self._previous.pop(signal.SIGTERM, None)
         if previous is None:
             return
