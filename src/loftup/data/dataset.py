@@ -1,4 +1,5 @@
-"""Images with their masks as a torch Dataset, the batch collation, and the step-indexed sampler.
+"""Images with their masks as a torch Dataset, and the batch collation (the step-indexed
+sampler is in :mod:`.sampler`, and importable from here too).
 
 A sample is a dict: ``image`` uint8 (3, S, S); ``masks`` packed uint8 (K, S, ceil(S / 8)) (see
 :func:`unpack_masks`); ``index``; ``skipped``, the files that could not be read on the way (a
@@ -23,6 +24,7 @@ from .images import READ_ERRORS, list_images, load_square
 from .masks import MaskCache, pack, superpixel_masks
 from .sa1b import list_sa1b, read_sa1b_masks
 from .sam import SamMaskGenerator
+from .sampler import StepSampler, check_global_batch  # noqa: F401  (importable from here)
 
 log = logging.getLogger("loftup.data")
 
@@ -263,60 +265,3 @@ def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
     shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
     bits = (packed.unsqueeze(-1) >> shifts) & 1
     return bits.flatten(-2)[..., :width].bool()
-
-
-def check_global_batch(global_batch: int, world: int, n: int | None = None) -> None:
-    """A UsageError unless ``world`` processes can share the global batch equally and (where
-    the number of images ``n`` is given) the data holds at least one batch."""
-    if global_batch % world:
-        raise UsageError(
-            f"batch_size {global_batch} is not divisible by {world} processes; set batch_size "
-            f"to a multiple of {world} (e.g. {-(-global_batch // world) * world}), the global "
-            "batch that they share"
-        )
-    if n is not None and n < global_batch:
-        most = f"{n} or fewer" if world == 1 else f"at most {n}, a multiple of {world}"
-        raise UsageError(
-            f"the dataset has {n} images, fewer than one batch of {global_batch}; lower "
-            f"batch_size to {most}, or add images"
-        )
-
-
-class StepSampler(torch.utils.data.Sampler):
-    """Yields, for each training step from ``start_step``, this rank's slice of the global batch.
-
-    The order is a permutation of the dataset per epoch, seeded by ``(seed, epoch)``; a step is a
-    window of ``global_batch`` consecutive items of it (the incomplete tail is dropped), and rank
-    r of W takes the r-th of W equal parts. So the data position is the step number alone, and
-    W processes see exactly the images one process would.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        *,
-        global_batch: int,
-        steps: int,
-        seed: int = 0,
-        start_step: int = 0,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        check_global_batch(global_batch, world, n)
-        self.n, self.batch, self.steps, self.seed = n, global_batch, steps, seed
-        self.start, self.rank, self.world = start_step, rank, world
-        self.per_epoch = n // global_batch
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start)
-
-    def __iter__(self):
-        local = self.batch // self.world
-        order, epoch = None, -1
-        for step in range(self.start, self.steps):
-            if step // self.per_epoch != epoch:
-                epoch = step // self.per_epoch
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                order = torch.randperm(self.n, generator=g)
-            begin = (step % self.per_epoch) * self.batch + self.rank * local
-            yield order[begin : begin + local].tolist()

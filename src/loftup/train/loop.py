@@ -10,13 +10,12 @@ Several (DDP, switched on by torchrun's environment; nccl on GPUs, gloo on CPUs)
 
 In Python: ``loftup.train.train(load_config("stage1_cpu", ["data.root=..."]))`` returns a
 :class:`TrainResult` with the loss history. Only rank 0 logs and writes files; every rank sees
-its own slice of each global batch (see :class:`loftup.data.dataset.StepSampler`).
+its own slice of each global batch (see :class:`loftup.data.sampler.StepSampler`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from contextlib import nullcontext, suppress
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.dataset import StepSampler
+from ..data.sampler import StepSampler
 from ..errors import LoftUpError, require
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
@@ -52,6 +51,8 @@ from .checkpoint import (
 from .config import TrainConfig, load_config
 from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
 from .ema import EMATeacher
+from .gradients import clip_limit, not_finite
+from .gradients import not_finite as _not_finite  # noqa: F401  (its name before gradients.py)
 from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
 from .pictures import pictures, validation_images
@@ -244,7 +245,7 @@ def _run(
                 bar.close()
                 if main:  # the rows since the checkpoint: how the run got there
                     monitor.flush()
-                raise LoftUpError(_not_finite(step, losses, ckpt_path, saved[0]))
+                raise LoftUpError(not_finite(step, losses, ckpt_path, saved[0]))
             optimizer.step()
             if teacher is not None:
                 teacher.update(trainee.upsampler, step)
@@ -314,25 +315,4 @@ def _run(
     barrier(info)
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
-    )
-
-
-def clip_limit(cfg: TrainConfig, step: int) -> float:
-    """The gradient-norm bound of 0-based ``step``: ``optim.clip_grad_norm`` for the first
-    ``optim.clip_steps`` steps (stage 1: 1e-4 for steps 0-9), no bound after."""
-    return cfg.optim.clip_grad_norm if step < cfg.optim.clip_steps else math.inf
-
-
-def _not_finite(step: int, losses: dict, ckpt_path: Path, saved: int | None) -> str:
-    """What a step whose gradient is NaN or infinite says: which loss terms were not finite,
-    that the weights were not updated, and how to go on from the checkpoint left on disk."""
-    bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
-    terms = f"loss terms not finite: {', '.join(bad)}" if bad else "the loss itself is finite"
-    if saved is None:
-        where = "No checkpoint was written yet: run again without --resume"
-    else:
-        where = f"{ckpt_path} (step {saved}) is untouched: run the same command with --resume"
-    return (
-        f"step {step}: the gradient is not finite ({terms}); the run stops before its weights "
-        f"take it. {where}, after lowering optim.lr or, with precision=bf16, in fp32"
     )
