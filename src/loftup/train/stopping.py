@@ -32,21 +32,22 @@ class StopOnSignals:
     """SIGTERM (a scheduler's cancel, time limit or preemption), SIGHUP (the terminal gone: an
     ssh connection dropped without tmux or nohup) and SIGINT (Ctrl-C) during a training run (in
     the main thread). Before and after the steps each stops the run at once (:class:`Terminated`,
-    :class:`HungUp`, :class:`KeyboardInterrupt`); while they run (inside :meth:`steps`,
-    which ends however the steps end, by an error too) the first asks them to stop after the
-    current one, with a checkpoint (:attr:`requested`: which signal; the loop then calls
-    :meth:`stop`), so that no work is lost. A Ctrl-C after that
-    stops at once, without waiting for the step (a later SIGTERM or SIGHUP is ignored: launchers
-    send SIGTERM twice). ``announce``: say at the first signal that the run is stopping and how to stop it
-    at once (rank 0 only, under torchrun).
+    :class:`HungUp`, :class:`KeyboardInterrupt`); while they run (inside :meth:`steps`, which
+    ends however the steps end, by an error too) the first asks them to stop after the current
+    one, with a checkpoint (:attr:`requested`: which signal; the loop then calls :meth:`stop`),
+    so that no work is lost. A Ctrl-C after that stops at once, without waiting for the step (a
+    later SIGTERM or SIGHUP is ignored: launchers send SIGTERM twice). ``announce``: say at the
+    first signal that the run is stopping and how to stop it at once (rank 0 only, under
+    torchrun).
 
-    DataLoader workers ignore SIGTERM and SIGINT (:func:`~loftup.train.loader.worker_ignores_stops`),
-    so a signal sent to every process of the job (as Slurm does, and the terminal does with
-    Ctrl-C) leaves them feeding the step being finished; forked from the main process while the
-    steps run, they inherit its SIGHUP handler, which does nothing in them. SIGINT is left alone
-    where it was ignored (a job started with ``nohup`` or in the background of a script), SIGHUP
-    unless it had its default action (which ends the run with no checkpoint): ignored under
-    ``nohup``, or a program's own handler. The previous handlers are put back at the end."""
+    DataLoader workers ignore SIGTERM and SIGINT
+    (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
+    the job (as Slurm does, and the terminal does with Ctrl-C) leaves them feeding the step
+    being finished; forked from the main process while the steps run, they inherit its SIGHUP
+    handler, which does nothing in them. SIGINT is left alone where it was ignored (a job
+    started with ``nohup`` or in the background of a script), SIGHUP unless it had its default
+    action (which ends the run with no checkpoint): ignored under ``nohup``, or a program's own
+    handler. The previous handlers are put back at the end."""
 
     def __init__(self, announce: bool = True) -> None:
         self.requested: int | None = None
