@@ -206,12 +206,59 @@ def build_pipeline(
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
         featurizer = featurizer.to(device, dtype or torch.float32)
+    trained_on = getattr(upsampler, "backbone", None)
     if featurizer.dim != upsampler.dim:
+        which = f", {trained_on}" if trained_on else ""
         raise LoftUpError(
             f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
-            f"expects {upsampler.dim}-d ones; pass the backbone it was trained with"
+            f"expects {upsampler.dim}-d ones; pass the backbone it was trained with{which}"
         )
+    if backbone is not None:
+        _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+class BackboneMismatchWarning(UserWarning):
+    """An upsampler run on another backbone than the one it was trained on (of the same width:
+    another width is an error). Its message starts with "backbone mismatch", which is what
+    ``PYTHONWARNINGS=ignore:"backbone mismatch"`` matches."""
+
+
+#: (upsampler, trained-on backbone, backbone asked) already warned about in this process.
+_WARNED_MISMATCH: set[tuple[str, str, str]] = set()
+
+
+def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: str) -> None:
+    """Warn, once per pairing and process, where the upsampler records the backbone it was
+    trained on and ``asked`` (the backbone passed) is another: of the same width, its features
+    run without an error and come out wrong (loftup_siglip on siglip2_vitb16, loftup_dinov2b on
+    dinov2_vitb14_reg). Not an error: running an upsampler on a neighbouring backbone is a
+    legitimate experiment (``loftup evaluate`` warns as well). Silent where the upsampler does
+    not record its backbone (a bare weights file), or a Featurizer passed in has a name of its
+    own (an unregistered module: nothing to compare)."""
+    from .featurizers import ALIASES, FEATURIZERS
+
+    if not trained_on:
+        return
+    asked_key = ALIASES.get(asked, asked)
+    if asked_key not in FEATURIZERS or ALIASES.get(trained_on, trained_on) == asked_key:
+        return
+    source = getattr(upsampler, "source", None)
+    key = (str(source), trained_on, asked)
+    if key in _WARNED_MISMATCH:
+        return
+    _WARNED_MISMATCH.add(key)
+    import warnings
+
+    which = f"upsampler {source}" if source else "upsampler"
+    warnings.warn(
+        f"backbone mismatch: the {which} was trained on {trained_on}'s features, not "
+        f"{asked}'s, so its output is not what it learnt: leave out backbone= (--backbone) "
+        f"to run {trained_on}, or if intended silence this with PYTHONWARNINGS='ignore:"
+        "backbone mismatch' (Python: warnings.filterwarnings('ignore', 'backbone mismatch'))",
+        BackboneMismatchWarning,
+        stacklevel=4,  # load_pipeline's caller
+    )
 
 
 def _backbones_of(dim: int) -> str:
