@@ -162,3 +162,19 @@ def test_a_stage_argument_other_than_1_or_2_is_one_line():
     for bad in ("two", 3, True):
         with pytest.raises(UsageError, match=f"^stage must be 1 or 2, got {bad!r}$"):
             load_config({}, stage=bad)
+
+
+def test_a_quoted_stage_is_read_as_integer_keys_are(tmp_path):
+    """``stage: "2"`` was refused ("must be 1 or 2, got '2'") while every integer key took a
+    quoted whole number; it is read alike, stage 2's defaults and --stage's check included."""
+    config = tmp_path / "s2.yaml"
+    config.write_text('stage: "2"\ninit: run/checkpoint.pt\nbatch_size: "4"\n')
+    cfg = load_config(str(config), stage=2)
+    assert (cfg.stage, cfg.batch_size, cfg.optim.name) == (2, 4, "adamw")  # stage 2's recipe
+    assert type(cfg.stage) is int
+    assert load_config({}, ["stage=1.0e0"]).stage == 1
+    with pytest.raises(UsageError, match=r"^--stage 1 disagrees with the config's stage: 2; "):
+        load_config(str(config), stage=1)
+    for bad in ("'3'", "2.5", "'2.5'", "true", "''"):
+        with pytest.raises(UsageError, match=r"^config key stage must be 1 or 2, got "):
+            load_config({}, [f"stage={bad}"])

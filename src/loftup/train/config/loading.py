@@ -79,9 +79,7 @@ def load_config(
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
         raise UsageError(f"stage must be 1 or 2, got {stage!r}")
     data = merge(data, parse_overrides(overrides or []))
-    file_stage = data.get("stage")
-    if file_stage is not None and (isinstance(file_stage, bool) or file_stage not in (1, 2)):
-        raise UsageError(f"config key stage must be 1 or 2, got {file_stage!r}")
+    file_stage = _stage_key(data.get("stage"))
     if stage is not None and file_stage is not None and int(file_stage) != int(stage):
         raise UsageError(
             f"--stage {stage} disagrees with the config's stage: {file_stage}; use the stage-"
@@ -96,6 +94,20 @@ def load_config(
     model = data.get("model")
     cfg.model_given = frozenset(model) if isinstance(model, dict) else frozenset()
     return cfg
+
+
+def _stage_key(value) -> int | None:
+    """The config key ``stage`` (None where unset) read as an integer key is (``"2"`` quoted,
+    ``2.0``: a whole number), or a UsageError unless it is 1 or 2. Quoted, it was refused while
+    every other integer key took it."""
+    if value is None:
+        return None
+    whole = None if isinstance(value, bool) else value
+    if isinstance(whole, (str, float)):
+        whole = _whole_number(whole)
+    if not isinstance(whole, int) or whole not in (1, 2):
+        raise UsageError(f"config key stage must be 1 or 2, got {value!r}")
+    return whole
 
 
 def build(cls, data: dict, prefix: str):
