@@ -9,8 +9,10 @@ import difflib
 import os
 import types
 import typing
+from pathlib import Path
 
 from ...errors import LoftUpError, UsageError
+from .paths import warn_file_relative
 from .schema import TrainConfig, default_config
 from .yaml_text import read_yaml, refuse_comment, safe_yaml
 
@@ -62,8 +64,11 @@ def load_config(
     value is checked (type first, then its range) before anything is loaded: a
     :class:`~loftup.errors.UsageError` names the key, the value and what it may be.
     """
+    config_file = None
     if isinstance(source, (str, os.PathLike)):
         data = read_yaml(os.fspath(source))
+        if Path(os.fspath(source)).expanduser().is_file():  # not a packaged config's name
+            config_file = Path(os.fspath(source)).expanduser()
     elif source is None or isinstance(source, dict):
         data = dict(source or {})
     else:
@@ -78,7 +83,10 @@ def load_config(
         )
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
         raise UsageError(f"stage must be 1 or 2, got {stage!r}")
-    data = merge(data, parse_overrides(overrides or []))
+    given = parse_overrides(overrides or [])
+    if config_file is not None:
+        warn_file_relative(data, given, config_file)
+    data = merge(data, given)
     file_stage = _stage_key(data.get("stage"))
     if stage is not None and file_stage is not None and int(file_stage) != int(stage):
         raise UsageError(
