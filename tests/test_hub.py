@@ -893,3 +893,34 @@ def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert download("loftup_clip").read_bytes() == good
     assert load_upsampler("loftup_clip").dim == 384  # and it loads (the reference state)
+
+
+def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_path, monkeypatch):
+    """loftup_siglip given siglip2_vitb16 (both 768-d): the width matched, so the features came
+    out wrong without a word. The registry's backbone is compared with the one given."""
+    import warnings
+
+    from huggingface_hub import constants
+
+    import loftup.pipeline
+    from loftup import get_featurizer, load_pipeline
+    from loftup.pipeline import BackboneMismatchWarning
+
+    monkeypatch.setattr(loftup.pipeline, "_WARNED_MISMATCH", set())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the tiny width
+    torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
+    weights = {"pytorch_model.bin": tmp_path / "pytorch_model.bin"}
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-siglip", weights)
+    backbone = get_featurizer("dinov2_tiny")
+    backbone.name = "siglip2_vitb16"  # the neighbour's name, on a backbone of the same width
+    with pytest.warns(BackboneMismatchWarning) as told:
+        load_pipeline("loftup_siglip", backbone=backbone)
+    assert str(told[0].message).startswith(
+        "backbone mismatch: the upsampler loftup_siglip was trained on siglip_vitb16's "
+        "features, not siglip2_vitb16's"
+    )
+    backbone.name = "siglip_vitb16"  # its own: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_pipeline("loftup_siglip", backbone=backbone)
