@@ -240,3 +240,23 @@ def test_no_relative_path_warning_where_the_path_is_read_as_meant(tmp_path, monk
         config.write_text("stage: 2\ninit: loftup_dinov2s\nbackbone_weights: org/repo\n")
         load_config(str(config))
         load_config({"data": {"root": "images"}})  # no file: nothing to be relative to
+        config.write_text("data:\n  root: images\n")
+        monkeypatch.setenv("RANK", "1")  # under torchrun: rank 0 says it
+        load_config(str(config))
+    monkeypatch.setenv("RANK", "0")
+    (tmp_path / "elsewhere" / "images").rmdir()
+    with pytest.warns(UserWarning, match="^config key data.root: images does not exist"):
+        load_config(str(config))
+
+
+def test_the_path_keys_looked_at_are_the_config_keys_that_name_files():
+    """Every key the relative-path warning reads is a config key (a renamed key would
+    silently leave the check), and every key of a str path the schema has is among them."""
+    from loftup.train.config.loading import _dotted_keys
+    from loftup.train.config.paths import PATH_KEYS
+    from loftup.train.config.schema import TrainConfig
+
+    keys = _dotted_keys(TrainConfig)
+    assert set(PATH_KEYS) <= set(keys)
+    named = {k for k in keys if k.endswith(("root", "dir", "weights")) or k == "init"}
+    assert named == set(PATH_KEYS)
