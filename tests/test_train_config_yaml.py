@@ -241,10 +241,10 @@ def test_no_relative_path_warning_where_the_path_is_read_as_meant(tmp_path, monk
         load_config(str(config))
         load_config({"data": {"root": "images"}})  # no file: nothing to be relative to
         config.write_text("data:\n  root: images\n")
+        (tmp_path / "elsewhere" / "images").rmdir()
         monkeypatch.setenv("RANK", "1")  # under torchrun: rank 0 says it
         load_config(str(config))
     monkeypatch.setenv("RANK", "0")
-    (tmp_path / "elsewhere" / "images").rmdir()
     with pytest.warns(UserWarning, match="^config key data.root: images does not exist"):
         load_config(str(config))
 
