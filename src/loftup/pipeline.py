@@ -117,7 +117,9 @@ def load_pipeline(
 
     The backbone is ``backbone`` when given, else the one the upsampler records (every released
     name does, and so does a ``save_pretrained`` folder); ``backbone_weights`` is a hub id or a
-    local Hugging Face folder (default: the backbone's official hub id). ``backbone_norm``:
+    local Hugging Face folder (default: the backbone's official hub id). A ``backbone`` other
+    than the one the upsampler records runs (of its width; another is an error) with a
+    :class:`BackboneMismatchWarning`, once per pairing. ``backbone_norm``:
     what a backbone trained with other constants than ImageNet's (CLIP, SigLIP) is given,
     "imagenet" (the ImageNet-normalised image as it is, as the paper's code gives it: the
     features the released upsamplers were trained on) or "own" (its own normalisation; see
