@@ -125,7 +125,7 @@ def test_a_worker_killed_while_the_step_runs_is_one_line_naming_its_file(tmp_pat
     assert not set(multiprocessing.active_children()) - others
 
 
-def test_data_workers_go_on_feeding_through_ctrl_c_and_sigterm(tmp_path):
+def test_data_workers_go_on_feeding_through_ctrl_c_sigterm_and_a_hang_up(tmp_path):
     """The terminal sends Ctrl-C to every process of the job (and Slurm SIGTERM): the run
     stops after its current step, which the workers go on feeding. A worker that ended at
     Ctrl-C (PyTorch's workers do, quietly) left the run without its next batch."""
@@ -136,7 +136,7 @@ def test_data_workers_go_on_feeding_through_ctrl_c_and_sigterm(tmp_path):
     with batches(make_loader(dataset, sampler, cfg, CPU, main=True), str(data)) as feed:
         first = next(feed)
         [worker] = multiprocessing.active_children()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             os.kill(worker.pid, sig)
         time.sleep(0.5)  # time to end, for a worker that would
         assert worker.is_alive()

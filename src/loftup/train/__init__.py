@@ -9,7 +9,8 @@ Pieces, each usable alone: :mod:`.targets` (mask-bicubic), :mod:`.losses`, :mod:
 :mod:`.loop` (the loop), :mod:`.distributed`. Around the loop: :mod:`.preflight` (what is
 checked before anything loads), :mod:`.build` (models and optimiser from the config),
 :mod:`.loader` (the data and its workers), :mod:`.checkpoint`, :mod:`.monitor` and
-:mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM and Ctrl-C).
+:mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP and Ctrl-C),
+:mod:`.gradients` (clipping and non-finite gradients).
 """
 
 from __future__ import annotations

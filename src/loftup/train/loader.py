@@ -67,14 +67,16 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
 
 
 def worker_ignores_stops(worker_id: int) -> None:
-    """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM and SIGINT, which
-    a scheduler (SIGTERM) and the terminal (Ctrl-C) send to every process of the job; the main
-    process stops after the current step (:class:`~loftup.train.stopping.StopOnSignals`), which
-    its workers go on feeding. (PyTorch's workers end quietly at a Ctrl-C: the step being
+    """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM, SIGINT and SIGHUP,
+    which a scheduler (SIGTERM) and the terminal (Ctrl-C, a hang-up) send to every process of
+    the job; the main process stops after the current step
+    (:class:`~loftup.train.stopping.StopOnSignals`), which its workers go on feeding. (PyTorch's workers end quietly at a Ctrl-C: the step being
     finished would then fail for want of its batch.) They still end with their loader, or with
     the main process (PyTorch's watchdog)."""
     worker_ignores_sigterm(worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a hang-up too, whatever the start method (not only forked)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def make_loader(
