@@ -25,6 +25,7 @@ _LAZY = {
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
     "load_pipeline": "loftup.pipeline",
+    "BackboneMismatchWarning": "loftup.pipeline",
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
     "upsample_to_npy": "loftup.tiling",
