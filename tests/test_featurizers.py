@@ -689,7 +689,7 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
     refused by name."""
     from transformers import SiglipConfig, SiglipModel
 
-    from loftup import CheckpointError, LoftUp, load_upsampler
+    from loftup import BackboneMismatchWarning, CheckpointError, LoftUp, load_upsampler
     from loftup.api import load_pipeline
 
     cfg = SiglipConfig(
@@ -702,8 +702,14 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
     assert load_upsampler(tmp_path / "up").backbone_norm == "own"
     pipeline = load_pipeline(tmp_path / "up", backbone_weights=backbone)
     assert pipeline.featurizer.input_norm == "own"
-    told = load_pipeline(tmp_path / "up", backbone_weights=backbone, backbone_norm="imagenet")
+    # the other one runs, told: the features differ from those it was trained on
+    with pytest.warns(BackboneMismatchWarning) as said:
+        told = load_pipeline(tmp_path / "up", backbone_weights=backbone, backbone_norm="imagenet")
     assert told.featurizer.input_norm == "imagenet"
+    assert len(said) == 1 and str(said[0].message).startswith(
+        f"backbone mismatch: the upsampler {tmp_path / 'up'} was trained on siglip_vitb16's "
+        "features of images normalised as 'own', not 'imagenet'"
+    )
     LoftUp(32).save_pretrained(tmp_path / "plain", backbone="siglip_vitb16")
     assert load_pipeline(tmp_path / "plain", backbone_weights=backbone).featurizer.input_norm == (
         "imagenet"

@@ -217,6 +217,7 @@ def build_pipeline(
         )
     if backbone is not None:
         _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
+    _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
 
 
@@ -226,8 +227,8 @@ class BackboneMismatchWarning(UserWarning):
     ``PYTHONWARNINGS=ignore:"backbone mismatch"`` matches."""
 
 
-#: (upsampler, trained-on backbone, backbone asked) already warned about in this process.
-_WARNED_MISMATCH: set[tuple[str, str, str]] = set()
+#: (upsampler, *what differs) already warned about in this process.
+_WARNED_MISMATCH: set[tuple] = set()
 
 
 def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: str) -> None:
@@ -245,8 +246,34 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
     asked_key = ALIASES.get(asked, asked)
     if asked_key not in FEATURIZERS or ALIASES.get(trained_on, trained_on) == asked_key:
         return
+    _warn_once(
+        upsampler,
+        (trained_on, asked),
+        f"was trained on {trained_on}'s features, not {asked}'s, so its output is not what it "
+        f"learnt: leave out backbone= (--backbone) to run {trained_on}",
+    )
+
+
+def _warn_if_other_norm(upsampler: LoftUp, featurizer: Featurizer) -> None:
+    """Warn, once per pairing and process, where the upsampler records the normalisation its
+    backbone's images had in training (``backbone_norm``: CLIP's and SigLIP's own constants, or
+    ImageNet's) and the featurizer is given another: its features differ, without an error."""
+    trained, used = getattr(upsampler, "backbone_norm", None), featurizer.input_norm_key()
+    if trained and used not in (None, trained):
+        _warn_once(
+            upsampler,
+            ("norm", trained, used),
+            f"was trained on {featurizer.name}'s features of images normalised as {trained!r}, "
+            f"not {used!r}, so its output is not what it learnt: leave out backbone_norm= "
+            "(--backbone-norm) to use the one it records",
+        )
+
+
+def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
+    """A :class:`BackboneMismatchWarning`: "backbone mismatch: the upsampler ... ``says``", and
+    how to silence it; once per upsampler and ``pairing`` in a process."""
     source = getattr(upsampler, "source", None)
-    key = (str(source), trained_on, asked)
+    key = (str(source), *pairing)
     if key in _WARNED_MISMATCH:
         return
     _WARNED_MISMATCH.add(key)
@@ -254,12 +281,11 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
 
     which = f"upsampler {source}" if source else "upsampler"
     warnings.warn(
-        f"backbone mismatch: the {which} was trained on {trained_on}'s features, not "
-        f"{asked}'s, so its output is not what it learnt: leave out backbone= (--backbone) "
-        f"to run {trained_on}, or if intended silence this with PYTHONWARNINGS='ignore:"
-        "backbone mismatch' (Python: warnings.filterwarnings('ignore', 'backbone mismatch'))",
+        f"backbone mismatch: the {which} {says}, or if intended silence this with "
+        "PYTHONWARNINGS='ignore:backbone mismatch' (Python: warnings.filterwarnings('ignore', "
+        "'backbone mismatch'))",
         BackboneMismatchWarning,
-        stacklevel=4,  # load_pipeline's caller
+        stacklevel=5,  # load_pipeline's caller
     )
 
 
