@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from loftup.errors import BrokenFileError, LoftUpError, UsageError, UsageTypeError
+from loftup.input_checks import ForwardInputError
+from loftup.model import LoftUp
 
 
 def _feature_file(tmp_path):
@@ -52,7 +54,13 @@ def _start_upsample_stream(tmp_path):
 def _graph_upsampler(tmp_path):
     from loftup.compiled import graph_upsampler
 
-    graph_upsampler(None, torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8))
+    graph_upsampler(LoftUp(8), torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8))
+
+
+def _graph_upsampler_inputs(tmp_path):
+    from loftup.compiled import graph_upsampler
+
+    graph_upsampler(LoftUp(8), torch.zeros(1, 8, 2, 2).numpy(), torch.zeros(1, 3, 8, 8))
 
 
 def _record(tmp_path):
@@ -124,6 +132,9 @@ CASES = {
     ),
     "compiled.graph_upsampler device": (
         _graph_upsampler, UsageError, ValueError, "move the model and inputs to a GPU"
+    ),
+    "compiled.graph_upsampler inputs": (
+        _graph_upsampler_inputs, ForwardInputError, TypeError, "lr_feats must be a torch.Tensor"
     ),
     "atomic.read_json_object": (
         _record, BrokenFileError, ValueError, "a JSON object was expected, not list"

@@ -20,6 +20,7 @@ import torch
 
 from .errors import UsageError
 from .fastpath import decode, encode_kv
+from .input_checks import check_inputs
 from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
 from .tile_plan import default_chunk_size
@@ -112,6 +113,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
     ``start`` is called.
     """
+    check_inputs(lr_feats, image, model.config.dim)  # as model() checks them
     if not image.is_cuda:
         raise UsageError(
             f"graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature), got an image "
