@@ -191,3 +191,16 @@ def test_the_grid_experiment_names_a_backbone_whose_grid_does_not_follow_the_siz
     with pytest.raises(UsageError, match=r"gave a 2-cell grid for 16 px images, not 4 cells") as e:
         held_out_views(s, [(4, 2)], 4, featurizer)  # a patch of 4: 16 px, 2 cells of 8
     assert "choose another --backbone" in str(e.value)
+
+
+def test_a_graph_s_finish_without_its_start_says_the_order():
+    """finish() without a start() was a bare RuntimeError ("its tokens are used up"); the check
+    comes before any CUDA work, so it is read here on the CPU."""
+    from types import SimpleNamespace
+
+    from loftup.compiled import GraphOrderError, GraphUpsampler
+
+    fn = GraphUpsampler(SimpleNamespace(memo={}), None, None, None, None, None)
+    with pytest.raises(GraphOrderError, match=r"call fn.start\(image\) again") as e:
+        fn.finish(torch.zeros(1, 8, 2, 2))
+    assert isinstance(e.value, (LoftUpError, RuntimeError)) and "\n" not in str(e.value)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .errors import UsageError
+from .errors import LoftUpError, UsageError
 from .fastpath import decode, encode_kv
 from .input_checks import check_inputs
 from .layers import flat_neighbours, image_minmax
@@ -185,7 +185,10 @@ class GraphUpsampler:
         """The rest of the forward, on the image's half of the last :meth:`start`."""
         halves = self._halves
         if not halves.get("started"):
-            raise RuntimeError("finish() needs a start(image) first (its tokens are used up)")
+            raise GraphOrderError(
+                "finish(lr_feats) needs a start(image) first: each start's image half serves one "
+                "finish; call fn.start(image) again (or fn(lr_feats, image) for both at once)"
+            )
         _check_shape("features", lr, self._lr)
         self._lr.copy_(lr)
         if halves["stream"] is not None:
@@ -193,6 +196,10 @@ class GraphUpsampler:
         halves["decode"].replay()
         halves["started"] = False
         return halves["out"]
+
+
+class GraphOrderError(LoftUpError, RuntimeError):
+    """A :class:`GraphUpsampler`'s halves called out of order (a RuntimeError, as before)."""
 
 
 def _check_shape(what: str, got: torch.Tensor, captured: torch.Tensor) -> None:
