@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
+
 
 def window_stride(size: int, grid: int, kernel: int) -> int:
     """Stride that lays ``grid`` windows of ``kernel`` pixels over ``size`` pixels."""
@@ -13,9 +15,11 @@ def window_stride(size: int, grid: int, kernel: int) -> int:
         return 1
     stride = (size - kernel) // (grid - 1)
     if stride < 1 or (size - kernel) // stride + 1 != grid:
-        raise ValueError(
+        # reached from the config: stage1.image_size=209 gives dinov2's patch-14 grid 15
+        raise UsageError(
             f"cannot lay {grid} windows of {kernel} px over {size} px; the high-resolution size "
-            f"must be about grid x patch ({grid * kernel})"
+            f"must be about grid x patch ({grid * kernel}): make the training image sizes "
+            f"(stage1.image_size, stage2.global_sizes) multiples of the patch ({kernel} px)"
         )
     return stride
 

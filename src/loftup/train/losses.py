@@ -29,7 +29,7 @@ def reconstruction_loss(
     With ``log_scale`` (B, 1, h, w) = log s, a learned per-pixel uncertainty, each pixel's squared
     error (mean over channels) counts as ``mse / (2 s^2) + log s``.
     """
-    if pred.shape != target.shape:
+    if pred.shape != target.shape:  # a function on tensors: a plain ValueError, like torch's
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     mse = (pred - target).square().mean(dim=1, keepdim=True)
     if log_scale is None:
@@ -62,7 +62,7 @@ def affinity_loss(
     student: torch.Tensor, teacher: torch.Tensor, central: float = 0.8
 ) -> torch.Tensor:
     """MSE between the affinity matrices of two (B, C, H, W) maps over their central region."""
-    if student.shape != teacher.shape:
+    if student.shape != teacher.shape:  # a function on tensors: plain, like torch's
         raise ValueError(
             f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ"
         )

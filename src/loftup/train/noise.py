@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import UsageError
+
 KINDS = ("erode", "dilate", "drop", "merge", "blobs")
 
 
@@ -43,7 +45,9 @@ class MaskNoise:
         for kind in KINDS:
             level = getattr(self, kind)
             if not 0.0 <= float(level) <= 1.0:
-                raise ValueError(f"mask_noise.{kind} must be a level in [0, 1], got {level}")
+                raise UsageError(
+                    f"config key mask_noise.{kind} must be a level in [0, 1] (0: none), got {level}"
+                )
 
     @property
     def active(self) -> bool:

@@ -62,6 +62,8 @@ def mask_adjust(
 
     Returns the adjusted features (B, C, H, W), in ``feats``' dtype.
     """
+    # plain ValueErrors, like torch's: a function on tensors, whose alpha training takes from
+    # checked config keys (stage1.mask_alpha, stage2.teacher_alpha)
     if feats.dim() != 4 or masks.dim() != 4:
         raise ValueError(
             f"expected feats (B, C, H, W) and masks (B, K, H, W), got {tuple(feats.shape)} "

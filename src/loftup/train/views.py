@@ -34,7 +34,7 @@ def jitter(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     features at another resolution move by the same fraction).
     """
     b, _, h, w = x.shape
-    if params.shape != (b, 3):
+    if params.shape != (b, 3):  # a function on tensors: a plain ValueError, like torch's
         raise ValueError(f"expected jitter params ({b}, 3), got {tuple(params.shape)}")
     params = params.to(device=x.device, dtype=torch.float32)
     inv_zoom = 1.0 / params[:, 2]
