@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import BrokenFileError
 from ..io import IMAGE_READ_ERRORS, ImageTooLargeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -117,7 +118,8 @@ def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
     the stored pixels' shape instead (only a quarter turn tells them apart) are turned like the
     image. A mask made at another resolution of the image (images resized after their masks
     were made) is cropped to its own centred square, the same part of the picture; one of
-    another aspect ratio is not the image's: a ValueError names both sizes.
+    another aspect ratio is not the image's: a :class:`~loftup.errors.BrokenFileError` (a
+    ValueError) names both sizes.
     """
     from PIL import Image
 
@@ -130,7 +132,7 @@ def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
                 img = _upright(img, crop.orientation)
                 w, h = img.size
         if not _same_picture(w, h, width, height):
-            raise ValueError(
+            raise BrokenFileError(
                 f"its masks are {w}x{h} px but the image is {width}x{height} px, another aspect "
                 "ratio: they belong to another picture"
             )

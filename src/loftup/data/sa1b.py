@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import one_line
+from ..errors import BrokenFileError, one_line
 from .images import SquareCrop, crop_mask, list_images
 
 #: The largest masks read, as multiples of their image's pixels (masks made before the image
@@ -38,9 +38,10 @@ def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
 def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
     """The first ``max_masks`` masks of an SA-1B JSON, cropped like the image: bool (K, S, S).
 
-    Raises OSError (a missing file) or a one-line ValueError naming the file and what is wrong
-    with it (not JSON, no annotations, a mask that is not COCO RLE, has no plausible size for
-    the image (checked before it is decoded) or does not decode).
+    Raises OSError (a missing file) or a one-line :class:`~loftup.errors.BrokenFileError` (a
+    ValueError) naming the file and what is wrong with it (not JSON, no annotations, a mask that
+    is not COCO RLE, has no plausible size for the image (checked before it is decoded), does not
+    decode or is of another picture's aspect ratio).
     """
     from pycocotools import mask as mask_utils
 
@@ -71,8 +72,8 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
             raise _broken(json_path, f"annotation {n} does not decode ({one_line(e)})") from None
         try:
             mask = crop_mask(mask, crop)
-        except ValueError as e:
-            raise ValueError(f"{json_path}: {e}") from None
+        except ValueError as e:  # crop_mask's BrokenFileError: masks of another picture
+            raise _broken(json_path, str(e)) from None
         if mask.any():  # masks outside the centred square are of no use
             masks.append(mask)
     if not masks:
@@ -98,8 +99,8 @@ def _implausible_size(size, image: tuple[int, int] | None) -> str | None:
     )
 
 
-def _broken(json_path, why: str) -> ValueError:
-    return ValueError(
+def _broken(json_path, why: str) -> BrokenFileError:
+    return BrokenFileError(
         f"{json_path}: {why}; not SA-1B annotations (extract the file again, or delete it with "
         "its image)"
     )

@@ -141,7 +141,9 @@ class SceneConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown scene config keys {unknown}; known: {sorted(known)}")
+            raise UsageError(
+                f"unknown scene config keys {unknown}; use only {', '.join(sorted(known))}"
+            )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import UsageError
+
 #: Orientation jitter (radians) of every oriented family.
 _JITTER = math.radians(8)
 
@@ -129,7 +131,7 @@ def render_texture(
     ``colours`` is (2, 3): the colours mixed by the family's pattern.
     """
     if family not in FAMILIES:
-        raise ValueError(f"unknown texture family {family!r}; known: {', '.join(FAMILIES)}")
+        raise UsageError(f"unknown texture family {family!r}; use one of {', '.join(FAMILIES)}")
     t = FAMILIES[family](y.astype(np.float32), x.astype(np.float32), period, rng)
     t = t.astype(np.float32)[:, None]
     return colours[0] * (1 - t) + colours[1] * t
