@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UnknownNameError
+from ..errors import UnknownNameError, UsageError
 from ..norms import IMAGENET_MEAN, IMAGENET_STD, INPUT_NORMS  # noqa: F401 (re-exported)
 
 
@@ -93,7 +93,9 @@ _FAMILY_MODULES: list[str] = [
 def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> FeaturizerSpec:
     """Add a backbone to the registry (a name registered twice is an error)."""
     if spec.name in FEATURIZERS:
-        raise ValueError(f"featurizer {spec.name!r} is registered twice")
+        raise UsageError(
+            f"featurizer {spec.name!r} is registered already; register yours under another name"
+        )
     FEATURIZERS[spec.name] = spec
     for alias in aliases:
         ALIASES[alias] = spec.name

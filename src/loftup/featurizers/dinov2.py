@@ -33,7 +33,7 @@ def hub_pos_embed(
     code does (offset 0: the same as resizing to exactly (h, w)); computed in float32.
     """
     n = int(round((pos_embed.shape[1] - 1) ** 0.5))
-    if n * n != pos_embed.shape[1] - 1:
+    if n * n != pos_embed.shape[1] - 1:  # internal: the loaded model's table is square
         raise ValueError(f"positional embeddings of shape {tuple(pos_embed.shape)} are not square")
     if h == w == n:
         return pos_embed

@@ -25,7 +25,7 @@ from .hf_weights import (  # noqa: F401  (importable from here, as before the sp
     read_config,
     resolve_weights,
 )
-from .sizes import to_patch_multiple
+from .sizes import check_backbone_batch, to_patch_multiple
 
 
 def from_transformers(*names: str) -> tuple:
@@ -215,8 +215,7 @@ class HFFeaturizer(Featurizer):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised (B, 3, H, W) -> patch features (B, dim, h, w)."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        check_backbone_batch(images)
         images = to_patch_multiple(images, self.patch_size)
         b, _, height, width = images.shape
         h, w = height // self.patch_size, width // self.patch_size

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError, WeightsNotFoundError
 from . import Featurizer, FeaturizerSpec, register
-from .sizes import to_patch_multiple
+from .sizes import check_backbone_batch, to_patch_multiple
 
 NAME = "scenes_vit_p8"
 
@@ -102,8 +102,7 @@ class SceneViT(Featurizer):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) ImageNet-normalised -> (B, dim, h, w), h, w = H/8, W/8 (snapped)."""
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
+        check_backbone_batch(image)
         image = to_patch_multiple(image, self.patch_size)  # the package's one size policy
         h, w = (n // self.patch_size for n in image.shape[-2:])
         x = self.stem(image.to(self.norm.weight.dtype))  # in the model's precision

@@ -77,6 +77,21 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def check_backbone_batch(images: torch.Tensor) -> None:
+    """A :class:`UsageError` unless ``images`` (what a featurizer is called on) is a batch
+    (B, 3, H, W); one image without its batch axis, or channels last, is told the fix."""
+    shape = tuple(images.shape)
+    if len(shape) == 4 and shape[1] == 3:
+        return
+    if len(shape) == 3 and shape[0] == 3:
+        fix = "one image needs its batch axis: image[None]"
+    elif len(shape) == 4 and shape[-1] == 3:
+        fix = "it is channels last: images.permute(0, 3, 1, 2)"
+    else:
+        fix = "pass RGB images normalised by featurizer.normalize"
+    raise UsageError(f"a backbone takes an image batch (B, 3, H, W), got {shape}; {fix}")
+
+
 def to_patch_multiple(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 3, H', W') with H', W' from :func:`snap_to_patches`."""
     return resize_images(images, snap_to_patches(*images.shape[-2:], patch_size))
