@@ -116,6 +116,66 @@ def _backbone_recipe(tmp_path):
     train_backbone(recipe, tmp_path / "backbone", progress=False)
 
 
+def _mask_noise(tmp_path):
+    from loftup.train.noise import MaskNoise
+
+    MaskNoise(erode=2.0)
+
+
+def _window_stride(tmp_path):
+    from loftup.train.downsampler import window_stride
+
+    window_stride(209, 15, 14)  # stage1.image_size=209: dinov2's patch-14 grid of 15
+
+
+def _texture_family(tmp_path):
+    import numpy as np
+
+    from loftup.data.textures import render_texture
+
+    y = x = np.zeros(2)
+    render_texture("plaid", y, x, 4.0, np.zeros((2, 3)), np.random.default_rng(0))
+
+
+def _scene_config_keys(tmp_path):
+    from loftup.data.scenes import SceneConfig
+
+    SceneConfig.from_dict({"colour": 1})
+
+
+def _sa1b_not_json(tmp_path):
+    from loftup.data.images import SquareCrop
+    from loftup.data.sa1b import read_sa1b_masks
+
+    (tmp_path / "sa_1.json").write_text("{not json")
+    read_sa1b_masks(tmp_path / "sa_1.json", SquareCrop.centred(16, 16, 8), 4)
+
+
+def _masks_of_another_picture(tmp_path):
+    import json
+
+    from loftup.data.images import SquareCrop
+    from loftup.data.sa1b import read_sa1b_masks
+
+    rle = {"size": [10, 40], "counts": [400]}  # uncompressed RLE: a 10x40 mask, all False
+    (tmp_path / "sa_1.json").write_text(json.dumps({"annotations": [{"segmentation": rle}]}))
+    read_sa1b_masks(tmp_path / "sa_1.json", SquareCrop.centred(20, 20, 8), 4)
+
+
+def _featurizer_registered_twice(tmp_path):
+    from loftup.featurizers import FeaturizerSpec, register, resolve
+
+    spec = resolve("scenes_vit_p8")
+    register(FeaturizerSpec(spec.name, spec.builder, spec.patch_size, spec.dim))
+
+
+def _featurizer_unbatched(tmp_path):
+    from loftup.featurizers.scenes_vit import SceneViT, SceneViTConfig
+
+    model = SceneViT(config=SceneViTConfig(dim=8, depth=1, num_heads=1, stem=(4, 4)))
+    model(torch.zeros(3, 16, 16))
+
+
 #: (what raises it, its class, the builtin it was before, words of its message)
 CASES = {
     "outputs.FeatureFile dtype": (_feature_file, UsageError, ValueError, "not torch.float64;"),
@@ -154,6 +214,30 @@ CASES = {
         _probe_schedule, UsageError, ValueError, "choose one of constant, cosine, probe3d"
     ),
     "world.backbone size": (_backbone_recipe, UsageError, ValueError, "multiple of the patch"),
+    "train.noise MaskNoise": (
+        _mask_noise, UsageError, ValueError, "mask_noise.erode must be a level in [0, 1] (0: none)"
+    ),
+    "train.downsampler window_stride": (
+        _window_stride, UsageError, ValueError, "(stage1.image_size, stage2.global_sizes) multiples"
+    ),
+    "data.textures family": (
+        _texture_family, UsageError, ValueError, "unknown texture family 'plaid'; use one of"
+    ),
+    "data.scenes SceneConfig keys": (
+        _scene_config_keys, UsageError, ValueError, "keys ['colour']; use only"
+    ),
+    "data.sa1b not JSON": (
+        _sa1b_not_json, BrokenFileError, ValueError, "not SA-1B annotations (extract the file again",
+    ),
+    "data.images masks of another picture": (
+        _masks_of_another_picture, BrokenFileError, ValueError, "sa_1.json: its masks are 40x10 px"
+    ),
+    "featurizers.register twice": (
+        _featurizer_registered_twice, UsageError, ValueError, "register yours under another name"
+    ),
+    "featurizers forward unbatched": (
+        _featurizer_unbatched, UsageError, ValueError, "(3, 16, 16); one image needs its batch axis"
+    ),
 }  # fmt: skip
 
 
