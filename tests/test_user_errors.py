@@ -128,6 +128,14 @@ def _window_stride(tmp_path):
     window_stride(209, 15, 14)  # stage1.image_size=209: dinov2's patch-14 grid of 15
 
 
+def _image_size_windows(tmp_path):
+    from loftup.train import load_config
+    from loftup.train.config import check_backbone_fit
+
+    # checked before any weights (it was the step's ValueError above, after the backbone loaded)
+    check_backbone_fit(load_config(None, ["stage1.image_size=209"]))
+
+
 def _texture_family(tmp_path):
     import numpy as np
 
@@ -219,6 +227,9 @@ CASES = {
     ),
     "train.downsampler window_stride": (
         _window_stride, UsageError, ValueError, "(stage1.image_size, stage2.global_sizes) multiples"
+    ),
+    "train.config image size": (
+        _image_size_windows, UsageError, ValueError, "stage1.image_size 209 does not fit"
     ),
     "data.textures family": (
         _texture_family, UsageError, ValueError, "unknown texture family 'plaid'; use one of"

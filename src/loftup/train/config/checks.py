@@ -224,6 +224,25 @@ def _check_blur_fits(cfg: TrainConfig, patch: int) -> None:
         )
 
 
+def _check_windows_fit(sides: list[int], key: str, patch: int, backbone: str) -> None:
+    """The downsampler lays one patch-wide window per cell of the backbone's grid over each
+    high-res map (:func:`loftup.train.downsampler.window_stride`): a side of about a multiple
+    of the patch. Checked here, before any weights, rather than at the first step."""
+    from ...featurizers.sizes import snap_to_patches
+    from ..downsampler import window_stride
+
+    for side in sides:
+        grid = snap_to_patches(side, side, patch)[0] // patch
+        try:
+            window_stride(side, grid, patch)
+        except UsageError:
+            raise UsageError(
+                f"config key {key} {side} does not fit {backbone}'s {patch} px patches (the "
+                f"downsampler cannot lay its grid of {grid} windows over it); use a multiple of "
+                f"{patch}, e.g. {grid * patch}"
+            ) from None
+
+
 def check_backbone_fit(cfg: TrainConfig) -> None:
     """The rules that depend on the backbone's registered patch size and width (read from the
     registry, nothing loaded): stage 1's ``stage1.image_size`` must hold a patch, the global
@@ -240,6 +259,7 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
                 f"config key stage1.image_size must be at least the patch size of {cfg.backbone} "
                 f"({patch} px), got {cfg.stage1.image_size}; the recipe uses 224"
             )
+        _check_windows_fit([cfg.stage1.image_size], "stage1.image_size", patch, cfg.backbone)
         width = dim + 4 * cfg.model.grid_freqs
         if width % cfg.model.num_heads:
             fits = heads_dividing(width)
@@ -265,3 +285,4 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
                 f"config key stage2.load_size must be at least the patch size of {cfg.backbone} "
                 f"({patch} px), got {cfg.stage2.load_size}"
             )
+        _check_windows_fit(sizes, "stage2.global_sizes", patch, cfg.backbone)
