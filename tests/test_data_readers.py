@@ -93,6 +93,8 @@ def test_sa1b_masks_of_a_resized_image_follow_it_and_others_are_refused(tmp_path
         sample = ds[0]
     assert sample["skipped"] == [str(ds.images[0])] and sample["index"] == 1
     assert "masks are 64x64 px but the image is 32x48 px" in caplog.text
+    assert "pair each image with its own JSON" in caplog.text  # not "not SA-1B annotations"
+    assert "not SA-1B annotations" not in caplog.text
 
 
 def test_unreadable_files_are_skipped_counted_and_logged(tmp_path, caplog):

@@ -73,7 +73,8 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
         try:
             mask = crop_mask(mask, crop)
         except ValueError as e:  # crop_mask's BrokenFileError: masks of another picture
-            raise _broken(json_path, str(e)) from None
+            fix = "pair each image with its own JSON, or delete both"
+            raise _broken(json_path, str(e), fix) from None
         if mask.any():  # masks outside the centred square are of no use
             masks.append(mask)
     if not masks:
@@ -99,8 +100,8 @@ def _implausible_size(size, image: tuple[int, int] | None) -> str | None:
     )
 
 
-def _broken(json_path, why: str) -> BrokenFileError:
-    return BrokenFileError(
-        f"{json_path}: {why}; not SA-1B annotations (extract the file again, or delete it with "
-        "its image)"
-    )
+def _broken(json_path, why: str, fix: str = "") -> BrokenFileError:
+    """The error of an annotation file: what is wrong (``why``) and the fix (by default: it is
+    not SA-1B annotations, extract it again or delete it with its image)."""
+    fix = fix or "not SA-1B annotations (extract the file again, or delete it with its image)"
+    return BrokenFileError(f"{json_path}: {why}; {fix}")
