@@ -288,7 +288,7 @@ def test_a_grayscale_float_batch_is_read_as_its_uint8_twin_and_its_images_are(ti
 @pytest.fixture
 def mismatch_unwarned(monkeypatch):
     """No pairing warned about yet in this process (the warning is once per pairing)."""
-    monkeypatch.setattr(loftup.pipeline, "_WARNED_MISMATCH", set())
+    monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
 
 
 def test_an_upsampler_run_on_another_backbone_of_its_width_is_warned_about_once(
@@ -314,7 +314,7 @@ def test_an_upsampler_run_on_another_backbone_of_its_width_is_warned_about_once(
         loftup.load_pipeline(folder, backbone="dinov2_tiny")
         loftup.upsample(image, model=folder, backbone="dinov2_tiny", backbone_size=28)
     # the advice silences it, as the command line's PYTHONWARNINGS does
-    loftup.pipeline._WARNED_MISMATCH.clear()
+    loftup.mismatch._WARNED_MISMATCH.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", "backbone mismatch")

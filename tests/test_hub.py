@@ -906,7 +906,7 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
     from loftup import get_featurizer, load_pipeline
     from loftup.pipeline import BackboneMismatchWarning
 
-    monkeypatch.setattr(loftup.pipeline, "_WARNED_MISMATCH", set())
+    monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the tiny width
     torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")

@@ -25,7 +25,7 @@ _LAZY = {
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
     "load_pipeline": "loftup.pipeline",
-    "BackboneMismatchWarning": "loftup.pipeline",
+    "BackboneMismatchWarning": "loftup.mismatch",
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
     "upsample_to_npy": "loftup.tiling",
@@ -50,8 +50,8 @@ _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
     "downloads", "errors", "eval", "experiments", "extract", "fastpath", "featurizers", "folding",
     "fused", "hub", "input_checks", "io", "kernels", "layers", "local_attention", "memo", "model",
-    "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "tile_plan", "tiling",
-    "train", "viz", "weights", "world",
+    "mismatch", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "tile_plan",
+    "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

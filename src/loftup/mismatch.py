@@ -1,0 +1,76 @@
+"""The warning for an upsampler run on other features than it was trained on: another backbone
+of the same width (another width is an error), or another normalisation of its images. Said once
+per pairing and process by :func:`loftup.load_pipeline`."""
+
+from __future__ import annotations
+
+from .featurizers import Featurizer
+from .model import LoftUp
+
+
+class BackboneMismatchWarning(UserWarning):
+    """An upsampler run on another backbone than the one it was trained on (of the same width:
+    another width is an error). Its message starts with "backbone mismatch", which is what
+    ``PYTHONWARNINGS=ignore:"backbone mismatch"`` matches."""
+
+
+#: (upsampler, *what differs) already warned about in this process.
+_WARNED_MISMATCH: set[tuple] = set()
+
+
+def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: str) -> None:
+    """Warn, once per pairing and process, where the upsampler records the backbone it was
+    trained on and ``asked`` (the backbone passed) is another: of the same width, its features
+    run without an error and come out wrong (loftup_siglip on siglip2_vitb16, loftup_dinov2b on
+    dinov2_vitb14_reg). Not an error: running an upsampler on a neighbouring backbone is a
+    legitimate experiment (``loftup evaluate`` warns as well). Silent where the upsampler does
+    not record its backbone (a bare weights file), or a Featurizer passed in has a name of its
+    own (an unregistered module: nothing to compare)."""
+    from .featurizers import ALIASES, FEATURIZERS
+
+    if not trained_on:
+        return
+    asked_key = ALIASES.get(asked, asked)
+    if asked_key not in FEATURIZERS or ALIASES.get(trained_on, trained_on) == asked_key:
+        return
+    _warn_once(
+        upsampler,
+        (trained_on, asked),
+        f"was trained on {trained_on}'s features, not {asked}'s, so its output is not what it "
+        f"learnt: leave out backbone= (--backbone) to run {trained_on}",
+    )
+
+
+def _warn_if_other_norm(upsampler: LoftUp, featurizer: Featurizer) -> None:
+    """Warn, once per pairing and process, where the upsampler records the normalisation its
+    backbone's images had in training (``backbone_norm``: CLIP's and SigLIP's own constants, or
+    ImageNet's) and the featurizer is given another: its features differ, without an error."""
+    trained, used = getattr(upsampler, "backbone_norm", None), featurizer.input_norm_key()
+    if trained and used not in (None, trained):
+        _warn_once(
+            upsampler,
+            ("norm", trained, used),
+            f"was trained on {featurizer.name}'s features of images normalised as {trained!r}, "
+            f"not {used!r}, so its output is not what it learnt: leave out backbone_norm= "
+            "(--backbone-norm) to use the one it records",
+        )
+
+
+def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
+    """A :class:`BackboneMismatchWarning`: "backbone mismatch: the upsampler ... ``says``", and
+    how to silence it; once per upsampler and ``pairing`` in a process."""
+    source = getattr(upsampler, "source", None)
+    key = (str(source), *pairing)
+    if key in _WARNED_MISMATCH:
+        return
+    _WARNED_MISMATCH.add(key)
+    import warnings
+
+    which = f"upsampler {source}" if source else "upsampler"
+    warnings.warn(
+        f"backbone mismatch: the {which} {says}, or if intended silence this with "
+        "PYTHONWARNINGS='ignore:backbone mismatch' (Python: warnings.filterwarnings('ignore', "
+        "'backbone mismatch'))",
+        BackboneMismatchWarning,
+        stacklevel=5,  # load_pipeline's caller
+    )
