@@ -836,6 +836,34 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
     assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]
 
 
+def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
+    """A name resolves to several addresses (IPv6 first on many machines, where IPv6 may have no
+    route): the check tried the first alone, as no download does, and refused the hub."""
+    import socket
+
+    from loftup.hub import remote
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(remote, "_UNREACHABLE", {})
+    with socket.socket() as closed, socket.socket() as hub:
+        closed.bind(("127.0.0.2", 0))  # nothing listens there
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        port = hub.getsockname()[1]
+
+        def two_addresses(host, port, *args, **kwargs):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+        addresses = ["127.0.0.2", "127.0.0.1"]
+        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+        monkeypatch.setenv("HF_ENDPOINT", f"https://hub.example:{port}")
+        assert remote._hub_reachable(timeout=1)
+        addresses = ["127.0.0.2"]
+        monkeypatch.setattr(remote, "_UNREACHABLE", {})
+        assert not remote._hub_reachable(timeout=1)
+
+
 def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):
     """A backbone's folder given as the upsampler was "not a loftup config" or "not a LoftUp
     checkpoint" with advice for upsampler files; an upsampler's folder given as the backbone's

@@ -54,23 +54,31 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     if time.monotonic() - _UNREACHABLE.get(where, -1e9) < 60:
         return False
     try:
-        with socket.create_connection((_resolve(where, timeout), where[1]), timeout=timeout):
-            return True
+        addresses = _resolve(where, timeout)
     except OSError:
-        _UNREACHABLE[where] = time.monotonic()
-        return False
+        addresses = []
+    for address in addresses:  # each, as create_connection tries a name's (IPv6 may be unrouted)
+        try:
+            with socket.create_connection((address, where[1]), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    _UNREACHABLE[where] = time.monotonic()
+    return False
 
 
-def _resolve(where: tuple[str, int], timeout: float) -> str:
-    """The first address of host ``where[0]``, or an OSError after ``timeout`` seconds (the
-    lookup goes on in a daemon thread, which does not hold up the exit)."""
+def _resolve(where: tuple[str, int], timeout: float) -> list[str]:
+    """The addresses of host ``where[0]`` (at most 4, in the resolver's order), or an OSError
+    after ``timeout`` seconds (the lookup goes on in a daemon thread, which does not hold up the
+    exit)."""
     import threading
 
     found: list = []
 
     def lookup():
         try:
-            found.append(socket.getaddrinfo(*where, type=socket.SOCK_STREAM)[0][4][0])
+            infos = socket.getaddrinfo(*where, type=socket.SOCK_STREAM)
+            found.append(list(dict.fromkeys(info[4][0] for info in infos))[:4])
         except OSError as e:
             found.append(e)
 
