@@ -852,8 +852,9 @@ def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
         hub.listen()
         port = hub.getsockname()[1]
 
-        def two_addresses(host, port, *args, **kwargs):
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+        def two_addresses(host, port, *args, **kwargs):  # a literal address: itself alone
+            found = addresses if host == "hub.example" else [host]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in found]
 
         addresses = ["127.0.0.2", "127.0.0.1"]
         monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
