@@ -204,8 +204,9 @@ def _say(line: str) -> None:
             bar.close()
         except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
             pass
-    try:
-        print(line, file=sys.stderr)
+    try:  # one write, newline included: under torchrun the ranks' lines do not interleave
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
     except OSError:  # stderr gone (its reader, `2>&1 | tee log`, ended by the same Ctrl-C):
         pass  # the exit status still says what happened
 
