@@ -372,3 +372,15 @@ def test_a_backbone_of_another_width_names_the_one_trained_on(tmp_path):
     with pytest.raises(loftup.LoftUpError) as told:
         loftup.load_pipeline(folder, backbone="dinov2_tiny")
     assert str(told.value).endswith("pass the backbone it was trained with, my_64d_backbone")
+
+
+def test_a_backbone_size_giving_no_more_patches_than_the_image_own_is_taken():
+    """A 3600x4800 photo is 257x343 patches of 14 at its own size (None, taken as asked); at
+    backbone_size 3600, the same size, it was refused as over MAX_BACKBONE_PATCHES, and so
+    was a smaller backbone_size that still gave more than 65536 patches."""
+    from loftup.checks import MAX_BACKBONE_PATCHES, backbone_input
+
+    own = backbone_input(3600, 4800, 14, None)
+    assert (own[0] // 14) * (own[1] // 14) > MAX_BACKBONE_PATCHES
+    assert backbone_input(3600, 4800, 14, 3600) == own
+    assert backbone_input(3600, 4800, 14, 3000) == (2996, 4004)  # 214x286 patches
