@@ -953,3 +953,27 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_pipeline("loftup_siglip", backbone=backbone)
+
+
+def test_a_released_name_is_not_taken_for_a_folder_of_the_current_one(tmp_path, monkeypatch):
+    """A damaged cached release loaded by name from inside a backbone's folder (a config.json of
+    model_type dinov2 in the current folder) was told that "." holds a backbone's weights, not an
+    upsampler's, in place of the blob to delete: the name was read as a file of that folder."""
+    from huggingface_hub import constants
+
+    from loftup import get_featurizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tiny = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(tiny)
+    snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {})
+    blob = snap.parents[1] / "blobs" / "0123abcd"
+    blob.parent.mkdir()
+    blob.write_bytes(REFERENCE_STATE.read_bytes()[:500])
+    (snap / "pytorch_model.bin").symlink_to(blob)
+    monkeypatch.chdir(tiny)
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    assert f"damaged download in the Hugging Face cache: delete {blob} and run " in str(e.value)
+    assert "holds a transformers" not in str(e.value)

@@ -111,7 +111,10 @@ def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
 
 def _backbone_hint(path: Path) -> str:
     """What to do where ``path`` (a folder, or a file in one) holds a transformers model's
-    weights, a backbone's rather than an upsampler's; "" elsewhere."""
+    weights, a backbone's rather than an upsampler's; "" elsewhere (and for a released name,
+    which is no file: its parent, the current folder, holds nothing it was read from)."""
+    if not path.exists():
+        return ""
     folder = path if path.is_dir() else path.parent
     try:
         info = json.loads((folder / CONFIG_NAME).read_text())
