@@ -314,6 +314,30 @@ def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():
         signal.signal(signal.SIGINT, before[0])
 
 
+def test_a_later_sigterm_or_sighup_does_not_interrupt_the_stops_clean_up():
+    """Once the steps stop on a signal (:meth:`StopOnSignals.stop`), the clean-up that follows
+    (the DataLoader's workers shut down: interrupted, they outlive the run, ignoring SIGTERM)
+    is not cut short by a later SIGTERM (a launcher's second, torchrun's) or SIGHUP (bash's and
+    then the kernel's at a dropped connection); a Ctrl-C still stops at once."""
+    from loftup.train.stopping import HungUp, StopOnSignals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL), signal.getsignal(signal.SIGTERM)
+    try:
+        for stop_on, raised in ((signal.SIGHUP, HungUp), (signal.SIGINT, KeyboardInterrupt)):
+            with StopOnSignals(announce=False) as signals:
+                with pytest.raises(raised), signals.steps():
+                    try:
+                        signals.stop(stop_on)
+                    finally:  # the clean-up, as the loop's with-blocks run it
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        os.kill(os.getpid(), signal.SIGHUP)
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+    assert signal.getsignal(signal.SIGTERM) == before[1]
+
+
 #: ``python -m loftup`` that says, when training leaves the process group, how many
 #: DistributedDataParallel wrappers are alive: one outliving the group destroyed the group
 #: later, from its Reducer, which holds the GIL while gloo's destructor waits for a worker

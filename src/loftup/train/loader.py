@@ -83,7 +83,7 @@ def make_loader(
     dataset: MaskedImages, sampler, cfg: TrainConfig, device: torch.device, main: bool
 ) -> torch.utils.data.DataLoader:
     """The DataLoader of a run: ``data.num_workers`` worker processes (at most one per CPU),
-    which ignore SIGTERM and SIGINT (:func:`worker_ignores_stops`), or none (the main process
+    which ignore SIGTERM, SIGINT and SIGHUP (:func:`worker_ignores_stops`), or none (the main process
     reads, in a thread: :class:`_ReadsInAThread`). A batch (with workers) or an item (without)
     is waited on ``data.timeout`` seconds at most (0: for ever), and the file each reader is on
     is tracked (:meth:`MaskedImages.track_reads`) for the errors to name it; read with

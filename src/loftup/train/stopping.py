@@ -40,11 +40,10 @@ class StopOnSignals:
     first signal that the run is stopping and how to stop it at once (rank 0 only, under
     torchrun).
 
-    DataLoader workers ignore SIGTERM and SIGINT
+    DataLoader workers ignore SIGTERM, SIGINT and SIGHUP
     (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
     the job (as Slurm does, and the terminal does with Ctrl-C) leaves them feeding the step
-    being finished; forked from the main process while the steps run, they inherit its SIGHUP
-    handler, which does nothing in them. SIGINT is left alone where it was ignored (a job
+    being finished (the handler inherited by a forked worker does nothing in it either). SIGINT is left alone where it was ignored (a job
     started with ``nohup`` or in the background of a script), SIGHUP unless it had its default
     action (which ends the run with no checkpoint): ignored under ``nohup``, or a program's own
     handler. The previous handlers are put back at the end."""
@@ -52,12 +51,15 @@ class StopOnSignals:
     def __init__(self, announce: bool = True) -> None:
         self.requested: int | None = None
         self.in_steps = False
+        self.stopped = False  # the steps stopped on a signal (stop): its clean-up runs
         self.announce = announce
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
+            return
+        if self.stopped and signum != signal.SIGINT:  # the clean-up is not cut short
             return
         if signum == signal.SIGHUP and not self.in_steps:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
@@ -103,8 +105,12 @@ class StopOnSignals:
     def stop(self, signum: int) -> None:
         """End the run, whose steps stopped at ``signum`` (:meth:`agreed`): :class:`Terminated`
         as SIGTERM ends a command (status 143), :class:`HungUp` for SIGHUP (129), else
-        :class:`KeyboardInterrupt` as Ctrl-C does (130)."""
+        :class:`KeyboardInterrupt` as Ctrl-C does (130). A later SIGTERM or SIGHUP (a
+        launcher's second; bash's, then the kernel's, at a dropped connection) is ignored while
+        the clean-up runs (shutting down the DataLoader's workers, which, interrupted, would
+        outlive the run); a Ctrl-C still stops at once."""
         self.in_steps = False
+        self.stopped = True
         if signum == signal.SIGTERM:
             terminate()
         if signum == signal.SIGHUP:
