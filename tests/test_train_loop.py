@@ -426,36 +426,62 @@ def test_resuming_past_a_lower_max_steps_says_that_nothing_is_trained(
     assert "final/ is exported from the checkpoint as it is" in caplog.text
 
 
-def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
-    sa1b, tmp_path, monkeypatch
-):
-    """`loftup train ... 2>&1 | tee train.log`: Ctrl-C ends tee as well, and the progress bar's
-    next write to the broken pipe raised BrokenPipeError before the checkpoint was written: the
-    run ended with none (exit status 141). The checkpoint now comes first."""
+def _ctrl_c_ending_tee(sa1b, out, monkeypatch, name: str, at, steps: int, pause: float = 0):
+    """Train ``steps`` steps with stderr a pipe whose reader (tee) is gone, and Ctrl-C sent
+    with it at the ``at``-th call (1-based) of ``loop.<name>`` (before it runs; after it where
+    ``pause``, which then sleeps); returns the step the checkpoint holds."""
     import os
     import signal
     import sys
+    import time
 
     from loftup.train import loop
 
     read_end, write_end = os.pipe()
     terminal = open(write_end, "w", buffering=1)  # noqa: SIM115 - closed below, broken
     monkeypatch.setattr(sys, "stderr", terminal)
-    real = loop.draw_step
+    real, calls = getattr(loop, name), []
 
-    def ctrl_c(cfg, step, *args, **kwargs):
-        if step == 1:
-            os.close(read_end)  # tee ends with the same Ctrl-C
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(cfg, step, *args, **kwargs)
+    def ctrl_c():
+        os.close(read_end)  # tee ends with the same Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(loop, "draw_step", ctrl_c)
-    out = tmp_path / "run"
+    def spy(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at and not pause:
+            ctrl_c()
+        value = real(*args, **kwargs)
+        if len(calls) == at and pause:
+            ctrl_c()
+            time.sleep(pause)  # a picture or checkpoint drawn: the bar writes at its update
+        return value
+
+    monkeypatch.setattr(loop, name, spy)
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(tiny(sa1b, out, 1, 4, "log.progress=true", "log.ckpt_every=10"))
+            train(tiny(sa1b, out, 1, steps, "log.progress=true", "log.ckpt_every=10"))
     finally:
         monkeypatch.undo()
         with contextlib.suppress(OSError):
             terminal.close()
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    return torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+
+
+def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
+    sa1b, tmp_path, monkeypatch
+):
+    """`loftup train ... 2>&1 | tee train.log`: Ctrl-C ends tee as well, and the progress bar's
+    next write to the broken pipe raised BrokenPipeError before the checkpoint was written: the
+    run ended with none (exit status 141). The checkpoint now comes first."""
+    assert _ctrl_c_ending_tee(sa1b, tmp_path / "run", monkeypatch, "draw_step", 2, 4) == 2
+
+
+def test_ctrl_c_after_the_steps_all_reduce_and_a_tee_gone_still_stops_at_the_next_step(
+    sa1b, tmp_path, monkeypatch
+):
+    """Ctrl-C that ends `| tee` too, arriving after a step's all-reduce (its votes are taken:
+    while rank 0 draws pictures or saves a periodic checkpoint) is acted on at the next step;
+    the progress bar's write in between, to the broken pipe, raised BrokenPipeError and ended
+    the run with none of its steps since the last checkpoint."""
+    out = tmp_path / "run"
+    assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 2, 5, pause=0.15) == 3

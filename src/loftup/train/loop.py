@@ -289,8 +289,11 @@ def _run(
                         "with --resume to go on", NAMES[stop_on], done, total, ckpt_path,
                     )  # fmt: skip
                 signals.stop(stop_on)
-            bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
-            bar.update(1)  # after the checkpoint: see above
+            # after the checkpoint: see above; and a signal that came after this step's votes
+            # (with the terminal it ended) is acted on at the next step, which this must reach
+            with suppress(OSError):
+                bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
+                bar.update(1)
             tick = time.perf_counter()
     bar.close()
 
