@@ -426,10 +426,13 @@ def test_resuming_past_a_lower_max_steps_says_that_nothing_is_trained(
     assert "final/ is exported from the checkpoint as it is" in caplog.text
 
 
-def _ctrl_c_ending_tee(sa1b, out, monkeypatch, name: str, at, steps: int, pause: float = 0):
+def _ctrl_c_ending_tee(
+    sa1b, out, monkeypatch, name: str, at, steps: int, pause: float = 0, stops: bool = True
+):
     """Train ``steps`` steps with stderr a pipe whose reader (tee) is gone, and Ctrl-C sent
     with it at the ``at``-th call (1-based) of ``loop.<name>`` (before it runs; after it where
-    ``pause``, which then sleeps); returns the step the checkpoint holds."""
+    ``pause``, which then sleeps); the run stops (KeyboardInterrupt) where ``stops``, else ends
+    as it would have. Returns the step the checkpoint holds."""
     import os
     import signal
     import sys
@@ -458,7 +461,7 @@ def _ctrl_c_ending_tee(sa1b, out, monkeypatch, name: str, at, steps: int, pause:
 
     monkeypatch.setattr(loop, name, spy)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) if stops else contextlib.nullcontext():
             train(tiny(sa1b, out, 1, steps, "log.progress=true", "log.ckpt_every=10"))
     finally:
         monkeypatch.undo()
@@ -485,3 +488,14 @@ def test_ctrl_c_after_the_steps_all_reduce_and_a_tee_gone_still_stops_at_the_nex
     the run with none of its steps since the last checkpoint."""
     out = tmp_path / "run"
     assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 2, 5, pause=0.15) == 3
+
+
+def test_ctrl_c_after_the_last_steps_all_reduce_and_a_tee_gone_still_exports_final(
+    sa1b, tmp_path, monkeypatch
+):
+    """The same Ctrl-C after the last step's all-reduce: that step's checkpoint is the run's
+    last, and the run ends as it would have, final/ exported; the progress bar's closing write
+    to the broken pipe raised BrokenPipeError before the export."""
+    out = tmp_path / "run"
+    ends = _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 3, 3, 0.15, stops=False)
+    assert ends == 3 and (out / "final" / "config.json").is_file()

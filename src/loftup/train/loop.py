@@ -295,7 +295,8 @@ def _run(
                 bar.set_postfix(loss=f"{scalars['loss']:.4g}", refresh=False)
                 bar.update(1)
             tick = time.perf_counter()
-    bar.close()
+    with suppress(OSError):  # the terminal gone (see above): final/ is still exported
+        bar.close()
 
     # -- the end ---------------------------------------------------------------------------
     steps = max(step0, len(history) and history[-1]["step"] + 1)
