@@ -45,9 +45,9 @@ ModelConfig = _model_config()
 class DataConfig:
     """Where the images and masks come from (see :class:`loftup.data.dataset.MaskedImages`).
 
-    ``timeout``: seconds the loader waits for an item before the run stops with an error
-    naming the file being read (a worker stuck on it, or with ``num_workers=0`` the reading
-    thread); 0 waits for ever.
+    ``timeout``: seconds the loader waits for a batch from its workers (with
+    ``num_workers=0``, for each item from the thread that reads it) before the run stops with
+    an error naming the file being read; 0 waits for ever.
     """
 
     root: str = ""
