@@ -52,7 +52,6 @@ from .config import TrainConfig, load_config
 from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
 from .ema import EMATeacher
 from .gradients import clip_limit, not_finite
-from .gradients import not_finite as _not_finite  # noqa: F401  (its name before gradients.py)
 from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
 from .pictures import pictures, validation_images
