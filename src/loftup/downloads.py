@@ -26,7 +26,6 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
 
-    resolve("dinov2_tiny")  # every backbone registered, for the hub ids below
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     for name in list(RELEASED) if names == ["all"] else names:

@@ -80,7 +80,7 @@ class FeaturizerSpec:
 FEATURIZERS: dict[str, FeaturizerSpec] = {}
 ALIASES: dict[str, str] = {}
 
-#: Family modules that register backbones when first needed (imported lazily).
+#: Family modules that register their backbones, imported at the end of this package (light).
 _FAMILY_MODULES: list[str] = [
     "loftup.featurizers.dinov2",
     "loftup.featurizers.dinov3",
@@ -102,14 +102,8 @@ def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> Featuriz
     return spec
 
 
-def _load_families() -> None:
-    for module in _FAMILY_MODULES:
-        importlib.import_module(module)
-
-
 def resolve(name: str) -> FeaturizerSpec:
     """The registry entry for ``name`` or an alias; UnknownNameError lists the known names."""
-    _load_families()
     key = ALIASES.get(name, name)
     if key not in FEATURIZERS:
         raise UnknownNameError(
@@ -120,7 +114,6 @@ def resolve(name: str) -> FeaturizerSpec:
 
 def backbones_of_dim(dim: int) -> list[str]:
     """The names of the registered backbones whose features are ``dim``-d."""
-    _load_families()
     return [name for name, spec in FEATURIZERS.items() if spec.dim == dim]
 
 
@@ -192,4 +185,5 @@ def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
 
 # every backbone registered once the package is imported, so that loftup.FEATURIZERS lists them
 # before any lookup (the family modules import no backbone library: transformers loads on use)
-_load_families()
+for _module in _FAMILY_MODULES:
+    importlib.import_module(_module)
