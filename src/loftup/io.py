@@ -252,6 +252,11 @@ def _tensor_fix(shape: tuple) -> str:
     return "pass RGB or grayscale pixels, channels first"
 
 
+#: Integer pixels, by dtype, and the value that is full scale (1.0): 8-bit, and 16-bit as a
+#: 16-bit file reads (cv2's IMREAD_UNCHANGED and tifffile give such arrays).
+PIXEL_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
 def to_tensor(image) -> torch.Tensor:
     """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, uint16, or float in [0, 1]) or a
     (3, H, W) tensor (the same) -> RGB (3, H, W) float32 in [0, 1]. Anything else: an
@@ -273,10 +278,8 @@ def to_tensor(image) -> torch.Tensor:
             f"expected a path, PIL image, numpy array or tensor, got {type(image).__name__}; "
             "convert it with numpy.asarray(image)"
         )
-    if t.dtype == torch.uint8:
-        t = t.float() / 255.0
-    elif t.dtype == torch.uint16:  # 16-bit pixels (cv2's or tifffile's), as a 16-bit file reads
-        t = t.float() / 65535.0
+    if t.dtype in PIXEL_MAX:
+        t = t.float() / PIXEL_MAX[t.dtype]
     elif not t.is_floating_point():
         dtype = str(t.dtype).removeprefix("torch.")
         raise ImageInputError(

@@ -30,6 +30,7 @@ from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
+from .io import PIXEL_MAX
 from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from here)
     BackboneMismatchWarning,
     _warn_if_other_backbone,
@@ -84,7 +85,7 @@ class FeaturePipeline:
                 "PIL image or an array use loftup.upsample(image, model=pipeline)"
             )
         check_batch(images)
-        if not (images.is_floating_point() or images.dtype in (torch.uint8, torch.uint16)):
+        if not (images.is_floating_point() or images.dtype in PIXEL_MAX):
             raise UsageError(
                 f"expected uint8, uint16 or floating point pixels, got "
                 f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, "
@@ -95,10 +96,8 @@ class FeaturePipeline:
         out_hw = (check_output_size if callback is None else output_size)(size, h0, w0)
         bb_hw = backbone_input(h0, w0, self.featurizer.patch_size, self.backbone_size)
         x = images.to(self.device, torch.float32)
-        if images.dtype == torch.uint8:  # as upsample reads them, and check_pixels advises
-            x = x / 255.0
-        elif images.dtype == torch.uint16:
-            x = x / 65535.0
+        if images.dtype in PIXEL_MAX:  # as upsample reads them, and check_pixels advises
+            x = x / PIXEL_MAX[images.dtype]
         check_pixels(x)
         guide = imagenet_normalize(resize_images(x, out_hw))
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
