@@ -43,10 +43,11 @@ class StopOnSignals:
     DataLoader workers ignore SIGTERM, SIGINT and SIGHUP
     (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
     the job (as Slurm does, and the terminal does with Ctrl-C) leaves them feeding the step
-    being finished (the handler inherited by a forked worker does nothing in it either). SIGINT is left alone where it was ignored (a job
-    started with ``nohup`` or in the background of a script), SIGHUP unless it had its default
-    action (which ends the run with no checkpoint): ignored under ``nohup``, or a program's own
-    handler. The previous handlers are put back at the end."""
+    being finished (the handler inherited by a forked worker does nothing in it either). SIGINT
+    is left alone where it was ignored (a job started with ``nohup`` or in the background of a
+    script), SIGHUP unless it had its default action (which ends the run with no checkpoint):
+    ignored under ``nohup``, or a program's own handler. The previous handlers are put back at
+    the end."""
 
     def __init__(self, announce: bool = True) -> None:
         self.requested: int | None = None
