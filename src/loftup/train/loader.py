@@ -67,27 +67,26 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
 
 
 def worker_ignores_stops(worker_id: int) -> None:
-    """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM, SIGINT and SIGHUP,
-    which a scheduler (SIGTERM) and the terminal (Ctrl-C, a hang-up) send to every process of
-    the job; the main process stops after the current step
-    (:class:`~loftup.train.stopping.StopOnSignals`), which its workers go on feeding. (PyTorch's workers end quietly at a Ctrl-C: the step being
-    finished would then fail for want of its batch.) They still end with their loader, or with
-    the main process (PyTorch's watchdog)."""
+    """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM, SIGINT and
+    SIGHUP, which a scheduler (SIGTERM) and the terminal (Ctrl-C, a hang-up) send to every
+    process of the job; the main process stops after the current step
+    (:class:`~loftup.train.stopping.StopOnSignals`), which its workers go on feeding. (PyTorch's
+    workers end quietly at a Ctrl-C: the step being finished would then fail for want of its
+    batch.) They still end with their loader, or with the main process (PyTorch's watchdog)."""
     worker_ignores_sigterm(worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "SIGHUP"):  # a hang-up too, whatever the start method (not only forked)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # whatever the start method (not only forked)
 
 
 def make_loader(
     dataset: MaskedImages, sampler, cfg: TrainConfig, device: torch.device, main: bool
 ) -> torch.utils.data.DataLoader:
     """The DataLoader of a run: ``data.num_workers`` worker processes (at most one per CPU),
-    which ignore SIGTERM, SIGINT and SIGHUP (:func:`worker_ignores_stops`), or none (the main process
-    reads, in a thread: :class:`_ReadsInAThread`). A batch (with workers) or an item (without)
-    is waited on ``data.timeout`` seconds at most (0: for ever), and the file each reader is on
-    is tracked (:meth:`MaskedImages.track_reads`) for the errors to name it; read with
-    :func:`batches`."""
+    which ignore SIGTERM, SIGINT and SIGHUP (:func:`worker_ignores_stops`), or none (the main
+    process reads, in a thread: :class:`_ReadsInAThread`). A batch (with workers) or an item
+    (without) is waited on ``data.timeout`` seconds at most (0: for ever), and the file each
+    reader is on is tracked (:meth:`MaskedImages.track_reads`) for the errors to name it; read
+    with :func:`batches`."""
     d = cfg.data
     workers = worker_count(d.num_workers, main)
     dataset.track_reads(max(workers, 1))
