@@ -1,7 +1,8 @@
 """Synthetic scenes: random regions with sharp boundaries whose class is their texture.
 
 A scene is painted back to front: a background region covering the image, then blobs and
-polygons, then thin structures (polylines a few pixels wide) on top. Each region draws a class
+polygons, then thin structures (polylines a few pixels wide) on top (the shapes are
+:mod:`loftup.data.shapes`). Each region draws a class
 (uniform over ``num_classes``), the texture family of that class (:mod:`loftup.data.textures`),
 two random colours and a random period; later regions hide earlier ones. The result is an RGB
 image, its semantic label map and the class-agnostic instance map (one id per painted region,
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError, is_int
+from .shapes import blob_mask, pixel_grid, polygon_mask, thin_mask
 from .textures import FAMILIES, render_texture
 
 
@@ -168,78 +170,6 @@ class Scene:
         return self.instances == k
 
 
-# -- shapes: each returns an (H, W) bool mask --------------------------------------------------
-
-
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return yy.astype(np.float32) + 0.5, xx.astype(np.float32) + 0.5
-
-
-def _frame(yy, xx, cy, cx, rng):
-    """Coordinates in a randomly rotated and squashed frame centred on (cy, cx)."""
-    angle = rng.uniform(0, math.pi)
-    squash = rng.uniform(0.5, 1.0)
-    dy, dx = yy - cy, xx - cx
-    u = dx * math.cos(angle) + dy * math.sin(angle)
-    v = (-dx * math.sin(angle) + dy * math.cos(angle)) / squash
-    return u, v
-
-
-def blob_mask(yy, xx, cy, cx, r, rng) -> np.ndarray:
-    """A smooth star-shaped blob: radius r * (1 + sum_k a_k cos(k theta + phi_k))."""
-    u, v = _frame(yy, xx, cy, cx, rng)
-    theta = np.arctan2(v, u)
-    rho = np.ones_like(theta)
-    for k in range(2, 6):
-        rho += rng.uniform(0, 0.3) / k * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
-    return np.hypot(u, v) < r * rho
-
-
-def polygon_mask(h, w, cy, cx, r, rng) -> np.ndarray:
-    """A random star-shaped polygon with 3 to 7 vertices around (cy, cx)."""
-    from skimage.draw import polygon
-
-    n = int(rng.integers(3, 8))
-    angles = np.sort(rng.uniform(0, 2 * math.pi, n))
-    radii = r * rng.uniform(0.5, 1.2, n)
-    squash = rng.uniform(0.5, 1.0)
-    rot = rng.uniform(0, math.pi)
-    u, v = radii * np.cos(angles), radii * np.sin(angles) * squash
-    rows = cy + u * math.sin(rot) + v * math.cos(rot)
-    cols = cx + u * math.cos(rot) - v * math.sin(rot)
-    mask = np.zeros((h, w), dtype=bool)
-    rr, cc = polygon(rows, cols, shape=(h, w))
-    mask[rr, cc] = True
-    return mask
-
-
-def thin_mask(yy, xx, width, rng) -> np.ndarray:
-    """A polyline of 2 to 4 segments, ``width`` pixels wide, wandering across the image."""
-    h, w = yy.shape
-    side = min(h, w)
-    point = np.array([rng.uniform(0, h), rng.uniform(0, w)])
-    heading = rng.uniform(0, 2 * math.pi)
-    dist = np.full((h, w), np.inf, dtype=np.float32)
-    for _ in range(int(rng.integers(2, 5))):
-        heading += rng.uniform(-1.2, 1.2)
-        step = side * rng.uniform(0.25, 0.6)
-        nxt = point + step * np.array([math.sin(heading), math.cos(heading)])
-        dist = np.minimum(dist, _segment_distance(yy, xx, point, nxt))
-        point = nxt
-    return dist <= width / 2
-
-
-def _segment_distance(yy, xx, a, b) -> np.ndarray:
-    d = b - a
-    t = ((yy - a[0]) * d[0] + (xx - a[1]) * d[1]) / max(float(d @ d), 1e-6)
-    t = np.clip(t, 0.0, 1.0)
-    return np.hypot(yy - (a[0] + t * d[0]), xx - (a[1] + t * d[1]))
-
-
-# -- the scene ---------------------------------------------------------------------------------
-
-
 def _log_uniform(rng, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
@@ -262,7 +192,7 @@ def generate_scene(config: SceneConfig, seed: int, index: int = 0) -> Scene:
     """Scene number ``index`` of the world ``(config, seed)``; independent of every other index."""
     rng = np.random.default_rng([seed, index])
     h, w, s = config.height, config.width, config.scale
-    yy, xx = _grid(h, w)
+    yy, xx = pixel_grid(h, w)
     side = min(h, w)
 
     def centre_and_radius():
