@@ -167,8 +167,12 @@ def test_training_reads_images_above_pillows_limit_when_data_max_image_pixels_sa
 
 
 def test_missing_or_empty_folders_are_clear_errors(tmp_path):
-    with pytest.raises(LoftUpError, match="does not exist"):
+    with pytest.raises(LoftUpError, match="does not exist") as e:
         MaskedImages(tmp_path / "missing", size=8)
+    assert "VARIABLE" not in str(e.value)
+    # a $VAR given from Python is not expanded: the error says where it would be
+    with pytest.raises(LoftUpError, match=r"\$VARIABLE in it is expanded in a config file"):
+        MaskedImages(f"{tmp_path}/${{DATA}}/sa1b", size=8)
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(LoftUpError, match="no sa_N.jpg images with their sa_N.json"):
         MaskedImages(tmp_path, size=8, masks="sa1b")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -46,8 +47,15 @@ def data_folder(root: str | os.PathLike) -> Path:
             f"(searched recursively), e.g. {root.parent}"
         )
     if not root.is_dir():
+        variable = ""
+        if re.search(r"\$(\w|\{)", str(root)):  # expanded in a config's text, not from Python
+            variable = (
+                "; a $VARIABLE in it is expanded in a config file or a key=value override, not "
+                "in a path given from Python (expand it there: os.path.expandvars)"
+            )
         raise UsageError(
             f"data folder {root} does not exist (pass --data /path/to/images, or data.root=)"
+            f"{variable}"
         )
     if (root / "world.json").is_file() and (root / "sa1b").is_dir():
         return root / "sa1b"

@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from ...errors import LoftUpError, UsageError
-from .paths import warn_file_relative
+from .paths import expand_paths, warn_file_relative
 from .schema import TrainConfig, default_config
 from .yaml_text import read_yaml, refuse_comment, safe_yaml
 
@@ -60,13 +60,16 @@ def load_config(
 ) -> TrainConfig:
     """Defaults of the stage, then the YAML file/name or dict ``source``, then ``overrides``.
 
-    ``stage`` (the command line's ``--stage``) must agree with a stage the file sets. Every
-    value is checked (type first, then its range) before anything is loaded: a
-    :class:`~loftup.errors.UsageError` names the key, the value and what it may be.
+    ``stage`` (the command line's ``--stage``) must agree with a stage the file sets. Paths
+    (:data:`~.paths.PATH_KEYS`) written as YAML text, in the file and the overrides, are
+    expanded as a shell would (``~``, ``$VAR``, ``${VAR}``: :func:`~.paths.expand_path`); a
+    dict's are taken as they are, as Python gives them. Every value is checked (type first,
+    then its range) before anything is loaded: a :class:`~loftup.errors.UsageError` names the
+    key, the value and what it may be.
     """
-    config_file = None
+    config_file = file_text = None
     if isinstance(source, (str, os.PathLike)):
-        data = read_yaml(os.fspath(source))
+        data, file_text = read_yaml(os.fspath(source)), f"in config {os.fspath(source)}"
         if Path(os.fspath(source)).expanduser().is_file():  # not a packaged config's name
             config_file = Path(os.fspath(source)).expanduser()
     elif source is None or isinstance(source, dict):
@@ -84,6 +87,9 @@ def load_config(
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
         raise UsageError(f"stage must be 1 or 2, got {stage!r}")
     given = parse_overrides(overrides or [])
+    if file_text is not None:  # a dict's paths are Python's, taken as they are
+        data = expand_paths(data, file_text, replaced=given)
+    given = expand_paths(given, "given as an override")
     if config_file is not None:
         warn_file_relative(data, given, config_file)
     data = merge(data, given)

@@ -1,12 +1,23 @@
-"""Relative paths written in a config file: read from the current folder (as the command line's
-own paths are, and as Hydra and most tools read them), never from the file's folder, since a
-config's meaning must not change with where it is kept. Where a path is missing from the
-current folder but found beside the config file, :func:`warn_file_relative` says so, before
-the run stops on the missing path (or, for a folder it writes, starts afresh elsewhere)."""
+"""The paths a config holds (:data:`PATH_KEYS`).
+
+Written as a shell would take them (:func:`expand_paths`): ``~`` and ``~user`` at the start,
+``$VAR`` and ``${VAR}`` anywhere, expanded when the config is loaded, so that the paths it
+holds, prints and saves are the ones the run uses; an unset or empty variable is an error
+naming it and the key, never a literal ``$DATA`` folder that "does not exist".
+
+Relative paths are read from the current folder (as the command line's own paths are, and as
+Hydra and most tools read them), never from the config file's folder, since a config's meaning
+must not change with where it is kept. Where a path is missing from the current folder but
+found beside the config file, :func:`warn_file_relative` says so, before the run stops on the
+missing path (or, for a folder it writes, starts afresh elsewhere)."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+
+from ...errors import UsageError
 
 #: The path keys of a config, each with what it names: "read" (must exist), "read or name"
 #: (a path, or a released upsampler's or hub repo's name), "written" (made if missing).
@@ -30,6 +41,67 @@ def _get(data: dict, key: str):
         if not isinstance(data, dict) or part not in data:
             return _MISSING
         data = data[part]
+    return data
+
+
+def _with(data: dict, parts: list[str], value) -> dict:
+    """A copy of ``data`` with ``value`` at the key ``parts`` (the sections on the way copied,
+    ``data`` itself left as it is)."""
+    out = dict(data)
+    out[parts[0]] = value if len(parts) == 1 else _with(data[parts[0]], parts[1:], value)
+    return out
+
+
+#: ``$$`` (a literal ``$``), ``$NAME``, ``${...}`` (its closing brace may be missing: an error)
+_VARIABLE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([^}]*)(\}?))")
+
+
+def expand_path(value: str, key: str, where: str) -> str:
+    """``value`` of config key ``key`` with a leading ``~`` or ``~user`` expanded, then every
+    ``$NAME`` and ``${NAME}`` replaced by the environment's value (once: a value holding ``$`` is
+    not expanded again) and ``$$`` by ``$``; any other ``$`` is left as written (``share$/x``).
+    An unset or empty variable, or a ``${`` that is not ``${NAME}``, is a UsageError naming the
+    variable, ``key`` and ``where`` it was written (``config x.yaml``, ``override``)."""
+    head, rest = "", value
+    if value.startswith("~"):  # as the shell: the home folder of the start only, not $VAR's
+        head, sep, rest = value.partition("/")
+        head = os.path.expanduser(head) + sep
+
+    def replace(match: re.Match) -> str:
+        dollar, name, braced, closed = match.groups()
+        if dollar:
+            return "$"
+        if braced is not None and not (closed and re.fullmatch(r"[A-Za-z_]\w*", braced)):
+            raise UsageError(
+                f"config key {key} ({value!r}, {where}): {match.group(0)!r} is not a variable; "
+                "write $NAME or ${NAME} (no defaults or other shell forms), or $$ for a literal $"
+            )
+        name = name or braced
+        found = os.environ.get(name)
+        if not found:
+            state = "is not set" if found is None else "is set but empty"
+            raise UsageError(
+                f"config key {key} ({value!r}, {where}): the environment variable {name} {state}; "
+                f"export {name}=... before the run, or "
+                "write the path out ($$ for a literal $)"
+            )
+        return found
+
+    return head + _VARIABLE.sub(replace, rest)
+
+
+def expand_paths(data: dict, where: str, replaced: dict | None = None) -> dict:
+    """``data`` (a config's keys, as a file or the overrides give them) with the string value
+    of each of :data:`PATH_KEYS` expanded by :func:`expand_path`, but those that ``replaced``
+    (the overrides) sets, which are never used; a copy where any changes."""
+    for key in PATH_KEYS:
+        value = _get(data, key)
+        if replaced is not None and _get(replaced, key) is not _MISSING:
+            continue
+        if isinstance(value, str):
+            expanded = expand_path(value, key, where)
+            if expanded != value:
+                data = _with(data, key.split("."), expanded)
     return data
 
 

@@ -1,0 +1,118 @@
+"""Paths in a training config are written as in a shell: ``~``, ``$VAR`` and ``${VAR}`` expand
+when the config is loaded (a config file and key=value overrides, the command line's included);
+an unset or empty variable is refused naming it and the key, never read as a folder named
+``$DATA`` that "does not exist"."""
+
+import pytest
+
+from loftup.cli import main
+from loftup.errors import UsageError
+from loftup.train.config import load_config
+from loftup.train.config.paths import PATH_KEYS
+
+
+def _config(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_variables_and_home_expand_in_every_path_key_of_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("RUNS", "/scratch/runs")
+    monkeypatch.setenv("HOME", "/home/me")
+    cfg = load_config(
+        _config(
+            tmp_path,
+            "stage: 2\ninit: $RUNS/s1/checkpoint.pt\nbackbone_weights: ~/w/dinov2\n"
+            "data:\n  root: $DATA/sa1b\n  cache_dir: ${DATA}_cache/masks\n"
+            "  sam_weights: '~'\nlog:\n  out_dir: ${RUNS}/s2\n",
+        )
+    )
+    assert cfg.data.root == f"{tmp_path}/data/sa1b"
+    assert cfg.data.cache_dir == f"{tmp_path}/data_cache/masks"  # braces end the name
+    assert cfg.init == "/scratch/runs/s1/checkpoint.pt"
+    assert cfg.backbone_weights == "/home/me/w/dinov2"
+    assert cfg.data.sam_weights == "/home/me"
+    assert cfg.log.out_dir == "/scratch/runs/s2"
+
+
+def test_overrides_and_the_command_line_expand_and_print_the_expanded_path(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("DATA", "/datasets")
+    cfg = load_config("stage1_cpu", ["data.root=$DATA/sa1b", "log.out_dir=${DATA}/runs/x"])
+    assert (cfg.data.root, cfg.log.out_dir) == ("/datasets/sa1b", "/datasets/runs/x")
+    # --data VALUE the shell left unexpanded (quoted) is expanded too, and shown expanded
+    out = tmp_path / "out"
+    argv = ["train", "--config", "stage1_cpu", "--data", "$DATA/x", "--out", str(out)]
+    assert main([*argv, "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "root: /datasets/x" in printed and "$DATA" not in printed
+
+
+@pytest.mark.parametrize("value", ["$LOFTUP_TEST_UNSET/sa1b", "${LOFTUP_TEST_UNSET}/sa1b"])
+def test_an_unset_variable_names_the_variable_the_key_and_the_file(tmp_path, monkeypatch, value):
+    monkeypatch.delenv("LOFTUP_TEST_UNSET", raising=False)
+    config = _config(tmp_path, f"data:\n  root: {value}\n")
+    with pytest.raises(UsageError) as e:
+        load_config(config)
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"config key data.root ('{value}', in config {config})" in message
+    assert "the environment variable LOFTUP_TEST_UNSET is not set" in message
+    assert "export LOFTUP_TEST_UNSET=" in message
+
+
+def test_an_empty_variable_or_a_shell_form_is_refused_from_an_override(monkeypatch):
+    """``$DATA/sa1b`` with DATA empty would read /sa1b; ``${DATA:-x}`` is a shell default that
+    a config does not take: both are said, not read as some other folder."""
+    monkeypatch.setenv("EMPTY", "")
+    with pytest.raises(UsageError, match=r"'\$EMPTY/c', given as an override\): the environ"
+                       r"ment variable EMPTY is set but empty"):  # fmt: skip
+        load_config(None, ["data.cache_dir=$EMPTY/c"])
+    for value in ("${DATA:-/x}/y", "${DATA", "${}"):
+        with pytest.raises(UsageError, match="is not a variable; write \\$NAME or \\$\\{NAME\\}"):
+            load_config(None, [f"log.out_dir='{value}'"])
+
+
+def test_what_is_not_a_variable_stays_as_written(monkeypatch):
+    monkeypatch.setenv("X", "$HOME")  # a value is not expanded again
+    for written, read in [
+        ("//server/share$/data", "//server/share$/data"),  # $ before no name
+        ("/data/a$$b", "/data/a$b"),  # $$: a literal $
+        ("/data/$X/y", "/data/$HOME/y"),
+        ("/data/x~y", "/data/x~y"),  # ~ expands at the start only
+        ("runs/$1", "runs/$1"),
+    ]:
+        assert load_config(None, [f"log.out_dir='{written}'"]).log.out_dir == read, written
+
+
+def test_only_path_keys_expand_and_a_replaced_value_is_never_read(tmp_path, monkeypatch):
+    """``backbone`` is a name, not a path; a file's ``$UNSET`` that an override replaces is
+    never used, so it is not an error (``--data DIR`` on a config written for another
+    machine)."""
+    monkeypatch.delenv("LOFTUP_TEST_UNSET", raising=False)
+    assert load_config(None, ["backbone=$LOFTUP_TEST_UNSET"]).backbone == "$LOFTUP_TEST_UNSET"
+    config = _config(tmp_path, "data:\n  root: $LOFTUP_TEST_UNSET/sa1b\n")
+    assert load_config(config, ["data.root=/data/sa1b"]).data.root == "/data/sa1b"
+
+
+def test_a_dict_is_taken_as_python_gives_it():
+    """A dict comes from Python, whose paths are never shell words: a folder named with a $
+    is read as it is."""
+    cfg = load_config({"data": {"root": "/data/$NOT_A_VARIABLE"}})
+    assert cfg.data.root == "/data/$NOT_A_VARIABLE"
+
+
+def test_every_path_key_is_expanded(monkeypatch):
+    """The keys expanded are :data:`PATH_KEYS`, and every one of them (a key added there is
+    expanded with nothing else written)."""
+    monkeypatch.setenv("P", "/p")
+    overrides = [f"{key}=$P/{key}" for key in PATH_KEYS] + ["stage=2"]
+    cfg = load_config(None, overrides).to_dict()
+    for key in PATH_KEYS:
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        assert value == f"/p/{key}", key
