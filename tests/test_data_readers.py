@@ -569,3 +569,26 @@ def test_the_pictures_of_a_run_inside_the_data_folder_are_not_training_images(tm
     lookalike = lookalike.rename(lookalike.with_name(drawn.name))
     ds = MaskedImages(root, size=32, masks="superpixels", cache_dir=tmp_path / "c")
     assert ds.images == sorted([root / "img_000.png", root / "img_001.png", lookalike])
+
+
+def test_two_images_of_one_sa1b_json_are_refused_naming_both(tmp_path):
+    """``sa_0.jpg`` beside ``sa_0.JPG`` (or ``sa_0.jpeg``) on a disk that tells case apart both
+    took ``sa_0.json``: one image trained on the other's masks without a word."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    (root / "sa_1.JPG").write_bytes((root / "sa_1.jpg").read_bytes())
+    with pytest.raises(UsageError) as e:
+        MaskedImages(root, size=16, masks="sa1b")
+    assert str(e.value).startswith(f"sa_1.JPG and sa_1.jpg in {root} share one annotation file")
+    assert "sa_1.json" in str(e.value) and "\n" not in str(e.value)
+    (root / "sa_1.JPG").rename(root / "sa_1.jpeg")
+    with pytest.raises(UsageError, match="sa_1.jpeg and sa_1.jpg in .* share one annotation"):
+        MaskedImages(root, size=16, masks="sa1b")
+
+
+def test_an_upper_case_json_is_the_annotation_of_its_image(tmp_path):
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    (root / "sa_1.jpg").rename(root / "SA_1.JPG")
+    (root / "sa_1.json").rename(root / "SA_1.JSON")
+    ds = MaskedImages(root, size=16, masks="sa1b")
+    assert ds.orphans == 0 and ds.annotations[0].name == "SA_1.JSON"
+    assert ds[0]["skipped"] == [] and ds[0]["masks"].shape[0] > 0

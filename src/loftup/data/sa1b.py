@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BrokenFileError, one_line
+from ..errors import BrokenFileError, UsageError, one_line
 from .images import SquareCrop, crop_mask, list_images
 
 #: The largest masks read, as multiples of their image's pixels (masks made before the image
@@ -24,15 +24,33 @@ MAX_MASK_PIXELS = 2**28
 
 
 def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
-    """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON."""
-    pairs, orphans = [], 0
+    """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON.
+
+    An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix. Two images of one
+    name but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or ``sa_1.jpeg``, which a disk that
+    tells case apart holds) would share one JSON, the masks of at most one of them: a
+    UsageError names both, before anything is read."""
+    pairs, orphans, owner = [], 0, {}
     for image in list_images(root, extensions=(".jpg", ".jpeg")):
-        ann = image.with_suffix(".json")
-        if ann.exists():
-            pairs.append((image, ann))
-        else:
+        ann = next((a for a in _annotation_names(image) if a.exists()), None)
+        if ann is None:
             orphans += 1
+            continue
+        other = owner.setdefault(ann, image)
+        if other != image:
+            raise UsageError(
+                f"{other.name} and {image.name} in {image.parent} share one annotation file, "
+                f"{ann.name}, which holds the masks of one picture; rename or delete the other "
+                "image (with its own masks, name its JSON as it is named)"
+            )
+        pairs.append((image, ann))
     return pairs, orphans
+
+
+def _annotation_names(image: Path) -> tuple[Path, ...]:
+    """Where the SA-1B JSON of ``image`` may be: its suffix made ``.json``, or ``.JSON`` (a
+    disk that tells case apart does not find the one for the other)."""
+    return image.with_suffix(".json"), image.with_suffix(".JSON")
 
 
 def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
