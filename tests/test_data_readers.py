@@ -34,18 +34,12 @@ def test_sa1b_masks_in_uncompressed_rle_are_read(tmp_path):
     skipped as unreadable (pycocotools' decode takes bytes only)."""
     root = write_sa1b(tmp_path / "sa", 2, size=32, height=40)
 
-    def runs(m):
-        flat = m.flatten(order="F")
-        edges = np.flatnonzero(np.diff(flat)) + 1
-        lengths = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
-        return lengths if not flat[0] else [0, *lengths]
-
     want = unpack_masks(MaskedImages(root, size=16, masks="sa1b")[0]["masks"], 16)
     data = json.loads((root / "sa_0.json").read_text())
     _, written = scene(0, 32)
     for ann, m in zip(data["annotations"], written):
         full = np.concatenate([m, np.zeros((8, 32), bool)])
-        ann["segmentation"] = {"size": [40, 32], "counts": runs(full)}
+        ann["segmentation"] = {"size": [40, 32], "counts": _runs(full)}
     (root / "sa_0.json").write_text(json.dumps(data))
     sample = MaskedImages(root, size=16, masks="sa1b")[0]
     assert sample["skipped"] == [] and torch.equal(unpack_masks(sample["masks"], 16), want)
@@ -470,6 +464,22 @@ def _one_mask_json(path, height, width):
     path.write_text(json.dumps({"annotations": [ann]}))
 
 
+def _skipped_for_a_mask(tmp_path, caplog, n: int, part: str, value) -> tuple:
+    """An SA-1B folder of 2 images whose first JSON has ``part`` of mask ``n`` set to ``value``:
+    its first item, checked to be the second image with the first skipped; the folder and the
+    one warning that names it."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    data = json.loads((root / "sa_0.json").read_text())
+    data["annotations"][n]["segmentation"][part] = value
+    (root / "sa_0.json").write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="loftup.data"):
+        sample = MaskedImages(root, size=16, masks="sa1b")[0]
+    assert sample["skipped"] == [str(root / "sa_0.jpg")] and sample["index"] == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "\n" not in message
+    return root, message
+
+
 @pytest.mark.parametrize(
     "size, why",
     [
@@ -487,14 +497,7 @@ def test_an_sa1b_mask_size_that_is_no_size_is_refused_before_decoding(tmp_path, 
     """pycocotools allocates the whole mask of the RLE's size before anything compares it with
     the image: a damaged size of [100000, 100000] crashed the process (10 GB; a segfault under a
     memory limit). Refused as a damaged JSON first; the RLE is valid for its 16 x 16 px."""
-    root = write_sa1b(tmp_path / "sa", 2, size=16)
-    data = json.loads((root / "sa_0.json").read_text())
-    data["annotations"][1]["segmentation"]["size"] = size
-    (root / "sa_0.json").write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, logger="loftup.data"):
-        sample = MaskedImages(root, size=16, masks="sa1b")[0]
-    assert sample["skipped"] == [str(root / "sa_0.jpg")] and sample["index"] == 1
-    (message,) = [r.getMessage() for r in caplog.records]
+    root, message = _skipped_for_a_mask(tmp_path, caplog, 1, "size", size)
     assert f"{root / 'sa_0.json'}: annotation 1 " in message and why in message
     assert "not SA-1B annotations" in message and "\n" not in message
 
@@ -592,3 +595,51 @@ def test_an_upper_case_json_is_the_annotation_of_its_image(tmp_path):
     ds = MaskedImages(root, size=16, masks="sa1b")
     assert ds.orphans == 0 and ds.annotations[0].name == "SA_1.JSON"
     assert ds[0]["skipped"] == [] and ds[0]["masks"].shape[0] > 0
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed runs of ``mask``: column-major, starting with the 0s."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    lengths = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return lengths if not flat[0] else [0, *lengths]
+
+
+def test_compressed_rle_runs_are_read_as_pycocotools_writes_them():
+    """The run lengths read from COCO's compressed strings (5-bit groups, signed differences
+    from the run two before) are the mask's, over random, blocky, full and empty masks."""
+    from pycocotools import mask as mask_utils
+
+    from loftup.data.rle import compressed_runs, decode_rle
+
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        mask = [rng.random((h, w)) < rng.random(), np.zeros((h, w), bool), np.ones((h, w), bool)]
+        mask = mask[t % 3]
+        mask[rng.integers(h) :, : rng.integers(w) + 1] ^= t % 2 == 0
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        assert compressed_runs(rle["counts"]).tolist() == _runs(mask), (t, h, w)
+        for counts in (rle["counts"].decode(), _runs(mask)):
+            assert np.array_equal(decode_rle({"size": [h, w], "counts": counts}), mask)
+
+
+@pytest.mark.parametrize(
+    "counts, why",
+    [
+        ("0", "its runs cover 0 pixels, not the 16x16 = 256 of its size"),
+        ("0Q", "its counts end inside a number (cut short)"),
+        ("0~", "its counts hold '~', not a character of COCO's RLE strings"),
+        ("0oooooooo0", "its counts hold a number of 9 groups, too large a run"),
+        ([0, 10], "its runs cover 10 pixels, not the 16x16 = 256"),
+        ([0, -10, 266], "its counts hold a negative or too long run"),
+        ([0, 10.0, 246], "its counts are not a list of whole numbers"),
+    ],
+)
+def test_rle_runs_that_do_not_cover_the_mask_are_refused_not_read_from_memory(
+    tmp_path, caplog, counts, why
+):
+    """pycocotools fills a mask whose runs fall short of its size with whatever its memory
+    held: a damaged annotation read as a different random mask each time, never an error."""
+    root, message = _skipped_for_a_mask(tmp_path, caplog, 2, "counts", counts)
+    assert f"{root / 'sa_0.json'}: annotation 2 does not decode ({why}" in message

@@ -277,6 +277,13 @@ def test_a_world_cut_short_is_gone_on_with_only_with_its_own_options(tmp_path, m
         write_scenes(out, cfg, 4, progress=False)
 
 
+def _cut_first_mask(path):
+    """Its first mask's runs cut short: pycocotools would fill the rest from its memory."""
+    meta = json.loads(path.read_text())
+    meta["annotations"][0]["segmentation"]["counts"] = "0"
+    path.write_text(json.dumps(meta))
+
+
 @pytest.mark.parametrize(
     "damage, words",
     [
@@ -296,6 +303,7 @@ def test_a_world_cut_short_is_gone_on_with_only_with_its_own_options(tmp_path, m
         (lambda w: (w / "sa1b" / "sa_2.jpg").write_bytes(b"not a jpeg"), "sa_2.jpg"),
         (lambda w: (w / "labels" / "sa_2.png").write_bytes(b""), "sa_2.png"),
         (lambda w: (w / "sa1b" / "sa_2.json").write_text("{"), "sa_2.json"),
+        (lambda w: _cut_first_mask(w / "sa1b" / "sa_2.json"), "sa_2.json"),
     ],
 )
 def test_a_damaged_world_is_named_with_the_fix(tmp_path, damage, words):

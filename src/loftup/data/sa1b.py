@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BrokenFileError, UsageError, one_line
 from .images import SquareCrop, crop_mask, list_images
+from .rle import decode_rle
 
 #: The largest masks read, as multiples of their image's pixels (masks made before the image
 #: was resized to 1/8 of its side) and in pixels (decoding allocates the whole mask, and a
@@ -58,11 +59,10 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
 
     Raises OSError (a missing file) or a one-line :class:`~loftup.errors.BrokenFileError` (a
     ValueError) naming the file and what is wrong with it (not JSON, no annotations, a mask that
-    is not COCO RLE, has no plausible size for the image (checked before it is decoded), does not
-    decode or is of another picture's aspect ratio).
+    is not COCO RLE, has no plausible size for the image (checked before it is decoded), has runs
+    that do not cover that size (:func:`~.rle.decode_rle`), does not decode or is of another
+    picture's aspect ratio).
     """
-    from pycocotools import mask as mask_utils
-
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
@@ -79,13 +79,8 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
         why = _implausible_size(rle["size"], crop.image)
         if why:
             raise _broken(json_path, f"annotation {n}{why}")
-        rle = dict(rle)
         try:
-            if isinstance(rle["counts"], list):  # uncompressed RLE (COCO's other form)
-                rle = mask_utils.frPyObjects(rle, *rle["size"])
-            elif isinstance(rle["counts"], str):
-                rle["counts"] = rle["counts"].encode("ascii")
-            mask = mask_utils.decode(rle).astype(bool)
+            mask = decode_rle(rle)
         except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
             raise _broken(json_path, f"annotation {n} does not decode ({one_line(e)})") from None
         try:

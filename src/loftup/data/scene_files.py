@@ -217,9 +217,9 @@ class World:
         """Image (H, W, 3) uint8, labels (H, W) uint8, masks (N, H, W) bool of image ``name``;
         a :class:`LoftUpError` names a scene file that cannot be read."""
         from PIL import Image
-        from pycocotools import mask as mask_utils
 
         from .images import READ_ERRORS
+        from .rle import decode_rle
 
         path = self.root / "sa1b" / f"{name}.jpg"
         try:
@@ -230,7 +230,7 @@ class World:
                 labels = np.array(im)  # palette indices: the class ids
             path = self.root / "sa1b" / f"{name}.json"
             meta = json.loads(path.read_text())
-            masks = [mask_utils.decode(a["segmentation"]).astype(bool) for a in meta["annotations"]]
+            masks = [decode_rle(a["segmentation"]) for a in meta["annotations"]]
         except READ_ERRORS as e:
             raise LoftUpError(
                 f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
