@@ -260,3 +260,15 @@ def test_the_path_keys_looked_at_are_the_config_keys_that_name_files():
     assert set(PATH_KEYS) <= set(keys)
     named = {k for k in keys if k.endswith(("root", "dir", "weights")) or k == "init"}
     assert named == set(PATH_KEYS)
+
+
+def test_a_section_left_empty_in_a_file_sets_nothing(tmp_path):
+    """``data:`` with every key under it commented out is null to YAML: it was refused as
+    'a section must be a mapping', though it plainly sets nothing. An override's null is still
+    refused (test_train_config), said on purpose."""
+    config = tmp_path / "c.yaml"
+    config.write_text("stage: 1\ndata:\n  # root: /data/sa1b\nlog:\nbatch_size: 2\n")
+    cfg = load_config(str(config))
+    assert cfg.data.root == "" and cfg.log.out_dir == "runs/loftup" and cfg.batch_size == 2
+    with pytest.raises(UsageError, match="config key data is a section and must be a mapping"):
+        load_config(str(config), ["data=null"])

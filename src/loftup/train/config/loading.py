@@ -70,6 +70,7 @@ def load_config(
     config_file = file_text = None
     if isinstance(source, (str, os.PathLike)):
         data, file_text = read_yaml(os.fspath(source)), f"in config {os.fspath(source)}"
+        data = _empty_sections_dropped(data)
         if Path(os.fspath(source)).expanduser().is_file():  # not a packaged config's name
             config_file = Path(os.fspath(source)).expanduser()
     elif source is None or isinstance(source, dict):
@@ -108,6 +109,15 @@ def load_config(
     model = data.get("model")
     cfg.model_given = frozenset(model) if isinstance(model, dict) else frozenset()
     return cfg
+
+
+def _empty_sections_dropped(data: dict) -> dict:
+    """A config file's keys without its empty sections (``data:`` with every key under it
+    commented out, which YAML reads as null): they set nothing. An override's ``data=null``
+    is still refused, as is a section's null in a dict (both say it on purpose)."""
+    hints = typing.get_type_hints(TrainConfig)
+    sections = {k for k, hint in hints.items() if dataclasses.is_dataclass(hint)}
+    return {k: v for k, v in data.items() if not (v is None and k in sections)}
 
 
 def _stage_key(value) -> int | None:
