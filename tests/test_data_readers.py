@@ -643,3 +643,21 @@ def test_rle_runs_that_do_not_cover_the_mask_are_refused_not_read_from_memory(
     held: a damaged annotation read as a different random mask each time, never an error."""
     root, message = _skipped_for_a_mask(tmp_path, caplog, 2, "counts", counts)
     assert f"{root / 'sa_0.json'}: annotation 2 does not decode ({why}" in message
+
+
+def test_a_folder_of_unextracted_sa1b_shards_says_to_extract_them(tmp_path):
+    """SA-1B downloads as sa_NNNNNN.tar shards: a folder of them said only 'no sa_N.jpg images
+    found', as if the path were wrong."""
+    (tmp_path / "sa1b").mkdir()
+    for n in (1, 0):
+        (tmp_path / "sa1b" / f"sa_00000{n}.tar").write_bytes(b"")
+    with pytest.raises(LoftUpError) as e:
+        MaskedImages(tmp_path, size=16, masks="sa1b")
+    shard = tmp_path / "sa1b" / "sa_000000.tar"
+    assert str(e.value).endswith(
+        "it holds archives (sa_000000.tar and 1 more), whose images are not read: extract them "
+        f"first (an SA-1B shard: tar -xf {shard} -C {shard.parent})"
+    )
+    (tmp_path / "sa1b" / "sa_000001.tar").unlink()
+    with pytest.raises(LoftUpError, match=r"archives \(sa_000000.tar\), whose"):
+        MaskedImages(tmp_path, size=16, masks="superpixels", cache_dir=tmp_path / "c")

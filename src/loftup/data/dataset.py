@@ -62,6 +62,23 @@ def data_folder(root: str | os.PathLike) -> Path:
     return root
 
 
+#: Archives a data folder may hold instead of images (SA-1B comes as sa_NNNNNN.tar shards).
+ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+def _archives_hint(root: Path) -> str:
+    """For a folder without images: where it holds archives (SA-1B's tar shards, downloaded
+    and not extracted), how many and how to extract them, else ""."""
+    found = sorted(p for p in root.rglob("*") if p.name.lower().endswith(ARCHIVES) and p.is_file())
+    if not found:
+        return ""
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return (
+        f"; it holds archives ({found[0].name}{more}), whose images are not read: extract them "
+        f"first (an SA-1B shard: tar -xf {found[0]} -C {found[0].parent})"
+    )
+
+
 def drawn_by_a_run(image: Path) -> bool:
     """Whether ``image`` is a picture that ``loftup train`` drew (``RUN/viz/step_N.png``, beside
     the run's ``run.json``): not a training image, though a run whose ``--out`` lies inside its
@@ -134,6 +151,7 @@ class MaskedImages(torch.utils.data.Dataset):
                     "them, make their masks with --masks superpixels (data.masks=superpixels) "
                     "or --masks sam"
                 )
+            why += _archives_hint(root)
             raise LoftUpError(why)
         self.cache = None
         self._sam = None
