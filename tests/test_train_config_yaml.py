@@ -272,3 +272,14 @@ def test_a_section_left_empty_in_a_file_sets_nothing(tmp_path):
     assert cfg.data.root == "" and cfg.log.out_dir == "runs/loftup" and cfg.batch_size == 2
     with pytest.raises(UsageError, match="config key data is a section and must be a mapping"):
         load_config(str(config), ["data=null"])
+
+
+def test_a_list_written_without_brackets_says_how_to_write_it():
+    with pytest.raises(UsageError) as e:
+        load_config(None, ["data.superpixels=16,64"])
+    assert str(e.value) == (
+        "config key data.superpixels must be a list, got '16,64'; write it in brackets, "
+        "data.superpixels=[16,64] (in a file, or a '- item' line each)"
+    )
+    with pytest.raises(UsageError, match=r"got 1.0; write it in brackets, recon.zoom=\[a, b\]"):
+        load_config(None, ["recon.zoom=1.0"])

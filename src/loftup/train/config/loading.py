@@ -214,7 +214,11 @@ def _coerce(hint, value, key: str):
     origin = typing.get_origin(base) or base
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise UsageError(f"config key {key} must be a list, got {value!r}")
+            items = value if isinstance(value, str) and "," in value else "a, b"
+            raise UsageError(
+                f"config key {key} must be a list, got {value!r}; write it in brackets, "
+                f"{key}=[{items}] (in a file, or a '- item' line each)"
+            )
         (item,) = typing.get_args(base) or (object,)
         return [_coerce(item, v, key) for v in value]
     if origin is bool:
