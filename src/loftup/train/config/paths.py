@@ -52,8 +52,10 @@ def _with(data: dict, parts: list[str], value) -> dict:
     return out
 
 
-#: ``$$`` (a literal ``$``), ``$NAME``, ``${...}`` (its closing brace may be missing: an error)
-_VARIABLE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([^}]*)(\}?))")
+#: A variable's name, as the shell takes it; then ``$$`` (a literal ``$``), ``$NAME`` and
+#: ``${...}`` (its closing brace may be missing: an error)
+_NAME = "[A-Za-z_][A-Za-z0-9_]*"
+_VARIABLE = re.compile(rf"\$(?:(\$)|({_NAME})|\{{([^}}]*)(\}}?))")
 
 
 def expand_path(value: str, key: str, where: str) -> str:
@@ -61,7 +63,7 @@ def expand_path(value: str, key: str, where: str) -> str:
     ``$NAME`` and ``${NAME}`` replaced by the environment's value (once: a value holding ``$`` is
     not expanded again) and ``$$`` by ``$``; any other ``$`` is left as written (``share$/x``).
     An unset or empty variable, or a ``${`` that is not ``${NAME}``, is a UsageError naming the
-    variable, ``key`` and ``where`` it was written (``config x.yaml``, ``override``)."""
+    variable, ``key`` and ``where`` it was written (``in config x.yaml``)."""
     head, rest = "", value
     if value.startswith("~"):  # as the shell: the home folder of the start only, not $VAR's
         head, sep, rest = value.partition("/")
@@ -71,7 +73,7 @@ def expand_path(value: str, key: str, where: str) -> str:
         dollar, name, braced, closed = match.groups()
         if dollar:
             return "$"
-        if braced is not None and not (closed and re.fullmatch(r"[A-Za-z_]\w*", braced)):
+        if braced is not None and not (closed and re.fullmatch(_NAME, braced)):
             raise UsageError(
                 f"config key {key} ({value!r}, {where}): {match.group(0)!r} is not a variable; "
                 "write $NAME or ${NAME} (no defaults or other shell forms), or $$ for a literal $"
@@ -82,8 +84,7 @@ def expand_path(value: str, key: str, where: str) -> str:
             state = "is not set" if found is None else "is set but empty"
             raise UsageError(
                 f"config key {key} ({value!r}, {where}): the environment variable {name} {state}; "
-                f"export {name}=... before the run, or "
-                "write the path out ($$ for a literal $)"
+                f"export {name}=... before the run, or write the path out ($$ for a literal $)"
             )
         return found
 
