@@ -283,3 +283,12 @@ def test_a_list_written_without_brackets_says_how_to_write_it():
     )
     with pytest.raises(UsageError, match=r"got 1.0; write it in brackets, recon.zoom=\[a, b\]"):
         load_config(None, ["recon.zoom=1.0"])
+
+
+def test_a_folder_named_by_a_date_is_read_as_written(tmp_path):
+    """YAML 1.1 reads 2024-01-01 as a date, which a path key then refused ('must be str, got
+    datetime.date(2024, 1, 1)'); no config key is a date."""
+    assert load_config(None, ["log.out_dir=2024-01-01"]).log.out_dir == "2024-01-01"
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  root: 2024-01-01T10:00:00\n")
+    assert load_config(str(config)).data.root == "2024-01-01T10:00:00"

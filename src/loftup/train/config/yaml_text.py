@@ -74,7 +74,7 @@ def safe_yaml(text: str, what: str):
 @functools.cache
 def _unique_key_loader() -> type:
     """``yaml.SafeLoader`` that refuses a key given twice in one mapping (``<<`` merges aside,
-    whose keys a mapping may override)."""
+    whose keys a mapping may override), and reads dates as the text written."""
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
@@ -98,6 +98,12 @@ def _unique_key_loader() -> type:
                     first[key] = key_node.start_mark.line
             return super().construct_mapping(node, deep)
 
+    # no config key is a date: a run folder named 2024-01-01 is read as written, not as a date
+    # that a str key then refused
+    UniqueKeyLoader.yaml_implicit_resolvers = {
+        first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
     return UniqueKeyLoader
 
 
