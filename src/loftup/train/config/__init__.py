@@ -6,8 +6,9 @@ as ``stage1_sa1b``) overrides them, then ``key=value`` pairs do (dotted keys, YA
 ``optim.lr=3e-4``, ``data.root=/data/sa1b``, ``model.attention_window=5``, ``log.out_dir=null``).
 
 One idea a file: :mod:`.schema` (the dataclasses and defaults), :mod:`.yaml_text` (YAML text
-read safely), :mod:`.loading` (overrides, building the dataclasses), :mod:`.checks` (the values
-each key may take). Every name is importable from ``loftup.train.config`` itself.
+read safely), :mod:`.loading` (overrides, building the dataclasses), :mod:`.paths` (the path
+keys: ``~`` and ``$VAR`` expanded, relative paths), :mod:`.checks` (the values each key may
+take). Every name is importable from ``loftup.train.config`` itself.
 """
 
 from __future__ import annotations
