@@ -309,10 +309,13 @@ def test_train_takes_overrides_on_both_sides_of_its_options(capsys, tmp_path):
     assert "lr: 0.5" in printed and "batch_size: 3" in printed
 
 
-@pytest.mark.parametrize("name", ["2024", "yes", "runs #2", "a: b", "[x] y", '~/é \\ "q"'])
+@pytest.mark.parametrize(
+    "name", ["2024", "yes", "runs #2", "a: b", "[x] y", '~/é \\ "q"', "$HOME", "a$$b ${x"]
+)
 def test_train_takes_the_data_and_out_folders_as_written(capsys, tmp_path, name):
     """--data and --out are paths, not YAML: a folder named 2024 or yes was refused as a
-    number or a boolean, and --out 'runs #2' silently trained into runs (the rest a comment)."""
+    number or a boolean, and --out 'runs #2' silently trained into runs (the rest a comment);
+    the shell has expanded them, so a $ or ~ left is the folder's own (a config file's expand)."""
     argv = ["train", "--config", "stage1_cpu", "--data", name, "--out", name, "--print-config"]
     assert main(argv) == 0
     printed = yaml.safe_load(capsys.readouterr().out)

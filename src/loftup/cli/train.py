@@ -4,7 +4,6 @@ checkpoint said; the library's log lines printed beside the progress bars."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 
@@ -36,11 +35,13 @@ def _cmd_train(args) -> int:
     from ..train import load_config, train
 
     overrides = list(args.overrides)
-    shorthands = {"data.root": args.data, "data.masks": args.masks, "log.out_dir": args.out}
-    for key, value in shorthands.items():
-        if value is not None:  # a path as written, quoted: not YAML (2024, yes, 'a #2')
-            overrides.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
-    cfg = load_config(args.config, overrides, stage=args.stage)
+    if args.masks is not None:
+        overrides.append(f"data.masks={args.masks}")
+    # --data and --out are paths as the shell gave them: not YAML (2024, yes, 'a #2') and not
+    # expanded again (a $ or ~ left in one is the folder's own name)
+    shorthands = {"data.root": args.data, "log.out_dir": args.out}
+    paths = {key: value for key, value in shorthands.items() if value is not None}
+    cfg = load_config(args.config, overrides, stage=args.stage, paths=paths)
     if args.print_config:
         # the config's own checks, as the run makes them first (not the files it names: a
         # config may be printed on a machine without the data or the init checkpoint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -57,8 +58,11 @@ def load_config(
     source: str | os.PathLike | dict | None = None,
     overrides: list[str] | None = None,
     stage: int | None = None,
+    paths: dict[str, str] | None = None,
 ) -> TrainConfig:
-    """Defaults of the stage, then the YAML file/name or dict ``source``, then ``overrides``.
+    """Defaults of the stage, then the YAML file/name or dict ``source``, then ``overrides``,
+    then ``paths`` ({dotted key: path}, e.g. the command line's ``--data`` and ``--out``, which
+    the shell has expanded: taken as written, neither YAML nor expanded again).
 
     ``stage`` (the command line's ``--stage``) must agree with a stage the file sets. Paths
     (:data:`~.paths.PATH_KEYS`) written as YAML text, in the file and the overrides, are
@@ -87,10 +91,15 @@ def load_config(
         )
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
         raise UsageError(f"stage must be 1 or 2, got {stage!r}")
-    given = parse_overrides(overrides or [])
+    # paths as JSON strings (YAML reads them as written), set last, and not expanded
+    literal = [
+        f"{key}={json.dumps(os.fspath(value), ensure_ascii=False)}"
+        for key, value in (paths or {}).items()
+    ]
+    given = parse_overrides([*(overrides or []), *literal])
     if file_text is not None:  # a dict's paths are Python's, taken as they are
         data = expand_paths(data, file_text, replaced=given)
-    given = expand_paths(given, "given as an override")
+    given = expand_paths(given, "given as an override", replaced=parse_overrides(literal))
     if config_file is not None:
         warn_file_relative(data, given, config_file)
     data = merge(data, given)
