@@ -7,12 +7,14 @@ import errno
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import yaml
 
 from loftup.cli import main
 from loftup.errors import UsageError
+from loftup.train.config import load_config
 
 
 def _one_line_error(capsys, *words: str) -> str:
@@ -318,8 +320,13 @@ def test_train_takes_the_data_and_out_folders_as_written(capsys, tmp_path, name)
     the shell has expanded them, so a $ or ~ left is the folder's own (a config file's expand)."""
     argv = ["train", "--config", "stage1_cpu", "--data", name, "--out", name, "--print-config"]
     assert main(argv) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["data"]["root"] == name and printed["log"]["out_dir"] == name
+    printed = capsys.readouterr().out
+    written = name.replace("$", "$$").replace("~", "./~")
+    assert yaml.safe_load(printed)["data"]["root"] == written
+    # the printed config read back as a file holds the same folders ($ written $$, ~ as ./~)
+    (tmp_path / "run.yaml").write_text(printed, encoding="utf-8")
+    cfg = load_config(str(tmp_path / "run.yaml"))
+    assert Path(cfg.data.root) == Path(name) and Path(cfg.log.out_dir) == Path(name)
 
 
 def test_a_stray_argument_is_still_unrecognized(capsys):

@@ -3,6 +3,8 @@ when the config is loaded (a config file and key=value overrides, the command li
 an unset or empty variable is refused naming it and the key, never read as a folder named
 ``$DATA`` that "does not exist"."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -48,7 +50,7 @@ def test_overrides_and_the_command_line_expand_and_print_the_expanded_path(
     out = tmp_path / "out"
     argv = ["train", "--config", "stage1_cpu", "--data", "$DATA/x", "--out", str(out)]
     assert main([*argv, "data.root=$DATA/y", "--print-config"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)["data"]["root"] == "$DATA/x"
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["root"] == "$$DATA/x"  # as written
 
 
 @pytest.mark.parametrize("value", ["$LOFTUP_TEST_UNSET/sa1b", "${LOFTUP_TEST_UNSET}/sa1b"])
@@ -116,3 +118,16 @@ def test_every_path_key_is_expanded(monkeypatch):
         for part in key.split("."):
             value = value[part]
         assert value == f"/p/{key}", key
+
+
+def test_a_runs_saved_config_reads_back_to_the_same_paths(tmp_path, monkeypatch):
+    """config.yaml holds the expanded paths; a folder's own $ (written $$, or from --out)
+    was expanded again when the file was reused with --config."""
+    from loftup.train.monitor import write_run_record
+
+    monkeypatch.setenv("x", "/elsewhere")
+    cfg = load_config("stage1_cpu", paths={"data.root": "~data/$x", "log.out_dir": "r$x"})
+    assert (cfg.data.root, cfg.log.out_dir) == ("~data/$x", "r$x")
+    write_run_record(tmp_path, cfg.to_dict(), 1)
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert Path(again.data.root) == Path("~data/$x") and again.log.out_dir == "r$x"

@@ -46,6 +46,7 @@ def _cmd_train(args) -> int:
         # the config's own checks, as the run makes them first (not the files it names: a
         # config may be printed on a machine without the data or the init checkpoint)
         from ..train.config import check_backbone_fit, validate
+        from ..train.config.paths import as_written
 
         validate(cfg)
         check_backbone_fit(cfg)
@@ -53,7 +54,7 @@ def _cmd_train(args) -> int:
             from ..train.build import with_init_architecture
 
             cfg = with_init_architecture(cfg)
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False), end="")
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
         result = train(cfg, resume=args.resume)

@@ -171,8 +171,10 @@ def _check_same(cfg, out: Path) -> None:
     """Refuse to reuse a run folder made with another config (the log section aside)."""
     import yaml
 
+    from ..train.config.paths import as_written
+
     saved = yaml.safe_load((out / "config.yaml").read_text()) or {}
-    wanted = cfg.to_dict()
+    wanted = as_written(cfg.to_dict())
     skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
     diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
     if cfg.stage == 2:  # the architecture is init's, but the window is the run's own

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write, atomic_write_bytes, write_json
+from .config.paths import as_written
 
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
@@ -28,9 +29,8 @@ def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
     from .. import __version__
     from ..eval.report import git_commit
 
-    atomic_write_bytes(
-        out_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False).encode()
-    )
+    text = yaml.safe_dump(as_written(config_dict), sort_keys=False)
+    atomic_write_bytes(out_dir / "config.yaml", text.encode())  # read back as it was loaded
     record = {
         "loftup_version": __version__,
         "git_commit": git_commit(),

@@ -106,6 +106,20 @@ def expand_paths(data: dict, where: str, replaced: dict | None = None) -> dict:
     return data
 
 
+def as_written(config: dict) -> dict:
+    """``config`` (:meth:`TrainConfig.to_dict`'s, its paths expanded) as a config file writes
+    it: each ``$`` of a path doubled and a leading ``~`` written ``./~``, so that a printed or
+    saved config read back as a file (``--config run/config.yaml``) gives the same paths, not an
+    expansion of a folder's own ``$`` or ``~``."""
+    for key in PATH_KEYS:
+        value = _get(config, key)
+        if isinstance(value, str) and ("$" in value or value.startswith("~")):
+            written = value.replace("$", "$$")
+            written = f"./{written}" if written.startswith("~") else written
+            config = _with(config, key.split("."), written)
+    return config
+
+
 def _a_name(key: str, value: str) -> bool:
     """Whether ``value`` of ``key`` reads as a name rather than a path: a released upsampler
     (``init``), a hub repo or a short SAM name (``org/name`` or ``name``)."""
