@@ -14,12 +14,12 @@ from loftup.eval.metrics import (
     confusion_matrix,
     contour_accuracy,
     davis_tolerance,
-    depth_metrics,
     dilate,
     miou,
     pixel_accuracy,
     region_similarity,
 )
+from loftup.eval.metrics_3d import depth_metrics
 
 
 def test_miou_and_accuracy_match_torchmetrics_on_random_maps():
@@ -163,7 +163,7 @@ def test_normal_metrics_default_mask_is_on_the_normals_device():
     """valid=None made a CPU mask, which CUDA normals could not be weighted by ("Tensor on
     device cpu is not on the expected device"; the meta device showed it on a CPU machine, at
     5 s of first-use cost, too slow for the default suite)."""
-    from loftup.eval.metrics import normal_metrics
+    from loftup.eval.metrics_3d import normal_metrics
 
     normals = torch.nn.functional.normalize(torch.randn(2, 3, 4, 4, device="cuda"), dim=1)
     m = normal_metrics(normals, normals)
@@ -196,7 +196,7 @@ def test_depth_metrics_equal_probe3ds_on_random_maps():
 
 
 def test_scale_and_shift_alignment_is_least_squares_on_valid_pixels():
-    from loftup.eval.metrics import match_scale_and_shift
+    from loftup.eval.metrics_3d import match_scale_and_shift
 
     rng = np.random.default_rng(4)
     gt = rng.uniform(0.5, 9.0, (3, 11, 13))
@@ -220,7 +220,7 @@ def test_scale_and_shift_alignment_is_least_squares_on_valid_pixels():
 
 
 def test_normal_metrics_equal_a_numpy_computation_on_random_normals():
-    from loftup.eval.metrics import normal_metrics
+    from loftup.eval.metrics_3d import normal_metrics
 
     rng = np.random.default_rng(5)
     gt = rng.normal(size=(3, 3, 9, 10))

@@ -16,7 +16,7 @@ from loftup.eval import (
     propagate_labels,
     propagate_video,
 )
-from loftup.eval.metrics import depth_metrics, normal_metrics
+from loftup.eval.metrics_3d import depth_metrics, normal_metrics
 from loftup.eval.probe import DEPTH_PROBE, lr_factor, resize_labels, seg_loss
 from loftup.eval.propagation import PropagationConfig, one_hot, soft_to_mask
 

@@ -23,13 +23,11 @@ from .metrics import (
     confusion_matrix,
     contour_accuracy,
     davis_tolerance,
-    depth_metrics,
-    match_scale_and_shift,
     miou,
-    normal_metrics,
     pixel_accuracy,
     region_similarity,
 )
+from .metrics_3d import depth_metrics, match_scale_and_shift, normal_metrics
 from .pipeline import EvalConfig
 from .probe import (
     DEPTH_PROBE,

@@ -16,7 +16,8 @@ import torch
 from .config import EvalConfig, backbone_size, check_config
 from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset
 from .figures import depth_figure, normals_figure, seg_figure
-from .metrics import SegmentationScores, depth_metrics, match_scale_and_shift, normal_metrics
+from .metrics import SegmentationScores
+from .metrics_3d import depth_metrics, match_scale_and_shift, normal_metrics
 from .pipeline import FeaturePipeline, make_loader
 from .probe import (
     DepthProbe,
