@@ -266,6 +266,27 @@ def test_bad_runs_fail_with_one_clear_line(tmp_path, backbones, capsys):
     assert "expects 8-channel features" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "task, dataset, layout",
+    [
+        ("seg", "cocostuff", "Coco164kFull_Stuff_Coarse.txt"),
+        ("seg", "voc", "ROOT/JPEGImages"),
+        ("depth", "nyuv2", "splits.mat"),
+        ("normals", "nyuv2", "nyu_depth_v2_labeled.mat"),
+        ("davis", "davis2017", "ROOT/ImageSets/2017"),
+    ],
+)
+def test_a_root_that_is_no_folder_is_named_as_such(tmp_path, capsys, task, dataset, layout):
+    """A mistyped --root was told as the first file of the layout missing under it
+    ("COCO-Stuff curated list not found: typo/curated/train2017/..."), which reads as a
+    dataset unpacked wrong, not as a path typed wrong; a file given as --root likewise."""
+    missing, a_file = tmp_path / "typo", tmp_path / "a_file"
+    a_file.write_text("x")
+    for root, what in ((missing, "does not exist"), (a_file, "is a file, not a folder")):
+        args = _eval(task, root, "--dataset", dataset)
+        _fails(capsys, args, f"--root {root} {what}", f"the {dataset} dataset", layout)
+
+
 def _readme_section() -> str:
     from pathlib import Path
 
@@ -405,7 +426,8 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
         _fails(capsys, args, f"{option} {path}", f"{blocker} is a file, not a folder")
     _fails(capsys, _eval("davis", nowhere, "--save-masks", str(blocker)), "--save-masks",
            "is a file; give a folder")  # fmt: skip
-    _fails(capsys, _eval("seg", nowhere, "--figure", str(tmp_path)), "--figure", "is a folder")
+    _fails(capsys, _eval("seg", nowhere, "--figure", str(tmp_path)), "--figure", "is a folder",
+           f"give a file name, e.g. {tmp_path}/figure.png")  # fmt: skip
     # the figure goes next to the JSON, with .png: a JSON named .png would be overwritten by it
     for args in (
         ("--json", str(tmp_path / "r.png")),

@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 
 from .config import EvalConfig, backbone_size, check_config
-from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset
+from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset, check_root
 from .figures import depth_figure, normals_figure, seg_figure
 from .metrics import SegmentationScores
 from .metrics_3d import depth_metrics, match_scale_and_shift, normal_metrics
@@ -70,10 +70,12 @@ def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 def _start(cfg: EvalConfig, task: str) -> None:
-    """What is checked before any data or model is read: settings, dataset name, outputs."""
+    """What is checked before any data or model is read: settings, dataset name, outputs,
+    and that --root is a folder."""
     check_config(cfg)
     check_dataset(task, cfg.dataset)
     check_outputs(cfg)
+    check_root(task, cfg.dataset, cfg.root)
 
 
 def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeline) -> dict:

@@ -23,7 +23,7 @@ def check_outputs(cfg: EvalConfig) -> None:
     if cfg.json and cfg.json != "-":
         check_file_output(cfg.json, "--json", example="results.json")
     if cfg.figure:
-        check_file_output(cfg.figure, "--figure")
+        check_file_output(cfg.figure, "--figure", example="figure.png")
     else:
         check_file_output(figure_path(cfg), "the figure", "give --figure another path")
     if cfg.json and cfg.json != "-" and _same_file(cfg.json, figure_path(cfg)):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import EvalConfig, check_config
-from .datasets import DavisSequence, check_dataset, davis_sequences
+from .datasets import DavisSequence, check_dataset, check_root, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
 from .metrics import contour_accuracy, region_similarity
@@ -140,6 +140,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     check_config(cfg)
     check_dataset("davis", cfg.dataset)
     check_outputs(cfg)
+    check_root("davis", cfg.dataset, cfg.root)
     start = time.time()
     sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
     pipe = FeaturePipeline(cfg, policy=POLICY)

@@ -22,9 +22,9 @@ from .common import (
     resize_short_crop,
     to_image_tensor,
 )
-from .davis import DavisSequence, davis_sequences
+from .davis import DAVIS_HINT, DavisSequence, davis_sequences
 from .normals_file import normals_file_for_run, nyu_normals_file, read_normals_pickle
-from .nyu import NYUv2Depth, NYUv2Normals
+from .nyu import NYU_HINT, NYUv2Depth, NYUv2Normals
 from .seg import SEG_DATASETS, SegDatasetSpec, seg_pairs
 
 DEPTH_DATASETS = ("nyuv2",)
@@ -146,6 +146,18 @@ def check_dataset(task: str, name: str) -> None:
         raise DatasetError(f"unknown {task} dataset {name!r}; known: {', '.join(known)}")
 
 
+def check_root(task: str, name: str, root: str | Path) -> None:
+    """DatasetError naming ``--root`` when it is not a folder (missing, or a file), with the
+    layout dataset ``name`` of ``task`` expects there: said as the mistyped path it is, not as
+    the first file of the layout that is missing under it."""
+    path = Path(root).expanduser()
+    if path.is_dir():
+        return
+    what = "does not exist" if not path.exists() else "is a file, not a folder"
+    hint = SEG_DATASETS[name].hint if task == "seg" else NYU_HINT if name == "nyuv2" else DAVIS_HINT
+    raise DatasetError(f"--root {root} {what}; give the folder of the {name} dataset. {hint}")
+
+
 __all__ = [
     "DatasetError",
     "DavisSequence",
@@ -155,6 +167,7 @@ __all__ = [
     "SegmentationSet",
     "TASK_DATASETS",
     "check_dataset",
+    "check_root",
     "check_seg_pairs",
     "davis_sequences",
     "normals_file_for_run",
