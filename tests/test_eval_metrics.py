@@ -44,6 +44,19 @@ def test_miou_and_accuracy_match_torchmetrics_on_random_maps():
     assert pixel_accuracy(pred, gt, 255) == pytest.approx(float(acc), abs=1e-6)
 
 
+def test_miou_and_accuracy_by_hand():
+    # gt 0 0 1 1 void, pred 0 1 1 1 0: class 0 IoU 1/2 (1 hit, 1 missed), class 1 IoU 2/3
+    # (2 hits, 1 false alarm), class 2 occurs nowhere and is left out; the void pixel is not
+    # counted, whatever is predicted there
+    gt, pred = torch.tensor([0, 0, 1, 1, 255]), torch.tensor([0, 1, 1, 1, 0])
+    score, per_class = miou(pred, gt, 3)
+    assert score == pytest.approx((1 / 2 + 2 / 3) / 2) and math.isnan(per_class[2])
+    assert pixel_accuracy(pred, gt) == pytest.approx(3 / 4)
+    # a class predicted but in no ground truth counts, with IoU 0
+    score, per_class = miou(torch.tensor([0, 2, 1, 1, 0]), gt, 3)
+    assert per_class.tolist() == [0.5, 1.0, 0.0] and score == pytest.approx(0.5)
+
+
 def test_streaming_scores_equal_one_shot_and_absent_classes_are_left_out():
     g = torch.Generator().manual_seed(1)
     gt = torch.randint(0, 3, (4, 10, 10), generator=g)  # classes 3 and 4 never occur
