@@ -89,6 +89,32 @@ def test_missing_or_incomplete_datasets_say_what_and_where(tmp_path):
         NYUv2Depth(tmp_path, "train", 28)
 
 
+@pytest.mark.parametrize(
+    "given, writer, name",
+    [
+        ("cocostuff", write_cityscapes, "cityscapes"),
+        ("cityscapes", write_voc, "voc"),
+        ("voc", write_ade20k, "ade20k"),
+        ("ade20k", write_cocostuff, "cocostuff"),
+    ],
+)
+def test_one_datasets_folder_given_for_another_names_the_dataset_it_holds(
+    tmp_path, given, writer, name
+):
+    """--dataset has a default (cocostuff): a Cityscapes folder given without --dataset was
+    told as a missing COCO-Stuff list, which names no fix; it names --dataset now. A root that
+    holds the asked dataset's folder is not second-guessed."""
+    base = writer(tmp_path, n=1)
+    with pytest.raises(DatasetError, match=f"holds the {name} layout, not the {given} one: "
+                       f"pass --dataset {name}"):  # fmt: skip
+        SegmentationSet(given, base, "train", 28)
+    own = {"voc": "VOCdevkit", "ade20k": "ADEChallengeData2016"}.get(given, given)
+    (tmp_path / own).mkdir()  # the asked dataset's own folder beside it, incomplete
+    with pytest.raises(DatasetError) as info:
+        SegmentationSet(given, tmp_path, "train", 28)
+    assert "layout, not the" not in str(info.value)
+
+
 def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
     import h5py
 

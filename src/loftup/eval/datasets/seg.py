@@ -101,6 +101,9 @@ class SegDatasetSpec:
     hint: str = ""
     #: raw values the label files hold are 0 .. raw_values - 1, and 255 (not scored)
     raw_values: int = 256
+    #: a folder only this dataset's layout has (under ``find_root(root)``): tells one
+    #: dataset's folder given for another apart from a folder that holds none
+    marker: str = ""
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
         """Raw label values (H, W) -> class ids in [0, K), 255 not scored."""
@@ -207,22 +210,35 @@ SEG_DATASETS: dict[str, SegDatasetSpec] = {
     for s in [
         SegDatasetSpec(
             "cocostuff", 27, {"train": "train2017", "val": "val2017"}, _coco_root, _coco_pairs,
-            COCO_TABLE, COCO_COARSE_NAMES, COCO_HINT, 182,
+            COCO_TABLE, COCO_COARSE_NAMES, COCO_HINT, 182, "curated",
         ),
         SegDatasetSpec(
             "cityscapes", 19, {"train": "train", "val": "val"}, _cityscapes_root,
             _cityscapes_pairs, CITYSCAPES_TABLE, CITYSCAPES_NAMES, CITYSCAPES_HINT, 34,
+            "leftImg8bit",
         ),
         SegDatasetSpec(
             "ade20k", 150, {"train": "training", "val": "validation"}, _ade_root, _ade_pairs,
-            ADE_TABLE, None, ADE_HINT, 151,
+            ADE_TABLE, None, ADE_HINT, 151, "images/training",
         ),
         SegDatasetSpec(
             "voc", 21, {"train": "train", "val": "val"}, _voc_root, _voc_pairs, VOC_TABLE,
-            VOC_NAMES, VOC_HINT, 21,
+            VOC_NAMES, VOC_HINT, 21, "SegmentationClass",
         ),
     ]
 }  # fmt: skip
+
+
+def _check_not_another(name: str, root: str | Path) -> None:
+    """DatasetError when ``root``, which lacks dataset ``name``'s layout, holds another
+    dataset's: the fix is the dataset's name (``--dataset`` has a default), not the folder."""
+    path = Path(root).expanduser()
+    for other, spec in SEG_DATASETS.items():
+        if other != name and (spec.find_root(path) / spec.marker).is_dir():
+            raise DatasetError(
+                f"{root} holds the {other} layout, not the {name} one: pass --dataset {other}, "
+                f"or a --root that holds {name}. {SEG_DATASETS[name].hint}"
+            )
 
 
 def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]]:
@@ -231,6 +247,8 @@ def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]
     if split not in spec.splits:
         raise DatasetError(f"{name} has splits {sorted(spec.splits)}, not {split!r}")
     base = spec.find_root(Path(root).expanduser())
+    if base == Path(root).expanduser() and not (base / spec.marker).is_dir():
+        _check_not_another(name, root)  # no folder of its own there: another dataset's?
     pairs = spec.list_pairs(base, spec.splits[split])
     if not pairs:
         raise DatasetError(f"{name} {split}: no images found under {base}. {spec.hint}")
