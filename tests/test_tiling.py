@@ -281,3 +281,25 @@ def test_a_started_upsample_finished_in_training_or_with_gradients_is_the_models
         pending = start_upsample(model, image)
         model.train()  # BatchNorm on the batch's statistics
         assert torch.allclose(pending.finish(lr), model(lr, image), atol=1e-6)
+
+
+def test_names_split_out_of_tiling_are_still_found_there():
+    """start_upsample and PendingUpsample moved to loftup.early_start, and the others to
+    tile_plan and npy_stream: ``from loftup.tiling import X`` finds the very same objects."""
+    import loftup
+    import loftup.early_start as early_start
+    import loftup.npy_stream as npy_stream
+    import loftup.tile_plan as tile_plan
+    import loftup.tiling as tiling
+
+    moved = {
+        early_start: ("start_upsample", "PendingUpsample"),
+        npy_stream: ("upsample_to_npy",),
+        tile_plan: ("Tile", "plan_tiles", "split_axis", "default_tile_size", "check_settings"),
+    }
+    for new, names in moved.items():
+        for name in names:
+            assert getattr(tiling, name) is vars(new)[name], name
+    assert loftup.start_upsample is early_start.start_upsample
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        tiling.nothing  # noqa: B018

@@ -29,7 +29,7 @@ _LAZY = {
     "load_image": "loftup.io",
     "get_upsampler": "loftup.baselines",
     "upsample_to_npy": "loftup.tiling",
-    "start_upsample": "loftup.tiling",
+    "start_upsample": "loftup.early_start",
     "compile_upsampler": "loftup.compiled",
     "upsample_frames": "loftup.compiled",
     "graph_upsampler": "loftup.compiled",
@@ -48,10 +48,10 @@ __all__ = [
 #: imported on first use.
 _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
-    "downloads", "errors", "eval", "experiments", "extract", "fastpath", "featurizers", "folding",
-    "fused", "hub", "input_checks", "io", "kernels", "layers", "local_attention", "memo", "model",
-    "mismatch", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "tile_plan",
-    "tiling", "train", "viz", "weights", "world",
+    "downloads", "early_start", "errors", "eval", "experiments", "extract", "fastpath",
+    "featurizers", "folding", "fused", "hub", "input_checks", "io", "kernels", "layers",
+    "local_attention", "memo", "model", "mismatch", "model_config", "norms", "npy_stream",
+    "outputs", "paths", "pipeline", "tile_plan", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from .checks import (
     resolve_device,
     shown,
 )
+from .early_start import start_upsample
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
@@ -37,7 +38,6 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     _warn_if_other_norm,
 )
 from .model import LoftUp
-from .tiling import start_upsample
 
 
 @dataclass
