@@ -95,6 +95,52 @@ def test_a_folder_with_no_image_is_named_as_a_glob_of_none_is(tmp_path):
     assert missing[0][1].startswith("a folder with no image file in it or under it (.jpg, ")
 
 
+def test_outputs_whose_names_differ_only_in_case_are_refused_before_any_work(tmp_path, capsys):
+    """``A.png`` and ``a.png`` wrote ``A.pt`` and ``a.pt``: one file on a case-insensitive disk
+    (macOS, Windows), the second image's features over the first's, and --resume, which trusts
+    the names, took one for both. Refused by name (on every disk: the names are compared as
+    such a disk compares them); stems that differ in case but whose suffixes differ keep them."""
+    from loftup.cli import main
+
+    for rel in (
+        "in/A.png",
+        "in/a.png",
+        "sub/Day1/x.png",
+        "sub/day1/x.png",
+        "two/B.jpg",
+        "two/b.png",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    with pytest.raises(loftup.LoftUpError) as caught:
+        collect_inputs([str(tmp_path / "in" / "A.png"), str(tmp_path / "in" / "a.png")])
+    message = str(caught.value)
+    assert "in/A.png and " in message and "in/a.png would write outputs" in message
+    assert "differ only in letter case" in message and "(A.png, a.png)" in message
+    assert "rename one of them" in message and "\n" not in message
+    with pytest.raises(
+        loftup.LoftUpError, match=r"\(Day1/x.png, day1/x.png\)"
+    ):  # a sub-folder's case
+        collect_inputs([str(tmp_path / "sub")])
+    # the two Unicode spellings of one accented name are one name on macOS's disk too
+    for name in ("caf\u00e9.png", "cafe\u0301.png"):
+        (tmp_path / "accents" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "accents" / name).write_bytes(b"")
+    if len(list((tmp_path / "accents").iterdir())) == 2:  # (a disk that keeps both)
+        with pytest.raises(loftup.LoftUpError, match="Unicode form"):
+            collect_inputs([str(tmp_path / "accents")])
+    # one stem but for case, other suffixes: both keep their suffix, and differ then
+    jobs, _ = collect_inputs([str(tmp_path / "two")])
+    assert [j.stem for j in jobs] == ["B.jpg", "b.png"]
+    # the command line: one line, exit status 2, nothing written
+    out = tmp_path / "out"
+    assert main(["upsample", str(tmp_path / "in" / "A.png"), str(tmp_path / "in" / "a.png"),
+                 "-o", str(out), "-m", "nowhere.safetensors"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "differ only in letter case" in err
+    assert not out.exists()
+
+
 def test_a_whole_run_removes_what_a_killed_run_left_of_its_own_outputs_alone(tmp_path):
     """A killed run's hidden temporary files (a streamed output's is its full size, reserved)
     were removed by --resume alone: a whole run again into the folder kept them for ever. It

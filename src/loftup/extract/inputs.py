@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     its suffix, with the sub-folder kept for images found under a folder (a file reached through
     several inputs, ``photos photos/day1``, keeps its longest name, that of the outermost folder
     given, whatever the order of the inputs); when two inputs would
-    share a stem (``a.jpg`` and ``a.png``) both keep their suffix (``a.jpg``, ``a.png``). Two
-    files whose outputs would still have one name (``cam1/0001.png`` and ``cam2/0001.png``,
-    given as two folders) are refused (:class:`LoftUpError`).
+    share a stem (``a.jpg`` and ``a.png``, or ``A.jpg`` and ``a.png``: names are compared as a
+    case-insensitive disk compares them, :func:`disk_key`) both keep their suffix (``a.jpg``,
+    ``a.png``). Two files whose outputs would still have one name on such a disk
+    (``cam1/0001.png`` and ``cam2/0001.png`` given as two folders, or ``A.png`` and ``a.png``)
+    are refused (:class:`LoftUpError`).
     """
     found: dict[Path, Path] = {}  # resolved path -> path relative to where it was found
     missing = []
@@ -102,22 +105,44 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 _name(found, f.resolve(), Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
     stems = [str(rel.with_suffix("")) for _, rel in items]
-    clash = {s for s, n in Counter(stems).items() if n > 1}  # stems.count: hours for 1M files
+    keys = [disk_key(s) for s in stems]
+    clash = {k for k, n in Counter(keys).items() if n > 1}  # stems.count: hours for 1M files
     jobs = [
-        Job(path, str(rel) if stem in clash else stem) for (path, rel), stem in zip(items, stems)
+        Job(path, str(rel) if k in clash else s) for (path, rel), s, k in zip(items, stems, keys)
     ]
-    # files of one name in two inputs (cam1/0001.png, cam2/0001.png) keep it with its suffix:
-    # one would overwrite the other's outputs (and a resume would take one's for both)
+    _refuse_shared_names(jobs)
+    return jobs, missing
+
+
+def disk_key(name: str) -> str:
+    """``name`` as a case-insensitive disk (macOS's APFS, Windows' NTFS) compares file names:
+    ``A.pt`` and ``a.pt`` are one file there, and so are the two Unicode spellings of ``é``
+    (one code point, or ``e`` and a combining accent; APFS ignores the difference)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _refuse_shared_names(jobs: list[Job]) -> None:
+    """Refuse two jobs whose outputs would be one file, on any disk (``cam1/0001.png`` and
+    ``cam2/0001.png`` given as two folders: both ``0001``) or on a case-insensitive one
+    (``A.png`` and ``a.png``: ``A.pt`` and ``a.pt``): one would overwrite the other's outputs,
+    and ``--resume``, which trusts the names it finds, would take one's for both."""
     first: dict[str, Job] = {}
     for job in jobs:
-        other = first.setdefault(job.stem, job)
-        if other is not job:
+        other = first.setdefault(disk_key(job.stem), job)
+        if other is job:
+            continue
+        if other.stem == job.stem:
             raise LoftUpError(
                 f"{other.path} and {job.path} would write outputs of one name ({job.stem}); "
                 "give the folder that holds both (its sub-folders are kept in the names), or run "
                 "them into separate -o folders"
             )
-    return jobs, missing
+        raise LoftUpError(
+            f"{other.path} and {job.path} would write outputs whose names differ only in letter "
+            f"case or Unicode form ({other.stem}, {job.stem}): one file on a case-insensitive "
+            "disk (macOS, Windows), and --resume would take one's for the other's; rename one of them, or run "
+            "them into separate -o folders"
+        )
 
 
 def _name(found: dict[Path, Path], path: Path, rel: Path) -> None:
