@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE, perturb
+from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE, REPO, perturb
 from loftup import LoftUp, load_upsampler
 from loftup.hub import native_to_reference, reference_to_native
 
@@ -26,6 +26,28 @@ def test_parity_with_reference_outputs(reference_model, reference_cases, case):
     expected = reference_cases[f"{case}.output"]
     assert out.shape == expected.shape
     assert (out - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "h,w,H,W",
+    [(7, 9, 37, 29), (13, 11, 5, 9), (3, 5, 1, 17), (1, 1, 3, 3)],
+    ids=["odd-up", "odd-down", "one-row", "one-cell"],
+)
+def test_parity_with_the_papers_code_at_odd_sizes(reference_model, reference_state, h, w, H, W):
+    """The fixtures' sizes are all even (64 x 64, 48 x 80, 8 x 8); the stand-in of the paper's
+    code (which reproduces them, tests/test_bench.py) gives the numbers at odd grids and outputs,
+    an output of one row and a one-cell grid, with the fixtures' weights: tile edges, the
+    coordinate grid and the Fourier encoding are placed alike at every size."""
+    from loftup.bench import load_reference_class
+
+    paper = load_reference_class(REPO / "benchmarks" / "reference_impl.py")
+    paper = paper.from_state_dict(reference_state).eval()
+    g = torch.Generator().manual_seed(h * 100 + H)
+    lr, image = torch.randn(1, 384, h, w, generator=g), torch.randn(1, 3, H, W, generator=g)
+    with torch.no_grad():
+        ours, theirs = reference_model(lr, image), paper(lr, image)
+    assert ours.shape == theirs.shape == (1, 384, H, W)
+    assert (ours - theirs).abs().max().item() <= 1e-4
 
 
 def test_released_defaults_match_parameter_count():
