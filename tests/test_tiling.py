@@ -179,6 +179,29 @@ def test_npy_streaming_names_bad_input_before_making_the_file(
     assert not list(tmp_path.iterdir())
 
 
+def test_streaming_a_model_in_training_mode_is_refused_with_the_fix(small, tmp_path):
+    """A fresh LoftUp is in training mode, where its BatchNorm takes the batch's statistics:
+    upsample_to_npy wrote the eval-mode output of such a model (max deviation 4.4 from what
+    model(lr, image) gave), without a word. Now refused, naming model.eval(), before any file."""
+    from loftup import LoftUpError
+
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
+    small.train()
+    try:
+        with pytest.raises(LoftUpError, match=r"in training mode .*; call model\.eval\(\) first"):
+            upsample_to_npy(small, lr, image, tmp_path / "x.npy", progress=False)
+        assert not list(tmp_path.iterdir())
+        small.eval()
+        small.stem.bn2.train()  # a BatchNorm alone in training mode: the same
+        with pytest.raises(LoftUpError, match="training mode"):
+            upsample_to_npy(small, lr, image, tmp_path / "x.npy", progress=False)
+    finally:
+        small.eval()
+    arr = upsample_to_npy(small, lr, image, tmp_path / "x.npy", progress=False)
+    with torch.no_grad():
+        assert np.array_equal(arr, small(lr, image).numpy())
+
+
 def test_bad_streaming_arguments_are_named(small, tmp_path):
     lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match="layout"):

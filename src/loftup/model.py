@@ -183,14 +183,19 @@ class LoftUp(nn.Module):
             self._fused_cache = (key, fuse(self, dtype, conv, align))
         return self._fused_cache[1]
 
+    def uses_batch_statistics(self) -> bool:
+        """Whether the stem's BatchNorm layers, the only ones that act differently in training
+        mode, normalise by the batch's statistics (training mode) rather than the running ones."""
+        stem = self.stem
+        return self.training or stem.bn1.training or stem.bn2.training
+
     def uses_fast_path(self, *inputs: torch.Tensor) -> bool:
         """Whether ``forward`` takes the folded, tiled path: in eval mode (the BatchNorm layers
         too) when no gradient is needed (training, or a gradient through the upsampler, takes
         the differentiable one).
         Under ``torch.compile`` of the model, the differentiable steps: one graph the compiler
         can fuse (:func:`loftup.compiled.compile_upsampler` compiles the folded path)."""
-        stem = self.stem  # BatchNorm: the only layers that act differently in training mode
-        if self.training or stem.bn1.training or stem.bn2.training:
+        if self.uses_batch_statistics():
             return False
         if torch.compiler.is_compiling():
             return False

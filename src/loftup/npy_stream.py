@@ -26,13 +26,19 @@ def upsample_to_npy(
     conv: str = "auto",
     progress: bool = True,
 ):
-    """Stream the output into a memory-mapped ``.npy`` file; returns the open memmap.
+    """Stream ``model(lr_feats, image)`` into a memory-mapped ``.npy`` file, tile by tile;
+    returns the open memmap (read-only).
 
     Arguments:
+      model: a :class:`loftup.LoftUp` in eval mode (tiles cannot share training mode's batch
+        statistics: a model in training mode is a :class:`loftup.errors.UsageError`).
+      lr_feats, image: (B, C, h, w) backbone features and (B, 3, H, W) ImageNet-normalised
+        guidance image, as the model's forward takes them.
       path: the ``.npy`` file to create (written in place and renamed when complete).
       layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
         (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
       dtype: numpy dtype of the file (``float32`` or ``float16``).
+      tile_size, chunk_size, conv, progress: as :func:`loftup.tiling.upsample`.
     """
     import numpy as np
 
@@ -50,6 +56,11 @@ def upsample_to_npy(
     # bad input is named before the file is made, as the model's forward names it (not as a
     # shape error from inside the first tile)
     check_inputs(lr_feats, image, model.config.dim)
+    if model.uses_batch_statistics():
+        raise UsageError(
+            "upsample_to_npy computes the model as in eval mode, and this one is in training "
+            "mode (its output differs there); call model.eval() first"
+        )
     check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
 
     b, _, height, width = image.shape
