@@ -252,6 +252,22 @@ def test_empty_and_non_pixel_batches_are_named(tiny_pipeline, images, words):
         assert "\n" not in str(told.value)
 
 
+def test_features_can_be_normalised_in_place_and_a_probe_trained_on_them(tiny_pipeline):
+    """What a notebook does next with the features: they were inference tensors (the pipeline
+    ran under torch.inference_mode), so ``feats /= norm`` and a linear probe's backward raised
+    torch's RuntimeError about inference tensors, asking for a clone."""
+    image = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(0))
+    feats = loftup.upsample(image, model=tiny_pipeline, size=16)
+    lr_feats, hr_feats = tiny_pipeline(image, 16)
+    assert not any(t.is_inference() or t.requires_grad for t in (feats, lr_feats, hr_feats))
+    expected = feats / feats.norm(dim=1, keepdim=True)
+    feats /= feats.norm(dim=1, keepdim=True)
+    assert torch.equal(feats, expected)
+    probe = torch.nn.Linear(32, 3)
+    probe(feats.permute(0, 2, 3, 1)).square().mean().backward()
+    assert probe.weight.grad is not None and probe.weight.grad.abs().sum() > 0
+
+
 def test_a_pipeline_names_what_is_no_batch_tensor(tiny_pipeline):
     """A 16-bit batch was told to divide by 255 (it is now read as a 16-bit file is: / 65535);
     a NumPy batch (whose shape passed) failed with an AttributeError on .is_floating_point."""

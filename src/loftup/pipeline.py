@@ -66,7 +66,9 @@ class FeaturePipeline:
         """The upsampler's dtype: that of the features it returns."""
         return next(self.upsampler.parameters()).dtype
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: inference tensors cannot be changed in place or saved for
+    # a backward outside it (features normalised in place, a probe trained on them)
+    @torch.no_grad()
     def __call__(
         self, images: torch.Tensor, size: Size = None, *, callback=None, progress: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
