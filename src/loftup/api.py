@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import torch
 
@@ -44,6 +45,13 @@ from .pipeline import (
     checked_options,
     load_pipeline,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+#: What :func:`upsample` reads as an image: a path, a PIL image, an array or a tensor.
+ImageLike = Union[str, os.PathLike, "Image.Image", "np.ndarray", torch.Tensor]
 
 __all__ = [
     "DTYPES",
@@ -150,7 +158,7 @@ def _check_agrees(pipeline, backbone, weights, backbone_size, norm, device, dtyp
 
 
 def upsample(
-    image_or_path,
+    image_or_path: ImageLike,
     model: str | os.PathLike | LoftUp | FeaturePipeline = "loftup_dinov2s",
     size: Size = None,
     *,

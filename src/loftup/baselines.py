@@ -214,7 +214,7 @@ BASELINES: dict[str, Upsampler] = {
 }
 
 
-def get_upsampler(source: str, device=None) -> Upsampler:
+def get_upsampler(source: str, device: str | torch.device | None = None) -> Upsampler:
     """The upsampler named by ``source``: a baseline name or anything ``load_upsampler`` takes.
 
     ``'nearest' | 'bilinear' | 'bicubic' | 'jbu'`` give the functions above; anything else (a

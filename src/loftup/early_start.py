@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,9 @@ from .input_checks import ForwardInputError, check_inputs
 from .layers import image_minmax
 from .tile_plan import Tile, check_settings, default_tile_size, plan_tiles
 from .tiling import WINOGRAD_BLOCK, compute_dtype, query_map, upsample
+
+if TYPE_CHECKING:
+    from .model import LoftUp
 
 
 @dataclass
@@ -69,7 +73,9 @@ class PendingUpsample:
             )  # fmt: skip
 
 
-def start_upsample(model, image: torch.Tensor, stream=None) -> PendingUpsample:
+def start_upsample(
+    model: LoftUp, image: torch.Tensor, stream: torch.cuda.Stream | None = None
+) -> PendingUpsample:
     """Start ``model(lr_feats, image)`` before ``lr_feats`` exist; ``.finish(lr_feats)`` ends it.
 
     The stem (image encoding and both convolutions, about a third of the work) needs only the

@@ -14,11 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import LoftUpError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: File name endings taken as images when a folder or glob is expanded.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -216,7 +220,7 @@ def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
-def load_image(path: str | os.PathLike):
+def load_image(path: str | os.PathLike) -> Image.Image:
     """The image at ``path`` as an upright 8-bit RGB PIL image."""
     from PIL import Image
 

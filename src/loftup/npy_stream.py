@@ -5,6 +5,7 @@ of any size in the memory of one tile (:func:`loftup.tiling.upsample` computes t
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,9 +13,14 @@ from .errors import UsageError
 from .input_checks import check_inputs
 from .tile_plan import Tile, check_settings
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import LoftUp
+
 
 def upsample_to_npy(
-    model,
+    model: LoftUp,
     lr_feats: torch.Tensor,
     image: torch.Tensor,
     path: str | os.PathLike,
@@ -25,7 +31,7 @@ def upsample_to_npy(
     chunk_size: int | None = None,
     conv: str = "auto",
     progress: bool = True,
-):
+) -> np.memmap:
     """Stream ``model(lr_feats, image)`` into a memory-mapped ``.npy`` file, tile by tile;
     returns the open memmap (read-only).
 
