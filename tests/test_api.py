@@ -400,3 +400,25 @@ def test_a_backbone_size_giving_no_more_patches_than_the_image_own_is_taken():
     assert (own[0] // 14) * (own[1] // 14) > MAX_BACKBONE_PATCHES
     assert backbone_input(3600, 4800, 14, 3600) == own
     assert backbone_input(3600, 4800, 14, 3000) == (2996, 4004)  # 214x286 patches
+
+
+@pytest.mark.slow  # a 224 x 224 x 384 output on one thread: about 16 s here
+def test_readme_first_example_runs_offline_from_the_cache(tmp_path, monkeypatch, reference_dir):
+    """The block a newcomer copies first (README, *Use*), verbatim: ``loftup_dinov2s`` found
+    in the Hugging Face cache with HF_HUB_OFFLINE=1 (random weights in the released layout,
+    the reference fixture's), then a forward of the shapes the block states."""
+    from huggingface_hub import constants
+
+    from conftest import REFERENCE_STATE, REPO, make_hf_cache
+
+    text = (REPO / "README.md").read_text()
+    code = text.split("\n## Use\n")[1].split("```python\n")[1].split("```")[0]
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    scope = {}
+    exec(compile(code, "README.md (Use)", "exec"), scope)
+    assert scope["model"].backbone == "dinov2_vits14" and not scope["model"].training
+    assert scope["hr_feats"].shape == (1, 384, 224, 224)
+    assert torch.isfinite(scope["hr_feats"]).all()
