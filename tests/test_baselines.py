@@ -15,8 +15,10 @@ def test_every_baseline_has_loftups_call_shape(name):
     lr = torch.randn(2, 5, 4, 6)
     image = torch.randn(2, 3, 30, 21)  # any ratio, up in one axis and down in the other
     assert fn(lr, image).shape == (2, 5, 30, 21)
-    with pytest.raises(ValueError, match="batch sizes differ"):
+    with pytest.raises(ValueError, match="batch sizes differ: .*; give one guidance image per"):
         fn(lr, image[:1])
+    with pytest.raises(ValueError, match=r"got \(5, 4, 6\) and .*\.unsqueeze\(0\)"):
+        fn(lr[0], image)
 
 
 def test_interpolating_baselines_are_torchs():

@@ -60,11 +60,13 @@ def _check(lr_feats: torch.Tensor, image: torch.Tensor) -> None:
     if lr_feats.ndim != 4 or image.ndim != 4 or image.shape[1] != 3:
         raise BaselineInputError(
             f"expected lr_feats (B, C, h, w) and image (B, 3, H, W), got "
-            f"{tuple(lr_feats.shape)} and {tuple(image.shape)}"
+            f"{tuple(lr_feats.shape)} and {tuple(image.shape)}; add a missing batch axis with "
+            ".unsqueeze(0), and give the image its 3 RGB channels"
         )
     if lr_feats.shape[0] != image.shape[0]:
         raise BaselineInputError(
-            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image {image.shape[0]}"
+            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image {image.shape[0]}; "
+            "give one guidance image per feature map, in the same order"
         )
     # as LoftUp's forward: integer features would be rounded by the interpolation, and a uint8
     # image (0-255 pixels) would silently be read as a normalised one by the JBU's colours

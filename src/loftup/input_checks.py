@@ -25,7 +25,10 @@ def check_inputs(
     layer, naming neither input)."""
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         if not isinstance(t, torch.Tensor):
-            raise ForwardInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise ForwardInputError(
+                f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
+                "torch.as_tensor(...) (for an image file or a PIL image: loftup.upsample)"
+            )
         if not t.is_floating_point():
             raise ForwardInputError(
                 f"{name} must be floating point, got {t.dtype}; convert with .float() "
@@ -48,7 +51,8 @@ def check_inputs(
             )
     if lr_feats.shape[0] != image.shape[0]:
         raise ForwardInputError(
-            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}"
+            f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}; "
+            "give one guidance image per feature map, in the same order"
         )
     if lr_feats.shape[1] != dim:
         raise ForwardInputError(
@@ -71,4 +75,12 @@ def check_inputs(
         # on the CPU only: reading the answer back from a GPU would wait for all queued work
         # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
         if t.device.type == "cpu" and not torch.isfinite(t).all():
-            raise ForwardInputError(f"{name} contains NaN or Inf values")
+            raise ForwardInputError(f"{name} contains NaN or Inf values; {_NON_FINITE_FIX[name]}")
+
+
+#: What to look at where a forward's input holds NaN or Inf values.
+_NON_FINITE_FIX = {
+    "lr_feats": "check the backbone's output (float16 features can overflow: compute them in "
+    "bfloat16 or float32)",
+    "image": "check how it was read and normalised (a TIFF's no-data pixels are NaN: fill them)",
+}
