@@ -161,6 +161,16 @@ def test_unreadable_files_are_named(tmp_path, content):
         load_image(tmp_path / "missing.png")
 
 
+def test_a_path_under_the_home_folder_is_read_as_the_command_line_reads_it(tmp_path, monkeypatch):
+    """``load_image_tensor("~/x.png")`` said "no such image file: ~/x.png" where ``loftup
+    upsample ~/x.png`` (the shell's ~) read the file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rgb = _rgb()
+    Image.fromarray(rgb).save(tmp_path / "x.png")
+    assert np.array_equal(_pixels(load_image_tensor("~/x.png")), rgb)
+    assert np.array_equal(np.asarray(load_image("~/x.png")), rgb)
+
+
 def test_to_tensor_accepts_arrays_pil_and_tensors():
     rgb = _rgb()
     want = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255

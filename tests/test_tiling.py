@@ -202,6 +202,24 @@ def test_streaming_a_model_in_training_mode_is_refused_with_the_fix(small, tmp_p
         assert np.array_equal(arr, small(lr, image).numpy())
 
 
+def test_streaming_to_the_home_folder_and_an_empty_batch(small, tmp_path, monkeypatch):
+    """``"~/feats.npy"`` made a folder named ``~`` in the working folder, and an empty batch
+    (the model gives (0, C, H, W)) was a UsageError about the file's shape; now the home
+    folder's file, and an empty array of the batch's shape, in either layout."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 10)
+    arr = upsample_to_npy(small, lr, image, "~/feats.npy", progress=False)
+    assert (tmp_path / "home" / "feats.npy").is_file() and not (tmp_path / "~").exists()
+    with torch.no_grad():
+        assert np.array_equal(arr, small(lr, image).numpy())
+    for layout, shape in (("nchw", (0, 32, 8, 10)), ("nhwc", (0, 8, 10, 32))):
+        empty = upsample_to_npy(small, lr[:0], image[:0], tmp_path / "e.npy", layout=layout)
+        assert empty.shape == shape and empty.dtype == np.float32
+        assert np.load(tmp_path / "e.npy").shape == shape
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "home"]  # no temporary
+
+
 def test_bad_streaming_arguments_are_named(small, tmp_path):
     lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match="layout"):

@@ -109,7 +109,7 @@ def _open(path: str | os.PathLike):
     declares (:func:`_declared_depth`, which the turned copy no longer tells)."""
     from PIL import Image, ImageOps
 
-    path = Path(path)
+    path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
     if not path.is_file():
         raise ImageReadError(f"no such image file: {path}")
     try:

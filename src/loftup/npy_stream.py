@@ -5,6 +5,7 @@ of any size in the memory of one tile (:func:`loftup.tiling.upsample` computes t
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,7 +41,8 @@ def upsample_to_npy(
         statistics: a model in training mode is a :class:`loftup.errors.UsageError`).
       lr_feats, image: (B, C, h, w) backbone features and (B, 3, H, W) ImageNet-normalised
         guidance image, as the model's forward takes them.
-      path: the ``.npy`` file to create (written in place and renamed when complete).
+      path: the ``.npy`` file to create (written in place and renamed when complete; ``~``
+        is the home folder, as elsewhere in loftup). An empty batch gives an empty array.
       layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
         (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
       dtype: numpy dtype of the file (``float32`` or ``float16``).
@@ -69,9 +71,19 @@ def upsample_to_npy(
         )
     check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
 
+    path = Path(os.fspath(path)).expanduser()  # "~/x.npy" made a folder named ~ here
     b, _, height, width = image.shape
     c = model.config.dim
     shape = (b, c, height, width) if layout == "nchw" else (b, height, width, c)
+    if not b:  # an empty batch (a loop's last slice): an empty file, as the forward's output
+        from .atomic import atomic_write
+
+        def save_empty(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, np.empty(shape, dtype))
+
+        atomic_write(path, save_empty)
+        return np.load(path, mmap_mode="r")
     torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
     out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
 
