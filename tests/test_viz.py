@@ -175,3 +175,24 @@ def test_a_nan_pixel_is_left_out_of_the_fit():
     assert torch.equal(
         pca_pair(torch.full_like(lr, float("nan")), hr)[1], apply_pca(hr, fit_pca(hr))
     )
+
+
+def test_one_images_features_as_loftup_upsample_returns_them_are_pictured():
+    """``loftup.upsample`` returns (C, H, W) for one image; fit_pca, apply_pca and pca_pair
+    raised torch's IndexError or a permute error about sparse_coo on it. They take it as a
+    batch of one (giving (3, H, W)), and name any other shape in a line."""
+    import pytest
+
+    from loftup import LoftUpError
+
+    torch.manual_seed(0)
+    lr, hr = torch.randn(16, 4, 5), torch.randn(16, 12, 15)
+    basis = fit_pca(hr)
+    assert torch.equal(basis.components, fit_pca(hr[None]).components)
+    assert torch.equal(apply_pca(hr, basis), apply_pca(hr[None], basis)[0])
+    pair, batched = pca_pair(lr, hr), pca_pair(lr[None], hr[None])
+    assert [t.shape for t in pair] == [(3, 4, 5), (3, 12, 15)]
+    assert all(torch.equal(a, b[0]) for a, b in zip(pair, batched))
+    for bad in (torch.randn(1, 1, 16, 4, 5), torch.randn(16)):
+        with pytest.raises(LoftUpError, match=r"expected features \(B, C, H, W\) or \(C, H, W\)"):
+            apply_pca(bad, basis)

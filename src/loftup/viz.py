@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UsageError
+
 
 @dataclass
 class PCABasis:
@@ -24,8 +26,23 @@ SPREAD = 1e-6
 FLAT = 1e-5
 
 
+def _batched(feats: torch.Tensor, also: str = "") -> torch.Tensor:
+    """Features (B, C, H, W), or one image's (C, H, W) (what :func:`loftup.upsample` returns
+    for one image) as a batch of one; a :class:`UsageError` naming any other shape."""
+    if isinstance(feats, torch.Tensor) and feats.dim() == 3:
+        return feats[None]
+    if isinstance(feats, torch.Tensor) and feats.dim() == 4:
+        return feats
+    shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+    raise UsageError(
+        f"expected features (B, C, H, W) or (C, H, W){also}, got {shape}; pass a feature map "
+        "as the upsampler returns it"
+    )
+
+
 def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int = 0) -> PCABasis:
-    """Fit a PCA on features (B, C, h, w) or (N, C); the colour range is the fit data's.
+    """Fit a PCA on features (B, C, h, w), (C, h, w) or (N, C); the colour range is the fit
+    data's.
 
     The basis has ``k`` components whatever C and N: where the data spreads along fewer
     directions (fewer than ``k`` channels or ``k + 1`` samples), the missing components repeat
@@ -33,7 +50,8 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
     rounding, :data:`FLAT`) have no direction to colour: the basis draws every feature, these
     and any others, mid-grey (0.5), not the rounding noise stretched over the colour range.
     The fit skips pixels with a NaN or infinite feature (none left: the grey basis too)."""
-    x = feats.detach().float()
+    x = feats if getattr(feats, "ndim", None) == 2 else _batched(feats, ", (N, C)")
+    x = x.detach().float()
     x = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.dim() == 4 else x
     x = x[torch.isfinite(x).all(1)]  # a NaN pixel made the eigensolver fail to converge
     if x.shape[0] > max_samples:
@@ -65,25 +83,29 @@ def fit_pca(feats: torch.Tensor, k: int = 3, max_samples: int = 20000, seed: int
 
 
 def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
-    """Features (B, C, H, W) -> RGB (B, 3, H, W) in [0, 1], coloured by ``basis``."""
+    """Features (B, C, H, W) -> RGB (B, 3, H, W) in [0, 1], coloured by ``basis``; one image's
+    (C, H, W) -> (3, H, W)."""
     # one memory layout (B, H, W, C) whatever the input's: the matrix product takes another
     # path for strided operands and rounds otherwise, so a picture drawn from channels-last
     # features (a streamed output) differed from one drawn from the same values held whole
-    x = feats.detach().float().permute(0, 2, 3, 1)
+    x = _batched(feats).detach().float().permute(0, 2, 3, 1)
     centred = torch.empty(x.shape, device=x.device)  # contiguous, one copy as before
     torch.sub(x, basis.mean.to(x.device), out=centred)
     proj = centred @ basis.components.to(x.device)
     lo, hi = basis.lo.to(x.device), basis.hi.to(x.device)
     rgb = ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
-    return rgb.permute(0, 3, 1, 2)
+    rgb = rgb.permute(0, 3, 1, 2)
+    return rgb[0] if feats.dim() == 3 else rgb
 
 
 def pca_pair(lr_feats: torch.Tensor, hr_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB pictures of low-res and upsampled features with one basis fitted on the low-res ones,
     or on the upsampled ones where the low-res grid has too few pixels to fit three colours on
     (under 4: a 1x1 grid has no direction at all) or no spread (constant features: what an
-    upsampler adds to them is shown, if more than rounding; else both are grey)."""
-    lr_pixels = lr_feats.shape[0] * lr_feats.shape[-2] * lr_feats.shape[-1]
+    upsampler adds to them is shown, if more than rounding; else both are grey). One image's
+    (C, h, w) and (C, H, W) give (3, h, w) and (3, H, W)."""
+    lr_batch = _batched(lr_feats)
+    lr_pixels = lr_batch.shape[0] * lr_batch.shape[-2] * lr_batch.shape[-1]
     basis = fit_pca(lr_feats) if lr_pixels > 3 else None
     if basis is None or not basis.components.any():
         basis = fit_pca(hr_feats)
