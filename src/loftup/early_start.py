@@ -16,8 +16,8 @@ from .cpu import warn_if_emulated
 from .errors import UsageError
 from .input_checks import ForwardInputError, check_inputs
 from .layers import image_minmax
-from .tile_plan import Tile, check_settings, default_tile_size, plan_tiles
-from .tiling import WINOGRAD_BLOCK, compute_dtype, query_map, upsample
+from .tile_plan import Tile, check_settings
+from .tiling import compute_dtype, plan_output, query_map, upsample
 
 if TYPE_CHECKING:
     from .model import LoftUp
@@ -108,12 +108,10 @@ def start_upsample(
     dev = image.device
     if dev.type == "cpu":  # as model() warns: this path does not go through it
         warn_if_emulated(compute_dtype(model, dev))
-    b, _, height, width = image.shape
+    height, width = image.shape[-2:]
     settings = _settings(model, dev)
     fw = settings[-1]
-    tile_size = model.tile_size or default_tile_size(dev)
-    align = WINOGRAD_BLOCK if fw.conv == "winograd" else 1
-    if len(plan_tiles(b, height, width, tile_size, align)) != 1:
+    if len(plan_output(image, model.tile_size, fw.conv)) != 1:  # as upsample will tile it
         return PendingUpsample(model, image, None, settings)
     side = contextlib.nullcontext()
     if stream is not None:

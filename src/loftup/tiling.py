@@ -83,7 +83,6 @@ def upsample(
     align = getattr(model, "align", None)
     check_settings(tile_size=tile_size, chunk_size=chunk_size, align=align)
     fw = model.fused(compute_dtype(model, dev), conv, align)
-    tile_size = tile_size or default_tile_size(dev)
     step = chunk_size or default_chunk_size(dev)
     c = fw.head[0].shape[0]
     own = out is None and callback is None
@@ -91,7 +90,7 @@ def upsample(
         out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
     window = fw.window  # the folded weights carry the model's window
     h, w = lr_feats.shape[-2:]
-    tiles = plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if fw.conv == "winograd" else 1)
+    tiles = plan_output(image, tile_size, fw.conv)
     if not tiles:  # an empty batch: nothing to compute (an empty output, or no tiles)
         return out
     q_map = None
@@ -115,6 +114,16 @@ def upsample(
             if callback is not None:
                 callback(tile, feats)
     return out
+
+
+def plan_output(image: torch.Tensor, tile_size: int | None, conv: str) -> list[Tile]:
+    """The tiles of an output the size of ``image`` (B, 3, H, W), each ``tile_size`` pixels a
+    side at most (None: the device's default), on Winograd's blocks for its convolutions
+    (``conv``: the folded weights'): what :func:`upsample` computes, and what
+    :func:`loftup.early_start.start_upsample` asks about before it (one tile or several)."""
+    b, _, height, width = image.shape
+    tile_size = tile_size or default_tile_size(image.device)
+    return plan_tiles(b, height, width, tile_size, WINOGRAD_BLOCK if conv == "winograd" else 1)
 
 
 def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
