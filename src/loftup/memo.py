@@ -51,7 +51,7 @@ def memo(fw: FusedWeights, key: tuple, make):
     entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`).
 
     On a GPU an entry is made by kernels queued on the stream current then (the image's half
-    may be queued on a second one, :func:`loftup.tiling.start_upsample`): until they have run,
+    may be queued on a second one, :func:`loftup.early_start.start_upsample`): until they have run,
     a reader on another stream waits for them (an event recorded after them), rather than
     reading memory they have not written yet."""
     if torch.compiler.is_compiling():
