@@ -10,7 +10,7 @@ register and spill counts and the number of contracted multiply-adds in the PTX.
 CPU interpreter (``TRITON_INTERPRET=1``) was chosen.
 
 How the launches are found: a float16 (or bfloat16) LoftUp for C = 384 with the GPU's
-alignment runs on the CPU with the kernels switched on, and ``_triton_kernels._launch`` records
+alignment runs on the CPU with the kernels switched on, and ``_triton_launch.launch`` records
 its arguments instead of running anything (the outputs are garbage; only the arguments are
 kept). So the signatures and compile-time constants are those of the real forward, not a copy.
 
@@ -90,7 +90,9 @@ def _import_kernels():
 from loftup import LoftUp, kernels  # noqa: E402
 from loftup.tiling import upsample  # noqa: E402
 
-K = _import_kernels()
+_import_kernels()  # declares them, with the stand-in driver where Triton asks for one
+from loftup import _triton_launch as launching  # noqa: E402 - imported with the kernels
+
 TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
@@ -117,13 +119,13 @@ def record(dtype: torch.dtype) -> list[tuple]:
     model.align = 8  # the GPU's mean padding: 404 -> 408 and 203 -> 208 channels
     lr, image = torch.randn(1, 384, 2, 2, dtype=dtype), torch.randn(1, 3, 12, 10)  # float32 image
     kernels._switch["cpu"], kernels._checked[(torch.device("cpu"), dtype)] = True, True
-    real_interpreted, real_launch = kernels.interpreted, K._launch
-    kernels.interpreted, K._launch = (lambda: True), fake_launch
+    real_interpreted, real_launch = kernels.interpreted, launching.launch
+    kernels.interpreted, launching.launch = (lambda: True), fake_launch
     try:
         with torch.inference_mode():
             upsample(model, lr, image, conv="direct")
     finally:
-        kernels.interpreted, K._launch = real_interpreted, real_launch
+        kernels.interpreted, launching.launch = real_interpreted, real_launch
         kernels._switch["cpu"] = False
     return launches
 
@@ -180,7 +182,7 @@ def compile_one(kernel, sig: dict, consts: dict, config, arch: int | str) -> dic
     compiled = triton.compile(
         _source(fn, sig, consts),
         target=GPUTarget("cuda", arch, 32),
-        options={"num_warps": warps, **K._NO_FMA},
+        options={"num_warps": warps, **launching.NO_FMA},
     )
     ptx = compiled.asm["ptx"]
     target = re.search(r"^\.target (\w+)", ptx, re.M).group(1)
@@ -224,7 +226,7 @@ def compile_amd(fn, sig: dict, consts: dict, config, arch: str) -> dict:
     compiled = triton.compile(
         _source(fn, sig, consts),
         target=GPUTarget("hip", arch, 32 if arch.startswith(("gfx10", "gfx11", "gfx12")) else 64),
-        options={"num_warps": warps, **K._NO_FMA},
+        options={"num_warps": warps, **launching.NO_FMA},
     )
     asm = compiled.asm["amdgcn"]
     assert compiled.asm.get("hsaco"), f"no code object for {fn.__name__} on {arch}"
@@ -264,7 +266,7 @@ def main(argv=None) -> int:
     for name in args.dtypes:
         for kernel, sig, consts in record(getattr(torch, name)):
             configs = getattr(kernel, "configs", [None])
-            if args.fixed:  # the one _launch uses under K.FIXED
+            if args.fixed:  # the one launching.launch uses under FIXED
                 configs = [configs[len(configs) // 2]]
             for config in configs:
                 for arch in args.archs:
