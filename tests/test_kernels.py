@@ -293,8 +293,23 @@ def test_a_kernel_broken_in_one_precision_costs_only_that_precisions_kernels(dev
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_kernels_pass_their_self_test_here(device, dtype):
+def test_kernels_pass_their_self_test_here_leaving_the_random_generators(
+    device, dtype, monkeypatch
+):
+    """The self-test seeds the tiny model it runs: the CPU's generator is restored after it,
+    and no GPU's is reseeded (torch.manual_seed reseeds every GPU's, which fork_rng(devices=[])
+    does not restore: a process's CUDA random numbers restarted at its first half forward)."""
+    gpu = device != "cpu"
+    torch.manual_seed(123)
+    reseeded = []
+    if not gpu:  # no GPU generator to read here: whether one would have been reseeded
+        monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    cpu, cuda = torch.get_rng_state(), torch.cuda.get_rng_state() if gpu else None
+    monkeypatch.setattr(kernels, "_checked", {})  # run now, not found from an earlier test
     assert kernels.working(device, dtype)
+    assert torch.equal(torch.get_rng_state(), cpu) and not reseeded, reseeded
+    if gpu:
+        assert torch.equal(torch.cuda.get_rng_state(), cuda)
 
 
 def _run_aot(*args: str, triton_from=None) -> subprocess.CompletedProcess:

@@ -136,8 +136,11 @@ def _selftest(device: torch.device, dtype: torch.dtype) -> str | None:
     from .model import LoftUp
     from .tiling import upsample
 
+    # every random number here is the CPU's: its generator alone is seeded, and restored after
+    # (torch.manual_seed would also reseed every GPU's, which fork_rng(devices=[]) leaves
+    # changed: a process's CUDA random numbers would restart at its first half forward)
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)
         model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval().to(device, dtype)
         model.align = 8
         lr = torch.randn(2, 8, 3, 3).to(device, dtype)
