@@ -102,6 +102,53 @@ def test_compiled_upsampler_computes_the_models_output(small):
             small.norm.weight.sub_(1.0)
 
 
+class _Replayed:
+    """A CPU stand-in for a captured CUDA graph: a replay computes ``fn`` of the static inputs
+    into the static output, writing memory as a GPU replay does (no autograd or inference-mode
+    checks)."""
+
+    def __init__(self, out, fn):
+        self.out, self.fn = out, fn
+
+    def replay(self):
+        with torch.inference_mode():
+            self.out.copy_(self.fn())
+
+
+def test_a_graph_made_under_inference_mode_is_called_outside_it(small):
+    """graph_upsampler under ``torch.inference_mode`` makes its static inputs inference tensors;
+    called outside it (the README's ``fn(lr_feats, image)``), copying the new inputs into them
+    raised "Inplace update to inference tensor outside InferenceMode". The whole forward and its
+    halves, each replay here a stand-in that computes what the graph captured."""
+    from loftup.compiled import GraphUpsampler
+
+    lr, image = _inputs()
+    chunk = 10**6
+    with torch.inference_mode():  # what graph_upsampler holds when made in inference mode
+        fw = small.fused(torch.float32, small.conv, small.align)
+        static_lr, static_image = lr.clone(), image.clone()
+        out = untiled(fw, static_lr, static_image, chunk)
+        tokens = untiled_queries(fw, static_image)
+        half_out = untiled_decode(fw, static_lr, tokens.clone(), image.shape, chunk)
+    graph = _Replayed(out, lambda: untiled(fw, static_lr, static_image, chunk))
+    fn = GraphUpsampler(fw, static_lr, static_image, out, graph, chunk)
+    fn._halves.update(  # as _capture_halves would have captured them (a GPU step)
+        stem=_Replayed(tokens, lambda: untiled_queries(fw, static_image)),
+        decode=_Replayed(
+            half_out, lambda: untiled_decode(fw, static_lr, tokens.clone(), image.shape, chunk)
+        ),
+        tokens=tokens,
+        out=half_out,
+    )
+    lr2, image2 = lr.flip(-1), image.flip(-2)
+    with torch.inference_mode():
+        want = small(lr2, image2)
+    got = fn(lr2, image2).clone()
+    halves = fn.start(image2).finish(lr2)
+    assert (got - want).abs().max().item() <= 1e-5
+    assert (halves - want).abs().max().item() <= 1e-5
+
+
 def test_cuda_graphs_refuse_cpu_tensors_with_the_reason(small):
     lr, image = _inputs()
     with pytest.raises(ValueError, match="needs CUDA tensors"):

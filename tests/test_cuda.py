@@ -168,6 +168,21 @@ def test_cuda_graph_replays_the_eager_forward(model):
     assert (third.float() - first.float()).abs().max().item() == 0.0
 
 
+def test_a_graph_made_in_inference_mode_is_called_outside_it(model):
+    """Its static inputs are inference tensors then: the new inputs are still copied in."""
+    from loftup.compiled import graph_upsampler
+
+    gpu, lr, image = _half_on_gpu(model)
+    lr2, image2 = lr.flip(-1), image.flip(-2)
+    with torch.inference_mode():
+        fn = graph_upsampler(gpu, lr, image)
+        want = gpu(lr2, image2)
+    got = fn(lr2, image2).clone()
+    halves = fn.start(image2).finish(lr2).clone()
+    for out in (got, halves):
+        assert (out.float() - want.float()).abs().max().item() <= 1e-2
+
+
 def test_local_attention_on_gpu_matches_cpu_eager_and_in_a_graph():
     """A model with attention_window: the GPU's tiled forward and a CUDA graph of the untiled
     one (which once attended globally) give the CPU's float32 output."""

@@ -145,7 +145,8 @@ class GraphUpsampler:
     """What :func:`graph_upsampler` returns: ``fn(lr_feats, image)`` replays the whole forward,
     ``fn.start(image[, stream])`` then ``fn.finish(lr_feats)`` its two halves. (A class, not
     closures: closures that refer to each other form a cycle, which keeps the graphs' memory
-    pools until Python's garbage collector happens to run.)"""
+    pools until Python's garbage collector happens to run.) Made inside ``torch.inference_mode``
+    or not, it may be called inside it or not."""
 
     def __init__(self, fw, static_lr, static_image, static_out, graph, chunk):
         # The graphs read the folded weights where they were at capture: held here (the
@@ -159,8 +160,9 @@ class GraphUpsampler:
     def __call__(self, lr: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         _check_shape("features", lr, self._lr)
         _check_shape("images", img, self._image)
-        self._lr.copy_(lr)
-        self._image.copy_(img)
+        with torch.inference_mode():  # the static inputs are inference tensors if made so
+            self._lr.copy_(lr)
+            self._image.copy_(img)
         self._graph.replay()
         return self._out
 
@@ -171,7 +173,8 @@ class GraphUpsampler:
         halves = self._halves
         if not halves:
             halves.update(_capture_halves(self._fw, self._lr, self._image, self._chunk))
-        self._image.copy_(img)
+        with torch.inference_mode():
+            self._image.copy_(img)
         if stream is None:
             halves["stem"].replay()
         else:  # after the copy and any earlier decode on the current stream
@@ -190,7 +193,8 @@ class GraphUpsampler:
                 "finish; call fn.start(image) again (or fn(lr_feats, image) for both at once)"
             )
         _check_shape("features", lr, self._lr)
-        self._lr.copy_(lr)
+        with torch.inference_mode():
+            self._lr.copy_(lr)
         if halves["stream"] is not None:
             torch.cuda.current_stream(self._image.device).wait_stream(halves["stream"])
         halves["decode"].replay()
