@@ -183,6 +183,19 @@ def test_a_graph_made_in_inference_mode_is_called_outside_it(model):
         assert (out.float() - want.float()).abs().max().item() <= 1e-2
 
 
+def test_a_model_is_copied_after_a_gpu_forward(model):
+    """Its memo then holds the CUDA events of its entries' making, which cannot be copied:
+    copy.deepcopy (the benches' precision copies, an EMA teacher) leaves the memo out."""
+    gpu, lr, image = _half_on_gpu(model)
+    with torch.inference_mode():
+        first = gpu(lr, image)
+    assert any(k[0] == "made" for k in gpu._fused_cache[1].memo)  # events beside its entries
+    twin = copy.deepcopy(gpu)
+    with torch.inference_mode():
+        again = twin(lr, image)
+    assert (again.float() - first.float()).abs().max().item() <= 1e-2
+
+
 def test_local_attention_on_gpu_matches_cpu_eager_and_in_a_graph():
     """A model with attention_window: the GPU's tiled forward and a CUDA graph of the untiled
     one (which once attended globally) give the CPU's float32 output."""

@@ -199,6 +199,34 @@ def test_memoised_encodings_follow_the_weights_and_change_nothing():
     assert (after - _differentiable(model, lr, image)).abs().max() <= TOL["auto"]
 
 
+def test_a_model_is_copied_and_pickled_after_a_gpu_forward():
+    """On a GPU the memo keeps, beside each entry, the CUDA event recorded after its making
+    (loftup.memo.memo); copy.deepcopy(model) (the benches' precision copies, an EMA teacher)
+    and pickle copied the folded weights with it and failed: "cannot pickle 'Event' object".
+    The copies carry the weights without the memo, and compute the same output."""
+    import copy
+    import pickle
+    import threading
+
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=16, num_heads=2))
+    lr, image = torch.randn(1, 16, 4, 4), torch.randn(1, 3, 20, 12)
+    with torch.no_grad():
+        first = model(lr, image)
+    fw = model._fused_cache[1]
+    try:  # what memo() stores beside an entry made on a GPU: an event, which cannot be copied
+        event = torch.Event(device="cpu")
+    except (AttributeError, RuntimeError, TypeError):  # a torch without CPU events
+        event = threading.Lock()
+    fw.memo[("made", "x")] = event
+    with pytest.raises(TypeError, match="pickle"):
+        copy.deepcopy(fw.memo)
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert copied._fused_cache[1].memo == {} and fw.memo[("made", "x")] is event
+        with torch.no_grad():
+            assert torch.equal(copied(lr, image), first)
+
+
 def test_training_mode_takes_the_differentiable_path():
     model = LoftUp(dim=16, num_heads=2)
     lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)

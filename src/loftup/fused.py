@@ -166,6 +166,13 @@ class FusedWeights:
     #: side k of the local attention's window of low-resolution tokens; None: global attention
     window: int | None = None
 
+    def __getstate__(self) -> dict:
+        """Copied or pickled without the memo (``copy.deepcopy(model)`` copies a model's folded
+        weights): per-shape constants, remade on demand, which after a GPU forward also hold
+        the CUDA events of their making, and those cannot be copied ("cannot pickle 'Event'
+        object")."""
+        return {**self.__dict__, "memo": {}}
+
 
 #: Stem convolution kinds; "direct_nchw" (plain layout) is there to measure what channels-last buys.
 CONVS = ("auto", "winograd", "direct", "direct_nchw")
