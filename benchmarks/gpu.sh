@@ -44,12 +44,14 @@ optional_until="${LOFTUP_GPU_SH_OPTIONAL_UNTIL:-350}"
 [ "$optional_until" -gt "$budget" ] && optional_until=$budget
 reserve=20  # seconds kept for merging the parts and printing the targets
 cut=()      # groups stopped by the budget or never started, as group=why
+walls=""    # wall seconds of the tests and of each group, as what=seconds
 
 # CUDA tests: run where a GPU is present, skipped with the reason where not (the 15 slowest
 # named in the log: they take a third of the call).
 if [ "$suite" = gpu ] && [ $((budget - SECONDS - reserve)) -gt 60 ]; then  # 100 s on the last H200 run (fewer tests then)
   timeout -k 5 240 "$PY" -m pytest -q -rs --durations=15 -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py 2>&1 \
     | tee "$OUT/gpu-tests.log" || true
+  walls="tests=$SECONDS"  # only where they ran: a smoke run's report gave "tests 0 s"
 fi
 
 # The suite in groups of sections, one process each: an error that poisons the CUDA context (a
@@ -61,7 +63,6 @@ fi
 groups=("parity,forward,forward_4096" "big_output,capped_stream" "batches,video,backbones,extraction" "ablation")
 optional=$((${#groups[@]} - 1))
 parts=()
-walls="tests=$SECONDS"
 for i in "${!groups[@]}"; do
   part="$OUT/part-$i.json"
   until=$budget
