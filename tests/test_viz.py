@@ -196,3 +196,25 @@ def test_one_images_features_as_loftup_upsample_returns_them_are_pictured():
     for bad in (torch.randn(1, 1, 16, 4, 5), torch.randn(16)):
         with pytest.raises(LoftUpError, match=r"expected features \(B, C, H, W\) or \(C, H, W\)"):
             apply_pca(bad, basis)
+
+
+def test_the_comparison_picture_leaves_the_process_random_numbers_alone():
+    """It seeded the global generator (inside fork_rng(devices=[]), which restores the CPU's
+    alone): every GPU's random numbers restarted at seed 0 after a --viz picture. Its colours
+    do not depend on the process's random state either."""
+    import io
+
+    from loftup.outputs import comparison_png
+
+    g = torch.Generator().manual_seed(1)
+    image, lr = torch.rand(3, 40, 40, generator=g), torch.randn(8, 5, 5, generator=g)
+    hr = torch.randn(8, 40, 40, generator=g)
+    seeded = []
+    for seed in (0, 7):
+        torch.manual_seed(seed)
+        cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state_all()
+        seeded.append(comparison_png(image, lr, hr))
+        assert torch.equal(torch.get_rng_state(), cpu)
+        assert all(map(torch.equal, torch.cuda.get_rng_state_all(), gpu))
+    assert seeded[0] == seeded[1]
+    assert io.BytesIO(seeded[0]).read(4) == b"\x89PNG"

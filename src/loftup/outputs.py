@@ -247,7 +247,8 @@ def comparison_png(
 
     image (3, H0, W0) in [0, 1]; lr_feats (C, h, w); hr_feats (C, H, W), drawn from every k-th
     row and column when larger than :data:`DISPLAY_SIDE` (so a memory-mapped output of any size
-    is never copied whole). The PCA is seeded, so the picture is the same on every run.
+    is never copied whole). The PCA is seeded (its own generator; the process's random numbers
+    are left alone), so the picture is the same on every run.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -257,9 +258,7 @@ def comparison_png(
     (h, w), (height, width) = lr_feats.shape[-2:], hr_feats.shape[-2:]
     step = -(-max(height, width) // DISPLAY_SIDE)  # a panel shows a few hundred pixels anyway
     shown = hr_feats[:, ::step, ::step].float().cpu()  # a strided copy: any size in little memory
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        lr_rgb, hr_rgb = pca_pair(lr_feats[None].float().cpu(), shown[None])
+    lr_rgb, hr_rgb = pca_pair(lr_feats[None].float().cpu(), shown[None])  # seeded: own generator
     panels = [
         (image.cpu().clamp(0, 1), f"input {image.shape[-2]}x{image.shape[-1]}"),
         (lr_rgb[0], f"low-res {h}x{w}"),
