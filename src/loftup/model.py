@@ -97,6 +97,11 @@ class LoftUp(nn.Module):
         self.backbone_norm: str | None = None
         self._fused_cache: tuple | None = None
 
+    def __getstate__(self):
+        # a copy (deepcopy, pickle) refolds on its first forward anyway: the memo's key holds
+        # the original's tensor addresses; copied, it only doubled the folded weights' memory
+        return {**super().__getstate__(), "_fused_cache": None}
+
     def save_pretrained(self, directory, **kwargs):
         """Write ``model.safetensors`` + ``config.json``; see :func:`loftup.hub.save_pretrained`."""
         from .hub import save_pretrained
