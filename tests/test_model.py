@@ -326,6 +326,8 @@ def test_an_emulated_cpu_precision_is_warned_about_once(monkeypatch):
     said = [str(w.message) for w in seen if "emulates" in str(w.message)]
     if cpu.cpu_emulates(torch.bfloat16):
         assert len(said) == 1 and "no bfloat16 instructions (AVX-512 BF16 or AMX)" in said[0]
+        # told at the line that asked for it, not at a line of the library's (or torch's)
+        assert [w.filename for w in seen if "emulates" in str(w.message)] == [__file__]
         assert "compute in float32 on this machine" in said[0]
     else:
         assert said == []
@@ -345,5 +347,6 @@ def test_the_started_upsample_warns_of_an_emulated_precision_too(monkeypatch):
         pending = start_upsample(model, image)
         assert pending.queries is not None  # the folded path, not a call of the model
         pending.finish(lr)
-    said = [str(w.message) for w in seen if "emulates" in str(w.message)]
+    said = [w for w in seen if "emulates" in str(w.message)]
     assert len(said) == int(cpu.cpu_emulates(torch.bfloat16)), said
+    assert all(w.filename == __file__ for w in said)  # this file's line, not early_start's

@@ -6,6 +6,7 @@ instructions of their own, which the forward warns about once.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
@@ -85,5 +86,18 @@ def warn_if_emulated(dtype: torch.dtype) -> None:
     warnings.warn(
         f"this CPU has no {name} instructions ({need}), so PyTorch emulates {name}: several "
         f"times slower than float32 here; compute in float32 on this machine",
-        stacklevel=2,
+        stacklevel=_caller_level(),
     )
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside loftup and torch, for a warning of the
+    function that calls this one: the user's line that asked for the work (``model(lr, x)``,
+    ``loftup.upsample``), not the library's own; 2 where every frame is theirs (the CLI)."""
+    import sys
+
+    inside = (os.path.dirname(__file__) + os.sep, os.path.dirname(torch.__file__) + os.sep)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return 2 if frame is None else level
