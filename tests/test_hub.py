@@ -977,3 +977,25 @@ def test_a_released_name_is_not_taken_for_a_folder_of_the_current_one(tmp_path, 
         load_upsampler("loftup_dinov2s")
     assert f"damaged download in the Hugging Face cache: delete {blob} and run " in str(e.value)
     assert "holds a transformers" not in str(e.value)
+
+
+def test_two_upsamplers_without_a_source_are_each_warned_about(monkeypatch):
+    """The mismatch warning is said once per upsampler and pairing; it was keyed by the
+    upsampler's source, and every LoftUp built in the process has none ("None" for all): a
+    second, different upsampler run on the same wrong backbone was not warned about."""
+    import warnings
+
+    import loftup.mismatch
+    from loftup import load_pipeline
+    from loftup.pipeline import BackboneMismatchWarning
+
+    monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
+    first, second = (LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4) for _ in range(2))
+    for upsampler in (first, second):
+        upsampler.backbone = "tiny_of_my_own"
+        with pytest.warns(BackboneMismatchWarning, match="tiny_of_my_own's features, not dinov2"):
+            load_pipeline(upsampler, backbone="dinov2_tiny")
+    with warnings.catch_warnings():  # each once: the same one again is not said twice
+        warnings.simplefilter("error")
+        load_pipeline(first, backbone="dinov2_tiny")
+        load_pipeline(second, backbone="dinov2_tiny")

@@ -1,8 +1,10 @@
 """The warning for an upsampler run on other features than it was trained on: another backbone
 of the same width (another width is an error), or another normalisation of its images. Said once
-per pairing and process by :func:`loftup.load_pipeline`."""
+per upsampler, pairing and process by :func:`loftup.load_pipeline`."""
 
 from __future__ import annotations
+
+import weakref
 
 from .featurizers import Featurizer
 from .model import LoftUp
@@ -14,8 +16,12 @@ class BackboneMismatchWarning(UserWarning):
     ``PYTHONWARNINGS=ignore:"backbone mismatch"`` matches."""
 
 
-#: (upsampler, *what differs) already warned about in this process.
+#: (upsampler's source, *what differs) already warned about in this process: an upsampler
+#: loaded again from the same source is the same one.
 _WARNED_MISMATCH: set[tuple] = set()
+#: The pairings already warned about for each upsampler without a source (a LoftUp built or
+#: trained in this process): each is its own, whatever another one records.
+_WARNED_UNSOURCED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: str) -> None:
@@ -58,12 +64,16 @@ def _warn_if_other_norm(upsampler: LoftUp, featurizer: Featurizer) -> None:
 
 def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
     """A :class:`BackboneMismatchWarning`: "backbone mismatch: the upsampler ... ``says``", and
-    how to silence it; once per upsampler and ``pairing`` in a process."""
+    how to silence it; once per upsampler and ``pairing`` in a process. An upsampler is
+    known by its source (a released name, a file or folder: loaded again, it is the same
+    one), or where it has none by the module itself: two modules built in the process are two
+    upsamplers, though neither has a source to tell them apart."""
     source = getattr(upsampler, "source", None)
-    key = (str(source), *pairing)
-    if key in _WARNED_MISMATCH:
+    warned = _WARNED_UNSOURCED.setdefault(upsampler, set()) if not source else _WARNED_MISMATCH
+    key = pairing if not source else (str(source), *pairing)
+    if key in warned:
         return
-    _WARNED_MISMATCH.add(key)
+    warned.add(key)
     import warnings
 
     which = f"upsampler {source}" if source else "upsampler"
