@@ -318,7 +318,7 @@ def test_siglip2_naflex(tmp_path):
         text_config=dict(**TEXT, vocab_size=99),
     )
     folder = _save(Siglip2Model(cfg), tmp_path / "m")
-    feat = get_featurizer("siglip2_vitb16", weights=folder)  # the paper's input by default
+    feat = get_featurizer("siglip2_vitb16_naflex", weights=folder)  # the paper's input
     images = _images(48, 80)
     native = imagenet_normalize(images)
     patches = torch.stack(
@@ -334,6 +334,57 @@ def test_siglip2_naflex(tmp_path):
         )
     torch.testing.assert_close(got, _grid(want.last_hidden_state, 3, 5), atol=1e-5, rtol=1e-5)
     also_in_bfloat16(feat, imagenet_normalize(images), got)
+
+
+def test_a_naflex_folder_is_not_taken_for_the_fixed_resolution_siglip2(tmp_path):
+    """google/siglip2-base-patch16-naflex (model_type siglip2) was accepted as siglip2_vitb16,
+    whose official weights, the features loftup_siglip2 was trained on, are the fixed-resolution
+    google/siglip2-base-patch16-224: another checkpoint, other features, without a word. Each is
+    refused under the other's name, which the message gives with the hub id that fits."""
+    from transformers import (
+        Siglip2Config,
+        Siglip2Model,
+        Siglip2VisionConfig,
+        Siglip2VisionModel,
+        SiglipConfig,
+        SiglipModel,
+    )
+
+    naflex = dict(**VISION, patch_size=16, num_patches=16)
+    folders = {
+        "full": _save(
+            Siglip2Model(Siglip2Config(vision_config=naflex, text_config=TEXT)), tmp_path / "full"
+        ),
+        "tower": _save(Siglip2VisionModel(Siglip2VisionConfig(**naflex)), tmp_path / "tower"),
+    }
+    for name in ("siglip2_vitb16", "siglip_vitb16"):
+        for folder in folders.values():
+            with pytest.raises(CheckpointError) as e:
+                get_featurizer(name, weights=folder)
+            msg = str(e.value)
+            assert msg.startswith(f"{folder} holds a SigLIP 2 NaFlex model (model_type 'siglip2")
+            assert f"backbone {name} is the fixed-resolution google/siglip" in msg
+            assert "as backbone siglip2_vitb16_naflex" in msg and "\n" not in msg
+            if name == "siglip2_vitb16":  # the checkpoint its upsampler was trained on
+                assert "google/siglip2-base-patch16-224, the features loftup_siglip2 was " in msg
+    for folder in folders.values():  # the NaFlex name takes them
+        assert get_featurizer("siglip2_vitb16_naflex", weights=folder).dim == 32
+    fixed = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=32),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(SiglipModel(fixed), tmp_path / "fixed")
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["vocab_size"] = 256000  # SigLIP 2's, as the hub's config.json says
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("siglip2_vitb16_naflex", weights=folder)
+    assert str(e.value) == (
+        f"{folder} holds a fixed-resolution SigLIP model (model_type 'siglip'), but backbone "
+        "siglip2_vitb16_naflex is SigLIP 2 NaFlex (google/siglip2-base-patch16-naflex): pass it "
+        "as backbone siglip2_vitb16, or the folder of google/siglip2-base-patch16-naflex as "
+        "siglip2_vitb16_naflex"
+    )
 
 
 # -- sizes and positional embeddings ----------------------------------------------------------
@@ -513,7 +564,7 @@ def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its
         for n, spec in FEATURIZERS.items()
         if spec.default_weights
     ]
-    assert len(wants) == 7 + 13  # DINOv2 8, DINOv3 2, CLIP, SigLIP, SigLIP 2
+    assert len(wants) == 7 + 14  # DINOv2 8, DINOv3 2, CLIP, SigLIP, SigLIP 2 (and NaFlex)
     for load, repo, filename in wants:
         with pytest.raises(WeightsNotFoundError) as e:
             load()

@@ -9,8 +9,11 @@ gives its SigLIP trunks (the features the released upsamplers were trained on);
 The official SigLIP 2 checkpoint of the released upsampler's backbone (google/siglip2-base-
 patch16-224, a fixed-resolution model) is stored in the SigLIP layout and runs on
 SiglipVisionModel with bicubically interpolated positional embeddings. SigLIP 2 "NaFlex"
-checkpoints (model_type ``siglip2``) run on Siglip2VisionModel, which takes the image as a
-sequence of flattened patches and resizes its positional embeddings itself.
+checkpoints (google/siglip2-base-patch16-naflex, model_type ``siglip2``) are another model, with
+other weights and other features: they are backbone ``siglip2_vitb16_naflex``, which runs them on
+Siglip2VisionModel (the image as a sequence of flattened patches; it resizes its positional
+embeddings itself), and a NaFlex folder given as ``siglip2_vitb16`` (or a fixed-resolution one
+as ``siglip2_vitb16_naflex``) is refused, naming the backbone and the hub id that fit.
 
 A fixed-resolution SigLIP 2 folder has the same model_type ("siglip") and the same vision
 architecture as a SigLIP one; what tells them apart is the text tower's tokenizer: SigLIP 2 uses
@@ -129,31 +132,63 @@ def check_generation(folder, name: str, wanted: int) -> None:
     )
 
 
-def _load(name: str, weights, device, default: str, allow_naflex: bool) -> SiglipFeaturizer:
+#: model_type of the fixed-resolution models (SiglipModel, or its vision tower saved alone) and
+#: of the NaFlex ones (Siglip2Model, Siglip2VisionModel).
+_FIXED = ("siglip", "siglip_vision_model")
+_NAFLEX = ("siglip2", "siglip2_vision_model")
+NAFLEX_NAME, NAFLEX_REPO = "siglip2_vitb16_naflex", "google/siglip2-base-patch16-naflex"
+
+
+def check_resolution(folder, name: str, kind: str, default: str, naflex: bool) -> None:
+    """A CheckpointError where ``folder`` (of model_type ``kind``) holds a NaFlex model and
+    backbone ``name`` is a fixed-resolution one (its official weights ``default``), or the
+    other way round: the two are different checkpoints, whose features differ."""
+    from ..hub import RELEASED
+
+    if (kind in _NAFLEX) == naflex:
+        return
+    trained = {c.backbone: c.name for c in RELEASED.values()}
+    if kind in _NAFLEX:
+        why = f", the features {trained[name]} was trained on" if name in trained else ""
+        raise CheckpointError(
+            f"{folder} holds a SigLIP 2 NaFlex model (model_type {kind!r}, as {NAFLEX_REPO}), "
+            f"but backbone {name} is the fixed-resolution {default}{why}: pass the folder of "
+            f"{default} (or no backbone weights, for the official ones), or this folder as "
+            f"backbone {NAFLEX_NAME}"
+        )
+    found, _ = generation(folder)
+    fits = {1: "siglip_vitb16", 2: "siglip2_vitb16"}.get(found, "siglip2_vitb16 or siglip_vitb16")
+    raise CheckpointError(
+        f"{folder} holds a fixed-resolution SigLIP model (model_type {kind!r}), but backbone "
+        f"{name} is SigLIP 2 NaFlex ({default}): pass it as backbone {fits}, or the folder of "
+        f"{default} as {name}"
+    )
+
+
+def _load(name: str, weights, device, default: str, wanted: int, naflex: bool):
     Siglip2VisionModel, SiglipVisionModel = from_transformers(
         "Siglip2VisionModel", "SiglipVisionModel"
     )
 
     folder = resolve_weights(weights, default, name)
-    allowed = ("siglip", "siglip_vision_model")
-    if allow_naflex:
-        allowed += ("siglip2", "siglip2_vision_model")
-    kind = check_model_type(folder, name, allowed)
-    if kind.startswith("siglip2"):  # NaFlex: SigLIP 2 by its model_type
+    kind = check_model_type(folder, name, _FIXED + _NAFLEX)
+    check_resolution(folder, name, kind, default, naflex)
+    if naflex:
         model = load_strict(Siglip2VisionModel, folder, name, vision_use_head=False)
         return Siglip2NaflexFeaturizer(model, name=name).to(device)
-    check_generation(folder, name, wanted=2 if allow_naflex else 1)
+    check_generation(folder, name, wanted)
     model = load_strict(SiglipVisionModel, folder, name, vision_use_head=False)
     return SiglipFeaturizer(model, name=name).to(device)
 
 
-for _name, _repo, _label, _naflex in (
-    ("siglip_vitb16", "google/siglip-base-patch16-224", "SigLIP", False),
-    ("siglip2_vitb16", "google/siglip2-base-patch16-224", "SigLIP 2", True),
+for _name, _repo, _label, _generation, _naflex in (
+    ("siglip_vitb16", "google/siglip-base-patch16-224", "SigLIP ViT-B/16 (224 px)", 1, False),
+    ("siglip2_vitb16", "google/siglip2-base-patch16-224", "SigLIP 2 ViT-B/16 (224 px)", 2, False),
+    (NAFLEX_NAME, NAFLEX_REPO, "SigLIP 2 ViT-B/16 NaFlex (any aspect ratio)", 2, True),
 ):
 
-    def _builder(weights, device, _n=_name, _r=_repo, _f=_naflex):
-        return _load(_n, weights, device, _r, _f)
+    def _builder(weights, device, _n=_name, _r=_repo, _g=_generation, _f=_naflex):
+        return _load(_n, weights, device, _r, _g, _f)
 
     register(
         FeaturizerSpec(
@@ -162,6 +197,6 @@ for _name, _repo, _label, _naflex in (
             patch_size=16,
             dim=768,
             default_weights=_repo,
-            description=f"{_label} ViT-B/16 (224 px), last-layer patch tokens",
+            description=f"{_label}, last-layer patch tokens",
         )
     )
