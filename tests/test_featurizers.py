@@ -682,6 +682,70 @@ def test_a_damaged_or_unsafe_pytorch_model_bin_is_named(tmp_path, capsys):
     assert "code in the pickle ran" not in capsys.readouterr().out
 
 
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 88225724\n"
+
+
+def _edit_weights(folder, edit):
+    """Write ``folder``'s model.safetensors again with ``edit(name, tensor)`` applied to each."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    save_file({k: edit(k, v) for k, v in state.items()}, folder / "model.safetensors")
+
+
+def _nan_patch_embedding(key, tensor):
+    return tensor * float("nan") if "patch_embeddings" in key else tensor
+
+
+@pytest.mark.parametrize(
+    "damage, file, said",
+    [
+        # a hub repo cloned without Git LFS: "corrupt (header too large)" named no cause
+        ("lfs", "model.safetensors", "is a Git LFS pointer (73 bytes of text), not the file"),
+        ("lfs-bin", "pytorch_model.bin", "is a Git LFS pointer (73 bytes of text), not the file"),
+        # integers and booleans were cast to float32 by transformers, and ran
+        ("int8", "model.safetensors", "stores embeddings.cls_token as I8, not as floating-point"),
+        ("bool", "model.safetensors", "stores embeddings.cls_token as BOOL, not as floating"),
+        # every feature NaN, without a word
+        ("nan", "", "weight embeddings.patch_embeddings.projection.weight of backbone"),
+        # transformers asked for accelerate or optimum, with a traceback
+        ("quantized", "", "holds a quantized model (bitsandbytes, its config.json's quantiz"),
+        # transformers' mmap of a cut zip: "[Errno 22] Invalid argument", called a missing file
+        ("cut-bin", "pytorch_model.bin", "is corrupt or truncated and cannot be read"),
+    ],
+)
+def test_backbone_weights_that_are_not_float_weights_are_named(tmp_path, damage, file, said):
+    """Each way a backbone folder's weights can be wrong although its files are there: one line
+    naming the file (or the folder) and how to get the weights, never a traceback, never a
+    backbone that runs on them."""
+    folder = tmp_path / "dino"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if damage == "lfs":
+        weights.write_bytes(LFS_POINTER)
+    elif damage in ("lfs-bin", "cut-bin"):  # a repo with only pytorch_model.bin
+        from safetensors.torch import load_file
+
+        torch.save(load_file(weights), folder / "pytorch_model.bin")
+        whole = (folder / "pytorch_model.bin").read_bytes()
+        weights.unlink()
+        cut = LFS_POINTER if damage == "lfs-bin" else whole[: len(whole) // 4]
+        (folder / "pytorch_model.bin").write_bytes(cut)
+    elif damage in ("int8", "bool"):
+        _edit_weights(folder, lambda k, v: (v > 0) if damage == "bool" else v.to(torch.int8))
+    elif damage == "nan":
+        _edit_weights(folder, _nan_patch_embedding)
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_8bit": True}
+        (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=folder)
+    msg = str(e.value)
+    assert msg.startswith(str(folder / file) if file else str(folder)) and said in msg, msg
+    assert "save_pretrained" in msg and "\n" not in msg
+
+
 def test_a_folder_of_another_backbone_size_is_refused(tmp_path):
     """A folder of the right family but another registered size (a ViT-S folder given as
     ViT-B) or another patch size would give features of another width or grid than the name

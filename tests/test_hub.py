@@ -178,6 +178,40 @@ def test_truncated_file_is_named(tmp_path, reference_state, suffix):
         load_upsampler(path)
 
 
+@pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
+def test_a_git_lfs_pointer_is_named_as_one(tmp_path, suffix):
+    """A hub repo cloned without Git LFS holds a short text file in place of each weight
+    file: it was called "corrupt" ("header too large", "neither a zip archive nor a pickle"),
+    which said nothing of the cause or of `git lfs pull`."""
+    from loftup.hub.damaged import damage
+
+    path = tmp_path / f"pytorch_model{suffix}"
+    path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 17\n")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path} is a Git LFS pointer (67 bytes of text), not the file")
+    assert "`git lfs pull` in the clone" in msg and "save_pretrained" in msg and "\n" not in msg
+    assert damage(path).startswith(f"{path} is a Git LFS pointer")  # what `download` checks
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_weights_stored_as_integers_or_complex_numbers_are_refused(tmp_path, dtype):
+    """load_state_dict casts whatever it is given into the float parameters: integer weights
+    (a quantized or hand-converted copy) loaded and ran, complex ones with a warning only."""
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(native_to_reference(state), tmp_path / "w.bin")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "w.bin")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'w.bin'}: weight ") and f"stored as {dtype} (" in msg
+    assert "not floating point" in msg and "save_pretrained" in msg
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(native_to_reference(half), tmp_path / "half.bin")  # float16 is a float: loads
+    assert next(load_upsampler(tmp_path / "half.bin").parameters()).dtype == torch.float32
+
+
 class _Exploit:
     def __init__(self, marker):
         self.marker = marker

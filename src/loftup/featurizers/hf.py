@@ -95,6 +95,9 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
 
     from safetensors import SafetensorError
 
+    from .hf_files import check_after_load, check_before_load
+
+    check_before_load(folder, name, _where_from(name))
     pickled = _pickled_weights(folder)
     if pickled is not None:  # a zip archive's checksums, which torch.load does not check
         from ..hub.files import check_torch_file
@@ -118,6 +121,10 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             dtype=torch.float32,
         )
     except OSError as e:
+        if pickled is not None:  # a cut zip archive: torch.load's own error names no file
+            from ..hub.files import torch_load
+
+            torch_load(pickled, fix=_where_from(name, pickled))  # a CheckpointError naming it
         first = (str(e).splitlines() or [""])[0][:300]
         raise WeightsNotFoundError(
             f"cannot load backbone {name} from {folder} ({first}); it needs {WEIGHTS_FILE} (or "
@@ -156,6 +163,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{folder} does not hold complete {name} weights (missing {missing[:3]}); pass the "
             "folder of the matching model"
         )
+    check_after_load(folder, model, name, _where_from(name))
     return model
 
 

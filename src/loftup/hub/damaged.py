@@ -11,16 +11,17 @@ from pathlib import Path
 
 
 def damage(path: str | os.PathLike) -> str | None:
-    """What is wrong with a downloaded file, or None where nothing is seen: a config that is not
-    JSON, a safetensors file whose header does not cover it, a torch file that is empty, no
-    zip archive or pickle, or fails its zip checksums. Reads no weights."""
+    """What is wrong with a downloaded file, or None where nothing is seen: a Git LFS pointer,
+    a config that is not JSON, a safetensors file whose header does not cover it, a torch file
+    that is empty, no zip archive or pickle, or fails its zip checksums. Reads no weights."""
     from safetensors import SafetensorError, safe_open
 
     from ..errors import CheckpointError, one_line
-    from .files import check_torch_file, looks_like_safetensors
+    from .files import check_not_lfs_pointer, check_torch_file, looks_like_safetensors
 
     path = Path(path)
     try:
+        check_not_lfs_pointer(path, fix="")
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".safetensors" or looks_like_safetensors(path):

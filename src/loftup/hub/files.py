@@ -19,6 +19,7 @@ def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
     fix = fix or "re-download it or pass the file save_pretrained wrote"
+    check_not_lfs_pointer(path, fix)
     if path.suffix == ".safetensors" or looks_like_safetensors(path):
         return read_safetensors(path, fix)
     return torch_load(path, fix=fix)
@@ -34,6 +35,25 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+
+
+#: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
+#: large file (about 130 bytes of text naming the real file's hash and size).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
+    """A CheckpointError where ``path`` is a Git LFS pointer, not the file it stands for: a hub
+    repo cloned with git but without Git LFS (read as weights, a "corrupt" header or pickle
+    said nothing of the cause). ``fix``: how else to get the file."""
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+    if head == LFS_POINTER:
+        raise CheckpointError(
+            f"{path} is a Git LFS pointer ({os.path.getsize(path)} bytes of text), not the "
+            "file it stands for (a repository cloned without Git LFS: `git lfs install` and "
+            f"`git lfs pull` in the clone fetch the files); {fix}"
+        )
 
 
 def looks_like_safetensors(path: Path) -> bool:
@@ -97,6 +117,7 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
     pickle, or a zip archive whose stored checksums do not match its bytes. For a file another
     library unpickles (transformers' pytorch_model.bin)."""
     path = Path(path)
+    check_not_lfs_pointer(path, fix)
     with open(path, "rb") as f:
         head = f.read(4)
     if not head:

@@ -169,8 +169,24 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
 
 
 def _check_finite(state: dict, origin: str) -> None:
-    """Refuse weights that hold NaN or infinities (a training run that diverged): every output
-    would be NaN, written without a word."""
+    """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
+    load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
+    infinities (a training run that diverged): every output would be NaN, written without a
+    word. BatchNorm's step counters (``num_batches_tracked``) are integers."""
+    odd = [
+        (k, t.dtype)
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor)
+        and not t.is_floating_point()
+        and not k.endswith("num_batches_tracked")
+    ]
+    if odd:
+        raise CheckpointError(
+            f"{origin}: weight {odd[0][0]!r} is stored as {odd[0][1]} ({len(odd)} of its "
+            f"{len(state)} tensors are not floating point), so these are not an upsampler's "
+            "weights (a quantized or converted copy?); pass the file save_pretrained or loftup "
+            "train wrote, or a released name"
+        )
     bad = [
         k
         for k, t in state.items()

@@ -1,0 +1,102 @@
+"""What a transformers backbone folder's weight files hold, where transformers would load them
+without a word or fail with a traceback:
+
+- a quantized model (``quantization_config`` in config.json): its loader needs other packages,
+  and loftup runs a backbone in float32 from full-precision weights;
+- a Git LFS pointer in place of the weights (a clone of the hub repo without Git LFS);
+- weights stored as integers or booleans: transformers casts them to float32;
+- NaN or infinite weights (every feature would be NaN).
+
+:func:`check_before_load` and :func:`check_after_load` are :func:`loftup.featurizers.hf.
+load_strict`'s; each raises a one-line CheckpointError naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..hub.files import check_not_lfs_pointer
+from .hf_weights import WEIGHTS_FILE, read_config
+
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_FILE = "pytorch_model.bin"
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files transformers reads from ``folder``: model.safetensors, the shards that
+    model.safetensors.index.json names, or pytorch_model.bin (where there is no safetensors)."""
+    if (folder / WEIGHTS_FILE).is_file():
+        return [folder / WEIGHTS_FILE]
+    if (folder / INDEX_FILE).is_file():
+        try:
+            shards = set(json.loads((folder / INDEX_FILE).read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []  # transformers' own error names the index
+        return [folder / s for s in sorted(shards) if (folder / s).is_file()]
+    return [folder / PICKLE_FILE] if (folder / PICKLE_FILE).is_file() else []
+
+
+def check_before_load(folder: Path, name: str, fix: str) -> None:
+    """A CheckpointError where ``folder`` holds a quantized model, or a Git LFS pointer where a
+    weight file should be. ``fix``: how to get the weights again."""
+    quant = read_config(folder).get("quantization_config")
+    if quant is not None:
+        method = quant.get("quant_method", "unknown") if isinstance(quant, dict) else quant
+        raise CheckpointError(
+            f"{folder} holds a quantized model ({method}, its config.json's quantization_config), "
+            f"but backbone {name} runs from full-precision weights (float32, float16 or "
+            f"bfloat16): pass the folder of the model it was quantized from, or {fix}"
+        )
+    for path in weight_files(folder):
+        check_not_lfs_pointer(path, fix)
+
+
+def check_after_load(folder: Path, model: torch.nn.Module, name: str, fix: str) -> None:
+    """A CheckpointError where a file of ``folder`` stored one of ``model``'s floating-point
+    weights as integers or booleans (transformers cast it), or a loaded weight is not finite."""
+    floats = {n for n, t in model.state_dict().items() if t.is_floating_point()}
+    for path in weight_files(folder):
+        for key, dtype in _stored_dtypes(path).items():
+            if not _is_float(dtype) and _weight_of(key, floats):
+                raise CheckpointError(
+                    f"{path} stores {key} as {dtype}, not as floating-point numbers: not the "
+                    f"weights of backbone {name} (a quantized or converted copy?); {fix}"
+                )
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{folder}: weight {key} of backbone {name} holds NaN or infinite values, so "
+                f"every feature would be NaN; {fix}"
+            )
+
+
+def _is_float(dtype: str) -> bool:
+    """Whether a safetensors dtype ("F32", "BF16", "F8_E4M3", ...) or a torch dtype's name
+    ("torch.float16") is a floating-point one."""
+    return dtype.startswith(("F", "BF", "torch.float", "torch.bfloat"))
+
+
+def _weight_of(key: str, floats: set[str]) -> bool:
+    """Whether file key ``key`` is one of the model's floating-point weights ``floats``: the same
+    name, or one with a prefix more or less (a full model's file, a tower's own)."""
+    return any(key == n or key.endswith("." + n) or n.endswith("." + key) for n in floats)
+
+
+def _stored_dtypes(path: Path) -> dict[str, str]:
+    """Each tensor's dtype as stored in ``path``, without reading the tensors' data (a
+    safetensors header; a torch file memory-mapped)."""
+    if path.suffix == ".safetensors":
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    with open(path, "rb") as f:
+        archive = f.read(4) == b"PK\x03\x04"  # torch.save's zip: memory-mapped, else read
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=archive)
+    if not isinstance(state, dict):
+        return {}
+    return {k: str(t.dtype) for k, t in state.items() if isinstance(t, torch.Tensor)}
