@@ -542,6 +542,40 @@ def test_official_name_found_in_the_hf_cache_offline(tmp_path, monkeypatch):
         download("dinov2_tiny")
 
 
+def test_a_damaged_cached_backbone_says_which_blob_to_delete(tmp_path, monkeypatch):
+    """A cache copied from another machine (the offline recipe) with a cut config.json, or the
+    files of another model, told the user to "pass the matching folder" or "write the folder
+    again with save_pretrained": nobody passed that folder, and the fix is to delete the
+    cached file and fetch it again."""
+    from huggingface_hub import constants
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from conftest import make_hf_cache
+
+    tiny = _save(get_featurizer("dinov2_tiny").model, tmp_path / "tiny")
+    clip = CLIPVisionConfig(**VISION, patch_size=16, image_size=32, projection_dim=16)
+    other = _save(CLIPVisionModelWithProjection(clip), tmp_path / "clip")
+    config, weights = tiny / "config.json", tiny / "model.safetensors"
+    for i, (files, bad, said) in enumerate(
+        (
+            ({"config.json": config.read_bytes()[:40]}, "config.json", "is corrupt ("),
+            ({"config.json": b"[]"}, "config.json", "holds a JSON list"),
+            ({"config.json": other / "config.json"}, "config.json", "'clip_vision_model' model"),
+            ({"model.safetensors": other / "model.safetensors"}, "model.safetensors", "missing"),
+        )
+    ):
+        hub = tmp_path / "hub" / str(i)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+        both = {"config.json": config, "model.safetensors": weights, **files}
+        snap = make_hf_cache(hub, "facebook/dinov2-small", both)
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer("dinov2_vits14")
+        msg = str(e.value)
+        assert msg.startswith(str(snap)) and said in msg and "\n" not in msg, msg
+        fix = f"damaged download in the Hugging Face cache: delete {(snap / bad).resolve()} and "
+        assert fix + "run `loftup download dinov2_vits14` to fetch it again" in msg, msg
+
+
 def test_offline_without_weights_names_repo_and_local_option():
     with pytest.raises(WeightsNotFoundError) as e:
         get_featurizer("dinov2_vitb14")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, MissingDependencyError, WeightsNotFoundError, require
-from . import FEATURIZERS, IMAGENET_MEAN, IMAGENET_STD, Featurizer
+from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
 from .hf_weights import (  # noqa: F401  (importable from here, as before the split)
     CONFIG_FILE,
     HUB_FILES,
@@ -24,6 +24,7 @@ from .hf_weights import (  # noqa: F401  (importable from here, as before the sp
     find_weights,
     read_config,
     resolve_weights,
+    where_from,
 )
 from .sizes import check_backbone_batch, to_patch_multiple
 
@@ -73,36 +74,19 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _where_from(name: str, damaged: Path | None = None) -> str:
-    """Where backbone ``name``'s weights come from, for a message on a broken copy (``damaged``:
-    the broken file, whose removal the fix starts with where it is in the Hugging Face cache)."""
-    from ..hub import damaged_in_cache
-
-    cached = damaged_in_cache(damaged, name) if damaged is not None else None
-    if cached:
-        return cached
-    repo = getattr(FEATURIZERS.get(name), "default_weights", None)
-    if repo:
-        return (
-            f"copy it again from hub repo {repo} (`loftup download {name}` fills the cache), or "
-            "write the folder again with save_pretrained"
-        )
-    return "write the folder again with save_pretrained"
-
-
 def _load_strict(cls, folder: Path, name: str, **config_overrides):
     import pickle
 
     from safetensors import SafetensorError
 
-    from .hf_files import check_after_load, check_before_load
+    from .hf_files import check_after_load, check_before_load, missing_fix
 
-    check_before_load(folder, name, _where_from(name))
+    check_before_load(folder, name)
     pickled = _pickled_weights(folder)
     if pickled is not None:  # a zip archive's checksums, which torch.load does not check
         from ..hub.files import check_torch_file
 
-        check_torch_file(pickled, fix=_where_from(name, pickled))
+        check_torch_file(pickled, fix=where_from(name, pickled))
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -124,22 +108,22 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         if pickled is not None:  # a cut zip archive: torch.load's own error names no file
             from ..hub.files import torch_load
 
-            torch_load(pickled, fix=_where_from(name, pickled))  # a CheckpointError naming it
+            torch_load(pickled, fix=where_from(name, pickled))  # a CheckpointError naming it
         first = (str(e).splitlines() or [""])[0][:300]
         raise WeightsNotFoundError(
             f"cannot load backbone {name} from {folder} ({first}); it needs {WEIGHTS_FILE} (or "
-            f"pytorch_model.bin) beside {CONFIG_FILE}: {_where_from(name)}"
+            f"pytorch_model.bin) beside {CONFIG_FILE}: {where_from(name)}"
         ) from None
     except SafetensorError as e:  # a truncated or corrupt model.safetensors
         raise CheckpointError(
             f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
-            f"{_where_from(name, folder / WEIGHTS_FILE)}"
+            f"{where_from(name, folder / WEIGHTS_FILE)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
         if pickled is not None:  # torch.load's own text suggests weights_only=False: ours
             from ..hub.files import torch_load
 
-            torch_load(pickled, fix=_where_from(name, pickled))  # a CheckpointError naming the file
+            torch_load(pickled, fix=where_from(name, pickled))  # a CheckpointError naming the file
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
         ) from None
@@ -155,15 +139,15 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         raise CheckpointError(
             f"{folder / CONFIG_FILE} does not describe its weights: {key} is "
             f"{tuple(stored)} in the file, {tuple(wanted)} by the config "
-            f"({len(mismatched)} weight(s) differ); {_where_from(name)}"
+            f"({len(mismatched)} weight(s) differ); {where_from(name)}"
         )
     missing = sorted(k for k in info.get("missing_keys", []) if k)
     if missing:
         raise CheckpointError(
-            f"{folder} does not hold complete {name} weights (missing {missing[:3]}); pass the "
-            "folder of the matching model"
+            f"{folder} does not hold complete {name} weights (missing {missing[:3]}); "
+            f"{missing_fix(folder, name)}"
         )
-    check_after_load(folder, model, name, _where_from(name))
+    check_after_load(folder, model, name)
     return model
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..hub.files import check_not_lfs_pointer
-from .hf_weights import WEIGHTS_FILE, read_config
+from .hf_weights import WEIGHTS_FILE, read_config, where_from
 
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
@@ -40,22 +40,23 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / PICKLE_FILE] if (folder / PICKLE_FILE).is_file() else []
 
 
-def check_before_load(folder: Path, name: str, fix: str) -> None:
+def check_before_load(folder: Path, name: str) -> None:
     """A CheckpointError where ``folder`` holds a quantized model, or a Git LFS pointer where a
-    weight file should be. ``fix``: how to get the weights again."""
-    quant = read_config(folder).get("quantization_config")
+    weight file should be."""
+    quant = read_config(folder, name).get("quantization_config")
     if quant is not None:
         method = quant.get("quant_method", "unknown") if isinstance(quant, dict) else quant
         raise CheckpointError(
             f"{folder} holds a quantized model ({method}, its config.json's quantization_config), "
             f"but backbone {name} runs from full-precision weights (float32, float16 or "
-            f"bfloat16): pass the folder of the model it was quantized from, or {fix}"
+            f"bfloat16): pass the folder of the model it was quantized from, or "
+            f"{where_from(name)}"
         )
     for path in weight_files(folder):
-        check_not_lfs_pointer(path, fix)
+        check_not_lfs_pointer(path, where_from(name, path))
 
 
-def check_after_load(folder: Path, model: torch.nn.Module, name: str, fix: str) -> None:
+def check_after_load(folder: Path, model: torch.nn.Module, name: str) -> None:
     """A CheckpointError where a file of ``folder`` stored one of ``model``'s floating-point
     weights as integers or booleans (transformers cast it), or a loaded weight is not finite."""
     floats = {n for n, t in model.state_dict().items() if t.is_floating_point()}
@@ -64,14 +65,32 @@ def check_after_load(folder: Path, model: torch.nn.Module, name: str, fix: str) 
             if not _is_float(dtype) and _weight_of(key, floats):
                 raise CheckpointError(
                     f"{path} stores {key} as {dtype}, not as floating-point numbers: not the "
-                    f"weights of backbone {name} (a quantized or converted copy?); {fix}"
+                    f"weights of backbone {name} (a quantized or converted copy?); "
+                    f"{where_from(name, path)}"
                 )
     for key, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
                 f"{folder}: weight {key} of backbone {name} holds NaN or infinite values, so "
-                f"every feature would be NaN; {fix}"
+                f"every feature would be NaN; {where_from(name, _first(folder))}"
             )
+
+
+def _first(folder: Path) -> Path | None:
+    """The first weight file of ``folder`` (what a message's fix names), or None."""
+    files = weight_files(folder)
+    return files[0] if files else None
+
+
+def missing_fix(folder: Path, name: str) -> str:
+    """The fix for a folder that lacks some of backbone ``name``'s weights: another folder, or
+    where it is the Hugging Face cache's copy of a hub repo, that copy deleted and fetched
+    again (nothing else passed it)."""
+    from ..hub import damaged_in_cache
+
+    first = _first(folder)
+    cached = damaged_in_cache(first, name) if first is not None else None
+    return cached or "pass the folder of the matching model"
 
 
 def _is_float(dtype: str) -> bool:

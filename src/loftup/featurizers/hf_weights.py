@@ -100,16 +100,35 @@ def download(name: str) -> Path:
     return resolve_weights(None, spec.default_weights, spec.name, downloading=True)
 
 
-def read_config(folder: Path) -> dict:
-    """A Hugging Face folder's config.json as a dict."""
+def where_from(name: str | None, damaged: Path | None = None) -> str:
+    """Where backbone ``name``'s weights come from, for a message on a broken copy (``damaged``:
+    the broken file, whose removal the fix starts with where it is in the Hugging Face cache)."""
+    from ..hub import damaged_in_cache
+
+    cached = damaged_in_cache(damaged, name) if damaged is not None and name else None
+    if cached:
+        return cached
+    repo = getattr(FEATURIZERS.get(name), "default_weights", None) if name else None
+    if repo:
+        return (
+            f"copy it again from hub repo {repo} (`loftup download {name}` fills the cache), or "
+            "write the folder again with save_pretrained"
+        )
+    return "write the folder again with save_pretrained"
+
+
+def read_config(folder: Path, name: str | None = None) -> dict:
+    """A Hugging Face folder's config.json as a dict (``name``: the backbone it is read for,
+    whose fix a damaged file's message gives)."""
+    path = folder / CONFIG_FILE
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({e})") from None
+        raise CheckpointError(f"{path} is corrupt ({e}); {where_from(name, path)}") from None
     if not isinstance(config, dict):
         raise CheckpointError(
-            f"{folder / CONFIG_FILE} holds a JSON {type(config).__name__}, not the object "
-            "save_pretrained writes; write the folder again with save_pretrained"
+            f"{path} holds a JSON {type(config).__name__}, not the object save_pretrained "
+            f"writes; {where_from(name, path)}"
         )
     return config
 
@@ -118,7 +137,7 @@ def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
     """The folder's model_type, or a CheckpointError saying which backbone it holds instead."""
     from ..hub import FORMAT_TAG
 
-    config = read_config(folder)
+    config = read_config(folder, name)
     kind = config.get("model_type", "")
     if config.get("format") == FORMAT_TAG:  # save_pretrained's upsampler
         raise CheckpointError(
@@ -127,8 +146,12 @@ def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
             "in the Hugging Face layout (or nothing, for the official weights) as the backbone's"
         )
     if kind not in allowed:
+        from ..hub import damaged_in_cache
+
+        fix = "pass the matching folder or backbone name"  # the cache's copy: nobody passed it
         raise CheckpointError(
             f"{folder} holds a {kind or 'unknown'!r} model, but backbone {name} needs one of "
-            f"{', '.join(repr(a) for a in allowed)}; pass the matching folder or backbone name"
+            f"{', '.join(repr(a) for a in allowed)}; "
+            f"{damaged_in_cache(folder / CONFIG_FILE, name) or fix}"
         )
     return kind
