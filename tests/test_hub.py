@@ -955,7 +955,7 @@ def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monke
     assert f"delete {blob} and run `loftup download loftup_clip`" in msg
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert download("loftup_clip").read_bytes() == good
-    assert load_upsampler("loftup_clip").dim == 384  # and it loads (the reference state)
+    assert load_upsampler(download("loftup_clip")).dim == 384  # and it loads (the reference state)
 
 
 def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_path, monkeypatch):
@@ -966,16 +966,18 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
     from huggingface_hub import constants
 
     import loftup.pipeline
-    from loftup import get_featurizer, load_pipeline
+    from loftup import load_pipeline
+    from loftup.featurizers import Featurizer
     from loftup.pipeline import BackboneMismatchWarning
 
     monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the tiny width
+    model = LoftUp(dim=768, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the width
     torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
     weights = {"pytorch_model.bin": tmp_path / "pytorch_model.bin"}
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-siglip", weights)
-    backbone = get_featurizer("dinov2_tiny")
+    backbone = Featurizer()  # the pipeline is only built: a stand-in of the backbone's width
+    backbone.dim, backbone.patch_size = 768, 16
     backbone.name = "siglip2_vitb16"  # the neighbour's name, on a backbone of the same width
     with pytest.warns(BackboneMismatchWarning) as told:
         load_pipeline("loftup_siglip", backbone=backbone)
@@ -1033,3 +1035,26 @@ def test_two_upsamplers_without_a_source_are_each_warned_about(monkeypatch):
         warnings.simplefilter("error")
         load_pipeline(first, backbone="dinov2_tiny")
         load_pipeline(second, backbone="dinov2_tiny")
+
+
+def test_a_released_name_whose_cached_file_is_another_checkpoint_is_refused(tmp_path, monkeypatch):
+    """A file of another width cached under a released name (copied into the wrong repo's
+    folder) loaded as that name, and failed only at its backbone ("expects 384-d features:
+    pass the backbone it was trained with, clip_vitb16", which was the one passed)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": REFERENCE_STATE}
+    )
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_clip")
+    file = snap / "pytorch_model.bin"
+    assert str(e.value) == (
+        f"{file} holds a 384-d upsampler, but loftup_clip is 512-d (for clip_vitb16's "
+        "features): it is another checkpoint's file; it is a damaged download in the Hugging "
+        f"Face cache: delete {file} and run `loftup download loftup_clip` to fetch it again"
+    )
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
+    assert load_upsampler("loftup_dinov2s").dim == 384  # its own width: loads

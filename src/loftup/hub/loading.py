@@ -131,7 +131,7 @@ def _backbone_hint(path: Path) -> str:
 
 
 def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
-    backbone = backbone_norm = None
+    backbone = backbone_norm = released = None
     config = None
     obj: dict = {}
     if path.is_dir():
@@ -155,17 +155,32 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         }
         if path_like and ALIASES.get(text, text) not in RELEASED:
             raise WeightsNotFoundError(f"no such file or folder: {text}")
-        ckpt = resolve_name(text)
+        released = ckpt = resolve_name(text)
         origin = ckpt.name
         file = released_file(ckpt.name)
         state, config = to_native(read_weights(file, damaged_in_cache(file, ckpt.name)), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     _check_finite(state, origin)
     model = build_from_state(state, config, origin)
+    if released is not None:
+        _check_released_width(model, released, file)
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     model.source = origin
     return model.eval(), obj
+
+
+def _check_released_width(model: LoftUp, ckpt, file: Path) -> None:
+    """A CheckpointError where the file found for released name ``ckpt`` holds an upsampler of
+    another width than the released one (another checkpoint's file, copied into the cache under
+    this name): it loaded, and failed only at the backbone, whose features did not fit it."""
+    if model.dim == ckpt.dim:
+        return
+    fix = damaged_in_cache(file, ckpt.name) or f"delete it and run `loftup download {ckpt.name}`"
+    raise CheckpointError(
+        f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
+        f"{ckpt.backbone}'s features): it is another checkpoint's file; {fix}"
+    )
 
 
 def _check_finite(state: dict, origin: str) -> None:
