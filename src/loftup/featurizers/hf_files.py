@@ -69,7 +69,9 @@ def check_after_load(folder: Path, model: torch.nn.Module, name: str) -> None:
                     f"{where_from(name, path)}"
                 )
     for key, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        # a NaN or an infinity makes the sum one (and finite weights' sums stay far below
+        # float32's range): one pass, no mask, a few times faster than isfinite().all()
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum()):
             raise CheckpointError(
                 f"{folder}: weight {key} of backbone {name} holds NaN or infinite values, so "
                 f"every feature would be NaN; {where_from(name, _first(folder))}"
