@@ -920,6 +920,32 @@ def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):
     assert "as the upsampler (the model, CLI -m)" in msg and "unknown" not in msg
 
 
+@pytest.mark.parametrize("upsampler", ["loftup_dinov2s", "haiwen/loftup-dinov2s"])
+def test_names_and_hub_ids_swapped_say_which_goes_where(upsampler, monkeypatch):
+    """A backbone's name or hub id given as the upsampler was "unknown upsampler" or "no such
+    file or folder: facebook/dinov2-small"; an upsampler's given as the backbone's weights was
+    looked up as a backbone's repo ("not in the cache", with a snapshot_download command)."""
+    from loftup import get_featurizer
+    from loftup.errors import UsageError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for backbone in ("dinov2_vits14", "facebook/dinov2-small"):
+        with pytest.raises(UsageError) as e:
+            load_upsampler(backbone)
+        msg = str(e.value)
+        assert (
+            msg.startswith(f"{backbone} is ") and "not an upsampler: pass it as the backbone" in msg
+        )
+        assert "(backbone='dinov2_vits14', CLI --backbone dinov2_vits14)" in msg
+        assert "as the upsampler the released loftup_dinov2s or its weights" in msg
+    with pytest.raises(UsageError) as e:
+        get_featurizer("dinov2_vits14", weights=upsampler)
+    msg = str(e.value)
+    assert msg.startswith(f"backbone weights for dinov2_vits14: {upsampler} is ")
+    assert "pass it as the upsampler (model=, CLI -m)" in msg and "facebook/dinov2-small" in msg
+    assert "snapshot_download" not in msg
+
+
 def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monkeypatch):
     """`loftup download` found a cached file and said it had it, damaged or not (a copied
     cache cut short): it now checks what it finds and fetches a damaged copy again; offline it

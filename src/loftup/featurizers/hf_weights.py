@@ -54,6 +54,7 @@ def resolve_weights(
         )
     from ..hub import hub_folder, looks_like_path
 
+    _refuse_upsampler(source, name)
     if looks_like_path(source):
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
@@ -74,6 +75,27 @@ def resolve_weights(
             f"snapshot_download('{source}')\""
         )
     return hub_folder(source, HUB_FILES, **kw)
+
+
+def _refuse_upsampler(source: str, name: str) -> None:
+    """A UsageError where the backbone's weights ``source`` name a released upsampler or its hub
+    repo (looked up as a backbone's repo, it was "not in the cache" or "could not be
+    downloaded", which said nothing of the mix-up)."""
+    from ..errors import UsageError
+    from ..hub import ALIASES, RELEASED
+
+    by_repo = {c.repo_id: c.name for c in RELEASED.values()}
+    upsampler = by_repo.get(source) or ALIASES.get(source, source)
+    if upsampler not in RELEASED:
+        return
+    what = f"upsampler {upsampler}'s hub repo" if source in by_repo else "an upsampler"
+    spec = FEATURIZERS.get(name)
+    official = f" ({spec.default_weights})" if spec is not None and spec.default_weights else ""
+    raise UsageError(
+        f"backbone weights for {name}: {source} is {what}, not a backbone's weights: pass it "
+        f"as the upsampler (model=, CLI -m) and leave out the backbone weights for the "
+        f"official ones{official}, or pass a backbone folder in the Hugging Face layout"
+    )
 
 
 def find_weights(name: str, weights: str | os.PathLike | None = None) -> None:

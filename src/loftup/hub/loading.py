@@ -153,6 +153,7 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
             ".pth",
             ".safetensors",
         }
+        _refuse_backbone(text)
         if path_like and ALIASES.get(text, text) not in RELEASED:
             raise WeightsNotFoundError(f"no such file or folder: {text}")
         released = ckpt = resolve_name(text)
@@ -168,6 +169,26 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
     model.backbone_norm = backbone_norm
     model.source = origin
     return model.eval(), obj
+
+
+def _refuse_backbone(text: str) -> None:
+    """A UsageError where ``text``, given as the upsampler, names a backbone or its hub repo
+    ("no such file or folder: facebook/dinov2-small", or "unknown upsampler", said nothing of
+    the mix-up)."""
+    from ..featurizers import ALIASES as BACKBONE_ALIASES
+    from ..featurizers import FEATURIZERS
+
+    by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
+    name = by_repo.get(text) or BACKBONE_ALIASES.get(text, text)
+    if name not in FEATURIZERS:
+        return
+    what = f"backbone {name}'s hub repo" if text in by_repo else "a backbone"
+    trained = [c.name for c in RELEASED.values() if c.backbone == name]
+    model = f"the released {trained[0]}" if trained else "a released name"
+    raise UsageError(
+        f"{text} is {what}, not an upsampler: pass it as the backbone (backbone={name!r}, CLI "
+        f"--backbone {name}) and as the upsampler {model} or its weights"
+    )
 
 
 def _check_released_width(model: LoftUp, ckpt, file: Path) -> None:
