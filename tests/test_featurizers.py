@@ -780,6 +780,32 @@ def test_backbone_weights_that_are_not_float_weights_are_named(tmp_path, damage,
     assert "save_pretrained" in msg and "\n" not in msg
 
 
+def test_a_sharded_folder_with_a_shard_cut_or_missing_names_that_shard(tmp_path):
+    """save_pretrained splits a large model into shards listed by model.safetensors.index.json:
+    a missing shard was "it needs model.safetensors (or pytorch_model.bin)", and a cut one was
+    called model.safetensors, a file the folder does not have."""
+    import shutil
+
+    folder = tmp_path / "sharded"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder, max_shard_size="50KB")
+    shards = sorted(folder.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 2 and get_featurizer("dinov2_tiny", weights=folder).dim == 32
+    cut = shutil.copytree(folder, tmp_path / "cut") / shards[1].name
+    cut.write_bytes(cut.read_bytes()[:3000])
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=cut.parent)
+    assert str(e.value).startswith(f"{cut} is truncated or corrupt (")
+    gone = shutil.copytree(folder, tmp_path / "gone")
+    (gone / shards[-1].name).unlink()
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_tiny", weights=gone)
+    assert str(e.value) == (
+        f"{gone} lacks {shards[-1].name}, one of the weight files its "
+        f"model.safetensors.index.json names (1 of {len(shards)} missing: a copy cut short?); "
+        "copy them all, or write the folder again with save_pretrained"
+    )
+
+
 def test_a_folder_of_another_backbone_size_is_refused(tmp_path):
     """A folder of the right family but another registered size (a ViT-S folder given as
     ViT-B) or another patch size would give features of another width or grid than the name

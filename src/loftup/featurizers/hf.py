@@ -79,7 +79,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
 
     from safetensors import SafetensorError
 
-    from .hf_files import check_after_load, check_before_load, missing_fix
+    from .hf_files import check_after_load, check_before_load, damaged_file, missing_fix
 
     check_before_load(folder, name)
     pickled = _pickled_weights(folder)
@@ -114,10 +114,11 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"cannot load backbone {name} from {folder} ({first}); it needs {WEIGHTS_FILE} (or "
             f"pytorch_model.bin) beside {CONFIG_FILE}: {where_from(name)}"
         ) from None
-    except SafetensorError as e:  # a truncated or corrupt model.safetensors
+    except SafetensorError as e:  # a truncated or corrupt model.safetensors (or shard)
+        bad = damaged_file(folder)
         raise CheckpointError(
-            f"{folder / WEIGHTS_FILE} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
-            f"{where_from(name, folder / WEIGHTS_FILE)}"
+            f"{bad} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
+            f"{where_from(name, bad)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
         if pickled is not None:  # torch.load's own text suggests weights_only=False: ours

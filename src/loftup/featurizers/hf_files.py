@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, WeightsNotFoundError
 from ..hub.files import check_not_lfs_pointer
 from .hf_weights import WEIGHTS_FILE, read_config, where_from
 
@@ -27,17 +27,32 @@ PICKLE_FILE = "pytorch_model.bin"
 
 
 def weight_files(folder: Path) -> list[Path]:
-    """The weight files transformers reads from ``folder``: model.safetensors, the shards that
-    model.safetensors.index.json names, or pytorch_model.bin (where there is no safetensors)."""
+    """The weight files transformers reads from ``folder`` that are there: model.safetensors,
+    the shards that model.safetensors.index.json names, or pytorch_model.bin (where there is no
+    safetensors)."""
     if (folder / WEIGHTS_FILE).is_file():
         return [folder / WEIGHTS_FILE]
     if (folder / INDEX_FILE).is_file():
-        try:
-            shards = set(json.loads((folder / INDEX_FILE).read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return []  # transformers' own error names the index
-        return [folder / s for s in sorted(shards) if (folder / s).is_file()]
+        return [p for p in _shards(folder) if p.is_file()]
     return [folder / PICKLE_FILE] if (folder / PICKLE_FILE).is_file() else []
+
+
+def _shards(folder: Path) -> list[Path]:
+    """The shards model.safetensors.index.json names (none where it cannot be read:
+    transformers' own error names the index)."""
+    try:
+        shards = set(json.loads((folder / INDEX_FILE).read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [folder / s for s in sorted(shards) if isinstance(s, str)]
+
+
+def damaged_file(folder: Path) -> Path:
+    """The weight file of ``folder`` that is damaged (a cut shard, say), for a message that
+    names it; model.safetensors where none is seen."""
+    from ..hub.damaged import damage
+
+    return next((p for p in weight_files(folder) if damage(p)), folder / WEIGHTS_FILE)
 
 
 def check_before_load(folder: Path, name: str) -> None:
@@ -52,6 +67,14 @@ def check_before_load(folder: Path, name: str) -> None:
             f"bfloat16): pass the folder of the model it was quantized from, or "
             f"{where_from(name)}"
         )
+    if not (folder / WEIGHTS_FILE).is_file() and (folder / INDEX_FILE).is_file():
+        missing = [p.name for p in _shards(folder) if not p.is_file()]
+        if missing:
+            raise WeightsNotFoundError(
+                f"{folder} lacks {missing[0]}, one of the weight files its {INDEX_FILE} names "
+                f"({len(missing)} of {len(_shards(folder))} missing: a copy cut short?); copy "
+                f"them all, or {where_from(name)}"
+            )
     for path in weight_files(folder):
         check_not_lfs_pointer(path, where_from(name, path))
 
