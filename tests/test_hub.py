@@ -1084,3 +1084,21 @@ def test_a_released_name_whose_cached_file_is_another_checkpoint_is_refused(tmp_
     )
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
     assert load_upsampler("loftup_dinov2s").dim == 384  # its own width: loads
+
+
+@pytest.mark.parametrize("damage", ["no-config", "cut-config"])
+def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tmp_path, damage):
+    """A save_pretrained folder copied without (or with half of) its config.json was "has
+    model.safetensors but no config.json" or "is corrupt", with nothing to do about it."""
+    folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    config = folder / "config.json"
+    if damage == "no-config":
+        config.unlink()
+    else:
+        config.write_bytes(config.read_bytes()[:30])
+    with pytest.raises((CheckpointError, WeightsNotFoundError)) as e:
+        load_upsampler(folder)
+    msg = str(e.value)
+    said = "but no config.json, which records" if damage == "no-config" else "is corrupt ("
+    assert msg.startswith(str(folder)) and said in msg and "\n" not in msg
+    assert msg.endswith("; write the folder again with save_pretrained (or loftup train)")

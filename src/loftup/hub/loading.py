@@ -260,20 +260,23 @@ def _backbone_norm(info: dict, where: str, fix: str = "") -> str | None:
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if weights.exists():
-        if not cfg_file.exists():
-            raise WeightsNotFoundError(f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}")
+        fix = "; write the folder again with save_pretrained (or loftup train)"
+        if not cfg_file.exists():  # it records what the weights do not say (the heads)
+            raise WeightsNotFoundError(
+                f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the upsampler's "
+                f"hyper-parameters and backbone (a copy cut short?){fix}"
+            )
         try:
             info = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{cfg_file} is corrupt ({e})") from None
-        fix = "; write the folder again with save_pretrained (or loftup train)"
+            raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
         if not isinstance(info, dict):
             raise CheckpointError(
                 f"{cfg_file} holds a JSON {type(info).__name__}, but a loftup config is an "
                 f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
             )
         if info.get("format") != FORMAT_TAG:
-            raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup")')
+            raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup"){fix}')
         if not isinstance(info.get("config"), dict):
             raise CheckpointError(
                 f'{cfg_file}: "config" must be an object of the upsampler\'s hyper-parameters '
