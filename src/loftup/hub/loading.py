@@ -7,13 +7,12 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from ..atomic import atomic_write, write_json
 from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
+from .checks import check_released_width, check_state, refuse_backbone
 from .files import read_weights
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
@@ -153,7 +152,7 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
             ".pth",
             ".safetensors",
         }
-        _refuse_backbone(text)
+        refuse_backbone(text)
         if path_like and ALIASES.get(text, text) not in RELEASED:
             raise WeightsNotFoundError(f"no such file or folder: {text}")
         released = ckpt = resolve_name(text)
@@ -161,79 +160,14 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         file = released_file(ckpt.name)
         state, config = to_native(read_weights(file, damaged_in_cache(file, ckpt.name)), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
-    _check_finite(state, origin)
+    check_state(state, origin)
     model = build_from_state(state, config, origin)
     if released is not None:
-        _check_released_width(model, released, file)
+        check_released_width(model, released, file)
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     model.source = origin
     return model.eval(), obj
-
-
-def _refuse_backbone(text: str) -> None:
-    """A UsageError where ``text``, given as the upsampler, names a backbone or its hub repo
-    ("no such file or folder: facebook/dinov2-small", or "unknown upsampler", said nothing of
-    the mix-up)."""
-    from ..featurizers import ALIASES as BACKBONE_ALIASES
-    from ..featurizers import FEATURIZERS
-
-    by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
-    name = by_repo.get(text) or BACKBONE_ALIASES.get(text, text)
-    if name not in FEATURIZERS:
-        return
-    what = f"backbone {name}'s hub repo" if text in by_repo else "a backbone"
-    trained = [c.name for c in RELEASED.values() if c.backbone == name]
-    model = f"the released {trained[0]}" if trained else "a released name"
-    raise UsageError(
-        f"{text} is {what}, not an upsampler: pass it as the backbone (backbone={name!r}, CLI "
-        f"--backbone {name}) and as the upsampler {model} or its weights"
-    )
-
-
-def _check_released_width(model: LoftUp, ckpt, file: Path) -> None:
-    """A CheckpointError where the file found for released name ``ckpt`` holds an upsampler of
-    another width than the released one (another checkpoint's file, copied into the cache under
-    this name): it loaded, and failed only at the backbone, whose features did not fit it."""
-    if model.dim == ckpt.dim:
-        return
-    fix = damaged_in_cache(file, ckpt.name) or f"delete it and run `loftup download {ckpt.name}`"
-    raise CheckpointError(
-        f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
-        f"{ckpt.backbone}'s features): it is another checkpoint's file; {fix}"
-    )
-
-
-def _check_finite(state: dict, origin: str) -> None:
-    """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
-    load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
-    infinities (a training run that diverged): every output would be NaN, written without a
-    word. BatchNorm's step counters (``num_batches_tracked``) are integers."""
-    odd = [
-        (k, t.dtype)
-        for k, t in state.items()
-        if isinstance(t, torch.Tensor)
-        and not t.is_floating_point()
-        and not k.endswith("num_batches_tracked")
-    ]
-    if odd:
-        raise CheckpointError(
-            f"{origin}: weight {odd[0][0]!r} is stored as {odd[0][1]} ({len(odd)} of its "
-            f"{len(state)} tensors are not floating point), so these are not an upsampler's "
-            "weights (a quantized or converted copy?); pass the file save_pretrained or loftup "
-            "train wrote, or a released name"
-        )
-    bad = [
-        k
-        for k, t in state.items()
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
-    ]
-    if bad:
-        raise CheckpointError(
-            f"{origin}: {len(bad)} of its {len(state)} weight tensors hold NaN or infinite values "
-            f"(first: {bad[0]}), so every feature would be NaN: a training run that diverged? "
-            "Use an earlier checkpoint"
-        )
 
 
 def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:

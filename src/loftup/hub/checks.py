@@ -1,0 +1,79 @@
+"""What loads but is not the upsampler asked for, refused by :func:`loftup.hub.load_upsampler`:
+weights that are not floating point or not finite, a released name's file of another width,
+and a backbone's name or hub repo given as the upsampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, UsageError
+from ..model import LoftUp
+from .registry import RELEASED
+from .remote import damaged_in_cache
+
+
+def refuse_backbone(text: str) -> None:
+    """A UsageError where ``text``, given as the upsampler, names a backbone or its hub repo
+    ("no such file or folder: facebook/dinov2-small", or "unknown upsampler", said nothing of
+    the mix-up)."""
+    from ..featurizers import ALIASES as BACKBONE_ALIASES
+    from ..featurizers import FEATURIZERS
+
+    by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
+    name = by_repo.get(text) or BACKBONE_ALIASES.get(text, text)
+    if name not in FEATURIZERS:
+        return
+    what = f"backbone {name}'s hub repo" if text in by_repo else "a backbone"
+    trained = [c.name for c in RELEASED.values() if c.backbone == name]
+    model = f"the released {trained[0]}" if trained else "a released name"
+    raise UsageError(
+        f"{text} is {what}, not an upsampler: pass it as the backbone (backbone={name!r}, CLI "
+        f"--backbone {name}) and as the upsampler {model} or its weights"
+    )
+
+
+def check_released_width(model: LoftUp, ckpt, file: Path) -> None:
+    """A CheckpointError where the file found for released name ``ckpt`` holds an upsampler of
+    another width than the released one (another checkpoint's file, copied into the cache under
+    this name): it loaded, and failed only at the backbone, whose features did not fit it."""
+    if model.dim == ckpt.dim:
+        return
+    fix = damaged_in_cache(file, ckpt.name) or f"delete it and run `loftup download {ckpt.name}`"
+    raise CheckpointError(
+        f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
+        f"{ckpt.backbone}'s features): it is another checkpoint's file; {fix}"
+    )
+
+
+def check_state(state: dict, origin: str) -> None:
+    """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
+    load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
+    infinities (a training run that diverged): every output would be NaN, written without a
+    word. BatchNorm's step counters (``num_batches_tracked``) are integers."""
+    odd = [
+        (k, t.dtype)
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor)
+        and not t.is_floating_point()
+        and not k.endswith("num_batches_tracked")
+    ]
+    if odd:
+        raise CheckpointError(
+            f"{origin}: weight {odd[0][0]!r} is stored as {odd[0][1]} ({len(odd)} of its "
+            f"{len(state)} tensors are not floating point), so these are not an upsampler's "
+            "weights (a quantized or converted copy?); pass the file save_pretrained or loftup "
+            "train wrote, or a released name"
+        )
+    bad = [
+        k
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{origin}: {len(bad)} of its {len(state)} weight tensors hold NaN or infinite values "
+            f"(first: {bad[0]}), so every feature would be NaN: a training run that diverged? "
+            "Use an earlier checkpoint"
+        )
