@@ -588,6 +588,8 @@ def test_offline_without_weights_names_repo_and_local_option():
 def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its_file():
     """Offline with an empty cache, each released upsampler and each backbone with hub weights
     fails at once with one line naming its hub repo, the missing file and both ways out."""
+    from huggingface_hub import constants
+
     from loftup import load_upsampler
     from loftup.featurizers import FEATURIZERS
     from loftup.hub import RELEASED
@@ -606,6 +608,8 @@ def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its
         assert f"file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache" in msg
         assert "HF_HUB_OFFLINE=1 is set" in msg and "`loftup download " in msg
         assert "/path/to/" in msg and "\n" not in msg
+        # where this process reads the cache (a copy put elsewhere is not found)
+        assert f"(~/.cache/huggingface/hub by default) to {constants.HF_HUB_CACHE}, or" in msg
         if filename == "config.json":  # the weights are missing too: said at once
             assert "(nor is 'model.safetensors' or 'pytorch_model.bin', which it needs too)" in msg
 
@@ -637,7 +641,8 @@ def test_a_gated_backbone_missing_offline_says_how_to_get_access():
     assert "env -u HF_HUB_OFFLINE loftup download dinov3_vits16` (the repo is gated" in msg
     with pytest.raises(WeightsNotFoundError) as e:
         get_featurizer("dinov2_vits14")
-    assert "gated" not in str(e.value) and "HF_TOKEN" not in str(e.value)
+    # "repo is gated": the message names the cache folder, whose path (this test's) has "gated"
+    assert "repo is gated" not in str(e.value) and "HF_TOKEN" not in str(e.value)
 
 
 def test_bad_local_folders_are_named(tmp_path):

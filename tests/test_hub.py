@@ -595,6 +595,7 @@ def test_download_with_hf_hub_offline_says_to_unset_it(monkeypatch, capsys):
         assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" in err
         assert f"env -u HF_HUB_OFFLINE loftup download {name}" in err and repo in err
         assert "on a machine with network" not in err
+        assert "copy the Hugging Face cache (~/.cache/huggingface/hub by default) of a " in err
 
 
 def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(

@@ -160,6 +160,9 @@ def hub_file(
         nor_cached = nor_download = ""
     # a gated repo's download needs access first: said beside each command that downloads
     access = f" (the repo is gated: {_access(repo_id)} first)" if gated else ""
+    # where this process looks: a cache copied elsewhere (HF_HOME set, say) is not found
+    hub_cache = "Hugging Face cache (~/.cache/huggingface/hub by default)"
+    copy = f"copy its {hub_cache} to {_cache()}"
     offline_switch = reason.startswith(("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"))
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
@@ -167,20 +170,27 @@ def hub_file(
             f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
-            f"{name}`{access}), or copy in a ~/.cache/huggingface that holds it from a machine "
-            f"with network, or pass a local path instead: {local_hint}"
+            f"{name}`{access}), or copy the {hub_cache} of a machine with network that holds "
+            f"it to {_cache()}, or pass a local path instead: {local_hint}"
         )
     if downloading:
         raise WeightsNotFoundError(
             f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded"
-            f"{nor_download}: {reason}. Run `{fetch}` on a machine with network{access} and copy its "
-            f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+            f"{nor_download}: {reason}. Run `{fetch}` on a machine with network{access} and "
+            f"{copy}, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache"
-        f"{nor_cached} and {reason}. Run `{fetch}` on a machine with network{access} and copy its "
-        f"~/.cache/huggingface, or pass a local path instead: {local_hint}"
+        f"{nor_cached} and {reason}. Run `{fetch}` on a machine with network{access} and "
+        f"{copy}, or pass a local path instead: {local_hint}"
     )
+
+
+def _cache() -> str:
+    """The Hugging Face cache folder this process reads (HF_HUB_CACHE, or HF_HOME's hub/)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def _access(repo_id: str) -> str:
