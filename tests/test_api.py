@@ -357,12 +357,14 @@ def test_the_command_line_prints_the_backbone_mismatch_on_one_line(
 def test_no_backbone_warning_where_it_is_the_one_trained_on_or_unknown(tmp_path, mismatch_unwarned):
     """The backbone the upsampler records, and any backbone for one that records none (a bare
     weights file, a LoftUp built in code), or a Featurizer of an unregistered name: no word."""
-    import shutil
     import warnings
+
+    from safetensors.torch import load_file, save_file
 
     folder = tmp_path / "up"
     loftup.LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
-    bare = shutil.copy(folder / "model.safetensors", tmp_path / "bare.safetensors")
+    bare = tmp_path / "bare.safetensors"  # the weights alone, without save_pretrained's record
+    save_file(load_file(folder / "model.safetensors"), bare)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loftup.load_pipeline(folder, backbone="dinov2_tiny")

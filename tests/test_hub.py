@@ -1091,10 +1091,14 @@ def test_a_released_name_whose_cached_file_is_another_checkpoint_is_refused(tmp_
 def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tmp_path, damage):
     """A save_pretrained folder copied without (or with half of) its config.json was "has
     model.safetensors but no config.json" or "is corrupt", with nothing to do about it."""
+    from safetensors.torch import load_file, save_file
+
     folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
     config = folder / "config.json"
-    if damage == "no-config":
+    if damage == "no-config":  # and weights without the record in their header (an older save)
         config.unlink()
+        weights = folder / "model.safetensors"
+        save_file(load_file(weights), weights, metadata={"format": "pt"})
     else:
         config.write_bytes(config.read_bytes()[:30])
     with pytest.raises((CheckpointError, WeightsNotFoundError)) as e:
@@ -1103,3 +1107,24 @@ def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tm
     said = "but no config.json, which records" if damage == "no-config" else "is corrupt ("
     assert msg.startswith(str(folder)) and said in msg and "\n" not in msg
     assert msg.endswith("; write the folder again with save_pretrained (or loftup train)")
+
+
+def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
+    """The heads and the backbone are in config.json, not in the weights' shapes: the
+    model.safetensors of a 2-head upsampler, given alone or copied without its config.json,
+    loaded as a 4-head one (another function, silently) or not at all. Its header holds the
+    record too."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).eval()
+    model.backbone, model.backbone_norm = "dinov2_vits14", "own"
+    folder = model.save_pretrained(tmp_path / "up")
+    lr, image = torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28)
+    with torch.no_grad():
+        want = model(lr, image)
+    (folder / "config.json").unlink()
+    for source in (folder, folder / "model.safetensors"):
+        loaded = load_upsampler(source)
+        assert loaded.config == model.config and loaded.config.num_heads == 2
+        assert (loaded.backbone, loaded.backbone_norm) == ("dinov2_vits14", "own")
+        with torch.no_grad():
+            assert torch.equal(loaded(lr, image), want)

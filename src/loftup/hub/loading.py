@@ -20,6 +20,9 @@ from .remote import damaged_in_cache, released_file
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_TAG = "loftup"
+#: The key of the safetensors header's metadata that holds config.json's record (the run's
+#: metadata aside)
+RECORD_KEY = "loftup"
 
 
 def save_pretrained(
@@ -38,9 +41,6 @@ def save_pretrained(
 
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(
-        directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
-    )
     info = {
         "format": FORMAT_TAG,
         "loftup_version": __version__,
@@ -48,6 +48,10 @@ def save_pretrained(
         "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
         "backbone_norm": backbone_norm or getattr(model, "backbone_norm", None),
     }
+    # the record in the weights' own header too (what their shapes do not say: the heads, the
+    # backbone), so the file alone, copied without config.json, loads as the same upsampler
+    header = {"format": "pt", RECORD_KEY: json.dumps(info)}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=header))
     if metadata:
         info["metadata"] = metadata
     write_json(directory / CONFIG_NAME, info)
@@ -144,6 +148,9 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
             backbone_norm = _backbone_norm(obj, origin)
+        recorded = None if config else _header_record(path)
+        if recorded is not None:  # a save_pretrained file given alone: its header's record
+            config, backbone, backbone_norm = recorded
     else:
         text = os.fspath(source)
         path_like = os.sep in text or Path(text).suffix in {
@@ -191,38 +198,69 @@ def _backbone_norm(info: dict, where: str, fix: str = "") -> str | None:
     return value
 
 
+def _record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, str | None]:
+    """(config, backbone, backbone_norm) of a save_pretrained record (config.json's object, or
+    the copy in its weights' header); a record that is not one is a CheckpointError naming
+    ``where`` and ``fix``."""
+    if not isinstance(info, dict):
+        raise CheckpointError(
+            f"{where} holds a JSON {type(info).__name__}, but a loftup config is an "
+            f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
+        )
+    if info.get("format") != FORMAT_TAG:
+        raise CheckpointError(f'{where} is not a loftup config (no "format": "loftup"){fix}')
+    if not isinstance(info.get("config"), dict):
+        raise CheckpointError(
+            f'{where}: "config" must be an object of the upsampler\'s hyper-parameters '
+            f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
+        )
+    backbone = info.get("backbone")
+    if backbone is not None and not isinstance(backbone, str):
+        raise CheckpointError(
+            f'{where}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
+        )
+    norm = _backbone_norm(info, where, fix)
+    return _config_from(info["config"], where, fix), backbone, norm
+
+
+def _header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
+    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
+    None where it has none (a file of an earlier save) or is no safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            text = (f.metadata() or {}).get(RECORD_KEY)
+    except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
+        return None
+    if text is None:
+        return None
+    where, fix = f"{path}'s header record", "; write it again with save_pretrained"
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{where} is corrupt ({e}){fix}") from None
+    return _record(info, where, fix)
+
+
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if weights.exists():
         fix = "; write the folder again with save_pretrained (or loftup train)"
         if not cfg_file.exists():  # it records what the weights do not say (the heads)
-            raise WeightsNotFoundError(
-                f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the upsampler's "
-                f"hyper-parameters and backbone (a copy cut short?){fix}"
-            )
+            recorded = _header_record(weights)
+            if recorded is None:
+                raise WeightsNotFoundError(
+                    f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the "
+                    f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
+                )
+            state, _ = to_native(read_weights(weights), str(weights))
+            return (state, *recorded)
         try:
             info = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
-        if not isinstance(info, dict):
-            raise CheckpointError(
-                f"{cfg_file} holds a JSON {type(info).__name__}, but a loftup config is an "
-                f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
-            )
-        if info.get("format") != FORMAT_TAG:
-            raise CheckpointError(f'{cfg_file} is not a loftup config (no "format": "loftup"){fix}')
-        if not isinstance(info.get("config"), dict):
-            raise CheckpointError(
-                f'{cfg_file}: "config" must be an object of the upsampler\'s hyper-parameters '
-                f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
-            )
-        backbone = info.get("backbone")
-        if backbone is not None and not isinstance(backbone, str):
-            raise CheckpointError(
-                f'{cfg_file}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
-            )
-        norm = _backbone_norm(info, str(cfg_file), fix)
-        config = _config_from(info["config"], str(cfg_file), fix)
+        config, backbone, norm = _record(info, str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
