@@ -29,28 +29,10 @@ from ..data.sampler import StepSampler
 from ..errors import LoftUpError, require
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
-from .build import (
-    Init,
-    apply_optim_config,
-    build_featurizer,
-    build_optimizer,
-    build_trainee,
-    build_upsampler,
-    check_resumable,
-    checkpoint_payload,
-    restore,
-)
-from .checkpoint import (
-    CHECKPOINT_NAME,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-    set_rng_state,
-    unpack_history,
-)
+from .build import Init, checkpoint_payload
+from .checkpoint import remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig, load_config
-from .distributed import DistInfo, barrier, convert_batchnorm, mean_over_ranks, setup, teardown
-from .ema import EMATeacher
+from .distributed import DistInfo, barrier, mean_over_ranks, setup, teardown
 from .gradients import clip_limit, not_finite
 from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
@@ -62,6 +44,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
+from .start import build_models, checkpoint_to_resume
 from .stopping import NAMES, StopOnSignals
 
 log = logging.getLogger("loftup.train")
@@ -105,18 +88,7 @@ def _run(
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    ckpt = None
-    if ckpt_path.exists() and not resume:
-        raise LoftUpError(
-            f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
-            "another --out (log.out_dir)"
-        )
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        check_resumable(ckpt, cfg, ckpt_path)
-    elif resume and main:
-        log.info("no checkpoint in %s yet: starting from step 0", out_dir)
+    ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main)
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
@@ -140,33 +112,9 @@ def _run(
     )  # fmt: skip
 
     # -- the models ------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    featurizer = build_featurizer(cfg, device)
-    upsampler, cfg, extras = build_upsampler(
-        cfg, featurizer.dim, featurizer.input_norm_key(), ckpt, init
-    )
-    trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
-    teacher = None
-    if cfg.stage == 2:
-        teacher = EMATeacher(upsampler, beta=cfg.stage2.ema_beta, every=cfg.stage2.ema_every)
-    history, skipped = [], 0
-    if ckpt is not None:
-        restore(ckpt, trainee, teacher)
-        history, skipped = unpack_history(ckpt["history"]), ckpt["skipped"]
-    trainee.to(device).train()
-    if teacher is not None:
-        teacher.model.to(device)
-    model = trainee
-    if info.enabled:
-        convert_batchnorm(trainee)  # statistics over the global batch, as in one process
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=ids)
-    optimizer = build_optimizer(cfg, trainee.parameters())
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for change in apply_optim_config(optimizer, cfg):
-            log.info("resuming with this run's %s", change)
-        set_rng_state(ckpt["rng"])
+    m = build_models(cfg, info, ckpt, init)
+    cfg, featurizer, trainee, teacher = m.cfg, m.featurizer, m.trainee, m.teacher
+    model, optimizer, history, skipped = m.model, m.optimizer, m.history, m.skipped
 
     # -- the loader ------------------------------------------------------------------------
     if d.masks == "sam":

@@ -1,0 +1,106 @@
+"""What a run starts from: the checkpoint it resumes (``--resume``), and its models and optimiser
+built from the config, restored from that checkpoint, on the run's device and, under torchrun,
+wrapped in DistributedDataParallel. The loop (:mod:`.loop`) takes it from there."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import LoftUpError
+from .build import (
+    Init,
+    apply_optim_config,
+    build_featurizer,
+    build_optimizer,
+    build_trainee,
+    build_upsampler,
+    check_resumable,
+    restore,
+)
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, set_rng_state, unpack_history
+from .config import TrainConfig
+from .distributed import DistInfo, convert_batchnorm
+from .ema import EMATeacher
+from .objectives import Trainee
+
+log = logging.getLogger("loftup.train")
+
+
+def checkpoint_to_resume(
+    cfg: TrainConfig, out_dir: Path, resume: bool, main: bool
+) -> tuple[Path, dict | None]:
+    """``out_dir``'s checkpoint path, and the checkpoint itself where ``resume`` finds one
+    (None: the run starts at step 0), checked against ``cfg`` (the same kind of run). A
+    checkpoint there without ``resume`` is refused: the run would write over it."""
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise LoftUpError(
+            f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
+            "another --out (log.out_dir)"
+        )
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        check_resumable(ckpt, cfg, ckpt_path)
+        return ckpt_path, ckpt
+    if resume and main:
+        log.info("no checkpoint in %s yet: starting from step 0", out_dir)
+    return ckpt_path, None
+
+
+@dataclass
+class Models:
+    """A run's models and optimiser, ready for its first step.
+
+    ``cfg``: the run's config with ``model`` set to the architecture it trains (stage 2 keeps
+    its init's); ``trainee``: the upsampler with the training-only modules
+    (:class:`~loftup.train.objectives.Trainee`); ``model``: what the step calls, the trainee or
+    its DDP wrapper; ``teacher``: stage 2's EMA teacher (None in stage 1); ``history`` and
+    ``skipped``: the per-step scalars and unreadable-file count of a resumed checkpoint."""
+
+    cfg: TrainConfig
+    featurizer: torch.nn.Module
+    trainee: Trainee
+    model: torch.nn.Module
+    teacher: EMATeacher | None
+    optimizer: torch.optim.Optimizer
+    history: list[dict] = field(default_factory=list)
+    skipped: int = 0
+
+
+def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init | None) -> Models:
+    """The featurizer, the trainee (and stage 2's teacher) and the optimiser of ``cfg``, on
+    ``info.device``, restored from ``ckpt`` when resuming (its RNG states too); ``init``: stage
+    2's starting point already read by the preflight (else read here)."""
+    device = info.device
+    torch.manual_seed(cfg.seed)
+    featurizer = build_featurizer(cfg, device)
+    upsampler, cfg, extras = build_upsampler(
+        cfg, featurizer.dim, featurizer.input_norm_key(), ckpt, init
+    )
+    trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
+    teacher = None
+    if cfg.stage == 2:
+        teacher = EMATeacher(upsampler, beta=cfg.stage2.ema_beta, every=cfg.stage2.ema_every)
+    history, skipped = [], 0
+    if ckpt is not None:
+        restore(ckpt, trainee, teacher)
+        history, skipped = unpack_history(ckpt["history"]), ckpt["skipped"]
+    trainee.to(device).train()
+    if teacher is not None:
+        teacher.model.to(device)
+    model = trainee
+    if info.enabled:
+        convert_batchnorm(trainee)  # statistics over the global batch, as in one process
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=ids)
+    optimizer = build_optimizer(cfg, trainee.parameters())
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for change in apply_optim_config(optimizer, cfg):
+            log.info("resuming with this run's %s", change)
+        set_rng_state(ckpt["rng"])
+    return Models(cfg, featurizer, trainee, model, teacher, optimizer, history, skipped)
