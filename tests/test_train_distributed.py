@@ -214,7 +214,8 @@ def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoi
     with no checkpoint of the steps since the last one. As for SIGTERM, it finishes the step,
     writes its checkpoint and exits, with status 129 (128 + SIGHUP); what it writes to the
     hung-up terminal (the progress bar, the stop's messages) fails with EIO and is dropped,
-    without turning the stop into a traceback. (Going on with --resume is SIGTERM's path.)"""
+    without turning the stop into a traceback, and kept in the run's folder (stopped.txt), where
+    the user learns how to go on. (Going on with --resume is SIGTERM's path.)"""
     out = tmp_path / "hung_up"
     ckpt = out / "checkpoint.pt"
     args = [*overrides(data, out), "log.ckpt_every=3", "data.num_workers=1", "log.progress=true"]
@@ -241,6 +242,10 @@ def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoi
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == stopped and not list(out.glob(".*.tmp"))
     loftup.load_upsampler(ckpt)
+    assert (out / "stopped.txt").read_text() == (
+        f"SIGHUP: stopped after step {stopped} of {STEPS}; {ckpt} holds it: run the same command "
+        "with --resume to go on\n"
+    )
 
 
 def test_sighup_stops_like_sigterm_and_every_rank_agrees_on_which_stopped_them():

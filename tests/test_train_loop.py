@@ -475,8 +475,17 @@ def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
 ):
     """`loftup train ... 2>&1 | tee train.log`: Ctrl-C ends tee as well, and the progress bar's
     next write to the broken pipe raised BrokenPipeError before the checkpoint was written: the
-    run ended with none (exit status 141). The checkpoint now comes first."""
-    assert _ctrl_c_ending_tee(sa1b, tmp_path / "run", monkeypatch, "draw_step", 2, 4) == 2
+    run ended with none (exit status 141). The checkpoint now comes first, and the stop's
+    advice, which went to the broken pipe, is kept in the run's folder too, until the run
+    resumes."""
+    out = tmp_path / "run"
+    assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "draw_step", 2, 4) == 2
+    assert (out / "stopped.txt").read_text() == (
+        f"Ctrl-C (SIGINT): stopped after step 2 of 4; {out / 'checkpoint.pt'} holds it: run the "
+        "same command with --resume to go on\n"
+    )
+    train(tiny(sa1b, out, 1, 4, "log.ckpt_every=10"), resume=True)
+    assert not (out / "stopped.txt").exists()  # gone with the stop it told of
 
 
 def test_ctrl_c_after_the_steps_all_reduce_and_a_tee_gone_still_stops_at_the_next_step(
@@ -490,12 +499,29 @@ def test_ctrl_c_after_the_steps_all_reduce_and_a_tee_gone_still_stops_at_the_nex
     assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 2, 5, pause=0.15) == 3
 
 
-def test_ctrl_c_after_the_last_steps_all_reduce_and_a_tee_gone_still_exports_final(
-    sa1b, tmp_path, monkeypatch
+def test_ctrl_c_after_the_last_steps_all_reduce_and_a_tee_gone_exports_final_then_stops(
+    sa1b, tmp_path, monkeypatch, caplog
 ):
     """The same Ctrl-C after the last step's all-reduce: that step's checkpoint is the run's
-    last, and the run ends as it would have, final/ exported; the progress bar's closing write
-    to the broken pipe raised BrokenPipeError before the export."""
+    last, the run ends as a whole run does (final/ and summary.json written; the progress
+    bar's closing write to the broken pipe raised BrokenPipeError before the export), and then
+    stops as Ctrl-C asks (KeyboardInterrupt: exit status 130, which ends a `&&` chain), saying
+    that the run is complete. The signal was dropped: the run ended as if none had come."""
     out = tmp_path / "run"
-    ends = _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 3, 3, 0.15, stops=False)
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        ends = _ctrl_c_ending_tee(sa1b, out, monkeypatch, "mean_over_ranks", 3, 3, 0.15)
     assert ends == 3 and (out / "final" / "config.json").is_file()
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    assert "Ctrl-C (SIGINT): stopped after the last step (3 of 3): the run is complete" in (
+        caplog.text
+    )
+    assert not (out / "stopped.txt").exists()  # nothing to go on with
+
+
+def test_ctrl_c_during_the_last_step_exports_final_then_stops(sa1b, tmp_path, monkeypatch):
+    """Ctrl-C during the last step (before its all-reduce): the step is saved, and, all steps
+    taken, final/ is exported before the stop, as after the all-reduce; before, the run stopped
+    without final/ and told the user to --resume a run that had nothing left to do."""
+    out = tmp_path / "run"
+    assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "draw_step", 3, 3) == 3
+    assert (out / "final" / "config.json").is_file() and not (out / "stopped.txt").exists()

@@ -45,7 +45,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     preflight,
 )
 from .start import build_models, checkpoint_to_resume
-from .stopping import NAMES, StopOnSignals
+from .stopping import StopOnSignals, clear_stop_note, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
 
@@ -126,6 +126,7 @@ def _run(
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir)
+        clear_stop_note(out_dir)  # a stop's advice, said again if this run stops
         write_run_record(out_dir, cfg.to_dict(), info.world)
         monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
         viz = validation_images(dataset, cfg, sizes, device)
@@ -224,17 +225,16 @@ def _run(
                     pictures(monitor, trainee.upsampler, featurizer, viz, done)
                 if done % cfg.log.ckpt_every == 0 or done == total or stopping:
                     save(done)
-            if stopping:
+            if stopping and done < total:  # at the last step: the run ends, then stops
                 # the terminal may have gone with the signal (the `| tee` that Ctrl-C or the
                 # scheduler ended too): a write to its broken pipe must not stop the stop
                 with suppress(OSError):
                     bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
-                if main:
-                    log.warning(
-                        "%s: stopped after step %d of %d; %s holds it: run the same command "
-                        "with --resume to go on", NAMES[stop_on], done, total, ckpt_path,
-                    )  # fmt: skip
+                if main:  # in the run's folder too: the terminal may be gone (SIGHUP)
+                    said = stop_line(stop_on, done, total, ckpt_path)
+                    write_stop_note(out_dir, said)
+                    log.warning("%s", said)
                 signals.stop(stop_on)
             # after the checkpoint: see above; and a signal that came after this step's votes
             # (with the terminal it ended) is acted on at the next step, which this must reach
@@ -244,6 +244,12 @@ def _run(
             tick = time.perf_counter()
     with suppress(OSError):  # the terminal gone (see above): final/ is still exported
         bar.close()
+    # a stop asked for with the last step, or after its votes: the steps are all taken and
+    # saved, so the run ends as a whole run does (final/ exported), then stops with the
+    # signal's exit status, on every rank (a later SIGTERM or SIGHUP is ignored meanwhile)
+    late = signals.agreed(mean_over_ranks(signals.votes(), info))
+    if late is not None:
+        signals.finish_first()
 
     # -- the end ---------------------------------------------------------------------------
     steps = max(step0, len(history) and history[-1]["step"] + 1)
@@ -264,6 +270,10 @@ def _run(
         if skipped:
             log.warning("%d unreadable files were skipped (see the warnings above)", skipped)
     barrier(info)
+    if late is not None:
+        if main:
+            log.warning("%s", stop_line(late, steps, total, ckpt_path))
+        signals.stop(late)
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
     )

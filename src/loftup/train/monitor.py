@@ -8,6 +8,7 @@ Only rank 0 creates a :class:`Monitor`. Files in the run folder::
     summary.json   at the end: steps, final and mean-of-last-10 losses, median seconds per step
     tb/            TensorBoard event files (scalars and pictures)
     viz/step_N.png image | low-res PCA | upsampled PCA for the fixed validation images
+    stopped.txt    after a stop by a signal: the line it said (how to go on; see .stopping)
 """
 
 from __future__ import annotations

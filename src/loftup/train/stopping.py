@@ -1,6 +1,7 @@
 """SIGTERM, SIGHUP and Ctrl-C (SIGINT) during a training run: stop at once before and after the
 steps, after the current step (with a checkpoint) while they run; a second Ctrl-C stops at
-once."""
+once. What a stop says (:func:`stop_line`) is also kept in the run's folder
+(:func:`write_stop_note`), for a terminal that went with the signal."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
+from ..atomic import atomic_write_bytes
 from ..errors import Terminated, terminate
 
 #: how each signal is named in what the run says
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
 #: which signal a run stopped on every rank names where the ranks got different ones
 PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+#: the file in a run's folder that keeps what its stop said (how to go on): the terminal the
+#: line went to may be gone with the signal (SIGHUP: an ssh connection dropped)
+STOP_NOTE = "stopped.txt"
 
 
 class HungUp(SystemExit):
@@ -118,6 +124,13 @@ class StopOnSignals:
             raise HungUp
         raise KeyboardInterrupt
 
+    def finish_first(self) -> None:
+        """A stop that came with the last step (or after its votes): the run ends as a whole
+        run does (``final/`` exported) before :meth:`stop`, a later SIGTERM or SIGHUP ignored
+        meanwhile as after :meth:`stop` (a Ctrl-C still stops at once)."""
+        self.in_steps = False
+        self.stopped = True
+
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
@@ -140,6 +153,32 @@ class StopOnSignals:
             if previous is terminate:  # the command line's: it keeps ignoring a second
                 return  # SIGTERM while the first one's clean-up runs, and restores its own
         signal.signal(signal.SIGTERM, previous)
+
+
+def stop_line(signum: int, done: int, total: int, ckpt_path: Path) -> str:
+    """What a run stopped by ``signum`` after ``done`` steps of ``total`` says: how to go on
+    from its checkpoint ``ckpt_path``, or that the run is complete (the last step taken)."""
+    if done >= total:
+        return (
+            f"{NAMES[signum]}: stopped after the last step ({done} of {total}): the run is "
+            f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
+        )
+    return (
+        f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: run the "
+        "same command with --resume to go on"
+    )
+
+
+def write_stop_note(out_dir: Path, line: str) -> None:
+    """Keep ``line`` (:func:`stop_line`) in ``out_dir``'s :data:`STOP_NOTE`; one that cannot be
+    written (a full disk) does not hold up the stop."""
+    with suppress(OSError):
+        atomic_write_bytes(Path(out_dir) / STOP_NOTE, f"{line}\n".encode())
+
+
+def clear_stop_note(out_dir: Path) -> None:
+    """Remove the :data:`STOP_NOTE` of an earlier run in ``out_dir`` (this run says its own)."""
+    (Path(out_dir) / STOP_NOTE).unlink(missing_ok=True)
 
 
 def _say(line: str) -> None:
