@@ -143,3 +143,43 @@ def test_data_workers_go_on_feeding_through_ctrl_c_sigterm_and_a_hang_up(tmp_pat
         rest = list(feed)
     assert len(rest) == 5 and first["image"].shape == rest[-1]["image"].shape
     assert not multiprocessing.active_children()
+
+
+def test_the_reads_before_the_loaders_are_waited_on_data_timeout_too(tmp_path):
+    """The pictures' images (rank 0, at the start) and SAM's masks computed up front were read
+    with no time-out, unlike the loader's: a file on a stalled network disk (here a named pipe
+    that no one writes) hung the run at its start, saying nothing. Each read is now waited on
+    data.timeout seconds, and then one line names the file and the fix."""
+    from loftup.train.distributed import DistInfo
+    from loftup.train.loader import precompute_masks
+    from loftup.train.pictures import validation_images
+
+    data = write_sa1b(tmp_path / "sa1b", 4, size=56)
+    stuck = data / "sa_1.json"
+    stuck.unlink()
+    os.mkfifo(stuck)
+    cfg = tiny(data, tmp_path / "run", 1, 2, "data.timeout=1", "log.viz_every=1")
+    dataset = training_data(cfg, CPU)
+
+    def hung(*_):
+        raise TimeoutError("the read hung the run")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        for read in (
+            lambda: validation_images(dataset, cfg, [56], CPU),
+            lambda: precompute_masks(dataset, DistInfo(), cfg.data.timeout),
+        ):
+            with pytest.raises(LoftUpError) as e:
+                read()
+            message = str(e.value)
+            assert "\n" not in message and message.startswith("reading item 1 took over 1 s")
+            assert f"{stuck} has been read for " in message
+            assert "raise data.timeout (0: wait for ever)" in message
+            os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))  # the stuck reader goes on
+        no_pictures = tiny(data, tmp_path / "run", 1, 2, "log.viz_every=0")
+        assert validation_images(dataset, no_pictures, [56], CPU) is None  # and none read
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -51,14 +51,29 @@ def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
     )  # fmt: skip
 
 
-def precompute_masks(dataset: MaskedImages, info: DistInfo) -> None:
-    """Compute and cache SAM masks before training (each rank a share), so workers only read."""
+def reads_waited_on(dataset: MaskedImages, timeout: float, data_root: str):
+    """``dataset.load`` for the reads made before the loader's (SAM's masks computed up front,
+    the pictures' images), as the loader without workers makes its own: in a thread, waited on
+    ``timeout`` seconds at most (``data.timeout``; 0: for ever), the file tracked, so that a
+    read that hangs (a stalled network disk) ends the run with a :class:`LoftUpError` naming
+    the file instead of hanging it (:class:`_ReadsInAThread`). Called before
+    :func:`make_loader`, which tracks the loader's own readers."""
+    dataset.track_reads(1)
+    if not timeout:
+        return dataset.load
+    return _ReadsInAThread(dataset, timeout, data_root, read=dataset.load).__getitem__
+
+
+def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) -> None:
+    """Compute and cache SAM masks before training (each rank a share), so workers only read;
+    each image waited on ``timeout`` seconds at most (:func:`reads_waited_on`)."""
     from ..data.images import READ_ERRORS
 
+    load = reads_waited_on(dataset, timeout, str(dataset.root))
     indices = range(info.rank, len(dataset), info.world)
     for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
         try:
-            dataset.load(i)
+            load(i)
         except READ_ERRORS:
             pass  # reported when the training reads it
     if dataset._sam is not None:
@@ -219,8 +234,9 @@ class _ReadsInAThread(torch.utils.data.Dataset):
     ends it, the thread left behind (a daemon: it does not hold up the interpreter's exit), and
     Ctrl-C stops a run that waits for it (the second: the first waits for the step's end)."""
 
-    def __init__(self, dataset: MaskedImages, timeout: float, data_root: str) -> None:
+    def __init__(self, dataset: MaskedImages, timeout: float, data_root: str, read=None) -> None:
         self.dataset, self.timeout, self.data_root = dataset, timeout, data_root
+        self.read = read or dataset.__getitem__  # or dataset.load (reads_waited_on)
         self._asked, self._given = queue.SimpleQueue(), queue.SimpleQueue()
         self._count, self._thread, self._stuck = 0, None, None
 
@@ -232,7 +248,7 @@ class _ReadsInAThread(torch.utils.data.Dataset):
             raise LoftUpError(self._stuck)
         if self._thread is None:
             self._thread = threading.Thread(
-                target=_serve, args=(self.dataset, self._asked, self._given), daemon=True,
+                target=_serve, args=(self.read, self._asked, self._given), daemon=True,
                 name="loftup data reader",
             )  # fmt: skip
             self._thread.start()
@@ -259,12 +275,12 @@ class _ReadsInAThread(torch.utils.data.Dataset):
         return value
 
 
-def _serve(dataset, asked: queue.SimpleQueue, given: queue.SimpleQueue) -> None:
+def _serve(read, asked: queue.SimpleQueue, given: queue.SimpleQueue) -> None:
     """A :class:`_ReadsInAThread`'s thread: reads the items asked for until it gets None."""
     while (ask := asked.get()) is not None:
         count, i = ask
         try:
-            given.put((count, True, dataset[i]))
+            given.put((count, True, read(i)))
         except BaseException as e:  # raised again where the item was asked for
             given.put((count, False, e))
 

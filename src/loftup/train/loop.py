@@ -116,20 +116,20 @@ def _run(
     cfg, featurizer, trainee, teacher = m.cfg, m.featurizer, m.trainee, m.teacher
     model, optimizer, history, skipped = m.model, m.optimizer, m.history, m.skipped
 
-    # -- the loader ------------------------------------------------------------------------
+    # -- the loader (reads before it, as its own, waited on data.timeout seconds at most) -----
     if d.masks == "sam":
-        precompute_masks(dataset, info)
-    loader = make_loader(dataset, sampler, cfg, device, main)
+        precompute_masks(dataset, info, d.timeout)
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
+    viz = validation_images(dataset, cfg, sizes, device) if main else None
+    loader = make_loader(dataset, sampler, cfg, device, main)
 
-    monitor, viz = None, None
+    monitor = None
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir)
         clear_stop_note(out_dir)  # a stop's advice, said again if this run stops
         write_run_record(out_dir, cfg.to_dict(), info.world)
         monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
-        viz = validation_images(dataset, cfg, sizes, device)
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()

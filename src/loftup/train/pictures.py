@@ -7,19 +7,24 @@ import torch
 
 from ..data.dataset import MaskedImages
 from .config import TrainConfig
+from .loader import reads_waited_on
 from .monitor import Monitor
 
 
 def validation_images(dataset: MaskedImages, cfg: TrainConfig, sizes, device):
-    """The first ``log.num_viz`` readable images, in [0, 1] at the size the pictures use."""
+    """The first ``log.num_viz`` readable images, in [0, 1] at the size the pictures use (None:
+    none drawn), each read waited on ``data.timeout`` seconds at most (as the loader's)."""
     from ..data.images import READ_ERRORS
 
+    if not cfg.log.viz_every:  # no pictures: nothing to read
+        return None
+    load = reads_waited_on(dataset, cfg.data.timeout, cfg.data.root)
     pics = []
     for i in range(min(len(dataset), 4 * cfg.log.num_viz)):
         if len(pics) == cfg.log.num_viz:
             break
         try:
-            pics.append(dataset.load(i)[0])
+            pics.append(load(i)[0])
         except READ_ERRORS:
             continue
     if not pics:
