@@ -458,3 +458,108 @@ def test_sync_batchnorm_keeps_float32_statistics_under_bf16_autocast(tmp_path):
         assert torch.allclose(got[0][key], ref, rtol=1e-5, atol=1e-6), (key, got[0][key], ref)
     y = torch.cat([g["y"] for g in got]).float()
     assert (y - want.float()).abs().max() <= 0.04  # a bf16 step at |y| ~ 4
+
+
+#: ``python -m loftup`` whose rank 1 hangs at the start of step 1 (a stalled disk, a stuck GPU),
+#: as a process that does not die does
+LOFTUP_RANK_1_HANGS = """
+import os, time
+from loftup.train import loop
+from loftup.cli import run
+
+real = loop.draw_step
+
+def draw_step(cfg, step, *args, **kwargs):
+    if step == 1 and os.environ["RANK"] == "1":
+        time.sleep(120)
+    return real(cfg, step, *args, **kwargs)
+
+loop.draw_step = draw_step
+run()
+"""
+
+
+def two_ranks_without_an_agent(
+    cmd, patience: float, grace: float, **extra_env
+) -> list[tuple[int | None, str]]:
+    """``cmd`` as ranks 0 and 1 of a job whose launcher starts them and does nothing else (no
+    torchrun agent to stop the others when one ends): the environment torchrun would give.
+    Rank 0's (exit status, stderr), then rank 1's; rank 0 still running ``patience`` seconds
+    after the start, or rank 1 ``grace`` seconds after rank 0 ended, gets SIGKILL (status
+    None)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        e = dict(env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                 LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", **extra_env)  # fmt: skip
+        procs.append(subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    said = []
+    for proc, wait in zip(procs, (patience, grace)):
+        try:
+            _, err = proc.communicate(timeout=wait)
+            said.append((proc.returncode, err.decode(errors="replace")))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            said.append((None, proc.communicate()[1].decode(errors="replace")))
+    return said
+
+
+@pytest.mark.slow  # two processes start and train a step (about 30 s)
+def test_a_rank_that_hangs_ends_the_others_after_loftup_dist_timeout_in_one_line(data, tmp_path):
+    """A process of the run that hangs (rather than dies) made the others wait at their next
+    collective for torch's default time-out (30 minutes for gloo), then fail with gloo's
+    traceback. The time-out is LOFTUP_DIST_TIMEOUT seconds (default 30 minutes), and the
+    waiting process says in one line that another hangs and which variable to raise."""
+    script = tmp_path / "loftup_cli.py"
+    script.write_text(LOFTUP_RANK_1_HANGS)
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(script), "train", "--stage", "1", *overrides(data, out)]
+    (status, err), _ = two_ranks_without_an_agent(cmd, 60, grace=0.1, LOFTUP_DIST_TIMEOUT="3")
+    assert status == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "[rank 0] error: no word from another process of this run for 3 s (LOFTUP_DIST_TIMEOUT)"
+    ), err[-3000:]
+    assert "set LOFTUP_DIST_TIMEOUT=SECONDS" in last and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
+def test_a_bad_loftup_dist_timeout_is_refused_before_the_group_is_joined(value, monkeypatch):
+    from loftup.errors import UsageError
+    from loftup.train.distributed import dist_timeout
+
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", value)
+    with pytest.raises(UsageError, match=f"LOFTUP_DIST_TIMEOUT={value} is not a number of sec"):
+        dist_timeout()
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", " 90 ")
+    assert dist_timeout() == 90
+    monkeypatch.delenv("LOFTUP_DIST_TIMEOUT")
+    assert dist_timeout() == 1800
+
+
+def test_gloos_errors_of_a_rank_that_hangs_or_died_are_said_in_one_line(monkeypatch):
+    """What gloo raises at a collective (its words, as torch 2.13 gives them) when another
+    process hangs past the time-out, or has ended, becomes one line that says so (the slow
+    test above makes a rank hang under two real processes); other errors are left alone."""
+    from loftup.train.distributed import DistInfo, collective_failure
+
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", "90")
+    two = DistInfo(rank=0, world=2)
+    hung = ("[third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+            "3000ms for recv operation to complete", "Application timeout caused pair closure")  # fmt: skip
+    for text in hung:
+        said = str(collective_failure(RuntimeError(text), two))
+        assert said.startswith("no word from another process of this run for 90 s (LOFTUP_DIST")
+    gone = ("[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+            "[127.0.0.1]:32995. This is typically caused by a remote worker crashing.")  # fmt: skip
+    said = str(collective_failure(RuntimeError(gone), two))
+    assert said == (
+        "another process of this run has ended, so this one cannot go on; its error says why"
+    )
+    assert collective_failure(RuntimeError(hung[0]), DistInfo()) is None  # one process
+    assert collective_failure(RuntimeError("mat1 and mat2 shapes differ"), two) is None
+    assert collective_failure(ValueError(gone), two) is None

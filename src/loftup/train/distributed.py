@@ -6,8 +6,11 @@ train ...`` (nccl on GPUs, gloo on CPUs). Only rank 0 logs and writes files.
 
 from __future__ import annotations
 
+import datetime
 import gc
+import math
 import os
+import re
 import traceback
 from dataclasses import dataclass
 
@@ -16,7 +19,12 @@ import torch.distributed as dist
 from torch import nn
 
 from ..checks import resolve_device
+from ..errors import LoftUpError, UsageError
 from ..extract.torchrun import join_process_group
+
+#: the environment variable that sets how long (seconds) a process of a torchrun job waits for
+#: the others at a collective before the run fails, and its default (30 minutes)
+TIMEOUT_ENV, DEFAULT_TIMEOUT = "LOFTUP_DIST_TIMEOUT", 1800.0
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,28 @@ def env_world() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def dist_timeout() -> float:
+    """How long (seconds) a process waits for the others at a collective: ``LOFTUP_DIST_TIMEOUT``,
+    else 30 minutes (:data:`DEFAULT_TIMEOUT`), for gloo and nccl alike; a process that hangs
+    (rather than dies) then ends the run after that long, not after torch's default."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(
+            f"{TIMEOUT_ENV}={raw} is not a number of seconds > 0; set it to how long a process "
+            f"of a torchrun job may wait for the others (default {DEFAULT_TIMEOUT:g}), or unset it"
+        )
+    return value
+
+
 def setup(device_name: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun; the single-process info otherwise."""
+    """Join the process group when launched by torchrun (waiting :func:`dist_timeout` seconds
+    at most at each collective); the single-process info otherwise."""
     if env_world() <= 1:
         return DistInfo(device=resolve_device(device_name))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -55,8 +83,36 @@ def setup(device_name: str = "auto") -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        join_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        join_process_group(backend, timeout=datetime.timedelta(seconds=dist_timeout()))
     return DistInfo(rank, world, local_rank, device)
+
+
+#: what gloo (and nccl's watchdog) say when a collective waited out the group's time-out, and
+#: when the process at the other end has ended
+_TIMED_OUT = re.compile(r"Timed out waiting \d+ ?ms|Application timeout caused pair closure|"
+                        r"collective operation timeout")  # fmt: skip
+_PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer")
+
+
+def collective_failure(e: BaseException, info: DistInfo) -> LoftUpError | None:
+    """For the error of a collective (a step's all-reduce, a barrier) under torchrun, the line
+    that says what happened: another process hangs (the collective waited
+    :func:`dist_timeout` seconds) or has ended (its own error says why); else None."""
+    if not info.enabled or not isinstance(e, RuntimeError):
+        return None
+    if _TIMED_OUT.search(str(e)):
+        return LoftUpError(
+            f"no word from another process of this run for {dist_timeout():g} s "
+            f"({TIMEOUT_ENV}): one of them hangs (a stalled disk or GPU?) or lags far behind "
+            f"(its output may say where); where they legitimately wait that long on each other, "
+            f"set {TIMEOUT_ENV}=SECONDS"
+        )
+    if _PEER_GONE.search(str(e)):
+        return LoftUpError(
+            "another process of this run has ended, so this one cannot go on; its error says why"
+        )
+    return None
 
 
 def teardown(info: DistInfo, error: BaseException | None = None) -> None:
@@ -182,7 +238,9 @@ __all__ = [
     "DistInfo",
     "barrier",
     "broadcast_object",
+    "collective_failure",
     "convert_batchnorm",
+    "dist_timeout",
     "mean_over_ranks",
     "setup",
     "teardown",

@@ -32,7 +32,14 @@ from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inpu
 from .build import Init, checkpoint_payload
 from .checkpoint import remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig, load_config
-from .distributed import DistInfo, barrier, mean_over_ranks, setup, teardown
+from .distributed import (
+    DistInfo,
+    barrier,
+    collective_failure,
+    mean_over_ranks,
+    setup,
+    teardown,
+)
 from .gradients import clip_limit, not_finite
 from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
@@ -77,6 +84,9 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = Fals
             result = _run(cfg, info, resume, signals, init)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
+        failure = collective_failure(e, info)  # another process hangs, or has ended
+        if failure is not None:
+            raise failure from None
         raise
     teardown(info)
     return result

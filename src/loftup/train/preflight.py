@@ -14,7 +14,7 @@ from ..paths import check_folder_output
 from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
-from .distributed import env_world
+from .distributed import dist_timeout, env_world
 
 
 def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
@@ -30,6 +30,8 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
     validate(cfg)
     check_backbone_fit(cfg)
     check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
+    if env_world() > 1:
+        dist_timeout()  # LOFTUP_DIST_TIMEOUT, read as the group is joined
     resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
     init = None
     if cfg.stage == 2 and not resuming:
