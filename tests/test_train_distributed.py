@@ -508,6 +508,23 @@ def two_ranks_without_an_agent(
     return said
 
 
+@pytest.mark.slow  # two processes start (about 10 s)
+def test_an_out_dir_rank_0_cannot_write_stops_every_rank_without_an_agent(data, tmp_path):
+    """Rank 0 checked that it can write --out before joining the process group, and stopped
+    there alone: under a launcher without torchrun's agent (srun, mpirun, a script), rank 1 then
+    waited for it at the rendezvous for the group's time-out. The check is now made by rank 0
+    once the group is joined, and said by every rank."""
+    out = tmp_path / "gone"
+    out.symlink_to(tmp_path / "nowhere")  # a link to nothing: no file can be made there
+    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *overrides(data, out)]
+    said = two_ranks_without_an_agent(cmd, 60, grace=20, LOFTUP_DIST_TIMEOUT="600")
+    for rank, (status, err) in enumerate(said):
+        assert status == 2, (rank, err[-3000:])
+        assert f"[rank {rank}] error: --out (log.out_dir) {out} cannot be written: {out} is a " in (
+            err
+        )
+
+
 @pytest.mark.slow  # two processes start and train a step (about 30 s)
 def test_a_rank_that_hangs_ends_the_others_after_loftup_dist_timeout_in_one_line(data, tmp_path):
     """A process of the run that hangs (rather than dies) made the others wait at their next

@@ -48,6 +48,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     check_backbone_weights,
     check_init,
     check_out_dir,
+    check_out_dir_writable,
     packages_needed,
     preflight,
 )
@@ -80,6 +81,7 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = Fals
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
     try:
+        check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
         with StopOnSignals(announce=info.is_main) as signals:
             result = _run(cfg, info, resume, signals, init)
     except BaseException as e:

@@ -5,7 +5,6 @@ problem and the fix."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..data.dataset import check_global_batch, data_folder
@@ -14,7 +13,7 @@ from ..paths import check_folder_output
 from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
-from .distributed import dist_timeout, env_world
+from .distributed import DistInfo, broadcast_object, dist_timeout, env_world
 
 
 def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
@@ -96,9 +95,27 @@ def check_out_dir(out_dir: str) -> Path:
             f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
             "checkpoint.pt, final/ and metrics.csv; give a folder path"
         )
-    if os.environ.get("RANK", "0") == "0":  # the process that writes it (torchrun's rank 0)
+    if env_world() == 1:  # under torchrun: once the ranks can agree (check_out_dir_writable)
         check_folder_output(out_dir, "--out (log.out_dir)")  # now, not after SAM's masks
     return path
+
+
+def check_out_dir_writable(out_dir: str, info: DistInfo) -> None:
+    """Under torchrun, just after joining the process group: whether rank 0, which writes the
+    run's files, can write ``out_dir``, said by every rank (a :class:`UsageError`). Checked
+    before the group is joined, a rank 0 that stopped there left the others waiting for it at
+    the rendezvous (for its time-out, under a launcher that does not stop them)."""
+    if not info.enabled:
+        return  # checked by the preflight
+    problem = None
+    if info.is_main:
+        try:
+            check_folder_output(out_dir, "--out (log.out_dir)")
+        except UsageError as e:
+            problem = str(e)
+    problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def packages_needed(cfg: TrainConfig) -> dict[str, str]:
