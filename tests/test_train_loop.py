@@ -471,7 +471,7 @@ def _ctrl_c_ending_tee(
 
 
 def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
-    sa1b, tmp_path, monkeypatch
+    sa1b, tmp_path, monkeypatch, caplog
 ):
     """`loftup train ... 2>&1 | tee train.log`: Ctrl-C ends tee as well, and the progress bar's
     next write to the broken pipe raised BrokenPipeError before the checkpoint was written: the
@@ -484,8 +484,10 @@ def test_ctrl_c_that_also_ends_the_tee_of_the_output_still_saves_the_step(
         f"Ctrl-C (SIGINT): stopped after step 2 of 4; {out / 'checkpoint.pt'} holds it: run the "
         "same command with --resume to go on\n"
     )
-    train(tiny(sa1b, out, 1, 4, "log.ckpt_every=10"), resume=True)
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        train(tiny(sa1b, out, 1, 4, "log.ckpt_every=10"), resume=True)
     assert not (out / "stopped.txt").exists()  # gone with the stop it told of
+    assert "images" not in caplog.text  # the same data: nothing to say of its order
 
 
 def test_ctrl_c_after_the_steps_all_reduce_and_a_tee_gone_still_stops_at_the_next_step(
@@ -525,3 +527,19 @@ def test_ctrl_c_during_the_last_step_exports_final_then_stops(sa1b, tmp_path, mo
     out = tmp_path / "run"
     assert _ctrl_c_ending_tee(sa1b, out, monkeypatch, "draw_step", 3, 3) == 3
     assert (out / "final" / "config.json").is_file() and not (out / "stopped.txt").exists()
+
+
+def test_resuming_on_another_number_of_images_says_the_order_differs(sa1b, tmp_path, caplog):
+    """The data order is a seeded permutation of the images, so a run resumed after images were
+    added or removed (or data.max_images changed) reads them in another order than an
+    uninterrupted run would, although --resume is said to go on exactly: it went on without a
+    word. The checkpoint records the count, and a resumed run whose data differs says so."""
+    out = tmp_path / "run"
+    train(tiny(sa1b, out, 1, 1))
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["images"] == 16
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        train(tiny(sa1b, out, 1, 2, "data.max_images=12"), resume=True)
+    assert (
+        f"{out / 'checkpoint.pt'} was trained on 16 images, the data now holds 12: the resumed "
+        "run reads them in another order than an uninterrupted run would"
+    ) in caplog.text

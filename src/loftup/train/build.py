@@ -197,8 +197,11 @@ def _cpu(state: dict) -> dict:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
-def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped) -> dict:
-    """Everything ``--resume`` needs, in types ``torch.load(weights_only=True)`` accepts."""
+def checkpoint_payload(
+    cfg, trainee, optimizer, teacher, step, history, skipped, images: int | None = None
+) -> dict:
+    """Everything ``--resume`` needs, in types ``torch.load(weights_only=True)`` accepts;
+    ``images``: how many the run's data holds (its order depends on it)."""
     from .. import __version__
 
     up = trainee.upsampler
@@ -217,6 +220,7 @@ def checkpoint_payload(cfg, trainee, optimizer, teacher, step, history, skipped)
         "rng": rng_state(),
         "history": pack_history(history),
         "skipped": skipped,
+        "images": images,
         "loftup_version": __version__,
     }
 

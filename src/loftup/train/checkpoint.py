@@ -6,6 +6,7 @@ Layout (every value a tensor, number, string, list, dict or None)::
     model_config   LoftUpConfig.to_dict()
     backbone       the featurizer's name
     stage, step    the stage and the number of optimiser steps taken
+    images         how many images the run's data holds (its order depends on it)
     config         the full TrainConfig as a dict
     downsampler, uncertainty, optimizer, teacher (stage 2)
     rng            torch's generator states (CPU and CUDA)

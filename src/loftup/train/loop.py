@@ -52,7 +52,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .start import build_models, checkpoint_to_resume
+from .start import build_models, checkpoint_to_resume, warn_if_other_data
 from .stopping import StopOnSignals, clear_stop_note, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
@@ -113,6 +113,8 @@ def _run(
         else cfg.epochs * (len(dataset) // cfg.batch_size)
     )
     step0 = ckpt["step"] if ckpt is not None else 0
+    if ckpt is not None and main:
+        warn_if_other_data(ckpt, len(dataset), ckpt_path)
     if step0 > total and main:  # a lower max_steps (epochs) cannot undo steps taken
         log.warning(
             "%s holds step %d, past this run's %d (max_steps, epochs): there is nothing to "
@@ -180,7 +182,10 @@ def _run(
         saved[0] = done
         monitor.flush()
         save_checkpoint(
-            ckpt_path, checkpoint_payload(cfg, trainee, optimizer, teacher, done, history, skipped)
+            ckpt_path,
+            checkpoint_payload(
+                cfg, trainee, optimizer, teacher, done, history, skipped, len(dataset)
+            ),
         )
 
     tick = time.perf_counter()
@@ -268,7 +273,9 @@ def _run(
     final = out_dir / "final"
     if main:
         if steps == step0 and not ckpt_path.exists():  # zero steps asked for: still leave a result
-            payload = checkpoint_payload(cfg, trainee, optimizer, teacher, steps, history, skipped)
+            payload = checkpoint_payload(
+                cfg, trainee, optimizer, teacher, steps, history, skipped, len(dataset)
+            )
             save_checkpoint(ckpt_path, payload)
         meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
         kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
