@@ -7,7 +7,8 @@
 Pieces, each usable alone: :mod:`.targets` (mask-bicubic), :mod:`.losses`, :mod:`.views`
 (jitter), :mod:`.downsampler`, :mod:`.noise` (mask noise), :mod:`.ema`, :mod:`.config`,
 :mod:`.loop` (the loop), :mod:`.distributed`. Around the loop: :mod:`.preflight` (what is
-checked before anything loads), :mod:`.build` (models and optimiser from the config),
+checked before anything loads), :mod:`.start` (what a run starts from: the checkpoint it
+resumes, its models and optimiser), :mod:`.build` (models and optimiser from the config),
 :mod:`.loader` (the data and its workers), :mod:`.checkpoint`, :mod:`.monitor` and
 :mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP and Ctrl-C),
 :mod:`.gradients` (clipping and non-finite gradients).

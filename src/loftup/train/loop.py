@@ -43,6 +43,7 @@ from .distributed import (
 from .gradients import clip_limit, not_finite
 from .loader import batches, make_loader, precompute_masks, training_data
 from .monitor import Monitor, write_run_record
+from .objectives import loss_weights
 from .pictures import pictures, validation_images
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
     check_backbone_weights,
@@ -155,11 +156,7 @@ def _run(
         )  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------
-    weights = {"rec": cfg.recon.weight}
-    if cfg.stage == 1:
-        weights.update(tv=cfg.stage1.tv_weight, target=cfg.stage1.target_weight)
-    else:
-        weights.update(tv=cfg.stage2.tv_weight, affinity=cfg.stage2.affinity_weight)
+    weights = loss_weights(cfg)
     local = cfg.batch_size // info.world
     rows = (info.rank * local, (info.rank + 1) * local)
     autocast = (

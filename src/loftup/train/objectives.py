@@ -66,6 +66,16 @@ class Trainee(nn.Module):
         return stage2_losses(self, batch, weights)
 
 
+def loss_weights(cfg) -> dict[str, float]:
+    """The weights of the loss terms of ``cfg.stage`` (a TrainConfig), as :meth:`Trainee.forward`
+    takes them: reconstruction, TV, and stage 1's target or stage 2's affinity term."""
+    if cfg.stage == 1:
+        return {"rec": cfg.recon.weight, "tv": cfg.stage1.tv_weight,
+                "target": cfg.stage1.target_weight}  # fmt: skip
+    return {"rec": cfg.recon.weight, "tv": cfg.stage2.tv_weight,
+            "affinity": cfg.stage2.affinity_weight}  # fmt: skip
+
+
 def stage1_losses(trainee: Trainee, batch: dict, w: dict) -> dict[str, torch.Tensor]:
     """Reconstruction over the jittered views + tv * TV + target * MSE to the mask-bicubic target.
 
