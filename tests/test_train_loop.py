@@ -543,3 +543,37 @@ def test_resuming_on_another_number_of_images_says_the_order_differs(sa1b, tmp_p
         f"{out / 'checkpoint.pt'} was trained on 16 images, the data now holds 12: the resumed "
         "run reads them in another order than an uninterrupted run would"
     ) in caplog.text
+
+
+def test_a_diverging_run_whose_terminal_is_gone_still_says_why_it_stopped(
+    sa1b, tmp_path, monkeypatch
+):
+    """`loftup train ... 2>&1 | tee log` with tee gone (ended, or its terminal closed) when the
+    gradient turns non-finite: closing the progress bar wrote to the broken pipe, and its
+    BrokenPipeError, a traceback, took the place of the error that says which step diverged and
+    how to go on from the checkpoint."""
+    import os
+    import sys
+
+    from loftup.train import loop
+
+    read_end, write_end = os.pipe()
+    terminal = open(write_end, "w", buffering=1)  # noqa: SIM115 - closed below, broken
+    monkeypatch.setattr(sys, "stderr", terminal)
+    real = loop.clip_limit
+
+    def tee_gone_at_step_1(cfg, step):
+        if step == 1:
+            os.close(read_end)
+        return real(cfg, step)
+
+    monkeypatch.setattr(loop, "clip_limit", tee_gone_at_step_1)
+    cfg = tiny(sa1b, tmp_path / "nan", 1, 4, "optim.name=sgd", "optim.lr=1e30",
+               "log.progress=true")  # fmt: skip
+    try:
+        with pytest.raises(loftup.LoftUpError, match=r"^step 1: the gradient is not finite"):
+            train(cfg)
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            terminal.close()

@@ -204,7 +204,8 @@ def _run(
             losses["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainee.parameters(), clip_limit(cfg, step))
             if not torch.isfinite(grad_norm):  # the same on every rank: DDP summed the gradients
-                bar.close()
+                with suppress(OSError):  # the terminal gone (see below): the error is said
+                    bar.close()
                 if main:  # the rows since the checkpoint: how the run got there
                     monitor.flush()
                 raise LoftUpError(not_finite(step, losses, ckpt_path, saved[0]))
