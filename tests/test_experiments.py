@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -518,3 +519,37 @@ def test_the_report_header_counts_in_words_that_agree():
 
     assert "- 1 seed; stage 1: 1 step of batch 2" in header("t", "q", results(1, 1))
     assert "- 3 seeds; stage 1: 20 steps of batch 2" in header("t", "q", results(3, 20))
+
+
+def test_dataset_errors_name_the_experiments_own_options(tmp_path, capsys):
+    """The dataset readers' messages said "pass --dataset cityscapes, or a --root that holds
+    cocostuff" and "is --dataset right?": options of `loftup eval`, which `loftup experiment`
+    calls --eval-dataset and --eval-root. A wrong folder was also said only after the training
+    scenes were written, and a missing one as a missing split list."""
+    from PIL import Image
+
+    from eval_data import write_cityscapes, write_voc
+    from loftup.experiments.data import load_eval_set
+
+    city = write_cityscapes(tmp_path / "city")
+    out = tmp_path / "out"
+    base = ["experiment", "coords", "--quick", "--out", str(out), "--no-progress"]
+    assert main([*base, "--eval-root", str(city), "--eval-dataset", "cocostuff"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --eval-dataset cityscapes, or an --eval-root that holds cocostuff" in err
+    assert " --dataset" not in err and " --root" not in err and err.count("\n") == 1
+    assert not out.exists()  # before any work
+    assert main([*base, "--eval-root", str(tmp_path / "nope"), "--eval-dataset", "voc"]) == 2
+    assert f"--eval-root {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert main([*base, "--eval-root", str(city), "--eval-dataset", "vocx"]) == 2
+    assert "unknown --eval-dataset 'vocx'; choose one of cocostuff" in capsys.readouterr().err
+
+    voc = write_voc(tmp_path / "voc")
+    label = next((voc / "SegmentationClass").glob("*.png"))
+    values = np.asarray(Image.open(label)).copy()
+    values[0, 0] = 50  # not a VOC label
+    Image.fromarray(values).save(label)
+    s = ExperimentSettings("coords", eval_root=str(voc), eval_dataset="voc", eval_count=8)
+    with pytest.raises(LoftUpError, match=r"is --eval-dataset right\?") as e:
+        load_eval_set(s.resolved())
+    assert "--dataset" not in str(e.value).replace("--eval-dataset", "")

@@ -39,6 +39,9 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
         json_path = os.path.expanduser(os.fspath(json_path))
         check_file_output(json_path, "--json", example="results.json")
     _check_other_report(s)
+    from .data import check_eval_dataset
+
+    check_eval_dataset(s)  # a wrong --eval-root or --eval-dataset: before the scenes are written
     if s.threads:
         torch.set_num_threads(s.threads)
     if s.name == "grid":

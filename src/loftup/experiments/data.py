@@ -11,6 +11,8 @@ images fit the probes and first ``eval_count / 2`` validation images score them.
 from __future__ import annotations
 
 import hashlib
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +66,42 @@ def load_eval_set(s: ExperimentSettings) -> EvalSet:
     return EvalSet(images[:n], labels[:n], classes, str(root))
 
 
-def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
-    from ..eval.datasets import SegmentationSet, check_dataset
+@contextmanager
+def eval_options():
+    """The dataset readers' errors told with this command's options: they name ``loftup
+    eval``'s ``--dataset`` and ``--root``, which ``loftup experiment`` calls ``--eval-dataset``
+    and ``--eval-root`` (its ``--dataset`` does not exist, its ``--root`` neither)."""
+    from ..eval.datasets import DatasetError
 
-    check_dataset("seg", name)
+    try:
+        yield
+    except DatasetError as e:
+        text = re.sub(r"\ba --root\b", "an --root", str(e))
+        raise DatasetError(re.sub(r"(?<![\w-])--(dataset|root)\b", r"--eval-\1", text)) from None
+
+
+def check_eval_dataset(s: ExperimentSettings) -> None:
+    """A DatasetError (naming --eval-dataset / --eval-root) when ``s.eval_root`` is not a
+    folder of dataset ``s.eval_dataset``: said before any work, not after the training scenes
+    are written. Lists the splits' files only; their headers are read when the set is loaded."""
+    from ..eval.datasets import check_root, seg_pairs
+
+    if not s.eval_dataset:
+        return
+    with eval_options():
+        check_root("seg", s.eval_dataset, s.eval_root)
+        for split in ("train", "val"):
+            seg_pairs(s.eval_dataset, s.eval_root, split)
+
+
+def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
+    with eval_options():
+        return _read_dataset_eval_set(name, root, size, n)
+
+
+def _read_dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
+    from ..eval.datasets import SegmentationSet
+
     parts = [
         SegmentationSet(name, root, "train", size, limit=n // 2),
         SegmentationSet(name, root, "val", size, limit=n - n // 2),

@@ -132,6 +132,11 @@ class ExperimentSettings:
             raise UsageError(f"--seeds must be at least 1, got {self.seeds}")
         if self.eval_dataset and not self.eval_root:
             raise UsageError("--eval-dataset needs --eval-root (the dataset's folder)")
+        from ..eval.datasets import SEG_DATASETS
+
+        if self.eval_dataset and self.eval_dataset not in SEG_DATASETS:
+            raise UsageError(f"unknown --eval-dataset {self.eval_dataset!r}; choose one of "
+                             f"{', '.join(SEG_DATASETS)}")  # fmt: skip
         from ..train.noise import KINDS
 
         for flag, given in (("--kinds", self.noise_kinds), ("--levels", self.noise_levels)):
