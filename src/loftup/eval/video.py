@@ -81,6 +81,34 @@ def davis_statistics(per_object: dict[str, dict[str, list[float]]]) -> dict:
     return out
 
 
+def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
+    """UsageError when two of the masks ``--save-masks`` writes (FOLDER/<sequence>/<frame>.png)
+    have paths that differ only in case: on a case-insensitive disk (macOS's and Windows' by
+    default) the second would overwrite the first, and the folder would hold one of them."""
+    from ..errors import UsageError
+
+    def first_twin(names):
+        seen = {}
+        for name in names:
+            if seen.get(name.casefold(), name) != name:  # (a name listed twice: the same file)
+                return seen[name.casefold()], name
+            seen[name.casefold()] = name
+        return None
+
+    twins = first_twin([seq.name for seq in sequences])
+    where = "sequences"
+    for seq in sequences if twins is None else ():
+        twins, where = first_twin([f.stem for f in seq.frames]), f"frames of sequence {seq.name}"
+        if twins is not None:
+            break
+    if twins is not None:
+        raise UsageError(
+            f"--save-masks {folder}: the {where} {twins[0]!r} and {twins[1]!r} differ only in "
+            "case, and their masks would overwrite each other on a case-insensitive disk "
+            "(macOS, Windows); rename one, or leave out --save-masks"
+        )
+
+
 def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
     from PIL import Image
 
@@ -143,6 +171,8 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     check_root("davis", cfg.dataset, cfg.root)
     start = time.time()
     sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
+    if cfg.save_masks:
+        check_mask_names(sequences, cfg.save_masks)
     pipe = FeaturePipeline(cfg, policy=POLICY)
     per_object: dict[str, dict[str, list[float]]] = {}
     per_sequence = {}
