@@ -553,3 +553,34 @@ def test_dataset_errors_name_the_experiments_own_options(tmp_path, capsys):
     with pytest.raises(LoftUpError, match=r"is --eval-dataset right\?") as e:
         load_eval_set(s.resolved())
     assert "--dataset" not in str(e.value).replace("--eval-dataset", "")
+
+
+def test_an_interrupted_experiment_says_to_run_the_same_command_again(tmp_path, caplog):
+    """Ctrl-C during an experiment's training run said "run the same command with --resume
+    to go on", the advice of `loftup train`: `loftup experiment` has no --resume (argparse
+    refused it). The same command again is what goes on: it resumes the stopped run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    out = tmp_path / "coords"
+    ckpt = out / "runs" / "seed0" / "coords-colour-released" / "stage1" / "checkpoint.pt"
+
+    def interrupt_after_the_first_checkpoint():
+        deadline = time.monotonic() + 60
+        while not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the run stops after its step
+
+    args = ["experiment", "coords", "--quick", "--stage1-steps", "50", "--seeds", "1",
+            "--size", "16", "--train-scenes", "2", "--val-scenes", "2", "--batch-size", "2",
+            "--out", str(out), "--threads", "1", "--no-progress", "log.ckpt_every=1"]  # fmt: skip
+    thread = threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True)
+    thread.start()
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        assert main(args) == 130
+    thread.join()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{ckpt} holds it: run the same command again to go on" in said
+    assert "--resume" not in said
