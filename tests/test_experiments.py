@@ -584,3 +584,35 @@ def test_an_interrupted_experiment_says_to_run_the_same_command_again(tmp_path, 
     said = " ".join(r.getMessage() for r in caplog.records)
     assert f"{ckpt} holds it: run the same command again to go on" in said
     assert "--resume" not in said
+
+
+def test_mask_noise_curves_hold_a_row_per_loss_term_as_its_notes_say(tmp_path):
+    """The notes point at "the reconstruction term (second row of the curves)", but the curves
+    were laid out 3 panels a row: with the 5 kinds, row 2 held two total-loss panels and one
+    reconstruction panel, and the reconstruction panels ran on to row 4. The question also
+    named levels 0.25, 0.5 and 1 whatever --levels gave."""
+    from PIL import Image
+
+    from loftup.experiments.data import EvalSet
+    from loftup.experiments.designs import mask_noise
+    from loftup.experiments.variants import _figures
+
+    s = ExperimentSettings("mask-noise", noise_levels=[0.1, 0.3]).resolved()
+    assert "at levels 0.1 and 0.3)?" in mask_noise(s).question
+    s = ExperimentSettings("mask-noise", noise_kinds=["erode", "drop"], noise_levels=[1.0])
+    s = s.resolved()
+    design = mask_noise(s)
+    assert "at level 1)?" in design.question
+    kinds = len(s.noise_kinds)
+    names = [v.name for v in design.variants]
+    stats = {"miou": summarize([0.3, 0.4]), "pixel_accuracy": summarize([0.5, 0.6])}
+    rows = {n: stats for n in [*names, "bilinear", "bicubic"]}
+    curve = [{"step": i, "loss": 1.0 / (i + 1), "rec": 0.5 / (i + 1)} for i in range(4)]
+    histories = {n: {"stage1": [curve, curve]} for n in names}
+    images, labels = torch.rand(4, 3, 8, 8), torch.randint(0, 3, (4, 8, 8))
+    preds = {n: labels[2:] for n in names[:2]}
+    metrics = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy"}
+    _figures(tmp_path, design, rows, metrics, histories, EvalSet(images, labels, 3, "x"), preds)
+    width, height = Image.open(tmp_path / "loss_curves.png").size
+    assert width / height == pytest.approx((4.2 * kinds) / (3.2 * 2), rel=0.02)  # 2 rows
+    assert kinds == 2  # (3 panels a row gave 4.2 * 3 / (3.2 * 2))

@@ -93,7 +93,8 @@ def mask_noise(s: ExperimentSettings) -> Design:
         title="stage 1 with noisy masks",
         question="How does stage 1 degrade, in its final scores and in how fast it converges, "
         "when its masks are poor: boundaries eroded or dilated, masks dropped, neighbours "
-        "merged, false-positive blobs added (each kind alone, at levels 0.25, 0.5 and 1)?",
+        f"merged, false-positive blobs added (each kind alone, at level{'s' * (len(levels) > 1)} "
+        f"{_in_words([f'{lv:g}' for lv in levels])})?",
         variants=variants,
         reference=ref,
         panels=panels,
@@ -107,7 +108,13 @@ def mask_noise(s: ExperimentSettings) -> Design:
         "the one comparable across levels.",
         extra=lambda out, rows, design: _noise_levels(out, rows, design, kinds, levels),
         shown=(ref, *(f"{kind} {max(levels):g}" for kind in kinds)),
+        curve_columns=len(kinds),  # a row per loss term, as the notes say
     )
+
+
+def _in_words(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def _noise_levels(out, rows, design, kinds, levels) -> list:

@@ -69,14 +69,15 @@ def seed_band(seeds: list) -> tuple[np.ndarray, np.ndarray, int]:
     return runs.mean(0), std, length
 
 
-def loss_curves(path, panels: dict, title: str) -> Path:
+def loss_curves(path, panels: dict, title: str, cols: int | None = None) -> Path:
     """Mean over seeds (line) and its sample std (band) of per-step losses, smoothed.
 
-    ``panels``: {panel title: {line name: [per-seed list of losses]}}.
+    ``panels``: {panel title: {line name: [per-seed list of losses]}}; ``cols``: panels a row
+    (default: up to 3).
     """
     plt = _plt()
     n = len(panels)
-    cols = min(3, n)
+    cols = min(cols or 3, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.flat[n:]:

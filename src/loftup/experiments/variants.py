@@ -48,6 +48,7 @@ class Design:
       notes: what the design does and does not show (markdown, under the table).
       extra: ``fn(out, rows, design) -> [paths]`` for more figures.
       shown: the variants whose predictions ``examples.png`` shows (default: all).
+      curve_columns: panels a row of ``loss_curves.png`` holds (default: up to 3).
     """
 
     title: str
@@ -59,6 +60,7 @@ class Design:
     notes: str = ""
     extra: object = None
     shown: tuple = ()
+    curve_columns: int | None = None
 
 
 def run_design(s: ExperimentSettings, design: Design, json_path: str | None = None) -> dict:
@@ -167,7 +169,8 @@ def _figures(out, design, rows, metrics, histories, evalset, preds) -> list[Path
             if series and all(series):
                 lines[label] = series
         panels[p.title] = lines
-    paths.append(plots.loss_curves(out / "loss_curves.png", panels, design.title))
+    curves = out / "loss_curves.png"
+    paths.append(plots.loss_curves(curves, panels, design.title, cols=design.curve_columns))
     if design.extra is not None:
         paths += design.extra(out, rows, design)
     half = len(evalset.images) // 2
