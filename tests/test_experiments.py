@@ -616,3 +616,16 @@ def test_mask_noise_curves_hold_a_row_per_loss_term_as_its_notes_say(tmp_path):
     width, height = Image.open(tmp_path / "loss_curves.png").size
     assert width / height == pytest.approx((4.2 * kinds) / (3.2 * 2), rel=0.02)  # 2 rows
     assert kinds == 2  # (3 panels a row gave 4.2 * 3 / (3.2 * 2))
+
+
+def test_a_loss_curve_of_one_step_is_drawn(tmp_path):
+    """A stage-2 run of one step (`stages --quick`) left its loss-curve panels empty: a line
+    through one point draws nothing, and only the faint seed band showed."""
+    from PIL import Image
+
+    from loftup.experiments.plots import loss_curves
+
+    path = loss_curves(tmp_path / "c.png", {"stage 2": {"a": [[1.0], [1.1]]}}, "t")
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    tab_blue = np.abs(rgb - [31, 119, 180]).sum(-1) < 30  # the first line's colour
+    assert tab_blue.sum() > 20

@@ -76,6 +76,8 @@ def loss_curves(path, panels: dict, title: str, cols: int | None = None) -> Path
     (default: up to 3).
     """
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     n = len(panels)
     cols = min(cols or 3, n)
     rows = math.ceil(n / cols)
@@ -83,13 +85,21 @@ def loss_curves(path, panels: dict, title: str, cols: int | None = None) -> Path
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (panel, lines) in zip(axes.flat, panels.items()):
+        longest = 0
         for name, seeds in lines.items():
             if min(len(x) for x in seeds) == 0:
                 continue
             mean, std, length = seed_band(seeds)
             steps = np.arange(1, length + 1)
-            (line,) = ax.plot(steps, mean, label=name, lw=1.2)
+            # one step (a stage-2 run of one): a line of one point draws nothing, a dot does
+            dot = {"marker": "o", "ms": 5} if length == 1 else {}
+            (line,) = ax.plot(steps, mean, label=name, lw=1.2, **dot)
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            longest = max(longest, length)
+        if longest <= 10:  # steps are whole: no "step 1.5" (nor 0.96 around a single one)
+            ax.set_xticks(range(1, longest + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("training loss", fontsize=8)
