@@ -4,7 +4,7 @@ Settings left at ``None`` take ``loftup demo``'s value (:class:`loftup.world.dem
 at run time, so that the experiments follow the demo's world and recipe as it evolves; the step
 budgets default to each experiment's own (:data:`DEFAULT_STEPS`, sized so that each experiment
 runs in at most 30 minutes on a 2-core CPU). ``quick`` shrinks everything left unset to a smoke
-run of a minute or so (:data:`QUICK`).
+run of a minute or so, a few for mask-noise's 16 variants (:data:`QUICK`).
 """
 
 from __future__ import annotations
