@@ -96,3 +96,21 @@ def test_an_out_folder_is_checked_before_the_demo_writes_anything(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match=rf"^--out {tmp_path / 'file'} is a file; give a folder$"):
         check_out(DemoConfig(out=str(tmp_path / "file")))
+
+
+def test_the_report_counts_in_words_that_agree():
+    """A demo of one step a stage said "stage 1: 1 steps, stage 2: 1 steps" and "on 1
+    thread(s)"."""
+    from loftup.world.report import report_markdown
+
+    row = {"miou": 0.5, "pixel_accuracy": 0.5, "boundary_f_2px": 0.5}
+    results = {n: row for n in ("nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = report_markdown(DemoConfig(stage1_steps=1, stage2_steps=1), results, 4, {"a": 1})
+    finally:
+        torch.set_num_threads(threads)
+    assert "stage 1: 1 step, stage 2: 1 step of batch 4; 1 s in all on 1 thread.\n" in one
+    more = report_markdown(DemoConfig(stage1_steps=5, stage2_steps=2), results, 4, {"a": 1})
+    assert "stage 1: 5 steps, stage 2: 2 steps of batch" in more

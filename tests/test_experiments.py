@@ -519,6 +519,7 @@ def test_the_report_header_counts_in_words_that_agree():
 
     assert "- 1 seed; stage 1: 1 step of batch 2" in header("t", "q", results(1, 1))
     assert "- 3 seeds; stage 1: 20 steps of batch 2" in header("t", "q", results(3, 20))
+    assert " s on 1 thread, load average " in header("t", "q", results(1, 1))  # "thread(s)"
 
 
 def test_dataset_errors_name_the_experiments_own_options(tmp_path, capsys):

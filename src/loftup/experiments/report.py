@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..world.report import counted as _n
 from .data import EvalSet, weights_fingerprint
 from .settings import ExperimentSettings
 from .stats import RULE
@@ -100,7 +101,7 @@ def header(title: str, question: str, results: dict) -> str:
         f"- held-out: {held['images']} images ({held['fit']} fit each probe, {held['scored']} "
         f"score it), {held['classes']} classes, from {held['source']}",
         f"- loftup {run['loftup_version']}, commit {run['git_commit']}, "
-        f"{clock['seconds']['total']:.0f} s on {clock['threads']} thread(s), load average "
+        f"{clock['seconds']['total']:.0f} s on {_n(clock['threads'], 'thread')}, load average "
         f"{load['start']} at the start and {load['end']} at the end",
     ]
     return "\n".join(lines)
@@ -116,8 +117,3 @@ def write_report(out: Path, markdown: str, results: dict, json_path: str | None 
     write_json(out / "results.json", results)
     if json_path:
         write_json(json_path, results)
-
-
-def _n(count: int, word: str) -> str:
-    """``count`` and ``word``, plural unless it is one ("1 step", "2 steps")."""
-    return f"{count} {word}{'s' * (count != 1)}"

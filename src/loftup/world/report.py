@@ -54,6 +54,11 @@ def verdict(results: dict) -> str:
     return "\n".join(lines)
 
 
+def counted(count: int, word: str) -> str:
+    """``count`` and ``word``, plural unless it is one ("1 step", "2 steps")."""
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 def report_markdown(cfg: DemoConfig, results: dict, scenes: int, seconds: dict) -> str:
     """``report.md``: the settings in a sentence, the table, the verdict and the figure."""
     import torch
@@ -62,8 +67,8 @@ def report_markdown(cfg: DemoConfig, results: dict, scenes: int, seconds: dict) 
     return (
         "# loftup demo\n\n"
         f"Held-out scenes: {scenes} at {cfg.size} px ({scenes // 2} fit the probes, the rest "
-        f"score them); stage 1: {cfg.stage1_steps} steps, stage 2: {cfg.stage2_steps} steps of "
-        f"batch {cfg.batch_size}; {sum(seconds.values()):.0f} s in all on {threads} "
-        "thread(s).\n\n" + markdown_table(results) + "\n\n" + verdict(results) + "\n\n"
-        "![figure](figure.png)\n"
-    )
+        f"score them); stage 1: {counted(cfg.stage1_steps, 'step')}, stage 2: "
+        f"{counted(cfg.stage2_steps, 'step')} of batch {cfg.batch_size}; "
+        f"{sum(seconds.values()):.0f} s in all on {counted(threads, 'thread')}.\n\n"
+        + markdown_table(results) + "\n\n" + verdict(results) + "\n\n![figure](figure.png)\n"
+    )  # fmt: skip
