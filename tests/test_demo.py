@@ -93,6 +93,11 @@ def test_an_out_folder_is_checked_before_the_demo_writes_anything(tmp_path):
     (out / "report.json").write_text("{}")
     with pytest.raises(UsageError, match="already holds a demo report; choose another --out"):
         check_out(cfg, resume=True)
+    experiment = tmp_path / "experiment"  # an experiment's folder: both write report.md
+    experiment.mkdir()
+    (experiment / "results.json").write_text('{"experiment": "coords"}')
+    with pytest.raises(UsageError, match="holds the report of a `loftup experiment`; choose"):
+        check_out(DemoConfig(out=str(experiment)))
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match=rf"^--out {tmp_path / 'file'} is a file; give a folder$"):
         check_out(DemoConfig(out=str(tmp_path / "file")))

@@ -429,6 +429,13 @@ def test_a_folder_with_another_experiments_report_is_refused_before_any_work(tmp
     (out / "results.json").write_text("[1]")
     assert main(["experiment", "attention", "--quick", "--out", str(out), "--no-progress"]) == 2
     assert "cannot be read" in capsys.readouterr().err
+    # a demo's folder: both write report.md (and the demo's defaults are the experiments')
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "report.json").write_text("{}")
+    assert main(["experiment", "attention", "--quick", "--out", str(demo), "--no-progress"]) == 2
+    assert f"{demo} holds a `loftup demo`" in capsys.readouterr().err
+    assert sorted(p.name for p in demo.iterdir()) == ["report.json"]
 
 
 def test_a_json_copy_that_cannot_be_written_is_refused_before_any_work(tmp_path):

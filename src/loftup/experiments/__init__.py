@@ -87,7 +87,7 @@ def _same_command_again():
 
 
 def _check_other_report(s: ExperimentSettings) -> None:
-    """A UsageError if ``s.out`` holds the report of another experiment: it would be
+    """A UsageError if ``s.out`` holds the report of another experiment, or a demo: it would be
     overwritten at the end, its runs mixed with this one's (the same experiment again reuses
     its finished runs and rewrites its report)."""
     from pathlib import Path
@@ -103,6 +103,12 @@ def _check_other_report(s: ExperimentSettings) -> None:
         raise UsageError(
             f"{s.out} holds the report of experiment {saved.get('experiment')!r}, not "
             f"{s.name!r}; choose another --out"
+        )
+    from ..world.demo import RECORD
+
+    if any((Path(s.out) / name).exists() for name in (RECORD, "report.json")):
+        raise UsageError(  # its report.md would be overwritten, its scenes written over
+            f"{s.out} holds a `loftup demo` (its {RECORD} or report.json); choose another --out"
         )
 
 

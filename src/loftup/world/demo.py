@@ -52,6 +52,8 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
     if (out / "report.json").exists():
         raise UsageError(f"{out} already holds a demo report; choose another --out")
+    if (out / "results.json").exists():  # its report.md would be overwritten
+        raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
     checkpoints = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
     begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoints)
     if begun and not resume:
