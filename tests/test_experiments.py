@@ -637,3 +637,22 @@ def test_a_loss_curve_of_one_step_is_drawn(tmp_path):
     rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
     tab_blue = np.abs(rgb - [31, 119, 180]).sum(-1) < 30  # the first line's colour
     assert tab_blue.sum() > 20
+
+
+def test_the_grid_bars_give_loftup_one_colour():
+    """The grid's bar chart coloured each LoftUp bar (one per grid) by its place among all
+    bars: four colours for one method, read as four methods."""
+    from loftup.experiments.grid import LOFTUP, _bar_rows, bar_method
+    from loftup.experiments.plots import BASELINE_COLOUR, bar_colours
+
+    cells = [(4, 2), (4, 8), (8, 2), (16, 2)]
+    summary = {
+        (m, c): summarize([0.5, 0.6]) for m in (LOFTUP, "bilinear", "bicubic") for c in cells
+    }
+    names = list(_bar_rows(cells, summary))
+    grey = tuple(n for n in names if not n.startswith(LOFTUP))
+    colours = bar_colours(names, grey, bar_method)
+    ours = {colours[i] for i, n in enumerate(names) if n.startswith(LOFTUP)}
+    assert len(ours) == 1 and BASELINE_COLOUR not in ours
+    assert {colours[i] for i, n in enumerate(names) if n in grey} == {BASELINE_COLOUR}
+    assert len(set(bar_colours(["a", "b", "c"]))) == 3  # variants: each its own colour

@@ -192,8 +192,14 @@ def _figures(out, s, cells, summary, histories, views, preds) -> list[Path]:
                                 rows=len(shown), row_titles=rows))  # fmt: skip
     rows = _bar_rows(cells, summary)
     grey = tuple(n for n in rows if not n.startswith(LOFTUP))
-    paths.append(plots.bars(out / "bars.png", rows, {"miou": "mIoU"}, TITLE, baselines=grey))
+    paths.append(plots.bars(out / "bars.png", rows, {"miou": "mIoU"}, TITLE, baselines=grey,
+                            method=bar_method))  # fmt: skip
     return paths
+
+
+def bar_method(row: str) -> str:
+    """The method of a bar row of :func:`_bar_rows` ("LoftUp 8x8 8x": LoftUp): one colour."""
+    return row.split(" ")[0]
 
 
 def _bar_rows(cells, summary) -> dict:

@@ -16,10 +16,25 @@ from ..eval.figures import _grid, _plt, _save, colourise
 BASELINE_COLOUR = "0.6"
 
 
-def bars(path, rows: dict, metrics: dict, title: str, baselines: tuple = ()) -> Path:
+def bar_colours(names, baselines: tuple = (), method=None) -> list:
+    """A colour per bar: grey for ``baselines``, else one of tab10 per method (``method(name)``;
+    default: each name its own), so that one method's bars share a colour."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    method = method or (lambda name: name)
+    order: dict = {}
+    for n in names:
+        if n not in baselines:
+            order.setdefault(method(n), len(order))
+    return [BASELINE_COLOUR if n in baselines else palette(order[method(n)] % 10) for n in names]
+
+
+def bars(path, rows: dict, metrics: dict, title: str, baselines: tuple = (), method=None) -> Path:
     """One panel per metric: a bar per row (mean, error bar: std over seeds).
 
-    ``rows``: {name: {metric: summary}}; ``metrics``: {key: title}; rows in ``baselines`` grey.
+    ``rows``: {name: {metric: summary}}; ``metrics``: {key: title}; rows in ``baselines`` grey;
+    ``method``: see :func:`bar_colours`.
     """
     plt = _plt()
     keys = [m for m in metrics if any(m in r for r in rows.values())]
@@ -30,14 +45,11 @@ def bars(path, rows: dict, metrics: dict, title: str, baselines: tuple = ()) -> 
     axes = axes.ravel()
     for ax in axes[len(keys) :]:
         ax.axis("off")
-    palette = plt.get_cmap("tab10")
     for ax, key in zip(axes, keys):
         names = [n for n in rows if key in rows[n]]
         means = [rows[n][key]["mean"] for n in names]
         stds = [0.0 if math.isnan(rows[n][key]["std"]) else rows[n][key]["std"] for n in names]
-        colours = [
-            BASELINE_COLOUR if n in baselines else palette(i % 10) for i, n in enumerate(names)
-        ]
+        colours = bar_colours(names, baselines, method)
         ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colours)
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
         ax.set_title(metrics[key], fontsize=9)
