@@ -656,3 +656,15 @@ def test_the_grid_bars_give_loftup_one_colour():
     assert len(ours) == 1 and BASELINE_COLOUR not in ours
     assert {colours[i] for i, n in enumerate(names) if n in grey} == {BASELINE_COLOUR}
     assert len(set(bar_colours(["a", "b", "c"]))) == 3  # variants: each its own colour
+
+
+def test_the_help_of_quick_says_what_it_sets(capsys):
+    """`--help` said --seeds defaults to 3 and --quick was a "tiny smoke run": what --quick
+    sets instead (2 seeds, 32 px, 2 steps...) was nowhere."""
+    from loftup.experiments.settings import QUICK
+
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key, value in QUICK.items():
+        assert f"--{key.replace('_', '-')} {value}" in text

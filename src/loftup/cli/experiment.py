@@ -8,6 +8,7 @@ from .common import write_json
 
 def add_experiment(sub) -> None:
     from ..experiments import EXPERIMENTS
+    from ..experiments.settings import QUICK
 
     p = sub.add_parser(
         "experiment",
@@ -18,7 +19,11 @@ def add_experiment(sub) -> None:
     )
     p.add_argument("name", choices=EXPERIMENTS, metavar="NAME", help=", ".join(EXPERIMENTS))
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (every output, minutes)")
+    quick = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke run that writes every output, in a minute or a few: options "
+                   f"not given take {quick} (--stage2-steps and --max-side where the "
+                   "experiment has them; without --quick, the defaults said here)")  # fmt: skip
     p.add_argument(
         "--out",
         default=None,
