@@ -198,10 +198,11 @@ def test_one_images_features_as_loftup_upsample_returns_them_are_pictured():
             apply_pca(bad, basis)
 
 
-def test_the_comparison_picture_leaves_the_process_random_numbers_alone():
+def test_the_comparison_picture_leaves_the_process_random_numbers_alone(monkeypatch):
     """It seeded the global generator (inside fork_rng(devices=[]), which restores the CPU's
     alone): every GPU's random numbers restarted at seed 0 after a --viz picture. Its colours
-    do not depend on the process's random state either."""
+    do not depend on the process's random state either. Without a GPU, whether any GPU's
+    generator would have been reseeded is what torch.cuda.manual_seed_all was asked."""
     import io
 
     from loftup.outputs import comparison_png
@@ -209,12 +210,15 @@ def test_the_comparison_picture_leaves_the_process_random_numbers_alone():
     g = torch.Generator().manual_seed(1)
     image, lr = torch.rand(3, 40, 40, generator=g), torch.randn(8, 5, 5, generator=g)
     hr = torch.randn(8, 40, 40, generator=g)
-    seeded = []
+    seeded, reseeded = [], []
     for seed in (0, 7):
         torch.manual_seed(seed)
         cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state_all()
-        seeded.append(comparison_png(image, lr, hr))
-        assert torch.equal(torch.get_rng_state(), cpu)
+        with monkeypatch.context() as m:
+            if not gpu:  # no GPU generator to read here
+                m.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+            seeded.append(comparison_png(image, lr, hr))
+        assert torch.equal(torch.get_rng_state(), cpu) and not reseeded, reseeded
         assert all(map(torch.equal, torch.cuda.get_rng_state_all(), gpu))
     assert seeded[0] == seeded[1]
     assert io.BytesIO(seeded[0]).read(4) == b"\x89PNG"
