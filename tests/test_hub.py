@@ -1087,6 +1087,34 @@ def test_a_released_name_whose_cached_file_is_another_checkpoint_is_refused(tmp_
     assert load_upsampler("loftup_dinov2s").dim == 384  # its own width: loads
 
 
+@pytest.mark.parametrize("bad", ["nan", "int"])
+def test_a_released_names_cached_file_of_bad_weights_says_to_fetch_it_again(
+    tmp_path, monkeypatch, bad
+):
+    """NaN or integer weights in the file cached under a released name were told to "use an
+    earlier checkpoint" or to "pass the file save_pretrained wrote, or a released name" (it
+    was one): the fix is the cached file's, deleted and downloaded again."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key] * float("nan") if bad == "nan" else state[key].long()
+    torch.save(state, tmp_path / "bad.bin")
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": tmp_path / "bad.bin"}
+    )
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    msg = str(e.value)
+    said = "hold NaN or infinite values" if bad == "nan" else "is stored as torch.int64"
+    assert msg.startswith("loftup_dinov2s: ") and said in msg and "\n" not in msg, msg
+    blob = (snap / "pytorch_model.bin").resolve()
+    assert msg.endswith(f"delete {blob} and run `loftup download loftup_dinov2s` to fetch it again")
+    assert "earlier checkpoint" not in msg and "or a released name" not in msg
+
+
 @pytest.mark.parametrize("damage", ["no-config", "cut-config"])
 def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tmp_path, damage):
     """A save_pretrained folder copied without (or with half of) its config.json was "has

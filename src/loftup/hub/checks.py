@@ -47,11 +47,12 @@ def check_released_width(model: LoftUp, ckpt, file: Path) -> None:
     )
 
 
-def check_state(state: dict, origin: str) -> None:
+def check_state(state: dict, origin: str, fix: str | None = None) -> None:
     """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
     load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
     infinities (a training run that diverged): every output would be NaN, written without a
-    word. BatchNorm's step counters (``num_batches_tracked``) are integers."""
+    word. BatchNorm's step counters (``num_batches_tracked``) are integers. ``fix``: what to
+    do instead, where it is not another file (a released name's cached file: fetch it again)."""
     odd = [
         (k, t.dtype)
         for k, t in state.items()
@@ -63,8 +64,8 @@ def check_state(state: dict, origin: str) -> None:
         raise CheckpointError(
             f"{origin}: weight {odd[0][0]!r} is stored as {odd[0][1]} ({len(odd)} of its "
             f"{len(state)} tensors are not floating point), so these are not an upsampler's "
-            "weights (a quantized or converted copy?); pass the file save_pretrained or loftup "
-            "train wrote, or a released name"
+            "weights (a quantized or converted copy?); "
+            f"{fix or 'pass the file save_pretrained or loftup train wrote, or a released name'}"
         )
     bad = [
         k
@@ -74,6 +75,6 @@ def check_state(state: dict, origin: str) -> None:
     if bad:
         raise CheckpointError(
             f"{origin}: {len(bad)} of its {len(state)} weight tensors hold NaN or infinite values "
-            f"(first: {bad[0]}), so every feature would be NaN: a training run that diverged? "
-            "Use an earlier checkpoint"
+            f"(first: {bad[0]}), so every feature would be NaN"
+            + (f"; {fix}" if fix else ": a training run that diverged? Use an earlier checkpoint")
         )

@@ -134,7 +134,7 @@ def _backbone_hint(path: Path) -> str:
 
 
 def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
-    backbone = backbone_norm = released = None
+    backbone = backbone_norm = released = fix = None
     config = None
     obj: dict = {}
     if path.is_dir():
@@ -165,9 +165,10 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         released = ckpt = resolve_name(text)
         origin = ckpt.name
         file = released_file(ckpt.name)
-        state, config = to_native(read_weights(file, damaged_in_cache(file, ckpt.name)), origin)
+        fix = damaged_in_cache(file, ckpt.name)  # the cached file is to be fetched again
+        state, config = to_native(read_weights(file, fix), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
-    check_state(state, origin)
+    check_state(state, origin, fix)
     model = build_from_state(state, config, origin)
     if released is not None:
         check_released_width(model, released, file)
