@@ -350,3 +350,23 @@ def test_the_started_upsample_warns_of_an_emulated_precision_too(monkeypatch):
     said = [w for w in seen if "emulates" in str(w.message)]
     assert len(said) == int(cpu.cpu_emulates(torch.bfloat16)), said
     assert all(w.filename == __file__ for w in said)  # this file's line, not early_start's
+
+
+def test_the_emulated_precision_warning_points_at_the_callers_line(monkeypatch):
+    """The warning names the user's line that asked for the work, not model.py's or
+    early_start.py's (the tests above check it only on a CPU that emulates bfloat16; here the
+    CPU is taken to emulate it, so that the place is checked on any machine)."""
+    from loftup import cpu
+    from loftup.early_start import start_upsample
+
+    monkeypatch.setattr(cpu, "_WARNED_EMULATED", set())
+    monkeypatch.setattr(cpu, "cpu_emulates", lambda dtype: dtype == torch.bfloat16)
+    model = LoftUp(16).eval().to(torch.bfloat16)
+    lr, image = torch.randn(1, 16, 3, 3, dtype=torch.bfloat16), torch.randn(1, 3, 12, 12)
+    with warnings.catch_warnings(record=True) as seen, torch.no_grad():
+        warnings.simplefilter("always")
+        model(lr, image)
+        cpu._WARNED_EMULATED.clear()  # once per process: said again for the started one
+        start_upsample(model, image).finish(lr)
+    said = [w for w in seen if "emulates bfloat16" in str(w.message)]
+    assert [w.filename for w in said] == [__file__, __file__], [w.filename for w in said]
