@@ -1087,6 +1087,25 @@ def test_a_released_name_whose_cached_file_is_another_checkpoint_is_refused(tmp_
     assert load_upsampler("loftup_dinov2s").dim == 384  # its own width: loads
 
 
+def test_a_released_upsamplers_hub_repo_or_a_missing_path_says_what_to_pass(tmp_path):
+    """``haiwen/loftup-dinov2s`` (what ``loftup download`` also takes) given as the upsampler,
+    and a mistyped path, were both "no such file or folder: ...", which named no fix."""
+    from loftup.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        load_upsampler("haiwen/loftup-dinov2s")
+    assert str(e.value) == (
+        "haiwen/loftup-dinov2s is the hub repo of the released upsampler loftup_dinov2s: pass "
+        "its name, loftup_dinov2s, which loads it from there (the Hugging Face cache, or a "
+        "download)"
+    )
+    missing = tmp_path / "nowhere" / "up.safetensors"
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler(missing)
+    assert str(e.value).startswith(f"no such file or folder: {missing}; check the path, or ")
+    assert "pass a released name (loftup_dinov2s, " in str(e.value)
+
+
 @pytest.mark.parametrize("bad", ["nan", "int"])
 def test_a_released_names_cached_file_of_bad_weights_says_to_fetch_it_again(
     tmp_path, monkeypatch, bad

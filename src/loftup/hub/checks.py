@@ -1,6 +1,6 @@
 """What loads but is not the upsampler asked for, refused by :func:`loftup.hub.load_upsampler`:
 weights that are not floating point or not finite, a released name's file of another width,
-and a backbone's name or hub repo given as the upsampler."""
+and a backbone's name or hub repo, or a released upsampler's hub repo, given as the upsampler."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp
 from .registry import RELEASED
 from .remote import damaged_in_cache
@@ -31,6 +31,22 @@ def refuse_backbone(text: str) -> None:
     raise UsageError(
         f"{text} is {what}, not an upsampler: pass it as the backbone (backbone={name!r}, CLI "
         f"--backbone {name}) and as the upsampler {model} or its weights"
+    )
+
+
+def missing_source(text: str) -> UsageError | WeightsNotFoundError:
+    """The error for ``text``, given as the upsampler, written as a path and naming nothing
+    there: a released upsampler's hub repo (``haiwen/loftup-dinov2s``) is said with the name
+    that loads it; anything else is a missing file or folder, with what may be given."""
+    by_repo = {c.repo_id: c.name for c in RELEASED.values()}
+    if text in by_repo:
+        return UsageError(
+            f"{text} is the hub repo of the released upsampler {by_repo[text]}: pass its name, "
+            f"{by_repo[text]}, which loads it from there (the Hugging Face cache, or a download)"
+        )
+    return WeightsNotFoundError(
+        f"no such file or folder: {text}; check the path, or pass a released name "
+        f"({', '.join(RELEASED)})"
     )
 
 

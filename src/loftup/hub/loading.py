@@ -12,7 +12,7 @@ from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
-from .checks import check_released_width, check_state, refuse_backbone
+from .checks import check_released_width, check_state, missing_source, refuse_backbone
 from .files import read_weights
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
@@ -161,7 +161,7 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         }
         refuse_backbone(text)
         if path_like and ALIASES.get(text, text) not in RELEASED:
-            raise WeightsNotFoundError(f"no such file or folder: {text}")
+            raise missing_source(text)
         released = ckpt = resolve_name(text)
         origin = ckpt.name
         file = released_file(ckpt.name)
