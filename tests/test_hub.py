@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 
 import numpy as np
@@ -1168,6 +1169,11 @@ def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
     lr, image = torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28)
     with torch.no_grad():
         want = model(lr, image)
+    # given as a file beside its config.json, the folder's config.json decides (edited here)
+    info = json.loads((folder / "config.json").read_text())
+    info["backbone"] = "dinov2_vitb14"
+    (folder / "config.json").write_text(json.dumps(info))
+    assert load_upsampler(folder / "model.safetensors").backbone == "dinov2_vitb14"
     (folder / "config.json").unlink()
     for source in (folder, folder / "model.safetensors"):
         loaded = load_upsampler(source)

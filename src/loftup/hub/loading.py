@@ -137,8 +137,12 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
     backbone = backbone_norm = released = fix = None
     config = None
     obj: dict = {}
-    if path.is_dir():
-        state, config, backbone, backbone_norm = _read_folder(path)
+    if path.is_dir() or (path.name == WEIGHTS_NAME and (path.parent / CONFIG_NAME).is_file()):
+        # a save_pretrained folder's weights given as a file: its config.json decides, as for
+        # the folder (the header's copy stands in where it is missing)
+        state, config, backbone, backbone_norm = _read_folder(
+            path if path.is_dir() else path.parent
+        )
         origin = str(path)
     elif path.is_file():
         origin = str(path)
