@@ -317,16 +317,17 @@ def test_train_takes_overrides_on_both_sides_of_its_options(capsys, tmp_path):
 def test_train_takes_the_data_and_out_folders_as_written(capsys, tmp_path, name):
     """--data and --out are paths, not YAML: a folder named 2024 or yes was refused as a
     number or a boolean, and --out 'runs #2' silently trained into runs (the rest a comment);
-    the shell has expanded them, so a $ or ~ left is the folder's own (a config file's expand)."""
+    the shell has expanded them, so a $ left is the folder's own (a config file's expand); a
+    leading ~ is the home folder, as the run reads every path."""
     argv = ["train", "--config", "stage1_cpu", "--data", name, "--out", name, "--print-config"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    written = name.replace("$", "$$").replace("~", "./~")
-    assert yaml.safe_load(printed)["data"]["root"] == written
-    # the printed config read back as a file holds the same folders ($ written $$, ~ as ./~)
+    used = Path(name).expanduser()  # the folder the run reads (and writes)
+    assert yaml.safe_load(printed)["data"]["root"] == str(used).replace("$", "$$")
+    # the printed config read back as a file holds the same folders ($ written $$)
     (tmp_path / "run.yaml").write_text(printed, encoding="utf-8")
     cfg = load_config(str(tmp_path / "run.yaml"))
-    assert Path(cfg.data.root) == Path(name) and Path(cfg.log.out_dir) == Path(name)
+    assert Path(cfg.data.root) == used and Path(cfg.log.out_dir) == used
 
 
 def test_a_stray_argument_is_still_unrecognized(capsys):

@@ -126,8 +126,48 @@ def test_a_runs_saved_config_reads_back_to_the_same_paths(tmp_path, monkeypatch)
     from loftup.train.monitor import write_run_record
 
     monkeypatch.setenv("x", "/elsewhere")
-    cfg = load_config("stage1_cpu", paths={"data.root": "~data/$x", "log.out_dir": "r$x"})
-    assert (cfg.data.root, cfg.log.out_dir) == ("~data/$x", "r$x")
+    cfg = load_config("stage1_cpu", paths={"data.root": "d~ata/$x", "log.out_dir": "r$x"})
+    assert (cfg.data.root, cfg.log.out_dir) == ("d~ata/$x", "r$x")
     write_run_record(tmp_path, cfg.to_dict(), 1)
     again = load_config(str(tmp_path / "config.yaml"))
-    assert Path(again.data.root) == Path("~data/$x") and again.log.out_dir == "r$x"
+    assert again.data.root == "d~ata/$x" and again.log.out_dir == "r$x"
+
+
+def test_a_saved_config_names_the_home_folder_the_run_used(tmp_path, monkeypatch):
+    """``--out '~/runs/x'`` (quoted, so the shell left the ~) trains into the home folder, as
+    every path of a run is read (``Path.expanduser``); --print-config and config.yaml wrote
+    ``./~/runs/x``, a folder of the current one to whoever reads it (pathlib reads it as
+    ``~/runs/x`` again). They name the folder the run uses, and read back to it."""
+    from loftup.train.monitor import write_run_record
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    cfg = load_config("stage1_cpu", paths={"data.root": "~/d$x", "log.out_dir": "~/runs/x"})
+    used = [Path(p).expanduser() for p in (cfg.data.root, cfg.log.out_dir)]
+    assert used == [home / "d$x", home / "runs" / "x"]
+    write_run_record(tmp_path, cfg.to_dict(), 1)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert (saved["data"]["root"], saved["log"]["out_dir"]) == (f"{home}/d$$x", f"{home}/runs/x")
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert [Path(p) for p in (again.data.root, again.log.out_dir)] == used
+
+
+@pytest.mark.parametrize("value", ["~loftup_no_such_user/runs", "~loftup_no_such_user"])
+def test_a_home_folder_of_no_user_is_refused_in_one_line(tmp_path, value):
+    """``~bob/runs`` where this machine has no user bob: the run's ``Path.expanduser`` raised
+    RuntimeError('Could not determine home directory.'), a traceback, whether the path came
+    from a config file, an override, a dict or --out."""
+    config = _config(tmp_path, f"log:\n  out_dir: {value}\n")
+    for load in (
+        lambda: load_config(config),
+        lambda: load_config(None, [f"data.cache_dir={value}"]),
+        lambda: load_config({"backbone_weights": value}),
+        lambda: load_config("stage1_cpu", paths={"data.root": value}),
+    ):
+        with pytest.raises(UsageError) as e:
+            load()
+        message = str(e.value)
+        assert "\n" not in message and f"({value!r}): ~loftup_no_such_user is no home folder" in (
+            message
+        )
+        assert "write the folder's path without it" in message

@@ -12,6 +12,7 @@ from ...errors import UsageError
 from ...featurizers import INPUT_NORMS
 from ...model_config import heads_dividing, integer_bounds
 from .loading import _coerce, _not_a_section
+from .paths import PATH_KEYS, check_home
 from .schema import FROM_BACKBONE, TrainConfig, default_config
 
 
@@ -145,6 +146,8 @@ def validate(cfg: TrainConfig) -> None:
             )
         if key in NOT_EMPTY and not value.strip():
             raise UsageError(f"config key {key} is empty; set it to {NOT_EMPTY[key]}")
+        if key in PATH_KEYS and isinstance(value, str):
+            check_home(key, value)  # read with Path.expanduser, which refuses ~nobody
         items = value if isinstance(value, list) else [value]
         for item in items:
             if item is None or isinstance(item, (bool, str)):

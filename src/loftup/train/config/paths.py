@@ -108,16 +108,31 @@ def expand_paths(data: dict, where: str, replaced: dict | None = None) -> dict:
 
 def as_written(config: dict) -> dict:
     """``config`` (:meth:`TrainConfig.to_dict`'s, its paths expanded) as a config file writes
-    it: each ``$`` of a path doubled and a leading ``~`` written ``./~``, so that a printed or
-    saved config read back as a file (``--config run/config.yaml``) gives the same paths, not an
-    expansion of a folder's own ``$`` or ``~``."""
+    it, naming the folders the run uses: each ``$`` of a path doubled, and a leading ``~`` (of
+    a path a dict or ``--data``/``--out`` gave as written) the home folder it stands for, as
+    the run reads it (``Path.expanduser``; :func:`check_home`). A printed or saved config read
+    back as a file (``--config run/config.yaml``) so gives the same folders, not an expansion
+    of a folder's own ``$`` (``./~/x`` was written for ``~/x``: no other folder, since ``Path``
+    drops the ``./``, but not the one the run used to whoever reads it)."""
     for key in PATH_KEYS:
         value = _get(config, key)
         if isinstance(value, str) and ("$" in value or value.startswith("~")):
-            written = value.replace("$", "$$")
-            written = f"./{written}" if written.startswith("~") else written
+            written = os.path.expanduser(value).replace("$", "$$")
             config = _with(config, key.split("."), written)
     return config
+
+
+def check_home(key: str, value: str) -> None:
+    """A UsageError where path ``value`` of config key ``key`` starts with ``~user`` of no user
+    of this machine: the run reads every path with ``Path.expanduser``, which raised a bare
+    RuntimeError at its start (nor does ``./~user`` name a folder of that name: ``Path`` drops
+    the ``./``)."""
+    head = value.partition("/")[0]
+    if head.startswith("~") and os.path.expanduser(head) == head:
+        raise UsageError(
+            f"config key {key} ({value!r}): {head} is no home folder (no user {head[1:]} on "
+            "this machine); write the folder's path without it, e.g. its absolute path"
+        )
 
 
 def _a_name(key: str, value: str) -> bool:
