@@ -545,13 +545,25 @@ def test_a_rank_that_hangs_ends_the_others_after_loftup_dist_timeout_in_one_line
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
-def test_a_bad_loftup_dist_timeout_is_refused_before_the_group_is_joined(value, monkeypatch):
+def test_a_bad_loftup_dist_timeout_is_refused_before_the_group_is_joined(
+    value, monkeypatch, tmp_path
+):
     from loftup.errors import UsageError
     from loftup.train.distributed import dist_timeout
+    from loftup.train.preflight import preflight
 
     monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", value)
     with pytest.raises(UsageError, match=f"LOFTUP_DIST_TIMEOUT={value} is not a number of sec"):
         dist_timeout()
+    # by the preflight, under torchrun (2 processes), before any process joins the group
+    data = write_sa1b(tmp_path / "sa1b", 4, size=28)
+    cfg = load_config("stage1_cpu", overrides(data, tmp_path / "run"))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match=f"LOFTUP_DIST_TIMEOUT={value} is not a number of sec"):
+        preflight(cfg)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process joins no group: the variable is unread
+    preflight(cfg)
     monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", " 90 ")
     assert dist_timeout() == 90
     monkeypatch.delenv("LOFTUP_DIST_TIMEOUT")
