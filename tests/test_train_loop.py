@@ -577,3 +577,36 @@ def test_a_diverging_run_whose_terminal_is_gone_still_says_why_it_stopped(
         monkeypatch.undo()
         with contextlib.suppress(OSError):
             terminal.close()
+
+
+def test_a_second_sigterm_after_the_last_step_does_not_cut_its_export_short(
+    sa1b, tmp_path, monkeypatch
+):
+    """SIGTERM during the last step, then the launcher's second SIGTERM (torchrun passes on
+    the one Slurm also sent to each process) once the steps have ended: the stop had begun, and
+    a later SIGTERM is to be ignored, but the second ended the run at once, without final/ or
+    summary.json (under torchrun the other processes then failed at the end's all-reduce)."""
+    import os
+    import signal
+
+    from loftup.errors import Terminated
+    from loftup.train import loop
+
+    def sigterm_at(name: str, at: int) -> None:
+        real, calls = getattr(loop, name), []
+
+        def spy(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(loop, name, spy)
+
+    sigterm_at("draw_step", 3)  # during the last of 3 steps
+    sigterm_at("mean_over_ranks", 4)  # the end's (after the 3 steps' own)
+    out = tmp_path / "run"
+    with pytest.raises(Terminated):
+        train(tiny(sa1b, out, 1, 3))
+    assert (out / "final" / "config.json").is_file()
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3

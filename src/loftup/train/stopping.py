@@ -66,7 +66,9 @@ class StopOnSignals:
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
             return
-        if self.stopped and signum != signal.SIGINT:  # the clean-up is not cut short
+        # the clean-up is not cut short, nor the end of a run whose stop was asked for during
+        # its last step (between the steps and finish_first: a launcher's second SIGTERM)
+        if (self.stopped or self.requested is not None) and signum != signal.SIGINT:
             return
         if signum == signal.SIGHUP and not self.in_steps:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
