@@ -153,7 +153,7 @@ def test_a_saved_config_names_the_home_folder_the_run_used(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("value", ["~loftup_no_such_user/runs", "~loftup_no_such_user"])
-def test_a_home_folder_of_no_user_is_refused_in_one_line(tmp_path, value):
+def test_a_home_folder_of_no_user_is_refused_in_one_line(tmp_path, monkeypatch, value):
     """``~bob/runs`` where this machine has no user bob: the run's ``Path.expanduser`` raised
     RuntimeError('Could not determine home directory.'), a traceback, whether the path came
     from a config file, an override, a dict or --out."""
@@ -171,3 +171,7 @@ def test_a_home_folder_of_no_user_is_refused_in_one_line(tmp_path, value):
             message
         )
         assert "write the folder's path without it" in message
+    monkeypatch.delenv("HOME")  # and this user has none either: ~ itself is no folder
+    monkeypatch.setattr("pwd.getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    with pytest.raises(UsageError, match=r"'~/runs'\): ~ is no home folder \(HOME is not set\)"):
+        load_config(None, ["log.out_dir=~/runs"])

@@ -129,9 +129,10 @@ def check_home(key: str, value: str) -> None:
     the ``./``)."""
     head = value.partition("/")[0]
     if head.startswith("~") and os.path.expanduser(head) == head:
+        why = f"no user {head[1:]} on this machine" if head != "~" else "HOME is not set"
         raise UsageError(
-            f"config key {key} ({value!r}): {head} is no home folder (no user {head[1:]} on "
-            "this machine); write the folder's path without it, e.g. its absolute path"
+            f"config key {key} ({value!r}): {head} is no home folder ({why}); write the "
+            "folder's path without it, e.g. its absolute path"
         )
 
 
