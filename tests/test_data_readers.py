@@ -622,6 +622,8 @@ def test_compressed_rle_runs_are_read_as_pycocotools_writes_them():
         assert compressed_runs(rle["counts"]).tolist() == _runs(mask), (t, h, w)
         for counts in (rle["counts"].decode(), _runs(mask)):
             assert np.array_equal(decode_rle({"size": [h, w], "counts": counts}), mask)
+    # the longest numbers read: 6 groups (256 written with 4 groups of leading zeros)
+    assert not decode_rle({"size": [16, 16], "counts": "PXPPP0"}).any()
 
 
 @pytest.mark.parametrize(
@@ -631,6 +633,9 @@ def test_compressed_rle_runs_are_read_as_pycocotools_writes_them():
         ("0Q", "its counts end inside a number (cut short)"),
         ("0~", "its counts hold '~', not a character of COCO's RLE strings"),
         ("0oooooooo0", "its counts hold a number of 9 groups, too large a run"),
+        # 7 groups: pycocotools shifts a negative one's sign by 35 bits in a 32-bit int, and
+        # reads it as another number; no mask of at most 2**28 pixels needs more than 6
+        ("0PPPPPP0", "its counts hold a number of 7 groups, too large a run (at most 6: a damaged"),
         ([0, 10], "its runs cover 10 pixels, not the 16x16 = 256"),
         ([0, -10, 266], "its counts hold a negative or too long run"),
         ([0, 10.0, 246], "its counts are not a list of whole numbers"),

@@ -16,12 +16,19 @@ import numpy as np
 #: The largest run pycocotools stores (a 32-bit unsigned count).
 MAX_RUN = 2**32 - 1
 
+#: The most 5-bit groups a number of a compressed string may have. pycocotools reads the
+#: groups into a 32-bit int: a 7th group's bits shift past it and the sign of a 7-group number
+#: is shifted by 35 (a 32-bit shift by 3 on x86), so a negative difference of 7 groups is read
+#: as another number. Six groups hold differences of up to 2**29 pixels either way, more than
+#: any mask read here needs (at most 2**28 pixels: sa1b.MAX_MASK_PIXELS), so more is damage.
+MAX_GROUPS = 6
+
 
 def compressed_runs(counts: bytes) -> np.ndarray:
     """The run lengths (int64) that the compressed COCO RLE string ``counts`` stands for, as
     pycocotools reads them; a ValueError says what is wrong with a string it would misread
-    (a character outside the alphabet, a string cut inside a number, a negative or too long
-    run)."""
+    (a character outside the alphabet, a string cut inside a number, a number of more than
+    :data:`MAX_GROUPS` groups, a negative or too long run)."""
     c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
     if c.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -33,8 +40,11 @@ def compressed_runs(counts: bytes) -> np.ndarray:
         raise ValueError("its counts end inside a number (cut short)")
     starts = np.concatenate([[0], ends[:-1] + 1])
     groups = ends - starts + 1
-    if groups.max() > 7:  # 35 bits: more than any run pycocotools stores
-        raise ValueError(f"its counts hold a number of {groups.max()} groups, too large a run")
+    if groups.max() > MAX_GROUPS:
+        raise ValueError(
+            f"its counts hold a number of {groups.max()} groups, too large a run (at most "
+            f"{MAX_GROUPS}: a damaged string)"
+        )
     place = np.arange(c.size) - np.repeat(starts, groups)
     x = np.add.reduceat((c & 0x1F) << (5 * place), starts)
     negative = (c[ends] & 0x10) != 0
