@@ -160,16 +160,45 @@ def test_training_reads_images_above_pillows_limit_when_data_max_image_pixels_sa
     assert Image.MAX_IMAGE_PIXELS == 200
 
 
-def test_missing_or_empty_folders_are_clear_errors(tmp_path):
+def test_missing_or_empty_folders_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(LoftUpError, match="does not exist") as e:
         MaskedImages(tmp_path / "missing", size=8)
     assert "VARIABLE" not in str(e.value)
-    # a $VAR given from Python is not expanded: the error says where it would be
-    with pytest.raises(LoftUpError, match=r"\$VARIABLE in it is expanded in a config file"):
+    # a $VAR given from Python, or quoted on the command line (--data '$DATA/sa1b'), is not
+    # expanded: the error says how to have it expanded in either, and where it is
+    hint = (
+        "; its $ was taken as written{}: on the command line, let the shell expand it (--data "
+        '"$DATA/x" or unquoted, not in single quotes); from Python, expand it first '
+        "(os.path.expandvars); a config file's data.root and a data.root= override expand $VAR "
+        "themselves"
+    )
+    monkeypatch.delenv("DATA", raising=False)
+    with pytest.raises(LoftUpError) as e:
         MaskedImages(f"{tmp_path}/${{DATA}}/sa1b", size=8)
+    assert str(e.value).endswith(hint.format(""))
+    (tmp_path / "d" / "sa1b").mkdir(parents=True)
+    monkeypatch.setenv("DATA", str(tmp_path / "d"))
+    with pytest.raises(LoftUpError) as e:
+        MaskedImages("$DATA/sa1b", size=8)
+    there = f" (expanded here it is {tmp_path / 'd' / 'sa1b'}, which exists)"
+    assert str(e.value) == (
+        "data folder $DATA/sa1b does not exist (pass --data /path/to/images, or data.root=)"
+        + hint.format(there)
+    )
+    # ~user of no user of this machine: one line naming the path (Path.expanduser raised a
+    # bare RuntimeError)
+    with pytest.raises(UsageError) as e:
+        MaskedImages("~no_such_user_loftup/sa1b", size=8)
+    assert str(e.value) == (
+        "data folder ~no_such_user_loftup/sa1b: ~no_such_user_loftup is no home folder (no user "
+        "no_such_user_loftup on this machine); give the folder's path without it, e.g. its "
+        "absolute path"
+    )
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(LoftUpError, match="no sa_N.jpg images with their sa_N.json"):
         MaskedImages(tmp_path, size=8, masks="sa1b")
+    with pytest.raises(UsageError, match=r"^mask cache ~no_such_user_loftup/c: ~no_such_user"):
+        MaskedImages(tmp_path, size=8, masks="superpixels", cache_dir="~no_such_user_loftup/c")
     ds = MaskedImages(
         tmp_path, size=8, masks="superpixels", cache_dir=tmp_path / "c", max_retries=2
     )

@@ -1,6 +1,7 @@
 """Dataset readers on tiny copies of each dataset's exact on-disk layout; the feature cache."""
 
 import pickle
+import re
 import tempfile
 
 import numpy as np
@@ -331,6 +332,23 @@ def test_readers_name_damaged_files_before_any_item_is_read(tmp_path):
     assert len(davis_sequences(tmp_path / "d", max_frames=2)) == 2  # listing only: no check
     with pytest.raises(DatasetError, match="bear has 2 frame"):
         davis_sequences(tmp_path / "d", max_frames=2, check=True)
+
+
+def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):
+    """`loftup eval davis --root '~nobody/x'` (no such user): Path.expanduser's bare
+    RuntimeError was a traceback, from the CLI's check of --root and from each reader."""
+    from loftup.errors import UsageError
+    from loftup.eval.datasets import check_root
+
+    root = "~no_such_user_loftup/davis"
+    why = re.escape(
+        "~no_such_user_loftup is no home folder (no user no_such_user_loftup on this machine)"
+    )
+    with pytest.raises(UsageError, match=rf"^--root {root}: {why}; give the folder's path"):
+        check_root("davis", "davis", root)
+    for read in (davis_sequences, lambda r: SegmentationSet("voc", r, "val", 28)):
+        with pytest.raises(UsageError, match=rf"^dataset root {root}: {why}"):
+            read(root)
 
 
 def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(

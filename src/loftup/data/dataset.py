@@ -23,6 +23,7 @@ from ..errors import LoftUpError, UsageError
 from ..io import max_image_pixels
 from .images import READ_ERRORS, list_images, load_square
 from .masks import MaskCache, pack, superpixel_masks
+from .paths import home_expanded
 from .sa1b import list_sa1b, read_sa1b_masks
 from .sam import SamMaskGenerator
 from .sampler import StepSampler, check_global_batch  # noqa: F401  (importable from here)
@@ -40,26 +41,35 @@ def data_folder(root: str | os.PathLike) -> Path:
         raise UsageError(
             "no data folder given: pass --data DIR or data.root=DIR, the folder of training images"
         )
-    root = Path(root).expanduser()
+    given, root = os.fspath(root), home_expanded(root, "data folder")
     if root.is_file():
         raise UsageError(
             f"data folder {root} is a file; data.root (--data) is the folder of training images "
             f"(searched recursively), e.g. {root.parent}"
         )
     if not root.is_dir():
-        variable = ""
-        if re.search(r"\$(\w|\{)", str(root)):  # expanded in a config's text, not from Python
-            variable = (
-                "; a $VARIABLE in it is expanded in a config file or a key=value override, not "
-                "in a path given from Python (expand it there: os.path.expandvars)"
-            )
         raise UsageError(
             f"data folder {root} does not exist (pass --data /path/to/images, or data.root=)"
-            f"{variable}"
+            f"{_variable_hint(given)}"
         )
     if (root / "world.json").is_file() and (root / "sa1b").is_dir():
         return root / "sa1b"
     return root
+
+
+def _variable_hint(given: str) -> str:
+    """For a missing data folder whose path holds a ``$VAR``: where such a variable is expanded
+    and where not (and the folder it would name, where that one exists), else ""."""
+    if not re.search(r"\$(\w|\{)", given):
+        return ""
+    expanded = Path(os.path.expanduser(os.path.expandvars(given)))  # never raises
+    there = f" (expanded here it is {expanded}, which exists)" if expanded.is_dir() else ""
+    return (
+        f"; its $ was taken as written{there}: on the command line, let the shell expand it "
+        '(--data "$DATA/x" or unquoted, not in single quotes); from Python, expand it first '
+        "(os.path.expandvars); a config file's data.root and a data.root= override expand "
+        "$VAR themselves"
+    )
 
 
 #: Archives a data folder may hold instead of images (SA-1B comes as sa_NNNNNN.tar shards).
@@ -166,7 +176,7 @@ class MaskedImages(torch.utils.data.Dataset):
                 settings["sam"] = str(sam_weights)
                 self._sam = SamMaskGenerator(sam_weights, device=sam_device)
             default = Path(os.environ.get("LOFTUP_CACHE") or "~/.cache/loftup") / "masks"  # "" too
-            self.cache = MaskCache(Path(cache_dir or default).expanduser(), settings)
+            self.cache = MaskCache(home_expanded(cache_dir or default, "mask cache"), settings)
             self.cache.check_writable()
         self._reading = None  # see track_reads
 

@@ -38,12 +38,11 @@ def resolve_sam(weights: str, *, downloading: bool = False):
     backbones are: offline, or with the hub out of reach (found out in seconds, not after
     transformers' minutes of retries), a WeightsNotFoundError names the missing file and how
     to provide it."""
-    from pathlib import Path
-
     from ..hub import hub_folder, looks_like_path
+    from .paths import home_expanded
 
     source = SAM_WEIGHTS.get(str(weights), str(weights))
-    path = Path(source).expanduser()
+    path = home_expanded(source, "SAM weights")
     layout = (
         f"a folder with {', '.join(' or '.join(group) for group in SAM_FILES)} (transformers' "
         f"save_pretrained)"

@@ -15,6 +15,7 @@ from .common import (
     FIX,
     DatasetError,
     check_label_mode,
+    home_expanded,
     limited,
     open_image,
     open_label,
@@ -150,7 +151,7 @@ def check_root(task: str, name: str, root: str | Path) -> None:
     """DatasetError naming ``--root`` when it is not a folder (missing, or a file), with the
     layout dataset ``name`` of ``task`` expects there: said as the mistyped path it is, not as
     the first file of the layout that is missing under it."""
-    path = Path(root).expanduser()
+    path = home_expanded(root, "--root")
     if path.is_dir():
         return
     what = "does not exist" if not path.exists() else "is a file, not a folder"

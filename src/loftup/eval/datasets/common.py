@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
 from ...errors import LoftUpError, one_line
 from ...io import IMAGE_READ_ERRORS
 

@@ -24,6 +24,7 @@ from .common import (
     FIX,
     DatasetError,
     check_label_mode,
+    home_expanded,
     limited,
     open_image,
     open_label,
@@ -94,7 +95,7 @@ def davis_sequences(
       max_frames: only the first ``max_frames`` frames of each (quick runs).
       check: :meth:`DavisSequence.check` each one (what a scored run needs), before any work.
     """
-    root = Path(root).expanduser()
+    root = home_expanded(root, "dataset root")
     if not (root / "JPEGImages").is_dir() and (root / "DAVIS" / "JPEGImages").is_dir():
         root = root / "DAVIS"
     names = limited(

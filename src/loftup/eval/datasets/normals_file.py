@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import one_line
-from .common import DatasetError, require
+from .common import DatasetError, home_expanded, require
 
 NORMALS_NAME = "all_normals.pklz"
 NORMALS_NPY = "all_normals.npy"
@@ -79,7 +79,7 @@ def nyu_normals_file(
     (``for_run``: ``cache_dir`` is this run's temporary folder, as the message says)."""
     from ...atomic import atomic_write
 
-    root = Path(root).expanduser()
+    root = home_expanded(root, "dataset root")
     if (root / NORMALS_NPY).exists():
         return root / NORMALS_NPY
     source = require(root / NORMALS_NAME, "NYUv2 surface normals", NORMALS_HINT)
@@ -88,9 +88,8 @@ def nyu_normals_file(
 
         cache_dir = default_cache_dir()
     st = source.stat()
-    target = (
-        Path(cache_dir).expanduser() / "nyuv2" / f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
-    )
+    name = f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
+    target = home_expanded(cache_dir, "cache folder") / "nyuv2" / name
     if target.exists():
         return target
     from tqdm.auto import tqdm
@@ -121,7 +120,7 @@ def normals_file_for_run(root: str | Path, cache_dir: str | Path | None):
     """:func:`nyu_normals_file` for one run: ``cache_dir`` None (``--no-cache``) converts the
     pickle into a temporary folder (under ``TMPDIR``) removed when the block ends, so that
     nothing is written to (or read from) a cache."""
-    root = Path(root).expanduser()
+    root = home_expanded(root, "dataset root")
     if cache_dir is not None or (root / NORMALS_NPY).exists():
         yield nyu_normals_file(root, cache_dir)
         return

@@ -32,7 +32,15 @@ import numpy as np
 import torch
 
 from ...errors import one_line
-from .common import FIX, DatasetError, limited, require, resize_short_crop, to_image_tensor
+from .common import (
+    FIX,
+    DatasetError,
+    home_expanded,
+    limited,
+    require,
+    resize_short_crop,
+    to_image_tensor,
+)
 from .normals_file import (
     NORMALS_HINT,
     NORMALS_NAME,
@@ -59,7 +67,7 @@ def nyu_indices(root: str | Path, split: str) -> list[int]:
     key = {"train": "trainNdxs", "test": "testNdxs", "val": "testNdxs"}.get(split)
     if key is None:
         raise DatasetError(f"nyuv2 has splits 'train' and 'test', not {split!r}")
-    path = require(Path(root).expanduser() / SPLITS_NAME, "NYUv2 splits", NYU_HINT)
+    path = require(home_expanded(root, "dataset root") / SPLITS_NAME, "NYUv2 splits", NYU_HINT)
     expected = "expected the official splits.mat with trainNdxs and testNdxs (1-based indices)"
     try:
         mat = loadmat(path, variable_names=[key])
@@ -94,7 +102,7 @@ class NYUv2Depth(torch.utils.data.Dataset):
         limit: int | None = None,
         backbone_size: int | None = None,
     ):
-        self.root = Path(root).expanduser()
+        self.root = home_expanded(root, "dataset root")
         self.mat = require(self.root / MAT_NAME, "NYUv2 labelled set", NYU_HINT)
         self.indices = limited(nyu_indices(self.root, split), limit)
         self.size = size

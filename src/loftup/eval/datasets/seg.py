@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import IGNORE, DatasetError, read_lines, require
+from .common import IGNORE, DatasetError, home_expanded, read_lines, require
 
 COCO_FINE_TO_COARSE = np.array(
     [
@@ -232,7 +232,7 @@ SEG_DATASETS: dict[str, SegDatasetSpec] = {
 def _check_not_another(name: str, root: str | Path) -> None:
     """DatasetError when ``root``, which lacks dataset ``name``'s layout, holds another
     dataset's: the fix is the dataset's name (``--dataset`` has a default), not the folder."""
-    path = Path(root).expanduser()
+    path = home_expanded(root, "dataset root")
     for other, spec in SEG_DATASETS.items():
         if other != name and (spec.find_root(path) / spec.marker).is_dir():
             raise DatasetError(
@@ -246,8 +246,9 @@ def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]
     spec = SEG_DATASETS[name]
     if split not in spec.splits:
         raise DatasetError(f"{name} has splits {sorted(spec.splits)}, not {split!r}")
-    base = spec.find_root(Path(root).expanduser())
-    if base == Path(root).expanduser() and not (base / spec.marker).is_dir():
+    given = home_expanded(root, "dataset root")
+    base = spec.find_root(given)
+    if base == given and not (base / spec.marker).is_dir():
         _check_not_another(name, root)  # no folder of its own there: another dataset's?
     pairs = spec.list_pairs(base, spec.splits[split])
     if not pairs:
