@@ -334,6 +334,28 @@ def test_readers_name_damaged_files_before_any_item_is_read(tmp_path):
         davis_sequences(tmp_path / "d", max_frames=2, check=True)
 
 
+def test_a_sequence_listed_twice_in_a_split_list_is_refused_naming_the_line(tmp_path):
+    """DAVIS's val.txt with a sequence twice: its per-object scores were written over by the
+    second pass and it was counted twice in the sequence and frame counts; a VOC list's twice
+    listed image counted twice in the mean."""
+    write_davis(tmp_path / "d", frames=3)
+    split = tmp_path / "d" / "ImageSets" / "2017" / "val.txt"
+    split.write_text("bear\ncar\n\n bear \n")
+    with pytest.raises(DatasetError) as e:
+        davis_sequences(tmp_path / "d")
+    assert str(e.value) == (
+        f"{split}: line 4 lists bear again (first on line 1); a DAVIS split names each item "
+        "once: delete line 4"
+    )
+    split.write_text("bear\ncar\n")
+    assert [s.name for s in davis_sequences(tmp_path / "d")] == ["bear", "car"]
+    write_voc(tmp_path / "v", n=2)
+    voc = next((tmp_path / "v").rglob("ImageSets/Segmentation/val.txt"))
+    voc.write_text(voc.read_text() + voc.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DatasetError, match=r"lists .* again \(first on line 1\); a VOC split list"):
+        SegmentationSet("voc", tmp_path / "v", "val", 28)
+
+
 def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):
     """`loftup eval davis --root '~nobody/x'` (no such user): Path.expanduser's bare
     RuntimeError was a traceback, from the CLI's check of --root and from each reader."""

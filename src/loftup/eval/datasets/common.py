@@ -31,9 +31,19 @@ def require(path: Path, what: str, hint: str) -> Path:
 
 
 def read_lines(path: Path, what: str, hint: str) -> list[str]:
-    """Non-empty stripped lines of a split list."""
+    """Non-empty stripped lines of a split list; a DatasetError naming both lines where one
+    is listed twice (its scores were counted twice in the means, or, per sequence of DAVIS,
+    written over by the second; the released lists hold none)."""
     text = require(path, what, hint).read_text()
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    first: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if name and first.setdefault(name, number) != number:
+            raise DatasetError(
+                f"{path}: line {number} lists {name} again (first on line {first[name]}); a "
+                f"{what} names each item once: delete line {number}"
+            )
+    return list(first)
 
 
 def limited(items: list, limit: int | None) -> list:
