@@ -138,22 +138,22 @@ def test_an_output_folder_that_cannot_be_made_is_named(capsys, tmp_path):
 
 
 SCENES = [
-    (["--count", "0"], ["count", "at least 1", "got 0"]),
-    (["--classes", "1"], ["classes", "between 2 and 12", "got 1"]),
-    (["--classes", "13"], ["classes", "between 2 and 12", "got 13"]),
-    (["--scale", "-1"], ["scale", "> 0", "-1"]),
-    (["--scale", "nan"], ["scale", "finite", "nan"]),
-    (["--scale", "0"], ["scale", "> 0"]),
-    (["--scale", "inf"], ["scale", "finite"]),
-    (["--texture-scale", "2", "1"], ["texture_scale", "MIN <= MAX", "got 2 1"]),
-    (["--texture-scale", "0", "0"], ["texture_scale", "0 < MIN", "got 0 0"]),
-    (["--texture-scale", "1", "nan"], ["texture_scale", "finite"]),
-    (["--texture-contrast", "0.3", "0.1"], ["texture_contrast", "MIN <= MAX", "0.3 0.1"]),
-    (["--texture-contrast", "0.1", "2"], ["texture_contrast", "<= 1"]),
-    (["--quality", "0"], ["quality", "between 1 and 100", "got 0"]),
-    (["--quality", "101"], ["quality", "between 1 and 100", "got 101"]),
-    (["--start", "-1"], ["start", ">= 0", "got -1"]),
-    (["--seed", "-1"], ["seed", ">= 0", "got -1"]),
+    (["--count", "0"], ["--count", "at least 1", "got 0"]),
+    (["--classes", "1"], ["--classes", "between 2 and 12", "got 1"]),
+    (["--classes", "13"], ["--classes", "between 2 and 12", "got 13"]),
+    (["--scale", "-1"], ["--scale", "> 0", "-1"]),
+    (["--scale", "nan"], ["--scale", "finite", "nan"]),
+    (["--scale", "0"], ["--scale", "> 0"]),
+    (["--scale", "inf"], ["--scale", "finite"]),
+    (["--texture-scale", "2", "1"], ["--texture-scale", "MIN <= MAX", "got 2 1"]),
+    (["--texture-scale", "0", "0"], ["--texture-scale", "0 < MIN", "got 0 0"]),
+    (["--texture-scale", "1", "nan"], ["--texture-scale", "finite"]),
+    (["--texture-contrast", "0.3", "0.1"], ["--texture-contrast", "MIN <= MAX", "0.3 0.1"]),
+    (["--texture-contrast", "0.1", "2"], ["--texture-contrast", "<= 1"]),
+    (["--quality", "0"], ["--quality", "between 1 and 100", "got 0"]),
+    (["--quality", "101"], ["--quality", "between 1 and 100", "got 101"]),
+    (["--start", "-1"], ["--start", ">= 0", "got -1"]),
+    (["--seed", "-1"], ["--seed", ">= 0", "got -1"]),
 ]
 
 

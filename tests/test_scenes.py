@@ -240,14 +240,47 @@ def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
     before = (out / "sa1b" / "sa_1.jpg").read_bytes()
     with pytest.raises(UsageError, match=r"holds another world \(seed 0 -> 3; count 4 -> 2\)"):
         write_scenes(out, cfg, 2, seed=3, progress=False)
-    with pytest.raises(UsageError, match="scene config differs"):
-        write_scenes(out, SceneConfig(height=16, width=16, num_classes=4), 4, progress=False)
+    # the values that differ, by name (the class names follow from num_classes: not said)
+    with pytest.raises(UsageError) as e:
+        other = SceneConfig(height=16, width=24, num_classes=4, noise=0.05)
+        write_scenes(out, other, 4, quality=90, progress=False)
+    assert f"{out} holds another world (quality 95 -> 90; size 16x16 -> 16x24; noise 0.02 -> " in (
+        str(e.value)
+    )
+    assert "0.05; num_classes 8 -> 4); choose another --out or delete it" in str(e.value)
     write_scenes(out, cfg, 4, progress=False)
     assert (out / "sa1b" / "sa_1.jpg").read_bytes() == before
     assert read_world(out).seed == 0 and len(read_world(out).names) == 4
     (out / "world.json").write_text("[]")  # not what write_scenes writes: refused, named
     with pytest.raises(UsageError, match=r"world.json cannot be read \(a JSON object was expe"):
         write_scenes(out, cfg, 4, progress=False)
+
+
+def test_world_scenes_errors_name_the_options_typed(tmp_path, capsys):
+    """`loftup world scenes` said `texture_contrast must be None or (MIN, MAX)` and `holds another
+    world (scene config differs)`: the config's names, not the options typed, nor which one."""
+    from loftup.cli import main
+
+    out = tmp_path / "w"
+    args = ["world", "scenes", "--out", str(out), "--count", "2", "--size", "16"]
+    assert main([*args, "--texture-contrast", "0.3", "0.1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --texture-contrast must be MIN MAX with 0 <= MIN <= MAX <= 1 (RGB distance), "
+        "got 0.3 0.1\n"
+    )
+    assert main([*args, "--texture-scale", "2", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --texture-scale must be MIN MAX with 0 <")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--classes", "4", "--quality", "90", "--size", "16x24"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} holds another world (--quality 95 -> 90; --size 16x16 -> 16x24; --classes "
+        "8 -> 4); choose another --out or delete it: its scenes would be left mixed in with the "
+        "new ones\n"
+    )
+    # from Python, by the config's names, and texture_contrast may be None
+    with pytest.raises(UsageError, match=r"^texture_contrast must be None or \(MIN, MAX\) with"):
+        SceneConfig(texture_contrast=(0.3, 0.1))
 
 
 def test_a_world_cut_short_is_gone_on_with_only_with_its_own_options(tmp_path, monkeypatch):

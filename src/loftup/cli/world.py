@@ -76,6 +76,20 @@ def add_world(sub) -> None:
     q.set_defaults(func=_cmd_world_probe)
 
 
+#: The options of ``world scenes`` by the names of the values they set, for its errors.
+SCENE_OPTIONS = {
+    "count": "--count",
+    "seed": "--seed",
+    "start": "--start",
+    "quality": "--quality",
+    "size": "--size",
+    "num_classes": "--classes",
+    "scale": "--scale",
+    "texture_scale": "--texture-scale",
+    "texture_contrast": "--texture-contrast",
+}
+
+
 def _cmd_world_scenes(args) -> int:
     from ..data.scene_files import write_scenes
     from ..data.scenes import SceneConfig
@@ -87,9 +101,16 @@ def _cmd_world_scenes(args) -> int:
         scale=args.scale,
         texture_scale=tuple(args.texture_scale),
         texture_contrast=tuple(args.texture_contrast),
+        said_as=SCENE_OPTIONS,
     )
     out = write_scenes(
-        args.out, config, args.count, seed=args.seed, start=args.start, quality=args.quality
+        args.out,
+        config,
+        args.count,
+        seed=args.seed,
+        start=args.start,
+        quality=args.quality,
+        said_as=SCENE_OPTIONS,
     )
     print(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
     return 0

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
-from .scenes import Scene, SceneConfig, generate_scene
+from .scenes import Scene, SceneConfig, generate_scene, said
 
 FORMAT = "loftup-scenes"
 FORMAT_VERSION = 1
@@ -100,21 +100,35 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 
 def check_scene_range(
-    count: int, *, seed: int = 0, start: int = 0, quality: int = JPEG_QUALITY
+    count: int,
+    *,
+    seed: int = 0,
+    start: int = 0,
+    quality: int = JPEG_QUALITY,
+    said_as: dict | None = None,
 ) -> None:
     """A :class:`loftup.errors.UsageError` (a ValueError) naming the first of ``count`` scenes,
-    world ``seed``, first index ``start`` and JPEG ``quality`` outside its range, so that a
-    caller can check them before any work (:func:`write_scenes` checks them first)."""
+    world ``seed``, first index ``start`` and JPEG ``quality`` outside its range (each by its
+    name, or as ``said_as`` calls it: a command line's option), so that a caller can check
+    them before any work (:func:`write_scenes` checks them first)."""
     from ..errors import UsageError, is_int
 
     if not is_int(count) or count < 1:
-        raise UsageError(f"count (number of scenes) must be at least 1, got {count}")
+        raise UsageError(
+            f"{said('count', said_as)} (number of scenes) must be at least 1, got {count}"
+        )
     if not is_int(seed) or seed < 0:
-        raise UsageError(f"seed must be an integer >= 0 (it seeds NumPy), got {seed}")
+        raise UsageError(
+            f"{said('seed', said_as)} must be an integer >= 0 (it seeds NumPy), got {seed}"
+        )
     if not is_int(start) or start < 0:
-        raise UsageError(f"start (index of the first scene) must be >= 0, got {start}")
+        raise UsageError(
+            f"{said('start', said_as)} (index of the first scene) must be >= 0, got {start}"
+        )
     if not is_int(quality) or not 1 <= quality <= 100:
-        raise UsageError(f"quality (JPEG) must be between 1 and 100, got {quality}")
+        raise UsageError(
+            f"{said('quality', said_as)} (JPEG) must be between 1 and 100, got {quality}"
+        )
 
 
 def write_scenes(
@@ -126,20 +140,22 @@ def write_scenes(
     start: int = 0,
     quality: int = JPEG_QUALITY,
     progress: bool = True,
+    said_as: dict | None = None,
 ) -> Path:
     """Write scenes ``start .. start + count - 1`` of the world ``(config, seed)`` to ``out``.
 
     Scene ``i`` becomes ``sa_{i + 1}`` (SA-1B numbers from 1). Every file is written atomically;
     ``world.json`` last, so a folder with a ``world.json`` is complete. Until then
     ``world.partial.json`` records the options, so that a run cut short is gone on with only
-    with the same ones.
+    with the same ones. ``said_as``: how errors call the arguments and the config's fields
+    (a command line's options, e.g. {"num_classes": "--classes"}), by default by their names.
     """
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_bytes, write_json
     from ..paths import check_folder_output
 
-    check_scene_range(count, seed=seed, start=start, quality=quality)
+    check_scene_range(count, seed=seed, start=start, quality=quality, said_as=said_as)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
     out = Path(out).expanduser()  # as check_folder_output read it
     info = {
@@ -152,7 +168,7 @@ def write_scenes(
         "classes": list(config.class_names),
         "config": config.to_dict(),
     }
-    _check_other_world(out, info)
+    _check_other_world(out, info, said_as)
     (out / "sa1b").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     if not (out / "world.json").exists():
@@ -175,11 +191,12 @@ def write_scenes(
 PARTIAL = "world.partial.json"
 
 
-def _check_other_world(out: Path, info: dict) -> None:
+def _check_other_world(out: Path, info: dict, said_as: dict | None = None) -> None:
     """A UsageError if ``out`` holds a world of other options, finished (``world.json``) or cut
     short (``world.partial.json``), or scenes of no recorded world: writing over it would leave
     its scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
-    describe them. The same world again is rewritten (the same bytes)."""
+    describe them; it names each value that differs (as ``said_as`` calls it). The same world
+    again is rewritten (the same bytes)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
 
@@ -195,13 +212,36 @@ def _check_other_world(out: Path, info: dict) -> None:
             )
         return
     new = json.loads(json.dumps(info))  # tuples as the file holds them, as lists
-    diff = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    diff = _differences(old, new, said_as)
     if diff:
-        what = "; ".join(d if not d.startswith("config") else "scene config differs" for d in diff)
         raise UsageError(
-            f"{out} holds another world ({what}); choose another --out or delete it: its scenes "
-            "would be left mixed in with the new ones"
+            f"{out} holds another world ({'; '.join(diff)}); choose another --out or delete it: "
+            "its scenes would be left mixed in with the new ones"
         )
+
+
+def _differences(old: dict, new: dict, said_as: dict | None) -> list[str]:
+    """What differs between the world ``old`` (a world.json's) and ``new``, each as "NAME OLD ->
+    NEW": the scene config's fields one by one (height and width as one size), the class
+    names only where the config does not differ (they follow from it)."""
+    names = {"jpeg_quality": "quality"}
+    diff = []
+    for key in new:
+        if old.get(key) == new[key] or key == "config" or key == "classes":
+            continue
+        diff.append(f"{said(names.get(key, key), said_as)} {old.get(key)!r} -> {new[key]!r}")
+    before, after = old.get("config"), new["config"]
+    if not isinstance(before, dict):
+        return [*diff, f"scene config {before!r} -> {after!r}"]
+    if (before.get("height"), before.get("width")) != (after["height"], after["width"]):
+        size = f"{before.get('height')}x{before.get('width')} -> {after['height']}x{after['width']}"
+        diff.append(f"{said('size', said_as)} {size}")
+    for key in sorted((set(before) | set(after)) - {"height", "width"}):
+        if before.get(key) != after.get(key):
+            diff.append(f"{said(key, said_as)} {before.get(key)!r} -> {after.get(key)!r}")
+    if not diff and old.get("classes") != new["classes"]:
+        diff.append(f"classes {old.get('classes')!r} -> {new['classes']!r}")
+    return diff
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import numpy as np
 
@@ -82,33 +82,38 @@ class SceneConfig:
     min_colour_distance: float = 0.35
     texture_contrast: tuple[float, float] | None = (0.12, 0.25)
     min_area: int = 16
+    #: not a field: how an error calls each field, e.g. {"num_classes": "--classes"} for a
+    #: command line's options (:func:`said`), by default by its name
+    said_as: InitVar[dict | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, said_as: dict | None = None) -> None:
         """Refuse values that would fail deep in NumPy or draw nonsense (``scale`` 0 paints NaN),
-        as a :class:`loftup.errors.UsageError` (a ValueError) naming the field and its range."""
+        as a :class:`loftup.errors.UsageError` (a ValueError) naming the field (or the option
+        that ``said_as`` names it by) and its range."""
         names = tuple(self.families) if self.families else tuple(FAMILIES)
         unknown = [n for n in names if n not in FAMILIES]
         if unknown:
             raise UsageError(f"unknown texture families {unknown}; known: {', '.join(FAMILIES)}")
         if not is_int(self.num_classes) or not 2 <= self.num_classes <= len(names):
             raise UsageError(
-                f"num_classes (texture families) must be between 2 and {len(names)}, got "
-                f"{self.num_classes}" + ("; pass more families to have more classes"
-                                          if self.families else "")
-            )  # fmt: skip
+                f"{said('num_classes', said_as)} (texture families) must be between 2 and "
+                f"{len(names)}, got {self.num_classes}"
+                + ("; pass more families to have more classes" if self.families else "")
+            )
         if not (is_int(self.height) and is_int(self.width) and min(self.height, self.width) >= 8):
             raise UsageError(f"scenes must be at least 8x8 pixels, got {self.height}x{self.width}")
         bounds = f"from {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}"
         if not _in_scale_range(self.scale):
             raise UsageError(
-                f"scale (pixel scale of textures and lines) must be a finite number > 0, "
-                f"got {self.scale}; it goes {bounds}"
+                f"{said('scale', said_as)} (pixel scale of textures and lines) must be a finite "
+                f"number > 0, got {self.scale}; it goes {bounds}"
             )
         lo, hi = self.texture_scale
         if not (_in_scale_range(lo) and _in_scale_range(hi) and lo <= hi):
             raise UsageError(
-                f"texture_scale must be (MIN, MAX) with 0 < MIN <= MAX (finite, {bounds}), got "
-                f"{lo:g} {hi:g}"
+                f"{said('texture_scale', said_as)} must be "
+                f"{_pair(said('texture_scale', said_as))} with 0 < MIN <= MAX (finite, {bounds}), "
+                f"got {lo:g} {hi:g}"
             )
         for name in ("blobs", "polygons", "thin", "radius", "thin_width", "period"):
             lo, hi = getattr(self, name)
@@ -124,9 +129,11 @@ class SceneConfig:
         if self.texture_contrast is not None:
             lo, hi = self.texture_contrast
             if not 0 <= lo <= hi <= 1:  # NaN fails too
+                name = said("texture_contrast", said_as)
+                pair = _pair(name) if name.startswith("--") else "None or (MIN, MAX)"
                 raise UsageError(
-                    f"texture_contrast must be None or (MIN, MAX) with 0 <= MIN <= MAX <= 1 "
-                    f"(RGB distance), got {lo:g} {hi:g}"
+                    f"{name} must be {pair} with 0 <= MIN <= MAX <= 1 (RGB distance), got "
+                    f"{lo:g} {hi:g}"
                 )
 
     @property
@@ -168,6 +175,17 @@ class Scene:
     def mask(self, k: int) -> np.ndarray:
         """(H, W) bool visible mask of painted region ``k``."""
         return self.instances == k
+
+
+def said(name: str, said_as: dict | None) -> str:
+    """How an error calls ``name``: as ``said_as`` (e.g. a command line's options) names it,
+    else by its own name."""
+    return (said_as or {}).get(name, name)
+
+
+def _pair(name: str) -> str:
+    """A (min, max) pair as ``name`` is given: ``MIN MAX`` after an option, else a tuple."""
+    return "MIN MAX" if name.startswith("--") else "(MIN, MAX)"
 
 
 def _log_uniform(rng, lo: float, hi: float) -> float:
