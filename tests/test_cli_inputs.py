@@ -168,10 +168,10 @@ def test_world_scenes_options_are_checked_before_a_file_is_written(flags, words,
 WORLD_OTHER = [
     (["world", "probe", "--count", "1"], ["count", "at least 2", "half"]),
     (["world", "probe", "--count", "0"], ["count", "at least 2"]),
-    (["world", "backbone", "--out", "OUT", "--steps", "0"], ["steps", ">= 1", "got 0"]),
-    (["world", "backbone", "--out", "OUT", "--batch-size", "0"], ["batch_size", ">= 1"]),
-    (["world", "backbone", "--out", "OUT", "--scenes", "0"], ["scenes", ">= 1"]),
-    (["world", "backbone", "--out", "OUT", "--seed", "-1"], ["seed", ">= 0"]),
+    (["world", "backbone", "--out", "OUT", "--steps", "0"], ["--steps", ">= 1", "got 0"]),
+    (["world", "backbone", "--out", "OUT", "--batch-size", "0"], ["--batch-size", ">= 1"]),
+    (["world", "backbone", "--out", "OUT", "--scenes", "0"], ["--scenes", ">= 1"]),
+    (["world", "backbone", "--out", "OUT", "--seed", "-1"], ["--seed", ">= 0"]),
     (["world", "backbone", "--out", "OUT", "--threads", "-1"], ["--threads", "at least 1"]),
 ]
 

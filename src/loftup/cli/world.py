@@ -123,7 +123,14 @@ def _cmd_world_backbone(args) -> int:
 
     check_threads(args.threads)
     recipe = BackboneRecipe(  # checks its values before anything is generated
-        steps=args.steps, batch_size=args.batch_size, scenes=args.scenes, seed=args.seed
+        steps=args.steps,
+        batch_size=args.batch_size,
+        scenes=args.scenes,
+        seed=args.seed,
+        said_as={
+            name: f"--{name.replace('_', '-')}"
+            for name in ("steps", "batch_size", "scenes", "seed")
+        },
     )
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,13 +26,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..data.scenes import SceneConfig
+from ..data.scenes import SceneConfig, said
 from ..errors import UsageError, is_int
 from ..featurizers.scenes_vit import SceneViT, SceneViTConfig, save_backbone
 from .probe import measure_backbone, scene_batch
@@ -68,13 +68,17 @@ class BackboneRecipe:
     appearance_cells: int = 2
     seed: int = 0
     eval_scenes: int = 64
+    #: not a field: how an error calls each field (e.g. {"batch_size": "--batch-size"})
+    said_as: InitVar[dict | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, said_as: dict | None = None) -> None:
         ints = {"steps": 1, "batch_size": 1, "scenes": 1, "warmup": 0, "seed": 0}
         for name, least in ints.items():
             value = getattr(self, name)
             if not is_int(value) or value < least:
-                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+                raise UsageError(
+                    f"{said(name, said_as)} must be an integer >= {least}, got {value!r}"
+                )
         if self.eval_scenes != 0 and not (
             isinstance(self.eval_scenes, int) and self.eval_scenes >= 2
         ):
