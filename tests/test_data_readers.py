@@ -206,6 +206,27 @@ def test_missing_or_empty_folders_are_clear_errors(tmp_path, monkeypatch):
         ds[0]
 
 
+@pytest.mark.parametrize(
+    "given, why",
+    [
+        ({"size": 0}, "size must be a whole number >= 1, got 0"),
+        ({"size": 16.5}, "size must be a whole number >= 1, got 16.5"),
+        ({"max_images": 0}, "max_images must be a whole number >= 1 or None (all), got 0"),
+        ({"max_images": -1}, "max_images must be a whole number >= 1 or None (all), got -1"),
+        ({"max_masks": -1}, "max_masks must be a whole number >= 1, got -1"),
+        ({"max_retries": True}, "max_retries must be a whole number >= 0, got True"),
+    ],
+)
+def test_masked_images_counts_out_of_range_are_named(tmp_path, given, why):
+    """size=0 made every image "unreadable", max_images=0 said the images had no JSON beside
+    them, and -1 (max_images, max_masks) dropped the last image or mask without a word."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    with pytest.raises(UsageError) as e:
+        MaskedImages(root, **{"size": 16, **given})
+    assert str(e.value) == f"MaskedImages: {why}"
+    assert len(MaskedImages(root, size=np.int64(16), max_images=np.int64(1))) == 1
+
+
 def test_superpixels_are_computed_once_and_read_from_the_cache(tmp_path):
     root = write_folder(tmp_path / "imgs", 2, size=32)
     cache = tmp_path / "cache"

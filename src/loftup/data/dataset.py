@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import numbers
 import os
 import re
 import time
@@ -102,6 +103,22 @@ def drawn_by_a_run(image: Path) -> bool:
     )
 
 
+def _check_counts(**counts) -> None:
+    """A UsageError naming the first of MaskedImages' counts that is not a whole number in its
+    range: before, ``size=0`` was every image "unreadable", ``max_images=0`` said the images
+    had no JSON beside them, and -1 (of max_images, max_masks) dropped the last one silently."""
+    least = {"size": 1, "max_masks": 1, "max_images": 1, "max_retries": 0}
+    for name, value in counts.items():
+        if name == "max_images" and value is None:
+            continue
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # np ints too
+        if not whole or value < least[name]:
+            also = " or None (all)" if name == "max_images" else ""
+            raise UsageError(
+                f"MaskedImages: {name} must be a whole number >= {least[name]}{also}, got {value!r}"
+            )
+
+
 class MaskedImages(torch.utils.data.Dataset):
     """Square images and their masks from an SA-1B folder or a plain image folder.
 
@@ -138,6 +155,9 @@ class MaskedImages(torch.utils.data.Dataset):
     ) -> None:
         if masks not in MASK_SOURCES:
             raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
+        _check_counts(
+            size=size, max_masks=max_masks, max_images=max_images, max_retries=max_retries
+        )
         root = data_folder(root)
         self.root, self.size, self.source, self.max_masks = root, size, masks, max_masks
         self.max_retries, self.max_image_pixels = max_retries, max_image_pixels
