@@ -256,6 +256,15 @@ def test_a_world_is_not_written_over_a_world_of_other_options(tmp_path):
         write_scenes(out, cfg, 4, progress=False)
 
 
+def test_a_world_is_read_back_from_the_path_it_was_written_to_with_a_tilde(tmp_path, monkeypatch):
+    """write_scenes("~/w") wrote into the home folder, and read_world("~/w") then said that
+    ~/w is no scene folder (it looked for ./~/w)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_scenes("~/w", SceneConfig(height=16, width=16), 2, progress=False)
+    world = read_world("~/w")
+    assert world.root == tmp_path / "w" and world.names == ["sa_1", "sa_2"]
+
+
 def test_world_scenes_errors_name_the_options_typed(tmp_path, capsys):
     """`loftup world scenes` said `texture_contrast must be None or (MIN, MAX)` and `holds another
     world (scene config differs)`: the config's names, not the options typed, nor which one."""

@@ -284,10 +284,12 @@ _WRITE_AGAIN = "delete the folder and write the world again (`loftup world scene
 
 
 def read_world(root: str | Path) -> World:
-    """Open a folder written by :func:`write_scenes` (checks that it is complete)."""
+    """Open a folder written by :func:`write_scenes` (checks that it is complete); a leading
+    ``~`` is the home folder, as :func:`write_scenes` reads its ``out``."""
     from ..atomic import read_json_object
+    from .paths import home_expanded
 
-    root = Path(root)
+    root = home_expanded(root, "world folder")
     path = root / "world.json"
     if not path.is_file():
         raise LoftUpError(
