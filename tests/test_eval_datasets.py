@@ -356,6 +356,15 @@ def test_a_sequence_listed_twice_in_a_split_list_is_refused_naming_the_line(tmp_
         SegmentationSet("voc", tmp_path / "v", "val", 28)
 
 
+def test_a_split_list_saved_by_notepad_is_read(tmp_path):
+    """A byte-order mark was read as part of the first name (DAVIS sequence \ufeffbear: "no
+    frames")."""
+    write_davis(tmp_path / "d", frames=3)
+    split = tmp_path / "d" / "ImageSets" / "2017" / "val.txt"
+    split.write_bytes("\ufeffbear\r\ncar\r\n".encode())
+    assert [s.name for s in davis_sequences(tmp_path / "d")] == ["bear", "car"]
+
+
 def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):
     """`loftup eval davis --root '~nobody/x'` (no such user): Path.expanduser's bare
     RuntimeError was a traceback, from the CLI's check of --root and from each reader."""

@@ -33,8 +33,10 @@ def require(path: Path, what: str, hint: str) -> Path:
 def read_lines(path: Path, what: str, hint: str) -> list[str]:
     """Non-empty stripped lines of a split list; a DatasetError naming both lines where one
     is listed twice (its scores were counted twice in the means, or, per sequence of DAVIS,
-    written over by the second; the released lists hold none)."""
-    text = require(path, what, hint).read_text()
+    written over by the second; the released lists hold none). Read as UTF-8 whatever the
+    locale, a byte-order mark (a list saved by Windows' Notepad) left out: it was read as part
+    of the first name, whose files were then "missing"."""
+    text = require(path, what, hint).read_text(encoding="utf-8-sig")
     first: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         name = line.strip()
