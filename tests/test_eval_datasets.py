@@ -363,6 +363,9 @@ def test_a_split_list_saved_by_notepad_is_read(tmp_path):
     split = tmp_path / "d" / "ImageSets" / "2017" / "val.txt"
     split.write_bytes("\ufeffbear\r\ncar\r\n".encode())
     assert [s.name for s in davis_sequences(tmp_path / "d")] == ["bear", "car"]
+    split.write_bytes(b"bear\n\xff\xfe\n")  # not text: one line naming the file
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(split))} is not a text DAVIS split"):
+        davis_sequences(tmp_path / "d")
 
 
 def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):

@@ -36,7 +36,11 @@ def read_lines(path: Path, what: str, hint: str) -> list[str]:
     written over by the second; the released lists hold none). Read as UTF-8 whatever the
     locale, a byte-order mark (a list saved by Windows' Notepad) left out: it was read as part
     of the first name, whose files were then "missing"."""
-    text = require(path, what, hint).read_text(encoding="utf-8-sig")
+    try:
+        text = require(path, what, hint).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        why = f"{e.reason} at byte {e.start}"
+        raise DatasetError(f"{path} is not a text {what} ({why}); {FIX}") from None
     first: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         name = line.strip()
