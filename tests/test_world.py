@@ -186,3 +186,17 @@ def test_a_probe_size_that_is_no_whole_number_of_patches_is_refused_before_the_s
         config = SceneConfig(height=size[0], width=size[1])
         with pytest.raises(UsageError, match=rf"{size[0]}x{size[1]} .* multiple of 8 .*, e.g. "):
             measure_backbone(model, config, count=2)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["world", "scenes", "--count", "1"], ["world", "backbone", "--steps", "1"], ["demo"]],
+)
+def test_world_out_under_a_home_of_no_user_is_one_line(command, capsys):
+    """`--out '~nobody/w'` (no such user) was Path.expanduser's bare RuntimeError traceback."""
+    assert main([*command, "--out", "~no_such_user_loftup/w"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --out ~no_such_user_loftup/w: ~no_such_user_loftup is no home folder (no user "
+        "no_such_user_loftup on this machine); give the folder's path without it, e.g. its "
+        "absolute path\n"
+    )

@@ -154,10 +154,11 @@ def write_scenes(
 
     from ..atomic import atomic_write_bytes, write_json
     from ..paths import check_folder_output
+    from .paths import home_expanded
 
     check_scene_range(count, seed=seed, start=start, quality=quality, said_as=said_as)
+    out = home_expanded(out, "--out")  # ~nobody: one line, not expanduser's RuntimeError
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
-    out = Path(out).expanduser()  # as check_folder_output read it
     info = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

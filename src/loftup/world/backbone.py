@@ -144,8 +144,10 @@ def train_backbone(
     """Train, measure and save the backbone to ``out`` (see the module note); returns metrics."""
     from tqdm.auto import tqdm
 
+    from ..data.paths import home_expanded
     from ..paths import check_folder_output
 
+    out = home_expanded(out, "--out")  # ~nobody: one line, not expanduser's RuntimeError
     check_folder_output(str(out), "--out")  # a file, under one, or unwritable: not after training
     if recipe.size % 8:  # checked when the recipe is made, and again after any change to it
         raise UsageError(f"size must be a multiple of the patch (8), e.g. 128; got {recipe.size}")
@@ -184,7 +186,6 @@ def train_backbone(
     t_train = time.perf_counter() - t0 - t_data
 
     model = model.cpu().eval()
-    out = Path(out).expanduser()  # as check_folder_output read it
     # config.json (read with the weights) and metrics.json go before the new weights come and
     # come back after them: a run cut short in between leaves a folder that load_backbone
     # refuses (no config.json), never new weights beside the last run's config or metrics

@@ -36,11 +36,13 @@ class DemoConfig:
         import math
         import os
 
+        from ..data.paths import home_expanded
         from ..errors import UsageError, is_int
 
         # "--out=~/x" reaches us unexpanded (the shell expands ~ only at a word's start):
-        # the folder checks expand it, so the demo must write there too, not to "./~/x"
-        self.out = os.path.expanduser(os.fspath(self.out))
+        # the folder checks expand it, so the demo must write there too, not to "./~/x";
+        # ~nobody (no such user) is one line, not Path.expanduser's RuntimeError in those checks
+        self.out = os.fspath(home_expanded(self.out, "--out"))
         if not is_int(self.size) or self.size < 8 or self.size % 8:
             raise UsageError(
                 f"--size must be a positive multiple of 8 (the backbone's patch), e.g. 64; got "
