@@ -571,3 +571,25 @@ def test_an_error_with_stderr_gone_still_exits_with_its_status(tmp_path, monkeyp
 
     monkeypatch.setattr(sys, "stderr", Gone())
     assert main(["upsample", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["upsample", "~loftup_no_such_user/a.png", "-o", "OUT"],
+        ["upsample", "IMAGES", "-o", "~loftup_no_such_user/out"],
+        ["bench", "--json", "~loftup_no_such_user/x.json"],
+    ],
+)
+def test_a_path_of_a_home_that_does_not_exist_is_one_line(argv, tmp_path, capsys):
+    """~user of no user of this machine: Path.expanduser's RuntimeError ended the command with
+    a traceback; the path is named."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    argv = [str(tmp_path / "a.png") if a == "IMAGES" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: path ~loftup_no_such_user/") and err.count("\n") == 1
+    assert "no user loftup_no_such_user on this machine" in err

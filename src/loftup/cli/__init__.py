@@ -168,11 +168,32 @@ def _main(args) -> int:
         if missing:
             _say(f"error: {missing}")
             return 2
+        homeless = _homeless_path(args, e)
+        if homeless:
+            _say(f"error: {homeless}")
+            return 2
         if not out_of_memory(e):
             raise
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")
         _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
         return 2
+
+
+def _homeless_path(args, e: BaseException) -> str | None:
+    """Where ``e`` is Path.expanduser's RuntimeError (a path of ``~user`` of no user of this
+    machine, or ``~`` with HOME unset): what to say of the first such argument; else None."""
+    from ..data.paths import home_expanded
+
+    if not (isinstance(e, RuntimeError) and "home directory" in str(e)):
+        return None
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                if isinstance(item, str) and item.startswith("~"):
+                    home_expanded(item, "path")
+            except LoftUpError as named:
+                return str(named)
+    return "a path's leading ~ names no home folder here (no such user, or HOME unset)"
 
 
 def _drop_stdout() -> None:
