@@ -1135,10 +1135,12 @@ def test_a_released_names_cached_file_of_bad_weights_says_to_fetch_it_again(
     assert "earlier checkpoint" not in msg and "or a released name" not in msg
 
 
-@pytest.mark.parametrize("damage", ["no-config", "cut-config"])
+@pytest.mark.parametrize("damage", ["no-config", "cut-config", "lfs-no-config", "cut-no-config"])
 def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tmp_path, damage):
     """A save_pretrained folder copied without (or with half of) its config.json was "has
-    model.safetensors but no config.json" or "is corrupt", with nothing to do about it."""
+    model.safetensors but no config.json" or "is corrupt", with nothing to do about it. Where
+    its weights are a Git LFS pointer or cut short too, that is said (their header, which may
+    hold the record, cannot be read), not the missing config.json."""
     from safetensors.torch import load_file, save_file
 
     folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
@@ -1147,11 +1149,21 @@ def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tm
         config.unlink()
         weights = folder / "model.safetensors"
         save_file(load_file(weights), weights, metadata={"format": "pt"})
-    else:
+    elif damage == "cut-config":
         config.write_bytes(config.read_bytes()[:30])
+    else:  # a clone without Git LFS, or a copy cut short, of a folder without config.json
+        config.unlink()
+        weights = folder / "model.safetensors"
+        lfs = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 17\n"
+        weights.write_bytes(lfs if damage == "lfs-no-config" else weights.read_bytes()[:100])
     with pytest.raises((CheckpointError, WeightsNotFoundError)) as e:
         load_upsampler(folder)
     msg = str(e.value)
+    if damage.endswith("-no-config") and damage != "no-config":
+        said = "is a Git LFS pointer (67 bytes" if damage == "lfs-no-config" else "is corrupt or"
+        assert msg.startswith(f"{folder / 'model.safetensors'} {said}"), msg
+        assert "config.json" not in msg and "\n" not in msg
+        return
     said = "but no config.json, which records" if damage == "no-config" else "is corrupt ("
     assert msg.startswith(str(folder)) and said in msg and "\n" not in msg
     assert msg.endswith("; write the folder again with save_pretrained (or loftup train)")

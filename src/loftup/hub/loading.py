@@ -255,6 +255,9 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         if not cfg_file.exists():  # it records what the weights do not say (the heads)
             recorded = _header_record(weights)
             if recorded is None:
+                # no record, or no readable header: a Git LFS pointer or a cut file is said as
+                # such (read_weights' error), not as a missing config.json
+                read_weights(weights)
                 raise WeightsNotFoundError(
                     f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the "
                     f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
