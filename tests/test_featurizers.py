@@ -929,3 +929,81 @@ def test_the_exported_registry_lists_every_backbone_before_any_lookup():
     assert done.returncode == 0, done.stderr[-2000:]
     n, dinov2, siglip2, transformers = done.stdout.split()
     assert int(n) >= 13 and dinov2 == siglip2 == "True" and transformers == "False"
+
+
+def _sharded_bin(folder):
+    """``folder`` written by save_pretrained again as pytorch_model.bin shards (three) listed by
+    pytorch_model.bin.index.json, as a hub repo uploaded before safetensors holds them."""
+    from safetensors.torch import load_file
+
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    keys = sorted(state)
+    groups = [keys[i::3] for i in range(3)]
+    weight_map = {}
+    for i, group in enumerate(groups, 1):
+        shard = f"pytorch_model-0000{i}-of-00003.bin"
+        torch.save({k: state[k] for k in group}, folder / shard)
+        weight_map.update(dict.fromkeys(group, shard))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    return sorted(folder.glob("pytorch_model-*.bin"))
+
+
+def test_a_sharded_bin_folder_with_a_shard_cut_or_missing_names_that_shard(tmp_path):
+    """Sharded pytorch_model.bin (pytorch_model.bin.index.json): a missing shard was
+    transformers' traceback, and a cut one was not named; both are said as for safetensors
+    shards, naming the shard and the index."""
+    import shutil
+
+    folder = tmp_path / "sharded"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    shards = _sharded_bin(folder)
+    assert get_featurizer("dinov2_tiny", weights=folder).dim == 32
+    gone = shutil.copytree(folder, tmp_path / "gone")
+    (gone / shards[1].name).unlink()
+    said = (
+        f"{gone} lacks {shards[1].name}, one of the weight files its "
+        "pytorch_model.bin.index.json names (1 of 3 missing: a copy cut short?); copy them "
+        "all, or write the folder again with save_pretrained"
+    )
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_tiny", weights=gone)
+    assert str(e.value) == said
+    cut = shutil.copytree(folder, tmp_path / "cut") / shards[2].name
+    cut.write_bytes(cut.read_bytes()[:3000])
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=cut.parent)
+    assert str(e.value).startswith(f"{cut} is corrupt or truncated and cannot be read"), e.value
+    lfs = shutil.copytree(folder, tmp_path / "lfs") / shards[0].name
+    lfs.write_bytes(LFS_POINTER)
+    with pytest.raises(CheckpointError, match="is a Git LFS pointer"):
+        get_featurizer("dinov2_tiny", weights=lfs.parent)
+
+
+def test_a_failed_read_of_weights_that_are_there_is_not_called_missing(tmp_path, monkeypatch):
+    """An OSError while transformers loads a folder whose pytorch_model.bin is whole (a read
+    error of the disk, say) said the folder "needs model.safetensors (or pytorch_model.bin)",
+    which it has, after reading the file whole once more: now the error is given as it is."""
+    from transformers import Dinov2Model
+
+    folder = tmp_path / "dino"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    from safetensors.torch import load_file
+
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+
+    def fails(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Dinov2Model, "from_pretrained", fails)
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=folder)
+    assert str(e.value) == (
+        f"cannot load backbone dinov2_tiny from {folder} ([Errno 5] Input/output error); "
+        "write the folder again with save_pretrained"
+    )
+    assert loads == []  # the file, which transformers did not say was bad, was not read

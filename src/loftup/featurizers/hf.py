@@ -79,14 +79,21 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
 
     from safetensors import SafetensorError
 
-    from .hf_files import check_after_load, check_before_load, damaged_file, missing_fix
+    from ..hub.files import check_torch_file
+    from .hf_files import (
+        check_after_load,
+        check_before_load,
+        damaged_file,
+        missing_fix,
+        weight_files,
+    )
 
     check_before_load(folder, name)
-    pickled = _pickled_weights(folder)
-    if pickled is not None:  # a zip archive's checksums, which torch.load does not check
-        from ..hub.files import check_torch_file
-
-        check_torch_file(pickled, fix=where_from(name, pickled))
+    # the torch pickles transformers reads (pytorch_model.bin or its shards): a zip archive's
+    # checksums, which torch.load does not check
+    pickled = [p for p in weight_files(folder) if p.suffix == ".bin"]
+    for path in pickled:
+        check_torch_file(path, fix=where_from(name, path))
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -105,11 +112,15 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             dtype=torch.float32,
         )
     except OSError as e:
-        if pickled is not None:  # a cut zip archive: torch.load's own error names no file
-            from ..hub.files import torch_load
-
-            torch_load(pickled, fix=where_from(name, pickled))  # a CheckpointError naming it
         first = (str(e).splitlines() or [""])[0][:300]
+        # a cut zip archive (transformers' mmap: "[Errno 22] Invalid argument", naming no
+        # file), or a pickle transformers 4 could not read (its OSError names the file)
+        _name_damaged_pickle([p for p in pickled if str(p) in str(e) or _cut_zip(p)], name)
+        files = weight_files(folder)
+        if files:  # the weights are there: what failed is said, not that they are missing
+            raise CheckpointError(
+                f"cannot load backbone {name} from {folder} ({first}); {where_from(name, files[0])}"
+            ) from None
         raise WeightsNotFoundError(
             f"cannot load backbone {name} from {folder} ({first}); it needs {WEIGHTS_FILE} (or "
             f"pytorch_model.bin) beside {CONFIG_FILE}: {where_from(name)}"
@@ -121,10 +132,8 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{where_from(name, bad)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
-        if pickled is not None:  # torch.load's own text suggests weights_only=False: ours
-            from ..hub.files import torch_load
-
-            torch_load(pickled, fix=where_from(name, pickled))  # a CheckpointError naming the file
+        # torch.load's own text suggests weights_only=False: ours names the file
+        _name_damaged_pickle(pickled, name)
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
         ) from None
@@ -152,13 +161,29 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     return model
 
 
-def _pickled_weights(folder: Path) -> Path | None:
-    """The torch pickle transformers reads from ``folder`` (pytorch_model.bin where there is no
-    safetensors file), or None."""
-    if any(folder.glob("*.safetensors")) or any(folder.glob("model.safetensors.index.json")):
-        return None
-    path = folder / "pytorch_model.bin"
-    return path if path.is_file() else None
+def _name_damaged_pickle(pickled: list[Path], name: str) -> None:
+    """The CheckpointError :func:`loftup.hub.files.torch_load` raises for the first of the
+    torch pickles ``pickled`` that it cannot read (cut, corrupt, or holding code), naming it;
+    nothing where all are read. Each is read whole: given only where a load failed."""
+    from ..hub.files import torch_load
+
+    for path in pickled:
+        torch_load(path, fix=where_from(name, path))
+
+
+def _cut_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (torch.save's) without its end, as a copy cut short
+    leaves it; read without its members."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return False
+    try:
+        zipfile.ZipFile(path).close()
+    except (zipfile.BadZipFile, OSError):
+        return True
+    return False
 
 
 class HFFeaturizer(Featurizer):

@@ -24,27 +24,42 @@ from .hf_weights import WEIGHTS_FILE, read_config, where_from
 
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
+PICKLE_INDEX_FILE = "pytorch_model.bin.index.json"
+
+
+def index_file(folder: Path) -> Path | None:
+    """The shard index transformers reads from ``folder`` (model.safetensors.index.json, or
+    pytorch_model.bin.index.json where there is no safetensors and no pytorch_model.bin), or
+    None where it reads a single file or finds none."""
+    if (folder / WEIGHTS_FILE).is_file():
+        return None
+    if (folder / INDEX_FILE).is_file():
+        return folder / INDEX_FILE
+    if not (folder / PICKLE_FILE).is_file() and (folder / PICKLE_INDEX_FILE).is_file():
+        return folder / PICKLE_INDEX_FILE
+    return None
 
 
 def weight_files(folder: Path) -> list[Path]:
     """The weight files transformers reads from ``folder`` that are there: model.safetensors,
-    the shards that model.safetensors.index.json names, or pytorch_model.bin (where there is no
-    safetensors)."""
+    the shards that model.safetensors.index.json names, pytorch_model.bin (where there is no
+    safetensors), or the shards that pytorch_model.bin.index.json names, in that order."""
     if (folder / WEIGHTS_FILE).is_file():
         return [folder / WEIGHTS_FILE]
-    if (folder / INDEX_FILE).is_file():
-        return [p for p in _shards(folder) if p.is_file()]
+    index = index_file(folder)
+    if index is not None:
+        return [p for p in shards(index) if p.is_file()]
     return [folder / PICKLE_FILE] if (folder / PICKLE_FILE).is_file() else []
 
 
-def _shards(folder: Path) -> list[Path]:
-    """The shards model.safetensors.index.json names (none where it cannot be read:
-    transformers' own error names the index)."""
+def shards(index: Path) -> list[Path]:
+    """The shards a shard index names (none where it cannot be read: transformers' own error
+    names the index)."""
     try:
-        shards = set(json.loads((folder / INDEX_FILE).read_text())["weight_map"].values())
+        names = set(json.loads(index.read_text())["weight_map"].values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []
-    return [folder / s for s in sorted(shards) if isinstance(s, str)]
+    return [index.parent / s for s in sorted(names) if isinstance(s, str)]
 
 
 def damaged_file(folder: Path) -> Path:
@@ -67,12 +82,14 @@ def check_before_load(folder: Path, name: str) -> None:
             f"bfloat16): pass the folder of the model it was quantized from, or "
             f"{where_from(name)}"
         )
-    if not (folder / WEIGHTS_FILE).is_file() and (folder / INDEX_FILE).is_file():
-        missing = [p.name for p in _shards(folder) if not p.is_file()]
+    index = index_file(folder)
+    if index is not None:
+        named = shards(index)
+        missing = [p.name for p in named if not p.is_file()]
         if missing:
             raise WeightsNotFoundError(
-                f"{folder} lacks {missing[0]}, one of the weight files its {INDEX_FILE} names "
-                f"({len(missing)} of {len(_shards(folder))} missing: a copy cut short?); copy "
+                f"{folder} lacks {missing[0]}, one of the weight files its {index.name} names "
+                f"({len(missing)} of {len(named)} missing: a copy cut short?); copy "
                 f"them all, or {where_from(name)}"
             )
     for path in weight_files(folder):
