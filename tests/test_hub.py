@@ -485,6 +485,56 @@ def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(tmp_path, local_h
     assert res.stdout.strip() == "(1, 24, 4, 4)"
 
 
+def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
+    tmp_path, local_hub, monkeypatch
+):
+    """A large model's repo holds its weights in shards (model.safetensors.index.json, or
+    pytorch_model.bin.index.json from before safetensors) and no single weights file: such a
+    repo of the user's own could not be fetched (`loftup download ORG/NAME` took it for SAM's,
+    asking for a preprocessor_config.json, and fetched single files only), nor found in the
+    cache offline after a snapshot_download."""
+    from huggingface_hub import constants
+    from safetensors.torch import load_file
+
+    from loftup.downloads import download_names
+    from loftup.featurizers import get_featurizer
+
+    model = get_featurizer("dinov2_tiny").model
+    model.save_pretrained(tmp_path / "st", max_shard_size="50KB")
+    files = {("someone/dino-st", p.name): p.read_bytes() for p in (tmp_path / "st").iterdir()}
+    assert ("someone/dino-st", "model.safetensors.index.json") in files and len(files) > 3
+    state = {k: v for p in (tmp_path / "st").glob("*.safetensors") for k, v in load_file(p).items()}
+    weight_map = {k: f"pytorch_model-0000{i % 2 + 1}-of-00002.bin" for i, k in enumerate(state)}
+    for shard in set(weight_map.values()):
+        torch.save({k: state[k] for k, s in weight_map.items() if s == shard}, tmp_path / shard)
+        files["someone/dino-bin", shard] = (tmp_path / shard).read_bytes()
+    files["someone/dino-bin", "pytorch_model.bin.index.json"] = json.dumps(
+        {"metadata": {}, "weight_map": weight_map}
+    ).encode()
+    files["someone/dino-bin", "config.json"] = files["someone/dino-st", "config.json"]
+    # a SAM repo of one's own is still fetched as SAM's (its processor's settings too)
+    sam = {"config.json": b'{"model_type": "sam"}', "preprocessor_config.json": b"{}"}
+    sam["model.safetensors"] = next(d for (_, n), d in files.items() if n.startswith("model-"))
+    files.update({("someone/sam", n): data for n, data in sam.items()})
+    endpoint = local_hub(files)
+    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)  # read at import: HF_ENDPOINT's
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repos = ["someone/dino-st", "someone/dino-bin"]
+    got = dict(download_names([*repos, "someone/sam"]))
+    assert list(got) == [*repos, "someone/sam"]
+    assert sorted(p.name for p in got["someone/sam"].iterdir()) == sorted(sam)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    x = torch.linspace(-1, 1, 3 * 28 * 28).reshape(1, 3, 28, 28)
+    with torch.no_grad():
+        want = get_featurizer("dinov2_tiny")(x)
+        for repo in repos:
+            assert torch.equal(get_featurizer("dinov2_tiny", weights=repo)(x), want)
+
+
 def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):
     """DINOv3's repos are gated: without access the hub answers 401 GatedRepo, whose text is
     only "401 Client Error."; the line says where to accept the terms and how to log in, and

@@ -14,7 +14,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     Arguments:
       names: released upsampler names (or their aliases), backbone names, the hub ids of
         either (``facebook/dinov2-small`` is ``dinov2_vits14``), SAM weights (``sam_vit_base``,
-        ... or a hub id ``ORG/NAME``), or ``["all"]`` for every released upsampler.
+        ...), another hub id ``ORG/NAME`` (a backbone's weights of the user's own, or SAM's:
+        its config.json says which), or ``["all"]`` for every released upsampler.
       backbones: also fetch each released upsampler's backbone (yielded after it).
 
     A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
@@ -35,8 +36,11 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
                 "asked for); download takes released upsamplers, backbones and SAM hub ids ORG/NAME"
             )
-        if name in SAM_WEIGHTS or "/" in name:  # SAM, for training's data.masks=sam
+        if name in SAM_WEIGHTS or name in SAM_WEIGHTS.values():  # training's data.masks=sam
             yield name, resolve_sam(name, downloading=True)
+            continue
+        if "/" in name:  # another hub id: a backbone's of the user's own, or SAM's
+            yield name, _hub_repo(name)
             continue
         try:
             resolve(name)
@@ -54,3 +58,29 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 continue
             name = ckpt.backbone
         yield name, hf.download(name)
+
+
+def _hub_repo(repo: str) -> Path:
+    """Fill the Hugging Face cache with hub repo ``repo``, read by its config.json's model_type:
+    SAM's files (with its processor's settings), or a backbone's (config.json and its weights:
+    one file, or the index of its shards and each shard); returns the folder."""
+    import json
+
+    from .data.sam import resolve_sam
+    from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
+    from .hub import hub_file, hub_folder
+
+    kw = {
+        "what": f"hub repo {repo}",
+        "local_hint": "a folder in the Hugging Face layout (get_featurizer(name, "
+        "weights='/path/to/folder'), --backbone-weights /path/to/folder)",
+        "download_name": repo,
+        "downloading": True,
+    }
+    try:
+        kind = json.loads(hub_file(repo, CONFIG_FILE, **kw).read_text()).get("model_type")
+    except (ValueError, AttributeError):  # not JSON, or not an object: fetched again below
+        kind = None
+    if kind == "sam":
+        return resolve_sam(repo, downloading=True)
+    return hub_folder(repo, HUB_FILES, **kw)

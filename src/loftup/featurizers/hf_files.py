@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
-from ..hub.files import check_not_lfs_pointer
+from ..hub.files import check_not_lfs_pointer, shard_names
 from .hf_weights import WEIGHTS_FILE, read_config, where_from
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -55,11 +55,7 @@ def weight_files(folder: Path) -> list[Path]:
 def shards(index: Path) -> list[Path]:
     """The shards a shard index names (none where it cannot be read: transformers' own error
     names the index)."""
-    try:
-        names = set(json.loads(index.read_text())["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
-    return [index.parent / s for s in sorted(names) if isinstance(s, str)]
+    return [index.parent / n for n in shard_names(index)]
 
 
 def damaged_file(folder: Path) -> Path:

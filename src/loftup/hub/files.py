@@ -158,3 +158,25 @@ def _check_zip(path: Path, name: str, fix: str) -> None:
             f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
             f"(damaged bytes); {fix}"
         )
+
+
+#: How a shard index is named: the weights file it stands for, then this (transformers'
+#: ``model.safetensors.index.json``, ``pytorch_model.bin.index.json``)
+INDEX_SUFFIX = ".index.json"
+
+
+def shard_names(index: str | os.PathLike) -> list[str]:
+    """The shard files a shard index names (its ``weight_map``'s values, each once, sorted),
+    relative to its folder; none where it cannot be read (the load that reads it names it) and
+    none that would lie outside that folder."""
+    import json
+
+    try:
+        names = set(json.loads(Path(index).read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return sorted(
+        n
+        for n in names
+        if isinstance(n, str) and n and not n.startswith(("/", "\\")) and ".." not in Path(n).parts
+    )

@@ -215,12 +215,25 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
     (alternative names of a file, the first that the repo has; a plain name is a group of one),
     each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
-    be had, the error is the first name's, naming the other groups not cached either."""
+    be had, the error is the first name's, naming the other groups not cached either.
+
+    A weights file (``.safetensors``, ``.bin``) may be stored in shards, as transformers'
+    save_pretrained splits a large model: where the repo has none of a group's names, the
+    index of each (``model.safetensors.index.json``...) stands in for it, and the shards that
+    index names are fetched too."""
     from huggingface_hub import try_to_load_from_cache
 
+    from .files import INDEX_SUFFIX, shard_names
+
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
+    indexes = {
+        g: tuple(n + INDEX_SUFFIX for n in g if n.endswith((".safetensors", ".bin")))
+        for g in groups
+    }
     uncached = [
-        g for g in groups if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in g)
+        g
+        for g in groups
+        if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in g + indexes[g])
     ]
     found = []
     for group in groups:
@@ -229,7 +242,7 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
         try:
             found.append(hub_file(repo_id, first, also=also, **kw))
         except WeightsNotFoundError as e:  # the repo may hold the file under another name
-            for other in others:
+            for other in (*others, *indexes[group]):
                 try:
                     found.append(hub_file(repo_id, other, **kw))
                     break
@@ -237,6 +250,10 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
                     continue
             else:
                 raise e from None
+    for path in found:
+        if path.name.endswith(INDEX_SUFFIX):
+            for shard in shard_names(path):
+                hub_file(repo_id, shard, **kw)
     return found[0].parent
 
 
