@@ -901,7 +901,9 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
 
 def test_offline_weights_from_another_repo_say_how_to_fetch_that_repo(monkeypatch):
     """Offline, weights="facebook/dinov2-base" for dinov2_vits14 said "Run `loftup download
-    dinov2_vits14`", which fetches facebook/dinov2-small, not the repo asked for."""
+    dinov2_vits14`", which fetches facebook/dinov2-small, not the repo asked for; then a
+    snapshot_download of the whole repo (every format of its weights), where `loftup download
+    ORG/NAME` fetches what is loaded."""
     from loftup.errors import WeightsNotFoundError
     from loftup.featurizers.hf import resolve_weights
 
@@ -910,7 +912,8 @@ def test_offline_weights_from_another_repo_say_how_to_fetch_that_repo(monkeypatc
     with pytest.raises(WeightsNotFoundError) as e:
         resolve_weights("someone/dinov2-tuned", default, "dinov2_vits14")
     msg = str(e.value)
-    assert "snapshot_download('someone/dinov2-tuned')" in msg and "loftup download" not in msg
+    assert "Run `loftup download someone/dinov2-tuned` on a machine with network" in msg
+    assert "loftup download dinov2_vits14" not in msg and "snapshot_download" not in msg
     with pytest.raises(WeightsNotFoundError, match="Run `loftup download dinov2_vits14`"):
         resolve_weights(None, "someone/not-cached", "dinov2_vits14")
 

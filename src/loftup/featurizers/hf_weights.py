@@ -69,11 +69,10 @@ def resolve_weights(
     kw = {"what": what, "local_hint": hint, "download_name": name, "downloading": downloading}
     spec = FEATURIZERS.get(name)
     kw["gated"] = source == default and spec is not None and spec.gated
-    if source != default:  # `loftup download NAME` fetches the default repo, not this one
-        kw["fetch"] = (
-            f'python -c "from huggingface_hub import snapshot_download; '
-            f"snapshot_download('{source}')\""
-        )
+    if source != default:  # `loftup download NAME` fetches the default repo, not this one;
+        # the repo's own id fetches its config and weights (a snapshot_download, the whole repo:
+        # its weights in every format it holds)
+        kw["fetch"] = f"loftup download {source}"
     return hub_folder(source, HUB_FILES, **kw)
 
 
