@@ -809,6 +809,13 @@ def test_a_sharded_folder_with_a_shard_cut_or_missing_names_that_shard(tmp_path)
         f"model.safetensors.index.json names (1 of {len(shards)} missing: a copy cut short?); "
         "copy them all, or write the folder again with save_pretrained"
     )
+    # an index that is not JSON, or lacks its weight_map, was "check its config.json"
+    index = gone / "model.safetensors.index.json"
+    for text, said in (("{not json", "is corrupt (Expecting"), ("{}", 'has no "weight_map"')):
+        index.write_text(text)
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer("dinov2_tiny", weights=gone)
+        assert str(e.value).startswith(f"{index} {said}") and "config.json" not in str(e.value)
 
 
 def test_a_folder_of_another_backbone_size_is_refused(tmp_path):

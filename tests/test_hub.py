@@ -1219,6 +1219,17 @@ def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tm
     assert msg.endswith("; write the folder again with save_pretrained (or loftup train)")
 
 
+def test_a_folder_where_the_weights_file_should_be_is_named(tmp_path):
+    """A folder named model.safetensors (a copy gone wrong) in a save_pretrained folder was a
+    bare IsADirectoryError."""
+    folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").mkdir()
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler(folder)
+    assert str(e.value).startswith(f"{folder / 'model.safetensors'} is a folder, not a weights")
+
+
 def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
     """The heads and the backbone are in config.json, not in the weights' shapes: the
     model.safetensors of a 2-head upsampler, given alone or copied without its config.json,

@@ -80,6 +80,7 @@ def check_before_load(folder: Path, name: str) -> None:
         )
     index = index_file(folder)
     if index is not None:
+        _check_index(index, name)
         named = shards(index)
         missing = [p.name for p in named if not p.is_file()]
         if missing:
@@ -90,6 +91,22 @@ def check_before_load(folder: Path, name: str) -> None:
             )
     for path in weight_files(folder):
         check_not_lfs_pointer(path, where_from(name, path))
+
+
+def _check_index(index: Path, name: str) -> None:
+    """A CheckpointError naming shard index ``index`` where it is not JSON or has no
+    ``weight_map`` of weight names to shard files (transformers' error, a KeyError or a JSON
+    decoding error, was said to be config.json's)."""
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (ValueError, AttributeError) as e:  # not JSON, or JSON but not an object
+        problem = f"is corrupt ({e})" if isinstance(e, ValueError) else "is not a JSON object"
+        raise CheckpointError(f"{index} {problem}; {where_from(name, index)}") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(
+            f'{index} has no "weight_map" (each weight\'s shard file), as save_pretrained '
+            f"writes it; {where_from(name, index)}"
+        )
 
 
 def check_after_load(folder: Path, model: torch.nn.Module, name: str) -> None:

@@ -19,6 +19,8 @@ def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
     fix = fix or "re-download it or pass the file save_pretrained wrote"
+    if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
+        raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
     check_not_lfs_pointer(path, fix)
     if path.suffix == ".safetensors" or looks_like_safetensors(path):
         return read_safetensors(path, fix)
