@@ -204,7 +204,8 @@ def _legacy_objects(path: Path):
         with open(path, "rb") as f:
             if safe.load(f) != _LEGACY_MAGIC:
                 return None
-            safe.load(f), safe.load(f)  # the protocol version, the system's sizes
+            for _ in ("protocol version", "system's sizes"):
+                safe.load(f)
             unpickler = safe.Unpickler(f)
             unpickler.persistent_load = storage
             return unpickler.load()
