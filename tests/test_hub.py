@@ -527,12 +527,21 @@ def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
     got = dict(download_names([*repos, "someone/sam"]))
     assert list(got) == [*repos, "someone/sam"]
     assert sorted(p.name for p in got["someone/sam"].iterdir()) == sorted(sam)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     x = torch.linspace(-1, 1, 3 * 28 * 28).reshape(1, 3, 28, 28)
     with torch.no_grad():
         want = get_featurizer("dinov2_tiny")(x)
+    # online, what the cache holds is used without a request for each single file the repo
+    # lacks (a 404 each, at every load)
+    import huggingface_hub
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: asked.append(a))
+    for offline in ("0", "1"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
         for repo in repos:
-            assert torch.equal(get_featurizer("dinov2_tiny", weights=repo)(x), want)
+            with torch.no_grad():
+                assert torch.equal(get_featurizer("dinov2_tiny", weights=repo)(x), want)
+    assert asked == []
 
 
 def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):

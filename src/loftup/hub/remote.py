@@ -237,12 +237,18 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     ]
     found = []
     for group in groups:
-        first, *others = group
+        names = (*group, *indexes[group])
+        # a name the cache holds first: online, each name tried before it is a request to the
+        # hub (a 404 for a repo without it), at every load
+        cached = next(
+            (n for n in names if isinstance(try_to_load_from_cache(repo_id, n), str)), None
+        )
+        first, *others = names if cached is None else (cached, *(n for n in names if n != cached))
         also = tuple(g for g in uncached if g != group)
         try:
             found.append(hub_file(repo_id, first, also=also, **kw))
         except WeightsNotFoundError as e:  # the repo may hold the file under another name
-            for other in (*others, *indexes[group]):
+            for other in others:
                 try:
                     found.append(hub_file(repo_id, other, **kw))
                     break
