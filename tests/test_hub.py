@@ -974,6 +974,11 @@ def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):
         msg = str(e.value)
         assert f"{tmp_path / 'bb'} holds a transformers 'dinov2' model, a backbone's weights" in msg
         assert "--backbone-weights" in msg and "save_pretrained folder" not in msg
+    # a backbone in shards (no single weights file) was "holds no weights"
+    get_featurizer("dinov2_tiny").model.save_pretrained(tmp_path / "sh", max_shard_size="50KB")
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler(tmp_path / "sh")
+    assert f"{tmp_path / 'sh'} holds a transformers 'dinov2' model, a backbone's" in str(e.value)
     with pytest.raises(CheckpointError) as e:
         get_featurizer("dinov2_vits14", weights=tmp_path / "up")
     msg = str(e.value)

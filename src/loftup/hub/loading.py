@@ -104,12 +104,12 @@ def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
     path = Path(os.fspath(source)).expanduser()
     try:
         return _load_with_record(source, path)
-    except CheckpointError as e:
+    except (CheckpointError, WeightsNotFoundError) as e:  # the latter: a backbone in shards
         hint = _backbone_hint(path)
         if not hint:
             raise
         problem = str(e).split("; ")[0]  # its own fix is for an upsampler's file: this one's
-        raise CheckpointError(f"{problem}; {hint}") from None
+        raise type(e)(f"{problem}; {hint}") from None
 
 
 def _backbone_hint(path: Path) -> str:
