@@ -183,3 +183,56 @@ def test_the_reads_before_the_loaders_are_waited_on_data_timeout_too(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _SlowMasks:
+    """A stand-in for SAM on a weak CPU: each image's masks take ``seconds`` to compute."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls, self.released = seconds, 0, False
+
+    def __call__(self, hwc):
+        import numpy as np
+
+        time.sleep(self.seconds)
+        self.calls += 1
+        mask = np.zeros(hwc.shape[:2], bool)
+        mask[: hwc.shape[0] // 2] = True
+        return mask[None]
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_sams_masks_computed_up_front_are_not_timed_as_reads(tmp_path):
+    """SAM's masks computed before the loader were waited on data.timeout seconds each, as a
+    read: SAM ViT-H on a weak CPU, slower than that an image, ended the run blaming a stalled
+    disk. Only the files' reads are timed: slow masks are computed and cached, and a read
+    that hangs after them (a named pipe here) still ends the run naming its file."""
+    from loftup.train.distributed import DistInfo
+    from loftup.train.loader import precompute_masks
+    from train_fixtures import write_folder
+
+    data = write_folder(tmp_path / "imgs", 2, size=56)
+    cfg = tiny(data, tmp_path / "run", 1, 2, "data.masks=superpixels",
+               f"data.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    dataset = training_data(cfg, CPU)
+    sam = dataset._sam = _SlowMasks(0.6)
+    precompute_masks(dataset, DistInfo(), timeout=0.4)
+    assert sam.calls == 2 and sam.released and dataset._sam is sam
+    assert dataset.load(1)[1].shape[0] == 1 and sam.calls == 2  # cached: not computed again
+
+    dataset = training_data(cfg, CPU)
+    sam = dataset._sam = _SlowMasks(0.6)
+    dataset.cache.path(data / "img_000.png").unlink()  # computed again: slow
+    stuck = dataset.cache.path(data / "img_001.png")
+    stuck.unlink()
+    os.mkfifo(stuck)  # then a read that hangs (no one writes it: open() waits for ever)
+    started = time.monotonic()
+    with pytest.raises(LoftUpError) as e:
+        precompute_masks(dataset, DistInfo(), timeout=0.4)
+    assert time.monotonic() - started < 10 and sam.calls == 1
+    message = str(e.value)
+    assert message.startswith("reading item 1 took over 0.4 s (data.timeout): "), message
+    assert f"the superpixels masks of {data / 'img_001.png'} (cached in " in message
+    os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))  # the stuck reader goes on

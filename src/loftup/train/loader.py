@@ -51,34 +51,66 @@ def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
     )  # fmt: skip
 
 
-def reads_waited_on(dataset: MaskedImages, timeout: float, data_root: str):
+def reads_waited_on(dataset: MaskedImages, timeout: float, data_root: str, computing=None):
     """``dataset.load`` for the reads made before the loader's (SAM's masks computed up front,
     the pictures' images), as the loader without workers makes its own: in a thread, waited on
     ``timeout`` seconds at most (``data.timeout``; 0: for ever), the file tracked, so that a
     read that hangs (a stalled network disk) ends the run with a :class:`LoftUpError` naming
-    the file instead of hanging it (:class:`_ReadsInAThread`). Called before
-    :func:`make_loader`, which tracks the loader's own readers."""
+    the file instead of hanging it (:class:`_ReadsInAThread`); the time ``computing`` (a
+    :class:`_Stopwatch`) counts is not charged. Called before :func:`make_loader`, which
+    tracks the loader's own readers."""
     dataset.track_reads(1)
     if not timeout:
         return dataset.load
-    return _ReadsInAThread(dataset, timeout, data_root, read=dataset.load).__getitem__
+    return _ReadsInAThread(dataset, timeout, data_root, dataset.load, computing).__getitem__
 
 
 def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) -> None:
     """Compute and cache SAM masks before training (each rank a share), so workers only read;
-    each image waited on ``timeout`` seconds at most (:func:`reads_waited_on`)."""
+    each image's files waited on ``timeout`` seconds at most (:func:`reads_waited_on`), SAM's
+    computation for as long as it takes (ViT-H on a CPU may take minutes an image: that is
+    no stalled disk)."""
     from ..data.images import READ_ERRORS
 
-    load = reads_waited_on(dataset, timeout, str(dataset.root))
-    indices = range(info.rank, len(dataset), info.world)
-    for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
-        try:
-            load(i)
-        except READ_ERRORS:
-            pass  # reported when the training reads it
-    if dataset._sam is not None:
-        dataset._sam.release()  # data workers must not inherit a model on the GPU
+    sam, computing = dataset._sam, _Stopwatch()
+    if sam is not None:
+        dataset._sam = computing.timed(sam)
+    try:
+        load = reads_waited_on(dataset, timeout, str(dataset.root), computing)
+        indices = range(info.rank, len(dataset), info.world)
+        for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
+            try:
+                load(i)
+            except READ_ERRORS:
+                pass  # reported when the training reads it
+    finally:
+        dataset._sam = sam
+    if sam is not None:
+        sam.release()  # data workers must not inherit a model on the GPU
     barrier(info)
+
+
+class _Stopwatch:
+    """The time that the functions it times (:meth:`timed`) have taken so far, the one running
+    now included: computation done in a reading thread, which a read's timeout does not count."""
+
+    def __init__(self) -> None:
+        self._done, self._since = 0.0, None
+
+    def timed(self, fn):
+        def timed(*args, **kwargs):
+            self._since = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._done += time.monotonic() - self._since
+                self._since = None
+
+        return timed
+
+    def seconds(self) -> float:
+        since = self._since  # read first: a call that ends meanwhile is counted twice, not never
+        return self._done + (time.monotonic() - since if since is not None else 0.0)
 
 
 def worker_ignores_stops(worker_id: int) -> None:
@@ -234,9 +266,12 @@ class _ReadsInAThread(torch.utils.data.Dataset):
     ends it, the thread left behind (a daemon: it does not hold up the interpreter's exit), and
     Ctrl-C stops a run that waits for it (the second: the first waits for the step's end)."""
 
-    def __init__(self, dataset: MaskedImages, timeout: float, data_root: str, read=None) -> None:
+    def __init__(
+        self, dataset: MaskedImages, timeout: float, data_root: str, read=None, computing=None
+    ) -> None:
         self.dataset, self.timeout, self.data_root = dataset, timeout, data_root
         self.read = read or dataset.__getitem__  # or dataset.load (reads_waited_on)
+        self.computing = computing or _Stopwatch()  # its time is not the read's
         self._asked, self._given = queue.SimpleQueue(), queue.SimpleQueue()
         self._count, self._thread, self._stuck = 0, None, None
 
@@ -255,11 +290,14 @@ class _ReadsInAThread(torch.utils.data.Dataset):
             weakref.finalize(self, self._asked.put, None)  # the thread ends with this object
         self._count += 1
         self._asked.put((self._count, i))
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout - self.computing.seconds()
         while True:
             try:
-                count, ok, value = self._given.get(timeout=max(0.0, deadline - time.monotonic()))
+                left = deadline + self.computing.seconds() - time.monotonic()
+                count, ok, value = self._given.get(timeout=max(0.0, left))
             except queue.Empty:
+                if deadline + self.computing.seconds() > time.monotonic():
+                    continue  # computing (SAM) since: not reading
                 read = self.dataset.reading(0)
                 where = f"{read[0]} has been read for {read[1]:.0f} s" if read else (
                     f"a file under {self.data_root} is being read"
