@@ -98,7 +98,9 @@ _PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer")
 def collective_failure(e: BaseException, info: DistInfo) -> LoftUpError | None:
     """For the error of a collective (a step's all-reduce, a barrier) under torchrun, the line
     that says what happened: another process hangs (the collective waited
-    :func:`dist_timeout` seconds) or has ended (its own error says why); else None."""
+    :func:`dist_timeout` seconds) or has ended (its own error says why); else None. On gloo
+    only, in practice: on nccl the watchdog thread aborts a process whose collective timed out
+    (``TORCH_NCCL_ASYNC_ERROR_HANDLING``) before its Python code hears of it."""
     if not info.enabled or not isinstance(e, RuntimeError):
         return None
     if _TIMED_OUT.search(str(e)):
