@@ -668,3 +668,26 @@ def test_the_help_of_quick_says_what_it_sets(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for key, value in QUICK.items():
         assert f"--{key.replace('_', '-')} {value}" in text
+
+
+def test_overrides_paths_are_expanded_as_loftup_trains_are(tmp_path, monkeypatch):
+    """`loftup experiment coords data.cache_dir=$CACHE/m` (quoted, or a ~ after '=', which no
+    shell expands) cached the masks in a folder named '$CACHE' under the current one, where
+    `loftup train` with the same override expands it; an unset variable is the same one line."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("NOT_SET", raising=False)
+    given = ["data.cache_dir=$CACHE/m", "data.sam_weights=~/sam", "stage1.n_jitters=2"]
+    s = ExperimentSettings("coords", overrides=given).resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    assert one["data"]["cache_dir"] == str(tmp_path / "c" / "m")
+    assert one["data"]["sam_weights"] == str(tmp_path / "sam")
+    assert one["stage1"]["n_jitters"] == 2
+    s = ExperimentSettings("coords", overrides=["data.cache_dir=$NOT_SET/m"]).resolved()
+    with pytest.raises(LoftUpError) as e:
+        stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    assert str(e.value) == (
+        "config key data.cache_dir ('$NOT_SET/m', given as an override): the environment "
+        "variable NOT_SET is not set; export NOT_SET=... before the run, or write the path out "
+        "($$ for a literal $)"
+    )

@@ -70,14 +70,18 @@ def folder_name(name: str) -> str:
 
 
 def base_overrides(s: ExperimentSettings) -> dict:
-    """Config entries every run of the settings gets (backbone, data masks, progress)."""
+    """Config entries every run of the settings gets (backbone, data masks, progress), then the
+    ``key=value`` overrides, read as ``loftup train`` reads its own (their paths' ``~`` and
+    ``$VAR`` expanded: text from a command line, which the shell leaves in ``key=~/x``)."""
     from ..train.config import merge, parse_overrides
+    from ..train.config.paths import expand_paths
 
     entries = {"backbone": s.backbone, "data": {"masks": s.masks}}
     if s.backbone_weights:
         entries["backbone_weights"] = s.backbone_weights
     entries["log"] = {"progress": s.progress}
-    return merge(entries, parse_overrides(s.overrides))
+    given = expand_paths(parse_overrides(s.overrides), "given as an override")
+    return merge(entries, given)
 
 
 def stage_configs(
