@@ -691,3 +691,25 @@ def test_overrides_paths_are_expanded_as_loftup_trains_are(tmp_path, monkeypatch
         "variable NOT_SET is not set; export NOT_SET=... before the run, or write the path out "
         "($$ for a literal $)"
     )
+
+
+def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
+    """results.json's configs were each run's config.yaml as written, where every $ of a path
+    is doubled (so that the file, read back, names the same folder): data.root=/d/a$b was
+    reported as /d/a$$b, a folder the run never read."""
+    from loftup.experiments.runs import RunResult, run_configs
+    from loftup.train.config import load_config
+    from loftup.train.monitor import write_run_record
+
+    s = ExperimentSettings("coords").resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "a$b", tmp_path / "runs")
+    out = tmp_path / "run$1"
+    out.mkdir()
+    cfg = load_config({**one, "data": {**one["data"], "cache_dir": str(tmp_path / "$c")}})
+    write_run_record(out, cfg.to_dict(), 1)
+    assert "$$b" in (out / "config.yaml").read_text()
+    run = RunResult(out / "final", out / "checkpoint.pt", [], 0.0)
+    [reported] = run_configs({"stage1": run}).values()
+    assert reported["data"]["root"] == str(tmp_path / "a$b")
+    assert reported["data"]["cache_dir"] == str(tmp_path / "$c")
+    assert reported == {k: v for k, v in cfg.to_dict().items() if k != "log"}

@@ -157,12 +157,15 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
 
 def run_configs(runs: dict[str, RunResult]) -> dict:
     """{stage: the full training config of that run, as saved in its folder} (the exact
-    settings, demo defaults included; the log section, which only names folders, left out)."""
+    settings, demo defaults included; the log section, which only names folders, left out),
+    with the paths the run used (the file doubles each ``$`` of a path: ``$$``)."""
     import yaml
+
+    from ..train.config.paths import as_used
 
     configs = {}
     for stage, r in runs.items():
-        saved = yaml.safe_load((r.checkpoint.parent / "config.yaml").read_text()) or {}
+        saved = as_used(yaml.safe_load((r.checkpoint.parent / "config.yaml").read_text()) or {})
         configs[stage] = {k: v for k, v in saved.items() if k != "log"}
     return configs
 

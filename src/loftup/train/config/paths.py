@@ -122,6 +122,16 @@ def as_written(config: dict) -> dict:
     return config
 
 
+def as_used(written: dict) -> dict:
+    """A config as :func:`as_written` wrote it (a run's ``config.yaml``) with the paths the run
+    used: each ``$$`` of a path read back as ``$`` (a leading ``~`` it has already expanded)."""
+    for key in PATH_KEYS:
+        value = _get(written, key)
+        if isinstance(value, str) and "$$" in value:
+            written = _with(written, key.split("."), value.replace("$$", "$"))
+    return written
+
+
 def check_home(key: str, value: str) -> None:
     """A UsageError where path ``value`` of config key ``key`` starts with ``~user`` of no user
     of this machine: the run reads every path with ``Path.expanduser``, which raised a bare
