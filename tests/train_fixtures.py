@@ -62,7 +62,12 @@ def tiny_config(root, out, stage=1, steps=4, *extra):
     images (a 4x4 grid), a one-block upsampler; ``extra``: more ``key=value`` overrides."""
     from loftup.train import load_config
 
-    overrides = [
+    return load_config({}, tiny_overrides(root, out, steps) + list(extra), stage=stage)
+
+
+def tiny_overrides(root, out, steps=4) -> list[str]:
+    """:func:`tiny_config`'s ``key=value`` overrides (for ``loftup train`` on its command line)."""
+    return [
         "backbone=dinov2_tiny", f"data.root={root}", "data.num_workers=0",
         "batch_size=4", f"max_steps={steps}", f"log.out_dir={out}", "log.tensorboard=false",
         "log.progress=false", "log.viz_every=0", "log.ckpt_every=2",
@@ -71,7 +76,6 @@ def tiny_config(root, out, stage=1, steps=4, *extra):
         "stage2.affinity_max_side=8", "stage2.ema_every=2", "optim.clip_steps=0",
         "optim.lr=3e-3",
     ]  # fmt: skip
-    return load_config({}, overrides + list(extra), stage=stage)
 
 
 def tiny_sam(folder):

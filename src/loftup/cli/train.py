@@ -60,10 +60,28 @@ def _cmd_train(args) -> int:
         result = train(cfg, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0
         return 0
+    lines = [f"checkpoint: {result.checkpoint}", f"upsampler:  {result.pretrained}"]
     if result.history:
-        print(f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
-    print(f"checkpoint: {result.checkpoint}\nupsampler:  {result.pretrained}")
+        lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
+    _say_done("\n".join(lines))
     return 0
+
+
+def _say_done(text: str) -> None:
+    """Print the summary of a finished run. To a terminal that is gone (its window closed, the
+    SSH session ended, without the hang-up that stops a run: EIO) it is lost, and the run still
+    ends with status 0, its files written; not a traceback and status 1 in its place. (A closed
+    pipe, ``| head``, is the command line's status 141, as for every command.)"""
+    import errno
+
+    try:
+        print(text, flush=True)
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+        from . import _drop_stdout
+
+        _drop_stdout()  # what is still buffered would fail again at exit
 
 
 @contextlib.contextmanager
