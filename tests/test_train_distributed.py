@@ -72,10 +72,25 @@ def assert_same_run(ckpt, reference, atol):
     assert losses == pytest.approx(reference.losses, rel=1e-4)
 
 
-def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_path):
+def resume_in_process(args: list[str], capsys) -> None:
+    """``loftup ARGS --resume`` in this process, on one thread as the reference ran: the run
+    to resume was stopped in a process of its own; going on needs none (its start, importing
+    torch and transformers again, is most of the time a short run takes)."""
+    from loftup.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--resume"]) == 0, capsys.readouterr().err[-3000:]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_path, capsys):
     out = tmp_path / "killed"
     ckpt = out / "checkpoint.pt"
-    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *overrides(data, out)]
+    args = ["train", "--stage", "1", *overrides(data, out)]
+    cmd = [sys.executable, "-m", "loftup", *args]
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = []
     try:
@@ -94,10 +109,7 @@ def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_p
     killed_at = params(ckpt)["step"]
     assert 2 <= killed_at < STEPS and seen == sorted(seen)
     loftup.load_upsampler(ckpt)  # the surviving checkpoint is whole
-    resumed = subprocess.run(
-        cmd + ["--resume"], env=env(), capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume_in_process(args, capsys)
     assert not list(out.glob(".*.tmp"))
     assert_same_run(ckpt, reference, atol=1e-6)
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
@@ -151,7 +163,7 @@ def signal_after_first_checkpoint(
 
 
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
-    data, reference, tmp_path
+    data, reference, tmp_path, capsys
 ):
     """A scheduler's cancel or preemption (SIGTERM, to the process and its DataLoader worker,
     as Slurm sends it to every process of a job) stops training after the current step with a
@@ -159,8 +171,15 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     uninterrupted run ends."""
     out = tmp_path / "terminated"
     ckpt = out / "checkpoint.pt"
-    args = [*overrides(data, out), "log.ckpt_every=2", "data.num_workers=1"]
-    cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
+    args = [
+        "train",
+        "--stage",
+        "1",
+        *overrides(data, out),
+        "log.ckpt_every=2",
+        "data.num_workers=1",
+    ]
+    cmd = [sys.executable, "-m", "loftup", *args]
     returncode, err = signal_after_first_checkpoint(cmd, ckpt)
     assert returncode == 143, err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
@@ -168,10 +187,7 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     assert "run the same command with --resume to go on" in err
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == stopped  # the CSV holds every step the checkpoint holds
-    resumed = subprocess.run(
-        cmd + ["--resume"], env=env(), capture_output=True, text=True, timeout=300
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume_in_process(args, capsys)
     assert_same_run(ckpt, reference, atol=1e-6)
 
 
@@ -183,8 +199,6 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     after this step, finishes the step, writes its checkpoint, says where it is and to go on with
     --resume, and exits with status 130; the same command with --resume ends where an
     uninterrupted run ends. (Before, Ctrl-C left only the last periodic checkpoint.)"""
-    from loftup.cli import main
-
     out = tmp_path / "interrupted"
     ckpt = out / "checkpoint.pt"
     args = ["train", "--stage", "1", *overrides(data, out), "log.ckpt_every=3"]
@@ -199,12 +213,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     assert "Traceback" not in err and err.rstrip().endswith("interrupted")
     assert params(ckpt)["step"] == stopped and not list(out.glob(".*.tmp"))
     loftup.load_upsampler(ckpt)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the reference ran
-    try:
-        assert main([*args, "--resume"]) == 0, capsys.readouterr().err[-3000:]
-    finally:
-        torch.set_num_threads(threads)
+    resume_in_process(args, capsys)
     assert_same_run(ckpt, reference, atol=1e-6)
 
 
@@ -444,10 +453,9 @@ def test_sync_batchnorm_keeps_float32_statistics_under_bf16_autocast(tmp_path):
     BatchNorm2d gives it: in bf16 the sums and the pixel count (2 x 168 x 168 = 56448 per
     process, 56320 in bf16) were rounded, and so were the running mean and variance."""
     (tmp_path / "worker.py").write_text(SYNC_BN_WORKER)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           "2", str(tmp_path / "worker.py"), str(tmp_path)]  # fmt: skip
-    done = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cmd = [sys.executable, str(tmp_path / "worker.py"), str(tmp_path)]
+    for status, err in two_ranks_without_an_agent(cmd, 300, grace=60):  # no agent to start
+        assert status == 0, err[-3000:]
     x = torch.randn(4, 8, 168, 168, generator=torch.Generator().manual_seed(0)) * 3 + 5
     one = torch.nn.BatchNorm2d(8).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
