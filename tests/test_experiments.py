@@ -713,3 +713,24 @@ def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
     assert reported["data"]["root"] == str(tmp_path / "a$b")
     assert reported["data"]["cache_dir"] == str(tmp_path / "$c")
     assert reported == {k: v for k, v in cfg.to_dict().items() if k != "log"}
+
+
+@pytest.mark.parametrize(
+    "override, instead",
+    [("seed=1", "give --seeds N (runs of seeds 0 to N-1)"), ("log.out_dir=x", "give --out"), ("data.root=d", "give --data"),
+     ("max_steps=5", "give --stage1-steps or --stage2-steps")],
+)  # fmt: skip
+def test_an_override_of_what_each_run_sets_is_refused_before_any_work(override, instead, tmp_path):
+    """`loftup experiment coords seed=1` trained every "seed" with seed 1: the spread over the
+    seeds was nil, so that any difference was reported as a finding; log.out_dir=x put every
+    run in one folder. Such an override is one line naming the option to use, said before
+    anything is written."""
+    from loftup.experiments import run_experiment
+
+    s = ExperimentSettings("coords", out=str(tmp_path / "x"), overrides=[override], quick=True)
+    with pytest.raises(LoftUpError) as e:
+        run_experiment(s)
+    key = override.split("=")[0]
+    assert str(e.value).startswith(f"override {key}=... cannot be given to an experiment: it ")
+    assert f"it sets {key} for each run itself; {instead}" in str(e.value)
+    assert not (tmp_path / "x").exists()

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, UsageError
 from .settings import ExperimentSettings
 
 #: History columns kept for the loss curves (the rest are timings).
@@ -81,7 +81,27 @@ def base_overrides(s: ExperimentSettings) -> dict:
         entries["backbone_weights"] = s.backbone_weights
     entries["log"] = {"progress": s.progress}
     given = expand_paths(parse_overrides(s.overrides), "given as an override")
+    for key, instead in PER_RUN.items():
+        section, _, name = key.rpartition(".")
+        if name in ((given.get(section) if section else given) or {}):
+            raise UsageError(
+                f"override {key}=... cannot be given to an experiment: it sets {key} for each "
+                f"run itself; {instead}"
+            )
     return merge(entries, given)
+
+
+#: The training-config keys an experiment sets for each of its runs, and what to use instead
+#: of an override that would set them for all (seed=1: every "seed" the same run, their spread
+#: nil, and any difference a finding; log.out_dir: every run in one folder)
+PER_RUN = {
+    "seed": "give --seeds N (runs of seeds 0 to N-1)",
+    "max_steps": "give --stage1-steps or --stage2-steps",
+    "stage": "it trains the stages each variant needs",
+    "init": "stage 2 starts from the variant's own stage-1 run",
+    "data.root": "give --data",
+    "log.out_dir": "give --out",
+}
 
 
 def stage_configs(
