@@ -734,3 +734,19 @@ def test_an_override_of_what_each_run_sets_is_refused_before_any_work(override, 
     assert str(e.value).startswith(f"override {key}=... cannot be given to an experiment: it ")
     assert f"it sets {key} for each run itself; {instead}" in str(e.value)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_finished_experiment_ends_with_status_0_on_a_terminal_that_is_gone(tmp_path, monkeypatch):
+    """The report printed at the end of an experiment (half an hour of training) to a terminal
+    that is gone without a hang-up raised EIO: a traceback and status 1 for a finished one."""
+    import loftup.experiments
+    from train_fixtures import gone_terminal
+
+    def finished(settings, json_path=None):  # what run_experiment leaves: its files, said
+        (tmp_path / "report.md").write_text("# coords\n")
+        return {"settings": {"out": str(tmp_path)}, "figures": ["curves.png"]}
+
+    monkeypatch.setattr(loftup.experiments, "run_experiment", finished)
+    with gone_terminal():
+        status = main(["experiment", "coords", "--quick", "--out", str(tmp_path)])
+    assert status == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -104,3 +105,26 @@ def tiny_sam(folder):
     )  # fmt: skip
     SamProcessor(images).save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def gone_terminal():
+    """``sys.stdout`` on a terminal that is gone (a pseudo-terminal whose other end is closed,
+    as after an SSH session ends) inside ``with``: every write to it fails with EIO. After it,
+    stdout is put back (the gone one's buffer flushed to the null device)."""
+    import os
+    import pty
+    import sys
+
+    parent, child = pty.openpty()
+    os.close(parent)
+    gone = open(child, "w", buffering=1)  # line-buffered, as Python's stdout at a terminal
+    stdout, sys.stdout = sys.stdout, gone
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, child)
+        os.close(null)
+        gone.close()

@@ -78,10 +78,12 @@ def _cmd_experiment(args) -> int:
     settings = ExperimentSettings(
         args.name, progress=not args.no_progress, **{k: getattr(args, k) for k in keys}
     )
+    from .train import say_done
+
     results = run_experiment(settings, json_path=None if args.json == "-" else args.json)
     out = Path(results["settings"]["out"])
-    print((out / "report.md").read_text())
-    print(f"wrote {out}/report.md, results.json and {', '.join(results['figures'])}")
+    wrote = f"wrote {out}/report.md, results.json and {', '.join(results['figures'])}"
+    say_done((out / "report.md").read_text() + "\n" + wrote)  # a gone terminal: lost, status 0
     if args.json == "-":
         write_json("-", results)
     return 0

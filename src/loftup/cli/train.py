@@ -63,12 +63,12 @@ def _cmd_train(args) -> int:
     lines = [f"checkpoint: {result.checkpoint}", f"upsampler:  {result.pretrained}"]
     if result.history:
         lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
-    _say_done("\n".join(lines))
+    say_done("\n".join(lines))
     return 0
 
 
-def _say_done(text: str) -> None:
-    """Print the summary of a finished run. To a terminal that is gone (its window closed, the
+def say_done(text: str) -> None:
+    """Print the summary of a finished run (or experiment). To a terminal that is gone (its window closed, the
     SSH session ended, without the hang-up that stops a run: EIO) it is lost, and the run still
     ends with status 0, its files written; not a traceback and status 1 in its place. (A closed
     pipe, ``| head``, is the command line's status 141, as for every command.)"""
