@@ -68,10 +68,11 @@ def _cmd_train(args) -> int:
 
 
 def say_done(text: str) -> None:
-    """Print the summary of a finished run (or experiment). To a terminal that is gone (its window closed, the
-    SSH session ended, without the hang-up that stops a run: EIO) it is lost, and the run still
-    ends with status 0, its files written; not a traceback and status 1 in its place. (A closed
-    pipe, ``| head``, is the command line's status 141, as for every command.)"""
+    """Print the summary of a finished run (or experiment). To a terminal that is gone (its
+    window closed, the SSH session ended, without the hang-up that stops a run: EIO) it is
+    lost, and the run still ends with status 0, its files written; not a traceback and status
+    1 in its place. (A closed pipe, ``| head``, is the command line's status 141, as for every
+    command.)"""
     import errno
 
     try:
