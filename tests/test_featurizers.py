@@ -1017,33 +1017,3 @@ def test_a_failed_read_of_weights_that_are_there_is_not_called_missing(tmp_path,
         "write the folder again with save_pretrained"
     )
     assert loads == []  # the file, which transformers did not say was bad, was not read
-
-
-def test_a_legacy_pytorch_model_bin_is_checked_without_reading_its_data_again(
-    tmp_path, monkeypatch
-):
-    """The dtypes a pytorch_model.bin stores are checked after transformers loaded it: a
-    legacy one (torch < 1.6, no zip archive, so no memory map) was read whole a second time
-    for them (twice the file in memory at once); its objects are read, not its data."""
-    from safetensors.torch import load_file
-
-    from loftup.featurizers.hf_files import _stored_dtypes
-
-    folder = tmp_path / "dino"
-    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
-    state = load_file(folder / "model.safetensors")
-    (folder / "model.safetensors").unlink()
-    state["embeddings.cls_token"] = state["embeddings.cls_token"].to(torch.int8)
-    state["view"] = state["embeddings.position_embeddings"][0, :2]  # shares its storage
-    weights = folder / "pytorch_model.bin"
-    torch.save(state, weights, _use_new_zipfile_serialization=False)
-    assert weights.read_bytes()[:1] == b"\x80"  # a pickle, not a zip archive
-    with pytest.raises(CheckpointError) as e:  # transformers cast the integers to float32
-        get_featurizer("dinov2_tiny", weights=folder)
-    assert str(e.value).startswith(f"{weights} stores embeddings.cls_token as torch.int8")
-
-    def whole(*args, **kwargs):
-        raise AssertionError("the file was read whole")
-
-    monkeypatch.setattr(torch, "load", whole)
-    assert _stored_dtypes(weights) == {k: str(v.dtype) for k, v in state.items()}

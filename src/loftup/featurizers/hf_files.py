@@ -169,45 +169,8 @@ def _stored_dtypes(path: Path) -> dict[str, str]:
             header = json.loads(f.read(size))
         return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
     with open(path, "rb") as f:
-        archive = f.read(4) == b"PK\x03\x04"
-    # torch.save's zip archive memory-mapped; a legacy pickle (torch < 1.6) has its objects
-    # first and its data after them, which are not read
-    state = None if archive else _legacy_objects(path)
-    if state is None:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=archive)
+        archive = f.read(4) == b"PK\x03\x04"  # torch.save's zip: memory-mapped, else read
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=archive)
     if not isinstance(state, dict):
         return {}
     return {k: str(t.dtype) for k, t in state.items() if isinstance(t, torch.Tensor)}
-
-
-#: The number a legacy (non-zip) torch file starts with
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-
-
-def _legacy_objects(path: Path):
-    """The objects of a legacy torch pickle with each tensor on the "meta" device (its dtype
-    and shape, no data), read by torch's own weights-only unpickler (plain tensors and
-    containers, never code) without the tensors' data that follows them; None where this
-    cannot be done (another layout, or a torch whose unpickler differs): the caller loads the
-    file whole instead."""
-    try:
-        from torch import _weights_only_unpickler as safe
-
-        def storage(saved_id):  # ("storage", storage type, key, location, numel, view)
-            kind, storage_type, _, _, numel, view = saved_id
-            if kind != "storage" or view is not None:
-                raise ValueError(kind)
-            dtype = storage_type.dtype
-            data = torch.UntypedStorage(numel * dtype.itemsize, device="meta")
-            return torch.storage.TypedStorage(wrap_storage=data, dtype=dtype, _internal=True)
-
-        with open(path, "rb") as f:
-            if safe.load(f) != _LEGACY_MAGIC:
-                return None
-            for _ in ("protocol version", "system's sizes"):
-                safe.load(f)
-            unpickler = safe.Unpickler(f)
-            unpickler.persistent_load = storage
-            return unpickler.load()
-    except Exception:  # noqa: BLE001 - any failure: the whole load, whose errors are named
-        return None
