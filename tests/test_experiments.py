@@ -750,3 +750,17 @@ def test_a_finished_experiment_ends_with_status_0_on_a_terminal_that_is_gone(tmp
     with gone_terminal():
         status = main(["experiment", "coords", "--quick", "--out", str(tmp_path)])
     assert status == 0
+
+
+@pytest.mark.parametrize("override", ["log=out_dir", "data=root"])
+def test_a_section_set_to_a_word_is_not_read_as_an_override_of_a_key_of_it(override, tmp_path):
+    """log=out_dir was refused as an override of log.out_dir (the word was searched for in the
+    text as in a section): the error is the config's own, naming the section as given."""
+    from loftup.experiments import run_experiment
+
+    s = ExperimentSettings("coords", out=str(tmp_path / "x"), overrides=[override], quick=True)
+    with pytest.raises(LoftUpError) as e:
+        run_experiment(s)
+    assert not str(e.value).startswith("override "), str(e.value)
+    assert override.split("=")[0] in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "x").exists()

@@ -83,7 +83,8 @@ def base_overrides(s: ExperimentSettings) -> dict:
     given = expand_paths(parse_overrides(s.overrides), "given as an override")
     for key, instead in PER_RUN.items():
         section, _, name = key.rpartition(".")
-        if name in ((given.get(section) if section else given) or {}):
+        where = given.get(section) if section else given
+        if isinstance(where, dict) and name in where:  # log=out_dir is no log.out_dir
             raise UsageError(
                 f"override {key}=... cannot be given to an experiment: it sets {key} for each "
                 f"run itself; {instead}"
