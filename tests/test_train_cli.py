@@ -8,14 +8,17 @@ from train_fixtures import gone_terminal, tiny_overrides, write_sa1b
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
 
-def test_a_finished_run_ends_with_status_0_on_a_terminal_that_is_gone(tmp_path):
+def test_a_finished_run_ends_with_status_0_on_a_terminal_that_is_gone(tmp_path, capsys):
     """A terminal gone without a hang-up (its window closed, the SSH session ended, the run
     not stopped by SIGHUP) fails every write with EIO: the summary printed after the run
-    raised, and a traceback and status 1 stood for a run whose files were all written."""
+    raised, and a traceback and status 1 stood for a run whose files were all written.
+    (--resume, with no checkpoint to resume, as after a mistyped --out: said on stderr.)"""
     data = write_sa1b(tmp_path / "sa1b", 4, size=56)
     with gone_terminal():
         with pytest.raises(OSError):
             print("to the gone terminal")  # the premise: printing there fails
-        status = main(["train", *tiny_overrides(data, tmp_path / "run", steps=1)])
+        status = main(["train", *tiny_overrides(data, tmp_path / "run", steps=1), "--resume"])
     assert status == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
+    assert said == [f"no checkpoint in {tmp_path / 'run'} yet: starting from step 0"]
     assert (tmp_path / "run" / "final").is_dir() and (tmp_path / "run" / "summary.json").is_file()

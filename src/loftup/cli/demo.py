@@ -53,7 +53,26 @@ def _cmd_demo(args) -> int:
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.resume:
+        _say_if_nothing_to_resume(cfg)
     run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
     print((Path(cfg.out) / "report.md").read_text())
     print(f"wrote {cfg.out}/report.md, report.json and figure.png")
     return 0
+
+
+def _say_if_nothing_to_resume(cfg) -> None:
+    """A one-line warning where ``--resume`` finds no demo begun in ``--out`` (a mistyped
+    folder): the demo starts afresh there, which took minutes to notice. The folder's own
+    refusals are said first, as the demo says them."""
+    import warnings
+    from pathlib import Path
+
+    from ..world.demo import RECORD, check_out
+
+    check_out(cfg, resume=True)
+    out = Path(cfg.out)
+    if not (out / RECORD).is_file() and not (out / "runs").is_dir():
+        warnings.warn(
+            f"--resume: {out} holds no demo to go on with; starting one afresh", stacklevel=2
+        )
