@@ -54,7 +54,7 @@ def _cmd_train(args) -> int:
             from ..train.build import with_init_architecture
 
             cfg = with_init_architecture(cfg)
-        print(yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False), end="")
+        say_done(yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False).removesuffix("\n"))
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
         result = train(cfg, resume=args.resume)
@@ -68,11 +68,11 @@ def _cmd_train(args) -> int:
 
 
 def say_done(text: str) -> None:
-    """Print the summary of a finished run (or experiment). To a terminal that is gone (its
-    window closed, the SSH session ended, without the hang-up that stops a run: EIO) it is
-    lost, and the run still ends with status 0, its files written; not a traceback and status
-    1 in its place. (A closed pipe, ``| head``, is the command line's status 141, as for every
-    command.)"""
+    """Print the summary of a finished run (or experiment), or the config ``--print-config``
+    resolved. To a terminal that is gone (its window closed, the SSH session ended, without the
+    hang-up that stops a run: EIO) it is lost, and the command still ends with status 0, a
+    run's files written; not a traceback and status 1 in its place. (A closed pipe, ``| head``,
+    is the command line's status 141, as for every command.)"""
     import errno
 
     try:
