@@ -5,13 +5,21 @@ has ended."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 
 import torch
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, UsageError
 from .inputs import Job
+
+#: The environment variable that sets how long (seconds) a process of a torchrun job waits for
+#: the others at a collective (``loftup train``'s and ``loftup upsample``'s alike).
+TIMEOUT_ENV = "LOFTUP_DIST_TIMEOUT"
+
+#: ``loftup upsample``'s wait without it: a day (:func:`init_distributed`).
+UPSAMPLE_TIMEOUT = 86400.0
 
 
 def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[list[Job]]:
@@ -54,20 +62,41 @@ def join_process_group(backend: str, **kwargs) -> None:
     dist.init_process_group(backend, **kwargs)
 
 
+def timeout_from_env(default: float) -> float:
+    """How long (seconds) a process of a torchrun job waits for the others at a collective:
+    :data:`TIMEOUT_ENV` where it is set, else ``default``; a value that is not a number of
+    seconds > 0 is a UsageError naming it."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(
+            f"{TIMEOUT_ENV}={raw} is not a number of seconds > 0; set it to how long a process "
+            f"of a torchrun job may wait for the others (default {default:g}), or unset it"
+        )
+    return value
+
+
 def init_distributed(device: torch.device) -> None:
     """Join torchrun's process group: nccl on GPUs (one per rank), gloo on the CPU.
 
     The ranks meet only at the end (the counts, then a barrier), so one whose share of images
     finished early may wait long for the others (large photos at full size): the group's
-    time-out is a day, not torch's 30 (gloo) or 10 (nccl) minutes, after which the waiting
-    rank failed and torchrun stopped the ones still working."""
+    time-out is a day (:data:`UPSAMPLE_TIMEOUT`), not torch's 30 (gloo) or 10 (nccl) minutes,
+    after which the waiting rank failed and torchrun stopped the ones still working;
+    :data:`TIMEOUT_ENV` sets another (:func:`timeout_from_env`)."""
     import datetime
 
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        seconds = timeout_from_env(UPSAMPLE_TIMEOUT)  # a bad value said before the group is met
         backend = "nccl" if device.type == "cuda" else "gloo"
-        join_process_group(backend, timeout=datetime.timedelta(days=1))
+        join_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import gc
-import math
 import os
 import re
 import traceback
@@ -19,12 +18,12 @@ import torch.distributed as dist
 from torch import nn
 
 from ..checks import resolve_device
-from ..errors import LoftUpError, UsageError
-from ..extract.torchrun import join_process_group
+from ..errors import LoftUpError
+from ..extract.torchrun import TIMEOUT_ENV, join_process_group, timeout_from_env
 
-#: the environment variable that sets how long (seconds) a process of a torchrun job waits for
-#: the others at a collective before the run fails, and its default (30 minutes)
-TIMEOUT_ENV, DEFAULT_TIMEOUT = "LOFTUP_DIST_TIMEOUT", 1800.0
+#: how long (seconds) a process of a training's torchrun job waits for the others at a
+#: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)
+DEFAULT_TIMEOUT = 1800.0
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,7 @@ def dist_timeout() -> float:
     """How long (seconds) a process waits for the others at a collective: ``LOFTUP_DIST_TIMEOUT``,
     else 30 minutes (:data:`DEFAULT_TIMEOUT`), for gloo and nccl alike; a process that hangs
     (rather than dies) then ends the run after that long, not after torch's default."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(
-            f"{TIMEOUT_ENV}={raw} is not a number of seconds > 0; set it to how long a process "
-            f"of a torchrun job may wait for the others (default {DEFAULT_TIMEOUT:g}), or unset it"
-        )
-    return value
+    return timeout_from_env(DEFAULT_TIMEOUT)
 
 
 def setup(device_name: str = "auto") -> DistInfo:
