@@ -21,6 +21,10 @@ TIMEOUT_ENV = "LOFTUP_DIST_TIMEOUT"
 #: ``loftup upsample``'s wait without it: a day (:func:`init_distributed`).
 UPSAMPLE_TIMEOUT = 86400.0
 
+#: what gloo (and nccl's watchdog) say when a collective waited out the group's time-out
+TIMED_OUT = re.compile(r"Timed out waiting \d+ ?ms|Application timeout caused pair closure|"
+                       r"collective operation timeout")  # fmt: skip
+
 
 def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[list[Job]]:
     """The batches of ``jobs`` (cut as one process cuts them) that belong to ``rank``."""
@@ -123,10 +127,17 @@ def process_group(device: torch.device, world_size: int):
 def _with_the_others():
     """A collective of the ranks (a barrier, a sum) that fails because another process of the
     run has ended (gloo: "Connection closed by peer"), told in one line: the other's own error,
-    which says why, is above; a traceback of this one would only hide it."""
+    which says why, is above; a traceback of this one would only hide it. One that waited out
+    the group's time-out (:data:`TIMEOUT_ENV`) says that instead."""
     try:
         yield
     except RuntimeError as e:  # torch's DistBackendError is one
+        if TIMED_OUT.search(str(e)):  # no other has ended: one hangs, or lags behind
+            raise LoftUpError(
+                f"no word from another process of this run for "
+                f"{timeout_from_env(UPSAMPLE_TIMEOUT):g} s ({TIMEOUT_ENV}): one of them hangs or "
+                f"is still working on its share; where that is expected, set {TIMEOUT_ENV}=SECONDS"
+            ) from None
         why = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0].splitlines()[0]
         raise LoftUpError(
             f"another process of this run has ended ({why[:200]}), so this one cannot finish; "

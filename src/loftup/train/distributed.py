@@ -19,7 +19,7 @@ from torch import nn
 
 from ..checks import resolve_device
 from ..errors import LoftUpError
-from ..extract.torchrun import TIMEOUT_ENV, join_process_group, timeout_from_env
+from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, join_process_group, timeout_from_env
 
 #: how long (seconds) a process of a training's torchrun job waits for the others at a
 #: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)
@@ -75,10 +75,8 @@ def setup(device_name: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
-#: what gloo (and nccl's watchdog) say when a collective waited out the group's time-out, and
-#: when the process at the other end has ended
-_TIMED_OUT = re.compile(r"Timed out waiting \d+ ?ms|Application timeout caused pair closure|"
-                        r"collective operation timeout")  # fmt: skip
+#: what gloo says when the process at the other end of a collective has ended (TIMED_OUT: when
+#: it waited out the group's time-out)
 _PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer")
 
 
@@ -90,7 +88,7 @@ def collective_failure(e: BaseException, info: DistInfo) -> LoftUpError | None:
     (``TORCH_NCCL_ASYNC_ERROR_HANDLING``) before its Python code hears of it."""
     if not info.enabled or not isinstance(e, RuntimeError):
         return None
-    if _TIMED_OUT.search(str(e)):
+    if TIMED_OUT.search(str(e)):
         return LoftUpError(
             f"no word from another process of this run for {dist_timeout():g} s "
             f"({TIMEOUT_ENV}): one of them hangs (a stalled disk or GPU?) or lags far behind "
