@@ -68,7 +68,7 @@ def _cmd_train(args) -> int:
 
 
 def say_done(text: str) -> None:
-    """Print the summary of a finished run (or experiment), or the config ``--print-config``
+    """Print the summary of a finished run (or experiment, or demo), or the config ``--print-config``
     resolved. To a terminal that is gone (its window closed, the SSH session ended, without the
     hang-up that stops a run: EIO) it is lost, and the command still ends with status 0, a
     run's files written; not a traceback and status 1 in its place. (A closed pipe, ``| head``,

@@ -1,5 +1,6 @@
-"""``loftup demo --resume`` into a folder with nothing to resume (a mistyped --out): said on one
-line. (``loftup train``'s: tests/test_train_cli.py.)"""
+"""`loftup demo` at the command line, the demo itself stood in for (its report): --resume into
+a folder with nothing to resume (a mistyped --out) said on one line, and the report printed to
+a terminal that is gone. (`loftup train --resume`'s line: tests/test_train_cli.py.)"""
 
 import json
 
@@ -37,3 +38,21 @@ def test_demo_resume_of_a_begun_demo_says_nothing(tmp_path, capsys, monkeypatch)
     (out / RECORD).write_text(json.dumps(_options(DemoConfig(out=str(out)))))
     assert main(["demo", "--out", str(out), "--resume"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_finished_demo_ends_with_status_0_on_a_terminal_that_is_gone(
+    tmp_path, capsys, monkeypatch
+):
+    """The report printed at the end of a demo (many minutes of training) to a terminal gone
+    without a hang-up raised EIO: a traceback and status 1 for a finished demo, as loftup
+    train's summary and loftup experiment's report had."""
+    from train_fixtures import gone_terminal
+
+    _demo_done(monkeypatch)
+    with gone_terminal():
+        assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    assert main(["demo", "--out", str(tmp_path / "e")]) == 0  # to a live one: as before
+    assert (
+        capsys.readouterr().out
+        == f"# demo\n\nwrote {tmp_path / 'e'}/report.md, report.json and figure.png\n"
+    )

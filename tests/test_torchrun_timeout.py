@@ -1,0 +1,71 @@
+"""How long a process of a torchrun job waits for the others: LOFTUP_DIST_TIMEOUT, for
+`loftup train` and `loftup upsample` alike, each with its own default."""
+
+import pytest
+import torch
+
+from loftup.errors import UsageError
+from loftup.extract import torchrun
+
+
+@pytest.fixture
+def joined(monkeypatch):
+    """The keyword arguments ``init_distributed`` joins the group with (none joined here)."""
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torchrun, "join_process_group", lambda b, **kw: calls.append(kw))
+    return calls
+
+
+def test_upsample_waits_a_day_or_loftup_dist_timeout(joined, monkeypatch):
+    """upsample's shards end at different times before the last barrier: a day by default;
+    LOFTUP_DIST_TIMEOUT, the training's variable, was not read (a hung rank held a job a day)."""
+    monkeypatch.delenv("LOFTUP_DIST_TIMEOUT", raising=False)
+    torchrun.init_distributed(torch.device("cpu"))
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", " 90 ")
+    torchrun.init_distributed(torch.device("cpu"))
+    assert [kw["timeout"].total_seconds() for kw in joined] == [86400, 90]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])
+def test_a_bad_loftup_dist_timeout_is_refused_before_upsample_joins_the_group(
+    value, joined, monkeypatch
+):
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", value)
+    with pytest.raises(UsageError) as e:
+        torchrun.init_distributed(torch.device("cpu"))
+    assert str(e.value) == (
+        f"LOFTUP_DIST_TIMEOUT={value} is not a number of seconds > 0; set it to how long a "
+        "process of a torchrun job may wait for the others (default 86400), or unset it"
+    )
+    assert joined == []
+
+
+def test_training_reads_the_same_variable_with_its_own_default(monkeypatch):
+    from loftup.train.distributed import dist_timeout
+
+    monkeypatch.delenv("LOFTUP_DIST_TIMEOUT", raising=False)
+    assert dist_timeout() == 1800
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", "7")
+    assert dist_timeout() == 7
+
+
+def test_upsample_that_waited_out_the_time_out_says_so_not_that_another_ended(monkeypatch):
+    """With the wait now settable, a barrier that timed out (gloo's words) was told as 'another
+    process of this run has ended ... its error says why': there was no such error."""
+    from loftup.errors import LoftUpError
+
+    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", "60")
+    gloo = "[../gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 60000ms for recv"
+    with pytest.raises(LoftUpError) as e, torchrun._with_the_others():
+        raise RuntimeError(gloo)
+    assert str(e.value) == (
+        "no word from another process of this run for 60 s (LOFTUP_DIST_TIMEOUT): one of them "
+        "hangs or is still working on its share; where that is expected, set "
+        "LOFTUP_DIST_TIMEOUT=SECONDS"
+    )
+    with pytest.raises(LoftUpError, match="another process of this run has ended"):
+        with torchrun._with_the_others():
+            raise RuntimeError("Connection closed by peer [127.0.0.1]:1234")
