@@ -717,9 +717,15 @@ def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
 
 @pytest.mark.parametrize(
     "override, instead",
-    [("seed=1", "give --seeds N (runs of seeds 0 to N-1)"), ("log.out_dir=x", "give --out"), ("data.root=d", "give --data"),
-     ("max_steps=5", "give --stage1-steps or --stage2-steps")],
-)  # fmt: skip
+    [
+        ("seed=1", "give --seeds N (runs of seeds 0 to N-1)"),
+        ("log.out_dir=x", "give --out"),
+        ("data.root=d", "give --data"),
+        ("max_steps=5", "give --stage1-steps or --stage2-steps"),
+        ("stage=2", "it trains the stages each variant needs"),
+        ("init=runs/s1/checkpoint.pt", "stage 2 starts from the variant's own stage-1 run"),
+    ],
+)
 def test_an_override_of_what_each_run_sets_is_refused_before_any_work(override, instead, tmp_path):
     """`loftup experiment coords seed=1` trained every "seed" with seed 1: the spread over the
     seeds was nil, so that any difference was reported as a finding; log.out_dir=x put every

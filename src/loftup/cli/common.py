@@ -1,5 +1,6 @@
-"""What the commands share: argument types, checks said before any work, and JSON output
-(to a file, or to stdout alone with ``--json -``)."""
+"""What the commands share: argument types, checks said before any work, JSON output (to a
+file, or to stdout alone with ``--json -``), and a finished command's last words
+(:func:`say_done`)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,21 @@ def write_json(path: str, obj) -> None:
         return
     atomic.write_json(path, obj)
     print(f"wrote {path}")
+
+
+def say_done(text: str) -> None:
+    """Print the summary of a finished run (or experiment, or demo), or the config that
+    ``--print-config`` resolved. To a terminal that is gone (its window closed, the SSH session
+    ended, without the hang-up that stops a run: EIO) it is lost, and the command still ends
+    with status 0, a run's files written; not a traceback and status 1 in its place. (A closed
+    pipe, ``| head``, is the command line's status 141, as for every command.)"""
+    import errno
+
+    try:
+        print(text, flush=True)
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+        from . import _drop_stdout
+
+        _drop_stdout()  # what is still buffered would fail again at exit

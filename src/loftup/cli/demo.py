@@ -56,7 +56,7 @@ def _cmd_demo(args) -> int:
     if args.resume:
         _say_if_nothing_to_resume(cfg)
     run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
-    from .train import say_done
+    from .common import say_done
 
     wrote = f"wrote {cfg.out}/report.md, report.json and figure.png"
     say_done((Path(cfg.out) / "report.md").read_text() + "\n" + wrote)  # a gone terminal: lost

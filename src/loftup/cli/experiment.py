@@ -78,7 +78,7 @@ def _cmd_experiment(args) -> int:
     settings = ExperimentSettings(
         args.name, progress=not args.no_progress, **{k: getattr(args, k) for k in keys}
     )
-    from .train import say_done
+    from .common import say_done
 
     results = run_experiment(settings, json_path=None if args.json == "-" else args.json)
     out = Path(results["settings"]["out"])

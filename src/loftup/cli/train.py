@@ -33,6 +33,7 @@ def _cmd_train(args) -> int:
     import yaml
 
     from ..train import load_config, train
+    from .common import say_done
 
     overrides = list(args.overrides)
     if args.masks is not None:
@@ -65,24 +66,6 @@ def _cmd_train(args) -> int:
         lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     say_done("\n".join(lines))
     return 0
-
-
-def say_done(text: str) -> None:
-    """Print the summary of a finished run (or experiment, or demo), or the config ``--print-config``
-    resolved. To a terminal that is gone (its window closed, the SSH session ended, without the
-    hang-up that stops a run: EIO) it is lost, and the command still ends with status 0, a
-    run's files written; not a traceback and status 1 in its place. (A closed pipe, ``| head``,
-    is the command line's status 141, as for every command.)"""
-    import errno
-
-    try:
-        print(text, flush=True)
-    except OSError as e:
-        if e.errno != errno.EIO:
-            raise
-        from . import _drop_stdout
-
-        _drop_stdout()  # what is still buffered would fail again at exit
 
 
 @contextlib.contextmanager
