@@ -43,15 +43,6 @@ def test_a_bad_loftup_dist_timeout_is_refused_before_upsample_joins_the_group(
     assert joined == []
 
 
-def test_training_reads_the_same_variable_with_its_own_default(monkeypatch):
-    from loftup.train.distributed import dist_timeout
-
-    monkeypatch.delenv("LOFTUP_DIST_TIMEOUT", raising=False)
-    assert dist_timeout() == 1800
-    monkeypatch.setenv("LOFTUP_DIST_TIMEOUT", "7")
-    assert dist_timeout() == 7
-
-
 def test_upsample_that_waited_out_the_time_out_says_so_not_that_another_ended(monkeypatch):
     """With the wait now settable, a barrier that timed out (gloo's words) was told as 'another
     process of this run has ended ... its error says why': there was no such error."""
