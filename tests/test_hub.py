@@ -544,6 +544,32 @@ def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
     assert asked == []
 
 
+def test_a_repo_of_safetensors_shards_and_a_pickle_gives_the_shards(
+    tmp_path, local_hub, monkeypatch
+):
+    """A repo holding its weights as safetensors shards and as one pytorch_model.bin (as many
+    converted ones do) gave the pickle, as though it held only that: transformers prefers the
+    shards, and the README says pytorch_model.bin comes from a repo that has only that."""
+    from huggingface_hub import constants
+
+    from loftup.featurizers.hf_weights import resolve_weights
+
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    index = {"metadata": {}, "weight_map": {"a": shards[0], "b": shards[1]}}
+    held = {"config.json": b"{}", "pytorch_model.bin": b"pickle", **dict.fromkeys(shards, b"st")}
+    held["model.safetensors.index.json"] = json.dumps(index).encode()
+    endpoint = local_hub({("someone/mixed", n): data for n, data in held.items()})
+    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    folder = resolve_weights("someone/mixed", "facebook/dinov2-small", "dinov2_vits14")
+    got = sorted(p.name for p in folder.iterdir())
+    assert got == sorted(["config.json", "model.safetensors.index.json", *shards])
+
+
 def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):
     """DINOv3's repos are gated: without access the hub answers 401 GatedRepo, whose text is
     only "401 Client Error."; the line says where to accept the terms and how to log in, and

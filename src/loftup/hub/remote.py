@@ -218,26 +218,32 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     be had, the error is the first name's, naming the other groups not cached either.
 
     A weights file (``.safetensors``, ``.bin``) may be stored in shards, as transformers'
-    save_pretrained splits a large model: where the repo has none of a group's names, the
-    index of each (``model.safetensors.index.json``...) stands in for it, and the shards that
-    index names are fetched too."""
+    save_pretrained splits a large model: its index (``model.safetensors.index.json``...) is
+    tried right after it, before the group's next name, as transformers prefers them (a repo
+    of safetensors shards and a pytorch_model.bin gives the shards, not the pickle), and the
+    shards the index names are fetched too."""
     from huggingface_hub import try_to_load_from_cache
 
     from .files import INDEX_SUFFIX, shard_names
 
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
-    indexes = {
-        g: tuple(n + INDEX_SUFFIX for n in g if n.endswith((".safetensors", ".bin")))
+    # each weights file's name followed by its shard index's
+    alternatives = {
+        g: tuple(
+            m
+            for n in g
+            for m in ((n, n + INDEX_SUFFIX) if n.endswith((".safetensors", ".bin")) else (n,))
+        )
         for g in groups
     }
     uncached = [
         g
         for g in groups
-        if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in g + indexes[g])
+        if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in alternatives[g])
     ]
     found = []
     for group in groups:
-        names = (*group, *indexes[group])
+        names = alternatives[group]
         # a name the cache holds first: online, each name tried before it is a request to the
         # hub (a 404 for a repo without it), at every load
         cached = next(
