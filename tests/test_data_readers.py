@@ -676,6 +676,23 @@ def test_compressed_rle_runs_are_read_as_pycocotools_writes_them():
     assert not decode_rle({"size": [16, 16], "counts": "PXPPP0"}).any()
 
 
+def test_runs_of_2_29_pixels_or_more_are_read_as_pycocotools_reads_them():
+    """A run (or a growth of one) of 2**29 pixels or more takes 7 groups, which pycocotools
+    reads right where the number is positive: such masks (of an image read where
+    max_image_pixels allows it) were refused as damaged strings. Read without decoding the
+    mask: pycocotools' area, from its own reading of the string, is the check."""
+    from pycocotools import mask as mask_utils
+
+    from loftup.data.rle import compressed_runs
+
+    side = 1 << 16
+    for runs in ([3, 2**29 + 5, 10, 2**30 + 10], [3, 10, 5, 2**31 + 9], [2**31 + 1, 7]):
+        runs.append(side * side - sum(runs))
+        rle = mask_utils.frPyObjects({"size": [side, side], "counts": runs}, side, side)
+        read = compressed_runs(rle["counts"]).tolist()
+        assert read == runs and sum(read[1::2]) == mask_utils.area(rle)
+
+
 @pytest.mark.parametrize(
     "counts, why",
     [
@@ -683,9 +700,9 @@ def test_compressed_rle_runs_are_read_as_pycocotools_writes_them():
         ("0Q", "its counts end inside a number (cut short)"),
         ("0~", "its counts hold '~', not a character of COCO's RLE strings"),
         ("0oooooooo0", "its counts hold a number of 9 groups, too large a run"),
-        # 7 groups: pycocotools shifts a negative one's sign by 35 bits in a 32-bit int, and
-        # reads it as another number; no mask of at most 2**28 pixels needs more than 6
-        ("0PPPPPP0", "its counts hold a number of 7 groups, too large a run (at most 6: a damaged"),
+        # a negative number of 7 groups: pycocotools shifts its sign by 35 bits in a 32-bit
+        # int, and reads it as another number
+        ("0PPPPPP@", "its counts hold a negative number of 7 groups, which pycocotools misreads"),
         ([0, 10], "its runs cover 10 pixels, not the 16x16 = 256"),
         ([0, -10, 266], "its counts hold a negative or too long run"),
         ([0, 10.0, 246], "its counts are not a list of whole numbers"),

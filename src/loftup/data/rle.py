@@ -16,19 +16,19 @@ import numpy as np
 #: The largest run pycocotools stores (a 32-bit unsigned count).
 MAX_RUN = 2**32 - 1
 
-#: The most 5-bit groups a number of a compressed string may have. pycocotools reads the
-#: groups into a 32-bit int: a 7th group's bits shift past it and the sign of a 7-group number
-#: is shifted by 35 (a 32-bit shift by 3 on x86), so a negative difference of 7 groups is read
-#: as another number. Six groups hold differences of up to 2**29 pixels either way, more than
-#: any mask read here needs (at most 2**28 pixels: sa1b.MAX_MASK_PIXELS), so more is damage.
-MAX_GROUPS = 6
+#: The most 5-bit groups a number of a compressed string may have: 7 hold 35 bits, any run up
+#: to :data:`MAX_RUN`. A negative one of 7 is refused too: pycocotools reads the groups into a
+#: 32-bit int and shifts the sign by 35 (a shift by 3 on x86), so it reads another number
+#: (a positive one of 7, a run or difference of 2**29 pixels or more, it reads right: masks
+#: of an image that large, read where max_image_pixels allows it).
+MAX_GROUPS = 7
 
 
 def compressed_runs(counts: bytes) -> np.ndarray:
     """The run lengths (int64) that the compressed COCO RLE string ``counts`` stands for, as
     pycocotools reads them; a ValueError says what is wrong with a string it would misread
     (a character outside the alphabet, a string cut inside a number, a number of more than
-    :data:`MAX_GROUPS` groups, a negative or too long run)."""
+    :data:`MAX_GROUPS` groups or a negative one of that many, a negative or too long run)."""
     c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
     if c.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -45,9 +45,14 @@ def compressed_runs(counts: bytes) -> np.ndarray:
             f"its counts hold a number of {groups.max()} groups, too large a run (at most "
             f"{MAX_GROUPS}: a damaged string)"
         )
+    negative = (c[ends] & 0x10) != 0
+    if (negative & (groups == MAX_GROUPS)).any():
+        raise ValueError(
+            f"its counts hold a negative number of {MAX_GROUPS} groups, which pycocotools "
+            "misreads (a damaged string)"
+        )
     place = np.arange(c.size) - np.repeat(starts, groups)
     x = np.add.reduceat((c & 0x1F) << (5 * place), starts)
-    negative = (c[ends] & 0x10) != 0
     x[negative] |= np.int64(-1) << (5 * groups[negative])
     runs = x.copy()  # from the fourth on, each is the difference from the run two before
     runs[1::2] = np.cumsum(x[1::2])
