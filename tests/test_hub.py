@@ -404,6 +404,20 @@ _NO_PROXY = {
 }
 
 
+def _use_mirror(monkeypatch, endpoint: str, cache, **env) -> None:
+    """This process downloads from the local mirror ``endpoint`` into the Hugging Face cache
+    ``cache`` (``env``: more variables, e.g. HF_HUB_OFFLINE="1"), without a process of its own:
+    huggingface_hub read HF_ENDPOINT and the cache's place at import."""
+    from huggingface_hub import constants
+
+    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY, **env}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
 def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, reference_dir):
     """`loftup download` fetches the released upsampler and its backbone through
     huggingface_hub from the hub (here a local mirror, HF_ENDPOINT); another run then finds both
@@ -451,11 +465,17 @@ def test_a_file_the_hub_does_not_have_is_named_with_the_reason(tmp_path, local_h
     assert "load_upsampler('/path/to/pytorch_model.bin')" in line
 
 
-def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(tmp_path, local_hub):
+def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(
+    tmp_path, local_hub, monkeypatch, capsys
+):
     """Some hub repos uploaded before safetensors hold pytorch_model.bin and no
     model.safetensors: the backbone downloads from the .bin, and a later offline run loads it
-    from the cache."""
+    from the cache. (In this process: two of their own, each importing torch and transformers,
+    took 6 s each.)"""
     from transformers import CLIPConfig, CLIPModel
+
+    from loftup.cli import main
+    from loftup.featurizers import get_featurizer
 
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     cfg = CLIPConfig(
@@ -472,17 +492,12 @@ def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(tmp_path, local_h
         (repo, n): (tmp_path / "clip" / n).read_bytes()
         for n in ("config.json", "pytorch_model.bin")
     }
-    env = {"HF_ENDPOINT": local_hub(files), "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
-    res = run_cli(["download", "clip_vitb16"], env, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("clip_vitb16: ")
-    code = (
-        "import torch, loftup; f = loftup.get_featurizer('clip_vitb16'); "
-        "print(tuple(f(torch.zeros(1, 3, 64, 64)).shape))"
-    )
-    res = run_python(code, {**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "(1, 24, 4, 4)"
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    assert main(["download", "clip_vitb16"]) == 0
+    assert capsys.readouterr().out.startswith("clip_vitb16: ")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with torch.no_grad():
+        assert get_featurizer("clip_vitb16")(torch.zeros(1, 3, 64, 64)).shape == (1, 24, 4, 4)
 
 
 def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
@@ -493,7 +508,6 @@ def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
     repo of the user's own could not be fetched (`loftup download ORG/NAME` took it for SAM's,
     asking for a preprocessor_config.json, and fetched single files only), nor found in the
     cache offline after a snapshot_download."""
-    from huggingface_hub import constants
     from safetensors.torch import load_file
 
     from loftup.downloads import download_names
@@ -517,12 +531,7 @@ def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
     sam["model.safetensors"] = next(d for (_, n), d in files.items() if n.startswith("model-"))
     files.update({("someone/sam", n): data for n, data in sam.items()})
     endpoint = local_hub(files)
-    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY}.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)  # read at import: HF_ENDPOINT's
-    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_mirror(monkeypatch, endpoint, tmp_path / "hub")
     repos = ["someone/dino-st", "someone/dino-bin"]
     got = dict(download_names([*repos, "someone/sam"]))
     assert list(got) == [*repos, "someone/sam"]
@@ -550,7 +559,6 @@ def test_a_repo_of_safetensors_shards_and_a_pickle_gives_the_shards(
     """A repo holding its weights as safetensors shards and as one pytorch_model.bin (as many
     converted ones do) gave the pickle, as though it held only that: transformers prefers the
     shards, and the README says pytorch_model.bin comes from a repo that has only that."""
-    from huggingface_hub import constants
 
     from loftup.featurizers.hf_weights import resolve_weights
 
@@ -559,12 +567,7 @@ def test_a_repo_of_safetensors_shards_and_a_pickle_gives_the_shards(
     held = {"config.json": b"{}", "pytorch_model.bin": b"pickle", **dict.fromkeys(shards, b"st")}
     held["model.safetensors.index.json"] = json.dumps(index).encode()
     endpoint = local_hub({("someone/mixed", n): data for n, data in held.items()})
-    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY}.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_mirror(monkeypatch, endpoint, tmp_path / "hub")
     folder = resolve_weights("someone/mixed", "facebook/dinov2-small", "dinov2_vits14")
     got = sorted(p.name for p in folder.iterdir())
     assert got == sorted(["config.json", "model.safetensors.index.json", *shards])
@@ -1044,8 +1047,6 @@ def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monke
     says the copy is damaged and which blob to delete."""
     import hashlib
 
-    from huggingface_hub import constants
-
     from loftup.hub import download
 
     good = REFERENCE_STATE.read_bytes()
@@ -1059,12 +1060,7 @@ def test_download_fetches_a_damaged_cached_file_again(tmp_path, local_hub, monke
     blob.write_bytes(good[:2000])
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "pytorch_model.bin").symlink_to(blob)
-    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY, "HF_HUB_OFFLINE": "1"}.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)  # read at import: HF_ENDPOINT's
-    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_mirror(monkeypatch, endpoint, tmp_path / "hub", HF_HUB_OFFLINE="1")
     with pytest.raises(WeightsNotFoundError) as e:
         download("loftup_clip")
     msg = str(e.value)
