@@ -43,8 +43,16 @@ def test_without_backbones_and_all(fetched):
 
 
 def test_an_unknown_name_lists_what_is_known(fetched):
-    with pytest.raises(UnknownNameError, match="neither a released upsampler .*loftup_dinov2s"):
+    with pytest.raises(
+        UnknownNameError, match="neither a released upsampler .*loftup_dinov2s"
+    ) as e:
         list(download_names(["nonesuch"]))
+    # a hub id is any backbone's repo or SAM's, not SAM's alone (it was "nor SAM (... or a hub
+    # id ORG/NAME)")
+    assert str(e.value).endswith(
+        "SAM (sam_vit_base, sam_vit_large, sam_vit_huge) nor a hub id ORG/NAME (a backbone's of "
+        "your own or SAM's)"
+    )
     assert fetched == []
 
 

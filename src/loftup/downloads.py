@@ -34,7 +34,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
             raise UsageError(
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
-                "asked for); download takes released upsamplers, backbones and SAM hub ids ORG/NAME"
+                "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
             )
         if name in SAM_WEIGHTS or name in SAM_WEIGHTS.values():  # training's data.masks=sam
             yield name, resolve_sam(name, downloading=True)
@@ -48,8 +48,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             if ALIASES.get(name, name) not in RELEASED:
                 raise UnknownNameError(
                     f"unknown name {name!r}: neither a released upsampler "
-                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}) nor "
-                    f"SAM ({', '.join(SAM_WEIGHTS)} or a hub id ORG/NAME)"
+                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}), "
+                    f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (a backbone's of your "
+                    "own or SAM's)"
                 ) from None
         if ALIASES.get(name, name) in RELEASED:
             ckpt = RELEASED[ALIASES.get(name, name)]
