@@ -191,7 +191,7 @@ def test_missing_or_empty_folders_are_clear_errors(tmp_path, monkeypatch):
         MaskedImages("~no_such_user_loftup/sa1b", size=8)
     assert str(e.value) == (
         "data folder ~no_such_user_loftup/sa1b: ~no_such_user_loftup is no home folder (no user "
-        "no_such_user_loftup on this machine); give the folder's path without it, e.g. its "
+        "no_such_user_loftup on this machine); give the path without it, e.g. its "
         "absolute path"
     )
     (tmp_path / "a.jpg").write_bytes(b"x")

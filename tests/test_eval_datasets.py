@@ -378,7 +378,7 @@ def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):
     why = re.escape(
         "~no_such_user_loftup is no home folder (no user no_such_user_loftup on this machine)"
     )
-    with pytest.raises(UsageError, match=rf"^--root {root}: {why}; give the folder's path"):
+    with pytest.raises(UsageError, match=rf"^--root {root}: {why}; give the path without it"):
         check_root("davis", "davis", root)
     for read in (davis_sequences, lambda r: SegmentationSet("voc", r, "val", 28)):
         with pytest.raises(UsageError, match=rf"^dataset root {root}: {why}"):

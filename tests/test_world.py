@@ -197,6 +197,6 @@ def test_world_out_under_a_home_of_no_user_is_one_line(command, capsys):
     assert main([*command, "--out", "~no_such_user_loftup/w"]) == 2
     assert capsys.readouterr().err == (
         "error: --out ~no_such_user_loftup/w: ~no_such_user_loftup is no home folder (no user "
-        "no_such_user_loftup on this machine); give the folder's path without it, e.g. its "
+        "no_such_user_loftup on this machine); give the path without it, e.g. its "
         "absolute path\n"
     )

@@ -18,8 +18,14 @@ def home_expanded(path: str | os.PathLike, what: str) -> Path:
         return given.expanduser()
     except RuntimeError:
         head = given.parts[0]
-        why = f"no user {head[1:]} on this machine" if head != "~" else "HOME is not set"
         raise UsageError(
-            f"{what} {os.fspath(path)}: {head} is no home folder ({why}); give the folder's "
-            "path without it, e.g. its absolute path"
+            f"{what} {os.fspath(path)}: {head} is no home folder ({no_home_why(head)}); give "
+            "the path without it, e.g. its absolute path"
         ) from None
+
+
+def no_home_why(head: str) -> str:
+    """Why ``head`` (``~`` or ``~user``) names no home folder, for a message."""
+    if head != "~":
+        return f"no user {head[1:]} on this machine"
+    return "HOME is not set, nor is a home recorded for this user"

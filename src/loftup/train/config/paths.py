@@ -137,13 +137,10 @@ def check_home(key: str, value: str) -> None:
     of this machine: the run reads every path with ``Path.expanduser``, which raised a bare
     RuntimeError at its start (nor does ``./~user`` name a folder of that name: ``Path`` drops
     the ``./``)."""
-    head = value.partition("/")[0]
-    if head.startswith("~") and os.path.expanduser(head) == head:
-        why = f"no user {head[1:]} on this machine" if head != "~" else "HOME is not set"
-        raise UsageError(
-            f"config key {key} ({value!r}): {head} is no home folder ({why}); write the "
-            "folder's path without it, e.g. its absolute path"
-        )
+    from ...data.paths import home_expanded
+
+    if value.startswith("~"):
+        home_expanded(value, f"config key {key}")
 
 
 def _a_name(key: str, value: str) -> bool:
