@@ -592,6 +592,8 @@ def test_an_interrupted_experiment_says_to_run_the_same_command_again(tmp_path, 
     said = " ".join(r.getMessage() for r in caplog.records)
     assert f"{ckpt} holds it: run the same command again to go on" in said
     assert "--resume" not in said
+    kept = (ckpt.parent / "stopped.txt").read_text()  # the run's folder says the same
+    assert "run the same command again to go on" in kept and "--resume" not in kept
 
 
 def test_mask_noise_curves_hold_a_row_per_loss_term_as_its_notes_say(tmp_path):

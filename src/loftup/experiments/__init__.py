@@ -19,8 +19,6 @@ Each runs in the offline world by default (the demo's scenes and the shipped bac
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from .settings import DEFAULT_STEPS, ExperimentSettings
 
 EXPERIMENTS = tuple(DEFAULT_STEPS)
@@ -46,44 +44,14 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
     check_eval_dataset(s)  # a wrong --eval-root or --eval-dataset: before the scenes are written
     if s.threads:
         torch.set_num_threads(s.threads)
-    with _same_command_again():
-        if s.name == "grid":
-            from .grid import run_grid
+    if s.name == "grid":
+        from .grid import run_grid
 
-            return run_grid(s, json_path)
-        from .designs import DESIGNS
-        from .variants import run_design
+        return run_grid(s, json_path)
+    from .designs import DESIGNS
+    from .variants import run_design
 
-        return run_design(s, DESIGNS[s.name](s), json_path)
-
-
-#: What a training run stopped by a signal advises (loftup.train.loop), and what an experiment
-#: advises instead: it has no --resume, and the same command again goes on by itself.
-TRAIN_ADVICE = "run the same command with --resume to go on"
-EXPERIMENT_ADVICE = (
-    "run the same command again to go on (it reuses the finished runs and resumes this one)"
-)
-
-
-@contextmanager
-def _same_command_again():
-    """Training runs stopped (Ctrl-C, SIGTERM) inside an experiment say how to go on as
-    ``loftup experiment`` does: ``loftup experiment ... --resume`` is refused as an
-    unrecognized argument, while the same command again resumes."""
-    import logging
-
-    def reword(record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if TRAIN_ADVICE in text:
-            record.msg, record.args = text.replace(TRAIN_ADVICE, EXPERIMENT_ADVICE), ()
-        return True
-
-    logger = logging.getLogger("loftup.train")
-    logger.addFilter(reword)
-    try:
-        yield
-    finally:
-        logger.removeFilter(reword)
+    return run_design(s, DESIGNS[s.name](s), json_path)
 
 
 def _check_other_report(s: ExperimentSettings) -> None:

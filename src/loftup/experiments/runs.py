@@ -172,8 +172,13 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
     if not finished and ckpt.exists() and (out / "config.yaml").is_file():
         _check_same(cfg, out)  # an interrupted run goes on only with the settings it began with
-    result = train(cfg, resume=ckpt.exists())
+    result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
+
+
+#: How an experiment's training run stopped by a signal goes on (its stop line and
+#: stopped.txt): ``loftup experiment`` has no --resume, and the same command again resumes.
+GO_ON = "run the same command again to go on (it reuses the finished runs and resumes this one)"
 
 
 def run_configs(runs: dict[str, RunResult]) -> dict:

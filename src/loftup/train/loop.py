@@ -54,7 +54,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     preflight,
 )
 from .start import build_models, checkpoint_to_resume, warn_if_other_data
-from .stopping import StopOnSignals, clear_stop_note, stop_line, write_stop_note
+from .stopping import GO_ON, StopOnSignals, clear_stop_note, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
 
@@ -76,15 +76,18 @@ class TrainResult:
         return [row["loss"] for row in self.history]
 
 
-def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = False) -> TrainResult:
-    """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``."""
+def train(
+    config: TrainConfig | str | os.PathLike | dict, *, resume: bool = False, go_on: str = GO_ON
+) -> TrainResult:
+    """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``;
+    ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``)."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
     try:
         check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
         with StopOnSignals(announce=info.is_main) as signals:
-            result = _run(cfg, info, resume, signals, init)
+            result = _run(cfg, info, resume, signals, init, go_on)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -96,7 +99,12 @@ def train(config: TrainConfig | str | os.PathLike | dict, *, resume: bool = Fals
 
 
 def _run(
-    cfg: TrainConfig, info: DistInfo, resume: bool, signals: StopOnSignals, init: Init | None
+    cfg: TrainConfig,
+    info: DistInfo,
+    resume: bool,
+    signals: StopOnSignals,
+    init: Init | None,
+    go_on: str,
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
@@ -247,7 +255,7 @@ def _run(
                     bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
                 if main:  # in the run's folder too: the terminal may be gone (SIGHUP)
-                    said = stop_line(stop_on, done, total, ckpt_path)
+                    said = stop_line(stop_on, done, total, ckpt_path, go_on)
                     write_stop_note(out_dir, said)
                     log.warning("%s", said)
                 signals.stop(stop_on)
@@ -289,7 +297,7 @@ def _run(
     barrier(info)
     if late is not None:
         if main:
-            log.warning("%s", stop_line(late, steps, total, ckpt_path))
+            log.warning("%s", stop_line(late, steps, total, ckpt_path, go_on))
         signals.stop(late)
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started

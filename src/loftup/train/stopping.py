@@ -157,18 +157,21 @@ class StopOnSignals:
         signal.signal(signal.SIGTERM, previous)
 
 
-def stop_line(signum: int, done: int, total: int, ckpt_path: Path) -> str:
+#: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
+#: runs it, ``loftup experiment``, gives its own: :func:`loftup.train.train`'s ``go_on``)
+GO_ON = "run the same command with --resume to go on"
+
+
+def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
     """What a run stopped by ``signum`` after ``done`` steps of ``total`` says: how to go on
-    from its checkpoint ``ckpt_path``, or that the run is complete (the last step taken)."""
+    (``go_on``) from its checkpoint ``ckpt_path``, or that the run is complete (the last step
+    taken)."""
     if done >= total:
         return (
             f"{NAMES[signum]}: stopped after the last step ({done} of {total}): the run is "
             f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
         )
-    return (
-        f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: run the "
-        "same command with --resume to go on"
-    )
+    return f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: {go_on}"
 
 
 def write_stop_note(out_dir: Path, line: str) -> None:
