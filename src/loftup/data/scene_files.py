@@ -23,7 +23,6 @@ PNG (lossless) and computed by the generator, never read back from the JPEG.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
+from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
 from .scenes import Scene, SceneConfig, generate_scene, said
 
 FORMAT = "loftup-scenes"
 FORMAT_VERSION = 1
-JPEG_QUALITY = 95
 
 
 def scene_annotations(scene: Scene, image_id: int) -> dict:
@@ -64,39 +63,6 @@ def scene_annotations(scene: Scene, image_id: int) -> dict:
         )
     image = {"image_id": image_id, "width": w, "height": h, "file_name": f"sa_{image_id}.jpg"}
     return {"image": image, "annotations": annotations}
-
-
-def _palette() -> list[int]:
-    rng = np.random.default_rng(12345)
-    colours = (rng.random((256, 3)) * 200 + 40).astype(np.uint8)
-    return colours.ravel().tolist()
-
-
-def encode_labels(labels: np.ndarray) -> bytes:
-    """(H, W) uint8 class ids -> palette PNG bytes whose pixel values are the ids."""
-    from PIL import Image
-
-    im = Image.fromarray(labels.astype(np.uint8), mode="P")
-    im.putpalette(_palette())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """(H, W, 3) uint8 RGB -> JPEG bytes with 4:4:4 chroma (see the module note)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
-    return buf.getvalue()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 RGB."""
-    from PIL import Image
-
-    return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def check_scene_range(
