@@ -610,3 +610,61 @@ def test_a_second_sigterm_after_the_last_step_does_not_cut_its_export_short(
         train(tiny(sa1b, out, 1, 3))
     assert (out / "final" / "config.json").is_file()
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+def test_the_checkpoint_clock_is_due_minutes_after_the_last_save_on_rank_0_only():
+    from loftup.train.checkpoint import CheckpointClock
+
+    now = [100.0]
+    clock = CheckpointClock(1.5, main=True, clock=lambda: now[0])
+    other = CheckpointClock(1.5, main=False, clock=lambda: now[0])
+    now[0] += 89.9
+    assert clock.votes() == {"ckpt_due": 0.0}
+    now[0] += 0.1
+    assert clock.votes() == {"ckpt_due": 1.0} and other.votes() == {"ckpt_due": 0.0}
+    # averaged over 2 ranks (rank 0's 1, rank 1's 0): every rank reads "due", the key taken out
+    means = {"loss": 0.5, "ckpt_due": 0.5}
+    assert other.agreed(means) is True and means == {"loss": 0.5}
+    clock.saved()
+    now[0] += 60.0
+    assert clock.votes() == {"ckpt_due": 0.0} and not clock.agreed(clock.votes())
+    never = CheckpointClock(0, main=True, clock=lambda: now[0])
+    now[0] += 1e9
+    assert never.votes() == {"ckpt_due": 0.0}
+
+
+@pytest.mark.parametrize("minutes", [0, 1e-9])
+def test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one(
+    sa1b, tmp_path, monkeypatch, minutes
+):
+    """log.ckpt_minutes: a checkpoint once that much wall time has passed since the last,
+    whatever log.ckpt_every says. A run lost at step 3 of 4 with ckpt_every=100 (as under kill
+    -9, nothing of its own written on the way out) keeps step 3 with a clock of a moment, and
+    resumed from it ends as an uninterrupted run does; without the clock (0) nothing is kept."""
+    from loftup.train import loop
+
+    opts = ("log.ckpt_every=100", f"log.ckpt_minutes={minutes}")
+    out = tmp_path / "lost"
+    real = loop.draw_step
+
+    def lost_at_step_3(cfg, step, *args, **kwargs):
+        if step == 3:
+            raise MemoryError("the node is gone")  # no signal: the run writes nothing more
+        return real(cfg, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "draw_step", lost_at_step_3)
+    with pytest.raises(MemoryError):
+        train(tiny(sa1b, out, 1, 4, *opts))
+    monkeypatch.undo()
+    if not minutes:
+        assert not (out / "checkpoint.pt").exists()
+        return
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+    resumed = train(tiny(sa1b, out, 1, 4, *opts), resume=True)
+    whole = train(tiny(sa1b, tmp_path / "whole", 1, 4, *opts))
+    assert resumed.losses == whole.losses and len(whole.losses) == 4
+    a = torch.load(whole.checkpoint, weights_only=True)
+    b = torch.load(resumed.checkpoint, weights_only=True)
+    for part in ("model", "downsampler", "uncertainty"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)

@@ -19,6 +19,7 @@ Layout (every value a tensor, number, string, list, dict or None)::
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -39,6 +40,36 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
     return path
+
+
+class CheckpointClock:
+    """When a run's checkpoint is due by wall time (``log.ckpt_minutes``): ``minutes`` after the
+    last one was written (or the steps began), on rank 0's clock (``main``), so that a kill -9
+    loses that much work at most, however long ``log.ckpt_every`` steps take. Its vote rides
+    the step's all-reduce (:meth:`votes`, :meth:`agreed`, as the stop signals' do), so every
+    rank takes the same decision at the same step. ``minutes`` 0: never by time; ``clock``:
+    seconds from any fixed point."""
+
+    def __init__(self, minutes: float, main: bool, clock=time.monotonic) -> None:
+        self.seconds = 60.0 * minutes
+        self.main = main
+        self.clock = clock
+        self.since = clock()
+
+    def votes(self) -> dict[str, float]:
+        """This process's part of the step's all-reduce: rank 0's "due", the others' 0."""
+        due = self.main and self.seconds > 0 and self.clock() - self.since >= self.seconds
+        return {"ckpt_due": float(due)}
+
+    def agreed(self, means: dict[str, float]) -> bool:
+        """Whether the checkpoint is due, from ``means`` (:meth:`votes` averaged over the ranks,
+        which is taken out of it)."""
+        return means.pop("ckpt_due") > 0
+
+    def saved(self) -> None:
+        """A checkpoint was just written: the next is due ``minutes`` from now (the time its
+        writing took is not counted, so a slow disk never makes every step write one)."""
+        self.since = self.clock()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

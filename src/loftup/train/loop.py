@@ -30,7 +30,7 @@ from ..errors import LoftUpError, require
 from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
-from .checkpoint import remove_stale_temporaries, save_checkpoint
+from .checkpoint import CheckpointClock, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig, load_config
 from .distributed import (
     DistInfo,
@@ -184,7 +184,6 @@ def _run(
     def save(done: int) -> None:
         # CSV first: a kill between the two leaves rows beyond the checkpoint (dropped on
         # resume), never a checkpoint beyond the CSV (rows lost for good)
-        saved[0] = done
         monitor.flush()
         save_checkpoint(
             ckpt_path,
@@ -192,7 +191,9 @@ def _run(
                 cfg, trainee, optimizer, teacher, done, history, skipped, len(dataset)
             ),
         )
+        clock.saved()
 
+    clock = CheckpointClock(cfg.log.ckpt_minutes, main)  # log.ckpt_minutes, on rank 0's clock
     tick = time.perf_counter()
     # a dead worker is named wherever it is heard of; a signal stops after the step
     with signals.steps(), batches(loader, d.root) as feed:
@@ -225,10 +226,12 @@ def _run(
 
             scalars = {k: float(v.detach()) for k, v in losses.items()}
             scalars["skipped"] = float(len(batch["skipped"]))
-            # any rank's SIGTERM, SIGHUP or Ctrl-C stops them all here (SIGTERM named first)
-            scalars = mean_over_ranks({**scalars, **signals.votes()}, info)
+            # any rank's SIGTERM, SIGHUP or Ctrl-C stops them all here (SIGTERM named first),
+            # and rank 0's clock says whether log.ckpt_minutes have passed: the same on all
+            scalars = mean_over_ranks({**scalars, **signals.votes(), **clock.votes()}, info)
             stop_on = signals.agreed(scalars)
             stopping = stop_on is not None
+            timed = clock.agreed(scalars)
             scalars["skipped"] *= info.world
             skipped += int(round(scalars["skipped"]))
             scalars.update(
@@ -238,6 +241,8 @@ def _run(
             )  # fmt: skip
             history.append({"step": step, **scalars})
             done = step + 1
+            if done % cfg.log.ckpt_every == 0 or done == total or stopping or timed:
+                saved[0] = done  # on every rank: a later step's error names it
             if main:
                 monitor.scalars(step, scalars, tensorboard=step % cfg.log.log_every == 0)
                 if (
@@ -246,7 +251,7 @@ def _run(
                     and viz is not None
                 ):
                     pictures(monitor, trainee.upsampler, featurizer, viz, done)
-                if done % cfg.log.ckpt_every == 0 or done == total or stopping:
+                if saved[0] == done:
                     save(done)
             if stopping and done < total:  # at the last step: the run ends, then stops
                 # the terminal may have gone with the signal (the `| tee` that Ctrl-C or the

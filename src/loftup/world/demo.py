@@ -114,7 +114,9 @@ def stage_config(
         "device": "cpu",
         "data": {"root": str(train_root), "masks": "sa1b", "num_workers": 0},
     }
-    log = {"log_every": 10, "viz_every": 10**9, "tensorboard": False}
+    # ckpt_every: the whole stage (the checkpoint its end writes), and one a minute besides, so
+    # that a killed run (kill -9, a node lost) goes on with --resume from at most a minute ago
+    log = {"log_every": 10, "viz_every": 10**9, "tensorboard": False, "ckpt_minutes": 1.0}
     if stage == 1:
         return {
             **common,

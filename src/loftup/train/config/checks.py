@@ -86,6 +86,10 @@ RANGES: dict[str, tuple] = {
     "mask_noise.max_radius": _FRACTION,
     "log.log_every": _ge(1),
     "log.ckpt_every": _ge(1),
+    "log.ckpt_minutes": (
+        (lambda v: v >= 0),
+        ">= 0 (minutes between checkpoints by wall time; 0: only every log.ckpt_every steps)",
+    ),
     "log.viz_every": _ge(0),
     "log.num_viz": _ge(0),
 }

@@ -133,6 +133,8 @@ class LogConfig:
     out_dir: str = "runs/loftup"
     log_every: int = 10
     ckpt_every: int = 1000
+    #: also a checkpoint once this many minutes have passed since the last (0: by steps only)
+    ckpt_minutes: float = 10.0
     viz_every: int = 1000
     num_viz: int = 4
     tensorboard: bool = True
