@@ -27,10 +27,9 @@ from tqdm.auto import tqdm
 
 from ..data.sampler import StepSampler
 from ..errors import LoftUpError, require
-from ..hub import save_pretrained
 from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
-from .checkpoint import CheckpointClock, remove_stale_temporaries, save_checkpoint
+from .checkpoint import CheckpointClock, save_checkpoint
 from .config import TrainConfig, load_config
 from .distributed import (
     DistInfo,
@@ -42,7 +41,6 @@ from .distributed import (
 )
 from .gradients import clip_limit, not_finite
 from .loader import batches, make_loader, precompute_masks, training_data
-from .monitor import Monitor, write_run_record
 from .objectives import loss_weights
 from .pictures import pictures, validation_images
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
@@ -53,8 +51,9 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
+from .run_folder import finish_run, open_run_folder
 from .start import build_models, checkpoint_to_resume, warn_if_other_data
-from .stopping import GO_ON, StopOnSignals, clear_stop_note, stop_line, write_stop_note
+from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
 
@@ -148,11 +147,7 @@ def _run(
 
     monitor = None
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out_dir)
-        clear_stop_note(out_dir)  # a stop's advice, said again if this run stops
-        write_run_record(out_dir, cfg.to_dict(), info.world)
-        monitor = Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
+        monitor = open_run_folder(cfg, out_dir, info.world, step0)
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
@@ -284,21 +279,11 @@ def _run(
     final = out_dir / "final"
     if main:
         if steps == step0 and not ckpt_path.exists():  # zero steps asked for: still leave a result
-            payload = checkpoint_payload(
-                cfg, trainee, optimizer, teacher, steps, history, skipped, len(dataset)
-            )
-            save_checkpoint(ckpt_path, payload)
-        meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
-        kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
-        save_pretrained(trainee.upsampler, final, **kw)
-        if teacher is not None:
-            save_pretrained(teacher.model, out_dir / "final_teacher", **kw)
-        monitor.close()
-        monitor.summary(
-            history, steps=steps, skipped=skipped, seconds=time.perf_counter() - started
-        )
-        if skipped:
-            log.warning("%d unreadable files were skipped (see the warnings above)", skipped)
+            save(steps)
+        finish_run(
+            cfg, out_dir, monitor, trainee, teacher, steps=steps, history=history,
+            skipped=skipped, started=started,
+        )  # fmt: skip
     barrier(info)
     if late is not None:
         if main:

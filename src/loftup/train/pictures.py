@@ -7,8 +7,8 @@ import torch
 
 from ..data.dataset import MaskedImages
 from .config import TrainConfig
-from .loader import reads_waited_on
 from .monitor import Monitor
+from .reads import reads_waited_on
 
 
 def validation_images(dataset: MaskedImages, cfg: TrainConfig, sizes, device):
