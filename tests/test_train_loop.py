@@ -668,3 +668,32 @@ def test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one(
     for part in ("model", "downsampler", "uncertainty"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
+def test_a_run_resumed_to_train_on_is_not_ended_until_it_writes_its_own_summary(
+    sa1b, tmp_path, monkeypatch
+):
+    """summary.json, written last, marks a run that ended (``loftup experiment`` reuses a run
+    folder holding it and final/). A run resumed with more steps and killed after its last
+    checkpoint but before its export kept the earlier run's summary beside the earlier final/:
+    it looked ended, at the new step count, with the old weights. The resumed run removes it
+    at its start; going on exports and summarises the new end."""
+    from loftup.train import loop
+
+    out = tmp_path / "run"
+    train(tiny(sa1b, out, 1, 2))
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+    def killed(*args, **kwargs):
+        raise MemoryError("killed before the export")
+
+    monkeypatch.setattr(loop, "finish_run", killed)
+    with pytest.raises(MemoryError):
+        train(tiny(sa1b, out, 1, 4), resume=True)
+    monkeypatch.undo()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert not (out / "summary.json").exists()
+    assert json.loads((out / "final" / "config.json").read_text())["metadata"]["steps"] == 2
+    resumed = train(tiny(sa1b, out, 1, 4), resume=True)
+    assert resumed.steps == 4 and json.loads((out / "summary.json").read_text())["steps"] == 4
+    assert json.loads((out / "final" / "config.json").read_text())["metadata"]["steps"] == 4

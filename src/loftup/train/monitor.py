@@ -23,6 +23,9 @@ import torch
 from ..atomic import atomic_write, atomic_write_bytes, write_json
 from .config.paths import as_written
 
+#: the file a run writes last, at its end (:meth:`Monitor.summary`)
+SUMMARY_NAME = "summary.json"
+
 
 def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
     import yaml
@@ -114,7 +117,7 @@ class Monitor:
                 sorted(r["seconds"] for r in history)[len(history) // 2] if history else None
             ),
         }
-        path = self.out_dir / "summary.json"
+        path = self.out_dir / SUMMARY_NAME
         write_json(path, info)
         return path
 

@@ -13,19 +13,23 @@ from pathlib import Path
 from ..hub import save_pretrained
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
-from .monitor import Monitor, write_run_record
+from .monitor import SUMMARY_NAME, Monitor, write_run_record
 from .stopping import clear_stop_note
 
 log = logging.getLogger("loftup.train")
 
 
 def open_run_folder(cfg: TrainConfig, out_dir: Path, world: int, step0: int) -> Monitor:
-    """Make ``out_dir``, remove the temporaries of a run killed there and an earlier stop's note
-    (this run says its own), write ``config.yaml`` and ``run.json`` and open the run's
-    :class:`Monitor` from step ``step0`` (the resumed checkpoint's)."""
+    """Make ``out_dir``, remove the temporaries of a run killed there, an earlier stop's note
+    (this run says its own) and an earlier end's ``summary.json``, write ``config.yaml`` and
+    ``run.json`` and open the run's :class:`Monitor` from step ``step0`` (the resumed
+    checkpoint's). The summary, written last, marks a run that ended: one resumed to train on
+    (a higher max_steps) and killed after its last checkpoint but before its export would have
+    looked ended, with the earlier run's summary beside the earlier ``final/``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     clear_stop_note(out_dir)
+    (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     write_run_record(out_dir, cfg.to_dict(), world)
     return Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
 
