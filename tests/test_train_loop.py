@@ -633,17 +633,20 @@ def test_the_checkpoint_clock_is_due_minutes_after_the_last_save_on_rank_0_only(
     assert never.votes() == {"ckpt_due": 0.0}
 
 
-@pytest.mark.parametrize("minutes", [0, 1e-9])
+@pytest.mark.parametrize("stage, minutes", [(1, 0), (2, 1e-9)])
 def test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one(
-    sa1b, tmp_path, monkeypatch, minutes
+    request, sa1b, tmp_path, monkeypatch, stage, minutes
 ):
     """log.ckpt_minutes: a checkpoint once that much wall time has passed since the last,
     whatever log.ckpt_every says. A run lost at step 3 of 4 with ckpt_every=100 (as under kill
     -9, nothing of its own written on the way out) keeps step 3 with a clock of a moment, and
-    resumed from it ends as an uninterrupted run does; without the clock (0) nothing is kept."""
+    resumed from it ends as an uninterrupted run does (in stage 2 the EMA teacher too, saved
+    between its updates: ema_every=2); without the clock (0) nothing is kept."""
     from loftup.train import loop
 
     opts = ("log.ckpt_every=100", f"log.ckpt_minutes={minutes}")
+    if stage == 2:
+        opts += (f"init={request.getfixturevalue('stage1_run').checkpoint}",)
     out = tmp_path / "lost"
     real = loop.draw_step
 
@@ -654,18 +657,20 @@ def test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one(
 
     monkeypatch.setattr(loop, "draw_step", lost_at_step_3)
     with pytest.raises(MemoryError):
-        train(tiny(sa1b, out, 1, 4, *opts))
+        train(tiny(sa1b, out, stage, 4, *opts))
     monkeypatch.undo()
     if not minutes:
         assert not (out / "checkpoint.pt").exists()
         return
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
-    resumed = train(tiny(sa1b, out, 1, 4, *opts), resume=True)
-    whole = train(tiny(sa1b, tmp_path / "whole", 1, 4, *opts))
+    resumed = train(tiny(sa1b, out, stage, 4, *opts), resume=True)
+    whole = train(tiny(sa1b, tmp_path / "whole", stage, 4, *opts))
     assert resumed.losses == whole.losses and len(whole.losses) == 4
     a = torch.load(whole.checkpoint, weights_only=True)
     b = torch.load(resumed.checkpoint, weights_only=True)
-    for part in ("model", "downsampler", "uncertainty"):
+    parts = ("model", "downsampler", "uncertainty") + (("teacher",) if stage == 2 else ())
+    assert all(a[part] for part in parts)
+    for part in parts:
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
 
