@@ -411,3 +411,32 @@ def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(
     here = Path(__file__).resolve().parents[1]
     if (here / ".git").exists() and here in Path(loftup.__file__).resolve().parents:
         assert ours is not None  # run from this checkout: its own commit is found
+
+
+def _apple_double(path) -> None:
+    """What macOS writes beside each file it copies to a disk without its metadata (exFAT,
+    SMB): ``._NAME``, 4 KB that is no image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+
+
+def test_hidden_files_beside_a_datasets_files_are_not_items(tmp_path):
+    """A dataset copied from a Mac to an exFAT disk or a share has a ``._NAME`` beside every
+    file: DAVIS took ``._00000.jpg`` as the first frame, ADE20K and Cityscapes as an image,
+    and the run stopped on a file that is no image in a complete dataset."""
+    write_davis(tmp_path / "d", frames=4)
+    for folder in ("JPEGImages", "Annotations"):
+        ext = "jpg" if folder == "JPEGImages" else "png"
+        _apple_double(tmp_path / "d" / folder / "480p" / "bear" / f"._00000.{ext}")
+    seq = davis_sequences(tmp_path / "d", check=True)[0]
+    assert [f.name for f in seq.frames] == [f"{t:05d}.jpg" for t in range(4)]
+    ade = write_ade20k(tmp_path / "a", n=2)
+    _apple_double(ade / "images" / "training" / "._ADE_train_00000001.jpg")
+    _apple_double(ade / "annotations" / "training" / "._ADE_train_00000001.png")
+    assert len(SegmentationSet("ade20k", ade, "train", 28)) == 2
+    city = write_cityscapes(tmp_path / "c", n=2)
+    for top, end in (("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds")):
+        _apple_double(city / top / "train" / "aachen" / f"._aachen_000000_000019_{end}.png")
+    assert len(SegmentationSet("cityscapes", city, "train", 28)) == 2
+    _apple_double(city / "leftImg8bit" / "train" / ".trash" / "x_000000_000019_leftImg8bit.png")
+    assert len(SegmentationSet("cityscapes", city, "train", 28)) == 2

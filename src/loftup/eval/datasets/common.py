@@ -52,6 +52,17 @@ def read_lines(path: Path, what: str, hint: str) -> list[str]:
     return list(first)
 
 
+def listed(folder: Path, pattern: str) -> list[Path]:
+    """The files of ``folder`` matching ``pattern`` (a glob), sorted, without hidden ones: a
+    name starting with ``.`` (the file's, or a folder's between) is no dataset item (macOS
+    writes ``._NAME`` beside each file it copies to an exFAT disk or a share, which ``*``
+    matches in pathlib, unlike a shell)."""
+    found = folder.glob(pattern)
+    return sorted(
+        p for p in found if not any(n.startswith(".") for n in p.relative_to(folder).parts)
+    )
+
+
 def limited(items: list, limit: int | None) -> list:
     """The first ``limit`` items (all when None)."""
     return items if limit is None else items[: max(0, int(limit))]

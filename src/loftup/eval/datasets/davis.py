@@ -26,6 +26,7 @@ from .common import (
     check_label_mode,
     home_expanded,
     limited,
+    listed,
     open_image,
     open_label,
     read_lines,
@@ -103,8 +104,8 @@ def davis_sequences(
     )
     out = []
     for name in names:
-        frames = sorted(
-            require(root / "JPEGImages" / "480p" / name, "DAVIS frames", DAVIS_HINT).glob("*.jpg")
+        frames = listed(
+            require(root / "JPEGImages" / "480p" / name, "DAVIS frames", DAVIS_HINT), "*.jpg"
         )
         annos = [root / "Annotations" / "480p" / name / f"{f.stem}.png" for f in frames]
         frames, annos = limited(frames, max_frames), limited(annos, max_frames)

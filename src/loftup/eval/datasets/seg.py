@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import IGNORE, DatasetError, home_expanded, read_lines, require
+from .common import IGNORE, DatasetError, home_expanded, listed, read_lines, require
 
 COCO_FINE_TO_COARSE = np.array(
     [
@@ -153,7 +153,7 @@ CITYSCAPES_HINT = "Expected ROOT/leftImg8bit/<split>/<city>/*_leftImg8bit.png an
 def _cityscapes_pairs(root: Path, folder: str) -> list[tuple[Path, Path]]:
     images = require(root / "leftImg8bit" / folder, "Cityscapes images", CITYSCAPES_HINT)
     pairs = []
-    for img in sorted(images.glob("*/*_leftImg8bit.png")):
+    for img in listed(images, "*/*_leftImg8bit.png"):
         stem = img.name[: -len("_leftImg8bit.png")]
         pairs.append(
             (img, root / "gtFine" / folder / img.parent.name / f"{stem}_gtFine_labelIds.png")
@@ -169,8 +169,7 @@ ADE_HINT = "Expected ROOT/images/<training|validation>/*.jpg and ROOT/annotation
 def _ade_pairs(root: Path, folder: str) -> list[tuple[Path, Path]]:
     images = require(root / "images" / folder, "ADE20K images", ADE_HINT)
     return [
-        (img, root / "annotations" / folder / f"{img.stem}.png")
-        for img in sorted(images.glob("*.jpg"))
+        (img, root / "annotations" / folder / f"{img.stem}.png") for img in listed(images, "*.jpg")
     ]
 
 
