@@ -286,3 +286,34 @@ def test_davis_mean_recall_and_decay_are_the_benchmarks():
     assert stats["J_decay"] == pytest.approx(np.mean([r[2] for r in ref]))
     assert stats["J&F_mean"] == pytest.approx((stats["J_mean"] + stats["F_mean"]) / 2)
     assert stats["num_objects"] == 6
+
+
+def test_what_unscored_pixels_hold_nan_included_counts_for_nothing():
+    """A hole marked NaN or infinity in the ground truth (as some depth datasets mark one), or
+    a NaN prediction where nothing is scored, made RMSE, AbsRel, the scale-invariant fit and
+    the normal angles NaN for the whole image (masks were applied by multiplying: 0 x NaN)."""
+    from loftup.eval.metrics_3d import match_scale_and_shift, normal_metrics
+
+    rng = np.random.default_rng(8)
+    gt = torch.from_numpy(rng.uniform(0.5, 9.0, (2, 6, 7)))
+    pred = gt * torch.from_numpy(rng.uniform(0.7, 1.5, gt.shape))
+    gt[0, 0, :3] = 0.0  # the plain hole, the reference
+    holed, wild = gt.clone(), pred.clone()
+    holed[0, 0, :3] = torch.tensor([math.nan, math.inf, -math.inf])
+    wild[0, 0, :3] = torch.tensor([math.nan, math.inf, 0.0])
+    want, got = depth_metrics(pred, gt), depth_metrics(wild, holed)
+    for key, value in want.items():
+        assert torch.allclose(got[key].double(), value.double(), atol=1e-12), key
+    assert torch.isfinite(want["rmse"]).all() and int(want["valid_pixels"][0]) == 39
+    aligned = match_scale_and_shift(wild, holed)
+    assert torch.allclose(aligned[:, 1:], match_scale_and_shift(pred, gt)[:, 1:], atol=1e-9)
+
+    normals = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(2, 3, 6, 7))), dim=1)
+    noisy = normals + 0.3 * torch.from_numpy(rng.normal(size=normals.shape))
+    valid = torch.ones(2, 6, 7, dtype=torch.bool)
+    valid[0, 0, :3] = False
+    nan_gt, nan_pred = normals.clone(), noisy.clone()
+    nan_gt[0, :, 0, 0], nan_pred[0, :, 0, 1] = math.nan, math.nan
+    want, got = normal_metrics(noisy, normals, valid), normal_metrics(nan_pred, nan_gt, valid)
+    for key, value in want.items():
+        assert torch.allclose(got[key].double(), value.double(), atol=1e-12), key

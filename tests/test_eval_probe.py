@@ -236,3 +236,35 @@ def test_probe_and_pipeline_still_offer_the_names_they_always_did():
         missing = [n for n in names if not hasattr(module, n)]
         assert not missing, f"{module.__name__} lost {missing}"
         assert sorted(module.__all__) == sorted(names)
+
+
+def test_losses_ignore_what_unscored_pixels_hold_nan_included():
+    """A NaN in a hole of the ground truth made the depth loss NaN (its gradient term
+    multiplied the hole by 0) and the normal loss's gradient NaN (0 x NaN in backward): one
+    such image stopped a probe from learning anything."""
+    from loftup.eval.probe_losses import depth_loss, normal_loss
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 12, 12, generator=gen) * 5 + 0.5
+    gt[0, :3, :4] = 0.0
+    holed = gt.clone()
+    holed[0, :3, :4] = float("nan")
+    pred = (torch.rand(2, 12, 12, generator=gen) * 5 + 0.5).requires_grad_()
+    want = depth_loss(pred, gt)
+    (want_grad,) = torch.autograd.grad(want, pred)
+    got = depth_loss(pred, holed)
+    (got_grad,) = torch.autograd.grad(got, pred)
+    assert torch.isfinite(want) and torch.allclose(got, want)
+    assert torch.allclose(got_grad, want_grad)
+
+    target = torch.cat([F.normalize(torch.randn(2, 3, 6, 6, generator=gen), dim=1),
+                        torch.ones(2, 1, 6, 6)], 1)  # fmt: skip
+    target[0, 3, :2] = 0.0  # not scored
+    nan_target = target.clone()
+    nan_target[0, :3, :2] = float("nan")
+    raw = torch.randn(2, 4, 6, 6, generator=gen).requires_grad_()
+    (want_grad,) = torch.autograd.grad(normal_loss(raw, target), raw)
+    got = normal_loss(raw, nan_target)
+    (got_grad,) = torch.autograd.grad(got, raw)
+    assert torch.allclose(got, normal_loss(raw, target).detach())
+    assert torch.isfinite(got_grad).all() and torch.allclose(got_grad, want_grad)

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .metrics_3d import valid_depth
+
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, H, W) integer labels -> (B, h, w) by nearest (the FeatUp protocol)."""
@@ -30,8 +32,8 @@ def seg_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
 
 
 def sig_loss(pred: torch.Tensor, gt: torch.Tensor, sigma: float = 0.85, eps: float = 1e-3):
-    """Scale-invariant log loss over valid pixels (gt > 0) of the whole batch."""
-    valid = gt > 0
+    """Scale-invariant log loss over valid pixels (finite gt > 0) of the whole batch."""
+    valid = valid_depth(gt)
     if not valid.any():
         return pred.sum() * 0.0
     g = torch.log(pred[valid] + eps) - torch.log(gt[valid] + eps)
@@ -39,16 +41,19 @@ def sig_loss(pred: torch.Tensor, gt: torch.Tensor, sigma: float = 0.85, eps: flo
 
 
 def gradient_loss(pred: torch.Tensor, gt: torch.Tensor, scales: int = 4, eps: float = 1e-3):
-    """Multi-scale gradient matching of log depth (B, H, W) on valid pixels (MegaDepth)."""
+    """Multi-scale gradient matching of log depth (B, H, W) on valid pixels (finite gt > 0;
+    MegaDepth)."""
     total = pred.new_zeros(())
     for i in range(scales):
         step = max(1, 2 * i)
         p, g = pred[:, ::step, ::step], gt[:, ::step, ::step]
-        valid = (g > 0).to(p.dtype)
+        mask = valid_depth(g)
+        valid = mask.to(p.dtype)
         n = valid.sum()
         if n == 0:
             continue
-        diff = (torch.log(p + eps) - torch.log(g + eps)) * valid
+        # where, not a product: a NaN in a hole of the ground truth times 0 is NaN
+        diff = torch.where(mask, torch.log(p + eps) - torch.log(g + eps), 0.0)
         v = (diff[:, :-2] - diff[:, 2:]).abs() * valid[:, :-2] * valid[:, 2:]
         h = (diff[:, :, :-2] - diff[:, :, 2:]).abs() * valid[:, :, :-2] * valid[:, :, 2:]
         total = total + (v.sum() + h.sum()) / n
@@ -76,7 +81,9 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> 
     valid = target[:, 3] > 0
     if not valid.any():
         return pred.sum() * 0.0
-    cos = F.cosine_similarity(pred[:, :3], target[:, :3], dim=1)
+    # a NaN normal where nothing is scored would reach the gradient (0 x NaN): replaced first
+    normals = torch.where(valid[:, None], target[:, :3], 1.0)
+    cos = F.cosine_similarity(pred[:, :3], normals, dim=1)
     angle = cos.clamp(-1 + eps, 1 - eps).acos()
     kappa = F.elu(pred[:, 3]) + 1.01
     loss = (1 + torch.exp(-kappa * math.pi)).log() - (kappa.pow(2) + 1).log() + kappa * angle
