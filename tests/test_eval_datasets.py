@@ -440,3 +440,21 @@ def test_hidden_files_beside_a_datasets_files_are_not_items(tmp_path):
     assert len(SegmentationSet("cityscapes", city, "train", 28)) == 2
     _apple_double(city / "leftImg8bit" / "train" / ".trash" / "x_000000_000019_leftImg8bit.png")
     assert len(SegmentationSet("cityscapes", city, "train", 28)) == 2
+
+
+def test_a_split_that_lists_nothing_is_refused_naming_its_file(tmp_path):
+    """An empty DAVIS val.txt (a truncated download, a list emptied by hand) ran to the end
+    and wrote J&F null as a result; an NYUv2 split of no indices trained a probe on nothing
+    and scored no image."""
+    from scipy.io import savemat
+
+    write_davis(tmp_path / "d")
+    (tmp_path / "d" / "ImageSets" / "2017" / "val.txt").write_text("\n  \n")
+    with pytest.raises(DatasetError, match=r"val\.txt lists no sequence"):
+        davis_sequences(tmp_path / "d")
+    write_nyuv2(tmp_path / "n", n=4)
+    train = np.arange(1, 5, dtype=np.float64)[:, None]
+    savemat(tmp_path / "n" / "splits.mat", {"trainNdxs": train, "testNdxs": np.zeros((0, 1))})
+    assert len(NYUv2Depth(tmp_path / "n", "train", 28)) == 4
+    with pytest.raises(DatasetError, match=r"splits\.mat: testNdxs lists no image"):
+        NYUv2Depth(tmp_path / "n", "test", 28)

@@ -99,9 +99,10 @@ def davis_sequences(
     root = home_expanded(root, "dataset root")
     if not (root / "JPEGImages").is_dir() and (root / "DAVIS" / "JPEGImages").is_dir():
         root = root / "DAVIS"
-    names = limited(
-        read_lines(root / "ImageSets" / "2017" / f"{split}.txt", "DAVIS split", DAVIS_HINT), limit
-    )
+    listing = root / "ImageSets" / "2017" / f"{split}.txt"
+    names = limited(read_lines(listing, "DAVIS split", DAVIS_HINT), limit)
+    if not names:  # else a run ends with J&F null
+        raise DatasetError(f"{listing} lists no sequence; {FIX}")
     out = []
     for name in names:
         frames = listed(

@@ -79,6 +79,8 @@ def nyu_indices(root: str | Path, split: str) -> list[int]:
     values = np.asarray(mat[key]).reshape(-1)
     if not np.issubdtype(values.dtype, np.number) or (values.size and values.min() < 1):
         raise DatasetError(f"{path}: {key} is not a list of indices >= 1; {expected}")
+    if not values.size:  # else a probe trained on nothing, or no image scored
+        raise DatasetError(f"{path}: {key} lists no image; {expected}")
     return [int(i) - 1 for i in values]
 
 
