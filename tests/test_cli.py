@@ -105,7 +105,7 @@ JSON_TO_STDOUT = {  # each command's fast run, and a line of what it prints for 
 
 
 def test_every_command_with_json_takes_a_dash_for_stdout():
-    """A new --json is added to JSON_TO_STDOUT (eval's: tests/test_eval_cli.py)."""
+    """A new --json is added to JSON_TO_STDOUT (eval's: tests/test_eval_cli_errors.py)."""
     evals = {f"eval {task}" for task in ("seg", "depth", "normals", "davis")}
     assert _commands_with_json() == {*JSON_TO_STDOUT, *evals}
 

@@ -1,0 +1,272 @@
+"""``loftup eval`` given bad input, or outputs it cannot write: one ``error:`` line naming the
+problem and the fix, exit 2, before any work where it can be known then; and what it writes to
+stdout is strict JSON alone."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from eval_data import (
+    TEST_BACKBONE,
+    write_cocostuff,
+    write_davis,
+    write_nyuv2,
+    write_voc,
+)
+from loftup import LoftUp
+from loftup.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_bad_runs_fail_with_one_clear_line(tmp_path, capsys):
+    base = ["eval", "seg", "--backbone", TEST_BACKBONE, "--no-progress", "--size", "28"]
+    assert main([*base, "--root", str(tmp_path), "--upsampler", "bilinear"]) == 2
+    assert "Coco164kFull_Stuff_Coarse.txt" in capsys.readouterr().err
+    assert main([*base, "--root", str(tmp_path), "--upsampler", "x", "--dataset", "kitti"]) == 2
+    assert "unknown seg dataset 'kitti'" in capsys.readouterr().err
+    write_cocostuff(tmp_path)
+    LoftUp(dim=8).save_pretrained(tmp_path / "small")
+    assert main([*base, "--root", str(tmp_path), "--upsampler", str(tmp_path / "small")]) == 2
+    assert "expects 8-channel features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "task, dataset, layout",
+    [
+        ("seg", "cocostuff", "Coco164kFull_Stuff_Coarse.txt"),
+        ("seg", "voc", "ROOT/JPEGImages"),
+        ("depth", "nyuv2", "splits.mat"),
+        ("normals", "nyuv2", "nyu_depth_v2_labeled.mat"),
+        ("davis", "davis2017", "ROOT/ImageSets/2017"),
+    ],
+)
+def test_a_root_that_is_no_folder_is_named_as_such(tmp_path, capsys, task, dataset, layout):
+    """A mistyped --root was told as the first file of the layout missing under it
+    ("COCO-Stuff curated list not found: typo/curated/train2017/..."), which reads as a
+    dataset unpacked wrong, not as a path typed wrong; a file given as --root likewise."""
+    missing, a_file = tmp_path / "typo", tmp_path / "a_file"
+    a_file.write_text("x")
+    for root, what in ((missing, "does not exist"), (a_file, "is a file, not a folder")):
+        args = _eval(task, root, "--dataset", dataset)
+        _fails(capsys, args, f"--root {root} {what}", f"the {dataset} dataset", layout)
+
+
+def _fails(capsys, args, *words) -> str:
+    """``loftup ARGS`` exits 2 with one ``error:`` line holding ``words``; that line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def _eval(task, root, *extra, upsampler="bilinear"):
+    return ["eval", task, "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
+            upsampler, "--size", "28", "--no-cache", "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "task, option, value, words",
+    [
+        ("seg", "--limit", "0", [">= 1"]),
+        ("seg", "--limit", "-1", [">= 1"]),
+        ("depth", "--batch-size", "0", [">= 1"]),
+        ("seg", "--workers", "-1", [">= 0"]),
+        ("seg", "--size", "0", [">= 1"]),
+        ("seg", "--lr", "nan", ["finite number > 0"]),
+        ("depth", "--epochs", "0", [">= 1"]),
+        ("seg", "--highres-factor", "0", [">= 1"]),
+        ("davis", "--topk", "-1", [">= 1"]),
+        ("davis", "--topk", "0", [">= 1"]),
+        ("davis", "--context", "-1", [">= 0"]),
+        ("davis", "--temperature", "0", ["> 0"]),
+        ("davis", "--temperature", "nan", ["> 0"]),
+        ("davis", "--temperature", "-1", ["> 0"]),
+        ("davis", "--feature-scale", "0", ["(0, 1]"]),
+        ("davis", "--feature-scale", "-1", ["(0, 1]"]),
+        ("davis", "--feature-scale", "100", ["(0, 1]"]),
+        ("davis", "--radius", "-1", [">= 0"]),
+        ("davis", "--max-frames", "1", [">= 3"]),
+        ("davis", "--max-frames", "2", [">= 3"]),
+        ("seg", "--seed", str(2**64), ["[0, 4294967296)"]),  # torch's seeds stop at 2**64 - 1
+        ("depth", "--seed", "-1", ["[0, 4294967296)"]),
+    ],
+)
+def test_settings_out_of_range_are_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, task, option, value, words
+):
+    import loftup.eval.pipeline as pipeline
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(pipeline.FeaturePipeline, "__init__", no_model)
+    # no dataset at all: the setting is what is said, not the missing data
+    _fails(capsys, _eval(task, tmp_path / "none", option, value), f"{option} must be",
+           f"got {value}", *words)  # fmt: skip
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
+    # no dataset: an output check that came after the data would say the data is missing
+    nowhere = tmp_path / "none"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for option, path, task in (
+        ("--json", blocker / "s.json", "seg"),
+        ("--figure", blocker / "deep" / "f.png", "depth"),
+        ("--save-masks", blocker / "masks", "davis"),
+        ("--cache-dir", blocker / "cache", "seg"),
+    ):
+        args = _eval(task, nowhere, option, str(path))
+        if option == "--cache-dir":
+            args.remove("--no-cache")
+        _fails(capsys, args, f"{option} {path}", f"{blocker} is a file, not a folder")
+    _fails(capsys, _eval("davis", nowhere, "--save-masks", str(blocker)), "--save-masks",
+           "is a file; give a folder")  # fmt: skip
+    _fails(capsys, _eval("seg", nowhere, "--figure", str(tmp_path)), "--figure", "is a folder",
+           f"give a file name, e.g. {tmp_path}/figure.png")  # fmt: skip
+    # the figure goes next to the JSON, with .png: a JSON named .png would be overwritten by it
+    for args in (
+        ("--json", str(tmp_path / "r.png")),
+        ("--json", str(tmp_path / "r.json"), "--figure", str(tmp_path / "r.json")),
+    ):
+        _fails(capsys, _eval("seg", nowhere, *args), "is where the figure would go too")
+    assert not list(tmp_path.glob("r.*"))
+
+
+def test_a_folder_that_refuses_new_files_is_named_not_its_temporary_file(
+    tmp_path, capsys, monkeypatch
+):
+    import errno
+    import tempfile
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(str(ro)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # as a read-only folder does, even for root
+    line = _fails(capsys, _eval("seg", tmp_path / "none", "--json", str(ro / "s.json")),
+                  f"--json {ro / 's.json'}", "Permission denied")  # fmt: skip
+    assert ".tmp" not in line
+
+
+def test_a_failed_write_at_the_end_keeps_the_scores(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import loftup.eval.report as report
+    from loftup.eval import EvalConfig, evaluate
+
+    write_voc(tmp_path)
+    seen = []
+
+    def refuse(path, obj, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{path}.x1.tmp")
+
+    monkeypatch.setattr(report, "write_json", refuse)
+    out = tmp_path / "s.json"
+    line = _fails(capsys, _eval("seg", tmp_path, "--dataset", "voc", "--epochs", "1", "--limit",
+                                "1", "--json", str(out)), f"--json {out}", "mIoU")  # fmt: skip
+    assert "Permission denied" in line and ".tmp" not in line
+    # evaluate's report hook sees the scores before any file is written
+    monkeypatch.undo()
+    cfg = EvalConfig(task="seg", dataset="voc", root=str(tmp_path), backbone=TEST_BACKBONE,
+                     upsampler="nearest", size=28, limit=1, epochs=1, cache_dir=None,
+                     json=str(out), progress=False)  # fmt: skip
+    evaluate(cfg, report=lambda r: seen.append((r["metrics"]["miou"], out.exists())))
+    assert len(seen) == 1 and seen[0][1] is False and out.exists()
+
+
+def test_json_to_stdout_is_the_json_alone_and_strict(tmp_path, capsys):
+    import json
+
+    base = write_voc(tmp_path, n=1)
+    for label in (base / "SegmentationClass").glob("2007_1*.png"):  # the val label: all border
+        img = Image.open(label)
+        img.paste(255, (0, 0, *img.size))
+        img.save(label)
+    args = _eval("seg", tmp_path, "--dataset", "voc", "--epochs", "1", "--figure",
+                 str(tmp_path / "f.png"), "--json", "-")  # fmt: skip
+    assert main(args) == 0
+    captured = capsys.readouterr()
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    results = json.loads(captured.out, parse_constant=refuse)  # nothing else on stdout
+    assert results["metrics"]["miou"] is None  # no pixel scored: NaN, written as null
+    assert "mIoU nan" in captured.err and "figure: " in captured.err
+
+
+def _break_voc(tmp_path):
+    base = write_voc(tmp_path, n=2)
+    return sorted((base / "JPEGImages").glob("*.jpg")), base / "SegmentationClass"
+
+
+def test_unreadable_or_inconsistent_seg_files_are_named(tmp_path, capsys):
+    images, labels = _break_voc(tmp_path)
+    seg = _eval("seg", tmp_path, "--dataset", "voc", "--epochs", "1")
+    good = images[1].read_bytes()
+    images[1].write_bytes(b"not a jpeg")
+    _fails(capsys, seg, f"cannot read {images[1]}", "not an image file")
+    images[1].write_bytes(good[: len(good) // 2])  # the header reads, the pixels do not
+    _fails(capsys, seg, f"cannot read {images[1]}", "truncated")
+    images[1].write_bytes(good)
+    label = labels / f"{images[1].stem}.png"
+    Image.new("L", (10, 10)).save(label)
+    _fails(capsys, seg, str(label), "is 10x10 pixels", "44x36", "its image's size")
+    values = torch.zeros(36, 44, dtype=torch.uint8)
+    values[3, 4] = 200
+    Image.fromarray(values.numpy()).save(label)
+    for workers in ("0", "1"):  # a worker's error reaches the user as one line too
+        _fails(capsys, [*seg, "--workers", workers], str(label), "label value 200",
+               "0..20, and 255")  # fmt: skip
+
+
+def test_unreadable_or_empty_davis_files_are_named(tmp_path, capsys):
+    write_davis(tmp_path, frames=3)
+    davis = _eval("davis", tmp_path)
+    frame = tmp_path / "JPEGImages" / "480p" / "car" / "00001.jpg"
+    frame.write_bytes(b"junk")
+    _fails(capsys, davis, f"cannot read {frame}", "not an image file")
+    write_davis(tmp_path, frames=3)
+    first = tmp_path / "Annotations" / "480p" / "bear" / "00000.png"
+    Image.new("L", (80, 48)).save(first)
+    _fails(capsys, davis, "DAVIS sequence bear", str(first), "no objects")
+
+
+def test_broken_nyu_files_are_named(tmp_path, capsys):
+    import h5py
+
+    write_nyuv2(tmp_path, n=4)
+    depth = _eval("depth", tmp_path, "--epochs", "1")
+    splits = tmp_path / "splits.mat"
+    good = splits.read_bytes()
+    splits.write_bytes(b"junk junk junk")
+    _fails(capsys, depth, f"cannot read {splits}", "trainNdxs")
+    splits.write_bytes(good)
+    mat = tmp_path / "nyu_depth_v2_labeled.mat"
+    with h5py.File(mat, "w") as f:
+        f.create_dataset("depths", data=torch.zeros(4, 64, 48).numpy())
+    _fails(capsys, depth, str(mat), "no 'images'", "images (N, 3, 640, 480)")
+    with h5py.File(mat, "a") as f:  # the filled-in depths only: not what is scored
+        f.create_dataset("images", data=torch.zeros(4, 3, 64, 48, dtype=torch.uint8).numpy())
+    _fails(capsys, depth, str(mat), "no 'rawDepths'", "rawDepths (N, 640, 480)")
+    mat.write_bytes(b"junk")
+    _fails(capsys, depth, str(mat), "not a MATLAB v7.3 (HDF5) file")
+
+
+def test_missing_or_mismatched_normals_are_named(tmp_path, capsys):
+    write_nyuv2(tmp_path, n=4)
+    normals = _eval("normals", tmp_path, "--epochs", "1")
+    _fails(capsys, normals, str(tmp_path / "all_normals.pklz"), "nyuv2_surfacenormal_metadata.zip")
+    np.save(tmp_path / "all_normals.npy", np.zeros((4, 32, 32, 3), np.float32))
+    _fails(capsys, normals, "all_normals.npy", "expected (4, 48, 64, 3)")
