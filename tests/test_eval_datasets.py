@@ -1,8 +1,7 @@
-"""Dataset readers on tiny copies of each dataset's exact on-disk layout; the feature cache."""
+"""Dataset readers on tiny copies of each dataset's exact on-disk layout (NYUv2's: test_eval_nyu.py)."""
 
 import pickle
 import re
-import tempfile
 
 import numpy as np
 import pytest
@@ -10,13 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import loftup
 from eval_data import (
     write_ade20k,
     write_cityscapes,
     write_cocostuff,
     write_davis,
-    write_nyu_normals,
     write_nyuv2,
     write_voc,
 )
@@ -24,14 +21,10 @@ from loftup.eval.datasets import (
     SEG_DATASETS,
     DatasetError,
     NYUv2Depth,
-    NYUv2Normals,
     SegmentationSet,
     davis_sequences,
-    nyu_normals_file,
-    read_normals_pickle,
 )
 from loftup.eval.datasets.seg import COCO_FINE_TO_COARSE
-from loftup.eval.features import FeatureCache
 
 
 def test_label_tables_follow_each_datasets_convention():
@@ -116,116 +109,6 @@ def test_one_datasets_folder_given_for_another_names_the_dataset_it_holds(
     assert "layout, not the" not in str(info.value)
 
 
-def test_nyu_reader_undoes_matlabs_transposition(tmp_path):
-    import h5py
-
-    write_nyuv2(tmp_path, n=4, h=48, w=64)
-    with h5py.File(tmp_path / "nyu_depth_v2_labeled.mat", "r") as f:
-        rgb = np.asarray(f["images"][2]).transpose(2, 1, 0)  # (48, 64, 3)
-        depth = np.asarray(f["rawDepths"][2]).T
-        filled = np.asarray(f["depths"][2]).T
-    test = NYUv2Depth(tmp_path, "test", 48)  # test = images 3 and 4 (1-based)
-    assert len(test) == 2 and len(NYUv2Depth(tmp_path, "train", 48)) == 2
-    item = test[0]
-    # size 48 = the short side: no resize, a centre crop of columns 8..55
-    expected = torch.from_numpy(rgb[:, 8:56].copy()).permute(2, 0, 1).float() / 255
-    assert torch.equal(item["image"], expected)
-    d = torch.from_numpy(depth[:, 8:56].copy())
-    d[d > 10] = 0
-    assert torch.equal(item["depth"], d) and (item["depth"] == 0).any()
-    # the sensor's holes stay holes (not scored), as Probe3D scores them: "depths" fills them
-    holes = torch.from_numpy(depth[:, 8:56] == 0)
-    assert holes.any() and (item["depth"][holes] == 0).all()
-    assert (torch.from_numpy(filled[:, 8:56])[holes] == 7.0).all()
-
-
-def test_nyu_normals_are_converted_once_and_cropped_as_the_depth_is(tmp_path):
-    normals = write_nyu_normals(write_nyuv2(tmp_path, n=4, h=48, w=64), n=4)
-    cache = tmp_path / "cache"
-    test = NYUv2Normals(tmp_path, "test", 48, cache_dir=cache)
-    converted = list((cache / "nyuv2").glob("all_normals-*.npy"))
-    assert [test.normals_path] == converted
-    item = test[0]  # image 3 (1-based): columns 8..55, as the depth
-    expected = torch.from_numpy(normals[2][:, 8:56].copy()).permute(2, 0, 1)
-    assert torch.equal(item["normals"], expected) and item["depth"].shape == (48, 48)
-    stamp = converted[0].stat().st_mtime_ns
-    assert NYUv2Normals(tmp_path, "train", 48, cache_dir=cache).normals_path == converted[0]
-    assert converted[0].stat().st_mtime_ns == stamp  # read from the cache, not converted again
-    assert pickle.loads(pickle.dumps(test))[1]["normals"].shape == (3, 48, 48)  # for workers
-    np.save(tmp_path / "all_normals.npy", normals[:, :, ::-1])  # one in ROOT is used as it is
-    again = NYUv2Normals(tmp_path, "test", 48, cache_dir=cache)
-    assert again.normals_path == tmp_path / "all_normals.npy" and not torch.equal(
-        again[0]["normals"], item["normals"]
-    )
-
-
-def test_nyu_normals_without_a_cache_are_converted_into_a_temporary_folder(tmp_path, monkeypatch):
-    """`loftup eval normals --no-cache` wrote a few GB into the cache folder all the same."""
-    from loftup.eval.datasets import normals_file_for_run
-
-    root = tmp_path / "nyu"
-    root.mkdir()
-    normals = write_nyu_normals(root, n=2, h=8, w=8)
-    monkeypatch.setenv("LOFTUP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR read again
-    with normals_file_for_run(root, None) as path:
-        assert path.parents[2] == tmp_path / "tmp" and np.array_equal(np.load(path), normals)
-    assert not path.exists() and list((tmp_path / "tmp").iterdir()) == []
-    assert not (tmp_path / "cache").exists() and sorted(root.iterdir()) == [
-        root / "all_normals.pklz"
-    ]
-    with normals_file_for_run(root, tmp_path / "c") as path:  # a cache: kept there
-        assert path.parent == tmp_path / "c" / "nyuv2"
-    assert path.exists()
-
-
-def test_nyu_normals_that_cannot_be_written_say_how_to_fix_it(tmp_path):
-    write_nyu_normals(tmp_path, n=2, h=8, w=8)
-    (tmp_path / "file").write_text("")  # not a folder: cannot hold the conversion
-    with pytest.raises(DatasetError) as e:
-        nyu_normals_file(tmp_path, tmp_path / "file")
-    msg = str(e.value)
-    assert "\n" not in msg and "cannot write the converted normals" in msg
-    assert "--cache-dir a writable folder" in msg and "TMPDIR" in msg and "all_normals.npy" in msg
-
-
-class _RunsAShell:
-    def __reduce__(self):
-        import os
-
-        return (os.system, ("touch PWNED",))
-
-
-def test_the_normals_pickle_builds_arrays_and_runs_nothing(tmp_path, monkeypatch):
-    import gzip
-    import warnings
-
-    monkeypatch.chdir(tmp_path)
-    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
-        pickle.dump({"all_normals": _RunsAShell()}, f, protocol=2)
-    with pytest.raises(DatasetError, match=r"all_normals.pklz \(it names (posix|os)\.system"):
-        read_normals_pickle(tmp_path / "all_normals.pklz")
-    assert not (tmp_path / "PWNED").exists()
-    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
-        pickle.dump({"all_normals": np.zeros((2, 4, 4))}, f, protocol=2)
-    with pytest.raises(DatasetError, match=r"all_normals is \(2, 4, 4\)"):
-        read_normals_pickle(tmp_path / "all_normals.pklz")
-    # FAIR's file was written by NumPy 1 (numpy.core...): read without NumPy 2's warning
-    data = pickle.dumps({"all_normals": np.ones((2, 4, 4, 3), np.float32)}, protocol=2)
-    old = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    assert b"numpy.core.multiarray\n_reconstruct" in old
-    with gzip.open(tmp_path / "all_normals.pklz", "wb") as f:
-        f.write(old)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert read_normals_pickle(tmp_path / "all_normals.pklz").shape == (2, 4, 4, 3)
-    (tmp_path / "all_normals.pklz").write_bytes(b"not gzip")
-    with pytest.raises(DatasetError, match="cannot read .*all_normals.pklz"):
-        read_normals_pickle(tmp_path / "all_normals.pklz")
-
-
 def test_davis_reader_lists_frames_and_objects(tmp_path):
     write_davis(tmp_path, frames=4)
     seqs = davis_sequences(tmp_path)
@@ -240,73 +123,6 @@ def test_davis_reader_lists_frames_and_objects(tmp_path):
     arr[0, 0] = 255
     Image.fromarray(arr).save(ann)
     assert seqs[0].annotation(1)[0, 0] == 0  # 255 reads as background, as in the benchmark
-
-
-def test_feature_cache_keys_and_round_trip(tmp_path):
-    image = tmp_path / "a.jpg"
-    image.write_bytes(b"x")
-    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="p")
-    feats = torch.randn(4, 2, 2)
-    assert cache.get(str(image)) is None
-    cache.put(str(image), feats)
-    assert torch.equal(cache.get(str(image)), feats)
-    assert not list((tmp_path / "c").rglob("*.tmp"))  # written atomically
-    for other in (
-        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=448, policy="p"),
-        FeatureCache(tmp_path / "c", backbone="b", weights="w", size=224, policy="p"),
-        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="q"),
-        # features loftup now computes otherwise (CLIP's positional embeddings)
-        FeatureCache(
-            tmp_path / "c", backbone="b", weights=None, size=224, policy="p", revision="r"
-        ),
-    ):
-        assert other.get(str(image)) is None
-    image.write_bytes(b"changed")  # a changed image is a new entry
-    assert cache.get(str(image)) is None
-    cache.put(str(image), feats)
-    cache.path(str(image)).write_bytes(b"corrupt")
-    assert cache.get(str(image)) is None  # recomputed, not a crash
-    assert FeatureCache(None, backbone="b", weights=None, size=1, policy="p").get("x") is None
-
-
-def test_feature_cache_keys_local_weights_by_their_files(tmp_path, monkeypatch):
-    image = tmp_path / "a.jpg"
-    image.write_bytes(b"x")
-    for run in ("one", "two"):
-        (tmp_path / run / "w").mkdir(parents=True)
-        (tmp_path / run / "w" / "config.json").write_text("{}")
-        (tmp_path / run / "w" / "model.safetensors").write_bytes(b"weights")
-
-    def cache(weights):
-        return FeatureCache(tmp_path / "c", backbone="b", weights=weights, size=8, policy="p")
-
-    monkeypatch.chdir(tmp_path / "one")
-    feats = torch.randn(4, 2, 2)
-    cache("w").put(str(image), feats)
-    assert torch.equal(cache("w").get(str(image)), feats)
-    assert torch.equal(cache(str(tmp_path / "one" / "w")).get(str(image)), feats)  # same folder
-    monkeypatch.chdir(tmp_path / "two")
-    assert cache("w").get(str(image)) is None  # the same name, another folder
-    monkeypatch.chdir(tmp_path / "one")
-    (tmp_path / "one" / "w" / "model.safetensors").write_bytes(b"retrained")
-    assert cache("w").get(str(image)) is None  # weights saved again: the old features are stale
-    hub = cache("facebook/dinov2-small")  # a hub id: keyed by its name, as before
-    assert hub.settings["weights"] == "facebook/dinov2-small"
-
-
-def test_feature_cache_sees_a_changed_image_whose_path_has_a_hash(tmp_path):
-    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=8, policy="p")
-    feats = torch.randn(4, 2, 2)
-    for key, image in (
-        (str(tmp_path / "run#1" / "a.jpg"), tmp_path / "run#1" / "a.jpg"),  # an image file
-        (str(tmp_path / "run#1" / "nyu.mat") + "#3", tmp_path / "run#1" / "nyu.mat"),  # an item
-    ):
-        image.parent.mkdir(exist_ok=True)
-        image.write_bytes(b"x")
-        cache.put(key, feats)
-        assert torch.equal(cache.get(key), feats)
-        image.write_bytes(b"changed")
-        assert cache.get(key) is None, key  # not the old image's features
 
 
 def test_label_values_a_dataset_does_not_have_are_found():
@@ -383,34 +199,6 @@ def test_a_dataset_root_under_a_home_of_no_user_is_one_line(tmp_path):
     for read in (davis_sequences, lambda r: SegmentationSet("voc", r, "val", 28)):
         with pytest.raises(UsageError, match=rf"^dataset root {root}: {why}"):
             read(root)
-
-
-def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(
-    tmp_path, monkeypatch
-):
-    """A virtual environment inside a user's git checkout (ignored by it): the results must
-    not claim that checkout's commit as loftup's."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    from loftup.eval import report
-
-    project = tmp_path / "project"
-    installed = project / ".venv" / "site" / "loftup" / "eval" / "report.py"
-    installed.parent.mkdir(parents=True)
-    installed.write_text(Path(report.__file__).read_text())
-    (project / ".gitignore").write_text(".venv/\n")
-    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
-           "GIT_COMMITTER_EMAIL": "a@b", "PATH": os.environ.get("PATH", "")}  # fmt: skip
-    for cmd in (["init", "-q"], ["add", ".gitignore"], ["commit", "-qm", "theirs"]):
-        subprocess.run(["git", "-C", str(project), *cmd], check=True, env=env)
-    ours = report.git_commit()
-    monkeypatch.setattr(report, "__file__", str(installed))  # where git_commit looks from
-    assert report.git_commit() is None
-    here = Path(__file__).resolve().parents[1]
-    if (here / ".git").exists() and here in Path(loftup.__file__).resolve().parents:
-        assert ours is not None  # run from this checkout: its own commit is found
 
 
 def _apple_double(path) -> None:

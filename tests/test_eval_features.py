@@ -1,0 +1,102 @@
+"""What a run's numbers rest on: the backbone feature cache's keys (an entry is read again only
+for the same image, weights and settings), and the commit its results name."""
+
+import torch
+
+import loftup
+from loftup.eval.features import FeatureCache
+
+
+def test_feature_cache_keys_and_round_trip(tmp_path):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="p")
+    feats = torch.randn(4, 2, 2)
+    assert cache.get(str(image)) is None
+    cache.put(str(image), feats)
+    assert torch.equal(cache.get(str(image)), feats)
+    assert not list((tmp_path / "c").rglob("*.tmp"))  # written atomically
+    for other in (
+        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=448, policy="p"),
+        FeatureCache(tmp_path / "c", backbone="b", weights="w", size=224, policy="p"),
+        FeatureCache(tmp_path / "c", backbone="b", weights=None, size=224, policy="q"),
+        # features loftup now computes otherwise (CLIP's positional embeddings)
+        FeatureCache(
+            tmp_path / "c", backbone="b", weights=None, size=224, policy="p", revision="r"
+        ),
+    ):
+        assert other.get(str(image)) is None
+    image.write_bytes(b"changed")  # a changed image is a new entry
+    assert cache.get(str(image)) is None
+    cache.put(str(image), feats)
+    cache.path(str(image)).write_bytes(b"corrupt")
+    assert cache.get(str(image)) is None  # recomputed, not a crash
+    assert FeatureCache(None, backbone="b", weights=None, size=1, policy="p").get("x") is None
+
+
+def test_feature_cache_keys_local_weights_by_their_files(tmp_path, monkeypatch):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"x")
+    for run in ("one", "two"):
+        (tmp_path / run / "w").mkdir(parents=True)
+        (tmp_path / run / "w" / "config.json").write_text("{}")
+        (tmp_path / run / "w" / "model.safetensors").write_bytes(b"weights")
+
+    def cache(weights):
+        return FeatureCache(tmp_path / "c", backbone="b", weights=weights, size=8, policy="p")
+
+    monkeypatch.chdir(tmp_path / "one")
+    feats = torch.randn(4, 2, 2)
+    cache("w").put(str(image), feats)
+    assert torch.equal(cache("w").get(str(image)), feats)
+    assert torch.equal(cache(str(tmp_path / "one" / "w")).get(str(image)), feats)  # same folder
+    monkeypatch.chdir(tmp_path / "two")
+    assert cache("w").get(str(image)) is None  # the same name, another folder
+    monkeypatch.chdir(tmp_path / "one")
+    (tmp_path / "one" / "w" / "model.safetensors").write_bytes(b"retrained")
+    assert cache("w").get(str(image)) is None  # weights saved again: the old features are stale
+    hub = cache("facebook/dinov2-small")  # a hub id: keyed by its name, as before
+    assert hub.settings["weights"] == "facebook/dinov2-small"
+
+
+def test_feature_cache_sees_a_changed_image_whose_path_has_a_hash(tmp_path):
+    cache = FeatureCache(tmp_path / "c", backbone="b", weights=None, size=8, policy="p")
+    feats = torch.randn(4, 2, 2)
+    for key, image in (
+        (str(tmp_path / "run#1" / "a.jpg"), tmp_path / "run#1" / "a.jpg"),  # an image file
+        (str(tmp_path / "run#1" / "nyu.mat") + "#3", tmp_path / "run#1" / "nyu.mat"),  # an item
+    ):
+        image.parent.mkdir(exist_ok=True)
+        image.write_bytes(b"x")
+        cache.put(key, feats)
+        assert torch.equal(cache.get(key), feats)
+        image.write_bytes(b"changed")
+        assert cache.get(key) is None, key  # not the old image's features
+
+
+def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(
+    tmp_path, monkeypatch
+):
+    """A virtual environment inside a user's git checkout (ignored by it): the results must
+    not claim that checkout's commit as loftup's."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from loftup.eval import report
+
+    project = tmp_path / "project"
+    installed = project / ".venv" / "site" / "loftup" / "eval" / "report.py"
+    installed.parent.mkdir(parents=True)
+    installed.write_text(Path(report.__file__).read_text())
+    (project / ".gitignore").write_text(".venv/\n")
+    env = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@b", "PATH": os.environ.get("PATH", "")}  # fmt: skip
+    for cmd in (["init", "-q"], ["add", ".gitignore"], ["commit", "-qm", "theirs"]):
+        subprocess.run(["git", "-C", str(project), *cmd], check=True, env=env)
+    ours = report.git_commit()
+    monkeypatch.setattr(report, "__file__", str(installed))  # where git_commit looks from
+    assert report.git_commit() is None
+    here = Path(__file__).resolve().parents[1]
+    if (here / ".git").exists() and here in Path(loftup.__file__).resolve().parents:
+        assert ours is not None  # run from this checkout: its own commit is found
