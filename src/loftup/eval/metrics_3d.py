@@ -1,8 +1,8 @@
 """Metrics of the paper's depth and surface-normal protocols (Probe3D's), as pure functions on
 tensors.
 
-Depth: per-image delta1 (delta2, delta3) recall, RMSE and AbsRel on the valid pixels (ground
-truth > 0), averaged over images (Probe3D), as predicted ("scale-aware") and after a
+Depth: per-image delta1 (delta2, delta3) recall, RMSE and AbsRel on the valid pixels (finite
+ground truth > 0), averaged over images (Probe3D), as predicted ("scale-aware") and after a
 per-image least-squares scale and shift (:func:`match_scale_and_shift`, Probe3D's
 "scale-invariant" figures). Normals: per-image angular error (RMSE, mean, fractions within
 11.25, 22.5 and 30 degrees) over the valid pixels.
