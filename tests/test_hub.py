@@ -914,10 +914,10 @@ def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monke
     endpoint directly and refused every download as "cannot be reached"."""
     import socket
 
-    from loftup.hub import remote
-    from loftup.hub.remote import _hub_reachable
+    from loftup.hub import reach
+    from loftup.hub.reach import hub_reachable
 
-    monkeypatch.setattr(remote, "_UNREACHABLE", {})  # no failure remembered from elsewhere
+    monkeypatch.setattr(reach, "UNREACHABLE", {})  # no failure remembered from elsewhere
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         for name in (var, var.upper()):
             monkeypatch.delenv(name, raising=False)
@@ -926,11 +926,11 @@ def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monke
         proxy.bind(("127.0.0.1", 0))
         proxy.listen()
         monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{closed.getsockname()[1]}")
-        assert not _hub_reachable(timeout=1)
+        assert not hub_reachable(timeout=1)
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
-        assert _hub_reachable(timeout=1)
+        assert hub_reachable(timeout=1)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
-        assert not _hub_reachable(timeout=1)
+        assert not hub_reachable(timeout=1)
 
 
 def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypatch):
@@ -940,7 +940,7 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
     import socket
     import time
 
-    from loftup.hub import remote
+    from loftup.hub import reach
 
     calls = []
 
@@ -952,11 +952,11 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", no_answer)
-    monkeypatch.setattr(remote, "_UNREACHABLE", {})
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
     t0 = time.perf_counter()
-    assert not remote._hub_reachable(timeout=0.5)
-    assert not remote._hub_reachable(timeout=0.5)  # the next file: no second wait
+    assert not reach.hub_reachable(timeout=0.5)
+    assert not reach.hub_reachable(timeout=0.5)  # the next file: no second wait
     assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]
 
 
@@ -965,11 +965,11 @@ def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
     route): the check tried the first alone, as no download does, and refused the hub."""
     import socket
 
-    from loftup.hub import remote
+    from loftup.hub import reach
 
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(remote, "_UNREACHABLE", {})
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
     with socket.socket() as closed, socket.socket() as hub:
         closed.bind(("127.0.0.2", 0))  # nothing listens there
         hub.bind(("127.0.0.1", 0))
@@ -983,10 +983,10 @@ def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
         addresses = ["127.0.0.2", "127.0.0.1"]
         monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
         monkeypatch.setenv("HF_ENDPOINT", f"https://hub.example:{port}")
-        assert remote._hub_reachable(timeout=1)
+        assert reach.hub_reachable(timeout=1)
         addresses = ["127.0.0.2"]
-        monkeypatch.setattr(remote, "_UNREACHABLE", {})
-        assert not remote._hub_reachable(timeout=1)
+        monkeypatch.setattr(reach, "UNREACHABLE", {})
+        assert not reach.hub_reachable(timeout=1)
 
 
 def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):

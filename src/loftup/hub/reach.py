@@ -1,0 +1,87 @@
+"""Whether the Hugging Face hub may and can be asked: the offline switches (``HF_HUB_OFFLINE``,
+``TRANSFORMERS_OFFLINE``), and a quick check that its endpoint (or the proxy downloads go
+through) answers at all, so that a machine without network hears so in seconds rather than
+after minutes of retries. :mod:`.remote` decides from these whether to download."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+
+def offline_reason() -> str | None:
+    """Why the hub may not be contacted (offline mode is on), or None.
+
+    Read from the environment now and from what huggingface_hub read when it was imported
+    (``constants.HF_HUB_OFFLINE``: in every release since 0.24, unlike ``is_offline_mode``)."""
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "0").upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{var}=1 is set"
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE=1 was set when huggingface_hub was imported"
+    return None
+
+
+#: When each (host, port) last failed the check below: not tried again within a minute, so a
+#: run that looks for several files waits for an unreachable hub once.
+UNREACHABLE: dict[tuple[str, int], float] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick check that the hub endpoint answers at all (avoids minutes of retries): a TCP
+    connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
+    which huggingface_hub honours) where one is set for it; behind a proxy the endpoint itself
+    is often unreachable directly while downloads work. The name lookup is bounded by
+    ``timeout`` too (a resolver that gets no answer retries for tens of seconds)."""
+    import time
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    where = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    if time.monotonic() - UNREACHABLE.get(where, -1e9) < 60:
+        return False
+    try:
+        addresses = resolve_host(where, timeout)
+    except OSError:
+        addresses = []
+    for address in addresses:  # each, as create_connection tries a name's (IPv6 may be unrouted)
+        try:
+            with socket.create_connection((address, where[1]), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    UNREACHABLE[where] = time.monotonic()
+    return False
+
+
+def resolve_host(where: tuple[str, int], timeout: float) -> list[str]:
+    """The addresses of host ``where[0]`` (at most 4, in the resolver's order), or an OSError
+    after ``timeout`` seconds (the lookup goes on in a daemon thread, which does not hold up the
+    exit)."""
+    import threading
+
+    found: list = []
+
+    def lookup():
+        try:
+            infos = socket.getaddrinfo(*where, type=socket.SOCK_STREAM)
+            found.append(list(dict.fromkeys(info[4][0] for info in infos))[:4])
+        except OSError as e:
+            found.append(e)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not found:
+        raise OSError(f"no answer for {where[0]} within {timeout} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
