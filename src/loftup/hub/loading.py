@@ -14,15 +14,18 @@ from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from .checks import check_released_width, check_state, missing_source, refuse_backbone
 from .files import read_weights
+from .record import (
+    CONFIG_NAME,
+    FORMAT_TAG,
+    RECORD_KEY,
+    WEIGHTS_NAME,
+    backbone_norm_of,
+    config_from,
+    header_record,
+    read_record,
+)
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_TAG = "loftup"
-#: The key of the safetensors header's metadata that holds config.json's record (the run's
-#: metadata aside)
-RECORD_KEY = "loftup"
 
 
 def save_pretrained(
@@ -148,11 +151,11 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
         origin = str(path)
         obj = read_weights(path)
         state, config = to_native(obj, origin)
-        config = _config_from(config, f"{origin}'s model_config") if config else None
+        config = config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
-            backbone_norm = _backbone_norm(obj, origin)
-        recorded = None if config else _header_record(path)
+            backbone_norm = backbone_norm_of(obj, origin)
+        recorded = None if config else header_record(path)
         if recorded is not None:  # a save_pretrained file given alone: its header's record
             config, backbone, backbone_norm = recorded
     else:
@@ -182,78 +185,12 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
     return model.eval(), obj
 
 
-def _config_from(d, where: str, fix: str = "") -> LoftUpConfig:
-    """``LoftUpConfig.from_dict(d)``, with a bad key or value a CheckpointError naming ``where``."""
-    try:
-        return LoftUpConfig.from_dict(d)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: {e}{fix}") from None
-
-
-def _backbone_norm(info: dict, where: str, fix: str = "") -> str | None:
-    """A record's "backbone_norm" (None where it has none), or a CheckpointError."""
-    from ..featurizers import INPUT_NORMS
-
-    value = info.get("backbone_norm")
-    if value is not None and value not in INPUT_NORMS:
-        raise CheckpointError(
-            f'{where}: "backbone_norm" must be one of {", ".join(INPUT_NORMS)} or null, got '
-            f"{value!r}{fix}"
-        )
-    return value
-
-
-def _record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, str | None]:
-    """(config, backbone, backbone_norm) of a save_pretrained record (config.json's object, or
-    the copy in its weights' header); a record that is not one is a CheckpointError naming
-    ``where`` and ``fix``."""
-    if not isinstance(info, dict):
-        raise CheckpointError(
-            f"{where} holds a JSON {type(info).__name__}, but a loftup config is an "
-            f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
-        )
-    if info.get("format") != FORMAT_TAG:
-        raise CheckpointError(f'{where} is not a loftup config (no "format": "loftup"){fix}')
-    if not isinstance(info.get("config"), dict):
-        raise CheckpointError(
-            f'{where}: "config" must be an object of the upsampler\'s hyper-parameters '
-            f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
-        )
-    backbone = info.get("backbone")
-    if backbone is not None and not isinstance(backbone, str):
-        raise CheckpointError(
-            f'{where}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
-        )
-    norm = _backbone_norm(info, where, fix)
-    return _config_from(info["config"], where, fix), backbone, norm
-
-
-def _header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
-    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
-    None where it has none (a file of an earlier save) or is no safetensors file."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            text = (f.metadata() or {}).get(RECORD_KEY)
-    except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
-        return None
-    if text is None:
-        return None
-    where, fix = f"{path}'s header record", "; write it again with save_pretrained"
-    try:
-        info = json.loads(text)
-    except ValueError as e:
-        raise CheckpointError(f"{where} is corrupt ({e}){fix}") from None
-    return _record(info, where, fix)
-
-
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if weights.exists():
         fix = "; write the folder again with save_pretrained (or loftup train)"
         if not cfg_file.exists():  # it records what the weights do not say (the heads)
-            recorded = _header_record(weights)
+            recorded = header_record(weights)
             if recorded is None:
                 # no record, or no readable header: a Git LFS pointer or a cut file is said as
                 # such (read_weights' error), not as a missing config.json
@@ -268,13 +205,13 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
             info = json.loads(cfg_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
-        config, backbone, norm = _record(info, str(cfg_file), fix)
+        config, backbone, norm = read_record(info, str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             state, cfg = to_native(read_weights(path / name), str(path / name))
-            return state, (_config_from(cfg, str(path / name)) if cfg else None), None, None
+            return state, (config_from(cfg, str(path / name)) if cfg else None), None, None
     run = [
         p
         for p in (path / "final", path / "checkpoint.pt")

@@ -1,0 +1,85 @@
+"""The record :func:`~loftup.hub.save_pretrained` writes beside an upsampler's weights (its
+hyper-parameters, backbone and what that backbone is given), in ``config.json`` and as a copy
+in the safetensors header of ``model.safetensors``, and how it is read back: what the weights'
+shapes do not say (the heads, the backbone) comes from here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..model import LoftUpConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_TAG = "loftup"
+#: The key of the safetensors header's metadata that holds config.json's record (the run's
+#: metadata aside)
+RECORD_KEY = "loftup"
+
+
+def config_from(d, where: str, fix: str = "") -> LoftUpConfig:
+    """``LoftUpConfig.from_dict(d)``, with a bad key or value a CheckpointError naming ``where``."""
+    try:
+        return LoftUpConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {e}{fix}") from None
+
+
+def backbone_norm_of(info: dict, where: str, fix: str = "") -> str | None:
+    """A record's "backbone_norm" (None where it has none), or a CheckpointError."""
+    from ..featurizers import INPUT_NORMS
+
+    value = info.get("backbone_norm")
+    if value is not None and value not in INPUT_NORMS:
+        raise CheckpointError(
+            f'{where}: "backbone_norm" must be one of {", ".join(INPUT_NORMS)} or null, got '
+            f"{value!r}{fix}"
+        )
+    return value
+
+
+def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, str | None]:
+    """(config, backbone, backbone_norm) of a save_pretrained record (config.json's object, or
+    the copy in its weights' header); a record that is not one is a CheckpointError naming
+    ``where`` and ``fix``."""
+    if not isinstance(info, dict):
+        raise CheckpointError(
+            f"{where} holds a JSON {type(info).__name__}, but a loftup config is an "
+            f'object {{"format": "loftup", "config": {{...}}, "backbone": ...}}{fix}'
+        )
+    if info.get("format") != FORMAT_TAG:
+        raise CheckpointError(f'{where} is not a loftup config (no "format": "loftup"){fix}')
+    if not isinstance(info.get("config"), dict):
+        raise CheckpointError(
+            f'{where}: "config" must be an object of the upsampler\'s hyper-parameters '
+            f'({{"dim": 384, "num_heads": 4, ...}}), got {info.get("config")!r}{fix}'
+        )
+    backbone = info.get("backbone")
+    if backbone is not None and not isinstance(backbone, str):
+        raise CheckpointError(
+            f'{where}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
+        )
+    norm = backbone_norm_of(info, where, fix)
+    return config_from(info["config"], where, fix), backbone, norm
+
+
+def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
+    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
+    None where it has none (a file of an earlier save) or is no safetensors file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            text = (f.metadata() or {}).get(RECORD_KEY)
+    except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
+        return None
+    if text is None:
+        return None
+    where, fix = f"{path}'s header record", "; write it again with save_pretrained"
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{where} is corrupt ({e}){fix}") from None
+    return read_record(info, where, fix)
