@@ -98,7 +98,10 @@ def test_a_model_of_the_wrong_kind_is_one_line_saying_where_it_goes(tmp_path, im
         assert "\n" not in message and len(message) < 300, message
         assert fix in message and named in message, message
     # a module or a tensor: what model may be, in the same words as load_upsampler's source
-    kinds = "a released upsampler's name (e.g. loftup_dinov2s), a weights file or folder"
+    kinds = (
+        "a released upsampler's name (e.g. loftup_dinov2s), a weights file or folder, a hub id "
+        "ORG/NAME"
+    )
     with pytest.raises(UsageError, match=r"^model is .*, got a Tensor of shape \(8, 8\)$") as told:
         loftup.upsample(image, model=torch.zeros(8, 8))
     assert str(told.value).startswith(f"model is {kinds}, a LoftUp or a FeaturePipeline, got")

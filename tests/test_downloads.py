@@ -50,8 +50,8 @@ def test_an_unknown_name_lists_what_is_known(fetched):
     # a hub id is any backbone's repo or SAM's, not SAM's alone (it was "nor SAM (... or a hub
     # id ORG/NAME)")
     assert str(e.value).endswith(
-        "SAM (sam_vit_base, sam_vit_large, sam_vit_huge) nor a hub id ORG/NAME (a backbone's of "
-        "your own or SAM's)"
+        "SAM (sam_vit_base, sam_vit_large, sam_vit_huge) nor a hub id ORG/NAME (an upsampler's "
+        "or a backbone's of your own, or SAM's)"
     )
     assert fetched == []
 

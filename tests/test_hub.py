@@ -416,6 +416,9 @@ def _use_mirror(monkeypatch, endpoint: str, cache, **env) -> None:
     template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    # read at import: on where a test before set HF_HUB_OFFLINE=1 while importing it; here the
+    # environment decides (loftup reads it first)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, reference_dir):
@@ -1290,3 +1293,162 @@ def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
         assert (loaded.backbone, loaded.backbone_norm) == ("dinov2_vits14", "own")
         with torch.no_grad():
             assert torch.equal(loaded(lr, image), want)
+
+
+def _own_upsampler(tmp_path, heads: int = 2, seed: int = 0):
+    """A small upsampler of one's own (2 heads: not the 4 a bare state dict is read with) with a
+    backbone that needs no files, written by save_pretrained; (model, its folder, a case)."""
+    torch.manual_seed(seed)
+    model = LoftUp(dim=32, depth=1, num_heads=heads, n_freqs=4).eval()
+    model.backbone, model.backbone_norm = "dinov2_tiny", "imagenet"
+    folder = model.save_pretrained(tmp_path / f"saved{seed}")
+    return model, folder, (torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28))
+
+
+def _offline_cache(monkeypatch, cache) -> None:
+    """This process reads the Hugging Face cache ``cache``, with HF_HUB_OFFLINE=1."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+def test_an_upsampler_of_ones_own_loads_by_hub_id_from_the_cache(tmp_path, monkeypatch):
+    """An upsampler saved with save_pretrained and pushed to the hub loads by its id, from the
+    cache offline, as the saved one (heads and backbone from its record); a revision by
+    ``@REV``; a local folder of the same name wins over the hub id."""
+    model, folder, (lr, image) = _own_upsampler(tmp_path)
+    other, other_folder, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    files = {n: folder / n for n in ("model.safetensors", "config.json")}
+    make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    # a tag v1 pointing at another commit, holding the other upsampler
+    repo = tmp_path / "hub" / "models--someone--my-up"
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    (repo / "refs" / "v1").write_text(commit)
+    (repo / "snapshots" / commit).mkdir()
+    for n in files:
+        (repo / "snapshots" / commit / n).write_bytes((other_folder / n).read_bytes())
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_upsampler("someone/my-up")
+    assert loaded.config == model.config and loaded.config.num_heads == 2
+    assert (loaded.backbone, loaded.source) == ("dinov2_tiny", "someone/my-up")
+    at_v1 = load_upsampler("someone/my-up@v1")
+    assert at_v1.config.num_heads == 4 and at_v1.source == "someone/my-up@v1"
+    with torch.no_grad():
+        assert torch.equal(loaded(lr, image), model(lr, image))
+        assert torch.equal(at_v1(lr, image), other(lr, image))
+    # a folder of that name here is the user's: it wins
+    (tmp_path / "someone").mkdir()
+    other_folder.rename(tmp_path / "someone" / "my-up")
+    local = load_upsampler("someone/my-up")
+    assert local.config.num_heads == 4 and local.source == "someone/my-up"
+    with torch.no_grad():
+        assert torch.equal(local(lr, image), other(lr, image))
+
+
+def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_path, monkeypatch):
+    """Offline with the repo's files not cached: one line naming the repo, the files it needs
+    and how to provide them (a download elsewhere, or the local folder), as the released
+    checkpoints say it; with the weights cached alone, the config.json is named."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    for source, missing in (("someone/my-up", "'model.safetensors' of hub repo 'someone/my-up'"),
+                            ("someone/my-up@v2", "'model.safetensors' of hub repo 'someone/my-up@v2'")):  # fmt: skip
+        with pytest.raises(WeightsNotFoundError) as e:
+            load_upsampler(source)
+        msg = str(e.value)
+        assert "\n" not in msg and missing in msg, msg
+        assert msg.startswith(f"upsampler {source} (no such local path, so looked up on the hub)")
+        assert "is not in the Hugging Face cache (nor is 'config.json', which it needs too)" in msg
+        assert "HF_HUB_OFFLINE=1 is set" in msg and f"Run `loftup download {source}`" in msg
+        assert msg.endswith(
+            "or pass a local path instead: the folder save_pretrained wrote (model.safetensors "
+            "+ config.json), load_upsampler('/path/to/folder') or `loftup upsample -m "
+            "/path/to/folder`"
+        )
+    make_hf_cache(
+        tmp_path / "hub", "someone/my-up", {"model.safetensors": folder / "model.safetensors"}
+    )
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler("someone/my-up")
+    assert (
+        "file 'config.json' of hub repo 'someone/my-up' is not in the Hugging Face cache and "
+        in str(e.value)
+    )
+    # what is no hub id is still a missing path, or an unknown name
+    for path in ("someone/my-up.safetensors", "some one/my-up"):
+        with pytest.raises(WeightsNotFoundError, match=f"^no such file or folder: {path}; "):
+            load_upsampler(path)
+    with pytest.raises(UnknownNameError, match="or the hub id ORG/NAME of one"):
+        load_upsampler("my-up")
+
+
+def test_download_an_upsampler_by_hub_id_then_upsample_offline_from_the_cli(
+    tmp_path, local_hub, monkeypatch, capsys
+):
+    """`loftup download ORG/NAME` of a save_pretrained upsampler fetches its two files (it
+    read them as a backbone's, whose alternatives happened to match), and `loftup upsample -m
+    ORG/NAME` then runs offline from the cache with the backbone the record names."""
+    from PIL import Image
+
+    from loftup.cli import main
+
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {
+        ("someone/my-up", n): (folder / n).read_bytes()
+        for n in ("model.safetensors", "config.json")
+    }
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    assert main(["download", "someone/my-up"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("someone/my-up: ") and line.endswith(
+        "snapshots/89abcdef0123456789abcdef0123456789abcdef"
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    Image.new("RGB", (40, 30), (200, 90, 30)).save(tmp_path / "im.png")
+    args = [str(tmp_path / "im.png"), "--size", "28", "--device", "cpu"]
+    assert main(["upsample", *args, "-m", "someone/my-up", "-o", str(tmp_path / "hub_out")]) == 0
+    assert main(["upsample", *args, "-m", str(folder), "-o", str(tmp_path / "local_out")]) == 0
+    got = torch.load(tmp_path / "hub_out" / "im.pt", weights_only=True)
+    want = torch.load(tmp_path / "local_out" / "im.pt", weights_only=True)
+    assert got.shape == (32, 28, 37) and torch.equal(got, want)
+
+
+def test_bare_weights_are_read_with_4_heads_unless_told_and_a_record_decides(tmp_path, monkeypatch):
+    """The weights' shapes do not say the heads: a 2-head upsampler's state dict without a
+    record (the hub layout, a plain .pt) loaded as a 4-head one, another function, with no way
+    to say otherwise. ``num_heads=`` says it; where a record exists (save_pretrained, a
+    released name) it decides and a contradicting ``num_heads`` is refused by name."""
+    from loftup.errors import UsageError
+
+    model, folder, (lr, image) = _own_upsampler(tmp_path)
+    torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    with torch.no_grad():
+        want = model(lr, image)
+        for bare in (tmp_path / "pytorch_model.bin", tmp_path / "plain.pt"):
+            assumed = load_upsampler(bare)  # the paper's 4: documented, and not this model
+            assert assumed.config.num_heads == 4
+            assert not torch.allclose(assumed(lr, image), want)
+            told = load_upsampler(bare, num_heads=2)
+            assert told.config == model.config and torch.equal(told(lr, image), want)
+        # heads that do not divide the token width (32 + 4 x 5): the ones that do
+        with pytest.raises(UsageError, match=r"num_heads=3 does not divide .* one of 1, 2, 4, 13"):
+            load_upsampler(tmp_path / "plain.pt", num_heads=3)
+        with pytest.raises(UsageError, match="num_heads must be an integer >= 1, got 0"):
+            load_upsampler(tmp_path / "nothere.pt", num_heads=0)  # before any file is read
+        # a record decides: the same number is fine, another is refused
+        assert torch.equal(load_upsampler(folder, num_heads=2)(lr, image), want)
+    with pytest.raises(UsageError) as e:
+        load_upsampler(folder / "model.safetensors", num_heads=4)
+    assert str(e.value) == (
+        f"num_heads=4 contradicts {folder / 'model.safetensors'}, which has num_heads=2 in its "
+        "record (its weights were trained with them): leave num_heads out"
+    )
+    _offline_cache(monkeypatch, tmp_path / "hub")  # nothing cached: said before it is looked for
+    with pytest.raises(UsageError) as e:
+        load_upsampler("loftup_dinov2s", num_heads=2)
+    assert str(e.value).startswith(
+        "num_heads=2 contradicts loftup_dinov2s, which has the paper's 4 heads"
+    )

@@ -1,6 +1,6 @@
 """What ``loftup download NAME...`` fetches into the Hugging Face cache, for a machine without
-network: released upsamplers with their backbones, backbones alone, and SAM for training's
-``data.masks=sam``."""
+network: released upsamplers with their backbones, backbones alone, upsamplers of one's own by
+hub id, and SAM for training's ``data.masks=sam``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     Arguments:
       names: released upsampler names (or their aliases), backbone names, the hub ids of
         either (``facebook/dinov2-small`` is ``dinov2_vits14``), SAM weights (``sam_vit_base``,
-        ...), another hub id ``ORG/NAME`` (a backbone's weights of the user's own, or SAM's:
-        its config.json says which), or ``["all"]`` for every released upsampler.
+        ...), another hub id ``ORG/NAME`` (an upsampler save_pretrained wrote, a backbone's
+        weights of the user's own, or SAM's: its config.json says which; an upsampler's as
+        ``ORG/NAME@REVISION`` too), or ``["all"]`` for every released upsampler.
       backbones: also fetch each released upsampler's backbone (yielded after it).
 
     A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
@@ -26,12 +27,14 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .errors import UnknownNameError, UsageError
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
+    from .hub.user_repos import hub_id
 
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     for name in list(RELEASED) if names == ["all"] else names:
         name = by_repo.get(name, name)  # a released or backbone hub id: as its name
-        if name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub ids are ORG/NAME
+        repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
+        if repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1):
             raise UsageError(
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
                 "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
@@ -39,8 +42,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         if name in SAM_WEIGHTS or name in SAM_WEIGHTS.values():  # training's data.masks=sam
             yield name, resolve_sam(name, downloading=True)
             continue
-        if "/" in name:  # another hub id: a backbone's of the user's own, or SAM's
-            yield name, _hub_repo(name)
+        if "/" in name:  # another hub id: an upsampler or a backbone of the user's own, or SAM's
+            yield name, _hub_repo(*(repo or (name, None)))
             continue
         try:
             resolve(name)
@@ -49,8 +52,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 raise UnknownNameError(
                     f"unknown name {name!r}: neither a released upsampler "
                     f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}), "
-                    f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (a backbone's of your "
-                    "own or SAM's)"
+                    f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (an upsampler's or a "
+                    "backbone's of your own, or SAM's)"
                 ) from None
         if ALIASES.get(name, name) in RELEASED:
             ckpt = RELEASED[ALIASES.get(name, name)]
@@ -61,27 +64,40 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         yield name, hf.download(name)
 
 
-def _hub_repo(repo: str) -> Path:
-    """Fill the Hugging Face cache with hub repo ``repo``, read by its config.json's model_type:
-    SAM's files (with its processor's settings), or a backbone's (config.json and its weights:
-    one file, or the index of its shards and each shard); returns the folder."""
+def _hub_repo(repo: str, revision: str | None = None) -> Path:
+    """Fill the Hugging Face cache with hub repo ``repo``, read by its config.json: an
+    upsampler's files (save_pretrained's, at ``revision``), SAM's (with its processor's
+    settings), or a backbone's (config.json and its weights: one file, or the index of its
+    shards and each shard); returns the folder."""
     import json
 
     from .data.sam import resolve_sam
+    from .errors import UsageError
     from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
-    from .hub import hub_file, hub_folder
+    from .hub import FORMAT_TAG, hub_file, hub_folder
+    from .hub.user_repos import upsampler_repo
 
+    spelled = repo if revision is None else f"{repo}@{revision}"
     kw = {
-        "what": f"hub repo {repo}",
+        "what": f"hub repo {spelled}",
         "local_hint": "a folder in the Hugging Face layout (get_featurizer(name, "
         "weights='/path/to/folder'), --backbone-weights /path/to/folder)",
-        "download_name": repo,
+        "download_name": spelled,
         "downloading": True,
     }
     try:
-        kind = json.loads(hub_file(repo, CONFIG_FILE, **kw).read_text()).get("model_type")
+        info = json.loads(hub_file(repo, CONFIG_FILE, revision=revision, **kw).read_text())
+        kind, loftup = info.get("model_type"), info.get("format") == FORMAT_TAG
     except (ValueError, AttributeError):  # not JSON, or not an object: fetched again below
-        kind = None
+        kind, loftup = None, False
+    if loftup:
+        return upsampler_repo(repo, revision, downloading=True)
+    if revision is not None:  # a backbone's or SAM's weights are loaded from the main branch
+        raise UsageError(
+            f"{spelled}: a revision is for an upsampler's hub repo (save_pretrained's files), "
+            f"and {repo} holds {f'a {kind!r} model' if kind else 'no upsampler'}; download it "
+            f"as `loftup download {repo}`"
+        )
     if kind == "sam":
         return resolve_sam(repo, downloading=True)
     return hub_folder(repo, HUB_FILES, **kw)

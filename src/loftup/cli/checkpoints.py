@@ -39,7 +39,8 @@ def add_download(sub) -> None:
         metavar="NAME",
         help="released upsampler names (their backbones come too), backbone names, SAM for "
         "training's masks (sam_vit_base, sam_vit_large, sam_vit_huge), another hub id ORG/NAME "
-        "(a backbone's weights of your own, or SAM's: its config.json says which), or 'all'",
+        "(an upsampler save_pretrained wrote, at ORG/NAME@REVISION too; a backbone's weights "
+        "of your own; or SAM's: its config.json says which), or 'all'",
     )
     p.add_argument(
         "--no-backbone", action="store_true", help="upsamplers only, not their backbones"

@@ -32,7 +32,8 @@ def add_eval(sub) -> None:
             "--upsampler",
             required=True,
             metavar="SOURCE",
-            help="nearest | bilinear | bicubic | jbu | highres | released name | path",
+            help="nearest | bilinear | bicubic | jbu | highres | released name | path | hub id "
+            "ORG/NAME",
         )
         t.add_argument("--size", type=int, default=224, help="input side (default 224)")
         t.add_argument("--limit", type=int, default=None, metavar="N", help="first N per split")

@@ -20,7 +20,8 @@ def add_upsample(sub) -> None:
         "-m",
         "--model",
         default="loftup_dinov2s",
-        help="released name, file or folder (default: loftup_dinov2s)",
+        help="released name, file or folder, or hub id ORG/NAME[@REVISION] of a save_pretrained "
+        "upsampler (default: loftup_dinov2s)",
     )
     p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument(

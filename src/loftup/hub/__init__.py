@@ -7,12 +7,12 @@ unpickled beyond plain tensors and containers (``torch.load(..., weights_only=Tr
 safetensors).
 
 One idea a file: :mod:`.registry` (the table), :mod:`.files` (reading weight files safely),
-:mod:`.remote` (the cache, downloads and what offline says), :mod:`.reach` (whether the hub may
-and can be asked), :mod:`.damaged` (a damaged
-download and its fix), :mod:`.loading` (the one loader and ``save_pretrained``), :mod:`.record` (the record
-save_pretrained writes and how it is read back), :mod:`.checks`
-(what loads but is not the upsampler asked for); the key
-layouts are :mod:`loftup.convert`'s. Every name is importable from ``loftup.hub`` itself.
+:mod:`.remote` (the cache, downloads and what offline says), :mod:`.reach` (whether the hub
+may and can be asked), :mod:`.user_repos` (upsamplers of one's own by hub id),
+:mod:`.damaged` (a damaged download and its fix), :mod:`.loading` (the one loader and
+``save_pretrained``), :mod:`.record` (the record save_pretrained writes and how it is read
+back), :mod:`.checks` (what loads but is not the upsampler asked for); the key layouts are
+:mod:`loftup.convert`'s. Every name is importable from ``loftup.hub`` itself.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .remote import (
     released_file,
     released_table,
 )
+from .user_repos import hub_id, upsampler_repo
 
 __all__ = [
     "ALIASES",
@@ -61,6 +62,7 @@ __all__ = [
     "download",
     "hub_file",
     "hub_folder",
+    "hub_id",
     "infer_config",
     "load_upsampler",
     "load_with_record",
@@ -76,4 +78,5 @@ __all__ = [
     "to_native",
     "torch_load",
     "training_to_reference",
+    "upsampler_repo",
 ]

@@ -46,7 +46,7 @@ def missing_source(text: str) -> UsageError | WeightsNotFoundError:
         )
     return WeightsNotFoundError(
         f"no such file or folder: {text}; check the path, or pass a released name "
-        f"({', '.join(RELEASED)})"
+        f"({', '.join(RELEASED)}) or a hub id ORG/NAME"
     )
 
 

@@ -11,6 +11,9 @@ import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
 
+#: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
+WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
+
 
 def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
     """Read a .safetensors file or a torch pickle of plain tensors, never running code.

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from ..atomic import atomic_write, write_json
 from ..checks import as_dtype, resolve_device, shown
-from ..convert import build_from_state, to_native
+from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from .checks import check_released_width, check_state, missing_source, refuse_backbone
-from .files import read_weights
+from .files import WEIGHT_SUFFIXES, read_weights
 from .record import (
     CONFIG_NAME,
     FORMAT_TAG,
@@ -26,6 +27,7 @@ from .record import (
 )
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
+from .user_repos import hub_id, upsampler_repo
 
 
 def save_pretrained(
@@ -67,22 +69,37 @@ def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> No
     ``also``: what else the caller takes ("a LoftUp", say)."""
     if not isinstance(source, (str, os.PathLike)):
         kinds = ["a released upsampler's name (e.g. loftup_dinov2s)", "a weights file or folder"]
+        kinds += ["a hub id ORG/NAME"]
         kinds += also
         raise UsageError(f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(source)}")
 
 
-def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp:
+def load_upsampler(
+    source: str | os.PathLike, device=None, dtype=None, *, num_heads: int | None = None
+) -> LoftUp:
     """A ready LoftUp (channel norm included, eval mode) from any known source.
 
     Arguments:
-      source: one of
+      source: one of, in this order (the first that fits decides)
+        - a file or folder that exists here:
+          - a folder written by :func:`save_pretrained` (or a hub snapshot with
+            pytorch_model.bin);
+          - a ``.safetensors`` file;
+          - a ``.bin/.pt/.pth`` state dict in the hub layout, a reference training checkpoint
+            (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``;
         - a released name (``loftup_dinov2s``, ... see :data:`RELEASED`), from the cache or hub;
-        - a folder written by :func:`save_pretrained` (or a hub snapshot with pytorch_model.bin);
-        - a ``.safetensors`` file;
-        - a ``.bin/.pt/.pth`` state dict in the hub layout, a reference training checkpoint
-          (``{"state_dict": ...}``) or a checkpoint written by ``loftup train``.
+        - a hub id ``ORG/NAME`` (or ``ORG/NAME@REVISION``: a branch, tag or commit) of a
+          folder :func:`save_pretrained` wrote (``model.safetensors`` + ``config.json``) and
+          the user pushed: from the Hugging Face cache, else downloaded (``HF_HUB_OFFLINE=1``
+          honoured). A released upsampler's own repo is refused: its name loads it.
       device, dtype: where and in which floating dtype to put the parameters (``dtype``: a
         torch dtype or a name, as :func:`loftup.api.as_dtype` reads it: "bfloat16", "fp16"...).
+      num_heads: the attention heads of weights that do not record them. The weights' shapes
+        do not say how many heads there are, so a state dict without a record (the hub
+        layout's ``pytorch_model.bin``, a reference training checkpoint, a safetensors file
+        of other tools) is read with the paper's 4 unless told; where a record exists
+        (save_pretrained, ``loftup train``, a released name: 4) it decides, and a
+        ``num_heads`` that contradicts it is a :class:`UsageError`.
 
     Returns the module; ``model.backbone`` names the backbone it expects when known, and
     ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
@@ -93,20 +110,24 @@ def load_upsampler(source: str | os.PathLike, device=None, dtype=None) -> LoftUp
         dtype = as_dtype(dtype)  # a name, or a dtype loftup runs in: a UsageError otherwise
     if device is not None:  # before loading: "cuda" on a machine without one, in a line
         device = resolve_device(device)
-    model, _ = load_with_record(source)
+    model, _ = load_with_record(source, num_heads=num_heads)
     return model.to(device=device, dtype=dtype).eval()
 
 
-def load_with_record(source: str | os.PathLike) -> tuple[LoftUp, dict]:
+def load_with_record(
+    source: str | os.PathLike, *, num_heads: int | None = None
+) -> tuple[LoftUp, dict]:
     """:func:`load_upsampler` (on the CPU, as the weights built it, in eval mode) and the
     record read from a weights file: the whole dict of a training checkpoint (its downsampler,
     optimiser...), the state dict of another file, ``{}`` for a folder or a released name. For
     a caller that needs more of a file than the upsampler (stage 2's ``init``) without reading
-    it twice."""
+    it twice. ``num_heads``: as :func:`load_upsampler` takes it."""
     check_source(source)
+    if num_heads is not None:  # an integer >= 1, before any file is read
+        LoftUpConfig(num_heads=num_heads)
     path = Path(os.fspath(source)).expanduser()
     try:
-        return _load_with_record(source, path)
+        return _load_with_record(source, path, num_heads)
     except (CheckpointError, WeightsNotFoundError) as e:  # the latter: a backbone in shards
         hint = _backbone_hint(path)
         if not hint:
@@ -136,7 +157,7 @@ def _backbone_hint(path: Path) -> str:
     )
 
 
-def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
+def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
     backbone = backbone_norm = released = fix = None
     config = None
     obj: dict = {}
@@ -160,22 +181,26 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
             config, backbone, backbone_norm = recorded
     else:
         text = os.fspath(source)
-        path_like = os.sep in text or Path(text).suffix in {
-            ".bin",
-            ".pt",
-            ".pth",
-            ".safetensors",
-        }
         refuse_backbone(text)
-        if path_like and ALIASES.get(text, text) not in RELEASED:
-            raise missing_source(text)
+        if ALIASES.get(text, text) not in RELEASED:  # a registered name wins over a hub id
+            repo = None if text in {c.repo_id for c in RELEASED.values()} else hub_id(text)
+            if repo is not None:  # an upsampler of one's own on the hub, read as its folder
+                model, obj = load_with_record(upsampler_repo(*repo), num_heads=num_heads)
+                model.source = text
+                return model, obj
+            if os.sep in text or Path(text).suffix in WEIGHT_SUFFIXES:
+                raise missing_source(text)
         released = ckpt = resolve_name(text)
         origin = ckpt.name
+        if num_heads is not None:  # the paper's 4: said before the file is looked for
+            _with_heads(None, {}, origin, num_heads, released=True)
         file = released_file(ckpt.name)
         fix = damaged_in_cache(file, ckpt.name)  # the cached file is to be fetched again
         state, config = to_native(read_weights(file, fix), origin)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     check_state(state, origin, fix)
+    if num_heads is not None and released is None:
+        config = _with_heads(config, state, origin, num_heads, released=False)
     model = build_from_state(state, config, origin)
     if released is not None:
         check_released_width(model, released, file)
@@ -183,6 +208,26 @@ def _load_with_record(source, path: Path) -> tuple[LoftUp, dict]:
     model.backbone_norm = backbone_norm
     model.source = origin
     return model.eval(), obj
+
+
+def _with_heads(
+    config: LoftUpConfig | None, state: dict, origin: str, num_heads: int, *, released: bool
+) -> LoftUpConfig | None:
+    """The config of ``state`` with ``num_heads`` heads where nothing records them (``config``
+    None: its other hyper-parameters read from its shapes); where a record does (``config``,
+    or a released name: the paper's 4), that decides: another ``num_heads`` is a UsageError."""
+    recorded = config.num_heads if config is not None else 4 if released else None
+    if recorded is None:
+        config = dataclasses.replace(infer_config(state, origin), num_heads=num_heads)
+        config.check_heads()
+        return config
+    if recorded != num_heads:
+        which = "the paper's 4 heads" if released else f"num_heads={recorded} in its record"
+        raise UsageError(
+            f"num_heads={num_heads} contradicts {origin}, which has {which} (its weights were "
+            "trained with them): leave num_heads out"
+        )
+    return config
 
 
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:

@@ -93,6 +93,7 @@ def resolve_name(name: str) -> ReleasedCheckpoint:
     if key not in RELEASED:
         raise UnknownNameError(
             f"unknown upsampler {name!r}; released names are: {', '.join(RELEASED)} "
-            "(or pass a path to a weights file or a save_pretrained folder)"
+            "(or pass a path to a weights file or a save_pretrained folder, or the hub id "
+            "ORG/NAME of one)"
         )
     return RELEASED[key]

@@ -28,6 +28,7 @@ def hub_file(
     fetch: str | None = None,
     gated: bool = False,
     also: tuple = (),
+    revision: str | None = None,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -40,11 +41,12 @@ def hub_file(
     repo is known to be gated, so the advice to download it says how to get access first.
     ``also``: the other files of the repo that are needed and not cached either (groups of
     alternative names), named beside this one where none can be downloaded (offline, no
-    network), so that the user fetches or copies them all at once.
+    network), so that the user fetches or copies them all at once. ``revision``: a branch, tag
+    or commit of the repo (None: its main branch), looked for in the cache and downloaded.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(repo_id, filename)
+    cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
     if isinstance(cached, str):
         # `loftup download` checks what it finds, and fetches a damaged copy again (a cached
@@ -59,7 +61,8 @@ def hub_file(
         from huggingface_hub.utils import GatedRepoError
 
         try:
-            return Path(hf_hub_download(repo_id, filename, force_download=damaged is not None))
+            fresh = damaged is not None
+            return Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
                 f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here, and run "
@@ -69,9 +72,10 @@ def hub_file(
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
+    repo = repo_id if revision is None else f"{repo_id}@{revision}"  # as the user spells it
     if damaged is not None:  # and it cannot be fetched again
         raise WeightsNotFoundError(
-            f"{what}: the cached copy of file {filename!r} of hub repo {repo_id!r} is damaged "
+            f"{what}: the cached copy of file {filename!r} of hub repo {repo!r} is damaged "
             f"({damaged}) and {reason}; "
             f"{damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, with the "
             "hub in reach"
@@ -92,7 +96,7 @@ def hub_file(
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
-            f"{what}: cannot download file {filename!r} of hub repo {repo_id!r}{nor_download}: "
+            f"{what}: cannot download file {filename!r} of hub repo {repo!r}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
             f"{name}`{access}), or copy the {hub_cache} of a machine with network that holds "
@@ -100,12 +104,12 @@ def hub_file(
         )
     if downloading:
         raise WeightsNotFoundError(
-            f"{what}: file {filename!r} of hub repo {repo_id!r} could not be downloaded"
+            f"{what}: file {filename!r} of hub repo {repo!r} could not be downloaded"
             f"{nor_download}: {reason}. Run `{fetch}` on a machine with network{access} and "
             f"{copy}, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
-        f"{what}: file {filename!r} of hub repo {repo_id!r} is not in the Hugging Face cache"
+        f"{what}: file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache"
         f"{nor_cached} and {reason}. Run `{fetch}` on a machine with network{access} and "
         f"{copy}, or pass a local path instead: {local_hint}"
     )
@@ -151,6 +155,7 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
 
     from .files import INDEX_SUFFIX, shard_names
 
+    revision = kw.get("revision")
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
     # each weights file's name followed by its shard index's
     alternatives = {
@@ -164,7 +169,10 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     uncached = [
         g
         for g in groups
-        if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in alternatives[g])
+        if not any(
+            isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
+            for n in alternatives[g]
+        )
     ]
     found = []
     for group in groups:
@@ -172,7 +180,12 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
         # a name the cache holds first: online, each name tried before it is a request to the
         # hub (a 404 for a repo without it), at every load
         cached = next(
-            (n for n in names if isinstance(try_to_load_from_cache(repo_id, n), str)), None
+            (
+                n
+                for n in names
+                if isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
+            ),
+            None,
         )
         first, *others = names if cached is None else (cached, *(n for n in names if n != cached))
         also = tuple(g for g in uncached if g != group)

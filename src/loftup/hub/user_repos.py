@@ -1,0 +1,54 @@
+"""Upsamplers of one's own on the Hugging Face hub, by id: ``load_upsampler("ORG/NAME")`` reads
+what :func:`~loftup.hub.save_pretrained` wrote and the user pushed, from the cache or a
+download, as the released checkpoints are read (:mod:`.remote`). Which text is a hub id
+(:func:`hub_id`) is decided after a local path and a registered name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .remote import hub_folder, looks_like_path
+
+
+def hub_id(text: str) -> tuple[str, str | None] | None:
+    """``(repo_id, revision)`` where ``text`` reads as a hub repo, ``ORG/NAME`` or
+    ``ORG/NAME@REVISION`` (a branch, tag or commit; None: the main branch); None where it reads
+    as a local path (:func:`looks_like_path`, a weights file's suffix, or characters no repo id
+    holds). A bare ``NAME`` is no hub id here: names are the registry's."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .files import WEIGHT_SUFFIXES
+
+    repo, at, revision = text.partition("@")
+    if looks_like_path(repo) or repo.count("/") != 1 or Path(repo).suffix in WEIGHT_SUFFIXES:
+        return None
+    if at and not revision:
+        return None
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        return None
+    return repo, revision or None
+
+
+def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=False) -> Path:
+    """The folder (a snapshot in the Hugging Face cache) of an upsampler of one's own pushed to
+    the hub as :func:`~loftup.hub.save_pretrained` wrote it: ``model.safetensors`` (or a
+    ``pytorch_model.bin``) and ``config.json``, found as :func:`hub_folder` finds files; offline
+    without them, a WeightsNotFoundError naming both and how to provide them
+    (``downloading``: for ``loftup download``)."""
+    from .record import CONFIG_NAME, WEIGHTS_NAME
+
+    spelled = repo_id if revision is None else f"{repo_id}@{revision}"
+    return hub_folder(
+        repo_id,
+        [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME],
+        what=f"upsampler {spelled} (no such local path, so looked up on the hub)",
+        local_hint=(
+            f"the folder save_pretrained wrote ({WEIGHTS_NAME} + {CONFIG_NAME}), "
+            "load_upsampler('/path/to/folder') or `loftup upsample -m /path/to/folder`"
+        ),
+        download_name=spelled,
+        downloading=downloading,
+        revision=revision,
+    )
