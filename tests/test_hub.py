@@ -1384,6 +1384,28 @@ def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_
         load_upsampler("my-up")
 
 
+@pytest.mark.parametrize("cut", ["model.safetensors", "config.json"])
+def test_an_upsampler_by_hub_id_cut_short_in_the_cache_says_which_blob_to_delete(
+    tmp_path, monkeypatch, cut
+):
+    """A file of a hub id's upsampler cut short in the cache (an interrupted copy of the cache)
+    was told the fix of a local folder ("write the folder again with save_pretrained"): it is
+    the cached copy that must go, then `loftup download ORG/NAME` fetches it again."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    files[cut] = files[cut][:40]
+    snap = make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/my-up")
+    msg = str(e.value)
+    assert msg.startswith(str(snap / cut)) and "\n" not in msg, msg
+    assert msg.endswith(
+        f"it is a damaged download in the Hugging Face cache: delete {snap / cut} and run "
+        "`loftup download someone/my-up` to fetch it again"
+    )
+
+
 def test_download_an_upsampler_by_hub_id_then_upsample_offline_from_the_cli(
     tmp_path, local_hub, monkeypatch, capsys
 ):

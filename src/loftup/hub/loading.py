@@ -27,7 +27,7 @@ from .record import (
 )
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
-from .user_repos import hub_id, upsampler_repo
+from .user_repos import hub_id, load_repo
 
 
 def save_pretrained(
@@ -185,9 +185,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         if ALIASES.get(text, text) not in RELEASED:  # a registered name wins over a hub id
             repo = None if text in {c.repo_id for c in RELEASED.values()} else hub_id(text)
             if repo is not None:  # an upsampler of one's own on the hub, read as its folder
-                model, obj = load_with_record(upsampler_repo(*repo), num_heads=num_heads)
-                model.source = text
-                return model, obj
+                return load_repo(text, *repo, num_heads)
             if os.sep in text or Path(text).suffix in WEIGHT_SUFFIXES:
                 raise missing_source(text)
         released = ckpt = resolve_name(text)

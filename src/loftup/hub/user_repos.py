@@ -52,3 +52,25 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
         downloading=downloading,
         revision=revision,
     )
+
+
+def load_repo(text: str, repo_id: str, revision: str | None, num_heads: int | None):
+    """``(model, record)`` as :func:`~loftup.hub.load_with_record` gives them, of the upsampler
+    at hub id ``text`` (``repo_id`` at ``revision``); a file of it damaged in the cache (cut
+    short, a Git LFS pointer) is named with the blob to delete and the download that fetches
+    it again, not with advice for a local file."""
+    from ..errors import CheckpointError
+    from .damaged import damage, damaged_in_cache
+    from .loading import load_with_record
+
+    folder = upsampler_repo(repo_id, revision)
+    try:
+        model, record = load_with_record(folder, num_heads=num_heads)
+    except CheckpointError as e:
+        damaged = [f for f in sorted(folder.iterdir()) if damage(f) is not None]
+        fix = damaged_in_cache(damaged[0], text) if damaged else None
+        if fix is None:
+            raise
+        raise CheckpointError(f"{str(e).split('; ')[0]}; {fix}") from None
+    model.source = text
+    return model, record
