@@ -86,7 +86,7 @@ def _weights_key(model: str | os.PathLike) -> tuple:
     """What tells the weights that ``model`` names apart for the cache: a local file or folder
     by its absolute path and the identity of its files (inode, size, time), so that weights
     written again there since the last call (save_pretrained, a training run) and a relative
-    path used from another folder are loaded anew; a released name as given."""
+    path used from another folder are loaded anew; a released name or a hub id as given."""
     path = Path(os.fspath(model)).expanduser()
     try:
         files = sorted(path.iterdir()) if path.is_dir() else [path]
@@ -176,9 +176,10 @@ def upsample(
         (3, H, W) or (B, 3, H, W) of RGB values in [0, 1] (not normalised) or uint8 (1 channel
         for grayscale); at least 1 x 1 px (sizes: :func:`output_size`,
         :func:`loftup.checks.backbone_input`).
-      model: a released upsampler name, a weights file or folder, a LoftUp, or a
-        :class:`FeaturePipeline` (run as built: an argument below that contradicts it is a
-        :class:`UsageError`; names are cached between calls).
+      model: a released upsampler name, a weights file or folder, the hub id ``ORG/NAME`` of
+        an upsampler save_pretrained wrote (what :func:`loftup.load_upsampler` takes), a
+        LoftUp, or a :class:`FeaturePipeline` (run as built: an argument below that contradicts
+        it is a :class:`UsageError`; names are cached between calls).
       size: output size: None (the image's), N (shorter side N) or (H, W).
       backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: see
         :func:`load_pipeline`
