@@ -18,7 +18,9 @@ class LoftUpConfig:
     Arguments:
       dim: channels C of the backbone features (384 for DINOv2 ViT-S/14).
       depth: number of cross-attention blocks.
-      num_heads: attention heads over the width D = dim + 4 * grid_freqs.
+      num_heads: attention heads over the width D = dim + 4 * grid_freqs. No weight's shape
+        shows it: a saved config records it, and weights without one are read with 4 unless
+        ``load_upsampler(..., num_heads=)`` says otherwise.
       n_freqs: Fourier frequencies of the image encoding.
       grid_freqs: Fourier frequencies of the low-resolution grid's positional encoding.
       mlp_dim: hidden width of each block's FFN (default: dim).
