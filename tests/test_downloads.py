@@ -66,3 +66,31 @@ def test_a_hub_id_of_a_released_upsampler_or_backbone_is_fetched_as_its_name(fet
         "siglip_vitb16",
     ]
     assert fetched == ["loftup_siglip2", "siglip2_vitb16", "siglip_vitb16"]
+
+
+def test_an_upsamplers_hub_id_at_a_revision_is_fetched_and_a_backbones_is_refused(
+    tmp_path, monkeypatch
+):
+    """``ORG/NAME@REVISION`` names an upsampler's repo at a branch, tag or commit (what
+    ``load_upsampler`` reads); a backbone's weights load from the main branch only, so a
+    revision of one is refused, naming the download that serves."""
+    from huggingface_hub import constants
+
+    from conftest import make_hf_cache
+    from loftup import LoftUp
+
+    folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    files = {n: folder / n for n in ("model.safetensors", "config.json")}
+    snap = make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    (snap.parents[1] / "refs" / "v1").write_text(snap.name)  # a tag of the same commit
+    bb = make_hf_cache(tmp_path / "hub", "someone/bb", {"config.json": b'{"model_type": "dinov2"}'})
+    (bb.parents[1] / "refs" / "v1").write_text(bb.name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what the cache holds is all there is
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert list(download_names(["someone/my-up@v1"])) == [("someone/my-up@v1", snap)]
+    with pytest.raises(UsageError) as e:
+        list(download_names(["someone/bb@v1"]))
+    assert str(e.value) == (
+        "someone/bb@v1: a revision is for an upsampler's hub repo (save_pretrained's files), "
+        "and someone/bb holds a 'dinov2' model; download it as `loftup download someone/bb`"
+    )
