@@ -695,6 +695,16 @@ def test_overrides_paths_are_expanded_as_loftup_trains_are(tmp_path, monkeypatch
     )
 
 
+def test_overrides_are_read_by_loftup_trains_own_reader(tmp_path):
+    """The experiment read its overrides with its own copy of `loftup train`'s steps, which
+    missed the check of a Python string (overrides="seed=1" was read a character each: "override
+    's' is not key=value"): the one reader says what to give instead."""
+    s = ExperimentSettings("coords", overrides="stage1.n_jitters=2").resolved()
+    with pytest.raises(LoftUpError) as e:
+        stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    assert str(e.value).startswith("overrides are a list of key=value strings, e.g. ")
+
+
 def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
     """results.json's configs were each run's config.yaml as written, where every $ of a path
     is doubled (so that the file, read back, names the same folder): data.root=/d/a$b was

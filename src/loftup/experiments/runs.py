@@ -71,16 +71,16 @@ def folder_name(name: str) -> str:
 
 def base_overrides(s: ExperimentSettings) -> dict:
     """Config entries every run of the settings gets (backbone, data masks, progress), then the
-    ``key=value`` overrides, read as ``loftup train`` reads its own (their paths' ``~`` and
+    ``key=value`` overrides, read by ``loftup train``'s own reader (their paths' ``~`` and
     ``$VAR`` expanded: text from a command line, which the shell leaves in ``key=~/x``)."""
-    from ..train.config import merge, parse_overrides
-    from ..train.config.paths import expand_paths
+    from ..train.config import merge
+    from ..train.config.loading import read_overrides
 
     entries = {"backbone": s.backbone, "data": {"masks": s.masks}}
     if s.backbone_weights:
         entries["backbone_weights"] = s.backbone_weights
     entries["log"] = {"progress": s.progress}
-    given = expand_paths(parse_overrides(s.overrides), "given as an override")
+    given = read_overrides(s.overrides)
     for key, instead in PER_RUN.items():
         section, _, name = key.rpartition(".")
         where = given.get(section) if section else given

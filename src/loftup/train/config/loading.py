@@ -54,6 +54,24 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+def read_overrides(overrides: list[str] | None, paths: dict[str, str] | None = None) -> dict:
+    """The ``key=value`` ``overrides`` as :func:`load_config` reads them, a nested dict: YAML
+    values, their paths expanded (:func:`~.paths.expand_paths`), then ``paths`` set last and
+    taken as written (see :func:`load_config`)."""
+    if isinstance(overrides, str):  # its characters would be read as overrides, one each
+        raise UsageError(
+            f"overrides are a list of key=value strings, e.g. [{overrides!r}], got the string "
+            f"{overrides!r}"
+        )
+    # paths as JSON strings (YAML reads them as written), set last, and not expanded
+    literal = [
+        f"{key}={json.dumps(os.fspath(value), ensure_ascii=False)}"
+        for key, value in (paths or {}).items()
+    ]
+    given = parse_overrides([*(overrides or []), *literal])
+    return expand_paths(given, "given as an override", replaced=parse_overrides(literal))
+
+
 def load_config(
     source: str | os.PathLike | dict | None = None,
     overrides: list[str] | None = None,
@@ -84,22 +102,11 @@ def load_config(
             f"a config is a YAML file, a packaged config's name or a dict, got {source!r} "
             f"({type(source).__name__})"
         )
-    if isinstance(overrides, str):  # its characters would be read as overrides, one each
-        raise UsageError(
-            f"overrides are a list of key=value strings, e.g. [{overrides!r}], got the string "
-            f"{overrides!r}"
-        )
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):
         raise UsageError(f"stage must be 1 or 2, got {stage!r}")
-    # paths as JSON strings (YAML reads them as written), set last, and not expanded
-    literal = [
-        f"{key}={json.dumps(os.fspath(value), ensure_ascii=False)}"
-        for key, value in (paths or {}).items()
-    ]
-    given = parse_overrides([*(overrides or []), *literal])
+    given = read_overrides(overrides, paths)
     if file_text is not None:  # a dict's paths are Python's, taken as they are
         data = expand_paths(data, file_text, replaced=given)
-    given = expand_paths(given, "given as an override", replaced=parse_overrides(literal))
     if config_file is not None:
         warn_file_relative(data, given, config_file)
     data = merge(data, given)
