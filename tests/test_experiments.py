@@ -324,6 +324,23 @@ def test_an_interrupted_run_is_not_resumed_with_other_settings(tmp_path):
         run_stage(one)
 
 
+def test_an_interrupted_run_past_the_steps_asked_for_is_refused(tmp_path):
+    """A run stopped at step 5 of 8 and the experiment run again with --stage1-steps 2: only a
+    finished run's steps were checked, and training went on from the checkpoint (a warning that
+    there was nothing to train), so the 5-step run was scored as the 2-step one asked for."""
+    from loftup.train.checkpoint import FORMAT
+    from loftup.train.config import load_config
+
+    s = ExperimentSettings("coords", stage1_steps=2).resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
+    out = tmp_path / "runs" / "seed0" / "a" / "stage1"
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(one).to_dict()))
+    torch.save({"format": FORMAT, "step": 5}, out / "checkpoint.pt")
+    with pytest.raises(LoftUpError, match=r"holds a run of 5 steps, more than the 2 asked for"):
+        run_stage(one)
+
+
 def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
     """More stage-1 steps train the shared stage-1 folder on; the stage-2 run distilled from
     the shorter one must not then be reused as if it started from the longer one."""

@@ -148,21 +148,7 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
     out = Path(cfg.log.out_dir)
     ckpt = out / "checkpoint.pt"
     finished = (out / "summary.json").is_file() and (out / "final").is_dir()
-    if finished:
-        _check_same(cfg, out)
-        raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
-        history = unpack_history(raw["history"])
-        if raw["step"] > cfg.max_steps:
-            raise LoftUpError(
-                f"{out} holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked "
-                "for; choose another --out or delete that folder"
-            )
-        if raw["step"] == cfg.max_steps:
-            import json
-
-            seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
-            return RunResult(out / "final", ckpt, _losses(history), float(seconds or 0.0))
-    if continues is not None and not ckpt.exists():
+    if continues is not None and not finished and not ckpt.exists():
         from ..atomic import atomic_write
 
         # the checkpoint last and atomically: it marks the copy done (a cut-short copy of it
@@ -170,8 +156,23 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
         skip = shutil.ignore_patterns("final*", ckpt.name)
         shutil.copytree(continues, out, ignore=skip, dirs_exist_ok=True)
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
-    if not finished and ckpt.exists() and (out / "config.yaml").is_file():
-        _check_same(cfg, out)  # an interrupted run goes on only with the settings it began with
+    if finished or ckpt.exists():
+        # a finished run is reused, an interrupted one goes on, only with the settings it
+        # began with and at most the steps asked for (train would export more as they are)
+        if finished or (out / "config.yaml").is_file():
+            _check_same(cfg, out)
+        raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
+        if raw["step"] > cfg.max_steps:
+            raise LoftUpError(
+                f"{out} holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked "
+                "for; choose another --out or delete that folder"
+            )
+        if finished and raw["step"] == cfg.max_steps:
+            import json
+
+            seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
+            history = _losses(unpack_history(raw["history"]))
+            return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
     result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
 
