@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -339,6 +340,34 @@ def test_an_interrupted_run_past_the_steps_asked_for_is_refused(tmp_path):
     torch.save({"format": FORMAT, "step": 5}, out / "checkpoint.pt")
     with pytest.raises(LoftUpError, match=r"holds a run of 5 steps, more than the 2 asked for"):
         run_stage(one)
+
+
+def test_a_finished_run_is_reused_whichever_way_its_folder_is_named(tmp_path, monkeypatch):
+    """`loftup experiment coords` (--out experiments/coords, relative) run again with --out
+    given in full, or from another folder, was refused as "a run made with other settings
+    (differs in data)" with the advice to delete the finished runs: the configs held the
+    relative folders as written."""
+    from loftup.train.checkpoint import FORMAT, pack_history
+    from loftup.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    s = ExperimentSettings("coords", stage1_steps=2, out="exp").resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, Path("exp/scenes/train"), Path("exp/runs"))
+    out = tmp_path / "exp" / "runs" / "seed0" / "a" / "stage1"
+    assert one["data"]["root"] == str(tmp_path / "exp" / "scenes" / "train")
+    assert one["log"]["out_dir"] == str(out)
+    # a folder from before: its config names the folders as the relative --out gave them
+    relative = {**one, "data": {**one["data"], "root": "exp/scenes/train"}}
+    (out / "final").mkdir(parents=True)
+    (out / "summary.json").write_text('{"seconds": 3.0}')
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(relative).to_dict()))
+    history = pack_history([{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}])
+    torch.save({"format": FORMAT, "step": 2, "history": history}, out / "checkpoint.pt")
+    again = run_stage(one)  # asked for with --out in full: the same run, reused
+    assert again.pretrained == out / "final" and again.seconds == 3.0
+    other = {**one, "data": {**one["data"], "root": str(tmp_path / "elsewhere")}}
+    with pytest.raises(LoftUpError, match=r"other settings \(differs in data\)"):
+        run_stage(other)
 
 
 def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):

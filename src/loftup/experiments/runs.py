@@ -108,10 +108,15 @@ PER_RUN = {
 def stage_configs(
     s: ExperimentSettings, v: Variant, seed: int, train_root: Path, runs: Path
 ) -> tuple[dict, dict | None]:
-    """Stage 1's and (or None) stage 2's training configs of variant ``v`` at ``seed``."""
+    """Stage 1's and (or None) stage 2's training configs of variant ``v`` at ``seed``, their
+    folders absolute: a run is the same run whichever way its folder is named later (another
+    current folder, --out given in full)."""
+    import os
+
     from ..train.config import merge
     from ..world.demo import stage_config
 
+    train_root, runs = Path(os.path.abspath(train_root)), Path(os.path.abspath(runs))
     cfg = s.demo(seed)
     if v.stage1_steps:
         cfg = dataclasses.replace(cfg, stage1_steps=v.stage1_steps)
@@ -202,13 +207,15 @@ def _losses(history: list[dict]) -> list[dict]:
 
 
 def _check_same(cfg, out: Path) -> None:
-    """Refuse to reuse a run folder made with another config (the log section aside)."""
+    """Refuse to reuse a run folder made with another config (the log section aside); paths
+    are compared as the files they name (a folder from before paths were absolute holds them
+    relative to the current folder of its experiment)."""
     import yaml
 
-    from ..train.config.paths import as_written
+    from ..train.config.paths import as_used
 
-    saved = yaml.safe_load((out / "config.yaml").read_text()) or {}
-    wanted = as_written(cfg.to_dict())
+    saved = _real_paths(as_used(yaml.safe_load((out / "config.yaml").read_text()) or {}))
+    wanted = _real_paths(cfg.to_dict())
     skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
     diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
     if cfg.stage == 2:  # the architecture is init's, but the window is the run's own
@@ -220,6 +227,26 @@ def _check_same(cfg, out: Path) -> None:
             f"{out} holds a run made with other settings (differs in {', '.join(diff)}); "
             "choose another --out or delete that folder"
         )
+
+
+def _real_paths(config: dict) -> dict:
+    """A copy of ``config`` with each path of it (:data:`~loftup.train.config.paths.PATH_KEYS`)
+    absolute, its ``~`` and symbolic links resolved: to compare, never to run (a hub name is
+    read as a path here, the same way on both sides)."""
+    import copy
+    import os
+
+    from ..train.config.paths import PATH_KEYS
+
+    config = copy.deepcopy(config)
+    for key in PATH_KEYS:
+        *sections, name = key.split(".")
+        node = config
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(name), str) and node[name]:
+            node[name] = os.path.realpath(os.path.expanduser(node[name]))
+    return config
 
 
 def run_variant(
