@@ -782,6 +782,9 @@ def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
         ("max_steps=5", "give --stage1-steps or --stage2-steps"),
         ("stage=2", "it trains the stages each variant needs"),
         ("init=runs/s1/checkpoint.pt", "stage 2 starts from the variant's own stage-1 run"),
+        ("backbone=dinov2_vits14", "give --backbone"),
+        ("backbone_weights=/w", "give --backbone-weights"),
+        ("data.masks=superpixels", "give --masks"),
     ],
 )
 def test_an_override_of_what_each_run_sets_is_refused_before_any_work(override, instead, tmp_path):
@@ -816,13 +819,47 @@ def test_a_finished_experiment_ends_with_status_0_on_a_terminal_that_is_gone(tmp
     assert status == 0
 
 
-@pytest.mark.parametrize("override", ["log=out_dir", "data=root"])
-def test_a_section_set_to_a_word_is_not_read_as_an_override_of_a_key_of_it(override, tmp_path):
-    """log=out_dir was refused as an override of log.out_dir (the word was searched for in the
-    text as in a section): the error is the config's own, naming the section as given."""
+@pytest.mark.parametrize(
+    "name, override, key",
+    [
+        ("coords", "model.coords=false", "model.coords"),
+        ("coords", "model={coords: true}", "model.coords"),
+        ("attention", "model.attention_window=3", "model.attention_window"),
+        ("distill-view", "stage2.teacher_view=full", "stage2.teacher_view"),
+        ("mask-noise", "mask_noise.erode=0.5", "mask_noise.erode"),
+    ],
+)
+def test_an_override_of_what_the_variants_compare_is_refused_before_any_work(
+    name, override, key, tmp_path
+):
+    """`loftup experiment coords model.coords=false` trained both variants without coordinates
+    (the overrides come after the variants' switches) and reported their noise as the effect
+    of the encoding: one line naming the key and a variant that sets it, before any work."""
     from loftup.experiments import run_experiment
 
-    s = ExperimentSettings("coords", out=str(tmp_path / "x"), overrides=[override], quick=True)
+    s = ExperimentSettings(name, out=str(tmp_path / "x"), overrides=[override], quick=True)
+    with pytest.raises(LoftUpError) as e:
+        run_experiment(s)
+    assert str(e.value).startswith(f"override {key}=... cannot be given to experiment {name}: ")
+    assert "it is what its variants compare (variant " in str(e.value)
+    assert str(e.value).endswith(f" sets {key}); leave it out")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "name, override",
+    [("coords", "log=out_dir"), ("coords", "data=root"), ("stages", "log=null")],
+)
+def test_a_section_set_to_a_word_is_not_read_as_an_override_of_a_key_of_it(
+    name, override, tmp_path
+):
+    """log=out_dir was refused as an override of log.out_dir (the word was searched for in the
+    text as in a section): the error is the config's own, naming the section as given. (An
+    experiment with stage 2 read its stage-1 folder from the merged config: log=null was a
+    TypeError traceback.)"""
+    from loftup.experiments import run_experiment
+
+    s = ExperimentSettings(name, out=str(tmp_path / "x"), overrides=[override], quick=True)
     with pytest.raises(LoftUpError) as e:
         run_experiment(s)
     assert not str(e.value).startswith("override "), str(e.value)

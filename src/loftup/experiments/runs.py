@@ -102,6 +102,11 @@ PER_RUN = {
     "init": "stage 2 starts from the variant's own stage-1 run",
     "data.root": "give --data",
     "log.out_dir": "give --out",
+    # options of the experiment: the held-out features are --backbone's, and the report says
+    # the options (backbone=x trained the runs on x's features and probed them on the other's)
+    "backbone": "give --backbone",
+    "backbone_weights": "give --backbone-weights",
+    "data.masks": "give --masks",
 }
 
 
@@ -122,11 +127,13 @@ def stage_configs(
         cfg = dataclasses.replace(cfg, stage1_steps=v.stage1_steps)
     common = base_overrides(s)
     folder = runs / f"seed{seed}"
-    one = stage_config(cfg, 1, train_root, folder / folder_name(v.run_key) / "stage1")
-    one = merge(merge(one, v.stage1), common)
+    first = folder / folder_name(v.run_key) / "stage1"
+    one = merge(merge(stage_config(cfg, 1, train_root, first), v.stage1), common)
     if v.stage2 is None:
         return one, None
-    init = Path(one["log"]["out_dir"]) / "checkpoint.pt"
+    # the folder the experiment sets, not one["log"] (an override log=null made it None: a
+    # TypeError here, before load_config could say what is wrong with it)
+    init = first / "checkpoint.pt"
     two = stage_config(cfg, 2, train_root, folder / folder_name(v.name) / "stage2", init=init)
     return one, merge(merge(two, v.stage2), common)
 
@@ -135,12 +142,40 @@ def check_configs(s: ExperimentSettings, variants) -> None:
     """Load (and so check) every variant's training configs, at seed 0, before anything is
     written: a bad ``key=value`` override is said now, not after the scenes and other runs."""
     from ..train.config import load_config
+    from ..train.config.loading import read_overrides
 
+    given = _dotted(read_overrides(s.overrides))
+    for v in variants:  # the overrides win over the switches: every variant would be alike
+        for key in _dotted(_switches(v)):
+            same = [g for g in given if f"{key}.".startswith(f"{g}.") or g.startswith(f"{key}.")]
+            if same:
+                raise UsageError(
+                    f"override {same[0]}=... cannot be given to experiment {s.name}: it is what "
+                    f"its variants compare (variant {v.name!r} sets {key}); leave it out"
+                )
     root = Path(s.data) if s.data else Path(s.out) / "scenes" / "train"
     for v in variants:
         for config in stage_configs(s, v, 0, root, Path(s.out) / "runs"):
             if config is not None:
                 load_config(config)
+
+
+def _switches(v: Variant) -> dict:
+    """The config entries variant ``v`` sets in either stage."""
+    from ..train.config import merge
+
+    return merge(v.stage1, v.stage2 or {})
+
+
+def _dotted(entries: dict, prefix: str = "") -> list[str]:
+    """The keys of nested config entries as overrides write them (``model.coords``)."""
+    keys = []
+    for key, value in entries.items():
+        if isinstance(value, dict):  # {} sets no key
+            keys += _dotted(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def run_stage(config: dict, continues: Path | None = None) -> RunResult:

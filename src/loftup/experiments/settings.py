@@ -89,8 +89,9 @@ class ExperimentSettings:
         out; default 128, which keeps the grid experiment within 30 minutes).
       noise_kinds, noise_levels: mask-noise only: the kinds (default all five) and the levels
         above 0 (default 0.25, 0.5, 1) to train.
-      overrides: ``key=value`` training-config entries applied to both stages (after the
-        experiment's own switches), e.g. ``stage1.n_jitters=2``.
+      overrides: ``key=value`` training-config entries applied to both stages, e.g.
+        ``stage1.n_jitters=2``; not those each run sets (:data:`.runs.PER_RUN`) nor those the
+        variants compare (``model.coords`` for coords).
       threads: torch threads (default: torch's; on a loaded machine 1 is fastest).
       progress: progress bars.
     """
