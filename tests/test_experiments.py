@@ -392,6 +392,27 @@ def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # refused before stage 1 trained on
 
 
+def test_a_stage2_run_not_begun_takes_the_stage1_steps_asked_for_now(tmp_path):
+    """`stages` stopped in stage 1 and run again with another --stage1-steps was refused: the
+    stage-2 folder "holds a stage-2 run that starts from 2 stage-1 steps", a record written
+    before stage 1 for a run that never began (no checkpoint). A begun one is still refused."""
+    import json
+
+    from loftup.experiments.runs import INIT_RECORD, _check_init_steps
+
+    out = tmp_path / "stage2"
+    _check_init_steps(out, 2)
+    _check_init_steps(out, 3)
+    assert json.loads((out / INIT_RECORD).read_text()) == {"stage1_steps": 3}
+    (out / "checkpoint.pt").write_bytes(b"")
+    _check_init_steps(out, 3)
+    with pytest.raises(LoftUpError, match=r"starts from 3 stage-1 steps, not the 4 asked for"):
+        _check_init_steps(out, 4)
+    (out / INIT_RECORD).unlink()  # a folder from before the record: taken as it is
+    _check_init_steps(out, 4)
+    assert not (out / INIT_RECORD).exists()
+
+
 def test_a_cut_short_copy_of_the_run_to_continue_is_not_resumed_from(tmp_path, monkeypatch):
     """The long control of `stages` copies the stage-1 run it continues: a copy cut short
     (Ctrl-C) must not leave half a checkpoint, which the next run would resume from."""

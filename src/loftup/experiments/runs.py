@@ -302,9 +302,15 @@ def run_variant(
 
 def _check_init_steps(out: Path, steps: int) -> None:
     """Refuse a stage-2 folder begun from a stage-1 run of other than ``steps`` steps; record
-    ``steps`` in one not begun yet (a folder from before the record is taken as it is)."""
+    ``steps`` in one not begun yet (a folder from before the record is taken as it is). A run
+    not begun has no checkpoint: its record, written before an experiment stopped in stage 1,
+    is written again (it was refused, "a stage-2 run", when the steps changed)."""
     from ..atomic import read_json_object, write_json
 
+    if not (out / "checkpoint.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / INIT_RECORD, {"stage1_steps": steps})
+        return
     try:
         saved = read_json_object(out / INIT_RECORD)
     except ValueError as e:
@@ -314,6 +320,3 @@ def _check_init_steps(out: Path, steps: int) -> None:
             f"{out} holds a stage-2 run that starts from {saved.get('stage1_steps')} stage-1 "
             f"steps, not the {steps} asked for; choose another --out or delete that folder"
         )
-    if saved is None and not (out / "checkpoint.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / INIT_RECORD, {"stage1_steps": steps})
