@@ -496,6 +496,9 @@ def test_a_folder_with_another_experiments_report_is_refused_before_any_work(tmp
     (out / "results.json").write_text("[1]")
     assert main(["experiment", "attention", "--quick", "--out", str(out), "--no-progress"]) == 2
     assert "cannot be read" in capsys.readouterr().err
+    (out / "results.json").write_text('{"runs": 3}')  # another command's: not "experiment None"
+    assert main(["experiment", "attention", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert f"{out} holds a results.json that is not an experiment's" in capsys.readouterr().err
     # a demo's folder: both write report.md (and the demo's defaults are the experiments')
     demo = tmp_path / "demo"
     demo.mkdir()

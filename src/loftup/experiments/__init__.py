@@ -67,9 +67,14 @@ def _check_other_report(s: ExperimentSettings) -> None:
         saved = read_json_object(Path(s.out) / "results.json")
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out") from None
-    if saved is not None and saved.get("experiment") != s.name:
+    if saved is not None and "experiment" not in saved:  # another command's --json
         raise UsageError(
-            f"{s.out} holds the report of experiment {saved.get('experiment')!r}, not "
+            f"{s.out} holds a results.json that is not an experiment's (it would be "
+            "overwritten); choose another --out"
+        )
+    if saved is not None and saved["experiment"] != s.name:
+        raise UsageError(
+            f"{s.out} holds the report of experiment {saved['experiment']!r}, not "
             f"{s.name!r}; choose another --out"
         )
     from ..world.demo import RECORD
