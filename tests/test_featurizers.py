@@ -520,6 +520,26 @@ def test_imagenet_constants_are_the_guidance_normalisation():
     torch.testing.assert_close(feat.normalize(x)[0, :, 0, 0], want)
 
 
+@pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
+def test_integer_pixels_are_refused_by_a_backbone_and_its_normalize(name):
+    """uint8 pixels (0-255) given to a featurizer were cast to float and ran: features of an
+    image 255 times too bright, without a word; normalize made them inf and NaN (its constants
+    cast to uint8 are 0). Both now name the fix, and the fixed call runs."""
+    from loftup.errors import UsageError
+
+    feat = get_featurizer(name)
+    pixels = torch.randint(0, 256, (1, 3, 32, 48), dtype=torch.uint8)
+    with pytest.raises(UsageError) as e:
+        feat(pixels)
+    msg = str(e.value)
+    assert msg.startswith("a backbone takes floating-point images, got uint8 (1, 3, 32, 48)")
+    assert msg.endswith("(uint8 pixels: images.float() / 255)") and "\n" not in msg
+    with pytest.raises(UsageError, match=r"got uint8; convert uint8 pixels with images.float"):
+        feat.normalize(pixels)
+    with torch.no_grad():
+        assert torch.isfinite(feat(feat.normalize(pixels.float() / 255))).all()
+
+
 # -- where the weights come from --------------------------------------------------------------
 
 

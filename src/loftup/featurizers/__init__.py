@@ -57,7 +57,14 @@ class Featurizer(nn.Module):
 
 
 def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> ImageNet-normalised (the upsampler's guidance image)."""
+    """(B, 3, H, W) RGB in [0, 1] -> ImageNet-normalised (the upsampler's guidance image).
+    Integer pixels are refused (the constants cast to uint8 are 0: every value was inf or NaN)."""
+    if not images01.is_floating_point():
+        raise UsageError(
+            f"normalize takes RGB values in [0, 1] as floating point, got "
+            f"{str(images01.dtype).removeprefix('torch.')}; convert uint8 pixels with "
+            "images.float() / 255"
+        )
     mean = torch.tensor(IMAGENET_MEAN, device=images01.device, dtype=images01.dtype)
     std = torch.tensor(IMAGENET_STD, device=images01.device, dtype=images01.dtype)
     return (images01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)

@@ -78,10 +78,19 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def check_backbone_batch(images: torch.Tensor) -> None:
-    """A :class:`UsageError` unless ``images`` (what a featurizer is called on) is a batch
-    (B, 3, H, W); one image without its batch axis, or channels last, is told the fix."""
+    """A :class:`UsageError` unless ``images`` (what a featurizer is called on) is a
+    floating-point batch (B, 3, H, W); one image without its batch axis, or channels last, is
+    told the fix, and so are integer pixels (uint8 0-255 values were cast to float and ran as
+    if normalised, without a word)."""
     shape = tuple(images.shape)
     if len(shape) == 4 and shape[1] == 3:
+        if not images.is_floating_point():
+            raise UsageError(
+                f"a backbone takes floating-point images, got "
+                f"{str(images.dtype).removeprefix('torch.')} {shape}; pass "
+                "featurizer.normalize(images01) of RGB values in [0, 1] (uint8 pixels: "
+                "images.float() / 255)"
+            )
         return
     if len(shape) == 3 and shape[0] == 3:
         fix = "one image needs its batch axis: image[None]"
