@@ -409,6 +409,23 @@ def test_featurizer_resizes_odd_sizes_to_the_grid():
     assert got.shape == (1, 32, 2, 4) and torch.equal(got, want)
 
 
+def test_a_half_precision_backbone_takes_half_precision_images_of_any_size():
+    """A featurizer in bfloat16 or float16 called on images of its precision whose size is not
+    a multiple of the patch failed on the CPU (NotImplementedError from the antialiased
+    resize, which has no half-precision kernel there); they are resized in float32, as
+    float32 images are, and give the same features."""
+    feat = get_featurizer("dinov2_tiny")
+    images = imagenet_normalize(_images(30, 50, n=1))
+    for dtype in (torch.bfloat16, torch.float16):
+        half = feat.to(dtype)
+        with torch.no_grad():
+            got = half(images.to(dtype))
+            want = half(images.to(dtype).float())  # resized in float32, then cast
+        assert got.dtype == dtype and got.shape == (1, 32, 2, 4)
+        assert torch.equal(got, want)
+        assert resize_images(images.to(dtype), (7, 9)).dtype == dtype
+
+
 def test_dinov2_hub_interpolation_keeps_the_offset():
     """DINOv2's hub models sample their N x N embeddings at (i + 0.5) * N / (h + 0.1) - 0.5."""
     n, h, w = 8, 5, 6

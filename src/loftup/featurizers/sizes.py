@@ -74,6 +74,10 @@ def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if images.device.type == "cpu" and images.dtype in (torch.float16, torch.bfloat16):
+        # torch's antialiased resize has no half-precision kernel on the CPU (a
+        # NotImplementedError): computed in float32, then rounded to the images' precision
+        return _resize(images.float(), size).to(images.dtype)
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
