@@ -557,6 +557,23 @@ def test_integer_pixels_are_refused_by_a_backbone_and_its_normalize(name):
         assert torch.isfinite(feat(feat.normalize(pixels.float() / 255))).all()
 
 
+@pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
+def test_images_on_another_device_than_the_backbone_are_told_to_move(name):
+    """Images on the CPU given to a backbone on a GPU (or the other way round) failed inside
+    its first layer with torch's RuntimeError; the upsampler's forward names the fix, and so
+    does the backbone's now. ("meta" stands in for a GPU.)"""
+    from loftup.errors import UsageError
+
+    feat = get_featurizer(name).to("meta")
+    with pytest.raises(UsageError) as e:
+        feat(torch.zeros(1, 3, 32, 48))
+    assert str(e.value) == (
+        "the images are on cpu, the backbone on meta; move them there with "
+        "images.to('meta') (or the backbone with .to('cpu'))"
+    )
+    assert feat(torch.zeros(1, 3, 32, 48, device="meta")).device.type == "meta"
+
+
 # -- where the weights come from --------------------------------------------------------------
 
 

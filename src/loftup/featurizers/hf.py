@@ -233,10 +233,11 @@ class HFFeaturizer(Featurizer):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised (B, 3, H, W) -> patch features (B, dim, h, w)."""
-        check_backbone_batch(images)
+        weight = next(self.model.parameters())
+        check_backbone_batch(images, weight.device)
         images = to_patch_multiple(images, self.patch_size)
         b, _, height, width = images.shape
         h, w = height // self.patch_size, width // self.patch_size
-        dtype = next(self.model.parameters()).dtype
+        dtype = weight.dtype
         tokens = self.tokens(self.to_native(images.to(dtype)))
         return tokens.transpose(1, 2).reshape(b, self.dim, h, w)

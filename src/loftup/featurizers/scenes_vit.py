@@ -102,7 +102,7 @@ class SceneViT(Featurizer):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) ImageNet-normalised -> (B, dim, h, w), h, w = H/8, W/8 (snapped)."""
-        check_backbone_batch(image)
+        check_backbone_batch(image, self.norm.weight.device)
         image = to_patch_multiple(image, self.patch_size)  # the package's one size policy
         h, w = (n // self.patch_size for n in image.shape[-2:])
         x = self.stem(image.to(self.norm.weight.dtype))  # in the model's precision

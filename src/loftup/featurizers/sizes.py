@@ -81,11 +81,12 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def check_backbone_batch(images: torch.Tensor) -> None:
+def check_backbone_batch(images: torch.Tensor, device: torch.device | None = None) -> None:
     """A :class:`UsageError` unless ``images`` (what a featurizer is called on) is a
-    floating-point batch (B, 3, H, W); one image without its batch axis, or channels last, is
-    told the fix, and so are integer pixels (uint8 0-255 values were cast to float and ran as
-    if normalised, without a word)."""
+    floating-point batch (B, 3, H, W) on ``device`` (the backbone's); one image without its
+    batch axis, or channels last, is told the fix, and so are integer pixels (uint8 0-255
+    values were cast to float and ran as if normalised, without a word) and images on another
+    device than the backbone (torch's error came from inside its first layer)."""
     shape = tuple(images.shape)
     if len(shape) == 4 and shape[1] == 3:
         if not images.is_floating_point():
@@ -94,6 +95,12 @@ def check_backbone_batch(images: torch.Tensor) -> None:
                 f"{str(images.dtype).removeprefix('torch.')} {shape}; pass "
                 "featurizer.normalize(images01) of RGB values in [0, 1] (uint8 pixels: "
                 "images.float() / 255)"
+            )
+        if device is not None and images.device != device:
+            raise UsageError(
+                f"the images are on {images.device}, the backbone on {device}; move them there "
+                f"with images.to({str(device)!r}) (or the backbone with "
+                f".to({str(images.device)!r}))"
             )
         return
     if len(shape) == 3 and shape[0] == 3:
