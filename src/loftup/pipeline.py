@@ -119,10 +119,13 @@ def load_pipeline(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> FeaturePipeline:
-    """The upsampler ``model`` (released name, file or folder) with its backbone.
+    """The upsampler ``model`` with its backbone: a LoftUp, or what
+    :func:`loftup.load_upsampler` reads (a file or folder, a released name, or the hub id
+    ``ORG/NAME[@REVISION]`` of a ``save_pretrained`` folder pushed to the hub).
 
     The backbone is ``backbone`` when given, else the one the upsampler records (every released
-    name does, and so does a ``save_pretrained`` folder); ``backbone_weights`` is a hub id or a
+    name does, and so does a ``save_pretrained`` folder, local or on the hub);
+    ``backbone_weights`` is a hub id or a
     local Hugging Face folder (default: the backbone's official hub id). A ``backbone`` other
     than the one the upsampler records runs (of its width; another is an error) with a
     :class:`BackboneMismatchWarning`, once per pairing. ``backbone_norm``:
@@ -143,9 +146,10 @@ def load_pipeline(
 
 
 def check_model(model, also: tuple[str, ...] = ("a LoftUp",)) -> None:
-    """A one-line :class:`UsageError` unless ``model`` is a LoftUp, a released name or a
-    weights path (``also``: what else the caller takes), saying where a backbone or a pipeline
-    passed as ``model`` goes instead, and naming a module or tensor in a few words."""
+    """A one-line :class:`UsageError` unless ``model`` is a LoftUp, a released name, a
+    weights path or a hub id (``also``: what else the caller takes), saying where a backbone
+    or a pipeline passed as ``model`` goes instead, and naming a module or tensor in a few
+    words."""
     if isinstance(model, (str, os.PathLike, LoftUp)):
         return
     if isinstance(model, Featurizer):
