@@ -324,6 +324,26 @@ def test_a_started_upsample_finished_in_training_or_with_gradients_is_the_models
         assert torch.allclose(pending.finish(lr), model(lr, image), atol=1e-6)
 
 
+def test_a_started_upsample_names_inputs_on_another_device_or_empty_before_any_work():
+    """start_upsample of an image on another device than the model, or of an empty grid, failed
+    inside the stem (torch's device error, a ZeroDivisionError); finish() of features on
+    another device failed inside a layer: each now as model() says it, in one line."""
+    from loftup import LoftUpError, start_upsample
+
+    model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval()
+    lr, image = torch.randn(1, 8, 3, 3), torch.randn(1, 3, 10, 9)
+    with torch.no_grad():
+        with pytest.raises(LoftUpError, match=r"^image is on meta, the upsampler on cpu; move"):
+            start_upsample(model, image.to("meta"))
+        with pytest.raises(LoftUpError, match=r"^image has an empty grid, shape \(1, 3, 0, 9\)"):
+            start_upsample(model, image[:, :, :0])
+        pending = start_upsample(model, image)
+        assert pending.queries is not None  # the stem ran: finish would not call model()
+        with pytest.raises(LoftUpError, match=r"^lr_feats is on meta, the upsampler on cpu; "):
+            pending.finish(lr.to("meta"))
+        assert torch.equal(pending.finish(lr), model(lr, image))
+
+
 def test_names_split_out_of_tiling_are_still_found_there():
     """start_upsample and PendingUpsample moved to loftup.early_start, and the others to
     tile_plan and npy_stream: ``from loftup.tiling import X`` finds the very same objects."""

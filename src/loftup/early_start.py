@@ -14,7 +14,7 @@ import torch
 
 from .cpu import warn_if_emulated
 from .errors import UsageError
-from .input_checks import ForwardInputError, check_inputs
+from .input_checks import ForwardInputError, check_inputs, check_tensor
 from .layers import image_minmax
 from .tile_plan import Tile, check_settings
 from .tiling import compute_dtype, plan_output, query_map, upsample
@@ -50,7 +50,7 @@ class PendingUpsample:
                 t.record_stream(current)
             self.stream = None
         m = self.model
-        check_inputs(lr_feats, self.image, m.config.dim)
+        check_inputs(lr_feats, self.image, m.config.dim, m.head.conv.weight.device)
         fast = m.uses_fast_path(lr_feats, self.image)  # no train() and no gradient since?
         now = _settings(m, self.image.device) if fast and self.queries is not None else None
         if now is None or now[:3] != self.settings[:3] or now[3] is not self.settings[3]:
@@ -100,6 +100,7 @@ def start_upsample(
             f"start_upsample's image must be a (B, 3, H, W) tensor, got {shape}; pass the "
             "guidance image as model(lr_feats, image) takes it"
         )
+    check_tensor("image", image, model.head.conv.weight.device)  # before the work, as model()
     if stream is not None and not image.is_cuda:
         raise UsageError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
     check_settings(tile_size=model.tile_size, chunk_size=model.chunk_size, align=model.align)

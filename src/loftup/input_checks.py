@@ -24,31 +24,7 @@ def check_inputs(
     ``device``: the model's, which both must be on (torch's own error came from deep inside a
     layer, naming neither input)."""
     for name, t in (("lr_feats", lr_feats), ("image", image)):
-        if not isinstance(t, torch.Tensor):
-            raise ForwardInputError(
-                f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
-                "torch.as_tensor(...) (for an image file or a PIL image: loftup.upsample)"
-            )
-        if not t.is_floating_point():
-            raise ForwardInputError(
-                f"{name} must be floating point, got {t.dtype}; convert with .float() "
-                "(images must also be ImageNet-normalised, not uint8 pixels)"
-            )
-        if t.dim() != 4:
-            raise ForwardInputError(
-                f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
-                "add a batch axis with .unsqueeze(0)"
-            )
-        if 0 in t.shape[2:]:
-            raise ForwardInputError(
-                f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
-                "must be at least 1"
-            )
-        if device is not None and t.device != device:
-            raise ForwardInputError(
-                f"{name} is on {t.device}, the upsampler on {device}; move it there with "
-                f"{name}.to({str(device)!r}) (or the upsampler with .to({str(t.device)!r}))"
-            )
+        check_tensor(name, t, device)
     if lr_feats.shape[0] != image.shape[0]:
         raise ForwardInputError(
             f"batch sizes differ: lr_feats has {lr_feats.shape[0]}, image has {image.shape[0]}; "
@@ -84,3 +60,34 @@ _NON_FINITE_FIX = {
     "bfloat16 or float32)",
     "image": "check how it was read and normalised (a TIFF's no-data pixels are NaN: fill them)",
 }
+
+
+def check_tensor(name: str, t, device: torch.device | None = None) -> None:
+    """The checks of :func:`check_inputs` that each input passes on its own (a floating-point
+    4-D tensor with a non-empty grid, on ``device`` when given), for ``name``: also run on the
+    guidance image alone by :func:`loftup.early_start.start_upsample`, before any work."""
+    if not isinstance(t, torch.Tensor):
+        raise ForwardInputError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with "
+            "torch.as_tensor(...) (for an image file or a PIL image: loftup.upsample)"
+        )
+    if not t.is_floating_point():
+        raise ForwardInputError(
+            f"{name} must be floating point, got {t.dtype}; convert with .float() "
+            "(images must also be ImageNet-normalised, not uint8 pixels)"
+        )
+    if t.dim() != 4:
+        raise ForwardInputError(
+            f"{name} must be 4-D (B, C, H, W), got shape {tuple(t.shape)}; "
+            "add a batch axis with .unsqueeze(0)"
+        )
+    if 0 in t.shape[2:]:
+        raise ForwardInputError(
+            f"{name} has an empty grid, shape {tuple(t.shape)}: its height and width "
+            "must be at least 1"
+        )
+    if device is not None and t.device != device:
+        raise ForwardInputError(
+            f"{name} is on {t.device}, the upsampler on {device}; move it there with "
+            f"{name}.to({str(device)!r}) (or the upsampler with .to({str(t.device)!r}))"
+        )
