@@ -174,3 +174,29 @@ def test_frames_in_batches_equal_each_frame_alone(small):
         for i, got in enumerate(out):
             want = small(lr[i : i + 1], mixed[i][None])[0]
             assert got.shape == want.shape and (got - want).abs().max().item() <= 1e-5
+
+
+def test_frames_are_checked_as_the_models_inputs(small):
+    """upsample_frames ran unchecked: a grayscale frame gave features without a word, wrong
+    channels or a batched pair failed inside a layer, and a model in training mode gave
+    eval-mode features; each is now named in one line, with the fix."""
+    from loftup import LoftUpError
+
+    lr, frames = _inputs(batch=2)
+    bad = {
+        "image must have 3 channels": [(lr[0], frames[0, :1])],
+        "lr_feats has 15 channels but this upsampler expects C=16": [(lr[0, 1:], frames[0])],
+        r"lr_feats is on meta, the upsampler on cpu; move": [(lr[0].to("meta"), frames[0])],
+        r"takes pairs \(lr_feats \(C, h, w\), frame \(3, H, W\)\) of one frame each, got "
+        r"\(1, 16, 5, 5\) and \(1, 3, 30, 26\); for a batch": [(lr[:1], frames[:1])],
+    }
+    for words, pairs in bad.items():
+        with pytest.raises(LoftUpError, match=words):
+            list(upsample_frames(small, pairs))
+    small.train()
+    try:
+        with pytest.raises(LoftUpError, match=r"training mode .*; call model.eval\(\) first$"):
+            list(upsample_frames(small, zip(lr, frames)))
+    finally:
+        small.eval()
+    assert len(list(upsample_frames(small, zip(lr, frames)))) == 2

@@ -20,7 +20,7 @@ import torch
 
 from .errors import LoftUpError, UsageError
 from .fastpath import decode, encode_kv
-from .input_checks import check_inputs
+from .input_checks import ForwardInputError, check_inputs
 from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
 from .tile_plan import default_chunk_size
@@ -240,16 +240,26 @@ def upsample_frames(
     """Yield each frame's (C, H, W) features for ``(lr_feats (C, h, w), frame (3, H, W))``
     pairs, computed ``batch_size`` frames at a time (keyword arguments go to
     :func:`loftup.tiling.upsample`). A frame of another size than the one before it (or
-    features of another grid) starts a new batch, so a sequence may change size."""
+    features of another grid) starts a new batch, so a sequence may change size. The model
+    must be in eval mode (a frame's features in a batch are those of the frame alone), and
+    each batch is checked as ``model(lr_feats, images)`` checks its inputs."""
+    if model.uses_batch_statistics():
+        raise UsageError(
+            "upsample_frames computes the model as in eval mode, and this one is in training "
+            "mode (its output differs there, and depends on the frames batched together); "
+            "call model.eval() first"
+        )
     feats, frames = [], []
 
     def flush():
-        out = upsample(model, torch.stack(feats), torch.stack(frames), **kwargs)
+        lr, images = torch.stack(feats), torch.stack(frames)
         feats.clear()
         frames.clear()
-        yield from out.unbind(0)
+        check_inputs(lr, images, model.config.dim, model.head.conv.weight.device)
+        yield from upsample(model, lr, images, **kwargs).unbind(0)
 
     for lr, frame in pairs:
+        _check_pair(lr, frame)
         if frames and (frame.shape != frames[0].shape or lr.shape != feats[0].shape):
             yield from flush()
         feats.append(lr)
@@ -258,3 +268,17 @@ def upsample_frames(
             yield from flush()
     if frames:
         yield from flush()
+
+
+def _check_pair(lr, frame) -> None:
+    """A :class:`ForwardInputError` unless ``(lr, frame)`` is one frame's (C, h, w) features and
+    (3, H, W) image (a batched pair was a "too many values to unpack" from inside the batch)."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in (lr, frame)):
+        shapes = [
+            tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (lr, frame)
+        ]
+        raise ForwardInputError(
+            f"upsample_frames takes pairs (lr_feats (C, h, w), frame (3, H, W)) of one frame "
+            f"each, got {shapes[0]} and {shapes[1]}; for a batch (B, ...) pass zip(lr_feats, "
+            "images), which pairs its frames"
+        )
