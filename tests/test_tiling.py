@@ -179,6 +179,18 @@ def test_npy_streaming_names_bad_input_before_making_the_file(
     assert not list(tmp_path.iterdir())
 
 
+def test_npy_streaming_names_inputs_on_another_device_before_making_the_file(small, tmp_path):
+    """As the model's forward names them: the features or image on another device than the
+    model failed inside the first tile, with torch's error naming neither."""
+    from loftup import LoftUpError
+
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 20, 18)
+    for args, name in (((lr.to("meta"), image), "lr_feats"), ((lr, image.to("meta")), "image")):
+        with pytest.raises(LoftUpError, match=rf"^{name} is on meta, the upsampler on cpu; "):
+            upsample_to_npy(small, *args, tmp_path / "feats.npy")
+    assert not list(tmp_path.iterdir())
+
+
 def test_streaming_a_model_in_training_mode_is_refused_with_the_fix(small, tmp_path):
     """A fresh LoftUp is in training mode, where its BatchNorm takes the batch's statistics:
     upsample_to_npy wrote the eval-mode output of such a model (max deviation 4.4 from what

@@ -63,7 +63,7 @@ def upsample_to_npy(
 
     # bad input is named before the file is made, as the model's forward names it (not as a
     # shape error from inside the first tile)
-    check_inputs(lr_feats, image, model.config.dim)
+    check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)
     if model.uses_batch_statistics():
         raise UsageError(
             "upsample_to_npy computes the model as in eval mode, and this one is in training "
