@@ -231,6 +231,31 @@ def test_a_model_is_copied_and_pickled_after_a_gpu_forward():
             assert torch.equal(copied(lr, image), first)
 
 
+def test_threads_sharing_a_model_each_get_the_folded_weights_they_asked_for():
+    """LoftUp.fused read its cache twice, before and after another thread could replace it:
+    a thread folding float32 weights while another folded bfloat16 ones (under autocast, say)
+    got the other's. The other thread is run here at that very moment, from inside the first
+    one's cache lookup (an ``align`` that compares equal, as 1 does, and runs it first)."""
+    import threading
+
+    model = LoftUp(dim=8, num_heads=2, n_freqs=4).eval()
+    fw32 = model.fused(torch.float32, "direct", 1)
+    other = threading.Thread(target=lambda: model.fused(torch.bfloat16, "direct", 1))
+
+    class SwitchingOne(int):
+        def __eq__(self, value):
+            if other.ident is None:  # once: the other thread's fold
+                other.start()
+                other.join()
+            return int(self) == value
+
+        __hash__ = int.__hash__
+
+    got = model.fused(torch.float32, "direct", SwitchingOne(1))
+    assert other.ident is not None and model._fused_cache[1].dtype == torch.bfloat16
+    assert got is fw32 and got.dtype == torch.float32
+
+
 def test_training_mode_takes_the_differentiable_path():
     model = LoftUp(dim=16, num_heads=2)
     lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)

@@ -184,9 +184,10 @@ class LoftUp(nn.Module):
             _fused_optimizer_steps,
             tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in _tensors(self, [])),
         )
-        if self._fused_cache is None or self._fused_cache[0] != key:
-            self._fused_cache = (key, fuse(self, dtype, conv, align))
-        return self._fused_cache[1]
+        cache = self._fused_cache  # read once: another thread may replace it meanwhile
+        if cache is None or cache[0] != key:
+            cache = self._fused_cache = (key, fuse(self, dtype, conv, align))
+        return cache[1]
 
     def uses_batch_statistics(self) -> bool:
         """Whether the stem's BatchNorm layers, the only ones that act differently in training
