@@ -256,6 +256,29 @@ def test_threads_sharing_a_model_each_get_the_folded_weights_they_asked_for():
     assert got is fw32 and got.dtype == torch.float32
 
 
+def test_threads_reading_a_memo_entry_once_made_on_a_gpu_do_not_collide():
+    """Two threads reading an entry whose making a GPU had finished both found its event done
+    and both deleted it: the second a KeyError. The other thread reads it here at that very
+    moment, from inside the first one's question to the event."""
+    import threading
+
+    from loftup.memo import memo
+
+    fw = fuse(LoftUp(dim=8, num_heads=2, n_freqs=4).eval())
+    key = ("test", 1)
+
+    class DoneEvent:  # what memo() keeps beside an entry made on a GPU, its work done
+        def query(self):
+            if threading.current_thread() is threading.main_thread():
+                reader = threading.Thread(target=memo, args=(fw, key, None))
+                reader.start()
+                reader.join()
+            return True
+
+    fw.memo[key], fw.memo[("made", key)] = "entry", DoneEvent()
+    assert memo(fw, key, None) == "entry" and ("made", key) not in fw.memo
+
+
 def test_training_mode_takes_the_differentiable_path():
     model = LoftUp(dim=16, num_heads=2)
     lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)

@@ -71,8 +71,8 @@ def memo(fw: FusedWeights, key: tuple, make):
     else:
         made = fw.memo.get(("made", key))
         if made is not None and not _capturing():  # a capture begins synchronised: all done
-            if made.query():  # done: no stream need wait for it again
-                del fw.memo[("made", key)]
+            if made.query():  # done: no stream need wait for it again (nor another thread's)
+                fw.memo.pop(("made", key), None)
             else:
                 torch.cuda.current_stream(key[-1]).wait_event(made)
     return hit
