@@ -279,6 +279,31 @@ def test_threads_reading_a_memo_entry_once_made_on_a_gpu_do_not_collide():
     assert memo(fw, key, None) == "entry" and ("made", key) not in fw.memo
 
 
+def test_a_thread_adding_to_a_full_memo_while_another_empties_it_does_not_collide():
+    """A memo of 512 entries is emptied by the thread that adds the next one, which looked
+    through every entry first: another thread adding one meanwhile failed it with "dictionary
+    changed size during iteration". The other thread adds one here at that very moment."""
+    import threading
+
+    from loftup.memo import memo
+
+    fw = fuse(LoftUp(dim=8, num_heads=2, n_freqs=4).eval())
+
+    other = threading.Thread(target=memo, args=(fw, ("other",), lambda: torch.ones(1)))
+
+    class AddsOneWhileRead(tuple):  # an entry of several tensors; reading it runs the other
+        def __iter__(self):
+            if other.ident is None:  # once (the other thread empties the full memo too)
+                other.start()
+                other.join()
+            return super().__iter__()
+
+    fw.memo.update({("test", i): torch.zeros(1) for i in range(511)})
+    fw.memo[("test", 511)] = AddsOneWhileRead((torch.zeros(1),))
+    assert torch.equal(memo(fw, ("new",), lambda: torch.full((1,), 2.0)), torch.full((1,), 2.0))
+    assert list(fw.memo) == [("new",)]
+
+
 def test_training_mode_takes_the_differentiable_path():
     model = LoftUp(dim=16, num_heads=2)
     lr, image = torch.randn(2, 16, 4, 4), torch.randn(2, 3, 8, 8)

@@ -89,7 +89,7 @@ def _empty(cache: dict) -> None:
     would otherwise go back to the allocator under it."""
     devices = {
         t.device
-        for v in cache.values()
+        for v in list(cache.values())  # a snapshot: another thread may add an entry meanwhile
         for t in (v if isinstance(v, (tuple, list)) else (v,))
         if isinstance(t, torch.Tensor) and t.is_cuda
     }
