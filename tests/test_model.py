@@ -301,8 +301,10 @@ def test_a_half_precision_guidance_image_is_warned_about(monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             good = half(lr.bfloat16(), image)  # float32 image: no warning
-        with pytest.warns(UserWarning, match="pass the image in float32"):
+        with pytest.warns(UserWarning, match="pass the image in float32") as said:
             bad = half(lr.bfloat16(), image.bfloat16())
+    # told at the line that passed the image, not at model.py's (nor torch's module.py)
+    assert [w.filename for w in said if "image in float32" in str(w.message)] == [__file__]
     good_err, bad_err = ((y.float() - want).abs().max().item() for y in (good, bad))
     assert bad_err > 5 * good_err, (good_err, bad_err)
 

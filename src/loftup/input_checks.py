@@ -8,6 +8,7 @@ import warnings
 
 import torch
 
+from .cpu import _caller_level
 from .errors import UsageError
 
 
@@ -45,7 +46,7 @@ def check_inputs(
             f"the guidance image is {str(image.dtype).removeprefix('torch.')}: the Fourier "
             "encoding multiplies colours by up to e^10, so its rounding becomes phase noise "
             "in the output; pass the image in float32 (the model may be in half precision)",
-            stacklevel=2,
+            stacklevel=_caller_level(),  # the user's line, not the forward's (nor torch's)
         )
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         # on the CPU only: reading the answer back from a GPU would wait for all queued work
