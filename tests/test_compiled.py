@@ -153,6 +153,10 @@ def test_cuda_graphs_refuse_cpu_tensors_with_the_reason(small):
     lr, image = _inputs()
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         graph_upsampler(small, lr, image)
+    # inputs on another device than the model are named first, as model() names them (a CPU
+    # model given CUDA inputs failed inside the capture)
+    with pytest.raises(ValueError, match=r"^lr_feats is on meta, the upsampler on cpu; move"):
+        graph_upsampler(small, lr.to("meta"), image)
 
 
 def test_frames_in_batches_equal_each_frame_alone(small):

@@ -113,7 +113,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
     ``start`` is called.
     """
-    check_inputs(lr_feats, image, model.config.dim)  # as model() checks them
+    check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)  # as model()
     if not image.is_cuda:
         raise UsageError(
             f"graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature), got an image "
