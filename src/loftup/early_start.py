@@ -100,9 +100,9 @@ def start_upsample(
             f"start_upsample's image must be a (B, 3, H, W) tensor, got {shape}; pass the "
             "guidance image as model(lr_feats, image) takes it"
         )
-    check_tensor("image", image, model.head.conv.weight.device)  # before the work, as model()
     if stream is not None and not image.is_cuda:
         raise UsageError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
+    check_tensor("image", image, model.head.conv.weight.device)  # before the work, as model()
     check_settings(tile_size=model.tile_size, chunk_size=model.chunk_size, align=model.align)
     if model.config.attention_window is not None or not model.uses_fast_path(image):
         return PendingUpsample(model, image, None, ())
