@@ -102,6 +102,20 @@ def test_compiled_upsampler_computes_the_models_output(small):
             small.norm.weight.sub_(1.0)
 
 
+def test_a_compiled_upsampler_names_bad_inputs_before_compiling(small):
+    """Features of another width or on another device than the folded weights failed inside
+    the compiler, after seconds of tracing, with "RuntimeError when making fake tensor call";
+    they are named as model() names them, before anything is compiled."""
+    from loftup import LoftUpError
+
+    fn = compile_upsampler(small)
+    lr, image = _inputs()
+    with pytest.raises(LoftUpError, match="lr_feats has 15 channels but this upsampler expects"):
+        fn(lr[:, 1:], image)
+    with pytest.raises(LoftUpError, match=r"^image is on meta, the upsampler on cpu; move"):
+        fn(lr, image.to("meta"))
+
+
 class _Replayed:
     """A CPU stand-in for a captured CUDA graph: a replay computes ``fn`` of the static inputs
     into the static output, writing memory as a GPU replay does (no autograd or inference-mode

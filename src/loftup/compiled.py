@@ -91,6 +91,7 @@ def compile_upsampler(
     compiled = torch.compile(run, mode=mode, dynamic=False)
 
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        check_inputs(lr_feats, image, model.config.dim, fw.conv1[0].device)  # as model() does
         with torch.inference_mode():
             return compiled(lr_feats, image)
 
