@@ -110,6 +110,31 @@ def test_settings_out_of_range_are_refused_before_any_work(
            f"got {value}", *words)  # fmt: skip
 
 
+def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    """--size 8 with a patch of 14 ran on a 1x1 grid (the backbone snaps a size to the nearest
+    multiple of its patch, at least one) and reported mIoU 0.00 as if it were a score."""
+    import loftup.eval.pipeline as pipeline
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(pipeline.FeaturePipeline, "__init__", no_model)
+    nowhere = tmp_path / "none"
+    for task, size in (("seg", "8"), ("depth", "20"), ("davis", "1")):  # 20 px snaps to 14
+        _fails(capsys, _eval(task, nowhere, "--size", size), f"--size {size} gives",
+               f"backbone {TEST_BACKBONE} (patch 14) a 1x1 feature grid", "give --size 28 or more")  # fmt: skip
+    # highres: what the backbone sees is --size x --highres-factor
+    _fails(capsys, _eval("seg", nowhere, "--size", "8", upsampler="highres"),
+           "--size 8 (x 2 for highres: 16 px)", "give --size 14 or more")  # fmt: skip
+    # 21 px snaps to 28, a 2x2 grid; 14 x 2 likewise: past the size, to the missing --root
+    for size, upsampler in (("21", "bilinear"), ("14", "highres")):
+        _fails(capsys, _eval("seg", nowhere, "--size", size, upsampler=upsampler),
+               f"--root {nowhere} does not exist")  # fmt: skip
+    _fails(capsys, _eval("seg", nowhere, "--backbone", "dinov9"), "unknown backbone 'dinov9'")
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
     # no dataset: an output check that came after the data would say the data is missing
     nowhere = tmp_path / "none"

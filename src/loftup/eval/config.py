@@ -97,13 +97,14 @@ def _positive(option: str, value, high: float | None = None, note: str = "") -> 
 def check_config(cfg: EvalConfig) -> None:
     """UsageError for the first setting of ``cfg`` outside its range (see :meth:`EvalConfig.check`)."""
     _at_least("--size", cfg.size, 1, " (the side of the square input, in pixels)")
+    _at_least("--highres-factor", cfg.highres_factor, 1)
+    check_grid(cfg)
     check_input_norm(cfg.backbone_norm, "--backbone-norm")
     if cfg.limit is not None:
         what = "sequences" if cfg.task == "davis" else "images of each split"
         _at_least("--limit", cfg.limit, 1, f" (the first N {what}; leave it out for all)")
     _at_least("--batch-size", cfg.batch_size, 1)
     _at_least("--workers", cfg.workers, 0, " (0: load data in this process)")
-    _at_least("--highres-factor", cfg.highres_factor, 1)
     check_seed(cfg.seed, "--seed")
     if cfg.epochs is not None:
         _at_least("--epochs", cfg.epochs, 1)
@@ -125,6 +126,36 @@ def check_config(cfg: EvalConfig) -> None:
     _at_least("--topk", prop.topk, 1, " (neighbours each position takes its label from)")
     _positive("--temperature", prop.temperature)
     _at_least("--radius", prop.radius, 0, " (in feature cells; 0: no limit)")
+
+
+#: The smallest feature grid, per side, a run is scored on: a 1 x 1 grid is one feature for the
+#: whole image, which every baseline spreads over every pixel alike, so its scores measure no
+#: upsampling (a probe can only give the image one class); 2 x 2 is the least that varies.
+MIN_GRID = 2
+
+
+def check_grid(cfg: EvalConfig) -> None:
+    """UsageError (before any data is read) where the backbone would see ``--size`` (times
+    ``--highres-factor`` for highres) as a grid of fewer than :data:`MIN_GRID` patches a side:
+    a size that is not a multiple of the patch is resized to the nearest one, at least one
+    patch (:func:`loftup.featurizers.sizes.snap_to_patches`), so ``--size 8`` with patch 14
+    ran on a 1 x 1 grid and reported meaningless scores. An unknown backbone is said here too."""
+    from ..featurizers import resolve
+    from ..featurizers.sizes import snap_to_patches
+
+    patch = resolve(cfg.backbone).patch_size
+    side = backbone_size(cfg)
+    grid = snap_to_patches(side, side, patch)[0] // patch
+    if grid >= MIN_GRID:
+        return
+    factor = cfg.highres_factor if cfg.upsampler == "highres" else 1
+    valid = -(-MIN_GRID * patch // factor)  # the smallest size whose input is MIN_GRID patches
+    seen = f" (x {factor} for highres: {side} px)" if factor > 1 else ""
+    raise UsageError(
+        f"--size {cfg.size}{seen} gives backbone {cfg.backbone} (patch {patch}) a {grid}x{grid} "
+        f"feature grid, one feature for the whole image, which scores no upsampling: give "
+        f"--size {valid} or more ({MIN_GRID}x{MIN_GRID} patches; 224 is the protocol's)"
+    )
 
 
 def backbone_size(cfg: EvalConfig) -> int:
