@@ -69,6 +69,17 @@ def _eval(task, root, *extra, upsampler="bilinear"):
             upsampler, "--size", "28", "--no-cache", "--no-progress", *extra]  # fmt: skip
 
 
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading the backbone or the upsampler (FeaturePipeline) fails the test."""
+    import loftup.eval.pipeline as pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(pipeline.FeaturePipeline, "__init__", refuse)
+
+
 @pytest.mark.parametrize(
     "task, option, value, words",
     [
@@ -96,31 +107,19 @@ def _eval(task, root, *extra, upsampler="bilinear"):
         ("depth", "--seed", "-1", ["[0, 4294967296)"]),
     ],
 )
+@pytest.mark.usefixtures("no_model")
 def test_settings_out_of_range_are_refused_before_any_work(
-    tmp_path, capsys, monkeypatch, task, option, value, words
+    tmp_path, capsys, task, option, value, words
 ):
-    import loftup.eval.pipeline as pipeline
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(pipeline.FeaturePipeline, "__init__", no_model)
     # no dataset at all: the setting is what is said, not the missing data
     _fails(capsys, _eval(task, tmp_path / "none", option, value), f"{option} must be",
            f"got {value}", *words)  # fmt: skip
 
 
-def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(
-    tmp_path, capsys, monkeypatch
-):
+@pytest.mark.usefixtures("no_model")
+def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(tmp_path, capsys):
     """--size 8 with a patch of 14 ran on a 1x1 grid (the backbone snaps a size to the nearest
     multiple of its patch, at least one) and reported mIoU 0.00 as if it were a score."""
-    import loftup.eval.pipeline as pipeline
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(pipeline.FeaturePipeline, "__init__", no_model)
     nowhere = tmp_path / "none"
     for task, size in (("seg", "8"), ("depth", "20"), ("davis", "1")):  # 20 px snaps to 14
         _fails(capsys, _eval(task, nowhere, "--size", size), f"--size {size} gives",
@@ -133,6 +132,42 @@ def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(
         _fails(capsys, _eval("seg", nowhere, "--size", size, upsampler=upsampler),
                f"--root {nowhere} does not exist")  # fmt: skip
     _fails(capsys, _eval("seg", nowhere, "--backbone", "dinov9"), "unknown backbone 'dinov9'")
+
+
+@pytest.mark.usefixtures("no_model")
+def test_an_upsampler_that_names_nothing_is_refused_before_the_dataset_is_read(
+    tmp_path, capsys, monkeypatch
+):
+    """A mistyped --upsampler was said only once the dataset's check had read every image's
+    header (seconds to minutes on COCO): now before, without loading it (nor twice after)."""
+    import loftup.eval.dense as dense
+    import loftup.eval.video as video
+    from loftup.errors import LoftUpError
+    from loftup.hub import RELEASED
+
+    def read(*args, **kwargs):
+        raise LoftUpError("the dataset was read")
+
+    monkeypatch.setattr(dense, "SegmentationSet", read)
+    monkeypatch.setattr(dense, "NYUv2Depth", read)
+    monkeypatch.setattr(video, "davis_sequences", read)
+    (tmp_path / "folder").mkdir()
+    repo = next(iter(RELEASED.values())).repo_id
+    for task in ("seg", "depth", "davis"):
+        _fails(capsys, _eval(task, tmp_path, upsampler="lofup_dinov2s"),
+               "unknown upsampler 'lofup_dinov2s'", "released names are", "or a baseline: "
+               "nearest, bilinear, bicubic, jbu, or highres")  # fmt: skip
+    for source, words in (
+        ("runs/up.safetensors", ["no such file or folder: runs/up.safetensors"]),
+        (str(tmp_path / "gone"), [f"no such file or folder: {tmp_path / 'gone'}"]),
+        ("dinov2_vits14", ["dinov2_vits14 is a backbone, not an upsampler"]),
+        (repo, [f"{repo} is the hub repo of the released upsampler"]),
+    ):
+        _fails(capsys, _eval("seg", tmp_path, upsampler=source), *words)
+    # what can be loaded is left to the run (no file read here): on to the dataset
+    for source in ("nearest", "highres", "loftup_dinov2s", "me/my-upsampler", "me/up@v1",
+                   str(tmp_path / "folder")):  # fmt: skip
+        _fails(capsys, _eval("seg", tmp_path, upsampler=source), "the dataset was read")
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):

@@ -10,6 +10,7 @@ for resolution with backbone compute instead of an upsampler).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UsageError, is_int
@@ -156,6 +157,49 @@ def check_grid(cfg: EvalConfig) -> None:
         f"feature grid, one feature for the whole image, which scores no upsampling: give "
         f"--size {valid} or more ({MIN_GRID}x{MIN_GRID} patches; 224 is the protocol's)"
     )
+
+
+def check_upsampler(source) -> None:
+    """The error loading ``source`` (``--upsampler``) would end in where it names nothing that
+    can be loaded, said as :func:`loftup.load_upsampler` says it, without reading a file: a
+    baseline, ``highres``, an existing path, a released name and the shape of a hub id
+    ``ORG/NAME`` pass (their weights are read once, by the run); a backbone's name, a missing
+    path and an unknown name do not. For before the dataset's check, which reads every
+    image's header (seconds to minutes on COCO)."""
+    from ..baselines import BASELINES
+    from ..errors import UnknownNameError
+    from ..hub import ALIASES, RELEASED, hub_id, resolve_name
+    from ..hub.checks import missing_source, refuse_backbone
+    from ..hub.files import WEIGHT_SUFFIXES
+
+    text = str(source)
+    if text in BASELINES or text == "highres" or os.path.exists(os.path.expanduser(text)):
+        return
+    refuse_backbone(text)
+    if ALIASES.get(text, text) in RELEASED:
+        return
+    released_repo = text in {c.repo_id for c in RELEASED.values()}
+    if not released_repo and hub_id(text) is not None:
+        return
+    if released_repo or os.sep in text or os.path.splitext(text)[1] in WEIGHT_SUFFIXES:
+        raise missing_source(text)
+    try:
+        resolve_name(text)
+    except UnknownNameError as e:
+        raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}, or highres") from None
+
+
+def check_start(cfg: EvalConfig, task: str) -> None:
+    """What is checked before any data or model is read, cheapest first: settings, dataset
+    name, outputs, that --root is a folder, and that --upsampler names something to load."""
+    from .datasets import check_dataset, check_root
+    from .results import check_outputs
+
+    check_config(cfg)
+    check_dataset(task, cfg.dataset)
+    check_outputs(cfg)
+    check_root(task, cfg.dataset, cfg.root)
+    check_upsampler(cfg.upsampler)
 
 
 def backbone_size(cfg: EvalConfig) -> int:

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import torch
 
-from .config import EvalConfig, backbone_size, check_config
-from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_dataset, check_root
+from .config import EvalConfig, backbone_size, check_start
+from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet
 from .figures import depth_figure, normals_figure, seg_figure
 from .metrics import SegmentationScores
 from .metrics_3d import depth_metrics, match_scale_and_shift, normal_metrics
@@ -30,7 +30,7 @@ from .probe import (
 from .probe_losses import depth_loss, normal_loss, seg_loss
 from .probe_training import DEPTH_PROBE, NORMAL_PROBE, SEG_PROBE, ProbeConfig, train_probe
 from .report import run_info
-from .results import check_outputs, finish
+from .results import finish
 
 POLICY = "resize-short-bilinear+center-crop"
 N_EXAMPLES = 4
@@ -69,15 +69,6 @@ def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return pca_pair(lr[None].cpu(), hr[None].cpu())[1][0]
 
 
-def _start(cfg: EvalConfig, task: str) -> None:
-    """What is checked before any data or model is read: settings, dataset name, outputs,
-    and that --root is a folder."""
-    check_config(cfg)
-    check_dataset(task, cfg.dataset)
-    check_outputs(cfg)
-    check_root(task, cfg.dataset, cfg.root)
-
-
 def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeline) -> dict:
     return {
         "task": cfg.task,
@@ -105,7 +96,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     """
     from tqdm.auto import tqdm
 
-    _start(cfg, "seg")
+    check_start(cfg, "seg")
     start = time.time()
     big = backbone_size(cfg)
     train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit, big)
@@ -219,7 +210,7 @@ def run_depth(cfg: EvalConfig, report=None) -> dict:
     Probe3D reports both, once more after a per-image least-squares scale and shift
     (``si_delta1``, ``si_rmse``, ``si_abs_rel``).
     """
-    _start(cfg, "depth")
+    check_start(cfg, "depth")
     start = time.time()
     big = backbone_size(cfg)
     sets = tuple(
@@ -253,7 +244,7 @@ def run_normals(cfg: EvalConfig, report=None) -> dict:
     :func:`loftup.eval.evaluate`."""
     from .datasets import normals_file_for_run
 
-    _start(cfg, "normals")
+    check_start(cfg, "normals")
     start = time.time()
     big = backbone_size(cfg)
     # converted once, before any model; with --no-cache into a temporary folder, not the cache

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import EvalConfig, check_config
-from .datasets import DavisSequence, check_dataset, check_root, davis_sequences
+from .config import EvalConfig, check_start
+from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
 from .metrics import contour_accuracy, region_similarity
 from .pipeline import FeaturePipeline
 from .propagation import one_hot, propagate_video, soft_to_mask
 from .report import run_info
-from .results import check_outputs, finish
+from .results import finish
 
 POLICY = "resize-square-bicubic"
 N_EXAMPLES = 4
@@ -165,10 +165,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     ``report``: see :func:`loftup.eval.evaluate`."""
     from tqdm.auto import tqdm
 
-    check_config(cfg)
-    check_dataset("davis", cfg.dataset)
-    check_outputs(cfg)
-    check_root("davis", cfg.dataset, cfg.root)
+    check_start(cfg, "davis")
     start = time.time()
     sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
     if cfg.save_masks:
