@@ -3,6 +3,7 @@ transposition undone, and Ladicky et al.'s normals read safely, converted once, 
 depth is."""
 
 import pickle
+import re
 import tempfile
 
 import numpy as np
@@ -130,3 +131,35 @@ def test_the_normals_pickle_builds_arrays_and_runs_nothing(tmp_path, monkeypatch
     (tmp_path / "all_normals.pklz").write_bytes(b"not gzip")
     with pytest.raises(DatasetError, match="cannot read .*all_normals.pklz"):
         read_normals_pickle(tmp_path / "all_normals.pklz")
+
+
+def _splits(root, train, test) -> None:
+    from scipy.io import savemat
+
+    as_mat = [np.asarray(s, dtype=np.float64)[:, None] for s in (train, test)]
+    savemat(root / "splits.mat", {"trainNdxs": as_mat[0], "testNdxs": as_mat[1]})
+
+
+def test_a_splits_file_with_an_image_twice_or_in_both_splits_is_refused(tmp_path):
+    """A splits.mat listing an image twice counted its scores twice; one whose train and test
+    share an image scored the probe on what it was trained on. The official file does neither."""
+    write_nyuv2(tmp_path, n=6)
+    splits = tmp_path / "splits.mat"
+    _splits(tmp_path, [1, 2, 2], [4, 5, 6])
+    with pytest.raises(
+        DatasetError, match=f"^{re.escape(str(splits))}: trainNdxs lists image 2 2 times"
+    ):
+        NYUv2Depth(tmp_path, "train", 28)
+    assert len(NYUv2Depth(tmp_path, "test", 28)) == 3  # the other split is sound
+    _splits(tmp_path, [1, 2, 3, 4], [3, 4, 5, 6])
+    for split in ("train", "test"):
+        with pytest.raises(DatasetError) as e:
+            NYUv2Depth(tmp_path, split, 28)
+        assert str(e.value).startswith(f"{splits}: image 3 is in both trainNdxs and testNdxs")
+        assert "(2 images are)" in str(e.value) and "\n" not in str(e.value)
+    for bad in ([1, float("nan")], [1, 2.5]):  # not an index: int() raised, or truncated
+        _splits(tmp_path, bad, [4, 5, 6])
+        with pytest.raises(DatasetError, match="trainNdxs is not a list of indices >= 1"):
+            NYUv2Depth(tmp_path, "train", 28)
+    _splits(tmp_path, [1, 2, 3], [4, 5, 6])
+    assert NYUv2Depth(tmp_path, "train", 28).indices == [0, 1, 2]

@@ -61,27 +61,56 @@ NYU_HINT = (
 
 
 def nyu_indices(root: str | Path, split: str) -> list[int]:
-    """0-based indices of ``split`` ('train' or 'test'; 'val' means 'test')."""
+    """0-based indices of ``split`` ('train' or 'test'; 'val' means 'test').
+
+    A DatasetError naming ``splits.mat`` where the split is not a list of whole indices
+    >= 1, lists none, lists an image twice (its scores would count twice in the means), or
+    shares an image with the other split (a probe scored on images it was trained on): the
+    official file does none of these."""
     from scipy.io import loadmat
 
     key = {"train": "trainNdxs", "test": "testNdxs", "val": "testNdxs"}.get(split)
     if key is None:
         raise DatasetError(f"nyuv2 has splits 'train' and 'test', not {split!r}")
+    other = "testNdxs" if key == "trainNdxs" else "trainNdxs"
     path = require(home_expanded(root, "dataset root") / SPLITS_NAME, "NYUv2 splits", NYU_HINT)
     expected = "expected the official splits.mat with trainNdxs and testNdxs (1-based indices)"
     try:
-        mat = loadmat(path, variable_names=[key])
+        mat = loadmat(path, variable_names=[key, other])
     except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a file it cannot read
         why = one_line(e)
         raise DatasetError(f"cannot read {path} as a MATLAB file ({why}); {expected}") from None
     if key not in mat:
         raise DatasetError(f"{path} has no {key}; {expected}")
     values = np.asarray(mat[key]).reshape(-1)
-    if not np.issubdtype(values.dtype, np.number) or (values.size and values.min() < 1):
+    if not _whole_from_one(values):
         raise DatasetError(f"{path}: {key} is not a list of indices >= 1; {expected}")
     if not values.size:  # else a probe trained on nothing, or no image scored
         raise DatasetError(f"{path}: {key} lists no image; {expected}")
+    seen, counts = np.unique(values, return_counts=True)
+    if counts.max() > 1:
+        i = int(np.argmax(counts > 1))
+        raise DatasetError(
+            f"{path}: {key} lists image {int(seen[i])} {counts[i]} times, and its scores would "
+            f"count as many times in the means; {expected}, each image once"
+        )
+    others = np.asarray(mat.get(other, [])).reshape(-1)
+    both = np.intersect1d(seen, others) if _whole_from_one(others) else []
+    if len(both):
+        raise DatasetError(
+            f"{path}: image {int(both[0])} is in both trainNdxs and testNdxs ({len(both)} "
+            f"images are), so the probe would be scored on images it was trained on; "
+            f"{expected}, whose splits share no image"
+        )
     return [int(i) - 1 for i in values]
+
+
+def _whole_from_one(values: np.ndarray) -> bool:
+    """Whether ``values`` are numbers that are whole and at least 1 (1-based indices)."""
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.isfinite(values) & (values >= 1) & (values == np.round(values))))
 
 
 class NYUv2Depth(torch.utils.data.Dataset):
