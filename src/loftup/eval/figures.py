@@ -7,6 +7,8 @@ colours when given).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +44,16 @@ def _image(img: torch.Tensor) -> np.ndarray:
 
 
 def _save(fig, plt, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (PNG, atomically) and close it, also when writing fails:
+    pyplot keeps every figure it made until it is closed (a leak in a long-lived process)."""
     from ..atomic import atomic_write
 
     path = Path(path)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -58,70 +64,79 @@ def _grid(rows: int, cols: int, plt):
     return fig, axes
 
 
+@contextmanager
+def _figure(rows: int, cols: int) -> Iterator[tuple]:
+    """``(fig, axes, plt)`` of a ``rows`` x ``cols`` grid (at least one row), the figure
+    closed on the way out however it ends (drawing or writing it failed)."""
+    plt = _plt()
+    fig, axes = _grid(max(1, rows), cols, plt)
+    try:
+        yield fig, axes, plt
+    finally:
+        plt.close(fig)
+
+
 def seg_figure(examples: list[dict], num_classes: int, path, title: str = "") -> Path:
     """Examples with ``image`` (3, S, S), ``label`` and ``pred`` (S, S), optional ``pca``."""
-    plt = _plt()
     cols = 4 if any("pca" in e for e in examples) else 3
-    fig, axes = _grid(max(1, len(examples)), cols, plt)
-    for r, ex in enumerate(examples):
-        panels = [
-            ("image", _image(ex["image"])),
-            ("ground truth", colourise(ex["label"], num_classes)),
-        ]
-        panels.append(("prediction", colourise(ex["pred"], num_classes)))
-        if "pca" in ex:
-            panels.append(("features (PCA)", _image(ex["pca"])))
-        for c, (name, arr) in enumerate(panels):
-            axes[r, c].imshow(arr, interpolation="nearest")
-            if r == 0:
-                axes[r, c].set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, plt, path)
+    with _figure(len(examples), cols) as (fig, axes, plt):
+        for r, ex in enumerate(examples):
+            panels = [
+                ("image", _image(ex["image"])),
+                ("ground truth", colourise(ex["label"], num_classes)),
+            ]
+            panels.append(("prediction", colourise(ex["pred"], num_classes)))
+            if "pca" in ex:
+                panels.append(("features (PCA)", _image(ex["pca"])))
+            for c, (name, arr) in enumerate(panels):
+                axes[r, c].imshow(arr, interpolation="nearest")
+                if r == 0:
+                    axes[r, c].set_title(name, fontsize=9)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        return _save(fig, plt, path)
 
 
 def depth_figure(examples: list[dict], path, title: str = "", max_depth: float = 10.0) -> Path:
     """Examples with ``image`` (3, S, S), ``depth`` and ``pred`` (S, S) in metres."""
-    plt = _plt()
-    fig, axes = _grid(max(1, len(examples)), 3, plt)
-    for r, ex in enumerate(examples):
-        gt = ex["depth"].numpy().copy()
-        gt[gt <= 0] = np.nan
-        axes[r, 0].imshow(_image(ex["image"]))
-        axes[r, 1].imshow(gt, cmap="magma_r", vmin=0, vmax=max_depth)
-        axes[r, 2].imshow(ex["pred"].numpy(), cmap="magma_r", vmin=0, vmax=max_depth)
-        if r == 0:
-            for c, name in enumerate(("image", "ground truth (m)", "prediction (m)")):
-                axes[r, c].set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, plt, path)
+    with _figure(len(examples), 3) as (fig, axes, plt):
+        for r, ex in enumerate(examples):
+            gt = ex["depth"].numpy().copy()
+            gt[gt <= 0] = np.nan
+            axes[r, 0].imshow(_image(ex["image"]))
+            axes[r, 1].imshow(gt, cmap="magma_r", vmin=0, vmax=max_depth)
+            axes[r, 2].imshow(ex["pred"].numpy(), cmap="magma_r", vmin=0, vmax=max_depth)
+            if r == 0:
+                for c, name in enumerate(("image", "ground truth (m)", "prediction (m)")):
+                    axes[r, c].set_title(name, fontsize=9)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        return _save(fig, plt, path)
 
 
 def normals_figure(examples: list[dict], path, title: str = "") -> Path:
     """Examples with ``image`` (3, S, S), ``normals`` and ``pred`` (3, S, S) unit normals and
     ``valid`` (S, S): image, ground truth and prediction as RGB ((n + 1) / 2; not scored:
     black), and the angular error in degrees."""
-    plt = _plt()
-    fig, axes = _grid(max(1, len(examples)), 4, plt)
-    for r, ex in enumerate(examples):
-        valid = ex["valid"].numpy()
-        gt, pred = ex["normals"].numpy(), ex["pred"].numpy()
-        cos = (gt * pred).sum(0) / np.maximum(np.linalg.norm(gt, axis=0), 1e-9)
-        error = np.degrees(np.arccos(np.clip(cos, -1, 1)))
-        error[~valid] = np.nan
-        gt_rgb = np.clip((gt.transpose(1, 2, 0) + 1) / 2, 0, 1) * valid[..., None]
-        axes[r, 0].imshow(_image(ex["image"]))
-        axes[r, 1].imshow(gt_rgb)
-        axes[r, 2].imshow(np.clip((pred.transpose(1, 2, 0) + 1) / 2, 0, 1))
-        axes[r, 3].imshow(error, cmap="magma", vmin=0, vmax=60)
-        if r == 0:
-            names = ("image", "ground truth", "prediction", "angular error (0-60 deg)")
-            for c, name in enumerate(names):
-                axes[r, c].set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, plt, path)
+    with _figure(len(examples), 4) as (fig, axes, plt):
+        for r, ex in enumerate(examples):
+            valid = ex["valid"].numpy()
+            gt, pred = ex["normals"].numpy(), ex["pred"].numpy()
+            cos = (gt * pred).sum(0) / np.maximum(np.linalg.norm(gt, axis=0), 1e-9)
+            error = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+            error[~valid] = np.nan
+            gt_rgb = np.clip((gt.transpose(1, 2, 0) + 1) / 2, 0, 1) * valid[..., None]
+            axes[r, 0].imshow(_image(ex["image"]))
+            axes[r, 1].imshow(gt_rgb)
+            axes[r, 2].imshow(np.clip((pred.transpose(1, 2, 0) + 1) / 2, 0, 1))
+            axes[r, 3].imshow(error, cmap="magma", vmin=0, vmax=60)
+            if r == 0:
+                names = ("image", "ground truth", "prediction", "angular error (0-60 deg)")
+                for c, name in enumerate(names):
+                    axes[r, c].set_title(name, fontsize=9)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        return _save(fig, plt, path)
 
 
 def _overlay(image: np.ndarray, ids: torch.Tensor, colours: np.ndarray) -> np.ndarray:
@@ -134,15 +149,14 @@ def _overlay(image: np.ndarray, ids: torch.Tensor, colours: np.ndarray) -> np.nd
 
 def davis_figure(examples: list[dict], path, title: str = "") -> Path:
     """Examples with ``image`` (3, H, W), ``gt`` and ``pred`` (H, W) object ids, ``name``."""
-    plt = _plt()
     colours = label_colours(16, seed=1)
-    fig, axes = _grid(max(1, len(examples)), 2, plt)
-    for r, ex in enumerate(examples):
-        img = _image(ex["image"])
-        axes[r, 0].imshow(_overlay(img, ex["gt"], colours))
-        axes[r, 1].imshow(_overlay(img, ex["pred"], colours))
-        axes[r, 0].set_title(f"{ex['name']}: ground truth", fontsize=8)
-        axes[r, 1].set_title("propagated", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _save(fig, plt, path)
+    with _figure(len(examples), 2) as (fig, axes, plt):
+        for r, ex in enumerate(examples):
+            img = _image(ex["image"])
+            axes[r, 0].imshow(_overlay(img, ex["gt"], colours))
+            axes[r, 1].imshow(_overlay(img, ex["pred"], colours))
+            axes[r, 0].set_title(f"{ex['name']}: ground truth", fontsize=8)
+            axes[r, 1].set_title("propagated", fontsize=8)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        return _save(fig, plt, path)
