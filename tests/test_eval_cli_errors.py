@@ -16,6 +16,7 @@ from eval_data import (
 )
 from loftup import LoftUp
 from loftup.cli import main
+from loftup.eval.datasets import DatasetError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,23 +135,26 @@ def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(tmp_path,
     _fails(capsys, _eval("seg", nowhere, "--backbone", "dinov9"), "unknown backbone 'dinov9'")
 
 
-@pytest.mark.usefixtures("no_model")
-def test_an_upsampler_that_names_nothing_is_refused_before_the_dataset_is_read(
-    tmp_path, capsys, monkeypatch
-):
-    """A mistyped --upsampler was said only once the dataset's check had read every image's
-    header (seconds to minutes on COCO): now before, without loading it (nor twice after)."""
+@pytest.fixture
+def no_data(monkeypatch):
+    """Reading (checking) a dataset of seg, depth or davis is an error: "the dataset was read"."""
     import loftup.eval.dense as dense
     import loftup.eval.video as video
-    from loftup.errors import LoftUpError
-    from loftup.hub import RELEASED
 
     def read(*args, **kwargs):
-        raise LoftUpError("the dataset was read")
+        raise DatasetError("the dataset was read")
 
     monkeypatch.setattr(dense, "SegmentationSet", read)
     monkeypatch.setattr(dense, "NYUv2Depth", read)
     monkeypatch.setattr(video, "davis_sequences", read)
+
+
+@pytest.mark.usefixtures("no_model", "no_data")
+def test_an_upsampler_that_names_nothing_is_refused_before_the_dataset_is_read(tmp_path, capsys):
+    """A mistyped --upsampler was said only once the dataset's check had read every image's
+    header (seconds to minutes on COCO): now before, without loading it (nor twice after)."""
+    from loftup.hub import RELEASED
+
     (tmp_path / "folder").mkdir()
     repo = next(iter(RELEASED.values())).repo_id
     for task in ("seg", "depth", "davis"):
@@ -168,6 +172,26 @@ def test_an_upsampler_that_names_nothing_is_refused_before_the_dataset_is_read(
     for source in ("nearest", "highres", "loftup_dinov2s", "me/my-upsampler", "me/up@v1",
                    str(tmp_path / "folder")):  # fmt: skip
         _fails(capsys, _eval("seg", tmp_path, upsampler=source), "the dataset was read")
+
+
+@pytest.mark.usefixtures("no_model", "no_data")
+def test_backbone_weights_that_are_not_there_are_said_before_the_dataset_is_read(tmp_path, capsys):
+    """A mistyped --backbone-weights folder, like a mistyped --upsampler, was said only after
+    the dataset's check had read every image's header."""
+    empty, a_file = tmp_path / "empty", tmp_path / "model.safetensors"
+    empty.mkdir()
+    a_file.write_bytes(b"x")
+    base = ("--backbone", "dinov2_vits14", "--backbone-weights")
+    for weights, words in (
+        ("./dinov2-smal", ["backbone weights for dinov2_vits14: ./dinov2-smal does not exist"]),
+        (str(empty), [f"{empty} has no config.json"]),
+        (str(a_file), [f"{a_file} is a file", f"pass its folder, {tmp_path}"]),
+    ):
+        _fails(capsys, _eval("seg", tmp_path, *base, weights), *words)
+    # a hub id is left to the run (no download here), as is a backbone with no hub weights
+    for backbone, weights in (("dinov2_vits14", "facebook/dinov2-small"), (TEST_BACKBONE, ".")):
+        args = _eval("seg", tmp_path, "--backbone", backbone, "--backbone-weights", weights)
+        _fails(capsys, args, "the dataset was read")
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):

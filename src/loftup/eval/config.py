@@ -191,7 +191,8 @@ def check_upsampler(source) -> None:
 
 def check_start(cfg: EvalConfig, task: str) -> None:
     """What is checked before any data or model is read, cheapest first: settings, dataset
-    name, outputs, that --root is a folder, and that --upsampler names something to load."""
+    name, outputs, that --root is a folder, that --upsampler names something to load, and
+    that --backbone-weights given as a path are there."""
     from .datasets import check_dataset, check_root
     from .results import check_outputs
 
@@ -200,6 +201,22 @@ def check_start(cfg: EvalConfig, task: str) -> None:
     check_outputs(cfg)
     check_root(task, cfg.dataset, cfg.root)
     check_upsampler(cfg.upsampler)
+    check_backbone_weights(cfg.backbone, cfg.backbone_weights)
+
+
+def check_backbone_weights(backbone: str, weights) -> None:
+    """The error loading ``weights`` (``--backbone-weights``) as backbone ``backbone``'s would
+    end in, where they are a local path (one that exists, or is written as a path) that holds
+    no weights in the backbone's layout: said from the folder's listing, before the dataset's
+    check. A hub id is left to the run (finding it may mean a download)."""
+    from ..featurizers.hf import find_weights
+    from ..hub import looks_like_path
+
+    if weights is None:
+        return
+    text = os.fspath(weights)
+    if os.path.exists(os.path.expanduser(text)) or looks_like_path(text):
+        find_weights(backbone, text)
 
 
 def backbone_size(cfg: EvalConfig) -> int:
