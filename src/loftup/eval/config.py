@@ -209,11 +209,11 @@ def check_backbone_weights(backbone: str, weights) -> None:
     end in, where they are a local path (one that exists, or is written as a path) that holds
     no weights in the backbone's layout: said from the folder's listing, before the dataset's
     check. A hub id is left to the run (finding it may mean a download)."""
+    if weights is None:
+        return
     from ..featurizers.hf import find_weights
     from ..hub import looks_like_path
 
-    if weights is None:
-        return
     text = os.fspath(weights)
     if os.path.exists(os.path.expanduser(text)) or looks_like_path(text):
         find_weights(backbone, text)
