@@ -77,8 +77,9 @@ class EvalConfig:
 
     def check(self) -> None:
         """UsageError for a setting outside the values it may take, named as the command line
-        spells it (``--limit``), with the value and the valid range: said before any data, model
-        or backbone is read."""
+        spells it (``--limit``), with the value and the valid range (``--size``: a grid of at
+        least 2x2 patches of the backbone, :func:`check_grid`; an unknown backbone is an
+        UnknownNameError): said before any data, model or backbone is read."""
         check_config(self)
 
 
