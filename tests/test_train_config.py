@@ -376,6 +376,21 @@ def test_a_worker_killed_by_the_system_is_one_line_with_the_fix(sig):
     assert "lower data.num_workers, or set it to 0" in message
 
 
+def test_one_pattern_tells_a_data_worker_that_died():
+    """PyTorch's words for a DataLoader worker that died are read by one pattern, which
+    from_workers (any loader) and training's feed (naming each pid's file) share: two copies
+    had begun to differ (one captured the pids, the other did not)."""
+    import loftup
+    from loftup.errors import WORKER_DIED
+
+    for text, pids in (("DataLoader worker (pid(s) 12, 345) exited unexpectedly", "12, 345"),
+                       ("DataLoader worker (pid 77) is killed by signal: Killed. ", "77")):  # fmt: skip
+        assert WORKER_DIED.match(text).group(1) == pids
+    sources = sorted(Path(loftup.__file__).parent.rglob("*.py"))
+    said = [p.name for p in sources if r"DataLoader worker \(" in p.read_text()]
+    assert said == ["errors.py"]
+
+
 def test_a_run_whose_workers_find_nothing_readable_ends_instead_of_hanging(tmp_path):
     """The error a DataLoader worker raises ends the command with status 2 and one line: the
     workers are shut down with the run (they ignore SIGTERM; left alive, the interpreter's exit

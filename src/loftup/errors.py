@@ -219,8 +219,10 @@ def worker_message(e: BaseException) -> str | None:
     return None
 
 
-#: PyTorch's words for a worker process that ended without a Python error (a signal)
-_WORKER_DIED = re.compile(r"DataLoader worker \(pids?(\(s\))? [\d, ]+\) (exited|is killed)")
+#: PyTorch's words for a worker process that ended without a Python error (a signal), its
+#: SIGCHLD handler's and its iterator's; group 1: the pids (``loftup.train.feed`` names the
+#: file each was reading)
+WORKER_DIED = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\) (?:exited|is killed)")
 
 
 def from_workers(loader, workers: str = "the DataLoader's num_workers"):
@@ -240,7 +242,7 @@ def from_workers(loader, workers: str = "the DataLoader's num_workers"):
             raise
         raise type(e)(message) from None
     except RuntimeError as e:
-        if not _WORKER_DIED.match(str(e)):
+        if not WORKER_DIED.match(str(e)):
             raise
         raise LoftUpError(
             f"a data-loading worker process died without an error ({e}): the system killed "

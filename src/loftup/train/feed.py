@@ -5,11 +5,9 @@ however the loop over them ends."""
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from ..errors import LoftUpError, from_workers
+from ..errors import WORKER_DIED, LoftUpError, from_workers
 from .reads import stuck_advice
 
 
@@ -76,7 +74,7 @@ class Batches:
 
     def _died(self, e: RuntimeError) -> LoftUpError | None:
         """The LoftUpError for PyTorch's error that a worker died (None for another error)."""
-        found = _DIED.match(str(e))
+        found = WORKER_DIED.match(str(e))
         if found is None:
             return None
         pids = {int(p) for p in found.group(1).replace(",", " ").split()}
@@ -109,10 +107,6 @@ class _Watched:
         shutdown = getattr(self.batches._it, "_shutdown_workers", None)  # multi-process only
         if shutdown is not None:
             shutdown()
-
-
-#: PyTorch's words for a worker that died (its SIGCHLD handler's, and its iterator's)
-_DIED = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\) (?:exited|is killed)")
 
 
 def _reading(batches: Batches, reader: int) -> tuple[str, float] | None:
