@@ -490,6 +490,35 @@ def test_stage_two_refuses_a_model_key_that_contradicts_init(tmp_path, capsys, m
     assert model["attention_window"] == 3
 
 
+def test_stage_two_starts_from_an_upsampler_of_ones_own_by_hub_id(tmp_path, capsys, monkeypatch,
+                                                                  small_init):  # fmt: skip
+    """init=ORG/NAME (an upsampler save_pretrained wrote and its owner pushed, which
+    load_upsampler reads) was refused as a path that does not exist: it is read from the
+    Hugging Face cache (here offline), and its architecture is what stage 2 checks against."""
+    from huggingface_hub import constants
+
+    from conftest import make_hf_cache
+
+    files = {n: small_init / n for n in ("model.safetensors", "config.json")}
+    make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = tmp_path / "o"
+    args = ["train", "--stage", "2", "--data", str(tmp_path), "--out", str(out)]
+    assert main([*args, "init=someone/my-up", "model.depth=3"]) == 2
+    line = _one_error_line(capsys)
+    assert "model.depth=3 contradicts init someone/my-up, which has model.depth=1" in line
+    # a hub id not in the cache offline is said as load_upsampler says it
+    assert main([*args, "init=someone/other@v2", "model.depth=3"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("error: upsampler someone/other@v2 (no such local path, so looked up")
+    # what is neither is named with everything init takes
+    assert main([*args, "init=not here/x.pt"]) == 2
+    line = _one_error_line(capsys)
+    assert "init not here/x.pt does not exist" in line and "the hub id ORG/NAME[@REVISION]" in line
+    assert not out.exists()
+
+
 def test_stage_two_honours_model_attention_window(tmp_path, small_init):
     """The attention window changes no parameter: stage 2 trains init's weights with the
     window given (and records it), and keeps init's where none is given."""

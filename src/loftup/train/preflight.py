@@ -65,18 +65,24 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
 
 
 def check_init(init: str | None) -> None:
-    """Stage 2's ``init``: set, and a file, a folder or a released name."""
-    from ..hub import ALIASES, RELEASED
+    """Stage 2's ``init``: set, and what :func:`~loftup.hub.load_upsampler` takes (it reads
+    it): a file or folder here, a released name, or a hub id ``ORG/NAME[@REVISION]`` of an
+    upsampler of one's own (looked up in the cache, or downloaded, when it is read)."""
+    from ..hub import ALIASES, RELEASED, hub_id
 
     if not init:
         raise UsageError(
-            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, or "
-            "a released name such as loftup_dinov2s)"
+            "stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt (or RUN/final, "
+            "a released name such as loftup_dinov2s, or the hub id ORG/NAME of an upsampler of "
+            "your own)"
         )
-    if ALIASES.get(init, init) not in RELEASED and not Path(init).expanduser().exists():
+    if ALIASES.get(init, init) in RELEASED or Path(init).expanduser().exists():
+        return
+    if hub_id(init) is None:
         raise UsageError(
             f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
-            f"or RUN/final) or a released name ({', '.join(RELEASED)})"
+            f"or RUN/final), a released name ({', '.join(RELEASED)}) or the hub id "
+            "ORG/NAME[@REVISION] of an upsampler save_pretrained wrote"
         )
 
 
