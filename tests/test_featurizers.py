@@ -891,6 +891,50 @@ def test_a_folder_of_another_backbone_size_is_refused(tmp_path):
         get_featurizer("dinov2_vits14", weights=folder)
 
 
+def test_dinov2_with_and_without_registers_mixed_up_names_the_backbone_that_fits(tmp_path):
+    """A DINOv2 registers folder given as dinov2_vits14 (or a plain one as dinov2_vits14_reg)
+    was refused by model type with "pass the matching folder or backbone name": the line names
+    the backbone that reads it, of the folder's size (or of the name's, for a width no
+    released size has)."""
+    from transformers import (
+        Dinov2Config,
+        Dinov2Model,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+    )
+
+    small = dict(num_hidden_layers=1, num_attention_heads=2, mlp_ratio=1, image_size=28)
+    small["patch_size"] = 14  # Dinov2WithRegistersConfig's default is 16
+    reg = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(hidden_size=32, **small))
+    plain = Dinov2Model(Dinov2Config(hidden_size=32, **small))
+    reg, plain = _save(reg, tmp_path / "reg"), _save(plain, tmp_path / "plain")
+    for name, folder, kind, fits in (
+        ("dinov2_vits14", reg, "dinov2_with_registers", "dinov2_vits14_reg"),
+        ("dinov2_vitl14_reg", plain, "dinov2", "dinov2_vitl14"),
+    ):
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer(name, weights=folder)
+        assert str(e.value) == (
+            f"{folder} holds a {kind!r} model, but backbone {name} needs one of "
+            f"'{'dinov2' if kind != 'dinov2' else 'dinov2_with_registers'}'; pass it as "
+            f"backbone {fits}, or the folder of {name}"
+        )
+    assert get_featurizer("dinov2_vits14_reg", weights=reg).dim == 32
+    # by hub id: its copy in the cache is what was asked for, not a damaged download
+    from conftest import make_hf_cache
+
+    repo = "facebook/dinov2-with-registers-small"
+    make_hf_cache(tmp_path / "empty-cache", repo, {p.name: p for p in reg.iterdir()})
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_vits14", weights=repo)
+    assert str(e.value).endswith("pass it as backbone dinov2_vits14_reg, or the folder of "
+                                 "dinov2_vits14")  # fmt: skip
+    vitb = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(hidden_size=768, **small))
+    vitb = _save(vitb, tmp_path / "vitb")  # a ViT-B registers folder as the ViT-S without
+    with pytest.raises(CheckpointError, match="pass it as backbone dinov2_vitb14_reg, or the "):
+        get_featurizer("dinov2_vits14", weights=vitb)
+
+
 def test_input_norm_changes_only_backbones_trained_with_other_constants(tmp_path):
     """SigLIP given the ImageNet-normalised image as it is (the paper's code) and converted to
     its own 0.5/0.5 give other features, and say so in their cache keys; DINOv2 gives the same

@@ -76,16 +76,32 @@ def _load(name: str, weights, device, default: str, registers: bool) -> Dinov2Fe
     )
 
     folder = resolve_weights(weights, default, name)
+    fits = _names_by_type(folder, name)
     if registers:
-        check_model_type(folder, name, ("dinov2_with_registers",))
+        check_model_type(folder, name, ("dinov2_with_registers",), fits)
         model = load_strict(Dinov2WithRegistersModel, folder, name)
         skip = 1 + model.config.num_register_tokens
     else:
-        check_model_type(folder, name, ("dinov2",))
+        check_model_type(folder, name, ("dinov2",), fits)
         model = load_strict(Dinov2Model, folder, name)
         _use_hub_interpolation(model.embeddings)
         skip = 1
     return Dinov2Featurizer(model, name=name, skip=skip).to(device)
+
+
+def _names_by_type(folder, name: str) -> dict[str, str]:
+    """model_type -> the backbone that reads a folder of it (``dinov2``: without registers,
+    ``dinov2_with_registers``: with), of the size of ``folder``'s width, or of ``name``'s where
+    that width is no released size's (a small test model): the fix where the two are mixed up."""
+    from .hf import read_config
+
+    width = read_config(folder, name).get("hidden_size")
+    letter = next((k for k, (dim, _) in _SIZES.items() if dim == width), None)
+    if letter is None:
+        letter = name[len("dinov2_vit")] if name.startswith("dinov2_vit") else None
+    if letter is None:
+        return {}
+    return {"dinov2": f"dinov2_vit{letter}14", "dinov2_with_registers": f"dinov2_vit{letter}14_reg"}
 
 
 def tiny_config():

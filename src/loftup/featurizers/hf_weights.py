@@ -154,8 +154,11 @@ def read_config(folder: Path, name: str | None = None) -> dict:
     return config
 
 
-def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
-    """The folder's model_type, or a CheckpointError saying which backbone it holds instead."""
+def check_model_type(
+    folder: Path, name: str, allowed: tuple[str, ...], fits: dict[str, str] | None = None
+) -> str:
+    """The folder's model_type, or a CheckpointError saying which backbone it holds instead
+    (``fits``: model_type -> the backbone name that reads such a folder, named as the fix)."""
     from ..hub import FORMAT_TAG
 
     config = read_config(folder, name)
@@ -169,10 +172,16 @@ def check_model_type(folder: Path, name: str, allowed: tuple[str, ...]) -> str:
     if kind not in allowed:
         from ..hub import damaged_in_cache
 
-        fix = "pass the matching folder or backbone name"  # the cache's copy: nobody passed it
+        spec = FEATURIZERS.get(name)
+        repo = getattr(spec, "default_weights", None)
+        # the cache's copy of the official repo (nobody passed it): damaged, to fetch again
+        official = repo is not None and f"models--{repo.replace('/', '--')}" in folder.parts
+        fix = damaged_in_cache(folder / CONFIG_FILE, name) if official else None
+        if fix is None and fits and kind in fits:
+            fix = f"pass it as backbone {fits[kind]}, or the folder of {name}"
         raise CheckpointError(
             f"{folder} holds a {kind or 'unknown'!r} model, but backbone {name} needs one of "
             f"{', '.join(repr(a) for a in allowed)}; "
-            f"{damaged_in_cache(folder / CONFIG_FILE, name) or fix}"
+            f"{fix or 'pass the matching folder or backbone name'}"
         )
     return kind
