@@ -220,8 +220,8 @@ def test_clip_config_without_projection_dim_takes_the_default(tmp_path):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(0)
-    cfg = CLIPConfig(
-        vision_config=dict(**VISION, patch_size=16, image_size=32),
+    cfg = CLIPConfig(  # 224 px, as the official weights (512-d: another size is refused)
+        vision_config=dict(**VISION, patch_size=16, image_size=224),
         text_config=dict(**TEXT, vocab_size=99),
         projection_dim=512,
     )
@@ -252,6 +252,60 @@ def test_siglip_fixed_resolution(tmp_path, name, norm):
         want = model(pixel_values=native, interpolate_pos_encoding=True).last_hidden_state
     torch.testing.assert_close(got, _grid(want, 3, 5), atol=1e-5, rtol=1e-5)
     also_in_bfloat16(feat, imagenet_normalize(images), got)
+
+
+def _of_image_size(kind: str, image_size: int):
+    """A full SigLIP (768-d, ViT-B's width) or CLIP (512-d projection) model for images of
+    ``image_size`` px: small, with one block of a narrow MLP."""
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    torch.manual_seed(0)
+    one = dict(num_hidden_layers=1, num_attention_heads=2, patch_size=16, image_size=image_size)
+    if kind == "siglip":
+        vision = dict(one, hidden_size=768, intermediate_size=32)
+        return SiglipModel(
+            SiglipConfig(vision_config=vision, text_config=dict(**TEXT, vocab_size=99))
+        )
+    vision = dict(one, hidden_size=32, intermediate_size=64)
+    text = dict(**TEXT, vocab_size=99)
+    return CLIPModel(CLIPConfig(vision_config=vision, text_config=text, projection_dim=512))
+
+
+@pytest.mark.parametrize(
+    "name, kind, size, repo",
+    [
+        ("siglip_vitb16", "siglip", 384, "google/siglip-base-patch16-224"),
+        ("clip_vitb16", "clip", 336, "openai/clip-vit-base-patch16"),
+    ],
+)
+def test_a_folder_trained_at_another_resolution_is_refused(tmp_path, monkeypatch, name, kind,
+                                                           size, repo):  # fmt: skip
+    """A folder of google/siglip-base-patch16-384 (config.json's image_size 384) has the width
+    and patch of siglip_vitb16, whose official weights are the 224-px model: it loaded as that
+    backbone without a word, though it is another checkpoint with other features than the ones
+    the paired upsampler was trained on (CLIP likewise). Refused, naming both image sizes and
+    the fixes; LOFTUP_BACKBONE_ANY_IMAGE_SIZE=1 runs it all the same. A folder of the official
+    resolution (224) loads."""
+    folder = _save(_of_image_size(kind, size), tmp_path / "m")
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer(name, weights=folder)
+    trained = {"siglip_vitb16": "loftup_siglip", "clip_vitb16": "loftup_clip"}[name]
+    assert str(e.value) == (
+        f"{folder} holds a model of image_size {size} (its config.json), but backbone {name} is "
+        f"{repo}, of image_size 224, the features {trained} was "
+        "trained on: the same architecture, another checkpoint with other features; pass the "
+        f"folder of {repo} (or no backbone weights, for the official ones), or set "
+        f"LOFTUP_BACKBONE_ANY_IMAGE_SIZE=1 to run this one as {name} all the same"
+    )
+    monkeypatch.setenv("LOFTUP_BACKBONE_ANY_IMAGE_SIZE", "1")
+    assert get_featurizer(name, weights=folder).dim == resolve(name).dim
+    monkeypatch.delenv("LOFTUP_BACKBONE_ANY_IMAGE_SIZE")
+    official = _save(_of_image_size(kind, 224), tmp_path / "224")
+    feat = get_featurizer(name, weights=official)
+    assert feat(imagenet_normalize(_images(32, 32, n=1))).shape == (1, feat.dim, 2, 2)
+    # SigLIP 2's fixed-resolution official weights are 224 px too; NaFlex has no image_size
+    assert resolve("siglip2_vitb16").image_size == 224
+    assert resolve("siglip2_vitb16_naflex").image_size is None
 
 
 def test_a_siglip_folder_of_the_other_generation_is_refused(tmp_path):

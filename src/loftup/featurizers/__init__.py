@@ -82,6 +82,11 @@ class FeaturizerSpec:
     description: str = ""
     #: The hub repo of ``default_weights`` asks for its terms to be accepted and a login.
     gated: bool = False
+    #: config.json's ``image_size`` of ``default_weights``, where a model of the same width
+    #: with another is another checkpoint (trained at that resolution: other positional
+    #: embeddings and weights, other features); None where the family has one resolution
+    #: or none (rotary embeddings, NaFlex).
+    image_size: int | None = None
 
 
 FEATURIZERS: dict[str, FeaturizerSpec] = {}
@@ -160,9 +165,10 @@ def get_featurizer(
 def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
     """A CheckpointError where the weights hold another backbone than ``spec`` names: another
     patch size (the grid everything else plans with), or the width of another registered
-    size of the same family (a ViT-B folder given as ``dinov2_vits14``). A width that no
-    released backbone of the family has (a small model of the same architecture, as the tests
-    build) is accepted."""
+    size of the same family (a ViT-B folder given as ``dinov2_vits14``), or, of the name's own
+    width, another resolution than its official weights' (:func:`check_image_size`). A width
+    that no released backbone of the family has (a small model of the same architecture, as
+    the tests build) is accepted."""
     from ..errors import CheckpointError
 
     weights = weights if weights is not None else spec.default_weights
@@ -173,6 +179,7 @@ def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
             "the backbone name that matches the folder"
         )
     if model.dim == spec.dim:
+        check_image_size(spec, model, weights)
         return
     family = spec.builder.__module__
     others = [
@@ -188,6 +195,40 @@ def check_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
             f"pass the backbone name that matches the folder ({', '.join(others)}) or the "
             f"folder of {spec.name}"
         )
+
+
+#: Set to 1 to run a backbone's folder of another config.json ``image_size`` than its official
+#: weights' (:func:`check_image_size`) as that backbone all the same.
+ANY_IMAGE_SIZE_ENV = "LOFTUP_BACKBONE_ANY_IMAGE_SIZE"
+
+
+def check_image_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
+    """A CheckpointError where ``model``, of backbone ``spec``'s width, was trained at another
+    resolution than ``spec``'s official weights (config.json's ``image_size``: a folder of
+    google/siglip-base-patch16-384 given as ``siglip_vitb16``, whose official weights are the
+    224-px model): the same architecture, but another checkpoint, whose features the upsampler
+    paired with the name was not trained on. ``LOFTUP_BACKBONE_ANY_IMAGE_SIZE=1`` runs it all
+    the same (an upsampler trained on it)."""
+    import os
+
+    from ..errors import CheckpointError
+    from ..hub import RELEASED
+
+    config = getattr(getattr(model, "model", None), "config", None)
+    got = getattr(config, "image_size", None)
+    if spec.image_size is None or got is None or got == spec.image_size:
+        return
+    if os.environ.get(ANY_IMAGE_SIZE_ENV, "0") not in ("", "0"):
+        return
+    trained = [c.name for c in RELEASED.values() if c.backbone == spec.name]
+    what = f", the features {trained[0]} was trained on" if trained else ""
+    raise CheckpointError(
+        f"{weights} holds a model of image_size {got} (its config.json), but backbone "
+        f"{spec.name} is {spec.default_weights}, of image_size {spec.image_size}{what}: the "
+        f"same architecture, another checkpoint with other features; pass the folder of "
+        f"{spec.default_weights} (or no backbone weights, for the official ones), or set "
+        f"{ANY_IMAGE_SIZE_ENV}=1 to run this one as {spec.name} all the same"
+    )
 
 
 # every backbone registered once the package is imported, so that loftup.FEATURIZERS lists them

@@ -111,5 +111,6 @@ register(
         dim=512,
         default_weights="openai/clip-vit-base-patch16",
         description="CLIP ViT-B/16 (OpenAI), MaskCLIP-style 512-d patch embeddings",
+        image_size=224,
     )
 )

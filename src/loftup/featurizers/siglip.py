@@ -198,5 +198,6 @@ for _name, _repo, _label, _generation, _naflex in (
             dim=768,
             default_weights=_repo,
             description=f"{_label}, last-layer patch tokens",
+            image_size=None if _naflex else 224,
         )
     )
