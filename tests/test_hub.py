@@ -1258,6 +1258,46 @@ def test_a_save_pretrained_folder_with_its_config_missing_or_cut_says_the_fix(tm
     assert msg.endswith("; write the folder again with save_pretrained (or loftup train)")
 
 
+def test_a_save_stopped_between_its_two_files_is_told_on_load(tmp_path, monkeypatch):
+    """save_pretrained writes model.safetensors, then config.json, each atomically: a save
+    stopped between the two (killed) left the new weights beside the earlier save's
+    config.json, whose record (2 heads) then read weights trained with 4, another function,
+    without a word. The two records hold the weights' digest: the mismatch is said, with the
+    fixes (save again, or drop config.json for the weights' own record)."""
+    from loftup.hub import loading
+
+    torch.manual_seed(0)
+    first = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).eval()
+    second = LoftUp(dim=32, depth=1, num_heads=4, n_freqs=4).eval()  # the same shapes
+    folder = first.save_pretrained(tmp_path / "up")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the signal, once the weights are in place
+
+    monkeypatch.setattr(loading, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        second.save_pretrained(folder)
+    monkeypatch.undo()
+    for source in (folder, folder / "model.safetensors"):
+        with pytest.raises(CheckpointError) as e:
+            load_upsampler(source)
+        assert str(e.value) == (
+            f"{folder / 'config.json'} is the record of another save than "
+            f"{folder / 'model.safetensors'} (their weights_digests differ: a save_pretrained "
+            "stopped between the two files, or files of two saves put together); write the "
+            "folder again with save_pretrained, or delete config.json to load the weights with "
+            "the record in their own header"
+        )
+    (folder / "config.json").unlink()  # as told: the weights' own record
+    lr, image = torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(load_upsampler(folder)(lr, image), second(lr, image))
+    second.save_pretrained(folder)  # a whole save: both files agree, and an edit keeps that
+    info = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**info, "backbone": "dinov2_tiny"}))
+    assert load_upsampler(folder).backbone == "dinov2_tiny"
+
+
 def test_a_folder_where_the_weights_file_should_be_is_named(tmp_path):
     """A folder named model.safetensors (a copy gone wrong) in a save_pretrained folder was a
     bare IsADirectoryError."""

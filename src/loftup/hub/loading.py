@@ -17,13 +17,16 @@ from .checks import check_released_width, check_state, missing_source, refuse_ba
 from .files import WEIGHT_SUFFIXES, read_weights
 from .record import (
     CONFIG_NAME,
+    DIGEST_KEY,
     FORMAT_TAG,
     RECORD_KEY,
     WEIGHTS_NAME,
     backbone_norm_of,
+    check_same_save,
     config_from,
     header_record,
     read_record,
+    weights_digest,
 )
 from .registry import ALIASES, RELEASED, resolve_name
 from .remote import damaged_in_cache, released_file
@@ -39,7 +42,9 @@ def save_pretrained(
     metadata: dict | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
-    is given, its ``input_norm``) to a folder."""
+    is given, its ``input_norm``) to a folder, each atomically: the weights first, their
+    record in their own header too. Both records hold the weights' digest, so a config.json
+    left by an earlier save (a save stopped between the two files) is said on load."""
     from safetensors.torch import save_file
 
     from .. import __version__
@@ -52,6 +57,8 @@ def save_pretrained(
         "config": model.config.to_dict(),
         "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
         "backbone_norm": backbone_norm or getattr(model, "backbone_norm", None),
+        # the same in both files: a config.json left by an earlier save is told on load
+        DIGEST_KEY: weights_digest(state),
     }
     # the record in the weights' own header too (what their shapes do not say: the heads, the
     # backbone), so the file alone, copied without config.json, loads as the same upsampler
@@ -249,6 +256,7 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
         config, backbone, norm = read_record(info, str(cfg_file), fix)
+        check_same_save(info, cfg_file, weights)
         state, _ = to_native(read_weights(weights), str(weights))
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):

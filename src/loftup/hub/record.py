@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from ..errors import CheckpointError
 from ..model import LoftUpConfig
 
@@ -17,6 +19,23 @@ FORMAT_TAG = "loftup"
 #: The key of the safetensors header's metadata that holds config.json's record (the run's
 #: metadata aside)
 RECORD_KEY = "loftup"
+#: The record's key for the digest of the weights it was written with (:func:`weights_digest`):
+#: config.json and the header's copy of one save hold the same, so that a config.json left by
+#: an earlier save (one cut short between its two files) is told from the weights' own.
+DIGEST_KEY = "weights_digest"
+
+
+def weights_digest(state: dict) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and values, in the order given (cheap: a
+    few ms for an upsampler)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, tensor in state.items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def config_from(d, where: str, fix: str = "") -> LoftUpConfig:
@@ -65,9 +84,10 @@ def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, s
     return config_from(info["config"], where, fix), backbone, norm
 
 
-def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
-    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
-    None where it has none (a file of an earlier save) or is no safetensors file."""
+def header_info(path: Path) -> dict | None:
+    """The save_pretrained record in a safetensors file's header as written (a copy of
+    config.json's object), or None where it has none (a file of an earlier save) or is no
+    safetensors file; a record that is no JSON is a CheckpointError."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -77,9 +97,50 @@ def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | N
         return None
     if text is None:
         return None
-    where, fix = f"{path}'s header record", "; write it again with save_pretrained"
     try:
-        info = json.loads(text)
+        return json.loads(text)
     except ValueError as e:
-        raise CheckpointError(f"{where} is corrupt ({e}){fix}") from None
-    return read_record(info, where, fix)
+        raise CheckpointError(
+            f"{path}'s header record is corrupt ({e}); write it again with save_pretrained"
+        ) from None
+
+
+def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
+    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
+    None where it has none (a file of an earlier save) or is no safetensors file."""
+    info = header_info(path)
+    if info is None:
+        return None
+    return read_record(info, f"{path}'s header record", "; write it again with save_pretrained")
+
+
+def check_same_save(info: dict, config_file: Path, weights: Path) -> None:
+    """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
+    than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
+    config.json, and one stopped between the two left the new weights beside the earlier
+    save's record. Records without a digest (earlier saves) are not compared."""
+    digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
+    if digest is None:
+        return
+    header = header_info(weights)
+    if header is None and not _readable(weights):
+        return  # a damaged file: reading the weights says what is wrong with it
+    theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
+    if theirs != digest:
+        raise CheckpointError(
+            f"{config_file} is the record of another save than {weights} (their "
+            f"{DIGEST_KEY}s differ: a save_pretrained stopped between the two files, or files "
+            f"of two saves put together); write the folder again with save_pretrained, or "
+            f"delete {config_file.name} to load the weights with the record in their own header"
+        )
+
+
+def _readable(path: Path) -> bool:
+    """Whether ``path``'s safetensors header can be read."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            return True
+    except (SafetensorError, OSError, ValueError):
+        return False
