@@ -335,3 +335,26 @@ def test_a_stray_argument_is_still_unrecognized(capsys):
         main(["experiment", "mask-noise", "--quick", "stray"])
     assert e.value.code == 2
     assert "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+EMPTY_OUT = [
+    (["upsample", "x.png", "-o", ""], "-o is empty; give a folder"),
+    (["demo", "--out", ""], "--out is empty; give a folder"),
+    (["world", "scenes", "--out", "", "--count", "1"], "--out is empty; give a folder"),
+    (["world", "backbone", "--out", "", "--steps", "1"], "--out is empty; give a folder"),
+]
+
+
+@pytest.mark.parametrize("argv, said", EMPTY_OUT, ids=[a[0] + " " + a[1] for a, _ in EMPTY_OUT])
+def test_an_empty_out_folder_is_refused_not_the_current_folder(
+    argv, said, capsys, monkeypatch, tmp_path
+):
+    """``--out "$OUT"`` with OUT unset: refused, not a run written into the current folder
+    (Path("") is "."; upsample, demo and world wrote there)."""
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "x.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert _one_line_error(capsys) == f"error: {said}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]

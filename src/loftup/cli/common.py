@@ -46,6 +46,15 @@ def scene_size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+def refuse_empty_folder(path: str, option: str) -> None:
+    """A UsageError where the folder ``path`` given as ``option`` is empty (``--out "$OUT"``
+    with OUT unset): the library reads it as Path(""), the current folder, and wrote there."""
+    if not path:
+        from ..paths import check_folder_output
+
+        check_folder_output(path, option)  # says it is empty, as for every folder option
+
+
 def picked_device(device: str) -> str:
     """``--device`` as torch names it: ``auto`` becomes the device it picks (CUDA when
     available); the value was checked by :func:`loftup.cli._main` before the command ran."""

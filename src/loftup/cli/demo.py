@@ -48,8 +48,10 @@ def _cmd_demo(args) -> int:
     import torch
 
     from ..world.demo import DemoConfig, run_demo
+    from .common import refuse_empty_folder
 
     check_threads(args.threads)
+    refuse_empty_folder(args.out, "--out")
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
     if args.threads:
         torch.set_num_threads(args.threads)

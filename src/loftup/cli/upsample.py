@@ -101,8 +101,6 @@ def add_upsample(sub) -> None:
 
 
 def _cmd_upsample(args) -> int:
-    from pathlib import Path
-
     from ..api import check_backbone_size
     from ..extract import upsample_folder
 
@@ -129,7 +127,9 @@ def _cmd_upsample(args) -> int:
                 "--save-dtype float16 or float32, or --format pt or safetensors"
             )
         save_dtype = "float32"
-    out = Path(args.out)  # checked by upsample_folder before any input is read or model loads
+    # checked by upsample_folder before any input is read or model loads; as given, since
+    # Path("") is "." and an empty -o ("$OUT" unset) wrote into the current folder
+    out = args.out
     if args.viz:  # before any image is computed
         from ..errors import require
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..errors import check_threads
-from .common import picked_device, scene_size, write_json
+from .common import picked_device, refuse_empty_folder, scene_size, write_json
 
 
 def add_world(sub) -> None:
@@ -94,6 +94,7 @@ def _cmd_world_scenes(args) -> int:
     from ..data.scene_files import write_scenes
     from ..data.scenes import SceneConfig
 
+    refuse_empty_folder(args.out, "--out")
     config = SceneConfig(  # every option checked (then write_scenes's) before a file is written
         height=args.size[0],
         width=args.size[1],
@@ -122,6 +123,7 @@ def _cmd_world_backbone(args) -> int:
     from ..world.backbone import BackboneRecipe, train_backbone
 
     check_threads(args.threads)
+    refuse_empty_folder(args.out, "--out")
     recipe = BackboneRecipe(  # checks its values before anything is generated
         steps=args.steps,
         batch_size=args.batch_size,
