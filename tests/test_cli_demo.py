@@ -29,6 +29,19 @@ def test_demo_resume_of_no_demo_warns_on_one_line(tmp_path, capsys, monkeypatch)
     assert err == f"warning: --resume: {out} holds no demo to go on with; starting one afresh\n"
 
 
+def test_demo_resume_with_options_that_cannot_run_says_only_why(tmp_path, capsys):
+    """`--resume --train-scenes 2` (less than a batch of 4): the one error line, not the
+    warning that a demo would start afresh first (it never starts)."""
+    out = tmp_path / "typo"
+    assert main(["demo", "--out", str(out), "--resume", "--train-scenes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --train-scenes 2 is less than one batch (--batch-size 4): raise "
+        "--train-scenes or lower --batch-size\n"
+    )
+    assert not out.exists()
+
+
 def test_demo_resume_of_a_begun_demo_says_nothing(tmp_path, capsys, monkeypatch):
     from loftup.world.demo import RECORD, DemoConfig, _options
 

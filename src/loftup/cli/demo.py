@@ -56,6 +56,7 @@ def _cmd_demo(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
+        cfg.check_train_scenes()  # options that cannot run: said alone, not after the warning
         _say_if_nothing_to_resume(cfg)
     run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
     from .common import say_done
