@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +161,24 @@ def test_unreadable_files_are_named(tmp_path, content):
         load_image_tensor(path)
     with pytest.raises(ImageReadError, match="no such image file"):
         load_image(tmp_path / "missing.png")
+
+
+def test_a_path_that_is_there_but_no_file_says_what_it_is(tmp_path):
+    """A folder, a link to nothing and a pipe were each "no such image file", though there."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "gone.png").symlink_to(tmp_path / "moved.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    said = {
+        "photos": "photos is a folder, not an image file; pass an image in it",
+        "gone.png": "gone.png is a link to ",  # its target, then
+        "pipe.png": "pipe.png is not a regular file (a pipe or a device)",
+    }
+    for name, words in said.items():
+        with pytest.raises(ImageReadError) as e:
+            load_image_tensor(tmp_path / name)
+        assert words in str(e.value) and "no such" not in str(e.value), str(e.value)
+    with pytest.raises(ImageReadError, match="moved.png, which does not exist"):
+        load_image(tmp_path / "gone.png")
 
 
 def test_a_path_under_the_home_folder_is_read_as_the_command_line_reads_it(tmp_path, monkeypatch):

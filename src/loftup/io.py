@@ -111,7 +111,7 @@ def _open(path: str | os.PathLike):
 
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
     if not path.is_file():
-        raise ImageReadError(f"no such image file: {path}")
+        raise ImageReadError(_not_a_file(path))
     try:
         with Image.open(path) as img:
             img.load()
@@ -120,6 +120,20 @@ def _open(path: str | os.PathLike):
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {e}") from None
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path``, no regular file, is no image: missing, a folder, a link to nothing, or a
+    pipe or device (all were "no such image file", a folder or a pipe that is there too)."""
+    if path.is_dir():
+        return f"{path} is a folder, not an image file; pass an image in it"
+    if path.is_symlink() and not path.exists():
+        return (
+            f"{path} is a link to {os.readlink(path)}, which does not exist; pass the image itself"
+        )
+    if path.exists():
+        return f"{path} is not a regular file (a pipe or a device); save the image to a file first"
+    return f"no such image file: {path}"
 
 
 def _declared_depth(img) -> tuple[int | None, bool]:
