@@ -98,3 +98,34 @@ def test_upsample_folder_refuses_its_output_before_any_input_or_model(tmp_path):
         with pytest.raises(UsageError, match=f"^-o {re.escape(str(out))} {said}"):
             upsample_folder([str(tmp_path / "none")], str(out), model="nosuch", device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_a_pipe_or_a_link_to_stdout_is_refused_not_replaced_by_a_file(tmp_path, capsys):
+    """``--json /dev/stdout`` or ``/dev/null`` (here: a pipe and a link into /proc, as they
+    are): the JSON was written beside it and renamed onto the name, so that, as root, the
+    device or link became a plain file and nothing reached stdout."""
+    import stat
+
+    from loftup.cli import main
+    from loftup.paths import check_file_output
+
+    pipe, stdout = tmp_path / "pipe.json", tmp_path / "stdout"
+    os.mkfifo(pipe)
+    stdout.symlink_to("/proc/self/fd/1")
+    for path, kind in ((pipe, "a device, pipe or socket"), (stdout, "a link to a process's")):
+        assert main(["info", "--json", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == (
+            f"error: --json {path} is {kind}{' open file (in /proc)' * (path == stdout)}, not a "
+            "file: the file written would be renamed onto it, replacing it; give a file's path "
+            "(--json -: to stdout)\n"
+        )
+        with pytest.raises(UsageError, match="^--figure .* give a file's path$"):
+            check_file_output(path, "--figure")
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and os.readlink(stdout) == "/proc/self/fd/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.json", "stdout"]
+    check_file_output(tmp_path / "plain.json", "--json")  # a new file, and through a link to one
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to("real.json")
+    check_file_output(tmp_path / "link.json", "--json")

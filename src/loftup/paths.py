@@ -11,6 +11,7 @@ command line) can check its outputs without knowing the others.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -43,6 +44,25 @@ def _folder_problem(folder: Path) -> str | None:
     return None
 
 
+def _no_plain_file(target: Path) -> str | None:
+    """What ``target`` is where it is there and no plain file, nor a link to one: a device, a
+    pipe or a socket (``/dev/null``), or a link into /proc (``/dev/stdout`` is
+    /proc/self/fd/1); else None. Its file would be renamed onto the name (as root, /dev/null
+    and /dev/stdout became plain files, and nothing was printed)."""
+    hop = os.path.abspath(target)
+    for _ in range(40):  # the links, one at a time (a loop of them ends here)
+        if not os.path.islink(hop):
+            break
+        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
+        if os.path.abspath(hop).startswith("/proc/"):
+            return "a link to a process's open file (in /proc)"
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:  # not there (or a link to nothing): a new file
+        return None
+    return None if stat.S_ISREG(mode) else "a device, pipe or socket"
+
+
 def check_file_output(
     path: str, option: str, fix: str = "choose another path", example: str = "out"
 ) -> None:
@@ -54,6 +74,13 @@ def check_file_output(
     target = Path(path).expanduser()
     if os.path.isdir(target):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
+    special = _no_plain_file(target)
+    if special:
+        stdout = " (--json -: to stdout)" if option == "--json" else ""
+        raise UsageError(
+            f"{option} {path} is {special}, not a file: the file written would be renamed "
+            f"onto it, replacing it; give a file's path{stdout}"
+        )
     problem = _folder_problem(target.parent)
     if problem:
         raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")
