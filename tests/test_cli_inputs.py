@@ -358,3 +358,28 @@ def test_an_empty_out_folder_is_refused_not_the_current_folder(
     assert main(argv) == 2
     assert _one_line_error(capsys) == f"error: {said}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+HUB_IDS = [
+    (["download", "org/-x"], "org/-x"),
+    (["download", "a b/c"], "a b/c"),
+    (["upsample", "x.png", "-m", "up", "-o", "out", "--backbone-weights", "my w/x"], "my w/x"),
+]
+
+
+@pytest.mark.parametrize("argv, name", HUB_IDS, ids=[" ".join(a[:2]) for a, _ in HUB_IDS])
+def test_a_name_that_is_no_hub_id_nor_a_folder_is_one_line(
+    argv, name, capsys, monkeypatch, tmp_path
+):
+    """huggingface_hub's ValueError for a mistyped hub id (or a folder that is not there,
+    taken for one) was a traceback and status 1."""
+    from PIL import Image
+
+    import loftup
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (16, 16)).save("x.png")
+    loftup.LoftUp(dim=32).save_pretrained("up", backbone="dinov2_tiny")
+    assert main(argv) == 2
+    line = _one_line_error(capsys, "error: no hub id ORG/NAME: ", f"'{name}' (nor a folder")
+    assert line.endswith("(nor a folder that exists here); check the name or the path")

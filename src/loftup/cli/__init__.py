@@ -172,6 +172,11 @@ def _main(args) -> int:
         if homeless:
             _say(f"error: {homeless}")
             return 2
+        if _bad_hub_id(e):
+            said = " ".join(str(e).split()).rstrip(".")
+            _say(f"error: no hub id ORG/NAME: {said} (nor a folder that exists here); check the "
+                 "name or the path")  # fmt: skip
+            return 2
         if not out_of_memory(e):
             raise
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")
@@ -194,6 +199,16 @@ def _homeless_path(args, e: BaseException) -> str | None:
             except LoftUpError as named:
                 return str(named)
     return "a path's leading ~ names no home folder here (no such user, or HOME unset)"
+
+
+def _bad_hub_id(e: BaseException) -> bool:
+    """Whether ``e`` is huggingface_hub's refusal of a hub id the user gave (``download 'a
+    b/c'``, ``--backbone-weights org/``, a local folder mistyped): a ValueError traceback."""
+    try:
+        from huggingface_hub.utils import HFValidationError
+    except ImportError:  # without the hub no such error
+        return False
+    return isinstance(e, HFValidationError)
 
 
 def _drop_stdout() -> None:
