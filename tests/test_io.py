@@ -327,3 +327,24 @@ def test_a_writer_that_makes_its_own_file_still_gives_the_mode_of_a_new_file(tmp
     save_features(tmp_path / "f.safetensors", torch.zeros(2, 3, 4), "safetensors")
     for name in ("w.safetensors", "f.safetensors"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == FILE_MODE, name
+
+
+def test_a_link_given_as_the_output_file_stays_a_link_and_its_file_is_written(tmp_path):
+    """A --json (or any output file) given as a symbolic link: the file it points to is
+    written, as a shell's `>` would write it; the rename onto the link replaced it with a plain
+    file, so the linked file (a results file kept elsewhere) never saw the new numbers."""
+    from loftup.atomic import leftovers, write_json
+
+    kept = tmp_path / "kept" / "results.json"
+    kept.parent.mkdir()
+    kept.write_text("{}")
+    link = tmp_path / "out.json"
+    link.symlink_to(kept)
+    write_json(link, {"miou": 0.5})
+    assert link.is_symlink() and os.readlink(link) == str(kept)
+    assert kept.read_text() == '{\n  "miou": 0.5\n}\n'
+    dangling = tmp_path / "new.json"
+    dangling.symlink_to(tmp_path / "kept" / "made.json")
+    write_json(dangling, [1])
+    assert dangling.is_symlink() and (tmp_path / "kept" / "made.json").read_text() == "[\n  1\n]\n"
+    assert leftovers(tmp_path) == []

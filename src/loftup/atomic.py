@@ -106,8 +106,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
 
     A crash, a power cut or an exception leaves ``path`` as it was (absent or the previous
     version) or complete, and no temporary file behind (a killed process leaves one, which
-    :func:`leftovers` finds).
+    :func:`leftovers` finds). A ``path`` that is a symbolic link stays one: the file it points
+    to is the one replaced (made, for a link to nothing yet).
     """
+    if os.path.islink(path):  # the file it names is written, as `>` in a shell would: a
+        path = os.path.realpath(path)  # rename onto the link replaced it with a plain file
     tmp = temp_beside(path)
     try:
         write(tmp)
