@@ -178,3 +178,21 @@ def test_a_picture_of_an_image_whose_name_holds_dollar_signs_is_drawn(tmp_path):
         write_outputs(tmp_path, job, "pt", torch.float32, image, lr, hr, True)
         assert (tmp_path / f"{job.stem}_viz.png").stat().st_size > 0, name
         assert torch.equal(torch.load(tmp_path / f"{job.stem}.pt", weights_only=True), hr)
+
+
+def test_a_glob_that_matches_folders_only_says_so_with_a_glob_of_their_files(tmp_path):
+    """A quoted ``'photos/*'`` over a folder of sub-folders (a shell passes the folders
+    themselves, searched) matched them and no file, and was reported as "no such file,
+    folder or matching glob": it now says what it matched and how to name their files."""
+    for day in ("day1", "day2"):
+        (tmp_path / "photos" / day).mkdir(parents=True)
+        (tmp_path / "photos" / day / f"{day}.png").write_bytes(b"")
+    spec = str(tmp_path / "photos" / "*")
+    jobs, missing = collect_inputs([spec])
+    assert jobs == [] and len(missing) == 1 and missing[0][0] == spec
+    why = missing[0][1]
+    assert why.startswith("matches 2 folders and no file; give a folder to search it"), why
+    assert f"({tmp_path / 'photos' / '*' / '*.jpg'})" in why
+    assert "no such file" not in why
+    # the glob it names finds their files (of each kind it is given)
+    assert len(collect_inputs([str(tmp_path / "photos" / "*" / "*.png")])[0]) == 2

@@ -58,6 +58,12 @@ def _reached(sub: Path, folder: Path) -> bool:
         above = above.parent
 
 
+def _files_in(spec: str) -> str:
+    """A glob of the files in the folders that the glob ``spec`` matches: ``photos/*`` ->
+    ``photos/*/*.jpg`` (for a message)."""
+    return os.path.join(spec.rstrip("/" + os.sep) or spec, "*.jpg")
+
+
 def _is_image(path: Path) -> bool:
     """Whether ``path`` has an image file's suffix (what a folder or a glob is searched for)."""
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -99,6 +105,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 n, kinds = len(files), ", ".join(IMAGE_SUFFIXES)
                 why = f"matches {n} file{'s' * (n > 1)}, none an image ({kinds})"
                 missing.append((spec, f"{why}; name a file to read it as one"))
+            elif not files and matches:  # folders only: "no such ... glob" was wrong, and no help
+                n = len(matches)
+                missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
+                                f"a folder to search it (sub-folders too), or a glob of the "
+                                f"files in them ({_files_in(spec)})"))  # fmt: skip
             elif not files:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
