@@ -733,3 +733,26 @@ def test_a_folder_of_unextracted_sa1b_shards_says_to_extract_them(tmp_path):
     (tmp_path / "sa1b" / "sa_000001.tar").unlink()
     with pytest.raises(LoftUpError, match=r"archives \(sa_000000.tar\), whose"):
         MaskedImages(tmp_path, size=16, masks="superpixels", cache_dir=tmp_path / "c")
+
+
+def test_a_folder_of_images_upsample_reads_is_a_folder_of_training_images(tmp_path):
+    """Training listed .jpg, .png, .webp, .bmp and .tif only: a folder of .ppm, .pgm or .gif
+    images (which ``loftup upsample`` reads) was "no image files found" to it."""
+    from PIL import Image
+
+    from loftup.io import IMAGE_SUFFIXES
+
+    root = tmp_path / "frames"
+    root.mkdir()
+    pixels = scene(0, 16)[0]
+    for suffix in (".ppm", ".PGM", ".gif"):
+        Image.fromarray(pixels).save(root / f"frame{suffix}")
+    ds = MaskedImages(
+        root, size=16, masks="superpixels", superpixels=(4,), cache_dir=tmp_path / "c"
+    )
+    assert [p.name for p in ds.images] == ["frame.PGM", "frame.gif", "frame.ppm"]
+    assert all(ds[i]["skipped"] == [] and ds[i]["masks"].shape[0] > 0 for i in range(3))
+    for suffix in IMAGE_SUFFIXES:  # every kind upsample reads, whatever the case
+        (root / f"more{suffix.upper()}").write_bytes(b"")
+    n = len(MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c"))
+    assert n == 3 + len(IMAGE_SUFFIXES)

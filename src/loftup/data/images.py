@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from ..errors import BrokenFileError
-from ..io import IMAGE_READ_ERRORS, ImageTooLargeError
+from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
+#: .ppm, .pgm or .gif images was "no image files found" to training).
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 
 #: What a broken image (loftup.io's list) or annotation file (json, pycocotools, numpy) raises.
 READ_ERRORS = (*IMAGE_READ_ERRORS, KeyError, TypeError, IndexError)
