@@ -756,3 +756,33 @@ def test_a_folder_of_images_upsample_reads_is_a_folder_of_training_images(tmp_pa
         (root / f"more{suffix.upper()}").write_bytes(b"")
     n = len(MaskedImages(root, size=16, masks="superpixels", cache_dir=tmp_path / "c"))
     assert n == 3 + len(IMAGE_SUFFIXES)
+
+
+def test_a_mask_is_cropped_without_copying_it_whole(tmp_path):
+    """Each SA-1B mask (up to 150 an image, 1500 x 2250 px) was copied whole three times, into
+    rows of 0/255 bytes, before its square was cut out and resized: twice the cost of
+    decoding it. Only the square is read now, in the order pycocotools decodes it (column by
+    column), and it gives the area-weighted masks it gave."""
+    import tracemalloc
+
+    from pycocotools import mask as mask_utils
+
+    from loftup.data.images import SquareCrop, crop_mask
+
+    rng = np.random.default_rng(0)
+    full = np.zeros((64, 16384), bool)  # a panorama: its square is 1/256 of it
+    middle = slice(8192 - 32, 8192 + 32)
+    full[8:40, 8180:8200] = True
+    full[:, middle] ^= rng.random((64, 64)) < 0.2
+    crop = SquareCrop.centred(16384, 64, 32)
+    decoded = mask_utils.decode(mask_utils.encode(np.asfortranarray(full, np.uint8))).astype(bool)
+    assert decoded.flags.f_contiguous  # as sa1b reads it
+    want = full[:, middle].reshape(32, 2, 32, 2).mean(axis=(1, 3)) >= 0.5
+    crop_mask(full, crop)  # the imports' allocations before the count
+    for mask in (decoded, full):
+        tracemalloc.start()
+        got = crop_mask(mask, crop)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert np.array_equal(got, want) and got.flags.c_contiguous
+        assert peak < full.size // 8, peak  # about the square (64 x 64), never the whole mask
