@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -329,22 +330,35 @@ def test_a_writer_that_makes_its_own_file_still_gives_the_mode_of_a_new_file(tmp
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == FILE_MODE, name
 
 
-def test_a_link_given_as_the_output_file_stays_a_link_and_its_file_is_written(tmp_path):
-    """A --json (or any output file) given as a symbolic link: the file it points to is
-    written, as a shell's `>` would write it; the rename onto the link replaced it with a plain
-    file, so the linked file (a results file kept elsewhere) never saw the new numbers."""
+def test_a_link_is_followed_only_where_the_user_named_the_file(tmp_path, capsys):
+    """A --json given as a symbolic link stays one and the file it names is written, as a
+    shell's `>` would (the rename onto the link replaced it with a plain file, and the results
+    file kept elsewhere never saw the numbers). The library's own files are never written
+    through a link: a Hugging Face cache's snapshot files are links to shared blobs named by
+    their content, which save_pretrained into a downloaded snapshot would have overwritten."""
     from loftup.atomic import leftovers, write_json
+    from loftup.cli import main
 
     kept = tmp_path / "kept" / "results.json"
     kept.parent.mkdir()
     kept.write_text("{}")
     link = tmp_path / "out.json"
     link.symlink_to(kept)
-    write_json(link, {"miou": 0.5})
+    assert main(["info", "--json", str(link)]) == 0
     assert link.is_symlink() and os.readlink(link) == str(kept)
-    assert kept.read_text() == '{\n  "miou": 0.5\n}\n'
+    assert json.loads(kept.read_text())[0]["name"] == "loftup_dinov2s"
     dangling = tmp_path / "new.json"
     dangling.symlink_to(tmp_path / "kept" / "made.json")
-    write_json(dangling, [1])
+    write_json(dangling, [1], follow_links=True)
     assert dangling.is_symlink() and (tmp_path / "kept" / "made.json").read_text() == "[\n  1\n]\n"
+
+    blob = tmp_path / "blobs" / "5c50694a"
+    blob.parent.mkdir()
+    blob.write_text('{"format": "loftup"}')
+    snapshot = tmp_path / "snapshot" / "config.json"
+    snapshot.parent.mkdir()
+    snapshot.symlink_to(blob)
+    write_json(snapshot, {"format": "loftup", "step": 2})
+    assert not snapshot.is_symlink() and json.loads(snapshot.read_text())["step"] == 2
+    assert blob.read_text() == '{"format": "loftup"}'  # the shared blob untouched
     assert leftovers(tmp_path) == []

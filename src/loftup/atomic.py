@@ -101,16 +101,23 @@ def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     _fsync(Path(path).parent, folder=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], object], *, follow_links: bool = False
+) -> None:
     """Call ``write(tmp_path)``, then rename the temporary file onto ``path``.
 
     A crash, a power cut or an exception leaves ``path`` as it was (absent or the previous
     version) or complete, and no temporary file behind (a killed process leaves one, which
-    :func:`leftovers` finds). A ``path`` that is a symbolic link stays one: the file it points
-    to is the one replaced (made, for a link to nothing yet).
+    :func:`leftovers` finds).
+
+    ``path`` a symbolic link: by default the link is replaced by the new file (never the file
+    it names: a Hugging Face cache's snapshot files are links to shared, content-named blobs,
+    and a run folder's temporary files stay where :func:`leftovers` looks). ``follow_links``
+    (a file the user named, such as ``--json``): the link stays and the file it names is
+    replaced (made, for a link to nothing yet), as a shell's ``>`` would write it.
     """
-    if os.path.islink(path):  # the file it names is written, as `>` in a shell would: a
-        path = os.path.realpath(path)  # rename onto the link replaced it with a plain file
+    if follow_links and os.path.islink(path):
+        path = os.path.realpath(path)
     tmp = temp_beside(path)
     try:
         write(tmp)
@@ -123,14 +130,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, follow_links: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (``follow_links``: see :func:`atomic_write`)."""
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    atomic_write(path, write)
+    atomic_write(path, write, follow_links=follow_links)
 
 
 def _finite(obj):
@@ -150,12 +157,14 @@ def json_text(obj, *, sort_keys: bool = False) -> str:
     return json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, allow_nan=False)
 
 
-def write_json(path: str | os.PathLike, obj, *, sort_keys: bool = False) -> Path:
-    """Write ``obj`` as indented strict JSON (NaN and infinities as ``null``) atomically;
-    returns the path."""
+def write_json(
+    path: str | os.PathLike, obj, *, sort_keys: bool = False, follow_links: bool = False
+) -> Path:
+    """Write ``obj`` as indented strict JSON (NaN and infinities as ``null``) atomically
+    (``follow_links``: see :func:`atomic_write`); returns the path."""
     path = Path(path)
     text = json_text(obj, sort_keys=sort_keys) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(), follow_links=follow_links)
     return path
 
 

@@ -109,7 +109,7 @@ def write_json(path: str, obj) -> None:
         out.write(atomic.json_text(obj) + "\n")  # strict, as the files are: NaN is null
         out.flush()
         return
-    atomic.write_json(path, obj)
+    atomic.write_json(path, obj, follow_links=True)  # a link named by the user stays one
     print(f"wrote {path}")
 
 

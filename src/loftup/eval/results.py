@@ -50,7 +50,7 @@ def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
     option, target = "--json", cfg.json
     try:
         if cfg.json and cfg.json != "-":
-            write_json(cfg.json, results)
+            write_json(cfg.json, results, follow_links=True)  # the user's link stays one
         option, target = ("--figure" if cfg.figure else "the figure"), figure
         draw(figure)
     except OSError as e:

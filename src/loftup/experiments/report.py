@@ -116,4 +116,4 @@ def write_report(out: Path, markdown: str, results: dict, json_path: str | None 
     atomic_write_bytes(out / "report.md", text.encode())
     write_json(out / "results.json", results)
     if json_path:
-        write_json(json_path, results)
+        write_json(json_path, results, follow_links=True)  # the user's link stays one
