@@ -297,6 +297,9 @@ def test_a_folder_trained_at_another_resolution_is_refused(tmp_path, monkeypatch
         f"folder of {repo} (or no backbone weights, for the official ones), or set "
         f"LOFTUP_BACKBONE_ANY_IMAGE_SIZE=1 to run this one as {name} all the same"
     )
+    monkeypatch.setenv("LOFTUP_BACKBONE_ANY_IMAGE_SIZE", "false")  # read as HF_HUB_OFFLINE is
+    with pytest.raises(CheckpointError):
+        get_featurizer(name, weights=folder)
     monkeypatch.setenv("LOFTUP_BACKBONE_ANY_IMAGE_SIZE", "1")
     assert get_featurizer(name, weights=folder).dim == resolve(name).dim
     monkeypatch.delenv("LOFTUP_BACKBONE_ANY_IMAGE_SIZE")

@@ -1296,6 +1296,12 @@ def test_a_save_stopped_between_its_two_files_is_told_on_load(tmp_path, monkeypa
     info = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**info, "backbone": "dinov2_tiny"}))
     assert load_upsampler(folder).backbone == "dinov2_tiny"
+    # weights written again by another tool (no header record): config.json is their only
+    # record, and it still reads them, as it did before saves recorded a digest
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
+    assert load_upsampler(folder).config.num_heads == 4
 
 
 def test_a_folder_where_the_weights_file_should_be_is_named(tmp_path):
@@ -1385,6 +1391,47 @@ def test_an_upsampler_of_ones_own_loads_by_hub_id_from_the_cache(tmp_path, monke
     assert local.config.num_heads == 4 and local.source == "someone/my-up"
     with torch.no_grad():
         assert torch.equal(local(lr, image), other(lr, image))
+
+
+def test_a_revision_of_a_released_or_backbone_repo_is_still_that_repo(tmp_path, monkeypatch):
+    """ORG/NAME@REV of a released upsampler's or a backbone's repo is refused as the bare repo
+    is (its name to pass; the backbone option), not looked up as an upsampler of one's own
+    whose download advice `loftup download` then refused."""
+    from loftup.cli import main
+    from loftup.errors import UsageError
+
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(UsageError, match="hub repo of the released upsampler loftup_dinov2s: "):
+        load_upsampler("haiwen/loftup-dinov2s@main")
+    with pytest.raises(UsageError, match="backbone dinov2_vits14's hub repo, not an upsampler"):
+        load_upsampler("facebook/dinov2-small@v2")
+    assert main(["download", "haiwen/loftup-dinov2s@main"]) == 2
+    assert main(["download", "facebook/dinov2-small@main"]) == 2
+
+
+def test_a_hub_repo_of_another_kind_is_refused_before_its_weights_download(
+    tmp_path, monkeypatch, local_hub
+):
+    """An id whose repo holds a backbone (or anything with a config.json that is no loftup
+    record): its config.json is read first and the repo refused, before its weights (gigabytes
+    for a large backbone) are downloaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = {"model_type": "dinov2", "hidden_size": 32}
+    files = {
+        ("someone/bb", "config.json"): json.dumps(config).encode(),
+        ("someone/bb", "model.safetensors"): b"x" * 1000,
+    }
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/bb")
+    assert str(e.value).startswith(
+        "hub repo someone/bb holds no upsampler: its config.json is not a loftup config (no "
+        '"format": "loftup"), so its weights were not downloaded; '
+    )
+    assert "a transformers 'dinov2' model, a backbone's weights" in str(e.value)
+    cached = try_to_load_from_cache("someone/bb", "model.safetensors", cache_dir=tmp_path / "hub")
+    assert not isinstance(cached, str)
 
 
 def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_path, monkeypatch):

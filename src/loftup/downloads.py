@@ -32,6 +32,13 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     for name in list(RELEASED) if names == ["all"] else names:
+        repo, at, _ = name.partition("@")
+        if at and repo in by_repo:  # loaded from its main branch, by name
+            raise UsageError(
+                f"{name}: {repo} is the hub repo of {by_repo[repo]}, which is loaded from its main "
+                f"branch; download it as `loftup download {by_repo[repo]}` (a revision is for an "
+                "upsampler's repo of your own)"
+            )
         name = by_repo.get(name, name)  # a released or backbone hub id: as its name
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
         if repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1):

@@ -170,7 +170,7 @@ def check_upsampler(source) -> None:
     from ..baselines import BASELINES
     from ..errors import UnknownNameError
     from ..hub import ALIASES, RELEASED, hub_id, resolve_name
-    from ..hub.checks import missing_source, refuse_backbone
+    from ..hub.checks import missing_source, refuse_backbone, released_repo
     from ..hub.files import WEIGHT_SUFFIXES
 
     text = str(source)
@@ -179,10 +179,10 @@ def check_upsampler(source) -> None:
     refuse_backbone(text)
     if ALIASES.get(text, text) in RELEASED:
         return
-    released_repo = text in {c.repo_id for c in RELEASED.values()}
-    if not released_repo and hub_id(text) is not None:
+    released = released_repo(text)
+    if not released and hub_id(text) is not None:
         return
-    if released_repo or os.sep in text or os.path.splitext(text)[1] in WEIGHT_SUFFIXES:
+    if released or os.sep in text or os.path.splitext(text)[1] in WEIGHT_SUFFIXES:
         raise missing_source(text)
     try:
         resolve_name(text)

@@ -218,7 +218,7 @@ def check_image_size(spec: FeaturizerSpec, model: Featurizer, weights) -> None:
     got = getattr(config, "image_size", None)
     if spec.image_size is None or got is None or got == spec.image_size:
         return
-    if os.environ.get(ANY_IMAGE_SIZE_ENV, "0") not in ("", "0"):
+    if os.environ.get(ANY_IMAGE_SIZE_ENV, "0").upper() in {"1", "ON", "YES", "TRUE"}:  # as HF_
         return
     trained = [c.name for c in RELEASED.values() if c.backbone == spec.name]
     what = f", the features {trained[0]} was trained on" if trained else ""

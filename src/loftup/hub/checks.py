@@ -22,10 +22,11 @@ def refuse_backbone(text: str) -> None:
     from ..featurizers import FEATURIZERS
 
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
-    name = by_repo.get(text) or BACKBONE_ALIASES.get(text, text)
+    repo = text.partition("@")[0]  # a revision of it is still the backbone's repo
+    name = by_repo.get(repo) or BACKBONE_ALIASES.get(text, text)
     if name not in FEATURIZERS:
         return
-    what = f"backbone {name}'s hub repo" if text in by_repo else "a backbone"
+    what = f"backbone {name}'s hub repo" if repo in by_repo else "a backbone"
     trained = [c.name for c in RELEASED.values() if c.backbone == name]
     model = f"the released {trained[0]}" if trained else "a released name"
     raise UsageError(
@@ -38,16 +39,22 @@ def missing_source(text: str) -> UsageError | WeightsNotFoundError:
     """The error for ``text``, given as the upsampler, written as a path and naming nothing
     there: a released upsampler's hub repo (``haiwen/loftup-dinov2s``) is said with the name
     that loads it; anything else is a missing file or folder, with what may be given."""
-    by_repo = {c.repo_id: c.name for c in RELEASED.values()}
-    if text in by_repo:
+    name = released_repo(text)
+    if name is not None:
         return UsageError(
-            f"{text} is the hub repo of the released upsampler {by_repo[text]}: pass its name, "
-            f"{by_repo[text]}, which loads it from there (the Hugging Face cache, or a download)"
+            f"{text} is the hub repo of the released upsampler {name}: pass its name, "
+            f"{name}, which loads it from there (the Hugging Face cache, or a download)"
         )
     return WeightsNotFoundError(
         f"no such file or folder: {text}; check the path, or pass a released name "
         f"({', '.join(RELEASED)}) or a hub id ORG/NAME"
     )
+
+
+def released_repo(text: str) -> str | None:
+    """The released upsampler whose hub repo ``text`` names (at any ``@REVISION``), or None."""
+    by_repo = {c.repo_id: c.name for c in RELEASED.values()}
+    return by_repo.get(text.partition("@")[0])
 
 
 def check_released_width(model: LoftUp, ckpt, file: Path) -> None:

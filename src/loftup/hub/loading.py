@@ -13,7 +13,13 @@ from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
-from .checks import check_released_width, check_state, missing_source, refuse_backbone
+from .checks import (
+    check_released_width,
+    check_state,
+    missing_source,
+    refuse_backbone,
+    released_repo,
+)
 from .files import WEIGHT_SUFFIXES, read_weights
 from .record import (
     CONFIG_NAME,
@@ -190,7 +196,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         text = os.fspath(source)
         refuse_backbone(text)
         if ALIASES.get(text, text) not in RELEASED:  # a registered name wins over a hub id
-            repo = None if text in {c.repo_id for c in RELEASED.values()} else hub_id(text)
+            repo = None if released_repo(text) else hub_id(text)
             if repo is not None:  # an upsampler of one's own on the hub, read as its folder
                 return load_repo(text, *repo, num_heads)
             if os.sep in text or Path(text).suffix in WEIGHT_SUFFIXES:

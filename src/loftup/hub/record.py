@@ -118,7 +118,9 @@ def check_same_save(info: dict, config_file: Path, weights: Path) -> None:
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
     config.json, and one stopped between the two left the new weights beside the earlier
-    save's record. Records without a digest (earlier saves) are not compared."""
+    save's record. Records without a digest (earlier saves), and weights whose header has none
+    (an earlier save's, or written by another tool: config.json is their only record), are not
+    compared."""
     digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
     if digest is None:
         return
@@ -126,7 +128,7 @@ def check_same_save(info: dict, config_file: Path, weights: Path) -> None:
     if header is None and not _readable(weights):
         return  # a damaged file: reading the weights says what is wrong with it
     theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
-    if theirs != digest:
+    if theirs is not None and theirs != digest:
         raise CheckpointError(
             f"{config_file} is the record of another save than {weights} (their "
             f"{DIGEST_KEY}s differ: a save_pretrained stopped between the two files, or files "

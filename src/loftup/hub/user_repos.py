@@ -36,13 +36,14 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
     the hub as :func:`~loftup.hub.save_pretrained` wrote it: ``model.safetensors`` (or a
     ``pytorch_model.bin``) and ``config.json``, found as :func:`hub_folder` finds files; offline
     without them, a WeightsNotFoundError naming both and how to provide them
-    (``downloading``: for ``loftup download``)."""
+    (``downloading``: for ``loftup download``). Its config.json is fetched and read first: a
+    repo of another kind (a backbone's, whose weights may be gigabytes) is refused before its
+    weights are downloaded."""
+    from ..errors import LoftUpError
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
     spelled = repo_id if revision is None else f"{repo_id}@{revision}"
-    return hub_folder(
-        repo_id,
-        [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME],
+    kw = dict(
         what=f"upsampler {spelled} (no such local path, so looked up on the hub)",
         local_hint=(
             f"the folder save_pretrained wrote ({WEIGHTS_NAME} + {CONFIG_NAME}), "
@@ -51,6 +52,37 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
         download_name=spelled,
         downloading=downloading,
         revision=revision,
+    )
+    try:
+        config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
+    except LoftUpError:  # not to be had: the error below names both files
+        config = None
+    if config is not None:
+        _check_upsampler_config(config, spelled)
+    return hub_folder(repo_id, [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME], **kw)
+
+
+def _check_upsampler_config(config: Path, spelled: str) -> None:
+    """A CheckpointError where hub repo ``spelled``'s ``config`` (its config.json) is readable
+    JSON but no save_pretrained record (a backbone's, say); an unreadable one is left to the
+    load, which names the damaged file and its fix."""
+    import json
+
+    from ..errors import CheckpointError
+    from .loading import _backbone_hint
+    from .record import FORMAT_TAG
+
+    try:
+        info = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict) and info.get("format") == FORMAT_TAG:
+        return
+    hint = _backbone_hint(config)
+    raise CheckpointError(
+        f"hub repo {spelled} holds no upsampler: its config.json is not a loftup config (no "
+        f'"format": "loftup"), so its weights were not downloaded'
+        + (f"; {hint}" if hint else "; pass an upsampler's repo, as save_pretrained writes it")
     )
 
 
