@@ -42,6 +42,16 @@ def test_without_backbones_and_all(fetched):
     assert fetched == list(loftup.hub.RELEASED)
 
 
+def test_all_with_other_names_says_all_goes_alone(fetched):
+    # it said "unknown name 'all'" after fetching the names before it
+    with pytest.raises(
+        UsageError, match="'all' goes on its own .*not with 'dinov2_vits14', 'nonexist'"
+    ) as e:
+        list(download_names(["dinov2_vits14", "all", "nonexist"]))
+    assert "unknown name" not in str(e.value)
+    assert fetched == []
+
+
 def test_an_unknown_name_lists_what_is_known(fetched):
     with pytest.raises(
         UnknownNameError, match="neither a released upsampler .*loftup_dinov2s"

@@ -16,7 +16,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         either (``facebook/dinov2-small`` is ``dinov2_vits14``), SAM weights (``sam_vit_base``,
         ...), another hub id ``ORG/NAME`` (an upsampler save_pretrained wrote, a backbone's
         weights of the user's own, or SAM's: its config.json says which; an upsampler's as
-        ``ORG/NAME@REVISION`` too), or ``["all"]`` for every released upsampler.
+        ``ORG/NAME@REVISION`` too), or ``["all"]`` for every released upsampler (``"all"``
+        goes alone: with other names it is a :class:`~loftup.errors.UsageError`, before any
+        fetch).
       backbones: also fetch each released upsampler's backbone (yielded after it).
 
     A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
@@ -29,6 +31,12 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .hub import ALIASES, RELEASED, download
     from .hub.user_repos import hub_id
 
+    if "all" in names and len(names) > 1:
+        others = ", ".join(repr(n) for n in names if n != "all")
+        raise UsageError(
+            f"'all' goes on its own (it fetches every released upsampler), not with {others}: "
+            "run 'loftup download all', then 'loftup download' with the other names"
+        )
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     for name in list(RELEASED) if names == ["all"] else names:
