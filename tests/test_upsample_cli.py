@@ -1109,8 +1109,11 @@ def test_an_image_too_elongated_for_the_backbone_fails_by_name_and_the_run_goes_
     args = ["upsample", *inputs, "-m", str(upsampler), "-o", str(out), "--size", "32"]
     assert main([*args, "--batch-size", "1"]) == 1
     captured = capsys.readouterr()
-    assert f"failed: {tmp_path / 'strip.png'}: image is 2x3000 px: at backbone_size 224" in (
+    # named as the command line calls it (it said "backbone_size ... (None: ...)", which no
+    # option of the command line spells)
+    assert f"failed: {tmp_path / 'strip.png'}: image is 2x3000 px: at --backbone-size 224" in (
         captured.err
     )
+    assert "pass a smaller --backbone-size\n" in captured.err
     assert "1 input(s) failed" in captured.out and outputs(out) == ["astronaut.pt"]
     assert not list(out.glob(".*tmp"))

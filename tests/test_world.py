@@ -126,6 +126,20 @@ def test_cli_world_scenes_and_probe(tmp_path, capsys):
     assert "loftup world backbone --out DIR" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        (["--count", "1"], "error: --count must be at least 2 (half the scenes fit, half score)"),
+        (["--seed", "-1"], "error: --seed must be an integer >= 0"),
+        (["--size", "100x96"], "error: --size 100x96 is not a multiple of 8"),
+    ],
+)
+def test_world_probe_names_its_options_as_the_command_line_does(options, said, capsys):
+    """``world probe --count 1`` said "count must be at least 2": no option is called so."""
+    assert main(["world", "probe", *options]) == 2
+    assert capsys.readouterr().err.startswith(said)
+
+
 def test_a_backbone_written_again_and_cut_short_is_refused_not_read_with_the_old_config(
     tmp_path, monkeypatch
 ):

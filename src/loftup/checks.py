@@ -167,13 +167,16 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
         )
 
 
-def backbone_input(height: int, width: int, patch_size: int, backbone_size: int | None):
+def backbone_input(
+    height: int, width: int, patch_size: int, backbone_size: int | None, name: str = "backbone_size"
+):
     """(H, W) the backbone sees for a (height, width) image (:func:`backbone_input_size`), or a
     :class:`UsageError` where the resize to ``backbone_size`` would give it more than
     :data:`MAX_BACKBONE_PATCHES` patches (an elongated image, or a huge ``backbone_size``);
     None (the image's own size, snapped) is taken as asked, and so is a ``backbone_size`` that
-    gives no more patches than None would (a large photo at its own shorter side)."""
-    check_backbone_size(backbone_size)  # a FeaturePipeline made by hand is not checked
+    gives no more patches than None would (a large photo at its own shorter side). ``name``:
+    what the caller calls ``backbone_size`` (a CLI flag, say)."""
+    check_backbone_size(backbone_size, name)  # a FeaturePipeline made by hand is not checked
     bb_h, bb_w = backbone_input_size(height, width, patch_size, backbone_size)
     patches = (bb_h // patch_size) * (bb_w // patch_size)
     if backbone_size is not None and patches > MAX_BACKBONE_PATCHES:
@@ -181,10 +184,10 @@ def backbone_input(height: int, width: int, patch_size: int, backbone_size: int 
         if patches <= (own_h // patch_size) * (own_w // patch_size):
             return bb_h, bb_w
         raise ImageSizeError(
-            f"image is {height}x{width} px: at backbone_size {backbone_size} the backbone would "
+            f"image is {height}x{width} px: at {name} {backbone_size} the backbone would "
             f"see it at {bb_h}x{bb_w} px, {patches} patches of {patch_size} (at most "
             f"{MAX_BACKBONE_PATCHES}); crop it to a less elongated shape or pass a smaller "
-            "backbone_size (None: the image's own size)"
+            f"{name}" + (" (None: the image's own size)" if name == "backbone_size" else "")
         )
     return bb_h, bb_w
 

@@ -152,6 +152,7 @@ def _cmd_upsample(args) -> int:
         writers=args.writers,
         stream_above=args.stream_above * 1e9,
         resume=args.resume,
+        said_as={"backbone_size": "--backbone-size"},  # an image's errors name the option
     )
     if report.rank == 0:
         there = f" ({report.kept} already there)" if args.resume else ""

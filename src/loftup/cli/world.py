@@ -149,8 +149,10 @@ def _cmd_world_probe(args) -> int:
     from ..world.probe import measure_backbone
 
     model = load_backbone(args.weights).eval()
-    config = SceneConfig(height=args.size[0], width=args.size[1])
-    report = measure_backbone(model, config, seed=args.seed, count=args.count)
+    config = SceneConfig(height=args.size[0], width=args.size[1], said_as=SCENE_OPTIONS)
+    report = measure_backbone(
+        model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS
+    )
     for key, value in report.items():
         print(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
     if args.json:

@@ -47,6 +47,7 @@ def upsample_folder(
     writers: int = 2,
     stream_above: float = 1e9,
     resume: bool = False,
+    said_as: dict | None = None,
 ) -> FolderReport:
     """Upsample the images of ``inputs`` (files, folders or globs) into ``out``, one file each.
 
@@ -60,6 +61,8 @@ def upsample_folder(
       save_dtype: precision of the stored features (default: ``dtype``).
       size, fmt, viz, batch_size, writers, stream_above (bytes): as :func:`loftup.extract.run`.
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
+      said_as: how an image's errors call the arguments (``{"backbone_size":
+        "--backbone-size"}``: a command line's options); by default by their names.
     """
     from .. import __version__
     from ..api import load_pipeline, resolve_device
@@ -159,6 +162,7 @@ def upsample_folder(
             writers=writers,
             stream_above=stream_above,
             resume=resume,
+            said_as=said_as,
         )
         failed, kept = summed([len(report.failed), report.kept], world)
         failed += len(missing)

@@ -54,6 +54,7 @@ def run(
     writers: int = 2,
     stream_above: float = STREAM_ABOVE,
     resume: bool = False,
+    said_as: dict | None = None,
 ) -> Report:
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
     ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
@@ -72,7 +73,8 @@ def run(
 
     ``resume``: skip this rank's batches whose outputs are all there (counted in
     ``Report.kept``); the caller checks that they were made with the same options
-    (:func:`check_options`).
+    (:func:`check_options`). ``said_as``: how an image's errors call the options
+    (``{"backbone_size": "--backbone-size"}``), by default by their names.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +126,7 @@ def run(
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])
                 try:  # a size one image cannot be run with costs that image, not the run
-                    shape = _output_shape(pipeline, images, size)
+                    shape = _output_shape(pipeline, images, size, said_as)
                 except ImageSizeError as e:
                     for job, _ in group:
                         fail(job, str(e))
@@ -193,9 +195,15 @@ def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[
     return loaded, unreadable
 
 
-def _output_shape(pipeline, images: torch.Tensor, size) -> tuple[int, int, int]:
+def _output_shape(
+    pipeline, images: torch.Tensor, size, said_as: dict | None = None
+) -> tuple[int, int, int]:
     """(C, H, W) of one image's upsampled features, or the :class:`ImageSizeError` of a size
-    the pipeline would refuse (checked before any file of it is made)."""
+    the pipeline would refuse (checked before any file of it is made; its options named as
+    ``said_as`` calls them)."""
+    from ..data.scenes import said
+
     height, width = images.shape[-2:]
-    backbone_input(height, width, pipeline.featurizer.patch_size, pipeline.backbone_size)
+    patch = pipeline.featurizer.patch_size
+    backbone_input(height, width, patch, pipeline.backbone_size, said("backbone_size", said_as))
     return (pipeline.upsampler.config.dim, *output_size(size, height, width))

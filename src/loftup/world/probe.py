@@ -127,24 +127,39 @@ def probe_report(
 
 
 def measure_backbone(
-    featurizer, config: SceneConfig, *, seed: int = 1, count: int = 48, start: int = 0
+    featurizer,
+    config: SceneConfig,
+    *,
+    seed: int = 1,
+    count: int = 48,
+    start: int = 0,
+    said_as: dict | None = None,
 ) -> dict:
-    """:func:`probe_report` of ``featurizer`` on scenes ``start .. start + count`` of seed ``seed``."""
+    """:func:`probe_report` of ``featurizer`` on scenes ``start .. start + count`` of seed ``seed``.
+
+    ``said_as``: how errors call ``count``, ``seed``, ``start`` and the scene ``size`` (a
+    command line's options, ``{"count": "--count"}``), by default by their names."""
     from ..data.scene_files import check_scene_range
+    from ..data.scenes import said
     from ..errors import UsageError
 
     if isinstance(count, int) and count < 2:
-        raise UsageError(f"count must be at least 2 (half the scenes fit, half score), got {count}")
+        raise UsageError(
+            f"{said('count', said_as)} must be at least 2 (half the scenes fit, half score), "
+            f"got {count}"
+        )
     patch = getattr(featurizer, "patch_size", 1)
     if config.height % patch or config.width % patch:  # the labels' patches must be the features'
         fit = "x".join(
             str(max(patch, round(n / patch) * patch)) for n in (config.height, config.width)
         )
+        size = said("size", said_as)
         raise UsageError(
-            f"scene size {config.height}x{config.width} is not a multiple of {patch} (the "
+            f"{'scene size' if size == 'size' else size} {config.height}x{config.width} is not "
+            f"a multiple of {patch} (the "
             f"backbone's patch) on both sides; give one that is, e.g. {fit}"
         )
-    check_scene_range(count, seed=seed, start=start)
+    check_scene_range(count, seed=seed, start=start, said_as=said_as)
     images, labels = scene_batch(config, seed, range(start, start + count))
     report = probe_report(features_of(featurizer, images), labels, config.num_classes)
     return {**report, "seed": seed, "size": [config.height, config.width]}
