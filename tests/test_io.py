@@ -164,6 +164,26 @@ def test_unreadable_files_are_named(tmp_path, content):
         load_image(tmp_path / "missing.png")
 
 
+def test_a_file_pillow_cannot_identify_is_named_once(tmp_path):
+    """It said "cannot read image X: cannot identify image file 'X'"."""
+    path = tmp_path / "bad.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError) as e:
+        load_image_tensor(path)
+    assert str(e.value) == f"cannot read image {path}: cannot identify image file"
+
+
+@pytest.mark.parametrize("limit, said", [(1, "1 pixel,"), (3, "3 pixels,"), (4, "4 pixels,")])
+def test_a_limit_of_whole_pixels_is_said_as_a_whole_number(tmp_path, limit, said):
+    """``--max-image-pixels 1`` said "exceeds limit of 1.0 pixels" (Pillow's twice a half)."""
+    from loftup.io import max_image_pixels
+
+    Image.fromarray(_rgb(2, 3)).save(tmp_path / "six.png")
+    with max_image_pixels(limit), pytest.raises(ImageReadError) as e:
+        load_image(tmp_path / "six.png")
+    assert f"(6 pixels) exceeds limit of {said} could be" in str(e.value)
+
+
 def test_a_path_that_is_there_but_no_file_says_what_it_is(tmp_path):
     """A folder, a link to nothing and a pipe were each "no such image file", though there."""
     (tmp_path / "photos").mkdir()

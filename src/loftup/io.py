@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,10 @@ class ImageTooLargeError(ImageReadError):
 
     @classmethod
     def of(cls, path, reason: str, fix: str = UPSAMPLE_FIX) -> ImageTooLargeError:
+        # Pillow says twice its MAX_IMAGE_PIXELS, a float for an odd limit: "limit of 1.0
+        # pixels" for --max-image-pixels 1
+        reason = re.sub(r"\b(\d+)\.0 pixels\b", r"\1 pixels", reason)
+        reason = re.sub(r"\b1 pixels\b", "1 pixel", reason)
         e = cls(f"cannot read image {path}: {reason} If you trust the file, raise the limit: {fix}")
         e.reason = reason
         return e
@@ -119,7 +124,16 @@ def _open(path: str | os.PathLike):
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
-        raise ImageReadError(f"cannot read image {path}: {e}") from None
+        raise ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
+
+
+def _without(path: Path, e: BaseException) -> str:
+    """``e``'s message less the path it names (Pillow's "cannot identify image file '...'",
+    an OSError's "Permission denied: '...'"), which the line already begins with."""
+    text = str(e)
+    for spelled in (repr(str(path)), str(path)):
+        text = text.replace(f": {spelled}", "").replace(f" {spelled}", "")
+    return text
 
 
 def _not_a_file(path: Path) -> str:
