@@ -10,6 +10,7 @@ import torch
 
 from conftest import also_in_bfloat16
 from loftup.cli import main
+from loftup.data.scene_files import read_world
 from loftup.data.scenes import SceneConfig
 from loftup.errors import WeightsNotFoundError
 from loftup.featurizers import get_featurizer, resolve
@@ -124,6 +125,52 @@ def test_cli_world_scenes_and_probe(tmp_path, capsys):
     assert json.loads((tmp_path / "p.json").read_text())["scenes"] == 4
     assert main(["world", "probe", "--weights", str(tmp_path / "nothing")]) == 2
     assert "loftup world backbone --out DIR" in capsys.readouterr().err
+
+
+def test_world_scenes_failed_before_its_first_scene_starts_afresh_with_other_options(
+    tmp_path, monkeypatch, capsys
+):
+    """A run that failed before any scene file (out of memory at the first scene, a mistaken
+    option) left world.partial.json, and every other run into that --out was refused, "delete
+    it"; after a scene, going on with the same options is offered, with how far it got."""
+    import loftup.data.scene_files as scene_files
+
+    real = scene_files.encode_jpeg
+
+    def out_of_memory_at(n):  # the scene's JPEG: the first of its files
+        left = [n]
+
+        def encode(image, quality):
+            left[0] -= 1
+            if left[0] < 0:
+                raise MemoryError
+            return real(image, quality)
+
+        return encode
+
+    out = tmp_path / "w"
+    args = ["world", "scenes", "--out", str(out), "--size", "16"]
+    monkeypatch.setattr(scene_files, "encode_jpeg", out_of_memory_at(0))
+    assert main([*args, "--count", "1000", "--size", "512"]) == 2
+    assert "out of memory" in capsys.readouterr().err
+    assert (out / scene_files.PARTIAL).is_file() and not list(out.rglob("sa_*"))
+    monkeypatch.setattr(scene_files, "encode_jpeg", real)
+    assert main([*args, "--count", "2"]) == 0
+    assert len(read_world(out).names) == 2 and not (out / scene_files.PARTIAL).exists()
+
+    other = tmp_path / "other"
+    monkeypatch.setattr(scene_files, "encode_jpeg", out_of_memory_at(2))
+    assert main([*args, "--out", str(other), "--count", "4"]) == 2
+    monkeypatch.setattr(scene_files, "encode_jpeg", real)
+    capsys.readouterr()
+    assert main([*args, "--out", str(other), "--count", "3"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {other} holds another world (--count 4 -> 3), cut short after 2 scene(s): run "
+        "again with its options to finish it, or choose another --out or delete it: its scenes "
+        "would be left mixed in with the new ones\n"
+    )
+    assert main([*args, "--out", str(other), "--count", "4"]) == 0
+    assert len(read_world(other).names) == 4
 
 
 @pytest.mark.parametrize(

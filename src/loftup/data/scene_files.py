@@ -163,27 +163,39 @@ def _check_other_world(out: Path, info: dict, said_as: dict | None = None) -> No
     short (``world.partial.json``), or scenes of no recorded world: writing over it would leave
     its scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
     describe them; it names each value that differs (as ``said_as`` calls it). The same world
-    again is rewritten (the same bytes)."""
+    again is rewritten (the same bytes), and so is a run cut short before its first scene file
+    (out of memory at the first scene, say): nothing of it would be mixed in."""
     from ..atomic import read_json_object
     from ..errors import UsageError
 
     try:
-        old = read_json_object(out / "world.json") or read_json_object(out / PARTIAL)
+        old = read_json_object(out / "world.json")
+        partial = None if old is not None else read_json_object(out / PARTIAL)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out or delete it") from None
-    if old is None:
-        if any((out / "sa1b").glob("sa_*.jpg")):  # scenes of an unrecorded world
+    written = [  # every file of a scene, the first one written (its JPEG) or a later one
+        p for folder in ("sa1b", "labels") for p in (out / folder).glob("sa_*.*")
+    ]
+    if old is None and (partial is None or not written):
+        if partial is None and written:  # scenes of an unrecorded world
             raise UsageError(
                 f"{out} holds scenes but no world.json (a run cut short by an earlier version, "
                 "or other files); choose another --out or delete it"
             )
-        return
+        return  # nothing, or a run cut short before any scene: started afresh
     new = json.loads(json.dumps(info))  # tuples as the file holds them, as lists
-    diff = _differences(old, new, said_as)
+    diff = _differences(old or partial, new, said_as)
     if diff:
+        fix = "; choose another --out or delete it"
+        if old is None:  # the partial record's: going on with it is a way out too
+            scenes = len({p.name.split(".")[0] for p in written})
+            fix = (
+                f", cut short after {scenes} scene(s): run again with its options to finish "
+                "it, or choose another --out or delete it"
+            )
         raise UsageError(
-            f"{out} holds another world ({'; '.join(diff)}); choose another --out or delete it: "
-            "its scenes would be left mixed in with the new ones"
+            f"{out} holds another world ({'; '.join(diff)}){fix}: its scenes would be left "
+            "mixed in with the new ones"
         )
 
 
