@@ -103,6 +103,34 @@ def test_an_out_folder_is_checked_before_the_demo_writes_anything(tmp_path):
         check_out(DemoConfig(out=str(tmp_path / "file")))
 
 
+def test_a_demo_of_an_earlier_version_is_resumed_only_where_its_options_can_be_checked(
+    tmp_path,
+):
+    """Without demo.json (an earlier version wrote none) --resume kept every complete scene
+    folder and training run as they were, whatever options had made them."""
+    from loftup.world.demo import make_train_scenes, make_val_scenes
+
+    out = tmp_path / "demo"
+    begun = DemoConfig(out=str(out), size=8, train_scenes=6, val_scenes=2)
+    make_train_scenes(begun, progress=False)
+    make_val_scenes(begun, progress=False)
+    kept = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
+    check_out(begun, resume=True)  # scenes alone: each checked as it is reused
+    assert make_train_scenes(begun, reuse=True) == out / "scenes" / "train"
+    assert make_val_scenes(begun, reuse=True) == out / "scenes" / "val"
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == kept  # not rewritten
+    other = DemoConfig(out=str(out), size=8, train_scenes=4, val_scenes=2, seed=3)
+    with pytest.raises(UsageError, match=r"train holds another world \(seed 0 -> 3; "):
+        make_train_scenes(other, reuse=True)
+    with pytest.raises(UsageError, match=r"val holds another world \(seed 1 -> 4\)"):
+        make_val_scenes(other, reuse=True)
+    with pytest.raises(UsageError, match=r"--train-scenes 6 -> 4"):
+        make_train_scenes(DemoConfig(out=str(out), size=8, train_scenes=4), reuse=True)
+    (out / "runs" / "stage1").mkdir(parents=True)  # training, of options no record holds
+    with pytest.raises(UsageError, match=r"^--resume: .* begun by an earlier version .*demo.json"):
+        check_out(begun, resume=True)
+
+
 def test_the_report_counts_in_words_that_agree():
     """A demo of one step a stage said "stage 1: 1 steps, stage 2: 1 steps" and "on 1
     thread(s)"."""

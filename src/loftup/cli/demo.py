@@ -77,7 +77,7 @@ def _say_if_nothing_to_resume(cfg) -> None:
 
     check_out(cfg, resume=True)
     out = Path(cfg.out)
-    if not (out / RECORD).is_file() and not (out / "runs").is_dir():
+    if not any(p.exists() for p in (out / RECORD, out / "runs", out / "scenes")):
         warnings.warn(
             f"--resume: {out} holds no demo to go on with; starting one afresh", stacklevel=2
         )

@@ -119,6 +119,35 @@ def write_scenes(
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_bytes, write_json
+
+    out, info = check_world(
+        out, config, count, seed=seed, start=start, quality=quality, said_as=said_as
+    )
+    (out / "sa1b").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    if not (out / "world.json").exists():
+        write_json(out / PARTIAL, info)
+    names = []
+    for i in tqdm(range(start, start + count), desc="scenes", disable=not progress):
+        scene = generate_scene(config, seed, i)
+        name = f"sa_{i + 1}"
+        meta = scene_annotations(scene, i + 1)
+        atomic_write_bytes(out / "sa1b" / f"{name}.jpg", encode_jpeg(scene.image, quality))
+        atomic_write_bytes(out / "sa1b" / f"{name}.json", json.dumps(meta).encode())
+        atomic_write_bytes(out / "labels" / f"{name}.png", encode_labels(scene.labels))
+        names.append(name)
+    write_json(out / "world.json", {**info, "images": names})
+    (out / PARTIAL).unlink(missing_ok=True)
+    return out
+
+
+def check_world(
+    out, config: SceneConfig, count: int, *, seed=0, start=0, quality=JPEG_QUALITY, said_as=None
+) -> tuple[Path, dict]:
+    """What :func:`write_scenes` checks before it writes (its arguments, and that ``out``
+    holds no other world: a :class:`~loftup.errors.UsageError` naming each value that
+    differs); returns ``out`` (``~`` expanded) and the world's record. A complete world of
+    these very options passes, so a caller may keep it as it is."""
     from ..paths import check_folder_output
     from .paths import home_expanded
 
@@ -136,22 +165,7 @@ def write_scenes(
         "config": config.to_dict(),
     }
     _check_other_world(out, info, said_as)
-    (out / "sa1b").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    if not (out / "world.json").exists():
-        write_json(out / PARTIAL, info)
-    names = []
-    for i in tqdm(range(start, start + count), desc="scenes", disable=not progress):
-        scene = generate_scene(config, seed, i)
-        name = f"sa_{i + 1}"
-        meta = scene_annotations(scene, i + 1)
-        atomic_write_bytes(out / "sa1b" / f"{name}.jpg", encode_jpeg(scene.image, quality))
-        atomic_write_bytes(out / "sa1b" / f"{name}.json", json.dumps(meta).encode())
-        atomic_write_bytes(out / "labels" / f"{name}.png", encode_labels(scene.labels))
-        names.append(name)
-    write_json(out / "world.json", {**info, "images": names})
-    (out / PARTIAL).unlink(missing_ok=True)
-    return out
+    return out, info
 
 
 #: What :func:`write_scenes` records of a world it has begun and not finished.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.scene_files import read_world, write_scenes
+from ..data.scene_files import check_world, read_world, write_scenes
 from ..data.scenes import SceneConfig
 from .config import DemoConfig
 from .heldout import load_val, lowres_features, pca_panels, score, upsampled_features
@@ -43,7 +43,9 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     """A :class:`UsageError` unless ``cfg.out`` may take this demo (nothing is written):
     a folder with a report is never overwritten; one holding an interrupted demo (its options
     record or a training checkpoint) is gone on with only when ``resume`` is set, and only
-    with the options it began with."""
+    with the options it began with; one of an earlier version, with training runs and no
+    record of their options, is not gone on with (its complete scene folders are, where their
+    ``world.json`` says these options, :func:`make_scenes`)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
     from ..paths import check_folder_output
@@ -65,6 +67,12 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         saved = read_json_object(out / RECORD) if resume else None
     except ValueError as e:
         raise UsageError(f"--resume: {e}; choose another --out") from None
+    if resume and saved is None and (out / "runs").is_dir():
+        raise UsageError(
+            f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "
+            f"record its options ({RECORD}): its training cannot be checked against these; "
+            "choose another --out, or delete it to run the demo afresh"
+        )
     if saved is not None:
         wanted = _options(cfg)
         diff = [k for k in wanted if saved.get(k) != wanted[k]]
@@ -84,19 +92,25 @@ def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
 
 def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
     cfg.check_train_scenes()
-    root = Path(cfg.out) / "scenes" / "train"
-    if reuse and (root / "world.json").is_file():
-        return root
     big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
-    return write_scenes(root, big, cfg.train_scenes, seed=cfg.seed, progress=progress)
+    return _scenes(cfg, "train", big, cfg.train_scenes, cfg.seed, reuse, progress)
 
 
 def make_val_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
-    root = Path(cfg.out) / "scenes" / "val"
-    if reuse and (root / "world.json").is_file():
-        return root
     val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
-    return write_scenes(root, val_cfg, cfg.val_scenes, seed=cfg.seed + 1, progress=progress)
+    return _scenes(cfg, "val", val_cfg, cfg.val_scenes, cfg.seed + 1, reuse, progress)
+
+
+def _scenes(cfg, part: str, config, count: int, seed: int, reuse: bool, progress: bool) -> Path:
+    """``OUT/scenes/PART``, written, or with ``reuse`` kept where it holds this very world
+    complete: one of other options is refused, naming what differs, whatever the demo's record
+    says (a folder of an earlier version has none)."""
+    root = Path(cfg.out) / "scenes" / part
+    said_as = {"count": f"--{part}-scenes"}  # seed, size: the world's (the options' x2, +1)
+    if reuse and (root / "world.json").is_file():
+        check_world(root, config, count, seed=seed, said_as=said_as)
+        return root
+    return write_scenes(root, config, count, seed=seed, progress=progress, said_as=said_as)
 
 
 def stage_config(
