@@ -195,15 +195,19 @@ def local_hub():
     requests ``hf_hub_download`` makes (HEAD for the commit, ETag and size, then GET) and 404
     for anything else, so the real download code runs, offline. ``serve(files, gated=repos)``:
     those repos answer as the hub does for a gated repo the caller may not read (401,
-    X-Error-Code GatedRepo)."""
+    X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
+    again is another commit)."""
     import hashlib
     import http.server
     import threading
 
     servers = []
 
-    def serve(files: dict, gated: tuple[str, ...] = ()) -> str:
-        commit = "89abcdef0123456789abcdef0123456789abcdef"
+    def serve(
+        files: dict,
+        gated: tuple[str, ...] = (),
+        commit: str = "89abcdef0123456789abcdef0123456789abcdef",
+    ) -> str:
         by_path = {f"/{repo}/resolve/main/{name}": data for (repo, name), data in files.items()}
 
         class Handler(http.server.BaseHTTPRequestHandler):

@@ -1434,6 +1434,32 @@ def test_a_hub_repo_of_another_kind_is_refused_before_its_weights_download(
     assert not isinstance(cached, str)
 
 
+def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
+    tmp_path, monkeypatch, local_hub
+):
+    """Loading an upsampler of one's own by id reads the cache, without asking the hub; `loftup
+    download ORG/NAME` asks it, and fetches the newer commit its owner pushed since (it kept
+    the cached copy and said it had it). Unreachable, it keeps the copy it has."""
+    from loftup.cli import main
+
+    first, folder1, (lr, image) = _own_upsampler(tmp_path)
+    second, folder2, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+
+    def pushed(folder, commit):
+        files = {("someone/my-up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+        _use_mirror(monkeypatch, local_hub(files, commit=commit), tmp_path / "hub")
+
+    pushed(folder1, "1" * 40)
+    assert main(["download", "someone/my-up"]) == 0
+    pushed(folder2, "2" * 40)
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/my-up")(lr, image), first(lr, image))
+        assert main(["download", "someone/my-up"]) == 0
+        assert torch.equal(load_upsampler("someone/my-up")(lr, image), second(lr, image))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "someone/my-up"]) == 0  # the copy it has
+
+
 def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_path, monkeypatch):
     """Offline with the repo's files not cached: one line naming the repo, the files it needs
     and how to provide them (a download elsewhere, or the local folder), as the released

@@ -29,6 +29,7 @@ def hub_file(
     gated: bool = False,
     also: tuple = (),
     revision: str | None = None,
+    refresh: bool = False,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -43,6 +44,9 @@ def hub_file(
     alternative names), named beside this one where none can be downloaded (offline, no
     network), so that the user fetches or copies them all at once. ``revision``: a branch, tag
     or commit of the repo (None: its main branch), looked for in the cache and downloaded.
+    ``refresh``: a cached copy is checked against the hub, where it can be reached, and the
+    newer file downloaded (``loftup download`` of a repo of one's own, which its owner may have
+    pushed again); unreachable, the cached copy is kept.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -52,11 +56,14 @@ def hub_file(
         # `loftup download` checks what it finds, and fetches a damaged copy again (a cached
         # file is otherwise kept as it is, and the command said it had it)
         damaged = damage(cached) if downloading else None
-        if damaged is None:
+        if damaged is None and not refresh:
             return Path(cached)
     reason = offline_reason()
     if reason is None and not hub_reachable():
         reason = "the Hugging Face hub cannot be reached"
+    good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
+    if good is not None and reason is not None:
+        return Path(good)
     if reason is None:
         from huggingface_hub.utils import GatedRepoError
 
@@ -69,6 +76,8 @@ def hub_file(
                 f"again; or pass a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
+            if good is not None:  # the hub did not answer: the copy there is
+                return Path(good)
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"

@@ -52,6 +52,7 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
         download_name=spelled,
         downloading=downloading,
         revision=revision,
+        refresh=downloading and not _is_commit(revision),  # the owner may have pushed again
     )
     try:
         config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
@@ -60,6 +61,14 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
     if config is not None:
         _check_upsampler_config(config, spelled)
     return hub_folder(repo_id, [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME], **kw)
+
+
+def _is_commit(revision: str | None) -> bool:
+    """Whether ``revision`` is a full commit hash (whose files never change), not a branch or
+    a tag."""
+    import re
+
+    return revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision) is not None
 
 
 def _check_upsampler_config(config: Path, spelled: str) -> None:
