@@ -135,6 +135,20 @@ def test_a_size_that_gives_a_one_patch_grid_is_refused_before_any_work(tmp_path,
     _fails(capsys, _eval("seg", nowhere, "--backbone", "dinov9"), "unknown backbone 'dinov9'")
 
 
+@pytest.mark.usefixtures("no_model")
+def test_a_feature_scale_that_gives_a_one_cell_map_is_refused_before_any_work(tmp_path, capsys):
+    """--feature-scale 0.01 with --size 28 propagated labels on a 1x1 map (one label for the
+    whole frame) and reported its J&F as a score."""
+    nowhere = tmp_path / "none"
+    for size, scale, valid in (("28", "0.01", "0.0715"), ("224", "0.005", "0.00893")):
+        _fails(capsys, _eval("davis", nowhere, "--size", size, "--feature-scale", scale),
+               f"--feature-scale {scale} with --size {size} gives a 1x1 propagation map",
+               f"give --feature-scale {valid} or more")  # fmt: skip
+    # the scale it suggests passes (on to the missing --root)
+    _fails(capsys, _eval("davis", nowhere, "--feature-scale", "0.0715"),
+           f"--root {nowhere} does not exist")  # fmt: skip
+
+
 @pytest.fixture
 def no_data(monkeypatch):
     """Reading (checking) a dataset of seg, depth or davis is an error: "the dataset was read"."""

@@ -124,6 +124,7 @@ def check_config(cfg: EvalConfig) -> None:
         "--feature-scale", prop.feature_scale, 1.0,
         " (the side of the upsampled feature map as a fraction of the frame's --size)",
     )  # fmt: skip
+    check_feature_map(cfg)
     _at_least("--context", prop.n_last_frames, 0, " (previous frames used besides the first)")
     _at_least("--topk", prop.topk, 1, " (neighbours each position takes its label from)")
     _positive("--temperature", prop.temperature)
@@ -157,6 +158,30 @@ def check_grid(cfg: EvalConfig) -> None:
         f"--size {cfg.size}{seen} gives backbone {cfg.backbone} (patch {patch}) a {grid}x{grid} "
         f"feature grid, one feature for the whole image, which scores no upsampling: give "
         f"--size {valid} or more ({MIN_GRID}x{MIN_GRID} patches; 224 is the protocol's)"
+    )
+
+
+def feature_side(cfg: EvalConfig) -> int:
+    """DAVIS: the side of the upsampled feature map labels propagate on, ``--size`` times
+    ``--feature-scale`` rounded (at least 1)."""
+    return max(1, int(round(cfg.size * cfg.propagation.feature_scale)))
+
+
+def check_feature_map(cfg: EvalConfig) -> None:
+    """UsageError (before any data is read) where ``--size`` x ``--feature-scale`` is a
+    propagation map of fewer than :data:`MIN_GRID` cells a side: ``--feature-scale 0.01``
+    with ``--size 28`` propagated one label over the whole frame and reported its J&F."""
+    side = feature_side(cfg)
+    if side >= MIN_GRID:
+        return
+    low = MIN_GRID / cfg.size
+    digits = max(0, 2 - math.floor(math.log10(low)))  # 3 significant digits, rounded up
+    valid = math.ceil(low * 10**digits) / 10**digits
+    raise UsageError(
+        f"--feature-scale {cfg.propagation.feature_scale:g} with --size {cfg.size} gives a "
+        f"{side}x{side} propagation map, one label for the whole frame, which scores nothing: "
+        f"give --feature-scale {valid:g} or more ({MIN_GRID}x{MIN_GRID} cells; 0.5 is the "
+        "protocol's)"
     )
 
 

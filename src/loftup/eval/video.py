@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import EvalConfig, check_start
+from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
@@ -36,8 +36,7 @@ def frame_features(
     seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig
 ) -> Iterator[torch.Tensor]:
     """Upsampled features (C, h, w) of each frame, computed ``batch_size`` frames at a time."""
-    size = cfg.size
-    out = max(1, int(round(size * cfg.propagation.feature_scale)))
+    size, out = cfg.size, feature_side(cfg)
 
     def load(paths, side):
         frames = [resize_square(open_rgb(p), side, nearest=False, bicubic=True) for p in paths]
