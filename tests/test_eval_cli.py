@@ -97,6 +97,7 @@ def test_seg_runs_loftup_and_baselines_share_the_feature_cache(tmp_path, upsampl
     fresh = run_eval("seg", tmp_path, "nearest", tmp_path, "--size", "28", "--epochs", "2",
                   "--no-cache", name="fresh")  # fmt: skip
     assert fresh["metrics"] == cached["metrics"]  # cached features are the computed ones
+    assert fresh["cache"] is None  # no cache looked into: no lookup missed
 
 
 @pytest.mark.parametrize(
@@ -221,6 +222,7 @@ def test_davis_tracks_objects_given_informative_features(tmp_path, backbones):
     res = run_eval("davis", tmp_path, "bilinear", tmp_path, "--size", "56", "--no-cache",
                 "--radius", "6", backbone=COLOUR_BACKBONE)  # fmt: skip
     assert res["metrics"]["J_mean"] > 0.7 and res["metrics"]["F_mean"] > 0.7
+    assert res["cache"] is None  # --no-cache: not every frame a "miss"
 
 
 def test_davis_void_pixels_are_background_and_the_prediction_is_scored_there(tmp_path, backbones):

@@ -126,7 +126,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     results["metrics"] = metrics
     if spec.class_names:
         results["class_names"] = list(spec.class_names)
-    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
+    results["cache"] = pipe.cache.record()
     results["elapsed_s"] = round(time.time() - start, 2)
     title = f"{_what(cfg)}: mIoU {100 * metrics['miou']:.2f}"
     return finish(
@@ -178,7 +178,7 @@ def _probe_per_image(
     results["metrics"] = metrics
     results["images_without_valid_pixels"] = int((~scored).sum())
     results.update(extra or {})
-    results["cache"] = {"hits": pipe.cache.hits, "misses": pipe.cache.misses}
+    results["cache"] = pipe.cache.record()
     results["elapsed_s"] = round(time.time() - start, 2)
     return finish(cfg, results, lambda path: draw(examples, path, title=title(metrics)), report)
 

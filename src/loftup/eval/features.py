@@ -92,6 +92,11 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
+    def record(self) -> dict | None:
+        """For a run's results: the lookups that found an entry and those that computed the
+        features; None without a cache (nothing was looked up: no miss to report)."""
+        return None if self.root is None else {"hits": self.hits, "misses": self.misses}
+
     def path(self, key: str) -> Path | None:
         if self.root is None:
             return None

@@ -199,7 +199,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
                 "F": float(np.mean(v["F"])) if v["F"] else None}
             for k, v in per_object.items()
         },
-        "cache": {"hits": pipe.cache.hits, "misses": pipe.cache.misses},
+        "cache": pipe.cache.record(),
         "elapsed_s": round(time.time() - start, 2),
     }  # fmt: skip
     title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
