@@ -163,15 +163,19 @@ def guidance_image(images01: torch.Tensor, out_size: int) -> torch.Tensor:
     return F.interpolate(images01, size=size, mode="bilinear")
 
 
-def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0):
-    """A DataLoader over ``dataset`` (shuffled with a seed per epoch when ``shuffle``)."""
-    gen = torch.Generator().manual_seed(cfg.seed + epoch) if shuffle else None
+def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0, batches=None):
+    """A DataLoader over ``dataset`` (shuffled with a seed per epoch when ``shuffle``), with
+    ``cfg.workers`` worker processes. ``batches``: the indices of each batch, in order
+    (instead of ``cfg.batch_size`` consecutive items; not with ``shuffle``)."""
+    if batches is not None:
+        order = {"batch_sampler": batches}
+    else:
+        gen = torch.Generator().manual_seed(cfg.seed + epoch) if shuffle else None
+        order = {"batch_size": cfg.batch_size, "shuffle": shuffle, "generator": gen}
     return Loader(
         torch.utils.data.DataLoader(
             dataset,
-            batch_size=cfg.batch_size,
-            shuffle=shuffle,
-            generator=gen,
+            **order,
             num_workers=cfg.workers,
             worker_init_fn=worker_ignores_sigterm,  # SIGTERM ends the run cleanly, not the workers
         )

@@ -9,6 +9,7 @@ and F mean.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
 from .metrics import contour_accuracy, region_similarity
-from .pipeline import FeaturePipeline
+from .pipeline import FeaturePipeline, make_loader
 from .propagation import one_hot, propagate_video, soft_to_mask
 from .report import run_info
 from .results import finish
@@ -32,20 +33,58 @@ POLICY = "resize-square-bicubic"
 N_EXAMPLES = 4
 
 
+class FrameSet(torch.utils.data.Dataset):
+    """The frames of ``sequences``, in order, as the pipeline takes them: ``image`` resized to
+    ``size`` x ``size`` (bicubic), ``big`` to the backbone's ``input_size`` where that differs
+    (highres), and ``key``, the file's absolute path (the feature cache's key). Read in
+    ``--workers`` processes by :func:`frame_loader`."""
+
+    def __init__(self, sequences: list[DavisSequence], size: int, input_size: int) -> None:
+        self.paths = [p for seq in sequences for p in seq.frames]
+        self.size, self.input_size = size, input_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        img = open_rgb(self.paths[i])
+
+        def resized(side):
+            return to_image_tensor(resize_square(img, side, nearest=False, bicubic=True))
+
+        item = {"image": resized(self.size), "key": str(Path(self.paths[i]).resolve())}
+        if self.input_size != self.size:
+            item["big"] = resized(self.input_size)
+        return item
+
+
+def frame_loader(sequences: list[DavisSequence], pipe: FeaturePipeline, cfg: EvalConfig):
+    """The frames of ``sequences`` in batches of at most ``cfg.batch_size`` frames of one
+    sequence each (:func:`frame_features` takes a sequence's), read by ``cfg.workers``
+    processes while the main one propagates."""
+    batches, start = [], 0
+    for seq in sequences:
+        n = len(seq.frames)
+        batches += [list(range(start + i, start + min(n, i + cfg.batch_size)))
+                    for i in range(0, n, cfg.batch_size)]  # fmt: skip
+        start += n
+    frames = FrameSet(sequences, cfg.size, pipe.input_size)
+    return make_loader(frames, cfg, shuffle=False, batches=batches)
+
+
 def frame_features(
-    seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig
+    seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, batches=None
 ) -> Iterator[torch.Tensor]:
-    """Upsampled features (C, h, w) of each frame, computed ``batch_size`` frames at a time."""
-    size, out = cfg.size, feature_side(cfg)
+    """Upsampled features (C, h, w) of each frame, computed ``batch_size`` frames at a time.
 
-    def load(paths, side):
-        frames = [resize_square(open_rgb(p), side, nearest=False, bicubic=True) for p in paths]
-        return torch.stack([to_image_tensor(f) for f in frames])
-
-    for i in range(0, len(seq.frames), cfg.batch_size):
-        paths = seq.frames[i : i + cfg.batch_size]
-        big = load(paths, pipe.input_size) if pipe.input_size != size else None
-        _, hr = pipe(load(paths, size), [str(Path(p).resolve()) for p in paths], out, big)
+    ``batches``: an iterator over :func:`frame_loader`'s batches, of which this sequence's
+    are the next ones (None: read them here)."""
+    if batches is None:
+        batches = iter(frame_loader([seq], pipe, cfg))
+    out = feature_side(cfg)
+    for _ in range(0, len(seq.frames), cfg.batch_size):
+        batch = next(batches)
+        _, hr = pipe(batch["image"], batch["key"], out, batch.get("big"))
         yield from hr
 
 
@@ -120,10 +159,16 @@ def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
 
 
 def track_sequence(
-    seq: DavisSequence, pipe: FeaturePipeline, cfg: EvalConfig, examples: list, bar=None
+    seq: DavisSequence,
+    pipe: FeaturePipeline,
+    cfg: EvalConfig,
+    examples: list,
+    bar=None,
+    batches=None,
 ) -> dict[str, dict[str, list[float]]]:
-    """Propagate the first frame's objects through ``seq``; per-object J and F lists."""
-    feats = frame_features(seq, pipe, cfg)
+    """Propagate the first frame's objects through ``seq``; per-object J and F lists
+    (``batches``: see :func:`frame_features`)."""
+    feats = frame_features(seq, pipe, cfg, batches)
     first = next(feats)
     gt0 = seq.annotation(0)
     labels0, n_obj = first_frame_labels(gt0, tuple(first.shape[-2:]))
@@ -174,10 +219,12 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     per_sequence = {}
     examples: list[dict] = []
     total = sum(len(seq.frames) - 1 for seq in sequences)
-    with tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False) as bar:
+    batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for every sequence
+    bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
+    with bar, contextlib.closing(batches):  # closed: the workers end with the run
         for seq in sequences:
             bar.set_postfix(sequence=seq.name, refresh=False)
-            scores = track_sequence(seq, pipe, cfg, examples, bar)
+            scores = track_sequence(seq, pipe, cfg, examples, bar, batches)
             per_object.update(scores)
             per_sequence[seq.name] = davis_statistics(scores)
     metrics = davis_statistics(per_object)
