@@ -100,3 +100,46 @@ def test_git_commit_is_loftups_own_not_that_of_a_repository_around_an_install(
     here = Path(__file__).resolve().parents[1]
     if (here / ".git").exists() and here in Path(loftup.__file__).resolve().parents:
         assert ours is not None  # run from this checkout: its own commit is found
+
+
+def test_feature_cache_keys_hub_weights_by_what_was_loaded(tmp_path, monkeypatch):
+    """Weights from the hub were keyed by the repo's name alone (None for the official ones),
+    so a repo updated upstream (or its cache filled again from another copy) kept giving the
+    old weights' cached features: now by the digest the results record, hashed once."""
+    from huggingface_hub import constants
+    from transformers import Dinov2Config, Dinov2Model
+
+    from conftest import make_hf_cache
+    from loftup.eval import EvalConfig
+    from loftup.eval.pipeline import FeaturePipeline
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28)
+
+    def upload(seed):  # the hub repo's weights, as the cache holds them
+        torch.manual_seed(seed)
+        Dinov2Model(config).save_pretrained(tmp_path / f"w{seed}")
+        files = {p.name: p for p in (tmp_path / f"w{seed}").iterdir()}
+        make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", files)
+
+    def pipeline(weights=None, backbone="dinov2_vits14"):
+        cfg = EvalConfig(task="seg", dataset="cocostuff", root=".", backbone=backbone,
+                         upsampler="bilinear", backbone_weights=weights, size=28,
+                         cache_dir=str(tmp_path / "c"))  # fmt: skip
+        return FeaturePipeline(cfg, policy="p")
+
+    upload(0)
+    first = pipeline()
+    digest = first.record()["backbone"]["weights_digest"]
+    assert first.cache.settings["weights_digest"] == digest
+    assert pipeline().cache.path("x") == first.cache.path("x")  # the same weights: read again
+    by_id = pipeline("facebook/dinov2-small")
+    assert by_id.cache.settings["weights"] == "facebook/dinov2-small"
+    assert by_id.cache.settings["weights_digest"] == digest
+    upload(1)  # the repo updated upstream, fetched again
+    assert pipeline().cache.path("x") != first.cache.path("x")
+    assert pipeline("facebook/dinov2-small").cache.path("x") != by_id.cache.path("x")
+    # weights that are no hub's keep their keys: a local folder by its files, none by nothing
+    local = pipeline(str(tmp_path / "w1"))
+    assert "weights_digest" not in local.cache.settings
+    assert "weights_digest" not in pipeline(backbone="dinov2_tiny").cache.settings

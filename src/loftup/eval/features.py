@@ -2,7 +2,7 @@
 
 A cache entry is one safetensors file holding the low-resolution features (C, h, w) of one
 image. Its key is a hash of the backbone name, its weights (a local folder by its files' size
-and modification time, as an image), what it is given (where that changes
+and modification time, as an image; the hub's by a digest of what was loaded), what it is given (where that changes
 its features: CLIP, SigLIP), the image (path, size in bytes and modification time), the input
 size and the preprocessing policy: change any of these and the entry is recomputed. Files are
 written atomically, so an interrupted run leaves no half entry.
@@ -65,6 +65,9 @@ class FeatureCache:
         which keeps the keys of entries written before it existed).
       revision: the featurizer's ``revision`` (None for a backbone whose features loftup has
         never computed otherwise, which keeps its earlier entries).
+      weights_digest: a digest of the weights as loaded, for weights from the hub, whose id
+        names no version: a repo updated upstream is other features (None: weights a local
+        folder, keyed by its files, or none, which keeps their entries).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class FeatureCache:
         policy: str,
         input_norm: str | None = None,
         revision: str | None = None,
+        weights_digest: str | None = None,
     ):
         self.root = Path(root).expanduser() if root is not None else None
         self.settings = {
@@ -89,6 +93,8 @@ class FeatureCache:
             self.settings["input_norm"] = input_norm
         if revision is not None:  # entries of the features computed before are never read
             self.settings["revision"] = revision
+        if weights_digest is not None:  # the hub's weights by content, not by the repo's name
+            self.settings["weights_digest"] = weights_digest
         self.hits = 0
         self.misses = 0
 

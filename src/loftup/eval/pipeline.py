@@ -50,6 +50,7 @@ class FeaturePipeline:
         self.input_size = backbone_size(cfg)
         self.upsample = bilinear if self.highres else get_upsampler(cfg.upsampler, self.device)
         self._check_pairing(cfg)
+        self._digest: str | None = None  # of the backbone's weights, once (backbone_digest)
         self.cache = FeatureCache(
             cfg.cache_dir,
             backbone=cfg.backbone,
@@ -58,7 +59,27 @@ class FeaturePipeline:
             policy=policy,
             input_norm=self.featurizer.input_norm_key(),
             revision=self.featurizer.revision,
+            weights_digest=self.backbone_digest() if self._hub_weights(cfg) else None,
         )
+
+    @staticmethod
+    def _hub_weights(cfg: EvalConfig) -> bool:
+        """Whether the backbone's weights came from the hub (an id, or the official ones)."""
+        from pathlib import Path
+
+        from ..featurizers import resolve
+
+        if cfg.backbone_weights is None:
+            return resolve(cfg.backbone).default_weights is not None
+        return not Path(cfg.backbone_weights).expanduser().exists()
+
+    def backbone_digest(self) -> str:
+        """The digest of the backbone's weights (:meth:`record`'s), hashed once a run."""
+        from ..extract.record import weights_digest
+
+        if self._digest is None:
+            self._digest = weights_digest(self.featurizer)
+        return self._digest
 
     def _check_pairing(self, cfg: EvalConfig) -> None:
         dim = getattr(self.upsample, "dim", None)
@@ -127,7 +148,7 @@ class FeaturePipeline:
             "revision": feat.revision,
             "patch_size": int(feat.patch_size),
             "dim": self.dim,
-            "weights_digest": weights_digest(feat),
+            "weights_digest": self.backbone_digest(),
         }
         if self.highres:
             kind = "backbone on a larger input, then bilinear"
