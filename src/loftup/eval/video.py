@@ -35,9 +35,9 @@ N_EXAMPLES = 4
 
 class FrameSet(torch.utils.data.Dataset):
     """The frames of ``sequences``, in order, as the pipeline takes them: ``image`` resized to
-    ``size`` x ``size`` (bicubic), ``big`` to the backbone's ``input_size`` where that differs
-    (highres), and ``key``, the file's absolute path (the feature cache's key). Read in
-    ``--workers`` processes by :func:`frame_loader`."""
+    ``size`` x ``size`` (bicubic), ``backbone_image`` to the backbone's ``input_size`` where
+    that differs (highres; as the segmentation sets name it), and ``key``, the file's absolute
+    path (the feature cache's key). Read in ``--workers`` processes by :func:`frame_loader`."""
 
     def __init__(self, sequences: list[DavisSequence], size: int, input_size: int) -> None:
         self.paths = [p for seq in sequences for p in seq.frames]
@@ -54,7 +54,7 @@ class FrameSet(torch.utils.data.Dataset):
 
         item = {"image": resized(self.size), "key": str(Path(self.paths[i]).resolve())}
         if self.input_size != self.size:
-            item["big"] = resized(self.input_size)
+            item["backbone_image"] = resized(self.input_size)
         return item
 
 
@@ -84,7 +84,7 @@ def frame_features(
     out = feature_side(cfg)
     for _ in range(0, len(seq.frames), cfg.batch_size):
         batch = next(batches)
-        _, hr = pipe(batch["image"], batch["key"], out, batch.get("big"))
+        _, hr = pipe(batch["image"], batch["key"], out, batch.get("backbone_image"))
         yield from hr
 
 
