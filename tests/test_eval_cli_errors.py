@@ -149,6 +149,23 @@ def test_a_feature_scale_that_gives_a_one_cell_map_is_refused_before_any_work(tm
            f"--root {nowhere} does not exist")  # fmt: skip
 
 
+@pytest.mark.usefixtures("no_model")
+def test_a_highres_factor_without_highres_is_said_to_do_nothing(tmp_path, capsys):
+    """--highres-factor 4 with another upsampler was taken silently (and recorded as a
+    setting of the run) while it changed nothing."""
+    nowhere = tmp_path / "none"
+    for upsampler, extra, warned in (
+        ("bilinear", ["--highres-factor", "4"], True),
+        ("highres", ["--highres-factor", "4"], False),
+        ("bilinear", [], False),
+    ):
+        assert main(_eval("seg", nowhere, *extra, upsampler=upsampler)) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith("error: --root"), lines  # the run goes on to its checks
+        warning = "warning: --highres-factor scales the input of --upsampler highres only"
+        assert (warning in lines[0]) is warned and len(lines) == 1 + warned, lines
+
+
 @pytest.fixture
 def no_data(monkeypatch):
     """Reading (checking) a dataset of seg, depth or davis is an error: "the dataset was read"."""

@@ -3,6 +3,8 @@ then :func:`loftup.eval.evaluate`."""
 
 from __future__ import annotations
 
+import sys
+
 from .common import add_backbone_norm, write_json
 
 
@@ -50,7 +52,7 @@ def add_eval(sub) -> None:
         )
         t.add_argument("--seed", type=int, default=0, help="probe seed (default 0)")
         t.add_argument(
-            "--highres-factor", type=int, default=2, help="input scale for highres (default 2)"
+            "--highres-factor", type=int, default=None, help="input scale for highres (default 2)"
         )
         t.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
         t.add_argument(
@@ -112,7 +114,7 @@ def _cmd_eval(args) -> int:
         lr=None if davis else args.lr,
         workers=args.workers,
         seed=args.seed,
-        highres_factor=args.highres_factor,
+        highres_factor=2 if args.highres_factor is None else args.highres_factor,
         json=args.json,
         figure=args.figure,
         save_masks=args.save_masks if davis else None,
@@ -125,6 +127,13 @@ def _cmd_eval(args) -> int:
             topk=args.topk,
             temperature=args.temperature,
             radius=args.radius,
+        )
+    cfg.check()  # a value out of range is the one line said, before this warning
+    if args.highres_factor is not None and args.upsampler != "highres":
+        print(
+            f"warning: --highres-factor scales the input of --upsampler highres only; it does "
+            f"nothing for {args.upsampler}",
+            file=sys.stderr,
         )
     results = evaluate(cfg, report=lambda r: print(summary(r)))  # before any file
     print(f"figure: {results['figure']}")
