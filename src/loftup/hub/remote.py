@@ -13,7 +13,8 @@ from .damaged import damage, damaged_in_cache
 from .reach import hub_reachable, offline_reason
 from .registry import RELEASED, resolve_name
 
-# their names before the split into :mod:`.reach`
+# their names before the split into :mod:`.reach`, for reading: hub_file calls reach's own
+# functions, so code that replaces them (a test's monkeypatch) patches them there
 _offline, _hub_reachable = offline_reason, hub_reachable
 
 
