@@ -410,6 +410,23 @@ def test_the_forward_table_s_peak_memory_is_in_megabytes_as_its_label_says():
     assert " 315MB " in table.splitlines()[1]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc behaviour")
+def test_cpu_peak_memory_counts_memory_an_earlier_case_freed():
+    """On the CPU the peak is the resident set's growth: memory that an earlier case freed and
+    malloc kept, reused, did not grow it, and a case after a larger one read a fraction of its
+    working memory (here 0.2 MB of 262)."""
+    from loftup.bench.core import PeakMemory
+
+    size = 16384 * 4  # 64 KB blocks: below malloc's mmap threshold, so on its heap
+    blocks = [torch.ones(16384) for _ in range(4000)]
+    pin = torch.ones(16384)  # above them on the heap: their pages are not its free top
+    del blocks  # freed, the pages kept by malloc
+    with PeakMemory() as mem:
+        again = [torch.ones(16384) for _ in range(4000)]
+    assert mem.peak_bytes >= 0.8 * size * len(again)
+    del again, pin
+
+
 def test_the_forward_table_explains_a_fraction_of_peak_over_one():
     """An emulated precision's matrix-product rate (about 1 GFLOP/s for bfloat16 on an AVX2
     CPU) was printed as "0" and the rows beside it at 2061% of it, without a word."""
