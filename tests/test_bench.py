@@ -318,6 +318,11 @@ def test_gpu_sh_keeps_what_the_cuda_tests_said(tmp_path):
     assert judged(got) == (True, got["summary"])
     assert judged({**got, "summary": "1 failed, 25 passed in 90.1s"})[0] is False
     assert judged({**got, "summary": "25 passed, 1 error in 90.1s"})[0] is False
+    # every test skipped (no GPU seen, Triton missing) ran nothing: not a pass
+    assert judged({**got, "summary": "45 skipped in 3.1s"}) == (
+        None,
+        "45 skipped in 3.1s: none passed",
+    )
     assert judged(killed) == (False, "no count line (killed by its timeout?)")
     assert judged(None) == (None, "-")
 
