@@ -44,6 +44,9 @@ def test_bench_json_has_precisions_reference_and_arithmetic(tmp_path):
     finally:
         torch.set_num_threads(threads)
     report = json.loads(out.read_text())
+    # what ran is said: a size without a reference row was above its limit, not failed
+    assert report["settings"]["reference_max_size"] == 448 and report["failed"] == []
+    assert report["settings"]["repeats"] == 1 and report["machine"]["torch_threads"] == 1
     rows = {(r["method"], r["dtype"]): r for r in report["results"]}
     assert set(rows) == {
         ("loftup", "float32"),

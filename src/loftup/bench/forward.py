@@ -144,6 +144,10 @@ def bench_forward(
             "chunk_size": chunk_size,
             "conv": conv,
             "flops_per_pixel": fpp,
+            "seed": seed,
+            # why a size has no reference or graph row: not asked for there, not failed
+            "reference_max_size": reference_max_size if reference is not None else None,
+            "graph_max_size": graph_max_size if torch.device(device).type == "cuda" else 0,
         },
         "peak_gflops_per_s": peaks,
         "results": rows,
