@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from loftup import LoftUp, kernels  # noqa: E402
 from loftup.atomic import write_json  # noqa: E402
-from loftup.bench.core import time_alternating  # noqa: E402
+from loftup.bench.core import kernel_state, machine_info, time_alternating  # noqa: E402
 from loftup.compiled import graph_upsampler  # noqa: E402
 from loftup.fastpath import conv3x3_relu, decode, encode_kv, encode_region  # noqa: E402
 from loftup.layers import image_minmax  # noqa: E402
@@ -70,6 +70,9 @@ def main() -> None:
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "dtype": str(dt),
         "triton": kernels.available(),
+        # what ran (GPU, torch, CUDA, Triton, threads, commit, date) and with which settings
+        "machine": machine_info(dev),
+        "settings": {"sizes": list(sizes), "repeats": reps, "dim": dim, "grid": 16},
     }
     torch.set_grad_enabled(False)
     for size in sizes:
@@ -145,6 +148,8 @@ def main() -> None:
         row["seconds"] = round(time.perf_counter() - t0, 1)
         out[str(size)] = row
         print(size, json.dumps(row["ms"]), flush=True)
+        if cuda:  # whether the Triton kernels passed their self-test (on the first forward)
+            out["machine"]["triton_kernels"] = kernel_state(dev)
         write_json(a.json, out)  # atomic: a run cut short keeps the last complete file
 
 

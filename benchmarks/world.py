@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from loftup.atomic import write_json
+from loftup.bench import machine_info
 from loftup.data.scene_files import write_scenes
 from loftup.data.scenes import SceneConfig
 from loftup.featurizers import get_featurizer
@@ -53,6 +54,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = get_featurizer("scenes_vit_p8")
     out = {
+        "machine": machine_info("cpu"),  # CPU, torch, threads, commit, date
+        "count": args.count,
         "threads": torch.get_num_threads(),
         "generation_s_per_image_128": time_generation(50),
         "forward_s_batch1_128": time_forward(model, 1),

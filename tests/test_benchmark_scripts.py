@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -26,6 +27,9 @@ def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
     _script("gpu_probe.py", "--smoke", "--json", str(out))
     report = json.loads(out.read_text())
     assert report["device"] in ("cpu", "cuda")
+    # the figures say what they were measured on and how, as loftup bench's do
+    assert report["machine"]["torch"] == torch.__version__ and report["machine"]["torch_threads"]
+    assert report["settings"]["sizes"] == [32] and report["settings"]["repeats"] == 1
     (size,) = [k for k in report if k.isdigit()]  # one toy size
     steps = report[size]["ms"]  # milliseconds per step
     assert {"encode", "conv1", "conv2", "forward", "forward (PyTorch kernels)"} <= set(steps)
@@ -36,6 +40,7 @@ def test_world_costs_and_class_information(tmp_path):
     out = tmp_path / "world.json"
     _script("world.py", "--count", "2", "--json", str(out))
     report = json.loads(out.read_text())
+    assert report["machine"]["torch"] == torch.__version__ and report["count"] == 2
     assert report["generation_s_per_image_128"] > 0 and report["forward_s_batch8_128"] > 0
     probe = report["probe_128"]
     assert probe["scenes"] == 2 and 0 <= probe["patch_accuracy"] <= 1
