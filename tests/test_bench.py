@@ -825,3 +825,20 @@ def test_a_suite_runs_on_the_device_asked_for(monkeypatch, capsys):
         with pytest.raises(Ran):
             main(["bench", "--suite", "smoke", "--only", "parity", *device])
     assert seen == ["cpu", "cuda"]
+
+
+def test_a_reference_that_would_not_run_is_refused_and_one_left_out_is_said(capsys):
+    """--reference with --reference-max-size below every size timed no reference and said
+    nothing; a size above it had no reference row without a word (not a failure: not asked)."""
+    tiny = ["--dim", "32", "--grid", "4", "--no-peak", "--repeats", "1"]
+    ref = ["--reference", str(STANDIN), *tiny]
+    assert main(["bench", "--sizes", "24", "--reference-max-size", "16", *ref]) == 2
+    err = capsys.readouterr().err
+    assert "--reference-max-size) 16 is below every size asked for (24)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", "--sizes", "16", "--graph-max-size", "-1", *tiny]) == 2
+    assert "must be an integer >= 0 (0: none), got -1" in capsys.readouterr().err
+    assert main(["bench", "--sizes", "8", "16", "--reference-max-size", "8", *ref]) == 0
+    out = capsys.readouterr().out
+    assert "\nreference  float32       8 " in out and "reference  float32      16" not in out
+    assert "# reference not timed at 16: above --reference-max-size 8" in out

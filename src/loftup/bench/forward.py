@@ -102,7 +102,8 @@ def bench_forward(
     check_settings(
         sizes, dim=dim if model is None else None, grid=grid, batch=batch, repeats=repeats,
         warmup=warmup, tile_size=tile_size, chunk_size=chunk_size, dtypes=dtypes,
-        budget_s=budget_s,
+        budget_s=budget_s, reference=reference is not None,
+        reference_max_size=reference_max_size, graph_max_size=graph_max_size,
     )  # fmt: skip
     torch.manual_seed(seed)
     if model is None:

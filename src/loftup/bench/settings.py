@@ -19,10 +19,14 @@ def check_settings(
     chunk_size: int | None = None,
     dtypes=("float32",),
     budget_s: float | None = None,
+    reference: bool = False,
+    reference_max_size: int = 448,
+    graph_max_size: int = 0,
 ) -> None:
     """A :class:`loftup.errors.UsageError` naming the first setting of
     :func:`.forward.bench_forward` that it cannot run with (before any model is built or
-    anything is timed). ``dim`` None: the model is given, its own width is used."""
+    anything is timed). ``dim`` None: the model is given, its own width is used. ``reference``:
+    whether the paper's implementation is timed too (up to ``reference_max_size``)."""
     from ..model import LoftUpConfig
 
     sizes = list(sizes)
@@ -61,3 +65,14 @@ def check_settings(
         )
     if budget_s is not None and not budget_s > 0:
         raise UsageError(f"budget_s must be > 0 seconds or None, got {budget_s}")
+    if not is_int(graph_max_size) or graph_max_size < 0:
+        raise UsageError(
+            f"graph_max_size (--graph-max-size) is the largest side timed from a CUDA graph and "
+            f"must be an integer >= 0 (0: none), got {graph_max_size}"
+        )
+    if reference and (not is_int(reference_max_size) or reference_max_size < min(sizes)):
+        raise UsageError(
+            f"reference_max_size (--reference-max-size) {reference_max_size} is below every size "
+            f"asked for ({' '.join(map(str, sizes))}): the paper's code given as reference would "
+            f"never run; raise it to at least {min(sizes)}, or leave the reference out"
+        )

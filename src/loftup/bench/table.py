@@ -20,6 +20,15 @@ def format_table(report: dict) -> str:
             f"{fmt_s(r['best_s']):>10} {gf:>8} {frac:>6} {r['peak_memory_bytes'] / 1e6:>7.0f}MB "
             f"{dev:>8}"
         )
+    limit = report.get("settings", {}).get("reference_max_size")
+    above = sorted(
+        {r["size"] for r in report["results"] if limit is not None and r["size"] > limit}
+    )
+    if above:  # not a row that failed: one not asked for
+        lines.append(
+            f"# reference not timed at {', '.join(map(str, above))}: above --reference-max-size "
+            f"{limit}"
+        )
     for f in report.get("failed", []):
         lines.append(f"# failed: {f['method']} {f['dtype']} {f['size']}: {f['error']}")
     if any(r.get("fraction_of_peak", 0) > 1 for r in report["results"]):
