@@ -466,6 +466,25 @@ def test_bench_only_without_suite_or_with_unknown_section_is_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_a_tables_options_with_a_suite_are_refused_not_ignored(capsys):
+    """--suite cpu --sizes 16 ran the whole suite at its own sizes (15 minutes), the option
+    dropped without a word: each table option given with a suite is named, before anything
+    runs; the suite's own options (--threads, --only, --json) are taken."""
+    from loftup.cli import main
+
+    assert main(["bench", "--suite", "cpu", "--sizes", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --sizes sets one table, and --suite cpu sets its own; drop it, or leave out "
+        "--suite for one table (--only picks a suite's sections)\n"
+    )
+    assert main(["bench", "--suite", "smoke", "--dim", "8", "--tf32", "--only", "parity"]) == 2
+    assert "error: --dim, --tf32 set one table, and --suite smoke" in capsys.readouterr().err
+    # a suite option's error is still its own: the table check passed
+    assert main(["bench", "--suite", "cpu", "--threads", "1", "--only", "nope"]) == 2
+    assert "no section 'nope'" in capsys.readouterr().err
+
+
 def test_time_budget_cuts_the_rounds_but_keeps_a_minimum():
     import time
 

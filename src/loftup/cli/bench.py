@@ -80,7 +80,28 @@ def add_bench(sub) -> None:
         help="with --suite: run just these sections (comma-separated; see loftup.bench.suite)",
     )
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' for stdout)")
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_cmd_bench, table_defaults={d: p.get_default(d) for d in TABLE_ONLY})
+
+
+#: The options of one table (their dests), which a suite sets for itself: given with --suite,
+#: they are refused, not ignored (--suite cpu --sizes 16 ran the whole 15-minute suite)
+TABLE_ONLY = (
+    "sizes", "dtypes", "dim", "grid", "batch", "repeats", "warmup", "reference_max_size",
+    "tile_size", "chunk_size", "conv", "no_peak", "tf32", "graph_max_size",
+)  # fmt: skip
+
+
+def _refuse_table_options(args) -> None:
+    """A LoftUpError naming the table options given with ``--suite`` (each suite sets its own
+    sizes, precisions and settings)."""
+    given = [d for d, default in args.table_defaults.items() if getattr(args, d) != default]
+    if given:
+        named = ", ".join("--" + d.replace("_", "-") for d in given)
+        raise LoftUpError(
+            f"{named} {'sets' if len(given) == 1 else 'set'} one table, and --suite "
+            f"{args.suite} sets its own; drop {'it' if len(given) == 1 else 'them'}, or leave "
+            "out --suite for one table (--only picks a suite's sections)"
+        )
 
 
 def _cmd_bench(args) -> int:
@@ -95,6 +116,8 @@ def _cmd_bench(args) -> int:
     check_threads(args.threads)
     if args.only and not args.suite:
         raise LoftUpError("--only picks sections of a suite; add --suite cpu|gpu|smoke")
+    if args.suite:
+        _refuse_table_options(args)
     if args.stream is not None:
         check_stream_size(args.stream)  # --stream runs last: said now, not after the table
     if not args.suite:
