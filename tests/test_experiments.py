@@ -804,6 +804,7 @@ def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
         ("log.out_dir=x", "give --out"),
         ("data.root=d", "give --data"),
         ("max_steps=5", "give --stage1-steps or --stage2-steps"),
+        ("epochs=3", "its max_steps outranks epochs: give --stage1-steps or --stage2-steps"),
         ("stage=2", "it trains the stages each variant needs"),
         ("init=runs/s1/checkpoint.pt", "stage 2 starts from the variant's own stage-1 run"),
         ("backbone=dinov2_vits14", "give --backbone"),

@@ -98,6 +98,8 @@ def base_overrides(s: ExperimentSettings) -> dict:
 PER_RUN = {
     "seed": "give --seeds N (runs of seeds 0 to N-1)",
     "max_steps": "give --stage1-steps or --stage2-steps",
+    # each run's max_steps outranks epochs: an epochs=3 override was taken and did nothing
+    "epochs": "its max_steps outranks epochs: give --stage1-steps or --stage2-steps",
     "stage": "it trains the stages each variant needs",
     "init": "stage 2 starts from the variant's own stage-1 run",
     "data.root": "give --data",
