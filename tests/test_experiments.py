@@ -844,6 +844,27 @@ def test_a_finished_experiment_ends_with_status_0_on_a_terminal_that_is_gone(tmp
     assert status == 0
 
 
+def test_the_last_line_names_the_copy_that_json_wrote(tmp_path, monkeypatch, capsys):
+    """`--json FILE` wrote its copy of results.json, but the final "wrote ..." line named only
+    the report folder's files: where the copy went was left for the user to remember."""
+    import loftup.experiments
+
+    def finished(settings, json_path=None):  # what run_experiment leaves: its files, said
+        (tmp_path / "report.md").write_text("# coords\n")
+        return {"settings": {"out": str(tmp_path)}, "figures": ["bars.png"]}
+
+    monkeypatch.setattr(loftup.experiments, "run_experiment", finished)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["experiment", "coords", "--quick", "--json", "~/copy.json"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (
+        f"wrote {tmp_path}/report.md, results.json and bars.png; a copy of results.json in "
+        f"{tmp_path}/home/copy.json"
+    )
+    assert main(["experiment", "coords", "--quick"]) == 0  # no copy: none said
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("results.json and bars.png")
+
+
 @pytest.mark.parametrize(
     "name, override, key",
     [

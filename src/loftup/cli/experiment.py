@@ -66,6 +66,7 @@ def add_experiment(sub) -> None:
 
 
 def _cmd_experiment(args) -> int:
+    import os
     from pathlib import Path
 
     from ..experiments import ExperimentSettings, run_experiment
@@ -83,6 +84,8 @@ def _cmd_experiment(args) -> int:
     results = run_experiment(settings, json_path=None if args.json == "-" else args.json)
     out = Path(results["settings"]["out"])
     wrote = f"wrote {out}/report.md, results.json and {', '.join(results['figures'])}"
+    if args.json and args.json != "-":  # the copy asked for is said too, as it was written
+        wrote += f"; a copy of results.json in {os.path.expanduser(args.json)}"
     say_done((out / "report.md").read_text() + "\n" + wrote)  # a gone terminal: lost, status 0
     if args.json == "-":
         write_json("-", results)
