@@ -10,7 +10,7 @@ import yaml
 
 from loftup.cli import main
 from loftup.errors import LoftUpError, UsageError
-from loftup.train.config import default_config, load_config, packaged_configs
+from loftup.train.config import ModelConfig, default_config, load_config, packaged_configs
 
 
 def test_packaged_recipe_is_the_papers():
@@ -517,6 +517,36 @@ def test_stage_two_starts_from_an_upsampler_of_ones_own_by_hub_id(tmp_path, caps
     line = _one_error_line(capsys)
     assert "init not here/x.pt does not exist" in line and "the hub id ORG/NAME[@REVISION]" in line
     assert not out.exists()
+
+
+def test_print_config_shows_a_hub_init_architecture_from_the_cache(tmp_path, capsys,
+                                                                   monkeypatch, small_init):  # fmt: skip
+    """--print-config with init=ORG/NAME showed the default architecture, not the one stage 2
+    trains: it is read from config.json in the Hugging Face cache (no download), and where
+    that is not cached the printed config says that its model keys are not init's."""
+    from huggingface_hub import constants
+
+    from conftest import make_hf_cache
+
+    make_hf_cache(tmp_path / "hub", "someone/my-up", {"config.json": small_init / "config.json"})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    args = ["train", "--stage", "2", "--data", str(tmp_path), "--print-config"]
+    assert main([*args, "init=someone/my-up", "model.attention_window=3"]) == 0
+    printed = capsys.readouterr().out
+    model = yaml.safe_load(printed)["model"]
+    assert (model["depth"], model["num_heads"], model["n_freqs"]) == (1, 2, 4)
+    assert model["attention_window"] == 3 and "#" not in printed
+    assert main([*args, "init=someone/my-up", "model.depth=3"]) == 2  # as the run refuses it
+    assert "model.depth=3 contradicts init someone/my-up, which has model.depth=1" in (
+        _one_error_line(capsys)
+    )
+    assert main([*args, "init=someone/other@v2"]) == 0  # not cached: said, above model
+    printed = capsys.readouterr().out
+    note = printed.split("\nmodel:\n")[0].splitlines()[-1]
+    assert note.startswith("# model: stage 2 trains the architecture of init someone/other@v2,")
+    assert note.endswith("the keys below are this config's, not necessarily init's")
+    assert yaml.safe_load(printed)["model"]["depth"] == ModelConfig().depth
 
 
 def test_stage_two_honours_model_attention_window(tmp_path, small_init):

@@ -51,11 +51,13 @@ def _cmd_train(args) -> int:
 
         validate(cfg)
         check_backbone_fit(cfg)
+        note = ""
         if cfg.stage == 2:
             from ..train.build import with_init_architecture
 
-            cfg = with_init_architecture(cfg)
-        say_done(yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False).removesuffix("\n"))
+            cfg, note = _hub_init_architecture(with_init_architecture(cfg))
+        text = yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False).removesuffix("\n")
+        say_done(text.replace("\nmodel:\n", f"\n{note}model:\n", 1) if note else text)
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
         result = train(cfg, resume=args.resume)
@@ -66,6 +68,54 @@ def _cmd_train(args) -> int:
         lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     say_done("\n".join(lines))
     return 0
+
+
+def _hub_init_architecture(cfg):
+    """``(cfg, note)`` for --print-config of stage 2 whose ``init`` is no file or folder here:
+    a hub id ``ORG/NAME[@REVISION]`` whose ``config.json`` the Hugging Face cache holds gives
+    its architecture (read from the cache only: no download, offline or not; the run reads the
+    cached copy first too); else ``cfg`` as it is and a YAML comment saying that its ``model``
+    keys are not init's, which the run takes when it reads init ("" where init is here)."""
+    import dataclasses
+    from pathlib import Path
+
+    if not cfg.init or Path(cfg.init).expanduser().exists():
+        return cfg, ""
+    from ..hub import ALIASES, RELEASED, hub_id
+
+    repo = None if ALIASES.get(cfg.init, cfg.init) in RELEASED else hub_id(cfg.init)
+    config = _cached_record(*repo) if repo is not None else None
+    if config is None:
+        return cfg, (
+            f"# model: stage 2 trains the architecture of init {cfg.init}, taken when the run "
+            "reads it (not read here: no file or folder here, nor an upsampler's config.json in "
+            "the Hugging Face cache); the keys below are this config's, not necessarily init's\n"
+        )
+    from ..train.build import stage2_architecture
+    from ..train.config import ModelConfig
+
+    arch = stage2_architecture(cfg, config, f"init {cfg.init}")
+    return dataclasses.replace(cfg, model=ModelConfig(**arch)), ""
+
+
+def _cached_record(repo_id: str, revision: str | None):
+    """The LoftUpConfig in hub repo ``repo_id``'s ``config.json`` as the Hugging Face cache
+    holds it (no download), or None where it holds none or none readable (the run says why)."""
+    import json
+    from pathlib import Path
+
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..errors import CheckpointError
+    from ..hub.record import CONFIG_NAME, read_record
+
+    path = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision)
+    if not isinstance(path, str):
+        return None
+    try:
+        return read_record(json.loads(Path(path).read_text()), path, "")[0]
+    except (OSError, ValueError, CheckpointError):
+        return None
 
 
 @contextlib.contextmanager
