@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pickle
 
 import numpy as np
@@ -1472,7 +1473,10 @@ def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_
             load_upsampler(source)
         msg = str(e.value)
         assert "\n" not in msg and missing in msg, msg
-        assert msg.startswith(f"upsampler {source} (no such local path, so looked up on the hub)")
+        assert msg.startswith(
+            f"upsampler {source} (no file or folder {source} in the current folder {os.getcwd()}, "
+            "so taken for a hub repo id): "
+        )
         assert "is not in the Hugging Face cache (nor is 'config.json', which it needs too)" in msg
         assert "HF_HUB_OFFLINE=1 is set" in msg and f"Run `loftup download {source}`" in msg
         assert msg.endswith(

@@ -511,7 +511,19 @@ def test_stage_two_starts_from_an_upsampler_of_ones_own_by_hub_id(tmp_path, caps
     # a hub id not in the cache offline is said as load_upsampler says it
     assert main([*args, "init=someone/other@v2", "model.depth=3"]) == 2
     line = _one_error_line(capsys)
-    assert line.startswith("error: upsampler someone/other@v2 (no such local path, so looked up")
+    assert line.startswith(
+        "error: upsampler someone/other@v2 (no file or folder someone/other@v2 in"
+    )
+    # a run folder not made yet (one slash: it reads as a hub id too) is said as both
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "init=runs/s1", "model.depth=3"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(
+        f"error: upsampler runs/s1 (no file or folder runs/s1 in the current folder {tmp_path}, "
+        "so taken for a hub repo id): file 'model.safetensors' of hub repo 'runs/s1' is not in "
+        "the Hugging Face cache"
+    )
+    assert "or pass a local path instead" in line
     # what is neither is named with everything init takes
     assert main([*args, "init=not here/x.pt"]) == 2
     line = _one_error_line(capsys)

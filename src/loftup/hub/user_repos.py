@@ -5,6 +5,7 @@ download, as the released checkpoints are read (:mod:`.remote`). Which text is a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .remote import hub_folder, looks_like_path
@@ -43,8 +44,13 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
     spelled = repo_id if revision is None else f"{repo_id}@{revision}"
+    # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
+    where = (
+        f" (no file or folder {spelled} in the current folder {os.getcwd()}, so taken for a hub "
+        "repo id)"
+    )
     kw = dict(
-        what=f"upsampler {spelled} (no such local path, so looked up on the hub)",
+        what=f"upsampler {spelled}{'' if downloading else where}",
         local_hint=(
             f"the folder save_pretrained wrote ({WEIGHTS_NAME} + {CONFIG_NAME}), "
             "load_upsampler('/path/to/folder') or `loftup upsample -m /path/to/folder`"
