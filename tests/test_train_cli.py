@@ -34,3 +34,29 @@ def test_print_config_to_a_terminal_that_is_gone_ends_with_status_0(tmp_path, ca
     assert not printed.endswith("\n\n") and f"out_dir: {tmp_path}\n" in printed
     with gone_terminal():
         assert main(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "flag, override",
+    [
+        (["--data", "/a"], "data.root=/b"),
+        (["--out", "/a"], "log={out_dir: /b}"),
+        (["--masks", "sam"], "data.masks=superpixels"),
+    ],
+)
+def test_a_shorthand_and_an_override_of_its_key_that_disagree_are_refused(flag, override, capsys):
+    """`--data /a data.root=/b` trained on /a without a word (the shorthand is set last): one
+    line names both and the fix, before anything is read; the same value twice is no conflict."""
+    argv = ["train", "--config", "stage1_cpu", *flag, "--print-config"]
+    assert main([*argv, override]) == 2
+    err = capsys.readouterr().err.strip()
+    key = {"--data": "data.root", "--out": "log.out_dir", "--masks": "data.masks"}[flag[0]]
+    other = override.rsplit("=", 1)[1] if "{" not in override else "/b"
+    assert err == (
+        f"error: {flag[0]} {flag[1]} and the override {key}={other} disagree ({flag[0]} is short "
+        f"for {key}=...): give one of them"
+    )
+    assert main([*argv, f"{key}={flag[1]}"]) == 0
+    assert f" {flag[1]}\n" in capsys.readouterr().out
+    if flag[0] != "--masks":  # a quoted ~ is the home folder in both
+        assert main([*argv[:3], flag[0], "~/a", f"{key}=~/a", "--print-config"]) == 0

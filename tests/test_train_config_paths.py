@@ -49,8 +49,12 @@ def test_overrides_and_the_command_line_expand_and_print_the_expanded_path(
     # --data and --out are the shell's: what it left of them ('$DATA/x' quoted) is a name
     out = tmp_path / "out"
     argv = ["train", "--config", "stage1_cpu", "--data", "$DATA/x", "--out", str(out)]
-    assert main([*argv, "data.root=$DATA/y", "--print-config"]) == 0
+    assert main([*argv, "--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["data"]["root"] == "$$DATA/x"  # as written
+    assert main([*argv, "data.root=$DATA/x", "--print-config"]) == 2  # another folder: refused
+    assert "--data $DATA/x and the override data.root=/datasets/x disagree" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("value", ["$LOFTUP_TEST_UNSET/sa1b", "${LOFTUP_TEST_UNSET}/sa1b"])

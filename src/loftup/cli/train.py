@@ -35,6 +35,7 @@ def _cmd_train(args) -> int:
     from ..train import load_config, train
     from .common import say_done
 
+    _refuse_two_values(args)
     overrides = list(args.overrides)
     if args.masks is not None:
         overrides.append(f"data.masks={args.masks}")
@@ -68,6 +69,27 @@ def _cmd_train(args) -> int:
         lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     say_done("\n".join(lines))
     return 0
+
+
+def _refuse_two_values(args) -> None:
+    """A shorthand (--data, --out, --masks) and an override of its key with another value: the
+    shorthand won silently (`--data /a data.root=/b` trained on /a), so one line names both."""
+    from os.path import expanduser
+
+    from ..errors import UsageError
+    from ..train.config.loading import read_overrides
+
+    given = read_overrides(args.overrides)  # (bad ones are said here as load_config says them)
+    for flag, key in (("--data", "data.root"), ("--out", "log.out_dir"), ("--masks", "data.masks")):
+        value = getattr(args, flag[2:])
+        section, name = key.split(".")
+        other = given.get(section, {}).get(name) if isinstance(given.get(section), dict) else None
+        # a leading ~ is the home folder in both (README); any other text is compared as is
+        if value is not None and other is not None and expanduser(str(other)) != expanduser(value):
+            raise UsageError(
+                f"{flag} {value} and the override {key}={other} disagree ({flag} is short for "
+                f"{key}=...): give one of them"
+            )
 
 
 def _hub_init_architecture(cfg):
