@@ -179,6 +179,22 @@ def test_a_value_out_of_range_is_named_with_its_range(override, words):
     assert "\n" not in str(e.value)
 
 
+def test_an_epochs_override_that_max_steps_outranks_is_refused():
+    """`loftup train --config stage1_cpu epochs=3` trained stage1_cpu's 200 steps: max_steps,
+    where set, is the run's length, and the override was taken and did nothing."""
+    with pytest.raises(UsageError) as e:
+        load_config("stage1_cpu", ["epochs=3"])
+    assert str(e.value) == (
+        "override epochs=3 has no effect: max_steps=200 (the config's) sets the run's length (it "
+        "outranks epochs); give max_steps=null with it, or max_steps=N alone"
+    )
+    with pytest.raises(UsageError, match=r"^override epochs=2 has no effect: max_steps=5 sets"):
+        load_config("stage1_sa1b", ["epochs=2", "max_steps=5"])
+    assert load_config("stage1_cpu", ["epochs=3", "max_steps=null"]).epochs == 3
+    assert load_config("stage1_sa1b", ["epochs=3"]).epochs == 3  # max_steps: null there
+    assert load_config("stage1_cpu").epochs == 1  # a file's own epochs beside max_steps: as is
+
+
 def test_range_errors_are_one_line_from_the_cli_before_any_work(tmp_path, capsys):
     for override, words in [
         ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan (the recipe's value: "),

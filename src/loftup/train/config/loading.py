@@ -120,6 +120,13 @@ def load_config(
     data["stage"] = stage
     defaults = default_config(stage).to_dict()
     cfg = build(TrainConfig, merge(defaults, data), "")
+    if "epochs" in given and cfg.max_steps is not None:  # epochs=3 was taken and did nothing
+        whose = "" if "max_steps" in given else " (the config's)"
+        raise UsageError(
+            f"override epochs={given['epochs']} has no effect: max_steps={cfg.max_steps}{whose} "
+            "sets the run's length (it outranks epochs); give max_steps=null with it, or "
+            "max_steps=N alone"
+        )
     # stage 2 takes its architecture from init: which model keys the user set, to be checked
     # against it (loftup.train.build.stage2_architecture); not a field, so not saved
     model = data.get("model")

@@ -153,7 +153,8 @@ class TrainConfig:
       init: stage 2's starting point (any ``load_upsampler`` source: a stage-1 checkpoint, folder,
         released name).
       batch_size: the global batch (split over processes under torchrun).
-      epochs, max_steps: one epoch over the data, unless max_steps stops earlier.
+      epochs, max_steps: the run's length: max_steps steps where set (fewer or more than an
+        epoch; epochs then counts for nothing), else epochs passes over the data.
       device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``...; under torchrun a
         CUDA device is each process's own GPU, ``cuda:LOCAL_RANK``.
       precision: ``fp32`` or ``bf16`` (autocast for the backbone and the upsampler).
