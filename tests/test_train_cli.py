@@ -60,3 +60,14 @@ def test_a_shorthand_and_an_override_of_its_key_that_disagree_are_refused(flag, 
     assert f" {flag[1]}\n" in capsys.readouterr().out
     if flag[0] != "--masks":  # a quoted ~ is the home folder in both
         assert main([*argv[:3], flag[0], "~/a", f"{key}=~/a", "--print-config"]) == 0
+
+
+def test_print_config_of_stage_two_without_init_says_what_the_run_says(capsys):
+    """`loftup train --stage 2 --print-config` printed `init: null` as a config that runs,
+    where the run itself refuses it first: the same one line (a resumed run needs no init)."""
+    assert main(["train", "--stage", "2", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: stage 2 starts from a stage-1 result: set init=RUN/checkpoint.pt")
+    assert "\n" not in err
+    assert main(["train", "--stage", "2", "--print-config", "--resume"]) == 0
+    assert "init: null\n" in capsys.readouterr().out

@@ -52,6 +52,10 @@ def _cmd_train(args) -> int:
 
         validate(cfg)
         check_backbone_fit(cfg)
+        if cfg.stage == 2 and not cfg.init and not args.resume:  # no file to look for: said
+            from ..train.preflight import check_init
+
+            check_init(cfg.init)
         note = ""
         if cfg.stage == 2:
             from ..train.build import with_init_architecture
