@@ -42,6 +42,13 @@ def test_without_backbones_and_all(fetched):
     assert fetched == list(loftup.hub.RELEASED)
 
 
+def test_all_given_twice_is_all(fetched):
+    # it said "'all' goes on its own, not with : run ..." (no other name to list)
+    assert [n for n, _ in download_names(["all", "all"], backbones=False)] == list(
+        loftup.hub.RELEASED
+    )
+
+
 def test_all_with_other_names_says_all_goes_alone(fetched):
     # it said "unknown name 'all'" after fetching the names before it
     with pytest.raises(

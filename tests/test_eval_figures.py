@@ -49,3 +49,15 @@ def test_a_figure_is_closed_whether_it_is_written_or_not(tmp_path, kind):
     with pytest.raises(KeyError):  # drawing fails: an example without its image
         draw([{k: v for k, v in examples[0].items() if k != "image"}], tmp_path / "g.png")
     assert plt.get_fignums() == [] and not (tmp_path / "g.png").exists()
+
+
+def test_a_figure_given_as_a_link_is_written_where_it_points(tmp_path):
+    """--figure is a file the user names, as --json is: a link to a figure kept elsewhere
+    stays one and the figure is drawn there (the rename replaced the link with a plain file)."""
+    kept = tmp_path / "kept" / "fig.png"
+    kept.parent.mkdir()
+    kept.write_bytes(b"old")
+    link = tmp_path / "fig.png"
+    link.symlink_to(kept)
+    DRAW["seg"](_examples("seg"), link)
+    assert link.is_symlink() and kept.read_bytes().startswith(b"\x89PNG")

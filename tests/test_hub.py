@@ -1303,6 +1303,11 @@ def test_a_save_stopped_between_its_two_files_is_told_on_load(tmp_path, monkeypa
 
     save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
     assert load_upsampler(folder).config.num_heads == 4
+    # other weights so written beside it: compared by what was read, and refused
+    save_file(first.state_dict(), folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="their weights_digests differ") as e:
+        load_upsampler(folder)
+    assert str(e.value).endswith("write the folder again with save_pretrained")
 
 
 def test_a_folder_where_the_weights_file_should_be_is_named(tmp_path):
@@ -1430,13 +1435,16 @@ def test_a_hub_repo_of_another_kind_is_refused_before_its_weights_download(
         "hub repo someone/bb holds no upsampler: its config.json is not a loftup config (no "
         '"format": "loftup"), so its weights were not downloaded; '
     )
-    assert "a transformers 'dinov2' model, a backbone's weights" in str(e.value)
+    assert (
+        "a transformers 'dinov2' model, a backbone's weights: pass it as the backbone's "
+        "(backbone_weights='someone/bb', CLI --backbone-weights someone/bb)"
+    ) in str(e.value)
     cached = try_to_load_from_cache("someone/bb", "model.safetensors", cache_dir=tmp_path / "hub")
     assert not isinstance(cached, str)
 
 
 def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
-    tmp_path, monkeypatch, local_hub
+    tmp_path, monkeypatch, local_hub, capsys
 ):
     """Loading an upsampler of one's own by id reads the cache, without asking the hub; `loftup
     download ORG/NAME` asks it, and fetches the newer commit its owner pushed since (it kept
@@ -1457,8 +1465,18 @@ def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
         assert torch.equal(load_upsampler("someone/my-up")(lr, image), first(lr, image))
         assert main(["download", "someone/my-up"]) == 0
         assert torch.equal(load_upsampler("someone/my-up")(lr, image), second(lr, image))
+    capsys.readouterr()
+    monkeypatch.setattr("loftup.hub.remote._WARNED", set())  # said once a process
+    _use_mirror(monkeypatch, local_hub({}, commit="3" * 40), tmp_path / "hub")  # repo gone
+    assert main(["download", "someone/my-up"]) == 0  # the copy it has, said once a file
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in err] == [
+        "warning: hub repo 'someone/my-up' did not give 'config.json'",
+        "warning: hub repo 'someone/my-up' did not give 'model.safetensors'",
+    ]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["download", "someone/my-up"]) == 0  # the copy it has
+    assert main(["download", "someone/my-up"]) == 0  # offline: the copy is all there is
+    assert capsys.readouterr().err == ""
 
 
 def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_path, monkeypatch):

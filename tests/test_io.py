@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,13 +165,17 @@ def test_unreadable_files_are_named(tmp_path, content):
         load_image(tmp_path / "missing.png")
 
 
-def test_a_file_pillow_cannot_identify_is_named_once(tmp_path):
-    """It said "cannot read image X: cannot identify image file 'X'"."""
-    path = tmp_path / "bad.png"
-    path.write_bytes(b"not an image")
-    with pytest.raises(ImageReadError) as e:
-        load_image_tensor(path)
-    assert str(e.value) == f"cannot read image {path}: cannot identify image file"
+@pytest.mark.parametrize("name", ["bad.png", "image", "file"])
+def test_a_file_pillow_cannot_identify_is_named_once(tmp_path, monkeypatch, name):
+    """It said "cannot read image X: cannot identify image file 'X'"; the path taken out of the
+    message is the quoted one only, not a word that spells it (a file named "image" given by
+    its relative name)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(b"not an image")
+    for path in (tmp_path / name, Path(name)):
+        with pytest.raises(ImageReadError) as e:
+            load_image_tensor(path)
+        assert str(e.value) == f"cannot read image {path}: cannot identify image file"
 
 
 @pytest.mark.parametrize("limit, said", [(1, "1 pixel,"), (3, "3 pixels,"), (4, "4 pixels,")])

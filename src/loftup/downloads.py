@@ -31,7 +31,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .hub import ALIASES, RELEASED, download
     from .hub.user_repos import hub_id
 
-    if "all" in names and len(names) > 1:
+    if "all" in names and set(names) != {"all"}:
         others = ", ".join(repr(n) for n in names if n != "all")
         raise UsageError(
             f"'all' goes on its own (it fetches every released upsampler), not with {others}: "
@@ -39,7 +39,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         )
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
-    for name in list(RELEASED) if names == ["all"] else names:
+    for name in list(RELEASED) if "all" in names else names:
         repo, at, _ = name.partition("@")
         if at and repo in by_repo:  # loaded from its main branch, by name
             raise UsageError(
@@ -101,7 +101,9 @@ def _hub_repo(repo: str, revision: str | None = None) -> Path:
         "downloading": True,
     }
     try:
-        info = json.loads(hub_file(repo, CONFIG_FILE, revision=revision, **kw).read_text())
+        # asked of the hub, not read from the cache: the owner may have pushed again
+        config = hub_file(repo, CONFIG_FILE, revision=revision, refresh=True, **kw)
+        info = json.loads(config.read_text())
         kind, loftup = info.get("model_type"), info.get("format") == FORMAT_TAG
     except (ValueError, AttributeError):  # not JSON, or not an object: fetched again below
         kind, loftup = None, False
@@ -115,4 +117,4 @@ def _hub_repo(repo: str, revision: str | None = None) -> Path:
         )
     if kind == "sam":
         return resolve_sam(repo, downloading=True)
-    return hub_folder(repo, HUB_FILES, **kw)
+    return hub_folder(repo, HUB_FILES, refresh=True, **kw)

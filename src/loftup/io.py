@@ -131,9 +131,9 @@ def _without(path: Path, e: BaseException) -> str:
     """``e``'s message less the path it names (Pillow's "cannot identify image file '...'",
     an OSError's "Permission denied: '...'"), which the line already begins with."""
     text = str(e)
-    for spelled in (repr(str(path)), str(path)):
-        text = text.replace(f": {spelled}", "").replace(f" {spelled}", "")
-    return text
+    quoted = repr(str(path))
+    text = text.replace(f": {quoted}", "").replace(f" {quoted}", "")
+    return text.removesuffix(f": {path}")  # as an OSError ends, unquoted: never a word of it
 
 
 def _not_a_file(path: Path) -> str:

@@ -51,7 +51,8 @@ def _save(fig, plt, path: str | Path) -> Path:
     path = Path(path)
     try:
         fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        # a figure is a file the user named (--figure) or asked for: a link to it stays one
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), follow_links=True)
     finally:
         plt.close(fig)
     return path

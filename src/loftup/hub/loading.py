@@ -262,8 +262,8 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
         config, backbone, norm = read_record(info, str(cfg_file), fix)
-        check_same_save(info, cfg_file, weights)
         state, _ = to_native(read_weights(weights), str(weights))
+        check_same_save(info, cfg_file, weights, state)
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():

@@ -26,13 +26,13 @@ DIGEST_KEY = "weights_digest"
 
 
 def weights_digest(state: dict) -> str:
-    """sha256 of a state dict's names, dtypes, shapes and values, in the order given (cheap: a
-    few ms for an upsampler)."""
+    """sha256 of a state dict's names, dtypes, shapes and values, by name (the order a file
+    gives them in is no matter; cheap: a few ms for an upsampler)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for key, tensor in state.items():
-        t = tensor.detach().cpu().contiguous()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
         digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -114,13 +114,13 @@ def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | N
     return read_record(info, f"{path}'s header record", "; write it again with save_pretrained")
 
 
-def check_same_save(info: dict, config_file: Path, weights: Path) -> None:
+def check_same_save(info: dict, config_file: Path, weights: Path, state: dict) -> None:
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
     config.json, and one stopped between the two left the new weights beside the earlier
-    save's record. Records without a digest (earlier saves), and weights whose header has none
-    (an earlier save's, or written by another tool: config.json is their only record), are not
-    compared."""
+    save's record. Records without a digest (earlier saves) are not compared; weights whose
+    header has none (an earlier save's, or written again by another tool) are compared by the
+    digest of ``state``, what was read from them (the same weights pass)."""
     digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
     if digest is None:
         return
@@ -128,12 +128,19 @@ def check_same_save(info: dict, config_file: Path, weights: Path) -> None:
     if header is None and not _readable(weights):
         return  # a damaged file: reading the weights says what is wrong with it
     theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
-    if theirs is not None and theirs != digest:
+    if theirs is None:
+        theirs = weights_digest(state)
+    if theirs != digest:
+        own = (
+            f", or delete {config_file.name} to load the weights with the record in their own "
+            "header"
+            if isinstance(header, dict)
+            else ""
+        )
         raise CheckpointError(
             f"{config_file} is the record of another save than {weights} (their "
             f"{DIGEST_KEY}s differ: a save_pretrained stopped between the two files, or files "
-            f"of two saves put together); write the folder again with save_pretrained, or "
-            f"delete {config_file.name} to load the weights with the record in their own header"
+            f"of two saves put together); write the folder again with save_pretrained{own}"
         )
 
 

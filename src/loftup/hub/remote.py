@@ -77,8 +77,8 @@ def hub_file(
                 f"again; or pass a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
-            if good is not None:  # the hub did not answer: the copy there is
-                return Path(good)
+            if good is not None:
+                return _kept(Path(good), e, repo_id, filename)
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
@@ -148,6 +148,28 @@ def looks_like_path(text: str) -> bool:
     return (
         text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
     )
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
+    """The cached copy, where a refresh of it failed: said where the hub answered (the repo or
+    file gone, renamed, made private: the copy is then no longer what the hub holds), silent
+    where it did not answer (no network: the copy is all there is)."""
+    import warnings
+
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if isinstance(e, HfHubHTTPError) and (repo_id, filename) not in _WARNED:
+        _WARNED.add((repo_id, filename))  # once: a download asks for config.json more than once
+        first = str(e).splitlines()[0][:200]
+        warnings.warn(
+            f"hub repo {repo_id!r} did not give {filename!r} ({type(e).__name__}: {first}); "
+            f"kept the cached copy, {cached}",
+            stacklevel=3,
+        )
+    return cached
 
 
 def hub_folder(repo_id: str, groups, **kw) -> Path:

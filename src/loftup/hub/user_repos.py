@@ -84,7 +84,6 @@ def _check_upsampler_config(config: Path, spelled: str) -> None:
     import json
 
     from ..errors import CheckpointError
-    from .loading import _backbone_hint
     from .record import FORMAT_TAG
 
     try:
@@ -93,11 +92,18 @@ def _check_upsampler_config(config: Path, spelled: str) -> None:
         return
     if isinstance(info, dict) and info.get("format") == FORMAT_TAG:
         return
-    hint = _backbone_hint(config)
+    kind = info.get("model_type") if isinstance(info, dict) else None
+    repo = spelled.partition("@")[0]  # a backbone's weights are read from the main branch
+    hint = (
+        f"it holds a transformers {kind!r} model, a backbone's weights: pass it as the "
+        f"backbone's (backbone_weights={repo!r}, CLI --backbone-weights {repo}), and an "
+        "upsampler's repo, as save_pretrained writes it, as the upsampler"
+        if isinstance(kind, str)
+        else "pass an upsampler's repo, as save_pretrained writes it"
+    )
     raise CheckpointError(
         f"hub repo {spelled} holds no upsampler: its config.json is not a loftup config (no "
-        f'"format": "loftup"), so its weights were not downloaded'
-        + (f"; {hint}" if hint else "; pass an upsampler's repo, as save_pretrained writes it")
+        f'"format": "loftup"), so its weights were not downloaded; {hint}'
     )
 
 
