@@ -187,9 +187,11 @@ def _check_other_world(out: Path, info: dict, said_as: dict | None = None) -> No
         partial = None if old is not None else read_json_object(out / PARTIAL)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out or delete it") from None
-    written = [  # every file of a scene, the first one written (its JPEG) or a later one
-        p for folder in ("sa1b", "labels") for p in (out / folder).glob("sa_*.*")
-    ]
+    written = (  # every file of a scene, the first one written (its JPEG) or a later one
+        []
+        if old is not None  # a finished world: its scenes are its own (not listed: thousands)
+        else [p for folder in ("sa1b", "labels") for p in (out / folder).glob("sa_*.*")]
+    )
     if old is None and (partial is None or not written):
         if partial is None and written:  # scenes of an unrecorded world
             raise UsageError(
