@@ -196,7 +196,8 @@ def local_hub():
     for anything else, so the real download code runs, offline. ``serve(files, gated=repos)``:
     those repos answer as the hub does for a gated repo the caller may not read (401,
     X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
-    again is another commit)."""
+    again is another commit). ``failing``: (repo_id, filename) pairs whose download (the GET
+    after the HEAD) is answered with a 500, as a hub that fails mid-download does."""
     import hashlib
     import http.server
     import threading
@@ -207,8 +208,10 @@ def local_hub():
         files: dict,
         gated: tuple[str, ...] = (),
         commit: str = "89abcdef0123456789abcdef0123456789abcdef",
+        failing: tuple[tuple[str, str], ...] = (),
     ) -> str:
         by_path = {f"/{repo}/resolve/main/{name}": data for (repo, name), data in files.items()}
+        broken = {f"/{repo}/resolve/main/{name}" for repo, name in failing}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
@@ -216,6 +219,11 @@ def local_hub():
                     self.send_response(401)
                     self.send_header("X-Error-Code", "GatedRepo")
                     self.send_header("X-Error-Message", "Access to this model is restricted.")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if body and self.path.split("?")[0] in broken:
+                    self.send_response(500)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -1479,6 +1479,65 @@ def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("weights", ["failing", "missing"])
+def test_a_refresh_whose_weights_cannot_be_had_keeps_the_cached_commit_loading(
+    tmp_path, monkeypatch, local_hub, capsys, weights
+):
+    """`loftup download ORG/NAME` of a repo pushed again whose config.json arrives but whose
+    weights do not (the hub fails, or the push holds none): the cache's ref moved to the new
+    commit with the config and stayed there, so loading by id offline found no weights although
+    the earlier commit's files were all cached. The refresh is all or nothing."""
+    from loftup.cli import main
+
+    first, folder1, (lr, image) = _own_upsampler(tmp_path)
+    _, folder2, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    names = ("model.safetensors", "config.json")
+    files = {("someone/my-up", n): (folder1 / n).read_bytes() for n in names}
+    _use_mirror(monkeypatch, local_hub(files, commit="1" * 40), tmp_path / "hub")
+    assert main(["download", "someone/my-up"]) == 0
+    files = {("someone/my-up", n): (folder2 / n).read_bytes() for n in names}
+    failing = (("someone/my-up", "model.safetensors"),)
+    if weights == "missing":  # a push of the config alone
+        del files["someone/my-up", "model.safetensors"]
+    _use_mirror(monkeypatch, local_hub(files, commit="2" * 40, failing=failing), tmp_path / "hub")
+    capsys.readouterr()
+    assert main(["download", "someone/my-up"]) == 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/my-up")(lr, image), first(lr, image))
+    err = capsys.readouterr().err
+    assert "'model.safetensors' of hub repo 'someone/my-up' could not be downloaded" in err, err
+    assert err.rstrip().endswith(
+        f"; loading someone/my-up still reads the files of commit {'1' * 40} cached before"
+    ), err
+
+
+def test_a_backbone_repo_refresh_whose_weights_fail_keeps_the_cached_commit(
+    tmp_path, monkeypatch, local_hub
+):
+    """The same for a backbone's repo of one's own: its config.json of the newer commit came,
+    its weights did not, and the cache still gives the weights of the commit it had."""
+    from huggingface_hub import try_to_load_from_cache
+    from safetensors.torch import save_file
+
+    from loftup.cli import main
+
+    for commit, width in (("1" * 40, 32), ("2" * 40, 64)):
+        save_file({"w": torch.zeros(width)}, tmp_path / "w.safetensors")
+        files = {
+            ("someone/bb", "config.json"): json.dumps(
+                {"model_type": "dinov2", "hidden_size": width}
+            ).encode(),  # fmt: skip
+            ("someone/bb", "model.safetensors"): (tmp_path / "w.safetensors").read_bytes(),
+        }
+        failing = (("someone/bb", "model.safetensors"),) if width == 64 else ()
+        _use_mirror(monkeypatch, local_hub(files, commit=commit, failing=failing), tmp_path / "hub")
+        assert main(["download", "someone/bb"]) == (2 if failing else 0)
+    for name in ("config.json", "model.safetensors"):
+        found = try_to_load_from_cache("someone/bb", name, cache_dir=tmp_path / "hub")
+        assert isinstance(found, str) and f"/snapshots/{'1' * 40}/" in found, (name, found)
+
+
 def test_an_upsampler_by_hub_id_missing_offline_names_the_files_and_the_fix(tmp_path, monkeypatch):
     """Offline with the repo's files not cached: one line naming the repo, the files it needs
     and how to provide them (a download elsewhere, or the local folder), as the released

@@ -83,7 +83,17 @@ def _hub_repo(repo: str, revision: str | None = None) -> Path:
     """Fill the Hugging Face cache with hub repo ``repo``, read by its config.json: an
     upsampler's files (save_pretrained's, at ``revision``), SAM's (with its processor's
     settings), or a backbone's (config.json and its weights: one file, or the index of its
-    shards and each shard); returns the folder."""
+    shards and each shard); returns the folder. All or nothing (:func:`all_or_nothing`): a
+    newer commit whose config.json came but whose weights did not leaves the cache reading
+    the commit it had."""
+    from .hub.remote import all_or_nothing
+
+    with all_or_nothing(repo, revision):
+        return _fetch_repo(repo, revision)
+
+
+def _fetch_repo(repo: str, revision: str | None) -> Path:
+    """:func:`_hub_repo`'s download, file by file."""
     import json
 
     from .data.sam import resolve_sam

@@ -6,6 +6,7 @@ how to pass a local path instead. What is wrong with a damaged cached file, and 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
@@ -170,6 +171,41 @@ def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
             stacklevel=3,
         )
     return cached
+
+
+_REFRESHING: set[Path] = set()
+
+
+@contextmanager
+def all_or_nothing(repo_id: str, revision: str | None = None):
+    """A refresh of hub repo ``repo_id`` (at branch or tag ``revision``; None: main) that an
+    offline load sees whole or not at all: the first file of a newer commit moves the cache's
+    ref (``refs/<branch>``, holding the commit's hash) to that commit, whose other files are
+    then looked for there; where any of them cannot be fetched (an error, an interrupt), the
+    ref is set back to the commit it held, whose cached files load as before. A
+    WeightsNotFoundError says so. Nested, for the same ref, the outer one decides."""
+    from ..atomic import atomic_write_bytes
+
+    ref = Path(_cache()) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    if ref in _REFRESHING:
+        yield
+        return
+    before = ref.read_bytes() if ref.is_file() else None
+    _REFRESHING.add(ref)
+    try:
+        yield
+    except BaseException as e:
+        if before is None or not ref.is_file() or ref.read_bytes() == before:
+            raise
+        atomic_write_bytes(ref, before)
+        if not isinstance(e, WeightsNotFoundError):
+            raise
+        raise WeightsNotFoundError(
+            f"{e}; loading {repo_id if revision is None else f'{repo_id}@{revision}'} still "
+            f"reads the files of commit {before.decode(errors='replace')} cached before"
+        ) from None
+    finally:
+        _REFRESHING.discard(ref)
 
 
 def hub_folder(repo_id: str, groups, **kw) -> Path:

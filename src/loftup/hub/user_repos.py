@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .remote import hub_folder, looks_like_path
+from .remote import all_or_nothing, hub_folder, looks_like_path
 
 
 def hub_id(text: str) -> tuple[str, str | None] | None:
@@ -40,6 +40,8 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
     (``downloading``: for ``loftup download``). Its config.json is fetched and read first: a
     repo of another kind (a backbone's, whose weights may be gigabytes) is refused before its
     weights are downloaded."""
+    from contextlib import nullcontext
+
     from ..errors import LoftUpError
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
@@ -60,13 +62,15 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
         revision=revision,
         refresh=downloading and not _is_commit(revision),  # the owner may have pushed again
     )
-    try:
-        config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
-    except LoftUpError:  # not to be had: the error below names both files
-        config = None
-    if config is not None:
-        _check_upsampler_config(config, spelled)
-    return hub_folder(repo_id, [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME], **kw)
+    # a refresh whose weights do not come leaves the cache reading the commit it had
+    with all_or_nothing(repo_id, revision) if kw["refresh"] else nullcontext():
+        try:
+            config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
+        except LoftUpError:  # not to be had: the error below names both files
+            config = None
+        if config is not None:
+            _check_upsampler_config(config, spelled)
+        return hub_folder(repo_id, [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME], **kw)
 
 
 def _is_commit(revision: str | None) -> bool:
