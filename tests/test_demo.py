@@ -119,13 +119,28 @@ def test_a_demo_of_an_earlier_version_is_resumed_only_where_its_options_can_be_c
     assert make_train_scenes(begun, reuse=True) == out / "scenes" / "train"
     assert make_val_scenes(begun, reuse=True) == out / "scenes" / "val"
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == kept  # not rewritten
-    other = DemoConfig(out=str(out), size=8, train_scenes=4, val_scenes=2, seed=3)
-    with pytest.raises(UsageError, match=r"train holds another world \(seed 0 -> 3; "):
-        make_train_scenes(other, reuse=True)
-    with pytest.raises(UsageError, match=r"val holds another world \(seed 1 -> 4\)"):
-        make_val_scenes(other, reuse=True)
-    with pytest.raises(UsageError, match=r"--train-scenes 6 -> 4"):
+    # the options as typed: it said "seed 1 -> 4" of the held-out scenes (the world's seed,
+    # --seed + 1) and "size 16x16 -> 32x32" of the training ones (twice --size)
+    other = DemoConfig(out=str(out), size=16, train_scenes=4, val_scenes=2, seed=3)
+    fix = "; run with those to go on with them, or choose another --out or delete it"
+    for make, part, diff in (
+        (make_train_scenes, "training", "--size 8 -> 16; --seed 0 -> 3; --train-scenes 6 -> 4"),
+        (make_val_scenes, "held-out", "--size 8 -> 16; --seed 0 -> 3"),
+    ):
+        folder = out / "scenes" / ("train" if part == "training" else "val")
+        with pytest.raises(UsageError) as e:
+            make(other, reuse=True)
+        assert str(e.value) == f"{folder} holds the {part} scenes of other options ({diff}){fix}"
+        with pytest.raises(UsageError, match=rf"^{folder} holds the {part} scenes of other "):
+            make(other, progress=False)  # written afresh over them: refused as well
+    with pytest.raises(UsageError, match=r"\(--train-scenes 6 -> 4\); run with those"):
         make_train_scenes(DemoConfig(out=str(out), size=8, train_scenes=4), reuse=True)
+    # a world no demo's options make is told in its own values, saying whose they are
+    record = json.loads((out / "scenes" / "val" / "world.json").read_text())
+    record["config"]["scale"] = 3.0
+    (out / "scenes" / "val" / "world.json").write_text(json.dumps(record))
+    with pytest.raises(UsageError, match=r"another world \(seed of the held-out scenes 1 -> 4; "):
+        make_val_scenes(other, reuse=True)
     (out / "runs" / "stage1").mkdir(parents=True)  # training, of options no record holds
     with pytest.raises(UsageError, match=r"^--resume: .* begun by an earlier version .*demo.json"):
         check_out(begun, resume=True)

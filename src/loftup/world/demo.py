@@ -92,25 +92,70 @@ def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
 
 def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
     cfg.check_train_scenes()
-    big = SceneConfig(height=2 * cfg.size, width=2 * cfg.size, scale=2.0)
-    return _scenes(cfg, "train", big, cfg.train_scenes, cfg.seed, reuse, progress)
+    return _scenes(cfg, "train", cfg.train_scenes, reuse, progress)
 
 
 def make_val_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
-    val_cfg = SceneConfig(height=cfg.size, width=cfg.size)
-    return _scenes(cfg, "val", val_cfg, cfg.val_scenes, cfg.seed + 1, reuse, progress)
+    return _scenes(cfg, "val", cfg.val_scenes, reuse, progress)
 
 
-def _scenes(cfg, part: str, config, count: int, seed: int, reuse: bool, progress: bool) -> Path:
+#: How the demo's scene folders are told apart in its errors.
+_PARTS = {"train": "training", "val": "held-out"}
+
+
+def _world(part: str, size: int, seed: int) -> tuple[SceneConfig, int]:
+    """The scene config and seed of the demo's ``part`` scenes, for its ``--size`` and
+    ``--seed``: training scenes at twice the size and scale 2, held-out ones at the size and
+    the next seed."""
+    if part == "train":
+        return SceneConfig(height=2 * size, width=2 * size, scale=2.0), seed
+    return SceneConfig(height=size, width=size), seed + 1
+
+
+def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     """``OUT/scenes/PART``, written, or with ``reuse`` kept where it holds this very world
     complete: one of other options is refused, naming what differs, whatever the demo's record
     says (a folder of an earlier version has none)."""
     root = Path(cfg.out) / "scenes" / part
-    said_as = {"count": f"--{part}-scenes"}  # seed, size: the world's (the options' x2, +1)
+    config, seed = _world(part, cfg.size, cfg.seed)
+    _check_options(root, cfg, part, count)
+    # what _check_options left: values of the world the demo's options do not set
+    said_as = {"count": f"--{part}-scenes", "seed": f"seed of the {_PARTS[part]} scenes"}
+    said_as["size"] = f"size of the {_PARTS[part]} scenes"
     if reuse and (root / "world.json").is_file():
         check_world(root, config, count, seed=seed, said_as=said_as)
         return root
     return write_scenes(root, config, count, seed=seed, progress=progress, said_as=said_as)
+
+
+def _check_options(root: Path, cfg: DemoConfig, part: str, count: int) -> None:
+    """A UsageError where ``root`` holds (finished or begun) the ``part`` scenes of a demo of
+    other options, naming them as the command line gives them (``--seed 0 -> 3``): the world's
+    own values (the held-out scenes' seed is --seed + 1, the training scenes' size twice
+    --size) read as other numbers than those typed."""
+    from ..atomic import read_json_object
+    from ..data.scene_files import PARTIAL
+    from ..errors import LoftUpError, UsageError
+
+    try:
+        record = read_json_object(root / "world.json") or read_json_object(root / PARTIAL)
+        height, width = record["config"]["height"], record["config"]["width"]
+        seed = record["seed"] - (part == "val")
+        size = height // 2 if part == "train" else height
+        was = {"size": size, "seed": seed, f"{part}_scenes": record["count"]}
+        if height != width or not all(isinstance(v, int) for v in was.values()):
+            return
+        # whether it is the world of those options, and of nothing else besides
+        check_world(root, _world(part, size, seed)[0], record["count"], seed=record["seed"])
+    except (LoftUpError, ValueError, TypeError, KeyError):
+        return  # no demo's world: check_world names what differs, as the world holds it
+    now = {"size": cfg.size, "seed": cfg.seed, f"{part}_scenes": count}
+    diff = [f"--{k.replace('_', '-')} {was[k]} -> {now[k]}" for k in was if was[k] != now[k]]
+    if diff:
+        raise UsageError(
+            f"{root} holds the {_PARTS[part]} scenes of other options ({'; '.join(diff)}); "
+            "run with those to go on with them, or choose another --out or delete it"
+        )
 
 
 def stage_config(
