@@ -702,3 +702,39 @@ def test_a_run_resumed_to_train_on_is_not_ended_until_it_writes_its_own_summary(
     resumed = train(tiny(sa1b, out, 1, 4), resume=True)
     assert resumed.steps == 4 and json.loads((out / "summary.json").read_text())["steps"] == 4
     assert json.loads((out / "final" / "config.json").read_text())["metadata"]["steps"] == 4
+
+
+def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_only(
+    sa1b, monkeypatch
+):
+    """target_seconds times the stage-1 target alone: on a GPU the backbone's kernels are only
+    queued when its call returns, so the clock must wait for them (it counted them as target
+    time, inflating the target share benchmarks/train_step.py reports). On the CPU the work is
+    done when the call returns: no CUDA call is made there."""
+    from loftup.train import batches
+
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    batches.settle(torch.device("cpu"))
+    assert synced == []
+    batches.settle(torch.device("cuda", 1))  # the device given, not the current one
+    assert synced == [torch.device("cuda", 1)]
+
+    cfg = tiny(sa1b, "unused", 1, 1)
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    batch = collate([MaskedImages(sa1b, size=56)[i] for i in range(cfg.batch_size)])
+    image = featurizer.normalize(batch["image"].float() / 255)
+    draws = draw_step(cfg, 0, featurizer.dim, featurizer.patch_size, [56])
+    events = []
+    settle = batches.settle
+    monkeypatch.setattr(batches, "settle", lambda d: events.append(f"settle {d}") or settle(d))
+    clock = batches.time.perf_counter
+    monkeypatch.setattr(batches.time, "perf_counter", lambda: events.append("clock") or clock())
+
+    def backbone(x):
+        events.append("backbone")
+        return featurizer(x)
+
+    inputs = stage1_inputs(backbone, image, batch, draws, cfg)
+    assert events[:5] == ["backbone", "settle cpu", "clock", "settle cpu", "clock"]
+    assert inputs["target_seconds"] >= 0 and synced == [torch.device("cuda", 1)]
