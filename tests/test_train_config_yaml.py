@@ -54,6 +54,49 @@ def test_an_unknown_key_names_the_key_meant(override, hint):
     assert str(e.value).endswith(hint)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # a key below a value: it said "optim.lr must be float, got {'x': 1}"
+        ("optim.lr.x=1", "config key optim.lr is a float value, not a section: there is no "
+         "key optim.lr.x; set optim.lr=... itself"),
+        ("stage2.global_sizes.a.b=1", "config key stage2.global_sizes is a list value, not a "
+         "section: there is no key stage2.global_sizes.a.b; set stage2.global_sizes=... itself"),
+        # an empty part of the key: each said "has no key before '='"
+        ("optim..lr=1", "override 'optim..lr=1' has two dots together in its key optim..lr "
+         "(e.g. optim.lr=3e-4)"),
+        (".lr=1", "override '.lr=1' has a dot at the start of its key .lr (e.g. optim.lr=3e-4)"),
+        ("optim.=1", "override 'optim.=1' has a dot at the end of its key optim. "
+         "(e.g. optim.lr=3e-4)"),
+        (" =1", "override ' =1' has no key before '=' (e.g. optim.lr=3e-4)"),
+        # a mapping where a value goes, as a list item or empty, is still a wrong type
+        ("stage2.global_sizes=[{a: 1}]", "config key stage2.global_sizes must be int, got "
+         "{'a': 1}"),
+        ("optim.lr={}", "config key optim.lr must be float, got {}"),
+    ],
+)  # fmt: skip
+def test_a_malformed_dotted_key_says_what_is_wrong_with_it(override, message):
+    with pytest.raises(UsageError) as e:
+        load_config({}, [override])
+    assert str(e.value) == message
+
+
+def test_a_key_below_a_value_in_a_file_or_after_the_value_is_named_alike(tmp_path):
+    """optim.lr=1 optim.lr.x=2 said "an earlier override set optim.lr to 1, but it is a
+    section": optim.lr is none; a real section set to a value is still told so."""
+    said = r"^config key optim.lr is a float value, not a section: there is no key optim.lr.x"
+    config = tmp_path / "nested.yaml"
+    config.write_text("optim:\n  lr:\n    x: {y: 1}\n")
+    with pytest.raises(UsageError, match=said + r".y; set optim.lr=\.\.\. itself$"):
+        load_config(str(config))
+    with pytest.raises(UsageError, match=said + r"; set optim.lr=\.\.\. itself$"):
+        load_config({}, ["optim.lr=1", "optim.lr.x=2"])
+    with pytest.raises(UsageError, match=r"^unknown config key foo; "):
+        load_config({}, ["foo=1", "foo.bar=2"])
+    with pytest.raises(UsageError, match=r"earlier override set optim to 1, but it is a section"):
+        load_config({}, ["optim=1", "optim.lr=2"])
+
+
 def test_an_unknown_key_like_none_gets_no_guess():
     with pytest.raises(UsageError) as e:
         load_config({}, ["optim.zzz=1"])

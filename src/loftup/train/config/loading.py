@@ -27,20 +27,45 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, text = pair.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise UsageError(f"override {pair!r} has no key before '=' (e.g. optim.lr=3e-4)")
+            raise UsageError(f"override {pair!r} {_empty_part(key.strip())} (e.g. optim.lr=3e-4)")
         refuse_comment(pair, key, text)
         value = safe_yaml(text, f"override {pair}") if text else ""
         node = out
         for i, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            earlier = node.get(part, {})
+            if not isinstance(earlier, dict):
                 section = ".".join(parts[: i + 1])
-                raise UsageError(
-                    f"override {pair!r}: an earlier override set {section} to {_show(node)}, but "
-                    f"it is a section; set its keys ({key}=...) without {section}={_show(node)}"
-                )
+                if not _is_section(parts[: i + 1]):  # a value (optim.lr=1 optim.lr.x=2): the
+                    earlier = node[part] = {}  # key below it is refused by build, named
+                else:
+                    raise UsageError(
+                        f"override {pair!r}: an earlier override set {section} to "
+                        f"{_show(earlier)}, but it is a section; set its keys ({key}=...) "
+                        f"without {section}={_show(earlier)}"
+                    )
+            node = node.setdefault(part, earlier)
         node[parts[-1]] = value
     return out
+
+
+def _is_section(parts: list[str]) -> bool:
+    """Whether the dotted key ``parts`` (``["optim"]``) is a section of the config."""
+    cls = TrainConfig
+    for part in parts:
+        hint = typing.get_type_hints(cls).get(part) if dataclasses.is_dataclass(cls) else None
+        if hint is None:
+            return False
+        cls = hint
+    return dataclasses.is_dataclass(cls)
+
+
+def _empty_part(key: str) -> str:
+    """What leaves a dotted override key with an empty part (``optim..lr``, ``.lr``)."""
+    if not key:
+        return "has no key before '='"
+    if ".." in key:
+        return f"has two dots together in its key {key}"
+    return f"has a dot at the {'start' if key.startswith('.') else 'end'} of its key {key}"
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -223,7 +248,7 @@ def _show(value) -> str:
     return repr(value)
 
 
-def _coerce(hint, value, key: str):
+def _coerce(hint, value, key: str, *, listed: bool = False):
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key + ".")
     is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
@@ -235,6 +260,13 @@ def _coerce(hint, value, key: str):
         raise UsageError(f"config key {key} cannot be null (YAML's empty value, null or ~){home}")
     base = next(a for a in args if a is not type(None)) if is_union else hint
     origin = typing.get_origin(base) or base
+    kind = getattr(origin, "__name__", origin)
+    if isinstance(value, dict) and value and not listed and origin is not object:
+        below = f"{key}.{_first_key(value)}"  # optim.lr.x=1, or lr: {x: 1} in a file
+        raise UsageError(
+            f"config key {key} is a {kind} value, not a section: there is no key {below}; "
+            f"set {key}=... itself"
+        )
     if origin is list:
         if not isinstance(value, (list, tuple)):
             items = value if isinstance(value, str) and "," in value else "a, b"
@@ -243,7 +275,7 @@ def _coerce(hint, value, key: str):
                 f"{key}=[{items}] (in a file, or a '- item' line each)"
             )
         (item,) = typing.get_args(base) or (object,)
-        return [_coerce(item, v, key) for v in value]
+        return [_coerce(item, v, key, listed=True) for v in value]
     if origin is bool:
         if not isinstance(value, bool):
             raise UsageError(f"config key {key} must be true or false, got {value!r}")
@@ -273,11 +305,15 @@ def _coerce(hint, value, key: str):
         return value
     quote = ""
     if origin is str and isinstance(value, (bool, int, float)):  # a folder 2024, device: off
-        kind = "true/false" if isinstance(value, bool) else "a number"
-        quote = f": YAML read the value as {kind}; quote it ({key}=\"'...'\" on a command line)"
-    raise UsageError(
-        f"config key {key} must be {getattr(origin, '__name__', origin)}, got {value!r}{quote}"
-    )
+        read = "true/false" if isinstance(value, bool) else "a number"
+        quote = f": YAML read the value as {read}; quote it ({key}=\"'...'\" on a command line)"
+    raise UsageError(f"config key {key} must be {kind}, got {value!r}{quote}")
+
+
+def _first_key(value: dict) -> str:
+    """The dotted path to the first leaf of a nested dict: ``{'x': {'y': 1}}`` -> ``x.y``."""
+    key, inner = next(iter(value.items()))
+    return f"{key}.{_first_key(inner)}" if isinstance(inner, dict) and inner else str(key)
 
 
 def _whole_number(value: str | float) -> int | None:
