@@ -200,3 +200,25 @@ def test_resuming_with_another_architecture_names_the_key_and_both_values():
     saved = cfg.to_dict()
     del saved["model"]["attention_window"]  # as a run from before the key would have it
     check_resumable({"config": saved}, cfg, "run/checkpoint.pt")
+
+
+def test_resuming_on_another_number_of_images_says_what_may_have_changed(tmp_path, caplog):
+    """The count differs where the folder or data.max_images changed, and also where the folder
+    is the same but training now lists image types a checkpoint's older loftup skipped (.gif,
+    .ppm, .pgm): the warning named only the first two ("restore the folder")."""
+    from loftup.train.start import warn_if_other_data
+
+    path = tmp_path / "checkpoint.pt"
+    with caplog.at_level("WARNING", logger="loftup.train"):
+        warn_if_other_data({"images": 4}, 4, path)
+        warn_if_other_data({}, 6, path)  # a checkpoint from before the count was kept
+        assert caplog.records == []
+        warn_if_other_data({"images": 4}, 6, path)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert message.startswith(f"{path} was trained on 4 images, the data now holds 6: ")
+    assert "restore the folder, or data.max_images, to go on exactly" in message
+    assert message.endswith(
+        "the files listed may also differ: training reads .gif, .ppm and .pgm images, which "
+        "older versions skipped)"
+    )

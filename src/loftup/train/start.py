@@ -53,8 +53,9 @@ def checkpoint_to_resume(
 
 def warn_if_other_data(ckpt: dict, images: int, ckpt_path: Path) -> None:
     """Say so where the data of a resumed run holds another number of images than the
-    checkpoint's run had (images added or removed, ``data.max_images`` changed): the data order
-    is a seeded permutation of them, so the run goes on reading them in another order than an
+    checkpoint's run had (images added or removed, ``data.max_images`` changed, or image types
+    listed that the loftup of the checkpoint did not list): the data order is a seeded
+    permutation of them, so the run goes on reading them in another order than an
     uninterrupted run would have (and ``epochs`` counts other steps). A checkpoint from before
     it recorded the count says nothing."""
     was = ckpt.get("images")
@@ -62,7 +63,8 @@ def warn_if_other_data(ckpt: dict, images: int, ckpt_path: Path) -> None:
         log.warning(
             "%s was trained on %d images, the data now holds %d: the resumed run reads them in "
             "another order than an uninterrupted run would (restore the folder, or data."
-            "max_images, to go on exactly)", ckpt_path, was, images,
+            "max_images, to go on exactly; the files listed may also differ: training reads "
+            ".gif, .ppm and .pgm images, which older versions skipped)", ckpt_path, was, images,
         )  # fmt: skip
 
 
