@@ -708,9 +708,10 @@ def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_onl
     sa1b, monkeypatch
 ):
     """target_seconds times the stage-1 target alone: on a GPU the backbone's kernels are only
-    queued when its call returns, so the clock must wait for them (it counted them as target
-    time, inflating the target share benchmarks/train_step.py reports). On the CPU the work is
-    done when the call returns: no CUDA call is made there."""
+    queued when its call returns, so the clock waits for them explicitly (it relied on proj's
+    copy from pageable memory waiting for them, which a pinned or on-device proj would not:
+    the backbone would then count as target time in benchmarks/train_step.py). On the CPU the
+    work is done when the call returns: no CUDA call is made there."""
     from loftup.train import batches
 
     synced = []

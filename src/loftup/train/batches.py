@@ -132,7 +132,9 @@ def stage1_inputs(featurizer, image: torch.Tensor, batch: dict, draws: StepDraws
     masks, n_masks = noisy_masks(masks, batch["n_masks"], cfg, draws.noise_seeds)
     lr_feats = featurizer(image).float()
     proj = draws.proj.to(device)
-    settle(device)  # the clock times the target alone, not the backbone's queued kernels
+    # the clock times the target alone, not the backbone's kernels still queued (proj's copy
+    # from pageable memory waits for them too, but only as a side effect of how it is copied)
+    settle(device)
     started = time.perf_counter()
     with torch.autocast(device.type, enabled=False):  # targets in float32 even under bf16
         target = mask_bicubic(project(lr_feats, proj), masks, cfg.stage1.mask_alpha, n_masks)
