@@ -222,3 +222,40 @@ def test_resuming_on_another_number_of_images_says_what_may_have_changed(tmp_pat
         "the files listed may also differ: training reads .gif, .ppm and .pgm images, which "
         "older versions skipped)"
     )
+
+
+def test_stage2_from_another_backbones_init_names_the_setting_that_fixes_it(tmp_path):
+    """A stage-1 result of one backbone given to stage 2 of another: the wider one was told
+    "init upsamples C=384 features but backbone ... gives C=768" (not which backbone init was
+    for), one of the same width "was trained for backbone X, not Y" with no fix."""
+    from loftup.featurizers import resolve
+    from loftup.train.build import (
+        build_optimizer,
+        build_trainee,
+        build_upsampler,
+        checkpoint_payload,
+    )
+    from train_fixtures import tiny_config
+
+    dim = resolve("dinov2_tiny").dim
+    cfg = tiny_config(tmp_path / "data", tmp_path / "run", 1, 1)
+    upsampler, cfg, _ = build_upsampler(cfg, dim)
+    trainee = build_trainee(cfg, upsampler, 14, {})
+    payload = checkpoint_payload(cfg, trainee, build_optimizer(cfg, trainee.parameters()), None,
+                                 1, [], 0)  # fmt: skip
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", payload)
+    init = tmp_path / "run" / "checkpoint.pt"
+    stage2 = tiny_config(tmp_path / "data", tmp_path / "s2", 2, 1, f"init={init}",
+                         "backbone=dinov2_vitb14")  # fmt: skip
+    fix = "; set backbone=dinov2_tiny, or init to a stage-1 result of dinov2_vitb14"
+    with pytest.raises(LoftUpError) as e:
+        build_upsampler(stage2, dim)  # the same width
+    assert (
+        str(e.value) == f"init {init} was trained for backbone dinov2_tiny, not dinov2_vitb14{fix}"
+    )
+    with pytest.raises(LoftUpError) as e:
+        build_upsampler(stage2, 768)
+    assert str(e.value) == (
+        f"init {init} was trained for backbone dinov2_tiny, not dinov2_vitb14 (C={dim}, not "
+        f"768){fix}"
+    )

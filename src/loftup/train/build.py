@@ -88,14 +88,17 @@ def build_upsampler(
         )
     start = init if init is not None else read_init(cfg.init)
     model = start.upsampler
+    if model.backbone and model.backbone != cfg.backbone:  # the fix: either of the two
+        widths = f" (C={model.config.dim}, not {dim})" if model.config.dim != dim else ""
+        raise LoftUpError(
+            f"init {cfg.init} was trained for backbone {model.backbone}, not {cfg.backbone}"
+            f"{widths}; set backbone={model.backbone}, or init to a stage-1 result of "
+            f"{cfg.backbone}"
+        )
     if model.config.dim != dim:
         raise LoftUpError(
             f"init {cfg.init} upsamples C={model.config.dim} features but backbone "
             f"{cfg.backbone} gives C={dim}; use the stage-1 result of this backbone"
-        )
-    if model.backbone and model.backbone != cfg.backbone:
-        raise LoftUpError(
-            f"init {cfg.init} was trained for backbone {model.backbone}, not {cfg.backbone}"
         )
     was = getattr(model, "backbone_norm", None)
     if input_norm is not None and was is not None and was != input_norm:
