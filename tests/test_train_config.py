@@ -195,6 +195,21 @@ def test_an_epochs_override_that_max_steps_outranks_is_refused():
     assert load_config("stage1_cpu").epochs == 1  # a file's own epochs beside max_steps: as is
 
 
+def test_a_mask_noise_override_that_stage_2_ignores_is_refused():
+    """mask_noise noises stage 1's masks only: `--stage 2 mask_noise.drop=0.5` trained on the
+    clean masks without a word. A file's mask_noise, and stage 1, are as they were."""
+    said = (
+        "has no effect in stage 2: mask noise is put on stage 1's masks only (stage 2 adjusts "
+        "its teacher with the masks as they are); leave it out, or train --stage 1 with it"
+    )
+    with pytest.raises(UsageError) as e:
+        load_config("stage2_cpu", ["mask_noise.max_radius=0.1", "mask_noise.drop=0.5"])
+    assert str(e.value) == f"override mask_noise.drop=0.5 {said}"  # the level named
+    assert load_config("stage1_cpu", ["mask_noise.drop=0.5"]).mask_noise.drop == 0.5
+    assert load_config("stage2_cpu", ["mask_noise.drop=0"]).mask_noise.drop == 0  # none: as is
+    assert load_config({"mask_noise": {"drop": 0.5}}, stage=2).mask_noise.drop == 0.5
+
+
 def test_range_errors_are_one_line_from_the_cli_before_any_work(tmp_path, capsys):
     for override, words in [
         ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan (the recipe's value: "),

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from ...errors import LoftUpError, UsageError
+from ..noise import KINDS
 from .paths import expand_paths, warn_file_relative
 from .schema import TrainConfig, default_config
 from .yaml_text import read_yaml, refuse_comment, safe_yaml
@@ -151,6 +152,15 @@ def load_config(
             f"override epochs={given['epochs']} has no effect: max_steps={cfg.max_steps}{whose} "
             "sets the run's length (it outranks epochs); give max_steps=null with it, or "
             "max_steps=N alone"
+        )
+    noise = given.get("mask_noise")
+    if stage == 2 and isinstance(noise, dict) and noise and cfg.mask_noise.active:
+        levels = [(k, v) for k, v in noise.items() if k in KINDS and getattr(cfg.mask_noise, k)]
+        key, value = (levels or list(noise.items()))[0]  # a level given, where one is
+        raise UsageError(
+            f"override mask_noise.{key}={_show(value)} has no effect in stage 2: mask noise is "
+            "put on stage 1's masks only (stage 2 adjusts its teacher with the masks as they "
+            "are); leave it out, or train --stage 1 with it"
         )
     # stage 2 takes its architecture from init: which model keys the user set, to be checked
     # against it (loftup.train.build.stage2_architecture); not a field, so not saved
