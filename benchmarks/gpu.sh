@@ -21,6 +21,8 @@
 # under a memory cap, throughput at batch 1/8/32, video frames, ViT-S/14 and ViT-B/14 end to
 # end, with the upsampler's image half started before the backbone or not), and writes under $OUT:
 #   gpu-<GPU name>-<date>.json   the whole report (copy it to benchmarks/results/)
+#   gpu-<GPU name>-<date>.png    its forward table drawn: time and peak memory against the output
+#                                size (needs matplotlib; where missing, a warning and no figure)
 #   gpu-tests.log, gpu-bench.log the logs
 # Needs python3 with torch (and transformers for the backbones); nothing is downloaded.
 set -euo pipefail
@@ -30,7 +32,7 @@ OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 # the report keeps this run's test outcome and sections, never an earlier one's (a group whose
 # process dies before its first section would otherwise have an earlier run's part merged)
-rm -f "$OUT/gpu-tests.log" "$OUT"/part-*.json
+rm -f "$OUT/gpu-tests.log" "$OUT"/part-*.json "$OUT"/part-*.png
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 
@@ -122,10 +124,16 @@ if os.path.exists(log):
     report["gpu_sh_tests"] = pytest_outcome(open(log, errors="replace").read())
 report["targets"] = targets(report)  # now with the script's own time
 atomic_write_bytes(out, json.dumps(report, indent=1).encode())
+try:  # the figure after the numbers, which a figure that cannot be drawn must not cost
+    from loftup.bench.figure import suite_figure
+    drawn = suite_figure(report, out[: -len(".json")] + ".png")
+except ImportError as e:
+    drawn = f"not drawn ({e})"
 print(summary(report))
 print("tests:", report.get("gpu_sh_tests", {}).get("summary", "not run"))
 print("wall seconds:", report["gpu_sh_seconds"])
 if report["gpu_sh_cut"]:
     print("cut by the budget or failed:", report["gpu_sh_cut"])
 print("wrote", out)
+print("figure:", drawn or "none (no forward section ran)")
 EOF2

@@ -27,7 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from loftup import LoftUp, kernels  # noqa: E402
 from loftup.atomic import write_json  # noqa: E402
-from loftup.bench.core import kernel_state, machine_info, time_alternating  # noqa: E402
+from loftup.bench.core import (  # noqa: E402
+    kernel_state,
+    load_average,
+    machine_info,
+    time_alternating,
+)
 from loftup.compiled import graph_upsampler  # noqa: E402
 from loftup.fastpath import conv3x3_relu, decode, encode_kv, encode_region  # noqa: E402
 from loftup.layers import image_minmax  # noqa: E402
@@ -150,6 +155,7 @@ def main() -> None:
         print(size, json.dumps(row["ms"]), flush=True)
         if cuda:  # whether the Triton kernels passed their self-test (on the first forward)
             out["machine"]["triton_kernels"] = kernel_state(dev)
+        out["machine"]["load_average_end"] = load_average()  # as of the last size
         write_json(a.json, out)  # atomic: a run cut short keeps the last complete file
 
 

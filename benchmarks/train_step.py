@@ -95,6 +95,7 @@ def main(argv=None) -> int:
 
     from loftup.atomic import write_json
     from loftup.bench import machine_info
+    from loftup.bench.core import load_average
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_start = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         n = args.batch * (args.warmup + args.steps)
@@ -117,7 +119,11 @@ def main(argv=None) -> int:
         rows = [measure(1, args, data, weights, work, None)]
         if args.stage2:
             rows.append(measure(2, args, data, weights, work, rows[0]["checkpoint"]))
-    report = {"machine": machine_info(args.device), "masks_per_image": args.masks, "rows": rows}
+    report = {
+        "machine": machine_info(args.device, load_start),
+        "masks_per_image": args.masks,
+        "rows": rows,
+    }
     print(f"{'stage':>5} {'batch':>5} {'s/step':>8} {'mask-bicubic s':>15} {'share':>6}")
     for r in rows:
         print(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from loftup.atomic import write_json
 from loftup.bench import machine_info
+from loftup.bench.core import load_average
 from loftup.data.scene_files import write_scenes
 from loftup.data.scenes import SceneConfig
 from loftup.featurizers import get_featurizer
@@ -75,6 +76,7 @@ def main() -> None:
     out["probe_256_scale2_resized_128"] = probe_report(
         features_of(model, small), lab, big.num_classes
     )
+    out["machine"]["load_average_end"] = load_average()  # machine_info read the start
     print(json.dumps(out, indent=2))
     if args.json:
         write_json(args.json, out)

@@ -148,6 +148,8 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
     report = json.loads(path.read_text())
     ran = [k for k in report["sections"] if k != "_seconds"]
     assert ran == list(SECTIONS["gpu"])[:-1]  # every section but the ablation
+    # its forward table drawn beside it (where matplotlib is), the parts' figures of this run
+    assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" and "figure: " in done.stdout
     assert report["gpu_sh_cut"] == {"ablation": "not-started"}
     assert "of its 45 s budget left" in done.stdout
     assert "cut by the budget" in done.stdout and "the GPU issue's targets" in done.stdout
@@ -218,7 +220,10 @@ def test_suite_sections_can_run_in_parts_and_be_merged():
     merged = merge_reports([a, b])
     assert set(merged["sections"]) == {"parity", "capped_stream", "_seconds"}
     assert set(merged["sections"]["_seconds"]) == {"parity", "capped_stream"}
-    assert merged["machine"] == a["machine"] and len(merged["parts"]) == 2
+    # the machine as the first part had it, but for the load average at the end: the last's
+    end = "load_average_end"
+    assert merged["machine"] == {**a["machine"], end: b["machine"][end]}
+    assert len(merged["parts"]) == 2
     # the targets are read again off the merged sections (each part alone lacks the other's)
     met = {r["target"]: r["met"] for r in merged["targets"]}
     assert met["float32 (TF32 off) within 1e-4 of the CPU"] is None  # CPU against CPU: no
@@ -861,3 +866,108 @@ def test_a_reference_that_would_not_run_is_refused_and_one_left_out_is_said(caps
     out = capsys.readouterr().out
     assert "\nreference  float32       8 " in out and "reference  float32      16" not in out
     assert "# reference not timed at 16: above --reference-max-size 8" in out
+
+
+_TINY = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1", "--warmup", "0"]
+_TINY += ["--no-peak"]
+
+
+def _png_size(path) -> tuple[int, int]:
+    """(width, height) of a whole PNG file (its signature, IHDR and IEND chunks checked)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert data[-8:-4] == b"IEND"  # written to the end, not cut off
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_bench_draws_its_table_beside_the_json_and_says_the_machine_s_load(tmp_path, capsys):
+    """The figure a person looks at is drawn next to the numbers (same stem, .png), whole and
+    of the size the figure is made at, with no temporary file left; the JSON holds the load
+    average at the start and the end; --no-progress shows no bar."""
+    from loftup.atomic import leftovers
+    from loftup.bench.figure import DPI, FIGSIZE
+
+    out = tmp_path / "bench.json"
+    (tmp_path / "bench.png").write_bytes(b"an earlier figure")
+    assert main([*_TINY, "--json", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert f"wrote {tmp_path / 'bench.png'}" in said.out and "call" not in said.err
+    assert _png_size(tmp_path / "bench.png") == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+    assert leftovers(tmp_path) == []
+    machine = json.loads(out.read_text())["machine"]
+    if hasattr(os, "getloadavg"):
+        for key in ("load_average_start", "load_average_end"):
+            assert len(machine[key]) == 3 and all(v >= 0 for v in machine[key])
+
+
+def test_bench_progress_goes_to_stderr_and_json_dash_keeps_stdout_json(tmp_path, capsys):
+    fig = tmp_path / "figs" / "table.png"
+    assert main([*_TINY, "--json", "-", "--figure", str(fig)]) == 0
+    said = capsys.readouterr()
+    report = json.loads(said.out)  # stdout: the JSON alone
+    assert report["results"] and report["machine"]["load_average_end"] is not None
+    # the bar counted every call of the table: 3 cases x (first call + 1 timed)
+    assert re.search(r"bench: 100%\|.*\| 6/6 ", said.err), said.err[-500:]
+    assert "16 bicubic/float32" in said.err  # the case being timed, with its size
+    assert _png_size(fig)[0] > 0 and f"wrote {fig}" in said.err
+
+
+def test_bench_figure_path_is_checked_before_any_work(tmp_path, capsys):
+    argv = [*_TINY, "--json", str(tmp_path / "a.json"), "--figure", str(tmp_path / "a.json")]
+    assert main(argv) == 2
+    assert "--figure" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
+    assert main([*_TINY, "--json", str(tmp_path / "b.png")]) == 2  # its figure: itself
+    assert "give the JSON a .json name" in capsys.readouterr().err
+    assert main([*_TINY, "--figure", str(tmp_path)]) == 2  # a folder
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_suite_draws_its_forward_sections_as_they_end(tmp_path):
+    """A suite's figure is drawn once its forward sections have run (a run cut short after
+    them keeps it), from their rows together; a suite with none draws nothing."""
+    from loftup.bench import bench_forward
+    from loftup.bench.figure import suite_figure, suite_rows
+    from loftup.cli.bench import _saver
+
+    table = bench_forward((16,), dim=32, grid=4, repeats=1, warmup=0, peak=False, progress=False)
+    big = bench_forward((24,), dim=32, grid=4, repeats=1, warmup=0, peak=False, progress=False)
+    report = {"suite": "smoke", "machine": table["machine"], "sections": {"parity": {}}}
+    js, png = tmp_path / "s.json", tmp_path / "s.png"
+    save = _saver(str(js), str(png))
+    save(report)
+    assert js.exists() and not png.exists()  # no forward section yet
+    report["sections"]["forward"] = table
+    report["sections"]["forward_4096"] = big
+    save(report)
+    assert _png_size(png)[0] > 0
+    assert {r["size"] for r in suite_rows(report)["results"]} == {16, 24}
+    assert suite_figure({"suite": "smoke", "sections": {"forward": {"error": "x"}}}, png) is None
+
+
+def test_each_suite_section_has_a_bar_and_its_load_average(capsys):
+    from loftup.bench.suite import run_suite
+
+    report = run_suite("smoke", only=["parity"], log=lambda *a: None)
+    assert "[smoke] parity" in capsys.readouterr().err
+    m = report["machine"]
+    assert ("load_average_start" in m and "load_average_end" in m) or not hasattr(os, "getloadavg")
+
+
+def test_merged_parts_keep_the_run_s_load_average_without_calling_it_a_difference():
+    from loftup.bench.parts import merge_machines
+
+    a = {
+        "date": "d1",
+        "torch": "2",
+        "load_average_start": [1.0, 1, 1],
+        "load_average_end": [2.0, 1, 1],
+    }
+    b = {
+        "date": "d2",
+        "torch": "2",
+        "load_average_start": [3.0, 1, 1],
+        "load_average_end": [4.0, 1, 1],
+    }
+    got = merge_machines([a, b])
+    assert got["load_average_start"] == [1.0, 1, 1]  # the first part's start, the last's end
+    assert got["load_average_end"] == [4.0, 1, 1] and "differs_by_part" not in got

@@ -30,6 +30,9 @@ def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
     # the figures say what they were measured on and how, as loftup bench's do
     assert report["machine"]["torch"] == torch.__version__ and report["machine"]["torch_threads"]
     assert report["settings"]["sizes"] == [32] and report["settings"]["repeats"] == 1
+    if hasattr(os, "getloadavg"):  # how busy the machine was, at the start and the end
+        assert len(report["machine"]["load_average_start"]) == 3
+        assert len(report["machine"]["load_average_end"]) == 3
     (size,) = [k for k in report if k.isdigit()]  # one toy size
     steps = report[size]["ms"]  # milliseconds per step
     assert {"encode", "conv1", "conv2", "forward", "forward (PyTorch kernels)"} <= set(steps)

@@ -20,8 +20,11 @@ from contextlib import contextmanager
 import torch
 
 
-def machine_info(device: str = "cpu") -> dict:
-    """What the numbers were measured on (and, in a checkout, at which commit)."""
+def machine_info(device: str = "cpu", load_start: list[float] | None = None) -> dict:
+    """What the numbers were measured on (and, in a checkout, at which commit), with the load
+    average (1, 5, 15 minutes) at the run's start (``load_start``, as :func:`load_average`
+    read it then; default: now) and now, its end: timings on a busy machine are otherwise
+    unexplained. A run that goes on after this call updates ``load_average_end``."""
     from ..eval.report import git_commit  # here: keeps loftup.eval out of `loftup bench`'s imports
 
     info = {
@@ -34,6 +37,8 @@ def machine_info(device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "device": device,
         "git_commit": git_commit(),  # "<sha>-dirty" where the tree differs
+        "load_average_start": load_start or load_average(),
+        "load_average_end": load_average(),
     }
     info["triton"] = _version("triton")  # read without importing it (a second or so)
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -48,6 +53,14 @@ def machine_info(device: str = "cpu") -> dict:
         info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
         info["triton_kernels"] = kernel_state(device)
     return info
+
+
+def load_average() -> list[float] | None:
+    """The system's load average over 1, 5 and 15 minutes (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def kernel_state(device) -> dict | str:
@@ -233,9 +246,12 @@ def time_alternating(
     thread it leaves out the time the process waited for a busy machine. ``budget_s``: stop
     after the round that passes this many seconds, once ``min_repeats`` rounds are done (large
     outputs, whose times vary least, then take fewer rounds)."""
-    for fn in fns.values():
+    from .progress import tick
+
+    for name, fn in fns.items():
         for _ in range(warmup):
             fn()
+            tick(None if name == "_" else name)  # time_call's one case: no name
     sync(device)
     times = {name: [] for name in fns}
     cpu = {name: [] for name in fns}
@@ -249,6 +265,7 @@ def time_alternating(
             sync(device)
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
+            tick(None if name == "_" else name)
     return {
         name: {
             "median_s": statistics.median(t),

@@ -20,12 +20,16 @@ from .core import (
     PeakMemory,
     attempt,
     flops_per_pixel,
+    load_average,
     machine_info,
     matmul_peak,
     tf32,
     time_alternating,
 )
 from .precision import DTYPES, deviation, dtype_name, precision_models
+from .progress import active as progress_active
+from .progress import bar as progress_bar
+from .progress import catch_up, done, expect, tick, where
 from .reference import _reference, load_reference_class
 from .settings import check_settings
 from .table import fmt_dev, fmt_s, format_table
@@ -93,10 +97,9 @@ def bench_forward(
       repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
         size has taken ``budget_s`` seconds (see :func:`loftup.bench.core.time_alternating`).
     """
-    from tqdm.auto import tqdm
-
     from ..model import LoftUp
 
+    load_start = load_average()
     if dtype is not None:
         dtypes = (dtype_name(dtype),)
     check_settings(
@@ -121,16 +124,29 @@ def bench_forward(
     fpp = flops_per_pixel(model.config, grid * grid)
     lr = torch.randn(batch, dim, grid, grid, device=device)
     rows, failed = [], []
-    with torch.inference_mode():
-        for size in tqdm(list(sizes), desc="bench", disable=not progress):
-            r = ref if size <= reference_max_size else None
-            graphs = size <= graph_max_size and torch.device(device).type == "cuda"
-            rows += _bench_size(
-                size, lr, models, r, peaks, fpp, device, warmup, repeats, graphs, budget_s,
-                tf32_rows, failed,
-            )  # fmt: skip
+    cuda = torch.device(device).type == "cuda"
+    plan = [  # (size, reference there, CUDA graphs there)
+        (size, size <= reference_max_size and ref is not None, size <= graph_max_size and cuda)
+        for size in sizes
+    ]
+    # the bar: this table's own, or the suite section's it runs in
+    calls = [_calls(list(models), r, g, tf32_rows, cuda, warmup, repeats) for _, r, g in plan]
+    own = progress and not progress_active()
+    with progress_bar("bench", enabled=own, total=sum(calls)):
+        if not own:
+            expect(sum(calls))
+        count = done()
+        with torch.inference_mode():
+            for (size, r, graphs), n in zip(plan, calls):
+                with where(str(size)):
+                    rows += _bench_size(
+                        size, lr, models, ref if r else None, peaks, fpp, device, warmup,
+                        repeats, graphs, budget_s, tf32_rows, failed,
+                    )  # fmt: skip
+                count += n
+                catch_up(count)  # rounds a budget cut, cases that failed
     return {
-        "machine": machine_info(device),
+        "machine": machine_info(device, load_start),
         "settings": {
             "dim": dim,
             "grid": grid,
@@ -154,6 +170,14 @@ def bench_forward(
         "results": rows,
         "failed": failed,  # cases that raised at a size (out of memory, say): no row there
     }
+
+
+def _calls(dtypes, ref, graphs, tf32_rows, cuda, warmup, repeats) -> int:
+    """How many calls :func:`_bench_size` makes at one size (none cut by a budget or failed)."""
+    cases = len(dtypes) + 2  # ours in each precision, bilinear, bicubic
+    cases += (len([n for n in dtypes if n != "float32"]) if graphs else 0) + bool(tf32_rows)
+    cases += (len(dtypes) + bool(tf32_rows)) if ref else 0
+    return cases * (1 + cuda + max(warmup - 1 - cuda, 0) + repeats)
 
 
 def _bench_size(
@@ -223,6 +247,7 @@ def _bench_size(
             dtype=prec,
             size=size,
         )
+        tick(name)
         if got is None:  # listed in failed; the other cases at this size still count
             del cases[name]
             continue

@@ -37,13 +37,18 @@ def merge_reports(reports: list[dict]) -> dict:
 def merge_machines(machines: list[dict]) -> dict:
     """The parts' machines as one: ``date`` is the first part's (``parts`` lists them all);
     ``triton_kernels`` is every precision self-tested in any part (each part is a process of
-    its own that tests only the precisions it ran) unless two parts disagree; any other field
+    its own that tests only the precisions it ran) unless two parts disagree; the load average
+    at the start is the first part's and at the end the last part's (how busy the machine was
+    over the whole run, not a difference of set-up); any other field
     the parts disagree on is the list of their values, one a part, and is named in
     ``differs_by_part``, rather than the first part's value given as the whole run's."""
     out = dict(machines[0])
     differ = []
     for key in dict.fromkeys(k for m in machines for k in m):
-        if key == "date":
+        if key in ("date", "load_average_start"):  # the first part's: the run's start
+            continue
+        if key == "load_average_end":  # the whole run's: the last part's end
+            out[key] = machines[-1].get(key)
             continue
         values = [m.get(key) for m in machines]
         if all(v == values[0] for v in values):

@@ -22,9 +22,10 @@ import torch
 
 from ..errors import UsageError
 from . import gpu, scale
-from .core import kernel_state, machine_info, timing_mode
+from .core import kernel_state, load_average, machine_info, timing_mode
 from .forward import bench_forward
 from .parts import merge_reports, pytest_outcome
+from .progress import bar as progress_bar
 from .summary import _fmt, summary
 from .targets import targets
 
@@ -83,13 +84,15 @@ def run_suite(
     log=print,
     on_section=None,
     only=None,
+    progress: bool = True,
 ) -> dict:
     """Run suite ``name`` and return its report (``sections``: one entry per measurement).
     ``on_section(report)`` is called after each section (to save partial results: a run cut
     short by a time limit keeps what it measured). ``only``: run just these sections (names in
     :data:`SECTIONS`); ``benchmarks/gpu.sh`` runs groups of them in separate processes, so that a
     failure that poisons the CUDA context costs one group, and joins them with
-    :func:`.parts.merge_reports`."""
+    :func:`.parts.merge_reports`. ``progress``: a bar on stderr per section, counting the calls
+    it times (:mod:`.progress`)."""
     if name not in SUITES:
         raise UsageError(f"unknown suite {name!r}; choose from {SUITES}")
     if only is not None:
@@ -136,7 +139,8 @@ def run_suite(
         log(f"[{name}] {key} ...")
         t0 = time.perf_counter()
         try:
-            report["sections"][key] = fn()
+            with progress_bar(f"[{name}] {key}", enabled=progress):
+                report["sections"][key] = fn()
         except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
             report["sections"][key] = {
                 "error": f"{type(e).__name__}: {e}",
@@ -144,6 +148,7 @@ def run_suite(
             }
             log(f"[{name}] {key} FAILED: {type(e).__name__}: {e}")
         report["sections"].setdefault("_seconds", {})[key] = round(time.perf_counter() - t0, 1)
+        report["machine"]["load_average_end"] = load_average()  # as of the last section
         if cuda:  # the Triton kernels' self-tests run on their first half-precision forward
             report["machine"]["triton_kernels"] = kernel_state(device)
         if on_section is not None:

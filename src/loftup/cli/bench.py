@@ -80,6 +80,14 @@ def add_bench(sub) -> None:
         help="with --suite: run just these sections (comma-separated; see loftup.bench.suite)",
     )
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-' for stdout)")
+    p.add_argument(
+        "--figure",
+        metavar="PNG",
+        help="draw time and peak memory against the output size (of a suite: its forward "
+        "sections) to this PNG (default: the --json file with .png; none with --json - or no "
+        "--json)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_bench, table_defaults={d: p.get_default(d) for d in TABLE_ONLY})
 
 
@@ -120,6 +128,7 @@ def _cmd_bench(args) -> int:
         _refuse_table_options(args)
     if args.stream is not None:
         check_stream_size(args.stream)  # --stream runs last: said now, not after the table
+    figure = _figure_path(args)
     if not args.suite:
         check_settings(
             args.sizes, dim=args.dim, grid=args.grid, batch=args.batch, repeats=args.repeats,
@@ -138,12 +147,13 @@ def _cmd_bench(args) -> int:
             reference=reference,
             stream_size=args.stream,
             # each section's figures saved as they come; stdout gets the whole report once
-            on_section=(lambda r: write_json(args.json, r))
-            if args.json and args.json != "-"
-            else None,
+            on_section=_saver(args.json, figure),
             only=args.only.split(",") if args.only else None,
+            progress=not args.no_progress,
         )
         print(summary(report))
+        if figure and not {"forward", "forward_4096"} & set(report["sections"]):
+            print(f"no figure: {figure} draws the forward sections, and none ran")
     else:
         from ..bench.core import timing_mode
 
@@ -165,6 +175,7 @@ def _cmd_bench(args) -> int:
             peak=not args.no_peak,
             tf32_rows=args.tf32,
             graph_max_size=args.graph_max_size,
+            progress=not args.no_progress,
         )
         if args.stream:
             from ..bench.scale import bench_stream_random
@@ -180,4 +191,82 @@ def _cmd_bench(args) -> int:
             print(format_stream(report["stream"]))
     if args.json:
         write_json(args.json, report)
+    if figure and not args.suite:  # a suite's is drawn as its forward sections end
+        _draw(report, figure)
     return 0
+
+
+def _figure_path(args) -> str | None:
+    """Where the figure goes (``--figure``, else beside ``--json``; None: no figure), checked
+    before any work: a folder, an unwritable place, the JSON's own path; with ``--figure``,
+    matplotlib must be installed (beside ``--json``, a run without it keeps its JSON)."""
+    from pathlib import Path
+
+    from ..paths import check_file_output
+
+    if args.figure:
+        from ..errors import require
+
+        require({"matplotlib": "loftup bench --figure"})
+        check_file_output(args.figure, "--figure", example="bench.png")
+        if args.json and args.json != "-" and _same(args.json, args.figure):
+            raise LoftUpError(
+                f"--figure {args.figure} is the --json file too, and would overwrite the "
+                "numbers: give the figure a .png name"
+            )
+        return args.figure
+    if not args.json or args.json == "-":
+        return None
+    path = str(Path(args.json).with_suffix(".png"))
+    if _same(args.json, path):  # --json named x.png: its figure would overwrite it
+        raise LoftUpError(
+            f"--json {args.json} is where the figure would go too (the JSON's name with .png): "
+            "give the JSON a .json name, or --figure another path"
+        )
+    check_file_output(path, "the figure", "give --figure another path")
+    return path
+
+
+def _same(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _saver(json_out, figure):
+    """``on_section`` of a suite: its JSON (not to stdout, which gets the whole report once)
+    saved after each section, and its figure redrawn after each forward section."""
+    drawn = set()
+
+    def save(report) -> None:
+        if json_out and json_out != "-":
+            write_json(json_out, report)
+        ran = {k for k in ("forward", "forward_4096") if k in report["sections"]}
+        if figure and ran - drawn:
+            drawn.update(ran)
+            _draw(report, figure)
+
+    return save
+
+
+def _draw(report: dict, path: str) -> None:
+    """The figure of ``report`` (a table, or a suite's forward sections) written to ``path``
+    and said; where matplotlib is missing, a warning (the numbers are written already)."""
+    import sys
+
+    from ..errors import missing_dependency
+
+    try:
+        from ..bench.figure import forward_figure, suite_figure
+
+        if "sections" in report:
+            done = suite_figure(report, path)
+        else:
+            done = forward_figure(report, path)
+    except ImportError as e:
+        missing = missing_dependency(e, "the figure")
+        if missing is None:
+            raise
+        print(f"warning: no figure: {missing}", file=sys.stderr)
+        return
+    print(f"wrote {path}" if done else "no figure: the forward sections failed (no rows)")
