@@ -94,6 +94,8 @@ def bench_forward(
         ``torch.set_float32_matmul_precision("high")`` gives; the "float32" rows keep
         PyTorch's defaults: TF32 convolutions, full float32 matrix products). A GPU setting:
         on the CPU these rows compute exactly the float32 ones.
+      progress: a bar on stderr counting the calls timed (:mod:`.progress`); inside a suite's
+        section, whose bar is open already, the calls are counted on that bar whatever this says.
       repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
         size has taken ``budget_s`` seconds (see :func:`loftup.bench.core.time_alternating`).
     """
