@@ -25,6 +25,7 @@ from .core import tf32, time_alternating
 from .extraction import extraction
 from .large import _big_output_row, _upsample_into, big_output, capped_stream
 from .precision import DTYPES
+from .progress import expect, tick
 from .scale import _inputs
 
 __all__ = [
@@ -55,12 +56,14 @@ def parity_with_cpu(
     with torch.inference_mode():
         ref = cpu(lr, image)
     out = {"size": size}
+    expect(len(dtypes))
     for name in dtypes:
         m = copy.deepcopy(model).to(device, DTYPES[name])
         with torch.inference_mode(), tf32(False):
             got = m(lr.to(device), image.to(device)).float().cpu()
         d = (got - ref).abs()
         out[name] = {"max_abs_dev": d.max().item(), "mean_abs_dev": d.mean().item()}
+        tick(name)
     return out
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import UsageError, is_int
 from .core import PeakMemory, flops_per_pixel, sync, time_alternating, time_call
+from .progress import expect, tick
 
 
 def _inputs(model, size: int, grid: int, device, batch: int = 1, seed: int = 0):
@@ -152,7 +153,11 @@ def bench_video(model, size=224, frames=16, batch=4, *, grid=16, device="cpu") -
             pass
         sync(device)
         t0 = time.perf_counter()
-        n = sum(1 for _ in upsample_frames(model, pairs, batch_size=batch))
+        n = 0
+        expect(len(pairs))
+        for _ in upsample_frames(model, pairs, batch_size=batch):
+            n += 1
+            tick("frame")  # microseconds, against milliseconds a frame
         sync(device)
         seconds = time.perf_counter() - t0
     return {
