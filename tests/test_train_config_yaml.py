@@ -295,9 +295,9 @@ def test_no_relative_path_warning_where_the_path_is_read_as_meant(tmp_path, monk
 def test_the_path_keys_looked_at_are_the_config_keys_that_name_files():
     """Every key the relative-path warning reads is a config key (a renamed key would
     silently leave the check), and every key of a str path the schema has is among them."""
-    from loftup.train.config.loading import _dotted_keys
     from loftup.train.config.paths import PATH_KEYS
     from loftup.train.config.schema import TrainConfig
+    from loftup.train.config.typed import _dotted_keys
 
     keys = _dotted_keys(TrainConfig)
     assert set(PATH_KEYS) <= set(keys)

@@ -14,7 +14,7 @@ from ..model import LoftUp, LoftUpConfig
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import pack_history, rng_state
 from .config import ModelConfig, TrainConfig
-from .config.loading import _show
+from .config.typed import _show
 from .objectives import Trainee
 
 log = logging.getLogger("loftup.train")

@@ -11,9 +11,9 @@ import typing
 from ...errors import UsageError
 from ...featurizers import INPUT_NORMS
 from ...model_config import heads_dividing, integer_bounds
-from .loading import _coerce, _not_a_section
 from .paths import PATH_KEYS, check_home
 from .schema import FROM_BACKBONE, TrainConfig, default_config
+from .typed import _coerce, _not_a_section
 
 
 def _ge(low):
