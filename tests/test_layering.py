@@ -82,6 +82,13 @@ MOVED = {
         + ("read_config", "check_model_type"),
     ),
     "loftup.hub.remote": ("loftup.hub.damaged", ("damage", "damaged_in_cache")),
+    "loftup.io": ("loftup.image_input", ("to_tensor", "ImageInputError", "PIXEL_MAX")),
+    "loftup.train.config.loading": ("loftup.train.config.typed", ("build",)),
+    "loftup.data.dataset": ("loftup.data.folders", ("data_folder", "drawn_by_a_run")),
+    "loftup.data.scene_files": (
+        "loftup.data.scene_codec",
+        ("encode_jpeg", "decode_jpeg", "encode_labels", "JPEG_QUALITY"),
+    ),
 }
 
 

@@ -49,7 +49,7 @@ __all__ = [
 _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
     "downloads", "early_start", "errors", "eval", "experiments", "extract", "fastpath",
-    "featurizers", "folding", "fused", "hub", "input_checks", "io", "kernels", "layers",
+    "featurizers", "folding", "fused", "hub", "image_input", "input_checks", "io", "kernels", "layers",
     "local_attention", "memo", "model", "mismatch", "model_config", "norms", "npy_stream",
     "outputs", "paths", "pipeline", "tile_plan", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip

@@ -1,0 +1,78 @@
+"""Images already in memory as the RGB (3, H, W) float tensor in [0, 1] the upsampler reads:
+a PIL image, a numpy array or a tensor, with what to do for a shape or dtype no image has."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+
+
+class ImageInputError(UsageError, TypeError):
+    """An image :func:`to_tensor` cannot read (a shape or dtype no image has, an object that
+    is none): a :class:`UsageError` (so a ValueError) and a TypeError, as it was before."""
+
+
+def _array_fix(shape: tuple) -> str:
+    """How to make an array of ``shape`` one :func:`to_tensor` reads, in words."""
+    if len(shape) == 3 and shape[-1] == 4:
+        return "drop the alpha channel (image[..., :3])"
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return "it is channels first: image.transpose(1, 2, 0)"
+    if len(shape) == 4:
+        return "pass a batch as a (B, 3, H, W) tensor: torch.from_numpy(a).permute(0, 3, 1, 2)"
+    return "pass RGB or grayscale pixels"
+
+
+def _tensor_fix(shape: tuple) -> str:
+    """How to make a tensor of ``shape`` one :func:`to_tensor` reads, in words."""
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        return "it is channels last: image.permute(2, 0, 1)"
+    if len(shape) == 2:
+        return "give a grayscale one as (1, H, W): image[None]"
+    return "pass RGB or grayscale pixels, channels first"
+
+
+#: Integer pixels, by dtype, and the value that is full scale (1.0): 8-bit, and 16-bit as a
+#: 16-bit file reads (cv2's IMREAD_UNCHANGED and tifffile give such arrays).
+PIXEL_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def to_tensor(image) -> torch.Tensor:
+    """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, uint16, or float in [0, 1]) or a
+    (3, H, W) tensor (the same) -> RGB (3, H, W) float32 in [0, 1]. Anything else: an
+    :class:`ImageInputError` saying how to make it one."""
+    if isinstance(image, torch.Tensor):
+        t = image
+    elif isinstance(image, np.ndarray):
+        a = image[..., None] if image.ndim == 2 else image
+        if a.ndim != 3 or a.shape[-1] not in (1, 3):
+            raise ImageInputError(
+                f"expected an (H, W) or (H, W, 3) array, got shape {image.shape}; "
+                f"{_array_fix(image.shape)}"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+    elif hasattr(image, "mode"):  # PIL
+        from .io import _to_rgb_array  # read as a file's pixels are
+
+        t = torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image))).permute(2, 0, 1)
+    else:
+        raise ImageInputError(
+            f"expected a path, PIL image, numpy array or tensor, got {type(image).__name__}; "
+            "convert it with numpy.asarray(image)"
+        )
+    if t.dtype in PIXEL_MAX:
+        t = t.float() / PIXEL_MAX[t.dtype]
+    elif not t.is_floating_point():
+        dtype = str(t.dtype).removeprefix("torch.")
+        raise ImageInputError(
+            f"expected uint8, uint16 or floating point pixels, got {dtype}; pass 0-255 values "
+            "as uint8, 0-65535 ones as uint16, or floats in [0, 1] (image / 255)"
+        )
+    if t.dim() != 3 or t.shape[0] not in (1, 3):
+        raise ImageInputError(
+            f"expected a (3, H, W) image tensor, got shape {tuple(t.shape)}; "
+            f"{_tensor_fix(tuple(t.shape))}"
+        )
+    return t.float().expand(3, -1, -1).contiguous()
