@@ -127,8 +127,8 @@ atomic_write_bytes(out, json.dumps(report, indent=1).encode())
 try:  # the figure after the numbers, which a figure that cannot be drawn must not cost
     from loftup.bench.figure import suite_figure
     drawn = suite_figure(report, out[: -len(".json")] + ".png")
-except ImportError as e:
-    drawn = f"not drawn ({e})"
+except Exception as e:  # noqa: BLE001 - no matplotlib, or a report it cannot draw
+    drawn = f"not drawn ({type(e).__name__}: {e})"
 print(summary(report))
 print("tests:", report.get("gpu_sh_tests", {}).get("summary", "not run"))
 print("wall seconds:", report["gpu_sh_seconds"])
