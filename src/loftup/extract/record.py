@@ -4,7 +4,6 @@ refuses to overwrite anything else, and ``--resume`` to mix files made with othe
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -36,12 +35,11 @@ def recorded_path(value: str | os.PathLike | None) -> str | None:
 
 def weights_digest(module: torch.nn.Module) -> str:
     """A short SHA-256 of a module's state (names, dtypes, shapes and bytes): the same weights
-    give the same digest wherever they were loaded from."""
-    h = hashlib.sha256()
-    for key, t in sorted(module.state_dict().items()):
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    give the same digest wherever they were loaded from (save_pretrained's record holds it whole,
+    :func:`loftup.hub.record.weights_digest`)."""
+    from ..hub.record import weights_digest as state_digest
+
+    return state_digest(module.state_dict())[:16]
 
 
 def read_record(out_dir: Path, *, resume: bool) -> dict | None:

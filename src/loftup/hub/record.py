@@ -27,13 +27,14 @@ DIGEST_KEY = "weights_digest"
 
 def weights_digest(state: dict) -> str:
     """sha256 of a state dict's names, dtypes, shapes and values, by name (the order a file
-    gives them in is no matter; cheap: a few ms for an upsampler)."""
+    gives them in is no matter; cheap: a few ms for an upsampler). The one digest of weights:
+    :func:`loftup.extract.record.weights_digest` is its first 16 characters."""
     import hashlib
 
     digest = hashlib.sha256()
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
