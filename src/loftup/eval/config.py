@@ -194,23 +194,13 @@ def check_upsampler(source) -> None:
     image's header (seconds to minutes on COCO)."""
     from ..baselines import BASELINES
     from ..errors import UnknownNameError
-    from ..hub import ALIASES, RELEASED, hub_id, resolve_name
-    from ..hub.checks import missing_source, refuse_backbone, released_repo
-    from ..hub.files import WEIGHT_SUFFIXES
+    from ..hub.checks import hub_source
 
     text = str(source)
     if text in BASELINES or text == "highres" or os.path.exists(os.path.expanduser(text)):
         return
-    refuse_backbone(text)
-    if ALIASES.get(text, text) in RELEASED:
-        return
-    released = released_repo(text)
-    if not released and hub_id(text) is not None:
-        return
-    if released or os.sep in text or os.path.splitext(text)[1] in WEIGHT_SUFFIXES:
-        raise missing_source(text)
     try:
-        resolve_name(text)
+        hub_source(text)  # as load_upsampler decides it, nothing read
     except UnknownNameError as e:
         raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}, or highres") from None
 

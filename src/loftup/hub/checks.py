@@ -35,6 +35,30 @@ def refuse_backbone(text: str) -> None:
     )
 
 
+def hub_source(text: str) -> tuple[str, str | None] | None:
+    """Where ``text``, given as the upsampler and naming no file or folder here, is read from,
+    as :func:`~loftup.hub.load_upsampler` decides it, without reading anything: None for a
+    registered name (its cached or downloaded file), ``(repo_id, revision)`` for the hub id of
+    an upsampler of one's own; a backbone's name or repo, a released upsampler's repo, a
+    missing path and an unknown name raise the error the load would."""
+    import os
+
+    from .files import WEIGHT_SUFFIXES
+    from .registry import ALIASES, resolve_name
+    from .user_repos import hub_id
+
+    refuse_backbone(text)
+    if ALIASES.get(text, text) in RELEASED:  # a registered name wins over a hub id
+        return None
+    repo = None if released_repo(text) else hub_id(text)
+    if repo is not None:
+        return repo
+    if os.sep in text or Path(text).suffix in WEIGHT_SUFFIXES:
+        raise missing_source(text)
+    resolve_name(text)  # an unknown name: said with the names there are
+    return None
+
+
 def missing_source(text: str) -> UsageError | WeightsNotFoundError:
     """The error for ``text``, given as the upsampler, written as a path and naming nothing
     there: a released upsampler's hub repo (``haiwen/loftup-dinov2s``) is said with the name

@@ -13,14 +13,8 @@ from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
-from .checks import (
-    check_released_width,
-    check_state,
-    missing_source,
-    refuse_backbone,
-    released_repo,
-)
-from .files import WEIGHT_SUFFIXES, read_weights
+from .checks import check_released_width, check_state, hub_source
+from .files import read_weights
 from .record import (
     CONFIG_NAME,
     DIGEST_KEY,
@@ -34,9 +28,9 @@ from .record import (
     read_record,
     weights_digest,
 )
-from .registry import ALIASES, RELEASED, resolve_name
+from .registry import resolve_name
 from .remote import damaged_in_cache, released_file
-from .user_repos import hub_id, load_repo
+from .user_repos import load_repo
 
 
 def save_pretrained(
@@ -194,13 +188,9 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             config, backbone, backbone_norm = recorded
     else:
         text = os.fspath(source)
-        refuse_backbone(text)
-        if ALIASES.get(text, text) not in RELEASED:  # a registered name wins over a hub id
-            repo = None if released_repo(text) else hub_id(text)
-            if repo is not None:  # an upsampler of one's own on the hub, read as its folder
-                return load_repo(text, *repo, num_heads)
-            if os.sep in text or Path(text).suffix in WEIGHT_SUFFIXES:
-                raise missing_source(text)
+        repo = hub_source(text)
+        if repo is not None:  # an upsampler of one's own on the hub, read as its folder
+            return load_repo(text, *repo, num_heads)
         released = ckpt = resolve_name(text)
         origin = ckpt.name
         if num_heads is not None:  # the paper's 4: said before the file is looked for
