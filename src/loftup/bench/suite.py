@@ -21,11 +21,11 @@ import traceback
 import torch
 
 from ..errors import UsageError
-from . import gpu, scale
+from . import scale
 from .core import kernel_state, load_average, machine_info, timing_mode
-from .forward import bench_forward
 from .parts import merge_reports, pytest_outcome
 from .progress import bar as progress_bar
+from .sections import cpu_sections, gpu_sections
 from .summary import _fmt, summary
 from .targets import targets
 
@@ -43,9 +43,9 @@ __all__ = [
 SUITES = ("cpu", "gpu", "smoke")
 
 #: Each suite's sections, in the order they run. On a GPU the ones that decide the issue's
-#: targets (:mod:`loftup.bench.targets`) come first and the two that decide none (the
-#: extraction loop's rates and the ablation) last: a run cut short by a time limit loses the
-#: least (``benchmarks/gpu.sh`` gives only the ablation the earlier deadline).
+#: targets (:mod:`loftup.bench.targets`) come first and the two that decide none (the ablation,
+#: then the extraction loop's rates) last: a run cut short by a time limit
+#: (``benchmarks/gpu.sh``'s budget) loses the least.
 _GPU_SECTIONS = (
     "parity",
     "forward",
@@ -55,8 +55,8 @@ _GPU_SECTIONS = (
     "batches",
     "video",
     "backbones",
-    "extraction",
     "ablation",
+    "extraction",
 )
 SECTIONS = {
     "cpu": ("forward", "megapixels", "batches", "video", "compile", "stream"),
@@ -156,149 +156,8 @@ def run_suite(
 
     fwd = dict(dim=dim, grid=grid, device=device, model=model, reference=reference, progress=False)
     if name == "cpu":
-        section(
-            "forward",
-            lambda: bench_forward(
-                (224, 448, 896),
-                dtypes=("float32", "bfloat16"),
-                reference_max_size=448,
-                repeats=2,
-                **fwd,
-            ),
-        )
-        section(
-            "megapixels",
-            lambda: scale.bench_megapixels(model, (224, 1024), grid=grid, device=device),
-        )
-        section(
-            "batches",
-            lambda: scale.bench_batches(model, 224, (1, 4), grid=grid, device=device, repeats=2),
-        )
-        section(
-            "video",
-            lambda: scale.bench_video(model, 224, frames=16, batch=4, grid=grid, device=device),
-        )
-        section("compile", lambda: scale.bench_compile(model, 224, grid=grid, device=device))
-        if stream_size:
-            section(
-                "stream", lambda: scale.bench_stream(model, stream_size, grid=grid, device=device)
-            )
+        cpu_sections(section, model, fwd, grid=grid, device=device, stream_size=stream_size)
         return report
-
-    s = (lambda big, small: small) if smoke else (lambda big, small: big)
-    half = torch.float16 if cuda else torch.bfloat16
-    sizes = s((224, 448, 896, 1344, 2048), (32, 64))
-    section("parity", lambda: gpu.parity_with_cpu(model, s(224, 32), grid=grid, device=device))
-    dtypes = ("float32", "bfloat16", "float16")
-    section(
-        "forward",
-        lambda: bench_forward(
-            sizes,
-            dtypes=dtypes,
-            reference_max_size=s(2048, 64),
-            repeats=s(10, 1),
-            budget_s=s(6.0, None),  # 2048: 3 rounds of ~2.5 s instead of 10
-            graph_max_size=s(448, 0),
-            peak=s(True, False),  # a CPU's float16 matrix product takes minutes
-            tf32_rows=cuda,
-            **fwd,
-        ),
-    )
-    section(
-        "forward_4096",
-        lambda: bench_forward(
-            (s(4096, 96),), dtypes=dtypes, repeats=2, peak=False, **{**fwd, "reference": None}
-        ),
-    )
-
-    def listed(fn):
-        """A section of rows whose cases may fail one by one (out of memory at one size on an
-        80 GB card, say): ``{"results": rows, "failed": cases}``, as the forward table's."""
-        failed = []
-        return {"results": fn(failed), "failed": failed}
-
-    section(
-        "big_output",
-        lambda: listed(
-            lambda failed: [
-                r
-                for dt in (torch.float16, torch.bfloat16)
-                for r in gpu.big_output(
-                    model,
-                    s(4096, 96),
-                    dtype=dt,
-                    tile_sizes=s((512, 1024, 2048), (32, 64)),
-                    grid=grid,
-                    device=device,
-                    failed=failed,
-                )
-            ]
-        ),
-    )
-    section(
-        "capped_stream", lambda: gpu.capped_stream(model, s(4096, 64), grid=grid, device=device)
-    )
-    section(
-        "batches",
-        lambda: [
-            r
-            for size in s((224, 448), (32,))
-            for r in scale.bench_batches(
-                _cast(model, half),
-                size,
-                s((1, 8, 32), (1, 2)),
-                grid=grid,
-                device=device,
-                repeats=s(5, 1),
-            )
-        ],
-    )
-    section(
-        "video",
-        lambda: scale.bench_video(
-            _cast(model, half), s(448, 32), frames=s(64, 4), batch=s(8, 2), grid=grid, device=device
-        ),
-    )
-    section(
-        "backbones",
-        lambda: listed(
-            lambda failed: gpu.backbone_end_to_end(
-                s((224, 448), (28, 56)),
-                archs=s(("vits14", "vitb14"), ("tiny",)),
-                device=device,
-                repeats=s(10, 1),
-                failed=failed,
-            )
-        ),
-    )
-    section(
-        "extraction",
-        lambda: gpu.extraction(
-            s(448, 28),
-            count=s(8, 2),
-            arch=s("vits14", "tiny"),
-            writers=s((1, 2, 4), (1, 2)),
-            dtype=s("float16", "float32"),
-            device=device,
-        ),  # fmt: skip
-    )
-    section(
-        "ablation",
-        lambda: gpu.kernel_ablation(
-            model,
-            s((224, 448), (32,)),
-            dtype=half,
-            grid=grid,
-            device=device,
-            repeats=s(10, 1),
-            compile_sizes=s((224,), ()),
-        ),
-    )
+    gpu_sections(section, model, fwd, grid=grid, device=device, smoke=smoke, cuda=cuda)
     report["targets"] = targets(report)
     return report
-
-
-def _cast(model, dtype):
-    import copy
-
-    return copy.deepcopy(model).to(dtype)
