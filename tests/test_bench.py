@@ -435,7 +435,7 @@ def test_cpu_peak_memory_counts_memory_an_earlier_case_freed():
     """On the CPU the peak is the resident set's growth: memory that an earlier case freed and
     malloc kept, reused, did not grow it, and a case after a larger one read a fraction of its
     working memory (here 0.2 MB of 262)."""
-    from loftup.bench.core import PeakMemory
+    from loftup.bench.memory import PeakMemory
 
     size = 16384 * 4  # 64 KB blocks: below malloc's mmap threshold, so on its heap
     blocks = [torch.ones(16384) for _ in range(4000)]

@@ -16,16 +16,9 @@
 
 from __future__ import annotations
 
-from .core import (
-    PeakMemory,
-    flops_per_pixel,
-    machine_info,
-    matmul_peak,
-    rss_bytes,
-    time_alternating,
-    time_call,
-)
+from .core import flops_per_pixel, machine_info, matmul_peak, time_alternating, time_call
 from .forward import bench_forward
+from .memory import PeakMemory, rss_bytes
 from .reference import load_reference_class
 from .table import format_table
 

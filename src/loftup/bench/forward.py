@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from .core import (
-    PeakMemory,
     attempt,
     flops_per_pixel,
     load_average,
@@ -26,6 +25,7 @@ from .core import (
     tf32,
     time_alternating,
 )
+from .memory import PeakMemory
 from .precision import DTYPES, deviation, dtype_name, precision_models
 from .progress import active as progress_active
 from .progress import bar as progress_bar

@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from .core import PeakMemory, attempt, sync, time_call
+from .core import attempt, sync, time_call
+from .memory import PeakMemory
 from .scale import _inputs
 
 

@@ -10,7 +10,8 @@ import time
 import torch
 
 from ..errors import UsageError, is_int
-from .core import PeakMemory, flops_per_pixel, sync, time_alternating, time_call
+from .core import flops_per_pixel, sync, time_alternating, time_call
+from .memory import PeakMemory
 from .progress import expect, tick
 
 
