@@ -1,4 +1,5 @@
-"""Measuring honestly: what ran where, wall time, peak memory, arithmetic and the machine's peak.
+"""Measuring honestly: what ran where, wall time, arithmetic and the machine's peak (peak memory:
+:mod:`.memory`).
 
 Every figure comes with the machine, the thread count, the torch version and the date, so that a
 number is compared only with numbers from the same machine. Timings that are compared with each
