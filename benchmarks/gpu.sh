@@ -85,6 +85,10 @@ for i in "${!groups[@]}"; do
   elif [ "$rc" != 0 ]; then  # a crash (a poisoned CUDA context, an OOM kill): named, not hidden
     echo "gpu.sh: ${groups[$i]} failed (exit ${rc}); its finished sections are kept" | tee -a "$OUT/$suite-bench.log"
     cut+=("${groups[$i]}=failed-exit-${rc}")
+    # the card's own word on it: an intermittent "unspecified launch failure" came twice in
+    # the ablation, once after a clean synchronize, which points away from our kernels' order
+    { nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT 2>&1 | grep -iv "^$" | head -60
+      dmesg 2>/dev/null | grep -i "xid" | tail -10; } >> "$OUT/$suite-bench.log" || true
   fi
   [ -f "$part" ] && parts+=("$part")
   walls="$walls ${groups[$i]}=$((SECONDS - t0))"

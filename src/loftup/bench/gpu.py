@@ -131,8 +131,11 @@ def kernel_ablation(
             except Exception as e:  # noqa: BLE001 - measured where it works, reported where not
                 rows.append({"size": size, "variant": "CUDA graph", "error": repr(e)[:300]})
         if size in compile_sizes:
-            try:  # compiles on its first call
-                fn = compile_upsampler(m, device=device)
+            try:  # compiles on its first call; on a model of its own, its folded weights
+                # and their memo not shared with the eager variants and the graph (the H200
+                # runs' "unspecified launch failure" came once in this variant's recording,
+                # once in a later eager call of the ablation: its cause is not known)
+                fn = compile_upsampler(copy.deepcopy(m), device=device)
                 fn(lr, image)
             except Exception as e:  # noqa: BLE001 - measured where it works, reported where not
                 rows.append({"size": size, "variant": "compiled", "error": repr(e)[:300]})
