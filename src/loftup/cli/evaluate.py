@@ -23,7 +23,9 @@ def add_eval(sub) -> None:
     defaults = {"seg": "cocostuff", "depth": "nyuv2", "normals": "nyuv2", "davis": "davis2017"}
     for task, text in helps.items():
         t = tasks.add_parser(task, help=text, description=text)
-        t.add_argument("--dataset", default=defaults[task], help=f"(default {defaults[task]})")
+        names = "cocostuff, cityscapes, ade20k or voc" if task == "seg" else "the task's only one"
+        t.add_argument("--dataset", default=defaults[task],
+                       help=f"{names} (default {defaults[task]})")  # fmt: skip
         t.add_argument("--root", required=True, help="the dataset's folder (see README)")
         t.add_argument(
             "--backbone", default="dinov2_vits14", help="featurizer (default dinov2_vits14)"
@@ -38,7 +40,9 @@ def add_eval(sub) -> None:
             "ORG/NAME",
         )
         t.add_argument("--size", type=int, default=224, help="input side (default 224)")
-        t.add_argument("--limit", type=int, default=None, metavar="N", help="first N per split")
+        t.add_argument(
+            "--limit", type=int, default=None, metavar="N", help="first N per split (default: all)"
+        )
         t.add_argument(
             "--cache-dir",
             default=None,

@@ -50,8 +50,12 @@ def add_experiment(sub) -> None:
                    help="stage-1 masks (default: sa1b, the dataset's own)")  # fmt: skip
     p.add_argument("--eval-root", default=None, help="held-out scenes folder or dataset root")
     p.add_argument("--eval-dataset", default=None, help="seg dataset name for --eval-root")
-    p.add_argument("--eval-count", type=int, default=None, help="held-out images (half fit)")
-    p.add_argument("--max-side", type=int, default=None, help="grid: largest output side (128)")
+    p.add_argument("--eval-count", type=int, default=None,
+                   help="held-out images, half fit the probes (default: --val-scenes; grid: 16 "
+                   "at most; scenes in --eval-root: all)")  # fmt: skip
+    p.add_argument(
+        "--max-side", type=int, default=None, help="grid: largest output side scored (default 128)"
+    )
     p.add_argument("--kinds", nargs="+", default=None, dest="noise_kinds",
                    help="mask-noise: kinds to train (default: all)")  # fmt: skip
     p.add_argument("--levels", nargs="+", type=float, default=None, dest="noise_levels",

@@ -16,8 +16,12 @@ def add_train(sub) -> None:
         "packaged name (stage1_sa1b, stage2_sa1b, stage1_cpu, stage2_cpu); then key=value "
         "overrides with dotted keys, e.g. data.root=/data/sa1b optim.lr=3e-4.",
     )
-    p.add_argument("--stage", type=int, choices=(1, 2), help="1 or 2 (must match the config)")
-    p.add_argument("--config", default=None, help="YAML file or packaged config name")
+    p.add_argument("--stage", type=int, choices=(1, 2),
+                   help="1 or 2, as the config says (default: the config's; 1 without "
+                   "--config)")  # fmt: skip
+    p.add_argument("--config", default=None,
+                   help="YAML file or packaged config name (default: the paper's recipe for the "
+                   "stage)")  # fmt: skip
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
     p.add_argument("--data", metavar="ROOT", help="shorthand for data.root=ROOT")
