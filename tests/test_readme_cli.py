@@ -5,6 +5,7 @@ there, are said in words)."""
 
 import argparse
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,22 @@ def test_the_defaults_quoted_are_the_parsers(heading):
                         f"{flags}: the parser's {v!r}, README {default_cell!r}" for v in unsaid
                     ]
     assert not wrong, f"{heading}: " + "; ".join(wrong)
+
+
+def test_every_command_in_the_readmes_shell_blocks_parses(capsys):
+    """A command a user copies from a ```bash block (`loftup ...`, `.venv/bin/loftup ...`,
+    `torchrun ... -m loftup ...`) is one the parser takes: an option renamed or removed fails
+    here, not in the user's terminal."""
+    text = README.read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            found = re.search(r"(?:^|[\s/])loftup (.*)", line.split(" #")[0])
+            if found:
+                commands.append(found.group(1))
+    assert len(commands) >= 20, commands
+    for command in commands:
+        try:
+            build_parser().parse_args(shlex.split(command))
+        except SystemExit as e:  # --help exits 0; an unknown option or value exits 2
+            assert e.code == 0, f"loftup {command}: {capsys.readouterr().err}"
