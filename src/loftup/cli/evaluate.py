@@ -86,7 +86,10 @@ def add_eval(sub) -> None:
             t.add_argument("--temperature", type=float, default=0.1,
                            help="softmax temperature of the affinities (default 0.1)")  # fmt: skip
             t.add_argument(
-                "--radius", type=int, default=12, help="neighbourhood in feature cells (default 12)"
+                "--radius",
+                type=int,
+                default=12,
+                help="neighbourhood in feature cells (default 12; 0: no limit)",
             )
             t.add_argument("--feature-scale", type=float, default=0.5,
                            help="feature map side / frame side (default 0.5)")  # fmt: skip
