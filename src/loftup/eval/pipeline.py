@@ -16,6 +16,7 @@ from ..errors import LoftUpError, from_workers, worker_ignores_sigterm
 from ..featurizers import imagenet_normalize
 from .config import EvalConfig, backbone_size, check_config
 from .features import FeatureCache, lowres_features
+from .probe_training import epoch_seed
 from .results import (
     check_file_output,
     check_folder_output,
@@ -191,7 +192,7 @@ def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0, batc
     if batches is not None:
         order = {"batch_sampler": batches}
     else:
-        gen = torch.Generator().manual_seed(cfg.seed + epoch) if shuffle else None
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)) if shuffle else None
         order = {"batch_size": cfg.batch_size, "shuffle": shuffle, "generator": gen}
     return Loader(
         torch.utils.data.DataLoader(

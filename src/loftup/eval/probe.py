@@ -43,6 +43,7 @@ from .probe_training import (
     SEG_PROBE,
     ProbeConfig,
     check_seed,
+    epoch_seed,
     lr_factor,
     train_probe,
 )
@@ -113,7 +114,7 @@ def _tensor_batches(feats, targets, batch_size: int, seed: int, device):
     n = feats.shape[0]
 
     def batches(epoch: int):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             yield feats[idx].to(device).float(), targets[idx].to(device)

@@ -85,6 +85,17 @@ def check_choice(name: str, value, choices) -> None:
         raise UsageError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of the order of the training images in ``epoch`` of a probe seeded ``seed``:
+    a 32-bit hash of the pair (NumPy's ``SeedSequence``), one of its own for each (seed,
+    epoch). Not ``seed + epoch``, which gave seed s at epoch e + 1 the order of seed s + 1 at
+    epoch e (runs of "other" seeds shared all their epochs' orders but one), and not
+    ``seed * 2**32 + epoch``: torch's CPU generator keeps the low 32 bits of a seed only."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def check_seed(value, name: str = "seed") -> None:
     """UsageError unless ``value`` is an integer in [0, :data:`SEED_LIMIT`)."""
     from ..errors import UsageError, is_int
