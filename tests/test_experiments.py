@@ -549,6 +549,22 @@ def test_a_dataset_short_of_eval_count_is_refused_not_split_across_its_halves(tm
     assert torch.equal(evalset.images, expected)  # fit: training images; scored: validation
 
 
+def test_a_dataset_short_of_eval_count_is_refused_before_any_work(tmp_path, capsys):
+    """The count was checked only when the held-out set was loaded: after the training scenes
+    were written (and, for grid, after them too), not before any work as a wrong folder is."""
+    from eval_data import write_voc
+
+    root = write_voc(tmp_path / "voc", n=4)
+    out = tmp_path / "out"
+    argv = ["experiment", "coords", "--quick", "--out", str(out), "--no-progress",
+            "--eval-root", str(root), "--eval-dataset", "voc", "--eval-count", "20"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--eval-count 20 takes 10 training and 10 validation images of voc" in err
+    assert "give --eval-count 8 or less" in err and err.count("\n") == 1
+    assert not out.exists()  # no scenes written, no report folder
+
+
 def test_a_stage2_folder_made_with_another_window_is_not_reused(tmp_path):
     """Stage 2 takes its architecture from init, except the attention window, which it uses as
     given: a folder trained with another window holds another run."""

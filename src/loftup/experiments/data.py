@@ -82,16 +82,19 @@ def eval_options():
 
 def check_eval_dataset(s: ExperimentSettings) -> None:
     """A DatasetError (naming --eval-dataset / --eval-root) when ``s.eval_root`` is not a
-    folder of dataset ``s.eval_dataset``: said before any work, not after the training scenes
-    are written. Lists the splits' files only; their headers are read when the set is loaded."""
+    folder of dataset ``s.eval_dataset``, and a LoftUpError when a split is short of its half
+    of ``s.eval_count`` (:func:`_check_halves`): said before any work, not after the training
+    scenes are written. Lists the splits' files only; their headers are read when the set is
+    loaded."""
     from ..eval.datasets import check_root, seg_pairs
 
     if not s.eval_dataset:
         return
     with eval_options():
         check_root("seg", s.eval_dataset, s.eval_root)
-        for split in ("train", "val"):
-            seg_pairs(s.eval_dataset, s.eval_root, split)
+        found = [len(seg_pairs(s.eval_dataset, s.eval_root, split)) for split in ("train", "val")]
+    n = s.eval_count
+    _check_halves(s.eval_dataset, s.eval_root, n, min(found[0], n // 2), min(found[1], n - n // 2))
 
 
 def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
