@@ -189,6 +189,9 @@ def test_normals_end_to_end(tmp_path, backbones, capsys, monkeypatch):
         "normals", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "2", "--no-cache"
     )
     assert not (tmp_path / "cache").exists()  # --no-cache: the pickle's conversion too
+    # the results name the dataset's file, not the temporary conversion the run removed
+    assert res["normals_source"] == str(tmp_path / "all_normals.pklz")
+    assert res["normals_file"] is None
     m = res["metrics"]
     assert set(m) == {"rmse", "mean", "within_11.25", "within_22.5", "within_30"}
     assert 0 <= m["within_11.25"] <= m["within_22.5"] <= m["within_30"] <= 1 and m["rmse"] > 0

@@ -243,12 +243,17 @@ def run_normals(cfg: EvalConfig, report=None) -> dict:
     and the fraction within 11.25, 22.5 and 30 degrees. ``report``: see
     :func:`loftup.eval.evaluate`."""
     from .datasets import normals_file_for_run
+    from .datasets.normals_file import normals_source
 
     check_start(cfg, "normals")
     start = time.time()
     big = backbone_size(cfg)
     # converted once, before any model; with --no-cache into a temporary folder, not the cache
     with normals_file_for_run(cfg.root, cfg.cache_dir) as normals:
+        source = normals_source(cfg.root)
+        # the file read, where it stays: --no-cache's conversion is removed when the run ends
+        kept = normals == source or cfg.cache_dir is not None
+        read = {"normals_source": str(source), "normals_file": str(normals) if kept else None}
         sets = tuple(
             NYUv2Normals(cfg.root, split, cfg.size, cfg.limit, big, normals=normals)
             for split in ("train", "test")
@@ -258,5 +263,5 @@ def run_normals(cfg: EvalConfig, report=None) -> dict:
             _normal_target, normal_loss, _normals_score, normals_figure,
             lambda m: f"{_what(cfg)}: within 30 deg {100 * m['within_30']:.2f}, RMSE "
             f"{m['rmse']:.2f} deg",
-            extra={"normals_file": str(normals)},
+            extra=read,
         )  # fmt: skip

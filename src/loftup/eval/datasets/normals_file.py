@@ -70,6 +70,14 @@ def read_normals_pickle(path: str | Path) -> np.ndarray:
     return normals
 
 
+def normals_source(root: str | Path) -> Path:
+    """The dataset's own file of the normals under ``root``: ``ROOT/all_normals.npy`` where
+    there is one (used as it is), else ``ROOT/all_normals.pklz`` (converted)."""
+    root = home_expanded(root, "dataset root")
+    npy = root / NORMALS_NPY
+    return npy if npy.exists() else root / NORMALS_NAME
+
+
 def nyu_normals_file(
     root: str | Path, cache_dir: str | Path | None = None, *, for_run: bool = False
 ) -> Path:
@@ -79,10 +87,10 @@ def nyu_normals_file(
     (``for_run``: ``cache_dir`` is this run's temporary folder, as the message says)."""
     from ...atomic import atomic_write
 
-    root = home_expanded(root, "dataset root")
-    if (root / NORMALS_NPY).exists():
-        return root / NORMALS_NPY
-    source = require(root / NORMALS_NAME, "NYUv2 surface normals", NORMALS_HINT)
+    source = normals_source(root)
+    if source.name == NORMALS_NPY:
+        return source
+    require(source, "NYUv2 surface normals", NORMALS_HINT)
     if cache_dir is None:
         from ..features import default_cache_dir
 
