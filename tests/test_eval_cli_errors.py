@@ -346,6 +346,18 @@ def test_unreadable_or_inconsistent_seg_files_are_named(tmp_path, capsys):
                "0..20, and 255")  # fmt: skip
 
 
+def test_an_image_in_both_splits_is_refused_before_any_model(tmp_path, capsys, no_model):
+    """A split list of one's own that shares images with the other split (VOC's train_aug as
+    train.txt) trained the probe on images it was then scored on, silently; NYUv2's
+    splits.mat was refused for it, the segmentation lists were not."""
+    base = write_voc(tmp_path, n=2)
+    lists = base / "ImageSets" / "Segmentation"
+    shared = (lists / "train.txt").read_text().split()[1]
+    (lists / "val.txt").write_text((lists / "val.txt").read_text() + shared + "\n")
+    _fails(capsys, _eval("seg", tmp_path, "--dataset", "voc"), f"{shared}.jpg is in both the "
+           "train and the val split (1 of its 3 val images)", "take them out of one split")  # fmt: skip
+
+
 def test_unreadable_or_empty_davis_files_are_named(tmp_path, capsys):
     write_davis(tmp_path, frames=3)
     davis = _eval("davis", tmp_path)

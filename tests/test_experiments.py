@@ -565,6 +565,27 @@ def test_a_dataset_short_of_eval_count_is_refused_before_any_work(tmp_path, caps
     assert not out.exists()  # no scenes written, no report folder
 
 
+def test_held_out_images_in_both_halves_are_refused_before_any_work(tmp_path, capsys):
+    """The probes fit on the first training images and score the first validation ones: a
+    split list sharing an image with the other fitted the probes on images they then scored."""
+    from eval_data import write_voc
+    from loftup.experiments.data import load_eval_set
+
+    root = write_voc(tmp_path / "voc", n=4)
+    lists = root / "ImageSets" / "Segmentation"
+    shared = (lists / "train.txt").read_text().split()[0]
+    (lists / "val.txt").write_text(shared + "\n" + (lists / "val.txt").read_text())
+    out = tmp_path / "out"
+    argv = ["experiment", "coords", "--quick", "--out", str(out), "--no-progress",
+            "--eval-root", str(root), "--eval-dataset", "voc", "--eval-count", "4"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{shared}.jpg is in both the train and the val split" in err and not out.exists()
+    s = ExperimentSettings("coords", eval_root=str(root), eval_dataset="voc", eval_count=4)
+    with pytest.raises(LoftUpError, match="is in both the train and the val split"):
+        load_eval_set(s.resolved())
+
+
 def test_a_stage2_folder_made_with_another_window_is_not_reused(tmp_path):
     """Stage 2 takes its architecture from init, except the attention window, which it uses as
     given: a folder trained with another window holds another run."""

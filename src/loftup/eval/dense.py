@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 
 from .config import EvalConfig, backbone_size, check_start
-from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet
+from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_disjoint
 from .figures import depth_figure, normals_figure, seg_figure
 from .metrics import SegmentationScores
 from .metrics_3d import depth_metrics, match_scale_and_shift, normal_metrics
@@ -101,6 +101,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     big = backbone_size(cfg)
     train_set = SegmentationSet(cfg.dataset, cfg.root, "train", cfg.size, cfg.limit, big)
     val_set = SegmentationSet(cfg.dataset, cfg.root, "val", cfg.size, cfg.limit, big)
+    check_disjoint(cfg.dataset, train_set.pairs, val_set.pairs)
     spec = train_set.spec
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(SEG_PROBE, cfg)

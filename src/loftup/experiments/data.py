@@ -86,15 +86,18 @@ def check_eval_dataset(s: ExperimentSettings) -> None:
     of ``s.eval_count`` (:func:`_check_halves`): said before any work, not after the training
     scenes are written. Lists the splits' files only; their headers are read when the set is
     loaded."""
-    from ..eval.datasets import check_root, seg_pairs
+    from ..eval.datasets import check_disjoint, check_root, seg_pairs
 
     if not s.eval_dataset:
         return
+    n = s.eval_count
     with eval_options():
         check_root("seg", s.eval_dataset, s.eval_root)
-        found = [len(seg_pairs(s.eval_dataset, s.eval_root, split)) for split in ("train", "val")]
-    n = s.eval_count
-    _check_halves(s.eval_dataset, s.eval_root, n, min(found[0], n // 2), min(found[1], n - n // 2))
+        train, val = (seg_pairs(s.eval_dataset, s.eval_root, split) for split in ("train", "val"))
+        check_disjoint(s.eval_dataset, train[: n // 2], val[: n - n // 2])
+    _check_halves(
+        s.eval_dataset, s.eval_root, n, min(len(train), n // 2), min(len(val), n - n // 2)
+    )
 
 
 def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
@@ -103,13 +106,14 @@ def _dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
 
 
 def _read_dataset_eval_set(name: str, root: str, size: int, n: int) -> EvalSet:
-    from ..eval.datasets import SegmentationSet
+    from ..eval.datasets import SegmentationSet, check_disjoint
 
     parts = [
         SegmentationSet(name, root, "train", size, limit=n // 2),
         SegmentationSet(name, root, "val", size, limit=n - n // 2),
     ]
     _check_halves(name, root, n, *(len(ds) for ds in parts))
+    check_disjoint(name, parts[0].pairs, parts[1].pairs)
     items = [ds[i] for ds in parts for i in range(len(ds))]
     images = torch.stack([it["image"] for it in items])
     labels = torch.stack([it["label"].long() for it in items])

@@ -140,6 +140,20 @@ def check_seg_pairs(pairs: list[tuple[Path, Path]], threads: int = 8) -> None:
         pool.shutdown(cancel_futures=True)
 
 
+def check_disjoint(name: str, train: list[tuple[Path, Path]], val: list[tuple[Path, Path]]) -> None:
+    """DatasetError when an image is in both the ``train`` and the ``val`` pairs of dataset
+    ``name``: the probe would be scored on images it was trained on (a split list of one's own,
+    VOC's ``train_aug`` under the name ``train.txt`` say; the official lists share none)."""
+    seen = {Path(image).resolve() for image, _ in train}
+    both = [image for image, _ in val if Path(image).resolve() in seen]
+    if both:
+        raise DatasetError(
+            f"{name}: image {both[0]} is in both the train and the val split ({len(both)} of "
+            f"its {len(val)} val images), so the probe would be scored on images it was trained "
+            f"on; take them out of one split. {SEG_DATASETS[name].hint}"
+        )
+
+
 def check_dataset(task: str, name: str) -> None:
     """DatasetError unless ``name`` is a dataset of ``task``."""
     known = TASK_DATASETS.get(task, ())
@@ -168,6 +182,7 @@ __all__ = [
     "SegmentationSet",
     "TASK_DATASETS",
     "check_dataset",
+    "check_disjoint",
     "check_root",
     "check_seg_pairs",
     "davis_sequences",
