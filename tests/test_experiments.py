@@ -586,6 +586,20 @@ def test_held_out_images_in_both_halves_are_refused_before_any_work(tmp_path, ca
         load_eval_set(s.resolved())
 
 
+def test_run_experiment_leaves_the_callers_torch_threads_as_they_were(tmp_path):
+    """``threads`` is a setting of the experiment: run_experiment left the calling process at
+    that many torch threads, after the run and after a run that failed."""
+    from loftup.experiments import run_experiment
+
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    s = ExperimentSettings("coords", quick=True, out=str(tmp_path / "out"), threads=want,
+                           progress=False, overrides=["model.coords=false"])  # fmt: skip
+    with pytest.raises(LoftUpError, match="it is what its variants compare"):
+        run_experiment(s)  # refused once the threads were set, before any training
+    assert torch.get_num_threads() == before
+
+
 def test_a_stage2_folder_made_with_another_window_is_not_reused(tmp_path):
     """Stage 2 takes its architecture from init, except the attention window, which it uses as
     given: a folder trained with another window holds another run."""

@@ -42,16 +42,20 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
     from .data import check_eval_dataset
 
     check_eval_dataset(s)  # a wrong --eval-root or --eval-dataset: before the scenes are written
+    threads = torch.get_num_threads()
     if s.threads:
         torch.set_num_threads(s.threads)
-    if s.name == "grid":
-        from .grid import run_grid
+    try:
+        if s.name == "grid":
+            from .grid import run_grid
 
-        return run_grid(s, json_path)
-    from .designs import DESIGNS
-    from .variants import run_design
+            return run_grid(s, json_path)
+        from .designs import DESIGNS
+        from .variants import run_design
 
-    return run_design(s, DESIGNS[s.name](s), json_path)
+        return run_design(s, DESIGNS[s.name](s), json_path)
+    finally:  # a setting of this run, not of the process that called it
+        torch.set_num_threads(threads)
 
 
 def _check_other_report(s: ExperimentSettings) -> None:
