@@ -197,7 +197,12 @@ def test_settings_follow_the_demo_unless_set():
         ({"name": "coords", "eval_dataset": "voc"}, "--eval-dataset needs --eval-root"),
         ({"name": "coords", "masks": "slic"}, "masks must be sa1b, superpixels or sam"),
         ({"name": "mask-noise", "noise_kinds": ["blur"]}, "unknown mask-noise kind 'blur'"),
-        ({"name": "mask-noise", "noise_levels": [0.0]}, r"noise levels must be in \(0, 1\]"),
+        (
+            {"name": "mask-noise", "noise_levels": [0.0]},
+            r"--levels \(noise levels\) must be in \(0, 1\]",
+        ),
+        # another experiment's option is named as such, before its values are judged
+        ({"name": "coords", "noise_levels": [2.0]}, "--levels applies to the mask-noise"),
         ({"name": "stages", "stage2_steps": 0}, "--stage2-steps must be >= 1, got 0"),
         # a repeated kind or level was one variant scored once per repeat at every seed: its
         # row's spread, and so its verdict, came from copies of the same runs

@@ -60,7 +60,7 @@ def check_stream_size(size) -> None:
     """A :class:`loftup.errors.UsageError` unless ``size`` is an output side >= 1 to stream."""
     if not is_int(size) or size < 1:
         raise UsageError(
-            f"stream size is the side of the N x N output streamed to disk and must be an "
+            f"stream size (--stream) is the side of the N x N output streamed to disk and must be an "
             f"integer >= 1 (e.g. 4096), got {size}"
         )
 

@@ -32,7 +32,7 @@ def check_settings(
     sizes = list(sizes)
     if not sizes or not all(is_int(n) and n >= 1 for n in sizes):
         raise UsageError(
-            f"sizes are output sides in pixels and must be integers >= 1, got "
+            f"sizes (--sizes) are output sides in pixels and must be integers >= 1, got "
             f"{' '.join(map(str, sizes)) or 'none'}"
         )
     if dim is not None:
@@ -40,7 +40,7 @@ def check_settings(
         extra, heads = cfg.width - cfg.dim, cfg.num_heads
         if not is_int(dim) or dim < 1 or (dim + extra) % heads:
             raise UsageError(
-                f"dim (feature channels) must be a positive multiple of {heads}: the attention "
+                f"dim (--dim, feature channels) must be a positive multiple of {heads}: the attention "
                 f"width dim + {extra} is split over {heads} heads; got {dim} (e.g. 384)"
             )
     for name, value, least in (("grid", grid, 1), ("batch", batch, 1), ("repeats", repeats, 1),
@@ -52,11 +52,15 @@ def check_settings(
                 "repeats": "timed calls per case",
                 "warmup": "untimed calls first",
             }[name]
-            raise UsageError(f"{name} ({what}) must be an integer >= {least}, got {value}")
+            raise UsageError(
+                f"{name} (--{name}, {what}) must be an integer >= {least}, got {value}"
+            )
     for name, value in (("tile_size", tile_size), ("chunk_size", chunk_size)):
         if value is not None and (not is_int(value) or value < 1):
+            flag = "--" + name.replace("_", "-")
             raise UsageError(
-                f"{name} must be >= 1 pixels, or left unset for the device's default; got {value}"
+                f"{name} ({flag}) must be >= 1 pixels, or left unset for the device's default; "
+                f"got {value}"
             )
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown or not dtypes:

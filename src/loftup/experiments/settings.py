@@ -138,6 +138,11 @@ class ExperimentSettings:
         if self.eval_dataset and self.eval_dataset not in SEG_DATASETS:
             raise UsageError(f"unknown --eval-dataset {self.eval_dataset!r}; choose one of "
                              f"{', '.join(SEG_DATASETS)}")  # fmt: skip
+        # an option of another experiment first: its values are not this one's to judge
+        for key, (owner, flag) in ONLY.items():
+            if getattr(self, key) is not None and self.name != owner:
+                raise UsageError(f"{flag} applies to the {owner} experiment only, not to "
+                                 f"{self.name}; leave it out")  # fmt: skip
         from ..train.noise import KINDS
 
         for flag, given in (("--kinds", self.noise_kinds), ("--levels", self.noise_levels)):
@@ -147,7 +152,7 @@ class ExperimentSettings:
         if unknown:
             raise UsageError(f"unknown mask-noise kind {unknown[0]!r}; known: {', '.join(KINDS)}")
         if any(not 0 < lv <= 1 for lv in self.noise_levels or ()):
-            raise UsageError(f"noise levels must be in (0, 1], got {self.noise_levels}")
+            raise UsageError(f"--levels (noise levels) must be in (0, 1], got {self.noise_levels}")
         # each kind and level is a variant named "{kind} {level:g}": a repeat would be scored
         # as another seed of the same runs
         for flag, names, what in (
@@ -158,10 +163,6 @@ class ExperimentSettings:
             twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
             if twice is not None:
                 raise UsageError(f"{flag} {what.format(twice)}")
-        for key, (owner, flag) in ONLY.items():
-            if getattr(self, key) is not None and self.name != owner:
-                raise UsageError(f"{flag} applies to the {owner} experiment only, not to "
-                                 f"{self.name}; leave it out")  # fmt: skip
         smallest = min(GRIDS) * min(RATIOS)
         if self.max_side is not None and self.max_side < smallest:
             raise UsageError(
