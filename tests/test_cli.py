@@ -341,7 +341,9 @@ def test_bad_paths_and_sizes_are_refused_before_the_work(capsys, tmp_path, monke
     # a backbone size of 0 (was a ValueError traceback from deep inside, after loading)
     args = ["upsample", "x.png", "-o", str(tmp_path / "o"), "--backbone-size", "0"]
     assert main(args) == 2
-    assert "--backbone-size is the shorter side in pixels" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--backbone-size is the shorter side in pixels" in err
+    assert "None" not in err  # a value the command line cannot give
     import loftup
     from loftup.errors import LoftUpError
 

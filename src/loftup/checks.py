@@ -161,9 +161,10 @@ def check_backbone_size(size, name: str = "backbone_size") -> None:
     >= 1, or None (the image's own); ``name``: what the caller calls it (a CLI flag, say)."""
     integer = isinstance(size, numbers.Integral) and not isinstance(size, bool)
     if size is not None and not (integer and 1 <= size <= MAX_OUTPUT_SIDE):
+        own = "" if name.startswith("--") else "; None: the image's own"  # no flag value says it
         raise UsageError(
             f"{name} is the shorter side in pixels the backbone sees (1 to {MAX_OUTPUT_SIDE}; "
-            f"224 by default; None: the image's own), got {shown(size)}"
+            f"224 by default{own}), got {shown(size)}"
         )
 
 
