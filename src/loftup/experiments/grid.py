@@ -93,29 +93,31 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     variant = Variant(LOFTUP, stage2={})
     scores = {(m, c): {k: [] for k in METRICS} for m in METHODS for c in cells}
     histories, preds, configs = {}, {}, {}
-    bar = tqdm(total=s.seeds * len(cells), desc="grid", disable=not s.progress)
-    for seed in range(s.seeds):
-        t = time.perf_counter()
-        runs = run_variant(s, variant, seed, train_root, out / "runs")
-        clock.add("training", time.perf_counter() - t)
-        for stage, r in runs.items():
-            histories.setdefault(stage, []).append(r.history)
-        if seed == 0:
-            configs = run_configs(runs)
-        fns = {LOFTUP: load_upsampler(runs["stage2"].pretrained).eval()}
-        fns.update({m: get_upsampler(m) for m in METHODS[1:]})
-        t = time.perf_counter()
-        for cell in cells:
-            v = views[cell]
-            for m, fn in fns.items():
-                res = score_upsampler(fn, v["lr_feats"], v["guidance"], v["evalset"], s.demo(seed))
-                for k in METRICS:
-                    scores[(m, cell)][k].append(res[k])
-                if seed == 0:
-                    preds[(m, cell)] = res["pred"][0]
-            bar.update(1)
-        clock.add("evaluation", time.perf_counter() - t)
-    bar.close()
+    # closed on an error too: a failed run from Python left its bar on the terminal
+    with tqdm(total=s.seeds * len(cells), desc="grid", disable=not s.progress) as bar:
+        for seed in range(s.seeds):
+            t = time.perf_counter()
+            runs = run_variant(s, variant, seed, train_root, out / "runs")
+            clock.add("training", time.perf_counter() - t)
+            for stage, r in runs.items():
+                histories.setdefault(stage, []).append(r.history)
+            if seed == 0:
+                configs = run_configs(runs)
+            fns = {LOFTUP: load_upsampler(runs["stage2"].pretrained).eval()}
+            fns.update({m: get_upsampler(m) for m in METHODS[1:]})
+            t = time.perf_counter()
+            for cell in cells:
+                v = views[cell]
+                for m, fn in fns.items():
+                    res = score_upsampler(
+                        fn, v["lr_feats"], v["guidance"], v["evalset"], s.demo(seed)
+                    )
+                    for k in METRICS:
+                        scores[(m, cell)][k].append(res[k])
+                    if seed == 0:
+                        preds[(m, cell)] = res["pred"][0]
+                bar.update(1)
+            clock.add("evaluation", time.perf_counter() - t)
 
     summary = {key: {k: summarize(v) for k, v in d.items()} for key, d in scores.items()}
     any_view = next(iter(views.values()))["evalset"]

@@ -92,27 +92,27 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     histories = {v.name: {} for v in design.variants}
     configs = {}
     preds = {}
-    bar = tqdm(total=s.seeds * len(names), desc=s.name, disable=not s.progress)
-    for seed in range(s.seeds):
-        probe = s.demo(seed)
-        for name in names:
-            if name in BASELINES:
-                fn = get_upsampler(name)
-            else:
-                v = next(v for v in design.variants if v.name == name)
-                runs = _train(s, v, seed, train_root, out, clock, histories)
+    # closed on an error too: a failed run from Python left its bar on the terminal
+    with tqdm(total=s.seeds * len(names), desc=s.name, disable=not s.progress) as bar:
+        for seed in range(s.seeds):
+            probe = s.demo(seed)
+            for name in names:
+                if name in BASELINES:
+                    fn = get_upsampler(name)
+                else:
+                    v = next(v for v in design.variants if v.name == name)
+                    runs = _train(s, v, seed, train_root, out, clock, histories)
+                    if seed == 0:
+                        configs[name] = run_configs(runs)
+                    fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
+                t = time.perf_counter()
+                r = score_upsampler(fn, lr_feats, guidance, evalset, probe, small)
+                clock.add("evaluation", time.perf_counter() - t)
+                for m in metrics:
+                    per_seed[name][m].append(r[m])
                 if seed == 0:
-                    configs[name] = run_configs(runs)
-                fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
-            t = time.perf_counter()
-            r = score_upsampler(fn, lr_feats, guidance, evalset, probe, small)
-            clock.add("evaluation", time.perf_counter() - t)
-            for m in metrics:
-                per_seed[name][m].append(r[m])
-            if seed == 0:
-                preds[name] = r["pred"]
-            bar.update(1)
-    bar.close()
+                    preds[name] = r["pred"]
+                bar.update(1)
 
     rows = {n: {m: summarize(per_seed[n][m]) for m in metrics} for n in names}
     results = {"experiment": s.name, "question": design.question, **provenance(s, evalset)}
