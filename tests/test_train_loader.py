@@ -236,3 +236,52 @@ def test_sams_masks_computed_up_front_are_not_timed_as_reads(tmp_path):
     assert message.startswith("reading item 1 took over 0.4 s (data.timeout): "), message
     assert f"the superpixels masks of {data / 'img_001.png'} (cached in " in message
     os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))  # the stuck reader goes on
+
+
+def test_stage2_computes_sams_masks_only_where_teacher_alpha_uses_them(
+    tmp_path, monkeypatch, caplog
+):
+    """Stage 2 adjusts its teacher's output with the masks by stage2.teacher_alpha; at 0 they
+    change nothing, yet SAM computed every image's masks up front (minutes an image for ViT-H
+    on a CPU) and the loader read them. They are not computed then (said once in the log), and
+    still are, once an image, where teacher_alpha > 0."""
+    import logging
+
+    from loftup.data.sam import SamMaskGenerator
+    from loftup.featurizers import resolve
+    from loftup.hub import save_pretrained
+    from loftup.model import LoftUp
+    from loftup.train import train
+    from train_fixtures import tiny_sam, write_folder
+
+    computed = []
+    sam_call = SamMaskGenerator.__call__
+
+    def counted(self, image):  # SAM itself runs: the count is of its real calls
+        computed.append(image.shape)
+        return sam_call(self, image)
+
+    monkeypatch.setattr(SamMaskGenerator, "__call__", counted)
+    data = write_folder(tmp_path / "imgs", 2, size=56)
+    init = tmp_path / "init"
+    dim = resolve("dinov2_tiny").dim
+    save_pretrained(LoftUp(dim=dim, depth=1, num_heads=2, n_freqs=4), init, backbone="dinov2_tiny")
+    sam = tiny_sam(tmp_path / "sam")
+
+    def run(alpha):
+        cfg = tiny(data, tmp_path / f"run{alpha}", 2, 1, f"init={init}", "batch_size=2", "data.masks=sam",
+                   f"data.sam_weights={sam}", f"data.cache_dir={tmp_path / 'cache'}",
+                   f"stage2.teacher_alpha={alpha}")  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="loftup.train"):
+            return train(cfg)
+
+    unused = run(0)
+    assert computed == [] and not list((tmp_path / "cache").rglob("*.npz"))
+    said = [r.getMessage() for r in caplog.records if "SAM's masks are not computed" in r.message]
+    assert said == ["stage2.teacher_alpha=0: no mask changes the teacher's targets, so SAM's "
+                    "masks are not computed"]  # fmt: skip
+    assert len(unused.history) == 1 and torch.isfinite(torch.tensor(unused.losses)).all()
+    caplog.clear()
+    run(0.5)
+    assert len(computed) == 2 and len(list((tmp_path / "cache").rglob("*.npz"))) == 2
+    assert not any("are not computed" in r.message for r in caplog.records)

@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from contextlib import nullcontext
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, collate
+from ..data.images import load_square
+from ..data.masks import pack
 from ..errors import worker_ignores_sigterm
+from ..io import max_image_pixels
 from .config import TrainConfig
 from .distributed import DistInfo, barrier
 from .feed import Batches, batches  # noqa: F401  (importable from here, as before feed.py)
@@ -39,11 +44,33 @@ def worker_count(asked: int, main: bool) -> int:
     return asked
 
 
+def masks_matter(cfg: TrainConfig) -> bool:
+    """Whether any mask can change the loss of ``cfg``'s run: stage 1's target is made of them,
+    stage 2 adjusts its teacher with them by ``stage2.teacher_alpha``, which at 0 changes
+    nothing (:func:`~loftup.train.targets.mask_adjust`)."""
+    return cfg.stage == 1 or cfg.stage2.teacher_alpha > 0
+
+
+class ImagesAlone(MaskedImages):
+    """:class:`MaskedImages` whose items hold no masks (K = 0), for a run whose loss no mask
+    can change (:func:`masks_matter`): SAM's or the superpixels' masks are neither computed nor
+    cached, SA-1B's JSON not read. The images listed, their order and reads are the same."""
+
+    def _load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
+        self._mark(i, "image")
+        limit = self.max_image_pixels
+        with nullcontext() if limit is None else max_image_pixels(limit or None):
+            image = load_square(self.images[i], self.size)[0]
+        return image, pack(np.zeros((0, self.size, self.size), dtype=bool))
+
+
 def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
-    """The images and masks of ``cfg.data`` at the size of ``cfg.stage``'s images."""
+    """The images and masks of ``cfg.data`` at the size of ``cfg.stage``'s images (the images
+    alone where no mask can change the loss: :class:`ImagesAlone`)."""
     d = cfg.data
     size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
-    return MaskedImages(
+    kind = MaskedImages if masks_matter(cfg) else ImagesAlone
+    return kind(
         d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
         superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
         cache_dir=d.cache_dir, max_image_pixels=d.max_image_pixels,
