@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import loftup
 from loftup.cli import main
@@ -98,6 +99,7 @@ def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert unpack_history(a["history"])[-1]["affinity"] > 0
+    assert all(r["target_seconds"] > 0 for r in whole.history)  # the teacher's time, not 0
     teacher = loftup.load_upsampler(tmp_path / "whole" / "final_teacher")
     student = loftup.load_upsampler(whole.pretrained)
     assert any(not torch.equal(teacher.state_dict()[k], v) for k, v in student.state_dict().items())
@@ -126,6 +128,29 @@ def test_each_crop_region_is_the_part_of_the_global_view_the_teacher_saw(sa1b):
         student = crop_regions(inputs["image"], region["boxes"], 28)
         inner = (..., slice(2, -2), slice(2, -2))  # the antialiasing filter sees past a crop
         assert torch.allclose(student[inner], region["teacher"][inner], atol=1e-4)
+
+
+def test_stage2_times_its_targets_the_teachers_regions(sa1b):
+    """metrics.csv's target_seconds was 0 at every stage-2 step (only stage 1 timed its
+    target). Stage 2's targets are the teacher's regions: the time of its forward is counted,
+    and nothing outside them (the global view's backbone, the jittered views)."""
+    import time
+
+    cfg = tiny(sa1b, "unused", 2, 1, "init=unused", "stage2.teacher_view=both")
+    featurizer = build_featurizer(cfg, torch.device("cpu"))
+    batch = collate([MaskedImages(sa1b, size=112)[i] for i in range(4)])
+    draws = draw_step(cfg, 0, featurizer.dim, featurizer.patch_size, [56])
+    calls = []
+
+    def slow_teacher(lr_feats, image):  # upsamples as slowly as a big teacher
+        calls.append(time.sleep(0.05))
+        return F.interpolate(lr_feats, size=image.shape[-2:], mode="bilinear")
+
+    started = time.perf_counter()
+    inputs = stage2_inputs(featurizer, slow_teacher, batch["image"] / 255, batch, draws, cfg)
+    whole = time.perf_counter() - started
+    assert len(calls) == cfg.stage2.n_jitters + 1  # each jitter's crops, and the global view
+    assert 0.05 * len(calls) <= inputs["target_seconds"] < whole
 
 
 @pytest.mark.parametrize("view", ["full", "both"])

@@ -178,6 +178,10 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
     lr_feats = featurizer(image).float()
     packed = batch["masks"].to(device)
     n_masks = batch["n_masks"]
+    # the clock times the targets: the teacher's regions (the crops' backbone features it
+    # takes, its forward, the mask adjustment), not the global view's backbone queued before
+    settle(device)
+    started = time.perf_counter()
     region = max(1, round(s * s / load))  # a crop's side in the global view
     side = min(region, s2.affinity_max_side)
     full = None  # the teacher on the global view: the same region for every jitter
@@ -215,7 +219,9 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
             regions.append({"teacher": out, "boxes": boxes, "central": s2.central})
     if full is not None:  # counted once per jitter, as the crops: "both" weighs the two alike
         regions.append({**full, "weight": float(draws.offsets.shape[1])})
+    settle(device)
     return {
+        "target_seconds": time.perf_counter() - started,
         "stage": 2,
         "lr_feats": lr_feats,
         "image": image,

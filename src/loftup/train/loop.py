@@ -237,7 +237,7 @@ def _run(
             scalars.update(
                 grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"],
                 seconds=time.perf_counter() - tick, data_seconds=t_data,
-                target_seconds=inputs.get("target_seconds", 0.0),
+                target_seconds=inputs["target_seconds"],
             )  # fmt: skip
             history.append({"step": step, **scalars})
             done = step + 1
