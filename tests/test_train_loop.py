@@ -14,7 +14,7 @@ from loftup.data.dataset import MaskedImages, collate
 from loftup.train import train
 from loftup.train.batches import draw_step, stage1_inputs, stage2_inputs
 from loftup.train.build import build_featurizer
-from loftup.train.checkpoint import unpack_history
+from loftup.train.checkpoint import pack_history, save_checkpoint, unpack_history
 from loftup.train.losses import project
 from train_fixtures import tiny_config as tiny
 from train_fixtures import write_sa1b
@@ -727,6 +727,32 @@ def test_a_run_resumed_to_train_on_is_not_ended_until_it_writes_its_own_summary(
     resumed = train(tiny(sa1b, out, 1, 4), resume=True)
     assert resumed.steps == 4 and json.loads((out / "summary.json").read_text())["steps"] == 4
     assert json.loads((out / "final" / "config.json").read_text())["metadata"]["steps"] == 4
+
+
+def test_a_run_resumed_from_an_older_history_summarises_the_values_it_has(sa1b, tmp_path):
+    """A checkpoint of an older version holds no column that this one writes (here:
+    target_seconds): summary.json's mean_last_10 failed on the old rows (KeyError at the run's
+    end; once packed again, NaN: null in the JSON). The means are of the values there are, and
+    how many rows each covers is said."""
+    out = tmp_path / "run"
+    train(tiny(sa1b, out, 1, 2))
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    old = [
+        {k: v for k, v in r.items() if k != "target_seconds"}
+        for r in unpack_history(ckpt["history"])
+    ]
+    save_checkpoint(out / "checkpoint.pt", {**ckpt, "history": pack_history(old)})
+    resumed = train(tiny(sa1b, out, 1, 4), resume=True)
+    summary = json.loads((out / "summary.json").read_text())
+    new = [r["target_seconds"] for r in resumed.history[2:]]
+    assert summary["mean_last_10"]["target_seconds"] == pytest.approx(sum(new) / 2)
+    assert summary["mean_last_10_rows"]["target_seconds"] == 2
+    assert summary["mean_last_10_rows"]["loss"] == 4
+    assert summary["mean_last_10"]["loss"] == pytest.approx(sum(resumed.losses) / 4)
+    train(tiny(sa1b, out, 1, 5), resume=True)  # the old rows packed again: NaN where missing
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mean_last_10_rows"]["target_seconds"] == 3
+    assert summary["mean_last_10"]["target_seconds"] > 0
 
 
 def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_only(

@@ -107,16 +107,21 @@ class Monitor:
         return path
 
     def summary(self, history: list[dict], **extra) -> Path:
-        """Write ``summary.json``: the run's last losses and median time per step."""
+        """Write ``summary.json``: the run's last values, their means over the last 10 steps
+        (``mean_last_10_rows``: how many rows each mean covers) and the median time per step.
+        A value a row lacks (a column this version writes in the rows of a resumed older run's
+        history: absent, or NaN once packed in a checkpoint) is left out of its mean (null
+        where no row has one)."""
         last = history[-10:]
         terms = [k for k in (history[-1] if history else {}) if k not in ("step",)]
+        given = {k: _values(last, k) for k in terms}
+        seconds = sorted(_values(history, "seconds"))
         info = {
             **extra,
             "final": {k: history[-1][k] for k in terms} if history else {},
-            "mean_last_10": {k: sum(r[k] for r in last) / len(last) for k in terms} if last else {},
-            "median_seconds_per_step": (
-                sorted(r["seconds"] for r in history)[len(history) // 2] if history else None
-            ),
+            "mean_last_10": {k: sum(v) / len(v) if v else None for k, v in given.items()},
+            "mean_last_10_rows": {k: len(v) for k, v in given.items()},
+            "median_seconds_per_step": seconds[len(seconds) // 2] if seconds else None,
         }
         path = self.out_dir / SUMMARY_NAME
         write_json(path, info)
@@ -126,6 +131,11 @@ class Monitor:
         self.flush()
         if self._writer is not None:
             self._writer.close()
+
+
+def _values(rows: list[dict], key: str) -> list[float]:
+    """The ``key`` values of ``rows`` that hold one (a NaN: a value missing in a packed history)."""
+    return [r[key] for r in rows if key in r and r[key] == r[key]]
 
 
 def _read_rows(path: Path, start_step: int) -> list[dict]:
