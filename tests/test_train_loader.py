@@ -238,13 +238,11 @@ def test_sams_masks_computed_up_front_are_not_timed_as_reads(tmp_path):
     os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))  # the stuck reader goes on
 
 
-def test_stage2_computes_sams_masks_only_where_teacher_alpha_uses_them(
-    tmp_path, monkeypatch, caplog
-):
-    """Stage 2 adjusts its teacher's output with the masks by stage2.teacher_alpha; at 0 they
-    change nothing, yet SAM computed every image's masks up front (minutes an image for ViT-H
-    on a CPU) and the loader read them. They are not computed then (said once in the log), and
-    still are, once an image, where teacher_alpha > 0."""
+def test_sams_masks_are_computed_only_where_the_runs_alpha_uses_them(tmp_path, monkeypatch, caplog):
+    """Stage 2 adjusts its teacher's output with the masks by stage2.teacher_alpha, stage 1 its
+    target by stage1.mask_alpha; at 0 they change nothing, yet SAM computed every image's masks
+    up front (minutes an image for ViT-H on a CPU) and the loader read them. They are not
+    computed then (said once in the log), and still are, once an image, where alpha > 0."""
     import logging
 
     from loftup.data.sam import SamMaskGenerator
@@ -268,20 +266,20 @@ def test_stage2_computes_sams_masks_only_where_teacher_alpha_uses_them(
     save_pretrained(LoftUp(dim=dim, depth=1, num_heads=2, n_freqs=4), init, backbone="dinov2_tiny")
     sam = tiny_sam(tmp_path / "sam")
 
-    def run(alpha):
-        cfg = tiny(data, tmp_path / f"run{alpha}", 2, 1, f"init={init}", "batch_size=2", "data.masks=sam",
-                   f"data.sam_weights={sam}", f"data.cache_dir={tmp_path / 'cache'}",
-                   f"stage2.teacher_alpha={alpha}")  # fmt: skip
+    def run(stage, key, alpha):
+        init_key = [f"init={init}"] if stage == 2 else []
+        cfg = tiny(data, tmp_path / f"run{stage}_{alpha}", stage, 1, *init_key, "batch_size=2",
+                   "data.masks=sam", f"data.sam_weights={sam}",
+                   f"data.cache_dir={tmp_path / 'cache'}", f"{key}={alpha}")  # fmt: skip
+        caplog.clear()
         with caplog.at_level(logging.INFO, logger="loftup.train"):
-            return train(cfg)
+            result = train(cfg)
+        assert len(result.history) == 1 and torch.isfinite(torch.tensor(result.losses)).all()
+        return [r.getMessage() for r in caplog.records if "are not computed" in r.message]
 
-    unused = run(0)
-    assert computed == [] and not list((tmp_path / "cache").rglob("*.npz"))
-    said = [r.getMessage() for r in caplog.records if "SAM's masks are not computed" in r.message]
-    assert said == ["stage2.teacher_alpha=0: no mask changes the teacher's targets, so SAM's "
-                    "masks are not computed"]  # fmt: skip
-    assert len(unused.history) == 1 and torch.isfinite(torch.tensor(unused.losses)).all()
-    caplog.clear()
-    run(0.5)
+    for stage, key in ((2, "stage2.teacher_alpha"), (1, "stage1.mask_alpha")):
+        said = run(stage, key, 0)
+        assert computed == [] and not list((tmp_path / "cache").rglob("*.npz"))
+        assert said == [f"{key}=0: no mask changes the targets, so SAM's masks are not computed"]
+    assert run(2, "stage2.teacher_alpha", 0.5) == []
     assert len(computed) == 2 and len(list((tmp_path / "cache").rglob("*.npz"))) == 2
-    assert not any("are not computed" in r.message for r in caplog.records)

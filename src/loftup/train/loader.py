@@ -44,11 +44,19 @@ def worker_count(asked: int, main: bool) -> int:
     return asked
 
 
+def mask_strength(cfg: TrainConfig) -> tuple[str, float]:
+    """The key and value of how strongly ``cfg``'s run pulls features to their masks' means
+    (:func:`~loftup.train.targets.mask_adjust`): stage 1's target by ``stage1.mask_alpha``,
+    stage 2's teacher by ``stage2.teacher_alpha``."""
+    if cfg.stage == 1:
+        return "stage1.mask_alpha", cfg.stage1.mask_alpha
+    return "stage2.teacher_alpha", cfg.stage2.teacher_alpha
+
+
 def masks_matter(cfg: TrainConfig) -> bool:
-    """Whether any mask can change the loss of ``cfg``'s run: stage 1's target is made of them,
-    stage 2 adjusts its teacher with them by ``stage2.teacher_alpha``, which at 0 changes
-    nothing (:func:`~loftup.train.targets.mask_adjust`)."""
-    return cfg.stage == 1 or cfg.stage2.teacher_alpha > 0
+    """Whether any mask can change what ``cfg``'s run computes: not where its
+    :func:`mask_strength` is 0 (the adjustment then leaves every feature as it is)."""
+    return mask_strength(cfg)[1] > 0
 
 
 class ImagesAlone(MaskedImages):

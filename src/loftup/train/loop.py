@@ -40,7 +40,14 @@ from .distributed import (
     teardown,
 )
 from .gradients import clip_limit, not_finite
-from .loader import batches, make_loader, masks_matter, precompute_masks, training_data
+from .loader import (
+    batches,
+    make_loader,
+    mask_strength,
+    masks_matter,
+    precompute_masks,
+    training_data,
+)
 from .objectives import loss_weights
 from .pictures import pictures, validation_images
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
@@ -143,7 +150,7 @@ def _run(
         if main:
             what = {"sa1b": "SA-1B's masks are not read", "sam": "SAM's masks are not computed",
                     "superpixels": "the superpixels are not computed"}[d.masks]  # fmt: skip
-            log.info("stage2.teacher_alpha=0: no mask changes the teacher's targets, so %s", what)
+            log.info("%s=0: no mask changes the targets, so %s", mask_strength(cfg)[0], what)
     elif d.masks == "sam":
         precompute_masks(dataset, info, d.timeout)
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
