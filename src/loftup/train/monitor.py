@@ -6,7 +6,8 @@ Only rank 0 creates a :class:`Monitor`. Files in the run folder::
     run.json       package version, git commit (in a checkout), command, processes, start time
     metrics.csv    one row per step: step, loss terms, lr, grad_norm, timings (target_seconds:
                    stage 1's mask-bicubic target, stage 2's teacher regions)
-    summary.json   at the end: steps, final and mean-of-last-10 losses, median seconds per step
+    summary.json   at the end: steps, final and mean-of-last-10 values (and how many rows each
+                   mean covers), median seconds per step
     tb/            TensorBoard event files (scalars and pictures)
     viz/step_N.png image | low-res PCA | upsampled PCA for the fixed validation images
     stopped.txt    after a stop by a signal: the line it said (how to go on; see .stopping)
