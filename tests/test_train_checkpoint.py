@@ -259,3 +259,52 @@ def test_stage2_from_another_backbones_init_names_the_setting_that_fixes_it(tmp_
         f"init {init} was trained for backbone dinov2_tiny, not dinov2_vitb14 (C={dim}, not "
         f"768){fix}"
     )
+
+
+def test_under_torchrun_only_rank_0_says_what_building_the_models_found(tmp_path, caplog):
+    """build_models runs in every process of a torchrun job: stage 2's "keeps the architecture
+    of init" and a resumed run's "resuming with this run's optim.lr=..." were said once per
+    process (8 times on 8 GPUs). Rank 0 says them; the others build the same models quietly.
+    (A one-process gloo group stands in for the job: the rank only decides who speaks.)"""
+    import logging
+
+    import torch.distributed as dist
+
+    from loftup.featurizers import resolve
+    from loftup.train.build import (
+        build_optimizer,
+        build_trainee,
+        build_upsampler,
+        checkpoint_payload,
+    )
+    from loftup.train.distributed import DistInfo
+    from loftup.train.start import build_models
+    from train_fixtures import tiny_config
+
+    cfg = tiny_config(tmp_path / "data", tmp_path / "run", 1, 1)
+    upsampler, cfg, _ = build_upsampler(cfg, resolve("dinov2_tiny").dim)
+    trainee = build_trainee(cfg, upsampler, 14, {})
+    path = save_checkpoint(
+        tmp_path / "run" / "checkpoint.pt",
+        checkpoint_payload(
+            cfg, trainee, build_optimizer(cfg, trainee.parameters()), None, 1, [], 0
+        ),
+    )
+    stage2 = tiny_config(tmp_path / "data", tmp_path / "s2", 2, 1, f"init={path}")
+    resumed = tiny_config(tmp_path / "data", tmp_path / "run", 1, 2, "optim.lr=1e-3")
+    said = {}
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        for rank in (1, 0):
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="loftup.train"):
+                build_models(stage2, DistInfo(rank, 2), None, None)
+                build_models(resumed, DistInfo(rank, 2), load_checkpoint(path), None)
+            said[rank] = [r.getMessage() for r in caplog.records]
+    finally:
+        dist.destroy_process_group()
+    assert said[1] == []
+    assert [line.split(":")[0] for line in said[0]] == [
+        f"stage 2 keeps the architecture of {path}",
+        "resuming with this run's optim.lr=0.001 (the checkpoint had 0.003)",
+    ]

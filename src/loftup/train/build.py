@@ -60,6 +60,8 @@ def build_upsampler(
     input_norm: str | None = None,
     resume: dict | None = None,
     init: Init | None = None,
+    *,
+    say: bool = True,
 ) -> tuple[LoftUp, TrainConfig, dict]:
     """Stage 1: a fresh LoftUp of ``cfg.model``. Stage 2: the ``init`` upsampler, or, when
     resuming from the checkpoint ``resume``, one of its architecture (its weights are loaded
@@ -68,7 +70,8 @@ def build_upsampler(
     it is read here.
 
     ``input_norm``: the featurizer's ``input_norm_key()`` (None where the choice changes
-    nothing); stage 2 warns when ``init`` was trained on the other kind of features.
+    nothing); stage 2 warns when ``init`` was trained on the other kind of features. ``say``:
+    log what it finds (under torchrun rank 0 alone does, not every process).
 
     Returns the upsampler, the config with ``model`` set to the architecture actually used, and
     the downsampler/uncertainty states when ``init`` is a training checkpoint of ours (else {}).
@@ -101,7 +104,7 @@ def build_upsampler(
             f"{cfg.backbone} gives C={dim}; use the stage-1 result of this backbone"
         )
     was = getattr(model, "backbone_norm", None)
-    if input_norm is not None and was is not None and was != input_norm:
+    if say and input_norm is not None and was is not None and was != input_norm:
         # a legitimate experiment (fine-tuning on the backbone's own preprocessing), so not
         # refused; but a silent change of the features the upsampler learnt is not
         log.warning(
@@ -111,7 +114,7 @@ def build_upsampler(
         )  # fmt: skip
     arch = stage2_architecture(cfg, model.config, f"init {cfg.init}")
     model.config = dataclasses.replace(model.config, **arch)  # attention_window, if set
-    if arch != dataclasses.asdict(cfg.model):
+    if say and arch != dataclasses.asdict(cfg.model):
         log.info("stage 2 keeps the architecture of %s: %s", cfg.init, arch)
     cfg = dataclasses.replace(cfg, model=ModelConfig(**arch))
     return model.train(), cfg, start.extras  # a plain state dict: those modules start fresh

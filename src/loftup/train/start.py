@@ -91,12 +91,13 @@ class Models:
 def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init | None) -> Models:
     """The featurizer, the trainee (and stage 2's teacher) and the optimiser of ``cfg``, on
     ``info.device``, restored from ``ckpt`` when resuming (its RNG states too); ``init``: stage
-    2's starting point already read by the preflight (else read here)."""
+    2's starting point already read by the preflight (else read here). What it finds is said
+    by rank 0 alone."""
     device = info.device
     torch.manual_seed(cfg.seed)
     featurizer = build_featurizer(cfg, device)
     upsampler, cfg, extras = build_upsampler(
-        cfg, featurizer.dim, featurizer.input_norm_key(), ckpt, init
+        cfg, featurizer.dim, featurizer.input_norm_key(), ckpt, init, say=info.is_main
     )
     trainee = build_trainee(cfg, upsampler, featurizer.patch_size, extras)
     teacher = None
@@ -118,6 +119,7 @@ def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         for change in apply_optim_config(optimizer, cfg):
-            log.info("resuming with this run's %s", change)
+            if info.is_main:  # said once, not by every process
+                log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
     return Models(cfg, featurizer, trainee, model, teacher, optimizer, history, skipped)
