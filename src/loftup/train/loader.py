@@ -110,6 +110,20 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) 
     barrier(info)
 
 
+def masks_up_front(dataset: MaskedImages, cfg: TrainConfig, info: DistInfo) -> None:
+    """Before the loader: SAM's masks computed and cached (:func:`precompute_masks`), where
+    they matter; where no mask can (:func:`masks_matter`), that said once, none read or made."""
+    d = cfg.data
+    if masks_matter(cfg):
+        if d.masks == "sam":
+            precompute_masks(dataset, info, d.timeout)
+        return
+    if info.is_main:
+        what = {"sa1b": "SA-1B's masks are not read", "sam": "SAM's masks are not computed",
+                "superpixels": "the superpixels are not computed"}[d.masks]  # fmt: skip
+        log.info("%s=0: no mask changes the targets, so %s", mask_strength(cfg)[0], what)
+
+
 def worker_ignores_stops(worker_id: int) -> None:
     """A training DataLoader's ``worker_init_fn``: the worker ignores SIGTERM, SIGINT and
     SIGHUP, which a scheduler (SIGTERM) and the terminal (Ctrl-C, a hang-up) send to every

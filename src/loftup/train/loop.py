@@ -40,14 +40,7 @@ from .distributed import (
     teardown,
 )
 from .gradients import clip_limit, not_finite
-from .loader import (
-    batches,
-    make_loader,
-    mask_strength,
-    masks_matter,
-    precompute_masks,
-    training_data,
-)
+from .loader import batches, make_loader, masks_up_front, training_data
 from .objectives import loss_weights
 from .pictures import pictures, validation_images
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
@@ -146,13 +139,7 @@ def _run(
     model, optimizer, history, skipped = m.model, m.optimizer, m.history, m.skipped
 
     # -- the loader (reads before it, as its own, waited on data.timeout seconds at most) -----
-    if not masks_matter(cfg):
-        if main:
-            what = {"sa1b": "SA-1B's masks are not read", "sam": "SAM's masks are not computed",
-                    "superpixels": "the superpixels are not computed"}[d.masks]  # fmt: skip
-            log.info("%s=0: no mask changes the targets, so %s", mask_strength(cfg)[0], what)
-    elif d.masks == "sam":
-        precompute_masks(dataset, info, d.timeout)
+    masks_up_front(dataset, cfg, info)
     sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
     viz = validation_images(dataset, cfg, sizes, device) if main else None
     loader = make_loader(dataset, sampler, cfg, device, main)
