@@ -62,7 +62,8 @@ def masks_matter(cfg: TrainConfig) -> bool:
 class ImagesAlone(MaskedImages):
     """:class:`MaskedImages` whose items hold no masks (K = 0), for a run whose loss no mask
     can change (:func:`masks_matter`): SAM's or the superpixels' masks are neither computed nor
-    cached, SA-1B's JSON not read. The images listed, their order and reads are the same."""
+    cached, SA-1B's JSON not read. The images listed, their order and how each is read (its
+    pixel limit, tracked for data.timeout's errors) are MaskedImages' own."""
 
     def _load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
         self._mark(i, "image")
