@@ -755,6 +755,41 @@ def test_a_run_resumed_from_an_older_history_summarises_the_values_it_has(sa1b, 
     assert summary["mean_last_10"]["target_seconds"] > 0
 
 
+def test_a_second_run_on_a_folder_in_use_is_refused_before_it_writes_there(sa1b, tmp_path):
+    """Two runs on one --out (a job launched twice, a requeued job while the first one still
+    runs) overwrote each other's checkpoint, metrics.csv and final/ without a word. The run
+    writing there holds a lock (here another process holds it, as a run does); a second run
+    is refused, naming the holder and the fix, before it writes anything; once the holder
+    has gone (however it ended), a run goes on there."""
+    import subprocess
+    import sys
+
+    from loftup.errors import LoftUpError
+    from loftup.train.run_folder import LOCK_NAME
+
+    out = tmp_path / "run"
+    out.mkdir()
+    hold = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, b'process 4242 on elsewhere'); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out / LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(LoftUpError) as e:
+            train(tiny(sa1b, out, 1, 2))
+    finally:
+        holder.communicate("")  # the holder ends
+    assert str(e.value) == (
+        f"{out} is in use by another loftup train run (process 4242 on elsewhere); wait for it "
+        "to end (then --resume continues it), or choose another --out (log.out_dir)"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    assert train(tiny(sa1b, out, 1, 2)).steps == 2
+
+
 def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_only(
     sa1b, monkeypatch
 ):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +85,8 @@ def train(
     info = setup(cfg.device)
     try:
         check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
-        with StopOnSignals(announce=info.is_main) as signals:
-            result = _run(cfg, info, resume, signals, init, go_on)
+        with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
+            result = _run(cfg, info, resume, signals, init, go_on, held)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -104,6 +104,7 @@ def _run(
     signals: StopOnSignals,
     init: Init | None,
     go_on: str,
+    held: ExitStack,
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
@@ -146,7 +147,7 @@ def _run(
 
     monitor = None
     if main:
-        monitor = open_run_folder(cfg, out_dir, info.world, step0)
+        monitor = open_run_folder(cfg, out_dir, info.world, step0, held)  # locked till the end
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
