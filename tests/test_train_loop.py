@@ -825,3 +825,20 @@ def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_onl
     inputs = stage1_inputs(backbone, image, batch, draws, cfg)
     assert events[:5] == ["backbone", "settle cpu", "clock", "settle cpu", "clock"]
     assert inputs["target_seconds"] >= 0 and synced == [torch.device("cuda", 1)]
+
+
+def test_each_seed_draws_its_own_steps(sa1b):
+    """PyTorch's CPU generator keeps a seed's low 32 bits: with ``seed * 2**32 + step`` every
+    seed drew the same projections, jitters, crops and noise at each step, so runs of different
+    seeds differed only in their initialisation and data order. Seed 0 keeps its draws."""
+    draws = {}
+    for seed in (0, 1, 2):
+        cfg = tiny(sa1b, "unused", 2, 1, "init=unused", f"seed={seed}")
+        draws[seed] = draw_step(cfg, 5, 32, 14, [56])
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert not torch.equal(draws[a].proj, draws[b].proj), (a, b)
+        assert not torch.equal(draws[a].noise_seeds, draws[b].noise_seeds), (a, b)
+    from loftup.train.batches import step_seed
+
+    assert step_seed(0, 5) == 5  # seed 0's runs draw what they drew before
+    assert len({step_seed(s, t) for s in range(50) for t in range(10_000)}) == 500_000

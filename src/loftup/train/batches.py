@@ -52,9 +52,18 @@ class StepDraws:
         )
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The generator seed of step ``step`` of a run of ``seed``. PyTorch's CPU generator keeps
+    a seed's low 32 bits, so ``seed * 2**32 + step`` gave every seed the same draws at each
+    step. Each seed now starts its steps at ``seed`` times the 32-bit golden ratio (mod 2**32):
+    seed 0's draws are unchanged, and the first thousand seeds' windows are more than a million
+    steps apart, so no two runs of fewer steps share a step's draws."""
+    return (step + seed * 0x9E3779B9) % 2**32
+
+
 def draw_step(cfg: TrainConfig, step: int, dim: int, patch: int, sizes: list[int]) -> StepDraws:
     """Everything random about step ``step`` of the run configured by ``cfg``."""
-    g = torch.Generator().manual_seed(cfg.seed * 2**32 + step)
+    g = torch.Generator().manual_seed(step_seed(cfg.seed, step))
     n, rc = cfg.batch_size, cfg.recon
     if cfg.stage == 1:
         size, n_jit = cfg.stage1.image_size, cfg.stage1.n_jitters
