@@ -197,7 +197,8 @@ def local_hub():
     those repos answer as the hub does for a gated repo the caller may not read (401,
     X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
     again is another commit). ``failing``: (repo_id, filename) pairs whose download (the GET
-    after the HEAD) is answered with a 500, as a hub that fails mid-download does."""
+    after the HEAD) is answered with a 500, as a hub that fails mid-download does.
+    ``serve.requests``: each request any of its mirrors answered, as (method, path), in order."""
     import hashlib
     import http.server
     import threading
@@ -215,6 +216,7 @@ def local_hub():
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
+                serve.requests.append((self.command, self.path.split("?")[0]))
                 if any(self.path.startswith(f"/{repo}/") for repo in gated):
                     self.send_response(401)
                     self.send_header("X-Error-Code", "GatedRepo")
@@ -256,6 +258,7 @@ def local_hub():
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
 
+    serve.requests = []
     yield serve
     for server in servers:
         server.shutdown()

@@ -1466,7 +1466,6 @@ def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
         assert main(["download", "someone/my-up"]) == 0
         assert torch.equal(load_upsampler("someone/my-up")(lr, image), second(lr, image))
     capsys.readouterr()
-    monkeypatch.setattr("loftup.hub.refresh._WARNED", set())  # said once a process
     _use_mirror(monkeypatch, local_hub({}, commit="3" * 40), tmp_path / "hub")  # repo gone
     assert main(["download", "someone/my-up"]) == 0  # the copy it has, said once a file
     err = capsys.readouterr().err.splitlines()

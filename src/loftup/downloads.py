@@ -99,7 +99,8 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
     from .data.sam import resolve_sam
     from .errors import UsageError
     from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
-    from .hub import FORMAT_TAG, hub_file, hub_folder
+    from .hub import FORMAT_TAG, hub_file
+    from .hub.remote import hub_folder_beside
     from .hub.user_repos import upsampler_repo
 
     spelled = repo if revision is None else f"{repo}@{revision}"
@@ -110,15 +111,16 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
         "download_name": spelled,
         "downloading": True,
     }
+    # asked of the hub, not read from the cache: the owner may have pushed again; asked once,
+    # and what came passed on
+    config = hub_file(repo, CONFIG_FILE, revision=revision, refresh=True, **kw)
     try:
-        # asked of the hub, not read from the cache: the owner may have pushed again
-        config = hub_file(repo, CONFIG_FILE, revision=revision, refresh=True, **kw)
         info = json.loads(config.read_text())
         kind, loftup = info.get("model_type"), info.get("format") == FORMAT_TAG
-    except (ValueError, AttributeError):  # not JSON, or not an object: fetched again below
+    except (ValueError, AttributeError):  # not JSON, or not an object: named by the load
         kind, loftup = None, False
     if loftup:
-        return upsampler_repo(repo, revision, downloading=True)
+        return upsampler_repo(repo, revision, downloading=True, config=config)
     if revision is not None:  # a backbone's or SAM's weights are loaded from the main branch
         raise UsageError(
             f"{spelled}: a revision is for an upsampler's hub repo (save_pretrained's files), "
@@ -127,4 +129,6 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
         )
     if kind == "sam":
         return resolve_sam(repo, downloading=True)
-    return hub_folder(repo, HUB_FILES, refresh=True, **kw)
+    return hub_folder_beside(
+        repo, config, [g for g in HUB_FILES if CONFIG_FILE not in g], refresh=True, **kw
+    )

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 
-_WARNED: set[tuple[str, str]] = set()
-
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
     """The cached copy, where a refresh of it failed: said where the hub answered (the repo or
@@ -20,8 +18,7 @@ def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
 
     from huggingface_hub.utils import HfHubHTTPError
 
-    if isinstance(e, HfHubHTTPError) and (repo_id, filename) not in _WARNED:
-        _WARNED.add((repo_id, filename))  # once: a download asks for config.json more than once
+    if isinstance(e, HfHubHTTPError):
         first = str(e).splitlines()[0][:200]
         warnings.warn(
             f"hub repo {repo_id!r} did not give {filename!r} ({type(e).__name__}: {first}); "

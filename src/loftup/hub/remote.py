@@ -218,6 +218,17 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     return found[0].parent
 
 
+def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:
+    """:func:`hub_folder` of ``groups`` for hub repo ``repo_id`` whose file ``fetched`` (its
+    config.json, read to tell what the repo holds) came already: it is not asked for again.
+    The folder holds it beside the others, of one commit: where the owner pushed between the
+    requests, the file is fetched again at the commit the others came from."""
+    folder = hub_folder(repo_id, groups, **kw)
+    if folder != fetched.parent:
+        hub_file(repo_id, fetched.name, **{**kw, "revision": folder.name, "refresh": False})
+    return folder
+
+
 def download(name: str) -> Path:
     """Fill the Hugging Face cache with a released checkpoint; returns its local path."""
     return released_file(name, downloading=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .remote import all_or_nothing, hub_folder, looks_like_path
+from .remote import all_or_nothing, hub_folder, hub_folder_beside, looks_like_path
 
 
 def hub_id(text: str) -> tuple[str, str | None] | None:
@@ -32,20 +32,24 @@ def hub_id(text: str) -> tuple[str, str | None] | None:
     return repo, revision or None
 
 
-def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=False) -> Path:
+def upsampler_repo(
+    repo_id: str, revision: str | None = None, *, downloading=False, config: Path | None = None
+) -> Path:
     """The folder (a snapshot in the Hugging Face cache) of an upsampler of one's own pushed to
     the hub as :func:`~loftup.hub.save_pretrained` wrote it: ``model.safetensors`` (or a
     ``pytorch_model.bin``) and ``config.json``, found as :func:`hub_folder` finds files; offline
     without them, a WeightsNotFoundError naming both and how to provide them
     (``downloading``: for ``loftup download``). Its config.json is fetched and read first: a
     repo of another kind (a backbone's, whose weights may be gigabytes) is refused before its
-    weights are downloaded."""
+    weights are downloaded. ``config``: its config.json where the caller fetched it already
+    (``loftup download``, which read it to tell the repo's kind): not asked for again."""
     from contextlib import nullcontext
 
     from ..errors import LoftUpError
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
     spelled = repo_id if revision is None else f"{repo_id}@{revision}"
+    weights = (WEIGHTS_NAME, "pytorch_model.bin")
     # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
     where = (
         f" (no file or folder {spelled} in the current folder {os.getcwd()}, so taken for a hub "
@@ -64,13 +68,13 @@ def upsampler_repo(repo_id: str, revision: str | None = None, *, downloading=Fal
     )
     # a refresh whose weights do not come leaves the cache reading the commit it had
     with all_or_nothing(repo_id, revision) if kw["refresh"] else nullcontext():
-        try:
-            config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
-        except LoftUpError:  # not to be had: the error below names both files
-            config = None
-        if config is not None:
-            _check_upsampler_config(config, spelled)
-        return hub_folder(repo_id, [(WEIGHTS_NAME, "pytorch_model.bin"), CONFIG_NAME], **kw)
+        if config is None:
+            try:
+                config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
+            except LoftUpError:  # not to be had: the error below names both files
+                return hub_folder(repo_id, [weights, CONFIG_NAME], **kw)
+        _check_upsampler_config(config, spelled)
+        return hub_folder_beside(repo_id, config, [weights], **kw)
 
 
 def _is_commit(revision: str | None) -> bool:
