@@ -5,8 +5,14 @@ refresh that did not finish."""
 from __future__ import annotations
 
 import json
+from unittest.mock import ANY
 
+import pytest
+import torch
+
+from loftup import load_upsampler
 from loftup.cli import main
+from loftup.downloads import download_names
 from test_hub import _own_upsampler, _use_mirror
 
 CONFIG = "/someone/{}/resolve/main/config.json"
@@ -40,3 +46,37 @@ def test_download_asks_the_hub_for_config_json_once(tmp_path, monkeypatch, local
         for repo in ("bb", "up")
         for name in ("config.json", "model.safetensors")
     ]
+
+
+@pytest.mark.parametrize("cut", ["config.json", "model.safetensors"])
+def test_ctrl_c_in_a_refresh_leaves_the_commit_cached_before(tmp_path, monkeypatch, local_hub, cut):
+    """Ctrl-C while a newer commit of one's own repo downloads (the ref already moved to it
+    when its first file's download began): the interrupt goes on up, and the cache reads the
+    commit it had, whose files load offline as before."""
+    import huggingface_hub.file_download as fd
+
+    first, folder1, (lr, image) = _own_upsampler(tmp_path)
+    _, folder2, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    names = ("model.safetensors", "config.json")
+    old, new = "1" * 40, "2" * 40
+    for folder, commit in ((folder1, old), (folder2, new)):
+        files = {("someone/my-up", n): (folder / n).read_bytes() for n in names}
+        _use_mirror(monkeypatch, local_hub(files, commit=commit), tmp_path / "hub")
+        if commit == old:
+            assert list(download_names(["someone/my-up"])) == [("someone/my-up", ANY)]
+    http_get = fd.http_get
+
+    def interrupted(url, temp_file, **kw):  # the hub's bytes, then Ctrl-C partway through
+        if url.endswith(f"/{cut}"):
+            temp_file.write(b"{" if cut.endswith(".json") else b"\0" * 8)
+            raise KeyboardInterrupt
+        return http_get(url, temp_file, **kw)
+
+    monkeypatch.setattr(fd, "http_get", interrupted)
+    ref = tmp_path / "hub" / "models--someone--my-up" / "refs" / "main"
+    with pytest.raises(KeyboardInterrupt):
+        list(download_names(["someone/my-up"]))
+    assert ref.read_text() == old
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/my-up")(lr, image), first(lr, image))
