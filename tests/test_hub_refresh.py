@@ -18,9 +18,15 @@ from test_hub import _own_upsampler, _use_mirror
 CONFIG = "/someone/{}/resolve/main/config.json"
 
 
+def _files_asked(local_hub) -> list[tuple[str, str]]:
+    """The requests for files of repos (not huggingface_hub's own, of the hub's API) that the
+    mirrors answered, in order: (method, path)."""
+    return [(method, path) for method, path in local_hub.requests if "/resolve/" in path]
+
+
 def _asked(local_hub, path: str) -> list[str]:
     """The methods of the requests the mirrors answered for ``path``, in order."""
-    return [method for method, asked in local_hub.requests if asked == path]
+    return [method for method, asked in _files_asked(local_hub) if asked == path]
 
 
 def test_download_asks_the_hub_for_config_json_once(tmp_path, monkeypatch, local_hub):
@@ -41,7 +47,7 @@ def test_download_asks_the_hub_for_config_json_once(tmp_path, monkeypatch, local
     local_hub.requests.clear()
     for repo in ("up", "bb"):  # again: what is cached is checked, once a file
         assert main(["download", f"someone/{repo}"]) == 0
-    assert sorted(local_hub.requests) == [
+    assert sorted(_files_asked(local_hub)) == [
         ("HEAD", f"/someone/{repo}/resolve/main/{name}")
         for repo in ("bb", "up")
         for name in ("config.json", "model.safetensors")
@@ -80,3 +86,18 @@ def test_ctrl_c_in_a_refresh_leaves_the_commit_cached_before(tmp_path, monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with torch.no_grad():
         assert torch.equal(load_upsampler("someone/my-up")(lr, image), first(lr, image))
+
+
+def test_download_at_a_commit_it_has_asks_the_hub_nothing(tmp_path, monkeypatch, local_hub, capsys):
+    """A commit's files never change: `loftup download ORG/NAME@COMMIT` of one cached reads
+    the cache, as the README says, and asks the hub nothing (were it asked, a hub that no
+    longer has that commit would have the copy kept with a warning)."""
+    from conftest import make_hf_cache
+
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {n: folder / n for n in ("model.safetensors", "config.json")}
+    snap = make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    _use_mirror(monkeypatch, local_hub({}), tmp_path / "hub")  # online; the commit is gone
+    assert main(["download", f"someone/my-up@{snap.name}"]) == 0
+    assert _files_asked(local_hub) == []
+    assert capsys.readouterr().err == ""
