@@ -22,6 +22,7 @@ from .record import (
     RECORD_KEY,
     WEIGHTS_NAME,
     backbone_norm_of,
+    check_recordable,
     check_same_save,
     config_from,
     header_record,
@@ -50,13 +51,16 @@ def save_pretrained(
     from .. import __version__
 
     directory = Path(directory)
+    backbone = backbone if backbone is not None else getattr(model, "backbone", None)
+    backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
+    check_recordable(backbone, backbone_norm, metadata)  # before either file is written
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {
         "format": FORMAT_TAG,
         "loftup_version": __version__,
         "config": model.config.to_dict(),
-        "backbone": backbone if backbone is not None else getattr(model, "backbone", None),
-        "backbone_norm": backbone_norm or getattr(model, "backbone_norm", None),
+        "backbone": backbone,
+        "backbone_norm": backbone_norm,
         # the same in both files: a config.json left by an earlier save is told on load
         DIGEST_KEY: weights_digest(state),
     }

@@ -39,6 +39,54 @@ def weights_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
+def check_recordable(backbone, backbone_norm, metadata) -> None:
+    """A UsageError where what :func:`~loftup.hub.save_pretrained` is to record is not what its
+    load reads back: a backbone that is not a name, a ``backbone_norm`` of no
+    :data:`~loftup.featurizers.INPUT_NORMS` entry, ``metadata`` that JSON cannot hold (a date,
+    a path, a tensor). Said before anything is written."""
+    from ..errors import UsageError
+    from ..featurizers import check_input_norm
+
+    if backbone is not None and not isinstance(backbone, str):
+        raise UsageError(
+            f"backbone is a backbone's name (dinov2_vits14, say) or None, got {backbone!r}"
+        )
+    if backbone_norm is not None:
+        check_input_norm(backbone_norm, "backbone_norm")
+    odd = _not_json(metadata, "metadata")
+    if odd is not None:
+        raise UsageError(
+            f"{odd}, which config.json cannot hold: pass strings, numbers, booleans, None, lists "
+            "and dicts (a path or a date as a string)"
+        )
+
+
+def _not_json(value, where: str) -> str | None:
+    """Where in ``value`` (named ``where``) is something JSON cannot hold, and what it is; None
+    where there is nothing of the kind."""
+    if _scalar(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    elif isinstance(value, dict):
+        bad = next((k for k in value if not _scalar(k)), None)  # JSON writes 1 as "1"
+        if bad is not None:
+            return f"{where} has the key {bad!r}, a {type(bad).__name__}"
+        items = value.items()
+    else:
+        return f"{where} is a {type(value).__name__}"
+    for key, item in items:
+        found = _not_json(item, f"{where}[{key!r}]")
+        if found is not None:
+            return found
+    return None
+
+
+def _scalar(value) -> bool:
+    """Whether JSON holds ``value`` as it is (a dict's key too)."""
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
 def config_from(d, where: str, fix: str = "") -> LoftUpConfig:
     """``LoftUpConfig.from_dict(d)``, with a bad key or value a CheckpointError naming ``where``."""
     try:

@@ -1,0 +1,47 @@
+"""``save_pretrained``: what it refuses to record, said before anything is written."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from loftup import LoftUp
+from loftup.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    "kw, said",
+    [
+        (
+            {"metadata": {"run": {"when": datetime.date(2026, 1, 2)}}},
+            "metadata['run']['when'] is a date, which config.json cannot hold: pass strings, "
+            "numbers, booleans, None, lists and dicts",
+        ),
+        ({"backbone": 5}, "backbone is a backbone's name (dinov2_vits14, say) or None, got 5"),
+        ({"backbone_norm": "rgb"}, "backbone_norm must be one of imagenet, own"),
+    ],
+)
+def test_what_config_json_cannot_record_is_refused_before_anything_is_written(tmp_path, kw, said):
+    """It wrote the weights, then failed on config.json (a TypeError traceback for metadata
+    JSON cannot hold), leaving a folder of one save's weights and another's record or none; a
+    backbone that is not a name was written, and the load refused the folder."""
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    first = model.save_pretrained(tmp_path / "up", backbone="dinov2_vits14")
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    with pytest.raises(UsageError) as e:
+        LoftUp(dim=32, depth=1, num_heads=4, n_freqs=4).save_pretrained(tmp_path / "up", **kw)
+    assert said in str(e.value) and "\n" not in str(e.value)
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+
+
+def test_metadata_json_holds_round_trips(tmp_path):
+    """What JSON holds is written as it is (a number as a key, as JSON writes it, a string)."""
+    import json
+
+    meta = {"steps": 3, "lr": 1e-3, "tags": ["a", None, True], 7: {"ok": 1.5}}
+    folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(
+        tmp_path / "up", metadata=meta
+    )
+    got = json.loads((folder / "config.json").read_text())["metadata"]
+    assert got == {"steps": 3, "lr": 1e-3, "tags": ["a", None, True], "7": {"ok": 1.5}}
