@@ -111,3 +111,24 @@ def test_an_upsamplers_hub_id_at_a_revision_is_fetched_and_a_backbones_is_refuse
         "someone/bb@v1: a revision is for an upsampler's hub repo (save_pretrained's files), "
         "and someone/bb holds a 'dinov2' model; download it as `loftup download someone/bb`"
     )
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("someone/my-up@", "no revision after '@'"),
+        ("some one/x", "Repo id must use alphanumeric chars"),
+        ("someone/up.safetensors", "a weights file's name"),
+    ],
+)
+def test_a_name_written_as_a_hub_id_but_none_says_why(fetched, name, why):
+    """It was huggingface_hub's HFValidationError, a traceback from the API (the command line
+    said the characters were wrong where the revision after '@' was missing)."""
+    with pytest.raises(UsageError) as e:
+        list(download_names(["dinov2_vits14", name]))
+    assert str(e.value).startswith(f"{name!r} is no hub id ({why}")
+    assert str(e.value).endswith(
+        "; write ORG/NAME, or ORG/NAME@REVISION for a branch, tag or commit of an upsampler's "
+        "repo of your own"
+    )
+    assert fetched == ["dinov2_vits14"]

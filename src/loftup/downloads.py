@@ -54,11 +54,13 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
                 "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
             )
+        if repo is None and "/" in name:  # huggingface_hub's HFValidationError, a traceback
+            raise _not_a_hub_id(name)
         if name in SAM_WEIGHTS or name in SAM_WEIGHTS.values():  # training's data.masks=sam
             yield name, resolve_sam(name, downloading=True)
             continue
-        if "/" in name:  # another hub id: an upsampler or a backbone of the user's own, or SAM's
-            yield name, _hub_repo(*(repo or (name, None)))
+        if repo is not None:  # another hub id: an upsampler or a backbone of one's own, or SAM's
+            yield name, _hub_repo(*repo)
             continue
         try:
             resolve(name)
@@ -77,6 +79,28 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 continue
             name = ckpt.backbone
         yield name, hf.download(name)
+
+
+def _not_a_hub_id(name: str):
+    """The UsageError for ``name``, written as ``ORG/NAME`` but no hub id: why, and what to
+    write instead."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .errors import UsageError, one_line
+
+    repo, at, revision = name.partition("@")
+    if at and not revision:
+        why = "no revision after '@'"
+    else:
+        try:
+            validate_repo_id(repo)
+            why = "a weights file's name"
+        except HFValidationError as e:
+            why = one_line(e).replace(f": '{repo}'", "").rstrip(".")
+    return UsageError(
+        f"{name!r} is no hub id ({why}); write ORG/NAME, or ORG/NAME@REVISION for a branch, tag "
+        "or commit of an upsampler's repo of your own"
+    )
 
 
 def _hub_repo(repo: str, revision: str | None = None) -> Path:
