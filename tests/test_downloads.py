@@ -132,3 +132,28 @@ def test_a_name_written_as_a_hub_id_but_none_says_why(fetched, name, why):
         "repo of your own"
     )
     assert fetched == ["dinov2_vits14"]
+
+
+@pytest.mark.parametrize("backbone", ["dinov2_vits14", "dinov2_tiny", None])
+def test_an_upsampler_of_ones_own_brings_the_backbone_it_records(
+    tmp_path, monkeypatch, fetched, backbone
+):
+    """As a released upsampler brings its backbone: `loftup download ORG/NAME` of an upsampler
+    fetched it alone, and the machine it was copied to found no backbone to run it with. One
+    that needs no download (dinov2_tiny), or none recorded, is not asked for."""
+    from huggingface_hub import constants
+
+    from conftest import make_hf_cache
+    from loftup import LoftUp
+
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    folder = model.save_pretrained(tmp_path / "up", backbone=backbone)
+    files = {n: folder / n for n in ("model.safetensors", "config.json")}
+    snap = make_hf_cache(tmp_path / "hub", "someone/my-up", files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    got = list(download_names(["someone/my-up"]))
+    brought = [(backbone, Path("/cache") / backbone)] if backbone == "dinov2_vits14" else []
+    assert got == [("someone/my-up", snap), *brought]
+    assert list(download_names(["someone/my-up"], backbones=False)) == [("someone/my-up", snap)]
+    assert fetched == [backbone] * len(brought)

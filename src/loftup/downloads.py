@@ -19,7 +19,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         ``ORG/NAME@REVISION`` too), or ``["all"]`` for every released upsampler (``"all"``
         goes alone: with other names it is a :class:`~loftup.errors.UsageError`, before any
         fetch).
-      backbones: also fetch each released upsampler's backbone (yielded after it).
+      backbones: also fetch each upsampler's backbone (yielded after it): a released one's,
+        or the one an upsampler of one's own records in its config.json, where that backbone's
+        weights are on the hub.
 
     A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
     :class:`~loftup.errors.UnknownNameError`, when its turn comes (the names before it are
@@ -60,7 +62,11 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             yield name, resolve_sam(name, downloading=True)
             continue
         if repo is not None:  # another hub id: an upsampler or a backbone of one's own, or SAM's
-            yield name, _hub_repo(*repo)
+            folder = _hub_repo(*repo)
+            yield name, folder
+            backbone = _recorded_backbone(folder) if backbones else None
+            if backbone is not None:  # an upsampler's, as a released one brings its own
+                yield backbone, hf.download(backbone)
             continue
         try:
             resolve(name)
@@ -79,6 +85,29 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 continue
             name = ckpt.backbone
         yield name, hf.download(name)
+
+
+def _recorded_backbone(folder: Path) -> str | None:
+    """The backbone that the upsampler in ``folder`` (a hub repo's snapshot) records, where it
+    is one with weights on the hub; None for a repo of another kind, an upsampler that records
+    none, or a backbone that needs no files (shipped or seeded) or that loftup does not know."""
+    import json
+
+    from .errors import UnknownNameError
+    from .featurizers import resolve
+    from .hub import CONFIG_NAME, FORMAT_TAG
+
+    try:
+        info = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
+        return None
+    try:
+        spec = resolve(info.get("backbone"))
+    except (UnknownNameError, TypeError):
+        return None
+    return spec.name if spec.default_weights is not None else None
 
 
 def _not_a_hub_id(name: str):
