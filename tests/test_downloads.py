@@ -157,3 +157,22 @@ def test_an_upsampler_of_ones_own_brings_the_backbone_it_records(
     assert got == [("someone/my-up", snap), *brought]
     assert list(download_names(["someone/my-up"], backbones=False)) == [("someone/my-up", snap)]
     assert fetched == [backbone] * len(brought)
+
+
+def test_a_hub_id_offline_and_not_cached_says_either_kinds_folder(tmp_path, monkeypatch):
+    """Before its config.json, what a repo holds is not known: the folder to pass instead was
+    said as a backbone's alone (--backbone-weights) to whoever downloads their upsampler."""
+    from huggingface_hub import constants
+
+    from loftup.errors import WeightsNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        list(download_names(["someone/my-up"]))
+    assert str(e.value).endswith(
+        "or pass a local path instead: the folder save_pretrained wrote, for an upsampler "
+        "(load_upsampler('/path/to/folder'), -m /path/to/folder), or, for a backbone, a folder "
+        "in the Hugging Face layout (get_featurizer(name, weights='/path/to/folder'), "
+        "--backbone-weights /path/to/folder)"
+    )

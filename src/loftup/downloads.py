@@ -164,9 +164,16 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
         "download_name": spelled,
         "downloading": True,
     }
+    # what the repo holds is not known before its config.json: either kind's folder is said
+    either = (
+        "the folder save_pretrained wrote, for an upsampler (load_upsampler('/path/to/folder'), "
+        f"-m /path/to/folder), or, for a backbone, {kw['local_hint']}"
+    )
     # asked of the hub, not read from the cache: the owner may have pushed again; asked once,
     # and what came passed on
-    config = hub_file(repo, CONFIG_FILE, revision=revision, refresh=True, **kw)
+    config = hub_file(
+        repo, CONFIG_FILE, revision=revision, refresh=True, **{**kw, "local_hint": either}
+    )
     try:
         info = json.loads(config.read_text())
         kind, loftup = info.get("model_type"), info.get("format") == FORMAT_TAG
