@@ -196,8 +196,9 @@ def local_hub():
     for anything else, so the real download code runs, offline. ``serve(files, gated=repos)``:
     those repos answer as the hub does for a gated repo the caller may not read (401,
     X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
-    again is another commit). ``failing``: (repo_id, filename) pairs whose download (the GET
-    after the HEAD) is answered with a 500, as a hub that fails mid-download does.
+    again is another commit), served at its hash as at "main". ``failing``: (repo_id,
+    filename) pairs whose download (the GET after the HEAD) is answered with a 500, as a hub
+    that fails mid-download does.
     ``serve.requests``: each request any of its mirrors answered, as (method, path), in order."""
     import hashlib
     import http.server
@@ -211,8 +212,12 @@ def local_hub():
         commit: str = "89abcdef0123456789abcdef0123456789abcdef",
         failing: tuple[tuple[str, str], ...] = (),
     ) -> str:
-        by_path = {f"/{repo}/resolve/main/{name}": data for (repo, name), data in files.items()}
-        broken = {f"/{repo}/resolve/main/{name}" for repo, name in failing}
+        by_path = {  # at the main branch, and at the commit by its hash
+            f"/{repo}/resolve/{rev}/{name}": data
+            for (repo, name), data in files.items()
+            for rev in ("main", commit)
+        }
+        broken = {f"/{repo}/resolve/{rev}/{name}" for repo, name in failing for rev in ("main", commit)}  # fmt: skip
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:

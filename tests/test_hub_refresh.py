@@ -101,3 +101,35 @@ def test_download_at_a_commit_it_has_asks_the_hub_nothing(tmp_path, monkeypatch,
     assert main(["download", f"someone/my-up@{snap.name}"]) == 0
     assert _files_asked(local_hub) == []
     assert capsys.readouterr().err == ""
+
+
+def test_a_push_between_config_and_weights_gives_one_commits_folder(
+    tmp_path, monkeypatch, local_hub
+):
+    """config.json is asked for once, then the weights: where the owner pushed again between
+    the two, the weights come from the newer commit, and its own config.json is fetched beside
+    them (by the commit's hash), so the folder is one save's, not weights without a record."""
+    import huggingface_hub.file_download as fd
+
+    _, folder1, _ = _own_upsampler(tmp_path)
+    _, folder2, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    names = ("model.safetensors", "config.json")
+    pushes = {}
+    for folder, commit in ((folder1, "1" * 40), (folder2, "2" * 40)):
+        files = {("someone/up", n): (folder / n).read_bytes() for n in names}
+        pushes[commit] = local_hub(files, commit=commit)
+    _use_mirror(monkeypatch, pushes["1" * 40], tmp_path / "hub")
+    http_get = fd.http_get
+
+    def pushed_meanwhile(url, temp_file, **kw):
+        http_get(url, temp_file, **kw)
+        if url.endswith("/config.json"):  # the owner pushes as its download ends
+            _use_mirror(monkeypatch, pushes["2" * 40], tmp_path / "hub")
+
+    monkeypatch.setattr(fd, "http_get", pushed_meanwhile)
+    ((_, got),) = download_names(["someone/up"])
+    assert got.name == "2" * 40
+    for name in names:
+        assert (got / name).read_bytes() == (folder2 / name).read_bytes(), name
+    assert ("GET", f"/someone/up/resolve/{'2' * 40}/config.json") in local_hub.requests
+    assert load_upsampler(got).config.num_heads == 4
