@@ -152,8 +152,7 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
     from .data.sam import resolve_sam
     from .errors import UsageError
     from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
-    from .hub import FORMAT_TAG, hub_file
-    from .hub.remote import hub_folder_beside
+    from .hub import FORMAT_TAG, hub_file, hub_folder_beside
     from .hub.user_repos import upsampler_repo
 
     spelled = repo if revision is None else f"{repo}@{revision}"

@@ -42,7 +42,8 @@ def upsampler_repo(
     (``downloading``: for ``loftup download``). Its config.json is fetched and read first: a
     repo of another kind (a backbone's, whose weights may be gigabytes) is refused before its
     weights are downloaded. ``config``: its config.json where the caller fetched it already
-    (``loftup download``, which read it to tell the repo's kind): not asked for again."""
+    and read it as a loftup record (``loftup download``, to tell the repo's kind): neither
+    asked for nor read again."""
     from contextlib import nullcontext
 
     from ..errors import LoftUpError
@@ -73,7 +74,7 @@ def upsampler_repo(
                 config = hub_folder(repo_id, [CONFIG_NAME], **kw) / CONFIG_NAME
             except LoftUpError:  # not to be had: the error below names both files
                 return hub_folder(repo_id, [weights, CONFIG_NAME], **kw)
-        _check_upsampler_config(config, spelled)
+            _check_upsampler_config(config, spelled)
         return hub_folder_beside(repo_id, config, [weights], **kw)
 
 
