@@ -193,7 +193,8 @@ def local_hub():
     """A Hugging Face hub mirror on 127.0.0.1 (what ``HF_ENDPOINT`` points at): ``serve(files)``
     with ``files`` {(repo_id, filename): bytes} returns its endpoint URL. It answers the file
     requests ``hf_hub_download`` makes (HEAD for the commit, ETag and size, then GET) and 404
-    for anything else, so the real download code runs, offline. ``serve(files, gated=repos)``:
+    for anything else (a repo, revision or file it lacks said as the hub says each), so the
+    real download code runs, offline. ``serve(files, gated=repos)``:
     those repos answer as the hub does for a gated repo the caller may not read (401,
     X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
     again is another commit), served at its hash as at "main". ``failing``: (repo_id,
@@ -218,6 +219,7 @@ def local_hub():
             for rev in ("main", commit)
         }
         broken = {f"/{repo}/resolve/{rev}/{name}" for repo, name in failing for rev in ("main", commit)}  # fmt: skip
+        repos = {repo for repo, _ in files}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
@@ -235,9 +237,12 @@ def local_hub():
                     self.end_headers()
                     return
                 data = by_path.get(self.path.split("?")[0])
-                if data is None:
+                if data is None:  # no such repo, revision or file: said as the hub says it
+                    repo, _, rest = self.path.split("?")[0][1:].partition("/resolve/")
+                    rev = rest.split("/")[0]
+                    code = "RevisionNotFound" if rev not in ("main", commit) else "EntryNotFound"
                     self.send_response(404)
-                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("X-Error-Code", code if repo in repos else "RepoNotFound")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -1466,7 +1466,9 @@ def test_download_of_ones_own_repo_fetches_what_its_owner_pushed_since(
         assert main(["download", "someone/my-up"]) == 0
         assert torch.equal(load_upsampler("someone/my-up")(lr, image), second(lr, image))
     capsys.readouterr()
-    _use_mirror(monkeypatch, local_hub({}, commit="3" * 40), tmp_path / "hub")  # repo gone
+    # its files gone (the repo answers; of a repo gone, huggingface_hub gives the cached copy)
+    gone = {("someone/my-up", "README.md"): b"moved elsewhere"}
+    _use_mirror(monkeypatch, local_hub(gone, commit="3" * 40), tmp_path / "hub")
     assert main(["download", "someone/my-up"]) == 0  # the copy it has, said once a file
     err = capsys.readouterr().err.splitlines()
     assert [line.split(" (")[0] for line in err] == [

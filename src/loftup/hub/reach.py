@@ -1,7 +1,8 @@
 """Whether the Hugging Face hub may and can be asked: the offline switches (``HF_HUB_OFFLINE``,
 ``TRANSFORMERS_OFFLINE``), and a quick check that its endpoint (or the proxy downloads go
 through) answers at all, so that a machine without network hears so in seconds rather than
-after minutes of retries. :mod:`.remote` decides from these whether to download."""
+after minutes of retries; and what its refusal, where it answered, says to do. :mod:`.remote`
+decides from these whether to download."""
 
 from __future__ import annotations
 
@@ -85,3 +86,33 @@ def resolve_host(where: tuple[str, int], timeout: float) -> list[str]:
     if isinstance(found[0], OSError):
         raise found[0]
     return found[0]
+
+
+def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None) -> str | None:
+    """What to do where the hub answered a download of ``filename`` from ``repo_id`` (at
+    ``revision``) with ``e``, that it has no such repo, revision or file: check the id, the
+    revision or the repo, not the network; None for any other failure (no answer, the
+    server's own error), where a download elsewhere may do."""
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(e, RevisionNotFoundError):
+        return (
+            f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: check the "
+            f"revision ({repo_id} alone is its main branch)"
+        )
+    if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
+        return (
+            f"The hub has no repo {repo_id!r} that may be read without a login: check the id, "
+            "and for a private repo log in (set HF_TOKEN to an access token, or `hf auth login`)"
+        )
+    remote = isinstance(e, HfHubHTTPError) and not isinstance(e, LocalEntryNotFoundError)
+    if remote and isinstance(e, EntryNotFoundError):
+        at = "" if revision is None else f" at {revision!r}"
+        return f"Hub repo {repo_id!r}{at} holds no {filename!r}: check that it is the repo meant"
+    return None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 from .damaged import damage, damaged_in_cache
-from .reach import hub_reachable, offline_reason
+from .reach import hub_reachable, hub_refusal, offline_reason
 from .refresh import _kept, all_or_nothing  # noqa: F401  (all_or_nothing: importable from here)
 from .registry import RELEASED, resolve_name
 
@@ -64,6 +64,7 @@ def hub_file(
     if reason is None and not hub_reachable():
         reason = "the Hugging Face hub cannot be reached"
     good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
+    refusal = None  # what the hub's answer says to do, where it answered
     if good is not None and reason is not None:
         return Path(good)
     if reason is None:
@@ -81,6 +82,7 @@ def hub_file(
             if good is not None:
                 return _kept(Path(good), e, repo_id, filename)
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            refusal = hub_refusal(e, repo_id, filename, revision)
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
     repo = repo_id if revision is None else f"{repo_id}@{revision}"  # as the user spells it
@@ -113,16 +115,17 @@ def hub_file(
             f"{name}`{access}), or copy the {hub_cache} of a machine with network that holds "
             f"it to {_cache()}, or pass a local path instead: {local_hint}"
         )
+    # where the hub answered that it has no such repo, revision or file, another machine's
+    # download gets the same answer
+    fix = refusal or f"Run `{fetch}` on a machine with network{access} and {copy}"
     if downloading:
         raise WeightsNotFoundError(
             f"{what}: file {filename!r} of hub repo {repo!r} could not be downloaded"
-            f"{nor_download}: {reason}. Run `{fetch}` on a machine with network{access} and "
-            f"{copy}, or pass a local path instead: {local_hint}"
+            f"{nor_download}: {reason}. {fix}, or pass a local path instead: {local_hint}"
         )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache"
-        f"{nor_cached} and {reason}. Run `{fetch}` on a machine with network{access} and "
-        f"{copy}, or pass a local path instead: {local_hint}"
+        f"{nor_cached} and {reason}. {fix}, or pass a local path instead: {local_hint}"
     )
 
 

@@ -1,0 +1,68 @@
+"""What a download says where the hub (here a local mirror, :func:`conftest.local_hub`)
+answered that it has no such repo, revision or file: the id, the revision or the repo to
+check, not a network to find (another machine's download gets the same answer)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loftup import load_upsampler
+from loftup.downloads import download_names
+from loftup.errors import WeightsNotFoundError
+from test_hub import _own_upsampler, _use_mirror
+
+NETWORK = "on a machine with network"
+
+
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        (
+            "someone/nothing",
+            "The hub has no repo 'someone/nothing' that may be read without a login: check the "
+            "id, and for a private repo log in (set HF_TOKEN to an access token, or `hf auth "
+            "login`), or pass a local path instead: ",
+        ),
+        (
+            "someone/up@v9",
+            "Hub repo 'someone/up' has no branch, tag or commit 'v9': check the revision "
+            "(someone/up alone is its main branch), or pass a local path instead: ",
+        ),
+        (
+            "someone/empty",
+            "Hub repo 'someone/empty' holds no 'config.json': check that it is the repo meant, "
+            "or pass a local path instead: ",
+        ),
+    ],
+)
+def test_what_the_hub_lacks_is_said_with_what_to_check(
+    tmp_path, monkeypatch, local_hub, name, said
+):
+    """It said to run the same download on a machine with network and copy its cache."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+    files["someone/empty", "README.md"] = b"nothing here yet"
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError) as e:
+        list(download_names([name]))
+    assert said in str(e.value) and NETWORK not in str(e.value)
+    with pytest.raises(WeightsNotFoundError) as e:  # and so does a load
+        load_upsampler(name)
+    # its weights are looked for first
+    said = said.split(":")[0].replace("'config.json'", "'model.safetensors'")
+    assert said in str(e.value) and NETWORK not in str(e.value)
+
+
+def test_a_hub_that_fails_is_still_said_as_a_download_to_try_again(
+    tmp_path, monkeypatch, local_hub
+):
+    """A server's own failure (500) is no answer about the repo: the download may work later or
+    elsewhere, as the message says."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+    failing = (("someone/up", "config.json"),)
+    _use_mirror(monkeypatch, local_hub(files, failing=failing), tmp_path / "hub")
+    with pytest.raises(WeightsNotFoundError) as e:
+        list(download_names(["someone/up"]))
+    assert f"Run `loftup download someone/up` {NETWORK}" in str(e.value)
