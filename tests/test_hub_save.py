@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+import torch
 
 from loftup import LoftUp
 from loftup.errors import UsageError
@@ -45,3 +46,33 @@ def test_metadata_json_holds_round_trips(tmp_path):
     )
     got = json.loads((folder / "config.json").read_text())["metadata"]
     assert got == {"steps": 3, "lr": 1e-3, "tags": ["a", None, True], "7": {"ok": 1.5}}
+
+
+class _Wrapper(torch.nn.Module):
+    """A module holding the upsampler as its attribute ``name``, as torch.compile's
+    OptimizedModule holds it (``_orig_mod``) and DistributedDataParallel (``module``): its
+    weights are named ``{name}.*`` (torch.compile itself takes seconds to import)."""
+
+    def __init__(self, model, name: str):
+        super().__init__()
+        setattr(self, name, model)
+
+
+@pytest.mark.parametrize("name", ["_orig_mod", "module"])
+def test_a_wrapped_upsampler_saves_as_the_upsampler_it_wraps(tmp_path, name):
+    """A compiled (or DDP) upsampler's weights are named ``_orig_mod.*`` (``module.*``): saved
+    as they were, the folder loaded as "missing weight 'channel_norm.weight'". Anything but a
+    LoftUp is said in a line."""
+    from loftup import load_upsampler
+    from loftup.hub import save_pretrained
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    save_pretrained(_Wrapper(model, name), tmp_path / "up", backbone="dinov2_vits14")
+    loaded = load_upsampler(tmp_path / "up")
+    assert loaded.config == model.config and loaded.backbone == "dinov2_vits14"
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(UsageError, match=r"^save_pretrained saves a LoftUp, got Linear\(\.\.\.\)$"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "linear")
+    assert not (tmp_path / "linear").exists()

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ..atomic import atomic_write, write_json
 from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
@@ -50,6 +52,7 @@ def save_pretrained(
 
     from .. import __version__
 
+    model = _unwrapped(model)
     directory = Path(directory)
     backbone = backbone if backbone is not None else getattr(model, "backbone", None)
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
@@ -72,6 +75,18 @@ def save_pretrained(
         info["metadata"] = metadata
     write_json(directory / CONFIG_NAME, info)
     return directory
+
+
+def _unwrapped(model) -> LoftUp:
+    """The LoftUp that ``model`` is or wraps (``torch.compile``'s module, whose weights are
+    named ``_orig_mod.*``, or DistributedDataParallel's, ``module.*``: saved as they are, the
+    load found none of its weights); a UsageError for anything else."""
+    while not isinstance(model, LoftUp):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            raise UsageError(f"save_pretrained saves a LoftUp, got {shown(model)}")
+        model = inner
+    return model
 
 
 def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> None:
