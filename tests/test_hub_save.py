@@ -20,6 +20,10 @@ from loftup.errors import UsageError
             "numbers, booleans, None, lists and dicts",
         ),
         ({"backbone": 5}, "backbone is a backbone's name (dinov2_vits14, say) or None, got 5"),
+        (  # the featurizer in place of its name: its repr runs over lines
+            {"backbone": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())},
+            "backbone is a backbone's name (dinov2_vits14, say) or None, got Sequential(...)",
+        ),
         ({"backbone_norm": "rgb"}, "backbone_norm must be one of imagenet, own"),
     ],
 )

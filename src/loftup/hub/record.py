@@ -44,12 +44,13 @@ def check_recordable(backbone, backbone_norm, metadata) -> None:
     load reads back: a backbone that is not a name, a ``backbone_norm`` of no
     :data:`~loftup.featurizers.INPUT_NORMS` entry, ``metadata`` that JSON cannot hold (a date,
     a path, a tensor). Said before anything is written."""
+    from ..checks import shown
     from ..errors import UsageError
     from ..featurizers import check_input_norm
 
-    if backbone is not None and not isinstance(backbone, str):
+    if backbone is not None and not isinstance(backbone, str):  # a featurizer itself, say
         raise UsageError(
-            f"backbone is a backbone's name (dinov2_vits14, say) or None, got {backbone!r}"
+            f"backbone is a backbone's name (dinov2_vits14, say) or None, got {shown(backbone)}"
         )
     if backbone_norm is not None:
         check_input_norm(backbone_norm, "backbone_norm")
