@@ -117,20 +117,21 @@ def test_an_upsamplers_hub_id_at_a_revision_is_fetched_and_a_backbones_is_refuse
     "name, why",
     [
         ("someone/my-up@", "no revision after '@'"),
-        ("some one/x", "Repo id must use alphanumeric chars"),
+        ("some one/x", "Repo id must use alphanumeric chars"),  # huggingface_hub's words
         ("someone/up.safetensors", "a weights file's name"),
     ],
 )
 def test_a_name_written_as_a_hub_id_but_none_says_why(fetched, name, why):
     """It was huggingface_hub's HFValidationError, a traceback from the API (the command line
-    said the characters were wrong where the revision after '@' was missing)."""
+    said the characters were wrong where the revision after '@' was missing), said as the
+    command line says it."""
     with pytest.raises(UsageError) as e:
         list(download_names(["dinov2_vits14", name]))
-    assert str(e.value).startswith(f"{name!r} is no hub id ({why}")
+    assert str(e.value).startswith(f"no hub id ORG/NAME: {why}")
     assert str(e.value).endswith(
-        "; write ORG/NAME, or ORG/NAME@REVISION for a branch, tag or commit of an upsampler's "
-        "repo of your own"
+        f": {name!r} (nor a folder that exists here); check the name or the path"
     )
+    assert str(e.value).count(repr(name)) == 1 and "\n" not in str(e.value)
     assert fetched == ["dinov2_vits14"]
 
 

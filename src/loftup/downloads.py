@@ -111,8 +111,8 @@ def _recorded_backbone(folder: Path) -> str | None:
 
 
 def _not_a_hub_id(name: str):
-    """The UsageError for ``name``, written as ``ORG/NAME`` but no hub id: why, and what to
-    write instead."""
+    """The UsageError for ``name``, written as ``ORG/NAME`` but no hub id: why, in the words
+    the command line gives huggingface_hub's own refusal of one."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from .errors import UsageError, one_line
@@ -125,10 +125,10 @@ def _not_a_hub_id(name: str):
             validate_repo_id(repo)
             why = "a weights file's name"
         except HFValidationError as e:
-            why = one_line(e).replace(f": '{repo}'", "").rstrip(".")
+            why = one_line(e, None).replace(f": '{repo}'", "").rstrip(".")
     return UsageError(
-        f"{name!r} is no hub id ({why}); write ORG/NAME, or ORG/NAME@REVISION for a branch, tag "
-        "or commit of an upsampler's repo of your own"
+        f"no hub id ORG/NAME: {why}: {name!r} (nor a folder that exists here); check the name "
+        "or the path"
     )
 
 
