@@ -632,11 +632,15 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(
     env = {"PYTHONPATH": str(target), "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
     check = "import huggingface_hub; print(huggingface_hub.__version__)"
     download = cli_script(["download", "loftup_dinov2s", "--no-backbone"])
-    done = run_scripts({"version": check, "download": download}, {**env, "HF_ENDPOINT": endpoint})
+    nothing = cli_script(["download", "someone/nothing"])  # the hub's answer read by 0.24
+    scripts = {"version": check, "download": download, "nothing": nothing}
+    done = run_scripts(scripts, {**env, "HF_ENDPOINT": endpoint})
     assert done["version"].stdout.strip() == "0.24.0"
     res = done["download"]
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("loftup_dinov2s: ") and "pytorch_model.bin" in res.stdout
+    res = done["nothing"]
+    assert res.returncode == 2 and "The hub has no repo 'someone/nothing'" in res.stderr, res.stderr
     res = run_cli(["download", "loftup_clip", "--no-backbone"], {**env, "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 2, res.stderr
     assert "'haiwen/loftup-clip'" in res.stderr and "HF_HUB_OFFLINE=1 is set" in res.stderr
