@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1391,6 +1392,9 @@ def test_an_upsampler_of_ones_own_loads_by_hub_id_from_the_cache(tmp_path, monke
     assert (loaded.backbone, loaded.source) == ("dinov2_tiny", "someone/my-up")
     at_v1 = load_upsampler("someone/my-up@v1")
     assert at_v1.config.num_heads == 4 and at_v1.source == "someone/my-up@v1"
+    # a Path names a file here: not the hub id its text spells (it loaded that repo instead)
+    with pytest.raises(WeightsNotFoundError, match="^no such file or folder: someone/my-up; "):
+        load_upsampler(Path("someone/my-up"))
     with torch.no_grad():
         assert torch.equal(loaded(lr, image), model(lr, image))
         assert torch.equal(at_v1(lr, image), other(lr, image))

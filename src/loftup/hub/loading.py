@@ -15,7 +15,7 @@ from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
-from .checks import check_released_width, check_state, hub_source
+from .checks import check_released_width, check_state, hub_source, missing_source
 from .files import read_weights
 from .record import (
     CONFIG_NAME,
@@ -207,6 +207,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             config, backbone, backbone_norm = recorded
     else:
         text = os.fspath(source)
+        if not isinstance(source, str):  # a Path names a file here, never a name or a hub id
+            raise missing_source(text)
         repo = hub_source(text)
         if repo is not None:  # an upsampler of one's own on the hub, read as its folder
             return load_repo(text, *repo, num_heads)
