@@ -65,6 +65,7 @@ def hub_file(
         reason = "the Hugging Face hub cannot be reached"
     good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
     refusal = None  # what the hub's answer says to do, where it answered
+    failed_there = False  # the hub answered with its own (server) error
     if good is not None and reason is not None:
         return Path(good)
     if reason is None:
@@ -83,6 +84,8 @@ def hub_file(
                 return _kept(Path(good), e, repo_id, filename)
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             refusal = hub_refusal(e, repo_id, filename, revision)
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            failed_there = isinstance(status, int) and status >= 500  # the hub's own failure
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
     repo = repo_id if revision is None else f"{repo_id}@{revision}"  # as the user spells it
@@ -118,6 +121,8 @@ def hub_file(
     # where the hub answered that it has no such repo, revision or file, another machine's
     # download gets the same answer
     fix = refusal or f"Run `{fetch}` on a machine with network{access} and {copy}"
+    if failed_there:  # the network is fine: the same download may work in a while
+        fix = f"Run `{fetch}` again later{access}, or on another machine and {copy}"
     if downloading:
         raise WeightsNotFoundError(
             f"{what}: file {filename!r} of hub repo {repo!r} could not be downloaded"
