@@ -73,6 +73,18 @@ def test_an_unknown_name_lists_what_is_known(fetched):
     assert fetched == []
 
 
+@pytest.mark.parametrize("name", ["loftup_dinov2s@v1", "dinov2_vits14@main", "sam_vit_base@v2"])
+def test_a_revision_of_a_registered_name_says_revisions_are_for_hub_ids(fetched, name):
+    """It said "unknown name 'loftup_dinov2s@v1'", as if the name were mistyped."""
+    base = name.split("@")[0]
+    with pytest.raises(UsageError, match=f"{base} is a registered name, whose files are fixed"):
+        list(download_names([name]))
+    assert fetched == []
+    if base == "loftup_dinov2s":  # and a load says the same
+        with pytest.raises(UsageError, match=f"pass {base} without @REV"):
+            loftup.load_upsampler(name)
+
+
 def test_a_hub_id_of_a_released_upsampler_or_backbone_is_fetched_as_its_name(fetched):
     """A backbone's or upsampler's hub id was taken for SAM weights ("SAM (facebook/...)" in
     its messages, and no backbone fetched with an upsampler)."""

@@ -31,6 +31,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .errors import UnknownNameError, UsageError
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
+    from .hub.registry import revision_refusal
     from .hub.user_repos import hub_id
 
     if "all" in names and set(names) != {"all"}:
@@ -71,6 +72,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         try:
             resolve(name)
         except UnknownNameError:
+            refusal = revision_refusal(name, (*FEATURIZERS, *SAM_WEIGHTS))
+            if refusal is not None:
+                raise refusal from None
             if ALIASES.get(name, name) not in RELEASED:
                 raise UnknownNameError(
                     f"unknown name {name!r}: neither a released upsampler "

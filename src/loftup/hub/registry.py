@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownNameError
+from ..errors import UnknownNameError, UsageError
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,25 @@ RELEASED: dict[str, ReleasedCheckpoint] = {
 ALIASES = {name.replace("_", "-"): name for name in RELEASED}
 
 
+def revision_refusal(name: str, names=()) -> UsageError | None:
+    """The error for ``name`` written NAME@REV where NAME is a released upsampler (or an alias)
+    or one of ``names`` (backbones, SAM): their files are fixed, revisions are for hub ids of
+    one's own; None otherwise."""
+    base, at, _ = name.partition("@")
+    if at and (ALIASES.get(base, base) in RELEASED or base in names):
+        return UsageError(
+            f"{name!r}: {base} is a registered name, whose files are fixed: pass {base} without "
+            "@REV (a revision is for the hub id ORG/NAME@REV of a repo of your own)"
+        )
+    return None
+
+
 def resolve_name(name: str) -> ReleasedCheckpoint:
     """The registry entry for ``name`` (or an alias); UnknownNameError lists the known ones."""
     key = ALIASES.get(name, name)
+    refusal = revision_refusal(name)
+    if refusal is not None:
+        raise refusal
     if key not in RELEASED:
         raise UnknownNameError(
             f"unknown upsampler {name!r}; released names are: {', '.join(RELEASED)} "
