@@ -212,8 +212,8 @@ def test_a_mask_noise_override_that_stage_2_ignores_is_refused():
 
 def test_range_errors_are_one_line_from_the_cli_before_any_work(tmp_path, capsys):
     for override, words in [
-        ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan (the recipe's value: "),
-        ("batch_size=0", "batch_size must be an integer >= 1, got 0 (the recipe's value: 8)"),
+        ("optim.lr=nan", "optim.lr must be a finite number > 0, got nan (the paper's recipe: "),
+        ("batch_size=0", "batch_size must be an integer >= 1, got 0 (the paper's recipe: 8)"),
     ]:
         assert main(["train", "--config", "stage1_cpu", "--data", str(tmp_path), override]) == 2
         assert words in _one_error_line(capsys)

@@ -173,7 +173,7 @@ def _default_hint(cfg: TrainConfig, key: str) -> str:
     value = default_config(cfg.stage).to_dict()
     for part in key.split("."):
         value = value[part]
-    return "" if value is None else f" (the recipe's value: {value})"
+    return "" if value is None else f" (the paper's recipe: {value})"
 
 
 def _check_between_keys(cfg: TrainConfig) -> None:
@@ -181,7 +181,7 @@ def _check_between_keys(cfg: TrainConfig) -> None:
     if len(zoom) != 2 or zoom[0] > zoom[1]:
         raise UsageError(
             f"config key recon.zoom must be [low, high] with 0 < low <= high, got {zoom!r} "
-            "(the recipe's value: [0.9, 1.1])"
+            "(the paper's recipe: [0.9, 1.1])"
         )
     if not cfg.data.superpixels:
         raise UsageError(
