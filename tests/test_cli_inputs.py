@@ -364,7 +364,6 @@ def test_an_empty_out_folder_is_refused_not_the_current_folder(
 HUB_IDS = [
     (["download", "org/-x"], "org/-x"),
     (["download", "a b/c"], "a b/c"),
-    (["upsample", "x.png", "-m", "up", "-o", "out", "--backbone-weights", "my w/x"], "my w/x"),
 ]
 
 
@@ -373,7 +372,8 @@ def test_a_name_that_is_no_hub_id_nor_a_folder_is_one_line(
     argv, name, capsys, monkeypatch, tmp_path
 ):
     """huggingface_hub's ValueError for a mistyped hub id (or a folder that is not there,
-    taken for one) was a traceback and status 1."""
+    taken for one) was a traceback and status 1. (Backbone weights are named by
+    get_featurizer itself: tests/test_featurizers.py.)"""
     from PIL import Image
 
     import loftup

@@ -795,6 +795,49 @@ def test_bad_local_folders_are_named(tmp_path):
     assert "\n" not in msg
 
 
+def test_backbone_weights_that_are_no_folder_nor_hub_id_are_one_line(tmp_path, monkeypatch,
+                                                                     capsys):  # fmt: skip
+    """Weights that are no folder here and no valid hub id came out of get_featurizer as
+    huggingface_hub's HFValidationError (naming neither the backbone nor a fix), and so did a
+    revision, ORG/NAME@REVISION (a backbone's weights are read from the main branch, as
+    `loftup download` says); an empty string was Path(""), the current folder, loaded as the
+    backbone whatever it held. Each is one line naming the backbone and the fix."""
+    from PIL import Image
+
+    from loftup import LoftUp
+    from loftup.cli import main
+    from loftup.errors import UsageError
+
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_tiny", weights="my w/x")
+    msg = str(e.value)
+    assert msg.startswith("backbone weights for dinov2_tiny: 'my w/x' is neither a folder here "
+                          "nor a hub id (Repo id must use")  # fmt: skip
+    assert msg.endswith("); pass a folder in the Hugging Face layout (config.json + "
+                        "model.safetensors) or a hub id ORG/NAME") and "\n" not in msg  # fmt: skip
+    with pytest.raises(UsageError) as e:
+        get_featurizer("dinov2_vits14", weights="facebook/dinov2-small@main")
+    assert str(e.value) == (
+        "backbone weights for dinov2_vits14: facebook/dinov2-small@main names a revision, but a "
+        "backbone's weights are read from its hub repo's main branch; pass "
+        "facebook/dinov2-small, or a folder in the Hugging Face layout (config.json + "
+        "model.safetensors) of that revision"
+    )
+    get_featurizer("dinov2_tiny").model.save_pretrained(tmp_path)  # a backbone folder here
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", " "):
+        with pytest.raises(UsageError, match="dinov2_tiny are an empty string; pass a folder"):
+            get_featurizer("dinov2_tiny", weights=empty)
+    Image.new("RGB", (16, 16)).save("x.png")  # the command line says the same, in one line
+    LoftUp(dim=32).save_pretrained("up", backbone="dinov2_tiny")
+    argv = ["upsample", "x.png", "-m", "up", "-o", "out", "--backbone-weights", "my w/x"]
+    capsys.readouterr()  # save_pretrained's progress bar
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: backbone weights for dinov2_tiny: 'my w/x' is neither a ")
+    assert "\n" not in err
+
+
 class _RunsCode:
     def __reduce__(self):
         return (print, ("code in the pickle ran",))

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import CheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, UsageError, WeightsNotFoundError, one_line
 from . import FEATURIZERS
 
 CONFIG_FILE = "config.json"
@@ -38,8 +38,13 @@ def resolve_weights(
       downloading: for ``loftup download`` (its message when offline says how to go online).
     """
     source = os.fspath(weights) if weights is not None else default
-    path = Path(source).expanduser()
     layout = f"a folder in the Hugging Face layout ({CONFIG_FILE} + {WEIGHTS_FILE})"
+    if not source.strip():  # Path("") is the current folder: whatever it holds was loaded
+        raise UsageError(
+            f"backbone weights for {name} are an empty string; pass {layout} or a hub id, or "
+            "leave them out (no --backbone-weights) for the official weights"
+        )
+    path = Path(source).expanduser()
     if path.is_dir():
         if not (path / CONFIG_FILE).exists():
             raise WeightsNotFoundError(
@@ -59,6 +64,7 @@ def resolve_weights(
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
+    _check_hub_id(source, name, layout)
     hint = (
         f"get_featurizer({name!r}, weights='/path/to/folder'), `--backbone-weights "
         "/path/to/folder` (loftup upsample, eval, experiment) or `loftup train "
@@ -74,6 +80,29 @@ def resolve_weights(
         # its weights in every format it holds)
         kw["fetch"] = f"loftup download {source}"
     return hub_folder(source, HUB_FILES, **kw)
+
+
+def _check_hub_id(source: str, name: str, layout: str) -> None:
+    """A one-line error where ``source``, no path here, is no hub id either: huggingface_hub's
+    HFValidationError (a ValueError naming neither the backbone nor a fix) came out of
+    get_featurizer. ``ORG/NAME@REVISION`` is refused as ``loftup download`` refuses it: a
+    backbone's weights are read from its repo's main branch."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo, at, _ = source.partition("@")
+    if at and repo.count("/") == 1:
+        raise UsageError(
+            f"backbone weights for {name}: {source} names a revision, but a backbone's weights "
+            f"are read from its hub repo's main branch; pass {repo}, or {layout} of that "
+            "revision"
+        )
+    try:
+        validate_repo_id(source)
+    except HFValidationError as e:
+        raise WeightsNotFoundError(
+            f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "
+            f"({one_line(e).rstrip('.')}); pass {layout} or a hub id ORG/NAME"
+        ) from None
 
 
 def _refuse_upsampler(source: str, name: str) -> None:
