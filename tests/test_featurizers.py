@@ -875,6 +875,31 @@ def test_a_damaged_or_unsafe_pytorch_model_bin_is_named(tmp_path, capsys):
     assert "code in the pickle ran" not in capsys.readouterr().out
 
 
+def test_a_pickled_backbone_under_a_torch_older_than_2_6_says_to_upgrade(tmp_path, monkeypatch):
+    """pyproject allows torch 2.4 and 2.5, beside which transformers 4 runs, but refuses there to
+    unpickle a pytorch_model.bin (CVE-2025-32434): its ValueError was reported as a config.json
+    that transformers rejects ("check its config.json"). One line names the file and the fix;
+    safetensors still load. (The torch release is set to an older one's for the call.)"""
+    tiny = get_featurizer("dinov2_tiny").model
+    pickled, safe = tmp_path / "bin", tmp_path / "st"
+    tiny.config.save_pretrained(pickled)
+    torch.save(tiny.state_dict(), pickled / "pytorch_model.bin")
+    tiny.save_pretrained(safe)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=pickled)
+    assert str(e.value) == (
+        f"{pickled / 'pytorch_model.bin'} is a PyTorch pickle, which transformers reads only "
+        "with torch 2.6 or newer (torch.load could run code from the file before it, "
+        "CVE-2025-32434), and this is torch 2.5.1+cpu: upgrade torch (pip install "
+        "'torch>=2.6'), or give backbone dinov2_tiny a folder with model.safetensors (write the "
+        "folder again with save_pretrained)"
+    )
+    assert get_featurizer("dinov2_tiny", weights=safe).dim == 32
+    monkeypatch.undo()
+    assert get_featurizer("dinov2_tiny", weights=pickled).dim == 32
+
+
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 88225724\n"
 
 

@@ -94,6 +94,8 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     pickled = [p for p in weight_files(folder) if p.suffix == ".bin"]
     for path in pickled:
         check_torch_file(path, fix=where_from(name, path))
+    if pickled:
+        _check_torch_reads_pickles(pickled[0], name)
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -159,6 +161,27 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         )
     check_after_load(folder, model, name)
     return model
+
+
+#: The first torch whose ``torch.load(weights_only=True)`` transformers trusts with a pickle: an
+#: older one could be made to run a file's code (CVE-2025-32434), and transformers refuses.
+SAFE_PICKLE_TORCH = (2, 6)
+
+
+def _check_torch_reads_pickles(path: Path, name: str) -> None:
+    """A CheckpointError naming ``path`` (a pytorch_model.bin or shard) where this torch is older
+    than :data:`SAFE_PICKLE_TORCH`: transformers 4 runs there but refuses to unpickle the file,
+    and its ValueError was said as a config.json that transformers rejects."""
+    release = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])
+    if release >= SAFE_PICKLE_TORCH:
+        return
+    need = ".".join(map(str, SAFE_PICKLE_TORCH))
+    raise CheckpointError(
+        f"{path} is a PyTorch pickle, which transformers reads only with torch {need} or newer "
+        f"(torch.load could run code from the file before it, CVE-2025-32434), and this is "
+        f"torch {torch.__version__}: upgrade torch (pip install 'torch>={need}'), or give "
+        f"backbone {name} a folder with model.safetensors ({where_from(name)})"
+    )
 
 
 def _name_damaged_pickle(pickled: list[Path], name: str) -> None:
