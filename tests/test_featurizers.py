@@ -8,6 +8,7 @@ The expected features are computed from the transformers model itself, loaded fr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -761,6 +762,14 @@ def test_bad_local_folders_are_named(tmp_path):
 
     with pytest.raises(WeightsNotFoundError, match="nothere does not exist"):
         get_featurizer("dinov2_vits14", weights=tmp_path / "nothere")
+    # a relative Path was looked up as a hub repo ("file 'config.json' of hub repo
+    # 'models/dinov2' is not in the Hugging Face cache", online a download): a Path is local
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_vits14", weights=Path("models/dinov2"))
+    assert str(e.value) == (
+        "backbone weights for dinov2_vits14: models/dinov2 does not exist; pass a folder in "
+        "the Hugging Face layout (config.json + model.safetensors) or a hub id"
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="no config.json"):
         get_featurizer("dinov2_vits14", weights=tmp_path / "empty")

@@ -32,7 +32,8 @@ def resolve_weights(
     """Folder holding ``config.json`` and the weights of backbone ``name``.
 
     Arguments:
-      weights: a local folder in the Hugging Face layout, or a hub id; None: ``default``.
+      weights: a local folder in the Hugging Face layout (always, given as a Path), or a hub
+        id; None: ``default``.
       default: the official hub id of the backbone.
       name: the registry name, used in error messages.
       downloading: for ``loftup download`` (its message when offline says how to go online).
@@ -60,7 +61,8 @@ def resolve_weights(
     from ..hub import hub_folder, looks_like_path
 
     _refuse_upsampler(source, name)
-    if looks_like_path(source):
+    # a Path object is a local path, whatever its text: Path("models/dinov2") is no hub repo
+    if looks_like_path(source) or isinstance(weights, os.PathLike):
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} does not exist; pass {layout} or a hub id"
         )
