@@ -1101,6 +1101,32 @@ def test_input_norm_changes_only_backbones_trained_with_other_constants(tmp_path
     assert CHOICES["backbone_norm"] == tuple(INPUT_NORMS)  # training offers the same choices
 
 
+def test_a_half_precision_backbone_converts_its_input_in_float32(tmp_path):
+    """With input_norm="own", a bfloat16 backbone converted the ImageNet-normalised input to
+    its own constants in bfloat16 (four rounded steps: up to 7 times the error of rounding the
+    converted input once, and a third more error in the features). It converts in float32
+    and rounds once, whatever the images' precision: the same features as the converted input
+    given as it is."""
+    from transformers import SiglipConfig, SiglipModel
+
+    cfg = SiglipConfig(
+        vision_config=dict(**VISION, patch_size=16, image_size=32),
+        text_config=dict(**TEXT, vocab_size=99),
+    )
+    folder = _save(SiglipModel(cfg), tmp_path / "m")
+    own = get_featurizer("siglip_vitb16", weights=folder, input_norm="own").to(torch.bfloat16)
+    as_is = get_featurizer("siglip_vitb16", weights=folder).to(torch.bfloat16)
+    images01 = _images(32, 32)
+    native = _native(images01, (0.5,) * 3, (0.5,) * 3)  # in float32
+    for images in (imagenet_normalize(images01), imagenet_normalize(images01).bfloat16()):
+        with torch.no_grad():
+            got = own(images)
+            want = as_is(own.to_native(images.float()).to(images.dtype))
+        assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+    torch.testing.assert_close(own.to_native(imagenet_normalize(images01)), native)
+    assert own.to_native(imagenet_normalize(images01).bfloat16()).dtype == torch.bfloat16
+
+
 def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
     """A save_pretrained folder keeps backbone_norm, load_pipeline builds the backbone with it
     unless told otherwise ("imagenet", the paper's, without a record), and a bad record is
