@@ -824,16 +824,27 @@ def test_backbone_weights_that_are_no_folder_nor_hub_id_are_one_line(tmp_path, m
                           "nor a hub id (Repo id must use")  # fmt: skip
     assert msg.endswith("); pass a folder in the Hugging Face layout (config.json + "
                         "model.safetensors) or a hub id ORG/NAME") and "\n" not in msg  # fmt: skip
-    with pytest.raises(UsageError) as e:
-        get_featurizer("dinov2_vits14", weights="facebook/dinov2-small@main")
-    assert str(e.value) == (
-        "backbone weights for dinov2_vits14: facebook/dinov2-small@main names a revision, but a "
-        "backbone's weights are read from its hub repo's main branch; pass "
-        "facebook/dinov2-small, or a folder in the Hugging Face layout (config.json + "
-        "model.safetensors) of that revision"
-    )
+    # a backbone's name (`--backbone-weights dinov2_vitb14`, meant as --backbone) was looked up
+    # as hub repo 'dinov2_vitb14': "run `loftup download dinov2_vitb14`" fetched another repo
+    for weights, said in (
+        ("facebook/dinov2-small@main", "facebook/dinov2-small@main names a revision, but a "
+         "backbone's weights are read from its hub repo's main branch; pass "
+         "facebook/dinov2-small, or a folder in the Hugging Face layout (config.json + "
+         "model.safetensors) of that revision"),
+        ("dinov2_vitb14", "dinov2_vitb14 is a backbone's name, not its weights; pass it as the "
+         "backbone (backbone=, CLI --backbone), without weights for the official ones "
+         "(facebook/dinov2-base), or pass a folder in the Hugging Face layout or a hub id"),
+        ("dinov2_vits14", "dinov2_vits14 is a backbone's name, not its weights; leave them out "
+         "for the official ones (facebook/dinov2-small), or pass a folder in the Hugging Face "
+         "layout or a hub id"),
+    ):  # fmt: skip
+        with pytest.raises(UsageError) as e:
+            get_featurizer("dinov2_vits14", weights=weights)
+        assert str(e.value) == f"backbone weights for dinov2_vits14: {said}"
     get_featurizer("dinov2_tiny").model.save_pretrained(tmp_path)  # a backbone folder here
+    get_featurizer("dinov2_tiny").model.save_pretrained(tmp_path / "dinov2_vitb14")
     monkeypatch.chdir(tmp_path)
+    assert get_featurizer("dinov2_tiny", weights="dinov2_vitb14").dim == 32  # the folder here
     for empty in ("", " "):
         with pytest.raises(UsageError, match="dinov2_tiny are an empty string; pass a folder"):
             get_featurizer("dinov2_tiny", weights=empty)

@@ -61,6 +61,7 @@ def resolve_weights(
     from ..hub import hub_folder, looks_like_path
 
     _refuse_upsampler(source, name)
+    _refuse_backbone_name(source, name)
     # a Path object is a local path, whatever its text: Path("models/dinov2") is no hub repo
     if looks_like_path(source) or isinstance(weights, os.PathLike):
         raise WeightsNotFoundError(
@@ -105,6 +106,28 @@ def _check_hub_id(source: str, name: str, layout: str) -> None:
             f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "
             f"({one_line(e).rstrip('.')}); pass {layout} or a hub id ORG/NAME"
         ) from None
+
+
+def _refuse_backbone_name(source: str, name: str) -> None:
+    """A UsageError where the backbone's weights ``source`` are a registered backbone's name:
+    looked up as hub repo ``dinov2_vitb14``, it was "not in the Hugging Face cache, run `loftup
+    download dinov2_vitb14`", which fetches that backbone's official repo, not such a one."""
+    from . import ALIASES
+
+    other = ALIASES.get(source, source)
+    if other not in FEATURIZERS:
+        return
+    repo = FEATURIZERS[other].default_weights
+    official = f" for the official ones ({repo})" if repo else ""
+    fix = (
+        f"leave them out{official}"
+        if other == name
+        else f"pass it as the backbone (backbone=, CLI --backbone), without weights{official}"
+    )
+    raise UsageError(
+        f"backbone weights for {name}: {source} is a backbone's name, not its weights; {fix}, "
+        "or pass a folder in the Hugging Face layout or a hub id"
+    )
 
 
 def _refuse_upsampler(source: str, name: str) -> None:
