@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,22 @@ def test_code_in_a_pickle_never_runs(tmp_path, how):
     with pytest.raises(CheckpointError, match="refusing to load|corrupt"):
         load_upsampler(path)
     assert not marker.exists()
+
+
+def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
+    tmp_path, reference_state, monkeypatch
+):
+    """pyproject allows torch 2.4, whose weights-only loader a crafted file can make run code
+    (CVE-2025-32434): a pickle still loads there, and the user is told to trust the file or
+    upgrade; with a newer torch nothing is said."""
+    torch.save(dict(reference_state), tmp_path / "w.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing said with this torch
+        load_upsampler(tmp_path / "w.pth")
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    with pytest.warns(UserWarning, match=r"w\.pth, a PyTorch pickle, with torch 2\.5\.1") as w:
+        load_upsampler(tmp_path / "w.pth")
+    assert "CVE-2025-32434" in str(w[0].message) and "torch>=2.6" in str(w[0].message)
 
 
 def test_wrong_shapes_name_the_key(tmp_path, reference_state):

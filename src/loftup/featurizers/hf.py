@@ -163,17 +163,13 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     return model
 
 
-#: The first torch whose ``torch.load(weights_only=True)`` transformers trusts with a pickle: an
-#: older one could be made to run a file's code (CVE-2025-32434), and transformers refuses.
-SAFE_PICKLE_TORCH = (2, 6)
-
-
 def _check_torch_reads_pickles(path: Path, name: str) -> None:
     """A CheckpointError naming ``path`` (a pytorch_model.bin or shard) where this torch is older
     than :data:`SAFE_PICKLE_TORCH`: transformers 4 runs there but refuses to unpickle the file,
     and its ValueError was said as a config.json that transformers rejects."""
-    release = tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])
-    if release >= SAFE_PICKLE_TORCH:
+    from ..hub.files import SAFE_PICKLE_TORCH, torch_release  # here: hub imports the backbones
+
+    if torch_release() >= SAFE_PICKLE_TORCH:
         return
     need = ".".join(map(str, SAFE_PICKLE_TORCH))
     raise CheckpointError(

@@ -74,6 +74,16 @@ def looks_like_safetensors(path: Path) -> bool:
 _UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
 
 
+#: The first torch whose ``torch.load(weights_only=True)`` cannot be made to run a crafted
+#: file's code (CVE-2025-32434; transformers refuses pickles below it).
+SAFE_PICKLE_TORCH = (2, 6)
+
+
+def torch_release() -> tuple[int, int]:
+    """This torch's (major, minor)."""
+    return tuple(int(n) for n in torch.__version__.split("+")[0].split(".")[:2])
+
+
 def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
     torch's own text, which suggests ``weights_only=False`` (running the file's code):
@@ -93,6 +103,14 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
 
     path = Path(path)
     check_torch_file(path, fix=fix, what=what)
+    if torch_release() < SAFE_PICKLE_TORCH:  # pyproject allows 2.4: loaded, with the risk said
+        need = ".".join(map(str, SAFE_PICKLE_TORCH))
+        warnings.warn(
+            f"loading {what}{path}, a PyTorch pickle, with torch {torch.__version__}, whose "
+            "weights-only loader a crafted file can make run code (CVE-2025-32434, fixed in "
+            f"torch {need}): load only files you trust, or upgrade (pip install 'torch>={need}')",
+            stacklevel=2,
+        )
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
