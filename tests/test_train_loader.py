@@ -283,3 +283,10 @@ def test_sams_masks_are_computed_only_where_the_runs_alpha_uses_them(tmp_path, m
         assert said == [f"{key}=0: no mask changes the targets, so SAM's masks are not computed"]
     assert run(2, "stage2.teacher_alpha", 0.5) == []
     assert len(computed) == 2 and len(list((tmp_path / "cache").rglob("*.npz"))) == 2
+    # nor are SAM's weights looked for, nor the cache made, at 0: offline, without them, such
+    # a run was refused for weights it would not use
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = tiny(data, tmp_path / "no-sam", 1, 1, "batch_size=2", "data.masks=sam",
+               "data.sam_weights=sam_vit_huge", f"data.cache_dir={tmp_path / 'cache2'}",
+               "stage1.mask_alpha=0")  # fmt: skip
+    assert len(train(cfg).history) == 1 and not (tmp_path / "cache2").exists()

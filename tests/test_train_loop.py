@@ -2,7 +2,10 @@
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -788,6 +791,70 @@ def test_a_second_run_on_a_folder_in_use_is_refused_before_it_writes_there(sa1b,
     )
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
     assert train(tiny(sa1b, out, 1, 2)).steps == 2
+
+
+def test_the_folder_is_locked_before_the_run_looks_at_what_it_holds(sa1b, tmp_path, monkeypatch):
+    """The lock was taken after the models were built (SAM's pass too, hours on a big set):
+    a run that ended there meanwhile was overwritten on the strength of the earlier look (its
+    checkpoint read as absent). The look at the checkpoint now happens under the lock."""
+    from loftup.train import loop, run_folder
+
+    out = tmp_path / "run"
+    looked = []
+    real = loop.checkpoint_to_resume
+
+    def look(cfg, out_dir, resume, main):
+        looked.append(os.path.realpath(out_dir) in run_folder._HELD)
+        return real(cfg, out_dir, resume, main)
+
+    monkeypatch.setattr(loop, "checkpoint_to_resume", look)
+    train(tiny(sa1b, out, 1, 1))
+    assert looked == [True]
+
+
+def test_a_second_run_of_the_same_process_is_refused_and_leaves_the_first_its_lock(tmp_path):
+    """A POSIX lock is the process's: a second run in the same process (threads, a notebook)
+    got it again, and its end released the first run's lock for any other process."""
+    from loftup.errors import LoftUpError
+    from loftup.train.run_folder import LOCK_NAME, folder_lock
+
+    hold = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+
+    def other_process_can_lock() -> bool:
+        return (
+            subprocess.run([sys.executable, "-c", hold, str(tmp_path / LOCK_NAME)]).returncode == 0
+        )
+
+    with folder_lock(tmp_path):
+        with pytest.raises(LoftUpError, match=r"in use by another loftup train run \(process"):
+            with folder_lock(tmp_path):
+                pass
+        assert not other_process_can_lock()  # the refused one did not release it
+    assert other_process_can_lock()
+    with folder_lock(tmp_path):  # and the folder is free again for this process
+        pass
+
+
+def test_a_file_system_without_locks_is_said_once_and_the_run_goes_on(
+    tmp_path, monkeypatch, caplog
+):
+    """On ENOLCK (NFS without its lock service) the run went on with a debug line only: a
+    second run there is not refused, and the user is now told so."""
+    import errno
+    import fcntl
+
+    from loftup.train.run_folder import folder_lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with caplog.at_level("WARNING", logger="loftup.train"), folder_lock(tmp_path):
+        pass
+    assert "keeps no file locks (No locks available): a second loftup train run" in caplog.text
 
 
 def test_the_target_clock_starts_once_the_backbone_is_done_and_waits_on_cuda_only(

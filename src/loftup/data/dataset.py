@@ -69,6 +69,10 @@ class MaskedImages(torch.utils.data.Dataset):
         process reads them (a DataLoader worker too); the process's own limit is left as is.
     """
 
+    #: whether the masks are made (SAM, superpixels) and cached: False for a subclass whose
+    #: items hold none, which then needs neither SAM's weights nor a mask cache
+    makes_masks = True
+
     def __init__(
         self,
         root: str | os.PathLike,
@@ -116,7 +120,7 @@ class MaskedImages(torch.utils.data.Dataset):
             raise LoftUpError(why)
         self.cache = None
         self._sam = None
-        if masks != "sa1b":
+        if masks != "sa1b" and self.makes_masks:
             # reader 2: images upright (EXIF), 16-bit and RGBA as loftup.io reads them; masks
             # cached by the first reader (sideways for EXIF-turned photos) are not served
             settings = {"source": masks, "size": size, "max_masks": max_masks, "reader": 2}

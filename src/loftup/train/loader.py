@@ -63,7 +63,10 @@ class ImagesAlone(MaskedImages):
     """:class:`MaskedImages` whose items hold no masks (K = 0), for a run whose loss no mask
     can change (:func:`masks_matter`): SAM's or the superpixels' masks are neither computed nor
     cached, SA-1B's JSON not read. The images listed, their order and how each is read (its
-    pixel limit, tracked for data.timeout's errors) are MaskedImages' own."""
+    pixel limit, tracked for data.timeout's errors) are MaskedImages' own; SAM's weights and
+    the mask cache are not looked for."""
+
+    makes_masks = False
 
     def _load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
         self._mark(i, "image")

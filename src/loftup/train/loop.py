@@ -51,7 +51,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .run_folder import finish_run, open_run_folder
+from .run_folder import finish_run, lock_run_folder, open_run_folder
 from .start import build_models, checkpoint_to_resume, warn_if_other_data
 from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
 
@@ -86,7 +86,8 @@ def train(
     try:
         check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
         with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
-            result = _run(cfg, info, resume, signals, init, go_on, held)
+            lock_run_folder(Path(cfg.log.out_dir).expanduser(), info, held)  # before any look
+            result = _run(cfg, info, resume, signals, init, go_on)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -104,7 +105,6 @@ def _run(
     signals: StopOnSignals,
     init: Init | None,
     go_on: str,
-    held: ExitStack,
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
@@ -147,7 +147,7 @@ def _run(
 
     monitor = None
     if main:
-        monitor = open_run_folder(cfg, out_dir, info.world, step0, held)  # locked till the end
+        monitor = open_run_folder(cfg, out_dir, info.world, step0)  # locked since the start
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()

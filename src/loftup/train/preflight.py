@@ -126,8 +126,12 @@ def check_out_dir_writable(out_dir: str, info: DistInfo) -> None:
 
 def packages_needed(cfg: TrainConfig) -> dict[str, str]:
     """The optional packages this run will import, and what for (loftup.errors.require)."""
+    from .loader import masks_matter
+
     needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
-    if cfg.data.masks == "sa1b":
+    if not masks_matter(cfg):  # its masks are not read or made (loader.ImagesAlone)
+        pass
+    elif cfg.data.masks == "sa1b":
         needs["pycocotools"] = "data.masks=sa1b (SA-1B's RLE masks)"
     elif cfg.data.masks == "superpixels":
         needs["skimage"] = "data.masks=superpixels"

@@ -27,6 +27,10 @@ log = logging.getLogger("loftup.train")
 #: the file in a run's folder that the run writing there holds a lock on (:func:`folder_lock`)
 LOCK_NAME = ".loftup-train.lock"
 
+#: the folders this process's runs hold (a POSIX lock is the process's: a second run of the
+#: same process would get it again, and its end would release the first run's)
+_HELD: set[str] = set()
+
 
 @contextmanager
 def folder_lock(out_dir: Path):
@@ -35,46 +39,76 @@ def folder_lock(out_dir: Path):
     :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
     other's checkpoint, metrics and ``final/``. A POSIX lock (``fcntl.lockf``): the system
     releases it when its process ends however it ends (``kill -9`` too), and DataLoader
-    workers do not inherit it; where the file system keeps no locks, none is held."""
+    workers do not inherit it; where the file system keeps no locks, none is held, with a
+    warning. A second run of the same process (threads, a notebook) is refused too."""
+    key = os.path.realpath(out_dir)
+    if key in _HELD:
+        raise _in_use(out_dir, f"process {os.getpid()}, this one")
     try:
         import fcntl
-    except ImportError:  # not on a POSIX system: no lock
-        yield
-        return
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except ImportError:  # not on a POSIX system: no lock between processes
+        fcntl = None
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666) if fcntl else None
+    _HELD.add(key)
     try:
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fd is not None:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            if e.errno not in (errno.EACCES, errno.EAGAIN):  # no locks here (ENOLCK, ...)
-                log.debug("no lock on %s (%s): a second run there is not refused", out_dir, e)
-                yield
-                return
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise LoftUpError(
-                f"{out_dir} is in use by another loftup train run"
-                f"{f' ({holder})' if holder else ''}; wait for it to end (then --resume "
-                "continues it), or choose another --out (log.out_dir)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            if e.errno in (errno.EACCES, errno.EAGAIN):
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise _in_use(out_dir, holder) from None
+            log.warning(  # no locks on this file system (ENOLCK: NFS without its lock service)
+                "%s keeps no file locks (%s): a second loftup train run on it would not be "
+                "refused; run one at a time there", out_dir, e.strerror or e,
+            )  # fmt: skip
+            fd, fd_unlocked = None, fd
+            os.close(fd_unlocked)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # the lock goes with it
+        _HELD.discard(key)
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
 
 
-def open_run_folder(
-    cfg: TrainConfig, out_dir: Path, world: int, step0: int, held: ExitStack
-) -> Monitor:
-    """Make ``out_dir`` and take its lock for as long as ``held`` lasts (:func:`folder_lock`),
-    remove the temporaries of a run killed there, an earlier stop's note (this run says its
+def _in_use(out_dir: Path, holder: str) -> LoftUpError:
+    return LoftUpError(
+        f"{out_dir} is in use by another loftup train run{f' ({holder})' if holder else ''}; "
+        "wait for it to end (then --resume continues it), or choose another --out (log.out_dir)"
+    )
+
+
+def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
+    """Rank 0 makes ``out_dir`` and takes its lock (:func:`folder_lock`) for as long as
+    ``held`` lasts, before the run looks at what the folder holds: a run that ended there while
+    this one built its models could otherwise be overwritten on the strength of an earlier
+    look (its checkpoint read as absent, or as older). A refusal is said by every rank."""
+    from .distributed import broadcast_object
+
+    problem = None
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            held.enter_context(folder_lock(out_dir))
+        except LoftUpError as e:
+            problem = str(e)
+    if info.enabled:
+        problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise LoftUpError(problem)
+
+
+def open_run_folder(cfg: TrainConfig, out_dir: Path, world: int, step0: int) -> Monitor:
+    """In ``out_dir``, locked since the run began (:func:`lock_run_folder`): remove the
+    temporaries of a run killed there, an earlier stop's note (this run says its
     own) and an earlier end's ``summary.json``, write ``config.yaml`` and ``run.json`` and open
     the run's :class:`Monitor` from step ``step0`` (the resumed checkpoint's). The summary,
     written last, marks a run that ended: one resumed to train on (a higher max_steps) and
     killed after its last checkpoint but before its export would have looked ended, with the
     earlier run's summary beside the earlier ``final/``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    held.enter_context(folder_lock(out_dir))
     remove_stale_temporaries(out_dir)
     clear_stop_note(out_dir)
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
