@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.scene_files import check_world, read_world, write_scenes
+from ..data.scene_files import read_world, write_scenes
 from ..data.scenes import SceneConfig
+from ..data.world_record import check_world
 from .config import DemoConfig
 from .heldout import load_val, lowres_features, pca_panels, score, upsampled_features
 from .report import report_markdown, write_figure
@@ -134,7 +135,7 @@ def _check_options(root: Path, cfg: DemoConfig, part: str, count: int) -> None:
     own values (the held-out scenes' seed is --seed + 1, the training scenes' size twice
     --size) read as other numbers than those typed."""
     from ..atomic import read_json_object
-    from ..data.scene_files import PARTIAL
+    from ..data.world_record import PARTIAL
     from ..errors import LoftUpError, UsageError
 
     try:

@@ -139,8 +139,8 @@ def measure_backbone(
 
     ``said_as``: how errors call ``count``, ``seed``, ``start`` and the scene ``size`` (a
     command line's options, ``{"count": "--count"}``), by default by their names."""
-    from ..data.scene_files import check_scene_range
     from ..data.scenes import said
+    from ..data.world_record import check_scene_range
     from ..errors import UsageError
 
     if isinstance(count, int) and count < 2:
