@@ -146,6 +146,27 @@ def test_a_demo_of_an_earlier_version_is_resumed_only_where_its_options_can_be_c
         check_out(begun, resume=True)
 
 
+def test_the_demo_reads_a_scene_folders_record_once_to_reuse_or_write_it(tmp_path, monkeypatch):
+    """Its options' check and the world's check each read world.json (three reads to reuse a
+    folder, two to write one): a record read twice could differ between the two checks."""
+    import loftup.atomic
+    from loftup.world.demo import make_val_scenes
+
+    cfg = DemoConfig(out=str(tmp_path / "demo"), size=8, val_scenes=2)
+    real, reads = loftup.atomic.read_json_object, []
+
+    def counted(path):
+        reads.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(loftup.atomic, "read_json_object", counted)
+    make_val_scenes(cfg, progress=False)  # nothing there: world.json, then the partial record
+    assert reads == ["world.json", "world.partial.json"]
+    reads.clear()
+    assert make_val_scenes(cfg, reuse=True) == tmp_path / "demo" / "scenes" / "val"
+    assert reads == ["world.json"]
+
+
 def test_the_report_counts_in_words_that_agree():
     """A demo of one step a stage said "stage 1: 1 steps, stage 2: 1 steps" and "on 1
     thread(s)"."""

@@ -73,6 +73,7 @@ def write_scenes(
     quality: int = JPEG_QUALITY,
     progress: bool = True,
     said_as: dict | None = None,
+    recorded: tuple[dict | None, dict | None] | None = None,
 ) -> Path:
     """Write scenes ``start .. start + count - 1`` of the world ``(config, seed)`` to ``out``.
 
@@ -81,13 +82,22 @@ def write_scenes(
     ``world.partial.json`` records the options, so that a run cut short is gone on with only
     with the same ones. ``said_as``: how errors call the arguments and the config's fields
     (a command line's options, e.g. {"num_classes": "--classes"}), by default by their names.
+    ``recorded``: the folder's record, where the caller read it already
+    (:func:`~loftup.data.world_record.read_record`).
     """
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_bytes, write_json
 
     out, info = check_world(
-        out, config, count, seed=seed, start=start, quality=quality, said_as=said_as
+        out,
+        config,
+        count,
+        seed=seed,
+        start=start,
+        quality=quality,
+        said_as=said_as,
+        recorded=recorded,
     )
     (out / "sa1b").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)

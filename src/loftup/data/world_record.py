@@ -57,12 +57,21 @@ def check_scene_range(
 
 
 def check_world(
-    out, config: SceneConfig, count: int, *, seed=0, start=0, quality=JPEG_QUALITY, said_as=None
+    out,
+    config: SceneConfig,
+    count: int,
+    *,
+    seed=0,
+    start=0,
+    quality=JPEG_QUALITY,
+    said_as=None,
+    recorded: tuple[dict | None, dict | None] | None = None,
 ) -> tuple[Path, dict]:
-    """What :func:`~loftup.data.scene_files.write_scenes` checks before it writes (its arguments, and that ``out``
-    holds no other world: a :class:`~loftup.errors.UsageError` naming each value that
-    differs); returns ``out`` (``~`` expanded) and the world's record. A complete world of
-    these very options passes, so a caller may keep it as it is."""
+    """What :func:`~loftup.data.scene_files.write_scenes` checks before it writes (its
+    arguments, and that ``out`` holds no other world: a :class:`~loftup.errors.UsageError`
+    naming each value that differs); returns ``out`` (``~`` expanded) and the world's record.
+    A complete world of these very options passes, so a caller may keep it as it is.
+    ``recorded``: what :func:`read_record` read of ``out`` already (by default read here)."""
     from ..paths import check_folder_output
     from .paths import home_expanded
 
@@ -79,25 +88,37 @@ def check_world(
         "classes": list(config.class_names),
         "config": config.to_dict(),
     }
-    _check_other_world(out, info, said_as)
+    old, partial = read_record(out) if recorded is None else recorded
+    _check_other_world(out, info, old, partial, said_as)
     return out, info
 
 
-def _check_other_world(out: Path, info: dict, said_as: dict | None = None) -> None:
-    """A UsageError if ``out`` holds a world of other options, finished (``world.json``) or cut
-    short (``world.partial.json``), or scenes of no recorded world: writing over it would leave
-    its scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
-    describe them; it names each value that differs (as ``said_as`` calls it). The same world
-    again is rewritten (the same bytes), and so is a run cut short before its first scene file
-    (out of memory at the first scene, say): nothing of it would be mixed in."""
+def read_record(out: Path) -> tuple[dict | None, dict | None]:
+    """The record of the world in ``out``: ``world.json``'s when it is finished, else
+    ``world.partial.json``'s when one was begun (each None where there is no such file); a
+    :class:`~loftup.errors.UsageError` naming a record that cannot be read."""
     from ..atomic import read_json_object
     from ..errors import UsageError
 
     try:
         old = read_json_object(out / "world.json")
-        partial = None if old is not None else read_json_object(out / PARTIAL)
+        return old, None if old is not None else read_json_object(out / PARTIAL)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out or delete it") from None
+
+
+def _check_other_world(
+    out: Path, info: dict, old: dict | None, partial: dict | None, said_as: dict | None = None
+) -> None:
+    """A UsageError if ``out`` holds a world of other options, finished (``world.json``) or cut
+    short (``world.partial.json``), or scenes of no recorded world: writing over it would leave
+    its scenes beyond the new ones (or of another seed) mixed in with a world.json that does not
+    describe them; it names each value that differs (as ``said_as`` calls it). The same world
+    again is rewritten (the same bytes), and so is a run cut short before its first scene file
+    (out of memory at the first scene, say): nothing of it would be mixed in. ``old`` and
+    ``partial``: its records, as :func:`read_record` reads them."""
+    from ..errors import UsageError
+
     written = (  # every file of a scene, the first one written (its JPEG) or a later one
         []
         if old is not None  # a finished world: its scenes are its own (not listed: thousands)

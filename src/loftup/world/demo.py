@@ -23,7 +23,7 @@ import torch
 
 from ..data.scene_files import read_world, write_scenes
 from ..data.scenes import SceneConfig
-from ..data.world_record import check_world
+from ..data.world_record import check_world, read_record
 from .config import DemoConfig
 from .heldout import load_val, lowres_features, pca_panels, score, upsampled_features
 from .report import report_markdown, write_figure
@@ -119,27 +119,32 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     says (a folder of an earlier version has none)."""
     root = Path(cfg.out) / "scenes" / part
     config, seed = _world(part, cfg.size, cfg.seed)
-    _check_options(root, cfg, part, count)
+    try:  # read once, for the checks below
+        recorded = read_record(root)
+    except ValueError:  # a broken record, or a file in the way: check_world says which
+        recorded = None
+    _check_options(root, cfg, part, count, recorded)
     # what _check_options left: values of the world the demo's options do not set
     said_as = {"count": f"--{part}-scenes", "seed": f"seed of the {_PARTS[part]} scenes"}
     said_as["size"] = f"size of the {_PARTS[part]} scenes"
-    if reuse and (root / "world.json").is_file():
-        check_world(root, config, count, seed=seed, said_as=said_as)
+    if reuse and recorded is not None and recorded[0] is not None:  # a finished world
+        check_world(root, config, count, seed=seed, said_as=said_as, recorded=recorded)
         return root
-    return write_scenes(root, config, count, seed=seed, progress=progress, said_as=said_as)
+    return write_scenes(
+        root, config, count, seed=seed, progress=progress, said_as=said_as, recorded=recorded
+    )
 
 
-def _check_options(root: Path, cfg: DemoConfig, part: str, count: int) -> None:
+def _check_options(root: Path, cfg: DemoConfig, part: str, count: int, recorded) -> None:
     """A UsageError where ``root`` holds (finished or begun) the ``part`` scenes of a demo of
     other options, naming them as the command line gives them (``--seed 0 -> 3``): the world's
     own values (the held-out scenes' seed is --seed + 1, the training scenes' size twice
-    --size) read as other numbers than those typed."""
-    from ..atomic import read_json_object
-    from ..data.world_record import PARTIAL
+    --size) read as other numbers than those typed. ``recorded``: its records, as
+    :func:`~loftup.data.world_record.read_record` read them (None: they cannot be read)."""
     from ..errors import LoftUpError, UsageError
 
     try:
-        record = read_json_object(root / "world.json") or read_json_object(root / PARTIAL)
+        record = recorded[0] or recorded[1]
         height, width = record["config"]["height"], record["config"]["width"]
         seed = record["seed"] - (part == "val")
         size = height // 2 if part == "train" else height
@@ -147,7 +152,8 @@ def _check_options(root: Path, cfg: DemoConfig, part: str, count: int) -> None:
         if height != width or not all(isinstance(v, int) for v in was.values()):
             return
         # whether it is the world of those options, and of nothing else besides
-        check_world(root, _world(part, size, seed)[0], record["count"], seed=record["seed"])
+        config = _world(part, size, seed)[0]
+        check_world(root, config, record["count"], seed=record["seed"], recorded=recorded)
     except (LoftUpError, ValueError, TypeError, KeyError):
         return  # no demo's world: check_world names what differs, as the world holds it
     now = {"size": cfg.size, "seed": cfg.seed, f"{part}_scenes": count}
