@@ -196,3 +196,36 @@ def test_a_glob_that_matches_folders_only_says_so_with_a_glob_of_their_files(tmp
     assert "no such file" not in why
     # the glob it names finds their files (of each kind it is given)
     assert len(collect_inputs([str(tmp_path / "photos" / "*" / "*.png")])[0]) == 2
+
+
+def test_upsample_folders_options_are_checked_before_any_work(two_images, tmp_path):
+    """A format, precision, size or count upsample_folder cannot use was found after the
+    models loaded, by the first image's writer (or by range(): "arg 3 must not be zero"),
+    leaving an upsample.json recording it that refused the corrected run as one of other
+    options; a precision's alias ("bf16", which the loader takes) failed as getattr(torch,
+    ...) and npy with bfloat16 computing failed where the command line stores float32."""
+    from loftup.errors import UsageError
+    from loftup.extract import check_run_options, upsample_folder
+
+    torch.manual_seed(0)
+    model = tmp_path / "up"
+    loftup.LoftUp(dim=32).save_pretrained(model, backbone="dinov2_tiny")
+    out = tmp_path / "out"
+    for bad, said in (
+        ({"fmt": "jpg"}, r"^unknown fmt 'jpg'; choose one of pt, npy, safetensors$"),
+        ({"fmt": "npy", "save_dtype": "bfloat16"}, r"^fmt npy cannot store bfloat16 .*; use "),
+        ({"save_dtype": "int8"}, r"^save_dtype: unknown precision 'int8'; choose one of "),
+        ({"dtype": "float64"}, r"^dtype: unknown precision 'float64'; choose one of "),
+        ({"batch_size": 0}, r"^batch_size must be >= 1, got 0$"),
+        ({"writers": 0}, r"^writers must be >= 1, got 0$"),
+        ({"size": 0}, r"^size is None .*, got 0$"),
+    ):
+        inputs = [str(job.path) for job in two_images]
+        with pytest.raises(UsageError, match=said):
+            upsample_folder(inputs, out, model=str(model), backbone_size=28, **bad)
+        assert not out.exists(), bad  # nothing written: no record of the run that failed
+    assert check_run_options("npy", "bf16", None, None, 1, 1) == ("bfloat16", "float32")
+    assert check_run_options("pt", "half", None, 64, 1, 1) == ("float16", "float16")
+    said_as = {"fmt": "--format", "save_dtype": "--save-dtype"}
+    with pytest.raises(UsageError, match=r"^--format npy cannot store bfloat16 .* --save-dtype "):
+        check_run_options("npy", "float32", "bf16", None, 1, 1, said_as)

@@ -103,11 +103,19 @@ def add_upsample(sub) -> None:
 def _cmd_upsample(args) -> int:
     from ..api import check_backbone_size
     from ..extract import upsample_folder
+    from ..extract.folder import check_run_options
 
-    if args.batch_size < 1:
-        raise LoftUpError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.writers < 1:
-        raise LoftUpError(f"--writers must be >= 1, got {args.writers}")
+    said_as = {  # an image's errors, and the options', name the option
+        "backbone_size": "--backbone-size",
+        "batch_size": "--batch-size",
+        "writers": "--writers",
+        "fmt": "--format",
+        "save_dtype": "--save-dtype",
+        "dtype": "--dtype",
+    }
+    _, save_dtype = check_run_options(
+        args.format, args.dtype, args.save_dtype, args.size, args.batch_size, args.writers, said_as
+    )
     if args.max_image_pixels is not None:
         if args.max_image_pixels < 0:
             raise LoftUpError(
@@ -119,14 +127,6 @@ def _cmd_upsample(args) -> int:
     check_backbone_size(args.backbone_size, "--backbone-size")  # before inputs and models
     if not args.stream_above >= 0:  # also NaN
         raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")
-    save_dtype = args.save_dtype or args.dtype
-    if args.format == "npy" and save_dtype == "bfloat16":
-        if args.save_dtype is not None:
-            raise LoftUpError(
-                "--format npy cannot store bfloat16 (NumPy has no such type); use "
-                "--save-dtype float16 or float32, or --format pt or safetensors"
-            )
-        save_dtype = "float32"
     # checked by upsample_folder before any input is read or model loads; as given, since
     # Path("") is "." and an empty -o ("$OUT" unset) wrote into the current folder
     out = args.out
@@ -152,7 +152,7 @@ def _cmd_upsample(args) -> int:
         writers=args.writers,
         stream_above=args.stream_above * 1e9,
         resume=args.resume,
-        said_as={"backbone_size": "--backbone-size"},  # an image's errors name the option
+        said_as=said_as,
     )
     if report.rank == 0:
         there = f" ({report.kept} already there)" if args.resume else ""

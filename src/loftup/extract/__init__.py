@@ -26,7 +26,7 @@ it). Every name is importable from ``loftup.extract`` as before.
 
 from __future__ import annotations
 
-from .folder import FolderReport, upsample_folder
+from .folder import FolderReport, check_run_options, upsample_folder
 from .inputs import Job, collect_inputs
 from .loop import STREAM_ABOVE, Report, _no_memory, run
 from .record import (
@@ -53,6 +53,7 @@ __all__ = [
     "_no_memory",
     "barrier",
     "check_clobbering",
+    "check_run_options",
     "check_options",
     "collect_inputs",
     "dist_env",

@@ -58,7 +58,8 @@ def upsample_folder(
       model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
         pipeline (:func:`loftup.api.load_pipeline`); under torchrun each process takes the
         GPU of its local rank.
-      save_dtype: precision of the stored features (default: ``dtype``).
+      save_dtype: precision of the stored features (default: ``dtype``'s, float32 for
+        bfloat16 in ``.npy``, which has no bfloat16).
       size, fmt, viz, batch_size, writers, stream_above (bytes): as :func:`loftup.extract.run`.
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
       said_as: how an image's errors call the arguments (``{"backbone_size":
@@ -87,8 +88,12 @@ def upsample_folder(
         write_options,
     )
 
+    # before anything is read, loaded or written: a bad one left an upsample.json recording it,
+    # which refused the corrected run as one of other options
+    dtype, save_dtype = check_run_options(
+        fmt, dtype, save_dtype, size, batch_size, writers, said_as
+    )
     given, out = out, Path(out).expanduser()
-    save_dtype = save_dtype or dtype
     rank, world, local_rank = dist_env()
     device = resolve_device(device, local_rank if world > 1 else None)
     if world > 1 and device.type == "cuda":
@@ -169,3 +174,42 @@ def upsample_folder(
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
+
+
+def check_run_options(
+    fmt: str, dtype, save_dtype, size, batch_size: int, writers: int, said_as: dict | None = None
+) -> tuple[str, str]:
+    """:func:`upsample_folder`'s options that need no file or model, checked before any work:
+    a :class:`~loftup.errors.UsageError` naming the first that cannot be used (as ``said_as``
+    calls it: a command line's options). Returns the computing and the stored precision by
+    their names (``"bf16"`` is ``"bfloat16"``, as ``upsample.json`` records it); the stored one
+    is ``dtype``'s by default, float32 for bfloat16 in ``.npy`` (NumPy has no bfloat16)."""
+    from ..checks import as_dtype, check_size
+    from ..data.scenes import said
+    from ..errors import UsageError, is_int
+    from ..outputs import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(
+            f"unknown {said('fmt', said_as)} {fmt!r}; choose one of {', '.join(FORMATS)}"
+        )
+    for name, value in (("batch_size", batch_size), ("writers", writers)):
+        if not is_int(value) or value < 1:
+            raise UsageError(f"{said(name, said_as)} must be >= 1, got {value!r}")
+    check_size(size)
+    names = []
+    for name, value in (("dtype", dtype), ("save_dtype", save_dtype or dtype)):
+        try:
+            names.append(str(as_dtype(value)).removeprefix("torch."))
+        except UsageError as e:
+            raise UsageError(f"{said(name, said_as)}: {e}") from None
+    dtype, stored = names
+    if fmt == "npy" and stored == "bfloat16":
+        if save_dtype is not None:
+            raise UsageError(
+                f"{said('fmt', said_as)} npy cannot store bfloat16 (NumPy has no such type); use "
+                f"{said('save_dtype', said_as)} float16 or float32, or {said('fmt', said_as)} pt "
+                "or safetensors"
+            )
+        stored = "float32"
+    return dtype, stored
