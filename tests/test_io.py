@@ -151,6 +151,32 @@ def test_integer_images_are_read_as_16_bit_or_refused(tmp_path):
         to_tensor(Image.fromarray(eight.astype(np.int32), mode="I"))  # no file: no depth known
 
 
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGBA", "RGB"])
+def test_a_tiff_turned_a_quarter_turn_is_read_upright(tmp_path, mode):
+    """An uncompressed grayscale, 16-bit or RGBA TIFF whose Orientation is 5 to 8 (a quarter
+    turn) came out scrambled: Pillow memory-maps such a file with its turned size."""
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        pixels = rng.integers(0, 65536, (6, 4), dtype=np.uint16)
+    else:
+        pixels = rng.integers(0, 256, (6, 4, len(mode)), dtype=np.uint8).squeeze(
+            -1 if mode == "L" else ()
+        )
+    Image.fromarray(pixels).save(tmp_path / "plain.tif")
+    plain = load_image_tensor(tmp_path / "plain.tif")  # (3, 6, 4)
+    turned = {  # what each Orientation shows, as the displayed picture
+        5: plain.transpose(1, 2),
+        6: plain.rot90(-1, (1, 2)),
+        7: plain.rot90(2, (1, 2)).transpose(1, 2),
+        8: plain.rot90(1, (1, 2)),
+        3: plain.flip(1, 2),
+    }
+    for orientation, upright in turned.items():
+        path = tmp_path / f"o{orientation}.tif"
+        Image.fromarray(pixels).save(path, tiffinfo={274: orientation})
+        assert torch.equal(load_image_tensor(path), upright), orientation
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image", "truncated"])
 def test_unreadable_files_are_named(tmp_path, content):
     path = tmp_path / "bad.jpg"

@@ -119,14 +119,31 @@ def _open(path: str | os.PathLike):
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
     if not path.is_file():
         raise ImageReadError(_not_a_file(path))
+
+    def upright(img):
+        img.load()
+        return ImageOps.exif_transpose(img), _declared_depth(img)
+
     try:
         with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img), _declared_depth(img)
+            if not _turned_by_a_map(img):
+                return upright(img)
+        with open(path, "rb") as f, Image.open(f) as img:  # read from a file: no map
+            return upright(img)
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
+
+
+def _turned_by_a_map(img) -> bool:
+    """Whether Pillow would read the file of ``img`` wrongly through a memory map: an
+    uncompressed TIFF whose Orientation (5 to 8) turns it a quarter turn, of a mode Pillow
+    maps (grayscale, 16-bit grayscale, RGBA, ...), is mapped with the turned size (its width
+    and height swapped) and comes out scrambled (Pillow 13). Read from an open file, which
+    is never mapped, it is decoded, then turned."""
+    tags = getattr(img, "tag_v2", None)
+    return img.format == "TIFF" and tags is not None and tags.get(274) in (5, 6, 7, 8)
 
 
 def _without(path: Path, e: BaseException) -> str:
