@@ -229,3 +229,30 @@ def test_upsample_folders_options_are_checked_before_any_work(two_images, tmp_pa
     said_as = {"fmt": "--format", "save_dtype": "--save-dtype"}
     with pytest.raises(UsageError, match=r"^--format npy cannot store bfloat16 .* --save-dtype "):
         check_run_options("npy", "float32", "bf16", None, 1, 1, said_as)
+
+
+def test_an_image_too_large_to_decode_fails_by_name_and_the_run_goes_on(
+    loud_pipeline, two_images, tmp_path, monkeypatch
+):
+    """A MemoryError reading one huge image (--max-image-pixels 0) ended the whole run, saying
+    to try a smaller --size, which does not shrink what is read; it is that image's failure."""
+    import loftup.extract.loop as loop
+
+    real = loop.load_image_tensor
+
+    def huge_first(path):
+        if path == two_images[0].path:  # NumPy's words for an allocation it could not make
+            raise MemoryError("Unable to allocate 17.9 GiB for an array with shape (3, 40000)")
+        return real(path)
+
+    monkeypatch.setattr(loop, "load_image_tensor", huge_first)
+    out = tmp_path / "out"
+    report = run(two_images, loud_pipeline, out)
+    assert report.written == 1 and (out / "im1.pt").is_file() and not (out / "im0.pt").exists()
+    assert report.failed == [
+        (
+            str(two_images[0].path),
+            f"cannot read image {two_images[0].path}: out of memory (the host could not "
+            "allocate 17.9 GiB); downscale it first, or free memory",
+        )
+    ]

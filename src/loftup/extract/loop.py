@@ -185,13 +185,19 @@ def _no_memory(shape, batch: int, e: BaseException) -> str:
 
 
 def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[Job, str]]]:
-    """A batch's images, and the jobs whose file could not be read (with the reason)."""
+    """A batch's images, and the jobs whose file could not be read (with the reason): damaged,
+    or too large for the memory left (the run goes on with the others)."""
     loaded, unreadable = [], []
     for job in batch:
         try:
             loaded.append((job, load_image_tensor(job.path)))
         except ImageReadError as e:
             unreadable.append((job, str(e)))
+        except Exception as e:  # a huge image the host has no room to decode: that image's
+            if not out_of_memory(e):  # failure, as one it has no room to compute
+                raise
+            why = f"cannot read image {job.path}: out of memory ({memory_shortfall(e)})"
+            unreadable.append((job, f"{why}; downscale it first, or free memory"))
     return loaded, unreadable
 
 
