@@ -256,3 +256,22 @@ def test_an_image_too_large_to_decode_fails_by_name_and_the_run_goes_on(
             "allocate 17.9 GiB); downscale it first, or free memory",
         )
     ]
+
+
+def test_two_files_of_one_folder_that_would_share_a_name_are_told_to_rename_one(tmp_path):
+    """a.jpg beside a.png keeps its suffix, so a.png's name "a.png" is a.png.jpg's own: the
+    error said to give the folder that holds both, which was given."""
+    for name in ("a.jpg", "a.png", "a.png.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(loftup.LoftUpError) as caught:
+        collect_inputs([str(tmp_path)])
+    assert str(caught.value) == (
+        f"{tmp_path / 'a.png'} and {tmp_path / 'a.png.jpg'} would write outputs of one name "
+        "(a.png); rename one of them, or run them into separate -o folders"
+    )
+    for name in ("a.jpg", "a.png.jpg"):  # files of two folders: their common folder is the fix
+        (tmp_path / name).unlink()
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "cam1" / "a.png").write_bytes(b"")
+    with pytest.raises(loftup.LoftUpError, match=r"\(a\.png\); give the folder that holds both"):
+        collect_inputs([str(tmp_path / "cam1"), str(tmp_path / "a.png")])

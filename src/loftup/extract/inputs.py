@@ -143,10 +143,14 @@ def _refuse_shared_names(jobs: list[Job]) -> None:
         if other is job:
             continue
         if other.stem == job.stem:
+            fix = (  # one folder's a.png and a.png.jpg ("a.png": a.jpg beside them keeps suffixes)
+                "rename one of them"
+                if other.path.parent == job.path.parent
+                else "give the folder that holds both (its sub-folders are kept in the names)"
+            )
             raise LoftUpError(
                 f"{other.path} and {job.path} would write outputs of one name ({job.stem}); "
-                "give the folder that holds both (its sub-folders are kept in the names), or run "
-                "them into separate -o folders"
+                f"{fix}, or run them into separate -o folders"
             )
         raise LoftUpError(
             f"{other.path} and {job.path} would write outputs whose names differ only in letter "
