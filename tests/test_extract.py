@@ -275,3 +275,19 @@ def test_two_files_of_one_folder_that_would_share_a_name_are_told_to_rename_one(
     (tmp_path / "cam1" / "a.png").write_bytes(b"")
     with pytest.raises(loftup.LoftUpError, match=r"\(a\.png\); give the folder that holds both"):
         collect_inputs([str(tmp_path / "cam1"), str(tmp_path / "a.png")])
+
+
+def test_a_resumed_run_into_a_folder_of_hidden_files_alone_is_a_first_run(tmp_path):
+    """A folder made in macOS's Finder holds a .DS_Store, and one of a run killed as it wrote
+    its record the record's temporary file: --resume (a job script that always passes it) was
+    refused as "files but no upsample.json ... empty it", of a folder that looks empty."""
+    from loftup.extract import read_record
+
+    out = tmp_path / "feats"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"\0")
+    (out / f".{OPTIONS_NAME}.ab12cd34.tmp").write_text("{")
+    assert read_record(out, resume=True) is None
+    (out / "x.pt").write_bytes(b"")  # an output of no recorded making: refused
+    with pytest.raises(loftup.LoftUpError, match=f"holds files but no {OPTIONS_NAME}"):
+        read_record(out, resume=True)

@@ -47,7 +47,7 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
     there is none). Refused (:class:`LoftUpError`) when that file is not a record loftup wrote
     (unreadable, or without ``loftup_version``): a user's own file of that name, which a run
     would overwrite; and with ``resume``, a folder of files with no record (nothing says what
-    made them)."""
+    made them; hidden files are none of them)."""
     path = out_dir / OPTIONS_NAME
     flag = "--resume: " if resume else ""
     try:
@@ -59,7 +59,14 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
             f"{flag}{e}, and this run would write its record there; move the file away, or "
             "choose another -o"
         ) from None
-    if saved is None and resume and out_dir.is_dir() and any(out_dir.iterdir()):
+    # hidden files are no outputs: macOS's .DS_Store in a folder made in the Finder, or the
+    # temporary file of a run killed while it wrote its record, which this run removes
+    if (
+        saved is None
+        and resume
+        and out_dir.is_dir()
+        and any(not p.name.startswith(".") for p in out_dir.iterdir())
+    ):
         raise LoftUpError(
             f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
             "made them are unknown; choose another -o, or empty it to compute them all again"
