@@ -291,3 +291,15 @@ def test_a_resumed_run_into_a_folder_of_hidden_files_alone_is_a_first_run(tmp_pa
     (out / "x.pt").write_bytes(b"")  # an output of no recorded making: refused
     with pytest.raises(loftup.LoftUpError, match=f"holds files but no {OPTIONS_NAME}"):
         read_record(out, resume=True)
+
+
+def test_a_precision_recorded_by_an_alias_is_the_same_option(tmp_path):
+    """upsample_folder(dtype="half") recorded "half"; it now records "float16", and a run
+    resumed with the same precision was refused as "dtype 'half' there, 'float16' now"."""
+    from loftup.extract import check_options
+
+    saved = {"loftup_version": "0", "dtype": "half", "save_dtype": "fp16", "size": None}
+    now = {"loftup_version": "1", "dtype": "float16", "save_dtype": "float16", "size": None}
+    check_options(tmp_path, now, saved, resume=True)  # the same: no error
+    with pytest.raises(loftup.LoftUpError, match=r"\(dtype 'half' there, 'float32' now\)"):
+        check_options(tmp_path, {**now, "dtype": "float32"}, saved, resume=True)

@@ -151,8 +151,19 @@ def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved)
 
 def _as_recorded(key: str, saved):
     """A recorded option as this version records it: a path an earlier version recorded as
-    given (``./w``) resolved from here, which is where a re-run usually starts."""
-    return recorded_path(saved) if key in _PATHS and isinstance(saved, str) else saved
+    given (``./w``) resolved from here, which is where a re-run usually starts; a precision
+    by its name (``upsample_folder(dtype="half")`` recorded "half", now "float16")."""
+    if key in _PATHS and isinstance(saved, str):
+        return recorded_path(saved)
+    if key in ("dtype", "save_dtype") and isinstance(saved, str):
+        from ..checks import as_dtype
+        from ..errors import UsageError
+
+        try:
+            return str(as_dtype(saved)).removeprefix("torch.")
+        except UsageError:  # no precision at all: differs from any
+            return saved
+    return saved
 
 
 def remove_unfinished(out_dir: Path, outputs: list[Path] | None = None) -> int:
