@@ -303,3 +303,22 @@ def test_a_precision_recorded_by_an_alias_is_the_same_option(tmp_path):
     check_options(tmp_path, now, saved, resume=True)  # the same: no error
     with pytest.raises(loftup.LoftUpError, match=r"\(dtype 'half' there, 'float32' now\)"):
         check_options(tmp_path, {**now, "dtype": "float32"}, saved, resume=True)
+
+
+def test_upsample_folder_takes_one_path_and_paths_as_inputs(two_images, tmp_path):
+    """A string was taken letter by letter ("no images found in i n"), and a Path among inputs
+    that matched nothing ended in a TypeError joining them for the message."""
+    from loftup.extract import upsample_folder
+
+    torch.manual_seed(0)
+    model = tmp_path / "up"
+    loftup.LoftUp(dim=32).save_pretrained(model, backbone="dinov2_tiny")
+    folder = two_images[0].path.parent
+    report = upsample_folder(str(folder), tmp_path / "out", model=str(model), backbone_size=28)
+    assert report.done == 2 and sorted(p.name for p in (tmp_path / "out").glob("*.pt")) == [
+        "im0.pt",
+        "im1.pt",
+    ]
+    gone = tmp_path / "gone"
+    with pytest.raises(loftup.LoftUpError, match=f"^no images found in {gone} \\({gone}: no such"):
+        upsample_folder([gone], tmp_path / "out2", model=str(model))

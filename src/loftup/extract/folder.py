@@ -29,7 +29,7 @@ class FolderReport:
 
 
 def upsample_folder(
-    inputs: list[str],
+    inputs: str | os.PathLike | list[str | os.PathLike],
     out: str | os.PathLike,
     *,
     model: str = "loftup_dinov2s",
@@ -52,9 +52,9 @@ def upsample_folder(
     """Upsample the images of ``inputs`` (files, folders or globs) into ``out``, one file each.
 
     Arguments:
-      inputs, out: what to read and the folder to write (made if missing; a
-        :class:`~loftup.errors.UsageError` naming it before any work if it cannot be: a file,
-        under one, or a folder that takes no new files).
+      inputs, out: what to read (a path or glob, or a list of them) and the folder to write
+        (made if missing; a :class:`~loftup.errors.UsageError` naming it before any work if it
+        cannot be: a file, under one, or a folder that takes no new files).
       model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
         pipeline (:func:`loftup.api.load_pipeline`); under torchrun each process takes the
         GPU of its local rank.
@@ -93,6 +93,11 @@ def upsample_folder(
     dtype, save_dtype = check_run_options(
         fmt, dtype, save_dtype, size, batch_size, writers, said_as
     )
+    # one path or glob is one input (a string's letters were taken as inputs), and paths are
+    # named in messages as strings
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [os.fspath(spec) for spec in inputs]
     given, out = out, Path(out).expanduser()
     rank, world, local_rank = dist_env()
     device = resolve_device(device, local_rank if world > 1 else None)
