@@ -322,3 +322,16 @@ def test_upsample_folder_takes_one_path_and_paths_as_inputs(two_images, tmp_path
     gone = tmp_path / "gone"
     with pytest.raises(loftup.LoftUpError, match=f"^no images found in {gone} \\({gone}: no such"):
         upsample_folder([gone], tmp_path / "out2", model=str(model))
+
+
+def test_a_link_to_an_image_beside_it_gets_outputs_of_its_own_name(tmp_path):
+    """A folder of frames with a link to one (``latest.png`` -> ``0099.png``) gave one job for
+    the two names, named by the first in sort order: ``0099``'s features were missing, a gap in
+    the sequence. Each name is a job; a file reached through two inputs is still one."""
+    (tmp_path / "day1").mkdir()
+    for name in ("0098.png", "day1/0099.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "day1" / "a_latest.png").symlink_to(tmp_path / "day1" / "0099.png")
+    jobs, _ = collect_inputs([str(tmp_path / "day1"), str(tmp_path)])
+    assert [j.stem for j in jobs] == ["0098", "day1/0099", "day1/a_latest"]
+    assert jobs[1].path == jobs[2].path == (tmp_path / "day1" / "0099.png").resolve()

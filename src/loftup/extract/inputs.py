@@ -74,7 +74,8 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     globs (their image files, as a folder's; a file named is tried whatever its suffix) ->
     (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image).
 
-    Jobs are sorted by path with duplicates dropped. An output stem is the file's name without
+    Jobs are sorted by path with duplicates dropped (a file reached through several inputs is
+    one job; two names of one file, a link beside its target, are two). An output stem is the file's name without
     its suffix, with the sub-folder kept for images found under a folder (a file reached through
     several inputs, ``photos photos/day1``, keeps its longest name, that of the outermost folder
     given, whatever the order of the inputs); when two inputs would
@@ -84,7 +85,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     (``cam1/0001.png`` and ``cam2/0001.png`` given as two folders, or ``A.png`` and ``a.png``)
     are refused (:class:`LoftUpError`).
     """
-    found: dict[Path, Path] = {}  # resolved path -> path relative to where it was found
+    found: dict[Path, Path] = {}  # the file in its real folder -> its name where found
     missing = []
     for spec in specs:
         p = Path(spec).expanduser()
@@ -94,9 +95,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 kinds = ", ".join(IMAGE_SUFFIXES)
                 missing.append((spec, f"a folder with no image file in it or under it ({kinds})"))
             for f in images:
-                _name(found, f.resolve(), f.relative_to(p))
+                _name(found, _where(f), f.relative_to(p))
         elif p.exists():
-            _name(found, p.resolve(), Path(p.name))
+            _name(found, _where(p), Path(p.name))
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
             files = [m for m in matches if m.is_file()]
@@ -113,13 +114,14 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             elif not files:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
-                _name(found, f.resolve(), Path(f.name))
+                _name(found, _where(f), Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
     stems = [str(rel.with_suffix("")) for _, rel in items]
     keys = [disk_key(s) for s in stems]
     clash = {k for k, n in Counter(keys).items() if n > 1}  # stems.count: hours for 1M files
     jobs = [
-        Job(path, str(rel) if k in clash else s) for (path, rel), s, k in zip(items, stems, keys)
+        Job(where.resolve(), str(rel) if k in clash else s)
+        for (where, rel), s, k in zip(items, stems, keys)
     ]
     _refuse_shared_names(jobs)
     return jobs, missing
@@ -158,6 +160,14 @@ def _refuse_shared_names(jobs: list[Job]) -> None:
             "disk (macOS, Windows), and --resume would take one's for the other's; rename one of them, or run "
             "them into separate -o folders"
         )
+
+
+def _where(path: Path) -> Path:
+    """``path`` as named in its real folder: the folders on the way resolved, not the file, so
+    that a file reached through several inputs (or linked folders) is one, and a link to a
+    file is a name of its own (``latest.png`` linked to ``0099.png`` beside it: both names get
+    their outputs; one was dropped, ``0099``'s when ``latest`` sorted first)."""
+    return path.parent.resolve() / path.name
 
 
 def _name(found: dict[Path, Path], path: Path, rel: Path) -> None:
