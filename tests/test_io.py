@@ -413,3 +413,13 @@ def test_a_link_is_followed_only_where_the_user_named_the_file(tmp_path, capsys)
     assert not snapshot.is_symlink() and json.loads(snapshot.read_text())["step"] == 2
     assert blob.read_text() == '{"format": "loftup"}'  # the shared blob untouched
     assert leftovers(tmp_path) == []
+
+
+def test_a_big_endian_array_is_read_as_its_values():
+    """np.asarray of Pillow's 16-bit big-endian image ("I;16B") or a FITS file's data is
+    big-endian: torch.from_numpy refused it ("byte order different from the native")."""
+    values = np.array([[0, 1000, 65535]], dtype=np.uint16)
+    for dtype, pixels in ((">u2", values), (">f4", values / 65535)):
+        t = to_tensor(pixels.astype(dtype))
+        assert torch.equal(t, to_tensor(pixels.astype(dtype[1:])).float()), dtype
+    assert to_tensor(values.astype(">u2"))[0, 0, 1].item() == pytest.approx(1000 / 65535)

@@ -52,7 +52,10 @@ def to_tensor(image) -> torch.Tensor:
                 f"expected an (H, W) or (H, W, 3) array, got shape {image.shape}; "
                 f"{_array_fix(image.shape)}"
             )
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+        # in this machine's byte order: a big-endian array (np.asarray of Pillow's "I;16B"
+        # image, a FITS file's) was torch.from_numpy's ValueError
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+        t = torch.from_numpy(a).permute(2, 0, 1)
     elif hasattr(image, "mode"):  # PIL
         from .io import _to_rgb_array  # read as a file's pixels are
 
