@@ -14,6 +14,8 @@ def joined(monkeypatch):
     import torch.distributed as dist
 
     calls = []
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # where torchrun's processes meet
+    monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(torchrun, "join_process_group", lambda b, **kw: calls.append(kw))
     return calls
@@ -60,3 +62,19 @@ def test_upsample_that_waited_out_the_time_out_says_so_not_that_another_ended(mo
     with pytest.raises(LoftUpError, match="another process of this run has ended"):
         with torchrun._with_the_others():
             raise RuntimeError("Connection closed by peer [127.0.0.1]:1234")
+
+
+def test_rank_and_world_size_without_torchrun_are_one_line_before_the_group(joined, monkeypatch):
+    """RANK and WORLD_SIZE exported by a job script for another launcher ran `loftup upsample`
+    into torch's traceback ("environment variable MASTER_ADDR expected, but not set")."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR")
+    monkeypatch.delenv("MASTER_PORT")
+    with pytest.raises(UsageError) as e:
+        torchrun.init_distributed(torch.device("cpu"))
+    assert str(e.value) == (
+        "RANK and WORLD_SIZE are set (WORLD_SIZE=2) but MASTER_ADDR and MASTER_PORT not, so "
+        "this process cannot meet the others; start the processes with torchrun, or unset RANK "
+        "and WORLD_SIZE to run one process"
+    )
+    assert joined == []

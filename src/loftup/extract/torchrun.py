@@ -99,8 +99,22 @@ def init_distributed(device: torch.device) -> None:
 
     if not dist.is_initialized():
         seconds = timeout_from_env(UPSAMPLE_TIMEOUT)  # a bad value said before the group is met
+        _check_rendezvous()
         backend = "nccl" if device.type == "cuda" else "gloo"
         join_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+
+
+def _check_rendezvous() -> None:
+    """A :class:`UsageError` where RANK and WORLD_SIZE are set but not where the processes
+    meet (MASTER_ADDR, MASTER_PORT, which torchrun sets): a shell or a job script that exports
+    them for another launcher ran one process into torch's traceback."""
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise UsageError(
+            f"RANK and WORLD_SIZE are set (WORLD_SIZE={os.environ.get('WORLD_SIZE')}) but "
+            f"{' and '.join(missing)} not, so this process cannot meet the others; start the "
+            "processes with torchrun, or unset RANK and WORLD_SIZE to run one process"
+        )
 
 
 @contextlib.contextmanager
