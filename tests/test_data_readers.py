@@ -147,7 +147,7 @@ def test_training_reads_images_above_pillows_limit_when_data_max_image_pixels_sa
     ):
         assert plain[1]["skipped"] == [str(root / "img_001.png")]
     (message,) = [r.getMessage() for r in caplog.records]
-    assert "raise the limit: loftup train ... data.max_image_pixels=N (0: none)" in message
+    assert "raise the limit: loftup train ... data.max_image_pixels=N (0: no limit)" in message
     assert "upsample" not in message and "\n" not in message
     cfg = tiny_config(root, tmp_path / "run", 1, 1, "data.masks=superpixels",
                       f"data.cache_dir={tmp_path / 'c'}", "data.max_image_pixels=1024")  # fmt: skip

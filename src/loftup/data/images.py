@@ -20,7 +20,7 @@ IMAGE_EXTENSIONS = IMAGE_SUFFIXES
 READ_ERRORS = (*IMAGE_READ_ERRORS, KeyError, TypeError, IndexError)
 
 #: How training reads an image above Pillow's limit (see MaskedImages' max_image_pixels).
-TRAIN_FIX = "loftup train ... data.max_image_pixels=N (0: none)"
+TRAIN_FIX = "loftup train ... data.max_image_pixels=N (0: no limit)"
 
 
 def list_images(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> list[Path]:
