@@ -256,6 +256,10 @@ def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
     with pytest.warns(UserWarning, match=r"w\.pth, a PyTorch pickle, with torch 2\.5\.1") as w:
         load_upsampler(tmp_path / "w.pth")
     assert "CVE-2025-32434" in str(w[0].message) and "torch>=2.6" in str(w[0].message)
+    # a pre-release of 2.6 (as some containers ship) is not 2.6, as transformers reads it too
+    monkeypatch.setattr(torch, "__version__", "2.6.0a0+ecf3bae40a")
+    with pytest.warns(UserWarning, match="CVE-2025-32434"):
+        load_upsampler(tmp_path / "w.pth")
 
 
 def test_wrong_shapes_name_the_key(tmp_path, reference_state):

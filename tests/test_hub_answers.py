@@ -68,3 +68,27 @@ def test_a_hub_that_fails_is_still_said_as_a_download_to_try_again(
     # the network is there, and the server said so itself: not "find a network"
     assert "Run `loftup download someone/up` again later, or on another machine" in str(e.value)
     assert NETWORK not in str(e.value) and "500" in str(e.value)
+
+
+def test_a_server_error_on_the_first_request_is_read_through_the_raised_error():
+    """huggingface_hub retries a first request the hub answers with a 500, then raises its own
+    "check your connection" error with that answer as the cause only: read there too (it was
+    said as no network), and nowhere else."""
+    from types import SimpleNamespace
+
+    from loftup.hub.remote import _server_error
+
+    def answered(status):
+        e = OSError("500 Server Error")
+        e.response = SimpleNamespace(status_code=status)
+        return e
+
+    try:
+        try:
+            raise answered(500)
+        except OSError as first:
+            raise FileNotFoundError("check your connection") from first
+    except FileNotFoundError as raised:
+        assert _server_error(raised)
+    assert _server_error(answered(503)) and not _server_error(answered(404))
+    assert not _server_error(ConnectionError("no route to host"))

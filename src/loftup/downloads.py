@@ -42,6 +42,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         )
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
+    by_repo.update({repo: n for n, repo in SAM_WEIGHTS.items()})
     for name in list(RELEASED) if "all" in names else names:
         repo, at, _ = name.partition("@")
         if at and repo in by_repo:  # loaded from its main branch, by name

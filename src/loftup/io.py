@@ -44,7 +44,8 @@ class ImageReadError(LoftUpError, ValueError):
 
 #: How ``loftup upsample`` and Python read an image above Pillow's limit (ImageTooLargeError).
 UPSAMPLE_FIX = (
-    "loftup upsample --max-image-pixels N (0: no limit), or loftup.io.set_max_image_pixels(N) in Python"
+    "loftup upsample --max-image-pixels N (0: no limit), "
+    "or loftup.io.set_max_image_pixels(N) in Python"
 )
 
 

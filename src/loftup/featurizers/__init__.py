@@ -133,7 +133,7 @@ def check_input_norm(value: str, flag: str = "input_norm") -> str:
     """``value`` if it names an :data:`INPUT_NORMS` entry, else a UsageError listing them."""
     from ..errors import UsageError
 
-    if value not in INPUT_NORMS:
+    if not isinstance(value, str) or value not in INPUT_NORMS:  # a list is no key of it either
         raise UsageError(
             f"{flag} must be one of {', '.join(INPUT_NORMS)} (what the backbone is given), "
             f"got {value!r}"

@@ -62,6 +62,8 @@ def resolve_weights(
 
     _refuse_upsampler(source, name)
     _refuse_backbone_name(source, name)
+    if not isinstance(weights, os.PathLike):  # ORG/NAME@refs/pr/1 would read as a path
+        _refuse_revision(source, name, layout)
     # a Path object is a local path, whatever its text: Path("models/dinov2") is no hub repo
     if looks_like_path(source) or isinstance(weights, os.PathLike):
         raise WeightsNotFoundError(
@@ -85,6 +87,17 @@ def resolve_weights(
     return hub_folder(source, HUB_FILES, **kw)
 
 
+def _refuse_revision(source: str, name: str, layout: str) -> None:
+    """A UsageError where ``source`` is a hub id with a revision, ``ORG/NAME@REVISION``."""
+    repo, at, _ = source.partition("@")
+    if at and repo.count("/") == 1:
+        raise UsageError(
+            f"backbone weights for {name}: {source} names a revision, but a backbone's weights "
+            f"are read from its hub repo's main branch; pass {repo}, or {layout} of that "
+            "revision"
+        )
+
+
 def _check_hub_id(source: str, name: str, layout: str) -> None:
     """A one-line error where ``source``, no path here, is no hub id either: huggingface_hub's
     HFValidationError (a ValueError naming neither the backbone nor a fix) came out of
@@ -92,12 +105,11 @@ def _check_hub_id(source: str, name: str, layout: str) -> None:
     backbone's weights are read from its repo's main branch."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    repo, at, _ = source.partition("@")
-    if at and repo.count("/") == 1:
-        raise UsageError(
-            f"backbone weights for {name}: {source} names a revision, but a backbone's weights "
-            f"are read from its hub repo's main branch; pass {repo}, or {layout} of that "
-            "revision"
+    _refuse_revision(source, name, layout)
+    if "/" not in source:  # a mistyped folder or name: no hub id (its advice could not work)
+        raise WeightsNotFoundError(
+            f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "
+            f"ORG/NAME; pass {layout} or a hub id ORG/NAME"
         )
     try:
         validate_repo_id(source)

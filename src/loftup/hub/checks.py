@@ -23,7 +23,7 @@ def refuse_backbone(text: str) -> None:
 
     by_repo = {s.default_weights: n for n, s in FEATURIZERS.items() if s.default_weights}
     repo = text.partition("@")[0]  # a revision of it is still the backbone's repo
-    name = by_repo.get(repo) or BACKBONE_ALIASES.get(text, text)
+    name = by_repo.get(repo) or BACKBONE_ALIASES.get(repo, repo)  # dinov2_vits14@main too
     if name not in FEATURIZERS:
         return
     what = f"backbone {name}'s hub repo" if repo in by_repo else "a backbone"

@@ -90,7 +90,11 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
 
     problem = None
     if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:  # made here: removed again if the run writes nothing there
+            out_dir.mkdir(parents=True)
+            held.callback(_remove_if_unused, out_dir)
+        except FileExistsError:
+            pass
         try:
             held.enter_context(folder_lock(out_dir))
         except LoftUpError as e:
@@ -99,6 +103,17 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
         problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """Remove ``out_dir``, made by a run that was refused or failed before writing there, where
+    it holds nothing but the lock's file (after the lock was let go)."""
+    try:
+        if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
+            (out_dir / LOCK_NAME).unlink()
+            out_dir.rmdir()
+    except OSError:  # taken over, or not ours to remove: left as it is
+        pass
 
 
 def open_run_folder(cfg: TrainConfig, out_dir: Path, world: int, step0: int) -> Monitor:

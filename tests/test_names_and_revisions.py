@@ -1,0 +1,52 @@
+"""Names a user may mistype or over-specify: a bare word as backbone weights, a revision where
+none is read, a backbone name with @REV as the upsampler, SAM's repo with @REV, a non-string
+backbone_norm. Each was looked up on the hub (with advice that could not work) or a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+import loftup
+from loftup.downloads import download_names
+from loftup.errors import UsageError, WeightsNotFoundError
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_a_bare_word_as_backbone_weights_is_no_hub_id(tmp_path, monkeypatch):
+    """'mydino' (a mistyped folder) was looked up as hub repo 'mydino', and the advice,
+    `loftup download mydino`, fails as an unknown name."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError) as e:
+        loftup.get_featurizer("dinov2_vits14", weights="mydino")
+    assert "'mydino' is neither a folder here nor a hub id ORG/NAME" in str(e.value)
+    assert "loftup download" not in str(e.value)
+
+
+@pytest.mark.parametrize("weights", ["someone/bb@v1", "someone/bb@refs/pr/1"])
+def test_a_revision_of_backbone_weights_is_refused_as_one(weights):
+    """refs/pr/1's slashes read the id as a missing path ('does not exist')."""
+    with pytest.raises(UsageError, match="names a revision, but a backbone's weights are read"):
+        loftup.get_featurizer("dinov2_vits14", weights=weights)
+
+
+def test_a_backbone_with_a_revision_given_as_the_upsampler_is_said_to_be_a_backbone():
+    with pytest.raises(UsageError, match="dinov2_vits14@main is a backbone, not an upsampler"):
+        loftup.load_upsampler("dinov2_vits14@main")
+
+
+def test_sams_hub_repo_with_a_revision_is_refused_before_any_request():
+    """Offline it advised `env -u HF_HUB_OFFLINE loftup download facebook/sam-vit-base@main`,
+    which online fetched config.json and then refused the revision."""
+    with pytest.raises(UsageError, match="facebook/sam-vit-base is the hub repo of sam_vit_base"):
+        list(download_names(["facebook/sam-vit-base@main"]))
+
+
+def test_a_backbone_norm_that_is_no_string_is_refused_in_one_line(tmp_path):
+    """A list raised TypeError: unhashable type: 'list'."""
+    with pytest.raises(UsageError, match=r"backbone_norm must be one of .*got \['own'\]"):
+        loftup.LoftUp(dim=32).save_pretrained(tmp_path / "up", backbone_norm=["own"])
+    assert not (tmp_path / "up").exists()
