@@ -382,5 +382,5 @@ def test_a_name_that_is_no_hub_id_nor_a_folder_is_one_line(
     Image.new("RGB", (16, 16)).save("x.png")
     loftup.LoftUp(dim=32).save_pretrained("up", backbone="dinov2_tiny")
     assert main(argv) == 2
-    line = _one_line_error(capsys, "error: no hub id ORG/NAME: ", f"'{name}' (nor a folder")
-    assert line.endswith("(nor a folder that exists here); check the name or the path")
+    line = _one_line_error(capsys, "error: no hub id ORG/NAME: ", f"'{name}' (nor a file or folder")
+    assert line.endswith("(nor a file or folder here); check the name or the path")

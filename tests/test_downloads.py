@@ -131,6 +131,9 @@ def test_an_upsamplers_hub_id_at_a_revision_is_fetched_and_a_backbones_is_refuse
         ("someone/my-up@", "no revision after '@'"),
         ("some one/x", "Repo id must use alphanumeric chars"),  # huggingface_hub's words
         ("someone/up.safetensors", "a weights file's name"),
+        # a revision with '/' after a name without ORG/ was "a weights file's name"
+        ("my-up@v1/x", "no ORG/ before the name"),
+        ("dinov2_vits14@x/y", "no ORG/ before the name"),
     ],
 )
 def test_a_name_written_as_a_hub_id_but_none_says_why(fetched, name, why):
@@ -141,10 +144,21 @@ def test_a_name_written_as_a_hub_id_but_none_says_why(fetched, name, why):
         list(download_names(["dinov2_vits14", name]))
     assert str(e.value).startswith(f"no hub id ORG/NAME: {why}")
     assert str(e.value).endswith(
-        f": {name!r} (nor a folder that exists here); check the name or the path"
+        f": {name!r} (nor a file or folder here); check the name or the path"
     )
     assert str(e.value).count(repr(name)) == 1 and "\n" not in str(e.value)
     assert fetched == ["dinov2_vits14"]
+
+
+def test_a_folder_here_is_a_local_path_whatever_its_name(fetched, tmp_path, monkeypatch):
+    """'my runs/up' (a folder here) was said to be neither a hub id nor a folder that exists,
+    and 'runs/up' was fetched as hub repo runs/up, where a load reads the folder first."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("my runs/up", "runs/up"):
+        (tmp_path / name).mkdir(parents=True)
+        with pytest.raises(UsageError, match=f"^{name!r} is a local path: it needs no download"):
+            list(download_names([name]))
+    assert fetched == []
 
 
 @pytest.mark.parametrize("backbone", ["dinov2_vits14", "dinov2_tiny", None])

@@ -4,6 +4,7 @@ hub id, and SAM for training's ``data.masks=sam``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             )
         name = by_repo.get(name, name)  # a released or backbone hub id: as its name
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
-        if repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        here = os.path.exists(os.path.expanduser(name))  # a folder here wins, as in a load
+        if here or (repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
             raise UsageError(
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "
                 "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
@@ -121,18 +123,22 @@ def _not_a_hub_id(name: str):
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from .errors import UsageError, one_line
+    from .hub.files import WEIGHT_SUFFIXES
 
     repo, at, revision = name.partition("@")
     if at and not revision:
         why = "no revision after '@'"
+    elif "/" not in repo:
+        why = "no ORG/ before the name"
     else:
         try:
             validate_repo_id(repo)
-            why = "a weights file's name"
+            suffix = Path(repo).suffix in WEIGHT_SUFFIXES
+            why = "a weights file's name" if suffix else "not of the form ORG/NAME[@REVISION]"
         except HFValidationError as e:
             why = one_line(e, None).replace(f": '{repo}'", "").rstrip(".")
     return UsageError(
-        f"no hub id ORG/NAME: {why}: {name!r} (nor a folder that exists here); check the name "
+        f"no hub id ORG/NAME: {why}: {name!r} (nor a file or folder here); check the name "
         "or the path"
     )
 

@@ -174,7 +174,7 @@ def _main(args) -> int:
             return 2
         if _bad_hub_id(e):
             said = " ".join(str(e).split()).rstrip(".")
-            _say(f"error: no hub id ORG/NAME: {said} (nor a folder that exists here); check the "
+            _say(f"error: no hub id ORG/NAME: {said} (nor a file or folder here); check the "
                  "name or the path")  # fmt: skip
             return 2
         if not out_of_memory(e):
