@@ -11,9 +11,10 @@ from ..errors import WeightsNotFoundError
 
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
-    """The cached copy, where a refresh of it failed: said where the hub answered (the repo or
-    file gone, renamed, made private: the copy is then no longer what the hub holds), silent
-    where it did not answer (no network: the copy is all there is)."""
+    """The cached copy, where a refresh of it failed: said where the hub answered (a file gone
+    or renamed: the copy is then no longer what the hub holds), silent where it did not answer
+    (no network: the copy is all there is). A repo gone or made private is not said: for
+    those huggingface_hub itself returns the cached copy, without an error to read."""
     import warnings
 
     from huggingface_hub.utils import HfHubHTTPError
