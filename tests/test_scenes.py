@@ -326,6 +326,15 @@ def _cut_first_mask(path):
     path.write_text(json.dumps(meta))
 
 
+def _resize_first_mask(path):
+    from pycocotools import mask as mask_utils
+
+    meta = json.loads(path.read_text())
+    rle = mask_utils.encode(np.asfortranarray(np.ones((8, 8), dtype=np.uint8)))
+    meta["annotations"][0]["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
+    path.write_text(json.dumps(meta))
+
+
 @pytest.mark.parametrize(
     "damage, words",
     [
@@ -346,6 +355,8 @@ def _cut_first_mask(path):
         (lambda w: (w / "labels" / "sa_2.png").write_bytes(b""), "sa_2.png"),
         (lambda w: (w / "sa1b" / "sa_2.json").write_text("{"), "sa_2.json"),
         (lambda w: _cut_first_mask(w / "sa1b" / "sa_2.json"), "sa_2.json"),
+        # a file of another size (a scene of another world copied in): np.stack's ValueError
+        (lambda w: _resize_first_mask(w / "sa1b" / "sa_2.json"), "scene sa_2 of the world"),
     ],
 )
 def test_a_damaged_world_is_named_with_the_fix(tmp_path, damage, words):

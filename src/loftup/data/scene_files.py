@@ -149,7 +149,14 @@ class World:
                 f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
                 f"{_WRITE_AGAIN}"
             ) from None
-        h, w = labels.shape
+        h, w = labels.shape[:2]
+        wrong = [m.shape for m in masks if m.shape != (h, w)]
+        if image.shape[:2] != (h, w) or labels.ndim != 2 or wrong:  # a file of another scene
+            raise LoftUpError(
+                f"scene {name} of the world {self.root} is damaged: its image is "
+                f"{image.shape[1]}x{image.shape[0]}, its labels {labels.shape[::-1]}"
+                f"{f', a mask {wrong[0][::-1]}' if wrong else ''}; {_WRITE_AGAIN}"
+            )
         return image, labels, np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
 
 
