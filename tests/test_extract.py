@@ -335,3 +335,16 @@ def test_a_link_to_an_image_beside_it_gets_outputs_of_its_own_name(tmp_path):
     jobs, _ = collect_inputs([str(tmp_path / "day1"), str(tmp_path)])
     assert [j.stem for j in jobs] == ["0098", "day1/0099", "day1/a_latest"]
     assert jobs[1].path == jobs[2].path == (tmp_path / "day1" / "0099.png").resolve()
+
+
+def test_a_link_and_its_file_under_one_name_through_two_inputs_are_one_job(tmp_path):
+    """A split folder of links into an all/ folder (links/x.png -> ../data/x.png) given with
+    it, ``data links``, was refused as two files writing one name, the same file named twice
+    ("rename one of them"): one file under one name is one job."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "data" / "x.png").write_bytes(b"")
+    (tmp_path / "links" / "x.png").symlink_to("../data/x.png")
+    for specs in (["data", "links"], ["links", "data/x.png"], ["data/*.png", "links/*.png"]):
+        jobs, _ = collect_inputs([str(tmp_path / s) for s in specs])
+        assert [(j.path, j.stem) for j in jobs] == [((tmp_path / "data" / "x.png").resolve(), "x")]

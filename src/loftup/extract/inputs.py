@@ -116,6 +116,15 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             for f in images:
                 _name(found, _where(f), Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
+    # a link and the file it names, given through two inputs under one name (links/x.png ->
+    # data/x.png): one file, one output name, so one job, not two refused as sharing a name
+    seen, unique = set(), []
+    for where, rel in items:
+        key = (where.resolve(), disk_key(str(rel.with_suffix(""))))
+        if key not in seen:
+            seen.add(key)
+            unique.append((where, rel))
+    items = unique
     stems = [str(rel.with_suffix("")) for _, rel in items]
     keys = [disk_key(s) for s in stems]
     clash = {k for k, n in Counter(keys).items() if n > 1}  # stems.count: hours for 1M files
