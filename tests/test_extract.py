@@ -322,6 +322,15 @@ def test_upsample_folder_takes_one_path_and_paths_as_inputs(two_images, tmp_path
     gone = tmp_path / "gone"
     with pytest.raises(loftup.LoftUpError, match=f"^no images found in {gone} \\({gone}: no such"):
         upsample_folder([gone], tmp_path / "out2", model=str(model))
+    # NumPy's integers are integers: upsample.json's writing raised a TypeError for them
+    # after the models had loaded, and batch_size=np.int64(2) was "must be >= 1, got 2"
+    import numpy as np
+
+    report = upsample_folder(
+        str(folder), tmp_path / "out3", model=str(model), backbone_size=np.int64(28),
+        size=np.int64(32), batch_size=np.int64(2),
+    )  # fmt: skip
+    assert report.done == 2
 
 
 def test_a_link_to_an_image_beside_it_gets_outputs_of_its_own_name(tmp_path):

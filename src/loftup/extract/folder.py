@@ -6,6 +6,7 @@ process together.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from dataclasses import dataclass
@@ -88,6 +89,11 @@ def upsample_folder(
         write_options,
     )
 
+    # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
+    # failed with a TypeError after the models had loaded)
+    size, backbone_size, batch_size, writers = (
+        _plain_ints(v) for v in (size, backbone_size, batch_size, writers)
+    )
     # before anything is read, loaded or written: a bad one left an upsample.json recording it,
     # which refused the corrected run as one of other options
     dtype, save_dtype = check_run_options(
@@ -179,6 +185,16 @@ def upsample_folder(
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
+
+
+def _plain_ints(value):
+    """``value`` with any integer of another type (NumPy's, say; not a bool) as an ``int``,
+    inside a tuple or list too; anything else as it is, for the checks to name."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain_ints(v) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def check_run_options(
