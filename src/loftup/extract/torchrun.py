@@ -93,15 +93,35 @@ def init_distributed(device: torch.device) -> None:
     time-out is a day (:data:`UPSAMPLE_TIMEOUT`), not torch's 30 (gloo) or 10 (nccl) minutes,
     after which the waiting rank failed and torchrun stopped the ones still working;
     :data:`TIMEOUT_ENV` sets another (:func:`timeout_from_env`)."""
-    import datetime
 
     import torch.distributed as dist
 
     if not dist.is_initialized():
         seconds = timeout_from_env(UPSAMPLE_TIMEOUT)  # a bad value said before the group is met
-        _check_rendezvous()
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        meet_the_others("nccl" if device.type == "cuda" else "gloo", seconds)
+
+
+def meet_the_others(backend: str, seconds: float) -> None:
+    """Join the group of the processes RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT name,
+    waiting ``seconds`` at most (for the others to come too): a one-line error where those
+    are not all set (:func:`_check_rendezvous`) or where the others never came (a job script
+    that exports them for another launcher, one process started: torch's 44-line store
+    traceback, after a day by default)."""
+    import datetime
+
+    _check_rendezvous()
+    try:
         join_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+    except Exception as e:
+        if type(e).__name__ != "DistStoreError" and "Timed out" not in str(e):
+            raise
+        env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE")}
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        raise LoftUpError(
+            f"this process (RANK={env['RANK']} of WORLD_SIZE={env['WORLD_SIZE']}) waited "
+            f"{seconds:g} s ({TIMEOUT_ENV}) at {where} for the others, and not all came; "
+            "start every process with torchrun, or unset RANK and WORLD_SIZE to run one"
+        ) from None
 
 
 def _check_rendezvous() -> None:

@@ -6,7 +6,6 @@ train ...`` (nccl on GPUs, gloo on CPUs). Only rank 0 logs and writes files.
 
 from __future__ import annotations
 
-import datetime
 import gc
 import os
 import re
@@ -19,7 +18,7 @@ from torch import nn
 
 from ..checks import resolve_device
 from ..errors import LoftUpError
-from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, join_process_group, timeout_from_env
+from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, meet_the_others, timeout_from_env
 
 #: how long (seconds) a process of a training's torchrun job waits for the others at a
 #: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)
@@ -70,8 +69,7 @@ def setup(device_name: str = "auto") -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        join_process_group(backend, timeout=datetime.timedelta(seconds=dist_timeout()))
+        meet_the_others("nccl" if device.type == "cuda" else "gloo", dist_timeout())
     return DistInfo(rank, world, local_rank, device)
 
 
