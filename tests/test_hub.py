@@ -260,6 +260,12 @@ def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
     monkeypatch.setattr(torch, "__version__", "2.6.0a0+ecf3bae40a")
     with pytest.warns(UserWarning, match="CVE-2025-32434"):
         load_upsampler(tmp_path / "w.pth")
+    from loftup.hub.files import torch_release
+
+    for version, release in (("2.6.1a0", (2, 6)), ("2.6.0.dev20250101", (2, 5)),
+                             ("2.13.0+cpu", (2, 13)), ("2.10.0a0+git", (2, 9))):  # fmt: skip
+        monkeypatch.setattr(torch, "__version__", version)
+        assert torch_release() == release, version
 
 
 def test_wrong_shapes_name_the_key(tmp_path, reference_state):

@@ -812,6 +812,47 @@ def test_the_folder_is_locked_before_the_run_looks_at_what_it_holds(sa1b, tmp_pa
     assert looked == [True]
 
 
+def test_a_folder_is_removed_only_by_the_run_that_made_it_and_wrote_nothing(tmp_path, monkeypatch):
+    """A run refused at the lock removed the folder it had made, which the run holding the
+    lock was using (it took the lock between the refused run's mkdir and lock); a run that
+    made its folder and failed before writing removes it."""
+    from contextlib import ExitStack, contextmanager
+
+    from loftup.errors import LoftUpError
+    from loftup.train import run_folder
+    from loftup.train.distributed import DistInfo
+    from loftup.train.run_folder import lock_run_folder
+
+    @contextmanager
+    def taken_meanwhile(out_dir):  # another run locked the folder just made
+        (out_dir / run_folder.LOCK_NAME).touch()  # its lock's file
+        raise LoftUpError(f"{out_dir} is in use by another loftup train run")
+        yield
+
+    with monkeypatch.context() as m:
+        m.setattr(run_folder, "folder_lock", taken_meanwhile)
+        with pytest.raises(LoftUpError), ExitStack() as refused:
+            lock_run_folder(tmp_path / "raced", DistInfo(device=torch.device("cpu")), refused)
+    assert (tmp_path / "raced").is_dir()  # the other run's now: not removed
+
+    info = DistInfo(device=torch.device("cpu"))
+    out = tmp_path / "new" / "run"
+    with ExitStack() as first:
+        lock_run_folder(out, info, first)  # made here and locked: the holder
+        with pytest.raises(LoftUpError, match="in use by another"), ExitStack() as second:
+            lock_run_folder(out, info, second)
+        assert out.is_dir()  # the refused one removed nothing
+        (out / "config.yaml").write_text("x")  # the holder writes
+    assert out.is_dir()  # it wrote: kept
+    (out / "config.yaml").unlink()
+    with ExitStack() as held:
+        lock_run_folder(tmp_path / "other", info, held)
+    assert not (tmp_path / "other").exists()  # made, nothing written: removed
+    with ExitStack() as held:  # an empty folder that was there is the user's: kept
+        lock_run_folder(out, info, held)
+    assert out.is_dir()
+
+
 def test_a_second_run_of_the_same_process_is_refused_and_leaves_the_first_its_lock(tmp_path):
     """A POSIX lock is the process's: a second run in the same process (threads, a notebook)
     got it again, and its end released the first run's lock for any other process."""

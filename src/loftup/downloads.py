@@ -52,9 +52,15 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 f"branch; download it as `loftup download {by_repo[repo]}` (a revision is for an "
                 "upsampler's repo of your own)"
             )
+        registered = (
+            name in by_repo
+            or name in FEATURIZERS
+            or name in SAM_WEIGHTS
+            or (ALIASES.get(name, name) in RELEASED)
+        )  # never read from a folder of that name: a load finds them by name
+        here = not registered and os.path.exists(os.path.expanduser(name))  # a folder wins
         name = by_repo.get(name, name)  # a released or backbone hub id: as its name
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
-        here = os.path.exists(os.path.expanduser(name))  # a folder here wins, as in a load
         if here or (repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
             raise UsageError(
                 f"{name!r} is a local path: it needs no download (pass it where the weights are "

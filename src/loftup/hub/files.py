@@ -81,11 +81,13 @@ SAFE_PICKLE_TORCH = (2, 6)
 
 def torch_release() -> tuple[int, int]:
     """This torch's (major, minor), of the last release it holds in full: a pre-release of
-    2.6 (``2.6.0a0+...``, as some containers ship) is (2, 5), as transformers reads it."""
+    2.6 (``2.6.0a0+...``, as some containers ship) is (2, 5), 2.6.1a0 (2, 6), as transformers
+    reads them (``Version(torch) >= Version("2.6")``)."""
     from packaging.version import Version
 
     v = Version(torch.__version__.split("+")[0])
-    return (v.major, v.minor) if not v.is_prerelease else (v.major, v.minor - 1)
+    whole = v >= Version(f"{v.major}.{v.minor}")  # 2.6.1a0 holds 2.6; 2.6.0a0 does not
+    return (v.major, v.minor) if whole else (v.major, v.minor - 1)
 
 
 def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:

@@ -57,6 +57,10 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
             f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
             f"a hub id (if it is one of its files, pass its folder, {path.parent})"
         )
+    if not path.exists():  # ORG/NAME@refs/pr/1: a revision, whose slashes read as a path
+        from ..featurizers.hf_weights import _refuse_revision
+
+        _refuse_revision(str(weights), backbone, "the folder of its weights")
     if not path.exists() and looks_like_path(weights):
         raise UsageError(
             f"backbone weights for {backbone}: {weights} does not exist; pass the folder of its "

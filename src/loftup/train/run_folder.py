@@ -90,15 +90,25 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
 
     problem = None
     if info.is_main:
-        try:  # made here: removed again if the run writes nothing there
-            out_dir.mkdir(parents=True)
-            held.callback(_remove_if_unused, out_dir)
-        except FileExistsError:
-            pass
         try:
+            made = False
+            try:
+                out_dir.mkdir(parents=True)
+                made = True
+            except FileExistsError:
+                pass
             held.enter_context(folder_lock(out_dir))
         except LoftUpError as e:
             problem = str(e)
+        except OSError as e:  # the lock's file another user's, say: one line on every rank
+            problem = (
+                f"cannot take the lock of {out_dir / LOCK_NAME} ({e.strerror or e}); check who "
+                "owns it, or choose another --out (log.out_dir)"
+            )
+        else:
+            if made:  # removed again if the run writes nothing there: under the lock, which
+                # is let go after it (a refused run removes nothing: the folder is another's)
+                held.callback(_remove_if_unused, out_dir)
     if info.enabled:
         problem = broadcast_object(problem, info)
     if problem is not None:
@@ -106,8 +116,8 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
 
 
 def _remove_if_unused(out_dir: Path) -> None:
-    """Remove ``out_dir``, made by a run that was refused or failed before writing there, where
-    it holds nothing but the lock's file (after the lock was let go)."""
+    """Remove ``out_dir``, made by this run, which failed before writing there, where it holds
+    nothing but the lock's file (the lock still held: no other run can have taken it)."""
     try:
         if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
             (out_dir / LOCK_NAME).unlink()
