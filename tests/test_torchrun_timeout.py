@@ -80,7 +80,8 @@ def test_rank_and_world_size_without_torchrun_are_one_line_before_the_group(join
     assert joined == []
 
 
-def test_a_process_the_others_never_join_says_so_in_one_line(monkeypatch):
+@pytest.mark.parametrize("rank", ["0", "1"])  # rank 0 holds the meeting point, 1 calls it
+def test_a_process_the_others_never_join_says_so_in_one_line(monkeypatch, rank):
     """RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported for another launcher, one process
     started: it waited its whole time-out (a day by default) and ended in torch's 44-line
     store traceback. Here the wait is 2 s; a free port, so nothing else answers."""
@@ -91,13 +92,13 @@ def test_a_process_the_others_never_join_says_so_in_one_line(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = {"RANK": rank, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     for key, value in {**env, "LOFTUP_DIST_TIMEOUT": "2"}.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(LoftUpError) as e:
         torchrun.init_distributed(torch.device("cpu"))
     assert str(e.value) == (
-        f"this process (RANK=0 of WORLD_SIZE=2) waited 2 s (LOFTUP_DIST_TIMEOUT) at "
+        f"this process (RANK={rank} of WORLD_SIZE=2) waited 2 s (LOFTUP_DIST_TIMEOUT) at "
         f"127.0.0.1:{port} for the others, and not all came; start every process with "
         "torchrun, or unset RANK and WORLD_SIZE to run one"
     )

@@ -409,16 +409,19 @@ def test_bad_files_are_named_skipped_and_fail_the_run(photos, upsampler, tmp_pat
 def test_an_output_name_the_file_system_cannot_hold_fails_before_its_work(
     photos, upsampler, tmp_path, capsys
 ):
-    """A 240-byte input name fits, its output's temporary file (14 bytes more) does not: the
-    image failed only after its features had been computed."""
-    long = tmp_path / ("x" * 240 + ".png")
+    """A 254-byte input name fits, its picture's name (``_viz.png``: 258 bytes) does not: the
+    image failed only after its features had been computed. Its features' name (253 bytes)
+    is written where no picture is asked for."""
+    long = tmp_path / ("x" * 250 + ".png")
     Image.open(photos / "astronaut.png").crop((0, 0, 40, 40)).save(long)
     args = ["upsample", str(long), str(photos / "astronaut.png"), "-m", str(upsampler)]
-    assert main([*args, "-o", str(tmp_path / "out"), "--size", "32"]) == 1
+    assert main([*args, "-o", str(tmp_path / "out"), "--size", "32", "--viz"]) == 1
     err = capsys.readouterr().err
-    assert f"failed: {long}: its output's name, {'x' * 240}.pt, is 243 bytes" in err
-    assert "rename the input shorter" in err
-    assert outputs(tmp_path / "out") == ["astronaut.pt"]
+    assert f"failed: {long}: its output's name, {'x' * 250}_viz.png, is 258 bytes" in err
+    assert f"rename the input ({'x' * 250}) shorter" in err
+    assert outputs(tmp_path / "out") == ["astronaut.pt", "astronaut_viz.png"]
+    assert main([*args, "-o", str(tmp_path / "out2"), "--size", "32"]) == 0
+    assert outputs(tmp_path / "out2") == ["astronaut.pt", "x" * 250 + ".pt"]
 
 
 def test_pictures_written_into_an_input_folder_are_not_read_back(photos, upsampler, tmp_path):

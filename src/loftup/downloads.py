@@ -5,6 +5,7 @@ hub id, and SAM for training's ``data.masks=sam``."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,13 +53,19 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
                 f"branch; download it as `loftup download {by_repo[repo]}` (a revision is for an "
                 "upsampler's repo of your own)"
             )
-        registered = (
-            name in by_repo
-            or name in FEATURIZERS
-            or name in SAM_WEIGHTS
-            or (ALIASES.get(name, name) in RELEASED)
-        )  # never read from a folder of that name: a load finds them by name
-        here = not registered and os.path.exists(os.path.expanduser(name))  # a folder wins
+        # a registered name is fetched whatever folder of its name is here (an -o folder named
+        # after the model): so is its cache's copy; a released upsampler's name, though, is
+        # read from such a folder by a load run there, which is said
+        registered = name in by_repo or name in FEATURIZERS or name in SAM_WEIGHTS
+        released = ALIASES.get(name, name) in RELEASED
+        here = os.path.exists(os.path.expanduser(name))
+        if here and released:
+            warnings.warn(
+                f"a folder named {name} is here: a load of {name} run here reads that folder, "
+                f"not this download (pass {name} from another folder, or rename it)",
+                stacklevel=2,
+            )
+        here = here and not (registered or released)  # a path: refused below
         name = by_repo.get(name, name)  # a released or backbone hub id: as its name
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
         if here or (repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1)):

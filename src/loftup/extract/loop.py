@@ -91,7 +91,7 @@ def run(
         report.kept = sum(len(b) for b, d in zip(mine, done) if d)
         mine = [b for b, d in zip(mine, done) if not d]
     too_long = _names_too_long(mine, out_dir, fmt, viz)  # said before any work, not after it
-    mine = [[j for j in b if j.path not in too_long] for b in mine]
+    mine = [[j for j in b if (j.path, j.stem) not in too_long] for b in mine]
     mine = [b for b in mine if b]
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
     bar = tqdm(
@@ -117,8 +117,8 @@ def run(
         while len(pending) > 2 * writers:
             collect()
 
-    for path, reason in too_long.items():
-        fail(Job(path, ""), reason)
+    for (path, stem), reason in too_long.items():
+        fail(Job(path, stem), reason)
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
         ahead = reader.submit(_read, mine[0]) if mine else None
         for k in range(len(mine)):
@@ -183,14 +183,11 @@ def run(
     return report
 
 
-#: bytes a temporary file's name adds to its output's (atomic writes: ``.NAME.XXXXXXXX.tmp``)
-_TEMP_NAME_BYTES = 14
-
-
 def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
-    """The inputs of ``batches`` whose output (or its temporary file's) name is longer than the
-    file system allows in ``out_dir`` (255 bytes on most), with the reason: it failed only once
-    its features had been computed."""
+    """The jobs of ``batches``, as ``(path, stem)``, whose output name is longer than the file
+    system allows in ``out_dir`` (255 bytes on most), with the reason: it failed only once its
+    features had been computed. (A temporary file's name is the output's cut to 200 bytes and
+    14 more, :func:`loftup.atomic.temp_beside`: it fits whenever the output's does.)"""
     try:
         limit = os.pathconf(out_dir if out_dir.is_dir() else out_dir.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no such query here: the common limit
@@ -198,12 +195,11 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
     found = {}
     for job in (j for b in batches for j in b):
         for path in outputs_of(out_dir, job, fmt, viz):
-            size = len(os.fsencode(path.name)) + _TEMP_NAME_BYTES
-            if size > limit:
-                found[job.path] = (
-                    f"its output's name, {path.name}, is {size - _TEMP_NAME_BYTES} bytes: with "
-                    f"the temporary file's {_TEMP_NAME_BYTES}, over the {limit} this file system "
-                    "allows; rename the input shorter"
+            size = len(os.fsencode(path.name))
+            if size > limit:  # its temporary file's fits whenever it does
+                found[job.path, job.stem] = (
+                    f"its output's name, {path.name}, is {size} bytes, over the {limit} this "
+                    f"file system allows; rename the input ({job.stem}) shorter"
                 )
                 break
     return found

@@ -112,8 +112,8 @@ def meet_the_others(backend: str, seconds: float) -> None:
     _check_rendezvous()
     try:
         join_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
-    except Exception as e:
-        if type(e).__name__ != "DistStoreError" and "Timed out" not in str(e):
+    except Exception as e:  # rank 0's store: DistStoreError; the others': DistNetworkError
+        if not re.search(r"timed out", str(e), re.IGNORECASE):
             raise
         env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE")}
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
