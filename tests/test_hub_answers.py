@@ -76,7 +76,7 @@ def test_a_server_error_on_the_first_request_is_read_through_the_raised_error():
     said as no network), and nowhere else."""
     from types import SimpleNamespace
 
-    from loftup.hub.remote import _server_error
+    from loftup.hub.reach import server_error
 
     def answered(status):
         e = OSError("500 Server Error")
@@ -89,6 +89,6 @@ def test_a_server_error_on_the_first_request_is_read_through_the_raised_error():
         except OSError as first:
             raise FileNotFoundError("check your connection") from first
     except FileNotFoundError as raised:
-        assert _server_error(raised)
-    assert _server_error(answered(503)) and not _server_error(answered(404))
-    assert not _server_error(ConnectionError("no route to host"))
+        assert server_error(raised)
+    assert server_error(answered(503)) and not server_error(answered(404))
+    assert not server_error(ConnectionError("no route to host"))

@@ -69,8 +69,9 @@ class MaskedImages(torch.utils.data.Dataset):
         process reads them (a DataLoader worker too); the process's own limit is left as is.
     """
 
-    #: whether the masks are made (SAM, superpixels) and cached: False for a subclass whose
-    #: items hold none, which then needs neither SAM's weights nor a mask cache
+    #: whether the masks are read (SA-1B) or made (SAM, superpixels) and cached: False for a
+    #: subclass whose items hold none (K = 0), which then needs neither SAM's weights nor a
+    #: mask cache
     makes_masks = True
 
     def __init__(
@@ -190,6 +191,8 @@ class MaskedImages(torch.utils.data.Dataset):
         self._mark(i, "image")
         with nullcontext() if limit is None else max_image_pixels(limit or None):
             image, crop = load_square(path, self.size)
+        if not self.makes_masks:  # items of the image alone (K = 0): nothing read or made
+            return image, pack(np.zeros((0, self.size, self.size), dtype=bool))
         self._mark(i, "masks")
         if self.source == "sa1b":
             masks = read_sa1b_masks(self.annotations[i], crop, self.max_masks)

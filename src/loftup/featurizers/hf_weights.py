@@ -63,7 +63,7 @@ def resolve_weights(
     _refuse_upsampler(source, name)
     _refuse_backbone_name(source, name)
     if not isinstance(weights, os.PathLike):  # ORG/NAME@refs/pr/1 would read as a path
-        _refuse_revision(source, name, layout)
+        refuse_revision(source, name, layout)
     # a Path object is a local path, whatever its text: Path("models/dinov2") is no hub repo
     if looks_like_path(source) or isinstance(weights, os.PathLike):
         raise WeightsNotFoundError(
@@ -87,7 +87,7 @@ def resolve_weights(
     return hub_folder(source, HUB_FILES, **kw)
 
 
-def _refuse_revision(source: str, name: str, layout: str) -> None:
+def refuse_revision(source: str, name: str, layout: str) -> None:
     """A UsageError where ``source`` is a hub id with a revision, ``ORG/NAME@REVISION``."""
     repo, at, _ = source.partition("@")
     if at and repo.count("/") == 1:
@@ -101,11 +101,9 @@ def _refuse_revision(source: str, name: str, layout: str) -> None:
 def _check_hub_id(source: str, name: str, layout: str) -> None:
     """A one-line error where ``source``, no path here, is no hub id either: huggingface_hub's
     HFValidationError (a ValueError naming neither the backbone nor a fix) came out of
-    get_featurizer. ``ORG/NAME@REVISION`` is refused as ``loftup download`` refuses it: a
-    backbone's weights are read from its repo's main branch."""
+    get_featurizer. (``ORG/NAME@REVISION`` is refused before, by :func:`refuse_revision`.)"""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    _refuse_revision(source, name, layout)
     if "/" not in source:  # a mistyped folder or name: no hub id (its advice could not work)
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "

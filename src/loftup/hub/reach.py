@@ -116,3 +116,17 @@ def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None)
         at = "" if revision is None else f" at {revision!r}"
         return f"Hub repo {repo_id!r}{at} holds no {filename!r}: check that it is the repo meant"
     return None
+
+
+def server_error(e: BaseException) -> bool:
+    """Whether the hub answered the download that raised ``e`` with a server error (5xx): on
+    the file's request, or on the first one (huggingface_hub retries that, then raises its
+    "check your connection" error with the answer as the cause)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(status, int) and status >= 500:
+            return True
+        e = e.__cause__ or e.__context__
+    return False

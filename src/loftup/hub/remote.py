@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 from .damaged import damage, damaged_in_cache
-from .reach import hub_reachable, hub_refusal, offline_reason
+from .reach import hub_reachable, hub_refusal, offline_reason, server_error
 from .refresh import _kept, all_or_nothing  # noqa: F401  (all_or_nothing: importable from here)
 from .registry import RELEASED, resolve_name
 
@@ -84,7 +84,7 @@ def hub_file(
                 return _kept(Path(good), e, repo_id, filename)
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             refusal = hub_refusal(e, repo_id, filename, revision)
-            failed_there = _server_error(e)  # the hub's own failure
+            failed_there = server_error(e)  # the hub's own failure
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
     repo = repo_id if revision is None else f"{repo_id}@{revision}"  # as the user spells it
@@ -131,20 +131,6 @@ def hub_file(
         f"{what}: file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache"
         f"{nor_cached} and {reason}. {fix}, or pass a local path instead: {local_hint}"
     )
-
-
-def _server_error(e: BaseException) -> bool:
-    """Whether the hub answered the download that raised ``e`` with a server error (5xx): on
-    the file's request, or on the first one (huggingface_hub retries that, then raises its
-    "check your connection" error with the answer as the cause)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if isinstance(status, int) and status >= 500:
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def _cache() -> str:

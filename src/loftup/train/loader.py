@@ -9,17 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from contextlib import nullcontext
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import MaskedImages, collate
-from ..data.images import load_square
-from ..data.masks import pack
 from ..errors import worker_ignores_sigterm
-from ..io import max_image_pixels
 from .config import TrainConfig
 from .distributed import DistInfo, barrier
 from .feed import Batches, batches  # noqa: F401  (importable from here, as before feed.py)
@@ -67,13 +62,6 @@ class ImagesAlone(MaskedImages):
     the mask cache are not looked for."""
 
     makes_masks = False
-
-    def _load(self, i: int) -> tuple[torch.Tensor, np.ndarray]:
-        self._mark(i, "image")
-        limit = self.max_image_pixels
-        with nullcontext() if limit is None else max_image_pixels(limit or None):
-            image = load_square(self.images[i], self.size)[0]
-        return image, pack(np.zeros((0, self.size, self.size), dtype=bool))
 
 
 def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:

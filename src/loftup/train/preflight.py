@@ -57,11 +57,13 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
             f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
             f"a hub id (if it is one of its files, pass its folder, {path.parent})"
         )
-    if not path.exists():  # ORG/NAME@refs/pr/1: a revision, whose slashes read as a path
-        from ..featurizers.hf_weights import _refuse_revision
+    if path.exists():
+        return
+    from ..featurizers.hf_weights import refuse_revision
 
-        _refuse_revision(str(weights), backbone, "the folder of its weights")
-    if not path.exists() and looks_like_path(weights):
+    # ORG/NAME@refs/pr/1: a revision, whose slashes read as a path
+    refuse_revision(str(weights), backbone, "the folder of its weights")
+    if looks_like_path(weights):
         raise UsageError(
             f"backbone weights for {backbone}: {weights} does not exist; pass the folder of its "
             "weights or a hub id"
@@ -133,11 +135,10 @@ def packages_needed(cfg: TrainConfig) -> dict[str, str]:
     from .loader import masks_matter
 
     needs = {"yaml": "loftup train (its run record)", "PIL": "loftup train (reading images)"}
-    if not masks_matter(cfg):  # its masks are not read or made (loader.ImagesAlone)
-        pass
-    elif cfg.data.masks == "sa1b":
+    masks = cfg.data.masks if masks_matter(cfg) else None  # None: not read or made (ImagesAlone)
+    if masks == "sa1b":
         needs["pycocotools"] = "data.masks=sa1b (SA-1B's RLE masks)"
-    elif cfg.data.masks == "superpixels":
+    elif masks == "superpixels":
         needs["skimage"] = "data.masks=superpixels"
     if cfg.log.viz_every:
         needs["matplotlib"] = "log.viz_every (its PNG grids; log.viz_every=0 draws none)"

@@ -62,8 +62,8 @@ def folder_lock(out_dir: Path):
                 "%s keeps no file locks (%s): a second loftup train run on it would not be "
                 "refused; run one at a time there", out_dir, e.strerror or e,
             )  # fmt: skip
-            fd, fd_unlocked = None, fd
-            os.close(fd_unlocked)
+            os.close(fd)
+            fd = None
         if fd is not None:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
