@@ -115,7 +115,7 @@ def test_seg_on_every_dataset(tmp_path, backbones, dataset, writer, classes):
 def test_seg_probe_learns_from_informative_features(tmp_path, backbones):
     write_cocostuff(tmp_path)
     res = run_eval("seg", tmp_path, "bilinear", tmp_path, "--size", "28", "--epochs", "40",
-                "--lr", "0.05", "--batch-size", "2", "--no-cache",
+                "--lr", "0.05", "--probe-batch-size", "2", "--no-cache",
                 backbone=COLOUR_BACKBONE)  # fmt: skip
     assert res["metrics"]["miou"] > 0.9
 

@@ -87,6 +87,7 @@ def no_model(monkeypatch):
         ("seg", "--limit", "0", [">= 1"]),
         ("seg", "--limit", "-1", [">= 1"]),
         ("depth", "--batch-size", "0", [">= 1"]),
+        ("normals", "--probe-batch-size", "0", [">= 1"]),
         ("seg", "--workers", "-1", [">= 0"]),
         ("seg", "--size", "0", [">= 1"]),
         ("seg", "--lr", "nan", ["finite number > 0"]),

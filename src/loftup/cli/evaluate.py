@@ -50,7 +50,14 @@ def add_eval(sub) -> None:
         )
         t.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
         t.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
-        t.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+        t.add_argument(
+            "--batch-size",
+            type=int,
+            default=8,
+            help="images whose features are computed at once (default 8; lower it to fit memory"
+            + ("" if task == "davis" else ": the probe's batch is --probe-batch-size")
+            + ")",
+        )
         t.add_argument(
             "--workers", type=int, default=0, help="DataLoader workers (default 0: in this process)"
         )
@@ -67,6 +74,13 @@ def add_eval(sub) -> None:
         )
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if task != "davis":
+            t.add_argument(
+                "--probe-batch-size",
+                type=int,
+                default=None,
+                metavar="N",
+                help="images per probe training step (default 8, the protocol's)",
+            )
             t.add_argument("--epochs", type=int, default=None, help="probe epochs (default 10)")
             t.add_argument(
                 "--lr",
@@ -117,6 +131,7 @@ def _cmd_eval(args) -> int:
         cache_dir=None if args.no_cache else (args.cache_dir or str(default_cache_dir())),
         device=args.device,
         batch_size=args.batch_size,
+        probe_batch_size=None if davis else args.probe_batch_size,
         epochs=None if davis else args.epochs,
         lr=None if davis else args.lr,
         workers=args.workers,

@@ -38,7 +38,10 @@ class EvalConfig:
       cache_dir: where backbone features are cached (None: no cache); ``normals`` also keeps
         its one-off conversion of the normals pickle there (None: a temporary folder).
       device: torch device for backbone, upsampler and probe (``auto``: CUDA when available).
-      batch_size: images per batch; epochs, lr: probe training (None: the protocol's).
+      batch_size: images whose features are computed at once (backbone and upsampler; the
+        memory knob, it changes no score).
+      probe_batch_size, epochs, lr: probe training: images per step, passes, peak rate (None:
+        the protocol's; 8, 10 and the task's rate).
       workers: DataLoader worker processes.
       seed: seeds the probe and the order of the training images.
       highres_factor: input enlargement for ``upsampler='highres'``.
@@ -61,6 +64,7 @@ class EvalConfig:
     cache_dir: str | None = field(default_factory=lambda: str(default_cache_dir()))
     device: str = "cpu"
     batch_size: int = 8
+    probe_batch_size: int | None = None
     epochs: int | None = None
     lr: float | None = None
     workers: int = 0
@@ -108,6 +112,8 @@ def check_config(cfg: EvalConfig) -> None:
     _at_least("--batch-size", cfg.batch_size, 1)
     _at_least("--workers", cfg.workers, 0, " (0: load data in this process)")
     check_seed(cfg.seed, "--seed")
+    if cfg.probe_batch_size is not None:
+        _at_least("--probe-batch-size", cfg.probe_batch_size, 1)
     if cfg.epochs is not None:
         _at_least("--epochs", cfg.epochs, 1)
     if cfg.lr is not None:

@@ -41,23 +41,46 @@ def _probe_config(base: ProbeConfig, cfg: EvalConfig) -> ProbeConfig:
         base,
         epochs=cfg.epochs if cfg.epochs is not None else base.epochs,
         lr=cfg.lr if cfg.lr is not None else base.lr,
-        batch_size=cfg.batch_size,
+        # the probe's own batch: --batch-size only says how many images' features are
+        # computed at once, so lowering it to fit memory leaves the probe's training as it was
+        batch_size=cfg.probe_batch_size if cfg.probe_batch_size is not None else base.batch_size,
         seed=cfg.seed,
     )
 
 
+def _features(pipe: FeaturePipeline, batch: dict, cfg: EvalConfig) -> torch.Tensor:
+    """Upsampled features (B, C, S, S) of the images of ``batch``, computed ``cfg.batch_size``
+    at a time (a probe step may hold more images than fit the backbone and upsampler at once)."""
+    n, step = len(batch["key"]), cfg.batch_size
+    big = batch.get("backbone_image")
+    hr = None
+    for i in range(0, n, step):
+        part = slice(i, i + step)
+        _, out = pipe(batch["image"][part], batch["key"][part], cfg.size,
+                      None if big is None else big[part])  # fmt: skip
+        if step >= n:
+            return out
+        if hr is None:  # filled in place: no second copy of the batch's features
+            hr = out.new_empty((n, *out.shape[1:]))
+        hr[part] = out
+    return hr
+
+
 def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target, loss_fn, pcfg):
     """Train ``probe`` on ``train_set``'s upsampled features against ``target``: a key of the
-    batch, or a function of the batch."""
+    batch, or a function of the batch. A step is ``pcfg.batch_size`` images, whose features
+    are computed ``cfg.batch_size`` at a time."""
     device = pipe.device
 
-    def batches(epoch: int):
-        for batch in make_loader(train_set, cfg, shuffle=True, epoch=epoch):
-            _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
-            y = target(batch) if callable(target) else batch[target]
-            yield hr, y.to(device)
+    def loader(epoch: int = 0):
+        return make_loader(train_set, cfg, shuffle=True, epoch=epoch, batch_size=pcfg.batch_size)
 
-    steps = len(make_loader(train_set, cfg, shuffle=True))
+    def batches(epoch: int):
+        for batch in loader(epoch):
+            y = target(batch) if callable(target) else batch[target]
+            yield _features(pipe, batch, cfg), y.to(device)
+
+    steps = len(loader())
     return train_probe(
         probe, batches, loss_fn, pcfg, steps, progress=cfg.progress, desc=f"{cfg.task} probe"
     )

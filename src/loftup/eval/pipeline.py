@@ -185,15 +185,26 @@ def guidance_image(images01: torch.Tensor, out_size: int) -> torch.Tensor:
     return F.interpolate(images01, size=size, mode="bilinear")
 
 
-def make_loader(dataset, cfg: EvalConfig, *, shuffle: bool, epoch: int = 0, batches=None):
+def make_loader(
+    dataset,
+    cfg: EvalConfig,
+    *,
+    shuffle: bool,
+    epoch: int = 0,
+    batches=None,
+    batch_size: int | None = None,
+):
     """A DataLoader over ``dataset`` (shuffled with a seed per epoch when ``shuffle``), with
-    ``cfg.workers`` worker processes. ``batches``: the indices of each batch, in order
-    (instead of ``cfg.batch_size`` consecutive items; not with ``shuffle``)."""
+    ``cfg.workers`` worker processes, ``batch_size`` items a batch (default
+    ``cfg.batch_size``). ``batches``: the indices of each batch, in order (instead of
+    consecutive items; not with ``shuffle``). The order of the items does not depend on the
+    batch size."""
     if batches is not None:
         order = {"batch_sampler": batches}
     else:
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)) if shuffle else None
-        order = {"batch_size": cfg.batch_size, "shuffle": shuffle, "generator": gen}
+        size = cfg.batch_size if batch_size is None else batch_size
+        order = {"batch_size": size, "shuffle": shuffle, "generator": gen}
     return Loader(
         torch.utils.data.DataLoader(
             dataset,
