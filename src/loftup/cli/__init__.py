@@ -81,7 +81,7 @@ _MEMORY_FIX = {
     "train": "a smaller batch_size, stage1.image_size or stage2.load_size (a run that wrote a "
     "checkpoint goes on from it with --resume)",
     "upsample": "a smaller --size, --backbone-size or --batch-size",
-    "eval": "a smaller --batch-size",
+    "eval": "a smaller --batch-size (then --probe-batch-size, which changes the probe's training)",
     "bench": "smaller --sizes or --batch",
     "experiment": "--quick, or a smaller --batch-size",
     "demo": "a smaller --size or --batch-size",
