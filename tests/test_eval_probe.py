@@ -1,5 +1,7 @@
 """Probes learn what is learnable; label propagation equals the dense reference algorithm."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from loftup.eval import (
 )
 from loftup.eval.metrics_3d import depth_metrics, normal_metrics
 from loftup.eval.probe import DEPTH_PROBE, lr_factor, resize_labels, seg_loss
+from loftup.eval.probe_training import warmup_steps
 from loftup.eval.propagation import PropagationConfig, one_hot, soft_to_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,6 +130,47 @@ def test_the_depth_probe_follows_probe3ds_schedule():
     assert lr_factor(1000, total, warmup, "probe3d") == pytest.approx(0.01)
     mean = sum(lr_factor(i, total, warmup, "probe3d") for i in range(total)) / total
     assert mean == pytest.approx(0.620, abs=0.002)  # half a cosine to 0 gave 0.501
+
+
+def _rates(config, n=40):
+    """The learning rate of each step of a depth probe fitted with ``config`` on ``n`` images,
+    as its optimiser saw it."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    rates = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"])
+    )
+    try:
+        g = torch.Generator().manual_seed(0)
+        fit_depth_probe(
+            torch.randn(n, 4, 2, 2, generator=g), torch.rand(n, 2, 2) + 1, config=config
+        )
+    finally:
+        hook.remove()
+    return rates
+
+
+def test_the_depth_probe_schedule_at_the_protocols_epochs_is_probe3ds():
+    """10 epochs of 5 steps (40 images, batch 8): 1.5 epochs of warm-up (round(7.5) = 8 steps),
+    then the quarter cosine over the rest, step for step."""
+    assert DEPTH_PROBE.epochs == 10 and DEPTH_PROBE.batch_size == 8
+    expected = [DEPTH_PROBE.lr * lr_factor(i, 50, 8, "probe3d") for i in range(50)]
+    assert _rates(DEPTH_PROBE) == pytest.approx(expected, rel=1e-12)
+    for epochs in (3, 10, 20):  # the warm-up is 1.5 epochs wherever it fits in half the run
+        assert warmup_steps(replace(DEPTH_PROBE, epochs=epochs), 100) == 150
+
+
+def test_a_run_shorter_than_twice_the_warm_up_still_reaches_its_peak_and_decays():
+    """1 epoch of 10 steps: 1.5 epochs of warm-up rose to two thirds of the peak and stopped
+    there; the warm-up now takes half the run, then the rate decays."""
+    short = replace(DEPTH_PROBE, epochs=1, batch_size=4)
+    assert warmup_steps(short, 10) == 5
+    rates = _rates(short)
+    assert len(rates) == 10 and rates[0] == pytest.approx(0.01 * short.lr)
+    assert max(rates) == pytest.approx(short.lr) and rates.index(max(rates)) == 5
+    assert all(a > b for a, b in zip(rates[5:], rates[6:]))  # decaying from the peak on
+    assert rates[-1] < 0.35 * short.lr
 
 
 def _propagate_dense(target, sources, labels, topk, temperature, radius):

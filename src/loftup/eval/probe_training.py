@@ -4,7 +4,8 @@ optimiser, the learning-rate schedule and the loop (:func:`train_probe`).
 The recipes: LoftUp's segmentation probe (after FeatUp) is NAdam lr 1e-4, batch 8, 10 epochs at
 a constant rate; Probe3D's depth and normal probes are AdamW lr 5e-4 (weight decay 0.01), batch
 8, 10 epochs, a linear warm-up from 1% of the rate over 1.5 epochs, then a quarter cosine back
-to 1% (Probe3D's ``cosine_decay_linear_warmup``, stepped once per batch).
+to 1% (Probe3D's ``cosine_decay_linear_warmup``, stepped once per batch). A warm-up takes at
+most half a run (:func:`warmup_steps`), so that a short run still decays.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ class ProbeConfig:
       batch_size: images per step.
       optimizer: ``nadam`` | ``adam`` | ``adamw``.
       weight_decay: decoupled weight decay (adamw) or L2 (adam, nadam).
-      warmup_epochs: linear warm-up length; with ``schedule='cosine'`` the rate then decays.
+      warmup_epochs: linear warm-up length, at most half the run (:func:`warmup_steps`: a
+        run shorter than twice the warm-up warms up over its first half, so that the rate
+        still reaches its peak and, with ``cosine`` or ``probe3d``, decays); with
+        ``schedule='cosine'`` the rate then decays.
       schedule: ``constant``, ``cosine`` (linear warm-up from 0, then half a cosine to 0) or
         ``probe3d`` (Probe3D's: linear warm-up from 1% of ``lr``, then a quarter cosine down
         to 1%).
@@ -142,6 +146,15 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     raise AssertionError(schedule)  # every schedule of SCHEDULES returned above
 
 
+def warmup_steps(config: ProbeConfig, steps_per_epoch: int) -> int:
+    """The warm-up of ``config`` in steps: ``warmup_epochs`` of ``steps_per_epoch`` steps,
+    at most half the run's ``epochs * steps_per_epoch``. Probe3D's 1.5 epochs of a run of 1
+    epoch were a rate that rose to two thirds of its peak and never decayed; at 3 epochs or
+    more (the protocols run 10) the cap changes nothing."""
+    total = max(1, config.epochs * steps_per_epoch)
+    return min(int(round(config.warmup_epochs * steps_per_epoch)), total // 2)
+
+
 def train_probe(
     probe: nn.Module,
     batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
@@ -163,7 +176,7 @@ def train_probe(
     probe.train()
     opt = _optimizer(probe.parameters(), config)
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps(config, steps_per_epoch)
     step = 0
     # closed on an error too, so that the error's line is not the bar's
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
