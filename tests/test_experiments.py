@@ -470,6 +470,29 @@ def test_the_command_recorded_is_a_loftup_command_or_none(monkeypatch):
     assert command("coords") == ["loftup", "experiment", "--quick", "coords"]
 
 
+def test_an_experiment_runs_where_the_os_keeps_no_load_average(monkeypatch):
+    """Windows has no os.getloadavg: the clock every experiment starts with raised an
+    AttributeError there, before any work."""
+    import os
+
+    from loftup.experiments.report import Clock, header
+
+    monkeypatch.delattr(os, "getloadavg", raising=False)
+    clock = Clock().record()
+    assert clock["load_average_1min"] == {"start": None, "end": None}
+    results = {
+        "settings": {"name": "coords", "seeds": 1, "stage1_steps": 2, "stage2_steps": 0,
+                     "batch_size": 4, "size": 32},
+        "backbone": {"name": "scenes_vit_p8", "sha256": None},
+        "run": {"loftup_version": "0", "git_commit": None},
+        "heldout": {"images": 4, "fit": 2, "scored": 2, "classes": 3, "source": "scenes"},
+        "command": [],
+        "clock": clock,
+    }  # fmt: skip
+    text = header("t", "q", results)
+    assert "load average not known" in text and "load average None" not in text
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 

@@ -43,9 +43,11 @@ class Clock:
 
 
 def _load() -> float | None:
+    """The 1-minute load average; None where the OS keeps none (Windows has no
+    ``os.getloadavg``: an experiment there ended in an AttributeError before any work)."""
     try:
         return round(os.getloadavg()[0], 2)
-    except OSError:
+    except (AttributeError, OSError):
         return None
 
 
@@ -101,8 +103,12 @@ def header(title: str, question: str, results: dict) -> str:
         f"- held-out: {held['images']} images ({held['fit']} fit each probe, {held['scored']} "
         f"score it), {held['classes']} classes, from {held['source']}",
         f"- loftup {run['loftup_version']}, commit {run['git_commit']}, "
-        f"{clock['seconds']['total']:.0f} s on {_n(clock['threads'], 'thread')}, load average "
-        f"{load['start']} at the start and {load['end']} at the end",
+        f"{clock['seconds']['total']:.0f} s on {_n(clock['threads'], 'thread')}, "
+        + (
+            f"load average {load['start']} at the start and {load['end']} at the end"
+            if load["start"] is not None and load["end"] is not None
+            else "load average not known (the OS keeps none)"
+        ),
     ]
     return "\n".join(lines)
 
