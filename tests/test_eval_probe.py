@@ -260,6 +260,21 @@ def test_labels_outside_the_classes_are_named():
     assert fit_linear_probe(feats, labels, 3, config=cfg).out_channels == 3
 
 
+def test_no_feature_maps_to_fit_on_is_said_not_an_unfitted_probe():
+    """N = 0 trained no step and gave back the probe as initialised, as if it were fitted."""
+    from loftup.errors import UsageError
+
+    empty = torch.zeros(0, 3, 4, 4)
+    fits = (
+        lambda: fit_linear_probe(empty, torch.zeros(0, 4, 4, dtype=torch.long), 2),
+        lambda: fit_depth_probe(empty, torch.ones(0, 4, 4)),
+        lambda: fit_normal_probe(empty, torch.ones(0, 3, 4, 4)),
+    )
+    for fit in fits:
+        with pytest.raises(UsageError, match=r"no feature maps to fit the probe on.*N = 0"):
+            fit()
+
+
 def test_probe_and_pipeline_still_offer_the_names_they_always_did():
     """probe.py and pipeline.py were split by idea (settings and training, losses; run
     settings, output paths): code that imported a name from them keeps working."""

@@ -112,6 +112,11 @@ class NormalProbe(nn.Module):
 
 def _tensor_batches(feats, targets, batch_size: int, seed: int, device):
     n = feats.shape[0]
+    if n == 0:  # else no step at all, and the probe came back as initialised, as if fitted
+        raise UsageError(
+            f"no feature maps to fit the probe on: feats {tuple(feats.shape)} holds N = 0; "
+            "pass at least one"
+        )
 
     def batches(epoch: int):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
