@@ -64,7 +64,6 @@ class EvalConfig:
     cache_dir: str | None = field(default_factory=lambda: str(default_cache_dir()))
     device: str = "cpu"
     batch_size: int = 8
-    probe_batch_size: int | None = None
     epochs: int | None = None
     lr: float | None = None
     workers: int = 0
@@ -75,6 +74,8 @@ class EvalConfig:
     figure: str | None = None
     save_masks: str | None = None
     progress: bool = True
+    # last, so that the fields before it keep their positions
+    probe_batch_size: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
