@@ -30,8 +30,7 @@ class ProbeConfig:
       weight_decay: decoupled weight decay (adamw) or L2 (adam, nadam).
       warmup_epochs: linear warm-up length, at most half the run (:func:`warmup_steps`: a
         run shorter than twice the warm-up warms up over its first half, so that the rate
-        still reaches its peak and, with ``cosine`` or ``probe3d``, decays); with
-        ``schedule='cosine'`` the rate then decays.
+        still reaches its peak and, with ``cosine`` or ``probe3d``, then decays).
       schedule: ``constant``, ``cosine`` (linear warm-up from 0, then half a cosine to 0) or
         ``probe3d`` (Probe3D's: linear warm-up from 1% of ``lr``, then a quarter cosine down
         to 1%).
