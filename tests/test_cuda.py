@@ -528,3 +528,22 @@ def test_resizes_beyond_the_antialiased_kernel_give_the_cpu_numbers(size):
     out = resize_images(images.cuda(), size)
     assert out.device.type == "cuda" and out.shape == (1, 3, *size)
     torch.testing.assert_close(out.cpu(), resize_images(images, size), rtol=0, atol=1e-5)
+
+
+def test_probes_fit_where_their_features_are():
+    """A probe fitted on GPU features without ``device`` was built on the CPU while its batches
+    stayed on the GPU (a device mismatch at the first step): it now goes where the features
+    are, and scores as the CPU fit does."""
+    from loftup.eval.probe import ProbeConfig, fit_depth_probe, fit_linear_probe
+
+    gen = torch.Generator().manual_seed(0)
+    feats, depth = torch.randn(4, 8, 6, 6, generator=gen), torch.rand(4, 6, 6, generator=gen) + 1
+    labels = (feats[:, 0] > 0).long()
+    cfg = ProbeConfig(epochs=2, batch_size=2, lr=1e-2)
+    for fit, target in ((lambda f, t: fit_linear_probe(f, t, 2, config=cfg), labels),
+                        (lambda f, t: fit_depth_probe(f, t, config=cfg), depth)):  # fmt: skip
+        probe = fit(feats.cuda(), target.cuda())
+        assert next(probe.parameters()).device.type == "cuda"
+        on_cpu = fit(feats, target)
+        for a, b in zip(probe.parameters(), on_cpu.parameters()):
+            torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-5)

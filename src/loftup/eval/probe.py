@@ -111,6 +111,8 @@ class NormalProbe(nn.Module):
 
 
 def _tensor_batches(feats, targets, batch_size: int, seed: int, device):
+    """The epochs' batches, on ``device`` (the features' own where ``None``: the probe is put
+    there too, so features on a GPU are fitted there, not against a probe on the CPU)."""
     n = feats.shape[0]
     if n == 0:  # else no step at all, and the probe came back as initialised, as if fitted
         raise UsageError(
@@ -157,6 +159,7 @@ def fit_linear_probe(
             f"and not ignore_index={ignore_index}: map them to a class or to ignore_index, or "
             "pass the right num_classes"
         )
+    device = feats.device if device is None else device
     probe = make_seg_probe(feats.shape[1], num_classes, cfg.seed).to(device)
     batches, steps = _tensor_batches(feats, labels, cfg.batch_size, cfg.seed, device)
     return train_probe(
@@ -195,6 +198,7 @@ def fit_depth_probe(
             f"expected feats (N, C, H, W) and depth (N, H, W), got {tuple(feats.shape)} and "
             f"{tuple(depth.shape)}; {_SAME_N}"
         )
+    device = feats.device if device is None else device
     probe = DepthProbe(feats.shape[1], seed=cfg.seed).to(device)
     batches, steps = _tensor_batches(feats, depth.float(), cfg.batch_size, cfg.seed, device)
     return train_probe(
@@ -223,6 +227,7 @@ def fit_normal_probe(
     if valid is None:
         valid = normals.abs().sum(1) > 0
     target = torch.cat([normals.float(), valid[:, None].float()], 1)
+    device = feats.device if device is None else device
     probe = NormalProbe(feats.shape[1], seed=cfg.seed).to(device)
     batches, steps = _tensor_batches(feats, target, cfg.batch_size, cfg.seed, device)
     return train_probe(
