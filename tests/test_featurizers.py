@@ -135,6 +135,59 @@ def test_dinov3(tmp_path):
     also_in_bfloat16(feat, images, got)
 
 
+#: DINOv3 ViT-S/16 and ViT-S+/16 as their hub config.json describes them (transformers'
+#: conversion): the same numbers but the MLP, plain (GELU) or gated (SwiGLU, SiLU)
+DINOV3_S = dict(
+    hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6
+)
+DINOV3_S.update(num_register_tokens=4, patch_size=16)
+DINOV3_S_PLUS = dict(DINOV3_S, use_gated_mlp=True, hidden_act="silu")
+
+
+def test_dinov3_vits16plus_is_told_from_vits16_by_its_gated_mlp(tmp_path):
+    """A ViT-S+/16 folder was loaded as dinov3_vits16 without a word (as wide, as deep, the
+    same intermediate_size): each name now loads its own MLP's folder and refuses the other's,
+    naming the backbone that reads it."""
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    tiny = dict(VISION, patch_size=16, num_register_tokens=4)
+    torch.manual_seed(0)
+    plus = _save(
+        DINOv3ViTModel(DINOv3ViTConfig(**tiny, use_gated_mlp=True, hidden_act="silu")),
+        tmp_path / "p",
+    )
+    plain = _save(DINOv3ViTModel(DINOv3ViTConfig(**tiny)), tmp_path / "s")
+    images = imagenet_normalize(_images(32, 48, n=1))
+    for folder, name in ((plus, "dinov3_vits16plus"), (plain, "dinov3_vits16")):
+        feat = get_featurizer(name, weights=folder)
+        assert feat.name == name and feat.dim == 32 and feat.patch_size == 16
+        with torch.no_grad():
+            got = feat(images)
+            model = DINOv3ViTModel.from_pretrained(folder).eval()
+            want = model(pixel_values=images).last_hidden_state
+        assert torch.equal(got, _grid(want[:, 5:], 2, 3))
+    for folder, name, fits in (
+        (plus, "dinov3_vits16", "dinov3_vits16plus"),
+        (plain, "dinov3_vits16plus", "dinov3_vits16"),
+    ):
+        with pytest.raises(CheckpointError) as e:
+            get_featurizer(name, weights=folder)
+        msg = str(e.value)
+        assert f"pass it as backbone {fits}, or the folder of {name}" in msg and "\n" not in msg
+    # the real configs (no weights needed: told from config.json before any is read)
+    for config, name, fits in (
+        (DINOV3_S_PLUS, "dinov3_vits16", "dinov3_vits16plus"),
+        (DINOV3_S_PLUS, "dinov3_vitb16", "dinov3_vits16plus"),
+        (DINOV3_S, "dinov3_vits16plus", "dinov3_vits16"),
+    ):
+        DINOv3ViTConfig(**config).save_pretrained(tmp_path / "real")
+        with pytest.raises(CheckpointError, match=f"pass it as backbone {fits}, or the folder"):
+            get_featurizer(name, weights=tmp_path / "real")
+    spec = resolve("dinov3_vits16plus")
+    assert (spec.dim, spec.patch_size, spec.gated) == (384, 16, True)
+    assert spec.default_weights == "facebook/dinov3-vits16plus-pretrain-lvd1689m"
+
+
 def _featup_clip_pos_embed(embeddings, height, width):
     """FeatUp's MaskCLIP positional embeddings for an image of height x width: bicubic with
     scale factor (n + 0.1) / N per side, the coordinates taken from that factor."""
@@ -534,6 +587,7 @@ def test_registry_names_and_released_pairing():
         "siglip_vitb16",
         "siglip2_vitb16",
         "dinov3_vits16",
+        "dinov3_vits16plus",
         "dinov3_vitb16",
     ]:
         spec = resolve(name)
@@ -712,7 +766,7 @@ def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its
         for n, spec in FEATURIZERS.items()
         if spec.default_weights
     ]
-    assert len(wants) == 7 + 14  # DINOv2 8, DINOv3 2, CLIP, SigLIP, SigLIP 2 (and NaFlex)
+    assert len(wants) == 7 + 15  # DINOv2 8, DINOv3 3, CLIP, SigLIP, SigLIP 2 (and NaFlex)
     for load, repo, filename in wants:
         with pytest.raises(WeightsNotFoundError) as e:
             load()

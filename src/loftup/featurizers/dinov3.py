@@ -1,16 +1,25 @@
-"""DINOv3 ViT-S/16 and ViT-B/16 on transformers (DINOv3ViTModel).
+"""DINOv3 ViT-S/16, ViT-S+/16 and ViT-B/16 on transformers (DINOv3ViTModel).
 
 Features: the last layer's patch tokens after the final LayerNorm (``last_hidden_state``), the
 class token and the register tokens dropped, as (B, dim, H/16, W/16). DINOv3 encodes positions
 with rotary embeddings computed for the grid at hand, so any grid works without interpolation.
+
+ViT-S/16 and ViT-S+/16 share every number of their config.json but one: both are 384 wide, 12
+layers of 6 heads, with 4 registers and ``intermediate_size`` 1536 (ViT-S+'s SwiGLU of ratio 6
+is 2/3 of 6 x 384 wide). ViT-S+ has the gated MLP (``use_gated_mlp: true``, ``hidden_act``
+silu), ViT-S the plain one: that flag tells their folders apart (:func:`check_mlp`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from ..errors import CheckpointError
 from . import FeaturizerSpec, register
 from .hf import HFFeaturizer, check_model_type, from_transformers, load_strict, resolve_weights
+from .hf_weights import CONFIG_FILE, read_config
 
 
 class Dinov3Featurizer(HFFeaturizer):
@@ -25,18 +34,49 @@ class Dinov3Featurizer(HFFeaturizer):
         return self.model(pixel_values=pixel_values).last_hidden_state[:, self.skip :]
 
 
+#: name -> (width, hub repo, label, whether its MLP is gated (SwiGLU))
+_VARIANTS = {
+    "dinov3_vits16": (384, "facebook/dinov3-vits16-pretrain-lvd1689m", "S", False),
+    "dinov3_vits16plus": (384, "facebook/dinov3-vits16plus-pretrain-lvd1689m", "S+", True),
+    "dinov3_vitb16": (768, "facebook/dinov3-vitb16-pretrain-lvd1689m", "B", False),
+}
+
+
 def _load(name: str, weights, device, default: str) -> Dinov3Featurizer:
     (DINOv3ViTModel,) = from_transformers("DINOv3ViTModel")
 
     folder = resolve_weights(weights, default, name)
     check_model_type(folder, name, ("dinov3_vit",))
+    check_mlp(folder, name)
     return Dinov3Featurizer(load_strict(DINOv3ViTModel, folder, name), name=name).to(device)
 
 
-for _name, _dim, _repo, _label in (
-    ("dinov3_vits16", 384, "facebook/dinov3-vits16-pretrain-lvd1689m", "S"),
-    ("dinov3_vitb16", 768, "facebook/dinov3-vitb16-pretrain-lvd1689m", "B"),
-):
+def check_mlp(folder: Path, name: str) -> None:
+    """A CheckpointError where ``folder``'s config.json has the other MLP than backbone
+    ``name`` (``use_gated_mlp``: a ViT-S+/16 folder given as ``dinov3_vits16`` loaded without
+    a word, being as wide, and its features were taken for ViT-S/16's), naming the backbone
+    that reads it, if one is registered."""
+    config = read_config(folder, name)
+    gated = bool(config.get("use_gated_mlp", False))  # transformers' default: the plain MLP
+    if gated == _VARIANTS[name][3]:
+        return
+    # of the folder's width, or of the name's where that is no released size's (a test model)
+    width = config.get("hidden_size")
+    if all(v[0] != width for v in _VARIANTS.values()):
+        width = _VARIANTS[name][0]
+    fits = [n for n, v in _VARIANTS.items() if v[3] == gated and v[0] == width]
+    fix = f"pass it as backbone {fits[0]}, or" if fits else "pass"
+    what = "gated (use_gated_mlp true" if gated else "plain (use_gated_mlp false"
+    label = _VARIANTS[name][2]
+    wanted = "gated (SwiGLU)" if _VARIANTS[name][3] else "plain"
+    raise CheckpointError(
+        f"{folder} holds a DINOv3 model whose MLP is {what} in its {CONFIG_FILE}), but "
+        f"backbone {name} is ViT-{label}/16, whose MLP is {wanted}: other weights, other "
+        f"features; {fix} the folder of {name}"
+    )
+
+
+for _name, (_dim, _repo, _label, _gated) in _VARIANTS.items():
 
     def _builder(weights, device, _n=_name, _r=_repo):
         return _load(_n, weights, device, _r)
