@@ -196,7 +196,8 @@ def local_hub():
     for anything else (a repo, revision or file it lacks said as the hub says each), so the
     real download code runs, offline. ``serve(files, gated=repos)``:
     those repos answer as the hub does for a gated repo the caller may not read (401,
-    X-Error-Code GatedRepo). ``commit``: the commit it says its files are of (a repo pushed
+    X-Error-Code GatedRepo); ``private=repos``: as it does for a private or deleted repo
+    asked without a login (401, X-Error-Code RepoNotFound). ``commit``: the commit it says its files are of (a repo pushed
     again is another commit), served at its hash as at "main". ``failing``: (repo_id,
     filename) pairs whose download (the GET after the HEAD) is answered with a 500, as a hub
     that fails mid-download does.
@@ -212,6 +213,7 @@ def local_hub():
         gated: tuple[str, ...] = (),
         commit: str = "89abcdef0123456789abcdef0123456789abcdef",
         failing: tuple[tuple[str, str], ...] = (),
+        private: tuple[str, ...] = (),
     ) -> str:
         by_path = {  # at the main branch, and at the commit by its hash
             f"/{repo}/resolve/{rev}/{name}": data
@@ -224,9 +226,11 @@ def local_hub():
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
                 serve.requests.append((self.command, self.path.split("?")[0]))
-                if any(self.path.startswith(f"/{repo}/") for repo in gated):
+                refused = [r for r in (*gated, *private) if self.path.startswith(f"/{r}/")]
+                if refused:
                     self.send_response(401)
-                    self.send_header("X-Error-Code", "GatedRepo")
+                    code = "GatedRepo" if refused[0] in gated else "RepoNotFound"
+                    self.send_header("X-Error-Code", code)
                     self.send_header("X-Error-Message", "Access to this model is restricted.")
                     self.send_header("Content-Length", "0")
                     self.end_headers()

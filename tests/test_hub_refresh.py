@@ -133,3 +133,59 @@ def test_a_push_between_config_and_weights_gives_one_commits_folder(
         assert (got / name).read_bytes() == (folder2 / name).read_bytes(), name
     assert ("GET", f"/someone/up/resolve/{'2' * 40}/config.json") in local_hub.requests
     assert load_upsampler(got).config.num_heads == 4
+
+
+@pytest.mark.parametrize("answer", ["deleted", "private", "gated"])
+def test_a_repo_gone_or_private_on_the_hub_is_said_once_and_its_cached_copy_used(
+    tmp_path, monkeypatch, local_hub, capsys, answer
+):
+    """`loftup download ORG/NAME` of a cached repo that the hub now refuses (deleted: 404
+    RepoNotFound; private or deleted, asked without a login: 401 RepoNotFound; gated: 401
+    GatedRepo) succeeded without a word: huggingface_hub returns the cached copy for those
+    answers. The copy is still used, and said once, in one line; the hub was asked once a
+    file, as for a repo it serves; with the hub out of reach nothing is said."""
+    from loftup.hub import refresh
+
+    monkeypatch.setattr(refresh, "_REFUSED", set())
+    first, folder, (lr, image) = _own_upsampler(tmp_path)
+    files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    ((_, snapshot),) = download_names(["someone/up"])
+    refused = {
+        "deleted": local_hub({}),
+        "private": local_hub({}, private=("someone/up",)),
+        "gated": local_hub(files, gated=("someone/up",)),
+    }[answer]
+    _use_mirror(monkeypatch, refused, tmp_path / "hub")
+    local_hub.requests.clear()
+    capsys.readouterr()
+    assert main(["download", "someone/up"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: hub repo 'someone/up' {why} (the hub answered {code}): the copy cached "
+        f"before is used, {snapshot}; {fix} (HF_TOKEN or `hf auth login`) to refresh it"
+        for why, code, fix in [
+            {
+                "deleted": (GONE, "404 RepoNotFound", "for a private repo, log in"),
+                "private": (GONE, "401 RepoNotFound", "for a private repo, log in"),
+                "gated": (
+                    GATED,
+                    "401 GatedRepo",
+                    f"accept its terms at {refused}/someone/up and log in",
+                ),  # fmt: skip
+            }[answer]
+        ]
+    ]
+    assert sorted(_files_asked(local_hub)) == [
+        ("HEAD", "/someone/up/resolve/main/config.json"),
+        ("HEAD", "/someone/up/resolve/main/model.safetensors"),
+    ]
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/up")(lr, image), first(lr, image))
+    refresh._REFUSED.clear()
+    _use_mirror(monkeypatch, "http://127.0.0.1:9", tmp_path / "hub")  # nothing answers there
+    assert main(["download", "someone/up"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+GONE = "is gone, or private to this login"
+GATED = "is gated and this login may not read it"

@@ -13,8 +13,8 @@ from ..errors import WeightsNotFoundError
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
     """The cached copy, where a refresh of it failed: said where the hub answered (a file gone
     or renamed: the copy is then no longer what the hub holds), silent where it did not answer
-    (no network: the copy is all there is). A repo gone or made private is not said: for
-    those huggingface_hub itself returns the cached copy, without an error to read."""
+    (no network: the copy is all there is). A repo gone or made private is
+    :func:`still_cached`'s to say."""
     import warnings
 
     from huggingface_hub.utils import HfHubHTTPError
@@ -27,6 +27,69 @@ def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
             stacklevel=3,
         )
     return cached
+
+
+def still_cached(repo_id: str, filename: str, revision: str | None, cached: Path) -> bool:
+    """Whether ``cached``, the cached copy of ``filename`` of hub repo ``repo_id`` (at branch or
+    tag ``revision``; None: main), is what the hub holds there now: asked with the one request
+    (HEAD) that hf_hub_download makes first, so that a download is needed only where a newer
+    commit came. Where the hub refuses the repo (gone, private, gated: huggingface_hub's
+    download then returns the cached copy without a word), True, said once a repo
+    (:func:`_say_refused`); any other failure is raised."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    from .user_repos import _is_commit
+
+    if _is_commit(revision):  # a commit's files never change: the hub is not asked
+        return True
+    snapshot = cached.parents[len(filename.split("/")) - 1]  # snapshots/<commit>
+    try:
+        meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision))
+    except HfHubHTTPError as e:
+        if not _say_refused(e, repo_id, snapshot):
+            raise
+        return True
+    return meta.commit_hash == snapshot.name
+
+
+#: The repos whose refusal was said, in this process: once a repo, not once a file.
+_REFUSED: set[str] = set()
+
+
+def _say_refused(e: Exception, repo_id: str, snapshot: Path) -> bool:
+    """Whether the hub's answer ``e`` refuses hub repo ``repo_id`` itself, as huggingface_hub
+    reads it (RepoNotFound, GatedRepo, a disabled repo; a 401 with no code is RepoNotFound
+    too: the hub's answer, without a login, for a repo deleted or private), not a revision or
+    a file of it, nor a login it rejects; if so, a warning (the first time) that the cached
+    commit ``snapshot`` is used."""
+    import warnings
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import DisabledRepoError, GatedRepoError, RepositoryNotFoundError
+
+    if not isinstance(e, (RepositoryNotFoundError, DisabledRepoError)):
+        return False
+    if repo_id in _REFUSED:
+        return True
+    _REFUSED.add(repo_id)
+    response = e.response
+    code = response.headers.get("X-Error-Code") if response is not None else None
+    answer = " ".join(str(a) for a in (getattr(response, "status_code", None), code) if a)
+    login = "log in (HF_TOKEN or `hf auth login`) to refresh it"
+    if isinstance(e, GatedRepoError):
+        why = "is gated and this login may not read it"
+        fix = f"accept its terms at {constants.ENDPOINT}/{repo_id} and {login}"
+    elif isinstance(e, DisabledRepoError):
+        why, fix = "is disabled on the hub", "it can be refreshed once it is enabled again"
+    else:
+        why, fix = "is gone, or private to this login", f"for a private repo, {login}"
+    warnings.warn(
+        f"hub repo {repo_id!r} {why} (the hub answered {answer or 'so'}): the copy cached "
+        f"before is used, {snapshot}; {fix}",
+        stacklevel=4,
+    )
+    return True
 
 
 _REFRESHING: set[Path] = set()

@@ -11,7 +11,11 @@ from pathlib import Path
 from ..errors import WeightsNotFoundError
 from .damaged import damage, damaged_in_cache
 from .reach import hub_reachable, hub_refusal, offline_reason, server_error
-from .refresh import _kept, all_or_nothing  # noqa: F401  (all_or_nothing: importable from here)
+from .refresh import (  # all_or_nothing: importable from here
+    _kept,
+    all_or_nothing,  # noqa: F401
+    still_cached,
+)
 from .registry import RELEASED, resolve_name
 
 # their names before the split into :mod:`.reach`, for reading: hub_file calls reach's own
@@ -73,6 +77,8 @@ def hub_file(
 
         try:
             fresh = damaged is not None
+            if good is not None and still_cached(repo_id, filename, revision, Path(good)):
+                return Path(good)
             return Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
