@@ -179,6 +179,12 @@ def test_dinov3_vits16plus_is_told_from_vits16_by_its_gated_mlp(tmp_path):
         (DINOV3_S_PLUS, "dinov3_vits16", "dinov3_vits16plus"),
         (DINOV3_S_PLUS, "dinov3_vitb16", "dinov3_vits16plus"),
         (DINOV3_S, "dinov3_vits16plus", "dinov3_vits16"),
+        (DINOV3_S, "dinov3_vitb16", "dinov3_vits16"),  # not "dinov3_vits16, dinov3_vits16plus"
+        (
+            dict(DINOV3_S, hidden_size=768, num_attention_heads=12),
+            "dinov3_vits16plus",
+            "dinov3_vitb16",
+        ),  # fmt: skip
     ):
         DINOv3ViTConfig(**config).save_pretrained(tmp_path / "real")
         with pytest.raises(CheckpointError, match=f"pass it as backbone {fits}, or the folder"):

@@ -7,7 +7,7 @@ with rotary embeddings computed for the grid at hand, so any grid works without 
 ViT-S/16 and ViT-S+/16 share every number of their config.json but one: both are 384 wide, 12
 layers of 6 heads, with 4 registers and ``intermediate_size`` 1536 (ViT-S+'s SwiGLU of ratio 6
 is 2/3 of 6 x 384 wide). ViT-S+ has the gated MLP (``use_gated_mlp: true``, ``hidden_act``
-silu), ViT-S the plain one: that flag tells their folders apart (:func:`check_mlp`).
+silu), ViT-S the plain one: that flag tells their folders apart (:func:`check_variant`).
 """
 
 from __future__ import annotations
@@ -47,32 +47,36 @@ def _load(name: str, weights, device, default: str) -> Dinov3Featurizer:
 
     folder = resolve_weights(weights, default, name)
     check_model_type(folder, name, ("dinov3_vit",))
-    check_mlp(folder, name)
+    check_variant(folder, name)
     return Dinov3Featurizer(load_strict(DINOv3ViTModel, folder, name), name=name).to(device)
 
 
-def check_mlp(folder: Path, name: str) -> None:
-    """A CheckpointError where ``folder``'s config.json has the other MLP than backbone
-    ``name`` (``use_gated_mlp``: a ViT-S+/16 folder given as ``dinov3_vits16`` loaded without
-    a word, being as wide, and its features were taken for ViT-S/16's), naming the backbone
-    that reads it, if one is registered."""
+def check_variant(folder: Path, name: str) -> None:
+    """A CheckpointError where ``folder``'s config.json describes another DINOv3 than backbone
+    ``name``: the other MLP (``use_gated_mlp``: a ViT-S+/16 folder given as ``dinov3_vits16``
+    loaded without a word, being as wide, and its features were taken for ViT-S/16's), or the
+    width of another registered one; naming the backbone that reads it. A width that none
+    has (a small model of the same architecture, as the tests build) is held to the MLP
+    alone."""
     config = read_config(folder, name)
     gated = bool(config.get("use_gated_mlp", False))  # transformers' default: the plain MLP
-    if gated == _VARIANTS[name][3]:
-        return
-    # of the folder's width, or of the name's where that is no released size's (a test model)
     width = config.get("hidden_size")
-    if all(v[0] != width for v in _VARIANTS.values()):
-        width = _VARIANTS[name][0]
-    fits = [n for n, v in _VARIANTS.items() if v[3] == gated and v[0] == width]
+    dim, _, label, wanted = _VARIANTS[name]
+    if all(v[0] != width for v in _VARIANTS.values()):  # a test model: the name's size
+        width = dim
+    if (width, gated) == (dim, wanted):
+        return
+    fits = [n for n, v in _VARIANTS.items() if (v[0], v[3]) == (width, gated)]
     fix = f"pass it as backbone {fits[0]}, or" if fits else "pass"
-    what = "gated (use_gated_mlp true" if gated else "plain (use_gated_mlp false"
-    label = _VARIANTS[name][2]
-    wanted = "gated (SwiGLU)" if _VARIANTS[name][3] else "plain"
+
+    def mlp(is_gated: bool) -> str:
+        return "a gated (SwiGLU) MLP" if is_gated else "a plain MLP"
+
     raise CheckpointError(
-        f"{folder} holds a DINOv3 model whose MLP is {what} in its {CONFIG_FILE}), but "
-        f"backbone {name} is ViT-{label}/16, whose MLP is {wanted}: other weights, other "
-        f"features; {fix} the folder of {name}"
+        f"{folder} holds a DINOv3 model {config.get('hidden_size')} wide with {mlp(gated)} "
+        f"(its {CONFIG_FILE}'s hidden_size and use_gated_mlp), but backbone {name} is "
+        f"ViT-{label}/16, {dim} wide with {mlp(wanted)}: other weights, other features; {fix} "
+        f"the folder of {name}"
     )
 
 
