@@ -194,6 +194,23 @@ def test_dinov3_vits16plus_is_told_from_vits16_by_its_gated_mlp(tmp_path):
     assert spec.default_weights == "facebook/dinov3-vits16plus-pretrain-lvd1689m"
 
 
+def test_a_transformers_without_the_backbones_model_says_which_release_to_install():
+    """A transformers older than pyproject allows (installed before loftup, without the
+    backbones extra) lacks a backbone's model class (DINOv3ViTModel before 4.56): an
+    AttributeError traceback from inside the loader; now one line naming the class and the
+    release. (A class no release has stands for it here.)"""
+    from loftup.errors import MissingDependencyError
+    from loftup.featurizers.hf import TRANSFORMERS_PIN, from_transformers
+
+    with pytest.raises(MissingDependencyError) as e:
+        from_transformers("Dinov2Model", "NoSuchVisionModel")
+    msg = str(e.value)
+    assert "has no NoSuchVisionModel, which this backbone is built on" in msg and "\n" not in msg
+    assert msg.endswith(f"pip install -U '{TRANSFORMERS_PIN}'")
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert f'"{TRANSFORMERS_PIN}"' in pyproject  # the extra's pin, said as it is
+
+
 def _featup_clip_pos_embed(embeddings, height, width):
     """FeatUp's MaskCLIP positional embeddings for an image of height x width: bicubic with
     scale factor (n + 0.1) / N per side, the coordinates taken from that factor."""

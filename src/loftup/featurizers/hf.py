@@ -42,9 +42,23 @@ def from_transformers(*names: str) -> tuple:
         raise MissingDependencyError(
             f"transformers {transformers.__version__} does not run its models with torch "
             f"{torch.__version__} (it needs a newer torch): upgrade torch, or install a "
-            "transformers release that supports this one: pip install 'transformers>=4.56,<5'"
+            f"transformers release that supports this one: pip install '{TRANSFORMERS_PIN},<5'"
         )
-    return tuple(getattr(transformers, n) for n in names)
+    found = []
+    for name in names:
+        try:
+            found.append(getattr(transformers, name))
+        except AttributeError:  # an older release than pyproject allows, installed already
+            raise MissingDependencyError(
+                f"transformers {transformers.__version__} has no {name}, which this backbone is "
+                f"built on (it came in a later release): pip install -U '{TRANSFORMERS_PIN}'"
+            ) from None
+    return tuple(found)
+
+
+#: The oldest transformers that holds every backbone's model (DINOv3 came in 4.56), as
+#: pyproject's ``backbones`` extra asks for it.
+TRANSFORMERS_PIN = "transformers>=4.56"
 
 
 def load_strict(cls, folder: Path, name: str, **config_overrides):
