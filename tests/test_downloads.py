@@ -216,3 +216,20 @@ def test_a_hub_id_offline_and_not_cached_says_either_kinds_folder(tmp_path, monk
         "in the Hugging Face layout (get_featurizer(name, weights='/path/to/folder'), "
         "--backbone-weights /path/to/folder)"
     )
+
+
+def test_a_backbone_that_needs_no_files_is_passed_over_with_a_warning(fetched, capsys):
+    """`loftup download dinov2_tiny` failed ("has no hub weights to download", exit 2) and the
+    names after it were not fetched; its weights are seeded (scenes_vit_p8's ship with the
+    package): it runs offline as it is, which a warning says, and the others are fetched."""
+    from loftup.cli import main
+
+    assert main(["download", "dinov2_tiny", "scenes_vit_p8", "dinov2_vits14"]) == 0
+    assert fetched == ["dinov2_vits14"]
+    out = capsys.readouterr()
+    assert out.out == "dinov2_vits14: /cache/dinov2_vits14\n"
+    assert [line.split(" (")[0] for line in out.err.splitlines()] == [
+        "warning: backbone dinov2_tiny needs no download",
+        "warning: backbone scenes_vit_p8 needs no download",
+    ]
+    assert out.err.count("): it runs offline as it is") == 2

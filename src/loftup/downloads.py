@@ -25,7 +25,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         or the one an upsampler of one's own records in its config.json, where that backbone's
         weights are on the hub.
 
-    A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
+    A backbone that needs no files (seeded, or shipped with the package) is passed over with a
+    warning. A local path raises :class:`~loftup.errors.UsageError` and a name that is none of these
     :class:`~loftup.errors.UnknownNameError`, when its turn comes (the names before it are
     fetched).
     """
@@ -104,6 +105,14 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             if not backbones:
                 continue
             name = ckpt.backbone
+        spec = resolve(name)
+        if spec.default_weights is None:  # it said "has no hub weights to download", exit 2
+            warnings.warn(
+                f"backbone {spec.name} needs no download ({spec.description}): it runs offline "
+                "as it is",
+                stacklevel=2,
+            )
+            continue
         yield name, hf.download(name)
 
 
