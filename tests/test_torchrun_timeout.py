@@ -16,7 +16,10 @@ def joined(monkeypatch):
     calls = []
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # where torchrun's processes meet
     monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torchrun, "_meeting_point", lambda *a: dist.HashStore())  # no network
     monkeypatch.setattr(torchrun, "join_process_group", lambda b, **kw: calls.append(kw))
     return calls
 
@@ -80,28 +83,93 @@ def test_rank_and_world_size_without_torchrun_are_one_line_before_the_group(join
     assert joined == []
 
 
-@pytest.mark.parametrize("rank", ["0", "1"])  # rank 0 holds the meeting point, 1 calls it
-def test_a_process_the_others_never_join_says_so_in_one_line(monkeypatch, rank):
-    """RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported for another launcher, one process
-    started: it waited its whole time-out (a day by default) and ended in torch's 44-line
-    store traceback. Here the wait is 2 s; a free port, so nothing else answers."""
+def free_port() -> int:
     import socket
-
-    from loftup.errors import LoftUpError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])  # rank 0 holds the meeting point, 1 calls it
+def test_a_process_the_others_never_join_says_so_in_one_line_after_the_meeting_wait(
+    monkeypatch, rank
+):
+    """RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT exported for another launcher, one process
+    started: it waited the collectives' whole time-out (a day by default for upsample: the
+    group's time-out covered the meeting too) and ended in torch's 44-line store traceback.
+    The meeting has its own wait, LOFTUP_DIST_MEET_TIMEOUT, here 2 s while the collectives may
+    wait 20; a free port, so nothing else answers."""
+    import time
+
+    from loftup.errors import LoftUpError
+
+    port = free_port()
     env = {"RANK": rank, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    for key, value in {**env, "LOFTUP_DIST_TIMEOUT": "2"}.items():
+    for key, value in {
+        **env,
+        "LOFTUP_DIST_MEET_TIMEOUT": "2",
+        "LOFTUP_DIST_TIMEOUT": "20",
+    }.items():
         monkeypatch.setenv(key, value)
+    start = time.monotonic()
     with pytest.raises(LoftUpError) as e:
         torchrun.init_distributed(torch.device("cpu"))
-    assert str(e.value) == (
-        f"this process (RANK={rank} of WORLD_SIZE=2) waited 2 s (LOFTUP_DIST_TIMEOUT) at "
-        f"127.0.0.1:{port} for the others, and not all came; start every process with "
-        "torchrun, or unset RANK and WORLD_SIZE to run one"
+    assert time.monotonic() - start < 15  # the meeting's wait, not the collectives'
+    came = (
+        "only 1 of 2 came" if rank == "0" else "RANK=0, which holds the meeting point, never came"
     )
+    assert str(e.value) == (
+        f"this process (RANK={rank} of WORLD_SIZE=2) waited 2 s (LOFTUP_DIST_MEET_TIMEOUT) at "
+        f"127.0.0.1:{port} for the others, and {came}; start every process with torchrun (or "
+        "raise LOFTUP_DIST_MEET_TIMEOUT where some start late), or unset RANK and WORLD_SIZE to "
+        "run one"
+    )
+
+
+def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_came(monkeypatch):
+    """Two processes of a world of three: rank 0 counts who came; rank 1, which reached rank 0,
+    waited with it (the meeting is a count of arrivals, not only a connection to rank 0)."""
+    import threading
+
+    from loftup.errors import LoftUpError
+
+    port = free_port()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    said = {}
+
+    def come(rank):
+        try:
+            torchrun._meeting_point(rank, 3, 3 if rank == 0 else 6)
+        except LoftUpError as e:
+            said[rank] = str(e)
+
+    threads = [threading.Thread(target=come, args=(rank,)) for rank in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert said[0].startswith(
+        "this process (RANK=0 of WORLD_SIZE=3) waited 3 s (LOFTUP_DIST_MEET_TIMEOUT) at "
+        f"127.0.0.1:{port} for the others, and only 2 of 3 came; "
+    ), said
+    # rank 1 waits longer: rank 0, closing the meeting point, ends its wait
+    assert said[1].startswith(
+        f"this process (RANK=1 of WORLD_SIZE=3) came to 127.0.0.1:{port}, but RANK=0 left it "
+        "(after its LOFTUP_DIST_MEET_TIMEOUT wait) before all came; start every process"
+    ), said
+
+
+def test_the_meeting_wait_is_read_and_checked_before_the_others_are_met(joined, monkeypatch):
+    monkeypatch.setenv("LOFTUP_DIST_MEET_TIMEOUT", "soon")
+    with pytest.raises(UsageError) as e:
+        torchrun.init_distributed(torch.device("cpu"))
+    assert str(e.value) == (
+        "LOFTUP_DIST_MEET_TIMEOUT=soon is not a number of seconds > 0; set it to how long a "
+        "process of a torchrun job may wait for the others to come (default 900), or unset it"
+    )
+    assert joined == []
 
 
 def test_training_meets_the_others_as_upsample_does(monkeypatch):
@@ -114,3 +182,24 @@ def test_training_meets_the_others_as_upsample_does(monkeypatch):
     monkeypatch.delenv("MASTER_PORT", raising=False)
     with pytest.raises(UsageError, match="^RANK and WORLD_SIZE are set .WORLD_SIZE=2. but MASTER"):
         setup("cpu")
+
+
+def test_training_waits_the_meeting_time_not_the_collectives_for_peers_that_never_come(
+    monkeypatch,
+):
+    """`loftup train` joins through the same meeting: a lone rank of two ends after
+    LOFTUP_DIST_MEET_TIMEOUT (here 2 s), not after the collectives' 30 minutes (here 20 s)."""
+    import time
+
+    from loftup.errors import LoftUpError
+    from loftup.train.distributed import setup
+
+    port = free_port()
+    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "LOFTUP_DIST_MEET_TIMEOUT": "2", "LOFTUP_DIST_TIMEOUT": "20"}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    start = time.monotonic()
+    with pytest.raises(LoftUpError, match=r"waited 2 s \(LOFTUP_DIST_MEET_TIMEOUT\) at 127"):
+        setup("cpu")
+    assert time.monotonic() - start < 15

@@ -21,6 +21,14 @@ TIMEOUT_ENV = "LOFTUP_DIST_TIMEOUT"
 #: ``loftup upsample``'s wait without it: a day (:func:`init_distributed`).
 UPSAMPLE_TIMEOUT = 86400.0
 
+#: The environment variable that sets how long (seconds) a process waits for all the others to
+#: come when the group is joined (:func:`meet_the_others`): shorter than the collectives' wait,
+#: so that a process whose peers were never started does not wait a day to say so.
+MEET_ENV = "LOFTUP_DIST_MEET_TIMEOUT"
+
+#: its default: 15 minutes (torchrun's own wait for the nodes of a job to come)
+MEET_TIMEOUT = 900.0
+
 #: what gloo (and nccl's watchdog) say when a collective waited out the group's time-out
 TIMED_OUT = re.compile(r"Timed out waiting \d+ ?ms|Application timeout caused pair closure|"
                        r"collective operation timeout")  # fmt: skip
@@ -66,11 +74,11 @@ def join_process_group(backend: str, **kwargs) -> None:
     dist.init_process_group(backend, **kwargs)
 
 
-def timeout_from_env(default: float) -> float:
-    """How long (seconds) a process of a torchrun job waits for the others at a collective:
-    :data:`TIMEOUT_ENV` where it is set, else ``default``; a value that is not a number of
-    seconds > 0 is a UsageError naming it."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+def timeout_from_env(default: float, name: str = TIMEOUT_ENV) -> float:
+    """How long (seconds) a process of a torchrun job waits for the others: the variable
+    ``name`` (:data:`TIMEOUT_ENV`, at a collective; :data:`MEET_ENV`, to meet) where it is set,
+    else ``default``; a value that is not a number of seconds > 0 is a UsageError naming it."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
@@ -78,9 +86,10 @@ def timeout_from_env(default: float) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
+        what = " to come" if name == MEET_ENV else ""
         raise UsageError(
-            f"{TIMEOUT_ENV}={raw} is not a number of seconds > 0; set it to how long a process "
-            f"of a torchrun job may wait for the others (default {default:g}), or unset it"
+            f"{name}={raw} is not a number of seconds > 0; set it to how long a process of a "
+            f"torchrun job may wait for the others{what} (default {default:g}), or unset it"
         )
     return value
 
@@ -102,26 +111,75 @@ def init_distributed(device: torch.device) -> None:
 
 
 def meet_the_others(backend: str, seconds: float) -> None:
-    """Join the group of the processes RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT name,
-    waiting ``seconds`` at most (for the others to come too): a one-line error where those
+    """Join the group of the processes RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT name:
+    wait :data:`MEET_ENV` seconds at most (default :data:`MEET_TIMEOUT`) for all of them to
+    come, then ``seconds`` at most at each collective. A one-line error where those variables
     are not all set (:func:`_check_rendezvous`) or where the others never came (a job script
     that exports them for another launcher, one process started: torch's 44-line store
-    traceback, after a day by default)."""
+    traceback, after the collectives' whole wait, a day for ``upsample``, since
+    ``init_process_group``'s time-out covers the meeting too)."""
     import datetime
 
+    import torch.distributed as dist
+
+    meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
     _check_rendezvous()
-    try:
-        join_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
-    except Exception as e:  # rank 0's store: DistStoreError; the others': DistNetworkError
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    store = _meeting_point(rank, world, meet)
+    # the meeting is over: the group's own use of the store (nccl's communicators, made at the
+    # first collective) may wait as long as a collective may
+    store.set_timeout(datetime.timedelta(seconds=seconds))
+    join_process_group(
+        backend, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=seconds),
+    )  # fmt: skip
+
+
+def _meeting_point(rank: int, world: int, seconds: float):
+    """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
+    torch's ``env://`` does), once all ``world`` processes have come to it: each counts itself
+    in, and the last one says so; ``seconds`` at most, else a one-line LoftUpError."""
+    import datetime
+
+    import torch.distributed as dist
+
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+
+    def not_all_came(how: str) -> LoftUpError:
+        return LoftUpError(
+            f"this process (RANK={rank} of WORLD_SIZE={world}) {how}; start every process with "
+            f"torchrun (or raise {MEET_ENV} where some start late), or unset RANK and "
+            "WORLD_SIZE to run one"
+        )
+
+    waited = f"waited {seconds:g} s ({MEET_ENV}) at {where} for the others, and"
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    try:  # rank 0 opens the meeting point; the others' connection attempts wait for it
+        store = dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+            is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=seconds),
+            wait_for_workers=False, multi_tenant=True,
+        )  # fmt: skip
+    except dist.DistError as e:  # a client's that never reached it: DistNetworkError
         if not re.search(r"timed out", str(e), re.IGNORECASE):
             raise
-        env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE")}
-        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
-        raise LoftUpError(
-            f"this process (RANK={env['RANK']} of WORLD_SIZE={env['WORLD_SIZE']}) waited "
-            f"{seconds:g} s ({TIMEOUT_ENV}) at {where} for the others, and not all came; "
-            "start every process with torchrun, or unset RANK and WORLD_SIZE to run one"
-        ) from None
+        raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came") from None
+    # a restarted job's processes (torchrun --max-restarts) meet at the agent's store again
+    key = f"loftup_meet/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    try:
+        if store.add(f"{key}/came", 1) == world:
+            store.set(f"{key}/all", "1")
+        store.wait([f"{key}/all"])
+        return store
+    except dist.DistError as e:
+        if not re.search(r"timeout|timed out", str(e), re.IGNORECASE):
+            how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
+            raise not_all_came(how) from None
+    try:
+        came = f"only {store.add(f'{key}/came', 0)} of {world} came"
+    except dist.DistError:  # rank 0 has just left too
+        came = "not all came"
+    raise not_all_came(f"{waited} {came}")
 
 
 def _check_rendezvous() -> None:
