@@ -1135,3 +1135,74 @@ def test_an_image_too_elongated_for_the_backbone_fails_by_name_and_the_run_goes_
     assert "pass a smaller --backbone-size\n" in captured.err
     assert "1 input(s) failed" in captured.out and outputs(out) == ["astronaut.pt"]
     assert not list(out.glob(".*tmp"))
+
+
+# Inputs that are links: each is named as the inputs name it (a link by its own name, not its
+# target's) in the --viz title and in the line of an image that fails, and a link beside its
+# file with another suffix (x.jpg -> x.png) is a name of its own.
+
+
+def noise_picture(path) -> None:
+    """A small image of noise (48x40) at ``path``."""
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def upsample_small(inputs, upsampler, out, *extra) -> int:
+    args = ["-m", str(upsampler), "-o", str(out), "--backbone-size", "28", "--size", "32"]
+    return main(["upsample", *map(str, inputs), *args, *extra])
+
+
+def test_the_viz_title_names_the_link_given_not_its_target(upsampler, tmp_path):
+    """The picture of ``shown.png`` -> ``data/target.png`` was titled ``target.png``: it is the
+    picture of a file of the link's own name (a copy), and not of its target."""
+    (tmp_path / "data").mkdir()
+    noise_picture(tmp_path / "data" / "target.png")
+    for folder in ("link", "copy"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "link" / "shown.png").symlink_to("../data/target.png")
+    (tmp_path / "copy" / "shown.png").write_bytes((tmp_path / "data" / "target.png").read_bytes())
+    for name in ("link", "copy"):
+        given, out = tmp_path / name / "shown.png", tmp_path / f"{name}_out"
+        assert upsample_small([given], upsampler, out, "--viz") == 0
+    drawn = (tmp_path / "link_out" / "shown_viz.png").read_bytes()
+    assert drawn == (tmp_path / "copy_out" / "shown_viz.png").read_bytes()
+
+
+def test_an_image_that_fails_is_named_by_the_link_given(upsampler, tmp_path, capsys):
+    """A damaged file reached through a link (``frame.png`` -> ``store/blob.bin``) was said
+    as the target, a name the user never gave and may not know."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "blob.bin").write_bytes(b"not an image at all")
+    link = tmp_path / "frame.png"
+    link.symlink_to(tmp_path / "store" / "blob.bin")
+    noise_picture(tmp_path / "fine.png")
+    assert upsample_small([link, tmp_path / "fine.png"], upsampler, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"skipped: cannot read image {link}: " in err, err
+    assert "blob.bin" not in err, err
+
+
+def test_a_link_beside_its_file_with_another_suffix_is_a_name_of_its_own(upsampler, tmp_path):
+    """``x.jpg`` -> ``x.png`` beside it gave outputs of each name (``x.jpg.pt``, ``x.png.pt``,
+    as two files of one stem do) until a link and its file of one name given through two
+    inputs were made one job: the two names then became one job, ``x``, and ``--resume`` on a
+    folder of the earlier runs computed ``x`` again beside the files it had. They are two
+    again, and a resumed run keeps what an earlier one wrote."""
+    data = tmp_path / "data"
+    data.mkdir()
+    noise_picture(data / "x.png")
+    (data / "x.jpg").symlink_to("x.png")
+    jobs, _ = collect_inputs([str(data)])
+    assert [j.stem for j in jobs] == ["x.jpg", "x.png"]
+    assert [j.given for j in jobs] == [data / "x.jpg", data / "x.png"]  # each as found
+    assert jobs[0].path == jobs[1].path == (data / "x.png").resolve()
+    out = tmp_path / "out"
+    assert upsample_small([data], upsampler, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == [OPTIONS_NAME, "x.jpg.pt", "x.png.pt"]
+    assert (out / "x.jpg.pt").read_bytes() == (out / "x.png.pt").read_bytes()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != OPTIONS_NAME}
+    assert upsample_small([data], upsampler, out, "--resume") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != OPTIONS_NAME} == (
+        before
+    )

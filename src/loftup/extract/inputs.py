@@ -16,10 +16,18 @@ from ..io import IMAGE_SUFFIXES
 
 @dataclass
 class Job:
-    """One input image and the stem of its outputs (relative to the output folder)."""
+    """One input image (``path``: the file itself, links followed), the stem of its outputs
+    (relative to the output folder), and ``given``: the image as the inputs name it (a link
+    by its own name, not its target's; ``path`` where not said), which messages and the
+    ``--viz`` title show."""
 
     path: Path
     stem: str
+    given: Path | None = None
+
+    def __post_init__(self):
+        if self.given is None:
+            self.given = self.path
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -75,8 +83,10 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image).
 
     Jobs are sorted by path with duplicates dropped (a file reached through several inputs is
-    one job; two names of one file, a link beside its target, are two). An output stem is the file's name without
-    its suffix, with the sub-folder kept for images found under a folder (a file reached through
+    one job; two names of one file, a link beside its target, are two, ``x.jpg`` -> ``x.png``
+    too; a link and its file of one name, ``links/x.png`` -> ``data/x.png``, are one), each
+    named in messages as an input reached it (:attr:`Job.given`). An output stem is the file's
+    name without its suffix, with the sub-folder kept for images found under a folder (a file reached through
     several inputs, ``photos photos/day1``, keeps its longest name, that of the outermost folder
     given, whatever the order of the inputs); when two inputs would
     share a stem (``a.jpg`` and ``a.png``, or ``A.jpg`` and ``a.png``: names are compared as a
@@ -85,7 +95,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     (``cam1/0001.png`` and ``cam2/0001.png`` given as two folders, or ``A.png`` and ``a.png``)
     are refused (:class:`LoftUpError`).
     """
-    found: dict[Path, Path] = {}  # the file in its real folder -> its name where found
+    found: dict[Path, tuple[Path, Path]] = {}  # the file in its real folder -> (name, path)
     missing = []
     for spec in specs:
         p = Path(spec).expanduser()
@@ -95,9 +105,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 kinds = ", ".join(IMAGE_SUFFIXES)
                 missing.append((spec, f"a folder with no image file in it or under it ({kinds})"))
             for f in images:
-                _name(found, _where(f), f.relative_to(p))
+                _name(found, f, f.relative_to(p))
         elif p.exists():
-            _name(found, _where(p), Path(p.name))
+            _name(found, p, Path(p.name))
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
             files = [m for m in matches if m.is_file()]
@@ -114,23 +124,24 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             elif not files:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
-                _name(found, _where(f), Path(f.name))
+                _name(found, f, Path(f.name))
     items = sorted(found.items(), key=lambda kv: str(kv[0]))
     # a link and the file it names, given through two inputs under one name (links/x.png ->
-    # data/x.png): one file, one output name, so one job, not two refused as sharing a name
+    # data/x.png): one file, one output name, so one job, not two refused as sharing a name.
+    # Names, suffixes and all: a link beside its file with another suffix (x.jpg -> x.png) is
+    # a name of its own, two jobs (x.jpg, x.png) as two files of one stem are, and as it was
     seen, unique = set(), []
-    for where, rel in items:
-        key = (where.resolve(), disk_key(str(rel.with_suffix(""))))
+    for where, (rel, given) in items:
+        key = (where.resolve(), disk_key(str(rel)))
         if key not in seen:
             seen.add(key)
-            unique.append((where, rel))
-    items = unique
-    stems = [str(rel.with_suffix("")) for _, rel in items]
+            unique.append((where, rel, given))
+    stems = [str(rel.with_suffix("")) for _, rel, _ in unique]
     keys = [disk_key(s) for s in stems]
     clash = {k for k, n in Counter(keys).items() if n > 1}  # stems.count: hours for 1M files
     jobs = [
-        Job(where.resolve(), str(rel) if k in clash else s)
-        for (where, rel), s, k in zip(items, stems, keys)
+        Job(where.resolve(), str(rel) if k in clash else s, given)
+        for (where, rel, given), s, k in zip(unique, stems, keys)
     ]
     _refuse_shared_names(jobs)
     return jobs, missing
@@ -156,15 +167,15 @@ def _refuse_shared_names(jobs: list[Job]) -> None:
         if other.stem == job.stem:
             fix = (  # one folder's a.png and a.png.jpg ("a.png": a.jpg beside them keeps suffixes)
                 "rename one of them"
-                if other.path.parent == job.path.parent
+                if _where(other.given).parent == _where(job.given).parent
                 else "give the folder that holds both (its sub-folders are kept in the names)"
             )
             raise LoftUpError(
-                f"{other.path} and {job.path} would write outputs of one name ({job.stem}); "
+                f"{other.given} and {job.given} would write outputs of one name ({job.stem}); "
                 f"{fix}, or run them into separate -o folders"
             )
         raise LoftUpError(
-            f"{other.path} and {job.path} would write outputs whose names differ only in letter "
+            f"{other.given} and {job.given} would write outputs whose names differ only in letter "
             f"case or Unicode form ({other.stem}, {job.stem}): one file on a case-insensitive "
             "disk (macOS, Windows), and --resume would take one's for the other's; rename one of them, or run "
             "them into separate -o folders"
@@ -179,12 +190,14 @@ def _where(path: Path) -> Path:
     return path.parent.resolve() / path.name
 
 
-def _name(found: dict[Path, Path], path: Path, rel: Path) -> None:
-    """Record ``rel`` as the name of the file ``path`` in ``found``, unless it already has a
-    longer one (more folders; of two as long, the first in sort order): the name of a file that
-    several inputs reach does not depend on their order, and is the one that keeps it apart
-    from the other files of the outermost folder (``photos/day1/x.png`` is ``day1/x`` given
-    ``photos/day1 photos``, where ``photos/x.png`` is ``x``)."""
-    old = found.get(path)
-    if old is None or (-len(rel.parts), str(rel)) < (-len(old.parts), str(old)):
-        found[path] = rel
+def _name(found: dict[Path, tuple[Path, Path]], path: Path, rel: Path) -> None:
+    """Record ``rel`` as the name of the file ``path`` (as an input reached it) in ``found``,
+    under the file in its real folder (:func:`_where`), unless it already has a longer one
+    (more folders; of two as long, the first in sort order): the name of a file that several
+    inputs reach does not depend on their order, and is the one that keeps it apart from the
+    other files of the outermost folder (``photos/day1/x.png`` is ``day1/x`` given
+    ``photos/day1 photos``, where ``photos/x.png`` is ``x``). ``path`` goes with its name."""
+    where = _where(path)
+    old = found.get(where)
+    if old is None or (-len(rel.parts), str(rel)) < (-len(old[0].parts), str(old[0])):
+        found[where] = (rel, path)

@@ -91,7 +91,7 @@ def run(
         report.kept = sum(len(b) for b, d in zip(mine, done) if d)
         mine = [b for b, d in zip(mine, done) if not d]
     too_long = _names_too_long(mine, out_dir, fmt, viz)  # said before any work, not after it
-    mine = [[j for j in b if (j.path, j.stem) not in too_long] for b in mine]
+    mine = [[j for j in b if id(j) not in too_long] for b in mine]
     mine = [b for b in mine if b]
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
     bar = tqdm(
@@ -100,8 +100,8 @@ def run(
     pending: deque = deque()  # (job, future) in submission order
 
     def fail(job: Job, reason: str) -> None:
-        report.failed.append((str(job.path), reason))
-        bar.write(f"failed: {job.path}: {reason}", file=sys.stderr)
+        report.failed.append((str(job.given), reason))
+        bar.write(f"failed: {job.given}: {reason}", file=sys.stderr)
 
     def collect() -> None:
         job, done = pending.popleft()
@@ -117,8 +117,8 @@ def run(
         while len(pending) > 2 * writers:
             collect()
 
-    for (path, stem), reason in too_long.items():
-        fail(Job(path, stem), reason)
+    for job, reason in too_long.values():
+        fail(job, reason)
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
         ahead = reader.submit(_read, mine[0]) if mine else None
         for k in range(len(mine)):
@@ -126,7 +126,7 @@ def run(
             if k + 1 < len(mine):
                 ahead = reader.submit(_read, mine[k + 1])
             for job, reason in unreadable:
-                report.failed.append((str(job.path), reason))
+                report.failed.append((str(job.given), reason))
                 bar.write(f"skipped: {reason}", file=sys.stderr)
                 bar.update(1)
             for group in _groups(loaded):
@@ -184,9 +184,9 @@ def run(
 
 
 def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
-    """The jobs of ``batches``, as ``(path, stem)``, whose output name is longer than the file
-    system allows in ``out_dir`` (255 bytes on most), with the reason: it failed only once its
-    features had been computed. (A temporary file's name is the output's cut to 200 bytes and
+    """The jobs of ``batches`` whose output name is longer than the file system allows in
+    ``out_dir`` (255 bytes on most), with the reason, as ``{id(job): (job, reason)}``: it failed
+    only once its features had been computed. (A temporary file's name is the output's cut to 200 bytes and
     14 more, :func:`loftup.atomic.temp_beside`: it fits whenever the output's does.)"""
     try:
         limit = os.pathconf(out_dir if out_dir.is_dir() else out_dir.parent, "PC_NAME_MAX")
@@ -197,10 +197,11 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
         for path in outputs_of(out_dir, job, fmt, viz):
             size = len(os.fsencode(path.name))
             if size > limit:  # its temporary file's fits whenever it does
-                found[job.path, job.stem] = (
+                why = (
                     f"its output's name, {path.name}, is {size} bytes, over the {limit} this "
                     f"file system allows; rename the input ({job.stem}) shorter"
                 )
+                found[id(job)] = (job, why)
                 break
     return found
 
@@ -218,13 +219,13 @@ def _read(batch: list[Job]) -> tuple[list[tuple[Job, torch.Tensor]], list[tuple[
     loaded, unreadable = [], []
     for job in batch:
         try:
-            loaded.append((job, load_image_tensor(job.path)))
+            loaded.append((job, load_image_tensor(job.given)))  # its errors name it so
         except ImageReadError as e:
             unreadable.append((job, str(e)))
         except Exception as e:  # a huge image the host has no room to decode: that image's
             if not out_of_memory(e):  # failure, as one it has no room to compute
                 raise
-            why = f"cannot read image {job.path}: out of memory ({memory_shortfall(e)})"
+            why = f"cannot read image {job.given}: out of memory ({memory_shortfall(e)})"
             unreadable.append((job, f"{why}; downscale it first, or free memory"))
     return loaded, unreadable
 

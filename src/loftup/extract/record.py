@@ -135,7 +135,7 @@ def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved)
                 continue
             if path.resolve() in inputs:
                 raise LoftUpError(
-                    f"{path} is an input of this run, and the {what[kind]} of {job.path} would "
+                    f"{path} is an input of this run, and the {what[kind]} of {job.given} would "
                     "overwrite it; choose another -o (outside the input folders)"
                 )
             # (a folder in its place cannot be replaced: that image fails, as it writes)
@@ -144,7 +144,7 @@ def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved)
                 if saved is None:
                     why = f"no {OPTIONS_NAME} in {out_dir}"
                 raise LoftUpError(
-                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.path} would "
+                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.given} would "
                     "overwrite it; move it away, or choose another -o"
                 )
 

@@ -98,7 +98,7 @@ def commit_streamed(out_dir, job, feats_file, image, lr_feats, viz: bool) -> Non
         png = None
         if viz:
             with _VIZ_LOCK:
-                png = comparison_png(image, lr_feats, feats_file.features, title=job.path.name)
+                png = comparison_png(image, lr_feats, feats_file.features, title=job.given.name)
         feats_file.commit()
     except BaseException:
         feats_file.discard()
@@ -119,5 +119,5 @@ def write_outputs(out_dir, job, fmt, save_dtype, image, lr_feats, hr_feats, viz:
     save_features(out_dir / f"{job.stem}.{fmt}", hr_feats, fmt, save_dtype)
     if viz:  # the picture of what the file holds (as a streamed output's is)
         with _VIZ_LOCK:
-            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=job.path.name)
+            png = comparison_png(image, lr_feats, hr_feats.to(save_dtype), title=job.given.name)
         atomic_write_bytes(out_dir / f"{job.stem}_viz.png", png)
