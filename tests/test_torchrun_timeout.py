@@ -1,6 +1,8 @@
 """How long a process of a torchrun job waits for the others: LOFTUP_DIST_TIMEOUT, for
 `loftup train` and `loftup upsample` alike, each with its own default."""
 
+import re
+
 import pytest
 import torch
 
@@ -203,3 +205,39 @@ def test_training_waits_the_meeting_time_not_the_collectives_for_peers_that_neve
     with pytest.raises(LoftUpError, match=r"waited 2 s \(LOFTUP_DIST_MEET_TIMEOUT\) at 127"):
         setup("cpu")
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize(
+    "env, said",
+    [
+        ({"RANK": "x"}, "RANK=x is not an integer >= 0 and below WORLD_SIZE=2"),
+        ({"RANK": "2"}, "RANK=2 is not an integer >= 0 and below WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE=two is not an integer >= 1"),
+        ({"LOCAL_RANK": "-1"}, "LOCAL_RANK=-1 is not an integer >= 0"),
+        ({"MASTER_PORT": "http"}, "MASTER_PORT=http is not an integer >= 0 and below 65536"),
+    ],
+)
+def test_torchruns_variables_that_are_no_such_number_are_one_line(env, said, tmp_path, capsys):
+    """A job script's RANK=$SLURM_PROCID with the variable unset, or a typo: int()'s
+    traceback (under `loftup upsample` and `loftup train`), and the error line itself failed
+    on a WORLD_SIZE that is no number; a rank beyond the world waited for a meeting that could
+    never be complete. Each is said, by both commands, before any work."""
+    from loftup.cli import main
+    from loftup.train.distributed import env_world, setup
+
+    base = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": "29500"}  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**base, **env}.items():
+            mp.setenv(key, value)
+        fix = "; start the processes with torchrun (which sets it), or unset RANK and WORLD_SIZE"
+        with pytest.raises(UsageError, match=f"^{re.escape(said + fix)}"):
+            env_world() if "MASTER_PORT" not in env else setup("cpu")
+        status = main(["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "out")])
+    assert status == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(f"error: {said}{fix} to run one process")
+    )

@@ -1206,3 +1206,15 @@ def test_a_link_beside_its_file_with_another_suffix_is_a_name_of_its_own(upsampl
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != OPTIONS_NAME} == (
         before
     )
+
+
+def test_a_world_of_one_is_one_process_whatever_rank_says(upsampler, tmp_path, monkeypatch):
+    """RANK=1 with WORLD_SIZE=1 (a job script's exports) took batches[1::1]: the first image
+    was never computed, yet the run said it had written both."""
+    for name in ("a.png", "b.png"):
+        noise_picture(tmp_path / name)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    out = tmp_path / "out"
+    assert upsample_small([tmp_path / "a.png", tmp_path / "b.png"], upsampler, out) == 0
+    assert outputs(out) == ["a.pt", "b.pt"]

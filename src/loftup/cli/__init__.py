@@ -232,7 +232,8 @@ def _say(line: str) -> None:
     of the others'), and the reader can tell which said what."""
     from tqdm import tqdm
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in os.environ:
+    world = os.environ.get("WORLD_SIZE", "").strip()  # not a number: the error may say so
+    if world.isdigit() and int(world) > 1 and "RANK" in os.environ:
         line = f"[rank {os.environ['RANK']}] {line}"
 
     for bar in list(getattr(tqdm, "_instances", ())):

@@ -41,14 +41,30 @@ def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[
 
 
 def dist_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it. A
+    value that is no such number (a job script's ``RANK=$SLURM_PROCID`` with the variable
+    unset, a rank beyond the world) is a UsageError naming it: it was int()'s traceback, or a
+    meeting that could never be complete."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, 0
-    return (
-        int(os.environ["RANK"]),
-        int(os.environ["WORLD_SIZE"]),
-        int(os.environ.get("LOCAL_RANK", 0)),
-    )
+    world = _env_int("WORLD_SIZE", 1)
+    if world == 1:  # one process, whatever RANK says (RANK=1 took batches[1::1]: the first
+        return 0, 1, 0  # batch was never computed, yet counted as written)
+    return _env_int("RANK", 0, world, f"WORLD_SIZE={world}"), world, _env_int("LOCAL_RANK", 0)
+
+
+def _env_int(name: str, least: int, limit: int | None = None, said: str = "") -> int:
+    """The environment variable ``name`` (0 where unset) as an integer >= ``least`` and below
+    ``limit`` (``said`` so) where one is given; else a one-line UsageError."""
+    raw = os.environ.get(name, "0").strip()
+    value = int(raw) if re.fullmatch(r"[+-]?\d+", raw) else None
+    if value is None or value < least or (limit is not None and value >= limit):
+        below = f" and below {said or limit}" if limit is not None else ""
+        raise UsageError(
+            f"{name}={raw} is not an integer >= {least}{below}; start the processes with "
+            "torchrun (which sets it), or unset RANK and WORLD_SIZE to run one process"
+        )
+    return value
 
 
 #: torch modules whose functions take the default process group as a default argument, read
@@ -124,7 +140,7 @@ def meet_the_others(backend: str, seconds: float) -> None:
 
     meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
     _check_rendezvous()
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world, _ = dist_env()
     store = _meeting_point(rank, world, meet)
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
@@ -156,7 +172,7 @@ def _meeting_point(rank: int, world: int, seconds: float):
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     try:  # rank 0 opens the meeting point; the others' connection attempts wait for it
         store = dist.TCPStore(
-            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+            os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), world,
             is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=seconds),
             wait_for_workers=False, multi_tenant=True,
         )  # fmt: skip
@@ -193,6 +209,7 @@ def _check_rendezvous() -> None:
             f"{' and '.join(missing)} not, so this process cannot meet the others; start the "
             "processes with torchrun, or unset RANK and WORLD_SIZE to run one process"
         )
+    _env_int("MASTER_PORT", 0, 65536)  # a TCP port (0: any free one, for a group of one)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ train ...`` (nccl on GPUs, gloo on CPUs). Only rank 0 logs and writes files.
 from __future__ import annotations
 
 import gc
-import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -18,7 +17,13 @@ from torch import nn
 
 from ..checks import resolve_device
 from ..errors import LoftUpError
-from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, meet_the_others, timeout_from_env
+from ..extract.torchrun import (
+    TIMED_OUT,
+    TIMEOUT_ENV,
+    dist_env,
+    meet_the_others,
+    timeout_from_env,
+)
 
 #: how long (seconds) a process of a training's torchrun job waits for the others at a
 #: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)
@@ -45,10 +50,9 @@ class DistInfo:
 
 def env_world() -> int:
     """How many processes torchrun's environment says this run has (1 without torchrun), read
-    without joining the process group: what :func:`setup` will give as ``world``."""
-    if "RANK" not in os.environ:
-        return 1
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    without joining the process group: what :func:`setup` will give as ``world`` (a value
+    that is no such number: a UsageError naming it, :func:`~loftup.extract.torchrun.dist_env`)."""
+    return dist_env()[1]
 
 
 def dist_timeout() -> float:
@@ -64,8 +68,7 @@ def setup(device_name: str = "auto") -> DistInfo:
     seconds at most at each collective); the single-process info otherwise."""
     if env_world() <= 1:
         return DistInfo(device=resolve_device(device_name))
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local_rank = dist_env()
     device = resolve_device(device_name, local_rank)  # this process's own GPU
     if device.type == "cuda":
         torch.cuda.set_device(device)
