@@ -241,3 +241,27 @@ def test_torchruns_variables_that_are_no_such_number_are_one_line(env, said, tmp
         .splitlines()[-1]
         .endswith(f"error: {said}{fix} to run one process")
     )
+
+
+def test_a_meeting_port_in_use_is_one_line_naming_it(monkeypatch):
+    """Two runs on one node with torchrun's default port (or a manual launch's): rank 0 of the
+    second could not hold the meeting point, and ended in torch's store traceback (EADDRINUSE)."""
+    import socket
+
+    from loftup.errors import LoftUpError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "LOFTUP_DIST_MEET_TIMEOUT": "5"}  # fmt: skip
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(LoftUpError) as e:
+            torchrun.init_distributed(torch.device("cpu"))
+    assert str(e.value) == (
+        f"MASTER_PORT={port} is in use here (another run's?), so this process (RANK=0) cannot "
+        f"hold the meeting point at 127.0.0.1:{port}; give this run's processes another "
+        "MASTER_PORT (torchrun --master-port PORT, or --standalone on one node)"
+    )

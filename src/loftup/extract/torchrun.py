@@ -177,6 +177,13 @@ def _meeting_point(rank: int, world: int, seconds: float):
             wait_for_workers=False, multi_tenant=True,
         )  # fmt: skip
     except dist.DistError as e:  # a client's that never reached it: DistNetworkError
+        if "EADDRINUSE" in str(e):  # rank 0's: two runs on one node with torchrun's default
+            raise LoftUpError(
+                f"MASTER_PORT={os.environ['MASTER_PORT']} is in use here (another run's?), so "
+                f"this process (RANK={rank}) cannot hold the meeting point at {where}; give this "
+                "run's processes another MASTER_PORT (torchrun --master-port PORT, or "
+                "--standalone on one node)"
+            ) from None
         if not re.search(r"timed out", str(e), re.IGNORECASE):
             raise
         raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came") from None
