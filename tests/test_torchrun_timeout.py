@@ -143,7 +143,7 @@ def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_cam
 
     def come(rank):
         try:
-            torchrun._meeting_point(rank, 3, 3 if rank == 0 else 6)
+            torchrun._meeting_point(rank, 3, 3 if rank == 0 else 6, meeting=1)
         except LoftUpError as e:
             said[rank] = str(e)
 
@@ -265,3 +265,35 @@ def test_a_meeting_port_in_use_is_one_line_naming_it(monkeypatch):
         f"hold the meeting point at 127.0.0.1:{port}; give this run's processes another "
         "MASTER_PORT (torchrun --master-port PORT, or --standalone on one node)"
     )
+
+
+def test_a_second_meeting_at_a_store_that_outlived_the_first_waits_for_all_again(monkeypatch):
+    """Under torchrun the processes meet at its agent's store, which outlives their meetings: a
+    script that joins a group twice (upsample_folder on two folders) found the first meeting's
+    "all came" there, and its second meeting was none."""
+    import datetime
+    import threading
+
+    import torch.distributed as dist
+
+    from loftup.errors import LoftUpError
+
+    port = free_port()
+    agent = dist.TCPStore("127.0.0.1", port, None, is_master=True, wait_for_workers=False,
+                          timeout=datetime.timedelta(seconds=30))  # fmt: skip
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "TORCHELASTIC_USE_AGENT_STORE": "True"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    met = []
+    threads = [
+        threading.Thread(target=lambda r=r: met.append(torchrun._meeting_point(r, 2, 10, 1)))
+        for r in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(met) == 2  # both came, as clients of the agent's store
+    with pytest.raises(LoftUpError, match="and only 1 of 2 came; "):
+        torchrun._meeting_point(0, 2, 1, 2)  # rank 1 does not come this time
+    del agent

@@ -5,6 +5,7 @@ has ended."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
@@ -141,7 +142,7 @@ def meet_the_others(backend: str, seconds: float) -> None:
     meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
     _check_rendezvous()
     rank, world, _ = dist_env()
-    store = _meeting_point(rank, world, meet)
+    store = _meeting_point(rank, world, meet, next(_MEETINGS))
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
     store.set_timeout(datetime.timedelta(seconds=seconds))
@@ -151,10 +152,15 @@ def meet_the_others(backend: str, seconds: float) -> None:
     )  # fmt: skip
 
 
-def _meeting_point(rank: int, world: int, seconds: float):
+#: the meetings of this process, counted (every process goes to the same ones, in one order)
+_MEETINGS = itertools.count(1)
+
+
+def _meeting_point(rank: int, world: int, seconds: float, meeting: int):
     """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
-    torch's ``env://`` does), once all ``world`` processes have come to it: each counts itself
-    in, and the last one says so; ``seconds`` at most, else a one-line LoftUpError."""
+    torch's ``env://`` does), once all ``world`` processes have come to it for the
+    ``meeting``-th time: each counts itself in, and the last one says so; ``seconds`` at most,
+    else a one-line LoftUpError."""
     import datetime
 
     import torch.distributed as dist
@@ -187,8 +193,9 @@ def _meeting_point(rank: int, world: int, seconds: float):
         if not re.search(r"timed out", str(e), re.IGNORECASE):
             raise
         raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came") from None
-    # a restarted job's processes (torchrun --max-restarts) meet at the agent's store again
-    key = f"loftup_meet/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    # the agent's store outlives a meeting: a restarted job's processes (torchrun
+    # --max-restarts) meet there again, and so do those of a script that joins a group twice
+    key = f"loftup_meet/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{meeting}"
     try:
         if store.add(f"{key}/came", 1) == world:
             store.set(f"{key}/all", "1")
