@@ -222,3 +222,22 @@ def test_the_comparison_picture_leaves_the_process_random_numbers_alone(monkeypa
         assert all(map(torch.equal, torch.cuda.get_rng_state_all(), gpu))
     assert seeded[0] == seeded[1]
     assert io.BytesIO(seeded[0]).read(4) == b"\x89PNG"
+
+
+def test_features_of_another_width_than_the_basis_are_named_in_a_line():
+    """A basis fitted on one backbone's features applied to another's (or a pair whose two
+    maps differ in width) was torch's "The size of tensor a (4) must match the size of tensor
+    b (8) at non-singleton dimension 3"."""
+    import pytest
+
+    from loftup import LoftUpError
+
+    basis = fit_pca(torch.randn(1, 8, 4, 4))
+    with pytest.raises(
+        LoftUpError, match=r"^features of 4 channels, but the PCA basis was fitted on 8; "
+    ):
+        apply_pca(torch.randn(1, 4, 4, 4), basis)
+    with pytest.raises(
+        LoftUpError, match=r"^low-res features of 8 channels, upsampled ones of 4; "
+    ):
+        pca_pair(torch.randn(8, 2, 2), torch.randn(4, 8, 8))

@@ -89,6 +89,11 @@ def apply_pca(feats: torch.Tensor, basis: PCABasis) -> torch.Tensor:
     # path for strided operands and rounds otherwise, so a picture drawn from channels-last
     # features (a streamed output) differed from one drawn from the same values held whole
     x = _batched(feats).detach().float().permute(0, 2, 3, 1)
+    if x.shape[-1] != basis.mean.shape[0]:  # torch's "size of tensor a (4) must match ..."
+        raise UsageError(
+            f"features of {x.shape[-1]} channels, but the PCA basis was fitted on "
+            f"{basis.mean.shape[0]}; fit it on features of the same backbone (fit_pca)"
+        )
     centred = torch.empty(x.shape, device=x.device)  # contiguous, one copy as before
     torch.sub(x, basis.mean.to(x.device), out=centred)
     proj = centred @ basis.components.to(x.device)
@@ -104,7 +109,12 @@ def pca_pair(lr_feats: torch.Tensor, hr_feats: torch.Tensor) -> tuple[torch.Tens
     (under 4: a 1x1 grid has no direction at all) or no spread (constant features: what an
     upsampler adds to them is shown, if more than rounding; else both are grey). One image's
     (C, h, w) and (C, H, W) give (3, h, w) and (3, H, W)."""
-    lr_batch = _batched(lr_feats)
+    lr_batch, hr_channels = _batched(lr_feats), _batched(hr_feats).shape[1]
+    if lr_batch.shape[1] != hr_channels:
+        raise UsageError(
+            f"low-res features of {lr_batch.shape[1]} channels, upsampled ones of "
+            f"{hr_channels}; pass one image's features before and after upsampling"
+        )
     lr_pixels = lr_batch.shape[0] * lr_batch.shape[-2] * lr_batch.shape[-1]
     basis = fit_pca(lr_feats) if lr_pixels > 3 else None
     if basis is None or not basis.components.any():
