@@ -29,6 +29,8 @@ def _tensor_fix(shape: tuple) -> str:
     """How to make a tensor of ``shape`` one :func:`to_tensor` reads, in words."""
     if len(shape) == 3 and shape[-1] in (1, 3):
         return "it is channels last: image.permute(2, 0, 1)"
+    if len(shape) == 3 and shape[0] == 4:
+        return "drop the alpha channel (image[:3])"
     if len(shape) == 2:
         return "give a grayscale one as (1, H, W): image[None]"
     return "pass RGB or grayscale pixels, channels first"
@@ -37,6 +39,14 @@ def _tensor_fix(shape: tuple) -> str:
 #: Integer pixels, by dtype, and the value that is full scale (1.0): 8-bit, and 16-bit as a
 #: 16-bit file reads (cv2's IMREAD_UNCHANGED and tifffile give such arrays).
 PIXEL_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def _refuse_dtype(dtype: str) -> None:
+    """The :class:`ImageInputError` of pixels of ``dtype``, which no image has."""
+    raise ImageInputError(
+        f"expected uint8, uint16 or floating point pixels, got {dtype}; pass 0-255 values "
+        "as uint8, 0-65535 ones as uint16, or floats in [0, 1] (image / 255)"
+    )
 
 
 def to_tensor(image) -> torch.Tensor:
@@ -52,6 +62,8 @@ def to_tensor(image) -> torch.Tensor:
                 f"expected an (H, W) or (H, W, 3) array, got shape {image.shape}; "
                 f"{_array_fix(image.shape)}"
             )
+        if a.dtype.kind not in "biufc":  # torch.from_numpy's TypeError ("can't convert ...
+            _refuse_dtype(str(a.dtype))  # numpy.object_"): np.array of images of two sizes
         # in this machine's byte order: a big-endian array (np.asarray of Pillow's "I;16B"
         # image, a FITS file's) was torch.from_numpy's ValueError
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
@@ -68,11 +80,7 @@ def to_tensor(image) -> torch.Tensor:
     if t.dtype in PIXEL_MAX:
         t = t.float() / PIXEL_MAX[t.dtype]
     elif not t.is_floating_point():
-        dtype = str(t.dtype).removeprefix("torch.")
-        raise ImageInputError(
-            f"expected uint8, uint16 or floating point pixels, got {dtype}; pass 0-255 values "
-            "as uint8, 0-65535 ones as uint16, or floats in [0, 1] (image / 255)"
-        )
+        _refuse_dtype(str(t.dtype).removeprefix("torch."))
     if t.dim() != 3 or t.shape[0] not in (1, 3):
         raise ImageInputError(
             f"expected a (3, H, W) image tensor, got shape {tuple(t.shape)}; "
