@@ -169,7 +169,7 @@ def test_the_meeting_wait_is_read_and_checked_before_the_others_are_met(joined, 
         torchrun.init_distributed(torch.device("cpu"))
     assert str(e.value) == (
         "LOFTUP_DIST_MEET_TIMEOUT=soon is not a number of seconds > 0; set it to how long a "
-        "process of a torchrun job may wait for the others to come (default 900), or unset it"
+        "process of a torchrun job may wait for the others to come (default 600), or unset it"
     )
     assert joined == []
 

@@ -27,8 +27,8 @@ UPSAMPLE_TIMEOUT = 86400.0
 #: so that a process whose peers were never started does not wait a day to say so.
 MEET_ENV = "LOFTUP_DIST_MEET_TIMEOUT"
 
-#: its default: 15 minutes (torchrun's own wait for the nodes of a job to come)
-MEET_TIMEOUT = 900.0
+#: its default: 10 minutes (what torchrun waits for the nodes of a job to join)
+MEET_TIMEOUT = 600.0
 
 #: what gloo (and nccl's watchdog) say when a collective waited out the group's time-out
 TIMED_OUT = re.compile(r"Timed out waiting \d+ ?ms|Application timeout caused pair closure|"

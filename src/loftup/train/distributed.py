@@ -64,7 +64,7 @@ def dist_timeout() -> float:
 
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (waiting ``LOFTUP_DIST_MEET_TIMEOUT``
-    seconds at most for the others to come, 15 minutes by default, then :func:`dist_timeout`
+    seconds at most for the others to come, 10 minutes by default, then :func:`dist_timeout`
     seconds at most at each collective); the single-process info otherwise."""
     if env_world() <= 1:
         return DistInfo(device=resolve_device(device_name))
