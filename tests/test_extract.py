@@ -357,3 +357,22 @@ def test_a_link_and_its_file_under_one_name_through_two_inputs_are_one_job(tmp_p
     for specs in (["data", "links"], ["links", "data/x.png"], ["data/*.png", "links/*.png"]):
         jobs, _ = collect_inputs([str(tmp_path / s) for s in specs])
         assert [(j.path, j.stem) for j in jobs] == [((tmp_path / "data" / "x.png").resolve(), "x")]
+
+
+def test_a_link_to_nothing_is_said_as_such_not_as_a_folder_nor_passed_over(tmp_path):
+    """A link whose image was moved or deleted (a data set of links, re-organised): named on
+    the command line it was 'a glob that matches 1 folder and no file' with a glob of the
+    files in it as the fix; found in a folder it was passed over without a word (the run said
+    all was written, one image short)."""
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "moved" / "gone.png")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "nowhere.txt")  # no image's name: no input
+    said = (
+        f"a link to {tmp_path / 'moved' / 'gone.png'}, which does not exist (moved or "
+        "deleted?); fix or remove the link"
+    )
+    gone = str(tmp_path / "gone.png")
+    for spec in (gone, str(tmp_path), str(tmp_path / "*.png")):
+        jobs, missing = collect_inputs([spec])
+        assert missing == [(gone, said)], spec
+        assert [j.stem for j in jobs] == ([] if spec == gone else ["a"]), spec

@@ -30,9 +30,10 @@ class Job:
             self.given = self.path
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """The image files under ``folder``, hidden ones and those in hidden folders left out (as a
-    glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
+def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under ``folder``, and the links of an image's name there to nothing (a
+    moved or deleted file: said, not passed over in silence), hidden ones and those in hidden
+    folders left out (as a glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
     are not images to compute, and the first cannot be read as one. Sub-folders that are links
     to folders elsewhere are searched too, as a glob's ``**`` searches them (a folder of links
     to the cameras' folders gave no image at all); a link the search would go round in, or to
@@ -46,7 +47,22 @@ def _images_under(folder: Path) -> list[Path]:
             for f in files
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
         ]
-    return sorted(Path(p) for p in found if os.path.isfile(p))
+    paths = sorted(Path(p) for p in found)
+    return [p for p in paths if p.is_file()], [p for p in paths if _to_nothing(p)]
+
+
+def _to_nothing(path: Path) -> bool:
+    """Whether ``path`` is a link to nothing (its file moved or deleted)."""
+    return path.is_symlink() and not path.exists()
+
+
+def _links_to_nothing(paths: list[Path]) -> list[tuple[str, str]]:
+    """Each link of ``paths`` to nothing, with the reason it is no input (for ``missing``)."""
+    return [
+        (str(p), f"a link to {os.readlink(p)}, which does not exist (moved or deleted?); fix "
+                 "or remove the link")
+        for p in paths
+    ]  # fmt: skip
 
 
 def _reached(sub: Path, folder: Path) -> bool:
@@ -100,28 +116,34 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     for spec in specs:
         p = Path(spec).expanduser()
         if p.is_dir():
-            images = _images_under(p)
-            if not images:  # as a glob of no image is: named, not passed over in silence
+            images, broken = _images_under(p)
+            if not images and not broken:  # as a glob of no image is: named, not passed over
                 kinds = ", ".join(IMAGE_SUFFIXES)
                 missing.append((spec, f"a folder with no image file in it or under it ({kinds})"))
+            missing += _links_to_nothing(broken)
             for f in images:
                 _name(found, f, f.relative_to(p))
         elif p.exists():
             _name(found, p, Path(p.name))
+        elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
+            missing += _links_to_nothing([p])
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
             files = [m for m in matches if m.is_file()]
             images = [m for m in files if _is_image(m)]  # a glob's .txt is no image, as a folder's
+            folders = [m for m in matches if m.is_dir()]
+            broken = [m for m in matches if _is_image(m) and _to_nothing(m)]
+            missing += _links_to_nothing(broken)
             if files and not images:
                 n, kinds = len(files), ", ".join(IMAGE_SUFFIXES)
                 why = f"matches {n} file{'s' * (n > 1)}, none an image ({kinds})"
                 missing.append((spec, f"{why}; name a file to read it as one"))
-            elif not files and matches:  # folders only: "no such ... glob" was wrong, and no help
-                n = len(matches)
+            elif not files and folders:  # folders only: "no such ... glob" was wrong, and no help
+                n = len(folders)
                 missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
                                 f"a folder to search it (sub-folders too), or a glob of the "
                                 f"files in them ({_files_in(spec)})"))  # fmt: skip
-            elif not files:
+            elif not files and not broken:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name))
