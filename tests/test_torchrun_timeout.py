@@ -297,3 +297,14 @@ def test_a_second_meeting_at_a_store_that_outlived_the_first_waits_for_all_again
     with pytest.raises(LoftUpError, match="and only 1 of 2 came; "):
         torchrun._meeting_point(0, 2, 1, 2)  # rank 1 does not come this time
     del agent
+
+
+@pytest.mark.parametrize("use_libuv", ["0", "1"])
+def test_the_meeting_point_honours_use_libuv_as_torchs_own_does(use_libuv, monkeypatch):
+    """USE_LIBUV=0 (torch's way back to its older store server, where libuv's misbehaves) was
+    ignored once the store was made here rather than by torch's env:// rendezvous."""
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+                       "USE_LIBUV": use_libuv}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    store = torchrun._meeting_point(0, 1, 5, 1)
+    assert store.libuvBackend is (use_libuv == "1")

@@ -9,6 +9,7 @@ import itertools
 import math
 import os
 import re
+import sys
 
 import torch
 
@@ -176,11 +177,14 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: int):
 
     waited = f"waited {seconds:g} s ({MEET_ENV}) at {where} for the others, and"
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
+    # than on Windows, whose torch has no libuv)
+    libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
     try:  # rank 0 opens the meeting point; the others' connection attempts wait for it
         store = dist.TCPStore(
             os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), world,
             is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=seconds),
-            wait_for_workers=False, multi_tenant=True,
+            wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
         )  # fmt: skip
     except dist.DistError as e:  # a client's that never reached it: DistNetworkError
         if "EADDRINUSE" in str(e):  # rank 0's: two runs on one node with torchrun's default
