@@ -978,3 +978,27 @@ def test_merged_parts_keep_the_run_s_load_average_without_calling_it_a_differenc
     got = merge_machines([a, b])
     assert got["load_average_start"] == [1.0, 1, 1]  # the first part's start, the last's end
     assert got["load_average_end"] == [4.0, 1, 1] and "differs_by_part" not in got
+
+
+def test_without_float32_no_row_claims_a_deviation_from_float32():
+    """`loftup bench --dtypes bfloat16` measured each deviation from our bfloat16 output and
+    labelled it "vs float32": ours read 0.0 and the paper's float32 code 3.5e-2 (its distance
+    from bfloat16). With no float32 output there is no such figure: none is given, the table
+    says why, and the summary prints none rather than "not finite" (a broken output's mark)."""
+    from loftup.bench.forward import bench_forward, format_table
+    from loftup.bench.suite import summary
+
+    reference = load_reference_class(STANDIN)
+    report = bench_forward(
+        (16,), dim=32, grid=4, dtypes=("bfloat16",), repeats=1, warmup=0, peak=False,
+        reference=reference, progress=False,
+    )  # fmt: skip
+    assert {(r["method"], r["dtype"]) for r in report["results"]} >= {
+        ("loftup", "bfloat16"),
+        ("reference", "float32"),
+    }
+    assert not any("max_abs_dev_vs_float32" in r for r in report["results"])
+    assert "max dev: from our float32 output, not timed here" in format_table(report)
+    suite = {"suite": "cpu", "machine": report["machine"], "sections": {"forward": report}}
+    (line,) = [ln for ln in summary(suite).splitlines() if " bfloat16 loftup " in ln]
+    assert "dev -," in line and "not finite" not in line

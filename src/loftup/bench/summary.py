@@ -36,8 +36,11 @@ def summary(report: dict) -> str:
                 else ""
             )
             bil = by.get(("bilinear", "float32", size))
+            # none where our float32 did not run there (failed): not a broken output's None
+            key = "max_abs_dev_vs_float32"
+            dev = fmt_dev(r[key]) if key in r else "-"
             lines.append(
-                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {fmt_dev(r.get('max_abs_dev_vs_float32'))}{vs}"
+                f"  {size:>5} {dt:<8} {method:<12} {r['best_s'] * 1e3:9.2f} ms, {r.get('gflops_per_s', 0):.0f} GFLOP/s, dev {dev}{vs}"
                 + (f", bilinear {bil['best_s'] * 1e3:.2f} ms" if bil else "")
             )
     if isinstance(sec.get("parity"), dict) and "error" not in sec["parity"]:

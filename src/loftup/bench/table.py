@@ -29,6 +29,8 @@ def format_table(report: dict) -> str:
             f"# reference not timed at {', '.join(map(str, above))}: above --reference-max-size "
             f"{limit}"
         )
+    if "float32" not in report.get("settings", {}).get("dtypes", ["float32"]):
+        lines.append("# max dev: from our float32 output, not timed here (add float32 to --dtypes)")
     for f in report.get("failed", []):
         lines.append(f"# failed: {f['method']} {f['dtype']} {f['size']}: {f['error']}")
     if any(r.get("fraction_of_peak", 0) > 1 for r in report["results"]):
