@@ -1002,3 +1002,33 @@ def test_without_float32_no_row_claims_a_deviation_from_float32():
     suite = {"suite": "cpu", "machine": report["machine"], "sections": {"forward": report}}
     (line,) = [ln for ln in summary(suite).splitlines() if " bfloat16 loftup " in ln]
     assert "dev -," in line and "not finite" not in line
+
+
+class _Terminal:
+    """A stderr that says it is a terminal (where progress bars are drawn), keeping the text."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_no_progress_hides_the_stream_s_bar_too(monkeypatch):
+    """`loftup bench --stream N --no-progress` still drew the stream's bar over its tiles on a
+    terminal (the README: --no-progress hides the bars); without the flag it is drawn."""
+    argv = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1"]
+    argv += ["--warmup", "0", "--no-peak", "--tile-size", "16", "--stream", "48"]
+    for flag, drawn in (["--no-progress"], False), ([], True):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main([*argv, *flag]) == 0
+        assert ("tiles" in terminal.buffer.getvalue()) is drawn

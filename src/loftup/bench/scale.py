@@ -66,14 +66,27 @@ def check_stream_size(size) -> None:
 
 
 def bench_stream(
-    model, size: int = 4096, *, grid=16, device="cpu", path=None, layout="nhwc", keep=False
+    model,
+    size: int = 4096,
+    *,
+    grid=16,
+    device="cpu",
+    path=None,
+    layout="nhwc",
+    keep=False,
+    progress: bool | None = None,
 ) -> dict:
     """Stream one size x size output into a memory-mapped .npy: time, file size, and the peak
     of the process's own (anonymous) memory, which leaves the file's pages out. The model's
-    inference settings (``tile_size``, ``chunk_size``, ``conv``) are those it streams with."""
+    inference settings (``tile_size``, ``chunk_size``, ``conv``) are those it streams with.
+    ``progress``: a bar over the tiles on a terminal (None: where a bench bar is open, as in
+    a suite's section run with its bars; ``--no-progress`` opens none)."""
     from ..tiling import upsample_to_npy
+    from .progress import active
 
     check_stream_size(size)
+    if progress is None:
+        progress = active()
 
     lr, image = _inputs(model, size, grid, device)
     tmpdir = None
@@ -85,7 +98,7 @@ def bench_stream(
             t0 = time.perf_counter()
             upsample_to_npy(
                 model, lr, image, path, layout=layout, tile_size=model.tile_size,
-                chunk_size=model.chunk_size, conv=model.conv,
+                chunk_size=model.chunk_size, conv=model.conv, progress=progress,
             )  # fmt: skip
             sync(device)
             seconds = time.perf_counter() - t0
@@ -114,15 +127,17 @@ def bench_stream_random(
     tile_size: int | None = None,
     chunk_size: int | None = None,
     conv: str = "auto",
+    progress: bool = True,
 ) -> dict:
     """:func:`bench_stream` of a random LoftUp with ``dim`` channels (random weights time as the
     released ones do), with the inference settings ``tile_size``, ``chunk_size`` and ``conv``
-    (see :func:`loftup.tiling.upsample`): what ``loftup bench --stream N`` adds to its table."""
+    (see :func:`loftup.tiling.upsample`): what ``loftup bench --stream N`` adds to its table
+    (``progress``: its bar over the tiles, on a terminal)."""
     from ..model import LoftUp
 
     model = LoftUp(dim=dim).eval().to(device)
     model.tile_size, model.chunk_size, model.conv = tile_size, chunk_size, conv
-    return bench_stream(model, size, grid=grid, device=device)
+    return bench_stream(model, size, grid=grid, device=device, progress=progress)
 
 
 def bench_batches(model, size=224, batches=(1, 8, 32), *, grid=16, device="cpu", repeats=3) -> list:

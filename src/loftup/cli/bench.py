@@ -183,6 +183,7 @@ def _cmd_bench(args) -> int:
             report["stream"] = bench_stream_random(
                 args.stream, dim=args.dim, grid=args.grid, device=args.device,
                 tile_size=args.tile_size, chunk_size=args.chunk_size, conv=args.conv,
+                progress=not args.no_progress,
             )  # fmt: skip
         print(format_table(report))
         if "stream" in report:
