@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from loftup import LoftUp, kernels  # noqa: E402
 from loftup.atomic import write_json  # noqa: E402
 from loftup.bench.core import (  # noqa: E402
+    check_script_args,
     kernel_state,
     load_average,
     machine_info,
@@ -60,6 +61,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--sizes", type=int, nargs="*", default=[224, 448, 896, 2048])
     a = p.parse_args()
+    check_script_args(p, json_out=a.json)  # written after each size: said before the first
     cuda = torch.cuda.is_available() and not a.smoke
     dev = "cuda" if cuda else "cpu"
     dt = torch.float16 if cuda else torch.bfloat16

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
     from loftup.atomic import write_json
     from loftup.bench import machine_info
-    from loftup.bench.core import load_average
+    from loftup.bench.core import check_script_args, load_average
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
+    check_script_args(p, json_out=args.json, threads=args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
     load_start = load_average()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from loftup.atomic import write_json
 from loftup.bench import machine_info
-from loftup.bench.core import load_average
+from loftup.bench.core import check_script_args, load_average
 from loftup.data.scene_files import write_scenes
 from loftup.data.scenes import SceneConfig
 from loftup.featurizers import get_featurizer
@@ -51,6 +51,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args()
+    check_script_args(p, json_out=args.json, threads=args.threads)
+    if args.count < 2:
+        p.error(f"--count must be at least 2 (half the scenes fit a probe, half score it), got "
+                f"{args.count}")  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
     model = get_featurizer("scenes_vit_p8")

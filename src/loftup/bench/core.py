@@ -55,6 +55,22 @@ def machine_info(device: str = "cpu", load_start: list[float] | None = None) -> 
     return info
 
 
+def check_script_args(parser, *, json_out: str | None = None, threads=None) -> None:
+    """For the scripts in ``benchmarks/``: ``parser.error`` (their usage, then a one-line
+    error; exit status 2) where ``--json`` cannot be written (a folder, under a file, in a
+    folder that takes no files: said before the minutes of work, not in a traceback after
+    them) or ``--threads`` is below 1."""
+    from ..errors import LoftUpError, check_threads
+    from ..paths import check_file_output
+
+    try:
+        check_threads(threads)
+        if json_out is not None:
+            check_file_output(json_out, "--json", example="out.json")
+    except LoftUpError as e:
+        parser.error(str(e))
+
+
 def load_average() -> list[float] | None:
     """The system's load average over 1, 5 and 15 minutes (None where the OS has none)."""
     try:
