@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,15 @@ def test_world_out_under_a_home_of_no_user_is_one_line(command, capsys):
         "no_such_user_loftup on this machine); give the path without it, e.g. its "
         "absolute path\n"
     )
+
+
+def test_backbone_training_shows_progress_while_it_makes_its_scene_pool(tmp_path, capsys):
+    """The shipped recipe first generates 3,000 scenes (tens of ms each: minutes) with no bar
+    before the training's own; the pool now has one (none with ``progress=False``)."""
+    recipe = BackboneRecipe(steps=1, batch_size=2, scenes=3, size=16, warmup=0, eval_scenes=0)
+    arch = SceneViTConfig(dim=32, depth=1, num_heads=2, stem=(8, 16))
+    train_backbone(recipe, tmp_path / "a", architecture=arch)
+    err = capsys.readouterr().err
+    assert re.search(r"scenes: 100%.*3/3", err) and "backbone" in err
+    train_backbone(recipe, tmp_path / "b", architecture=arch, progress=False)
+    assert capsys.readouterr().err == ""

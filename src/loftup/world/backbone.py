@@ -161,7 +161,8 @@ def train_backbone(
     params = [*model.parameters(), *head.parameters(), *colour_head.parameters()]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
-    images, labels = scene_batch(world, recipe.seed, range(recipe.scenes))
+    # the pool first: 3,000 scenes took minutes before the training's bar showed anything
+    images, labels = scene_batch(world, recipe.seed, range(recipe.scenes), progress=progress)
     t_data = time.perf_counter() - t0
     g = torch.Generator().manual_seed(recipe.seed)
     bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress)

@@ -61,15 +61,20 @@ def patch_majority(labels: torch.Tensor, patch: int, classes: int) -> tuple[torc
     return major, purity
 
 
-def scene_batch(config: SceneConfig, seed: int, indices, jpeg_quality: int | None = 95):
+def scene_batch(
+    config: SceneConfig, seed: int, indices, jpeg_quality: int | None = 95, progress: bool = False
+):
     """Scenes as tensors: images (B, 3, H, W) float in [0, 1] and labels (B, H, W) int64.
 
     With ``jpeg_quality`` the images go through the same JPEG encoding as the files on disk.
+    ``progress``: a bar over the scenes (tens of milliseconds each: minutes for thousands).
     """
+    from tqdm.auto import tqdm
+
     from ..data.scene_files import decode_jpeg, encode_jpeg
 
     images, labels = [], []
-    for i in indices:
+    for i in tqdm(indices, desc="scenes", disable=not progress):
         s = generate_scene(config, seed, int(i))
         img = s.image if jpeg_quality is None else decode_jpeg(encode_jpeg(s.image, jpeg_quality))
         images.append(torch.from_numpy(img).permute(2, 0, 1))
