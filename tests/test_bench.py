@@ -1032,3 +1032,34 @@ def test_no_progress_hides_the_stream_s_bar_too(monkeypatch):
         monkeypatch.setattr(sys, "stderr", terminal)
         assert main([*argv, *flag]) == 0
         assert ("tiles" in terminal.buffer.getvalue()) is drawn
+
+
+def test_the_readme_s_cpu_figures_are_those_of_the_report_it_cites():
+    """The README's CPU table and bullets cite the quiet suite's report; its 896 peak (1.38 GB)
+    was an earlier run's, the report's reads 1.47 GB. Each figure is read off the report."""
+    text = (REPO / "README.md").read_text()
+    name = "cpu-suite-amd-epyc-2026-11-26-quiet.json"
+    assert f"`benchmarks/results/{name}`" in text
+    report = json.loads((REPO / "benchmarks" / "results" / name).read_text())
+    sec = report["sections"]
+    rows = {(r["method"], r["dtype"], r["size"]): r for r in sec["forward"]["results"]}
+
+    def best(method, dtype, size):
+        return rows[(method, dtype, size)]["best_s"]
+
+    ref, ours = best("reference", "float32", 224), best("loftup", "float32", 224)
+    bf16 = best("loftup", "bfloat16", 224)
+    big = rows[("loftup", "float32", 896)]
+    mp = {r["size"]: r for r in sec["megapixels"]}
+    said = [
+        f"| 224 | {ref:.2f} s | **{ours:.2f} s ({ours / ref:.2f}x)**",
+        f"{bf16:.2f} s ({bf16 / ref:.2f}x of the paper's float32)",
+        f"bf16 takes {bf16 / ref:.2f}x of the paper's float32 time",
+        f"| 896 | (88 s, 11.6 GB in the anchors) | {big['best_s']:.1f} s |",
+        f"896: peak {big['peak_memory_bytes'] / 1e9:.2f} GB of which "
+        f"{big['output_bytes'] / 1e9:.2f} GB is the output",
+        f"{mp[224]['s_per_megapixel']:.1f} s/MP at 224 and "
+        f"{mp[1024]['s_per_megapixel']:.1f} s/MP at 1024",
+    ]
+    flat = " ".join(text.split())
+    assert [s for s in said if " ".join(s.split()) not in flat] == []
