@@ -153,6 +153,8 @@ def _cmd_world_probe(args) -> int:
     report = measure_backbone(
         model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS
     )
+    # which backbone the numbers are of: the JSON of a --weights folder read as the shipped one's
+    report["weights"] = args.weights or "scenes_vit_p8 (shipped)"
     for key, value in report.items():
         print(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
     if args.json:
