@@ -68,6 +68,8 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
     for r in report["results"].values():
         assert 0 <= r["miou"] <= 1 and 0 <= r["boundary_f_2px"] <= 1
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what made the numbers, for comparing them with the README's (and another machine's)
+    assert report["run"]["torch"] == torch.__version__ and "git_commit" in report["run"]
     text = (out / "report.md").read_text()
     assert "| stage2 |" in text and "- stage2: " in text and "mIoU vs bilinear" in text
     assert main(args) == 2  # an existing report is never overwritten

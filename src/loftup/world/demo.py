@@ -229,6 +229,7 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     from ..atomic import atomic_write_bytes, write_json
     from ..baselines import get_upsampler
     from ..errors import require
+    from ..eval.report import run_info
     from ..featurizers import get_featurizer
     from ..hub import load_upsampler
 
@@ -278,6 +279,9 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
         "config": dataclasses.asdict(cfg),
         "threads": torch.get_num_threads(),
         "version": __version__,
+        # what made these numbers (commit, torch, the libraries that move a score, date), as
+        # an experiment's results.json keeps it: the README's table is compared against them
+        "run": run_info("cpu"),
         "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
     }
     text = report_markdown(cfg, results, len(images), seconds)
