@@ -1066,3 +1066,11 @@ def test_the_readme_s_cpu_figures_are_those_of_the_report_it_cites():
     ]
     flat = " ".join(text.split())
     assert [s for s in said if " ".join(s.split()) not in flat] == []
+
+
+def test_a_reference_under_the_home_folder_is_found_with_a_tilde(tmp_path, monkeypatch):
+    """`--reference=~/ref.py` (the shell leaves that ~ alone) said "no such file" for a file
+    that was there: ~ is the home folder here too, as in every path loftup takes."""
+    (tmp_path / "ref.py").write_text(STANDIN.read_text())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_reference_class("~/ref.py").__name__ == "ReferenceLoftUp"

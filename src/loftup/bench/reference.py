@@ -21,8 +21,14 @@ def load_reference_class(path):
     import importlib.util
     import os
 
+    from ..data.paths import home_expanded
+
     fix = "give a Python file that defines ReferenceLoftUp, e.g. benchmarks/reference_impl.py"
     where = f"reference implementation {path}"
+    # "--reference=~/ref.py" reaches us unexpanded (the shell expands ~ only at a word's
+    # start): "no such file" for a file that is there, where every other path of loftup's
+    # takes ~ as the home folder
+    path = home_expanded(path, "--reference")
     if os.path.isdir(path):
         raise UsageError(f"{where} is a folder; {fix}")
     if not os.path.isfile(path):
