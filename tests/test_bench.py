@@ -1074,3 +1074,12 @@ def test_a_reference_under_the_home_folder_is_found_with_a_tilde(tmp_path, monke
     (tmp_path / "ref.py").write_text(STANDIN.read_text())
     monkeypatch.setenv("HOME", str(tmp_path))
     assert load_reference_class("~/ref.py").__name__ == "ReferenceLoftUp"
+
+
+def test_tf32_without_float32_is_refused_not_left_out(capsys):
+    """`loftup bench --dtypes bfloat16 --tf32` timed no TF32 row and said nothing (the rows
+    sit beside float32's): refused in one line, before anything is timed."""
+    assert main([*_TINY, "--dtypes", "bfloat16", "--tf32"]) == 2
+    err = capsys.readouterr().err
+    assert "--dtypes bfloat16 has no float32: add float32 to --dtypes" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -135,6 +135,12 @@ def _cmd_bench(args) -> int:
             warmup=args.warmup, tile_size=args.tile_size, chunk_size=args.chunk_size,
             dtypes=args.dtypes,
         )  # fmt: skip
+        if args.tf32 and "float32" not in args.dtypes:  # its rows would be left out unsaid
+            raise LoftUpError(
+                "--tf32 times float32 with TF32 products beside the float32 rows, and --dtypes "
+                f"{' '.join(args.dtypes)} has no float32: add float32 to --dtypes, or leave "
+                "out --tf32"
+            )
     reference = load_reference_class(args.reference) if args.reference else None
     if args.threads:
         torch.set_num_threads(args.threads)
