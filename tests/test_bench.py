@@ -1083,3 +1083,22 @@ def test_tf32_without_float32_is_refused_not_left_out(capsys):
     err = capsys.readouterr().err
     assert "--dtypes bfloat16 has no float32: add float32 to --dtypes" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_stream_s_host_memory_is_the_host_s_and_a_gpu_s_is_said_apart(tmp_path):
+    """On a GPU, `--stream`'s "peak own memory" (``peak_anon_memory_bytes``, the process's own
+    host memory on the CPU) read the GPU's allocations instead: the host's is now read on any
+    device, and a GPU's peak is a figure of its own (None on the CPU)."""
+    from loftup.bench.scale import bench_stream
+    from loftup.bench.table import format_stream
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=32).eval()
+    model.tile_size = 16
+    st = bench_stream(model, 32, grid=4, path=tmp_path / "cpu.npy", progress=False)
+    assert st["peak_device_bytes"] is None and st["peak_anon_memory_bytes"] >= 0
+    assert "GPU" not in format_stream(st)
+    if not torch.cuda.is_available():
+        return
+    st = bench_stream(model.cuda(), 64, grid=4, device="cuda", path=tmp_path / "gpu.npy")
+    assert st["peak_device_bytes"] > 0 and ", peak GPU memory " in format_stream(st)

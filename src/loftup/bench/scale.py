@@ -94,7 +94,12 @@ def bench_stream(
         tmpdir = tempfile.mkdtemp(prefix="loftup-stream-")
         path = os.path.join(tmpdir, "features.npy")
     try:
-        with PeakMemory(device, anon=True) as mem:
+        # the process's own host memory on any device (on a GPU, PeakMemory(device) reads the
+        # GPU's allocations, which this figure's name and line called host memory), and on a
+        # GPU its peak allocation besides
+        cuda = torch.device(device).type == "cuda"
+        gpu = PeakMemory(device) if cuda else _null()
+        with PeakMemory("cpu", anon=True) as mem, gpu:
             t0 = time.perf_counter()
             upsample_to_npy(
                 model, lr, image, path, layout=layout, tile_size=model.tile_size,
@@ -109,6 +114,7 @@ def bench_stream(
             "s_per_megapixel": seconds / (size * size / 1e6),
             "file_bytes": os.path.getsize(path),
             "peak_anon_memory_bytes": mem.peak_bytes,
+            "peak_device_bytes": gpu.peak_bytes if cuda else None,
             "path": str(path) if keep else None,
         }
     finally:

@@ -60,8 +60,10 @@ def fmt_s(s: float) -> str:
 
 def format_stream(st: dict) -> str:
     """A :func:`loftup.bench.scale.bench_stream` result as one line."""
+    gpu = st.get("peak_device_bytes")  # None on the CPU (and in reports before it was kept)
     return (
         f"stream {st['size']}x{st['size']}: {st['seconds']:.1f} s, "
         f"{st['file_bytes'] / 1e9:.1f} GB file, peak own memory "
         f"{st['peak_anon_memory_bytes'] / 1e9:.2f} GB"
+        + (f", peak GPU memory {gpu / 1e9:.2f} GB" if gpu is not None else "")
     )
