@@ -1067,6 +1067,10 @@ def test_the_readme_s_cpu_figures_are_those_of_the_report_it_cites():
         # the peak it beats is the one the same run measured (it said about 180-183)
         f"peak measured in the same run ({sec['forward']['peak_gflops_per_s']['float32']:.0f} "
         "GFLOP/s)",
+        f"{sec['batches'][0]['images_per_s']:.2f} images/s at batch 1",
+        f"{sec['video']['frames_per_s']:.2f} frames/s for 16 frames",
+        f"{sec['compile']['compile_s']:.1f} s to compile (warm cache), then "
+        f"{sec['compile']['speedup']:.2f}x the speed",
         # the suite's own length (it said 15 minutes; its sections took 469 s)
         f"about {round(sum(sec['_seconds'].values()) / 60)} minutes on a quiet machine",
     ]
