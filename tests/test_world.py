@@ -280,13 +280,17 @@ def test_backbone_training_shows_progress_while_it_makes_its_scene_pool(tmp_path
 def test_world_probe_s_json_says_which_backbone_it_measured(tmp_path, capsys, monkeypatch):
     """`loftup world probe --weights DIR --json OUT` wrote the same fields as a probe of the
     shipped backbone: the numbers did not say whose they were. (`--weights=~/DIR`, which the
-    shell leaves alone, was "not found": ~ is the home folder, as in loftup's other paths.)"""
+    shell leaves alone, was "not found": ~ is the home folder, as in loftup's other paths.)
+    Its scenes are made under a progress bar."""
     torch.manual_seed(0)
     model = SceneViT(config=SceneViTConfig(dim=32, depth=1, num_heads=2, stem=(8, 16))).eval()
     save_backbone(model, tmp_path / "bb")
     monkeypatch.setenv("HOME", str(tmp_path))
     argv = ["world", "probe", "--count", "2", "--size", "16", "--json", "-"]
     assert main([*argv, "--weights=~/bb"]) == 0
-    assert json.loads(capsys.readouterr().out)["weights"] == "~/bb"
+    said = capsys.readouterr()
+    assert json.loads(said.out)["weights"] == "~/bb"
+    # the scenes are made under a bar (a --count of thousands took minutes without a word)
+    assert re.search(r"scenes: 100%.*2/2", said.err)
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == "scenes_vit_p8 (shipped)"

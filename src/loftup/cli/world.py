@@ -154,7 +154,7 @@ def _cmd_world_probe(args) -> int:
     model = load_backbone(weights).eval()
     config = SceneConfig(height=args.size[0], width=args.size[1], said_as=SCENE_OPTIONS)
     report = measure_backbone(
-        model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS
+        model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS, progress=True
     )
     # which backbone the numbers are of: the JSON of a --weights folder read as the shipped one's
     report["weights"] = args.weights or "scenes_vit_p8 (shipped)"

@@ -139,11 +139,13 @@ def measure_backbone(
     count: int = 48,
     start: int = 0,
     said_as: dict | None = None,
+    progress: bool = False,
 ) -> dict:
     """:func:`probe_report` of ``featurizer`` on scenes ``start .. start + count`` of seed ``seed``.
 
     ``said_as``: how errors call ``count``, ``seed``, ``start`` and the scene ``size`` (a
-    command line's options, ``{"count": "--count"}``), by default by their names."""
+    command line's options, ``{"count": "--count"}``), by default by their names.
+    ``progress``: a bar while the scenes are made (seconds per hundred)."""
     from ..data.scenes import said
     from ..data.world_record import check_scene_range
     from ..errors import UsageError
@@ -165,6 +167,6 @@ def measure_backbone(
             f"backbone's patch) on both sides; give one that is, e.g. {fit}"
         )
     check_scene_range(count, seed=seed, start=start, said_as=said_as)
-    images, labels = scene_batch(config, seed, range(start, start + count))
+    images, labels = scene_batch(config, seed, range(start, start + count), progress=progress)
     report = probe_report(features_of(featurizer, images), labels, config.num_classes)
     return {**report, "seed": seed, "size": [config.height, config.width]}
