@@ -200,11 +200,12 @@ def local_hub():
     asked without a login (401, X-Error-Code RepoNotFound). ``commit``: the commit it says its files are of (a repo pushed
     again is another commit), served at its hash as at "main". ``failing``: (repo_id,
     filename) pairs whose download (the GET after the HEAD) is answered with a 500, as a hub
-    that fails mid-download does.
+    that fails mid-download does. ``slow``: seconds it waits before each answer.
     ``serve.requests``: each request any of its mirrors answered, as (method, path), in order."""
     import hashlib
     import http.server
     import threading
+    import time
 
     servers = []
 
@@ -214,6 +215,7 @@ def local_hub():
         commit: str = "89abcdef0123456789abcdef0123456789abcdef",
         failing: tuple[tuple[str, str], ...] = (),
         private: tuple[str, ...] = (),
+        slow: float = 0.0,
     ) -> str:
         by_path = {  # at the main branch, and at the commit by its hash
             f"/{repo}/resolve/{rev}/{name}": data
@@ -226,6 +228,7 @@ def local_hub():
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self, body: bool) -> None:
                 serve.requests.append((self.command, self.path.split("?")[0]))
+                time.sleep(slow)
                 refused = [r for r in (*gated, *private) if self.path.startswith(f"/{r}/")]
                 if refused:
                     self.send_response(401)

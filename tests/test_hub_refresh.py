@@ -187,5 +187,62 @@ def test_a_repo_gone_or_private_on_the_hub_is_said_once_and_its_cached_copy_used
     assert capsys.readouterr().err == ""
 
 
+def test_a_rejected_token_is_not_said_to_be_a_refused_repo(tmp_path):
+    """huggingface_hub before 1.0 raised a 401 "Invalid credentials in Authorization header"
+    (an expired or wrong HF_TOKEN) as RepositoryNotFoundError: the refresh said the repo was
+    gone or private and kept the old copy. It is the login's fault, and raised as such (the
+    error built here as 0.24 builds it)."""
+    import importlib
+
+    import huggingface_hub.errors as errors
+    from huggingface_hub.utils import RepositoryNotFoundError
+
+    from loftup.hub import refresh
+
+    def answer(said: str):
+        url = "https://huggingface.co/a/b/resolve/main/config.json"
+        http = importlib.import_module(errors.Response.__module__.split(".")[0])  # httpx's
+        request = http.Request("HEAD", url)
+        return errors.Response(401, headers={"X-Error-Message": said}, request=request)
+
+    rejected = answer("Invalid credentials in Authorization header")
+    assert not refresh._say_refused(
+        RepositoryNotFoundError("401", response=rejected), "a/b", tmp_path
+    )
+    refused = answer("Access restricted.")
+    with pytest.warns(UserWarning, match="'a/b' is gone, or private to this login"):
+        assert refresh._say_refused(
+            RepositoryNotFoundError("401", response=refused), "a/b", tmp_path
+        )
+
+
+def test_a_refresh_waits_for_the_hub_as_hf_hub_etag_timeout_says(
+    tmp_path, monkeypatch, local_hub, capsys
+):
+    """The refresh's own first request waits HF_HUB_ETAG_TIMEOUT for the hub's answer, as
+    hf_hub_download's does (huggingface_hub before 1.0 gave it a fixed 10 s, so a slower hub's
+    newer commit was missed where that variable allowed more). Here it allows less than the
+    hub takes: one request a file, given up after that long, and the cached commit is kept
+    without a word (10 s would have waited for the answer, then asked again)."""
+    from huggingface_hub import constants
+
+    _, folder1, _ = _own_upsampler(tmp_path)
+    _, folder2, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    names = ("model.safetensors", "config.json")
+    for folder, commit, slow in ((folder1, "1" * 40, 0.0), (folder2, "2" * 40, 1.5)):
+        files = {("someone/up", n): (folder / n).read_bytes() for n in names}
+        _use_mirror(monkeypatch, local_hub(files, commit=commit, slow=slow), tmp_path / "hub")
+        if not slow:
+            ((_, first),) = download_names(["someone/up"])
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.3)
+    local_hub.requests.clear()
+    capsys.readouterr()
+    assert main(["download", "someone/up"]) == 0
+    assert capsys.readouterr().err == ""
+    assert _asked(local_hub, "/someone/up/resolve/main/config.json") == ["HEAD"]
+    assert "1" * 40 in str(first)
+
+
 GONE = "is gone, or private to this login"
+
 GATED = "is gated and this login may not read it"

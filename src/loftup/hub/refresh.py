@@ -33,10 +33,10 @@ def still_cached(repo_id: str, filename: str, revision: str | None, cached: Path
     """Whether ``cached``, the cached copy of ``filename`` of hub repo ``repo_id`` (at branch or
     tag ``revision``; None: main), is what the hub holds there now: asked with the one request
     (HEAD) that hf_hub_download makes first, so that a download is needed only where a newer
-    commit came. Where the hub refuses the repo (gone, private, gated: huggingface_hub's
+    commit came (that download then asks again, as it always does). Where the hub refuses the repo (gone, private, gated: huggingface_hub's
     download then returns the cached copy without a word), True, said once a repo
     (:func:`_say_refused`); any other failure is raised."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import HfHubHTTPError
 
     from .user_repos import _is_commit
@@ -45,7 +45,10 @@ def still_cached(repo_id: str, filename: str, revision: str | None, cached: Path
         return True
     snapshot = cached.parents[len(filename.split("/")) - 1]  # snapshots/<commit>
     try:
-        meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision))
+        # HF_HUB_ETAG_TIMEOUT, as hf_hub_download's own request reads it (huggingface_hub
+        # before 1.0 gave this function a fixed 10 s: a slower hub's newer commit was missed)
+        url = hf_hub_url(repo_id, filename, revision=revision)
+        meta = get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except HfHubHTTPError as e:
         if not _say_refused(e, repo_id, snapshot):
             raise
@@ -70,11 +73,14 @@ def _say_refused(e: Exception, repo_id: str, snapshot: Path) -> bool:
 
     if not isinstance(e, (RepositoryNotFoundError, DisabledRepoError)):
         return False
+    response = e.response
+    headers = response.headers if response is not None else {}
+    if headers.get("X-Error-Message") == "Invalid credentials in Authorization header":
+        return False  # a token the hub rejects (huggingface_hub before 1.0 read it as the repo)
     if repo_id in _REFUSED:
         return True
     _REFUSED.add(repo_id)
-    response = e.response
-    code = response.headers.get("X-Error-Code") if response is not None else None
+    code = headers.get("X-Error-Code")
     answer = " ".join(str(a) for a in (getattr(response, "status_code", None), code) if a)
     login = "log in (HF_TOKEN or `hf auth login`) to refresh it"
     if isinstance(e, GatedRepoError):
