@@ -189,24 +189,40 @@ def test_dinov3_vits16plus_is_told_from_vits16_by_its_gated_mlp(tmp_path):
         DINOv3ViTConfig(**config).save_pretrained(tmp_path / "real")
         with pytest.raises(CheckpointError, match=f"pass it as backbone {fits}, or the folder"):
             get_featurizer(name, weights=tmp_path / "real")
+    # released sizes loftup registers no name for loaded as a registered one (ViT-L/16 as
+    # dinov3_vits16, H+/16, gated, as dinov3_vits16plus): refused by name
+    for width, gated, label in ((1024, False, "ViT-L/16"), (1280, True, "ViT-H+/16")):
+        DINOv3ViTConfig(**dict(DINOV3_S, hidden_size=width, use_gated_mlp=gated)).save_pretrained(
+            tmp_path / "big"
+        )
+        for name in ("dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16"):
+            with pytest.raises(CheckpointError) as e:
+                get_featurizer(name, weights=tmp_path / "big")
+            assert f"{width} wide (its config.json's hidden_size: DINOv3 {label})" in str(e.value)
+            assert str(e.value).endswith(f"pass the folder of {name}")
     spec = resolve("dinov3_vits16plus")
     assert (spec.dim, spec.patch_size, spec.gated) == (384, 16, True)
     assert spec.default_weights == "facebook/dinov3-vits16plus-pretrain-lvd1689m"
 
 
-def test_a_transformers_without_the_backbones_model_says_which_release_to_install():
+@pytest.mark.parametrize("torch_version, pin", [("2.13.0", ""), ("2.5.1+cpu", ",<5")])
+def test_a_transformers_without_the_backbones_model_says_which_release_to_install(
+    torch_version, pin, monkeypatch
+):
     """A transformers older than pyproject allows (installed before loftup, without the
     backbones extra) lacks a backbone's model class (DINOv3ViTModel before 4.56): an
     AttributeError traceback from inside the loader; now one line naming the class and the
-    release. (A class no release has stands for it here.)"""
+    release, below 5 under a torch below 2.6 (the newest, 5, does not run its models there).
+    (A class no release has stands for it here; the torch release is the one the line reads.)"""
     from loftup.errors import MissingDependencyError
     from loftup.featurizers.hf import TRANSFORMERS_PIN, from_transformers
 
+    monkeypatch.setattr(torch, "__version__", torch_version)
     with pytest.raises(MissingDependencyError) as e:
         from_transformers("Dinov2Model", "NoSuchVisionModel")
     msg = str(e.value)
     assert "has no NoSuchVisionModel, which this backbone is built on" in msg and "\n" not in msg
-    assert msg.endswith(f"pip install -U '{TRANSFORMERS_PIN}'")
+    assert msg.endswith(f"pip install -U '{TRANSFORMERS_PIN}{pin}'")
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert f'"{TRANSFORMERS_PIN}"' in pyproject  # the extra's pin, said as it is
 

@@ -42,6 +42,11 @@ _VARIANTS = {
 }
 
 
+#: widths of DINOv3 ViTs Meta released that loftup registers no backbone for (their own
+#: features, not a small test model of a registered one's architecture)
+_UNREGISTERED = {1024: "ViT-L/16", 1280: "ViT-H+/16", 4096: "ViT-7B/16"}
+
+
 def _load(name: str, weights, device, default: str) -> Dinov3Featurizer:
     (DINOv3ViTModel,) = from_transformers("DINOv3ViTModel")
 
@@ -57,11 +62,18 @@ def check_variant(folder: Path, name: str) -> None:
     loaded without a word, being as wide, and its features were taken for ViT-S/16's), or the
     width of another registered one; naming the backbone that reads it. A width that none
     has (a small model of the same architecture, as the tests build) is held to the MLP
-    alone."""
+    alone; the width of a released DINOv3 that none is (:data:`_UNREGISTERED`) is refused."""
     config = read_config(folder, name)
     gated = bool(config.get("use_gated_mlp", False))  # transformers' default: the plain MLP
     width = config.get("hidden_size")
     dim, _, label, wanted = _VARIANTS[name]
+    if width in _UNREGISTERED:  # it loaded as the name's backbone, its features taken for those
+        raise CheckpointError(
+            f"{folder} holds a DINOv3 model {width} wide (its {CONFIG_FILE}'s hidden_size: "
+            f"DINOv3 {_UNREGISTERED[width]}), but backbone {name} is ViT-{label}/16, {dim} "
+            f"wide, and loftup has no backbone name for {_UNREGISTERED[width]} (it reads "
+            f"{', '.join(_VARIANTS)}); pass the folder of {name}"
+        )
     if all(v[0] != width for v in _VARIANTS.values()):  # a test model: the name's size
         width = dim
     if (width, gated) == (dim, wanted):
