@@ -49,9 +49,14 @@ def from_transformers(*names: str) -> tuple:
         try:
             found.append(getattr(transformers, name))
         except AttributeError:  # an older release than pyproject allows, installed already
+            from ..hub.files import SAFE_PICKLE_TORCH, torch_release
+
+            # below torch 2.6 the newest transformers (5) would be refused above: the last 4
+            below = torch_release() < SAFE_PICKLE_TORCH
             raise MissingDependencyError(
                 f"transformers {transformers.__version__} has no {name}, which this backbone is "
-                f"built on (it came in a later release): pip install -U '{TRANSFORMERS_PIN}'"
+                f"built on (it came in a later release): pip install -U "
+                f"'{TRANSFORMERS_PIN}{',<5' if below else ''}'"
             ) from None
     return tuple(found)
 
