@@ -300,6 +300,28 @@ def test_out_of_memory_in_a_world_command_says_what_to_lower(tmp_path, capsys, m
     )
 
 
+@pytest.mark.parametrize("task", ["davis", "depth"])
+def test_out_of_memory_in_eval_names_the_tasks_own_options(tmp_path, capsys, monkeypatch, task):
+    """eval out of memory: a probe's task names --probe-batch-size after --batch-size; davis,
+    which trains no probe (and refuses that option), names --batch-size alone. (Raised where
+    the evaluation starts, as NumPy raises it.)"""
+    import loftup.eval as ev
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 149. GiB for an array with shape (100000, 100000)")
+
+    monkeypatch.setattr(ev, "evaluate", too_big)
+    assert main(["eval", task, "--root", str(tmp_path), "--upsampler", "bilinear"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    fix = (
+        "" if task == "davis" else " (then --probe-batch-size, which changes the probe's training)"
+    )
+    assert line == (
+        f"error: out of memory in loftup eval: the host could not allocate 149 GiB; try a "
+        f"smaller --batch-size{fix}"
+    )
+
+
 def test_numbers_are_written_as_strict_json_that_any_reader_takes(tmp_path):
     """A NaN or an infinity (a metric over no pixels, a ratio over a zero time) is written as
     null, not as Python's NaN/Infinity, which strict readers (JavaScript, jq) refuse; a value

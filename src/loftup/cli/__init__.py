@@ -180,6 +180,8 @@ def _main(args) -> int:
         if not out_of_memory(e):
             raise
         fix = _MEMORY_FIX.get(args.command, "smaller inputs")
+        if getattr(args, "task", None) == "davis":  # no probe to train: no --probe-batch-size
+            fix = "a smaller --batch-size"
         _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
         return 2
 
