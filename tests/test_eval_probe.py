@@ -158,7 +158,9 @@ def test_the_depth_probe_schedule_at_the_protocols_epochs_is_probe3ds():
     expected = [DEPTH_PROBE.lr * lr_factor(i, 50, 8, "probe3d") for i in range(50)]
     assert _rates(DEPTH_PROBE) == pytest.approx(expected, rel=1e-12)
     for epochs in (3, 10, 20):  # the warm-up is 1.5 epochs wherever it fits in half the run
-        assert warmup_steps(replace(DEPTH_PROBE, epochs=epochs), 100) == 150
+        for per_epoch in (1, 5, 9, 13, 100):  # odd epochs too (3 x 5 steps: 8 of 15, not 7)
+            warm = warmup_steps(replace(DEPTH_PROBE, epochs=epochs), per_epoch)
+            assert warm == round(1.5 * per_epoch), (epochs, per_epoch)
 
 
 def test_a_run_shorter_than_twice_the_warm_up_still_reaches_its_peak_and_decays():

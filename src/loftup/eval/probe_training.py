@@ -147,11 +147,12 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 def warmup_steps(config: ProbeConfig, steps_per_epoch: int) -> int:
     """The warm-up of ``config`` in steps: ``warmup_epochs`` of ``steps_per_epoch`` steps,
-    at most half the run's ``epochs * steps_per_epoch``. Probe3D's 1.5 epochs of a run of 1
-    epoch were a rate that rose to two thirds of its peak and never decayed; at 3 epochs or
-    more (the protocols run 10) the cap changes nothing."""
+    at most half the run's ``epochs * steps_per_epoch`` (rounded up). Probe3D's 1.5 epochs of
+    a run of 1 epoch were a rate that rose to two thirds of its peak and never decayed; at 3
+    epochs or more (the protocols run 10) the cap changes nothing (``round(1.5 n)`` is at most
+    ``ceil(3 n / 2)``: half of 3 epochs rounded down took a step from an odd epoch's)."""
     total = max(1, config.epochs * steps_per_epoch)
-    return min(int(round(config.warmup_epochs * steps_per_epoch)), total // 2)
+    return min(int(round(config.warmup_epochs * steps_per_epoch)), (total + 1) // 2)
 
 
 def train_probe(
