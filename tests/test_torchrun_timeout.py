@@ -10,6 +10,12 @@ from loftup.errors import UsageError
 from loftup.extract import torchrun
 
 
+@pytest.fixture(autouse=True)
+def _meeting_points_let_go(monkeypatch):
+    """The meeting points rank 0 holds for the process's life are let go after each test."""
+    monkeypatch.setattr(torchrun, "_HELD", [])
+
+
 @pytest.fixture
 def joined(monkeypatch):
     """The keyword arguments ``init_distributed`` joins the group with (none joined here)."""
@@ -243,9 +249,11 @@ def test_torchruns_variables_that_are_no_such_number_are_one_line(env, said, tmp
     )
 
 
-def test_a_meeting_port_in_use_is_one_line_naming_it(monkeypatch):
+@pytest.mark.parametrize("use_libuv", ["0", "1"])
+def test_a_meeting_port_in_use_is_one_line_naming_it(monkeypatch, use_libuv):
     """Two runs on one node with torchrun's default port (or a manual launch's): rank 0 of the
-    second could not hold the meeting point, and ended in torch's store traceback (EADDRINUSE)."""
+    second could not hold the meeting point, and ended in torch's store traceback (EADDRINUSE;
+    the older server, USE_LIBUV=0, says "errno: 98 - Address already in use")."""
     import socket
 
     from loftup.errors import LoftUpError
@@ -255,7 +263,8 @@ def test_a_meeting_port_in_use_is_one_line_naming_it(monkeypatch):
         taken.listen()
         port = taken.getsockname()[1]
         env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "LOFTUP_DIST_MEET_TIMEOUT": "5"}  # fmt: skip
+               "MASTER_PORT": str(port), "LOFTUP_DIST_MEET_TIMEOUT": "5",
+               "USE_LIBUV": use_libuv}  # fmt: skip
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         with pytest.raises(LoftUpError) as e:
@@ -308,3 +317,54 @@ def test_the_meeting_point_honours_use_libuv_as_torchs_own_does(use_libuv, monke
         monkeypatch.setenv(key, value)
     store = torchrun._meeting_point(0, 1, 5, 1)
     assert store.libuvBackend is (use_libuv == "1")
+
+
+_TWO_GROUPS = """
+import os, sys, time, torch, torch.distributed as dist
+from loftup.extract import torchrun as tr
+rank, joins = int(os.environ["RANK"]), []
+destroy, join = dist.destroy_process_group, tr.join_process_group
+def slow_destroy():  # rank 1 comes to the next meeting while rank 0 still leaves this group
+    if rank == 0:
+        time.sleep(3)
+    destroy()
+def slow_join(*args, **kwargs):  # rank 1 joins the second group first
+    joins.append(1)
+    if rank == 0 and len(joins) == 2:
+        time.sleep(2)
+    join(*args, **kwargs)
+dist.destroy_process_group, tr.join_process_group = slow_destroy, slow_join
+for meeting in (1, 2):
+    with tr.process_group(torch.device("cpu"), 2):
+        print("meeting", meeting, "sum", tr.summed([rank + 1], 2)[0], flush=True)
+"""
+
+
+def test_processes_started_by_hand_join_two_groups_one_after_the_other(tmp_path):
+    """Two processes started with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (no torchrun)
+    that join a group twice (upsample_folder on two folders), rank 0 slower to leave the first
+    and to join the second: rank 1 counted itself in at the first meeting point as rank 0 closed
+    it, and was told rank 0 had left; and gloo read the first group's addresses from the store
+    (rank 0's old one: connection refused). Both meetings now pass, with the sum of the two."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
+           "LOFTUP_DIST_MEET_TIMEOUT": "60", "LOFTUP_DIST_TIMEOUT": "60"}  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TWO_GROUPS],
+            env={**env, "RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.split("\n")[:2] == ["meeting 1 sum 3", "meeting 2 sum 3"], (out, err[-2000:])

@@ -143,21 +143,33 @@ def meet_the_others(backend: str, seconds: float) -> None:
     meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
     _check_rendezvous()
     rank, world, _ = dist_env()
-    store = _meeting_point(rank, world, meet, next(_MEETINGS))
+    # a store outlives a meeting (torchrun's agent's, and rank 0's own, kept in _HELD): a
+    # restarted job's processes (torchrun --max-restarts) meet there again, and so do those of
+    # a script that joins a group twice; each meeting's keys, and its group's (where gloo and
+    # nccl publish each rank's address: an earlier group's were read, and a rank connected to
+    # a process gone), are its own
+    meeting = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{next(_MEETINGS)}"
+    store = _meeting_point(rank, world, meet, meeting)
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
     store.set_timeout(datetime.timedelta(seconds=seconds))
     join_process_group(
-        backend, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=world,
-        timeout=datetime.timedelta(seconds=seconds),
+        backend, store=dist.PrefixStore(f"default_pg/{meeting}", store), rank=rank,
+        world_size=world, timeout=datetime.timedelta(seconds=seconds),
     )  # fmt: skip
 
 
 #: the meetings of this process, counted (every process goes to the same ones, in one order)
 _MEETINGS = itertools.count(1)
 
+#: the meeting points rank 0 held (without torchrun's agent), kept for the process's life: a
+#: peer that left a group first came to the next meeting while rank 0 was still leaving it,
+#: counted itself in at a store that then closed, and was told rank 0 had left; rank 0's next
+#: TCPStore at that port (multi_tenant) is this one's server again
+_HELD: list = []
 
-def _meeting_point(rank: int, world: int, seconds: float, meeting: int):
+
+def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
     """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
     torch's ``env://`` does), once all ``world`` processes have come to it for the
     ``meeting``-th time: each counts itself in, and the last one says so; ``seconds`` at most,
@@ -186,8 +198,10 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: int):
             is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=seconds),
             wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
         )  # fmt: skip
-    except dist.DistError as e:  # a client's that never reached it: DistNetworkError
-        if "EADDRINUSE" in str(e):  # rank 0's: two runs on one node with torchrun's default
+    except RuntimeError as e:  # a client's that never reached it: DistNetworkError
+        # rank 0's: two runs on one node with torchrun's default (libuv's EADDRINUSE, the
+        # older server's errno 98; torch 2.4's libuv raised a plain RuntimeError)
+        if re.search(r"EADDRINUSE|Address already in use", str(e)):
             raise LoftUpError(
                 f"MASTER_PORT={os.environ['MASTER_PORT']} is in use here (another run's?), so "
                 f"this process (RANK={rank}) cannot hold the meeting point at {where}; give this "
@@ -197,13 +211,13 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: int):
         if not re.search(r"timed out", str(e), re.IGNORECASE):
             raise
         raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came") from None
-    # the agent's store outlives a meeting: a restarted job's processes (torchrun
-    # --max-restarts) meet there again, and so do those of a script that joins a group twice
-    key = f"loftup_meet/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{meeting}"
+    key = f"loftup_meet/{meeting}"
     try:
         if store.add(f"{key}/came", 1) == world:
             store.set(f"{key}/all", "1")
         store.wait([f"{key}/all"])
+        if rank == 0 and not agent:  # met: kept (a failed meeting's closes, the others told)
+            _HELD.append(store)
         return store
     except dist.DistError as e:
         if not re.search(r"timeout|timed out", str(e), re.IGNORECASE):
