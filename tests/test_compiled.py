@@ -102,6 +102,30 @@ def test_compiled_upsampler_computes_the_models_output(small):
             small.norm.weight.sub_(1.0)
 
 
+def test_a_compiled_upsampler_folds_with_the_models_settings(small, monkeypatch):
+    """compile_upsampler folded Winograd and decoded the device's chunks whatever the model's
+    conv and chunk_size said (as its forward and graph_upsampler read them), so it computed
+    other numbers than model(lr_feats, image). The compiler itself is left out here (an
+    identity): which function it is given is what this checks."""
+    import loftup.compiled as compiled
+
+    seen = []
+    real = compiled.untiled
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    monkeypatch.setattr(compiled, "untiled", lambda *a: seen.append(a[-1]) or real(*a))
+    lr, image = _inputs()
+    small.conv, small.chunk_size = "direct", 97
+    try:
+        with torch.inference_mode():
+            ref = small(lr, image)
+            out = compile_upsampler(small)(lr, image)
+            direct = real(small.fused(torch.float32, "direct", small.align), lr, image, 97)
+    finally:
+        small.conv, small.chunk_size = "auto", None
+    assert seen == [97] and torch.equal(out, direct)
+    assert (out - ref).abs().max().item() <= 5e-6  # Winograd's stem was 3e-5 away
+
+
 def test_a_compiled_upsampler_names_bad_inputs_before_compiling(small):
     """Features of another width or on another device than the folded weights failed inside
     the compiler, after seconds of tracing, with "RuntimeError when making fake tensor call";

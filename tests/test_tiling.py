@@ -92,6 +92,31 @@ def test_forward_tiles_with_the_models_tile_size(small, monkeypatch):
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
+def test_streamed_and_batched_outputs_follow_the_models_settings(small, tmp_path, monkeypatch):
+    """upsample_to_npy and upsample_frames took the device's tiles (one 256-pixel tile here)
+    and Winograd whatever the model's tile_size and conv said: other tiles, so another working
+    memory than the one set, and numbers 5e-5 from model(lr_feats, image). They now compute
+    what the forward computes, in its tiles."""
+    import loftup.tiling as tiling
+    from loftup import upsample_frames
+
+    planned = []
+    real = tiling.plan_tiles
+    monkeypatch.setattr(tiling, "plan_tiles", lambda *a: planned.append(real(*a)) or planned[-1])
+    lr, image = torch.randn(2, 32, 4, 4), torch.randn(2, 3, 40, 30)
+    small.conv, small.tile_size = "direct", 16
+    try:
+        with torch.no_grad():
+            expected = small(lr, image)
+        arr = upsample_to_npy(small, lr, image, tmp_path / "x.npy", progress=False)
+        frames = list(upsample_frames(small, zip(lr, image)))
+    finally:
+        small.conv, small.tile_size = "auto", None
+    assert [len(tiles) for tiles in planned] == [12, 12, 12]  # 3 x 2 tiles of each image
+    assert np.array_equal(arr, expected.numpy())
+    assert all(torch.equal(f, e) for f, e in zip(frames, expected))
+
+
 def test_an_empty_batch_gives_an_empty_output_or_no_tiles(small):
     """Batch 0 (the last slice of a loop, say), as the model's forward takes it."""
     lr, image = torch.randn(0, 32, 4, 4), torch.randn(0, 3, 10, 12)

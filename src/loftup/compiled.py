@@ -23,7 +23,7 @@ from .fastpath import decode, encode_kv
 from .input_checks import ForwardInputError, check_inputs
 from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
-from .tile_plan import default_chunk_size
+from .tile_plan import check_settings, default_chunk_size
 from .tiling import compute_dtype, query_map, upsample
 
 
@@ -63,7 +63,7 @@ def compile_upsampler(
     *,
     device=None,
     dtype: torch.dtype | None = None,
-    conv: str = "auto",
+    conv: str | None = None,
     mode: str | None = None,
     chunk_size: int | None = None,
 ):
@@ -73,14 +73,16 @@ def compile_upsampler(
       model: a LoftUp in eval mode; its weights are folded now.
       device: where it will run (default: the model's).
       dtype: compute precision (default: the model's).
-      conv: stem convolutions (see :func:`loftup.fused.choose_conv`); Winograd is a library
-        call that the compiler leaves as it is.
+      conv: stem convolutions (see :func:`loftup.fused.choose_conv`; None: the model's
+        ``conv``); Winograd is a library call that the compiler leaves as it is.
       mode: ``torch.compile`` mode (default: "reduce-overhead" on CUDA, the default elsewhere).
-      chunk_size: pixels decoded at once (default: per device).
+      chunk_size: pixels decoded at once (None: the model's ``chunk_size``, else per device).
     """
     device = torch.device(device or model.stem.conv1.weight.device)
+    conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
     fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
-    chunk = chunk_size or default_chunk_size(device)
+    chunk = chunk_size or model.chunk_size or default_chunk_size(device)
+    check_settings(chunk_size=chunk, align=model.align)  # as the forward checks them
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
 

@@ -30,7 +30,7 @@ def upsample_to_npy(
     dtype: str = "float32",
     tile_size: int | None = None,
     chunk_size: int | None = None,
-    conv: str = "auto",
+    conv: str | None = None,
     progress: bool = True,
 ) -> np.memmap:
     """Stream ``model(lr_feats, image)`` into a memory-mapped ``.npy`` file, tile by tile;
@@ -46,7 +46,8 @@ def upsample_to_npy(
       layout: ``"nchw"`` for (B, C, H, W) like the model's output, ``"nhwc"`` for (B, H, W, C)
         (contiguous tiles: faster to write, and one pixel's feature vector is contiguous).
       dtype: numpy dtype of the file (``float32`` or ``float16``).
-      tile_size, chunk_size, conv, progress: as :func:`loftup.tiling.upsample`.
+      tile_size, chunk_size, conv, progress: as :func:`loftup.tiling.upsample` (None: the
+        model's ``tile_size``, ``chunk_size`` and ``conv``, as its forward uses them).
     """
     import numpy as np
 
@@ -69,7 +70,11 @@ def upsample_to_npy(
             "upsample_to_npy computes the model as in eval mode, and this one is in training "
             "mode (its output differs there); call model.eval() first"
         )
-    check_settings(tile_size=tile_size, chunk_size=chunk_size, align=getattr(model, "align", None))
+    check_settings(
+        tile_size=tile_size if tile_size is not None else model.tile_size,
+        chunk_size=chunk_size if chunk_size is not None else model.chunk_size,
+        align=getattr(model, "align", None),
+    )
 
     path = Path(os.fspath(path)).expanduser()  # "~/x.npy" made a folder named ~ here
     b, _, height, width = image.shape

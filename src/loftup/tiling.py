@@ -56,7 +56,7 @@ def upsample(
     chunk_size: int | None = None,
     out: torch.Tensor | None = None,
     callback: Callable[[Tile, torch.Tensor], None] | None = None,
-    conv: str = "auto",
+    conv: str | None = None,
     progress: bool = False,
     _queries: tuple | None = None,
 ) -> torch.Tensor | None:
@@ -66,13 +66,15 @@ def upsample(
       model: a :class:`loftup.LoftUp` (eval mode is assumed: BatchNorm uses running stats).
       lr_feats: (B, C, h, w) raw backbone features.
       image: (B, 3, H, W) ImageNet-normalised guidance image (on the model's device).
-      tile_size: tile side in pixels (default: :func:`default_tile_size`).
-      chunk_size: pixels decoded at once (default: :func:`default_chunk_size`).
+      tile_size: tile side in pixels (None: the model's ``tile_size``, and where that is None
+        too :func:`default_tile_size`).
+      chunk_size: pixels decoded at once (None: the model's ``chunk_size``, else
+        :func:`default_chunk_size`).
       out: optional (B, C, H, W) tensor to write into (any device, layout or dtype).
       callback: optional ``fn(tile, feats)`` called with each finished tile's features
         (b, C, th, tw); with a callback and no ``out`` nothing is kept and None is returned.
       conv: stem convolutions: "auto", "winograd" (NNPACK, CPU), "direct" or "direct_nchw"
-        (see :func:`loftup.fused.choose_conv`).
+        (see :func:`loftup.fused.choose_conv`); None: the model's ``conv``.
       progress: show a tqdm bar over the tiles.
       _queries: (lo, hi, query map) of a one-tile output, computed by :func:`start_upsample`.
 
@@ -80,6 +82,12 @@ def upsample(
     """
     dev = image.device
     b, _, height, width = image.shape
+    # the model's settings where none are passed, as its forward uses them: upsample_to_npy
+    # and upsample_frames took the device's tiles and Winograd whatever the model said
+    # (other tiles, so other memory, and other numbers than model(lr_feats, image))
+    tile_size = tile_size if tile_size is not None else getattr(model, "tile_size", None)
+    chunk_size = chunk_size if chunk_size is not None else getattr(model, "chunk_size", None)
+    conv = conv if conv is not None else getattr(model, "conv", "auto")
     align = getattr(model, "align", None)
     check_settings(tile_size=tile_size, chunk_size=chunk_size, align=align)
     fw = model.fused(compute_dtype(model, dev), conv, align)
