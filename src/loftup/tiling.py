@@ -162,17 +162,23 @@ def _run_tile(
         q_map = query_map(fw, image[bs], lo[bs], hi[bs], (r0, r1), (c0, c1))  # (b, D, th, tw)
     kv = [(k[bs], v[bs]) for k, v in kvs]
     nb, d, th, tw = q_map.shape
-    rows_per = max(1, step // tw)
-    for s in range(0, th, rows_per):
-        e = min(th, s + rows_per)
-        nbrs = span = None
-        if window is not None:
-            rows, cols = range(r0 + s, r0 + e), range(c0, c1)
-            nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
-            span = neighbour_span(*grid, height, window, rows)
-        tokens = q_map[:, :, s:e].permute(0, 2, 3, 1).reshape(nb, (e - s) * tw, d)
-        tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes it
-        decode(fw, tokens, kv, nbrs, out=dest[:, s:e], span=span)
+    # a chunk holds its rows of every image of the tile (a batch of small images shares one):
+    # at most ``step`` pixels, so a row of each where those are more (one image's row at least)
+    rows_per = max(1, step // (nb * tw))
+    per = nb if nb * tw <= step else max(1, step // tw)
+    for i in range(0, nb, per):
+        imgs = slice(i, min(nb, i + per))
+        kv_imgs = kv if per == nb else [(k[imgs], v[imgs]) for k, v in kv]
+        for s in range(0, th, rows_per):
+            e = min(th, s + rows_per)
+            nbrs = span = None
+            if window is not None:
+                rows, cols = range(r0 + s, r0 + e), range(c0, c1)
+                nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
+                span = neighbour_span(*grid, height, window, rows)
+            tokens = q_map[imgs, :, s:e].permute(0, 2, 3, 1).flatten(1, 2)
+            tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes
+            decode(fw, tokens, kv_imgs, nbrs, out=dest[imgs, s:e], span=span)
     return dest.permute(0, 3, 1, 2)
 
 
