@@ -108,7 +108,9 @@ def to_native(obj, origin: str) -> tuple[dict, dict | None]:
     """Any known checkpoint object -> (native state dict, saved config dict or None); what
     does not fit a known layout is a CheckpointError that names ``origin``."""
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{origin}: expected a dict of tensors, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {NOT_LOFTUP_FIX}"
+        )
     try:
         if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
             return _tensors_by_name(obj["model"]), obj.get("model_config")
@@ -179,23 +181,42 @@ def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
 
 
 def build_from_state(state: dict, config: LoftUpConfig | None, origin: str) -> LoftUp:
-    """A LoftUp whose architecture fits ``state``, loaded strictly."""
+    """A LoftUp whose architecture fits ``state``, loaded strictly; a weight missing, of
+    another shape or of no layer is a CheckpointError naming it (in both layouts where the
+    paper's has it: the file may hold either) and what to do."""
     model = LoftUp(config=config or infer_config(state, origin))
     expected = model.state_dict()
+    fix = f"save it again, or {NOT_LOFTUP_FIX}"
     for key, value in expected.items():
         if key not in state and key.endswith(".num_batches_tracked"):
             # BatchNorm's update counter: inference never reads it, and state dicts written
             # by other tools (or stripped of non-float entries) may lack it
             state = {**state, key: value}
         if key not in state:
-            raise CheckpointError(f"{origin}: missing weight {key!r} (shape {tuple(value.shape)})")
+            raise CheckpointError(
+                f"{origin}: missing weight {key!r} of shape {tuple(value.shape)}{_theirs(key)}, "
+                f"so the file holds part of a LoftUp; {fix}"
+            )
         if tuple(state[key].shape) != tuple(value.shape):
             raise CheckpointError(
-                f"{origin}: weight {key!r} has shape {tuple(state[key].shape)}, "
-                f"expected {tuple(value.shape)} for C={model.dim}"
+                f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(value.shape)} for C={model.dim}; {fix}"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise CheckpointError(f"{origin}: unexpected weight {extra[0]!r} fits no layer")
+        raise CheckpointError(
+            f"{origin}: unexpected weight {extra[0]!r}{_theirs(extra[0])} fits no layer of a "
+            f"LoftUp of depth {model.config.depth}; {fix}"
+        )
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _theirs(key: str) -> str:
+    """`` ('NAME' in the paper's layout)`` for ``key`` (this package's name) where that layout
+    has it, else nothing: the errors named only ours, which a hub-layout file does not hold."""
+    try:
+        (theirs,) = native_to_reference({key: None})
+    except CheckpointError:
+        return ""
+    return f" ({theirs!r} in the paper's layout)"

@@ -1,0 +1,55 @@
+"""Building a LoftUp from a state dict (loftup.convert): what a file that does not fit is told."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loftup import CheckpointError, LoftUp, LoftUpConfig
+from loftup.convert import NOT_LOFTUP_FIX, build_from_state, native_to_reference, to_native
+
+
+@pytest.fixture(scope="module")
+def hub_layout() -> dict:
+    return native_to_reference(LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict())
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            lambda s: s.pop("upsampler.final_conv.0.bias"),
+            r"missing weight 'head\.conv\.bias' of shape \(8,\) \('upsampler\.final_conv\.0\.bias' "
+            r"in the paper's layout\), so the file holds part of a LoftUp",
+        ),
+        (
+            lambda s: s.update({"upsampler.first_conv.1.bias": torch.zeros(3)}),
+            r"weight 'stem\.conv1\.bias' \('upsampler\.first_conv\.1\.bias' in the paper's "
+            r"layout\) has shape \(3,\), expected \(28,\) for C=8",
+        ),
+    ],
+    ids=["missing", "shape"],
+)
+def test_a_weight_that_does_not_fit_is_named_as_the_file_has_it_with_the_fix(
+    hub_layout, change, words
+):
+    """A hub-layout file missing a weight, or with one of another shape, was told the weight's
+    name in loftup's layout alone ('head.conv.bias'), which the file does not hold, and
+    nothing to do; now both names, and the fix."""
+    state = dict(hub_layout)
+    change(state)
+    native, config = to_native(state, "w.bin")
+    with pytest.raises(CheckpointError, match=rf"^w\.bin: {words}; save it again, or pass ") as e:
+        build_from_state(native, config, "w.bin")
+    assert str(e.value).endswith(NOT_LOFTUP_FIX) and "\n" not in str(e.value)
+
+
+def test_a_weight_of_no_layer_and_no_dict_are_told_the_fix(hub_layout):
+    native, _ = to_native(hub_layout, "w.bin")
+    config = LoftUpConfig(dim=8, num_heads=2, n_freqs=2)  # as a saved config records it
+    with pytest.raises(CheckpointError, match=r"'blocks\.2\.norm_q\.weight' \('upsampler\.ca_"):
+        build_from_state({**native, "blocks.2.norm_q.weight": torch.ones(28)}, config, "w.bin")
+    with pytest.raises(CheckpointError, match=rf"got list; {NOT_LOFTUP_FIX}$"):
+        to_native([1, 2], "w.bin")
+    with pytest.raises(CheckpointError, match=r"'extra' fits no layer .*; save it again, or "):
+        build_from_state({**native, "extra": torch.ones(1)}, None, "w.bin")
