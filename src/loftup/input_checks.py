@@ -51,8 +51,19 @@ def check_inputs(
     for name, t in (("lr_feats", lr_feats), ("image", image)):
         # on the CPU only: reading the answer back from a GPU would wait for all queued work
         # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
-        if t.device.type == "cpu" and not torch.isfinite(t).all():
+        if t.device.type == "cpu" and not _finite(t):
             raise ForwardInputError(f"{name} contains NaN or Inf values; {_NON_FINITE_FIX[name]}")
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite, from its min and max (NaN spreads to both, an
+    infinity is one of them): one pass and no copy. ``isfinite(t).all()`` made temporaries of
+    1.7 times a float32 image's size (1.3 GB for an 8000 x 8000 guidance image, the peak of a
+    streamed output) and took 50 times as long."""
+    if not t.numel():
+        return True
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 
 #: What to look at where a forward's input holds NaN or Inf values.
