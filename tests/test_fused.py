@@ -347,6 +347,29 @@ def test_autocast_runs_the_fast_path_in_bf16():
     assert 0 < dev.mean().item() <= 0.02
 
 
+@pytest.mark.filterwarnings("ignore:this CPU has no bfloat16")
+def test_half_precision_attention_on_the_cpu_holds_bounded_logits(monkeypatch):
+    """In half precision on the CPU the attention is computed by matrix products, whose
+    logits (a chunk's pixels x heads x grid tokens) grew with the grid: 0.5 GB for 8192
+    pixels against a 64 x 64 grid in bf16, gigabytes against a photo's own size. They are
+    now made in pieces of PRODUCTS_ATTENTION_BYTES (here lowered to 64 KB: the whole logits
+    of this 24 x 24 output against a 32 x 32 grid take 2.4 MB); the output is the same."""
+    from torch.profiler import ProfilerActivity, profile
+
+    import loftup.fastpath as fastpath
+
+    torch.manual_seed(0)
+    model = _perturbed(LoftUp(dim=16, num_heads=2, n_freqs=4)).to(torch.bfloat16)
+    lr, image = torch.randn(1, 16, 32, 32).to(torch.bfloat16), torch.randn(1, 3, 24, 24)
+    with torch.inference_mode():
+        whole = model(lr, image)
+        monkeypatch.setattr(fastpath, "PRODUCTS_ATTENTION_BYTES", 1 << 16, raising=False)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            pieces = model(lr, image)
+    assert max(e.cpu_memory_usage for e in prof.events()) <= 1 << 19
+    assert (pieces.float() - whole.float()).abs().max().item() <= 0.05  # bf16 rounding
+
+
 @pytest.mark.parametrize("gelu", [False, True])
 def test_bf16_linear_runs_on_every_cpu(gelu):
     """oneDNN's fused bf16 linear needs bf16 instructions (AVX-512 BF16 or AMX); on a CPU

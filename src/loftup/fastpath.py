@@ -278,7 +278,7 @@ def decode(
         if neighbours is not None:
             a = local_attention(q, k, v, neighbours, span=span)
         elif q.device.type == "cpu" and q.dtype != torch.float32:
-            a = (q @ k.transpose(-1, -2)).softmax(-1) @ v  # 2x the CPU's fused kernel in bf16
+            a = _products_attention(q, k, v)  # 2x the CPU's fused kernel in bf16
         else:
             a = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         x = add_linear(x, a.transpose(1, 2).reshape(b * n, heads * hd), blk.wo)
@@ -290,6 +290,27 @@ def decode(
         return y if out is not None else y.view(b, n, -1)
     y = F.layer_norm(y, y.shape[-1:], *fw.head_norm)
     return y.view(b, n, -1) if out is None else out.copy_(y.view(out.shape))
+
+
+#: Bytes of the logits that :func:`_products_attention` holds at once (64 MB: a chunk of 8192
+#: pixels against a 16 x 16 grid, the released models' 224 px, takes 16 MB in one piece).
+PRODUCTS_ATTENTION_BYTES = 1 << 26
+
+
+def _products_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T) v`` (the scale folded into ``q``) by matrix products, for (B, heads,
+    n, hd) queries against (B, heads, M, hd) keys and values, in pieces of queries whose logits
+    (and their softmax) take :data:`PRODUCTS_ATTENTION_BYTES` at most: whole, they grew with
+    the grid (8192 pixels against the 64 x 64 grid of an 896 px backbone input took 0.5 GB in
+    bf16; against a photo's own size, gigabytes), where the fused kernel holds none."""
+    b, heads, n, _ = q.shape
+    step = max(1, PRODUCTS_ATTENTION_BYTES // (b * heads * k.shape[-2] * q.element_size()))
+    if n <= step:
+        return (q @ k.transpose(-1, -2)).softmax(-1) @ v
+    out = q.new_empty(b, heads, n, v.shape[-1])
+    for s in range(0, n, step):
+        out[:, :, s : s + step] = (q[:, :, s : s + step] @ k.transpose(-1, -2)).softmax(-1) @ v
+    return out
 
 
 def mean_pad(x: torch.Tensor, real: int) -> None:
