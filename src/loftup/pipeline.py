@@ -137,7 +137,8 @@ def load_pipeline(
 
     ``dtype``: the precision of both models (float32, bfloat16 or float16; see
     :func:`as_dtype`). None: float32 for what is loaded here; a LoftUp or a featurizer passed in
-    keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place).
+    keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place;
+    and it is put in eval mode, in place too: call ``.train()`` on a model you go on training).
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
     """
     check_model(model)
