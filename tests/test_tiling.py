@@ -150,6 +150,23 @@ def test_an_empty_batch_gives_an_empty_output_or_no_tiles(small):
     assert tiles == []
 
 
+@pytest.mark.parametrize("shape", [(2, 32, 21, 20), (2, 32, 20, 19), (1, 32, 20, 20)])
+def test_an_out_of_another_shape_is_named_before_any_work(small, shape):
+    """An ``out`` one row taller than the output was filled but for that row, left as it was
+    (uninitialised memory, here), without a word; a smaller one failed in the first tile
+    with torch's words. Now named with the shape it must have."""
+    from loftup import LoftUpError
+
+    lr, image = torch.randn(2, 32, 4, 4), torch.randn(2, 3, 20, 20)
+    out = torch.full(shape, 7.0)
+    with pytest.raises(LoftUpError, match=r"out must have the output's shape \(B, C, H, W\) = "):
+        upsample(small, lr, image, out=out)
+    assert bool((out == 7.0).all())  # nothing written
+    right = torch.empty(2, 32, 20, 20)
+    assert upsample(small, lr, image, out=right) is right
+    assert torch.equal(right, upsample(small, lr, image))
+
+
 def test_callback_receives_every_pixel_once(small):
     lr, image = torch.randn(2, 32, 4, 4), torch.randn(2, 3, 40, 30)
     expected = upsample(small, lr, image)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from .errors import UsageError
 from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
 from .layers import image_minmax, neighbour_index, neighbour_span
 from .npy_stream import upsample_to_npy  # noqa: F401  (importable from here, as before the split)
@@ -93,6 +94,12 @@ def upsample(
     fw = model.fused(compute_dtype(model, dev), conv, align)
     step = chunk_size or default_chunk_size(dev)
     c = fw.head[0].shape[0]
+    if out is not None and tuple(out.shape) != (b, c, height, width):
+        # a taller or wider one was filled in part without a word, the rest left as it was
+        raise UsageError(
+            f"out must have the output's shape (B, C, H, W) = {(b, c, height, width)}, got "
+            f"{tuple(out.shape)}; pass a tensor of that shape, or leave out= out"
+        )
     own = out is None and callback is None
     if own:
         out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
