@@ -218,6 +218,26 @@ def test_frames_in_batches_equal_each_frame_alone(small):
             assert got.shape == want.shape and (got - want).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"batch_size": 0}, r"batch_size must be a whole number >= 1, got 0$"),
+        ({"batch_size": 2.5}, r"batch_size must be a whole number >= 1, got 2\.5$"),
+        ({"callback": print}, r"takes no callback=; for tiles of one batch call loftup\.tiling"),
+        ({"out": torch.empty(1)}, r"takes no out=; "),
+    ],
+)
+def test_frames_settings_that_cannot_be_used_are_named(small, kwargs, words):
+    """batch_size 0 or 2.5 held every frame of the sequence in one batch (its memory, and no
+    feature until the end), a callback= made the first batch fail with "'NoneType' object has
+    no attribute 'unbind'" after computing it, an out= wrote every batch into one tensor."""
+    from loftup import LoftUpError
+
+    lr, frames = _inputs(batch=3)
+    with pytest.raises(LoftUpError, match=words):
+        next(upsample_frames(small, zip(lr, frames), **kwargs))
+
+
 def test_frames_are_checked_as_the_models_inputs(small):
     """upsample_frames ran unchecked: a grayscale frame gave features without a word, wrong
     channels or a batched pair failed inside a layer, and a model in training mode gave

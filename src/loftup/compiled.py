@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .errors import LoftUpError, UsageError
+from .errors import LoftUpError, UsageError, is_int
 from .fastpath import decode, encode_kv
 from .input_checks import ForwardInputError, check_inputs
 from .layers import flat_neighbours, image_minmax
@@ -246,6 +246,14 @@ def upsample_frames(
     features of another grid) starts a new batch, so a sequence may change size. The model
     must be in eval mode (a frame's features in a batch are those of the frame alone), and
     each batch is checked as ``model(lr_feats, images)`` checks its inputs."""
+    if not is_int(batch_size) or batch_size < 1:  # 0 or 2.5 held every frame in one batch
+        raise UsageError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if {"out", "callback"} & set(kwargs):  # one batch's output went nowhere, or everywhere
+        raise UsageError(
+            f"upsample_frames yields each frame's features and takes no "
+            f"{' or '.join(sorted({'out', 'callback'} & set(kwargs)))}=; for tiles of one "
+            "batch call loftup.tiling.upsample(model, lr_feats, images, callback=...)"
+        )
     if model.uses_batch_statistics():
         raise UsageError(
             "upsample_frames computes the model as in eval mode, and this one is in training "
