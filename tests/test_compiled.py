@@ -126,6 +126,22 @@ def test_a_compiled_upsampler_folds_with_the_models_settings(small, monkeypatch)
     assert (out - ref).abs().max().item() <= 5e-6  # Winograd's stem was 3e-5 away
 
 
+def test_a_compiled_upsampler_for_another_device_or_of_a_training_model_is_refused(small):
+    """device= another than the model's was taken as "where it will run", but the weights
+    were folded where they were, and every call on that device failed naming the model's;
+    a model in training mode was compiled as in eval mode. Both are named at once."""
+    from loftup import LoftUpError
+
+    with pytest.raises(LoftUpError, match=r"device='meta'\) for a model on cpu: .*model\.to\("):
+        compile_upsampler(small, device="meta")
+    small.train()
+    try:
+        with pytest.raises(LoftUpError, match=r"training mode .*; call model\.eval\(\) first$"):
+            compile_upsampler(small)
+    finally:
+        small.eval()
+
+
 def test_a_compiled_upsampler_names_bad_inputs_before_compiling(small):
     """Features of another width or on another device than the folded weights failed inside
     the compiler, after seconds of tracing, with "RuntimeError when making fake tensor call";

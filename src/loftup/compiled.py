@@ -71,14 +71,27 @@ def compile_upsampler(
 
     Arguments:
       model: a LoftUp in eval mode; its weights are folded now.
-      device: where it will run (default: the model's).
+      device: where it will run: the model's (the default; move the model to compile for
+        another).
       dtype: compute precision (default: the model's).
       conv: stem convolutions (see :func:`loftup.fused.choose_conv`; None: the model's
         ``conv``); Winograd is a library call that the compiler leaves as it is.
       mode: ``torch.compile`` mode (default: "reduce-overhead" on CUDA, the default elsewhere).
       chunk_size: pixels decoded at once (None: the model's ``chunk_size``, else per device).
     """
-    device = torch.device(device or model.stem.conv1.weight.device)
+    own = model.stem.conv1.weight.device
+    device = torch.device(device or own)
+    if device.type != own.type or device.index not in (None, own.index):  # weights stay there
+        raise UsageError(
+            f"compile_upsampler(device={str(device)!r}) for a model on {own}: the compiled "
+            f"function runs where the model's weights are; move the model first, "
+            f"model.to({str(device)!r}), or leave out device="
+        )
+    if model.uses_batch_statistics():  # as upsample_to_npy and upsample_frames say it
+        raise UsageError(
+            "compile_upsampler computes the model as in eval mode, and this one is in training "
+            "mode (its output differs there); call model.eval() first"
+        )
     conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
     fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
     chunk = chunk_size or model.chunk_size or default_chunk_size(device)
