@@ -271,6 +271,35 @@ def test_features_can_be_normalised_in_place_and_a_probe_trained_on_them(tiny_pi
     assert probe.weight.grad is not None and probe.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("size", [None, (90, 70)], ids=["own size", "resized"])
+def test_the_guidance_image_is_made_in_one_tensor_of_its_size(tiny_pipeline, size):
+    """The guide was normalised out of place: two tensors of its size (three with a resize)
+    for the one kept, 137 MB each for a 12-megapixel photo, at the peak of an output streamed
+    tile by tile. Now one, and the features are the same, bit for bit."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from loftup.featurizers import imagenet_normalize
+    from loftup.featurizers.sizes import resize_images
+
+    images = torch.rand(1, 3, 117, 97)
+    out_hw = size or (117, 97)
+    guide_bytes = 3 * out_hw[0] * out_hw[1] * 4
+    tiny_pipeline.upsampler.tile_size = 32  # tiles' own tensors smaller than the guide
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            tiny_pipeline(images, size, callback=lambda tile, feats: None)
+    finally:
+        tiny_pipeline.upsampler.tile_size = None
+    steps = ("aten::sub", "aten::div", "aten::_upsample_bilinear2d_aa")  # resize, normalise
+    made = [e.name for e in prof.events() if e.cpu_memory_usage == guide_bytes]
+    made = [name for name in made if name in steps]
+    assert len(made) == 1, made
+    lr, hr = tiny_pipeline(images, size)
+    with torch.no_grad():
+        expected = tiny_pipeline.upsampler(lr, imagenet_normalize(resize_images(images, out_hw)))
+    assert torch.equal(hr, expected)
+
+
 def test_a_pipeline_names_what_is_no_batch_tensor(tiny_pipeline):
     """A 16-bit batch was told to divide by 255 (it is now read as a 16-bit file is: / 65535);
     a NumPy batch (whose shape passed) failed with an AttributeError on .is_floating_point."""
