@@ -308,6 +308,50 @@ def test_a_second_meeting_at_a_store_that_outlived_the_first_waits_for_all_again
     del agent
 
 
+def test_rank_0_failing_a_later_meeting_closes_it_and_those_who_came_are_told_at_once(
+    monkeypatch,
+):
+    """Rank 0 keeps the point it met at open for its later meetings; where one of those fails
+    (here a rank does not come back, and rank 0 waits 1 s), the point still closes as rank 0
+    gives up, so that a rank that came (and would wait 20 s) is told rank 0 left, at once."""
+    import threading
+    import time
+
+    from loftup.errors import LoftUpError
+
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)
+    threads = [
+        threading.Thread(target=torchrun._meeting_point, args=(r, 3, 10, 1)) for r in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(torchrun._HELD) == 1  # the first meeting passed, and rank 0 keeps its point
+    said = {}
+
+    def come(rank, seconds):
+        try:
+            torchrun._meeting_point(rank, 3, seconds, 2)
+        except LoftUpError as e:
+            said[rank] = (str(e), time.monotonic() - start)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=come, args=a) for a in ((0, 1), (1, 20))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert torchrun._HELD == [] and said[0][0].endswith(WHY) and "only 2 of 3 came" in said[0][0]
+    assert "but RANK=0 left it (after its LOFTUP_DIST_MEET_TIMEOUT wait)" in said[1][0], said
+    assert said[1][1] < 10, said
+
+
+WHY = ("start every process with torchrun (or raise LOFTUP_DIST_MEET_TIMEOUT where some start "
+       "late), or unset RANK and WORLD_SIZE to run one")  # fmt: skip
+
+
 @pytest.mark.parametrize("use_libuv", ["0", "1"])
 def test_the_meeting_point_honours_use_libuv_as_torchs_own_does(use_libuv, monkeypatch):
     """USE_LIBUV=0 (torch's way back to its older store server, where libuv's misbehaves) was

@@ -217,17 +217,21 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
             store.set(f"{key}/all", "1")
         store.wait([f"{key}/all"])
         if rank == 0 and not agent:  # met: kept (a failed meeting's closes, the others told)
-            _HELD.append(store)
+            _HELD[:] = [store]
         return store
     except dist.DistError as e:
-        if not re.search(r"timeout|timed out", str(e), re.IGNORECASE):
-            how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
-            raise not_all_came(how) from None
-    try:
-        came = f"only {store.add(f'{key}/came', 0)} of {world} came"
-    except dist.DistError:  # rank 0 has just left too
-        came = "not all came"
-    raise not_all_came(f"{waited} {came}")
+        rank_0_left = not re.search(r"timeout|timed out", str(e), re.IGNORECASE)
+    if rank_0_left:
+        how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
+    else:
+        try:
+            how = f"{waited} only {store.add(f'{key}/came', 0)} of {world} came"
+        except dist.DistError:  # rank 0 has just left too
+            how = f"{waited} not all came"
+    if rank == 0 and not agent:  # the meeting point closes (an earlier meeting's server held
+        _HELD.clear()  # it open), so that those who came are told now, not after their wait
+    del store  # (the error's traceback holds this frame: a caller that goes on would keep it)
+    raise not_all_came(how)
 
 
 def _check_rendezvous() -> None:
