@@ -134,6 +134,7 @@ def test_a_compiled_upsampler_for_another_device_or_of_a_training_model_is_refus
 
     with pytest.raises(LoftUpError, match=r"device='meta'\) for a model on cpu: .*model\.to\("):
         compile_upsampler(small, device="meta")
+    compile_upsampler(small, device="cpu:0")  # the CPU by another name: the model's own
     small.train()
     try:
         with pytest.raises(LoftUpError, match=r"training mode .*; call model\.eval\(\) first$"):

@@ -306,6 +306,21 @@ def test_the_finite_check_finds_any_bad_value_without_copying_the_image(bad, dty
                 check_inputs(lr, shown, 8)
 
 
+@pytest.mark.parametrize("dtype", [torch.float8_e5m2, torch.float8_e4m3fn])
+def test_float8_inputs_are_checked_and_run(dtype):
+    """float8 features (a quantised backbone's) ran, in float32; the min/max check then raised
+    torch's "aminmax_cpu not implemented for 'Float8_e5m2'" (isfinite lacks e4m3fn too): they
+    are checked in float32, and a NaN in them is still found."""
+    model = LoftUp(dim=8, num_heads=2).eval()
+    lr = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        out = model(lr.to(dtype), torch.randn(1, 3, 8, 8))
+    assert out.shape == (1, 8, 8, 8) and out.dtype == torch.float32 and out.isfinite().all()
+    lr[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="lr_feats contains NaN or Inf values"):
+        model(lr.to(dtype), torch.randn(1, 3, 8, 8))
+
+
 def test_a_half_precision_guidance_image_is_warned_about(monkeypatch):
     """The model may run in half precision, the image must not: its rounding, times the
     encoding's e^10 frequencies, is phase noise (see the warning)."""

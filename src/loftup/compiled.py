@@ -77,11 +77,14 @@ def compile_upsampler(
       conv: stem convolutions (see :func:`loftup.fused.choose_conv`; None: the model's
         ``conv``); Winograd is a library call that the compiler leaves as it is.
       mode: ``torch.compile`` mode (default: "reduce-overhead" on CUDA, the default elsewhere).
-      chunk_size: pixels decoded at once (None: the model's ``chunk_size``, else per device).
+      chunk_size: pixels of each image decoded at once (None: the model's ``chunk_size``,
+        else per device); a batch of B decodes B times as many at once, where the tiled
+        forward holds a chunk for the whole batch (a fixed shape for the compiler).
     """
     own = model.stem.conv1.weight.device
     device = torch.device(device or own)
-    if device.type != own.type or device.index not in (None, own.index):  # weights stay there
+    other = device.type == "cuda" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
+    if device.type != own.type or other:  # the weights stay where they are
         raise UsageError(
             f"compile_upsampler(device={str(device)!r}) for a model on {own}: the compiled "
             f"function runs where the model's weights are; move the model first, "

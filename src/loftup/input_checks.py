@@ -62,6 +62,8 @@ def _finite(t: torch.Tensor) -> bool:
     streamed output) and took 50 times as long."""
     if not t.numel():
         return True
+    if t.element_size() == 1:  # the float8 types, which aminmax (and isfinite) lack on the CPU
+        t = t.float()
     lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
