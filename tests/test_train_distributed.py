@@ -231,9 +231,10 @@ def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoi
     args = [*overrides(data, out), "log.ckpt_every=3", "data.num_workers=1", "log.progress=true"]
     cmd = [sys.executable, "-m", "loftup", "train", "--stage", "1", *args]
     terminal, tty = os.openpty()  # the ssh session's terminal: stderr, bar and log on it
-    proc = subprocess.Popen(
-        cmd, env=env(), stdout=subprocess.PIPE, stderr=tty, start_new_session=True
-    )
+    proc = subprocess.Popen(  # SIGHUP's default action, as in a terminal: a suite run under
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=tty, start_new_session=True,  # nohup
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),  # passed on SIG_IGN,
+    )  # which the run keeps (nohup's choice), so it ran to its end  # fmt: skip
     os.close(tty)
     said = b""
     try:
