@@ -107,6 +107,17 @@ def make_hf_cache(root: Path, repo_id: str, files: dict[str, Path | bytes]) -> P
     return snap
 
 
+def src_env() -> dict[str, str]:
+    """This process's environment with our source first on PYTHONPATH and what it held there
+    after it (as tests/test_min_versions.py runs the suite with an older torch on it)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+
+
 def run_cli(args: list[str], env: dict | None = None, cwd=None, timeout: int = 600):
     """Run ``python -m loftup ARGS`` in a fresh process (for offline/env-dependent behaviour)."""
     full_env = {**os.environ, **(env or {})}

@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, src_env
 
 
 def _script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+    env = {**src_env(), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(REPO / "benchmarks" / name), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import loftup
-from conftest import GLOO_THREADS, REPO, cli_script, gloo_left, run_scripts
+from conftest import GLOO_THREADS, REPO, cli_script, gloo_left, run_scripts, src_env
 from loftup.cli import main
 from loftup.extract import OPTIONS_NAME, Job, collect_inputs, shard
 
@@ -958,8 +958,9 @@ def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "loftup", "upsample", str(photos / "coffee.jpg")]
     cmd += ["-m", str(upsampler), "-o", str(out), "--size", "1500", "--stream-above", "0"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=src_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out.is_dir() and list(out.glob(".coffee.pt.*.tmp"))):  # streaming has begun
