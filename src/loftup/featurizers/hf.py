@@ -103,6 +103,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         check_after_load,
         check_before_load,
         damaged_file,
+        mismatch_shapes,
         missing_fix,
         weight_files,
     )
@@ -115,6 +116,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         check_torch_file(path, fix=where_from(name, path))
     if pickled:
         _check_torch_reads_pickles(pickled[0], name)
+    config = None
     try:
         # the overrides go into the config itself: passed to from_pretrained, one that the
         # config class does not declare (vision_use_head before transformers 5) would reach
@@ -155,6 +157,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
         # torch.load's own text suggests weights_only=False: ours names the file
         _name_damaged_pickle(pickled, name)
+        _name_integer_weights(cls, config, folder, name)  # transformers 4 cannot copy them
         raise CheckpointError(
             f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
         ) from None
@@ -164,9 +167,11 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
         ) from None
-    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: m[0])
+    mismatched = sorted(
+        info.get("mismatched_keys") or [], key=lambda m: m if isinstance(m, str) else m[0]
+    )
     if mismatched:
-        key, stored, wanted = mismatched[0][:3]
+        key, stored, wanted = mismatch_shapes(mismatched[0], folder, model)
         raise CheckpointError(
             f"{folder / CONFIG_FILE} does not describe its weights: {key} is "
             f"{tuple(stored)} in the file, {tuple(wanted)} by the config "
@@ -197,6 +202,22 @@ def _check_torch_reads_pickles(path: Path, name: str) -> None:
         f"torch {torch.__version__}: upgrade torch (pip install 'torch>={need}'), or give "
         f"backbone {name} a folder with model.safetensors ({where_from(name)})"
     )
+
+
+def _name_integer_weights(cls, config, folder: Path, name: str) -> None:
+    """:func:`check_stored_floats` against the model ``config`` describes, built on the meta
+    device (no memory, no weights): transformers 4 fails to copy a weight stored as integers or
+    booleans into a float parameter, a RuntimeError that named no file."""
+    from .hf_files import check_stored_floats
+
+    if config is None:
+        return
+    try:
+        with torch.device("meta"):
+            skeleton = cls(config)
+    except Exception:  # noqa: BLE001 - a model that cannot be built there: transformers' error
+        return
+    check_stored_floats(folder, skeleton, name)
 
 
 def _name_damaged_pickle(pickled: list[Path], name: str) -> None:

@@ -112,15 +112,7 @@ def _check_index(index: Path, name: str) -> None:
 def check_after_load(folder: Path, model: torch.nn.Module, name: str) -> None:
     """A CheckpointError where a file of ``folder`` stored one of ``model``'s floating-point
     weights as integers or booleans (transformers cast it), or a loaded weight is not finite."""
-    floats = {n for n, t in model.state_dict().items() if t.is_floating_point()}
-    for path in weight_files(folder):
-        for key, dtype in _stored_dtypes(path).items():
-            if not _is_float(dtype) and _weight_of(key, floats):
-                raise CheckpointError(
-                    f"{path} stores {key} as {dtype}, not as floating-point numbers: not the "
-                    f"weights of backbone {name} (a quantized or converted copy?); "
-                    f"{where_from(name, path)}"
-                )
+    check_stored_floats(folder, model, name)
     for key, tensor in model.state_dict().items():
         # a NaN or an infinity makes the sum one (and finite weights' sums stay far below
         # float32's range): one pass, no mask, a few times faster than isfinite().all()
@@ -129,6 +121,34 @@ def check_after_load(folder: Path, model: torch.nn.Module, name: str) -> None:
                 f"{folder}: weight {key} of backbone {name} holds NaN or infinite values, so "
                 f"every feature would be NaN; {where_from(name, _first(folder))}"
             )
+
+
+def check_stored_floats(folder: Path, model: torch.nn.Module, name: str) -> None:
+    """A CheckpointError where a file of ``folder`` stores one of ``model``'s floating-point
+    weights as integers or booleans (``model`` may be on the meta device: only its dtypes are
+    read). transformers 5 casts them; transformers 4 fails to copy them, a RuntimeError."""
+    floats = {n for n, t in model.state_dict().items() if t.is_floating_point()}
+    for path in weight_files(folder):
+        for key, (dtype, _) in _stored(path).items():
+            if not _is_float(dtype) and _weight_of(key, floats):
+                raise CheckpointError(
+                    f"{path} stores {key} as {dtype}, not as floating-point numbers: not the "
+                    f"weights of backbone {name} (a quantized or converted copy?); "
+                    f"{where_from(name, path)}"
+                )
+
+
+def mismatch_shapes(entry, folder: Path, model: torch.nn.Module) -> tuple[str, tuple, tuple]:
+    """(weight name, shape in the file, shape the config gives) of one of transformers'
+    ``mismatched_keys``: transformers 5 gives all three, transformers 4 the name alone (the
+    shapes went to its log), read here from the files' headers and the model."""
+    if not isinstance(entry, str):
+        key, stored, wanted = entry[:3]
+        return key, tuple(stored), tuple(wanted)
+    stored = next((v[1] for p in weight_files(folder) for k, v in _stored(p).items()
+                   if k == entry or k.endswith("." + entry)), ())  # fmt: skip
+    wanted = model.state_dict().get(entry, torch.empty(0)).shape
+    return entry, tuple(stored), tuple(wanted)
 
 
 def _first(folder: Path) -> Path | None:
@@ -160,17 +180,19 @@ def _weight_of(key: str, floats: set[str]) -> bool:
     return any(key == n or key.endswith("." + n) or n.endswith("." + key) for n in floats)
 
 
-def _stored_dtypes(path: Path) -> dict[str, str]:
-    """Each tensor's dtype as stored in ``path``, without reading the tensors' data (a
+def _stored(path: Path) -> dict[str, tuple[str, list[int]]]:
+    """Each tensor's (dtype, shape) as stored in ``path``, without reading the tensors' data (a
     safetensors header; a torch file memory-mapped)."""
     if path.suffix == ".safetensors":
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(size))
-        return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
+        return {k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"}
     with open(path, "rb") as f:
         archive = f.read(4) == b"PK\x03\x04"  # torch.save's zip: memory-mapped, else read
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=archive)
     if not isinstance(state, dict):
         return {}
-    return {k: str(t.dtype) for k, t in state.items() if isinstance(t, torch.Tensor)}
+    return {
+        k: (str(t.dtype), list(t.shape)) for k, t in state.items() if isinstance(t, torch.Tensor)
+    }
