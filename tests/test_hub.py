@@ -444,6 +444,10 @@ def _use_mirror(monkeypatch, endpoint: str, cache, **env) -> None:
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
     template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    import huggingface_hub.file_download as fd  # before 1.0 it reads its own copy, taken at import
+
+    if hasattr(fd, "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(fd, "HUGGINGFACE_CO_URL_TEMPLATE", template)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     # read at import: on where a test before set HF_HUB_OFFLINE=1 while importing it; here the
     # environment decides (loftup reads it first)
