@@ -26,6 +26,16 @@ CASE_NAMES = ("square", "nonsquare", "downscale")
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release  # noqa: E402 (after TRITON_INTERPRET)
+
+#: For a test that has transformers read a backbone's pytorch_model.bin: it reads one only with
+#: torch 2.6 or newer (CVE-2025-32434), and below it loftup refuses the file, naming it, by
+#: design (tests/test_featurizers.py checks that refusal on the torch under test too).
+READS_BACKBONE_PICKLES = pytest.mark.skipif(
+    torch_release() < SAFE_PICKLE_TORCH,
+    reason="transformers reads a backbone's pytorch_model.bin only with torch 2.6 or newer",
+)
+
 
 def perturb(model, scale: float = 0.05, seed: int = 1):
     """``model`` (a LoftUp) in eval mode with every weight and buffer moved off its initial

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import (
+    READS_BACKBONE_PICKLES,
     REFERENCE_STATE,
     cli_script,
     make_hf_cache,
@@ -37,6 +38,7 @@ from loftup.hub import (
     released_table,
     training_to_reference,
 )
+from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release
 
 
 def _case(reference_cases, name="square"):
@@ -249,9 +251,13 @@ def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
     (CVE-2025-32434): a pickle still loads there, and the user is told to trust the file or
     upgrade; with a newer torch nothing is said."""
     torch.save(dict(reference_state), tmp_path / "w.pth")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing said with this torch
-        load_upsampler(tmp_path / "w.pth")
+    if torch_release() >= SAFE_PICKLE_TORCH:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing said with this torch
+            load_upsampler(tmp_path / "w.pth")
+    else:  # the torch under test is such a torch
+        with pytest.warns(UserWarning, match="CVE-2025-32434"):
+            load_upsampler(tmp_path / "w.pth")
     monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
     with pytest.warns(UserWarning, match=r"w\.pth, a PyTorch pickle, with torch 2\.5\.1") as w:
         load_upsampler(tmp_path / "w.pth")
@@ -260,8 +266,6 @@ def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
     monkeypatch.setattr(torch, "__version__", "2.6.0a0+ecf3bae40a")
     with pytest.warns(UserWarning, match="CVE-2025-32434"):
         load_upsampler(tmp_path / "w.pth")
-    from loftup.hub.files import torch_release
-
     for version, release in (("2.6.1a0", (2, 6)), ("2.6.0.dev20250101", (2, 5)),
                              ("2.13.0+cpu", (2, 13)), ("2.10.0a0+git", (2, 9))):  # fmt: skip
         monkeypatch.setattr(torch, "__version__", version)
@@ -532,10 +536,15 @@ def test_a_backbone_repo_with_only_pytorch_model_bin_downloads(
     assert main(["download", "clip_vitb16"]) == 0
     assert capsys.readouterr().out.startswith("clip_vitb16: ")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if torch_release() < SAFE_PICKLE_TORCH:  # downloaded, but this torch cannot read it
+        with pytest.raises(CheckpointError, match="pytorch_model.bin is a PyTorch pickle"):
+            get_featurizer("clip_vitb16")
+        return
     with torch.no_grad():
         assert get_featurizer("clip_vitb16")(torch.zeros(1, 3, 64, 64)).shape == (1, 24, 4, 4)
 
 
+@READS_BACKBONE_PICKLES
 def test_a_backbone_repo_of_ones_own_in_shards_downloads_then_loads_offline(
     tmp_path, local_hub, monkeypatch
 ):
