@@ -1142,8 +1142,10 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
     backbone = Featurizer()  # the pipeline is only built: a stand-in of the backbone's width
     backbone.dim, backbone.patch_size = 768, 16
     backbone.name = "siglip2_vitb16"  # the neighbour's name, on a backbone of the same width
+    pickle_warned = torch_release() < SAFE_PICKLE_TORCH  # the released .bin, CVE-2025-32434
     with pytest.warns(BackboneMismatchWarning) as told:
         load_pipeline("loftup_siglip", backbone=backbone)
+    told = [w for w in told if not (pickle_warned and "CVE-2025-32434" in str(w.message))]
     assert str(told[0].message).startswith(
         "backbone mismatch: the upsampler loftup_siglip was trained on siglip_vitb16's "
         "features, not siglip2_vitb16's"
@@ -1151,6 +1153,8 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
     backbone.name = "siglip_vitb16"  # its own: nothing to say
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        if pickle_warned:
+            warnings.filterwarnings("ignore", "loading .*CVE-2025-32434")
         load_pipeline("loftup_siglip", backbone=backbone)
 
 
