@@ -1,7 +1,7 @@
 """The oldest releases that pyproject.toml allows, installed from the package registry into a
 folder of their own, under the default test suite (slow: an install of about 150 MB and a
 whole run of the suite, about 8 minutes); and torch's own lower bound, 2.4, in another run of
-the suite (about 5 GB installed, 6 minutes).
+the suite (about 5 GB installed; 12 minutes here in all, 10 of them the suite).
 
 What these packages need but pyproject does not name is left at the installed release;
 tensorboard's lower bound is also run with the installed numpy 2 (its reader needs 2.17.1
