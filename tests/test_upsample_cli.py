@@ -821,13 +821,15 @@ def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_pat
         assert "rank 1" in multi.stderr  # really two processes
         assert gloo_left(multi.stderr) == [0, 0], multi.stderr
         assert one == outputs(tmp_path / out), out
-        if extra and ROWS_ROUND_BY_COUNT:  # batches of two there: a few ulps from one's
-            continue
         for name in one:
-            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / out / name).read_bytes(), (
-                out,
-                name,
-            )
+            alone, here = tmp_path / "one" / name, tmp_path / out / name
+            if extra and ROWS_ROUND_BY_COUNT:  # batches of two there: a few ulps from one's
+                if name.endswith(".pt"):  # the features (the --viz pictures' pixels may move)
+                    torch.testing.assert_close(torch.load(here, weights_only=True),
+                                               torch.load(alone, weights_only=True),
+                                               rtol=0, atol=1e-5)  # fmt: skip
+                continue
+            assert alone.read_bytes() == here.read_bytes(), (out, name)
     # resumed by two processes: each skips its own batches that are done (rank 0 has im0 and
     # im2, rank 1 im1), and rank 0 reports the total kept
     (tmp_path / "two" / "im2.pt").unlink()

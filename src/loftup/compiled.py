@@ -83,7 +83,7 @@ def compile_upsampler(
     """
     own = model.stem.conv1.weight.device
     device = torch.device(device or own)
-    other = device.type == "cuda" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
+    other = device.type != "cpu" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
     if device.type != own.type or other:  # the weights stay where they are
         raise UsageError(
             f"compile_upsampler(device={str(device)!r}) for a model on {own}: the compiled "
