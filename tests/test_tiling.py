@@ -8,6 +8,7 @@ import torch
 
 from conftest import REFERENCE_STATE
 from loftup import LoftUp, graph_upsampler, load_upsampler
+from loftup.errors import UsageError
 from loftup.fused import winograd_available
 from loftup.tiling import plan_tiles, split_axis, upsample, upsample_to_npy
 
@@ -196,6 +197,23 @@ def test_npy_streaming_writes_the_output(small, tmp_path, layout, dtype):
     tol = 1e-6 if dtype == "float32" else 2e-3 * float(expected.abs().max())
     assert np.abs(again.astype(np.float32) - expected.numpy()).max() <= tol
     assert arr.shape == np.load(path, mmap_mode="r").shape
+
+
+def test_npy_streaming_in_float16_refuses_values_it_cannot_hold(small, tmp_path):
+    """dtype="float16" stored features beyond 65504 as infinities without a word (the CLI's
+    --save-dtype float16 refuses them): named, with the fix, and no file is left."""
+    import copy
+
+    big = copy.deepcopy(small)
+    with torch.no_grad():  # the last norm's scale: outputs up to about 3e5
+        for t in big.head.norm.parameters():
+            t.mul_(1e5)
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
+    with pytest.raises(UsageError, match=r"values as large as .*beyond what float16 holds "
+                       r"\(65504\), so .*feats.npy was not written; pass dtype='float32'$"):  # fmt: skip
+        upsample_to_npy(big, lr, image, tmp_path / "feats.npy", dtype="float16", tile_size=20)
+    assert not list(tmp_path.iterdir())
+    upsample_to_npy(big, lr, image, tmp_path / "feats.npy", tile_size=20)  # float32 holds them
 
 
 @pytest.mark.parametrize("fault", [KeyboardInterrupt, OSError])

@@ -4,6 +4,7 @@ of any size in the memory of one tile (:func:`loftup.tiling.upsample` computes t
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +94,15 @@ def upsample_to_npy(
     out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
 
     def write(tile: Tile, feats: torch.Tensor) -> None:
+        if torch_dtype == torch.float16:  # float16 stores a value beyond 65504 as an infinity
+            lo, hi = (float(v) for v in torch.aminmax(feats))
+            top = torch.finfo(torch.float16).max
+            if not -top <= lo <= hi <= top and math.isfinite(lo) and math.isfinite(hi):
+                raise UsageError(
+                    f"the features hold values as large as {max(-lo, hi):.3g}, beyond what "
+                    f"float16 holds ({top:.5g}), so {path} was not written; pass "
+                    "dtype='float32'"
+                )
         f = feats.to("cpu", torch_dtype)
         if layout == "nchw":
             out.features[tile.batch, :, tile.rows, tile.cols] = f
