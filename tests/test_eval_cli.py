@@ -158,6 +158,9 @@ def test_depth_end_to_end(tmp_path, backbones, capsys):
     assert res["num_images"] == {"train": 3, "test": 3}
     assert res["images_without_valid_pixels"] == 0
     assert res["settings"]["probe"]["schedule"] == "probe3d"
+    # 2 steps (3 images, batch 8, 2 epochs): the 1.5-epoch warm-up ran as 1 step, and says so
+    probe = res["settings"]["probe"]
+    assert (probe["warmup_epochs"], probe["steps"], probe["warmup_steps"]) == (1.5, 2, 1)
     assert _is_png(res["figure"])
 
 

@@ -28,7 +28,14 @@ from .probe import (
     predict_normals,
 )
 from .probe_losses import depth_loss, normal_loss, seg_loss
-from .probe_training import DEPTH_PROBE, NORMAL_PROBE, SEG_PROBE, ProbeConfig, train_probe
+from .probe_training import (
+    DEPTH_PROBE,
+    NORMAL_PROBE,
+    SEG_PROBE,
+    ProbeConfig,
+    train_probe,
+    warmup_steps,
+)
 from .report import run_info
 from .results import finish
 
@@ -93,6 +100,10 @@ def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 
 def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeline) -> dict:
+    # the warm-up the probe ran (warmup_epochs is capped at half a short run: said as steps)
+    per_epoch = -(-sizes["train"] // pcfg.batch_size)  # the training loader keeps its last batch
+    probe = {**pcfg.to_dict(), "steps": pcfg.epochs * per_epoch,
+             "warmup_steps": warmup_steps(pcfg, per_epoch)}  # fmt: skip
     return {
         "task": cfg.task,
         "dataset": cfg.dataset,
@@ -100,7 +111,7 @@ def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeli
         "upsampler": cfg.upsampler,
         "num_images": sizes,
         "features": pipe.record(),
-        "settings": {**cfg.to_dict(), "probe": pcfg.to_dict(), "policy": POLICY},
+        "settings": {**cfg.to_dict(), "probe": probe, "policy": POLICY},
         "run": run_info(cfg.device),
     }
 
