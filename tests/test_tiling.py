@@ -209,11 +209,42 @@ def test_npy_streaming_in_float16_refuses_values_it_cannot_hold(small, tmp_path)
         for t in big.head.norm.parameters():
             t.mul_(1e5)
     lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
-    with pytest.raises(UsageError, match=r"values as large as .*beyond what float16 holds "
-                       r"\(65504\), so .*feats.npy was not written; pass dtype='float32'$"):  # fmt: skip
+    said = (r"values as large as \d+, beyond what float16 holds \(65504 at most\), so "
+            r".*feats.npy was not written; pass dtype='float32'$")  # fmt: skip
+    with pytest.raises(UsageError, match=said):
         upsample_to_npy(big, lr, image, tmp_path / "feats.npy", dtype="float16", tile_size=20)
     assert not list(tmp_path.iterdir())
     upsample_to_npy(big, lr, image, tmp_path / "feats.npy", tile_size=20)  # float32 holds them
+
+
+def test_npy_streaming_in_float16_sees_large_values_beside_a_nan(small, tmp_path, monkeypatch):
+    """A tile's min and max were NaN (or infinite) where it held one NaN (or Inf): its values
+    beyond float16's range went to the file as infinities. And 65510 rounds to 65504, which
+    float16 holds: written, not refused."""
+    import loftup.tiling as tiling
+
+    real = tiling.upsample
+
+    def with_values(values):
+        def upsample(*args, callback, **kwargs):
+            def spoilt(tile, feats):
+                feats = feats.clone()
+                feats[0, 0, 0, : len(values)] = torch.tensor(values)
+                callback(tile, feats)
+
+            return real(*args, callback=spoilt, **kwargs)
+
+        return upsample
+
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
+    for beside in (float("nan"), float("inf"), -float("inf")):
+        monkeypatch.setattr(tiling, "upsample", with_values([1e5, beside]))
+        with pytest.raises(UsageError, match=r"values as large as 100000, beyond what float16"):
+            upsample_to_npy(small, lr, image, tmp_path / "f.npy", dtype="float16", tile_size=20)
+        assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(tiling, "upsample", with_values([65510.0, -65519.0]))
+    arr = upsample_to_npy(small, lr, image, tmp_path / "f.npy", dtype="float16", tile_size=20)
+    assert arr[0, 0, 0, :2].tolist() == [65504.0, -65504.0]
 
 
 @pytest.mark.parametrize("fault", [KeyboardInterrupt, OSError])

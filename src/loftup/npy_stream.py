@@ -4,7 +4,6 @@ of any size in the memory of one tile (:func:`loftup.tiling.upsample` computes t
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,14 +93,13 @@ def upsample_to_npy(
     out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
 
     def write(tile: Tile, feats: torch.Tensor) -> None:
-        if torch_dtype == torch.float16:  # float16 stores a value beyond 65504 as an infinity
-            lo, hi = (float(v) for v in torch.aminmax(feats))
-            top = torch.finfo(torch.float16).max
-            if not -top <= lo <= hi <= top and math.isfinite(lo) and math.isfinite(hi):
+        if torch_dtype == torch.float16:  # float16 rounds 65520 and more to an infinity
+            big = feats.isfinite() & (feats.abs() >= 65520)  # a NaN or Inf beside them too
+            if bool(big.any()):
                 raise UsageError(
-                    f"the features hold values as large as {max(-lo, hi):.3g}, beyond what "
-                    f"float16 holds ({top:.5g}), so {path} was not written; pass "
-                    "dtype='float32'"
+                    f"the features hold values as large as {float(feats[big].abs().max()):.6g}"
+                    f", beyond what float16 holds (65504 at most), so {path} was not written; "
+                    "pass dtype='float32'"
                 )
         f = feats.to("cpu", torch_dtype)
         if layout == "nchw":
