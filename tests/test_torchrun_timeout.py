@@ -334,8 +334,8 @@ def test_rank_0_failing_a_later_meeting_closes_it_and_those_who_came_are_told_at
     def come(rank, seconds):
         try:
             torchrun._meeting_point(rank, 3, seconds, 2)
-        except LoftUpError as e:
-            said[rank] = (str(e), time.monotonic() - start)
+        except LoftUpError as e:  # kept, as a caller that goes on may keep it (its traceback
+            said[rank] = (str(e), time.monotonic() - start, e)  # holds the failed meeting)
 
     start = time.monotonic()
     threads = [threading.Thread(target=come, args=a) for a in ((0, 1), (1, 20))]
