@@ -603,3 +603,32 @@ def test_stage_two_honours_model_attention_window(tmp_path, small_init):
         model, used, _ = build_upsampler(cfg, 384)
         assert model.config.attention_window == used.model.attention_window == window
         assert (model.config.depth, used.model.depth, used.model.num_heads) == (1, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["stage2.central=0.01"],  # 56 px regions, 1 central position
+        ["stage2.affinity_max_side=1"],
+        ["stage2.global_sizes=[28, 448]"],  # 28^2 / 896: a 1 px region on the 28 px view
+    ],
+)
+def test_a_stage2_affinity_over_a_single_position_is_refused(overrides):
+    """The affinity of one position with itself is 1 whatever the features, so stage 2's
+    distillation term was 0 at every such step, without a word; refused before anything loads,
+    naming the view and the keys that fix it. Weight 0 (no such loss asked for) is taken."""
+    import torch
+
+    from loftup.train.config import check_backbone_fit
+    from loftup.train.losses import affinity_loss
+
+    one = torch.randn(2, 8, 1, 1)
+    assert affinity_loss(one, torch.randn(2, 8, 1, 1), central=0.8).item() < 1e-12  # why
+    with pytest.raises(UsageError) as e:
+        check_backbone_fit(load_config("stage2_sa1b", overrides, stage=2))
+    message = str(e.value)
+    assert message.startswith("stage 2's affinity loss would be 0 at every step on the ")
+    assert "holds a single position; raise the smallest of stage2.global_sizes" in message
+    assert "\n" not in message
+    check_backbone_fit(load_config("stage2_sa1b", [*overrides, "stage2.affinity_weight=0"]))
+    check_backbone_fit(load_config("stage2_sa1b", ["stage2.central=0.03"]))  # 2 of 56: taken

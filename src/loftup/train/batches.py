@@ -82,6 +82,12 @@ def draw_step(cfg: TrainConfig, step: int, dim: int, patch: int, sizes: list[int
     return StepDraws(proj, jitters, keep, size, offsets, seeds)
 
 
+def region_side(size: int, load: int) -> int:
+    """The side of the region that an ``size``-px crop of the ``load``-px image covers in the
+    global view of side ``size`` (that view is the whole image resized)."""
+    return max(1, round(size * size / load))
+
+
 def crop_offsets(shape, load: int, size: int, align: int, *, generator=None) -> torch.Tensor:
     """Offsets (top or left) of ``size``-px crops of a ``load``-px image, shaped ``shape``.
 
@@ -191,7 +197,7 @@ def stage2_inputs(featurizer, teacher, images01, batch: dict, draws: StepDraws, 
     # takes, its forward, the mask adjustment), not the global view's backbone queued before
     settle(device)
     started = time.perf_counter()
-    region = max(1, round(s * s / load))  # a crop's side in the global view
+    region = region_side(s, load)  # a crop's side in the global view
     side = min(region, s2.affinity_max_side)
     full = None  # the teacher on the global view: the same region for every jitter
     if s2.teacher_view in ("full", "both"):

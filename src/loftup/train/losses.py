@@ -50,10 +50,15 @@ def affinity(feats: torch.Tensor) -> torch.Tensor:
     return flat.transpose(1, 2) @ flat
 
 
+def central_side(side: int, fraction: float) -> int:
+    """How many pixels the central ``fraction`` of a ``side``-px side keeps (at least one)."""
+    return max(1, round(side * fraction))
+
+
 def central_crop(feats: torch.Tensor, fraction: float) -> torch.Tensor:
     """The central ``fraction`` of each side of (B, C, H, W) (at least one pixel)."""
     h, w = feats.shape[-2:]
-    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    ch, cw = central_side(h, fraction), central_side(w, fraction)
     top, left = (h - ch) // 2, (w - cw) // 2
     return feats[..., top : top + ch, left : left + cw]
 

@@ -293,3 +293,30 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
                 f"({patch} px), got {cfg.stage2.load_size}"
             )
         _check_windows_fit(sizes, "stage2.global_sizes", patch, cfg.backbone)
+        _check_affinity_positions(cfg, min(sizes))
+
+
+def _check_affinity_positions(cfg: TrainConfig, smallest: int) -> None:
+    """Stage 2's affinity loss compares the similarities among the positions of the central
+    ``stage2.central`` of a region (a crop's footprint in the global view, at most
+    ``stage2.affinity_max_side`` px): one position alone is similar to itself whatever the
+    features, so a loss of 0 every step, which trained without the distillation without a word.
+    The smallest global view gives the smallest region; a weight of 0 asks for no such loss."""
+    from ..batches import region_side
+    from ..losses import central_side
+
+    s2 = cfg.stage2
+    if s2.affinity_weight == 0:
+        return
+    side = min(region_side(smallest, s2.load_size), s2.affinity_max_side)
+    if central_side(side, s2.central) >= 2:
+        return
+    raise UsageError(
+        f"stage 2's affinity loss would be 0 at every step on the {smallest} px global view "
+        f"(the smallest of stage2.global_sizes): the teacher's region there is "
+        f"{region_side(smallest, s2.load_size)} px ({smallest}^2 / stage2.load_size "
+        f"{s2.load_size}), compared at {side} px (stage2.affinity_max_side "
+        f"{s2.affinity_max_side}), whose central stage2.central={s2.central:g} holds a single "
+        "position; raise the smallest of stage2.global_sizes, stage2.affinity_max_side or "
+        "stage2.central, or lower stage2.load_size (stage2.affinity_weight=0 trains without it)"
+    )
