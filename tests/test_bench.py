@@ -1093,8 +1093,22 @@ def test_tf32_without_float32_is_refused_not_left_out(capsys):
     sit beside float32's): refused in one line, before anything is timed."""
     assert main([*_TINY, "--dtypes", "bfloat16", "--tf32"]) == 2
     err = capsys.readouterr().err
-    assert "--dtypes bfloat16 has no float32: add float32 to --dtypes" in err
+    assert "(--dtypes) bfloat16 has no float32: add float32 to dtypes (--dtypes)" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("precision", [{"dtypes": ("bfloat16",)}, {"dtype": torch.bfloat16}])
+def test_tf32_rows_without_float32_are_refused_by_the_library_too(precision):
+    """``bench_forward(dtypes=("bfloat16",), tf32_rows=True)`` timed bfloat16 alone and
+    returned ``tf32_rows: False``, the rows asked for dropped unsaid (the CLI refused
+    ``--tf32`` so, the function did not): one UsageError, the same check as the CLI's."""
+    from loftup.bench import bench_forward
+    from loftup.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^tf32_rows \(--tf32\) .* has no float32: add") as e:
+        bench_forward((16,), dim=32, grid=4, repeats=1, warmup=0, peak=False, progress=False,
+                      tf32_rows=True, **precision)  # fmt: skip
+    assert "\n" not in str(e.value)
 
 
 def test_a_stream_s_host_memory_is_the_host_s_and_a_gpu_s_is_said_apart(tmp_path):

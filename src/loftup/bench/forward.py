@@ -89,11 +89,11 @@ def bench_forward(
       graph_max_size: on a GPU, also time LoftUp replayed from a CUDA graph
         (:func:`loftup.graph_upsampler`, method "loftup_graph") in each half precision at
         sizes up to this one.
-      tf32_rows: with "float32" in ``dtypes``, also time ours and the reference in
-        float32 with TF32 matrix products and convolutions (precision "tf32", what
-        ``torch.set_float32_matmul_precision("high")`` gives; the "float32" rows keep
-        PyTorch's defaults: TF32 convolutions, full float32 matrix products). A GPU setting:
-        on the CPU these rows compute exactly the float32 ones.
+      tf32_rows: also time ours and the reference in float32 with TF32 matrix products and
+        convolutions (precision "tf32", what ``torch.set_float32_matmul_precision("high")``
+        gives; the "float32" rows keep PyTorch's defaults: TF32 convolutions, full float32
+        matrix products). A GPU setting: on the CPU these rows compute exactly the float32
+        ones. They sit beside the float32 rows: refused without "float32" in ``dtypes``.
       progress: a bar on stderr counting the calls timed (:mod:`.progress`); inside a suite's
         section, whose bar is open already, the calls are counted on that bar whatever this says.
       repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
@@ -109,6 +109,7 @@ def bench_forward(
         warmup=warmup, tile_size=tile_size, chunk_size=chunk_size, dtypes=dtypes,
         budget_s=budget_s, reference=reference is not None,
         reference_max_size=reference_max_size, graph_max_size=graph_max_size,
+        tf32_rows=tf32_rows,
     )  # fmt: skip
     torch.manual_seed(seed)
     if model is None:
@@ -119,7 +120,6 @@ def bench_forward(
     models = precision_models(model, dtypes)
     ref = _reference(reference, model, device) if reference is not None else None
     peaks = {n: matmul_peak(device, DTYPES[n]) for n in dtypes} if peak else {}
-    tf32_rows = tf32_rows and "float32" in dtypes
     if tf32_rows and peak:
         with tf32(True):
             peaks["tf32"] = matmul_peak(device, torch.float32)

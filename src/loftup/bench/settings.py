@@ -22,11 +22,13 @@ def check_settings(
     reference: bool = False,
     reference_max_size: int = 448,
     graph_max_size: int = 0,
+    tf32_rows: bool = False,
 ) -> None:
     """A :class:`loftup.errors.UsageError` naming the first setting of
     :func:`.forward.bench_forward` that it cannot run with (before any model is built or
     anything is timed). ``dim`` None: the model is given, its own width is used. ``reference``:
-    whether the paper's implementation is timed too (up to ``reference_max_size``)."""
+    whether the paper's implementation is timed too (up to ``reference_max_size``).
+    ``tf32_rows``: TF32 rows asked for, which sit beside the float32 ones (none without)."""
     from ..model import LoftUpConfig
 
     sizes = list(sizes)
@@ -66,6 +68,12 @@ def check_settings(
     if unknown or not dtypes:
         raise UsageError(
             f"unknown dtype {unknown[0] if unknown else 'none'!r}; choose from {', '.join(DTYPES)}"
+        )
+    if tf32_rows and "float32" not in dtypes:  # its rows would be left out unsaid
+        raise UsageError(
+            "tf32_rows (--tf32) times float32 with TF32 products beside the float32 rows, and "
+            f"dtypes (--dtypes) {' '.join(dtypes)} has no float32: add float32 to dtypes "
+            "(--dtypes), or leave out tf32_rows (--tf32)"
         )
     if budget_s is not None and not budget_s > 0:
         raise UsageError(f"budget_s must be > 0 seconds or None, got {budget_s}")

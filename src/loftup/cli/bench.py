@@ -133,14 +133,8 @@ def _cmd_bench(args) -> int:
         check_settings(
             args.sizes, dim=args.dim, grid=args.grid, batch=args.batch, repeats=args.repeats,
             warmup=args.warmup, tile_size=args.tile_size, chunk_size=args.chunk_size,
-            dtypes=args.dtypes,
+            dtypes=args.dtypes, tf32_rows=args.tf32,
         )  # fmt: skip
-        if args.tf32 and "float32" not in args.dtypes:  # its rows would be left out unsaid
-            raise LoftUpError(
-                "--tf32 times float32 with TF32 products beside the float32 rows, and --dtypes "
-                f"{' '.join(args.dtypes)} has no float32: add float32 to --dtypes, or leave "
-                "out --tf32"
-            )
     reference = load_reference_class(args.reference) if args.reference else None
     if args.threads:
         torch.set_num_threads(args.threads)
