@@ -763,6 +763,18 @@ def test_bench_stream_adds_its_line_and_figures_to_the_table(tmp_path, capsys):
     )
 
 
+def test_a_stream_with_a_batch_is_refused_before_the_table(tmp_path, capsys):
+    """`loftup bench --batch 4 --stream N` streamed one image (batch 1) while its line and JSON
+    said nothing of the batch, which the table beside it did use: refused in one line, before
+    the table is timed."""
+    out = tmp_path / "bench.json"
+    assert main([*_TINY, "--batch", "2", "--stream", "24", "--json", str(out)]) == 2
+    io = capsys.readouterr()
+    assert "--stream 24 streams one image's output, and --batch 2 would not apply" in io.err
+    assert "leave out --batch" in io.err and len(io.err.strip().splitlines()) == 1
+    assert io.out == "" and not out.exists()  # nothing timed, nothing written
+
+
 def test_bench_stream_streams_with_the_model_s_convolutions(tmp_path):
     """`loftup bench --conv direct --stream N` reported the table's settings (conv "direct")
     while the stream ran with the device's default (Winograd here): its figures were of other

@@ -128,6 +128,12 @@ def _cmd_bench(args) -> int:
         _refuse_table_options(args)
     if args.stream is not None:
         check_stream_size(args.stream)  # --stream runs last: said now, not after the table
+        if args.batch != 1:  # it streamed one image, the line and JSON saying nothing of it
+            raise LoftUpError(
+                f"--stream {args.stream} streams one image's output, and --batch {args.batch} "
+                "would not apply to it: leave out --batch, or time the batch's table in a "
+                "command of its own without --stream"
+            )
     figure = _figure_path(args)
     if not args.suite:
         check_settings(
