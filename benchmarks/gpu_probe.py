@@ -59,9 +59,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--json", required=True)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--sizes", type=int, nargs="*", default=[224, 448, 896, 2048])
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896, 2048])
     a = p.parse_args()
     check_script_args(p, json_out=a.json)  # written after each size: said before the first
+    if min(a.sizes) < 1:  # checked with --smoke too, which times its own toy size
+        p.error(f"--sizes are output sides in pixels and must be at least 1, got "
+                f"{' '.join(map(str, a.sizes))}")  # fmt: skip
     cuda = torch.cuda.is_available() and not a.smoke
     dev = "cuda" if cuda else "cpu"
     dt = torch.float16 if cuda else torch.bfloat16

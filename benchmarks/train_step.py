@@ -110,6 +110,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
     check_script_args(p, json_out=args.json, threads=args.threads)
+    for flag, value, least, what in (
+        ("--steps", args.steps, 1, "timed steps, after the warm-up"),
+        ("--batch", args.batch, 1, "images per step"),
+        ("--warmup", args.warmup, 0, "untimed steps first"),
+        ("--workers", args.workers, 0, "data loader processes; 0: none"),
+    ):
+        if value < least:
+            p.error(f"{flag} ({what}) must be at least {least}, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     load_start = load_average()

@@ -81,6 +81,17 @@ def _load(name: str):
         ("world.py", ["--threads", "-1"], "--threads must be at least 1"),
         ("train_step.py", ["--json", "{tmp}/file/x.json"], "cannot be written"),
         ("gpu_probe.py", ["--json", "{tmp}"], "is a folder; give a file name"),
+        # a median over no timed steps: NaN seconds per step, after the minutes of setup (no
+        # warm-up nor images here, so that a regression fails in seconds, not in a training run)
+        ("train_step.py", ["--steps", "0", "--warmup", "0"], "--steps (timed steps, after the"),
+        ("train_step.py", ["--batch", "0", "--warmup", "0"], "--batch (images per step) must"),
+        # a side of 0 or below reached the model (checked on the CPU too, which times 32 px)
+        (
+            "gpu_probe.py",
+            ["--json", "{tmp}/p.json", "--sizes", "224", "0"],
+            "at least 1, got 224 0",
+        ),
+        ("gpu_probe.py", ["--json", "{tmp}/p.json", "--sizes"], "expected at least one argument"),
     ],
 )
 def test_scripts_refuse_bad_arguments_in_one_line_before_any_work(
