@@ -605,18 +605,24 @@ def test_stage_two_honours_model_attention_window(tmp_path, small_init):
         assert (model.config.depth, used.model.depth, used.model.num_heads) == (1, 1, 2)
 
 
+REGION = "raise the smallest of stage2.global_sizes or lower stage2.load_size"
+
+
 @pytest.mark.parametrize(
-    "overrides",
-    [
-        ["stage2.central=0.01"],  # 56 px regions, 1 central position
-        ["stage2.affinity_max_side=1"],
-        ["stage2.global_sizes=[28, 448]"],  # 28^2 / 896: a 1 px region on the 28 px view
+    "overrides, fixes, fixed",
+    [  # what the message names is what would change it (a fix that would not is left out)
+        (["stage2.central=0.01"], f"{REGION}, or raise stage2.central", "stage2.central=0.03"),
+        (["stage2.affinity_max_side=1"], "raise stage2.affinity_max_side",
+         "stage2.affinity_max_side=8"),
+        (["stage2.global_sizes=[28, 448]"], REGION,  # 28^2 / 896: a 1 px region
+         "stage2.global_sizes=[224, 448]"),
     ],
-)
-def test_a_stage2_affinity_over_a_single_position_is_refused(overrides):
+)  # fmt: skip
+def test_a_stage2_affinity_over_a_single_position_is_refused(overrides, fixes, fixed):
     """The affinity of one position with itself is 1 whatever the features, so stage 2's
     distillation term was 0 at every such step, without a word; refused before anything loads,
-    naming the view and the keys that fix it. Weight 0 (no such loss asked for) is taken."""
+    naming the view and the keys that fix it (each fix named does). Weight 0 (no such loss
+    asked for) is taken."""
     import torch
 
     from loftup.train.config import check_backbone_fit
@@ -628,7 +634,9 @@ def test_a_stage2_affinity_over_a_single_position_is_refused(overrides):
         check_backbone_fit(load_config("stage2_sa1b", overrides, stage=2))
     message = str(e.value)
     assert message.startswith("stage 2's affinity loss would be 0 at every step on the ")
-    assert "holds a single position; raise the smallest of stage2.global_sizes" in message
+    assert message.endswith(
+        f"holds a single position; {fixes} (stage2.affinity_weight=0 trains without it)"
+    )
     assert "\n" not in message
     check_backbone_fit(load_config("stage2_sa1b", [*overrides, "stage2.affinity_weight=0"]))
-    check_backbone_fit(load_config("stage2_sa1b", ["stage2.central=0.03"]))  # 2 of 56: taken
+    check_backbone_fit(load_config("stage2_sa1b", [*overrides, fixed]))  # the fix named works

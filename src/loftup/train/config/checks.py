@@ -308,15 +308,25 @@ def _check_affinity_positions(cfg: TrainConfig, smallest: int) -> None:
     s2 = cfg.stage2
     if s2.affinity_weight == 0:
         return
-    side = min(region_side(smallest, s2.load_size), s2.affinity_max_side)
+    region = region_side(smallest, s2.load_size)
+    side = min(region, s2.affinity_max_side)
     if central_side(side, s2.central) >= 2:
         return
+    # the fixes that would change it: the cap where it is what is small, else the region; a
+    # larger central part where the side compared has two positions to give
+    capped = s2.affinity_max_side < region
+    fixes = (
+        ["raise stage2.affinity_max_side"]
+        if capped
+        else ["raise the smallest of stage2.global_sizes or lower stage2.load_size"]
+    )
+    if central_side(side, 1.0) >= 2:
+        fixes.append("raise stage2.central")
+    compared = f", compared at {side} px (stage2.affinity_max_side)" if capped else ""
     raise UsageError(
         f"stage 2's affinity loss would be 0 at every step on the {smallest} px global view "
-        f"(the smallest of stage2.global_sizes): the teacher's region there is "
-        f"{region_side(smallest, s2.load_size)} px ({smallest}^2 / stage2.load_size "
-        f"{s2.load_size}), compared at {side} px (stage2.affinity_max_side "
-        f"{s2.affinity_max_side}), whose central stage2.central={s2.central:g} holds a single "
-        "position; raise the smallest of stage2.global_sizes, stage2.affinity_max_side or "
-        "stage2.central, or lower stage2.load_size (stage2.affinity_weight=0 trains without it)"
+        f"(the smallest of stage2.global_sizes): the teacher's region there is {region} px "
+        f"({smallest}^2 / stage2.load_size {s2.load_size}){compared}, whose central "
+        f"stage2.central={s2.central:g} holds a single position; {', or '.join(fixes)} "
+        "(stage2.affinity_weight=0 trains without it)"
     )
