@@ -93,9 +93,13 @@ def upsample_to_npy(
     out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
 
     def write(tile: Tile, feats: torch.Tensor) -> None:
-        if torch_dtype == torch.float16:  # float16 rounds 65520 and more to an infinity
-            big = feats.isfinite() & (feats.abs() >= 65520)  # a NaN or Inf beside them too
-            if bool(big.any()):
+        if torch_dtype == torch.float16 and feats.dtype != torch.float16:
+            # float16 rounds 65520 and more to an infinity; the min and max say at no cost
+            # that a tile holds none (a NaN or Inf makes them fail too: then looked at whole,
+            # as a NaN or Inf beside large values hid them)
+            lo, hi = (float(v) for v in torch.aminmax(feats))
+            big = None if -65520 < lo <= hi < 65520 else feats.isfinite() & (feats.abs() >= 65520)
+            if big is not None and bool(big.any()):
                 raise UsageError(
                     f"the features hold values as large as {float(feats[big].abs().max()):.6g}"
                     f", beyond what float16 holds (65504 at most), so {path} was not written; "
