@@ -115,6 +115,7 @@ def main(argv=None) -> int:
         ("--batch", args.batch, 1, "images per step"),
         ("--warmup", args.warmup, 0, "untimed steps first"),
         ("--workers", args.workers, 0, "data loader processes; 0: none"),
+        ("--masks", args.masks, 0, "SAM masks per image"),
     ):
         if value < least:
             p.error(f"{flag} ({what}) must be at least {least}, got {value}")

@@ -85,6 +85,7 @@ def _load(name: str):
         # warm-up nor images here, so that a regression fails in seconds, not in a training run)
         ("train_step.py", ["--steps", "0", "--warmup", "0"], "--steps (timed steps, after the"),
         ("train_step.py", ["--batch", "0", "--warmup", "0"], "--batch (images per step) must"),
+        ("train_step.py", ["--masks", "-1", "--warmup", "0"], "--masks (SAM masks per image) m"),
         # a side of 0 or below reached the model (checked on the CPU too, which times 32 px)
         (
             "gpu_probe.py",
