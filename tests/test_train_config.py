@@ -640,3 +640,23 @@ def test_a_stage2_affinity_over_a_single_position_is_refused(overrides, fixes, f
     assert "\n" not in message
     check_backbone_fit(load_config("stage2_sa1b", [*overrides, "stage2.affinity_weight=0"]))
     check_backbone_fit(load_config("stage2_sa1b", [*overrides, fixed]))  # the fix named works
+
+
+def test_stage2_crops_with_less_room_than_their_alignment_are_refused():
+    """A crop with some room in the loaded image but less than stage2.crop_align was drawn at
+    offset 0 every time (the teacher saw the top-left part of every image); refused before
+    anything loads, naming the room. A crop of the whole image (no room) is taken."""
+    from loftup.train.config import check_backbone_fit
+
+    bad = ["stage2.load_size=448", "stage2.global_sizes=[224, 440]"]  # 8 px of room, align 16
+    with pytest.raises(UsageError) as e:
+        check_backbone_fit(load_config("stage2_sa1b", bad, stage=2))
+    assert str(e.value) == (
+        "stage 2's 440 px crops have 8 px of room in the 448 px image (stage2.load_size), less "
+        "than stage2.crop_align=16, so every one would sit at the top-left corner; set "
+        "stage2.crop_align to at most 8, or make stage2.load_size and stage2.global_sizes "
+        "further apart"
+    )
+    check_backbone_fit(load_config("stage2_sa1b", [*bad, "stage2.crop_align=8"]))
+    check_backbone_fit(load_config("stage2_sa1b", ["stage2.load_size=448",
+                                                   "stage2.global_sizes=[224, 448]"]))  # fmt: skip

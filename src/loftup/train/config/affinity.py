@@ -1,5 +1,6 @@
-"""Stage 2's affinity loss, checked against the sizes it is given: at least two positions to
-compare in the smallest global view (:func:`check_affinity_positions`)."""
+"""Stage 2's views, checked against the sizes they are given: at least two positions for the
+affinity loss to compare in the smallest global view (:func:`check_affinity_positions`), and
+room for the teacher's crops to move (:func:`check_crop_room`)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,20 @@ def check_affinity_positions(cfg: TrainConfig, smallest: int) -> None:
         f"stage2.central={s2.central:g} holds a single position; {', or '.join(fixes)} "
         "(stage2.affinity_weight=0 trains without it)"
     )
+
+
+def check_crop_room(cfg: TrainConfig, sizes: list[int]) -> None:
+    """A crop of ``size`` px is drawn at an offset in [0, load_size - size] rounded down to a
+    multiple of ``stage2.crop_align``: where that room is some pixels but less than the
+    alignment, every such crop sat at the top-left corner, the teacher seeing one part of
+    every image, without a word. (No room at all, a crop of the whole image, is meant.)"""
+    s2 = cfg.stage2
+    for size in sorted(set(sizes)):
+        room = s2.load_size - size
+        if 0 < room < s2.crop_align:
+            raise UsageError(
+                f"stage 2's {size} px crops have {room} px of room in the {s2.load_size} px "
+                f"image (stage2.load_size), less than stage2.crop_align={s2.crop_align}, so "
+                f"every one would sit at the top-left corner; set stage2.crop_align to at most "
+                f"{room}, or make stage2.load_size and stage2.global_sizes further apart"
+            )

@@ -11,7 +11,7 @@ import typing
 from ...errors import UsageError
 from ...featurizers import INPUT_NORMS
 from ...model_config import heads_dividing, integer_bounds
-from .affinity import check_affinity_positions
+from .affinity import check_affinity_positions, check_crop_room
 from .paths import PATH_KEYS, check_home
 from .schema import FROM_BACKBONE, TrainConfig, default_config
 from .typed import _coerce, _not_a_section
@@ -295,3 +295,4 @@ def check_backbone_fit(cfg: TrainConfig) -> None:
             )
         _check_windows_fit(sizes, "stage2.global_sizes", patch, cfg.backbone)
         check_affinity_positions(cfg, min(sizes))
+        check_crop_room(cfg, sizes)
