@@ -20,7 +20,7 @@ import torch
 
 from .errors import LoftUpError, UsageError, is_int
 from .fastpath import decode, encode_kv
-from .input_checks import ForwardInputError, check_inputs
+from .input_checks import ForwardInputError, check_inputs, require_eval
 from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
 from .tile_plan import check_settings, default_chunk_size
@@ -90,11 +90,7 @@ def compile_upsampler(
             f"function runs where the model's weights are; move the model first, "
             f"model.to({str(device)!r}), or leave out device="
         )
-    if model.uses_batch_statistics():  # as upsample_to_npy and upsample_frames say it
-        raise UsageError(
-            "compile_upsampler computes the model as in eval mode, and this one is in training "
-            "mode (its output differs there); call model.eval() first"
-        )
+    require_eval(model, "compile_upsampler")
     conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
     fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
     chunk = chunk_size or model.chunk_size or default_chunk_size(device)
@@ -270,12 +266,7 @@ def upsample_frames(
             f"{' or '.join(sorted({'out', 'callback'} & set(kwargs)))}=; for tiles of one "
             "batch call loftup.tiling.upsample(model, lr_feats, images, callback=...)"
         )
-    if model.uses_batch_statistics():
-        raise UsageError(
-            "upsample_frames computes the model as in eval mode, and this one is in training "
-            "mode (its output differs there, and depends on the frames batched together); "
-            "call model.eval() first"
-        )
+    require_eval(model, "upsample_frames", ", and depends on the frames batched together")
     feats, frames = [], []
 
     def flush():

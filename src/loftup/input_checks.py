@@ -105,3 +105,14 @@ def check_tensor(name: str, t, device: torch.device | None = None) -> None:
             f"{name} is on {t.device}, the upsampler on {device}; move it there with "
             f"{name}.to({str(device)!r}) (or the upsampler with .to({str(t.device)!r}))"
         )
+
+
+def require_eval(model, who: str, why: str = "") -> None:
+    """A UsageError where ``model`` (a LoftUp) normalises by its batch's statistics (training
+    mode), for ``who``, a function that computes it as in eval mode (``why``: what more its
+    output depends on there)."""
+    if model.uses_batch_statistics():
+        raise UsageError(
+            f"{who} computes the model as in eval mode, and this one is in training mode (its "
+            f"output differs there{why}); call model.eval() first"
+        )

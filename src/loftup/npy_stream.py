@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .errors import UsageError
-from .input_checks import check_inputs
+from .input_checks import check_inputs, require_eval
 from .tile_plan import Tile, check_settings
 
 if TYPE_CHECKING:
@@ -65,11 +65,7 @@ def upsample_to_npy(
     # bad input is named before the file is made, as the model's forward names it (not as a
     # shape error from inside the first tile)
     check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)
-    if model.uses_batch_statistics():
-        raise UsageError(
-            "upsample_to_npy computes the model as in eval mode, and this one is in training "
-            "mode (its output differs there); call model.eval() first"
-        )
+    require_eval(model, "upsample_to_npy")
     check_settings(
         tile_size=tile_size if tile_size is not None else model.tile_size,
         chunk_size=chunk_size if chunk_size is not None else model.chunk_size,
