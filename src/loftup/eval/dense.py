@@ -76,7 +76,7 @@ def _features(pipe: FeaturePipeline, batch: dict, cfg: EvalConfig) -> torch.Tens
 def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target, loss_fn, pcfg):
     """Train ``probe`` on ``train_set``'s upsampled features against ``target``: a key of the
     batch, or a function of the batch. A step is ``pcfg.batch_size`` images, whose features
-    are computed ``cfg.batch_size`` at a time."""
+    are computed ``cfg.batch_size`` at a time. Returns the steps an epoch took."""
     device = pipe.device
 
     def loader(epoch: int = 0):
@@ -88,9 +88,10 @@ def _fit(probe, train_set, pipe: FeaturePipeline, cfg: EvalConfig, target, loss_
             yield _features(pipe, batch, cfg), y.to(device)
 
     steps = len(loader())
-    return train_probe(
+    train_probe(
         probe, batches, loss_fn, pcfg, steps, progress=cfg.progress, desc=f"{cfg.task} probe"
     )
+    return steps
 
 
 def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -99,9 +100,10 @@ def _pca(lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return pca_pair(lr[None].cpu(), hr[None].cpu())[1][0]
 
 
-def _header(cfg: EvalConfig, pcfg: ProbeConfig, sizes: dict, pipe: FeaturePipeline) -> dict:
+def _header(
+    cfg: EvalConfig, pcfg: ProbeConfig, per_epoch: int, sizes: dict, pipe: FeaturePipeline
+) -> dict:
     # the warm-up the probe ran (warmup_epochs is capped at half a short run: said as steps)
-    per_epoch = -(-sizes["train"] // pcfg.batch_size)  # the training loader keeps its last batch
     probe = {**pcfg.to_dict(), "steps": pcfg.epochs * per_epoch,
              "warmup_steps": warmup_steps(pcfg, per_epoch)}  # fmt: skip
     return {
@@ -140,7 +142,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(SEG_PROBE, cfg)
     probe = make_seg_probe(pipe.dim, spec.num_classes, cfg.seed).to(pipe.device)
-    _fit(probe, train_set, pipe, cfg, "label", lambda o, y: seg_loss(o, y, 255), pcfg)
+    per_epoch = _fit(probe, train_set, pipe, cfg, "label", lambda o, y: seg_loss(o, y, 255), pcfg)
 
     scores = SegmentationScores(spec.num_classes, ignore_index=255)
     examples = []
@@ -157,7 +159,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
                      "pca": _pca(lr[i], hr[i])}
                 )  # fmt: skip
     metrics = scores.result()
-    results = _header(cfg, pcfg, {"train": len(train_set), "val": len(val_set)}, pipe)
+    results = _header(cfg, pcfg, per_epoch, {"train": len(train_set), "val": len(val_set)}, pipe)
     results["metrics"] = metrics
     if spec.class_names:
         results["class_names"] = list(spec.class_names)
@@ -193,7 +195,7 @@ def _probe_per_image(
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(base, cfg)
     probe = make_probe(pipe.dim).to(pipe.device)
-    _fit(probe, train_set, pipe, cfg, target, loss_fn, pcfg)
+    per_epoch = _fit(probe, train_set, pipe, cfg, target, loss_fn, pcfg)
 
     per_image: dict[str, list[torch.Tensor]] = {}
     examples = []
@@ -209,7 +211,8 @@ def _probe_per_image(
     # an image without a valid pixel has nothing to score: left out of the means, and counted
     scored = values.pop("valid_pixels") > 0
     metrics = {name: float(v[scored].mean()) for name, v in values.items()}
-    results = _header(cfg, pcfg, {"train": len(train_set), "test": len(test_set)}, pipe)
+    sizes = {"train": len(train_set), "test": len(test_set)}
+    results = _header(cfg, pcfg, per_epoch, sizes, pipe)
     results["metrics"] = metrics
     results["images_without_valid_pixels"] = int((~scored).sum())
     results.update(extra or {})
