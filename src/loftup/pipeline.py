@@ -38,7 +38,6 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     _warn_if_other_norm,
 )
 from .model import LoftUp
-from .norms import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -102,25 +101,21 @@ class FeaturePipeline:
         if images.dtype in PIXEL_MAX:  # as upsample reads them, and check_pixels advises
             x = x / PIXEL_MAX[images.dtype]
         check_pixels(x)
-        guide = _guide(x, out_hw)
+        guide = _normalized(x, out_hw)
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
         # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
         pending = start_upsample(self.upsampler, guide)
-        lr_feats = self.featurizer(imagenet_normalize(resize_images(x, bb_hw)))
+        lr_feats = self.featurizer(_normalized(x, bb_hw))
         return lr_feats, pending.finish(lr_feats, callback=callback, progress=progress)
 
 
-def _guide(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``imagenet_normalize(resize_images(x, size))``, the same values, with one tensor of the
-    guidance image's size made instead of two or three: the resized copy is normalised in
-    place (``x`` itself, the caller's at its own size, is copied once): 137 MB less for a
-    12-megapixel photo's guide while it is made."""
-    guide = resize_images(x, size)
-    mean, std = (
-        torch.tensor(c, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        for c in (IMAGENET_MEAN, IMAGENET_STD)
-    )
-    return (guide - mean if guide is x else guide.sub_(mean)).div_(std)
+def _normalized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``imagenet_normalize(resize_images(x, size))``, the same values, with one tensor of that
+    size made instead of two or three: a resized copy is normalised in place (``x`` itself,
+    the caller's at its own size, is copied once): 137 MB less for a 12-megapixel photo's
+    guide while it is made."""
+    resized = resize_images(x, size)
+    return imagenet_normalize(resized, inplace=resized is not x)
 
 
 def load_pipeline(

@@ -56,8 +56,9 @@ class Featurizer(nn.Module):
         return imagenet_normalize(images01)
 
 
-def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> ImageNet-normalised (the upsampler's guidance image).
+def imagenet_normalize(images01: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> ImageNet-normalised (the upsampler's guidance image), in
+    one new tensor (``inplace``: in ``images01`` itself, a tensor the caller may spend).
     Integer pixels are refused (the constants cast to uint8 are 0: every value was inf or NaN)."""
     if not images01.is_floating_point():
         raise UsageError(
@@ -67,7 +68,8 @@ def imagenet_normalize(images01: torch.Tensor) -> torch.Tensor:
         )
     mean = torch.tensor(IMAGENET_MEAN, device=images01.device, dtype=images01.dtype)
     std = torch.tensor(IMAGENET_STD, device=images01.device, dtype=images01.dtype)
-    return (images01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    mean, std = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
+    return (images01.sub_(mean) if inplace else images01 - mean).div_(std)
 
 
 @dataclass(frozen=True)
