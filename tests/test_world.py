@@ -290,6 +290,10 @@ def test_world_probe_s_json_says_which_backbone_it_measured(tmp_path, capsys, mo
     assert main([*argv, "--weights=~/bb"]) == 0
     said = capsys.readouterr()
     assert json.loads(said.out)["weights"] == "~/bb"
+    # read where the folder is read, so every way in takes ~ (--backbone-weights=~/bb too)
+    from loftup.featurizers import get_featurizer
+
+    assert get_featurizer("scenes_vit_p8", weights="~/bb").config == model.config
     # the scenes are made under a bar (a --count of thousands took minutes without a word)
     assert re.search(r"scenes: 100%.*2/2", said.err)
     assert main(argv) == 0

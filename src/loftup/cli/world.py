@@ -144,14 +144,11 @@ def _cmd_world_backbone(args) -> int:
 
 
 def _cmd_world_probe(args) -> int:
-    from ..data.paths import home_expanded
     from ..data.scenes import SceneConfig
     from ..featurizers.scenes_vit import load_backbone
     from ..world.probe import measure_backbone
 
-    # "--weights=~/bb" reaches us unexpanded: ~ is the home folder, as in loftup's other paths
-    weights = home_expanded(args.weights, "--weights") if args.weights else None
-    model = load_backbone(weights).eval()
+    model = load_backbone(args.weights).eval()
     config = SceneConfig(height=args.size[0], width=args.size[1], said_as=SCENE_OPTIONS)
     report = measure_backbone(
         model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS, progress=True

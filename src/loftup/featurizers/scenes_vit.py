@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.paths import home_expanded
 from ..errors import CheckpointError, WeightsNotFoundError
 from . import Featurizer, FeaturizerSpec, register
 from .sizes import check_backbone_batch, to_patch_multiple
@@ -137,8 +138,8 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     """The shipped model (``weights=None``), or one saved by :func:`save_backbone` in a folder."""
     if weights is None:
         files = (shipped_weights() / f"{NAME}.safetensors", shipped_weights() / f"{NAME}.json")
-    else:
-        root = Path(weights)
+    else:  # "--weights=~/bb" reaches us unexpanded: ~ is the home folder, as elsewhere
+        root = home_expanded(weights, f"{NAME} weights")
         files = (root / "model.safetensors", root / "config.json")
     for f in files:
         if not f.is_file():
