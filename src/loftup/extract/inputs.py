@@ -47,8 +47,13 @@ def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
             for f in files
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
         ]
-    paths = sorted(Path(p) for p in found)
-    return [p for p in paths if p.is_file()], [p for p in paths if _to_nothing(p)]
+    files, broken = [], []
+    for p in sorted(Path(p) for p in found):  # a file is no link to nothing: one check each
+        if p.is_file():
+            files.append(p)
+        elif _to_nothing(p):
+            broken.append(p)
+    return files, broken
 
 
 def _to_nothing(path: Path) -> bool:
@@ -154,16 +159,17 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     # a name of its own, two jobs (x.jpg, x.png) as two files of one stem are, and as it was
     seen, unique = set(), []
     for where, (rel, given) in items:
-        key = (where.resolve(), disk_key(str(rel)))
+        real = where.resolve()  # once a file: the key here, the job's path below
+        key = (real, disk_key(str(rel)))
         if key not in seen:
             seen.add(key)
-            unique.append((where, rel, given))
+            unique.append((real, rel, given))
     stems = [str(rel.with_suffix("")) for _, rel, _ in unique]
     keys = [disk_key(s) for s in stems]
     clash = {k for k, n in Counter(keys).items() if n > 1}  # stems.count: hours for 1M files
     jobs = [
-        Job(where.resolve(), str(rel) if k in clash else s, given)
-        for (where, rel, given), s, k in zip(unique, stems, keys)
+        Job(real, str(rel) if k in clash else s, given)
+        for (real, rel, given), s, k in zip(unique, stems, keys)
     ]
     _refuse_shared_names(jobs)
     return jobs, missing
