@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from loftup.cli import main
 from loftup.errors import UsageError
 from loftup.world.demo import RECORD, DemoConfig, _options, check_out
-from loftup.world.heldout import score
+from loftup.world.heldout import score, score_all
 from loftup.world.report import markdown_table
 
 
@@ -48,8 +48,25 @@ def test_score_leaves_void_pixels_out_of_the_boundary_f_score():
     assert good["boundary_f_2px"] > 0.99, good
 
 
+def test_the_demos_probe_fits_show_their_progress(capsys):
+    """Each of the demo's six probe fits takes tens of seconds on a CPU: a bar over the
+    upsamplers (naming the one being fitted) and one over each fit's steps, none when off."""
+    labels = torch.zeros(4, 16, 16, dtype=torch.long)
+    labels[:, :, 8:] = 1
+    feats = F.one_hot(labels, 2).permute(0, 3, 1, 2).float()
+    cfg = DemoConfig(probe_epochs=2)
+    results = score_all({"bilinear": feats, "stage2": feats}, labels, 2, cfg)
+    assert list(results) == ["bilinear", "stage2"]
+    assert results["stage2"]["miou"] == score(feats, labels, 2, cfg)["miou"]
+    err = capsys.readouterr().err
+    assert "probes" in err and "stage2" in err and "2/2" in err, err
+    assert "seg probe" in err, err  # the steps of a fit
+    score_all({"bilinear": feats}, labels, 2, cfg, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.slow
-def test_demo_end_to_end_writes_the_report(tmp_path):
+def test_demo_end_to_end_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--size", "64", "--train-scenes", "12"]
     args += [
@@ -63,6 +80,7 @@ def test_demo_end_to_end_writes_the_report(tmp_path):
         "2",
     ]
     assert main(args) == 0
+    assert "seg probe" in capsys.readouterr().err  # the probe fits show their progress
     report = json.loads((out / "report.json").read_text())
     assert list(report["results"]) == ["nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2"]
     for r in report["results"].values():

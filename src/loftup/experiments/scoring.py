@@ -73,7 +73,7 @@ def score_upsampler(
     ``small``: (N, H, W) small-region pixels (adds ``miou_small``/``miou_large``). Returns the
     demo's scores plus ``pred`` (N/2, H, W), the probe's labels on the scored half.
     """
-    from ..world.demo import score
+    from ..world.heldout import score
 
     # in batches of 8, as the demo's upsampled_features, without its progress bar: one per
     # upsampler, seed and cell, it drew a bar even under --no-progress
