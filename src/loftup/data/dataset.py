@@ -67,6 +67,7 @@ class MaskedImages(torch.utils.data.Dataset):
       max_image_pixels: read images of up to this many pixels (0: any size; None: Pillow's
         limit of about 179 million, a guard against decompression bombs), in whichever
         process reads them (a DataLoader worker too); the process's own limit is left as is.
+      progress: a bar while the images are listed (minutes for SA-1B's 11 million).
     """
 
     #: whether the masks are read (SA-1B) or made (SAM, superpixels) and cached: False for a
@@ -88,6 +89,7 @@ class MaskedImages(torch.utils.data.Dataset):
         cache_dir: str | os.PathLike | None = None,
         max_retries: int = 32,
         max_image_pixels: int | None = None,
+        progress: bool = False,
     ) -> None:
         if masks not in MASK_SOURCES:
             raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
@@ -99,11 +101,12 @@ class MaskedImages(torch.utils.data.Dataset):
         self.max_retries, self.max_image_pixels = max_retries, max_image_pixels
         self.orphans = 0
         if masks == "sa1b":
-            pairs, self.orphans = list_sa1b(root)
+            pairs, self.orphans = list_sa1b(root, progress=progress)
             self.images = [p[0] for p in pairs]
             self.annotations = [p[1] for p in pairs]
         else:
-            self.images = [p for p in list_images(root) if not drawn_by_a_run(p)]
+            listed = list_images(root, progress=progress)
+            self.images = [p for p in listed if not drawn_by_a_run(p)]
             self.annotations = None
         if max_images is not None:
             self.images = self.images[:max_images]

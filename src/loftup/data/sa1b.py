@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BrokenFileError, UsageError, one_line
-from .images import SquareCrop, crop_mask, list_images
+from .images import SquareCrop, crop_mask, image_folders
 from .rle import decode_rle
 
 #: The largest masks read, as multiples of their image's pixels (masks made before the image
@@ -24,28 +24,45 @@ MASK_AREA_RATIO = 64
 MAX_MASK_PIXELS = 2**28
 
 
-def list_sa1b(root: str | os.PathLike) -> tuple[list[tuple[Path, Path]], int]:
+def list_sa1b(
+    root: str | os.PathLike, *, progress: bool = False
+) -> tuple[list[tuple[Path, Path]], int]:
     """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON.
 
-    An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix. Two images of one
-    name but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or ``sa_1.jpeg``, which a disk that
-    tells case apart holds) would share one JSON, the masks of at most one of them: a
-    UsageError names both, before anything is read."""
-    pairs, orphans, owner = [], 0, {}
-    for image in list_images(root, extensions=(".jpg", ".jpeg")):
-        ann = next((a for a in _annotation_names(image) if a.exists()), None)
-        if ann is None:
-            orphans += 1
-            continue
-        other = owner.setdefault(ann, image)
-        if other != image:
-            raise UsageError(
-                f"{other.name} and {image.name} in {image.parent} share one annotation file, "
-                f"{ann.name}, which holds the masks of one picture; rename or delete the other "
-                "image (with its own masks, name its JSON as it is named)"
-            )
-        pairs.append((image, ann))
-    return pairs, orphans
+    An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix, found among its
+    folder's file names (no file is looked at one by one: millions of them on a network disk
+    took hours). Two images of one name but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or
+    ``sa_1.jpeg``, which a disk that tells case apart holds) would share one JSON, the masks
+    of at most one of them: a UsageError names both, before anything is read. ``progress``: a
+    bar counting the images found."""
+    found, orphans = [], 0
+    for folder, images, files in image_folders(root, (".jpg", ".jpeg"), progress=progress):
+        files, owner = set(files), {}
+        for key, image in images:
+            ann = _annotation_name(folder, image, files)
+            if ann is None:
+                orphans += 1
+                continue
+            other = owner.setdefault(ann, image)
+            if other != image:
+                raise UsageError(
+                    f"{other} and {image} in {folder} share one annotation file, {ann}, which "
+                    "holds the masks of one picture; rename or delete the other image (with its "
+                    "own masks, name its JSON as it is named)"
+                )
+            found.append((key, folder, image, ann))
+    return [(folder / image, folder / ann) for _, folder, image, ann in sorted(found)], orphans
+
+
+def _annotation_name(folder: Path, image: str, files: set[str]) -> str | None:
+    """The name of the SA-1B JSON of ``image`` in ``folder`` (whose file names are ``files``):
+    its suffix made ``.json``, or ``.JSON``; looked for on the disk only where neither is
+    among them (a case-blind disk finds ``.Json`` too, as it did before)."""
+    stem = image[: image.rindex(".")]  # a .jpg or .jpeg
+    for ann in (f"{stem}.json", f"{stem}.JSON"):
+        if ann in files:
+            return ann
+    return next((a.name for a in _annotation_names(folder / image) if a.exists()), None)
 
 
 def _annotation_names(image: Path) -> tuple[Path, ...]:

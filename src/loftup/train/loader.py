@@ -64,16 +64,19 @@ class ImagesAlone(MaskedImages):
     makes_masks = False
 
 
-def training_data(cfg: TrainConfig, device: torch.device) -> MaskedImages:
+def training_data(
+    cfg: TrainConfig, device: torch.device, *, progress: bool = False
+) -> MaskedImages:
     """The images and masks of ``cfg.data`` at the size of ``cfg.stage``'s images (the images
-    alone where no mask can change the loss: :class:`ImagesAlone`)."""
+    alone where no mask can change the loss: :class:`ImagesAlone`). ``progress``: a bar while
+    they are listed."""
     d = cfg.data
     size = cfg.stage1.image_size if cfg.stage == 1 else cfg.stage2.load_size
     kind = MaskedImages if masks_matter(cfg) else ImagesAlone
     return kind(
         d.root, size=size, masks=d.masks, max_masks=d.max_masks, max_images=d.max_images,
         superpixels=d.superpixels, sam_weights=d.sam_weights, sam_device=device,
-        cache_dir=d.cache_dir, max_image_pixels=d.max_image_pixels,
+        cache_dir=d.cache_dir, max_image_pixels=d.max_image_pixels, progress=progress,
     )  # fmt: skip
 
 

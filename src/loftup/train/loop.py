@@ -115,7 +115,7 @@ def _run(
 
     # -- the data (listed before any model loads: too few images for a batch is said first) --
     d = cfg.data
-    dataset = training_data(cfg, device)
+    dataset = training_data(cfg, device, progress=main and cfg.log.progress)
     total = (
         cfg.max_steps
         if cfg.max_steps is not None

@@ -1,0 +1,77 @@
+"""Listing a training folder: SA-1B's pairs found by name, in path order, with a bar."""
+
+import os
+
+import pytest
+
+from loftup.data.dataset import MaskedImages
+from loftup.data.images import list_images
+from loftup.data.sa1b import list_sa1b
+from train_fixtures import tiny_config, write_sa1b
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+
+
+def _empty_files(root, names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def test_an_sa1b_listing_finds_each_json_by_name_not_file_by_file(tmp_path, monkeypatch):
+    """Each image's JSON was looked for on the disk (a stat or two an image): SA-1B's 11
+    million on a network disk took hours. Its folder's names say it; the disk is asked only
+    where they do not (an orphan, which a case-blind disk may pair with a ``.Json``)."""
+    root = tmp_path / "sa"
+    _empty_files(root, ["a/sa_1.jpg", "a/sa_1.json", "a/sa_2.jpg", "a/sa_2.JSON", "a/sa_3.jpg"])
+    looked_at = []
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        looked_at.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    pairs, orphans = list_sa1b(root)
+    monkeypatch.undo()
+    assert [(i.name, a.name) for i, a in pairs] == [
+        ("sa_1.jpg", "sa_1.json"),
+        ("sa_2.jpg", "sa_2.JSON"),
+    ]
+    assert orphans == 1
+    assert not [p for p in looked_at if "sa_1" in p or "sa_2" in p], looked_at
+
+
+def test_images_and_pairs_come_in_path_order_across_folders(tmp_path):
+    """Path order, part by part, as the listing was (the data order of a run, and of the run
+    it resumes): ``a/b.jpg``, then ``a/c/x.jpg``, then ``a/d.jpg``, then ``a-b/``, then
+    ``a.jpg``; not the walk's order (a folder's files before its folders) nor the path
+    strings' ('-' and '.' before '/')."""
+    root = tmp_path / "sa"
+    names = ["a/d.jpg", "a-b/y.jpg", "a/c/x.jpg", "a/b.jpg", "a.jpg", "a/c/sa_1.jpeg"]
+    _empty_files(root, names + [n.rsplit(".", 1)[0] + ".json" for n in names])
+    want = ["a/b.jpg", "a/c/sa_1.jpeg", "a/c/x.jpg", "a/d.jpg", "a-b/y.jpg", "a.jpg"]
+    pairs, orphans = list_sa1b(root)
+    assert [i.relative_to(root).as_posix() for i, _ in pairs] == want and orphans == 0
+    assert all(a == i.with_suffix(".json") for i, a in pairs)
+    assert [p.relative_to(root).as_posix() for p in list_images(root)] == want
+    assert list_images(root) == sorted(list_images(root))
+
+
+@pytest.mark.parametrize("masks", ["sa1b", "superpixels"])
+def test_listing_a_training_folder_shows_a_bar_when_asked(tmp_path, capsys, masks):
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    MaskedImages(root, size=16, masks=masks, cache_dir=tmp_path / "c", progress=True)
+    assert "listing images" in capsys.readouterr().err
+    MaskedImages(root, size=16, masks=masks, cache_dir=tmp_path / "c")
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("progress", ["true", "false"])
+def test_training_lists_its_data_with_a_bar_unless_log_progress_is_off(tmp_path, capsys, progress):
+    from loftup.train import train
+
+    root = write_sa1b(tmp_path / "sa", 4, size=56)
+    train(tiny_config(root, tmp_path / "run", 1, 1, f"log.progress={progress}"))
+    assert ("listing images" in capsys.readouterr().err) == (progress == "true")
