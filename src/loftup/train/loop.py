@@ -147,7 +147,8 @@ def _run(
 
     monitor = None
     if main:
-        monitor = open_run_folder(cfg, out_dir, info.world, step0)  # locked since the start
+        resumed = ckpt.get("config", {}) if ckpt is not None else None
+        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed)  # locked since start
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()

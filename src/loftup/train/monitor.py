@@ -4,6 +4,7 @@ Only rank 0 creates a :class:`Monitor`. Files in the run folder::
 
     config.yaml    the resolved TrainConfig
     run.json       package version, git commit (in a checkout), command, processes, start time
+                   (a resumed run's: the first start's, and each resume's in ``resumes``)
     metrics.csv    one row per step: step, loss terms, lr, grad_norm, timings (target_seconds:
                    stage 1's mask-bicubic target, stage 2's teacher regions)
     summary.json   at the end: steps, final and mean-of-last-10 values (and how many rows each
@@ -29,7 +30,21 @@ from .config.paths import as_written
 SUMMARY_NAME = "summary.json"
 
 
-def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
+#: the run's record (:func:`write_run_record`)
+RECORD_NAME = "run.json"
+
+
+def write_run_record(
+    out_dir: Path, config_dict: dict, world: int, *, resumed: dict | None = None, step: int = 0
+) -> None:
+    """Write ``config.yaml`` (``config_dict``) and ``run.json``: the package version, git
+    commit, command, processes, torch and start time of this start of the run.
+
+    ``resumed``: the config of the checkpoint this start goes on from, at ``step``. The
+    earlier ``run.json`` is then kept (its first start's values) and this start is added to
+    its ``resumes`` list, with ``step`` and ``config_changes`` ({key: [was, now]}, the keys
+    set otherwise than in the checkpoint's config); where the earlier record is missing or
+    unreadable (said), the record holds this start alone, with its ``step``."""
     import yaml
 
     from .. import __version__
@@ -45,7 +60,52 @@ def write_run_record(out_dir: Path, config_dict: dict, world: int) -> None:
         "torch": torch.__version__,
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
     }
-    write_json(out_dir / "run.json", record)
+    if resumed is not None:
+        changes = config_changes(resumed, config_dict)
+        record = _with_earlier(
+            out_dir / RECORD_NAME, {**record, "step": step, "config_changes": changes}
+        )
+    write_json(out_dir / RECORD_NAME, record)
+
+
+def _with_earlier(path: Path, start: dict) -> dict:
+    """The record at ``path`` with ``start`` added to its ``resumes`` (``start`` alone where
+    there is no readable record: said, as a warning)."""
+    import logging
+
+    from ..atomic import read_json_object
+
+    try:
+        earlier = read_json_object(path)
+    except ValueError as e:  # a BrokenFileError: it names the file
+        logging.getLogger("loftup.train").warning(
+            "%s; the record of the run's earlier starts is lost, this start's is written", e
+        )
+        earlier = None
+    if earlier is None:
+        return start
+    resumes = earlier.get("resumes")
+    return {**earlier, "resumes": [*(resumes if isinstance(resumes, list) else []), start]}
+
+
+def config_changes(was: dict, now: dict) -> dict:
+    """{dotted key: [was, now]} of the values that differ between two configs (nested dicts,
+    as :meth:`TrainConfig.to_dict` gives them; a key one lacks is None there)."""
+    flat_was, flat_now = _flat(was), _flat(now)
+    keys = list(dict.fromkeys([*flat_now, *flat_was]))
+    return {
+        k: [flat_was.get(k), flat_now.get(k)] for k in keys if flat_was.get(k) != flat_now.get(k)
+    }
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 class Monitor:

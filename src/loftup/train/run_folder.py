@@ -126,18 +126,22 @@ def _remove_if_unused(out_dir: Path) -> None:
         pass
 
 
-def open_run_folder(cfg: TrainConfig, out_dir: Path, world: int, step0: int) -> Monitor:
+def open_run_folder(
+    cfg: TrainConfig, out_dir: Path, world: int, step0: int, resumed: dict | None = None
+) -> Monitor:
     """In ``out_dir``, locked since the run began (:func:`lock_run_folder`): remove the
     temporaries of a run killed there, an earlier stop's note (this run says its
-    own) and an earlier end's ``summary.json``, write ``config.yaml`` and ``run.json`` and open
-    the run's :class:`Monitor` from step ``step0`` (the resumed checkpoint's). The summary,
+    own) and an earlier end's ``summary.json``, write ``config.yaml`` and ``run.json`` (a
+    resumed run's, ``resumed`` its checkpoint's config, adds this start to the earlier record:
+    :func:`~.monitor.write_run_record`) and open the run's :class:`Monitor` from step
+    ``step0`` (the resumed checkpoint's). The summary,
     written last, marks a run that ended: one resumed to train on (a higher max_steps) and
     killed after its last checkpoint but before its export would have looked ended, with the
     earlier run's summary beside the earlier ``final/``."""
     remove_stale_temporaries(out_dir)
     clear_stop_note(out_dir)
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
-    write_run_record(out_dir, cfg.to_dict(), world)
+    write_run_record(out_dir, cfg.to_dict(), world, resumed=resumed, step=step0)
     return Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
 
 
