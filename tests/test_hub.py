@@ -255,15 +255,18 @@ def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # nothing said with this torch
             load_upsampler(tmp_path / "w.pth")
-    else:  # the torch under test is such a torch
+    else:  # the torch under test is such a torch (said once a process: said anew for each case)
+        monkeypatch.setattr("loftup.hub.files._risk_said", False)
         with pytest.warns(UserWarning, match="CVE-2025-32434"):
             load_upsampler(tmp_path / "w.pth")
     monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    monkeypatch.setattr("loftup.hub.files._risk_said", False)
     with pytest.warns(UserWarning, match=r"w\.pth, a PyTorch pickle, with torch 2\.5\.1") as w:
         load_upsampler(tmp_path / "w.pth")
     assert "CVE-2025-32434" in str(w[0].message) and "torch>=2.6" in str(w[0].message)
     # a pre-release of 2.6 (as some containers ship) is not 2.6, as transformers reads it too
     monkeypatch.setattr(torch, "__version__", "2.6.0a0+ecf3bae40a")
+    monkeypatch.setattr("loftup.hub.files._risk_said", False)
     with pytest.warns(UserWarning, match="CVE-2025-32434"):
         load_upsampler(tmp_path / "w.pth")
     for version, release in (("2.6.1a0", (2, 6)), ("2.6.0.dev20250101", (2, 5)),

@@ -90,6 +90,33 @@ def torch_release() -> tuple[int, int]:
     return (v.major, v.minor) if whole else (v.major, v.minor - 1)
 
 
+#: Whether this process has said its torch's pickle risk (:func:`say_pickle_risk`).
+_risk_said = False
+
+
+def say_pickle_risk(path: str | os.PathLike, what: str = "") -> bool:
+    """Warn that this torch's weights-only loader can be made to run a crafted file's code
+    (CVE-2025-32434, fixed in torch 2.6; pyproject allows 2.4), naming ``path``, the first
+    pickle loaded: once a process, since it holds for every pickle the process loads (an
+    experiment's runs or the demo's stages said it for each), and under torchrun by rank 0
+    alone (each rank loads the same file). Returns whether it was said."""
+    import warnings
+
+    global _risk_said
+    if _risk_said or torch_release() >= SAFE_PICKLE_TORCH or os.environ.get("RANK", "0") != "0":
+        return False
+    _risk_said = True
+    need = ".".join(map(str, SAFE_PICKLE_TORCH))
+    warnings.warn(
+        f"loading {what}{path}, a PyTorch pickle, with torch {torch.__version__}, whose "
+        "weights-only loader a crafted file can make run code (CVE-2025-32434, fixed in "
+        f"torch {need}): load only files you trust, or upgrade (pip install 'torch>={need}'); "
+        "said once, for every pickle this process loads",
+        stacklevel=3,
+    )
+    return True
+
+
 def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
     torch's own text, which suggests ``weights_only=False`` (running the file's code):
@@ -103,20 +130,15 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     - anything else: corrupt or truncated.
 
     ``what``: the kind of file, for the message (``"training checkpoint "``); ``fix``: what to do.
+    Below torch 2.6 the loader's risk is said first, once a process (:func:`say_pickle_risk`):
+    for the checkpoint a run resumes too, which a crafted file put in its place could be.
     """
     import pickle
     import warnings
 
     path = Path(path)
     check_torch_file(path, fix=fix, what=what)
-    if torch_release() < SAFE_PICKLE_TORCH:  # pyproject allows 2.4: loaded, with the risk said
-        need = ".".join(map(str, SAFE_PICKLE_TORCH))
-        warnings.warn(
-            f"loading {what}{path}, a PyTorch pickle, with torch {torch.__version__}, whose "
-            "weights-only loader a crafted file can make run code (CVE-2025-32434, fixed in "
-            f"torch {need}): load only files you trust, or upgrade (pip install 'torch>={need}')",
-            stacklevel=2,
-        )
+    say_pickle_risk(path, what)
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")

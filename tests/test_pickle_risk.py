@@ -1,0 +1,67 @@
+"""Below torch 2.6 (CVE-2025-32434) the pickle loader's risk is said once a process, by rank 0;
+with a torch that fixed it, never."""
+
+import warnings
+
+import pytest
+import torch
+
+from loftup.hub import files
+from loftup.hub.files import torch_load
+from loftup.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def old_torch(monkeypatch):
+    """This process as one on torch 2.5.1 that has said nothing yet."""
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    monkeypatch.setattr(files, "_risk_said", False)
+    monkeypatch.delenv("RANK", raising=False)
+
+
+def _said(load) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # what Python's own filter would let through or not
+        load()
+    return [str(w.message) for w in caught if "CVE-2025-32434" in str(w.message)]
+
+
+def _pickles(tmp_path, n):
+    paths = [tmp_path / f"w{i}.pth" for i in range(n)]
+    for path in paths:
+        torch.save({"w": torch.zeros(2)}, path)
+    return paths
+
+
+def test_the_risk_is_said_once_a_process_naming_the_first_pickle(tmp_path, old_torch):
+    """An experiment's resumed runs, or the demo's stages, said it for each file (each
+    message named its file, so Python's once-a-place filter let every one through)."""
+    first, second = _pickles(tmp_path, 2)
+    said = _said(lambda: [torch_load(p, fix="-") for p in (first, second, first)])
+    assert len(said) == 1, said
+    assert "w0.pth" in said[0] and "with torch 2.5.1" in said[0] and "torch>=2.6" in said[0]
+    assert "said once, for every pickle this process loads" in said[0]
+
+
+def test_under_torchrun_only_rank_0_says_it(tmp_path, old_torch, monkeypatch):
+    (path,) = _pickles(tmp_path, 1)
+    monkeypatch.setenv("RANK", "1")
+    assert _said(lambda: torch_load(path, fix="-")) == []
+    monkeypatch.setenv("RANK", "0")
+    assert len(_said(lambda: torch_load(path, fix="-"))) == 1
+
+
+def test_a_resume_says_it_once_for_its_checkpoint_and_the_init_it_loads(tmp_path, old_torch):
+    """The checkpoint a run resumes is a pickle like any other (a crafted one put in its
+    place runs its code there): it is said for it, and not again for stage 2's init."""
+    ckpt = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 3})
+    (init,) = _pickles(tmp_path, 1)
+    said = _said(lambda: [load_checkpoint(ckpt), torch_load(init, fix="-")])
+    assert len(said) == 1 and said[0].startswith(f"loading training checkpoint {ckpt}, a PyTorch")
+
+
+def test_nothing_is_said_with_a_torch_that_fixed_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "_risk_said", False)
+    monkeypatch.setattr(torch, "__version__", "2.6.0+cpu")
+    (path,) = _pickles(tmp_path, 1)
+    assert _said(lambda: torch_load(path, fix="-")) == []
