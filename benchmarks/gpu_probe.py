@@ -1,10 +1,12 @@
 # ruff: noqa: B023  (the timed lambdas run inside the loop iteration that made them)
 """Where the GPU forward spends its time, and what the Triton kernels and CUDA graphs buy.
 
-One call, about a minute on an H200 (toy sizes on the CPU with ``--smoke``: a 32 px output of
-C = 32, as the smoke suite's, in bfloat16; the same steps in seconds):
+One call, about a minute on an H200 (toy sizes on the CPU with ``--smoke`` or without a CUDA
+device: a 32 px output of C = 32, as the smoke suite's, in bfloat16; the same steps in seconds;
+``--sizes`` given are timed there too, at C = 32, to try a size's own path without a GPU, such
+as the decode timed on a chunk of 2^18 pixels above 512 px):
 
-    python benchmarks/gpu_probe.py --json OUT.json [--smoke]
+    python benchmarks/gpu_probe.py --json OUT.json [--smoke] [--sizes 224 448 ...]
 
 In half precision with the released shapes (C = 384, 16 x 16 tokens) it times each step of the
 fast path separately (image encoding, the two stem convolutions, the transformer decode), with
@@ -59,10 +61,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--json", required=True)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896, 2048])
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="output sides in pixels (default: 224 448 896 2048 on a GPU, 32 with --smoke)",
+    )
     a = p.parse_args()
     check_script_args(p, json_out=a.json)  # written after each size: said before the first
-    if min(a.sizes) < 1:  # checked with --smoke too, which times its own toy size
+    if a.sizes and min(a.sizes) < 1:
         p.error(f"--sizes are output sides in pixels and must be at least 1, got "
                 f"{' '.join(map(str, a.sizes))}")  # fmt: skip
     cuda = torch.cuda.is_available() and not a.smoke
@@ -70,7 +77,7 @@ def main() -> None:
     dt = torch.float16 if cuda else torch.bfloat16
     if cuda:
         torch.backends.cudnn.benchmark = True
-    sizes = tuple(a.sizes) if cuda else (32,)
+    sizes = tuple(a.sizes or ((224, 448, 896, 2048) if cuda else (32,)))
     reps = 10 if cuda else 1
     dim = 384 if cuda else 32
     torch.manual_seed(0)

@@ -39,6 +39,17 @@ def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
     assert all(ms > 0 for ms in steps.values())
 
 
+def test_gpu_probe_smoke_times_the_sizes_it_is_given(tmp_path):
+    """--sizes was dropped under --smoke (and without CUDA) for the toy 32 px: the report
+    said sizes [32] whatever was asked; a size's own path (the decode's chunk) untried."""
+    out = tmp_path / "probe.json"
+    _script("gpu_probe.py", "--smoke", "--sizes", "16", "24", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["settings"]["sizes"] == [16, 24]
+    assert sorted(k for k in report if k.isdigit()) == ["16", "24"]
+    assert "decode 576 px" in report["24"]["ms"]  # 24 x 24 pixels, in one chunk
+
+
 def test_world_costs_and_class_information(tmp_path):
     out = tmp_path / "world.json"
     _script("world.py", "--count", "2", "--json", str(out))
