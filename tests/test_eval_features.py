@@ -1,6 +1,7 @@
 """What a run's numbers rest on: the backbone feature cache's keys (an entry is read again only
 for the same image, weights and settings), and the commit its results name."""
 
+import pytest
 import torch
 
 import loftup
@@ -143,3 +144,40 @@ def test_feature_cache_keys_hub_weights_by_what_was_loaded(tmp_path, monkeypatch
     local = pipeline(str(tmp_path / "w1"))
     assert "weights_digest" not in local.cache.settings
     assert "weights_digest" not in pipeline(backbone="dinov2_tiny").cache.settings
+
+
+@pytest.mark.parametrize("out_size", [28, 42], ids=["own size", "resized"])
+def test_the_eval_pipeline_normalises_its_own_copies_in_place_with_the_same_values(out_size):
+    """The guide and the backbone input were normalised out of place, each a second tensor of
+    its size for the one kept, where the pipeline's own copy (resized, moved, or indexed from
+    the batch) could be normalised in place, as loftup.pipeline's are. Now only the caller's
+    images at their own size are copied to be normalised; the caller's images are untouched
+    and the features the same, bit for bit."""
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from loftup.baselines import bilinear
+    from loftup.eval import EvalConfig
+    from loftup.eval.pipeline import FeaturePipeline, guidance_image
+    from loftup.featurizers import imagenet_normalize
+
+    cfg = EvalConfig(task="seg", dataset="cocostuff", root=".", backbone="dinov2_tiny",
+                     upsampler="bilinear", size=28, cache_dir=None)  # fmt: skip
+    pipe = FeaturePipeline(cfg, policy="test")
+    images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    before = images.clone()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        lr, hr = pipe(images, ["a", "b"], out_size)
+    assert torch.equal(images, before)
+    side = pipe.input_size
+    sizes = {2 * 3 * n * n * 4 for n in (out_size, side)}  # the guide's, the backbone input's
+    made = [e for e in prof.events() if e.name == "aten::sub" and e.cpu_memory_usage in sizes]
+    assert len(made) == (out_size == 28), [e.cpu_memory_usage for e in made]
+
+    with torch.no_grad():  # the old way
+        backbone_input = (
+            images if side == 28 else F.interpolate(images, size=(side, side), mode="bilinear")
+        )
+        old_lr = pipe.featurizer(pipe.featurizer.normalize(backbone_input)).float()
+        old_hr = bilinear(old_lr, imagenet_normalize(guidance_image(images, out_size)))
+    assert torch.equal(lr, old_lr) and torch.equal(hr, old_hr.float())

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..featurizers import imagenet_normalize
+
 
 def default_cache_dir() -> Path:
     """``$LOFTUP_CACHE/features`` or ``~/.cache/loftup/features``."""
@@ -156,10 +158,11 @@ def lowres_features(
     found = [cache.get(k) for k in keys]
     todo = [i for i, f in enumerate(found) if f is None]
     if todo:
-        batch = images01[todo].to(device)
+        batch = images01[todo].to(device)  # a copy (indexed by a list): spent below
         if batch.shape[-1] != input_size or batch.shape[-2] != input_size:
             batch = F.interpolate(batch, size=(input_size, input_size), mode="bilinear")
-        feats = featurizer(featurizer.normalize(batch)).float().cpu()
+        # normalised in place, as featurizer.normalize's values: one tensor of its size less
+        feats = featurizer(imagenet_normalize(batch, inplace=True)).float().cpu()
         for j, i in enumerate(todo):
             found[i] = feats[j]
             cache.put(keys[i], feats[j])

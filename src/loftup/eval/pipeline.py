@@ -122,7 +122,9 @@ class FeaturePipeline:
             self.featurizer, source, list(keys), self.cache, self.input_size, self.device
         ).to(self.device)
         guide = guidance_image(images01.to(self.device), out_size)
-        hr = self.upsample(lr, imagenet_normalize(guide))
+        # normalised in place where it is a copy (resized, or moved to the device): one tensor
+        # of its size made, not two; the caller's own images are not touched
+        hr = self.upsample(lr, imagenet_normalize(guide, inplace=guide is not images01))
         self.sizes = {
             "image": list(images01.shape[-2:]),
             "backbone_input": [self.input_size, self.input_size],
