@@ -59,8 +59,15 @@ def test_images_and_pairs_come_in_path_order_across_folders(tmp_path):
     assert list_images(root) == sorted(list_images(root))
 
 
+@pytest.fixture
+def bar_at_once(monkeypatch):
+    """The listing's bar shown from its start, not after seconds (which these tiny listings
+    never take)."""
+    monkeypatch.setattr("loftup.data.images.LISTING_BAR_DELAY", 0)
+
+
 @pytest.mark.parametrize("masks", ["sa1b", "superpixels"])
-def test_listing_a_training_folder_shows_a_bar_when_asked(tmp_path, capsys, masks):
+def test_listing_a_training_folder_shows_a_bar_when_asked(tmp_path, capsys, masks, bar_at_once):
     root = write_sa1b(tmp_path / "sa", 2, size=16)
     MaskedImages(root, size=16, masks=masks, cache_dir=tmp_path / "c", progress=True)
     assert "listing images" in capsys.readouterr().err
@@ -69,9 +76,19 @@ def test_listing_a_training_folder_shows_a_bar_when_asked(tmp_path, capsys, mask
 
 
 @pytest.mark.parametrize("progress", ["true", "false"])
-def test_training_lists_its_data_with_a_bar_unless_log_progress_is_off(tmp_path, capsys, progress):
+def test_training_lists_its_data_with_a_bar_unless_log_progress_is_off(
+    tmp_path, capsys, progress, bar_at_once
+):
     from loftup.train import train
 
     root = write_sa1b(tmp_path / "sa", 4, size=56)
     train(tiny_config(root, tmp_path / "run", 1, 1, f"log.progress={progress}"))
     assert ("listing images" in capsys.readouterr().err) == (progress == "true")
+
+
+def test_a_listing_that_takes_no_time_draws_no_bar(tmp_path, capsys):
+    """A bar drawn and cleared in a blink was a line of noise before each run's first line,
+    and left in its log (a run's error was no longer its one line)."""
+    root = write_sa1b(tmp_path / "sa", 2, size=16)
+    MaskedImages(root, size=16, masks="sa1b", progress=True)
+    assert capsys.readouterr().err == ""

@@ -38,16 +38,24 @@ def list_images(
     return [folder / name for _, folder, name in sorted(found)]
 
 
+#: Seconds a listing runs before its bar shows (a folder of photos lists in a blink: no bar
+#: drawn and cleared before each run's first line, nor left in its log).
+LISTING_BAR_DELAY = 2.0
+
+
 def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progress=False):
     """(folder, [(key, name), ...] of its images sorted, the names of all its files) for each
     folder under ``root``, as :func:`list_images` walks them; ``key`` sorts the images of all
     folders as their paths sort (part by part), without a path made or a file looked at for
-    it. ``progress``: a bar counting the images found."""
+    it. ``progress``: a bar counting the images found, once the listing has taken
+    :data:`LISTING_BAR_DELAY` seconds."""
     from tqdm.auto import tqdm
 
     root = Path(root)
     seen = set()
-    with tqdm(desc="listing images", unit=" images", disable=not progress, leave=False) as bar:
+    bar = tqdm(desc="listing images", unit=" images", disable=not progress, leave=False,
+               delay=LISTING_BAR_DELAY)  # fmt: skip
+    with bar:
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             real = os.path.realpath(dirpath)
             if real in seen:
