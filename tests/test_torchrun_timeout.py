@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from loftup.errors import UsageError
-from loftup.extract import torchrun
+from loftup.extract import meeting, torchrun
 
 
 @pytest.fixture(autouse=True)
 def _meeting_points_let_go(monkeypatch):
     """The meeting points rank 0 holds for the process's life are let go after each test."""
-    monkeypatch.setattr(torchrun, "_HELD", [])
+    monkeypatch.setattr(meeting, "_HELD", [])
 
 
 @pytest.fixture
@@ -27,8 +27,8 @@ def joined(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(torchrun, "_meeting_point", lambda *a: dist.HashStore())  # no network
-    monkeypatch.setattr(torchrun, "join_process_group", lambda b, **kw: calls.append(kw))
+    monkeypatch.setattr(meeting, "_meeting_point", lambda *a: dist.HashStore())  # no network
+    monkeypatch.setattr(meeting, "join_process_group", lambda b, **kw: calls.append(kw))
     return calls
 
 
@@ -135,9 +135,12 @@ def test_a_process_the_others_never_join_says_so_in_one_line_after_the_meeting_w
     )
 
 
-def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_came(monkeypatch):
+def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_came(
+    monkeypatch, capfd
+):
     """Two processes of a world of three: rank 0 counts who came; rank 1, which reached rank 0,
-    waited with it (the meeting is a count of arrivals, not only a connection to rank 0)."""
+    waited with it (the meeting is a count of arrivals, not only a connection to rank 0). Our
+    lines alone: rank 1's store, told rank 0 had left, printed its C++ stack trace first."""
     import threading
 
     from loftup.errors import LoftUpError
@@ -149,7 +152,7 @@ def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_cam
 
     def come(rank):
         try:
-            torchrun._meeting_point(rank, 3, 3 if rank == 0 else 6, meeting=1)
+            meeting._meeting_point(rank, 3, 3 if rank == 0 else 6, meeting=1)
         except LoftUpError as e:
             said[rank] = str(e)
 
@@ -167,6 +170,7 @@ def test_processes_that_came_wait_for_the_one_that_did_not_then_say_how_many_cam
         f"this process (RANK=1 of WORLD_SIZE=3) came to 127.0.0.1:{port}, but RANK=0 left it "
         "(after its LOFTUP_DIST_MEET_TIMEOUT wait) before all came; start every process"
     ), said
+    assert capfd.readouterr().err == ""
 
 
 def test_the_meeting_wait_is_read_and_checked_before_the_others_are_met(joined, monkeypatch):
@@ -295,7 +299,7 @@ def test_a_second_meeting_at_a_store_that_outlived_the_first_waits_for_all_again
         monkeypatch.setenv(key, value)
     met = []
     threads = [
-        threading.Thread(target=lambda r=r: met.append(torchrun._meeting_point(r, 2, 10, 1)))
+        threading.Thread(target=lambda r=r: met.append(meeting._meeting_point(r, 2, 10, 1)))
         for r in (0, 1)
     ]
     for t in threads:
@@ -304,7 +308,7 @@ def test_a_second_meeting_at_a_store_that_outlived_the_first_waits_for_all_again
         t.join(30)
     assert len(met) == 2  # both came, as clients of the agent's store
     with pytest.raises(LoftUpError, match="and only 1 of 2 came; "):
-        torchrun._meeting_point(0, 2, 1, 2)  # rank 1 does not come this time
+        meeting._meeting_point(0, 2, 1, 2)  # rank 1 does not come this time
     del agent
 
 
@@ -322,18 +326,18 @@ def test_rank_0_failing_a_later_meeting_closes_it_and_those_who_came_are_told_at
     for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
         monkeypatch.setenv(key, value)
     threads = [
-        threading.Thread(target=torchrun._meeting_point, args=(r, 3, 10, 1)) for r in range(3)
+        threading.Thread(target=meeting._meeting_point, args=(r, 3, 10, 1)) for r in range(3)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    assert len(torchrun._HELD) == 1  # the first meeting passed, and rank 0 keeps its point
+    assert len(meeting._HELD) == 1  # the first meeting passed, and rank 0 keeps its point
     said = {}
 
     def come(rank, seconds):
         try:
-            torchrun._meeting_point(rank, 3, seconds, 2)
+            meeting._meeting_point(rank, 3, seconds, 2)
         except LoftUpError as e:  # kept, as a caller that goes on may keep it (its traceback
             said[rank] = (str(e), time.monotonic() - start, e)  # holds the failed meeting)
 
@@ -343,7 +347,7 @@ def test_rank_0_failing_a_later_meeting_closes_it_and_those_who_came_are_told_at
         t.start()
     for t in threads:
         t.join(30)
-    assert torchrun._HELD == [] and said[0][0].endswith(WHY) and "only 2 of 3 came" in said[0][0]
+    assert meeting._HELD == [] and said[0][0].endswith(WHY) and "only 2 of 3 came" in said[0][0]
     assert "but RANK=0 left it (after its LOFTUP_DIST_MEET_TIMEOUT wait)" in said[1][0], said
     assert said[1][1] < 10, said
 
@@ -359,15 +363,15 @@ def test_the_meeting_point_honours_use_libuv_as_torchs_own_does(use_libuv, monke
     for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
                        "USE_LIBUV": use_libuv}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    store = torchrun._meeting_point(0, 1, 5, 1)
+    store = meeting._meeting_point(0, 1, 5, 1)
     assert store.libuvBackend is (use_libuv == "1")
 
 
 _TWO_GROUPS = """
 import os, sys, time, torch, torch.distributed as dist
-from loftup.extract import torchrun as tr
+from loftup.extract import meeting as mt, torchrun as tr
 rank, joins = int(os.environ["RANK"]), []
-destroy, join = dist.destroy_process_group, tr.join_process_group
+destroy, join = dist.destroy_process_group, mt.join_process_group
 def slow_destroy():  # rank 1 comes to the next meeting while rank 0 still leaves this group
     if rank == 0:
         time.sleep(3)
@@ -377,7 +381,7 @@ def slow_join(*args, **kwargs):  # rank 1 joins the second group first
     if rank == 0 and len(joins) == 2:
         time.sleep(2)
     join(*args, **kwargs)
-dist.destroy_process_group, tr.join_process_group = slow_destroy, slow_join
+dist.destroy_process_group, mt.join_process_group = slow_destroy, slow_join
 for meeting in (1, 2):
     with tr.process_group(torch.device("cpu"), 2):
         print("meeting", meeting, "sum", tr.summed([rank + 1], 2)[0], flush=True)

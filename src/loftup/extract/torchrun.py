@@ -1,15 +1,13 @@
-"""``loftup upsample`` under torchrun: batches to ranks, the process group, and the
-collectives at the end (a sum of the counts, barriers) that say in one line when another rank
-has ended."""
+"""``loftup upsample`` under torchrun: batches to ranks, the process group (the ranks meet in
+:mod:`.meeting`), and the collectives at the end (a sum of the counts, barriers) that say in
+one line when another rank has ended."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import re
-import sys
 
 import torch
 
@@ -24,7 +22,7 @@ TIMEOUT_ENV = "LOFTUP_DIST_TIMEOUT"
 UPSAMPLE_TIMEOUT = 86400.0
 
 #: The environment variable that sets how long (seconds) a process waits for all the others to
-#: come when the group is joined (:func:`meet_the_others`): shorter than the collectives' wait,
+#: come when the group is joined (:func:`.meeting.meet_the_others`): shorter than the collectives' wait,
 #: so that a process whose peers were never started does not wait a day to say so.
 MEET_ENV = "LOFTUP_DIST_MEET_TIMEOUT"
 
@@ -123,129 +121,11 @@ def init_distributed(device: torch.device) -> None:
 
     import torch.distributed as dist
 
+    from .meeting import meet_the_others
+
     if not dist.is_initialized():
         seconds = timeout_from_env(UPSAMPLE_TIMEOUT)  # a bad value said before the group is met
         meet_the_others("nccl" if device.type == "cuda" else "gloo", seconds)
-
-
-def meet_the_others(backend: str, seconds: float) -> None:
-    """Join the group of the processes RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT name:
-    wait :data:`MEET_ENV` seconds at most (default :data:`MEET_TIMEOUT`) for all of them to
-    come, then ``seconds`` at most at each collective. A one-line error where those variables
-    are not all set (:func:`_check_rendezvous`) or where the others never came (a job script
-    that exports them for another launcher, one process started: torch's 44-line store
-    traceback, after the collectives' whole wait, a day for ``upsample``, since
-    ``init_process_group``'s time-out covers the meeting too)."""
-    import datetime
-
-    import torch.distributed as dist
-
-    meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
-    _check_rendezvous()
-    rank, world, _ = dist_env()
-    # a store outlives a meeting (torchrun's agent's, and rank 0's own, kept in _HELD): a
-    # restarted job's processes (torchrun --max-restarts) meet there again, and so do those of
-    # a script that joins a group twice; each meeting's keys, and its group's (where gloo and
-    # nccl publish each rank's address: an earlier group's were read, and a rank connected to
-    # a process gone), are its own
-    meeting = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{next(_MEETINGS)}"
-    store = _meeting_point(rank, world, meet, meeting)
-    # the meeting is over: the group's own use of the store (nccl's communicators, made at the
-    # first collective) may wait as long as a collective may
-    store.set_timeout(datetime.timedelta(seconds=seconds))
-    join_process_group(
-        backend, store=dist.PrefixStore(f"default_pg/{meeting}", store), rank=rank,
-        world_size=world, timeout=datetime.timedelta(seconds=seconds),
-    )  # fmt: skip
-
-
-#: the meetings of this process, counted (every process goes to the same ones, in one order)
-_MEETINGS = itertools.count(1)
-
-#: the meeting points rank 0 held (without torchrun's agent), kept for the process's life: a
-#: peer that left a group first came to the next meeting while rank 0 was still leaving it,
-#: counted itself in at a store that then closed, and was told rank 0 had left; rank 0's next
-#: TCPStore at that port (multi_tenant) is this one's server again
-_HELD: list = []
-
-
-def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
-    """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
-    torch's ``env://`` does), once all ``world`` processes have come to it for the
-    ``meeting``-th time: each counts itself in, and the last one says so; ``seconds`` at most,
-    else a one-line LoftUpError."""
-    import datetime
-
-    import torch.distributed as dist
-
-    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
-
-    def not_all_came(how: str) -> LoftUpError:
-        return LoftUpError(
-            f"this process (RANK={rank} of WORLD_SIZE={world}) {how}; start every process with "
-            f"torchrun (or raise {MEET_ENV} where some start late), or unset RANK and "
-            "WORLD_SIZE to run one"
-        )
-
-    waited = f"waited {seconds:g} s ({MEET_ENV}) at {where} for the others, and"
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
-    # than on Windows, whose torch has no libuv)
-    libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
-    try:  # rank 0 opens the meeting point; the others' connection attempts wait for it
-        store = dist.TCPStore(
-            os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), world,
-            is_master=rank == 0 and not agent, timeout=datetime.timedelta(seconds=seconds),
-            wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
-        )  # fmt: skip
-    except RuntimeError as e:  # a client's that never reached it: DistNetworkError
-        # rank 0's: two runs on one node with torchrun's default (libuv's EADDRINUSE, the
-        # older server's errno 98; torch 2.4's libuv raised a plain RuntimeError)
-        if re.search(r"EADDRINUSE|Address already in use", str(e)):
-            raise LoftUpError(
-                f"MASTER_PORT={os.environ['MASTER_PORT']} is in use here (another run's?), so "
-                f"this process (RANK={rank}) cannot hold the meeting point at {where}; give this "
-                "run's processes another MASTER_PORT (torchrun --master-port PORT, or "
-                "--standalone on one node)"
-            ) from None
-        if not re.search(r"timed out", str(e), re.IGNORECASE):
-            raise
-        raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came") from None
-    key = f"loftup_meet/{meeting}"
-    try:
-        if store.add(f"{key}/came", 1) == world:
-            store.set(f"{key}/all", "1")
-        store.wait([f"{key}/all"])
-        if rank == 0 and not agent:  # met: kept (a failed meeting's closes, the others told)
-            _HELD[:] = [store]
-        return store
-    except dist.DistError as e:
-        rank_0_left = not re.search(r"timeout|timed out", str(e), re.IGNORECASE)
-    if rank_0_left:
-        how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
-    else:
-        try:
-            how = f"{waited} only {store.add(f'{key}/came', 0)} of {world} came"
-        except dist.DistError:  # rank 0 has just left too
-            how = f"{waited} not all came"
-    if rank == 0 and not agent:  # the meeting point closes (an earlier meeting's server held
-        _HELD.clear()  # it open), so that those who came are told now, not after their wait
-    del store  # (the error's traceback holds this frame: a caller that goes on would keep it)
-    raise not_all_came(how)
-
-
-def _check_rendezvous() -> None:
-    """A :class:`UsageError` where RANK and WORLD_SIZE are set but not where the processes
-    meet (MASTER_ADDR, MASTER_PORT, which torchrun sets): a shell or a job script that exports
-    them for another launcher ran one process into torch's traceback."""
-    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
-    if missing:
-        raise UsageError(
-            f"RANK and WORLD_SIZE are set (WORLD_SIZE={os.environ.get('WORLD_SIZE')}) but "
-            f"{' and '.join(missing)} not, so this process cannot meet the others; start the "
-            "processes with torchrun, or unset RANK and WORLD_SIZE to run one process"
-        )
-    _env_int("MASTER_PORT", 0, 65536)  # a TCP port (0: any free one, for a group of one)
 
 
 @contextlib.contextmanager

@@ -17,13 +17,8 @@ from torch import nn
 
 from ..checks import resolve_device
 from ..errors import LoftUpError
-from ..extract.torchrun import (
-    TIMED_OUT,
-    TIMEOUT_ENV,
-    dist_env,
-    meet_the_others,
-    timeout_from_env,
-)
+from ..extract.meeting import meet_the_others
+from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, dist_env, timeout_from_env
 
 #: how long (seconds) a process of a training's torchrun job waits for the others at a
 #: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)

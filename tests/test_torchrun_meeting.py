@@ -1,0 +1,102 @@
+"""`loftup upsample` started as one rank of a torchrun-style job whose peers do not come, run as
+a user runs it (its own process, the job's environment variables): what it prints, and how
+Ctrl-C during the meeting ends it."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_rank(rank: int, port: int, tmp_path: Path, meet_seconds: int) -> subprocess.Popen:
+    """``loftup upsample`` as RANK=``rank`` of WORLD_SIZE=2, meeting at 127.0.0.1:``port``."""
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "x.png")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LOCAL_RANK", "TORCHELASTIC_USE_AGENT_STORE", "TORCH_CPP_LOG_LEVEL")
+    }
+    env.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               LOFTUP_DIST_MEET_TIMEOUT=str(meet_seconds),
+               PYTHONPATH=str(Path(__file__).parents[1] / "src"))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "loftup", "upsample", str(tmp_path / "x.png"), "-o",
+         str(tmp_path / "out")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("rank", [0, 1])  # rank 0 holds the meeting point, 1 looks for it
+def test_a_lone_rank_says_why_in_one_line_without_torchs_store_logs(rank, tmp_path):
+    """Before our line, torch's C++ store printed its connection retries and their stack
+    traces (41 lines for a lone rank 1) or its wait's time-outs (rank 0): the reason was at the
+    bottom of a screen of noise."""
+    port = free_port()
+    proc = start_rank(rank, port, tmp_path, meet_seconds=2)
+    _, err = proc.communicate(timeout=120)
+    came = "only 1 of 2 came" if rank == 0 else "RANK=0, which holds the meeting point, never came"
+    assert proc.returncode == 2
+    assert err.splitlines() == [
+        f"[rank {rank}] error: this process (RANK={rank} of WORLD_SIZE=2) waited 2 s "
+        f"(LOFTUP_DIST_MEET_TIMEOUT) at 127.0.0.1:{port} for the others, and {came}; start "
+        "every process with torchrun (or raise LOFTUP_DIST_MEET_TIMEOUT where some start late), "
+        "or unset RANK and WORLD_SIZE to run one"
+    ]
+
+
+def wait_until_counted_in(store, what) -> None:
+    """Until the process has counted itself in at the meeting point ``store`` (its first
+    meeting, of a first start), or has ended (``what`` says why)."""
+    while store.add("loftup_meet/0/1/came", 0) < 1:
+        assert what() is None, "the rank ended before it came to the meeting"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_ctrl_c_while_a_rank_waits_for_the_others_ends_it_at_once(rank, tmp_path):
+    """The meeting's wait (LOFTUP_DIST_MEET_TIMEOUT, 10 minutes by default) was torch's store's,
+    in C++, which let Ctrl-C wait until its end: a user who started one rank by mistake could
+    not stop it. Here the rank waits at a meeting of 600 s, and SIGINT ends it as Ctrl-C ends
+    any command (130, "interrupted"). Rank 1 meets at a point this test holds; rank 0 holds
+    its own, which the test reads."""
+    import torch.distributed as dist
+
+    port = free_port()
+    held = None
+    if rank == 1:  # the point rank 0 would hold
+        held = dist.TCPStore("127.0.0.1", port, None, is_master=True, wait_for_workers=False,
+                             timeout=datetime.timedelta(seconds=30))  # fmt: skip
+    proc = start_rank(rank, port, tmp_path, meet_seconds=600)
+    try:
+        if held is None:
+            while True:  # rank 0's point, once it listens
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            held = dist.TCPStore("127.0.0.1", port, None, is_master=False,
+                                 timeout=datetime.timedelta(seconds=30))  # fmt: skip
+        wait_until_counted_in(held, proc.poll)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # not the meeting's 600 s
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [f"[rank {rank}] interrupted"]
