@@ -1,6 +1,6 @@
 """`loftup upsample` started as one rank of a torchrun-style job whose peers do not come, run as
 a user runs it (its own process, the job's environment variables): what it prints, and how
-Ctrl-C during the meeting ends it."""
+Ctrl-C during the meeting ends it; and a process that comes to a meeting all came to already."""
 
 from __future__ import annotations
 
@@ -100,3 +100,38 @@ def test_ctrl_c_while_a_rank_waits_for_the_others_ends_it_at_once(rank, tmp_path
         proc.kill()
     assert proc.returncode == 130, err
     assert err.splitlines() == [f"[rank {rank}] interrupted"]
+
+
+def test_a_process_that_comes_after_all_came_is_refused_not_let_into_the_group(monkeypatch):
+    """Two runs started by hand with one MASTER_PORT: the second run's rank 0 cannot hold the
+    meeting point (said), but its rank 1 reached the first run's, counted itself in after both
+    of that run had (3 of 2), found "all came" there, and joined the first run's group as a
+    second rank 1 (gloo then waited on a peer that was not its own, up to a day). It is told,
+    in one line, what happened; the first run's ranks met as before."""
+    import threading
+
+    from loftup.errors import LoftUpError
+    from loftup.extract import meeting
+
+    port = free_port()
+    monkeypatch.setattr(meeting, "_HELD", [])
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    met = []
+    threads = [
+        threading.Thread(target=lambda r=r: met.append(meeting._meeting_point(r, 2, 20, "0/1")))
+        for r in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(met) == 2
+    with pytest.raises(LoftUpError) as e:
+        meeting._meeting_point(1, 2, 20, "0/1")  # the other run's rank 1, at its first meeting
+    assert str(e.value) == (
+        f"this process (RANK=1 of WORLD_SIZE=2) came to 127.0.0.1:{port} after all 2 had come "
+        "there: another run's processes meet at that port too (both started by hand with one "
+        "MASTER_PORT), or one of this run's was started twice; give each run its own "
+        "MASTER_PORT (torchrun --master-port PORT)"
+    )

@@ -101,6 +101,13 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
         if store is None:  # a client's that reached the point yet timed out (rare)
             raise not_all_came(never)
         outcome = _count_in(store, f"loftup_meet/{meeting}", world, deadline, line)
+        if outcome == "crowded":  # this process would be a second RANK=n of the group
+            raise LoftUpError(
+                f"this process (RANK={rank} of WORLD_SIZE={world}) came to {where} after all "
+                f"{world} had come there: another run's processes meet at that port too (both "
+                "started by hand with one MASTER_PORT), or one of this run's was started twice; "
+                "give each run its own MASTER_PORT (torchrun --master-port PORT)"
+            )
         if outcome == "all":
             met = True
             if holds:  # kept (a failed meeting's closes, the others told)
@@ -185,11 +192,15 @@ def _open(host: str, port: int, world: int, holds: bool, seconds: float):
 def _count_in(store, key: str, world: int, deadline: float, line) -> str:
     """Count this process in at ``store`` (``key``: the meeting's) and wait until all
     ``world`` have come ("all"), until ``deadline`` ("timeout"), or until the point closes
-    ("left": ``line``, this process's own connection to it, closed, or the store's)."""
+    ("left": ``line``, this process's own connection to it, closed, or the store's); "crowded"
+    where ``world`` had come before it."""
     import torch.distributed as dist
 
     try:
-        if store.add(f"{key}/came", 1) == world:
+        came = store.add(f"{key}/came", 1)
+        if came > world:
+            return "crowded"
+        if came == world:
             store.set(f"{key}/all", "1")
         pause = 0.01
         while True:
