@@ -100,6 +100,8 @@ def test_ctrl_c_while_a_rank_waits_for_the_others_ends_it_at_once(rank, tmp_path
         proc.kill()
     assert proc.returncode == 130, err
     assert err.splitlines() == [f"[rank {rank}] interrupted"]
+    if rank == 1:  # it took itself off the count: started again, it is counted once
+        assert held.add("loftup_meet/0/1/came", 0) == 0
 
 
 def test_a_process_that_comes_after_all_came_is_refused_not_let_into_the_group(monkeypatch):
@@ -135,3 +137,37 @@ def test_a_process_that_comes_after_all_came_is_refused_not_let_into_the_group(m
         "MASTER_PORT), or one of this run's was started twice; give each run its own "
         "MASTER_PORT (torchrun --master-port PORT)"
     )
+
+
+def test_a_rank_whose_wait_ran_out_and_that_comes_again_is_counted_once(monkeypatch):
+    """A world of three, rank 0 waiting 20 s: rank 1's own wait (1 s) runs out, and it is
+    started again; then rank 2 comes. Rank 1's first coming stayed counted: its second made
+    the count whole without rank 2 (whose group then waited a day for rank 2's address), and
+    rank 2 was refused as one too many. A process that leaves a meeting before all came takes
+    itself off the count (on Ctrl-C too: the test above reads the count after it)."""
+    import threading
+
+    from loftup.errors import LoftUpError
+    from loftup.extract import meeting
+
+    monkeypatch.setattr(meeting, "_HELD", [])
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    met, said = {}, {}
+
+    def come(rank, seconds):
+        try:
+            met[rank] = meeting._meeting_point(rank, 3, seconds, "0/1")
+        except LoftUpError as e:
+            said[rank] = str(e)
+
+    rank_0 = threading.Thread(target=come, args=(0, 20))
+    rank_0.start()
+    come(1, 1)
+    assert "and only 2 of 3 came; " in said.pop(1)  # rank 0 and itself, when its wait ran out
+    others = [threading.Thread(target=come, args=(rank, 20)) for rank in (1, 2)]
+    for t in others:
+        t.start()
+    for t in [rank_0, *others]:
+        t.join(30)
+    assert said == {} and sorted(met) == [0, 1, 2]

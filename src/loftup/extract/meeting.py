@@ -73,8 +73,6 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
     torch's ``env://`` does), once all ``world`` processes have come to it for the
     ``meeting``-th time: each counts itself in, and the last one says so; ``seconds`` at most,
     else a one-line LoftUpError."""
-    import torch.distributed as dist
-
     host, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0)
     where = f"{host}:{os.environ['MASTER_PORT']}"
     deadline = time.monotonic() + seconds
@@ -100,7 +98,7 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
         store = _open(host, port, world, holds, max(deadline - time.monotonic(), 1.0))
         if store is None:  # a client's that reached the point yet timed out (rare)
             raise not_all_came(never)
-        outcome = _count_in(store, f"loftup_meet/{meeting}", world, deadline, line)
+        outcome, seen = _count_in(store, f"loftup_meet/{meeting}", world, deadline, line, holds)
         if outcome == "crowded":  # this process would be a second RANK=n of the group
             raise LoftUpError(
                 f"this process (RANK={rank} of WORLD_SIZE={world}) came to {where} after all "
@@ -115,11 +113,8 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
             return store
         if outcome == "left":
             how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
-        else:
-            try:
-                how = f"{waited} only {store.add(f'loftup_meet/{meeting}/came', 0)} of {world} came"
-            except dist.DistError:  # rank 0 has just left too
-                how = f"{waited} not all came"
+        else:  # (not how many: rank 0 has just left too)
+            how = f"{waited} {f'only {seen} of {world}' if seen else 'not all'} came"
     finally:
         if line is not None:
             line.close()
@@ -189,31 +184,52 @@ def _open(host: str, port: int, world: int, holds: bool, seconds: float):
         return None
 
 
-def _count_in(store, key: str, world: int, deadline: float, line) -> str:
+def _count_in(
+    store, key: str, world: int, deadline: float, line, stays: bool
+) -> tuple[str, int | None]:
     """Count this process in at ``store`` (``key``: the meeting's) and wait until all
-    ``world`` have come ("all"), until ``deadline`` ("timeout"), or until the point closes
-    ("left": ``line``, this process's own connection to it, closed, or the store's); "crowded"
-    where ``world`` had come before it."""
+    ``world`` have come ("all"), until ``deadline`` ("timeout", with how many had come then),
+    or until the point closes ("left": ``line``, this process's own connection to it, closed,
+    or the store's); "crowded" where ``world`` had come before it. Unless it ``stays`` counted
+    (rank 0, whose point then closes), a process that leaves a meeting before all came (its
+    wait over, Ctrl-C, crowded) takes itself off the count: one started again in its place was
+    counted twice, and it, or a rank still to come, made the count whole with a process gone
+    (the group then waited a day for that one), or was refused as one too many."""
     import torch.distributed as dist
 
+    came, outcome, seen = None, None, None
     try:
         came = store.add(f"{key}/came", 1)
-        if came > world:
-            return "crowded"
-        if came == world:
-            store.set(f"{key}/all", "1")
-        pause = 0.01
-        while True:
-            if _closed(line):  # first: the store's own call to a closed point logs its trace
-                return "left"
-            if store.check([f"{key}/all"]):
-                return "all"
-            if time.monotonic() >= deadline:
-                return "timeout"
-            time.sleep(max(min(pause, deadline - time.monotonic()), 0))
-            pause = min(2 * pause, _LOOK_EVERY)
+        outcome = (
+            "crowded" if came > world else _wait_for_all(store, key, came, world, deadline, line)
+        )
+        if outcome == "timeout":
+            seen = store.add(f"{key}/came", 0)
     except dist.DistError:
-        return "left"
+        outcome = outcome or "left"
+    finally:
+        if came is not None and not stays and outcome in (None, "crowded", "timeout"):
+            try:  # None: an exception (Ctrl-C) is on its way up
+                store.add(f"{key}/came", -1)
+            except dist.DistError:  # the point has just closed
+                pass
+    return outcome, seen
+
+
+def _wait_for_all(store, key: str, came: int, world: int, deadline: float, line) -> str:
+    """:func:`_count_in`'s wait, this process counted in as the ``came``-th."""
+    if came == world:
+        store.set(f"{key}/all", "1")
+    pause = 0.01
+    while True:
+        if _closed(line):  # first: the store's own call to a closed point logs its trace
+            return "left"
+        if store.check([f"{key}/all"]):
+            return "all"
+        if time.monotonic() >= deadline:
+            return "timeout"
+        time.sleep(max(min(pause, deadline - time.monotonic()), 0))
+        pause = min(2 * pause, _LOOK_EVERY)
 
 
 def _check_rendezvous() -> None:
