@@ -171,3 +171,46 @@ def test_a_rank_whose_wait_ran_out_and_that_comes_again_is_counted_once(monkeypa
     for t in [rank_0, *others]:
         t.join(30)
     assert said == {} and sorted(met) == [0, 1, 2]
+
+
+def test_a_program_at_the_port_that_drops_the_connection_is_one_line(monkeypatch):
+    """Rank 0 says at once that MASTER_PORT is in use here; the other ranks reach what holds
+    it, which drops each connection of torch's store: they ended in its traceback (after its
+    retries, which torch logs). Here a listener that closes each connection it accepts."""
+    import threading
+
+    from loftup.errors import LoftUpError
+    from loftup.extract import meeting
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    squatter.settimeout(0.1)
+    port = squatter.getsockname()[1]
+    over = threading.Event()
+
+    def drop():
+        while not over.is_set():
+            try:
+                squatter.accept()[0].close()
+            except TimeoutError:
+                pass
+
+    dropping = threading.Thread(target=drop)
+    dropping.start()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    try:
+        with pytest.raises(LoftUpError) as e:
+            meeting._meeting_point(1, 2, 2, "0/1")
+    finally:
+        over.set()
+        dropping.join()
+        squatter.close()
+    assert str(e.value).startswith(
+        f"this process (RANK=1) reached 127.0.0.1:{port}, but no meeting point answered there ("
+    )
+    assert str(e.value).endswith(
+        f"): RANK=0 left it as this one came, or another program holds MASTER_PORT={port}; "
+        "free it, or give this run's processes another MASTER_PORT (torchrun --master-port PORT)"
+    )

@@ -95,7 +95,7 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
         raise not_all_came(never + why)
     met = False
     try:
-        store = _open(host, port, world, holds, max(deadline - time.monotonic(), 1.0))
+        store = _open(host, port, world, rank, holds, max(deadline - time.monotonic(), 1.0))
         if store is None:  # a client's that reached the point yet timed out (rare)
             raise not_all_came(never)
         outcome, seen = _count_in(store, f"loftup_meet/{meeting}", world, deadline, line, holds)
@@ -157,9 +157,10 @@ def _closed(line: socket.socket | None) -> bool:
         return True
 
 
-def _open(host: str, port: int, world: int, holds: bool, seconds: float):
-    """The TCPStore at ``host:port``, its server here where this process ``holds`` it; None
-    where a client's connection timed out; a port in use is a one-line LoftUpError."""
+def _open(host: str, port: int, world: int, rank: int, holds: bool, seconds: float):
+    """The TCPStore at ``host:port``, its server here where this process (RANK=``rank``)
+    ``holds`` it; None where a client's connection timed out; a port in use, or a client's
+    connection that what answers there drops, is a one-line LoftUpError."""
     import torch.distributed as dist
 
     # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
@@ -179,9 +180,18 @@ def _open(host: str, port: int, world: int, holds: bool, seconds: float):
                 f"cannot hold the meeting point at {host}:{port}; give this run's processes "
                 "another MASTER_PORT (torchrun --master-port PORT, or --standalone on one node)"
             ) from None
-        if not re.search(r"timed out", str(e), re.IGNORECASE):
+        if re.search(r"timed out", str(e), re.IGNORECASE):
+            return None
+        if holds:
             raise
-        return None
+        # another program at the port (rank 0, which could not hold it, said so), which drops
+        # the store's connection: torch's traceback, after its retries
+        raise LoftUpError(
+            f"this process (RANK={rank}) reached {host}:{port}, but no meeting point answered "
+            f"there ({str(e).splitlines()[0][:200]}): RANK=0 left it as this one came, or "
+            f"another program holds MASTER_PORT={port}; free it, or give this run's processes "
+            "another MASTER_PORT (torchrun --master-port PORT)"
+        ) from None
 
 
 def _count_in(
