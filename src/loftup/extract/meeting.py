@@ -112,7 +112,10 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
                 _HELD[:] = [store]
             return store
         if outcome == "left":
-            how = f"came to {where}, but RANK=0 left it (after its {MEET_ENV} wait) before all came"
+            how = (  # rank 0's wait over, or rank 0 stopped (Ctrl-C, an error)
+                f"came to {where}, but RANK=0 left it before all came (its {MEET_ENV} wait over, "
+                "or stopped)"
+            )
         else:  # (not how many: rank 0 has just left too)
             how = f"{waited} {f'only {seen} of {world}' if seen else 'not all'} came"
     finally:
