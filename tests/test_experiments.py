@@ -193,7 +193,12 @@ def test_settings_follow_the_demo_unless_set():
     "kwargs, message",
     [
         ({"name": "colour"}, "unknown experiment 'colour'"),
-        ({"name": "coords", "seeds": 0}, "--seeds must be at least 1"),
+        ({"name": "coords", "seeds": 0}, "--seeds must be an integer >= 1"),
+        # a count of 2.0 (Python) failed late, in range() or a slice, after the scenes were written
+        ({"name": "coords", "seeds": 2.0}, r"--seeds must be an integer >= 1, got 2\.0"),
+        ({"name": "coords", "seeds": True}, "--seeds must be an integer >= 1, got True"),
+        ({"name": "coords", "eval_count": 4.0}, r"--eval-count must be an integer >= 2, got 4\.0"),
+        ({"name": "coords", "stage1_steps": 2.5}, "--stage1-steps must be an integer >= 1"),
         ({"name": "coords", "eval_dataset": "voc"}, "--eval-dataset needs --eval-root"),
         ({"name": "coords", "masks": "slic"}, "masks must be sa1b, superpixels or sam"),
         ({"name": "mask-noise", "noise_kinds": ["blur"]}, "unknown mask-noise kind 'blur'"),
@@ -203,7 +208,7 @@ def test_settings_follow_the_demo_unless_set():
         ),
         # another experiment's option is named as such, before its values are judged
         ({"name": "coords", "noise_levels": [2.0]}, "--levels applies to the mask-noise"),
-        ({"name": "stages", "stage2_steps": 0}, "--stage2-steps must be >= 1, got 0"),
+        ({"name": "stages", "stage2_steps": 0}, "--stage2-steps must be an integer >= 1, got 0"),
         # a repeated kind or level was one variant scored once per repeat at every seed: its
         # row's spread, and so its verdict, came from copies of the same runs
         (

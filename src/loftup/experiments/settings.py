@@ -13,7 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..errors import UsageError, check_threads
+from ..errors import UsageError, check_threads, is_int
 
 #: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
 #: (docs/experiments.md: about 0.75-0.85 s per stage-1 step and 0.95 s per stage-2 step at
@@ -129,8 +129,9 @@ class ExperimentSettings:
             raise UsageError(
                 f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
             )
-        if self.seeds is not None and self.seeds < 1:
-            raise UsageError(f"--seeds must be at least 1, got {self.seeds}")
+        # 2.0 seeds (Python) failed in range() after the scenes were written: whole numbers only
+        if self.seeds is not None and (not is_int(self.seeds) or self.seeds < 1):
+            raise UsageError(f"--seeds must be an integer >= 1, got {self.seeds}")
         if self.eval_dataset and not self.eval_root:
             raise UsageError("--eval-dataset needs --eval-root (the dataset's folder)")
         from ..eval.datasets import SEG_DATASETS
@@ -182,8 +183,10 @@ class ExperimentSettings:
             del least["stage2_steps"]
         for name, low in least.items():
             value = getattr(self, name)
-            if value is not None and value < low:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+            if value is not None and (not is_int(value) or value < low):
+                raise UsageError(
+                    f"--{name.replace('_', '-')} must be an integer >= {low}, got {value}"
+                )
 
     def resolved(self) -> ExperimentSettings:
         """A copy with every ``None`` filled: quick sizes, the experiment's steps, the demo's."""
