@@ -663,6 +663,28 @@ def test_offline_scenes_are_written_without_a_bar_under_no_progress(tmp_path, ca
     assert capsys.readouterr().err == ""
 
 
+def test_offline_scenes_are_written_once_and_kept_on_a_rerun(tmp_path):
+    """Every rerun wrote the training and held-out scenes again: seconds of work, and new
+    mtimes, which the mask cache's keys hold (--masks sam made every mask again). Scenes of
+    other options are still refused, not kept."""
+    import os
+
+    from loftup.experiments.data import load_eval_set, training_root
+
+    s = ExperimentSettings("coords", quick=True, out=str(tmp_path), progress=False).resolved()
+    train, _ = training_root(s), load_eval_set(s)
+    files = [train / "world.json", train / "sa1b" / "sa_1.jpg", tmp_path / "scenes" / "val" /
+             "world.json", tmp_path / "scenes" / "val" / "labels" / "sa_1.png"]  # fmt: skip
+    for f in files:
+        os.utime(f, ns=(10**9, 10**9))
+    assert training_root(s) == train and len(load_eval_set(s).images) == s.eval_count
+    assert [f.stat().st_mtime_ns for f in files] == [10**9] * len(files)
+    more = ExperimentSettings("coords", quick=True, out=str(tmp_path), progress=False,
+                              train_scenes=9).resolved()  # fmt: skip
+    with pytest.raises(LoftUpError, match=r"other options \(--train-scenes 8 -> 9\)"):
+        training_root(more)
+
+
 def test_the_report_header_counts_in_words_that_agree():
     """A one-step, one-seed run's report said "1 seeds; stage 1: 1 steps"."""
     from loftup.experiments.report import header

@@ -36,11 +36,14 @@ class EvalSet:
 
 
 def training_root(s: ExperimentSettings) -> Path:
-    """The training folder: ``settings.data``, or the offline training scenes (written now)."""
+    """The training folder: ``settings.data``, or the offline training scenes (written now, or
+    kept where ``OUT/scenes/train`` holds this very world; one of other options is refused)."""
     if not s.data:
         from ..world.demo import make_train_scenes
 
-        return make_train_scenes(s.demo(0), progress=s.progress)
+        # reuse: written once; rewritten, every file had a new mtime, which the mask cache's
+        # keys hold (each rerun made every mask again), and the scenes took seconds to write
+        return make_train_scenes(s.demo(0), reuse=True, progress=s.progress)
     root = Path(s.data)
     if not root.is_dir():
         raise LoftUpError(f"training data folder {root} does not exist; check --data")
@@ -55,7 +58,10 @@ def load_eval_set(s: ExperimentSettings) -> EvalSet:
     n = s.eval_count
     if s.eval_dataset:
         return _dataset_eval_set(s.eval_dataset, s.eval_root, s.size, n)
-    root = Path(s.eval_root) if s.eval_root else make_val_scenes(s.demo(0), progress=s.progress)
+    if s.eval_root:
+        root = Path(s.eval_root)
+    else:  # written once, as the training scenes are
+        root = make_val_scenes(s.demo(0), reuse=True, progress=s.progress)
     images, labels = load_val(root)
     if len(images) < n:
         raise LoftUpError(
