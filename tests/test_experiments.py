@@ -402,6 +402,105 @@ def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # refused before stage 1 trained on
 
 
+def test_a_stage2_run_is_not_reused_after_its_stage1_run_was_trained_again(tmp_path):
+    """`stages --stage1-lr 0.01` after a run at the default: the stage-1 folder was refused and,
+    deleted as told, trained again; the finished stage-2 run distilled from the old one was
+    then reused (its config names the stage-1 folder only, its model section is init's), so
+    the reference row scored a stage 2 of the old stage 1. The refusal names it too now."""
+    import dataclasses
+    import re
+    import shutil
+
+    from loftup.experiments.data import training_root
+    from loftup.experiments.runs import run_variant
+
+    torch.set_num_threads(1)
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path), progress=False).resolved()
+    root, runs = training_root(s), tmp_path / "runs"
+    v = Variant("both", stage2={}, stage1_run="stage1")
+    run_variant(s, v, 0, root, runs)
+    first, second = runs / "seed0" / "stage1" / "stage1", runs / "seed0" / "both" / "stage2"
+    other = dataclasses.replace(s, stage1_lr=0.01)
+    with pytest.raises(LoftUpError, match="made with other settings") as e:
+        run_variant(other, v, 0, root, runs)
+    assert str(e.value) == (
+        f"{first} holds a run made with other settings (differs in optim); choose another "
+        f"--out or delete that folder and those of the runs that start from it ({second})"
+    )
+    shutil.rmtree(first)  # and not the stage-2 folder: stage 1 is trained again
+    with pytest.raises(LoftUpError, match=re.escape(
+        f"{second} holds a stage-2 run distilled from another stage-1 run than {first} holds now"
+    )):  # fmt: skip
+        run_variant(other, v, 0, root, runs)
+    shutil.rmtree(second)
+    run_variant(other, v, 0, root, runs)  # trained from the new stage 1, then reused
+    stamp = (second / "checkpoint.pt").stat().st_mtime_ns
+    assert run_variant(other, v, 0, root, runs)["stage2"].pretrained == second / "final"
+    assert (second / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+
+def test_runs_trained_on_other_backbone_weights_or_training_data_are_not_reused(tmp_path):
+    """The runs were reused when the --backbone-weights file changed (the upsamplers scored on
+    features they were never trained on) or the training world did (its folder deleted as
+    told, written again): the configs name the weights' and the data's folders only. Every
+    folder trained on the old ones is named at once."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from loftup.data.scene_files import write_scenes
+    from loftup.data.scenes import SceneConfig
+    from loftup.experiments.data import training_root
+    from loftup.experiments.runs import run_variant
+    from loftup.featurizers.scenes_vit import NAME, shipped_weights
+
+    torch.set_num_threads(1)
+    weights = tmp_path / "bb"  # a folder as `loftup world backbone` writes
+    weights.mkdir()
+    shutil.copyfile(shipped_weights() / f"{NAME}.safetensors", weights / "model.safetensors")
+    shutil.copyfile(shipped_weights() / f"{NAME}.json", weights / "config.json")
+    s = ExperimentSettings("coords", quick=True, out=str(tmp_path / "exp"), progress=False,
+                           backbone_weights=str(weights)).resolved()  # fmt: skip
+    root, runs = training_root(s), tmp_path / "exp" / "runs"
+    for name in "ab":
+        run_variant(s, Variant(name), 0, root, runs)
+    file = weights / "model.safetensors"
+    kept = file.read_bytes()
+    state = load_file(file)
+    key = sorted(state)[0]
+    save_file({**state, key: state[key] + 0.01}, file)
+    folders = ", ".join(str(runs / "seed0" / n / "stage1") for n in "ab")
+    with pytest.raises(LoftUpError, match=r"2 run folders of .* hold runs trained on other "
+                       r"backbone weights \(sha256 \w{12} then, \w{12} now\)") as e:  # fmt: skip
+        run_variant(s, Variant("a"), 0, root, runs)
+    assert f": {folders}; delete them to train them again" in str(e.value)
+    file.write_bytes(kept)  # the weights they were trained on: reused
+    stamp = (runs / "seed0" / "a" / "stage1" / "checkpoint.pt").stat().st_mtime_ns
+    run_variant(s, Variant("a"), 0, root, runs)
+    assert (runs / "seed0" / "a" / "stage1" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    shutil.rmtree(root)  # another world in its place, as a new version of the demo's writes
+    write_scenes(root, SceneConfig(height=64, width=64, scale=2.0, noise=0.05), 8,
+                 progress=False)  # fmt: skip
+    with pytest.raises(LoftUpError, match=r"hold runs trained on other training data \(world"
+                       r"\.json sha256 \w{12} then, world\.json sha256 \w{12} now\)"):  # fmt: skip
+        run_variant(s, Variant("a"), 0, root, runs)
+
+
+def test_the_training_data_is_told_by_the_files_training_reads(tmp_path):
+    """--data without a world.json: its identity is the names and sizes of the files that
+    training reads (images and their SA-1B JSON), not of anything else in the folder."""
+    from loftup.experiments.data import run_inputs
+
+    (tmp_path / "sa_1.jpg").write_bytes(b"jpeg")
+    (tmp_path / "sa_1.json").write_text("{}")
+    first = run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"]
+    assert first["files"] == 2
+    (tmp_path / "notes.txt").write_text("not read")
+    assert run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"] == first
+    (tmp_path / "sa_1.jpg").write_bytes(b"another jpeg")
+    assert run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"] != first
+
+
 def test_a_stage2_run_not_begun_takes_the_stage1_steps_asked_for_now(tmp_path):
     """`stages` stopped in stage 1 and run again with another --stage1-steps was refused: the
     stage-2 folder "holds a stage-2 run that starts from 2 stage-1 steps", a record written

@@ -161,16 +161,48 @@ def weights_fingerprint(backbone: str, weights: str | None) -> dict:
         from ..featurizers.scenes_vit import NAME, shipped_weights
 
         path = shipped_weights() / f"{NAME}.safetensors"
-    sha = None
-    if path is not None and path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        sha = digest.hexdigest()
+    sha = file_sha256(path) if path is not None and path.is_file() else None
     return {
         "name": backbone,
         "weights": weights,
         "file": str(path) if path else None,
         "sha256": sha,
     }
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_inputs(backbone: dict, train_root: Path, masks: str) -> dict:
+    """What a run is trained on besides its config (which names them only): the backbone's
+    weights (``backbone``: :func:`weights_fingerprint`'s) and the training data, a scene folder
+    by its ``world.json`` (its world, seed and scene names), other data by the files training
+    reads (names and sizes). A run folder records them; one trained on others is not reused."""
+    world = Path(train_root) / "world.json"
+    if world.is_file():
+        data = {"world_sha256": file_sha256(world)}
+    else:
+        digest, files = hashlib.sha256(), training_files(Path(train_root), masks)
+        for f in files:
+            digest.update(f"{f.relative_to(train_root)}\t{f.stat().st_size}\n".encode())
+        data = {"files": len(files), "listing_sha256": digest.hexdigest()}
+    return {"backbone_sha256": backbone["sha256"], "training_data": data}
+
+
+def training_files(root: Path, masks: str) -> list[Path]:
+    """The files of ``root`` that training reads with the mask source ``masks``: SA-1B images
+    and their JSON, or the images (those a run drew in its ``viz/`` left out), as
+    :class:`~loftup.data.dataset.MaskedImages` lists them."""
+    from ..data.folders import drawn_by_a_run
+    from ..data.images import list_images
+    from ..data.sa1b import list_sa1b
+
+    if masks == "sa1b":
+        return [f for pair in list_sa1b(root)[0] for f in pair]
+    return [p for p in list_images(root) if not drawn_by_a_run(p)]

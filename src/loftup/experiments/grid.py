@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..world.demo import lowres_features
 from . import plots
-from .data import EvalSet, load_backbone, training_root
+from .data import EvalSet, load_backbone, run_inputs, training_root, weights_fingerprint
 from .grid_views import cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
@@ -87,6 +87,8 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     featurizer = load_backbone(s)
     cells = grid_cells(GRIDS, RATIOS, s.max_side)
     train_root = training_root(s)
+    backbone = weights_fingerprint(s.backbone, s.backbone_weights)
+    inputs = run_inputs(backbone, train_root, s.masks)
     views = held_out_views(s, cells, featurizer.patch_size, featurizer)
     clock.add("shared", time.perf_counter() - t)
 
@@ -97,7 +99,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     with tqdm(total=s.seeds * len(cells), desc="grid", disable=not s.progress) as bar:
         for seed in range(s.seeds):
             t = time.perf_counter()
-            runs = run_variant(s, variant, seed, train_root, out / "runs")
+            runs = run_variant(s, variant, seed, train_root, out / "runs", inputs)
             clock.add("training", time.perf_counter() - t)
             for stage, r in runs.items():
                 histories.setdefault(stage, []).append(r.history)
@@ -121,7 +123,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
 
     summary = {key: {k: summarize(v) for k, v in d.items()} for key, d in scores.items()}
     any_view = next(iter(views.values()))["evalset"]
-    results = {"experiment": s.name, "question": QUESTION, **provenance(s, any_view)}
+    results = {"experiment": s.name, "question": QUESTION, **provenance(s, any_view, backbone)}
     # every cell scores the same images at its own side: the first cell's size ("size" of
     # provenance) described none of the others
     results["heldout"].update(images=s.eval_count, size=None)

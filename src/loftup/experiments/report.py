@@ -51,15 +51,16 @@ def _load() -> float | None:
         return None
 
 
-def provenance(s: ExperimentSettings, evalset: EvalSet) -> dict:
-    """Settings, command, version, commit, backbone weights hash, held-out set."""
+def provenance(s: ExperimentSettings, evalset: EvalSet, backbone: dict | None = None) -> dict:
+    """Settings, command, version, commit, backbone weights hash (``backbone``: the
+    :func:`~.data.weights_fingerprint` worked out already), held-out set."""
     from ..eval.report import run_info
 
     return {
         "settings": s.to_dict(),
         "command": command(s.name),
         "run": run_info("cpu"),
-        "backbone": weights_fingerprint(s.backbone, s.backbone_weights),
+        "backbone": backbone or weights_fingerprint(s.backbone, s.backbone_weights),
         "heldout": {
             "source": evalset.source,
             "images": len(evalset.images),

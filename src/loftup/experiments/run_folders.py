@@ -1,6 +1,8 @@
 """Whether an experiment's run folder may be reused or gone on with: the same config as the
-run asks for (:func:`_check_same`, paths compared as the files they name), and a stage-2
-folder begun from as many stage-1 steps (:func:`_check_init_steps`, its ``init.json``)."""
+run asks for (:func:`_check_same`, paths compared as the files they name), the same backbone
+weights and training data (:func:`_check_inputs`, its ``inputs.json``), and for a stage-2
+folder the same stage-1 run to start from (:func:`_check_init_steps` before stage 1,
+:func:`_check_init_run` after it, its ``init.json``)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,29 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 
-#: In a stage-2 run folder: the steps of the stage-1 run it starts from. Its config names that
-#: run's folder only, and a shared stage-1 folder trains on when more steps are asked for.
+#: In a stage-2 run folder: the steps and the checkpoint's sha256 of the stage-1 run it starts
+#: from. Its config names that run's folder only, which trains on when more steps are asked
+#: for and is trained again when its settings change (its folder deleted, as told).
 INIT_RECORD = "init.json"
+
+#: In each run folder: what it was trained on that its config names only (the backbone's
+#: weights and the training data, :func:`~.data.run_inputs`).
+INPUTS_RECORD = "inputs.json"
+
+#: The fix of every refusal of a run folder.
+_FIX = "choose another --out or delete that folder"
+
+
+class RunRefused(LoftUpError):
+    """A run folder that cannot be reused or gone on with: ``folder`` ``why``, then the fix
+    (with ``also``: the folders of the runs that start from it, to delete with it)."""
+
+    def __init__(self, folder: Path, why: str, also=()) -> None:
+        self.folder, self.why, self.also = folder, why, tuple(also)
+        fix = _FIX
+        if self.also:
+            fix += f" and those of the runs that start from it ({', '.join(map(str, also))})"
+        super().__init__(f"{folder} {why}; {fix}")
 
 
 def _check_same(cfg, out: Path) -> None:
@@ -30,9 +52,8 @@ def _check_same(cfg, out: Path) -> None:
         if (saved.get("model") or {}).get("attention_window") != cfg.model.attention_window:
             diff.append(window)
     if diff:
-        raise LoftUpError(
-            f"{out} holds a run made with other settings (differs in {', '.join(diff)}); "
-            "choose another --out or delete that folder"
+        raise RunRefused(
+            out, f"holds a run made with other settings (differs in {', '.join(diff)})"
         )
 
 
@@ -61,18 +82,122 @@ def _check_init_steps(out: Path, steps: int) -> None:
     ``steps`` in one not begun yet (a folder from before the record is taken as it is). A run
     not begun has no checkpoint: its record, written before an experiment stopped in stage 1,
     is written again (it was refused, "a stage-2 run", when the steps changed)."""
-    from ..atomic import read_json_object, write_json
+    from ..atomic import write_json
 
     if not (out / "checkpoint.pt").exists():
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / INIT_RECORD, {"stage1_steps": steps})
         return
-    try:
-        saved = read_json_object(out / INIT_RECORD)
-    except ValueError as e:
-        raise LoftUpError(f"{e}; choose another --out or delete that folder") from None
+    saved = _read(out / INIT_RECORD)
     if saved is not None and saved.get("stage1_steps") != steps:
-        raise LoftUpError(
-            f"{out} holds a stage-2 run that starts from {saved.get('stage1_steps')} stage-1 "
-            f"steps, not the {steps} asked for; choose another --out or delete that folder"
+        raise RunRefused(out, f"holds a stage-2 run that starts from {saved.get('stage1_steps')} "
+                         f"stage-1 steps, not the {steps} asked for")  # fmt: skip
+
+
+def _check_init_run(out: Path, steps: int, checkpoint: Path) -> None:
+    """Refuse a begun stage-2 folder that started from another stage-1 checkpoint than
+    ``checkpoint`` (its sha256): the stage-1 run was trained again (other settings, its folder
+    deleted as told), and the stage-2 run distilled from the old one. Record it (and
+    ``steps``) in a folder not begun, and in one from before the record."""
+    from ..atomic import write_json
+    from .data import file_sha256
+
+    sha = file_sha256(checkpoint)
+    saved = _read(out / INIT_RECORD) if (out / "checkpoint.pt").exists() else None
+    was = (saved or {}).get("stage1_sha256")
+    if was is not None and was != sha:
+        raise RunRefused(out, f"holds a stage-2 run distilled from another stage-1 run than "
+                         f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
+                         f"is {sha[:12]}: trained again)")  # fmt: skip
+    if was is None:
+        write_json(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha})
+
+
+def _record_inputs(out: Path, inputs: dict, begun: bool) -> None:
+    """Refuse a begun run folder trained on other :data:`INPUTS_RECORD` inputs than ``inputs``
+    (see :func:`_check_inputs`); record them in one not begun, or from before the record."""
+    from ..atomic import write_json
+
+    saved = _read(out / INPUTS_RECORD) if begun else None
+    if saved is not None and _changes(saved, inputs):
+        raise RunRefused(
+            out, f"holds a run trained on other {' and '.join(_changes(saved, inputs))}"
         )
+    if saved is None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / INPUTS_RECORD, inputs)
+
+
+def _check_inputs(runs: Path, inputs: dict) -> None:
+    """Refuse, naming each of them, the begun run folders under ``runs`` (``seedN/NAME/stageK``)
+    trained on other backbone weights or training data than ``inputs``: one refused at a time,
+    a changed backbone took a run of the experiment per folder to name them all."""
+    stale, what = [], []
+    for record in sorted(Path(runs).glob(f"seed*/*/stage*/{INPUTS_RECORD}")):
+        changes = _changes(_read(record) or inputs, inputs)
+        if changes and (record.parent / "checkpoint.pt").exists():
+            stale.append(str(record.parent))
+            what += [c for c in changes if c not in what]
+    if stale:
+        raise LoftUpError(
+            f"{len(stale)} run folder{'s' * (len(stale) > 1)} of {runs} hold runs trained on "
+            f"other {' and '.join(what)}: {', '.join(stale)}; delete them to train them again, "
+            "or choose another --out"
+        )
+
+
+def _changes(saved: dict, inputs: dict) -> list[str]:
+    """What differs between two :data:`INPUTS_RECORD` records, said as then -> now."""
+    changes = []
+    was, now = saved.get("backbone_sha256"), inputs["backbone_sha256"]
+    if was != now:
+        changes.append(f"backbone weights (sha256 {_short(was)} then, {_short(now)} now)")
+    was, now = saved.get("training_data"), inputs["training_data"]
+    if was != now:
+        changes.append(f"training data ({_data(was)} then, {_data(now)} now)")
+    return changes
+
+
+def _short(sha) -> str:
+    return sha[:12] if isinstance(sha, str) else "unknown"
+
+
+def _data(identity) -> str:
+    if not isinstance(identity, dict):
+        return "unknown"
+    if "world_sha256" in identity:
+        return f"world.json sha256 {_short(identity['world_sha256'])}"
+    return f"{identity.get('files')} files, listing sha256 {_short(identity.get('listing_sha256'))}"
+
+
+def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
+    """The begun stage-2 folders under ``seed_folder`` whose config starts from ``stage1``'s
+    checkpoint: to be trained again with it."""
+    import os
+
+    import yaml
+
+    from ..train.config.paths import as_used
+
+    want = os.path.realpath(stage1 / "checkpoint.pt")
+    found = []
+    for folder in sorted(Path(seed_folder).glob("*/stage2")):
+        if not (folder / "checkpoint.pt").exists() or not (folder / "config.yaml").is_file():
+            continue
+        try:
+            init = as_used(yaml.safe_load((folder / "config.yaml").read_text()) or {})["init"]
+        except (OSError, yaml.YAMLError, TypeError, KeyError):
+            continue  # its own refusal names it when its turn comes
+        if isinstance(init, str) and os.path.realpath(os.path.expanduser(init)) == want:
+            found.append(folder)
+    return found
+
+
+def _read(path: Path) -> dict | None:
+    """A record of a run folder (None: there is none); a damaged one named with the fix."""
+    from ..atomic import read_json_object
+
+    try:
+        return read_json_object(path)
+    except ValueError as e:
+        raise LoftUpError(f"{e}; {_FIX}") from None

@@ -5,8 +5,10 @@ one asked for, and a folder with a checkpoint is resumed, so an interrupted expe
 where it stopped; a folder made with other settings is an error, never silently reused. Runs of
 one seed share work: variants naming the same ``stage1_run`` share one stage-1 run, and a variant
 that ``continues`` another stage-1 run copies it and trains on (same config, more steps: a
-resumed run repeats an uninterrupted one exactly). A stage-2 folder records the steps of the
-stage-1 run it starts from (``init.json``), so that it is not reused after that run trained on.
+resumed run repeats an uninterrupted one exactly). A stage-2 folder records the steps and the
+checkpoint's sha256 of the stage-1 run it starts from (``init.json``), so that it is not reused
+after that run trained on or was trained again; each folder records the backbone's weights and
+the training data it was trained on (``inputs.json``), so that it is not reused on others.
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LoftUpError, UsageError
-from .run_folders import INIT_RECORD, _check_init_steps, _check_same  # noqa: F401  (INIT_RECORD: importable from here)
+from ..errors import UsageError
+from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
+    INIT_RECORD,
+    RunRefused,
+    _begun_from,
+    _check_init_run,
+    _check_init_steps,
+    _check_inputs,
+    _check_same,
+    _record_inputs,
+)
 from .settings import ExperimentSettings
 
 #: History columns kept for the loss curves (the rest are timings).
@@ -177,8 +188,10 @@ def _dotted(entries: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def run_stage(config: dict, continues: Path | None = None) -> RunResult:
-    """Train the run ``config`` describes, or reuse / resume its folder (see the module note)."""
+def run_stage(config: dict, continues: Path | None = None, inputs: dict | None = None) -> RunResult:
+    """Train the run ``config`` describes, or reuse / resume its folder (see the module note);
+    ``inputs``: what it is trained on besides its config (:func:`~.data.run_inputs`), checked
+    against a begun folder's record and recorded."""
     from ..train.checkpoint import load_checkpoint, unpack_history
     from ..train.config import load_config
     from ..train.loop import train
@@ -195,6 +208,8 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
         skip = shutil.ignore_patterns("final*", ckpt.name)
         shutil.copytree(continues, out, ignore=skip, dirs_exist_ok=True)
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
+    if inputs is not None:
+        _record_inputs(out, inputs, begun=finished or ckpt.exists())
     if finished or ckpt.exists():
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
@@ -202,9 +217,8 @@ def run_stage(config: dict, continues: Path | None = None) -> RunResult:
             _check_same(cfg, out)
         raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
         if raw["step"] > cfg.max_steps:
-            raise LoftUpError(
-                f"{out} holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked "
-                "for; choose another --out or delete that folder"
+            raise RunRefused(
+                out, f"holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked for"
             )
         if finished and raw["step"] == cfg.max_steps:
             import json
@@ -241,16 +255,36 @@ def _losses(history: list[dict]) -> list[dict]:
 
 
 def run_variant(
-    s: ExperimentSettings, v: Variant, seed: int, train_root: Path, runs: Path
+    s: ExperimentSettings,
+    v: Variant,
+    seed: int,
+    train_root: Path,
+    runs: Path,
+    inputs: dict | None = None,
 ) -> dict[str, RunResult]:
-    """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}."""
+    """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}.
+    ``inputs``: :func:`~.data.run_inputs` of the settings (by default worked out here)."""
+    from .data import run_inputs, weights_fingerprint
+
+    if inputs is None:
+        backbone = weights_fingerprint(s.backbone, s.backbone_weights)
+        inputs = run_inputs(backbone, train_root, s.masks)
+    _check_inputs(runs, inputs)  # every folder trained on other ones named at once
     one, two = stage_configs(s, v, seed, train_root, runs)
     if two is not None:  # before stage 1, which may train on (more steps) in its shared folder
         _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"])
     continues = None
     if v.continues:
         continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
-    out = {"stage1": run_stage(one, continues)}
+    try:
+        first = run_stage(one, continues, inputs)
+    except RunRefused as e:  # the stage-2 runs distilled from it go with it
+        also = _begun_from(runs / f"seed{seed}", e.folder)
+        if also:
+            raise RunRefused(e.folder, e.why, also) from None
+        raise
+    out = {"stage1": first}
     if two is not None:
-        out["stage2"] = run_stage(two)
+        _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint)
+        out["stage2"] = run_stage(two, inputs=inputs)
     return out

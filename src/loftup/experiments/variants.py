@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..world.demo import lowres_features
 from . import plots
-from .data import load_backbone, load_eval_set, training_root
+from .data import load_backbone, load_eval_set, run_inputs, training_root, weights_fingerprint
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
@@ -78,6 +78,8 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     train_root = training_root(s)
     evalset = load_eval_set(s)
     featurizer = load_backbone(s)
+    backbone = weights_fingerprint(s.backbone, s.backbone_weights)
+    inputs = run_inputs(backbone, train_root, s.masks)
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]
     metrics = dict(METRICS)
@@ -101,7 +103,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                     fn = get_upsampler(name)
                 else:
                     v = next(v for v in design.variants if v.name == name)
-                    runs = _train(s, v, seed, train_root, out, clock, histories)
+                    runs = _train(s, v, seed, train_root, inputs, out, clock, histories)
                     if seed == 0:
                         configs[name] = run_configs(runs)
                     fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
@@ -115,7 +117,11 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                 bar.update(1)
 
     rows = {n: {m: summarize(per_seed[n][m]) for m in metrics} for n in names}
-    results = {"experiment": s.name, "question": design.question, **provenance(s, evalset)}
+    results = {
+        "experiment": s.name,
+        "question": design.question,
+        **provenance(s, evalset, backbone),
+    }
     results["reference"] = design.reference
     results["rows"] = rows
     results["verdicts"] = {
@@ -139,9 +145,9 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     return results
 
 
-def _train(s, v, seed, train_root, out, clock, histories) -> dict:
+def _train(s, v, seed, train_root, inputs, out, clock, histories) -> dict:
     t = time.perf_counter()
-    runs = run_variant(s, v, seed, train_root, out / "runs")
+    runs = run_variant(s, v, seed, train_root, out / "runs", inputs)
     clock.add("training", time.perf_counter() - t)
     for stage, r in runs.items():
         histories[v.name].setdefault(stage, []).append(r.history)
