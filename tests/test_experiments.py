@@ -418,14 +418,17 @@ def test_a_stage2_run_is_not_reused_after_its_stage1_run_was_trained_again(tmp_p
     s = ExperimentSettings("stages", quick=True, out=str(tmp_path), progress=False).resolved()
     root, runs = training_root(s), tmp_path / "runs"
     v = Variant("both", stage2={}, stage1_run="stage1")
-    run_variant(s, v, 0, root, runs)
+    longer = Variant("longer", stage1_steps=3, continues="stage1")
+    for variant in (v, longer):
+        run_variant(s, variant, 0, root, runs)
     first, second = runs / "seed0" / "stage1" / "stage1", runs / "seed0" / "both" / "stage2"
     other = dataclasses.replace(s, stage1_lr=0.01)
     with pytest.raises(LoftUpError, match="made with other settings") as e:
         run_variant(other, v, 0, root, runs)
-    assert str(e.value) == (
+    assert str(e.value) == (  # the run continuing it too: refused next, one rerun a folder
         f"{first} holds a run made with other settings (differs in optim); choose another "
-        f"--out or delete that folder and those of the runs that start from it ({second})"
+        f"--out or delete that folder and those of the runs that start from it ({second}, "
+        f"{runs / 'seed0' / 'longer' / 'stage1'})"
     )
     shutil.rmtree(first)  # and not the stage-2 folder: stage 1 is trained again
     with pytest.raises(LoftUpError, match=re.escape(

@@ -19,6 +19,9 @@ INIT_RECORD = "init.json"
 #: weights and the training data, :func:`~.data.run_inputs`).
 INPUTS_RECORD = "inputs.json"
 
+#: In a stage-1 run folder that continues another (a copy of it trained on): that folder.
+CONTINUES_RECORD = "continues.json"
+
 #: The fix of every refusal of a run folder.
 _FIX = "choose another --out or delete that folder"
 
@@ -171,24 +174,31 @@ def _data(identity) -> str:
 
 
 def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
-    """The begun stage-2 folders under ``seed_folder`` whose config starts from ``stage1``'s
-    checkpoint: to be trained again with it."""
+    """The begun run folders under ``seed_folder`` that start from ``stage1``, to be trained
+    again with it: stage-2 runs whose config's ``init`` is its checkpoint, and stage-1 runs
+    that continue it (:data:`CONTINUES_RECORD`)."""
     import os
 
     import yaml
 
     from ..train.config.paths import as_used
 
-    want = os.path.realpath(stage1 / "checkpoint.pt")
+    def names(path, want: Path) -> bool:
+        return isinstance(path, str) and os.path.realpath(os.path.expanduser(path)) == want
+
     found = []
-    for folder in sorted(Path(seed_folder).glob("*/stage2")):
-        if not (folder / "checkpoint.pt").exists() or not (folder / "config.yaml").is_file():
+    for folder in sorted(Path(seed_folder).glob("*/stage[12]")):
+        if folder == stage1 or not (folder / "checkpoint.pt").exists():
             continue
         try:
-            init = as_used(yaml.safe_load((folder / "config.yaml").read_text()) or {})["init"]
-        except (OSError, yaml.YAMLError, TypeError, KeyError):
+            if folder.name == "stage2":
+                saved = as_used(yaml.safe_load((folder / "config.yaml").read_text()) or {})
+                start, want = saved["init"], os.path.realpath(stage1 / "checkpoint.pt")
+            else:
+                start, want = (_read(folder / CONTINUES_RECORD) or {}).get("from"), stage1
+        except (OSError, LoftUpError, yaml.YAMLError, TypeError, KeyError):
             continue  # its own refusal names it when its turn comes
-        if isinstance(init, str) and os.path.realpath(os.path.expanduser(init)) == want:
+        if names(start, os.path.realpath(want)):
             found.append(folder)
     return found
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
+    CONTINUES_RECORD,
     INIT_RECORD,
     RunRefused,
     _begun_from,
@@ -201,12 +202,16 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
     ckpt = out / "checkpoint.pt"
     finished = (out / "summary.json").is_file() and (out / "final").is_dir()
     if continues is not None and not finished and not ckpt.exists():
-        from ..atomic import atomic_write
+        import os
+
+        from ..atomic import atomic_write, write_json
 
         # the checkpoint last and atomically: it marks the copy done (a cut-short copy of it
         # would be resumed from, and fail); the rest is copied again over a cut-short copy
         skip = shutil.ignore_patterns("final*", ckpt.name)
         shutil.copytree(continues, out, ignore=skip, dirs_exist_ok=True)
+        # named when the run it continues is refused
+        write_json(out / CONTINUES_RECORD, {"from": os.path.abspath(continues)})
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
     if inputs is not None:
         _record_inputs(out, inputs, begun=finished or ckpt.exists())
