@@ -9,37 +9,43 @@ from pathlib import Path
 
 from ..atomic import write_json  # noqa: F401  (eval's numbers are written with it)
 
+#: Seconds each git command of :func:`git_commit` may take.
+GIT_TIMEOUT = 5
+
 
 def git_commit() -> str | None:
     """The commit of the checkout this package runs from (None outside a git checkout, and
     where the repository around it does not track it: an install in a user's own checkout,
-    a virtual environment there, is not that checkout's code)."""
+    a virtual environment there, is not that checkout's code). ``-dirty`` is added where
+    ``git status`` shows changes; one that takes longer than :data:`GIT_TIMEOUT` (a huge
+    checkout, one on a network disk) leaves the commit as it is, as git's own failures do."""
     here = Path(__file__).resolve()
+    git = ["git", "-C", str(here.parent)]
     try:
         tracked = subprocess.run(
-            ["git", "-C", str(here.parent), "ls-files", "--error-unmatch", "--", here.name],
+            [*git, "ls-files", "--error-unmatch", "--", here.name],
             capture_output=True,
-            timeout=5,
+            timeout=GIT_TIMEOUT,
         )
         if tracked.returncode != 0:
             return None
         out = subprocess.run(
-            ["git", "-C", str(here.parent), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=GIT_TIMEOUT
         )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
     commit = out.stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(here.parent), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-    )
+    try:  # a slow status (a huge or network checkout) leaves the commit unmarked, no traceback
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return commit
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
