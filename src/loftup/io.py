@@ -1,7 +1,8 @@
 """Reading images from disk the way a user expects them to look.
 
-EXIF orientation is applied; grayscale, palette, RGBA (composited over white), CMYK and 16-bit
-images become RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
+EXIF orientation is applied (a damaged EXIF block: the image as stored, and a warning naming
+the file); grayscale, palette, RGBA (composited over white), CMYK and 16-bit images become
+RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
 float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit grayscale files
 (Pillow itself reads 16-bit colour files as 8-bit). A float image is taken as [0, 1] and a
 32-bit integer one as 16-bit; one whose values say otherwise (0-255 floats, 8-bit values in 32
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,8 +85,6 @@ def set_max_image_pixels(limit: int | None) -> None:
     that), a guard against decompression bombs in untrusted files; an aerial or scanned image
     you trust can be larger, and the upsampler handles any size.
     """
-    import warnings
-
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = _pillow_limit(limit)
@@ -97,8 +97,6 @@ def max_image_pixels(limit: int | None):
     :func:`set_max_image_pixels`; the process's limit is put back after. For the thread that
     reads (the limit is Pillow's, for the whole process): a training dataset's reads, in
     whichever process a DataLoader runs them."""
-    import warnings
-
     from PIL import Image
 
     pillow = _pillow_limit(limit)
@@ -113,9 +111,10 @@ def max_image_pixels(limit: int | None):
 
 
 def _open(path: str | os.PathLike):
-    """The decoded PIL image with EXIF orientation applied, and the sample depth its file
-    declares (:func:`_declared_depth`, which the turned copy no longer tells)."""
-    from PIL import Image, ImageOps
+    """The decoded PIL image with EXIF orientation applied (:func:`_exif_upright`), the sample
+    depth its file declares (:func:`_declared_depth`, which the turned copy no longer tells),
+    and the orientation applied (1: none)."""
+    from PIL import Image
 
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
     if not path.is_file():
@@ -123,7 +122,8 @@ def _open(path: str | os.PathLike):
 
     def upright(img):
         img.load()
-        return ImageOps.exif_transpose(img), _declared_depth(img)
+        turned, orientation = _exif_upright(img, path)
+        return turned, _declared_depth(img), orientation
 
     try:
         with Image.open(path) as img:
@@ -135,6 +135,26 @@ def _open(path: str | os.PathLike):
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
+
+
+def _exif_upright(img, path: Path):
+    """``img`` turned as its EXIF Orientation says, and that orientation (1: none). A damaged
+    EXIF block (Pillow raises struct.error, TypeError and more on some) is no reason to lose
+    pixels that decoded fine: the image as stored (1), and a warning naming the file."""
+    from PIL import ImageOps
+
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        return ImageOps.exif_transpose(img), orientation if orientation in range(1, 9) else 1
+    except Exception as e:  # noqa: BLE001  (whatever Pillow's EXIF parser raises)
+        kind = type(e).__qualname__  # struct.error, not "error"
+        kind = kind if type(e).__module__ == "builtins" else f"{type(e).__module__}.{kind}"
+        warnings.warn(
+            f"{path}: its EXIF block is damaged ({kind}: {e}); "
+            "the image is read as stored, without the orientation it may record",
+            stacklevel=3,
+        )
+        return img.copy(), 1
 
 
 def _turned_by_a_map(img) -> bool:
@@ -271,7 +291,7 @@ def _eight_bit(img) -> bool:
 
 def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
     """The image at ``path`` as RGB (3, H, W) float32 in [0, 1], upright."""
-    img, depth = _open(path)
+    img, depth, _ = _open(path)
     if _eight_bit(img):  # 8-bit until the one float copy: half the memory, a third the time
         rgb = np.asarray(img.convert("RGB"))
         del img  # the decoded file (3 bytes a pixel)
@@ -285,10 +305,15 @@ def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """The image at ``path`` as an upright 8-bit RGB PIL image."""
+    return _load_image(path)[0]
+
+
+def _load_image(path: str | os.PathLike) -> tuple[Image.Image, int]:
+    """:func:`load_image`'s image, and the EXIF orientation applied to it (1: none)."""
     from PIL import Image
 
-    img, depth = _open(path)
+    img, depth, orientation = _open(path)
     if img.mode == "RGB":
-        return img
+        return img, orientation
     array = np.round(_to_rgb_array(img, path, depth) * 255.0).astype(np.uint8)
-    return Image.fromarray(array, mode="RGB")
+    return Image.fromarray(array, mode="RGB"), orientation

@@ -96,30 +96,23 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
 
     The image is read as :func:`loftup.io.load_image` reads it (as ``loftup upsample`` does):
     upright (EXIF orientation applied), grayscale, 16-bit, RGBA (over white) and CMYK as RGB;
-    the crop keeps the EXIF orientation for the masks (:func:`crop_mask`). A damaged file
+    the crop keeps the EXIF orientation applied for the masks (:func:`crop_mask`; 1 where a
+    damaged EXIF block left the image as stored). A damaged file
     raises :class:`loftup.io.ImageReadError` (a ValueError, one of READ_ERRORS) naming it; one
     above Pillow's pixel limit says how training raises it (``data.max_image_pixels``).
     """
     from PIL import Image
 
-    from ..io import load_image
+    from ..io import _load_image
 
-    try:
-        img = load_image(path)
+    try:  # a damaged EXIF block: the image as stored (a warning names it), orientation 1
+        img, orientation = _load_image(path)
     except ImageTooLargeError as e:
         raise ImageTooLargeError.of(path, e.reason, TRAIN_FIX) from None
-    try:
-        with Image.open(path) as stored:  # the header only: the EXIF orientation
-            orientation = int(stored.getexif().get(_ORIENTATION, 1))
-    except IMAGE_READ_ERRORS:  # read once already: a damaged EXIF block counts as none
-        orientation = 1
     crop = SquareCrop.centred(img.width, img.height, size, orientation)
     img = img.resize((size, size), Image.BICUBIC, box=crop.box)
     array = np.asarray(img, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), crop
-
-
-_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def _same_picture(w: int, h: int, width: int, height: int) -> bool:
