@@ -207,6 +207,7 @@ def _figure_path(args) -> str | None:
     """Where the figure goes (``--figure``, else beside ``--json``; None: no figure), checked
     before any work: a folder, an unwritable place, the JSON's own path; with ``--figure``,
     matplotlib must be installed (beside ``--json``, a run without it keeps its JSON)."""
+    import os
     from pathlib import Path
 
     from ..paths import check_file_output
@@ -221,10 +222,10 @@ def _figure_path(args) -> str | None:
                 f"--figure {args.figure} is the --json file too, and would overwrite the "
                 "numbers: give the figure a .png name"
             )
-        return args.figure
+        return os.path.expanduser(args.figure)  # where it was checked, not in a ./~
     if not args.json or args.json == "-":
         return None
-    path = str(Path(args.json).with_suffix(".png"))
+    path = str(Path(args.json).expanduser().with_suffix(".png"))
     if _same(args.json, path):  # --json named x.png: its figure would overwrite it
         raise LoftUpError(
             f"--json {args.json} is where the figure would go too (the JSON's name with .png): "

@@ -101,7 +101,10 @@ def stdout_for_json(json_out):
 
 
 def write_json(path: str, obj) -> None:
-    """``obj`` as strict JSON to the file ``path`` (said on a line), or to stdout for ``-``."""
+    """``obj`` as strict JSON to the file ``path`` (said on a line), or to stdout for ``-``;
+    ``~/x.json`` is written in the home folder, where it was checked (not in a ``./~``)."""
+    import os
+
     from .. import atomic
 
     if path == "-":
@@ -109,6 +112,7 @@ def write_json(path: str, obj) -> None:
         out.write(atomic.json_text(obj) + "\n")  # strict, as the files are: NaN is null
         out.flush()
         return
+    path = os.path.expanduser(path)
     atomic.write_json(path, obj, follow_links=True)  # a link named by the user stays one
     print(f"wrote {path}")
 

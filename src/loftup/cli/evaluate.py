@@ -3,6 +3,7 @@ then :func:`loftup.eval.evaluate`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .common import add_backbone_norm, write_json
@@ -162,5 +163,5 @@ def _cmd_eval(args) -> int:
     if args.json == "-":  # evaluate wrote the file of any other --json
         write_json("-", results)
     elif args.json:
-        print(f"wrote {args.json}")
+        print(f"wrote {os.path.expanduser(args.json)}")
     return 0

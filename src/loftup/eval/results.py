@@ -50,7 +50,8 @@ def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
     option, target = "--json", cfg.json
     try:
         if cfg.json and cfg.json != "-":
-            write_json(cfg.json, results, follow_links=True)  # the user's link stays one
+            # ~ as checked (a ./~ folder was made); the user's link stays one
+            write_json(Path(cfg.json).expanduser(), results, follow_links=True)
         option, target = ("--figure" if cfg.figure else "the figure"), figure
         draw(figure)
     except OSError as e:
@@ -66,10 +67,11 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def figure_path(cfg: EvalConfig) -> str:
-    """Where the run's figure goes: ``cfg.figure``, else next to the JSON, else a named PNG."""
+    """Where the run's figure goes: ``cfg.figure``, else next to the JSON, else a named PNG
+    (``~`` expanded, as the paths are checked)."""
     if cfg.figure:
-        return cfg.figure
+        return str(Path(cfg.figure).expanduser())
     if cfg.json and cfg.json != "-":
-        return str(Path(cfg.json).with_suffix(".png"))
+        return str(Path(cfg.json).expanduser().with_suffix(".png"))
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cfg.upsampler)
     return f"eval_{cfg.task}_{cfg.dataset}_{safe}.png"
