@@ -54,3 +54,38 @@ def test_eval_results_and_figure_under_home_are_written_at_home(home):
     finish(cfg, results, drawn.append)
     assert drawn[-1] == str(home / "f.png")
     assert not (home.parent / "cwd" / "~").exists()
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path, capsys):
+    """A 305-byte --json name passed the checks and ended in a traceback (ENAMETOOLONG);
+    a 300-byte -o was "its upsample.json cannot be read ... move the file away"."""
+    long = tmp_path / ("a" * 300 + ".json")
+    assert main(["info", "--json", str(long)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --json {long} cannot be written: a name in it (")
+    assert "is 305 bytes, over the 255 this file system allows; choose a shorter name" in err
+    out = tmp_path / ("o" * 300) / "features"
+    assert main(["upsample", str(tmp_path), "-m", "no-such-model", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {out} cannot be written: a name in it" in err and "300 bytes" in err
+    assert "move the file away" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_path_too_long_or_a_loop_of_links_is_an_error_not_a_traceback(tmp_path, capsys):
+    """Each name fits but the whole path is longer than the system takes (4096 bytes)."""
+    deep = tmp_path.joinpath(*["d" * 200] * 25, "x.json")
+    assert main(["info", "--json", str(deep)]) == 2
+    assert capsys.readouterr().err.endswith(": File name too long\n")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    assert main(["info", "--json", str(tmp_path / "a" / "x.json")]) == 2
+    assert "a link to b, which leads back to it (a loop)" in capsys.readouterr().err
+
+
+def test_a_record_name_too_long_is_not_a_file_to_move(tmp_path):
+    from loftup.errors import LoftUpError
+    from loftup.extract.record import read_record
+
+    with pytest.raises(LoftUpError, match=r"File name too long.*; choose another -o$") as e:
+        read_record(tmp_path / ("o" * 300), resume=False)
+    assert "move the file away" not in str(e.value)

@@ -10,6 +10,7 @@ command line) can check its outputs without knowing the others.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -28,10 +29,21 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+def _in_a_loop(link: Path) -> bool:
+    """Whether following ``link`` goes round in a loop of links (ELOOP)."""
+    try:
+        os.stat(link)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
 def _folder_problem(folder: Path) -> str | None:
     """Why files cannot be made in ``folder`` (made first where missing), or None."""
     base = _existing_ancestor(folder)
     if os.path.islink(base) and not os.path.exists(base):
+        if _in_a_loop(base):
+            return f"{base} is a link to {os.readlink(base)}, which leads back to it (a loop)"
         return f"{base} is a link to {os.readlink(base)}, which does not exist"
     if not os.path.isdir(base):
         return f"{base} is a file, not a folder"
@@ -42,6 +54,31 @@ def _folder_problem(folder: Path) -> str | None:
     except OSError as e:
         return f"{base} takes no new files ({e.strerror or e})"
     return None
+
+
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest name, in bytes, that the file system of ``folder`` (or of its nearest
+    ancestor that is there) takes: 255 on most, and where the system does not say."""
+    base = _existing_ancestor(Path(folder))
+    try:
+        return os.pathconf(base if os.path.isdir(base) else base.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such query here: the common limit
+        return 255
+
+
+def _too_long(target: Path, option: str, path) -> None:
+    """UsageError where a name along ``target`` is longer than its file system takes: writing
+    it failed with a traceback (ENAMETOOLONG) after the work, and a folder's record file was
+    "cannot be read ... move the file away", with no file to move."""
+    limit = name_max(target)
+    for part in target.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            short = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            raise UsageError(
+                f"{option} {path} cannot be written: a name in it ({short}) is {size} bytes, "
+                f"over the {limit} this file system allows; choose a shorter name"
+            )
 
 
 def _no_plain_file(target: Path) -> str | None:
@@ -72,6 +109,7 @@ def check_file_output(
     if not os.fspath(path):  # Path("") is the current folder: an unset shell variable
         raise UsageError(f"{option} is empty; give a file name, e.g. {example}")
     target = Path(path).expanduser()
+    _too_long(target, option, path)
     if os.path.isdir(target):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
     special = _no_plain_file(target)
@@ -96,6 +134,7 @@ def check_folder_output(path: str | os.PathLike, option: str, alternative: str =
     if not path:  # Path("") is the current folder: ``-o "$OUT"`` with $OUT unset wrote there
         raise UsageError(f"{option} is empty; give a folder{alternative}")
     target = Path(path).expanduser()
+    _too_long(target, option, path)
     if os.path.exists(target) and not os.path.isdir(target):
         raise UsageError(f"{option} {path} is a file; give a folder")
     problem = _folder_problem(target)

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: Errors of the file system that the user's paths or disk cause, and the user can fix: a file
 #: where a folder goes (or the reverse), no permission, a read-only or full disk, a path whose
 #: folder does not exist and cannot be made (``-o /proc/x``; ENOENT: the line names the path,
-#: so one that is a bug of ours, a package file gone missing say, is still found from it).
+#: so one that is a bug of ours, a package file gone missing say, is still found from it), a
+#: name too long for the file system, or a loop of links.
 _USER_OS_ERRORS = {
     errno.ENOENT,
     errno.EEXIST,
@@ -73,6 +74,8 @@ _USER_OS_ERRORS = {
     errno.EROFS,
     errno.ENOSPC,
     errno.EDQUOT,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
 }
 
 

@@ -15,6 +15,7 @@ import torch
 from ..checks import ImageSizeError, backbone_input, output_size
 from ..errors import memory_shortfall, out_of_memory
 from ..io import ImageReadError, load_image_tensor
+from ..paths import name_max
 from .inputs import Job
 from .record import outputs_of
 from .torchrun import shard
@@ -188,10 +189,7 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
     ``out_dir`` (255 bytes on most), with the reason, as ``{id(job): (job, reason)}``: it failed
     only once its features had been computed. (A temporary file's name is the output's cut to 200 bytes and
     14 more, :func:`loftup.atomic.temp_beside`: it fits whenever the output's does.)"""
-    try:
-        limit = os.pathconf(out_dir if out_dir.is_dir() else out_dir.parent, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no such query here: the common limit
-        limit = 255
+    limit = name_max(out_dir)
     found = {}
     for job in (j for b in batches for j in b):
         for path in outputs_of(out_dir, job, fmt, viz):

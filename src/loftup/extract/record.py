@@ -55,6 +55,8 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
         if saved is not None and "loftup_version" not in saved:
             raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
     except ValueError as e:
+        if not os.path.lexists(path):  # a name the file system cannot hold: no file to move
+            raise LoftUpError(f"{flag}{e}; choose another -o") from None
         raise LoftUpError(
             f"{flag}{e}, and this run would write its record there; move the file away, or "
             "choose another -o"
