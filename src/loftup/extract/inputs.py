@@ -30,16 +30,23 @@ class Job:
             self.given = self.path
 
 
-def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
-    """The image files under ``folder``, and the links of an image's name there to nothing (a
-    moved or deleted file: said, not passed over in silence), hidden ones and those in hidden
+def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The image files under ``folder``, and what there is no input, with the reason (for
+    ``missing``: said, not passed over in silence): a link of an image's name to nothing (a
+    moved or deleted file), a pipe or a device of an image's name, a folder that cannot be
+    read (its images, unseen, would be missing from the outputs). Hidden ones and those in hidden
     folders left out (as a glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
     are not images to compute, and the first cannot be read as one. Sub-folders that are links
     to folders elsewhere are searched too, as a glob's ``**`` searches them (a folder of links
     to the cameras' folders gave no image at all); a link the search would go round in, or to
     a folder it reaches anyway (whose files then have their own names), is not followed."""
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    found, problems = [], []
+
+    def unreadable(e: OSError) -> None:
+        why = e.strerror or str(e)
+        problems.append((e.filename or str(folder), f"a folder that cannot be read ({why})"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         here = Path(root)
         dirs[:] = [d for d in dirs if not d.startswith(".") and not _reached(here / d, folder)]
         found += [
@@ -47,13 +54,15 @@ def _images_under(folder: Path) -> tuple[list[Path], list[Path]]:
             for f in files
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
         ]
-    files, broken = [], []
+    files = []
     for p in sorted(Path(p) for p in found):  # a file is no link to nothing: one check each
         if p.is_file():
             files.append(p)
         elif _to_nothing(p):
-            broken.append(p)
-    return files, broken
+            problems += _links_to_nothing([p])
+        else:  # as when given itself, not dropped
+            problems.append((str(p), "not a regular file (a pipe or a device)"))
+    return files, problems
 
 
 def _to_nothing(path: Path) -> bool:
@@ -101,7 +110,8 @@ def _is_image(path: Path) -> bool:
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
     globs (their image files, as a folder's; a file named is tried whatever its suffix) ->
-    (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image).
+    (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image; and
+    what a folder holds that is no input, :func:`_images_under`).
 
     Jobs are sorted by path with duplicates dropped (a file reached through several inputs is
     one job; two names of one file, a link beside its target, are two, ``x.jpg`` -> ``x.png``
@@ -121,11 +131,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     for spec in specs:
         p = Path(spec).expanduser()
         if p.is_dir():
-            images, broken = _images_under(p)
-            if not images and not broken:  # as a glob of no image is: named, not passed over
+            images, problems = _images_under(p)
+            if not images and not problems:  # as a glob of no image is: named, not passed over
                 kinds = ", ".join(IMAGE_SUFFIXES)
                 missing.append((spec, f"a folder with no image file in it or under it ({kinds})"))
-            missing += _links_to_nothing(broken)
+            missing += problems
             for f in images:
                 _name(found, f, f.relative_to(p))
         elif p.exists():

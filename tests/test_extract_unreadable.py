@@ -1,0 +1,77 @@
+"""What a folder given to ``loftup upsample`` holds that cannot be read, a sub-folder or a
+pipe of an image's name, is said as skipped by name (the run then ends with status 1), never
+dropped in silence."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+import loftup
+from loftup.cli import main
+from loftup.extract import collect_inputs
+
+
+@pytest.fixture
+def locked(monkeypatch):
+    """``lock(folder)``: reading ``folder`` fails with EACCES, as for a folder of another user
+    with mode 700. Tests run as root, whom no mode denies, so the one call that reads a folder
+    (os.scandir, the OS boundary os.walk lists through) is refused for it; as another user, the
+    folder's mode is taken away instead."""
+    real, denied = os.scandir, set()
+
+    def scandir(path="."):
+        if os.fspath(path) in denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real(path)
+
+    def lock(folder):
+        if os.geteuid() != 0:
+            folder.chmod(0)
+            return
+        denied.add(str(folder))
+        monkeypatch.setattr(os, "scandir", scandir)
+
+    return lock
+
+
+def _images(folder, *names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 24)).save(folder / name)
+
+
+def test_an_unreadable_sub_folder_is_named_not_dropped(tmp_path, locked):
+    """Its images vanished from the run, nothing said, and the run ended with status 0."""
+    _images(tmp_path, "photos/a.png", "photos/day2/b.png")
+    locked(tmp_path / "photos" / "day2")
+    jobs, missing = collect_inputs([str(tmp_path / "photos")])
+    assert [j.stem for j in jobs] == ["a"]
+    assert missing == [(str(tmp_path / "photos" / "day2"), "a folder that cannot be read "
+                        f"({os.strerror(errno.EACCES)})")]  # fmt: skip
+
+
+def test_an_unreadable_folder_given_is_not_called_one_with_no_image(tmp_path, locked):
+    _images(tmp_path, "photos/a.png")
+    locked(tmp_path / "photos")
+    jobs, missing = collect_inputs([str(tmp_path / "photos")])
+    assert jobs == [] and len(missing) == 1
+    assert missing[0][1].startswith("a folder that cannot be read")
+
+
+def test_a_pipe_of_an_image_name_in_a_folder_is_skipped_by_name(tmp_path, capsys):
+    """Given itself it was a job (and failed by name); in a folder, it was dropped."""
+    _images(tmp_path, "photos/a.png")
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    torch.manual_seed(0)
+    loftup.LoftUp(dim=32).save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
+    out = tmp_path / "out"
+    argv = ["upsample", str(tmp_path / "photos"), "-m", str(tmp_path / "up"), "-o", str(out)]
+    assert main([*argv, "--size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {tmp_path / 'photos' / 'cam.png'}: not a regular file (a pipe" in err
+    assert (out / "a.pt").is_file() and not (out / "cam.pt").exists()
