@@ -5,6 +5,7 @@ stdout cannot print, are said as errors, not tracebacks."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -89,3 +90,51 @@ def test_a_record_name_too_long_is_not_a_file_to_move(tmp_path):
     with pytest.raises(LoftUpError, match=r"File name too long.*; choose another -o$") as e:
         read_record(tmp_path / ("o" * 300), resume=False)
     assert "move the file away" not in str(e.value)
+
+
+def test_a_json_link_is_checked_where_its_file_is_written(tmp_path, capsys):
+    """The link's own folder was checked, the file it names written: a link into a file, or
+    into a folder that takes no files, passed the check and failed after the work, naming a
+    temporary file (``/sys/kernel/.x.json.cnpxyngb.tmp: Permission denied``)."""
+    (tmp_path / "afile").write_text("")
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "afile" / "x.json")
+    assert main(["info", "--json", str(link)]) == 2
+    err = capsys.readouterr().err
+    assert f"it is a link to {tmp_path / 'afile' / 'x.json'}, and {tmp_path / 'afile'} is a " in err
+    if not _takes_no_files("/sys/kernel"):
+        pytest.skip("/sys/kernel takes files here")
+    link.unlink()
+    link.symlink_to("/sys/kernel/x.json")
+    assert main(["info", "--json", str(link)]) == 2
+    assert "it is a link to /sys/kernel/x.json, and /sys/kernel takes no new files" in (
+        capsys.readouterr().err
+    )
+
+
+def _takes_no_files(folder: str) -> bool:
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return True
+    os.close(fd)
+    os.unlink(tmp)
+    return False
+
+
+def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_file(tmp_path):
+    from loftup.atomic import replace_durably, temp_beside
+
+    (tmp_path / "folder" / "inside").mkdir(parents=True)  # a rename onto it fails
+    tmp = temp_beside(tmp_path / "x.json")
+    with pytest.raises(OSError) as e:
+        replace_durably(tmp, tmp_path / "folder")
+    assert e.value.filename == str(tmp_path / "folder")
+    os.unlink(tmp)
+    if not _takes_no_files("/sys/kernel"):
+        pytest.skip("/sys/kernel takes files here")
+    with pytest.raises(OSError) as e:
+        temp_beside("/sys/kernel/x.json")
+    assert e.value.filename == "/sys/kernel/x.json"

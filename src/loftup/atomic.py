@@ -65,7 +65,10 @@ def temp_beside(path: str | os.PathLike) -> str:
     # the name cut to 200 bytes: with the dots, mkstemp's 8 characters and the suffix, a name
     # that the file system takes (255 bytes) must not make a temporary name it refuses
     name = os.fsdecode(os.fsencode(path.name)[:200])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+    except OSError as e:  # named by the file asked for, not by a temporary name never made
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not mkstemp's 0o600
     finally:
@@ -97,7 +100,10 @@ def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     leave ``path`` empty or part-written: the data is flushed to the disk before the rename
     (without it, a file system may write the new name first), and the rename after it."""
     _fsync(tmp)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:  # named by the file asked for (os.replace names the temporary one)
+        raise OSError(e.errno, e.strerror, os.fspath(path)) from None
     _fsync(Path(path).parent, folder=True)
 
 

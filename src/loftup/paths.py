@@ -119,7 +119,12 @@ def check_file_output(
             f"{option} {path} is {special}, not a file: the file written would be renamed "
             f"onto it, replacing it; give a file's path{stdout}"
         )
-    problem = _folder_problem(target.parent)
+    if os.path.islink(target):  # the file it names is written, in that file's folder
+        real = Path(os.path.realpath(target))
+        problem = _folder_problem(real.parent)
+        problem = problem and f"it is a link to {real}, and {problem}"
+    else:
+        problem = _folder_problem(target.parent)
     if problem:
         raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")
 
