@@ -1140,3 +1140,12 @@ def test_a_stream_s_host_memory_is_the_host_s_and_a_gpu_s_is_said_apart(tmp_path
         return
     st = bench_stream(model.cuda(), 64, grid=4, device="cuda", path=tmp_path / "gpu.npy")
     assert st["peak_device_bytes"] > 0 and ", peak GPU memory " in format_stream(st)
+
+
+def test_bench_threads_are_the_commands_not_the_callers(tmp_path):
+    """``main(["bench", ..., "--threads", "N"])`` in Python left torch at N threads after it."""
+    before = torch.get_num_threads()
+    threads = 1 if before != 1 else 2
+    assert main([*_TINY, "--threads", str(threads), "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["machine"]["torch_threads"] == threads
+    assert torch.get_num_threads() == before

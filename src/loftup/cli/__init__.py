@@ -12,6 +12,7 @@ and running it; ``common`` holds what they share (argument types, ``--json`` out
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -22,7 +23,7 @@ import warnings
 from ..errors import LoftUpError, Terminated, terminate
 from .bench import add_bench
 from .checkpoints import add_download, add_info
-from .common import stdout_for_json
+from .common import _SETTINGS, stdout_for_json
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
@@ -110,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     # on a line of its own when a progress bar is on screen
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        return _main(args)
+        # the command's process-wide settings (--threads, --max-image-pixels) and warning
+        # filters last as long as it does
+        with contextlib.ExitStack() as settings, warnings.catch_warnings():
+            _SETTINGS.append(settings)
+            try:
+                return _main(args)
+            finally:
+                _SETTINGS.pop()
     finally:
         warnings.showwarning = showwarning
         if main_thread:

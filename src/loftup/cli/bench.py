@@ -4,7 +4,7 @@ whole suite (:mod:`loftup.bench`)."""
 from __future__ import annotations
 
 from ..errors import LoftUpError, check_threads
-from .common import picked_device, write_json
+from .common import picked_device, use_threads, write_json
 
 
 def add_bench(sub) -> None:
@@ -113,7 +113,6 @@ def _refuse_table_options(args) -> None:
 
 
 def _cmd_bench(args) -> int:
-    import torch
 
     from ..bench import bench_forward, format_table, load_reference_class
     from ..bench.forward import check_settings
@@ -142,8 +141,7 @@ def _cmd_bench(args) -> int:
             dtypes=args.dtypes, tf32_rows=args.tf32,
         )  # fmt: skip
     reference = load_reference_class(args.reference) if args.reference else None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     if args.suite:
         from ..bench.suite import run_suite, summary
 

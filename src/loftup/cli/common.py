@@ -80,6 +80,40 @@ def add_backbone_norm(p, default: str | None) -> None:
     )
 
 
+#: What the running command set for the whole process (:func:`for_the_command`), undone when
+#: it ends (:func:`loftup.cli.main`): ``main([...])`` called in Python leaves the caller's
+#: torch threads, Pillow pixel limit and warning filters as they were.
+_SETTINGS: list[contextlib.ExitStack] = []
+
+
+def for_the_command(setting) -> None:
+    """Enter the context manager ``setting`` (a process-wide one: Pillow's pixel limit, which
+    the threads that read images see too) until the running command ends; for good where no
+    command runs."""
+    if _SETTINGS:
+        _SETTINGS[-1].enter_context(setting)
+    else:
+        setting.__enter__()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def use_threads(threads: int | None) -> None:
+    """``--threads N`` for the running command (0 or None: torch's own number)."""
+    if threads:
+        for_the_command(_torch_threads(threads))
+
+
 #: The real stdout while a command given ``--json -`` runs (:func:`stdout_for_json`).
 _JSON_STDOUT: list = []
 

@@ -45,16 +45,13 @@ def _cmd_demo(args) -> int:
     from dataclasses import fields
     from pathlib import Path
 
-    import torch
-
     from ..world.demo import DemoConfig, run_demo
-    from .common import refuse_empty_folder
+    from .common import refuse_empty_folder, use_threads
 
     check_threads(args.threads)
     refuse_empty_folder(args.out, "--out")
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})  # checked
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     if args.resume:
         cfg.check_train_scenes()  # options that cannot run: said alone, not after the warning
         _say_if_nothing_to_resume(cfg)

@@ -121,9 +121,10 @@ def _cmd_upsample(args) -> int:
             raise LoftUpError(
                 f"--max-image-pixels must be >= 0 (0: any), got {args.max_image_pixels}"
             )
-        from ..io import set_max_image_pixels
+        from ..io import max_image_pixels
+        from .common import for_the_command
 
-        set_max_image_pixels(args.max_image_pixels or None)
+        for_the_command(max_image_pixels(args.max_image_pixels or None))  # till it ends
     check_backbone_size(args.backbone_size, "--backbone-size")  # before inputs and models
     if not args.stream_above >= 0:  # also NaN
         raise LoftUpError(f"--stream-above must be >= 0 (gigabytes), got {args.stream_above}")

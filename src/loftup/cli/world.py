@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ..errors import check_threads
-from .common import picked_device, refuse_empty_folder, scene_size, write_json
+from .common import picked_device, refuse_empty_folder, scene_size, use_threads, write_json
 
 
 def add_world(sub) -> None:
@@ -118,7 +118,6 @@ def _cmd_world_scenes(args) -> int:
 
 
 def _cmd_world_backbone(args) -> int:
-    import torch
 
     from ..world.backbone import BackboneRecipe, train_backbone
 
@@ -134,8 +133,7 @@ def _cmd_world_backbone(args) -> int:
             for name in ("steps", "batch_size", "scenes", "seed")
         },
     )
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     # train_backbone checks --out (a file, under one, or unwritable) before any step trains
     metrics = train_backbone(recipe, args.out, device=picked_device(args.device))
     print(json.dumps(metrics, indent=2))
