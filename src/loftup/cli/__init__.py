@@ -262,4 +262,9 @@ def _say(line: str) -> None:
 
 
 def run() -> None:
+    # a path whose bytes are no UTF-8 (-o $'out\xfe'), said on a stream that refuses what it
+    # cannot encode (PYTHONIOENCODING=utf-8:strict), ended a finished run in a traceback
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(main())
