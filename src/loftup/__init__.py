@@ -48,7 +48,7 @@ __all__ = [
 #: imported on first use.
 _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
-    "downloads", "early_start", "errors", "eval", "experiments", "extract", "fastpath",
+    "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract", "fastpath",
     "featurizers", "folding", "fused", "hub", "image_input", "input_checks", "io", "kernels", "layers",
     "local_attention", "memo", "model", "mismatch", "model_config", "norms", "npy_stream",
     "outputs", "paths", "pipeline", "tile_plan", "tiling", "train", "viz", "weights", "world",

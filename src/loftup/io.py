@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import exif
 from .errors import LoftUpError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
 
@@ -111,7 +112,7 @@ def max_image_pixels(limit: int | None):
 
 
 def _open(path: str | os.PathLike):
-    """The decoded PIL image with EXIF orientation applied (:func:`_exif_upright`), the sample
+    """The decoded PIL image with EXIF orientation applied (:func:`loftup.exif.upright`), the sample
     depth its file declares (:func:`_declared_depth`, which the turned copy no longer tells),
     and the orientation applied (1: none)."""
     from PIL import Image
@@ -122,12 +123,12 @@ def _open(path: str | os.PathLike):
 
     def upright(img):
         img.load()
-        turned, orientation = _exif_upright(img, path)
+        turned, orientation = exif.upright(img, path)
         return turned, _declared_depth(img), orientation
 
     try:
         with Image.open(path) as img:
-            if not _turned_by_a_map(img):
+            if not exif.turned_by_a_map(img):
                 return upright(img)
         with open(path, "rb") as f, Image.open(f) as img:  # read from a file: no map
             return upright(img)
@@ -135,36 +136,6 @@ def _open(path: str | os.PathLike):
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         raise ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
-
-
-def _exif_upright(img, path: Path):
-    """``img`` turned as its EXIF Orientation says, and that orientation (1: none). A damaged
-    EXIF block (Pillow raises struct.error, TypeError and more on some) is no reason to lose
-    pixels that decoded fine: the image as stored (1), and a warning naming the file."""
-    from PIL import ImageOps
-
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-        return ImageOps.exif_transpose(img), orientation if orientation in range(1, 9) else 1
-    except Exception as e:  # noqa: BLE001  (whatever Pillow's EXIF parser raises)
-        kind = type(e).__qualname__  # struct.error, not "error"
-        kind = kind if type(e).__module__ == "builtins" else f"{type(e).__module__}.{kind}"
-        warnings.warn(
-            f"{path}: its EXIF block is damaged ({kind}: {e}); "
-            "the image is read as stored, without the orientation it may record",
-            stacklevel=3,
-        )
-        return img.copy(), 1
-
-
-def _turned_by_a_map(img) -> bool:
-    """Whether Pillow would read the file of ``img`` wrongly through a memory map: an
-    uncompressed TIFF whose Orientation (5 to 8) turns it a quarter turn, of a mode Pillow
-    maps (grayscale, 16-bit grayscale, RGBA, ...), is mapped with the turned size (its width
-    and height swapped) and comes out scrambled (Pillow 13). Read from an open file, which
-    is never mapped, it is decoded, then turned."""
-    tags = getattr(img, "tag_v2", None)
-    return img.format == "TIFF" and tags is not None and tags.get(274) in (5, 6, 7, 8)
 
 
 def _without(path: Path, e: BaseException) -> str:
