@@ -94,3 +94,28 @@ def test_pieces_and_spans_give_the_same_attention_and_gradients(monkeypatch, for
     assert (pieces - whole).abs().max().item() < 1e-5
     for a, b in zip(torch.autograd.grad(pieces.square().sum(), (q, k, v)), grads):
         assert (a - b).abs().max().item() < 1e-4 * max(1.0, b.abs().max().item())
+
+
+def test_the_tiles_at_one_place_build_its_neighbours_once(monkeypatch):
+    """A batch of small images too many for one tile takes several tiles of one place, and a
+    tile's images too many for one chunk are decoded in groups: each tile and group built the
+    local-attention index of every chunk of rows again (64 images of 96 x 96 with chunks of
+    2048 pixels: 293 builds a forward, 37 now). Once a place and chunk; the same outputs."""
+    import loftup.tiling as tiling
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=16, num_heads=2, attention_window=3).eval()
+    lr, image = torch.randn(4, 16, 5, 7), torch.randn(4, 3, 20, 30)
+    whole = tiling.upsample(model, lr, image, conv="direct")  # one tile, one chunk
+    built = []
+    real = tiling.neighbour_index
+    monkeypatch.setattr(tiling, "neighbour_index", lambda *a: built.append(a[-2]) or real(*a))
+    # two tiles of two images at one place, each decoded an image and a row at a time
+    tiled = tiling.upsample(model, lr, image, tile_size=40, chunk_size=32, conv="direct")
+    assert built == [range(r, r + 1) for r in range(20)]
+    assert (tiled - whole).abs().max().item() <= 1e-5
+    # tiles at four places, each image's in turn: each place's own rows and columns
+    built.clear()
+    tiled = tiling.upsample(model, lr, image, tile_size=16, chunk_size=32, conv="direct")
+    assert len(built) == 16 * 5  # 4 images x 4 places, 5 chunks of 2 rows each
+    assert (tiled - whole).abs().max().item() <= 1e-5

@@ -104,7 +104,8 @@ def upsample(
     if own:
         out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
     window = fw.window  # the folded weights carry the model's window
-    h, w = lr_feats.shape[-2:]
+    grid = lr_feats.shape[-2:]
+    neighbours = None if window is None else _Neighbours(grid, height, width, window, dev)
     tiles = plan_output(image, tile_size, fw.conv)
     if not tiles:  # an empty batch: nothing to compute (an empty output, or no tiles)
         return out
@@ -123,7 +124,7 @@ def upsample(
             else:
                 nb, th, tw = _extent(tile)
                 dest = torch.empty(nb, th, tw, c, device=dev, dtype=fw.dtype)
-            feats = _run_tile(fw, image, lo, hi, kvs, tile, step, window, (h, w), dest, q_map)
+            feats = _run_tile(fw, image, lo, hi, kvs, tile, step, neighbours, dest, q_map)
             if out is not None and not own:
                 out[tile.batch, :, tile.rows, tile.cols] = feats.to(out.device, out.dtype)
             if callback is not None:
@@ -157,12 +158,40 @@ def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
     return (e0, e1), pads1, (t0 - s0, t1 - s0), pads2
 
 
+class _Neighbours:
+    """The local-attention neighbours (:func:`loftup.layers.neighbour_index`, and their
+    :func:`~loftup.layers.neighbour_span`) of each chunk of a tile's rows, for one output's
+    ``grid`` (h, w), (height, width), window and device: built once for the tiles at one
+    place in turn (a batch of small images too many for one tile takes several, each holding
+    the same rows and columns) and for all the groups of images in a tile, where each tile
+    and group built them again. Holds those of one place (its pixels x k*k int64 at most); a
+    tile at another place starts afresh (a large image's tiles: each image's come in turn)."""
+
+    def __init__(self, grid, height: int, width: int, window: int, device) -> None:
+        self._args = (*grid, height, width, window, device)
+        self._place: tuple | None = None
+        self._chunks: dict[range, tuple[torch.Tensor, tuple[int, int]]] = {}
+
+    def __call__(self, tile: Tile, rows: range) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(P, k*k) indices of output ``rows`` x ``tile``'s columns, and their span."""
+        place = (tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop)
+        if place != self._place:
+            self._place, self._chunks = place, {}
+        got = self._chunks.get(rows)
+        if got is None:
+            h, w, height, width, k, device = self._args
+            cols = range(tile.cols.start, tile.cols.stop)
+            nbrs = neighbour_index(h, w, height, width, k, device, rows, cols)
+            got = self._chunks[rows] = (nbrs, neighbour_span(h, w, height, k, rows))
+        return got
+
+
 def _run_tile(
-    fw, image, lo, hi, kvs, tile: Tile, step: int, window, grid, dest, q_map=None
+    fw, image, lo, hi, kvs, tile: Tile, step: int, neighbours, dest, q_map=None
 ) -> torch.Tensor:
     """One tile -> (b, C, th, tw) features, written into ``dest`` (a (b, th, tw, C) view);
-    ``q_map``: the tile's stem output, when already computed."""
-    height, width = image.shape[-2:]
+    ``neighbours``: local attention's (None: global attention); ``q_map``: the tile's stem
+    output, when already computed."""
     r0, r1, c0, c1 = tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop
     bs = tile.batch
     if q_map is None:
@@ -179,10 +208,8 @@ def _run_tile(
         for s in range(0, th, rows_per):
             e = min(th, s + rows_per)
             nbrs = span = None
-            if window is not None:
-                rows, cols = range(r0 + s, r0 + e), range(c0, c1)
-                nbrs = neighbour_index(*grid, height, width, window, image.device, rows, cols)
-                span = neighbour_span(*grid, height, window, rows)
+            if neighbours is not None:  # local attention
+                nbrs, span = neighbours(tile, range(r0 + s, r0 + e))
             tokens = q_map[imgs, :, s:e].permute(0, 2, 3, 1).flatten(1, 2)
             tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes
             decode(fw, tokens, kv_imgs, nbrs, out=dest[imgs, s:e], span=span)
