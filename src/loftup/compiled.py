@@ -69,6 +69,12 @@ def compile_upsampler(
 ):
     """A compiled ``fn(lr_feats, image) -> (B, C, H, W)`` computing ``model``'s output.
 
+    Untiled: the whole batch at once (the model's ``tile_size`` is not used), so its memory
+    grows with B x H x W where the model's forward holds one tile's: the stem's (B, D, H, W)
+    map and the output are whole, and each image decodes ``chunk_size`` pixels at once (4
+    images of 256 x 256, dim 384, on the CPU: 1.2 GB at its peak, 0.7 GB through the model's
+    tiles). For outputs near the memory's size use the model itself or ``upsample_to_npy``.
+
     Arguments:
       model: a LoftUp in eval mode; its weights are folded now.
       device: where it will run: the model's (the default; move the model to compile for
