@@ -3,7 +3,6 @@ tests/test_extract.py and tests/test_upsample_cli.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from loftup.extract import collect_inputs
@@ -56,13 +55,13 @@ def test_a_listing_resolves_each_folder_once_not_each_file(tmp_path, monkeypatch
     (tmp_path / "links").mkdir()
     (tmp_path / "links" / "x.png").symlink_to(tmp_path / "data" / "data00.png")
     calls = []
-    realpath = os.path.realpath
+    resolve = Path.resolve
 
     def counted(path, *args, **kwargs):
         calls.append(str(path))
-        return realpath(path, *args, **kwargs)
+        return resolve(path, *args, **kwargs)
 
-    monkeypatch.setattr(os.path, "realpath", counted)  # Path.resolve's too
+    monkeypatch.setattr(Path, "resolve", counted)
     jobs, _ = collect_inputs([str(tmp_path / f) for f in ("data", "cam", "links")])
     assert len(jobs) == 31
     assert sorted(calls) == sorted(
