@@ -224,11 +224,33 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
                     continue
             else:
                 raise e from None
+    folder = _one_commit(repo_id, found, kw)
     for path in found:
         if path.name.endswith(INDEX_SUFFIX):
             for shard in shard_names(path):
-                hub_file(repo_id, shard, **kw)
-    return found[0].parent
+                hub_file(repo_id, shard, **kw)  # at the ref, now the folder's commit
+    return folder
+
+
+def _one_commit(repo_id: str, found: list[Path], kw: dict) -> Path:
+    """The one commit's folder that holds every file of ``found`` (paths :func:`hub_file`
+    gave): where some were cached at an older commit and the others downloaded at the one main
+    is at now, those are fetched again at that commit (else the folder lacks the others, and
+    offline the cache's main names a commit without the old ones)."""
+    folders = {path.parent for path in found}
+    if len(folders) == 1:
+        return found[0].parent
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    refs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    ref = refs / "refs" / (kw.get("revision") or "main")
+    now = ref.read_text().strip() if ref.is_file() else None
+    newest = next((f for f in folders if f.name == now), found[-1].parent)
+    for path in found:
+        if path.parent != newest:
+            hub_file(repo_id, path.name, **{**kw, "revision": newest.name, "refresh": False})
+    return newest
 
 
 def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:

@@ -1,0 +1,42 @@
+"""Hub repos whose files the cache holds in part, or damaged: each repo's folder is one
+commit's, and the fix for a damaged file fetches the repo it came from (here from a local
+mirror, :func:`conftest.local_hub`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_hf_cache
+from loftup.featurizers import get_featurizer
+from test_hub import _use_mirror
+
+OLD, NEW = "0123456789abcdef0123456789abcdef01234567", "89abcdef0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path) -> dict[str, bytes]:
+    """A backbone's files in the Hugging Face layout: {name: bytes}."""
+    folder = tmp_path / "bb"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_file_cached_at_an_older_commit_is_fetched_again_beside_the_new_ones(
+    tmp_path, monkeypatch, local_hub, tiny_backbone
+):
+    """The cache holds a backbone repo's config.json alone, at the commit main was at then;
+    main has moved since. The weights come from the new commit and config.json is fetched
+    again beside them: the backbone loads, and loads offline after (the folder was the old
+    commit's, without weights, and the cache then had main at a commit without config.json)."""
+    make_hf_cache(tmp_path / "hub", "someone/bb", {"config.json": tiny_backbone["config.json"]})
+    files = {("someone/bb", n): data for n, data in tiny_backbone.items()}
+    _use_mirror(monkeypatch, local_hub(files, commit=NEW), tmp_path / "hub")
+    x = torch.linspace(-1, 1, 3 * 28 * 28).reshape(1, 3, 28, 28)
+    with torch.no_grad():
+        want = get_featurizer("dinov2_tiny")(x)
+        assert torch.equal(get_featurizer("dinov2_tiny", weights="someone/bb")(x), want)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert torch.equal(get_featurizer("dinov2_tiny", weights="someone/bb")(x), want)
+    snap = tmp_path / "hub" / "models--someone--bb" / "snapshots" / NEW
+    assert sorted(p.name for p in snap.iterdir()) == sorted(tiny_backbone)
