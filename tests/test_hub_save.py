@@ -80,3 +80,32 @@ def test_a_wrapped_upsampler_saves_as_the_upsampler_it_wraps(tmp_path, name):
     with pytest.raises(UsageError, match=r"^save_pretrained saves a LoftUp, got Linear\(\.\.\.\)$"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path / "linear")
     assert not (tmp_path / "linear").exists()
+
+
+def test_a_pickles_folder_with_a_loftup_config_json_is_read_with_its_record(tmp_path, monkeypatch):
+    """save_pretrained's config.json beside a pytorch_model.bin (a folder or hub repo whose
+    weights were saved with torch.save): its record (heads, attention window, backbone) is
+    read, as beside model.safetensors; it was ignored, and the weights ran with 4 heads and
+    global attention, without a word."""
+    from conftest import make_hf_cache
+    from loftup import load_upsampler
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=7, n_freqs=2, attention_window=3).eval()
+    folder = model.save_pretrained(tmp_path / "saved", backbone="dinov2_vits14")
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    files = {n: folder / n for n in ("pytorch_model.bin", "config.json")}
+    make_hf_cache(tmp_path / "hub", "someone/up", files)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    for source in (folder, "someone/up"):
+        got = load_upsampler(source)
+        assert (got.config.num_heads, got.config.attention_window) == (7, 3), source
+        assert (got.backbone, got.backbone_norm) == ("dinov2_vits14", model.backbone_norm)
+        with torch.no_grad():
+            assert torch.equal(got(lr, image), model(lr, image)), source

@@ -279,6 +279,9 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             state, cfg = to_native(read_weights(path / name), str(path / name))
+            recorded = _loftup_record(cfg_file)
+            if recorded is not None:  # save_pretrained's config.json beside torch.save's weights
+                return (state, *recorded)
             return state, (config_from(cfg, str(path / name)) if cfg else None), None, None
     run = [
         p
@@ -290,3 +293,15 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
         f"or pytorch_model.bin{hint}"
     )
+
+
+def _loftup_record(cfg_file: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
+    """:func:`read_record` of ``cfg_file`` where it is a loftup config (``"format":
+    "loftup"``); None where there is none, or it is another's (a backbone's, say)."""
+    try:
+        info = json.loads(cfg_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
+        return None
+    return read_record(info, str(cfg_file), "; write the folder again with save_pretrained")
