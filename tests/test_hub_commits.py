@@ -40,3 +40,29 @@ def test_a_file_cached_at_an_older_commit_is_fetched_again_beside_the_new_ones(
         assert torch.equal(get_featurizer("dinov2_tiny", weights="someone/bb")(x), want)
     snap = tmp_path / "hub" / "models--someone--bb" / "snapshots" / NEW
     assert sorted(p.name for p in snap.iterdir()) == sorted(tiny_backbone)
+
+
+def test_a_damaged_file_of_a_backbone_repo_of_ones_own_is_fetched_from_that_repo(
+    tmp_path, monkeypatch, local_hub, tiny_backbone
+):
+    """A cut model.safetensors in the cache's copy of the backbone repo passed as weights: the
+    fix names that repo's download (`loftup download dinov2_tiny` fetched the official repo,
+    leaving this one damaged); followed, the backbone loads."""
+    from loftup.cli import main
+    from loftup.errors import CheckpointError
+
+    cut = {**tiny_backbone, "model.safetensors": tiny_backbone["model.safetensors"][:-100]}
+    make_hf_cache(tmp_path / "hub", "someone/bb", cut)
+    files = {("someone/bb", n): data for n, data in tiny_backbone.items()}
+    _use_mirror(monkeypatch, local_hub(files, commit=OLD), tmp_path / "hub")
+    with pytest.raises(CheckpointError) as caught:
+        get_featurizer("dinov2_tiny", weights="someone/bb")
+    said = str(caught.value)
+    blob = tmp_path / "hub" / "models--someone--bb" / "snapshots" / OLD / "model.safetensors"
+    assert said.endswith(f"delete {blob} and run `loftup download someone/bb` to fetch it again")
+    blob.unlink()
+    assert main(["download", "someone/bb"]) == 0
+    x = torch.linspace(-1, 1, 3 * 28 * 28).reshape(1, 3, 28, 28)
+    with torch.no_grad():
+        want = get_featurizer("dinov2_tiny")(x)
+        assert torch.equal(get_featurizer("dinov2_tiny", weights="someone/bb")(x), want)

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..hub.files import check_not_lfs_pointer, shard_names
-from .hf_weights import WEIGHTS_FILE, read_config, where_from
+from .hf_weights import WEIGHTS_FILE, backbone_fix, read_config, where_from
 
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
@@ -161,10 +161,8 @@ def missing_fix(folder: Path, name: str) -> str:
     """The fix for a folder that lacks some of backbone ``name``'s weights: another folder, or
     where it is the Hugging Face cache's copy of a hub repo, that copy deleted and fetched
     again (nothing else passed it)."""
-    from ..hub import damaged_in_cache
-
     first = _first(folder)
-    cached = damaged_in_cache(first, name) if first is not None else None
+    cached = backbone_fix(first, name) if first is not None else None
     return cached or "pass the folder of the matching model"
 
 

@@ -188,9 +188,7 @@ def download(name: str) -> Path:
 def where_from(name: str | None, damaged: Path | None = None) -> str:
     """Where backbone ``name``'s weights come from, for a message on a broken copy (``damaged``:
     the broken file, whose removal the fix starts with where it is in the Hugging Face cache)."""
-    from ..hub import damaged_in_cache
-
-    cached = damaged_in_cache(damaged, name) if damaged is not None and name else None
+    cached = backbone_fix(damaged, name) if damaged is not None and name else None
     if cached:
         return cached
     repo = getattr(FEATURIZERS.get(name), "default_weights", None) if name else None
@@ -200,6 +198,19 @@ def where_from(name: str | None, damaged: Path | None = None) -> str:
             "write the folder again with save_pretrained"
         )
     return "write the folder again with save_pretrained"
+
+
+def backbone_fix(damaged: Path, name: str) -> str | None:
+    """:func:`~loftup.hub.damaged_in_cache`'s fix for backbone ``name``'s damaged file
+    ``damaged``: where it is the cache's copy of another hub repo than the backbone's official
+    one (``weights="ORG/NAME"``), ``loftup download ORG/NAME`` fetches it again; ``loftup
+    download NAME`` would fetch the official repo and leave the damaged file as it is."""
+    from ..hub import damaged_in_cache
+    from ..hub.damaged import cached_repo
+
+    repo = cached_repo(damaged)
+    official = getattr(FEATURIZERS.get(name), "default_weights", None)
+    return damaged_in_cache(damaged, name if repo in (None, official) else repo)
 
 
 def read_config(folder: Path, name: str | None = None) -> dict:

@@ -55,3 +55,14 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
         f"it is a damaged download in the Hugging Face cache: delete {real} and run "
         f"`loftup download {name}` to fetch it again"
     )
+
+
+def cached_repo(path: str | os.PathLike) -> str | None:
+    """The hub repo ("ORG/NAME") whose copy in the Hugging Face cache holds ``path`` (a file of
+    its ``models--ORG--NAME`` folder, or a link into it), or None."""
+    path = Path(path).expanduser()
+    for where in (path.absolute(), path.resolve()):
+        folder = next((p for p in where.parts if p.startswith("models--")), None)
+        if folder is not None:
+            return "/".join(folder.removeprefix("models--").split("--"))
+    return None
