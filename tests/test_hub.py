@@ -968,18 +968,17 @@ def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monke
 
     from loftup.hub import reach
     from loftup.hub.reach import hub_reachable
+    from test_hub_reach import listener
 
     monkeypatch.setattr(reach, "UNREACHABLE", {})  # no failure remembered from elsewhere
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         for name in (var, var.upper()):
             monkeypatch.delenv(name, raising=False)
-    with socket.socket() as closed, socket.socket() as proxy:
+    with socket.socket() as closed, listener() as proxy:
         closed.bind(("127.0.0.1", 0))  # nothing listens: the endpoint, unreachable directly
-        proxy.bind(("127.0.0.1", 0))
-        proxy.listen()
         monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{closed.getsockname()[1]}")
         assert not hub_reachable(timeout=1)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy}")
         assert hub_reachable(timeout=1)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
         assert not hub_reachable(timeout=1)
@@ -1018,15 +1017,13 @@ def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
     import socket
 
     from loftup.hub import reach
+    from test_hub_reach import listener
 
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(reach, "UNREACHABLE", {})
-    with socket.socket() as closed, socket.socket() as hub:
+    with socket.socket() as closed, listener() as port:
         closed.bind(("127.0.0.2", 0))  # nothing listens there
-        hub.bind(("127.0.0.1", 0))
-        hub.listen()
-        port = hub.getsockname()[1]
 
         def two_addresses(host, port, *args, **kwargs):  # a literal address: itself alone
             found = addresses if host == "hub.example" else [host]

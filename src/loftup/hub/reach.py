@@ -34,9 +34,10 @@ UNREACHABLE: dict[tuple[str, int], float] = {}
 def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick check that the hub endpoint answers at all (avoids minutes of retries): a TCP
     connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
-    which huggingface_hub honours) where one is set for it; behind a proxy the endpoint itself
-    is often unreachable directly while downloads work. The name lookup is bounded by
-    ``timeout`` too (a resolver that gets no answer retries for tens of seconds)."""
+    which huggingface_hub honours) where one is set for it, and an answer on it (see
+    :func:`answers`); behind a proxy the endpoint itself is often unreachable directly while
+    downloads work. The name lookup is bounded by ``timeout`` too (a resolver that gets no
+    answer retries for tens of seconds), and so is each step after it."""
     import time
     import urllib.request
 
@@ -55,12 +56,39 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         addresses = []
     for address in addresses:  # each, as create_connection tries a name's (IPv6 may be unrouted)
         try:
-            with socket.create_connection((address, where[1]), timeout=timeout):
-                return True
+            conn = socket.create_connection((address, where[1]), timeout=timeout)
         except OSError:
             continue
+        with conn:
+            if answers(conn, url, timeout):
+                return True
     UNREACHABLE[where] = time.monotonic()
     return False
+
+
+def answers(conn: socket.socket, url, timeout: float) -> bool:
+    """Whether the server on connection ``conn`` (to ``url``, parsed) answers within ``timeout``
+    seconds: the first byte of its reply to a HEAD request, or its side of a TLS handshake for
+    https. A refusal (an error, a closed connection) is an answer too; only silence is not: a
+    listener that accepts and never replies (a stalled proxy, a firewall) held each file's
+    download for minutes of retries."""
+    conn.settimeout(timeout)
+    try:
+        if url.scheme == "https":  # the certificate is the download's to check, not ours
+            import ssl
+
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            context.wrap_socket(conn, server_hostname=url.hostname).close()
+        else:
+            host = (url.hostname or "").encode("idna")
+            conn.sendall(b"HEAD / HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+            conn.recv(1)
+    except TimeoutError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def resolve_host(where: tuple[str, int], timeout: float) -> list[str]:
