@@ -109,3 +109,44 @@ def test_a_pickles_folder_with_a_loftup_config_json_is_read_with_its_record(tmp_
         assert (got.backbone, got.backbone_norm) == ("dinov2_vits14", model.backbone_norm)
         with torch.no_grad():
             assert torch.equal(got(lr, image), model(lr, image)), source
+
+
+def test_save_pretrained_reads_a_home_folder_as_load_upsampler_does(tmp_path, monkeypatch):
+    """save_pretrained(model, "~/mymodel") wrote ./~/mymodel, where load_upsampler("~/mymodel")
+    does not look; a file's path was a raw FileExistsError from deep in the atomic write."""
+    from loftup import load_upsampler
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    model.save_pretrained("~/mymodel")
+    assert (tmp_path / "home" / "mymodel" / "model.safetensors").is_file()
+    assert not (tmp_path / "~").exists()
+    assert load_upsampler("~/mymodel").config == model.config
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(UsageError, match=r"writes a folder, but .*file is a file: pass a folder"):
+        model.save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("source", ["", "  "])
+def test_an_empty_model_is_refused_not_read_as_the_current_folder(
+    tmp_path, monkeypatch, capsys, source
+):
+    """An empty string (an unset $MODEL in `loftup upsample -m "$MODEL"`) is Path("."): the
+    current folder was loaded, here an upsampler saved there, as though it had been named."""
+    from loftup import load_upsampler
+    from loftup.cli import main
+
+    LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    said = r"source is an empty string \(an unset variable, as in -m \"\$MODEL\"\?\)"
+    with pytest.raises(UsageError, match=said):
+        load_upsampler(source)
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (28, 28)).save(image)
+    capsys.readouterr()
+    assert main(["upsample", "-m", source, str(image), "-o", str(tmp_path / "o")]) == 2
+    assert "is an empty string (an unset variable" in capsys.readouterr().err

@@ -33,7 +33,6 @@ from .loading import (
     check_source,
     load_upsampler,
     load_with_record,
-    save_pretrained,
 )
 from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
 from .remote import (
@@ -47,6 +46,7 @@ from .remote import (
     released_file,
     released_table,
 )
+from .saving import save_pretrained
 from .user_repos import hub_id, upsampler_repo
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""The one loader (:func:`load_upsampler`, any source to a ready LoftUp) and its counterpart
-:func:`save_pretrained` (``model.safetensors`` + ``config.json``)."""
+"""The one loader (:func:`load_upsampler`, any source to a ready LoftUp); its counterpart
+:func:`~.saving.save_pretrained` (``model.safetensors`` + ``config.json``) is :mod:`.saving`'s."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
-from ..atomic import atomic_write, write_json
 from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
@@ -19,74 +16,17 @@ from .checks import check_released_width, check_state, hub_source, missing_sourc
 from .files import read_weights
 from .record import (
     CONFIG_NAME,
-    DIGEST_KEY,
     FORMAT_TAG,
-    RECORD_KEY,
     WEIGHTS_NAME,
     backbone_norm_of,
-    check_recordable,
     check_same_save,
     config_from,
     header_record,
     read_record,
-    weights_digest,
 )
 from .registry import resolve_name
 from .remote import damaged_in_cache, released_file
 from .user_repos import load_repo
-
-
-def save_pretrained(
-    model: LoftUp,
-    directory: str | os.PathLike,
-    *,
-    backbone: str | None = None,
-    backbone_norm: str | None = None,
-    metadata: dict | None = None,
-) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
-    is given, its ``input_norm``) to a folder, each atomically: the weights first, their
-    record in their own header too. Both records hold the weights' digest, so a config.json
-    left by an earlier save (a save stopped between the two files) is said on load."""
-    from safetensors.torch import save_file
-
-    from .. import __version__
-
-    model = _unwrapped(model)
-    directory = Path(directory)
-    backbone = backbone if backbone is not None else getattr(model, "backbone", None)
-    backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
-    check_recordable(backbone, backbone_norm, metadata)  # before either file is written
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    info = {
-        "format": FORMAT_TAG,
-        "loftup_version": __version__,
-        "config": model.config.to_dict(),
-        "backbone": backbone,
-        "backbone_norm": backbone_norm,
-        # the same in both files: a config.json left by an earlier save is told on load
-        DIGEST_KEY: weights_digest(state),
-    }
-    # the record in the weights' own header too (what their shapes do not say: the heads, the
-    # backbone), so the file alone, copied without config.json, loads as the same upsampler
-    header = {"format": "pt", RECORD_KEY: json.dumps(info)}
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=header))
-    if metadata:
-        info["metadata"] = metadata
-    write_json(directory / CONFIG_NAME, info)
-    return directory
-
-
-def _unwrapped(model) -> LoftUp:
-    """The LoftUp that ``model`` is or wraps (``torch.compile``'s module, whose weights are
-    named ``_orig_mod.*``, or DistributedDataParallel's, ``module.*``: saved as they are, the
-    load found none of its weights); a UsageError for anything else."""
-    while not isinstance(model, LoftUp):
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            raise UsageError(f"save_pretrained saves a LoftUp, got {shown(model)}")
-        model = inner
-    return model
 
 
 def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> None:
@@ -98,6 +38,11 @@ def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> No
         kinds += ["a hub id ORG/NAME"]
         kinds += also
         raise UsageError(f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(source)}")
+    if isinstance(source, str) and not source.strip():  # Path("") is the current folder
+        raise UsageError(
+            f'{name} is an empty string (an unset variable, as in -m "$MODEL"?): pass a released '
+            "upsampler's name (e.g. loftup_dinov2s), a weights file or folder, or a hub id ORG/NAME"
+        )
 
 
 def load_upsampler(

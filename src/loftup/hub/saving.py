@@ -1,0 +1,82 @@
+"""Write an upsampler as :func:`save_pretrained` does (``model.safetensors`` + ``config.json``,
+each atomically), for :func:`~.loading.load_upsampler` to read back."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_write, write_json
+from ..checks import shown
+from ..errors import UsageError
+from ..model import LoftUp
+from .record import (
+    CONFIG_NAME,
+    DIGEST_KEY,
+    FORMAT_TAG,
+    RECORD_KEY,
+    WEIGHTS_NAME,
+    check_recordable,
+    weights_digest,
+)
+
+
+def save_pretrained(
+    model: LoftUp,
+    directory: str | os.PathLike,
+    *,
+    backbone: str | None = None,
+    backbone_norm: str | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
+    is given, its ``input_norm``) to a folder, each atomically: the weights first, their
+    record in their own header too. Both records hold the weights' digest, so a config.json
+    left by an earlier save (a save stopped between the two files) is said on load."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    model = _unwrapped(model)
+    directory = Path(directory).expanduser()  # as load_upsampler reads it
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(
+            f"save_pretrained writes a folder, but {directory} is a file: pass a folder's path "
+            "(made where missing)"
+        )
+    backbone = backbone if backbone is not None else getattr(model, "backbone", None)
+    backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
+    check_recordable(backbone, backbone_norm, metadata)  # before either file is written
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    info = {
+        "format": FORMAT_TAG,
+        "loftup_version": __version__,
+        "config": model.config.to_dict(),
+        "backbone": backbone,
+        "backbone_norm": backbone_norm,
+        # the same in both files: a config.json left by an earlier save is told on load
+        DIGEST_KEY: weights_digest(state),
+    }
+    # the record in the weights' own header too (what their shapes do not say: the heads, the
+    # backbone), so the file alone, copied without config.json, loads as the same upsampler
+    header = {"format": "pt", RECORD_KEY: json.dumps(info)}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=header))
+    if metadata:
+        info["metadata"] = metadata
+    write_json(directory / CONFIG_NAME, info)
+    return directory
+
+
+def _unwrapped(model) -> LoftUp:
+    """The LoftUp that ``model`` is or wraps (``torch.compile``'s module, whose weights are
+    named ``_orig_mod.*``, or DistributedDataParallel's, ``module.*``: saved as they are, the
+    load found none of its weights); a UsageError for anything else."""
+    while not isinstance(model, LoftUp):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            raise UsageError(f"save_pretrained saves a LoftUp, got {shown(model)}")
+        model = inner
+    return model
