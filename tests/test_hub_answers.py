@@ -92,3 +92,28 @@ def test_a_server_error_on_the_first_request_is_read_through_the_raised_error():
         assert server_error(raised)
     assert server_error(answered(503)) and not server_error(answered(404))
     assert not server_error(ConnectionError("no route to host"))
+
+
+def test_a_cache_that_cannot_be_written_is_said_as_a_local_problem(
+    tmp_path, monkeypatch, local_hub
+):
+    """A download that fails writing to this machine's cache (a full disk, a read-only folder;
+    here a file where the cache's folder should be) said to download on a machine with
+    network and copy its cache here, which fails the same way: it says where it could not
+    write and how to give it a folder it can."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+    (tmp_path / "full").write_text("a file, not a folder")
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "full" / "hub")
+    for fetch in (
+        lambda: list(download_names(["someone/up"])),
+        lambda: load_upsampler("someone/up"),
+    ):
+        with pytest.raises(WeightsNotFoundError) as e:
+            fetch()
+        said = str(e.value)
+        assert (
+            f"could not be written to the Hugging Face cache {tmp_path / 'full' / 'hub'} (" in said
+        )
+        assert "free space there, or set HF_HOME to a writable folder with room" in said
+        assert NETWORK not in said

@@ -158,3 +158,28 @@ def server_error(e: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+def cache_write_error(e: BaseException, cache: str) -> str | None:
+    """Where a download that raised ``e`` failed to write to this machine's Hugging Face cache
+    ``cache`` (a full disk or quota, a read-only or foreign folder, a file in the folder's
+    place): the end of its message, that says so and what to do; None for any other failure.
+    Another machine's download, copied here, would fail the same way."""
+    import errno
+
+    always = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # never the network's
+    on_a_file = {errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}  # a socket's EPERM too
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and (
+            e.errno in always or e.errno in on_a_file and e.filename is not None
+        ):
+            where = f": {e.filename}" if e.filename else ""
+            return (
+                f"could not be written to the Hugging Face cache {cache} ({e.strerror}{where}): "
+                "free space there, or set HF_HOME to a writable folder with room (HF_HUB_CACHE, "
+                "where it is set), and run again"
+            )
+        e = e.__cause__ or e.__context__
+    return None

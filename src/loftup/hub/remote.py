@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 from .damaged import damage, damaged_in_cache
-from .reach import hub_reachable, hub_refusal, offline_reason, server_error
+from .reach import cache_write_error, hub_reachable, hub_refusal, offline_reason, server_error
 from .refresh import (  # all_or_nothing: importable from here
     _kept,
     all_or_nothing,  # noqa: F401
@@ -88,6 +88,10 @@ def hub_file(
         except Exception as e:  # noqa: BLE001 - network, missing repo
             if good is not None:
                 return _kept(Path(good), e, repo_id, filename)
+            if (local := cache_write_error(e, _cache())) is not None:  # no network's fault
+                raise WeightsNotFoundError(
+                    f"{what}: file {filename!r} of hub repo {repo_id!r} {local}"
+                ) from None
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             refusal = hub_refusal(e, repo_id, filename, revision)
             failed_there = server_error(e)  # the hub's own failure
@@ -177,6 +181,7 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     shards the index names are fetched too."""
     from huggingface_hub import try_to_load_from_cache
 
+    from .commits import newest_folder
     from .files import INDEX_SUFFIX, shard_names
 
     revision = kw.get("revision")
@@ -224,33 +229,15 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
                     continue
             else:
                 raise e from None
-    folder = _one_commit(repo_id, found, kw)
+    folder = newest_folder(repo_id, found, kw.get("revision"))  # one commit's: the others'
+    for path in found:  # fetched again at its commit (cached at an older one, main moved)
+        if path.parent != folder:
+            hub_file(repo_id, path.name, **{**kw, "revision": folder.name, "refresh": False})
     for path in found:
         if path.name.endswith(INDEX_SUFFIX):
             for shard in shard_names(path):
                 hub_file(repo_id, shard, **kw)  # at the ref, now the folder's commit
     return folder
-
-
-def _one_commit(repo_id: str, found: list[Path], kw: dict) -> Path:
-    """The one commit's folder that holds every file of ``found`` (paths :func:`hub_file`
-    gave): where some were cached at an older commit and the others downloaded at the one main
-    is at now, those are fetched again at that commit (else the folder lacks the others, and
-    offline the cache's main names a commit without the old ones)."""
-    folders = {path.parent for path in found}
-    if len(folders) == 1:
-        return found[0].parent
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    refs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
-    ref = refs / "refs" / (kw.get("revision") or "main")
-    now = ref.read_text().strip() if ref.is_file() else None
-    newest = next((f for f in folders if f.name == now), found[-1].parent)
-    for path in found:
-        if path.parent != newest:
-            hub_file(repo_id, path.name, **{**kw, "revision": newest.name, "refresh": False})
-    return newest
 
 
 def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:
