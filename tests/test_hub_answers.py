@@ -117,3 +117,24 @@ def test_a_cache_that_cannot_be_written_is_said_as_a_local_problem(
         )
         assert "free space there, or set HF_HOME to a writable folder with room" in said
         assert NETWORK not in said
+
+
+def test_which_os_errors_are_the_caches_and_which_the_networks():
+    """A full disk's write names no file; a socket's EPERM (a firewall) names none either, and
+    is the network's."""
+    import errno
+
+    from loftup.hub.reach import cache_write_error
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError as first:
+            raise RuntimeError("download failed") from first
+    except RuntimeError as wrapped:
+        assert "(No space left on device): free space there" in cache_write_error(wrapped, "/c")
+    denied = PermissionError(errno.EACCES, "Permission denied", "/c/models--a--b")
+    assert "(Permission denied: /c/models--a--b)" in cache_write_error(denied, "/c")
+    for network in (OSError(errno.EPERM, "Operation not permitted"), ConnectionRefusedError()):
+        assert cache_write_error(network, "/c") is None
