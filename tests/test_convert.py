@@ -53,3 +53,23 @@ def test_a_weight_of_no_layer_and_no_dict_are_told_the_fix(hub_layout):
         to_native([1, 2], "w.bin")
     with pytest.raises(CheckpointError, match=r"'extra' fits no layer .*; save it again, or "):
         build_from_state({**native, "extra": torch.ones(1)}, None, "w.bin")
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module.", "module._orig_mod."])
+@pytest.mark.parametrize("layout", ["native", "hub", "training"])
+def test_a_compiled_or_ddp_modules_state_dict_loads(tmp_path, prefix, layout):
+    """torch.compile's module names each weight _orig_mod.*, DDP's module.*: a state dict
+    saved from either was "no weight 'channel_norm.weight', so this is not a LoftUp
+    checkpoint" (save_pretrained unwraps both, a torch.save of the state dict did not)."""
+    from loftup import load_upsampler
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    state = native_to_reference(state) if layout == "hub" else state
+    wrapped = {prefix + k: v for k, v in state.items()}
+    torch.save({"model": wrapped} if layout == "training" else wrapped, tmp_path / "w.pt")
+    got = load_upsampler(tmp_path / "w.pt", num_heads=2)
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(got(lr, image), model(lr, image))

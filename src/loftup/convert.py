@@ -104,6 +104,23 @@ NOT_LOFTUP_FIX = (
 )
 
 
+#: What torch.compile (``_orig_mod.``) and DistributedDataParallel (``module.``) put before each
+#: weight's name in the state dict of the module they wrap.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def strip_wrappers(state: dict) -> dict:
+    """``state`` with the prefix that torch.compile or DDP put before every key removed (each
+    in turn: DDP of a compiled module), as the LoftUp's own state dict names them; ``state``
+    itself where its keys do not all start with one."""
+    while state and all(isinstance(k, str) for k in state):
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
 def to_native(obj, origin: str) -> tuple[dict, dict | None]:
     """Any known checkpoint object -> (native state dict, saved config dict or None); what
     does not fit a known layout is a CheckpointError that names ``origin``."""
@@ -113,10 +130,11 @@ def to_native(obj, origin: str) -> tuple[dict, dict | None]:
         )
     try:
         if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
-            return _tensors_by_name(obj["model"]), obj.get("model_config")
+            return _tensors_by_name(strip_wrappers(obj["model"])), obj.get("model_config")
         if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
-            state = _tensors_by_name(training_to_reference(obj["state_dict"]))
-            return reference_to_native(state), None
+            state = training_to_reference(strip_wrappers(obj["state_dict"]))
+            return reference_to_native(_tensors_by_name(state)), None
+        obj = strip_wrappers(obj)  # a compiled or DDP-wrapped module's state dict, saved as is
         _tensors_by_name(obj)
         if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
             return reference_to_native(obj), None
