@@ -150,3 +150,26 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
     capsys.readouterr()
     assert main(["upsample", "-m", source, str(image), "-o", str(tmp_path / "o")]) == 2
     assert "is an empty string (an unset variable" in capsys.readouterr().err
+
+
+def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
+    """`cp -r` of a snapshot folder of the Hugging Face cache copies its links, not the blobs
+    they point to: it was said to hold no weights (expected model.safetensors + config.json)."""
+    import shutil
+
+    from conftest import make_hf_cache
+    from loftup import WeightsNotFoundError, load_upsampler
+
+    folder = LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path / "saved")
+    snap = make_hf_cache(tmp_path / "hub", "someone/up", {})
+    for name in ("model.safetensors", "config.json"):  # as the cache lays them out: links
+        blob = snap.parent.parent / "blobs" / name
+        blob.parent.mkdir(exist_ok=True)
+        shutil.copyfile(folder / name, blob)
+        (snap / name).symlink_to(f"../../blobs/{name}")
+    shutil.copytree(snap, tmp_path / "copied", symlinks=True)  # cp -r
+    with pytest.raises(WeightsNotFoundError, match=r"copied without the blobs .* `cp -rL`"):
+        load_upsampler(tmp_path / "copied")
+    shutil.rmtree(tmp_path / "copied")
+    shutil.copytree(snap, tmp_path / "copied")  # cp -rL: the files themselves
+    assert load_upsampler(tmp_path / "copied").config.num_heads == 2
