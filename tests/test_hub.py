@@ -1314,7 +1314,7 @@ def test_a_save_stopped_between_its_two_files_is_told_on_load(tmp_path, monkeypa
     config.json, whose record (2 heads) then read weights trained with 4, another function,
     without a word. The two records hold the weights' digest: the mismatch is said, with the
     fixes (save again, or drop config.json for the weights' own record)."""
-    from loftup.hub import loading
+    from loftup.hub import saving
 
     torch.manual_seed(0)
     first = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).eval()
@@ -1324,7 +1324,7 @@ def test_a_save_stopped_between_its_two_files_is_told_on_load(tmp_path, monkeypa
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # the signal, once the weights are in place
 
-    monkeypatch.setattr(loading, "write_json", killed)
+    monkeypatch.setattr(saving, "write_json", killed)
     with pytest.raises(KeyboardInterrupt):
         second.save_pretrained(folder)
     monkeypatch.undo()
