@@ -66,3 +66,59 @@ def test_a_damaged_file_of_a_backbone_repo_of_ones_own_is_fetched_from_that_repo
     with torch.no_grad():
         want = get_featurizer("dinov2_tiny")(x)
         assert torch.equal(get_featurizer("dinov2_tiny", weights="someone/bb")(x), want)
+
+
+def _flipped(data: bytes) -> bytes:
+    """``data`` with one byte of its last tensor's values changed: the same length, so the
+    safetensors header still reads."""
+    changed = bytearray(data)
+    changed[-40] ^= 0x55
+    return bytes(changed)
+
+
+def test_weights_changed_in_place_are_said_damaged(tmp_path):
+    """A byte changed in save_pretrained's weights (a bad disk or copy) loaded as though
+    nothing were wrong: the digest its header records is compared with the weights read."""
+    from loftup import CheckpointError, LoftUp, load_upsampler
+
+    folder = LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path / "saved")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(_flipped(weights.read_bytes()))
+    for source in (folder, weights):
+        with pytest.raises(CheckpointError, match=r"model\.safetensors is damaged: its weights"):
+            load_upsampler(source)
+    (folder / "config.json").unlink()  # the header's record alone
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is damaged: its weights"):
+        load_upsampler(folder)
+
+
+def test_a_downloaded_file_changed_since_is_fetched_again(tmp_path, monkeypatch, local_hub):
+    """A cached blob (named by its sha256) whose bytes changed since the download, its length
+    the same: the load names the blob to delete and the download; `loftup download` alone
+    fetches it again (it kept the changed copy, whose header reads)."""
+    import hashlib
+    import os
+
+    from loftup import CheckpointError, LoftUp, load_upsampler
+    from loftup.cli import main
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    folder = model.save_pretrained(tmp_path / "saved")
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    snap = make_hf_cache(tmp_path / "hub", "someone/up", {"config.json": files["config.json"]})
+    blob = snap.parent.parent / "blobs" / hashlib.sha256(files["model.safetensors"]).hexdigest()
+    blob.parent.mkdir()
+    blob.write_bytes(_flipped(files["model.safetensors"]))
+    os.symlink(os.path.relpath(blob, snap), snap / "model.safetensors")
+    mirror = {("someone/up", n): data for n, data in files.items()}
+    _use_mirror(monkeypatch, local_hub(mirror, commit=OLD), tmp_path / "hub", HF_HUB_OFFLINE="1")
+    with pytest.raises(CheckpointError) as caught:
+        load_upsampler("someone/up")
+    assert f"delete {blob} and run `loftup download someone/up`" in str(caught.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert main(["download", "someone/up"]) == 0
+    assert blob.read_bytes() == files["model.safetensors"]
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/up")(lr, image), model(lr, image))

@@ -1,5 +1,5 @@
 """A damaged file from the Hugging Face hub: what is wrong with it (:func:`damage`, which reads
-no weights), and the fix where it lies in the Hugging Face cache (:func:`damaged_in_cache`:
+no weights, only a cache blob's bytes to compare with its sha256 name), and the fix where it lies in the Hugging Face cache (:func:`damaged_in_cache`:
 the blob must go, then ``loftup download`` fetches it again)."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 def damage(path: str | os.PathLike) -> str | None:
     """What is wrong with a downloaded file, or None where nothing is seen: a Git LFS pointer,
     a config that is not JSON, a safetensors file whose header does not cover it, a torch file
-    that is empty, no zip archive or pickle, or fails its zip checksums. Reads no weights."""
+    that is empty, no zip archive or pickle, or fails its zip checksums; a cache blob whose
+    bytes are not its name's sha256 (:func:`changed_blob`, which reads the file)."""
     from safetensors import SafetensorError, safe_open
 
     from ..errors import CheckpointError, one_line
@@ -37,7 +38,29 @@ def damage(path: str | os.PathLike) -> str | None:
         return one_line(e).split("; ")[0]
     except zipfile.BadZipFile:
         return f"{path} is truncated: its zip archive has no end"
-    return None
+    return changed_blob(path)
+
+
+def changed_blob(path: Path) -> str | None:
+    """What is wrong with ``path`` where it is (or links to) a blob of the Hugging Face cache
+    named by its sha256, as each large file's (Git LFS) is, whose bytes no longer have it
+    (changed on this disk since the download, their length the same); else None. Reads the
+    file: about 0.2 s per 100 MB."""
+    import hashlib
+    import re
+
+    real = path.resolve()
+    if real.parent.name != "blobs" or not re.fullmatch(r"[0-9a-f]{64}", real.name):
+        return None
+    digest = hashlib.sha256()
+    with open(real, "rb") as f:  # hashlib.file_digest is Python 3.11's
+        while block := f.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() == real.name:
+        return None
+    return (
+        f"{path}'s bytes changed since they were downloaded (their sha256 is not its blob's name)"
+    )
 
 
 def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:

@@ -19,6 +19,7 @@ from .record import (
     FORMAT_TAG,
     WEIGHTS_NAME,
     backbone_norm_of,
+    check_intact,
     check_same_save,
     config_from,
     header_record,
@@ -150,6 +151,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         recorded = None if config else header_record(path)
         if recorded is not None:  # a save_pretrained file given alone: its header's record
             config, backbone, backbone_norm = recorded
+            check_intact(path, state, "; write it again with save_pretrained")
     else:
         text = os.fspath(source)
         if not isinstance(source, str):  # a Path names a file here, never a name or a hub id
@@ -213,6 +215,7 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
                     f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
                 )
             state, _ = to_native(read_weights(weights), str(weights))
+            check_intact(weights, state, fix)
             return (state, *recorded)
         try:
             info = json.loads(cfg_file.read_text())
@@ -220,6 +223,7 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
             raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
         config, backbone, norm = read_record(info, str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
+        check_intact(weights, state, fix)
         check_same_save(info, cfg_file, weights, state)
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):

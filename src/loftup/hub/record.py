@@ -164,6 +164,20 @@ def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | N
     return read_record(info, f"{path}'s header record", "; write it again with save_pretrained")
 
 
+def check_intact(weights: Path, state: dict, fix: str) -> None:
+    """A CheckpointError where ``state``, read from save_pretrained's ``weights``, is not what
+    was saved: the digest its header recorded differs from theirs (bytes changed since, the
+    file's length the same, so its header still reads). Files without one are not checked."""
+    header = header_info(weights)
+    digest = header.get(DIGEST_KEY) if isinstance(header, dict) else None
+    if digest is not None and weights_digest(state) != digest:
+        raise CheckpointError(
+            f"{weights} is damaged: its weights are not those save_pretrained wrote (their "
+            f"{DIGEST_KEY} is not the one in its own header: bytes changed since, on a disk, in "
+            f"a copy or a download){fix}"
+        )
+
+
 def check_same_save(info: dict, config_file: Path, weights: Path, state: dict) -> None:
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
