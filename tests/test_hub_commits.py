@@ -122,3 +122,20 @@ def test_a_downloaded_file_changed_since_is_fetched_again(tmp_path, monkeypatch,
     lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(load_upsampler("someone/up")(lr, image), model(lr, image))
+
+
+def test_a_backbone_snapshot_copied_without_its_blobs_is_said_so(tmp_path, tiny_backbone):
+    """A backbone's folder whose files link to nothing (`cp -r` of a cache snapshot) was said to
+    have no config.json, as though a file were missing from the repo."""
+    import shutil
+
+    from loftup.errors import WeightsNotFoundError
+
+    snap = make_hf_cache(tmp_path / "hub", "someone/bb", {})
+    (snap.parent.parent / "blobs").mkdir()
+    for name, data in tiny_backbone.items():
+        (snap.parent.parent / "blobs" / name).write_bytes(data)
+        (snap / name).symlink_to(f"../../blobs/{name}")
+    shutil.copytree(snap, tmp_path / "copied", symlinks=True)  # cp -r
+    with pytest.raises(WeightsNotFoundError, match=r"copied without the blobs .* `cp -rL`"):
+        get_featurizer("dinov2_tiny", weights=str(tmp_path / "copied"))

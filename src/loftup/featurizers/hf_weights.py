@@ -47,6 +47,9 @@ def resolve_weights(
         )
     path = Path(source).expanduser()
     if path.is_dir():
+        from ..hub.damaged import check_links
+
+        check_links(path, (CONFIG_FILE, WEIGHTS_FILE, "pytorch_model.bin"))
         if not (path / CONFIG_FILE).exists():
             raise WeightsNotFoundError(
                 f"{path} has no {CONFIG_FILE}: backbone weights must be {layout}, e.g. written "

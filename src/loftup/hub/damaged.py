@@ -89,3 +89,19 @@ def cached_repo(path: str | os.PathLike) -> str | None:
         if folder is not None:
             return "/".join(folder.removeprefix("models--").split("--"))
     return None
+
+
+def check_links(folder: Path, names) -> None:
+    """A WeightsNotFoundError where a file of ``folder`` named in ``names`` is a link to nothing:
+    a snapshot of the Hugging Face cache copied on its own (``cp -r``), whose files link to
+    blobs it left behind (it was said to hold no weights)."""
+    from ..errors import WeightsNotFoundError
+
+    dangling = [n for n in names if (folder / n).is_symlink() and not (folder / n).exists()]
+    if dangling:
+        raise WeightsNotFoundError(
+            f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, which does "
+            "not exist here (a snapshot of the Hugging Face cache copied without the blobs its "
+            "files link to?): copy the snapshot again with `cp -rL` (which copies the files the "
+            "links point to), or copy the whole cache folder (models--ORG--NAME)"
+        )

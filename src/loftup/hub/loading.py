@@ -13,6 +13,7 @@ from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from .checks import check_released_width, check_state, hub_source, missing_source
+from .damaged import check_links
 from .files import read_weights
 from .record import (
     CONFIG_NAME,
@@ -201,7 +202,7 @@ def _with_heads(
 
 def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-    _check_links(path)
+    check_links(path, (WEIGHTS_NAME, CONFIG_NAME, "pytorch_model.bin", "model.pt", "model.pth"))
     if weights.exists():
         fix = "; write the folder again with save_pretrained (or loftup train)"
         if not cfg_file.exists():  # it records what the weights do not say (the heads)
@@ -255,18 +256,3 @@ def _loftup_record(cfg_file: Path) -> tuple[LoftUpConfig, str | None, str | None
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
         return None
     return read_record(info, str(cfg_file), "; write the folder again with save_pretrained")
-
-
-def _check_links(path: Path) -> None:
-    """A WeightsNotFoundError where a file of folder ``path`` is a link to nothing: a snapshot
-    of the Hugging Face cache copied on its own (``cp -r``), whose files link to blobs it left
-    behind (it was said to hold no weights)."""
-    names = (WEIGHTS_NAME, CONFIG_NAME, "pytorch_model.bin", "model.pt", "model.pth")
-    dangling = [n for n in names if (path / n).is_symlink() and not (path / n).exists()]
-    if dangling:
-        raise WeightsNotFoundError(
-            f"{path / dangling[0]} is a link to {os.readlink(path / dangling[0])}, which does not "
-            "exist here (a snapshot of the Hugging Face cache copied without the blobs its files "
-            "link to?): copy the snapshot again with `cp -rL` (which copies the files the links "
-            "point to), or copy the whole cache folder (models--ORG--NAME)"
-        )
