@@ -92,3 +92,25 @@ def test_a_listing_that_takes_no_time_draws_no_bar(tmp_path, capsys):
     root = write_sa1b(tmp_path / "sa", 2, size=16)
     MaskedImages(root, size=16, masks="sa1b", progress=True)
     assert capsys.readouterr().err == ""
+
+
+def test_a_flat_folder_s_bar_counts_the_images_while_the_folder_is_read(tmp_path, monkeypatch):
+    """SA-1B's tars are extracted into one folder of millions of files: its bar, updated
+    once the whole folder was read, showed nothing for minutes, then was drawn and cleared."""
+    import tqdm.auto
+
+    counts = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            super().update(n)
+            counts.append(self.n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    monkeypatch.setattr("loftup.data.images.BAR_EVERY", 4, raising=False)
+    root = tmp_path / "sa"
+    _empty_files(root, [f"sa_{i}.{suffix}" for i in range(10) for suffix in ("jpg", "json")])
+    pairs, orphans = list_sa1b(root, progress=True)
+    assert len(pairs) == 10 and orphans == 0
+    assert [c for c in counts if 0 < c < 10], counts  # some, not all, counted: mid-folder
+    assert counts == sorted(counts) and counts[-1] == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def list_images(
     ``progress``: a bar counting the images found (SA-1B's 11 million take minutes).
     """
     found = []
-    for folder, names, _ in image_folders(root, extensions, progress=progress):
+    for folder, names, _, _ in image_folders(root, extensions, progress=progress):
         found += [(key, folder, name) for key, name in names]
     return [folder / name for _, folder, name in sorted(found)]
 
@@ -42,36 +43,78 @@ def list_images(
 #: drawn and cleared before each run's first line, nor left in its log).
 LISTING_BAR_DELAY = 2.0
 
+#: How many entries of a folder are read between two updates of the listing's bar: SA-1B's
+#: tars are extracted into one folder of millions, whose bar updated once the whole folder
+#: was read showed nothing for minutes, then was drawn once and cleared.
+BAR_EVERY = 10_000
+
 
 def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progress=False):
-    """(folder, [(key, name), ...] of its images sorted, the names of all its files) for each
-    folder under ``root``, as :func:`list_images` walks them; ``key`` sorts the images of all
-    folders as their paths sort (part by part), without a path made or a file looked at for
-    it. ``progress``: a bar counting the images found, once the listing has taken
-    :data:`LISTING_BAR_DELAY` seconds."""
+    """(folder, [(key, name), ...] of its images sorted, the names of all its files (not
+    folders), those of them that are symbolic links) for each folder under ``root``, as
+    :func:`list_images` walks them (top-down, folders in name order, as ``os.walk`` with
+    ``followlinks``; a folder that cannot be read is left out as it leaves it out); ``key``
+    sorts the images of all folders as their paths sort (part by part), without a path made
+    or a file looked at for it. ``progress``: a bar counting the images found, once the
+    listing has taken :data:`LISTING_BAR_DELAY` seconds, updated every :data:`BAR_EVERY`
+    entries of a folder."""
     from tqdm.auto import tqdm
 
     root = Path(root)
-    seen = set()
+    seen, stack = set(), [os.fspath(root)]
     bar = tqdm(desc="listing images", unit=" images", disable=not progress, leave=False,
                delay=LISTING_BAR_DELAY)  # fmt: skip
     with bar:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        while stack:
+            dirpath = stack.pop()
             real = os.path.realpath(dirpath)
-            if real in seen:
-                dirnames[:] = []
+            if real in seen:  # a link back up, or a folder linked twice
                 continue
             seen.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            listed = _scan(dirpath, extensions, bar)
+            if listed is None:
+                continue
+            dirnames, images, files, links = listed
             folder = Path(dirpath)
             parts = folder.relative_to(root).parts
-            names = sorted(
-                (parts + (name,), name)
-                for name in filenames
-                if name.lower().endswith(extensions) and not name.startswith(".")
-            )
-            bar.update(len(names))
-            yield folder, names, filenames
+            yield folder, sorted((parts + (name,), name) for name in images), files, links
+            dirnames = sorted((d for d in dirnames if not d.startswith(".")), reverse=True)
+            stack += [os.path.join(dirpath, d) for d in dirnames]  # the first on top
+
+
+def _scan(dirpath: str, extensions, bar):
+    """The entries of the folder ``dirpath``: (its folders' names (linked ones too), its
+    images' names (not hidden), the names of all else, those of them that are links), the
+    images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
+    (the images it counted taken back off). Whether an entry is a folder or a link is known
+    from the listing itself (no file looked at), but for a link, which is followed."""
+    dirs, images, files, links = [], [], [], set()
+    try:
+        with os.scandir(dirpath) as entries:
+            while chunk := list(islice(entries, BAR_EVERY)):
+                counted = len(images)
+                for entry in chunk:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:  # as os.walk counts it
+                        is_dir = False
+                    name = entry.name
+                    if is_dir:
+                        dirs.append(name)
+                        continue
+                    files.append(name)
+                    try:
+                        if entry.is_symlink():
+                            links.add(name)
+                    except OSError:  # not to be told: taken as a file
+                        pass
+                    if name.lower().endswith(extensions) and not name.startswith("."):
+                        images.append(name)
+                bar.update(len(images) - counted)
+    except OSError:
+        bar.update(-len(images))
+        return None
+    return dirs, images, files, links
 
 
 @dataclass(frozen=True)
