@@ -7,6 +7,7 @@ import pytest
 from loftup.data.dataset import MaskedImages
 from loftup.data.images import list_images
 from loftup.data.sa1b import list_sa1b
+from loftup.errors import LoftUpError
 from train_fixtures import tiny_config, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -114,3 +115,22 @@ def test_a_flat_folder_s_bar_counts_the_images_while_the_folder_is_read(tmp_path
     assert len(pairs) == 10 and orphans == 0
     assert [c for c in counts if 0 < c < 10], counts  # some, not all, counted: mid-folder
     assert counts == sorted(counts) and counts[-1] == 10
+
+
+def test_an_image_whose_json_is_a_link_to_nowhere_has_no_json(tmp_path):
+    """JSONs linked in from another disk, not mounted (or their folder removed): the name
+    alone paired the image with the dangling link, and training, once the backbone had
+    loaded, skipped every image as unreadable, not the early error that names them. A link
+    that leads to a JSON still pairs."""
+    root = tmp_path / "sa"
+    _empty_files(root, ["x.jpg", "y.jpg", "z.jpg", "z.json", "store/y.json"])
+    (root / "x.json").symlink_to(tmp_path / "unmounted" / "x.json")
+    (root / "y.json").symlink_to(root / "store" / "y.json")
+    pairs, orphans = list_sa1b(root)
+    assert [(i.name, a.name) for i, a in pairs] == [("y.jpg", "y.json"), ("z.jpg", "z.json")]
+    assert orphans == 1
+    (root / "y.json").unlink()
+    (root / "z.json").unlink()
+    with pytest.raises(LoftUpError) as info:
+        MaskedImages(root, size=16, masks="sa1b")
+    assert "3 images without an SA-1B JSON" in str(info.value), info.value
