@@ -14,7 +14,16 @@ PACKAGE = Path(loftup.__file__).parent
 
 #: What the lower parts are used by, and so must not use.
 UPPER = {"api", "pipeline", "eval", "train", "world", "experiments", "extract", "cli", "bench"}
-LOWER = ["data", "hub", "featurizers", "paths.py", "checks.py", "atomic.py", "errors.py"]
+LOWER = [
+    "data",
+    "hub",
+    "featurizers",
+    "paths.py",
+    "checks.py",
+    "atomic.py",
+    "errors.py",
+    "ranks.py",
+]
 
 
 def imported_parts(path: Path, package: Path = PACKAGE) -> set[str]:

@@ -17,6 +17,7 @@ def old_torch(monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
     monkeypatch.setattr(files, "_risk_said", False)
     monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
 
 
 def _said(load) -> list[str]:
@@ -45,9 +46,22 @@ def test_the_risk_is_said_once_a_process_naming_the_first_pickle(tmp_path, old_t
 
 def test_under_torchrun_only_rank_0_says_it(tmp_path, old_torch, monkeypatch):
     (path,) = _pickles(tmp_path, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert _said(lambda: torch_load(path, fix="-")) == []
     monkeypatch.setenv("RANK", "0")
+    assert len(_said(lambda: torch_load(path, fix="-"))) == 1
+
+
+@pytest.mark.parametrize("world", [None, "1"])
+def test_a_process_alone_says_it_whatever_its_rank(tmp_path, old_torch, monkeypatch, world):
+    """A job script's RANK=$SLURM_PROCID for one process (no WORLD_SIZE, or WORLD_SIZE=1):
+    a process alone, rank 0 as torchrun's reading of the environment has it (it computes
+    every batch), yet taken for rank 1 of a job, which said nothing."""
+    (path,) = _pickles(tmp_path, 1)
+    monkeypatch.setenv("RANK", "1")
+    if world:
+        monkeypatch.setenv("WORLD_SIZE", world)
     assert len(_said(lambda: torch_load(path, fix="-"))) == 1
 
 

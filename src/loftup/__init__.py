@@ -51,7 +51,7 @@ _SUBMODULES = (
     "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract", "fastpath",
     "featurizers", "folding", "fused", "hub", "image_input", "input_checks", "io", "kernels", "layers",
     "local_attention", "memo", "model", "mismatch", "model_config", "norms", "npy_stream",
-    "outputs", "paths", "pipeline", "tile_plan", "tiling", "train", "viz", "weights", "world",
+    "outputs", "paths", "pipeline", "ranks", "tile_plan", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

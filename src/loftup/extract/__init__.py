@@ -26,6 +26,7 @@ it). Every name is importable from ``loftup.extract`` as before.
 
 from __future__ import annotations
 
+from ..ranks import dist_env
 from .folder import FolderReport, check_run_options, upsample_folder
 from .inputs import Job, collect_inputs
 from .loop import STREAM_ABOVE, Report, _no_memory, run
@@ -42,7 +43,7 @@ from .record import (
     without_own_pictures,
     write_options,
 )
-from .torchrun import barrier, dist_env, init_distributed, process_group, shard, summed
+from .torchrun import barrier, init_distributed, process_group, shard, summed
 
 __all__ = [
     "FolderReport",

@@ -16,14 +16,9 @@ import sys
 import time
 
 from ..errors import LoftUpError, UsageError
-from .torchrun import (
-    MEET_ENV,
-    MEET_TIMEOUT,
-    _env_int,
-    dist_env,
-    join_process_group,
-    timeout_from_env,
-)
+from ..ranks import dist_env
+from ..ranks import env_int as _env_int
+from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 
 #: the longest pause (seconds) between two looks at the meeting point (the first are shorter)
 _LOOK_EVERY = 0.2

@@ -40,33 +40,6 @@ def shard(jobs: list[Job], batch_size: int, rank: int, world_size: int) -> list[
     return batches[rank::world_size]
 
 
-def dist_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it. A
-    value that is no such number (a job script's ``RANK=$SLURM_PROCID`` with the variable
-    unset, a rank beyond the world) is a UsageError naming it: it was int()'s traceback, or a
-    meeting that could never be complete."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, 0
-    world = _env_int("WORLD_SIZE", 1)
-    if world == 1:  # one process, whatever RANK says (RANK=1 took batches[1::1]: the first
-        return 0, 1, 0  # batch was never computed, yet counted as written)
-    return _env_int("RANK", 0, world, f"WORLD_SIZE={world}"), world, _env_int("LOCAL_RANK", 0)
-
-
-def _env_int(name: str, least: int, limit: int | None = None, said: str = "") -> int:
-    """The environment variable ``name`` (0 where unset) as an integer >= ``least`` and below
-    ``limit`` (``said`` so) where one is given; else a one-line UsageError."""
-    raw = os.environ.get(name, "0").strip()
-    value = int(raw) if re.fullmatch(r"[+-]?\d+", raw) else None
-    if value is None or value < least or (limit is not None and value >= limit):
-        below = f" and below {said or limit}" if limit is not None else ""
-        raise UsageError(
-            f"{name}={raw} is not an integer >= {least}{below}; start the processes with "
-            "torchrun (which sets it), or unset RANK and WORLD_SIZE to run one process"
-        )
-    return value
-
-
 #: torch modules whose functions take the default process group as a default argument, read
 #: when the module is imported: one imported after the group is joined keeps the group, and
 #: gloo's threads, alive after ``destroy_process_group`` until the interpreter is torn down,

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..ranks import is_main_process
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -99,11 +100,12 @@ def say_pickle_risk(path: str | os.PathLike, what: str = "") -> bool:
     (CVE-2025-32434, fixed in torch 2.6; pyproject allows 2.4), naming ``path``, the first
     pickle loaded: once a process, since it holds for every pickle the process loads (an
     experiment's runs or the demo's stages said it for each), and under torchrun by rank 0
-    alone (each rank loads the same file). Returns whether it was said."""
+    alone (each rank loads the same file; :func:`~loftup.ranks.is_main_process`: a process
+    alone with a RANK of 1 said nothing). Returns whether it was said."""
     import warnings
 
     global _risk_said
-    if _risk_said or torch_release() >= SAFE_PICKLE_TORCH or os.environ.get("RANK", "0") != "0":
+    if _risk_said or torch_release() >= SAFE_PICKLE_TORCH or not is_main_process():
         return False
     _risk_said = True
     need = ".".join(map(str, SAFE_PICKLE_TORCH))

@@ -18,7 +18,8 @@ from torch import nn
 from ..checks import resolve_device
 from ..errors import LoftUpError
 from ..extract.meeting import meet_the_others
-from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, dist_env, timeout_from_env
+from ..extract.torchrun import TIMED_OUT, TIMEOUT_ENV, timeout_from_env
+from ..ranks import dist_env
 
 #: how long (seconds) a process of a training's torchrun job waits for the others at a
 #: collective before the run fails, where TIMEOUT_ENV does not say (30 minutes)
@@ -46,7 +47,7 @@ class DistInfo:
 def env_world() -> int:
     """How many processes torchrun's environment says this run has (1 without torchrun), read
     without joining the process group: what :func:`setup` will give as ``world`` (a value
-    that is no such number: a UsageError naming it, :func:`~loftup.extract.torchrun.dist_env`)."""
+    that is no such number: a UsageError naming it, :func:`~loftup.ranks.dist_env`)."""
     return dist_env()[1]
 
 
