@@ -285,11 +285,14 @@ def test_no_relative_path_warning_where_the_path_is_read_as_meant(tmp_path, monk
         load_config({"data": {"root": "images"}})  # no file: nothing to be relative to
         config.write_text("data:\n  root: images\n")
         (tmp_path / "elsewhere" / "images").rmdir()
+        monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", "1")  # under torchrun: rank 0 says it
         load_config(str(config))
-    monkeypatch.setenv("RANK", "0")
-    with pytest.warns(UserWarning, match="^config key data.root: images does not exist"):
-        load_config(str(config))
+    for world in ("2", "1"):  # rank 0 of two; a process alone, whatever its RANK
+        monkeypatch.setenv("RANK", "0" if world == "2" else "1")
+        monkeypatch.setenv("WORLD_SIZE", world)
+        with pytest.warns(UserWarning, match="^config key data.root: images does not exist"):
+            load_config(str(config))
 
 
 def test_the_path_keys_looked_at_are_the_config_keys_that_name_files():

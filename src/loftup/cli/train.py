@@ -4,7 +4,6 @@ checkpoint said; the library's log lines printed beside the progress bars."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 
 
@@ -36,6 +35,7 @@ def _cmd_train(args) -> int:
 
     import yaml
 
+    from ..ranks import is_main_process
     from ..train import load_config, train
     from .common import say_done
 
@@ -70,7 +70,7 @@ def _cmd_train(args) -> int:
         return 0
     with _log_beside_bars(logging.getLogger("loftup")):
         result = train(cfg, resume=args.resume)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0
+    if not is_main_process():  # under torchrun: said once, by rank 0
         return 0
     lines = [f"checkpoint: {result.checkpoint}", f"upsampler:  {result.pretrained}"]
     if result.history:

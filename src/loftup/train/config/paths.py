@@ -155,10 +155,11 @@ def warn_file_relative(file_data: dict, overrides: dict, config: Path) -> None:
     """Warn, for each path key that the config file ``config`` sets (``file_data``) and no
     override replaces, where its relative path does not exist from the current folder but does
     from the file's: the user who keeps configs beside their data expects it read from there."""
-    import os
     import warnings
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0
+    from ...ranks import is_main_process
+
+    if not is_main_process():  # under torchrun: said once, by rank 0
         return
     folder = config.parent
     for key, kind in PATH_KEYS.items():
