@@ -190,9 +190,20 @@ def run_inputs(backbone: dict, train_root: Path, masks: str) -> dict:
     else:
         digest, files = hashlib.sha256(), training_files(Path(train_root), masks)
         for f in files:
-            digest.update(f"{f.relative_to(train_root)}\t{f.stat().st_size}\n".encode())
+            digest.update(f"{f.relative_to(train_root)}\t{_size(f)}\n".encode())
         data = {"files": len(files), "listing_sha256": digest.hexdigest()}
     return {"backbone_sha256": backbone["sha256"], "training_data": data}
+
+
+def _size(path: Path) -> int:
+    """The size of a file, -1 for one that cannot be looked at (a link to nothing, gone since it
+    was listed): training skips it, and the identity must not stop the experiment for it."""
+    import os
+
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 def training_files(root: Path, masks: str) -> list[Path]:
