@@ -3,6 +3,8 @@ gone on with (the training data, the stage-1 run a stage-2 run starts from, the 
 
 from __future__ import annotations
 
+import pytest
+
 from loftup.cli import main
 
 
@@ -36,3 +38,50 @@ def test_a_link_to_nothing_in_the_training_data_does_not_stop_the_experiment(tmp
     assert first["files"] == 2
     (tmp_path / "gone.jpg").write_bytes(b"here now")  # the link leads to a file: other data
     assert run_inputs({"sha256": None}, tmp_path, "superpixels")["training_data"] != first
+
+
+def _stage2_from_before_the_record(tmp_path, began: float, first_start: str | None = None):
+    """A begun stage-2 folder without init.json, its config.yaml written at ``began`` (a time
+    stamp), its run.json's first start ``first_start``; and a stage-1 checkpoint."""
+    import json
+    import os
+
+    out, stage1 = tmp_path / "both" / "stage2", tmp_path / "stage1" / "stage1"
+    for folder in (out, stage1):
+        folder.mkdir(parents=True)
+    (out / "checkpoint.pt").write_bytes(b"stage 2")
+    (out / "config.yaml").write_text("stage: 2\n")
+    os.utime(out / "config.yaml", (began, began))
+    if first_start:
+        (out / "run.json").write_text(json.dumps({"started": first_start}))
+    (stage1 / "checkpoint.pt").write_bytes(b"stage 1")
+    return out, stage1 / "checkpoint.pt"
+
+
+def test_a_stage2_run_from_before_the_record_begun_before_its_stage1_run_is_refused(tmp_path):
+    """A stage-2 folder from before init.json took the sha256 of whatever stage-1 checkpoint
+    it met: after `--stage1-lr 0.01` (the stage-1 folder refused, deleted as told, trained
+    again) the stale stage-2 run was reused and its record approved it for good."""
+    import datetime
+    import os
+    import time
+
+    from loftup.experiments.run_folders import INIT_RECORD, RunRefused, _check_init_run
+
+    now = time.time()
+    out, ckpt = _stage2_from_before_the_record(tmp_path / "stale", now - 3600)
+    with pytest.raises(RunRefused, match=r"holds a stage-2 run begun before .*stage1 was trained"):
+        _check_init_run(out, 2, ckpt)
+    assert not (out / INIT_RECORD).exists()  # not approved: refused again next time
+    # resumed since (config.yaml rewritten after stage 1), begun before: run.json's first start
+    hour_ago = datetime.datetime.fromtimestamp(now - 3600).isoformat(timespec="seconds")
+    out, ckpt = _stage2_from_before_the_record(tmp_path / "resumed", now + 60, hour_ago)
+    with pytest.raises(RunRefused, match="begun before"):
+        _check_init_run(out, 2, ckpt)
+    # begun after its stage-1 run (the same second too): taken, and its sha256 recorded
+    second = datetime.datetime.fromtimestamp(now).isoformat(timespec="seconds")
+    out, ckpt = _stage2_from_before_the_record(tmp_path / "fine", now + 0.5, second)
+    os.utime(ckpt, (now, now))
+    _check_init_run(out, 2, ckpt)
+    assert (out / INIT_RECORD).is_file()
+    _check_init_run(out, 2, ckpt)  # recorded: the same checkpoint again, taken

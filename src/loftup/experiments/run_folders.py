@@ -106,14 +106,39 @@ def _check_init_run(out: Path, steps: int, checkpoint: Path) -> None:
     from .data import file_sha256
 
     sha = file_sha256(checkpoint)
-    saved = _read(out / INIT_RECORD) if (out / "checkpoint.pt").exists() else None
+    begun = (out / "checkpoint.pt").exists()
+    saved = _read(out / INIT_RECORD) if begun else None
     was = (saved or {}).get("stage1_sha256")
     if was is not None and was != sha:
         raise RunRefused(out, f"holds a stage-2 run distilled from another stage-1 run than "
                          f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
                          f"is {sha[:12]}: trained again)")  # fmt: skip
+    if begun and was is None and checkpoint.stat().st_mtime > _started(out):
+        # from before the record: the stage-1 checkpoint written after this run began is not
+        # the one it started from (its sha256 recorded now would approve it for good)
+        raise RunRefused(out, f"holds a stage-2 run begun before {checkpoint.parent} was "
+                         "trained (again or on): its checkpoint is newer than the run, which "
+                         "started from an earlier one")  # fmt: skip
     if was is None:
         write_json(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha})
+
+
+def _started(out: Path) -> float:
+    """When the run in ``out`` first began, as a time stamp (inf: not known): its ``config.yaml``
+    is written at each start, its ``run.json`` holds the first start's local time to the
+    second (the second after it, to be sure; the earlier of the two is taken)."""
+    import datetime
+    import math
+
+    times = [math.inf]
+    if (out / "config.yaml").is_file():
+        times.append((out / "config.yaml").stat().st_mtime)
+    try:
+        started = (_read(out / "run.json") or {}).get("started")
+        times.append(datetime.datetime.fromisoformat(started).timestamp() + 1)
+    except (LoftUpError, TypeError, ValueError):  # none, or not a time: config.yaml's
+        pass
+    return min(times)
 
 
 def _record_inputs(out: Path, inputs: dict, begun: bool) -> None:
