@@ -85,3 +85,35 @@ def test_a_stage2_run_from_before_the_record_begun_before_its_stage1_run_is_refu
     _check_init_run(out, 2, ckpt)
     assert (out / INIT_RECORD).is_file()
     _check_init_run(out, 2, ckpt)  # recorded: the same checkpoint again, taken
+
+
+def test_the_training_data_identity_looks_at_a_bounded_sample_of_files(tmp_path, monkeypatch):
+    """Each start of an experiment looked at every training file for its size (100k SA-1B
+    pairs: 3.5 s of listing, then as much again; minutes to hours at SA-1B's scale, with no
+    bar). Now: every name, and the sizes of SIZE_SAMPLE files spread over the listing."""
+    import os
+
+    from loftup.experiments.data import SIZE_SAMPLE, run_inputs
+
+    data = tmp_path / "data"
+    data.mkdir()
+    n = 2 * SIZE_SAMPLE + 500
+    for i in range(n):
+        (data / f"{i:05d}.jpg").write_bytes(b"j")
+    real, looked = os.stat, []
+
+    def counted(path, *args, **kwargs):
+        if os.fspath(path).startswith(os.fspath(data)):
+            looked.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    first = run_inputs({"sha256": None}, data, "superpixels")["training_data"]
+    assert first["files"] == n and len(looked) <= SIZE_SAMPLE
+    (data / "00007.jpg").rename(data / "00007b.jpg")  # another name: other data
+    assert run_inputs({"sha256": None}, data, "superpixels")["training_data"] != first
+    (data / "00007b.jpg").rename(data / "00007.jpg")
+    assert run_inputs({"sha256": None}, data, "superpixels")["training_data"] == first
+    for i in range(n):  # written again under the same names (resized, say): other data
+        (data / f"{i:05d}.jpg").write_bytes(b"jpeg")
+    assert run_inputs({"sha256": None}, data, "superpixels")["training_data"] != first

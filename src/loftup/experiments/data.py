@@ -179,18 +179,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_inputs(backbone: dict, train_root: Path, masks: str) -> dict:
+#: How many of the training files the identity of a data folder looks at (their sizes): a
+#: data set written again (resized, re-encoded) under the same names is told apart, and the
+#: cost is bounded where a look at each file took minutes to hours at SA-1B's scale, at each
+#: start of the experiment.
+SIZE_SAMPLE = 1000
+
+
+def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool = False) -> dict:
     """What a run is trained on besides its config (which names them only): the backbone's
     weights (``backbone``: :func:`weights_fingerprint`'s) and the training data, a scene folder
     by its ``world.json`` (its world, seed and scene names), other data by the files training
-    reads (names and sizes). A run folder records them; one trained on others is not reused."""
+    reads: the names of all, the sizes of :data:`SIZE_SAMPLE` of them spread evenly over the
+    listing (``progress``: the listing's bar). A run folder records them; one trained on others
+    is not reused."""
     world = Path(train_root) / "world.json"
     if world.is_file():
         data = {"world_sha256": file_sha256(world)}
     else:
-        digest, files = hashlib.sha256(), training_files(Path(train_root), masks)
-        for f in files:
-            digest.update(f"{f.relative_to(train_root)}\t{_size(f)}\n".encode())
+        digest, files = hashlib.sha256(), training_files(Path(train_root), masks, progress)
+        step = max(1, -(-len(files) // SIZE_SAMPLE))
+        for i, f in enumerate(files):
+            size = _size(f) if i % step == 0 else ""
+            digest.update(f"{f.relative_to(train_root)}\t{size}\n".encode())
         data = {"files": len(files), "listing_sha256": digest.hexdigest()}
     return {"backbone_sha256": backbone["sha256"], "training_data": data}
 
@@ -206,14 +217,15 @@ def _size(path: Path) -> int:
         return -1
 
 
-def training_files(root: Path, masks: str) -> list[Path]:
+def training_files(root: Path, masks: str, progress: bool = False) -> list[Path]:
     """The files of ``root`` that training reads with the mask source ``masks``: SA-1B images
     and their JSON, or the images (those a run drew in its ``viz/`` left out), as
-    :class:`~loftup.data.dataset.MaskedImages` lists them."""
+    :class:`~loftup.data.dataset.MaskedImages` lists them (``progress``: a bar counting them,
+    where the listing takes seconds)."""
     from ..data.folders import drawn_by_a_run
     from ..data.images import list_images
     from ..data.sa1b import list_sa1b
 
     if masks == "sa1b":
-        return [f for pair in list_sa1b(root)[0] for f in pair]
-    return [p for p in list_images(root) if not drawn_by_a_run(p)]
+        return [f for pair in list_sa1b(root, progress=progress)[0] for f in pair]
+    return [p for p in list_images(root, progress=progress) if not drawn_by_a_run(p)]

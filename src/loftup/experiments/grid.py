@@ -88,7 +88,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     cells = grid_cells(GRIDS, RATIOS, s.max_side)
     train_root = training_root(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
-    inputs = run_inputs(backbone, train_root, s.masks)
+    inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
     views = held_out_views(s, cells, featurizer.patch_size, featurizer)
     clock.add("shared", time.perf_counter() - t)
 

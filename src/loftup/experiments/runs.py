@@ -273,7 +273,7 @@ def run_variant(
 
     if inputs is None:
         backbone = weights_fingerprint(s.backbone, s.backbone_weights)
-        inputs = run_inputs(backbone, train_root, s.masks)
+        inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
     _check_inputs(runs, inputs)  # every folder trained on other ones named at once
     one, two = stage_configs(s, v, seed, train_root, runs)
     if two is not None:  # before stage 1, which may train on (more steps) in its shared folder

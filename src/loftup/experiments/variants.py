@@ -79,7 +79,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     evalset = load_eval_set(s)
     featurizer = load_backbone(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
-    inputs = run_inputs(backbone, train_root, s.masks)
+    inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]
     metrics = dict(METRICS)
