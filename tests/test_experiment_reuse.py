@@ -117,3 +117,43 @@ def test_the_training_data_identity_looks_at_a_bounded_sample_of_files(tmp_path,
     for i in range(n):  # written again under the same names (resized, say): other data
         (data / f"{i:05d}.jpg").write_bytes(b"jpeg")
     assert run_inputs({"sha256": None}, data, "superpixels")["training_data"] != first
+
+
+def test_every_seeds_run_folders_that_cannot_be_reused_are_named_at_once(tmp_path, monkeypatch):
+    """A settings or step change refused seed 0's folders only, before its training: a 3-seed
+    experiment took a rerun per seed, with hours of training between the refusals; and the
+    refused folder was named in full, the runs starting from it as --out gave them."""
+    import dataclasses
+
+    import torch
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments import ExperimentSettings, run_experiment
+    from loftup.experiments.data import training_root
+    from loftup.experiments.designs import DESIGNS
+    from loftup.experiments.runs import run_variant
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    s = ExperimentSettings("stages", quick=True, out="exp", progress=False).resolved()
+    root, runs = training_root(s), tmp_path / "exp" / "runs"
+    for seed in range(s.seeds):
+        for v in DESIGNS["stages"](s).variants:
+            run_variant(s, v, seed, root, runs)
+    folders = {seed: runs / f"seed{seed}" for seed in range(s.seeds)}
+    other = dataclasses.replace(s, stage1_lr=0.01)
+    with pytest.raises(LoftUpError) as e:
+        run_experiment(other)
+    refused = ", ".join(
+        f"{folders[i] / n / 'stage1'}" for i in (0, 1) for n in ("stage1", "stage1-longer")
+    )
+    starting = ", ".join(str(folders[i] / "stage-1-2-released" / "stage2") for i in (0, 1))
+    assert str(e.value) == (
+        f"4 run folders cannot be reused or gone on with: each of {refused} holds a run made "
+        "with other settings (differs in optim); choose another --out or delete those folders "
+        f"and those of the runs that start from them ({starting})"
+    )
+    longer = dataclasses.replace(s, stage1_steps=s.stage1_steps + 1)
+    with pytest.raises(LoftUpError, match=r"^2 run folders .*: each of .*seed0/.*stage2, .*seed1/"):
+        run_experiment(longer)
+    assert not (tmp_path / "exp" / "report.md").exists()  # refused before any training

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..world.demo import lowres_features
 from . import plots
+from .begun import check_begun
 from .data import EvalSet, load_backbone, run_inputs, training_root, weights_fingerprint
 from .grid_views import cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
@@ -89,6 +90,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     train_root = training_root(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
     inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
+    check_begun(s, [Variant(LOFTUP, stage2={})], train_root, out / "runs", inputs)
     views = held_out_views(s, cells, featurizer.patch_size, featurizer)
     clock.add("shared", time.perf_counter() - t)
 

@@ -80,6 +80,13 @@ def _real_paths(config: dict) -> dict:
     return config
 
 
+def _check_steps(out: Path, step: int, max_steps: int) -> None:
+    """Refuse a folder of a run at ``step``, past the ``max_steps`` asked for: training would
+    export it as it is, scored as a run of fewer steps."""
+    if step > max_steps:
+        raise RunRefused(out, f"holds a run of {step} steps, more than the {max_steps} asked for")
+
+
 def _check_init_steps(out: Path, steps: int) -> None:
     """Refuse a stage-2 folder begun from a stage-1 run of other than ``steps`` steps; record
     ``steps`` in one not begun yet (a folder from before the record is taken as it is). A run

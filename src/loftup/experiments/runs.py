@@ -28,6 +28,7 @@ from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     _check_init_steps,
     _check_inputs,
     _check_same,
+    _check_steps,
     _record_inputs,
 )
 from .settings import ExperimentSettings
@@ -221,10 +222,7 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out)
         raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
-        if raw["step"] > cfg.max_steps:
-            raise RunRefused(
-                out, f"holds a run of {raw['step']} steps, more than the {cfg.max_steps} asked for"
-            )
+        _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             import json
 
@@ -269,8 +267,11 @@ def run_variant(
 ) -> dict[str, RunResult]:
     """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}.
     ``inputs``: :func:`~.data.run_inputs` of the settings (by default worked out here)."""
+    import os
+
     from .data import run_inputs, weights_fingerprint
 
+    runs = Path(os.path.abspath(runs))  # the folders it names, as stage_configs' (absolute)
     if inputs is None:
         backbone = weights_fingerprint(s.backbone, s.backbone_weights)
         inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..world.demo import lowres_features
 from . import plots
+from .begun import check_begun
 from .data import load_backbone, load_eval_set, run_inputs, training_root, weights_fingerprint
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
@@ -80,6 +81,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     featurizer = load_backbone(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
     inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
+    check_begun(s, design.variants, train_root, out / "runs", inputs)  # every seed's, at once
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]
     metrics = dict(METRICS)
