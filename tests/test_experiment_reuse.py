@@ -157,3 +157,24 @@ def test_every_seeds_run_folders_that_cannot_be_reused_are_named_at_once(tmp_pat
     with pytest.raises(LoftUpError, match=r"^2 run folders .*: each of .*seed0/.*stage2, .*seed1/"):
         run_experiment(longer)
     assert not (tmp_path / "exp" / "report.md").exists()  # refused before any training
+
+
+def test_a_change_in_any_shard_of_sharded_backbone_weights_is_seen(tmp_path):
+    """--backbone-weights FOLDER of shards: only the first (sorted) was hashed, so the runs
+    were reused after any other shard changed."""
+    from loftup.experiments.data import weights_fingerprint
+
+    (tmp_path / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"a": "model-00001-of-00002.safetensors", '
+        '"b": "model-00002-of-00002.safetensors"}}'
+    )
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"first")
+    second = tmp_path / "model-00002-of-00002.safetensors"
+    second.write_bytes(b"second")
+    (tmp_path / "notes.safetensors").write_bytes(b"not named by the index")
+    first = weights_fingerprint("dinov2_vits14", str(tmp_path))
+    (tmp_path / "notes.safetensors").write_bytes(b"changed, but not read")
+    assert weights_fingerprint("dinov2_vits14", str(tmp_path)) == first
+    second.write_bytes(b"second, changed")
+    assert weights_fingerprint("dinov2_vits14", str(tmp_path))["sha256"] != first["sha256"]
+    assert first["file"] == str(tmp_path) and len(first["sha256"]) == 64  # the folder's

@@ -148,26 +148,32 @@ def load_backbone(s: ExperimentSettings):
 
 
 def weights_fingerprint(backbone: str, weights: str | None) -> dict:
-    """Name, weights argument, the weights file and its sha256 (None when not a local file)."""
-    path = None
+    """Name, weights argument, the weights file and its sha256 (None when not a local file). A
+    folder of shards (``model.safetensors.index.json``): every shard, ``file`` the folder and
+    the sha256 that of each shard's name and sha256, a line each (the first shard alone told
+    a change in the others from none)."""
+    files = []
     if weights:
         p = Path(weights).expanduser()
         if p.is_dir():
-            found = sorted(p.glob("*.safetensors")) or sorted(p.glob("*.bin"))
-            path = found[0] if found else None
+            from ..featurizers.hf_files import weight_files
+
+            files = weight_files(p) or sorted(p.glob("*.safetensors")) or sorted(p.glob("*.bin"))
         elif p.is_file():
-            path = p
+            files = [p]
     elif backbone == "scenes_vit_p8":
         from ..featurizers.scenes_vit import NAME, shipped_weights
 
-        path = shipped_weights() / f"{NAME}.safetensors"
-    sha = file_sha256(path) if path is not None and path.is_file() else None
-    return {
-        "name": backbone,
-        "weights": weights,
-        "file": str(path) if path else None,
-        "sha256": sha,
-    }
+        files = [shipped_weights() / f"{NAME}.safetensors"]
+    files = [f for f in files if f.is_file()]
+    if len(files) > 1:
+        lines = "".join(f"{f.name}\t{file_sha256(f)}\n" for f in files)
+        path, sha = files[0].parent, hashlib.sha256(lines.encode()).hexdigest()
+    else:
+        path = files[0] if files else None
+        sha = file_sha256(path) if path else None
+    return {"name": backbone, "weights": weights, "file": str(path) if path else None,
+            "sha256": sha}  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:
