@@ -178,3 +178,21 @@ def test_a_change_in_any_shard_of_sharded_backbone_weights_is_seen(tmp_path):
     second.write_bytes(b"second, changed")
     assert weights_fingerprint("dinov2_vits14", str(tmp_path))["sha256"] != first["sha256"]
     assert first["file"] == str(tmp_path) and len(first["sha256"]) == 64  # the folder's
+
+
+def test_numpys_whole_numbers_are_taken_as_counts_and_written_as_ints():
+    """seeds=np.int64(2) (a count from a numpy sweep) was refused: "--seeds must be an
+    integer >= 1, got 2". Taken now, as an int (results.json and the configs write it)."""
+    import json
+
+    import numpy as np
+
+    from loftup.errors import UsageError
+    from loftup.experiments import ExperimentSettings
+
+    s = ExperimentSettings("stages", seeds=np.int64(2), stage1_steps=np.int32(3),
+                           stage2_steps=np.int64(1), size=np.int64(32)).resolved()  # fmt: skip
+    assert (s.seeds, s.stage1_steps, s.stage2_steps, s.size) == (2, 3, 1, 32)
+    assert type(s.seeds) is int and json.loads(json.dumps(s.to_dict()))["seeds"] == 2
+    with pytest.raises(UsageError, match="--seeds must be an integer >= 1, got True"):
+        ExperimentSettings("coords", seeds=True)

@@ -125,6 +125,14 @@ class ExperimentSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        import numbers
+
+        # numpy's whole numbers (np.int64(2) seeds) are counts too: made int, as results.json
+        # (json) and the runs' configs (YAML) take them; a bool stays refused below
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (int, bool)):
+                setattr(self, f.name, int(value))
         if self.name not in DEFAULT_STEPS:
             raise UsageError(
                 f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
