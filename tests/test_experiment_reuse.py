@@ -196,3 +196,31 @@ def test_numpys_whole_numbers_are_taken_as_counts_and_written_as_ints():
     assert type(s.seeds) is int and json.loads(json.dumps(s.to_dict()))["seeds"] == 2
     with pytest.raises(UsageError, match="--seeds must be an integer >= 1, got True"):
         ExperimentSettings("coords", seeds=True)
+
+
+def test_kept_offline_scenes_that_lack_a_file_are_named_with_the_experiments_fix(tmp_path):
+    """Kept scenes were trusted from world.json alone: a training image deleted since, and
+    training read the rest without a word; a held-out one, and the error's fix (`loftup world
+    scenes --out DIR`) wrote a world of other options, which the experiment refused."""
+    import re
+    import shutil
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.data import load_eval_set, training_root
+
+    s = ExperimentSettings("coords", quick=True, out=str(tmp_path), progress=False).resolved()
+    train, _ = training_root(s), load_eval_set(s)
+    val = tmp_path / "scenes" / "val"
+    (train / "sa1b" / "sa_3.jpg").unlink()
+    with pytest.raises(LoftUpError, match=re.escape(
+        f"{train} lacks sa1b/sa_3.jpg of its scenes; delete {train} and run the same command "
+        "again, which writes its scenes again"
+    )):  # fmt: skip
+        training_root(s)
+    (val / "labels" / "sa_2.png").unlink()
+    (val / "sa1b" / "sa_2.json").unlink()
+    with pytest.raises(LoftUpError, match=f"{val} lacks sa1b/sa_2.json and 1 more of its"):
+        load_eval_set(s)
+    shutil.rmtree(train)  # the fix: written again, then kept
+    assert training_root(s) == train and (train / "sa1b" / "sa_3.jpg").is_file()

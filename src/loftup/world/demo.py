@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.scene_files import read_world, write_scenes
+from ..data.scene_files import check_kept, read_world, write_scenes
 from ..data.scenes import SceneConfig
 from ..data.world_record import check_world, read_record
 from .config import DemoConfig
@@ -129,6 +129,7 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     said_as["size"] = f"size of the {_PARTS[part]} scenes"
     if reuse and recorded is not None and recorded[0] is not None:  # a finished world
         check_world(root, config, count, seed=seed, said_as=said_as, recorded=recorded)
+        check_kept(root, recorded[0].get("images"))
         return root
     return write_scenes(
         root, config, count, seed=seed, progress=progress, said_as=said_as, recorded=recorded
