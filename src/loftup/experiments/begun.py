@@ -32,13 +32,15 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
     runs = Path(os.path.abspath(runs))
     _check_inputs(runs, inputs)
     refused: dict[Path, RunRefused] = {}
+    seen = set()  # a stage-1 run that variants share: looked at once
     for seed in range(s.seeds):
         for v in variants:
             one, two = stage_configs(s, v, seed, train_root, runs)
             for config in (one, two):
                 out = Path(config["log"]["out_dir"]) if config else None
-                if out is None or out in refused or not (out / "checkpoint.pt").exists():
+                if out is None or out in seen or not (out / "checkpoint.pt").exists():
                     continue
+                seen.add(out)
                 try:
                     _check_folder(load_config(config), out, one["max_steps"])
                 except RunRefused as e:
