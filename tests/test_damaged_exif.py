@@ -1,5 +1,7 @@
-"""A JPEG whose EXIF block is damaged but whose pixels decode: read as stored, with a warning
-naming it, by every reader (``loftup upsample``, load_image, training); the run goes on."""
+"""A JPEG whose EXIF block is damaged but whose pixels decode: turned upright by the
+Orientation it still records (as stored where the block cannot be read at all), with a
+warning naming it, by every reader (``loftup upsample``, load_image, training); the run goes
+on."""
 
 from __future__ import annotations
 
@@ -40,21 +42,77 @@ def _damaged_jpeg(path, tag: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind, tag", DAMAGES.items(), ids=list(DAMAGES))
-def test_a_damaged_exif_block_reads_the_image_as_stored_with_a_warning(tmp_path, kind, tag):
+def test_a_damaged_exif_block_still_turns_the_image_by_its_orientation(tmp_path, kind, tag):
+    """Pillow's exif_transpose raises only when it writes the block back, after it read
+    Orientation 6: the image was read as stored (sideways), orientation 1."""
     from loftup.data.images import load_square
 
     path = tmp_path / "cam.jpg"
-    stored = _damaged_jpeg(path, tag)
-    with pytest.warns(UserWarning, match=re.escape(f"{path}: its EXIF block is damaged ({kind}:")):
+    upright = np.rot90(_damaged_jpeg(path, tag), k=-1)  # Orientation 6: a quarter turn clockwise
+    warned = re.escape(f"{path}: its EXIF block is damaged ({kind}:") + ".*turned upright"
+    with pytest.warns(UserWarning, match=warned):
         tensor = load_image_tensor(path)
-    assert np.array_equal(np.round(tensor.permute(1, 2, 0).numpy() * 255), stored)
-    with pytest.warns(UserWarning, match="read as stored"):
-        assert np.array_equal(np.asarray(load_image(path)), stored)
-    with pytest.warns(
-        UserWarning, match=re.escape(str(path))
-    ):  # training: the same image, unturned
+    assert np.array_equal(np.round(tensor.permute(1, 2, 0).numpy() * 255), upright)
+    with pytest.warns(UserWarning, match="turned upright by the Orientation it records \\(6\\)"):
+        assert np.array_equal(np.asarray(load_image(path)), upright)
+    with pytest.warns(UserWarning, match=re.escape(str(path))):  # training: the same image
         square, crop = load_square(path, 16)
-    assert crop.orientation == 1 and crop.image == (40, 32) and square.shape == (3, 16, 16)
+    assert crop.orientation == 6 and crop.image == (32, 40) and square.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("height, width", [(64, 64), (48, 64)], ids=["square", "landscape"])
+def test_training_masks_stay_on_a_picture_whose_exif_block_is_damaged(tmp_path, height, width):
+    """Masks are of the upright picture: with the image read as stored they covered the
+    wrong half (agreement 0.5), or, of a 64 x 48 photo, were taken for another picture's."""
+    from loftup.data.images import crop_mask, load_square
+
+    stored = np.zeros((height, width, 3), np.uint8)
+    stored[:, : width // 2] = 255  # left half white: the top half once turned clockwise
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "Cam"
+    raw = exif.tobytes().replace(b"\x01\x0f\x00\x02", DAMAGES["struct.error"] + b"\x00\x02")
+    Image.fromarray(stored).save(tmp_path / "cam.jpg", quality=100, exif=raw)
+    mask = np.zeros((width, height), bool)  # of the upright picture: its top half
+    mask[: width // 2] = True
+    with pytest.warns(UserWarning, match="its EXIF block is damaged"):
+        square, crop = load_square(tmp_path / "cam.jpg", 16)
+    white = square[0].numpy() > 128
+    assert white[:8].all() and not white[8:].any()  # upright: white on top
+    assert np.array_equal(crop_mask(mask, crop), white)
+
+
+def test_an_unreadable_exif_block_reads_the_image_as_stored(tmp_path, monkeypatch):
+    """Where the block cannot be read at all (getexif raises), no orientation is known: the
+    pixels as stored, orientation 1, and the warning says so."""
+    from loftup import exif
+
+    path = tmp_path / "cam.jpg"
+    stored = _damaged_jpeg(path, DAMAGES["TypeError"])
+
+    def unreadable(self):
+        raise SyntaxError("not a TIFF file")
+
+    monkeypatch.setattr(Image.Image, "getexif", unreadable)
+    with Image.open(path) as img, pytest.warns(UserWarning, match="read as stored"):
+        img.load()
+        turned, orientation = exif.upright(img, path)
+    assert orientation == 1 and np.array_equal(np.asarray(turned), stored)
+
+
+def test_running_out_of_memory_is_not_taken_for_a_damaged_exif_block(tmp_path, monkeypatch):
+    """A MemoryError while turning a large photo was reported as a damaged EXIF block and the
+    image read sideways; it is the machine's, not the file's: it propagates."""
+    from PIL import ImageOps
+
+    path = tmp_path / "cam.jpg"
+    _damaged_jpeg(path, DAMAGES["TypeError"])
+
+    def out_of_memory(img, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", out_of_memory)
+    with pytest.raises(MemoryError):
+        load_image_tensor(path)
 
 
 def test_upsample_goes_on_past_a_damaged_exif_block(tmp_path, capsys):

@@ -1,30 +1,73 @@
-"""EXIF orientation, as :mod:`loftup.io` reads images: the picture turned upright, and kept as
-stored where its EXIF block is damaged."""
+"""EXIF orientation, as :mod:`loftup.io` reads images: the picture turned upright, also where
+its EXIF block is damaged but still tells the orientation."""
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
+#: What Pillow's EXIF parser and writer raise on a damaged block (fuzzed: struct.error,
+#: TypeError, ValueError, KeyError, ...); not MemoryError, which is no damage of the file.
+EXIF_ERRORS = (
+    struct.error, TypeError, ValueError, KeyError, IndexError, SyntaxError, OSError,
+    ArithmeticError,
+)  # fmt: skip
+
+
+def transpose(img, orientation: int):
+    """A PIL image of stored pixels turned as EXIF ``orientation`` says (as exif_transpose
+    turns it); ``img`` itself for 1 or an unknown value."""
+    from PIL import Image
+
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return img if method is None else img.transpose(method)
+
+
+def _kind(e: BaseException) -> str:
+    kind = type(e).__qualname__  # struct.error, not "error"
+    return kind if type(e).__module__ == "builtins" else f"{type(e).__module__}.{kind}"
+
 
 def upright(img, path: Path):
-    """``img`` turned as its EXIF Orientation says, and that orientation (1: none). A damaged
-    EXIF block (Pillow raises struct.error, TypeError and more on some) is no reason to lose
-    pixels that decoded fine: the image as stored (1), and a warning naming the file."""
+    """``img`` turned as its EXIF Orientation says, and that orientation (1: none).
+
+    A damaged EXIF block is no reason to lose pixels that decoded fine, nor their
+    orientation: Pillow's exif_transpose often fails only after it turned the image, when it
+    writes the block back; the orientation it read turns the image then. Only where the
+    block cannot be read at all is the image kept as stored (1). Either way a warning names
+    the file."""
     from PIL import ImageOps
 
     try:
         orientation = img.getexif().get(0x0112, 1)
-        return ImageOps.exif_transpose(img), orientation if orientation in range(1, 9) else 1
-    except Exception as e:  # noqa: BLE001  (whatever Pillow's EXIF parser raises)
-        kind = type(e).__qualname__  # struct.error, not "error"
-        kind = kind if type(e).__module__ == "builtins" else f"{type(e).__module__}.{kind}"
+    except EXIF_ERRORS as e:
         warnings.warn(
-            f"{path}: its EXIF block is damaged ({kind}: {e}); "
-            "the image is read as stored, without the orientation it may record",
+            f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is read as "
+            "stored, without the orientation it may record",
             stacklevel=4,
         )
         return img.copy(), 1
+    orientation = orientation if orientation in range(1, 9) else 1
+    try:
+        return ImageOps.exif_transpose(img), orientation
+    except EXIF_ERRORS as e:
+        warnings.warn(
+            f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is turned "
+            f"upright by the Orientation it records ({orientation}), the rest of the block "
+            "ignored",
+            stacklevel=4,
+        )
+        turned = transpose(img, orientation)
+        return (turned if turned is not img else img.copy()), orientation
 
 
 def turned_by_a_map(img) -> bool:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import BrokenFileError
+from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
@@ -139,8 +140,8 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
 
     The image is read as :func:`loftup.io.load_image` reads it (as ``loftup upsample`` does):
     upright (EXIF orientation applied), grayscale, 16-bit, RGBA (over white) and CMYK as RGB;
-    the crop keeps the EXIF orientation applied for the masks (:func:`crop_mask`; 1 where a
-    damaged EXIF block left the image as stored). A damaged file
+    the crop keeps the EXIF orientation applied for the masks (:func:`crop_mask`; 1 where an
+    unreadable EXIF block left the image as stored). A damaged file
     raises :class:`loftup.io.ImageReadError` (a ValueError, one of READ_ERRORS) naming it; one
     above Pillow's pixel limit says how training raises it (``data.max_image_pixels``).
     """
@@ -148,7 +149,7 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
 
     from ..io import _load_image
 
-    try:  # a damaged EXIF block: the image as stored (a warning names it), orientation 1
+    try:  # a damaged EXIF block: turned by its Orientation where it reads (a warning names it)
         img, orientation = _load_image(path)
     except ImageTooLargeError as e:
         raise ImageTooLargeError.of(path, e.reason, TRAIN_FIX) from None
@@ -161,22 +162,6 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, Squar
 def _same_picture(w: int, h: int, width: int, height: int) -> bool:
     """Whether a w x h mask has the aspect ratio of a width x height image (up to rounding)."""
     return abs(w * height - h * width) <= (w + h + width + height) / 2
-
-
-def _upright(img, orientation: int):
-    """A PIL image of stored pixels turned as EXIF ``orientation`` says (as exif_transpose)."""
-    from PIL import Image
-
-    method = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_270,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_90,
-    }.get(orientation)
-    return img if method is None else img.transpose(method)
 
 
 def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
@@ -200,7 +185,7 @@ def crop_mask(mask: np.ndarray, crop: SquareCrop) -> np.ndarray:
         width, height = crop.image
         if crop.orientation in (5, 6, 7, 8) and not _same_picture(w, h, width, height):
             if _same_picture(h, w, width, height):  # the stored pixels' masks
-                mask = np.asarray(_upright(Image.fromarray(mask), crop.orientation))
+                mask = np.asarray(transpose(Image.fromarray(mask), crop.orientation))
                 h, w = mask.shape
         if not _same_picture(w, h, width, height):
             raise BrokenFileError(
