@@ -1,6 +1,6 @@
 """What a folder given to ``loftup upsample`` holds that cannot be read, a sub-folder or a
-pipe of an image's name, is said as skipped by name (the run then ends with status 1), never
-dropped in silence."""
+pipe of an image's name (and what a glob matches or cannot list), is said as skipped by name
+(the run then ends with status 1), never dropped in silence; training's listing warns."""
 
 from __future__ import annotations
 
@@ -75,3 +75,50 @@ def test_a_pipe_of_an_image_name_in_a_folder_is_skipped_by_name(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"skipped {tmp_path / 'photos' / 'cam.png'}: not a regular file (a pipe" in err
     assert (out / "a.pt").is_file() and not (out / "cam.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "pattern, stems",
+    [("photos/**/*.png", ["a", "c"]), ("photos/*/*.png", ["c"]), ("photos/**", ["a", "c"])],
+)
+def test_a_glob_names_the_folders_it_could_not_list(tmp_path, locked, pattern, stems):
+    """Python's glob passes over a folder it cannot list: its images were missing, unsaid."""
+    _images(tmp_path, "photos/a.png", "photos/day1/c.png", "photos/day2/b.png")
+    locked(tmp_path / "photos" / "day2")
+    jobs, missing = collect_inputs([str(tmp_path / pattern)])
+    assert [j.stem for j in jobs] == stems
+    assert missing == [(str(tmp_path / "photos" / "day2"), "a folder that cannot be read "
+                        f"({os.strerror(errno.EACCES)})")]  # fmt: skip
+
+
+def test_a_glob_of_an_unreadable_folder_is_not_called_no_match(tmp_path, locked):
+    _images(tmp_path, "photos/a.png")
+    locked(tmp_path / "photos")
+    jobs, missing = collect_inputs([str(tmp_path / "photos" / "*.png")])
+    assert jobs == [] and [why[:28] for _, why in missing] == ["a folder that cannot be read"]
+
+
+@pytest.mark.parametrize("pattern", ["*.png", "*"])
+def test_a_pipe_a_glob_matches_is_skipped_by_name(tmp_path, pattern):
+    """A folder said it; a glob of the same folder dropped it (the run ended with status 0)."""
+    _images(tmp_path, "photos/a.png", "photos/day2/b.png")
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    jobs, missing = collect_inputs([str(tmp_path / "photos" / pattern)])
+    assert [j.stem for j in jobs] == ["a"]
+    assert [(p, why[:18]) for p, why in missing] == [
+        (str(tmp_path / "photos" / "cam.png"), "not a regular file")
+    ]
+
+
+def test_training_lists_say_what_they_leave_out(tmp_path, locked):
+    """Training listed the pipe as an image and dropped the unreadable folder, unsaid."""
+    from loftup.data.images import list_images
+
+    _images(tmp_path, "photos/a.png", "photos/day2/b.png")
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    locked(tmp_path / "photos" / "day2")
+    with pytest.warns(UserWarning) as caught:
+        assert list_images(tmp_path / "photos") == [tmp_path / "photos" / "a.png"]
+    said = sorted(str(w.message) for w in caught)
+    assert said[0].startswith(f"skipped {tmp_path / 'photos' / 'day2'}: a folder that cannot be")
+    assert said[1].startswith(f"skipped: {tmp_path / 'photos' / 'cam.png'} is not a regular file")

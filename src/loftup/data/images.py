@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from ..errors import BrokenFileError
 from ..exif import transpose
-from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
+from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError, _not_a_file
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -54,11 +55,15 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
     """(folder, [(key, name), ...] of its images sorted, the names of all its files (not
     folders), those of them that are symbolic links) for each folder under ``root``, as
     :func:`list_images` walks them (top-down, folders in name order, as ``os.walk`` with
-    ``followlinks``; a folder that cannot be read is left out as it leaves it out); ``key``
+    ``followlinks``); ``key``
     sorts the images of all folders as their paths sort (part by part), without a path made
     or a file looked at for it. ``progress``: a bar counting the images found, once the
     listing has taken :data:`LISTING_BAR_DELAY` seconds, updated every :data:`BAR_EVERY`
-    entries of a folder."""
+    entries of a folder.
+
+    What is left out is said, one warning each, not dropped in silence (training on less data
+    than the folder holds, unsaid): a folder that cannot be read, and a pipe, device or link
+    to nothing of an image's name (it was listed as an image)."""
     from tqdm.auto import tqdm
 
     root = Path(root)
@@ -75,9 +80,11 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             listed = _scan(dirpath, extensions, bar)
             if listed is None:
                 continue
-            dirnames, images, files, links = listed
+            dirnames, images, files, links, odd = listed
             folder = Path(dirpath)
             parts = folder.relative_to(root).parts
+            for name in sorted(odd):
+                warnings.warn(f"skipped: {_not_a_file(folder / name)}", stacklevel=2)
             yield folder, sorted((parts + (name,), name) for name in images), files, links
             dirnames = sorted((d for d in dirnames if not d.startswith(".")), reverse=True)
             stack += [os.path.join(dirpath, d) for d in dirnames]  # the first on top
@@ -85,22 +92,20 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
 
 def _scan(dirpath: str, extensions, bar):
     """The entries of the folder ``dirpath``: (its folders' names (linked ones too), its
-    images' names (not hidden), the names of all else, those of them that are links), the
+    images' names (not hidden, regular files), the names of all else, those of them that are
+    links, the image names that are no regular file: pipes, devices, links to nothing), the
     images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
-    (the images it counted taken back off). Whether an entry is a folder or a link is known
-    from the listing itself (no file looked at), but for a link, which is followed."""
-    dirs, images, files, links = [], [], [], set()
+    (a warning naming it; the images it counted taken back off). Whether an entry is a
+    folder, a file or a link is known from the listing itself (no file looked at), but for a
+    link, which is followed."""
+    dirs, images, files, links, odd = [], [], [], set(), set()
     try:
         with os.scandir(dirpath) as entries:
             while chunk := list(islice(entries, BAR_EVERY)):
                 counted = len(images)
                 for entry in chunk:
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:  # as os.walk counts it
-                        is_dir = False
                     name = entry.name
-                    if is_dir:
+                    if _is(entry.is_dir):  # False where it fails, as os.walk counts it
                         dirs.append(name)
                         continue
                     files.append(name)
@@ -110,12 +115,26 @@ def _scan(dirpath: str, extensions, bar):
                     except OSError:  # not to be told: taken as a file
                         pass
                     if name.lower().endswith(extensions) and not name.startswith("."):
-                        images.append(name)
+                        if _is(entry.is_file):
+                            images.append(name)
+                        else:
+                            odd.add(name)
                 bar.update(len(images) - counted)
-    except OSError:
+    except OSError as e:
         bar.update(-len(images))
+        why = e.strerror or str(e)
+        warnings.warn(f"skipped {dirpath}: a folder that cannot be read ({why}); its images "
+                      "are left out", stacklevel=3)  # fmt: skip
         return None
-    return dirs, images, files, links
+    return dirs, images, files, links, odd
+
+
+def _is(test) -> bool:
+    """``entry.is_dir()`` or ``entry.is_file()`` (links followed), False where it fails."""
+    try:
+        return test()
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
+from .globs import unlisted_folders
+
+#: Why a pipe, device or socket of an image's name is no input (given itself, it is a job
+#: that fails by name).
+NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
 
 
 @dataclass
@@ -61,7 +66,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         elif _to_nothing(p):
             problems += _links_to_nothing([p])
         else:  # as when given itself, not dropped
-            problems.append((str(p), "not a regular file (a pipe or a device)"))
+            problems.append((str(p), NOT_REGULAR))
     return files, problems
 
 
@@ -145,11 +150,17 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             missing += _links_to_nothing([p])
         else:
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
-            files = [m for m in matches if m.is_file()]
+            files, others = [], []
+            for m in matches:  # one look at each match that is a file (200k of them)
+                (files if m.is_file() else others).append(m)
             images = [m for m in files if _is_image(m)]  # a glob's .txt is no image, as a folder's
-            folders = [m for m in matches if m.is_dir()]
-            broken = [m for m in matches if _is_image(m) and _to_nothing(m)]
+            folders = [m for m in others if m.is_dir()]
+            broken = [m for m in others if _is_image(m) and _to_nothing(m)]
             missing += _links_to_nothing(broken)
+            odd = [m for m in others if _is_image(m) and m.exists() and not m.is_dir()]
+            missing += [(str(m), NOT_REGULAR) for m in odd]  # a pipe: said, as in a folder
+            unlisted = unlisted_folders(os.path.expanduser(spec))  # as a folder's: named
+            missing += unlisted
             if files and not images:
                 n, kinds = len(files), ", ".join(IMAGE_SUFFIXES)
                 why = f"matches {n} file{'s' * (n > 1)}, none an image ({kinds})"
@@ -159,7 +170,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
                                 f"a folder to search it (sub-folders too), or a glob of the "
                                 f"files in them ({_files_in(spec)})"))  # fmt: skip
-            elif not files and not broken:
+            elif not files and not broken and not unlisted:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name), real_folders)
