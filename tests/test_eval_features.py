@@ -183,10 +183,14 @@ def test_the_eval_pipeline_normalises_its_own_copies_in_place_with_the_same_valu
     assert torch.equal(lr, old_lr) and torch.equal(hr, old_hr.float())
 
 
-def test_git_commit_with_a_git_status_that_does_not_answer_is_the_commit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("status", ["exec sleep 30", "exit 128"], ids=["slow", "failing"])
+def test_git_commit_with_a_git_status_that_does_not_answer_is_marked_unchecked(
+    tmp_path, monkeypatch, status
+):
     """``git status`` past its timeout (a huge checkout, one on a network disk) raised
     TimeoutExpired out of git_commit, so eval, bench, demo and train ended in a traceback
-    when they recorded how the run was made: the commit comes back without ``-dirty``."""
+    when they recorded how the run was made; then the commit came back bare, a dirty tree
+    recorded as a clean commit. It is the commit marked ``-unchecked``, as where status fails."""
     import os
 
     from loftup.eval import report
@@ -195,11 +199,11 @@ def test_git_commit_with_a_git_status_that_does_not_answer_is_the_commit(tmp_pat
     fake.parent.mkdir()
     fake.write_text(
         "#!/bin/sh\n"
-        'for a in "$@"; do [ "$a" = status ] && exec sleep 30; done\n'
+        f'for a in "$@"; do [ "$a" = status ] && {status}; done\n'
         'for a in "$@"; do [ "$a" = rev-parse ] && echo 0123abc; done\n'
         "exit 0\n"
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(report, "GIT_TIMEOUT", 0.5)  # the fake status never answers
-    assert report.git_commit() == "0123abc"
+    assert report.git_commit() == "0123abc-unchecked"

@@ -36,7 +36,7 @@ def machine_info(device: str = "cpu", load_start: list[float] | None = None) -> 
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device,
-        "git_commit": git_commit(),  # "<sha>-dirty" where the tree differs
+        "git_commit": git_commit(),  # "<sha>-dirty" where the tree differs, "-unchecked": unknown
         "load_average_start": load_start or load_average(),
         "load_average_end": load_average(),
     }

@@ -17,8 +17,9 @@ def git_commit() -> str | None:
     """The commit of the checkout this package runs from (None outside a git checkout, and
     where the repository around it does not track it: an install in a user's own checkout,
     a virtual environment there, is not that checkout's code). ``-dirty`` is added where
-    ``git status`` shows changes; one that takes longer than :data:`GIT_TIMEOUT` (a huge
-    checkout, one on a network disk) leaves the commit as it is, as git's own failures do."""
+    ``git status`` shows changes, ``-unchecked`` where it could not tell: it failed, or took
+    longer than :data:`GIT_TIMEOUT` (a huge checkout, one on a network disk); a tree that may
+    differ from the commit is never recorded as the commit itself."""
     here = Path(__file__).resolve()
     git = ["git", "-C", str(here.parent)]
     try:
@@ -37,7 +38,7 @@ def git_commit() -> str | None:
     if out.returncode != 0:
         return None
     commit = out.stdout.strip()
-    try:  # a slow status (a huge or network checkout) leaves the commit unmarked, no traceback
+    try:  # a slow status (a huge or network checkout): the commit marked unchecked, no traceback
         dirty = subprocess.run(
             [*git, "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
@@ -45,8 +46,10 @@ def git_commit() -> str | None:
             timeout=GIT_TIMEOUT,
         )
     except (OSError, subprocess.SubprocessError):
-        return commit
-    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+        return f"{commit}-unchecked"
+    if dirty.returncode != 0:
+        return f"{commit}-unchecked"
+    return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
 #: The libraries whose versions can move a score: image resizing (pillow), the boundary
