@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 
 import pytest
 import torch
@@ -122,3 +123,36 @@ def test_training_lists_say_what_they_leave_out(tmp_path, locked):
     said = sorted(str(w.message) for w in caught)
     assert said[0].startswith(f"skipped {tmp_path / 'photos' / 'day2'}: a folder that cannot be")
     assert said[1].startswith(f"skipped: {tmp_path / 'photos' / 'cam.png'} is not a regular file")
+
+
+@pytest.fixture
+def mounted(monkeypatch):
+    """``mount(folder)``: ``folder`` is a mount point (os.path.ismount, the OS boundary, says
+    so for it), as a disk mounted at /mnt/disk, without a disk mounted for the test."""
+    real, points = os.path.ismount, set()
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) in points or real(p))
+    return lambda folder: points.add(str(folder))
+
+
+def test_fsck_lost_and_found_of_a_mounted_disk_is_passed_over(tmp_path, locked, mounted):
+    """``loftup upsample /mnt/disk`` as anyone but root ended "skipped
+    /mnt/disk/lost+found: a folder that cannot be read", status 1; one that is not at the top
+    of a disk is any folder, said where unreadable."""
+    from loftup.data.images import list_images
+
+    _images(tmp_path, "disk/photos/a.png", "disk/photos/lost+found/b.png")
+    (tmp_path / "disk" / "lost+found").mkdir()
+    mounted(tmp_path / "disk")
+    locked(tmp_path / "disk" / "lost+found")
+    jobs, missing = collect_inputs([str(tmp_path / "disk")])
+    assert [j.stem for j in jobs] == ["photos/a", "photos/lost+found/b"] and missing == []
+    for spec in ("disk/**/*.png", "disk/**"):
+        jobs, missing = collect_inputs([str(tmp_path / spec)])
+        assert len(jobs) == 2 and missing == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # training: no warning either
+        assert len(list_images(tmp_path / "disk")) == 2
+    locked(tmp_path / "disk" / "photos" / "lost+found")
+    jobs, missing = collect_inputs([str(tmp_path / "disk")])
+    assert missing == [(str(tmp_path / "disk" / "photos" / "lost+found"), "a folder that "
+                        f"cannot be read ({os.strerror(errno.EACCES)})")]  # fmt: skip

@@ -50,8 +50,9 @@ _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
     "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract", "fastpath",
     "featurizers", "folding", "fused", "hub", "image_input", "input_checks", "io", "kernels", "layers",
-    "local_attention", "memo", "model", "mismatch", "model_config", "norms", "npy_stream",
-    "outputs", "paths", "pipeline", "ranks", "tile_plan", "tiling", "train", "viz", "weights", "world",
+    "listing", "local_attention", "memo", "model", "mismatch", "model_config", "norms",
+    "npy_stream", "outputs", "paths", "pipeline", "ranks", "tile_plan", "tiling", "train", "viz",
+    "weights", "world",
 )  # fmt: skip
 
 

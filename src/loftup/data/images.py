@@ -14,6 +14,7 @@ import torch
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError, _not_a_file
+from ..listing import fsck_folder
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -86,7 +87,10 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             for name in sorted(odd):
                 warnings.warn(f"skipped: {_not_a_file(folder / name)}", stacklevel=2)
             yield folder, sorted((parts + (name,), name) for name in images), files, links
-            dirnames = sorted((d for d in dirnames if not d.startswith(".")), reverse=True)
+            dirnames = sorted(
+                (d for d in dirnames if not d.startswith(".") and not fsck_folder(dirpath, d)),
+                reverse=True,
+            )
             stack += [os.path.join(dirpath, d) for d in dirnames]  # the first on top
 
 

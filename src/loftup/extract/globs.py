@@ -7,6 +7,8 @@ from __future__ import annotations
 import glob
 import os
 
+from ..listing import fsck_folder
+
 
 def unlisted_folders(pattern: str) -> list[tuple[str, str]]:
     """Each folder that matching ``pattern`` (a glob, ``**`` recursive) lists and that cannot
@@ -32,6 +34,7 @@ def _listings(pattern: str, unreadable) -> None:
         _listings(dirname, unreadable)
         folders = glob.glob(os.path.join(dirname, ""), recursive=True)  # "day2/": folders only
         parents = [os.path.normpath(f) for f in folders]
+        parents = [p for p in parents if not fsck_folder(*os.path.split(p))]
     else:
         parents = [dirname or os.curdir]
     for parent in parents:
@@ -55,4 +58,4 @@ def _walk(folder: str, unreadable) -> None:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not fsck_folder(root, d)]

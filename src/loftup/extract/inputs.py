@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
+from ..listing import fsck_folder
 from .globs import unlisted_folders
 
 #: Why a pipe, device or socket of an image's name is no input (given itself, it is a job
@@ -39,7 +40,8 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """The image files under ``folder``, and what there is no input, with the reason (for
     ``missing``: said, not passed over in silence): a link of an image's name to nothing (a
     moved or deleted file), a pipe or a device of an image's name, a folder that cannot be
-    read (its images, unseen, would be missing from the outputs). Hidden ones and those in hidden
+    read (its images, unseen, would be missing from the outputs; not fsck's ``lost+found`` at
+    the top of a disk, :func:`~loftup.listing.fsck_folder`). Hidden ones and those in hidden
     folders left out (as a glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
     are not images to compute, and the first cannot be read as one. Sub-folders that are links
     to folders elsewhere are searched too, as a glob's ``**`` searches them (a folder of links
@@ -53,7 +55,11 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
     for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
         here = Path(root)
-        dirs[:] = [d for d in dirs if not d.startswith(".") and not _reached(here / d, folder)]
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".") and not fsck_folder(root, d) and not _reached(here / d, folder)
+        ]
         found += [
             os.path.join(root, f)
             for f in files
