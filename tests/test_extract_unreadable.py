@@ -156,3 +156,24 @@ def test_fsck_lost_and_found_of_a_mounted_disk_is_passed_over(tmp_path, locked, 
     jobs, missing = collect_inputs([str(tmp_path / "disk")])
     assert missing == [(str(tmp_path / "disk" / "photos" / "lost+found"), "a folder that "
                         f"cannot be read ({os.strerror(errno.EACCES)})")]  # fmt: skip
+
+
+def test_a_loop_of_links_and_a_socket_are_said_as_what_they_are(tmp_path):
+    """A looping link of an image's name was "a link to loop.jpg, which does not exist (moved
+    or deleted?)"; a socket was "a pipe or a device"."""
+    import socket
+
+    _images(tmp_path, "photos/a.png")
+    (tmp_path / "photos" / "loop.jpg").symlink_to("loop.jpg")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "photos" / "sock.png"))
+    said = [
+        (str(tmp_path / "photos" / "loop.jpg"),
+         "a link to loop.jpg, which leads back to it (a loop); fix or remove the link"),
+        (str(tmp_path / "photos" / "sock.png"), "not a regular file (a socket)"),
+    ]  # fmt: skip
+    for spec in ("photos", "photos/*"):
+        jobs, missing = collect_inputs([str(tmp_path / spec)])
+        assert [j.stem for j in jobs] == ["a"] and sorted(missing) == said, spec
+    jobs, missing = collect_inputs([said[0][0]])  # given itself
+    assert jobs == [] and missing == said[:1]

@@ -240,14 +240,22 @@ def test_a_limit_of_whole_pixels_is_said_as_a_whole_number(tmp_path, limit, said
 
 
 def test_a_path_that_is_there_but_no_file_says_what_it_is(tmp_path):
-    """A folder, a link to nothing and a pipe were each "no such image file", though there."""
+    """A folder, a link to nothing and a pipe were each "no such image file", though there;
+    a loop of links was "a link to ..., which does not exist", a socket "a pipe or a device"."""
+    import socket
+
     (tmp_path / "photos").mkdir()
     (tmp_path / "gone.png").symlink_to(tmp_path / "moved.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
     os.mkfifo(tmp_path / "pipe.png")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.png"))
     said = {
         "photos": "photos is a folder, not an image file; pass an image in it",
         "gone.png": "gone.png is a link to ",  # its target, then
-        "pipe.png": "pipe.png is not a regular file (a pipe or a device)",
+        "loop.png": "loop.png is a link to loop.png, which leads back to it (a loop)",
+        "pipe.png": "pipe.png is not a regular file (a pipe)",
+        "sock.png": "sock.png is not a regular file (a socket)",
     }
     for name, words in said.items():
         with pytest.raises(ImageReadError) as e:

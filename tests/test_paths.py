@@ -105,6 +105,7 @@ def test_a_pipe_or_a_link_to_stdout_is_refused_not_replaced_by_a_file(tmp_path, 
     """``--json /dev/stdout`` or ``/dev/null`` (here: a pipe and a link into /proc, as they
     are): the JSON was written beside it and renamed onto the name, so that, as root, the
     device or link became a plain file and nothing reached stdout."""
+    import socket
     import stat
 
     from loftup.cli import main
@@ -113,7 +114,10 @@ def test_a_pipe_or_a_link_to_stdout_is_refused_not_replaced_by_a_file(tmp_path, 
     pipe, stdout = tmp_path / "pipe.json", tmp_path / "stdout"
     os.mkfifo(pipe)
     stdout.symlink_to("/proc/self/fd/1")
-    for path, kind in ((pipe, "a device, pipe or socket"), (stdout, "a link to a process's")):
+    sock = tmp_path / "sock.json"  # a socket was called "a device, pipe or socket" too
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))
+    for path, kind in ((pipe, "a pipe"), (sock, "a socket"), (stdout, "a link to a process's")):
         assert main(["info", "--json", str(path)]) == 2
         out, err = capsys.readouterr()
         assert out == "" and err == (
@@ -124,8 +128,24 @@ def test_a_pipe_or_a_link_to_stdout_is_refused_not_replaced_by_a_file(tmp_path, 
         with pytest.raises(UsageError, match="^--figure .* give a file's path$"):
             check_file_output(path, "--figure")
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and os.readlink(stdout) == "/proc/self/fd/1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.json", "stdout"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.json", "sock.json", "stdout"]
     check_file_output(tmp_path / "plain.json", "--json")  # a new file, and through a link to one
     (tmp_path / "real.json").write_text("{}")
     (tmp_path / "link.json").symlink_to("real.json")
     check_file_output(tmp_path / "link.json", "--json")
+
+
+def test_a_link_in_a_loop_is_refused_not_replaced_by_a_file(tmp_path, capsys):
+    """``--json lp1`` with lp1 -> lp2 -> lp1 passed the check, printed "wrote lp1" and put a
+    plain file in place of the link."""
+    from loftup.cli import main
+
+    (tmp_path / "lp1").symlink_to("lp2")
+    (tmp_path / "lp2").symlink_to("lp1")
+    assert main(["info", "--json", str(tmp_path / "lp1")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"error: --json {tmp_path / 'lp1'} is a link to lp2, which leads back to it (a loop of "
+        "links), no file; fix or remove the link, or give another path\n"
+    )
+    assert os.readlink(tmp_path / "lp1") == "lp2"

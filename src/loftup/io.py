@@ -26,6 +26,7 @@ import torch
 from . import exif
 from .errors import LoftUpError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
+from .listing import in_a_loop, special_kind
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -148,16 +149,17 @@ def _without(path: Path, e: BaseException) -> str:
 
 
 def _not_a_file(path: Path) -> str:
-    """Why ``path``, no regular file, is no image: missing, a folder, a link to nothing, or a
-    pipe or device (all were "no such image file", a folder or a pipe that is there too)."""
+    """Why ``path``, no regular file, is no image: missing, a folder, a link to nothing or
+    round a loop of links, or a pipe, socket or device (all were "no such image file", a
+    folder or a pipe that is there too)."""
     if path.is_dir():
         return f"{path} is a folder, not an image file; pass an image in it"
     if path.is_symlink() and not path.exists():
-        return (
-            f"{path} is a link to {os.readlink(path)}, which does not exist; pass the image itself"
-        )
+        end = "leads back to it (a loop)" if in_a_loop(path) else "does not exist"
+        return f"{path} is a link to {os.readlink(path)}, which {end}; pass the image itself"
     if path.exists():
-        return f"{path} is not a regular file (a pipe or a device); save the image to a file first"
+        kind = special_kind(path.stat().st_mode)
+        return f"{path} is not a regular file ({kind}); save the image to a file first"
     return f"no such image file: {path}"
 
 

@@ -3,7 +3,9 @@ folders and globs and for training's listings. Imports nothing of loftup."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 
 def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
@@ -12,3 +14,23 @@ def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
     anyone else ended "skipped /mnt/disk/lost+found: a folder that cannot be read", status 1.
     One elsewhere (not directly under a mount point) is searched as any folder."""
     return name == "lost+found" and os.path.ismount(parent)
+
+
+def in_a_loop(link: str | os.PathLike) -> bool:
+    """Whether following ``link`` goes round in a loop of links (ELOOP): no file at its end,
+    though not one moved or deleted either."""
+    try:
+        os.stat(link)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
+def special_kind(mode: int) -> str:
+    """What a file of ``mode`` (``os.stat(...).st_mode``) that is no regular file nor folder
+    is: a pipe, a socket or a device (each was "a pipe or a device")."""
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"

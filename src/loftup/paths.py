@@ -4,19 +4,20 @@ a folder was meant, a link to nothing, or lies where no file can be made, rather
 minutes of work. Every command and library call that writes a folder checks it here
 (:func:`check_folder_output`), so that each says the same thing about the same mistake.
 
-Imports nothing of loftup but its errors, so that every part (data, world, extract, eval, the
-command line) can check its outputs without knowing the others.
+Imports nothing of loftup but its errors and :mod:`loftup.listing`, so that every part (data,
+world, extract, eval, the command line) can check its outputs without knowing the others.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 
 from .errors import UsageError
+from .listing import in_a_loop as _in_a_loop
+from .listing import special_kind
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -27,15 +28,6 @@ def _existing_ancestor(path: Path) -> Path:
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
-
-
-def _in_a_loop(link: Path) -> bool:
-    """Whether following ``link`` goes round in a loop of links (ELOOP)."""
-    try:
-        os.stat(link)
-    except OSError as e:
-        return e.errno == errno.ELOOP
-    return False
 
 
 def _folder_problem(folder: Path) -> str | None:
@@ -97,7 +89,7 @@ def _no_plain_file(target: Path) -> str | None:
         mode = os.stat(target).st_mode
     except OSError:  # not there (or a link to nothing): a new file
         return None
-    return None if stat.S_ISREG(mode) else "a device, pipe or socket"
+    return None if stat.S_ISREG(mode) else special_kind(mode)
 
 
 def check_file_output(
@@ -118,6 +110,11 @@ def check_file_output(
         raise UsageError(
             f"{option} {path} is {special}, not a file: the file written would be renamed "
             f"onto it, replacing it; give a file's path{stdout}"
+        )
+    if os.path.islink(target) and _in_a_loop(target):  # the file would replace the link
+        raise UsageError(
+            f"{option} {path} is a link to {os.readlink(target)}, which leads back to it (a "
+            "loop of links), no file; fix or remove the link, or give another path"
         )
     if os.path.islink(target):  # the file it names is written, in that file's folder
         real = Path(os.path.realpath(target))
