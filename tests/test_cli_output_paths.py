@@ -72,6 +72,32 @@ def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path
     assert "move the file away" not in err and list(tmp_path.iterdir()) == []
 
 
+def test_eval_names_its_default_figure_short_whatever_the_checkpoint_path(tmp_path, monkeypatch):
+    """The default figure is named after the upsampler: a long checkpoint path made a name of
+    302 bytes, refused with "choose a shorter name", a name the user never chose."""
+    from loftup.errors import UsageError
+    from loftup.eval.config import EvalConfig
+    from loftup.eval.results import check_outputs, figure_path
+    from loftup.paths import check_file_output
+
+    monkeypatch.chdir(tmp_path)
+    folder = "/data/checkpoints/" + "loftup_dinov2s_stage2_lr1e-4_bs32_img448_" * 6
+    names = []
+    for run in ("a", "b"):  # one letter apart, in the middle of the path
+        cfg = EvalConfig("seg", "ade20k", "data", "dinov2_vits14", f"{folder}{run}{folder}/m.pt")
+        check_outputs(cfg)  # no UsageError
+        names.append(figure_path(cfg))
+        assert names[-1].startswith("eval_seg_ade20k__data_checkpoints_") and names[-1].endswith(
+            "_img448__m_pt.png"
+        )
+        assert len(names[-1].encode()) <= 120
+    assert names[0] != names[1]
+    cfg = EvalConfig("seg", "ade20k", "data", "dinov2_vits14", "loftup_dinov2s")
+    assert figure_path(cfg) == "eval_seg_ade20k_loftup_dinov2s.png"  # short names as they were
+    with pytest.raises(UsageError, match="allows; give --figure another path$"):
+        check_file_output("e" * 300 + ".png", "the figure", "give --figure another path")
+
+
 def test_a_path_too_long_or_a_loop_of_links_is_an_error_not_a_traceback(tmp_path, capsys):
     """Each name fits but the whole path is longer than the system takes (4096 bytes)."""
     deep = tmp_path.joinpath(*["d" * 200] * 25, "x.json")

@@ -58,10 +58,12 @@ def name_max(folder: str | os.PathLike) -> int:
         return 255
 
 
-def _too_long(target: Path, option: str, path) -> None:
+def _too_long(target: Path, option: str, path, fix: str | None = None) -> None:
     """UsageError where a name along ``target`` is longer than its file system takes: writing
     it failed with a traceback (ENAMETOOLONG) after the work, and a folder's record file was
-    "cannot be read ... move the file away", with no file to move."""
+    "cannot be read ... move the file away", with no file to move. ``fix``: the caller's (a
+    name the user never chose: ``give --figure another path``); "choose a shorter name"
+    where None."""
     limit = name_max(target)
     for part in target.parts:
         size = len(os.fsencode(part))
@@ -69,7 +71,7 @@ def _too_long(target: Path, option: str, path) -> None:
             short = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
             raise UsageError(
                 f"{option} {path} cannot be written: a name in it ({short}) is {size} bytes, "
-                f"over the {limit} this file system allows; choose a shorter name"
+                f"over the {limit} this file system allows; {fix or 'choose a shorter name'}"
             )
 
 
@@ -92,16 +94,16 @@ def _no_plain_file(target: Path) -> str | None:
     return None if stat.S_ISREG(mode) else special_kind(mode)
 
 
-def check_file_output(
-    path: str, option: str, fix: str = "choose another path", example: str = "out"
-) -> None:
+def check_file_output(path: str, option: str, fix: str | None = None, example: str = "out") -> None:
     """UsageError unless the file ``path`` (given as ``option``) can be written: it is not a
     folder (``example``: the file name the error suggests in it), and its folder exists or can
-    be made, and takes new files."""
+    be made, and takes new files. ``fix``: what the error says to do (where None, "choose
+    another path", or "choose a shorter name" for a name too long)."""
     if not os.fspath(path):  # Path("") is the current folder: an unset shell variable
         raise UsageError(f"{option} is empty; give a file name, e.g. {example}")
     target = Path(path).expanduser()
-    _too_long(target, option, path)
+    _too_long(target, option, path, fix)
+    fix = fix or "choose another path"
     if os.path.isdir(target):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
     special = _no_plain_file(target)

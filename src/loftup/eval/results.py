@@ -5,6 +5,7 @@ JSON, then the figure, so that a file that cannot be written loses no numbers.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,4 +75,17 @@ def figure_path(cfg: EvalConfig) -> str:
     if cfg.json and cfg.json != "-":
         return str(Path(cfg.json).expanduser().with_suffix(".png"))
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cfg.upsampler)
-    return f"eval_{cfg.task}_{cfg.dataset}_{safe}.png"
+    return f"eval_{cfg.task}_{cfg.dataset}_{_shortened(safe, cfg.upsampler)}.png"
+
+
+def _shortened(safe: str, upsampler: str, limit: int = 100) -> str:
+    """``safe`` (the upsampler, as a file name) where at most ``limit`` bytes, else its start
+    and end around a short hash of ``upsampler``: a checkpoint's long path made a name over
+    the file system's 255 bytes, refused though the user never chose it."""
+    raw = safe.encode()
+    if len(raw) <= limit:
+        return safe
+    digest = hashlib.sha256(upsampler.encode()).hexdigest()[:8]
+    head = raw[:30].decode(errors="ignore")  # whole characters only
+    tail = raw[-(limit - 40) :].decode(errors="ignore")
+    return f"{head}-{digest}-{tail}"
