@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         # the command's process-wide settings (--threads, --max-image-pixels) and warning
-        # filters last as long as it does
-        with contextlib.ExitStack() as settings, warnings.catch_warnings():
+        # filters last as long as it does; the settings are undone first (the pixel limit's
+        # own catch_warnings puts back the filters as the command had them), then main's
+        # catch_warnings the caller's
+        with warnings.catch_warnings(), contextlib.ExitStack() as settings:
             _SETTINGS.append(settings)
             try:
                 return _main(args)
