@@ -266,7 +266,7 @@ def test_an_interrupted_demo_goes_on_with_resume(capsys, caplog, monkeypatch, tm
 
 EXPERIMENT = [
     (["--threads", "-1"], ["--threads", "at least 1", "got -1"]),
-    (["--seeds", "0"], ["--seeds", "at least 1"]),
+    (["--seeds", "0"], ["--seeds", ">= 1", "got 0"]),
     (["--size", "12"], ["--size", "multiple of 8"]),
     (["--stage1-steps", "0"], ["--stage1-steps", ">= 1"]),
     (["--stage1-lr", "nan"], ["--stage1-lr", "finite"]),
