@@ -64,6 +64,16 @@ def perturbed_loftup(dim: int = 384):
     return perturb(LoftUp(dim=dim))
 
 
+@pytest.fixture(autouse=True)
+def fresh_hub_verdicts(monkeypatch):
+    """Each test starts with no hub reachability verdict remembered (loftup.hub.reach keeps
+    each for a minute, by host and port): another test's server may have had the same port."""
+    from loftup.hub import reach
+
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
+    monkeypatch.setattr(reach, "REACHABLE", {})
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors on two shared cores: one thread is faster and repeatable (no OpenMP

@@ -26,9 +26,12 @@ def offline_reason() -> str | None:
     return None
 
 
-#: When each (host, port) last failed the check below: not tried again within a minute, so a
-#: run that looks for several files waits for an unreachable hub once.
+#: When each (host, port) last failed the check below, and when it last passed: neither is
+#: checked again within a minute, so a run that looks for several files (a backbone's shards)
+#: waits for an unreachable hub once, and asks a reachable one nothing more before each file.
 UNREACHABLE: dict[tuple[str, int], float] = {}
+REACHABLE: dict[tuple[str, int], float] = {}
+REMEMBERED_S = 60.0
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -36,11 +39,18 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
     which huggingface_hub honours) where one is set for it, and an answer on it (see
     :func:`answers`); behind a proxy the endpoint itself is often unreachable directly while
-    downloads work. The name lookup is bounded by ``timeout`` too (a resolver that gets no
-    answer retries for tens of seconds), and so is each step after it."""
+    downloads work.
+
+    The name lookup and the connection share ``timeout`` seconds (a resolver that gets no
+    answer retries for tens of seconds; the name's addresses are tried in turn, as a download
+    tries them, and the first that accepts decides). The answer is waited for as long as a
+    download waits for its first one (``HF_HUB_ETAG_TIMEOUT``, 10 s unless set; ``timeout``
+    where that is shorter), counted from the start: a slow mirror passes, and one that accepts
+    and stays silent fails within that. The verdict is remembered for a minute."""
     import time
     import urllib.request
 
+    start = time.monotonic()
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     url = urlparse(endpoint)
     proxies = urllib.request.getproxies()
@@ -48,22 +58,38 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
         url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     where = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
-    if time.monotonic() - UNREACHABLE.get(where, -1e9) < 60:
-        return False
+    for verdict, seen in ((False, UNREACHABLE), (True, REACHABLE)):
+        if start - seen.get(where, -1e9) < REMEMBERED_S:
+            return verdict
+    connect_by, answer_by = start + timeout, start + max(timeout, _answer_timeout())
     try:
         addresses = resolve_host(where, timeout)
     except OSError:
         addresses = []
-    for address in addresses:  # each, as create_connection tries a name's (IPv6 may be unrouted)
+    ok = False
+    for i, address in enumerate(addresses):  # each, as a download's connection tries them
+        left = connect_by - time.monotonic()  # shared by those still to try (IPv6 may be
+        if left <= 0:  # unrouted, and its connection wait for nothing)
+            break
         try:
-            conn = socket.create_connection((address, where[1]), timeout=timeout)
+            conn = socket.create_connection(
+                (address, where[1]), timeout=left / (len(addresses) - i)
+            )
         except OSError:
             continue
         with conn:
-            if answers(conn, url, timeout):
-                return True
-    UNREACHABLE[where] = time.monotonic()
-    return False
+            ok = answers(conn, url, max(answer_by - time.monotonic(), 0.01))
+        break
+    (REACHABLE if ok else UNREACHABLE)[where] = time.monotonic()
+    return ok
+
+
+def _answer_timeout() -> float:
+    """How long huggingface_hub waits for a download's first answer: ``HF_HUB_ETAG_TIMEOUT``,
+    as it read it when imported (10 s unless set)."""
+    from huggingface_hub import constants
+
+    return float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", 10))
 
 
 def answers(conn: socket.socket, url, timeout: float) -> bool:
