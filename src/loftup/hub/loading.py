@@ -218,10 +218,7 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
             state, _ = to_native(read_weights(weights), str(weights))
             check_intact(weights, state, fix)
             return (state, *recorded)
-        try:
-            info = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
+        info = _config_json(cfg_file, fix)
         config, backbone, norm = read_record(info, str(cfg_file), fix)
         state, _ = to_native(read_weights(weights), str(weights))
         check_intact(weights, state, fix)
@@ -229,11 +226,7 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
-            state, cfg = to_native(read_weights(path / name), str(path / name))
-            recorded = _loftup_record(cfg_file)
-            if recorded is not None:  # save_pretrained's config.json beside torch.save's weights
-                return (state, *recorded)
-            return state, (config_from(cfg, str(path / name)) if cfg else None), None, None
+            return _pickle_with_record(path / name, cfg_file)
     run = [
         p
         for p in (path / "final", path / "checkpoint.pt")
@@ -246,13 +239,45 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
     )
 
 
-def _loftup_record(cfg_file: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
-    """:func:`read_record` of ``cfg_file`` where it is a loftup config (``"format":
-    "loftup"``); None where there is none, or it is another's (a backbone's, say)."""
+def _config_json(cfg_file: Path, fix: str):
+    """``cfg_file``'s JSON, or None where there is no such file; one that cannot be read (cut
+    short, no text, no file) is a CheckpointError naming it, never passed over."""
+    if not cfg_file.exists() and not cfg_file.is_symlink():
+        return None
     try:
-        info = json.loads(cfg_file.read_text())
-    except (OSError, ValueError):
-        return None
+        text = cfg_file.read_text()
+    except OSError as e:
+        raise CheckpointError(f"{cfg_file} cannot be read ({e.strerror}){fix}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:  # cut short, or no text
+        raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
+
+
+def _pickle_with_record(file: Path, cfg_file: Path):
+    """(state, config, backbone, backbone_norm) of torch.save's ``file`` in a folder: read with
+    save_pretrained's ``cfg_file`` where it is one (``"format": "loftup"``; another's, a
+    backbone's say, is not), which must be the record of these weights (their digest) and
+    agree with the record the file carries itself (a training checkpoint's model_config and
+    backbone); else with the file's own record, if any."""
+    fix = "; write the folder again with save_pretrained"
+    obj = read_weights(file)
+    state, cfg = to_native(obj, str(file))
+    own_config = config_from(cfg, f"{file}'s model_config") if cfg else None
+    own_backbone = obj.get("backbone") if isinstance(obj.get("backbone"), str) else None
+    own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
+    info = _config_json(cfg_file, fix)
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
-        return None
-    return read_record(info, str(cfg_file), "; write the folder again with save_pretrained")
+        return state, own_config, own_backbone, own_norm
+    config, backbone, norm = read_record(info, str(cfg_file), fix)
+    check_same_save(info, cfg_file, file, state)
+    said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
+    if own_backbone is not None and own_backbone != backbone:
+        said.append(f"backbone {own_backbone!r} against {backbone!r}")
+    if said:
+        raise CheckpointError(
+            f"{cfg_file} contradicts the record in {file} ({'; '.join(said)}): they are of "
+            f"two saves; delete {cfg_file.name} to load {file.name} with its own record, or "
+            "put the weights it was written with beside it"
+        )
+    return state, config, backbone, norm

@@ -182,14 +182,15 @@ def check_same_save(info: dict, config_file: Path, weights: Path, state: dict) -
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
     config.json, and one stopped between the two left the new weights beside the earlier
-    save's record. Records without a digest (earlier saves) are not compared; weights whose
+    save's record; so are torch.save's weights (pytorch_model.bin) put beside another save's
+    config.json. Records without a digest (earlier saves) are not compared; weights whose
     header has none (an earlier save's, or written again by another tool) are compared by the
     digest of ``state``, what was read from them (the same weights pass)."""
     digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
     if digest is None:
         return
     header = header_info(weights)
-    if header is None and not _readable(weights):
+    if header is None and weights.suffix == ".safetensors" and not _readable(weights):
         return  # a damaged file: reading the weights says what is wrong with it
     theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
     if theirs is None:
