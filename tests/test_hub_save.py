@@ -154,7 +154,9 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
 
 def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     """`cp -r` of a snapshot folder of the Hugging Face cache copies its links, not the blobs
-    they point to: it was said to hold no weights (expected model.safetensors + config.json)."""
+    they point to: it was said to hold no weights (expected model.safetensors + config.json).
+    A snapshot in the cache whose blob was deleted was said to be such a copy, with cp -rL as
+    the fix."""
     import shutil
 
     from conftest import make_hf_cache
@@ -173,3 +175,8 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     shutil.rmtree(tmp_path / "copied")
     shutil.copytree(snap, tmp_path / "copied")  # cp -rL: the files themselves
     assert load_upsampler(tmp_path / "copied").config.num_heads == 2
+    # in the cache itself, a blob deleted (as a damaged download's fix says): no copy's fault
+    (snap.parent.parent / "blobs" / "model.safetensors").unlink()
+    said = r"a blob missing from the Hugging Face cache .* run `loftup download someone/up`"
+    with pytest.raises(WeightsNotFoundError, match=said):
+        load_upsampler(snap)

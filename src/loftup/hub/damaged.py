@@ -94,10 +94,18 @@ def cached_repo(path: str | os.PathLike) -> str | None:
 def check_links(folder: Path, names) -> None:
     """A WeightsNotFoundError where a file of ``folder`` named in ``names`` is a link to nothing:
     a snapshot of the Hugging Face cache copied on its own (``cp -r``), whose files link to
-    blobs it left behind (it was said to hold no weights)."""
+    blobs it left behind (it was said to hold no weights); or, a snapshot in the cache itself,
+    one whose blob was deleted, which ``loftup download`` fetches again."""
     from ..errors import WeightsNotFoundError
 
     dangling = [n for n in names if (folder / n).is_symlink() and not (folder / n).exists()]
+    repo = cached_repo(folder) if "snapshots" in folder.absolute().parts else None
+    if dangling and repo is not None:  # in the cache itself: its blob was deleted
+        raise WeightsNotFoundError(
+            f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, a blob "
+            "missing from the Hugging Face cache (deleted, as a damaged download's fix says, "
+            f"or a cache cleaned in part): run `loftup download {repo}` to fetch it again"
+        )
     if dangling:
         raise WeightsNotFoundError(
             f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, which does "
