@@ -180,3 +180,23 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     said = r"a blob missing from the Hugging Face cache .* run `loftup download someone/up`"
     with pytest.raises(WeightsNotFoundError, match=said):
         load_upsampler(snap)
+
+
+@pytest.mark.parametrize("where", ["", "   ", "dangling", "dangling/sub", "afile/sub"])
+def test_save_pretrained_refuses_a_path_where_no_folder_can_be(tmp_path, monkeypatch, where):
+    """save_pretrained("") wrote into the current folder (which the load refuses as ""); a link
+    to nothing as the folder was a raw FileExistsError, a file above it a NotADirectoryError.
+    Each is a UsageError naming what is in the way, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    said = {
+        "": "directory is a folder's path",
+        "   ": "directory is a folder's path",
+        "dangling": "dangling is a link to .*gone, which does not exist",
+        "dangling/sub": "dangling is a link to .*gone, which does not exist",
+        "afile/sub": "afile is a file: pass a folder's path",
+    }[where]
+    with pytest.raises(UsageError, match=said):
+        LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(where)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling"]

@@ -41,12 +41,7 @@ def save_pretrained(
     from .. import __version__
 
     model = _unwrapped(model)
-    directory = Path(directory).expanduser()  # as load_upsampler reads it
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(
-            f"save_pretrained writes a folder, but {directory} is a file: pass a folder's path "
-            "(made where missing)"
-        )
+    directory = _folder(directory)
     backbone = backbone if backbone is not None else getattr(model, "backbone", None)
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
     check_recordable(backbone, backbone_norm, metadata)  # before either file is written
@@ -67,6 +62,34 @@ def save_pretrained(
     if metadata:
         info["metadata"] = metadata
     write_json(directory / CONFIG_NAME, info)
+    return directory
+
+
+def _folder(directory) -> Path:
+    """``directory`` as a Path (``~`` expanded, as load_upsampler reads it), or a UsageError
+    where no folder can be made there: an empty string (Path("") is the current folder, which
+    the load refuses), a file, a link to nothing, a file in place of a folder above it."""
+    if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory).strip():
+        raise UsageError(
+            "save_pretrained's directory is a folder's path (made where missing), got "
+            f"{shown(directory)} (an unset variable?)"
+        )
+    directory = Path(directory).expanduser()
+    for p in (directory, *directory.absolute().parents):  # up to the first that is there
+        shown_p = directory if p == directory else p
+        if p.is_symlink() and not p.exists():
+            raise UsageError(
+                f"save_pretrained cannot write to {directory}: {shown_p} is a link to "
+                f"{os.readlink(p)}, which does not exist; make that folder, remove the link, "
+                "or pass another path"
+            )
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(
+                    f"save_pretrained writes a folder, but {shown_p} is a file: pass a folder's "
+                    "path (made where missing) that has no file in its place or above it"
+                )
+            break
     return directory
 
 
