@@ -115,7 +115,9 @@ def test_a_cache_that_cannot_be_written_is_said_as_a_local_problem(
         assert (
             f"could not be written to the Hugging Face cache {tmp_path / 'full' / 'hub'} (" in said
         )
-        assert "free space there, or set HF_HOME to a writable folder with room" in said
+        # the file in the way is named: no room or right to write is lacking
+        assert f"{tmp_path / 'full'} is a file where the cache needs a folder: move or " in said
+        assert "free space" not in said and "set HF_HOME to a writable folder" in said
         assert NETWORK not in said
 
 
@@ -135,6 +137,10 @@ def test_which_os_errors_are_the_caches_and_which_the_networks():
     except RuntimeError as wrapped:
         assert "(No space left on device): free space there" in cache_write_error(wrapped, "/c")
     denied = PermissionError(errno.EACCES, "Permission denied", "/c/models--a--b")
-    assert "(Permission denied: /c/models--a--b)" in cache_write_error(denied, "/c")
+    assert "(Permission denied: /c/models--a--b): this user may not write there: set HF_HOME" in (
+        cache_write_error(denied, "/c")
+    )
+    read_only = OSError(errno.EROFS, "Read-only file system", "/c/x")
+    assert "free space" not in cache_write_error(read_only, "/c")
     for network in (OSError(errno.EPERM, "Operation not permitted"), ConnectionRefusedError()):
         assert cache_write_error(network, "/c") is None

@@ -189,7 +189,8 @@ def server_error(e: BaseException) -> bool:
 def cache_write_error(e: BaseException, cache: str) -> str | None:
     """Where a download that raised ``e`` failed to write to this machine's Hugging Face cache
     ``cache`` (a full disk or quota, a read-only or foreign folder, a file in the folder's
-    place): the end of its message, that says so and what to do; None for any other failure.
+    place): the end of its message, that says so and what to do (by its errno: room, a folder
+    that may be written, or the file in the way); None for any other failure.
     Another machine's download, copied here, would fail the same way."""
     import errno
 
@@ -204,8 +205,28 @@ def cache_write_error(e: BaseException, cache: str) -> str | None:
             where = f": {e.filename}" if e.filename else ""
             return (
                 f"could not be written to the Hugging Face cache {cache} ({e.strerror}{where}): "
-                "free space there, or set HF_HOME to a writable folder with room (HF_HUB_CACHE, "
-                "where it is set), and run again"
+                f"{_cache_fix(e)}, and run again"
             )
         e = e.__cause__ or e.__context__
     return None
+
+
+def _cache_fix(e: OSError) -> str:
+    """What to do about the cache's write error ``e``: free space for a full disk or quota, a
+    writable folder for a read-only or foreign one, the file in the way for a path where a
+    folder is a file (or a file's name a folder)."""
+    import errno
+    from pathlib import Path
+
+    elsewhere = "set HF_HOME to a writable folder (HF_HUB_CACHE, where it is set)"
+    if e.errno in (errno.ENOTDIR, errno.EISDIR) and e.filename:
+        path = Path(os.fsdecode(e.filename))
+        if e.errno == errno.ENOTDIR:  # a file where one of the folders above should be
+            path = next((p for p in path.parents if p.exists() and not p.is_dir()), path)
+            what = "a file where the cache needs a folder"
+        else:
+            what = "a folder where the cache writes a file"
+        return f"{path} is {what}: move or delete it, or {elsewhere}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"this user may not write there: {elsewhere}"
+    return f"free space there, or {elsewhere} with room"
