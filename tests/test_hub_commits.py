@@ -42,6 +42,29 @@ def test_a_file_cached_at_an_older_commit_is_fetched_again_beside_the_new_ones(
     assert sorted(p.name for p in snap.iterdir()) == sorted(tiny_backbone)
 
 
+def test_a_file_that_cannot_be_fetched_again_at_the_others_commit_is_said_so(
+    tmp_path, monkeypatch, local_hub, tiny_backbone
+):
+    """Where fetching the older commit's config.json again at the new commit fails (the hub's
+    500), the error said it was not in the cache, of repo 'someone/bb@89abcdef...': it is
+    cached, and that hash was never the user's."""
+    from loftup.errors import WeightsNotFoundError
+
+    make_hf_cache(tmp_path / "hub", "someone/bb", {"config.json": tiny_backbone["config.json"]})
+    files = {("someone/bb", n): data for n, data in tiny_backbone.items()}
+    failing = (("someone/bb", "config.json"),)
+    _use_mirror(monkeypatch, local_hub(files, commit=NEW, failing=failing), tmp_path / "hub")
+    with pytest.raises(WeightsNotFoundError) as e:
+        get_featurizer("dinov2_tiny", weights="someone/bb")
+    said = str(e.value)
+    assert (
+        "file 'config.json' of hub repo 'someone/bb' is cached at another commit than the "
+        f"repo's other files, and could not be fetched again at theirs ({NEW[:12]}, what 'main' "
+        "names now): the download failed (" in said
+    )
+    assert "Run `loftup download someone/bb` again later" in said and f"@{NEW}" not in said
+
+
 def test_a_damaged_file_of_a_backbone_repo_of_ones_own_is_fetched_from_that_repo(
     tmp_path, monkeypatch, local_hub, tiny_backbone
 ):

@@ -101,6 +101,7 @@ MOVED = {
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {
+    "loftup.hub.remote": ("loftup.hub.commits", ("hub_folder", "hub_folder_beside")),
     "loftup.data.scene_files": (
         "loftup.data.world_record",
         ("FORMAT", "PARTIAL", "check_scene_range", "check_world"),

@@ -1,9 +1,12 @@
-"""Which commit's folder of a hub repo's copy in the Hugging Face cache a set of its files is
-to come from, where they came from more than one."""
+"""A hub repo's files from one commit (:func:`hub_folder`): which commit's folder of its copy
+in the Hugging Face cache a set of its files is to come from, where they came from more than
+one, and the others fetched again at it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ..errors import WeightsNotFoundError
 
 
 def newest_folder(repo_id: str, found: list[Path], revision: str | None) -> Path:
@@ -22,3 +25,99 @@ def newest_folder(repo_id: str, found: list[Path], revision: str | None) -> Path
     ref = repo / "refs" / (revision or "main")
     now = ref.read_text().strip() if ref.is_file() else None
     return next((f for f in folders if f.name == now), found[-1].parent)
+
+
+def hub_folder(repo_id: str, groups, **kw) -> Path:
+    """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
+    (alternative names of a file, the first that the repo has; a plain name is a group of one),
+    each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
+    be had, the error is the first name's, naming the other groups not cached either.
+
+    A weights file (``.safetensors``, ``.bin``) may be stored in shards, as transformers'
+    save_pretrained splits a large model: its index (``model.safetensors.index.json``...) is
+    tried right after it, before the group's next name, as transformers prefers them (a repo
+    of safetensors shards and a pytorch_model.bin gives the shards, not the pickle), and the
+    shards the index names are fetched too."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from .files import INDEX_SUFFIX, shard_names
+    from .remote import hub_file
+
+    revision = kw.get("revision")
+    groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
+    # each weights file's name followed by its shard index's
+    alternatives = {
+        g: tuple(
+            m
+            for n in g
+            for m in ((n, n + INDEX_SUFFIX) if n.endswith((".safetensors", ".bin")) else (n,))
+        )
+        for g in groups
+    }
+    uncached = [
+        g
+        for g in groups
+        if not any(
+            isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
+            for n in alternatives[g]
+        )
+    ]
+    found = []
+    for group in groups:
+        names = alternatives[group]
+        # a name the cache holds first: online, each name tried before it is a request to the
+        # hub (a 404 for a repo without it), at every load
+        cached = next(
+            (
+                n
+                for n in names
+                if isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
+            ),
+            None,
+        )
+        first, *others = names if cached is None else (cached, *(n for n in names if n != cached))
+        also = tuple(g for g in uncached if g != group)
+        try:
+            found.append(hub_file(repo_id, first, also=also, **kw))
+        except WeightsNotFoundError as e:  # the repo may hold the file under another name
+            for other in others:
+                try:
+                    found.append(hub_file(repo_id, other, **kw))
+                    break
+                except WeightsNotFoundError:
+                    continue
+            else:
+                raise e from None
+    folder = newest_folder(repo_id, found, kw.get("revision"))  # one commit's: the others'
+    for path in found:  # fetched again at its commit (cached at an older one, main moved)
+        if path.parent != folder:
+            _refetch(repo_id, path.name, folder, kw)
+    for path in found:
+        if path.name.endswith(INDEX_SUFFIX):
+            for shard in shard_names(path):
+                hub_file(repo_id, shard, **kw)  # at the ref, now the folder's commit
+    return folder
+
+
+def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:
+    """:func:`hub_folder` of ``groups`` for hub repo ``repo_id`` whose file ``fetched`` (its
+    config.json, read to tell what the repo holds) came already: it is not asked for again.
+    The folder holds it beside the others, of one commit: where the owner pushed between the
+    requests, the file is fetched again at the commit the others came from."""
+    folder = hub_folder(repo_id, groups, **kw)
+    if folder != fetched.parent:
+        _refetch(repo_id, fetched.name, folder, kw)
+    return folder
+
+
+def _refetch(repo_id: str, filename: str, folder: Path, kw: dict) -> Path:
+    """``filename`` of hub repo ``repo_id`` fetched again at the commit of snapshot ``folder``,
+    which the repo's other files are of (``kw``: :func:`~.remote.hub_file`'s keywords, the
+    revision the user gave among them): where it cannot be, said as that, not as a file
+    missing at a commit the user never named."""
+    from .remote import hub_file
+
+    matching = kw.get("revision") or "main"
+    return hub_file(
+        repo_id, filename, **{**kw, "revision": folder.name, "refresh": False, "matching": matching}
+    )

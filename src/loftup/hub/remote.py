@@ -9,6 +9,10 @@ import os
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
+
+# moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
+# imports hub_file from here inside its functions
+from .commits import hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
 from .reach import cache_write_error, hub_reachable, hub_refusal, offline_reason, server_error
 from .refresh import (  # all_or_nothing: importable from here
@@ -36,6 +40,7 @@ def hub_file(
     also: tuple = (),
     revision: str | None = None,
     refresh: bool = False,
+    matching: str | None = None,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -52,7 +57,9 @@ def hub_file(
     or commit of the repo (None: its main branch), looked for in the cache and downloaded.
     ``refresh``: a cached copy is checked against the hub, where it can be reached, and the
     newer file downloaded (``loftup download`` of a repo of one's own, which its owner may have
-    pushed again); unreachable, the cached copy is kept.
+    pushed again); unreachable, the cached copy is kept. ``matching``: the branch or tag (as
+    the user gave it; None: main) whose other files are of commit ``revision``, at which this
+    file, cached at another, is fetched again: said so where it cannot be.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -132,14 +139,18 @@ def hub_file(
     fix = refusal or f"Run `{fetch}` on a machine with network{access} and {copy}"
     if failed_there:  # the network is fine: the same download may work in a while
         fix = f"Run `{fetch}` again later{access}, or on another machine and {copy}"
+    lacking = f"is not in the Hugging Face cache{nor_cached} and {reason}"
     if downloading:
-        raise WeightsNotFoundError(
-            f"{what}: file {filename!r} of hub repo {repo!r} could not be downloaded"
-            f"{nor_download}: {reason}. {fix}, or pass a local path instead: {local_hint}"
+        lacking = f"could not be downloaded{nor_download}: {reason}"
+    if matching is not None:  # that commit was never the user's: said as what happened
+        repo = repo_id if matching == "main" else f"{repo_id}@{matching}"
+        lacking = (
+            f"is cached at another commit than the repo's other files, and could not be fetched "
+            f"again at theirs ({revision[:12]}, what {matching!r} names now): {reason}"
         )
     raise WeightsNotFoundError(
-        f"{what}: file {filename!r} of hub repo {repo!r} is not in the Hugging Face cache"
-        f"{nor_cached} and {reason}. {fix}, or pass a local path instead: {local_hint}"
+        f"{what}: file {filename!r} of hub repo {repo!r} {lacking}. {fix}, or pass a local path "
+        f"instead: {local_hint}"
     )
 
 
@@ -166,89 +177,6 @@ def looks_like_path(text: str) -> bool:
     return (
         text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
     )
-
-
-def hub_folder(repo_id: str, groups, **kw) -> Path:
-    """The local folder of hub repo ``repo_id`` holding one file of each group of ``groups``
-    (alternative names of a file, the first that the repo has; a plain name is a group of one),
-    each found as :func:`hub_file` finds it (``kw``: its keywords). When no name of a group can
-    be had, the error is the first name's, naming the other groups not cached either.
-
-    A weights file (``.safetensors``, ``.bin``) may be stored in shards, as transformers'
-    save_pretrained splits a large model: its index (``model.safetensors.index.json``...) is
-    tried right after it, before the group's next name, as transformers prefers them (a repo
-    of safetensors shards and a pytorch_model.bin gives the shards, not the pickle), and the
-    shards the index names are fetched too."""
-    from huggingface_hub import try_to_load_from_cache
-
-    from .commits import newest_folder
-    from .files import INDEX_SUFFIX, shard_names
-
-    revision = kw.get("revision")
-    groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
-    # each weights file's name followed by its shard index's
-    alternatives = {
-        g: tuple(
-            m
-            for n in g
-            for m in ((n, n + INDEX_SUFFIX) if n.endswith((".safetensors", ".bin")) else (n,))
-        )
-        for g in groups
-    }
-    uncached = [
-        g
-        for g in groups
-        if not any(
-            isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
-            for n in alternatives[g]
-        )
-    ]
-    found = []
-    for group in groups:
-        names = alternatives[group]
-        # a name the cache holds first: online, each name tried before it is a request to the
-        # hub (a 404 for a repo without it), at every load
-        cached = next(
-            (
-                n
-                for n in names
-                if isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
-            ),
-            None,
-        )
-        first, *others = names if cached is None else (cached, *(n for n in names if n != cached))
-        also = tuple(g for g in uncached if g != group)
-        try:
-            found.append(hub_file(repo_id, first, also=also, **kw))
-        except WeightsNotFoundError as e:  # the repo may hold the file under another name
-            for other in others:
-                try:
-                    found.append(hub_file(repo_id, other, **kw))
-                    break
-                except WeightsNotFoundError:
-                    continue
-            else:
-                raise e from None
-    folder = newest_folder(repo_id, found, kw.get("revision"))  # one commit's: the others'
-    for path in found:  # fetched again at its commit (cached at an older one, main moved)
-        if path.parent != folder:
-            hub_file(repo_id, path.name, **{**kw, "revision": folder.name, "refresh": False})
-    for path in found:
-        if path.name.endswith(INDEX_SUFFIX):
-            for shard in shard_names(path):
-                hub_file(repo_id, shard, **kw)  # at the ref, now the folder's commit
-    return folder
-
-
-def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:
-    """:func:`hub_folder` of ``groups`` for hub repo ``repo_id`` whose file ``fetched`` (its
-    config.json, read to tell what the repo holds) came already: it is not asked for again.
-    The folder holds it beside the others, of one commit: where the owner pushed between the
-    requests, the file is fetched again at the commit the others came from."""
-    folder = hub_folder(repo_id, groups, **kw)
-    if folder != fetched.parent:
-        hub_file(repo_id, fetched.name, **{**kw, "revision": folder.name, "refresh": False})
-    return folder
 
 
 def download(name: str) -> Path:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .remote import all_or_nothing, hub_folder, hub_folder_beside, looks_like_path
+from .commits import hub_folder, hub_folder_beside
+from .remote import all_or_nothing, looks_like_path
 
 
 def hub_id(text: str) -> tuple[str, str | None] | None:
