@@ -178,8 +178,10 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     # in the cache itself, a blob deleted (as a damaged download's fix says): no copy's fault
     (snap.parent.parent / "blobs" / "model.safetensors").unlink()
     said = r"a blob missing from the Hugging Face cache .* run `loftup download someone/up`"
-    with pytest.raises(WeightsNotFoundError, match=said):
-        load_upsampler(snap)
+    (tmp_path / "linked").symlink_to(snap)  # a link to the snapshot: the same
+    for source in (snap, tmp_path / "linked"):
+        with pytest.raises(WeightsNotFoundError, match=said):
+            load_upsampler(source)
 
 
 @pytest.mark.parametrize("where", ["", "   ", "dangling", "dangling/sub", "afile/sub"])

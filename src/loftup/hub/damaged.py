@@ -99,7 +99,8 @@ def check_links(folder: Path, names) -> None:
     from ..errors import WeightsNotFoundError
 
     dangling = [n for n in names if (folder / n).is_symlink() and not (folder / n).exists()]
-    repo = cached_repo(folder) if "snapshots" in folder.absolute().parts else None
+    in_cache = any("snapshots" in p.parts for p in (folder.absolute(), folder.resolve()))
+    repo = cached_repo(folder) if in_cache else None  # a snapshot there, or a link to one
     if dangling and repo is not None:  # in the cache itself: its blob was deleted
         raise WeightsNotFoundError(
             f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, a blob "
