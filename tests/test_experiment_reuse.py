@@ -196,6 +196,11 @@ def test_numpys_whole_numbers_are_taken_as_counts_and_written_as_ints():
     assert type(s.seeds) is int and json.loads(json.dumps(s.to_dict()))["seeds"] == 2
     with pytest.raises(UsageError, match="--seeds must be an integer >= 1, got True"):
         ExperimentSettings("coords", seeds=True)
+    # numpy's reals too: stage1_lr=np.float32(0.003) was "must be a finite number > 0"
+    s = ExperimentSettings("stages", stage1_lr=np.float32(0.003), probe_lr=np.float64(0.01))
+    s = s.resolved()
+    assert type(s.stage1_lr) is float and abs(s.stage1_lr - 0.003) < 1e-9
+    assert type(s.probe_lr) is float and s.demo(0).stage1_lr == s.stage1_lr
 
 
 def test_kept_offline_scenes_that_lack_a_file_are_named_with_the_experiments_fix(tmp_path):

@@ -127,12 +127,15 @@ class ExperimentSettings:
     def __post_init__(self) -> None:
         import numbers
 
-        # numpy's whole numbers (np.int64(2) seeds) are counts too: made int, as results.json
-        # (json) and the runs' configs (YAML) take them; a bool stays refused below
+        # numpy's numbers (np.int64(2) seeds, np.float32(0.003) rates) are made int or float,
+        # as results.json (json) and the runs' configs (YAML) take them (np.float64, a float,
+        # too: YAML writes no numpy type); a bool stays refused below
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, numbers.Integral) and not isinstance(value, (int, bool)):
                 setattr(self, f.name, int(value))
+            elif isinstance(value, numbers.Real) and type(value) not in (int, float, bool):
+                setattr(self, f.name, float(value))
         if self.name not in DEFAULT_STEPS:
             raise UsageError(
                 f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
