@@ -119,6 +119,22 @@ def test_the_training_data_identity_looks_at_a_bounded_sample_of_files(tmp_path,
     assert run_inputs({"sha256": None}, data, "superpixels")["training_data"] != first
 
 
+def test_the_sampled_sizes_of_sa1b_data_take_in_its_json_files(tmp_path, monkeypatch):
+    """SA-1B's listing alternates image and JSON: with an even step (2000 pairs, 1000 sizes)
+    only images were looked at, and every JSON written again with other masks went unseen."""
+    from loftup.experiments import data as experiment_data
+
+    monkeypatch.setattr(experiment_data, "SIZE_SAMPLE", 10)  # 20 pairs: a step of 4, even
+    for i in range(20):
+        (tmp_path / f"sa_{i}.jpg").write_bytes(b"jpeg")
+        (tmp_path / f"sa_{i}.json").write_text("{}")
+    first = experiment_data.run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"]
+    assert first["files"] == 40
+    for i in range(20):
+        (tmp_path / f"sa_{i}.json").write_text('{"annotations": []}')
+    assert experiment_data.run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"] != first
+
+
 def test_every_seeds_run_folders_that_cannot_be_reused_are_named_at_once(tmp_path, monkeypatch):
     """A settings or step change refused seed 0's folders only, before its training: a 3-seed
     experiment took a rerun per seed, with hours of training between the refusals; and the

@@ -196,15 +196,18 @@ def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool =
     """What a run is trained on besides its config (which names them only): the backbone's
     weights (``backbone``: :func:`weights_fingerprint`'s) and the training data, a scene folder
     by its ``world.json`` (its world, seed and scene names), other data by the files training
-    reads: the names of all, the sizes of :data:`SIZE_SAMPLE` of them spread evenly over the
-    listing (``progress``: the listing's bar). A run folder records them; one trained on others
-    is not reused."""
+    reads: the names of all, the sizes of at most :data:`SIZE_SAMPLE` of them spread evenly over
+    the listing, SA-1B's images and JSON alike (``progress``: the listing's bar). A run folder
+    records them; one trained on others is not reused."""
     world = Path(train_root) / "world.json"
     if world.is_file():
         data = {"world_sha256": file_sha256(world)}
     else:
         digest, files = hashlib.sha256(), training_files(Path(train_root), masks, progress)
         step = max(1, -(-len(files) // SIZE_SAMPLE))
+        # odd: SA-1B's listing alternates image and JSON, and an even step looked at the
+        # images alone (every JSON written again with other masks went unseen)
+        step += step > 1 and step % 2 == 0
         for i, f in enumerate(files):
             size = _size(f) if i % step == 0 else ""
             digest.update(f"{f.relative_to(train_root)}\t{size}\n".encode())
