@@ -197,23 +197,39 @@ def read_world(root: str | Path) -> World:
     return World(root, config, info["seed"], names)
 
 
-def check_kept(root: Path, names) -> None:
+def check_kept(*kept) -> None:
     """A LoftUpError where a scene folder kept as it is (the demo's and the experiments' on a
-    rerun) lacks a file of its scenes ``names`` (``world.json``'s images), deleted since:
-    training read the others without a word, and the held-out set failed with the fix of a
-    world of ``loftup world scenes``, which the command refused. One listing of each of its
-    two folders, no file looked at."""
+    rerun) lacks a file of its scenes, deleted since: training read the others without a
+    word, and the held-out set failed with the fix of a world of ``loftup world scenes``,
+    which the command refused. ``kept``: ``(root, names)`` pairs (``names``: ``world.json``'s
+    images), each folder that lacks a file named in one error (one a rerun, the training and
+    held-out scenes took two). One listing of each of a folder's two folders, no file looked
+    at."""
+    said = []
+    for root, names in kept:
+        gone = _gone(Path(root), names if isinstance(names, list) else [])
+        if gone:
+            more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+            said.append((str(root), f"{root} lacks {gone[0]}{more}"))
+    if len(said) == 1:
+        ((root, lacks),) = said
+        raise LoftUpError(f"{lacks} of its scenes; delete {root} and run the same command "
+                          "again, which writes its scenes again")  # fmt: skip
+    if said:
+        raise LoftUpError(f"{', and '.join(s for _, s in said)} of their scenes; delete "
+                          f"{' and '.join(r for r, _ in said)} and run the same command again, "
+                          "which writes their scenes again")  # fmt: skip
+
+
+def _gone(root: Path, names: list) -> list[str]:
+    """The files of the scenes ``names`` missing in the scene folder ``root``."""
     import os
 
-    root, gone = Path(root), []
-    names = names if isinstance(names, list) else []
+    gone = []
     for folder, suffixes in (("sa1b", (".jpg", ".json")), ("labels", (".png",))):
         try:
             there = set(os.listdir(root / folder))
         except OSError:
             there = set()
         gone += [f"{folder}/{n}{s}" for n in names for s in suffixes if f"{n}{s}" not in there]
-    if gone:
-        more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
-        raise LoftUpError(f"{root} lacks {gone[0]}{more} of its scenes; delete {root} and run "
-                          "the same command again, which writes its scenes again")  # fmt: skip
+    return gone

@@ -129,11 +129,24 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     said_as["size"] = f"size of the {_PARTS[part]} scenes"
     if reuse and recorded is not None and recorded[0] is not None:  # a finished world
         check_world(root, config, count, seed=seed, said_as=said_as, recorded=recorded)
-        check_kept(root, recorded[0].get("images"))
+        check_kept((root, recorded[0].get("images")), *_other_kept(cfg, part))
         return root
     return write_scenes(
         root, config, count, seed=seed, progress=progress, said_as=said_as, recorded=recorded
     )
+
+
+def _other_kept(cfg, part: str) -> list:
+    """The other part's kept scene folder, ``[(root, names)]`` where it holds a finished world
+    (else ``[]``): checked with this part's, so both lacking files are named in one rerun."""
+    root = Path(cfg.out) / "scenes" / ("val" if part == "train" else "train")
+    try:
+        recorded = read_record(root)
+    except ValueError:  # its own turn says what is wrong with it
+        return []
+    if recorded is None or recorded[0] is None:
+        return []
+    return [(root, recorded[0].get("images"))]
 
 
 def _check_options(root: Path, cfg: DemoConfig, part: str, count: int, recorded) -> None:
