@@ -20,6 +20,11 @@ def test_an_out_inside_the_training_data_is_refused_before_any_work(tmp_path, mo
         err = capsys.readouterr().err
         assert f"--out {out} lies inside --data ." in err and err.count("\n") == 1
         assert "choose an --out outside the training data" in err
+    # no --out typed: the default one is said as such
+    assert main([*args[:-2], "--data", str(tmp_path)]) == 2
+    assert (
+        "the default --out experiments/coords-quick lies inside --data" in capsys.readouterr().err
+    )
     assert list(photos.iterdir()) == []  # nothing written
     from loftup.experiments import ExperimentSettings, _check_out_outside_data
 

@@ -39,7 +39,7 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
         json_path = os.path.expanduser(os.fspath(json_path))
         check_file_output(json_path, "--json", example="results.json")
     _check_other_report(s)
-    _check_out_outside_data(s)
+    _check_out_outside_data(s, given=settings.out is not None)
     from .data import check_eval_dataset
 
     check_eval_dataset(s)  # a wrong --eval-root or --eval-dataset: before the scenes are written
@@ -59,10 +59,11 @@ def run_experiment(settings: ExperimentSettings, json_path: str | None = None) -
         torch.set_num_threads(threads)
 
 
-def _check_out_outside_data(s: ExperimentSettings) -> None:
+def _check_out_outside_data(s: ExperimentSettings, given: bool = True) -> None:
     """A UsageError if ``s.out`` is ``s.data`` or lies inside it: training would read the
     report's figures and held-out scenes as training images, and the data would differ each
-    run (every run folder refused on the next as trained on other data)."""
+    run (every run folder refused on the next as trained on other data). ``given``: whether
+    the user gave the --out (else it is said as the default one, which they typed nowhere)."""
     import os
 
     from ..errors import UsageError
@@ -72,8 +73,9 @@ def _check_out_outside_data(s: ExperimentSettings) -> None:
     out, data = (os.path.realpath(os.path.expanduser(p)) for p in (s.out, s.data))
     if os.path.commonpath([out, data]) == data:
         raise UsageError(
-            f"--out {s.out} lies inside --data {s.data}: the experiment's figures and scenes "
-            "would be read as training images; choose an --out outside the training data"
+            f"{'' if given else 'the default '}--out {s.out} lies inside --data {s.data}: the "
+            "experiment's figures and scenes would be read as training images; choose an "
+            "--out outside the training data"
         )
 
 
