@@ -256,3 +256,53 @@ def test_kept_offline_scenes_that_lack_a_file_are_named_with_the_experiments_fix
     assert training_root(s) == train and (train / "sa1b" / "sa_3.jpg").is_file()
     with pytest.raises(LoftUpError, match=f"{val} lacks sa1b/sa_2.json and 1 more of its"):
         load_eval_set(s)
+
+
+def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
+    """A damaged stage-1 checkpoint said "move this file away (training starts afresh)"; done,
+    the run's summary.json and final/ counted it finished, and the experiment reused it: "No
+    such file or directory" and a traceback, after the other seeds' training."""
+    from pathlib import Path
+
+    import torch
+    import yaml
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.begun import check_begun
+    from loftup.experiments.designs import DESIGNS
+    from loftup.experiments.run_folders import RunRefused
+    from loftup.experiments.runs import run_stage, stage_configs
+    from loftup.train.checkpoint import FORMAT
+    from loftup.train.config import load_config
+
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, data = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variants = [v for v in DESIGNS["stages"](s).variants if v.stage2 is not None]
+    one, two = stage_configs(s, variants[0], 1, data, runs)
+    first, second = (Path(c["log"]["out_dir"]) for c in (one, two))
+    (first / "final").mkdir(parents=True)  # finished, its checkpoint moved away
+    (first / "summary.json").write_text("{}")
+    second.mkdir(parents=True)
+    (second / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    (second / "config.yaml").write_text(yaml.safe_dump({"init": str(first / "checkpoint.pt")}))
+    inputs = {"backbone_sha256": None, "training_data": {}}
+    with pytest.raises(LoftUpError) as e:
+        check_begun(s, variants, data, runs, inputs)
+    assert str(e.value) == (
+        f"2 run folders cannot be reused or gone on with: {first} holds a finished run whose "
+        "checkpoint.pt is gone (moved away or deleted): it cannot be reused or trained on; "
+        f"{second} holds a checkpoint.pt that cannot be loaded (it is corrupt or truncated and "
+        "cannot be read (RuntimeError)); choose another --out or delete those folders"
+    )
+    # the stage-2 run sound: the stage-1 folder alone refused, with the run starting from it
+    torch.save({"format": FORMAT, "step": two["max_steps"]}, second / "checkpoint.pt")
+    (second / "config.yaml").write_text(yaml.safe_dump(load_config(two).to_dict()))
+    with pytest.raises(RunRefused) as e:
+        check_begun(s, variants, data, runs, inputs)
+    assert str(e.value).endswith(
+        "cannot be reused or trained on; choose another --out or delete that folder and those "
+        f"of the runs that start from it ({second})"
+    )
+    with pytest.raises(RunRefused, match=f"^{first} holds a finished run whose checkpoint.pt "):
+        run_stage(one)  # without the check up front (a caller of run_variant): refused too

@@ -17,6 +17,8 @@ from .run_folders import (
     _check_inputs,
     _check_same,
     _check_steps,
+    _finished,
+    _load_step,
 )
 from .runs import stage_configs
 from .settings import ExperimentSettings
@@ -38,8 +40,10 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
             one, two = stage_configs(s, v, seed, train_root, runs)
             for config in (one, two):
                 out = Path(config["log"]["out_dir"]) if config else None
-                if out is None or out in seen or not (out / "checkpoint.pt").exists():
+                if out is None or out in seen:
                     continue
+                if not (out / "checkpoint.pt").exists() and not _finished(out):
+                    continue  # not begun, or begun afresh
                 seen.add(out)
                 try:
                     _check_folder(load_config(config), out, one["max_steps"])
@@ -59,14 +63,12 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
 def _check_folder(cfg, out: Path, stage1_steps: int) -> None:
     """What :func:`~.runs.run_stage` checks of a begun folder before it reuses or resumes it
     (and :func:`~.run_folders._check_init_steps` of a stage-2 one)."""
-    from ..train.checkpoint import load_checkpoint
-
-    finished = (out / "summary.json").is_file() and (out / "final").is_dir()
-    if finished or (out / "config.yaml").is_file():
+    step = _load_step(out)["step"]  # first: a folder whose checkpoint is gone, whatever else
+    if _finished(out) or (out / "config.yaml").is_file():
         _check_same(cfg, out)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps)
-    _check_steps(out, load_checkpoint(out / "checkpoint.pt")["step"], cfg.max_steps)
+    _check_steps(out, step, cfg.max_steps)
 
 
 def _many(refused: list[RunRefused], also: list[Path]) -> str:

@@ -80,6 +80,32 @@ def _real_paths(config: dict) -> dict:
     return config
 
 
+def _finished(out: Path) -> bool:
+    """Whether ``out`` holds a finished run (``summary.json`` and ``final/``), its checkpoint
+    there too: one whose checkpoint is gone is refused (:func:`_load_step`)."""
+    return (out / "summary.json").is_file() and (out / "final").is_dir()
+
+
+def _load_step(out: Path) -> dict:
+    """The checkpoint of the begun run in ``out``, refused with the experiment's fix (delete
+    the folder, and those of the runs that start from it) where it is gone from a finished
+    run or cannot be read: ``loftup train``'s fix, to move the file away and train afresh,
+    left a finished run without it, loaded all the same when the experiment reused it."""
+    from ..errors import CheckpointError
+    from ..train.checkpoint import load_checkpoint
+
+    if not (out / "checkpoint.pt").exists():
+        raise RunRefused(out, "holds a finished run whose checkpoint.pt is gone (moved away or "
+                         "deleted): it cannot be reused or trained on")  # fmt: skip
+    try:
+        return load_checkpoint(out / "checkpoint.pt")
+    except CheckpointError as e:
+        ckpt = out / "checkpoint.pt"
+        said = str(e).split("; ")[0].replace(f"training checkpoint {ckpt}", "it")
+        said = said.replace(str(ckpt), "it")
+        raise RunRefused(out, f"holds a checkpoint.pt that cannot be loaded ({said})") from None
+
+
 def _check_steps(out: Path, step: int, max_steps: int) -> None:
     """Refuse a folder of a run at ``step``, past the ``max_steps`` asked for: training would
     export it as it is, scored as a run of fewer steps."""

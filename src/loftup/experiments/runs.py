@@ -29,6 +29,8 @@ from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     _check_inputs,
     _check_same,
     _check_steps,
+    _finished,
+    _load_step,
     _record_inputs,
 )
 from .settings import ExperimentSettings
@@ -194,14 +196,14 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note);
     ``inputs``: what it is trained on besides its config (:func:`~.data.run_inputs`), checked
     against a begun folder's record and recorded."""
-    from ..train.checkpoint import load_checkpoint, unpack_history
+    from ..train.checkpoint import unpack_history
     from ..train.config import load_config
     from ..train.loop import train
 
     cfg = load_config(config)
     out = Path(cfg.log.out_dir)
     ckpt = out / "checkpoint.pt"
-    finished = (out / "summary.json").is_file() and (out / "final").is_dir()
+    finished = _finished(out)
     if continues is not None and not finished and not ckpt.exists():
         import os
 
@@ -219,9 +221,9 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
     if finished or ckpt.exists():
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
+        raw = _load_step(out)  # gone from a finished run, or damaged: the folder refused
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out)
-        raw = load_checkpoint(ckpt)  # a damaged file: one line naming it and the fix
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             import json
