@@ -45,53 +45,6 @@ def test_a_link_to_nothing_in_the_training_data_does_not_stop_the_experiment(tmp
     assert run_inputs({"sha256": None}, tmp_path, "superpixels")["training_data"] != first
 
 
-def _stage2_from_before_the_record(tmp_path, began: float, first_start: str | None = None):
-    """A begun stage-2 folder without init.json, its config.yaml written at ``began`` (a time
-    stamp), its run.json's first start ``first_start``; and a stage-1 checkpoint."""
-    import json
-    import os
-
-    out, stage1 = tmp_path / "both" / "stage2", tmp_path / "stage1" / "stage1"
-    for folder in (out, stage1):
-        folder.mkdir(parents=True)
-    (out / "checkpoint.pt").write_bytes(b"stage 2")
-    (out / "config.yaml").write_text("stage: 2\n")
-    os.utime(out / "config.yaml", (began, began))
-    if first_start:
-        (out / "run.json").write_text(json.dumps({"started": first_start}))
-    (stage1 / "checkpoint.pt").write_bytes(b"stage 1")
-    return out, stage1 / "checkpoint.pt"
-
-
-def test_a_stage2_run_from_before_the_record_begun_before_its_stage1_run_is_refused(tmp_path):
-    """A stage-2 folder from before init.json took the sha256 of whatever stage-1 checkpoint
-    it met: after `--stage1-lr 0.01` (the stage-1 folder refused, deleted as told, trained
-    again) the stale stage-2 run was reused and its record approved it for good."""
-    import datetime
-    import os
-    import time
-
-    from loftup.experiments.run_folders import INIT_RECORD, RunRefused, _check_init_run
-
-    now = time.time()
-    out, ckpt = _stage2_from_before_the_record(tmp_path / "stale", now - 3600)
-    with pytest.raises(RunRefused, match=r"holds a stage-2 run begun before .*stage1 was trained"):
-        _check_init_run(out, 2, ckpt)
-    assert not (out / INIT_RECORD).exists()  # not approved: refused again next time
-    # resumed since (config.yaml rewritten after stage 1), begun before: run.json's first start
-    hour_ago = datetime.datetime.fromtimestamp(now - 3600).isoformat(timespec="seconds")
-    out, ckpt = _stage2_from_before_the_record(tmp_path / "resumed", now + 60, hour_ago)
-    with pytest.raises(RunRefused, match="begun before"):
-        _check_init_run(out, 2, ckpt)
-    # begun after its stage-1 run (the same second too): taken, and its sha256 recorded
-    second = datetime.datetime.fromtimestamp(now).isoformat(timespec="seconds")
-    out, ckpt = _stage2_from_before_the_record(tmp_path / "fine", now + 0.5, second)
-    os.utime(ckpt, (now, now))
-    _check_init_run(out, 2, ckpt)
-    assert (out / INIT_RECORD).is_file()
-    _check_init_run(out, 2, ckpt)  # recorded: the same checkpoint again, taken
-
-
 def test_the_training_data_identity_looks_at_a_bounded_sample_of_files(tmp_path, monkeypatch):
     """Each start of an experiment looked at every training file for its size (100k SA-1B
     pairs: 3.5 s of listing, then as much again; minutes to hours at SA-1B's scale, with no
@@ -283,9 +236,10 @@ def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
     first, second = (Path(c["log"]["out_dir"]) for c in (one, two))
     (first / "final").mkdir(parents=True)  # finished, its checkpoint moved away
     (first / "summary.json").write_text("{}")
+    (first / "config.yaml").write_text(yaml.safe_dump(load_config(one).to_dict()))
     second.mkdir(parents=True)
     (second / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
-    (second / "config.yaml").write_text(yaml.safe_dump({"init": str(first / "checkpoint.pt")}))
+    (second / "config.yaml").write_text(yaml.safe_dump(load_config(two).to_dict()))
     inputs = {"backbone_sha256": None, "training_data": {}}
     with pytest.raises(LoftUpError) as e:
         check_begun(s, variants, data, runs, inputs)
@@ -297,7 +251,6 @@ def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
     )
     # the stage-2 run sound: the stage-1 folder alone refused, with the run starting from it
     torch.save({"format": FORMAT, "step": two["max_steps"]}, second / "checkpoint.pt")
-    (second / "config.yaml").write_text(yaml.safe_dump(load_config(two).to_dict()))
     with pytest.raises(RunRefused) as e:
         check_begun(s, variants, data, runs, inputs)
     assert str(e.value).endswith(

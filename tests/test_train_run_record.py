@@ -42,6 +42,11 @@ def test_a_resumed_run_keeps_its_first_start_and_adds_each_resume(sa1b, tmp_path
     assert second["config_changes"] == {"max_steps": [2, 4], "optim.lr": [3e-3, 1e-3]}
     assert third["config_changes"] == {"max_steps": [4, 6]}  # against the checkpoint's config
     assert set(second) >= {"loftup_version", "git_commit", "torch", "processes", "started"}
+    # each start with its offset: the experiments compare two runs' starts, wherever read
+    import datetime
+
+    for start in (first["started"], second["started"], third["started"]):
+        assert datetime.datetime.fromisoformat(start).utcoffset() is not None
 
 
 def test_a_resume_whose_earlier_record_is_unreadable_says_so_and_writes_its_own(

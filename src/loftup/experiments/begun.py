@@ -1,6 +1,7 @@
 """Every begun run folder of an experiment checked before any training: those that cannot be
 reused or gone on with (other settings, more steps than asked for, a stage-2 run from another
-number of stage-1 steps) are named all at once, with the runs that start from them. Checked one
+number of stage-1 steps, or from another stage-1 run than the finished one it is to start from)
+are named all at once, with the runs that start from them. Checked one
 by one as the runs came, a settings change named seed 0's folder only: a 3-seed experiment took
 three reruns, with hours of training between the refusals."""
 
@@ -18,6 +19,7 @@ from .run_folders import (
     _check_same,
     _check_steps,
     _finished,
+    _init_run_refusal,
     _load_step,
 )
 from .runs import stage_configs
@@ -35,6 +37,7 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
     _check_inputs(runs, inputs)
     refused: dict[Path, RunRefused] = {}
     seen = set()  # a stage-1 run that variants share: looked at once
+    reused: dict[Path, str | None] = {}  # finished stage-1 runs reused: their sha256, once
     for seed in range(s.seeds):
         for v in variants:
             one, two = stage_configs(s, v, seed, train_root, runs)
@@ -46,9 +49,14 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
                     continue  # not begun, or begun afresh
                 seen.add(out)
                 try:
-                    _check_folder(load_config(config), out, one["max_steps"])
+                    step = _check_folder(load_config(config), out, one["max_steps"])
                 except RunRefused as e:
                     refused[out] = e
+                    continue
+                if config is one and _finished(out) and step == one["max_steps"]:
+                    reused[out] = None
+                elif config is two:  # the checks run_variant makes after stage 1
+                    _check_start(out, Path(one["log"]["out_dir"]), reused, refused)
     if not refused:
         return
     also = []
@@ -60,15 +68,29 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
     raise LoftUpError(_many(list(refused.values()), also))
 
 
-def _check_folder(cfg, out: Path, stage1_steps: int) -> None:
+def _check_start(out: Path, first: Path, reused: dict, refused: dict) -> None:
+    """Add to ``refused`` the begun stage-2 folder ``out`` where the finished stage-1 run in
+    ``first`` that it starts from is reused (in ``reused``) and is not the one it started
+    from (:func:`~.run_folders._init_run_refusal`): checked after stage 1, such a folder was
+    named one seed per rerun, with training between."""
+    if first not in reused:  # trained (again or on) first: run_variant checks it then
+        return
+    sha, why = _init_run_refusal(out, first / "checkpoint.pt", reused[first])
+    reused[first] = sha
+    if why:
+        refused[out] = RunRefused(out, why)
+
+
+def _check_folder(cfg, out: Path, stage1_steps: int) -> int:
     """What :func:`~.runs.run_stage` checks of a begun folder before it reuses or resumes it
-    (and :func:`~.run_folders._check_init_steps` of a stage-2 one)."""
-    step = _load_step(out)["step"]  # first: a folder whose checkpoint is gone, whatever else
+    (and :func:`~.run_folders._check_init_steps` of a stage-2 one); the step it is at."""
     if _finished(out) or (out / "config.yaml").is_file():
         _check_same(cfg, out)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps)
+    step = _load_step(out)["step"]  # gone from a finished run, or damaged: refused
     _check_steps(out, step, cfg.max_steps)
+    return step
 
 
 def _many(refused: list[RunRefused], also: list[Path]) -> str:

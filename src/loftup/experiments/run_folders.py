@@ -130,48 +130,84 @@ def _check_init_steps(out: Path, steps: int) -> None:
                          f"stage-1 steps, not the {steps} asked for")  # fmt: skip
 
 
-def _check_init_run(out: Path, steps: int, checkpoint: Path) -> None:
+def _check_init_run(out: Path, steps: int, checkpoint: Path, sha: str | None = None) -> None:
     """Refuse a begun stage-2 folder that started from another stage-1 checkpoint than
-    ``checkpoint`` (its sha256): the stage-1 run was trained again (other settings, its folder
-    deleted as told), and the stage-2 run distilled from the old one. Record it (and
-    ``steps``) in a folder not begun, and in one from before the record."""
+    ``checkpoint`` (its sha256, ``sha`` where known): the stage-1 run was trained again
+    (other settings, its folder deleted as told), and the stage-2 run distilled from the old
+    one. Record it (and ``steps``) in a folder not begun, and in one from before the record."""
     from ..atomic import write_json
-    from .data import file_sha256
 
-    sha = file_sha256(checkpoint)
+    sha, why = _init_run_refusal(out, checkpoint, sha)
+    if why:
+        raise RunRefused(out, why)
     begun = (out / "checkpoint.pt").exists()
-    saved = _read(out / INIT_RECORD) if begun else None
-    was = (saved or {}).get("stage1_sha256")
-    if was is not None and was != sha:
-        raise RunRefused(out, f"holds a stage-2 run distilled from another stage-1 run than "
-                         f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
-                         f"is {sha[:12]}: trained again)")  # fmt: skip
-    if begun and was is None and checkpoint.stat().st_mtime > _started(out):
-        # from before the record: the stage-1 checkpoint written after this run began is not
-        # the one it started from (its sha256 recorded now would approve it for good)
-        raise RunRefused(out, f"holds a stage-2 run begun before {checkpoint.parent} was "
-                         "trained (again or on): its checkpoint is newer than the run, which "
-                         "started from an earlier one")  # fmt: skip
-    if was is None:
+    if ((_read(out / INIT_RECORD) if begun else None) or {}).get("stage1_sha256") is None:
         write_json(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha})
 
 
-def _started(out: Path) -> float:
-    """When the run in ``out`` first began, as a time stamp (inf: not known): its ``config.yaml``
-    is written at each start, its ``run.json`` holds the first start's local time to the
-    second (the second after it, to be sure; the earlier of the two is taken)."""
-    import datetime
-    import math
+def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None):
+    """``(sha256 of checkpoint, why the begun stage-2 folder out is refused or None)``: what
+    :func:`_check_init_run` checks, nothing written (the up-front check makes it too)."""
+    from .data import file_sha256
 
-    times = [math.inf]
-    if (out / "config.yaml").is_file():
-        times.append((out / "config.yaml").stat().st_mtime)
+    sha = sha or file_sha256(checkpoint)
+    if not (out / "checkpoint.pt").exists():
+        return sha, None
+    was = (_read(out / INIT_RECORD) or {}).get("stage1_sha256")
+    if was is not None and was != sha:
+        return sha, (f"holds a stage-2 run distilled from another stage-1 run than "
+                     f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
+                     f"is {sha[:12]}: trained again)")  # fmt: skip
+    if was is None and _begun_before(out, checkpoint.parent):
+        # from before the record: a stage-1 run started again after this run began is not
+        # the one it started from (its sha256 recorded now would approve it for good)
+        return sha, (f"holds a stage-2 run begun before {checkpoint.parent} was trained "
+                     "(again or on): it started from an earlier stage-1 checkpoint")  # fmt: skip
+    return sha, None
+
+
+#: Seconds by which the stage-1 checkpoint must be newer than the stage-2 one for a stage-2
+#: folder without run.json times to be refused: a copy made without keeping the files' times
+#: (``cp -r``) writes them all within moments, in any order.
+_COPY_SLACK = 600
+
+
+def _begun_before(out: Path, stage1: Path) -> bool:
+    """Whether the stage-2 run in ``out`` first began before the stage-1 run in ``stage1``
+    last started (its first start or a resume), both read from their ``run.json``: one
+    clock, whatever the files' times (a copy that did not keep them) or the reader's time
+    zone. A start without an offset (written before loftup wrote one) is read in the other
+    record's offset. With no such times, the files' times, only where unambiguous: the
+    stage-1 checkpoint written well after the stage-2 run's last checkpoint."""
+    first, latest = _starts(out)[:1], _starts(stage1)[-1:]
+    if first and latest:
+        zone = next((t.tzinfo for t in (*first, *latest) if t.tzinfo), None)
+        first, latest = (t.replace(tzinfo=t.tzinfo or zone) for t in (*first, *latest))
+        return latest > first
     try:
-        started = (_read(out / "run.json") or {}).get("started")
-        times.append(datetime.datetime.fromisoformat(started).timestamp() + 1)
-    except (LoftUpError, TypeError, ValueError):  # none, or not a time: config.yaml's
-        pass
-    return min(times)
+        one, two = ((f / "checkpoint.pt").stat().st_mtime for f in (stage1, out))
+    except OSError:
+        return False
+    return one > two + _COPY_SLACK
+
+
+def _starts(out: Path) -> list:
+    """The starts the ``run.json`` of ``out`` records (``started``, then each resume's), as
+    datetimes in the order written; those that cannot be read left out."""
+    import datetime
+
+    record = _read(out / "run.json") or {}
+    resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []
+    times = []
+    for value in [
+        record.get("started"),
+        *(r.get("started") for r in resumes if isinstance(r, dict)),
+    ]:
+        try:
+            times.append(datetime.datetime.fromisoformat(value))
+        except (TypeError, ValueError):
+            pass
+    return times
 
 
 def _record_inputs(out: Path, inputs: dict, begun: bool) -> None:

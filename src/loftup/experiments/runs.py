@@ -221,9 +221,9 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
     if finished or ckpt.exists():
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
-        raw = _load_step(out)  # gone from a finished run, or damaged: the folder refused
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out)
+        raw = _load_step(out)  # gone from a finished run, or damaged: the folder refused
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             import json

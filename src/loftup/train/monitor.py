@@ -58,7 +58,8 @@ def write_run_record(
         "command": sys.argv,
         "processes": world,
         "torch": torch.__version__,
-        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        # local time with its offset: comparable wherever (and in whatever TZ) it is read
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     if resumed is not None:
         changes = config_changes(resumed, config_dict)

@@ -1,0 +1,122 @@
+"""`loftup experiment` run reuse: the stage-1 run a begun stage-2 folder started from, told by
+the starts both runs record (run.json), and checked for every seed before any training."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from loftup.errors import LoftUpError
+from loftup.experiments import ExperimentSettings
+from loftup.experiments.begun import check_begun
+from loftup.experiments.designs import DESIGNS
+from loftup.experiments.run_folders import INIT_RECORD, RunRefused, _check_init_run
+from loftup.experiments.runs import stage_configs
+from loftup.train.checkpoint import FORMAT
+from loftup.train.config import load_config
+
+
+def _folders(tmp_path, stage1_starts, stage2_start):
+    """A stage-1 folder whose run.json records ``stage1_starts`` (its first, then resumes), and
+    a begun stage-2 folder from before init.json, first started at ``stage2_start`` (None: no
+    run.json in either); the stage-1 checkpoint written now, after all."""
+    stage2, stage1 = tmp_path / "both" / "stage2", tmp_path / "stage1" / "stage1"
+    for folder in (stage2, stage1):
+        folder.mkdir(parents=True)
+    (stage2 / "checkpoint.pt").write_bytes(b"stage 2")
+    (stage1 / "checkpoint.pt").write_bytes(b"stage 1")
+    if stage2_start is not None:
+        first, *resumes = stage1_starts
+        record = {"started": first, "resumes": [{"started": t, "step": 1} for t in resumes]}
+        (stage1 / "run.json").write_text(json.dumps(record))
+        (stage2 / "run.json").write_text(json.dumps({"started": stage2_start}))
+    return stage2, stage1 / "checkpoint.pt"
+
+
+def test_a_stage2_run_from_before_the_record_is_told_by_the_starts_both_runs_record(
+    tmp_path, monkeypatch
+):
+    """The check compared the stage-1 checkpoint's file time with the stage-2 run's start in
+    local time: a folder copied without its times (cp -r) was refused, and so was one read in
+    another time zone (TZ=Asia/Tokyo). Now the two runs' recorded starts, one clock."""
+    # stage 1 trained again (a resume at 11:00) after the stage-2 run began (10:00): stale; a
+    # start of before the offset read in the other's
+    stale, ckpt = _folders(tmp_path / "a", ["2026-01-01T08:00:00", "2026-01-01T11:00:00+00:00"],
+                           "2026-01-01T10:00:00")  # fmt: skip
+    with pytest.raises(RunRefused, match=r"holds a stage-2 run begun before .*stage1 was trained"):
+        _check_init_run(stale, 2, ckpt)
+    assert not (stale / INIT_RECORD).exists()  # not approved: refused again next time
+    # copied with cp -r: the stage-1 checkpoint newer than anything, the records say otherwise
+    fine, ckpt = _folders(tmp_path / "b", ["2026-01-01T08:00:00+00:00"], "2026-01-01T19:00+09:00")
+    _check_init_run(fine, 2, ckpt)
+    assert json.loads((fine / INIT_RECORD).read_text())["stage1_steps"] == 2
+    # both from before the offset, read in another time zone than they were written in
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        fine, ckpt = _folders(tmp_path / "c", ["2026-01-01T08:00:00"], "2026-01-01T08:00:01")
+        _check_init_run(fine, 2, ckpt)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (fine / INIT_RECORD).is_file()
+
+
+def test_without_run_records_the_file_times_refuse_only_what_is_unambiguous(tmp_path):
+    """No run.json: a copy that did not keep the times wrote them all within moments, in any
+    order; refused only where the stage-1 checkpoint is well newer than the stage-2 one."""
+    copied, ckpt = _folders(tmp_path / "copied", [], None)
+    _check_init_run(copied, 2, ckpt)  # the stage-1 checkpoint written just after: taken
+    assert (copied / INIT_RECORD).is_file()
+    stale, ckpt = _folders(tmp_path / "stale", [], None)
+    day_ago = time.time() - 86400
+    os.utime(stale / "checkpoint.pt", (day_ago, day_ago))
+    with pytest.raises(RunRefused, match="begun before"):
+        _check_init_run(stale, 2, ckpt)
+
+
+def _finished(config: dict, record: dict | None = None) -> Path:
+    """The folder of ``config``, holding a finished run at its steps (config.yaml as training
+    writes it, a checkpoint with the step, summary.json and final/) and ``record`` as init.json."""
+    out = Path(config["log"]["out_dir"])
+    (out / "final").mkdir(parents=True)
+    (out / "summary.json").write_text("{}")
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(config).to_dict()))
+    torch.save({"format": FORMAT, "step": config["max_steps"]}, out / "checkpoint.pt")
+    if record is not None:
+        (out / INIT_RECORD).write_text(json.dumps(record))
+    return out
+
+
+def test_every_seeds_stage2_runs_from_another_stage1_run_are_named_at_once(tmp_path):
+    """The stage-2 runs whose stage-1 run was trained again (another sha256 recorded, or begun
+    before it from before the record) were refused after stage 1, one seed per rerun with
+    training between: the README said every refused folder was named at once."""
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, data = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variants = [v for v in DESIGNS["stages"](s).variants if v.stage2 is not None][:1]
+    stale = []
+    for seed in range(2):
+        one, two = stage_configs(s, variants[0], seed, data, runs)
+        first = _finished(one)
+        (first / "run.json").write_text(json.dumps({"started": "2026-01-02T10:00:00+00:00"}))
+        if seed == 0:  # recorded: another stage-1 checkpoint
+            record = {"stage1_steps": one["max_steps"], "stage1_sha256": "0" * 64}
+            stale.append(_finished(two, record))
+        else:  # from before the record, begun a day before stage 1's start
+            stale.append(_finished(two))
+            (stale[-1] / "run.json").write_text(json.dumps({"started": "2026-01-01T10:00:00"}))
+    inputs = {"backbone_sha256": None, "training_data": {}}
+    with pytest.raises(LoftUpError) as e:
+        check_begun(s, variants, data, runs, inputs)
+    said = str(e.value)
+    assert said.startswith("2 run folders cannot be reused or gone on with: ")
+    assert f"{stale[0]} holds a stage-2 run distilled from another stage-1 run" in said
+    assert f"{stale[1]} holds a stage-2 run begun before" in said
+    assert not (stale[1] / INIT_RECORD).exists()  # nothing approved
