@@ -105,8 +105,10 @@ def upsample(
         out = torch.empty(b, height, width, c, device=dev, dtype=fw.dtype).permute(0, 3, 1, 2)
     window = fw.window  # the folded weights carry the model's window
     grid = lr_feats.shape[-2:]
-    neighbours = None if window is None else _Neighbours(grid, height, width, window, dev)
     tiles = plan_output(image, tile_size, fw.conv)
+    neighbours = None
+    if window is not None:
+        neighbours = _Neighbours(grid, height, width, window, dev, keep=_place_repeats(tiles))
     if not tiles:  # an empty batch: nothing to compute (an empty output, or no tiles)
         return out
     q_map = None
@@ -158,31 +160,47 @@ def axis_windows(r0: int, r1: int, n: int, align: int) -> tuple:
     return (e0, e1), pads1, (t0 - s0, t1 - s0), pads2
 
 
+def _place_repeats(tiles: list[Tile]) -> bool:
+    """Whether a tile lies where the one before it does (a batch of small images too many for
+    one tile: :func:`plan_tiles` puts all its tiles at the one place, one after another; where
+    there are several places, each batch slice visits them in turn)."""
+    return any(a.rows == b.rows and a.cols == b.cols for a, b in zip(tiles, tiles[1:]))
+
+
 class _Neighbours:
     """The local-attention neighbours (:func:`loftup.layers.neighbour_index`, and their
     :func:`~loftup.layers.neighbour_span`) of each chunk of a tile's rows, for one output's
-    ``grid`` (h, w), (height, width), window and device: built once for the tiles at one
-    place in turn (a batch of small images too many for one tile takes several, each holding
-    the same rows and columns) and for all the groups of images in a tile, where each tile
-    and group built them again. Holds those of one place (its pixels x k*k int64 at most); a
-    tile at another place starts afresh (a large image's tiles: each image's come in turn)."""
+    ``grid`` (h, w), (height, width), window and device.
 
-    def __init__(self, grid, height: int, width: int, window: int, device) -> None:
+    A tile builds each chunk's once for all its groups of images (:func:`_run_tile`). With
+    ``keep`` (tiles that follow one another at one place: :func:`_place_repeats`) every
+    chunk's of the place is held for the next tile there: the place's pixels x k*k int64 at
+    most, one image's share of a tile; they are dropped when the tile lies elsewhere or is
+    cut in other chunks (a last batch slice of fewer images). Without, nothing is held: the
+    chunk being decoded is the only one alive (chunk pixels x k*k), as ``chunk_size`` says."""
+
+    def __init__(self, grid, height: int, width: int, window: int, device, keep: bool) -> None:
         self._args = (*grid, height, width, window, device)
-        self._place: tuple | None = None
+        self._keep = keep
+        self._cut: tuple | None = None  # the place and rows per chunk of the held ones
         self._chunks: dict[range, tuple[torch.Tensor, tuple[int, int]]] = {}
 
-    def __call__(self, tile: Tile, rows: range) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(P, k*k) indices of output ``rows`` x ``tile``'s columns, and their span."""
-        place = (tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop)
-        if place != self._place:
-            self._place, self._chunks = place, {}
+    def __call__(
+        self, tile: Tile, rows: range, rows_per: int
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(P, k*k) indices of output ``rows`` x ``tile``'s columns, and their span; ``rows``
+        is one of the tile's chunks of ``rows_per`` rows."""
+        cut = (tile.rows.start, tile.rows.stop, tile.cols.start, tile.cols.stop, rows_per)
+        if cut != self._cut:
+            self._cut, self._chunks = cut, {}
         got = self._chunks.get(rows)
         if got is None:
             h, w, height, width, k, device = self._args
             cols = range(tile.cols.start, tile.cols.stop)
             nbrs = neighbour_index(h, w, height, width, k, device, rows, cols)
-            got = self._chunks[rows] = (nbrs, neighbour_span(h, w, height, k, rows))
+            got = (nbrs, neighbour_span(h, w, height, k, rows))
+            if self._keep:
+                self._chunks[rows] = got
         return got
 
 
@@ -202,14 +220,14 @@ def _run_tile(
     # at most ``step`` pixels, so a row of each where those are more (one image's row at least)
     rows_per = max(1, step // (nb * tw))
     per = nb if nb * tw <= step else max(1, step // tw)
-    for i in range(0, nb, per):
-        imgs = slice(i, min(nb, i + per))
-        kv_imgs = kv if per == nb else [(k[imgs], v[imgs]) for k, v in kv]
-        for s in range(0, th, rows_per):
-            e = min(th, s + rows_per)
-            nbrs = span = None
-            if neighbours is not None:  # local attention
-                nbrs, span = neighbours(tile, range(r0 + s, r0 + e))
+    groups = [slice(i, min(nb, i + per)) for i in range(0, nb, per)]
+    kv_groups = [kv if per == nb else [(k[g], v[g]) for k, v in kv] for g in groups]
+    for s in range(0, th, rows_per):  # chunks outside: each chunk's neighbours serve all groups
+        e = min(th, s + rows_per)
+        nbrs = span = None  # the last chunk's let go before this one's are built
+        if neighbours is not None:  # local attention
+            nbrs, span = neighbours(tile, range(r0 + s, r0 + e), rows_per)
+        for imgs, kv_imgs in zip(groups, kv_groups):
             tokens = q_map[imgs, :, s:e].permute(0, 2, 3, 1).flatten(1, 2)
             tokens = tokens.to(fw.dtype, memory_format=torch.contiguous_format)  # decode writes
             decode(fw, tokens, kv_imgs, nbrs, out=dest[imgs, s:e], span=span)
