@@ -3,7 +3,12 @@ tests/test_extract.py and tests/test_upsample_cli.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from loftup.extract import collect_inputs
 
@@ -82,3 +87,51 @@ def test_a_folder_whose_link_is_moved_is_listed_where_it_points_now(tmp_path):
     latest.unlink()
     latest.symlink_to("day2")
     assert [j.path.parent.name for j in collect_inputs([str(latest)])[0]] == ["day2"]
+
+
+def _loops(root: Path, *links: tuple[str, str]) -> None:
+    """t/x.png, t/a/y.png, and ``links`` (name under t, target)."""
+    (root / "t" / "a").mkdir(parents=True)
+    (root / "t" / "x.png").write_bytes(b"")
+    (root / "t" / "a" / "y.png").write_bytes(b"")
+    for name, target in links:
+        (root / "t" / name).symlink_to(target)
+
+
+def test_a_recursive_glob_goes_round_a_loop_of_links_once(tmp_path):
+    """A ``**`` glob went into a link back up (t/self -> .) as deep as the system resolves
+    links: t/x.png was named t/self/self/.../x.png, 40 folders deep. Each real folder is
+    gone into once, by its shortest name."""
+    _loops(tmp_path, ("self", "."))
+    for spec in ("t/**/*.png", "t/**"):
+        jobs, missing = collect_inputs([str(tmp_path / spec)])
+        assert [j.given.relative_to(tmp_path) for j in jobs] == [Path("t/a/y.png"), Path("t/x.png")]
+        assert [j.stem for j in jobs] == ["y", "x"] and missing == []
+    # a folder reached by two names: the shorter kept (Python's glob named it both ways)
+    (tmp_path / "t" / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "b" / "c" / "z.png").write_bytes(b"")
+    (tmp_path / "t" / "c").symlink_to("a/b/c")
+    jobs, _ = collect_inputs([str(tmp_path / "t" / "**" / "z.png")])
+    assert [j.given.relative_to(tmp_path) for j in jobs] == [Path("t/c/z.png")]
+
+
+def test_a_recursive_glob_over_two_loops_of_links_ends(tmp_path):
+    """Two loops (t/self -> ., t/a/up -> ..) doubled the names at each of 40 levels: the glob
+    never ended. Run apart, so that a hang fails the test instead of stopping it."""
+    _loops(tmp_path, ("self", "."), ("a/up", ".."))
+    code = (
+        "import sys; from loftup.extract import collect_inputs; "
+        "jobs, missing = collect_inputs([sys.argv[1]]); "
+        "print(sorted(str(j.given) for j in jobs), missing)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    spec = str(tmp_path / "t" / "**" / "*.png")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, spec], env=env, capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"collect_inputs([{spec!r}]) still running after 60 s")
+    assert done.returncode == 0, done.stderr
+    want = [str(tmp_path / "t" / "a" / "y.png"), str(tmp_path / "t" / "x.png")]
+    assert done.stdout.strip() == f"{want} []"

@@ -3,7 +3,6 @@ stem of its outputs (:func:`collect_inputs`)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import unicodedata
 from collections import Counter
@@ -13,7 +12,7 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
 from ..listing import fsck_folder, in_a_loop, special_kind
-from .globs import unlisted_folders
+from .globs import expand, unlisted_folders
 
 
 def _not_regular(path: Path) -> str:
@@ -124,7 +123,8 @@ def _is_image(path: Path) -> bool:
 
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
-    globs (their image files, as a folder's; a file named is tried whatever its suffix) ->
+    globs (their image files, as a folder's, a ``**`` going into each real folder once:
+    :func:`.globs.expand`; a file named is tried whatever its suffix) ->
     (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image; and
     what a folder holds that is no input, :func:`_images_under`).
 
@@ -159,7 +159,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
         else:
-            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
+            matches = sorted(Path(m) for m in expand(os.path.expanduser(spec)))
             files, others = [], []
             for m in matches:  # one look at each match that is a file (200k of them)
                 (files if m.is_file() else others).append(m)
