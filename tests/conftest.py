@@ -72,6 +72,7 @@ def fresh_hub_verdicts(monkeypatch):
 
     monkeypatch.setattr(reach, "UNREACHABLE", {})
     monkeypatch.setattr(reach, "REACHABLE", {})
+    monkeypatch.setattr(reach, "WHY", {})
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +238,7 @@ def local_hub():
     again is another commit), served at its hash as at "main". ``failing``: (repo_id,
     filename) pairs whose download (the GET after the HEAD) is answered with a 500, as a hub
     that fails mid-download does. ``slow``: seconds it waits before each answer.
+    ``serve.servers``: the mirrors' servers, in order (``shutdown()``, ``server_close()``).
     ``serve.requests``: each request any of its mirrors answered, as (method, path), in order."""
     import hashlib
     import http.server
@@ -312,6 +314,7 @@ def local_hub():
         return f"http://127.0.0.1:{server.server_address[1]}"
 
     serve.requests = []
+    serve.servers = servers  # to shut one down mid-test
     yield serve
     for server in servers:
         server.shutdown()

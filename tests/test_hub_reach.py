@@ -64,13 +64,19 @@ def no_proxy(monkeypatch):
     monkeypatch.setattr(reach, "REACHABLE", {})
 
 
+def short_waits(monkeypatch, first: float, retry: float) -> None:
+    """A download's first wait for an answer (HF_HUB_ETAG_TIMEOUT) and its retry's (60 s)."""
+    from huggingface_hub import constants, file_download
+
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", first)
+    monkeypatch.setattr(file_download, "_ETAG_RETRY_TIMEOUT", retry)
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_an_endpoint_that_accepts_and_never_answers_is_unreachable(monkeypatch, no_proxy, scheme):
     """A connection accepted and never answered was "reachable": each file's download then
     waited through 5 retries (401 s for one file) before it failed."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.5)  # the answer's wait
+    short_waits(monkeypatch, 0.3, 0.2)  # the answer's wait
     with listener(reply=None) as silent, listener() as answering:
         monkeypatch.setenv("HF_ENDPOINT", f"{scheme}://127.0.0.1:{silent}")
         assert not reach.hub_reachable(timeout=0.5)
@@ -82,21 +88,23 @@ def test_a_silent_endpoint_is_said_unreachable_and_the_next_file_waits_no_more(
     tmp_path, monkeypatch, no_proxy
 ):
     """Loading a released upsampler that is not cached, with an endpoint that accepts and never
-    answers: the error says the hub cannot be reached (after the check's 3 s), and the next
-    file is refused at once."""
+    answers: the error says so (after as long as a download waits), and the next file is
+    refused at once. It said the hub cannot be reached and to download on "a machine with
+    network", where the connection was accepted."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.5)  # a download's wait, were it tried
+    short_waits(monkeypatch, 0.3, 0.2)  # a download's waits, were it tried
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with listener(reply=None) as silent:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent}")
         for _ in range(2):
-            with pytest.raises(
-                WeightsNotFoundError, match="the Hugging Face hub cannot be reached"
-            ):
+            with pytest.raises(WeightsNotFoundError) as e:
                 load_upsampler("loftup_dinov2s")
+            said = str(e.value)
+            assert f"127.0.0.1:{silent} accepted the connection but did not answer" in said
+            assert "machine with network" not in said and "Check HF_ENDPOINT" in said
         assert list(reach.UNREACHABLE) == [("127.0.0.1", silent)]
 
 
@@ -104,9 +112,19 @@ def test_a_mirror_slower_than_the_check_but_not_than_a_download_is_reachable(mon
     """The check waited 3 s for the first byte where huggingface_hub waits
     HF_HUB_ETAG_TIMEOUT (10 s unless set): a mirror answering in 4 s was "cannot be reached",
     for a minute, while hf_hub_download from it worked."""
-    from huggingface_hub import constants
+    short_waits(monkeypatch, 5, 60)
+    with listener(delay=0.8) as slow:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{slow}")
+        assert reach.hub_reachable(timeout=0.2)
 
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 5)
+
+def test_a_mirror_slower_than_hf_hub_etag_timeout_is_reachable_as_the_download_retries(
+    monkeypatch, no_proxy
+):
+    """hf_hub_download asks again, waiting 60 s, where the first answer took longer than
+    HF_HUB_ETAG_TIMEOUT: a mirror answering in 11 s was downloaded from in 21 s, while the
+    check said "cannot be reached" after 10 s, for a minute."""
+    short_waits(monkeypatch, 0.3, 60)
     with listener(delay=0.8) as slow:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{slow}")
         assert reach.hub_reachable(timeout=0.2)
@@ -116,9 +134,7 @@ def test_the_first_address_that_accepts_decides_and_a_pass_is_remembered(monkeyp
     """A name with four addresses that all accept and stay silent was tried four times (each
     waited for, 12 s in all where the README said 3 s); and a reachable hub was asked again
     before every file (a HEAD / and a TLS handshake before each of a backbone's shards)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.3)
+    short_waits(monkeypatch, 0.2, 0.1)
     real = socket.getaddrinfo
 
     def four(host, port, *args, **kwargs):  # as huggingface.co has 4 A records
@@ -138,3 +154,31 @@ def test_the_first_address_that_accepts_decides_and_a_pass_is_remembered(monkeyp
         assert reach.hub_reachable(timeout=0.3) and reach.hub_reachable(timeout=0.3)
     assert accepted == ["127.0.0.1"]  # the second file: no second check
     assert reach.hub_reachable(timeout=0.3)  # within the minute, even with the listener gone
+
+
+def test_a_hub_lost_after_a_pass_is_said_unreachable_and_the_next_file_waits_no_more(
+    tmp_path, monkeypatch, local_hub
+):
+    """A pass is remembered a minute: a mirror gone after one file was still "reachable", so
+    each next file waited through huggingface_hub's retries (23 s, 393 s for a silent one) and
+    was said "the download failed (LocalEntryNotFoundError ...)". The download that meets the
+    refused connection now checks again: the hub cannot be reached, and the file after is
+    refused at once, without a request (the verdict is remembered)."""
+    from loftup.hub.remote import hub_file
+    from test_hub import _use_mirror
+
+    files = {("someone/repo", n): b"x" * 100 for n in ("a.bin", "b.bin", "c.bin")}
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    assert (
+        hub_file("someone/repo", "a.bin", what="x", local_hint="H").read_bytes()
+        == files[("someone/repo", "a.bin")]
+    )
+    (server,) = local_hub.servers
+    server.shutdown()
+    server.server_close()
+    for name in ("b.bin", "c.bin"):  # b.bin: through the download's retries (23 s)
+        with pytest.raises(WeightsNotFoundError, match="the Hugging Face hub cannot be reached"):
+            hub_file("someone/repo", name, what="x", local_hint="H")
+    assert not reach.REACHABLE and list(reach.UNREACHABLE) == [
+        ("127.0.0.1", server.server_address[1])
+    ]

@@ -29,44 +29,49 @@ def offline_reason() -> str | None:
 #: When each (host, port) last failed the check below, and when it last passed: neither is
 #: checked again within a minute, so a run that looks for several files (a backbone's shards)
 #: waits for an unreachable hub once, and asks a reachable one nothing more before each file.
+#: A download that then fails for want of a connection or an answer forgets the pass
+#: (:func:`mark_unreachable`). WHY: each failure's reason, as an error says it.
 UNREACHABLE: dict[tuple[str, int], float] = {}
 REACHABLE: dict[tuple[str, int], float] = {}
+WHY: dict[tuple[str, int], str] = {}
 REMEMBERED_S = 60.0
+NO_CONNECTION = "the Hugging Face hub cannot be reached"
+SILENT = "the Hugging Face hub endpoint "  # how the reason for one that never answered begins
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub endpoint answers at all: :func:`unreachable_reason` is None."""
+    return unreachable_reason(timeout) is None
+
+
+def unreachable_reason(timeout: float = 3.0) -> str | None:
     """A quick check that the hub endpoint answers at all (avoids minutes of retries): a TCP
     connection to it, or to the proxy that downloads go through (``HTTPS_PROXY`` and the like,
     which huggingface_hub honours) where one is set for it, and an answer on it (see
     :func:`answers`); behind a proxy the endpoint itself is often unreachable directly while
-    downloads work.
+    downloads work. None where it answers, else why not (no connection, or one accepted and
+    never answered).
 
     The name lookup and the connection share ``timeout`` seconds (a resolver that gets no
     answer retries for tens of seconds; the name's addresses are tried in turn, as a download
     tries them, and the first that accepts decides). The answer is waited for as long as a
-    download waits for its first one (``HF_HUB_ETAG_TIMEOUT``, 10 s unless set; ``timeout``
-    where that is shorter), counted from the start: a slow mirror passes, and one that accepts
-    and stays silent fails within that. The verdict is remembered for a minute."""
+    download waits for its first one, its retry included (``HF_HUB_ETAG_TIMEOUT``, 10 s unless
+    set, then huggingface_hub's 60 s), counted from the start: a slow mirror passes, and one
+    that accepts and stays silent fails within that. The verdict is remembered for a minute."""
     import time
-    import urllib.request
 
     start = time.monotonic()
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
-        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-    where = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
-    for verdict, seen in ((False, UNREACHABLE), (True, REACHABLE)):
-        if start - seen.get(where, -1e9) < REMEMBERED_S:
-            return verdict
+    url, where = _endpoint()
+    if start - UNREACHABLE.get(where, -1e9) < REMEMBERED_S:
+        return WHY.get(where, NO_CONNECTION)
+    if start - REACHABLE.get(where, -1e9) < REMEMBERED_S:
+        return None
     connect_by, answer_by = start + timeout, start + max(timeout, _answer_timeout())
     try:
         addresses = resolve_host(where, timeout)
     except OSError:
         addresses = []
-    ok = False
+    why = NO_CONNECTION
     for i, address in enumerate(addresses):  # each, as a download's connection tries them
         left = connect_by - time.monotonic()  # shared by those still to try (IPv6 may be
         if left <= 0:  # unrouted, and its connection wait for nothing)
@@ -78,18 +83,81 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         except OSError:
             continue
         with conn:
-            ok = answers(conn, url, max(answer_by - time.monotonic(), 0.01))
+            wait = answer_by - time.monotonic()
+            why = None if answers(conn, url, max(wait, 0.01)) else _silent(where, answer_by - start)
         break
-    (REACHABLE if ok else UNREACHABLE)[where] = time.monotonic()
-    return ok
+    if why is None:
+        REACHABLE[where] = time.monotonic()
+    else:
+        mark_unreachable(why, where)
+    return why
+
+
+def _endpoint():
+    """The hub endpoint's URL, or the proxy's that downloads from it go through (parsed), and
+    its (host, port)."""
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    return url, (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+
+
+def _silent(where: tuple[str, int], waited: float) -> str:
+    """The reason for an endpoint ``where`` that accepted the connection and did not answer."""
+    return (
+        f"{SILENT}{where[0]}:{where[1]} accepted the connection but did "
+        f"not answer within {waited:.0f} s"
+    )
+
+
+def mark_unreachable(why: str | None = None, where: tuple[str, int] | None = None) -> None:
+    """Remember endpoint ``where`` (None: the current one) as failing, for ``why`` (None: no
+    connection), and forget a pass: a download that failed so after the check passed."""
+    import time
+
+    where = where or _endpoint()[1]
+    REACHABLE.pop(where, None)
+    UNREACHABLE[where] = time.monotonic()
+    WHY[where] = why or NO_CONNECTION
+
+
+def lost_connection(e: BaseException, failed: str) -> str | None:
+    """Where the download that raised ``e`` failed for want of a connection or an answer (its
+    cause chain holds a connect error or a timeout, of httpx, requests or a socket): the reason
+    to say, and the endpoint's pass forgotten. A connection lost is checked again at once (a
+    refusal takes no time), and said as no connection where it fails; a timeout (``failed``,
+    as said) is remembered for the next files, as a failed check is. None for any other failure,
+    and where the endpoint answers the check again."""
+    seen, timed_out, connect = set(), False, False
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        names = {c.__name__ for c in type(e).__mro__}
+        timed_out = timed_out or bool(names & {"TimeoutException", "Timeout", "TimeoutError"})
+        connect = connect or bool(names & {"ConnectError", "ConnectionError", "gaierror"})
+        e = e.__cause__ or e.__context__
+    if not (timed_out or connect):
+        return None
+    where = _endpoint()[1]
+    REACHABLE.pop(where, None)
+    if connect and not timed_out:
+        return unreachable_reason()
+    mark_unreachable(failed, where)
+    return failed
 
 
 def _answer_timeout() -> float:
-    """How long huggingface_hub waits for a download's first answer: ``HF_HUB_ETAG_TIMEOUT``,
-    as it read it when imported (10 s unless set)."""
-    from huggingface_hub import constants
+    """How long huggingface_hub waits for a download's first answer, its retry included:
+    ``HF_HUB_ETAG_TIMEOUT``, as it read it when imported (10 s unless set), then its
+    ``_ETAG_RETRY_TIMEOUT`` (60 s)."""
+    from huggingface_hub import constants, file_download
 
-    return float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", 10))
+    first = float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", 10))
+    return first + float(getattr(file_download, "_ETAG_RETRY_TIMEOUT", 60))
 
 
 def answers(conn: socket.socket, url, timeout: float) -> bool:

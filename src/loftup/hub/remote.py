@@ -14,7 +14,16 @@ from ..errors import WeightsNotFoundError
 # imports hub_file from here inside its functions
 from .commits import hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
-from .reach import cache_write_error, hub_reachable, hub_refusal, offline_reason, server_error
+from .reach import (
+    SILENT,
+    cache_write_error,
+    hub_reachable,
+    hub_refusal,
+    lost_connection,
+    offline_reason,
+    server_error,
+    unreachable_reason,
+)
 from .refresh import (  # all_or_nothing: importable from here
     _kept,
     all_or_nothing,  # noqa: F401
@@ -72,8 +81,8 @@ def hub_file(
         if damaged is None and not refresh:
             return Path(cached)
     reason = offline_reason()
-    if reason is None and not hub_reachable():
-        reason = "the Hugging Face hub cannot be reached"
+    if reason is None:
+        reason = unreachable_reason()
     good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error
@@ -100,6 +109,7 @@ def hub_file(
                     f"{what}: file {filename!r} of hub repo {repo_id!r} {local}"
                 ) from None
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            reason = lost_connection(e, reason) or reason  # the next files are not tried
             refusal = hub_refusal(e, repo_id, filename, revision)
             failed_there = server_error(e)  # the hub's own failure
     name = download_name or what
@@ -137,6 +147,8 @@ def hub_file(
     # where the hub answered that it has no such repo, revision or file, another machine's
     # download gets the same answer
     fix = refusal or f"Run `{fetch}` on a machine with network{access} and {copy}"
+    if reason.startswith(SILENT):  # the connection was accepted: not this machine's network
+        fix = f"Check HF_ENDPOINT and any proxy, and run `{fetch}` again{access}; or {copy}"
     if failed_there:  # the network is fine: the same download may work in a while
         fix = f"Run `{fetch}` again later{access}, or on another machine and {copy}"
     lacking = f"is not in the Hugging Face cache{nor_cached} and {reason}"
