@@ -76,3 +76,60 @@ def test_a_cut_config_json_beside_the_weights_is_said_corrupt(tmp_path, weights)
         torch.save(a.state_dict(), folder / weights)
     with pytest.raises(CheckpointError, match=r"cut/config.json is corrupt"):
         load_upsampler(folder)
+
+
+def test_a_training_checkpoint_whose_backbone_norm_contradicts_config_json_is_refused(tmp_path):
+    """A model.pt recording backbone_norm "own" beside a config.json of the same weights that
+    says "imagenet" loaded with "imagenet", silently: the backbone fed another input scale."""
+    torch.manual_seed(0)
+    a = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    a.save_pretrained(tmp_path / "a", backbone="dinov2_vits14", backbone_norm="imagenet")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(tmp_path / "a" / "config.json", folder)
+    ckpt = {"model": a.state_dict(), "model_config": a.config.to_dict()}
+    torch.save({**ckpt, "backbone": "dinov2_vits14", "backbone_norm": "own"}, folder / "model.pt")
+    with pytest.raises(CheckpointError, match="backbone_norm 'own' against 'imagenet'"):
+        load_upsampler(folder)
+    (folder / "config.json").unlink()  # the checkpoint alone: its own record
+    assert load_upsampler(folder).backbone_norm == "own"
+
+
+def test_a_config_json_in_another_encoding_is_said_corrupt_where_it_is_loftups(tmp_path):
+    """A save_pretrained folder whose config.json was written in Latin-1 (edited on Windows)
+    raised a raw UnicodeDecodeError; a UTF-16 config.json of another tool beside a plain state
+    dict did too, where it loaded before."""
+    a, b = two_saves(tmp_path)
+    (tmp_path / "a" / "config.json").write_bytes(b'{"format": "loftup", "note": "caf\xe9"}')
+    with pytest.raises(CheckpointError, match=r"a/config.json is corrupt \('utf-8' codec"):
+        load_upsampler(tmp_path / "a")
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    torch.save(b.state_dict(), folder / "pytorch_model.bin")
+    (folder / "config.json").write_text('{"architectures": ["X"]}', encoding="utf-16")
+    assert load_upsampler(folder).config.num_heads == 4
+
+
+@pytest.mark.parametrize("what", ["empty", "unparsable", "folder"])
+def test_a_state_dict_beside_an_unreadable_config_json_of_another_tool_loads(tmp_path, what):
+    """A plain state dict (the paper's pytorch_model.bin layout, 4 heads) beside an empty,
+    unparsable or folder config.json that is not loftup's was refused as "corrupt ...; write
+    the folder again with save_pretrained", where it loaded before: it loads, with a warning
+    naming the config.json passed over. One whose text names loftup is still refused, with
+    both ways out."""
+    _, b = two_saves(tmp_path)
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    torch.save(b.state_dict(), folder / "pytorch_model.bin")
+    cfg = folder / "config.json"
+    if what == "folder":
+        cfg.mkdir()
+    else:
+        cfg.write_text("" if what == "empty" else '{"architectures": ["X"],')
+    with pytest.warns(UserWarning, match=r"plain/config.json .*not a loftup config, passed over"):
+        got = load_upsampler(folder)
+    assert got.config.num_heads == 4
+    if what == "unparsable":
+        cfg.write_text('{"format": "loftup", "config": {')
+        with pytest.raises(CheckpointError, match="or delete config.json to load pytorch_model"):
+            load_upsampler(folder)

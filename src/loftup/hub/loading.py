@@ -239,19 +239,27 @@ def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str
     )
 
 
-def _config_json(cfg_file: Path, fix: str):
-    """``cfg_file``'s JSON, or None where there is no such file; one that cannot be read (cut
-    short, no text, no file) is a CheckpointError naming it, never passed over."""
+def _config_json(cfg_file: Path, fix: str, *, only_loftup: bool = False):
+    """``cfg_file``'s JSON (UTF-8, or UTF-16/32 as JSON allows), or None where there is no such
+    file; one that cannot be read (cut short, no text, no file, another encoding) is a
+    CheckpointError naming it, never passed over. ``only_loftup``: beside a torch.save file,
+    which loads without it (a backbone's or another tool's config.json), it is refused so only
+    where its bytes name loftup; else passed over with a warning naming it (None)."""
     if not cfg_file.exists() and not cfg_file.is_symlink():
         return None
     try:
-        text = cfg_file.read_text()
+        data = cfg_file.read_bytes()
+        return json.loads(data)  # a UnicodeDecodeError (Latin-1, say) is a ValueError too
     except OSError as e:
-        raise CheckpointError(f"{cfg_file} cannot be read ({e.strerror}){fix}") from None
-    try:
-        return json.loads(text)
+        why, data = f"cannot be read ({e.strerror})", b""
     except ValueError as e:  # cut short, or no text
-        raise CheckpointError(f"{cfg_file} is corrupt ({e}){fix}") from None
+        why = f"is corrupt ({e})"
+    if only_loftup and b"loftup" not in data.lower():
+        import warnings
+
+        warnings.warn(f"{cfg_file} {why}: not a loftup config, passed over", stacklevel=4)
+        return None
+    raise CheckpointError(f"{cfg_file} {why}{fix}") from None
 
 
 def _pickle_with_record(file: Path, cfg_file: Path):
@@ -260,13 +268,16 @@ def _pickle_with_record(file: Path, cfg_file: Path):
     backbone's say, is not), which must be the record of these weights (their digest) and
     agree with the record the file carries itself (a training checkpoint's model_config and
     backbone); else with the file's own record, if any."""
-    fix = "; write the folder again with save_pretrained"
+    fix = (
+        f"; write the folder again with save_pretrained, or delete {cfg_file.name} to load "
+        f"{file.name} with its own record"
+    )
     obj = read_weights(file)
     state, cfg = to_native(obj, str(file))
     own_config = config_from(cfg, f"{file}'s model_config") if cfg else None
     own_backbone = obj.get("backbone") if isinstance(obj.get("backbone"), str) else None
     own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
-    info = _config_json(cfg_file, fix)
+    info = _config_json(cfg_file, fix, only_loftup=True)
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
         return state, own_config, own_backbone, own_norm
     config, backbone, norm = read_record(info, str(cfg_file), fix)
@@ -274,6 +285,8 @@ def _pickle_with_record(file: Path, cfg_file: Path):
     said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
     if own_backbone is not None and own_backbone != backbone:
         said.append(f"backbone {own_backbone!r} against {backbone!r}")
+    if own_norm is not None and own_norm != norm:  # the backbone's input, another scale
+        said.append(f"backbone_norm {own_norm!r} against {norm!r}")
     if said:
         raise CheckpointError(
             f"{cfg_file} contradicts the record in {file} ({'; '.join(said)}): they are of "
