@@ -156,7 +156,8 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     """`cp -r` of a snapshot folder of the Hugging Face cache copies its links, not the blobs
     they point to: it was said to hold no weights (expected model.safetensors + config.json).
     A snapshot in the cache whose blob was deleted was said to be such a copy, with cp -rL as
-    the fix."""
+    the fix; a backup of the repo's cache folder outside HF_HUB_CACHE was said to be in the cache
+    (loftup download, which cannot repair it)."""
     import shutil
 
     from conftest import make_hf_cache
@@ -176,7 +177,16 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     shutil.copytree(snap, tmp_path / "copied")  # cp -rL: the files themselves
     assert load_upsampler(tmp_path / "copied").config.num_heads == 2
     # in the cache itself, a blob deleted (as a damaged download's fix says): no copy's fault
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     (snap.parent.parent / "blobs" / "model.safetensors").unlink()
+    # a backup of the repo's cache folder elsewhere, the blob missing there too: `loftup
+    # download` fills HF_HUB_CACHE and cannot repair it (it was told to run it)
+    backup = tmp_path / "backup" / snap.parents[1].name
+    shutil.copytree(snap.parents[1], backup, symlinks=True)
+    with pytest.raises(WeightsNotFoundError, match=r"copied without the blobs .* `cp -rL`"):
+        load_upsampler(backup / "snapshots" / snap.name)
     said = r"a blob missing from the Hugging Face cache .* run `loftup download someone/up`"
     (tmp_path / "linked").symlink_to(snap)  # a link to the snapshot: the same
     for source in (snap, tmp_path / "linked"):
@@ -184,21 +194,23 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
             load_upsampler(source)
 
 
-@pytest.mark.parametrize("where", ["", "   ", "dangling", "dangling/sub", "afile/sub"])
+@pytest.mark.parametrize("where", ["", "   ", "dangling", "dangling/sub", "afile/sub", "loop"])
 def test_save_pretrained_refuses_a_path_where_no_folder_can_be(tmp_path, monkeypatch, where):
     """save_pretrained("") wrote into the current folder (which the load refuses as ""); a link
-    to nothing as the folder was a raw FileExistsError, a file above it a NotADirectoryError.
-    Each is a UsageError naming what is in the way, and nothing is written."""
+    to nothing as the folder was a raw FileExistsError, a file above it a NotADirectoryError;
+    a link to itself was told to "make that folder". Each is a UsageError naming what is in the way, and nothing is written."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x")
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to("loop")  # no folder can be made there: not "make that folder"
     said = {
         "": "directory is a folder's path",
         "   ": "directory is a folder's path",
         "dangling": "dangling is a link to .*gone, which does not exist",
         "dangling/sub": "dangling is a link to .*gone, which does not exist",
         "afile/sub": "afile is a file: pass a folder's path",
+        "loop": "loop is a link to loop, which leads back to itself .*; remove the link or",
     }[where]
     with pytest.raises(UsageError, match=said):
         LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(where)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling", "loop"]

@@ -91,6 +91,19 @@ def cached_repo(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _in_cache(folder: Path) -> bool:
+    """Whether ``folder`` is a snapshot of this process's Hugging Face cache (HF_HUB_CACHE), or
+    a link to one: a copy elsewhere (a backup's models--ORG--NAME/snapshots/...) is not, and
+    ``loftup download`` would not repair it."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE).expanduser()
+    return any(
+        "snapshots" in p.parts and (p.is_relative_to(cache) or p.is_relative_to(cache.resolve()))
+        for p in (folder.absolute(), folder.resolve())
+    )
+
+
 def check_links(folder: Path, names) -> None:
     """A WeightsNotFoundError where a file of ``folder`` named in ``names`` is a link to nothing:
     a snapshot of the Hugging Face cache copied on its own (``cp -r``), whose files link to
@@ -99,8 +112,7 @@ def check_links(folder: Path, names) -> None:
     from ..errors import WeightsNotFoundError
 
     dangling = [n for n in names if (folder / n).is_symlink() and not (folder / n).exists()]
-    in_cache = any("snapshots" in p.parts for p in (folder.absolute(), folder.resolve()))
-    repo = cached_repo(folder) if in_cache else None  # a snapshot there, or a link to one
+    repo = cached_repo(folder) if _in_cache(folder) else None  # a snapshot there, or a link to one
     if dangling and repo is not None:  # in the cache itself: its blob was deleted
         raise WeightsNotFoundError(
             f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, a blob "
