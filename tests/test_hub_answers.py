@@ -123,7 +123,7 @@ def test_a_cache_that_cannot_be_written_is_said_as_a_local_problem(
 
 def test_which_os_errors_are_the_caches_and_which_the_networks():
     """A full disk's write names no file; a socket's EPERM (a firewall) names none either, and
-    is the network's."""
+    is the network's. A file over the size limit (EFBIG) was told to free space."""
     import errno
 
     from loftup.hub.reach import cache_write_error
@@ -142,5 +142,8 @@ def test_which_os_errors_are_the_caches_and_which_the_networks():
     )
     read_only = OSError(errno.EROFS, "Read-only file system", "/c/x")
     assert "free space" not in cache_write_error(read_only, "/c")
+    too_large = OSError(errno.EFBIG, "File too large", "/c/blobs/x.incomplete")  # ulimit -f
+    said = cache_write_error(too_large, "/c")
+    assert "free space" not in said and "larger than this process may write (`ulimit -f`)" in said
     for network in (OSError(errno.EPERM, "Operation not permitted"), ConnectionRefusedError()):
         assert cache_write_error(network, "/c") is None

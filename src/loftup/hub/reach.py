@@ -258,7 +258,8 @@ def cache_write_error(e: BaseException, cache: str) -> str | None:
     """Where a download that raised ``e`` failed to write to this machine's Hugging Face cache
     ``cache`` (a full disk or quota, a read-only or foreign folder, a file in the folder's
     place): the end of its message, that says so and what to do (by its errno: room, a folder
-    that may be written, or the file in the way); None for any other failure.
+    that may be written, the file-size limit, or the file in the way); None for any other
+    failure.
     Another machine's download, copied here, would fail the same way."""
     import errno
 
@@ -297,4 +298,9 @@ def _cache_fix(e: OSError) -> str:
         return f"{path} is {what}: move or delete it, or {elsewhere}"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"this user may not write there: {elsewhere}"
+    if e.errno == errno.EFBIG:  # a limit on one file's size, not the disk's room
+        return (
+            "the file is larger than this process may write (`ulimit -f`) or the filesystem "
+            f"holds (FAT32: 4 GB): raise the limit, or {elsewhere} on another filesystem"
+        )
     return f"free space there, or {elsewhere} with room"

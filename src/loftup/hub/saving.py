@@ -78,10 +78,13 @@ def _folder(directory) -> Path:
     for p in (directory, *directory.absolute().parents):  # up to the first that is there
         shown_p = directory if p == directory else p
         if p.is_symlink() and not p.exists():
+            make = "make that folder, remove the link,"
+            what = "which does not exist"
+            if _loops(p):  # no folder can be made there
+                make, what = "remove the link", "which leads back to itself (a loop of links)"
             raise UsageError(
                 f"save_pretrained cannot write to {directory}: {shown_p} is a link to "
-                f"{os.readlink(p)}, which does not exist; make that folder, remove the link, "
-                "or pass another path"
+                f"{os.readlink(p)}, {what}; {make} or pass another path"
             )
         if p.exists():
             if not p.is_dir():
@@ -91,6 +94,17 @@ def _folder(directory) -> Path:
                 )
             break
     return directory
+
+
+def _loops(link: Path) -> bool:
+    """Whether following ``link`` comes back to it (``loop -> loop``): ELOOP."""
+    import errno
+
+    try:
+        os.stat(link)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _unwrapped(model) -> LoftUp:
