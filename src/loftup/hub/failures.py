@@ -1,0 +1,103 @@
+"""What a hub download's failure says to do: the hub's refusal where it answered (no such
+repo, revision or file), its own server error, or this machine's cache that cannot be written
+(split from :mod:`.reach`, which re-exports them)."""
+
+from __future__ import annotations
+
+import os
+
+
+def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None) -> str | None:
+    """What to do where the hub answered a download of ``filename`` from ``repo_id`` (at
+    ``revision``) with ``e``, that it has no such repo, revision or file: check the id, the
+    revision or the repo, not the network; None for any other failure (no answer, the
+    server's own error), where a download elsewhere may do."""
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(e, RevisionNotFoundError):
+        return (
+            f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: check the "
+            f"revision ({repo_id} alone is its main branch)"
+        )
+    if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
+        return (
+            f"The hub has no repo {repo_id!r} that may be read without a login: check the id, "
+            "and for a private repo log in (set HF_TOKEN to an access token, or `hf auth login`)"
+        )
+    remote = isinstance(e, HfHubHTTPError) and not isinstance(e, LocalEntryNotFoundError)
+    if remote and isinstance(e, EntryNotFoundError):
+        at = "" if revision is None else f" at {revision!r}"
+        return f"Hub repo {repo_id!r}{at} holds no {filename!r}: check that it is the repo meant"
+    return None
+
+
+def server_error(e: BaseException) -> bool:
+    """Whether the hub answered the download that raised ``e`` with a server error (5xx): on
+    the file's request, or on the first one (huggingface_hub retries that, then raises its
+    "check your connection" error with the answer as the cause)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(status, int) and status >= 500:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def cache_write_error(e: BaseException, cache: str) -> str | None:
+    """Where a download that raised ``e`` failed to write to this machine's Hugging Face cache
+    ``cache`` (a full disk or quota, a read-only or foreign folder, a file in the folder's
+    place): the end of its message, that says so and what to do (by its errno: room, a folder
+    that may be written, the file-size limit, or the file in the way); None for any other
+    failure.
+    Another machine's download, copied here, would fail the same way."""
+    import errno
+
+    always = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # never the network's
+    on_a_file = {errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}  # a socket's EPERM too
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and (
+            e.errno in always or e.errno in on_a_file and e.filename is not None
+        ):
+            where = f": {e.filename}" if e.filename else ""
+            return (
+                f"could not be written to the Hugging Face cache {cache} ({e.strerror}{where}): "
+                f"{_cache_fix(e)}, and run again"
+            )
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _cache_fix(e: OSError) -> str:
+    """What to do about the cache's write error ``e``: free space for a full disk or quota, a
+    writable folder for a read-only or foreign one, the file in the way for a path where a
+    folder is a file (or a file's name a folder)."""
+    import errno
+    from pathlib import Path
+
+    elsewhere = "set HF_HOME to a writable folder (HF_HUB_CACHE, where it is set)"
+    if e.errno in (errno.ENOTDIR, errno.EISDIR) and e.filename:
+        path = Path(os.fsdecode(e.filename))
+        if e.errno == errno.ENOTDIR:  # a file where one of the folders above should be
+            path = next((p for p in path.parents if p.exists() and not p.is_dir()), path)
+            what = "a file where the cache needs a folder"
+        else:
+            what = "a folder where the cache writes a file"
+        return f"{path} is {what}: move or delete it, or {elsewhere}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"this user may not write there: {elsewhere}"
+    if e.errno == errno.EFBIG:  # a limit on one file's size, not the disk's room
+        return (
+            "the file is larger than this process may write (`ulimit -f`) or the filesystem "
+            f"holds (FAT32: 4 GB): raise the limit, or {elsewhere} on another filesystem"
+        )
+    return f"free space there, or {elsewhere} with room"
