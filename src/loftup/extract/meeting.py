@@ -1,9 +1,10 @@
 """Where the processes of a torchrun job (or of one started by hand with RANK, WORLD_SIZE,
-MASTER_ADDR and MASTER_PORT) meet before they join the process group: a count of arrivals at a
-TCPStore. The waits are Python's own (a connection looked for, a key looked at, a pause between
-looks), not the store's: a process whose peers never come says so in one line, where torch's
-store waiting for them first printed its C++ retries and stack traces (41 lines), and Ctrl-C
-stops the wait at once, where the store's ignored it until its time-out (10 minutes)."""
+MASTER_ADDR and MASTER_PORT) meet before they join the process group: each claims its rank at a
+TCPStore (:mod:`.claims`). The waits are Python's own (a connection looked for, a key looked
+at, a pause between looks), not the store's: a process whose peers never come says so in one
+line, where torch's store waiting for them first printed its C++ retries and stack traces (41
+lines), and Ctrl-C stops the wait at once, where the store's ignored it until its time-out (10
+minutes)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ import time
 from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
+from . import claims
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
-
-#: the longest pause (seconds) between two looks at the meeting point (the first are shorter)
-_LOOK_EVERY = 0.2
 
 
 def meet_the_others(backend: str, seconds: float) -> None:
@@ -43,14 +42,37 @@ def meet_the_others(backend: str, seconds: float) -> None:
     # nccl publish each rank's address: an earlier group's were read, and a rank connected to
     # a process gone), are its own
     meeting = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{next(_MEETINGS)}"
+    deadline = time.monotonic() + meet
     store = _meeting_point(rank, world, meet, meeting)
+    # the group's own rendezvous (each rank's address, at the store) waits what is left of the
+    # meeting's wait, not the collectives' (a process killed after it came: a day, Ctrl-C
+    # ignored, then torch's traceback); the collectives' wait is set once the group is joined
+    join = max(deadline - time.monotonic(), _JOIN_LEAST)
+    set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)  # (torch >= 2.3)
+    store.set_timeout(datetime.timedelta(seconds=join))
+    try:
+        join_process_group(
+            backend, store=dist.PrefixStore(f"default_pg/{meeting}", store), rank=rank,
+            world_size=world, timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
+        )  # fmt: skip
+    except RuntimeError as e:  # torch's DistError, gloo's connection errors
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LoftUpError(
+            f"this process (RANK={rank} of WORLD_SIZE={world}) met the others at "
+            f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but not all of them "
+            f"joined the process group within {join:.0f} s ({why}): one ended after it came "
+            "(its own error says why, or it was killed); start the run again"
+        ) from None
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
     store.set_timeout(datetime.timedelta(seconds=seconds))
-    join_process_group(
-        backend, store=dist.PrefixStore(f"default_pg/{meeting}", store), rank=rank,
-        world_size=world, timeout=datetime.timedelta(seconds=seconds),
-    )  # fmt: skip
+    if set_timeout is not None and dist.is_initialized():  # (a test's stand-in joins none)
+        set_timeout(datetime.timedelta(seconds=seconds))
+
+
+#: the least wait (seconds) for the group's rendezvous after a meeting that came whole just
+#: before its own wait ran out
+_JOIN_LEAST = 30.0
 
 
 #: the meetings of this process, counted (every process goes to the same ones, in one order)
@@ -66,81 +88,159 @@ _HELD: list = []
 def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
     """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
     torch's ``env://`` does), once all ``world`` processes have come to it for the
-    ``meeting``-th time: each counts itself in, and the last one says so; ``seconds`` at most,
-    else a one-line LoftUpError."""
+    ``meeting``-th time, each claiming its rank (:mod:`.claims`); ``seconds`` at most, else a
+    one-line LoftUpError."""
     host, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0)
     where = f"{host}:{os.environ['MASTER_PORT']}"
     deadline = time.monotonic() + seconds
+    this = f"this process (RANK={rank} of WORLD_SIZE={world})"
 
     def not_all_came(how: str) -> LoftUpError:
         return LoftUpError(
-            f"this process (RANK={rank} of WORLD_SIZE={world}) {how}; start every process with "
-            f"torchrun (or raise {MEET_ENV} where some start late), or unset RANK and "
-            "WORLD_SIZE to run one"
+            f"{this} {how}; start every process with torchrun (or raise {MEET_ENV} where some "
+            "start late), or unset RANK and WORLD_SIZE to run one"
         )
 
     waited = f"waited {seconds:g} s ({MEET_ENV}) at {where} for the others, and"
-    never = f"{waited} RANK=0, which holds the meeting point, never came"
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     holds = rank == 0 and not agent
+    if holds:
+        _check_this_machine(host)
     # the others look for the meeting point themselves (the store's client, left to do it,
     # logs each failed try); the connection that finds it tells them when it closes
-    line, why = (None, "") if holds else _reach(host, port, deadline)
+    line = None if holds else _reach(host, port, deadline, this)
     if not holds and line is None:
-        raise not_all_came(never + why)
+        raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came")
     met = False
     try:
-        store = _open(host, port, world, rank, holds, max(deadline - time.monotonic(), 1.0))
-        if store is None:  # a client's that reached the point yet timed out (rare)
-            raise not_all_came(never)
-        outcome, seen = _count_in(store, f"loftup_meet/{meeting}", world, deadline, line, holds)
-        if outcome == "crowded":  # this process would be a second RANK=n of the group
-            raise LoftUpError(
-                f"this process (RANK={rank} of WORLD_SIZE={world}) came to {where} after all "
-                f"{world} had come there: another run's processes meet at that port too (both "
-                "started by hand with one MASTER_PORT), or one of this run's was started twice; "
-                "give each run its own MASTER_PORT (torchrun --master-port PORT)"
-            )
+        store = _open(host, port, world, rank, holds, deadline, line)
+        outcome, said = _come(store, f"loftup_meet/{meeting}", rank, world, deadline, line)
         if outcome == "all":
             met = True
             if holds:  # kept (a failed meeting's closes, the others told)
                 _HELD[:] = [store]
             return store
-        if outcome == "left":
-            how = (  # rank 0's wait over, or rank 0 stopped (Ctrl-C, an error)
-                f"came to {where}, but RANK=0 left it before all came (its {MEET_ENV} wait over, "
-                "or stopped)"
-            )
-        else:  # (not how many: rank 0 has just left too)
-            how = f"{waited} {f'only {seen} of {world}' if seen else 'not all'} came"
     finally:
         if line is not None:
             line.close()
         if holds and not met:  # the meeting point closes (an earlier meeting's server held it
             _HELD.clear()  # open), so that those who came are told now (Ctrl-C here too)
     del store  # (the error's traceback holds this frame: a caller that goes on would keep it)
-    raise not_all_came(how)
+    if outcome == "timeout":  # (not how many: rank 0 has just left too)
+        raise not_all_came(f"{waited} {f'only {said} of {world}' if said else 'not all'} came")
+    if outcome == "left":  # rank 0's wait over, or rank 0 stopped (Ctrl-C, an error)
+        raise not_all_came(
+            f"came to {where}, but RANK=0 left it before all came (its {MEET_ENV} wait over, "
+            "or stopped)"
+        )
+    raise LoftUpError(f"{this} came to {where} {said}")
 
 
-def _reach(host: str, port: int, deadline: float) -> tuple[socket.socket | None, str]:
+def _come(store, key: str, rank: int, world: int, deadline: float, line):
+    """This process's part in the meeting ``key`` (:mod:`.claims`): the outcome ("all",
+    "timeout", "left" or a refusal) and what to say of it (how many came; why refused)."""
+    import torch.distributed as dist
+
+    mine, outcome, said, ours = claims.token(), None, None, None
+    two = "give each run its own MASTER_PORT (torchrun --master-port PORT)"
+    try:
+        run = store.compare_set(f"{key}/run", "", claims.identity(world)).decode()
+        if run != claims.identity(world):  # another run's, or this one's with another WORLD_SIZE
+            if not run.startswith(f"WORLD_SIZE={world} "):
+                return "refused", (
+                    f"where the processes that came first have {run.split()[0]}: start every "
+                    f"process of a run with one WORLD_SIZE, and {two}"
+                )
+            return "refused", (
+                "where processes started with another command meet (another run's, started by "
+                "hand with the same MASTER_PORT, or one of this run's started with other "
+                f"arguments): {two}, and start every process of a run with the same command"
+            )
+        ours = mine  # (before the claim: Ctrl-C as it returns leaves it too; idempotent)
+        if not claims.claim(store, key, rank, mine):  # RANK=0 locked the claims: all came
+            ours = None
+            return "refused", (
+                f"after all {world} had come there: another run's processes meet at that port too "
+                "(both started by hand with one MASTER_PORT), or one of this run's was started "
+                f"twice; {two}"
+            )
+        outcome = claims.wait_for_all(
+            store, key, rank, world, mine, deadline, lambda: _closed(line), rank == 0
+        )
+        if outcome == "timeout":
+            said = 1 + sum(1 for value in claims.claims(store, key, world) if value)
+        elif outcome == "replaced":
+            outcome, said = (
+                "refused",
+                (
+                    f"and another process came there as RANK={rank} while this one waited (one of this "
+                    f"run's started twice, or another run's with the same command); {two}, and start "
+                    "each rank once"
+                ),
+            )
+    except dist.DistError:  # the point closed under a look
+        outcome = outcome or "left"
+    finally:
+        if ours is not None and outcome not in ("all", "left"):  # ("left": the point closed)
+            try:  # None: an exception (Ctrl-C) is on its way up
+                claims.leave(store, key, rank, mine)
+            except dist.DistError:  # the point has just closed
+                pass
+    return outcome, said
+
+
+def _reach(host: str, port: int, deadline: float, this: str) -> socket.socket | None:
     """A connection to ``host:port`` once something listens there, looked for until
-    ``deadline`` (``time.monotonic()``); else None, and a note on why where it is not that
-    nothing listened (a name that resolves to no address)."""
-    pause, note = 0.01, ""
+    ``deadline`` (``time.monotonic()``); else None. A name that resolves to no address is a
+    LoftUpError at once (it waited the whole meeting to say so)."""
+    pause = 0.01
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return None, note
+            return None
         try:
-            line = socket.create_connection((host, port), timeout=min(left, 5.0))
+            line = socket.create_connection((host, port), timeout=min(left, _ANSWER))
             line.setblocking(False)
-            return line, ""
+            return line
         except socket.gaierror as e:
-            note = f" (MASTER_ADDR={host} is no address here: {e.strerror})"
+            raise LoftUpError(
+                f"{this} cannot meet the others: MASTER_ADDR={host} is no address here "
+                f"({e.strerror}); set it to RANK=0's machine (its name or address, as this "
+                "machine resolves it)"
+            ) from None
         except OSError:  # refused (not listening yet), or no answer
             pass
         time.sleep(max(min(pause, deadline - time.monotonic()), 0))
-        pause = min(2 * pause, _LOOK_EVERY)
+        pause = min(2 * pause, claims.LOOK_EVERY)
+
+
+def _check_this_machine(host: str) -> None:
+    """A one-line LoftUpError unless ``host`` (MASTER_ADDR) names this machine, where RANK=0
+    holds the meeting point (it waited, printed torch's 45 lines, and blamed itself)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        found, why = [], f"no address here: {e.strerror}"
+    else:
+        why = "none of its addresses is this machine's"
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind((address[0], 0, *address[2:]))
+            return
+        except OSError:  # not an address of this machine (EADDRNOTAVAIL)
+            pass
+    raise LoftUpError(
+        f"MASTER_ADDR must name this machine (RANK=0's), which holds the meeting point: "
+        f"MASTER_ADDR={host} is {why}; set it to this machine's name or address (the one the "
+        "others reach it by), e.g. 127.0.0.1 where all run here"
+    )
+
+
+#: how long (seconds) a store client waits for what listens at MASTER_PORT to answer as a
+#: meeting point (a program that accepts and drops connections there: torch's retries, logged
+#: at each, for the whole meeting wait, and Ctrl-C ignored)
+_ANSWER = 5.0
 
 
 def _closed(line: socket.socket | None) -> bool:
@@ -155,16 +255,23 @@ def _closed(line: socket.socket | None) -> bool:
         return True
 
 
-def _open(host: str, port: int, world: int, rank: int, holds: bool, seconds: float):
+def _open(host: str, port: int, world: int, rank: int, holds: bool, deadline: float, line):
     """The TCPStore at ``host:port``, its server here where this process (RANK=``rank``)
-    ``holds`` it; None where a client's connection timed out; a port in use, or a client's
-    connection that what answers there drops, is a one-line LoftUpError."""
+    ``holds`` it; a port in use, or a meeting point that does not answer (``line``, this
+    process's connection to what listens there, dropped; or the store's client timed out), is
+    a one-line LoftUpError."""
     import torch.distributed as dist
 
     # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
     # than on Windows, whose torch has no libuv)
     libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
+    seconds = max(deadline - time.monotonic(), 1.0)
+    if not holds:  # a store's server keeps a connection open; a squatter may drop it at once
+        time.sleep(0.1)
+        seconds = _ANSWER
     try:
+        if not holds and _closed(line):
+            raise RuntimeError("the connection was closed at once")
         return dist.TCPStore(
             host, port, world, is_master=holds, timeout=datetime.timedelta(seconds=seconds),
             wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
@@ -178,66 +285,16 @@ def _open(host: str, port: int, world: int, rank: int, holds: bool, seconds: flo
                 f"cannot hold the meeting point at {host}:{port}; give this run's processes "
                 "another MASTER_PORT (torchrun --master-port PORT, or --standalone on one node)"
             ) from None
-        if re.search(r"timed out", str(e), re.IGNORECASE):
-            return None
         if holds:
             raise
         # another program at the port (rank 0, which could not hold it, said so), which drops
-        # the store's connection: torch's traceback, after its retries
+        # the store's connection, or holds it without an answer
         raise LoftUpError(
             f"this process (RANK={rank}) reached {host}:{port}, but no meeting point answered "
-            f"there ({str(e).splitlines()[0][:200]}): RANK=0 left it as this one came, or "
-            f"another program holds MASTER_PORT={port}; free it, or give this run's processes "
-            "another MASTER_PORT (torchrun --master-port PORT)"
+            f"there ({str(e).strip().splitlines()[0][:200]}): RANK=0 left it as this one came, "
+            f"or another program holds MASTER_PORT={port}; free it, or give this run's "
+            "processes another MASTER_PORT (torchrun --master-port PORT)"
         ) from None
-
-
-def _count_in(
-    store, key: str, world: int, deadline: float, line, stays: bool
-) -> tuple[str, int | None]:
-    """Count this process in at ``store`` (``key``: the meeting's) and wait until all
-    ``world`` have come ("all"), until ``deadline`` ("timeout", with how many had come then),
-    or until the point closes ("left": ``line``, this process's own connection to it, closed,
-    or the store's); "crowded" where ``world`` had come before it. Unless it ``stays`` counted
-    (rank 0, whose point then closes), a process that leaves a meeting before all came (its
-    wait over, Ctrl-C, crowded) takes itself off the count: one started again in its place was
-    counted twice, and it, or a rank still to come, made the count whole with a process gone
-    (the group then waited a day for that one), or was refused as one too many."""
-    import torch.distributed as dist
-
-    came, outcome, seen = None, None, None
-    try:
-        came = store.add(f"{key}/came", 1)
-        outcome = (
-            "crowded" if came > world else _wait_for_all(store, key, came, world, deadline, line)
-        )
-        if outcome == "timeout":
-            seen = store.add(f"{key}/came", 0)
-    except dist.DistError:
-        outcome = outcome or "left"
-    finally:
-        if came is not None and not stays and outcome in (None, "crowded", "timeout"):
-            try:  # None: an exception (Ctrl-C) is on its way up
-                store.add(f"{key}/came", -1)
-            except dist.DistError:  # the point has just closed
-                pass
-    return outcome, seen
-
-
-def _wait_for_all(store, key: str, came: int, world: int, deadline: float, line) -> str:
-    """:func:`_count_in`'s wait, this process counted in as the ``came``-th."""
-    if came == world:
-        store.set(f"{key}/all", "1")
-    pause = 0.01
-    while True:
-        if _closed(line):  # first: the store's own call to a closed point logs its trace
-            return "left"
-        if store.check([f"{key}/all"]):
-            return "all"
-        if time.monotonic() >= deadline:
-            return "timeout"
-        time.sleep(max(min(pause, deadline - time.monotonic()), 0))
-        pause = min(2 * pause, _LOOK_EVERY)
 
 
 def _check_rendezvous() -> None:
@@ -251,4 +308,4 @@ def _check_rendezvous() -> None:
             f"{' and '.join(missing)} not, so this process cannot meet the others; start the "
             "processes with torchrun, or unset RANK and WORLD_SIZE to run one process"
         )
-    _env_int("MASTER_PORT", 0, 65536)  # a TCP port (0: any free one, for a group of one)
+    _env_int("MASTER_PORT", 1, 65536)  # a TCP port (0, any free one, is no place to meet)
