@@ -214,3 +214,38 @@ def test_a_program_at_the_port_that_drops_the_connection_is_one_line(tmp_path):
         f"): RANK=0 left it as this one came, or another program holds MASTER_PORT={port}; "
         "free it, or give this run's processes another MASTER_PORT (torchrun --master-port PORT)"
     )
+
+
+_GONE_AFTER_THE_MEETING = """
+import os, sys, torch
+from loftup.extract import meeting, torchrun
+sys.argv[1:] = sys.argv[1:] or ["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]
+meeting.join_process_group = lambda *args, **kwargs: os._exit(3)  # killed once all came
+torchrun.init_distributed(torch.device("cpu"))
+"""
+
+
+def test_a_rank_gone_after_the_meeting_ends_the_others_in_one_line_not_after_a_day(tmp_path):
+    """Rank 1 comes, and is killed before it joins the group: rank 0 waited in the group's
+    rendezvous the collectives' time-out (LOFTUP_DIST_TIMEOUT, a day for upsample), then printed
+    torch's 45-line traceback. It now waits what is left of the meeting's wait (here 5 s; at
+    least 10 s), then says so in one line."""
+    port = free_port()
+    rank_0 = start_rank(0, port, tmp_path, meet_seconds=5)
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / "out")}  # fmt: skip
+    # (rank 0's command line, which the meeting checks)
+    rank_1 = subprocess.run([sys.executable, "-c", _GONE_AFTER_THE_MEETING], env=env, timeout=120)
+    try:
+        _, err = rank_0.communicate(timeout=120)  # not a day
+    finally:
+        rank_0.kill()
+    assert rank_1.returncode == 3
+    assert rank_0.returncode == 2, err[-2000:]
+    *torchs, line = err.splitlines()  # (torch's store logs its own time-out: 2 lines)
+    assert len(torchs) <= 2, err
+    assert line.startswith(
+        f"[rank 0] error: this process (RANK=0 of WORLD_SIZE=2) met the others at 127.0.0.1:{port}"
+        ", but not all of them joined the process group within 10 s ("
+    ), line

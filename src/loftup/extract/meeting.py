@@ -72,7 +72,7 @@ def meet_the_others(backend: str, seconds: float) -> None:
 
 #: the least wait (seconds) for the group's rendezvous after a meeting that came whole just
 #: before its own wait ran out
-_JOIN_LEAST = 30.0
+_JOIN_LEAST = 10.0
 
 
 #: the meetings of this process, counted (every process goes to the same ones, in one order)
