@@ -308,4 +308,5 @@ def _check_rendezvous() -> None:
             f"{' and '.join(missing)} not, so this process cannot meet the others; start the "
             "processes with torchrun, or unset RANK and WORLD_SIZE to run one process"
         )
-    _env_int("MASTER_PORT", 1, 65536)  # a TCP port (0, any free one, is no place to meet)
+    # a TCP port; 0 (any free one) only for a group of one, where none is met
+    _env_int("MASTER_PORT", 1 if dist_env()[1] >= 2 else 0, 65536)
