@@ -215,3 +215,31 @@ def test_a_rank_with_a_master_addr_that_resolves_to_nothing_is_told_at_once(monk
         "this process (RANK=1 of WORLD_SIZE=2) cannot meet the others: "
         "MASTER_ADDR=nonexistent.invalid is no address here ("
     )
+
+
+class CtrlCAsTheClaimReturns:
+    """The store with Ctrl-C arriving just as its call that claims RANK=1 returns."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def compare_set(self, key, expected, desired):
+        value = self.store.compare_set(key, expected, desired)
+        if key.endswith("/rank/1") and desired not in ("", expected):
+            raise KeyboardInterrupt
+        return value
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_ctrl_c_as_the_claim_returns_leaves_no_claim_behind():
+    """SIGINT landing as the count's add returned left the count one too high (the `finally`
+    did not know it had been counted): a ghost that made a later meeting whole without a rank."""
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", free_port(), None, is_master=True,
+                          wait_for_workers=False, timeout=datetime.timedelta(seconds=10))  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        meeting._come(CtrlCAsTheClaimReturns(store), "loftup_meet/0/1", 1, 3, 1e18, None)
+    assert claims.peek(store, "loftup_meet/0/1/rank/1") == ""
