@@ -22,11 +22,12 @@ def locked(monkeypatch):
     """``lock(folder)``: reading ``folder`` fails with EACCES, as for a folder of another user
     with mode 700. Tests run as root, whom no mode denies, so the one call that reads a folder
     (os.scandir, the OS boundary os.walk lists through) is refused for it; as another user, the
-    folder's mode is taken away instead."""
+    folder's mode is taken away instead. Reached through a link, it is refused too, as the
+    folder's mode refuses it."""
     real, denied = os.scandir, set()
 
     def scandir(path="."):
-        if os.fspath(path) in denied:
+        if not isinstance(path, int) and os.path.realpath(path) in denied:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
         return real(path)
 
@@ -34,7 +35,7 @@ def locked(monkeypatch):
         if os.geteuid() != 0:
             folder.chmod(0)
             return
-        denied.add(str(folder))
+        denied.add(os.path.realpath(folder))
         monkeypatch.setattr(os, "scandir", scandir)
 
     return lock
@@ -128,9 +129,14 @@ def test_training_lists_say_what_they_leave_out(tmp_path, locked):
 @pytest.fixture
 def mounted(monkeypatch):
     """``mount(folder)``: ``folder`` is a mount point (os.path.ismount, the OS boundary, says
-    so for it), as a disk mounted at /mnt/disk, without a disk mounted for the test."""
+    so for it), as a disk mounted at /mnt/disk, without a disk mounted for the test; a link
+    to it is none, as posixpath.ismount says False for any link."""
     real, points = os.path.ismount, set()
-    monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) in points or real(p))
+
+    def ismount(p):
+        return (os.fspath(p) in points and not os.path.islink(p)) or real(p)
+
+    monkeypatch.setattr(os.path, "ismount", ismount)
     return lambda folder: points.add(str(folder))
 
 
@@ -156,6 +162,28 @@ def test_fsck_lost_and_found_of_a_mounted_disk_is_passed_over(tmp_path, locked, 
     jobs, missing = collect_inputs([str(tmp_path / "disk")])
     assert missing == [(str(tmp_path / "disk" / "photos" / "lost+found"), "a folder that "
                         f"cannot be read ({os.strerror(errno.EACCES)})")]  # fmt: skip
+
+
+def test_lost_and_found_of_a_disk_linked_into_the_data_folder_is_passed_over(
+    tmp_path, locked, mounted
+):
+    """Shards on other disks linked into one folder (as list_images says it reads them): the
+    linked disk's lost+found was "a folder that cannot be read", as ismount is False for a
+    link, even to a mount point (loftup upsample ended with status 1; training warned)."""
+    from loftup.data.images import list_images
+
+    _images(tmp_path, "disk/photos/a.png")
+    (tmp_path / "disk" / "lost+found").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "disk").symlink_to(tmp_path / "disk")
+    mounted(tmp_path / "disk")
+    locked(tmp_path / "disk" / "lost+found")
+    for root in ("data", "data/disk"):
+        jobs, missing = collect_inputs([str(tmp_path / root)])
+        assert len(jobs) == 1 and missing == [], root
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(list_images(tmp_path / root)) == 1
 
 
 def test_a_loop_of_links_and_a_socket_are_said_as_what_they_are(tmp_path):

@@ -12,8 +12,10 @@ def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
     """Whether ``parent/name`` is the ``lost+found`` folder fsck keeps at the top of a disk:
     no images of anyone's, and readable by root only, so that searching a mounted disk as
     anyone else ended "skipped /mnt/disk/lost+found: a folder that cannot be read", status 1.
-    One elsewhere (not directly under a mount point) is searched as any folder."""
-    return name == "lost+found" and os.path.ismount(parent)
+    One elsewhere (not directly under a mount point) is searched as any folder. ``parent``
+    may be a link to the mount point (a disk linked into the data folder): os.path.ismount
+    says False for any link, so its real folder is asked."""
+    return name == "lost+found" and os.path.ismount(os.path.realpath(parent))
 
 
 def in_a_loop(link: str | os.PathLike) -> bool:
