@@ -134,3 +134,16 @@ def test_an_image_whose_json_is_a_link_to_nowhere_has_no_json(tmp_path):
     with pytest.raises(LoftUpError) as info:
         MaskedImages(root, size=16, masks="sa1b")
     assert "3 images without an SA-1B JSON" in str(info.value), info.value
+
+
+def test_an_image_whose_json_is_a_pipe_has_no_json(tmp_path):
+    """A pipe named sa_1.json was paired by its name, and training hung for ever in its
+    open(), waiting for a writer; a link to a pipe likewise. Listing opens nothing, so this
+    test cannot hang."""
+    root = tmp_path / "sa"
+    _empty_files(root, ["x.jpg", "y.jpg", "z.jpg", "z.json"])
+    os.mkfifo(root / "x.json")
+    os.mkfifo(tmp_path / "pipe")
+    (root / "y.json").symlink_to(tmp_path / "pipe")
+    pairs, orphans = list_sa1b(root)
+    assert [(i.name, a.name) for i, a in pairs] == [("z.jpg", "z.json")] and orphans == 2

@@ -53,8 +53,9 @@ BAR_EVERY = 10_000
 
 
 def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progress=False):
-    """(folder, [(key, name), ...] of its images sorted, the names of all its files (not
-    folders), those of them that are symbolic links) for each folder under ``root``, as
+    """(folder, [(key, name), ...] of its images sorted, the names of all its regular files
+    (links to one too; no pipe, device or link to nothing), the names of its entries that
+    are symbolic links) for each folder under ``root``, as
     :func:`list_images` walks them (top-down, folders in name order, as ``os.walk`` with
     ``followlinks``); ``key``
     sorts the images of all folders as their paths sort (part by part), without a path made
@@ -96,8 +97,9 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
 
 def _scan(dirpath: str, extensions, bar):
     """The entries of the folder ``dirpath``: (its folders' names (linked ones too), its
-    images' names (not hidden, regular files), the names of all else, those of them that are
-    links, the image names that are no regular file: pipes, devices, links to nothing), the
+    images' names (not hidden, regular files), the names of all its regular files (links to
+    one too), the names of the links among its entries, the image names that are no regular
+    file: pipes, devices, links to nothing), the
     images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
     (a warning naming it; the images it counted taken back off). Whether an entry is a
     folder, a file or a link is known from the listing itself (no file looked at), but for a
@@ -112,17 +114,16 @@ def _scan(dirpath: str, extensions, bar):
                     if _is(entry.is_dir):  # False where it fails, as os.walk counts it
                         dirs.append(name)
                         continue
-                    files.append(name)
                     try:
                         if entry.is_symlink():
                             links.add(name)
                     except OSError:  # not to be told: taken as a file
                         pass
+                    regular = _is(entry.is_file)  # a pipe named sa_1.json hung training
+                    if regular:
+                        files.append(name)
                     if name.lower().endswith(extensions) and not name.startswith("."):
-                        if _is(entry.is_file):
-                            images.append(name)
-                        else:
-                            odd.add(name)
+                        (images.append if regular else odd.add)(name)
                 bar.update(len(images) - counted)
     except OSError as e:
         bar.update(-len(images))

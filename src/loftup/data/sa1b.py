@@ -30,17 +30,17 @@ def list_sa1b(
     """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON.
 
     An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix, found among its
-    folder's file names (no file is looked at one by one: millions of them on a network disk
-    took hours), but for a JSON that is a link, looked at: one that leads nowhere (its disk not
-    mounted, its folder removed) is no JSON, and its image one without. Two images of one name
+    folder's regular files (no file is looked at one by one: millions of them on a network
+    disk took hours), but for a link, looked at: one that leads nowhere (its disk not mounted,
+    its folder removed), or a pipe of that name, is no JSON, and its image one without. Two images of one name
     but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or ``sa_1.jpeg``, which a disk that tells
     case apart holds) would share one JSON, the masks of at most one of them: a UsageError
     names both, before anything is read. ``progress``: a bar counting the images found."""
     found, orphans = [], 0
-    for folder, images, files, links in image_folders(root, (".jpg", ".jpeg"), progress=progress):
+    for folder, images, files, _ in image_folders(root, (".jpg", ".jpeg"), progress=progress):
         files, owner = set(files), {}
         for key, image in images:
-            ann = _annotation_name(folder, image, files, links)
+            ann = _annotation_name(folder, image, files)
             if ann is None:
                 orphans += 1
                 continue
@@ -55,17 +55,17 @@ def list_sa1b(
     return [(folder / image, folder / ann) for _, folder, image, ann in sorted(found)], orphans
 
 
-def _annotation_name(folder: Path, image: str, files: set[str], links: set[str]) -> str | None:
-    """The name of the SA-1B JSON of ``image`` in ``folder`` (whose file names are ``files``,
-    ``links`` those of them that are symbolic links): its suffix made ``.json``, or ``.JSON``;
-    a link among them only where it leads to a file (a dangling one was paired, and its image
-    skipped as unreadable once the backbone had loaded); looked for on the disk where neither
-    is among them (a case-blind disk finds ``.Json`` too, as it did before)."""
+def _annotation_name(folder: Path, image: str, files: set[str]) -> str | None:
+    """The name of the SA-1B JSON of ``image`` in ``folder`` (whose regular files, links to
+    one too, are named ``files``): its suffix made ``.json``, or ``.JSON``; a link to nothing
+    (paired, its image was skipped as unreadable once the backbone had loaded) or a pipe
+    (training hung in its open()) is none; looked for on the disk where neither is among
+    them (a case-blind disk finds ``.Json`` too, as it did before)."""
     stem = image[: image.rindex(".")]  # a .jpg or .jpeg
     for ann in (f"{stem}.json", f"{stem}.JSON"):
-        if ann in files and (ann not in links or (folder / ann).exists()):
+        if ann in files:  # regular files only: a pipe of that name hung training's open()
             return ann
-    return next((a.name for a in _annotation_names(folder / image) if a.exists()), None)
+    return next((a.name for a in _annotation_names(folder / image) if a.is_file()), None)
 
 
 def _annotation_names(image: Path) -> tuple[Path, ...]:
