@@ -113,17 +113,28 @@ def test_a_pipe_a_glob_matches_is_skipped_by_name(tmp_path, pattern):
 
 
 def test_training_lists_say_what_they_leave_out(tmp_path, locked):
-    """Training listed the pipe as an image and dropped the unreadable folder, unsaid."""
+    """Training listed the pipe as an image and dropped the unreadable folder, unsaid; then
+    said them with the fixes for a file given on the command line ("pass the image itself",
+    "save the image to a file first"), not those for a folder's entry."""
     from loftup.data.images import list_images
 
     _images(tmp_path, "photos/a.png", "photos/day2/b.png")
     os.mkfifo(tmp_path / "photos" / "cam.png")
+    (tmp_path / "photos" / "gone.png").symlink_to("moved.png")
     locked(tmp_path / "photos" / "day2")
     with pytest.warns(UserWarning) as caught:
         assert list_images(tmp_path / "photos") == [tmp_path / "photos" / "a.png"]
     said = sorted(str(w.message) for w in caught)
-    assert said[0].startswith(f"skipped {tmp_path / 'photos' / 'day2'}: a folder that cannot be")
-    assert said[1].startswith(f"skipped: {tmp_path / 'photos' / 'cam.png'} is not a regular file")
+    assert said[1].startswith(f"skipped {tmp_path / 'photos' / 'day2'}: a folder that cannot be")
+    files = [said[0], said[2]]
+    assert files == [
+        f"skipped {tmp_path / 'photos' / 'cam.png'}: not a regular file (a pipe); remove it or "
+        "replace it with the image file",
+        f"skipped {tmp_path / 'photos' / 'gone.png'}: a link to moved.png, which does not exist "
+        "(moved or deleted?); fix or remove the link",
+    ]
+    _, missing = collect_inputs([str(tmp_path / "photos")])  # loftup upsample: in one wording
+    assert [f"skipped {p}: {why}" for p, why in missing if p.endswith(".png")] == files
 
 
 @pytest.fixture
@@ -198,7 +209,8 @@ def test_a_loop_of_links_and_a_socket_are_said_as_what_they_are(tmp_path):
     said = [
         (str(tmp_path / "photos" / "loop.jpg"),
          "a link to loop.jpg, which leads back to it (a loop); fix or remove the link"),
-        (str(tmp_path / "photos" / "sock.png"), "not a regular file (a socket)"),
+        (str(tmp_path / "photos" / "sock.png"),
+         "not a regular file (a socket); remove it or replace it with the image file"),
     ]  # fmt: skip
     for spec in ("photos", "photos/*"):
         jobs, missing = collect_inputs([str(tmp_path / spec)])

@@ -36,3 +36,24 @@ def special_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"
+
+
+def link_to_nothing(link: str | os.PathLike) -> str:
+    """Why ``link``, of an image's name, leading nowhere (or round a loop), is passed over."""
+    end = "leads back to it (a loop)" if in_a_loop(link) else "does not exist (moved or deleted?)"
+    return f"a link to {os.readlink(link)}, which {end}; fix or remove the link"
+
+
+def not_regular(path: str | os.PathLike) -> str:
+    """Why ``path``, of an image's name but a pipe, socket or device, is passed over."""
+    kind = special_kind(os.stat(path).st_mode)
+    return f"not a regular file ({kind}); remove it or replace it with the image file"
+
+
+def passed_over(path: str | os.PathLike) -> str:
+    """Why ``path``, of an image's name but no regular file, is passed over by a search of a
+    folder (``loftup upsample``'s and training's, in the same words; a file given on the
+    command line is told to pass the image itself instead)."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return link_to_nothing(path)
+    return not_regular(path)

@@ -13,8 +13,8 @@ import torch
 
 from ..errors import BrokenFileError
 from ..exif import transpose
-from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError, _not_a_file
-from ..listing import fsck_folder
+from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
+from ..listing import fsck_folder, passed_over
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -86,7 +86,9 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             folder = Path(dirpath)
             parts = folder.relative_to(root).parts
             for name in sorted(odd):
-                warnings.warn(f"skipped: {_not_a_file(folder / name)}", stacklevel=2)
+                warnings.warn(
+                    f"skipped {folder / name}: {passed_over(folder / name)}", stacklevel=2
+                )
             yield folder, sorted((parts + (name,), name) for name in images), files, links
             dirnames = sorted(
                 (d for d in dirnames if not d.startswith(".") and not fsck_folder(dirpath, d)),

@@ -11,14 +11,8 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import fsck_folder, in_a_loop, special_kind
+from ..listing import fsck_folder, link_to_nothing, not_regular
 from .globs import expand, unlisted_folders
-
-
-def _not_regular(path: Path) -> str:
-    """Why a pipe, socket or device of an image's name is no input (given itself, it is a job
-    that fails by name)."""
-    return f"not a regular file ({special_kind(path.stat().st_mode)})"
 
 
 @dataclass
@@ -73,7 +67,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         elif _to_nothing(p):
             problems += _links_to_nothing([p])
         else:  # as when given itself, not dropped
-            problems.append((str(p), _not_regular(p)))
+            problems.append((str(p), not_regular(p)))
     return files, problems
 
 
@@ -85,12 +79,7 @@ def _to_nothing(path: Path) -> bool:
 def _links_to_nothing(paths: list[Path]) -> list[tuple[str, str]]:
     """Each link of ``paths`` to nothing (or round a loop of links), with the reason it is no
     input (for ``missing``)."""
-    return [
-        (str(p), f"a link to {os.readlink(p)}, which "
-                 f"{'leads back to it (a loop)' if in_a_loop(p) else 'does not exist (moved or deleted?)'}"
-                 "; fix or remove the link")
-        for p in paths
-    ]  # fmt: skip
+    return [(str(p), link_to_nothing(p)) for p in paths]
 
 
 def _reached(sub: Path, folder: Path) -> bool:
@@ -168,7 +157,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             broken = [m for m in others if _is_image(m) and _to_nothing(m)]
             missing += _links_to_nothing(broken)
             odd = [m for m in others if _is_image(m) and m.exists() and not m.is_dir()]
-            missing += [(str(m), _not_regular(m)) for m in odd]  # a pipe: said, as in a folder
+            missing += [(str(m), not_regular(m)) for m in odd]  # a pipe: said, as in a folder
             unlisted = unlisted_folders(os.path.expanduser(spec))  # as a folder's: named
             missing += unlisted
             if files and not images:
