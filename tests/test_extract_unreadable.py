@@ -112,6 +112,14 @@ def test_a_pipe_a_glob_matches_is_skipped_by_name(tmp_path, pattern):
     ]
 
 
+def test_a_glob_matching_only_a_pipe_says_the_pipe_alone(tmp_path):
+    """It also said "no such file, folder or matching glob", which the pipe's line contradicts."""
+    (tmp_path / "photos").mkdir()
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    jobs, missing = collect_inputs([str(tmp_path / "photos" / "*.png")])
+    assert jobs == [] and [p for p, _ in missing] == [str(tmp_path / "photos" / "cam.png")]
+
+
 def test_training_lists_say_what_they_leave_out(tmp_path, locked):
     """Training listed the pipe as an image and dropped the unreadable folder, unsaid; then
     said them with the fixes for a file given on the command line ("pass the image itself",

@@ -169,7 +169,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
                                 f"a folder to search it (sub-folders too), or a glob of the "
                                 f"files in them ({_files_in(spec)})"))  # fmt: skip
-            elif not files and not broken and not unlisted:
+            elif not files and not broken and not unlisted and not odd:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name), real_folders)
