@@ -147,3 +147,15 @@ def test_an_image_whose_json_is_a_pipe_has_no_json(tmp_path):
     (root / "y.json").symlink_to(tmp_path / "pipe")
     pairs, orphans = list_sa1b(root)
     assert [(i.name, a.name) for i, a in pairs] == [("z.jpg", "z.json")] and orphans == 2
+
+
+def test_an_sa1b_folder_of_no_pair_says_each_file_it_passes_over_once(tmp_path):
+    """Listed again for its plain images, the folder's pipe was said twice before "no
+    sa_N.jpg images found"."""
+    root = tmp_path / "sa"
+    _empty_files(root, ["photo.jpg"])
+    os.mkfifo(root / "sa_9.jpg")
+    with pytest.warns(UserWarning) as caught, pytest.raises(LoftUpError, match="no sa_N.jpg"):
+        MaskedImages(root, size=16, masks="sa1b")
+    said = [str(w.message) for w in caught]
+    assert len([m for m in said if "sa_9.jpg" in m]) == 1, said

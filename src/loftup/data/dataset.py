@@ -13,6 +13,7 @@ import multiprocessing
 import numbers
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -113,7 +114,11 @@ class MaskedImages(torch.utils.data.Dataset):
         if not self.images:
             hint = "sa_N.jpg images with their sa_N.json" if masks == "sa1b" else "image files"
             why = f"no {hint} found under {root}"
-            plain = len(list_images(root)) if masks == "sa1b" else 0
+            plain = 0
+            if masks == "sa1b":
+                with warnings.catch_warnings():  # list_sa1b said its pipes and folders once
+                    warnings.simplefilter("ignore")
+                    plain = len(list_images(root))
             if plain:
                 why += (
                     f"; it holds {plain} images without an SA-1B JSON beside them: to train on "
