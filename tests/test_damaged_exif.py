@@ -24,9 +24,9 @@ from loftup.io import load_image, load_image_tensor
 DAMAGES = {"struct.error": b"\x01\x16", "TypeError": b"\x01\x3e"}
 
 
-def _damaged_jpeg(path, tag: bytes) -> np.ndarray:
+def _damaged_jpeg(path, tag: bytes, xmp: bytes = b"") -> np.ndarray:
     """A 32 x 40 JPEG at ``path`` whose EXIF says Orientation 6 and whose first tag's id is
-    ``tag``; its pixels, as plain Pillow decodes them."""
+    ``tag`` (``xmp``: its XMP packet, where given); its pixels, as plain Pillow decodes them."""
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8))
     exif = Image.Exif()
@@ -35,10 +35,26 @@ def _damaged_jpeg(path, tag: bytes) -> np.ndarray:
     raw = exif.tobytes()
     assert raw.count(b"\x01\x0f\x00\x02") == 1  # Make, of type ASCII
     buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=raw.replace(b"\x01\x0f\x00\x02", tag + b"\x00\x02"))
+    damaged = raw.replace(b"\x01\x0f\x00\x02", tag + b"\x00\x02")
+    img.save(buf, "JPEG", exif=damaged, **({"xmp": xmp} if xmp else {}))
     path.write_bytes(buf.getvalue())
     with Image.open(path) as stored:
         return np.asarray(stored.convert("RGB"))
+
+
+@pytest.mark.parametrize("kind, tag", DAMAGES.items(), ids=list(DAMAGES))
+def test_an_image_turned_by_a_damaged_block_records_no_orientation(tmp_path, kind, tag):
+    """The turned image kept the block's Orientation 6 (and XMP's), where exif_transpose drops
+    them for an intact one: applied again, or saved with the image, it turned it twice."""
+    from PIL import ImageOps
+
+    path = tmp_path / "cam.jpg"
+    xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
+    upright = np.rot90(_damaged_jpeg(path, tag, xmp), k=-1)
+    with pytest.warns(UserWarning, match="turned upright"):
+        img = load_image(path)
+    assert img.getexif().get(0x0112, 1) == 1 and b"Orientation" not in img.info["xmp"]
+    assert np.array_equal(np.asarray(ImageOps.exif_transpose(img)), upright)
 
 
 @pytest.mark.parametrize("kind, tag", DAMAGES.items(), ids=list(DAMAGES))

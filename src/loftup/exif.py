@@ -67,7 +67,31 @@ def upright(img, path: Path):
             stacklevel=4,
         )
         turned = transpose(img, orientation)
-        return (turned if turned is not img else img.copy()), orientation
+        turned = turned if turned is not img else img.copy()
+        if orientation != 1:
+            _forget_orientation(turned.info)
+        return turned, orientation
+
+
+#: An XMP packet's orientation, as an attribute or an element (what exif_transpose removes).
+_XMP_ORIENTATION = (r'\s*tiff:Orientation="[0-9]"', r"<tiff:Orientation>[0-9]</tiff:Orientation>")
+
+
+def _forget_orientation(info: dict) -> None:
+    """Drop from a turned image's ``info`` what records its orientation, as exif_transpose
+    does for an intact block: the damaged EXIF block, which cannot be written back with
+    Orientation 1, and XMP's (a caller saving the image with them, or applying them, turned
+    it twice)."""
+    import re
+
+    info.pop("exif", None)
+    for key in ("XML:com.adobe.xmp", "xmp"):
+        value = info.get(key)
+        if isinstance(value, (str, bytes)):
+            for pattern in _XMP_ORIENTATION:
+                pattern = pattern if isinstance(value, str) else pattern.encode()
+                value = re.sub(pattern, type(value)(), value)
+            info[key] = value
 
 
 def turned_by_a_map(img) -> bool:
