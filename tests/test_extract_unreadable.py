@@ -120,6 +120,19 @@ def test_a_glob_matching_only_a_pipe_says_the_pipe_alone(tmp_path):
     assert jobs == [] and [p for p, _ in missing] == [str(tmp_path / "photos" / "cam.png")]
 
 
+def test_a_pipe_and_a_folder_two_inputs_reach_are_said_once(tmp_path, locked):
+    """``photos photos/*`` said the pipe and the unreadable folder twice each (the image
+    within reach of both is one job)."""
+    _images(tmp_path, "photos/a.png", "photos/day2/b.png")
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    locked(tmp_path / "photos" / "day2")
+    jobs, missing = collect_inputs([str(tmp_path / "photos"), str(tmp_path / "photos" / "*")])
+    said = [p for p, _ in missing]
+    assert len(jobs) == 1 and sorted(said) == [
+        str(tmp_path / "photos" / "cam.png"), str(tmp_path / "photos" / "day2")
+    ]  # fmt: skip
+
+
 def test_training_lists_say_what_they_leave_out(tmp_path, locked):
     """Training listed the pipe as an image and dropped the unreadable folder, unsaid; then
     said them with the fixes for a file given on the command line ("pass the image itself",

@@ -193,7 +193,8 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         for (real, rel, given), s, k in zip(unique, stems, keys)
     ]
     _refuse_shared_names(jobs)
-    return jobs, missing
+    said = set()  # a pipe found by two inputs (photos photos/*) is said once, as it is one job
+    return jobs, [m for m in missing if not (m[0] in said or said.add(m[0]))]
 
 
 def disk_key(name: str) -> str:
