@@ -56,4 +56,7 @@ def passed_over(path: str | os.PathLike) -> str:
     command line is told to pass the image itself instead)."""
     if os.path.islink(path) and not os.path.exists(path):
         return link_to_nothing(path)
-    return not_regular(path)
+    try:
+        return not_regular(path)
+    except OSError as e:  # deleted since the folder was listed: no crash of the listing
+        return f"gone since its folder was listed ({e.strerror or e})"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import fsck_folder, link_to_nothing, not_regular
+from ..listing import fsck_folder, link_to_nothing, not_regular, passed_over
 from .globs import expand, unlisted_folders
 
 
@@ -67,7 +67,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         elif _to_nothing(p):
             problems += _links_to_nothing([p])
         else:  # as when given itself, not dropped
-            problems.append((str(p), not_regular(p)))
+            problems.append((str(p), passed_over(p)))  # a pipe, or gone since listed
     return files, problems
 
 
