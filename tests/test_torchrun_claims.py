@@ -68,7 +68,7 @@ def test_a_rank_of_another_command_is_refused_at_once_not_counted_in(port, monke
     port, has its rank 0 refused (port in use) and its rank 1 reached A's point, was counted
     in, and joined A's group: both runs ended with exit status 0, each with half its files."""
     said = {}
-    rank_0 = come(said, 0, 2, 3)  # run A, `loftup upsample inA -o outA`
+    rank_0 = come(said, 0, 2, 60)  # run A, `loftup upsample inA -o outA`
     rank_0s_point(port)
     monkeypatch.setattr(sys, "argv", [*sys.argv, "inB"])  # run B's command
     come(said, 1, 2, 20).join(30)
@@ -79,8 +79,30 @@ def test_a_rank_of_another_command_is_refused_at_once_not_counted_in(port, monke
         "MASTER_PORT (torchrun --master-port PORT), and start every process of a run with the "
         "same command"
     )
-    rank_0.join(30)
-    assert "and only 1 of 2 came" in said[0]  # A's rank 0 was not met by B's rank 1
+    rank_0.join(30)  # A's rank 0 is told at once (it waited out its meeting to say "1 of 2")
+    assert not rank_0.is_alive() and said[0] == (
+        f"this process (RANK=0 of WORLD_SIZE=2) came to 127.0.0.1:{port} and a process came "
+        "there with another command or WORLD_SIZE and was refused (one of this run's started "
+        "with other arguments or another WORLD_SIZE, or another run's started by hand with the "
+        "same MASTER_PORT); give each run its own MASTER_PORT (torchrun --master-port PORT), and "
+        "start every process of a run with the same command"
+    )
+
+
+def test_a_launchers_local_rank_argument_is_no_other_command(monkeypatch):
+    """torch.distributed.launch (and DeepSpeed's launcher) give each process its own
+    --local-rank=N: a script calling loftup.extract under it had its second rank refused as
+    another run's. torchrun's agent names its run (TORCHELASTIC_RUN_ID): that is the run."""
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(sys, "argv", ["user.py", "--local-rank=0", "out"])
+    first = claims.identity(2)
+    for argv in (["user.py", "--local-rank=1", "out"], ["user.py", "--local_rank", "1", "out"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert claims.identity(2) == first
+    monkeypatch.setattr(sys, "argv", ["user.py", "--local-rank=1", "other"])
+    assert claims.identity(2) != first  # another command still is one
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
+    assert claims.identity(2) == "WORLD_SIZE=2 run=job7"
 
 
 @pytest.mark.parametrize("first, second", [(2, 3), (3, 2)])

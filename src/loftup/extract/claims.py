@@ -33,9 +33,22 @@ LOOK_EVERY = 0.2
 
 
 def identity(world: int) -> str:
-    """What the processes of one run share: WORLD_SIZE, and the hash of the command's arguments
-    (a run's processes are started with one command: torchrun's, or the same one by hand)."""
-    argv = hashlib.sha256(json.dumps(sys.argv[1:]).encode()).hexdigest()[:12]
+    """What the processes of one run share: WORLD_SIZE, and torchrun's run id where its agent
+    started them (``TORCHELASTIC_RUN_ID``), else the hash of the command's arguments less a
+    launcher's ``--local-rank``/``--local_rank`` (``torch.distributed.launch`` and DeepSpeed
+    give each process its own; a run's processes are started with one command otherwise)."""
+    run = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run:
+        return f"WORLD_SIZE={world} run={run}"
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg in ("--local-rank", "--local_rank"):
+            skip = True  # its value follows
+        elif not arg.startswith(("--local-rank=", "--local_rank=")):
+            args.append(arg)
+    argv = hashlib.sha256(json.dumps(args).encode()).hexdigest()[:12]
     return f"WORLD_SIZE={world} command={argv}"
 
 
@@ -104,8 +117,9 @@ def close_if_all_came(store, key: str, world: int) -> int:
 def wait_for_all(store, key, rank, world, mine, deadline, closed, decides) -> str:
     """Wait until the meeting ``key`` is whole ("all"; "replaced" where this process's claim
     was not the one counted in), until ``deadline`` (``time.monotonic()``; "timeout", the claim
-    left), until ``closed()`` says the point has closed ("left"), or until another process took
-    RANK=``rank``'s claim ("replaced"). RANK=0 ``decides`` when all came."""
+    left), until ``closed()`` says the point has closed ("left"), until another process took
+    RANK=``rank``'s claim ("replaced"), or until one was refused for another command or
+    WORLD_SIZE ("peer refused": the wait could only run out). RANK=0 ``decides`` when all came."""
     at, pause = f"{key}/rank/{rank}", 0.01
     while True:
         if closed():  # first: the store's own call to a closed point logs its trace
@@ -114,6 +128,9 @@ def wait_for_all(store, key, rank, world, mine, deadline, closed, decides) -> st
             close_if_all_came(store, key, world)
         if store.check([f"{key}/all"]):
             return "all" if peek(store, at) == LOCK + mine else "replaced"
+        refused = store.check([f"{key}/refused"])  # one came with another command or WORLD_SIZE
+        if refused and leave(store, key, rank, mine):
+            return "peer refused"
         if peek(store, at) not in (mine, LOCK + mine):
             return "replaced"
         if time.monotonic() >= deadline and leave(store, key, rank, mine):

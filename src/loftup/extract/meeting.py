@@ -146,6 +146,7 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
     try:
         run = store.compare_set(f"{key}/run", "", claims.identity(world)).decode()
         if run != claims.identity(world):  # another run's, or this one's with another WORLD_SIZE
+            store.set(f"{key}/refused", claims.identity(world))  # those who wait are told
             if not run.startswith(f"WORLD_SIZE={world} "):
                 return "refused", (
                     f"where the processes that came first have {run.split()[0]}: start every "
@@ -169,6 +170,14 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
         )
         if outcome == "timeout":
             said = 1 + sum(1 for value in claims.claims(store, key, world) if value)
+        elif outcome == "peer refused":
+            outcome, said = (
+                "refused",
+                "and a process came there with another command or WORLD_SIZE and was refused (one "
+                "of this run's started with other arguments or another WORLD_SIZE, or another "
+                f"run's started by hand with the same MASTER_PORT); {two}, and start every "
+                "process of a run with the same command",
+            )
         elif outcome == "replaced":
             outcome, said = (
                 "refused",
