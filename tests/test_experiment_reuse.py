@@ -40,7 +40,7 @@ def test_a_link_to_nothing_in_the_training_data_does_not_stop_the_experiment(tmp
 
     (tmp_path / "sa_1.jpg").write_bytes(b"jpeg")
     (tmp_path / "sa_2.jpg").symlink_to(tmp_path / "gone.jpg")
-    with pytest.warns(UserWarning, match=r"sa_2\.jpg is a link to .*gone\.jpg"):
+    with pytest.warns(UserWarning, match=r"sa_2\.jpg: a link to .*gone\.jpg"):
         first = run_inputs({"sha256": None}, tmp_path, "superpixels")["training_data"]
     assert first["files"] == 1
     (tmp_path / "gone.jpg").write_bytes(b"here now")  # the link leads to a file: other data

@@ -33,10 +33,11 @@ def test_a_stuck_data_worker_is_an_error_naming_the_folder_and_the_fix(tmp_path)
     stuck worker is gone:
     it ignores SIGTERM, and left alive the interpreter's exit would wait on it for ever."""
     data = write_sa1b(tmp_path / "sa1b", 4, size=56)
+    cfg = tiny(data, tmp_path / "run", 1, 2, "data.num_workers=1", "data.timeout=1")
+    loader = _loader(cfg)  # listed while the JSONs are files (a pipe is passed over)
     for ann in data.glob("*.json"):
         ann.unlink()
         os.mkfifo(ann)
-    cfg = tiny(data, tmp_path / "run", 1, 2, "data.num_workers=1", "data.timeout=1")
 
     def hung(*_):
         raise TimeoutError("the loader hung on its stuck worker")
@@ -45,7 +46,7 @@ def test_a_stuck_data_worker_is_an_error_naming_the_folder_and_the_fix(tmp_path)
     signal.alarm(60)
     try:
         with pytest.raises(LoftUpError) as e:
-            next(batches(_loader(cfg), cfg.data.root))
+            next(batches(loader, cfg.data.root))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -78,9 +79,9 @@ def test_without_workers_a_stuck_read_is_an_error_naming_the_file(tmp_path):
         assert torch.equal(got["image"], want["image"]) and torch.equal(got["masks"], want["masks"])
     assert _loader(tiny(data, tmp_path / "run", 1, 2, "data.num_workers=1")).timeout == 600
 
-    os.unlink(data / "sa_2.json")
-    os.mkfifo(data / "sa_2.json")  # no one writes it: open() waits for ever
     loader = _loader(tiny(data, tmp_path / "run", 1, 2, "data.timeout=1"))
+    os.unlink(data / "sa_2.json")  # after the listing, which passes over a pipe
+    os.mkfifo(data / "sa_2.json")  # no one writes it: open() waits for ever
     started = time.monotonic()
     with pytest.raises(LoftUpError) as e, batches(loader, str(data)) as feed:
         list(feed)
@@ -155,11 +156,11 @@ def test_the_reads_before_the_loaders_are_waited_on_data_timeout_too(tmp_path):
     from loftup.train.pictures import validation_images
 
     data = write_sa1b(tmp_path / "sa1b", 4, size=56)
-    stuck = data / "sa_1.json"
-    stuck.unlink()
-    os.mkfifo(stuck)
     cfg = tiny(data, tmp_path / "run", 1, 2, "data.timeout=1", "log.viz_every=1")
     dataset = training_data(cfg, CPU)
+    stuck = data / "sa_1.json"  # after the listing, which passes over a pipe
+    stuck.unlink()
+    os.mkfifo(stuck)
 
     def hung(*_):
         raise TimeoutError("the read hung the run")
