@@ -1,8 +1,8 @@
 """Reading images from disk the way a user expects them to look.
 
-EXIF orientation is applied (a damaged EXIF block: the image as stored, and a warning naming
-the file); grayscale, palette, RGBA (composited over white), CMYK and 16-bit images become
-RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
+EXIF orientation is applied (a damaged EXIF block: turned by the Orientation it still
+records, or as stored where it cannot be read at all, with a warning naming the file);
+grayscale, palette, RGBA (composited over white), CMYK and 16-bit images become RGB. :func:`load_image` gives an 8-bit PIL image, :func:`load_image_tensor` a
 float tensor (3, H, W) in [0, 1] that keeps the full precision of 16-bit grayscale files
 (Pillow itself reads 16-bit colour files as 8-bit). A float image is taken as [0, 1] and a
 32-bit integer one as 16-bit; one whose values say otherwise (0-255 floats, 8-bit values in 32

@@ -48,7 +48,9 @@ def meet_the_others(backend: str, seconds: float) -> None:
     # meeting's wait, not the collectives' (a process killed after it came: a day, Ctrl-C
     # ignored, then torch's traceback); the collectives' wait is set once the group is joined
     join = max(deadline - time.monotonic(), _JOIN_LEAST)
-    set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)  # (torch >= 2.3)
+    # _set_pg_timeout is torch's private API, which a release may drop: without it the group is
+    # joined with the collectives' wait
+    set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)
     store.set_timeout(datetime.timedelta(seconds=join))
     try:
         join_process_group(
