@@ -37,7 +37,7 @@ def list_images(
     ``progress``: a bar counting the images found (SA-1B's 11 million take minutes).
     """
     found = []
-    for folder, names, _, _ in image_folders(root, extensions, progress=progress):
+    for folder, names, _ in image_folders(root, extensions, progress=progress):
         found += [(key, folder, name) for key, name in names]
     return [folder / name for _, folder, name in sorted(found)]
 
@@ -54,8 +54,7 @@ BAR_EVERY = 10_000
 
 def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progress=False):
     """(folder, [(key, name), ...] of its images sorted, the names of all its regular files
-    (links to one too; no pipe, device or link to nothing), the names of its entries that
-    are symbolic links) for each folder under ``root``, as
+    (links to one too; no pipe, device or link to nothing)) for each folder under ``root``, as
     :func:`list_images` walks them (top-down, folders in name order, as ``os.walk`` with
     ``followlinks``); ``key``
     sorts the images of all folders as their paths sort (part by part), without a path made
@@ -82,14 +81,14 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             listed = _scan(dirpath, extensions, bar)
             if listed is None:
                 continue
-            dirnames, images, files, links, odd = listed
+            dirnames, images, files, odd = listed
             folder = Path(dirpath)
             parts = folder.relative_to(root).parts
             for name in sorted(odd):
                 warnings.warn(
                     f"skipped {folder / name}: {passed_over(folder / name)}", stacklevel=2
                 )
-            yield folder, sorted((parts + (name,), name) for name in images), files, links
+            yield folder, sorted((parts + (name,), name) for name in images), files
             dirnames = sorted(
                 (d for d in dirnames if not d.startswith(".") and not fsck_folder(dirpath, d)),
                 reverse=True,
@@ -100,13 +99,12 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
 def _scan(dirpath: str, extensions, bar):
     """The entries of the folder ``dirpath``: (its folders' names (linked ones too), its
     images' names (not hidden, regular files), the names of all its regular files (links to
-    one too), the names of the links among its entries, the image names that are no regular
-    file: pipes, devices, links to nothing), the
+    one too), the image names that are no regular file: pipes, devices, links to nothing), the
     images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
     (a warning naming it; the images it counted taken back off). Whether an entry is a
     folder, a file or a link is known from the listing itself (no file looked at), but for a
     link, which is followed."""
-    dirs, images, files, links, odd = [], [], [], set(), set()
+    dirs, images, files, odd = [], [], [], set()
     try:
         with os.scandir(dirpath) as entries:
             while chunk := list(islice(entries, BAR_EVERY)):
@@ -116,11 +114,6 @@ def _scan(dirpath: str, extensions, bar):
                     if _is(entry.is_dir):  # False where it fails, as os.walk counts it
                         dirs.append(name)
                         continue
-                    try:
-                        if entry.is_symlink():
-                            links.add(name)
-                    except OSError:  # not to be told: taken as a file
-                        pass
                     regular = _is(entry.is_file)  # a pipe named sa_1.json hung training
                     if regular:
                         files.append(name)
@@ -133,7 +126,7 @@ def _scan(dirpath: str, extensions, bar):
         warnings.warn(f"skipped {dirpath}: a folder that cannot be read ({why}); its images "
                       "are left out", stacklevel=3)  # fmt: skip
         return None
-    return dirs, images, files, links, odd
+    return dirs, images, files, odd
 
 
 def _is(test) -> bool:

@@ -37,7 +37,7 @@ def list_sa1b(
     case apart holds) would share one JSON, the masks of at most one of them: a UsageError
     names both, before anything is read. ``progress``: a bar counting the images found."""
     found, orphans = [], 0
-    for folder, images, files, _ in image_folders(root, (".jpg", ".jpeg"), progress=progress):
+    for folder, images, files in image_folders(root, (".jpg", ".jpeg"), progress=progress):
         files, owner = set(files), {}
         for key, image in images:
             ann = _annotation_name(folder, image, files)
