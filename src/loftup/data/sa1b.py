@@ -29,18 +29,22 @@ def list_sa1b(
 ) -> tuple[list[tuple[Path, Path]], int]:
     """(image, json) pairs under ``root`` sorted by path, and the number of images without JSON.
 
-    An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix, found among its
-    folder's regular files (no file is looked at one by one: millions of them on a network
-    disk took hours), but for a link, looked at: one that leads nowhere (its disk not mounted,
-    its folder removed), or a pipe of that name, is no JSON, and its image one without. Two images of one name
+    An image's JSON is its name with ``.json`` (or ``.JSON``) for its suffix, or that name in
+    another case (``.Json``, as a case-blind disk finds it), found among its folder's regular
+    files (no file is looked at one by one: millions of them on a network disk took hours),
+    but for a link, looked at: one that leads nowhere (its disk not mounted, its folder
+    removed), or a pipe of that name, is no JSON, and its image one without. Two images of one name
     but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or ``sa_1.jpeg``, which a disk that tells
     case apart holds) would share one JSON, the masks of at most one of them: a UsageError
     names both, before anything is read. ``progress``: a bar counting the images found."""
     found, orphans = [], 0
     for folder, images, files in image_folders(root, (".jpg", ".jpeg"), progress=progress):
-        files, owner = set(files), {}
+        files, owner, folded = set(files), {}, None
         for key, image in images:
-            ann = _annotation_name(folder, image, files)
+            ann = _annotation_name(image, files)
+            if ann is None:  # only then the case-blind map, once a folder
+                folded = _json_names_casefolded(files) if folded is None else folded
+                ann = folded.get(_json_name(image).casefold())
             if ann is None:
                 orphans += 1
                 continue
@@ -55,23 +59,30 @@ def list_sa1b(
     return [(folder / image, folder / ann) for _, folder, image, ann in sorted(found)], orphans
 
 
-def _annotation_name(folder: Path, image: str, files: set[str]) -> str | None:
-    """The name of the SA-1B JSON of ``image`` in ``folder`` (whose regular files, links to
-    one too, are named ``files``): its suffix made ``.json``, or ``.JSON``; a link to nothing
-    (paired, its image was skipped as unreadable once the backbone had loaded) or a pipe
-    (training hung in its open()) is none; looked for on the disk where neither is among
-    them (a case-blind disk finds ``.Json`` too, as it did before)."""
-    stem = image[: image.rindex(".")]  # a .jpg or .jpeg
-    for ann in (f"{stem}.json", f"{stem}.JSON"):
+def _json_name(image: str) -> str:
+    """``image``'s name with ``.json`` for its suffix (a .jpg or .jpeg)."""
+    return f"{image[: image.rindex('.')]}.json"
+
+
+def _annotation_name(image: str, files: set[str]) -> str | None:
+    """The name of the SA-1B JSON of ``image`` among its folder's regular files (links to one
+    too) ``files``: its suffix made ``.json``, or ``.JSON``; a link to nothing (paired, its
+    image was skipped as unreadable once the backbone had loaded) or a pipe (training hung in
+    its open()) is none, as is a name in another case (:func:`_json_names_casefolded`)."""
+    name = _json_name(image)
+    for ann in (name, f"{name[:-5]}.JSON"):
         if ann in files:  # regular files only: a pipe of that name hung training's open()
             return ann
-    return next((a.name for a in _annotation_names(folder / image) if a.is_file()), None)
+    return None
 
 
-def _annotation_names(image: Path) -> tuple[Path, ...]:
-    """Where the SA-1B JSON of ``image`` may be: its suffix made ``.json``, or ``.JSON`` (a
-    disk that tells case apart does not find the one for the other)."""
-    return image.with_suffix(".json"), image.with_suffix(".JSON")
+def _json_names_casefolded(files: set[str]) -> dict[str, str]:
+    """The ``.json`` names (in any case) of ``files`` by their casefolded name, the first in
+    sorted order where several fold alike: an image's JSON named in another case (``.Json``,
+    ``SA_1.json`` beside ``sa_1.jpg``), which a case-blind disk (macOS, Windows) opens by the
+    image's name, found in memory, not on the disk (two stats an image without JSON)."""
+    names = (n for n in sorted(files, reverse=True) if n[-5:].casefold() == ".json")
+    return {name.casefold(): name for name in names}
 
 
 def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
