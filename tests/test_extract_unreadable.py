@@ -120,6 +120,18 @@ def test_a_glob_matching_only_a_pipe_says_the_pipe_alone(tmp_path):
     assert jobs == [] and [p for p, _ in missing] == [str(tmp_path / "photos" / "cam.png")]
 
 
+def _gone_once_listed(monkeypatch, path):
+    """``path`` deleted once its folder (or a glob) listed it: each stat of it fails."""
+    real = os.stat
+
+    def stat(p, *args, **kwargs):
+        if os.fspath(p) == str(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(p))
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
 def test_a_pipe_deleted_while_its_folder_is_listed_is_said_not_raised(tmp_path, monkeypatch):
     """Asked why it was passed over, a pipe gone since its folder was read raised
     FileNotFoundError out of training's listing (and loftup upsample's)."""
@@ -127,18 +139,23 @@ def test_a_pipe_deleted_while_its_folder_is_listed_is_said_not_raised(tmp_path, 
 
     _images(tmp_path, "photos/a.png")
     os.mkfifo(tmp_path / "photos" / "cam.png")
-    real = os.stat
-
-    def stat(path, *args, **kwargs):  # the pipe deleted once the folder was read
-        if os.fspath(path) == str(tmp_path / "photos" / "cam.png"):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "stat", stat)
+    _gone_once_listed(monkeypatch, tmp_path / "photos" / "cam.png")
     with pytest.warns(UserWarning, match="cam.png: gone since its folder was listed"):
         assert list_images(tmp_path / "photos") == [tmp_path / "photos" / "a.png"]
     jobs, missing = collect_inputs([str(tmp_path / "photos")])  # loftup upsample's too
     assert len(jobs) == 1 and missing[0][1].startswith("gone since its folder was listed")
+
+
+def test_a_pipe_a_glob_matched_then_deleted_is_said_not_raised(tmp_path, monkeypatch):
+    """Asked why a glob's match was passed over, a pipe deleted since the glob listed it
+    raised FileNotFoundError out of loftup upsample (or, gone by the look before, was said
+    'no such file, folder or matching glob'); it is said as a folder's is."""
+    _images(tmp_path, "photos/a.jpg")
+    os.mkfifo(tmp_path / "photos" / "cam.png")
+    _gone_once_listed(monkeypatch, tmp_path / "photos" / "cam.png")
+    jobs, missing = collect_inputs([str(tmp_path / "photos" / "*.png")])
+    assert jobs == [] and [p for p, _ in missing] == [str(tmp_path / "photos" / "cam.png")]
+    assert missing[0][1].startswith("gone since its folder was listed")
 
 
 def test_a_pipe_and_a_folder_two_inputs_reach_are_said_once(tmp_path, locked):

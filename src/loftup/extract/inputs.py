@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import fsck_folder, link_to_nothing, not_regular, passed_over
+from ..listing import fsck_folder, link_to_nothing, passed_over
 from .globs import expand, unlisted_folders
 
 
@@ -64,10 +64,8 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     for p in sorted(Path(p) for p in found):  # a file is no link to nothing: one check each
         if p.is_file():
             files.append(p)
-        elif _to_nothing(p):
-            problems += _links_to_nothing([p])
-        else:  # as when given itself, not dropped
-            problems.append((str(p), passed_over(p)))  # a pipe, or gone since listed
+        else:  # as when given itself, not dropped: a link to nothing, a pipe, gone since listed
+            problems.append((str(p), passed_over(p)))
     return files, problems
 
 
@@ -154,10 +152,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 (files if m.is_file() else others).append(m)
             images = [m for m in files if _is_image(m)]  # a glob's .txt is no image, as a folder's
             folders = [m for m in others if m.is_dir()]
-            broken = [m for m in others if _is_image(m) and _to_nothing(m)]
-            missing += _links_to_nothing(broken)
-            odd = [m for m in others if _is_image(m) and m.exists() and not m.is_dir()]
-            missing += [(str(m), not_regular(m)) for m in odd]  # a pipe: said, as in a folder
+            # a link to nothing, a pipe, one gone since the glob listed it: said, as in a folder
+            passed = [m for m in others if _is_image(m) and not m.is_dir()]
+            missing += [(str(m), passed_over(m)) for m in passed]
             unlisted = unlisted_folders(os.path.expanduser(spec))  # as a folder's: named
             missing += unlisted
             if files and not images:
@@ -169,7 +166,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
                                 f"a folder to search it (sub-folders too), or a glob of the "
                                 f"files in them ({_files_in(spec)})"))  # fmt: skip
-            elif not files and not broken and not unlisted and not odd:
+            elif not files and not passed and not unlisted:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name), real_folders)
