@@ -162,3 +162,32 @@ def test_a_backbone_snapshot_copied_without_its_blobs_is_said_so(tmp_path, tiny_
     shutil.copytree(snap, tmp_path / "copied", symlinks=True)  # cp -r
     with pytest.raises(WeightsNotFoundError, match=r"copied without the blobs .* `cp -rL`"):
         get_featurizer("dinov2_tiny", weights=str(tmp_path / "copied"))
+
+
+def test_a_sharded_repo_resharded_since_its_index_was_cached_gives_the_new_shards(
+    tmp_path, monkeypatch, local_hub
+):
+    """The cache holds a repo's shard index and its first shard at commit OLD (two shards);
+    the owner has resharded it into three at NEW since. config.json, not cached, comes from NEW
+    after the index, so the folder is NEW's: its index is fetched again there, and the shards
+    it names with it (the old index's were asked for, at NEW, where the hub has none of them)."""
+    import json
+
+    from loftup.hub.commits import hub_folder
+
+    def index(n: int) -> bytes:
+        names = [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)]
+        return json.dumps({"weight_map": {f"w{i}": name for i, name in enumerate(names)}}).encode()
+
+    old_shard = "model-00001-of-00002.safetensors"
+    cached = {"model.safetensors.index.json": index(2), old_shard: b"old"}
+    make_hf_cache(tmp_path / "hub", "someone/sharded", cached)
+    new = {"config.json": b"{}", "model.safetensors.index.json": index(3)}
+    new |= {f"model-{i:05d}-of-00003.safetensors": b"new%d" % i for i in (1, 2, 3)}
+    files = {("someone/sharded", n): data for n, data in new.items()}
+    _use_mirror(monkeypatch, local_hub(files, commit=NEW), tmp_path / "hub")
+    folder = hub_folder(
+        "someone/sharded", ["model.safetensors", "config.json"], what="x", local_hint="a folder"
+    )
+    assert folder.name == NEW
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == new

@@ -94,8 +94,10 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
             _refetch(repo_id, path.name, folder, kw)
     for path in found:
         if path.name.endswith(INDEX_SUFFIX):
-            for shard in shard_names(path):
-                hub_file(repo_id, shard, **kw)  # at the ref, now the folder's commit
+            # the shards the folder's own index names (fetched again there above, where it was
+            # cached at an older commit: the owner may have resharded since), at its commit
+            for shard in shard_names(folder / path.name):
+                hub_file(repo_id, shard, **{**kw, "revision": folder.name})
     return folder
 
 
