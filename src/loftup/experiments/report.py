@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..world.report import counted as _n
-from .data import EvalSet, weights_fingerprint
+from .data import EvalSet
 from .settings import ExperimentSettings
 from .stats import RULE
 
@@ -51,16 +51,16 @@ def _load() -> float | None:
         return None
 
 
-def provenance(s: ExperimentSettings, evalset: EvalSet, backbone: dict | None = None) -> dict:
+def provenance(s: ExperimentSettings, evalset: EvalSet, backbone: dict) -> dict:
     """Settings, command, version, commit, backbone weights hash (``backbone``: the
-    :func:`~.data.weights_fingerprint` worked out already), held-out set."""
+    :func:`~.data.weights_fingerprint` its caller worked out), held-out set."""
     from ..eval.report import run_info
 
     return {
         "settings": s.to_dict(),
         "command": command(s.name),
         "run": run_info("cpu"),
-        "backbone": backbone or weights_fingerprint(s.backbone, s.backbone_weights),
+        "backbone": backbone,
         "heldout": {
             "source": evalset.source,
             "images": len(evalset.images),

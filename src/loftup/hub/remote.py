@@ -17,7 +17,6 @@ from .damaged import damage, damaged_in_cache
 from .reach import (
     SILENT,
     cache_write_error,
-    hub_reachable,
     hub_refusal,
     lost_connection,
     offline_reason,
@@ -30,10 +29,6 @@ from .refresh import (  # all_or_nothing: importable from here
     still_cached,
 )
 from .registry import RELEASED, resolve_name
-
-# their names before the split into :mod:`.reach`, for reading: hub_file calls reach's own
-# functions, so code that replaces them (a test's monkeypatch) patches them there
-_offline, _hub_reachable = offline_reason, hub_reachable
 
 
 def hub_file(
