@@ -20,7 +20,7 @@ from .listing import in_a_loop as _in_a_loop
 from .listing import special_kind
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
     """``path`` or its nearest ancestor that is there (a file, a folder or a link, even one to
     nothing); what lies in a folder that cannot be searched counts as not there, so that the
     folder, which takes no new files, is the one named."""
@@ -32,7 +32,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 def _folder_problem(folder: Path) -> str | None:
     """Why files cannot be made in ``folder`` (made first where missing), or None."""
-    base = _existing_ancestor(folder)
+    base = existing_ancestor(folder)
     if os.path.islink(base) and not os.path.exists(base):
         if _in_a_loop(base):
             return f"{base} is a link to {os.readlink(base)}, which leads back to it (a loop)"
@@ -51,7 +51,7 @@ def _folder_problem(folder: Path) -> str | None:
 def name_max(folder: str | os.PathLike) -> int:
     """The longest name, in bytes, that the file system of ``folder`` (or of its nearest
     ancestor that is there) takes: 255 on most, and where the system does not say."""
-    base = _existing_ancestor(Path(folder))
+    base = existing_ancestor(Path(folder))
     try:
         return os.pathconf(base if os.path.isdir(base) else base.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no such query here: the common limit

@@ -12,7 +12,9 @@ import torch
 from ..atomic import atomic_write, write_json
 from ..checks import shown
 from ..errors import UsageError
+from ..listing import in_a_loop
 from ..model import LoftUp
+from ..paths import existing_ancestor
 from .record import (
     CONFIG_NAME,
     DIGEST_KEY,
@@ -75,36 +77,22 @@ def _folder(directory) -> Path:
             f"{shown(directory)} (an unset variable?)"
         )
     directory = Path(directory).expanduser()
-    for p in (directory, *directory.absolute().parents):  # up to the first that is there
-        shown_p = directory if p == directory else p
-        if p.is_symlink() and not p.exists():
-            make = "make that folder, remove the link,"
-            what = "which does not exist"
-            if _loops(p):  # no folder can be made there
-                make, what = "remove the link", "which leads back to itself (a loop of links)"
-            raise UsageError(
-                f"save_pretrained cannot write to {directory}: {shown_p} is a link to "
-                f"{os.readlink(p)}, {what}; {make} or pass another path"
-            )
-        if p.exists():
-            if not p.is_dir():
-                raise UsageError(
-                    f"save_pretrained writes a folder, but {shown_p} is a file: pass a folder's "
-                    "path (made where missing) that has no file in its place or above it"
-                )
-            break
+    p = existing_ancestor(directory)  # the folder or the first above it that is there
+    shown_p = directory if p == Path(os.path.abspath(directory)) else p
+    if p.is_symlink() and not p.exists():
+        make, what = "make that folder, remove the link,", "which does not exist"
+        if in_a_loop(p):  # no folder can be made there
+            make, what = "remove the link", "which leads back to itself (a loop of links)"
+        raise UsageError(
+            f"save_pretrained cannot write to {directory}: {shown_p} is a link to "
+            f"{os.readlink(p)}, {what}; {make} or pass another path"
+        )
+    if not p.is_dir():
+        raise UsageError(
+            f"save_pretrained writes a folder, but {shown_p} is a file: pass a folder's "
+            "path (made where missing) that has no file in its place or above it"
+        )
     return directory
-
-
-def _loops(link: Path) -> bool:
-    """Whether following ``link`` comes back to it (``loop -> loop``): ELOOP."""
-    import errno
-
-    try:
-        os.stat(link)
-    except OSError as e:
-        return e.errno == errno.ELOOP
-    return False
 
 
 def _unwrapped(model) -> LoftUp:
