@@ -54,28 +54,24 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
         )
         for g in groups
     }
-    uncached = [
-        g
-        for g in groups
-        if not any(
-            isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
-            for n in alternatives[g]
-        )
-    ]
-    found = []
-    for group in groups:
-        names = alternatives[group]
-        # a name the cache holds first: online, each name tried before it is a request to the
-        # hub (a 404 for a repo without it), at every load
-        cached = next(
+    # per group, a name the cache holds (None: none): online, each name tried before it is a
+    # request to the hub (a 404 for a repo without it), at every load
+    cached = {
+        g: next(
             (
                 n
-                for n in names
+                for n in alternatives[g]
                 if isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
             ),
             None,
         )
-        first, *others = names if cached is None else (cached, *(n for n in names if n != cached))
+        for g in groups
+    }
+    uncached = [g for g in groups if cached[g] is None]
+    found = []
+    for group in groups:
+        names, here = alternatives[group], cached[group]
+        first, *others = names if here is None else (here, *(n for n in names if n != here))
         also = tuple(g for g in uncached if g != group)
         try:
             found.append(hub_file(repo_id, first, also=also, **kw))
