@@ -207,3 +207,27 @@ def test_git_commit_with_a_git_status_that_does_not_answer_is_marked_unchecked(
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(report, "GIT_TIMEOUT", 0.5)  # the fake status never answers
     assert report.git_commit() == "0123abc-unchecked"
+
+
+def test_a_featurizer_with_its_own_normalize_is_given_its_own_values():
+    """The backbone input was normalised with ImageNet's constants in place, whatever the
+    featurizer's own normalize said: a registered backbone that normalises its own way was
+    given other pixels than it asks for. Its own normalize is kept; the default's values are
+    unchanged."""
+    from loftup.eval.features import lowres_features
+    from loftup.featurizers import Featurizer, imagenet_normalize
+
+    class Seen(Featurizer):
+        def forward(self, x):  # the input itself, as features: what it was given
+            return x.clone()
+
+    class OwnNorm(Seen):
+        def normalize(self, images01):
+            return images01 * 2 - 1
+
+    images = torch.rand(2, 3, 14, 14, generator=torch.Generator().manual_seed(0))
+    cache = FeatureCache(None, backbone="b", weights=None, size=14, policy="p")
+    got = lowres_features(OwnNorm(), images, ["a", "b"], cache, 14)
+    assert torch.equal(got, images * 2 - 1)
+    got = lowres_features(Seen(), images, ["a", "b"], cache, 14)
+    assert torch.equal(got, imagenet_normalize(images))

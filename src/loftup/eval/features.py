@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..featurizers import imagenet_normalize
+from ..featurizers import Featurizer, imagenet_normalize
 
 
 def default_cache_dir() -> Path:
@@ -161,9 +161,17 @@ def lowres_features(
         batch = images01[todo].to(device)  # a copy (indexed by a list): spent below
         if batch.shape[-1] != input_size or batch.shape[-2] != input_size:
             batch = F.interpolate(batch, size=(input_size, input_size), mode="bilinear")
-        # normalised in place, as featurizer.normalize's values: one tensor of its size less
-        feats = featurizer(imagenet_normalize(batch, inplace=True)).float().cpu()
+        feats = featurizer(_normalized(featurizer, batch)).float().cpu()
         for j, i in enumerate(todo):
             found[i] = feats[j]
             cache.put(keys[i], feats[j])
     return torch.stack(found)
+
+
+def _normalized(featurizer, batch: torch.Tensor) -> torch.Tensor:
+    """``featurizer.normalize(batch)``: in ``batch`` itself (a copy the caller spends, one
+    tensor of its size less) where that is the default ImageNet normalisation, else through
+    the featurizer's own (a registered backbone may normalise its own way)."""
+    if getattr(featurizer.normalize, "__func__", None) is Featurizer.normalize:
+        return imagenet_normalize(batch, inplace=True)
+    return featurizer.normalize(batch)
