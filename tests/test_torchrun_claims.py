@@ -92,7 +92,8 @@ def test_a_rank_of_another_command_is_refused_at_once_not_counted_in(port, monke
 def test_a_launchers_local_rank_argument_is_no_other_command(monkeypatch):
     """torch.distributed.launch (and DeepSpeed's launcher) give each process its own
     --local-rank=N: a script calling loftup.extract under it had its second rank refused as
-    another run's. torchrun's agent names its run (TORCHELASTIC_RUN_ID): that is the run."""
+    another run's. torchrun's agent names its run (TORCHELASTIC_RUN_ID) too, but for "none", its
+    default, which told no run from another."""
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     monkeypatch.setattr(sys, "argv", ["user.py", "--local-rank=0", "out"])
     first = claims.identity(2)
@@ -101,8 +102,12 @@ def test_a_launchers_local_rank_argument_is_no_other_command(monkeypatch):
         assert claims.identity(2) == first
     monkeypatch.setattr(sys, "argv", ["user.py", "--local-rank=1", "other"])
     assert claims.identity(2) != first  # another command still is one
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun's default (no --rdzv-id)
+    assert claims.identity(2) != first  # tells no run from another: the command still does
+    monkeypatch.setattr(sys, "argv", ["user.py", "--local-rank=1", "out"])
+    assert claims.identity(2) == first
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
-    assert claims.identity(2) == "WORLD_SIZE=2 run=job7"
+    assert claims.identity(2) == f"{first} run=job7"
 
 
 @pytest.mark.parametrize("first, second", [(2, 3), (3, 2)])

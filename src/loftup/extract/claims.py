@@ -33,13 +33,11 @@ LOOK_EVERY = 0.2
 
 
 def identity(world: int) -> str:
-    """What the processes of one run share: WORLD_SIZE, and torchrun's run id where its agent
-    started them (``TORCHELASTIC_RUN_ID``), else the hash of the command's arguments less a
-    launcher's ``--local-rank``/``--local_rank`` (``torch.distributed.launch`` and DeepSpeed
-    give each process its own; a run's processes are started with one command otherwise)."""
-    run = os.environ.get("TORCHELASTIC_RUN_ID")
-    if run:
-        return f"WORLD_SIZE={world} run={run}"
+    """What the processes of one run share: WORLD_SIZE, the hash of the command's arguments
+    less a launcher's ``--local-rank``/``--local_rank`` (``torch.distributed.launch`` and
+    DeepSpeed give each process its own; a run's processes are started with one command), and
+    torchrun's run id where its agent names one (``TORCHELASTIC_RUN_ID``; torchrun's default
+    for a run without ``--rdzv-id`` is "none", which tells no run from another)."""
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -49,7 +47,8 @@ def identity(world: int) -> str:
         elif not arg.startswith(("--local-rank=", "--local_rank=")):
             args.append(arg)
     argv = hashlib.sha256(json.dumps(args).encode()).hexdigest()[:12]
-    return f"WORLD_SIZE={world} command={argv}"
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    return f"WORLD_SIZE={world} command={argv}" + ("" if run == "none" else f" run={run}")
 
 
 def token() -> str:
