@@ -163,3 +163,21 @@ def test_an_sa1b_folder_of_no_pair_says_each_file_it_passes_over_once(tmp_path):
         MaskedImages(root, size=16, masks="sa1b")
     said = [str(w.message) for w in caught]
     assert len([m for m in said if "sa_9.jpg" in m]) == 1, said
+
+
+def test_a_json_an_image_of_its_exact_name_holds_is_not_given_to_another_by_case(tmp_path):
+    """sa_1.jpg beside SA_1.jpg and SA_1.json alone (a disk that tells case apart): the
+    case-blind match gave SA_1.json to sa_1.jpg too, and the listing refused the folder as two
+    images sharing one JSON; SA_1.jpg holds it, and sa_1.jpg is an image without JSON."""
+    from loftup.data.sa1b import list_sa1b
+
+    for name in ("SA_1.jpg", "SA_1.json", "sa_1.jpg", "sa_2.jpg", "SA_2.Json"):
+        (tmp_path / name).write_bytes(b"x")
+    if len(list(tmp_path.iterdir())) < 5:
+        pytest.skip("this disk does not tell case apart")
+    pairs, orphans = list_sa1b(tmp_path)
+    assert [(i.name, j.name) for i, j in pairs] == [
+        ("SA_1.jpg", "SA_1.json"),
+        ("sa_2.jpg", "SA_2.Json"),
+    ]
+    assert orphans == 1

@@ -43,7 +43,10 @@ def list_sa1b(
         for key, image in images:
             ann = _annotation_name(image, files)
             if ann is None:  # only then the case-blind map, once a folder
-                folded = _json_names_casefolded(files) if folded is None else folded
+                if folded is None:  # (less the JSONs an image of their exact name holds)
+                    exact = {_annotation_name(other, files) for _, other in images}
+                    folded = {k: v for k, v in _json_names_casefolded(files).items()
+                              if v not in exact}  # fmt: skip
                 ann = folded.get(_json_name(image).casefold())
             if ann is None:
                 orphans += 1
