@@ -51,6 +51,17 @@ def _check_counts(**counts) -> None:
             )
 
 
+def training_listing(root, masks: str, progress: bool = False):
+    """What training reads under ``root`` with the mask source ``masks``: (images, their SA-1B
+    JSON (None for another source), the number of images without JSON). SA-1B's pairs, or the
+    images (those a run drew in its ``viz/`` left out); ``progress``: a bar counting them."""
+    if masks == "sa1b":
+        pairs, orphans = list_sa1b(root, progress=progress)
+        return [p[0] for p in pairs], [p[1] for p in pairs], orphans
+    listed = list_images(root, progress=progress)
+    return [p for p in listed if not drawn_by_a_run(p)], None, 0
+
+
 class MaskedImages(torch.utils.data.Dataset):
     """Square images and their masks from an SA-1B folder or a plain image folder.
 
@@ -101,14 +112,7 @@ class MaskedImages(torch.utils.data.Dataset):
         self.root, self.size, self.source, self.max_masks = root, size, masks, max_masks
         self.max_retries, self.max_image_pixels = max_retries, max_image_pixels
         self.orphans = 0
-        if masks == "sa1b":
-            pairs, self.orphans = list_sa1b(root, progress=progress)
-            self.images = [p[0] for p in pairs]
-            self.annotations = [p[1] for p in pairs]
-        else:
-            listed = list_images(root, progress=progress)
-            self.images = [p for p in listed if not drawn_by_a_run(p)]
-            self.annotations = None
+        self.images, self.annotations, self.orphans = training_listing(root, masks, progress)
         if max_images is not None:
             self.images = self.images[:max_images]
         if not self.images:

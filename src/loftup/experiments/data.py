@@ -229,12 +229,11 @@ def _size(path: Path) -> int:
 def training_files(root: Path, masks: str, progress: bool = False) -> list[Path]:
     """The files of ``root`` that training reads with the mask source ``masks``: SA-1B images
     and their JSON, or the images (those a run drew in its ``viz/`` left out), as
-    :class:`~loftup.data.dataset.MaskedImages` lists them (``progress``: a bar counting them,
-    where the listing takes seconds)."""
-    from ..data.folders import drawn_by_a_run
-    from ..data.images import list_images
-    from ..data.sa1b import list_sa1b
+    :class:`~loftup.data.dataset.MaskedImages` lists them (its own listing; ``progress``: a
+    bar counting them, where the listing takes seconds)."""
+    from ..data.dataset import training_listing
 
-    if masks == "sa1b":
-        return [f for pair in list_sa1b(root, progress=progress)[0] for f in pair]
-    return [p for p in list_images(root, progress=progress) if not drawn_by_a_run(p)]
+    images, annotations, _ = training_listing(root, masks, progress)
+    if annotations is None:
+        return images
+    return [f for pair in zip(images, annotations, strict=True) for f in pair]
