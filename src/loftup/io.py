@@ -26,7 +26,7 @@ import torch
 from . import exif
 from .errors import LoftUpError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
-from .listing import in_a_loop, special_kind
+from .listing import special_kind, where_it_leads
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -155,8 +155,7 @@ def _not_a_file(path: Path) -> str:
     if path.is_dir():
         return f"{path} is a folder, not an image file; pass an image in it"
     if path.is_symlink() and not path.exists():
-        end = "leads back to it (a loop)" if in_a_loop(path) else "does not exist"
-        return f"{path} is a link to {os.readlink(path)}, which {end}; pass the image itself"
+        return f"{path} is {where_it_leads(path)}; pass the image itself"
     if path.exists():
         kind = special_kind(path.stat().st_mode)
         return f"{path} is not a regular file ({kind}); save the image to a file first"

@@ -38,10 +38,16 @@ def special_kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"
 
 
+def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str:
+    """ "a link to TARGET, which ..." for ``link``, which leads to no file: round a loop of
+    links, or to nothing (``gone`` says so)."""
+    end = "leads back to it (a loop)" if in_a_loop(link) else gone
+    return f"a link to {os.readlink(link)}, which {end}"
+
+
 def link_to_nothing(link: str | os.PathLike) -> str:
     """Why ``link``, of an image's name, leading nowhere (or round a loop), is passed over."""
-    end = "leads back to it (a loop)" if in_a_loop(link) else "does not exist (moved or deleted?)"
-    return f"a link to {os.readlink(link)}, which {end}; fix or remove the link"
+    return f"{where_it_leads(link, 'does not exist (moved or deleted?)')}; fix or remove the link"
 
 
 def not_regular(path: str | os.PathLike) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .listing import in_a_loop as _in_a_loop
-from .listing import special_kind
+from .listing import special_kind, where_it_leads
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -34,9 +34,7 @@ def _folder_problem(folder: Path) -> str | None:
     """Why files cannot be made in ``folder`` (made first where missing), or None."""
     base = existing_ancestor(folder)
     if os.path.islink(base) and not os.path.exists(base):
-        if _in_a_loop(base):
-            return f"{base} is a link to {os.readlink(base)}, which leads back to it (a loop)"
-        return f"{base} is a link to {os.readlink(base)}, which does not exist"
+        return f"{base} is {where_it_leads(base)}"
     if not os.path.isdir(base):
         return f"{base} is a file, not a folder"
     try:  # what writing will do: a file in it (os.access says yes to root on a read-only disk)
