@@ -67,15 +67,11 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
     """The fix for a damaged ``path`` where it is a file of the Hugging Face cache (None where
     it is not): ``loftup download {name}`` finds it there and fetches nothing, and removing
     only the snapshot's link brings back the damaged blob it points at; the blob must go."""
-    from huggingface_hub import constants
-
-    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
     path = Path(path).expanduser()
-    real = path.resolve()
-    if not (real.is_relative_to(cache) or path.absolute().is_relative_to(cache)):
+    if not _under_cache(path):
         return None
     return (
-        f"it is a damaged download in the Hugging Face cache: delete {real} and run "
+        f"it is a damaged download in the Hugging Face cache: delete {path.resolve()} and run "
         f"`loftup download {name}` to fetch it again"
     )
 
@@ -91,17 +87,24 @@ def cached_repo(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _in_cache(folder: Path) -> bool:
-    """Whether ``folder`` is a snapshot of this process's Hugging Face cache (HF_HUB_CACHE), or
-    a link to one: a copy elsewhere (a backup's models--ORG--NAME/snapshots/...) is not, and
-    ``loftup download`` would not repair it."""
+def _under_cache(path: Path, part: str | None = None) -> bool:
+    """Whether ``path`` (as given, or where its links lead) lies in this process's Hugging Face
+    cache (HF_HUB_CACHE, as given or where its links lead), with ``part`` among its folders
+    where one is asked: a copy elsewhere (a backup's models--ORG--NAME/snapshots/...) is not,
+    and ``loftup download`` would not repair it."""
     from huggingface_hub import constants
 
     cache = Path(constants.HF_HUB_CACHE).expanduser()
     return any(
-        "snapshots" in p.parts and (p.is_relative_to(cache) or p.is_relative_to(cache.resolve()))
-        for p in (folder.absolute(), folder.resolve())
+        (part is None or part in p.parts) and p.is_relative_to(c)
+        for p in (path.absolute(), path.resolve())
+        for c in (cache.absolute(), cache.resolve())
     )
+
+
+def _in_cache(folder: Path) -> bool:
+    """Whether ``folder`` is a snapshot of this process's Hugging Face cache, or a link to one."""
+    return _under_cache(folder, "snapshots")
 
 
 def check_links(folder: Path, names) -> None:
