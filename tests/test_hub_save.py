@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,3 +216,37 @@ def test_save_pretrained_refuses_a_path_where_no_folder_can_be(tmp_path, monkeyp
     with pytest.raises(UsageError, match=said):
         LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(where)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling", "loop"]
+
+
+def _read_only_folder(tmp_path) -> Path:
+    """A folder that takes no new files from this user: one made read-only, or for root (who
+    writes anywhere chmod forbids) sysfs's /sys/kernel, where Linux has it."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    folder = Path("/sys/kernel")
+    try:
+        os.close(os.open(folder / "loftup-check", os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        return folder
+    os.unlink(folder / "loftup-check")
+    pytest.skip("no folder here takes no files from root")
+
+
+@pytest.mark.parametrize("below", ["", "up/sub"])
+def test_save_pretrained_refuses_a_read_only_folder_before_writing(tmp_path, below):
+    """A read-only folder (or one above a folder to make) was a PermissionError's traceback from
+    the first write, naming model.safetensors or the folder mkdir tried; it is a UsageError
+    naming the folder that takes no files and the fix, and nothing is written."""
+    folder = _read_only_folder(tmp_path)
+    before = sorted(os.listdir(folder))
+    target = folder / below if below else folder
+    said = (
+        f"save_pretrained's directory {target} cannot be written: {folder} takes no new files "
+        r"\([^)]+\); choose another folder"
+    )
+    with pytest.raises(UsageError, match=said):
+        LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(target)
+    assert sorted(os.listdir(folder)) == before

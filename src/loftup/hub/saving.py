@@ -14,7 +14,7 @@ from ..checks import shown
 from ..errors import UsageError
 from ..listing import in_a_loop
 from ..model import LoftUp
-from ..paths import existing_ancestor
+from ..paths import check_folder_output, existing_ancestor
 from .record import (
     CONFIG_NAME,
     DIGEST_KEY,
@@ -70,7 +70,9 @@ def save_pretrained(
 def _folder(directory) -> Path:
     """``directory`` as a Path (``~`` expanded, as load_upsampler reads it), or a UsageError
     where no folder can be made there: an empty string (Path("") is the current folder, which
-    the load refuses), a file, a link to nothing, a file in place of a folder above it."""
+    the load refuses), a file, a link to nothing, a file in place of a folder above it, a
+    folder (or the first one above it that is there) that takes no new files: read-only, or
+    not this user's (it was a PermissionError's traceback from the first write)."""
     if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory).strip():
         raise UsageError(
             "save_pretrained's directory is a folder's path (made where missing), got "
@@ -92,6 +94,7 @@ def _folder(directory) -> Path:
             f"save_pretrained writes a folder, but {shown_p} is a file: pass a folder's "
             "path (made where missing) that has no file in its place or above it"
         )
+    check_folder_output(directory, "save_pretrained's directory")  # takes files, as commands'
     return directory
 
 
