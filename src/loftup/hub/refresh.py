@@ -98,6 +98,17 @@ def _say_refused(e: Exception, repo_id: str, snapshot: Path) -> bool:
     return True
 
 
+def ref_path(repo_id: str, revision: str | None = None) -> Path:
+    """The file of the Hugging Face cache (this process's) that holds the commit hash branch or
+    tag ``revision`` (None: main) of model repo ``repo_id`` names: ``refs/<revision>``."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    from .remote import _cache
+
+    folder = repo_folder_name(repo_id=repo_id, repo_type="model")
+    return Path(_cache()) / folder / "refs" / (revision or "main")
+
+
 _REFRESHING: set[Path] = set()
 
 
@@ -110,9 +121,8 @@ def all_or_nothing(repo_id: str, revision: str | None = None):
     ref is set back to the commit it held, whose cached files load as before. A
     WeightsNotFoundError says so. Nested, for the same ref, the outer one decides."""
     from ..atomic import atomic_write_bytes
-    from .remote import _cache
 
-    ref = Path(_cache()) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    ref = ref_path(repo_id, revision)
     if ref in _REFRESHING:
         yield
         return
