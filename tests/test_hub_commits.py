@@ -191,3 +191,38 @@ def test_a_sharded_repo_resharded_since_its_index_was_cached_gives_the_new_shard
     )
     assert folder.name == NEW
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == new
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_a_shard_that_cannot_be_had_names_the_repo_as_the_user_did(
+    tmp_path, monkeypatch, local_hub, online
+):
+    """The shards an index names are fetched at the index's commit: one the hub lacks (or, offline,
+    one not cached) was said of hub repo 'someone/sharded@<40 hex digits>', a revision the user
+    never gave. It is said of 'someone/sharded', with the commit (12 digits) and the branch
+    that names it."""
+    import json
+
+    from loftup.errors import WeightsNotFoundError
+    from loftup.hub.commits import hub_folder
+
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    index = json.dumps({"weight_map": {"a": shards[0], "b": shards[1]}}).encode()
+    repo = {"config.json": b"{}", "model.safetensors.index.json": index, shards[0]: b"one"}
+    commit = NEW if online else OLD  # the mirror's, or make_hf_cache's
+    if online:
+        files = {("someone/sharded", n): data for n, data in repo.items()}
+        _use_mirror(monkeypatch, local_hub(files, commit=NEW), tmp_path / "hub")
+    else:
+        make_hf_cache(tmp_path / "hub", "someone/sharded", repo)
+        _use_mirror(monkeypatch, "http://127.0.0.1:9", tmp_path / "hub", HF_HUB_OFFLINE="1")
+    with pytest.raises(WeightsNotFoundError) as e:
+        hub_folder(
+            "someone/sharded", ["model.safetensors", "config.json"], what="x", local_hint="a"
+        )
+    said = str(e.value)
+    assert f"'someone/sharded@{commit}'" not in said
+    assert said.startswith(
+        f"x: file {shards[1]!r} of hub repo 'someone/sharded' (at commit {commit[:12]}, what "
+        "'main' names now) is not in the Hugging Face cache and "
+    )

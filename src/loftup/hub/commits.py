@@ -90,8 +90,10 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
         if path.name.endswith(INDEX_SUFFIX):
             # the shards the folder's own index names (fetched again there above, where it was
             # cached at an older commit: the owner may have resharded since), at its commit
+            # (said of the repo as the user named it, not of repo@<commit>)
+            at = {"revision": folder.name, "matching": kw.get("revision") or "main"}
             for shard in shard_names(folder / path.name):
-                hub_file(repo_id, shard, **{**kw, "revision": folder.name})
+                hub_file(repo_id, shard, **{**kw, **at})
     return folder
 
 
@@ -104,6 +106,16 @@ def hub_folder_beside(repo_id: str, fetched: Path, groups, **kw) -> Path:
     if folder != fetched.parent:
         _refetch(repo_id, fetched.name, folder, kw)
     return folder
+
+
+def cached_elsewhere(repo_id: str, filename: str, commit: str) -> bool:
+    """Whether the Hugging Face cache holds ``filename`` of hub repo ``repo_id`` at a commit
+    other than ``commit``."""
+    from .refresh import repo_folder
+
+    snapshots = repo_folder(repo_id) / "snapshots"
+    others = (s for s in snapshots.iterdir() if s.name != commit) if snapshots.is_dir() else ()
+    return any((s / filename).is_file() for s in others)
 
 
 def _refetch(repo_id: str, filename: str, folder: Path, kw: dict) -> Path:

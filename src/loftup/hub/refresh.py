@@ -98,15 +98,19 @@ def _say_refused(e: Exception, repo_id: str, snapshot: Path) -> bool:
     return True
 
 
-def ref_path(repo_id: str, revision: str | None = None) -> Path:
-    """The file of the Hugging Face cache (this process's) that holds the commit hash branch or
-    tag ``revision`` (None: main) of model repo ``repo_id`` names: ``refs/<revision>``."""
+def repo_folder(repo_id: str) -> Path:
+    """Model repo ``repo_id``'s folder in the Hugging Face cache this process reads."""
     from huggingface_hub.file_download import repo_folder_name
 
     from .remote import _cache
 
-    folder = repo_folder_name(repo_id=repo_id, repo_type="model")
-    return Path(_cache()) / folder / "refs" / (revision or "main")
+    return Path(_cache()) / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+
+def ref_path(repo_id: str, revision: str | None = None) -> Path:
+    """The file of the Hugging Face cache that holds the commit hash branch or tag ``revision``
+    (None: main) of model repo ``repo_id`` names: ``refs/<revision>``."""
+    return repo_folder(repo_id) / "refs" / (revision or "main")
 
 
 _REFRESHING: set[Path] = set()

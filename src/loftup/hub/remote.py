@@ -12,7 +12,7 @@ from ..errors import WeightsNotFoundError
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
-from .commits import hub_folder, hub_folder_beside  # noqa: F401
+from .commits import cached_elsewhere, hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
 from .reach import (
     SILENT,
@@ -63,7 +63,8 @@ def hub_file(
     newer file downloaded (``loftup download`` of a repo of one's own, which its owner may have
     pushed again); unreachable, the cached copy is kept. ``matching``: the branch or tag (as
     the user gave it; None: main) whose other files are of commit ``revision``, at which this
-    file, cached at another, is fetched again: said so where it cannot be.
+    file (cached at another, or a shard its index names) is fetched: the repo is named as the
+    user spelled it, and the file cached at another commit said so, where it cannot be.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -151,10 +152,12 @@ def hub_file(
         lacking = f"could not be downloaded{nor_download}: {reason}"
     if matching is not None:  # that commit was never the user's: said as what happened
         repo = repo_id if matching == "main" else f"{repo_id}@{matching}"
-        lacking = (
-            f"is cached at another commit than the repo's other files, and could not be fetched "
-            f"again at theirs ({revision[:12]}, what {matching!r} names now): {reason}"
-        )
+        lacking = f"(at commit {revision[:12]}, what {matching!r} names now) {lacking}"
+        if cached_elsewhere(repo_id, filename, revision):
+            lacking = (
+                f"is cached at another commit than the repo's other files, and could not be "
+                f"fetched again at theirs ({revision[:12]}, what {matching!r} names now): {reason}"
+            )
     raise WeightsNotFoundError(
         f"{what}: file {filename!r} of hub repo {repo!r} {lacking}. {fix}, or pass a local path "
         f"instead: {local_hint}"
