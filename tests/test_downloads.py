@@ -1,5 +1,5 @@
 """``loftup.downloads.download_names``: which names fetch what, in which order (the fetching
-itself, over the network, is test_hub.py's)."""
+itself, over the network, is test_hub_mirror.py's)."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from hub_helpers import _own_upsampler, _use_mirror
 from loftup import load_upsampler
 from loftup.downloads import download_names
 from loftup.errors import WeightsNotFoundError
-from test_hub import _own_upsampler, _use_mirror
 
 NETWORK = "on a machine with network"
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import make_hf_cache
+from hub_helpers import _use_mirror
 from loftup.featurizers import get_featurizer
-from test_hub import _use_mirror
 
 OLD, NEW = "0123456789abcdef0123456789abcdef01234567", "89abcdef0123456789abcdef0123456789abcdef"
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import run_cli
 from loftup import WeightsNotFoundError, load_upsampler
 from loftup.hub import reach
 
@@ -186,8 +187,8 @@ def test_a_hub_lost_after_a_pass_is_said_unreachable_and_the_next_file_waits_no_
     huggingface_hub's own retries of the failed request (1+2+4+8+8 s of back-off, 23 s, which
     no setting of it bounds) are not ours to test: their waits are skipped here (the requests
     are still made), so that the test takes a second."""
+    from hub_helpers import _use_mirror
     from loftup.hub.remote import hub_file
-    from test_hub import _use_mirror
 
     _no_backoff_waits(monkeypatch)
     files = {("someone/repo", n): b"x" * 100 for n in ("a.bin", "b.bin", "c.bin")}
@@ -205,3 +206,105 @@ def test_a_hub_lost_after_a_pass_is_said_unreachable_and_the_next_file_waits_no_
     assert not reach.REACHABLE and list(reach.UNREACHABLE) == [
         ("127.0.0.1", server.server_address[1])
     ]
+
+
+def test_an_unreachable_hub_is_named_at_once(tmp_path):
+    """No network and HF_HUB_OFFLINE unset: one line that says so within seconds, not minutes
+    of huggingface_hub's retries."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HUB_OFFLINE": "0",
+    }
+    t0 = time.perf_counter()
+    res = run_cli(["download", "dinov2_vits14"], env, timeout=300)
+    assert time.perf_counter() - t0 < 60
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "'config.json' of hub repo 'facebook/dinov2-small'" in line
+    assert "the Hugging Face hub cannot be reached" in line
+    assert "--backbone-weights /path/to/folder" in line
+
+
+def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monkeypatch):
+    """Behind a proxy (HTTPS_PROXY, which huggingface_hub honours) the hub itself cannot be
+    reached directly, while downloads work through the proxy: the 3 s check connected to the
+    endpoint directly and refused every download as "cannot be reached"."""
+    import socket
+
+    from loftup.hub import reach
+    from loftup.hub.reach import hub_reachable
+    from test_hub_reach import listener
+
+    monkeypatch.setattr(reach, "UNREACHABLE", {})  # no failure remembered from elsewhere
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        for name in (var, var.upper()):
+            monkeypatch.delenv(name, raising=False)
+    with socket.socket() as closed, listener() as proxy:
+        closed.bind(("127.0.0.1", 0))  # nothing listens: the endpoint, unreachable directly
+        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{closed.getsockname()[1]}")
+        assert not hub_reachable(timeout=1)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy}")
+        assert hub_reachable(timeout=1)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
+        assert not hub_reachable(timeout=1)
+
+
+def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypatch):
+    """A resolver that gets no answer (no network, a DNS server configured but out of reach)
+    retries for tens of seconds, which the 3 s connection timeout does not bound; each file
+    of a backbone waited for it again."""
+    import socket
+    import time
+
+    from loftup.hub import reach
+
+    calls = []
+
+    def no_answer(*args, **kwargs):
+        calls.append(args[0])
+        time.sleep(30)
+        raise socket.gaierror("timed out")
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_answer)
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
+    t0 = time.perf_counter()
+    assert not reach.hub_reachable(timeout=0.5)
+    assert not reach.hub_reachable(timeout=0.5)  # the next file: no second wait
+    assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]
+
+
+def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
+    """A name resolves to several addresses (IPv6 first on many machines, where IPv6 may have no
+    route): the check tried the first alone, as no download does, and refused the hub."""
+    import socket
+
+    from loftup.hub import reach
+    from test_hub_reach import listener
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
+    with socket.socket() as closed, listener() as port:
+        closed.bind(("127.0.0.2", 0))  # nothing listens there
+
+        def two_addresses(host, port, *args, **kwargs):  # a literal address: itself alone
+            found = addresses if host == "hub.example" else [host]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in found]
+
+        addresses = ["127.0.0.2", "127.0.0.1"]
+        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+        monkeypatch.setenv("HF_ENDPOINT", f"https://hub.example:{port}")
+        assert reach.hub_reachable(timeout=1)
+        addresses = ["127.0.0.2"]
+        monkeypatch.setattr(reach, "REACHABLE", {})  # the pass above is remembered a minute
+        assert not reach.hub_reachable(timeout=1)

@@ -10,10 +10,10 @@ from unittest.mock import ANY
 import pytest
 import torch
 
+from hub_helpers import _own_upsampler, _use_mirror
 from loftup import load_upsampler
 from loftup.cli import main
 from loftup.downloads import download_names
-from test_hub import _own_upsampler, _use_mirror
 
 CONFIG = "/someone/{}/resolve/main/config.json"
 

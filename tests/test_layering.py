@@ -9,6 +9,7 @@ import ast
 from pathlib import Path
 
 import loftup
+from conftest import run_python
 
 PACKAGE = Path(loftup.__file__).parent
 
@@ -118,3 +119,22 @@ def test_names_moved_in_a_split_are_still_found_where_they_were():
         old, new = importlib.import_module(old_name), importlib.import_module(new_name)
         for name in names:
             assert getattr(old, name) is vars(new)[name], f"{old_name}.{name}"
+
+
+def test_subpackages_are_attributes_of_loftup_imported_on_first_use():
+    """`import loftup` then `loftup.io.load_image_tensor` (as the README writes it) works, and
+    the heavy parts (transformers, evaluation, training) are not imported until used."""
+    code = (
+        "import sys, loftup\n"
+        "heavy = [m for m in ('transformers', 'loftup.eval', 'loftup.train') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert callable(loftup.io.load_image_tensor) and callable(loftup.eval.miou)\n"
+        "assert 'loftup.eval' in sys.modules and callable(loftup.train.load_config)\n"
+        "try:\n"
+        "    loftup.nothere\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "module 'loftup' has no attribute 'nothere'"

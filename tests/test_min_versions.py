@@ -40,7 +40,7 @@ def env_with(*first) -> dict[str, str]:
 def lower_bounds() -> dict[str, str]:
     """{name: version} of every ``name>=version`` in pyproject.toml but torch, Triton, the
     tools (pytest, ruff, setuptools) and huggingface_hub (:data:`EXTRA`: transformers 4.56
-    needs a newer one than our bound; the bound itself is tested in tests/test_hub.py)."""
+    needs a newer one than our bound; the bound itself is tested in tests/test_hub_mirror.py)."""
     text = (REPO / "pyproject.toml").read_text()
     found = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)[";]', text))
     for name in (

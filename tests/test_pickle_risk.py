@@ -6,8 +6,9 @@ import warnings
 import pytest
 import torch
 
+from loftup import load_upsampler
 from loftup.hub import files
-from loftup.hub.files import torch_load
+from loftup.hub.files import SAFE_PICKLE_TORCH, torch_load, torch_release
 from loftup.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -79,3 +80,34 @@ def test_nothing_is_said_with_a_torch_that_fixed_it(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.6.0+cpu")
     (path,) = _pickles(tmp_path, 1)
     assert _said(lambda: torch_load(path, fix="-")) == []
+
+
+def test_a_pickle_under_a_torch_older_than_2_6_is_loaded_with_its_risk_said(
+    tmp_path, reference_state, monkeypatch
+):
+    """pyproject allows torch 2.4, whose weights-only loader a crafted file can make run code
+    (CVE-2025-32434): a pickle still loads there, and the user is told to trust the file or
+    upgrade; with a newer torch nothing is said."""
+    torch.save(dict(reference_state), tmp_path / "w.pth")
+    if torch_release() >= SAFE_PICKLE_TORCH:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing said with this torch
+            load_upsampler(tmp_path / "w.pth")
+    else:  # the torch under test is such a torch (said once a process: said anew for each case)
+        monkeypatch.setattr("loftup.hub.files._risk_said", False)
+        with pytest.warns(UserWarning, match="CVE-2025-32434"):
+            load_upsampler(tmp_path / "w.pth")
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu121")
+    monkeypatch.setattr("loftup.hub.files._risk_said", False)
+    with pytest.warns(UserWarning, match=r"w\.pth, a PyTorch pickle, with torch 2\.5\.1") as w:
+        load_upsampler(tmp_path / "w.pth")
+    assert "CVE-2025-32434" in str(w[0].message) and "torch>=2.6" in str(w[0].message)
+    # a pre-release of 2.6 (as some containers ship) is not 2.6, as transformers reads it too
+    monkeypatch.setattr(torch, "__version__", "2.6.0a0+ecf3bae40a")
+    monkeypatch.setattr("loftup.hub.files._risk_said", False)
+    with pytest.warns(UserWarning, match="CVE-2025-32434"):
+        load_upsampler(tmp_path / "w.pth")
+    for version, release in (("2.6.1a0", (2, 6)), ("2.6.0.dev20250101", (2, 5)),
+                             ("2.13.0+cpu", (2, 13)), ("2.10.0a0+git", (2, 9))):  # fmt: skip
+        monkeypatch.setattr(torch, "__version__", version)
+        assert torch_release() == release, version

@@ -1,0 +1,54 @@
+"""Helpers of the hub tests: a local mirror as the hub (``_use_mirror``), an upsampler of
+one's own saved to a folder, an offline cache."""
+
+from __future__ import annotations
+
+import torch
+
+from loftup import LoftUp
+
+#: Online, straight to the local mirror (a proxy in the environment must not carry 127.0.0.1).
+_NO_PROXY = {
+    "HF_HUB_OFFLINE": "0",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+
+
+def _use_mirror(monkeypatch, endpoint: str, cache, **env) -> None:
+    """This process downloads from the local mirror ``endpoint`` into the Hugging Face cache
+    ``cache`` (``env``: more variables, e.g. HF_HUB_OFFLINE="1"), without a process of its own:
+    huggingface_hub read HF_ENDPOINT and the cache's place at import."""
+    from huggingface_hub import constants
+
+    for var, value in {"HF_ENDPOINT": endpoint, **_NO_PROXY, **env}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    import huggingface_hub.file_download as fd  # before 1.0 it reads its own copy, taken at import
+
+    if hasattr(fd, "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(fd, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    # read at import: on where a test before set HF_HUB_OFFLINE=1 while importing it; here the
+    # environment decides (loftup reads it first)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def _own_upsampler(tmp_path, heads: int = 2, seed: int = 0):
+    """A small upsampler of one's own (2 heads: not the 4 a bare state dict is read with) with a
+    backbone that needs no files, written by save_pretrained; (model, its folder, a case)."""
+    torch.manual_seed(seed)
+    model = LoftUp(dim=32, depth=1, num_heads=heads, n_freqs=4).eval()
+    model.backbone, model.backbone_norm = "dinov2_tiny", "imagenet"
+    folder = model.save_pretrained(tmp_path / f"saved{seed}")
+    return model, folder, (torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28))
+
+
+def _offline_cache(monkeypatch, cache) -> None:
+    """This process reads the Hugging Face cache ``cache``, with HF_HUB_OFFLINE=1."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

@@ -1,0 +1,124 @@
+"""Offline (``HF_HUB_OFFLINE=1``): released checkpoints from the Hugging Face cache, and, where
+it lacks them, one line naming the repo, the file and how to pass a local path."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REFERENCE_STATE, cli_script, make_hf_cache, run_scripts
+from loftup.hub import RELEASED, released_table
+
+
+def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
+    code = (
+        "import torch, loftup\n"
+        f"cases = torch.load({str(REFERENCE_STATE.parent / 'loftup_reference_cases.pt')!r}, weights_only=True)\n"
+        "m = loftup.load_upsampler('loftup_dinov2s')\n"
+        "out = m(cases['square.lr_feats'], cases['square.image'])\n"
+        "print(m.backbone, float((out - cases['square.output']).abs().max()))\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = run_scripts({"load": code, "info": cli_script(["info"])}, env)  # one process start
+    res, info = done["load"], done["info"]
+    assert res.returncode == 0, res.stderr
+    backbone, diff = res.stdout.split()
+    assert backbone == "dinov2_vits14" and float(diff) <= 1e-4
+    line = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_dinov2s "))
+    assert " yes " in line
+    other = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_clip "))
+    assert " no " in other
+
+
+def test_offline_without_cache_names_repo_file_and_local_path(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
+    load = "import loftup; loftup.load_upsampler('loftup_clip')"
+    done = run_scripts({"load": load, "download": cli_script(["download", "loftup_clip"])}, env)
+    res = done["load"]
+    assert res.returncode != 0
+    msg = res.stderr.strip().splitlines()[-1]
+    assert "haiwen/loftup-clip" in msg and "pytorch_model.bin" in msg and "local path" in msg
+    # both ways of passing the file: Python and the command line
+    assert "load_upsampler('/path/to/pytorch_model.bin')" in msg
+    assert "loftup upsample -m /path/to/pytorch_model.bin --backbone clip_vitb16" in msg
+    res = done["download"]
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "haiwen/loftup-clip" in res.stderr
+
+
+def test_download_with_hf_hub_offline_says_to_unset_it(monkeypatch, capsys):
+    import huggingface_hub
+
+    from loftup.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("offline: nothing may be downloaded")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    for name, repo in (("loftup_clip", "haiwen/loftup-clip"), ("dinov2_vits14", "dinov2-small")):
+        assert main(["download", name, "--no-backbone"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" in err
+        assert f"env -u HF_HUB_OFFLINE loftup download {name}" in err and repo in err
+        assert "on a machine with network" not in err
+        assert "copy the Hugging Face cache (~/.cache/huggingface/hub by default) of a " in err
+
+
+def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, monkeypatch):
+    """What `loftup info` prints and writes as JSON: every released checkpoint in the
+    registry's order, and the cached file's path for the one the cache holds."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"x"})
+    rows = released_table()
+    assert [r["name"] for r in rows] == list(RELEASED)
+    clip = next(r for r in rows if r["name"] == "loftup_clip")
+    assert clip == {
+        "name": "loftup_clip",
+        "backbone": "clip_vitb16",
+        "dim": 512,
+        "grid": "14x14",
+        "hub": "haiwen/loftup-clip/pytorch_model.bin",
+        "cached": True,
+        "path": str(snap / "pytorch_model.bin"),
+    }
+    others = [r for r in rows if r is not clip]
+    assert not any(r["cached"] or r["path"] for r in others)
+
+
+def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
+    """data.sam_weights: a short name or hub id is read from the Hugging Face cache file by
+    file, offline too; missing, the error names the file and `loftup download sam_vit_base`
+    (transformers alone retried for minutes, and each image was then 'unreadable')."""
+    from loftup.data.sam import SAM_FILES, resolve_sam
+    from loftup.errors import WeightsNotFoundError
+
+    files = {group[0]: b"{}" for group in SAM_FILES}
+    snap = make_hf_cache(tmp_path / "hub", "facebook/sam-vit-base", files)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    code = "from loftup.data.sam import resolve_sam; print(resolve_sam('sam_vit_base'))"
+    done = run_scripts(
+        {"resolve": code, "download": cli_script(["download", "sam_vit_large"])}, env
+    )
+    res = done["resolve"]
+    assert res.returncode == 0 and res.stdout.strip() == str(snap), res.stderr
+    res = done["download"]
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "'config.json' of hub repo 'facebook/sam-vit-large'" in res.stderr
+    assert "HF_HUB_OFFLINE=1" in res.stderr and "data.sam_weights=/path/to/folder" in res.stderr
+    folder = tmp_path / "sam"
+    folder.mkdir()
+    for name in ("config.json", "pytorch_model.bin"):  # a .bin, as older hub repos hold
+        (folder / name).write_text("{}")
+    with pytest.raises(WeightsNotFoundError, match="no preprocessor_config.json or processor_c"):
+        resolve_sam(str(folder))
+    (folder / "processor_config.json").write_text("{}")  # as transformers 5 writes it
+    assert resolve_sam(str(folder)) == folder
+    with pytest.raises(WeightsNotFoundError, match="no such folder"):
+        resolve_sam(str(tmp_path / "nothere"))

@@ -1,0 +1,139 @@
+"""A released upsampler and the backbone it runs on: told where either is missing, warned
+where they are not a pair."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_hf_cache
+from loftup import LoftUp
+from loftup.hub import native_to_reference
+from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release
+
+
+def test_a_released_upsampler_missing_offline_is_said_as_its_backbone_is(
+    monkeypatch, capsys, tmp_path
+):
+    """`loftup upsample -m loftup_dinov2s` offline without the weights names the file and how
+    to provide them in one line, as for its backbone: in the cache from a machine with
+    network, or a local path. It gave `loftup download`'s own advice (unset HF_HUB_OFFLINE to
+    download), meant for the command that downloads."""
+    import huggingface_hub
+    from PIL import Image
+
+    from loftup.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    assert main(["upsample", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "file 'pytorch_model.bin' of hub repo 'haiwen/loftup-dinov2s' is not in the " in err
+    assert "HF_HUB_OFFLINE=1 is set" in err and "Unset it to download" not in err
+    assert "`loftup download loftup_dinov2s` on a machine with network" in err
+    # the file alone does not record its backbone: the advice names it, or it would fail again
+    assert "`loftup upsample -m /path/to/pytorch_model.bin --backbone dinov2_vits14`" in err
+    assert "load_pipeline('/path/to/pytorch_model.bin', backbone='dinov2_vits14')" in err
+    # its backbone is missing too, and said so at once (not on the run after -m /path)
+    assert "the backbone's weights are missing too" in err and "'facebook/dinov2-small'" in err
+    assert "--backbone-weights /path/to/folder" in err
+
+
+def test_an_upsampler_without_its_backbone_is_told_the_backbones_of_its_width():
+    """The advice for an upsampler that does not record its backbone named dinov2_vits14
+    (384-d) whatever its width: a 768-d one given that failed again, on its features' width.
+    A LoftUp passed in was named by its module's repr, dozens of lines."""
+    from loftup import LoftUpError, load_pipeline
+
+    for dim, fits, not_fits in ((768, "dinov2_vitb14, ", "vits14"), (32, "dinov2_tiny", "vit")):
+        with pytest.raises(LoftUpError, match="does not record its backbone") as e:
+            load_pipeline(LoftUp(dim=dim, depth=1, num_heads=2, n_freqs=4))
+        assert f"backbones of its {dim}-d features: " in str(e.value) and "\n" not in str(e.value)
+        assert fits in str(e.value) and not_fits not in str(e.value)
+        assert "siglip_vitb16" in str(e.value) or dim != 768
+
+
+def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_path, monkeypatch):
+    """Offline, load_pipeline names every missing file in its one error: the released
+    upsampler's, and its backbone's where that is not in the cache (or at the folder given)."""
+    from huggingface_hub import constants
+
+    from loftup import WeightsNotFoundError, get_featurizer, load_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    both = "haiwen/loftup-dinov2s", "the backbone's weights are missing too"
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_pipeline("loftup_dinov2s")
+    assert all(words in str(e.value) for words in both) and "\n" not in str(e.value)
+    assert "'facebook/dinov2-small'" in str(e.value)
+    with pytest.raises(WeightsNotFoundError, match="'facebook/dinov2-base'"):
+        load_pipeline("loftup_clip", backbone="dinov2_vitb14")  # the backbone asked for
+    folder = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", {p.name: p for p in folder.iterdir()})
+    for kw in ({}, {"backbone_weights": folder}):  # in the cache, or a local folder
+        with pytest.raises(WeightsNotFoundError, match="haiwen/loftup-dinov2s") as e:
+            load_pipeline("loftup_dinov2s", **kw)
+        assert "missing too" not in str(e.value) and "facebook/" not in str(e.value)
+
+
+def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_path, monkeypatch):
+    """loftup_siglip given siglip2_vitb16 (both 768-d): the width matched, so the features came
+    out wrong without a word. The registry's backbone is compared with the one given."""
+    import warnings
+
+    from huggingface_hub import constants
+
+    import loftup.pipeline
+    from loftup import load_pipeline
+    from loftup.featurizers import Featurizer
+    from loftup.pipeline import BackboneMismatchWarning
+
+    monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model = LoftUp(dim=768, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the width
+    torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
+    weights = {"pytorch_model.bin": tmp_path / "pytorch_model.bin"}
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-siglip", weights)
+    backbone = Featurizer()  # the pipeline is only built: a stand-in of the backbone's width
+    backbone.dim, backbone.patch_size = 768, 16
+    backbone.name = "siglip2_vitb16"  # the neighbour's name, on a backbone of the same width
+    pickle_warned = torch_release() < SAFE_PICKLE_TORCH  # the released .bin, CVE-2025-32434
+    with pytest.warns(BackboneMismatchWarning) as told:
+        load_pipeline("loftup_siglip", backbone=backbone)
+    told = [w for w in told if not (pickle_warned and "CVE-2025-32434" in str(w.message))]
+    assert str(told[0].message).startswith(
+        "backbone mismatch: the upsampler loftup_siglip was trained on siglip_vitb16's "
+        "features, not siglip2_vitb16's"
+    )
+    backbone.name = "siglip_vitb16"  # its own: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if pickle_warned:
+            warnings.filterwarnings("ignore", "loading .*CVE-2025-32434")
+        load_pipeline("loftup_siglip", backbone=backbone)
+
+
+def test_two_upsamplers_without_a_source_are_each_warned_about(monkeypatch):
+    """The mismatch warning is said once per upsampler and pairing; it was keyed by the
+    upsampler's source, and every LoftUp built in the process has none ("None" for all): a
+    second, different upsampler run on the same wrong backbone was not warned about."""
+    import warnings
+
+    import loftup.mismatch
+    from loftup import load_pipeline
+    from loftup.pipeline import BackboneMismatchWarning
+
+    monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
+    first, second = (LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4) for _ in range(2))
+    for upsampler in (first, second):
+        upsampler.backbone = "tiny_of_my_own"
+        with pytest.warns(BackboneMismatchWarning, match="tiny_of_my_own's features, not dinov2"):
+            load_pipeline(upsampler, backbone="dinov2_tiny")
+    with warnings.catch_warnings():  # each once: the same one again is not said twice
+        warnings.simplefilter("error")
+        load_pipeline(first, backbone="dinov2_tiny")
+        load_pipeline(second, backbone="dinov2_tiny")
