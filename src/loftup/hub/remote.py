@@ -106,7 +106,9 @@ def hub_file(
                 ) from None
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             reason = lost_connection(e, reason) or reason  # the next files are not tried
-            refusal = hub_refusal(e, repo_id, filename, revision)
+            # at the branch or tag the user named, where the commit was never theirs
+            named = revision if matching is None else None if matching == "main" else matching
+            refusal = hub_refusal(e, repo_id, filename, named)
             failed_there = server_error(e)  # the hub's own failure
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
