@@ -18,7 +18,7 @@ from loftup.experiments.begun import check_begun
 from loftup.experiments.designs import DESIGNS
 from loftup.experiments.run_folders import INIT_RECORD, RunRefused, _check_init_run
 from loftup.experiments.runs import stage_configs
-from loftup.train.checkpoint import FORMAT
+from loftup.train.checkpoint import FORMAT, pack_history
 from loftup.train.config import load_config
 
 
@@ -120,3 +120,50 @@ def test_every_seeds_stage2_runs_from_another_stage1_run_are_named_at_once(tmp_p
     assert f"{stale[0]} holds a stage-2 run distilled from another stage-1 run" in said
     assert f"{stale[1]} holds a stage-2 run begun before" in said
     assert not (stale[1] / INIT_RECORD).exists()  # nothing approved
+
+
+def test_a_start_loads_and_hashes_each_begun_checkpoint_once(tmp_path, monkeypatch):
+    """The up-front check, then each variant at each seed, loaded a stage-1 checkpoint that
+    three variants share four times and hashed it four times per seed (30 loads of 12 files
+    and 12 hashes of 3 on distill-view's 3 seeds, seconds at real checkpoint sizes). Now once
+    per file per start; a checkpoint written again since (trained on) is read again."""
+    import loftup.experiments.data as data
+    import loftup.train.checkpoint as checkpoint
+    from loftup.experiments.folder_reads import FolderReads
+    from loftup.experiments.runs import run_variant
+
+    s = ExperimentSettings("distill-view", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, root = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variants, inputs = DESIGNS["distill-view"](s).variants, {"backbone_sha256": None,
+                                                           "training_data": {}}  # fmt: skip
+    history = pack_history([{"step": 1, "loss": 1.0}])  # as training writes it
+    for seed in range(s.seeds):
+        for v in variants:
+            one, two = stage_configs(s, v, seed, root, runs)
+            for config in (one, two):
+                if not Path(config["log"]["out_dir"]).exists():
+                    out = _finished(config)
+                    raw = torch.load(out / "checkpoint.pt")
+                    torch.save({**raw, "history": history}, out / "checkpoint.pt")
+            sha = data.file_sha256(Path(one["log"]["out_dir"]) / "checkpoint.pt")
+            record = {"stage1_steps": one["max_steps"], "stage1_sha256": sha}
+            (Path(two["log"]["out_dir"]) / INIT_RECORD).write_text(json.dumps(record))
+    loads, hashes = [], []
+    load, sha256 = checkpoint.load_checkpoint, data.file_sha256
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p: loads.append(p) or load(p))
+    monkeypatch.setattr(data, "file_sha256", lambda p: hashes.append(p) or sha256(p))
+    reads = FolderReads()  # as run_design makes one per start
+    check_begun(s, variants, root, runs, inputs, reads)
+    for seed in range(s.seeds):
+        for v in variants:
+            run_variant(s, v, seed, root, runs, inputs, reads)
+    folders = sorted(runs.glob("seed*/*/stage*"))
+    assert len(folders) == 4 * s.seeds  # a shared stage-1 run, three stage-2 runs
+    assert sorted(p.parent for p in loads) == folders
+    assert sorted(p.parent.name for p in hashes) == ["stage1"] * s.seeds
+    first = runs / "seed0" / "stage1" / "stage1" / "checkpoint.pt"
+    (first.parent / "copy.pt").write_bytes(first.read_bytes())
+    os.replace(first.parent / "copy.pt", first)  # written again (as training writes it)
+    loads.clear(), hashes.clear()
+    run_variant(s, variants[0], 0, root, runs, inputs, reads)
+    assert loads == hashes == [first]  # read again: the one written last counts

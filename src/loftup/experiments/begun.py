@@ -11,33 +11,36 @@ import os
 from pathlib import Path
 
 from ..errors import LoftUpError
+from .folder_reads import FolderReads
 from .run_folders import (
     RunRefused,
     _begun_from,
     _check_init_steps,
-    _check_inputs,
     _check_same,
     _check_steps,
     _finished,
     _init_run_refusal,
-    _load_step,
 )
 from .runs import stage_configs
 from .settings import ExperimentSettings
 
 
-def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, inputs) -> None:
+def check_begun(
+    s: ExperimentSettings, variants, train_root: Path, runs: Path, inputs, reads=None
+) -> None:
     """Refuse, naming each of them (absolute) and the begun runs that start from them, the
     begun run folders of ``variants`` at every seed of ``s`` (under ``runs``) that
     :func:`~.runs.run_stage` would refuse; a single one as it refuses it. First those trained
-    on other ``inputs`` (:func:`~.data.run_inputs`), as :func:`~.runs.run_variant` does."""
+    on other ``inputs`` (:func:`~.data.run_inputs`), as :func:`~.runs.run_variant` does.
+    ``reads``: the start's :class:`~.folder_reads.FolderReads`, which the runs read again."""
     from ..train.config import load_config
 
+    reads = reads or FolderReads()
     runs = Path(os.path.abspath(runs))
-    _check_inputs(runs, inputs)
+    reads.check_inputs(runs, inputs)
     refused: dict[Path, RunRefused] = {}
     seen = set()  # a stage-1 run that variants share: looked at once
-    reused: dict[Path, str | None] = {}  # finished stage-1 runs reused: their sha256, once
+    reused = set()  # finished stage-1 runs reused
     for seed in range(s.seeds):
         for v in variants:
             one, two = stage_configs(s, v, seed, train_root, runs)
@@ -49,14 +52,14 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
                     continue  # not begun, or begun afresh
                 seen.add(out)
                 try:
-                    step = _check_folder(load_config(config), out, one["max_steps"])
+                    step = _check_folder(load_config(config), out, one["max_steps"], reads)
                 except RunRefused as e:
                     refused[out] = e
                     continue
                 if config is one and _finished(out) and step == one["max_steps"]:
-                    reused[out] = None
+                    reused.add(out)
                 elif config is two:  # the checks run_variant makes after stage 1
-                    _check_start(out, Path(one["log"]["out_dir"]), reused, refused)
+                    _check_start(out, Path(one["log"]["out_dir"]), reused, refused, reads)
     if not refused:
         return
     also = []
@@ -68,27 +71,27 @@ def check_begun(s: ExperimentSettings, variants, train_root: Path, runs: Path, i
     raise LoftUpError(_many(list(refused.values()), also))
 
 
-def _check_start(out: Path, first: Path, reused: dict, refused: dict) -> None:
+def _check_start(out: Path, first: Path, reused: set, refused: dict, reads) -> None:
     """Add to ``refused`` the begun stage-2 folder ``out`` where the finished stage-1 run in
     ``first`` that it starts from is reused (in ``reused``) and is not the one it started
     from (:func:`~.run_folders._init_run_refusal`): checked after stage 1, such a folder was
     named one seed per rerun, with training between."""
     if first not in reused:  # trained (again or on) first: run_variant checks it then
         return
-    sha, why = _init_run_refusal(out, first / "checkpoint.pt", reused[first])
-    reused[first] = sha
+    ckpt = first / "checkpoint.pt"
+    _, why = _init_run_refusal(out, ckpt, reads.sha256(ckpt))
     if why:
         refused[out] = RunRefused(out, why)
 
 
-def _check_folder(cfg, out: Path, stage1_steps: int) -> int:
+def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
     """What :func:`~.runs.run_stage` checks of a begun folder before it reuses or resumes it
     (and :func:`~.run_folders._check_init_steps` of a stage-2 one); the step it is at."""
     if _finished(out) or (out / "config.yaml").is_file():
         _check_same(cfg, out)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps)
-    step = _load_step(out)["step"]  # gone from a finished run, or damaged: refused
+    step = reads.step(out)["step"]  # gone from a finished run, or damaged: refused
     _check_steps(out, step, cfg.max_steps)
     return step
 

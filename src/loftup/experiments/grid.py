@@ -17,6 +17,7 @@ from ..world.demo import lowres_features
 from . import plots
 from .begun import check_begun
 from .data import EvalSet, load_backbone, run_inputs, training_root, weights_fingerprint
+from .folder_reads import FolderReads
 from .grid_views import cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
@@ -90,7 +91,8 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     train_root = training_root(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
     inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
-    check_begun(s, [Variant(LOFTUP, stage2={})], train_root, out / "runs", inputs)
+    reads = FolderReads()  # each checkpoint loaded and hashed once in this start
+    check_begun(s, [Variant(LOFTUP, stage2={})], train_root, out / "runs", inputs, reads)
     views = held_out_views(s, cells, featurizer.patch_size, featurizer)
     clock.add("shared", time.perf_counter() - t)
 
@@ -101,7 +103,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
     with tqdm(total=s.seeds * len(cells), desc="grid", disable=not s.progress) as bar:
         for seed in range(s.seeds):
             t = time.perf_counter()
-            runs = run_variant(s, variant, seed, train_root, out / "runs", inputs)
+            runs = run_variant(s, variant, seed, train_root, out / "runs", inputs, reads)
             clock.add("training", time.perf_counter() - t)
             for stage, r in runs.items():
                 histories.setdefault(stage, []).append(r.history)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from .folder_reads import FolderReads
 from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     CONTINUES_RECORD,
     INIT_RECORD,
@@ -26,12 +27,9 @@ from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     _begun_from,
     _check_init_run,
     _check_init_steps,
-    _check_inputs,
     _check_same,
     _check_steps,
     _finished,
-    _load_step,
-    _record_inputs,
 )
 from .settings import ExperimentSettings
 
@@ -192,14 +190,18 @@ def _dotted(entries: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def run_stage(config: dict, continues: Path | None = None, inputs: dict | None = None) -> RunResult:
+def run_stage(
+    config: dict, continues: Path | None = None, inputs: dict | None = None, reads=None
+) -> RunResult:
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note);
     ``inputs``: what it is trained on besides its config (:func:`~.data.run_inputs`), checked
-    against a begun folder's record and recorded."""
+    against a begun folder's record and recorded; ``reads``: the start's
+    :class:`~.folder_reads.FolderReads` (its checkpoint loaded once per start)."""
     from ..train.checkpoint import unpack_history
     from ..train.config import load_config
     from ..train.loop import train
 
+    reads = reads or FolderReads()
     cfg = load_config(config)
     out = Path(cfg.log.out_dir)
     ckpt = out / "checkpoint.pt"
@@ -217,13 +219,13 @@ def run_stage(config: dict, continues: Path | None = None, inputs: dict | None =
         write_json(out / CONTINUES_RECORD, {"from": os.path.abspath(continues)})
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
     if inputs is not None:
-        _record_inputs(out, inputs, begun=finished or ckpt.exists())
+        reads.record_inputs(out, inputs, begun=finished or ckpt.exists())
     if finished or ckpt.exists():
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out)
-        raw = _load_step(out)  # gone from a finished run, or damaged: the folder refused
+        raw = reads.step(out)  # gone from a finished run, or damaged: the folder refused
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             import json
@@ -266,18 +268,21 @@ def run_variant(
     train_root: Path,
     runs: Path,
     inputs: dict | None = None,
+    reads=None,
 ) -> dict[str, RunResult]:
     """The runs of one variant at one seed: {"stage1": ..., "stage2": ... (if any)}.
-    ``inputs``: :func:`~.data.run_inputs` of the settings (by default worked out here)."""
+    ``inputs``: :func:`~.data.run_inputs` of the settings (by default worked out here);
+    ``reads``: the start's :class:`~.folder_reads.FolderReads` (by default a new one)."""
     import os
 
     from .data import run_inputs, weights_fingerprint
 
+    reads = reads or FolderReads()
     runs = Path(os.path.abspath(runs))  # the folders it names, as stage_configs' (absolute)
     if inputs is None:
         backbone = weights_fingerprint(s.backbone, s.backbone_weights)
         inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
-    _check_inputs(runs, inputs)  # every folder trained on other ones named at once
+    reads.check_inputs(runs, inputs)  # every folder trained on other ones named at once
     one, two = stage_configs(s, v, seed, train_root, runs)
     if two is not None:  # before stage 1, which may train on (more steps) in its shared folder
         _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"])
@@ -285,7 +290,7 @@ def run_variant(
     if v.continues:
         continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
     try:
-        first = run_stage(one, continues, inputs)
+        first = run_stage(one, continues, inputs, reads)
     except RunRefused as e:  # the stage-2 runs distilled from it go with it
         also = _begun_from(runs / f"seed{seed}", e.folder)
         if also:
@@ -293,6 +298,7 @@ def run_variant(
         raise
     out = {"stage1": first}
     if two is not None:
-        _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint)
-        out["stage2"] = run_stage(two, inputs=inputs)
+        sha = reads.sha256(first.checkpoint)
+        _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint, sha)
+        out["stage2"] = run_stage(two, inputs=inputs, reads=reads)
     return out

@@ -18,6 +18,7 @@ from ..world.demo import lowres_features
 from . import plots
 from .begun import check_begun
 from .data import load_backbone, load_eval_set, run_inputs, training_root, weights_fingerprint
+from .folder_reads import FolderReads
 from .report import Clock, header, provenance, write_report
 from .runs import Variant, check_configs, run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
@@ -81,7 +82,8 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     featurizer = load_backbone(s)
     backbone = weights_fingerprint(s.backbone, s.backbone_weights)
     inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
-    check_begun(s, design.variants, train_root, out / "runs", inputs)  # every seed's, at once
+    reads = FolderReads()  # each checkpoint loaded and hashed once in this start
+    check_begun(s, design.variants, train_root, out / "runs", inputs, reads)  # every seed's
     guidance, lr_feats = lowres_features(featurizer, evalset.images)
     side = evalset.images.shape[-1]
     metrics = dict(METRICS)
@@ -105,7 +107,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                     fn = get_upsampler(name)
                 else:
                     v = next(v for v in design.variants if v.name == name)
-                    runs = _train(s, v, seed, train_root, inputs, out, clock, histories)
+                    runs = _train(s, v, seed, train_root, inputs, reads, out, clock, histories)
                     if seed == 0:
                         configs[name] = run_configs(runs)
                     fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
@@ -147,9 +149,9 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     return results
 
 
-def _train(s, v, seed, train_root, inputs, out, clock, histories) -> dict:
+def _train(s, v, seed, train_root, inputs, reads, out, clock, histories) -> dict:
     t = time.perf_counter()
-    runs = run_variant(s, v, seed, train_root, out / "runs", inputs)
+    runs = run_variant(s, v, seed, train_root, out / "runs", inputs, reads)
     clock.add("training", time.perf_counter() - t)
     for stage, r in runs.items():
         histories[v.name].setdefault(stage, []).append(r.history)

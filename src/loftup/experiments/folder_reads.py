@@ -1,0 +1,81 @@
+"""What one start of an experiment reads of its run folders, read once: each checkpoint's step
+and history (:func:`~.run_folders._load_step`), each stage-1 checkpoint's sha256 and each
+folder's ``inputs.json``. The up-front check (:func:`~.begun.check_begun`) and then every
+variant at every seed (:func:`~.runs.run_variant`) each read them: a stage-1 run that three
+variants share was loaded four times and hashed four times per seed. Distill-view's 3 seeds,
+all finished, made 30 loads of 12 files and 12 hashes of 3 (7 to 10 s on 2 CPU cores with
+DINOv2-S's 49-66 MiB checkpoints); now 12 and 3 (3.5 to 4.7 s).
+
+A file is known by its path, inode, size and time of change: one written since it was read (a
+run trained on, a stage-1 run trained again) is read again."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .run_folders import _check_inputs, _load_step, _record_inputs
+
+
+class FolderReads:
+    """The reads of one start (a new one per start: nothing is kept across them)."""
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple, dict] = {}
+        self._shas: dict[tuple, str] = {}
+        self._inputs: set[tuple] = set()
+
+    def step(self, out: Path) -> dict:
+        """``{"step", "history"}`` of the checkpoint of the begun run in ``out``, refused as
+        :func:`~.run_folders._load_step` refuses it (only those two are kept: the checkpoints
+        of an experiment's every run, held whole, take gigabytes)."""
+        key = _identity(Path(out) / "checkpoint.pt")
+        if key is None or key not in self._steps:
+            raw = _load_step(Path(out))  # refused where gone or damaged
+            return _keep(self._steps, key, {"step": raw["step"], "history": raw.get("history")})
+        return self._steps[key]
+
+    def sha256(self, path: Path) -> str:
+        """The sha256 of the file ``path``."""
+        from .data import file_sha256
+
+        key = _identity(path)
+        if key is None or key not in self._shas:
+            return _keep(self._shas, key, file_sha256(path))
+        return self._shas[key]
+
+    def check_inputs(self, runs: Path, inputs: dict) -> None:
+        """:func:`~.run_folders._check_inputs` of every folder under ``runs``, once: the
+        folders trained since record these same ``inputs``."""
+        key = ("runs", str(runs), _said(inputs))
+        if key not in self._inputs:
+            _check_inputs(runs, inputs)
+            self._inputs.add(key)
+
+    def record_inputs(self, out: Path, inputs: dict, begun: bool) -> None:
+        """:func:`~.run_folders._record_inputs` of the folder ``out``, once."""
+        key = ("folder", str(out), _said(inputs))
+        if key not in self._inputs:
+            _record_inputs(out, inputs, begun)
+            self._inputs.add(key)
+
+
+def _said(inputs: dict) -> str:
+    return json.dumps(inputs, sort_keys=True, default=str)
+
+
+def _keep(cache: dict, key, value):
+    """``value``, kept in ``cache`` under ``key`` (not where the file has no identity)."""
+    if key is not None:
+        cache[key] = value
+    return value
+
+
+def _identity(path: Path) -> tuple | None:
+    """The path, inode, size and change time of a file (None: it cannot be looked at)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
