@@ -192,8 +192,8 @@ def test_resuming_with_another_architecture_names_the_key_and_both_values():
     """A stage-1 run resumed with another model.* value was refused with "its model config
     differs from this run's", naming neither the key nor the fix; and a checkpoint made before
     a model key existed (its default then) could never be resumed, its dict lacking the key."""
-    from loftup.train.build import check_resumable
     from loftup.train.config import load_config
+    from loftup.train.resuming import check_resumable
 
     cfg = load_config({}, ["model.depth=1"])
     saved = cfg.to_dict()

@@ -13,12 +13,10 @@ import torch
 from ..errors import LoftUpError
 from .build import (
     Init,
-    apply_optim_config,
     build_featurizer,
     build_optimizer,
     build_trainee,
     build_upsampler,
-    check_resumable,
     restore,
 )
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, set_rng_state, unpack_history
@@ -26,6 +24,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, convert_batchnorm
 from .ema import EMATeacher
 from .objectives import Trainee
+from .resuming import apply_optim_config, check_resumable
 
 log = logging.getLogger("loftup.train")
 
