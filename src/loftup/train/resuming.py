@@ -1,6 +1,7 @@
 """What a resumed run takes from its checkpoint and what it may change: another kind of run is
-refused (:func:`check_resumable`, naming the key, both values and the fix); the optimiser's own
-values (:func:`apply_optim_config`) go on with this run's, and the log says which changed."""
+refused (:func:`check_resumable`, naming the key, both values and the fix); another
+``model.attention_window`` (:func:`window_change`) and the optimiser's own values
+(:func:`apply_optim_config`) go on with this run's, and the log says which changed."""
 
 from __future__ import annotations
 
@@ -37,11 +38,30 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
     if cfg.stage == 1:  # a key the run's version did not have yet: its default then
         was = {**dataclasses.asdict(ModelConfig()), **(saved.get("model") or {})}
         for key, mine in dataclasses.asdict(cfg.model).items():
-            if was[key] != mine:
+            # every other key shapes the weights, or (num_heads) how they are read
+            if was[key] != mine and key != "attention_window":
                 raise _not_resumable(path, f"model.{key}", _show(was[key]), _show(mine))
     name = saved.get("optim", {}).get("name", cfg.optim.name)
     if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
         raise _not_resumable(path, "optim.name", repr(name), repr(cfg.optim.name), "optimiser")
+
+
+def window_change(ckpt: dict, cfg: TrainConfig) -> str | None:
+    """``model.attention_window`` of ``cfg`` (the run's architecture, as built) where it is not
+    the checkpoint's, said for the log: the window changes no weight (the tokens each pixel
+    attends to only), so a run resumed with another one goes on with it."""
+    was = (ckpt.get("model_config") or {}).get("attention_window")
+    mine = cfg.model.attention_window
+    if was == mine:
+        return None
+    return (
+        f"model.attention_window={_show(mine)} (the checkpoint had {_show(was)}: its "
+        f"{ckpt.get('step')} steps attended {_attends(was)}, the rest attend {_attends(mine)})"
+    )
+
+
+def _attends(window: int | None) -> str:
+    return "globally" if window is None else f"over {window} x {window} windows"
 
 
 def apply_optim_config(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> list[str]:

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, convert_batchnorm
 from .ema import EMATeacher
 from .objectives import Trainee
-from .resuming import apply_optim_config, check_resumable
+from .resuming import apply_optim_config, check_resumable, window_change
 
 log = logging.getLogger("loftup.train")
 
@@ -117,7 +117,8 @@ def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init
     optimizer = build_optimizer(cfg, trainee.parameters())
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-        for change in apply_optim_config(optimizer, cfg):
+        changes = [window_change(ckpt, cfg), *apply_optim_config(optimizer, cfg)]
+        for change in filter(None, changes):
             if info.is_main:  # said once, not by every process
                 log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
