@@ -75,15 +75,22 @@ def test_quick_experiment_writes_table_json_and_figures(name, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_table(tmp_path, capsys):
+def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_table(tmp_path, capsys, monkeypatch):
+    import loftup.train.checkpoint as checkpoint
+
     out = tmp_path / "coords"
     assert quick("coords", out) == 0
     first = json.loads((out / "results.json").read_text())
     ckpt = out / "runs" / "seed1" / "colour-only" / "stage1" / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
+    loads, load = [], checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p: loads.append(p) or load(p))
     assert quick("coords", out) == 0
     again = json.loads((out / "results.json").read_text())
     assert ckpt.stat().st_mtime_ns == stamp  # not retrained
+    # each loaded once by the start (the up-front check and the run reused it, loading it twice)
+    assert sorted(loads) == sorted((out / "runs").glob("seed*/*/stage1/checkpoint.pt"))
+    assert len(loads) == 4
     assert again["rows"] == first["rows"]
     assert quick("coords", out, "--stage1-lr", "0.01") == 2  # other settings: refused
     assert "holds a run made with other settings" in capsys.readouterr().err
