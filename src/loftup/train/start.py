@@ -117,9 +117,11 @@ def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init
     optimizer = build_optimizer(cfg, trainee.parameters())
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-        changes = [window_change(ckpt, cfg), *apply_optim_config(optimizer, cfg)]
-        for change in filter(None, changes):
-            if info.is_main:  # said once, not by every process
+        window = window_change(ckpt, cfg)
+        if window and info.is_main:  # said once, not by every process; a forgotten override
+            log.warning("resuming with this run's %s", window)  # changes what is attended
+        for change in apply_optim_config(optimizer, cfg):
+            if info.is_main:
                 log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
     return Models(cfg, featurizer, trainee, model, teacher, optimizer, history, skipped)
