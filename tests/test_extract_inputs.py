@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loftup.extract import collect_inputs
+from loftup.listing import passed_over
 
 
 def _tree(root: Path) -> None:
@@ -135,3 +136,54 @@ def test_a_recursive_glob_over_two_loops_of_links_ends(tmp_path):
     assert done.returncode == 0, done.stderr
     want = [str(tmp_path / "t" / "a" / "y.png"), str(tmp_path / "t" / "x.png")]
     assert done.stdout.strip() == f"{want} []"
+
+
+@pytest.fixture
+def unsearchable(monkeypatch):
+    """``deny(folder)``: what is in ``folder`` cannot be looked at (EACCES), as in another
+    user's folder of mode 700. Tests run as root, whom no mode denies, so os.stat (the OS
+    boundary os.path.exists and isfile look through) is refused for what lies in it, links
+    followed; as another user, the folder's search (x) permission is taken away instead."""
+    real, denied = os.stat, []
+
+    def stat(path, *args, follow_symlinks=True, **kw):
+        if not isinstance(path, int):
+            where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
+            if any(os.path.dirname(where).startswith(d) for d in denied):
+                raise PermissionError(13, os.strerror(13), os.fspath(path))
+        return real(path, *args, follow_symlinks=follow_symlinks, **kw)
+
+    def deny(folder):
+        if os.geteuid() != 0:
+            folder.chmod(0o600)
+            return
+        denied.append(str(folder))
+        monkeypatch.setattr(os, "stat", stat)
+
+    yield deny
+    for folder in denied:  # as another user: searchable again, for tmp_path's removal
+        Path(folder).chmod(0o700)
+
+
+def test_a_link_into_a_folder_this_user_may_not_search_says_so(tmp_path, unsearchable):
+    """A link to an image in another user's folder of mode 700 was "a link to ..., which does
+    not exist (moved or deleted?)" where training listed it, and a PermissionError traceback
+    from loftup upsample, given the link, its folder or a glob; the image is there, unseen."""
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "a.png").write_bytes(b"")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "b.png").write_bytes(b"")
+    link = tmp_path / "photos" / "a.png"
+    link.symlink_to(tmp_path / "secret" / "a.png")
+    unsearchable(tmp_path / "secret")
+    secret = tmp_path / "secret"
+    said = (
+        f"a link to {secret / 'a.png'}, which this user may not look at (permission denied: "
+        f"{secret} cannot be searched); have {secret} made searchable for this user (chmod "
+        "a+x, by its owner) or remove the link"
+    )
+    for spec in ("photos", "photos/a.png", "photos/*.png"):
+        jobs, missing = collect_inputs([str(tmp_path / spec)])
+        assert [j.stem for j in jobs] == ([] if spec == "photos/a.png" else ["b"]), spec
+        assert missing == [(str(link), said)], spec
+    assert passed_over(link) == said  # training's listing, in the same words

@@ -38,16 +38,56 @@ def special_kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"
 
 
+def unsearchable(path: str | os.PathLike) -> str | None:
+    """The folder on the way to ``path`` (links followed) that this user may not search (no
+    ``x`` permission for them), where looking at ``path`` fails for that (EACCES, EPERM): a
+    link into another user's folder of mode 700, which is there, though unseen; else None."""
+    try:
+        os.stat(path)
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    real = os.path.realpath(path)  # as far as it can be resolved
+    parts = real.split(os.sep)
+    for n in range(2, len(parts) + 1):
+        try:
+            os.stat(os.sep.join(parts[:n]) or os.sep)
+        except PermissionError:
+            return os.sep.join(parts[: n - 1]) or os.sep
+        except OSError:
+            break
+    return os.path.dirname(real)
+
+
 def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str:
-    """ "a link to TARGET, which ..." for ``link``, which leads to no file: round a loop of
-    links, or to nothing (``gone`` says so)."""
-    end = "leads back to it (a loop)" if in_a_loop(link) else gone
+    """ "a link to TARGET, which ..." for ``link``, which leads to no file it can see: round a
+    loop of links, into a folder this user may not search (:func:`unsearchable`; it was said
+    not to exist), or to nothing (``gone`` says so)."""
+    blocked = unsearchable(link)
+    if blocked is not None:
+        end = f"this user may not look at (permission denied: {blocked} cannot be searched)"
+    else:
+        end = "leads back to it (a loop)" if in_a_loop(link) else gone
     return f"a link to {os.readlink(link)}, which {end}"
 
 
+def permission_fix(link: str | os.PathLike) -> str | None:
+    """The fix for ``link`` leading into a folder this user may not search, or None."""
+    blocked = unsearchable(link)
+    if blocked is None:
+        return None
+    return (
+        f"have {blocked} made searchable for this user (chmod a+x, by its owner) or remove the link"
+    )
+
+
 def link_to_nothing(link: str | os.PathLike) -> str:
-    """Why ``link``, of an image's name, leading nowhere (or round a loop), is passed over."""
-    return f"{where_it_leads(link, 'does not exist (moved or deleted?)')}; fix or remove the link"
+    """Why ``link``, of an image's name, leading nowhere (or round a loop, or where this user
+    may not look), is passed over."""
+    fix = permission_fix(link) or "fix or remove the link"
+    return f"{where_it_leads(link, 'does not exist (moved or deleted?)')}; {fix}"
 
 
 def not_regular(path: str | os.PathLike) -> str:

@@ -62,7 +62,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         ]
     files = []
     for p in sorted(Path(p) for p in found):  # a file is no link to nothing: one check each
-        if p.is_file():
+        if os.path.isfile(p):  # False where it cannot be looked at (EACCES): said below
             files.append(p)
         else:  # as when given itself, not dropped: a link to nothing, a pipe, gone since listed
             problems.append((str(p), passed_over(p)))
@@ -71,7 +71,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
 def _to_nothing(path: Path) -> bool:
     """Whether ``path`` is a link to nothing (its file moved or deleted)."""
-    return path.is_symlink() and not path.exists()
+    return os.path.islink(path) and not os.path.exists(path)
 
 
 def _links_to_nothing(paths: list[Path]) -> list[tuple[str, str]]:
@@ -133,7 +133,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     missing = []
     for spec in specs:
         p = Path(spec).expanduser()
-        if p.is_dir():
+        if os.path.isdir(p):  # os.path: False, not PermissionError, where it cannot be seen
             images, problems = _images_under(p)
             if not images and not problems:  # as a glob of no image is: named, not passed over
                 kinds = ", ".join(IMAGE_SUFFIXES)
@@ -141,7 +141,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             missing += problems
             for f in images:
                 _name(found, f, f.relative_to(p), real_folders)
-        elif p.exists():
+        elif os.path.exists(p):
             _name(found, p, Path(p.name), real_folders)
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
@@ -149,11 +149,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             matches = sorted(Path(m) for m in expand(os.path.expanduser(spec)))
             files, others = [], []
             for m in matches:  # one look at each match that is a file (200k of them)
-                (files if m.is_file() else others).append(m)
+                (files if os.path.isfile(m) else others).append(m)
             images = [m for m in files if _is_image(m)]  # a glob's .txt is no image, as a folder's
-            folders = [m for m in others if m.is_dir()]
+            folders = [m for m in others if os.path.isdir(m)]
             # a link to nothing, a pipe, one gone since the glob listed it: said, as in a folder
-            passed = [m for m in others if _is_image(m) and not m.is_dir()]
+            passed = [m for m in others if _is_image(m) and not os.path.isdir(m)]
             missing += [(str(m), passed_over(m)) for m in passed]
             unlisted = unlisted_folders(os.path.expanduser(spec))  # as a folder's: named
             missing += unlisted
