@@ -7,7 +7,7 @@ import pytest
 from loftup.data.dataset import MaskedImages
 from loftup.data.images import list_images
 from loftup.data.sa1b import list_sa1b
-from loftup.errors import LoftUpError
+from loftup.errors import LoftUpError, UsageError
 from train_fixtures import tiny_config, write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -102,23 +102,49 @@ def test_a_listing_that_takes_no_time_draws_no_bar(tmp_path, capsys):
 def test_a_flat_folder_s_bar_counts_the_images_while_the_folder_is_read(tmp_path, monkeypatch):
     """SA-1B's tars are extracted into one folder of millions of files: its bar, updated
     once the whole folder was read, showed nothing for minutes, then was drawn and cleared."""
-    import tqdm.auto
-
-    counts = []
-
-    class Recording(tqdm.auto.tqdm):
-        def update(self, n=1):
-            super().update(n)
-            counts.append(self.n)
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
-    monkeypatch.setattr("loftup.data.images.BAR_EVERY", 4, raising=False)
+    counts = _recorded_bars(monkeypatch)
     root = tmp_path / "sa"
     _empty_files(root, [f"sa_{i}.{suffix}" for i in range(10) for suffix in ("jpg", "json")])
     pairs, orphans = list_sa1b(root, progress=True)
     assert len(pairs) == 10 and orphans == 0
+    counts = counts["listing images"]
     assert [c for c in counts if 0 < c < 10], counts  # some, not all, counted: mid-folder
     assert counts == sorted(counts) and counts[-1] == 10
+
+
+def _recorded_bars(monkeypatch) -> dict[str, list[int]]:
+    """The counts each bar (by its description) shows at each update, updated every 4."""
+    import tqdm.auto
+
+    counts = {}
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            super().update(n)
+            if not self.disable:
+                counts.setdefault(self.desc, []).append(self.n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    monkeypatch.setattr("loftup.data.images.BAR_EVERY", 4, raising=False)
+    return counts
+
+
+def test_pairing_images_with_their_json_moves_a_bar_and_leaves_collection_on(tmp_path, monkeypatch):
+    """Once its folders were read, an SA-1B listing made its paths (2 s of 100k pairs' 3;
+    minutes of SA-1B's 11 million) with its bar standing still. Python's garbage collector,
+    paused meanwhile (half of the time), is on again after a listing, one refused too."""
+    import gc
+
+    counts = _recorded_bars(monkeypatch)
+    root = tmp_path / "sa"
+    _empty_files(root, [f"sa_{i}.{suffix}" for i in range(10) for suffix in ("jpg", "json")])
+    pairs, _ = list_sa1b(root, progress=True)
+    assert counts["pairing images with their JSON"] == [4, 8, 10] and len(pairs) == 10
+    assert gc.isenabled()
+    _empty_files(root, ["sa_1.JPG"])  # two images of one JSON: refused mid-listing
+    with pytest.raises(UsageError):
+        list_sa1b(root)
+    assert gc.isenabled()
 
 
 def test_an_image_whose_json_is_a_link_to_nowhere_has_no_json(tmp_path):

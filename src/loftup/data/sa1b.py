@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BrokenFileError, UsageError, one_line
-from .images import SquareCrop, crop_mask, image_folders
+from .images import SquareCrop, collections_paused, crop_mask, image_folders, paths_in_order
 from .rle import decode_rle
 
 #: The largest masks read, as multiples of their image's pixels (masks made before the image
@@ -37,7 +38,13 @@ def list_sa1b(
     but the suffix (``sa_1.jpg`` beside ``sa_1.JPG`` or ``sa_1.jpeg``, which a disk that tells
     case apart holds) would share one JSON, the masks of at most one of them: a UsageError
     names both, before anything is read. ``progress``: a bar counting the images found."""
-    found, orphans = [], 0
+    with collections_paused():
+        return _pairs(root, progress)
+
+
+def _pairs(root, progress: bool) -> tuple[list[tuple[Path, Path]], int]:
+    """:func:`list_sa1b`'s pairs and orphans."""
+    since, found, orphans = time.monotonic(), [], 0
     for folder, images, files in image_folders(root, (".jpg", ".jpeg"), progress=progress):
         files, owner, folded = set(files), {}, None
         for key, image in images:
@@ -59,7 +66,14 @@ def list_sa1b(
                     "own masks, name its JSON as it is named)"
                 )
             found.append((key, folder, image, ann))
-    return [(folder / image, folder / ann) for _, folder, image, ann in sorted(found)], orphans
+    bar = {"progress": progress, "since": since, "desc": "pairing images with their JSON"}
+    return paths_in_order(found, _pair, **bar), orphans
+
+
+def _pair(row: tuple) -> tuple[Path, Path]:
+    """The paths of a row ``(key, folder, image, json)`` of :func:`list_sa1b`."""
+    _, folder, image, ann = row
+    return folder / image, folder / ann
 
 
 def _json_name(image: str) -> str:
