@@ -187,3 +187,25 @@ def test_a_link_into_a_folder_this_user_may_not_search_says_so(tmp_path, unsearc
         assert [j.stem for j in jobs] == ([] if spec == "photos/a.png" else ["b"]), spec
         assert missing == [(str(link), said)], spec
     assert passed_over(link) == said  # training's listing, in the same words
+
+
+@pytest.mark.parametrize("spec", ["t/**/*.png", "t/**", "t/*/*/*.png"])
+def test_a_glob_lists_each_folder_once_for_its_matches_and_its_unreadable_ones(
+    tmp_path, monkeypatch, spec
+):
+    """The folders a glob could not read were found by listing them all again: a ``**``
+    glob of 2,041 folders listed them 10,205 times (``t/**/*.png``), now 2,041."""
+    for rel in ("t/a/b/x.png", "t/a/c/y.png", "t/d/e/z.png", "t/d/f/w.png", "t/v.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    real, listed = os.scandir, []
+
+    def scandir(path="."):
+        listed.append(os.path.realpath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    jobs, missing = collect_inputs([str(tmp_path / spec)])
+    assert len(jobs) == (4 if spec == "t/*/*/*.png" else 5) and missing == []
+    assert sorted(listed) == sorted(set(listed)), "a folder listed twice"
+    assert len(listed) == 7  # t, t/a, t/d and the four under them

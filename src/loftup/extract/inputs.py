@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
 from ..listing import fsck_folder, link_to_nothing, passed_over
-from .globs import expand, unlisted_folders
+from .globs import search
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _is_image(path: Path) -> bool:
 def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
     globs (their image files, as a folder's, a ``**`` going into each real folder once:
-    :func:`.globs.expand`; a file named is tried whatever its suffix) ->
+    :func:`.globs.search`; a file named is tried whatever its suffix) ->
     (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image; and
     what a folder holds that is no input, :func:`_images_under`).
 
@@ -146,7 +146,10 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
         else:
-            matches = sorted(Path(m) for m in expand(os.path.expanduser(spec)))
+            matched, unlisted = search(
+                os.path.expanduser(spec)
+            )  # and the folders it could not list
+            matches = sorted(Path(m) for m in matched)
             files, others = [], []
             for m in matches:  # one look at each match that is a file (200k of them)
                 (files if os.path.isfile(m) else others).append(m)
@@ -155,8 +158,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             # a link to nothing, a pipe, one gone since the glob listed it: said, as in a folder
             passed = [m for m in others if _is_image(m) and not os.path.isdir(m)]
             missing += [(str(m), passed_over(m)) for m in passed]
-            unlisted = unlisted_folders(os.path.expanduser(spec))  # as a folder's: named
-            missing += unlisted
+            missing += unlisted  # as a folder's: named
             if files and not images:
                 n, kinds = len(files), ", ".join(IMAGE_SUFFIXES)
                 why = f"matches {n} file{'s' * (n > 1)}, none an image ({kinds})"
