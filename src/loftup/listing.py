@@ -1,11 +1,14 @@
-"""What a search of a folder for images passes over, the same for ``loftup upsample``'s
-folders and globs and for training's listings. Imports nothing of loftup."""
+"""How a folder is searched for images, and what the search passes over, the same for
+``loftup upsample``'s folders and globs and for training's listings (:func:`walk`). Imports
+nothing of loftup."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections import deque
+from collections.abc import Callable, Iterator
 
 
 def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
@@ -16,6 +19,59 @@ def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
     may be a link to the mount point (a disk linked into the data folder): os.path.ismount
     says False for any link, so its real folder is asked."""
     return name == "lost+found" and os.path.ismount(os.path.realpath(parent))
+
+
+def walk(
+    tops: list[str],
+    scan: Callable[[str], tuple[list[str], object] | None],
+    *,
+    breadth_first: bool = False,
+    once: bool = True,
+    follow: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[str, object]]:
+    """(folder, what ``scan`` found in it) for ``tops`` and each folder under them, as
+    ``loftup upsample``'s folders and globs and training's listings search them: ``scan(folder)``
+    lists a folder ((the names of its sub-folders, links to folders too; what else it found),
+    or None where it cannot be read, which it says), and the search goes into each sub-folder
+    but hidden ones and fsck's ``lost+found`` at the top of a disk (:func:`fsck_folder`), in
+    name order. How far and in which order, each search's own:
+
+    - ``breadth_first``: a folder's sub-folders after all folders as near the tops (a
+      glob's ``**``: a folder reached twice keeps its shortest name); else depth first, each
+      sub-folder searched whole before the next (``os.walk``'s order);
+    - ``once``: each real folder searched the first time it is reached, not again by another
+      name (a link back up is not gone round, a folder linked twice read once); training's
+      listing and a glob; ``loftup upsample``'s folders decide by ``follow`` instead;
+    - ``follow(path)``: whether to go into the sub-folder ``path`` (where ``once`` is not
+      enough: a name's choice must not depend on the order folders are reached in)."""
+    seen: set[str] = set()
+    queue = deque(tops if breadth_first else reversed(tops))
+    while queue:
+        folder = queue.popleft() if breadth_first else queue.pop()
+        if once:
+            real = os.path.realpath(folder or os.curdir)
+            if real in seen:  # a link back up, or a folder linked twice
+                continue
+            seen.add(real)
+        listed = scan(folder)
+        if listed is None:
+            continue
+        dirs, found = listed
+        yield folder, found
+        subs = [os.path.join(folder, d) for d in sorted(dirs)
+                if not d.startswith(".") and not fsck_folder(folder, d)]  # fmt: skip
+        if follow is not None:
+            subs = [sub for sub in subs if follow(sub)]
+        queue.extend(subs if breadth_first else reversed(subs))  # depth first: the first on top
+
+
+def is_folder(entry: os.DirEntry) -> bool:
+    """Whether the listed ``entry`` is a folder or a link to one (False where that cannot be
+    told, as os.walk counts it)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def in_a_loop(link: str | os.PathLike) -> bool:

@@ -8,6 +8,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
-from ..listing import fsck_folder, passed_over
+from ..listing import passed_over, walk
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -101,8 +102,8 @@ def paths_in_order(rows: list, make, *, progress: bool, since: float, desc: str)
 def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progress=False):
     """(folder, [(key, name), ...] of its images sorted, the names of all its regular files
     (links to one too; no pipe, device or link to nothing)) for each folder under ``root``, as
-    :func:`list_images` walks them (top-down, folders in name order, as ``os.walk`` with
-    ``followlinks``); ``key``
+    :func:`list_images` walks them (:func:`loftup.listing.walk`, depth first, each real folder
+    once: top-down, folders in name order, as ``os.walk`` with ``followlinks``); ``key``
     sorts the images of all folders as their paths sort (part by part), without a path made
     or a file looked at for it. ``progress``: a bar counting the images found, once the
     listing has taken :data:`LISTING_BAR_DELAY` seconds, updated every :data:`BAR_EVERY`
@@ -114,20 +115,12 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
     from tqdm.auto import tqdm
 
     root = Path(root)
-    seen, stack = set(), [os.fspath(root)]
     bar = tqdm(desc="listing images", unit=" images", disable=not progress, leave=False,
                delay=LISTING_BAR_DELAY)  # fmt: skip
     with bar:
-        while stack:
-            dirpath = stack.pop()
-            real = os.path.realpath(dirpath)
-            if real in seen:  # a link back up, or a folder linked twice
-                continue
-            seen.add(real)
-            listed = _scan(dirpath, extensions, bar)
-            if listed is None:
-                continue
-            dirnames, images, files, odd = listed
+        for dirpath, (images, files, odd) in walk(
+            [os.fspath(root)], partial(_scan, extensions=extensions, bar=bar)
+        ):
             folder = Path(dirpath)
             parts = folder.relative_to(root).parts
             for name in sorted(odd):
@@ -135,17 +128,12 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
                     f"skipped {folder / name}: {passed_over(folder / name)}", stacklevel=2
                 )
             yield folder, sorted((parts + (name,), name) for name in images), files
-            dirnames = sorted(
-                (d for d in dirnames if not d.startswith(".") and not fsck_folder(dirpath, d)),
-                reverse=True,
-            )
-            stack += [os.path.join(dirpath, d) for d in dirnames]  # the first on top
 
 
 def _scan(dirpath: str, extensions, bar):
-    """The entries of the folder ``dirpath``: (its folders' names (linked ones too), its
+    """The entries of the folder ``dirpath``: (its folders' names (linked ones too), (its
     images' names (not hidden, regular files), the names of all its regular files (links to
-    one too), the image names that are no regular file: pipes, devices, links to nothing), the
+    one too), the image names that are no regular file: pipes, devices, links to nothing)), the
     images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
     (a warning naming it; the images it counted taken back off). Whether an entry is a
     folder, a file or a link is known from the listing itself (no file looked at), but for a
@@ -170,9 +158,9 @@ def _scan(dirpath: str, extensions, bar):
         bar.update(-len(images))
         why = e.strerror or str(e)
         warnings.warn(f"skipped {dirpath}: a folder that cannot be read ({why}); its images "
-                      "are left out", stacklevel=3)  # fmt: skip
+                      "are left out", stacklevel=4)  # fmt: skip
         return None
-    return dirs, images, files, odd
+    return dirs, (images, files, odd)
 
 
 def _is(test) -> bool:

@@ -12,10 +12,8 @@ import fnmatch
 import glob
 import os
 import re
-from collections import deque
-from collections.abc import Iterator
 
-from ..listing import fsck_folder
+from ..listing import fsck_folder, is_folder, walk
 
 
 def search(pattern: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -23,7 +21,7 @@ def search(pattern: str) -> tuple[list[str], list[tuple[str, str]]]:
     reason, in path order, as a folder given is told: :func:`.inputs._images_under`).
 
     The matches are ``glob.glob(pattern, recursive=True)``'s, but that a ``**`` lists each
-    real folder once, by its shortest name (:func:`folders_under`): a link back up (``t/self
+    real folder once, by its shortest name (:meth:`_Folders._subfolders`): a link back up (``t/self
     -> .``) is not gone round, where glob named ``t/self/self/.../x.png`` 40 links deep, and
     hung with two such links (each level doubled the names). The other parts match as glob's
     do: hidden names only where the part begins with a dot, folders only but for the last
@@ -69,7 +67,7 @@ class _Folders:
         """The paths that ``**`` followed by ``rest`` matches under ``folders``."""
         tops = [f for f in folders if f == "" or os.path.isdir(f)]
         found = [os.path.join(top, "") for top in tops if top and not rest]  # t/**: t/ too
-        for folder in folders_under(tops, self):
+        for folder, _ in walk(tops, self._subfolders, breadth_first=True):
             if not rest:  # t/**: every file and folder under t
                 found += [os.path.join(folder, name) for name in self.names(folder, "*")]
             elif rest == [""]:  # t/**/: every folder (**/: those under the current one)
@@ -77,6 +75,13 @@ class _Folders:
             else:
                 found += self.match([folder], rest)
         return found
+
+    def _subfolders(self, folder: str) -> tuple[list[str], None]:
+        """``folder``'s sub-folders, for a ``**`` (:func:`~loftup.listing.walk`, breadth first:
+        each real folder once, by its shortest name from a top, the first in sort order of
+        those as short; a link back up is not gone round); one that cannot be read is still
+        matched (``t/**/``), as glob matches it."""
+        return self.names(folder, "*", dirs_only=True), None
 
     def names(self, folder: str, part: str, dirs_only: bool = False) -> list[str]:
         """The names in ``folder`` that ``part`` matches, sorted (hidden ones only where
@@ -87,7 +92,7 @@ class _Folders:
         names = fnmatch.filter([e.name for e in entries], part)
         if dirs_only:
             kept = set(names)
-            names = [e.name for e in entries if e.name in kept and _is_dir(e)]
+            names = [e.name for e in entries if e.name in kept and is_folder(e)]
         return names
 
     def _entries(self, folder: str) -> list[os.DirEntry]:
@@ -108,29 +113,3 @@ class _Folders:
                     self.unreadable.setdefault(e.filename or where, why)
             self.listed[folder] = entries
         return entries
-
-
-def folders_under(tops: list[str], folders: _Folders) -> Iterator[str]:
-    """The folders ``tops`` and every folder under them that a glob's ``**`` lists (hidden
-    ones and fsck's ``lost+found`` left out, links to folders followed), each real folder once:
-    breadth first, names in sorted order, so a folder is named by its shortest way from a top
-    (the first in sort order of those as short), and a link back up, round a loop, is never
-    followed. Each is listed by ``folders``, which says those that cannot be."""
-    seen: set[str] = set()
-    queue = deque(tops)
-    while queue:
-        folder = queue.popleft()
-        real = os.path.realpath(folder or os.curdir)
-        if real in seen:
-            continue
-        seen.add(real)
-        yield folder
-        subs = folders.names(folder, "*", dirs_only=True)
-        queue.extend(os.path.join(folder, d) for d in subs if not fsck_folder(folder, d))
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import fsck_folder, link_to_nothing, passed_over
+from ..listing import is_folder, link_to_nothing, passed_over, walk
 from .globs import search
 
 
@@ -44,17 +44,24 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     a folder it reaches anyway (whose files then have their own names), is not followed."""
     found, problems = [], []
 
-    def unreadable(e: OSError) -> None:
-        why = e.strerror or str(e)
-        problems.append((e.filename or str(folder), f"a folder that cannot be read ({why})"))
+    def scan(root: str) -> tuple[list[str], list[str]] | None:
+        """(the sub-folders of ``root``, links to folders too; its other names), as os.walk
+        lists them; None where it cannot be read (said in ``problems``)."""
+        dirs, files = [], []
+        try:
+            with os.scandir(root) as entries:
+                for entry in entries:
+                    (dirs if is_folder(entry) else files).append(entry.name)
+        except OSError as e:
+            why = e.strerror or str(e)
+            problems.append((e.filename or root, f"a folder that cannot be read ({why})"))
+            return None
+        return dirs, files
 
-    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
-        here = Path(root)
-        dirs[:] = [
-            d
-            for d in dirs
-            if not d.startswith(".") and not fsck_folder(root, d) and not _reached(here / d, folder)
-        ]
+    def follow(sub: str) -> bool:  # not a link into the search, or round it: _reached
+        return not _reached(Path(sub), folder)
+
+    for root, files in walk([os.fspath(folder)], scan, once=False, follow=follow):
         found += [
             os.path.join(root, f)
             for f in files
