@@ -48,9 +48,11 @@ def check_inputs(
             "in the output; pass the image in float32 (the model may be in half precision)",
             stacklevel=_caller_level(),  # the user's line, not the forward's (nor torch's)
         )
-    for name, t in (("lr_feats", lr_feats), ("image", image)):
-        # on the CPU only: reading the answer back from a GPU would wait for all queued work
-        # (twice per call), which is what start_upsample and a busy GPU pipeline must avoid
+    # the image first: one NaN pixel makes every feature of it NaN, and the fix is where the
+    # image was read, not the backbone's precision. On the CPU only: reading the answer back
+    # from a GPU would wait for all queued work (twice per call), which is what start_upsample
+    # and a busy GPU pipeline must avoid
+    for name, t in (("image", image), ("lr_feats", lr_feats)):
         if t.device.type == "cpu" and not _finite(t):
             raise ForwardInputError(f"{name} contains NaN or Inf values; {_NON_FINITE_FIX[name]}")
 
