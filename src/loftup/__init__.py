@@ -49,8 +49,9 @@ __all__ = [
 _SUBMODULES = (
     "api", "atomic", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu", "data",
     "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract", "fastpath",
-    "featurizers", "folding", "fused", "hub", "image_input", "input_checks", "io", "kernels", "layers",
-    "listing", "local_attention", "memo", "model", "mismatch", "model_config", "norms",
+    "featurizers", "finite", "folding", "fused", "hub", "image_input", "input_checks", "io",
+    "kernels", "layers", "listing", "local_attention", "memo", "model", "mismatch", "model_config",
+    "norms",
     "npy_stream", "outputs", "paths", "pipeline", "ranks", "tile_plan", "tiling", "train", "viz",
     "weights", "world",
 )  # fmt: skip

@@ -26,7 +26,7 @@ from .hf_weights import (  # noqa: F401  (importable from here, as before the sp
     resolve_weights,
     where_from,
 )
-from .sizes import check_backbone_batch, to_patch_multiple
+from .sizes import check_backbone_batch, check_finite_images, to_patch_multiple
 
 
 def from_transformers(*names: str) -> tuple:
@@ -298,6 +298,7 @@ class HFFeaturizer(Featurizer):
         weight = next(self.model.parameters())
         check_backbone_batch(images, weight.device)
         images = to_patch_multiple(images, self.patch_size)
+        check_finite_images(images)  # what the backbone is given, after the resize
         b, _, height, width = images.shape
         h, w = height // self.patch_size, width // self.patch_size
         dtype = weight.dtype

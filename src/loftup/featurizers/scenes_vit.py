@@ -25,7 +25,7 @@ from torch import nn
 from ..data.paths import home_expanded
 from ..errors import CheckpointError, WeightsNotFoundError
 from . import Featurizer, FeaturizerSpec, register
-from .sizes import check_backbone_batch, to_patch_multiple
+from .sizes import check_backbone_batch, check_finite_images, to_patch_multiple
 
 NAME = "scenes_vit_p8"
 
@@ -105,6 +105,7 @@ class SceneViT(Featurizer):
         """image (B, 3, H, W) ImageNet-normalised -> (B, dim, h, w), h, w = H/8, W/8 (snapped)."""
         check_backbone_batch(image, self.norm.weight.device)
         image = to_patch_multiple(image, self.patch_size)  # the package's one size policy
+        check_finite_images(image)  # what the backbone is given, after the resize
         h, w = (n // self.patch_size for n in image.shape[-2:])
         x = self.stem(image.to(self.norm.weight.dtype))  # in the model's precision
         x = x + self.pos(x)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from ..finite import all_finite
 
 
 def snap_to_patches(height: int, width: int, patch_size: int) -> tuple[int, int]:
@@ -110,6 +111,21 @@ def check_backbone_batch(images: torch.Tensor, device: torch.device | None = Non
     else:
         fix = "pass RGB images normalised by featurizer.normalize"
     raise UsageError(f"a backbone takes an image batch (B, 3, H, W), got {shape}; {fix}")
+
+
+def check_finite_images(images: torch.Tensor) -> None:
+    """A :class:`UsageError` where the images a backbone is given (after
+    :func:`to_patch_multiple`) hold a NaN or an infinity: one such pixel made every feature of
+    its image NaN without a word, and the upsampler then blamed the features. On the CPU only:
+    on a GPU the answer would wait for all the work queued before it."""
+    if images.device.type == "cpu" and not all_finite(images):
+        bad = (~torch.isfinite(images)).flatten(1).any(1).nonzero()[:, 0].tolist()
+        which = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise UsageError(
+            f"the images given to the backbone contain NaN or Inf values (at batch index "
+            f"{which} of {len(images)}; one makes every feature of its image NaN): check how "
+            "they were read and normalised (a TIFF's no-data pixels are NaN: fill them)"
+        )
 
 
 def to_patch_multiple(images: torch.Tensor, patch_size: int) -> torch.Tensor:
