@@ -1,5 +1,6 @@
 """What a backbone (a featurizer) is told about the batch it is called on
-(src/loftup/featurizers/sizes.py's checks, run by every featurizer's forward): a NaN image."""
+(src/loftup/featurizers/sizes.py's checks, run by every featurizer's forward): a NaN image, an
+empty batch."""
 
 from __future__ import annotations
 
@@ -26,3 +27,17 @@ def test_a_nan_image_is_refused_by_the_backbone_naming_which(name, bad):
     msg = str(told.value)
     assert msg.startswith("the images given to the backbone contain NaN or Inf values (at batch ")
     assert "at batch index 1 of 3;" in msg and msg.endswith("NaN: fill them)")
+
+
+@pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_empty_batch_gives_empty_features_of_the_grid(name, dtype):
+    """Batch 0 (the last slice of a loop, say) failed inside transformers' attention
+    ("cannot reshape tensor of 0 elements"); it gives (0, dim, h, w), the grid and precision a
+    batch of one gives, as the upsampler gives (0, C, H, W)."""
+    feat = get_featurizer(name).to(dtype)
+    with torch.no_grad():
+        one = feat(torch.zeros(1, 3, 30, 50))
+        empty = feat(torch.zeros(0, 3, 30, 50))
+    assert one.shape[0] == 1 and empty.shape == (0, *one.shape[1:])
+    assert empty.dtype == one.dtype == dtype

@@ -302,5 +302,7 @@ class HFFeaturizer(Featurizer):
         b, _, height, width = images.shape
         h, w = height // self.patch_size, width // self.patch_size
         dtype = weight.dtype
+        if not b:  # transformers' attention cannot reshape an empty batch: empty in, empty out
+            return images.new_empty(0, self.dim, h, w, dtype=dtype)
         tokens = self.tokens(self.to_native(images).to(dtype))  # converted before the cast
         return tokens.transpose(1, 2).reshape(b, self.dim, h, w)
