@@ -27,3 +27,33 @@ def test_a_nan_pixel_is_blamed_on_the_image_not_on_the_backbone(model):
     assert str(told.value).startswith("image contains NaN or Inf values; check how it was read")
     with pytest.raises(ForwardInputError, match="^lr_feats contains NaN or Inf values; check"):
         model(lr, image.nan_to_num())  # a finite image: the features are at fault
+
+
+def test_wrong_channels_say_channels_last_or_swapped_inputs_with_the_fix(model):
+    """Features channels last (B, h, w, C), or the inputs the other way round, were told to
+    "use the upsampler trained for your backbone": a fix that does not fix them. Each is said,
+    with its fix; features of another width still hear of the upsampler for them."""
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 16, 16)
+    told = {
+        "channels last": (lr.permute(0, 2, 3, 1), image),
+        "swapped": (image, lr),
+        "image channels last": (lr, image.permute(0, 2, 3, 1)),
+        "other width": (torch.randn(1, 64, 4, 4), image),
+    }
+    for case, args in told.items():
+        with pytest.raises(ForwardInputError) as e:
+            model(*args)
+        told[case] = str(e.value)
+    assert told["channels last"] == (
+        "lr_feats has 4 channels but this upsampler expects C=32; they are channels last, "
+        "(1, 4, 4, 32): lr_feats.permute(0, 3, 1, 2)"
+    )
+    assert told["swapped"] == (
+        "lr_feats has 3 channels but this upsampler expects C=32, and image has 32: the two "
+        "are swapped; pass the features first, then the image: model(lr_feats, image)"
+    )
+    assert told["image channels last"] == (
+        "image must have 3 channels (RGB), got 16; it is channels last, (1, 16, 16, 3): "
+        "image.permute(0, 3, 1, 2)"
+    )
+    assert told["other width"].endswith("expects C=32; use the upsampler trained for your backbone")

@@ -33,15 +33,14 @@ def check_inputs(
             "give one guidance image per feature map, in the same order"
         )
     if lr_feats.shape[1] != dim:
-        raise ForwardInputError(
-            f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}; "
-            "use the upsampler trained for your backbone"
-        )
+        raise ForwardInputError(_wrong_channels(lr_feats, image, dim))
     if image.shape[1] != 3:
-        raise ForwardInputError(
-            f"image must have 3 channels (RGB), got {image.shape[1]}; convert grayscale or RGBA "
-            "images to RGB first (PIL: img.convert('RGB'))"
+        fix = (
+            f"it is channels last, {tuple(image.shape)}: image.permute(0, 3, 1, 2)"
+            if image.shape[-1] == 3
+            else "convert grayscale or RGBA images to RGB first (PIL: img.convert('RGB'))"
         )
+        raise ForwardInputError(f"image must have 3 channels (RGB), got {image.shape[1]}; {fix}")
     if image.dtype in (torch.float16, torch.bfloat16):
         warnings.warn(
             f"the guidance image is {str(image.dtype).removeprefix('torch.')}: the Fourier "
@@ -56,6 +55,23 @@ def check_inputs(
     for name, t in (("image", image), ("lr_feats", lr_feats)):
         if t.device.type == "cpu" and not all_finite(t):
             raise ForwardInputError(f"{name} contains NaN or Inf values; {_NON_FINITE_FIX[name]}")
+
+
+def _wrong_channels(lr_feats: torch.Tensor, image: torch.Tensor, dim: int) -> str:
+    """What is said where ``lr_feats`` has not ``dim`` channels: the inputs given the other way
+    round, or features channels last (B, h, w, C), are told so; other features are another
+    backbone's."""
+    got = f"lr_feats has {lr_feats.shape[1]} channels but this upsampler expects C={dim}"
+    if lr_feats.shape[1] == 3 and image.shape[1] == dim:
+        return (
+            f"{got}, and image has {dim}: the two are swapped; pass the features first, then "
+            "the image: model(lr_feats, image)"
+        )
+    if lr_feats.shape[-1] == dim:
+        return (
+            f"{got}; they are channels last, {tuple(lr_feats.shape)}: lr_feats.permute(0, 3, 1, 2)"
+        )
+    return f"{got}; use the upsampler trained for your backbone"
 
 
 #: What to look at where a forward's input holds NaN or Inf values.
