@@ -76,7 +76,8 @@ def upsample(
         (b, C, th, tw); with a callback and no ``out`` nothing is kept and None is returned.
       conv: stem convolutions: "auto", "winograd" (NNPACK, CPU), "direct" or "direct_nchw"
         (see :func:`loftup.fused.choose_conv`); None: the model's ``conv``.
-      progress: show a tqdm bar over the tiles.
+      progress: show a tqdm bar over the tiles (on stderr, into a log too:
+        :mod:`loftup.bars`).
       _queries: (lo, hi, query map) of a one-tile output, computed by :func:`start_upsample`.
 
     Returns ``out`` (a new (B, C, H, W) channels-last tensor when none is given), or None.
@@ -267,9 +268,11 @@ def _progress(tiles, enabled: bool):
         return tiles
     from tqdm.auto import tqdm
 
-    # disable=None: only on a terminal; a bar nested under another is drawn with cursor moves
-    # that fill a piped log with blank lines and escape codes
-    return tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=None)
+    from .bars import bar_settings
+
+    # into a log too, as the bars around it (upsample's over the images, bench's): a streamed
+    # 4096 x 4096 output takes 20 minutes on a CPU, and its log said nothing of them
+    return tqdm(tiles, desc="tiles", unit="tile", leave=False, **bar_settings())
 
 
 def __getattr__(name: str):

@@ -9,7 +9,6 @@ make adds them to the bar's total (:func:`expect`), so that its bar shows how fa
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,15 +26,16 @@ def active() -> bool:
 def bar(desc: str, *, enabled: bool = True, total: int | None = None) -> Iterator[None]:
     """A bar named ``desc`` on stderr while the block runs (none when not ``enabled``). On a
     terminal it is redrawn ten times a second; into a file or a pipe (a log) every 5 seconds,
-    so that a log of a long run holds its progress without thousands of lines."""
+    so that a log of a long run holds its progress without thousands of lines
+    (:func:`loftup.bars.bar_settings`)."""
     if not enabled:
         yield
         return
     from tqdm import tqdm
 
-    tty = getattr(sys.stderr, "isatty", lambda: False)()
-    b = tqdm(desc=desc, total=total, unit="call", file=sys.stderr,
-             mininterval=0.1 if tty else 5.0, dynamic_ncols=tty)  # fmt: skip
+    from ..bars import bar_settings
+
+    b = tqdm(desc=desc, total=total, unit="call", **bar_settings())
     token = _BAR.set(b)
     try:
         yield

@@ -79,7 +79,7 @@ def bench_stream(
     """Stream one size x size output into a memory-mapped .npy: time, file size, and the peak
     of the process's own (anonymous) memory, which leaves the file's pages out. The model's
     inference settings (``tile_size``, ``chunk_size``, ``conv``) are those it streams with.
-    ``progress``: a bar over the tiles on a terminal (None: where a bench bar is open, as in
+    ``progress``: a bar over the tiles on stderr (None: where a bench bar is open, as in
     a suite's section run with its bars; ``--no-progress`` opens none)."""
     from ..tiling import upsample_to_npy
     from .progress import active
@@ -138,7 +138,7 @@ def bench_stream_random(
     """:func:`bench_stream` of a random LoftUp with ``dim`` channels (random weights time as the
     released ones do), with the inference settings ``tile_size``, ``chunk_size`` and ``conv``
     (see :func:`loftup.tiling.upsample`): what ``loftup bench --stream N`` adds to its table
-    (``progress``: its bar over the tiles, on a terminal)."""
+    (``progress``: its bar over the tiles, on stderr)."""
     from ..model import LoftUp
 
     model = LoftUp(dim=dim).eval().to(device)
