@@ -42,3 +42,35 @@ def test_bench_stream_s_tiles_bar_is_in_its_log_unless_no_progress(capsys, flag,
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert ("tiles:" in err) is drawn and ("bench:" in err) is drawn, err
+
+
+@pytest.fixture(scope="module")
+def upsampler(tmp_path_factory):
+    """A random-weight upsampler for the tiny backbone, as a save_pretrained folder."""
+    folder = tmp_path_factory.mktemp("up")
+    torch.manual_seed(0)
+    LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
+    return folder
+
+
+@pytest.mark.parametrize("flag, drawn", [([], True), (["--no-progress"], False)])
+def test_upsample_s_bars_are_in_its_log_unless_no_progress(
+    upsampler, tmp_path, capsys, monkeypatch, flag, drawn
+):
+    """`loftup upsample` into a log draws its bar over the images and, for an image streamed
+    into its file, the one over its tiles; it took no --no-progress (the other commands' way
+    to hide them)."""
+    import numpy as np
+    from PIL import Image
+
+    import loftup.tiling
+
+    monkeypatch.setattr(loftup.tiling, "default_tile_size", lambda device: 16)  # a few tiles
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    argv = ["upsample", str(tmp_path / "a.png"), "-m", str(upsampler), "-o", str(tmp_path / "o")]
+    assert main([*argv, "--stream-above", "0", *flag]) == 0
+    said = capsys.readouterr()
+    assert ("upsample:" in said.err) is drawn and ("tiles:" in said.err) is drawn, said.err
+    assert "wrote float32 features of 1 image(s)" in said.out
+    assert (tmp_path / "o" / "a.pt").is_file()

@@ -90,6 +90,7 @@ def add_upsample(sub) -> None:
         help="read input images of up to N pixels (0: any; default: Pillow's guard against "
         "decompression bombs, about 179 million)",
     )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -154,6 +155,7 @@ def _cmd_upsample(args) -> int:
         stream_above=args.stream_above * 1e9,
         resume=args.resume,
         said_as=said_as,
+        progress=not args.no_progress,
     )
     if report.rank == 0:
         there = f" ({report.kept} already there)" if args.resume else ""

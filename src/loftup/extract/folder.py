@@ -49,6 +49,7 @@ def upsample_folder(
     stream_above: float = 1e9,
     resume: bool = False,
     said_as: dict | None = None,
+    progress: bool = True,
 ) -> FolderReport:
     """Upsample the images of ``inputs`` (files, folders or globs) into ``out``, one file each.
 
@@ -61,7 +62,8 @@ def upsample_folder(
         GPU of its local rank.
       save_dtype: precision of the stored features (default: ``dtype``'s, float32 for
         bfloat16 in ``.npy``, which has no bfloat16).
-      size, fmt, viz, batch_size, writers, stream_above (bytes): as :func:`loftup.extract.run`.
+      size, fmt, viz, batch_size, writers, stream_above (bytes), progress: as
+        :func:`loftup.extract.run`.
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
       said_as: how an image's errors call the arguments (``{"backbone_size":
         "--backbone-size"}``: a command line's options); by default by their names.
@@ -179,6 +181,7 @@ def upsample_folder(
             stream_above=stream_above,
             resume=resume,
             said_as=said_as,
+            progress=progress,
         )
         failed, kept = summed([len(report.failed), report.kept], world)
         failed += len(missing)

@@ -57,6 +57,7 @@ def run(
     stream_above: float = STREAM_ABOVE,
     resume: bool = False,
     said_as: dict | None = None,
+    progress: bool = True,
 ) -> Report:
     """Upsample this rank's share of ``jobs``; write ``OUT/stem.fmt`` (features stored as
     ``save_dtype``) and, with ``viz``, ``stem_viz.png``.
@@ -76,7 +77,9 @@ def run(
     ``resume``: skip this rank's batches whose outputs are all there (counted in
     ``Report.kept``); the caller checks that they were made with the same options
     (:func:`check_options`). ``said_as``: how an image's errors call the options
-    (``{"backbone_size": "--backbone-size"}``), by default by their names.
+    (``{"backbone_size": "--backbone-size"}``), by default by their names. ``progress``: a bar
+    over the images on stderr and, over a streamed image's tiles, one more (one process); the
+    failures are said without it too.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -96,7 +99,12 @@ def run(
     mine = [b for b in mine if b]
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
     bar = tqdm(
-        total=sum(len(b) for b in mine), desc=desc, unit="img", position=rank, file=sys.stderr
+        total=sum(len(b) for b in mine),
+        desc=desc,
+        unit="img",
+        position=rank,
+        file=sys.stderr,
+        disable=not progress,
     )
     pending: deque = deque()  # (job, future) in submission order
 
@@ -145,7 +153,7 @@ def run(
                     if math.prod(shape) * item > stream_above:  # too large to hold whole
                         tasks = compute_streamed(
                             pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
-                            world_size == 1, viz,
+                            progress and world_size == 1, viz,
                         )  # fmt: skip
                     else:
                         lr_feats, hr_feats = pipeline(images, size)
