@@ -40,3 +40,48 @@ def test_frames_whose_names_differ_only_in_case_are_refused():
         check_mask_names([_seq("bear", "a1", "b1"), _seq("car", "a1", "A1")], "m")
     # distinct names, and a sequence listed twice (its masks are the same files): fine
     check_mask_names([_seq("bear", "a1", "b1"), _seq("car", "a1", "b1"), _seq("car", "a1")], "m")
+
+
+def _davis(root: Path, masks: Path, *extra: str) -> list[str]:
+    return ["eval", "davis", "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
+            "bilinear", "--size", "28", "--no-progress", "--no-cache", "--save-masks", str(masks),
+            "--json", str(root.parent / "r.json"), *extra]  # fmt: skip
+
+
+def test_a_masks_folder_inside_the_dataset_is_refused_and_its_annotations_kept(tmp_path, capsys):
+    """--save-masks ROOT/Annotations/480p wrote the predictions over the ground truth (and a
+    second run then scored J&F 100 against its own masks)."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    annotations = root / "Annotations" / "480p"
+    before = {p: p.read_bytes() for p in annotations.rglob("*.png")}
+    for inside in (annotations, root / "masks"):
+        assert main(_davis(root, inside)) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "is inside the dataset's --root" in err
+    assert {p: p.read_bytes() for p in annotations.rglob("*.png")} == before
+    assert not (root / "masks").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path, capsys):
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    (masks / "bear").mkdir(parents=True)
+    (masks / "bear" / "00000.png").write_bytes(b"someone else's")
+    assert main(_davis(root, masks)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "holds files that no loftup eval davis run wrote" in err
+    assert (masks / "bear" / "00000.png").read_bytes() == b"someone else's"
+
+
+def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
+    """A full run into DIR, then a shorter one (--max-frames 3 --limit 1) into DIR: the folder
+    held the second run's masks of its frames and the first run's of every other, unsaid."""
+    root = write_davis(tmp_path / "davis", sequences=("bear", "car"), frames=5)
+    masks = tmp_path / "masks"
+    assert main(_davis(root, masks)) == 0
+    assert len(list(masks.rglob("*.png"))) == 10
+    assert main(_davis(root, masks, "--max-frames", "3", "--limit", "1")) == 0
+    assert sorted(str(p.relative_to(masks)) for p in masks.rglob("*.png")) == [
+        "bear/00000.png", "bear/00001.png", "bear/00002.png",
+    ]  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers

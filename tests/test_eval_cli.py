@@ -205,8 +205,8 @@ def test_normals_end_to_end(tmp_path, backbones, capsys, monkeypatch):
 
 
 def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
-    write_davis(tmp_path, frames=4)
-    res = run_eval("davis", tmp_path, upsampler, tmp_path, "--size", "56", "--no-cache",
+    root = write_davis(tmp_path / "davis", frames=4)  # the masks outside --root
+    res = run_eval("davis", root, upsampler, tmp_path, "--size", "56", "--no-cache",
                 "--save-masks", str(tmp_path / "masks"))  # fmt: skip
     m = res["metrics"]
     assert m["num_objects"] == 3 and 0 <= m["J&F_mean"] <= 1
@@ -218,7 +218,7 @@ def test_davis_end_to_end_with_loftup_and_saved_masks(tmp_path, upsampler):
     assert img.mode == "P" and img.size == (80, 48)
     assert res["settings"]["propagation"]["topk"] == 5 and _is_png(res["figure"])
     # the saved masks scored by the benchmark's rules, written out independently
-    official = score_results(tmp_path, tmp_path / "masks", ["bear", "car"])
+    official = score_results(root, tmp_path / "masks", ["bear", "car"])
     for key, value in official.items():
         assert m[key] == pytest.approx(value, abs=1e-12), key
 
@@ -238,11 +238,11 @@ def test_davis_void_pixels_are_background_and_the_prediction_is_scored_there(tmp
     void out of the prediction scored higher than the official scorer on the same masks."""
     from loftup.eval.metrics import contour_accuracy, region_similarity
 
-    write_davis(tmp_path, frames=3, sequences=("bear",))  # frame 1 alone is scored
+    root = write_davis(tmp_path / "davis", frames=3, sequences=("bear",))  # frame 1 scored
     args = ("--size", "56", "--no-cache", "--radius", "6", "--save-masks", str(tmp_path / "m"))
-    run_eval("davis", tmp_path, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
+    run_eval("davis", root, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
     pred = np.array(Image.open(tmp_path / "m" / "bear" / "00001.png")) == 1
-    label = tmp_path / "Annotations" / "480p" / "bear" / "00001.png"
+    label = root / "Annotations" / "480p" / "bear" / "00001.png"
     ids = np.array(Image.open(label))
     rows = np.nonzero(pred.any(1))[0]
     void = np.zeros_like(pred)
@@ -250,7 +250,7 @@ def test_davis_void_pixels_are_background_and_the_prediction_is_scored_there(tmp
     ids[void] = 255
     Image.fromarray(ids).save(label)
     # the same features (the first frame's labels are as they were), so the same prediction
-    res = run_eval("davis", tmp_path, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
+    res = run_eval("davis", root, "bilinear", tmp_path, *args, backbone=COLOUR_BACKBONE)
     assert (np.array(Image.open(tmp_path / "m" / "bear" / "00001.png")) == 1).tolist() == (
         pred.tolist()
     )

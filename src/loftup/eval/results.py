@@ -33,7 +33,9 @@ def check_outputs(cfg: EvalConfig) -> None:
             "numbers: give the JSON a .json name, or --figure another path"
         )
     if cfg.save_masks:
-        check_folder_output(cfg.save_masks, "--save-masks")
+        from .mask_folder import check_masks_folder
+
+        check_masks_folder(cfg.save_masks, cfg.root)  # not in --root, nor another's files
     if cfg.cache_dir is not None:
         check_folder_output(str(cfg.cache_dir), "--cache-dir", " (or --no-cache)")
 

@@ -23,6 +23,8 @@ from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
+from .mask_folder import check_mask_names as check_mask_names
+from .mask_folder import discard, publish_masks, save_mask, staging_folder
 from .metrics import contour_accuracy, region_similarity
 from .pipeline import FeaturePipeline, make_loader
 from .propagation import one_hot, propagate_video, soft_to_mask
@@ -119,45 +121,6 @@ def davis_statistics(per_object: dict[str, dict[str, list[float]]]) -> dict:
     return out
 
 
-def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
-    """UsageError when two of the masks ``--save-masks`` writes (FOLDER/<sequence>/<frame>.png)
-    have paths that differ only in case: on a case-insensitive disk (macOS's and Windows' by
-    default) the second would overwrite the first, and the folder would hold one of them."""
-    from ..errors import UsageError
-
-    def first_twin(names):
-        seen = {}
-        for name in names:
-            if seen.get(name.casefold(), name) != name:  # (a name listed twice: the same file)
-                return seen[name.casefold()], name
-            seen[name.casefold()] = name
-        return None
-
-    twins = first_twin([seq.name for seq in sequences])
-    where = "sequences"
-    for seq in sequences if twins is None else ():
-        twins, where = first_twin([f.stem for f in seq.frames]), f"frames of sequence {seq.name}"
-        if twins is not None:
-            break
-    if twins is not None:
-        raise UsageError(
-            f"--save-masks {folder}: the {where} {twins[0]!r} and {twins[1]!r} differ only in "
-            "case, and their masks would overwrite each other on a case-insensitive disk "
-            "(macOS, Windows); rename one, or leave out --save-masks"
-        )
-
-
-def _save_mask(ids: torch.Tensor, path: Path, palette) -> None:
-    from PIL import Image
-
-    from ..atomic import atomic_write
-
-    img = Image.fromarray(ids.numpy().astype(np.uint8))
-    if palette:
-        img.putpalette(palette)  # 'L' -> 'P', indices kept
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
-
-
 def track_sequence(
     seq: DavisSequence,
     pipe: FeaturePipeline,
@@ -165,9 +128,11 @@ def track_sequence(
     examples: list,
     bar=None,
     batches=None,
+    masks: Path | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Propagate the first frame's objects through ``seq``; per-object J and F lists
-    (``batches``: see :func:`frame_features`)."""
+    (``batches``: see :func:`frame_features`; ``masks``: the folder the predicted masks are
+    written to, None for none)."""
     feats = frame_features(seq, pipe, cfg, batches)
     first = next(feats)
     gt0 = seq.annotation(0)
@@ -175,9 +140,9 @@ def track_sequence(
     if n_obj < 1:
         seq.check()  # says which file and why
     scores = {f"{seq.name}_{k}": {"J": [], "F": []} for k in range(1, n_obj + 1)}
-    palette = seq.palette() if cfg.save_masks else None
-    if cfg.save_masks:
-        _save_mask(gt0, Path(cfg.save_masks) / seq.name / f"{seq.frames[0].stem}.png", palette)
+    palette = seq.palette() if masks is not None else None
+    if masks is not None:
+        save_mask(gt0, masks / seq.name / f"{seq.frames[0].stem}.png", palette)
     last = len(seq.frames) - 1
     softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
     for t, soft in enumerate(softs, start=1):
@@ -185,8 +150,8 @@ def track_sequence(
             bar.update(1)
         gt = seq.annotation(t)
         pred = soft_to_mask(soft.cpu(), cfg.size, tuple(gt.shape))
-        if cfg.save_masks:
-            _save_mask(pred, Path(cfg.save_masks) / seq.name / f"{seq.frames[t].stem}.png", palette)
+        if masks is not None:
+            save_mask(pred, masks / seq.name / f"{seq.frames[t].stem}.png", palette)
         if t != last:  # the benchmark leaves out the first and the last frame
             # void (255) is background in ``gt`` and the prediction is scored there as
             # anywhere: davis2017-evaluation's semi-supervised scorer takes out no pixel
@@ -221,13 +186,21 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     total = sum(len(seq.frames) - 1 for seq in sequences)
     batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for every sequence
     bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
-    with bar, contextlib.closing(batches):  # closed: the workers end with the run
-        for seq in sequences:
-            bar.set_postfix(sequence=seq.name, refresh=False)
-            scores = track_sequence(seq, pipe, cfg, examples, bar, batches)
-            per_object.update(scores)
-            per_sequence[seq.name] = davis_statistics(scores)
+    masks = staging_folder(cfg.save_masks) if cfg.save_masks else None  # into place at the end
+    try:
+        with bar, contextlib.closing(batches):  # closed: the workers end with the run
+            for seq in sequences:
+                bar.set_postfix(sequence=seq.name, refresh=False)
+                scores = track_sequence(seq, pipe, cfg, examples, bar, batches, masks)
+                per_object.update(scores)
+                per_sequence[seq.name] = davis_statistics(scores)
+    except BaseException:  # a failed or interrupted run leaves --save-masks as it was
+        if masks is not None:
+            discard(masks)
+        raise
     metrics = davis_statistics(per_object)
+    if masks is not None:
+        publish_masks(masks, cfg.save_masks)
     results = {
         "task": cfg.task,
         "dataset": cfg.dataset,
