@@ -23,7 +23,8 @@ from .propagation import PropagationConfig
 
 @dataclass
 class EvalConfig:
-    """One evaluation run.
+    """One evaluation run. Paths (root, json, ...) may be given as text or ``pathlib.Path``;
+    they are kept, and recorded in the results, as text.
 
     Arguments:
       task: ``seg``, ``depth``, ``normals`` or ``davis``.
@@ -77,7 +78,12 @@ class EvalConfig:
     # last, so that the fields before it keep their positions
     probe_batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        _paths_as_text(self)
+
     def to_dict(self) -> dict:
+        """The settings as plain values (paths as text), as the results JSON records them."""
+        _paths_as_text(self)  # set after construction too
         return asdict(self)
 
     def check(self) -> None:
@@ -86,6 +92,18 @@ class EvalConfig:
         least 2x2 patches of the backbone, :func:`check_grid`; an unknown backbone is an
         UnknownNameError): said before any data, model or backbone is read."""
         check_config(self)
+
+
+#: The fields that may be given as paths (``pathlib.Path``): kept as text, which the results
+#: JSON records (a Path ran the whole evaluation, then failed to write it).
+PATH_FIELDS = ("root", "upsampler", "backbone_weights", "cache_dir", "json", "figure", "save_masks")
+
+
+def _paths_as_text(cfg: EvalConfig) -> None:
+    for name in PATH_FIELDS:
+        value = getattr(cfg, name)
+        if isinstance(value, os.PathLike):
+            setattr(cfg, name, os.fspath(value))
 
 
 def _at_least(option: str, value, low: int, note: str = "") -> None:

@@ -57,10 +57,10 @@ def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
             write_json(Path(cfg.json).expanduser(), results, follow_links=True)
         option, target = ("--figure" if cfg.figure else "the figure"), figure
         draw(figure)
-    except OSError as e:
+    except (OSError, TypeError, ValueError) as e:  # TypeError: a value JSON cannot hold
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise LoftUpError(
-            f"{option} {target} could not be written ({e.strerror or e}); the scores: "
-            f"{summary(results)}"
+            f"{option} {target} could not be written ({why}); the scores: {summary(results)}"
         ) from None
     return results
 

@@ -1,0 +1,27 @@
+"""Where an evaluation's results go: the settings recorded in the JSON, and the figure's name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eval_data import TEST_BACKBONE, write_davis
+from loftup.eval import EvalConfig, evaluate
+
+
+def test_paths_given_as_path_objects_are_recorded_as_text(tmp_path):
+    """``EvalConfig(root=Path(...), json=Path(...))`` ran the whole evaluation, then failed
+    on writing the JSON (a PosixPath is no JSON value), losing the scores and the figure."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    out = tmp_path / "out"
+    cfg = EvalConfig(task="davis", dataset="davis2017", root=root, backbone=TEST_BACKBONE,
+                     upsampler="bilinear", size=28, cache_dir=None, progress=False,
+                     json=out / "r.json", figure=out / "f.png", save_masks=out / "m")  # fmt: skip
+    results = evaluate(cfg)
+    saved = json.loads((out / "r.json").read_text())
+    assert saved["metrics"] == results["metrics"]
+    assert saved["settings"]["root"] == str(root)
+    assert saved["settings"]["save_masks"] == str(out / "m")
+    assert (out / "f.png").is_file() and (out / "m" / "bear" / "00001.png").is_file()
+    cfg.json = Path("elsewhere.json")  # set after construction: recorded as text too
+    assert cfg.to_dict()["json"] == "elsewhere.json"
