@@ -125,6 +125,17 @@ def test_davis_reader_lists_frames_and_objects(tmp_path):
     assert seqs[0].annotation(1)[0, 0] == 0  # 255 reads as background, as in the benchmark
 
 
+def test_a_davis_frame_and_its_annotation_of_different_sizes_are_refused(tmp_path):
+    """Frames of twice their annotations' size were scored (J&F printed, JSON written), then
+    the run failed drawing the figure (a boolean index that did not match)."""
+    write_davis(tmp_path, sequences=("bear",), frames=3)
+    frame = tmp_path / "JPEGImages" / "480p" / "bear" / "00001.jpg"
+    with Image.open(frame) as img:
+        img.resize((160, 96)).save(frame)
+    with pytest.raises(DatasetError, match=r"00001.png is 80x48 pixels but its image .*00001.jpg"):
+        davis_sequences(tmp_path, check=True)
+
+
 def test_label_values_a_dataset_does_not_have_are_found():
     for name, first_bad in (("cocostuff", 182), ("cityscapes", 34), ("ade20k", 151), ("voc", 21)):
         spec = SEG_DATASETS[name]

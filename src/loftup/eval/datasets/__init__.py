@@ -15,6 +15,7 @@ from .common import (
     FIX,
     DatasetError,
     check_label_mode,
+    check_same_size,
     home_expanded,
     limited,
     open_image,
@@ -84,7 +85,7 @@ class SegmentationSet(torch.utils.data.Dataset):
         image_path, label_path = self.pairs[i]
         rgb = open_rgb(image_path)
         values = open_label(label_path)
-        _check_size(image_path, rgb.size, label_path, values.shape[::-1])
+        check_same_size(image_path, rgb.size, label_path, values.shape[::-1])
         bad = self.spec.bad_value(values)
         if bad is not None:
             raise DatasetError(
@@ -104,21 +105,11 @@ class SegmentationSet(torch.utils.data.Dataset):
         return item
 
 
-def _check_size(image_path, image_size, label_path, label_size) -> None:
-    if tuple(image_size) != tuple(label_size):
-        iw, ih = image_size
-        lw, lh = label_size
-        raise DatasetError(
-            f"{label_path} is {lw}x{lh} pixels but its image {image_path} is {iw}x{ih}: a label "
-            f"map must have its image's size; {FIX}"
-        )
-
-
 def _check_pair(pair: tuple[Path, Path]) -> None:
     image_path, label_path = pair
     with open_image(image_path) as image, open_image(label_path) as label:  # headers only
         check_label_mode(label_path, label)
-        _check_size(image_path, image.size, label_path, label.size)
+        check_same_size(image_path, image.size, label_path, label.size)
 
 
 def check_seg_pairs(pairs: list[tuple[Path, Path]], threads: int = 8) -> None:

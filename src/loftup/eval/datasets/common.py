@@ -135,6 +135,18 @@ def check_label_mode(path: Path, img) -> None:
         )
 
 
+def check_same_size(image_path, image_size, label_path, label_size) -> None:
+    """DatasetError naming both files unless the label map ``label_size`` (W, H) is its
+    image's ``image_size``."""
+    if tuple(image_size) != tuple(label_size):
+        iw, ih = image_size
+        lw, lh = label_size
+        raise DatasetError(
+            f"{label_path} is {lw}x{lh} pixels but its image {image_path} is {iw}x{ih}: a label "
+            f"map must have its image's size; {FIX}"
+        )
+
+
 def open_label(path: Path) -> np.ndarray:
     """An integer label PNG as an (H, W) array of its raw values (palette indices for P mode);
     a DatasetError naming the file when it cannot be read or is not a label image."""

@@ -24,6 +24,7 @@ from .common import (
     FIX,
     DatasetError,
     check_label_mode,
+    check_same_size,
     home_expanded,
     limited,
     listed,
@@ -64,15 +65,16 @@ class DavisSequence:
     def check(self) -> None:
         """DatasetError, naming the sequence and the file, unless it can be scored: at least
         :data:`MIN_FRAMES` frames, every frame and annotation readable (headers), annotations
-        single-channel, and objects in the first frame's annotation."""
+        single-channel and of their frame's size, and objects in the first frame's annotation."""
         if len(self.frames) < MIN_FRAMES:
             raise DatasetError(
                 f"DAVIS sequence {self.name} has {len(self.frames)} frame(s); it needs at least "
                 f"{MIN_FRAMES} to be scored (the benchmark scores neither the first nor the last)"
             )
         for frame, anno in zip(self.frames, self.annotations):
-            with open_image(frame), open_image(anno) as label:
+            with open_image(frame) as image, open_image(anno) as label:
                 check_label_mode(anno, label)
+                check_same_size(frame, image.size, anno, label.size)  # else scored, then failed
         if int(self.annotation(0).max()) < 1:
             raise DatasetError(
                 f"DAVIS sequence {self.name}: its first-frame annotation {self.annotations[0]} "
