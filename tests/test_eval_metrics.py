@@ -196,3 +196,39 @@ def test_davis_mean_recall_and_decay_are_the_benchmarks():
     assert stats["J_decay"] == pytest.approx(np.mean([r[2] for r in ref]))
     assert stats["J&F_mean"] == pytest.approx((stats["J_mean"] + stats["F_mean"]) / 2)
     assert stats["num_objects"] == 6
+
+
+def test_boundary_f_leaves_out_255_by_default_as_miou_does():
+    """boundary_f_score took no pixel out by default while miou, pixel_accuracy and
+    confusion_matrix leave out 255: on the README's labels ("255 = not scored") a prediction
+    right everywhere scored is mIoU 1 but boundary F 0.667."""
+    gt = torch.zeros(20, 20, dtype=torch.long)
+    gt[:, 6:14] = 1
+    gt[:, 14:] = 255  # not scored; the prediction carries class 1 on into it
+    pred = gt.clone()
+    pred[:, 14:] = 1
+    assert miou(pred, gt, 2)[0] == 1.0 and pixel_accuracy(pred, gt) == 1.0
+    assert boundary_f_score(pred, gt, 2) == 1.0
+    assert boundary_f_score(pred, gt, 2, ignore_index=None) < 0.7  # 255 as a label
+
+
+def test_boundary_f_tolerance_must_be_a_whole_number_of_pixels():
+    """2.9 was scored as 2 and -1 as 0.0, both without a word."""
+    a = torch.zeros(10, 10, dtype=torch.long)
+    a[3:6, 3:6] = 1
+    for bad in (2.9, -1, True, "2"):
+        with pytest.raises(ValueError, match=r"tolerance_px must be an integer >= 0"):
+            boundary_f_score(a, a, bad)
+    assert boundary_f_score(a, a, np.int64(2)) == 1.0 and boundary_f_score(a, a, 0) == 1.0
+
+
+def test_labels_out_of_range_say_the_fix_that_applies():
+    """With ignore_index=None the message said "map void pixels to ignore_index=None"; for a
+    prediction it offered ignore_index, which never leaves out predicted pixels."""
+    gt, pred = torch.tensor([0, 1, 255]), torch.tensor([0, 1, 1])
+    with pytest.raises(ValueError, match=r"pass the value of the unscored .* as ignore_index"):
+        confusion_matrix(pred, gt, 2, ignore_index=None)
+    with pytest.raises(ValueError) as info:
+        confusion_matrix(torch.tensor([0, 5, 1]), gt, 2)
+    assert "give the num_classes of the probe" in str(info.value)
+    assert "ignore_index" not in str(info.value)

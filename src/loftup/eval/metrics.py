@@ -16,6 +16,7 @@ gets here.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 import torch
@@ -50,11 +51,30 @@ def confusion_matrix(
         if t.numel() and (t.min() < 0 or t.max() >= num_classes):
             raise ValueError(
                 f"{name} has labels outside [0, {num_classes}) (min {int(t.min())}, max "
-                f"{int(t.max())}); map void pixels to ignore_index={ignore_index}"
+                f"{int(t.max())}); {_label_fix(name, num_classes, ignore_index)}"
             )
     flat = gt * num_classes + pred
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
         num_classes, num_classes
+    )
+
+
+def _label_fix(name: str, num_classes: int, ignore_index: int | None) -> str:
+    """What to do about labels outside [0, K) in ``pred`` or ``gt`` (no pixel of ``pred`` is
+    ever left out, so ignore_index is no fix there)."""
+    if name == "pred":
+        return (
+            f"a prediction is scored everywhere, so it must be a class id below num_classes="
+            f"{num_classes}: give the num_classes of the probe that made it"
+        )
+    if ignore_index is None:
+        return (
+            "pass the value of the unscored (void) pixels as ignore_index (255 in the "
+            "datasets loftup reads), or a num_classes that covers every class"
+        )
+    return (
+        f"only ignore_index={ignore_index} is left out: pass the value of the unscored "
+        "(void) pixels as ignore_index, or a num_classes that covers every class"
     )
 
 
@@ -169,17 +189,19 @@ def _f_from_boundaries(pred_b: np.ndarray, gt_b: np.ndarray, tolerance_px: int) 
 
 
 def boundary_f_score(
-    pred: torch.Tensor, gt: torch.Tensor, tolerance_px: int, ignore_index: int | None = None
+    pred: torch.Tensor, gt: torch.Tensor, tolerance_px: int, ignore_index: int | None = 255
 ) -> float:
     """Boundary F score of two (H, W) label maps (binary masks or class maps).
 
-    Precision: the fraction of predicted boundary pixels within ``tolerance_px`` (a disk) of a
-    ground-truth boundary pixel; recall: the converse; F: their harmonic mean. Both maps
-    without boundaries give 1. Where ``gt == ignore_index``, boundary pixels touching the
-    ignored area (3 x 3 neighbourhood) are not scored.
+    Precision: the fraction of predicted boundary pixels within ``tolerance_px`` (a disk; an
+    integer >= 0) of a ground-truth boundary pixel; recall: the converse; F: their harmonic
+    mean. Both maps without boundaries give 1. Where ``gt == ignore_index`` (255 by default,
+    as :func:`miou` and :func:`pixel_accuracy`; None: no pixel left out), boundary pixels
+    touching the ignored area (3 x 3 neighbourhood) are not scored.
     """
     if pred.shape != gt.shape or pred.ndim != 2:
         raise ValueError(f"expected two (H, W) maps, got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    tolerance_px = _tolerance(tolerance_px)
     p, g = _numpy(pred), _numpy(gt)
     pred_b, gt_b = _boundary_np(p), _boundary_np(g)
     if ignore_index is not None:
@@ -189,7 +211,18 @@ def boundary_f_score(
 
             near_void = binary_dilation(void, structure=np.ones((3, 3), dtype=bool))
             pred_b, gt_b = pred_b & ~near_void, gt_b & ~near_void
-    return _f_from_boundaries(pred_b, gt_b, int(tolerance_px))
+    return _f_from_boundaries(pred_b, gt_b, tolerance_px)
+
+
+def _tolerance(value) -> int:
+    """``tolerance_px`` as an int, or a ValueError: 2.9 was scored as 2 and -1 as 0.0."""
+    try:
+        ok = not isinstance(value, bool) and operator.index(value) >= 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"tolerance_px must be an integer >= 0 (pixels), got {value!r}")
+    return operator.index(value)
 
 
 def davis_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH) -> int:
@@ -215,4 +248,5 @@ def contour_accuracy(
 ) -> float:
     """DAVIS F: boundary F of two (H, W) binary masks with the DAVIS tolerance
     (:func:`davis_tolerance`: ``bound_th`` a fraction of the diagonal, or pixels when >= 1)."""
-    return boundary_f_score(pred.bool(), gt.bool(), davis_tolerance(tuple(gt.shape), bound_th))
+    tolerance = davis_tolerance(tuple(gt.shape), bound_th)
+    return boundary_f_score(pred.bool(), gt.bool(), tolerance, ignore_index=None)  # no void
