@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eval_data import TEST_BACKBONE, write_davis
+from eval_data import TEST_BACKBONE, run_eval, write_davis, write_voc
 from loftup.eval import EvalConfig, evaluate
 
 
@@ -25,3 +25,17 @@ def test_paths_given_as_path_objects_are_recorded_as_text(tmp_path):
     assert (out / "f.png").is_file() and (out / "m" / "bear" / "00001.png").is_file()
     cfg.json = Path("elsewhere.json")  # set after construction: recorded as text too
     assert cfg.to_dict()["json"] == "elsewhere.json"
+
+
+def test_the_backbone_input_recorded_is_what_the_backbone_saw(tmp_path):
+    """``highres --size 30`` recorded a backbone input of 60 x 60, but the backbone saw 56 px:
+    the image was resized to 60, then again by the featurizer to its patch grid. It goes to
+    56 px in one step now: the features of a 56-px input, those a --size 28 run cached."""
+    root = write_voc(tmp_path / "voc")
+    common = ["--dataset", "voc", "--epochs", "1", "--limit", "2"]
+    common += ["--cache-dir", str(tmp_path / "cache")]
+    run_eval("seg", root, "highres", tmp_path, "--size", "28", *common, name="a")
+    res = run_eval("seg", root, "highres", tmp_path, "--size", "30", *common, name="b")
+    sizes = res["features"]["sizes"]
+    assert sizes["backbone_input"] == [56, 56] and sizes["lowres"] == [4, 4]
+    assert res["cache"] == {"hits": 4, "misses": 0}  # 2 training and 2 validation images

@@ -172,7 +172,7 @@ def check_grid(cfg: EvalConfig) -> None:
     from ..featurizers.sizes import snap_to_patches
 
     patch = resolve(cfg.backbone).patch_size
-    side = backbone_size(cfg)
+    side = _requested_side(cfg)
     grid = snap_to_patches(side, side, patch)[0] // patch
     if grid >= MIN_GRID:
         return
@@ -260,9 +260,22 @@ def check_backbone_weights(backbone: str, weights) -> None:
         find_weights(backbone, text)
 
 
-def backbone_size(cfg: EvalConfig) -> int:
-    """Side of the image the backbone sees: ``size``, times ``highres_factor`` for highres."""
+def _requested_side(cfg: EvalConfig) -> int:
+    """``size``, times ``highres_factor`` for highres."""
     if cfg.upsampler != "highres":
         return cfg.size
     _at_least("--highres-factor", cfg.highres_factor, 1)
     return cfg.size * cfg.highres_factor
+
+
+def backbone_size(cfg: EvalConfig) -> int:
+    """Side of the image the backbone sees: ``size`` (times ``highres_factor`` for highres)
+    snapped to the backbone's patch grid (:func:`loftup.featurizers.sizes.snap_to_patches`),
+    which the image is resized to from the original in one step: resized to the requested
+    side first, the featurizer resized it a second time (``--size 30`` highres: 60, then
+    56), and the results recorded 60 as what the backbone saw."""
+    from ..featurizers import resolve
+    from ..featurizers.sizes import snap_to_patches
+
+    side = _requested_side(cfg)
+    return snap_to_patches(side, side, resolve(cfg.backbone).patch_size)[0]
