@@ -136,6 +136,22 @@ def test_a_davis_frame_and_its_annotation_of_different_sizes_are_refused(tmp_pat
         davis_sequences(tmp_path, check=True)
 
 
+def test_limit_asks_only_for_the_files_it_reads(tmp_path, monkeypatch):
+    """--limit 2 was refused for a missing 6th label, a file the run would never read; and the
+    count of missing files, taken over the first 1000 pairs only, was given as the whole."""
+    from loftup.eval.datasets import seg
+
+    base = write_cocostuff(tmp_path, n=6)
+    (base / "annotations" / "train2017" / "000000000006.png").unlink()
+    assert len(SegmentationSet("cocostuff", tmp_path, "train", 28, limit=2)) == 2
+    with pytest.raises(DatasetError, match=r"cocostuff train: 1 listed files are missing"):
+        SegmentationSet("cocostuff", tmp_path, "train", 28, limit=6)
+    (base / "annotations" / "train2017" / "000000000001.png").unlink()
+    monkeypatch.setattr(seg, "CHECKED_PAIRS", 2)  # more pairs than are checked
+    with pytest.raises(DatasetError, match=r"cocostuff train: at least 1 listed files are"):
+        SegmentationSet("cocostuff", tmp_path, "train", 28)
+
+
 def test_label_values_a_dataset_does_not_have_are_found():
     for name, first_bad in (("cocostuff", 182), ("cityscapes", 34), ("ade20k", 151), ("voc", 21)):
         spec = SEG_DATASETS[name]

@@ -17,7 +17,6 @@ from .common import (
     check_label_mode,
     check_same_size,
     home_expanded,
-    limited,
     open_image,
     open_label,
     open_rgb,
@@ -70,7 +69,7 @@ class SegmentationSet(torch.utils.data.Dataset):
         check: bool = True,
     ):
         self.spec: SegDatasetSpec = SEG_DATASETS[name]
-        self.pairs = limited(seg_pairs(name, root, split), limit)
+        self.pairs = seg_pairs(name, root, split, limit)
         if check:
             check_seg_pairs(self.pairs)
         self.size = size

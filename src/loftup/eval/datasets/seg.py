@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import IGNORE, DatasetError, home_expanded, listed, read_lines, require
+from .common import IGNORE, DatasetError, home_expanded, limited, listed, read_lines, require
 
 COCO_FINE_TO_COARSE = np.array(
     [
@@ -240,8 +240,16 @@ def _check_not_another(name: str, root: str | Path) -> None:
             )
 
 
-def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]]:
-    """(image, label) paths of ``split`` ('train' or 'val') of dataset ``name`` under ``root``."""
+#: How many of the listed (image, label) pairs :func:`seg_pairs` checks exist (the run's
+#: check then reads every header of the pairs it uses).
+CHECKED_PAIRS = 1000
+
+
+def seg_pairs(
+    name: str, root: str | Path, split: str, limit: int | None = None
+) -> list[tuple[Path, Path]]:
+    """(image, label) paths of ``split`` ('train' or 'val') of dataset ``name`` under ``root``
+    (``limit``: the first ``limit`` of them only, and only their files must exist)."""
     spec = SEG_DATASETS[name]
     if split not in spec.splits:
         raise DatasetError(f"{name} has splits {sorted(spec.splits)}, not {split!r}")
@@ -252,10 +260,11 @@ def seg_pairs(name: str, root: str | Path, split: str) -> list[tuple[Path, Path]
     pairs = spec.list_pairs(base, spec.splits[split])
     if not pairs:
         raise DatasetError(f"{name} {split}: no images found under {base}. {spec.hint}")
-    missing = [str(p) for pair in pairs[:1000] for p in pair if not p.exists()]
+    pairs = limited(pairs, limit)  # a file the run never reads is not asked for
+    missing = [str(p) for pair in pairs[:CHECKED_PAIRS] for p in pair if not p.exists()]
     if missing:
+        count = f"{len(missing)}" if len(pairs) <= CHECKED_PAIRS else f"at least {len(missing)}"
         raise DatasetError(
-            f"{name} {split}: {len(missing)} listed files are missing, e.g. {missing[0]}. "
-            f"{spec.hint}"
+            f"{name} {split}: {count} listed files are missing, e.g. {missing[0]}. {spec.hint}"
         )
     return pairs
