@@ -87,13 +87,12 @@ def test_eval_names_its_default_figure_short_whatever_the_checkpoint_path(tmp_pa
         cfg = EvalConfig("seg", "ade20k", "data", "dinov2_vits14", f"{folder}{run}{folder}/m.pt")
         check_outputs(cfg)  # no UsageError
         names.append(figure_path(cfg))
-        assert names[-1].startswith("eval_seg_ade20k__data_checkpoints_") and names[-1].endswith(
-            "_img448__m_pt.png"
-        )
-        assert len(names[-1].encode()) <= 120
+        assert names[-1].startswith("eval_seg_ade20k_dinov2_vits14__data_checkpoints_")
+        assert names[-1].endswith("_img448__m_pt.png")
+        assert len(names[-1].encode()) <= 140  # the backbone, then at most 100 bytes
     assert names[0] != names[1]
     cfg = EvalConfig("seg", "ade20k", "data", "dinov2_vits14", "loftup_dinov2s")
-    assert figure_path(cfg) == "eval_seg_ade20k_loftup_dinov2s.png"  # short names as they were
+    assert figure_path(cfg) == "eval_seg_ade20k_dinov2_vits14_loftup_dinov2s.png"  # short
     with pytest.raises(UsageError, match="allows; give --figure another path$"):
         check_file_output("e" * 300 + ".png", "the figure", "give --figure another path")
 

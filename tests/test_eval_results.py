@@ -39,3 +39,22 @@ def test_the_backbone_input_recorded_is_what_the_backbone_saw(tmp_path):
     sizes = res["features"]["sizes"]
     assert sizes["backbone_input"] == [56, 56] and sizes["lowres"] == [4, 4]
     assert res["cache"] == {"hits": 4, "misses": 0}  # 2 training and 2 validation images
+
+
+def test_runs_that_differ_draw_their_figures_to_different_files():
+    """``--json runs/coco.loftup`` and ``--json runs/coco.bilinear`` both drew runs/coco.png,
+    and without --json two backbones' runs both drew eval_seg_cocostuff_bilinear.png: the
+    second figure replaced the first without a word."""
+    from loftup.eval.results import figure_path
+
+    def figure(**kw):
+        settings = {"backbone": "dinov2_vits14", "upsampler": "bilinear", **kw}
+        return figure_path(EvalConfig("seg", "cocostuff", "data", **settings))
+
+    assert figure(json="runs/coco.loftup") == "runs/coco.loftup.png"
+    assert figure(json="runs/coco.bilinear") == "runs/coco.bilinear.png"
+    assert figure(json="runs/coco.json") == "runs/coco.png"  # as documented
+    assert figure(json="runs/coco") == "runs/coco.png"
+    assert figure(json="runs/r.png") == "runs/r.png.png"  # not the JSON's own path
+    small, base = figure(), figure(backbone="dinov2_vitb14")
+    assert small == "eval_seg_cocostuff_dinov2_vits14_bilinear.png" and base != small

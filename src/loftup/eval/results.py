@@ -70,14 +70,25 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def figure_path(cfg: EvalConfig) -> str:
-    """Where the run's figure goes: ``cfg.figure``, else next to the JSON, else a named PNG
-    (``~`` expanded, as the paths are checked)."""
+    """Where the run's figure goes (``~`` expanded, as the paths are checked): ``cfg.figure``;
+    else next to the JSON, its ``.json`` ending made ``.png`` (another ending kept, ``.png``
+    added: runs/coco.loftup and runs/coco.bilinear both drew runs/coco.png); else
+    ``eval_TASK_DATASET_BACKBONE_UPSAMPLER.png`` (without the backbone, two backbones' runs
+    drew one file)."""
     if cfg.figure:
         return str(Path(cfg.figure).expanduser())
     if cfg.json and cfg.json != "-":
-        return str(Path(cfg.json).expanduser().with_suffix(".png"))
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cfg.upsampler)
-    return f"eval_{cfg.task}_{cfg.dataset}_{_shortened(safe, cfg.upsampler)}.png"
+        path = Path(cfg.json).expanduser()
+        if path.suffix.lower() in (".json", ""):
+            return str(path.with_suffix(".png"))
+        return str(path.with_name(path.name + ".png"))
+    backbone, upsampler = _safe(cfg.backbone), _safe(cfg.upsampler)
+    return f"eval_{cfg.task}_{cfg.dataset}_{backbone}_{_shortened(upsampler, cfg.upsampler)}.png"
+
+
+def _safe(name: str) -> str:
+    """``name`` as part of a file name: characters other than letters, digits, - and _ as _."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 def _shortened(safe: str, upsampler: str, limit: int = 100) -> str:
