@@ -71,7 +71,7 @@ def add_eval(sub) -> None:
             "--figure",
             metavar="PNG",
             help="figure path (default: the --json file with .png, else "
-            "eval_TASK_DATASET_UPSAMPLER.png in the current folder)",
+            "eval_TASK_DATASET_BACKBONE_UPSAMPLER.png in the current folder)",
         )
         t.add_argument("--no-progress", action="store_true", help="hide progress bars")
         if task != "davis":
@@ -108,7 +108,12 @@ def add_eval(sub) -> None:
             )
             t.add_argument("--feature-scale", type=float, default=0.5,
                            help="feature map side / frame side (default 0.5)")  # fmt: skip
-            t.add_argument("--save-masks", metavar="DIR", help="write masks in DAVIS format")
+            t.add_argument(
+                "--save-masks",
+                metavar="DIR",
+                help="write masks in DAVIS format (DIR: outside --root; new, empty, or an "
+                "earlier run's, which is replaced whole)",
+            )
         t.set_defaults(func=_cmd_eval)
 
 
