@@ -85,3 +85,16 @@ def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
         "bear/00000.png", "bear/00001.png", "bear/00002.png",
     ]  # fmt: skip
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
+
+
+def test_a_run_that_fails_leaves_the_masks_folder_as_it_was(tmp_path, capsys):
+    root = write_davis(tmp_path / "davis", sequences=("bear", "car"), frames=4)
+    masks = tmp_path / "masks"
+    assert main(_davis(root, masks)) == 0
+    before = {p: p.read_bytes() for p in masks.rglob("*") if p.is_file()}
+    frame = root / "JPEGImages" / "480p" / "car" / "00002.jpg"
+    frame.write_bytes(frame.read_bytes()[:-300])  # its header reads; its pixels do not
+    assert main(_davis(root, masks, "--size", "56")) == 2  # other masks, then an error
+    assert "00002.jpg" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in masks.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
