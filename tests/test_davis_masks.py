@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,9 @@ def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
         "bear/00000.png", "bear/00001.png", "bear/00002.png",
     ]  # fmt: skip
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert masks.stat().st_mode & 0o777 == 0o777 & ~umask  # a new folder's, not mkdtemp's 0o700
 
 
 def test_a_run_that_fails_leaves_the_masks_folder_as_it_was(tmp_path, capsys):

@@ -32,6 +32,10 @@ def _umask() -> int:
 #: (``0o600``) and is given this before it takes its final name, as ``open`` would have made it.
 FILE_MODE = 0o666 & ~_umask()
 
+#: What a new folder's mode is (``0o777`` less the umask): ``tempfile.mkdtemp`` makes it
+#: private (``0o700``), which a folder that takes its final name by a rename must not stay.
+FOLDER_MODE = 0o777 & ~_umask()
+
 
 #: The ending of :func:`temp_beside`'s files (hidden, ``.NAME.XXXX.tmp``).
 TEMP_SUFFIX = ".tmp"

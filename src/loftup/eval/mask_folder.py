@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..atomic import FOLDER_MODE
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
 
@@ -119,8 +120,16 @@ def staging_folder(folder: str) -> Path:
     writes its masks into; :func:`publish_masks` moves it into place."""
     target = _real(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
+    return _hidden_beside(target, ".partial")
+
+
+def _hidden_beside(target: Path, suffix: str) -> Path:
+    """A new hidden folder beside ``target``, named after it (cut to what the file system
+    takes), with the mode of a new folder, not mkdtemp's private one."""
     name = os.fsdecode(os.fsencode(target.name)[:200])
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.", suffix=".partial"))
+    made = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.", suffix=suffix))
+    os.chmod(made, FOLDER_MODE)
+    return made
 
 
 def discard(staging: Path) -> None:
@@ -144,9 +153,7 @@ def publish_masks(staging: Path, folder: str) -> None:
                     f"--save-masks {folder} now holds files no loftup eval davis run wrote "
                     f"({found[0]}); the masks were left in {staging}"
                 )
-            old = Path(
-                tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old")
-            )
+            old = _hidden_beside(target, ".old")
             os.replace(target, old)  # an empty folder is replaced by a rename
         try:
             os.replace(staging, target)
