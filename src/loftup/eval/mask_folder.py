@@ -137,21 +137,24 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish_masks(staging: Path, folder: str) -> None:
+def publish_masks(staging: Path, folder: str, results: dict) -> None:
     """Mark ``staging`` as a run's masks and put it in ``folder``'s place, replacing an
-    earlier run's masks there whole. LoftUpError, naming where the masks are, when that
-    cannot be done (files not of a run appeared in ``folder`` during the run, or the disk
-    refused)."""
-    (staging / MARK).write_text("masks of a loftup eval davis run (DAVIS result format)\n")
+    earlier run's masks there whole. LoftUpError, naming where the masks are and carrying
+    the scores (``results``), when that cannot be done (files not of a run appeared in
+    ``folder`` during the run, or the disk refused)."""
+    from .report import summary
+
     target = _real(folder)
     old = None
     try:
+        (staging / MARK).write_text("masks of a loftup eval davis run (DAVIS result format)\n")
         if target.exists():
             found = foreign_entries(target)
             if found:
                 raise LoftUpError(
                     f"--save-masks {folder} now holds files no loftup eval davis run wrote "
-                    f"({found[0]}); the masks were left in {staging}"
+                    f"({found[0]}); the masks were left in {staging}; the scores: "
+                    f"{summary(results)}"
                 )
             old = _hidden_beside(target, ".old")
             os.replace(target, old)  # an empty folder is replaced by a rename
@@ -164,7 +167,7 @@ def publish_masks(staging: Path, folder: str) -> None:
     except OSError as e:
         raise LoftUpError(
             f"--save-masks {folder} could not be written ({e.strerror or e}); the masks were "
-            f"left in {staging}"
+            f"left in {staging}; the scores: {summary(results)}"
         ) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

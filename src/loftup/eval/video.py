@@ -194,33 +194,33 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
                 scores = track_sequence(seq, pipe, cfg, examples, bar, batches, masks)
                 per_object.update(scores)
                 per_sequence[seq.name] = davis_statistics(scores)
+        metrics = davis_statistics(per_object)
+        results = {
+            "task": cfg.task,
+            "dataset": cfg.dataset,
+            "backbone": cfg.backbone,
+            "upsampler": cfg.upsampler,
+            "num_sequences": len(sequences),
+            "num_frames": {"total": sum(len(seq.frames) for seq in sequences),
+                           "scored": sum(len(seq.frames) - 2 for seq in sequences)},
+            "features": pipe.record(),
+            "settings": {**cfg.to_dict(), "policy": POLICY},
+            "run": run_info(cfg.device),
+            "metrics": metrics,
+            "per_sequence": per_sequence,
+            "per_object": {
+                k: {"J": float(np.mean(v["J"])) if v["J"] else None,
+                    "F": float(np.mean(v["F"])) if v["F"] else None}
+                for k, v in per_object.items()
+            },
+            "cache": pipe.cache.record(),
+            "elapsed_s": round(time.time() - start, 2),
+        }  # fmt: skip
     except BaseException:  # a failed or interrupted run leaves --save-masks as it was
         if masks is not None:
             discard(masks)
         raise
-    metrics = davis_statistics(per_object)
     if masks is not None:
-        publish_masks(masks, cfg.save_masks)
-    results = {
-        "task": cfg.task,
-        "dataset": cfg.dataset,
-        "backbone": cfg.backbone,
-        "upsampler": cfg.upsampler,
-        "num_sequences": len(sequences),
-        "num_frames": {"total": sum(len(seq.frames) for seq in sequences),
-                       "scored": sum(len(seq.frames) - 2 for seq in sequences)},
-        "features": pipe.record(),
-        "settings": {**cfg.to_dict(), "policy": POLICY},
-        "run": run_info(cfg.device),
-        "metrics": metrics,
-        "per_sequence": per_sequence,
-        "per_object": {
-            k: {"J": float(np.mean(v["J"])) if v["J"] else None,
-                "F": float(np.mean(v["F"])) if v["F"] else None}
-            for k, v in per_object.items()
-        },
-        "cache": pipe.cache.record(),
-        "elapsed_s": round(time.time() - start, 2),
-    }  # fmt: skip
+        publish_masks(masks, cfg.save_masks, results)
     title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
     return finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
