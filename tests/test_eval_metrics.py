@@ -216,10 +216,11 @@ def test_boundary_f_tolerance_must_be_a_whole_number_of_pixels():
     """2.9 was scored as 2 and -1 as 0.0, both without a word."""
     a = torch.zeros(10, 10, dtype=torch.long)
     a[3:6, 3:6] = 1
-    for bad in (2.9, -1, True, "2"):
+    for bad in (2.9, -1, -1.0, True, "2", float("nan")):
         with pytest.raises(ValueError, match=r"tolerance_px must be an integer >= 0"):
             boundary_f_score(a, a, bad)
     assert boundary_f_score(a, a, np.int64(2)) == 1.0 and boundary_f_score(a, a, 0) == 1.0
+    assert boundary_f_score(a, a, 2.0) == 1.0  # a whole float is fine
 
 
 def test_labels_out_of_range_say_the_fix_that_applies():

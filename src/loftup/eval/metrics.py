@@ -215,7 +215,10 @@ def boundary_f_score(
 
 
 def _tolerance(value) -> int:
-    """``tolerance_px`` as an int, or a ValueError: 2.9 was scored as 2 and -1 as 0.0."""
+    """``tolerance_px`` as an int (a whole float such as 2.0 too), or a ValueError: 2.9 was
+    scored as 2 and -1 as 0.0."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     try:
         ok = not isinstance(value, bool) and operator.index(value) >= 0
     except TypeError:
