@@ -75,6 +75,34 @@ def fresh_hub_verdicts(monkeypatch):
     monkeypatch.setattr(reach, "WHY", {})
 
 
+@pytest.fixture
+def unsearchable(monkeypatch):
+    """``deny(folder)``: what is in ``folder`` cannot be looked at (EACCES), as in another
+    user's folder of mode 700. Tests run as root, whom no mode denies, so os.stat (the OS
+    boundary pathlib's exists and is_file, and os.path's, look through) is refused for what
+    lies in it, links followed; as another user, the folder's search (x) permission is taken
+    away instead."""
+    real, denied = os.stat, []
+
+    def stat(path, *args, follow_symlinks=True, **kw):
+        if not isinstance(path, int):
+            where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
+            if any((os.path.dirname(where) + os.sep).startswith(d + os.sep) for d in denied):
+                raise PermissionError(13, os.strerror(13), os.fspath(path))
+        return real(path, *args, follow_symlinks=follow_symlinks, **kw)
+
+    def deny(folder):
+        denied.append(str(folder))
+        if os.geteuid() != 0:
+            folder.chmod(0o600)
+            return
+        monkeypatch.setattr(os, "stat", stat)
+
+    yield deny
+    for folder in denied:  # as another user: searchable again, for tmp_path's removal
+        Path(folder).chmod(0o700)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors on two shared cores: one thread is faster and repeatable (no OpenMP

@@ -138,33 +138,6 @@ def test_a_recursive_glob_over_two_loops_of_links_ends(tmp_path):
     assert done.stdout.strip() == f"{want} []"
 
 
-@pytest.fixture
-def unsearchable(monkeypatch):
-    """``deny(folder)``: what is in ``folder`` cannot be looked at (EACCES), as in another
-    user's folder of mode 700. Tests run as root, whom no mode denies, so os.stat (the OS
-    boundary os.path.exists and isfile look through) is refused for what lies in it, links
-    followed; as another user, the folder's search (x) permission is taken away instead."""
-    real, denied = os.stat, []
-
-    def stat(path, *args, follow_symlinks=True, **kw):
-        if not isinstance(path, int):
-            where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
-            if any(os.path.dirname(where).startswith(d) for d in denied):
-                raise PermissionError(13, os.strerror(13), os.fspath(path))
-        return real(path, *args, follow_symlinks=follow_symlinks, **kw)
-
-    def deny(folder):
-        if os.geteuid() != 0:
-            folder.chmod(0o600)
-            return
-        denied.append(str(folder))
-        monkeypatch.setattr(os, "stat", stat)
-
-    yield deny
-    for folder in denied:  # as another user: searchable again, for tmp_path's removal
-        Path(folder).chmod(0o700)
-
-
 def test_a_link_into_a_folder_this_user_may_not_search_says_so(tmp_path, unsearchable):
     """A link to an image in another user's folder of mode 700 was "a link to ..., which does
     not exist (moved or deleted?)" where training listed it, and a PermissionError traceback
