@@ -48,6 +48,11 @@ class BrokenFileError(LoftUpError, ValueError):
     than it should; the message names the file."""
 
 
+class PathPermissionError(LoftUpError, PermissionError):
+    """A path of the user's lies in a folder this user may not search (EACCES): the message
+    names the folder and the fix (:func:`loftup.paths.check_visible`)."""
+
+
 def is_int(value) -> bool:
     """Whether ``value`` is an integer a count or a size may be: an ``int`` and not a ``bool``
     (``True`` is an ``int`` to Python, never a count to a user)."""

@@ -27,6 +27,7 @@ from . import exif
 from .errors import LoftUpError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
 from .listing import special_kind, where_it_leads
+from .paths import check_visible
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -119,6 +120,7 @@ def _open(path: str | os.PathLike):
     from PIL import Image
 
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
+    check_visible(path, "image")  # is_file's bare PermissionError, in a folder not searchable
     if not path.is_file():
         raise ImageReadError(_not_a_file(path))
 

@@ -129,14 +129,29 @@ def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str
     return f"a link to {os.readlink(link)}, which {end}"
 
 
-def permission_fix(link: str | os.PathLike) -> str | None:
-    """The fix for ``link`` leading into a folder this user may not search, or None."""
+def permission_fix(link: str | os.PathLike, other: str = "remove the link") -> str | None:
+    """The fix for ``link`` leading into a folder this user may not search (``other``: what
+    else may be done), or None."""
     blocked = unsearchable(link)
     if blocked is None:
         return None
-    return (
-        f"have {blocked} made searchable for this user (chmod a+x, by its owner) or remove the link"
-    )
+    return f"have {blocked} made searchable for this user (chmod a+x, by its owner) or {other}"
+
+
+def permission_denied(
+    path: str | os.PathLike, other: str = "use a copy of it where this user may look"
+) -> str | None:
+    """Why ``path``, a user's, cannot be looked at where it lies in a folder this user may not
+    search (:func:`unsearchable`; pathlib's exists and is_file raise a bare PermissionError for
+    it, os.path's say it is not there), naming the folder and the fix (``other``: what else
+    may be done), a link said as one; else None (one os.stat for a path that is fine)."""
+    blocked = unsearchable(path)
+    if blocked is None:
+        return None
+    if os.path.islink(path):
+        return f"{where_it_leads(path)}; {permission_fix(path)}"
+    fix = permission_fix(path, other)
+    return f"permission denied ({blocked} cannot be searched by this user); {fix}"
 
 
 def link_to_nothing(link: str | os.PathLike) -> str:

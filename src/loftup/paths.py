@@ -1,4 +1,5 @@
-"""Output paths checked before any work: a file or a folder that a run will write, refused at
+"""Paths checked before any work: one the user gave that lies where they may not look
+(:func:`check_visible`), and output paths: a file or a folder that a run will write, refused at
 once (naming the option that gave it) when it is a folder where a file was meant, a file where
 a folder was meant, a link to nothing, or lies where no file can be made, rather than after
 minutes of work. Every command and library call that writes a folder checks it here
@@ -15,9 +16,21 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import PathPermissionError, UsageError
 from .listing import in_a_loop as _in_a_loop
-from .listing import special_kind, where_it_leads
+from .listing import permission_denied, special_kind, where_it_leads
+
+
+def check_visible(path: str | os.PathLike, what: str = "", other: str | None = None) -> None:
+    """A :class:`PathPermissionError` where ``path``, one the user gave (``what`` it is:
+    "image", "--config"), lies in a folder this user may not search (links followed), naming
+    the folder and the fix (:func:`loftup.listing.permission_denied`): looked at with pathlib
+    on Python 3.11, it was a bare PermissionError, and with os.path "no such file". Nothing
+    for any other path, there or not (one os.stat). ``other``: another fix than a copy of it."""
+    path = os.path.expanduser(os.fspath(path))
+    why = permission_denied(path, *([other] if other else []))
+    if why is not None:
+        raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 
 def existing_ancestor(path: Path) -> Path:

@@ -21,6 +21,7 @@ import threading
 import warnings
 
 from ..errors import LoftUpError, Terminated, terminate
+from ..listing import permission_denied
 from .bench import add_bench
 from .checkpoints import add_download, add_info
 from .common import _SETTINGS, stdout_for_json
@@ -164,9 +165,13 @@ def _main(args) -> int:
     except OSError as e:
         if e.errno not in _USER_OS_ERRORS:
             raise
-        # a path the user gave that cannot be written (or read): its name and why, no traceback
+        # a path the user gave that cannot be written (or read): its name and why, no traceback;
+        # in a folder this user may not search (pathlib's is_file on 3.11): that folder, the fix
+        why = (
+            e.filename and e.errno in (errno.EACCES, errno.EPERM) and permission_denied(e.filename)
+        )
         where = f"{e.filename}: " if e.filename else ""
-        _say(f"error: {where}{e.strerror or e}")
+        _say(f"error: {where}{why or e.strerror or e}")
         return 2
     except Terminated:
         _say("terminated (SIGTERM)")

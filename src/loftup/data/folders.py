@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
+from ..paths import check_visible
 from .paths import home_expanded
 
 
@@ -21,6 +22,7 @@ def data_folder(root: str | os.PathLike) -> Path:
             "no data folder given: pass --data DIR or data.root=DIR, the folder of training images"
         )
     given, root = os.fspath(root), home_expanded(root, "data folder")
+    check_visible(root, "data folder")
     if root.is_file():
         raise UsageError(
             f"data folder {root} is a file; data.root (--data) is the folder of training images "

@@ -220,8 +220,10 @@ def check_upsampler(source) -> None:
     from ..baselines import BASELINES
     from ..errors import UnknownNameError
     from ..hub.checks import hub_source
+    from ..paths import check_visible
 
     text = str(source)
+    check_visible(text, "--upsampler")  # os.path.exists: "no such file or folder"
     if text in BASELINES or text == "highres" or os.path.exists(os.path.expanduser(text)):
         return
     try:

@@ -3,6 +3,7 @@ stem of its outputs (:func:`collect_inputs`)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import unicodedata
 from collections import Counter
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import is_folder, link_to_nothing, passed_over, walk
+from ..listing import is_folder, link_to_nothing, passed_over, permission_denied, walk
 from .globs import search
 
 
@@ -152,6 +153,8 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             _name(found, p, Path(p.name), real_folders)
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
+        elif not glob.has_magic(spec) and (denied := permission_denied(p)):  # was "no such"
+            missing.append((str(p), denied))
         else:
             matched, unlisted = search(
                 os.path.expanduser(spec)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError, one_line
+from ..paths import check_visible
 from . import FEATURIZERS
 
 CONFIG_FILE = "config.json"
@@ -46,6 +47,7 @@ def resolve_weights(
             "leave them out (no --backbone-weights) for the official weights"
         )
     path = Path(source).expanduser()
+    check_visible(path, f"backbone weights for {name}:")
     if path.is_dir():
         from ..hub.damaged import check_links
 

@@ -12,6 +12,7 @@ from ..checks import as_dtype, resolve_device, shown
 from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
+from ..paths import check_visible
 from .checks import check_released_width, check_state, hub_source, missing_source
 from .damaged import check_links
 from .files import read_weights
@@ -99,6 +100,7 @@ def load_with_record(
     if num_heads is not None:  # an integer >= 1, before any file is read
         LoftUpConfig(num_heads=num_heads)
     path = Path(os.fspath(source)).expanduser()
+    check_visible(path, "upsampler")  # a released name or hub id: nothing there, nothing said
     try:
         return _load_with_record(source, path, num_heads)
     except (CheckpointError, WeightsNotFoundError) as e:  # the latter: a backbone in shards

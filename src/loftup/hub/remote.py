@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
+from ..paths import check_visible
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
@@ -68,6 +69,8 @@ def hub_file(
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    # "not in the cache" (it was never looked in), where a folder above it is not searchable
+    check_visible(_cache(), "the Hugging Face cache", "set HF_HOME to a folder of this user's")
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
     if isinstance(cached, str):

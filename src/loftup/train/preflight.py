@@ -5,11 +5,12 @@ problem and the fix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..data.dataset import check_global_batch, data_folder
 from ..errors import UsageError
-from ..paths import check_folder_output
+from ..paths import check_folder_output, check_visible
 from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
@@ -31,7 +32,8 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
     check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
     if env_world() > 1:
         dist_timeout()  # LOFTUP_DIST_TIMEOUT, read as the group is joined
-    resuming = resume and (Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME).exists()
+    # os.path: one in a folder not searchable is no checkpoint (check_out_dir says why)
+    resuming = resume and os.path.exists(Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME)
     init = None
     if cfg.stage == 2 and not resuming:
         check_init(cfg.init)
@@ -52,6 +54,7 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
     if not weights:
         return
     path = Path(weights).expanduser()
+    check_visible(path, f"backbone weights for {backbone}:")
     if path.is_file():
         raise UsageError(
             f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
@@ -82,6 +85,7 @@ def check_init(init: str | None) -> None:
             "a released name such as loftup_dinov2s, or the hub id ORG/NAME of an upsampler of "
             "your own)"
         )
+    check_visible(init, "init")
     if ALIASES.get(init, init) in RELEASED or Path(init).expanduser().exists():
         return
     if hub_id(init) is None:
@@ -97,10 +101,10 @@ def check_out_dir(out_dir: str) -> Path:
     if no file can be made there (a read-only disk, no permission): said before the models,
     the data and SAM's masks load, rather than when the first file is written."""
     path = Path(out_dir).expanduser()
-    for p in (path, *path.parents):
-        if not p.exists():
+    for p in (path, *path.parents):  # os.path: in a folder not searchable, said below
+        if not os.path.exists(p):
             continue
-        if p.is_dir():
+        if os.path.isdir(p):
             break
         what = f"{path} is a file" if p == path else f"{path} lies under {p}, which is a file"
         raise UsageError(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...paths import check_visible
 from .common import (
     FIX,
     DatasetError,
@@ -156,6 +157,7 @@ def check_root(task: str, name: str, root: str | Path) -> None:
     layout dataset ``name`` of ``task`` expects there: said as the mistyped path it is, not as
     the first file of the layout that is missing under it."""
     path = home_expanded(root, "--root")
+    check_visible(path, "--root")
     if path.is_dir():
         return
     what = "does not exist" if not path.exists() else "is a file, not a folder"

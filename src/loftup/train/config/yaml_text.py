@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...errors import UsageError
+from ...paths import check_visible
 
 
 def packaged_configs() -> list[str]:
@@ -20,6 +21,7 @@ def packaged_configs() -> list[str]:
 def read_yaml(name_or_path: str) -> dict:
     """A config file's contents: a path, or the name of a packaged config."""
     path = Path(name_or_path).expanduser()
+    check_visible(path, "config")
     if path.is_file():
         where = str(path)
         try:  # UTF-8 whatever the locale (which would misread a non-ASCII path, or refuse it)

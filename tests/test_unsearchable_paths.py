@@ -1,0 +1,91 @@
+"""A path the user gives that lies in a folder they may not search (another user's, of mode
+700): on Python 3.11 pathlib's exists, is_file and is_dir raise PermissionError for it, and
+os.path's say it is not there. Each entry point says so, naming that folder and the fix: the
+Python API with a PathPermissionError (a PermissionError too), the command line in one line.
+The ``unsearchable`` fixture (conftest) refuses such a folder's contents as root too."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import loftup
+from loftup.cli import main
+
+
+@pytest.fixture
+def tree(tmp_path, unsearchable):
+    """``(secret, fine)``: the same image, upsampler, config and data folder in a folder this
+    user may not search and in one they may, and links from the latter into the former."""
+    secret, fine = tmp_path / "secret", tmp_path / "fine"
+    for folder in (secret, fine):
+        (folder / "data").mkdir(parents=True)
+        Image.new("RGB", (32, 24), (10, 200, 30)).save(folder / "a.png")
+        loftup.LoftUp(dim=32).save_pretrained(folder / "model")
+        (folder / "cfg.yaml").write_text("stage: 1\n")
+    (fine / "link.png").symlink_to(secret / "a.png")
+    (fine / "link_model").symlink_to(secret / "model")
+    unsearchable(secret)
+    return secret, fine
+
+
+def _says_why(text: str, secret) -> None:
+    assert "permission denied" in text, text
+    assert f"{secret} cannot be searched" in text, text  # the folder, not the file
+    assert f"have {secret} made searchable for this user (chmod a+x, by its owner)" in text, text
+
+
+def test_the_python_api_says_which_folder_cannot_be_searched(tree):
+    """load_image and load_upsampler raised pathlib's bare PermissionError (EACCES) naming
+    the file, whatever folder above it was the one to fix."""
+    secret, fine = tree
+    tiny = loftup.get_featurizer("dinov2_tiny")
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=tiny.dim), backbone=tiny, device="cpu")
+    calls = {
+        "load_image": lambda: loftup.load_image(secret / "a.png"),
+        "load_image, a link": lambda: loftup.load_image(fine / "link.png"),
+        "upsample": lambda: loftup.upsample(str(secret / "a.png"), model=pipeline),
+        "load_upsampler": lambda: loftup.load_upsampler(secret / "model"),
+        "load_upsampler, a link": lambda: loftup.load_upsampler(fine / "link_model"),
+    }
+    for what, call in calls.items():
+        with pytest.raises(PermissionError) as caught:  # as before, for code catching it
+            call()
+        assert isinstance(caught.value, loftup.errors.LoftUpError), what
+        _says_why(str(caught.value), secret)
+    assert "remove the link" in str(caught.value)  # a link's other fix
+    assert loftup.load_image(fine / "a.png").size == (32, 24)  # a path that is fine: as it was
+    assert loftup.load_upsampler(fine / "model").dim == 32
+
+
+COMMANDS = {
+    "upsample -m": "upsample {fine}/a.png -m {secret}/model -o {out} --backbone dinov2_tiny",
+    # os.path.exists: "no such file, folder or matching glob"
+    "upsample IMAGE": "upsample {secret}/a.png -m {fine}/model -o {out} --backbone dinov2_tiny",
+    "train --config": "train --config {secret}/cfg.yaml --out {out}",
+    "train --data": "train --config stage1_cpu --data {secret}/data --out {out}",
+    "eval --root": "eval seg --root {secret}/data --upsampler bilinear --backbone dinov2_tiny",
+    # os.path.exists: "no such file or folder"
+    "eval --upsampler": "eval seg --root {fine}/data --upsampler {secret}/model "
+    "--backbone dinov2_tiny",
+    "download (its cache)": "download loftup_dinov2s --no-backbone",
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_says_which_folder_cannot_be_searched(tree, tmp_path, command, capsys,
+                                                           monkeypatch):  # fmt: skip
+    """Said "PATH: Permission denied" (no word of which folder or what to do), or that the
+    path did not exist; the Hugging Face cache in such a folder was "not in the cache"."""
+    secret, fine = tree
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(secret / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = COMMANDS[command].format(secret=secret, fine=fine, out=tmp_path / "out").split()
+    assert main([*argv, *(["--device", "cpu"] if argv[0] in ("upsample", "eval") else [])]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(said) == 1, err
+    _says_why(said[0], secret)
