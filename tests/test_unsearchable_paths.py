@@ -82,6 +82,7 @@ def test_each_command_says_which_folder_cannot_be_searched(tree, tmp_path, comma
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(secret / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # eval's default figure, checked before its inputs, goes here
     argv = COMMANDS[command].format(secret=secret, fine=fine, out=tmp_path / "out").split()
     assert main([*argv, *(["--device", "cpu"] if argv[0] in ("upsample", "eval") else [])]) == 2
     err = capsys.readouterr().err
