@@ -59,8 +59,8 @@ def test_a_file_that_cannot_be_fetched_again_at_the_others_commit_is_said_so(
     said = str(e.value)
     assert (
         "file 'config.json' of hub repo 'someone/bb' is cached at another commit than the "
-        f"repo's other files, and could not be fetched again at theirs ({NEW[:12]}, what 'main' "
-        "names now): the download failed (" in said
+        f"repo's other files, and could not be fetched again at theirs (at commit {NEW[:12]}, what "
+        "'main' names now): the download failed (" in said
     )
     assert "Run `loftup download someone/bb` again later" in said and f"@{NEW}" not in said
 
@@ -193,36 +193,62 @@ def test_a_sharded_repo_resharded_since_its_index_was_cached_gives_the_new_shard
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == new
 
 
-@pytest.mark.parametrize("online", [True, False])
+CASES = ["online", "offline", "gone", "downloading", "damaged", "their_commit"]
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_a_shard_that_cannot_be_had_names_the_repo_as_the_user_did(
-    tmp_path, monkeypatch, local_hub, online
+    tmp_path, monkeypatch, local_hub, case
 ):
     """The shards an index names are fetched at the index's commit: one the hub lacks (or, offline,
     one not cached) was said of hub repo 'someone/sharded@<40 hex digits>', a revision the user
     never gave. It is said of 'someone/sharded', with the commit (12 digits) and the branch
-    that names it."""
+    that names it: for `loftup download` offline and a damaged shard too. A commit the user
+    named is theirs ("what '0123...' names now" was said of it). A commit the hub no longer has
+    (a force-push; "no branch, tag or commit None" was said) is the cache's stale ref: the fix
+    given, followed, fetches what main names now."""
     import json
+
+    from safetensors.torch import save
 
     from loftup.errors import WeightsNotFoundError
     from loftup.hub.commits import hub_folder
 
     shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
     index = json.dumps({"weight_map": {"a": shards[0], "b": shards[1]}}).encode()
-    repo = {"config.json": b"{}", "model.safetensors.index.json": index, shards[0]: b"one"}
-    commit = NEW if online else OLD  # the mirror's, or make_hf_cache's
-    if online:
+    one = b"one" if case == "damaged" else save({"a": torch.zeros(2)})
+    repo = {"config.json": b"{}", "model.safetensors.index.json": index, shards[0]: one}
+    commit = NEW if case == "online" else OLD  # the mirror's, or make_hf_cache's
+    kw = {"what": "x", "local_hint": "a", "downloading": case in ("downloading", "damaged")}
+    kw |= {"revision": OLD} if case == "their_commit" else {}
+    if case in ("online", "gone"):
         files = {("someone/sharded", n): data for n, data in repo.items()}
+        files |= {("someone/sharded", shards[1]): b"two"} if case == "gone" else {}
         _use_mirror(monkeypatch, local_hub(files, commit=NEW), tmp_path / "hub")
     else:
-        make_hf_cache(tmp_path / "hub", "someone/sharded", repo)
         _use_mirror(monkeypatch, "http://127.0.0.1:9", tmp_path / "hub", HF_HUB_OFFLINE="1")
+    if case != "online":
+        make_hf_cache(tmp_path / "hub", "someone/sharded", repo)
     with pytest.raises(WeightsNotFoundError) as e:
-        hub_folder(
-            "someone/sharded", ["model.safetensors", "config.json"], what="x", local_hint="a"
-        )
+        hub_folder("someone/sharded", ["model.safetensors", "config.json"], **kw)
     said = str(e.value)
-    assert commit not in said  # nor the hub's answer "at '<commit>'"
-    assert said.startswith(
-        f"x: file {shards[1]!r} of hub repo 'someone/sharded' (at commit {commit[:12]}, what "
-        "'main' names now) is not in the Hugging Face cache and "
-    )
+    at = f"of hub repo 'someone/sharded' (at commit {commit[:12]}, what 'main' names now) "
+    start = {
+        "downloading": f"x: cannot download file {shards[1]!r} {at[:-1]}: HF_HUB_OFFLINE=1",
+        "damaged": f"x: the cached copy of file {shards[0]!r} {at}is damaged",
+        "their_commit": f"x: file {shards[1]!r} of hub repo 'someone/sharded@{OLD}' is not in the",
+    }.get(case, f"x: file {shards[1]!r} {at}is not in the Hugging Face cache and ")
+    assert said.startswith(start)
+    if case != "damaged":  # which names the cached file's path
+        assert said.count(commit) == (case == "their_commit")  # nor "at '<commit>'"
+    assert "names now" not in said if case == "their_commit" else True
+    if case == "gone":
+        ref = tmp_path / "hub" / "models--someone--sharded" / "refs" / "main"
+        assert (
+            f"Commit {OLD[:12]}, which the Hugging Face cache's 'main' names, is no longer on "
+            f"the hub (its history was rewritten): delete {ref} and run `loftup download x` to "
+            "fetch what 'main' names now, or pass" in said
+        )
+        ref.unlink()
+        folder = hub_folder("someone/sharded", ["model.safetensors", "config.json"], **kw)
+        assert folder.name == NEW and (folder / shards[1]).read_bytes() == b"two"

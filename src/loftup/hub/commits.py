@@ -91,9 +91,8 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
             # the shards the folder's own index names (fetched again there above, where it was
             # cached at an older commit: the owner may have resharded since), at its commit
             # (said of the repo as the user named it, not of repo@<commit>)
-            at = {"revision": folder.name, "matching": kw.get("revision") or "main"}
             for shard in shard_names(folder / path.name):
-                hub_file(repo_id, shard, **{**kw, **at})
+                hub_file(repo_id, shard, **_at(folder, kw))
     return folder
 
 
@@ -125,7 +124,14 @@ def _refetch(repo_id: str, filename: str, folder: Path, kw: dict) -> Path:
     missing at a commit the user never named."""
     from .remote import hub_file
 
-    matching = kw.get("revision") or "main"
-    return hub_file(
-        repo_id, filename, **{**kw, "revision": folder.name, "refresh": False, "matching": matching}
-    )
+    return hub_file(repo_id, filename, **{**_at(folder, kw), "refresh": False})
+
+
+def _at(folder: Path, kw: dict) -> dict:
+    """:func:`~.remote.hub_file`'s keywords ``kw`` (the revision the user gave among them) for
+    a file at the commit of snapshot ``folder``: that commit, and the branch or tag that names
+    it (``matching``), where the user named it by branch or tag (None: main). A commit the
+    user named is theirs: said as they gave it, not as what it names now."""
+    named = kw.get("revision")
+    matching = None if named == folder.name else named or "main"
+    return {**kw, "revision": folder.name, "matching": matching}

@@ -7,11 +7,40 @@ from __future__ import annotations
 import os
 
 
-def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None) -> str | None:
+def spelled(repo_id: str, revision: str | None = None) -> str:
+    """Hub repo ``repo_id`` at ``revision`` (None: its main branch) as the user spells it:
+    ``org/name`` or ``org/name@v1``."""
+    return repo_id if revision is None else f"{repo_id}@{revision}"
+
+
+def as_asked(repo_id: str, revision: str | None, matching: str | None) -> tuple[str, str]:
+    """How an error names hub repo ``repo_id`` and the commit a file of it was asked at: the
+    repo as the user spelled it and, where ``revision`` is a commit the user never named (the
+    one their branch or tag ``matching`` names now; "main" where they named none),
+    `` (at commit 0123456789ab, what 'main' names now)``, to follow the repo's name; else ""."""
+    if matching is None:
+        return spelled(repo_id, revision), ""
+    at = f" (at commit {revision[:12]}, what {matching!r} names now)"
+    return spelled(repo_id, None if matching == "main" else matching), at
+
+
+def hub_refusal(
+    e: Exception,
+    repo_id: str,
+    filename: str,
+    revision: str | None,
+    *,
+    matching: str | None = None,
+    fetch: str = "",
+) -> str | None:
     """What to do where the hub answered a download of ``filename`` from ``repo_id`` (at
     ``revision``) with ``e``, that it has no such repo, revision or file: check the id, the
     revision or the repo, not the network; None for any other failure (no answer, the
-    server's own error), where a download elsewhere may do."""
+    server's own error), where a download elsewhere may do. ``matching``: as
+    :func:`as_asked`'s, where ``revision`` is the commit the cache's branch or tag names: a
+    commit the hub no longer has (a force-push) is the cache's stale ref, not the user's
+    revision, and ``fetch`` (the command that fills the cache) fetches the branch's files again
+    once the ref is deleted."""
     from huggingface_hub.utils import (
         EntryNotFoundError,
         HfHubHTTPError,
@@ -20,6 +49,17 @@ def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None)
         RevisionNotFoundError,
     )
 
+    if isinstance(e, RevisionNotFoundError) and matching is not None:
+        from .refresh import ref_path
+
+        ref = ref_path(repo_id, None if matching == "main" else matching)
+        return (
+            f"Commit {revision[:12]}, which the Hugging Face cache's {matching!r} names, is no "
+            f"longer on the hub (its history was rewritten): delete {ref} and run `{fetch}` to "
+            f"fetch what {matching!r} names now"
+        )
+    # the user's own revision; for a file at the commit their branch or tag names, that
+    named = revision if matching is None else None if matching == "main" else matching
     if isinstance(e, RevisionNotFoundError):
         return (
             f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: check the "
@@ -32,7 +72,7 @@ def hub_refusal(e: Exception, repo_id: str, filename: str, revision: str | None)
         )
     remote = isinstance(e, HfHubHTTPError) and not isinstance(e, LocalEntryNotFoundError)
     if remote and isinstance(e, EntryNotFoundError):
-        at = "" if revision is None else f" at {revision!r}"
+        at = "" if named is None else f" at {named!r}"
         return f"Hub repo {repo_id!r}{at} holds no {filename!r}: check that it is the repo meant"
     return None
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
+from .failures import spelled
 
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
@@ -141,7 +142,7 @@ def all_or_nothing(repo_id: str, revision: str | None = None):
         if not isinstance(e, WeightsNotFoundError):
             raise
         raise WeightsNotFoundError(
-            f"{e}; loading {repo_id if revision is None else f'{repo_id}@{revision}'} still "
+            f"{e}; loading {spelled(repo_id, revision)} still "
             f"reads the files of commit {before.decode(errors='replace')} cached before"
         ) from None
     finally:

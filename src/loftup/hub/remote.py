@@ -15,6 +15,7 @@ from ..paths import check_visible
 # imports hub_file from here inside its functions
 from .commits import cached_elsewhere, hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
+from .failures import as_asked
 from .reach import (
     SILENT,
     cache_write_error,
@@ -82,6 +83,10 @@ def hub_file(
     reason = offline_reason()
     if reason is None:
         reason = unreachable_reason()
+    # the repo as the user spelled it, and the commit where it was never theirs: in every raise
+    repo, at = as_asked(repo_id, revision, matching)
+    name = download_name or what
+    fetch = fetch or f"loftup download {name}"
     good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error
@@ -105,20 +110,15 @@ def hub_file(
                 return _kept(Path(good), e, repo_id, filename)
             if (local := cache_write_error(e, _cache())) is not None:  # no network's fault
                 raise WeightsNotFoundError(
-                    f"{what}: file {filename!r} of hub repo {repo_id!r} {local}"
+                    f"{what}: file {filename!r} of hub repo {repo!r}{at} {local}"
                 ) from None
             reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
             reason = lost_connection(e, reason) or reason  # the next files are not tried
-            # at the branch or tag the user named, where the commit was never theirs
-            named = revision if matching is None else None if matching == "main" else matching
-            refusal = hub_refusal(e, repo_id, filename, named)
+            refusal = hub_refusal(e, repo_id, filename, revision, matching=matching, fetch=fetch)
             failed_there = server_error(e)  # the hub's own failure
-    name = download_name or what
-    fetch = fetch or f"loftup download {name}"
-    repo = repo_id if revision is None else f"{repo_id}@{revision}"  # as the user spells it
     if damaged is not None:  # and it cannot be fetched again
         raise WeightsNotFoundError(
-            f"{what}: the cached copy of file {filename!r} of hub repo {repo!r} is damaged "
+            f"{what}: the cached copy of file {filename!r} of hub repo {repo!r}{at} is damaged "
             f"({damaged}) and {reason}; "
             f"{damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, with the "
             "hub in reach"
@@ -139,7 +139,7 @@ def hub_file(
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
-            f"{what}: cannot download file {filename!r} of hub repo {repo!r}{nor_download}: "
+            f"{what}: cannot download file {filename!r} of hub repo {repo!r}{at}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
             f"{name}`{access}), or copy the {hub_cache} of a machine with network that holds "
@@ -155,17 +155,16 @@ def hub_file(
     lacking = f"is not in the Hugging Face cache{nor_cached} and {reason}"
     if downloading:
         lacking = f"could not be downloaded{nor_download}: {reason}"
-    if matching is not None:  # that commit was never the user's: said as what happened
-        repo = repo_id if matching == "main" else f"{repo_id}@{matching}"
-        lacking = f"(at commit {revision[:12]}, what {matching!r} names now) {lacking}"
-        if cached_elsewhere(repo_id, filename, revision):
-            lacking = (
-                f"is cached at another commit than the repo's other files, and could not be "
-                f"fetched again at theirs ({revision[:12]}, what {matching!r} names now): {reason}"
-            )
+    if matching is not None and cached_elsewhere(repo_id, filename, revision):
+        # cached, at a commit the user never named either: said as what happened
+        lacking = (
+            f"is cached at another commit than the repo's other files, and could not be "
+            f"fetched again at theirs{at}: {reason}"
+        )
+        at = ""
     raise WeightsNotFoundError(
-        f"{what}: file {filename!r} of hub repo {repo!r} {lacking}. {fix}, or pass a local path "
-        f"instead: {local_hint}"
+        f"{what}: file {filename!r} of hub repo {repo!r}{at} {lacking}. {fix}, or pass a local "
+        f"path instead: {local_hint}"
     )
 
 

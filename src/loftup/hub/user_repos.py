@@ -48,9 +48,10 @@ def upsampler_repo(
     from contextlib import nullcontext
 
     from ..errors import LoftUpError
+    from .failures import spelled as as_spelled
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
-    spelled = repo_id if revision is None else f"{repo_id}@{revision}"
+    spelled = as_spelled(repo_id, revision)
     weights = (WEIGHTS_NAME, "pytorch_model.bin")
     # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
     where = (
