@@ -34,8 +34,8 @@ def test_a_stage1_run_resumed_with_another_attention_window_goes_on_and_says_so(
     (said,) = [r for r in caplog.records if "attention_window" in r.getMessage()]
     assert said.levelname == "WARNING"  # a forgotten override changes what is attended
     assert said.getMessage() == (
-        "resuming with this run's model.attention_window=3 (the checkpoint had null: its 2 "
-        "steps attended globally, the rest attend over 3 x 3 windows)"
+        "resuming with this run's model.attention_window=3 (the checkpoint, of step 2, was made "
+        "with null: the steps from 2 on attend over 3 x 3 windows, not globally)"
     )
     assert [row["step"] for row in result.history] == [0, 1, 2]
     assert loftup.load_upsampler(result.pretrained).config.attention_window == 3
@@ -43,6 +43,15 @@ def test_a_stage1_run_resumed_with_another_attention_window_goes_on_and_says_so(
     assert saved["step"] == 3 and saved["model_config"]["attention_window"] == 3
     (resume,) = json.loads((out / "run.json").read_text())["resumes"]
     assert resume["config_changes"]["model.attention_window"] == [None, 3]
+    # the override forgotten: "its 3 steps attended over 3 x 3 windows" was said, 1 of them did
+    caplog.clear()
+    with caplog.at_level("INFO", logger="loftup.train"):
+        train(tiny(sa1b, out, 1, 4), resume=True)
+    (said,) = [r for r in caplog.records if "attention_window" in r.getMessage()]
+    assert said.getMessage() == (
+        "resuming with this run's model.attention_window=null (the checkpoint, of step 3, was "
+        "made with 3: the steps from 3 on attend globally, not over 3 x 3 windows)"
+    )
 
 
 def test_a_stage1_run_resumed_with_another_head_count_is_refused_naming_it(sa1b, tmp_path):

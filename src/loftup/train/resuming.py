@@ -54,9 +54,12 @@ def window_change(ckpt: dict, cfg: TrainConfig) -> str | None:
     mine = cfg.model.attention_window
     if was == mine:
         return None
+    # the checkpoint records its own window, not since which step (an earlier resume may have
+    # changed it): the steps before it are not counted
+    step = ckpt.get("step")
     return (
-        f"model.attention_window={_show(mine)} (the checkpoint had {_show(was)}: its "
-        f"{ckpt.get('step')} steps attended {_attends(was)}, the rest attend {_attends(mine)})"
+        f"model.attention_window={_show(mine)} (the checkpoint, of step {step}, was made with "
+        f"{_show(was)}: the steps from {step} on attend {_attends(mine)}, not {_attends(was)})"
     )
 
 
