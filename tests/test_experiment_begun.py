@@ -167,3 +167,30 @@ def test_a_start_loads_and_hashes_each_begun_checkpoint_once(tmp_path, monkeypat
     loads.clear(), hashes.clear()
     run_variant(s, variants[0], 0, root, runs, inputs, reads)
     assert loads == hashes == [first]  # read again: the one written last counts
+
+
+def test_a_checkpoint_the_start_trains_on_is_read_again_whatever_its_identity(
+    tmp_path, monkeypatch, one_thread
+):
+    """A run the start resumes writes its checkpoint again: where the file's identity does not
+    change (ext4 reuses the inode an atomic replace frees; NFS keeps times to the second, FAT to
+    two), the step and sha256 read before it were given again. Such a filesystem is stood in
+    for by an identity of the path alone; the start forgets what it wrote itself."""
+    import loftup.experiments.folder_reads as folder_reads
+    from loftup.experiments.data import file_sha256
+    from loftup.experiments.folder_reads import FolderReads
+    from loftup.experiments.runs import run_stage
+    from loftup.train import train
+    from train_fixtures import tiny_config, write_sa1b
+
+    data, out = write_sa1b(tmp_path / "sa1b", 8, size=56), tmp_path / "run"
+    train(tiny_config(data, out, 1, 2))
+    ckpt = out / "checkpoint.pt"
+    same = lambda path: (os.path.abspath(path),) if Path(path).exists() else None  # noqa: E731
+    monkeypatch.setattr(folder_reads, "_identity", same)
+    reads = FolderReads()
+    assert reads.step(out)["step"] == 2
+    before = reads.sha256(ckpt)
+    run_stage(tiny_config(data, out, 1, 4).to_dict(), reads=reads)  # trained on to step 4
+    assert reads.step(out)["step"] == 4
+    assert reads.sha256(ckpt) == file_sha256(ckpt) != before

@@ -7,7 +7,10 @@ all finished, made 30 loads of 12 files and 12 hashes of 3 (7 to 10 s on 2 CPU c
 DINOv2-S's 49-66 MiB checkpoints); now 12 and 3 (3.5 to 4.7 s).
 
 A file is known by its path, inode, size and time of change: one written since it was read (a
-run trained on, a stage-1 run trained again) is read again."""
+run trained on, a stage-1 run trained again) is read again. What the start writes itself (a
+run's training, :func:`~.runs.run_stage`) is forgotten outright (:meth:`FolderReads.forget`):
+the file's identity may not tell (ext4 gives an atomic replace the inode just freed, NFS and SMB
+keep times to the second, FAT to two)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,14 @@ class FolderReads:
         if key is None or key not in self._shas:
             return _keep(self._shas, key, file_sha256(path))
         return self._shas[key]
+
+    def forget(self, path: Path) -> None:
+        """Drop what was read of the file ``path`` (its step and history, its sha256): the
+        start has written it again."""
+        where = os.path.abspath(path)
+        for cache in (self._steps, self._shas):
+            for key in [k for k in cache if k[0] == where]:
+                del cache[key]
 
     def check_inputs(self, runs: Path, inputs: dict) -> None:
         """:func:`~.run_folders._check_inputs` of every folder under ``runs``, once: the

@@ -233,7 +233,10 @@ def run_stage(
             seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
-    result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
+    try:
+        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
+    finally:  # written again: read again, whatever the file's identity tells
+        reads.forget(ckpt)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
 
 
