@@ -1,6 +1,7 @@
 """What a hub download's failure says to do: the hub's refusal where it answered (no such
 repo, revision or file), its own server error, or this machine's cache that cannot be written
-(split from :mod:`.reach`, which re-exports them)."""
+(split from :mod:`.reach`, which re-exports them); and how every such error names the repo and
+commit (:func:`spelled`, :func:`as_asked`)."""
 
 from __future__ import annotations
 
