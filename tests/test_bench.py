@@ -286,13 +286,30 @@ def test_gpu_sh_is_judged_by_its_own_wall_time_and_its_cuts():
         (r,) = [r for r in rows if r["target"].startswith("benchmarks/gpu.sh")]
         return r["met"], r["measured"]
 
-    assert row() == (True, "297 s (tests 100 s)")  # the stored run
+    # the stored run came before the extraction loop was a section: a figure it did not take
+    assert row() == (False, "297 s (tests 100 s); not run: extraction")
+    sections = {**report["sections"], "extraction": {"images_per_s": {}}}
+    report = {**report, "sections": sections}
+    assert row() == (True, "297 s (tests 100 s)")  # every section, in time
     assert row(gpu_sh_seconds={"tests": 150, "total": 361})[0] is False
     met, measured = row(gpu_sh_cut={"ablation": "stopped-after-31s"})
     assert met is False and measured.endswith(
         "cut by its budget or failed: ablation (stopped-after-31s)"
     )
     assert row(gpu_sh_seconds=None) == (None, "-")  # `loftup bench --suite gpu` alone
+    # a section that raised was caught by the suite, its process exiting 0 (nothing cut): the
+    # call still did not take that figure
+    launch = {"error": "RuntimeError: CUDA error: unspecified launch failure", "traceback": ""}
+    met, measured = row(sections={**sections, "ablation": launch, "extraction": launch})
+    assert met is False and measured.endswith("sections failed: ablation, extraction")
+    # stopped halfway, its finished rows saved, or missing from the report
+    half = {"results": sections["ablation"], "incomplete": "stopped after 224"}
+    assert row(sections={**sections, "ablation": half}) == (
+        False,
+        "297 s (tests 100 s); stopped halfway: ablation",
+    )
+    gone = {k: v for k, v in sections.items() if k != "backbones"}
+    assert row(sections=gone) == (False, "297 s (tests 100 s); not run: backbones")
 
 
 def test_gpu_sh_keeps_what_the_cuda_tests_said(tmp_path):
@@ -1149,3 +1166,49 @@ def test_bench_threads_are_the_commands_not_the_callers(tmp_path):
     assert main([*_TINY, "--threads", str(threads), "--json", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["machine"]["torch_threads"] == threads
     assert torch.get_num_threads() == before
+
+
+def test_the_ablation_and_torchrun_have_target_rows_measured_or_not():
+    """The report is not silent on the ablation (measured, failed or missing) nor on torchrun's
+    sharding, which one GPU cannot measure."""
+    from loftup.bench.targets import targets
+
+    results = REPO / "benchmarks" / "results"
+
+    def rows(name, **changes):
+        report = {**json.loads((results / name).read_text()), **changes}
+        got = {r["target"]: r for r in targets(report)}
+        return got["ablation: what each kernel choice buys at 224 and 448"], got[
+            "torchrun: features sharded over the GPUs (nccl)"
+        ]
+
+    ablation, torchrun = rows("gpu-ablation-nvidia-h200-2026-11-27.json")
+    assert ablation == {
+        "target": "ablation: what each kernel choice buys at 224 and 448",
+        "measured": "224: 7 variants, 448: 6 variants",
+        "met": True,
+    }
+    assert torchrun["met"] is None
+    assert torchrun["measured"] == "not measurable on one GPU; nccl path untested"
+    failed, _ = rows("gpu-ablation-nvidia-h200-2026-11-27-launch-failure.json")
+    assert failed["met"] is None
+    assert failed["measured"] == "failed: AcceleratorError: CUDA error: unspecified launch failure"
+    missing, _ = rows("gpu-nvidia-h200-2026-11-27.json")  # left out by that call's budget
+    assert (missing["met"], missing["measured"]) == (None, "-")
+    # the compiled variant's deviation from the default, where recorded; a half-saved section
+    report = json.loads((results / "gpu-ablation-nvidia-h200-2026-11-27.json").read_text())
+    abl = [
+        {**r, "max_abs_dev": 0.004} if r["variant"] == "compiled" else r
+        for r in report["sections"]["ablation"]
+    ]
+    half = {"results": [r for r in abl if r["size"] == 224], "incomplete": "stopped after 224"}
+    got, _ = rows("gpu-ablation-nvidia-h200-2026-11-27.json", sections={"ablation": half})
+    assert got["met"] is None
+    assert got["measured"] == "224: 7 variants; compiled vs default: 4.0e-03; stopped after 224"
+    machine = {**report["machine"], "gpu_count": 8}
+    _, torchrun = rows("gpu-ablation-nvidia-h200-2026-11-27.json", machine=machine)
+    assert torchrun == {
+        "target": "torchrun: features sharded over the GPUs (nccl)",
+        "measured": "not measured by gpu.sh (8 GPUs)",
+        "met": None,
+    }

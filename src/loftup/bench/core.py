@@ -43,6 +43,7 @@ def machine_info(device: str = "cpu", load_start: list[float] | None = None) -> 
     info["triton"] = _version("triton")  # read without importing it (a second or so)
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["gpu_count"] = torch.cuda.device_count()  # torchrun's sharding needs two or more
         info["cuda"] = torch.version.cuda
         info["gpu_memory_bytes"] = torch.cuda.get_device_properties(
             torch.device(device)
