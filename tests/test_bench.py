@@ -594,6 +594,34 @@ def test_deviation_in_chunks_is_the_one_pass_figure_and_keeps_a_nan():
     assert math.isnan(deviation(out, ref, chunk=997)["max_abs_dev_vs_float32"])
 
 
+def test_deviation_of_channels_last_outputs_copies_neither():
+    """Outputs are channels-last on a GPU: flattened with reshape(-1), each was copied whole
+    (at 4096 x 4096 x 384, 38 GB beyond the pair). In their storage order nothing larger than
+    a chunk is allocated, and the figures are the one-pass ones, whatever the pair's layouts."""
+    from loftup.bench.precision import deviation
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 48, 20, 30, generator=g)
+    out = ref + 1e-3 * torch.randn(2, 48, 20, 30, generator=g)
+    d = (out - ref).abs()
+    last = torch.channels_last
+    for a, b in [
+        (out.contiguous(memory_format=last), ref.contiguous(memory_format=last)),
+        (out.contiguous(memory_format=last), ref),  # mixed: the pairs still match
+        (out, ref.contiguous(memory_format=last)),
+        (out, ref),
+    ]:
+        got = deviation(a, b, chunk=1000)
+        assert got["max_abs_dev_vs_float32"] == d.max().item()
+        assert got["mean_abs_dev_vs_float32"] == pytest.approx(d.double().mean().item(), rel=1e-12)
+    a, b = out.contiguous(memory_format=last), ref.contiguous(memory_format=last)
+    cpu = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=cpu, profile_memory=True) as prof:
+        deviation(a, b, chunk=1000)
+    largest = max(e.cpu_memory_usage for e in prof.events())
+    assert 0 < largest <= 4 * 1000 * 4, f"{largest} bytes allocated at once: a whole copy"
+
+
 def test_a_case_that_fails_at_one_size_costs_its_own_row_not_the_section():
     """The paper's code at 2048 in float32 needs 72 GB (H200 run) next to our float32 output:
     on an 80 GB card it can run out of memory. That must cost its own row at that size, named

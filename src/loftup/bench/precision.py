@@ -34,7 +34,11 @@ def deviation(out: torch.Tensor, ref: torch.Tensor, chunk: int = 1 << 25) -> dic
     80 GB card holds); a NaN anywhere is the answer, as it would be in one pass."""
     if out.shape != ref.shape:
         raise ValueError(f"out {tuple(out.shape)} and ref {tuple(ref.shape)} differ in shape")
-    a, b = out.reshape(-1), ref.reshape(-1)
+    # flattened in ``out``'s storage order, both alike (the pairs match element for element):
+    # a view, where reshape(-1) of a channels-last output copied it whole (2.5x the memory of
+    # a 384 x 512 x 512 pair beyond the inputs; 38 GB more at 4096)
+    order = sorted(range(out.dim()), key=lambda d: -out.stride(d))
+    a, b = out.permute(order).reshape(-1), ref.permute(order).reshape(-1)
     big = torch.zeros((), device=a.device)
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for i in range(0, a.numel(), chunk):
