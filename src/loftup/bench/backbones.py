@@ -42,6 +42,7 @@ def backbone_end_to_end(
     repeats=10,
     graphs: bool = True,
     failed: list | None = None,
+    on_rows=None,
 ) -> list:
     """Backbone alone, + bilinear, + LoftUp (random weights, features of the backbone's width),
     + LoftUp with its image half started before the backbone (``_overlap``,
@@ -50,7 +51,8 @@ def backbone_end_to_end(
     replayed from CUDA graphs (``graphs``). The backbone runs eagerly in every case.
     ``failed``: a list that a backbone, precision and size whose row raises (out of memory,
     say) is appended to (``method``: the backbone, ``dtype``, ``size``, ``error``), with no
-    row, while the others are still timed; None: the error propagates."""
+    row, while the others are still timed; None: the error propagates. ``on_rows(rows)``:
+    called with the rows so far after each."""
     from ..featurizers.hf import from_transformers
 
     (Dinov2Model,) = from_transformers("Dinov2Model")
@@ -80,6 +82,8 @@ def backbone_end_to_end(
                 )  # fmt: skip
                 if row is not None:
                     rows.append(row)
+                if on_rows is not None:
+                    on_rows(rows)
     return rows
 
 

@@ -75,16 +75,18 @@ def gpu_sections(section, model, fwd: dict, *, grid: int, device, smoke: bool, c
         ),
     )
 
-    def listed(fn):
+    def listed(fn, save=None):
         """A section of rows whose cases may fail one by one (out of memory at one size on an
-        80 GB card, say): ``{"results": rows, "failed": cases}``, as the forward table's."""
+        80 GB card, say): ``{"results": rows, "failed": cases}``, as the forward table's;
+        ``save``: the suite's, given the rows so far as ``fn(failed, on_rows)`` finishes each."""
         failed = []
-        return {"results": fn(failed), "failed": failed}
+        on_rows = save and (lambda rows: save({"results": list(rows), "failed": failed}))
+        return {"results": fn(failed, on_rows), "failed": failed}
 
     section(
         "big_output",
         lambda: listed(
-            lambda failed: [
+            lambda failed, on_rows: [
                 r
                 for dt in (torch.float16, torch.bfloat16)
                 for r in gpu.big_output(
@@ -126,21 +128,26 @@ def gpu_sections(section, model, fwd: dict, *, grid: int, device, smoke: bool, c
             _cast(model, half), s(448, 32), frames=s(64, 4), batch=s(8, 2), grid=grid, device=device
         ),
     )
+    # 5 rounds, not 10 (52.7 s on the last H200 run: the longest section of the second
+    # process); its rows and the ablation's are saved as they come
     section(
         "backbones",
-        lambda: listed(
-            lambda failed: gpu.backbone_end_to_end(
+        lambda save: listed(
+            lambda failed, on_rows: gpu.backbone_end_to_end(
                 s((224, 448), (28, 56)),
                 archs=s(("vits14", "vitb14"), ("tiny",)),
                 device=device,
-                repeats=s(10, 1),
+                repeats=s(5, 1),
                 failed=failed,
-            )
+                on_rows=on_rows,
+            ),
+            save,
         ),
+        saves=True,
     )
     section(
         "ablation",
-        lambda: gpu.kernel_ablation(
+        lambda save: gpu.kernel_ablation(
             model,
             s((224, 448), (32,)),
             dtype=half,
@@ -148,7 +155,9 @@ def gpu_sections(section, model, fwd: dict, *, grid: int, device, smoke: bool, c
             device=device,
             repeats=s(10, 1),
             compile_sizes=s((224,), ()),
+            on_rows=lambda rows: save(list(rows)),
         ),
+        saves=True,
     )
     section(
         "extraction",

@@ -133,18 +133,30 @@ def run_suite(
         "sections": {},
     }
 
-    def section(key, fn):
+    def section(key, fn, saves=False):
+        """``saves``: ``fn(save)`` calls ``save(results)`` with its rows so far, which are kept
+        (``{"results": ..., "incomplete": ...}``, and saved by ``on_section``) until it ends:
+        a long section stopped by a time limit keeps the rows it finished."""
         if only is not None and key not in only:
             return
         log(f"[{name}] {key} ...")
         t0 = time.perf_counter()
+
+        def save(results):
+            kept = results if isinstance(results, dict) else {"results": results}
+            report["sections"][key] = {**kept, "incomplete": "stopped before its end"}
+            if on_section is not None:
+                on_section(report)
+
         try:
             with progress_bar(f"[{name}] {key}", enabled=progress):
-                report["sections"][key] = fn()
+                report["sections"][key] = fn(save) if saves else fn()
         except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
+            before = report["sections"].get(key, {})
             report["sections"][key] = {
                 "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(),
+                **({"results_before_the_error": before["results"]} if before else {}),
             }
             log(f"[{name}] {key} FAILED: {type(e).__name__}: {e}")
         report["sections"].setdefault("_seconds", {})[key] = round(time.perf_counter() - t0, 1)

@@ -15,6 +15,8 @@ def summary(report: dict) -> str:
     for key, value in sec.items():
         if isinstance(value, dict) and "error" in value:
             lines.append(f"  {key}: FAILED {value['error']}")
+        if isinstance(value, dict) and "incomplete" in value:  # its rows so far, saved
+            lines.append(f"  {key}: {value['incomplete']} (the rows it finished are kept)")
         for f in value.get("failed", []) if isinstance(value, dict) else []:  # one case, one size
             case = " ".join(str(v) for k, v in f.items() if k != "error")
             lines.append(f"  {key}: {case} FAILED {f['error']}")
