@@ -269,11 +269,11 @@ def _script(report: dict) -> dict:
     # a section that raised (caught by the suite, its process exiting 0), was stopped halfway
     # (its rows saved as they came) or never ran is a figure the call did not take
     sec = report.get("sections", {})
-    failed = [k for k in SECTIONS["gpu"] if k in sec and not _ok(sec[k])]
+    named = {k for what in cut for k in what.split(",")}  # said above
+    failed = [k for k in SECTIONS["gpu"] if k in sec and not _ok(sec[k]) and k not in named]
     partial = [
         k for k in SECTIONS["gpu"] if isinstance(sec.get(k), dict) and "incomplete" in sec[k]
     ]
-    named = {k for group in cut for k in group.split(",")}  # a group cut: said above
     missing = [k for k in SECTIONS["gpu"] if k not in sec and k not in named]
     for what, keys in (("sections failed", failed), ("stopped halfway", partial)):
         if keys:
@@ -294,6 +294,8 @@ def _tests(report: dict) -> dict:
         return _row(target, "no count line (killed by its timeout?)", False)
     if re.search(r"\b\d+ (failed|errors?)\b", summary):
         return _row(target, summary, False)
+    if t.get("stopped"):  # the tests after it never ran
+        return _row(target, f"{summary}; stopped: {t['stopped']}", False)
     if not re.search(r"\b[1-9]\d* passed\b", summary):  # all skipped: nothing ran on the GPU
         return _row(target, f"{summary}: none passed", None)
     return _row(target, summary, True)
