@@ -77,3 +77,60 @@ def test_the_ablation_checks_each_variant_against_the_default(monkeypatch):
     assert len(eager) == 10 and max(eager) < 1e-4  # the same function, computed otherwise
     (compiled,) = [r for r in rows if r["variant"] == "compiled"]
     assert compiled["relative_to_default"] > 0 and compiled["size"] == 16
+
+
+def test_gpu_sh_names_a_section_that_raised_and_logs_the_card(tmp_path):
+    """A section that raises is caught by the suite, whose process exits 0: gpu.sh saw nothing,
+    its card diagnostics never ran and the time target read "met". It now names the section in
+    the report's cut list and logs the card's ECC/Xid reports. Also: a relative OUT is the
+    caller's folder (not the repository's), and an earlier run's log is not appended to."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (tmp_path / "boom.py").write_text(
+        "import runpy, sys\n"
+        "import loftup.bench.gpu as g\n"
+        "def boom(*a, **k):\n"
+        "    raise RuntimeError('CUDA error: unspecified launch failure')\n"
+        "g.kernel_ablation = boom\n"
+        "sys.argv = ['loftup', *sys.argv[3:]]\n"  # after: boom.py -m loftup
+        "runpy.run_module('loftup', run_name='__main__')\n"
+    )
+    # the first group dies at once (its figures are not what this is about)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" bench "*"parity,"*) exit 3;; *" bench "*) exec "{sys.executable}" '
+        f'{tmp_path / "boom.py"} "$@";; esac\nexec "{sys.executable}" "$@"\n'
+    )
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text('#!/bin/sh\necho "fake nvidia-smi $*"\n')
+    for f in (wrapper, smi):
+        f.chmod(0o755)
+    out = tmp_path / "rel"
+    out.mkdir()
+    (out / "smoke-bench.log").write_text("an earlier run's line\n")
+    env = {**os.environ, "OUT": "rel", "PYTHON": str(wrapper), "LOFTUP_SMOKE": "1"}
+    env["PATH"] = f"{smi.parent}:{env['PATH']}"
+    cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh")]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (path,) = out.glob("smoke-*.json")  # in the caller's folder
+    report = json.loads(path.read_text())
+    assert report["sections"]["ablation"]["error"].endswith("unspecified launch failure")
+    assert report["sections"]["extraction"]["images_per_s"]  # the sections after it still ran
+    cut = report["gpu_sh_cut"]
+    assert cut["ablation"] == "section-error" and set(cut.values()) == {
+        "section-error",
+        "failed-exit-3",
+    }
+    (row,) = [r for r in report["targets"] if r["target"].startswith("benchmarks/gpu.sh")]
+    assert "ablation (section-error)" in row["measured"]
+    log = (out / "smoke-bench.log").read_text()
+    assert "gpu.sh: section ablation failed" in log and "an earlier run's line" not in log
+    assert "fake nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT" in log
