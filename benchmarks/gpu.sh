@@ -123,9 +123,12 @@ done
 tests_may=$((tests_until - SECONDS - reserve - 6))  # the 5 s of timeout's -k, whole seconds
 [ "$tests_may" -gt 240 ] && tests_may=240
 if [ "$suite" = gpu ] && [ "$tests_may" -gt 60 ]; then  # 143 s on the last H200 run (first)
-  limits=$("$PY" -c 'import pytest_timeout as t
-print("--timeout 90", "--session-timeout" if hasattr(t, "SESSION_TIMEOUT_KEY") else "")' 2>/dev/null || true)
-  [[ "$limits" == *--session-timeout ]] && limits="$limits $((tests_may - 25))"
+  # the options as pytest itself lists them (a plugin importable but not loaded would make
+  # them a usage error, and no test would run)
+  usage=$("$PY" -m pytest --help -p no:cacheprovider 2>/dev/null || true)
+  limits=""
+  [[ "$usage" == *"--timeout="* ]] && limits="--timeout 90"
+  [[ "$usage" == *"--session-timeout="* ]] && limits="$limits --session-timeout $((tests_may - 25))"
   t0=$SECONDS
   rc=0
   # shellcheck disable=SC2086  # $limits: several options, or none
