@@ -1,25 +1,22 @@
 """Where the processes of a torchrun job (or of one started by hand with RANK, WORLD_SIZE,
 MASTER_ADDR and MASTER_PORT) meet before they join the process group: each claims its rank at a
-TCPStore (:mod:`.claims`). The waits are Python's own (a connection looked for, a key looked
-at, a pause between looks), not the store's: a process whose peers never come says so in one
-line, where torch's store waiting for them first printed its C++ retries and stack traces (41
-lines), and Ctrl-C stops the wait at once, where the store's ignored it until its time-out (10
-minutes)."""
+TCPStore (:mod:`.claims`), found at the meeting point (:mod:`.point`). The waits are Python's
+own (a connection looked for, a key looked at, a pause between looks), not the store's: a
+process whose peers never come says so in one line, where torch's store waiting for them first
+printed its C++ retries and stack traces (41 lines), and Ctrl-C stops the wait at once, where
+the store's ignored it until its time-out (10 minutes)."""
 
 from __future__ import annotations
 
 import datetime
 import itertools
 import os
-import re
-import socket
-import sys
 import time
 
 from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
-from . import claims
+from . import claims, point
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 
 
@@ -107,15 +104,15 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     holds = rank == 0 and not agent
     if holds:
-        _check_this_machine(host)
+        point.check_this_machine(host)
     # the others look for the meeting point themselves (the store's client, left to do it,
     # logs each failed try); the connection that finds it tells them when it closes
-    line = None if holds else _reach(host, port, deadline, this)
+    line = None if holds else point.reach(host, port, deadline, this)
     if not holds and line is None:
         raise not_all_came(f"{waited} RANK=0, which holds the meeting point, never came")
     met = False
     try:
-        store = _open(host, port, world, rank, holds, deadline, line)
+        store = point.open_store(host, port, world, rank, holds, deadline, line)
         outcome, said = _come(store, f"loftup_meet/{meeting}", rank, world, deadline, line)
         if outcome == "all":
             met = True
@@ -168,7 +165,7 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
                 f"twice; {two}"
             )
         outcome = claims.wait_for_all(
-            store, key, rank, world, mine, deadline, lambda: _closed(line), rank == 0
+            store, key, rank, world, mine, deadline, lambda: point.closed(line), rank == 0
         )
         if outcome == "timeout":
             said = 1 + sum(1 for value in claims.claims(store, key, world) if value)
@@ -198,114 +195,6 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
             except dist.DistError:  # the point has just closed
                 pass
     return outcome, said
-
-
-def _reach(host: str, port: int, deadline: float, this: str) -> socket.socket | None:
-    """A connection to ``host:port`` once something listens there, looked for until
-    ``deadline`` (``time.monotonic()``); else None. A name that resolves to no address is a
-    LoftUpError at once (it waited the whole meeting to say so)."""
-    pause = 0.01
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        try:
-            line = socket.create_connection((host, port), timeout=min(left, _ANSWER))
-            line.setblocking(False)
-            return line
-        except socket.gaierror as e:
-            raise LoftUpError(
-                f"{this} cannot meet the others: MASTER_ADDR={host} is no address here "
-                f"({e.strerror}); set it to RANK=0's machine (its name or address, as this "
-                "machine resolves it)"
-            ) from None
-        except OSError:  # refused (not listening yet), or no answer
-            pass
-        time.sleep(max(min(pause, deadline - time.monotonic()), 0))
-        pause = min(2 * pause, claims.LOOK_EVERY)
-
-
-def _check_this_machine(host: str) -> None:
-    """A one-line LoftUpError unless ``host`` (MASTER_ADDR) names this machine, where RANK=0
-    holds the meeting point (it waited, printed torch's 45 lines, and blamed itself)."""
-    try:
-        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        found, why = [], f"no address here: {e.strerror}"
-    else:
-        why = "none of its addresses is this machine's"
-    for family, kind, proto, _, address in found:
-        try:
-            with socket.socket(family, kind, proto) as probe:
-                probe.bind((address[0], 0, *address[2:]))
-            return
-        except OSError:  # not an address of this machine (EADDRNOTAVAIL)
-            pass
-    raise LoftUpError(
-        f"MASTER_ADDR must name this machine (RANK=0's), which holds the meeting point: "
-        f"MASTER_ADDR={host} is {why}; set it to this machine's name or address (the one the "
-        "others reach it by), e.g. 127.0.0.1 where all run here"
-    )
-
-
-#: how long (seconds) a store client waits for what listens at MASTER_PORT to answer as a
-#: meeting point (a program that accepts and drops connections there: torch's retries, logged
-#: at each, for the whole meeting wait, and Ctrl-C ignored)
-_ANSWER = 5.0
-
-
-def _closed(line: socket.socket | None) -> bool:
-    """Whether the other end of ``line`` (a non-blocking connection) has closed it."""
-    if line is None:
-        return False
-    try:
-        return line.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:  # open, with nothing to read
-        return False
-    except OSError:
-        return True
-
-
-def _open(host: str, port: int, world: int, rank: int, holds: bool, deadline: float, line):
-    """The TCPStore at ``host:port``, its server here where this process (RANK=``rank``)
-    ``holds`` it; a port in use, or a meeting point that does not answer (``line``, this
-    process's connection to what listens there, dropped; or the store's client timed out), is
-    a one-line LoftUpError."""
-    import torch.distributed as dist
-
-    # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
-    # than on Windows, whose torch has no libuv)
-    libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
-    seconds = max(deadline - time.monotonic(), 1.0)
-    if not holds:  # a store's server keeps a connection open; a squatter may drop it at once
-        time.sleep(0.1)
-        seconds = _ANSWER
-    try:
-        if not holds and _closed(line):
-            raise RuntimeError("the connection was closed at once")
-        return dist.TCPStore(
-            host, port, world, is_master=holds, timeout=datetime.timedelta(seconds=seconds),
-            wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
-        )  # fmt: skip
-    except RuntimeError as e:  # a client's that never reached it: DistNetworkError
-        # rank 0's: two runs on one node with torchrun's default (libuv's EADDRINUSE, the
-        # older server's errno 98; torch 2.4's libuv raised a plain RuntimeError)
-        if re.search(r"EADDRINUSE|Address already in use", str(e)):
-            raise LoftUpError(
-                f"MASTER_PORT={port} is in use here (another run's?), so this process (RANK=0) "
-                f"cannot hold the meeting point at {host}:{port}; give this run's processes "
-                "another MASTER_PORT (torchrun --master-port PORT, or --standalone on one node)"
-            ) from None
-        if holds:
-            raise
-        # another program at the port (rank 0, which could not hold it, said so), which drops
-        # the store's connection, or holds it without an answer
-        raise LoftUpError(
-            f"this process (RANK={rank}) reached {host}:{port}, but no meeting point answered "
-            f"there ({str(e).strip().splitlines()[0][:200]}): RANK=0 left it as this one came, "
-            f"or another program holds MASTER_PORT={port}; free it, or give this run's "
-            "processes another MASTER_PORT (torchrun --master-port PORT)"
-        ) from None
 
 
 def _check_rendezvous() -> None:
