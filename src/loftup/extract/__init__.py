@@ -21,8 +21,9 @@ The package, by step: :mod:`.inputs` (files, folders and globs to jobs), :mod:`.
 output folder's ``upsample.json`` and which of its files are loftup's), :mod:`.torchrun`
 (batches to ranks, the process group), :mod:`.meeting` (where a torchrun job's processes meet
 before joining it), :mod:`.claims` (each rank's claim at that meeting), :mod:`.point` (the
-meeting point, as the network sees it), :mod:`.globs` (a glob's matches and what it could not
-see), :mod:`.loop` (:func:`run`), :mod:`.write` (one image's files) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
+meeting point, as the network sees it), :mod:`.pulse` (from the meeting into the group),
+:mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
+:mod:`.write` (one image's files) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
 """
 
 from __future__ import annotations

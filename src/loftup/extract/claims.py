@@ -62,12 +62,16 @@ def peek(store, key: str) -> str:
     return store.compare_set(key, "", "").decode()
 
 
-def claims(store, key: str, world: int) -> list[str]:
-    """Each rank's claim at the meeting ``key`` (``""``: none)."""
-    keys = [f"{key}/rank/{r}" for r in range(world)]
-    if store.check(keys):  # (each once made, by its claim or a look here: one round trip)
+def read(store, keys: list[str]) -> list[str]:
+    """The values of ``keys`` (``""``: none), without waiting (:func:`peek`)."""
+    if store.check(keys):  # (each once made, by its owner or a look here: one round trip)
         return [value.decode() for value in store.multi_get(keys)]
     return [peek(store, k) for k in keys]
+
+
+def claims(store, key: str, world: int) -> list[str]:
+    """Each rank's claim at the meeting ``key`` (``""``: none)."""
+    return read(store, [f"{key}/rank/{r}" for r in range(world)])
 
 
 def claim(store, key: str, rank: int, mine: str) -> bool:

@@ -1,13 +1,14 @@
 """Where the processes of a torchrun job (or of one started by hand with RANK, WORLD_SIZE,
 MASTER_ADDR and MASTER_PORT) meet before they join the process group: each claims its rank at a
-TCPStore (:mod:`.claims`), found at the meeting point (:mod:`.point`). The waits are Python's
-own (a connection looked for, a key looked at, a pause between looks), not the store's: a
-process whose peers never come says so in one line, where torch's store waiting for them first
-printed its C++ retries and stack traces (41 lines), and Ctrl-C stops the wait at once, where
-the store's ignored it until its time-out (10 minutes)."""
+TCPStore (:mod:`.claims`), found at the meeting point (:mod:`.point`), then all join the group
+(:mod:`.pulse`). The waits are Python's own (a connection looked for, a key looked at, a pause
+between looks), not the store's: a process whose peers never come says so in one line, where
+torch's store waiting for them first printed its C++ retries and stack traces (41 lines), and
+Ctrl-C stops the wait at once, where the store's ignored it until its time-out (10 minutes)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import os
@@ -16,7 +17,7 @@ import time
 from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
-from . import claims, point
+from . import claims, point, pulse
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 
 
@@ -28,7 +29,6 @@ def meet_the_others(backend: str, seconds: float) -> None:
     that exports them for another launcher, one process started: torch's 44-line store
     traceback, after the collectives' whole wait, a day for ``upsample``, since
     ``init_process_group``'s time-out covers the meeting too)."""
-    import torch.distributed as dist
 
     meet = timeout_from_env(MEET_TIMEOUT, MEET_ENV)
     _check_rendezvous()
@@ -41,30 +41,54 @@ def meet_the_others(backend: str, seconds: float) -> None:
     meeting = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{next(_MEETINGS)}"
     deadline = time.monotonic() + meet
     store = _meeting_point(rank, world, meet, meeting)
-    # the group's own rendezvous (each rank's address, at the store) waits what is left of the
-    # meeting's wait, not the collectives' (a process killed after it came: a day, Ctrl-C
-    # ignored, then torch's traceback); the collectives' wait is set once the group is joined
-    join = max(deadline - time.monotonic(), _JOIN_LEAST)
+    _join(backend, store, meeting, rank, world, max(deadline - time.monotonic(), _JOIN_LEAST),
+          seconds)  # fmt: skip
+
+
+def _join(backend: str, store, meeting: str, rank: int, world: int, join: float, seconds: float):
+    """Join the group of the ``meeting`` just met at ``store``: its own rendezvous waits
+    ``join`` seconds at most (what is left of the meeting's wait), not the collectives'
+    ``seconds`` (a process killed after it came: a day, Ctrl-C ignored, then torch's traceback),
+    which are set once the group is joined. gloo's rendezvous is waited for in looks
+    (:mod:`.pulse`): Ctrl-C ends it at once, and a process gone silent ends it within seconds,
+    named; nccl's (its communicators, made at the first collective) is not in the join."""
+    import torch.distributed as dist
+
+    key = f"loftup_meet/{meeting}"
+    met = (
+        f"this process (RANK={rank} of WORLD_SIZE={world}) met the others at "
+        f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but"
+    )
+    watched = backend == "gloo"
+    group = (
+        pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met)
+        if watched
+        else store
+    )
     # _set_pg_timeout is torch's private API, which a release may drop: without it the group is
     # joined with the collectives' wait
     set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)
-    store.set_timeout(datetime.timedelta(seconds=join))
-    try:
-        join_process_group(
-            backend, store=dist.PrefixStore(f"default_pg/{meeting}", store), rank=rank,
-            world_size=world, timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
-        )  # fmt: skip
-    except RuntimeError as e:  # torch's DistError, gloo's connection errors
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LoftUpError(
-            f"this process (RANK={rank} of WORLD_SIZE={world}) met the others at "
-            f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but not all of them "
-            f"joined the process group within {join:.0f} s ({why}): one ended after it came "
-            "(its own error says why, or it was killed); start the run again"
-        ) from None
+    group.set_timeout(datetime.timedelta(seconds=join))
+    with pulse.Pulse(store, key, rank) if watched else contextlib.nullcontext() as beat:
+        try:
+            join_process_group(
+                backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
+                world_size=world, timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
+            )  # fmt: skip
+        except RuntimeError as e:  # torch's DistError, gloo's connection errors
+            why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise LoftUpError(
+                f"{met} not all of them joined the process group within {join:.0f} s ({why}): "
+                "one ended after it came (its own error says why, or it was killed); start the "
+                "run again"
+            ) from None
+        if watched:
+            beat.joined()
+            group.joined()
+            _JOINED[:] = [group]
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
-    store.set_timeout(datetime.timedelta(seconds=seconds))
+    group.set_timeout(datetime.timedelta(seconds=seconds))
     if set_timeout is not None and dist.is_initialized():  # (a test's stand-in joins none)
         set_timeout(datetime.timedelta(seconds=seconds))
 
@@ -82,6 +106,10 @@ _MEETINGS = itertools.count(1)
 #: counted itself in at a store that then closed, and was told rank 0 had left; rank 0's next
 #: TCPStore at that port (multi_tenant) is this one's server again
 _HELD: list = []
+
+#: the group's store (:class:`.pulse.Rendezvous`) while the group may use it: torch holds its
+#: C++ half only, whose calls into Python fail once the Python half is gone
+_JOINED: list = []
 
 
 def _meeting_point(rank: int, world: int, seconds: float, meeting: str):

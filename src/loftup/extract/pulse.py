@@ -1,0 +1,171 @@
+"""From the meeting (:mod:`.meeting`) into the process group: gloo's own rendezvous (each
+rank publishes its address at the store, then reads the others') waited in torch's C++ store,
+which a process killed after the meeting held up for all that was left of the meeting's wait
+(minutes), and which let Ctrl-C wait as long. Here each process beats (:class:`Pulse`) until it
+has joined, and the group's store (:class:`Rendezvous`) waits for an address in Python's own
+looks: between two, Ctrl-C stops it, and a process whose beat has stopped for
+:data:`SILENT_FOR` seconds, with the group not whole, ends the others' wait, named.
+
+Under ``key`` (the meeting's), ``key/pulse/R`` is RANK=R's beat, a count, or :data:`JOINED`
+once RANK=R has joined the group (it then beats no more, and is waited for no more)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch.distributed as dist
+
+from ..errors import LoftUpError
+from .claims import LOOK_EVERY, read
+
+#: how often (seconds) a process beats while it joins the group
+BEAT_EVERY = 0.5
+
+#: how long (seconds) a process may be silent (no beat) before the others take it for gone:
+#: many beats, so that a live one on a loaded machine is not
+SILENT_FOR = 5.0
+
+#: a process's last word at its pulse: it has joined the group
+JOINED = "joined"
+
+
+class Pulse:
+    """RANK=``rank``'s beat at the meeting ``key`` of ``store``, from a thread, for the
+    ``with`` block; :meth:`joined` (in the block) makes its last word :data:`JOINED`. A block
+    left otherwise (an error, Ctrl-C) leaves the beat to stop: the others are told."""
+
+    def __init__(self, store, key: str, rank: int):
+        self.store, self.at = store, f"{key}/pulse/{rank}"
+        self.stop, self.last = threading.Event(), None
+        self.thread = threading.Thread(target=self._beat, name="loftup-pulse", daemon=True)
+
+    def __enter__(self) -> Pulse:
+        self.thread.start()
+        return self
+
+    def joined(self) -> None:
+        self.last = JOINED
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.last is not None:
+            self.store.set(self.at, self.last)
+
+    def _beat(self) -> None:
+        count = 0
+        while not self.stop.is_set():
+            count += 1
+            try:
+                self.store.set(self.at, str(count))
+            except Exception:  # the point closed (RANK=0 gone): the others are told by it
+                return
+            self.stop.wait(BEAT_EVERY)
+
+
+class Silence:
+    """The others' pulses at the meeting ``key``, as RANK=``rank`` sees them over time."""
+
+    def __init__(self, store, key: str, rank: int, world: int):
+        self.store, self.ranks = store, [r for r in range(world) if r != rank]
+        self.keys = [f"{key}/pulse/{r}" for r in self.ranks]
+        self.heard: dict[int, tuple[str, float]] = {}  # rank: (its beat, when first seen)
+        self.next_look = 0.0
+
+    def gone(self) -> list[int]:
+        """The ranks, not joined, whose beat has not changed for :data:`SILENT_FOR` seconds
+        (none that never beat before this process first looked: its clock, not theirs)."""
+        now = time.monotonic()
+        if now < self.next_look:
+            return []
+        self.next_look = now + BEAT_EVERY
+        gone = []
+        for r, beat in zip(self.ranks, read(self.store, self.keys)):
+            if beat == JOINED:
+                continue
+            if self.heard.get(r, (None,))[0] != beat:
+                self.heard[r] = (beat, now)
+            elif now - self.heard[r][1] >= SILENT_FOR:
+                gone.append(r)
+        return gone
+
+
+class Rendezvous(dist.Store):
+    """``store`` as the group's rendezvous uses it: until :meth:`joined`, a wait for keys (the
+    others' addresses) is looks at them, until ``deadline`` (``time.monotonic()``) and while no
+    other process is silent (:class:`Silence`); either ends it with a LoftUpError that starts
+    with ``met`` ("this process ... met the others at ..., but"). Then, the store's own calls.
+    Kept referenced while a group uses it: torch holds only its C++ half."""
+
+    def __init__(self, store, key: str, rank: int, world: int, deadline: float, met: str):
+        super().__init__()
+        self.inner, self.deadline, self.met = store, deadline, met
+        self.seconds = deadline - time.monotonic()
+        self.silence: Silence | None = Silence(store, key, rank, world)
+
+    def joined(self) -> None:
+        self.silence = None
+
+    def _look(self, keys: list[str]) -> None:
+        pause = 0.01
+        while not self.inner.check(keys):
+            gone = self.silence.gone()
+            if gone:
+                names = " and ".join(f"RANK={r}" for r in gone)
+                raise LoftUpError(
+                    f"{self.met} {names} went silent (no sign of life for {SILENT_FOR:g} s) "
+                    "before joining the process group: killed (or its machine lost), or ended "
+                    "by an error of its own, which says why; start the run again"
+                )
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise LoftUpError(
+                    f"{self.met} not all of them joined the process group within "
+                    f"{self.seconds:.0f} s (one alive but stuck before it joins?); start the "
+                    "run again"
+                )
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, LOOK_EVERY)
+
+    def get(self, key):
+        if self.silence is not None:
+            self._look([key])
+        return self.inner.get(key)
+
+    def wait(self, keys, timeout=None):
+        if self.silence is not None:
+            return self._look(keys)
+        return self.inner.wait(keys) if timeout is None else self.inner.wait(keys, timeout)
+
+    def set_timeout(self, timeout):
+        super().set_timeout(timeout)
+        self.inner.set_timeout(timeout)
+
+    # the rest, as the store does it
+    def set(self, key, value):
+        return self.inner.set(key, value)
+
+    def add(self, key, value):
+        return self.inner.add(key, value)
+
+    def compare_set(self, key, expected, desired):
+        return self.inner.compare_set(key, expected, desired)
+
+    def check(self, keys):
+        return self.inner.check(keys)
+
+    def delete_key(self, key):
+        return self.inner.delete_key(key)
+
+    def num_keys(self):
+        return self.inner.num_keys()
+
+    def multi_get(self, keys):
+        return self.inner.multi_get(keys)
+
+    def multi_set(self, keys, values):
+        return self.inner.multi_set(keys, values)
+
+    def append(self, key, value):
+        return self.inner.append(key, value)

@@ -1,0 +1,121 @@
+"""From the meeting into the process group (loftup.extract.pulse): processes that all came to
+the meeting, one of which then dies, hangs, or joins late. Each rank is its own process, as
+under torchrun; rank 0 is `loftup upsample` itself where it can be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loftup.extract.pulse import SILENT_FOR
+from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
+
+_RANK = """
+import os, signal, sys, time, torch
+from loftup.extract import meeting, torchrun
+sys.argv[1:] = ["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]  # (rank 0's command)
+join, how = meeting.join_process_group, os.environ["HOW"]
+def stand_in(*args, **kwargs):  # once all came
+    if how == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(float(os.environ["LATE"]) if how == "late" else 600)  # ("hangs": alive, stuck)
+    join(*args, **kwargs)
+if os.environ["RANK"] == "1":
+    meeting.join_process_group = stand_in
+with torchrun.process_group(torch.device("cpu"), 2):
+    print("sum", torchrun.summed([int(os.environ["RANK"]) + 1], 2)[0], flush=True)
+"""
+
+
+def stand_in(rank: int, port: int, tmp_path: Path, how: str, **env) -> subprocess.Popen:
+    """RANK=``rank`` of WORLD_SIZE=2 at 127.0.0.1:``port`` with `loftup upsample`'s command
+    line, which meets the others and then, as RANK=1, is "killed", "hangs" or joins "late"."""
+    env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / "out"), "HOW": how,
+           "LOFTUP_DIST_MEET_TIMEOUT": "600", **env}  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", _RANK], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(tmp_path):
+    """Rank 1 comes, and is killed (SIGKILL) before it joins the group: rank 0 waited in the
+    group's rendezvous for all that was left of the meeting's wait (here 600 s; a day before
+    the meeting had its own), then said in one line that one of them ended. It now hears rank
+    1 go silent, and says so, naming it, SILENT_FOR seconds later."""
+    port = free_port()
+    rank_0 = start_rank(0, port, tmp_path, meet_seconds=600)
+    rank_1 = stand_in(1, port, tmp_path, "killed")
+    try:
+        rank_1.communicate(timeout=120)
+        _, err = rank_0.communicate(timeout=120)  # not the meeting's 600 s
+    finally:
+        rank_0.kill()
+        rank_1.kill()
+    assert rank_1.returncode == -signal.SIGKILL
+    assert rank_0.returncode == 2, err[-2000:]
+    assert err.splitlines() == [  # (and not torch's store's lines of its time-out)
+        f"[rank 0] error: this process (RANK=0 of WORLD_SIZE=2) met the others at 127.0.0.1:"
+        f"{port}, but RANK=1 went silent (no sign of life for {SILENT_FOR:g} s) before joining "
+        "the process group: killed (or its machine lost), or ended by an error of its own, "
+        "which says why; start the run again"
+    ]
+
+
+def test_ctrl_c_while_a_rank_waits_to_join_the_group_ends_it_at_once(tmp_path):
+    """All came, and rank 1 hangs (alive) before it joins: rank 0 waits in the group's
+    rendezvous, where SIGINT waited for the rest of the meeting's wait (here 600 s; at least
+    10 s) in torch's store. It ends rank 0 as Ctrl-C ends any command (130, "interrupted")."""
+    port = free_port()
+    rank_0 = start_rank(0, port, tmp_path, meet_seconds=600)
+    rank_1 = stand_in(1, port, tmp_path, "hangs")
+    try:
+        point = client_of_rank_0s_point(port, rank_0)
+        # rank 0 has put its address for the group (under the meeting's prefix): it waits there
+        while not any(k.startswith("default_pg/0/1/") for k in point.list_keys()):
+            assert rank_0.poll() is None and rank_1.poll() is None, rank_0.communicate()
+            time.sleep(0.05)
+        rank_0.send_signal(signal.SIGINT)
+        _, err = rank_0.communicate(timeout=60)  # not the meeting's 600 s
+    finally:
+        rank_0.kill()
+        rank_1.kill()
+        rank_1.communicate()
+    assert rank_0.returncode == 130, err
+    assert err.splitlines() == ["[rank 0] interrupted"]
+
+
+def test_a_live_rank_that_joins_later_than_the_silence_is_waited_for(tmp_path):
+    """Rank 1 comes, then joins the group SILENT_FOR + 3 s later (a slow import, a loaded
+    machine): it beats while it is late, so rank 0 waits for it, and both join and sum."""
+    port = free_port()
+    ranks = [stand_in(r, port, tmp_path, "late", LATE=str(SILENT_FOR + 3)) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in ranks]
+    for p, (out, err) in zip(ranks, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.splitlines() == ["sum 3"], err[-2000:]
+
+
+def test_a_live_rank_that_never_joins_ends_the_others_wait_in_one_line(tmp_path):
+    """Rank 1 comes, then hangs (alive, beating) before it joins: rank 0 waits what is left
+    of the meeting's wait (here 5 s; at least 10 s) and says so in one line; torch's store
+    printed its own time-out above it."""
+    port = free_port()
+    rank_0 = start_rank(0, port, tmp_path, meet_seconds=5)
+    rank_1 = stand_in(1, port, tmp_path, "hangs")
+    try:
+        _, err = rank_0.communicate(timeout=120)
+    finally:
+        rank_0.kill()
+        rank_1.kill()
+        rank_1.communicate()
+    assert rank_0.returncode == 2, err[-2000:]
+    assert err.splitlines() == [
+        f"[rank 0] error: this process (RANK=0 of WORLD_SIZE=2) met the others at 127.0.0.1:"
+        f"{port}, but not all of them joined the process group within 10 s (one alive but "
+        "stuck before it joins?); start the run again"
+    ]
