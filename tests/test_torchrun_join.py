@@ -21,10 +21,14 @@ sys.argv[1:] = ["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]  # (ra
 join, how = meeting.join_process_group, os.environ["HOW"]
 def stand_in(*args, **kwargs):  # once all came
     if how == "killed":
+        while meeting._HELD and not any(  # (RANK=0: once the other waits in the group's join)
+            k.startswith("default_pg/0/1/") for k in meeting._HELD[0].list_keys()
+        ):
+            time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(os.environ["LATE"]) if how == "late" else 600)  # ("hangs": alive, stuck)
     join(*args, **kwargs)
-if os.environ["RANK"] == "1":
+if os.environ["RANK"] == os.environ.get("STAND_IN", "1"):
     meeting.join_process_group = stand_in
 with torchrun.process_group(torch.device("cpu"), 2):
     print("sum", torchrun.summed([int(os.environ["RANK"]) + 1], 2)[0], flush=True)
@@ -33,7 +37,8 @@ with torchrun.process_group(torch.device("cpu"), 2):
 
 def stand_in(rank: int, port: int, tmp_path: Path, how: str, **env) -> subprocess.Popen:
     """RANK=``rank`` of WORLD_SIZE=2 at 127.0.0.1:``port`` with `loftup upsample`'s command
-    line, which meets the others and then, as RANK=1, is "killed", "hangs" or joins "late"."""
+    line, which meets the others and then, as RANK=1 (or ``STAND_IN``), is "killed", "hangs" or
+    joins "late"."""
     env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
            "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / "out"), "HOW": how,
@@ -63,6 +68,32 @@ def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(t
         f"{port}, but RANK=1 went silent (no sign of life for {SILENT_FOR:g} s) before joining "
         "the process group: killed (or its machine lost), or ended by an error of its own, "
         "which says why; start the run again"
+    ]
+
+
+def test_rank_0_killed_after_the_meeting_it_holds_is_named_at_once_without_store_traces(
+    tmp_path,
+):
+    """Started by hand (no torchrun's agent), RANK=0 holds the meeting point; killed once all
+    came, it takes the point with it: rank 1's store, waiting there for rank 0's address, said
+    so with its C++ stack trace (40 lines), then our line, which said it waited the rest of the
+    meeting's wait (600 s) and named no one. The connection rank 1 keeps to the point tells it
+    first."""
+    port = free_port()
+    rank_0 = stand_in(0, port, tmp_path, "killed", STAND_IN="0")
+    rank_1 = start_rank(1, port, tmp_path, meet_seconds=600)
+    try:
+        _, err = rank_1.communicate(timeout=120)
+    finally:
+        rank_0.kill()
+        rank_1.kill()
+        rank_0.communicate()
+    assert rank_0.returncode == -signal.SIGKILL
+    assert rank_1.returncode == 2, err[-2000:]
+    assert err.splitlines() == [
+        f"[rank 1] error: this process (RANK=1 of WORLD_SIZE=2) met the others at 127.0.0.1:"
+        f"{port}, but RANK=0, which holds the meeting point, ended before all joined the "
+        "process group (killed, or an error of its own, which says why); start the run again"
     ]
 
 

@@ -60,8 +60,14 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
         f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but"
     )
     watched = backend == "gloo"
+    # a connection to the meeting point, as in the meeting: its close says at once that RANK=0,
+    # which holds it, has ended (the store's own calls to it logged their C++ stack traces)
+    line = None
+    if watched and not point.holds(rank):
+        line = point.reach(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0),
+                           time.monotonic() + point.ANSWER, met)  # fmt: skip
     group = (
-        pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met)
+        pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met, line)
         if watched
         else store
     )
@@ -69,23 +75,28 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     # joined with the collectives' wait
     set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)
     group.set_timeout(datetime.timedelta(seconds=join))
-    with pulse.Pulse(store, key, rank) if watched else contextlib.nullcontext() as beat:
-        try:
-            join_process_group(
-                backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
-                world_size=world, timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
-            )  # fmt: skip
-        except RuntimeError as e:  # torch's DistError, gloo's connection errors
-            why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise LoftUpError(
-                f"{met} not all of them joined the process group within {join:.0f} s ({why}): "
-                "one ended after it came (its own error says why, or it was killed); start the "
-                "run again"
-            ) from None
-        if watched:
-            beat.joined()
-            group.joined()
-            _JOINED[:] = [group]
+    try:
+        with pulse.Pulse(store, key, rank, line) if watched else contextlib.nullcontext() as beat:
+            try:
+                join_process_group(
+                    backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
+                    world_size=world,
+                    timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
+                )  # fmt: skip
+            except RuntimeError as e:  # torch's DistError, gloo's connection errors
+                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise LoftUpError(
+                    f"{met} not all of them joined the process group within {join:.0f} s "
+                    f"({why}): one ended after it came (its own error says why, or it was "
+                    "killed); start the run again"
+                ) from None
+            if watched:
+                beat.joined()
+                group.joined()
+                _JOINED[:] = [group]
+    finally:
+        if line is not None:
+            line.close()
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
     group.set_timeout(datetime.timedelta(seconds=seconds))
@@ -129,8 +140,7 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
         )
 
     waited = f"waited {seconds:g} s ({MEET_ENV}) at {where} for the others, and"
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    holds = rank == 0 and not agent
+    holds = point.holds(rank)
     if holds:
         point.check_this_machine(host)
     # the others look for the meeting point themselves (the store's client, left to do it,

@@ -18,6 +18,12 @@ from ..errors import LoftUpError
 from .claims import LOOK_EVERY
 
 
+def holds(rank: int) -> bool:
+    """Whether this process (RANK=``rank``) holds the meeting point: RANK=0, unless torchrun's
+    agent holds it (its store, which outlives the processes)."""
+    return rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+
+
 def reach(host: str, port: int, deadline: float, this: str) -> socket.socket | None:
     """A connection to ``host:port`` once something listens there, looked for until
     ``deadline`` (``time.monotonic()``); else None. A name that resolves to no address is a

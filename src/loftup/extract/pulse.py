@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from ..errors import LoftUpError
 from .claims import LOOK_EVERY, read
+from .point import closed
 
 #: how often (seconds) a process beats while it joins the group
 BEAT_EVERY = 0.5
@@ -35,8 +36,8 @@ class Pulse:
     ``with`` block; :meth:`joined` (in the block) makes its last word :data:`JOINED`. A block
     left otherwise (an error, Ctrl-C) leaves the beat to stop: the others are told."""
 
-    def __init__(self, store, key: str, rank: int):
-        self.store, self.at = store, f"{key}/pulse/{rank}"
+    def __init__(self, store, key: str, rank: int, line=None):
+        self.store, self.at, self.line = store, f"{key}/pulse/{rank}", line
         self.stop, self.last = threading.Event(), None
         self.thread = threading.Thread(target=self._beat, name="loftup-pulse", daemon=True)
 
@@ -55,7 +56,7 @@ class Pulse:
 
     def _beat(self) -> None:
         count = 0
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not closed(self.line):  # (closed: a set logs)
             count += 1
             try:
                 self.store.set(self.at, str(count))
@@ -98,9 +99,9 @@ class Rendezvous(dist.Store):
     with ``met`` ("this process ... met the others at ..., but"). Then, the store's own calls.
     Kept referenced while a group uses it: torch holds only its C++ half."""
 
-    def __init__(self, store, key: str, rank: int, world: int, deadline: float, met: str):
+    def __init__(self, store, key, rank, world, deadline: float, met: str, line=None):
         super().__init__()
-        self.inner, self.deadline, self.met = store, deadline, met
+        self.inner, self.deadline, self.met, self.line = store, deadline, met, line
         self.seconds = deadline - time.monotonic()
         self.silence: Silence | None = Silence(store, key, rank, world)
 
@@ -109,7 +110,15 @@ class Rendezvous(dist.Store):
 
     def _look(self, keys: list[str]) -> None:
         pause = 0.01
-        while not self.inner.check(keys):
+        while True:
+            if closed(self.line):  # first: the store's own call to a closed point logs its trace
+                raise LoftUpError(
+                    f"{self.met} RANK=0, which holds the meeting point, ended before all joined "
+                    "the process group (killed, or an error of its own, which says why); start "
+                    "the run again"
+                )
+            if self.inner.check(keys):
+                return
             gone = self.silence.gone()
             if gone:
                 names = " and ".join(f"RANK={r}" for r in gone)
