@@ -108,15 +108,34 @@ class Rendezvous(dist.Store):
     def joined(self) -> None:
         self.silence = None
 
+    def _point_gone(self, grace: float = 0.0) -> LoftUpError | None:
+        """RANK=0's end, told, where the meeting point has closed (within ``grace`` seconds:
+        a store call that failed as RANK=0 went may come just before the close)."""
+        end = time.monotonic() + grace
+        while not closed(self.line):
+            if self.line is None or time.monotonic() >= end:
+                return None
+            time.sleep(0.01)
+        return LoftUpError(
+            f"{self.met} RANK=0, which holds the meeting point, ended before all joined the "
+            "process group (killed, or an error of its own, which says why); start the run again"
+        )
+
     def _look(self, keys: list[str]) -> None:
+        try:
+            self._look_for(keys)
+        except dist.DistError:  # the point closed under a look (its trace logged by torch)
+            gone = self._point_gone(grace=1.0)
+            if gone is None:
+                raise
+            raise gone from None
+
+    def _look_for(self, keys: list[str]) -> None:
         pause = 0.01
         while True:
-            if closed(self.line):  # first: the store's own call to a closed point logs its trace
-                raise LoftUpError(
-                    f"{self.met} RANK=0, which holds the meeting point, ended before all joined "
-                    "the process group (killed, or an error of its own, which says why); start "
-                    "the run again"
-                )
+            gone = self._point_gone()  # first: the store's call to a closed point logs a trace
+            if gone is not None:
+                raise gone
             if self.inner.check(keys):
                 return
             gone = self.silence.gone()
