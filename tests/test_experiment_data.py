@@ -184,3 +184,20 @@ def test_the_training_data_is_told_by_the_files_training_reads(tmp_path):
     assert run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"] == first
     (tmp_path / "sa_1.jpg").write_bytes(b"another jpeg")
     assert run_inputs({"sha256": None}, tmp_path, "sa1b")["training_data"] != first
+
+
+def test_a_file_missing_past_the_held_out_images_read_is_not_asked_for(tmp_path):
+    """--eval-count 4 reads 2 train and 2 val images: a val image missing past them refused
+    the experiment ("1 listed files are missing"), though `loftup eval --limit 2` ran."""
+    from eval_data import write_voc
+    from loftup.experiments.data import check_eval_dataset, load_eval_set
+
+    root = write_voc(tmp_path / "voc", n=6)
+    val = sorted((root / "JPEGImages").glob("2007_1*.jpg"))
+    val[-1].unlink()
+    s = ExperimentSettings("coords", eval_root=str(root), eval_dataset="voc", eval_count=4)
+    check_eval_dataset(s.resolved())
+    assert len(load_eval_set(s.resolved()).images) == 4
+    val[1].unlink()  # one it reads: still refused, naming it
+    with pytest.raises(LoftUpError, match=f"missing, e.g. .*{val[1].name}"):
+        check_eval_dataset(s.resolved())
