@@ -223,6 +223,22 @@ def test_boundary_f_tolerance_must_be_a_whole_number_of_pixels():
     assert boundary_f_score(a, a, 2.0) == 1.0  # a whole float is fine
 
 
+def test_boundary_f_tolerance_takes_whole_numpy_and_torch_scalars():
+    """2.0 was taken but np.float32(2.0) and torch.tensor(2.0) raised, and a 0-d tensor that
+    is not whole must still be refused, not cut."""
+    a = torch.zeros(12, 12, dtype=torch.long)
+    a[3:7, 3:7] = 1
+    b = torch.roll(a, 2, dims=1)  # boundaries 2 px apart: tolerance 2 matches them, 1 does not
+    assert boundary_f_score(a, b, 2) == 1.0 and boundary_f_score(a, b, 1) < 1.0
+    for whole in (np.float32(2.0), np.float64(2.0), torch.tensor(2.0), torch.tensor(2),
+                  np.array(2.0), np.uint8(2), torch.tensor(2.0, dtype=torch.float16)):  # fmt: skip
+        assert boundary_f_score(a, b, whole) == 1.0, whole
+    for bad in (np.float32(2.5), torch.tensor(2.5), torch.tensor(-1), torch.tensor(True),
+                torch.tensor([2]), np.bool_(True), np.float32("inf")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"tolerance_px must be an integer >= 0"):
+            boundary_f_score(a, b, bad)
+
+
 def test_labels_out_of_range_say_the_fix_that_applies():
     """With ignore_index=None the message said "map void pixels to ignore_index=None"; for a
     prediction it offered ignore_index, which never leaves out predicted pixels."""

@@ -16,7 +16,7 @@ gets here.
 from __future__ import annotations
 
 import math
-import operator
+import numbers
 
 import numpy as np
 import torch
@@ -215,17 +215,14 @@ def boundary_f_score(
 
 
 def _tolerance(value) -> int:
-    """``tolerance_px`` as an int (a whole float such as 2.0 too), or a ValueError: 2.9 was
-    scored as 2 and -1 as 0.0."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    try:
-        ok = not isinstance(value, bool) and operator.index(value) >= 0
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"tolerance_px must be an integer >= 0 (pixels), got {value!r}")
-    return operator.index(value)
+    """``tolerance_px`` as an int, or a ValueError (2.9 was scored as 2 and -1 as 0.0): any
+    real number whose value is whole and >= 0 (2, 2.0, np.float32(2.0), np.int64(2)), a 0-d
+    tensor or array of one too; not a bool."""
+    v = value.item() if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0 else value
+    if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+        if math.isfinite(v) and v >= 0 and float(v).is_integer():
+            return int(v)
+    raise ValueError(f"tolerance_px must be an integer >= 0 (pixels), got {value!r}")
 
 
 def davis_tolerance(shape: tuple[int, int], bound_th: float = DAVIS_BOUND_TH) -> int:
