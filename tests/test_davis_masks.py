@@ -68,10 +68,12 @@ def test_a_folder_of_other_files_is_refused(tmp_path, capsys):
     masks = tmp_path / "masks"
     (masks / "bear").mkdir(parents=True)
     (masks / "bear" / "00000.png").write_bytes(b"someone else's")
+    (masks / "notes.txt").write_text("mine")
     assert main(_davis(root, masks)) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "holds files that no loftup eval davis run wrote" in err
     assert (masks / "bear" / "00000.png").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in masks.iterdir()) == ["bear", "notes.txt"]
 
 
 def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
@@ -86,6 +88,7 @@ def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
         "bear/00000.png", "bear/00001.png", "bear/00002.png",
     ]  # fmt: skip
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
+    assert sorted(p.name for p in masks.iterdir()) == [".loftup-eval-davis-masks", "bear"]
     umask = os.umask(0o022)
     os.umask(umask)
     assert masks.stat().st_mode & 0o777 == 0o777 & ~umask  # a new folder's, not mkdtemp's 0o700
@@ -102,3 +105,4 @@ def test_a_run_that_fails_leaves_the_masks_folder_as_it_was(tmp_path, capsys):
     assert "00002.jpg" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in masks.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
+    assert not list(masks.glob(".loftup-staging-*"))  # its staging folder removed

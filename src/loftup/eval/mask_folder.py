@@ -3,15 +3,22 @@ result format (DIR/<sequence>/<frame>.png).
 
 Checked before any work (:func:`check_masks_folder`): not inside the dataset's ``--root``
 (the masks would overwrite its annotations), and new, empty, or one an earlier ``loftup eval
-davis`` run wrote (it holds the mark file :data:`MARK` and mask folders only). The masks are
-written into a hidden folder beside DIR (:func:`staging_folder`) and take DIR's place at the
-end of the run (:func:`publish_masks`), so DIR never mixes the masks of two runs and a run
-that fails leaves it as it was.
+davis`` run wrote: it holds the mark file :data:`MARK`, which lists that run's sequence
+folders, and those folders of PNGs only. The run writes its masks into a hidden staging
+folder inside DIR (:class:`MaskStaging`: the same file system, so its masks move in by
+renames); at the end, after the scores are written, its sequence folders take the place of
+the earlier run's and the mark is written last. DIR itself is never moved: it keeps its
+inode, mode, group and mount, and a shell or process inside it stays there. A run that fails
+or is interrupted before then leaves DIR's masks as they were and removes its staging
+folder; one killed outright (``kill -9``) leaves it, and the next run into DIR removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import FOLDER_MODE
+from ..atomic import atomic_write_bytes
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
 
@@ -30,6 +37,9 @@ if TYPE_CHECKING:
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
+
+#: The beginning of a run's staging folder's name (then mkdtemp's 8 characters).
+STAGING = ".loftup-staging-"
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -75,23 +85,47 @@ def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
 
 
+def _is_staging(entry: Path) -> bool:
+    return bool(re.fullmatch(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}", entry.name)) and (
+        entry.is_dir() and not entry.is_symlink()
+    )
+
+
+def earlier_sequences(folder: Path) -> list[str] | None:
+    """The sequence folders of the run whose masks ``folder`` holds, as its mark lists them
+    (None: no mark). A mark that lists none (the one line of text an earlier version wrote,
+    or an empty file the user made) stands for every folder in ``folder``."""
+    try:
+        listed = json.loads((folder / MARK).read_text())["sequences"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):  # not this version's mark
+        listed = [p.name for p in folder.iterdir() if p.is_dir() and not _is_staging(p)]
+    if not isinstance(listed, list):
+        return []
+    # a plain name in ``folder`` only: a mark naming ../x must not reach outside it
+    return [n for n in listed if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+
+
 def foreign_entries(folder: Path) -> list[Path]:
-    """What ``folder`` holds that an earlier run did not write (everything, without the
-    mark; else what is neither the mark nor a folder of PNGs)."""
+    """What ``folder`` holds besides an earlier run's masks (its mark, the sequence folders
+    the mark lists, holding PNG files only) and runs' staging folders."""
     if not folder.is_dir():
         return []
-    entries = sorted(folder.iterdir())
-    if not (folder / MARK).is_file():
-        return entries
+    listed = set(earlier_sequences(folder) or ())
     out = []
-    for entry in entries:
-        if entry.name == MARK:
-            continue
-        if entry.is_symlink() or not entry.is_dir():
-            out.append(entry)
-            continue
-        out += [p for p in sorted(entry.iterdir()) if p.suffix != ".png" or not p.is_file()]
+    for entry in sorted(folder.iterdir()):
+        if entry.name != MARK and not _is_staging(entry):
+            out += _not_masks(entry) if entry.name in listed else [entry]
     return out
+
+
+def _not_masks(entry: Path) -> list[Path]:
+    """What in the sequence folder ``entry`` is no mask: itself when no folder, else its
+    entries that are no PNG files."""
+    if entry.is_symlink() or not entry.is_dir():
+        return [entry]
+    return [p for p in sorted(entry.iterdir()) if p.suffix != ".png" or not p.is_file()]
 
 
 def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
@@ -106,68 +140,156 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
             "its files; give a folder outside it, e.g. --save-masks runs/davis_masks"
         )
     found = foreign_entries(target)
+    if found and earlier_sequences(target) is None and not any(map(_not_masks, found)):
+        raise UsageError(
+            f"--save-masks {folder} holds masks ({found[0]}) but no {MARK} file, the mark of "
+            "an earlier run's masks that this run may replace (masks of a loftup from before "
+            "the mark, or made otherwise): delete or move them, or, if this run may replace "
+            f"them, mark them: touch {Path(folder) / MARK}"
+        )
     if found:
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""
         raise UsageError(
             f"--save-masks {folder} holds files that no loftup eval davis run wrote ({found[0]}"
-            f"{more}); the run replaces the folder with its masks, so give a new or empty "
-            "folder, or move those files out"
+            f"{more}); the run replaces an earlier run's masks there with its own, so give a "
+            "new or empty folder, or move those files out"
         )
 
 
-def staging_folder(folder: str) -> Path:
-    """A new hidden folder beside ``folder`` (made, with ``folder``'s parents) that the run
-    writes its masks into; :func:`publish_masks` moves it into place."""
+def check_outside_masks(folder: str, outputs: dict[str, str]) -> None:
+    """UsageError when one of ``outputs`` (option: path; ``--json``, the figure,
+    ``--cache-dir``) is ``folder`` (``--save-masks``) or inside it: DIR holds masks only, and
+    a later run refused it for the file an earlier one wrote there."""
     target = _real(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return _hidden_beside(target, ".partial")
+    for option, path in outputs.items():
+        if _real(path) == target or target in _real(path).parents:
+            fix = "--figure" if option == "the figure" else option
+            raise UsageError(
+                f"{option} {path} is inside --save-masks {folder}, which holds masks only (a "
+                f"later run into it would refuse the file); give {fix} a path outside it"
+            )
 
 
-def _hidden_beside(target: Path, suffix: str) -> Path:
-    """A new hidden folder beside ``target``, named after it (cut to what the file system
-    takes), with the mode of a new folder, not mkdtemp's private one."""
-    name = os.fsdecode(os.fsencode(target.name)[:200])
-    made = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}.", suffix=suffix))
-    os.chmod(made, FOLDER_MODE)
-    return made
-
-
-def discard(staging: Path) -> None:
-    """Remove a run's staging folder (the run failed: ``--save-masks`` stays as it was)."""
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def publish_masks(staging: Path, folder: str, results: dict) -> None:
-    """Mark ``staging`` as a run's masks and put it in ``folder``'s place, replacing an
-    earlier run's masks there whole. LoftUpError, naming where the masks are and carrying
-    the scores (``results``), when that cannot be done (files not of a run appeared in
-    ``folder`` during the run, or the disk refused)."""
-    from .report import summary
-
-    target = _real(folder)
-    old = None
+def _flock(path: Path, wait: bool) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive lock (``fcntl.flock``; the system
+    releases it when the process ends, however it ends), or None where it is held elsewhere
+    (``wait`` False) or the system keeps no locks."""
     try:
-        (staging / MARK).write_text("masks of a loftup eval davis run (DAVIS result format)\n")
-        if target.exists():
-            found = foreign_entries(target)
-            if found:
-                raise LoftUpError(
-                    f"--save-masks {folder} now holds files no loftup eval davis run wrote "
-                    f"({found[0]}); the masks were left in {staging}; the scores: "
-                    f"{summary(results)}"
-                )
-            old = _hidden_beside(target, ".old")
-            os.replace(target, old)  # an empty folder is replaced by a rename
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def sweep_staging(folder: Path) -> None:
+    """Remove the staging folders in ``folder`` that runs killed outright left: those no
+    running run holds the lock of (a run running into ``folder`` keeps its own)."""
+    for entry in list(folder.iterdir()) if folder.is_dir() else ():
+        fd = _flock(entry, wait=False) if _is_staging(entry) else None
+        if fd is not None:
+            shutil.rmtree(entry, ignore_errors=True)
+            _unlock(fd)
+
+
+def _write_mark(target: Path, names: list[str]) -> None:
+    text = json.dumps({"written_by": "loftup eval davis --save-masks", "sequences": names})
+    atomic_write_bytes(target / MARK, (text + "\n").encode())
+
+
+class MaskStaging:
+    """Where a run writes its masks (:attr:`path`, a new staging folder inside ``folder``,
+    which is made if missing) until :meth:`publish` moves them into ``folder``, or
+    :meth:`discard` removes them. Staging folders that killed runs left are removed first."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder, self.target = folder, _real(folder)
+        self.made = [p for p in (self.target, *self.target.parents) if not p.exists()]
         try:
-            os.replace(staging, target)
-        except OSError:
-            if old is not None:
-                os.replace(old, target)  # the earlier masks back in place
+            self.target.mkdir(parents=True, exist_ok=True)
+            sweep_staging(self.target)
+            self.path = Path(tempfile.mkdtemp(dir=self.target, prefix=STAGING))
+        except OSError as e:
+            raise LoftUpError(
+                f"--save-masks {folder} could not be written ({e.strerror or e}); choose "
+                "another folder"
+            ) from None
+        self._lock = _flock(self.path, wait=False)  # another run's sweep leaves it
+
+    def discard(self) -> None:
+        """Remove the staging folder (and the folders made for it): DIR stays as it was."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        _unlock(self._lock)
+        self._lock = None
+        for made in self.made:  # the deepest first; one not empty is another's
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+
+    def publish(self, names: list[str], results: dict) -> None:
+        """Put the sequence folders ``names`` in ``folder``, in place of those of the run
+        whose masks it held, and mark them as this run's. LoftUpError, naming where the
+        masks are and carrying the scores (``results``), when files no run wrote appeared in
+        ``folder`` during the run or the disk refused; ``folder`` then holds its masks as
+        before, as it does after an interruption (and the staging folder is removed)."""
+        from .report import summary
+
+        dir_lock = _flock(self.target, wait=True)  # two runs' publishing never interleaves
+        try:
+            found = foreign_entries(self.target)
+            problem = (
+                f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""
+            )
+            if not found:
+                self._swap(earlier_sequences(self.target) or [], list(dict.fromkeys(names)))
+        except OSError as e:
+            problem = f"could not be written ({e.strerror or e}); its masks were kept"
+        except BaseException:  # interrupted: the folder as it was, the staging folder removed
+            self.discard()
             raise
-    except OSError as e:
+        finally:
+            _unlock(dir_lock)
+        if not problem:
+            self.discard()  # the earlier run's masks with it
+            return
+        _unlock(self._lock)  # what the message names stays until the next run
+        self._lock = None
         raise LoftUpError(
-            f"--save-masks {folder} could not be written ({e.strerror or e}); the masks were "
-            f"left in {staging}; the scores: {summary(results)}"
-        ) from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            f"--save-masks {self.folder} {problem}; this run's masks were left in {self.path} "
+            f"(move them out: the next run into the folder removes it); the scores: "
+            f"{summary(results)}"
+        )
+
+    def _swap(self, old: list[str], new: list[str]) -> None:
+        """Move the folders ``old`` out of the target (into the staging folder) and ``new``
+        in; put them back as they were on any failure or interruption."""
+        earlier = Path(tempfile.mkdtemp(dir=self.path, prefix=".earlier-"))
+        old = [n for n in old if (self.target / n).is_dir()]
+        _write_mark(self.target, sorted({*old, *new}))  # a kill below leaves all of them marked
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for src, dst in [(self.target / n, earlier / n) for n in old] + [
+                (self.path / n, self.target / n) for n in new
+            ]:
+                os.replace(src, dst)
+                moved.append((src, dst))
+            _write_mark(self.target, new)
+        except BaseException:
+            for src, dst in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.replace(dst, src)
+            with contextlib.suppress(OSError):
+                _write_mark(self.target, old)
+            raise

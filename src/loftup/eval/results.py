@@ -33,9 +33,14 @@ def check_outputs(cfg: EvalConfig) -> None:
             "numbers: give the JSON a .json name, or --figure another path"
         )
     if cfg.save_masks:
-        from .mask_folder import check_masks_folder
+        from .mask_folder import check_masks_folder, check_outside_masks
 
         check_masks_folder(cfg.save_masks, cfg.root)  # not in --root, nor another's files
+        outputs = {"--json": cfg.json, ("--figure" if cfg.figure else "the figure"): figure_path(cfg),
+                   "--cache-dir": cfg.cache_dir}  # fmt: skip
+        check_outside_masks(
+            cfg.save_masks, {k: str(v) for k, v in outputs.items() if v and v != "-"}
+        )
     if cfg.cache_dir is not None:
         check_folder_output(str(cfg.cache_dir), "--cache-dir", " (or --no-cache)")
 

@@ -23,8 +23,8 @@ from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
+from .mask_folder import MaskStaging, save_mask
 from .mask_folder import check_mask_names as check_mask_names
-from .mask_folder import discard, publish_masks, save_mask, staging_folder
 from .metrics import contour_accuracy, region_similarity
 from .pipeline import FeaturePipeline, make_loader
 from .propagation import one_hot, propagate_video, soft_to_mask
@@ -180,13 +180,14 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     if cfg.save_masks:
         check_mask_names(sequences, cfg.save_masks)
     pipe = FeaturePipeline(cfg, policy=POLICY)
+    staging = MaskStaging(cfg.save_masks) if cfg.save_masks else None  # into place at the end
+    masks = staging.path if staging is not None else None
     per_object: dict[str, dict[str, list[float]]] = {}
     per_sequence = {}
     examples: list[dict] = []
     total = sum(len(seq.frames) - 1 for seq in sequences)
     batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for every sequence
     bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
-    masks = staging_folder(cfg.save_masks) if cfg.save_masks else None  # into place at the end
     try:
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:
@@ -216,11 +217,13 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
             "cache": pipe.cache.record(),
             "elapsed_s": round(time.time() - start, 2),
         }  # fmt: skip
+        title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
+        # the scores written first: a failure to put the masks in place loses none
+        finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
     except BaseException:  # a failed or interrupted run leaves --save-masks as it was
-        if masks is not None:
-            discard(masks)
+        if staging is not None:
+            staging.discard()
         raise
-    if masks is not None:
-        publish_masks(masks, cfg.save_masks, results)
-    title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
-    return finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
+    if staging is not None:
+        staging.publish([seq.name for seq in sequences], results)
+    return results
