@@ -106,3 +106,6 @@ def test_a_run_that_fails_leaves_the_masks_folder_as_it_was(tmp_path, capsys):
     assert {p: p.read_bytes() for p in masks.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
     assert not list(masks.glob(".loftup-staging-*"))  # its staging folder removed
+    # a new folder: removed with the folders made for it (they were left, empty)
+    assert main(_davis(root, tmp_path / "new" / "masks", "--size", "56")) == 2
+    assert not (tmp_path / "new").exists()
