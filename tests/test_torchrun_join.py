@@ -11,8 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch.distributed as dist
+
 from loftup.extract.pulse import SILENT_FOR
 from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
+
+# these two see rank 0 wait in the group's join by the keys of its store (torch 2.4 has no
+# TCPStore.list_keys; the behaviour is the same there, unseen)
+sees_keys = pytest.mark.skipif(
+    not hasattr(dist.TCPStore, "list_keys"), reason="this torch's TCPStore has no list_keys"
+)
 
 _RANK = """
 import os, signal, sys, time, torch
@@ -71,6 +80,7 @@ def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(t
     ]
 
 
+@sees_keys
 def test_rank_0_killed_after_the_meeting_it_holds_is_named_at_once(tmp_path):
     """Started by hand (no torchrun's agent), RANK=0 holds the meeting point; killed once all
     came, it takes the point with it: rank 1's store, waiting there for rank 0's address, said
@@ -96,6 +106,7 @@ def test_rank_0_killed_after_the_meeting_it_holds_is_named_at_once(tmp_path):
     )
 
 
+@sees_keys
 def test_ctrl_c_while_a_rank_waits_to_join_the_group_ends_it_at_once(tmp_path):
     """All came, and rank 1 hangs (alive) before it joins: rank 0 waits in the group's
     rendezvous, where SIGINT waited for the rest of the meeting's wait (here 600 s; at least
