@@ -140,7 +140,10 @@ def lost_connection(e: BaseException, failed: str) -> str | None:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         names = {c.__name__ for c in type(e).__mro__}
-        timed_out = timed_out or bool(names & {"TimeoutException", "Timeout", "TimeoutError"})
+        # urllib3's NewConnectionError (requests', so huggingface_hub's before 1.0) is a
+        # ConnectTimeoutError by class, for a refusal too: its cause says which it was
+        timing = names & {"TimeoutException", "Timeout", "TimeoutError"}
+        timed_out = timed_out or bool(timing and "NewConnectionError" not in names)
         connect = connect or bool(names & {"ConnectError", "ConnectionError", "gaierror"})
         e = e.__cause__ or e.__context__
     if not (timed_out or connect):
