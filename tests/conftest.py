@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -81,15 +82,18 @@ def unsearchable(monkeypatch):
     """``deny(folder)``: what is in ``folder`` cannot be looked at (EACCES), as in another
     user's folder of mode 700. Tests run as root, whom no mode denies, so os.stat (the OS
     boundary pathlib's exists and is_file, and os.path's, look through) is refused for what
-    lies in it, links followed; as another user, the folder's search (x) permission is taken
-    away instead."""
+    lies in it, links followed, and so is os.scandir of a folder in it (the folder itself is
+    read, as its mode 600 lets it be); as another user, the folder's search (x) permission is
+    taken away instead."""
     real, denied = os.stat, []
 
+    def inside(path, follow_symlinks=True) -> bool:
+        where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
+        return any((os.path.dirname(where) + os.sep).startswith(d + os.sep) for d in denied)
+
     def stat(path, *args, follow_symlinks=True, **kw):
-        if not isinstance(path, int):
-            where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
-            if any((os.path.dirname(where) + os.sep).startswith(d + os.sep) for d in denied):
-                raise PermissionError(13, os.strerror(13), os.fspath(path))
+        if not isinstance(path, int) and inside(path, follow_symlinks):
+            raise PermissionError(13, os.strerror(13), os.fspath(path))
         return real(path, *args, follow_symlinks=follow_symlinks, **kw)
 
     def deny(folder):
@@ -97,11 +101,47 @@ def unsearchable(monkeypatch):
         if os.geteuid() != 0:
             folder.chmod(0o600)
             return
+        scandir = os.scandir  # as it is now: another fixture's refusals kept
+
+        def refused(path="."):
+            if not isinstance(path, int) and inside(path):
+                raise PermissionError(13, os.strerror(13), os.fspath(path))
+            return scandir(path)
+
         monkeypatch.setattr(os, "stat", stat)
+        if len(denied) == 1:
+            monkeypatch.setattr(os, "scandir", refused)
 
     yield deny
     for folder in denied:  # as another user: searchable again, for tmp_path's removal
         Path(folder).chmod(0o700)
+
+
+@pytest.fixture
+def locked(monkeypatch):
+    """``lock(folder)``: reading ``folder`` fails with EACCES, as for a folder of another user
+    with mode 700. Tests run as root, whom no mode denies, so the one call that reads a folder
+    (os.scandir, the OS boundary os.walk lists through) is refused for it; as another user, the
+    folder's mode is taken away instead. Reached through a link, it is refused too, as the
+    folder's mode refuses it. With ``unsearchable``, lock a folder after denying it."""
+    denied = set()
+
+    def lock(folder):
+        if os.geteuid() != 0:
+            folder.chmod(0)
+            return
+        if not denied:
+            real = os.scandir  # as it is now: another fixture's refusals kept
+
+            def scandir(path="."):
+                if not isinstance(path, int) and os.path.realpath(path) in denied:
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+                return real(path)
+
+            monkeypatch.setattr(os, "scandir", scandir)
+        denied.add(os.path.realpath(folder))
+
+    return lock
 
 
 @pytest.fixture(scope="module")

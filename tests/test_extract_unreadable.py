@@ -17,30 +17,6 @@ from loftup.cli import main
 from loftup.extract import collect_inputs
 
 
-@pytest.fixture
-def locked(monkeypatch):
-    """``lock(folder)``: reading ``folder`` fails with EACCES, as for a folder of another user
-    with mode 700. Tests run as root, whom no mode denies, so the one call that reads a folder
-    (os.scandir, the OS boundary os.walk lists through) is refused for it; as another user, the
-    folder's mode is taken away instead. Reached through a link, it is refused too, as the
-    folder's mode refuses it."""
-    real, denied = os.scandir, set()
-
-    def scandir(path="."):
-        if not isinstance(path, int) and os.path.realpath(path) in denied:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
-        return real(path)
-
-    def lock(folder):
-        if os.geteuid() != 0:
-            folder.chmod(0)
-            return
-        denied.add(os.path.realpath(folder))
-        monkeypatch.setattr(os, "scandir", scandir)
-
-    return lock
-
-
 def _images(folder, *names):
     for name in names:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,49 @@ def permission_denied(
     return f"permission denied ({blocked} cannot be searched by this user); {fix}"
 
 
+def absent(path: str | os.PathLike) -> bool:
+    """Whether ``path``, behind a folder this user may not search (:func:`unsearchable`), is
+    surely not there: that folder can be listed and holds no entry of the next name on the way
+    (a glob's ``t/*/b``: ``t/noexec/b`` where ``t/noexec`` has no ``b``). False where nothing
+    hides ``path``, or where what hides it cannot be listed either (it may be there)."""
+    blocked = unsearchable(path)
+    if blocked is None:
+        return False
+    first = os.path.relpath(os.path.realpath(path), blocked).split(os.sep)[0]
+    try:
+        with os.scandir(blocked) as listing:
+            return not any(entry.name == first for entry in listing)
+    except OSError:
+        return False
+
+
+def cannot_read(folder: str | os.PathLike, error: OSError) -> str:
+    """Why ``folder`` cannot be listed (``error``: what os.scandir raised), as every search
+    says it; one in a folder this user may not search names that folder and the fix (it was
+    "Permission denied" alone, about a folder that may itself be readable)."""
+    why = isinstance(error, PermissionError) and permission_denied(folder)
+    if why:
+        return f"a folder that cannot be read: {why}"
+    return f"a folder that cannot be read ({error.strerror or error})"
+
+
+def unsearched(folder: str | os.PathLike, name: str) -> str | None:
+    """Why the entries of ``folder``, just listed (``name``: one of them), cannot be looked at:
+    this user may read it but not search it (no ``x``: mode 644), so that none of its files
+    opens and none of its folders lists (its images were each "gone since its folder was
+    listed", and training listed them, to fail reading them); None where they can (one
+    os.stat, the link not followed)."""
+    path = os.path.join(folder, name)
+    try:
+        os.stat(path, follow_symlinks=False)
+    except PermissionError as e:
+        why = permission_denied(path) or f"{e.strerror or e}"
+        return f"a folder whose files cannot be looked at: {why}"
+    except OSError:
+        pass
+    return None
+
+
 def link_to_nothing(link: str | os.PathLike) -> str:
     """Why ``link``, of an image's name, leading nowhere (or round a loop, or where this user
     may not look), is passed over."""
@@ -175,5 +218,7 @@ def passed_over(path: str | os.PathLike) -> str:
         return link_to_nothing(path)
     try:
         return not_regular(path)
+    except PermissionError as e:  # in a folder this user may list but not search: that one
+        return permission_denied(path) or f"{e.strerror or e}"
     except OSError as e:  # deleted since the folder was listed: no crash of the listing
         return f"gone since its folder was listed ({e.strerror or e})"

@@ -19,7 +19,7 @@ import torch
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
-from ..listing import passed_over, walk
+from ..listing import cannot_read, passed_over, unsearched, walk
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -135,14 +135,20 @@ def _scan(dirpath: str, extensions, bar):
     images' names (not hidden, regular files), the names of all its regular files (links to
     one too), the image names that are no regular file: pipes, devices, links to nothing)), the
     images counted on ``bar`` every :data:`BAR_EVERY` entries; None where it cannot be read
-    (a warning naming it; the images it counted taken back off). Whether an entry is a
+    (a warning naming it; the images it counted taken back off), or read but not searched
+    (one stat of an entry: :func:`loftup.listing.unsearched`). Whether an entry is a
     folder, a file or a link is known from the listing itself (no file looked at), but for a
     link, which is followed."""
     dirs, images, files, odd = [], [], [], set()
     try:
         with os.scandir(dirpath) as entries:
+            first = True
             while chunk := list(islice(entries, BAR_EVERY)):
-                counted = len(images)
+                if first and (why := unsearched(dirpath, chunk[0].name)):  # readable only:
+                    warnings.warn(f"skipped {dirpath}: {why}; its images are left out",
+                                  stacklevel=4)  # fmt: skip
+                    return None  # its images listed, to fail reading them
+                first, counted = False, len(images)
                 for entry in chunk:
                     name = entry.name
                     if _is(entry.is_dir):  # False where it fails, as os.walk counts it
@@ -156,9 +162,8 @@ def _scan(dirpath: str, extensions, bar):
                 bar.update(len(images) - counted)
     except OSError as e:
         bar.update(-len(images))
-        why = e.strerror or str(e)
-        warnings.warn(f"skipped {dirpath}: a folder that cannot be read ({why}); its images "
-                      "are left out", stacklevel=4)  # fmt: skip
+        warnings.warn(f"skipped {dirpath}: {cannot_read(dirpath, e)}; its images are left out",
+                      stacklevel=4)  # fmt: skip
         return None
     return dirs, (images, files, odd)
 

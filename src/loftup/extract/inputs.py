@@ -12,7 +12,16 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
-from ..listing import is_folder, link_to_nothing, passed_over, permission_denied, walk
+from ..listing import (
+    absent,
+    cannot_read,
+    is_folder,
+    link_to_nothing,
+    passed_over,
+    permission_denied,
+    unsearched,
+    walk,
+)
 from .globs import search
 
 
@@ -36,7 +45,8 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """The image files under ``folder``, and what there is no input, with the reason (for
     ``missing``: said, not passed over in silence): a link of an image's name to nothing (a
     moved or deleted file), a pipe or a device of an image's name, a folder that cannot be
-    read (its images, unseen, would be missing from the outputs; not fsck's ``lost+found`` at
+    read, or read but not searched (said once, naming the folder to fix; its images, unseen,
+    would be missing from the outputs; not fsck's ``lost+found`` at
     the top of a disk, :func:`~loftup.listing.fsck_folder`). Hidden ones and those in hidden
     folders left out (as a glob leaves them): macOS's ``._IMG_1.jpg`` companions and ``.ipynb_checkpoints`` copies
     are not images to compute, and the first cannot be read as one. Sub-folders that are links
@@ -54,8 +64,11 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 for entry in entries:
                     (dirs if is_folder(entry) else files).append(entry.name)
         except OSError as e:
-            why = e.strerror or str(e)
-            problems.append((e.filename or root, f"a folder that cannot be read ({why})"))
+            problems.append((e.filename or root, cannot_read(root, e)))
+            return None
+        why = (dirs or files) and unsearched(root, (dirs or files)[0])
+        if why:  # readable, not searchable: said once, not each image as "gone since listed"
+            problems.append((root, why))
             return None
         return dirs, files
 
@@ -153,7 +166,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             _name(found, p, Path(p.name), real_folders)
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
-        elif not glob.has_magic(spec) and (denied := permission_denied(p)):  # was "no such"
+        elif not glob.has_magic(spec) and (denied := permission_denied(p)) and not absent(p):
             missing.append((str(p), denied))
         else:
             matched, unlisted = search(
