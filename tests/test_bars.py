@@ -74,3 +74,42 @@ def test_upsample_s_bars_are_in_its_log_unless_no_progress(
     assert ("upsample:" in said.err) is drawn and ("tiles:" in said.err) is drawn, said.err
     assert "wrote float32 features of 1 image(s)" in said.out
     assert (tmp_path / "o" / "a.pt").is_file()
+
+
+def test_a_bar_in_a_notebook_is_redrawn_as_on_a_terminal(capsys, monkeypatch):
+    """Under a Jupyter kernel (IPython running) stderr says it is no terminal: a streamed
+    output's tiles' bar there was redrawn every 5 s, as into a log; a process's own line
+    (``position``) is kept where bars are drawn as on a terminal, the one line in a log."""
+    from types import SimpleNamespace
+
+    from loftup.bars import bar_settings
+
+    kernel = SimpleNamespace(get_ipython=lambda: object())
+    monkeypatch.setitem(sys.modules, "IPython", kernel)
+    assert bar_settings()["mininterval"] == 0.1  # capsys' stderr, no terminal: as a kernel's
+    assert bar_settings(position=1) == {
+        "file": sys.stderr, "mininterval": 0.1, "dynamic_ncols": True, "position": 1,
+    }  # fmt: skip
+    kernel.get_ipython = lambda: None  # IPython imported, not running this: a log
+    assert bar_settings()["mininterval"] == 5.0
+    assert bar_settings(position=1)["position"] == 0
+
+
+def test_a_second_process_s_image_bar_stays_on_its_line_in_a_log(upsampler, tmp_path, capsys):
+    """upsample's bar over a process's images took ``position=rank`` in a log too: rank 1's
+    drew each update after a newline and moved the cursor back up (escape codes in the
+    log), where every other bar is drawn on the one line (loftup.bars)."""
+    from PIL import Image
+
+    import loftup
+    from loftup.extract import collect_inputs, run
+
+    for i in range(4):
+        Image.new("RGB", (24, 16), (40 * i, 90, 30)).save(tmp_path / f"im{i}.png")
+    jobs, _ = collect_inputs([str(tmp_path / "im*.png")])
+    pipeline = loftup.load_pipeline(str(upsampler), device="cpu")
+    report = run(jobs, pipeline, tmp_path / "out", size=8, rank=1, world_size=2)
+    assert report.written == 2 and not report.failed
+    err = capsys.readouterr().err
+    assert "upsample [rank 1]:" in err and "2/2" in err, err
+    assert "\x1b[" not in err, repr(err)

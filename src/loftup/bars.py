@@ -1,17 +1,29 @@
 """How loftup's progress bars are drawn (tqdm's settings, one rule for every bar): on stderr;
-on a terminal redrawn ten times a second, nested bars on lines of their own; into a file or a
-pipe (a log) every 5 seconds, each draw on the one line, so that a log of a long run holds its
-progress without thousands of lines or the cursor moves that nest bars on a terminal."""
+on a terminal or in a notebook redrawn ten times a second, nested bars on lines of their own;
+into a file or a pipe (a log) every 5 seconds, each draw on the one line, so that a log of a
+long run holds its progress without thousands of lines or the cursor moves that nest bars on
+a terminal."""
 
 from __future__ import annotations
 
 import sys
 
 
-def bar_settings() -> dict:
-    """tqdm's keyword arguments for a bar drawn where loftup draws its bars (see above)."""
-    tty = getattr(sys.stderr, "isatty", lambda: False)()
+def _in_a_notebook() -> bool:
+    """Whether this runs under IPython (a Jupyter kernel: its stderr says it is no terminal,
+    yet draws a bar as one does). Asked of an IPython already imported, never imported here."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get is not None and get() is not None
+
+
+def bar_settings(position: int | None = None) -> dict:
+    """tqdm's keyword arguments for a bar drawn where loftup draws its bars (see above);
+    ``position``: its line on a terminal (a process's of several), 0 in a log."""
+    tty = getattr(sys.stderr, "isatty", lambda: False)() or _in_a_notebook()
     settings = {"file": sys.stderr, "mininterval": 0.1 if tty else 5.0, "dynamic_ncols": tty}
     if not tty:  # a bar opened under another drew each update on a new line and moved back up
         settings["position"] = 0
+    elif position is not None:
+        settings["position"] = position
     return settings

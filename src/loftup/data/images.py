@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bars import bar_settings
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
@@ -89,7 +90,7 @@ def paths_in_order(rows: list, make, *, progress: bool, since: float, desc: str)
     rows.sort(key=itemgetter(0))  # keys are the paths' parts: no two alike
     delay = max(0.0, LISTING_BAR_DELAY - (time.monotonic() - since))
     bar = tqdm(total=len(rows), desc=desc, unit=" paths", disable=not progress, leave=False,
-               delay=delay)  # fmt: skip
+               delay=delay, **bar_settings())  # fmt: skip
     paths = []
     with bar:
         for start in range(0, len(rows), BAR_EVERY):
@@ -116,7 +117,7 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
 
     root = Path(root)
     bar = tqdm(desc="listing images", unit=" images", disable=not progress, leave=False,
-               delay=LISTING_BAR_DELAY)  # fmt: skip
+               delay=LISTING_BAR_DELAY, **bar_settings())  # fmt: skip
     with bar:
         for dirpath, (images, files, odd) in walk(
             [os.fspath(root)], partial(_scan, extensions=extensions, bar=bar)

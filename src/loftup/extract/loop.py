@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..bars import bar_settings
 from ..checks import ImageSizeError, backbone_input, output_size
 from ..errors import memory_shortfall, out_of_memory
 from ..io import ImageReadError, load_image_tensor
@@ -98,13 +99,12 @@ def run(
     mine = [[j for j in b if id(j) not in too_long] for b in mine]
     mine = [b for b in mine if b]
     desc = "upsample" if world_size == 1 else f"upsample [rank {rank}]"
-    bar = tqdm(
+    bar = tqdm(  # in a log: on the one line, every 5 s (position=rank moved the cursor there)
         total=sum(len(b) for b in mine),
         desc=desc,
         unit="img",
-        position=rank,
-        file=sys.stderr,
         disable=not progress,
+        **bar_settings(position=rank),
     )
     pending: deque = deque()  # (job, future) in submission order
 
