@@ -98,14 +98,15 @@ for i in "${!groups[@]}"; do
     echo "gpu.sh: ${groups[$i]} failed (exit ${rc}); its finished sections are kept" | tee -a "$log"
     cut+=("${groups[$i]}=failed-exit-${rc}")
   fi
-  # a section that raised is caught by the suite, whose process then exits 0: read off its part
+  # a section that raised, or whose cases or rows raised (a launch failure included), is caught
+  # by the suite, whose process then exits 0: read off its part (loftup.bench.gpu_sh.flagged)
   errors=""
-  [ -f "$part" ] && errors=$("$PY" -c 'import json, sys
-s = json.load(open(sys.argv[1]))["sections"]
-print(" ".join(k for k, v in s.items() if isinstance(v, dict) and "error" in v))' "$part" || true)
-  for section in $errors; do
-    echo "gpu.sh: section ${section} failed (its error is in the report)" | tee -a "$log"
-    cut+=("${section}=section-error")
+  [ -f "$part" ] && errors=$("$PY" -c 'import sys
+from loftup.bench.gpu_sh import flagged
+print(flagged(sys.argv[1]))' "$part" || true)
+  for what in $errors; do
+    echo "gpu.sh: section ${what%%=*} failed (${what#*=}; its errors are in the report)" | tee -a "$log"
+    cut+=("$what")
   done
   if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] || [ -n "$errors" ]; then
     card_report

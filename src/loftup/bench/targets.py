@@ -25,20 +25,18 @@ GPU or is of the smoke suite). The rules are the issue's:
   killed by its timeout; every test skipped is not measured);
 - ``benchmarks/gpu.sh`` runs all of it in one call in under 6 minutes (its own wall seconds,
   ``report["gpu_sh_seconds"]["total"]``, no group cut by its time budget, and every section
-  of the suite present, whole and without an error; a report not written by ``gpu.sh`` does
-  not measure this).
+  of the suite present, whole and without an error, none in any of its cases or rows; a
+  report not written by ``gpu.sh`` does not measure this; :mod:`.gpu_sh`).
 """
 
 from __future__ import annotations
 
-import re
-
+from .gpu_sh import script_target, tests_target
 from .table import fmt_dev
 
 HALF = ("float16", "bfloat16")
 SIZES = (224, 448, 896, 1344, 2048)
 E2E_BOUND = {224: 1.5, 448: 2.0}
-GPU_SH_BOUND_S = 360  # the issue: one prepared script, every figure, in under 6 minutes
 
 
 def targets(report: dict) -> list[dict]:
@@ -46,7 +44,7 @@ def targets(report: dict) -> list[dict]:
     sec = report.get("sections", {})
     rows = [_parity(sec), _small_half(sec), *_speedups(sec), _big(sec), _streamed(sec)]
     rows += [*_throughput(sec), *_end_to_end(sec), _ablation(sec), _torchrun(report)]
-    rows += [_tests(report), _script(report)]
+    rows += [tests_target(report), script_target(report)]
     # judged on a GPU ("cuda" or "cuda:N"), and not for a smoke run (toy sizes), wherever it ran
     on_gpu = str(report.get("machine", {}).get("device", "")).startswith("cuda")
     if not on_gpu or report.get("suite") == "smoke":
@@ -241,7 +239,9 @@ def _ablation(sec: dict) -> dict:
         measured += "; failed: " + ", ".join(errors)
     if isinstance(a, dict) and a.get("incomplete"):
         measured += f"; {a['incomplete']}"
-    whole = timed >= {224, 448} and not (isinstance(a, dict) and a.get("incomplete"))
+    # a variant that raised (a launch failure in the compiled one's recording, say) is a
+    # choice whose worth the run did not take
+    whole = timed >= {224, 448} and not errors and not (isinstance(a, dict) and a.get("incomplete"))
     return _row(target, measured, True if whole else None)
 
 
@@ -251,51 +251,3 @@ def _torchrun(report: dict) -> dict:
     if n is not None and n >= 2:
         return _row(target, f"not measured by gpu.sh ({n} GPUs)", None)
     return _row(target, "not measurable on one GPU; nccl path untested", None)
-
-
-def _script(report: dict) -> dict:
-    from .suite import SECTIONS  # here: the suite module imports this one
-
-    target = f"benchmarks/gpu.sh: every section in one call < {GPU_SH_BOUND_S} s"
-    walls = report.get("gpu_sh_seconds")
-    if not walls or "total" not in walls:
-        return _row(target, None, None)
-    cut = report.get("gpu_sh_cut") or {}
-    measured = f"{walls['total']} s" + (f" (tests {walls['tests']} s)" if "tests" in walls else "")
-    if cut:
-        measured += "; cut by its budget or failed: " + ", ".join(
-            f"{g} ({why})" for g, why in cut.items()
-        )
-    # a section that raised (caught by the suite, its process exiting 0), was stopped halfway
-    # (its rows saved as they came) or never ran is a figure the call did not take
-    sec = report.get("sections", {})
-    named = {k for what in cut for k in what.split(",")}  # said above
-    failed = [k for k in SECTIONS["gpu"] if k in sec and not _ok(sec[k]) and k not in named]
-    partial = [
-        k for k in SECTIONS["gpu"] if isinstance(sec.get(k), dict) and "incomplete" in sec[k]
-    ]
-    missing = [k for k in SECTIONS["gpu"] if k not in sec and k not in named]
-    for what, keys in (("sections failed", failed), ("stopped halfway", partial)):
-        if keys:
-            measured += f"; {what}: " + ", ".join(keys)
-    if missing:
-        measured += "; not run: " + ", ".join(missing)
-    whole = not (cut or failed or partial or missing)
-    return _row(target, measured, walls["total"] < GPU_SH_BOUND_S and whole)
-
-
-def _tests(report: dict) -> dict:
-    target = "CUDA and kernel tests pass on the GPU"
-    t = report.get("gpu_sh_tests")
-    if t is None:
-        return _row(target, None, None)
-    summary = t.get("summary")
-    if summary is None:
-        return _row(target, "no count line (killed by its timeout?)", False)
-    if re.search(r"\b\d+ (failed|errors?)\b", summary):
-        return _row(target, summary, False)
-    if t.get("stopped"):  # the tests after it never ran
-        return _row(target, f"{summary}; stopped: {t['stopped']}", False)
-    if not re.search(r"\b[1-9]\d* passed\b", summary):  # all skipped: nothing ran on the GPU
-        return _row(target, f"{summary}: none passed", None)
-    return _row(target, summary, True)

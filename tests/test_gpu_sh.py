@@ -1,0 +1,134 @@
+"""benchmarks/gpu.sh's own logic, as on a GPU (suite ``gpu``, the tests run), in seconds: its
+`loftup bench` processes and pytest are stand-ins that write a stored H200 run's sections (with
+the failures a test puts in) and a count line; the merge, the targets and the shell are real."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+RESULTS = REPO / "benchmarks" / "results"
+LAUNCH = "AcceleratorError: CUDA error: unspecified launch failure"
+
+FAKE = r"""
+import json, os, sys
+args = sys.argv[1:]
+if args[:2] == ["-m", "pytest"]:
+    if "--help" in args:  # pytest-timeout's options, as the lent machines' image lists them
+        print("  --timeout=TIMEOUT  per test\n  --session-timeout=SECONDS  whole session")
+        sys.exit(0)
+    with open(os.environ["FAKE_PYTEST_ARGS"], "w") as f:
+        json.dump(args, f)
+    print(os.environ.get("FAKE_PYTEST_SAYS", "...  [100%]\n3 passed in 1.00s"))
+    sys.exit(int(os.environ.get("FAKE_PYTEST_EXIT", "0")))
+only, out = args[args.index("--only") + 1], args[args.index("--json") + 1]
+with open(os.environ["FAKE_SECTIONS"]) as f:
+    stored = json.load(f)
+machine = {"device": "cuda", "gpu": "NVIDIA H200", "date": "2026-11-27T00:00:00"}
+sections = {k: stored[k] for k in only.split(",") if k in stored}
+with open(out, "w") as f:
+    json.dump({"suite": "gpu", "machine": machine, "settings": {}, "sections": sections}, f)
+sys.exit(json.loads(os.environ.get("FAKE_EXIT", "{}")).get(only, 0))
+"""
+
+
+def stored_sections() -> dict:
+    """The last H200 call's sections, with the ablation its budget left to a call of its own."""
+    report = json.loads((RESULTS / "gpu-nvidia-h200-2026-11-27.json").read_text())
+    ablation = json.loads((RESULTS / "gpu-ablation-nvidia-h200-2026-11-27.json").read_text())
+    sections = {**report["sections"], "ablation": ablation["sections"]["ablation"]}
+    return copy.deepcopy({k: v for k, v in sections.items() if k != "_seconds"})
+
+
+def run_gpu_sh(tmp_path, sections: dict, exits=None, **env) -> tuple:
+    """gpu.sh with the stand-ins; its report, stdout, its log and the fake nvidia-smi's calls."""
+    fake = tmp_path / "fake.py"
+    fake.write_text(FAKE)
+    wrapper, smi = tmp_path / "python", tmp_path / "bin" / "nvidia-smi"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -m loftup "*|*" -m pytest "*) exec "{sys.executable}" {fake} "$@";; '
+        f'esac\nexec "{sys.executable}" "$@"\n'
+    )
+    smi.parent.mkdir()
+    smi.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "smi.calls"}\n')
+    for f in (wrapper, smi):
+        f.chmod(0o755)
+    (tmp_path / "sections.json").write_text(json.dumps(sections))
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "PYTHON": str(wrapper),
+        "PATH": f"{smi.parent}:{os.environ['PATH']}",
+        "FAKE_SECTIONS": str(tmp_path / "sections.json"),
+        "FAKE_EXIT": json.dumps(exits or {}),
+        "FAKE_PYTEST_ARGS": str(tmp_path / "pytest.args"),
+        **env,
+    }
+    env.pop("LOFTUP_SMOKE", None)
+    cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (path,) = out.glob("gpu-nvidia-h200-*.json")
+    calls = tmp_path / "smi.calls"
+    log = (out / "gpu-bench.log").read_text()
+    return (
+        json.loads(path.read_text()),
+        done.stdout,
+        log,
+        calls.read_text() if calls.exists() else "",
+    )
+
+
+def target(report: dict, starts: str) -> dict:
+    (row,) = [r for r in report["targets"] if r["target"].startswith(starts)]
+    return row
+
+
+def test_a_launch_failure_caught_inside_a_section_is_named_and_the_card_reported(tmp_path):
+    """attempt() catches every exception, a launch failure too, into the section's `failed`
+    list; the ablation's compilation into a row with an `error`. The section had no top-level
+    error: gpu.sh named nothing, never logged the card's ECC/Xid reports, and the time target
+    and the ablation's read "met"."""
+    sections = stored_sections()
+    sections["backbones"]["failed"] = [
+        {"method": "vitb14", "dtype": "float16", "size": 448, "error": LAUNCH}
+    ]
+    sections["ablation"] = [r for r in sections["ablation"] if r["variant"] != "compiled"]
+    sections["ablation"].append({"size": 224, "variant": "compiled", "error": LAUNCH})
+    report, stdout, log, smi = run_gpu_sh(tmp_path, sections)
+    assert report["gpu_sh_cut"] == {"backbones": "cases-failed-1", "ablation": "cases-failed-1"}
+    assert "gpu.sh: section backbones failed (cases-failed-1;" in log
+    assert "gpu.sh: section ablation failed (cases-failed-1;" in log
+    assert smi.count("-q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT") == 1  # the second group's
+    row = target(report, "benchmarks/gpu.sh")
+    assert row["met"] is False and "backbones (cases-failed-1)" in row["measured"]
+    ablation = target(report, "ablation")
+    assert ablation["met"] is None and "failed: compiled at 224" in ablation["measured"]
+
+
+def test_the_targets_name_a_section_that_lost_cases_even_where_gpu_sh_did_not():
+    """A report whose cut list does not name them (merged by hand, say): the time target still
+    says which sections lost cases or rows, and is not met."""
+    from loftup.bench.gpu_sh import failures
+    from loftup.bench.targets import targets
+
+    sections = stored_sections()
+    report = json.loads((RESULTS / "gpu-nvidia-h200-2026-11-27.json").read_text())
+    report = {**report, "gpu_sh_cut": {}, "gpu_sh_seconds": {"tests": 100, "total": 300}}
+    whole = {**report, "sections": sections}
+    assert failures(sections) == {}
+    assert target({"targets": targets(whole)}, "benchmarks/gpu.sh")["met"] is True
+    sections["forward"]["failed"] = [
+        {"method": "loftup", "dtype": "float16", "size": 2048, "error": LAUNCH}
+    ]
+    sections["backbones"]["results"][0]["errors"] = {"graph": LAUNCH}
+    assert failures(sections) == {"forward": "cases-failed-1", "backbones": "cases-failed-1"}
+    row = target({"targets": targets({**report, "sections": sections})}, "benchmarks/gpu.sh")
+    assert row["met"] is False and row["measured"].endswith("sections failed: forward, backbones")
