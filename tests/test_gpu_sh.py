@@ -132,3 +132,31 @@ def test_the_targets_name_a_section_that_lost_cases_even_where_gpu_sh_did_not():
     assert failures(sections) == {"forward": "cases-failed-1", "backbones": "cases-failed-1"}
     row = target({"targets": targets({**report, "sections": sections})}, "benchmarks/gpu.sh")
     assert row["met"] is False and row["measured"].endswith("sections failed: forward, backbones")
+
+
+def test_the_tests_get_what_the_figures_left_of_the_call_s_six_minutes(tmp_path):
+    """The time target judges the whole call, the tests included, against 360 s: the tests ran
+    to their own deadline, 480 s, after the figures' 355, so a call of 200 s of figures and 160
+    of tests read NOT MET. They now get what the figures left of the budget, less the merge's
+    reserve; and the session stops 40 s before that (a test may take its 30 s past the check,
+    and pytest then writes its count line), not 25 s with 90 s a test."""
+    from loftup.bench.targets import targets
+
+    report, stdout, log, _ = run_gpu_sh(tmp_path, stored_sections(), LOFTUP_GPU_SH_BUDGET="200")
+    args = json.loads((tmp_path / "pytest.args").read_text())
+    session = int(args[args.index("--session-timeout") + 1])
+    assert session <= 200 - 16 - 40 and args[args.index("--timeout") + 1] == "30"
+    # what the figures left: 10 s for the merge, 6 for timeout's -k, 40 of margin (a second of
+    # slack for the shell's whole seconds)
+    figures = report["gpu_sh_seconds"]["figures"]
+    assert 200 - 16 - figures - 1 - 40 <= session <= 200 - 16 - figures - 40
+    assert f"gpu.sh: the tests get {session + 40} s (pytest: --timeout 30 " in log
+    assert report["gpu_sh_tests"]["summary"] == "3 passed in 1.00s"
+    row = target(report, "benchmarks/gpu.sh")
+    assert f"(figures {figures} s, tests " in row["measured"]
+    assert report["gpu_sh_seconds"]["total"] < 200 - 5
+    # tests stopped by their session timeout did not all run: the call is not whole
+    stopped = {**report["gpu_sh_tests"], "stopped": "session-timeout: 104.0 sec exceeded"}
+    assert row["met"] is True  # every section, whole, in time (the stand-ins are fast)
+    row = target({"targets": targets({**report, "gpu_sh_tests": stopped})}, "benchmarks/gpu.sh")
+    assert row["met"] is False and row["measured"].endswith("stopped halfway: tests")

@@ -68,14 +68,16 @@ def script_target(report: dict) -> dict:
     if not walls or "total" not in walls:
         return _row(target, None, None)
     cut = report.get("gpu_sh_cut") or {}
-    measured = f"{walls['total']} s" + (f" (tests {walls['tests']} s)" if "tests" in walls else "")
+    parts = [f"{k} {walls[k]} s" for k in ("figures", "tests") if k in walls]
+    measured = f"{walls['total']} s" + (f" ({', '.join(parts)})" if parts else "")
     if cut:
         measured += "; cut by its budget or failed: " + ", ".join(
             f"{g} ({why})" for g, why in cut.items()
         )
     # a section that raised or lost cases (caught by the suite, its process exiting 0), was
     # stopped halfway (its rows saved as they came) or never ran is a figure the call did not
-    # take
+    # take; tests stopped before their end (pytest's session timeout, or killed: no count
+    # line) did not all run
     sec = report.get("sections", {})
     named = {k for what in cut for k in what.split(",")}  # said above
     failed = [k for k in SECTIONS["gpu"] if k in sec and section_errors(sec[k]) and k not in named]
@@ -83,6 +85,9 @@ def script_target(report: dict) -> dict:
         k for k in SECTIONS["gpu"] if isinstance(sec.get(k), dict) and "incomplete" in sec[k]
     ]
     missing = [k for k in SECTIONS["gpu"] if k not in sec and k not in named]
+    tests = report.get("gpu_sh_tests")
+    if tests and (not tests.get("summary") or tests.get("stopped")) and "tests" not in cut:
+        partial.append("tests")
     for what, keys in (("sections failed", failed), ("stopped halfway", partial)):
         if keys:
             measured += f"; {what}: " + ", ".join(keys)
