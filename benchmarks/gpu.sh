@@ -111,7 +111,8 @@ print(flagged(sys.argv[1]))' "$part" || true)
     echo "gpu.sh: section ${what%%=*} failed (${what#*=}; its errors are in the report)" | tee -a "$log"
     cut+=("$what")
   done
-  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 137 ] || [ -n "$errors" ]; then
+  # a timeout too: a GPU hang (Xid 8, 109) looks exactly like one
+  if [ "$rc" != 0 ] || [ -n "$errors" ]; then
     card_report
   fi
   [ -f "$part" ] && parts+=("$part")

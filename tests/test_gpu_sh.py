@@ -160,3 +160,13 @@ def test_the_tests_get_what_the_figures_left_of_the_call_s_six_minutes(tmp_path)
     assert row["met"] is True  # every section, whole, in time (the stand-ins are fast)
     row = target({"targets": targets({**report, "gpu_sh_tests": stopped})}, "benchmarks/gpu.sh")
     assert row["met"] is False and row["measured"].endswith("stopped halfway: tests")
+
+
+def test_a_group_stopped_by_its_time_logs_the_card_s_reports(tmp_path):
+    """A GPU hang (Xid 8 or 109) shows up as a group stopped by its timeout (124, or 137 after
+    timeout's -k): the card's ECC/Xid block was skipped for exactly those."""
+    last = "batches,video,backbones,ablation,extraction"
+    report, _, log, smi = run_gpu_sh(tmp_path, stored_sections(), exits={last: 124})
+    assert report["gpu_sh_cut"][last].startswith("stopped-after-")
+    assert "gpu.sh: stopped batches,video" in log
+    assert smi.count("-q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT") == 1
