@@ -170,3 +170,28 @@ def test_a_group_stopped_by_its_time_logs_the_card_s_reports(tmp_path):
     assert report["gpu_sh_cut"][last].startswith("stopped-after-")
     assert "gpu.sh: stopped batches,video" in log
     assert smi.count("-q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT") == 1
+
+
+def test_a_pytest_that_never_ran_is_not_reported_as_killed_by_its_timeout():
+    """With pytest missing, the log holds "No module named pytest" and no count line: the
+    target said "killed by its timeout?", sending the reader after the wrong cause."""
+    from loftup.bench.suite import pytest_outcome
+    from loftup.bench.targets import targets
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "no_such_pytest_here", "-q"], capture_output=True, text=True
+    )
+    cases = {
+        "missing": missing.stdout + missing.stderr,
+        "killed": "..s..                                             [ 40%]\n....",
+    }
+    said = {}
+    for name, log in cases.items():
+        report = {"gpu_sh_tests": pytest_outcome(log), "machine": {"device": "cuda"}}
+        row = target({"targets": targets(report)}, "CUDA and kernel tests")
+        said[name] = (row["met"], row["measured"])
+    assert said["missing"] == (
+        False,
+        f"pytest ran no test; its log ends: {sys.executable}: No module named no_such_pytest_here",
+    )
+    assert said["killed"] == (False, "no count line (killed by its timeout?)")

@@ -104,6 +104,8 @@ def tests_target(report: dict) -> dict:
         return _row(target, None, None)
     summary = t.get("summary")
     if summary is None:
+        if t.get("progress") is False and t.get("last_line"):  # pytest did not start (missing)
+            return _row(target, f"pytest ran no test; its log ends: {t['last_line']}", False)
         return _row(target, "no count line (killed by its timeout?)", False)
     if re.search(r"\b\d+ (failed|errors?)\b", summary):
         return _row(target, summary, False)

@@ -72,15 +72,19 @@ def pytest_outcome(log: str) -> dict:
     ``{"summary": its last count line ("26 passed, 3 skipped in 91.2s") or None if it has none
     (the run was killed), "skipped": the reasons given, "slowest": the durations' lines,
     "stopped": pytest's line where it stopped before the last test (a session timeout), if
-    any}``."""
+    any}``; with no count line also ``"progress"``, whether any test's progress was printed
+    (none: pytest did not run at all, a missing module, say), and ``"last_line"``."""
     lines = [ln.strip() for ln in log.splitlines()]
     counts = re.compile(r"\b\d+ (passed|failed|skipped|errors?|xfailed|xpassed)\b")
     ends = [ln.strip("= ") for ln in lines if counts.search(ln)]
     # "!!! session-timeout: 110.0 sec exceeded !!!", "!!! Interrupted: 1 error during
     # collection !!!": the count line then holds only the tests that ran
     stops = [ln.strip("! ") for ln in lines if re.fullmatch(r"!{3,} .+ !{3,}", ln)]
+    said = [ln for ln in lines if ln]
+    ran = any(re.search(r"\[\s*\d+%\]$", ln) for ln in lines)
     return {
         "summary": ends[-1] if ends else None,
+        **({} if ends else {"progress": ran, "last_line": said[-1][:300] if said else None}),
         **({"stopped": stops[-1]} if stops else {}),
         "skipped": [ln for ln in lines if ln.startswith("SKIPPED ")],
         "slowest": [ln for ln in lines if re.match(r"\d+\.\d+s (call|setup|teardown) ", ln)],
