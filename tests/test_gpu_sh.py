@@ -195,3 +195,31 @@ def test_a_pytest_that_never_ran_is_not_reported_as_killed_by_its_timeout():
         f"pytest ran no test; its log ends: {sys.executable}: No module named no_such_pytest_here",
     )
     assert said["killed"] == (False, "no count line (killed by its timeout?)")
+
+
+def test_backbones_stopped_halfway_list_the_cases_they_never_reached():
+    """Stopped after 2 of its 8 rows, the backbones section gave two targets (vits14 float32)
+    and silently dropped the other six, vitb14 and float16 among them: each is now a row, not
+    measured, saying why."""
+    from loftup.bench.targets import targets
+
+    report = json.loads((RESULTS / "gpu-nvidia-h200-2026-11-27.json").read_text())
+    rows = report["sections"]["backbones"]["results"]
+    assert len(rows) == 8
+    failed = [{"method": "vits14", "dtype": "float16", "size": 224, "error": "OutOfMemoryError"}]
+    stopped = {"results": rows[:2], "failed": failed, "incomplete": "stopped before its end"}
+    got = targets({**report, "sections": {**report["sections"], "backbones": stopped}})
+    e2e = {r["target"].split(":")[0]: r for r in got if "+ LoftUp <=" in r["target"]}
+    assert sorted(e2e) == sorted(
+        f"{a} {d} {s}"
+        for a in ("vits14", "vitb14")
+        for d in ("float32", "float16")
+        for s in (224, 448)
+    )
+    assert [r["met"] for r in e2e.values()].count(None) == 6
+    assert e2e["vitb14 float16 448"]["measured"] == "not measured: stopped before its end"
+    assert e2e["vits14 float16 224"]["measured"] == "failed: OutOfMemoryError"
+    assert e2e["vits14 float32 448"]["measured"] == "5.63x (loftup_graph_stream)"
+    # run whole, no row is added
+    whole = [r for r in targets(report) if "+ LoftUp <=" in r["target"]]
+    assert len(whole) == 8 and all(r["met"] is not None for r in whole)

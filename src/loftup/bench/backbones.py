@@ -15,6 +15,8 @@ from .precision import DTYPES
 
 #: transformers DINOv2 shapes: hidden width, layers, heads (random weights: no download).
 BACKBONES = {"vits14": (384, 12, 6), "vitb14": (768, 12, 12), "tiny": (32, 2, 2)}
+#: what the GPU suite runs end to end, at each size of the issue's targets
+GPU_ARCHS, GPU_DTYPES = ("vits14", "vitb14"), ("float32", "float16")
 
 
 def dinov2_config(arch: str):
@@ -36,8 +38,8 @@ def dinov2_config(arch: str):
 def backbone_end_to_end(
     sizes=(224, 448),
     *,
-    archs=("vits14", "vitb14"),
-    dtypes=("float32", "float16"),
+    archs=GPU_ARCHS,
+    dtypes=GPU_DTYPES,
     device="cuda",
     repeats=10,
     graphs: bool = True,

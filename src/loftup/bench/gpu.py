@@ -16,6 +16,7 @@ import torch
 
 from .backbones import (
     BACKBONES,
+    GPU_ARCHS,
     _end_to_end_row,
     _overlapped,
     _preflight,
@@ -32,6 +33,7 @@ from .scale import _inputs
 __all__ = [
     "BACKBONES",
     "DTYPES",
+    "GPU_ARCHS",
     "_big_output_row",
     "_end_to_end_row",
     "_overlapped",

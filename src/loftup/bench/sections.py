@@ -135,7 +135,7 @@ def gpu_sections(section, model, fwd: dict, *, grid: int, device, smoke: bool, c
         lambda save: listed(
             lambda failed, on_rows: gpu.backbone_end_to_end(
                 s((224, 448), (28, 56)),
-                archs=s(("vits14", "vitb14"), ("tiny",)),
+                archs=s(gpu.GPU_ARCHS, ("tiny",)),
                 device=device,
                 repeats=s(5, 1),
                 failed=failed,
