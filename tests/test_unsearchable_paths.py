@@ -90,3 +90,43 @@ def test_each_command_says_which_folder_cannot_be_searched(tree, tmp_path, comma
     said = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(said) == 1, err
     _says_why(said[0], secret)
+
+
+def test_names_are_no_paths_in_a_current_folder_this_user_may_not_search(tmp_path, unsearchable,
+                                                                          monkeypatch):  # fmt: skip
+    """As another user in /root (mode 700: sudo -u, cron, a Docker WORKDIR they may not
+    search), a baseline, a packaged config, a released name and hub ids were each refused as a
+    file there: "--upsampler bilinear: permission denied (/root cannot be searched ...)". A
+    path there is refused still: it cannot be opened."""
+    from hub_helpers import _offline_cache
+    from loftup.eval.config import check_upsampler
+    from loftup.featurizers.hf_weights import resolve_weights
+    from loftup.hub import load_with_record
+    from loftup.train.config.yaml_text import read_yaml
+    from loftup.train.preflight import check_backbone_weights, check_init
+
+    here = tmp_path / "here"
+    here.mkdir()
+    Image.new("RGB", (32, 24)).save(here / "a.png")
+    _offline_cache(monkeypatch, tmp_path / "hub")  # an empty cache: nothing downloaded
+    monkeypatch.chdir(here)
+    unsearchable(here)
+    for upsampler in ("bilinear", "highres", "loftup_dinov2s", "someorg/mine"):
+        check_upsampler(upsampler)
+    for init in ("loftup_dinov2s", "someorg/mine"):
+        check_init(init)
+    check_backbone_weights("dinov2_s", "facebook/dinov2-small")
+    assert read_yaml("stage1_cpu")["stage"] == 1
+    with pytest.raises(loftup.WeightsNotFoundError) as caught:  # not in the cache, said so
+        load_with_record("loftup_dinov2s")
+    assert "cannot be searched" not in str(caught.value)
+    with pytest.raises(loftup.WeightsNotFoundError) as caught:  # a folder here may be meant
+        load_with_record("someorg/mine")
+    assert f"current folder {here} that this user may look at ({here} cannot be" in str(
+        caught.value
+    )
+    with pytest.raises(loftup.WeightsNotFoundError):  # a backbone's own hub id, not cached
+        resolve_weights(None, "facebook/dinov2-small", "dinov2_s")
+    with pytest.raises(PermissionError) as caught:
+        loftup.load_image("a.png")
+    _says_why(str(caught.value), here)

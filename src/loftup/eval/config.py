@@ -219,12 +219,15 @@ def check_upsampler(source) -> None:
     image's header (seconds to minutes on COCO)."""
     from ..baselines import BASELINES
     from ..errors import UnknownNameError
-    from ..hub.checks import hub_source
+    from ..hub.checks import hub_source, upsampler_name
     from ..paths import check_visible
 
     text = str(source)
-    check_visible(text, "--upsampler")  # os.path.exists: "no such file or folder"
-    if text in BASELINES or text == "highres" or os.path.exists(os.path.expanduser(text)):
+    if text in BASELINES or text == "highres":  # names, no paths: whatever the current folder
+        return
+    if not upsampler_name(text):  # a path: os.path.exists said "no such file or folder"
+        check_visible(text, "--upsampler")
+    if os.path.exists(os.path.expanduser(text)):
         return
     try:
         hub_source(text)  # as load_upsampler decides it, nothing read

@@ -27,6 +27,13 @@ WEIGHTS_FILE = "model.safetensors"
 HUB_FILES = ((CONFIG_FILE,), (WEIGHTS_FILE, "pytorch_model.bin"))
 
 
+def _a_hub_id(weights) -> bool:
+    """Whether ``weights`` (a str; a Path is a local path) reads as a hub id ``ORG/NAME``."""
+    from ..hub import hub_id
+
+    return not isinstance(weights, os.PathLike) and hub_id(os.fspath(weights)) is not None
+
+
 def resolve_weights(
     weights: str | os.PathLike | None, default: str, name: str, *, downloading: bool = False
 ) -> Path:
@@ -47,8 +54,9 @@ def resolve_weights(
             "leave them out (no --backbone-weights) for the official weights"
         )
     path = Path(source).expanduser()
-    check_visible(path, f"backbone weights for {name}:")
-    if path.is_dir():
+    if weights is not None and not _a_hub_id(weights):  # a hub id is looked for here first,
+        check_visible(path, f"backbone weights for {name}:")  # but is no path to check
+    if os.path.isdir(path):  # os.path: pathlib's raises where the folder is not searchable
         from ..hub.damaged import check_links
 
         check_links(path, (CONFIG_FILE, WEIGHTS_FILE, "pytorch_model.bin"))
@@ -58,7 +66,7 @@ def resolve_weights(
                 "by save_pretrained"
             )
         return path
-    if path.exists():
+    if os.path.exists(path):
         raise WeightsNotFoundError(
             f"backbone weights for {name}: {source} is a file, but they must be {layout} or a "
             f"hub id (if it is one of those two files, pass its folder, {path.parent})"

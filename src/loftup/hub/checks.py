@@ -35,6 +35,19 @@ def refuse_backbone(text: str) -> None:
     )
 
 
+def upsampler_name(source) -> bool:
+    """Whether ``source``, given as the upsampler, reads as a name rather than a path: a
+    released name (or alias), or a hub id ``ORG/NAME[@REVISION]``. Such a text is looked for
+    as a file or folder here first, but is no path to check for permission: in a current
+    folder this user may not search, ``loftup_dinov2s`` was refused as a file there."""
+    from .registry import ALIASES
+    from .user_repos import hub_id
+
+    if not isinstance(source, str):  # a Path names a file, never a name
+        return False
+    return ALIASES.get(source, source) in RELEASED or hub_id(source) is not None
+
+
 def hub_source(text: str) -> tuple[str, str | None] | None:
     """Where ``text``, given as the upsampler and naming no file or folder here, is read from,
     as :func:`~loftup.hub.load_upsampler` decides it, without reading anything: None for a

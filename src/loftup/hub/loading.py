@@ -13,7 +13,13 @@ from ..convert import build_from_state, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from ..paths import check_visible
-from .checks import check_released_width, check_state, hub_source, missing_source
+from .checks import (
+    check_released_width,
+    check_state,
+    hub_source,
+    missing_source,
+    upsampler_name,
+)
 from .damaged import check_links
 from .files import read_weights
 from .record import (
@@ -100,7 +106,8 @@ def load_with_record(
     if num_heads is not None:  # an integer >= 1, before any file is read
         LoftUpConfig(num_heads=num_heads)
     path = Path(os.fspath(source)).expanduser()
-    check_visible(path, "upsampler")  # a released name or hub id: nothing there, nothing said
+    if not upsampler_name(source):  # a name: looked for here, but no path to check
+        check_visible(path, "upsampler")
     try:
         return _load_with_record(source, path, num_heads)
     except (CheckpointError, WeightsNotFoundError) as e:  # the latter: a backbone in shards
@@ -115,9 +122,9 @@ def _backbone_hint(path: Path) -> str:
     """What to do where ``path`` (a folder, or a file in one) holds a transformers model's
     weights, a backbone's rather than an upsampler's; "" elsewhere (and for a released name,
     which is no file: its parent, the current folder, holds nothing it was read from)."""
-    if not path.exists():
+    if not os.path.exists(path):  # os.path: a name in a folder not searchable is not there
         return ""
-    folder = path if path.is_dir() else path.parent
+    folder = path if os.path.isdir(path) else path.parent
     try:
         info = json.loads((folder / CONFIG_NAME).read_text())
     except (OSError, ValueError):
@@ -136,14 +143,17 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     backbone = backbone_norm = released = fix = None
     config = None
     obj: dict = {}
-    if path.is_dir() or (path.name == WEIGHTS_NAME and (path.parent / CONFIG_NAME).is_file()):
+    # os.path, not pathlib (PermissionError on 3.11): a name in a folder not searchable
+    if os.path.isdir(path) or (
+        path.name == WEIGHTS_NAME and os.path.isfile(path.parent / CONFIG_NAME)
+    ):
         # a save_pretrained folder's weights given as a file: its config.json decides, as for
         # the folder (the header's copy stands in where it is missing)
         state, config, backbone, backbone_norm = _read_folder(
-            path if path.is_dir() else path.parent
+            path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
-    elif path.is_file():
+    elif os.path.isfile(path):
         origin = str(path)
         obj = read_weights(path)
         state, config = to_native(obj, origin)

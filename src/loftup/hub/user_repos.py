@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..listing import unsearchable
 from .commits import hub_folder, hub_folder_beside
 from .remote import all_or_nothing, looks_like_path
 
@@ -54,9 +55,11 @@ def upsampler_repo(
     spelled = as_spelled(repo_id, revision)
     weights = (WEIGHTS_NAME, "pytorch_model.bin")
     # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
+    blocked = unsearchable(repo_id)  # where it cannot be seen: it may be there, unread
+    unseen = f" that this user may look at ({blocked} cannot be searched)" if blocked else ""
     where = (
-        f" (no file or folder {spelled} in the current folder {os.getcwd()}, so taken for a hub "
-        "repo id)"
+        f" (no file or folder {spelled} in the current folder {os.getcwd()}{unseen}, so taken "
+        "for a hub repo id)"
     )
     kw = dict(
         what=f"upsampler {spelled}{'' if downloading else where}",

@@ -53,14 +53,17 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
 
     if not weights:
         return
+    from ..hub import hub_id
+
     path = Path(weights).expanduser()
-    check_visible(path, f"backbone weights for {backbone}:")
-    if path.is_file():
+    if hub_id(weights) is None:  # a hub id is looked for here first, but is no path to check
+        check_visible(path, f"backbone weights for {backbone}:")
+    if os.path.isfile(path):  # os.path: pathlib's raises where the folder is not searchable
         raise UsageError(
             f"backbone weights for {backbone}: {weights} is a file, but they must be a folder or "
             f"a hub id (if it is one of its files, pass its folder, {path.parent})"
         )
-    if path.exists():
+    if os.path.exists(path):
         return
     from ..featurizers.hf_weights import refuse_revision
 
@@ -85,10 +88,14 @@ def check_init(init: str | None) -> None:
             "a released name such as loftup_dinov2s, or the hub id ORG/NAME of an upsampler of "
             "your own)"
         )
-    check_visible(init, "init")
-    if ALIASES.get(init, init) in RELEASED or Path(init).expanduser().exists():
+    if ALIASES.get(init, init) in RELEASED:  # a name, no path: whatever the current folder
         return
-    if hub_id(init) is None:
+    hub = hub_id(init)
+    if hub is None:  # a hub id is looked for here first, but is no path to check
+        check_visible(init, "init")
+    if os.path.exists(os.path.expanduser(init)):
+        return
+    if hub is None:
         raise UsageError(
             f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
             f"or RUN/final), a released name ({', '.join(RELEASED)}) or the hub id "

@@ -4,6 +4,7 @@ only, every key once), each problem a one-line UsageError naming the file or ove
 from __future__ import annotations
 
 import functools
+import os
 import typing
 from importlib import resources
 from pathlib import Path
@@ -21,8 +22,10 @@ def packaged_configs() -> list[str]:
 def read_yaml(name_or_path: str) -> dict:
     """A config file's contents: a path, or the name of a packaged config."""
     path = Path(name_or_path).expanduser()
-    check_visible(path, "config")
-    if path.is_file():
+    name = name_or_path[:-5] if name_or_path.endswith(".yaml") else name_or_path
+    if name not in packaged_configs():  # a packaged name is no path (a file here comes first)
+        check_visible(path, "config")
+    if os.path.isfile(path):  # os.path: pathlib's raises where the folder is not searchable
         where = str(path)
         try:  # UTF-8 whatever the locale (which would misread a non-ASCII path, or refuse it)
             text = path.read_bytes().decode("utf-8")
@@ -33,10 +36,9 @@ def read_yaml(name_or_path: str) -> dict:
                 f"config {path} is not a text (YAML) file: byte {e.object[e.start]:#04x} at offset "
                 f"{e.start} is not UTF-8; save it as UTF-8 text"
             ) from None
-    elif path.is_dir():
+    elif os.path.isdir(path):
         raise UsageError(f"config {path} is a folder; give a YAML file or a packaged config name")
     else:
-        name = name_or_path[:-5] if name_or_path.endswith(".yaml") else name_or_path
         entry = resources.files("loftup") / "configs" / f"{name}.yaml"
         if not entry.is_file():
             raise UsageError(
