@@ -84,12 +84,19 @@ def unsearchable(monkeypatch):
     boundary pathlib's exists and is_file, and os.path's, look through) is refused for what
     lies in it, links followed, and so is os.scandir of a folder in it (the folder itself is
     read, as its mode 600 lets it be); as another user, the folder's search (x) permission is
-    taken away instead."""
+    taken away instead. As the OS does, a path is walked as written: ``locked/../ok.png``
+    looks up ``..`` in ``locked``, and is refused (os.path.realpath would resolve it away)."""
     real, denied = os.stat, []
 
     def inside(path, follow_symlinks=True) -> bool:
-        where = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
-        return any((os.path.dirname(where) + os.sep).startswith(d + os.sep) for d in denied)
+        written = os.path.join(os.getcwd(), os.fsdecode(path))  # not normalised
+        parts = written.split(os.sep)
+        # each folder a name is looked up in, links on the way followed; and the file's own
+        # folder where the last name, a link, is followed too
+        folders = [os.path.realpath(os.sep.join(parts[:n]) or os.sep) for n in range(1, len(parts))]
+        if follow_symlinks:
+            folders.append(os.path.dirname(os.path.realpath(written)))
+        return any((f + os.sep).startswith(d + os.sep) for f in folders for d in denied)
 
     def stat(path, *args, follow_symlinks=True, **kw):
         if not isinstance(path, int) and inside(path, follow_symlinks):
@@ -97,7 +104,7 @@ def unsearchable(monkeypatch):
         return real(path, *args, follow_symlinks=follow_symlinks, **kw)
 
     def deny(folder):
-        denied.append(str(folder))
+        denied.append(os.path.realpath(folder))
         if os.geteuid() != 0:
             folder.chmod(0o600)
             return

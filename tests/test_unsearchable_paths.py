@@ -130,3 +130,26 @@ def test_names_are_no_paths_in_a_current_folder_this_user_may_not_search(tmp_pat
     with pytest.raises(PermissionError) as caught:
         loftup.load_image("a.png")
     _says_why(str(caught.value), here)
+
+
+def test_a_path_through_a_folder_and_back_names_that_folder(tmp_path, unsearchable, monkeypatch):
+    """``locked/../ok.png`` needs ``locked`` searched; it named ``perm``, the folder above,
+    which may be searched (os.path.realpath resolved the ``..`` away)."""
+    perm = tmp_path / "perm"
+    (perm / "locked").mkdir(parents=True)
+    (perm / "dir").mkdir()
+    Image.new("RGB", (32, 24)).save(perm / "ok.png")
+    (perm / "dir" / "lk").symlink_to("../locked")
+    monkeypatch.chdir(perm)
+    unsearchable(perm / "locked")
+    for path in ("locked/../ok.png", "dir/lk/../ok.png", f"{perm}/locked/../ok.png"):
+        with pytest.raises(PermissionError) as caught:
+            loftup.load_image(path)
+        _says_why(str(caught.value), perm / "locked")
+    assert loftup.load_image("dir/../ok.png").size == (32, 24)
+
+
+def test_a_nul_byte_in_a_path_is_no_such_file():
+    """``load_image("a\\0b.png")`` raised os.stat's bare ValueError ("embedded null byte")."""
+    with pytest.raises(loftup.io.ImageReadError, match="no such image file"):
+        loftup.load_image("a\0b.png")

@@ -94,27 +94,56 @@ def special_kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"
 
 
-def unsearchable(path: str | os.PathLike) -> str | None:
-    """The folder on the way to ``path`` (links followed) that this user may not search (no
-    ``x`` permission for them), where looking at ``path`` fails for that (EACCES, EPERM): a
-    link into another user's folder of mode 700, which is there, though unseen; else None."""
+def _blocked(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(the folder on the way to ``path`` that this user may not search, the name looked up in
+    it), where looking at ``path`` fails for that (EACCES, EPERM); else None. The path is
+    walked as written (``locked/../ok.png`` needs ``locked`` searched: os.path.realpath
+    resolves the ``..`` first, and named the folder above), each link followed one step at a
+    time; a relative one from the current folder, as the OS does (a folder above it, which
+    need not be searchable, is not looked through). A name os.stat refuses (a NUL byte in it:
+    ValueError) is no file, so None."""
     try:
         os.stat(path)
         return None
     except PermissionError:
         pass
-    except OSError:
+    except (OSError, ValueError):
         return None
-    real = os.path.realpath(path)  # as far as it can be resolved
-    parts = real.split(os.sep)
-    for n in range(2, len(parts) + 1):
-        try:
-            os.stat(os.sep.join(parts[:n]) or os.sep)
+    path = os.fsdecode(path)
+    folder = os.sep if os.path.isabs(path) else ""  # "": the current folder
+    names = deque(path.split(os.sep))
+    for _ in range(1000):  # each name, a link's too (a loop of links ends here)
+        if not names:
+            break
+        name = names.popleft()
+        if not name:  # "a//b", a leading or trailing /
+            continue
+        here = os.path.join(folder, name)
+        try:  # os.stat, not os.lstat: the one call the conftest fixture refuses as root
+            mode = os.stat(here, follow_symlinks=False).st_mode
         except PermissionError:
-            return os.sep.join(parts[: n - 1]) or os.sep
+            return os.path.abspath(folder or os.curdir), name
         except OSError:
             break
-    return os.path.dirname(real)
+        if stat.S_ISLNK(mode):
+            target = os.readlink(here)
+            folder = os.sep if os.path.isabs(target) else folder
+            names.extendleft(reversed(target.split(os.sep)))
+        elif name == os.pardir:  # no link in ``folder``: its parent, as the OS's; / its own
+            up = os.path.basename(folder) in ("", os.pardir)  # the current folder, or above it
+            folder = folder if folder == os.sep else here if up else os.path.dirname(folder)
+        elif name != os.curdir:
+            folder = here
+    real = os.path.realpath(path)  # none found: the folder of the file, as far as resolved
+    return os.path.dirname(real), os.path.basename(real)
+
+
+def unsearchable(path: str | os.PathLike) -> str | None:
+    """The folder on the way to ``path`` (links followed) that this user may not search (no
+    ``x`` permission for them), where looking at ``path`` fails for that (EACCES, EPERM): a
+    link into another user's folder of mode 700, which is there, though unseen; else None."""
+    blocked = _blocked(path)
+    return blocked and blocked[0]
 
 
 def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str:
@@ -159,10 +188,10 @@ def absent(path: str | os.PathLike) -> bool:
     surely not there: that folder can be listed and holds no entry of the next name on the way
     (a glob's ``t/*/b``: ``t/noexec/b`` where ``t/noexec`` has no ``b``). False where nothing
     hides ``path``, or where what hides it cannot be listed either (it may be there)."""
-    blocked = unsearchable(path)
-    if blocked is None:
+    blocked = _blocked(path)
+    if blocked is None or blocked[1] in (os.curdir, os.pardir):  # always there
         return False
-    first = os.path.relpath(os.path.realpath(path), blocked).split(os.sep)[0]
+    blocked, first = blocked
     try:
         with os.scandir(blocked) as listing:
             return not any(entry.name == first for entry in listing)
