@@ -87,3 +87,29 @@ def test_a_glob_s_fixed_part_behind_a_folder_not_searched_names_that_folder(tree
     nothing = ("no such file, folder or matching glob",)
     for spec in ("t/noexec/nope/*.png", "t/noexec/nope.png", "t/noexec/nope/**/*.png"):
         assert [why for _, why in _said([spec])[1]] == list(nothing), spec
+
+
+def test_a_path_given_whose_folder_is_seen_to_lack_it_is_no_such_file(tree):
+    """``load_image("t/noexec/nope.png")`` (and a config, a data folder, an upsampler's path)
+    said "permission denied (t/noexec cannot be searched ...)", where t/noexec, which can be
+    listed, holds no ``nope``; one it holds, or one behind ``..`` in it, is denied still."""
+    import loftup
+    from loftup.data.folders import data_folder
+    from loftup.errors import PathPermissionError, UsageError
+    from loftup.io import ImageReadError
+    from loftup.train.config.yaml_text import read_yaml
+
+    calls = {
+        "no such image file": lambda: loftup.load_image("t/noexec/nope.png"),
+        "no config file": lambda: read_yaml("t/noexec/nope.yaml"),
+        "does not exist": lambda: data_folder("t/noexec/nope"),
+        "no such file or folder": lambda: loftup.load_upsampler("t/noexec/nope.pt"),
+    }
+    for said, call in calls.items():
+        with pytest.raises((ImageReadError, UsageError, loftup.WeightsNotFoundError)) as caught:
+            call()
+        assert said in str(caught.value), (said, caught.value)
+    for path in ("t/noexec/q.png", "t/noexec/../x.png"):
+        with pytest.raises(PathPermissionError) as caught:
+            loftup.load_image(path)
+        assert _denied("t/noexec") in str(caught.value), (path, caught.value)

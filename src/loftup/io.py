@@ -121,7 +121,7 @@ def _open(path: str | os.PathLike):
 
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
     check_visible(path, "image")  # is_file's bare PermissionError, in a folder not searchable
-    if not path.is_file():
+    if not os.path.isfile(path):  # os.path: pathlib's raises where a folder is not searchable
         raise ImageReadError(_not_a_file(path))
 
     def upright(img):
@@ -154,12 +154,12 @@ def _not_a_file(path: Path) -> str:
     """Why ``path``, no regular file, is no image: missing, a folder, a link to nothing or
     round a loop of links, or a pipe, socket or device (all were "no such image file", a
     folder or a pipe that is there too)."""
-    if path.is_dir():
+    if os.path.isdir(path):
         return f"{path} is a folder, not an image file; pass an image in it"
-    if path.is_symlink() and not path.exists():
+    if os.path.islink(path) and not os.path.exists(path):
         return f"{path} is {where_it_leads(path)}; pass the image itself"
-    if path.exists():
-        kind = special_kind(path.stat().st_mode)
+    if os.path.exists(path):
+        kind = special_kind(os.stat(path).st_mode)
         return f"{path} is not a regular file ({kind}); save the image to a file first"
     return f"no such image file: {path}"
 

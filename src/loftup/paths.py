@@ -17,19 +17,24 @@ import tempfile
 from pathlib import Path
 
 from .errors import PathPermissionError, UsageError
+from .listing import absent, permission_denied, special_kind, where_it_leads
 from .listing import in_a_loop as _in_a_loop
-from .listing import permission_denied, special_kind, where_it_leads
 
 
-def check_visible(path: str | os.PathLike, what: str = "", other: str | None = None) -> None:
+def check_visible(
+    path: str | os.PathLike, what: str = "", other: str | None = None, to_make: bool = False
+) -> None:
     """A :class:`PathPermissionError` where ``path``, one the user gave (``what`` it is:
     "image", "--config"), lies in a folder this user may not search (links followed), naming
     the folder and the fix (:func:`loftup.listing.permission_denied`): looked at with pathlib
     on Python 3.11, it was a bare PermissionError, and with os.path "no such file". Nothing
-    for any other path, there or not (one os.stat). ``other``: another fix than a copy of it."""
+    for any other path, there or not (one os.stat), nor for one seen not to be there (its
+    folder can be listed, not searched, and lacks it: :func:`loftup.listing.absent`), which
+    the caller says is missing. ``other``: another fix than a copy of it. ``to_make``: a
+    folder a run makes where it is missing (a cache), refused there too: it cannot be made."""
     path = os.path.expanduser(os.fspath(path))
     why = permission_denied(path, *([other] if other else []))
-    if why is not None:
+    if why is not None and (to_make or not absent(path)):
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 

@@ -23,12 +23,12 @@ def data_folder(root: str | os.PathLike) -> Path:
         )
     given, root = os.fspath(root), home_expanded(root, "data folder")
     check_visible(root, "data folder")
-    if root.is_file():
+    if os.path.isfile(root):  # os.path: pathlib's raises where a folder is not searchable
         raise UsageError(
             f"data folder {root} is a file; data.root (--data) is the folder of training images "
             f"(searched recursively), e.g. {root.parent}"
         )
-    if not root.is_dir():
+    if not os.path.isdir(root):
         raise UsageError(
             f"data folder {root} does not exist (pass --data /path/to/images, or data.root=)"
             f"{_variable_hint(given)}"

@@ -71,7 +71,8 @@ def hub_file(
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     # "not in the cache" (it was never looked in), where a folder above it is not searchable
-    check_visible(_cache(), "the Hugging Face cache", "set HF_HOME to a folder of this user's")
+    home = "set HF_HOME to a folder of this user's"
+    check_visible(_cache(), "the Hugging Face cache", home, to_make=True)
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
     if isinstance(cached, str):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +159,9 @@ def check_root(task: str, name: str, root: str | Path) -> None:
     the first file of the layout that is missing under it."""
     path = home_expanded(root, "--root")
     check_visible(path, "--root")
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path: pathlib's raises where a folder is not searchable
         return
-    what = "does not exist" if not path.exists() else "is a file, not a folder"
+    what = "does not exist" if not os.path.exists(path) else "is a file, not a folder"
     hint = SEG_DATASETS[name].hint if task == "seg" else NYU_HINT if name == "nyuv2" else DAVIS_HINT
     raise DatasetError(f"--root {root} {what}; give the folder of the {name} dataset. {hint}")
 
