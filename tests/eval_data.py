@@ -6,6 +6,7 @@ so that a linear probe has something to learn.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -210,3 +211,21 @@ def run_eval(task, root, upsampler, out_dir, *extra, backbone=TEST_BACKBONE, nam
     args += ["--json", str(out), "--no-progress", *extra]
     assert main(args) == 0
     return json.loads(out.read_text())
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str = "16m"):
+    """A tmpfs of ``size`` mounted on ``folder`` (a mount point, or a small disk to fill) for the
+    block's time; the test skipped where none can be mounted (not root, no mount namespace)."""
+    import subprocess
+
+    import pytest
+
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount namespace)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from eval_data import TEST_BACKBONE, write_davis
+from eval_data import TEST_BACKBONE, tmpfs, write_davis
 from loftup.cli import main
 from loftup.errors import LoftUpError
 from loftup.eval import EvalConfig, evaluate
@@ -67,19 +66,13 @@ def test_a_mount_point_takes_the_masks(tmp_path):
     very end (Device or resource busy), leaving its masks beside it and no JSON."""
     masks = tmp_path / "masks"
     masks.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(masks)],
-                             capture_output=True, check=False)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root, or no mount namespace)")
-    try:
+    with tmpfs(masks):
         root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
         assert main(_davis(root, masks)) == 0
         assert main(_davis(root, masks)) == 0  # and over an earlier run's
         assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
         assert os.path.ismount(masks) and (tmp_path / "r.json").is_file()
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    finally:
-        subprocess.run(["umount", str(masks)], check=True)
 
 
 @pytest.mark.parametrize("option", ["--json", "--figure", "--cache-dir", "the figure"])
@@ -156,25 +149,6 @@ def test_an_interruption_while_the_masks_move_in_leaves_the_earlier_ones(tmp_pat
     assert not list(masks.glob(".loftup-staging-*"))
 
 
-def test_a_killed_runs_staging_folder_is_removed_and_a_running_ones_kept(tmp_path):
-    """A run killed outright (kill -9, out of memory) leaves its staging folder: the next run
-    removes it, but not that of a run still running into the folder (it holds its lock)."""
-    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
-    masks = tmp_path / "masks"
-    killed, running = masks / ".loftup-staging-k1ll3d00", masks / ".loftup-staging-runn1ng0"
-    for stage in (killed, running):
-        (stage / "bear").mkdir(parents=True)
-        (stage / "bear" / "00000.png").write_bytes(b"half a run")
-    fcntl = pytest.importorskip("fcntl")
-    fd = os.open(running, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert main(_davis(root, masks)) == 0
-    finally:
-        os.close(fd)
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, running.name, "bear"]
-
-
 def test_masks_without_the_mark_are_refused_for_what_they_are(tmp_path, capsys):
     """Masks an earlier loftup wrote (before the mark) were refused as 'files that no loftup
     eval davis run wrote', which they were not; the message now says why, and its fix works."""
@@ -191,3 +165,65 @@ def test_masks_without_the_mark_are_refused_for_what_they_are(tmp_path, capsys):
     (masks / MARK).touch()
     assert main(_davis(root, masks)) == 0  # the marked folders are replaced
     assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+
+
+def test_the_scorers_csv_files_are_named_as_stale_scores_and_desktop_files_ignored(tmp_path,
+                                                                                   capsys):  # fmt: skip
+    """The official scorer writes its CSVs into the masks' folder: the next run refused them as
+    'files that no loftup eval davis run wrote'; a .DS_Store (macOS's Finder) was refused too."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    assert main(_davis(root, masks)) == 0
+    capsys.readouterr()
+    for name in ("global_results-val.csv", "per-sequence_results-val.csv"):
+        (masks / name).write_text("J&F-Mean,J-Mean\n0.5,0.5\n")
+    assert main(_davis(root, masks)) == 2
+    err = capsys.readouterr().err
+    assert "davis2017-evaluation scorer's scores" in err and "stale scores" in err
+    assert f"rm {masks}/*_results-*.csv" in err and "no loftup eval davis run wrote" not in err
+    for csv in masks.glob("*_results-*.csv"):
+        csv.unlink()
+    for junk in (masks / ".DS_Store", masks / "bear" / ".DS_Store", masks / "Thumbs.db"):
+        junk.write_bytes(b"Finder's")
+    assert main(_davis(root, masks)) == 0
+    assert (masks / "bear" / "00001.png").is_file()
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_an_earlier_run_s_masks_this_user_may_not_move_are_refused_before_any_work():
+    """In a group-shared folder, another user's masks (drwxr-sr-x) cannot be moved aside: the
+    run failed at its very end, leaving its masks in a staging folder nobody else could
+    remove. Now refused up front, naming the owner."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from loftup.errors import UsageError
+    from loftup.eval.mask_folder import check_masks_folder
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks, owner = base / "masks", pwd.getpwuid(65534).pw_name
+        (masks / "bear").mkdir(parents=True)
+        (masks / "bear" / "00000.png").write_bytes(b"nobody's mask")
+        (masks / MARK).write_text(json.dumps({"sequences": ["bear"]}))
+        os.chown(masks, 0, 100)
+        os.chmod(masks, 0o2770)  # root:users, shared by the group
+        os.chown(masks / "bear", 65534, 100)
+        os.chmod(masks / "bear", 0o2755)  # as umask 022 made it
+        check_masks_folder(str(masks), str(base / "davis"))  # root may
+        os.setegid(100)
+        os.seteuid(65533)  # another member of the group
+        try:
+            with pytest.raises(UsageError) as info:
+                check_masks_folder(str(masks), str(base / "davis"))
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        message = str(info.value)
+        assert f"the earlier run's masks {masks / 'bear'} are {owner}'s" in message
+        assert f"ask {owner} to run chmod -R g+w {masks / 'bear'}" in message
+    finally:
+        shutil.rmtree(base)

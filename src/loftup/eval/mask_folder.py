@@ -1,38 +1,25 @@
 """``loftup eval davis --save-masks DIR``: the folder the predicted masks go to, in the DAVIS
-result format (DIR/<sequence>/<frame>.png).
+result format (DIR/<sequence>/<frame>.png), and what is checked of it before any work.
 
-Checked before any work (:func:`check_masks_folder`): not inside the dataset's ``--root``
-(the masks would overwrite its annotations), and new, empty, or one an earlier ``loftup eval
-davis`` run wrote: it holds the mark file :data:`MARK`, which lists that run's sequence
-folders, and those folders of PNGs only. The run writes its masks into a hidden staging
-folder inside DIR (:class:`MaskStaging`: the same file system, so its masks move in by
-renames); at the end, after the scores are written, its sequence folders take the place of
-the earlier run's and the mark is written last. DIR itself is never moved: it keeps its
-inode, mode, group and mount, and a shell or process inside it stays there. A run that fails
-or is interrupted before then leaves DIR's masks as they were and removes its staging
-folder; one killed outright (``kill -9``) leaves it, and the next run into DIR removes it.
+:func:`check_masks_folder`: not inside the dataset's ``--root`` (the masks would overwrite its
+annotations), and new, empty, or one an earlier ``loftup eval davis`` run wrote: it holds the
+mark file :data:`MARK`, which lists that run's sequence folders, and those folders of PNGs
+only; each of them one this user may move. How the masks are written and put in place:
+:mod:`.mask_staging`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..atomic import atomic_write_bytes
-from ..errors import LoftUpError, UsageError
+from ..errors import UsageError
 from ..paths import check_folder_output
 
 if TYPE_CHECKING:
-    import torch
-
     from .datasets import DavisSequence
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
@@ -40,6 +27,12 @@ MARK = ".loftup-eval-davis-masks"
 
 #: The beginning of a run's staging folder's name (then mkdtemp's 8 characters).
 STAGING = ".loftup-staging-"
+
+#: Files a desktop's file browser leaves in any folder it shows (macOS, Windows): no one's data.
+IGNORED = frozenset({".DS_Store", "Thumbs.db"})
+
+#: The files davis2017-evaluation's scorer writes into the masks' folder (its --results_path).
+SCORER_CSV = re.compile(r"(global|per-sequence)_results-\w+\.csv")
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -73,18 +66,6 @@ def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
         )
 
 
-def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
-    """Write the object ids ``ids`` (H, W) as an indexed PNG with ``palette`` (the DAVIS format)."""
-    from PIL import Image
-
-    from ..atomic import atomic_write
-
-    img = Image.fromarray(ids.numpy().astype(np.uint8))
-    if palette:
-        img.putpalette(palette)  # 'L' -> 'P', indices kept
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
-
-
 def _is_staging(entry: Path) -> bool:
     return bool(re.fullmatch(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}", entry.name)) and (
         entry.is_dir() and not entry.is_symlink()
@@ -115,7 +96,7 @@ def foreign_entries(folder: Path) -> list[Path]:
     listed = set(earlier_sequences(folder) or ())
     out = []
     for entry in sorted(folder.iterdir()):
-        if entry.name != MARK and not _is_staging(entry):
+        if entry.name not in (MARK, *IGNORED) and not _is_staging(entry):
             out += _not_masks(entry) if entry.name in listed else [entry]
     return out
 
@@ -125,7 +106,8 @@ def _not_masks(entry: Path) -> list[Path]:
     entries that are no PNG files."""
     if entry.is_symlink() or not entry.is_dir():
         return [entry]
-    return [p for p in sorted(entry.iterdir()) if p.suffix != ".png" or not p.is_file()]
+    found = sorted(p for p in entry.iterdir() if p.name not in IGNORED)
+    return [p for p in found if p.suffix != ".png" or not p.is_file()]
 
 
 def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
@@ -147,6 +129,13 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
             "the mark, or made otherwise): delete or move them, or, if this run may replace "
             f"them, mark them: touch {Path(folder) / MARK}"
         )
+    scores = [p for p in found if p.parent == target and SCORER_CSV.fullmatch(p.name)]
+    if scores:
+        raise UsageError(
+            f"--save-masks {folder} holds the davis2017-evaluation scorer's scores of the masks "
+            f"there ({scores[0]}): stale scores once this run replaces the masks; delete them "
+            f"(rm {Path(folder)}/*_results-*.csv), or give another folder"
+        )
     if found:
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""
         raise UsageError(
@@ -154,6 +143,30 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
             f"{more}); the run replaces an earlier run's masks there with its own, so give a "
             "new or empty folder, or move those files out"
         )
+    for name in earlier_sequences(target) or ():
+        _check_movable(target / name, folder)
+
+
+def _check_movable(seq: Path, folder: str) -> None:
+    """UsageError when the earlier run's sequence folder ``seq`` is one this user may not move
+    out of the way (a folder moves to another parent only with write permission on itself):
+    another user's, in a group-shared DIR. Said before the work, not at its end."""
+    if seq.is_symlink() or not seq.is_dir():
+        return
+    effective = os.access in os.supports_effective_ids
+    if os.access(seq, os.W_OK, effective_ids=effective):
+        return
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(seq.stat().st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"user {seq.stat().st_uid}"
+    raise UsageError(
+        f"--save-masks {folder}: the earlier run's masks {seq} are {owner}'s and this user may "
+        f"not move them (moving a folder needs write permission on it); ask {owner} to run "
+        f"chmod -R g+w {seq} (or to remove them), or give another folder"
+    )
 
 
 def check_outside_masks(folder: str, outputs: dict[str, str]) -> None:
@@ -168,128 +181,3 @@ def check_outside_masks(folder: str, outputs: dict[str, str]) -> None:
                 f"{option} {path} is inside --save-masks {folder}, which holds masks only (a "
                 f"later run into it would refuse the file); give {fix} a path outside it"
             )
-
-
-def _flock(path: Path, wait: bool) -> int | None:
-    """An open descriptor of ``path`` holding its exclusive lock (``fcntl.flock``; the system
-    releases it when the process ends, however it ends), or None where it is held elsewhere
-    (``wait`` False) or the system keeps no locks."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)
-
-
-def sweep_staging(folder: Path) -> None:
-    """Remove the staging folders in ``folder`` that runs killed outright left: those no
-    running run holds the lock of (a run running into ``folder`` keeps its own)."""
-    for entry in list(folder.iterdir()) if folder.is_dir() else ():
-        fd = _flock(entry, wait=False) if _is_staging(entry) else None
-        if fd is not None:
-            shutil.rmtree(entry, ignore_errors=True)
-            _unlock(fd)
-
-
-def _write_mark(target: Path, names: list[str]) -> None:
-    text = json.dumps({"written_by": "loftup eval davis --save-masks", "sequences": names})
-    atomic_write_bytes(target / MARK, (text + "\n").encode())
-
-
-class MaskStaging:
-    """Where a run writes its masks (:attr:`path`, a new staging folder inside ``folder``,
-    which is made if missing) until :meth:`publish` moves them into ``folder``, or
-    :meth:`discard` removes them. Staging folders that killed runs left are removed first."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder, self.target = folder, _real(folder)
-        self.made = [p for p in (self.target, *self.target.parents) if not p.exists()]
-        try:
-            self.target.mkdir(parents=True, exist_ok=True)
-            sweep_staging(self.target)
-            self.path = Path(tempfile.mkdtemp(dir=self.target, prefix=STAGING))
-        except OSError as e:
-            raise LoftUpError(
-                f"--save-masks {folder} could not be written ({e.strerror or e}); choose "
-                "another folder"
-            ) from None
-        self._lock = _flock(self.path, wait=False)  # another run's sweep leaves it
-
-    def discard(self) -> None:
-        """Remove the staging folder (and the folders made for it): DIR stays as it was."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        _unlock(self._lock)
-        self._lock = None
-        for made in self.made:  # the deepest first; one not empty is another's
-            with contextlib.suppress(OSError):
-                os.rmdir(made)
-
-    def publish(self, names: list[str], results: dict) -> None:
-        """Put the sequence folders ``names`` in ``folder``, in place of those of the run
-        whose masks it held, and mark them as this run's. LoftUpError, naming where the
-        masks are and carrying the scores (``results``), when files no run wrote appeared in
-        ``folder`` during the run or the disk refused; ``folder`` then holds its masks as
-        before, as it does after an interruption (and the staging folder is removed)."""
-        from .report import summary
-
-        dir_lock = _flock(self.target, wait=True)  # two runs' publishing never interleaves
-        try:
-            found = foreign_entries(self.target)
-            problem = (
-                f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""
-            )
-            if not found:
-                self._swap(earlier_sequences(self.target) or [], list(dict.fromkeys(names)))
-        except OSError as e:
-            problem = f"could not be written ({e.strerror or e}); its masks were kept"
-        except BaseException:  # interrupted: the folder as it was, the staging folder removed
-            self.discard()
-            raise
-        finally:
-            _unlock(dir_lock)
-        if not problem:
-            self.discard()  # the earlier run's masks with it
-            return
-        _unlock(self._lock)  # what the message names stays until the next run
-        self._lock = None
-        raise LoftUpError(
-            f"--save-masks {self.folder} {problem}; this run's masks were left in {self.path} "
-            f"(move them out: the next run into the folder removes it); the scores: "
-            f"{summary(results)}"
-        )
-
-    def _swap(self, old: list[str], new: list[str]) -> None:
-        """Move the folders ``old`` out of the target (into the staging folder) and ``new``
-        in; put them back as they were on any failure or interruption."""
-        earlier = Path(tempfile.mkdtemp(dir=self.path, prefix=".earlier-"))
-        old = [n for n in old if (self.target / n).is_dir()]
-        _write_mark(self.target, sorted({*old, *new}))  # a kill below leaves all of them marked
-        moved: list[tuple[Path, Path]] = []
-        try:
-            for src, dst in [(self.target / n, earlier / n) for n in old] + [
-                (self.path / n, self.target / n) for n in new
-            ]:
-                os.replace(src, dst)
-                moved.append((src, dst))
-            _write_mark(self.target, new)
-        except BaseException:
-            for src, dst in reversed(moved):
-                with contextlib.suppress(OSError):
-                    os.replace(dst, src)
-            with contextlib.suppress(OSError):
-                _write_mark(self.target, old)
-            raise

@@ -23,8 +23,8 @@ from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
 from .figures import davis_figure
-from .mask_folder import MaskStaging, save_mask
 from .mask_folder import check_mask_names as check_mask_names
+from .mask_staging import MaskStaging
 from .metrics import contour_accuracy, region_similarity
 from .pipeline import FeaturePipeline, make_loader
 from .propagation import one_hot, propagate_video, soft_to_mask
@@ -128,11 +128,11 @@ def track_sequence(
     examples: list,
     bar=None,
     batches=None,
-    masks: Path | None = None,
+    masks: MaskStaging | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Propagate the first frame's objects through ``seq``; per-object J and F lists
-    (``batches``: see :func:`frame_features`; ``masks``: the folder the predicted masks are
-    written to, None for none)."""
+    (``batches``: see :func:`frame_features`; ``masks``: where the predicted masks are
+    staged, None for nowhere)."""
     feats = frame_features(seq, pipe, cfg, batches)
     first = next(feats)
     gt0 = seq.annotation(0)
@@ -142,7 +142,7 @@ def track_sequence(
     scores = {f"{seq.name}_{k}": {"J": [], "F": []} for k in range(1, n_obj + 1)}
     palette = seq.palette() if masks is not None else None
     if masks is not None:
-        save_mask(gt0, masks / seq.name / f"{seq.frames[0].stem}.png", palette)
+        masks.save(gt0, seq.name, seq.frames[0].stem, palette)
     last = len(seq.frames) - 1
     softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
     for t, soft in enumerate(softs, start=1):
@@ -151,7 +151,7 @@ def track_sequence(
         gt = seq.annotation(t)
         pred = soft_to_mask(soft.cpu(), cfg.size, tuple(gt.shape))
         if masks is not None:
-            save_mask(pred, masks / seq.name / f"{seq.frames[t].stem}.png", palette)
+            masks.save(pred, seq.name, seq.frames[t].stem, palette)
         if t != last:  # the benchmark leaves out the first and the last frame
             # void (255) is background in ``gt`` and the prediction is scored there as
             # anywhere: davis2017-evaluation's semi-supervised scorer takes out no pixel
@@ -179,20 +179,21 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
     if cfg.save_masks:
         check_mask_names(sequences, cfg.save_masks)
-    pipe = FeaturePipeline(cfg, policy=POLICY)
-    staging = MaskStaging(cfg.save_masks) if cfg.save_masks else None  # into place at the end
-    masks = staging.path if staging is not None else None
+    # DIR's lock taken and held to the end; the masks go into place at the end
+    names = [seq.name for seq in sequences]
+    staging = MaskStaging(cfg.save_masks, cfg.root, names) if cfg.save_masks else None
     per_object: dict[str, dict[str, list[float]]] = {}
     per_sequence = {}
     examples: list[dict] = []
     total = sum(len(seq.frames) - 1 for seq in sequences)
-    batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for every sequence
-    bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
     try:
+        pipe = FeaturePipeline(cfg, policy=POLICY)
+        batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for all
+        bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:
                 bar.set_postfix(sequence=seq.name, refresh=False)
-                scores = track_sequence(seq, pipe, cfg, examples, bar, batches, masks)
+                scores = track_sequence(seq, pipe, cfg, examples, bar, batches, staging)
                 per_object.update(scores)
                 per_sequence[seq.name] = davis_statistics(scores)
         metrics = davis_statistics(per_object)
@@ -225,5 +226,5 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
             staging.discard()
         raise
     if staging is not None:
-        staging.publish([seq.name for seq in sequences], results)
+        staging.publish(results)
     return results

@@ -1,0 +1,258 @@
+"""How ``loftup eval davis --save-masks DIR`` writes its masks and puts them in place.
+
+A run holds DIR's lock (``fcntl.flock``, non-blocking, on DIR itself; the system releases it
+when the process ends, however it ends) from the check before its work to its end: a second
+run into DIR at the same time is refused up front. The run writes its masks into a hidden
+staging folder inside DIR (:class:`MaskStaging`: the same file system, so its masks move in by
+renames); at the end, after the scores are written, its sequence folders take the place of the
+earlier run's and the mark is written last. DIR itself is never moved: it keeps its inode,
+mode, group and mount, and a shell or process inside it stays there. A run that fails or is
+interrupted leaves DIR's masks as they were and removes its staging folder. A staging folder
+found while holding the lock is one a killed run (``kill -9``) left: the run moves back the
+earlier masks it holds that DIR lacks, then removes it. Where the file system keeps no locks
+(NFS without a lock service), the run says so and leaves such folders alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..atomic import FOLDER_MODE, atomic_write_bytes
+from ..errors import LoftUpError, UsageError
+from .mask_folder import (
+    MARK,
+    STAGING,
+    _is_staging,
+    _real,
+    check_masks_folder,
+    earlier_sequences,
+    foreign_entries,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+#: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts).
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL}
+
+
+def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
+    """Write the object ids ``ids`` (H, W) as an indexed PNG with ``palette`` (the DAVIS format)."""
+    from PIL import Image
+
+    from ..atomic import atomic_write
+
+    img = Image.fromarray(ids.numpy().astype(np.uint8))
+    if palette:
+        img.putpalette(palette)  # 'L' -> 'P', indices kept
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
+
+
+def lock_folder(target: Path, folder: str) -> int | None:
+    """An open descriptor of ``target`` holding its exclusive lock; None where the file system
+    keeps no locks (said once, as a warning). UsageError where another run holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        if fcntl is None:
+            raise OSError(errno.ENOLCK, "no fcntl")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise UsageError(
+                f"--save-masks {folder} is being written by another loftup eval davis run (it "
+                "holds the folder's lock); wait for that run to end, or give another folder"
+            ) from None
+        if e.errno not in NO_LOCKS:
+            raise
+        warnings.warn(
+            f"--save-masks {folder}: its file system keeps no locks (NFS without a lock "
+            "service, say): a second run into it at the same time is not refused, and staging "
+            f"folders killed runs left ({STAGING}*) are not removed; delete those yourself "
+            "while no run writes there",
+            stacklevel=2,
+        )
+        return None
+    return fd
+
+
+def sweep_staging(target: Path, folder: str) -> None:
+    """Remove the staging folders in ``target`` (killed runs': called holding its lock), first
+    moving back the earlier masks one holds (``.earlier-*/<sequence>``) that ``target``
+    lacks, listed in the mark again: a run killed while swapping lost none."""
+    for entry in sorted(target.iterdir()):
+        if not _is_staging(entry):
+            continue
+        back = []
+        for seq in sorted(entry.glob(".earlier-*/*")):
+            if not os.path.lexists(target / seq.name):
+                try:
+                    os.replace(seq, target / seq.name)
+                except OSError as e:
+                    raise LoftUpError(
+                        f"--save-masks {folder}: {entry}, a killed run's staging folder, holds "
+                        f"earlier masks ({seq}) that could not be moved back ({e.strerror}); "
+                        f"move them into {folder} or delete them, then remove {entry}"
+                    ) from None
+                back.append(seq.name)
+        if back:
+            listed = {*(earlier_sequences(target) or ()), *back}
+            _write_mark(target, sorted(n for n in listed if (target / n).is_dir()))
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_mark(target: Path, names: list[str]) -> None:
+    text = json.dumps({"written_by": "loftup eval davis --save-masks", "sequences": names})
+    atomic_write_bytes(target / MARK, (text + "\n").encode())
+
+
+class MaskStaging:
+    """Where a run writes the masks of the sequences ``names`` (:meth:`save`, into
+    :attr:`path`, a new staging folder inside ``folder``, which is made if missing) until
+    :meth:`publish` moves them into ``folder``, or :meth:`discard` removes them. Takes
+    ``folder``'s lock, removes the staging folders killed runs left, and checks ``folder``
+    (:func:`check_masks_folder`; ``root``: the dataset's) holding it."""
+
+    def __init__(self, folder: str, root: str | os.PathLike, names: list[str]) -> None:
+        self.folder, self.target = folder, _real(folder)
+        self.names = list(dict.fromkeys(names))
+        self.made = [p for p in (self.target, *self.target.parents) if not p.exists()]
+        self.path: Path | None = None
+        self.error: OSError | None = None  # the first write that failed
+        self._lock = None
+        try:
+            self.target.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_folder(self.target, folder)
+            if self._lock is not None:
+                sweep_staging(self.target, folder)
+            check_masks_folder(folder, root)  # as it is now, no other run writing there
+            self.path = self._mkdtemp(self.target, STAGING)
+            for name in self.names:
+                (self.path / name).mkdir()
+                self._share(self.path / name)
+        except BaseException as e:
+            self.discard()
+            if not isinstance(e, OSError):
+                raise
+            raise self._unwritable(e) from None
+
+    def _unwritable(self, e: OSError) -> LoftUpError:
+        where = f": {e.filename}" if e.filename else ""
+        fix = "free space there or choose" if e.errno == errno.ENOSPC else "choose"
+        return LoftUpError(
+            f"--save-masks {self.folder} could not be written ({e.strerror or e}{where}); "
+            f"{fix} another folder"
+        )
+
+    def _share(self, path: Path) -> None:
+        """Give ``path`` DIR's group write bits where DIR is group-writable (shared by a
+        group): another member's run can then move it, or remove it once stale."""
+        shared = self.target.stat().st_mode & 0o070
+        if shared & 0o020:
+            os.chmod(path, (path.stat().st_mode & 0o7777) | shared)
+
+    def _mkdtemp(self, parent: Path, prefix: str) -> Path:
+        path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))  # 0o700
+        os.chmod(path, (path.stat().st_mode & 0o7000) | FOLDER_MODE)
+        self._share(path)
+        return path
+
+    def save(self, ids: torch.Tensor, name: str, frame: str, palette) -> None:
+        """Stage the mask ``ids`` (H, W) of frame ``frame`` of sequence ``name``. A write
+        that fails (a full disk) is kept for :meth:`publish` to report, after the scores;
+        the staged masks are then removed, and no more are written."""
+        if self.error is not None:
+            return
+        try:
+            save_mask(ids, self.path / name / f"{frame}.png", palette)
+        except OSError as e:
+            self.error = e
+            shutil.rmtree(self.path, ignore_errors=True)  # the space back, for the scores
+
+    def discard(self) -> None:
+        """Remove the staging folder (and the folders made for it): DIR stays as it was."""
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._unlock()
+        for made in self.made:  # the deepest first; one not empty is another's
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def publish(self, results: dict) -> None:
+        """Put the staged sequence folders in ``folder``, in place of those of the run whose
+        masks it held, and mark them as this run's. LoftUpError, carrying the scores
+        (``results``), when a mask could not be staged, when files no run wrote appeared in
+        ``folder`` during the run, or when the disk refused; ``folder`` then holds its masks
+        as before, as it does after an interruption."""
+        from .report import summary
+
+        if self.error is not None:
+            self.discard()
+            raise LoftUpError(f"{self._unwritable(self.error)}; its masks were kept as they "
+                              f"were; the scores: {summary(results)}")  # fmt: skip
+        try:
+            found = foreign_entries(self.target)
+            problem = (
+                f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""
+            )
+            if not found:
+                self._swap(earlier_sequences(self.target) or [], self.names)
+        except OSError as e:
+            problem = f"could not be written ({e.strerror or e}); its masks were kept"
+        except BaseException:  # interrupted: the folder as it was, the staging folder removed
+            self.discard()
+            raise
+        if not problem:
+            self.discard()  # the earlier run's masks with it
+            return
+        swept = (
+            "the next run into the folder removes it"
+            if self._lock is not None
+            else "then delete it"
+        )
+        self._unlock()  # what the message names stays
+        raise LoftUpError(
+            f"--save-masks {self.folder} {problem}; this run's masks were left in {self.path} "
+            f"(move them out: {swept}); the scores: {summary(results)}"
+        )
+
+    def _swap(self, old: list[str], new: list[str]) -> None:
+        """Move the folders ``old`` out of the target (into the staging folder) and ``new``
+        in; put them back as they were on any failure or interruption."""
+        earlier = self._mkdtemp(self.path, ".earlier-")
+        old = [n for n in old if (self.target / n).is_dir()]
+        _write_mark(self.target, sorted({*old, *new}))  # a kill below leaves all of them marked
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for src, dst in [(self.target / n, earlier / n) for n in old] + [
+                (self.path / n, self.target / n) for n in new
+            ]:
+                os.replace(src, dst)
+                moved.append((src, dst))
+            _write_mark(self.target, new)
+        except BaseException:
+            for src, dst in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.replace(dst, src)
+            with contextlib.suppress(OSError):
+                _write_mark(self.target, old)
+            raise

@@ -1,0 +1,145 @@
+"""`loftup eval davis --save-masks DIR`: DIR's lock held from the check before the work to its
+end, killed runs' staging folders swept, group-shared folders, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eval_data import TEST_BACKBONE, tmpfs, write_davis
+from loftup.cli import main
+from loftup.eval import EvalConfig, evaluate
+
+fcntl = pytest.importorskip("fcntl")
+
+MARK = ".loftup-eval-davis-masks"
+
+
+def _davis(root: Path, masks, *extra: str) -> list[str]:
+    return ["eval", "davis", "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
+            "bilinear", "--size", "28", "--no-progress", "--no-cache", "--save-masks", str(masks),
+            "--json", str(root.parent / "r.json"), *extra]  # fmt: skip
+
+
+def _config(root: Path, masks: Path, **kw) -> EvalConfig:
+    return EvalConfig(task="davis", dataset="davis2017", root=str(root), backbone=TEST_BACKBONE,
+                      upsampler="bilinear", size=28, cache_dir=None, progress=False,
+                      json=str(root.parent / "s.json"), save_masks=str(masks), **kw)  # fmt: skip
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_run_into_the_folder_is_refused_up_front(tmp_path, capsys):
+    """Two runs into one folder at the same time both succeeded, the last one's masks kept,
+    and nothing said so."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    fd = os.open(masks, os.O_RDONLY)  # as a running run holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(_davis(root, masks)) == 2
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert f"--save-masks {masks} is being written by another loftup eval davis run" in err
+    assert list(masks.iterdir()) == [] and not (tmp_path / "r.json").exists()
+    assert main(_davis(root, masks)) == 0  # once that run ended
+
+
+def test_a_killed_runs_staging_folder_gives_back_the_earlier_masks_it_holds(tmp_path):
+    """kill -9 while the masks were swapped left two of the earlier run's three sequence folders
+    in the staging folder; the next run removed it, and them, without a word."""
+    root = write_davis(tmp_path / "davis", sequences=("bear", "car", "dog"), frames=3)
+    masks = tmp_path / "masks"
+    assert main(_davis(root, masks)) == 0
+    before = _files(masks)
+    earlier = masks / ".loftup-staging-k1ll3d00" / ".earlier-abcd1234"
+    earlier.mkdir(parents=True)
+    for name in ("bear", "car"):  # moved aside when the kill came
+        os.replace(masks / name, earlier / name)
+    half = masks / ".loftup-staging-h4lf0000" / "bear"  # another killed run's, half written
+    half.mkdir(parents=True)
+    (half / "00000.png").write_bytes(b"half a run")
+
+    def interrupted(results):  # a run ended before its masks went in: DIR as it found it
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(_config(root, masks, limit=1), report=interrupted)
+    assert _files(masks) == before
+    assert json.loads((masks / MARK).read_text())["sequences"] == ["bear", "car", "dog"]
+    assert main(_davis(root, masks, "--limit", "1")) == 0  # and then replaces them
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
+
+
+def test_without_locks_the_run_says_so_and_leaves_staging_folders(tmp_path, capsys,
+                                                                  monkeypatch):  # fmt: skip
+    """Where the file system keeps no locks (NFS without a lock service), the run skipped
+    locking without a word, and the staging folders killed runs left stayed for good."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    stale = masks / ".loftup-staging-k1ll3d00" / "bear"
+    stale.mkdir(parents=True)
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="keeps no locks") as said:
+        evaluate(_config(root, masks))
+    assert len(said) == 1 and "not removed" in str(said[0].message)
+    assert stale.is_dir() and (masks / "bear" / "00001.png").is_file()  # (a live run's, maybe)
+
+
+def test_in_a_group_shared_folder_the_masks_take_the_groups_write_bits(tmp_path):
+    """The staging folder was mkdtemp's 0700 and the sequence folders the umask's 0755: in a
+    group's 2770 folder, another member's run could neither move the masks aside nor remove a
+    killed run's staging folder."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    os.chmod(masks, 0o2770)
+    seen = []
+
+    def look(results):
+        (staging,) = masks.glob(".loftup-staging-*")
+        seen.extend(p.stat().st_mode for p in (staging, staging / "bear"))
+
+    old = os.umask(0o022)
+    try:
+        evaluate(_config(root, masks), report=look)
+        evaluate(_config(root, masks), report=look)  # and over the earlier masks
+    finally:
+        os.umask(old)
+    assert len(seen) == 4 and all(mode & 0o070 == 0o070 for mode in seen)
+    assert (masks / "bear").stat().st_mode & 0o070 == 0o070
+
+
+def test_a_full_disk_names_the_masks_folder_and_keeps_the_scores(tmp_path, capsys):
+    """Running out of disk while the masks were written said 'No space left on device' naming
+    no path, and the scores were lost."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with tmpfs(disk, size="256k"):
+        root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+        masks = disk / "masks"
+        masks.mkdir()
+        with open(disk / "filler", "wb", buffering=0) as f:  # the disk made full
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+        assert main(_davis(root, masks)) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1
+        assert f"--save-masks {masks} could not be written (No space left on device" in err
+        assert "free space there" in err and "J&F" in err
+        assert json.loads((tmp_path / "r.json").read_text())["num_sequences"] == 1
+        assert list(masks.iterdir()) == []
