@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from loftup.extract.pulse import SILENT_FOR
+from loftup.extract.point import ANSWER
+from loftup.extract.pulse import SILENT_FIRST, SILENT_FOR, Silence
 from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
 
 # these two see rank 0 wait in the group's join by the keys of its store (torch 2.4 has no
@@ -37,7 +38,15 @@ def stand_in(*args, **kwargs):  # once all came
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(os.environ["LATE"]) if how == "late" else 600)  # ("hangs": alive, stuck)
     join(*args, **kwargs)
-if os.environ["RANK"] == os.environ.get("STAND_IN", "1"):
+if how == "slowreach" and os.environ["RANK"] == os.environ.get("STAND_IN", "1"):
+    from loftup.extract import point
+    reach, looks = point.reach, []
+    def slow_reach(*args, **kwargs):  # any look for the point after the meeting's first is as
+        looks.append(1)  # slow as a resolver whose first nameserver is down, or a lost SYN
+        time.sleep(float(os.environ["LATE"]) if len(looks) > 1 else 0)
+        return reach(*args, **kwargs)
+    point.reach = slow_reach
+elif os.environ["RANK"] == os.environ.get("STAND_IN", "1"):
     meeting.join_process_group = stand_in
 with torchrun.process_group(torch.device("cpu"), 2):
     print("sum", torchrun.summed([int(os.environ["RANK"]) + 1], 2)[0], flush=True)
@@ -54,6 +63,13 @@ def stand_in(rank: int, port: int, tmp_path: Path, how: str, **env) -> subproces
            "LOFTUP_DIST_MEET_TIMEOUT": "600", **env}  # fmt: skip
     return subprocess.Popen([sys.executable, "-c", _RANK], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def both_join_and_sum(ranks: list[subprocess.Popen]) -> None:
+    outs = [p.communicate(timeout=120) for p in ranks]
+    for p, (out, err) in zip(ranks, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.splitlines() == ["sum 3"], err[-2000:]
 
 
 def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(tmp_path):
@@ -135,10 +151,7 @@ def test_a_live_rank_that_joins_later_than_the_silence_is_waited_for(tmp_path):
     machine): it beats while it is late, so rank 0 waits for it, and both join and sum."""
     port = free_port()
     ranks = [stand_in(r, port, tmp_path, "late", LATE=str(SILENT_FOR + 3)) for r in (0, 1)]
-    outs = [p.communicate(timeout=120) for p in ranks]
-    for p, (out, err) in zip(ranks, outs):
-        assert p.returncode == 0, err[-2000:]
-        assert out.splitlines() == ["sum 3"], err[-2000:]
+    both_join_and_sum(ranks)
 
 
 def test_a_live_rank_that_never_joins_ends_the_others_wait_in_one_line(tmp_path):
@@ -160,3 +173,27 @@ def test_a_live_rank_that_never_joins_ends_the_others_wait_in_one_line(tmp_path)
         f"{port}, but not all of them joined the process group within 10 s (one alive but "
         "stuck before it joins?); start the run again"
     ]
+
+
+def test_a_live_rank_slow_to_reach_the_meeting_point_again_is_not_taken_for_dead(tmp_path):
+    """Rank 1 closed its connection to the meeting point once all came and reached it again to
+    join, each try allowed point.ANSWER (5 s) for a name look-up and a connect, and it beat
+    only after: where that took SILENT_FOR + 1 s, rank 0 said RANK=1 "went silent" and ended a
+    healthy run. The connection is kept from the meeting, and the first beat comes at once."""
+    port = free_port()
+    ranks = [stand_in(r, port, tmp_path, "slowreach", LATE=str(SILENT_FOR + 1)) for r in (0, 1)]
+    both_join_and_sum(ranks)
+
+
+def test_a_rank_that_never_beat_is_given_longer_than_one_that_stopped():
+    """Each rank is timed from this one's first look: one that had not beaten yet (still
+    reaching the meeting point, a store call under way) was taken for gone SILENT_FOR s later,
+    as one whose beat stopped; it now has SILENT_FOR + point.ANSWER."""
+    store = dist.HashStore()
+    silence = Silence(store, "m", 0, 3)
+    store.set("m/pulse/1", "1")  # rank 1 beats (then stops); rank 2 has not beaten yet
+    assert silence.gone(now=0.0) == []
+    assert silence.gone(now=SILENT_FOR + 0.1) == [1]
+    assert SILENT_FIRST >= SILENT_FOR + ANSWER
+    assert silence.gone(now=SILENT_FIRST - 1) == [1]
+    assert silence.gone(now=SILENT_FIRST + 0.1) == [1, 2]  # (a look each BEAT_EVERY)

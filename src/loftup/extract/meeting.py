@@ -40,18 +40,22 @@ def meet_the_others(backend: str, seconds: float) -> None:
     # a process gone), are its own
     meeting = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{next(_MEETINGS)}"
     deadline = time.monotonic() + meet
-    store = _meeting_point(rank, world, meet, meeting)
+    kept: list = []  # this process's connection to the point, kept open for the join
+    store = _meeting_point(rank, world, meet, meeting, kept)
     _join(backend, store, meeting, rank, world, max(deadline - time.monotonic(), _JOIN_LEAST),
-          seconds)  # fmt: skip
+          seconds, kept[0] if kept else None)  # fmt: skip
 
 
-def _join(backend: str, store, meeting: str, rank: int, world: int, join: float, seconds: float):
+def _join(backend: str, store, meeting: str, rank: int, world: int, join: float, seconds: float,
+          line=None):  # fmt: skip
     """Join the group of the ``meeting`` just met at ``store``: its own rendezvous waits
     ``join`` seconds at most (what is left of the meeting's wait), not the collectives'
     ``seconds`` (a process killed after it came: a day, Ctrl-C ignored, then torch's traceback),
     which are set once the group is joined. gloo's rendezvous is waited for in looks
     (:mod:`.pulse`): Ctrl-C ends it at once, and a process gone silent ends it within seconds,
-    named; nccl's (its communicators, made at the first collective) is not in the join."""
+    named; nccl's (its communicators, made at the first collective) is not in the join.
+    ``line``: this process's connection to the meeting point, kept from the meeting (closed
+    here): its close says at once that RANK=0, which holds it, has ended."""
     import torch.distributed as dist
 
     key = f"loftup_meet/{meeting}"
@@ -60,23 +64,18 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
         f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but"
     )
     watched = backend == "gloo"
-    # a connection to the meeting point, as in the meeting: its close says at once that RANK=0,
-    # which holds it, has ended (the store's own calls to it logged their C++ stack traces)
-    line = None
-    if watched and not point.holds(rank):
-        line = point.reach(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0),
-                           time.monotonic() + point.ANSWER, met)  # fmt: skip
-    group = (
-        pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met, line)
-        if watched
-        else store
-    )
     # _set_pg_timeout is torch's private API, which a release may drop: without it the group is
     # joined with the collectives' wait
     set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)
-    group.set_timeout(datetime.timedelta(seconds=join))
     try:
+        # the first beat at once, before anything slow: the others time this one from it
         with pulse.Pulse(store, key, rank, line) if watched else contextlib.nullcontext() as beat:
+            group = (
+                pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met, line)
+                if watched
+                else store
+            )
+            group.set_timeout(datetime.timedelta(seconds=join))
             try:
                 join_process_group(
                     backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
@@ -123,11 +122,12 @@ _HELD: list = []
 _JOINED: list = []
 
 
-def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
+def _meeting_point(rank: int, world: int, seconds: float, meeting: str, kept: list | None = None):
     """The store at MASTER_ADDR:MASTER_PORT (held by rank 0, or under torchrun by its agent, as
     torch's ``env://`` does), once all ``world`` processes have come to it for the
     ``meeting``-th time, each claiming its rank (:mod:`.claims`); ``seconds`` at most, else a
-    one-line LoftUpError."""
+    one-line LoftUpError. This process's connection to it (where it does not hold it) is
+    closed, or put open in ``kept`` once all came."""
     host, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0)
     where = f"{host}:{os.environ['MASTER_PORT']}"
     deadline = time.monotonic() + seconds
@@ -156,9 +156,13 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str):
             met = True
             if holds:  # kept (a failed meeting's closes, the others told)
                 _HELD[:] = [store]
+            # the line kept for the join: one reached again there took up to point.ANSWER a
+            # try (a slow name look-up, a lost SYN), silent, and the others took it for dead
+            if kept is not None and line is not None:
+                kept.append(line)
             return store
     finally:
-        if line is not None:
+        if line is not None and not (met and kept is not None):
             line.close()
         if holds and not met:  # the meeting point closes (an earlier meeting's server held it
             _HELD.clear()  # open), so that those who came are told now (Ctrl-C here too)

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ..errors import LoftUpError
 from .claims import LOOK_EVERY, read
-from .point import closed
+from .point import ANSWER, closed
 
 #: how often (seconds) a process beats while it joins the group
 BEAT_EVERY = 0.5
@@ -26,6 +26,11 @@ BEAT_EVERY = 0.5
 #: how long (seconds) a process may be silent (no beat) before the others take it for gone:
 #: many beats, so that a live one on a loaded machine is not
 SILENT_FOR = 5.0
+
+#: how long (seconds) a process that has never beaten may be silent: its beat starts once it
+#: has met the others, and a look at the meeting point under way then (a store call, up to
+#: :data:`.point.ANSWER` s where the network is slow) delays it
+SILENT_FIRST = SILENT_FOR + ANSWER
 
 #: a process's last word at its pulse: it has joined the group
 JOINED = "joined"
@@ -42,8 +47,16 @@ class Pulse:
         self.thread = threading.Thread(target=self._beat, name="loftup-pulse", daemon=True)
 
     def __enter__(self) -> Pulse:
+        self._set("1")  # the first beat now, not when the thread first runs
         self.thread.start()
         return self
+
+    def _set(self, beat: str) -> bool:
+        try:
+            self.store.set(self.at, beat)
+            return True
+        except Exception:  # the point closed (RANK=0 gone): the others are told by it
+            return False
 
     def joined(self) -> None:
         self.last = JOINED
@@ -55,14 +68,11 @@ class Pulse:
             self.store.set(self.at, self.last)
 
     def _beat(self) -> None:
-        count = 0
-        while not self.stop.is_set() and not closed(self.line):  # (closed: a set logs)
+        count = 1
+        while not self.stop.wait(BEAT_EVERY) and not closed(self.line):  # (closed: a set logs)
             count += 1
-            try:
-                self.store.set(self.at, str(count))
-            except Exception:  # the point closed (RANK=0 gone): the others are told by it
+            if not self._set(str(count)):
                 return
-            self.stop.wait(BEAT_EVERY)
 
 
 class Silence:
@@ -74,10 +84,12 @@ class Silence:
         self.heard: dict[int, tuple[str, float]] = {}  # rank: (its beat, when first seen)
         self.next_look = 0.0
 
-    def gone(self) -> list[int]:
+    def gone(self, now: float | None = None) -> list[int]:
         """The ranks, not joined, whose beat has not changed for :data:`SILENT_FOR` seconds
-        (none that never beat before this process first looked: its clock, not theirs)."""
-        now = time.monotonic()
+        (none that never beat before this process first looked: its clock, not theirs), or
+        that have not beaten at all for :data:`SILENT_FIRST` seconds; ``now``: the time
+        (``time.monotonic()`` unless given)."""
+        now = time.monotonic() if now is None else now
         if now < self.next_look:
             return []
         self.next_look = now + BEAT_EVERY
@@ -87,7 +99,7 @@ class Silence:
                 continue
             if self.heard.get(r, (None,))[0] != beat:
                 self.heard[r] = (beat, now)
-            elif now - self.heard[r][1] >= SILENT_FOR:
+            elif now - self.heard[r][1] >= (SILENT_FOR if beat else SILENT_FIRST):
                 gone.append(r)
         return gone
 
@@ -141,10 +153,15 @@ class Rendezvous(dist.Store):
             gone = self.silence.gone()
             if gone:
                 names = " and ".join(f"RANK={r}" for r in gone)
+                silent = (
+                    f"no sign of life for {SILENT_FOR:g} s"
+                    if all(self.silence.heard[r][0] for r in gone)
+                    else f"no sign of life for {SILENT_FOR:g} s, or none at all for {SILENT_FIRST:g} s"
+                )
                 raise LoftUpError(
-                    f"{self.met} {names} went silent (no sign of life for {SILENT_FOR:g} s) "
-                    "before joining the process group: killed (or its machine lost), or ended "
-                    "by an error of its own, which says why; start the run again"
+                    f"{self.met} {names} went silent ({silent}) before joining the process "
+                    "group: killed (or its machine lost), or ended by an error of its own, which "
+                    "says why; start the run again"
                 )
             left = self.deadline - time.monotonic()
             if left <= 0:
