@@ -4,16 +4,20 @@ under torchrun; rank 0 is `loftup upsample` itself where it can be."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
+from loftup.extract.join import CONNECT, join_failed, join_wait, set_collectives_timeout
 from loftup.extract.point import ANSWER
 from loftup.extract.pulse import SILENT_FIRST, SILENT_FOR, Silence
 from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
@@ -197,3 +201,59 @@ def test_a_rank_that_never_beat_is_given_longer_than_one_that_stopped():
     assert SILENT_FIRST >= SILENT_FOR + ANSWER
     assert silence.gone(now=SILENT_FIRST - 1) == [1]
     assert silence.gone(now=SILENT_FIRST + 0.1) == [1, 2]  # (a look each BEAT_EVERY)
+
+
+_MET = "this process (RANK=0 of WORLD_SIZE=2) met the others at 127.0.0.1:1, but"
+
+
+def test_a_failed_join_says_what_it_waited_and_tells_a_refusal_from_no_answer():
+    """gloo's connects failing said "within 599 s" after 6 s (the meeting's wait, not the
+    time spent), and "one ended after it came" alike for a refused connection and a timeout."""
+    refused = "Gloo connectFullMesh failed with [pair.cc:152] timed out connecting: SO_ERROR: "
+    refused += "Connection refused, remote=[127.0.0.1]:2"
+    assert str(join_failed(RuntimeError(refused), _MET, 6.2)) == (
+        f"{_MET} another process of the group refused (or dropped) this one's connection after "
+        f"6 s ({refused}): it ended after it came (its own error says why, or it was killed); "
+        "start the run again"
+    )
+    unanswered = "Gloo connectFullMesh failed with [pair.h:311] Connect timeout [none]"
+    assert str(join_failed(RuntimeError(unanswered), _MET, 25.3)) == (
+        f"{_MET} not all of them joined the process group: this one's connects to them went "
+        f"unanswered for 25 s ({unanswered}): one ended after it came (its own error says why, "
+        "or it was killed), or hangs; start the run again"
+    )
+
+
+def test_gloos_connects_wait_seconds_not_the_meetings_minutes():
+    """A rank killed as the others connected to it held them in gloo's C++ (Ctrl-C ignored)
+    for several times what was left of the meeting's wait: gloo tries each connect again."""
+    assert join_wait("gloo", 590, 86400) == datetime.timedelta(seconds=CONNECT)
+    assert CONNECT <= 10
+    assert join_wait("nccl", 590, 86400) == datetime.timedelta(seconds=590)
+
+
+@pytest.fixture
+def detail():
+    """TORCH_DISTRIBUTED_DEBUG=DETAIL for the test (torch reads it at import)."""
+    was = dist.get_debug_level()
+    dist.set_debug_level(dist.DebugLevel.DETAIL)
+    yield
+    dist.set_debug_level(was)
+
+
+def test_under_torch_distributed_debug_detail_the_collectives_keep_their_wait(detail):
+    """DETAIL wraps the group, where torch's _set_pg_timeout only warned ("Set timeout is now
+    only supported for either nccl or gloo") and set nothing: upsample's last sum waited the
+    join's seconds, not a day. The wrapper's inner group is set; its helper group checks each
+    collective with the join's time-out, so the join is given the collectives' there."""
+    assert join_wait("gloo", 590, 86400) == datetime.timedelta(seconds=86400)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=5))  # fmt: skip
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            set_collectives_timeout(86400)
+        gloo = dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu"))
+        assert gloo.wrapped_pg.options._timeout == datetime.timedelta(seconds=86400)
+    finally:
+        dist.destroy_process_group()

@@ -22,7 +22,7 @@ output folder's ``upsample.json`` and which of its files are loftup's), :mod:`.t
 (batches to ranks, the process group), :mod:`.meeting` (where a torchrun job's processes meet
 before joining it), :mod:`.claims` (each rank's claim at that meeting), :mod:`.point` (the
 meeting point, as the network sees it), :mod:`.pulse` (from the meeting into the group),
-:mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
+:mod:`.join` (the group's own join: its waits, what its failure says), :mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
 :mod:`.write` (one image's files) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
 """
 

@@ -18,6 +18,7 @@ from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
 from . import claims, point, pulse
+from .join import join_failed, join_wait, set_collectives_timeout
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 
 
@@ -53,9 +54,10 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     ``seconds`` (a process killed after it came: a day, Ctrl-C ignored, then torch's traceback),
     which are set once the group is joined. gloo's rendezvous is waited for in looks
     (:mod:`.pulse`): Ctrl-C ends it at once, and a process gone silent ends it within seconds,
-    named; nccl's (its communicators, made at the first collective) is not in the join.
-    ``line``: this process's connection to the meeting point, kept from the meeting (closed
-    here): its close says at once that RANK=0, which holds it, has ended."""
+    named; its connects then wait :data:`.join.CONNECT` seconds a try; nccl's (its
+    communicators, made at the first collective) is not in the join. ``line``: this process's
+    connection to the meeting point, kept from the meeting (closed here): its close says at once
+    that RANK=0, which holds it, has ended."""
     import torch.distributed as dist
 
     key = f"loftup_meet/{meeting}"
@@ -64,9 +66,6 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
         f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, but"
     )
     watched = backend == "gloo"
-    # _set_pg_timeout is torch's private API, which a release may drop: without it the group is
-    # joined with the collectives' wait
-    set_timeout = getattr(dist.distributed_c10d, "_set_pg_timeout", None)
     try:
         # the first beat at once, before anything slow: the others time this one from it
         with pulse.Pulse(store, key, rank, line) if watched else contextlib.nullcontext() as beat:
@@ -76,19 +75,14 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
                 else store
             )
             group.set_timeout(datetime.timedelta(seconds=join))
+            started = time.monotonic()
             try:
                 join_process_group(
                     backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
-                    world_size=world,
-                    timeout=datetime.timedelta(seconds=join if set_timeout else seconds),
+                    world_size=world, timeout=join_wait(backend, join, seconds),
                 )  # fmt: skip
             except RuntimeError as e:  # torch's DistError, gloo's connection errors
-                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise LoftUpError(
-                    f"{met} not all of them joined the process group within {join:.0f} s "
-                    f"({why}): one ended after it came (its own error says why, or it was "
-                    "killed); start the run again"
-                ) from None
+                raise join_failed(e, met, time.monotonic() - started) from None
             if watched:
                 beat.joined()
                 group.joined()
@@ -99,8 +93,8 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     # the meeting is over: the group's own use of the store (nccl's communicators, made at the
     # first collective) may wait as long as a collective may
     group.set_timeout(datetime.timedelta(seconds=seconds))
-    if set_timeout is not None and dist.is_initialized():  # (a test's stand-in joins none)
-        set_timeout(datetime.timedelta(seconds=seconds))
+    if dist.is_initialized():  # (a test's stand-in joins none)
+        set_collectives_timeout(seconds)
 
 
 #: the least wait (seconds) for the group's rendezvous after a meeting that came whole just
