@@ -102,10 +102,12 @@ for i in "${!groups[@]}"; do
     cut+=("${groups[$i]}=failed-exit-${rc}")
   fi
   # a section that raised, or whose cases or rows raised (a launch failure included), is caught
-  # by the suite, whose process then exits 0: read off its part (loftup.bench.gpu_sh.flagged)
+  # by the suite, whose process then exits 0: read off its part (loftup.bench.gpu_sh.flagged,
+  # imported from its folder: the package's __init__ imports torch, 2 s of the budget a group)
   errors=""
   [ -f "$part" ] && errors=$("$PY" -c 'import sys
-from loftup.bench.gpu_sh import flagged
+sys.path.append("src/loftup/bench")
+from gpu_sh import flagged
 print(flagged(sys.argv[1]))' "$part" || true)
   for what in $errors; do
     echo "gpu.sh: section ${what%%=*} failed (${what#*=}; its errors are in the report)" | tee -a "$log"
@@ -133,8 +135,9 @@ tests_may=$((tests_until - SECONDS - reserve - 6))  # the 5 s of timeout's -k, w
 [ "$tests_may" -gt 240 ] && tests_may=240
 if [ "$suite" = gpu ] && [ "$tests_may" -gt 60 ]; then  # 143 s on the last H200 run (first)
   # the options as pytest itself lists them (a plugin importable but not loaded would make
-  # them a usage error, and no test would run)
-  usage=$("$PY" -m pytest --help -p no:cacheprovider 2>/dev/null || true)
+  # them a usage error, and no test would run); --noconftest: pytest-timeout's come from its
+  # entry point (pytest11), loaded before any conftest, and ours imports torch (4 s)
+  usage=$("$PY" -m pytest --help --noconftest -p no:cacheprovider 2>/dev/null || true)
   limits=""
   [[ "$usage" == *"--timeout="* ]] && limits="--timeout 30"  # the slowest so far: 20.5 s
   [[ "$usage" == *"--session-timeout="* ]] && limits="$limits --session-timeout $((tests_may - 40))"

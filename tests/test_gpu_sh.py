@@ -50,9 +50,14 @@ def run_gpu_sh(tmp_path, sections: dict, exits=None, **env) -> tuple:
     fake = tmp_path / "fake.py"
     fake.write_text(FAKE)
     wrapper, smi = tmp_path / "python", tmp_path / "bin" / "nvidia-smi"
+    # its check of each part (python -c) must not import torch: 2 s of the GPU budget a group
+    no_torch = tmp_path / "no_torch" / "torch"
+    no_torch.mkdir(parents=True)
+    (no_torch / "__init__.py").write_text("raise ImportError('gpu.sh checked a part with torch')")
     wrapper.write_text(
         "#!/bin/sh\n"
         f'case " $* " in *" -m loftup "*|*" -m pytest "*) exec "{sys.executable}" {fake} "$@";; '
+        f'" -c "*) export PYTHONPATH="{no_torch.parent}:$PYTHONPATH";; '
         f'esac\nexec "{sys.executable}" "$@"\n'
     )
     smi.parent.mkdir()
