@@ -188,7 +188,11 @@ def absent(path: str | os.PathLike) -> bool:
     surely not there: that folder can be listed and holds no entry of the next name on the way
     (a glob's ``t/*/b``: ``t/noexec/b`` where ``t/noexec`` has no ``b``). False where nothing
     hides ``path``, or where what hides it cannot be listed either (it may be there)."""
-    blocked = _blocked(path)
+    return _absent_from(_blocked(path))
+
+
+def _absent_from(blocked: tuple[str, str] | None) -> bool:
+    """:func:`absent`, from what :func:`_blocked` found."""
     if blocked is None or blocked[1] in (os.curdir, os.pardir):  # always there
         return False
     blocked, first = blocked
@@ -197,6 +201,18 @@ def absent(path: str | os.PathLike) -> bool:
             return not any(entry.name == first for entry in listing)
     except OSError:
         return False
+
+
+def hidden(
+    path: str | os.PathLike, other: str = "use a copy of it where this user may look"
+) -> str | None:
+    """:func:`permission_denied`'s reason for ``path``, a user's, where it is not seen to be
+    absent (:func:`absent`: its folder can be listed, not searched, and lacks it, which the
+    caller says is missing); else None."""
+    blocked = _blocked(path)
+    if blocked is None or _absent_from(blocked):
+        return None
+    return permission_denied(path, other)
 
 
 def cannot_read(folder: str | os.PathLike, error: OSError) -> str:

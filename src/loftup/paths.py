@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import PathPermissionError, UsageError
-from .listing import absent, permission_denied, special_kind, where_it_leads
+from .listing import hidden, permission_denied, special_kind, where_it_leads
 from .listing import in_a_loop as _in_a_loop
 
 
@@ -33,8 +33,8 @@ def check_visible(
     the caller says is missing. ``other``: another fix than a copy of it. ``to_make``: a
     folder a run makes where it is missing (a cache), refused there too: it cannot be made."""
     path = os.path.expanduser(os.fspath(path))
-    why = permission_denied(path, *([other] if other else []))
-    if why is not None and (to_make or not absent(path)):
+    why = (permission_denied if to_make else hidden)(path, *([other] if other else []))
+    if why is not None:
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 

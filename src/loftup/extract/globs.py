@@ -17,7 +17,7 @@ from ..listing import (
     absent,
     cannot_read,
     fsck_folder,
-    permission_denied,
+    hidden,
     unsearched,
     walk,
 )
@@ -85,8 +85,8 @@ class _Folders:
         (:func:`~loftup.listing.absent`): glob passed over it in silence."""
         if test(path):
             return True
-        why = not self._said_above(path) and permission_denied(path)
-        if why and not absent(path):
+        why = not self._said_above(path) and hidden(path)
+        if why:
             self.unreadable.setdefault(path, why)
         return False
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
 from ..listing import (
-    absent,
     cannot_read,
+    hidden,
     is_folder,
     link_to_nothing,
     passed_over,
-    permission_denied,
     unsearched,
     walk,
 )
@@ -166,7 +165,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             _name(found, p, Path(p.name), real_folders)
         elif _to_nothing(p):  # was taken for a glob matching a folder ("give a folder ...")
             missing += _links_to_nothing([p])
-        elif not glob.has_magic(spec) and (denied := permission_denied(p)) and not absent(p):
+        elif not glob.has_magic(spec) and (denied := hidden(p)):
             missing.append((str(p), denied))
         else:
             matched, unlisted = search(
