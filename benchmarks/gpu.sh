@@ -12,7 +12,7 @@
 # The figures first, then the tests. The budget keeps the report and the issue's bound: each
 # group gets what is left of it (less a reserve for the merge) and is stopped when that runs out,
 # keeping the sections it finished (each is written as it ends, the backbones' and the
-# ablation's rows as they come); a group with no time left is not started; a section that
+# ablation's rows as they come); a group with under 30 s left is not started; a section that
 # raised, or lost cases or rows to an error, is named too (its process exits 0), and the card's
 # ECC/Xid reports logged. The default, 355 s for the figures, the tests and the merge, keeps the
 # whole call inside the issue's 6 minutes (the report judges it by its wall seconds, `total`,

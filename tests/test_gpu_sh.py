@@ -202,6 +202,31 @@ def test_a_pytest_that_never_ran_is_not_reported_as_killed_by_its_timeout():
     assert said["killed"] == (False, "no count line (killed by its timeout?)")
 
 
+def test_a_pytest_that_never_ran_is_not_run_in_the_script_s_row_not_stopped_halfway():
+    """The script's row said "stopped halfway: tests" of tests pytest never started (pytest
+    missing), while the tests' row said "pytest ran no test"."""
+    from loftup.bench.targets import targets
+
+    never = {"summary": None, "progress": False, "last_line": "No module named pytest"}
+    killed = {"summary": None, "progress": True, "last_line": "...."}
+    said = {}
+    for name, tests in (("never", never), ("killed", killed)):
+        report = {
+            "sections": stored_sections(),
+            "machine": {"device": "cuda"},
+            "gpu_sh_tests": tests,
+            "gpu_sh_seconds": {"figures": 200, "tests": 3, "total": 210},
+        }
+        said[name] = target({"targets": targets(report)}, "benchmarks/gpu.sh")
+    assert said["never"] == {
+        "target": said["never"]["target"],
+        "measured": "210 s (figures 200 s, tests 3 s); not run: tests",
+        "met": False,
+    }
+    assert said["killed"]["measured"].endswith("; stopped halfway: tests")
+    assert said["killed"]["met"] is False
+
+
 def test_backbones_stopped_halfway_list_the_cases_they_never_reached():
     """Stopped after 2 of its 8 rows, the backbones section gave two targets (vits14 float32)
     and silently dropped the other six, vitb14 and float16 among them: each is now a row, not

@@ -77,7 +77,7 @@ def script_target(report: dict) -> dict:
     # a section that raised or lost cases (caught by the suite, its process exiting 0), was
     # stopped halfway (its rows saved as they came) or never ran is a figure the call did not
     # take; tests stopped before their end (pytest's session timeout, or killed: no count
-    # line) did not all run
+    # line) did not all run, and tests pytest never started did not run
     sec = report.get("sections", {})
     named = {k for what in cut for k in what.split(",")}  # said above
     failed = [k for k in SECTIONS["gpu"] if k in sec and section_errors(sec[k]) and k not in named]
@@ -86,8 +86,11 @@ def script_target(report: dict) -> dict:
     ]
     missing = [k for k in SECTIONS["gpu"] if k not in sec and k not in named]
     tests = report.get("gpu_sh_tests")
-    if tests and (not tests.get("summary") or tests.get("stopped")) and "tests" not in cut:
-        partial.append("tests")
+    if tests and "tests" not in cut:
+        if _never_ran(tests):  # pytest missing, say: none ran, none was stopped
+            missing.append("tests")
+        elif not tests.get("summary") or tests.get("stopped"):
+            partial.append("tests")
     for what, keys in (("sections failed", failed), ("stopped halfway", partial)):
         if keys:
             measured += f"; {what}: " + ", ".join(keys)
@@ -97,15 +100,25 @@ def script_target(report: dict) -> dict:
     return _row(target, measured, walls["total"] < GPU_SH_BOUND_S and whole)
 
 
+def _never_ran(tests: dict) -> bool:
+    """Whether the tests' log (``report["gpu_sh_tests"]``) shows pytest never started (a
+    missing module, say): no count line, no test's progress, a last line saying why."""
+    return (
+        tests.get("summary") is None
+        and tests.get("progress") is False
+        and bool(tests.get("last_line"))
+    )
+
+
 def tests_target(report: dict) -> dict:
     target = "CUDA and kernel tests pass on the GPU"
     t = report.get("gpu_sh_tests")
     if t is None:
         return _row(target, None, None)
     summary = t.get("summary")
+    if _never_ran(t):
+        return _row(target, f"pytest ran no test; its log ends: {t['last_line']}", False)
     if summary is None:
-        if t.get("progress") is False and t.get("last_line"):  # pytest did not start (missing)
-            return _row(target, f"pytest ran no test; its log ends: {t['last_line']}", False)
         return _row(target, "no count line (killed by its timeout?)", False)
     if re.search(r"\b\d+ (failed|errors?)\b", summary):
         return _row(target, summary, False)

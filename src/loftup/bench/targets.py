@@ -22,7 +22,8 @@ GPU or is of the smoke suite). The rules are the issue's:
   be: its nccl path is untested there);
 - the CUDA and kernel tests pass on the GPU (``report["gpu_sh_tests"]``, which ``gpu.sh`` reads
   off their log: a count line without failures or errors and with tests passed; none, a run
-  killed by its timeout; every test skipped is not measured);
+  killed (by its timeout?) or, with no test's progress either, pytest never started; every
+  test skipped is not measured);
 - ``benchmarks/gpu.sh`` runs all of it in one call in under 6 minutes (its own wall seconds,
   ``report["gpu_sh_seconds"]["total"]``, no group cut by its time budget, and every section
   of the suite present, whole and without an error, none in any of its cases or rows; a
