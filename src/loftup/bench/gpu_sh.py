@@ -13,7 +13,29 @@ GPU_SH_BOUND_S = 360  # the issue: one prepared script runs everything in under 
 
 
 def _row(target: str, measured: str | None, met: bool | None) -> dict:
+    """One target's row (:mod:`.targets`): what it asks, the figure measured, met or not."""
     return {"target": target, "measured": measured or "-", "met": met}
+
+
+def _raised(section) -> bool:
+    """Whether a section raised whole (the suite caught it: ``{"error": ...}``)."""
+    return isinstance(section, dict) and "error" in section
+
+
+def _ok(section) -> bool:
+    """Whether a section ran and did not raise whole."""
+    return section is not None and not _raised(section)
+
+
+def section_rows(section) -> list:
+    """A section's rows: a list of them (and big_output and backbones before their failed
+    cases were kept), or a dict's ``results`` (then its ``failed`` lists cases without a
+    row); none for a section that failed whole or did not run."""
+    if isinstance(section, list):
+        return section
+    if isinstance(section, dict) and not _raised(section):
+        return section.get("results", [])
+    return []
 
 
 def section_errors(section) -> list[str]:
@@ -22,15 +44,11 @@ def section_errors(section) -> list[str]:
     every exception, a launch failure too), each row's (``error``: an ablation variant whose
     compilation, capture or pre-flight raised; ``errors``: a backbone row's ways of running
     LoftUp that raised)."""
-    if isinstance(section, dict) and "error" in section:
+    if _raised(section):
         return [str(section["error"])]
-    found = (
-        [str(f.get("error")) for f in section.get("failed", [])]
-        if isinstance(section, dict)
-        else []
-    )
-    rows = section.get("results", []) if isinstance(section, dict) else section
-    for r in rows if isinstance(rows, list) else []:
+    failed = section.get("failed", []) if isinstance(section, dict) else []
+    found = [str(f.get("error")) for f in failed]
+    for r in section_rows(section):
         if isinstance(r, dict):
             found += [str(r["error"])] if "error" in r else []
             found += [str(e) for e in (r.get("errors") or {}).values()]
@@ -44,10 +62,9 @@ def failures(sections: dict) -> dict[str, str]:
     for key, value in sections.items():
         if key == "_seconds":
             continue
-        errors = section_errors(value)
-        if isinstance(value, dict) and "error" in value:
+        if _raised(value):
             out[key] = "section-error"
-        elif errors:
+        elif errors := section_errors(value):
             out[key] = f"cases-failed-{len(errors)}"
     return out
 

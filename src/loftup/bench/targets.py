@@ -35,7 +35,7 @@ from __future__ import annotations
 from itertools import product
 
 from .backbones import GPU_ARCHS, GPU_DTYPES
-from .gpu_sh import script_target, tests_target
+from .gpu_sh import _ok, _row, script_target, section_rows, tests_target
 from .table import fmt_dev
 
 HALF = ("float16", "bfloat16")
@@ -62,25 +62,6 @@ def format_targets(rows: list[dict]) -> str:
     return "\n".join(
         f"  {r['target']:<{width}}  {mark[r['met']]:<12}  {r['measured']}" for r in rows
     )
-
-
-def _ok(section) -> bool:
-    return section is not None and not (isinstance(section, dict) and "error" in section)
-
-
-def section_rows(section) -> list:
-    """A section's rows: a list of them (and big_output and backbones before their failed
-    cases were kept), or a dict's ``results`` (then its ``failed`` lists cases without a
-    row); none for a section that failed whole or did not run."""
-    if isinstance(section, list):
-        return section
-    if isinstance(section, dict) and "error" not in section:
-        return section.get("results", [])
-    return []
-
-
-def _row(target: str, measured: str | None, met: bool | None) -> dict:
-    return {"target": target, "measured": measured or "-", "met": met}
 
 
 def _forward_rows(sec: dict) -> list[dict]:
@@ -212,23 +193,24 @@ def _end_to_end(sec: dict) -> list[dict]:
         if bound is None or not ratios:
             continue
         how = min(ratios, key=ratios.get)
-        target = f"{r['backbone']} {r['dtype']} {r['size']}: + LoftUp <= {bound}x + bilinear"
+        target = _e2e_target(r["backbone"], r["dtype"], r["size"])
         out.append(_row(target, f"{ratios[how]:.2f}x ({how})", ratios[how] <= bound))
     b = sec.get("backbones")
     for f in b.get("failed", []) if isinstance(b, dict) else []:  # no row: not measured
-        bound = E2E_BOUND.get(f["size"])
-        if bound is not None:
-            target = f"{f['method']} {f['dtype']} {f['size']}: + LoftUp <= {bound}x + bilinear"
+        if f["size"] in E2E_BOUND:
+            target = _e2e_target(f["method"], f["dtype"], f["size"])
             out.append(_row(target, f"failed: {f['error']}", None))
     if isinstance(b, dict) and b.get("incomplete"):  # stopped: the cases it never reached
         done = {(r["backbone"], r["dtype"], r["size"]) for r in section_rows(b)}
         done |= {(f["method"], f["dtype"], f["size"]) for f in b.get("failed", [])}
         for case in product(GPU_ARCHS, GPU_DTYPES, E2E_BOUND):
             if case not in done:
-                bound = E2E_BOUND[case[2]]
-                target = "{} {} {}: + LoftUp <= {}x + bilinear".format(*case, bound)
-                out.append(_row(target, f"not measured: {b['incomplete']}", None))
+                out.append(_row(_e2e_target(*case), f"not measured: {b['incomplete']}", None))
     return out or [_row("backbone + LoftUp within 1.5x / 2x of + bilinear (224 / 448)", None, None)]
+
+
+def _e2e_target(backbone: str, dtype: str, size: int) -> str:
+    return f"{backbone} {dtype} {size}: + LoftUp <= {E2E_BOUND[size]}x + bilinear"
 
 
 def _ablation(sec: dict) -> dict:
