@@ -153,3 +153,25 @@ def test_a_nul_byte_in_a_path_is_no_such_file():
     """``load_image("a\\0b.png")`` raised os.stat's bare ValueError ("embedded null byte")."""
     with pytest.raises(loftup.io.ImageReadError, match="no such image file"):
         loftup.load_image("a\0b.png")
+
+
+def test_an_image_that_is_there_is_looked_at_once_before_it_is_opened(tmp_path, monkeypatch):
+    """Every image load (upsample, training's every sample of every epoch, eval) stat'ed the
+    file twice: once to see whether a folder hides it, which it cannot where it is a file,
+    then once to see it is one. The check stays for one that is not seen (the tests above)."""
+    import os
+
+    from loftup.io import load_image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (16, 10)).save(path)
+    stat, looks = os.stat, []
+
+    def counting(p, *args, **kwargs):
+        if os.fspath(p) == str(path):
+            looks.append(p)
+        return stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    assert load_image(path).size == (16, 10)
+    assert len(looks) == 1

@@ -120,8 +120,8 @@ def _open(path: str | os.PathLike):
     from PIL import Image
 
     path = Path(os.fspath(path)).expanduser()  # "~/photo.jpg", as the command line reads it
-    check_visible(path, "image")  # is_file's bare PermissionError, in a folder not searchable
     if not os.path.isfile(path):  # os.path: pathlib's raises where a folder is not searchable
+        check_visible(path, "image")  # the folder not searchable named (one file's stat)
         raise ImageReadError(_not_a_file(path))
 
     def upright(img):
