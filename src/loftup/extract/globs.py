@@ -50,9 +50,11 @@ class _Folders:
     why). A listing is held for the next look into the same folder only (a ``**``'s, whose
     walk lists a folder for its sub-folders and then matches the rest of the glob in it), and
     of a folder listed during a ``**`` walk, the names of its sub-folders until the walk has
-    matched in it: each folder listed once (``**/images/*.jpg``, ``**/*/*.jpg``), without every folder's
-    entries held to the end (20 folders of 10k entries, ``d/**/*.jpg``: 49 MB at the peak,
-    now 8.5 MB; Python's glob 7.8 MB)."""
+    matched in it, or to the search's end for one the walk does not reach (listed by the rest
+    of the glob: a hidden one, ``**/.h/*.jpg``; a second name of a folder it searched): each
+    folder listed once (``**/images/*.jpg``, ``**/*/*.jpg``), without every folder's entries
+    held to the end (20 folders of 10k entries, ``d/**/*.jpg``: 49 MB at the peak, now 8.5 MB;
+    Python's glob 7.8 MB)."""
 
     def __init__(self) -> None:
         self.unreadable: dict[str, str] = {}
@@ -135,8 +137,8 @@ class _Folders:
     def _listing(self, folder: str) -> tuple[list[str], dict[str, bool | None]]:
         """``folder``'s names sorted, and which are folders (True) or links (None, until
         :func:`_folder` follows one), listed unless it was the last one listed: its names only,
-        not DirEntry objects (5 times their memory: 22M SA-1B files in one folder). None where
-        it cannot be listed (said in ``unreadable``, but for no folder there, or fsck's
+        not DirEntry objects (5 times their memory: 22M SA-1B files in one folder). No names
+        where it cannot be listed (said in ``unreadable``, but for no folder there, or fsck's
         ``lost+found``), or where it may be read but not searched (said: none of them opens).
         In a ``**`` walk, its sub-folders are kept for the walk."""
         if self._last is not None and self._last[0] == folder:
