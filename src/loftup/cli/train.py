@@ -111,9 +111,9 @@ def _hub_init_architecture(cfg):
 
     if not cfg.init or Path(cfg.init).expanduser().exists():
         return cfg, ""
-    from ..hub import ALIASES, RELEASED, hub_id
+    from ..hub import hub_id
 
-    repo = None if ALIASES.get(cfg.init, cfg.init) in RELEASED else hub_id(cfg.init)
+    repo = hub_id(cfg.init)  # None for a released name (no "/" in one)
     config = _cached_record(*repo) if repo is not None else None
     if config is None:
         return cfg, (

@@ -53,10 +53,10 @@ def check_backbone_weights(backbone: str, weights: str | None) -> None:
 
     if not weights:
         return
-    from ..hub import hub_id
+    from ..featurizers.hf_weights import _a_hub_id
 
     path = Path(weights).expanduser()
-    if hub_id(weights) is None:  # a hub id is looked for here first, but is no path to check
+    if not _a_hub_id(weights):  # a hub id is looked for here first, but is no path to check
         check_visible(path, f"backbone weights for {backbone}:")
     if os.path.isfile(path):  # os.path: pathlib's raises where the folder is not searchable
         raise UsageError(
@@ -80,7 +80,8 @@ def check_init(init: str | None) -> None:
     """Stage 2's ``init``: set, and what :func:`~loftup.hub.load_upsampler` takes (it reads
     it): a file or folder here, a released name, or a hub id ``ORG/NAME[@REVISION]`` of an
     upsampler of one's own (looked up in the cache, or downloaded, when it is read)."""
-    from ..hub import ALIASES, RELEASED, hub_id
+    from ..hub import RELEASED
+    from ..hub.checks import upsampler_name
 
     if not init:
         raise UsageError(
@@ -88,14 +89,10 @@ def check_init(init: str | None) -> None:
             "a released name such as loftup_dinov2s, or the hub id ORG/NAME of an upsampler of "
             "your own)"
         )
-    if ALIASES.get(init, init) in RELEASED:  # a name, no path: whatever the current folder
+    if upsampler_name(init):  # a released name or hub id, no path: whatever the current folder
         return
-    hub = hub_id(init)
-    if hub is None:  # a hub id is looked for here first, but is no path to check
-        check_visible(init, "init")
-    if os.path.exists(os.path.expanduser(init)):
-        return
-    if hub is None:
+    check_visible(init, "init")
+    if not os.path.exists(os.path.expanduser(init)):
         raise UsageError(
             f"init {init} does not exist; stage 2 starts from a stage-1 result (RUN/checkpoint.pt "
             f"or RUN/final), a released name ({', '.join(RELEASED)}) or the hub id "
