@@ -186,9 +186,10 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
     from .errors import UsageError
     from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
     from .hub import FORMAT_TAG, hub_file, hub_folder_beside
+    from .hub.failures import spelled as spell
     from .hub.user_repos import upsampler_repo
 
-    spelled = repo if revision is None else f"{repo}@{revision}"
+    spelled = spell(repo, revision)
     kw = {
         "what": f"hub repo {spelled}",
         "local_hint": "a folder in the Hugging Face layout (get_featurizer(name, "

@@ -258,12 +258,16 @@ def check_model_type(
             "in the Hugging Face layout (or nothing, for the official weights) as the backbone's"
         )
     if kind not in allowed:
+        from huggingface_hub.file_download import repo_folder_name
+
         from ..hub import damaged_in_cache
 
         spec = FEATURIZERS.get(name)
         repo = getattr(spec, "default_weights", None)
         # the cache's copy of the official repo (nobody passed it): damaged, to fetch again
-        official = repo is not None and f"models--{repo.replace('/', '--')}" in folder.parts
+        official = (
+            repo is not None and repo_folder_name(repo_id=repo, repo_type="model") in folder.parts
+        )
         fix = damaged_in_cache(folder / CONFIG_FILE, name) if official else None
         if fix is None and fits and kind in fits:
             fix = f"pass it as backbone {fits[kind]}, or the folder of {name}"

@@ -14,6 +14,12 @@ def spelled(repo_id: str, revision: str | None = None) -> str:
     return repo_id if revision is None else f"{repo_id}@{revision}"
 
 
+def _named(matching: str) -> str | None:
+    """The branch or tag ``matching`` (:func:`as_asked`'s) as a revision: None for "main",
+    where the user named none."""
+    return None if matching == "main" else matching
+
+
 def as_asked(repo_id: str, revision: str | None, matching: str | None) -> tuple[str, str]:
     """How an error names hub repo ``repo_id`` and the commit a file of it was asked at: the
     repo as the user spelled it and, where ``revision`` is a commit the user never named (the
@@ -22,7 +28,7 @@ def as_asked(repo_id: str, revision: str | None, matching: str | None) -> tuple[
     if matching is None:
         return spelled(repo_id, revision), ""
     at = f" (at commit {revision[:12]}, what {matching!r} names now)"
-    return spelled(repo_id, None if matching == "main" else matching), at
+    return spelled(repo_id, _named(matching)), at
 
 
 def hub_refusal(
@@ -53,14 +59,14 @@ def hub_refusal(
     if isinstance(e, RevisionNotFoundError) and matching is not None:
         from .refresh import ref_path
 
-        ref = ref_path(repo_id, None if matching == "main" else matching)
+        ref = ref_path(repo_id, _named(matching))
         return (
             f"Commit {revision[:12]}, which the Hugging Face cache's {matching!r} names, is no "
             f"longer on the hub (its history was rewritten): delete {ref} and run `{fetch}` to "
             f"fetch what {matching!r} names now"
         )
     # the user's own revision; for a file at the commit their branch or tag names, that
-    named = revision if matching is None else None if matching == "main" else matching
+    named = revision if matching is None else _named(matching)
     if isinstance(e, RevisionNotFoundError):
         return (
             f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: check the "
