@@ -175,3 +175,25 @@ def test_an_image_that_is_there_is_looked_at_once_before_it_is_opened(tmp_path, 
     monkeypatch.setattr(os, "stat", counting)
     assert load_image(path).size == (16, 10)
     assert len(looks) == 1
+
+
+def test_a_hidden_path_s_blocking_folder_is_found_once(tmp_path, unsearchable, monkeypatch):
+    """The folder hiding a file was looked for three times (permission_denied, its fix, then
+    absent), four for a link (where it leads too): a walk of the path each, on every refusal
+    and every name a glob's fixed parts check."""
+    from loftup import listing
+    from loftup.errors import PathPermissionError
+    from loftup.paths import check_visible
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "a.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(secret / "a.png")
+    unsearchable(secret)
+    walk, walks = listing._blocked, []
+    monkeypatch.setattr(listing, "_blocked", lambda p: walks.append(p) or walk(p))
+    for path, fix in ((secret / "a.png", "or use a copy"), (tmp_path / "link.png", "or remove")):
+        walks.clear()
+        with pytest.raises(PathPermissionError, match=f"have {secret} made searchable .* {fix}"):
+            check_visible(path, "image")
+        assert len(walks) == 1, path

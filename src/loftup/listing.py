@@ -150,7 +150,11 @@ def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str
     """ "a link to TARGET, which ..." for ``link``, which leads to no file it can see: round a
     loop of links, into a folder this user may not search (:func:`unsearchable`; it was said
     not to exist), or to nothing (``gone`` says so)."""
-    blocked = unsearchable(link)
+    return _leads(link, unsearchable(link), gone)
+
+
+def _leads(link: str | os.PathLike, blocked: str | None, gone: str) -> str:
+    """:func:`where_it_leads`, from the folder that blocks ``link`` (None: none)."""
     if blocked is not None:
         end = f"this user may not look at (permission denied: {blocked} cannot be searched)"
     else:
@@ -158,12 +162,8 @@ def where_it_leads(link: str | os.PathLike, gone: str = "does not exist") -> str
     return f"a link to {os.readlink(link)}, which {end}"
 
 
-def permission_fix(link: str | os.PathLike, other: str = "remove the link") -> str | None:
-    """The fix for ``link`` leading into a folder this user may not search (``other``: what
-    else may be done), or None."""
-    blocked = unsearchable(link)
-    if blocked is None:
-        return None
+def _fix(blocked: str, other: str) -> str:
+    """The fix for a path behind ``blocked``, a folder this user may not search."""
     return f"have {blocked} made searchable for this user (chmod a+x, by its owner) or {other}"
 
 
@@ -175,12 +175,14 @@ def permission_denied(
     it, os.path's say it is not there), naming the folder and the fix (``other``: what else
     may be done), a link said as one; else None (one os.stat for a path that is fine)."""
     blocked = unsearchable(path)
-    if blocked is None:
-        return None
+    return None if blocked is None else _denied(path, blocked, other)
+
+
+def _denied(path: str | os.PathLike, blocked: str, other: str) -> str:
+    """:func:`permission_denied`'s reason, from the folder ``blocked`` that hides ``path``."""
     if os.path.islink(path):
-        return f"{where_it_leads(path)}; {permission_fix(path)}"
-    fix = permission_fix(path, other)
-    return f"permission denied ({blocked} cannot be searched by this user); {fix}"
+        return f"{_leads(path, blocked, '')}; {_fix(blocked, 'remove the link')}"
+    return f"permission denied ({blocked} cannot be searched by this user); {_fix(blocked, other)}"
 
 
 def absent(path: str | os.PathLike) -> bool:
@@ -212,7 +214,7 @@ def hidden(
     blocked = _blocked(path)
     if blocked is None or _absent_from(blocked):
         return None
-    return permission_denied(path, other)
+    return _denied(path, blocked[0], other)
 
 
 def cannot_read(folder: str | os.PathLike, error: OSError) -> str:
@@ -245,8 +247,9 @@ def unsearched(folder: str | os.PathLike, name: str) -> str | None:
 def link_to_nothing(link: str | os.PathLike) -> str:
     """Why ``link``, of an image's name, leading nowhere (or round a loop, or where this user
     may not look), is passed over."""
-    fix = permission_fix(link) or "fix or remove the link"
-    return f"{where_it_leads(link, 'does not exist (moved or deleted?)')}; {fix}"
+    blocked = unsearchable(link)
+    fix = "fix or remove the link" if blocked is None else _fix(blocked, "remove the link")
+    return f"{_leads(link, blocked, 'does not exist (moved or deleted?)')}; {fix}"
 
 
 def not_regular(path: str | os.PathLike) -> str:
