@@ -26,7 +26,6 @@ def walk(
     scan: Callable[[str], tuple[list[str], object] | None],
     *,
     breadth_first: bool = False,
-    once: bool = True,
     follow: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[str, object]]:
     """(folder, what ``scan`` found in it) for ``tops`` and each folder under them, as
@@ -39,11 +38,13 @@ def walk(
     - ``breadth_first``: a folder's sub-folders after all folders as near the tops (a
       glob's ``**``: a folder reached twice keeps its shortest name); else depth first, each
       sub-folder searched whole before the next (``os.walk``'s order);
-    - ``once``: each real folder searched the first time it is reached, not again by another
-      name (a link back up is not gone round, a folder linked twice read once); training's
-      listing and a glob; ``loftup upsample``'s folders decide by ``follow`` instead;
-    - ``follow(path)``: whether to go into the sub-folder ``path`` (where ``once`` is not
-      enough: a name's choice must not depend on the order folders are reached in)."""
+    - without ``follow``, each real folder searched the first time it is reached, not again by
+      another name (a link back up is not gone round, a folder linked twice read once):
+      training's listing and a glob;
+    - ``follow(path)``: whether to go into the sub-folder ``path``, instead (``loftup
+      upsample``'s folders: a name's choice must not depend on the order folders are reached
+      in)."""
+    once = follow is None
     seen: set[str] = set()
     queue = deque(tops if breadth_first else reversed(tops))
     while queue:
@@ -65,11 +66,11 @@ def walk(
         queue.extend(subs if breadth_first else reversed(subs))  # depth first: the first on top
 
 
-def is_folder(entry: os.DirEntry) -> bool:
-    """Whether the listed ``entry`` is a folder or a link to one (False where that cannot be
-    told, as os.walk counts it)."""
+def entry_is(test: Callable[[], bool]) -> bool:
+    """``entry.is_dir()`` or ``entry.is_file()`` of a listed entry (links followed), False
+    where that cannot be told, as os.walk counts it."""
     try:
-        return entry.is_dir()
+        return test()
     except OSError:
         return False
 

@@ -20,7 +20,7 @@ from ..bars import bar_settings
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
-from ..listing import cannot_read, passed_over, unsearched, walk
+from ..listing import cannot_read, entry_is, passed_over, unsearched, walk
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -152,10 +152,10 @@ def _scan(dirpath: str, extensions, bar):
                 first, counted = False, len(images)
                 for entry in chunk:
                     name = entry.name
-                    if _is(entry.is_dir):  # False where it fails, as os.walk counts it
+                    if entry_is(entry.is_dir):  # False where it fails, as os.walk counts it
                         dirs.append(name)
                         continue
-                    regular = _is(entry.is_file)  # a pipe named sa_1.json hung training
+                    regular = entry_is(entry.is_file)  # a pipe named sa_1.json hung training
                     if regular:
                         files.append(name)
                     if name.lower().endswith(extensions) and not name.startswith("."):
@@ -167,14 +167,6 @@ def _scan(dirpath: str, extensions, bar):
                       stacklevel=4)  # fmt: skip
         return None
     return dirs, (images, files, odd)
-
-
-def _is(test) -> bool:
-    """``entry.is_dir()`` or ``entry.is_file()`` (links followed), False where it fails."""
-    try:
-        return test()
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

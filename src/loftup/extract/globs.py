@@ -154,7 +154,7 @@ class _Folders:
                             kinds[name] = True
                         elif entry.is_symlink():
                             kinds[name] = None  # followed where a folder is asked for
-                    except OSError:  # as listing.is_folder counts it: none
+                    except OSError:  # as listing.entry_is counts it: none
                         pass
         except OSError as e:
             gone = e.errno in (errno.ENOENT, errno.ENOTDIR) or fsck_folder(*os.path.split(where))

@@ -14,8 +14,8 @@ from ..errors import LoftUpError
 from ..io import IMAGE_SUFFIXES
 from ..listing import (
     cannot_read,
+    entry_is,
     hidden,
-    is_folder,
     link_to_nothing,
     passed_over,
     unsearched,
@@ -61,7 +61,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         try:
             with os.scandir(root) as entries:
                 for entry in entries:
-                    (dirs if is_folder(entry) else files).append(entry.name)
+                    (dirs if entry_is(entry.is_dir) else files).append(entry.name)
         except OSError as e:
             problems.append((e.filename or root, cannot_read(root, e)))
             return None
@@ -74,7 +74,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     def follow(sub: str) -> bool:  # not a link into the search, or round it: _reached
         return not _reached(Path(sub), folder)
 
-    for root, files in walk([os.fspath(folder)], scan, once=False, follow=follow):
+    for root, files in walk([os.fspath(folder)], scan, follow=follow):
         found += [
             os.path.join(root, f)
             for f in files
