@@ -994,10 +994,28 @@ def test_bench_figure_path_is_checked_before_any_work(tmp_path, capsys):
     argv = [*_TINY, "--json", str(tmp_path / "a.json"), "--figure", str(tmp_path / "a.json")]
     assert main(argv) == 2
     assert "--figure" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
-    assert main([*_TINY, "--json", str(tmp_path / "b.png")]) == 2  # its figure: itself
-    assert "give the JSON a .json name" in capsys.readouterr().err
+    (tmp_path / "b.png").mkdir()  # the figure of --json b: a folder
+    assert main([*_TINY, "--json", str(tmp_path / "b")]) == 2
+    assert "the figure" in capsys.readouterr().err
     assert main([*_TINY, "--figure", str(tmp_path)]) == 2  # a folder
-    assert not list(tmp_path.glob("*.png"))
+    assert [p.name for p in tmp_path.glob("*.png")] == ["b.png"]  # the folder only
+    assert not list((tmp_path / "b.png").iterdir()) and not (tmp_path / "b").exists()
+
+
+def test_bench_figures_beside_two_jsons_of_one_stem_are_two():
+    """--json runs/a.loftup and runs/a.bilinear drew one runs/a.png, the second run's figure
+    over the first's; as eval's, another ending than .json is kept and .png added."""
+    from argparse import Namespace
+
+    from loftup.cli.bench import _figure_path
+
+    def figure(json):
+        return _figure_path(Namespace(figure=None, json=json))
+
+    assert figure("runs/a.loftup") != figure("runs/a.bilinear")
+    assert figure("runs/a.loftup") == "runs/a.loftup.png"
+    assert figure("runs/a.json") == figure("runs/a") == "runs/a.png"
+    assert figure("runs/b.png") == "runs/b.png.png"  # never the JSON itself
 
 
 def test_a_suite_draws_its_forward_sections_as_they_end(tmp_path):

@@ -38,6 +38,16 @@ def check_visible(
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 
+def figure_beside(json_path: str) -> str:
+    """The figure drawn beside a JSON of numbers (``~`` expanded): its ``.json`` ending (or
+    none) made ``.png``, any other ending kept and ``.png`` added, so that runs/coco.loftup and
+    runs/coco.bilinear draw two figures, not one runs/coco.png."""
+    path = Path(json_path).expanduser()
+    if path.suffix.lower() in (".json", ""):
+        return str(path.with_suffix(".png"))
+    return str(path.with_name(path.name + ".png"))
+
+
 def existing_ancestor(path: Path) -> Path:
     """``path`` or its nearest ancestor that is there (a file, a folder or a link, even one to
     nothing); what lies in a folder that cannot be searched counts as not there, so that the

@@ -202,13 +202,13 @@ def _cmd_bench(args) -> int:
 
 
 def _figure_path(args) -> str | None:
-    """Where the figure goes (``--figure``, else beside ``--json``; None: no figure), checked
-    before any work: a folder, an unwritable place, the JSON's own path; with ``--figure``,
-    matplotlib must be installed (beside ``--json``, a run without it keeps its JSON)."""
+    """Where the figure goes (``--figure``, else beside ``--json``: paths.figure_beside; None:
+    no figure), checked before any work: a folder, an unwritable place, the JSON's own path;
+    with ``--figure``, matplotlib must be installed (beside ``--json``, a run without it keeps
+    its JSON)."""
     import os
-    from pathlib import Path
 
-    from ..paths import check_file_output
+    from ..paths import check_file_output, figure_beside
 
     if args.figure:
         from ..errors import require
@@ -223,12 +223,7 @@ def _figure_path(args) -> str | None:
         return os.path.expanduser(args.figure)  # where it was checked, not in a ./~
     if not args.json or args.json == "-":
         return None
-    path = str(Path(args.json).expanduser().with_suffix(".png"))
-    if _same(args.json, path):  # --json named x.png: its figure would overwrite it
-        raise LoftUpError(
-            f"--json {args.json} is where the figure would go too (the JSON's name with .png): "
-            "give the JSON a .json name, or --figure another path"
-        )
+    path = figure_beside(args.json)  # never the JSON itself: x.png's is x.png.png
     check_file_output(path, "the figure", "give --figure another path")
     return path
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
-from ..paths import check_file_output, check_folder_output
+from ..paths import check_file_output, check_folder_output, figure_beside
 
 if TYPE_CHECKING:
     from .config import EvalConfig
@@ -83,10 +83,7 @@ def figure_path(cfg: EvalConfig) -> str:
     if cfg.figure:
         return str(Path(cfg.figure).expanduser())
     if cfg.json and cfg.json != "-":
-        path = Path(cfg.json).expanduser()
-        if path.suffix.lower() in (".json", ""):
-            return str(path.with_suffix(".png"))
-        return str(path.with_name(path.name + ".png"))
+        return figure_beside(cfg.json)
     backbone, upsampler = _safe(cfg.backbone), _safe(cfg.upsampler)
     return f"eval_{cfg.task}_{cfg.dataset}_{backbone}_{_shortened(upsampler, cfg.upsampler)}.png"
 
