@@ -13,12 +13,7 @@ import pytest
 
 from loftup.errors import LoftUpError
 from loftup.extract import claims, meeting
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_torchrun_meeting import free_port
 
 
 @pytest.fixture

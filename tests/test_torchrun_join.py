@@ -4,6 +4,7 @@ under torchrun; rank 0 is `loftup upsample` itself where it can be."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import signal
@@ -76,6 +77,19 @@ def both_join_and_sum(ranks: list[subprocess.Popen]) -> None:
         assert out.splitlines() == ["sum 3"], err[-2000:]
 
 
+@contextlib.contextmanager
+def ended(*ranks: subprocess.Popen):
+    """The ranks killed and reaped on the way out, whatever the test saw (their pipes closed;
+    one the test already read to its end is left as it is)."""
+    try:
+        yield
+    finally:
+        for rank in ranks:
+            rank.kill()
+            if rank.returncode is None:
+                rank.communicate()
+
+
 def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(tmp_path):
     """Rank 1 comes, and is killed (SIGKILL) before it joins the group: rank 0 waited in the
     group's rendezvous for all that was left of the meeting's wait (here 600 s; a day before
@@ -84,12 +98,9 @@ def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(t
     port = free_port()
     rank_0 = start_rank(0, port, tmp_path, meet_seconds=600)
     rank_1 = stand_in(1, port, tmp_path, "killed")
-    try:
+    with ended(rank_0, rank_1):
         rank_1.communicate(timeout=120)
         _, err = rank_0.communicate(timeout=120)  # not the meeting's 600 s
-    finally:
-        rank_0.kill()
-        rank_1.kill()
     assert rank_1.returncode == -signal.SIGKILL
     assert rank_0.returncode == 2, err[-2000:]
     assert err.splitlines() == [  # (and not torch's store's lines of its time-out)
@@ -110,12 +121,8 @@ def test_rank_0_killed_after_the_meeting_it_holds_is_named_at_once(tmp_path):
     port = free_port()
     rank_0 = stand_in(0, port, tmp_path, "killed", STAND_IN="0")
     rank_1 = start_rank(1, port, tmp_path, meet_seconds=600)
-    try:
+    with ended(rank_0, rank_1):
         _, err = rank_1.communicate(timeout=120)
-    finally:
-        rank_0.kill()
-        rank_1.kill()
-        rank_0.communicate()
     assert rank_0.returncode == -signal.SIGKILL
     assert rank_1.returncode == 2, err[-2000:]
     # (where a look at the store was under way as RANK=0 went, the store's trace is above it)
@@ -134,7 +141,7 @@ def test_ctrl_c_while_a_rank_waits_to_join_the_group_ends_it_at_once(tmp_path):
     port = free_port()
     rank_0 = start_rank(0, port, tmp_path, meet_seconds=600)
     rank_1 = stand_in(1, port, tmp_path, "hangs")
-    try:
+    with ended(rank_0, rank_1):
         point = client_of_rank_0s_point(port, rank_0)
         # rank 0 has put its address for the group (under the meeting's prefix): it waits there
         while not any(k.startswith("default_pg/0/1/") for k in point.list_keys()):
@@ -142,10 +149,6 @@ def test_ctrl_c_while_a_rank_waits_to_join_the_group_ends_it_at_once(tmp_path):
             time.sleep(0.05)
         rank_0.send_signal(signal.SIGINT)
         _, err = rank_0.communicate(timeout=60)  # not the meeting's 600 s
-    finally:
-        rank_0.kill()
-        rank_1.kill()
-        rank_1.communicate()
     assert rank_0.returncode == 130, err
     assert err.splitlines() == ["[rank 0] interrupted"]
 
@@ -165,12 +168,8 @@ def test_a_live_rank_that_never_joins_ends_the_others_wait_in_one_line(tmp_path)
     port = free_port()
     rank_0 = start_rank(0, port, tmp_path, meet_seconds=5)
     rank_1 = stand_in(1, port, tmp_path, "hangs")
-    try:
+    with ended(rank_0, rank_1):
         _, err = rank_0.communicate(timeout=120)
-    finally:
-        rank_0.kill()
-        rank_1.kill()
-        rank_1.communicate()
     assert rank_0.returncode == 2, err[-2000:]
     assert err.splitlines() == [
         f"[rank 0] error: this process (RANK=0 of WORLD_SIZE=2) met the others at 127.0.0.1:"

@@ -9,6 +9,7 @@ import torch
 from loftup.errors import UsageError
 from loftup.extract import meeting, torchrun
 from loftup.extract.join import CONNECT
+from test_torchrun_meeting import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -94,14 +95,6 @@ def test_rank_and_world_size_without_torchrun_are_one_line_before_the_group(join
         "and WORLD_SIZE to run one process"
     )
     assert joined == []
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])  # rank 0 holds the meeting point, 1 calls it
