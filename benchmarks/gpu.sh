@@ -4,23 +4,23 @@
 #
 #   OUT=/some/folder benchmarks/gpu.sh            # on a machine with a CUDA GPU (default: a temp dir)
 #   LOFTUP_SMOKE=1 benchmarks/gpu.sh              # toy sizes, on the CPU if there is no GPU
-#   LOFTUP_GPU_SH_BUDGET=355 benchmarks/gpu.sh     # the wall seconds it may take (default 355)
+#   LOFTUP_GPU_SH_BUDGET=355 benchmarks/gpu.sh     # the figures' wall seconds (default 355)
 #   LOFTUP_GPU_SH_LAST_UNTIL=300 ...               # an earlier deadline for the last group
-#   LOFTUP_GPU_SH_TESTS_UNTIL=480 ...              # a later deadline for the tests (default: the
-#                                                  # budget; past 360 s the call is not in time)
+#   LOFTUP_GPU_SH_TESTS_UNTIL=400 ...              # the tests' deadline (default 420: past 360 s
+#                                                  # the call is not in time, and the report says so)
 #
 # The figures first, then the tests. The budget keeps the report and the issue's bound: each
 # group gets what is left of it (less a reserve for the merge) and is stopped when that runs out,
 # keeping the sections it finished (each is written as it ends, the backbones' and the
 # ablation's rows as they come); a group with under 30 s left is not started; a section that
 # raised, or lost cases or rows to an error, is named too (its process exits 0), and the card's
-# ECC/Xid reports logged. The default, 355 s for the figures, the tests and the merge, keeps the
-# whole call inside the issue's 6 minutes (the report judges it by its wall seconds, `total`,
-# against 360 s; the lent machine's `timeout 560` around the call is the hard stop). The
+# ECC/Xid reports logged. The default, 355 s for the figures and the merge, keeps them inside the
+# issue's 6 minutes (the report judges the whole call by its wall seconds, `total`, against
+# 360 s; the lent machine's `timeout 560` around the call is the hard stop). The
 # sections run in the order of their weight: those that decide the issue's targets first; the
 # ablation and then the extraction loop (which decides no target) end the last group, so that
 # an overrun costs them.
-# The CUDA and Triton-kernel tests come last, with what the figures left of the budget.
+# The CUDA and Triton-kernel tests come last, up to their own deadline (default 420 s).
 #
 # It runs `loftup bench --suite gpu` in groups of sections (parity with the CPU, the forward
 # table in float32/bf16/fp16 next to the paper's implementation up to 2048 px, what each kernel
@@ -54,7 +54,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 budget="${LOFTUP_GPU_SH_BUDGET:-355}"
 last_until="${LOFTUP_GPU_SH_LAST_UNTIL:-$budget}"
 [ "$last_until" -gt "$budget" ] && last_until=$budget
-tests_until="${LOFTUP_GPU_SH_TESTS_UNTIL:-$budget}"
+# The tests' own deadline is later than the figures' budget: on the 2026-11-28 H200 run the
+# figures took 240 s and the tests 109 s, 353 s in all, but a deadline at the budget would have
+# left the tests 99 s and stopped their session at 59 s. A later deadline costs nothing where
+# the call fits, and where it does not the report still says so (its time target, judged on the
+# whole call against 360 s) and still has the tests' outcome, instead of two failures. 420, not
+# the 560 s of the lent machine's call: what a slow call takes beyond it is device time that a
+# rerun in the same session would need (900 s a session, starts included).
+tests_until="${LOFTUP_GPU_SH_TESTS_UNTIL:-420}"
 reserve=10  # seconds kept for merging the parts, drawing the figure and printing the targets
             # (5 s on the last H200 run)
 cut=()      # groups, sections and tests stopped by the budget, never started or failed: what=why
@@ -122,8 +129,8 @@ print(flagged(sys.argv[1]))' "$part" || true)
 done
 
 walls="$walls figures=$SECONDS"
-# CUDA and kernel tests, last, with what the figures left of the budget (LOFTUP_GPU_SH_TESTS_UNTIL
-# may give them more, past the issue's 6 minutes, inside the 560 s of the lent machine's call),
+# CUDA and kernel tests, last, up to their deadline (LOFTUP_GPU_SH_TESTS_UNTIL, 420 s: past the
+# issue's 6 minutes where the figures took long, inside the 560 s of the lent machine's call),
 # less the merge's reserve, at most 240 s: run where a GPU is present, skipped with the reason
 # where not (the 15 slowest named in the log). torch.compile's check on CUDA is a slow test, run
 # here by name (the ablation has compiled the same shapes; ~20 s on a fresh machine). With
@@ -133,7 +140,7 @@ walls="$walls figures=$SECONDS"
 # few seconds to write its durations and count line, which the outer timeout would lose.
 tests_may=$((tests_until - SECONDS - reserve - 6))  # the 5 s of timeout's -k, whole seconds
 [ "$tests_may" -gt 240 ] && tests_may=240
-if [ "$suite" = gpu ] && [ "$tests_may" -gt 60 ]; then  # 143 s on the last H200 run (first)
+if [ "$suite" = gpu ] && [ "$tests_may" -gt 60 ]; then  # 109 s on the 2026-11-28 H200 run
   # the options as pytest itself lists them (a plugin importable but not loaded would make
   # them a usage error, and no test would run); --noconftest: pytest-timeout's come from its
   # entry point (pytest11), loaded before any conftest, and ours imports torch (4 s)
