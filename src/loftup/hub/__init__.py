@@ -9,8 +9,9 @@ safetensors).
 One idea a file: :mod:`.registry` (the table), :mod:`.files` (reading weight files safely),
 :mod:`.remote` (the cache, downloads and what offline says), :mod:`.reach` (whether the hub
 may and can be asked), :mod:`.user_repos` (upsamplers of one's own by hub id),
-:mod:`.damaged` (a damaged download and its fix), :mod:`.loading` (the one loader and
-``save_pretrained``), :mod:`.record` (the record save_pretrained writes and how it is read
+:mod:`.damaged` (a damaged download and its fix), :mod:`.loading` (the one loader),
+:mod:`.folders` (a folder's weights read with its record), :mod:`.saving`
+(``save_pretrained``), :mod:`.record` (the record save_pretrained writes and how it is read
 back), :mod:`.checks` (what loads but is not the upsampler asked for); the key layouts are
 :mod:`loftup.convert`'s. Every name is importable from ``loftup.hub`` itself.
 """

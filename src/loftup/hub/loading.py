@@ -20,18 +20,16 @@ from .checks import (
     missing_source,
     upsampler_name,
 )
-from .damaged import check_links
 from .files import read_weights
+from .folders import read_folder
 from .record import (
     CONFIG_NAME,
     FORMAT_TAG,
     WEIGHTS_NAME,
     backbone_norm_of,
     check_intact,
-    check_same_save,
     config_from,
     header_record,
-    read_record,
 )
 from .registry import resolve_name
 from .remote import damaged_in_cache, released_file
@@ -149,7 +147,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     ):
         # a save_pretrained folder's weights given as a file: its config.json decides, as for
         # the folder (the header's copy stands in where it is missing)
-        state, config, backbone, backbone_norm = _read_folder(
+        state, config, backbone, backbone_norm = read_folder(
             path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
@@ -210,99 +208,3 @@ def _with_heads(
             "trained with them): leave num_heads out"
         )
     return config
-
-
-def _read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
-    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-    check_links(path, (WEIGHTS_NAME, CONFIG_NAME, "pytorch_model.bin", "model.pt", "model.pth"))
-    if weights.exists():
-        fix = "; write the folder again with save_pretrained (or loftup train)"
-        if not cfg_file.exists():  # it records what the weights do not say (the heads)
-            recorded = header_record(weights)
-            if recorded is None:
-                # no record, or no readable header: a Git LFS pointer or a cut file is said as
-                # such (read_weights' error), not as a missing config.json
-                read_weights(weights)
-                raise WeightsNotFoundError(
-                    f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the "
-                    f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
-                )
-            state, _ = to_native(read_weights(weights), str(weights))
-            check_intact(weights, state, fix)
-            return (state, *recorded)
-        info = _config_json(cfg_file, fix)
-        config, backbone, norm = read_record(info, str(cfg_file), fix)
-        state, _ = to_native(read_weights(weights), str(weights))
-        check_intact(weights, state, fix)
-        check_same_save(info, cfg_file, weights, state)
-        return state, config, backbone, norm
-    for name in ("pytorch_model.bin", "model.pt", "model.pth"):
-        if (path / name).exists():
-            return _pickle_with_record(path / name, cfg_file)
-    run = [
-        p
-        for p in (path / "final", path / "checkpoint.pt")
-        if (p / WEIGHTS_NAME).exists() or p.is_file()
-    ]
-    hint = f"; it is a training run's folder: give {run[0]}" if run else ""
-    raise WeightsNotFoundError(
-        f"{path} holds no weights: expected {WEIGHTS_NAME} + {CONFIG_NAME} (save_pretrained) "
-        f"or pytorch_model.bin{hint}"
-    )
-
-
-def _config_json(cfg_file: Path, fix: str, *, only_loftup: bool = False):
-    """``cfg_file``'s JSON (UTF-8, or UTF-16/32 as JSON allows), or None where there is no such
-    file; one that cannot be read (cut short, no text, no file, another encoding) is a
-    CheckpointError naming it, never passed over. ``only_loftup``: beside a torch.save file,
-    which loads without it (a backbone's or another tool's config.json), it is refused so only
-    where its bytes name loftup; else passed over with a warning naming it (None)."""
-    if not cfg_file.exists() and not cfg_file.is_symlink():
-        return None
-    try:
-        data = cfg_file.read_bytes()
-        return json.loads(data)  # a UnicodeDecodeError (Latin-1, say) is a ValueError too
-    except OSError as e:
-        why, data = f"cannot be read ({e.strerror})", b""
-    except ValueError as e:  # cut short, or no text
-        why = f"is corrupt ({e})"
-    if only_loftup and b"loftup" not in data.lower():
-        import warnings
-
-        warnings.warn(f"{cfg_file} {why}: not a loftup config, passed over", stacklevel=4)
-        return None
-    raise CheckpointError(f"{cfg_file} {why}{fix}") from None
-
-
-def _pickle_with_record(file: Path, cfg_file: Path):
-    """(state, config, backbone, backbone_norm) of torch.save's ``file`` in a folder: read with
-    save_pretrained's ``cfg_file`` where it is one (``"format": "loftup"``; another's, a
-    backbone's say, is not), which must be the record of these weights (their digest) and
-    agree with the record the file carries itself (a training checkpoint's model_config and
-    backbone); else with the file's own record, if any."""
-    fix = (
-        f"; write the folder again with save_pretrained, or delete {cfg_file.name} to load "
-        f"{file.name} with its own record"
-    )
-    obj = read_weights(file)
-    state, cfg = to_native(obj, str(file))
-    own_config = config_from(cfg, f"{file}'s model_config") if cfg else None
-    own_backbone = obj.get("backbone") if isinstance(obj.get("backbone"), str) else None
-    own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
-    info = _config_json(cfg_file, fix, only_loftup=True)
-    if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
-        return state, own_config, own_backbone, own_norm
-    config, backbone, norm = read_record(info, str(cfg_file), fix)
-    check_same_save(info, cfg_file, file, state)
-    said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
-    if own_backbone is not None and own_backbone != backbone:
-        said.append(f"backbone {own_backbone!r} against {backbone!r}")
-    if own_norm is not None and own_norm != norm:  # the backbone's input, another scale
-        said.append(f"backbone_norm {own_norm!r} against {norm!r}")
-    if said:
-        raise CheckpointError(
-            f"{cfg_file} contradicts the record in {file} ({'; '.join(said)}): they are of "
-            f"two saves; delete {cfg_file.name} to load {file.name} with its own record, or "
-            "put the weights it was written with beside it"
-        )
-    return state, config, backbone, norm
