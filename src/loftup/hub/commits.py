@@ -6,7 +6,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import WeightsNotFoundError
+from ..errors import UsageError, WeightsNotFoundError
+
+#: A commit's hash as a revision may give its start: 7 hex digits (the hub's web page shows
+#: them) up to the whole 40
+_HASH_START = r"[0-9a-f]{7,40}"
+
+
+def full_commit(repo_id: str, revision: str | None) -> str | None:
+    """``revision`` of hub repo ``repo_id`` (None: main) as the cache holds it: where it is the
+    start of a commit's hash (7 to 39 hex digits, as the hub's web page shows them), the one
+    commit of the cache's snapshots that begins with it, so that it is found offline and
+    said as that commit (the hub's answer to a download at it was kept as ``refs/<start>``:
+    that commit too); a start that several cached commits begin with is a UsageError naming
+    them. Anything else as given: a branch or tag (one the cache knows by that name wins, as
+    in git), a whole hash, or a start that no cached commit has (the hub resolves it)."""
+    import re
+
+    from .refresh import ref_path, repo_folder
+
+    if revision is None or not re.fullmatch(_HASH_START, revision.lower()):
+        return revision
+    start = revision.lower()
+    ref = ref_path(repo_id, revision)
+    if ref.is_file():  # a branch or tag named so, or the hub's answer for this start
+        known = ref.read_text().strip()
+        return known if known.startswith(start) else revision
+    snapshots = repo_folder(repo_id) / "snapshots"
+    found = sorted(
+        s.name
+        for s in (snapshots.iterdir() if snapshots.is_dir() else ())
+        if re.fullmatch("[0-9a-f]{40}", s.name) and s.name.startswith(start)
+    )
+    if len(found) > 1:
+        raise UsageError(
+            f"revision {revision!r} of hub repo {repo_id!r} is ambiguous: the Hugging Face cache "
+            f"holds {len(found)} commits that begin with it ({', '.join(found)}); give more of "
+            f"the hash ({repo_id}@{found[0]}, say)"
+        )
+    return found[0] if found else revision
 
 
 def newest_folder(repo_id: str, found: list[Path], revision: str | None) -> Path:
@@ -41,7 +79,9 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     from .files import INDEX_SUFFIX, shard_names
     from .remote import hub_file
 
-    revision = kw.get("revision")
+    # a commit's hash given by its start: the cached commit's, in full, everywhere below
+    kw = {**kw, "revision": full_commit(repo_id, kw.get("revision"))}
+    revision = kw["revision"]
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
     # each weights file's name followed by its shard index's
     alternatives = {

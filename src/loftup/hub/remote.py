@@ -13,7 +13,7 @@ from ..paths import check_visible
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
-from .commits import cached_elsewhere, hub_folder, hub_folder_beside  # noqa: F401
+from .commits import cached_elsewhere, full_commit, hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
 from .failures import as_asked
 from .reach import (
@@ -70,6 +70,7 @@ def hub_file(
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    revision = full_commit(repo_id, revision)  # a hash's start: the cached commit it names
     # "not in the cache" (it was never looked in), where a folder above it is not searchable
     home = "set HF_HOME to a folder of this user's"
     check_visible(_cache(), "the Hugging Face cache", home, to_make=True)

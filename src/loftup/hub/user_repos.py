@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..listing import unsearchable
-from .commits import hub_folder, hub_folder_beside
+from .commits import full_commit, hub_folder, hub_folder_beside
 from .remote import all_or_nothing, looks_like_path
 
 
@@ -52,7 +52,8 @@ def upsampler_repo(
     from .failures import spelled as as_spelled
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
-    spelled = as_spelled(repo_id, revision)
+    spelled = as_spelled(repo_id, revision)  # as the user gave it
+    revision = full_commit(repo_id, revision)  # a hash's start: the cached commit, in full
     weights = (WEIGHTS_NAME, "pytorch_model.bin")
     # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
     blocked = unsearchable(repo_id)  # where it cannot be seen: it may be there, unread

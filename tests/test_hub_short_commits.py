@@ -1,0 +1,86 @@
+"""A commit of a hub repo of one's own given by the start of its hash (``ORG/NAME@a1b2c3d``, as
+the hub's web page shows it): the cached snapshot whose commit begins with it, offline and
+without asking the hub; two that do are said as such."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_hf_cache
+from hub_helpers import _offline_cache, _own_upsampler, _use_mirror
+from loftup import WeightsNotFoundError, load_upsampler
+from loftup.cli import main
+from loftup.errors import UsageError
+
+#: make_hf_cache's commit
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _cached(tmp_path, names=("model.safetensors", "config.json")):
+    """An upsampler of one's own cached as hub repo someone/up at COMMIT (``names``: its files
+    the cache holds); (model, its case)."""
+    model, folder, case = _own_upsampler(tmp_path)
+    make_hf_cache(tmp_path / "hub", "someone/up", {n: (folder / n).read_bytes() for n in names})
+    return model, case
+
+
+@pytest.mark.parametrize("start", [COMMIT[:7], COMMIT[:12], COMMIT[:12].upper()])
+def test_a_hash_start_loads_the_cached_commit_offline(tmp_path, monkeypatch, start):
+    """`someone/up@0123456` was "not in the Hugging Face cache" offline, which holds the commit
+    0123456789ab... (the cache knows a commit by its whole hash), and `loftup download` of it
+    failed so."""
+    model, (lr, image) = _cached(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with torch.no_grad():
+        loaded = load_upsampler(f"someone/up@{start}")
+        assert torch.equal(loaded(lr, image), model(lr, image))
+    assert main(["download", f"someone/up@{start}"]) == 0
+
+
+def test_a_hash_start_is_not_asked_of_the_hub_where_the_cache_has_its_commit(
+    tmp_path, monkeypatch, local_hub
+):
+    """Online, the start was asked of the hub (this mirror knows commits by their whole hash,
+    and answered that it has no such revision), though the cache held the commit."""
+    model, (lr, image) = _cached(tmp_path)
+    _use_mirror(monkeypatch, local_hub({}, commit=COMMIT), tmp_path / "hub")
+    with torch.no_grad():
+        assert torch.equal(load_upsampler(f"someone/up@{COMMIT[:7]}")(lr, image), model(lr, image))
+    assert local_hub.requests == []
+
+
+def test_a_missing_file_of_a_hash_starts_commit_is_said_of_the_whole_commit(tmp_path, monkeypatch):
+    """The cache holds the commit's config.json alone: the error named `someone/up@0123456`
+    missing both files, as though the commit were not cached at all; it names the commit
+    whole, and the one file missing."""
+    _cached(tmp_path, names=("config.json",))
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler(f"someone/up@{COMMIT[:7]}")
+    said = str(e.value)
+    assert said.startswith(f"upsampler someone/up@{COMMIT[:7]} (no file or folder")
+    assert (
+        f"file 'model.safetensors' of hub repo 'someone/up@{COMMIT}' is not in the Hugging Face "
+        "cache and HF_HUB_OFFLINE=1 is set" in said
+    )
+    assert "config.json', which it needs too" not in said
+
+
+def test_a_hash_start_of_two_cached_commits_is_said_ambiguous(tmp_path, monkeypatch):
+    """Two cached commits begin with the start given: it names both, in full, and asks for
+    more of the hash, rather than loading either."""
+    _cached(tmp_path)
+    other = COMMIT[:7] + "f" * 33
+    snapshots = tmp_path / "hub" / "models--someone--up" / "snapshots"
+    (snapshots / COMMIT).rename(snapshots / other)
+    _cached(tmp_path)  # COMMIT again
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(UsageError) as e:
+        load_upsampler(f"someone/up@{COMMIT[:7]}")
+    assert str(e.value) == (
+        f"revision '{COMMIT[:7]}' of hub repo 'someone/up' is ambiguous: the Hugging Face cache "
+        f"holds 2 commits that begin with it ({COMMIT}, {other}); give more of the hash "
+        f"(someone/up@{COMMIT}, say)"
+    )
+    assert load_upsampler(f"someone/up@{other[:8]}") is not None  # one more digit decides
