@@ -69,31 +69,66 @@ def unreachable_reason(timeout: float = 3.0) -> str | None:
         return WHY.get(where, NO_CONNECTION)
     if start - REACHABLE.get(where, -1e9) < REMEMBERED_S:
         return None
-    connect_by, answer_by = start + timeout, start + max(timeout, _answer_timeout())
-    try:
-        addresses = resolve_host(where, timeout)
-    except OSError:
-        addresses = []
+    answer_by = start + max(timeout, _answer_timeout())
+    conn = connection(where, timeout)
     why = NO_CONNECTION
-    for i, address in enumerate(addresses):  # each, as a download's connection tries them
-        left = connect_by - time.monotonic()  # shared by those still to try (IPv6 may be
-        if left <= 0:  # unrouted, and its connection wait for nothing)
-            break
-        try:
-            conn = socket.create_connection(
-                (address, where[1]), timeout=left / (len(addresses) - i)
-            )
-        except OSError:
-            continue
+    if conn is not None:
         with conn:
             wait = answer_by - time.monotonic()
             why = None if answers(conn, url, max(wait, 0.01)) else _silent(where, answer_by - start)
-        break
     if why is None:
         REACHABLE[where] = time.monotonic()
     else:
         mark_unreachable(why, where)
     return why
+
+
+def unreachable_for_download(timeout: float = 3.0) -> str | None:
+    """:func:`unreachable_reason`, for a download about to start: where its verdict is a pass
+    remembered from an earlier check, the hub may have gone since (a mirror stopped, the
+    network lost), and a refused connection met huggingface_hub's retries of the download's
+    first request (1+2+4+8+8 s of back-off, 23 s, that no setting of it bounds). So a
+    connection to the endpoint (or proxy) is made first, and closed: no request, no TLS, a
+    round trip; where none is made within ``timeout`` seconds, the pass is forgotten and the
+    whole check made again (a blip passes it, and the download then retries as it would).
+    A slow hub accepts connections as a fast one does: its answer is not waited for here."""
+    import time
+
+    start = time.monotonic()
+    why = unreachable_reason(timeout)
+    where = _endpoint()[1]
+    if why is not None or REACHABLE.get(where, start) >= start:  # failed, or passed just now
+        return why
+    conn = connection(where, timeout)
+    if conn is not None:
+        conn.close()
+        return None
+    REACHABLE.pop(where, None)
+    return unreachable_reason(timeout)
+
+
+def connection(where: tuple[str, int], timeout: float) -> socket.socket | None:
+    """A TCP connection to ``where`` (host, port), to the first of its addresses that accepts
+    one, as a download's connection tries them, within ``timeout`` seconds, the name lookup
+    included; None where none does."""
+    import time
+
+    connect_by = time.monotonic() + timeout
+    try:
+        addresses = resolve_host(where, timeout)
+    except OSError:
+        return None
+    for i, address in enumerate(addresses):
+        left = connect_by - time.monotonic()  # shared by those still to try (IPv6 may be
+        if left <= 0:  # unrouted, and its connection wait for nothing)
+            return None
+        try:
+            return socket.create_connection(
+                (address, where[1]), timeout=left / (len(addresses) - i)
+            )
+        except OSError:
+            continue
+    return None
 
 
 def _endpoint():

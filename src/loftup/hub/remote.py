@@ -23,6 +23,7 @@ from .reach import (
     lost_connection,
     offline_reason,
     server_error,
+    unreachable_for_download,
     unreachable_reason,
 )
 from .refresh import (  # all_or_nothing: importable from here
@@ -82,14 +83,14 @@ def hub_file(
         damaged = damage(cached) if downloading else None
         if damaged is None and not refresh:
             return Path(cached)
+    good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
     reason = offline_reason()
-    if reason is None:
-        reason = unreachable_reason()
+    if reason is None:  # a pass remembered from an earlier file is checked before a download
+        reason = unreachable_reason() if good is not None else unreachable_for_download()
     # the repo as the user spelled it, and the commit where it was never theirs: in every raise
     repo, at = as_asked(repo_id, revision, matching)
     name = download_name or what
     fetch = fetch or f"loftup download {name}"
-    good = cached if isinstance(cached, str) and damaged is None else None  # refresh's
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error
     if good is not None and reason is not None:
