@@ -84,3 +84,22 @@ def test_a_hash_start_of_two_cached_commits_is_said_ambiguous(tmp_path, monkeypa
         f"(someone/up@{COMMIT}, say)"
     )
     assert load_upsampler(f"someone/up@{other[:8]}") is not None  # one more digit decides
+
+
+def test_a_hash_start_the_hub_does_not_know_asks_for_the_whole_hash(
+    tmp_path, monkeypatch, local_hub
+):
+    """Not cached, the start is asked of the hub, which looks a commit up by its whole hash
+    and answers that it has no such revision: the error said only to check the revision, as
+    for a misspelt branch; it says to give the whole hash."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
+    _use_mirror(monkeypatch, local_hub(files, commit=COMMIT), tmp_path / "hub")
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_upsampler(f"someone/up@{COMMIT[:7]}")
+    said = str(e.value)
+    assert (
+        f"Hub repo 'someone/up' has no branch, tag or commit '{COMMIT[:7]}': where it is " in said
+    )
+    assert "give the whole hash (40 hex digits" in said and "check the revision" not in said
+    assert load_upsampler(f"someone/up@{COMMIT}") is not None  # as it says

@@ -6,6 +6,7 @@ commit (:func:`spelled`, :func:`as_asked`)."""
 from __future__ import annotations
 
 import os
+import re
 
 
 def spelled(repo_id: str, revision: str | None = None) -> str:
@@ -68,9 +69,13 @@ def hub_refusal(
     # the user's own revision; for a file at the commit their branch or tag names, that
     named = revision if matching is None else _named(matching)
     if isinstance(e, RevisionNotFoundError):
-        return (
-            f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: check the "
-            f"revision ({repo_id} alone is its main branch)"
+        start = re.fullmatch("[0-9a-fA-F]{7,39}", revision or "") is not None
+        return f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: " + (
+            "where it is the start of a commit's hash, give the whole hash (40 hex digits, as "
+            "the commit's page on the hub shows it: the hub looks a commit up by it; a start "
+            "does only for a commit the Hugging Face cache holds)"
+            if start
+            else f"check the revision ({repo_id} alone is its main branch)"
         )
     if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
         return (
