@@ -103,3 +103,20 @@ def test_a_hash_start_the_hub_does_not_know_asks_for_the_whole_hash(
     )
     assert "give the whole hash (40 hex digits" in said and "check the revision" not in said
     assert load_upsampler(f"someone/up@{COMMIT}") is not None  # as it says
+
+
+def test_a_branch_named_like_a_hash_start_wins_over_the_commit(tmp_path, monkeypatch):
+    """A branch or tag the cache knows by a name of hex digits is that branch, as in git, not
+    the cached commit whose hash begins so."""
+    model, (lr, image) = _cached(tmp_path)  # at COMMIT, which the branch names
+    other = "deadbee" + "0" * 33
+    _, folder, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    snap = make_hf_cache(tmp_path / "hub", "someone/up", {})
+    for name in ("model.safetensors", "config.json"):
+        (snap.parent / other).mkdir(exist_ok=True)
+        (snap.parent / other / name).write_bytes((folder / name).read_bytes())
+    (snap.parent.parent / "refs" / "deadbee").write_text(COMMIT)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with torch.no_grad():
+        assert torch.equal(load_upsampler("someone/up@deadbee")(lr, image), model(lr, image))
+        assert load_upsampler("someone/up@deadbee0").config.num_heads == 4  # no branch so named
