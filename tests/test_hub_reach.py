@@ -74,24 +74,6 @@ def short_waits(monkeypatch, first: float, retry: float) -> None:
     monkeypatch.setattr(file_download, "_ETAG_RETRY_TIMEOUT", retry, raising=False)
 
 
-def _no_backoff_waits(monkeypatch) -> None:
-    """huggingface_hub's back-off between retries of a request (``time.sleep`` in its HTTP
-    helpers) returns at once; the rest of its ``time`` is the real one."""
-    import importlib
-
-    http = importlib.import_module("huggingface_hub.utils._http")
-
-    class NoWait:
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            pass
-
-    monkeypatch.setattr(http, "time", NoWait())
-
-
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_an_endpoint_that_accepts_and_never_answers_is_unreachable(monkeypatch, no_proxy, scheme):
     """A connection accepted and never answered was "reachable": each file's download then
@@ -174,80 +156,6 @@ def test_the_first_address_that_accepts_decides_and_a_pass_is_remembered(monkeyp
         assert reach.hub_reachable(timeout=0.3) and reach.hub_reachable(timeout=0.3)
     assert accepted == ["127.0.0.1"]  # the second file: no second check
     assert reach.hub_reachable(timeout=0.3)  # within the minute, even with the listener gone
-
-
-def _connections(monkeypatch, port: int) -> list[int]:
-    """The connections this process tries to make to 127.0.0.1:``port`` from now on, any
-    library's (a socket's ``connect``, which each calls), made as before: the list grows by
-    one for each."""
-    tried = []
-    real = socket.socket.connect
-
-    def connect(self, address):
-        if address[:2] == ("127.0.0.1", port):
-            tried.append(port)
-        return real(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return tried
-
-
-def test_a_hub_lost_after_a_pass_is_said_unreachable_and_the_next_file_waits_no_more(
-    tmp_path, monkeypatch, local_hub
-):
-    """A pass is remembered a minute: a mirror gone after one file was still "reachable", so
-    the next file's download met the refused connection through huggingface_hub's retries
-    (7 tries, 23 s of back-off, which no setting of it bounds) and was said "the download
-    failed (LocalEntryNotFoundError ...)". A connection is now tried before a download the
-    remembered pass would let through: refused, the hub is checked again and cannot be
-    reached (2 tries in all, in milliseconds), and the file after is refused at once, without
-    a try (the verdict is remembered).
-
-    huggingface_hub's back-off waits are skipped here (its tries are still made and counted),
-    so that a regression fails in a second rather than in 23."""
-    from hub_helpers import _use_mirror
-    from loftup.hub.remote import hub_file
-
-    _no_backoff_waits(monkeypatch)
-    files = {("someone/repo", n): b"x" * 100 for n in ("a.bin", "b.bin", "c.bin")}
-    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
-    assert (
-        hub_file("someone/repo", "a.bin", what="x", local_hint="H").read_bytes()
-        == files[("someone/repo", "a.bin")]
-    )
-    (server,) = local_hub.servers
-    server.shutdown()
-    server.server_close()
-    tried = _connections(monkeypatch, server.server_address[1])
-    for name, tries in (("b.bin", 2), ("c.bin", 0)):
-        with pytest.raises(WeightsNotFoundError, match="the Hugging Face hub cannot be reached"):
-            hub_file("someone/repo", name, what="x", local_hint="H")
-        assert len(tried) <= tries, name
-        tried.clear()
-    assert not reach.REACHABLE and list(reach.UNREACHABLE) == [
-        ("127.0.0.1", server.server_address[1])
-    ]
-
-
-def test_a_slow_hub_after_a_remembered_pass_is_still_downloaded_from(
-    tmp_path, monkeypatch, local_hub
-):
-    """What is tried before a download after a remembered pass does not wait for an answer: a
-    mirror slower than HF_HUB_ETAG_TIMEOUT, but answering within the download's retry, gives
-    the next file as it gave the first (a request of its own, waiting HF_HUB_ETAG_TIMEOUT,
-    would have said it cannot be reached)."""
-    from hub_helpers import _use_mirror
-    from loftup.hub.remote import hub_file
-
-    files = {("someone/repo", n): n.encode() * 10 for n in ("a.bin", "b.bin")}
-    _use_mirror(monkeypatch, local_hub(files, slow=0.5), tmp_path / "hub")
-    short_waits(monkeypatch, 0.2, 30)
-    for name in ("a.bin", "b.bin"):  # b.bin: on the pass a.bin's check left
-        assert (
-            hub_file("someone/repo", name, what="x", local_hint="H").read_bytes()
-            == files[("someone/repo", name)]
-        )
-    assert reach.REACHABLE and not reach.UNREACHABLE
 
 
 def test_an_unreachable_hub_is_named_at_once(tmp_path):
