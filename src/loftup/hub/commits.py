@@ -20,7 +20,8 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     said as that commit (the hub's answer to a download at it was kept as ``refs/<start>``:
     that commit too); a start that several cached commits begin with is a UsageError naming
     them. Anything else as given: a branch or tag (one the cache knows by that name wins, as
-    in git), a whole hash, or a start that no cached commit has (the hub resolves it)."""
+    in git), a whole hash, or a start that no cached commit has (asked of the hub so, which
+    looks commits up by their whole hash: its refusal says to give it)."""
     import re
 
     from .refresh import ref_path, repo_folder
@@ -28,16 +29,15 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     if revision is None or not re.fullmatch(_HASH_START, revision.lower()):
         return revision
     start = revision.lower()
-    ref = ref_path(repo_id, revision)
-    if ref.is_file():  # a branch or tag named so, or the hub's answer for this start
-        known = ref.read_text().strip()
-        return known if known.startswith(start) else revision
-    snapshots = repo_folder(repo_id) / "snapshots"
-    found = sorted(
-        s.name
-        for s in (snapshots.iterdir() if snapshots.is_dir() else ())
-        if re.fullmatch("[0-9a-f]{40}", s.name) and s.name.startswith(start)
-    )
+    try:  # a cache this user may not read: the file's lookup says so
+        ref = ref_path(repo_id, revision)
+        if ref.is_file():  # a branch or tag named so, or the hub's answer for this start
+            known = ref.read_text().strip()
+            return known if known.startswith(start) else revision
+        names = [s.name for s in (repo_folder(repo_id) / "snapshots").iterdir()]
+    except OSError:
+        return revision
+    found = sorted(n for n in names if re.fullmatch("[0-9a-f]{40}", n) and n.startswith(start))
     if len(found) > 1:
         raise UsageError(
             f"revision {revision!r} of hub repo {repo_id!r} is ambiguous: the Hugging Face cache "
