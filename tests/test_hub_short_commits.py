@@ -120,3 +120,18 @@ def test_a_branch_named_like_a_hash_start_wins_over_the_commit(tmp_path, monkeyp
     with torch.no_grad():
         assert torch.equal(load_upsampler("someone/up@deadbee")(lr, image), model(lr, image))
         assert load_upsampler("someone/up@deadbee0").config.num_heads == 4  # no branch so named
+
+
+def test_print_config_reads_the_architecture_of_a_hash_starts_cached_commit(
+    tmp_path, monkeypatch, capsys
+):
+    """`loftup train --print-config stage=2 init=someone/up@0123456` looked the config up in
+    the cache at the start of the hash, found none and printed this config's model keys under
+    a comment saying they are not init's."""
+    _cached(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    argv = ["train", "--config", "stage2_cpu", "--print-config", f"log.out_dir={tmp_path}"]
+    assert main([*argv, f"init=someone/up@{COMMIT[:7]}"]) == 0
+    printed = capsys.readouterr().out
+    assert "not read here" not in printed
+    assert "dim: 32" in printed and "num_heads: 2" in printed

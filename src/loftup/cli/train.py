@@ -137,9 +137,11 @@ def _cached_record(repo_id: str, revision: str | None):
     from huggingface_hub import try_to_load_from_cache
 
     from ..errors import CheckpointError
+    from ..hub.commits import full_commit
     from ..hub.record import CONFIG_NAME, read_record
 
-    path = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision)
+    # a hash's start (ORG/NAME@a1b2c3d): the cache knows the commit by its whole hash
+    path = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=full_commit(repo_id, revision))
     if not isinstance(path, str):
         return None
     try:
