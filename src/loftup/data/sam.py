@@ -9,10 +9,14 @@ generator in its plain form (one crop level, no small-region clean-up).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from ..errors import LoftUpError, WeightsNotFoundError, one_line
+from ..paths import check_visible
 
 #: SAM checkpoints by short name (``loftup download sam_vit_base``); data.sam_weights takes
 #: these, any hub id, or a local folder.
@@ -38,7 +42,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
     backbones are: offline, or with the hub out of reach (found out in seconds, not after
     transformers' minutes of retries), a WeightsNotFoundError names the missing file and how
     to provide it."""
-    from ..hub import hub_folder, looks_like_path
+    from ..hub import hub_folder, hub_id, looks_like_path
     from .paths import home_expanded
 
     source = SAM_WEIGHTS.get(str(weights), str(weights))
@@ -47,16 +51,18 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         f"a folder with {', '.join(' or '.join(group) for group in SAM_FILES)} (transformers' "
         f"save_pretrained)"
     )
-    if path.is_dir():
+    if hub_id(source) is None:  # a hub id is looked for here first, but is no path to check
+        check_visible(path, "SAM weights")
+    if os.path.isdir(path):  # os.path: pathlib's raises where a folder is not searchable
         for group in SAM_FILES:
-            if not any((path / f).exists() for f in group):
+            if not any(_there(path / f) for f in group):
                 raise WeightsNotFoundError(
                     f"SAM weights {path} have no {' or '.join(group)}: pass {layout}"
                 )
         return path
-    if path.exists() or looks_like_path(source):
+    if os.path.exists(path) or looks_like_path(source):
         raise WeightsNotFoundError(
-            f"SAM weights {source}: {'a file' if path.exists() else 'no such folder'}; set "
+            f"SAM weights {source}: {'a file' if os.path.exists(path) else 'no such folder'}; set "
             f"data.sam_weights to {layout}, a hub id or one of {', '.join(SAM_WEIGHTS)}"
         )
     name = next((k for k, v in SAM_WEIGHTS.items() if v == source), source)
@@ -67,6 +73,13 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         "downloading": downloading,
     }
     return hub_folder(source, SAM_FILES, **kw)
+
+
+def _there(path: Path) -> bool:
+    """Whether the file ``path`` of a SAM folder is there; a :class:`PathPermissionError` where
+    the folder may be listed but not searched (mode 644) and holds it."""
+    check_visible(path, "SAM weights")
+    return os.path.exists(path)
 
 
 class SamMaskGenerator:
