@@ -7,6 +7,9 @@ folder nor the fix; now a PathPermissionError (a PermissionError too) names both
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from loftup.errors import PathPermissionError, WeightsNotFoundError
@@ -42,3 +45,44 @@ def test_sam_weights_in_a_folder_this_user_may_not_search(tmp_path, unsearchable
     for name in ("sam_vit_base", "facebook/sam-vit-base"):
         with pytest.raises(WeightsNotFoundError, match="'config.json' of hub repo"):
             resolve_sam(name)
+
+
+def test_dataset_files_in_a_folder_this_user_may_not_search(tmp_path, unsearchable):
+    """A DAVIS or NYUv2 root behind such a folder (the Python API checks no --root first), or
+    a folder of the dataset that may be listed, not searched: every reader raised a bare
+    PermissionError for the first file it looked at, and a frame in such a folder was
+    "cannot read ...: Permission denied; replace it (re-download or re-extract the dataset)"."""
+    from eval_data import write_davis, write_nyu_normals, write_nyuv2
+    from loftup.eval.datasets import NYUv2Depth, NYUv2Normals, davis_sequences
+    from loftup.eval.datasets.common import unreadable
+    from loftup.eval.datasets.normals_file import normals_file_for_run, nyu_normals_file
+    from loftup.eval.datasets.nyu import nyu_indices
+
+    secret = tmp_path / "secret"
+    davis, nyu = write_davis(secret / "davis"), write_nyuv2(secret / "nyu")
+    write_nyu_normals(nyu)
+    annotations = write_davis(tmp_path / "annotations")
+    frames = write_davis(tmp_path / "frames")
+    unsearchable(secret)
+    calls = [
+        lambda: davis_sequences(davis),
+        lambda: NYUv2Depth(nyu, "test", 32),
+        lambda: nyu_indices(nyu, "test"),
+        lambda: NYUv2Normals(nyu, "test", 32, cache_dir=tmp_path / "cache"),
+        lambda: nyu_normals_file(nyu, tmp_path / "cache"),
+    ]
+    for call in calls:
+        _refused(call, secret)
+    with pytest.raises(PathPermissionError, match="permission denied"):
+        with normals_file_for_run(nyu, None):
+            pass
+    unsearchable(annotations / "Annotations" / "480p" / "car")
+    _refused(lambda: davis_sequences(annotations), annotations / "Annotations" / "480p" / "car")
+    # a frame listed in such a folder, then opened: PIL's EACCES (which open() raises as
+    # another user, not as root) said with that folder and its fix
+    bear = frames / "JPEGImages" / "480p" / "bear"
+    unsearchable(bear)
+    refusal = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(bear / "00000.jpg"))
+    said = unreadable(bear / "00000.jpg", refusal)
+    assert isinstance(said, PathPermissionError), said
+    _says_why(str(said), bear)

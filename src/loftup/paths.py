@@ -38,6 +38,15 @@ def check_visible(
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 
+def there(path: str | os.PathLike, what: str = "") -> bool:
+    """Whether ``path`` (a file of the user's, or of a folder they gave: ``what`` it is) is
+    there (``os.path.exists``); a :class:`PathPermissionError` where a folder this user may not
+    search hides it (:func:`check_visible`), for which pathlib's exists raised a bare
+    PermissionError and os.path's said it was not there."""
+    check_visible(path, what)
+    return os.path.exists(os.path.expanduser(os.fspath(path)))
+
+
 def figure_beside(json_path: str) -> str:
     """The figure drawn beside a JSON of numbers (``~`` expanded): its ``.json`` ending (or
     none) made ``.png``, any other ending kept and ``.png`` added, so that runs/coco.loftup and

@@ -10,13 +10,12 @@ generator in its plain form (one crop level, no small-region clean-up).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import LoftUpError, WeightsNotFoundError, one_line
-from ..paths import check_visible
+from ..paths import check_visible, there
 
 #: SAM checkpoints by short name (``loftup download sam_vit_base``); data.sam_weights takes
 #: these, any hub id, or a local folder.
@@ -55,7 +54,7 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         check_visible(path, "SAM weights")
     if os.path.isdir(path):  # os.path: pathlib's raises where a folder is not searchable
         for group in SAM_FILES:
-            if not any(_there(path / f) for f in group):
+            if not any(there(path / f, "SAM weights") for f in group):
                 raise WeightsNotFoundError(
                     f"SAM weights {path} have no {' or '.join(group)}: pass {layout}"
                 )
@@ -73,13 +72,6 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         "downloading": downloading,
     }
     return hub_folder(source, SAM_FILES, **kw)
-
-
-def _there(path: Path) -> bool:
-    """Whether the file ``path`` of a SAM folder is there; a :class:`PathPermissionError` where
-    the folder may be listed but not searched (mode 644) and holds it."""
-    check_visible(path, "SAM weights")
-    return os.path.exists(path)
 
 
 class SamMaskGenerator:

@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
-from ...errors import LoftUpError, one_line
+from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
+from ...listing import permission_denied
+from ...paths import there
 
 IGNORE = 255
 
@@ -24,8 +26,9 @@ class DatasetError(LoftUpError, FileNotFoundError):
 
 
 def require(path: Path, what: str, hint: str) -> Path:
-    """``path`` if it exists, else DatasetError naming what is missing and where it goes."""
-    if not path.exists():
+    """``path`` if it exists, else DatasetError naming what is missing and where it goes (a
+    PathPermissionError where a folder this user may not search hides it)."""
+    if not there(path, what):
         raise DatasetError(f"{what} not found: {path} does not exist. {hint}")
     return path
 
@@ -78,10 +81,13 @@ def _pil():
 FIX = "replace it (re-download or re-extract the dataset): a score must cover the whole split"
 
 
-def unreadable(path, e: BaseException) -> DatasetError:
+def unreadable(path, e: BaseException) -> LoftUpError:
     """The DatasetError for a file PIL cannot read: its name, why, and the fix (one line)."""
     if isinstance(e, DatasetError):
         return e
+    why = isinstance(e, PermissionError) and permission_denied(path)
+    if why:  # its folder may be listed, not searched: that folder's fix, not a new copy's
+        return PathPermissionError(f"cannot read {path}: {why}")
     Image = _pil()
     if isinstance(e, Image.UnidentifiedImageError):
         why = "not an image file (PIL cannot identify it)"

@@ -14,12 +14,14 @@ empty. The objects of a sequence are 1..max id of its first frame.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ...paths import there
 from .common import (
     FIX,
     DatasetError,
@@ -99,7 +101,8 @@ def davis_sequences(
       check: :meth:`DavisSequence.check` each one (what a scored run needs), before any work.
     """
     root = home_expanded(root, "dataset root")
-    if not (root / "JPEGImages").is_dir() and (root / "DAVIS" / "JPEGImages").is_dir():
+    # os.path: pathlib's raises where a folder is not searchable (the split list names it)
+    if not os.path.isdir(root / "JPEGImages") and os.path.isdir(root / "DAVIS" / "JPEGImages"):
         root = root / "DAVIS"
     listing = root / "ImageSets" / "2017" / f"{split}.txt"
     names = limited(read_lines(listing, "DAVIS split", DAVIS_HINT), limit)
@@ -112,7 +115,7 @@ def davis_sequences(
         )
         annos = [root / "Annotations" / "480p" / name / f"{f.stem}.png" for f in frames]
         frames, annos = limited(frames, max_frames), limited(annos, max_frames)
-        missing = [a for a in annos if not a.exists()]
+        missing = [a for a in annos if not there(a, "DAVIS annotation")]
         if not frames or missing:
             what = "no frames" if not frames else f"missing annotation {missing[0]}"
             raise DatasetError(f"DAVIS sequence {name}: {what}. {DAVIS_HINT}")

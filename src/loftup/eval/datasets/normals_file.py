@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import one_line
+from ...paths import there
 from .common import DatasetError, home_expanded, require
 
 NORMALS_NAME = "all_normals.pklz"
@@ -75,7 +76,7 @@ def normals_source(root: str | Path) -> Path:
     there is one (used as it is), else ``ROOT/all_normals.pklz`` (converted)."""
     root = home_expanded(root, "dataset root")
     npy = root / NORMALS_NPY
-    return npy if npy.exists() else root / NORMALS_NAME
+    return npy if there(npy, "NYUv2 surface normals") else root / NORMALS_NAME
 
 
 def nyu_normals_file(
@@ -98,7 +99,7 @@ def nyu_normals_file(
     st = source.stat()
     name = f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
     target = home_expanded(cache_dir, "cache folder") / "nyuv2" / name
-    if target.exists():
+    if there(target, "converted normals"):
         return target
     from tqdm.auto import tqdm
 
@@ -129,7 +130,7 @@ def normals_file_for_run(root: str | Path, cache_dir: str | Path | None):
     pickle into a temporary folder (under ``TMPDIR``) removed when the block ends, so that
     nothing is written to (or read from) a cache."""
     root = home_expanded(root, "dataset root")
-    if cache_dir is not None or (root / NORMALS_NPY).exists():
+    if cache_dir is not None or normals_source(root).name == NORMALS_NPY:
         yield nyu_normals_file(root, cache_dir)
         return
     with tempfile.TemporaryDirectory(prefix="loftup-normals-") as tmp:
