@@ -86,3 +86,38 @@ def test_dataset_files_in_a_folder_this_user_may_not_search(tmp_path, unsearchab
     said = unreadable(bear / "00000.jpg", refusal)
     assert isinstance(said, PathPermissionError), said
     _says_why(str(said), bear)
+
+
+def test_scene_folders_and_experiment_data_in_a_folder_this_user_may_not_search(
+    tmp_path, unsearchable
+):
+    """A scene folder (``loftup demo``'s held-out scenes, an experiment's --eval-root) or an
+    experiment's --data behind such a folder, or a scene folder that may be listed, not
+    searched: read_world, load_val and the experiment's data raised a bare PermissionError."""
+    from loftup.data.scene_files import read_world
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.data import load_eval_set, run_inputs, training_root
+    from loftup.world.config import DemoConfig
+    from loftup.world.demo import make_val_scenes
+    from loftup.world.heldout import load_val
+
+    secret = tmp_path / "secret"
+    scenes, own = (
+        make_val_scenes(DemoConfig(out=str(out), size=32, val_scenes=4), progress=False)
+        for out in (secret / "demo", tmp_path / "own")
+    )
+    (secret / "data").mkdir()
+    settings = ExperimentSettings(
+        "coords", quick=True, out=str(tmp_path / "out"), data=str(secret / "data"),
+        eval_root=str(scenes), eval_count=4,
+    )  # fmt: skip
+    resolved = settings.resolved()  # it reads the scenes' world.json
+    unsearchable(secret)
+    unsearchable(own)
+    _refused(settings.resolved, secret)
+    _refused(lambda: read_world(scenes), secret)
+    _refused(lambda: load_val(scenes), secret)
+    _refused(lambda: training_root(resolved), secret)
+    _refused(lambda: load_eval_set(resolved), secret)
+    _refused(lambda: read_world(own), own)
+    _refused(lambda: run_inputs({"sha256": None}, own, "sa1b"), own)

@@ -24,12 +24,14 @@ PNG (lossless) and computed by the generator, never read back from the JPEG.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LoftUpError, one_line
+from ..paths import check_visible
 from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
 from .scenes import Scene, SceneConfig, generate_scene
 from .world_record import FORMAT, PARTIAL, check_scene_range, check_world  # noqa: F401  (check_scene_range: importable from here)
@@ -171,7 +173,8 @@ def read_world(root: str | Path) -> World:
 
     root = home_expanded(root, "world folder")
     path = root / "world.json"
-    if not path.is_file():
+    check_visible(path, "world")  # pathlib's is_file raises where a folder is not searchable
+    if not os.path.isfile(path):
         raise LoftUpError(
             f"{root} is not a scene folder (no world.json); write one with "
             "`loftup world scenes --out DIR`"
@@ -223,8 +226,6 @@ def check_kept(*kept) -> None:
 
 def _gone(root: Path, names: list) -> list[str]:
     """The files of the scenes ``names`` missing in the scene folder ``root``."""
-    import os
-
     gone = []
     for folder, suffixes in (("sa1b", (".jpg", ".json")), ("labels", (".png",))):
         try:

@@ -11,6 +11,7 @@ images fit the probes and first ``eval_count / 2`` validation images score them.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError
+from ..paths import check_visible, there
 from .settings import ExperimentSettings
 
 
@@ -45,7 +47,8 @@ def training_root(s: ExperimentSettings) -> Path:
         # keys hold (each rerun made every mask again), and the scenes took seconds to write
         return make_train_scenes(s.demo(0), reuse=True, progress=s.progress)
     root = Path(s.data)
-    if not root.is_dir():
+    check_visible(root, "--data")  # pathlib's is_dir raises where a folder is not searchable
+    if not os.path.isdir(root):
         raise LoftUpError(f"training data folder {root} does not exist; check --data")
     return root
 
@@ -200,7 +203,7 @@ def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool =
     the listing, SA-1B's images and JSON alike (``progress``: the listing's bar). A run folder
     records them; one trained on others is not reused."""
     world = Path(train_root) / "world.json"
-    if world.is_file():
+    if there(world, "--data") and os.path.isfile(world):
         data = {"world_sha256": file_sha256(world)}
     else:
         digest, files = hashlib.sha256(), training_files(Path(train_root), masks, progress)
@@ -218,8 +221,6 @@ def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool =
 def _size(path: Path) -> int:
     """The size of a file, -1 for one that cannot be looked at (a link to nothing, gone since it
     was listed): training skips it, and the identity must not stop the experiment for it."""
-    import os
-
     try:
         return os.stat(path).st_size
     except OSError:
