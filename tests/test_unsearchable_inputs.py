@@ -121,3 +121,21 @@ def test_scene_folders_and_experiment_data_in_a_folder_this_user_may_not_search(
     _refused(lambda: load_eval_set(resolved), secret)
     _refused(lambda: read_world(own), own)
     _refused(lambda: run_inputs({"sha256": None}, own, "sa1b"), own)
+
+
+def test_a_world_backbone_in_a_folder_this_user_may_not_search(tmp_path, unsearchable):
+    """``scenes_vit_p8`` weights of one's own (`loftup world backbone --out`) behind such a
+    folder, or in a folder that may be listed, not searched: load_backbone and get_featurizer
+    raised a bare PermissionError naming model.safetensors."""
+    import loftup
+    from loftup.featurizers.scenes_vit import load_backbone, save_backbone
+
+    secret, own = tmp_path / "secret", tmp_path / "own"
+    for folder in (secret / "bb", own):
+        save_backbone(load_backbone(), folder)
+    unsearchable(secret)
+    unsearchable(own)
+    _refused(lambda: load_backbone(secret / "bb"), secret)
+    _refused(lambda: loftup.get_featurizer("scenes_vit_p8", secret / "bb"), secret)
+    _refused(lambda: load_backbone(own), own)
+    assert load_backbone().dim > 0  # the shipped weights: as they were

@@ -15,6 +15,7 @@ sizes are resized to the nearest multiple, like every featurizer).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from ..data.paths import home_expanded
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..paths import check_visible
 from . import Featurizer, FeaturizerSpec, register
 from .sizes import check_backbone_batch, check_finite_images, to_patch_multiple
 
@@ -142,8 +144,9 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     else:  # "--weights=~/bb" reaches us unexpanded: ~ is the home folder, as elsewhere
         root = home_expanded(weights, f"{NAME} weights")
         files = (root / "model.safetensors", root / "config.json")
-    for f in files:
-        if not f.is_file():
+    for f in files:  # os.path: pathlib's is_file raises where a folder is not searchable
+        check_visible(f, f"{NAME} weights")
+        if not os.path.isfile(f):
             raise WeightsNotFoundError(
                 f"{NAME}: {f} not found; pass a folder written by "
                 "`loftup world backbone --out DIR`, or reinstall loftup for the shipped weights"
