@@ -29,6 +29,7 @@ from .reach import (
 from .refresh import (  # all_or_nothing: importable from here
     _kept,
     all_or_nothing,  # noqa: F401
+    repo_folder,
     still_cached,
 )
 from .registry import RELEASED, resolve_name
@@ -71,10 +72,8 @@ def hub_file(
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+    check_cache(repo_id)
     revision = full_commit(repo_id, revision)  # a hash's start: the cached commit it names
-    # "not in the cache" (it was never looked in), where a folder above it is not searchable
-    home = "set HF_HOME to a folder of this user's"
-    check_visible(_cache(), "the Hugging Face cache", home, to_make=True)
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
     if isinstance(cached, str):
@@ -171,6 +170,15 @@ def hub_file(
     )
 
 
+def check_cache(repo_id: str) -> None:
+    """A PathPermissionError where hub repo ``repo_id``'s folder in the Hugging Face cache lies
+    in a folder this user may not search, the cache's own (no ``x``: mode 644) or one above
+    it, naming that folder and the fix: nothing can be found in it, nor fetched into it, and
+    it was "not in the cache" (``loftup info``: "cached: no"), having never been looked in."""
+    home = "set HF_HOME to a folder of this user's"
+    check_visible(repo_folder(repo_id), "the Hugging Face cache", home, to_make=True)
+
+
 def _cache() -> str:
     """The Hugging Face cache folder this process reads (HF_HUB_CACHE, or HF_HOME's hub/)."""
     from huggingface_hub import constants
@@ -220,10 +228,12 @@ def released_file(name: str, *, downloading: bool = False) -> Path:
 
 
 def cached_path(name: str) -> Path | None:
-    """Local path of a released checkpoint if it is already cached, else None."""
+    """Local path of a released checkpoint if it is already cached, else None; a
+    PathPermissionError where the cache cannot be searched (:func:`check_cache`)."""
     from huggingface_hub import try_to_load_from_cache
 
     ckpt = resolve_name(name)
+    check_cache(ckpt.repo_id)
     found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
     return Path(found) if isinstance(found, str) else None
 
