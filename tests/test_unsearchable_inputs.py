@@ -169,3 +169,25 @@ def test_info_says_a_cache_this_user_may_not_search_cannot_be_searched(
         assert "or set HF_HOME to a folder of this user's" in err
         _refused(released_table, folder)
         _refused(lambda: loftup.load_upsampler("loftup_dinov2s"), folder)
+
+
+def test_a_bench_reference_in_a_folder_this_user_may_not_search(tmp_path, unsearchable, capsys):
+    """``loftup bench --reference`` (load_reference_class) of a file behind such a folder said
+    "no such file" of a file that is there."""
+    import shutil
+    from pathlib import Path
+
+    from loftup.bench import load_reference_class
+    from loftup.cli import main
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    reference = Path(__file__).parents[1] / "benchmarks" / "reference_impl.py"
+    shutil.copyfile(reference, secret / "reference_impl.py")
+    unsearchable(secret)
+    _refused(lambda: load_reference_class(secret / "reference_impl.py"), secret)
+    argv = ["bench", "--reference", str(secret / "reference_impl.py"), "--sizes", "16"]
+    assert main([*argv, "--dim", "8", "--grid", "2", "--no-peak"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    _says_why(err, secret)

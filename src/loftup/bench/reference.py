@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..paths import check_visible
 
 
 def _reference(cls, model, device):
@@ -17,7 +18,9 @@ def _reference(cls, model, device):
 def load_reference_class(path):
     """``ReferenceLoftUp`` from a Python file such as ``benchmarks/reference_impl.py``; a
     :class:`loftup.errors.UsageError` saying what is wrong with the file when it cannot be had
-    (missing, a folder, not Python, an error while importing it, no such class)."""
+    (missing, a folder, not Python, an error while importing it, no such class); a
+    :class:`loftup.errors.PathPermissionError` where it lies in a folder this user may not
+    search."""
     import importlib.util
     import os
 
@@ -29,6 +32,7 @@ def load_reference_class(path):
     # start): "no such file" for a file that is there, where every other path of loftup's
     # takes ~ as the home folder
     path = home_expanded(path, "--reference")
+    check_visible(path, "--reference")  # behind a folder not searchable: "no such file"
     if os.path.isdir(path):
         raise UsageError(f"{where} is a folder; {fix}")
     if not os.path.isfile(path):
