@@ -88,6 +88,22 @@ def test_dataset_files_in_a_folder_this_user_may_not_search(tmp_path, unsearchab
     _says_why(str(said), bear)
 
 
+def test_a_dataset_folder_this_user_may_not_read(tmp_path, locked):
+    """A DAVIS sequence's frames folder of another user (mode 700): pathlib's glob found no
+    file in it, without a word, and the sequence had "no frames"."""
+    from eval_data import write_davis
+    from loftup.eval.datasets import davis_sequences
+
+    root = write_davis(tmp_path / "davis")
+    car = root / "JPEGImages" / "480p" / "car"
+    locked(car)
+    with pytest.raises(PathPermissionError) as caught:
+        davis_sequences(root)
+    said = str(caught.value)
+    assert f"{car} is a folder that cannot be read" in said, said
+    assert "have it made readable for this user (chmod a+rx, by its owner)" in said, said
+
+
 def test_scene_folders_and_experiment_data_in_a_folder_this_user_may_not_search(
     tmp_path, unsearchable
 ):

@@ -7,6 +7,7 @@ centre ``size`` x ``size`` square. Images come out as float (3, S, S) in [0, 1].
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
 from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
-from ...listing import permission_denied
+from ...listing import cannot_read, permission_denied
 from ...paths import there
 
 IGNORE = 255
@@ -59,11 +60,22 @@ def listed(folder: Path, pattern: str) -> list[Path]:
     """The files of ``folder`` matching ``pattern`` (a glob), sorted, without hidden ones: a
     name starting with ``.`` (the file's, or a folder's between) is no dataset item (macOS
     writes ``._NAME`` beside each file it copies to an exFAT disk or a share, which ``*``
-    matches in pathlib, unlike a shell)."""
-    found = folder.glob(pattern)
-    return sorted(
-        p for p in found if not any(n.startswith(".") for n in p.relative_to(folder).parts)
+    matches in pathlib, unlike a shell). A PathPermissionError where ``folder`` cannot be read
+    (another user's, of mode 700), which was a folder of no files ("no frames")."""
+    found = sorted(
+        p
+        for p in folder.glob(pattern)
+        if not any(n.startswith(".") for n in p.relative_to(folder).parts)
     )
+    if not found:  # pathlib's glob finds nothing, without a word, in a folder it may not read
+        try:
+            os.scandir(folder).close()
+        except PermissionError as e:
+            raise PathPermissionError(
+                f"{folder} is {cannot_read(folder, e)}; have it made readable for this user "
+                "(chmod a+rx, by its owner)"
+            ) from None
+    return found
 
 
 def limited(items: list, limit: int | None) -> list:
