@@ -1,9 +1,11 @@
 """The Python API's other inputs that may lie in a folder this user may not search (another
 user's, of mode 700; one of their own of mode 644): SAM's weights, the files of a dataset
-root, a scene folder, an experiment's training data. Each raised pathlib's bare
-PermissionError (Python 3.11's exists, is_file and is_dir), a traceback naming neither the
-folder nor the fix; now a PathPermissionError (a PermissionError too) names both. The
-``unsearchable`` fixture (conftest) refuses such a folder's contents as root too."""
+root, a scene folder, an experiment's training data, a world backbone's weights. Each raised
+pathlib's bare PermissionError (Python 3.11's exists, is_file and is_dir), a traceback naming
+neither the folder nor the fix; now a PathPermissionError (a PermissionError too) names both.
+So do the Hugging Face cache of ``loftup info`` ("cached: no"), ``loftup bench --reference``
+("no such file") and a dataset folder that cannot be read ("no frames"). The
+``unsearchable`` and ``locked`` fixtures (conftest) refuse such folders as root too."""
 
 from __future__ import annotations
 
