@@ -225,7 +225,8 @@ def run_stage(
         # began with and at most the steps asked for (train would export more as they are)
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out)
-        raw = reads.step(out)  # gone from a finished run, or damaged: the folder refused
+        # gone from a finished run, or damaged: the folder refused; one to train on: held
+        raw = reads.step(out, cfg.max_steps)
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             import json
@@ -234,7 +235,8 @@ def run_stage(
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
     try:
-        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
+        # the checkpoint read for its step above (or up front), not loaded again
+        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON, checkpoint=reads.take(out))
     finally:  # written again: read again, whatever the file's identity tells
         reads.forget(ckpt)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
