@@ -3,6 +3,8 @@ run it resumes loaded once (read for its step, then by training), and each init.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -77,3 +79,64 @@ def test_a_checkpoint_given_to_a_run_that_does_not_resume_is_refused():
 
     with pytest.raises(UsageError, match="pass resume=True"):
         train({}, checkpoint={"step": 2})
+
+
+def test_a_start_reads_each_init_record_once_and_still_refuses_a_changed_init(
+    tmp_path, monkeypatch
+):
+    """Each stage-2 folder's init.json was read 5 times a start (twice by the up-front check,
+    three times by its variant's checks: 30 reads on distill-view's 2 quick seeds). Now once;
+    a stage-1 run trained again is still refused at the next start."""
+    import json
+
+    import loftup.atomic as atomic
+    from loftup.errors import LoftUpError
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.begun import check_begun
+    from loftup.experiments.data import file_sha256
+    from loftup.experiments.designs import DESIGNS
+    from loftup.experiments.run_folders import INIT_RECORD
+    from loftup.experiments.runs import run_variant, stage_configs
+    from test_experiment_begun import _finished
+
+    s = ExperimentSettings("distill-view", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, root = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variants = DESIGNS["distill-view"](s).variants
+    inputs = {"backbone_sha256": None, "training_data": {}}
+    for seed in range(s.seeds):
+        for v in variants:
+            one, two = stage_configs(s, v, seed, root, runs)
+            first = Path(one["log"]["out_dir"])
+            if not first.exists():
+                _with_history(_finished(one))
+            sha = file_sha256(first / "checkpoint.pt")
+            _with_history(_finished(two, {"stage1_steps": one["max_steps"], "stage1_sha256": sha}))
+    reads, read = [], atomic.read_json_object
+    monkeypatch.setattr(atomic, "read_json_object", lambda p: reads.append(p) or read(p))
+
+    def start():
+        reads.clear()
+        folder_reads = FolderReads()  # as run_design makes one per start
+        check_begun(s, variants, root, runs, inputs, folder_reads)
+        for seed in range(s.seeds):
+            for v in variants:
+                run_variant(s, v, seed, root, runs, inputs, folder_reads)
+        return sorted(p for p in reads if p.name == INIT_RECORD)
+
+    records = sorted(runs.glob(f"seed*/*/stage2/{INIT_RECORD}"))
+    assert len(records) == 3 * s.seeds
+    assert start() == records
+    first = runs / "seed0" / "stage1" / "stage1" / "checkpoint.pt"
+    torch.save({**torch.load(first), "again": 1}, first)  # trained again (the same steps)
+    with pytest.raises(LoftUpError, match="3 run folders .* distilled from another stage-1"):
+        start()
+    assert json.loads(records[0].read_text())["stage1_sha256"] != file_sha256(first)
+
+
+def _with_history(out: Path) -> None:
+    """A loss history in the checkpoint of ``out``, as training writes it."""
+    from loftup.train.checkpoint import pack_history
+
+    raw = torch.load(out / "checkpoint.pt")
+    history = pack_history([{"step": 1, "loss": 1.0}])
+    torch.save({**raw, "history": history}, out / "checkpoint.pt")

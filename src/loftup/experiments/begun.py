@@ -79,7 +79,7 @@ def _check_start(out: Path, first: Path, reused: set, refused: dict, reads) -> N
     if first not in reused:  # trained (again or on) first: run_variant checks it then
         return
     ckpt = first / "checkpoint.pt"
-    _, why = _init_run_refusal(out, ckpt, reads.sha256(ckpt))
+    _, why = _init_run_refusal(out, ckpt, reads.sha256(ckpt), reads)
     if why:
         refused[out] = RunRefused(out, why)
 
@@ -90,7 +90,7 @@ def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
     if _finished(out) or (out / "config.yaml").is_file():
         _check_same(cfg, out)
     if cfg.stage == 2:
-        _check_init_steps(out, stage1_steps)
+        _check_init_steps(out, stage1_steps, reads)
     step = reads.step(out, cfg.max_steps)["step"]  # gone or damaged: refused
     _check_steps(out, step, cfg.max_steps)
     return step

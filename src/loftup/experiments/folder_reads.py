@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from .run_folders import _check_inputs, _finished, _load_step, _record_inputs
+from .run_folders import _check_inputs, _finished, _load_step, _read, _record_inputs
 
 
 class FolderReads:
@@ -33,6 +33,7 @@ class FolderReads:
     def __init__(self) -> None:
         self._steps: dict[tuple, dict] = {}
         self._shas: dict[tuple, str] = {}
+        self._records: dict[tuple, dict | None] = {}
         self._inputs: set[tuple] = set()
         self._whole: tuple[tuple, dict] | None = None  # (identity, checkpoint) of one to train
 
@@ -68,13 +69,21 @@ class FolderReads:
             return _keep(self._shas, key, file_sha256(path))
         return self._shas[key]
 
+    def record(self, path: Path) -> dict | None:
+        """The record (a JSON object) ``path`` holds, None where there is none; a damaged one
+        refused as :func:`~.run_folders._read` refuses it."""
+        key = _identity(path)
+        if key is None or key not in self._records:
+            return _keep(self._records, key, _read(path))
+        return self._records[key]
+
     def forget(self, path: Path) -> None:
         """Drop what was read of the file ``path`` (its step and history, its sha256): the
         start has written it again."""
         where = os.path.abspath(path)
         if self._whole is not None and self._whole[0][0] == where:
             self._whole = None
-        for cache in (self._steps, self._shas):
+        for cache in (self._steps, self._shas, self._records):
             for key in [k for k in cache if k[0] == where]:
                 del cache[key]
 

@@ -113,39 +113,38 @@ def _check_steps(out: Path, step: int, max_steps: int) -> None:
         raise RunRefused(out, f"holds a run of {step} steps, more than the {max_steps} asked for")
 
 
-def _check_init_steps(out: Path, steps: int) -> None:
+def _check_init_steps(out: Path, steps: int, reads=None) -> None:
     """Refuse a stage-2 folder begun from a stage-1 run of other than ``steps`` steps; record
     ``steps`` in one not begun yet (a folder from before the record is taken as it is). A run
     not begun has no checkpoint: its record, written before an experiment stopped in stage 1,
-    is written again (it was refused, "a stage-2 run", when the steps changed)."""
-    from ..atomic import write_json
-
+    is written again (it was refused, "a stage-2 run", when the steps changed). ``reads``: the
+    start's :class:`~.folder_reads.FolderReads`, which reads the record once."""
     if not (out / "checkpoint.pt").exists():
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / INIT_RECORD, {"stage1_steps": steps})
+        _write_init(out, {"stage1_steps": steps}, reads)
         return
-    saved = _read(out / INIT_RECORD)
+    saved = _init_record(out, reads)
     if saved is not None and saved.get("stage1_steps") != steps:
         raise RunRefused(out, f"holds a stage-2 run that starts from {saved.get('stage1_steps')} "
                          f"stage-1 steps, not the {steps} asked for")  # fmt: skip
 
 
-def _check_init_run(out: Path, steps: int, checkpoint: Path, sha: str | None = None) -> None:
+def _check_init_run(
+    out: Path, steps: int, checkpoint: Path, sha: str | None = None, reads=None
+) -> None:
     """Refuse a begun stage-2 folder that started from another stage-1 checkpoint than
     ``checkpoint`` (its sha256, ``sha`` where known): the stage-1 run was trained again
     (other settings, its folder deleted as told), and the stage-2 run distilled from the old
     one. Record it (and ``steps``) in a folder not begun, and in one from before the record."""
-    from ..atomic import write_json
-
-    sha, why = _init_run_refusal(out, checkpoint, sha)
+    sha, why = _init_run_refusal(out, checkpoint, sha, reads)
     if why:
         raise RunRefused(out, why)
     begun = (out / "checkpoint.pt").exists()
-    if ((_read(out / INIT_RECORD) if begun else None) or {}).get("stage1_sha256") is None:
-        write_json(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha})
+    if ((_init_record(out, reads) if begun else None) or {}).get("stage1_sha256") is None:
+        _write_init(out, {"stage1_steps": steps, "stage1_sha256": sha}, reads)
 
 
-def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None):
+def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads=None):
     """``(sha256 of checkpoint, why the begun stage-2 folder out is refused or None)``: what
     :func:`_check_init_run` checks, nothing written (the up-front check makes it too)."""
     from .data import file_sha256
@@ -154,7 +153,7 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None):
     sha = sha or file_sha256(checkpoint)
     if not (out / "checkpoint.pt").exists():
         return sha, None
-    was = (_read(out / INIT_RECORD) or {}).get("stage1_sha256")
+    was = (_init_record(out, reads) or {}).get("stage1_sha256")
     if was is not None and was != sha:
         return sha, (f"holds a stage-2 run distilled from another stage-1 run than "
                      f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
@@ -165,6 +164,21 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None):
         return sha, (f"holds a stage-2 run begun before {checkpoint.parent} was trained "
                      "(again or on): it started from an earlier stage-1 checkpoint")  # fmt: skip
     return sha, None
+
+
+def _init_record(out: Path, reads=None) -> dict | None:
+    """``out``'s :data:`INIT_RECORD` (None: none), read once a start where ``reads`` (its
+    :class:`~.folder_reads.FolderReads`) is given: each stage-2 folder's was read 5 times."""
+    return reads.record(out / INIT_RECORD) if reads is not None else _read(out / INIT_RECORD)
+
+
+def _write_init(out: Path, record: dict, reads=None) -> None:
+    """Write ``out``'s :data:`INIT_RECORD`; what ``reads`` read of it forgotten (read again)."""
+    from ..atomic import write_json
+
+    write_json(out / INIT_RECORD, record)
+    if reads is not None:
+        reads.forget(out / INIT_RECORD)
 
 
 def _record_inputs(out: Path, inputs: dict, begun: bool) -> None:

@@ -290,7 +290,7 @@ def run_variant(
     reads.check_inputs(runs, inputs)  # every folder trained on other ones named at once
     one, two = stage_configs(s, v, seed, train_root, runs)
     if two is not None:  # before stage 1, which may train on (more steps) in its shared folder
-        _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"])
+        _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"], reads)
     continues = None
     if v.continues:
         continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
@@ -304,6 +304,6 @@ def run_variant(
     out = {"stage1": first}
     if two is not None:
         sha = reads.sha256(first.checkpoint)
-        _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint, sha)
+        _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint, sha, reads)
         out["stage2"] = run_stage(two, inputs=inputs, reads=reads)
     return out
