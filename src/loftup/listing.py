@@ -9,6 +9,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import PurePath
 
 
 def fsck_folder(parent: str | os.PathLike, name: str) -> bool:
@@ -64,6 +65,17 @@ def walk(
         if follow is not None:
             subs = [sub for sub in subs if follow(sub)]
         queue.extend(subs if breadth_first else reversed(subs))  # depth first: the first on top
+
+
+def path_key(path: str | os.PathLike) -> tuple[str, ...]:
+    """The key that puts listed images in order, the same for ``loftup upsample``'s folders
+    and globs and for training's listings: by path, part by part (a folder's images among its
+    sibling files and folders by its name: ``set/x.png``, ``set-b/y.png``, ``set.png``; as whole
+    strings ``-`` and ``.`` sort before ``/``, which put ``set-b`` and ``set.png`` first), each
+    name in plain code-point order (``B.png`` before ``a.png``, ``img10`` before ``img2``): the
+    order training has always listed in, so a seed picks the images it picked before; a
+    "natural" order has no one definition (``img02``, ``img2``, case, other digits)."""
+    return PurePath(path).parts
 
 
 def entry_is(test: Callable[[], bool]) -> bool:

@@ -20,7 +20,7 @@ from ..bars import bar_settings
 from ..errors import BrokenFileError
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
-from ..listing import cannot_read, entry_is, passed_over, unsearched, walk
+from ..listing import cannot_read, entry_is, passed_over, path_key, unsearched, walk
 
 #: The files a training folder's images are: those ``loftup upsample`` reads (a folder of
 #: .ppm, .pgm or .gif images was "no image files found" to training).
@@ -123,7 +123,7 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             [os.fspath(root)], partial(_scan, extensions=extensions, bar=bar)
         ):
             folder = Path(dirpath)
-            parts = folder.relative_to(root).parts
+            parts = path_key(folder.relative_to(root))  # + (name,): the image's key
             for name in sorted(odd):
                 warnings.warn(
                     f"skipped {folder / name}: {passed_over(folder / name)}", stacklevel=2

@@ -18,6 +18,7 @@ from ..listing import (
     hidden,
     link_to_nothing,
     passed_over,
+    path_key,
     unsearched,
     walk,
 )
@@ -81,7 +82,7 @@ def _images_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
         ]
     files = []
-    for p in sorted(Path(p) for p in found):  # a file is no link to nothing: one check each
+    for p in sorted(map(Path, found), key=path_key):  # no link to nothing: one check each
         if os.path.isfile(p):  # False where it cannot be looked at (EACCES): said below
             files.append(p)
         else:  # as when given itself, not dropped: a link to nothing, a pipe, gone since listed
@@ -135,7 +136,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     (jobs, unmatched specs with the reason: no such path, a glob or a folder of no image; and
     what a folder holds that is no input, :func:`_images_under`).
 
-    Jobs are sorted by path with duplicates dropped (a file reached through several inputs is
+    Jobs are in path order (:func:`~loftup.listing.path_key`) with duplicates dropped (a file reached through several inputs is
     one job; two names of one file, a link beside its target, are two, ``x.jpg`` -> ``x.png``
     too; a link and its file of one name, ``links/x.png`` -> ``data/x.png``, are one), each
     named in messages as an input reached it (:attr:`Job.given`). An output stem is the file's
@@ -171,7 +172,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
             matched, unlisted = search(
                 os.path.expanduser(spec)
             )  # and the folders it could not list
-            matches = sorted(Path(m) for m in matched)
+            matches = sorted(map(Path, matched), key=path_key)
             files, others = [], []
             for m in matches:  # one look at each match that is a file (200k of them)
                 (files if os.path.isfile(m) else others).append(m)
@@ -194,7 +195,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name), real_folders)
-    items = sorted(found.items(), key=lambda kv: str(kv[0]))
+    items = sorted(found.items(), key=lambda kv: path_key(kv[0]))  # as training lists them
     # a link and the file it names, given through two inputs under one name (links/x.png ->
     # data/x.png): one file, one output name, so one job, not two refused as sharing a name.
     # Names, suffixes and all: a link beside its file with another suffix (x.jpg -> x.png) is
