@@ -59,7 +59,11 @@ def db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
 def score_results(davis_root: Path, results: Path, sequences: list[str]) -> dict:
     """J-Mean, F-Mean and J&F-Mean of the result PNGs in ``results/SEQ/`` against
     ``davis_root/Annotations/480p/SEQ/`` (first and last frames left out, objects 1..max
-    id of the first annotation)."""
+    id of the first annotation). LoftUpError where ``results`` is a ``--save-masks`` folder
+    whose mark says its masks are incomplete (a run killed while moving them in)."""
+    from loftup.eval.mask_folder import complete_masks
+
+    complete_masks(results)
     j_means, f_means = [], []
     for seq in sequences:
         files = sorted((davis_root / "Annotations" / "480p" / seq).glob("*.png"))

@@ -5,18 +5,21 @@ result format (DIR/<sequence>/<frame>.png), and what is checked of it before any
 annotations), and new, empty, or one an earlier ``loftup eval davis`` run wrote: it holds the
 mark file :data:`MARK`, which lists that run's sequence folders, and those folders of PNGs
 only; each of them one this user may move. How the masks are written and put in place:
-:mod:`.mask_staging`.
+:mod:`.mask_staging`. :func:`complete_masks`: what a reader of the masks (a scorer) checks
+first: no run was killed while moving its masks in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..atomic import atomic_write_bytes
+from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
 
 if TYPE_CHECKING:
@@ -24,6 +27,13 @@ if TYPE_CHECKING:
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
+
+#: The temporary file the mark is written to before its rename (:func:`..atomic.temp_beside`'s
+#: name): what a run killed while writing the mark leaves.
+MARK_TEMP = re.compile(rf"\.{re.escape(MARK)}\.[a-z0-9_]{{8}}\.tmp")
+
+#: Who writes the mark, said in it.
+WRITTEN_BY = "loftup eval davis --save-masks"
 
 #: The beginning of a run's staging folder's name (then mkdtemp's 8 characters).
 STAGING = ".loftup-staging-"
@@ -72,20 +82,86 @@ def _is_staging(entry: Path) -> bool:
     )
 
 
+def _plain(names) -> list[str]:
+    """The plain names in ``names`` (a list read from the mark): a mark naming ../x must not
+    reach outside the folder."""
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+
+
+def read_mark(folder: Path) -> str | None:
+    """The mark's text (None: no mark; "" for one that cannot be read, which lists none);
+    bytes that are no UTF-8 kept as they were."""
+    try:
+        return (folder / MARK).read_bytes().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+
+
 def earlier_sequences(folder: Path) -> list[str] | None:
     """The sequence folders of the run whose masks ``folder`` holds, as its mark lists them
     (None: no mark). A mark that lists none (the one line of text an earlier version wrote,
-    or an empty file the user made) stands for every folder in ``folder``."""
-    try:
-        listed = json.loads((folder / MARK).read_text())["sequences"]
-    except FileNotFoundError:
+    or an empty file the user made) stands for every folder in ``folder``. While a run moves
+    its masks in (:func:`moving_in`), both runs' folders."""
+    text = read_mark(folder)
+    if text is None:
         return None
-    except (OSError, ValueError, TypeError, KeyError):  # not this version's mark
-        listed = [p.name for p in folder.iterdir() if p.is_dir() and not _is_staging(p)]
-    if not isinstance(listed, list):
-        return []
-    # a plain name in ``folder`` only: a mark naming ../x must not reach outside it
-    return [n for n in listed if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n]
+    try:
+        return _plain(json.loads(text)["sequences"])
+    except (ValueError, TypeError, KeyError):  # not this version's mark
+        return [p.name for p in folder.iterdir() if p.is_dir() and not _is_staging(p)]
+
+
+def moving_in(folder: Path) -> dict | None:
+    """What the mark says of a run that is moving its masks into ``folder``, or was killed
+    doing it (None: no run is): written before its first move, replaced by the run's own mark
+    after its last. Its fields, as :mod:`.mask_sweep` reads them: the run's staging folder
+    ``staging``, the folder in it ``replaced`` that takes the earlier run's sequence folders
+    ``moving_out``, the run's own ``moving_in``, and the mark's text ``before`` (None: none)."""
+    try:
+        journal = json.loads(read_mark(folder) or "null")["incomplete"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return journal if isinstance(journal, dict) else {}
+
+
+def complete_masks(folder: str | os.PathLike) -> list[str] | None:
+    """The sequences of the run whose masks ``folder`` (``--save-masks``) holds, as its mark
+    lists them (None: no mark, masks made otherwise). LoftUpError where the mark says a run
+    is moving its masks in, or was killed doing it: the folder may hold some sequences of
+    that run and some of the run before, or lack some; a scorer reads none of it."""
+    target = Path(folder)
+    if moving_in(target) is not None:
+        raise LoftUpError(
+            f"{folder} holds incomplete masks: a loftup eval davis --save-masks run was "
+            "killed (or is still running) while moving its masks in, so its sequence folders "
+            "may be part that run's, part the run's before, or missing; run loftup eval davis "
+            f"--save-masks {folder} again (it first puts the earlier run's masks back) and "
+            "read the masks once it has ended"
+        )
+    return earlier_sequences(target)
+
+
+def write_mark(target: Path, names: list[str], journal: dict | None = None) -> None:
+    """Mark ``target`` as holding the masks of the sequences ``names``; with ``journal``
+    (:func:`moving_in`'s fields) as incomplete, the masks being moved in."""
+    mark = {"written_by": WRITTEN_BY, "sequences": names}
+    if journal is not None:
+        mark["incomplete"] = journal
+    data = (json.dumps(mark) + "\n").encode("utf-8", "surrogateescape")
+    atomic_write_bytes(target / MARK, data)
+
+
+def restore_mark(target: Path, before: str | None) -> None:
+    """Put back the mark ``target`` had (its text, :func:`read_mark`; None: none)."""
+    if before is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target / MARK)
+    else:
+        atomic_write_bytes(target / MARK, before.encode("utf-8", "surrogateescape"))
 
 
 def foreign_entries(folder: Path) -> list[Path]:
@@ -96,7 +172,8 @@ def foreign_entries(folder: Path) -> list[Path]:
     listed = set(earlier_sequences(folder) or ())
     out = []
     for entry in sorted(folder.iterdir()):
-        if entry.name not in (MARK, *IGNORED) and not _is_staging(entry):
+        ours = entry.name in (MARK, *IGNORED) or MARK_TEMP.fullmatch(entry.name)
+        if not ours and not _is_staging(entry):
             out += _not_masks(entry) if entry.name in listed else [entry]
     return out
 

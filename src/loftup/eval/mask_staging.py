@@ -2,22 +2,22 @@
 
 A run holds DIR's lock (``fcntl.flock``, non-blocking, on DIR itself; the system releases it
 when the process ends, however it ends) from the check before its work to its end: a second
-run into DIR at the same time is refused up front. The run writes its masks into a hidden
-staging folder inside DIR (:class:`MaskStaging`: the same file system, so its masks move in by
-renames); at the end, after the scores are written, its sequence folders take the place of the
-earlier run's and the mark is written last. DIR itself is never moved: it keeps its inode,
-mode, group and mount, and a shell or process inside it stays there. A run that fails or is
-interrupted leaves DIR's masks as they were and removes its staging folder. A staging folder
-found while holding the lock is one a killed run (``kill -9``) left: the run moves back the
-earlier masks it holds that DIR lacks, then removes it. Where the file system keeps no locks
-(NFS without a lock service), the run says so and leaves such folders alone.
+run into DIR at the same time is refused up front. The run writes its masks into a hidden staging folder inside DIR
+(:class:`MaskStaging`: the same file system, so its masks move in by renames); at the end,
+after the scores are written, its sequence folders take the place of the earlier run's, under
+a mark that says the masks are incomplete until the run's own mark replaces it. DIR itself is
+never moved: it keeps its inode, mode, group and mount, and a shell or process inside it stays
+there. A run that fails or is interrupted leaves DIR's masks as they were and removes its
+staging folder. What a killed run (``kill -9``) left, the next run holding the lock puts right
+(:mod:`.mask_sweep`): DIR then holds the earlier run's masks, or, killed after its mark was
+written, the killed run's. Where the file system keeps no locks (NFS without a lock service),
+the run says so and leaves that alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import tempfile
@@ -27,17 +27,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import FOLDER_MODE, atomic_write_bytes
+from ..atomic import FOLDER_MODE
 from ..errors import LoftUpError, UsageError
 from .mask_folder import (
-    MARK,
     STAGING,
-    _is_staging,
     _real,
     check_masks_folder,
     earlier_sequences,
     foreign_entries,
+    read_mark,
+    restore_mark,
+    write_mark,
 )
+from .mask_sweep import sweep_staging
 
 if TYPE_CHECKING:
     import torch
@@ -88,36 +90,6 @@ def lock_folder(target: Path, folder: str) -> int | None:
         )
         return None
     return fd
-
-
-def sweep_staging(target: Path, folder: str) -> None:
-    """Remove the staging folders in ``target`` (killed runs': called holding its lock), first
-    moving back the earlier masks one holds (``.earlier-*/<sequence>``) that ``target``
-    lacks, listed in the mark again: a run killed while swapping lost none."""
-    for entry in sorted(target.iterdir()):
-        if not _is_staging(entry):
-            continue
-        back = []
-        for seq in sorted(entry.glob(".earlier-*/*")):
-            if not os.path.lexists(target / seq.name):
-                try:
-                    os.replace(seq, target / seq.name)
-                except OSError as e:
-                    raise LoftUpError(
-                        f"--save-masks {folder}: {entry}, a killed run's staging folder, holds "
-                        f"earlier masks ({seq}) that could not be moved back ({e.strerror}); "
-                        f"move them into {folder} or delete them, then remove {entry}"
-                    ) from None
-                back.append(seq.name)
-        if back:
-            listed = {*(earlier_sequences(target) or ()), *back}
-            _write_mark(target, sorted(n for n in listed if (target / n).is_dir()))
-        shutil.rmtree(entry, ignore_errors=True)
-
-
-def _write_mark(target: Path, names: list[str]) -> None:
-    text = json.dumps({"written_by": "loftup eval davis --save-masks", "sequences": names})
-    atomic_write_bytes(target / MARK, (text + "\n").encode())
 
 
 class MaskStaging:
@@ -237,22 +209,29 @@ class MaskStaging:
 
     def _swap(self, old: list[str], new: list[str]) -> None:
         """Move the folders ``old`` out of the target (into the staging folder) and ``new``
-        in; put them back as they were on any failure or interruption."""
-        earlier = self._mkdtemp(self.path, ".earlier-")
+        in; put them back as they were on any failure or interruption. The mark says the
+        masks are incomplete from before the first move to after the last: a run killed in
+        between leaves that said, for readers to refuse and the next run to undo
+        (:mod:`.mask_sweep`)."""
+        replaced = self._mkdtemp(self.path, ".replaced-")
         old = [n for n in old if (self.target / n).is_dir()]
-        _write_mark(self.target, sorted({*old, *new}))  # a kill below leaves all of them marked
+        before = read_mark(self.target)
+        journal = {"staging": self.path.name, "replaced": replaced.name, "moving_out": old,
+                   "moving_in": new, "before": before}  # fmt: skip
+        write_mark(self.target, sorted({*old, *new}), journal)
         moved: list[tuple[Path, Path]] = []
         try:
-            for src, dst in [(self.target / n, earlier / n) for n in old] + [
+            for src, dst in [(self.target / n, replaced / n) for n in old] + [
                 (self.path / n, self.target / n) for n in new
             ]:
                 os.replace(src, dst)
                 moved.append((src, dst))
-            _write_mark(self.target, new)
+            write_mark(self.target, new)  # the masks are this run's from here on
         except BaseException:
-            for src, dst in reversed(moved):
-                with contextlib.suppress(OSError):
+            try:
+                for src, dst in reversed(moved):
                     os.replace(dst, src)
-            with contextlib.suppress(OSError):
-                _write_mark(self.target, old)
+                restore_mark(self.target, before)
+            except OSError:  # left marked as incomplete: the next run undoes the rest
+                pass
             raise

@@ -1,0 +1,98 @@
+"""`loftup eval davis --save-masks DIR` killed (SIGKILL: `kill -9`, the OOM killer) at any point
+of putting its masks in place: DIR holds one run's masks whole, or says it does not, and the
+next run puts it right."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from davis_scorer import score_results
+from loftup.errors import LoftUpError
+from loftup.eval.mask_folder import complete_masks
+from loftup.eval.mask_staging import MaskStaging
+
+pytest.importorskip("fcntl")
+
+MARK = ".loftup-eval-davis-masks"
+
+
+def _run(masks: Path, names: list[str], value: int) -> None:
+    """A run's end, as ``loftup eval davis --save-masks MASKS`` does it: the masks of
+    ``names`` (3 frames each, every pixel ``value``) staged, then put in place."""
+    staging = MaskStaging(str(masks), str(masks.parent / "davis"), names)
+    for name in names:
+        for frame in ("00000", "00001", "00002"):
+            staging.save(torch.full((4, 6), value, dtype=torch.uint8), name, frame, None)
+    staging.publish({})
+
+
+def _killed_at_a_rename(masks: Path, k: int, when: str) -> None:
+    """:func:`_run` of bear and car, this process killed (SIGKILL) before or after the k-th
+    rename into ``masks`` (the mark, a sequence folder) or out of it."""
+    replace, count = os.replace, [0]
+
+    def replace_or_die(src, dst, **kw):
+        ours = masks in (Path(src).parent, Path(dst).parent)
+        count[0] += ours
+        if ours and when == "before" and count[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(src, dst, **kw)
+        if ours and when == "after" and count[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace_or_die  # in this child process only
+    _run(masks, ["bear", "car"], 2)
+
+
+def _masks(folder: Path) -> dict:
+    """The sequence folders' files (the hidden ones aside: the mark, staging folders)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and not str(p.relative_to(folder)).startswith(".")}  # fmt: skip
+
+
+# the renames of a run of two sequences over an earlier run's three: 1 the mark saying the
+# masks are incomplete, 2-4 the earlier folders out, 5-6 the new ones in, 7 the run's own mark
+@pytest.mark.parametrize("when,k", [("before", 1), ("after", 1), ("after", 3), ("after", 5),
+                                    ("after", 6), ("after", 7)])  # fmt: skip
+def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(tmp_path, when,
+                                                                                 k):  # fmt: skip
+    """kill -9 as the masks moved in left DIR with the new run's bear beside the earlier
+    run's car and dog (the mark listing all three), which the next run then kept; killed
+    after its mark, the next run moved the replaced dog back beside its bear and car; killed
+    writing the mark, its temporary file made every later run refuse DIR."""
+    masks = tmp_path / "masks"
+    _run(masks, ["bear", "car", "dog"], 1)  # the earlier run's
+    before = _masks(masks)
+    killed = multiprocessing.get_context("fork").Process(
+        target=_killed_at_a_rename, args=(masks, k, when)
+    )
+    killed.start()
+    killed.join()
+    assert killed.exitcode == -signal.SIGKILL
+    seqs = sorted(p.name for p in masks.iterdir() if not p.name.startswith("."))
+    try:
+        listed = complete_masks(masks)
+    except LoftUpError as e:  # marked: what our scorer reads refuses it too
+        assert f"{masks} holds incomplete masks" in str(e) and "run loftup eval davis" in str(e)
+        with pytest.raises(LoftUpError, match="holds incomplete masks"):
+            score_results(tmp_path / "davis", masks, ["bear", "car"])
+    else:  # unmarked: one run's masks, whole
+        new = {f"{n}/0000{i}.png" for n in ("bear", "car") for i in range(3)}
+        assert _masks(masks) == before or set(_masks(masks)) == new
+        assert listed == seqs
+        assert (when, k) in {("before", 1), ("after", 7)}
+
+    MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the next run's start
+    seqs = sorted(p.name for p in masks.iterdir() if not p.name.startswith("."))
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, *seqs]  # nothing else left
+    assert complete_masks(masks) == seqs
+    if k == 7:  # killed after its mark: its masks
+        assert seqs == ["bear", "car"] and not set(_masks(masks).values()) & set(before.values())
+    else:  # before it: the earlier run's, as they were
+        assert _masks(masks) == before
