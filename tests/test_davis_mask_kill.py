@@ -1,18 +1,23 @@
 """`loftup eval davis --save-masks DIR` killed (SIGKILL: `kill -9`, the OOM killer) at any point
 of putting its masks in place: DIR holds one run's masks whole, or says it does not, and the
-next run puts it right."""
+next run puts it right. Its DataLoader workers, outliving it, do not keep DIR locked."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import loftup
 from davis_scorer import score_results
+from eval_data import TEST_BACKBONE, write_davis
+from loftup.cli import main
 from loftup.errors import LoftUpError
 from loftup.eval.mask_folder import complete_masks
 from loftup.eval.mask_staging import MaskStaging
@@ -96,3 +101,46 @@ def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(
         assert seqs == ["bear", "car"] and not set(_masks(masks).values()) & set(before.values())
     else:  # before it: the earlier run's, as they were
         assert _masks(masks) == before
+
+
+#: ``loftup`` ARGS... with 1 DataLoader worker, stopped in the middle of the run (the worker's
+#: pid printed) until killed.
+STOPPED_WITH_A_WORKER = """
+import multiprocessing, sys, time
+import loftup.eval.video as video
+def stop(*args, **kw):
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(600)
+video.propagate_video = stop
+from loftup.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _davis(root: Path, masks: Path, *extra: str) -> list[str]:
+    return ["eval", "davis", "--root", str(root), "--backbone", TEST_BACKBONE, "--upsampler",
+            "bilinear", "--size", "28", "--no-progress", "--no-cache", "--save-masks", str(masks),
+            "--json", str(root.parent / "r.json"), *extra]  # fmt: skip
+
+
+def test_a_worker_outliving_a_killed_run_leaves_the_folder_unlocked(tmp_path):
+    """The DataLoader workers (forked) kept a copy of the lock's descriptor: a run killed (the
+    OOM killer) while a worker was busy, or stopped, left the folder locked as long as the
+    worker lived, and the next run was refused as 'being written by another run'."""
+    root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
+    masks = tmp_path / "masks"
+    env = {**os.environ, "PYTHONPATH": str(Path(loftup.__file__).parents[1])}
+    args = _davis(root, masks, "--workers", "1")
+    run = subprocess.Popen([sys.executable, "-c", STOPPED_WITH_A_WORKER, *args], env=env,
+                           stdout=subprocess.PIPE)  # fmt: skip
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    assert len(workers) == 1
+    try:
+        os.kill(workers[0], signal.SIGSTOP)  # it lives on, and does nothing, while
+        run.kill()  # the run is killed
+        assert run.wait() == -signal.SIGKILL
+        assert main(_davis(root, masks)) == 0  # the next run
+        assert complete_masks(masks) == ["bear"] and (masks / "bear" / "00001.png").is_file()
+    finally:
+        os.kill(workers[0], signal.SIGKILL)
+        run.stdout.close()

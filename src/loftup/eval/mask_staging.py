@@ -1,8 +1,9 @@
 """How ``loftup eval davis --save-masks DIR`` writes its masks and puts them in place.
 
 A run holds DIR's lock (``fcntl.flock``, non-blocking, on DIR itself; the system releases it
-when the process ends, however it ends) from the check before its work to its end: a second
-run into DIR at the same time is refused up front. The run writes its masks into a hidden staging folder inside DIR
+when the process ends, however it ends; the processes it forks, its DataLoader workers, close
+their copy) from the check before its work to its end: a second run into DIR at the same time
+is refused up front. The run writes its masks into a hidden staging folder inside DIR
 (:class:`MaskStaging`: the same file system, so its masks move in by renames); at the end,
 after the scores are written, its sequence folders take the place of the earlier run's, under
 a mark that says the masks are incomplete until the run's own mark replaces it. DIR itself is
@@ -47,6 +48,24 @@ if TYPE_CHECKING:
 #: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts).
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL}
 
+#: The descriptors holding a folder's lock (:func:`lock_folder`) this process has open.
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    """In a child forked while a run holds DIR's lock (a DataLoader worker): close its copy of
+    the lock's descriptor. A flock lasts while any copy is open: a worker that outlived a
+    killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
+    was refused as if that one still wrote there. The parent's lock is kept."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
 
 def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
     """Write the object ids ``ids`` (H, W) as an indexed PNG with ``palette`` (the DAVIS format)."""
@@ -89,6 +108,7 @@ def lock_folder(target: Path, folder: str) -> int | None:
             stacklevel=2,
         )
         return None
+    _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
     return fd
 
 
@@ -165,9 +185,10 @@ class MaskStaging:
                 os.rmdir(made)
 
     def _unlock(self) -> None:
-        if self._lock is not None:
+        if self._lock in _HELD:  # not in a forked child: there it is closed, its number reused
+            _HELD.discard(self._lock)
             os.close(self._lock)
-            self._lock = None
+        self._lock = None
 
     def publish(self, results: dict) -> None:
         """Put the staged sequence folders in ``folder``, in place of those of the run whose
