@@ -143,3 +143,45 @@ def test_a_full_disk_names_the_masks_folder_and_keeps_the_scores(tmp_path, capsy
         assert "free space there" in err and "J&F" in err
         assert json.loads((tmp_path / "r.json").read_text())["num_sequences"] == 1
         assert list(masks.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_another_users_private_staging_folder_is_left_with_one_warning():
+    """An older loftup made its staging folders 0700: one a killed run of another member of a
+    group-shared folder left could not be swept, and every later run tried again, without a
+    word (the earlier masks it may hold lost from sight)."""
+    import shutil
+    import tempfile
+
+    from loftup.eval.mask_staging import MaskStaging
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks = base / "masks"
+        stale = masks / ".loftup-staging-0ld0700x"
+        (stale / ".earlier-abcd1234" / "bear").mkdir(parents=True)
+        (stale / ".earlier-abcd1234" / "bear" / "00000.png").write_bytes(b"nobody's mask")
+        for path in (stale, *stale.rglob("*")):
+            os.chown(path, 65534, 65534)
+        os.chmod(stale, 0o700)  # nobody's only
+        os.chown(masks, 0, 100)
+        os.chmod(masks, 0o2770)  # root:users, shared by the group
+        os.setegid(100)
+        os.seteuid(65533)  # another member of the group
+        try:
+            with pytest.warns(UserWarning) as said:
+                MaskStaging(str(masks), str(base / "davis"), ["bear"]).discard()
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert len(said) == 1
+        message = str(said[0].message)
+        assert f"--save-masks {masks}: {stale}, a staging folder a killed run left" in message
+        assert "is nobody's and this user may not remove it" in message
+        assert f"rm -rf {stale}" in message and "a loftup eval davis --save-masks" in message
+        assert [p.name for p in masks.iterdir()] == [stale.name]  # left as it was
+        assert (stale / ".earlier-abcd1234" / "bear" / "00000.png").read_bytes() == b"nobody's mask"
+    finally:
+        shutil.rmtree(base)

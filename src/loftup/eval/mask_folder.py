@@ -224,6 +224,17 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
         _check_movable(target / name, folder)
 
 
+def owner_name(path: Path) -> str:
+    """The name of the user ``path`` belongs to (``user N`` where it has none)."""
+    uid = path.lstat().st_uid
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"user {uid}"
+
+
 def _check_movable(seq: Path, folder: str) -> None:
     """UsageError when the earlier run's sequence folder ``seq`` is one this user may not move
     out of the way (a folder moves to another parent only with write permission on itself):
@@ -233,12 +244,7 @@ def _check_movable(seq: Path, folder: str) -> None:
     effective = os.access in os.supports_effective_ids
     if os.access(seq, os.W_OK, effective_ids=effective):
         return
-    try:
-        import pwd
-
-        owner = pwd.getpwuid(seq.stat().st_uid).pw_name
-    except (ImportError, KeyError):
-        owner = f"user {seq.stat().st_uid}"
+    owner = owner_name(seq)
     raise UsageError(
         f"--save-masks {folder}: the earlier run's masks {seq} are {owner}'s and this user may "
         f"not move them (moving a folder needs write permission on it); ask {owner} to run "

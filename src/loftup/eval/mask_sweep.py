@@ -7,7 +7,7 @@ of the run before, or lacking some, under a mark that says so (:func:`.mask_fold
 back into DIR, and puts back the earlier mark; DIR then holds the earlier run's masks as they
 were. A run killed after its own mark was written left DIR whole, with its masks: only its
 staging folder (holding the replaced ones) is removed. Every other run's staging folder, and a
-mark's temporary file, is removed too.
+mark's temporary file, is removed too, but one this user may not remove: said, and left.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from ..errors import LoftUpError
@@ -24,6 +25,7 @@ from .mask_folder import (
     _plain,
     earlier_sequences,
     moving_in,
+    owner_name,
     restore_mark,
 )
 
@@ -76,16 +78,26 @@ def _roll_back(target: Path, folder: str, journal: dict) -> None:
 
 def _remove_staging(entry: Path, target: Path, folder: str) -> None:
     """Remove the staging folder ``entry`` a killed run left, first moving back the earlier
-    masks a staging folder of an older loftup holds that ``target`` lacks and its mark lists."""
+    masks a staging folder of an older loftup holds that ``target`` lacks and its mark lists.
+    One this user may not remove (another user's, made 0700 by an older loftup): a warning
+    naming it and its owner, and left as it is."""
     listed = set(earlier_sequences(target) or ())
-    for seq in sorted(entry.glob(".earlier-*/*")):
-        if seq.name in listed and not os.path.lexists(target / seq.name):
-            try:
+    try:
+        for seq in sorted(entry.glob(".earlier-*/*")):
+            if seq.name in listed and not os.path.lexists(target / seq.name):
                 os.replace(seq, target / seq.name)
-            except OSError as e:
-                raise LoftUpError(
-                    f"--save-masks {folder}: {entry}, a killed run's staging folder, holds "
-                    f"earlier masks ({seq}) that could not be moved back ({e.strerror}); "
-                    f"move them into {folder} or delete them, then remove {entry}"
-                ) from None
-    shutil.rmtree(entry, ignore_errors=True)
+    except OSError:
+        pass  # said below, with the folder left as it is
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
+    if not os.path.lexists(entry):
+        return
+    owner = owner_name(entry)
+    why = " (0700: an older loftup made it so)" if entry.lstat().st_mode & 0o077 == 0 else ""
+    warnings.warn(
+        f"--save-masks {folder}: {entry}, a staging folder a killed run left, is {owner}'s "
+        f"and this user may not remove it{why}; it is left there, and this run goes on "
+        f"without it. Ask {owner} to remove it: a loftup eval davis --save-masks {folder} run "
+        f"of theirs does (moving back the earlier masks it may hold), or rm -rf {entry}",
+        stacklevel=4,
+    )
