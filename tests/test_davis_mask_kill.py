@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,27 @@ def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(
         assert seqs == ["bear", "car"] and not set(_masks(masks).values()) & set(before.values())
     else:  # before it: the earlier run's, as they were
         assert _masks(masks) == before
+
+
+def test_a_mix_whose_staging_folder_is_gone_stays_marked_until_a_run_replaces_it(tmp_path):
+    """A killed run's staging folder removed by hand (its earlier masks with it): the mix
+    cannot be undone, and must not be marked as one run's by the next run, even one that
+    fails, until a run puts its own masks in place."""
+    masks = tmp_path / "masks"
+    _run(masks, ["bear", "car", "dog"], 1)
+    killed = multiprocessing.get_context("fork").Process(
+        target=_killed_at_a_rename, args=(masks, 5, "after")
+    )
+    killed.start()
+    killed.join()
+    (staging,) = masks.glob(".loftup-staging-*")
+    shutil.rmtree(staging)
+    MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # a run that failed
+    with pytest.raises(LoftUpError, match="holds incomplete masks"):
+        complete_masks(masks)
+    _run(masks, ["car"], 3)
+    assert complete_masks(masks) == ["car"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, "car"]
 
 
 #: ``loftup`` ARGS... with 1 DataLoader worker, stopped in the middle of the run (the worker's
