@@ -96,7 +96,7 @@ def test_encoding_kernel_matches_the_pytorch_encoding(device, model, align):
         ref = encode_region(fw, region, lo, hi, (3, 5), (30, 26))
     e = fw.enc_width
     n, j = fw.image_phases.shape[1:]
-    from loftup.fastpath import _coordinate_features
+    from loftup.fast_stem import _coordinate_features
 
     rows, cols = _coordinate_features(fw, (3, 5), (30, 26), region.shape[-2:], image.device)
     got = kernels.encode_pixels(

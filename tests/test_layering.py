@@ -99,6 +99,10 @@ MOVED = {
         "loftup.data.scene_codec",
         ("encode_jpeg", "decode_jpeg", "encode_labels", "JPEG_QUALITY"),
     ),
+    "loftup.fastpath": (
+        "loftup.fast_stem",
+        ("Pads", "axis_features", "conv3x3_relu", "encode_region", "mean_pad", "stem"),
+    ),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

@@ -47,12 +47,12 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "api", "atomic", "baselines", "bars", "bench", "checks", "cli", "compiled", "convert", "cpu",
+    "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu",
     "data", "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract",
-    "fastpath", "featurizers", "finite", "folding", "fused", "hub", "image_input", "input_checks",
-    "io", "kernels", "layers", "listing", "local_attention", "memo", "model", "mismatch",
-    "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "ranks", "tile_plan",
-    "tiling", "train", "viz", "weights", "world",
+    "fast_stem", "fastpath", "featurizers", "finite", "folding", "fused", "hub", "image_input",
+    "input_checks", "io", "kernels", "layers", "listing", "local_attention", "memo", "mismatch",
+    "model", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "ranks",
+    "tile_plan", "tiling", "train", "viz", "weights", "world",
 )  # fmt: skip
 
 

@@ -188,7 +188,7 @@ def layer_norm_rows(
     r // w % h, r % w).
 
     ``real``: first write, in place, the mean of the first ``real`` channels of each row into
-    its channels ``real:`` (rounded to ``x``'s dtype, as :func:`loftup.fastpath.mean_pad`
+    its channels ``real:`` (rounded to ``x``'s dtype, as :func:`loftup.fast_stem.mean_pad`
     does), then normalise the whole row.
     """
     # plain ValueErrors, as torch's functions raise them: the fast path builds these tensors

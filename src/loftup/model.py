@@ -9,7 +9,8 @@ Data flow, with the letters used throughout:
 with D = C + 4 * grid_freqs (404 for C = 384). It imports only its own parts: its
 hyper-parameters (model_config.py, :class:`LoftUpConfig` importable from here too), the checks
 of its inputs (input_checks.py), the layers (layers.py, local_attention.py), the folded
-inference weights (fused.py, fastpath.py) and the tiled inference driver (tiling.py).
+inference weights and their forward (fused.py, fast_stem.py, fastpath.py) and the tiled
+inference driver (tiling.py).
 """
 
 from __future__ import annotations

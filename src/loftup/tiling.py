@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 
 from .errors import UsageError
-from .fastpath import conv3x3_relu, decode, encode_kv, encode_region, stem
+from .fast_stem import conv3x3_relu, encode_region, stem
+from .fastpath import decode, encode_kv
 from .layers import image_minmax, neighbour_index, neighbour_span
 from .npy_stream import upsample_to_npy  # noqa: F401  (importable from here, as before the split)
 from .tile_plan import (  # noqa: F401  (split_axis: importable from here, as before the split)
@@ -237,14 +238,14 @@ def _run_tile(
 
 def query_map(fw, image, lo, hi, rows, cols) -> torch.Tensor:
     """The stem's output for output rows [r0, r1) x columns [c0, c1) of the whole image:
-    :func:`loftup.fastpath.stem` for direct convolutions, Winograd's aligned windows otherwise."""
+    :func:`loftup.fast_stem.stem` for direct convolutions, Winograd's aligned windows otherwise."""
     if fw.conv == "winograd":
         return _winograd_stem(fw, image, lo, hi, rows, cols)
     return stem(fw, image, lo, hi, rows, cols)
 
 
 def _winograd_stem(fw, image, lo, hi, rows, cols) -> torch.Tensor:
-    """:func:`loftup.fastpath.stem` for Winograd convolutions (NCHW float32, whole output
+    """:func:`loftup.fast_stem.stem` for Winograd convolutions (NCHW float32, whole output
     blocks: see :func:`axis_windows`)."""
     height, width = image.shape[-2:]
     (y0, y1), py1, (ky0, ky1), py2 = axis_windows(*rows, height, WINOGRAD_BLOCK)
