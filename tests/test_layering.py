@@ -103,6 +103,7 @@ MOVED = {
         "loftup.fast_stem",
         ("Pads", "axis_features", "conv3x3_relu", "encode_region", "mean_pad", "stem"),
     ),
+    "loftup.compiled": ("loftup.graphs", ("graph_upsampler", "GraphUpsampler", "GraphOrderError")),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {
@@ -111,6 +112,7 @@ MOVED_AGAIN = {
         "loftup.data.world_record",
         ("FORMAT", "PARTIAL", "check_scene_range", "check_world"),
     ),
+    "loftup.compiled": ("loftup.untiled", ("untiled", "untiled_queries", "untiled_decode")),
 }
 
 

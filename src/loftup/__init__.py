@@ -32,7 +32,7 @@ _LAZY = {
     "start_upsample": "loftup.early_start",
     "compile_upsampler": "loftup.compiled",
     "upsample_frames": "loftup.compiled",
-    "graph_upsampler": "loftup.compiled",
+    "graph_upsampler": "loftup.graphs",
 }
 
 __all__ = [
@@ -49,10 +49,10 @@ __all__ = [
 _SUBMODULES = (
     "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu",
     "data", "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract",
-    "fast_stem", "fastpath", "featurizers", "finite", "folding", "fused", "hub", "image_input",
-    "input_checks", "io", "kernels", "layers", "listing", "local_attention", "memo", "mismatch",
-    "model", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline", "ranks",
-    "tile_plan", "tiling", "train", "viz", "weights", "world",
+    "fast_stem", "fastpath", "featurizers", "finite", "folding", "fused", "graphs", "hub",
+    "image_input", "input_checks", "io", "kernels", "layers", "listing", "local_attention", "memo",
+    "mismatch", "model", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline",
+    "ranks", "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
 )  # fmt: skip
 
 

@@ -1,15 +1,17 @@
 """``torch.compile`` of the inference path, and many frames or images through one model.
 
-:func:`compile_upsampler` compiles one untiled forward on folded weights taken when it is
-called (make a new one after changing the weights). On a GPU ``mode="reduce-overhead"`` replays
-CUDA graphs, which removes the kernel launch cost that dominates small outputs; the output of a
-CUDA-graph call is overwritten by the next call (clone it to keep it).
-
-:func:`graph_upsampler` captures the eager forward of one input shape in a CUDA graph without
-compiling anything (the same launch saving, none of the compile time).
+:func:`compile_upsampler` compiles one untiled forward (:mod:`loftup.untiled`) on folded
+weights taken when it is called (make a new one after changing the weights). On a GPU
+``mode="reduce-overhead"`` replays CUDA graphs, which removes the kernel launch cost that
+dominates small outputs; the output of a CUDA-graph call is overwritten by the next call (clone
+it to keep it).
 
 :func:`upsample_frames` runs a sequence of (features, frame) pairs of one size in batches: the
 folded weights and the per-row/column coordinate encodings are shared by all frames.
+
+:func:`graph_upsampler`, which captures the eager forward of one input shape in a CUDA graph
+without compiling anything, is :mod:`loftup.graphs`'s, and the untiled forward
+:mod:`loftup.untiled`'s; their names are importable from here too, as before the split.
 """
 
 from __future__ import annotations
@@ -18,44 +20,21 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .errors import LoftUpError, UsageError, is_int
-from .fastpath import decode, encode_kv
+from .errors import UsageError, is_int
+from .graphs import (  # noqa: F401  (importable from here, as before the split)
+    GraphOrderError,
+    GraphUpsampler,
+    graph_upsampler,
+)
 from .input_checks import ForwardInputError, check_inputs, require_eval
-from .layers import flat_neighbours, image_minmax
 from .memo import compile_ready
 from .tile_plan import check_settings, default_chunk_size
-from .tiling import compute_dtype, query_map, upsample
-
-
-def untiled(fw, lr_feats: torch.Tensor, image: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """One whole-image forward on folded weights ``fw``: (B, C, h, w), (B, 3, H, W) ->
-    (B, C, H, W) channels-last. No Python state, so ``torch.compile`` traces it whole."""
-    return untiled_decode(fw, lr_feats, untiled_queries(fw, image), image.shape, chunk_size)
-
-
-def untiled_queries(fw, image: torch.Tensor) -> torch.Tensor:
-    """The image's half of :func:`untiled`: (B, 3, H, W) -> query tokens (B, H W, Dp)."""
-    b, _, height, width = image.shape
-    lo, hi = image_minmax(image.float())
-    q_map = query_map(fw, image, lo, hi, (0, height), (0, width))
-    tokens = q_map.permute(0, 2, 3, 1).reshape(b, height * width, -1)
-    return tokens.to(fw.dtype, memory_format=torch.contiguous_format)
-
-
-def untiled_decode(fw, lr_feats, tokens, shape, chunk_size: int) -> torch.Tensor:
-    """The rest of :func:`untiled` (``tokens`` is overwritten); ``shape``: the image's."""
-    b, _, height, width = shape
-    kvs = encode_kv(fw, lr_feats)
-    n = height * width
-    pieces = []
-    for s in range(0, n, chunk_size):
-        e, nbrs, span = min(n, s + chunk_size), None, None
-        if fw.window is not None:  # local attention
-            grid = lr_feats.shape[-2:]
-            nbrs, span = flat_neighbours(*grid, height, width, fw.window, s, e, tokens.device)
-        pieces.append(decode(fw, tokens[:, s:e], kvs, nbrs, span=span))
-    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
-    return out.view(b, height, width, -1).permute(0, 3, 1, 2)
+from .tiling import compute_dtype, upsample
+from .untiled import (  # noqa: F401  (importable from here, as before the split)
+    untiled,
+    untiled_decode,
+    untiled_queries,
+)
 
 
 def compile_upsampler(
@@ -121,139 +100,6 @@ def compile_upsampler(
             return compiled(lr_feats, image)
 
     return call
-
-
-def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmup: int = 2):
-    """A CUDA-graph ``fn(lr_feats, image) -> (B, C, H, W)`` for inputs of these shapes: one
-    untiled forward on folded weights, captured once and replayed (no compilation; the kernel
-    launches, which dominate outputs of a few hundred pixels, are issued by the GPU itself).
-
-    The returned tensor is the graph's own output buffer: the next call overwrites it (clone it
-    to keep it). Inputs must keep the shapes and dtypes given here; the weights are folded now
-    (make a new one after changing them). CUDA only.
-
-    In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
-    the image's half (the stem) and returns ``fn`` at once, ``fn.finish(lr_feats)`` the rest;
-    run the backbone in between and the stem runs on the GPU while its kernels are being
-    launched (``fn.start(image, stream)``: on that CUDA stream, beside them, as with
-    :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
-    ``start`` is called.
-    """
-    check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)  # as model()
-    if not image.is_cuda:
-        raise UsageError(
-            f"graph_upsampler needs CUDA tensors (CUDA graphs are a GPU feature), got an image "
-            f"on {image.device}; move the model and inputs to a GPU, or call the model itself"
-        )
-    device = image.device
-    fw = model.fused(compute_dtype(model, device), model.conv, model.align)  # as model() would
-    chunk = model.chunk_size or default_chunk_size(device)
-    static_lr, static_image = lr_feats.detach().clone(), image.detach().clone()
-    # captured on a stream of the images' device, with that device current: the capture
-    # records only the capturing device's current stream, and torch.cuda.graph's own default
-    # stream is made once per process on whatever device was current then (on another GPU,
-    # the forward would run once, uncaptured, and every replay return that first output)
-    with torch.inference_mode(), torch.cuda.device(device):
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):  # warm-up: cuDNN/cuBLAS choices, Triton compilation
-            for _ in range(warmup):
-                untiled(fw, static_lr, static_image, chunk)
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=side):
-            static_out = untiled(fw, static_lr, static_image, chunk)
-
-    return GraphUpsampler(fw, static_lr, static_image, static_out, graph, chunk)
-
-
-class GraphUpsampler:
-    """What :func:`graph_upsampler` returns: ``fn(lr_feats, image)`` replays the whole forward,
-    ``fn.start(image[, stream])`` then ``fn.finish(lr_feats)`` its two halves. (A class, not
-    closures: closures that refer to each other form a cycle, which keeps the graphs' memory
-    pools until Python's garbage collector happens to run.) Made inside ``torch.inference_mode``
-    or not, it may be called inside it or not."""
-
-    def __init__(self, fw, static_lr, static_image, static_out, graph, chunk):
-        # The graphs read the folded weights where they were at capture: held here (the
-        # model's own cache drops them when it refolds, for another precision, say), and the
-        # memo's entries they read (the memo is emptied when it grows large).
-        self._fw, self._held = fw, dict(fw.memo)
-        self._lr, self._image, self._out = static_lr, static_image, static_out
-        self._graph, self._chunk = graph, chunk
-        self._halves: dict = {}
-
-    def __call__(self, lr: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
-        _check_shape("features", lr, self._lr)
-        _check_shape("images", img, self._image)
-        with torch.inference_mode():  # the static inputs are inference tensors if made so
-            self._lr.copy_(lr)
-            self._image.copy_(img)
-        self._graph.replay()
-        return self._out
-
-    def start(self, img: torch.Tensor, stream=None) -> GraphUpsampler:
-        """Replay the image's half (on ``stream``, beside the current stream's work, if given);
-        returns this, whose :meth:`finish` ends it, as a ``PendingUpsample``'s does."""
-        _check_shape("images", img, self._image)
-        halves = self._halves
-        if not halves:
-            halves.update(_capture_halves(self._fw, self._lr, self._image, self._chunk))
-        with torch.inference_mode():
-            self._image.copy_(img)
-        if stream is None:
-            halves["stem"].replay()
-        else:  # after the copy and any earlier decode on the current stream
-            stream.wait_stream(torch.cuda.current_stream(self._image.device))
-            with torch.cuda.stream(stream):
-                halves["stem"].replay()
-        halves["started"], halves["stream"] = True, stream
-        return self
-
-    def finish(self, lr: torch.Tensor) -> torch.Tensor:
-        """The rest of the forward, on the image's half of the last :meth:`start`."""
-        halves = self._halves
-        if not halves.get("started"):
-            raise GraphOrderError(
-                "finish(lr_feats) needs a start(image) first: each start's image half serves one "
-                "finish; call fn.start(image) again (or fn(lr_feats, image) for both at once)"
-            )
-        _check_shape("features", lr, self._lr)
-        with torch.inference_mode():
-            self._lr.copy_(lr)
-        if halves["stream"] is not None:
-            torch.cuda.current_stream(self._image.device).wait_stream(halves["stream"])
-        halves["decode"].replay()
-        halves["started"] = False
-        return halves["out"]
-
-
-class GraphOrderError(LoftUpError, RuntimeError):
-    """A :class:`GraphUpsampler`'s halves called out of order (a RuntimeError, as before)."""
-
-
-def _check_shape(what: str, got: torch.Tensor, captured: torch.Tensor) -> None:
-    if got.shape != captured.shape:
-        raise UsageError(
-            f"this graph was captured for {what} {tuple(captured.shape)}, got "
-            f"{tuple(got.shape)}; capture another with graph_upsampler for this shape"
-        )
-
-
-def _capture_halves(fw, static_lr, static_image, chunk) -> dict:
-    """Two CUDA graphs, replayed in turn: the image's half and the rest (one memory pool;
-    the tokens that pass between them stay allocated)."""
-    pool = torch.cuda.graph_pool_handle()
-    device = static_image.device
-    with torch.inference_mode(), torch.cuda.device(device):  # as graph_upsampler captures
-        capture = torch.cuda.Stream(device)
-        stem, decode_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(stem, pool=pool, stream=capture):
-            tokens = untiled_queries(fw, static_image)
-        with torch.cuda.graph(decode_graph, pool=pool, stream=capture):
-            out = untiled_decode(fw, static_lr, tokens, static_image.shape, chunk)
-    held = dict(fw.memo)  # the memo's entries the graphs read (one made during capture is not kept)
-    return {"stem": stem, "decode": decode_graph, "tokens": tokens, "out": out, "held": held}
 
 
 def upsample_frames(

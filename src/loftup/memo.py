@@ -2,8 +2,8 @@
 weights, and the functions ``torch.compile`` must leave eager.
 
 Both are what the fast path needs from ``torch.compile`` and CUDA graphs
-(:mod:`loftup.compiled`): the memo is recomputed under the compiler and during a graph's capture,
-and the eager table keeps a few functions out of the compiler's reach.
+(:mod:`loftup.compiled`, :mod:`loftup.graphs`): the memo is recomputed under the compiler and
+during a graph's capture, and the eager table keeps a few functions out of the compiler's reach.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def memo(fw: FusedWeights, key: tuple, make):
     CUDA graph would otherwise repeat on every call. Recomputed under ``torch.compile``, which
     traces them, and during a CUDA graph's capture (a tensor made then holds nothing until the
     graph runs; the graph computes it on each replay). The memo is emptied when it holds 512
-    entries; a graph keeps the entries it reads (:func:`loftup.compiled.graph_upsampler`).
+    entries; a graph keeps the entries it reads (:func:`loftup.graphs.graph_upsampler`).
 
     On a GPU an entry is made by kernels queued on the stream current then (the image's half
     may be queued on a second one, :func:`loftup.early_start.start_upsample`): until they have run,

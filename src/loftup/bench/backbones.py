@@ -91,7 +91,7 @@ def backbone_end_to_end(
 
 def _end_to_end_row(backbone, up, arch, name, size, device, repeats, graphs) -> dict:
     """One row of :func:`backbone_end_to_end`: every case at one backbone, precision, size."""
-    from ..compiled import graph_upsampler
+    from ..graphs import graph_upsampler
     from ..tiling import start_upsample
 
     width, dt = BACKBONES[arch][0], DTYPES[name]

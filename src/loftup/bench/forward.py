@@ -199,7 +199,7 @@ def _bench_size(
     # peak is the capture's
     held = {}
     if graphs:
-        from ..compiled import graph_upsampler
+        from ..graphs import graph_upsampler
 
         for n, m in models.items():
             if n == "float32":

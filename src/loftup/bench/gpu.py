@@ -92,7 +92,8 @@ def kernel_ablation(
     rows so far after each size and after each compiled one (a run stopped by a time limit
     keeps them; a compilation takes 20 s on a fresh machine)."""
     from .. import kernels
-    from ..compiled import compile_upsampler, graph_upsampler
+    from ..compiled import compile_upsampler
+    from ..graphs import graph_upsampler
 
     m = copy.deepcopy(model).to(device, dtype)
     m.conv, m.align = "auto", None
