@@ -112,6 +112,10 @@ MOVED_AGAIN = {
         "loftup.data.world_record",
         ("FORMAT", "PARTIAL", "check_scene_range", "check_world"),
     ),
+    "loftup.featurizers.hf": (
+        "loftup.featurizers.hf_loading",
+        ("load_strict", "quiet_transformers"),
+    ),
     "loftup.compiled": ("loftup.untiled", ("untiled", "untiled_queries", "untiled_decode")),
 }
 

@@ -7,8 +7,8 @@ without a word or fail with a traceback:
 - weights stored as integers or booleans: transformers casts them to float32;
 - NaN or infinite weights (every feature would be NaN).
 
-:func:`check_before_load` and :func:`check_after_load` are :func:`loftup.featurizers.hf.
-load_strict`'s; each raises a one-line CheckpointError naming the file and the fix.
+:func:`check_before_load` and :func:`check_after_load` are :func:`loftup.featurizers.
+hf_loading.load_strict`'s; each raises a one-line CheckpointError naming the file and the fix.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Weights are found in this order: a local folder in the Hugging Face layout (``co
 pass a local folder instead (:func:`loftup.hub.hub_folder` does the cache/download part).
 :func:`check_model_type` says which model a folder holds where it is not the backbone asked for.
 
-Loading the weights, and the featurizer built on them, are :mod:`loftup.featurizers.hf`'s.
+Loading the weights is :mod:`loftup.featurizers.hf_loading`'s, and the featurizer built on them
+:mod:`loftup.featurizers.hf`'s.
 """
 
 from __future__ import annotations
