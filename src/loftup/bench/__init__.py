@@ -2,9 +2,10 @@
 
 - :mod:`.core`: machine description, timing (alternating), peak memory, FLOP count, matmul peak;
 - :mod:`.forward`: one forward per size and precision next to bilinear/bicubic (and the paper's
-  implementation when a stand-in is given), with :mod:`.precision` (the precisions and the
-  deviation from float32), :mod:`.settings` (its arguments checked), :mod:`.reference` (the
-  paper's stand-in loaded) and :mod:`.table` (the table as text);
+  implementation when a stand-in is given), with :mod:`.forward_size` (one size measured),
+  :mod:`.precision` (the precisions and the deviation from float32), :mod:`.settings` (its
+  arguments checked), :mod:`.reference` (the paper's stand-in loaded) and :mod:`.table` (the
+  table as text);
 - :mod:`.scale`: tiles and megapixels, streaming to disk, batches and video, torch.compile;
 - :mod:`.gpu`: what only a GPU run measures (parity with the CPU, kernel choices), with
   :mod:`.large` (outputs larger than the GPU's memory), :mod:`.backbones` (backbones end to
