@@ -31,7 +31,7 @@ from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release  # noqa: E402 (aft
 
 #: For a test that has transformers read a backbone's pytorch_model.bin: it reads one only with
 #: torch 2.6 or newer (CVE-2025-32434), and below it loftup refuses the file, naming it, by
-#: design (tests/test_featurizers.py checks that refusal on the torch under test too).
+#: design (tests/test_featurizer_damaged.py checks that refusal on the torch under test too).
 READS_BACKBONE_PICKLES = pytest.mark.skipif(
     torch_release() < SAFE_PICKLE_TORCH,
     reason="transformers reads a backbone's pytorch_model.bin only with torch 2.6 or newer",
@@ -189,6 +189,17 @@ def reference_state(reference_dir) -> dict:
 @pytest.fixture(scope="session")
 def reference_cases(reference_dir) -> dict:
     return torch.load(REFERENCE_CASES, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture
+def hf_offline(monkeypatch, tmp_path):
+    """No network, and an empty Hugging Face cache (``tmp_path / "empty-cache"``), for the
+    backbone tests (tests/test_featurizer*.py). Use with ``pytestmark =
+    pytest.mark.usefixtures("hf_offline")``."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
 
 
 def make_hf_cache(root: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:

@@ -373,7 +373,7 @@ def test_a_name_that_is_no_hub_id_nor_a_folder_is_one_line(
 ):
     """huggingface_hub's ValueError for a mistyped hub id (or a folder that is not there,
     taken for one) was a traceback and status 1. (Backbone weights are named by
-    get_featurizer itself: tests/test_featurizers.py.)"""
+    get_featurizer itself: tests/test_featurizer_weights.py.)"""
     from PIL import Image
 
     import loftup

@@ -1,6 +1,6 @@
 """What a backbone (a featurizer) is told about the batch it is called on
 (src/loftup/featurizers/sizes.py's checks, run by every featurizer's forward): a NaN image, an
-empty batch."""
+empty batch, integer pixels, images on another device than the backbone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch
 
 from loftup import get_featurizer
 from loftup.errors import UsageError
+
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
@@ -41,3 +43,40 @@ def test_an_empty_batch_gives_empty_features_of_the_grid(name, dtype):
         empty = feat(torch.zeros(0, 3, 30, 50))
     assert one.shape[0] == 1 and empty.shape == (0, *one.shape[1:])
     assert empty.dtype == one.dtype == dtype
+
+
+@pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
+def test_integer_pixels_are_refused_by_a_backbone_and_its_normalize(name):
+    """uint8 pixels (0-255) given to a featurizer were cast to float and ran: features of an
+    image 255 times too bright, without a word; normalize made them inf and NaN (its constants
+    cast to uint8 are 0). Both now name the fix, and the fixed call runs."""
+    from loftup.errors import UsageError
+
+    feat = get_featurizer(name)
+    pixels = torch.randint(0, 256, (1, 3, 32, 48), dtype=torch.uint8)
+    with pytest.raises(UsageError) as e:
+        feat(pixels)
+    msg = str(e.value)
+    assert msg.startswith("a backbone takes floating-point images, got uint8 (1, 3, 32, 48)")
+    assert msg.endswith("(uint8 pixels: images.float() / 255)") and "\n" not in msg
+    with pytest.raises(UsageError, match=r"got uint8; convert uint8 pixels with images.float"):
+        feat.normalize(pixels)
+    with torch.no_grad():
+        assert torch.isfinite(feat(feat.normalize(pixels.float() / 255))).all()
+
+
+@pytest.mark.parametrize("name", ["dinov2_tiny", "scenes_vit_p8"])
+def test_images_on_another_device_than_the_backbone_are_told_to_move(name):
+    """Images on the CPU given to a backbone on a GPU (or the other way round) failed inside
+    its first layer with torch's RuntimeError; the upsampler's forward names the fix, and so
+    does the backbone's now. ("meta" stands in for a GPU.)"""
+    from loftup.errors import UsageError
+
+    feat = get_featurizer(name).to("meta")
+    with pytest.raises(UsageError) as e:
+        feat(torch.zeros(1, 3, 32, 48))
+    assert str(e.value) == (
+        "the images are on cpu, the backbone on meta; move them there with "
+        "images.to('meta') (or the backbone with .to('cpu'))"
+    )
+    assert feat(torch.zeros(1, 3, 32, 48, device="meta")).device.type == "meta"
