@@ -161,6 +161,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def sa1b(tmp_path_factory):
+    """The training tests' data: 16 SA-1B images of 56 px with their masks
+    (tests/train_fixtures.py), written once per test module (a module may define its own)."""
+    from train_fixtures import write_sa1b
+
+    return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=56)
+
+
 def need_reference() -> Path:
     """The reference fixtures' folder (the paper's upsampler's weights and outputs, kept in the
     project's shared/ beside the checkout). Without it a test that compares with them is

@@ -90,7 +90,7 @@ def test_tensorboard_s_lower_bound_reads_back_a_resumed_run_with_numpy_2(tmp_pat
     site = pip_install_into(tmp_path / "tb", [f"tensorboard=={bound}"])
     env = env_with(site)
     test = (
-        "tests/test_train_loop.py::"
+        "tests/test_train_resume_state.py::"
         "test_tensorboard_shows_the_numbers_of_the_csv_once_each_across_a_crash_and_resume"
     )
     run = subprocess.run(
