@@ -21,13 +21,19 @@ IN_ORDER = [
     "B.png", "Set/w.png", "a.png", "img10.png", "img2.png", "set/deeper/z.png", "set/x.png",
     "set-b/y.png", "set.png",
 ]  # fmt: skip
+IN_ORDER.insert(3, "b_linked/2.png")  # the linked sub-folder, by its name here
 
 
 def test_upsample_folder_upsample_glob_and_training_list_one_order(tmp_path):
+    """With a linked sub-folder too (``b_linked -> ../elsewhere/zz``): upsample sorted by the
+    folders' real paths, which put ``b_linked/2.png`` first (its real folder is beside ``data``)."""
     root = tmp_path / "data"
     for name in NAMES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8)).save(root / name)
+    (tmp_path / "elsewhere" / "zz").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "elsewhere" / "zz" / "2.png")
+    (root / "b_linked").symlink_to(tmp_path / "elsewhere" / "zz")
     training = [p.relative_to(root).as_posix() for p in list_images(root)]
     folder, missing = collect_inputs([str(root)])
     assert not missing

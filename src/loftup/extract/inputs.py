@@ -195,7 +195,9 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:
                 _name(found, f, Path(f.name), real_folders)
-    items = sorted(found.items(), key=lambda kv: path_key(kv[0]))  # as training lists them
+    # as training lists them: by the paths as the inputs reached them, not by the real folders
+    # (a linked sub-folder sorted by where its link points)
+    items = sorted(found.items(), key=lambda kv: path_key(kv[1][1]))
     # a link and the file it names, given through two inputs under one name (links/x.png ->
     # data/x.png): one file, one output name, so one job, not two refused as sharing a name.
     # Names, suffixes and all: a link beside its file with another suffix (x.jpg -> x.png) is
