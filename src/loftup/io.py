@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from . import exif
-from .errors import LoftUpError, UsageError
+from .errors import LoftUpError, PathPermissionError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
 from .listing import special_kind, where_it_leads
-from .paths import check_visible
+from .paths import check_visible, read_refused
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,6 +45,12 @@ IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 class ImageReadError(LoftUpError, ValueError):
     """A file is missing, not an image, truncated, or in a mode that cannot be converted."""
+
+
+class ImagePermissionError(ImageReadError, PathPermissionError):
+    """An image file this user may not read (:func:`loftup.paths.read_refused`): an
+    :class:`ImageReadError`, so that a run skipping unreadable images skips it with that
+    reason, and a :class:`PathPermissionError`."""
 
 
 #: How ``loftup upsample`` and Python read an image above Pillow's limit (ImageTooLargeError).
@@ -138,7 +144,8 @@ def _open(path: str | os.PathLike):
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
-        raise ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
+        refused = read_refused(path, e, "image", ImagePermissionError)  # not "Permission denied"
+        raise refused or ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
 
 
 def _without(path: Path, e: BaseException) -> str:

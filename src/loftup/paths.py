@@ -1,5 +1,5 @@
 """Paths checked before any work: one the user gave that lies where they may not look
-(:func:`check_visible`), and output paths: a file or a folder that a run will write, refused at
+(:func:`check_visible`), or a file they may not read (:func:`read_refused`), and output paths: a file or a folder that a run will write, refused at
 once (naming the option that gave it) when it is a folder where a file was meant, a file where
 a folder was meant, a link to nothing, or lies where no file can be made, rather than after
 minutes of work. Every command and library call that writes a folder checks it here
@@ -11,7 +11,9 @@ world, extract, eval, the command line) can check its outputs without knowing th
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import stat
 import tempfile
 from pathlib import Path
@@ -45,6 +47,84 @@ def there(path: str | os.PathLike, what: str = "") -> bool:
     PermissionError and os.path's said it was not there."""
     check_visible(path, what)
     return os.path.exists(os.path.expanduser(os.fspath(path)))
+
+
+def read_refused(
+    path: str | os.PathLike,
+    error: BaseException | None = None,
+    what: str = "",
+    kind: type[PathPermissionError] = PathPermissionError,
+) -> PathPermissionError | None:
+    """The error (a ``kind``, :class:`PathPermissionError` or a subclass) for ``path``, a file
+    of the user's (``what`` it is: "image"), that this user may not read: "cannot read PATH:"
+    what refuses it and the fix, one line. What refuses it is a folder on the way that may not
+    be searched (:func:`loftup.listing.permission_denied`), or the file's own mode (another
+    user's of mode 600, one of 000): its mode and owner, and the chmod or the user to run as.
+    None where nothing refuses it for permission, for the caller to say what else is wrong.
+    ``error``: what reading it raised (None where it is no permission error, EACCES or EPERM:
+    not looked at further); without it, the file is opened to see (scipy's loadmat said
+    "Reader needs file name or open file-like object" of a file it may not open). Each reader
+    said something else: h5py "not a MATLAB v7.3 (HDF5) file", PIL a file to re-download, a
+    world's scene "the world is damaged; delete the folder"."""
+    if error is not None and not (
+        isinstance(error, PermissionError)
+        or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM)
+    ):
+        return None
+    path = os.path.expanduser(os.fspath(path))
+    why = permission_denied(path) or _mode_refuses(path)
+    return None if why is None else kind(f"cannot read {f'{what} ' if what else ''}{path}: {why}")
+
+
+def _mode_refuses(path: str) -> str | None:
+    """Why ``path``, a file this user may not open for reading (its mode), cannot be read, with
+    the fix; None where it opens (a pipe is not waited on) or fails for another reason."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mode, me, quoted = stat.filemode(st.st_mode), _user(_euid()), shlex.quote(path)
+    if st.st_uid == _euid():
+        return (f"permission denied (mode {mode}: this user, {me}, owns it and may not read "
+                f"it); make it readable: chmod u+r {quoted}")  # fmt: skip
+    owner = _user(st.st_uid)
+    return (
+        f"permission denied (mode {mode}, owner {owner}, group {_group(st.st_gid)}: this "
+        f"user, {me}, may not read it); have {owner} make it readable for this user (chmod "
+        f"a+r {quoted}), or run as {owner}"
+    )
+
+
+def _euid() -> int:
+    """This process's effective user id (-1 where the system has none: Windows)."""
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def _user(uid: int) -> str:
+    """The name of user ``uid``, or ``uid NUMBER`` where it has none here."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    """The name of group ``gid``, or ``gid NUMBER`` where it has none here."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return f"gid {gid}"
 
 
 def figure_beside(json_path: str) -> str:

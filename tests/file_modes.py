@@ -1,0 +1,93 @@
+"""Code run where file modes refuse what they say: tests run as root, whom no mode refuses
+(a file of mode 000 opens), so the code runs in a fresh Python under ``setpriv`` without the
+two capabilities that let root past them (same uid 0, its chmod now applies); as another user,
+in a plain fresh Python. The conftest fixtures ``unsearchable`` and ``locked`` refuse folders in
+this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import loftup
+
+#: setpriv's options that drop root's way past file modes (read, write and search)
+_DROP = [
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]
+
+
+def _command() -> list[str]:
+    """The command that starts a Python for which modes apply (root: under setpriv)."""
+    if os.geteuid() != 0:
+        return [sys.executable]
+    return ["setpriv", *_DROP, sys.executable]
+
+
+@functools.cache
+def _unusable() -> str | None:
+    """Why no such Python can be started here (None: it can): setpriv missing, or a file of
+    mode 000 still read under it."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv is not installed: as root, no file mode refuses a read"
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.write_text("x")
+        probe.chmod(0)
+        code = f"open({str(probe)!r}).read()"
+        ran = subprocess.run([*_command(), "-c", code], capture_output=True, check=False)
+    if ran.returncode == 0:
+        return "a file of mode 000 is read even so (root's capabilities cannot be dropped here)"
+    return None
+
+
+def where_modes_apply(code: str) -> dict:
+    """Run ``code`` (Python, which sets ``result``: anything JSON holds) where file modes
+    apply, with loftup and the tests' helpers importable; ``result`` as it was set. The test
+    is skipped where that cannot be done."""
+    why = _unusable()
+    if why is not None:
+        pytest.skip(why)
+    src = str(Path(loftup.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(Path(__file__).parent)])}
+    script = f"import json, sys\n{code}\nsys.stdout.write('\\n' + json.dumps(result))\n"
+    ran = subprocess.run([*_command(), "-c", script], capture_output=True, text=True, env=env,
+                         check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout.splitlines()[-1])
+
+
+def told(call) -> str:
+    """ "TYPE: message" of what ``call()`` raises, or "none" where it raises nothing (for the
+    code :func:`where_modes_apply` runs, to put in its ``result``)."""
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 - what it raised is the answer
+        return f"{type(e).__name__}: {e}"
+    return "none"
+
+
+def others(path: Path) -> str:
+    """``path`` made another user's (uid 65534, nobody), mode 600: this user may not read it;
+    that user's name, as errors say it. The test is skipped where files cannot be given away
+    (not root)."""
+    import pwd
+
+    try:
+        os.chown(path, 65534, 65534)
+    except PermissionError:
+        pytest.skip("files can be given to another user by root only")
+    path.chmod(0o600)
+    try:
+        return pwd.getpwuid(65534).pw_name
+    except KeyError:
+        return "uid 65534"

@@ -1,0 +1,59 @@
+"""Files this user may not read (another user's of mode 600, or one of 000): each reader says
+"cannot read PATH: permission denied" with the file's mode and owner and the fix (chmod, or the
+user to run as), one line (loftup.paths.read_refused), where each said something else: "not a
+MATLAB v7.3 (HDF5) file", scipy's "Reader needs file name or open file-like object", a frame to
+re-download, a world to delete and write again, an image's bare "[Errno 13] Permission denied".
+Run where modes apply (tests/file_modes.py: as root, under setpriv)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from file_modes import others, where_modes_apply
+
+
+def _image(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((24, 32, 3), 90, dtype=np.uint8)).save(path)
+    return path
+
+
+def _says_the_fix(said: str, path, owner: str | None = None) -> None:
+    """``said`` is one line: a PathPermissionError (or a subclass) naming ``path`` and the
+    fix for a file of its own (chmod u+r) or of ``owner``'s."""
+    assert "\n" not in said, said
+    kind, message = said.split(": ", 1)
+    assert kind.endswith("PermissionError"), said
+    assert message.startswith("cannot read ") and f"{path}: permission denied (mode " in said
+    if owner is None:
+        assert f"chmod u+r {path}" in said, said
+    else:
+        assert f"owner {owner}" in said and f"chmod a+r {path}), or run as {owner}" in said
+
+
+def test_an_image_this_user_may_not_read_says_so_and_the_fix(tmp_path):
+    """``loftup upsample`` (load_image_tensor) and training (load_square) said "cannot read
+    image PATH: [Errno 13] Permission denied", no fix; the error is still an ImageReadError,
+    so that an upsample run names it among its failed inputs and goes on, and training skips
+    it with that line."""
+    own, theirs = _image(tmp_path / "own.png"), _image(tmp_path / "theirs.png")
+    own.chmod(0)
+    name = others(theirs)
+    said = where_modes_apply(f"""
+from file_modes import told
+from loftup.data.images import load_square
+from loftup.io import ImageReadError, load_image_tensor
+result = {{}}
+for path in {[str(own), str(theirs)]!r}:
+    result[path] = [told(lambda: load_image_tensor(path)), told(lambda: load_square(path, 8))]
+    try:
+        load_image_tensor(path)
+    except ImageReadError:
+        result[path].append("an ImageReadError")
+""")
+    for path, owner in ((own, None), (theirs, name)):
+        upsample, train, kind = said[str(path)]
+        assert kind == "an ImageReadError"
+        _says_the_fix(upsample, path, owner)
+        assert train == upsample and upsample.startswith("ImagePermissionError: cannot read image ")
