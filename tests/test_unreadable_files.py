@@ -57,3 +57,53 @@ for path in {[str(own), str(theirs)]!r}:
         assert kind == "an ImageReadError"
         _says_the_fix(upsample, path, owner)
         assert train == upsample and upsample.startswith("ImagePermissionError: cannot read image ")
+
+
+def test_dataset_files_this_user_may_not_read_say_so_and_the_fix(tmp_path):
+    """NYUv2's labelled set of another user's (mode 600) was "not a MATLAB v7.3 (HDF5) file
+    (... errno = 13 ...)", its splits.mat of mode 000 scipy's "Reader needs file name or open
+    file-like object"; a DAVIS frame "replace it (re-download or re-extract the dataset)",
+    the normals "cannot read ... ([Errno 13] ...); replace it", a split list a bare
+    PermissionError. A damaged file is still said to be one (the same check, readable)."""
+    from eval_data import write_davis, write_nyu_normals, write_nyuv2
+
+    nyu, other = write_nyuv2(tmp_path / "nyu"), write_nyuv2(tmp_path / "other")
+    normals = write_nyuv2(tmp_path / "normals")  # the labelled set readable, its normals not
+    write_nyu_normals(normals)
+    np.save(normals / "normals.npy", np.zeros((6, 48, 64, 3), dtype=np.float32))
+    davis = write_davis(tmp_path / "davis")
+    frame = davis / "JPEGImages" / "480p" / "bear" / "00002.jpg"
+    split = davis / "ImageSets" / "2017" / "val.txt"
+    name = others(nyu / "nyu_depth_v2_labeled.mat")
+    others(frame)
+    for own in (other / "splits.mat", normals / "all_normals.pklz", normals / "normals.npy", split):
+        own.chmod(0)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "splits.mat").write_bytes(b"not MATLAB")  # damaged, readable
+    said = where_modes_apply(f"""
+from pathlib import Path
+from file_modes import told
+from loftup.eval.datasets import NYUv2Depth, NYUv2Normals
+from loftup.eval.datasets.common import open_rgb, read_lines
+from loftup.eval.datasets.normals_file import read_normals_pickle
+from loftup.eval.datasets.nyu import nyu_indices
+nyu, other, normals = Path({str(nyu)!r}), Path({str(other)!r}), Path({str(normals)!r})
+frame, split = Path({str(frame)!r}), Path({str(split)!r})
+result = {{
+    "mat": told(lambda: NYUv2Depth(nyu, "test", 32)),
+    "splits": told(lambda: nyu_indices(other, "test")),
+    "pickle": told(lambda: read_normals_pickle(normals / "all_normals.pklz")),
+    "npy": told(lambda: NYUv2Normals(normals, "test", 32, normals=normals / "normals.npy")),
+    "frame": told(lambda: open_rgb(frame)),
+    "split list": told(lambda: read_lines(split, "split list", "")),
+    "damaged": told(lambda: nyu_indices(Path({str(tmp_path / "bad")!r}), "test")),
+}}
+""")
+    _says_the_fix(said["mat"], nyu / "nyu_depth_v2_labeled.mat", name)
+    _says_the_fix(said["frame"], frame, name)
+    _says_the_fix(said["splits"], other / "splits.mat")
+    _says_the_fix(said["pickle"], normals / "all_normals.pklz")
+    _says_the_fix(said["npy"], normals / "normals.npy")
+    _says_the_fix(said["split list"], split)
+    assert said["damaged"].startswith("DatasetError: cannot read ")
+    assert "as a MATLAB file" in said["damaged"]

@@ -16,8 +16,8 @@ import torch
 from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
 from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
-from ...listing import cannot_read, permission_denied
-from ...paths import there
+from ...listing import cannot_read
+from ...paths import read_refused, there
 
 IGNORE = 255
 
@@ -42,6 +42,8 @@ def read_lines(path: Path, what: str, hint: str) -> list[str]:
     of the first name, whose files were then "missing"."""
     try:
         text = require(path, what, hint).read_text(encoding="utf-8-sig")
+    except PermissionError as e:  # a bare PermissionError, in Python; the file's fix now
+        raise read_refused(path, e, what) or e from None
     except UnicodeDecodeError as e:
         why = f"{e.reason} at byte {e.start}"
         raise DatasetError(f"{path} is not a text {what} ({why}); {FIX}") from None
@@ -94,12 +96,14 @@ FIX = "replace it (re-download or re-extract the dataset): a score must cover th
 
 
 def unreadable(path, e: BaseException) -> LoftUpError:
-    """The DatasetError for a file PIL cannot read: its name, why, and the fix (one line)."""
+    """The DatasetError for a file PIL cannot read: its name, why, and the fix (one line); a
+    PathPermissionError for one this user may not read (its folder may be listed, not
+    searched, or the file is another user's of mode 600): that fix, not a new copy's."""
     if isinstance(e, DatasetError):
         return e
-    why = isinstance(e, PermissionError) and permission_denied(path)
-    if why:  # its folder may be listed, not searched: that folder's fix, not a new copy's
-        return PathPermissionError(f"cannot read {path}: {why}")
+    refused = read_refused(path, e)
+    if refused is not None:
+        return refused
     Image = _pil()
     if isinstance(e, Image.UnidentifiedImageError):
         why = "not an image file (PIL cannot identify it)"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import one_line
-from ...paths import there
+from ...paths import read_refused, there
 from .common import DatasetError, home_expanded, require
 
 NORMALS_NAME = "all_normals.pklz"
@@ -63,7 +63,8 @@ def read_normals_pickle(path: str | Path) -> np.ndarray:
             data = _ArraysOnly(f, encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
         why = one_line(e)
-        raise DatasetError(f"cannot read {path} ({why}); {expected}") from None
+        refused = read_refused(path, e, "NYUv2 surface normals")
+        raise refused or DatasetError(f"cannot read {path} ({why}); {expected}") from None
     normals = data.get("all_normals") if isinstance(data, dict) else None
     if not isinstance(normals, np.ndarray) or normals.ndim != 4 or normals.shape[-1] != 3:
         got = type(normals).__name__ if not isinstance(normals, np.ndarray) else normals.shape

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ...errors import one_line
+from ...paths import read_refused
 from .common import (
     FIX,
     DatasetError,
@@ -78,8 +79,11 @@ def nyu_indices(root: str | Path, split: str) -> list[int]:
     try:
         mat = loadmat(path, variable_names=[key, other])
     except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a file it cannot read
-        why = one_line(e)
-        raise DatasetError(f"cannot read {path} as a MATLAB file ({why}); {expected}") from None
+        why = one_line(e)  # of a file it may not open: "Reader needs file name or ...", so
+        refused = read_refused(path, what="NYUv2 splits")  # opened to see
+        raise refused or DatasetError(
+            f"cannot read {path} as a MATLAB file ({why}); {expected}"
+        ) from None
     if key not in mat:
         raise DatasetError(f"{path} has no {key}; {expected}")
     values = np.asarray(mat[key]).reshape(-1)
@@ -183,7 +187,7 @@ class NYUv2Depth(torch.utils.data.Dataset):
             return h5py.File(self.mat, "r")
         except OSError as e:
             why = one_line(e, None)
-            raise DatasetError(
+            raise read_refused(self.mat, e, "NYUv2 labelled set") or DatasetError(
                 f"{self.mat} is not a MATLAB v7.3 (HDF5) file ({why}); expected the official "
                 f"nyu_depth_v2_labeled.mat"
             ) from None
@@ -238,7 +242,10 @@ class NYUv2Normals(NYUv2Depth):
             normals = np.load(self.normals_path, mmap_mode="r")
         except (OSError, ValueError) as e:
             why = one_line(e)
-            raise DatasetError(f"cannot read {self.normals_path} ({why}); {FIX}") from None
+            refused = read_refused(self.normals_path, e, "NYUv2 surface normals")
+            raise refused or DatasetError(
+                f"cannot read {self.normals_path} ({why}); {FIX}"
+            ) from None
         n, w, h = f["images"].shape[0], *f["images"].shape[2:]
         if normals.ndim != 4 or normals.shape[1:] != (h, w, 3) or normals.shape[0] < n:
             raise DatasetError(
