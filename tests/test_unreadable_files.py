@@ -107,3 +107,55 @@ result = {{
     _says_the_fix(said["split list"], split)
     assert said["damaged"].startswith("DatasetError: cannot read ")
     assert "as a MATLAB file" in said["damaged"]
+
+
+def _world(root):
+    from loftup.data.scene_files import write_scenes
+    from loftup.data.scenes import SceneConfig
+
+    return write_scenes(root, SceneConfig(height=16, width=16), 1, progress=False)
+
+
+def test_a_world_this_user_may_not_read_is_not_called_damaged(tmp_path):
+    """World.load with a scene's sa1b/ folder this user may read but not search (mode 600),
+    or a labels/ folder of another user's (mode 700), or a scene file of mode 000, and
+    read_world with world.json of mode 000: each said "the world is damaged; delete the
+    folder and write the world again", of files that are whole."""
+    worlds = {what: _world(tmp_path / what) for what in ("sa1b", "labels", "json", "record")}
+    worlds["sa1b"].joinpath("sa1b").chmod(0o600)
+    others(worlds["labels"] / "labels")
+    (worlds["labels"] / "labels").chmod(0o700)
+    worlds["json"].joinpath("sa1b", "sa_1.json").chmod(0)
+    worlds["record"].joinpath("world.json").chmod(0)
+    said = where_modes_apply(f"""
+from file_modes import told
+from loftup.data.scene_files import read_world
+result = {{what: told(lambda: read_world(root).load("sa_1"))
+          for what, root in { ({k: str(v) for k, v in worlds.items() if k != "record"})!r}.items()}}
+result["record"] = told(lambda: read_world({str(worlds["record"])!r}))
+""")
+    for what, folder in (("sa1b", "sa1b"), ("labels", "labels")):
+        blocked = worlds[what] / folder
+        assert said[what].startswith(f"PathPermissionError: cannot read scene file {blocked}/")
+        assert f"({blocked} cannot be searched by this user); have {blocked} made " in said[what]
+    _says_the_fix(said["json"], worlds["json"] / "sa1b" / "sa_1.json")
+    _says_the_fix(said["record"], worlds["record"] / "world.json")
+    assert not any("damaged" in line for line in said.values()), said
+
+
+def test_training_files_this_user_may_not_read_say_so_and_the_fix(tmp_path):
+    """Training skips a file it cannot read with a warning of why: an SA-1B annotation file
+    of mode 000 was "[Errno 13] Permission denied: '...'", no fix."""
+    from train_fixtures import write_sa1b
+
+    root = write_sa1b(tmp_path / "sa", 2, size=32)
+    (root / "sa_1.json").chmod(0)
+    said = where_modes_apply(f"""
+from file_modes import told
+from loftup.data.dataset import MaskedImages
+data = MaskedImages({str(root)!r}, size=32, masks="sa1b")
+result = [told(lambda: data.load(i)) for i in range(2)]
+""")
+    assert said[0] == "none"
+    _says_the_fix(said[1], root / "sa_1.json")
+    assert said[1].startswith(f"PathPermissionError: cannot read SA-1B annotations {root}/")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BrokenFileError, UsageError, one_line
+from ..paths import read_refused
 from .images import SquareCrop, collections_paused, crop_mask, image_folders, paths_in_order
 from .rle import decode_rle
 
@@ -105,7 +106,8 @@ def _json_names_casefolded(files: set[str]) -> dict[str, str]:
 def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: int) -> np.ndarray:
     """The first ``max_masks`` masks of an SA-1B JSON, cropped like the image: bool (K, S, S).
 
-    Raises OSError (a missing file) or a one-line :class:`~loftup.errors.BrokenFileError` (a
+    Raises OSError (a missing file; a :class:`~loftup.errors.PathPermissionError` naming the
+    fix for one this user may not read) or a one-line :class:`~loftup.errors.BrokenFileError` (a
     ValueError) naming the file and what is wrong with it (not JSON, no annotations, a mask that
     is not COCO RLE, has no plausible size for the image (checked before it is decoded), has runs
     that do not cover that size (:func:`~.rle.decode_rle`), does not decode or is of another
@@ -114,6 +116,8 @@ def read_sa1b_masks(json_path: str | os.PathLike, crop: SquareCrop, max_masks: i
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
+    except PermissionError as e:  # a bare "[Errno 13] Permission denied: ...": the fix now
+        raise read_refused(json_path, e, "SA-1B annotations") or e from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; "[[[..."
         raise _broken(json_path, f"not JSON ({e})") from None
     annotations = data.get("annotations") if isinstance(data, dict) else None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
-from ..paths import check_visible
+from ..paths import check_visible, read_refused
 from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
 from .scenes import Scene, SceneConfig, generate_scene
 from .world_record import FORMAT, PARTIAL, check_scene_range, check_world  # noqa: F401  (check_scene_range: importable from here)
@@ -130,7 +130,9 @@ class World:
 
     def load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8, labels (H, W) uint8, masks (N, H, W) bool of image ``name``;
-        a :class:`LoftUpError` names a scene file that cannot be read."""
+        a :class:`LoftUpError` names a scene file that cannot be read (a
+        :class:`~loftup.errors.PathPermissionError` one this user may not read, or a folder of
+        the world they may not search)."""
         from PIL import Image
 
         from .images import READ_ERRORS
@@ -146,8 +148,8 @@ class World:
             path = self.root / "sa1b" / f"{name}.json"
             meta = json.loads(path.read_text())
             masks = [decode_rle(a["segmentation"]) for a in meta["annotations"]]
-        except READ_ERRORS as e:
-            raise LoftUpError(
+        except READ_ERRORS as e:  # one this user may not read: its fix, not "damaged"
+            raise read_refused(path, e, "scene file") or LoftUpError(
                 f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
                 f"{_WRITE_AGAIN}"
             ) from None
@@ -181,8 +183,10 @@ def read_world(root: str | Path) -> World:
         )
     try:
         info = read_json_object(path)
-    except ValueError as e:
-        raise LoftUpError(f"{e}; {_WRITE_AGAIN}") from None
+    except ValueError as e:  # BrokenFileError, of one this user may not read too: opened to see
+        raise read_refused(path, what="world record") or LoftUpError(
+            f"{e}; {_WRITE_AGAIN}"
+        ) from None
     if info.get("format") != FORMAT:
         raise LoftUpError(f"{path} is not a {FORMAT} file (format={info.get('format')!r})")
     missing = [k for k in ("config", "seed", "images") if k not in info]
