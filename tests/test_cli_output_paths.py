@@ -176,3 +176,41 @@ def test_a_path_that_is_no_utf8_is_said_on_a_strict_stdout(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote info\\udcfe.json" in done.stdout
     assert json.loads((tmp_path / name).read_text())
+
+
+def _scenes_folder_in(out):
+    """``out/scenes/train``, where the demo and the experiments write their training scenes."""
+    (out / "scenes").mkdir(parents=True)
+    return out / "scenes" / "train"
+
+
+@pytest.mark.parametrize("command", [["experiment", "coords", "--quick"], ["demo"]])
+def test_a_scenes_folder_that_cannot_be_written_is_said_with_out_as_typed(
+    tmp_path, capsys, command
+):
+    """A file where ``OUT/scenes/train`` goes, or that folder of mode 600 (this user may not
+    search it), was "--out OUT/scenes/train ...", a path the user never typed."""
+    out = tmp_path / "out"
+    _scenes_folder_in(out).write_text("")
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: --out {out} cannot be written: {out}/scenes/train is a file, where the run "
+        "makes a folder; move it away or choose another folder"
+    )
+    from file_modes import where_modes_apply
+
+    locked = tmp_path / "locked"
+    _scenes_folder_in(locked).mkdir(mode=0o600)
+    said = where_modes_apply(f"""
+import contextlib, io
+from loftup.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    main({[*command, "--out", str(locked)]!r})
+result = err.getvalue().strip()
+""")
+    assert said == (
+        f"error: --out {locked} cannot be written: {locked}/scenes/train takes no new files "
+        f"({os.strerror(13)}); choose another folder"
+    )

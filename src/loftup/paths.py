@@ -243,21 +243,30 @@ def check_file_output(path: str, option: str, fix: str | None = None, example: s
         raise UsageError(f"{option} {path} cannot be written: {problem}; {fix}")
 
 
-def check_folder_output(path: str | os.PathLike, option: str, alternative: str = "") -> None:
+def check_folder_output(
+    path: str | os.PathLike, option: str, alternative: str = "", *, inside=None
+) -> None:
     """UsageError unless the folder ``path`` (given as ``option``) exists or can be made and
     takes new files: not empty, a file, under one, a link to nothing, nor in a folder that
     takes no files (read-only, or not this user's). ``alternative``: another fix the message
-    offers after "choose another folder" (`` (or --no-cache)``). Makes nothing: a folder
-    made where it was missing would be left behind by a run refused later."""
+    offers after "choose another folder" (`` (or --no-cache)``). ``inside``: the folder given
+    as ``option`` where ``path`` is one a run makes in it (an experiment's ``OUT/scenes/train``),
+    which the error names as the option's value (it named ``--out OUT/scenes/train``, a path
+    the user never typed), ``path`` in what is wrong. Makes nothing: a folder made where it
+    was missing would be left behind by a run refused later."""
     path = os.fspath(path)
     if not path:  # Path("") is the current folder: ``-o "$OUT"`` with $OUT unset wrote there
         raise UsageError(f"{option} is empty; give a folder{alternative}")
+    given = path if inside is None else os.fspath(inside)
     target = Path(path).expanduser()
-    _too_long(target, option, path)
+    _too_long(target, option, given)
     if os.path.exists(target) and not os.path.isdir(target):
+        if inside is not None:  # a folder the run makes: not one the user gives
+            raise UsageError(f"{option} {given} cannot be written: {path} is a file, where the "
+                             "run makes a folder; move it away or choose another folder")  # fmt: skip
         raise UsageError(f"{option} {path} is a file; give a folder")
     problem = _folder_problem(target)
     if problem:
         raise UsageError(
-            f"{option} {path} cannot be written: {problem}; choose another folder{alternative}"
+            f"{option} {given} cannot be written: {problem}; choose another folder{alternative}"
         )

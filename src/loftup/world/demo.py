@@ -24,6 +24,7 @@ import torch
 from ..data.scene_files import check_kept, read_world, write_scenes
 from ..data.scenes import SceneConfig
 from ..data.world_record import check_world, read_record
+from ..paths import check_folder_output
 from .config import DemoConfig
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
@@ -49,7 +50,6 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     ``world.json`` says these options, :func:`make_scenes`)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
-    from ..paths import check_folder_output
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
@@ -131,6 +131,7 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
         check_world(root, config, count, seed=seed, said_as=said_as, recorded=recorded)
         check_kept((root, recorded[0].get("images")), *_other_kept(cfg, part))
         return root
+    check_folder_output(root, "--out", inside=cfg.out)  # said as typed: not OUT/scenes/PART
     return write_scenes(
         root, config, count, seed=seed, progress=progress, said_as=said_as, recorded=recorded
     )
