@@ -120,7 +120,9 @@ def test_a_world_this_user_may_not_read_is_not_called_damaged(tmp_path):
     """World.load with a scene's sa1b/ folder this user may read but not search (mode 600),
     or a labels/ folder of another user's (mode 700), or a scene file of mode 000, and
     read_world with world.json of mode 000: each said "the world is damaged; delete the
-    folder and write the world again", of files that are whole."""
+    folder and write the world again", of files that are whole; writing the world again
+    (read_record, as `loftup world scenes --out` and the demo do) "choose another --out or
+    delete it"."""
     worlds = {what: _world(tmp_path / what) for what in ("sa1b", "labels", "json", "record")}
     worlds["sa1b"].joinpath("sa1b").chmod(0o600)
     others(worlds["labels"] / "labels")
@@ -133,6 +135,9 @@ from loftup.data.scene_files import read_world
 result = {{what: told(lambda: read_world(root).load("sa_1"))
           for what, root in { ({k: str(v) for k, v in worlds.items() if k != "record"})!r}.items()}}
 result["record"] = told(lambda: read_world({str(worlds["record"])!r}))
+from pathlib import Path
+from loftup.data.world_record import read_record
+result["written again"] = told(lambda: read_record(Path({str(worlds["record"])!r})))
 """)
     for what, folder in (("sa1b", "sa1b"), ("labels", "labels")):
         blocked = worlds[what] / folder
@@ -140,6 +145,7 @@ result["record"] = told(lambda: read_world({str(worlds["record"])!r}))
         assert f"({blocked} cannot be searched by this user); have {blocked} made " in said[what]
     _says_the_fix(said["json"], worlds["json"] / "sa1b" / "sa_1.json")
     _says_the_fix(said["record"], worlds["record"] / "world.json")
+    _says_the_fix(said["written again"], worlds["record"] / "world.json")  # not "delete it"
     assert not any("damaged" in line for line in said.values()), said
 
 

@@ -96,15 +96,19 @@ def check_world(
 def read_record(out: Path) -> tuple[dict | None, dict | None]:
     """The record of the world in ``out``: ``world.json``'s when it is finished, else
     ``world.partial.json``'s when one was begun (each None where there is no such file); a
-    :class:`~loftup.errors.UsageError` naming a record that cannot be read."""
+    :class:`~loftup.errors.UsageError` naming a record that cannot be read (a
+    :class:`~loftup.errors.PathPermissionError` one this user may not read)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
+    from ..paths import read_refused
 
     try:
         old = read_json_object(out / "world.json")
         return old, None if old is not None else read_json_object(out / PARTIAL)
-    except ValueError as e:
-        raise UsageError(f"{e}; choose another --out or delete it") from None
+    except ValueError as e:  # one this user may not read: its fix, not a record to delete
+        refused = read_refused(out / "world.json", what="world record")
+        refused = refused or read_refused(out / PARTIAL, what="world record")
+        raise refused or UsageError(f"{e}; choose another --out or delete it") from None
 
 
 def _check_other_world(

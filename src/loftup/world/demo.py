@@ -121,8 +121,8 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     config, seed = _world(part, cfg.size, cfg.seed)
     try:  # read once, for the checks below
         recorded = read_record(root)
-    except ValueError:  # a broken record, or a file in the way: check_world says which
-        recorded = None
+    except (ValueError, PermissionError):  # broken, not this user's to read, or a file in the
+        recorded = None  # way: check_folder_output or check_world says which
     _check_options(root, cfg, part, count, recorded)
     # what _check_options left: values of the world the demo's options do not set
     said_as = {"count": f"--{part}-scenes", "seed": f"seed of the {_PARTS[part]} scenes"}
@@ -143,7 +143,7 @@ def _other_kept(cfg, part: str) -> list:
     root = Path(cfg.out) / "scenes" / ("val" if part == "train" else "train")
     try:
         recorded = read_record(root)
-    except ValueError:  # its own turn says what is wrong with it
+    except (ValueError, PermissionError):  # its own turn says what is wrong with it
         return []
     if recorded is None or recorded[0] is None:
         return []
