@@ -8,6 +8,7 @@ centre ``size`` x ``size`` square. Images come out as float (3, S, S) in [0, 1].
 from __future__ import annotations
 
 import os
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
 from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
-from ...listing import cannot_read
+from ...listing import permission_denied
 from ...paths import read_refused, there
 
 IGNORE = 255
@@ -59,25 +60,53 @@ def read_lines(path: Path, what: str, hint: str) -> list[str]:
 
 
 def listed(folder: Path, pattern: str) -> list[Path]:
-    """The files of ``folder`` matching ``pattern`` (a glob), sorted, without hidden ones: a
-    name starting with ``.`` (the file's, or a folder's between) is no dataset item (macOS
-    writes ``._NAME`` beside each file it copies to an exFAT disk or a share, which ``*``
-    matches in pathlib, unlike a shell). A PathPermissionError where ``folder`` cannot be read
-    (another user's, of mode 700), which was a folder of no files ("no frames")."""
-    found = sorted(
-        p
-        for p in folder.glob(pattern)
-        if not any(n.startswith(".") for n in p.relative_to(folder).parts)
-    )
-    if not found:  # pathlib's glob finds nothing, without a word, in a folder it may not read
-        try:
-            os.scandir(folder).close()
-        except PermissionError as e:
-            raise PathPermissionError(
-                f"{folder} is {cannot_read(folder, e)}; have it made readable for this user "
-                "(chmod a+rx, by its owner)"
-            ) from None
-    return found
+    """The files of ``folder`` matching ``pattern`` (a glob of ``/``-separated names, no
+    ``**``: Cityscapes' ``*/*_leftImg8bit.png``), sorted, without hidden ones: a name starting
+    with ``.`` (the file's, or a folder's between) is no dataset item (macOS writes ``._NAME``
+    beside each file it copies to an exFAT disk or a share, which ``*`` matches in pathlib,
+    unlike a shell). A PathPermissionError where ``folder``, or a folder between that the
+    pattern matches (a city), cannot be read (another user's, of mode 700): pathlib's glob
+    passed over it without a word, a sequence with "no frames", a city's images left out of
+    the score. ``folder`` a file: no files (its reader says what is missing)."""
+    found = [folder]
+    *between, last = pattern.split("/")
+    for part in between:
+        found = [p / n for p in found for n in _names(p, part, folders=True)]
+    return sorted(p / n for p in found for n in _names(p, last))
+
+
+def _names(folder: Path, pattern: str, folders: bool = False) -> list[str]:
+    """The names in ``folder`` matching the glob ``pattern``, hidden ones left out (``folders``:
+    those of folders only, links followed); none where ``folder`` is no folder (a file, gone);
+    a PathPermissionError naming a folder that cannot be read, or a link to one this user may
+    not look at, and the fix."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = [e for e in listing if not e.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except PermissionError as e:
+        why = permission_denied(folder)  # behind a folder not searchable: that one's fix
+        fix = "have it made readable for this user (chmod a+rx, by its owner)"
+        raise PathPermissionError(
+            f"{folder} is a folder that cannot be read: {why}"
+            if why
+            else f"{folder} is a folder that cannot be read ({e.strerror or e}); {fix}"
+        ) from None
+    matching = [e for e in entries if fnmatchcase(e.name, pattern)]
+    return sorted(e.name for e in matching if not folders or _a_folder(e))
+
+
+def _a_folder(entry: os.DirEntry) -> bool:
+    """Whether the listed ``entry`` is a folder (links followed); a link into a folder this
+    user may not search counts as one, whose listing then says so (pathlib's glob passed
+    over it)."""
+    try:
+        return entry.is_dir()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
 
 
 def limited(items: list, limit: int | None) -> list:

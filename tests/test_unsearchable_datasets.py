@@ -1,0 +1,87 @@
+"""The dataset readers' folders that this user may not read or search, beyond those of
+test_unsearchable_inputs.py: a Cityscapes city of another user's (mode 700), which the
+listing passed over without a word; DAVIS given as the folder above a DAVIS/ that may not be
+searched; a segmentation root behind such a folder (the layout's guesses raised pathlib's
+bare PermissionError); and a listed path that is a file, which is no permission problem. The
+``unsearchable`` and ``locked`` fixtures (conftest) refuse such folders as root too."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from loftup.errors import PathPermissionError
+from test_unsearchable_inputs import _refused
+
+
+def _two_cities(root):
+    """Cityscapes with two cities of two images each in val: frankfurt, and bremen (a copy)."""
+    from eval_data import write_cityscapes
+
+    base = write_cityscapes(root, n=2)
+    for kind in ("leftImg8bit", "gtFine"):
+        val = base / kind / "val"
+        for f in sorted((val / "frankfurt").iterdir()):
+            (val / "bremen").mkdir(exist_ok=True)
+            shutil.copyfile(f, val / "bremen" / f.name.replace("frankfurt", "bremen"))
+    return base
+
+
+def test_a_city_this_user_may_not_read_stops_the_listing(tmp_path, locked, capsys):
+    """A city's folder of another user (mode 700) among readable ones: its images were left
+    out without a word (`loftup eval seg` scored 2 images of 4, status 0); with every city
+    so, "no images found" (of images that are there)."""
+    from loftup.cli import main
+    from loftup.eval.datasets.seg import seg_pairs
+
+    base = _two_cities(tmp_path)
+    assert len(seg_pairs("cityscapes", tmp_path, "val")) == 4
+    bremen = base / "leftImg8bit" / "val" / "bremen"
+    locked(bremen)
+    with pytest.raises(PathPermissionError) as caught:
+        seg_pairs("cityscapes", tmp_path, "val")
+    said = str(caught.value)
+    assert f"{bremen} is a folder that cannot be read" in said, said
+    assert "have it made readable for this user (chmod a+rx, by its owner)" in said, said
+    argv = ["eval", "seg", "--dataset", "cityscapes", "--root", str(tmp_path)]
+    argv += ["--backbone", "dinov2_tiny", "--upsampler", "bilinear", "--no-progress"]
+    assert main([*argv, "--json", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"{bremen} is a folder that cannot" in err, err
+    locked(base / "leftImg8bit" / "val" / "frankfurt")
+    with pytest.raises(PathPermissionError, match="bremen is a folder that cannot be read"):
+        seg_pairs("cityscapes", tmp_path, "val")  # the first in name order, not "no images"
+
+
+def test_a_city_linked_into_a_folder_this_user_may_not_search(tmp_path, unsearchable):
+    """A city that is a link into such a folder: pathlib's glob passed over it too."""
+    from loftup.eval.datasets.seg import seg_pairs
+
+    base = _two_cities(tmp_path / "cs")
+    val, secret = base / "leftImg8bit" / "val", tmp_path / "secret"
+    secret.mkdir()
+    shutil.move(val / "bremen", secret / "bremen")
+    (val / "bremen").symlink_to(secret / "bremen")
+    unsearchable(secret)
+    _refused(lambda: seg_pairs("cityscapes", tmp_path / "cs", "val"), secret)
+
+
+def test_a_listed_folder_that_is_a_file_is_said_as_missing_items(tmp_path):
+    """A DAVIS sequence's frames folder, or ADE20K's images/validation, that is a file: the
+    listing raised NotADirectoryError ("error: ...: Not a directory", no hint), not the
+    reader's DatasetError naming the layout."""
+    from eval_data import write_ade20k, write_davis
+    from loftup.eval.datasets import davis_sequences
+    from loftup.eval.datasets.common import DatasetError
+    from loftup.eval.datasets.seg import seg_pairs
+
+    davis = write_davis(tmp_path / "davis")
+    ade = write_ade20k(tmp_path / "ade")
+    for folder in (davis / "JPEGImages" / "480p" / "car", ade / "images" / "validation"):
+        shutil.rmtree(folder)
+        folder.write_text("not a folder")
+    with pytest.raises(DatasetError, match="DAVIS sequence car: no frames. Expected ROOT/"):
+        davis_sequences(davis)
+    with pytest.raises(DatasetError, match="ade20k val: no images found under .*Expected"):
+        seg_pairs("ade20k", tmp_path / "ade", "val")
