@@ -67,6 +67,18 @@ def test_a_city_linked_into_a_folder_this_user_may_not_search(tmp_path, unsearch
     _refused(lambda: seg_pairs("cityscapes", tmp_path / "cs", "val"), secret)
 
 
+def test_davis_above_a_davis_folder_this_user_may_not_search(tmp_path, unsearchable):
+    """DAVIS given as the folder above DAVIS/ (as the archive unpacks), DAVIS/ another user's:
+    the reader did not go into it, and said ROOT/ImageSets/2017/val.txt "does not exist"."""
+    from eval_data import write_davis
+    from loftup.eval.datasets import davis_sequences
+
+    write_davis(tmp_path / "above" / "DAVIS")
+    assert len(davis_sequences(tmp_path / "above")) == 2
+    unsearchable(tmp_path / "above" / "DAVIS")
+    _refused(lambda: davis_sequences(tmp_path / "above"), tmp_path / "above" / "DAVIS")
+
+
 def test_a_listed_folder_that_is_a_file_is_said_as_missing_items(tmp_path):
     """A DAVIS sequence's frames folder, or ADE20K's images/validation, that is a file: the
     listing raised NotADirectoryError ("error: ...: Not a directory", no hint), not the

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...paths import there
+from ...paths import check_visible, there
 from .common import (
     FIX,
     DatasetError,
@@ -101,9 +101,12 @@ def davis_sequences(
       check: :meth:`DavisSequence.check` each one (what a scored run needs), before any work.
     """
     root = home_expanded(root, "dataset root")
-    # os.path: pathlib's raises where a folder is not searchable (the split list names it)
-    if not os.path.isdir(root / "JPEGImages") and os.path.isdir(root / "DAVIS" / "JPEGImages"):
-        root = root / "DAVIS"
+    # os.path: pathlib's raises where a folder is not searchable (the split list names it);
+    # the folder above, its DAVIS/ not searchable, was told its split list "does not exist"
+    if not os.path.isdir(root / "JPEGImages"):
+        check_visible(root / "DAVIS" / "JPEGImages", "dataset root")
+        if os.path.isdir(root / "DAVIS" / "JPEGImages"):
+            root = root / "DAVIS"
     listing = root / "ImageSets" / "2017" / f"{split}.txt"
     names = limited(read_lines(listing, "DAVIS split", DAVIS_HINT), limit)
     if not names:  # else a run ends with J&F null
