@@ -13,6 +13,7 @@ import pytest
 
 from loftup.errors import PathPermissionError
 from test_unsearchable_inputs import _refused
+from test_unsearchable_paths import _says_why
 
 
 def _two_cities(root):
@@ -77,6 +78,33 @@ def test_davis_above_a_davis_folder_this_user_may_not_search(tmp_path, unsearcha
     assert len(davis_sequences(tmp_path / "above")) == 2
     unsearchable(tmp_path / "above" / "DAVIS")
     _refused(lambda: davis_sequences(tmp_path / "above"), tmp_path / "above" / "DAVIS")
+
+
+def test_segmentation_roots_in_a_folder_this_user_may_not_search(tmp_path, unsearchable):
+    """Each segmentation reader's root behind such a folder, or a folder of it that may be
+    listed, not searched: a bare PermissionError naming a folder the layout guessed
+    (``VOCdevkit``), or a listed image, from the Python API (the CLI checks --root)."""
+    from eval_data import write_ade20k, write_cityscapes, write_cocostuff, write_voc
+    from loftup.eval.datasets.seg import seg_pairs
+
+    secret, own = tmp_path / "secret", tmp_path / "own"
+    writers = {"voc": write_voc, "ade20k": write_ade20k, "cityscapes": write_cityscapes,
+               "cocostuff": write_cocostuff}  # fmt: skip
+    for name, write in writers.items():
+        write(secret / name)
+        write(own / name)
+    voc_images = own / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    unsearchable(secret)
+    unsearchable(own / "ade20k")  # the root itself: listed, not searched
+    unsearchable(voc_images)
+    for name in writers:
+        with pytest.raises(PathPermissionError) as caught:
+            seg_pairs(name, secret / name, "val")
+        said = str(caught.value)
+        assert said.startswith(f"dataset root {secret / name}: "), said  # the root given
+        _says_why(said, secret)
+    _refused(lambda: seg_pairs("ade20k", own / "ade20k", "val"), own / "ade20k")
+    _refused(lambda: seg_pairs("voc", own / "voc", "val"), voc_images)
 
 
 def test_a_listed_folder_that_is_a_file_is_said_as_missing_items(tmp_path):

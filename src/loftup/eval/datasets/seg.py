@@ -33,12 +33,14 @@ ROOT may also be the folder above (``cocostuff/``, ``cityscapes/``, ``ADEChallen
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ...paths import check_visible, there
 from .common import IGNORE, DatasetError, home_expanded, limited, listed, read_lines, require
 
 COCO_FINE_TO_COARSE = np.array(
@@ -123,9 +125,17 @@ class SegDatasetSpec:
 def _descend(root: Path, *children: str) -> Path:
     """``root`` or the first existing ``root/child`` that holds the dataset."""
     for child in children:
-        if (root / child).is_dir():
+        if _a_folder(root / child):
             return root / child
     return root
+
+
+def _a_folder(path: Path) -> bool:
+    """Whether ``path``, of a dataset root, is a folder; a PathPermissionError where a folder
+    this user may not search hides it (pathlib's is_dir raised a bare PermissionError naming a
+    folder the layout guessed)."""
+    check_visible(path, "dataset root")
+    return os.path.isdir(path)
 
 
 # -- COCO-Stuff --------------------------------------------------------------------------------
@@ -233,7 +243,7 @@ def _check_not_another(name: str, root: str | Path) -> None:
     dataset's: the fix is the dataset's name (``--dataset`` has a default), not the folder."""
     path = home_expanded(root, "dataset root")
     for other, spec in SEG_DATASETS.items():
-        if other != name and (spec.find_root(path) / spec.marker).is_dir():
+        if other != name and _a_folder(spec.find_root(path) / spec.marker):
             raise DatasetError(
                 f"{root} holds the {other} layout, not the {name} one: pass --dataset {other}, "
                 f"or a --root that holds {name}. {SEG_DATASETS[name].hint}"
@@ -254,14 +264,16 @@ def seg_pairs(
     if split not in spec.splits:
         raise DatasetError(f"{name} has splits {sorted(spec.splits)}, not {split!r}")
     given = home_expanded(root, "dataset root")
+    check_visible(given, "dataset root")  # the root named, not the first folder guessed in it
     base = spec.find_root(given)
-    if base == given and not (base / spec.marker).is_dir():
+    if base == given and not _a_folder(base / spec.marker):
         _check_not_another(name, root)  # no folder of its own there: another dataset's?
     pairs = spec.list_pairs(base, spec.splits[split])
     if not pairs:
         raise DatasetError(f"{name} {split}: no images found under {base}. {spec.hint}")
     pairs = limited(pairs, limit)  # a file the run never reads is not asked for
-    missing = [str(p) for pair in pairs[:CHECKED_PAIRS] for p in pair if not p.exists()]
+    checked = (p for pair in pairs[:CHECKED_PAIRS] for p in pair)
+    missing = [str(p) for p in checked if not there(p, f"{name} file")]
     if missing:
         count = f"{len(missing)}" if len(pairs) <= CHECKED_PAIRS else f"at least {len(missing)}"
         raise DatasetError(
