@@ -125,3 +125,26 @@ def test_a_listed_folder_that_is_a_file_is_said_as_missing_items(tmp_path):
         davis_sequences(davis)
     with pytest.raises(DatasetError, match="ade20k val: no images found under .*Expected"):
         seg_pairs("ade20k", tmp_path / "ade", "val")
+
+
+def test_a_normals_cache_this_user_may_not_search_names_cache_dir(tmp_path, unsearchable):
+    """The converted normals' file in a cache folder behind such a folder, or in one that may
+    be listed, not searched (where it cannot be made either): the fix is another cache_dir,
+    not "a copy of it" (of a file loftup makes)."""
+    from eval_data import write_nyu_normals, write_nyuv2
+    from loftup.eval.datasets.normals_file import nyu_normals_file
+
+    nyu = write_nyuv2(tmp_path / "nyu")
+    write_nyu_normals(nyu)
+    secret, listed = tmp_path / "secret", tmp_path / "listed"
+    (secret / "cache").mkdir(parents=True)
+    (listed / "nyuv2").mkdir(parents=True)
+    unsearchable(secret)
+    unsearchable(listed / "nyuv2")
+    for cache, folder in ((secret / "cache", secret), (listed, listed / "nyuv2")):
+        with pytest.raises(PathPermissionError) as caught:
+            nyu_normals_file(nyu, cache)
+        said = str(caught.value)
+        assert f"{folder} cannot be searched" in said, said
+        assert "or give cache_dir (--cache-dir) a folder of this user's" in said, said
+        assert "copy" not in said, said

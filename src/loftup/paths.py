@@ -40,12 +40,15 @@ def check_visible(
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 
-def there(path: str | os.PathLike, what: str = "") -> bool:
+def there(
+    path: str | os.PathLike, what: str = "", other: str | None = None, to_make: bool = False
+) -> bool:
     """Whether ``path`` (a file of the user's, or of a folder they gave: ``what`` it is) is
     there (``os.path.exists``); a :class:`PathPermissionError` where a folder this user may not
-    search hides it (:func:`check_visible`), for which pathlib's exists raised a bare
-    PermissionError and os.path's said it was not there."""
-    check_visible(path, what)
+    search hides it (:func:`check_visible`, with ``other`` and ``to_make``: a file a run makes
+    where it is missing), for which pathlib's exists raised a bare PermissionError and
+    os.path's said it was not there."""
+    check_visible(path, what, other, to_make)
     return os.path.exists(os.path.expanduser(os.fspath(path)))
 
 

@@ -100,7 +100,9 @@ def nyu_normals_file(
     st = source.stat()
     name = f"all_normals-{st.st_size}-{st.st_mtime_ns}.npy"
     target = home_expanded(cache_dir, "cache folder") / "nyuv2" / name
-    if there(target, "converted normals"):
+    # a file of loftup's own cache, made here: not one to copy (a run cannot write it either)
+    fix = "give cache_dir (--cache-dir) a folder of this user's"
+    if there(target, "converted normals", fix, to_make=True):
         return target
     from tqdm.auto import tqdm
 
