@@ -87,6 +87,7 @@ def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, 
         "hub": "haiwen/loftup-clip/pytorch_model.bin",
         "cached": True,
         "path": str(snap / "pytorch_model.bin"),
+        "unchecked": None,
     }
     others = [r for r in rows if r is not clip]
     assert not any(r["cached"] or r["path"] for r in others)

@@ -3,9 +3,10 @@ user's, of mode 700; one of their own of mode 644): SAM's weights, the files of 
 root, a scene folder, an experiment's training data, a world backbone's weights. Each raised
 pathlib's bare PermissionError (Python 3.11's exists, is_file and is_dir), a traceback naming
 neither the folder nor the fix; now a PathPermissionError (a PermissionError too) names both.
-So do the Hugging Face cache of ``loftup info`` ("cached: no"), ``loftup bench --reference``
-("no such file") and a dataset folder that cannot be read ("no frames"). The
-``unsearchable`` and ``locked`` fixtures (conftest) refuse such folders as root too."""
+So do ``loftup bench --reference`` ("no such file") and a dataset folder that cannot be read
+("no frames"); the Hugging Face cache is test_unsearchable_cache.py's, the other folders of
+the dataset readers test_unsearchable_datasets.py's. The ``unsearchable`` and ``locked``
+fixtures (conftest) refuse such folders as root too."""
 
 from __future__ import annotations
 
@@ -157,36 +158,6 @@ def test_a_world_backbone_in_a_folder_this_user_may_not_search(tmp_path, unsearc
     _refused(lambda: loftup.get_featurizer("scenes_vit_p8", secret / "bb"), secret)
     _refused(lambda: load_backbone(own), own)
     assert load_backbone().dim > 0  # the shipped weights: as they were
-
-
-def test_info_says_a_cache_this_user_may_not_search_cannot_be_searched(
-    tmp_path, unsearchable, monkeypatch, capsys
-):
-    """A Hugging Face cache of mode 644 (or 600: listed, not searched), or one in a folder
-    this user may not search: ``loftup info`` said "cached: no" for every checkpoint, the
-    cached ones too, and loading a cached one was "not in the cache"; now one line names the
-    folder and the fix, from the Python API a PathPermissionError."""
-    import loftup
-    from conftest import make_hf_cache
-    from hub_helpers import _offline_cache
-    from loftup.cli import main
-    from loftup.hub import RELEASED, released_table
-
-    released = RELEASED["loftup_dinov2s"]
-    secret, cache = tmp_path / "secret", tmp_path / "own" / "hub"
-    for hub in (secret / "hub", cache):
-        make_hf_cache(hub, released.repo_id, {released.filename: b"weights"})
-    unsearchable(secret)
-    unsearchable(cache)
-    for hub, folder in ((cache, cache), (secret / "hub", secret)):
-        _offline_cache(monkeypatch, hub)
-        assert main(["info"]) == 2
-        err = capsys.readouterr().err
-        assert "Traceback" not in err and len(err.splitlines()) == 1, err
-        _says_why(err, folder)
-        assert "or set HF_HOME to a folder of this user's" in err
-        _refused(released_table, folder)
-        _refused(lambda: loftup.load_upsampler("loftup_dinov2s"), folder)
 
 
 def test_a_bench_reference_in_a_folder_this_user_may_not_search(tmp_path, unsearchable, capsys):

@@ -3,6 +3,8 @@ the Hugging Face cache for offline use)."""
 
 from __future__ import annotations
 
+import sys
+
 from .common import write_json
 
 
@@ -21,10 +23,18 @@ def _cmd_info(args) -> int:
     rows = released_table()
     print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
     print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
+    cached = {True: "yes", False: "no", None: "?"}
     for r in rows:
         print(
             f"{r['name']:<20} {r['backbone']:<19} {r['dim']:>4} {r['grid']:>6}  "
-            f"{'yes' if r['cached'] else 'no':<7} {r['hub']}"
+            f"{cached[r['cached']]:<7} {r['hub']}"
+        )
+    for why in dict.fromkeys(r["unchecked"] for r in rows if r["unchecked"]):  # one a folder
+        names = [r["name"] for r in rows if r["unchecked"] == why]
+        which = "any of them is" if len(names) == len(rows) else f"{', '.join(names)} is"
+        print(
+            f"warning: cannot tell whether {which} cached (?): the Hugging Face cache: {why}",
+            file=sys.stderr,
         )
     if args.json:
         write_json(args.json, rows)

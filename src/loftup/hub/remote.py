@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import WeightsNotFoundError
-from ..paths import check_visible
+from ..errors import PathPermissionError, WeightsNotFoundError
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
@@ -171,12 +170,32 @@ def hub_file(
 
 
 def check_cache(repo_id: str) -> None:
-    """A PathPermissionError where hub repo ``repo_id``'s folder in the Hugging Face cache lies
-    in a folder this user may not search, the cache's own (no ``x``: mode 644) or one above
-    it, naming that folder and the fix: nothing can be found in it, nor fetched into it, and
-    it was "not in the cache" (``loftup info``: "cached: no"), having never been looked in."""
-    home = "set HF_HOME to a folder of this user's"
-    check_visible(repo_folder(repo_id), "the Hugging Face cache", home, to_make=True)
+    """A PathPermissionError where hub repo ``repo_id``'s folder in the Hugging Face cache, or
+    the cache, lies in a folder this user may not search (:func:`cache_problem`), naming that
+    folder and the fix: nothing can be found in it, nor fetched into it, and it was "not in
+    the cache" (``loftup info``: "cached: no"), having never been looked in."""
+    why = cache_problem(repo_id)
+    if why:
+        raise PathPermissionError(f"the Hugging Face cache {_cache()}: {why}")
+
+
+def cache_problem(repo_id: str) -> str | None:
+    """Why hub repo ``repo_id``'s folder in the Hugging Face cache cannot be looked in: it, the
+    cache (its own mode 644) or a folder above lies where this user may not search, or is
+    such a folder itself (another user's download into a shared cache, with umask 077; its
+    refs/ is looked at); that folder and the fix, or None. A cache not made yet is fine, but
+    not where it cannot be made."""
+    from ..listing import permission_denied
+
+    variable = next((v for v in CACHE_VARIABLES if os.environ.get(v)), "HF_HOME")
+    return permission_denied(
+        repo_folder(repo_id) / "refs", f"set {variable} to a folder of this user's"
+    )
+
+
+#: The variables that name the Hugging Face cache in place of HF_HOME's hub/, the first set
+#: taking precedence (huggingface_hub's order): the fix names the one that is set.
+CACHE_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
 
 
 def _cache() -> str:
@@ -241,10 +260,14 @@ def cached_path(name: str) -> Path | None:
 def released_table() -> list[dict]:
     """Every released checkpoint, as ``loftup info`` lists it: ``name``, ``backbone``, ``dim``
     (C), ``grid`` (the low-res grid at 224 px, "16x16"), ``hub`` ("repo/file"), ``cached``
-    (whether the Hugging Face cache holds it) and ``path`` (the cached file, or None)."""
+    (whether the Hugging Face cache holds it; None where that cannot be told), ``path`` (the
+    cached file, or None) and ``unchecked`` (why ``cached`` is None: its folder of the cache
+    lies where this user may not search, :func:`cache_problem`; else None). One other user's
+    folder in a shared cache, or a cache that cannot be searched, leaves the list whole."""
     rows = []
     for c in RELEASED.values():
-        path = cached_path(c.name)
+        unchecked = cache_problem(c.repo_id)
+        path = None if unchecked else cached_path(c.name)
         rows.append(
             {
                 "name": c.name,
@@ -252,8 +275,9 @@ def released_table() -> list[dict]:
                 "dim": c.dim,
                 "grid": f"{c.grid}x{c.grid}",
                 "hub": f"{c.repo_id}/{c.filename}",
-                "cached": path is not None,
+                "cached": None if unchecked else path is not None,
                 "path": str(path) if path else None,
+                "unchecked": unchecked,
             }
         )
     return rows
