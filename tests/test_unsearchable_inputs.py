@@ -26,10 +26,14 @@ def _refused(call, secret) -> None:
     _says_why(str(caught.value), secret)
 
 
-def test_sam_weights_in_a_folder_this_user_may_not_search(tmp_path, unsearchable, monkeypatch):
+def test_sam_weights_in_a_folder_this_user_may_not_search(
+    tmp_path, unsearchable, locked, monkeypatch
+):
     """data.sam_weights behind such a folder, or a SAM folder that may be listed and not
     searched (its files unseen), raised a bare PermissionError naming the folder or its
-    config.json; a short name or hub id, in a current folder of that kind, is still no path."""
+    config.json; a short name or hub id, in a current folder of that kind, is still no path.
+    A relative ORG/NAME is a hub id first (as a backbone's): where a folder of that name may
+    lie here, unseen, the hub's error says so too."""
     from hub_helpers import _offline_cache
     from loftup.data.sam import SAM_FILES, SamMaskGenerator, resolve_sam
 
@@ -38,16 +42,26 @@ def test_sam_weights_in_a_folder_this_user_may_not_search(tmp_path, unsearchable
         folder.mkdir(parents=True)
         for group in SAM_FILES:
             (folder / group[0]).write_text("{}")
+    (tmp_path / "w" / "sam").mkdir(parents=True)
     unsearchable(secret)
+    locked(secret)  # not listed either: nothing tells a hub id's ORG from a folder there
     unsearchable(own)
+    unsearchable(tmp_path / "w")
     _refused(lambda: resolve_sam(str(secret / "sam")), secret)
     _refused(lambda: SamMaskGenerator(str(secret / "sam")), secret)
     _refused(lambda: resolve_sam(str(own)), own)
     _offline_cache(monkeypatch, tmp_path / "hub")  # an empty cache: nothing downloaded
     monkeypatch.chdir(secret)
     for name in ("sam_vit_base", "facebook/sam-vit-base"):
-        with pytest.raises(WeightsNotFoundError, match="'config.json' of hub repo"):
+        with pytest.raises(WeightsNotFoundError, match="'config.json' of hub repo") as caught:
             resolve_sam(name)
+        assert "is a folder here" not in str(caught.value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="'config.json' of hub repo 'w/sam'") as caught:
+        resolve_sam("w/sam")
+    said = str(caught.value)
+    assert "; if w/sam is a folder here, permission denied" in said, said
+    _says_why(said, tmp_path / "w")
 
 
 def test_dataset_files_in_a_folder_this_user_may_not_search(tmp_path, unsearchable):

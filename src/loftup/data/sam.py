@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import LoftUpError, WeightsNotFoundError, one_line
+from ..listing import hidden
 from ..paths import check_visible, there
 
 #: SAM checkpoints by short name (``loftup download sam_vit_base``); data.sam_weights takes
@@ -71,7 +72,15 @@ def resolve_sam(weights: str, *, downloading: bool = False):
         "download_name": name,
         "downloading": downloading,
     }
-    return hub_folder(source, SAM_FILES, **kw)
+    try:
+        return hub_folder(source, SAM_FILES, **kw)
+    except WeightsNotFoundError as e:
+        # a folder ORG here, which this user may not search, may hold NAME: said too (a hub
+        # id's ORG, not there, in a current folder nobody may look in, is no path)
+        why = os.path.lexists(path.parts[0]) and hidden(path)
+        if not why:
+            raise
+        raise WeightsNotFoundError(f"{e}; if {source} is a folder here, {why}") from None
 
 
 class SamMaskGenerator:
