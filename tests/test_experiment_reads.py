@@ -1,5 +1,6 @@
 """What one start of `loftup experiment` reads of its run folders, counted: the checkpoint of a
-run it resumes loaded once (read for its step, then by training), and each init.json once."""
+run it resumes loaded once (read for its step, then by training), and each init.json,
+config.yaml and inputs.json once."""
 
 from __future__ import annotations
 
@@ -81,22 +82,16 @@ def test_a_checkpoint_given_to_a_run_that_does_not_resume_is_refused():
         train({}, checkpoint={"step": 2})
 
 
-def test_a_start_reads_each_init_record_once_and_still_refuses_a_changed_init(
-    tmp_path, monkeypatch
-):
-    """Each stage-2 folder's init.json was read 5 times a start (twice by the up-front check,
-    three times by its variant's checks: 30 reads on distill-view's 2 quick seeds). Now once;
-    a stage-1 run trained again is still refused at the next start."""
-    import json
-
-    import loftup.atomic as atomic
-    from loftup.errors import LoftUpError
+@pytest.fixture
+def design(tmp_path):
+    """distill-view --quick's run folders, all finished (3 stage-2 runs per seed, from one
+    shared stage-1 run), and its start: the up-front check, every variant at every seed and
+    the report's training configs, as run_design makes them with one FolderReads."""
     from loftup.experiments import ExperimentSettings
     from loftup.experiments.begun import check_begun
     from loftup.experiments.data import file_sha256
     from loftup.experiments.designs import DESIGNS
-    from loftup.experiments.run_folders import INIT_RECORD
-    from loftup.experiments.runs import run_variant, stage_configs
+    from loftup.experiments.runs import run_configs, run_variant, stage_configs
     from test_experiment_begun import _finished
 
     s = ExperimentSettings("distill-view", quick=True, out=str(tmp_path / "exp"), progress=False)
@@ -111,26 +106,98 @@ def test_a_start_reads_each_init_record_once_and_still_refuses_a_changed_init(
                 _with_history(_finished(one))
             sha = file_sha256(first / "checkpoint.pt")
             _with_history(_finished(two, {"stage1_steps": one["max_steps"], "stage1_sha256": sha}))
-    reads, read = [], atomic.read_json_object
-    monkeypatch.setattr(atomic, "read_json_object", lambda p: reads.append(p) or read(p))
 
-    def start():
-        reads.clear()
-        folder_reads = FolderReads()  # as run_design makes one per start
-        check_begun(s, variants, root, runs, inputs, folder_reads)
+    def start(inputs=inputs):
+        reads = FolderReads()
+        check_begun(s, variants, root, runs, inputs, reads)
         for seed in range(s.seeds):
             for v in variants:
-                run_variant(s, v, seed, root, runs, inputs, folder_reads)
-        return sorted(p for p in reads if p.name == INIT_RECORD)
+                done = run_variant(s, v, seed, root, runs, inputs, reads)
+                if seed == 0:
+                    run_configs(done, reads)
 
+    return runs, start, s.seeds
+
+
+@pytest.fixture
+def text_reads(monkeypatch):
+    """The files Path.read_text reads (the records through read_json_object too), in order."""
+    reads, read = [], Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda p, *a, **k: reads.append(p) or read(p, *a, **k))
+    return reads
+
+
+def test_a_start_reads_each_init_record_once_and_still_refuses_a_changed_init(design, text_reads):
+    """Each stage-2 folder's init.json was read 5 times a start (twice by the up-front check,
+    three times by its variant's checks: 30 reads on distill-view's 2 quick seeds). Now once;
+    a stage-1 run trained again is still refused at the next start."""
+    import json
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments.data import file_sha256
+    from loftup.experiments.run_folders import INIT_RECORD
+
+    runs, start, seeds = design
     records = sorted(runs.glob(f"seed*/*/stage2/{INIT_RECORD}"))
-    assert len(records) == 3 * s.seeds
-    assert start() == records
+    assert len(records) == 3 * seeds
+    start()
+    assert sorted(p for p in text_reads if p.name == INIT_RECORD) == records
     first = runs / "seed0" / "stage1" / "stage1" / "checkpoint.pt"
     torch.save({**torch.load(first), "again": 1}, first)  # trained again (the same steps)
     with pytest.raises(LoftUpError, match="3 run folders .* distilled from another stage-1"):
         start()
     assert json.loads(records[0].read_text())["stage1_sha256"] != file_sha256(first)
+
+
+def test_a_rerun_reads_each_config_and_inputs_record_once_and_still_refuses_changes(
+    design, text_reads
+):
+    """The rerun of a finished distill-view --quick (8 run folders) read config.yaml 26 times
+    (the up-front check, each variant reusing the shared stage-1 run, the report's configs)
+    and inputs.json 16 (the check of all folders, then each run's): now each once. A run
+    made with other settings, or trained on other data, is still refused at the next start."""
+    import yaml
+
+    from loftup.errors import LoftUpError
+    from loftup.experiments.run_folders import INPUTS_RECORD
+
+    runs, start, _ = design
+    start()  # records the inputs in folders from before inputs.json
+    text_reads.clear()
+    start()
+    configs = sorted(runs.glob("seed*/*/stage*/config.yaml"))
+    records = sorted(runs.glob(f"seed*/*/stage*/{INPUTS_RECORD}"))
+    assert len(configs) == len(records) == 8
+    assert sorted(p for p in text_reads if p.name == "config.yaml") == configs
+    assert sorted(p for p in text_reads if p.name == INPUTS_RECORD) == records
+    saved = yaml.safe_load(configs[0].read_text())
+    optim = {**saved["optim"], "lr": saved["optim"]["lr"] * 2}
+    configs[0].write_text(yaml.safe_dump({**saved, "optim": optim}))
+    with pytest.raises(LoftUpError, match="other settings \\(differs in optim\\)"):
+        start()
+    configs[0].write_text(yaml.safe_dump(saved))
+    start()
+    with pytest.raises(LoftUpError, match="8 run folders .* other backbone weights"):
+        start({"backbone_sha256": "1" * 64, "training_data": {}})
+
+
+def test_forgetting_a_folder_forgets_the_files_in_it(tmp_path, text_reads):
+    """What a start writes into a run folder (training a run, copying the run it continues)
+    is read again, whatever the files' identity tells (coarse times, a reused inode)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("lr: 0.001\n")
+    (tmp_path / "run" / "inputs.json").write_text("{}")
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "inputs.json").write_text("{}")
+    reads = FolderReads()
+    for _ in range(2):
+        reads.config(tmp_path / "run")
+        for folder in ("run", "run1"):
+            reads.record(tmp_path / folder / "inputs.json")
+        reads.forget(tmp_path / "run")
+    names = [str(p.relative_to(tmp_path)) for p in text_reads]
+    once = ["run/config.yaml", "run/inputs.json", "run1/inputs.json"]
+    assert names == once + ["run/config.yaml", "run/inputs.json"]  # not run1's
 
 
 def _with_history(out: Path) -> None:

@@ -88,7 +88,7 @@ def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
     """What :func:`~.runs.run_stage` checks of a begun folder before it reuses or resumes it
     (and :func:`~.run_folders._check_init_steps` of a stage-2 one); the step it is at."""
     if _finished(out) or (out / "config.yaml").is_file():
-        _check_same(cfg, out)
+        _check_same(cfg, out, reads)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps, reads)
     step = reads.step(out, cfg.max_steps)["step"]  # gone or damaged: refused

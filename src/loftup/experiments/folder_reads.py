@@ -1,16 +1,18 @@
 """What one start of an experiment reads of its run folders, read once: each checkpoint's step
-and history (:func:`~.run_folders._load_step`), each stage-1 checkpoint's sha256 and each
-folder's ``inputs.json``. The up-front check (:func:`~.begun.check_begun`) and then every
-variant at every seed (:func:`~.runs.run_variant`) each read them: a stage-1 run that three
-variants share was loaded four times and hashed four times per seed. Distill-view's 3 seeds,
-all finished, made 30 loads of 12 files and 12 hashes of 3 (7 to 10 s on 2 CPU cores with
-DINOv2-S's 49-66 MiB checkpoints); now 12 and 3 (3.5 to 4.7 s).
+and history (:func:`~.run_folders._load_step`), each stage-1 checkpoint's sha256, and each
+folder's ``config.yaml`` and records (``init.json``, ``inputs.json``). The up-front check
+(:func:`~.begun.check_begun`) and then every variant at every seed (:func:`~.runs.run_variant`)
+each read them: a stage-1 run that three variants share was loaded four times and hashed four
+times per seed. Distill-view's 3 seeds, all finished, made 30 loads of 12 files and 12 hashes of
+3 (7 to 10 s on 2 CPU cores with DINOv2-S's 49-66 MiB checkpoints); now 12 and 3 (3.5 to
+4.7 s). Its 2 quick seeds' rerun (8 folders) opened config.yaml 26 times and inputs.json 16
+times; now 8 and 8.
 
 A file is known by its path, inode, size and time of change: one written since it was read (a
-run trained on, a stage-1 run trained again) is read again. What the start writes itself (a
-run's training, :func:`~.runs.run_stage`) is forgotten outright (:meth:`FolderReads.forget`):
-the file's identity may not tell (ext4 gives an atomic replace the inode just freed, NFS and SMB
-keep times to the second, FAT to two).
+run trained on, a stage-1 run trained again) is read again. What the start writes itself (the
+folder of a run it trains or copies, :func:`~.runs.run_stage`; a record) is forgotten outright
+(:meth:`FolderReads.forget`): the file's identity may not tell (ext4 gives an atomic replace
+the inode just freed, NFS and SMB keep times to the second, FAT to two).
 
 The checkpoint of a run the start will train on (resume) is held whole, one at a time, and
 handed to training (:meth:`FolderReads.take`): read for its step, then loaded again by
@@ -24,7 +26,14 @@ import json
 import os
 from pathlib import Path
 
-from .run_folders import _check_inputs, _finished, _load_step, _read, _record_inputs
+from .run_folders import (
+    _check_inputs,
+    _finished,
+    _load_step,
+    _read,
+    _record_inputs,
+    _saved_config,
+)
 
 
 class FolderReads:
@@ -34,6 +43,7 @@ class FolderReads:
         self._steps: dict[tuple, dict] = {}
         self._shas: dict[tuple, str] = {}
         self._records: dict[tuple, dict | None] = {}
+        self._configs: dict[tuple, dict] = {}
         self._inputs: set[tuple] = set()
         self._whole: tuple[tuple, dict] | None = None  # (identity, checkpoint) of one to train
 
@@ -64,27 +74,36 @@ class FolderReads:
         """The sha256 of the file ``path``."""
         from .data import file_sha256
 
-        key = _identity(path)
-        if key is None or key not in self._shas:
-            return _keep(self._shas, key, file_sha256(path))
-        return self._shas[key]
+        return _once(self._shas, path, file_sha256)
 
     def record(self, path: Path) -> dict | None:
         """The record (a JSON object) ``path`` holds, None where there is none; a damaged one
         refused as :func:`~.run_folders._read` refuses it."""
-        key = _identity(path)
-        if key is None or key not in self._records:
-            return _keep(self._records, key, _read(path))
-        return self._records[key]
+        return _once(self._records, path, _read)
+
+    def config(self, out: Path) -> dict:
+        """The config the run in ``out`` saved (:func:`~.run_folders._saved_config`), a copy:
+        each folder's was read 3 to 5 times a start (the up-front check, every variant that
+        reuses it, the report's training configs)."""
+        import copy
+
+        path = Path(out) / "config.yaml"
+        return copy.deepcopy(_once(self._configs, path, lambda p: _saved_config(p.parent)))
 
     def forget(self, path: Path) -> None:
-        """Drop what was read of the file ``path`` (its step and history, its sha256): the
-        start has written it again."""
+        """Drop what was read of the file ``path`` (its step and history, its sha256, its
+        record or config), or of every file in the folder ``path``: the start has written
+        it again (a run trained in it, a run copied into it)."""
         where = os.path.abspath(path)
-        if self._whole is not None and self._whole[0][0] == where:
+        inside = where.rstrip(os.sep) + os.sep
+
+        def gone(key: tuple) -> bool:
+            return key[0] == where or key[0].startswith(inside)
+
+        if self._whole is not None and gone(self._whole[0]):
             self._whole = None
-        for cache in (self._steps, self._shas, self._records):
-            for key in [k for k in cache if k[0] == where]:
+        for cache in (self._steps, self._shas, self._records, self._configs):
+            for key in [k for k in cache if gone(k)]:
                 del cache[key]
 
     def check_inputs(self, runs: Path, inputs: dict) -> None:
@@ -92,19 +111,27 @@ class FolderReads:
         folders trained since record these same ``inputs``."""
         key = ("runs", str(runs), _said(inputs))
         if key not in self._inputs:
-            _check_inputs(runs, inputs)
+            _check_inputs(runs, inputs, self)
             self._inputs.add(key)
 
     def record_inputs(self, out: Path, inputs: dict, begun: bool) -> None:
         """:func:`~.run_folders._record_inputs` of the folder ``out``, once."""
         key = ("folder", str(out), _said(inputs))
         if key not in self._inputs:
-            _record_inputs(out, inputs, begun)
+            _record_inputs(out, inputs, begun, self)
             self._inputs.add(key)
 
 
 def _said(inputs: dict) -> str:
     return json.dumps(inputs, sort_keys=True, default=str)
+
+
+def _once(cache: dict, path: Path, read):
+    """``read(path)``, kept in ``cache`` by the file's identity (read again once it changed)."""
+    key = _identity(path)
+    if key is None or key not in cache:
+        return _keep(cache, key, read(path))
+    return cache[key]
 
 
 def _keep(cache: dict, key, value):

@@ -108,7 +108,7 @@ def run_grid(s: ExperimentSettings, json_path: str | None = None) -> dict:
             for stage, r in runs.items():
                 histories.setdefault(stage, []).append(r.history)
             if seed == 0:
-                configs = run_configs(runs)
+                configs = run_configs(runs, reads)
             fns = {LOFTUP: load_upsampler(runs["stage2"].pretrained).eval()}
             fns.update({m: get_upsampler(m) for m in METHODS[1:]})
             t = time.perf_counter()

@@ -38,15 +38,12 @@ class RunRefused(LoftUpError):
         super().__init__(f"{folder} {why}; {fix}")
 
 
-def _check_same(cfg, out: Path) -> None:
+def _check_same(cfg, out: Path, reads=None) -> None:
     """Refuse to reuse a run folder made with another config (the log section aside); paths
     are compared as the files they name (a folder from before paths were absolute holds them
-    relative to the current folder of its experiment)."""
-    import yaml
-
-    from ..train.config.paths import as_used
-
-    saved = _real_paths(as_used(yaml.safe_load((out / "config.yaml").read_text()) or {}))
+    relative to the current folder of its experiment). ``reads``: the start's
+    :class:`~.folder_reads.FolderReads`, which reads the folder's config once."""
+    saved = _real_paths(_saved_config(out, reads))
     wanted = _real_paths(cfg.to_dict())
     skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
     diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
@@ -58,6 +55,18 @@ def _check_same(cfg, out: Path) -> None:
         raise RunRefused(
             out, f"holds a run made with other settings (differs in {', '.join(diff)})"
         )
+
+
+def _saved_config(out: Path, reads=None) -> dict:
+    """The config the run in ``out`` saved (its ``config.yaml``), with the paths it used; read
+    once a start where ``reads`` (its :class:`~.folder_reads.FolderReads`) is given."""
+    import yaml
+
+    from ..train.config.paths import as_used
+
+    if reads is not None:
+        return reads.config(out)
+    return as_used(yaml.safe_load((out / "config.yaml").read_text()) or {})
 
 
 def _real_paths(config: dict) -> dict:
@@ -121,9 +130,9 @@ def _check_init_steps(out: Path, steps: int, reads=None) -> None:
     start's :class:`~.folder_reads.FolderReads`, which reads the record once."""
     if not (out / "checkpoint.pt").exists():
         out.mkdir(parents=True, exist_ok=True)
-        _write_init(out, {"stage1_steps": steps}, reads)
+        _write_record(out / INIT_RECORD, {"stage1_steps": steps}, reads)
         return
-    saved = _init_record(out, reads)
+    saved = _record(out / INIT_RECORD, reads)
     if saved is not None and saved.get("stage1_steps") != steps:
         raise RunRefused(out, f"holds a stage-2 run that starts from {saved.get('stage1_steps')} "
                          f"stage-1 steps, not the {steps} asked for")  # fmt: skip
@@ -140,8 +149,8 @@ def _check_init_run(
     if why:
         raise RunRefused(out, why)
     begun = (out / "checkpoint.pt").exists()
-    if ((_init_record(out, reads) if begun else None) or {}).get("stage1_sha256") is None:
-        _write_init(out, {"stage1_steps": steps, "stage1_sha256": sha}, reads)
+    if ((_record(out / INIT_RECORD, reads) if begun else None) or {}).get("stage1_sha256") is None:
+        _write_record(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha}, reads)
 
 
 def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads=None):
@@ -153,7 +162,7 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads
     sha = sha or file_sha256(checkpoint)
     if not (out / "checkpoint.pt").exists():
         return sha, None
-    was = (_init_record(out, reads) or {}).get("stage1_sha256")
+    was = (_record(out / INIT_RECORD, reads) or {}).get("stage1_sha256")
     if was is not None and was != sha:
         return sha, (f"holds a stage-2 run distilled from another stage-1 run than "
                      f"{checkpoint.parent} holds now (its checkpoint was sha256 {was[:12]}, "
@@ -166,43 +175,42 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads
     return sha, None
 
 
-def _init_record(out: Path, reads=None) -> dict | None:
-    """``out``'s :data:`INIT_RECORD` (None: none), read once a start where ``reads`` (its
-    :class:`~.folder_reads.FolderReads`) is given: each stage-2 folder's was read 5 times."""
-    return reads.record(out / INIT_RECORD) if reads is not None else _read(out / INIT_RECORD)
+def _record(path: Path, reads=None) -> dict | None:
+    """The record ``path`` holds (None: none), read once a start where ``reads`` (its
+    :class:`~.folder_reads.FolderReads`) is given: each stage-2 folder's :data:`INIT_RECORD`
+    was read 5 times, each folder's :data:`INPUTS_RECORD` twice."""
+    return reads.record(path) if reads is not None else _read(path)
 
 
-def _write_init(out: Path, record: dict, reads=None) -> None:
-    """Write ``out``'s :data:`INIT_RECORD`; what ``reads`` read of it forgotten (read again)."""
+def _write_record(path: Path, record: dict, reads=None) -> None:
+    """Write the record ``path``; what ``reads`` read of it forgotten (read again)."""
     from ..atomic import write_json
 
-    write_json(out / INIT_RECORD, record)
+    write_json(path, record)
     if reads is not None:
-        reads.forget(out / INIT_RECORD)
+        reads.forget(path)
 
 
-def _record_inputs(out: Path, inputs: dict, begun: bool) -> None:
+def _record_inputs(out: Path, inputs: dict, begun: bool, reads=None) -> None:
     """Refuse a begun run folder trained on other :data:`INPUTS_RECORD` inputs than ``inputs``
     (see :func:`_check_inputs`); record them in one not begun, or from before the record."""
-    from ..atomic import write_json
-
-    saved = _read(out / INPUTS_RECORD) if begun else None
+    saved = _record(out / INPUTS_RECORD, reads) if begun else None
     if saved is not None and _changes(saved, inputs):
         raise RunRefused(
             out, f"holds a run trained on other {' and '.join(_changes(saved, inputs))}"
         )
     if saved is None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / INPUTS_RECORD, inputs)
+        _write_record(out / INPUTS_RECORD, inputs, reads)
 
 
-def _check_inputs(runs: Path, inputs: dict) -> None:
+def _check_inputs(runs: Path, inputs: dict, reads=None) -> None:
     """Refuse, naming each of them, the begun run folders under ``runs`` (``seedN/NAME/stageK``)
     trained on other backbone weights or training data than ``inputs``: one refused at a time,
     a changed backbone took a run of the experiment per folder to name them all."""
     stale, what = [], []
     for record in sorted(Path(runs).glob(f"seed*/*/stage*/{INPUTS_RECORD}")):
-        changes = _changes(_read(record) or inputs, inputs)
+        changes = _changes(_record(record, reads) or inputs, inputs)
         if changes and (record.parent / "checkpoint.pt").exists():
             stale.append(str(record.parent))
             what += [c for c in changes if c not in what]
@@ -246,8 +254,6 @@ def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
 
     import yaml
 
-    from ..train.config.paths import as_used
-
     def names(path, want: Path) -> bool:
         return isinstance(path, str) and os.path.realpath(os.path.expanduser(path)) == want
 
@@ -257,8 +263,8 @@ def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
             continue
         try:
             if folder.name == "stage2":
-                saved = as_used(yaml.safe_load((folder / "config.yaml").read_text()) or {})
-                start, want = saved["init"], os.path.realpath(stage1 / "checkpoint.pt")
+                start = _saved_config(folder)["init"]
+                want = os.path.realpath(stage1 / "checkpoint.pt")
             else:
                 start, want = (_read(folder / CONTINUES_RECORD) or {}).get("from"), stage1
         except (OSError, LoftUpError, yaml.YAMLError, TypeError, KeyError):

@@ -30,6 +30,7 @@ from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     _check_same,
     _check_steps,
     _finished,
+    _saved_config,
 )
 from .settings import ExperimentSettings
 
@@ -218,13 +219,14 @@ def run_stage(
         # named when the run it continues is refused
         write_json(out / CONTINUES_RECORD, {"from": os.path.abspath(continues)})
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
+        reads.forget(out)  # its files written again: read again
     if inputs is not None:
         reads.record_inputs(out, inputs, begun=finished or ckpt.exists())
     if finished or ckpt.exists():
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
         if finished or (out / "config.yaml").is_file():
-            _check_same(cfg, out)
+            _check_same(cfg, out, reads)
         # gone from a finished run, or damaged: the folder refused; one to train on: held
         raw = reads.step(out, cfg.max_steps)
         _check_steps(out, raw["step"], cfg.max_steps)
@@ -237,8 +239,8 @@ def run_stage(
     try:
         # the checkpoint read for its step above (or up front), not loaded again
         result = train(cfg, resume=ckpt.exists(), go_on=GO_ON, checkpoint=reads.take(out))
-    finally:  # written again: read again, whatever the file's identity tells
-        reads.forget(ckpt)
+    finally:  # its files written again: read again, whatever their identity tells
+        reads.forget(out)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
 
 
@@ -247,17 +249,14 @@ def run_stage(
 GO_ON = "run the same command again to go on (it reuses the finished runs and resumes this one)"
 
 
-def run_configs(runs: dict[str, RunResult]) -> dict:
+def run_configs(runs: dict[str, RunResult], reads=None) -> dict:
     """{stage: the full training config of that run, as saved in its folder} (the exact
     settings, demo defaults included; the log section, which only names folders, left out),
-    with the paths the run used (the file doubles each ``$`` of a path: ``$$``)."""
-    import yaml
-
-    from ..train.config.paths import as_used
-
+    with the paths the run used (the file doubles each ``$`` of a path: ``$$``). ``reads``:
+    the start's :class:`~.folder_reads.FolderReads`, which read them up front."""
     configs = {}
     for stage, r in runs.items():
-        saved = as_used(yaml.safe_load((r.checkpoint.parent / "config.yaml").read_text()) or {})
+        saved = _saved_config(r.checkpoint.parent, reads)
         configs[stage] = {k: v for k, v in saved.items() if k != "log"}
     return configs
 

@@ -109,7 +109,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
                     v = next(v for v in design.variants if v.name == name)
                     runs = _train(s, v, seed, train_root, inputs, reads, out, clock, histories)
                     if seed == 0:
-                        configs[name] = run_configs(runs)
+                        configs[name] = run_configs(runs, reads)
                     fn = load_upsampler(runs.get("stage2", runs["stage1"]).pretrained).eval()
                 t = time.perf_counter()
                 r = score_upsampler(fn, lr_feats, guidance, evalset, probe, small)
