@@ -153,9 +153,10 @@ def test_a_rerun_reads_each_config_and_inputs_record_once_and_still_refuses_chan
     design, text_reads
 ):
     """The rerun of a finished distill-view --quick (8 run folders) read config.yaml 26 times
-    (the up-front check, each variant reusing the shared stage-1 run, the report's configs)
-    and inputs.json 16 (the check of all folders, then each run's): now each once. A run
-    made with other settings, or trained on other data, is still refused at the next start."""
+    (the up-front check, each variant reusing the shared stage-1 run, the report's configs),
+    inputs.json 16 (the check of all folders, then each run's) and summary.json 12 (each
+    variant reusing the shared stage-1 run): now each once. A run made with other settings,
+    or trained on other data, is still refused at the next start."""
     import yaml
 
     from loftup.errors import LoftUpError
@@ -170,6 +171,8 @@ def test_a_rerun_reads_each_config_and_inputs_record_once_and_still_refuses_chan
     assert len(configs) == len(records) == 8
     assert sorted(p for p in text_reads if p.name == "config.yaml") == configs
     assert sorted(p for p in text_reads if p.name == INPUTS_RECORD) == records
+    summaries = sorted(runs.glob("seed*/*/stage*/summary.json"))  # read for the runs' seconds
+    assert sorted(p for p in text_reads if p.name == "summary.json") == summaries
     saved = yaml.safe_load(configs[0].read_text())
     optim = {**saved["optim"], "lr": saved["optim"]["lr"] * 2}
     configs[0].write_text(yaml.safe_dump({**saved, "optim": optim}))

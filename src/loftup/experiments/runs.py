@@ -231,9 +231,8 @@ def run_stage(
         raw = reads.step(out, cfg.max_steps)
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
-            import json
-
-            seconds = json.loads((out / "summary.json").read_text()).get("seconds", 0.0)
+            # read once a start: a stage-1 run that three variants share was read three times
+            seconds = (reads.record(out / "summary.json") or {}).get("seconds", 0.0)
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
     try:
