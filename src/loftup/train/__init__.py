@@ -8,12 +8,12 @@ Pieces, each usable alone: :mod:`.targets` (mask-bicubic), :mod:`.losses`, :mod:
 (jitter), :mod:`.downsampler`, :mod:`.noise` (mask noise), :mod:`.ema`, :mod:`.config`,
 :mod:`.loop` (the loop), :mod:`.distributed`. Around the loop: :mod:`.preflight` (what is
 checked before anything loads), :mod:`.start` (what a run starts from: the checkpoint it
-resumes, its models and optimiser), :mod:`.build` (models and optimiser from the config),
-:mod:`.loader` (the data and its workers; :mod:`.feed` reads their batches, :mod:`.reads`
-waits on the reads made without them), :mod:`.checkpoint`, :mod:`.run_folder` (the run's folder
-at its start and end), :mod:`.monitor` and :mod:`.pictures` (what a run writes),
-:mod:`.stopping` (SIGTERM, SIGHUP and Ctrl-C), :mod:`.gradients` (clipping and non-finite
-gradients).
+resumes, its models and optimiser, its data, loader and folder), :mod:`.build` (models and
+optimiser from the config), :mod:`.loader` (the data and its workers; :mod:`.feed` reads their
+batches, :mod:`.reads` waits on the reads made without them), :mod:`.checkpoint`,
+:mod:`.run_folder` (the run's folder at its start and end), :mod:`.monitor` and
+:mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP and Ctrl-C),
+:mod:`.gradients` (clipping and non-finite gradients).
 """
 
 from __future__ import annotations

@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..data.sampler import StepSampler
 from ..errors import LoftUpError, UsageError, require
-from .batches import default_global_sizes, draw_step, stage1_inputs, stage2_inputs
+from .batches import draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
 from .checkpoint import CheckpointClock, save_checkpoint
 from .config import TrainConfig, load_config
@@ -40,9 +39,9 @@ from .distributed import (
     teardown,
 )
 from .gradients import clip_limit, not_finite
-from .loader import batches, make_loader, masks_up_front, training_data
+from .loader import batches, training_data  # noqa: F401  (training_data: importable here)
 from .objectives import loss_weights
-from .pictures import pictures, validation_images
+from .pictures import pictures
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
     check_backbone_weights,
     check_init,
@@ -51,8 +50,8 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .run_folder import finish_run, lock_run_folder, open_run_folder
-from .start import build_models, checkpoint_to_resume, warn_if_other_data
+from .run_folder import finish_run, lock_run_folder
+from .start import checkpoint_to_resume, start_run
 from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
@@ -121,51 +120,13 @@ def _run(
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
-    # -- the data (listed before any model loads: too few images for a batch is said first) --
-    d = cfg.data
-    dataset = training_data(cfg, device, progress=main and cfg.log.progress)
-    total = (
-        cfg.max_steps
-        if cfg.max_steps is not None
-        else cfg.epochs * (len(dataset) // cfg.batch_size)
-    )
-    step0 = ckpt["step"] if ckpt is not None else 0
-    if ckpt is not None and main:
-        warn_if_other_data(ckpt, len(dataset), ckpt_path)
-    if step0 > total and main:  # a lower max_steps (epochs) cannot undo steps taken
-        log.warning(
-            "%s holds step %d, past this run's %d (max_steps, epochs): there is nothing to "
-            "train, and final/ is exported from the checkpoint as it is", ckpt_path, step0, total,
-        )  # fmt: skip
-    sampler = StepSampler(
-        len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
-        start_step=step0, rank=info.rank, world=info.world,
-    )  # fmt: skip
-
-    # -- the models ------------------------------------------------------------------------
-    m = build_models(cfg, info, ckpt, init)
+    # -- the data, the models, the loader and the run's folder (start.py) -----------------
+    s = start_run(cfg, info, out_dir, ckpt_path, ckpt, init)
+    dataset, total, step0 = s.dataset, s.total, s.step0
+    sizes, viz, monitor = s.sizes, s.viz, s.monitor
+    m = s.models
     cfg, featurizer, trainee, teacher = m.cfg, m.featurizer, m.trainee, m.teacher
     model, optimizer, history, skipped = m.model, m.optimizer, m.history, m.skipped
-
-    # -- the loader (reads before it, as its own, waited on data.timeout seconds at most) -----
-    masks_up_front(dataset, cfg, info)
-    sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
-    viz = validation_images(dataset, cfg, sizes, device) if main else None
-    loader = make_loader(dataset, sampler, cfg, device, main)
-
-    monitor = None
-    if main:
-        resumed = ckpt.get("config", {}) if ckpt is not None else None
-        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed)  # locked since start
-        # TensorBoard drops the events from step0 on (those a crashed run wrote past its
-        # checkpoint), the checkpoint step's picture with them: draw it again
-        redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
-        if redraw and viz is not None:
-            pictures(monitor, trainee.upsampler, featurizer, viz, step0)
-        log.info(
-            "stage %d: %d images (%d without annotations), %d steps of %d, %d process(es) on %s",
-            cfg.stage, len(dataset), dataset.orphans, total, cfg.batch_size, info.world, device,
-        )  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------
     weights = loss_weights(cfg)
@@ -200,7 +161,7 @@ def _run(
     clock = CheckpointClock(cfg.log.ckpt_minutes, main)  # log.ckpt_minutes, on rank 0's clock
     tick = time.perf_counter()
     # a dead worker is named wherever it is heard of; a signal stops after the step
-    with signals.steps(), batches(loader, d.root) as feed:
+    with signals.steps(), batches(s.loader, cfg.data.root) as feed:
         for step, batch in zip(range(step0, total), feed):
             t_data = time.perf_counter() - tick
             draws = draw_step(cfg, step, featurizer.dim, featurizer.patch_size, sizes).rows(*rows)

@@ -1,6 +1,7 @@
-"""What a run starts from: the checkpoint it resumes (``--resume``), and its models and optimiser
+"""What a run starts from: the checkpoint it resumes (``--resume``); its models and optimiser
 built from the config, restored from that checkpoint, on the run's device and, under torchrun,
-wrapped in DistributedDataParallel. The loop (:mod:`.loop`) takes it from there."""
+wrapped in DistributedDataParallel; its data, loader and folder (:func:`start_run`). The loop
+(:mod:`.loop`) takes it from there."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import torch
 
+from ..data.dataset import MaskedImages
+from ..data.sampler import StepSampler
 from ..errors import LoftUpError
+from .batches import default_global_sizes
 from .build import (
     Init,
     build_featurizer,
@@ -23,8 +27,12 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, set_rng_state, unpack_
 from .config import TrainConfig
 from .distributed import DistInfo, convert_batchnorm
 from .ema import EMATeacher
+from .loader import make_loader, masks_up_front, training_data
+from .monitor import Monitor
 from .objectives import Trainee
+from .pictures import pictures, validation_images
 from .resuming import apply_optim_config, check_resumable, window_change
+from .run_folder import open_run_folder
 
 log = logging.getLogger("loftup.train")
 
@@ -127,3 +135,78 @@ def build_models(cfg: TrainConfig, info: DistInfo, ckpt: dict | None, init: Init
                 log.info("resuming with this run's %s", change)
         set_rng_state(ckpt["rng"])
     return Models(cfg, featurizer, trainee, model, teacher, optimizer, history, skipped)
+
+
+@dataclass
+class Started:
+    """A run ready for its first step: its ``models``; its ``dataset`` and the ``loader`` of
+    the steps from ``step0`` (the resumed checkpoint's, else 0) to ``total``; stage 2's global
+    view ``sizes``; and on rank 0 (else None) the images of its pictures (``viz``) and the
+    ``monitor`` writing its folder."""
+
+    models: Models
+    dataset: MaskedImages
+    loader: torch.utils.data.DataLoader
+    total: int
+    step0: int
+    sizes: list[int]
+    viz: torch.Tensor | None = None
+    monitor: Monitor | None = None
+
+
+def start_run(
+    cfg: TrainConfig,
+    info: DistInfo,
+    out_dir: Path,
+    ckpt_path: Path,
+    ckpt: dict | None,
+    init: Init | None,
+) -> Started:
+    """The data, models, loader and (rank 0) run folder of ``cfg``, resuming ``ckpt`` (read
+    from ``ckpt_path``; None: from step 0), in this order: too few images for a batch is said
+    before any model loads; ``init``: as :func:`build_models` takes it."""
+    device, main = info.device, info.is_main
+    # -- the data (listed before any model loads: too few images for a batch is said first) --
+    dataset = training_data(cfg, device, progress=main and cfg.log.progress)
+    total = (
+        cfg.max_steps
+        if cfg.max_steps is not None
+        else cfg.epochs * (len(dataset) // cfg.batch_size)
+    )
+    step0 = ckpt["step"] if ckpt is not None else 0
+    if ckpt is not None and main:
+        warn_if_other_data(ckpt, len(dataset), ckpt_path)
+    if step0 > total and main:  # a lower max_steps (epochs) cannot undo steps taken
+        log.warning(
+            "%s holds step %d, past this run's %d (max_steps, epochs): there is nothing to "
+            "train, and final/ is exported from the checkpoint as it is", ckpt_path, step0, total,
+        )  # fmt: skip
+    sampler = StepSampler(
+        len(dataset), global_batch=cfg.batch_size, steps=total, seed=cfg.seed,
+        start_step=step0, rank=info.rank, world=info.world,
+    )  # fmt: skip
+
+    # -- the models ------------------------------------------------------------------------
+    m = build_models(cfg, info, ckpt, init)
+    cfg, featurizer = m.cfg, m.featurizer
+
+    # -- the loader (reads before it, as its own, waited on data.timeout seconds at most) -----
+    masks_up_front(dataset, cfg, info)
+    sizes = cfg.stage2.global_sizes or default_global_sizes(featurizer.patch_size)
+    viz = validation_images(dataset, cfg, sizes, device) if main else None
+    loader = make_loader(dataset, sampler, cfg, device, main)
+
+    monitor = None
+    if main:
+        resumed = ckpt.get("config", {}) if ckpt is not None else None
+        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed)  # locked since start
+        # TensorBoard drops the events from step0 on (those a crashed run wrote past its
+        # checkpoint), the checkpoint step's picture with them: draw it again
+        redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
+        if redraw and viz is not None:
+            pictures(monitor, m.trainee.upsampler, featurizer, viz, step0)
+        log.info(
+            "stage %d: %d images (%d without annotations), %d steps of %d, %d process(es) on %s",
+            cfg.stage, len(dataset), dataset.orphans, total, cfg.batch_size, info.world, device,
+        )  # fmt: skip
+    return Started(m, dataset, loader, total, step0, sizes, viz, monitor)
