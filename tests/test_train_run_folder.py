@@ -64,9 +64,9 @@ def test_the_folder_is_locked_before_the_run_looks_at_what_it_holds(sa1b, tmp_pa
     looked = []
     real = loop.checkpoint_to_resume
 
-    def look(cfg, out_dir, resume, main):
+    def look(cfg, out_dir, *rest):
         looked.append(os.path.realpath(out_dir) in run_folder._HELD)
-        return real(cfg, out_dir, resume, main)
+        return real(cfg, out_dir, *rest)
 
     monkeypatch.setattr(loop, "checkpoint_to_resume", look)
     train(tiny(sa1b, out, 1, 1))
