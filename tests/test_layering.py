@@ -104,6 +104,10 @@ MOVED = {
         ("Pads", "axis_features", "conv3x3_relu", "encode_region", "mean_pad", "stem"),
     ),
     "loftup.compiled": ("loftup.graphs", ("graph_upsampler", "GraphUpsampler", "GraphOrderError")),
+    "loftup.experiments.runs": (
+        "loftup.experiments.configs",
+        ("Variant", "stage_configs", "check_configs", "folder_name", "base_overrides", "PER_RUN"),
+    ),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

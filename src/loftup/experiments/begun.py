@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import LoftUpError
+from .configs import stage_configs
 from .folder_reads import FolderReads
 from .run_folders import (
     RunRefused,
@@ -21,7 +22,6 @@ from .run_folders import (
     _finished,
     _init_run_refusal,
 )
-from .runs import stage_configs
 from .settings import ExperimentSettings
 
 

@@ -8,7 +8,7 @@ recipe; every other row is compared with it.
 from __future__ import annotations
 
 from . import plots
-from .runs import Variant
+from .configs import Variant
 from .settings import ExperimentSettings
 from .variants import Design, Panel
 

@@ -16,11 +16,12 @@ from ..errors import UsageError
 from ..world.demo import lowres_features
 from . import plots
 from .begun import check_begun
+from .configs import Variant, check_configs
 from .data import EvalSet, load_backbone, run_inputs, training_root, weights_fingerprint
 from .folder_reads import FolderReads
 from .grid_views import cell_views, grid_cells, render_scenes, render_side
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, check_configs, run_configs, run_variant
+from .runs import run_configs, run_variant
 from .scoring import METRICS, score_upsampler
 from .settings import GRIDS, RATIOS, ExperimentSettings
 from .stats import fmt, fmt_verdict, summarize, verdict

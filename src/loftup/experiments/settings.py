@@ -90,7 +90,7 @@ class ExperimentSettings:
       noise_kinds, noise_levels: mask-noise only: the kinds (default all five) and the levels
         above 0 (default 0.25, 0.5, 1) to train.
       overrides: ``key=value`` training-config entries applied to both stages, e.g.
-        ``stage1.n_jitters=2``; not those each run sets (:data:`.runs.PER_RUN`) nor those the
+        ``stage1.n_jitters=2``; not those each run sets (:data:`.configs.PER_RUN`) nor those the
         variants compare (``model.coords`` for coords).
       threads: torch threads (default: torch's; on a loaded machine 1 is fastest).
       progress: progress bars.

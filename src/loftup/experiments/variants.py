@@ -17,10 +17,11 @@ from pathlib import Path
 from ..world.demo import lowres_features
 from . import plots
 from .begun import check_begun
+from .configs import Variant, check_configs
 from .data import load_backbone, load_eval_set, run_inputs, training_root, weights_fingerprint
 from .folder_reads import FolderReads
 from .report import Clock, header, provenance, write_report
-from .runs import Variant, check_configs, run_configs, run_variant
+from .runs import run_configs, run_variant
 from .scoring import METRICS, REGION_METRICS, score_upsampler, small_area, small_regions
 from .settings import ExperimentSettings
 from .stats import summarize, table, verdict
