@@ -91,7 +91,7 @@ def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
         _check_same(cfg, out, reads)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps, reads)
-    step = reads.step(out, cfg.max_steps)["step"]  # gone or damaged: refused
+    step = reads.step(out)["step"]  # gone from a finished run, or damaged: refused
     _check_steps(out, step, cfg.max_steps)
     return step
 

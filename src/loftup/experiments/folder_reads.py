@@ -14,11 +14,9 @@ folder of a run it trains or copies, :func:`~.runs.run_stage`; a record) is forg
 (:meth:`FolderReads.forget`): the file's identity may not tell (ext4 gives an atomic replace
 the inode just freed, NFS and SMB keep times to the second, FAT to two).
 
-The checkpoint of a run the start will train on (resume) is held whole, one at a time, and
-handed to training (:meth:`FolderReads.take`): read for its step, then loaded again by
-``train``, it was loaded twice (0.2 s, twice its memory for a moment). The up-front check reads
-the folders in the order they are trained, so the one an interrupted experiment resumes, the
-last begun, is the one held."""
+A run the start trains on (resumes) is loaded again by ``train``, under its folder's lock: a
+checkpoint held from before the lock could be an older one than another process has written
+since (a requeued job), and holding it would keep it in memory through the evaluations."""
 
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ from pathlib import Path
 
 from .run_folders import (
     _check_inputs,
-    _finished,
     _load_step,
     _read,
     _record_inputs,
@@ -45,30 +42,16 @@ class FolderReads:
         self._records: dict[tuple, dict | None] = {}
         self._configs: dict[tuple, dict] = {}
         self._inputs: set[tuple] = set()
-        self._whole: tuple[tuple, dict] | None = None  # (identity, checkpoint) of one to train
 
-    def step(self, out: Path, max_steps: int | None = None) -> dict:
+    def step(self, out: Path) -> dict:
         """``{"step", "history"}`` of the checkpoint of the begun run in ``out``, refused as
         :func:`~.run_folders._load_step` refuses it (only those two are kept: the checkpoints
-        of an experiment's every run, held whole, take gigabytes). With ``max_steps``, the
-        steps asked for: where the run will be trained on (not finished, or short of them), its
-        checkpoint is held whole for :meth:`take`, in place of any other."""
+        of an experiment's every run, held whole, take gigabytes)."""
         key = _identity(Path(out) / "checkpoint.pt")
         if key is None or key not in self._steps:
             raw = _load_step(Path(out))  # refused where gone or damaged
-            trains = max_steps is not None and (raw["step"] < max_steps or not _finished(out))
-            if trains and key is not None:
-                self._whole = (key, raw)
             return _keep(self._steps, key, {"step": raw["step"], "history": raw.get("history")})
         return self._steps[key]
-
-    def take(self, out: Path) -> dict | None:
-        """The whole checkpoint of ``out`` held by :meth:`step` (None: not held, or the file
-        has changed since), no longer held; any other held is let go too (a run trains now)."""
-        whole, self._whole = self._whole, None
-        if whole is not None and whole[0] == _identity(Path(out) / "checkpoint.pt"):
-            return whole[1]
-        return None
 
     def sha256(self, path: Path) -> str:
         """The sha256 of the file ``path``."""
@@ -100,8 +83,6 @@ class FolderReads:
         def gone(key: tuple) -> bool:
             return key[0] == where or key[0].startswith(inside)
 
-        if self._whole is not None and gone(self._whole[0]):
-            self._whole = None
         for cache in (self._steps, self._shas, self._records, self._configs):
             for key in [k for k in cache if gone(k)]:
                 del cache[key]

@@ -61,7 +61,8 @@ def run_stage(
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note);
     ``inputs``: what it is trained on besides its config (:func:`~.data.run_inputs`), checked
     against a begun folder's record and recorded; ``reads``: the start's
-    :class:`~.folder_reads.FolderReads` (its checkpoint loaded once per start)."""
+    :class:`~.folder_reads.FolderReads` (a checkpoint's step read once per start; one
+    resumed is loaded again by training, under its folder's lock)."""
     from ..train.checkpoint import unpack_history
     from ..train.config import load_config
     from ..train.loop import train
@@ -91,8 +92,7 @@ def run_stage(
         # began with and at most the steps asked for (train would export more as they are)
         if finished or (out / "config.yaml").is_file():
             _check_same(cfg, out, reads)
-        # gone from a finished run, or damaged: the folder refused; one to train on: held
-        raw = reads.step(out, cfg.max_steps)
+        raw = reads.step(out)  # gone from a finished run, or damaged: the folder refused
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             # read once a start: a stage-1 run that three variants share was read three times
@@ -100,8 +100,7 @@ def run_stage(
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
     try:
-        # the checkpoint read for its step above (or up front), not loaded again
-        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON, checkpoint=reads.take(out))
+        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
     finally:  # its files written again: read again, whatever their identity tells
         reads.forget(out)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)

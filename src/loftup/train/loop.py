@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import LoftUpError, UsageError, require
+from ..errors import LoftUpError, require
 from .batches import draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
 from .checkpoint import CheckpointClock, save_checkpoint
@@ -79,14 +79,9 @@ def train(
     *,
     resume: bool = False,
     go_on: str = GO_ON,
-    checkpoint: dict | None = None,
 ) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``;
-    ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``);
-    ``checkpoint``: that checkpoint as the caller already loaded it (``load_checkpoint``: an
-    experiment reads its step first), resumed without loading it again."""
-    if checkpoint is not None and not resume:
-        raise UsageError("train(checkpoint=...) is the checkpoint a run resumes: pass resume=True")
+    ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``)."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
@@ -94,7 +89,7 @@ def train(
         check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
         with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
             lock_run_folder(Path(cfg.log.out_dir).expanduser(), info, held)  # before any look
-            result = _run(cfg, info, (resume, checkpoint), signals, init, go_on)
+            result = _run(cfg, info, resume, signals, init, go_on)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -108,7 +103,7 @@ def train(
 def _run(
     cfg: TrainConfig,
     info: DistInfo,
-    resume: tuple[bool, dict | None],
+    resume: bool,
     signals: StopOnSignals,
     init: Init | None,
     go_on: str,
@@ -116,7 +111,7 @@ def _run(
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
-    ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume[0], main, resume[1])
+    ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main)
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 

@@ -38,13 +38,13 @@ log = logging.getLogger("loftup.train")
 
 
 def checkpoint_to_resume(
-    cfg: TrainConfig, out_dir: Path, resume: bool, main: bool, loaded: dict | None = None
+    cfg: TrainConfig, out_dir: Path, resume: bool, main: bool
 ) -> tuple[Path, dict | None]:
     """``out_dir``'s checkpoint path, and the checkpoint itself where ``resume`` finds one
     (None: the run starts at step 0), checked against ``cfg`` (the same kind of run). A
-    checkpoint there without ``resume`` is refused: the run would write over it. ``loaded``:
-    that checkpoint as the caller already loaded it (an experiment reads its step first), not
-    loaded again."""
+    checkpoint there without ``resume`` is refused: the run would write over it. Loaded here,
+    with the run folder locked (an experiment has read its step before: loaded again, 0.2 s,
+    so that a run that another process took further meanwhile is resumed as it is now)."""
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
         raise LoftUpError(
@@ -52,7 +52,7 @@ def checkpoint_to_resume(
             "another --out (log.out_dir)"
         )
     if resume and ckpt_path.exists():
-        ckpt = loaded if loaded is not None else load_checkpoint(ckpt_path)
+        ckpt = load_checkpoint(ckpt_path)
         check_resumable(ckpt, cfg, ckpt_path)
         return ckpt_path, ckpt
     if resume and main:
