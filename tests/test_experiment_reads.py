@@ -175,3 +175,18 @@ def _with_history(out: Path) -> None:
     raw = torch.load(out / "checkpoint.pt")
     history = pack_history([{"step": 1, "loss": 1.0}])
     torch.save({**raw, "history": history}, out / "checkpoint.pt")
+
+
+def test_a_record_written_again_from_outside_is_read_again(tmp_path):
+    """A file is known by its identity (path, inode, size, time of change): a record another
+    process writes again during a start (an atomic replace, as every record is written) is read
+    again, not served from what was read before."""
+    from loftup.atomic import write_json
+
+    path = tmp_path / "run" / "init.json"
+    path.parent.mkdir()
+    write_json(path, {"stage1_steps": 2})
+    reads = FolderReads()
+    assert reads.record(path) == {"stage1_steps": 2}
+    write_json(path, {"stage1_steps": 30})
+    assert reads.record(path) == {"stage1_steps": 30}
