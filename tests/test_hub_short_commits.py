@@ -65,6 +65,54 @@ def test_a_missing_file_of_a_hash_starts_commit_is_said_of_the_whole_commit(tmp_
         "cache and HF_HUB_OFFLINE=1 is set" in said
     )
     assert "config.json', which it needs too" not in said
+    # another machine's cache lacks the commit, and the hub refuses its start
+    assert f"Run `loftup download someone/up@{COMMIT}` on a machine with network" in said
+
+
+def test_a_download_of_a_hash_start_that_cannot_reach_the_hub_names_the_commit_whole(
+    tmp_path, monkeypatch
+):
+    """`loftup download someone/up@0123456`, whose commit the cache holds without its
+    config.json, with the hub out of reach: it said to run the same command on a machine
+    with network, whose cache lacks the commit, and whose hub refuses the start."""
+    import socket
+
+    from loftup.downloads import download_names
+    from loftup.hub import reach
+
+    _cached(tmp_path, names=("model.safetensors",))
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
+    monkeypatch.setattr(reach, "REACHABLE", {})
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # nothing listens there
+        _use_mirror(monkeypatch, f"http://127.0.0.1:{closed.getsockname()[1]}", tmp_path / "hub")
+        with pytest.raises(WeightsNotFoundError) as e:
+            list(download_names([f"someone/up@{COMMIT[:7]}"]))
+    said = str(e.value)
+    assert "the Hugging Face hub cannot be reached" in said
+    assert f"Run `loftup download someone/up@{COMMIT}` on a machine with network" in said
+
+
+@pytest.mark.parametrize("how", ["load", "download"])
+def test_an_uncached_hash_start_offline_says_to_give_the_whole_hash(
+    tmp_path, monkeypatch, capsys, how
+):
+    """No cached commit begins with the start: offline, the error said only to run `loftup
+    download someone/up@abcdef1` elsewhere (or unset HF_HUB_OFFLINE), which the hub refuses
+    (it looks a commit up by its whole hash); it says to give the whole hash, as the hub's
+    refusal does online."""
+    _cached(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    if how == "load":
+        with pytest.raises(WeightsNotFoundError) as e:
+            load_upsampler("someone/up@abcdef1")
+        said = str(e.value)
+        assert "Run `loftup download someone/up@abcdef1` on a machine with network" in said
+    else:
+        assert main(["download", "someone/up@abcdef1"]) == 2
+        said = capsys.readouterr().err
+        assert "`env -u HF_HUB_OFFLINE loftup download someone/up@abcdef1`" in said
+    assert "where 'abcdef1' is the start of a commit's hash, give the whole hash (40 hex" in said
 
 
 def test_a_hash_start_of_two_cached_commits_is_said_ambiguous(tmp_path, monkeypatch):
@@ -86,22 +134,24 @@ def test_a_hash_start_of_two_cached_commits_is_said_ambiguous(tmp_path, monkeypa
     assert load_upsampler(f"someone/up@{other[:8]}") is not None  # one more digit decides
 
 
+@pytest.mark.parametrize("revision", [COMMIT[:7], "20240115"])
 def test_a_hash_start_the_hub_does_not_know_asks_for_the_whole_hash(
-    tmp_path, monkeypatch, local_hub
+    tmp_path, monkeypatch, local_hub, revision
 ):
     """Not cached, the start is asked of the hub, which looks a commit up by its whole hash
     and answers that it has no such revision: the error said only to check the revision, as
-    for a misspelt branch; it says to give the whole hash."""
+    for a misspelt branch; it says to give the whole hash. Hex digits may be a misspelt tag
+    too (a date): that said only to give the whole hash; both are said."""
     _, folder, _ = _own_upsampler(tmp_path)
     files = {("someone/up", n): (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}  # fmt: skip
     _use_mirror(monkeypatch, local_hub(files, commit=COMMIT), tmp_path / "hub")
     with pytest.raises(WeightsNotFoundError) as e:
-        load_upsampler(f"someone/up@{COMMIT[:7]}")
+        load_upsampler(f"someone/up@{revision}")
     said = str(e.value)
-    assert (
-        f"Hub repo 'someone/up' has no branch, tag or commit '{COMMIT[:7]}': where it is " in said
-    )
-    assert "give the whole hash (40 hex digits" in said and "check the revision" not in said
+    assert f"Hub repo 'someone/up' has no branch, tag or commit '{revision}': where it is " in said
+    assert "give the whole hash (40 hex digits" in said
+    assert "; else check the revision (someone/up alone is its main branch)" in said
+    assert ", give the whole hash" not in said.split("; else check the revision")[1]  # once
     assert load_upsampler(f"someone/up@{COMMIT}") is not None  # as it says
 
 

@@ -15,6 +15,30 @@ def spelled(repo_id: str, revision: str | None = None) -> str:
     return repo_id if revision is None else f"{repo_id}@{revision}"
 
 
+#: What to do with a commit given by the start of its hash that the cache does not hold
+WHOLE_HASH = (
+    "give the whole hash (40 hex digits, as the commit's page on the hub shows it: the hub "
+    "looks a commit up by it; a start does only for a commit the Hugging Face cache holds)"
+)
+
+
+def hash_start(revision: str | None) -> bool:
+    """Whether ``revision`` may be the start of a commit's hash (7 to 39 hex digits, as the
+    hub's web page shows 7), which the hub does not look a commit up by; a tag or branch of
+    hex digits (a date, 20240115) reads so too."""
+    return re.fullmatch("[0-9a-fA-F]{7,39}", revision or "") is not None
+
+
+def whole_hash(revision: str | None) -> str:
+    """What an error that could not ask the hub (offline, unreachable) adds to its command
+    that downloads ``revision``, where that is a hash's start the cache holds no commit of
+    (another machine's cache lacks it too, and the hub refuses it): to give the whole hash;
+    else ""."""
+    if not hash_start(revision):
+        return ""
+    return f"; where {revision!r} is the start of a commit's hash, {WHOLE_HASH}"
+
+
 def _named(matching: str) -> str | None:
     """The branch or tag ``matching`` (:func:`as_asked`'s) as a revision: None for "main",
     where the user named none."""
@@ -69,14 +93,11 @@ def hub_refusal(
     # the user's own revision; for a file at the commit their branch or tag names, that
     named = revision if matching is None else _named(matching)
     if isinstance(e, RevisionNotFoundError):
-        start = re.fullmatch("[0-9a-fA-F]{7,39}", revision or "") is not None
-        return f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: " + (
-            "where it is the start of a commit's hash, give the whole hash (40 hex digits, as "
-            "the commit's page on the hub shows it: the hub looks a commit up by it; a start "
-            "does only for a commit the Hugging Face cache holds)"
-            if start
-            else f"check the revision ({repo_id} alone is its main branch)"
-        )
+        # hex digits may be a hash's start or a misspelt tag or branch (a date, 20240115)
+        check = f"check the revision ({repo_id} alone is its main branch)"
+        if hash_start(revision):
+            check = f"where it is the start of a commit's hash, {WHOLE_HASH}; else {check}"
+        return f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: {check}"
     if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
         return (
             f"The hub has no repo {repo_id!r} that may be read without a login: check the id, "

@@ -14,7 +14,7 @@ from ..errors import PathPermissionError, WeightsNotFoundError
 # imports hub_file from here inside its functions
 from .commits import cached_elsewhere, full_commit, hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
-from .failures import as_asked
+from .failures import as_asked, spelled, whole_hash
 from .reach import (
     SILENT,
     cache_write_error,
@@ -72,6 +72,7 @@ def hub_file(
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     check_cache(repo_id)
+    asked = revision
     revision = full_commit(repo_id, revision)  # a hash's start: the cached commit it names
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
@@ -88,6 +89,10 @@ def hub_file(
     # the repo as the user spelled it, and the commit where it was never theirs: in every raise
     repo, at = as_asked(repo_id, revision, matching)
     name = download_name or what
+    if revision != asked and name == spelled(repo_id, asked):  # another cache lacks the start
+        name = spelled(repo_id, revision)  # and the hub looks a commit up by its whole hash
+    # a hash's start the cache holds no commit of: the download elsewhere needs it whole
+    whole = whole_hash(revision) if matching is None else ""
     fetch = fetch or f"loftup download {name}"
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error
@@ -143,7 +148,7 @@ def hub_file(
             f"{what}: cannot download file {filename!r} of hub repo {repo!r}{at}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
-            f"{name}`{access}), or copy the {hub_cache} of a machine with network that holds "
+            f"{name}`{whole}{access}), or copy the {hub_cache} of a machine with network that holds "
             f"it to {_cache()}, or pass a local path instead: {local_hint}"
         )
     # where the hub answered that it has no such repo, revision or file, another machine's
@@ -153,6 +158,8 @@ def hub_file(
         fix = f"Check HF_ENDPOINT and any proxy, and run `{fetch}` again{access}; or {copy}"
     if failed_there:  # the network is fine: the same download may work in a while
         fix = f"Run `{fetch}` again later{access}, or on another machine and {copy}"
+    if refusal is None:  # the hub's refusal of a hash's start says to give it whole
+        fix = f"{fix}{whole}"
     lacking = f"is not in the Hugging Face cache{nor_cached} and {reason}"
     if downloading:
         lacking = f"could not be downloaded{nor_download}: {reason}"

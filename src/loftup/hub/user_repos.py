@@ -68,7 +68,9 @@ def upsampler_repo(
             f"the folder save_pretrained wrote ({WEIGHTS_NAME} + {CONFIG_NAME}), "
             "load_upsampler('/path/to/folder') or `loftup upsample -m /path/to/folder`"
         ),
-        download_name=spelled,
+        # a hash's start whole: another machine's cache lacks the commit, and the hub looks a
+        # commit up by its whole hash
+        download_name=as_spelled(repo_id, revision),
         downloading=downloading,
         revision=revision,
         refresh=downloading and not _is_commit(revision),  # the owner may have pushed again
