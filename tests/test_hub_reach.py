@@ -55,14 +55,30 @@ def listener(
             conn.close()
 
 
+def fresh_session() -> None:
+    """huggingface_hub's shared client made again at its next use, from the environment as it
+    is then (httpx reads the proxies once, when the client is made, and the check asks the
+    client; requests, before 1.0, reads them at each request and has no such client)."""
+    import huggingface_hub
+
+    close = getattr(huggingface_hub, "close_session", None)
+    if close is not None:
+        close()
+
+
 @pytest.fixture
 def no_proxy(monkeypatch):
-    """No proxy set, and no failure remembered from elsewhere."""
+    """No proxy set (nor in huggingface_hub's client, made afresh before and after), and no
+    failure remembered from elsewhere."""
     for var in PROXIES:
         for name in (var, var.upper()):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(reach, "UNREACHABLE", {})
     monkeypatch.setattr(reach, "REACHABLE", {})
+    fresh_session()
+    yield
+    monkeypatch.undo()
+    fresh_session()
 
 
 def short_waits(monkeypatch, first: float, retry: float) -> None:
@@ -182,31 +198,7 @@ def test_an_unreachable_hub_is_named_at_once(tmp_path):
     assert "--backbone-weights /path/to/folder" in line
 
 
-def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(monkeypatch):
-    """Behind a proxy (HTTPS_PROXY, which huggingface_hub honours) the hub itself cannot be
-    reached directly, while downloads work through the proxy: the 3 s check connected to the
-    endpoint directly and refused every download as "cannot be reached"."""
-    import socket
-
-    from loftup.hub import reach
-    from loftup.hub.reach import hub_reachable
-    from test_hub_reach import listener
-
-    monkeypatch.setattr(reach, "UNREACHABLE", {})  # no failure remembered from elsewhere
-    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        for name in (var, var.upper()):
-            monkeypatch.delenv(name, raising=False)
-    with socket.socket() as closed, listener() as proxy:
-        closed.bind(("127.0.0.1", 0))  # nothing listens: the endpoint, unreachable directly
-        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{closed.getsockname()[1]}")
-        assert not hub_reachable(timeout=1)
-        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy}")
-        assert hub_reachable(timeout=1)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the endpoint bypasses the proxy
-        assert not hub_reachable(timeout=1)
-
-
-def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypatch):
+def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypatch, no_proxy):
     """A resolver that gets no answer (no network, a DNS server configured but out of reach)
     retries for tens of seconds, which the 3 s connection timeout does not bound; each file
     of a backbone waited for it again."""
@@ -222,10 +214,7 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
         time.sleep(30)
         raise socket.gaierror("timed out")
 
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", no_answer)
-    monkeypatch.setattr(reach, "UNREACHABLE", {})
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
     t0 = time.perf_counter()
     assert not reach.hub_reachable(timeout=0.5)
@@ -233,7 +222,7 @@ def test_a_name_lookup_that_gets_no_answer_is_bounded_and_not_repeated(monkeypat
     assert time.perf_counter() - t0 < 5 and calls == ["hub.example"]
 
 
-def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
+def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch, no_proxy):
     """A name resolves to several addresses (IPv6 first on many machines, where IPv6 may have no
     route): the check tried the first alone, as no download does, and refused the hub."""
     import socket
@@ -241,9 +230,6 @@ def test_the_hub_is_reachable_by_any_of_its_addresses(monkeypatch):
     from loftup.hub import reach
     from test_hub_reach import listener
 
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(reach, "UNREACHABLE", {})
     with socket.socket() as closed, listener() as port:
         closed.bind(("127.0.0.2", 0))  # nothing listens there
 

@@ -133,15 +133,13 @@ def connection(where: tuple[str, int], timeout: float) -> socket.socket | None:
 
 def _endpoint():
     """The hub endpoint's URL, or the proxy's that downloads from it go through (parsed), and
-    its (host, port)."""
-    import urllib.request
+    its (host, port): the proxy as huggingface_hub's own client picks it (:func:`proxy_for`:
+    NO_PROXY by its rules, not urllib's)."""
+    from .proxy import proxy_for
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
-        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    proxy = proxy_for(endpoint)
+    url = urlparse(proxy or endpoint)
     return url, (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
 
 

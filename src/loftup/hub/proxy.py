@@ -1,0 +1,82 @@
+"""Which proxy huggingface_hub's requests for a URL go through, as its own HTTP client decides
+(:func:`proxy_for`), so that :mod:`.reach`'s check connects where a download will: httpx
+(huggingface_hub 1.0 on) reads NO_PROXY by curl's rules, where a ``host:port``, an address
+range (``10.0.0.0/8``) or ``*.domain`` bypasses the proxy, which urllib's reading does not
+know; requests (before 1.0) has rules of its own."""
+
+from __future__ import annotations
+
+#: The client's choice could not be read (a client or transport of the user's, a release
+#: built otherwise): urllib's reading of the environment decides, as it did before
+_UNKNOWN = object()
+
+
+def proxy_for(url: str) -> str | None:
+    """The URL of the proxy that huggingface_hub's session sends a request for ``url``
+    through (``http://proxy:3128``), None where it goes straight to ``url``'s host. Asked of
+    the session itself, which downloads use: it read the environment when it was made."""
+    try:
+        from huggingface_hub.utils import get_session
+
+        session = get_session()
+    except Exception:  # noqa: BLE001 - none to ask: the environment decides
+        session = None
+    for ask in (_httpx_proxy, _requests_proxy):
+        found = ask(session, url)
+        if found is not _UNKNOWN:
+            return found
+    return _urllib_proxy(url)
+
+
+def _httpx_proxy(client, url: str):
+    """The proxy of an httpx client (httpx or its fork httpx2) for ``url``: the transport it
+    picks for it (its proxy mounts, NO_PROXY's exceptions among them), whose connection pool
+    is a proxy's (with its URL) or a direct one; :data:`_UNKNOWN` where these private parts
+    are not there or not as expected."""
+    pick = getattr(client, "_transport_for_url", None)
+    if pick is None or not hasattr(client, "build_request"):
+        return _UNKNOWN
+    try:
+        pool = getattr(pick(client.build_request("HEAD", url).url), "_pool", None)
+    except Exception:  # noqa: BLE001 - not the client expected
+        return _UNKNOWN
+    proxy = getattr(pool, "_proxy_url", None)  # httpcore's HTTPProxy and SOCKSProxy
+    if proxy is None:  # a plain ConnectionPool: straight to the host
+        names = [c.__name__ for c in type(pool).__mro__]
+        direct = "ConnectionPool" in names and not any("Proxy" in n for n in names)
+        return None if direct else _UNKNOWN
+    try:
+        scheme, host = proxy.scheme.decode("ascii"), proxy.host.decode("ascii")
+    except (AttributeError, UnicodeDecodeError):
+        return _UNKNOWN
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"{scheme}://{host}" + (f":{proxy.port}" if proxy.port else "")
+
+
+def _requests_proxy(session, url: str):
+    """The proxy of a requests session for ``url``, as its request picks it: the session's
+    proxies merged with the environment's (NO_PROXY read by requests' rules), then the one
+    for the URL's scheme and host; :data:`_UNKNOWN` for no requests session."""
+    merge = getattr(session, "merge_environment_settings", None)
+    if merge is None:
+        return _UNKNOWN
+    try:
+        from requests.utils import select_proxy
+
+        return select_proxy(url, merge(url, {}, None, None, None)["proxies"]) or None
+    except Exception:  # noqa: BLE001 - not the session expected
+        return _UNKNOWN
+
+
+def _urllib_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY`` and the like) unless
+    urllib reads NO_PROXY as bypassing it for the host; None where none."""
+    import urllib.request
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parsed.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"

@@ -1,0 +1,122 @@
+"""The hub's quick check connects where huggingface_hub's own client sends a download: through
+the proxy the environment names, or straight to the endpoint where NO_PROXY says so, read by
+the client's rules (curl's, in httpx: a host:port, an address range, ``*.domain``)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from hub_helpers import _use_mirror
+from loftup import WeightsNotFoundError
+from loftup.hub import reach
+from test_hub_reach import PROXIES, fresh_session, listener
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    """No proxy set, no verdict remembered, and huggingface_hub's client made afresh; yields
+    ``set(**variables)``, which sets environment variables as a process started with them has
+    them (the client made again). The client is made afresh after the test too."""
+    for var in PROXIES:
+        for name in (var, var.upper()):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(reach, "UNREACHABLE", {})
+    monkeypatch.setattr(reach, "REACHABLE", {})
+
+    def set_env(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        fresh_session()
+
+    fresh_session()
+    yield set_env
+    monkeypatch.undo()
+    fresh_session()
+
+
+def _httpx_client() -> bool:
+    """Whether huggingface_hub's client is httpx's (1.0 on), which reads NO_PROXY by curl's
+    rules; requests (before 1.0) has rules of its own."""
+    from huggingface_hub.utils import get_session
+
+    return hasattr(get_session(), "_transport_for_url")
+
+
+def test_the_quick_reachability_check_goes_through_the_proxy_downloads_use(proxy_env):
+    """Behind a proxy (HTTPS_PROXY, which huggingface_hub honours) the hub itself cannot be
+    reached directly, while downloads work through the proxy: the 3 s check connected to the
+    endpoint directly and refused every download as "cannot be reached"."""
+    with socket.socket() as closed, listener() as proxy:
+        closed.bind(("127.0.0.1", 0))  # nothing listens: the endpoint, unreachable directly
+        proxy_env(HF_ENDPOINT=f"https://127.0.0.1:{closed.getsockname()[1]}")
+        assert not reach.hub_reachable(timeout=1)
+        proxy_env(HTTPS_PROXY=f"http://127.0.0.1:{proxy}")
+        assert reach.hub_reachable(timeout=1)
+        proxy_env(NO_PROXY="127.0.0.1")  # the endpoint bypasses the proxy
+        assert not reach.hub_reachable(timeout=1)
+
+
+@pytest.mark.parametrize("entry", ["host:port", "address range", "address", "*", "another port"])
+def test_a_mirror_that_no_proxy_exempts_is_downloaded_from_beside_a_dead_proxy(
+    tmp_path, monkeypatch, proxy_env, local_hub, entry
+):
+    """HTTPS_PROXY and HTTP_PROXY name a proxy that is down, and NO_PROXY exempts the mirror
+    (127.0.0.1:PORT, 127.0.0.0/8): huggingface_hub's client goes straight to it, while the
+    check read NO_PROXY by urllib's rules, connected to the proxy, and refused the download
+    ("the Hugging Face hub cannot be reached"). An entry for another port exempts nothing:
+    that download goes to the dead proxy, and is refused at once."""
+    from loftup.hub.remote import hub_file
+
+    endpoint = local_hub({("someone/repo", "a.bin"): b"weights"})
+    port = int(endpoint.rsplit(":", 1)[1])
+    if entry == "host:port" and not _httpx_client():
+        pytest.skip("requests (huggingface_hub before 1.0) sends 127.0.0.1:PORT to the proxy")
+    exempt = {
+        "host:port": f"127.0.0.1:{port}",
+        "address range": "127.0.0.0/8",
+        "address": "127.0.0.1",
+        "*": "*",
+        "another port": f"127.0.0.1:{port + 1}",
+    }[entry]
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # nothing listens there: the proxy is down
+        _use_mirror(monkeypatch, endpoint, tmp_path / "hub")
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        proxy_env(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, NO_PROXY=exempt, no_proxy=exempt)
+        kw = {"what": "a.bin", "local_hint": "a local file"}
+        if entry == "another port":
+            with pytest.raises(WeightsNotFoundError, match="hub cannot be reached"):
+                hub_file("someone/repo", "a.bin", **kw)
+            assert local_hub.requests == []
+        else:
+            assert hub_file("someone/repo", "a.bin", **kw).read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    "endpoint, no_proxy, where",
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("http://127.0.0.1:8080", "127.0.0.1:9090", ("proxy.invalid", 3128)),
+        ("http://10.1.2.3:8080", "10.0.0.0/8", ("10.1.2.3", 8080)),
+        ("http://11.1.2.3:8080", "10.0.0.0/8", ("proxy.invalid", 3128)),
+        ("https://hub.corp.example", ".corp.example", ("hub.corp.example", 443)),
+        ("https://hub.corp.example", "*.corp.example", ("hub.corp.example", 443)),
+        ("https://hub.corp.example", "corp.example", ("hub.corp.example", 443)),
+        ("https://hubcorp.example", "corp.example", ("proxy.invalid", 3128)),
+        ("https://huggingface.co", "other.example, *", ("huggingface.co", 443)),
+        ("https://huggingface.co", "", ("proxy.invalid", 3128)),
+    ],
+)
+def test_the_check_reads_no_proxy_as_huggingface_hubs_client_does(
+    proxy_env, endpoint, no_proxy, where
+):
+    """Where the check connects, for NO_PROXY's forms, as httpx (huggingface_hub's client from
+    1.0) reads them: urllib's reading sent a host:port, an address range and ``*.domain``
+    entry's endpoint to the proxy, where downloads went straight to it."""
+    if not _httpx_client():
+        pytest.skip("huggingface_hub before 1.0 reads NO_PROXY by requests' rules")
+    proxy = "http://proxy.invalid:3128"
+    proxy_env(HF_ENDPOINT=endpoint, HTTPS_PROXY=proxy, HTTP_PROXY=proxy, NO_PROXY=no_proxy)
+    assert reach._endpoint()[1] == where
