@@ -180,3 +180,28 @@ def test_an_upsampler_by_hub_id_cut_short_in_the_cache_says_which_blob_to_delete
         f"it is a damaged download in the Hugging Face cache: delete {snap / cut} and run "
         "`loftup download someone/my-up` to fetch it again"
     )
+
+
+@pytest.mark.parametrize("revision", [None, "v1", "abcdef1"])
+def test_a_ref_file_of_the_cache_that_holds_no_text_is_named_with_its_fix(
+    tmp_path, monkeypatch, revision
+):
+    """The cache's refs/<branch> (the commit a branch, a tag or a hash's start names) holding
+    bytes that are no text, a disk's damage: a load raised huggingface_hub's (or loftup's)
+    bare UnicodeDecodeError, a traceback; it names the file and to delete it."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    refs = make_hf_cache(tmp_path / "hub", "someone/up", files).parents[1] / "refs"
+    ref = refs / (revision or "main")
+    ref.write_bytes(b"\xff\xfe\x00damaged")
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/up" if revision is None else f"someone/up@{revision}")
+    assert str(e.value).startswith(
+        f"{ref}, the Hugging Face cache's record of the commit that '{revision or 'main'}' of "
+        "hub repo 'someone/up' names, is damaged (it holds no commit hash): delete it"
+    )
+    ref.unlink()  # as it says
+    if revision is None:
+        ref.write_text("0123456789abcdef0123456789abcdef01234567")  # as the download writes it
+        assert load_upsampler("someone/up") is not None

@@ -24,16 +24,15 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     looks commits up by their whole hash: its refusal says to give it)."""
     import re
 
-    from .refresh import ref_path, repo_folder
+    from .refresh import cached_ref, repo_folder
 
+    known = cached_ref(repo_id, revision)  # a damaged ref file: named, not a UnicodeDecodeError
     if revision is None or not re.fullmatch(_HASH_START, revision.lower()):
         return revision
     start = revision.lower()
+    if known is not None:  # a branch or tag named so, or the hub's answer for this start
+        return known if known.startswith(start) else revision
     try:  # a cache this user may not read: the file's lookup says so
-        ref = ref_path(repo_id, revision)
-        if ref.is_file():  # a branch or tag named so, or the hub's answer for this start
-            known = ref.read_text().strip()
-            return known if known.startswith(start) else revision
         names = [s.name for s in (repo_folder(repo_id) / "snapshots").iterdir()]
     except OSError:
         return revision
@@ -53,13 +52,12 @@ def newest_folder(repo_id: str, found: list[Path], revision: str | None) -> Path
     gave them): some cached at an older commit, others downloaded at the one the branch has
     moved to (the download moved the cache's ref there). Where the ref names none of them, the
     last file's folder."""
-    from .refresh import ref_path
+    from .refresh import cached_ref
 
     folders = {path.parent for path in found}
     if len(folders) == 1:
         return found[0].parent
-    ref = ref_path(repo_id, revision)
-    now = ref.read_text().strip() if ref.is_file() else None
+    now = cached_ref(repo_id, revision)
     return next((f for f in folders if f.name == now), found[-1].parent)
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
-from .failures import spelled
+from .failures import spelled, whole_hash
 
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
@@ -112,6 +112,30 @@ def ref_path(repo_id: str, revision: str | None = None) -> Path:
     """The file of the Hugging Face cache that holds the commit hash branch or tag ``revision``
     (None: main) of model repo ``repo_id`` names: ``refs/<revision>``."""
     return repo_folder(repo_id) / "refs" / (revision or "main")
+
+
+def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit hash that the Hugging Face cache's ``refs/<revision>`` (None: main) of hub
+    repo ``repo_id`` holds; None where it has none, or none this user may read (the file's
+    lookup says so). A CheckpointError where the file holds no text (a disk's damage, a copy
+    cut short), on which huggingface_hub's own lookups and downloads fail with a bare
+    UnicodeDecodeError: naming it, and its fix."""
+    from ..errors import CheckpointError
+
+    ref = ref_path(repo_id, revision)
+    try:
+        data = ref.read_bytes()
+    except OSError:
+        return None
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise CheckpointError(
+            f"{ref}, the Hugging Face cache's record of the commit that "
+            f"{revision or 'main'!r} of hub repo {repo_id!r} names, is damaged (it holds no "
+            f"commit hash): delete it (the cached files stay), and `loftup download "
+            f"{spelled(repo_id, revision)}` writes it again{whole_hash(revision)}"
+        ) from None
 
 
 _REFRESHING: set[Path] = set()

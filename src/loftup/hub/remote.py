@@ -260,6 +260,7 @@ def cached_path(name: str) -> Path | None:
 
     ckpt = resolve_name(name)
     check_cache(ckpt.repo_id)
+    full_commit(ckpt.repo_id, None)  # a damaged ref file: named, not a UnicodeDecodeError
     found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
     return Path(found) if isinstance(found, str) else None
 
