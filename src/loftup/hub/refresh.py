@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
-from .failures import spelled, whole_hash
+from .failures import spelled
 
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
@@ -133,8 +133,8 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
         raise CheckpointError(
             f"{ref}, the Hugging Face cache's record of the commit that "
             f"{revision or 'main'!r} of hub repo {repo_id!r} names, is damaged (it holds no "
-            f"commit hash): delete it (the cached files stay), and `loftup download "
-            f"{spelled(repo_id, revision)}` writes it again{whole_hash(revision)}"
+            "commit hash): delete it (the cached files stay; the next download from the repo "
+            "writes it again)"
         ) from None
 
 

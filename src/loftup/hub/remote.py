@@ -28,6 +28,7 @@ from .reach import (
 from .refresh import (  # all_or_nothing: importable from here
     _kept,
     all_or_nothing,  # noqa: F401
+    cached_ref,
     repo_folder,
     still_cached,
 )
@@ -148,8 +149,8 @@ def hub_file(
             f"{what}: cannot download file {filename!r} of hub repo {repo!r}{at}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
-            f"{name}`{whole}{access}), or copy the {hub_cache} of a machine with network that holds "
-            f"it to {_cache()}, or pass a local path instead: {local_hint}"
+            f"{name}`{whole}{access}), or copy the {hub_cache} of a machine with network that "
+            f"holds it to {_cache()}, or pass a local path instead: {local_hint}"
         )
     # where the hub answered that it has no such repo, revision or file, another machine's
     # download gets the same answer
@@ -260,7 +261,7 @@ def cached_path(name: str) -> Path | None:
 
     ckpt = resolve_name(name)
     check_cache(ckpt.repo_id)
-    full_commit(ckpt.repo_id, None)  # a damaged ref file: named, not a UnicodeDecodeError
+    cached_ref(ckpt.repo_id)  # a damaged ref file: named, not a UnicodeDecodeError
     found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
     return Path(found) if isinstance(found, str) else None
 
