@@ -84,6 +84,40 @@ def test_a_rank_of_another_command_is_refused_at_once_not_counted_in(port, monke
     )
 
 
+class CommandChangesAsTheRunIsRecorded:
+    """The store with sys.argv changed just as the call that records the run returns: the
+    moment the test above changes it, run B's command, while run A's rank 0 comes."""
+
+    def __init__(self, store, change):
+        self.store, self.change = store, change
+
+    def compare_set(self, key, expected, desired):
+        value = self.store.compare_set(key, expected, desired)
+        if key.endswith("/run"):
+            self.change()
+        return value
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_process_is_compared_with_the_run_it_recorded(monkeypatch):
+    """The run was read from the command twice, to record it and to compare the recorded one
+    with it: where the command changed in between (the test above, 1 run in 10-20 on a loaded
+    machine), RANK=0 refused its own run and closed the point (run B's rank 1 then waited its
+    whole meeting to say RANK=0 never came)."""
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", free_port(), None, is_master=True,
+                          wait_for_workers=False, timeout=datetime.timedelta(seconds=10))  # fmt: skip
+    run_b = [*sys.argv, "inB"]
+    recorded = CommandChangesAsTheRunIsRecorded(
+        store, lambda: monkeypatch.setattr(sys, "argv", run_b)
+    )
+    assert meeting._come(recorded, "loftup_meet/0/1", 0, 2, 0.0, None) == ("timeout", 1)
+    assert not store.check(["loftup_meet/0/1/refused"])  # (no one was told of a refusal)
+
+
 def test_a_launchers_local_rank_argument_is_no_other_command(monkeypatch):
     """torch.distributed.launch (and DeepSpeed's launcher) give each process its own
     --local-rank=N: a script calling loftup.extract under it had its second rank refused as

@@ -178,10 +178,13 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
 
     mine, outcome, said, ours = claims.token(), None, None, None
     two = "give each run its own MASTER_PORT (torchrun --master-port PORT)"
+    # read once: the run recorded is the one compared (a sys.argv changed in between, as a
+    # test's two runs in one process do, had RANK=0 refuse its own run and close the point)
+    this_run = claims.identity(world)
     try:
-        run = store.compare_set(f"{key}/run", "", claims.identity(world)).decode()
-        if run != claims.identity(world):  # another run's, or this one's with another WORLD_SIZE
-            store.set(f"{key}/refused", claims.identity(world))  # those who wait are told
+        run = store.compare_set(f"{key}/run", "", this_run).decode()
+        if run != this_run:  # another run's, or this one's with another WORLD_SIZE
+            store.set(f"{key}/refused", this_run)  # those who wait are told
             if not run.startswith(f"WORLD_SIZE={world} "):
                 return "refused", (
                     f"where the processes that came first have {run.split()[0]}: start every "
