@@ -1,9 +1,10 @@
 """The process group's own join (:mod:`.meeting`, once all came): how long torch may wait in it,
 what its failure says, and the collectives' wait set once it is joined. gloo's connects between
-the ranks run in torch's C++ (Ctrl-C ignored, no look at the others' pulses), each try as long
-as the group's time-out, and tried again: a process killed as the others connect to it held
-them there several times the meeting's wait. They are given :data:`CONNECT` seconds a try,
-where live peers take milliseconds; the collectives get theirs after."""
+the ranks run in torch's C++ (Python's signal handlers wait for it; the others' pulses are
+watched from a thread, :mod:`.watch`), each try as long as the group's time-out, and tried
+again: a process killed as the others connect to it held them there several times the
+meeting's wait. They are given :data:`CONNECT` seconds a try, where live peers take
+milliseconds; the collectives get theirs after."""
 
 from __future__ import annotations
 

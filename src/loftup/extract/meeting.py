@@ -20,6 +20,7 @@ from ..ranks import env_int as _env_int
 from . import claims, point, pulse
 from .join import join_failed, join_wait, set_collectives_timeout
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
+from .watch import Watch
 
 
 def meet_the_others(backend: str, seconds: float) -> None:
@@ -54,7 +55,8 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     ``seconds`` (a process killed after it came: a day, Ctrl-C ignored, then torch's traceback),
     which are set once the group is joined. gloo's rendezvous is waited for in looks
     (:mod:`.pulse`): Ctrl-C ends it at once, and a process gone silent ends it within seconds,
-    named; its connects then wait :data:`.join.CONNECT` seconds a try; nccl's (its
+    named; its connects then wait :data:`.join.CONNECT` seconds a try, watched from a thread
+    (:mod:`.watch`) that ends the process as the looks would have; nccl's (its
     communicators, made at the first collective) is not in the join. ``line``: this process's
     connection to the meeting point, kept from the meeting (closed here): its close says at once
     that RANK=0, which holds it, has ended."""
@@ -76,11 +78,13 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
             )
             group.set_timeout(datetime.timedelta(seconds=join))
             started = time.monotonic()
+            watch = Watch(group, store, key, rank, world) if watched else contextlib.nullcontext()
             try:
-                join_process_group(
-                    backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
-                    world_size=world, timeout=join_wait(backend, join, seconds),
-                )  # fmt: skip
+                with watch:  # (gloo's connects, in C++: Ctrl-C and the pulses watched there)
+                    join_process_group(
+                        backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
+                        world_size=world, timeout=join_wait(backend, join, seconds),
+                    )  # fmt: skip
             except RuntimeError as e:  # torch's DistError, gloo's connection errors
                 raise join_failed(e, met, time.monotonic() - started) from None
             if watched:

@@ -116,11 +116,12 @@ class Rendezvous(dist.Store):
         self.inner, self.deadline, self.met, self.line = store, deadline, met, line
         self.seconds = deadline - time.monotonic()
         self.silence: Silence | None = Silence(store, key, rank, world)
+        self.looking = False  # whether this process's own looks (:meth:`_look`) are under way
 
     def joined(self) -> None:
         self.silence = None
 
-    def _point_gone(self, grace: float = 0.0) -> LoftUpError | None:
+    def point_gone(self, grace: float = 0.0) -> LoftUpError | None:
         """RANK=0's end, told, where the meeting point has closed (within ``grace`` seconds:
         a store call that failed as RANK=0 went may come just before the close)."""
         end = time.monotonic() + grace
@@ -133,36 +134,43 @@ class Rendezvous(dist.Store):
             "process group (killed, or an error of its own, which says why); start the run again"
         )
 
+    def went_silent(self, gone: list[int], silence: Silence) -> LoftUpError:
+        """What this process says of the ranks ``gone`` silent (:meth:`Silence.gone`)."""
+        names = " and ".join(f"RANK={r}" for r in gone)
+        silent = (
+            f"no sign of life for {SILENT_FOR:g} s"
+            if all(silence.heard[r][0] for r in gone)
+            else f"no sign of life for {SILENT_FOR:g} s, or none at all for {SILENT_FIRST:g} s"
+        )
+        return LoftUpError(
+            f"{self.met} {names} went silent ({silent}) before joining the process group: "
+            "killed (or its machine lost), or ended by an error of its own, which says why; "
+            "start the run again"
+        )
+
     def _look(self, keys: list[str]) -> None:
+        self.looking = True  # (the watcher of torch's C++ part of the join leaves it to this)
         try:
             self._look_for(keys)
         except dist.DistError:  # the point closed under a look (its trace logged by torch)
-            gone = self._point_gone(grace=1.0)
+            gone = self.point_gone(grace=1.0)
             if gone is None:
                 raise
             raise gone from None
+        finally:
+            self.looking = False
 
     def _look_for(self, keys: list[str]) -> None:
         pause = 0.01
         while True:
-            gone = self._point_gone()  # first: the store's call to a closed point logs a trace
+            gone = self.point_gone()  # first: the store's call to a closed point logs a trace
             if gone is not None:
                 raise gone
             if self.inner.check(keys):
                 return
             gone = self.silence.gone()
             if gone:
-                names = " and ".join(f"RANK={r}" for r in gone)
-                silent = (
-                    f"no sign of life for {SILENT_FOR:g} s"
-                    if all(self.silence.heard[r][0] for r in gone)
-                    else f"no sign of life for {SILENT_FOR:g} s, or none at all for {SILENT_FIRST:g} s"
-                )
-                raise LoftUpError(
-                    f"{self.met} {names} went silent ({silent}) before joining the process "
-                    "group: killed (or its machine lost), or ended by an error of its own, which "
-                    "says why; start the run again"
-                )
+                raise self.went_silent(gone, self.silence)
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise LoftUpError(
