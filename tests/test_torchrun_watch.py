@@ -139,3 +139,21 @@ def test_ctrl_c_while_gloo_connects_ends_the_rank_at_once(sent, status, said, ag
         _, err = ranks[waits].communicate(timeout=60)  # (not 600 s)
     assert ranks[waits].returncode == status, err
     assert err.splitlines() == [f"[rank {waits}] {said}"]
+
+
+@sees_keys
+def test_a_rank_refused_by_the_killed_one_says_so_without_gloos_lines_of_each_try(agent, tmp_path):
+    """The side of the pair that connects to a rank killed is refused at once: gloo printed a
+    line for each try, then torch one for all, above our line, which says the same."""
+    ranks = [start(r, agent.port, tmp_path) for r in (0, 1)]
+    with ended(*ranks):
+        connects = waiting_for_the_killed(agent, ranks, connects=True)
+        _, err = ranks[connects].communicate(timeout=120)
+    assert ranks[connects].returncode == 2, err[-2000:]
+    assert len(err.splitlines()) == 1, err[-2000:]
+    assert err.startswith(
+        f"[rank {connects}] error: this process (RANK={connects} of WORLD_SIZE=2) met the others "
+        f"at 127.0.0.1:{agent.port}, but another process of the group refused (or dropped) this "
+        "one's connection after 0 s (Gloo connectFullMesh failed with "
+    )
+    assert "Connection refused" in err

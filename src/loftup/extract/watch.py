@@ -11,6 +11,7 @@ say themselves, as an exception: the watch leaves it to them."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -19,6 +20,51 @@ import threading
 
 from ..errors import terminate
 from .pulse import BEAT_EVERY, Rendezvous, Silence
+
+#: gloo's own lines of a connect that failed (each try's, then torch's of the whole), which
+#: the join's error (:func:`.join.join_failed`) says again, its first line included: the user's
+#: one line was at the bottom of five
+_GLOOS_CONNECT_LINES = re.compile(
+    rb"\] ERROR failed to connect, willRetry=|\] Gloo connectFullMesh failed with "
+)
+
+
+class StderrLessGloosConnectLines:
+    """For the ``with`` block, what is written to file descriptor 2 (C++'s logs, and Python's
+    own stderr) passed on there by a thread, line by line as each comes, less gloo's lines of a
+    failed connect (:data:`_GLOOS_CONNECT_LINES`)."""
+
+    def __init__(self):
+        self.stderr = -1  # (what file descriptor 2 was, while the block runs)
+
+    def __enter__(self) -> StderrLessGloosConnectLines:
+        _flush()
+        try:
+            self.stderr = os.dup(2)
+        except OSError:  # no stderr (closed by a daemon): nothing to keep clean
+            return self
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.thread = threading.Thread(target=self._pass_on, args=(read,), daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.stderr < 0:
+            return
+        _flush()
+        os.dup2(self.stderr, 2)  # (the pipe's last writer: its reader is at its end)
+        self.thread.join()
+        os.close(self.stderr)
+        self.stderr = -1
+
+    def _pass_on(self, read: int) -> None:
+        with open(read, "rb") as pipe, open(self.stderr, "wb", closefd=False) as to:
+            for line in pipe:  # (a line as soon as it is whole: a pipe's read takes what came)
+                if not _GLOOS_CONNECT_LINES.search(line):
+                    to.write(line)
+                    to.flush()
 
 
 class Watch:
@@ -37,11 +83,13 @@ class Watch:
         self.woken.setblocking(False)
         self.earlier = -1  # the wakeup fd that was set before (signals are passed on to it)
         self.pending: list[int] = []
+        self.stderr = StderrLessGloosConnectLines()
         self.thread = threading.Thread(target=self._watch, name="loftup-watch", daemon=True)
 
     def __enter__(self) -> Watch:
         if threading.current_thread() is threading.main_thread():
             self.earlier = signal.set_wakeup_fd(self.wake.fileno(), warn_on_full_buffer=False)
+        self.stderr.__enter__()
         self.thread.start()
         return self
 
@@ -50,6 +98,7 @@ class Watch:
             self.over = True
         self.wake.send(b"\0")
         self.thread.join()
+        self.stderr.__exit__()
         if threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(self.earlier)
         self.wake.close()
@@ -69,6 +118,7 @@ class Watch:
             if self.over:
                 self.said.release()
                 return
+            self.stderr.__exit__()  # (what was written before passed on first)
             _end(f"[rank {self.rank}] {said[0]}", said[1])
 
     def _take_signals(self) -> None:
