@@ -10,6 +10,7 @@ say themselves, as an exception: the watch leaves it to them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -96,7 +97,8 @@ class Watch:
     def __exit__(self, *exc) -> None:
         with self.said:  # (waits while the thread ends the process)
             self.over = True
-        self.wake.send(b"\0")
+        with contextlib.suppress(OSError):  # (full of signals not taken yet: it wakes anyway)
+            self.wake.send(b"\0")
         self.thread.join()
         self.stderr.__exit__()
         if threading.current_thread() is threading.main_thread():
