@@ -4,6 +4,7 @@ next run puts it right. Its DataLoader workers, outliving it, do not keep DIR lo
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -62,16 +63,17 @@ def _masks(folder: Path) -> dict:
             if p.is_file() and not str(p.relative_to(folder)).startswith(".")}  # fmt: skip
 
 
-# the renames of a run of two sequences over an earlier run's three: 1 the mark saying the
-# masks are incomplete, 2-4 the earlier folders out, 5-6 the new ones in, 7 the run's own mark
-@pytest.mark.parametrize("when,k", [("before", 1), ("after", 1), ("after", 3), ("after", 5),
-                                    ("after", 6), ("after", 7)])  # fmt: skip
+# the renames of a run of two sequences over an earlier run's three: 1 the staging folder to
+# its moving name, 2 the mark saying the masks are incomplete, 3-5 the earlier folders out,
+# 6-7 the new ones in, 8 the run's own mark
+@pytest.mark.parametrize("when,k", [("before", 1), ("after", 1), ("after", 2), ("after", 4),
+                                    ("after", 6), ("after", 7), ("after", 8)])  # fmt: skip
 def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(tmp_path, when,
                                                                                  k):  # fmt: skip
     """kill -9 as the masks moved in left DIR with the new run's bear beside the earlier
-    run's car and dog (the mark listing all three), which the next run then kept; killed
-    after its mark, the next run moved the replaced dog back beside its bear and car; killed
-    writing the mark, its temporary file made every later run refuse DIR."""
+    run's car and dog (the mark listing all three), a mix the next run kept as one run's;
+    killed after its mark, the next run moved the replaced dog back beside its bear and car;
+    killed writing the mark, its temporary file made every later run refuse DIR."""
     masks = tmp_path / "masks"
     _run(masks, ["bear", "car", "dog"], 1)  # the earlier run's
     before = _masks(masks)
@@ -88,17 +90,20 @@ def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(
         assert f"{masks} holds incomplete masks" in str(e) and "run loftup eval davis" in str(e)
         with pytest.raises(LoftUpError, match="holds incomplete masks"):
             score_results(tmp_path / "davis", masks, ["bear", "car"])
+        # no folder a loftup from before the journal removes (it removed every staging
+        # folder it found, the earlier masks in this one with it): it refuses DIR instead
+        assert not list(masks.glob(".loftup-staging-*"))
     else:  # unmarked: one run's masks, whole
         new = {f"{n}/0000{i}.png" for n in ("bear", "car") for i in range(3)}
         assert _masks(masks) == before or set(_masks(masks)) == new
         assert listed == seqs
-        assert (when, k) in {("before", 1), ("after", 7)}
+        assert (when, k) in {("before", 1), ("after", 1), ("after", 8)}
 
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the next run's start
     seqs = sorted(p.name for p in masks.iterdir() if not p.name.startswith("."))
     assert sorted(p.name for p in masks.iterdir()) == [MARK, *seqs]  # nothing else left
     assert complete_masks(masks) == seqs
-    if k == 7:  # killed after its mark: its masks
+    if k == 8:  # killed after its mark: its masks
         assert seqs == ["bear", "car"] and not set(_masks(masks).values()) & set(before.values())
     else:  # before it: the earlier run's, as they were
         assert _masks(masks) == before
@@ -111,11 +116,11 @@ def test_a_mix_whose_staging_folder_is_gone_stays_marked_until_a_run_replaces_it
     masks = tmp_path / "masks"
     _run(masks, ["bear", "car", "dog"], 1)
     killed = multiprocessing.get_context("fork").Process(
-        target=_killed_at_a_rename, args=(masks, 5, "after")
+        target=_killed_at_a_rename, args=(masks, 6, "after")
     )
     killed.start()
     killed.join()
-    (staging,) = masks.glob(".loftup-staging-*")
+    (staging,) = masks.glob(".loftup-moving-*")
     shutil.rmtree(staging)
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # a run that failed
     with pytest.raises(LoftUpError, match="holds incomplete masks"):
@@ -123,6 +128,63 @@ def test_a_mix_whose_staging_folder_is_gone_stays_marked_until_a_run_replaces_it
     _run(masks, ["car"], 3)
     assert complete_masks(masks) == ["car"]
     assert sorted(p.name for p in masks.iterdir()) == [MARK, "car"]
+
+
+def _killed_repairing(masks: Path, j: int) -> None:
+    """The next run's start (its repair of what a killed run left), this process killed
+    (SIGKILL) after the j-th rename into ``masks`` or out of it."""
+    replace, count = os.replace, [0]
+
+    def replace_or_die(src, dst, **kw):
+        replace(src, dst, **kw)
+        count[0] += masks in (Path(src).parent, Path(dst).parent)
+        if count[0] == j:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace_or_die  # in this child process only
+    MaskStaging(str(masks), str(masks.parent / "davis"), ["bear"]).discard()
+
+
+def _fork(target, *args) -> int:
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join()
+    return child.exitcode
+
+
+# killed as its bear moved in (k 6) or with dog still to move out (k 4); then the next run
+# killed after its j-th rename putting them back (the last: the mark)
+@pytest.mark.parametrize("k,j", [(6, 1), (6, 2), (6, 4), (6, 5), (4, 1), (4, 3)])
+def test_a_run_killed_while_it_puts_back_a_killed_run_s_masks_leaves_them_to_the_next(tmp_path,
+                                                                                      k, j):  # fmt: skip
+    """Each step of putting back is done only where it is still to be done: a second kill
+    leaves the mark saying incomplete, and the run after it finishes the work."""
+    masks = tmp_path / "masks"
+    _run(masks, ["bear", "car", "dog"], 1)
+    before = _masks(masks)
+    assert _fork(_killed_at_a_rename, masks, k, "after") == -signal.SIGKILL
+    assert _fork(_killed_repairing, masks, j) == -signal.SIGKILL
+    MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the third run
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car", "dog"]
+    assert _masks(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
+
+
+def test_a_move_in_the_run_cannot_undo_keeps_the_folder_holding_the_earlier_masks(tmp_path):
+    """A mark this version cannot read the move-in from (a later loftup's, say): the run
+    left it marked, and then removed the staging folder it named, the earlier masks in it."""
+    masks = tmp_path / "masks"
+    _run(masks, ["bear", "car"], 1)
+    before = _masks(masks)
+    assert _fork(_killed_at_a_rename, masks, 5, "after") == -signal.SIGKILL  # both moved out
+    mark = json.loads((masks / MARK).read_text())
+    mark["incomplete"]["before"] = {"text": mark["incomplete"]["before"]}  # a later format
+    (masks / MARK).write_text(json.dumps(mark))
+    MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the next run
+    (moving,) = masks.glob(".loftup-moving-*")
+    (replaced,) = moving.glob(".replaced-*")
+    assert _masks(replaced) == before  # (bear and car, kept whole)
+    with pytest.raises(LoftUpError, match="holds incomplete masks"):
+        complete_masks(masks)
 
 
 #: ``loftup`` ARGS... with 1 DataLoader worker, stopped in the middle of the run (the worker's

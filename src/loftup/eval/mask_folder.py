@@ -11,14 +11,12 @@ first: no run was killed while moving its masks in.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import atomic_write_bytes
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
 
@@ -37,6 +35,16 @@ WRITTEN_BY = "loftup eval davis --save-masks"
 
 #: The beginning of a run's staging folder's name (then mkdtemp's 8 characters).
 STAGING = ".loftup-staging-"
+
+#: What a staging folder is renamed to as its masks start moving in (the same 8 characters):
+#: from then on it may hold the earlier run's masks, and a loftup from before this name (which
+#: removed every staging folder it found) refuses DIR for it, as a file no run wrote.
+MOVING = ".loftup-moving-"
+
+#: The files in a moving folder holding the marks to come (written before the first move, so
+#: that putting one in place is a rename, which a full disk lets through): the earlier mark
+#: (none where DIR had none), and the run's own.
+MARK_BEFORE, MARK_AFTER = ".mark-before", ".mark-after"
 
 #: Files a desktop's file browser leaves in any folder it shows (macOS, Windows): no one's data.
 IGNORED = frozenset({".DS_Store", "Thumbs.db"})
@@ -77,9 +85,15 @@ def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
 
 
 def _is_staging(entry: Path) -> bool:
-    return bool(re.fullmatch(rf"{re.escape(STAGING)}[a-z0-9_]{{8}}", entry.name)) and (
+    """A run's staging folder, moving or not (:data:`STAGING`, :data:`MOVING`)."""
+    prefix = f"({re.escape(STAGING)}|{re.escape(MOVING)})"
+    return bool(re.fullmatch(rf"{prefix}[a-z0-9_]{{8}}", entry.name)) and (
         entry.is_dir() and not entry.is_symlink()
     )
+
+
+def _is_moving(entry: Path) -> bool:
+    return entry.name.startswith(MOVING) and _is_staging(entry)
 
 
 def _plain(names) -> list[str]:
@@ -143,25 +157,6 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
             "read the masks once it has ended"
         )
     return earlier_sequences(target)
-
-
-def write_mark(target: Path, names: list[str], journal: dict | None = None) -> None:
-    """Mark ``target`` as holding the masks of the sequences ``names``; with ``journal``
-    (:func:`moving_in`'s fields) as incomplete, the masks being moved in."""
-    mark = {"written_by": WRITTEN_BY, "sequences": names}
-    if journal is not None:
-        mark["incomplete"] = journal
-    data = (json.dumps(mark) + "\n").encode("utf-8", "surrogateescape")
-    atomic_write_bytes(target / MARK, data)
-
-
-def restore_mark(target: Path, before: str | None) -> None:
-    """Put back the mark ``target`` had (its text, :func:`read_mark`; None: none)."""
-    if before is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target / MARK)
-    else:
-        atomic_write_bytes(target / MARK, before.encode("utf-8", "surrogateescape"))
 
 
 def foreign_entries(folder: Path) -> list[Path]:

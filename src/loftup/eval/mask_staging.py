@@ -6,10 +6,14 @@ their copy) from the check before its work to its end: a second run into DIR at 
 is refused up front. The run writes its masks into a hidden staging folder inside DIR
 (:class:`MaskStaging`: the same file system, so its masks move in by renames); at the end,
 after the scores are written, its sequence folders take the place of the earlier run's, under
-a mark that says the masks are incomplete until the run's own mark replaces it. DIR itself is
-never moved: it keeps its inode, mode, group and mount, and a shell or process inside it stays
-there. A run that fails or is interrupted leaves DIR's masks as they were and removes its
-staging folder. What a killed run (``kill -9``) left, the next run holding the lock puts right
+a mark that says the masks are incomplete until the run's own mark replaces it. The staging
+folder is renamed to :data:`.mask_folder.MOVING` first (a loftup from before that name
+refuses DIR for it, instead of removing it with the earlier masks), and both marks to come are
+written into it, so that each goes in place by a rename. DIR itself is never moved: it keeps
+its inode, mode, group and mount, and a shell or process inside it stays there. A run that
+fails or is interrupted leaves DIR's masks as they were and removes its staging folder; one
+stopped again as it puts them back (a second Ctrl-C, a refusing disk) leaves DIR marked, and
+the moving folder, for the next run. What a killed run (``kill -9``) left, the next run holding the lock puts right
 (:mod:`.mask_sweep`): DIR then holds the earlier run's masks, or, killed after its mark was
 written, the killed run's. Where the file system keeps no locks (NFS without a lock service),
 the run says so and leaves that alone.
@@ -28,19 +32,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import FOLDER_MODE
+from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
 from .mask_folder import (
+    MARK,
+    MARK_AFTER,
+    MARK_BEFORE,
+    MOVING,
     STAGING,
     _real,
     check_masks_folder,
     earlier_sequences,
     foreign_entries,
+    moving_in,
     read_mark,
-    restore_mark,
-    write_mark,
 )
-from .mask_sweep import sweep_staging
+from .mask_sweep import put_back, restore_mark, sweep_staging, write_mark
 
 if TYPE_CHECKING:
     import torch
@@ -210,49 +217,69 @@ class MaskStaging:
             if not found:
                 self._swap(earlier_sequences(self.target) or [], self.names)
         except OSError as e:
-            problem = f"could not be written ({e.strerror or e}); its masks were kept"
+            problem = f"could not be written ({e.strerror or e})"
         except BaseException:  # interrupted: the folder as it was, the staging folder removed
-            self.discard()
+            self._end()
             raise
         if not problem:
             self.discard()  # the earlier run's masks with it
             return
-        swept = (
-            "the next run into the folder removes it"
-            if self._lock is not None
-            else "then delete it"
-        )
+        locks, scores = self._lock is not None, f"the scores: {summary(results)}"
         self._unlock()  # what the message names stays
+        if self._incomplete():  # the disk refused the earlier masks' way back too
+            fix = "the next run into it puts them back" if locks else "then delete that folder"
+            raise LoftUpError(
+                f"--save-masks {self.folder} {problem} as this run's masks moved in, and is "
+                f"left marked as incomplete, the earlier run's masks in {self.path}/.replaced-*"
+                f": move nothing out of either; {fix}; {scores}"
+            )
+        kept = "; its masks were kept" if problem.startswith("could not") else ""
+        swept = "the next run into the folder removes it" if locks else "then delete it"
         raise LoftUpError(
-            f"--save-masks {self.folder} {problem}; this run's masks were left in {self.path} "
-            f"(move them out: {swept}); the scores: {summary(results)}"
+            f"--save-masks {self.folder} {problem}{kept}; this run's masks were left in "
+            f"{self.path} (move them out: {swept}); {scores}"
         )
+
+    def _incomplete(self) -> bool:
+        """Whether the mark still says incomplete (or cannot be read: then as if it did)."""
+        try:
+            return moving_in(self.target) is not None
+        except Exception:
+            return True
+
+    def _end(self) -> None:
+        """After an interruption: the staging folder removed, unless the mark still says the
+        masks are incomplete (an interruption, or a refusing disk, while they were put back):
+        then it holds the earlier run's, and stays for the next run to put them back."""
+        if self._incomplete():
+            self._unlock()
+        else:
+            self.discard()
 
     def _swap(self, old: list[str], new: list[str]) -> None:
         """Move the folders ``old`` out of the target (into the staging folder) and ``new``
-        in; put them back as they were on any failure or interruption. The mark says the
-        masks are incomplete from before the first move to after the last: a run killed in
-        between leaves that said, for readers to refuse and the next run to undo
-        (:mod:`.mask_sweep`)."""
+        in; put them back as they were on any failure or interruption. The staging folder is
+        renamed to :data:`MOVING` first, and the mark says the masks are incomplete from
+        before the first move to after the last: a run killed in between leaves that said,
+        for readers to refuse and the next run to undo (:mod:`.mask_sweep`)."""
         replaced = self._mkdtemp(self.path, ".replaced-")
         old = [n for n in old if (self.target / n).is_dir()]
         before = read_mark(self.target)
-        journal = {"staging": self.path.name, "replaced": replaced.name, "moving_out": old,
+        write_mark(self.target, new, to=self.path / MARK_AFTER)
+        restore_mark(self.target, before, to=self.path / MARK_BEFORE)
+        moving = self.target / (MOVING + self.path.name[len(STAGING) :])
+        os.replace(self.path, moving)
+        self.path = moving
+        journal = {"staging": moving.name, "replaced": replaced.name, "moving_out": old,
                    "moving_in": new, "before": before}  # fmt: skip
-        write_mark(self.target, sorted({*old, *new}), journal)
-        moved: list[tuple[Path, Path]] = []
         try:
-            for src, dst in [(self.target / n, replaced / n) for n in old] + [
-                (self.path / n, self.target / n) for n in new
+            write_mark(self.target, sorted({*old, *new}), journal)
+            for src, dst in [(self.target / n, moving / replaced.name / n) for n in old] + [
+                (moving / n, self.target / n) for n in new
             ]:
                 os.replace(src, dst)
-                moved.append((src, dst))
-            write_mark(self.target, new)  # the masks are this run's from here on
+            replace_durably(moving / MARK_AFTER, self.target / MARK)  # the masks are this run's
         except BaseException:
-            try:
-                for src, dst in reversed(moved):
-                    os.replace(dst, src)
-                restore_mark(self.target, before)
-            except OSError:  # left marked as incomplete: the next run undoes the rest
-                pass
+            with contextlib.suppress(OSError):  # then left marked as incomplete, for the next run
+                put_back(self.target, journal)
             raise

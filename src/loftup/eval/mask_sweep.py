@@ -7,26 +7,35 @@ of the run before, or lacking some, under a mark that says so (:func:`.mask_fold
 back into DIR, and puts back the earlier mark; DIR then holds the earlier run's masks as they
 were. A run killed after its own mark was written left DIR whole, with its masks: only its
 staging folder (holding the replaced ones) is removed. Every other run's staging folder, and a
-mark's temporary file, is removed too, but one this user may not remove: said, and left.
+mark's temporary file, is removed too, but one this user may not remove: said, and left; and
+while the mark still says incomplete (a move-in this version cannot undo: a later loftup's),
+the folders that may hold the earlier masks. The marks are written here too (:func:`write_mark`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
 import warnings
 from pathlib import Path
 
+from .. import atomic
+from ..atomic import replace_durably, temp_beside
 from ..errors import LoftUpError
 from .mask_folder import (
+    MARK,
+    MARK_BEFORE,
     MARK_TEMP,
+    WRITTEN_BY,
+    _is_moving,
     _is_staging,
     _plain,
     earlier_sequences,
     moving_in,
     owner_name,
-    restore_mark,
 )
 
 
@@ -38,11 +47,20 @@ def sweep_staging(target: Path, folder: str) -> None:
     journal = moving_in(target)
     if journal:
         _roll_back(target, folder, journal)
+    journal = moving_in(target)  # still there: one it could not undo (a later loftup's, say)
     for entry in sorted(target.iterdir()):
         if MARK_TEMP.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink():
             os.unlink(entry)  # a run killed while writing the mark
-        elif _is_staging(entry):
+        elif _is_staging(entry) and not (journal is not None and _named(entry, journal)):
             _remove_staging(entry, target, folder)
+
+
+def _named(entry: Path, journal: dict) -> bool:
+    """Whether the staging folder ``entry`` may hold the earlier masks of the move-in
+    ``journal`` (still marked): the one it names, and any moving folder (the name a staging
+    folder takes as its masks move in). Such a folder stays until a run's own mark replaces
+    the journal."""
+    return _is_moving(entry) or entry.name == journal.get("staging")
 
 
 def _roll_back(target: Path, folder: str, journal: dict) -> None:
@@ -50,7 +68,6 @@ def _roll_back(target: Path, folder: str, journal: dict) -> None:
     moving run's sequence folders back into its staging folder, the earlier run's back into
     ``target``, the earlier mark back. Each step can be done again: a run killed here leaves
     the mark as it was for the next run to finish it."""
-    names = {k: _plain(journal.get(k)) for k in ("moving_out", "moving_in")}
     folders = _plain([journal.get("staging"), journal.get("replaced")])
     before = journal.get("before")
     if len(folders) != 2 or not isinstance(before, (str, type(None))):
@@ -59,14 +76,7 @@ def _roll_back(target: Path, folder: str, journal: dict) -> None:
     if not (_is_staging(staging) and re.fullmatch(r"\.replaced-[a-z0-9_]{8}", replaced.name)):
         return  # its staging folder gone: left marked as incomplete, for a run to replace
     try:
-        for name in names["moving_in"]:  # one in DIR, no more in staging, and the earlier
-            came = not os.path.lexists(staging / name) and os.path.lexists(target / name)
-            if came and (name not in names["moving_out"] or os.path.lexists(replaced / name)):
-                os.replace(target / name, staging / name)  # run's moved out: it moved in
-        for name in names["moving_out"]:
-            if os.path.lexists(replaced / name) and not os.path.lexists(target / name):
-                os.replace(replaced / name, target / name)
-        restore_mark(target, before)
+        put_back(target, journal)
     except OSError as e:
         raise LoftUpError(
             f"--save-masks {folder}: a run killed while moving its masks in left them "
@@ -74,6 +84,81 @@ def _roll_back(target: Path, folder: str, journal: dict) -> None:
             f": {e.filename}); have the killed run's user run loftup eval davis --save-masks "
             f"{folder} (it puts them back first), or empty the folder and run again"
         ) from None
+
+
+def put_back(target: Path, journal: dict) -> None:
+    """Undo the move-in ``journal`` names (:func:`.mask_folder.moving_in`'s fields, checked):
+    the moving run's sequence folders back into its staging folder, the earlier run's back
+    into ``target``, and the earlier mark (its copy in the staging folder, else its text),
+    each step only where it is still to be done. A Ctrl-C meanwhile does not stop it (it is
+    raised at the end); an OSError does, leaving the mark saying incomplete."""
+    names = {k: _plain(journal.get(k)) for k in ("moving_out", "moving_in")}
+    staging = target / journal["staging"]
+    replaced = staging / journal["replaced"]
+
+    def back_in(name):  # one in DIR, no more in staging, and the earlier run's moved out
+        came = not os.path.lexists(staging / name) and os.path.lexists(target / name)
+        if came and (name not in names["moving_out"] or os.path.lexists(replaced / name)):
+            os.replace(target / name, staging / name)
+
+    def back_out(name):
+        if os.path.lexists(replaced / name) and not os.path.lexists(target / name):
+            os.replace(replaced / name, target / name)
+
+    def mark(_):
+        if os.path.lexists(staging / MARK_BEFORE):
+            replace_durably(staging / MARK_BEFORE, target / MARK)
+        else:  # (none, or a journal from before the copy)
+            restore_mark(target, journal["before"])
+
+    steps = [(back_in, n) for n in reversed(names["moving_in"])]
+    steps += [(back_out, n) for n in reversed(names["moving_out"])] + [(mark, None)]
+    interrupted = None
+    for step, name in steps:
+        while True:
+            try:
+                step(name)
+                break
+            except KeyboardInterrupt as e:  # a second Ctrl-C: this step again
+                interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted
+
+
+def write_mark(
+    target: Path, names: list[str], journal: dict | None = None, *, to: Path | None = None
+) -> None:
+    """Mark ``target`` as holding the masks of the sequences ``names``; with ``journal``
+    (:func:`moving_in`'s fields) as incomplete, the masks being moved in. ``to``: the file
+    to write instead of ``target``'s mark, to be renamed onto it later."""
+    mark = {"written_by": WRITTEN_BY, "sequences": names}
+    if journal is not None:
+        mark["incomplete"] = journal
+    _write(target, json.dumps(mark) + "\n", to)
+
+
+def restore_mark(target: Path, before: str | None, *, to: Path | None = None) -> None:
+    """Put back the mark ``target`` had (its text, :func:`read_mark`; None: none), or write
+    it to ``to``, to be renamed onto it later."""
+    if before is not None:
+        _write(target, before, to)
+    elif to is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target / MARK)
+
+
+def _write(target: Path, text: str, to: Path | None) -> None:
+    """Write ``text`` to ``target``'s mark (or ``to``) whole or not at all."""
+    path = to or target / MARK
+    tmp = temp_beside(path)
+    try:
+        Path(tmp).write_bytes(text.encode("utf-8", "surrogateescape"))
+        os.chmod(tmp, atomic.FILE_MODE)
+        replace_durably(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _remove_staging(entry: Path, target: Path, folder: str) -> None:

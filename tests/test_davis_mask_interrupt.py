@@ -1,0 +1,145 @@
+"""`loftup eval davis --save-masks DIR` interrupted (Ctrl-C), or refused by the disk, while its
+masks move in: DIR keeps the earlier run's masks whole, or says it does not and keeps them for
+the next run to put back."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import loftup.atomic
+from eval_data import tmpfs
+from loftup.errors import LoftUpError
+from loftup.eval.mask_folder import complete_masks
+from loftup.eval.mask_staging import MaskStaging
+
+pytest.importorskip("fcntl")
+
+MARK = ".loftup-eval-davis-masks"
+
+#: A davis run's results, as ``publish`` reports them in its errors.
+RESULTS = {"task": "davis", "dataset": "davis2017", "backbone": "b", "upsampler": "u",
+           "metrics": {"J&F_mean": 0.5, "J_mean": 0.5, "F_mean": 0.5}}  # fmt: skip
+
+
+def _staged(masks: Path, names: list[str], value: int) -> MaskStaging:
+    """A run's masks of ``names`` (2 frames each, every pixel ``value``), staged."""
+    staging = MaskStaging(str(masks), str(masks.parent / "davis"), names)
+    for name in names:
+        for frame in ("00000", "00001"):
+            staging.save(torch.full((4, 6), value, dtype=torch.uint8), name, frame, None)
+    return staging
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _eio() -> OSError:
+    return OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize("first,then", [(KeyboardInterrupt, KeyboardInterrupt),
+                                        (KeyboardInterrupt, _eio), (_eio, _eio)])  # fmt: skip
+def test_a_second_ctrl_c_or_a_refusing_disk_while_the_masks_go_back_loses_none(
+    tmp_path, monkeypatch, first, then
+):
+    """Ctrl-C as the earlier masks moved out, and again as they moved back: the second one
+    removed the staging folder, the earlier masks in it, and DIR held dog alone for good."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car", "dog"], 1).publish({})
+    before = _files(masks)
+    staging = _staged(masks, ["bear", "car", "dog"], 2)
+    replace, count = os.replace, [0]
+
+    def refused(src, dst):
+        count[0] += masks in (Path(src).parent, Path(dst).parent)
+        if count[0] in (4, 5):  # the moving folder, the mark, bear out, then car out (4); and
+            raise (first if count[0] == 4 else then)()  # the first move back: bear (5)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(LoftUpError if first is _eio else KeyboardInterrupt) as info:
+        staging.publish(RESULTS)
+    monkeypatch.setattr(os, "replace", replace)
+    if then is _eio:  # left as it was: marked, the earlier masks kept for the next run
+        if first is _eio:
+            assert "could not be written (Input/output error) as this run's masks moved in, " \
+                   "and is left marked as incomplete, the earlier run's masks in " \
+                   f"{staging.path}/.replaced-*: move nothing out of either; the next run " \
+                   "into it puts them back; the scores: davis2017 b + u: J&F 50.00" in str(info.value)  # fmt: skip
+        with pytest.raises(LoftUpError, match="holds incomplete masks"):
+            complete_masks(masks)
+        MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()
+    assert _files(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
+
+
+def test_a_ctrl_c_just_after_the_incomplete_mark_leaves_the_masks_complete(tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """Ctrl-C as the mark saying 'incomplete' had just taken its name (its folder being
+    flushed), before any mask moved: the mark stayed, and DIR's whole masks were refused."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car"], 1).publish({})
+    before = _files(masks)
+    staging = _staged(masks, ["bear", "car"], 2)
+    fsync, pressed = loftup.atomic._fsync, []
+
+    def flushed(path, *, folder=False):
+        if folder and not pressed and "incomplete" in (masks / MARK).read_text():
+            pressed.append(path)
+            raise KeyboardInterrupt
+        fsync(path, folder=folder)
+
+    monkeypatch.setattr(loftup.atomic, "_fsync", flushed)
+    with pytest.raises(KeyboardInterrupt):
+        staging.publish({})
+    assert pressed and _files(masks) == before and complete_masks(masks) == ["bear", "car"]
+
+
+def _fill_as_bear_moves_in(masks: Path, interrupted: bool):
+    """os.replace that, as bear moves into ``masks``, makes the disk full (and then, if
+    ``interrupted``, raises KeyboardInterrupt: Ctrl-C)."""
+    replace = os.replace
+
+    def fill(src, dst):
+        if Path(dst) == masks / "bear" and not (masks.parent / "filler").exists():
+            with open(masks.parent / "filler", "wb", buffering=0) as f:
+                with pytest.raises(OSError):
+                    while True:
+                        f.write(b"\0" * 4096)
+            if interrupted:
+                raise KeyboardInterrupt
+        replace(src, dst)
+
+    return fill
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_disk_filling_up_as_the_masks_move_in_leaves_one_run_s_masks_whole(tmp_path,
+                                                                            monkeypatch,
+                                                                            interrupted):  # fmt: skip
+    """The disk full once the masks began to move in: the run's own mark could not be
+    written, nor the earlier one put back, and DIR stayed marked incomplete although it held
+    the earlier masks whole. Every mark is written before the first move now; putting one in
+    place is a rename. With a Ctrl-C then: the earlier masks, whole and marked so."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with tmpfs(disk, size="256k"):
+        masks = disk / "masks"
+        _staged(masks, ["bear", "car"], 1).publish({})
+        before = _files(masks)
+        staging = _staged(masks, ["bear", "car"], 2)
+        monkeypatch.setattr(os, "replace", _fill_as_bear_moves_in(masks, interrupted))
+        if interrupted:
+            with pytest.raises(KeyboardInterrupt):
+                staging.publish({})
+            assert _files(masks) == before
+        else:
+            staging.publish({})
+            assert _files(masks) != before
+        assert (disk / "filler").is_file() and complete_masks(masks) == ["bear", "car"]
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
