@@ -185,3 +185,51 @@ def test_another_users_private_staging_folder_is_left_with_one_warning():
         assert (stale / ".earlier-abcd1234" / "bear" / "00000.png").read_bytes() == b"nobody's mask"
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refused(monkeypatch):
+    """Under umask 077 the mark was 0600 in a group's 2770 folder: to another member it read
+    as empty, so their scorer passed a folder marked incomplete, and their run took the
+    killed run's staging folder (the earlier masks in it) for a stale one and removed it."""
+    import shutil
+    import tempfile
+
+    import loftup.atomic
+    from loftup.errors import UsageError
+    from loftup.eval.mask_folder import complete_masks
+    from loftup.eval.mask_staging import MaskStaging
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks = base / "masks"
+        masks.mkdir()
+        os.chown(masks, 0, 100)
+        os.chmod(masks, 0o2770)  # root:users, shared by the group
+        monkeypatch.setattr(loftup.atomic, "FILE_MODE", 0o600)  # as umask 077 makes new files
+        staging = MaskStaging(str(masks), str(base / "davis"), ["bear"])
+        (staging.path / "bear" / "00000.png").write_bytes(b"a mask")
+        staging.publish({})
+        assert (masks / MARK).stat().st_mode & 0o777 == 0o640
+        os.setegid(100)
+        os.seteuid(65533)  # another member of the group
+        try:
+            assert complete_masks(masks) == ["bear"]
+            os.seteuid(0)
+            os.chmod(masks / MARK, 0o600)  # made private by hand
+            os.seteuid(65533)
+            for read in (lambda: complete_masks(masks),
+                         lambda: MaskStaging(str(masks), str(base / "davis"), ["bear"])):  # fmt: skip
+                with pytest.raises(UsageError) as info:
+                    read()
+                assert f"{masks / MARK}, the mark saying which run's masks" in str(info.value)
+                assert f"cannot be read (Permission denied); it is root's: ask root to run " \
+                       f"chmod g+r {masks / MARK}" in str(info.value)  # fmt: skip
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]  # nothing removed
+    finally:
+        shutil.rmtree(base)

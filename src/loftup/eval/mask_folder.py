@@ -105,14 +105,19 @@ def _plain(names) -> list[str]:
 
 
 def read_mark(folder: Path) -> str | None:
-    """The mark's text (None: no mark; "" for one that cannot be read, which lists none);
-    bytes that are no UTF-8 kept as they were."""
+    """The mark's text (None: no mark); bytes that are no UTF-8 kept as they were. UsageError
+    where it cannot be read (another user's, private): what it says decides what may be done."""
     try:
         return (folder / MARK).read_bytes().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         return None
-    except OSError:
-        return ""
+    except OSError as e:
+        owner = owner_name(folder / MARK)
+        raise UsageError(
+            f"{folder / MARK}, the mark saying which run's masks {folder} holds and whether "
+            f"they are complete, cannot be read ({e.strerror or e}); it is {owner}'s: ask "
+            f"{owner} to run chmod g+r {folder / MARK}"
+        ) from None
 
 
 def earlier_sequences(folder: Path) -> list[str] | None:

@@ -148,12 +148,14 @@ def restore_mark(target: Path, before: str | None, *, to: Path | None = None) ->
 
 
 def _write(target: Path, text: str, to: Path | None) -> None:
-    """Write ``text`` to ``target``'s mark (or ``to``) whole or not at all."""
+    """Write ``text`` to ``target``'s mark (or ``to``) whole or not at all, readable by
+    ``target``'s group where ``target`` is (a group-shared folder, whatever the umask): every
+    member's run and scorer reads it."""
     path = to or target / MARK
     tmp = temp_beside(path)
     try:
         Path(tmp).write_bytes(text.encode("utf-8", "surrogateescape"))
-        os.chmod(tmp, atomic.FILE_MODE)
+        os.chmod(tmp, atomic.FILE_MODE | (target.stat().st_mode & 0o040))
         replace_durably(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
