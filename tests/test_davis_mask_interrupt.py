@@ -1,6 +1,6 @@
 """`loftup eval davis --save-masks DIR` interrupted (Ctrl-C), or refused by the disk, while its
 masks move in: DIR keeps the earlier run's masks whole, or says it does not and keeps them for
-the next run to put back."""
+the next run to put back; a reader is refused while a run holds DIR."""
 
 from __future__ import annotations
 
@@ -143,3 +143,25 @@ def test_a_disk_filling_up_as_the_masks_move_in_leaves_one_run_s_masks_whole(tmp
             assert _files(masks) != before
         assert (disk / "filler").is_file() and complete_masks(masks) == ["bear", "car"]
         assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+
+
+def test_a_reader_is_refused_while_a_run_holds_the_folder(tmp_path):
+    """complete_masks passed while a run was under way: a scorer read bear of one run and,
+    the run having ended meanwhile, car of the next."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car"], 1).publish({})
+    staging = _staged(masks, ["bear", "car"], 2)  # hours of work
+    with pytest.raises(LoftUpError, match="is being written by a loftup eval davis"):
+        complete_masks(masks)
+    staging.publish({})
+    assert complete_masks(masks) == ["bear", "car"]
+
+
+def test_a_reader_is_refused_a_sequence_the_mark_lists_and_the_folder_lacks(tmp_path):
+    """An older loftup's killed run kept the earlier car in its staging folder: the mark
+    listed car, the folder lacked it, and complete_masks passed."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car"], 1).publish({})
+    os.rename(masks / "car", tmp_path / "car")
+    with pytest.raises(LoftUpError, match="lists the sequence car, which .* lacks"):
+        complete_masks(masks)

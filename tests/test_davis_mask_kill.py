@@ -187,6 +187,42 @@ def test_a_move_in_the_run_cannot_undo_keeps_the_folder_holding_the_earlier_mask
         complete_masks(masks)
 
 
+def test_without_locks_the_reader_is_told_how_to_put_the_earlier_masks_back(tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """Where the file system keeps no locks no run puts a killed run's move-in right, yet the
+    reader was told to run again for it, and the warning to delete the staging folders (the
+    earlier masks in one of them)."""
+    import errno
+    import fcntl
+    import warnings
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    warnings.simplefilter("ignore")  # (said once per run: a test of its own)
+    masks = tmp_path / "masks"
+    _run(masks, ["bear", "car", "dog"], 1)
+    before = _masks(masks)
+    assert _fork(_killed_at_a_rename, masks, 6, "after") == -signal.SIGKILL  # bear in
+    with pytest.raises(LoftUpError) as info:
+        complete_masks(masks)
+    message = str(info.value)
+    assert "run loftup eval davis" not in message and "keeps no locks" in message
+    (moving,) = masks.glob(".loftup-moving-*")  # what it says, done
+    for earlier in moving.glob(".replaced-*/*"):
+        shutil.rmtree(masks / earlier.name, ignore_errors=True)
+        os.replace(earlier, masks / earlier.name)
+    journal = json.loads((masks / MARK).read_text())["incomplete"]
+    for name in set(journal["moving_in"]) - set(journal["moving_out"]):
+        shutil.rmtree(masks / name, ignore_errors=True)
+    os.replace(moving / ".mark-before", masks / MARK)
+    assert f"move each folder in .loftup-moving-*/.replaced-*/ back into {masks}" in message
+    assert "remove the folders the mark lists under moving_in but not moving_out" in message
+    assert f"move .loftup-moving-*/.mark-before onto {masks / MARK}" in message
+    assert _masks(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
+
+
 #: ``loftup`` ARGS... with 1 DataLoader worker, stopped in the middle of the run (the worker's
 #: pid printed) until killed.
 STOPPED_WITH_A_WORKER = """

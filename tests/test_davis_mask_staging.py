@@ -95,7 +95,7 @@ def test_without_locks_the_run_says_so_and_leaves_staging_folders(tmp_path, caps
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.warns(UserWarning, match="keeps no locks") as said:
         evaluate(_config(root, masks))
-    assert len(said) == 1 and "not removed" in str(said[0].message)
+    assert len(said) == 1 and "what killed runs left is not put right" in str(said[0].message)
     assert stale.is_dir() and (masks / "bear" / "00001.png").is_file()  # (a live run's, maybe)
 
 
@@ -150,7 +150,8 @@ def test_a_full_disk_names_the_masks_folder_and_keeps_the_scores(tmp_path, capsy
 def test_another_users_private_staging_folder_is_left_with_one_warning():
     """An older loftup made its staging folders 0700: one a killed run of another member of a
     group-shared folder left could not be swept, and every later run tried again, without a
-    word (the earlier masks it may hold lost from sight)."""
+    word (the earlier masks it may hold lost from sight). The warning asked the owner for a
+    run of theirs, which would have replaced the folder's masks, or moved back nothing."""
     import shutil
     import tempfile
 
@@ -180,7 +181,9 @@ def test_another_users_private_staging_folder_is_left_with_one_warning():
         message = str(said[0].message)
         assert f"--save-masks {masks}: {stale}, a staging folder a killed run left" in message
         assert "is nobody's and this user may not remove it" in message
-        assert f"rm -rf {stale}" in message and "a loftup eval davis --save-masks" in message
+        assert f"Once this run has put its masks in place, ask nobody to run rm -rf {stale}; " \
+               f"should it not, ask them to move the earlier masks it may hold ({stale}/" \
+               f".earlier-*/*) that {masks} lacks back into it first" in message  # fmt: skip
         assert [p.name for p in masks.iterdir()] == [stale.name]  # left as it was
         assert (stale / ".earlier-abcd1234" / "bear" / "00000.png").read_bytes() == b"nobody's mask"
     finally:

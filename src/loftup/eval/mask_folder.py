@@ -11,6 +11,7 @@ first: no run was killed while moving its masks in.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -151,17 +152,69 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
     """The sequences of the run whose masks ``folder`` (``--save-masks``) holds, as its mark
     lists them (None: no mark, masks made otherwise). LoftUpError where the mark says a run
     is moving its masks in, or was killed doing it: the folder may hold some sequences of
-    that run and some of the run before, or lack some; a scorer reads none of it."""
+    that run and some of the run before, or lack some; a scorer reads none of it. So too
+    while a run holds the folder's lock (its masks may move in while they are read), and
+    where the mark lists a sequence the folder lacks."""
     target = Path(folder)
+    if _locked(target):
+        raise LoftUpError(
+            f"{folder} is being written by a loftup eval davis --save-masks run (it holds the "
+            "folder's lock): its masks may replace these while they are read; read them once "
+            "that run has ended"
+        )
     if moving_in(target) is not None:
         raise LoftUpError(
             f"{folder} holds incomplete masks: a loftup eval davis --save-masks run was "
-            "killed (or is still running) while moving its masks in, so its sequence folders "
-            "may be part that run's, part the run's before, or missing; run loftup eval davis "
-            f"--save-masks {folder} again (it first puts the earlier run's masks back) and "
-            "read the masks once it has ended"
+            "killed while moving its masks in, so its sequence folders "
+            f"may be part that run's, part the run's before, or missing; {_repair(target)}"
         )
-    return earlier_sequences(target)
+    listed = earlier_sequences(target)
+    missing = [n for n in listed or () if not (target / n).is_dir()]
+    if missing:
+        raise LoftUpError(
+            f"{folder}'s mark lists the sequence {missing[0]}, which {folder} lacks (moved or "
+            f"deleted since the run): its masks are not that run's whole; run loftup eval "
+            f"davis --save-masks {folder} again"
+        )
+    return listed
+
+
+def _locked(target: Path) -> bool | None:
+    """Whether a process holds ``target``'s lock (None: its file system keeps none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except OSError:  # no folder: no one's
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released as fd closes)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        return None
+    finally:
+        os.close(fd)
+    return False
+
+
+def _repair(target: Path) -> str:
+    """What to do about the incomplete masks in ``target``: where its file system keeps
+    locks, run again (its first step puts the earlier masks back); else by hand."""
+    if _locked(target) is not None:
+        return (
+            f"run loftup eval davis --save-masks {target} again (it first puts the earlier "
+            "run's masks back) and read the masks once it has ended"
+        )
+    return (
+        "its file system keeps no locks, so no run puts them back; do it while no run writes "
+        f"there: move each folder in {MOVING}*/.replaced-*/ back into {target}, in place of "
+        "the one of its name there, remove the folders the mark lists under moving_in but not "
+        f"moving_out, and move {MOVING}*/{MARK_BEFORE} onto {target / MARK} (if none, delete "
+        "the mark)"
+    )
 
 
 def foreign_entries(folder: Path) -> list[Path]:

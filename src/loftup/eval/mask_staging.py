@@ -41,6 +41,7 @@ from .mask_folder import (
     MOVING,
     STAGING,
     _real,
+    _repair,
     check_masks_folder,
     earlier_sequences,
     foreign_entries,
@@ -109,9 +110,11 @@ def lock_folder(target: Path, folder: str) -> int | None:
             raise
         warnings.warn(
             f"--save-masks {folder}: its file system keeps no locks (NFS without a lock "
-            "service, say): a second run into it at the same time is not refused, and staging "
-            f"folders killed runs left ({STAGING}*) are not removed; delete those yourself "
-            "while no run writes there",
+            "service, say): a second run into it at the same time is not refused, and what "
+            f"killed runs left is not put right: delete their {STAGING}* folders yourself while "
+            f"no run writes there; a {MOVING}* one holds the earlier run's masks while the "
+            "folder is marked incomplete: loftup.eval.mask_folder.complete_masks(DIR) then "
+            "says how to put them back",
             stacklevel=2,
         )
         return None
@@ -227,7 +230,7 @@ class MaskStaging:
         locks, scores = self._lock is not None, f"the scores: {summary(results)}"
         self._unlock()  # what the message names stays
         if self._incomplete():  # the disk refused the earlier masks' way back too
-            fix = "the next run into it puts them back" if locks else "then delete that folder"
+            fix = "the next run into it puts them back" if locks else _repair(self.target)
             raise LoftUpError(
                 f"--save-masks {self.folder} {problem} as this run's masks moved in, and is "
                 f"left marked as incomplete, the earlier run's masks in {self.path}/.replaced-*"

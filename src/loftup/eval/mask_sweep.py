@@ -184,7 +184,8 @@ def _remove_staging(entry: Path, target: Path, folder: str) -> None:
     warnings.warn(
         f"--save-masks {folder}: {entry}, a staging folder a killed run left, is {owner}'s "
         f"and this user may not remove it{why}; it is left there, and this run goes on "
-        f"without it. Ask {owner} to remove it: a loftup eval davis --save-masks {folder} run "
-        f"of theirs does (moving back the earlier masks it may hold), or rm -rf {entry}",
+        f"without it. Once this run has put its masks in place, ask {owner} to run rm -rf "
+        f"{entry}; should it not, ask them to move the earlier masks it may hold "
+        f"({entry}/.earlier-*/*) that {folder} lacks back into it first",
         stacklevel=4,
     )
