@@ -63,8 +63,11 @@ def test_a_killed_runs_staging_folder_gives_back_the_earlier_masks_it_holds(tmp_
     before = _files(masks)
     earlier = masks / ".loftup-staging-k1ll3d00" / ".earlier-abcd1234"
     earlier.mkdir(parents=True)
-    for name in ("bear", "car"):  # moved aside when the kill came
+    for name in ("bear", "car"):  # moved aside when the kill came (an older loftup's run)
         os.replace(masks / name, earlier / name)
+    for name in ("bear", "car", "dog"):  # that run's own, yet to move in
+        (earlier.parent / name).mkdir()
+        (earlier.parent / name / "00000.png").write_bytes(b"the killed run's")
     half = masks / ".loftup-staging-h4lf0000" / "bear"  # another killed run's, half written
     half.mkdir(parents=True)
     (half / "00000.png").write_bytes(b"half a run")

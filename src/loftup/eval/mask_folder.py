@@ -203,6 +203,12 @@ def _locked(target: Path) -> bool | None:
 def _repair(target: Path) -> str:
     """What to do about the incomplete masks in ``target``: where its file system keeps
     locks, run again (its first step puts the earlier masks back); else by hand."""
+    if (moving_in(target) or {}).get("older_loftup"):  # (:mod:`.mask_sweep`)
+        return (
+            "an older loftup's run, which left no word of which folders are whose: the "
+            f"earlier run's are kept in {MOVING}*/.earlier-*/ until a run into it puts its "
+            "own masks in place"
+        )
     if _locked(target) is not None:
         return (
             f"run loftup eval davis --save-masks {target} again (it first puts the earlier "

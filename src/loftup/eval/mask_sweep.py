@@ -29,6 +29,8 @@ from .mask_folder import (
     MARK,
     MARK_BEFORE,
     MARK_TEMP,
+    MOVING,
+    STAGING,
     WRITTEN_BY,
     _is_moving,
     _is_staging,
@@ -42,8 +44,8 @@ from .mask_folder import (
 def sweep_staging(target: Path, folder: str) -> None:
     """Put right what killed runs left in ``target`` (``folder``, ``--save-masks``; called
     holding its lock): undo a move-in that was cut short, remove the staging folders, first
-    moving back the earlier masks a staging folder of an older loftup holds (``.earlier-*/``)
-    that ``target`` lacks and its mark lists, and remove a mark's temporary file."""
+    undoing the swap an older loftup's run was killed in (:func:`_undo_older_swap`), and
+    remove a mark's temporary file."""
     journal = moving_in(target)
     if journal:
         _roll_back(target, folder, journal)
@@ -163,21 +165,49 @@ def _write(target: Path, text: str, to: Path | None) -> None:
         raise
 
 
+def _undo_older_swap(entry: Path, target: Path) -> bool:
+    """Undo what a run of a loftup from before the journal, killed while swapping its masks
+    in (no journal: its mark lists both runs' folders), left: its staging folder ``entry``
+    holds the earlier run's folders it moved out (``.earlier-*/``) and its own it had yet to
+    move in. All of them moved in: its masks, whole. Else DIR's folders that are its own
+    (some of them share a name with an earlier one: they all are) move aside and the
+    earlier ones back. Where which of DIR's folders are whose cannot be told (none shares a
+    name with a moved or a staged one): DIR marked as incomplete, ``entry`` renamed to
+    :data:`.mask_folder.MOVING` and kept until a run's own mark replaces it; False."""
+    earlier = {p.name: p for p in entry.glob(".earlier-*/*")}
+    staged = {p.name for p in entry.iterdir() if not p.name.startswith(".")}
+    present = [n for n in earlier_sequences(target) or () if (target / n).is_dir()]
+    if not any(entry.glob(".earlier-*")):
+        return True  # killed before its swap: DIR as it was
+    if staged and earlier and present and not set(present) & (staged | set(earlier)):
+        moving = target / (MOVING + entry.name[len(STAGING) :])
+        os.replace(entry, moving)
+        write_mark(target, present, {"staging": moving.name, "older_loftup": True})
+        return False
+    if staged and set(present) & set(earlier):  # moving in: DIR's are its own
+        for name in sorted(present, key=lambda n: n in earlier):  # the telling ones last
+            os.replace(target / name, entry / name)
+        present = []
+    if staged:  # the earlier run's back (an undo cut short: the rest of them)
+        for name, seq in earlier.items():
+            if not os.path.lexists(target / name):
+                os.replace(seq, target / name)
+                present.append(name)
+    write_mark(target, sorted(present))
+    return True
+
+
 def _remove_staging(entry: Path, target: Path, folder: str) -> None:
-    """Remove the staging folder ``entry`` a killed run left, first moving back the earlier
-    masks a staging folder of an older loftup holds that ``target`` lacks and its mark lists.
-    One this user may not remove (another user's, made 0700 by an older loftup): a warning
+    """Remove the staging folder ``entry`` a killed run left, first undoing the swap an
+    older loftup's run was killed in (:func:`_undo_older_swap`). One this user may not remove (another user's, made 0700 by an older loftup): a warning
     naming it and its owner, and left as it is."""
-    listed = set(earlier_sequences(target) or ())
     try:
-        for seq in sorted(entry.glob(".earlier-*/*")):
-            if seq.name in listed and not os.path.lexists(target / seq.name):
-                os.replace(seq, target / seq.name)
+        whole = _is_moving(entry) or _undo_older_swap(entry, target)
     except OSError:
-        pass  # said below, with the folder left as it is
-    else:
+        whole = False  # said below, with the folder left as it is
+    if whole:
         shutil.rmtree(entry, ignore_errors=True)
-    if not os.path.lexists(entry):
+    if not os.path.lexists(entry) or not whole and moving_in(target) is not None:
         return
     owner = owner_name(entry)
     why = " (0700: an older loftup made it so)" if entry.lstat().st_mode & 0o077 == 0 else ""
