@@ -37,14 +37,12 @@ WRITTEN_BY = "loftup eval davis --save-masks"
 #: The beginning of a run's staging folder's name (then mkdtemp's 8 characters).
 STAGING = ".loftup-staging-"
 
-#: What a staging folder is renamed to as its masks start moving in (the same 8 characters):
-#: from then on it may hold the earlier run's masks, and a loftup from before this name (which
-#: removed every staging folder it found) refuses DIR for it, as a file no run wrote.
+#: A staging folder's name once its masks move in (it may hold the earlier run's masks; a
+#: loftup from before this name removed every staging folder, and refuses DIR for this one).
 MOVING = ".loftup-moving-"
 
-#: The files in a moving folder holding the marks to come (written before the first move, so
-#: that putting one in place is a rename, which a full disk lets through): the earlier mark
-#: (none where DIR had none), and the run's own.
+#: The marks to come (the earlier one, where DIR had one; the run's own), written into the
+#: moving folder before the first move: each goes in place by a rename, which a full disk lets.
 MARK_BEFORE, MARK_AFTER = ".mark-before", ".mark-after"
 
 #: Files a desktop's file browser leaves in any folder it shows (macOS, Windows): no one's data.
@@ -150,11 +148,9 @@ def moving_in(folder: Path) -> dict | None:
 
 def complete_masks(folder: str | os.PathLike) -> list[str] | None:
     """The sequences of the run whose masks ``folder`` (``--save-masks``) holds, as its mark
-    lists them (None: no mark, masks made otherwise). LoftUpError where the mark says a run
-    is moving its masks in, or was killed doing it: the folder may hold some sequences of
-    that run and some of the run before, or lack some; a scorer reads none of it. So too
-    while a run holds the folder's lock (its masks may move in while they are read), and
-    where the mark lists a sequence the folder lacks."""
+    lists them (None: no mark, masks made otherwise). LoftUpError while a run holds the
+    folder's lock, where the mark says a run was killed moving its masks in (some may be that
+    run's, some the run's before), and where the mark lists a sequence the folder lacks."""
     target = Path(folder)
     if _locked(target):
         raise LoftUpError(
@@ -183,10 +179,10 @@ def _locked(target: Path) -> bool | None:
     """Whether a process holds ``target``'s lock (None: its file system keeps none)."""
     try:
         import fcntl
+
+        fd = os.open(target, os.O_RDONLY)
     except ImportError:  # Windows
         return None
-    try:
-        fd = os.open(target, os.O_RDONLY)
     except OSError:  # no folder: no one's
         return False
     try:
