@@ -2,7 +2,13 @@
 (a file of mode 000 opens), so the code runs in a fresh Python under ``setpriv`` without the
 two capabilities that let root past them (same uid 0, its chmod now applies); as another user,
 in a plain fresh Python. The conftest fixtures ``unsearchable`` and ``locked`` refuse folders in
-this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this."""
+this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
+
+A test's files of this user's own (mode 000) are refused wherever modes apply; a file of
+another user's (:func:`others`) only as root, who alone may give a file away: each test takes
+``whose`` (:data:`WHOSE`, :func:`refuse`), so that the other-user case alone is skipped for a
+plain user. Where no such Python can be started, the test is skipped; in CI (CI set), where
+setpriv must be there, one missing fails it, as conftest's ``need_reference`` does."""
 
 from __future__ import annotations
 
@@ -33,12 +39,18 @@ def _command() -> list[str]:
     return ["setpriv", *_DROP, sys.executable]
 
 
+#: Why no Python where modes apply can be started as root: setpriv (util-linux) is missing.
+NO_SETPRIV = "setpriv (util-linux) is not installed: as root, no file mode refuses a read"
+
+
 @functools.cache
 def _unusable() -> str | None:
-    """Why no such Python can be started here (None: it can): setpriv missing, or a file of
-    mode 000 still read under it."""
+    """Why no such Python can be started here (None: it can): no POSIX users, setpriv missing,
+    or a file of mode 000 still read under it."""
+    if not hasattr(os, "geteuid"):
+        return "this system has no POSIX file modes"
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        return "setpriv is not installed: as root, no file mode refuses a read"
+        return NO_SETPRIV
     with tempfile.TemporaryDirectory() as folder:
         probe = Path(folder) / "probe"
         probe.write_text("x")
@@ -53,8 +65,10 @@ def _unusable() -> str | None:
 def where_modes_apply(code: str) -> dict:
     """Run ``code`` (Python, which sets ``result``: anything JSON holds) where file modes
     apply, with loftup and the tests' helpers importable; ``result`` as it was set. The test
-    is skipped where that cannot be done."""
+    is skipped where that cannot be done (failed in CI where setpriv is missing)."""
     why = _unusable()
+    if why == NO_SETPRIV and os.environ.get("CI"):
+        pytest.fail(f"{why}; CI runs these tests: install util-linux")
     if why is not None:
         pytest.skip(why)
     src = str(Path(loftup.__file__).parents[1])
@@ -76,10 +90,24 @@ def told(call) -> str:
     return "none"
 
 
+#: The two cases of :func:`refuse`: a file of this user's own, and another user's.
+WHOSE = ["own", "another user's"]
+
+
+def refuse(path: Path, whose: str) -> str | None:
+    """``path`` made a file this user may not read: its own of mode 000 (``whose`` "own":
+    None returned) or another user's of mode 600 (:func:`others`: that user's name)."""
+    assert whose in WHOSE, whose
+    if whose == "own":
+        path.chmod(0)
+        return None
+    return others(path)
+
+
 def others(path: Path) -> str:
     """``path`` made another user's (uid 65534, nobody), mode 600: this user may not read it;
     that user's name, as errors say it. The test is skipped where files cannot be given away
-    (not root)."""
+    (not root), as the other-user case of each test (``whose``) only."""
     import pwd
 
     try:

@@ -3,13 +3,17 @@
 user to run as), one line (loftup.paths.read_refused), where each said something else: "not a
 MATLAB v7.3 (HDF5) file", scipy's "Reader needs file name or open file-like object", a frame to
 re-download, a world to delete and write again, an image's bare "[Errno 13] Permission denied".
-Run where modes apply (tests/file_modes.py: as root, under setpriv)."""
+Run where modes apply (tests/file_modes.py: as root, under setpriv), each for a file of this
+user's own (mode 000) and, as root only, of another user's (``whose``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from file_modes import others, where_modes_apply
+from file_modes import WHOSE, refuse, where_modes_apply
+
+whose_files = pytest.mark.parametrize("whose", WHOSE)
 
 
 def _image(path):
@@ -32,39 +36,39 @@ def _says_the_fix(said: str, path, owner: str | None = None) -> None:
         assert f"owner {owner}" in said and f"chmod a+r {path}), or run as {owner}" in said
 
 
-def test_an_image_this_user_may_not_read_says_so_and_the_fix(tmp_path):
+@whose_files
+def test_an_image_this_user_may_not_read_says_so_and_the_fix(tmp_path, whose):
     """``loftup upsample`` (load_image_tensor) and training (load_square) said "cannot read
     image PATH: [Errno 13] Permission denied", no fix; the error is still an ImageReadError,
     so that an upsample run names it among its failed inputs and goes on, and training skips
     it with that line."""
-    own, theirs = _image(tmp_path / "own.png"), _image(tmp_path / "theirs.png")
-    own.chmod(0)
-    name = others(theirs)
+    path = _image(tmp_path / "image.png")
+    owner = refuse(path, whose)
     said = where_modes_apply(f"""
 from file_modes import told
 from loftup.data.images import load_square
 from loftup.io import ImageReadError, load_image_tensor
-result = {{}}
-for path in {[str(own), str(theirs)]!r}:
-    result[path] = [told(lambda: load_image_tensor(path)), told(lambda: load_square(path, 8))]
-    try:
-        load_image_tensor(path)
-    except ImageReadError:
-        result[path].append("an ImageReadError")
+path = {str(path)!r}
+result = [told(lambda: load_image_tensor(path)), told(lambda: load_square(path, 8))]
+try:
+    load_image_tensor(path)
+except ImageReadError:
+    result.append("an ImageReadError")
 """)
-    for path, owner in ((own, None), (theirs, name)):
-        upsample, train, kind = said[str(path)]
-        assert kind == "an ImageReadError"
-        _says_the_fix(upsample, path, owner)
-        assert train == upsample and upsample.startswith("ImagePermissionError: cannot read image ")
+    upsample, train, kind = said
+    assert kind == "an ImageReadError"
+    _says_the_fix(upsample, path, owner)
+    assert train == upsample and upsample.startswith("ImagePermissionError: cannot read image ")
 
 
-def test_dataset_files_this_user_may_not_read_say_so_and_the_fix(tmp_path):
+@whose_files
+def test_dataset_files_this_user_may_not_read_say_so_and_the_fix(tmp_path, whose):
     """NYUv2's labelled set of another user's (mode 600) was "not a MATLAB v7.3 (HDF5) file
     (... errno = 13 ...)", its splits.mat of mode 000 scipy's "Reader needs file name or open
     file-like object"; a DAVIS frame "replace it (re-download or re-extract the dataset)",
     the normals "cannot read ... ([Errno 13] ...); replace it", a split list a bare
-    PermissionError. A damaged file is still said to be one (the same check, readable)."""
+    PermissionError. A damaged file is still said to be one (the same check, readable). The
+    labelled set and the frame are ``whose``, the others this user's own."""
     from eval_data import write_davis, write_nyu_normals, write_nyuv2
 
     nyu, other = write_nyuv2(tmp_path / "nyu"), write_nyuv2(tmp_path / "other")
@@ -74,8 +78,8 @@ def test_dataset_files_this_user_may_not_read_say_so_and_the_fix(tmp_path):
     davis = write_davis(tmp_path / "davis")
     frame = davis / "JPEGImages" / "480p" / "bear" / "00002.jpg"
     split = davis / "ImageSets" / "2017" / "val.txt"
-    name = others(nyu / "nyu_depth_v2_labeled.mat")
-    others(frame)
+    name = refuse(nyu / "nyu_depth_v2_labeled.mat", whose)
+    refuse(frame, whose)
     for own in (other / "splits.mat", normals / "all_normals.pklz", normals / "normals.npy", split):
         own.chmod(0)
     (tmp_path / "bad").mkdir()
@@ -116,19 +120,21 @@ def _world(root):
     return write_scenes(root, SceneConfig(height=16, width=16), 1, progress=False)
 
 
-def test_a_world_this_user_may_not_read_is_not_called_damaged(tmp_path):
+@whose_files
+def test_a_world_this_user_may_not_read_is_not_called_damaged(tmp_path, whose):
     """World.load with a scene's sa1b/ folder this user may read but not search (mode 600),
-    or a labels/ folder of another user's (mode 700), or a scene file of mode 000, and
-    read_world with world.json of mode 000: each said "the world is damaged; delete the
-    folder and write the world again", of files that are whole; writing the world again
-    (read_record, as `loftup world scenes --out` and the demo do) "choose another --out or
-    delete it"."""
+    or a labels/ folder of ``whose`` (own: mode 000; another user's: mode 700), or a scene
+    file ``whose``, and read_world with world.json ``whose``: each said "the world is
+    damaged; delete the folder and write the world again", of files that are whole; writing
+    the world again (read_record, as `loftup world scenes --out` and the demo do) "choose
+    another --out or delete it"."""
     worlds = {what: _world(tmp_path / what) for what in ("sa1b", "labels", "json", "record")}
     worlds["sa1b"].joinpath("sa1b").chmod(0o600)
-    others(worlds["labels"] / "labels")
-    (worlds["labels"] / "labels").chmod(0o700)
-    worlds["json"].joinpath("sa1b", "sa_1.json").chmod(0)
-    worlds["record"].joinpath("world.json").chmod(0)
+    refuse(worlds["labels"] / "labels", whose)
+    if whose != "own":
+        (worlds["labels"] / "labels").chmod(0o700)
+    name = refuse(worlds["json"].joinpath("sa1b", "sa_1.json"), whose)
+    refuse(worlds["record"].joinpath("world.json"), whose)
     said = where_modes_apply(f"""
 from file_modes import told
 from loftup.data.scene_files import read_world
@@ -143,19 +149,20 @@ result["written again"] = told(lambda: read_record(Path({str(worlds["record"])!r
         blocked = worlds[what] / folder
         assert said[what].startswith(f"PathPermissionError: cannot read scene file {blocked}/")
         assert f"({blocked} cannot be searched by this user); have {blocked} made " in said[what]
-    _says_the_fix(said["json"], worlds["json"] / "sa1b" / "sa_1.json")
-    _says_the_fix(said["record"], worlds["record"] / "world.json")
-    _says_the_fix(said["written again"], worlds["record"] / "world.json")  # not "delete it"
+    _says_the_fix(said["json"], worlds["json"] / "sa1b" / "sa_1.json", name)
+    _says_the_fix(said["record"], worlds["record"] / "world.json", name)
+    _says_the_fix(said["written again"], worlds["record"] / "world.json", name)  # not "delete"
     assert not any("damaged" in line for line in said.values()), said
 
 
-def test_training_files_this_user_may_not_read_say_so_and_the_fix(tmp_path):
+@whose_files
+def test_training_files_this_user_may_not_read_say_so_and_the_fix(tmp_path, whose):
     """Training skips a file it cannot read with a warning of why: an SA-1B annotation file
     of mode 000 was "[Errno 13] Permission denied: '...'", no fix."""
     from train_fixtures import write_sa1b
 
     root = write_sa1b(tmp_path / "sa", 2, size=32)
-    (root / "sa_1.json").chmod(0)
+    name = refuse(root / "sa_1.json", whose)
     said = where_modes_apply(f"""
 from file_modes import told
 from loftup.data.dataset import MaskedImages
@@ -163,5 +170,5 @@ data = MaskedImages({str(root)!r}, size=32, masks="sa1b")
 result = [told(lambda: data.load(i)) for i in range(2)]
 """)
     assert said[0] == "none"
-    _says_the_fix(said[1], root / "sa_1.json")
+    _says_the_fix(said[1], root / "sa_1.json", name)
     assert said[1].startswith(f"PathPermissionError: cannot read SA-1B annotations {root}/")
