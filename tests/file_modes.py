@@ -104,17 +104,18 @@ def refuse(path: Path, whose: str) -> str | None:
     return others(path)
 
 
-def others(path: Path) -> str:
-    """``path`` made another user's (uid 65534, nobody), mode 600: this user may not read it;
-    that user's name, as errors say it. The test is skipped where files cannot be given away
-    (not root), as the other-user case of each test (``whose``) only."""
+def others(path: Path, mode: int = 0o600, *, my_group: bool = False) -> str:
+    """``path`` made another user's (uid 65534, nobody), of ``mode`` (600: this user may not
+    read it) and group nogroup (``my_group``: this user's), that user's name returned, as
+    errors say it. The test is skipped where files cannot be given away (not root), as the
+    other-user case of each test (``whose``) only."""
     import pwd
 
     try:
-        os.chown(path, 65534, 65534)
+        os.chown(path, 65534, os.getegid() if my_group else 65534)
     except PermissionError:
         pytest.skip("files can be given to another user by root only")
-    path.chmod(0o600)
+    path.chmod(mode)
     try:
         return pwd.getpwuid(65534).pw_name
     except KeyError:

@@ -33,7 +33,7 @@ def _says_the_fix(said: str, path, owner: str | None = None) -> None:
     if owner is None:
         assert f"chmod u+r {path}" in said, said
     else:
-        assert f"owner {owner}" in said and f"chmod a+r {path}), or run as {owner}" in said
+        assert f"owner {owner}" in said and f"chmod o+r {path}), or run as {owner}" in said
 
 
 @whose_files
