@@ -181,12 +181,10 @@ def read_world(root: str | Path) -> World:
             f"{root} is not a scene folder (no world.json); write one with "
             "`loftup world scenes --out DIR`"
         )
-    try:
-        info = read_json_object(path)
-    except ValueError as e:  # BrokenFileError, of one this user may not read too: opened to see
-        raise read_refused(path, what="world record") or LoftUpError(
-            f"{e}; {_WRITE_AGAIN}"
-        ) from None
+    try:  # one this user may not read: a PathPermissionError with its fix, no ValueError
+        info = read_json_object(path, "world record")
+    except ValueError as e:  # BrokenFileError
+        raise LoftUpError(f"{e}; {_WRITE_AGAIN}") from None
     if info.get("format") != FORMAT:
         raise LoftUpError(f"{path} is not a {FORMAT} file (format={info.get('format')!r})")
     missing = [k for k in ("config", "seed", "images") if k not in info]

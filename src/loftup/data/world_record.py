@@ -97,18 +97,18 @@ def read_record(out: Path) -> tuple[dict | None, dict | None]:
     """The record of the world in ``out``: ``world.json``'s when it is finished, else
     ``world.partial.json``'s when one was begun (each None where there is no such file); a
     :class:`~loftup.errors.UsageError` naming a record that cannot be read (a
-    :class:`~loftup.errors.PathPermissionError` one this user may not read)."""
+    :class:`~loftup.errors.PathPermissionError` the one of them read, the partial one where
+    there is no world.json, that this user may not read: its fix, not a record to delete)."""
     from ..atomic import read_json_object
-    from ..errors import UsageError
-    from ..paths import read_refused
+    from ..errors import PathPermissionError, UsageError
 
     try:
-        old = read_json_object(out / "world.json")
-        return old, None if old is not None else read_json_object(out / PARTIAL)
-    except ValueError as e:  # one this user may not read: its fix, not a record to delete
-        refused = read_refused(out / "world.json", what="world record")
-        refused = refused or read_refused(out / PARTIAL, what="world record")
-        raise refused or UsageError(f"{e}; choose another --out or delete it") from None
+        old = read_json_object(out / "world.json", "world record")
+        return old, None if old is not None else read_json_object(out / PARTIAL, "world record")
+    except PathPermissionError as e:  # the folder is the user's: another one would do too
+        raise type(e)(f"{e}; or choose another --out") from None
+    except ValueError as e:
+        raise UsageError(f"{e}; choose another --out or delete it") from None
 
 
 def _check_other_world(

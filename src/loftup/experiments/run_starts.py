@@ -32,7 +32,8 @@ def _begun_before(out: Path, stage1: Path) -> bool:
 
 def _starts(out: Path) -> list:
     """The starts the ``run.json`` of ``out`` records (``started``, then each resume's), as
-    datetimes in the order written; those that cannot be read left out."""
+    datetimes in the order written; those that cannot be read left out (a run.json that this
+    user may not read raises read_json_object's PathPermissionError, with the fix)."""
     import datetime
 
     from ..atomic import read_json_object

@@ -44,14 +44,14 @@ def write_run_record(
     earlier ``run.json`` is then kept (its first start's values) and this start is added to
     its ``resumes`` list, with ``step`` and ``config_changes`` ({key: [was, now]}, the keys
     set otherwise than in the checkpoint's config); where the earlier record is missing or
-    unreadable (said), the record holds this start alone, with its ``step``."""
+    damaged (said), the record holds this start alone, with its ``step``. One this user may
+    not read is no damaged record to write over: a
+    :class:`~loftup.errors.PathPermissionError` with the fix, before anything is written."""
     import yaml
 
     from .. import __version__
     from ..eval.report import git_commit
 
-    text = yaml.safe_dump(as_written(config_dict), sort_keys=False)
-    atomic_write_bytes(out_dir / "config.yaml", text.encode())  # read back as it was loaded
     record = {
         "loftup_version": __version__,
         "git_commit": git_commit(),
@@ -66,12 +66,15 @@ def write_run_record(
         record = _with_earlier(
             out_dir / RECORD_NAME, {**record, "step": step, "config_changes": changes}
         )
+    text = yaml.safe_dump(as_written(config_dict), sort_keys=False)
+    atomic_write_bytes(out_dir / "config.yaml", text.encode())  # read back as it was loaded
     write_json(out_dir / RECORD_NAME, record)
 
 
 def _with_earlier(path: Path, start: dict) -> dict:
     """The record at ``path`` with ``start`` added to its ``resumes`` (``start`` alone where
-    there is no readable record: said, as a warning)."""
+    there is none, or a damaged one: said, as a warning; one this user may not read raises
+    read_json_object's PathPermissionError, no ValueError: it is not written over)."""
     import logging
 
     from ..atomic import read_json_object
