@@ -172,3 +172,33 @@ result = [told(lambda: data.load(i)) for i in range(2)]
     assert said[0] == "none"
     _says_the_fix(said[1], root / "sa_1.json", name)
     assert said[1].startswith(f"PathPermissionError: cannot read SA-1B annotations {root}/")
+
+
+def test_training_that_may_read_none_of_its_files_says_why_not_a_wrong_folder(tmp_path):
+    """Three images of mode 000 ended training with "none of the 3 files under ROOT could be
+    read (see the warnings above); is the folder the right one?": it is; this user may not
+    read them, and the first one's line says the fix. A damaged image among them keeps the
+    question (what is wrong may be the folder)."""
+    refused, mixed = tmp_path / "refused", tmp_path / "mixed"
+    for root in (refused, mixed):
+        root.mkdir()
+        for n in range(3):
+            refuse(_image(root / f"{n}.png"), "own")
+    (mixed / "0.png").chmod(0o644)
+    (mixed / "0.png").write_bytes(b"no PNG")
+    said = where_modes_apply(f"""
+from file_modes import told
+from loftup.data.dataset import MaskedImages
+result = [told(lambda: MaskedImages(root, size=32, masks="superpixels")[0])
+          for root in {[str(refused), str(mixed)]!r}]
+""")
+    first = f"cannot read image {refused}/0.png: permission denied (mode ----------: "
+    assert said[0].startswith(
+        f"LoftUpError: none of the 3 files under {refused} could be read: this user may not "
+        f"read them (first: {first}"
+    ), said[0]
+    assert said[0].endswith(f"chmod u+r {refused}/0.png)") and "right one" not in said[0]
+    assert said[1] == (
+        f"LoftUpError: none of the 3 files under {mixed} could be read (see the warnings "
+        "above); is the folder the right one?"
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import LoftUpError, UsageError
+from ..errors import LoftUpError, PathPermissionError, UsageError
 from ..io import max_image_pixels
 from .folders import _archives_hint, data_folder, drawn_by_a_run
 from .images import READ_ERRORS, list_images, load_square
@@ -223,7 +223,7 @@ class MaskedImages(torch.utils.data.Dataset):
         return image, packed
 
     def __getitem__(self, i: int) -> dict:
-        skipped = []
+        skipped, errors = [], []
         tries = min(self.max_retries + 1, len(self))  # each file once, however few there are
         for attempt in range(tries):
             j = (i + attempt) % len(self)
@@ -231,6 +231,7 @@ class MaskedImages(torch.utils.data.Dataset):
                 image, packed = self.load(j)
             except READ_ERRORS as e:
                 skipped.append(str(self.images[j]))
+                errors.append(e)
                 log.warning("skipping unreadable %s (%s: %s)", self.images[j], type(e).__name__, e)
                 continue
             return {
@@ -239,15 +240,14 @@ class MaskedImages(torch.utils.data.Dataset):
                 "index": j,
                 "skipped": skipped,
             }
-        if tries == len(self):
-            raise LoftUpError(
-                f"none of the {tries} files under {self.root} could be read (see the warnings "
-                "above); is the folder the right one?"
-            )
-        raise LoftUpError(
-            f"{tries} files in a row could not be read near item {i} of {self.root} (see the "
-            "warnings above); is the folder the right one?"
+        what = (
+            f"none of the {tries} files under {self.root} could be read"
+            if tries == len(self)
+            else f"{tries} files in a row could not be read near item {i} of {self.root}"
         )
+        if all(isinstance(e, PathPermissionError) for e in errors):  # not a wrong folder
+            raise LoftUpError(f"{what}: this user may not read them (first: {errors[0]})")
+        raise LoftUpError(f"{what} (see the warnings above); is the folder the right one?")
 
 
 def collate(samples: list[dict]) -> dict:
