@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from file_modes import WHOSE, refuse, where_modes_apply
 from loftup.cli import main
 from loftup.errors import UsageError
 from loftup.train.config import load_config, parse_overrides
@@ -182,22 +183,35 @@ def test_a_utf8_config_reads_the_same_whatever_the_locale(tmp_path):
         load_config(str(config))
 
 
-def test_an_unreadable_config_is_one_line(tmp_path):
-    """A read that fails (no permission, an I/O error) ended in a traceback."""
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    config = folder / "c.yaml"
+def test_an_unreadable_config_is_one_line():
+    """A read that fails (an I/O error) ended in a traceback; one this user may not read:
+    test_a_config_this_user_may_not_read_says_the_fix, one in a folder this user may not
+    search: tests/test_unsearchable_listings.py."""
+    if not os.path.isfile("/proc/self/mem"):  # Linux: a file whose read fails (as root too)
+        pytest.skip("no /proc/self/mem: Linux's file whose read fails")
+    with pytest.raises(UsageError, match="^config /proc/self/mem cannot be read: Input/output"):
+        load_config("/proc/self/mem")
+
+
+@pytest.mark.parametrize("whose", WHOSE)
+def test_a_config_this_user_may_not_read_says_the_fix(tmp_path, whose):
+    """`loftup train --config X.yaml` of mode 000 (or another user's of 600) said "config
+    X.yaml cannot be read: Permission denied", no fix: its mode and the fix now, one line."""
+    config = tmp_path / "c.yaml"
     config.write_text("seed: 1\n")
-    folder.chmod(0o000)
-    try:
-        if not os.access(config, os.R_OK):
-            with pytest.raises(UsageError, match=f"config {config} cannot be read: Permission"):
-                load_config(str(config))
-    finally:
-        folder.chmod(0o700)
-    if os.path.isfile("/proc/self/mem"):  # Linux: a file whose read fails (as root too)
-        with pytest.raises(UsageError, match="^config /proc/self/mem cannot be read: Input/output"):
-            load_config("/proc/self/mem")
+    owner = refuse(config, whose)
+    said = where_modes_apply(f"""
+import contextlib, io
+from loftup.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    code = main(["train", "--config", {str(config)!r}])
+result = [code, err.getvalue().strip()]
+""")
+    assert said[0] == 2 and "\n" not in said[1], said
+    assert said[1].startswith(f"error: cannot read config {config}: permission denied (mode ")
+    fix = f"chmod u+r {config}" if owner is None else f"(chmod o+r {config}), or run as {owner}"
+    assert said[1].endswith(fix), said[1]
 
 
 def test_a_stage_argument_other_than_1_or_2_is_one_line():

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...errors import UsageError
-from ...paths import check_visible
+from ...paths import check_visible, read_refused
 
 
 def packaged_configs() -> list[str]:
@@ -29,8 +29,11 @@ def read_yaml(name_or_path: str) -> dict:
         where = str(path)
         try:  # UTF-8 whatever the locale (which would misread a non-ASCII path, or refuse it)
             text = path.read_bytes().decode("utf-8")
-        except OSError as e:  # no permission, a disk error: one line, not a traceback
-            raise UsageError(f"config {path} cannot be read: {e.strerror or e}") from None
+        except OSError as e:  # one line, not a traceback; no permission: its mode and the fix
+            refused = read_refused(path, e, "config")  # None of a disk error
+            raise refused or UsageError(
+                f"config {path} cannot be read: {e.strerror or e}"
+            ) from None
         except UnicodeDecodeError as e:
             raise UsageError(
                 f"config {path} is not a text (YAML) file: byte {e.object[e.start]:#04x} at offset "
