@@ -23,6 +23,14 @@ def _refused_with_the_fix(said: str, path, owner: str | None) -> None:
     assert "delete" not in said and "move the file away" not in said, said
 
 
+def _now_holds(path, whose: str) -> bytes:
+    """What ``path`` holds now, read by this test: a file of its own (mode 000, which a plain
+    user may not read) made readable first."""
+    if whose == "own":
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
 @whose_files
 def test_a_record_this_user_may_not_read_is_not_taken_for_a_damaged_one(tmp_path, whose):
     """A resumed training's run.json was warned of as lost and written over with this start
@@ -63,7 +71,7 @@ result = {{
     assert said.pop("kind") == ["PathPermissionError", False]  # no ValueError: no damaged file
     for name, path in files.items():
         _refused_with_the_fix(said[name], path, owner)
-        assert path.read_bytes() == kept[name]  # not written over
+        assert _now_holds(path, whose) == kept[name]  # not written over
     assert not (tmp_path / "train" / "config.yaml").exists()
 
 
@@ -121,4 +129,4 @@ result = [code, err.getvalue().strip()]
     assert err.startswith(f"error: cannot read world record {out}/world.json: permission denied")
     chmod = "u+r" if owner is None else "o+r"
     assert f"chmod {chmod} {out}/world.json" in err and err.endswith("; or choose another --out")
-    assert (out / "world.json").read_bytes() == kept
+    assert _now_holds(out / "world.json", whose) == kept
