@@ -49,9 +49,15 @@ def test_a_resumed_run_is_loaded_by_training_under_its_folder_s_lock(
 
 @pytest.fixture
 def design(tmp_path):
+    """distill-view --quick's run folders, all finished, and its start (:func:`finished_design`)."""
+    return finished_design(tmp_path)
+
+
+def finished_design(tmp_path):
     """distill-view --quick's run folders, all finished (3 stage-2 runs per seed, from one
     shared stage-1 run), and its start: the up-front check, every variant at every seed and
-    the report's training configs, as run_design makes them with one FolderReads."""
+    the report's training configs, as run_design makes them with one FolderReads; ``(runs,
+    start, seeds)``, start returning {(seed, variant name): run_variant's runs}."""
     from loftup.experiments import ExperimentSettings
     from loftup.experiments.begun import check_begun
     from loftup.experiments.data import file_sha256
@@ -73,13 +79,14 @@ def design(tmp_path):
             _with_history(_finished(two, {"stage1_steps": one["max_steps"], "stage1_sha256": sha}))
 
     def start(inputs=inputs):
-        reads = FolderReads()
+        reads, results = FolderReads(), {}
         check_begun(s, variants, root, runs, inputs, reads)
         for seed in range(s.seeds):
             for v in variants:
-                done = run_variant(s, v, seed, root, runs, inputs, reads)
+                done = results[seed, v.name] = run_variant(s, v, seed, root, runs, inputs, reads)
                 if seed == 0:
                     run_configs(done, reads)
+        return results
 
     return runs, start, s.seeds
 

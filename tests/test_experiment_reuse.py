@@ -261,29 +261,3 @@ def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
     )
     with pytest.raises(RunRefused, match=f"^{first} holds a finished run whose checkpoint.pt "):
         run_stage(one)  # without the check up front (a caller of run_variant): refused too
-
-
-def test_a_finished_run_with_a_damaged_summary_is_named_with_the_fix(tmp_path):
-    """A finished run reused for its seconds, its summary.json cut short: json's traceback."""
-    from pathlib import Path
-
-    import torch
-    import yaml
-
-    from loftup.errors import LoftUpError
-    from loftup.experiments import ExperimentSettings
-    from loftup.experiments.runs import Variant, run_stage, stage_configs
-    from loftup.train.checkpoint import FORMAT, pack_history
-    from loftup.train.config import load_config
-
-    s = ExperimentSettings("coords", stage1_steps=2).resolved()
-    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "train", tmp_path / "runs")
-    out = Path(one["log"]["out_dir"])
-    (out / "final").mkdir(parents=True)
-    (out / "summary.json").write_text('{"seconds": 3')
-    (out / "config.yaml").write_text(yaml.safe_dump(load_config(one).to_dict()))
-    history = pack_history([{"step": 1, "loss": 1.0}])
-    torch.save({"format": FORMAT, "step": 2, "history": history}, out / "checkpoint.pt")
-    with pytest.raises(LoftUpError, match="summary.json cannot be read") as e:
-        run_stage(one)
-    assert str(e.value).endswith("delete that folder")

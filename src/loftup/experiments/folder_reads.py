@@ -24,13 +24,8 @@ import json
 import os
 from pathlib import Path
 
-from .run_folders import (
-    _check_inputs,
-    _load_step,
-    _read,
-    _record_inputs,
-    _saved_config,
-)
+from .folder_files import _read, _saved_config
+from .run_folders import _check_inputs, _load_step, _record_inputs
 
 
 class FolderReads:
@@ -61,11 +56,11 @@ class FolderReads:
 
     def record(self, path: Path) -> dict | None:
         """The record (a JSON object) ``path`` holds, None where there is none; a damaged one
-        refused as :func:`~.run_folders._read` refuses it."""
+        refused as :func:`~.folder_files._read` refuses it."""
         return _once(self._records, path, _read)
 
     def config(self, out: Path) -> dict:
-        """The config the run in ``out`` saved (:func:`~.run_folders._saved_config`), a copy:
+        """The config the run in ``out`` saved (:func:`~.folder_files._saved_config`), a copy:
         each folder's was read 3 to 5 times a start (the up-front check, every variant that
         reuses it, the report's training configs)."""
         import copy

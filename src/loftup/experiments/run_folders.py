@@ -9,6 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LoftUpError
+from .folder_files import (  # noqa: F401  (RunRefused, _read: importable from here)
+    RunRefused,
+    _read,
+    _record,
+    _saved_config,
+)
 
 #: In a stage-2 run folder: the steps and the checkpoint's sha256 of the stage-1 run it starts
 #: from. Its config names that run's folder only, which trains on when more steps are asked
@@ -22,21 +28,6 @@ INPUTS_RECORD = "inputs.json"
 #: In a stage-1 run folder that continues another (a copy of it trained on): that folder.
 CONTINUES_RECORD = "continues.json"
 
-#: The fix of every refusal of a run folder.
-_FIX = "choose another --out or delete that folder"
-
-
-class RunRefused(LoftUpError):
-    """A run folder that cannot be reused or gone on with: ``folder`` ``why``, then the fix
-    (with ``also``: the folders of the runs that start from it, to delete with it)."""
-
-    def __init__(self, folder: Path, why: str, also=()) -> None:
-        self.folder, self.why, self.also = folder, why, tuple(also)
-        fix = _FIX
-        if self.also:
-            fix += f" and those of the runs that start from it ({', '.join(map(str, also))})"
-        super().__init__(f"{folder} {why}; {fix}")
-
 
 def _check_same(cfg, out: Path, reads=None) -> None:
     """Refuse to reuse a run folder made with another config (the log section aside); paths
@@ -48,25 +39,13 @@ def _check_same(cfg, out: Path, reads=None) -> None:
     skip = {"log", "max_steps"} | ({"model"} if cfg.stage == 2 else set())
     diff = sorted(k for k in wanted if k not in skip and saved.get(k) != wanted[k])
     if cfg.stage == 2:  # the architecture is init's, but the window is the run's own
-        window = "model.attention_window"
-        if (saved.get("model") or {}).get("attention_window") != cfg.model.attention_window:
-            diff.append(window)
+        model, window = saved.get("model"), cfg.model.attention_window
+        if not isinstance(model, dict) or model.get("attention_window") != window:
+            diff.append("model.attention_window")  # no mapping (damaged): it names no window
     if diff:
         raise RunRefused(
             out, f"holds a run made with other settings (differs in {', '.join(diff)})"
         )
-
-
-def _saved_config(out: Path, reads=None) -> dict:
-    """The config the run in ``out`` saved (its ``config.yaml``), with the paths it used; read
-    once a start where ``reads`` (its :class:`~.folder_reads.FolderReads`) is given."""
-    import yaml
-
-    from ..train.config.paths import as_used
-
-    if reads is not None:
-        return reads.config(out)
-    return as_used(yaml.safe_load((out / "config.yaml").read_text()) or {})
 
 
 def _real_paths(config: dict) -> dict:
@@ -175,13 +154,6 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads
     return sha, None
 
 
-def _record(path: Path, reads=None) -> dict | None:
-    """The record ``path`` holds (None: none), read once a start where ``reads`` (its
-    :class:`~.folder_reads.FolderReads`) is given: each stage-2 folder's :data:`INIT_RECORD`
-    was read 5 times, each folder's :data:`INPUTS_RECORD` twice."""
-    return reads.record(path) if reads is not None else _read(path)
-
-
 def _write_record(path: Path, record: dict, reads=None) -> None:
     """Write the record ``path``; what ``reads`` read of it forgotten (read again)."""
     from ..atomic import write_json
@@ -252,8 +224,6 @@ def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
     that continue it (:data:`CONTINUES_RECORD`)."""
     import os
 
-    import yaml
-
     def names(path, want: Path) -> bool:
         return isinstance(path, str) and os.path.realpath(os.path.expanduser(path)) == want
 
@@ -267,18 +237,8 @@ def _begun_from(seed_folder: Path, stage1: Path) -> list[Path]:
                 want = os.path.realpath(stage1 / "checkpoint.pt")
             else:
                 start, want = (_read(folder / CONTINUES_RECORD) or {}).get("from"), stage1
-        except (OSError, LoftUpError, yaml.YAMLError, TypeError, KeyError):
+        except (OSError, LoftUpError, TypeError, KeyError):
             continue  # its own refusal names it when its turn comes
         if names(start, os.path.realpath(want)):
             found.append(folder)
     return found
-
-
-def _read(path: Path) -> dict | None:
-    """A record of a run folder (None: there is none); a damaged one named with the fix."""
-    from ..atomic import read_json_object
-
-    try:
-        return read_json_object(path)
-    except ValueError as e:
-        raise LoftUpError(f"{e}; {_FIX}") from None

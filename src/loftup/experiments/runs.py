@@ -26,6 +26,7 @@ from .configs import (  # noqa: F401  (importable from here, as before configs.p
     folder_name,
     stage_configs,
 )
+from .folder_files import _run_seconds
 from .folder_reads import FolderReads
 from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     CONTINUES_RECORD,
@@ -47,12 +48,13 @@ LOSS_KEYS = ("loss", "rec", "tv", "target", "affinity")
 
 @dataclass
 class RunResult:
-    """A finished run: its exported upsampler, checkpoint, per-step losses and seconds."""
+    """A finished run: its exported upsampler, checkpoint, per-step losses and seconds (None:
+    not known, a reused run's summary.json holding no number of them or cut short)."""
 
     pretrained: Path
     checkpoint: Path
     history: list[dict]
-    seconds: float
+    seconds: float | None
 
 
 def run_stage(
@@ -96,9 +98,8 @@ def run_stage(
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
             # read once a start: a stage-1 run that three variants share was read three times
-            seconds = (reads.record(out / "summary.json") or {}).get("seconds", 0.0)
             history = _losses(unpack_history(raw["history"]))
-            return RunResult(out / "final", ckpt, history, float(seconds or 0.0))
+            return RunResult(out / "final", ckpt, history, _run_seconds(out, reads))
     try:
         result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
     finally:  # its files written again: read again, whatever their identity tells
