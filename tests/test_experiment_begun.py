@@ -169,28 +169,44 @@ def test_a_start_loads_and_hashes_each_begun_checkpoint_once(tmp_path, monkeypat
     assert loads == hashes == [first]  # read again: the one written last counts
 
 
-def test_a_checkpoint_the_start_trains_on_is_read_again_whatever_its_identity(
+def test_what_the_start_trains_or_copies_is_read_again_whatever_its_identity(
     tmp_path, monkeypatch, one_thread
 ):
-    """A run the start resumes writes its checkpoint again: where the file's identity does not
-    change (ext4 reuses the inode an atomic replace frees; NFS keeps times to the second, FAT to
-    two), the step and sha256 read before it were given again. Such a filesystem is stood in
-    for by an identity of the path alone; the start forgets what it wrote itself."""
+    """A run the start resumes writes its folder again (checkpoint, config.yaml, summary.json),
+    and one that continues another is copied over what a copy cut short left: where a file's
+    identity does not change (ext4 reuses the inode an atomic replace frees; NFS keeps times to
+    the second, FAT to two), what was read before was given again (the report's max_steps and
+    the summary's steps those of before the resume; the copy checked against the settings of
+    the cut-short one). Such a filesystem is stood in for by an identity of the path alone; the
+    start forgets the whole folder it wrote, after training it and after copying into it."""
     import loftup.experiments.folder_reads as folder_reads
     from loftup.experiments.data import file_sha256
     from loftup.experiments.folder_reads import FolderReads
-    from loftup.experiments.runs import run_stage
+    from loftup.experiments.runs import run_configs, run_stage
     from loftup.train import train
     from train_fixtures import tiny_config, write_sa1b
 
-    data, out = write_sa1b(tmp_path / "sa1b", 8, size=56), tmp_path / "run"
+    data, out, later = write_sa1b(tmp_path / "sa1b", 8, size=56), tmp_path / "run", tmp_path / "b"
     train(tiny_config(data, out, 1, 2))
     ckpt = out / "checkpoint.pt"
     same = lambda path: (os.path.abspath(path),) if Path(path).exists() else None  # noqa: E731
     monkeypatch.setattr(folder_reads, "_identity", same)
     reads = FolderReads()
+    # a copy of the run cut short before its checkpoint, when it had another learning rate
+    later.mkdir()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    other = {**saved, "optim": {**saved["optim"], "lr": 1e-4}}
+    (later / "config.yaml").write_text(yaml.safe_dump(other))
+    assert reads.config(later)["optim"]["lr"] == 1e-4
+    copied = run_stage(tiny_config(data, later, 1, 4).to_dict(), continues=out, reads=reads)
+    assert [row["step"] for row in copied.history] == [0, 1, 2, 3]  # went on from the copy
+    assert reads.config(later)["max_steps"] == 4 and reads.step(later)["step"] == 4
+    # the run resumed
     assert reads.step(out)["step"] == 2
     before = reads.sha256(ckpt)
-    run_stage(tiny_config(data, out, 1, 4).to_dict(), reads=reads)  # trained on to step 4
+    assert reads.config(out)["max_steps"] == reads.record(out / "summary.json")["steps"] == 2
+    result = run_stage(tiny_config(data, out, 1, 4).to_dict(), reads=reads)  # trained on
     assert reads.step(out)["step"] == 4
     assert reads.sha256(ckpt) == file_sha256(ckpt) != before
+    assert run_configs({"stage1": result}, reads)["stage1"]["max_steps"] == 4
+    assert reads.record(out / "summary.json")["steps"] == 4
