@@ -187,7 +187,8 @@ def _with_history(out: Path) -> None:
 def test_a_record_written_again_from_outside_is_read_again(tmp_path):
     """A file is known by its identity (path, inode, size, time of change): a record another
     process writes again during a start (an atomic replace, as every record is written) is read
-    again, not served from what was read before."""
+    again, not served from what was read before; one of the same size too (its path and size
+    alone would not tell)."""
     from loftup.atomic import write_json
 
     path = tmp_path / "run" / "init.json"
@@ -195,5 +196,7 @@ def test_a_record_written_again_from_outside_is_read_again(tmp_path):
     write_json(path, {"stage1_steps": 2})
     reads = FolderReads()
     assert reads.record(path) == {"stage1_steps": 2}
-    write_json(path, {"stage1_steps": 30})
-    assert reads.record(path) == {"stage1_steps": 30}
+    size = path.stat().st_size
+    write_json(path, {"stage1_steps": 3})
+    assert path.stat().st_size == size
+    assert reads.record(path) == {"stage1_steps": 3}
