@@ -120,3 +120,29 @@ def test_the_check_reads_no_proxy_as_huggingface_hubs_client_does(
     proxy = "http://proxy.invalid:3128"
     proxy_env(HF_ENDPOINT=endpoint, HTTPS_PROXY=proxy, HTTP_PROXY=proxy, NO_PROXY=no_proxy)
     assert reach._endpoint()[1] == where
+
+
+@pytest.fixture(params=["requests", "this huggingface_hub's"])
+def client(request, monkeypatch):
+    """huggingface_hub's client, as the check asks it: requests' Session, huggingface_hub's
+    before 1.0 (a real one, where requests is installed), or this huggingface_hub's own."""
+    if request.param == "requests":
+        requests = pytest.importorskip(
+            "requests", reason="requests (huggingface_hub before 1.0's client) is not installed"
+        )
+        import huggingface_hub.utils
+
+        monkeypatch.setattr(huggingface_hub.utils, "get_session", requests.Session)
+    return request.param
+
+
+def test_a_proxy_given_without_a_scheme_is_connected_to(proxy_env, client):
+    """HTTPS_PROXY=127.0.0.1:PORT, a live proxy without ``http://``: requests' choice of it
+    was taken as a URL whose scheme is 127.0.0.1, with no host, and the check connected to
+    ('', 80) and refused every download on huggingface_hub before 1.0 ("the Hugging Face hub
+    cannot be reached"); requests itself, httpx and urllib take it as http://."""
+    with listener() as proxy:
+        variable = f"127.0.0.1:{proxy}"
+        proxy_env(HF_ENDPOINT="http://hub.invalid", HTTPS_PROXY=variable, HTTP_PROXY=variable)
+        assert reach._endpoint()[1] == ("127.0.0.1", proxy)
+        assert reach.unreachable_reason(timeout=1) is None

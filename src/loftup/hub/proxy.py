@@ -14,18 +14,21 @@ _UNKNOWN = object()
 def proxy_for(url: str) -> str | None:
     """The URL of the proxy that huggingface_hub's session sends a request for ``url``
     through (``http://proxy:3128``), None where it goes straight to ``url``'s host. Asked of
-    the session itself, which downloads use: it read the environment when it was made."""
+    the session itself, which downloads use: it read the environment when it was made. A
+    proxy given without a scheme (``HTTPS_PROXY=proxy.corp:3128``) is an http one, as each
+    client takes it (requests' own answer leaves it so)."""
     try:
         from huggingface_hub.utils import get_session
 
         session = get_session()
     except Exception:  # noqa: BLE001 - none to ask: the environment decides
         session = None
-    for ask in (_httpx_proxy, _requests_proxy):
-        found = ask(session, url)
-        if found is not _UNKNOWN:
-            return found
-    return _urllib_proxy(url)
+    found = _httpx_proxy(session, url)
+    if found is _UNKNOWN:
+        found = _requests_proxy(session, url)
+    if found is _UNKNOWN:
+        found = _urllib_proxy(url)
+    return found if found is None or "://" in found else f"http://{found}"
 
 
 def _httpx_proxy(client, url: str):
@@ -79,4 +82,4 @@ def _urllib_proxy(url: str) -> str | None:
     proxy = proxies.get(parsed.scheme) or proxies.get("all")
     if not proxy or urllib.request.proxy_bypass(parsed.hostname or ""):
         return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    return proxy
