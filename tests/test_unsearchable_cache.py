@@ -118,3 +118,22 @@ def test_the_fix_names_the_variable_that_sets_the_cache(
     said = str(caught.value)
     _says_why(said, tmp_path / "secret")
     assert said.endswith(f" or set {variable} to a folder of this user's"), said
+
+
+def test_a_damaged_ref_file_leaves_the_list_whole(tmp_path, monkeypatch, capsys):
+    """One repo's refs/main damaged (bytes that are no commit hash): ``loftup info`` said only
+    the error naming it (status 2) and no table; that row is ``?``, the warning line says why
+    and its fix, and the other rows are as they were."""
+    hub = tmp_path / "hub"
+    _cache(hub)
+    ref = hub / "models--haiwen--loftup-clip" / "refs" / "main"
+    ref.write_bytes(b"\xff\xfe\x00garbage")
+    _read_by(monkeypatch, hub)
+    column, rows, err = _info(tmp_path, capsys)
+    assert column["loftup_clip"] == "?" and rows["loftup_clip"]["cached"] is None
+    assert column["loftup_dinov2s"] == "yes" and rows["loftup_dinov2s"]["cached"] is True
+    assert column["loftup_siglip"] == "no" and rows["loftup_siglip"]["cached"] is False
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("warning: cannot tell whether loftup_clip is cached (?): "), err
+    assert f"{ref}, the Hugging Face cache's record of the commit" in err, err
+    assert f"{ref}, " in rows["loftup_clip"]["unchecked"]

@@ -271,12 +271,18 @@ def released_table() -> list[dict]:
     (C), ``grid`` (the low-res grid at 224 px, "16x16"), ``hub`` ("repo/file"), ``cached``
     (whether the Hugging Face cache holds it; None where that cannot be told), ``path`` (the
     cached file, or None) and ``unchecked`` (why ``cached`` is None: its folder of the cache
-    lies where this user may not search, :func:`cache_problem`; else None). One other user's
-    folder in a shared cache, or a cache that cannot be searched, leaves the list whole."""
+    lies where this user may not search, :func:`cache_problem`, or its ref file is damaged,
+    :func:`cached_ref`; else None). One other user's folder in a shared cache, a cache that
+    cannot be searched, or one repo's damaged ref file leaves the list whole."""
+    from ..errors import CheckpointError
+
     rows = []
     for c in RELEASED.values():
-        unchecked = cache_problem(c.repo_id)
-        path = None if unchecked else cached_path(c.name)
+        unchecked, path = cache_problem(c.repo_id), None
+        try:
+            path = None if unchecked else cached_path(c.name)
+        except CheckpointError as e:  # its message names the file and the fix
+            unchecked = str(e)
         rows.append(
             {
                 "name": c.name,
