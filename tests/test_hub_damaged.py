@@ -199,9 +199,43 @@ def test_a_ref_file_of_the_cache_that_holds_no_text_is_named_with_its_fix(
         load_upsampler("someone/up" if revision is None else f"someone/up@{revision}")
     assert str(e.value).startswith(
         f"{ref}, the Hugging Face cache's record of the commit that '{revision or 'main'}' of "
-        "hub repo 'someone/up' names, is damaged (it holds no commit hash): delete it"
+        "hub repo 'someone/up' names, is damaged (it holds no text, not a commit's hash): "
     )
     ref.unlink()  # as it says
     if revision is None:
         ref.write_text("0123456789abcdef0123456789abcdef01234567")  # as the download writes it
         assert load_upsampler("someone/up") is not None
+
+
+@pytest.mark.parametrize(
+    "held, said",
+    [
+        (b"", "nothing"),
+        (b"\x00" * 40, repr("\x00" * 40)),
+        (b"0123456789abcdef", "'0123456789abcdef'"),  # cut short
+        (
+            b"0123456789abcdef0123456789abcdef01234567\n",
+            "'0123456789abcdef0123456789abcdef01234567\\n'",
+        ),
+    ],
+    ids=["empty", "NUL bytes", "cut short", "a newline"],
+)
+def test_a_ref_file_that_holds_no_commit_hash_is_named_with_its_fix(
+    tmp_path, monkeypatch, held, said
+):
+    """refs/main empty, of NUL bytes, a hash cut short or followed by a newline (all text):
+    huggingface_hub's lookup finds no commit by it, and a load offline said the checkpoint
+    was "not in the Hugging Face cache", its files there; the file is named as damaged."""
+    from loftup.hub.remote import cached_path
+
+    snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"w"})
+    ref = snap.parents[1] / "refs" / "main"
+    ref.write_bytes(held)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    for load in (lambda: load_upsampler("loftup_clip"), lambda: cached_path("loftup_clip")):
+        with pytest.raises(CheckpointError) as e:
+            load()
+        assert str(e.value).startswith(
+            f"{ref}, the Hugging Face cache's record of the commit that 'main' of hub repo "
+            f"'haiwen/loftup-clip' names, is damaged (it holds {said}, not a commit's hash): "
+        ), str(e.value)

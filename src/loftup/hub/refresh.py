@@ -117,9 +117,12 @@ def ref_path(repo_id: str, revision: str | None = None) -> Path:
 def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
     """The commit hash that the Hugging Face cache's ``refs/<revision>`` (None: main) of hub
     repo ``repo_id`` holds; None where it has none, or none this user may read (the file's
-    lookup says so). A CheckpointError where the file holds no text (a disk's damage, a copy
-    cut short), on which huggingface_hub's own lookups and downloads fail with a bare
-    UnicodeDecodeError: naming it, and its fix."""
+    lookup says so). A CheckpointError where the file holds anything but a commit's 40 hex
+    digits (a disk's damage, a copy cut short, an editor's newline), with which
+    huggingface_hub's own lookups find nothing ("not in the Hugging Face cache") or fail with
+    a bare UnicodeDecodeError: naming it, and its fix."""
+    import re
+
     from ..errors import CheckpointError
 
     ref = ref_path(repo_id, revision)
@@ -128,14 +131,17 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
     except OSError:
         return None
     try:
-        return data.decode().strip()
+        text = data.decode()
     except UnicodeDecodeError:
-        raise CheckpointError(
-            f"{ref}, the Hugging Face cache's record of the commit that "
-            f"{revision or 'main'!r} of hub repo {repo_id!r} names, is damaged (it holds no "
-            "commit hash): delete it (the cached files stay; the next download from the repo "
-            "writes it again)"
-        ) from None
+        text = None
+    if text is not None and re.fullmatch("[0-9a-f]{40}", text):
+        return text
+    held = "no text" if text is None else repr(text[:60]) if text else "nothing"
+    raise CheckpointError(
+        f"{ref}, the Hugging Face cache's record of the commit that {revision or 'main'!r} of "
+        f"hub repo {repo_id!r} names, is damaged (it holds {held}, not a commit's hash): "
+        "delete it (the cached files stay; the next download from the repo writes it again)"
+    )
 
 
 _REFRESHING: set[Path] = set()
