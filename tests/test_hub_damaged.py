@@ -188,23 +188,47 @@ def test_a_ref_file_of_the_cache_that_holds_no_text_is_named_with_its_fix(
 ):
     """The cache's refs/<branch> (the commit a branch, a tag or a hash's start names) holding
     bytes that are no text, a disk's damage: a load raised huggingface_hub's (or loftup's)
-    bare UnicodeDecodeError, a traceback; it names the file and to delete it."""
+    bare UnicodeDecodeError, a traceback; it names the file and the fix. Offline, that is to
+    write back the cached commit: its advice to delete the file left the cached files unfound
+    ("not in the Hugging Face cache ... Run loftup download")."""
     _, folder, _ = _own_upsampler(tmp_path)
     files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
-    refs = make_hf_cache(tmp_path / "hub", "someone/up", files).parents[1] / "refs"
-    ref = refs / (revision or "main")
+    snap = make_hf_cache(tmp_path / "hub", "someone/up", files)
+    ref = snap.parents[1] / "refs" / (revision or "main")
     ref.write_bytes(b"\xff\xfe\x00damaged")
     _offline_cache(monkeypatch, tmp_path / "hub")
+    name = "someone/up" if revision is None else f"someone/up@{revision}"
     with pytest.raises(CheckpointError) as e:
-        load_upsampler("someone/up" if revision is None else f"someone/up@{revision}")
+        load_upsampler(name)
     assert str(e.value).startswith(
         f"{ref}, the Hugging Face cache's record of the commit that '{revision or 'main'}' of "
         "hub repo 'someone/up' names, is damaged (it holds no text, not a commit's hash): "
-    )
-    ref.unlink()  # as it says
-    if revision is None:
-        ref.write_text("0123456789abcdef0123456789abcdef01234567")  # as the download writes it
-        assert load_upsampler("someone/up") is not None
+        f"write back the commit it named, {snap.name}, the only commit whose files the cache "
+        f"holds (`printf %s {snap.name} > {ref}`); or delete it, and the next download "
+    ), str(e.value)
+    ref.write_text(snap.name)  # as printf writes it
+    assert load_upsampler(name) is not None
+
+
+def test_a_damaged_ref_of_a_repo_of_several_cached_commits_names_them_newest_first(
+    tmp_path, monkeypatch
+):
+    """Two commits cached: the fix names both, newest first, and writes back the newest."""
+    import os
+
+    old = make_hf_cache(tmp_path / "hub", "someone/up", {"a.bin": b"old"})
+    new = old.with_name("f" * 40)
+    new.mkdir()
+    os.utime(old, (0, 0))  # the older commit's folder
+    ref = old.parents[1] / "refs" / "main"
+    ref.write_bytes(b"")
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/up")
+    assert (
+        f"write back the commit it named, one of those whose files the cache holds, newest "
+        f"first: {new.name}, {old.name} (`printf %s {new.name} > {ref}`)" in str(e.value)
+    ), str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,33 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
     raise CheckpointError(
         f"{ref}, the Hugging Face cache's record of the commit that {revision or 'main'!r} of "
         f"hub repo {repo_id!r} names, is damaged (it holds {held}, not a commit's hash): "
-        "delete it (the cached files stay; the next download from the repo writes it again)"
+        f"{_ref_fix(repo_id, ref)}"
+    )
+
+
+def _ref_fix(repo_id: str, ref: Path) -> str:
+    """How to mend ``ref``, hub repo ``repo_id``'s damaged ref file: write back the commit it
+    named, of those whose files the cache holds (the newest first); deleted, it is written
+    again by a download only, and until then the cached files are not found offline."""
+    import re
+    import shlex
+
+    snapshots = repo_folder(repo_id) / "snapshots"
+    try:
+        dated = [(s.stat().st_mtime, s.name) for s in snapshots.iterdir() if s.is_dir()]
+    except OSError:
+        dated = []
+    commits = [c for _, c in sorted(dated, reverse=True) if re.fullmatch("[0-9a-f]{40}", c)]
+    again = "delete it, and the next download from the repo (with network) writes it again"
+    if not commits:
+        return again
+    which = f"{commits[0]}, the only commit whose files the cache holds"
+    if len(commits) > 1:
+        which = f"one of those whose files the cache holds, newest first: {', '.join(commits)}"
+    return (
+        f"write back the commit it named, {which} (`printf %s {commits[0]} > "
+        f"{shlex.quote(str(ref))}`); or {again} (until then, its cached files are not found "
+        "offline)"
     )
 
 
