@@ -146,3 +146,35 @@ def test_a_proxy_given_without_a_scheme_is_connected_to(proxy_env, client):
         proxy_env(HF_ENDPOINT="http://hub.invalid", HTTPS_PROXY=variable, HTTP_PROXY=variable)
         assert reach._endpoint()[1] == ("127.0.0.1", proxy)
         assert reach.unreachable_reason(timeout=1) is None
+
+
+@pytest.mark.parametrize("value", ["http://p:notaport", "http://p:99999", "http://[::1", ":3128"])
+def test_a_proxy_variable_that_is_no_url_is_named(
+    tmp_path, monkeypatch, capsys, proxy_env, client, value
+):
+    """A malformed HTTPS_PROXY (a port that is no number up to 65535, a bracket left open, no
+    host): ``loftup download`` ended in a traceback (ValueError: Port could not be cast to
+    integer value), or connected to no host; one line names the variable and the fix."""
+    from huggingface_hub import constants
+
+    from loftup.cli import main
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    proxy_env(HTTPS_PROXY=value)
+    assert main(["download", "loftup_clip", "--no-backbone"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: HTTPS_PROXY={value!r}, a proxy that downloads from the Hugging Face hub go "
+        "through, is no proxy URL ("
+    ), err
+    assert err.endswith("): set it to http://HOST:PORT, or unset it\n"), err
+
+
+def test_an_endpoint_that_is_no_url_is_named(proxy_env):
+    """HF_ENDPOINT with a port that is no number: a traceback from the check's parsing."""
+    from loftup.errors import UsageError
+
+    proxy_env(HF_ENDPOINT="https://hub.corp:44x")
+    with pytest.raises(UsageError, match=r"^HF_ENDPOINT='https://hub.corp:44x' is no URL of a hub"):
+        reach.unreachable_reason(timeout=1)

@@ -6,6 +6,9 @@ know; requests (before 1.0) has rules of its own."""
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlparse
+
 #: The client's choice could not be read (a client or transport of the user's, a release
 #: built otherwise): urllib's reading of the environment decides, as it did before
 _UNKNOWN = object()
@@ -75,7 +78,6 @@ def _urllib_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTPS_PROXY`` and the like) unless
     urllib reads NO_PROXY as bypassing it for the host; None where none."""
     import urllib.request
-    from urllib.parse import urlparse
 
     parsed = urlparse(url)
     proxies = urllib.request.getproxies()
@@ -83,3 +85,43 @@ def _urllib_proxy(url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(parsed.hostname or ""):
         return None
     return proxy
+
+
+#: The variables that name a proxy, as huggingface_hub's clients read them
+PROXY_VARIABLES = (
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "http_proxy",
+    "HTTP_PROXY",
+)
+
+
+def malformed(url: str) -> str | None:
+    """What makes ``url`` (a proxy's, or the endpoint's) no URL a connection can be made to
+    (a port that is no number up to 65535, a bracket left open, no host); None where it is
+    one. A proxy's scheme may be left out, as the clients read it."""
+    try:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        parsed.port  # noqa: B018 - a ValueError where it is no number up to 65535
+    except ValueError as e:
+        return str(e)
+    return None if parsed.hostname else "it names no host"
+
+
+def bad_proxy_variable(proxy: str | None = None):
+    """A UsageError naming the proxy variable whose value is no proxy URL (:func:`malformed`):
+    the one that gave ``proxy``, where one did, else the first such (huggingface_hub's client
+    reads them all); None where each set is a URL."""
+    from ..errors import UsageError
+
+    bad = [(n, v) for n in PROXY_VARIABLES if (v := os.environ.get(n)) and malformed(v)]
+    bad.sort(key=lambda nv: proxy not in (nv[1], f"http://{nv[1]}"))
+    if not bad:
+        return None
+    name, value = bad[0]
+    return UsageError(
+        f"{name}={value!r}, a proxy that downloads from the Hugging Face hub go through, is no "
+        f"proxy URL ({malformed(value)}): set it to http://HOST:PORT, or unset it"
+    )

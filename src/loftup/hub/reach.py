@@ -134,11 +134,23 @@ def connection(where: tuple[str, int], timeout: float) -> socket.socket | None:
 def _endpoint():
     """The hub endpoint's URL, or the proxy's that downloads from it go through (parsed), and
     its (host, port): the proxy as huggingface_hub's own client picks it (:func:`proxy_for`:
-    NO_PROXY by its rules, not urllib's)."""
-    from .proxy import proxy_for
+    NO_PROXY by its rules, not urllib's). A UsageError where either is no URL, naming the
+    variable that gave it (:func:`.proxy.bad_proxy_variable`), not a traceback."""
+    from ..errors import UsageError
+    from .proxy import bad_proxy_variable, malformed, proxy_for
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     proxy = proxy_for(endpoint)
+    if proxy is not None and malformed(proxy):  # not a traceback from the port's parsing
+        raise bad_proxy_variable(proxy) or UsageError(
+            f"the proxy {proxy!r} that huggingface_hub's client sends downloads through is no "
+            f"URL ({malformed(proxy)}): check its settings"
+        )
+    if proxy is None and malformed(endpoint):
+        raise UsageError(
+            f"HF_ENDPOINT={endpoint!r} is no URL of a hub ({malformed(endpoint)}): set it to "
+            "https://HOST (:PORT where it is not 443), or unset it for huggingface.co"
+        )
     url = urlparse(proxy or endpoint)
     return url, (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
 
