@@ -148,6 +148,21 @@ def test_a_proxy_given_without_a_scheme_is_connected_to(proxy_env, client):
         assert reach.unreachable_reason(timeout=1) is None
 
 
+def _download_error(tmp_path, monkeypatch, capsys) -> str:
+    """What ``loftup download loftup_clip --no-backbone`` prints, with nothing cached and no
+    offline switch: it must fail (status 2), on one line without a traceback."""
+    from huggingface_hub import constants
+
+    from loftup.cli import main
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["download", "loftup_clip", "--no-backbone"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 @pytest.mark.parametrize("value", ["http://p:notaport", "http://p:99999", "http://[::1", ":3128"])
 def test_a_proxy_variable_that_is_no_url_is_named(
     tmp_path, monkeypatch, capsys, proxy_env, client, value
@@ -155,20 +170,35 @@ def test_a_proxy_variable_that_is_no_url_is_named(
     """A malformed HTTPS_PROXY (a port that is no number up to 65535, a bracket left open, no
     host): ``loftup download`` ended in a traceback (ValueError: Port could not be cast to
     integer value), or connected to no host; one line names the variable and the fix."""
-    from huggingface_hub import constants
-
-    from loftup.cli import main
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     proxy_env(HTTPS_PROXY=value)
-    assert main(["download", "loftup_clip", "--no-backbone"]) == 2
-    err = capsys.readouterr().err
+    err = _download_error(tmp_path, monkeypatch, capsys)
     assert err.startswith(
         f"error: HTTPS_PROXY={value!r}, a proxy that downloads from the Hugging Face hub go "
         "through, is no proxy URL ("
     ), err
     assert err.endswith("): set it to http://HOST:PORT, or unset it\n"), err
+
+
+def test_a_socks_proxy_without_its_package_is_said_so(tmp_path, monkeypatch, capsys, proxy_env):
+    """ALL_PROXY names a SOCKS proxy that listens, and socksio, which httpx needs for it, is
+    not installed: the check passed, the download failed, and its advice was to run it "on a
+    machine with network"; the client's own error is said, as no network's fault."""
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: the client is made")
+    if not _httpx_client():
+        pytest.skip("requests (huggingface_hub before 1.0) needs PySocks, said at the download")
+    with listener() as proxy:
+        variable = f"socks5://127.0.0.1:{proxy}"
+        proxy_env(ALL_PROXY=variable, HF_ENDPOINT="http://hub.invalid")
+        err = _download_error(tmp_path, monkeypatch, capsys)
+    assert err.startswith(
+        f"error: huggingface_hub's HTTP client cannot be made (with ALL_PROXY={variable!r}), so "
+        "no download can start (ImportError: Using SOCKS proxy, but the 'socksio' package is "
+        "not installed"
+    ), err
+    assert err.endswith("): install what it names, or use another proxy\n"), err
 
 
 def test_an_endpoint_that_is_no_url_is_named(proxy_env):

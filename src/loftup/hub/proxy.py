@@ -17,15 +17,19 @@ _UNKNOWN = object()
 def proxy_for(url: str) -> str | None:
     """The URL of the proxy that huggingface_hub's session sends a request for ``url``
     through (``http://proxy:3128``), None where it goes straight to ``url``'s host. Asked of
-    the session itself, which downloads use: it read the environment when it was made. A
-    proxy given without a scheme (``HTTPS_PROXY=proxy.corp:3128``) is an http one, as each
-    client takes it (requests' own answer leaves it so)."""
+    the session itself, which downloads use: it read the environment when it was made
+    (where it cannot be, :func:`client_error`'s error). A proxy given without a scheme
+    (``HTTPS_PROXY=proxy.corp:3128``) is an http one, as each client takes it (requests' own
+    answer leaves it so)."""
     try:
         from huggingface_hub.utils import get_session
-
-        session = get_session()
-    except Exception:  # noqa: BLE001 - none to ask: the environment decides
+    except ImportError:  # none to ask: the environment decides
         session = None
+    else:
+        try:
+            session = get_session()
+        except Exception as e:  # noqa: BLE001 - each download would fail so: said now
+            raise client_error(e) from e
     found = _httpx_proxy(session, url)
     if found is _UNKNOWN:
         found = _requests_proxy(session, url)
@@ -125,3 +129,23 @@ def bad_proxy_variable(proxy: str | None = None):
         f"{name}={value!r}, a proxy that downloads from the Hugging Face hub go through, is no "
         f"proxy URL ({malformed(value)}): set it to http://HOST:PORT, or unset it"
     )
+
+
+def client_error(e: Exception):
+    """The error to raise where huggingface_hub's HTTP client cannot be made (``e``, as its
+    ``get_session`` raised it), as each download would fail: a proxy variable that is no URL
+    named (:func:`bad_proxy_variable`), or ``e`` itself with the proxy settings it was made
+    with: a package missing (socksio, for a SOCKS proxy) is no network's fault."""
+    from ..errors import MissingDependencyError, UsageError, one_line
+
+    bad = bad_proxy_variable()
+    if bad is not None:
+        return bad
+    named = ", ".join(f"{n}={v!r}" for n in PROXY_VARIABLES if (v := os.environ.get(n)))
+    why = (
+        f"huggingface_hub's HTTP client cannot be made{f' (with {named})' if named else ''}, "
+        f"so no download can start ({type(e).__name__}: {one_line(e, None)})"
+    )
+    if isinstance(e, ImportError):
+        return MissingDependencyError(f"{why}: install what it names, or use another proxy")
+    return UsageError(f"{why}: check the proxy variables, and any client factory of yours")
