@@ -208,3 +208,15 @@ def test_an_endpoint_that_is_no_url_is_named(proxy_env):
     proxy_env(HF_ENDPOINT="https://hub.corp:44x")
     with pytest.raises(UsageError, match=r"^HF_ENDPOINT='https://hub.corp:44x' is no URL of a hub"):
         reach.unreachable_reason(timeout=1)
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_a_socks_proxy_without_a_port_is_checked_on_1080(proxy_env, client, scheme):
+    """ALL_PROXY=socks5h://p: the check connected to port 80, where the clients (httpcore,
+    PySocks) connect to 1080, SOCKS' own."""
+    import importlib.util
+
+    if client != "requests" and importlib.util.find_spec("socksio") is None:
+        pytest.skip("socksio is not installed: httpx cannot be made with a SOCKS proxy")
+    proxy_env(ALL_PROXY=f"{scheme}://proxy.invalid")
+    assert reach._endpoint()[1] == ("proxy.invalid", 1080)

@@ -152,7 +152,14 @@ def _endpoint():
             "https://HOST (:PORT where it is not 443), or unset it for huggingface.co"
         )
     url = urlparse(proxy or endpoint)
-    return url, (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    return url, (url.hostname or "", url.port or DEFAULT_PORTS.get(url.scheme, 80))
+
+
+#: The port a URL of each scheme means where it names none, as the clients (and httpcore's
+#: SOCKS proxies, PySocks' for requests) take it
+DEFAULT_PORTS = {"http": 80, "https": 443} | dict.fromkeys(
+    ("socks4", "socks4a", "socks5", "socks5h"), 1080
+)
 
 
 def _silent(where: tuple[str, int], waited: float) -> str:
