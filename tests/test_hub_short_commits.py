@@ -185,3 +185,18 @@ def test_print_config_reads_the_architecture_of_a_hash_starts_cached_commit(
     printed = capsys.readouterr().out
     assert "not read here" not in printed
     assert "dim: 32" in printed and "num_heads: 2" in printed
+
+
+def test_a_tag_of_hex_digits_the_cache_knows_is_not_said_a_hash_start(
+    tmp_path, monkeypatch, capsys
+):
+    """A tag named 20240115 that the cache knows (refs/20240115), its weights not cached:
+    offline, the error said "where '20240115' is the start of a commit's hash, give the whole
+    hash", of a name the cache holds as a tag."""
+    _cached(tmp_path, names=("config.json",))
+    (tmp_path / "hub" / "models--someone--up" / "refs" / "20240115").write_text(COMMIT)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    assert main(["download", "someone/up@20240115"]) == 2
+    said = capsys.readouterr().err
+    assert "`env -u HF_HUB_OFFLINE loftup download someone/up@20240115`" in said, said
+    assert "start of a commit's hash" not in said, said

@@ -33,7 +33,7 @@ def whole_hash(revision: str | None) -> str:
     """What an error that could not ask the hub (offline, unreachable) adds to its command
     that downloads ``revision``, where that is a hash's start the cache holds no commit of
     (another machine's cache lacks it too, and the hub refuses it): to give the whole hash;
-    else ""."""
+    else "". Its caller leaves it out for a branch or tag the cache knows by that name."""
     if not hash_start(revision):
         return ""
     return f"; where {revision!r} is the start of a commit's hash, {WHOLE_HASH}"

@@ -92,8 +92,9 @@ def hub_file(
     name = download_name or what
     if revision != asked and name == spelled(repo_id, asked):  # another cache lacks the start
         name = spelled(repo_id, revision)  # and the hub looks a commit up by its whole hash
-    # a hash's start the cache holds no commit of: the download elsewhere needs it whole
-    whole = whole_hash(revision) if matching is None else ""
+    # a hash's start the cache holds no commit of, nor a branch or tag by that name: the
+    # download elsewhere needs it whole
+    whole = whole_hash(revision) if matching is None and not cached_ref(repo_id, revision) else ""
     fetch = fetch or f"loftup download {name}"
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error
