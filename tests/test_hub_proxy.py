@@ -220,3 +220,41 @@ def test_a_socks_proxy_without_a_port_is_checked_on_1080(proxy_env, client, sche
         pytest.skip("socksio is not installed: httpx cannot be made with a SOCKS proxy")
     proxy_env(ALL_PROXY=f"{scheme}://proxy.invalid")
     assert reach._endpoint()[1] == ("proxy.invalid", 1080)
+
+
+def test_a_client_of_ones_own_with_its_own_transport_is_not_sent_to_the_proxy(
+    tmp_path, monkeypatch, proxy_env, local_hub
+):
+    """A client factory of the user's whose client wraps its transport (to log, to retry):
+    httpx reads no proxy variables for it, and its downloads go straight to the mirror; the
+    check connected to HTTPS_PROXY, a dead proxy, and refused them."""
+    import importlib
+
+    from huggingface_hub import utils
+
+    from loftup.hub.remote import hub_file
+
+    if not hasattr(utils, "set_client_factory"):
+        pytest.skip("huggingface_hub before 1.0 takes no client factory")
+    httpx = importlib.import_module(type(utils.get_session()).__module__.split(".")[0])
+
+    class Wrapper(httpx.BaseTransport):
+        def __init__(self):
+            self.inner = httpx.HTTPTransport()
+
+        def handle_request(self, request):
+            return self.inner.handle_request(request)
+
+    endpoint = local_hub({("someone/repo", "a.bin"): b"weights"})
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # nothing listens there: the proxy is down
+        _use_mirror(monkeypatch, endpoint, tmp_path / "hub")
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        proxy_env(HTTPS_PROXY=proxy, HTTP_PROXY=proxy, NO_PROXY="", no_proxy="")
+        before = utils._http._GLOBAL_CLIENT_FACTORY
+        utils.set_client_factory(lambda: httpx.Client(transport=Wrapper()))
+        try:
+            path = hub_file("someone/repo", "a.bin", what="a.bin", local_hint="a local file")
+        finally:
+            utils.set_client_factory(before)
+    assert path.read_bytes() == b"weights"

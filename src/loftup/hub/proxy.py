@@ -41,20 +41,25 @@ def proxy_for(url: str) -> str | None:
 def _httpx_proxy(client, url: str):
     """The proxy of an httpx client (httpx or its fork httpx2) for ``url``: the transport it
     picks for it (its proxy mounts, NO_PROXY's exceptions among them), whose connection pool
-    is a proxy's (with its URL) or a direct one; :data:`_UNKNOWN` where these private parts
-    are not there or not as expected."""
+    is a proxy's (with its URL) or a direct one, or the client's own transport of another
+    kind (direct: none of the environment's proxies); :data:`_UNKNOWN` where these private
+    parts are not there or not as expected."""
     pick = getattr(client, "_transport_for_url", None)
     if pick is None or not hasattr(client, "build_request"):
         return _UNKNOWN
     try:
-        pool = getattr(pick(client.build_request("HEAD", url).url), "_pool", None)
+        transport = pick(client.build_request("HEAD", url).url)
     except Exception:  # noqa: BLE001 - not the client expected
         return _UNKNOWN
+    pool = getattr(transport, "_pool", None)
     proxy = getattr(pool, "_proxy_url", None)  # httpcore's HTTPProxy and SOCKSProxy
     if proxy is None:  # a plain ConnectionPool: straight to the host
         names = [c.__name__ for c in type(pool).__mro__]
         direct = "ConnectionPool" in names and not any("Proxy" in n for n in names)
-        return None if direct else _UNKNOWN
+        # or the client's own transport, a user's (a wrapper): no proxy mount matched, and
+        # httpx reads no proxy variables for a client given a transport
+        own = transport is getattr(client, "_transport", _UNKNOWN)
+        return None if direct or own else _UNKNOWN
     try:
         scheme, host = proxy.scheme.decode("ascii"), proxy.host.decode("ascii")
     except (AttributeError, UnicodeDecodeError):
