@@ -179,26 +179,36 @@ def test_a_proxy_variable_that_is_no_url_is_named(
     assert err.endswith("): set it to http://HOST:PORT, or unset it\n"), err
 
 
-def test_a_socks_proxy_without_its_package_is_said_so(tmp_path, monkeypatch, capsys, proxy_env):
-    """ALL_PROXY names a SOCKS proxy that listens, and socksio, which httpx needs for it, is
-    not installed: the check passed, the download failed, and its advice was to run it "on a
-    machine with network"; the client's own error is said, as no network's fault."""
+def test_a_socks_proxy_without_its_package_is_said_so(
+    tmp_path, monkeypatch, capsys, proxy_env, client
+):
+    """ALL_PROXY names a SOCKS proxy that listens, and the package the client needs for it
+    (socksio for httpx, PySocks for requests) is not installed: the check passed, the
+    download failed, and its advice was to run it "on a machine with network"; the missing
+    package is said, as no network's fault."""
     import importlib.util
 
-    if importlib.util.find_spec("socksio") is not None:
-        pytest.skip("socksio is installed: the client is made")
-    if not _httpx_client():
-        pytest.skip("requests (huggingface_hub before 1.0) needs PySocks, said at the download")
+    httpx = _httpx_client()
+    package = "socksio" if httpx else "socks"
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed: the client goes through SOCKS proxies")
     with listener() as proxy:
         variable = f"socks5://127.0.0.1:{proxy}"
         proxy_env(ALL_PROXY=variable, HF_ENDPOINT="http://hub.invalid")
         err = _download_error(tmp_path, monkeypatch, capsys)
-    assert err.startswith(
-        f"error: huggingface_hub's HTTP client cannot be made (with ALL_PROXY={variable!r}), so "
-        "no download can start (ImportError: Using SOCKS proxy, but the 'socksio' package is "
-        "not installed"
-    ), err
-    assert err.endswith("): install what it names, or use another proxy\n"), err
+    if httpx:
+        assert err.startswith(
+            f"error: huggingface_hub's HTTP client cannot be made (with ALL_PROXY={variable!r}), "
+            "so no download can start (ImportError: Using SOCKS proxy, but the 'socksio' "
+            "package is not installed"
+        ), err
+        assert err.endswith("): install what it names, or use another proxy\n"), err
+    else:
+        assert err == (
+            f"error: ALL_PROXY={variable!r} is a SOCKS proxy, which requests (huggingface_hub's "
+            "HTTP client before 1.0) goes through only with PySocks, which is not installed: "
+            "pip install PySocks (or 'requests[socks]'), or use another proxy\n"
+        ), err
 
 
 def test_an_endpoint_that_is_no_url_is_named(proxy_env):
@@ -216,8 +226,9 @@ def test_a_socks_proxy_without_a_port_is_checked_on_1080(proxy_env, client, sche
     PySocks) connect to 1080, SOCKS' own."""
     import importlib.util
 
-    if client != "requests" and importlib.util.find_spec("socksio") is None:
-        pytest.skip("socksio is not installed: httpx cannot be made with a SOCKS proxy")
+    package = "socksio" if _httpx_client() else "socks"  # httpx's, PySocks for requests
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed: the client goes through no SOCKS proxy")
     proxy_env(ALL_PROXY=f"{scheme}://proxy.invalid")
     assert reach._endpoint()[1] == ("proxy.invalid", 1080)
 

@@ -30,11 +30,13 @@ def proxy_for(url: str) -> str | None:
             session = get_session()
         except Exception as e:  # noqa: BLE001 - each download would fail so: said now
             raise client_error(e) from e
-    found = _httpx_proxy(session, url)
+    found, by_requests = _httpx_proxy(session, url), False
     if found is _UNKNOWN:
-        found = _requests_proxy(session, url)
+        found, by_requests = _requests_proxy(session, url), True
     if found is _UNKNOWN:
-        found = _urllib_proxy(url)
+        found, by_requests = _urllib_proxy(url), False
+    if by_requests and found and found.lower().startswith("socks"):
+        _needs_pysocks(found)
     return found if found is None or "://" in found else f"http://{found}"
 
 
@@ -81,6 +83,25 @@ def _requests_proxy(session, url: str):
         return select_proxy(url, merge(url, {}, None, None, None)["proxies"]) or None
     except Exception:  # noqa: BLE001 - not the session expected
         return _UNKNOWN
+
+
+def _needs_pysocks(proxy: str) -> None:
+    """A MissingDependencyError where requests (huggingface_hub's client before 1.0) is to go
+    through SOCKS proxy ``proxy`` and PySocks, which it needs for one, is not installed: each
+    download failed ("Missing dependencies for SOCKS support"), said as no network's."""
+    import importlib.util
+
+    from ..errors import MissingDependencyError
+
+    if importlib.util.find_spec("socks") is not None:
+        return
+    name = next((n for n in PROXY_VARIABLES if os.environ.get(n) == proxy), None)
+    given = f"{name}={proxy!r}" if name else f"the proxy {proxy!r}"
+    raise MissingDependencyError(
+        f"{given} is a SOCKS proxy, which requests (huggingface_hub's HTTP client before 1.0) "
+        "goes through only with PySocks, which is not installed: pip install PySocks (or "
+        "'requests[socks]'), or use another proxy"
+    )
 
 
 def _urllib_proxy(url: str) -> str | None:
