@@ -127,7 +127,8 @@ def test_a_rerun_reads_each_config_and_inputs_record_once_and_still_refuses_chan
     """The rerun of a finished distill-view --quick (8 run folders) read config.yaml 26 times
     (the up-front check, each variant reusing the shared stage-1 run, the report's configs),
     inputs.json 16 (the check of all folders, then each run's) and summary.json 12 (each
-    variant reusing the shared stage-1 run): now each once. A run made with other settings,
+    variant reusing the shared stage-1 run, for seconds nothing used): now the config and
+    inputs record once each, the summary not at all. A run made with other settings,
     or trained on other data, is still refused at the next start."""
     import yaml
 
@@ -143,8 +144,7 @@ def test_a_rerun_reads_each_config_and_inputs_record_once_and_still_refuses_chan
     assert len(configs) == len(records) == 8
     assert sorted(p for p in text_reads if p.name == "config.yaml") == configs
     assert sorted(p for p in text_reads if p.name == INPUTS_RECORD) == records
-    summaries = sorted(runs.glob("seed*/*/stage*/summary.json"))  # read for the runs' seconds
-    assert sorted(p for p in text_reads if p.name == "summary.json") == summaries
+    assert not [p for p in text_reads if p.name == "summary.json"]
     saved = yaml.safe_load(configs[0].read_text())
     optim = {**saved["optim"], "lr": saved["optim"]["lr"] * 2}
     configs[0].write_text(yaml.safe_dump({**saved, "optim": optim}))

@@ -233,7 +233,7 @@ def test_the_configs_reported_name_the_folders_the_runs_used(tmp_path):
     cfg = load_config({**one, "data": {**one["data"], "cache_dir": str(tmp_path / "$c")}})
     write_run_record(out, cfg.to_dict(), 1)
     assert "$$b" in (out / "config.yaml").read_text()
-    run = RunResult(out / "final", out / "checkpoint.pt", [], 0.0)
+    run = RunResult(out / "final", out / "checkpoint.pt", [])
     [reported] = run_configs({"stage1": run}).values()
     assert reported["data"]["root"] == str(tmp_path / "a$b")
     assert reported["data"]["cache_dir"] == str(tmp_path / "$c")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from .configs import stage_configs
-from .folder_files import _run_seconds
 from .folder_reads import FolderReads
 from .run_folders import (
     RunRefused,
@@ -94,8 +93,6 @@ def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
         _check_init_steps(out, stage1_steps, reads)
     step = reads.step(out)["step"]  # gone from a finished run, or damaged: refused
     _check_steps(out, step, cfg.max_steps)
-    if _finished(out) and step == cfg.max_steps:  # to be reused: its seconds read (kept)
-        _run_seconds(out, reads)  # one this user may not read refused here, not after training
     return step
 
 

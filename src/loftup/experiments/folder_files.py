@@ -1,5 +1,5 @@
-"""The files of an experiment's run folder, read: its ``config.yaml`` (:func:`_saved_config`),
-its records (:func:`_read`) and the seconds its ``summary.json`` holds (:func:`_run_seconds`).
+"""The files of an experiment's run folder, read: its ``config.yaml`` (:func:`_saved_config`)
+and its records (:func:`_read`).
 One that cannot be read refuses the folder (:class:`RunRefused`, which the up-front check,
 :func:`~.begun.check_begun`, names with the others); one this user may not read is said with
 its mode and owner and the fix (:func:`loftup.paths.read_refused`): deleting the folder would
@@ -7,10 +7,9 @@ throw a good run away."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from ..errors import LoftUpError, PathPermissionError, is_int, one_line
+from ..errors import LoftUpError, one_line
 
 #: The fix of every refusal of a run folder.
 _FIX = "choose another --out or delete that folder"
@@ -63,26 +62,6 @@ def _yaml_problem(e) -> str:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return at + (getattr(e, "problem", None) or one_line(e))
-
-
-def _run_seconds(out: Path, reads=None) -> float | None:
-    """The seconds the finished run in ``out`` took (its ``summary.json``); None where they
-    are not known: no number there (text, a bool, NaN, below 0), or a summary.json that cannot
-    be read. Only the seconds are read of it, so the run is reused all the same: refused
-    ("delete that folder") after the earlier seeds trained, a shared stage-1 run was trained
-    again and the stage-2 runs from it refused at the next start. One this user may not read
-    is refused with the fix (chmod: :func:`_read`), by the up-front check too. ``reads``: the
-    start's :class:`~.folder_reads.FolderReads` (read once a start)."""
-    try:
-        summary = _record(out / "summary.json", reads) or {}
-    except PathPermissionError:
-        raise
-    except LoftUpError:
-        return None
-    seconds = summary.get("seconds")
-    if not (is_int(seconds) or isinstance(seconds, float)) or not math.isfinite(seconds):
-        return None
-    return float(seconds) if seconds >= 0 else None
 
 
 def _record(path: Path, reads=None) -> dict | None:

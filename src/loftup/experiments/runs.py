@@ -26,7 +26,6 @@ from .configs import (  # noqa: F401  (importable from here, as before configs.p
     folder_name,
     stage_configs,
 )
-from .folder_files import _run_seconds
 from .folder_reads import FolderReads
 from .run_folders import (  # noqa: F401  (INIT_RECORD: importable from here)
     CONTINUES_RECORD,
@@ -48,13 +47,11 @@ LOSS_KEYS = ("loss", "rec", "tv", "target", "affinity")
 
 @dataclass
 class RunResult:
-    """A finished run: its exported upsampler, checkpoint, per-step losses and seconds (None:
-    not known, a reused run's summary.json holding no number of them or cut short)."""
+    """A finished run: its exported upsampler, checkpoint and per-step losses."""
 
     pretrained: Path
     checkpoint: Path
     history: list[dict]
-    seconds: float | None
 
 
 def run_stage(
@@ -99,12 +96,12 @@ def run_stage(
         if finished and raw["step"] == cfg.max_steps:
             # read once a start: a stage-1 run that three variants share was read three times
             history = _losses(unpack_history(raw["history"]))
-            return RunResult(out / "final", ckpt, history, _run_seconds(out, reads))
+            return RunResult(out / "final", ckpt, history)
     try:
         result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
     finally:  # its files written again: read again, whatever their identity tells
         reads.forget(out)
-    return RunResult(result.pretrained, result.checkpoint, _losses(result.history), result.seconds)
+    return RunResult(result.pretrained, result.checkpoint, _losses(result.history))
 
 
 #: How an experiment's training run stopped by a signal goes on (its stop line and
