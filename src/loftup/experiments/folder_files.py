@@ -73,11 +73,11 @@ def _record(path: Path, reads=None) -> dict | None:
 
 def _read(path: Path) -> dict | None:
     """A record of a run folder (None: there is none); a damaged one named with the fix, one
-    this user may not read with its mode and owner and theirs (chmod, not a deleted run)."""
+    this user may not read said as such by :func:`~loftup.atomic.read_json_object` (chmod, not
+    a deleted run)."""
     from ..atomic import read_json_object
-    from ..paths import read_refused
 
     try:
-        return read_json_object(path)
+        return read_json_object(path, "run record")
     except ValueError as e:
-        raise read_refused(path, what="run record") or LoftUpError(f"{e}; {_FIX}") from None
+        raise LoftUpError(f"{e}; {_FIX}") from None
