@@ -200,3 +200,29 @@ def test_a_tag_of_hex_digits_the_cache_knows_is_not_said_a_hash_start(
     said = capsys.readouterr().err
     assert "`env -u HF_HUB_OFFLINE loftup download someone/up@20240115`" in said, said
     assert "start of a commit's hash" not in said, said
+
+
+@pytest.fixture
+def cache_looks(monkeypatch):
+    """The ref files read (Path.read_bytes) and snapshot folders listed (Path.iterdir) of the
+    Hugging Face cache, in order."""
+    from pathlib import Path
+
+    looks, read, listing = [], Path.read_bytes, Path.iterdir
+    monkeypatch.setattr(Path, "read_bytes", lambda p: looks.append(p) or read(p))
+    monkeypatch.setattr(Path, "iterdir", lambda p: looks.append(p) or listing(p))
+    return lambda: [p for p in looks if p.parent.name == "refs" or p.name == "snapshots"]
+
+
+def test_a_whole_hash_is_taken_as_it_is_without_reading_the_cache(
+    tmp_path, monkeypatch, cache_looks
+):
+    """A whole hash read the cache's refs/<hash> and listed its snapshots (the start's rule
+    took 7 to 40 hex digits), to give back the hash it was given; a start is still looked up."""
+    from loftup.hub.commits import full_commit
+
+    _cached(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    assert full_commit("someone/up", COMMIT) == COMMIT
+    assert cache_looks() == []
+    assert full_commit("someone/up", COMMIT[:7]) == COMMIT and cache_looks() != []

@@ -8,10 +8,6 @@ from pathlib import Path
 
 from ..errors import UsageError, WeightsNotFoundError
 
-#: A commit's hash as a revision may give its start: 7 hex digits (the hub's web page shows
-#: them) up to the whole 40
-_HASH_START = r"[0-9a-f]{7,40}"
-
 
 def full_commit(repo_id: str, revision: str | None) -> str | None:
     """``revision`` of hub repo ``repo_id`` (None: main) as the cache holds it: where it is the
@@ -20,14 +16,15 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     said as that commit (the hub's answer to a download at it was kept as ``refs/<start>``:
     that commit too); a start that several cached commits begin with is a UsageError naming
     them. Anything else as given: a branch or tag (one the cache knows by that name wins, as
-    in git), a whole hash, or a start that no cached commit has (asked of the hub so, which
-    looks commits up by their whole hash: its refusal says to give it)."""
-    import re
-
+    in git), a whole hash (nothing read), or a start that no cached commit has (asked of the
+    hub so, which looks commits up by their whole hash: its refusal says to give it)."""
+    from .failures import hash_start, is_commit
     from .refresh import cached_ref, repo_folder
 
+    if is_commit(revision):
+        return revision
     known = cached_ref(repo_id, revision)  # a damaged ref file: named, not a UnicodeDecodeError
-    if revision is None or not re.fullmatch(_HASH_START, revision.lower()):
+    if revision is None or not hash_start(revision):
         return revision
     start = revision.lower()
     if known is not None:  # a branch or tag named so, or the hub's answer for this start
@@ -36,7 +33,7 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
         names = [s.name for s in (repo_folder(repo_id) / "snapshots").iterdir()]
     except OSError:
         return revision
-    found = sorted(n for n in names if re.fullmatch("[0-9a-f]{40}", n) and n.startswith(start))
+    found = sorted(n for n in names if is_commit(n) and n.startswith(start))
     if len(found) > 1:
         raise UsageError(
             f"revision {revision!r} of hub repo {repo_id!r} is ambiguous: the Hugging Face cache "

@@ -22,10 +22,16 @@ WHOLE_HASH = (
 )
 
 
+def is_commit(revision: str | None) -> bool:
+    """Whether ``revision`` is a commit's whole hash (40 lower-case hex digits, as the hub and
+    the cache's snapshot folders name commits), whose files never change: no branch or tag."""
+    return re.fullmatch("[0-9a-f]{40}", revision or "") is not None
+
+
 def hash_start(revision: str | None) -> bool:
-    """Whether ``revision`` may be the start of a commit's hash (7 to 39 hex digits, as the
-    hub's web page shows 7), which the hub does not look a commit up by; a tag or branch of
-    hex digits (a date, 20240115) reads so too."""
+    """Whether ``revision`` may be the start of a commit's hash (7 to 39 hex digits, of either
+    case, as the hub's web page shows 7), which the hub does not look a commit up by; a tag or
+    branch of hex digits (a date, 20240115) reads so too."""
     return re.fullmatch("[0-9a-fA-F]{7,39}", revision or "") is not None
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
-from .failures import spelled
+from .failures import is_commit, spelled
 
 
 def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
@@ -40,9 +40,7 @@ def still_cached(repo_id: str, filename: str, revision: str | None, cached: Path
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import HfHubHTTPError
 
-    from .user_repos import _is_commit
-
-    if _is_commit(revision):  # a commit's files never change: the hub is not asked
+    if is_commit(revision):  # a commit's files never change: the hub is not asked
         return True
     snapshot = cached.parents[len(filename.split("/")) - 1]  # snapshots/<commit>
     try:
@@ -121,7 +119,6 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
     digits (a disk's damage, a copy cut short, an editor's newline), with which
     huggingface_hub's own lookups find nothing ("not in the Hugging Face cache") or fail with
     a bare UnicodeDecodeError: naming it, and its fix."""
-    import re
 
     from ..errors import CheckpointError
 
@@ -134,7 +131,7 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
         text = data.decode()
     except UnicodeDecodeError:
         text = None
-    if text is not None and re.fullmatch("[0-9a-f]{40}", text):
+    if text is not None and is_commit(text):
         return text
     held = "no text" if text is None else repr(text[:60]) if text else "nothing"
     raise CheckpointError(
@@ -148,7 +145,6 @@ def _ref_fix(repo_id: str, ref: Path) -> str:
     """How to mend ``ref``, hub repo ``repo_id``'s damaged ref file: write back the commit it
     named, of those whose files the cache holds (the newest first); deleted, it is written
     again by a download only, and until then the cached files are not found offline."""
-    import re
     import shlex
 
     snapshots = repo_folder(repo_id) / "snapshots"
@@ -156,7 +152,7 @@ def _ref_fix(repo_id: str, ref: Path) -> str:
         dated = [(s.stat().st_mtime, s.name) for s in snapshots.iterdir() if s.is_dir()]
     except OSError:
         dated = []
-    commits = [c for _, c in sorted(dated, reverse=True) if re.fullmatch("[0-9a-f]{40}", c)]
+    commits = [c for _, c in sorted(dated, reverse=True) if is_commit(c)]
     again = "delete it, and the next download from the repo (with network) writes it again"
     if not commits:
         return again

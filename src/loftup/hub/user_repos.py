@@ -49,6 +49,7 @@ def upsampler_repo(
     from contextlib import nullcontext
 
     from ..errors import LoftUpError
+    from .failures import is_commit
     from .failures import spelled as as_spelled
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
@@ -73,7 +74,7 @@ def upsampler_repo(
         download_name=as_spelled(repo_id, revision),
         downloading=downloading,
         revision=revision,
-        refresh=downloading and not _is_commit(revision),  # the owner may have pushed again
+        refresh=downloading and not is_commit(revision),  # the owner may have pushed again
     )
     # a refresh whose weights do not come leaves the cache reading the commit it had
     with all_or_nothing(repo_id, revision) if kw["refresh"] else nullcontext():
@@ -84,14 +85,6 @@ def upsampler_repo(
                 return hub_folder(repo_id, [weights, CONFIG_NAME], **kw)
             _check_upsampler_config(config, spelled)
         return hub_folder_beside(repo_id, config, [weights], **kw)
-
-
-def _is_commit(revision: str | None) -> bool:
-    """Whether ``revision`` is a full commit hash (whose files never change), not a branch or
-    a tag."""
-    import re
-
-    return revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision) is not None
 
 
 def _check_upsampler_config(config: Path, spelled: str) -> None:
