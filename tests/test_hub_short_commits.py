@@ -226,3 +226,16 @@ def test_a_whole_hash_is_taken_as_it_is_without_reading_the_cache(
     assert full_commit("someone/up", COMMIT) == COMMIT
     assert cache_looks() == []
     assert full_commit("someone/up", COMMIT[:7]) == COMMIT and cache_looks() != []
+
+
+def test_an_offline_load_of_a_hash_start_looks_it_up_once(tmp_path, monkeypatch, cache_looks):
+    """One offline load of `someone/up@0123456` expanded the revision five times (the load,
+    the config's folder and file, the weights' folder and file): refs/0123456 read, then
+    refs/<commit> four times, and snapshots/ listed five times. Now the start once: the
+    folders take the whole hash as it is, and the files trust it."""
+    model, (lr, image) = _cached(tmp_path)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with torch.no_grad():
+        assert torch.equal(load_upsampler(f"someone/up@{COMMIT[:7]}")(lr, image), model(lr, image))
+    refs = tmp_path / "hub" / "models--someone--up" / "refs"
+    assert cache_looks() == [refs / COMMIT[:7], refs.parent / "snapshots"]

@@ -186,6 +186,7 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
     from .errors import UsageError
     from .featurizers.hf_weights import CONFIG_FILE, HUB_FILES
     from .hub import FORMAT_TAG, hub_file, hub_folder_beside
+    from .hub.commits import full_commit
     from .hub.failures import spelled as spell
     from .hub.user_repos import upsampler_repo
 
@@ -197,6 +198,9 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
         "download_name": spelled,
         "downloading": True,
     }
+    # a hash's start: the cached commit, in full (another machine's cache lacks the start, and
+    # the hub looks a commit up by its whole hash: the command to run names it whole)
+    commit = full_commit(repo, revision)
     # what the repo holds is not known before its config.json: either kind's folder is said
     either = (
         "the folder save_pretrained wrote, for an upsampler (load_upsampler('/path/to/folder'), "
@@ -205,7 +209,11 @@ def _fetch_repo(repo: str, revision: str | None) -> Path:
     # asked of the hub, not read from the cache: the owner may have pushed again; asked once,
     # and what came passed on
     config = hub_file(
-        repo, CONFIG_FILE, revision=revision, refresh=True, **{**kw, "local_hint": either}
+        repo,
+        CONFIG_FILE,
+        revision=commit,
+        refresh=True,
+        **{**kw, "local_hint": either, "download_name": spell(repo, commit)},
     )
     try:
         info = json.loads(config.read_text())

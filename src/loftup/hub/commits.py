@@ -74,7 +74,8 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     from .files import INDEX_SUFFIX, shard_names
     from .remote import hub_file
 
-    # a commit's hash given by its start: the cached commit's, in full, everywhere below
+    # a commit's hash given by its start: the cached commit's, in full, everywhere below (its
+    # files trust it); a whole hash, as upsampler_repo passes one, is taken as it is
     kw = {**kw, "revision": full_commit(repo_id, kw.get("revision"))}
     revision = kw["revision"]
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]

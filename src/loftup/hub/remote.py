@@ -14,7 +14,7 @@ from ..errors import PathPermissionError, WeightsNotFoundError
 # imports hub_file from here inside its functions
 from .commits import cached_elsewhere, full_commit, hub_folder, hub_folder_beside  # noqa: F401
 from .damaged import damage, damaged_in_cache
-from .failures import as_asked, spelled, whole_hash
+from .failures import as_asked, whole_hash
 from .reach import (
     SILENT,
     cache_write_error,
@@ -62,7 +62,9 @@ def hub_file(
     ``also``: the other files of the repo that are needed and not cached either (groups of
     alternative names), named beside this one where none can be downloaded (offline, no
     network), so that the user fetches or copies them all at once. ``revision``: a branch, tag
-    or commit of the repo (None: its main branch), looked for in the cache and downloaded.
+    or commit of the repo (None: its main branch), looked for in the cache and downloaded; a
+    commit given by its hash's start is expanded by the caller (:func:`full_commit`, once a
+    load), and ``download_name`` then names the whole hash.
     ``refresh``: a cached copy is checked against the hub, where it can be reached, and the
     newer file downloaded (``loftup download`` of a repo of one's own, which its owner may have
     pushed again); unreachable, the cached copy is kept. ``matching``: the branch or tag (as
@@ -73,8 +75,6 @@ def hub_file(
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     check_cache(repo_id)
-    asked = revision
-    revision = full_commit(repo_id, revision)  # a hash's start: the cached commit it names
     cached = try_to_load_from_cache(repo_id, filename, revision=revision)
     damaged = None
     if isinstance(cached, str):
@@ -90,8 +90,6 @@ def hub_file(
     # the repo as the user spelled it, and the commit where it was never theirs: in every raise
     repo, at = as_asked(repo_id, revision, matching)
     name = download_name or what
-    if revision != asked and name == spelled(repo_id, asked):  # another cache lacks the start
-        name = spelled(repo_id, revision)  # and the hub looks a commit up by its whole hash
     # a hash's start the cache holds no commit of, nor a branch or tag by that name: the
     # download elsewhere needs it whole
     whole = whole_hash(revision) if matching is None and not cached_ref(repo_id, revision) else ""
@@ -242,6 +240,7 @@ def released_file(name: str, *, downloading: bool = False) -> Path:
     nothing cached, a WeightsNotFoundError naming the file and how to provide it
     (``downloading``: for ``loftup download``, see :func:`hub_file`)."""
     ckpt = resolve_name(name)
+    cached_ref(ckpt.repo_id)  # a damaged ref file: named, not a UnicodeDecodeError
     return hub_file(
         ckpt.repo_id,
         ckpt.filename,
