@@ -230,14 +230,15 @@ def hidden(
     return _denied(path, blocked[0], other)
 
 
-def cannot_read(folder: str | os.PathLike, error: OSError) -> str:
+def cannot_read(folder: str | os.PathLike, error: OSError, fix: str = "") -> str:
     """Why ``folder`` cannot be listed (``error``: what os.scandir raised), as every search
     says it; one in a folder this user may not search names that folder and the fix (it was
-    "Permission denied" alone, about a folder that may itself be readable)."""
+    "Permission denied" alone, about a folder that may itself be readable). ``fix``: what to
+    do where nothing above it refuses it (its own mode), added after it."""
     why = isinstance(error, PermissionError) and permission_denied(folder)
     if why:
         return f"a folder that cannot be read: {why}"
-    return f"a folder that cannot be read ({error.strerror or error})"
+    return f"a folder that cannot be read ({error.strerror or error}){'; ' if fix else ''}{fix}"
 
 
 def unsearched(folder: str | os.PathLike, name: str) -> str | None:

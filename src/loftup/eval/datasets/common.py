@@ -17,7 +17,7 @@ import torch
 from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from here)
 from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
-from ...listing import permission_denied
+from ...listing import cannot_read
 from ...paths import read_refused, there
 
 IGNORE = 255
@@ -85,14 +85,9 @@ def _names(folder: Path, pattern: str, folders: bool = False) -> list[str]:
             entries = [e for e in listing if not e.name.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    except PermissionError as e:
-        why = permission_denied(folder)  # behind a folder not searchable: that one's fix
+    except PermissionError as e:  # behind a folder not searchable: that one's fix
         fix = "have it made readable for this user (chmod a+rx, by its owner)"
-        raise PathPermissionError(
-            f"{folder} is a folder that cannot be read: {why}"
-            if why
-            else f"{folder} is a folder that cannot be read ({e.strerror or e}); {fix}"
-        ) from None
+        raise PathPermissionError(f"{folder} is {cannot_read(folder, e, fix)}") from None
     matching = [e for e in entries if fnmatchcase(e.name, pattern)]
     return sorted(e.name for e in matching if not folders or _a_folder(e))
 
