@@ -197,3 +197,29 @@ def test_a_hidden_path_s_blocking_folder_is_found_once(tmp_path, unsearchable, m
         with pytest.raises(PathPermissionError, match=f"have {secret} made searchable .* {fix}"):
             check_visible(path, "image")
         assert len(walks) == 1, path
+
+
+def test_there_looks_at_a_path_once_and_says_a_hidden_one(tmp_path, unsearchable, monkeypatch):
+    """``there`` (each DAVIS annotation frame, each dataset pair checked) stat'ed a path twice
+    (whether a folder hides it, then whether it is there), three times where a caller then
+    asked isfile; once now, with the kind asked (exists, isdir, isfile); a path a folder hides
+    is still said with the folder to fix."""
+    import os
+
+    from loftup.errors import PathPermissionError
+    from loftup.paths import there
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    stat, looks = os.stat, []
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: looks.append(p) or stat(p, *a, **k))
+    asked = [(name, test) for name in ("a.png", "gone") for test in (os.path.exists,
+             os.path.isdir, os.path.isfile)]  # fmt: skip
+    said = [there(tmp_path / name, "image", test=test) for name, test in asked]
+    assert said == [True, False, True, False, False, False]
+    assert len(looks) == len(asked)
+    assert there(tmp_path, test=os.path.isdir) and not there(tmp_path, test=os.path.isfile)
+    secret = tmp_path / "secret"
+    (secret / "data").mkdir(parents=True)
+    unsearchable(secret)
+    with pytest.raises(PathPermissionError, match=f"have {secret} made searchable"):
+        there(secret / "data", "--data", test=os.path.isdir)

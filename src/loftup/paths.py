@@ -1,9 +1,10 @@
 """Paths checked before any work: one the user gave that lies where they may not look
-(:func:`check_visible`), or a file they may not read (:func:`read_refused`), and output paths: a file or a folder that a run will write, refused at
-once (naming the option that gave it) when it is a folder where a file was meant, a file where
-a folder was meant, a link to nothing, or lies where no file can be made, rather than after
-minutes of work. Every command and library call that writes a folder checks it here
-(:func:`check_folder_output`), so that each says the same thing about the same mistake.
+(:func:`check_visible`), or a file they may not read (:func:`read_refused`), and output paths:
+a file or a folder that a run will write, refused at once (naming the option that gave it)
+when it is a folder where a file was meant, a file where a folder was meant, a link to
+nothing, or lies where no file can be made, rather than after minutes of work. Every command
+and library call that writes a folder checks it here (:func:`check_folder_output`), so that
+each says the same thing about the same mistake.
 
 Imports nothing of loftup but its errors and :mod:`loftup.listing`, so that every part (data,
 world, extract, eval, the command line) can check its outputs without knowing the others.
@@ -40,16 +41,31 @@ def check_visible(
         raise PathPermissionError(f"{what} {path}: {why}" if what else f"{path}: {why}")
 
 
-def there(
-    path: str | os.PathLike, what: str = "", other: str | None = None, to_make: bool = False
-) -> bool:
+def there(path: str | os.PathLike, what: str = "", other: str | None = None, to_make: bool = False,
+          test=os.path.exists) -> bool:  # fmt: skip
     """Whether ``path`` (a file of the user's, or of a folder they gave: ``what`` it is) is
-    there (``os.path.exists``); a :class:`PathPermissionError` where a folder this user may not
-    search hides it (:func:`check_visible`, with ``other`` and ``to_make``: a file a run makes
-    where it is missing), for which pathlib's exists raised a bare PermissionError and
-    os.path's said it was not there."""
-    check_visible(path, what, other, to_make)
-    return os.path.exists(os.path.expanduser(os.fspath(path)))
+    there: ``test`` (``os.path.exists``, ``isdir`` or ``isfile``) holds of it, one os.stat; a
+    :class:`PathPermissionError` where a folder this user may not search hides it
+    (:func:`check_visible`, looked for only where that stat is refused, with ``other`` and
+    ``to_make``: a file a run makes where it is missing), for which pathlib's exists raised a
+    bare PermissionError and os.path's said it was not there."""
+    path = os.path.expanduser(os.fspath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except PermissionError:
+        check_visible(path, what, other, to_make)
+        return False
+    except (OSError, ValueError):  # gone, or a name no file has (a NUL byte)
+        return False
+    return _KINDS[test](mode)
+
+
+#: :func:`there`'s tests, as the file's mode tells them
+_KINDS = {
+    os.path.exists: lambda mode: True,
+    os.path.isdir: stat.S_ISDIR,
+    os.path.isfile: stat.S_ISREG,
+}
 
 
 def read_refused(

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
-from ..paths import check_visible, read_refused
+from ..paths import read_refused, there
 from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
 from .scenes import Scene, SceneConfig, generate_scene
 from .world_record import FORMAT, PARTIAL, check_scene_range, check_world  # noqa: F401  (check_scene_range: importable from here)
@@ -175,8 +175,8 @@ def read_world(root: str | Path) -> World:
 
     root = home_expanded(root, "world folder")
     path = root / "world.json"
-    check_visible(path, "world")  # pathlib's is_file raises where a folder is not searchable
-    if not os.path.isfile(path):
+    # pathlib's is_file raises where a folder is not searchable
+    if not there(path, "world", test=os.path.isfile):
         raise LoftUpError(
             f"{root} is not a scene folder (no world.json); write one with "
             "`loftup world scenes --out DIR`"

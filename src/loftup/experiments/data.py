@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError
-from ..paths import check_visible, there
+from ..paths import there
 from .settings import ExperimentSettings
 
 
@@ -47,8 +47,8 @@ def training_root(s: ExperimentSettings) -> Path:
         # keys hold (each rerun made every mask again), and the scenes took seconds to write
         return make_train_scenes(s.demo(0), reuse=True, progress=s.progress)
     root = Path(s.data)
-    check_visible(root, "--data")  # pathlib's is_dir raises where a folder is not searchable
-    if not os.path.isdir(root):
+    # pathlib's is_dir raises where a folder is not searchable
+    if not there(root, "--data", test=os.path.isdir):
         raise LoftUpError(f"training data folder {root} does not exist; check --data")
     return root
 
@@ -203,7 +203,7 @@ def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool =
     the listing, SA-1B's images and JSON alike (``progress``: the listing's bar). A run folder
     records them; one trained on others is not reused."""
     world = Path(train_root) / "world.json"
-    if there(world, "--data") and os.path.isfile(world):
+    if there(world, "--data", test=os.path.isfile):
         data = {"world_sha256": file_sha256(world)}
     else:
         digest, files = hashlib.sha256(), training_files(Path(train_root), masks, progress)

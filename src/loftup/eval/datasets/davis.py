@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...paths import check_visible, there
+from ...paths import there
 from .common import (
     FIX,
     DatasetError,
@@ -104,8 +104,7 @@ def davis_sequences(
     # os.path: pathlib's raises where a folder is not searchable (the split list names it);
     # the folder above, its DAVIS/ not searchable, was told its split list "does not exist"
     if not os.path.isdir(root / "JPEGImages"):
-        check_visible(root / "DAVIS" / "JPEGImages", "dataset root")
-        if os.path.isdir(root / "DAVIS" / "JPEGImages"):
+        if there(root / "DAVIS" / "JPEGImages", "dataset root", test=os.path.isdir):
             root = root / "DAVIS"
     listing = root / "ImageSets" / "2017" / f"{split}.txt"
     names = limited(read_lines(listing, "DAVIS split", DAVIS_HINT), limit)

@@ -125,17 +125,16 @@ class SegDatasetSpec:
 def _descend(root: Path, *children: str) -> Path:
     """``root`` or the first existing ``root/child`` that holds the dataset."""
     for child in children:
-        if _a_folder(root / child):
+        if _folder_there(root / child):
             return root / child
     return root
 
 
-def _a_folder(path: Path) -> bool:
+def _folder_there(path: Path) -> bool:
     """Whether ``path``, of a dataset root, is a folder; a PathPermissionError where a folder
     this user may not search hides it (pathlib's is_dir raised a bare PermissionError naming a
     folder the layout guessed)."""
-    check_visible(path, "dataset root")
-    return os.path.isdir(path)
+    return there(path, "dataset root", test=os.path.isdir)
 
 
 # -- COCO-Stuff --------------------------------------------------------------------------------
@@ -243,7 +242,7 @@ def _check_not_another(name: str, root: str | Path) -> None:
     dataset's: the fix is the dataset's name (``--dataset`` has a default), not the folder."""
     path = home_expanded(root, "dataset root")
     for other, spec in SEG_DATASETS.items():
-        if other != name and _a_folder(spec.find_root(path) / spec.marker):
+        if other != name and _folder_there(spec.find_root(path) / spec.marker):
             raise DatasetError(
                 f"{root} holds the {other} layout, not the {name} one: pass --dataset {other}, "
                 f"or a --root that holds {name}. {SEG_DATASETS[name].hint}"
@@ -266,7 +265,7 @@ def seg_pairs(
     given = home_expanded(root, "dataset root")
     check_visible(given, "dataset root")  # the root named, not the first folder guessed in it
     base = spec.find_root(given)
-    if base == given and not _a_folder(base / spec.marker):
+    if base == given and not _folder_there(base / spec.marker):
         _check_not_another(name, root)  # no folder of its own there: another dataset's?
     pairs = spec.list_pairs(base, spec.splits[split])
     if not pairs:
