@@ -93,6 +93,21 @@ def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, 
     assert not any(r["cached"] or r["path"] for r in others)
 
 
+def test_the_released_table_looks_at_each_repo_s_cache_folder_once(tmp_path, monkeypatch):
+    """Each row checked the repo's folder of the cache twice (the table, then the lookup of
+    its file), a walk of the path each: now once."""
+    from huggingface_hub import constants
+
+    from loftup.hub import RELEASED, released_table, remote
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"x"})
+    problem, looked = remote.cache_problem, []
+    monkeypatch.setattr(remote, "cache_problem", lambda r: looked.append(r) or problem(r))
+    assert [r["cached"] for r in released_table()] == [n == "loftup_clip" for n in RELEASED]
+    assert looked == [c.repo_id for c in RELEASED.values()]
+
+
 def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
     """data.sam_weights: a short name or hub id is read from the Hugging Face cache file by
     file, offline too; missing, the error names the file and `loftup download sam_vit_base`

@@ -278,9 +278,11 @@ def released_table() -> list[dict]:
 
     rows = []
     for c in RELEASED.values():
-        unchecked, path = cache_problem(c.repo_id), None
+        unchecked, path = None, None
         try:
-            path = None if unchecked else cached_path(c.name)
+            path = cached_path(c.name)
+        except PathPermissionError:  # said of the cache once, by the command: why alone
+            unchecked = cache_problem(c.repo_id)
         except CheckpointError as e:  # its message names the file and the fix
             unchecked = str(e)
         rows.append(
