@@ -59,7 +59,7 @@ def test_training_reads_images_above_pillows_limit_when_data_max_image_pixels_sa
     worker as in the main one; the process's own limit is left as it was."""
     from PIL import Image
 
-    from loftup.train.loop import training_data
+    from loftup.train.loader import training_data
 
     root = write_folder(tmp_path / "imgs", 3, size=16)
     Image.new("RGB", (32, 32)).save(root / "img_001.png")  # 1024 pixels

@@ -39,10 +39,7 @@ from .distributed import (
     teardown,
 )
 from .gradients import clip_limit, not_finite
-from .loader import (
-    batches,
-    training_data,  # noqa: F401  (import only: start_run calls start.py's; patch that one)
-)
+from .loader import batches
 from .objectives import loss_weights
 from .pictures import pictures
 from .preflight import (  # noqa: F401  (check_*: importable from here, as before preflight.py)
