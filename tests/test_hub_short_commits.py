@@ -25,7 +25,7 @@ def _cached(tmp_path, names=("model.safetensors", "config.json")):
     return model, case
 
 
-@pytest.mark.parametrize("start", [COMMIT[:7], COMMIT[:12], COMMIT[:12].upper()])
+@pytest.mark.parametrize("start", [COMMIT[:7], COMMIT[:12], COMMIT[:12].upper(), COMMIT.upper()])
 def test_a_hash_start_loads_the_cached_commit_offline(tmp_path, monkeypatch, start):
     """`someone/up@0123456` was "not in the Hugging Face cache" offline, which holds the commit
     0123456789ab... (the cache knows a commit by its whole hash), and `loftup download` of it

@@ -21,8 +21,8 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     from .failures import hash_start, is_commit
     from .refresh import cached_ref, repo_folder
 
-    if is_commit(revision):
-        return revision
+    if revision is not None and is_commit(revision.lower()):  # copied in capitals: the same
+        return revision.lower()
     known = cached_ref(repo_id, revision)  # a damaged ref file: named, not a UnicodeDecodeError
     if revision is None or not hash_start(revision):
         return revision
