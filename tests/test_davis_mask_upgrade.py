@@ -50,18 +50,22 @@ def _older_run_killed(masks: Path, old: list[str], new: list[str], k: int) -> No
 
 
 # a rerun of the same sequences (the earlier run's first, the killed run's after them), one
-# of fewer, and runs whose folders share no name with the earlier run's
+# of fewer, runs whose folders share no name with the earlier run's, and first runs into a
+# new DIR (no earlier masks: nothing tells the killed run's folders from an earlier run's)
 @pytest.mark.parametrize("old,new", [(["bear", "car", "dog"], ["bear", "car", "dog"]),
                                      (["bear", "car", "dog"], ["car", "bear"]),
-                                     (["bear", "car"], ["cat"]), (["bear"], ["cat", "dog"])])  # fmt: skip
+                                     (["bear", "car"], ["cat"]), (["bear"], ["cat", "dog"]),
+                                     ([], ["bear", "car", "dog"]), ([], ["cat"])])  # fmt: skip
 def test_an_older_loftup_s_run_killed_while_swapping_leaves_no_mix(tmp_path, old, new):
     """Killed as the masks of a rerun moved in (bear in, car and dog yet to come), the next
     run moved car and dog back beside the new bear, removed the earlier bear, and marked the
     mix as one run's."""
     for k in range(len(old) + len(new) + 1):
         masks = tmp_path / str(k) / "masks"
+        masks.mkdir(parents=True)
         _masks(masks, old, b"the earlier run's")
-        (masks / MARK).write_text(json.dumps({"sequences": old}))
+        if old:  # (a first run's DIR has no mark)
+            (masks / MARK).write_text(json.dumps({"sequences": old}))
         before = _files(masks)
         _older_run_killed(masks, old, new, k)
         MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the next run

@@ -179,7 +179,7 @@ def _undo_older_swap(entry: Path, target: Path) -> bool:
     present = [n for n in earlier_sequences(target) or () if (target / n).is_dir()]
     if not any(entry.glob(".earlier-*")):
         return True  # killed before its swap: DIR as it was
-    if staged and earlier and present and not set(present) & (staged | set(earlier)):
+    if staged and present and not set(present) & (staged | set(earlier)):
         moving = target / (MOVING + entry.name[len(STAGING) :])
         os.replace(entry, moving)
         write_mark(target, present, {"staging": moving.name, "older_loftup": True})
