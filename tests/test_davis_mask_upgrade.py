@@ -119,3 +119,41 @@ def test_a_run_killed_while_undoing_an_older_loftup_s_swap_leaves_it_to_the_next
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the run after
     assert _files(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
     assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car", "dog"]
+
+
+def _killed_after_rename_to(masks: Path, name: str) -> None:
+    """The next run's start, this process killed (SIGKILL) after its rename onto ``name``."""
+    replace = os.replace
+
+    def replace_or_die(src, dst, **kw):
+        replace(src, dst, **kw)
+        if Path(dst).name == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace_or_die  # in this child process only
+    MaskStaging(str(masks), str(masks.parent / "davis"), ["bear"]).discard()
+
+
+@pytest.mark.parametrize("name", [MARK, ".loftup-moving-0lderrun"])
+def test_a_run_killed_while_keeping_an_older_loftup_s_earlier_masks_loses_none(tmp_path, name):
+    """An older loftup's run (bear, car -> cat) killed after bear moved out: which folder is
+    whose cannot be told, so the next run marks DIR and keeps its staging folder under the
+    moving name. Killed between the two (the rename done, no mark yet), the run after removed
+    that moving folder with the earlier bear in it."""
+    masks = tmp_path / "masks"
+    _masks(masks, ["bear", "car"], b"the earlier run's")
+    (masks / MARK).write_text(json.dumps({"sequences": ["bear", "car"]}))
+    before = _files(masks)
+    _older_run_killed(masks, ["bear", "car"], ["cat"], 1)
+    child = multiprocessing.get_context("fork").Process(
+        target=_killed_after_rename_to, args=(masks, name)
+    )
+    child.start()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the run after
+    with pytest.raises(LoftUpError, match="an older loftup's run, which left no word"):
+        complete_masks(masks)
+    (moving,) = masks.glob(".loftup-moving-*")
+    kept = {**_files(masks), **_files(moving / ".earlier-0lderrun")}
+    assert {k: v for k, v in kept.items() if v == b"the earlier run's"} == before

@@ -181,8 +181,10 @@ def _undo_older_swap(entry: Path, target: Path) -> bool:
         return True  # killed before its swap: DIR as it was
     if staged and present and not set(present) & (staged | set(earlier)):
         moving = target / (MOVING + entry.name[len(STAGING) :])
-        os.replace(entry, moving)
+        # the mark first: killed before the rename, the next run does this again; after it, no
+        # run removes the moving folder (the earlier masks in it) while the mark names it
         write_mark(target, present, {"staging": moving.name, "older_loftup": True})
+        os.replace(entry, moving)
         return False
     if staged and set(present) & set(earlier):  # moving in: DIR's are its own
         for name in sorted(present, key=lambda n: n in earlier):  # the telling ones last
