@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,6 +153,7 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
     folder's lock, where the mark says a run was killed moving its masks in (some may be that
     run's, some the run's before), and where the mark lists a sequence the folder lacks."""
     target = Path(folder)
+    _check_readable(target)
     if _locked(target):
         raise LoftUpError(
             f"{folder} is being written by a loftup eval davis --save-masks run (it holds the "
@@ -173,6 +175,30 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
             f"davis --save-masks {folder} again"
         )
     return listed
+
+
+def _check_readable(target: Path) -> None:
+    """LoftUpError unless ``target`` is a folder this user may read: a typo passed (no mark:
+    masks made otherwise), a file or a private folder gave a traceback."""
+    fix = "give the folder a loftup eval davis --save-masks run wrote"
+    try:
+        st = target.stat()
+    except OSError as e:
+        what = (
+            "does not exist" if e.errno == errno.ENOENT else f"cannot be looked at ({e.strerror})"
+        )
+        raise LoftUpError(f"{target} {what}: {fix}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise LoftUpError(f"{target} is no folder: {fix}")
+    if not os.access(
+        target, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
+        owner = owner_name(target)
+        raise LoftUpError(
+            f"{target} cannot be read by this user (it is {owner}'s, mode "
+            f"{st.st_mode & 0o7777:04o}): ask {owner} to run chmod -R g+rX {target} (this user "
+            "in its group), or read it as them"
+        )
 
 
 def _locked(target: Path) -> bool | None:
@@ -281,7 +307,10 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
 
 def owner_name(path: Path) -> str:
     """The name of the user ``path`` belongs to (``user N`` where it has none)."""
-    uid = path.lstat().st_uid
+    try:
+        uid = path.lstat().st_uid
+    except OSError:  # (a folder this user may not search)
+        return "its owner"
     try:
         import pwd
 

@@ -1,0 +1,60 @@
+"""What a reader of `loftup eval davis --save-masks DIR`'s masks (a scorer) checks first
+(`complete_masks`): a path that is no masks folder, or one this user may not read, is said as
+such, not passed and not a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loftup.errors import LoftUpError
+from loftup.eval.mask_folder import complete_masks
+from loftup.eval.mask_staging import MaskStaging
+
+pytest.importorskip("fcntl")
+
+
+def _published(masks: Path, names: list[str]) -> None:
+    staging = MaskStaging(str(masks), str(masks.parent / "davis"), names)
+    for name in names:
+        (staging.path / name / "00000.png").write_bytes(b"a mask")
+    staging.publish({})
+
+
+def test_a_missing_folder_or_a_file_is_refused_naming_the_path(tmp_path):
+    """A typo in DIR passed (None: masks made otherwise); a file gave NotADirectoryError."""
+    (tmp_path / "afile").write_text("not masks")
+    for path, what in [(tmp_path / "maks", "does not exist"), (tmp_path / "afile", "is no folder")]:
+        with pytest.raises(LoftUpError) as info:
+            complete_masks(path)
+        assert f"{path} {what}" in str(info.value)
+        assert "give the folder a loftup eval davis --save-masks run wrote" in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_a_folder_this_user_may_not_search_is_refused_naming_its_owner():
+    """Another user's private DIR: a PermissionError traceback, raised again inside the
+    handler of the first (naming the mark's owner needed the search refused too)."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks = base / "masks"
+        _published(masks, ["bear"])
+        os.chmod(masks, 0o700)
+        os.seteuid(65534)
+        try:
+            with pytest.raises(LoftUpError) as info:
+                complete_masks(masks)
+        finally:
+            os.seteuid(0)
+        assert f"{masks} cannot be read by this user (it is root's, mode 0700)" in str(info.value)
+        assert f"ask root to run chmod -R g+rX {masks}" in str(info.value)
+        assert complete_masks(masks) == ["bear"]  # root may
+    finally:
+        shutil.rmtree(base)
