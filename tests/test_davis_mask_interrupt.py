@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,12 +42,16 @@ def _files(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def _eio() -> OSError:
-    return OSError(errno.EIO, "Input/output error")
+def _eio() -> None:
+    raise OSError(errno.EIO, "Input/output error")
 
 
-@pytest.mark.parametrize("first,then", [(KeyboardInterrupt, KeyboardInterrupt),
-                                        (KeyboardInterrupt, _eio), (_eio, _eio)])  # fmt: skip
+def _ctrl_c() -> None:
+    """A Ctrl-C: SIGINT to this process (Python's handler raises KeyboardInterrupt)."""
+    signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("first,then", [(_ctrl_c, _ctrl_c), (_ctrl_c, _eio), (_eio, _eio)])
 def test_a_second_ctrl_c_or_a_refusing_disk_while_the_masks_go_back_loses_none(
     tmp_path, monkeypatch, first, then
 ):
@@ -59,13 +66,21 @@ def test_a_second_ctrl_c_or_a_refusing_disk_while_the_masks_go_back_loses_none(
     def refused(src, dst):
         count[0] += masks in (Path(src).parent, Path(dst).parent)
         if count[0] in (4, 5):  # the moving folder, the mark, bear out, then car out (4); and
-            raise (first if count[0] == 4 else then)()  # the first move back: bear (5)
+            (first if count[0] == 4 else then)()  # the first move back: bear (5)
         replace(src, dst)
 
     monkeypatch.setattr(os, "replace", refused)
     with pytest.raises(LoftUpError if first is _eio else KeyboardInterrupt) as info:
-        staging.publish(RESULTS)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            staging.publish(RESULTS)
     monkeypatch.setattr(os, "replace", replace)
+    if (first, then) == (_ctrl_c, _eio):  # said, as the refusing disk alone is
+        assert [str(w.message) for w in said] == [
+            f"--save-masks {masks} was interrupted as this run's masks moved in, and is left "
+            f"marked as incomplete, the earlier run's masks in {staging.path}/.replaced-*: "
+            "move nothing out of either; the next run into it puts them back"
+        ]
     if then is _eio:  # left as it was: marked, the earlier masks kept for the next run
         if first is _eio:
             assert "could not be written (Input/output error) as this run's masks moved in, " \
@@ -165,3 +180,35 @@ def test_a_reader_is_refused_a_sequence_the_mark_lists_and_the_folder_lacks(tmp_
     os.rename(masks / "car", tmp_path / "car")
     with pytest.raises(LoftUpError, match="lists the sequence car, which .* lacks"):
         complete_masks(masks)
+
+
+def test_a_second_ctrl_c_on_any_line_of_putting_back_does_not_stop_it(tmp_path, monkeypatch):
+    """Only each step was retried on a second Ctrl-C: one on the loop's own lines stopped the
+    putting back, DIR left marked incomplete with the earlier car and bear still moved out."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car", "dog"], 1).publish({})
+    before = _files(masks)
+    staging = _staged(masks, ["bear", "cat"], 2)
+    replace, count = os.replace, [0]
+
+    def refused(src, dst):
+        count[0] += masks in (Path(src).parent, Path(dst).parent)
+        if count[0] == 4:  # car moves out: the first Ctrl-C
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    def ctrl_c_on_every_line(frame, event, arg):  # once the earlier bear is back
+        if frame.f_code.co_name.endswith("put_back"):
+            if event == "line" and count[0] >= 5:
+                _ctrl_c()
+            return ctrl_c_on_every_line
+        return None
+
+    monkeypatch.setattr(os, "replace", refused)
+    sys.settrace(ctrl_c_on_every_line)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            staging.publish(RESULTS)
+    finally:
+        sys.settrace(None)
+    assert _files(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]

@@ -228,14 +228,9 @@ class MaskStaging:
             self.discard()  # the earlier run's masks with it
             return
         locks, scores = self._lock is not None, f"the scores: {summary(results)}"
-        self._unlock()  # what the message names stays
         if self._incomplete():  # the disk refused the earlier masks' way back too
-            fix = "the next run into it puts them back" if locks else _repair(self.target)
-            raise LoftUpError(
-                f"--save-masks {self.folder} {problem} as this run's masks moved in, and is "
-                f"left marked as incomplete, the earlier run's masks in {self.path}/.replaced-*"
-                f": move nothing out of either; {fix}; {scores}"
-            )
+            raise LoftUpError(f"--save-masks {self.folder} {problem}{self._left()}; {scores}")
+        self._unlock()  # what the message names stays
         kept = "; its masks were kept" if problem.startswith("could not") else ""
         swept = "the next run into the folder removes it" if locks else "then delete it"
         raise LoftUpError(
@@ -250,12 +245,22 @@ class MaskStaging:
         except Exception:
             return True
 
+    def _left(self) -> str:
+        """DIR left marked as incomplete: said, the moving folder kept (unlocked)."""
+        locks = self._lock is not None
+        self._unlock()
+        fix = "the next run into it puts them back" if locks else _repair(self.target)
+        return (
+            f" as this run's masks moved in, and is left marked as incomplete, the earlier "
+            f"run's masks in {self.path}/.replaced-*: move nothing out of either; {fix}"
+        )
+
     def _end(self) -> None:
         """After an interruption: the staging folder removed, unless the mark still says the
         masks are incomplete (an interruption, or a refusing disk, while they were put back):
         then it holds the earlier run's, and stays for the next run to put them back."""
         if self._incomplete():
-            self._unlock()
+            warnings.warn(f"--save-masks {self.folder} was interrupted{self._left()}", stacklevel=3)
         else:
             self.discard()
 

@@ -39,6 +39,7 @@ from .mask_folder import (
     moving_in,
     owner_name,
 )
+from .mask_signal import ctrl_c_held
 
 
 def sweep_staging(target: Path, folder: str) -> None:
@@ -93,7 +94,12 @@ def put_back(target: Path, journal: dict) -> None:
     the moving run's sequence folders back into its staging folder, the earlier run's back
     into ``target``, and the earlier mark (its copy in the staging folder, else its text),
     each step only where it is still to be done. A Ctrl-C meanwhile does not stop it (it is
-    raised at the end); an OSError does, leaving the mark saying incomplete."""
+    held, and raised at the end); an OSError does, leaving the mark saying incomplete."""
+    with ctrl_c_held():
+        _put_back(target, journal)
+
+
+def _put_back(target: Path, journal: dict) -> None:
     names = {k: _plain(journal.get(k)) for k in ("moving_out", "moving_in")}
     staging = target / journal["staging"]
     replaced = staging / journal["replaced"]
@@ -115,16 +121,8 @@ def put_back(target: Path, journal: dict) -> None:
 
     steps = [(back_in, n) for n in reversed(names["moving_in"])]
     steps += [(back_out, n) for n in reversed(names["moving_out"])] + [(mark, None)]
-    interrupted = None
     for step, name in steps:
-        while True:
-            try:
-                step(name)
-                break
-            except KeyboardInterrupt as e:  # a second Ctrl-C: this step again
-                interrupted = interrupted or e
-    if interrupted is not None:
-        raise interrupted
+        step(name)
 
 
 def write_mark(
