@@ -75,17 +75,18 @@ def test_a_second_ctrl_c_or_a_refusing_disk_while_the_masks_go_back_loses_none(
             warnings.simplefilter("always")
             staging.publish(RESULTS)
     monkeypatch.setattr(os, "replace", replace)
+    (moving,) = masks.glob(".loftup-moving-*") if then is _eio else [None]
     if (first, then) == (_ctrl_c, _eio):  # said, as the refusing disk alone is
         assert [str(w.message) for w in said] == [
             f"--save-masks {masks} was interrupted as this run's masks moved in, and is left "
-            f"marked as incomplete, the earlier run's masks in {staging.path}/.replaced-*: "
+            f"marked as incomplete, the earlier run's masks in {moving}/.replaced-*: "
             "move nothing out of either; the next run into it puts them back"
         ]
     if then is _eio:  # left as it was: marked, the earlier masks kept for the next run
         if first is _eio:
             assert "could not be written (Input/output error) as this run's masks moved in, " \
                    "and is left marked as incomplete, the earlier run's masks in " \
-                   f"{staging.path}/.replaced-*: move nothing out of either; the next run " \
+                   f"{moving}/.replaced-*: move nothing out of either; the next run " \
                    "into it puts them back; the scores: davis2017 b + u: J&F 50.00" in str(info.value)  # fmt: skip
         with pytest.raises(LoftUpError, match="holds incomplete masks"):
             complete_masks(masks)
@@ -212,3 +213,46 @@ def test_a_second_ctrl_c_on_any_line_of_putting_back_does_not_stop_it(tmp_path, 
     finally:
         sys.settrace(None)
     assert _files(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
+
+
+@pytest.mark.parametrize("at", ["the rename to moving", "the run's own mark", "the clean-up"])
+def test_a_ctrl_c_as_the_masks_move_in_leaves_one_run_s_masks_and_no_moving_folder(
+    tmp_path, monkeypatch, at
+):
+    """Ctrl-C just after the staging folder took its moving name: the run removed the old
+    name, and the moving folder (the run's masks) stayed. Just after the run's own mark took
+    its name, or as the moving folder was then removed: the run was interrupted (exit 130),
+    the earlier masks put back or the moving folder half removed, though the masks were in
+    place: that rename is where the run's work is done, and it now ends as done."""
+    masks = tmp_path / "masks"
+    _staged(masks, ["bear", "car"], 1).publish({})
+    before = _files(masks)
+    staging = _staged(masks, ["bear", "car"], 2)
+    new = _files(staging.path)
+    replace, unlink = os.replace, os.unlink
+
+    def pressed_after(src, dst):
+        replace(src, dst)
+        if at == "the rename to moving" and Path(dst).name.startswith(".loftup-moving-"):
+            _ctrl_c()
+        if at == "the run's own mark" and Path(src).name == ".mark-after":
+            _ctrl_c()
+
+    def pressed_in(path, *args, **kwargs):
+        if at == "the clean-up":
+            monkeypatch.setattr(os, "unlink", unlink)  # once
+            _ctrl_c()
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", pressed_after)
+    monkeypatch.setattr(os, "unlink", pressed_in)
+    if at == "the rename to moving":
+        with pytest.raises(KeyboardInterrupt):
+            staging.publish({})
+    else:
+        staging.publish({})
+    monkeypatch.undo()
+    assert _files(masks) == before if at == "the rename to moving" else \
+        {k: v for k, v in _files(masks).items() if k != MARK} == new  # fmt: skip
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+    assert complete_masks(masks) == ["bear", "car"]

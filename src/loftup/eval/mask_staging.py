@@ -48,6 +48,7 @@ from .mask_folder import (
     moving_in,
     read_mark,
 )
+from .mask_signal import ctrl_c_held
 from .mask_sweep import put_back, restore_mark, sweep_staging, write_mark
 
 if TYPE_CHECKING:
@@ -213,29 +214,29 @@ class MaskStaging:
             raise LoftUpError(f"{self._unwritable(self.error)}; its masks were kept as they "
                               f"were; the scores: {summary(results)}")  # fmt: skip
         try:
-            found = foreign_entries(self.target)
-            problem = (
-                f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""
-            )
-            if not found:
-                self._swap(earlier_sequences(self.target) or [], self.names)
+            with ctrl_c_held() as came:  # it stops the swap between two of its steps only
+                found = foreign_entries(self.target)
+                problem = f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""  # fmt: skip
+                if not found:
+                    self._swap(earlier_sequences(self.target) or [], self.names, came)
+                    self.discard()  # the earlier run's masks with it
+                    came.clear()  # the masks were in place: the run's work is done
+                    return
         except OSError as e:
             problem = f"could not be written ({e.strerror or e})"
         except BaseException:  # interrupted: the folder as it was, the staging folder removed
             self._end()
             raise
-        if not problem:
-            self.discard()  # the earlier run's masks with it
-            return
         locks, scores = self._lock is not None, f"the scores: {summary(results)}"
         if self._incomplete():  # the disk refused the earlier masks' way back too
             raise LoftUpError(f"--save-masks {self.folder} {problem}{self._left()}; {scores}")
         self._unlock()  # what the message names stays
         kept = "; its masks were kept" if problem.startswith("could not") else ""
         swept = "the next run into the folder removes it" if locks else "then delete it"
+        left, self.path = self.path, None  # (a discard after this keeps it)
         raise LoftUpError(
             f"--save-masks {self.folder} {problem}{kept}; this run's masks were left in "
-            f"{self.path} (move them out: {swept}); {scores}"
+            f"{left} (move them out: {swept}); {scores}"
         )
 
     def _incomplete(self) -> bool:
@@ -250,9 +251,10 @@ class MaskStaging:
         locks = self._lock is not None
         self._unlock()
         fix = "the next run into it puts them back" if locks else _repair(self.target)
+        left, self.path = self.path, None  # (a discard after this keeps it)
         return (
             f" as this run's masks moved in, and is left marked as incomplete, the earlier "
-            f"run's masks in {self.path}/.replaced-*: move nothing out of either; {fix}"
+            f"run's masks in {left}/.replaced-*: move nothing out of either; {fix}"
         )
 
     def _end(self) -> None:
@@ -264,20 +266,29 @@ class MaskStaging:
         else:
             self.discard()
 
-    def _swap(self, old: list[str], new: list[str]) -> None:
+    def _swap(self, old: list[str], new: list[str], came: list) -> None:
         """Move the folders ``old`` out of the target (into the staging folder) and ``new``
         in; put them back as they were on any failure or interruption. The staging folder is
         renamed to :data:`MOVING` first, and the mark says the masks are incomplete from
         before the first move to after the last: a run killed in between leaves that said,
-        for readers to refuse and the next run to undo (:mod:`.mask_sweep`)."""
+        for readers to refuse and the next run to undo (:mod:`.mask_sweep`). ``came``: a Ctrl-C held meanwhile
+        (:func:`.mask_signal.ctrl_c_held`); it stops the swap before its next step, up to the
+        rename of the run's own mark (the masks in place)."""
+
+        def step(replace, src, dst):
+            if came:
+                came.clear()
+                raise KeyboardInterrupt
+            replace(src, dst)
+
         replaced = self._mkdtemp(self.path, ".replaced-")
         old = [n for n in old if (self.target / n).is_dir()]
         before = read_mark(self.target)
         write_mark(self.target, new, to=self.path / MARK_AFTER)
         restore_mark(self.target, before, to=self.path / MARK_BEFORE)
         moving = self.target / (MOVING + self.path.name[len(STAGING) :])
-        os.replace(self.path, moving)
-        self.path = moving
+        step(os.replace, self.path, moving)
+        self.path = moving  # (held: a Ctrl-C between the two left the moving folder)
         journal = {"staging": moving.name, "replaced": replaced.name, "moving_out": old,
                    "moving_in": new, "before": before}  # fmt: skip
         try:
@@ -285,8 +296,8 @@ class MaskStaging:
             for src, dst in [(self.target / n, moving / replaced.name / n) for n in old] + [
                 (moving / n, self.target / n) for n in new
             ]:
-                os.replace(src, dst)
-            replace_durably(moving / MARK_AFTER, self.target / MARK)  # the masks are this run's
+                step(os.replace, src, dst)
+            step(replace_durably, moving / MARK_AFTER, self.target / MARK)  # they are this run's
         except BaseException:
             with contextlib.suppress(OSError):  # then left marked as incomplete, for the next run
                 put_back(self.target, journal)

@@ -221,10 +221,10 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
         title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
         # the scores written first: a failure to put the masks in place loses none
         finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
+        if staging is not None:  # (inside: a Ctrl-C just before it, too, discards the masks)
+            staging.publish(results)
     except BaseException:  # a failed or interrupted run leaves --save-masks as it was
         if staging is not None:
-            staging.discard()
+            staging.discard()  # (after publish: what it left and named is kept)
         raise
-    if staging is not None:
-        staging.publish(results)
     return results
