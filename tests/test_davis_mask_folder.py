@@ -15,6 +15,7 @@ from loftup.errors import LoftUpError
 from loftup.eval import EvalConfig, evaluate
 
 MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"  # the file whose lock a run holds
 
 
 def _davis(root: Path, masks, *extra: str, json_path=None) -> list[str]:
@@ -43,7 +44,7 @@ def test_the_folder_itself_is_kept_with_its_inode_mode_and_group(tmp_path):
         assert (after.st_ino, after.st_mode, after.st_gid) == (
             before.st_ino, before.st_mode, before.st_gid
         )  # fmt: skip
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear"]
     assert json.loads((masks / MARK).read_text())["sequences"] == ["bear"]
 
 
@@ -70,7 +71,7 @@ def test_a_mount_point_takes_the_masks(tmp_path):
         root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
         assert main(_davis(root, masks)) == 0
         assert main(_davis(root, masks)) == 0  # and over an earlier run's
-        assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear"]
         assert os.path.ismount(masks) and (tmp_path / "r.json").is_file()
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -122,7 +123,7 @@ def test_masks_that_cannot_be_put_in_place_keep_their_scores_and_the_earlier_mas
     assert {k: v for k, v in _files(masks).items() if k.startswith(("bear", "car", MARK))} == before
     (masks / "notes.txt").unlink()
     assert main(_davis(root, masks)) == 0  # the next run removes what the message named
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car"]
 
 
 def test_an_interruption_while_the_masks_move_in_leaves_the_earlier_ones(tmp_path, monkeypatch):
@@ -164,7 +165,7 @@ def test_masks_without_the_mark_are_refused_for_what_they_are(tmp_path, capsys):
     assert f"touch {masks / MARK}" in err
     (masks / MARK).touch()
     assert main(_davis(root, masks)) == 0  # the marked folders are replaced
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car"]
 
 
 def test_the_scorers_csv_files_are_named_as_stale_scores_and_desktop_files_ignored(tmp_path,

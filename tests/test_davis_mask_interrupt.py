@@ -23,6 +23,7 @@ from loftup.eval.mask_staging import MaskStaging
 pytest.importorskip("fcntl")
 
 MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"  # the file whose lock a run holds
 
 #: A davis run's results, as ``publish`` reports them in its errors.
 RESULTS = {"task": "davis", "dataset": "davis2017", "backbone": "b", "upsampler": "u",
@@ -158,7 +159,7 @@ def test_a_disk_filling_up_as_the_masks_move_in_leaves_one_run_s_masks_whole(tmp
             staging.publish({})
             assert _files(masks) != before
         assert (disk / "filler").is_file() and complete_masks(masks) == ["bear", "car"]
-        assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car"]
 
 
 def test_a_reader_is_refused_while_a_run_holds_the_folder(tmp_path):
@@ -253,6 +254,6 @@ def test_a_ctrl_c_as_the_masks_move_in_leaves_one_run_s_masks_and_no_moving_fold
         staging.publish({})
     monkeypatch.undo()
     assert _files(masks) == before if at == "the rename to moving" else \
-        {k: v for k, v in _files(masks).items() if k != MARK} == new  # fmt: skip
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car"]
+        {k: v for k, v in _files(masks).items() if k not in (MARK, LOCK)} == new  # fmt: skip
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car"]
     assert complete_masks(masks) == ["bear", "car"]

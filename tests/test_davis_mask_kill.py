@@ -27,6 +27,7 @@ from loftup.eval.mask_staging import MaskStaging
 pytest.importorskip("fcntl")
 
 MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"  # the file whose lock a run holds
 
 
 def _run(masks: Path, names: list[str], value: int) -> None:
@@ -101,7 +102,7 @@ def test_a_run_killed_while_its_masks_move_in_leaves_one_run_s_masks_or_says_so(
 
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the next run's start
     seqs = sorted(p.name for p in masks.iterdir() if not p.name.startswith("."))
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, *seqs]  # nothing else left
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, *seqs]  # nothing else left
     assert complete_masks(masks) == seqs
     if k == 8:  # killed after its mark: its masks
         assert seqs == ["bear", "car"] and not set(_masks(masks).values()) & set(before.values())
@@ -127,7 +128,7 @@ def test_a_mix_whose_staging_folder_is_gone_stays_marked_until_a_run_replaces_it
         complete_masks(masks)
     _run(masks, ["car"], 3)
     assert complete_masks(masks) == ["car"]
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "car"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "car"]
 
 
 def _killed_repairing(masks: Path, j: int) -> None:
@@ -165,7 +166,7 @@ def test_a_run_killed_while_it_puts_back_a_killed_run_s_masks_leaves_them_to_the
     assert _fork(_killed_at_a_rename, masks, k, "after") == -signal.SIGKILL
     assert _fork(_killed_repairing, masks, j) == -signal.SIGKILL
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the third run
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car", "dog"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car", "dog"]
     assert _masks(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
 
 
@@ -187,17 +188,19 @@ def test_a_move_in_the_run_cannot_undo_keeps_the_folder_holding_the_earlier_mask
         complete_masks(masks)
 
 
+@pytest.mark.parametrize("why", ["ENOLCK", "ENOSYS"])  # NFS without lockd; Lustre's noflock
 def test_without_locks_the_reader_is_told_how_to_put_the_earlier_masks_back(tmp_path,
-                                                                          monkeypatch):  # fmt: skip
+                                                                          monkeypatch, why):  # fmt: skip
     """Where the file system keeps no locks no run puts a killed run's move-in right, yet the
     reader was told to run again for it, and the warning to delete the staging folders (the
-    earlier masks in one of them)."""
+    earlier masks in one of them). ENOSYS: the run was refused ('could not be written
+    (Function not implemented)') where the reader read it as no locks."""
     import errno
     import fcntl
     import warnings
 
     def no_locks(fd, op):
-        raise OSError(errno.ENOLCK, "No locks available")
+        raise OSError(getattr(errno, why), os.strerror(getattr(errno, why)))
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
     warnings.simplefilter("ignore")  # (said once per run: a test of its own)

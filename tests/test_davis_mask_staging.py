@@ -17,6 +17,7 @@ from loftup.eval import EvalConfig, evaluate
 fcntl = pytest.importorskip("fcntl")
 
 MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"  # the file whose lock a run holds
 
 
 def _davis(root: Path, masks, *extra: str) -> list[str]:
@@ -80,7 +81,7 @@ def test_a_killed_runs_staging_folder_gives_back_the_earlier_masks_it_holds(tmp_
     assert _files(masks) == before
     assert json.loads((masks / MARK).read_text())["sequences"] == ["bear", "car", "dog"]
     assert main(_davis(root, masks, "--limit", "1")) == 0  # and then replaces them
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear"]
 
 
 def test_without_locks_the_run_says_so_and_leaves_staging_folders(tmp_path, capsys,
@@ -236,6 +237,6 @@ def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refuse
         finally:
             os.seteuid(0)
             os.setegid(0)
-        assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]  # nothing removed
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear"]  # nothing removed
     finally:
         shutil.rmtree(base)

@@ -21,6 +21,7 @@ from loftup.eval.mask_staging import MaskStaging
 pytest.importorskip("fcntl")
 
 MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"  # the file whose lock a run holds
 
 
 def _masks(folder: Path, names, value: bytes) -> None:
@@ -82,11 +83,11 @@ def test_an_older_loftup_s_run_killed_while_swapping_leaves_no_mix(tmp_path, old
             (staging.path / "elk" / "00000.png").write_bytes(b"a run's")
             staging.publish({})
             MaskStaging(str(masks), str(tmp_path / "davis"), ["elk"]).discard()  # the next
-            assert sorted(p.name for p in masks.iterdir()) == [MARK, "elk"]
+            assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "elk"]
             continue
         killed = {f"{n}/00000.png": b"the killed run's" for n in new}
         assert (listed, _files(masks)) in [(sorted(old), before), (sorted(new), killed)], k
-        assert sorted(p.name for p in masks.iterdir()) == [MARK, *listed]
+        assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, *listed]
 
 
 def _killed_undoing(masks: Path, j: int) -> None:
@@ -118,7 +119,7 @@ def test_a_run_killed_while_undoing_an_older_loftup_s_swap_leaves_it_to_the_next
     assert child.exitcode == -signal.SIGKILL
     MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"]).discard()  # the run after
     assert _files(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
-    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear", "car", "dog"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear", "car", "dog"]
 
 
 def _killed_after_rename_to(masks: Path, name: str) -> None:

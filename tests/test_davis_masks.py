@@ -88,7 +88,11 @@ def test_a_second_run_replaces_the_first_runs_masks_whole(tmp_path):
         "bear/00000.png", "bear/00001.png", "bear/00002.png",
     ]  # fmt: skip
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftovers
-    assert sorted(p.name for p in masks.iterdir()) == [".loftup-eval-davis-masks", "bear"]
+    assert sorted(p.name for p in masks.iterdir()) == [
+        ".loftup-eval-davis-masks",
+        ".loftup-eval-davis-masks.lock",
+        "bear",
+    ]
     umask = os.umask(0o022)
     os.umask(umask)
     assert masks.stat().st_mode & 0o777 == 0o777 & ~umask  # a new folder's, not mkdtemp's 0o700

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
 
+#: The file whose lock a run holds (:mod:`.mask_lock`): one of DIR's own, as the mark is.
+LOCK = MARK + ".lock"
+
 #: The temporary file the mark is written to before its rename (:func:`..atomic.temp_beside`'s
 #: name): what a run killed while writing the mark leaves.
 MARK_TEMP = re.compile(rf"\.{re.escape(MARK)}\.[a-z0-9_]{{8}}\.tmp")
@@ -152,6 +155,8 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
     lists them (None: no mark, masks made otherwise). LoftUpError while a run holds the
     folder's lock, where the mark says a run was killed moving its masks in (some may be that
     run's, some the run's before), and where the mark lists a sequence the folder lacks."""
+    from .mask_lock import _locked
+
     target = Path(folder)
     _check_readable(target)
     if _locked(target):
@@ -201,27 +206,6 @@ def _check_readable(target: Path) -> None:
         )
 
 
-def _locked(target: Path) -> bool | None:
-    """Whether a process holds ``target``'s lock (None: its file system keeps none)."""
-    try:
-        import fcntl
-
-        fd = os.open(target, os.O_RDONLY)
-    except ImportError:  # Windows
-        return None
-    except OSError:  # no folder: no one's
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released as fd closes)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return True
-        return None
-    finally:
-        os.close(fd)
-    return False
-
-
 def _repair(target: Path) -> str:
     """What to do about the incomplete masks in ``target``: where its file system keeps
     locks, run again (its first step puts the earlier masks back); else by hand."""
@@ -231,6 +215,8 @@ def _repair(target: Path) -> str:
             f"earlier run's are kept in {MOVING}*/.earlier-*/ until a run into it puts its "
             "own masks in place"
         )
+    from .mask_lock import _locked
+
     if _locked(target) is not None:
         return (
             f"run loftup eval davis --save-masks {target} again (it first puts the earlier "
@@ -253,7 +239,7 @@ def foreign_entries(folder: Path) -> list[Path]:
     listed = set(earlier_sequences(folder) or ())
     out = []
     for entry in sorted(folder.iterdir()):
-        ours = entry.name in (MARK, *IGNORED) or MARK_TEMP.fullmatch(entry.name)
+        ours = entry.name in (MARK, LOCK, *IGNORED) or MARK_TEMP.fullmatch(entry.name)
         if not ours and not _is_staging(entry):
             out += _not_masks(entry) if entry.name in listed else [entry]
     return out

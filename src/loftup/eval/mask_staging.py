@@ -1,9 +1,7 @@
 """How ``loftup eval davis --save-masks DIR`` writes its masks and puts them in place.
 
-A run holds DIR's lock (``fcntl.flock``, non-blocking, on DIR itself; the system releases it
-when the process ends, however it ends; the processes it forks, its DataLoader workers, close
-their copy) from the check before its work to its end: a second run into DIR at the same time
-is refused up front. The run writes its masks into a hidden staging folder inside DIR
+A run holds DIR's lock (:mod:`.mask_lock`) from the check before its work to its end: a
+second run into DIR at the same time is refused up front. The run writes its masks into a hidden staging folder inside DIR
 (:class:`MaskStaging`: the same file system, so its masks move in by renames); at the end,
 after the scores are written, its sequence folders take the place of the earlier run's, under
 a mark that says the masks are incomplete until the run's own mark replaces it. The staging
@@ -48,32 +46,12 @@ from .mask_folder import (
     moving_in,
     read_mark,
 )
+from .mask_lock import NO_LOCKS, lock, unlock
 from .mask_signal import ctrl_c_held
 from .mask_sweep import put_back, restore_mark, sweep_staging, write_mark
 
 if TYPE_CHECKING:
     import torch
-
-#: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts).
-NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL}
-
-#: The descriptors holding a folder's lock (:func:`lock_folder`) this process has open.
-_HELD: set[int] = set()
-
-
-def _close_inherited_locks() -> None:
-    """In a child forked while a run holds DIR's lock (a DataLoader worker): close its copy of
-    the lock's descriptor. A flock lasts while any copy is open: a worker that outlived a
-    killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
-    was refused as if that one still wrote there. The parent's lock is kept."""
-    for fd in _HELD:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
@@ -89,19 +67,11 @@ def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
 
 
 def lock_folder(target: Path, folder: str) -> int | None:
-    """An open descriptor of ``target`` holding its exclusive lock; None where the file system
+    """An open descriptor holding ``target``'s lock (:func:`.mask_lock.lock`); None where the file system
     keeps no locks (said once, as a warning). UsageError where another run holds it."""
     try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        if fcntl is None:
-            raise OSError(errno.ENOLCK, "no fcntl")
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return lock(target)
     except OSError as e:
-        os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UsageError(
                 f"--save-masks {folder} is being written by another loftup eval davis run (it "
@@ -119,8 +89,6 @@ def lock_folder(target: Path, folder: str) -> int | None:
             stacklevel=2,
         )
         return None
-    _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
-    return fd
 
 
 class MaskStaging:
@@ -196,9 +164,7 @@ class MaskStaging:
                 os.rmdir(made)
 
     def _unlock(self) -> None:
-        if self._lock in _HELD:  # not in a forked child: there it is closed, its number reused
-            _HELD.discard(self._lock)
-            os.close(self._lock)
+        unlock(self._lock, self.target)
         self._lock = None
 
     def publish(self, results: dict) -> None:

@@ -1,0 +1,166 @@
+"""The lock of ``loftup eval davis --save-masks DIR``: a run holds it exclusively from the check
+before its work to its end (:func:`lock_folder`); a reader asks whether one does
+(:func:`_locked`). It is ``fcntl.flock`` on the regular file :data:`LOCK` in DIR, not on DIR:
+NFS passes a file's lock to its server, so that runs on two machines see each other, where a
+folder's stays on the machine. DIR itself is locked too, for a loftup from before the file
+(its runs lock DIR). The system releases a lock when its process ends, however it ends; the
+processes a run forks (its DataLoader workers) close their copy. The run that made the file
+removes it at its end where DIR then holds no masks (refused, failed: DIR as it was); else it
+stays, one of DIR's own files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+from ..atomic import FILE_MODE
+from .mask_folder import LOCK, MARK
+
+#: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
+#: Lustre mounted noflock: ENOSYS).
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL, errno.ENOSYS}
+
+#: The descriptors holding a lock (:func:`lock`) this process has open; of a lock file's,
+#: DIR's own it holds too, and the file's path where this process made it.
+_HELD: set[int] = set()
+_FOLDER: dict[int, int] = {}
+_MADE: dict[int, Path] = {}
+
+
+def _close_inherited_locks() -> None:
+    """In a child forked while a run holds DIR's lock (a DataLoader worker): close its copy of
+    the lock's descriptors. A flock lasts while any copy is open: a worker that outlived a
+    killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
+    was refused as if that one still wrote there. The parent's lock is kept."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+    _FOLDER.clear()
+    _MADE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def _flock(fd: int, exclusive: bool) -> None:
+    """Lock ``fd`` without waiting (BlockingIOError: another holds it); OSError(ENOLCK) where
+    there is no fcntl (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        raise OSError(errno.ENOLCK, "no fcntl") from None
+    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+
+
+def _lock_file(target: Path, exclusive: bool) -> int:
+    """A descriptor of ``target``'s lock file holding its lock (made where missing, when
+    ``exclusive``; else FileNotFoundError: no run holds it). Taken again where the file was
+    removed meanwhile (by the run that made it, ending): its lock would be no one's."""
+    path = target / LOCK
+    while True:
+        made = False
+        try:
+            if exclusive:
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                try:
+                    fd, made = os.open(path, flags, 0o666), True
+                except FileExistsError:
+                    fd = os.open(path, flags & ~(os.O_CREAT | os.O_EXCL))
+            else:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            if exclusive:
+                continue  # removed between the two opens
+            raise
+        try:
+            if made:  # readable (and, in a group-writable DIR, lockable) by DIR's group
+                os.chmod(fd, FILE_MODE | (target.stat().st_mode & 0o060))
+            _flock(fd, exclusive)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                    if made:
+                        _MADE[fd] = path
+                    return fd
+        except BaseException as e:
+            os.close(fd)
+            if made and getattr(e, "errno", None) in NO_LOCKS:  # (no one else holds it)
+                _remove_unless_marked(path, target)
+            raise
+        os.close(fd)
+
+
+def _remove_unless_marked(path: Path, target: Path) -> None:
+    """Remove the lock file ``path`` where ``target`` holds no masks (no mark): as it was."""
+    if not os.path.lexists(target / MARK):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def lock(target: Path) -> int:
+    """A descriptor holding ``target``'s lock (its file's and, for an older loftup, its
+    own; OSError as flock raised it: BlockingIOError where another run holds either)."""
+    fd = _lock_file(target, exclusive=True)
+    _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
+    try:
+        folder = os.open(target, os.O_RDONLY)
+    except OSError:
+        return fd
+    try:
+        _flock(folder, exclusive=True)
+    except OSError as e:
+        os.close(folder)
+        if isinstance(e, BlockingIOError):  # an older loftup's run
+            unlock(fd, target)
+            raise
+        return fd  # the file's lock decides
+    _HELD.add(folder)
+    _FOLDER[fd] = folder
+    return fd
+
+
+def unlock(fd: int | None, target: Path) -> None:
+    """Release the lock ``fd`` holds (:func:`lock`), removing the lock file where this run
+    made it and ``target`` holds no masks (no mark): as it was."""
+    if fd not in _HELD:  # not in a forked child: there it is closed, its number reused
+        return
+    path = _MADE.pop(fd, None)
+    if path is not None:
+        _remove_unless_marked(path, target)
+    for held in (_FOLDER.pop(fd, None), fd):
+        if held is not None:
+            _HELD.discard(held)
+            os.close(held)
+
+
+def _locked(target: Path) -> bool | None:
+    """Whether a run holds ``target``'s lock (None: its file system keeps none, or this user
+    cannot tell). The same errors as :func:`lock`'s, read the same way."""
+    try:
+        fd = _lock_file(target, exclusive=False)
+    except FileNotFoundError:  # no run made it
+        fd = None
+    except BlockingIOError:
+        return True
+    except OSError as e:
+        if e.errno in NO_LOCKS or e.errno in (errno.EACCES, errno.EPERM):
+            return None
+        raise
+    if fd is not None:
+        os.close(fd)
+    try:  # an older loftup's run
+        folder = os.open(target, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        _flock(folder, exclusive=False)
+    except BlockingIOError:
+        return True
+    except OSError as e:  # (where the file exists, its lock's error said it)
+        return None if fd is None and e.errno in NO_LOCKS else False
+    finally:
+        os.close(folder)
+    return False

@@ -1,0 +1,62 @@
+"""`loftup eval davis --save-masks DIR`'s lock is a regular file's, DIR/.loftup-eval-davis-masks
+.lock: NFS passes a file's lock to its server, so that runs on two machines see each other; a
+folder's lock (what a run held before) stays on the machine that took it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from loftup.errors import UsageError
+from loftup.eval.mask_folder import complete_masks
+from loftup.eval.mask_staging import MaskStaging
+
+fcntl = pytest.importorskip("fcntl")
+
+MARK = ".loftup-eval-davis-masks"
+LOCK = MARK + ".lock"
+
+
+def _run(masks, names):
+    staging = MaskStaging(str(masks), str(masks.parent / "davis"), names)
+    for name in names:
+        (staging.path / name / "00000.png").write_bytes(b"a mask")
+    return staging
+
+
+def test_a_run_holding_the_lock_file_elsewhere_refuses_a_second_one(tmp_path):
+    """A run on another machine of an NFS DIR holds the lock file's lock (on the server; here,
+    another open of the file): the second run went on, and its start removed the first one's
+    staging folder (its masks). Its file is one of DIR's own, not a file no run wrote."""
+    masks = tmp_path / "masks"
+    _run(masks, ["bear"]).publish({})
+    fd = os.open(masks / LOCK, os.O_RDWR | os.O_CREAT)  # the other machine's run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UsageError, match="is being written by another loftup eval davis"):
+            MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])
+        with pytest.raises(Exception, match="is being written by a loftup eval davis"):
+            complete_masks(masks)
+    finally:
+        os.close(fd)
+    staging = _run(masks, ["bear"])  # that run ended
+    fd = os.open(masks / LOCK, os.O_RDWR)  # and this one's lock is seen there
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    staging.publish({})
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, "bear"]
+    assert complete_masks(masks) == ["bear"]
+
+
+def test_a_refused_run_leaves_no_lock_file_in_a_folder_of_other_files(tmp_path):
+    """The lock file a run made is removed at its end where DIR holds no masks."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds files that no loftup eval davis run wrote"):
+        MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])
+    assert sorted(p.name for p in masks.iterdir()) == ["notes.txt"]
