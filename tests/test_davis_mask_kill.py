@@ -212,18 +212,15 @@ def test_without_locks_the_reader_is_told_how_to_put_the_earlier_masks_back(tmp_
         complete_masks(masks)
     message = str(info.value)
     assert "run loftup eval davis" not in message and "keeps no locks" in message
-    (moving,) = masks.glob(".loftup-moving-*")  # what it says, done
-    for earlier in moving.glob(".replaced-*/*"):
-        shutil.rmtree(masks / earlier.name, ignore_errors=True)
-        os.replace(earlier, masks / earlier.name)
-    journal = json.loads((masks / MARK).read_text())["incomplete"]
-    for name in set(journal["moving_in"]) - set(journal["moving_out"]):
-        shutil.rmtree(masks / name, ignore_errors=True)
-    os.replace(moving / ".mark-before", masks / MARK)
-    assert f"move each folder in .loftup-moving-*/.replaced-*/ back into {masks}" in message
-    assert "remove the folders the mark lists under moving_in but not moving_out" in message
-    assert f"move .loftup-moving-*/.mark-before onto {masks / MARK}" in message
+    (moving,) = masks.glob(".loftup-moving-*")
+    stale = masks / ".loftup-moving-st4l3run"  # an earlier killed run's, as without locks
+    shutil.copytree(moving, stale)  # they pile up: the by-hand steps named them all by glob
+    commands = message.split("do it while no run writes there: ")[1]
+    assert str(stale) not in commands and "*" not in commands
+    assert commands.endswith(f"; rm -rf {moving}")
+    subprocess.run(commands.replace("; ", " && "), shell=True, check=True)  # what it says
     assert _masks(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, stale.name, "bear", "car", "dog"]
 
 
 #: ``loftup`` ARGS... with 1 DataLoader worker, stopped in the middle of the run (the worker's

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,13 +223,32 @@ def _repair(target: Path) -> str:
             f"run loftup eval davis --save-masks {target} again (it first puts the earlier "
             "run's masks back) and read the masks once it has ended"
         )
-    return (
-        "its file system keeps no locks, so no run puts them back; do it while no run writes "
-        f"there: move each folder in {MOVING}*/.replaced-*/ back into {target}, in place of "
-        "the one of its name there, remove the folders the mark lists under moving_in but not "
-        f"moving_out, and move {MOVING}*/{MARK_BEFORE} onto {target / MARK} (if none, delete "
-        "the mark)"
-    )
+    return "its file system keeps no locks, so no run puts them back; " + _by_hand(target)
+
+
+def _by_hand(target: Path) -> str:
+    """The commands that put the earlier masks back in ``target``, from the exact folders its
+    mark names (without locks, several moving folders may be there: one is the killed run's)."""
+    journal = moving_in(target) or {}
+    names = _plain([journal.get("staging"), journal.get("replaced")])
+    if len(names) != 2 or not names[0].startswith(MOVING):
+        return f"empty {target} (its mark names no moving folder) and run again"
+    q = shlex.quote
+    moving, back = target / names[0], _plain(journal.get("moving_out"))
+    replaced = moving / names[1]
+    out = [n for n in back if os.path.lexists(replaced / n)]  # (not yet put back)
+    theirs = [n for n in _plain(journal.get("moving_in")) if n not in back]
+    steps = [f"rm -rf {q(str(target / n))} && mv {q(str(replaced / n))} {q(str(target / n))}"
+             for n in out]  # fmt: skip
+    steps += [f"rm -rf {q(str(target / n))}" for n in theirs if os.path.lexists(target / n)]
+    if os.path.lexists(moving / MARK_BEFORE):
+        steps.append(f"mv {q(str(moving / MARK_BEFORE))} {q(str(target / MARK))}")
+    elif journal.get("before") is None:
+        steps.append(f"rm {q(str(target / MARK))}")
+    else:
+        steps.append(f"write the mark's 'before' text into {target / MARK}")
+    steps.append(f"rm -rf {q(str(moving))}")
+    return "do it while no run writes there: " + "; ".join(steps)
 
 
 def foreign_entries(folder: Path) -> list[Path]:

@@ -85,7 +85,7 @@ def lock_folder(target: Path, folder: str) -> int | None:
             f"killed runs left is not put right: delete their {STAGING}* folders yourself while "
             f"no run writes there; a {MOVING}* one holds the earlier run's masks while the "
             "folder is marked incomplete: loftup.eval.mask_folder.complete_masks(DIR) then "
-            "says how to put them back",
+            "says how to put them back; once it is not, delete those too",
             stacklevel=2,
         )
         return None
