@@ -60,10 +60,15 @@ def score_results(davis_root: Path, results: Path, sequences: list[str]) -> dict
     """J-Mean, F-Mean and J&F-Mean of the result PNGs in ``results/SEQ/`` against
     ``davis_root/Annotations/480p/SEQ/`` (first and last frames left out, objects 1..max
     id of the first annotation). LoftUpError where ``results`` is a ``--save-masks`` folder
-    whose mark says its masks are incomplete (a run killed while moving them in)."""
-    from loftup.eval.mask_folder import complete_masks
+    whose mark says its masks are incomplete (a run killed while moving them in); no run
+    into it starts while they are read."""
+    from loftup.eval.mask_lock import reading_masks
 
-    complete_masks(results)
+    with reading_masks(results):
+        return _score(davis_root, results, sequences)
+
+
+def _score(davis_root: Path, results: Path, sequences: list[str]) -> dict:
     j_means, f_means = [], []
     for seq in sequences:
         files = sorted((davis_root / "Annotations" / "480p" / seq).glob("*.png"))

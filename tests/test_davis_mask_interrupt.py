@@ -163,8 +163,8 @@ def test_a_disk_filling_up_as_the_masks_move_in_leaves_one_run_s_masks_whole(tmp
 
 
 def test_a_reader_is_refused_while_a_run_holds_the_folder(tmp_path):
-    """complete_masks passed while a run was under way: a scorer read bear of one run and,
-    the run having ended meanwhile, car of the next."""
+    """complete_masks passed while a run was under way (whose masks may replace these as
+    they are read: what reading_masks prevents, test_davis_mask_reader.py)."""
     masks = tmp_path / "masks"
     _staged(masks, ["bear", "car"], 1).publish({})
     staging = _staged(masks, ["bear", "car"], 2)  # hours of work

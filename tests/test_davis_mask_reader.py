@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loftup.errors import LoftUpError
+from loftup.errors import LoftUpError, UsageError
 from loftup.eval.mask_folder import complete_masks
+from loftup.eval.mask_lock import reading_masks
 from loftup.eval.mask_staging import MaskStaging
 
 pytest.importorskip("fcntl")
@@ -58,3 +59,24 @@ def test_a_folder_this_user_may_not_search_is_refused_naming_its_owner():
         assert complete_masks(masks) == ["bear"]  # root may
     finally:
         shutil.rmtree(base)
+
+
+def test_no_run_starts_while_the_masks_are_read(tmp_path):
+    """complete_masks checked one instant: a run starting after it swapped the masks while
+    they were scored, bear of one run and car of the next; and a run starting while a reader
+    checked was refused as 'being written by another run'."""
+    masks = tmp_path / "masks"
+    _published(masks, ["bear", "car"])
+    with reading_masks(masks) as listed:
+        assert listed == ["bear", "car"]
+        with pytest.raises(
+            UsageError, match="being written by another loftup eval davis run, or its masks read"
+        ):
+            MaskStaging(str(masks), str(tmp_path / "davis"), ["bear", "car"])
+        with reading_masks(masks):  # (another reader: both read)
+            pass
+    staging = MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])  # once read
+    with pytest.raises(LoftUpError, match="is being written by a loftup eval davis"):
+        with reading_masks(masks):
+            pass
+    staging.discard()

@@ -164,3 +164,49 @@ def _locked(target: Path) -> bool | None:
     finally:
         os.close(folder)
     return False
+
+
+@contextlib.contextmanager
+def reading_masks(folder: str | os.PathLike):
+    """Read the masks of ``folder`` (``--save-masks``) holding its lock shared for the whole
+    block: a run into it is refused until the block ends, so that no run's masks replace
+    these while they are read (a check alone, :func:`.mask_folder.complete_masks`, protects
+    one instant). Yields what ``complete_masks`` returns (its errors: a run holds the folder,
+    masks incomplete or lacking a sequence)."""
+    from .mask_folder import complete_masks
+
+    target = Path(folder)
+    listed = complete_masks(folder)  # (the folder checked first: its errors said plainly)
+    try:
+        fd = _lock_file(target, exclusive=False)
+    except FileNotFoundError:  # masks of a loftup from before the file: DIR's own lock
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            _flock(fd, exclusive=False)
+        except OSError as e:
+            os.close(fd)
+            fd = _no_lock(e, folder)
+    except OSError as e:
+        fd = _no_lock(e, folder)
+    try:
+        if fd is not None:  # (a run may have ended between the check and the lock)
+            listed = complete_masks(folder)
+        yield listed
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _no_lock(e: OSError, folder) -> None:
+    """None where ``e`` says the file system keeps no locks (the block then runs unlocked);
+    else ``e``, or the refusal where a run holds the lock."""
+    if isinstance(e, BlockingIOError):
+        from ..errors import LoftUpError
+
+        raise LoftUpError(
+            f"{folder} is being written by a loftup eval davis --save-masks run (it holds the "
+            "folder's lock): read the masks once that run has ended"
+        ) from None
+    if e.errno in NO_LOCKS or e.errno in (errno.EACCES, errno.EPERM):
+        return None
+    raise e

@@ -74,8 +74,9 @@ def lock_folder(target: Path, folder: str) -> int | None:
     except OSError as e:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UsageError(
-                f"--save-masks {folder} is being written by another loftup eval davis run (it "
-                "holds the folder's lock); wait for that run to end, or give another folder"
+                f"--save-masks {folder} is being written by another loftup eval davis run, or "
+                "its masks read (each holds the folder's lock); wait for it to end, or give "
+                "another folder"
             ) from None
         if e.errno not in NO_LOCKS:
             raise
