@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from .mask_folder import LOCK, MARK
+from .mask_mark import LOCK, MARK
 
 #: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
 #: Lustre mounted noflock: ENOSYS).

@@ -5,7 +5,7 @@ second run into DIR at the same time is refused up front. The run writes its mas
 (:class:`MaskStaging`: the same file system, so its masks move in by renames); at the end,
 after the scores are written, its sequence folders take the place of the earlier run's, under
 a mark that says the masks are incomplete until the run's own mark replaces it. The staging
-folder is renamed to :data:`.mask_folder.MOVING` first (a loftup from before that name
+folder is renamed to :data:`.mask_mark.MOVING` first (a loftup from before that name
 refuses DIR for it, instead of removing it with the earlier masks), and both marks to come are
 written into it, so that each goes in place by a rename. DIR itself is never moved: it keeps
 its inode, mode, group and mount, and a shell or process inside it stays there. A run that
@@ -32,21 +32,18 @@ import numpy as np
 
 from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
-from .mask_folder import (
+from .mask_folder import _real, _repair, check_masks_folder, foreign_entries
+from .mask_lock import NO_LOCKS, lock, unlock
+from .mask_mark import (
     MARK,
     MARK_AFTER,
     MARK_BEFORE,
     MOVING,
     STAGING,
-    _real,
-    _repair,
-    check_masks_folder,
     earlier_sequences,
-    foreign_entries,
     moving_in,
     read_mark,
 )
-from .mask_lock import NO_LOCKS, lock, unlock
 from .mask_signal import ctrl_c_held
 from .mask_sweep import put_back, restore_mark, sweep_staging, write_mark
 

@@ -2,7 +2,7 @@
 what killed runs (``kill -9``, the OOM killer, a lost node) left in DIR.
 
 A run killed while moving its masks in left DIR with some sequence folders of its own and some
-of the run before, or lacking some, under a mark that says so (:func:`.mask_folder.moving_in`):
+of the run before, or lacking some, under a mark that says so (:func:`.mask_mark.moving_in`):
 :func:`sweep_staging` moves its folders back into its staging folder and the earlier run's
 back into DIR, and puts back the earlier mark; DIR then holds the earlier run's masks as they
 were. A run killed after its own mark was written left DIR whole, with its masks: only its
@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import atomic
 from ..atomic import replace_durably, temp_beside
 from ..errors import LoftUpError
-from .mask_folder import (
+from .mask_mark import (
     MARK,
     MARK_BEFORE,
     MARK_TEMP,
@@ -67,7 +67,7 @@ def _named(entry: Path, journal: dict) -> bool:
 
 
 def _roll_back(target: Path, folder: str, journal: dict) -> None:
-    """Undo the move-in ``journal`` (:func:`.mask_folder.moving_in`) says was cut short: the
+    """Undo the move-in ``journal`` (:func:`.mask_mark.moving_in`) says was cut short: the
     moving run's sequence folders back into its staging folder, the earlier run's back into
     ``target``, the earlier mark back. Each step can be done again: a run killed here leaves
     the mark as it was for the next run to finish it."""
@@ -90,7 +90,7 @@ def _roll_back(target: Path, folder: str, journal: dict) -> None:
 
 
 def put_back(target: Path, journal: dict) -> None:
-    """Undo the move-in ``journal`` names (:func:`.mask_folder.moving_in`'s fields, checked):
+    """Undo the move-in ``journal`` names (:func:`.mask_mark.moving_in`'s fields, checked):
     the moving run's sequence folders back into its staging folder, the earlier run's back
     into ``target``, and the earlier mark (its copy in the staging folder, else its text),
     each step only where it is still to be done. A Ctrl-C meanwhile does not stop it (it is
@@ -171,7 +171,7 @@ def _undo_older_swap(entry: Path, target: Path) -> bool:
     (some of them share a name with an earlier one: they all are) move aside and the
     earlier ones back. Where which of DIR's folders are whose cannot be told (none shares a
     name with a moved or a staged one): DIR marked as incomplete, ``entry`` renamed to
-    :data:`.mask_folder.MOVING` and kept until a run's own mark replaces it; False."""
+    :data:`.mask_mark.MOVING` and kept until a run's own mark replaces it; False."""
     earlier = {p.name: p for p in entry.glob(".earlier-*/*")}
     staged = {p.name for p in entry.iterdir() if not p.name.startswith(".")}
     present = [n for n in earlier_sequences(target) or () if (target / n).is_dir()]
