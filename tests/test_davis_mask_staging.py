@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from eval_data import TEST_BACKBONE, tmpfs, write_davis
 from loftup.cli import main
@@ -196,14 +197,20 @@ def test_another_users_private_staging_folder_is_left_with_one_warning():
 
 @pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
                     reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
-def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refused(monkeypatch):
+@pytest.mark.parametrize("mode", [0o2770, 0o0770])  # setgid: new files take DIR's group
+def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refused(monkeypatch,
+                                                                                  mode):  # fmt: skip
     """Under umask 077 the mark was 0600 in a group's 2770 folder: to another member it read
     as empty, so their scorer passed a folder marked incomplete, and their run took the
-    killed run's staging folder (the earlier masks in it) for a stale one and removed it."""
+    killed run's staging folder (the earlier masks in it) for a stale one and removed it.
+    And every PNG was 0600: their scorer could read none; in a 0770 DIR (no setgid) the mark
+    took the writer's own group, and they were told to chmod g+r, which was done."""
+    import grp
     import shutil
     import tempfile
 
     import loftup.atomic
+    import loftup.eval.mask_staging
     from loftup.errors import UsageError
     from loftup.eval.mask_folder import complete_masks
     from loftup.eval.mask_staging import MaskStaging
@@ -214,18 +221,25 @@ def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refuse
         masks = base / "masks"
         masks.mkdir()
         os.chown(masks, 0, 100)
-        os.chmod(masks, 0o2770)  # root:users, shared by the group
-        monkeypatch.setattr(loftup.atomic, "FILE_MODE", 0o600)  # as umask 077 makes new files
+        os.chmod(masks, mode)  # root:users, shared by the group
+        monkeypatch.setattr(loftup.atomic, "FILE_MODE", 0o600)  # as umask 077 makes them
+        monkeypatch.setattr(loftup.eval.mask_staging, "FOLDER_MODE", 0o700)
         staging = MaskStaging(str(masks), str(base / "davis"), ["bear"])
-        (staging.path / "bear" / "00000.png").write_bytes(b"a mask")
+        staging.save(torch.zeros(4, 6, dtype=torch.uint8), "bear", "00000", None)
         staging.publish({})
         assert (masks / MARK).stat().st_mode & 0o777 == 0o640
         os.setegid(100)
         os.seteuid(65533)  # another member of the group
         try:
             assert complete_masks(masks) == ["bear"]
+            assert (masks / "bear" / "00000.png").read_bytes().startswith(b"\x89PNG")
             os.seteuid(0)
             os.chmod(masks / MARK, 0o600)  # made private by hand
+            fix = f"chmod g+r {masks / MARK}"
+            if mode == 0o0770:  # and in root's own group, as a loftup before this made it
+                os.chown(masks / MARK, 0, 0)
+                group = grp.getgrgid(100).gr_name
+                fix = f"chgrp {group} {masks / MARK} && {fix}, and chmod g+s {masks}"
             os.seteuid(65533)
             for read in (lambda: complete_masks(masks),
                          lambda: MaskStaging(str(masks), str(base / "davis"), ["bear"])):  # fmt: skip
@@ -233,7 +247,7 @@ def test_the_mark_is_readable_by_the_folder_s_group_and_an_unreadable_one_refuse
                     read()
                 assert f"{masks / MARK}, the mark saying which run's masks" in str(info.value)
                 assert f"cannot be read (Permission denied); it is root's: ask root to run " \
-                       f"chmod g+r {masks / MARK}" in str(info.value)  # fmt: skip
+                       f"{fix}" in str(info.value)  # fmt: skip
         finally:
             os.seteuid(0)
             os.setegid(0)

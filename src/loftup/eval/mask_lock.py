@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from .mask_mark import LOCK, MARK
+from .mask_mark import LOCK, MARK, in_group
 
 #: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
 #: Lustre mounted noflock: ENOSYS).
@@ -79,6 +79,7 @@ def _lock_file(target: Path, exclusive: bool) -> int:
         try:
             if made:  # readable (and, in a group-writable DIR, lockable) by DIR's group
                 os.chmod(fd, FILE_MODE | (target.stat().st_mode & 0o060))
+                in_group(path, target)
             _flock(fd, exclusive)
             with contextlib.suppress(FileNotFoundError):
                 if os.path.samestat(os.fstat(fd), os.lstat(path)):

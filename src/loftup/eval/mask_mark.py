@@ -5,7 +5,9 @@ folders. Written by :mod:`.mask_sweep`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -64,11 +66,18 @@ def read_mark(folder: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        owner = owner_name(folder / MARK)
+        owner, fix = owner_name(folder / MARK), f"chmod g+r {folder / MARK}"
+        with contextlib.suppress(OSError, ImportError, KeyError):
+            gid = folder.stat().st_gid
+            if os.lstat(folder / MARK).st_gid != gid:  # (DIR without setgid)
+                import grp
+
+                group = grp.getgrgid(gid).gr_name
+                fix = f"chgrp {group} {folder / MARK} && chmod g+r {folder / MARK}, and chmod g+s {folder} (new files there then take its group)"
         raise UsageError(
             f"{folder / MARK}, the mark saying which run's masks {folder} holds and whether "
             f"they are complete, cannot be read ({e.strerror or e}); it is {owner}'s: ask "
-            f"{owner} to run chmod g+r {folder / MARK}"
+            f"{owner} to run {fix}"
         ) from None
 
 
@@ -111,3 +120,13 @@ def owner_name(path: Path) -> str:
         return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
         return f"user {uid}"
+
+
+def in_group(path: Path, target: Path) -> None:
+    """Give ``path`` (a file or folder in ``target``, DIR) DIR's group where it has another
+    (DIR without setgid: the writer's own group) and this user may (a member of it): every
+    member's run and scorer reads what DIR's group may."""
+    gid = target.stat().st_gid
+    if os.lstat(path).st_gid != gid:
+        with contextlib.suppress(OSError):
+            os.chown(path, -1, gid, follow_symlinks=False)

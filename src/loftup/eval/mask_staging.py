@@ -41,6 +41,7 @@ from .mask_mark import (
     MOVING,
     STAGING,
     earlier_sequences,
+    in_group,
     moving_in,
     read_mark,
 )
@@ -51,16 +52,21 @@ if TYPE_CHECKING:
     import torch
 
 
-def save_mask(ids: torch.Tensor, path: Path, palette) -> None:
-    """Write the object ids ``ids`` (H, W) as an indexed PNG with ``palette`` (the DAVIS format)."""
+def save_mask(ids: torch.Tensor, path: Path, palette, *, dir: Path | None = None) -> None:
+    """Write the object ids ``ids`` (H, W) as an indexed PNG with ``palette`` (the DAVIS
+    format); in ``dir`` (DIR), readable by DIR's group where DIR is, as its mark is."""
     from PIL import Image
 
-    from ..atomic import atomic_write
+    from .. import atomic
 
     img = Image.fromarray(ids.numpy().astype(np.uint8))
     if palette:
         img.putpalette(palette)  # 'L' -> 'P', indices kept
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
+
+    atomic.atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))  # whole or not at all
+    if dir is not None:  # (still in the staging folder)
+        os.chmod(path, atomic.FILE_MODE | (dir.stat().st_mode & 0o040))
+        in_group(path, dir)
 
 
 def lock_folder(target: Path, folder: str) -> int | None:
@@ -128,10 +134,12 @@ class MaskStaging:
         )
 
     def _share(self, path: Path) -> None:
-        """Give ``path`` DIR's group write bits where DIR is group-writable (shared by a
-        group): another member's run can then move it, or remove it once stale."""
+        """Give the folder ``path`` DIR's group and its group's bits (whatever the umask): in
+        a group-shared DIR, another member's scorer can then read it, and where DIR is
+        group-writable their run move it, or remove it once stale."""
+        in_group(path, self.target)
         shared = self.target.stat().st_mode & 0o070
-        if shared & 0o020:
+        if shared:
             os.chmod(path, (path.stat().st_mode & 0o7777) | shared)
 
     def _mkdtemp(self, parent: Path, prefix: str) -> Path:
@@ -147,7 +155,7 @@ class MaskStaging:
         if self.error is not None:
             return
         try:
-            save_mask(ids, self.path / name / f"{frame}.png", palette)
+            save_mask(ids, self.path / name / f"{frame}.png", palette, dir=self.target)
         except OSError as e:
             self.error = e
             shutil.rmtree(self.path, ignore_errors=True)  # the space back, for the scores

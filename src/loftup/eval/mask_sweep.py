@@ -36,6 +36,7 @@ from .mask_mark import (
     _is_staging,
     _plain,
     earlier_sequences,
+    in_group,
     moving_in,
     owner_name,
 )
@@ -156,6 +157,7 @@ def _write(target: Path, text: str, to: Path | None) -> None:
     try:
         Path(tmp).write_bytes(text.encode("utf-8", "surrogateescape"))
         os.chmod(tmp, atomic.FILE_MODE | (target.stat().st_mode & 0o040))
+        in_group(Path(tmp), target)
         replace_durably(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
