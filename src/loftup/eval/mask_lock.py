@@ -63,19 +63,17 @@ def _lock_file(target: Path, exclusive: bool) -> int:
     path = target / LOCK
     while True:
         made = False
-        try:
-            if exclusive:
-                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        if exclusive:
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                fd, made = os.open(path, flags, 0o666), True
+            except FileExistsError:
                 try:
-                    fd, made = os.open(path, flags, 0o666), True
-                except FileExistsError:
                     fd = os.open(path, flags & ~(os.O_CREAT | os.O_EXCL))
-            else:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            if exclusive:
-                continue  # removed between the two opens
-            raise
+                except FileNotFoundError:
+                    continue  # removed between the two opens
+        else:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             if made:  # readable (and, in a group-writable DIR, lockable) by DIR's group
                 os.chmod(fd, FILE_MODE | (target.stat().st_mode & 0o060))
