@@ -8,14 +8,21 @@ import contextlib
 import signal
 
 
+class Held(list):
+    """The Ctrl-Cs that came while held (:func:`ctrl_c_held`); ``done``: the work is done,
+    and one that came (or comes before the handler is put back) is forgotten."""
+
+    done = False
+
+
 @contextlib.contextmanager
-def ctrl_c_held(*, drop: bool = False):
+def ctrl_c_held():
     """Run the body with SIGINT only recorded (a handler of its own, not a retry: a Ctrl-C on
     any line is held); once it ends, one that came is delivered to the handler there was
-    (Python's: KeyboardInterrupt), or, with ``drop``, forgotten (the run's work is done).
-    Yields a list that holds an entry once a Ctrl-C came. Outside the main thread, where no
-    handler may be set (and SIGINT reaches the main thread alone), the body runs as it is."""
-    came: list = []
+    (Python's: KeyboardInterrupt), unless the body set the yielded :class:`Held`'s ``done``.
+    Outside the main thread, where no handler may be set (and SIGINT reaches the main thread
+    alone), the body runs as it is."""
+    came = Held()
     try:
         before = signal.signal(signal.SIGINT, lambda signum, frame: came.append(frame))
     except ValueError:  # not the main thread
@@ -25,7 +32,7 @@ def ctrl_c_held(*, drop: bool = False):
         yield came
     finally:
         signal.signal(signal.SIGINT, before)
-        if came and not drop and callable(before):
+        if came and not came.done and callable(before):
             before(signal.SIGINT, came[0])
-        elif came and not drop and before == signal.SIG_DFL:
+        elif came and not came.done and before == signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)

@@ -191,8 +191,8 @@ class MaskStaging:
                 problem = f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""  # fmt: skip
                 if not found:
                     self._swap(earlier_sequences(self.target) or [], self.names, came)
+                    came.done = True  # the masks are in place: the run's work is done
                     self.discard()  # the earlier run's masks with it
-                    came.clear()  # the masks were in place: the run's work is done
                     return
         except OSError as e:
             problem = f"could not be written ({e.strerror or e})"
