@@ -14,13 +14,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 from PIL import Image
 
-from loftup.extract.pulse import SILENT_FOR
+from loftup.extract.pulse import BEAT_EVERY, SILENT_FOR
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port
 
@@ -58,7 +59,24 @@ sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
 """
 
 
-def start(rank: int, port: int, tmp_path: Path, **env) -> subprocess.Popen:
+#: a user's own script under torchrun, which calls the Python API and cleans up after itself
+_LIBRARY = _RANK.replace(
+    'sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))',
+    """import atexit
+atexit.register(lambda: print("atexit ran", flush=True))
+from loftup.extract import upsample_folder
+try:
+    upsample_folder([os.environ["IMAGE"]], os.environ["OUT"])
+except BaseException as e:
+    print("caught", type(e).__name__, str(e), flush=True)
+finally:
+    print("finally ran", flush=True)
+""",
+)
+assert _LIBRARY != _RANK
+
+
+def start(rank: int, port: int, tmp_path: Path, code: str = _RANK, **env) -> subprocess.Popen:
     """`loftup upsample` as RANK=``rank`` of WORLD_SIZE=2 at 127.0.0.1:``port``, which stops
     itself (SIGSTOP) once it has put its address for the group at the meeting point."""
     Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "x.png")
@@ -68,7 +86,7 @@ def start(rank: int, port: int, tmp_path: Path, **env) -> subprocess.Popen:
            "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / f"out{rank}"),
            "LOFTUP_DIST_MEET_TIMEOUT": "600", "TORCHELASTIC_USE_AGENT_STORE": "True",
            **env}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-c", _RANK], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -80,6 +98,29 @@ def agent():
                           timeout=datetime.timedelta(seconds=30))  # fmt: skip
     yield store
     del store
+
+
+@pytest.fixture
+def agent_process():
+    """The meeting point held by a process of its own (to be stopped, as a lost machine is),
+    and a client of it here."""
+    port = free_port()
+    held = subprocess.Popen([sys.executable, "-c", _POINT, str(port)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    with ended(held):
+        assert held.stdout.readline() == "up\n"
+        client = dist.TCPStore("127.0.0.1", port, None, is_master=False,
+                               timeout=datetime.timedelta(seconds=30))  # fmt: skip
+        yield held, client
+
+
+_POINT = """
+import datetime, sys, time, torch.distributed as dist
+point = dist.TCPStore("127.0.0.1", int(sys.argv[1]), None, is_master=True, wait_for_workers=False,
+                      timeout=datetime.timedelta(seconds=30))
+print("up", flush=True)
+time.sleep(3600)
+"""
 
 
 def waiting_for_the_killed(point, ranks: list[subprocess.Popen], connects=False) -> int:
@@ -101,6 +142,16 @@ def waiting_for_the_killed(point, ranks: list[subprocess.Popen], connects=False)
     ranks[1 - waits].wait()
     ranks[waits].send_signal(signal.SIGCONT)
     return waits
+
+
+def said_last(err: str, rank: int, port: int, but: str) -> None:
+    """That the last line of ``err`` is RANK=``rank``'s error at the point at ``port``, its
+    "but" part matching ``but`` (a regular expression)."""
+    assert re.fullmatch(
+        rf"\[rank {rank}\] error: this process \(RANK={rank} of WORLD_SIZE=2\) met the others at "
+        rf"127\.0\.0\.1:{port}, but {but}",
+        err.splitlines()[-1] if err else "",
+    ), err[-2000:]
 
 
 @sees_keys
@@ -142,18 +193,69 @@ def test_ctrl_c_while_gloo_connects_ends_the_rank_at_once(sent, status, said, ag
 
 
 @sees_keys
-def test_a_rank_refused_by_the_killed_one_says_so_without_gloos_lines_of_each_try(agent, tmp_path):
-    """The side of the pair that connects to a rank killed is refused at once: gloo printed a
-    line for each try, then torch one for all, above our line, which says the same."""
+def test_a_rank_refused_by_the_killed_one_says_so_in_its_last_line(agent, tmp_path):
+    """The side of the pair that connects to a rank killed is refused at once (gloo's own lines
+    of each try above), said in our line, last. The time said runs from before this rank
+    stopped itself: the test's kill of the other is in it."""
     ranks = [start(r, agent.port, tmp_path) for r in (0, 1)]
     with ended(*ranks):
         connects = waiting_for_the_killed(agent, ranks, connects=True)
         _, err = ranks[connects].communicate(timeout=120)
     assert ranks[connects].returncode == 2, err[-2000:]
-    assert len(err.splitlines()) == 1, err[-2000:]
-    assert err.startswith(
-        f"[rank {connects}] error: this process (RANK={connects} of WORLD_SIZE=2) met the others "
-        f"at 127.0.0.1:{agent.port}, but another process of the group refused (or dropped) this "
-        "one's connection after 0 s (Gloo connectFullMesh failed with "
-    )
-    assert "Connection refused" in err
+    said_last(
+        err, connects, agent.port,
+        r"another process of the group refused \(or dropped\) this one's connection after \d+ s "
+        r"\(Gloo connectFullMesh failed with .*Connection refused.*",
+    )  # fmt: skip
+
+
+@sees_keys
+@pytest.mark.parametrize("sent", [None, signal.SIGINT])
+def test_a_meeting_point_that_stops_answering_ends_the_join_in_seconds(sent, agent_process,
+                                                                       tmp_path):  # fmt: skip
+    """The point's machine lost (its process stopped: the connection stays open) while the
+    survivor is in gloo's connect (600 s a try here): the watch's looks, on the shared store
+    client (the meeting's 600 s), hung, and with them the end of the block, Ctrl-C included.
+    It now names the point that does not answer, SILENT_FOR s on; Ctrl-C, sent once a look
+    hangs, ends it at once."""
+    held, point = agent_process
+    port = point.port
+    ranks = [start(r, port, tmp_path, CONNECT="600") for r in (0, 1)]
+    with ended(*ranks):
+        waits = waiting_for_the_killed(point, ranks)
+        assert ranks[waits].stdout.readline() == "connecting\n"
+        held.send_signal(signal.SIGSTOP)
+        if sent is not None:  # (once a look has found the point stopped, and hangs)
+            time.sleep(3 * BEAT_EVERY)
+            ranks[waits].send_signal(sent)
+        _, err = ranks[waits].communicate(timeout=60)  # (not 600 s)
+    if sent is not None:
+        assert (ranks[waits].returncode, err.splitlines()) == (130, [f"[rank {waits}] interrupted"])
+        return
+    assert ranks[waits].returncode == 2, err[-2000:]
+    said_last(
+        err, waits, port,
+        rf"the meeting point at 127\.0\.0\.1:{port} has not answered for \d+ s before all "
+        r"joined the process group \(its machine lost or stopped, or the network to it cut\); "
+        "start the run again",
+    )  # fmt: skip
+
+
+@sees_keys
+def test_called_from_python_the_join_raises_naming_the_rank_gone_silent(agent, tmp_path):
+    """upsample_folder in a user's script: the watch ended the process with os._exit, past the
+    script's except, finally and atexit. The process is the caller's: gloo's connects give up
+    (3 tries of 3 s here), and the LoftUpError names the rank the watch saw go silent."""
+    ranks = [start(r, agent.port, tmp_path, _LIBRARY, CONNECT="3") for r in (0, 1)]
+    with ended(*ranks):
+        waits = waiting_for_the_killed(agent, ranks)
+        out, err = ranks[waits].communicate(timeout=120)
+    assert ranks[waits].returncode == 0, err[-2000:]
+    lines = out.splitlines()
+    assert lines[0] == "connecting" and lines[-2:] == ["finally ran", "atexit ran"], out
+    assert lines[1].startswith(
+        f"caught LoftUpError this process (RANK={waits} of WORLD_SIZE=2) met the others at "
+        f"127.0.0.1:{agent.port}, but RANK={1 - waits} went silent (no sign of life for "
+        f"{SILENT_FOR:g} s) before joining the process group"
+    ), out
+    assert "gloo's connects then gave up after" in lines[1], out

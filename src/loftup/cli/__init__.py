@@ -24,7 +24,7 @@ from ..errors import LoftUpError, Terminated, terminate
 from ..listing import permission_denied
 from .bench import add_bench
 from .checkpoints import add_download, add_info
-from .common import _SETTINGS, stdout_for_json
+from .common import _SETTINGS, owning_the_process, stdout_for_json
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         # catch_warnings the caller's
         with warnings.catch_warnings(), contextlib.ExitStack() as settings:
             _SETTINGS.append(settings)
+            if main_thread:  # (the process is the command's: it may end it, extract.watch)
+                settings.enter_context(owning_the_process())
             try:
                 return _main(args)
             finally:

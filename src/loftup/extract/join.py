@@ -68,9 +68,12 @@ def set_collectives_timeout(seconds: float) -> None:
         inner._set_default_timeout(timeout)
 
 
-def join_failed(error: RuntimeError, met: str, waited: float) -> LoftUpError:
+def join_failed(
+    error: RuntimeError, met: str, waited: float, seen: str | None = None
+) -> LoftUpError:
     """What this process says where torch's join of the group failed with ``error`` after
-    ``waited`` seconds; ``met``: "this process ... met the others at ..., but"."""
+    ``waited`` seconds; ``met``: "this process ... met the others at ..., but"; ``seen``: what
+    the join's watch (:mod:`.watch`) saw (a rank gone silent), said first."""
     text = str(error).strip()
     why = text.splitlines()[0][:200] if text else type(error).__name__
     if _REFUSED.search(text):
@@ -87,4 +90,9 @@ def join_failed(error: RuntimeError, met: str, waited: float) -> LoftUpError:
         )
     else:
         said = f"joining the process group failed after {waited:.0f} s ({why})"
+    if seen is not None:  # (it starts with met, and ends with "; start the run again")
+        return LoftUpError(
+            f"{seen.removesuffix('; start the run again')} (gloo's connects then gave up after "
+            f"{waited:.0f} s: {why}); start the run again"
+        )
     return LoftUpError(f"{met} {said}; start the run again")

@@ -78,15 +78,17 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
             )
             group.set_timeout(datetime.timedelta(seconds=join))
             started = time.monotonic()
-            watch = Watch(group, store, key, rank, world) if watched else contextlib.nullcontext()
+            where = (os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0))
+            watch = Watch(group, where, key, rank, world) if watched else None
             try:
-                with watch:  # (gloo's connects, in C++: Ctrl-C and the pulses watched there)
+                with watch or contextlib.nullcontext():  # (gloo's connects, in C++, watched)
                     join_process_group(
                         backend, store=dist.PrefixStore(f"default_pg/{meeting}", group), rank=rank,
                         world_size=world, timeout=join_wait(backend, join, seconds),
                     )  # fmt: skip
             except RuntimeError as e:  # torch's DistError, gloo's connection errors
-                raise join_failed(e, met, time.monotonic() - started) from None
+                seen = watch.saw if watch is not None else None
+                raise join_failed(e, met, time.monotonic() - started, seen) from None
             if watched:
                 beat.joined()
                 group.joined()
