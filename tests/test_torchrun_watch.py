@@ -259,3 +259,59 @@ def test_called_from_python_the_join_raises_naming_the_rank_gone_silent(agent, t
         f"{SILENT_FOR:g} s) before joining the process group"
     ), out
     assert "gloo's connects then gave up after" in lines[1], out
+
+
+_BLOCK = """
+import asyncio, datetime, os, signal, sys, threading, time
+import torch.distributed as dist
+from loftup.cli.common import owning_the_process
+from loftup.extract import pulse, watch
+port, held, case = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+store = dist.TCPStore("127.0.0.1", port, None, is_master=False,
+                      timeout=datetime.timedelta(seconds=30))
+group = pulse.Rendezvous(store, "k", 0, 2, time.monotonic() + 600, "met", None)
+this = os.getpid()
+if case == "ctrl-c":
+    with owning_the_process():
+        w = watch.Watch(group, ("127.0.0.1", port), "k", 0, 2)
+        try:
+            with w:
+                os.kill(held, signal.SIGSTOP)  # the point stopped: the watch's look hangs
+                time.sleep(3 * pulse.BEAT_EVERY)
+                threading.Timer(0.5, os.kill, (this, signal.SIGINT)).start()  # as it ends
+        except KeyboardInterrupt:
+            print("wakeup fd", signal.set_wakeup_fd(-1), "sockets", w.wake.fileno(),
+                  w.woken.fileno())
+else:
+    got = []
+    async def main():
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGUSR1, signal.SIGUSR2):
+            loop.add_signal_handler(number, got.append, number.name)
+        with owning_the_process(), watch.Watch(group, ("127.0.0.1", port), "k", 0, 2):
+            os.kill(this, signal.SIGUSR1)
+            time.sleep(3 * pulse.BEAT_EVERY)
+            os.kill(this, signal.SIGUSR2)  # as the block ends
+        await asyncio.sleep(0.5)
+        print("asyncio took", *sorted(got))
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(
+    "case, said",
+    [("ctrl-c", "wakeup fd -1 sockets -1 -1"), ("asyncio", "asyncio took SIGUSR1 SIGUSR2")],
+)
+def test_the_watchs_end_gives_the_signals_back(case, said, agent_process):
+    """Ctrl-C while the block's end waits for a look that hangs (the point stopped) left the
+    watch's socket as the wakeup fd (signals then went nowhere; a socket closed later, its fd
+    number reused, got them); a signal as the block ends reaches asyncio's wakeup fd (the one
+    set before), as one in the block does."""
+    held, point = agent_process
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    run = subprocess.run(
+        [sys.executable, "-c", _BLOCK, str(point.port), str(held.pid), case], env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.stdout.splitlines() == [said], run.stdout + run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -83,8 +83,10 @@ class Watch:
         try:
             self._restore()  # first: signals from now on are the earlier fd's, as before
         finally:
-            self._stop()
-            self._close()
+            try:  # (a KeyboardInterrupt in a wait below leaves the sockets closed all the same)
+                self._stop()
+            finally:
+                self._close()
 
     def _restore(self) -> None:
         if self.signals and self.wake is not None:
@@ -116,8 +118,10 @@ class Watch:
             if self.woken is None:
                 self.over.wait(BEAT_EVERY)
             else:
-                with contextlib.suppress(OSError, ValueError):
+                try:
                     select.select([self.woken], [], [], BEAT_EVERY)
+                except (OSError, ValueError):  # closed: the block is over
+                    return
             for number in self._pass_on():
                 said = _signal_said(number) if self.ends else None
                 if said is not None:
