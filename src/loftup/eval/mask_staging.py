@@ -45,7 +45,7 @@ from .mask_mark import (
     moving_in,
     read_mark,
 )
-from .mask_signal import ctrl_c_held
+from .mask_signal import Held, ctrl_c_held
 from .mask_sweep import put_back, restore_mark, sweep_staging, write_mark
 
 if TYPE_CHECKING:
@@ -162,9 +162,11 @@ class MaskStaging:
 
     def discard(self) -> None:
         """Remove the staging folder (and the folders made for it): DIR stays as it was."""
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-        self._unlock()
+        try:  # (a Ctrl-C during the rmtree: the lock released all the same)
+            if self.path is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+        finally:
+            self._unlock()
         for made in self.made:  # the deepest first; one not empty is another's
             with contextlib.suppress(OSError):
                 os.rmdir(made)
@@ -185,6 +187,7 @@ class MaskStaging:
             self.discard()
             raise LoftUpError(f"{self._unwritable(self.error)}; its masks were kept as they "
                               f"were; the scores: {summary(results)}")  # fmt: skip
+        came = Held()
         try:
             with ctrl_c_held() as came:  # it stops the swap between two of its steps only
                 found = foreign_entries(self.target)
@@ -192,13 +195,14 @@ class MaskStaging:
                 if not found:
                     self._swap(earlier_sequences(self.target) or [], self.names, came)
                     came.done = True  # the masks are in place: the run's work is done
-                    self.discard()  # the earlier run's masks with it
-                    return
         except OSError as e:
             problem = f"could not be written ({e.strerror or e})"
         except BaseException:  # interrupted: the folder as it was, the staging folder removed
             self._end()
             raise
+        if came.done:  # (not held: a Ctrl-C stops it, and the next run removes what is left)
+            self.discard()  # the earlier run's masks with it
+            return
         locks, scores = self._lock is not None, f"the scores: {summary(results)}"
         if self._incomplete():  # the disk refused the earlier masks' way back too
             raise LoftUpError(f"--save-masks {self.folder} {problem}{self._left()}; {scores}")
@@ -249,8 +253,7 @@ class MaskStaging:
 
         def step(replace, src, dst):
             if came:
-                came.clear()
-                raise KeyboardInterrupt
+                came.deliver()
             replace(src, dst)
 
         replaced = self._mkdtemp(self.path, ".replaced-")
