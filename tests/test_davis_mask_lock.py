@@ -60,3 +60,26 @@ def test_a_refused_run_leaves_no_lock_file_in_a_folder_of_other_files(tmp_path):
     with pytest.raises(UsageError, match="holds files that no loftup eval davis run wrote"):
         MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])
     assert sorted(p.name for p in masks.iterdir()) == ["notes.txt"]
+
+
+def test_a_ctrl_c_as_a_run_takes_the_lock_leaves_the_folder_unlocked(tmp_path, monkeypatch):
+    """Ctrl-C as a run locked DIR itself, after its lock file's lock was taken: that
+    descriptor was never closed, and every later run in the process (Jupyter) was refused
+    until it was restarted."""
+    import loftup.eval.mask_lock as mask_lock
+
+    masks = tmp_path / "masks"
+    _run(masks, ["bear"]).publish({})
+    flock = mask_lock._flock
+
+    def pressed_on_the_folder(fd, exclusive):
+        if os.path.samestat(os.fstat(fd), os.stat(masks)):
+            raise KeyboardInterrupt
+        flock(fd, exclusive)
+
+    monkeypatch.setattr(mask_lock, "_flock", pressed_on_the_folder)
+    with pytest.raises(KeyboardInterrupt):
+        _run(masks, ["bear"])
+    monkeypatch.undo()
+    _run(masks, ["bear"]).publish({})  # the next run in the same process
+    assert complete_masks(masks) == ["bear"]

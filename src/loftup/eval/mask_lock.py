@@ -105,20 +105,28 @@ def lock(target: Path) -> int:
     fd = _lock_file(target, exclusive=True)
     _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
     try:
+        _lock_folder(fd, target)
+    except BaseException:  # (a Ctrl-C too: the lock not kept for the process's lifetime)
+        unlock(fd, target)
+        raise
+    return fd
+
+
+def _lock_folder(fd: int, target: Path) -> None:
+    """Lock DIR itself too (for an older loftup), its descriptor held with ``fd``'s."""
+    try:
         folder = os.open(target, os.O_RDONLY)
     except OSError:
-        return fd
+        return
     try:
         _flock(folder, exclusive=True)
-    except OSError as e:
+    except BaseException as e:
         os.close(folder)
-        if isinstance(e, BlockingIOError):  # an older loftup's run
-            unlock(fd, target)
-            raise
-        return fd  # the file's lock decides
+        if isinstance(e, OSError) and not isinstance(e, BlockingIOError):
+            return  # the file's lock decides
+        raise  # (BlockingIOError: an older loftup's run)
     _HELD.add(folder)
     _FOLDER[fd] = folder
-    return fd
 
 
 def unlock(fd: int | None, target: Path) -> None:
