@@ -83,3 +83,14 @@ def test_a_ctrl_c_as_a_run_takes_the_lock_leaves_the_folder_unlocked(tmp_path, m
     monkeypatch.undo()
     _run(masks, ["bear"]).publish({})  # the next run in the same process
     assert complete_masks(masks) == ["bear"]
+
+
+def test_the_lock_file_is_readable_by_everyone_whatever_the_umask(tmp_path, monkeypatch):
+    """Made under umask 077 it was 0600, and stayed so once DIR was shared: a member's reader
+    could not open it and read the masks unlocked while a run swapped them."""
+    import loftup.eval.mask_lock as mask_lock
+
+    monkeypatch.setattr(mask_lock, "FILE_MODE", 0o600)  # (what umask 077 gives)
+    masks = tmp_path / "masks"
+    _run(masks, ["bear"]).publish({})
+    assert (masks / LOCK).stat().st_mode & 0o644 == 0o644

@@ -80,3 +80,31 @@ def test_no_run_starts_while_the_masks_are_read(tmp_path):
         with reading_masks(masks):
             pass
     staging.discard()
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_a_reader_that_may_not_open_the_lock_file_is_refused_while_a_run_holds_it():
+    """A lock file made private (0600, an older run under umask 077) in a shared DIR: a
+    member's reader could not open it and read the masks unlocked, as if the file system
+    kept no locks, while a run swapped them; it now takes DIR's own lock, as runs do too."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks = base / "masks"
+        _published(masks, ["bear"])
+        os.chmod(masks / ".loftup-eval-davis-masks.lock", 0o600)
+        staging = MaskStaging(str(masks), str(base / "davis"), ["bear"])  # a run holds DIR
+        os.seteuid(65534)
+        try:
+            with pytest.raises(LoftUpError, match="is being written by a loftup eval davis"):
+                with reading_masks(masks):
+                    pass
+        finally:
+            os.seteuid(0)
+        staging.discard()
+    finally:
+        shutil.rmtree(base)

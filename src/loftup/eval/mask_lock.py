@@ -75,8 +75,8 @@ def _lock_file(target: Path, exclusive: bool) -> int:
         else:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
-            if made:  # readable (and, in a group-writable DIR, lockable) by DIR's group
-                os.chmod(fd, FILE_MODE | (target.stat().st_mode & 0o060))
+            if made:  # readable by all (a reader that cannot open it takes DIR's lock), and
+                os.chmod(fd, _mode(target))  # in a group-writable DIR lockable by its group
                 in_group(path, target)
             _flock(fd, exclusive)
             with contextlib.suppress(FileNotFoundError):
@@ -90,6 +90,12 @@ def _lock_file(target: Path, exclusive: bool) -> int:
                 _remove_unless_marked(path, target)
             raise
         os.close(fd)
+
+
+def _mode(target: Path) -> int:
+    """The lock file's mode: readable by everyone whatever the umask, writable by DIR's group
+    where DIR is."""
+    return FILE_MODE | 0o644 | (target.stat().st_mode & 0o060)
 
 
 def _remove_unless_marked(path: Path, target: Path) -> None:
@@ -144,18 +150,23 @@ def unlock(fd: int | None, target: Path) -> None:
 
 
 def _locked(target: Path) -> bool | None:
-    """Whether a run holds ``target``'s lock (None: its file system keeps none, or this user
-    cannot tell). The same errors as :func:`lock`'s, read the same way."""
+    """Whether a run holds ``target``'s lock (None: its file system keeps none). Where this
+    user may not open the lock file, DIR's own lock says it (False where it cannot tell).
+    The same errors as :func:`lock`'s, read the same way."""
     try:
         fd = _lock_file(target, exclusive=False)
     except FileNotFoundError:  # no run made it
         fd = None
     except BlockingIOError:
         return True
+    except PermissionError:  # (a file made private: DIR's own lock, which runs take too)
+        fd, private = None, True
     except OSError as e:
-        if e.errno in NO_LOCKS or e.errno in (errno.EACCES, errno.EPERM):
+        if e.errno in NO_LOCKS:
             return None
         raise
+    else:
+        private = False
     if fd is not None:
         os.close(fd)
     try:  # an older loftup's run
@@ -166,8 +177,9 @@ def _locked(target: Path) -> bool | None:
         _flock(folder, exclusive=False)
     except BlockingIOError:
         return True
-    except OSError as e:  # (where the file exists, its lock's error said it)
-        return None if fd is None and e.errno in NO_LOCKS else False
+    except OSError as e:  # (where the file exists, its lock's error said it; where it could
+        # not be opened, this user cannot tell: not "no locks")
+        return None if fd is None and not private and e.errno in NO_LOCKS else False
     finally:
         os.close(folder)
     return False
@@ -186,8 +198,8 @@ def reading_masks(folder: str | os.PathLike):
     listed = complete_masks(folder)  # (the folder checked first: its errors said plainly)
     try:
         fd = _lock_file(target, exclusive=False)
-    except FileNotFoundError:  # masks of a loftup from before the file: DIR's own lock
-        fd = os.open(target, os.O_RDONLY)
+    except (FileNotFoundError, PermissionError):  # masks of a loftup from before the file,
+        fd = os.open(target, os.O_RDONLY)  # or a file this user may not open: DIR's own lock
         try:
             _flock(fd, exclusive=False)
         except OSError as e:
@@ -214,6 +226,6 @@ def _no_lock(e: OSError, folder) -> None:
             f"{folder} is being written by a loftup eval davis --save-masks run (it holds the "
             "folder's lock): read the masks once that run has ended"
         ) from None
-    if e.errno in NO_LOCKS or e.errno in (errno.EACCES, errno.EPERM):
+    if e.errno in NO_LOCKS:
         return None
     raise e
