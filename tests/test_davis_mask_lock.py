@@ -5,6 +5,7 @@ folder's lock (what a run held before) stays on the machine that took it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,58 @@ def test_the_lock_file_is_readable_by_everyone_whatever_the_umask(tmp_path, monk
     masks = tmp_path / "masks"
     _run(masks, ["bear"]).publish({})
     assert (masks / LOCK).stat().st_mode & 0o644 == 0o644
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
+                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
+def test_a_member_refused_the_lock_file_is_told_whose_it_is_and_what_they_run():
+    """DIR shared after its owner's first run: a member's run was refused with "could not be
+    written (Permission denied ...); choose another folder", though DIR was theirs to write.
+    Its owner's next run gives the file the group's bits."""
+    import shutil
+    import tempfile
+
+    from loftup.errors import LoftUpError
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        masks = base / "masks"
+        _run(masks, ["bear"]).publish({})
+        os.chmod(masks / LOCK, 0o600)
+        os.chmod(masks, 0o777)  # shared with all, the lock file left as it was
+        os.seteuid(65534)
+        try:
+            with pytest.raises(LoftUpError) as info:
+                _run(masks, ["bear"])
+        finally:
+            os.seteuid(0)
+        assert f"this user may not write its lock file {masks / LOCK} (root's, mode 0600)" in \
+            str(info.value) and f"ask root to run chmod g+w {masks / LOCK}" in str(info.value)  # fmt: skip
+        _run(masks, ["bear"]).publish({})  # the owner's next run
+        assert (masks / LOCK).stat().st_mode & 0o064 == 0o064
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_lock_file_that_is_a_link_or_a_folder_is_named_with_its_fix(tmp_path):
+    """A link (or a folder) in the lock file's place: complete_masks and reading_masks raised
+    OSError(ELOOP) tracebacks, and a run said "could not be written; choose another folder"."""
+    from loftup.errors import LoftUpError
+    from loftup.eval.mask_lock import reading_masks
+
+    masks = tmp_path / "masks"
+    _run(masks, ["bear"]).publish({})
+    for kind in ("link", "folder"):
+        (masks / LOCK).unlink()
+        if kind == "link":
+            (masks / LOCK).symlink_to(tmp_path / "elsewhere")
+        else:
+            (masks / LOCK).mkdir()
+        for reads in (lambda: _run(masks, ["bear"]), lambda: complete_masks(masks),
+                      lambda: reading_masks(masks).__enter__()):  # fmt: skip
+            with pytest.raises(LoftUpError, match=f"{LOCK} is a {kind}, not the regular file"):
+                reads()
+        if kind == "folder":
+            (masks / LOCK).rmdir()
+            (masks / LOCK).touch()

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
+import stat
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from .mask_mark import LOCK, MARK, in_group
+from .mask_mark import LOCK, MARK, in_group, owner_name
 
 #: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
 #: Lustre mounted noflock: ENOSYS).
@@ -66,14 +68,16 @@ def _lock_file(target: Path, exclusive: bool) -> int:
         if exclusive:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             try:
-                fd, made = os.open(path, flags, 0o666), True
+                fd, made = _open(path, flags), True
             except FileExistsError:
                 try:
-                    fd = os.open(path, flags & ~(os.O_CREAT | os.O_EXCL))
+                    fd = _open(path, flags & ~(os.O_CREAT | os.O_EXCL))
                 except FileNotFoundError:
                     continue  # removed between the two opens
+                except PermissionError:
+                    raise _not_writable(path, target) from None
         else:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = _open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             if made:  # readable by all (a reader that cannot open it takes DIR's lock), and
                 os.chmod(fd, _mode(target))  # in a group-writable DIR lockable by its group
@@ -83,6 +87,8 @@ def _lock_file(target: Path, exclusive: bool) -> int:
                 if os.path.samestat(os.fstat(fd), os.lstat(path)):
                     if made:
                         _MADE[fd] = path
+                    elif exclusive:
+                        _share(fd, target)
                     return fd
         except BaseException as e:
             os.close(fd)
@@ -90,6 +96,55 @@ def _lock_file(target: Path, exclusive: bool) -> int:
                 _remove_unless_marked(path, target)
             raise
         os.close(fd)
+
+
+def _open(path: Path, flags: int) -> int:
+    """``os.open`` of the lock file ``path``; LoftUpError where it is no regular file (a link,
+    refused by O_NOFOLLOW, or a folder): a traceback, or "choose another folder"."""
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+    else:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+    from ..errors import LoftUpError
+
+    kind = "folder" if os.path.isdir(path) and not os.path.islink(path) else "link"
+    remove = f"rm {'-r ' if kind == 'folder' else ''}{shlex.quote(str(path))}"
+    raise LoftUpError(
+        f"{path} is a {kind}, not the regular file that loftup eval davis --save-masks runs "
+        f"lock: remove it ({remove}) and run again"
+    )
+
+
+def _not_writable(path: Path, target: Path) -> Exception:
+    """The refusal where this user may not open the lock file for writing (another member's,
+    made before DIR was shared): its owner, and what they run."""
+    from ..errors import LoftUpError
+
+    owner, q = owner_name(path), shlex.quote
+    try:
+        mode = f", mode {os.lstat(path).st_mode & 0o7777:04o}"
+    except OSError:
+        mode = ""
+    return LoftUpError(
+        f"--save-masks {target}: this user may not write its lock file {path} ({owner}'s"
+        f"{mode}), which every run into it locks: ask {owner} to run chmod g+w {q(str(path))} "
+        f"(or chmod -R g+rwX {q(str(target))}; their next run into it does it too), or choose "
+        "another folder"
+    )
+
+
+def _share(fd: int, target: Path) -> None:
+    """Give this user's lock file the mode a new one gets (:func:`_mode`): one made before DIR
+    was shared (or under another umask) is then writable by DIR's group."""
+    with contextlib.suppress(OSError):
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and _mode(target) & ~st.st_mode & 0o777:
+            os.chmod(fd, (st.st_mode & 0o777) | _mode(target))
 
 
 def _mode(target: Path) -> int:
