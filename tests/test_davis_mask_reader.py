@@ -108,3 +108,30 @@ def test_a_reader_that_may_not_open_the_lock_file_is_refused_while_a_run_holds_i
         staging.discard()
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a worker")
+def test_a_worker_forked_while_the_masks_are_read_does_not_keep_runs_out(tmp_path):
+    """A worker forked inside reading_masks (a DataLoader's, a Pool's) kept its copy of the
+    shared lock, and a run after the block was refused for as long as it lived."""
+    masks = tmp_path / "masks"
+    _published(masks, ["bear"])
+    end_r, end_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    with reading_masks(masks):
+        pid = os.fork()
+        if pid == 0:  # the worker: started, then alive until told
+            os.write(ready_w, b"x")
+            os.read(end_r, 1)
+            os._exit(0)
+        os.read(ready_r, 1)
+    try:
+        staging = MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])
+        (staging.path / "bear" / "00000.png").write_bytes(b"a mask")
+        staging.publish({})
+    finally:
+        os.write(end_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (end_r, end_w, ready_r, ready_w):
+            os.close(fd)
+    assert complete_masks(masks) == ["bear"]

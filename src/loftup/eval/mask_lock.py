@@ -28,6 +28,9 @@ NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EI
 #: DIR's own it holds too, and the file's path where this process made it.
 _HELD: set[int] = set()
 _FOLDER: dict[int, int] = {}
+#: The descriptors holding a reader's shared lock (:func:`reading_masks`): closed in a forked
+#: child too, whose copy kept runs refused after the block, for as long as the child lived.
+_READING: set[int] = set()
 _MADE: dict[int, Path] = {}
 
 
@@ -36,10 +39,11 @@ def _close_inherited_locks() -> None:
     the lock's descriptors. A flock lasts while any copy is open: a worker that outlived a
     killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
     was refused as if that one still wrote there. The parent's lock is kept."""
-    for fd in _HELD:
+    for fd in _HELD | _READING:
         with contextlib.suppress(OSError):
             os.close(fd)
     _HELD.clear()
+    _READING.clear()
     _FOLDER.clear()
     _MADE.clear()
 
@@ -262,12 +266,15 @@ def reading_masks(folder: str | os.PathLike):
             fd = _no_lock(e, folder)
     except OSError as e:
         fd = _no_lock(e, folder)
+    if fd is not None:
+        _READING.add(fd)
     try:
         if fd is not None:  # (a run may have ended between the check and the lock)
             listed = complete_masks(folder)
         yield listed
     finally:
-        if fd is not None:
+        if fd in _READING:  # (not in a forked child: there it is closed, its number reused)
+            _READING.discard(fd)
             os.close(fd)
 
 
