@@ -15,9 +15,10 @@ from file_modes import WHOSE, refuse, where_modes_apply
 whose_files = pytest.mark.parametrize("whose", WHOSE)
 
 
-def _refused_with_the_fix(said: str, path, owner: str | None) -> None:
-    """``said`` is read_json_object's PathPermissionError for ``path`` with its fix."""
-    assert said.startswith(f"PathPermissionError: cannot read record {path}: permission denied")
+def _refused_with_the_fix(said: str, path, owner: str | None, what: str = "record") -> None:
+    """``said`` is read_json_object's PathPermissionError for ``path`` (``what`` it is) with
+    its fix."""
+    assert said.startswith(f"PathPermissionError: cannot read {what} {path}: permission denied")
     chmod = "u+r" if owner is None else "o+r"
     assert f"chmod {chmod} {path}" in said, said
     assert "delete" not in said and "move the file away" not in said, said
@@ -69,8 +70,10 @@ result = {{
 }}
 """)
     assert said.pop("kind") == ["PathPermissionError", False]  # no ValueError: no damaged file
-    for name, path in files.items():
-        _refused_with_the_fix(said[name], path, owner)
+    for name, path in files.items():  # an experiment's records are its run folders'
+        _refused_with_the_fix(
+            said[name], path, owner, "run record" if name == "experiment" else "record"
+        )
         assert _now_holds(path, whose) == kept[name]  # not written over
     assert not (tmp_path / "train" / "config.yaml").exists()
 
