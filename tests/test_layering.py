@@ -20,6 +20,7 @@ LOWER = [
     "hub",
     "featurizers",
     "paths.py",
+    "read_refusal.py",
     "checks.py",
     "atomic.py",
     "errors.py",
@@ -104,6 +105,7 @@ MOVED = {
         ("Pads", "axis_features", "conv3x3_relu", "encode_region", "mean_pad", "stem"),
     ),
     "loftup.compiled": ("loftup.graphs", ("graph_upsampler", "GraphUpsampler", "GraphOrderError")),
+    "loftup.paths": ("loftup.read_refusal", ("read_refused",)),
     "loftup.experiments.runs": (
         "loftup.experiments.configs",
         ("Variant", "stage_configs", "check_configs", "folder_name", "base_overrides", "PER_RUN"),

@@ -1,6 +1,6 @@
-"""The fix :func:`loftup.paths.read_refused` gives for a file this user may not read is for the
-class of users this one is of for the file (its owner, in its group, another), where it came
-from the file's owner alone: "chmod a+r" of a file that a group's g+r would open, "chmod a+r"
+"""The fix :func:`loftup.read_refusal.read_refused` gives for a file this user may not read is
+for the class of users this one is of for the file (its owner, in its group, another), where it
+came from the file's owner alone: "chmod a+r" of a file that a group's g+r would open, "chmod a+r"
 again of one whose mode lets this user read it already (an ACL refuses it, or a network file
 system, a security module), "chmod u+r" of one this user owns and may read by its mode, and
 "run as root". Run where modes apply (tests/file_modes.py); another user's files as root only."""
@@ -18,7 +18,7 @@ from file_modes import others, where_modes_apply
 
 _READ = """
 from file_modes import told
-from loftup.paths import read_refused
+from loftup.read_refusal import read_refused
 path = {path!r}
 result = [told(lambda: open(path).read()), str(read_refused(path))]
 """
@@ -91,7 +91,7 @@ def test_an_own_file_its_mode_lets_this_user_read_is_not_told_to_chmod_it(
     root_squash, SELinux, macOS's privacy settings: EPERM) was "(mode -rw-r--r--: this user
     ... owns it and may not read it); make it readable: chmod u+r", which contradicts its
     mode and changes nothing. The refusal is the system's: os.open made to refuse this file."""
-    from loftup.paths import read_refused
+    from loftup.read_refusal import read_refused
 
     path = tmp_path / "own.png"
     path.write_bytes(b"x")
@@ -109,7 +109,7 @@ def test_a_file_of_roots_is_never_told_to_run_as_root(tmp_path, monkeypatch):
     the file's) as the system sees it: its ids, and os.open refusing the file."""
     if os.geteuid() != 0:
         pytest.skip("only root makes a file of root's")
-    from loftup.paths import read_refused
+    from loftup.read_refusal import read_refused
 
     path = tmp_path / "root.png"
     path.write_bytes(b"x")

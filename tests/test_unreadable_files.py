@@ -1,7 +1,7 @@
 """Files this user may not read (another user's of mode 600, or one of 000): each reader says
 "cannot read PATH: permission denied" with the file's mode and owner and the fix (chmod, or the
-user to run as), one line (loftup.paths.read_refused), where each said something else: "not a
-MATLAB v7.3 (HDF5) file", scipy's "Reader needs file name or open file-like object", a frame to
+user to run as), one line (loftup.read_refusal.read_refused), where each said something else:
+"not a MATLAB v7.3 (HDF5) file", scipy's "Reader needs file name or open file-like object", a frame to
 re-download, a world to delete and write again, an image's bare "[Errno 13] Permission denied".
 Run where modes apply (tests/file_modes.py: as root, under setpriv), each for a file of this
 user's own (mode 000) and, as root only, of another user's (``whose``)."""

@@ -52,7 +52,7 @@ _SUBMODULES = (
     "fast_stem", "fastpath", "featurizers", "finite", "folding", "fused", "graphs", "hub",
     "image_input", "input_checks", "io", "kernels", "layers", "listing", "local_attention", "memo",
     "mismatch", "model", "model_config", "norms", "npy_stream", "outputs", "paths", "pipeline",
-    "ranks", "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
+    "ranks", "read_refusal", "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
 )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import BrokenFileError
-from .paths import read_refused
+from .read_refusal import read_refused
 
 
 def _umask() -> int:
@@ -186,7 +186,7 @@ def read_json_object(path: str | os.PathLike, what: str = "record") -> dict | No
     to do (each command's fix differs: another --out, --resume left out, ...). One this user
     may not read is no broken file for a caller to delete or write over: a
     :class:`loftup.errors.PathPermissionError` (no ValueError) naming ``what`` it is, its mode
-    and the fix (:func:`loftup.paths.read_refused`)."""
+    and the fix (:func:`loftup.read_refusal.read_refused`)."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text())

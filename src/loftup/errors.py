@@ -52,7 +52,7 @@ class PathPermissionError(LoftUpError, PermissionError):
     """A path of the user's lies in a folder this user may not search (EACCES): the message
     names the folder and the fix (:func:`loftup.paths.check_visible`); or it is a file this
     user may not read (another user's of mode 600, one of 000): the message gives its mode and
-    owner and the fix (:func:`loftup.paths.read_refused`)."""
+    owner and the fix (:func:`loftup.read_refusal.read_refused`)."""
 
 
 def is_int(value) -> bool:

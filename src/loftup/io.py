@@ -27,7 +27,8 @@ from . import exif
 from .errors import LoftUpError, PathPermissionError, UsageError
 from .image_input import PIXEL_MAX, ImageInputError, to_tensor  # noqa: F401  (importable from here)
 from .listing import special_kind, where_it_leads
-from .paths import check_visible, read_refused
+from .paths import check_visible
+from .read_refusal import read_refused
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -48,7 +49,7 @@ class ImageReadError(LoftUpError, ValueError):
 
 
 class ImagePermissionError(ImageReadError, PathPermissionError):
-    """An image file this user may not read (:func:`loftup.paths.read_refused`): an
+    """An image file this user may not read (:func:`loftup.read_refusal.read_refused`): an
     :class:`ImageReadError`, so that a run skipping unreadable images skips it with that
     reason, and a :class:`PathPermissionError`."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BrokenFileError, UsageError, one_line
-from ..paths import read_refused
+from ..read_refusal import read_refused
 from .images import SquareCrop, collections_paused, crop_mask, image_folders, paths_in_order
 from .rle import decode_rle
 

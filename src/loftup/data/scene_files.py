@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
-from ..paths import read_refused, there
+from ..paths import there
+from ..read_refusal import read_refused
 from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
 from .scenes import Scene, SceneConfig, generate_scene
 from .world_record import FORMAT, PARTIAL, check_scene_range, check_world  # noqa: F401  (check_scene_range: importable from here)

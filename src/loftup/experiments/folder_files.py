@@ -2,7 +2,7 @@
 and its records (:func:`_read`).
 One that cannot be read refuses the folder (:class:`RunRefused`, which the up-front check,
 :func:`~.begun.check_begun`, names with the others); one this user may not read is said with
-its mode and owner and the fix (:func:`loftup.paths.read_refused`): deleting the folder would
+its mode and owner and the fix (:func:`loftup.read_refusal.read_refused`): deleting the folder would
 throw a good run away."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _saved_config(out: Path, reads=None) -> dict:
     in every setting stopped the up-front check at that folder)."""
     import yaml
 
-    from ..paths import read_refused
+    from ..read_refusal import read_refused
     from ..train.config.paths import as_used
 
     if reads is not None:

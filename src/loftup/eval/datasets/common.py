@@ -18,7 +18,8 @@ from ...data.paths import home_expanded  # noqa: F401  (the readers' roots, from
 from ...errors import LoftUpError, PathPermissionError, one_line
 from ...io import IMAGE_READ_ERRORS
 from ...listing import cannot_read
-from ...paths import read_refused, there
+from ...paths import there
+from ...read_refusal import read_refused
 
 IGNORE = 255
 

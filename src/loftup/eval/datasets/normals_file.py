@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import one_line
-from ...paths import read_refused, there
+from ...paths import there
+from ...read_refusal import read_refused
 from .common import DatasetError, home_expanded, require
 
 NORMALS_NAME = "all_normals.pklz"

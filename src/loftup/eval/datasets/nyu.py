@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ...errors import one_line
-from ...paths import read_refused
+from ...read_refusal import read_refused
 from .common import (
     FIX,
     DatasetError,

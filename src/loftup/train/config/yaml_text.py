@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 from ...errors import UsageError
-from ...paths import check_visible, read_refused
+from ...paths import check_visible
+from ...read_refusal import read_refused
 
 
 def packaged_configs() -> list[str]:

@@ -1,0 +1,121 @@
+"""A file loftup must read that this user may not read, said in one line with what refuses it
+and the fix (:func:`read_refused`): a folder on the way that may not be searched, or the
+file's own mode, with its owner and the smallest chmod. Each reader said something else (PIL
+a file to re-download, h5py "not a MATLAB v7.3 (HDF5) file", a JSON record "delete it").
+
+Imports nothing of loftup but its errors and :mod:`loftup.listing`, so that every reader
+(data, eval, the records of runs) can say it without knowing the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import stat
+
+from .errors import PathPermissionError
+from .listing import permission_denied
+
+
+def read_refused(
+    path: str | os.PathLike,
+    error: BaseException | None = None,
+    what: str = "",
+    kind: type[PathPermissionError] = PathPermissionError,
+) -> PathPermissionError | None:
+    """The error (a ``kind``, :class:`PathPermissionError` or a subclass) for ``path``, a file
+    of the user's (``what`` it is: "image"), that this user may not read: "cannot read PATH:"
+    what refuses it and the fix, one line. What refuses it is a folder on the way that may not
+    be searched (:func:`loftup.listing.permission_denied`), or the file's own mode (another
+    user's of mode 600, one of 000): its mode and owner, and the smallest chmod (or the user to
+    run as), or, where the mode lets this user read it, what else may refuse it (an ACL).
+    None where nothing refuses it for permission, for the caller to say what else is wrong.
+    ``error``: what reading it raised (None where it is no permission error, EACCES or EPERM:
+    not looked at further); without it, the file is opened to see (scipy's loadmat said
+    "Reader needs file name or open file-like object" of a file it may not open). Each reader
+    said something else: h5py "not a MATLAB v7.3 (HDF5) file", PIL a file to re-download, a
+    world's scene "the world is damaged; delete the folder"."""
+    if error is not None and not (
+        isinstance(error, PermissionError)
+        or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM)
+    ):
+        return None
+    path = os.path.expanduser(os.fspath(path))
+    why = permission_denied(path) or _mode_refuses(path)
+    return None if why is None else kind(f"cannot read {f'{what} ' if what else ''}{path}: {why}")
+
+
+def _mode_refuses(path: str) -> str | None:
+    """Why ``path``, a file this user may not open for reading, cannot be read, with the fix;
+    None where it opens (a pipe is not waited on) or fails for another reason. The fix is for
+    the class of users that this one is of for it (its owner, in its group, another): the smallest
+    chmod that lets that class read it (``chmod u+r``, ``g+r``, ``o+r``), or, where its mode
+    lets that class read it already, what else refuses (an ACL, a security module, a network
+    file system's mapping): no chmod would change a thing there."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+        return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    me, quoted, who = _user(_euid()), shlex.quote(path), _class_of(st)
+    owner = _user(st.st_uid)
+    said = f"mode {stat.filemode(st.st_mode)}"
+    if who != "u":
+        said += f", owner {owner}, group {_group(st.st_gid)}"
+    if st.st_mode & {"u": stat.S_IRUSR, "g": stat.S_IRGRP, "o": stat.S_IROTH}[who]:
+        return (
+            f"permission denied ({said}), though its mode lets this user, {me}, read it; "
+            f"something else refuses: an ACL (getfacl {quoted}), a security module (SELinux, "
+            "AppArmor, macOS's privacy settings), or a network file system that maps this user "
+            "to another (NFS's root_squash)"
+        )
+    if who == "u":
+        return (f"permission denied ({said}: this user, {me}, owns it and may not read it); "
+                f"make it readable: chmod u+r {quoted}")  # fmt: skip
+    whose = "is in its group, which" if who == "g" else "is not in its group, and others"
+    run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
+    return (
+        f"permission denied ({said}: this user, {me}, {whose} may not read it); have {owner} "
+        f"make it readable (chmod {who}+r {quoted}){run_as}"
+    )
+
+
+def _class_of(st: os.stat_result) -> str:
+    """Which of a file's modes applies to this user: "u" (its owner), "g" (in its group: the
+    effective group or a supplementary one) or "o" (another)."""
+    if st.st_uid == _euid():
+        return "u"
+    groups = {os.getegid(), *os.getgroups()} if hasattr(os, "getegid") else set()
+    return "g" if st.st_gid in groups else "o"
+
+
+def _euid() -> int:
+    """This process's effective user id (-1 where the system has none: Windows)."""
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def _user(uid: int) -> str:
+    """The name of user ``uid``, or ``uid NUMBER`` where it has none here."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    """The name of group ``gid``, or ``gid NUMBER`` where it has none here."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return f"gid {gid}"
