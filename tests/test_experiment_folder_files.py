@@ -113,7 +113,8 @@ def test_a_stage2_config_whose_model_is_no_mapping_differs_in_its_window(tmp_pat
 
 def test_a_config_this_user_may_not_read_is_said_with_the_fix_up_front(tmp_path):
     """A config.yaml of mode 000 gave a bare PermissionError; now it is refused in the
-    up-front check, with the chmod. A summary.json of mode 000 passes it (it is not read)."""
+    up-front check, with the chmod (or another --out). A summary.json of mode 000 passes it
+    (it is not read)."""
     from file_modes import where_modes_apply
 
     runs, _, _ = finished_design(tmp_path)
@@ -137,7 +138,8 @@ for path in ({str(summary)!r}, {str(config)!r}):
     assert said[0] == "none"
     assert said[1].startswith(f"PathPermissionError: cannot read run config {config}: permission "
                               "denied (mode ----------")  # fmt: skip
-    assert said[1].endswith(f"make it readable: chmod u+r {config}") and "delete" not in said[1]
+    assert said[1].endswith(f"make it readable: chmod u+r {config}; or choose another --out")
+    assert "delete" not in said[1]
 
 
 def test_a_record_this_user_may_not_read_is_said_with_the_fix_not_a_deletion(tmp_path):
@@ -156,4 +158,4 @@ os.chmod({str(record)!r}, 0)
 result = told(lambda: _read({str(record)!r}))
 """)
     assert said.startswith(f"PathPermissionError: cannot read run record {record}: permission")
-    assert said.endswith(f"chmod u+r {record}")
+    assert said.endswith(f"chmod u+r {record}; or choose another --out")  # (not "delete")

@@ -74,6 +74,8 @@ result = {{
         _refused_with_the_fix(
             said[name], path, owner, "run record" if name == "experiment" else "record"
         )
+        out = {"upsample": "-o", "train": "--out (log.out_dir)"}.get(name, "--out")
+        assert said[name].endswith(f"; or choose another {out}"), said[name]  # the folder's
         assert _now_holds(path, whose) == kept[name]  # not written over
     assert not (tmp_path / "train" / "config.yaml").exists()
 

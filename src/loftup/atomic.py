@@ -179,21 +179,25 @@ def write_json(
     return path
 
 
-def read_json_object(path: str | os.PathLike, what: str = "record") -> dict | None:
+def read_json_object(
+    path: str | os.PathLike, what: str = "record", another: str = ""
+) -> dict | None:
     """The JSON object a record file holds (such as :func:`write_json` writes); None if there
     is no file. A :class:`loftup.errors.BrokenFileError` (a ValueError) naming the file and the
     problem if it cannot be read or holds something other than an object; the caller adds what
     to do (each command's fix differs: another --out, --resume left out, ...). One this user
     may not read is no broken file for a caller to delete or write over: a
     :class:`loftup.errors.PathPermissionError` (no ValueError) naming ``what`` it is, its mode
-    and the fix (:func:`loftup.read_refusal.read_refused`)."""
+    and the fix (:func:`loftup.read_refusal.read_refused`), and ``another``: the option that
+    chose the folder of a record that is loftup's own output ("-o"), another one of which is
+    the other fix."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except PermissionError as e:  # it was "cannot be read ([Errno 13] ...)", to delete
-        raise read_refused(path, e, what) or e from None
+        raise read_refused(path, e, what, another=another) or e from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise BrokenFileError(f"{path} cannot be read ({e})") from None
     if not isinstance(obj, dict):

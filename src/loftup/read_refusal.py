@@ -23,6 +23,7 @@ def read_refused(
     error: BaseException | None = None,
     what: str = "",
     kind: type[PathPermissionError] = PathPermissionError,
+    another: str = "",
 ) -> PathPermissionError | None:
     """The error (a ``kind``, :class:`PathPermissionError` or a subclass) for ``path``, a file
     of the user's (``what`` it is: "image"), that this user may not read: "cannot read PATH:"
@@ -35,7 +36,9 @@ def read_refused(
     not looked at further); without it, the file is opened to see (scipy's loadmat said
     "Reader needs file name or open file-like object" of a file it may not open). Each reader
     said something else: h5py "not a MATLAB v7.3 (HDF5) file", PIL a file to re-download, a
-    world's scene "the world is damaged; delete the folder"."""
+    world's scene "the world is damaged; delete the folder". ``another``: where ``path`` is loftup's
+    own output in a folder the user chose, the option that chose it ("--out"), offered as the
+    other fix ("; or choose another --out"); left out for an input, which only its fix mends."""
     if error is not None and not (
         isinstance(error, PermissionError)
         or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM)
@@ -43,7 +46,10 @@ def read_refused(
         return None
     path = os.path.expanduser(os.fspath(path))
     why = permission_denied(path) or _mode_refuses(path)
-    return None if why is None else kind(f"cannot read {f'{what} ' if what else ''}{path}: {why}")
+    if why is None:
+        return None
+    other = f"; or choose another {another}" if another else ""
+    return kind(f"cannot read {f'{what} ' if what else ''}{path}: {why}{other}")
 
 
 def _mode_refuses(path: str) -> str | None:

@@ -100,13 +100,13 @@ def read_record(out: Path) -> tuple[dict | None, dict | None]:
     :class:`~loftup.errors.PathPermissionError` the one of them read, the partial one where
     there is no world.json, that this user may not read: its fix, not a record to delete)."""
     from ..atomic import read_json_object
-    from ..errors import PathPermissionError, UsageError
+    from ..errors import UsageError
 
-    try:
-        old = read_json_object(out / "world.json", "world record")
-        return old, None if old is not None else read_json_object(out / PARTIAL, "world record")
-    except PathPermissionError as e:  # the folder is the user's: another one would do too
-        raise type(e)(f"{e}; or choose another --out") from None
+    try:  # one this user may not read: its fix, or another --out (the folder is the user's)
+        old = read_json_object(out / "world.json", "world record", another="--out")
+        if old is not None:
+            return old, None
+        return None, read_json_object(out / PARTIAL, "world record", another="--out")
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out or delete it") from None
 

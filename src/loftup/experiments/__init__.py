@@ -89,7 +89,7 @@ def _check_other_report(s: ExperimentSettings) -> None:
     from ..errors import UsageError
 
     try:
-        saved = read_json_object(Path(s.out) / "results.json")
+        saved = read_json_object(Path(s.out) / "results.json", another="--out")
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out") from None
     if saved is not None and "experiment" not in saved:  # another command's --json

@@ -48,7 +48,7 @@ def _saved_config(out: Path, reads=None) -> dict:
                          "deleted): its settings cannot be checked") from None  # fmt: skip
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         said = _yaml_problem(e) if isinstance(e, yaml.YAMLError) else one_line(e)
-        raise read_refused(path, e, "run config") or RunRefused(
+        raise read_refused(path, e, "run config", another="--out") or RunRefused(
             out, f"holds a config.yaml that cannot be read ({said})"
         ) from None
     if not isinstance(saved, dict):
@@ -78,6 +78,6 @@ def _read(path: Path) -> dict | None:
     from ..atomic import read_json_object
 
     try:
-        return read_json_object(path, "run record")
+        return read_json_object(path, "run record", another="--out")
     except ValueError as e:
         raise LoftUpError(f"{e}; {_FIX}") from None

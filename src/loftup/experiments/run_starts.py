@@ -39,7 +39,7 @@ def _starts(out: Path) -> list:
     from ..atomic import read_json_object
 
     try:
-        record = read_json_object(out / "run.json") or {}
+        record = read_json_object(out / "run.json", another="--out") or {}
     except ValueError:  # damaged: no times (the files' are looked at)
         record = {}
     resumes = record.get("resumes") if isinstance(record.get("resumes"), list) else []

@@ -51,7 +51,7 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
     path = out_dir / OPTIONS_NAME
     flag = "--resume: " if resume else ""
     try:
-        saved = read_json_object(path)
+        saved = read_json_object(path, another="-o")  # unreadable: chmod, or another -o
         if saved is not None and "loftup_version" not in saved:
             raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
     except ValueError as e:

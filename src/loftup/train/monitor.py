@@ -80,7 +80,7 @@ def _with_earlier(path: Path, start: dict) -> dict:
     from ..atomic import read_json_object
 
     try:
-        earlier = read_json_object(path)
+        earlier = read_json_object(path, another="--out (log.out_dir)")
     except ValueError as e:  # a BrokenFileError: it names the file
         logging.getLogger("loftup.train").warning(
             "%s; the record of the run's earlier starts is lost, this start's is written", e

@@ -65,7 +65,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
             "or choose another --out"
         )
     try:
-        saved = read_json_object(out / RECORD) if resume else None
+        saved = read_json_object(out / RECORD, another="--out") if resume else None
     except ValueError as e:
         raise UsageError(f"--resume: {e}; choose another --out") from None
     if resume and saved is None and (out / "runs").is_dir():
