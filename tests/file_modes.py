@@ -8,7 +8,7 @@ A test's files of this user's own (mode 000) are refused wherever modes apply; a
 another user's (:func:`others`) only as root, who alone may give a file away: each test takes
 ``whose`` (:data:`WHOSE`, :func:`refuse`), so that the other-user case alone is skipped for a
 plain user. Where no such Python can be started, the test is skipped; in CI (CI set), where
-setpriv must be there, one missing fails it, as conftest's ``need_reference`` does."""
+setpriv must be there, one missing fails it, as reference_files' ``need_reference`` does."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import torch
 import loftup
 import loftup.api
 import loftup.pipeline
-from conftest import ROWS_ROUND_BY_COUNT
+from model_helpers import ROWS_ROUND_BY_COUNT
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on shared cores
 
@@ -448,7 +448,9 @@ def test_readme_first_example_runs_offline_from_the_cache(tmp_path, monkeypatch,
     the reference fixture's), then a forward of the shapes the block states."""
     from huggingface_hub import constants
 
-    from conftest import REFERENCE_STATE, REPO, make_hf_cache
+    from hub_builders import make_hf_cache
+    from processes import REPO
+    from reference_files import REFERENCE_STATE
 
     text = (REPO / "README.md").read_text()
     code = text.split("\n## Use\n")[1].split("```python\n")[1].split("```")[0]

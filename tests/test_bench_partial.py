@@ -89,7 +89,7 @@ def test_gpu_sh_names_a_section_that_raised_and_logs_the_card(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from processes import REPO
 
     (tmp_path / "boom.py").write_text(
         "import runpy, sys\n"

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, src_env
+from processes import REPO, src_env
 
 
 def _script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_python, run_scripts, src_env
 from loftup.cli import main
+from processes import run_python, run_scripts, src_env
 
 
 def test_info_lists_every_released_checkpoint(capsys, tmp_path):
@@ -503,7 +503,7 @@ _SCRIPTS = {
 
 @pytest.fixture(scope="module")
 def own_process() -> dict:
-    """What each of _SCRIPTS printed (conftest's run_scripts); each must exit with 0."""
+    """What each of _SCRIPTS printed (processes.run_scripts); each must exit with 0."""
     done = run_scripts(_SCRIPTS, timeout=300)
     assert {name: d.returncode for name, d in done.items()} == dict.fromkeys(_SCRIPTS, 0), done
     return done

@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 
-from conftest import perturb
 from loftup import LoftUp
 from loftup.compiled import (
     compile_upsampler,
@@ -20,6 +19,7 @@ from loftup.compiled import (
     untiled_queries,
     upsample_frames,
 )
+from model_helpers import perturb
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

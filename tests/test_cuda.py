@@ -10,9 +10,9 @@ import gc
 import pytest
 import torch
 
-from conftest import perturbed_loftup
 from loftup.bench.core import tf32
 from loftup.tiling import upsample
+from model_helpers import perturbed_loftup
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device (none visible to torch)"

@@ -105,7 +105,7 @@ def test_an_upsamplers_hub_id_at_a_revision_is_fetched_and_a_backbones_is_refuse
     revision of one is refused, naming the download that serves."""
     from huggingface_hub import constants
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
     from loftup import LoftUp
 
     folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
@@ -183,7 +183,7 @@ def test_an_upsampler_of_ones_own_brings_the_backbone_it_records(
     that needs no download (dinov2_tiny), or none recorded, is not asked for."""
     from huggingface_hub import constants
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
     from loftup import LoftUp
 
     model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)

@@ -110,7 +110,7 @@ def test_feature_cache_keys_hub_weights_by_what_was_loaded(tmp_path, monkeypatch
     from huggingface_hub import constants
     from transformers import Dinov2Config, Dinov2Model
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
     from loftup.eval import EvalConfig
     from loftup.eval.pipeline import FeaturePipeline
 

@@ -11,10 +11,10 @@ import re
 import pytest
 import torch
 
-from conftest import READS_BACKBONE_PICKLES
 from loftup import WeightsNotFoundError, get_featurizer
 from loftup.errors import CheckpointError
 from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release
+from model_helpers import READS_BACKBONE_PICKLES
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 

@@ -10,10 +10,10 @@ import json
 import pytest
 import torch
 
-from conftest import also_in_bfloat16
 from loftup import get_featurizer
 from loftup.errors import CheckpointError
 from loftup.featurizers import imagenet_normalize
+from model_helpers import also_in_bfloat16
 from test_featurizers import TEXT, VISION, _backbone_input, _grid, _images, _save
 
 pytestmark = pytest.mark.usefixtures("hf_offline")

@@ -23,7 +23,7 @@ def test_official_name_found_in_the_hf_cache_offline(tmp_path, monkeypatch):
     from huggingface_hub import constants
     from transformers import Dinov2Config, Dinov2Model
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     torch.manual_seed(0)
     cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28)
@@ -46,7 +46,7 @@ def test_a_damaged_cached_backbone_says_which_blob_to_delete(tmp_path, monkeypat
     from huggingface_hub import constants
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     tiny = _save(get_featurizer("dinov2_tiny").model, tmp_path / "tiny")
     clip = CLIPVisionConfig(**VISION, patch_size=16, image_size=32, projection_dim=16)
@@ -113,7 +113,7 @@ def test_every_released_name_and_backbone_missing_offline_is_one_line_naming_its
 def test_offline_with_only_the_config_cached_names_the_weights_alone(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     make_hf_cache(tmp_path / "hub", "facebook/dinov2-small", {"config.json": b"{}"})

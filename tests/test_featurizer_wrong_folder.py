@@ -192,7 +192,7 @@ def test_dinov2_with_and_without_registers_mixed_up_names_the_backbone_that_fits
         )
     assert get_featurizer("dinov2_vits14_reg", weights=reg).dim == 32
     # by hub id: its copy in the cache is what was asked for, not a damaged download
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     repo = "facebook/dinov2-with-registers-small"
     make_hf_cache(tmp_path / "empty-cache", repo, {p.name: p for p in reg.iterdir()})

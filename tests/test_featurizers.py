@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import also_in_bfloat16
 from loftup import get_featurizer
 from loftup.featurizers import imagenet_normalize
 from loftup.featurizers.dinov2 import hub_pos_embed
+from model_helpers import also_in_bfloat16
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import perturb
 from loftup import LoftUp
 from loftup.fastpath import encode_region
 from loftup.fused import fold_batchnorm, fold_layernorm, fuse, winograd_available
 from loftup.layers import image_minmax
+from model_helpers import perturb
 
 CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
 #: Direct convolutions agree to float32 rounding; Winograd's F(6x6, 3x3) rounds differently

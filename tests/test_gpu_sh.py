@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from processes import REPO
 
 RESULTS = REPO / "benchmarks" / "results"
 LAUNCH = "AcceleratorError: CUDA error: unspecified launch failure"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _use_mirror
 from loftup.featurizers import get_featurizer
 

@@ -8,9 +8,10 @@ import functools
 import pytest
 import torch
 
-from conftest import REFERENCE_STATE, make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache, _own_upsampler, _use_mirror
 from loftup import CheckpointError, LoftUp, WeightsNotFoundError, load_upsampler
+from reference_files import REFERENCE_STATE
 
 
 def test_a_truncated_backbone_safetensors_is_named(tmp_path, capsys):

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import REFERENCE_STATE
 from hub_helpers import _offline_cache, _own_upsampler
 from loftup import CheckpointError, LoftUp, load_upsampler
 from loftup.hub import native_to_reference, training_to_reference
+from reference_files import REFERENCE_STATE
 
 
 def _case(reference_cases, name="square"):

@@ -9,17 +9,12 @@ import json
 import pytest
 import torch
 
-from conftest import (
-    READS_BACKBONE_PICKLES,
-    REFERENCE_STATE,
-    cli_script,
-    pip_install_into,
-    run_cli,
-    run_scripts,
-)
 from hub_helpers import _NO_PROXY, _use_mirror
 from loftup import CheckpointError
 from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release
+from model_helpers import READS_BACKBONE_PICKLES
+from processes import cli_script, pip_install_into, run_cli, run_scripts
+from reference_files import REFERENCE_STATE
 
 
 def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, reference_dir):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REFERENCE_STATE, make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache
 from loftup import CheckpointError, LoftUp, WeightsNotFoundError, load_upsampler
+from reference_files import REFERENCE_STATE
 
 
 def test_an_upsampler_and_a_backbone_swapped_say_which_goes_where(tmp_path):

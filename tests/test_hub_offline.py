@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REFERENCE_STATE, cli_script, make_hf_cache, run_scripts
+from hub_builders import make_hf_cache
 from loftup.hub import RELEASED, released_table
+from processes import cli_script, run_scripts
+from reference_files import REFERENCE_STATE
 
 
 def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):

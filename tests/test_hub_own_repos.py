@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache, _own_upsampler, _use_mirror
 from loftup import CheckpointError, UnknownNameError, WeightsNotFoundError, load_upsampler
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_hf_cache
+from hub_builders import make_hf_cache
 from loftup import LoftUp
 from loftup.hub import native_to_reference
 from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release

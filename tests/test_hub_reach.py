@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from conftest import run_cli
 from loftup import WeightsNotFoundError, load_upsampler
 from loftup.hub import reach
+from processes import run_cli
 
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

@@ -92,7 +92,7 @@ def test_download_at_a_commit_it_has_asks_the_hub_nothing(tmp_path, monkeypatch,
     """A commit's files never change: `loftup download ORG/NAME@COMMIT` of one cached reads
     the cache, as the README says, and asks the hub nothing (were it asked, a hub that no
     longer has that commit would have the copy kept with a warning)."""
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     _, folder, _ = _own_upsampler(tmp_path)
     files = {n: folder / n for n in ("model.safetensors", "config.json")}

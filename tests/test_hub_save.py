@@ -89,7 +89,7 @@ def test_a_pickles_folder_with_a_loftup_config_json_is_read_with_its_record(tmp_
     weights were saved with torch.save): its record (heads, attention window, backbone) is
     read, as beside model.safetensors; it was ignored, and the weights ran with 4 heads and
     global attention, without a word."""
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
     from loftup import load_upsampler
 
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
     (loftup download, which cannot repair it)."""
     import shutil
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
     from loftup import WeightsNotFoundError, load_upsampler
 
     folder = LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path / "saved")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache, _own_upsampler, _use_mirror
 from loftup import WeightsNotFoundError, load_upsampler
 from loftup.cli import main

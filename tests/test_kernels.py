@@ -16,11 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, perturbed_loftup, pip_install_into
 from loftup import LoftUp, kernels
 from loftup.fastpath import encode_region, mean_pad
 from loftup.layers import image_minmax
 from loftup.tiling import upsample
+from model_helpers import perturbed_loftup
+from processes import REPO, pip_install_into
 
 triton = pytest.importorskip("triton", reason="Triton is not installed (pip install triton)")
 

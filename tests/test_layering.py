@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 import loftup
-from conftest import run_python
+from processes import run_python
 
 PACKAGE = Path(loftup.__file__).parent
 

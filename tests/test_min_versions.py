@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, pip_install_into
+from processes import REPO, pip_install_into
 
 pytestmark = pytest.mark.slow
 

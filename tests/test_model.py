@@ -8,9 +8,11 @@ import warnings
 import pytest
 import torch
 
-from conftest import CASE_NAMES, REFERENCE, REFERENCE_STATE, REPO, perturb
 from loftup import LoftUp, load_upsampler
 from loftup.hub import native_to_reference, reference_to_native
+from model_helpers import perturb
+from processes import REPO
+from reference_files import CASE_NAMES, REFERENCE, REFERENCE_STATE
 
 
 @pytest.fixture(scope="module")

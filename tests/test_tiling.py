@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE_STATE
 from loftup import LoftUp, graph_upsampler, load_upsampler
 from loftup.errors import UsageError
 from loftup.fused import winograd_available
 from loftup.tiling import plan_tiles, split_axis, upsample, upsample_to_npy
+from reference_files import REFERENCE_STATE
 
 CONVS = ["direct"] + (["winograd"] if winograd_available("cpu") else [])
 

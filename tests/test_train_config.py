@@ -426,7 +426,7 @@ def test_a_run_whose_workers_find_nothing_readable_ends_instead_of_hanging(tmp_p
     """The error a DataLoader worker raises ends the command with status 2 and one line: the
     workers are shut down with the run (they ignore SIGTERM; left alive, the interpreter's exit
     waited on them for ever)."""
-    from conftest import run_cli
+    from processes import run_cli
 
     for i in range(4):
         (tmp_path / "bad" / f"b{i}.jpg").parent.mkdir(exist_ok=True)
@@ -528,7 +528,7 @@ def test_stage_two_starts_from_an_upsampler_of_ones_own_by_hub_id(tmp_path, caps
     Hugging Face cache (here offline), and its architecture is what stage 2 checks against."""
     from huggingface_hub import constants
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     files = {n: small_init / n for n in ("model.safetensors", "config.json")}
     make_hf_cache(tmp_path / "hub", "someone/my-up", files)
@@ -569,7 +569,7 @@ def test_print_config_shows_a_hub_init_architecture_from_the_cache(tmp_path, cap
     that is not cached the printed config says that its model keys are not init's."""
     from huggingface_hub import constants
 
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     make_hf_cache(tmp_path / "hub", "someone/my-up", {"config.json": small_init / "config.json"})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import loftup
-from conftest import GLOO_THREADS, gloo_left
 from loftup.train import load_config, train
 from loftup.train.checkpoint import unpack_history
+from processes import GLOO_THREADS, gloo_left
 from train_fixtures import write_sa1b
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -358,7 +358,7 @@ def test_a_later_sigterm_or_sighup_does_not_interrupt_the_stops_clean_up():
 #: DistributedDataParallel wrappers are alive: one outliving the group destroyed the group
 #: later, from its Reducer, which holds the GIL while gloo's destructor waits for a worker
 #: thread that may need it (a process then hung at exit); and how many of gloo's threads are
-#: left once it has: none, or the group outlived destroy_process_group (conftest.GLOO_THREADS)
+#: left once it has: none, or the group outlived destroy_process_group (processes.GLOO_THREADS)
 LOFTUP_WATCHING_TEARDOWN = (
     GLOO_THREADS
     + """

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import make_hf_cache
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache
 from loftup.errors import PathPermissionError
 from test_unsearchable_inputs import _refused

@@ -265,8 +265,8 @@ def test_a_mistake_is_a_loftup_error_and_still_its_builtin(case, tmp_path):
 def test_start_upsample_checks_the_models_settings_first():
     """A negative tile size on the model was a ValueError from inside the tile planner, naming
     no setting; now the setting and where to set it."""
-    from conftest import perturbed_loftup
     from loftup.tiling import start_upsample
+    from model_helpers import perturbed_loftup
 
     model = perturbed_loftup(dim=8)
     model.tile_size = -4

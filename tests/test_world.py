@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import also_in_bfloat16
 from loftup.cli import main
 from loftup.data.scene_files import read_world
 from loftup.data.scenes import SceneConfig
@@ -24,6 +23,7 @@ from loftup.world.backbone import (
     train_backbone,
 )
 from loftup.world.probe import measure_backbone, near_other_class
+from model_helpers import also_in_bfloat16
 
 
 def test_shipped_backbone_is_registered_and_gives_patch_features():

@@ -1,0 +1,148 @@
+"""Code run in a fresh Python process, for tests of what one process alone shows (an
+environment read at import, the command line as a user starts it, a torchrun rank's threads),
+with this checkout's source first on its path."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+#: The checkout the tests run from.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def src_env() -> dict[str, str]:
+    """This process's environment with our source first on PYTHONPATH and what it held there
+    after it (as tests/test_min_versions.py runs the suite with an older torch on it)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+
+
+def run_cli(args: list[str], env: dict | None = None, cwd=None, timeout: int = 600):
+    """Run ``python -m loftup ARGS`` in a fresh process (for offline/env-dependent behaviour)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "loftup", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 600):
+    """Run a Python snippet in a fresh process with the given environment overrides."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_scripts(scripts: dict[str, str], env: dict | None = None, timeout: int = 600) -> dict:
+    """Each of ``scripts`` ({name: Python code}) run in turn in one fresh process, as
+    :func:`run_python` runs one, each in a namespace of its own: {name: its ``returncode``
+    (its SystemExit's status; 1 and the traceback on stderr for another exception; 0 if it
+    ends), ``stdout`` and ``stderr``}, told apart by markers written to both streams between
+    them. For several checks that each need a process of their own (an environment read at
+    import, no pytest capture) but not a start of their own: each start imports torch and
+    loftup again, seconds of CPU."""
+    runner = (
+        "import sys, traceback\n"
+        f"scripts = {scripts!r}\n"
+        "for name, code in scripts.items():\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<{name}>>>'); f.flush()\n"
+        "    try:\n"
+        "        exec(compile(code, f'<{name}>', 'exec'), {'__name__': '__main__'})\n"
+        "        status = 0\n"
+        "    except SystemExit as e:  # as the interpreter takes it at exit\n"
+        "        status = e.code if isinstance(e.code, int) else int(e.code is not None)\n"
+        "        if e.code is not None and not isinstance(e.code, int):\n"
+        "            print(e.code, file=sys.stderr)\n"
+        "    except BaseException:\n"
+        "        traceback.print_exc()\n"
+        "        status = 1\n"
+        "    for f in (sys.stdout, sys.stderr):\n"
+        "        f.write(f'<<<end {name}: {status}>>>'); f.flush()\n"
+    )
+    done = run_python(runner, env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = {}
+    for name in scripts:
+        (stdout, status), (stderr, _) = (
+            text.split(f"<<<{name}>>>", 1)[1].split("<<<end ")[0:2]
+            for text in (done.stdout, done.stderr)
+        )
+        returncode = int(status.split(">>>", 1)[0].rsplit(": ", 1)[1])
+        out[name] = SimpleNamespace(returncode=returncode, stdout=stdout, stderr=stderr)
+    return out
+
+
+def cli_script(args: list[str]) -> str:
+    """Code running ``loftup ARGS`` as ``python -m loftup`` does, for :func:`run_scripts`."""
+    return f"import sys; from loftup.cli import main; sys.exit(main({list(args)!r}))\n"
+
+
+def pip_install_into(
+    target: Path, pins: list[str], timeout: int = 600, with_dependencies: bool = False
+) -> Path:
+    """``pins`` installed from the package registry into the folder ``target`` (without their
+    dependencies, unless ``with_dependencies``: name each one), for a test that runs code
+    against those releases; the test is skipped, with the reason, where the registry cannot be
+    reached."""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target)]
+    if not with_dependencies:
+        pip.append("--no-deps")
+    try:
+        got = subprocess.run([*pip, *pins], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"the package registry did not answer within {timeout} s")
+    if got.returncode != 0:
+        pytest.skip(f"the package registry cannot be reached: {got.stderr.strip()[-200:]}")
+    return target
+
+
+#: Code defining ``gloo_threads()``: how many of the process group's own gloo threads this
+#: process still runs (Linux), for a torchrun process to say once it has left its process group:
+#: a group that outlives ``destroy_process_group`` keeps them into the interpreter's teardown,
+#: where one that needs the GIL aborts the process (see loftup.extract.torchrun._HOLDING_THE_GROUP).
+#: They are its workers (``pt_gloo_runloop``, two), which the group's destructor joins before
+#: destroy_process_group returns: counted at once, with no wait, as a group kept alive keeps both.
+#: gloo's other thread, its TCP transport's event loop (``gloo_tcp_loop``), belongs to the
+#: transport device, which anything holding one of the group's gloo contexts (a collective's work)
+#: keeps: it is named after the count, not counted. (All of them counted, with no wait, one gloo
+#: thread alone, not a kept group's set, was once seen just after destroy_process_group: rank 0,
+#: about 1 run in 8 of a loaded CI.)
+GLOO_THREADS = """
+import os
+
+def gloo_threads():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # a thread that has just ended
+            pass
+    others = sorted(n for n in names if "gloo" in n and n != "pt_gloo_runloop")
+    return f"{names.count('pt_gloo_runloop')}" + (f" (and {', '.join(others)})" if others else "")
+"""
+
+
+def gloo_left(stderr: str) -> list[int]:
+    """The gloo thread counts the ranks said (``gloo threads left: N``), in order: parsed, as
+    two ranks' lines may interleave on one stderr (one's newline after the other's text)."""
+    return [int(n) for n in re.findall(r"gloo threads left: (\d+)", stderr)]
