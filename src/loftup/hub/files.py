@@ -19,16 +19,45 @@ WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
 def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
     """Read a .safetensors file or a torch pickle of plain tensors, never running code.
     ``fix``: how to get a damaged file again, for the message (default: generic advice)."""
+    return read_weights_file(path, fix)[0]
+
+
+def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[dict, dict | None]:
+    """:func:`read_weights`' dict and the metadata of a safetensors file's header (None for a
+    torch pickle), the file opened once and its head read once: what it is (a Git LFS pointer,
+    safetensors, a zip archive or pickle) is told from the head, then the same open file is
+    loaded (a safetensors file read whole, about its size in memory once more while its
+    tensors are made), so that its record is read from these bytes, not from the file again."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
     fix = fix or "re-download it or pass the file save_pretrained wrote"
     if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
         raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
-    check_not_lfs_pointer(path, fix)
-    if path.suffix == ".safetensors" or looks_like_safetensors(path):
-        return read_safetensors(path, fix)
-    return torch_load(path, fix=fix)
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+        _check_head_not_lfs(head, path, fix)
+        if path.suffix == ".safetensors" or _safetensors_head(head):
+            f.seek(0)
+            return _safetensors_bytes(f.read(), path, fix)
+        return _torch_load_open(f, head, path, fix=fix, what=""), None
+
+
+def _safetensors_bytes(data: bytes, path: Path, fix: str) -> tuple[dict, dict | None]:
+    """The tensors of the safetensors file ``path`` whose bytes are ``data``, and its header's
+    metadata; a truncated or corrupt file is a CheckpointError naming it and ``fix``."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+    size = int.from_bytes(data[:8], "little")  # the header safetensors has just read
+    meta = json.loads(data[8 : 8 + size]).get("__metadata__")
+    return tensors, meta if isinstance(meta, dict) else None
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
@@ -53,8 +82,12 @@ def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
     repo cloned with git but without Git LFS (read as weights, a "corrupt" header or pickle
     said nothing of the cause). ``fix``: how else to get the file."""
     with open(path, "rb") as f:
-        head = f.read(len(LFS_POINTER))
-    if head == LFS_POINTER:
+        _check_head_not_lfs(f.read(len(LFS_POINTER)), path, fix)
+
+
+def _check_head_not_lfs(head: bytes, path: str | os.PathLike, fix: str) -> None:
+    """:func:`check_not_lfs_pointer` of the file ``path`` that begins with ``head``."""
+    if head.startswith(LFS_POINTER):
         raise CheckpointError(
             f"{path} is a Git LFS pointer ({os.path.getsize(path)} bytes of text), not the "
             "file it stands for (a repository cloned without Git LFS: `git lfs install` and "
@@ -66,8 +99,12 @@ def looks_like_safetensors(path: Path) -> bool:
     """A safetensors file under another suffix: an 8-byte little-endian header length, then the
     JSON header."""
     with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+        return _safetensors_head(f.read(9))
+
+
+def _safetensors_head(head: bytes) -> bool:
+    """:func:`looks_like_safetensors` of a file that begins with ``head`` (9 bytes or more)."""
+    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
 
 
 #: What torch's safe unpickler says when a pickle names something other than tensors and
@@ -135,16 +172,25 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     Below torch 2.6 the loader's risk is said first, once a process (:func:`say_pickle_risk`):
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
     """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(len(LFS_POINTER))
+        _check_head_not_lfs(head, path, fix)
+        return _torch_load_open(f, head, path, fix=fix, what=what)
+
+
+def _torch_load_open(f, head: bytes, path: Path, *, fix: str, what: str) -> object:
+    """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``."""
     import pickle
     import warnings
 
-    path = Path(path)
-    check_torch_file(path, fix=fix, what=what)
+    _check_torch_open(f, head, path, fix=fix, what=what)
     say_pickle_risk(path, what)
+    f.seek(0)
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         text = str(e)
         if any(mark in text for mark in _UNSAFE_MARKS):
@@ -170,30 +216,37 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
     pickle, or a zip archive whose stored checksums do not match its bytes. For a file another
     library unpickles (transformers' pytorch_model.bin)."""
     path = Path(path)
-    check_not_lfs_pointer(path, fix)
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(len(LFS_POINTER))
+        _check_head_not_lfs(head, path, fix)
+        _check_torch_open(f, head, path, fix=fix, what=what)
+
+
+def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> None:
+    """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``."""
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
-    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
         raise CheckpointError(
             f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
             f"zip archive nor a pickle); {fix}"
         )
-    if head == b"PK\x03\x04":
-        _check_zip(path, f"{what}{path}", fix)
+    if head.startswith(b"PK\x03\x04"):
+        f.seek(0)
+        _check_zip(f, f"{what}{path}", fix)
 
 
-def _check_zip(path: Path, name: str, fix: str) -> None:
-    """A CheckpointError when a member of the zip archive ``path`` fails its CRC-32 (bytes
-    changed after torch.save wrote it); a truncated archive is left to torch.load's error.
+def _check_zip(file, name: str, fix: str) -> None:
+    """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
+    CRC-32 (bytes changed after torch.save wrote it); a truncated archive is left to
+    torch.load's error.
     Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
     compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
     import zipfile
 
     bad = None
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(file) as z:
             for info in z.infolist():
                 if info.CRC == 0:
                     continue

@@ -13,7 +13,7 @@ from ..convert import to_native
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..model import LoftUpConfig
 from .damaged import check_links
-from .files import read_weights
+from .files import read_weights_file
 from .record import (
     CONFIG_NAME,
     FORMAT_TAG,
@@ -37,23 +37,24 @@ def read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str 
     if weights.exists():
         fix = "; write the folder again with save_pretrained (or loftup train)"
         if not cfg_file.exists():  # it records what the weights do not say (the heads)
-            recorded = header_record(weights)
+            # read first (opened once, its header with it): a Git LFS pointer or a cut file is
+            # said as such (read_weights' error), not as a missing config.json
+            obj, meta = read_weights_file(weights)
+            recorded = header_record(weights, meta)
             if recorded is None:
-                # no record, or no readable header: a Git LFS pointer or a cut file is said as
-                # such (read_weights' error), not as a missing config.json
-                read_weights(weights)
                 raise WeightsNotFoundError(
                     f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the "
                     f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
                 )
-            state, _ = to_native(read_weights(weights), str(weights))
-            check_intact(weights, state, fix)
+            state, _ = to_native(obj, str(weights))
+            check_intact(weights, state, fix, meta)
             return (state, *recorded)
         info = _config_json(cfg_file, fix)
         config, backbone, norm = read_record(info, str(cfg_file), fix)
-        state, _ = to_native(read_weights(weights), str(weights))
-        check_intact(weights, state, fix)
-        check_same_save(info, cfg_file, weights, state)
+        obj, meta = read_weights_file(weights)
+        state, _ = to_native(obj, str(weights))
+        check_intact(weights, state, fix, meta)
+        check_same_save(info, cfg_file, weights, state, meta)
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
@@ -103,7 +104,7 @@ def _pickle_with_record(file: Path, cfg_file: Path):
         f"; write the folder again with save_pretrained, or delete {cfg_file.name} to load "
         f"{file.name} with its own record"
     )
-    obj = read_weights(file)
+    obj, meta = read_weights_file(file)  # opened once: no header read again below
     state, cfg = to_native(obj, str(file))
     own_config = config_from(cfg, f"{file}'s model_config") if cfg else None
     own_backbone = obj.get("backbone") if isinstance(obj.get("backbone"), str) else None
@@ -112,7 +113,7 @@ def _pickle_with_record(file: Path, cfg_file: Path):
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
         return state, own_config, own_backbone, own_norm
     config, backbone, norm = read_record(info, str(cfg_file), fix)
-    check_same_save(info, cfg_file, file, state)
+    check_same_save(info, cfg_file, file, state, meta)
     said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
     if own_backbone is not None and own_backbone != backbone:
         said.append(f"backbone {own_backbone!r} against {backbone!r}")

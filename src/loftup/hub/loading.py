@@ -20,7 +20,7 @@ from .checks import (
     missing_source,
     upsampler_name,
 )
-from .files import read_weights
+from .files import read_weights, read_weights_file
 from .folders import read_folder
 from .record import (
     CONFIG_NAME,
@@ -153,16 +153,16 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         origin = str(path)
     elif os.path.isfile(path):
         origin = str(path)
-        obj = read_weights(path)
+        obj, meta = read_weights_file(path)  # opened once: its header's record comes with it
         state, config = to_native(obj, origin)
         config = config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
             backbone_norm = backbone_norm_of(obj, origin)
-        recorded = None if config else header_record(path)
+        recorded = None if config else header_record(path, meta)
         if recorded is not None:  # a save_pretrained file given alone: its header's record
             config, backbone, backbone_norm = recorded
-            check_intact(path, state, "; write it again with save_pretrained")
+            check_intact(path, state, "; write it again with save_pretrained", meta)
     else:
         text = os.fspath(source)
         if not isinstance(source, str):  # a Path names a file here, never a name or a hub id

@@ -134,17 +134,25 @@ def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, s
     return config_from(info["config"], where, fix), backbone, norm
 
 
-def header_info(path: Path) -> dict | None:
+#: A header's metadata not given: :func:`header_info` reads it from the file
+UNREAD = object()
+
+
+def header_info(path: Path, metadata=UNREAD) -> dict | None:
     """The save_pretrained record in a safetensors file's header as written (a copy of
     config.json's object), or None where it has none (a file of an earlier save) or is no
-    safetensors file; a record that is no JSON is a CheckpointError."""
+    safetensors file; a record that is no JSON is a CheckpointError. ``metadata``: the
+    header's metadata where the caller read the file already
+    (:func:`~.files.read_weights_file`; None for a torch pickle), else read from ``path``."""
     from safetensors import SafetensorError, safe_open
 
-    try:
-        with safe_open(str(path), "pt") as f:
-            text = (f.metadata() or {}).get(RECORD_KEY)
-    except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
-        return None
+    if metadata is UNREAD:
+        try:
+            with safe_open(str(path), "pt") as f:
+                metadata = f.metadata()
+        except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
+            return None
+    text = (metadata or {}).get(RECORD_KEY)
     if text is None:
         return None
     try:
@@ -155,20 +163,24 @@ def header_info(path: Path) -> dict | None:
         ) from None
 
 
-def header_record(path: Path) -> tuple[LoftUpConfig, str | None, str | None] | None:
+def header_record(
+    path: Path, metadata=UNREAD
+) -> tuple[LoftUpConfig, str | None, str | None] | None:
     """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
-    None where it has none (a file of an earlier save) or is no safetensors file."""
-    info = header_info(path)
+    None where it has none (a file of an earlier save) or is no safetensors file.
+    ``metadata``: as :func:`header_info` takes it."""
+    info = header_info(path, metadata)
     if info is None:
         return None
     return read_record(info, f"{path}'s header record", "; write it again with save_pretrained")
 
 
-def check_intact(weights: Path, state: dict, fix: str) -> None:
+def check_intact(weights: Path, state: dict, fix: str, metadata=UNREAD) -> None:
     """A CheckpointError where ``state``, read from save_pretrained's ``weights``, is not what
     was saved: the digest its header recorded differs from theirs (bytes changed since, the
-    file's length the same, so its header still reads). Files without one are not checked."""
-    header = header_info(weights)
+    file's length the same, so its header still reads). Files without one are not checked.
+    ``metadata``: as :func:`header_info` takes it."""
+    header = header_info(weights, metadata)
     digest = header.get(DIGEST_KEY) if isinstance(header, dict) else None
     if digest is not None and weights_digest(state) != digest:
         raise CheckpointError(
@@ -178,19 +190,23 @@ def check_intact(weights: Path, state: dict, fix: str) -> None:
         )
 
 
-def check_same_save(info: dict, config_file: Path, weights: Path, state: dict) -> None:
+def check_same_save(
+    info: dict, config_file: Path, weights: Path, state: dict, metadata=UNREAD
+) -> None:
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
     config.json, and one stopped between the two left the new weights beside the earlier
     save's record; so are torch.save's weights (pytorch_model.bin) put beside another save's
     config.json. Records without a digest (earlier saves) are not compared; weights whose
     header has none (an earlier save's, or written again by another tool) are compared by the
-    digest of ``state``, what was read from them (the same weights pass)."""
+    digest of ``state``, what was read from them (the same weights pass). ``metadata``: as
+    :func:`header_info` takes it (given, the weights were read: their header is readable)."""
     digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
     if digest is None:
         return
-    header = header_info(weights)
-    if header is None and weights.suffix == ".safetensors" and not _readable(weights):
+    header = header_info(weights, metadata)
+    unread = metadata is UNREAD
+    if header is None and unread and weights.suffix == ".safetensors" and not _readable(weights):
         return  # a damaged file: reading the weights says what is wrong with it
     theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
     if theirs is None:
