@@ -52,3 +52,23 @@ def _offline_cache(monkeypatch, cache) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+#: The second commit of :func:`_two_commits`' cache
+OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _two_commits(cache, repo_id: str, folder, other_folder, ref: str):
+    """A Hugging Face cache ``cache`` holding hub repo ``repo_id``: save_pretrained's files of
+    ``folder`` at main's commit, those of ``other_folder`` at :data:`OTHER_COMMIT`, which the
+    branch or tag ``ref`` names; the repo's folder in the cache."""
+    from conftest import make_hf_cache
+
+    names = ("model.safetensors", "config.json")
+    make_hf_cache(cache, repo_id, {n: folder / n for n in names})
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs" / ref).write_text(OTHER_COMMIT)
+    (repo / "snapshots" / OTHER_COMMIT).mkdir()
+    for n in names:
+        (repo / "snapshots" / OTHER_COMMIT / n).write_bytes((other_folder / n).read_bytes())
+    return repo

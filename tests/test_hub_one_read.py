@@ -1,5 +1,6 @@
 """A load reads what it needs once: a weights file is opened once (its head told what it is,
-then the same open file loaded, its header's record with it)."""
+then the same open file loaded, its header's record with it), and a hub load by branch reads
+the cache's ref file (``refs/main``) once, the commit it names passed on to every lookup."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import pytest
 import torch
 
-from hub_helpers import _own_upsampler
+from hub_helpers import _offline_cache, _own_upsampler, _two_commits
 from loftup import load_upsampler
 
 
@@ -65,3 +66,22 @@ def test_a_weights_file_is_opened_once_a_load(tmp_path, monkeypatch, kind):
         assert loaded.backbone == "dinov2_tiny"
     with torch.no_grad():
         assert torch.equal(loaded(lr, image), model(lr, image))
+
+
+@pytest.mark.parametrize("given, ref", [("", "main"), ("@main", "main"), ("@dev", "dev")])
+def test_a_hub_load_by_branch_reads_the_cache_ref_once(tmp_path, monkeypatch, given, ref):
+    """A hub load by branch (or main) read the cache's ref file 7 times (loftup's lookups, then
+    huggingface_hub's for each file); once now, the commit it names passed on. The branch
+    ``dev`` names another commit than main: its upsampler is the one loaded."""
+    model, folder, (lr, image) = _own_upsampler(tmp_path)
+    other, other_folder, _ = _own_upsampler(tmp_path, heads=4, seed=1)
+    repo = _two_commits(tmp_path / "hub", "someone/my-up", folder, other_folder, "dev")
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)  # no folder someone/ here: the hub id is the hub's
+    seen = _count_opens(monkeypatch, repo / "refs" / ref)
+    loaded = load_upsampler(f"someone/my-up{given}")
+    assert len(seen) == 1, seen
+    want = other if ref == "dev" else model
+    assert loaded.config == want.config
+    with torch.no_grad():
+        assert torch.equal(loaded(lr, image), want(lr, image))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hub_builders import make_hf_cache
-from hub_helpers import _offline_cache, _own_upsampler, _use_mirror
+from hub_helpers import _offline_cache, _own_upsampler, _two_commits, _use_mirror
 from loftup import CheckpointError, UnknownNameError, WeightsNotFoundError, load_upsampler
 
 
@@ -22,15 +22,8 @@ def test_an_upsampler_of_ones_own_loads_by_hub_id_from_the_cache(tmp_path, monke
     ``@REV``; a local folder of the same name wins over the hub id."""
     model, folder, (lr, image) = _own_upsampler(tmp_path)
     other, other_folder, _ = _own_upsampler(tmp_path, heads=4, seed=1)
-    files = {n: folder / n for n in ("model.safetensors", "config.json")}
-    make_hf_cache(tmp_path / "hub", "someone/my-up", files)
     # a tag v1 pointing at another commit, holding the other upsampler
-    repo = tmp_path / "hub" / "models--someone--my-up"
-    commit = "fedcba9876543210fedcba9876543210fedcba98"
-    (repo / "refs" / "v1").write_text(commit)
-    (repo / "snapshots" / commit).mkdir()
-    for n in files:
-        (repo / "snapshots" / commit / n).write_bytes((other_folder / n).read_bytes())
+    _two_commits(tmp_path / "hub", "someone/my-up", folder, other_folder, "v1")
     _offline_cache(monkeypatch, tmp_path / "hub")
     monkeypatch.chdir(tmp_path)
     loaded = load_upsampler("someone/my-up")

@@ -18,21 +18,30 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
     them. Anything else as given: a branch or tag (one the cache knows by that name wins, as
     in git), a whole hash (nothing read), or a start that no cached commit has (asked of the
     hub so, which looks commits up by their whole hash: its refusal says to give it)."""
+    return pinned(repo_id, revision)[0]
+
+
+def pinned(repo_id: str, revision: str | None) -> tuple[str | None, str | None]:
+    """(:func:`full_commit`'s revision, the commit whose snapshot of the cache the files of
+    ``revision`` are looked for in), the cache's ref file (``refs/<revision>``) read once: the
+    commit it names now for a branch or tag (None: main), the commit itself for a hash, None
+    where the cache knows none. A load passes that commit on (:func:`hub_folder`'s and
+    :func:`~.remote.hub_file`'s ``commit``), so that no lookup reads the ref file again."""
     from .failures import hash_start, is_commit
     from .refresh import cached_ref, repo_folder
 
     if revision is not None and is_commit(revision.lower()):  # copied in capitals: the same
-        return revision.lower()
+        return revision.lower(), revision.lower()
     known = cached_ref(repo_id, revision)  # a damaged ref file: named, not a UnicodeDecodeError
     if revision is None or not hash_start(revision):
-        return revision
+        return revision, known
     start = revision.lower()
     if known is not None:  # a branch or tag named so, or the hub's answer for this start
-        return known if known.startswith(start) else revision
+        return (known, known) if known.startswith(start) else (revision, known)
     try:  # a cache this user may not read: the file's lookup says so
         names = [s.name for s in (repo_folder(repo_id) / "snapshots").iterdir()]
     except OSError:
-        return revision
+        return revision, None
     found = sorted(n for n in names if is_commit(n) and n.startswith(start))
     if len(found) > 1:
         raise UsageError(
@@ -40,7 +49,7 @@ def full_commit(repo_id: str, revision: str | None) -> str | None:
             f"holds {len(found)} commits that begin with it ({', '.join(found)}); give more of "
             f"the hash ({repo_id}@{found[0]}, say)"
         )
-    return found[0] if found else revision
+    return (found[0], found[0]) if found else (revision, None)
 
 
 def newest_folder(repo_id: str, found: list[Path], revision: str | None) -> Path:
@@ -75,9 +84,13 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     from .remote import hub_file
 
     # a commit's hash given by its start: the cached commit's, in full, everywhere below (its
-    # files trust it); a whole hash, as upsampler_repo passes one, is taken as it is
-    kw = {**kw, "revision": full_commit(repo_id, kw.get("revision"))}
-    revision = kw["revision"]
+    # files trust it); a whole hash, as upsampler_repo passes one, is taken as it is. The
+    # files are looked for at the commit the cache's ref names (read once, here or by the
+    # caller that passes ``commit``), not at the branch: each lookup read the ref file again
+    if kw.get("commit") is None:
+        revision, commit = pinned(repo_id, kw.get("revision"))
+        kw = {**kw, "revision": revision, "commit": commit}
+    look_at = kw["commit"] or kw.get("revision")
     groups = [(group,) if isinstance(group, str) else tuple(group) for group in groups]
     # each weights file's name followed by its shard index's
     alternatives = {
@@ -95,7 +108,7 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
             (
                 n
                 for n in alternatives[g]
-                if isinstance(try_to_load_from_cache(repo_id, n, revision=revision), str)
+                if isinstance(try_to_load_from_cache(repo_id, n, revision=look_at), str)
             ),
             None,
         )
@@ -170,4 +183,4 @@ def _at(folder: Path, kw: dict) -> dict:
     user named is theirs: said as they gave it, not as what it names now."""
     named = kw.get("revision")
     matching = None if named == folder.name else named or "main"
-    return {**kw, "revision": folder.name, "matching": matching}
+    return {**kw, "revision": folder.name, "commit": folder.name, "matching": matching}

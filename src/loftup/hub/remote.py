@@ -49,6 +49,7 @@ def hub_file(
     revision: str | None = None,
     refresh: bool = False,
     matching: str | None = None,
+    commit: str | None = None,
 ) -> Path:
     """Path of ``filename`` from ``repo_id``: the cache first, then a download.
 
@@ -71,11 +72,13 @@ def hub_file(
     the user gave it; None: main) whose other files are of commit ``revision``, at which this
     file (cached at another, or a shard its index names) is fetched: the repo is named as the
     user spelled it, and the file cached at another commit said so, where it cannot be.
+    ``commit``: the commit the cache's ref for ``revision`` named as the load began (read once,
+    :func:`~.commits.pinned`), where the cache is looked in; None: ``revision``'s (downloads').
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     check_cache(repo_id)
-    cached = try_to_load_from_cache(repo_id, filename, revision=revision)
+    cached = try_to_load_from_cache(repo_id, filename, revision=commit or revision)
     damaged = None
     if isinstance(cached, str):
         # `loftup download` checks what it finds, and fetches a damaged copy again (a cached
@@ -92,7 +95,8 @@ def hub_file(
     name = download_name or what
     # a hash's start the cache holds no commit of, nor a branch or tag by that name: the
     # download elsewhere needs it whole
-    whole = whole_hash(revision) if matching is None and not cached_ref(repo_id, revision) else ""
+    known = commit is not None or cached_ref(repo_id, revision)
+    whole = whole_hash(revision) if matching is None and not known else ""
     fetch = fetch or f"loftup download {name}"
     refusal = None  # what the hub's answer says to do, where it answered
     failed_there = False  # the hub answered with its own (server) error

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..listing import unsearchable
-from .commits import full_commit, hub_folder, hub_folder_beside
+from .commits import hub_folder, hub_folder_beside, pinned
 from .remote import all_or_nothing, looks_like_path
 
 
@@ -54,7 +54,9 @@ def upsampler_repo(
     from .record import CONFIG_NAME, WEIGHTS_NAME
 
     spelled = as_spelled(repo_id, revision)  # as the user gave it
-    revision = full_commit(repo_id, revision)  # a hash's start: the cached commit, in full
+    # a hash's start: the cached commit, in full; and the commit the cache's ref names, read
+    # once a load: the files are looked for there (a refresh asks the hub, then reads it again)
+    revision, commit = pinned(repo_id, revision)
     weights = (WEIGHTS_NAME, "pytorch_model.bin")
     # both readings said: `init=runs/s1`, a run folder not made yet, reads as a hub id too
     blocked = unsearchable(repo_id)  # where it cannot be seen: it may be there, unread
@@ -76,6 +78,7 @@ def upsampler_repo(
         revision=revision,
         refresh=downloading and not is_commit(revision),  # the owner may have pushed again
     )
+    kw["commit"] = None if kw["refresh"] else commit
     # a refresh whose weights do not come leaves the cache reading the commit it had
     with all_or_nothing(repo_id, revision) if kw["refresh"] else nullcontext():
         if config is None:
@@ -84,6 +87,8 @@ def upsampler_repo(
             except LoftUpError:  # not to be had: the error below names both files
                 return hub_folder(repo_id, [weights, CONFIG_NAME], **kw)
             _check_upsampler_config(config, spelled)
+            if not kw["refresh"]:  # the commit it came from (downloaded: what the ref names now)
+                kw["commit"] = config.parent.name
         return hub_folder_beside(repo_id, config, [weights], **kw)
 
 
