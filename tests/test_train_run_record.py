@@ -84,3 +84,31 @@ def test_config_changes_name_nested_keys_and_keys_one_side_lacks():
         "new": [None, [1, 2]],
         "old": [1, None],
     }
+
+
+def test_stage_2_records_the_hub_commit_its_init_was_loaded_from(sa1b, tmp_path, monkeypatch):
+    """``init=ORG/NAME`` (a branch) or ``@START`` (a hash's start) was kept as given: once the
+    branch moved, the record no longer said which weights the run started from. run.json now
+    holds the whole commit loaded beside what was given (config.yaml keeps it as given)."""
+    import yaml
+
+    from hub_helpers import OTHER_COMMIT, _offline_cache, _two_commits
+
+    stage1 = tmp_path / "s1"
+    train(tiny_config(sa1b, stage1, 1, 1))
+    # main and the branch dev name two commits (of the same files: which one loaded is the record's)
+    repo = _two_commits(tmp_path / "hub", "someone/s1", stage1 / "final", stage1 / "final", "dev")
+    main = (repo / "refs" / "main").read_text()
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)  # no folder someone/ here: the hub id is the hub's
+    starts = {"someone/s1": main, "someone/s1@dev": OTHER_COMMIT}
+    starts[f"someone/s1@{OTHER_COMMIT[:7]}"] = OTHER_COMMIT
+    for n, (given, commit) in enumerate(starts.items()):
+        out = tmp_path / f"s2-{n}"
+        train(tiny_config(sa1b, out, 2, 1, f"init={given}"))
+        assert _record(out)["init"] == {"given": given, "commit": commit}
+        assert yaml.safe_load((out / "config.yaml").read_text())["init"] == given
+    # a file as init has no commit to record
+    local = tmp_path / "s2-local"
+    train(tiny_config(sa1b, local, 2, 1, f"init={stage1 / 'final'}"))
+    assert "init" not in _record(local)

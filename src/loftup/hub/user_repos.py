@@ -126,7 +126,8 @@ def load_repo(text: str, repo_id: str, revision: str | None, num_heads: int | No
     """``(model, record)`` as :func:`~loftup.hub.load_with_record` gives them, of the upsampler
     at hub id ``text`` (``repo_id`` at ``revision``); a file of it damaged in the cache (cut
     short, a Git LFS pointer) is named with the blob to delete and the download that fetches
-    it again, not with advice for a local file."""
+    it again, not with advice for a local file. ``model.source_commit``: the commit whose
+    snapshot it was read from (a branch names another once it moves: stage 2 records it)."""
     from ..errors import CheckpointError
     from .damaged import damage, damaged_in_cache
     from .loading import load_with_record
@@ -140,5 +141,5 @@ def load_repo(text: str, repo_id: str, revision: str | None, num_heads: int | No
         if fix is None:
             raise
         raise CheckpointError(f"{str(e).split('; ')[0]}; {fix}") from None
-    model.source = text
+    model.source, model.source_commit = text, folder.name
     return model, record

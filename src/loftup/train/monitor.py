@@ -35,10 +35,20 @@ RECORD_NAME = "run.json"
 
 
 def write_run_record(
-    out_dir: Path, config_dict: dict, world: int, *, resumed: dict | None = None, step: int = 0
+    out_dir: Path,
+    config_dict: dict,
+    world: int,
+    *,
+    resumed: dict | None = None,
+    step: int = 0,
+    init_commit: str | None = None,
 ) -> None:
     """Write ``config.yaml`` (``config_dict``) and ``run.json``: the package version, git
     commit, command, processes, torch and start time of this start of the run.
+
+    ``init_commit``: the hub commit stage 2's ``init`` was loaded from (a hub id ORG/NAME, at
+    a branch or a hash's start, names other weights once the branch moves): recorded as
+    ``"init": {"given": ..., "commit": ...}`` beside config.yaml's ``init`` as given.
 
     ``resumed``: the config of the checkpoint this start goes on from, at ``step``. The
     earlier ``run.json`` is then kept (its first start's values) and this start is added to
@@ -61,6 +71,8 @@ def write_run_record(
         # local time with its offset: comparable wherever (and in whatever TZ) it is read
         "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
+    if init_commit is not None:  # the weights loaded, whatever the branch names later
+        record["init"] = {"given": config_dict.get("init"), "commit": init_commit}
     if resumed is not None:
         changes = config_changes(resumed, config_dict)
         record = _with_earlier(

@@ -127,13 +127,19 @@ def _remove_if_unused(out_dir: Path) -> None:
 
 
 def open_run_folder(
-    cfg: TrainConfig, out_dir: Path, world: int, step0: int, resumed: dict | None = None
+    cfg: TrainConfig,
+    out_dir: Path,
+    world: int,
+    step0: int,
+    resumed: dict | None = None,
+    init_commit: str | None = None,
 ) -> Monitor:
     """In ``out_dir``, locked since the run began (:func:`lock_run_folder`): remove the
     temporaries of a run killed there, an earlier stop's note (this run says its
     own) and an earlier end's ``summary.json``, write ``config.yaml`` and ``run.json`` (a
     resumed run's, ``resumed`` its checkpoint's config, adds this start to the earlier record:
-    :func:`~.monitor.write_run_record`) and open the run's :class:`Monitor` from step
+    :func:`~.monitor.write_run_record`, with ``init_commit``, the hub commit stage 2's init
+    was loaded from) and open the run's :class:`Monitor` from step
     ``step0`` (the resumed checkpoint's). The summary,
     written last, marks a run that ended: one resumed to train on (a higher max_steps) and
     killed after its last checkpoint but before its export would have looked ended, with the
@@ -141,7 +147,9 @@ def open_run_folder(
     remove_stale_temporaries(out_dir)
     clear_stop_note(out_dir)
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
-    write_run_record(out_dir, cfg.to_dict(), world, resumed=resumed, step=step0)
+    write_run_record(
+        out_dir, cfg.to_dict(), world, resumed=resumed, step=step0, init_commit=init_commit
+    )
     return Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
 
 

@@ -199,7 +199,10 @@ def start_run(
     monitor = None
     if main:
         resumed = ckpt.get("config", {}) if ckpt is not None else None
-        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed)  # locked since start
+        # the hub commit a hub id's init was loaded from (None: a file, a name, a resume)
+        commit = getattr(m.trainee.upsampler, "source_commit", None)
+        # the folder: locked since the start
+        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed, commit)
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()
