@@ -24,52 +24,45 @@ def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
 
 def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[dict, dict | None]:
     """:func:`read_weights`' dict and the metadata of a safetensors file's header (None for a
-    torch pickle), the file opened once and its head read once: what it is (a Git LFS pointer,
-    safetensors, a zip archive or pickle) is told from the head, then the same open file is
-    loaded (a safetensors file read whole, about its size in memory once more while its
-    tensors are made), so that its record is read from these bytes, not from the file again."""
+    torch pickle, or a header without any), the file opened once: a ``.safetensors`` file by
+    safetensors (memory-mapped, its header's record read as it is opened; a Git LFS pointer in
+    its place is told only where it fails), any other by one ``open`` whose head says what it
+    is (a Git LFS pointer, safetensors under another suffix, a zip archive or a pickle) and
+    whose handle torch then loads."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
     fix = fix or "re-download it or pass the file save_pretrained wrote"
     if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
         raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
+    if path.suffix == ".safetensors":
+        return _open_safetensors(path, fix)
     with open(path, "rb") as f:
         head = f.read(len(LFS_POINTER))
         _check_head_not_lfs(head, path, fix)
-        if path.suffix == ".safetensors" or _safetensors_head(head):
-            f.seek(0)
-            return _safetensors_bytes(f.read(), path, fix)
-        return _torch_load_open(f, head, path, fix=fix, what=""), None
+        if not _safetensors_head(head):
+            return _torch_load_open(f, head, path, fix=fix, what=""), None
+    return _open_safetensors(path, fix)  # safetensors under another suffix
 
 
-def _safetensors_bytes(data: bytes, path: Path, fix: str) -> tuple[dict, dict | None]:
-    """The tensors of the safetensors file ``path`` whose bytes are ``data``, and its header's
-    metadata; a truncated or corrupt file is a CheckpointError naming it and ``fix``."""
-    import json
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+def _open_safetensors(path: Path, fix: str) -> tuple[dict, dict | None]:
+    """The tensors of the safetensors file ``path`` and its header's metadata, the file opened
+    once; a truncated or corrupt file (a Git LFS pointer said as such) is a CheckpointError
+    naming it and ``fix``."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        tensors = load(data)
-    except (SafetensorError, ValueError) as e:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    except (SafetensorError, OSError, ValueError) as e:
+        check_not_lfs_pointer(path, fix)  # not safetensors at all: said as the pointer it is
         raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
-    size = int.from_bytes(data[:8], "little")  # the header safetensors has just read
-    meta = json.loads(data[8 : 8 + size]).get("__metadata__")
-    return tensors, meta if isinstance(meta, dict) else None
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
     """A safetensors file's tensors; a truncated or corrupt file is a CheckpointError naming it
-    and ``fix`` (how to get it again)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+    and ``fix`` (how to get it again), a Git LFS pointer said as such."""
+    return _open_safetensors(Path(path), fix)[0]
 
 
 #: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
