@@ -62,7 +62,7 @@ def _two_commits(cache, repo_id: str, folder, other_folder, ref: str):
     """A Hugging Face cache ``cache`` holding hub repo ``repo_id``: save_pretrained's files of
     ``folder`` at main's commit, those of ``other_folder`` at :data:`OTHER_COMMIT`, which the
     branch or tag ``ref`` names; the repo's folder in the cache."""
-    from conftest import make_hf_cache
+    from hub_builders import make_hf_cache
 
     names = ("model.safetensors", "config.json")
     make_hf_cache(cache, repo_id, {n: folder / n for n in names})
