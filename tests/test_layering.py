@@ -23,6 +23,7 @@ LOWER = [
     "read_refusal.py",
     "checks.py",
     "atomic.py",
+    "file_lock.py",
     "errors.py",
     "ranks.py",
 ]

@@ -1,65 +1,33 @@
 """The lock of ``loftup eval davis --save-masks DIR``: a run holds it exclusively from the check
 before its work to its end (:func:`lock_folder`); a reader asks whether one does
-(:func:`_locked`). It is ``fcntl.flock`` on the regular file :data:`LOCK` in DIR, not on DIR:
-NFS passes a file's lock to its server, so that runs on two machines see each other, where a
-folder's stays on the machine. DIR itself is locked too, for a loftup from before the file
-(its runs lock DIR). The system releases a lock when its process ends, however it ends; the
-processes a run forks (its DataLoader workers) close their copy. The run that made the file
-removes it at its end where DIR then holds no masks (refused, failed: DIR as it was); else it
-stays, one of DIR's own files."""
+(:func:`_locked`). It is :mod:`..file_lock`'s (a flock) on the regular file :data:`LOCK` in
+DIR, not on DIR: NFS passes a file's lock to its server, so that runs on two machines see each
+other, where a folder's stays on the machine. DIR itself is locked too, for a loftup from
+before the file (its runs lock DIR). The system releases a lock when its process ends, however
+it ends; the processes a run forks (its DataLoader workers) close their copy. The run that
+made the file removes it at its end where DIR then holds no masks (refused, failed: DIR as it
+was); else it stays, one of DIR's own files."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shlex
-import stat
 from pathlib import Path
 
 from ..atomic import FILE_MODE
+from ..file_lock import NO_LOCKS, forget_in_child, hold, holds, let_go, open_lock_file
+from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
 from .mask_mark import LOCK, MARK, in_group, owner_name
 
-#: flock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
-#: Lustre mounted noflock: ENOSYS).
-NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL, errno.ENOSYS}
-
-#: The descriptors holding a lock (:func:`lock`) this process has open; of a lock file's,
-#: DIR's own it holds too, and the file's path where this process made it.
-_HELD: set[int] = set()
+#: The lock file's and DIR's descriptors of a run's lock (:func:`lock`): DIR's by the file's, and
+#: the file's path where this process made it (emptied in a forked child, as those are closed).
 _FOLDER: dict[int, int] = {}
-#: The descriptors holding a reader's shared lock (:func:`reading_masks`): closed in a forked
-#: child too, whose copy kept runs refused after the block, for as long as the child lived.
-_READING: set[int] = set()
 _MADE: dict[int, Path] = {}
+forget_in_child(_FOLDER, _MADE)
 
-
-def _close_inherited_locks() -> None:
-    """In a child forked while a run holds DIR's lock (a DataLoader worker): close its copy of
-    the lock's descriptors. A flock lasts while any copy is open: a worker that outlived a
-    killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
-    was refused as if that one still wrote there. The parent's lock is kept."""
-    for fd in _HELD | _READING:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD.clear()
-    _READING.clear()
-    _FOLDER.clear()
-    _MADE.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
-
-
-def _flock(fd: int, exclusive: bool) -> None:
-    """Lock ``fd`` without waiting (BlockingIOError: another holds it); OSError(ENOLCK) where
-    there is no fcntl (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        raise OSError(errno.ENOLCK, "no fcntl") from None
-    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+#: Who locks the file, in the refusal of a link or folder in its place.
+RUNS = "loftup eval davis --save-masks runs"
 
 
 def _lock_file(target: Path, exclusive: bool) -> int:
@@ -70,18 +38,18 @@ def _lock_file(target: Path, exclusive: bool) -> int:
     while True:
         made = False
         if exclusive:
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
             try:
-                fd, made = _open(path, flags), True
+                fd, made = open_lock_file(path, flags, RUNS), True
             except FileExistsError:
                 try:
-                    fd = _open(path, flags & ~(os.O_CREAT | os.O_EXCL))
+                    fd = open_lock_file(path, flags & ~(os.O_CREAT | os.O_EXCL), RUNS)
                 except FileNotFoundError:
                     continue  # removed between the two opens
                 except PermissionError:
                     raise _not_writable(path, target) from None
         else:
-            fd = _open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = open_lock_file(path, os.O_RDONLY, RUNS)
         try:
             if made:  # readable by all (a reader that cannot open it takes DIR's lock), and
                 os.chmod(fd, _mode(target))  # in a group-writable DIR lockable by its group
@@ -100,28 +68,6 @@ def _lock_file(target: Path, exclusive: bool) -> int:
                 _remove_unless_marked(path, target)
             raise
         os.close(fd)
-
-
-def _open(path: Path, flags: int) -> int:
-    """``os.open`` of the lock file ``path``; LoftUpError where it is no regular file (a link,
-    refused by O_NOFOLLOW, or a folder): a traceback, or "choose another folder"."""
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as e:
-        if e.errno not in (errno.ELOOP, errno.EISDIR):
-            raise
-    else:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
-        os.close(fd)
-    from ..errors import LoftUpError
-
-    kind = "folder" if os.path.isdir(path) and not os.path.islink(path) else "link"
-    remove = f"rm {'-r ' if kind == 'folder' else ''}{shlex.quote(str(path))}"
-    raise LoftUpError(
-        f"{path} is a {kind}, not the regular file that loftup eval davis --save-masks runs "
-        f"lock: remove it ({remove}) and run again"
-    )
 
 
 def _not_writable(path: Path, target: Path) -> Exception:
@@ -167,8 +113,7 @@ def _remove_unless_marked(path: Path, target: Path) -> None:
 def lock(target: Path) -> int:
     """A descriptor holding ``target``'s lock (its file's and, for an older loftup, its
     own; OSError as flock raised it: BlockingIOError where another run holds either)."""
-    fd = _lock_file(target, exclusive=True)
-    _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
+    fd = hold(_lock_file(target, exclusive=True))  # (os.open's are not inherited by a program)
     try:
         _lock_folder(fd, target)
     except BaseException:  # (a Ctrl-C too: the lock not kept for the process's lifetime)
@@ -190,22 +135,19 @@ def _lock_folder(fd: int, target: Path) -> None:
         if isinstance(e, OSError) and not isinstance(e, BlockingIOError):
             return  # the file's lock decides
         raise  # (BlockingIOError: an older loftup's run)
-    _HELD.add(folder)
-    _FOLDER[fd] = folder
+    _FOLDER[fd] = hold(folder)
 
 
 def unlock(fd: int | None, target: Path) -> None:
     """Release the lock ``fd`` holds (:func:`lock`), removing the lock file where this run
     made it and ``target`` holds no masks (no mark): as it was."""
-    if fd not in _HELD:  # not in a forked child: there it is closed, its number reused
+    if not holds(fd):  # not in a forked child: there it is closed, its number reused
         return
     path = _MADE.pop(fd, None)
     if path is not None:
         _remove_unless_marked(path, target)
     for held in (_FOLDER.pop(fd, None), fd):
-        if held is not None:
-            _HELD.discard(held)
-            os.close(held)
+        let_go(held)
 
 
 def _locked(target: Path) -> bool | None:
@@ -266,16 +208,14 @@ def reading_masks(folder: str | os.PathLike):
             fd = _no_lock(e, folder)
     except OSError as e:
         fd = _no_lock(e, folder)
-    if fd is not None:
-        _READING.add(fd)
+    if fd is not None:  # (a forked child's copy kept runs refused after the block)
+        hold(fd)
     try:
         if fd is not None:  # (a run may have ended between the check and the lock)
             listed = complete_masks(folder)
         yield listed
     finally:
-        if fd in _READING:  # (not in a forked child: there it is closed, its number reused)
-            _READING.discard(fd)
-            os.close(fd)
+        let_go(fd)  # (not in a forked child: there it is closed, its number reused)
 
 
 def _no_lock(e: OSError, folder) -> None:

@@ -32,8 +32,9 @@ import numpy as np
 
 from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
+from ..file_lock import NO_LOCKS
 from .mask_folder import _real, _repair, check_masks_folder, foreign_entries
-from .mask_lock import NO_LOCKS, lock, unlock
+from .mask_lock import lock, unlock
 from .mask_mark import (
     MARK,
     MARK_AFTER,
