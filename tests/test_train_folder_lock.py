@@ -1,7 +1,7 @@
-"""The train run's folder lock (:func:`loftup.train.run_folder.folder_lock`) is
-:mod:`loftup.file_lock`'s, as ``--save-masks``'s is: a flock, closed in forked workers, one
-rule for a file system without locks, a link in its file's place refused; and the POSIX lock
-of an older loftup's runs, held beside it where the file system keeps the two apart.
+"""The train run's folder lock (:func:`loftup.train.run_folder.folder_lock`) is a POSIX lock
+(``fcntl.lockf``), which forked DataLoader workers do not inherit, with what it shares with
+``--save-masks``'s lock (:mod:`loftup.file_lock`): one rule for a file system without locks,
+a link in its file's place refused.
 """
 
 import errno
@@ -24,9 +24,10 @@ fcntl = pytest.importorskip("fcntl")
 def test_a_worker_forked_while_a_run_holds_its_folder_does_not_keep_it_after_the_run_dies(
     tmp_path,
 ):
-    """The lock is a flock, which a forked child (a DataLoader worker) shares: a worker that
+    """A flock is shared by a forked child (a DataLoader worker): with one, a worker that
     outlived its killed run kept the folder locked, and the requeued run was refused, naming
-    the dead one. The worker closes its copy; the run's own lock lasts until it dies."""
+    the dead one. The lock is a POSIX lock, which no child inherits: the run's own lasts
+    until it dies, and a new run gets the folder while the worker lives on."""
     run = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
@@ -58,34 +59,6 @@ def test_a_worker_forked_while_a_run_holds_its_folder_does_not_keep_it_after_the
         proc.stdout.close()
 
 
-def _other_process_can_lockf(path) -> bool:
-    """Whether another process can take the POSIX lock of ``path`` (an older loftup's run)."""
-    hold = "import fcntl, os, sys; fcntl.lockf(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
-    return subprocess.run([sys.executable, "-c", hold, str(path)]).returncode == 0
-
-
-def test_where_a_flock_is_a_posix_lock_too_a_run_is_not_refused_by_its_own(tmp_path, monkeypatch):
-    """On NFS, Linux sends a flock to the server as a POSIX lock of the whole file: there the
-    POSIX lock taken for an older loftup's runs meets the run's own flock. The run is not
-    refused by itself: it holds the POSIX lock alone there, which both kinds of run meet."""
-    lockf = fcntl.lockf
-
-    def as_on_nfs(fd, op):  # a POSIX lock meets a flock that another open file holds
-        probe = os.open(tmp_path / LOCK_NAME, os.O_RDONLY)
-        try:
-            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable") from None
-        finally:
-            os.close(probe)  # (before the POSIX lock is taken: closing it would let that go)
-        lockf(fd, op)
-
-    monkeypatch.setattr(fcntl, "lockf", as_on_nfs)
-    with folder_lock(tmp_path):
-        assert not _other_process_can_lockf(tmp_path / LOCK_NAME)
-    assert _other_process_can_lockf(tmp_path / LOCK_NAME)
-
-
 def test_a_lock_request_that_fails_otherwise_is_not_taken_for_a_file_system_without_locks(
     tmp_path, monkeypatch, caplog
 ):
@@ -97,7 +70,6 @@ def test_a_lock_request_that_fails_otherwise_is_not_taken_for_a_file_system_with
     def failing(fd, op):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(fcntl, "flock", failing)
     monkeypatch.setattr(fcntl, "lockf", failing)
     out = tmp_path / "run"
     with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(LoftUpError) as e:
@@ -125,3 +97,24 @@ def test_a_link_in_the_lock_files_place_is_refused_and_what_it_names_left_as_it_
         f"remove it (rm {out / LOCK_NAME}) and run again"
     )
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_lock_that_lockf_says_is_held_with_eacces_refuses_the_run_as_in_use(
+    tmp_path, monkeypatch
+):
+    """POSIX lets a lock request say "held by another" as EACCES as well as EAGAIN (some
+    systems do): that is the run that holds the folder, named in the refusal, not a lock file
+    this user may not use."""
+    (tmp_path / LOCK_NAME).write_text("process 4242 on elsewhere\n")
+
+    def held_elsewhere(fd, op):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(fcntl, "lockf", held_elsewhere)
+    with pytest.raises(LoftUpError) as e:
+        with folder_lock(tmp_path):
+            pass
+    assert str(e.value) == (
+        f"{tmp_path} is in use by another loftup train run (process 4242 on elsewhere); wait "
+        "for it to end (then --resume continues it), or choose another --out (log.out_dir)"
+    )

@@ -1,27 +1,18 @@
-"""The lock a loftup run holds on a file in the folder it writes, so that a second run there is
-refused: a train run's (:mod:`.train.run_folder`) and ``eval davis --save-masks``'s
-(:mod:`.eval.mask_lock`). One kind of lock, one rule for a file system that keeps none
-(:data:`NO_LOCKS`), one way to open the file, and the descriptors holding one closed in a
-forked child.
+"""What the locks a loftup run holds on a file in the folder it writes share, so that a second
+run there is refused: ``eval davis --save-masks``'s (:mod:`.eval.mask_lock`) and a train run's
+(:mod:`.train.run_folder`). One rule for a file system that keeps no locks (:data:`NO_LOCKS`),
+one way to open the lock file (:func:`open_lock_file`), and a lock without waiting of each kind.
 
-The lock is ``fcntl.flock``, not a POSIX record lock (``fcntl.lockf``): a flock is its open
-file's, so that a second open in the same process (a second run in a thread or a notebook) is
-refused as another process's is, where a POSIX lock is the process's: granted to it again, and
-let go when the process closes *any* descriptor of the file (a reader's look at it). A folder
-can take a flock too (``--save-masks`` locks DIR itself for a loftup from before its file). On
-NFS, Linux sends a flock to the server as a POSIX lock of the whole file, so that runs on two
-machines see each other (and a POSIX lock there). The system lets a lock go when the last
-descriptor of its open file is closed, however its process ends.
-
-What it costs: a forked child (a DataLoader or Pool worker) shares the parent's open files,
-and the lock lasts while any copy is open, so that a worker outliving its killed run would keep
-the folder locked. The descriptors of :func:`hold` are closed in a forked child (the parent's
-lock kept); :func:`let_go` closes them in the process that holds them, not in such a child,
-where their numbers may have been reused."""
+Two kinds, because the two locks need different things. The mask lock is a ``flock``
+(:func:`lock_nowait`): its readers share it, and DIR itself is locked too (for an older
+loftup), which an exclusive POSIX lock cannot do (a folder opens for reading only); a forked
+child shares a flock, so mask_lock closes the child's copy. The train lock needs neither and
+must not pass to forked DataLoader workers (one outliving its killed run kept the folder
+locked): a POSIX lock (:func:`lockf_nowait`), which no child inherits, and the lock an older
+loftup's train run takes."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shlex
@@ -30,62 +21,39 @@ from pathlib import Path
 
 #: A lock's errors where the file system keeps no locks (NFS without lockd, some FUSE mounts,
 #: Lustre mounted noflock: ENOSYS; EBADF: NFS refusing an exclusive flock of a folder, which
-#: opens for reading only).
+#: opens for reading only). Any other error (an I/O error) is the request's: raised, not read
+#: as "no locks", where a run would go on unlocked.
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL, errno.ENOSYS}
 
-#: The descriptors holding a lock (:func:`hold`) that this process has open.
-_HELD: set[int] = set()
-#: Other modules' records of those descriptors (:func:`forget_in_child`).
-_RECORDS: list = []
+
+def _fcntl():
+    """The fcntl module; OSError(ENOLCK), "no locks", where there is none (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        raise OSError(errno.ENOLCK, "no fcntl") from None
+    return fcntl
 
 
 def lock_nowait(fd: int, exclusive: bool = True) -> None:
     """Lock ``fd`` (``flock``), exclusive or shared, without waiting: BlockingIOError where
     another holds it, OSError(ENOLCK) where there is no fcntl (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        raise OSError(errno.ENOLCK, "no fcntl") from None
+    fcntl = _fcntl()
     fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
-def hold(fd: int) -> int:
-    """Record ``fd`` as holding (or about to hold) a lock: closed in a child forked while it is
-    open. Returns ``fd``."""
-    _HELD.add(fd)
-    return fd
-
-
-def holds(fd: int | None) -> bool:
-    """Whether ``fd`` is a descriptor of :func:`hold` that this process has open (not one a
-    forked child inherited, closed there)."""
-    return fd in _HELD
-
-
-def let_go(fd: int | None) -> None:
-    """Close ``fd`` of :func:`hold`, letting its lock go; nothing in a forked child."""
-    if fd in _HELD:
-        _HELD.discard(fd)
-        os.close(fd)
-
-
-def forget_in_child(*records) -> None:
-    """Empty each of ``records`` (sets, dicts of a module's held descriptors) in a forked
-    child, where those descriptors are closed and their numbers free for others."""
-    _RECORDS.extend(records)
-
-
-def _close_inherited_locks() -> None:
-    for fd in _HELD:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD.clear()
-    for record in _RECORDS:
-        record.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
+def lockf_nowait(fd: int) -> None:
+    """Lock ``fd`` (open for writing) with an exclusive POSIX lock (``lockf``) without waiting:
+    BlockingIOError where another process holds it (which lockf may say as EACCES),
+    OSError(ENOLCK) where there is no fcntl (Windows). The lock is the process's: granted to
+    it again, and let go when it closes *any* descriptor of the file."""
+    fcntl = _fcntl()
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except PermissionError as e:
+        if e.errno != errno.EACCES:
+            raise
+        raise BlockingIOError(errno.EAGAIN, "held by another process") from None
 
 
 def open_lock_file(path: Path, flags: int, runs: str) -> int:

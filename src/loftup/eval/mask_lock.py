@@ -1,12 +1,12 @@
 """The lock of ``loftup eval davis --save-masks DIR``: a run holds it exclusively from the check
 before its work to its end (:func:`lock_folder`); a reader asks whether one does
-(:func:`_locked`). It is :mod:`..file_lock`'s (a flock) on the regular file :data:`LOCK` in
-DIR, not on DIR: NFS passes a file's lock to its server, so that runs on two machines see each
-other, where a folder's stays on the machine. DIR itself is locked too, for a loftup from
-before the file (its runs lock DIR). The system releases a lock when its process ends, however
-it ends; the processes a run forks (its DataLoader workers) close their copy. The run that
-made the file removes it at its end where DIR then holds no masks (refused, failed: DIR as it
-was); else it stays, one of DIR's own files."""
+(:func:`_locked`). It is ``fcntl.flock`` (:mod:`..file_lock` says why) on the regular file
+:data:`LOCK` in DIR, not on DIR: NFS passes a file's lock to its server, so that runs on two
+machines see each other, where a folder's stays on the machine. DIR itself is locked too, for
+a loftup from before the file (its runs lock DIR). The system releases a lock when its process
+ends, however it ends; the processes a run forks (its DataLoader workers) close their copy.
+The run that made the file removes it at its end where DIR then holds no masks (refused,
+failed: DIR as it was); else it stays, one of DIR's own files."""
 
 from __future__ import annotations
 
@@ -16,18 +16,39 @@ import shlex
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from ..file_lock import NO_LOCKS, forget_in_child, hold, holds, let_go, open_lock_file
+from ..file_lock import NO_LOCKS, open_lock_file
 from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
 from .mask_mark import LOCK, MARK, in_group, owner_name
 
-#: The lock file's and DIR's descriptors of a run's lock (:func:`lock`): DIR's by the file's, and
-#: the file's path where this process made it (emptied in a forked child, as those are closed).
+#: The descriptors holding a lock (:func:`lock`) this process has open; of a lock file's,
+#: DIR's own it holds too, and the file's path where this process made it.
+_HELD: set[int] = set()
 _FOLDER: dict[int, int] = {}
+#: The descriptors holding a reader's shared lock (:func:`reading_masks`): closed in a forked
+#: child too, whose copy kept runs refused after the block, for as long as the child lived.
+_READING: set[int] = set()
 _MADE: dict[int, Path] = {}
-forget_in_child(_FOLDER, _MADE)
 
 #: Who locks the file, in the refusal of a link or folder in its place.
 RUNS = "loftup eval davis --save-masks runs"
+
+
+def _close_inherited_locks() -> None:
+    """In a child forked while a run holds DIR's lock (a DataLoader worker): close its copy of
+    the lock's descriptors. A flock lasts while any copy is open: a worker that outlived a
+    killed run (stopped, busy, its watchdog not yet run) kept DIR locked, and the next run
+    was refused as if that one still wrote there. The parent's lock is kept."""
+    for fd in _HELD | _READING:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+    _READING.clear()
+    _FOLDER.clear()
+    _MADE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _lock_file(target: Path, exclusive: bool) -> int:
@@ -113,7 +134,8 @@ def _remove_unless_marked(path: Path, target: Path) -> None:
 def lock(target: Path) -> int:
     """A descriptor holding ``target``'s lock (its file's and, for an older loftup, its
     own; OSError as flock raised it: BlockingIOError where another run holds either)."""
-    fd = hold(_lock_file(target, exclusive=True))  # (os.open's are not inherited by a program)
+    fd = _lock_file(target, exclusive=True)
+    _HELD.add(fd)  # (os.open's descriptors are not inherited by a program a child runs)
     try:
         _lock_folder(fd, target)
     except BaseException:  # (a Ctrl-C too: the lock not kept for the process's lifetime)
@@ -135,19 +157,22 @@ def _lock_folder(fd: int, target: Path) -> None:
         if isinstance(e, OSError) and not isinstance(e, BlockingIOError):
             return  # the file's lock decides
         raise  # (BlockingIOError: an older loftup's run)
-    _FOLDER[fd] = hold(folder)
+    _HELD.add(folder)
+    _FOLDER[fd] = folder
 
 
 def unlock(fd: int | None, target: Path) -> None:
     """Release the lock ``fd`` holds (:func:`lock`), removing the lock file where this run
     made it and ``target`` holds no masks (no mark): as it was."""
-    if not holds(fd):  # not in a forked child: there it is closed, its number reused
+    if fd not in _HELD:  # not in a forked child: there it is closed, its number reused
         return
     path = _MADE.pop(fd, None)
     if path is not None:
         _remove_unless_marked(path, target)
     for held in (_FOLDER.pop(fd, None), fd):
-        let_go(held)
+        if held is not None:
+            _HELD.discard(held)
+            os.close(held)
 
 
 def _locked(target: Path) -> bool | None:
@@ -208,14 +233,16 @@ def reading_masks(folder: str | os.PathLike):
             fd = _no_lock(e, folder)
     except OSError as e:
         fd = _no_lock(e, folder)
-    if fd is not None:  # (a forked child's copy kept runs refused after the block)
-        hold(fd)
+    if fd is not None:
+        _READING.add(fd)
     try:
         if fd is not None:  # (a run may have ended between the check and the lock)
             listed = complete_masks(folder)
         yield listed
     finally:
-        let_go(fd)  # (not in a forked child: there it is closed, its number reused)
+        if fd in _READING:  # (not in a forked child: there it is closed, its number reused)
+            _READING.discard(fd)
+            os.close(fd)
 
 
 def _no_lock(e: OSError, folder) -> None:

@@ -6,7 +6,6 @@ are the loop's (:mod:`.loop`)."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -15,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import LoftUpError
-from ..file_lock import NO_LOCKS, hold, let_go, lock_nowait, open_lock_file
+from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file
 from ..hub import save_pretrained
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
@@ -28,8 +27,8 @@ log = logging.getLogger("loftup.train")
 #: the file in a run's folder that the run writing there holds a lock on (:func:`folder_lock`)
 LOCK_NAME = ".loftup-train.lock"
 
-#: the folders this process's runs hold: a second run of the same process is refused, naming
-#: this one (where the run holds the POSIX lock alone, on NFS, the process would get it again)
+#: the folders this process's runs hold (a POSIX lock is the process's: a second run of the
+#: same process would get it again, and its end would release the first run's)
 _HELD: set[str] = set()
 
 
@@ -38,19 +37,20 @@ def folder_lock(out_dir: Path):
     """Hold ``out_dir``'s lock while a run writes there. A second run on the same folder (a job
     launched twice, a requeued job while the first still runs) is refused with a
     :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
-    other's checkpoint, metrics and ``final/``. :mod:`..file_lock`'s lock (a flock) of
-    :data:`LOCK_NAME`, and the POSIX lock an older loftup's runs take (:func:`_lock`): the
-    system releases it when its process ends however it ends (``kill -9`` too), and forked
-    DataLoader workers close their copy; where the file system keeps no locks, none is held,
-    with a warning. A second run of the same process (threads, a notebook) is refused too."""
+    other's checkpoint, metrics and ``final/``. A POSIX lock (``fcntl.lockf``) of
+    :data:`LOCK_NAME`: the system releases it when its process ends however it ends (``kill
+    -9`` too), and DataLoader workers do not inherit it; where the file system keeps no locks
+    (:data:`..file_lock.NO_LOCKS`), none is held, with a warning; another error of the request
+    (an I/O error) is raised. A second run of the same process (threads, a notebook) is
+    refused too, and so is a link or folder in the lock file's place."""
     key = os.path.realpath(out_dir)
     if key in _HELD:
         raise _in_use(out_dir, f"process {os.getpid()}, this one")
-    fd = hold(open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs"))
+    fd = open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs")
     _HELD.add(key)
     try:
         try:
-            _lock(fd)
+            lockf_nowait(fd)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             raise _in_use(out_dir, holder) from None
@@ -61,42 +61,13 @@ def folder_lock(out_dir: Path):
                 "%s keeps no file locks (%s): a second loftup train run on it would not be "
                 "refused; run one at a time there", out_dir, e.strerror or e,
             )  # fmt: skip
-            let_go(fd)
-            fd = None  # (its number may be another lock's by the end)
         else:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         _HELD.discard(key)
-        let_go(fd)  # the lock goes with it (nothing in a forked child: closed there)
-
-
-def _lock(fd: int) -> None:
-    """Lock the lock file ``fd`` (BlockingIOError where another run holds it): its flock, and
-    the POSIX lock (``fcntl.lockf``) that a loftup before the flock took, which a file system
-    may keep apart from it. Where it does not (NFS sends a flock to the server as a POSIX
-    lock), the POSIX lock meets this run's own flock: it is then held alone, which both kinds
-    of run see there."""
-    import fcntl
-
-    lock_nowait(fd)
-    try:
-        _lockf(fd)
-    except BlockingIOError:  # an older loftup's run, or this flock itself
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        _lockf(fd)
-
-
-def _lockf(fd: int) -> None:
-    """A POSIX lock of ``fd`` without waiting: BlockingIOError where another holds it (which
-    lockf may say as EACCES)."""
-    import fcntl
-
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except PermissionError:
-        raise BlockingIOError(errno.EAGAIN, "held by another process") from None
+        os.close(fd)  # the lock goes with it
 
 
 def _in_use(out_dir: Path, holder: str) -> LoftUpError:
