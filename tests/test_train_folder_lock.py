@@ -64,8 +64,9 @@ def test_a_lock_request_that_fails_otherwise_is_not_taken_for_a_file_system_with
 ):
     """Any error of the lock but "held" was read as "this file system keeps no locks": the run
     went on unlocked, with a warning, where the request itself failed (an I/O error of a
-    network file system). It is refused, naming the error, as a --save-masks run is; the
-    errors of a file system that keeps no locks are one list for both (file_lock.NO_LOCKS)."""
+    network file system). It is refused, naming the error and the lock file, as a --save-masks
+    run is (the errors of a file system that keeps no locks are one list for both:
+    file_lock.NO_LOCKS), and not told to check who owns the file, which is no one's fault."""
 
     def failing(fd, op):
         raise OSError(errno.EIO, "Input/output error")
@@ -76,8 +77,8 @@ def test_a_lock_request_that_fails_otherwise_is_not_taken_for_a_file_system_with
         with ExitStack() as held:
             lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
     assert str(e.value) == (
-        f"cannot take the lock of {out / LOCK_NAME} (Input/output error); check who owns it, "
-        "or choose another --out (log.out_dir)"
+        f"cannot take the lock of {out / LOCK_NAME}: Input/output error; run again once that "
+        "is fixed, or choose another --out (log.out_dir)"
     )
     assert "keeps no file locks" not in caplog.text
 

@@ -6,6 +6,7 @@ are the loop's (:mod:`.loop`)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -96,11 +97,8 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
             held.enter_context(folder_lock(out_dir))
         except LoftUpError as e:
             problem = str(e)
-        except OSError as e:  # the lock's file another user's, say: one line on every rank
-            problem = (
-                f"cannot take the lock of {out_dir / LOCK_NAME} ({e.strerror or e}); check who "
-                "owns it, or choose another --out (log.out_dir)"
-            )
+        except OSError as e:  # one line on every rank
+            problem = _cannot_lock(out_dir / LOCK_NAME, e)
         else:
             if made:  # removed again if the run writes nothing there: under the lock, which
                 # is let go after it (a refused run removes nothing: the folder is another's)
@@ -109,6 +107,21 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
         problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)
+
+
+def _cannot_lock(path: Path, e: OSError) -> str:
+    """The refusal where taking the lock of ``path`` failed with ``e``: its file another
+    user's, say (who owns it is the question), or an error of its file system (an I/O error:
+    its text and the path, no owner to ask)."""
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or choose "
+            "another --out (log.out_dir)"
+        )
+    return (
+        f"cannot take the lock of {path}: {e.strerror or e}; run again once that is fixed, or "
+        "choose another --out (log.out_dir)"
+    )
 
 
 def _remove_if_unused(out_dir: Path) -> None:
