@@ -11,6 +11,17 @@ import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..ranks import is_main_process
+from ..read_refusal import read_refused
+from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safetensors: here too)
+    LFS_POINTER,
+    check_head_not_lfs,
+    check_not_lfs_pointer,
+    check_regular_file,
+    head_mistaken,
+    looks_like_safetensors,
+    open_weights,
+    safetensors_head,
+)
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -25,10 +36,11 @@ def read_weights(path: str | os.PathLike, fix: str | None = None) -> dict:
 def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[dict, dict | None]:
     """:func:`read_weights`' dict and the metadata of a safetensors file's header (None for a
     torch pickle, or a header without any), the file opened once: a ``.safetensors`` file by
-    safetensors (memory-mapped, its header's record read as it is opened; a Git LFS pointer in
-    its place is told only where it fails), any other by one ``open`` whose head says what it
-    is (a Git LFS pointer, safetensors under another suffix, a zip archive or a pickle) and
-    whose handle torch then loads."""
+    safetensors (memory-mapped, its header's record read as it is opened; a Git LFS pointer,
+    a web page or a PyTorch file in its place is told only where it fails), any other by one
+    ``open`` whose head says what it is (a Git LFS pointer, safetensors under another suffix, a
+    zip archive or a pickle) and whose handle torch then loads. A FIFO, socket or device in
+    its place is refused before it is opened, a file this user may not read said so."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
@@ -37,67 +49,50 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
     if path.suffix == ".safetensors":
         return _open_safetensors(path, fix)
-    with open(path, "rb") as f:
+    check_regular_file(path)  # a FIFO's open waits forever for a writer
+    with open_weights(path) as f:
         head = f.read(len(LFS_POINTER))
-        _check_head_not_lfs(head, path, fix)
-        if not _safetensors_head(head):
+        check_head_not_lfs(head, path, fix)
+        if not safetensors_head(head):
             return _torch_load_open(f, head, path, fix=fix, what=""), None
     return _open_safetensors(path, fix)  # safetensors under another suffix
 
 
 def _open_safetensors(path: Path, fix: str) -> tuple[dict, dict | None]:
     """The tensors of the safetensors file ``path`` and its header's metadata, the file opened
-    once; a truncated or corrupt file (a Git LFS pointer said as such) is a CheckpointError
-    naming it and ``fix``."""
+    once; one that fails is said as what it is (:func:`_safetensors_failed`)."""
     from safetensors import SafetensorError, safe_open
 
+    check_regular_file(path)  # a FIFO's open waits forever for a writer
     try:
         with safe_open(str(path), "pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     except (SafetensorError, OSError, ValueError) as e:
-        check_not_lfs_pointer(path, fix)  # not safetensors at all: said as the pointer it is
-        raise CheckpointError(f"{path} is corrupt or truncated ({e}); {fix}") from None
+        failed = e
+    _safetensors_failed(path, fix, failed)  # out of the except: no error chained to its own
+
+
+def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
+    """The error for the file ``path`` that safetensors could not open (``error``): one this
+    user may not read (safetensors said "No such file or directory") with its chmod, a Git
+    LFS pointer, a web page or a PyTorch file (:func:`head_mistaken`) said as such, else
+    corrupt or truncated, with ``fix``."""
+    refused = read_refused(path)  # safetensors' error is no PermissionError: opened to see
+    if refused is not None:
+        raise refused
+    with open_weights(path) as f:
+        head = f.read(len(LFS_POINTER))
+    check_head_not_lfs(head, path, fix)
+    mistaken = head_mistaken(head, path)
+    if mistaken is not None:
+        raise CheckpointError(mistaken)
+    raise CheckpointError(f"{path} is corrupt or truncated ({error}); {fix}")
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
     """A safetensors file's tensors; a truncated or corrupt file is a CheckpointError naming it
     and ``fix`` (how to get it again), a Git LFS pointer said as such."""
     return _open_safetensors(Path(path), fix)[0]
-
-
-#: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
-#: large file (about 130 bytes of text naming the real file's hash and size).
-LFS_POINTER = b"version https://git-lfs.github.com/spec/"
-
-
-def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
-    """A CheckpointError where ``path`` is a Git LFS pointer, not the file it stands for: a hub
-    repo cloned with git but without Git LFS (read as weights, a "corrupt" header or pickle
-    said nothing of the cause). ``fix``: how else to get the file."""
-    with open(path, "rb") as f:
-        _check_head_not_lfs(f.read(len(LFS_POINTER)), path, fix)
-
-
-def _check_head_not_lfs(head: bytes, path: str | os.PathLike, fix: str) -> None:
-    """:func:`check_not_lfs_pointer` of the file ``path`` that begins with ``head``."""
-    if head.startswith(LFS_POINTER):
-        raise CheckpointError(
-            f"{path} is a Git LFS pointer ({os.path.getsize(path)} bytes of text), not the "
-            "file it stands for (a repository cloned without Git LFS: `git lfs install` and "
-            f"`git lfs pull` in the clone fetch the files); {fix}"
-        )
-
-
-def looks_like_safetensors(path: Path) -> bool:
-    """A safetensors file under another suffix: an 8-byte little-endian header length, then the
-    JSON header."""
-    with open(path, "rb") as f:
-        return _safetensors_head(f.read(9))
-
-
-def _safetensors_head(head: bytes) -> bool:
-    """:func:`looks_like_safetensors` of a file that begins with ``head`` (9 bytes or more)."""
-    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
 
 
 #: What torch's safe unpickler says when a pickle names something other than tensors and
@@ -166,9 +161,10 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
     """
     path = Path(path)
-    with open(path, "rb") as f:
+    check_regular_file(path, what)  # a FIFO's open waits forever for a writer
+    with open_weights(path) as f:
         head = f.read(len(LFS_POINTER))
-        _check_head_not_lfs(head, path, fix)
+        check_head_not_lfs(head, path, fix)
         return _torch_load_open(f, head, path, fix=fix, what=what)
 
 
@@ -183,7 +179,9 @@ def _torch_load_open(f, head: bytes, path: Path, *, fix: str, what: str) -> obje
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
-            return torch.load(f, map_location="cpu", weights_only=True)
+            # mmap=False: torch.utils.serialization.config.load.mmap = True refuses an open
+            # handle ("f must be a file path"), which a good file was then said to be corrupt
+            return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         text = str(e)
         if any(mark in text for mark in _UNSAFE_MARKS):
@@ -209,9 +207,10 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
     pickle, or a zip archive whose stored checksums do not match its bytes. For a file another
     library unpickles (transformers' pytorch_model.bin)."""
     path = Path(path)
-    with open(path, "rb") as f:
+    check_regular_file(path, what)
+    with open_weights(path) as f:
         head = f.read(len(LFS_POINTER))
-        _check_head_not_lfs(head, path, fix)
+        check_head_not_lfs(head, path, fix)
         _check_torch_open(f, head, path, fix=fix, what=what)
 
 
@@ -220,6 +219,9 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
     if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
+        mistaken = head_mistaken(head, path)  # a web page: fetched again, the same page
+        if mistaken is not None:
+            raise CheckpointError(f"{what}{mistaken}")
         raise CheckpointError(
             f"{what}{path} is corrupt or not a PyTorch or safetensors file (it is neither a "
             f"zip archive nor a pickle); {fix}"

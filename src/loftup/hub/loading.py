@@ -20,6 +20,7 @@ from .checks import (
     missing_source,
     upsampler_name,
 )
+from .file_heads import check_regular_file
 from .files import read_weights, read_weights_file
 from .folders import read_folder
 from .record import (
@@ -164,6 +165,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             config, backbone, backbone_norm = recorded
             check_intact(path, state, "; write it again with save_pretrained", meta)
     else:
+        check_regular_file(path)  # there, but neither file nor folder (a FIFO): not "no such"
         text = os.fspath(source)
         if not isinstance(source, str):  # a Path names a file here, never a name or a hub id
             raise missing_source(text)
