@@ -121,3 +121,18 @@ def test_a_revision_of_a_released_or_backbone_repo_is_still_that_repo(tmp_path, 
         load_upsampler("facebook/dinov2-small@v2")
     assert main(["download", "haiwen/loftup-dinov2s@main"]) == 2
     assert main(["download", "facebook/dinov2-small@main"]) == 2
+
+
+def test_a_released_name_records_the_hub_commit_it_was_read_from(
+    tmp_path, monkeypatch, reference_dir
+):
+    """Stage 2's run.json records init's hub commit from ``model.source_commit``, which a hub
+    id's load set and a released name's did not: init=loftup_dinov2s recorded no commit, though
+    its repo's main may name other weights later. It is the cache snapshot's commit now."""
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE}
+    )
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)
+    assert load_upsampler("loftup_dinov2s").source_commit == snap.name
+    assert not hasattr(load_upsampler(snap / "pytorch_model.bin"), "source_commit")  # a file

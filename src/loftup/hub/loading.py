@@ -20,6 +20,7 @@ from .checks import (
     missing_source,
     upsampler_name,
 )
+from .failures import is_commit
 from .file_heads import check_regular_file
 from .files import read_weights, read_weights_file
 from .folders import read_folder
@@ -186,6 +187,10 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     model = build_from_state(state, config, origin)
     if released is not None:
         check_released_width(model, released, file)
+        # the hub commit of the cache's snapshots/<commit>/ it was read from (run.json's init)
+        snapshot = file.parents[len(released.filename.split("/")) - 1]
+        if snapshot.parent.name == "snapshots" and is_commit(snapshot.name):
+            model.source_commit = snapshot.name
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     model.source = origin

@@ -47,7 +47,8 @@ def write_run_record(
     commit, command, processes, torch and start time of this start of the run.
 
     ``init_commit``: the hub commit stage 2's ``init`` was loaded from (a hub id ORG/NAME, at
-    a branch or a hash's start, names other weights once the branch moves): recorded as
+    a branch or a hash's start, or a released name, names other weights once its branch
+    moves): recorded as
     ``"init": {"given": ..., "commit": ...}`` beside config.yaml's ``init`` as given.
 
     ``resumed``: the config of the checkpoint this start goes on from, at ``step``. The

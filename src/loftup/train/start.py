@@ -199,7 +199,7 @@ def start_run(
     monitor = None
     if main:
         resumed = ckpt.get("config", {}) if ckpt is not None else None
-        # the hub commit a hub id's init was loaded from (None: a file, a name, a resume)
+        # the hub commit a hub id's or released name's init was loaded from (None: a file, a resume)
         commit = getattr(m.trainee.upsampler, "source_commit", None)
         # the folder: locked since the start
         monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed, commit)
