@@ -175,10 +175,10 @@ def test_the_demo_reads_a_scene_folders_record_once_to_reuse_or_write_it(tmp_pat
     cfg = DemoConfig(out=str(tmp_path / "demo"), size=8, val_scenes=2)
     real, reads = loftup.atomic.read_json_object, []
 
-    def counted(path, *what):  # the val folder's (a kept one looks at the training scenes' too)
+    def counted(path, *what, **another):  # the val folder's (a kept one: the training's too)
         if path.parent.name == "val":
             reads.append(path.name)
-        return real(path, *what)
+        return real(path, *what, **another)
 
     monkeypatch.setattr(loftup.atomic, "read_json_object", counted)
     make_val_scenes(cfg, progress=False)  # nothing there: world.json, then the partial record

@@ -34,8 +34,8 @@ def test_a_resumed_run_is_loaded_by_training_under_its_folder_s_lock(
     train(tiny_config(data, out, 1, 2))
     reads, loads, load = FolderReads(), [], torch.load
 
-    def counted(path, *args, **kwargs):  # each load still made
-        if Path(path) == out / "checkpoint.pt":
+    def counted(path, *args, **kwargs):  # each load still made (of the file open: its name)
+        if Path(getattr(path, "name", path)) == out / "checkpoint.pt":
             loads.append(os.path.realpath(out) in run_folder._HELD)
         return load(path, *args, **kwargs)
 
