@@ -80,6 +80,21 @@ def where_modes_apply(code: str) -> dict:
     return json.loads(ran.stdout.splitlines()[-1])
 
 
+def commands(cases: dict) -> str:
+    """Code for :func:`where_modes_apply` running each of ``cases`` (name: argv) through
+    loftup's main, its ``result`` {name: [exit code, its stderr, stripped]}."""
+    return f"""
+import contextlib, io
+from loftup.cli import main
+result = {{}}
+for name, argv in {cases!r}.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    result[name] = [code, err.getvalue().strip()]
+"""
+
+
 def told(call) -> str:
     """ "TYPE: message" of what ``call()`` raises, or "none" where it raises nothing (for the
     code :func:`where_modes_apply` runs, to put in its ``result``)."""

@@ -150,7 +150,7 @@ def test_a_start_loads_and_hashes_each_begun_checkpoint_once(tmp_path, monkeypat
             (Path(two["log"]["out_dir"]) / INIT_RECORD).write_text(json.dumps(record))
     loads, hashes = [], []
     load, sha256 = checkpoint.load_checkpoint, data.file_sha256
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p: loads.append(p) or load(p))
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p, *a: loads.append(p) or load(p, *a))
     monkeypatch.setattr(data, "file_sha256", lambda p: hashes.append(p) or sha256(p))
     reads = FolderReads()  # as run_design makes one per start
     check_begun(s, variants, root, runs, inputs, reads)

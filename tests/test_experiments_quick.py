@@ -84,7 +84,7 @@ def test_a_rerun_reuses_the_finished_runs_and_gives_the_same_table(tmp_path, cap
     ckpt = out / "runs" / "seed1" / "colour-only" / "stage1" / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
     loads, load = [], checkpoint.load_checkpoint
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p: loads.append(p) or load(p))
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p, *a: loads.append(p) or load(p, *a))
     assert quick("coords", out) == 0
     again = json.loads((out / "results.json").read_text())
     assert ckpt.stat().st_mtime_ns == stamp  # not retrained

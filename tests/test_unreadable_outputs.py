@@ -14,7 +14,7 @@ import json
 import pytest
 from PIL import Image
 
-from file_modes import WHOSE, refuse, where_modes_apply
+from file_modes import WHOSE, commands, refuse, where_modes_apply
 
 whose_files = pytest.mark.parametrize("whose", WHOSE)
 
@@ -27,21 +27,6 @@ def _chmod_then(said: str, path, owner: str | None, fix: str) -> None:
     chmod = "u+r" if owner is None else "o+r"
     assert f"chmod {chmod} {path}" in said, said
     assert said.endswith(f"; or choose another {fix}"), said
-
-
-def _cli(cases: dict) -> str:
-    """Code for :func:`where_modes_apply` running each of ``cases`` (name: argv) through
-    loftup's main, its result {name: [exit code, stderr]}."""
-    return f"""
-import contextlib, io
-from loftup.cli import main
-result = {{}}
-for name, argv in {cases!r}.items():
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(argv)
-    result[name] = [code, err.getvalue().strip()]
-"""
 
 
 @whose_files
@@ -67,7 +52,7 @@ def test_a_command_s_own_record_it_may_not_read_offers_another_out(tmp_path, who
         "experiment": ["experiment", "coords", "--quick", "--out", str(outs["experiment"])],
         "demo": ["demo", "--out", str(outs["demo"]), "--resume"],
     }
-    said = where_modes_apply(_cli(cases))
+    said = where_modes_apply(commands(cases))
     fixes = {name: said[name][1].rsplit("; ", 1)[-1] for name in files}  # each one's last fix
     assert fixes == {"upsample": "or choose another -o"} | {
         name: "or choose another --out" for name in ("experiment", "demo")
@@ -87,8 +72,6 @@ def test_a_run_folder_s_records_it_may_not_read_offer_another_out(tmp_path, whos
     """An experiment's run folder (its config.yaml, its run.json's starts) and a resumed
     training's run.json: the chmod, and another --out (the training's as its config names it,
     log.out_dir)."""
-    from loftup.train.config import load_config
-
     files = {
         "run config": tmp_path / "config" / "config.yaml",
         "starts": tmp_path / "starts" / "run.json",
@@ -98,19 +81,17 @@ def test_a_run_folder_s_records_it_may_not_read_offer_another_out(tmp_path, whos
         path.parent.mkdir()
         path.write_text(_RECORD)
     owner = [refuse(path, whose) for path in files.values()][0]
-    config = load_config("stage1_cpu").to_dict()
     said = where_modes_apply(f"""
 from pathlib import Path
 from file_modes import told
 from loftup.experiments.folder_files import _saved_config
 from loftup.experiments.run_starts import _starts
-from loftup.train.monitor import write_run_record
+from loftup.train.earlier import read_earlier
 files = {{k: Path(v) for k, v in { ({k: str(v) for k, v in files.items()})!r}.items()}}
 result = {{
     "run config": told(lambda: _saved_config(files["run config"].parent)),
     "starts": told(lambda: _starts(files["starts"].parent)),
-    "train": told(lambda: write_run_record(files["train"].parent, {config!r}, 1, resumed={{}},
-                                           step=3)),
+    "train": told(lambda: read_earlier(files["train"].parent, 3)),
 }}
 """)
     fixes = {name: said[name].rsplit("; ", 1)[-1] for name in files}  # each one's last fix

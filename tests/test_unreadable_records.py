@@ -38,8 +38,6 @@ def test_a_record_this_user_may_not_read_is_not_taken_for_a_damaged_one(tmp_path
     alone (nor is config.yaml written before the refusal); upsample's upsample.json was
     "move the file away", an experiment's init.json "choose another --out or delete that
     folder"; read_json_object's error was a ValueError, the callers' sign of a damaged file."""
-    from loftup.train.config import load_config
-
     files = {name: tmp_path / name / record for name, record in (
         ("train", "run.json"), ("upsample", "upsample.json"), ("experiment", "init.json"))}  # fmt: skip
     for path in files.values():
@@ -47,14 +45,13 @@ def test_a_record_this_user_may_not_read_is_not_taken_for_a_damaged_one(tmp_path
         path.write_text('{"loftup_version": "0.1", "started": "2026-01-01T00:00:00+00:00"}\n')
     kept = {name: path.read_bytes() for name, path in files.items()}
     owner = [refuse(path, whose) for path in files.values()][0]
-    config = load_config("stage1_cpu").to_dict()
     said = where_modes_apply(f"""
 from pathlib import Path
 from file_modes import told
 from loftup.atomic import read_json_object
 from loftup.experiments.run_folders import _read
 from loftup.extract.record import read_record
-from loftup.train.monitor import write_run_record
+from loftup.train.earlier import read_earlier
 files = {{k: Path(v) for k, v in { ({k: str(v) for k, v in files.items()})!r}.items()}}
 def kind():
     try:
@@ -63,8 +60,7 @@ def kind():
         return [type(e).__name__, isinstance(e, ValueError)]
 result = {{
     "kind": kind(),
-    "train": told(lambda: write_run_record(files["train"].parent, {config!r}, 1, resumed={{}},
-                                           step=3)),
+    "train": told(lambda: read_earlier(files["train"].parent, 3)),
     "upsample": told(lambda: read_record(files["upsample"].parent, resume=True)),
     "experiment": told(lambda: _read(files["experiment"])),
 }}

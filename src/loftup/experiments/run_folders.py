@@ -86,7 +86,7 @@ def _load_step(out: Path) -> dict:
         raise RunRefused(out, "holds a finished run whose checkpoint.pt is gone (moved away or "
                          "deleted): it cannot be reused or trained on")  # fmt: skip
     try:
-        return load_checkpoint(out / "checkpoint.pt")
+        return load_checkpoint(out / "checkpoint.pt", "--out")  # unreadable: its chmod
     except CheckpointError as e:
         ckpt = out / "checkpoint.pt"
         said = str(e).split("; ")[0].replace(f"training checkpoint {ckpt}", "it")

@@ -98,7 +98,7 @@ def run_stage(
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history)
     try:
-        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON)
+        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON, out_option="--out")
     finally:  # its files written again: read again, whatever their identity tells
         reads.forget(out)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history))

@@ -45,14 +45,15 @@ def check_regular_file(path: Path, what: str = "") -> None:
     )
 
 
-def open_weights(path: Path):
+def open_weights(path: Path, what: str = "", another: str = ""):
     """``open(path, "rb")``, a file this user may not read (its mode, or a folder on the way)
-    said as a PathPermissionError with its fix (:func:`~loftup.read_refusal.read_refused`),
-    not a bare "[Errno 13] Permission denied"."""
+    said as a PathPermissionError with its fix (:func:`~loftup.read_refusal.read_refused`:
+    ``what`` it is, ``another`` the option that chose its folder, where it is loftup's own
+    output), not a bare "[Errno 13] Permission denied"."""
     try:
         return open(path, "rb")
     except PermissionError as e:
-        refused = read_refused(path, e)
+        refused = read_refused(path, e, what.strip() or "weights file", another=another)
         if refused is None:
             raise
         raise refused from None

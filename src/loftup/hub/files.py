@@ -144,7 +144,7 @@ def say_pickle_risk(path: str | os.PathLike, what: str = "") -> bool:
     return True
 
 
-def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
+def torch_load(path: str | os.PathLike, *, fix: str, what: str = "", another: str = "") -> object:
     """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
     torch's own text, which suggests ``weights_only=False`` (running the file's code):
 
@@ -157,12 +157,15 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "") -> object:
     - anything else: corrupt or truncated.
 
     ``what``: the kind of file, for the message (``"training checkpoint "``); ``fix``: what to do.
+    One this user may not read: a :class:`~loftup.errors.PathPermissionError` with its mode,
+    owner and chmod (:func:`~.file_heads.open_weights`), and ``another``, the option that chose the
+    folder of a file that is loftup's own output ("--out"), as the other fix.
     Below torch 2.6 the loader's risk is said first, once a process (:func:`say_pickle_risk`):
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
     """
     path = Path(path)
     check_regular_file(path, what)  # a FIFO's open waits forever for a writer
-    with open_weights(path) as f:
+    with open_weights(path, what, another) as f:
         head = f.read(len(LFS_POINTER))
         check_head_not_lfs(head, path, fix)
         return _torch_load_open(f, head, path, fix=fix, what=what)
@@ -208,7 +211,7 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
     library unpickles (transformers' pytorch_model.bin)."""
     path = Path(path)
     check_regular_file(path, what)
-    with open_weights(path) as f:
+    with open_weights(path, what) as f:
         head = f.read(len(LFS_POINTER))
         check_head_not_lfs(head, path, fix)
         _check_torch_open(f, head, path, fix=fix, what=what)

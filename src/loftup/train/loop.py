@@ -38,6 +38,7 @@ from .distributed import (
     setup,
     teardown,
 )
+from .earlier import OUT_OPTION
 from .gradients import clip_limit, not_finite
 from .loader import batches
 from .objectives import loss_weights
@@ -51,7 +52,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     preflight,
 )
 from .run_folder import finish_run, lock_run_folder
-from .start import checkpoint_to_resume, start_run
+from .start import checkpoint_to_resume, earlier_of, start_run
 from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
@@ -79,9 +80,13 @@ def train(
     *,
     resume: bool = False,
     go_on: str = GO_ON,
+    out_option: str = OUT_OPTION,
 ) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``;
-    ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``)."""
+    ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``);
+    ``out_option``: the option that chose ``log.out_dir`` as the command running this takes
+    it (``loftup demo`` and ``loftup experiment``: "--out"), offered where this user may not
+    read a file of the folder ("; or choose another --out")."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     init = preflight(cfg, resume)  # every value and path the user gave, before any loading
     info = setup(cfg.device)
@@ -89,7 +94,7 @@ def train(
         check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
         with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
             lock_run_folder(Path(cfg.log.out_dir).expanduser(), info, held)  # before any look
-            result = _run(cfg, info, resume, signals, init, go_on)
+            result = _run(cfg, info, resume, signals, init, go_on, out_option)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -107,16 +112,18 @@ def _run(
     signals: StopOnSignals,
     init: Init | None,
     go_on: str,
+    out_option: str,
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
-    ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main)
+    ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main, out_option)
+    earlier = earlier_of(out_dir, ckpt, info, out_option)  # before anything there changes
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 
     # -- the data, the models, the loader and the run's folder (start.py) -----------------
-    s = start_run(cfg, info, out_dir, ckpt_path, ckpt, init)
+    s = start_run(cfg, info, out_dir, ckpt_path, ckpt, init, earlier)
     dataset, total, step0 = s.dataset, s.total, s.step0
     sizes, viz, monitor = s.sizes, s.viz, s.monitor
     m = s.models

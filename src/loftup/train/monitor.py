@@ -33,6 +33,9 @@ SUMMARY_NAME = "summary.json"
 #: the run's record (:func:`write_run_record`)
 RECORD_NAME = "run.json"
 
+#: the run's scalars, one row a step (:class:`Monitor`)
+METRICS_NAME = "metrics.csv"
+
 
 def write_run_record(
     out_dir: Path,
@@ -42,6 +45,7 @@ def write_run_record(
     resumed: dict | None = None,
     step: int = 0,
     init_commit: str | None = None,
+    earlier: dict | None = None,
 ) -> None:
     """Write ``config.yaml`` (``config_dict``) and ``run.json``: the package version, git
     commit, command, processes, torch and start time of this start of the run.
@@ -52,12 +56,11 @@ def write_run_record(
     ``"init": {"given": ..., "commit": ...}`` beside config.yaml's ``init`` as given.
 
     ``resumed``: the config of the checkpoint this start goes on from, at ``step``. The
-    earlier ``run.json`` is then kept (its first start's values) and this start is added to
-    its ``resumes`` list, with ``step`` and ``config_changes`` ({key: [was, now]}, the keys
-    set otherwise than in the checkpoint's config); where the earlier record is missing or
-    damaged (said), the record holds this start alone, with its ``step``. One this user may
-    not read is no damaged record to write over: a
-    :class:`~loftup.errors.PathPermissionError` with the fix, before anything is written."""
+    earlier record, ``earlier`` (``run.json`` as :func:`~.earlier.read_earlier` read it before
+    the run changed its folder), is then kept (its first start's values) and this start is
+    added to its ``resumes`` list, with ``step`` and ``config_changes`` ({key: [was, now]},
+    the keys set otherwise than in the checkpoint's config); where there is none (missing, or
+    damaged: said as it was read), the record holds this start alone, with its ``step``."""
     import yaml
 
     from .. import __version__
@@ -75,34 +78,15 @@ def write_run_record(
     if init_commit is not None:  # the weights loaded, whatever the branch names later
         record["init"] = {"given": config_dict.get("init"), "commit": init_commit}
     if resumed is not None:
-        changes = config_changes(resumed, config_dict)
-        record = _with_earlier(
-            out_dir / RECORD_NAME, {**record, "step": step, "config_changes": changes}
-        )
+        start = {**record, "step": step, "config_changes": config_changes(resumed, config_dict)}
+        record = start
+        if earlier is not None:  # kept, this start added to its resumes
+            resumes = earlier.get("resumes")
+            resumes = resumes if isinstance(resumes, list) else []
+            record = {**earlier, "resumes": [*resumes, start]}
     text = yaml.safe_dump(as_written(config_dict), sort_keys=False)
     atomic_write_bytes(out_dir / "config.yaml", text.encode())  # read back as it was loaded
     write_json(out_dir / RECORD_NAME, record)
-
-
-def _with_earlier(path: Path, start: dict) -> dict:
-    """The record at ``path`` with ``start`` added to its ``resumes`` (``start`` alone where
-    there is none, or a damaged one: said, as a warning; one this user may not read raises
-    read_json_object's PathPermissionError, no ValueError: it is not written over)."""
-    import logging
-
-    from ..atomic import read_json_object
-
-    try:
-        earlier = read_json_object(path, another="--out (log.out_dir)")
-    except ValueError as e:  # a BrokenFileError: it names the file
-        logging.getLogger("loftup.train").warning(
-            "%s; the record of the run's earlier starts is lost, this start's is written", e
-        )
-        earlier = None
-    if earlier is None:
-        return start
-    resumes = earlier.get("resumes")
-    return {**earlier, "resumes": [*(resumes if isinstance(resumes, list) else []), start]}
 
 
 def config_changes(was: dict, now: dict) -> dict:
@@ -130,15 +114,20 @@ class Monitor:
 
     Arguments:
       out_dir: the run folder.
-      start_step: the first step of this (possibly resumed) run; CSV rows from that step on are
-        dropped so that a resumed run's CSV has each step once.
+      start_step: the first step of this (possibly resumed) run: TensorBoard's events from
+        that step on are dropped.
+      rows: a resumed run's CSV rows of the steps before ``start_step`` (those from that step
+        on dropped, so that its CSV has each step once), read by
+        :func:`~.earlier.read_earlier` before the run changed its folder.
       tensorboard: also write TensorBoard event files under ``tb/``.
     """
 
-    def __init__(self, out_dir: Path, *, start_step: int = 0, tensorboard: bool = True) -> None:
+    def __init__(
+        self, out_dir: Path, *, start_step: int = 0, rows: list[dict] = (), tensorboard: bool = True
+    ) -> None:
         self.out_dir = out_dir
-        self.csv_path = out_dir / "metrics.csv"
-        self._rows = _read_rows(self.csv_path, start_step)
+        self.csv_path = out_dir / METRICS_NAME
+        self._rows = list(rows)
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -214,18 +203,6 @@ class Monitor:
 def _values(rows: list[dict], key: str) -> list[float]:
     """The ``key`` values of ``rows`` that hold one (a NaN: a value missing in a packed history)."""
     return [r[key] for r in rows if key in r and r[key] == r[key]]
-
-
-def _read_rows(path: Path, start_step: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit()]
-    return [
-        {k: (int(v) if k == "step" else float(v)) for k, v in r.items() if v not in (None, "")}
-        for r in rows
-        if int(r["step"]) < start_step
-    ]
 
 
 def save_grid(path: Path, images01, lr_rgb, hr_rgb, title: str = "") -> None:

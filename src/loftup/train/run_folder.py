@@ -19,6 +19,7 @@ from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file
 from ..hub import save_pretrained
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
+from .earlier import Earlier
 from .monitor import SUMMARY_NAME, Monitor, write_run_record
 from .stopping import clear_stop_note
 
@@ -142,6 +143,7 @@ def open_run_folder(
     step0: int,
     resumed: dict | None = None,
     init_commit: str | None = None,
+    earlier: Earlier | None = None,
 ) -> Monitor:
     """In ``out_dir``, locked since the run began (:func:`lock_run_folder`): remove the
     temporaries of a run killed there, an earlier stop's note (this run says its
@@ -149,17 +151,22 @@ def open_run_folder(
     resumed run's, ``resumed`` its checkpoint's config, adds this start to the earlier record:
     :func:`~.monitor.write_run_record`, with ``init_commit``, the hub commit stage 2's init
     was loaded from) and open the run's :class:`Monitor` from step
-    ``step0`` (the resumed checkpoint's). The summary,
+    ``step0`` (the resumed checkpoint's). ``earlier``: what a resumed run keeps of the folder
+    (its record and metrics rows), read before the run changed anything there
+    (:func:`~.earlier.read_earlier`: one this user may not read was refused with nothing
+    changed; it was read here, after summary.json was deleted). The summary,
     written last, marks a run that ended: one resumed to train on (a higher max_steps) and
     killed after its last checkpoint but before its export would have looked ended, with the
     earlier run's summary beside the earlier ``final/``."""
     remove_stale_temporaries(out_dir)
     clear_stop_note(out_dir)
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
+    earlier = earlier or Earlier()
     write_run_record(
-        out_dir, cfg.to_dict(), world, resumed=resumed, step=step0, init_commit=init_commit
-    )
-    return Monitor(out_dir, start_step=step0, tensorboard=cfg.log.tensorboard)
+        out_dir, cfg.to_dict(), world, resumed=resumed, step=step0, init_commit=init_commit,
+        earlier=earlier.record,
+    )  # fmt: skip
+    return Monitor(out_dir, start_step=step0, rows=earlier.rows, tensorboard=cfg.log.tensorboard)
 
 
 def finish_run(

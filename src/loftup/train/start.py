@@ -25,7 +25,8 @@ from .build import (
 )
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, set_rng_state, unpack_history
 from .config import TrainConfig
-from .distributed import DistInfo, convert_batchnorm
+from .distributed import DistInfo, broadcast_object, convert_batchnorm
+from .earlier import OUT_OPTION, Earlier, read_earlier
 from .ema import EMATeacher
 from .loader import make_loader, masks_up_front, training_data
 from .monitor import Monitor
@@ -38,13 +39,14 @@ log = logging.getLogger("loftup.train")
 
 
 def checkpoint_to_resume(
-    cfg: TrainConfig, out_dir: Path, resume: bool, main: bool
+    cfg: TrainConfig, out_dir: Path, resume: bool, main: bool, another: str = OUT_OPTION
 ) -> tuple[Path, dict | None]:
     """``out_dir``'s checkpoint path, and the checkpoint itself where ``resume`` finds one
     (None: the run starts at step 0), checked against ``cfg`` (the same kind of run). A
     checkpoint there without ``resume`` is refused: the run would write over it. Loaded here,
     with the run folder locked (an experiment has read its step before: loaded again, 0.2 s,
-    so that a run that another process took further meanwhile is resumed as it is now)."""
+    so that a run that another process took further meanwhile is resumed as it is now).
+    ``another``: the option that chose the folder, offered where this user may not read it."""
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
         raise LoftUpError(
@@ -52,12 +54,31 @@ def checkpoint_to_resume(
             "another --out (log.out_dir)"
         )
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
+        ckpt = load_checkpoint(ckpt_path, another)
         check_resumable(ckpt, cfg, ckpt_path)
         return ckpt_path, ckpt
     if resume and main:
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
     return ckpt_path, None
+
+
+def earlier_of(out_dir: Path, ckpt: dict | None, info: DistInfo, another: str) -> Earlier | None:
+    """Rank 0's :func:`~.earlier.read_earlier` of the run in ``out_dir`` that resumes ``ckpt``
+    (None: one starting afresh, which keeps nothing, and the other ranks), read before the
+    models and data are built and before anything in the folder changes; one this user may
+    not read is refused (its fix, and ``another``) by every rank, as the folder's lock is."""
+    earlier, problem = None, None
+    if ckpt is not None and info.is_main:
+        try:
+            earlier = read_earlier(out_dir, ckpt["step"], another)
+        except LoftUpError as e:
+            problem = e
+    said = broadcast_object(None if problem is None else str(problem), info)
+    if problem is not None:
+        raise problem
+    if said is not None:
+        raise LoftUpError(said)
+    return earlier
 
 
 def warn_if_other_data(ckpt: dict, images: int, ckpt_path: Path) -> None:
@@ -161,10 +182,12 @@ def start_run(
     ckpt_path: Path,
     ckpt: dict | None,
     init: Init | None,
+    earlier: Earlier | None = None,
 ) -> Started:
     """The data, models, loader and (rank 0) run folder of ``cfg``, resuming ``ckpt`` (read
     from ``ckpt_path``; None: from step 0), in this order: too few images for a batch is said
-    before any model loads; ``init``: as :func:`build_models` takes it."""
+    before any model loads; ``init``: as :func:`build_models` takes it; ``earlier``: what the
+    resumed run keeps of its folder (:func:`earlier_of`)."""
     device, main = info.device, info.is_main
     # -- the data (listed before any model loads: too few images for a batch is said first) --
     dataset = training_data(cfg, device, progress=main and cfg.log.progress)
@@ -202,7 +225,7 @@ def start_run(
         # the hub commit a hub id's or released name's init was loaded from (None: a file, a resume)
         commit = getattr(m.trainee.upsampler, "source_commit", None)
         # the folder: locked since the start
-        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed, commit)
+        monitor = open_run_folder(cfg, out_dir, info.world, step0, resumed, commit, earlier)
         # TensorBoard drops the events from step0 on (those a crashed run wrote past its
         # checkpoint), the checkpoint step's picture with them: draw it again
         redraw = step0 and cfg.log.tensorboard and monitor.picture_path(step0).exists()

@@ -50,6 +50,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     ``world.json`` says these options, :func:`make_scenes`)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
+    from ..train.earlier import check_resume_reads
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
@@ -68,6 +69,8 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         saved = read_json_object(out / RECORD, another="--out") if resume else None
     except ValueError as e:
         raise UsageError(f"--resume: {e}; choose another --out") from None
+    for stage in ("stage1", "stage2") if resume else ():  # before stage 1 trains on
+        check_resume_reads(out / "runs" / stage, "--out")  # each file it reads, readable
     if resume and saved is None and (out / "runs").is_dir():
         raise UsageError(
             f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "
@@ -229,8 +232,9 @@ def train_stages(cfg: DemoConfig, train_root: Path, *, resume: bool = False) -> 
     from ..train.loop import train
 
     runs = Path(cfg.out) / "runs"
-    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"), resume=resume)
-    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint), resume=resume)
+    kw = {"resume": resume, "out_option": "--out"}  # the demo's option, no log.out_dir
+    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"), **kw)
+    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint), **kw)
     return s1.pretrained, s2.pretrained
 
 

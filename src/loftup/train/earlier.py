@@ -1,0 +1,89 @@
+"""What a resumed run keeps of its folder, read before the run changes anything there: the
+earlier ``run.json`` (its starts) and the ``metrics.csv`` rows before the checkpoint's step
+(:func:`read_earlier`). Read where the folder was first changed (``summary.json`` deleted,
+``config.yaml`` and ``run.json`` written), one of them that this user may not read refused a
+resume that had already changed the folder, the models and data built for nothing.
+
+:func:`check_resume_reads` says, without reading them, whether each file a resume reads may
+be read: the up-front checks of ``loftup demo --resume`` and ``loftup experiment``, which
+train one run after another (a refusal in the second run came after the first was trained on).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..read_refusal import read_refused
+from .checkpoint import CHECKPOINT_NAME
+from .monitor import METRICS_NAME, RECORD_NAME
+
+#: The option that chose a training's folder as ``loftup train`` takes it; ``loftup demo``
+#: and ``loftup experiment`` give their own (``--out``) to :func:`loftup.train.train`.
+OUT_OPTION = "--out (log.out_dir)"
+
+#: What each file a resume reads is, in a refusal ("cannot read record OUT/run.json: ...").
+_WHAT = {CHECKPOINT_NAME: "training checkpoint", RECORD_NAME: "record", METRICS_NAME: "metrics"}
+
+
+@dataclass
+class Earlier:
+    """A resumed run's ``record`` (the earlier run.json; None: none, or a damaged one, said)
+    and ``rows`` (metrics.csv's rows of the steps before the checkpoint's)."""
+
+    record: dict | None = None
+    rows: list[dict] = field(default_factory=list)
+
+
+def read_earlier(out_dir: Path, step: int, another: str = OUT_OPTION) -> Earlier:
+    """The :class:`Earlier` of the run in ``out_dir`` resumed at ``step``; a file of them this
+    user may not read is a :class:`~loftup.errors.PathPermissionError` with its fix and
+    ``another`` (the option that chose the folder), nothing in the folder changed."""
+    return Earlier(_record(out_dir / RECORD_NAME, another), _rows(out_dir, step, another))
+
+
+def check_resume_reads(out_dir: Path, another: str) -> None:
+    """A :class:`~loftup.errors.PathPermissionError` (with its fix, and ``another``) for the
+    first file of ``out_dir`` that resuming its run reads (its checkpoint, run.json,
+    metrics.csv) and this user may not read; nothing where the folder holds no checkpoint
+    (the run starts afresh, and reads neither)."""
+    for name in (CHECKPOINT_NAME, RECORD_NAME, METRICS_NAME):
+        refused = read_refused(out_dir / name, what=_WHAT[name], another=another)
+        if refused is not None:
+            raise refused
+        if name == CHECKPOINT_NAME and not (out_dir / name).exists():
+            return
+
+
+def _record(path: Path, another: str) -> dict | None:
+    """The run record at ``path``: None where there is none, or a damaged one (said, as a
+    warning: the record of the earlier starts is lost); one this user may not read raises
+    read_json_object's PathPermissionError (no ValueError): it is not written over."""
+    from ..atomic import read_json_object
+
+    try:
+        return read_json_object(path, _WHAT[RECORD_NAME], another=another)
+    except ValueError as e:  # a BrokenFileError: it names the file
+        logging.getLogger("loftup.train").warning(
+            "%s; the record of the run's earlier starts is lost, this start's is written", e
+        )
+        return None
+
+
+def _rows(out_dir: Path, step: int, another: str) -> list[dict]:
+    """metrics.csv's rows of the steps before ``step`` (none to keep at step 0: not read)."""
+    path = out_dir / METRICS_NAME
+    if not step or not path.exists():
+        return []
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit()]
+    except PermissionError as e:
+        raise read_refused(path, e, _WHAT[METRICS_NAME], another=another) or e from None
+    return [
+        {k: (int(v) if k == "step" else float(v)) for k, v in r.items() if v not in (None, "")}
+        for r in rows
+        if int(r["step"]) < step
+    ]
