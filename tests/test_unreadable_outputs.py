@@ -106,22 +106,60 @@ result = {{
 def test_an_input_it_may_not_read_is_told_the_chmod_alone(tmp_path):
     """A world folder given to read (its world.json of mode 000) is the user's input, not an
     output folder they chose: another --out would mend nothing, and is not offered; the same
-    file refused where `loftup world scenes --out` writes the world again offers it."""
+    file refused where `loftup world scenes --out` writes the world again offers it. An
+    experiment's --data world (hashed for its inputs.json) said "W/world.json: Permission
+    denied" alone; a weights file given to load (torch_load, check_torch_file) the same."""
+    import torch
+
     from loftup.data.scene_files import write_scenes
     from loftup.data.scenes import SceneConfig
 
     root = write_scenes(tmp_path / "world", SceneConfig(height=16, width=16), 1, progress=False)
     refuse(root / "world.json", "own")
+    weights = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1)}, weights)
+    refuse(weights, "own")
     said = where_modes_apply(f"""
 from pathlib import Path
 from file_modes import told
 from loftup.data.scene_files import read_world
 from loftup.data.world_record import read_record
-result = [told(lambda: read_world({str(root)!r})), told(lambda: read_record(Path({str(root)!r})))]
+from loftup.experiments.data import run_inputs
+from loftup.hub.files import check_torch_file, torch_load
+root, weights = Path({str(root)!r}), Path({str(weights)!r})
+result = [told(lambda: read_world(root)), told(lambda: read_record(root)),
+          told(lambda: run_inputs({{"sha256": None}}, root, "sa1b")),
+          told(lambda: torch_load(weights, fix="x")), told(lambda: check_torch_file(weights, fix="x"))]
 """)
     path = root / "world.json"
-    assert said[0].startswith(f"PathPermissionError: cannot read world record {path}: "), said
-    assert said[0].endswith(f"chmod u+r {path}") and "choose another" not in said[0], said
+    for input_said in said[0], said[2]:
+        assert input_said.startswith(f"PathPermissionError: cannot read world record {path}: ")
+        assert input_said.endswith(f"chmod u+r {path}") and "another" not in input_said, said
     _chmod_then(said[1], path, None, "--out")
+    for weights_said in said[3:]:
+        assert weights_said.startswith(f"PathPermissionError: cannot read weights file {weights}")
+        assert weights_said.endswith(f"chmod u+r {weights}"), weights_said
     path.chmod(0o600)
     assert json.loads(path.read_text())["images"]  # kept
+
+
+def test_a_scene_file_of_the_command_s_own_world_offers_another_out(tmp_path):
+    """The held-out scenes a demo or an experiment wrote under its --out (OUT/scenes/val): a
+    scene file there of mode 000 offered the chmod alone, where world.json in the same folder
+    offered another --out too; a world given to read (--eval-root) keeps the chmod alone."""
+    from loftup.data.scene_files import read_world, write_scenes
+    from loftup.data.scenes import SceneConfig
+
+    root = write_scenes(tmp_path / "val", SceneConfig(height=16, width=16), 2, progress=False)
+    image = root / "sa1b" / f"{read_world(root).names[0]}.jpg"
+    refuse(image, "own")
+    said = where_modes_apply(f"""
+from pathlib import Path
+from file_modes import told
+from loftup.world.heldout import load_val
+root = Path({str(root)!r})
+result = [told(lambda: load_val(root, "--out")), told(lambda: load_val(root))]
+""")
+    assert said[0].startswith(f"PathPermissionError: cannot read scene file {image}: "), said
+    _chmod_then(said[0], image, None, "--out")
+    assert said[1].endswith(f"chmod u+r {image}") and "another" not in said[1], said

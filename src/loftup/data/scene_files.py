@@ -122,12 +122,16 @@ def write_scenes(
 
 @dataclass
 class World:
-    """A world folder as read back: its config, seed and image names (``sa_N``)."""
+    """A world folder as read back: its config, seed and image names (``sa_N``); ``another``:
+    the option that chose its folder where it is the command's own output (a demo's or an
+    experiment's scenes: "--out"), offered beside the chmod of a file this user may not read
+    ("" for a world given to read, which only its fix mends)."""
 
     root: Path
     config: SceneConfig
     seed: int
     names: list[str]
+    another: str = ""
 
     def load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8, labels (H, W) uint8, masks (N, H, W) bool of image ``name``;
@@ -150,7 +154,7 @@ class World:
             meta = json.loads(path.read_text())
             masks = [decode_rle(a["segmentation"]) for a in meta["annotations"]]
         except READ_ERRORS as e:  # one this user may not read: its fix, not "damaged"
-            raise read_refused(path, e, "scene file") or LoftUpError(
+            raise read_refused(path, e, "scene file", another=self.another) or LoftUpError(
                 f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
                 f"{_WRITE_AGAIN}"
             ) from None
@@ -168,9 +172,10 @@ class World:
 _WRITE_AGAIN = "delete the folder and write the world again (`loftup world scenes --out DIR`)"
 
 
-def read_world(root: str | Path) -> World:
+def read_world(root: str | Path, another: str = "") -> World:
     """Open a folder written by :func:`write_scenes` (checks that it is complete); a leading
-    ``~`` is the home folder, as :func:`write_scenes` reads its ``out``."""
+    ``~`` is the home folder, as :func:`write_scenes` reads its ``out``. ``another``: the
+    option that chose the folder where it is the command's own output (:class:`World`)."""
     from ..atomic import read_json_object
     from .paths import home_expanded
 
@@ -183,7 +188,7 @@ def read_world(root: str | Path) -> World:
             "`loftup world scenes --out DIR`"
         )
     try:  # one this user may not read: a PathPermissionError with its fix, no ValueError
-        info = read_json_object(path, "world record")
+        info = read_json_object(path, "world record", another=another)
     except ValueError as e:  # BrokenFileError
         raise LoftUpError(f"{e}; {_WRITE_AGAIN}") from None
     if info.get("format") != FORMAT:
@@ -200,7 +205,7 @@ def read_world(root: str | Path) -> World:
         raise LoftUpError(
             f"{path} has no valid scene config ({one_line(e)}); {_WRITE_AGAIN}"
         ) from None
-    return World(root, config, info["seed"], names)
+    return World(root, config, info["seed"], names, another)
 
 
 def check_kept(*kept) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import LoftUpError
 from ..paths import there
+from ..read_refusal import read_refused
 from .settings import ExperimentSettings
 
 
@@ -65,7 +66,7 @@ def load_eval_set(s: ExperimentSettings) -> EvalSet:
         root = Path(s.eval_root)
     else:  # written once, as the training scenes are
         root = make_val_scenes(s.demo(0), reuse=True, progress=s.progress)
-    images, labels = load_val(root)
+    images, labels = load_val(root, "" if s.eval_root else "--out")  # written under --out
     if len(images) < n:
         raise LoftUpError(
             f"{root} holds {len(images)} scenes, fewer than --eval-count {n}; give "
@@ -204,7 +205,10 @@ def run_inputs(backbone: dict, train_root: Path, masks: str, *, progress: bool =
     records them; one trained on others is not reused."""
     world = Path(train_root) / "world.json"
     if there(world, "--data", test=os.path.isfile):
-        data = {"world_sha256": file_sha256(world)}
+        try:
+            data = {"world_sha256": file_sha256(world)}
+        except PermissionError as e:  # an input: its chmod (no other --out mends it)
+            raise read_refused(world, e, "world record") or e from None
     else:
         digest, files = hashlib.sha256(), training_files(Path(train_root), masks, progress)
         step = max(1, -(-len(files) // SIZE_SAMPLE))

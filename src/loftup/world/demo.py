@@ -277,7 +277,7 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    images, labels = load_val(val_root)
+    images, labels = load_val(val_root, "--out")  # the demo's own scenes
     classes = read_world(val_root).config.num_classes
     guidance, lr_feats = lowres_features(get_featurizer("scenes_vit_p8"), images)
     upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}

@@ -13,9 +13,11 @@ from ..data.scene_files import read_world
 from .config import DemoConfig
 
 
-def load_val(val_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out images (N, 3, H, W) in [0, 1] and labels (N, H, W) int64, read from disk."""
-    world = read_world(val_root)
+def load_val(val_root: Path, another: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out images (N, 3, H, W) in [0, 1] and labels (N, H, W) int64, read from disk;
+    ``another``: the option that chose ``val_root`` where it is the command's own output
+    ("--out": offered beside the chmod of a file this user may not read)."""
+    world = read_world(val_root, another)
     images, labels = [], []
     for name in world.names:
         image, label, _ = world.load(name)
