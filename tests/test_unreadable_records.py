@@ -66,6 +66,10 @@ result = {{
 }}
 """)
     assert said.pop("kind") == ["PathPermissionError", False]  # no ValueError: no damaged file
+    # under --resume, said as the option it follows from (as upsample's other refusals are)
+    flagged = "PathPermissionError: --resume: cannot read record "
+    assert said["upsample"].startswith(flagged), said["upsample"]
+    said["upsample"] = said["upsample"].replace("--resume: ", "", 1)
     for name, path in files.items():  # an experiment's records are its run folders'
         _refused_with_the_fix(
             said[name], path, owner, "run record" if name == "experiment" else "record"

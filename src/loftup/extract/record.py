@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import read_json_object
-from ..errors import LoftUpError
+from ..errors import LoftUpError, PathPermissionError
 from .inputs import Job
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
@@ -54,6 +54,8 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
         saved = read_json_object(path, another="-o")  # unreadable: chmod, or another -o
         if saved is not None and "loftup_version" not in saved:
             raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
+    except PathPermissionError as e:  # said as the option it follows from, as below
+        raise type(e)(f"{flag}{e}") from None
     except ValueError as e:
         if not os.path.lexists(path):  # a name the file system cannot hold: no file to move
             raise LoftUpError(f"{flag}{e}; choose another -o") from None
