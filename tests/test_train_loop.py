@@ -204,7 +204,7 @@ def test_stage2_reads_its_init_once_and_trains_the_same_with_a_model_key(
     reads, load = [], torch.load
 
     def counted(f, *args, **kwargs):
-        reads.append(str(f))
+        reads.append(str(getattr(f, "name", f)))  # the file open: its name
         return load(f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "load", counted)
