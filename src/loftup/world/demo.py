@@ -26,66 +26,11 @@ from ..data.scenes import SceneConfig
 from ..data.world_record import check_world, read_record
 from ..paths import check_folder_output
 from .config import DemoConfig
+from .demo_out import RECORD, _options, check_out  # noqa: F401  (importable from here)
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
 
 METHODS = ("nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2")
-
-
-#: The demo's options, written to ``OUT`` before anything else: ``--resume`` goes on only with
-#: the options a demo began with.
-RECORD = "demo.json"
-
-
-def _options(cfg: DemoConfig) -> dict:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
-
-
-def check_out(cfg: DemoConfig, resume: bool = False) -> None:
-    """A :class:`UsageError` unless ``cfg.out`` may take this demo (nothing is written):
-    a folder with a report is never overwritten; one holding an interrupted demo (its options
-    record or a training checkpoint) is gone on with only when ``resume`` is set, and only
-    with the options it began with; one of an earlier version, with training runs and no
-    record of their options, is not gone on with (its complete scene folders are, where their
-    ``world.json`` says these options, :func:`make_scenes`)."""
-    from ..atomic import read_json_object
-    from ..errors import UsageError
-    from ..train.earlier import check_resume_reads
-
-    out = Path(cfg.out)
-    check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
-    if (out / "report.json").exists():
-        raise UsageError(f"{out} already holds a demo report; choose another --out")
-    if (out / "results.json").exists():  # its report.md would be overwritten
-        raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
-    checkpoints = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
-    begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoints)
-    if begun and not resume:
-        raise UsageError(
-            f"{out} holds an interrupted demo; run the same command with --resume to go on, "
-            "or choose another --out"
-        )
-    try:
-        saved = read_json_object(out / RECORD, another="--out") if resume else None
-    except ValueError as e:
-        raise UsageError(f"--resume: {e}; choose another --out") from None
-    for stage in ("stage1", "stage2") if resume else ():  # before stage 1 trains on
-        check_resume_reads(out / "runs" / stage, "--out")  # each file it reads, readable
-    if resume and saved is None and (out / "runs").is_dir():
-        raise UsageError(
-            f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "
-            f"record its options ({RECORD}): its training cannot be checked against these; "
-            "choose another --out, or delete it to run the demo afresh"
-        )
-    if saved is not None:
-        wanted = _options(cfg)
-        diff = [k for k in wanted if saved.get(k) != wanted[k]]
-        if diff:
-            was = " ".join(f"--{k.replace('_', '-')} {saved.get(k)}" for k in diff)
-            raise UsageError(
-                f"{out} holds a demo begun with other options ({was}); resume it with those, "
-                "or choose another --out"
-            )
 
 
 def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
