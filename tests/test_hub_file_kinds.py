@@ -155,7 +155,10 @@ for call in [lambda: read_weights(files[0]), lambda: load_upsampler(files[0]),
         chained = e.__cause__ is not None or (e.__context__ and not e.__suppress_context__)
         result.append(type(e).__name__ + ": " + str(e) + (" [chained]" if chained else ""))
 """)
-    for text, path, owner in zip(said, [files[0], *files], [owners[0], *owners], strict=True):
-        assert text.startswith(f"PathPermissionError: cannot read {path}: permission denied")
+    kinds = ["weights file"] * 3 + ["training checkpoint"]
+    for text, path, owner, kind in zip(
+        said, [files[0], *files], [owners[0], *owners], kinds, strict=True
+    ):
+        assert text.startswith(f"PathPermissionError: cannot read {kind} {path}: permission denied")
         fix = f"chmod u+r {path}" if owner is None else f"chmod o+r {path}), or run as {owner}"
         assert fix in text and "[chained]" not in text and "No such file" not in text, text

@@ -77,7 +77,9 @@ def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
     user may not read (safetensors said "No such file or directory") with its chmod, a Git
     LFS pointer, a web page or a PyTorch file (:func:`head_mistaken`) said as such, else
     corrupt or truncated, with ``fix``."""
-    refused = read_refused(path)  # safetensors' error is no PermissionError: opened to see
+    refused = read_refused(
+        path, what="weights file"
+    )  # safetensors' error is no PermissionError: opened to see
     if refused is not None:
         raise refused
     with open_weights(path) as f:
