@@ -1,4 +1,4 @@
-"""The train run's folder lock (:func:`loftup.train.run_folder.folder_lock`) is a POSIX lock
+"""The train run's folder lock (:func:`loftup.train.run_lock.folder_lock`) is a POSIX lock
 (``fcntl.lockf``), which forked DataLoader workers do not inherit, with what it shares with
 ``--save-masks``'s lock (:mod:`loftup.file_lock`): one rule for a file system without locks,
 a link in its file's place refused.
@@ -15,7 +15,7 @@ import torch
 
 from loftup.errors import LoftUpError
 from loftup.train.distributed import DistInfo
-from loftup.train.run_folder import LOCK_NAME, folder_lock, lock_run_folder
+from loftup.train.run_lock import LOCK_NAME, folder_lock, lock_run_folder
 
 fcntl = pytest.importorskip("fcntl")
 
@@ -31,7 +31,7 @@ def test_a_worker_forked_while_a_run_holds_its_folder_does_not_keep_it_after_the
     run = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from loftup.train.run_folder import folder_lock\n"
+        "from loftup.train.run_lock import folder_lock\n"
         "with folder_lock(Path(sys.argv[1])):\n"
         "    if os.fork() == 0:  # the worker: alive until its stdin ends\n"
         "        os.write(1, b'worker\\n'); sys.stdin.read(); os._exit(0)\n"

@@ -29,7 +29,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused_before_it_writes_there(sa1b,
     import sys
 
     from loftup.errors import LoftUpError
-    from loftup.train.run_folder import LOCK_NAME
+    from loftup.train.run_lock import LOCK_NAME
 
     out = tmp_path / "run"
     out.mkdir()
@@ -58,14 +58,14 @@ def test_the_folder_is_locked_before_the_run_looks_at_what_it_holds(sa1b, tmp_pa
     """The lock was taken after the models were built (SAM's pass too, hours on a big set):
     a run that ended there meanwhile was overwritten on the strength of the earlier look (its
     checkpoint read as absent). The look at the checkpoint now happens under the lock."""
-    from loftup.train import loop, run_folder
+    from loftup.train import loop, run_lock
 
     out = tmp_path / "run"
     looked = []
     real = loop.checkpoint_to_resume
 
     def look(cfg, out_dir, *rest):
-        looked.append(os.path.realpath(out_dir) in run_folder._HELD)
+        looked.append(os.path.realpath(out_dir) in run_lock._HELD)
         return real(cfg, out_dir, *rest)
 
     monkeypatch.setattr(loop, "checkpoint_to_resume", look)
@@ -80,18 +80,18 @@ def test_a_folder_is_removed_only_by_the_run_that_made_it_and_wrote_nothing(tmp_
     from contextlib import ExitStack, contextmanager
 
     from loftup.errors import LoftUpError
-    from loftup.train import run_folder
+    from loftup.train import run_lock
     from loftup.train.distributed import DistInfo
-    from loftup.train.run_folder import lock_run_folder
+    from loftup.train.run_lock import lock_run_folder
 
     @contextmanager
     def taken_meanwhile(out_dir):  # another run locked the folder just made
-        (out_dir / run_folder.LOCK_NAME).touch()  # its lock's file
+        (out_dir / run_lock.LOCK_NAME).touch()  # its lock's file
         raise LoftUpError(f"{out_dir} is in use by another loftup train run")
         yield
 
     with monkeypatch.context() as m:
-        m.setattr(run_folder, "folder_lock", taken_meanwhile)
+        m.setattr(run_lock, "folder_lock", taken_meanwhile)
         with pytest.raises(LoftUpError), ExitStack() as refused:
             lock_run_folder(tmp_path / "raced", DistInfo(device=torch.device("cpu")), refused)
     assert (tmp_path / "raced").is_dir()  # the other run's now: not removed
@@ -118,7 +118,7 @@ def test_a_second_run_of_the_same_process_is_refused_and_leaves_the_first_its_lo
     """A POSIX lock is the process's: a second run in the same process (threads, a notebook)
     got it again, and its end released the first run's lock for any other process."""
     from loftup.errors import LoftUpError
-    from loftup.train.run_folder import LOCK_NAME, folder_lock
+    from loftup.train.run_lock import LOCK_NAME, folder_lock
 
     hold = (
         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
@@ -148,7 +148,7 @@ def test_a_file_system_without_locks_is_said_once_and_the_run_goes_on(
     import errno
     import fcntl
 
-    from loftup.train.run_folder import folder_lock
+    from loftup.train.run_lock import folder_lock
 
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")

@@ -11,9 +11,9 @@ checked before anything loads), :mod:`.start` (what a run starts from: the check
 resumes, its models and optimiser, its data, loader and folder), :mod:`.build` (models and
 optimiser from the config), :mod:`.loader` (the data and its workers; :mod:`.feed` reads their
 batches, :mod:`.reads` waits on the reads made without them), :mod:`.checkpoint`,
-:mod:`.run_folder` (the run's folder at its start and end), :mod:`.monitor` and
-:mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP and Ctrl-C),
-:mod:`.gradients` (clipping and non-finite gradients).
+:mod:`.run_lock` (its lock) and :mod:`.run_folder` (the run's folder at its start and end),
+:mod:`.monitor` and :mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP
+and Ctrl-C), :mod:`.gradients` (clipping and non-finite gradients).
 """
 
 from __future__ import annotations

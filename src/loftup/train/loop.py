@@ -51,7 +51,8 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .run_folder import finish_run, lock_run_folder
+from .run_folder import finish_run
+from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
 from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
 

@@ -1,0 +1,128 @@
+"""The lock a run holds on its folder (``log.out_dir``, rank 0 only) from before it looks at
+what the folder holds to its end (:func:`lock_run_folder`): a second run there is refused,
+naming the run that writes there. What it shares with ``--save-masks``'s lock is
+:mod:`..file_lock`'s."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from ..errors import LoftUpError
+from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file
+
+log = logging.getLogger("loftup.train")
+
+
+#: the file in a run's folder that the run writing there holds a lock on (:func:`folder_lock`)
+LOCK_NAME = ".loftup-train.lock"
+
+#: the folders this process's runs hold (a POSIX lock is the process's: a second run of the
+#: same process would get it again, and its end would release the first run's)
+_HELD: set[str] = set()
+
+
+@contextmanager
+def folder_lock(out_dir: Path):
+    """Hold ``out_dir``'s lock while a run writes there. A second run on the same folder (a job
+    launched twice, a requeued job while the first still runs) is refused with a
+    :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
+    other's checkpoint, metrics and ``final/``. A POSIX lock (``fcntl.lockf``) of
+    :data:`LOCK_NAME`: the system releases it when its process ends however it ends (``kill
+    -9`` too), and DataLoader workers do not inherit it; where the file system keeps no locks
+    (:data:`..file_lock.NO_LOCKS`), none is held, with a warning; another error of the request
+    (an I/O error) is raised. A second run of the same process (threads, a notebook) is
+    refused too, and so is a link or folder in the lock file's place."""
+    key = os.path.realpath(out_dir)
+    if key in _HELD:
+        raise _in_use(out_dir, f"process {os.getpid()}, this one")
+    fd = open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs")
+    _HELD.add(key)
+    try:
+        try:
+            lockf_nowait(fd)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise _in_use(out_dir, holder) from None
+        except OSError as e:
+            if e.errno not in NO_LOCKS:
+                raise
+            log.warning(  # (ENOLCK: NFS without its lock service)
+                "%s keeps no file locks (%s): a second loftup train run on it would not be "
+                "refused; run one at a time there", out_dir, e.strerror or e,
+            )  # fmt: skip
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        _HELD.discard(key)
+        os.close(fd)  # the lock goes with it
+
+
+def _in_use(out_dir: Path, holder: str) -> LoftUpError:
+    return LoftUpError(
+        f"{out_dir} is in use by another loftup train run{f' ({holder})' if holder else ''}; "
+        "wait for it to end (then --resume continues it), or choose another --out (log.out_dir)"
+    )
+
+
+def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
+    """Rank 0 makes ``out_dir`` and takes its lock (:func:`folder_lock`) for as long as
+    ``held`` lasts, before the run looks at what the folder holds: a run that ended there while
+    this one built its models could otherwise be overwritten on the strength of an earlier
+    look (its checkpoint read as absent, or as older). A refusal is said by every rank."""
+    from .distributed import broadcast_object
+
+    problem = None
+    if info.is_main:
+        try:
+            made = False
+            try:
+                out_dir.mkdir(parents=True)
+                made = True
+            except FileExistsError:
+                pass
+            held.enter_context(folder_lock(out_dir))
+        except LoftUpError as e:
+            problem = str(e)
+        except OSError as e:  # one line on every rank
+            problem = _cannot_lock(out_dir / LOCK_NAME, e)
+        else:
+            if made:  # removed again if the run writes nothing there: under the lock, which
+                # is let go after it (a refused run removes nothing: the folder is another's)
+                held.callback(_remove_if_unused, out_dir)
+    if info.enabled:
+        problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise LoftUpError(problem)
+
+
+def _cannot_lock(path: Path, e: OSError) -> str:
+    """The refusal where taking the lock of ``path`` failed with ``e``: its file another
+    user's, say (who owns it is the question), or an error of its file system (an I/O error:
+    its text and the path, no owner to ask)."""
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or choose "
+            "another --out (log.out_dir)"
+        )
+    return (
+        f"cannot take the lock of {path}: {e.strerror or e}; run again once that is fixed, or "
+        "choose another --out (log.out_dir)"
+    )
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """Remove ``out_dir``, made by this run, which failed before writing there, where it holds
+    nothing but the lock's file (the lock still held: no other run can have taken it)."""
+    try:
+        if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
+            (out_dir / LOCK_NAME).unlink()
+            out_dir.rmdir()
+    except OSError:  # taken over, or not ours to remove: left as it is
+        pass
