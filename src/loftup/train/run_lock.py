@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import socket
+import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -21,9 +22,11 @@ log = logging.getLogger("loftup.train")
 #: the file in a run's folder that the run writing there holds a lock on (:func:`folder_lock`)
 LOCK_NAME = ".loftup-train.lock"
 
-#: the folders this process's runs hold (a POSIX lock is the process's: a second run of the
-#: same process would get it again, and its end would release the first run's)
-_HELD: set[str] = set()
+#: the folders this process's runs hold, by their device and inode (a POSIX lock is the
+#: process's: a second run of the same process would get it again, and its end would release
+#: the first run's); :data:`_RESERVING` held to look and add in one step
+_HELD: set[tuple[int, int]] = set()
+_RESERVING = threading.Lock()
 
 
 @contextmanager
@@ -36,32 +39,47 @@ def folder_lock(out_dir: Path):
     -9`` too), and DataLoader workers do not inherit it; where the file system keeps no locks
     (:data:`..file_lock.NO_LOCKS`), none is held, with a warning; another error of the request
     (an I/O error) is raised. A second run of the same process (threads, a notebook) is
-    refused too, and so is a link or folder in the lock file's place."""
-    key = os.path.realpath(out_dir)
-    if key in _HELD:
-        raise _in_use(out_dir, f"process {os.getpid()}, this one")
-    fd = open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs")
-    _HELD.add(key)
+    refused too, under any path of the folder, and so is a link or folder in the lock file's
+    place."""
+    key = _reserve(out_dir)
     try:
+        fd = open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs")
         try:
-            lockf_nowait(fd)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise _in_use(out_dir, holder) from None
-        except OSError as e:
-            if e.errno not in NO_LOCKS:
-                raise
-            log.warning(  # (ENOLCK: NFS without its lock service)
-                "%s keeps no file locks (%s): a second loftup train run on it would not be "
-                "refused; run one at a time there", out_dir, e.strerror or e,
-            )  # fmt: skip
-        else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        yield
+            try:
+                lockf_nowait(fd)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise _in_use(out_dir, holder) from None
+            except OSError as e:
+                if e.errno not in NO_LOCKS:
+                    raise
+                log.warning(  # (ENOLCK: NFS without its lock service)
+                    "%s keeps no file locks (%s): a second loftup train run on it would not "
+                    "be refused; run one at a time there", out_dir, e.strerror or e,
+                )  # fmt: skip
+            else:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # the lock goes with it
     finally:
-        _HELD.discard(key)
-        os.close(fd)  # the lock goes with it
+        with _RESERVING:  # (after the close: a run let in before it would lose its lock)
+            _HELD.discard(key)
+
+
+def _reserve(out_dir: Path) -> tuple[int, int]:
+    """``out_dir``'s device and inode, marked held by a run of this process; LoftUpError where
+    another of its runs holds it. A folder has one under all its paths (a bind mount, a disk
+    that ignores case, a renamed folder), and is looked at before its lock file is opened:
+    closing any descriptor of that file would release a lock this process holds."""
+    st = os.stat(out_dir)
+    key = (st.st_dev, st.st_ino)
+    with _RESERVING:  # (two threads that both looked before either added both got it)
+        if key in _HELD:
+            raise _in_use(out_dir, f"process {os.getpid()}, this one")
+        _HELD.add(key)
+    return key
 
 
 def _in_use(out_dir: Path, holder: str) -> LoftUpError:
