@@ -150,3 +150,35 @@ def test_a_lock_file_that_is_a_link_or_a_folder_is_named_with_its_fix(tmp_path):
         if kind == "folder":
             (masks / LOCK).rmdir()
             (masks / LOCK).touch()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="makes a FIFO")
+def test_a_fifo_in_the_lock_files_place_is_named_with_its_fix_not_waited_on(tmp_path):
+    """A FIFO in the lock file's place: a reader's open of it (complete_masks, reading_masks)
+    waited for a writer, for ever. Each is refused at once, the FIFO named with its fix, as a
+    link is (in a fresh process, which the timeout ends where it waits)."""
+    from processes import run_python
+
+    masks = tmp_path / "masks"
+    _run(masks, ["bear"]).publish({})
+    (masks / LOCK).unlink()
+    os.mkfifo(masks / LOCK)
+    code = (
+        "import sys\n"
+        "from loftup.errors import LoftUpError\n"
+        "from loftup.eval.mask_folder import complete_masks\n"
+        "from loftup.eval.mask_lock import reading_masks\n"
+        "for reads in (lambda: complete_masks(sys.argv[1]),\n"
+        "              lambda: reading_masks(sys.argv[1]).__enter__()):\n"
+        "    try:\n"
+        "        reads()\n"
+        "    except LoftUpError as e:\n"
+        "        print(e)\n"
+    )
+    said = run_python(code.replace("sys.argv[1]", repr(str(masks))), timeout=60)
+    assert said.returncode == 0, said.stderr
+    fix = (
+        f"{masks / LOCK} is a special file, not the regular file that loftup eval davis "
+        f"--save-masks runs lock: remove it (rm {masks / LOCK}) and run again"
+    )
+    assert said.stdout.splitlines() == [fix, fix]

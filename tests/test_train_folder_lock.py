@@ -119,3 +119,30 @@ def test_a_lock_that_lockf_says_is_held_with_eacces_refuses_the_run_as_in_use(
         f"{tmp_path} is in use by another loftup train run (process 4242 on elsewhere); wait "
         "for it to end (then --resume continues it), or choose another --out (log.out_dir)"
     )
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "socket"])
+def test_a_fifo_or_socket_in_the_lock_files_place_is_refused_with_rm(tmp_path, monkeypatch, kind):
+    """A FIFO in the lock file's place was called a link, and a socket's open error (ENXIO)
+    was said as "No such device or address; run again once that is fixed", though nothing
+    but removing it fixes it. Both are named for what they are, with the rm."""
+    import socket
+
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.chdir(out)  # (a socket's path is short: relative here)
+    if kind == "FIFO":
+        os.mkfifo(LOCK_NAME)
+    else:
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(LOCK_NAME)
+    try:
+        with pytest.raises(LoftUpError) as e, ExitStack() as held:
+            lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
+    finally:
+        if kind == "socket":
+            listening.close()
+    assert str(e.value) == (
+        f"{out / LOCK_NAME} is a special file, not the regular file that loftup train runs "
+        f"lock: remove it (rm {out / LOCK_NAME}) and run again"
+    )

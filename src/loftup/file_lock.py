@@ -58,22 +58,47 @@ def lockf_nowait(fd: int) -> None:
 
 def open_lock_file(path: Path, flags: int, runs: str) -> int:
     """``os.open`` of the lock file ``path`` (mode 0666 less the umask where made), not
-    following a link; LoftUpError where it is no regular file (a link, a folder), naming
-    what to remove (``runs``: who locks it, "loftup train runs")."""
+    following a link and not waiting (a FIFO in its place opened for reading waited for a
+    writer, for ever); LoftUpError where it is no regular file (a link, a folder, a FIFO or
+    socket), naming what to remove (``runs``: who locks it, "loftup train runs")."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | nonblock, 0o666)
     except OSError as e:
-        if e.errno not in (errno.ELOOP, errno.EISDIR):
+        if e.errno not in _NOT_REGULAR:
             raise
+        kind = _NOT_REGULAR[e.errno]
     else:
         if stat.S_ISREG(os.fstat(fd).st_mode):
+            if nonblock:
+                os.set_blocking(fd, True)
             return fd
         os.close(fd)
+        kind = "special file"
     from .errors import LoftUpError
 
-    kind = "folder" if os.path.isdir(path) and not os.path.islink(path) else "link"
+    kind = _kind(path, kind)
     remove = f"rm {'-r ' if kind == 'folder' else ''}{shlex.quote(str(path))}"
     raise LoftUpError(
         f"{path} is a {kind}, not the regular file that {runs} lock: remove it ({remove}) and "
         "run again"
     )
+
+
+#: What the errors of an open that does not follow a link or wait say is in the path's place:
+#: a link (ELOOP), a folder (EISDIR), a socket or a FIFO without a reader (ENXIO).
+_NOT_REGULAR = {errno.ELOOP: "link", errno.EISDIR: "folder", errno.ENXIO: "special file"}
+
+
+def _kind(path: Path, said: str) -> str:
+    """What is at ``path`` (no regular file): a link, a folder or a special file (a FIFO, a
+    socket, a device); ``said`` (what the open said) where it is gone again."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return said
+    if stat.S_ISLNK(mode):
+        return "link"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return said if stat.S_ISREG(mode) else "special file"
