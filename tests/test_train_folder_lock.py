@@ -146,3 +146,51 @@ def test_a_fifo_or_socket_in_the_lock_files_place_is_refused_with_rm(tmp_path, m
         f"{out / LOCK_NAME} is a special file, not the regular file that loftup train runs "
         f"lock: remove it (rm {out / LOCK_NAME}) and run again"
     )
+
+
+def test_a_lock_file_removed_by_the_run_that_made_it_while_opened_is_not_taken(
+    tmp_path, monkeypatch
+):
+    """A run that made its folder and ended before writing there removes the folder and its
+    lock file. A second run that had opened that file just before locked it after: a lock of
+    a file no longer there, which a third run (opening a new one) did not see, and the two
+    wrote there together. The lock is checked to be the file's at the path: here the folder
+    is gone, and the run is told so."""
+    from loftup.train import run_lock
+
+    out = tmp_path / "run"
+    first = (
+        "import sys, torch\n"
+        "from contextlib import ExitStack\n"
+        "from pathlib import Path\n"
+        "from loftup.train.distributed import DistInfo\n"
+        "from loftup.train.run_lock import lock_run_folder\n"
+        "with ExitStack() as held:  # makes the folder, then ends without writing there\n"
+        "    lock_run_folder(Path(sys.argv[1]), DistInfo(device=torch.device('cpu')), held)\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", first, str(out)], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    real = run_lock.open_lock_file
+
+    def first_ends_after_the_open(*args):
+        fd = real(*args)
+        if proc.poll() is None:
+            proc.communicate("\n", timeout=60)
+        return fd
+
+    try:
+        assert proc.stdout.readline() == "held\n"
+        monkeypatch.setattr(run_lock, "open_lock_file", first_ends_after_the_open)
+        with pytest.raises(LoftUpError) as e, ExitStack() as held:
+            lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and not out.exists()
+    assert str(e.value) == (
+        f"{out} was removed while this run took its lock, by the run that made it (it ended "
+        "before writing there); run again"
+    )

@@ -56,6 +56,16 @@ def lockf_nowait(fd: int) -> None:
         raise BlockingIOError(errno.EAGAIN, "held by another process") from None
 
 
+def still_at(fd: int, path: Path) -> bool:
+    """Whether the file ``fd`` is open on is still the one at ``path``, checked once its lock
+    is taken: a run that made the lock file removes it at its end, and a lock taken on the
+    removed file (opened just before) is no one's, as the next run opens a new file."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except FileNotFoundError:
+        return False
+
+
 def open_lock_file(path: Path, flags: int, runs: str) -> int:
     """``os.open`` of the lock file ``path`` (mode 0666 less the umask where made), not
     following a link and not waiting (a FIFO in its place opened for reading waited for a

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from ..file_lock import NO_LOCKS, open_lock_file
+from ..file_lock import NO_LOCKS, open_lock_file, still_at
 from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
 from .mask_mark import LOCK, MARK, in_group, owner_name
 
@@ -76,13 +76,12 @@ def _lock_file(target: Path, exclusive: bool) -> int:
                 os.chmod(fd, _mode(target))  # in a group-writable DIR lockable by its group
                 in_group(path, target)
             _flock(fd, exclusive)
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.samestat(os.fstat(fd), os.lstat(path)):
-                    if made:
-                        _MADE[fd] = path
-                    elif exclusive:
-                        _share(fd, target)
-                    return fd
+            if still_at(fd, path):
+                if made:
+                    _MADE[fd] = path
+                elif exclusive:
+                    _share(fd, target)
+                return fd
         except BaseException as e:
             os.close(fd)
             if made and getattr(e, "errno", None) in NO_LOCKS:  # (no one else holds it)

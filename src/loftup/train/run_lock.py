@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import LoftUpError
-from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file
+from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file, still_at
 
 log = logging.getLogger("loftup.train")
 
@@ -43,21 +43,9 @@ def folder_lock(out_dir: Path):
     place."""
     key = _reserve(out_dir)
     try:
-        fd = open_lock_file(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, "loftup train runs")
+        fd, locked = _take(out_dir)
         try:
-            try:
-                lockf_nowait(fd)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                raise _in_use(out_dir, holder) from None
-            except OSError as e:
-                if e.errno not in NO_LOCKS:
-                    raise
-                log.warning(  # (ENOLCK: NFS without its lock service)
-                    "%s keeps no file locks (%s): a second loftup train run on it would not "
-                    "be refused; run one at a time there", out_dir, e.strerror or e,
-                )  # fmt: skip
-            else:
+            if locked:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
             yield
@@ -80,6 +68,53 @@ def _reserve(out_dir: Path) -> tuple[int, int]:
             raise _in_use(out_dir, f"process {os.getpid()}, this one")
         _HELD.add(key)
     return key
+
+
+def _take(out_dir: Path) -> tuple[int, bool]:
+    """A descriptor of ``out_dir``'s lock file and whether it holds its lock (False: the file
+    system keeps none, with a warning). Taken again where the file was removed meanwhile (by
+    the run that made the folder, ending before it wrote there): its lock would be no one's,
+    and a third run would get the folder too."""
+    path = out_dir / LOCK_NAME
+    while True:
+        try:
+            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, "loftup train runs")
+        except FileNotFoundError:
+            raise LoftUpError(
+                f"{out_dir} was removed while this run took its lock, by the run that made it "
+                "(it ended before writing there); run again"
+            ) from None
+        try:
+            locked = _lock(fd, out_dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked or still_at(fd, path):
+            return fd, locked
+        os.close(fd)
+
+
+def _lock(fd: int, out_dir: Path) -> bool:
+    """Lock ``fd``: True, or False (with a warning) where the file system keeps no locks;
+    LoftUpError naming the run that holds it."""
+    try:
+        lockf_nowait(fd)
+    except BlockingIOError:
+        raise _in_use(out_dir, _holder(fd)) from None
+    except OSError as e:
+        if e.errno not in NO_LOCKS:
+            raise
+        log.warning(  # (ENOLCK: NFS without its lock service)
+            "%s keeps no file locks (%s): a second loftup train run on it would not be "
+            "refused; run one at a time there", out_dir, e.strerror or e,
+        )  # fmt: skip
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    """The note of the run that holds the lock of ``fd``'s file: its process and host."""
+    return os.pread(fd, 200, 0).decode(errors="replace").strip()
 
 
 def _in_use(out_dir: Path, holder: str) -> LoftUpError:
@@ -137,7 +172,8 @@ def _cannot_lock(path: Path, e: OSError) -> str:
 
 def _remove_if_unused(out_dir: Path) -> None:
     """Remove ``out_dir``, made by this run, which failed before writing there, where it holds
-    nothing but the lock's file (the lock still held: no other run can have taken it)."""
+    nothing but the lock's file (the lock still held: a run that opened the file meanwhile
+    sees it gone once it has the lock, :func:`_take`)."""
     try:
         if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
             (out_dir / LOCK_NAME).unlink()
