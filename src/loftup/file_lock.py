@@ -42,14 +42,15 @@ def lock_nowait(fd: int, exclusive: bool = True) -> None:
     fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
-def lockf_nowait(fd: int) -> None:
-    """Lock ``fd`` (open for writing) with an exclusive POSIX lock (``lockf``) without waiting:
-    BlockingIOError where another process holds it (which lockf may say as EACCES),
-    OSError(ENOLCK) where there is no fcntl (Windows). The lock is the process's: granted to
-    it again, and let go when it closes *any* descriptor of the file."""
+def lockf_nowait(fd: int, exclusive: bool = True) -> None:
+    """Lock ``fd`` with a POSIX lock (``lockf``), exclusive (``fd`` open for writing) or shared
+    (for reading), without waiting: BlockingIOError where another process holds it (which
+    lockf may say as EACCES), OSError(ENOLCK) where there is no fcntl (Windows). The lock is
+    the process's: granted to it again, and let go when it closes *any* descriptor of the
+    file."""
     fcntl = _fcntl()
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except PermissionError as e:
         if e.errno != errno.EACCES:
             raise

@@ -107,6 +107,16 @@ def _euid() -> int:
     return os.geteuid() if hasattr(os, "geteuid") else -1
 
 
+def owner_name(path: str | os.PathLike) -> str:
+    """The name of the user ``path`` (not followed where a link) belongs to (``uid NUMBER``
+    where that user has no name here; "its owner" where it cannot be looked at)."""
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:  # (a folder this user may not search)
+        return "its owner"
+    return _user(uid)
+
+
 def _user(uid: int) -> str:
     """The name of user ``uid``, or ``uid NUMBER`` where it has none here."""
     try:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import UsageError
+from ..read_refusal import owner_name
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
@@ -106,20 +107,6 @@ def moving_in(folder: Path) -> dict | None:
     except (ValueError, TypeError, KeyError):
         return None
     return journal if isinstance(journal, dict) else {}
-
-
-def owner_name(path: Path) -> str:
-    """The name of the user ``path`` belongs to (``user N`` where it has none)."""
-    try:
-        uid = path.lstat().st_uid
-    except OSError:  # (a folder this user may not search)
-        return "its owner"
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return f"user {uid}"
 
 
 def in_group(path: Path, target: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shlex
 import socket
 import threading
 from contextlib import ExitStack, contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file, still_at
+from ..read_refusal import owner_name
 
 log = logging.getLogger("loftup.train")
 
@@ -27,6 +29,9 @@ LOCK_NAME = ".loftup-train.lock"
 #: the first run's); :data:`_RESERVING` held to look and add in one step
 _HELD: set[tuple[int, int]] = set()
 _RESERVING = threading.Lock()
+
+#: who locks :data:`LOCK_NAME`, in the refusal of a link or folder in its place
+RUNS = "loftup train runs"
 
 
 @contextmanager
@@ -78,12 +83,14 @@ def _take(out_dir: Path) -> tuple[int, bool]:
     path = out_dir / LOCK_NAME
     while True:
         try:
-            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, "loftup train runs")
+            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, RUNS)
         except FileNotFoundError:
             raise LoftUpError(
                 f"{out_dir} was removed while this run took its lock, by the run that made it "
                 "(it ended before writing there); run again"
             ) from None
+        except PermissionError:
+            raise _not_writable(path, out_dir) from None
         try:
             locked = _lock(fd, out_dir)
         except BaseException:
@@ -115,6 +122,37 @@ def _lock(fd: int, out_dir: Path) -> bool:
 def _holder(fd: int) -> str:
     """The note of the run that holds the lock of ``fd``'s file: its process and host."""
     return os.pread(fd, 200, 0).decode(errors="replace").strip()
+
+
+def _not_writable(path: Path, out_dir: Path) -> LoftUpError:
+    """The refusal where this user may not open the lock file ``path`` for writing (another
+    user's): the run that holds it, where one does (its lock refuses a shared one), else the
+    file's owner and what they run."""
+    owner, held = owner_name(path), None
+    try:
+        fd = open_lock_file(path, os.O_RDONLY, RUNS)
+    except OSError:  # (unreadable too: whether a run holds it cannot be told)
+        fd = None
+    if fd is not None:
+        try:
+            lockf_nowait(fd, exclusive=False)
+            held = False
+        except BlockingIOError:
+            return _in_use(out_dir, _holder(fd))
+        except OSError:  # (no locks here: whether a run holds it cannot be told)
+            pass
+        finally:
+            os.close(fd)
+    try:
+        mode = f", mode {os.lstat(path).st_mode & 0o7777:04o}"
+    except OSError:
+        mode = ""
+    return LoftUpError(
+        f"this user may not write {path} ({owner}'s{mode}), the file every loftup train run "
+        f"into {out_dir} locks{'; no run holds it' if held is False else ''}: ask {owner} to "
+        f"run chmod g+w {shlex.quote(str(path))} (or to remove it), or choose another --out "
+        "(log.out_dir)"
+    )
 
 
 def _in_use(out_dir: Path, holder: str) -> LoftUpError:
