@@ -82,6 +82,8 @@ def test_a_lock_request_that_fails_otherwise_is_not_taken_for_a_file_system_with
         "is fixed, or choose another --out (log.out_dir)"
     )
     assert "keeps no file locks" not in caplog.text
+    # the folder it made is left: removing it, no lock held, could remove another run's lock
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
 
 
 def test_a_link_in_the_lock_files_place_is_refused_and_what_it_names_left_as_it_was(tmp_path):
@@ -248,3 +250,22 @@ def test_a_lock_file_this_user_may_not_write_says_whether_a_run_holds_it_and_who
         )
     finally:
         shutil.rmtree(base)
+
+
+def test_a_run_whose_lock_note_cannot_be_written_removes_the_folder_it_made(tmp_path, monkeypatch):
+    """Where the holder's note could not be written into the lock file (a full disk), the run
+    was refused and left the folder it had made, holding the lock file alone. It is removed,
+    the lock still held, as at the end of a run that failed before writing there."""
+
+    def disk_full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", disk_full)
+    out = tmp_path / "run"
+    with pytest.raises(LoftUpError) as e, ExitStack() as held:
+        lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
+    assert str(e.value) == (
+        f"cannot take the lock of {out / LOCK_NAME}: No space left on device; run again once "
+        "that is fixed, or choose another --out (log.out_dir)"
+    )
+    assert not out.exists()

@@ -35,7 +35,7 @@ RUNS = "loftup train runs"
 
 
 @contextmanager
-def folder_lock(out_dir: Path):
+def folder_lock(out_dir: Path, made: bool = False):
     """Hold ``out_dir``'s lock while a run writes there. A second run on the same folder (a job
     launched twice, a requeued job while the first still runs) is refused with a
     :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
@@ -45,7 +45,9 @@ def folder_lock(out_dir: Path):
     (:data:`..file_lock.NO_LOCKS`), none is held, with a warning; another error of the request
     (an I/O error) is raised. A second run of the same process (threads, a notebook) is
     refused too, under any path of the folder, and so is a link or folder in the lock file's
-    place."""
+    place. ``made``: this run made ``out_dir``, removed again at the end (the lock still held)
+    where it holds nothing but the lock's file: the run failed before writing there, or
+    writing its note in the lock file failed (a full disk)."""
     key = _reserve(out_dir)
     try:
         fd, locked = _take(out_dir)
@@ -55,6 +57,8 @@ def folder_lock(out_dir: Path):
                 os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
             yield
         finally:
+            if made:
+                _remove_if_unused(out_dir)
             os.close(fd)  # the lock goes with it
     finally:
         with _RESERVING:  # (after the close: a run let in before it would lose its lock)
@@ -178,15 +182,12 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
                 made = True
             except FileExistsError:
                 pass
-            held.enter_context(folder_lock(out_dir))
+            held.enter_context(folder_lock(out_dir, made))  # (refused, it removes nothing:
+            # the folder is another run's; nor where the lock's request failed, held by none)
         except LoftUpError as e:
             problem = str(e)
         except OSError as e:  # one line on every rank
             problem = _cannot_lock(out_dir / LOCK_NAME, e)
-        else:
-            if made:  # removed again if the run writes nothing there: under the lock, which
-                # is let go after it (a refused run removes nothing: the folder is another's)
-                held.callback(_remove_if_unused, out_dir)
     if info.enabled:
         problem = broadcast_object(problem, info)
     if problem is not None:
