@@ -269,3 +269,17 @@ def test_a_run_whose_lock_note_cannot_be_written_removes_the_folder_it_made(tmp_
         "that is fixed, or choose another --out (log.out_dir)"
     )
     assert not out.exists()
+
+
+def test_a_system_without_fcntl_is_said_as_such_not_as_the_folders_file_system(
+    tmp_path, monkeypatch, caplog
+):
+    """Where Python has no fcntl (Windows), the warning blamed the folder's file system ("X
+    keeps no file locks (no fcntl)"), sending the user to look at a disk that is not at fault."""
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl fails, as on Windows
+    with caplog.at_level("WARNING", logger="loftup.train"), folder_lock(tmp_path):
+        pass
+    assert caplog.messages == [
+        f"this system has no file locks (no fcntl): a second loftup train run into {tmp_path} "
+        "would not be refused; run one at a time there"
+    ]

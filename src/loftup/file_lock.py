@@ -26,12 +26,17 @@ from pathlib import Path
 NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EINVAL, errno.ENOSYS}
 
 
+#: The text of the OSError(ENOLCK) a lock raises where the system has no fcntl (Windows): no
+#: file system there is to blame.
+NO_FCNTL = "no fcntl"
+
+
 def _fcntl():
-    """The fcntl module; OSError(ENOLCK), "no locks", where there is none (Windows)."""
+    """The fcntl module; OSError(ENOLCK, :data:`NO_FCNTL`), "no locks", where there is none."""
     try:
         import fcntl
     except ImportError:
-        raise OSError(errno.ENOLCK, "no fcntl") from None
+        raise OSError(errno.ENOLCK, NO_FCNTL) from None
     return fcntl
 
 

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import LoftUpError
-from ..file_lock import NO_LOCKS, lockf_nowait, open_lock_file, still_at
+from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at
 from ..read_refusal import owner_name
 
 log = logging.getLogger("loftup.train")
@@ -115,9 +115,10 @@ def _lock(fd: int, out_dir: Path) -> bool:
     except OSError as e:
         if e.errno not in NO_LOCKS:
             raise
+        where = "this system has" if e.strerror == NO_FCNTL else f"{out_dir} keeps"
         log.warning(  # (ENOLCK: NFS without its lock service)
-            "%s keeps no file locks (%s): a second loftup train run on it would not be "
-            "refused; run one at a time there", out_dir, e.strerror or e,
+            "%s no file locks (%s): a second loftup train run into %s would not be refused; "
+            "run one at a time there", where, e.strerror or e, out_dir,
         )  # fmt: skip
         return False
     return True
