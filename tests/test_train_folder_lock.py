@@ -194,8 +194,8 @@ def test_a_lock_file_removed_by_the_run_that_made_it_while_opened_is_not_taken(
         proc.wait(timeout=60)
     assert proc.returncode == 0 and not out.exists()
     assert str(e.value) == (
-        f"{out} was removed while this run took its lock, by the run that made it (it ended "
-        "before writing there); run again"
+        f"{out} was removed while this run took its lock (by the run that made it, say, which "
+        "ended before writing there); run again"
     )
 
 

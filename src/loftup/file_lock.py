@@ -1,7 +1,8 @@
 """What the locks a loftup run holds on a file in the folder it writes share, so that a second
 run there is refused: ``eval davis --save-masks``'s (:mod:`.eval.mask_lock`) and a train run's
 (:mod:`.train.run_lock`). One rule for a file system that keeps no locks (:data:`NO_LOCKS`),
-one way to open the lock file (:func:`open_lock_file`), and a lock without waiting of each kind.
+one way to open the lock file (:func:`open_lock_file`), a lock without waiting of each kind,
+and the check that the file locked is still the one at its path (:func:`still_at`).
 
 Two kinds, because the two locks need different things. The mask lock is a ``flock``
 (:func:`lock_nowait`): its readers share it, and DIR itself is locked too (for an older

@@ -30,7 +30,7 @@ LOCK_NAME = ".loftup-train.lock"
 _HELD: set[tuple[int, int]] = set()
 _RESERVING = threading.Lock()
 
-#: who locks :data:`LOCK_NAME`, in the refusal of a link or folder in its place
+#: who locks :data:`LOCK_NAME`, in the refusal of what is no regular file in its place
 RUNS = "loftup train runs"
 
 
@@ -44,8 +44,8 @@ def folder_lock(out_dir: Path, made: bool = False):
     -9`` too), and DataLoader workers do not inherit it; where the file system keeps no locks
     (:data:`..file_lock.NO_LOCKS`), none is held, with a warning; another error of the request
     (an I/O error) is raised. A second run of the same process (threads, a notebook) is
-    refused too, under any path of the folder, and so is a link or folder in the lock file's
-    place. ``made``: this run made ``out_dir``, removed again at the end (the lock still held)
+    refused too, under any path of the folder, and so is a link, folder, FIFO or socket in the
+    lock file's place. ``made``: this run made ``out_dir``, removed again at the end (the lock still held)
     where it holds nothing but the lock's file: the run failed before writing there, or
     writing its note in the lock file failed (a full disk)."""
     key = _reserve(out_dir)
@@ -90,8 +90,8 @@ def _take(out_dir: Path) -> tuple[int, bool]:
             fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, RUNS)
         except FileNotFoundError:
             raise LoftUpError(
-                f"{out_dir} was removed while this run took its lock, by the run that made it "
-                "(it ended before writing there); run again"
+                f"{out_dir} was removed while this run took its lock (by the run that made it, "
+                "say, which ended before writing there); run again"
             ) from None
         except PermissionError:
             raise _not_writable(path, out_dir) from None
@@ -196,9 +196,10 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
 
 
 def _cannot_lock(path: Path, e: OSError) -> str:
-    """The refusal where taking the lock of ``path`` failed with ``e``: its file another
-    user's, say (who owns it is the question), or an error of its file system (an I/O error:
-    its text and the path, no owner to ask)."""
+    """The refusal where taking the lock of ``path`` failed with ``e``: a folder on its way
+    another user's, say (who owns it is the question; a lock file this user may not write is
+    :func:`_not_writable`'s), or an error of its file system (an I/O error: its text and the
+    path, no owner to ask)."""
     if e.errno in (errno.EACCES, errno.EPERM):
         return (
             f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or choose "
