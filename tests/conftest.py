@@ -19,11 +19,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# CASE_NAMES, ROWS_ROUND_BY_COUNT and processes' names: imported from here by test_bench.py and
-# test_upsample_cli.py (being split, and not edited meanwhile); their homes are the modules
-from model_helpers import ROWS_ROUND_BY_COUNT  # noqa: E402, F401
-from processes import GLOO_THREADS, REPO, cli_script, gloo_left, run_scripts, src_env  # noqa: E402, F401
-from reference_files import CASE_NAMES, REFERENCE_CASES, REFERENCE_STATE, need_reference  # noqa: E402, F401
+from reference_files import REFERENCE_CASES, REFERENCE_STATE, need_reference  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +124,40 @@ def sa1b(tmp_path_factory):
     from train_fixtures import write_sa1b
 
     return write_sa1b(tmp_path_factory.mktemp("data") / "sa1b", 16, size=56)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The ``loftup upsample`` tests' photos: astronaut (512x512) and coffee (400x600) from
+    scikit-image, as files."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg", quality=95)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def upsampler(tmp_path_factory):
+    """A random-weight upsampler for the tiny backbone, as a save_pretrained folder."""
+    import loftup
+
+    folder = tmp_path_factory.mktemp("up")
+    torch.manual_seed(0)
+    loftup.LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
+    return folder
+
+
+@pytest.fixture
+def tiles_of_64(monkeypatch):
+    """Outputs tiled in 64-pixel tiles instead of the CPU's 256: the same tiling, streaming and
+    writing, on outputs of a 16th of the pixels."""
+    import loftup.tiling
+
+    assert loftup.tiling.default_tile_size("cpu") == 256
+    monkeypatch.setattr(loftup.tiling, "default_tile_size", lambda device: 64)
 
 
 @pytest.fixture(scope="session")

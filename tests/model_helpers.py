@@ -21,7 +21,7 @@ READS_BACKBONE_PICKLES = pytest.mark.skipif(
 #: torch 2.4's oneDNN (seen with 2.4.1) rounds each row of a matrix product by how many rows it
 #: is given: an image alone and in a batch, or a tile and the whole image, agree there to a few
 #: float32 ulps (about 1e-6), not bit for bit as with newer releases (2.5.1 included: the tests
-#: of test_api.py, test_bench.py and test_upsample_cli.py pass bit for bit with it).
+#: of test_api.py, test_bench_*.py and test_upsample_*.py pass bit for bit with it).
 ROWS_ROUND_BY_COUNT = torch_release() < (2, 5)
 
 

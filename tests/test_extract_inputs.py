@@ -1,5 +1,5 @@
 """loftup.extract.inputs: how the inputs of ``loftup upsample`` are listed (more in
-tests/test_extract.py and tests/test_upsample_cli.py)."""
+tests/test_extract.py and tests/test_upsample_inputs.py)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_parity_with_reference_outputs(reference_model, reference_cases, case):
 )
 def test_parity_with_the_papers_code_at_odd_sizes(reference_model, reference_state, h, w, H, W):
     """The fixtures' sizes are all even (64 x 64, 48 x 80, 8 x 8); the stand-in of the paper's
-    code (which reproduces them, tests/test_bench.py) gives the numbers at odd grids and outputs,
+    code (which reproduces them, tests/test_bench_reference.py) gives the numbers at odd grids and outputs,
     an output of one row and a one-cell grid, with the fixtures' weights: tile edges, the
     coordinate grid and the Fourier encoding are placed alike at every size."""
     from loftup.bench import load_reference_class

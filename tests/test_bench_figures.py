@@ -1,0 +1,153 @@
+"""``loftup bench``'s figures and progress: a table drawn beside its JSON with the machine's
+load, progress bars on stderr (hidden when asked), a suite's sections drawn as they end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+from bench_helpers import TINY_BENCH, png_size
+from loftup.cli import main
+
+
+def test_bench_draws_its_table_beside_the_json_and_says_the_machine_s_load(tmp_path, capsys):
+    """The figure a person looks at is drawn next to the numbers (same stem, .png), whole and
+    of the size the figure is made at, with no temporary file left; the JSON holds the load
+    average at the start and the end; --no-progress shows no bar."""
+    from loftup.atomic import leftovers
+    from loftup.bench.figure import DPI, FIGSIZE
+
+    out = tmp_path / "bench.json"
+    (tmp_path / "bench.png").write_bytes(b"an earlier figure")
+    assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert f"wrote {tmp_path / 'bench.png'}" in said.out and "call" not in said.err
+    assert png_size(tmp_path / "bench.png") == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+    assert leftovers(tmp_path) == []
+    machine = json.loads(out.read_text())["machine"]
+    if hasattr(os, "getloadavg"):
+        for key in ("load_average_start", "load_average_end"):
+            assert len(machine[key]) == 3 and all(v >= 0 for v in machine[key])
+
+
+def test_bench_progress_goes_to_stderr_and_json_dash_keeps_stdout_json(tmp_path, capsys):
+    fig = tmp_path / "figs" / "table.png"
+    assert main([*TINY_BENCH, "--json", "-", "--figure", str(fig)]) == 0
+    said = capsys.readouterr()
+    report = json.loads(said.out)  # stdout: the JSON alone
+    assert report["results"] and report["machine"]["load_average_end"] is not None
+    # the bar counted every call of the table: 3 cases x (first call + 1 timed)
+    assert re.search(r"bench: 100%\|.*\| 6/6 ", said.err), said.err[-500:]
+    assert "16 bicubic/float32" in said.err  # the case being timed, with its size
+    assert png_size(fig)[0] > 0 and f"wrote {fig}" in said.err
+
+
+def test_bench_figure_path_is_checked_before_any_work(tmp_path, capsys):
+    argv = [*TINY_BENCH, "--json", str(tmp_path / "a.json"), "--figure", str(tmp_path / "a.json")]
+    assert main(argv) == 2
+    assert "--figure" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
+    (tmp_path / "b.png").mkdir()  # the figure of --json b: a folder
+    assert main([*TINY_BENCH, "--json", str(tmp_path / "b")]) == 2
+    assert "the figure" in capsys.readouterr().err
+    assert main([*TINY_BENCH, "--figure", str(tmp_path)]) == 2  # a folder
+    assert [p.name for p in tmp_path.glob("*.png")] == ["b.png"]  # the folder only
+    assert not list((tmp_path / "b.png").iterdir()) and not (tmp_path / "b").exists()
+
+
+def test_bench_figures_beside_two_jsons_of_one_stem_are_two():
+    """--json runs/a.loftup and runs/a.bilinear drew one runs/a.png, the second run's figure
+    over the first's; as eval's, another ending than .json is kept and .png added."""
+    from argparse import Namespace
+
+    from loftup.cli.bench import _figure_path
+
+    def figure(json):
+        return _figure_path(Namespace(figure=None, json=json))
+
+    assert figure("runs/a.loftup") != figure("runs/a.bilinear")
+    assert figure("runs/a.loftup") == "runs/a.loftup.png"
+    assert figure("runs/a.json") == figure("runs/a") == "runs/a.png"
+    assert figure("runs/b.png") == "runs/b.png.png"  # never the JSON itself
+
+
+def test_a_suite_draws_its_forward_sections_as_they_end(tmp_path):
+    """A suite's figure is drawn once its forward sections have run (a run cut short after
+    them keeps it), from their rows together; a suite with none draws nothing."""
+    from loftup.bench import bench_forward
+    from loftup.bench.figure import suite_figure, suite_rows
+    from loftup.cli.bench import _saver
+
+    table = bench_forward((16,), dim=32, grid=4, repeats=1, warmup=0, peak=False, progress=False)
+    big = bench_forward((24,), dim=32, grid=4, repeats=1, warmup=0, peak=False, progress=False)
+    report = {"suite": "smoke", "machine": table["machine"], "sections": {"parity": {}}}
+    js, png = tmp_path / "s.json", tmp_path / "s.png"
+    save = _saver(str(js), str(png))
+    save(report)
+    assert js.exists() and not png.exists()  # no forward section yet
+    report["sections"]["forward"] = table
+    report["sections"]["forward_4096"] = big
+    save(report)
+    assert png_size(png)[0] > 0
+    assert {r["size"] for r in suite_rows(report)["results"]} == {16, 24}
+    assert suite_figure({"suite": "smoke", "sections": {"forward": {"error": "x"}}}, png) is None
+
+
+def test_each_suite_section_has_a_bar_and_its_load_average(capsys):
+    from loftup.bench.suite import run_suite
+
+    report = run_suite("smoke", only=["parity"], log=lambda *a: None)
+    assert "[smoke] parity" in capsys.readouterr().err
+    m = report["machine"]
+    assert ("load_average_start" in m and "load_average_end" in m) or not hasattr(os, "getloadavg")
+
+
+def test_merged_parts_keep_the_run_s_load_average_without_calling_it_a_difference():
+    from loftup.bench.parts import merge_machines
+
+    a = {
+        "date": "d1",
+        "torch": "2",
+        "load_average_start": [1.0, 1, 1],
+        "load_average_end": [2.0, 1, 1],
+    }
+    b = {
+        "date": "d2",
+        "torch": "2",
+        "load_average_start": [3.0, 1, 1],
+        "load_average_end": [4.0, 1, 1],
+    }
+    got = merge_machines([a, b])
+    assert got["load_average_start"] == [1.0, 1, 1]  # the first part's start, the last's end
+    assert got["load_average_end"] == [4.0, 1, 1] and "differs_by_part" not in got
+
+
+class _Terminal:
+    """A stderr that says it is a terminal (where progress bars are drawn), keeping the text."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_no_progress_hides_the_stream_s_bar_too(monkeypatch):
+    """`loftup bench --stream N --no-progress` still drew the stream's bar over its tiles on a
+    terminal (the README: --no-progress hides the bars); without the flag it is drawn."""
+    argv = ["bench", "--sizes", "16", "--dim", "32", "--grid", "4", "--repeats", "1"]
+    argv += ["--warmup", "0", "--no-peak", "--tile-size", "16", "--stream", "48"]
+    for flag, drawn in (["--no-progress"], False), ([], True):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main([*argv, *flag]) == 0
+        assert ("tiles" in terminal.buffer.getvalue()) is drawn

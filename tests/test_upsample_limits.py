@@ -1,0 +1,183 @@
+"""``loftup upsample`` at the limits of the disk and of memory: an output with no room, too
+large, an image above Pillow's guard or too elongated for the backbone fails by name and the run
+goes on."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from loftup.cli import main
+from processes import cli_script, run_scripts
+from upsample_helpers import outputs
+
+
+def _limited(limit: str, value: int, body: str) -> str:
+    """A script for run_scripts: ``body`` with the soft limit ``resource.<limit>`` at ``value``
+    (put back after it), a file-size limit's signal ignored (EFBIG instead of a killed
+    process)."""
+    return (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"soft, hard = resource.getrlimit(resource.{limit})\n"
+        f"resource.setrlimit(resource.{limit}, ({value}, hard))\n"
+        "try:\n" + "".join(f"    {line}\n" for line in body.splitlines()) + "finally:\n"
+        f"    resource.setrlimit(resource.{limit}, (soft, hard))\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def limited_runs(photos, upsampler, tmp_path_factory) -> dict:
+    """``loftup upsample`` under limits on file sizes and address space, one script each,
+    sharing one process (each start costs seconds of imports): {name: (result, output folder)}.
+    The tests below read them."""
+    two = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    out = {name: tmp_path_factory.mktemp(name) for name in ("streamed", "whole", "memory")}
+    streamed = ["upsample", *two, "-o", str(out["streamed"] / "out"), "--size", "100"]
+    memory = ["upsample", *two, "-o", str(out["memory"] / "out"), "--size", "40000"]
+    scripts = {
+        # 1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not
+        "streamed": _limited(
+            "RLIMIT_FSIZE", 1_500_000, cli_script([*streamed, "--stream-above", "0"])
+        ),
+        # a 100 x 100 x 32 output's data (1.28 MB) and its safetensors file fit, not its .pt
+        # archive nor a 100 x 150 one; three runs, one a format
+        "whole": _limited(
+            "RLIMIT_FSIZE",
+            1_280_200,
+            "from loftup.cli import main\n"
+            f"args, out = {[*two, '--size', '100']!r}, {str(out['whole'])!r}\n"
+            "for i, extra in enumerate([[], ['--format', 'safetensors'], ['--stream-above', '0']]):\n"
+            "    print(main(['upsample', *args, '-o', f'{out}/{i}', *extra]))\n",
+        ),
+        # held whole, in 16 GB of address space: a 40000 x 60000 output cannot be allocated
+        "memory": _limited("RLIMIT_AS", 16 << 30, cli_script([*memory, "--stream-above", "1e6"])),
+    }
+    if not hasattr(os, "posix_fallocate"):  # streamed files reserve their space with it
+        del scripts["streamed"]
+    done = run_scripts(scripts, timeout=300)
+    return {name: (done[name], out[name]) for name in done}
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="reserves space with fallocate")
+def test_no_room_for_a_streamed_output_fails_that_image_at_once(limited_runs):
+    """The space of a streamed file is reserved before anything is computed into it: where
+    there is no room (here a 1.5 MB limit on file sizes), that image fails by name, nothing is
+    left behind, and the run goes on (1.5 MB: a 100 x 100 x 32 output fits, 100 x 150 not)."""
+    res, folder = limited_runs["streamed"]
+    out = folder / "out"
+    assert res.returncode == 1, res.stderr
+    assert "coffee.jpg: could not write its outputs" in res.stderr
+    assert "File too large" in res.stderr and "Traceback" not in res.stderr
+    assert outputs(out) == ["astronaut.pt"]
+
+
+def test_no_room_for_a_whole_output_fails_that_image_in_every_format(limited_runs):
+    """A write that fails for the disk (here a limit on file sizes: EFBIG, as a full disk
+    gives ENOSPC) fails its image by name in every format, as .npy's does: torch.save and
+    safetensors report it as their own errors (a RuntimeError, a SafetensorError), which
+    stopped the run with a traceback. The limit lets a 100 x 100 x 32 output's data (1.28 MB)
+    and its safetensors file through, not its .pt archive nor a 100 x 150 one."""
+    res, tmp_path = limited_runs["whole"]
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    codes = [line for line in res.stdout.splitlines() if not line.startswith("wrote")]
+    assert codes == ["1", "1", "1"]  # three runs, each with an image that failed
+    failed = [line for line in res.stderr.splitlines() if "could not write its outputs" in line]
+    assert all("File too large" in line for line in failed) and len(failed) == 5, res.stderr
+    assert outputs(tmp_path / "0") == outputs(tmp_path / "2") == []  # .pt: neither fits
+    assert outputs(tmp_path / "1") == ["astronaut.safetensors"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # nothing half-made
+
+
+def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_on(
+    photos, upsampler, tmp_path, capsys, limited_runs
+):
+    """A --size too large for this machine costs the images it is asked of, by name with the
+    reason and the fix, not the run (it was a traceback)."""
+    args = [str(photos / "coffee.jpg"), str(photos / "astronaut.png"), "-m", str(upsampler)]
+    # streamed (the default above 1 GB): no room for the files, so nothing is computed (the
+    # guide image alone of a 400000-pixel side takes terabytes)
+    out = tmp_path / "disk"
+    assert main(["upsample", *args, "-o", str(out), "--size", "400000"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("could not write its outputs") == 2 and "coffee.jpg" in captured.err
+    assert "2 input(s) failed" in captured.out and outputs(out) == []
+    # held whole, in a process allowed 16 GB of address space: the allocation fails, each
+    # image fails by name with the size it was asked, and the next one is still tried
+    done, folder = limited_runs["memory"]
+    out = folder / "out"
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    failed = done.stderr.split("failed: ")[1:]
+    assert sorted(f.split(":")[0] for f in failed) == sorted(args[:2])
+    coffee = "out of memory for a 40000x60000 output (32 channels): the host could not allocate"
+    assert coffee in done.stderr and done.stderr.count("; try a smaller --size") == 2
+    assert "wrote float32 features of 0 image(s)" in done.stdout and outputs(out) == []
+
+
+def test_out_of_memory_is_told_apart_and_read():
+    """Which errors mean no memory, and what the failure says of them (CUDA's message as
+    PyTorch words it; the host allocator's as seen in the test above)."""
+    from loftup.errors import out_of_memory
+    from loftup.extract import _no_memory
+
+    gpu = torch.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB"
+    )
+    assert out_of_memory(gpu) and out_of_memory(MemoryError())
+    assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(OSError(28))
+    assert _no_memory((384, 9000, 12000), 2, gpu) == (
+        "out of memory for a 9000x12000 output (384 channels): the GPU could not allocate "
+        "2.00 GiB; try a smaller --size or --batch-size 1"
+    )
+
+
+def test_images_above_the_decompression_bomb_guard_are_read_when_asked(
+    upsampler, tmp_path, capsys, monkeypatch
+):
+    """Pillow refuses images above ~179 million pixels (a guard for untrusted files); a large
+    aerial or scanned image is named with the way to read it, and read when the user says so.
+    Pillow's own check, with its threshold lowered for a small file (2400 pixels)."""
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # refused above 1000 pixels
+    photo = tmp_path / "aerial.png"
+    Image.new("RGB", (60, 40), (90, 120, 30)).save(photo)
+    args = ["upsample", str(photo), "-m", str(upsampler), "--size", "32"]
+    assert main([*args, "-o", str(tmp_path / "no")]) == 1
+    err = capsys.readouterr().err
+    assert "exceeds limit of 1000 pixels" in err
+    assert "If you trust the file, raise the limit: loftup upsample --max-image-pixels N" in err
+    assert main([*args, "-o", str(tmp_path / "small"), "--max-image-pixels", "2000"]) == 1
+    assert "exceeds limit of 2000 pixels" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "yes"), "--max-image-pixels", "2400"]) == 0
+    assert (tmp_path / "yes" / "aerial.pt").exists()
+    filters = list(warnings.filters)
+    assert main([*args, "-o", str(tmp_path / "any"), "--max-image-pixels", "0"]) == 0
+    # the command's limit, not the process's: main() called in Python left it at None, and
+    # DecompressionBombWarning silenced for good
+    assert PILImage.MAX_IMAGE_PIXELS == 500 and warnings.filters == filters
+
+
+def test_an_image_too_elongated_for_the_backbone_fails_by_name_and_the_run_goes_on(
+    photos, upsampler, tmp_path, capsys
+):
+    """A 2x3000 strip at --backbone-size 224 would be 384,000 patches: refused before any work
+    (it hung), and only that image fails: the run went no further than it."""
+    Image.new("RGB", (3000, 2), (90, 120, 30)).save(tmp_path / "strip.png")
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "strip.png"), str(photos / "astronaut.png")]
+    args = ["upsample", *inputs, "-m", str(upsampler), "-o", str(out), "--size", "32"]
+    assert main([*args, "--batch-size", "1"]) == 1
+    captured = capsys.readouterr()
+    # named as the command line calls it (it said "backbone_size ... (None: ...)", which no
+    # option of the command line spells)
+    assert f"failed: {tmp_path / 'strip.png'}: image is 2x3000 px: at --backbone-size 224" in (
+        captured.err
+    )
+    assert "pass a smaller --backbone-size\n" in captured.err
+    assert "1 input(s) failed" in captured.out and outputs(out) == ["astronaut.pt"]
+    assert not list(out.glob(".*tmp"))

@@ -1,0 +1,123 @@
+"""``loftup upsample --resume``: a run goes on where it stopped, with its own options and the
+same bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from PIL import Image
+
+import loftup
+from loftup.cli import main
+from loftup.extract import OPTIONS_NAME
+
+
+def test_resume_takes_a_local_folder_by_any_of_its_names(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """--backbone-weights ./w, ~/w, /abs/w and a link to w are one folder, and so one option
+    for --resume (the first two were refused as other options): upsample.json records local
+    paths resolved, -m's too; a record of an earlier version, which kept ./w as written,
+    still matches from the folder it was run in. Another folder is still refused."""
+    import shutil
+
+    from transformers import Dinov2Model
+
+    from loftup.featurizers.dinov2 import tiny_config
+
+    torch.manual_seed(0)
+    Dinov2Model(tiny_config()).save_pretrained(tmp_path / "w")
+    (tmp_path / "link").symlink_to(tmp_path / "w")
+    (tmp_path / "in").mkdir()
+    Image.open(photos / "astronaut.png").crop((0, 0, 70, 56)).save(tmp_path / "in" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = os.path.relpath(upsampler, tmp_path)
+    args = ["upsample", "in", "-m", model, "-o", "out", "--backbone-size", "56"]
+    assert main([*args, "--backbone-weights", "./w"]) == 0
+    record = tmp_path / "out" / OPTIONS_NAME
+    options = json.loads(record.read_text())
+    w = str((tmp_path / "w").resolve())
+    assert options["backbone_weights"] == w
+    assert options["model"] == str(upsampler.resolve())
+    for name in (w, "~/w", "link"):
+        capsys.readouterr()
+        assert main([*args, "--backbone-weights", name, "--resume"]) == 0, capsys.readouterr()
+        assert "(1 already there)" in capsys.readouterr().out
+    record.write_text(json.dumps({**options, "backbone_weights": "./w"}))  # an older record
+    assert main([*args, "--backbone-weights", w, "--resume"]) == 0
+    shutil.copytree(tmp_path / "w", tmp_path / "w2")
+    capsys.readouterr()
+    assert main([*args, "--backbone-weights", "w2", "--resume"]) == 2
+    assert f"backbone_weights {w!r} there, {str(tmp_path.resolve() / 'w2')!r} now" in (
+        capsys.readouterr().err
+    )
+
+
+def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
+    photos, upsampler, tmp_path, capsys
+):
+    """An interrupted run (here: files deleted) goes on with --resume: batches whose outputs
+    are all there are skipped, untouched; a batch with any output missing is computed again,
+    whole, giving the bytes of the uninterrupted run. Other options are refused by name."""
+    big = Image.open(photos / "astronaut.png")
+    for i in range(5):
+        big.crop((50 * i, 30 * i, 50 * i + 70, 30 * i + 56)).save(tmp_path / f"im{i}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "-o", str(out),
+            "--batch-size", "2", "--backbone-size", "56", "--viz"]  # fmt: skip
+    assert main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(first) == 11 and OPTIONS_NAME in first
+    options = json.loads(first[OPTIONS_NAME])
+    assert options["backbone"] == "dinov2_tiny" and options["batch_size"] == 2
+    assert options["size"] is None and len(options["upsampler_sha256"]) == 16
+    inode = {name: (out / name).stat().st_ino for name in first}  # a rewrite makes a new one
+    # batches [im0, im1], [im2, im3], [im4]: the last two lose an output each
+    (out / "im3_viz.png").unlink()
+    (out / "im4.pt").unlink()
+    # what a killed run was writing (kill -9: no handler removed it) goes with the resume
+    (out / ".im4.pt.k1ll3d_0.tmp").write_bytes(b"half")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    said = capsys.readouterr()
+    assert f"features of 3 image(s) to {out} (2 already there)" in said.out
+    assert "removed 1 unfinished file(s) of the interrupted run" in said.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert all((out / n).stat().st_ino == inode[n] for n in ("im0.pt", "im1_viz.png"))
+    assert all((out / n).stat().st_ino != inode[n] for n in ("im2.pt", "im3.pt", "im2_viz.png"))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert f"features of 0 image(s) to {out} (5 already there)" in capsys.readouterr().out
+
+    # other options, other weights, or files of unknown making: refused, nothing written
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    loftup.LoftUp(dim=32).save_pretrained(other, backbone="dinov2_tiny")
+    for change, said in (
+        (["--size", "64"], "size None there, 64 now"),
+        (["--save-dtype", "float16"], "save_dtype 'float32' there, 'float16' now"),
+        (["-m", str(other)], f"upsampler_sha256 {options['upsampler_sha256']!r} there"),
+    ):
+        assert main([*args, *change, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"--resume: the files in {out} were made with other options (" in err, err
+        assert said in err and "use the same options, or another -o" in err, err
+        # a whole run with other options is refused too: the record describes every file, and
+        # a later --resume would keep the others
+        assert main([*args, *change]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: the files in {out} were made with other options (")
+        assert said in err and "(with --resume to skip what is done), or another -o" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    (out / OPTIONS_NAME).write_text("[1]")
+    assert main([*args, "--resume"]) == 2
+    assert "cannot be read (a JSON object was expected, not list)" in capsys.readouterr().err
+    (out / OPTIONS_NAME).unlink()
+    assert main([*args, "--resume"]) == 2
+    assert f"{out} holds files but no {OPTIONS_NAME}" in capsys.readouterr().err
+    fresh = [*args[:5], str(tmp_path / "new"), *args[6:], "--resume"]
+    assert main(fresh) == 0  # nothing there yet: a resumed run of nothing is a whole run
+    assert "features of 5 image(s)" in capsys.readouterr().out
