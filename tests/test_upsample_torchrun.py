@@ -3,123 +3,135 @@ that fails ends every rank in one line, and a world of one is one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
 from loftup.cli import main
 from model_helpers import ROWS_ROUND_BY_COUNT
-from processes import GLOO_THREADS, REPO, gloo_left
+from processes import GLOO_THREADS, REPO
 from upsample_helpers import noise_picture, outputs, upsample_small
 
-#: ``python -m loftup`` that says, once the command has returned, how many of gloo's threads
-#: are still running: none, or they run into the interpreter's teardown (processes.GLOO_THREADS)
-LOFTUP_COUNTING_GLOO_THREADS = (
+#: The runs of ``loftup upsample`` each process of one torchrun job makes, one after the other
+#: (each start of two processes costs seconds of imports): the crops held whole, streamed tile
+#: by tile two a batch, resumed after rank 0's im2.pt was moved aside, and last a run whose rank
+#: 1 fails (as a node without the weights would) once rank 0 waits for it in the final sum.
+#: After each, a process says its status and how many of gloo's threads still run: none, or
+#: they run into the interpreter's teardown (processes.GLOO_THREADS).
+TORCHRUN_RUNS = (
     GLOO_THREADS
     + """
-import sys
+import json, os, sys, time
+from pathlib import Path
+import loftup.extract
 from loftup.cli import main
+from loftup.errors import LoftUpError
 
-status = main(sys.argv[1:])
-print(f"gloo threads left: {gloo_threads()}", file=sys.stderr)
+args, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+rank = os.environ["RANK"]
+
+def upsample(name, *extra):
+    status = main(["upsample", *args, "-o", str(out / name), *extra])
+    print(f"{name}: RANK={rank} ended {status}, gloo threads left: {gloo_threads()}",
+          file=sys.stderr, flush=True)
+    return status
+
+upsample("two", "--viz")
+upsample("two_streamed", "--viz", "--stream-above", "0", "--batch-size", "2")
+if rank == "0":  # rank 0 has im0 and im2, rank 1 im1
+    os.replace(out / "two" / "im2.pt", out / "im2_of_the_first_run.pt")
+upsample("two", "--viz", "--resume")
+
+def fail(jobs, pipeline, out_dir, **kw):  # rank 1, once rank 0 waits in the sum
+    while not all((out_dir / f"im{i}.pt").exists() for i in (0, 2)):
+        time.sleep(0.05)
+    time.sleep(1)
+    raise LoftUpError("no weights on this node")
+
+if rank == "1":
+    loftup.extract.run = fail
+status = main(["upsample", *args, "-o", str(out / "fails")])
+import torch.distributed as dist
+left = dist.get_rank() if dist.is_initialized() else None
+print(f"rank {left} left, gloo threads: {gloo_threads()}", file=sys.stderr)
 sys.exit(status)
 """
 )
 
 
-def test_torchrun_two_processes_write_what_one_writes(photos, upsampler, tmp_path):
+@pytest.fixture(scope="module")
+def torchrun_runs(photos, upsampler, tmp_path_factory) -> tuple:
+    """One torchrun job of two gloo processes making :data:`TORCHRUN_RUNS` on three small
+    crops of a photo: (its result, the folder of its outputs, the upsample arguments)."""
+    folder = tmp_path_factory.mktemp("torchrun")
+    big = Image.open(photos / "astronaut.png")
+    for i in range(3):
+        big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(folder / f"im{i}.png")
+    args = [str(folder / "im*.png"), "-m", str(upsampler), "--backbone-size", "56"]
+    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    script = folder / "runs.py"
+    script.write_text(TORCHRUN_RUNS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [*torchrun, str(script), json.dumps(args), str(folder)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return done, folder, args
+
+
+def test_torchrun_two_processes_write_what_one_writes(torchrun_runs, tmp_path):
     """Two processes write the bytes one writes, whole or streamed, and resume each its own
     batches; each leaves the process group with gloo's threads ended (a group that outlived
     destroy_process_group, kept by a torch module imported with the backbone, took them into
     the interpreter's teardown, where rank 0 once aborted: "terminate called without an active
     exception")."""
-    big = Image.open(photos / "astronaut.png")
-    for i in range(3):
-        big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(tmp_path / f"im{i}.png")
-    args = [str(tmp_path / "im*.png"), "-m", str(upsampler), "--viz", "--backbone-size", "56"]
+    done, folder, args = torchrun_runs
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as torchrun's processes run (OMP_NUM_THREADS=1)
     try:
-        assert main(["upsample", *args, "-o", str(tmp_path / "one")]) == 0
+        assert main(["upsample", *args, "--viz", "-o", str(tmp_path / "one")]) == 0
     finally:
         torch.set_num_threads(threads)
-    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    loftup_cli = tmp_path / "loftup_cli.py"
-    loftup_cli.write_text(LOFTUP_COUNTING_GLOO_THREADS)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                str(loftup_cli)]  # fmt: skip
     one = outputs(tmp_path / "one")
     assert len(one) == 6
+    err = done.stderr
+    assert "upsample [rank 1]" in err, err  # really two processes
+    # each run ended well in both processes, gloo's threads gone (parsed: the two ranks' lines
+    # may interleave), the resumed one's after the others
+    ended = re.findall(r"(two\w*): RANK=(\d) ended (\d+), gloo threads left: (\d+)", err)
+    assert sorted(ended) == sorted(
+        (run, rank, "0", "0") for run in ("two", "two", "two_streamed") for rank in "01"
+    ), err
     # held whole; and every output streamed tile by tile into its file, two images a batch
-    for out, extra in (("two", []), ("two_streamed", ["--stream-above", "0", "--batch-size", "2"])):
-        cmd = [*torchrun, "upsample", *args, *extra, "-o", str(tmp_path / out)]
-        multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert multi.returncode == 0, multi.stderr
-        assert "rank 1" in multi.stderr  # really two processes
-        assert gloo_left(multi.stderr) == [0, 0], multi.stderr
-        assert one == outputs(tmp_path / out), out
+    for out in ("two", "two_streamed"):
+        assert one == outputs(folder / out), out
         for name in one:
-            alone, here = tmp_path / "one" / name, tmp_path / out / name
-            if extra and ROWS_ROUND_BY_COUNT:  # batches of two there: a few ulps from one's
+            alone, here = tmp_path / "one" / name, folder / out / name
+            if out == "two_streamed" and ROWS_ROUND_BY_COUNT:  # batches of two: a few ulps
                 if name.endswith(".pt"):  # the features (the --viz pictures' pixels may move)
                     torch.testing.assert_close(torch.load(here, weights_only=True),
                                                torch.load(alone, weights_only=True),
                                                rtol=0, atol=1e-5)  # fmt: skip
                 continue
             assert alone.read_bytes() == here.read_bytes(), (out, name)
-    # resumed by two processes: each skips its own batches that are done (rank 0 has im0 and
-    # im2, rank 1 im1), and rank 0 reports the total kept
-    (tmp_path / "two" / "im2.pt").unlink()
-    cmd = [*torchrun, "upsample", *args, "-o", str(tmp_path / "two"), "--resume"]
-    multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert multi.returncode == 0, multi.stderr
-    assert gloo_left(multi.stderr) == [0, 0], multi.stderr
-    assert f"features of 1 image(s) to {tmp_path / 'two'} (2 already there)" in multi.stdout
-    for name in one:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    # the first run's im2.pt, moved aside before the resume, is one's too; resumed by two
+    # processes, each skips its own batches that are done, and rank 0 reports the total kept
+    first = (folder / "im2_of_the_first_run.pt").read_bytes()
+    assert first == (tmp_path / "one" / "im2.pt").read_bytes()
+    assert f"features of 1 image(s) to {folder / 'two'} (2 already there)" in done.stdout
 
 
-def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(photos, upsampler, tmp_path):
+def test_a_rank_that_fails_under_torchrun_ends_every_rank_in_one_line(torchrun_runs):
     """One process of a torchrun run fails (here rank 1, as a node without the weights would)
     while the other waits for it at the end: each says what ended it in one line, with no
     traceback (the waiting one's gloo error, "Connection closed by peer", was one), and each
     leaves the process group on its way out."""
-    big = Image.open(photos / "astronaut.png")
-    for i in range(3):
-        big.crop((60 * i, 40 * i, 60 * i + 70, 40 * i + 56)).save(tmp_path / f"im{i}.png")
-    out = tmp_path / "out"
-    args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "-o", str(out),
-            "--backbone-size", "56"]  # fmt: skip
-    script = tmp_path / "one_rank_fails.py"
-    script.write_text(
-        GLOO_THREADS + "import os, sys, time\n"
-        "import torch.distributed as dist\n"
-        "import loftup.extract\n"
-        "from loftup.cli import main\n"
-        "from loftup.errors import LoftUpError\n"
-        "def fail(jobs, pipeline, out_dir, **kw):  # rank 1, once rank 0 waits in the sum\n"
-        "    while not all((out_dir / f'im{i}.pt').exists() for i in (0, 2)):\n"
-        "        time.sleep(0.05)\n"
-        "    time.sleep(1)\n"
-        "    raise LoftUpError('no weights on this node')\n"
-        "if os.environ['RANK'] == '1':\n"
-        "    loftup.extract.run = fail\n"
-        f"status = main({args!r})\n"
-        "rank = dist.get_rank() if dist.is_initialized() else None\n"
-        "print(f'rank {rank} left, gloo threads: {gloo_threads()}', file=sys.stderr)\n"
-        "sys.exit(status)\n"
-    )
-    path = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run(
-        [*torchrun, str(script)], env=env, capture_output=True, text=True, timeout=300
-    )
+    done, _, _ = torchrun_runs
     assert done.returncode != 0
     err = done.stderr
     assert "[rank 1] error: no weights on this node\n" in err, err
