@@ -15,8 +15,26 @@ import torch
 from processes import REPO
 
 
-def _gpu_sh(out, budget, last_until=None, timeout=300):
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "LOFTUP_SMOKE": "1"}
+def _python_running_fewer(folder, fewer: str, case: str = "") -> str:
+    """A Python for gpu.sh (its PYTHON) whose ``loftup bench`` runs only the sections
+    ``fewer`` of each group it is given (``--only`` rewritten): gpu.sh's budgets, cuts and merge
+    are what these tests look at, the sections' own toy runs (every one of them, tens of
+    seconds) are test_smoke_suite_runs_every_section's. ``case``: shell case branches put
+    before the rewriting (to end a group's process, say)."""
+    wrapper = folder / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in {case} esac\n'
+        "only=\n"
+        'for a; do shift; [ -n "$only" ] && a=' + fewer + '; only=; [ "$a" = --only ] && only=1\n'
+        '  set -- "$@" "$a"; done\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def _gpu_sh(out, budget, last_until=None, timeout=300, python=sys.executable):
+    env = {**os.environ, "OUT": str(out), "PYTHON": python, "LOFTUP_SMOKE": "1"}
     env["LOFTUP_GPU_SH_BUDGET"] = str(budget)
     if last_until is not None:
         env["LOFTUP_GPU_SH_LAST_UNTIL"] = str(last_until)
@@ -40,16 +58,17 @@ def test_gpu_sh_keeps_its_report_within_its_time_budget(tmp_path):
         re.search(r'^budget="\$\{LOFTUP_GPU_SH_BUDGET:-(\d+)\}"$', script, re.M).group(1) == "355"
     )
     # a group starts while 30 s are left beyond the 10 s reserve: the last one, with a deadline
-    # of 40 s, never; the one before it runs whole (at toy sizes ~25 s on a quiet machine; a
-    # budget of 1800 s so that a loaded CI machine, minutes slower, does not cut it)
-    done = _gpu_sh(tmp_path, 1800, last_until=40, timeout=1800)
+    # of 40 s, never; the one before it runs (two of its sections, the forward table among
+    # them; a budget of 1800 s so that a loaded CI machine, minutes slower, does not cut it)
+    python = _python_running_fewer(tmp_path, "parity,forward")
+    done = _gpu_sh(tmp_path, 1800, last_until=40, timeout=1800, python=python)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (path,) = tmp_path.glob("smoke-*.json")
     report = json.loads(path.read_text())
     ran = [k for k in report["sections"] if k != "_seconds"]
     last = groups.split()[-1].strip('"').split(",")
     assert last[-2:] == ["ablation", "extraction"]  # the two that decide no target end it
-    assert ran == [k for k in SECTIONS["gpu"] if k not in last]
+    assert ran == ["parity", "forward"] and not set(ran) & set(last)
     # its forward table drawn beside it (where matplotlib is), the parts' figures of this run
     assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" and "figure: " in done.stdout
     assert report["gpu_sh_cut"] == {",".join(last): "not-started"}
@@ -94,10 +113,10 @@ def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "no section finished" in done.stderr
     assert not list(tmp_path.glob("smoke-*.json"))
-    # the group before the last dies with status 3; the last (it ends with the extraction) runs
-    wrapper.write_text(
-        f'#!/bin/sh\ncase " $* " in *" bench "*",extraction "*) ;; *" bench "*) exit 3;; esac\n'
-        f'exec "{sys.executable}" "$@"\n'
+    # the group before the last dies with status 3; the last (it ends with the extraction) runs,
+    # one of its sections
+    env["PYTHON"] = _python_running_fewer(
+        tmp_path, "batches", case='*" bench "*",extraction "*) ;; *" bench "*) exit 3;;'
     )
     for i in range(4):
         (tmp_path / f"part-{i}.json").write_text(json.dumps(stale))
@@ -106,7 +125,7 @@ def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
     (path,) = tmp_path.glob("smoke-*.json")
     report = json.loads(path.read_text())
     ran = [k for k in report["sections"] if k != "_seconds"]
-    assert ran == ["batches", "video", "backbones", "ablation", "extraction"]
+    assert ran == ["batches"]
     assert set(report["gpu_sh_cut"].values()) == {"failed-exit-3"}
     assert len(report["gpu_sh_cut"]) == 1 and not set(ran) & set(report["gpu_sh_cut"])
     assert "failed (exit 3)" in done.stdout and "cut by the budget or failed" in done.stdout
