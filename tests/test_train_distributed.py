@@ -192,6 +192,12 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     assert_same_run(ckpt, reference, atol=1e-6)
 
 
+# slow: the stop after the step, its checkpoint and the exact resume are SIGTERM's path
+# (test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly, a signal to the
+# process group and its DataLoader worker too); Ctrl-C's own handling is checked in-process, a
+# real SIGINT each (test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back here, the
+# Ctrl-C tests of test_train_stopping.py: the stop, stopped.txt's words, the resume)
+@pytest.mark.slow
 def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     data, reference, tmp_path, capsys
 ):
