@@ -79,6 +79,9 @@ def test_the_ablation_checks_each_variant_against_the_default(monkeypatch):
     assert compiled["relative_to_default"] > 0 and compiled["size"] == 16
 
 
+# 10 s: slow; a failed section named, the card's reports logged, in the default suite:
+# test_gpu_sh.py::test_a_launch_failure_caught_inside_a_section_is_named_and_the_card_reported
+@pytest.mark.slow
 def test_gpu_sh_names_a_section_that_raised_and_logs_the_card(tmp_path):
     """A section that raises is caught by the suite, whose process exits 0: gpu.sh saw nothing,
     its card diagnostics never ran and the time target read "met". It now names the section in

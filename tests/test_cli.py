@@ -236,6 +236,9 @@ def test_an_output_path_taken_by_a_file_is_named_not_a_traceback(capsys, tmp_pat
     assert len(err.strip().splitlines()) == 1 and taken.read_bytes() == b"x"
 
 
+# 12 s: slow; out of memory told apart and said in one line, in the default suite:
+# test_upsample_limits.py::test_out_of_memory_is_told_apart_and_read
+@pytest.mark.slow
 def test_a_run_out_of_memory_is_one_line_with_what_to_lower(tmp_path):
     """Training asked for more than the machine has (here: a process allowed 3.3 GiB of address
     space beyond what importing torch maps, 0.6 GB for a CPU build and 3 GB for torch 2.4's CUDA

@@ -87,6 +87,9 @@ def resume_in_process(args: list[str], capsys) -> None:
         torch.set_num_threads(threads)
 
 
+# 9 s: slow; a run lost after a checkpoint goes on from it, in the default suite:
+# test_train_loop.py::test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one
+@pytest.mark.slow
 def test_a_sigkilled_run_resumes_from_its_last_checkpoint(data, reference, tmp_path, capsys):
     out = tmp_path / "killed"
     ckpt = out / "checkpoint.pt"
@@ -224,6 +227,9 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     assert_same_run(ckpt, reference, atol=1e-6)
 
 
+# 10 s: slow; SIGHUP stops as SIGTERM does (test_sighup_stops_like_sigterm_and_every_rank_agrees_
+# on_which_stopped_them), which ends the step with a checkpoint (test_sigterm_finishes_the_step_...)
+@pytest.mark.slow
 def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoint(data, tmp_path):
     """An ssh connection that drops (or a terminal window closed) with the run in it, without
     tmux or nohup: the terminal hangs up, then its processes get SIGHUP, which used to end the run
