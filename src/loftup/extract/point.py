@@ -90,16 +90,29 @@ def closed(line: socket.socket | None) -> bool:
         return True
 
 
+def client(host: str, port: int, seconds: float, *, world: int | None = None, holds: bool = False):
+    """A TCPStore client of the meeting point at ``host:port`` (its server, here, where this
+    process ``holds`` it, for ``world`` processes), ``seconds`` its time-out: the one factory of
+    the meeting's own client and of the short-lived ones its looks use (:mod:`.looks`,
+    :mod:`.watch`). USE_LIBUV=0 picks the older store server and client, as for torch's
+    ``env://`` (libuv is the default elsewhere than on Windows, whose torch has none). The
+    time-out bounds a wait for a key and the connect; a call to a point that has stopped (its
+    process, or its machine, or the network to it) waits whatever it is: time it from
+    elsewhere."""
+    import torch.distributed as dist
+
+    libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
+    return dist.TCPStore(
+        host, port, world, is_master=holds, timeout=datetime.timedelta(seconds=seconds),
+        wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
+    )  # fmt: skip
+
+
 def open_store(host: str, port: int, world: int, rank: int, holds: bool, deadline: float, line):
     """The TCPStore at ``host:port``, its server here where this process (RANK=``rank``)
     ``holds`` it; a port in use, or a meeting point that does not answer (``line``, this
     process's connection to what listens there, dropped; or the store's client timed out), is
     a one-line LoftUpError."""
-    import torch.distributed as dist
-
-    # USE_LIBUV=0 picks the older store server, as for torch's env:// (the default elsewhere
-    # than on Windows, whose torch has no libuv)
-    libuv = os.environ.get("USE_LIBUV", "0" if sys.platform == "win32" else "1") == "1"
     seconds = max(deadline - time.monotonic(), 1.0)
     if not holds:  # a store's server keeps a connection open; a squatter may drop it at once
         time.sleep(0.1)
@@ -107,10 +120,7 @@ def open_store(host: str, port: int, world: int, rank: int, holds: bool, deadlin
     try:
         if not holds and closed(line):
             raise RuntimeError("the connection was closed at once")
-        return dist.TCPStore(
-            host, port, world, is_master=holds, timeout=datetime.timedelta(seconds=seconds),
-            wait_for_workers=False, multi_tenant=True, use_libuv=libuv,
-        )  # fmt: skip
+        return client(host, port, seconds, world=world, holds=holds)
     except RuntimeError as e:  # a client's that never reached it: DistNetworkError
         # rank 0's: two runs on one node with torchrun's default (libuv's EADDRINUSE, the
         # older server's errno 98; torch 2.4's libuv raised a plain RuntimeError)

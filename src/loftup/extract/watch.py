@@ -19,7 +19,6 @@ watch saw (:attr:`Watch.saw`)."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import select
 import signal
@@ -29,6 +28,7 @@ import threading
 import time
 
 from ..errors import terminate
+from . import point
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
 
 #: the time-out (seconds) of the watch's own store client, and the longest wait for each of its
@@ -165,7 +165,7 @@ class Watch:
                 self.asking = time.monotonic()
             try:
                 if client is None:
-                    client = self.silence.store = _client(*self.where)
+                    client = self.silence.store = point.client(*self.where, LOOK_WAIT)
                 silent = self.silence.gone()
                 self.asking = None
             except Exception:  # noqa: BLE001 - timed out, or the point closed under it
@@ -198,16 +198,6 @@ class Watch:
             self.said.release()
             return
         _end(f"[rank {self.rank}] {said}", status)
-
-
-def _client(host: str, port: int):
-    """A client of the meeting point of its own (:data:`LOOK_WAIT` s its time-out)."""
-    import torch.distributed as dist
-
-    return dist.TCPStore(
-        host, port, None, is_master=False, wait_for_workers=False,
-        timeout=datetime.timedelta(seconds=LOOK_WAIT),
-    )  # fmt: skip
 
 
 def _signal_said(number: int) -> tuple[str, int] | None:
