@@ -5,13 +5,16 @@ gloo connects (loftup.extract.looks)."""
 from __future__ import annotations
 
 import datetime
+import signal
 import time
 
 import pytest
 import torch.distributed as dist
 
 from loftup.extract import pulse, watch
+from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port
+from test_torchrun_watch import agent_process, said_last, start  # noqa: F401 - a fixture
 
 
 @pytest.mark.parametrize("use_libuv", ["0", "1"])
@@ -27,3 +30,42 @@ def test_the_watchs_own_client_honours_use_libuv_as_the_meetings_does(use_libuv,
         while w.silence.store is None:  # (its first look, BEAT_EVERY s on)
             time.sleep(0.05)
     assert w.silence.store.libuvBackend is (use_libuv == "1")
+
+
+_RANK_1_HANGS = """
+import os, sys, time
+from loftup.cli import main
+from loftup.extract import meeting
+if os.environ["RANK"] == "1":  # it came, and hangs before the group's join (alive, beating)
+    meeting.join_process_group = lambda *args, **kwargs: time.sleep(600)
+sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
+"""
+
+
+@sees_keys
+def test_a_meeting_point_that_stops_while_a_rank_waits_for_the_others_address_is_named(
+    agent_process,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    """All came; RANK=0 has put its address for the group and looks, from its main thread, for
+    RANK=1's, when the point's machine is lost (its process stopped: the connection stays
+    open). The look, a store call on the meeting's client, waited as long as the point stayed
+    stopped (whatever the client's time-out), silent, and the watch left it to the look. The
+    looks now have a client of their own and are timed: the point is named SILENT_FOR s on."""
+    held, point = agent_process
+    port = point.port
+    ranks = [start(r, port, tmp_path, _RANK_1_HANGS) for r in (0, 1)]
+    with ended(*ranks):
+        while not any(k.startswith("default_pg/0/1/") for k in point.list_keys()):
+            assert ranks[0].poll() is None, ranks[0].communicate()
+            time.sleep(0.05)
+        held.send_signal(signal.SIGSTOP)
+        _, err = ranks[0].communicate(timeout=60)  # (not as long as the point stays stopped)
+    assert ranks[0].returncode == 2, err[-2000:]
+    said_last(
+        err, 0, port,
+        rf"the meeting point at 127\.0\.0\.1:{port} has not answered for \d+ s before all "
+        r"joined the process group \(its machine lost or stopped, or the network to it cut\); "
+        "start the run again",
+    )  # fmt: skip
+    assert len(err.splitlines()) == 1, err[-2000:]

@@ -71,14 +71,16 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     try:
         # the first beat at once, before anything slow: the others time this one from it
         with pulse.Pulse(store, key, rank, line) if watched else contextlib.nullcontext() as beat:
+            where = (os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0))
             group = (
-                pulse.Rendezvous(store, key, rank, world, time.monotonic() + join, met, line)
+                pulse.Rendezvous(
+                    store, key, rank, world, time.monotonic() + join, met, line, where
+                )  # fmt: skip
                 if watched
                 else store
             )
             group.set_timeout(datetime.timedelta(seconds=join))
             started = time.monotonic()
-            where = (os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0))
             watch = Watch(group, where, key, rank, world) if watched else None
             try:
                 with watch or contextlib.nullcontext():  # (gloo's connects, in C++, watched)

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from ..errors import LoftUpError
 from .claims import LOOK_EVERY, read
+from .looks import Looks, unanswered
 from .point import ANSWER, closed
 
 #: how often (seconds) a process beats while it joins the group
@@ -111,9 +112,12 @@ class Rendezvous(dist.Store):
     with ``met`` ("this process ... met the others at ..., but"). Then, the store's own calls.
     Kept referenced while a group uses it: torch holds only its C++ half."""
 
-    def __init__(self, store, key, rank, world, deadline: float, met: str, line=None):
+    def __init__(self, store, key, rank, world, deadline: float, met: str, line=None,
+                 where: tuple[str, int] | None = None):  # fmt: skip
         super().__init__()
         self.inner, self.deadline, self.met, self.line = store, deadline, met, line
+        # the main thread's looks, on a client of their own, timed (None: on ``store``)
+        self.looks = Looks(where) if where is not None else None
         self.seconds = deadline - time.monotonic()
         self.silence: Silence | None = Silence(store, key, rank, world)
         self.looking = False  # whether this process's own looks (:meth:`_look`) are under way
@@ -166,9 +170,9 @@ class Rendezvous(dist.Store):
             gone = self.point_gone()  # first: the store's call to a closed point logs a trace
             if gone is not None:
                 raise gone
-            if self.inner.check(keys):
+            there, gone = self._asked(lambda client: self._round(client, keys))
+            if there:
                 return
-            gone = self.silence.gone()
             if gone:
                 raise self.went_silent(gone, self.silence)
             left = self.deadline - time.monotonic()
@@ -181,9 +185,35 @@ class Rendezvous(dist.Store):
             time.sleep(min(pause, left))
             pause = min(2 * pause, LOOK_EVERY)
 
+    def _round(self, client, keys: list[str]) -> tuple[bool, list[int]]:
+        """One look, on ``client``: whether ``keys`` are all set, else the ranks gone silent."""
+        if client.check(keys):
+            return True, []
+        self.silence.store = client
+        return False, self.silence.gone()
+
+    def _asked(self, call):
+        """``call(client)``'s value, on the looks' own client, waited for in Python: a point
+        that closes meanwhile, or that has not answered for :data:`SILENT_FOR` s (twice in a
+        row, :data:`BEAT_EVERY` s apart: a pause of this whole process is not the point's
+        silence), is a LoftUpError; ``call(self.inner)`` where no ``where`` was given."""
+        if self.looks is None:
+            return call(self.inner)
+        look, stuck = self.looks.start(call), 0
+        while not look.done.wait(BEAT_EVERY):
+            gone = self.point_gone()
+            if gone is not None:
+                raise gone
+            stuck = stuck + 1 if time.monotonic() - look.sent >= SILENT_FOR else 0
+            if stuck >= 2:
+                seconds = time.monotonic() - look.sent
+                raise LoftUpError(unanswered(self.met, self.looks.where, seconds))
+        return look.value()
+
     def get(self, key):
         if self.silence is not None:
             self._look([key])
+            return self._asked(lambda client: client.get(key))
         return self.inner.get(key)
 
     def wait(self, keys, timeout=None):

@@ -28,12 +28,14 @@ import threading
 import time
 
 from ..errors import terminate
-from . import point
+from . import looks, point
+from .looks import unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
 
-#: the time-out (seconds) of the watch's own store client, and the longest wait for each of its
-#: threads at the block's end (a look that hangs is left to its daemon thread)
-LOOK_WAIT = 2.0
+#: the time-out (seconds) of the watch's own store client (:func:`.point.client`), and the
+#: longest wait for each of its threads at the block's end (a look that hangs is left to its
+#: daemon thread)
+LOOK_WAIT = looks.LOOK_WAIT
 
 
 def _cli_owns_process() -> bool:
@@ -134,7 +136,7 @@ class Watch:
             # machine suspended) is not the point's silence, and the look answers after it
             stuck = stuck + 1 if time.monotonic() - asking >= SILENT_FOR else 0
             if stuck >= 2:
-                self._saw(self._unanswered(time.monotonic() - asking))
+                self._saw(unanswered(self.group.met, self.where, time.monotonic() - asking))
 
     def _pass_on(self) -> list[int]:
         """The signal numbers in the wake-up socket, passed on to the earlier wakeup fd
@@ -177,14 +179,6 @@ class Watch:
             if silent:
                 return self._saw(str(self.group.went_silent(silent, self.silence)))
         return None
-
-    def _unanswered(self, seconds: float) -> str:
-        host, port = self.where
-        return (
-            f"{self.group.met} the meeting point at {host}:{port} has not answered for "
-            f"{seconds:.0f} s before all joined the process group (its machine lost or "
-            "stopped, or the network to it cut); start the run again"
-        )
 
     def _saw(self, text: str) -> None:
         self.saw = text

@@ -1,0 +1,76 @@
+"""The main thread's looks at the meeting point while gloo's rendezvous waits for the others'
+addresses (:class:`.pulse.Rendezvous`). A store call to a point that has stopped (its process,
+its machine lost, the network to it cut) waits whatever the client's time-out: the look then
+held the main thread, in torch's C++, for as long as the point stayed stopped, and said
+nothing. Each look is made here on a client of its own (:func:`.point.client`) from a thread
+of its own, and waited for in Python: one that goes unanswered is timed, and named
+(:func:`unanswered`), as the watch's are (:mod:`.watch`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from . import point
+
+#: the time-out (seconds) of the looks' own store clients (a connect; a wait for a key)
+LOOK_WAIT = 2.0
+
+
+def unanswered(met: str, where: tuple[str, int], seconds: float) -> str:
+    """What a process says of the meeting point at ``where`` (host, port) that has not
+    answered a look for ``seconds``; ``met``: "this process ... met the others at ..., but"."""
+    host, port = where
+    return (
+        f"{met} the meeting point at {host}:{port} has not answered for {seconds:.0f} s before "
+        "all joined the process group (its machine lost or stopped, or the network to it cut); "
+        "start the run again"
+    )
+
+
+class Look:
+    """One call under way on its own thread, on ``client`` (None: a new one, to ``where``):
+    :attr:`done` once it has returned or raised; :attr:`sent`: when it was made
+    (``time.monotonic()``)."""
+
+    def __init__(self, call, client, where: tuple[str, int]):
+        self.done, self.sent = threading.Event(), time.monotonic()
+        self.client, self._value, self._error = client, None, None
+        threading.Thread(target=self._make, args=(call, where), name="loftup-look",
+                         daemon=True).start()  # fmt: skip
+
+    def _make(self, call, where) -> None:
+        try:
+            if self.client is None:
+                self.client = point.client(*where, LOOK_WAIT)
+            self._value = call(self.client)
+        except BaseException as e:  # noqa: BLE001 - said to the thread that waits for it
+            self._error = e
+        finally:
+            self.done.set()
+
+    def answered(self) -> bool:
+        """Whether the call has returned (not raised)."""
+        return self.done.is_set() and self._error is None
+
+    def value(self):
+        """The call's value (its error raised), once :attr:`done`."""
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Looks:
+    """Calls ``call(client)`` on a client of the meeting point at ``where`` (host, port) of
+    their own, one at a time (:meth:`start`); a client whose call failed or went unanswered is
+    dropped (a late answer would be read as the next call's), the next call makes a new one."""
+
+    def __init__(self, where: tuple[str, int]):
+        self.where = where
+        self._last: Look | None = None
+
+    def start(self, call) -> Look:
+        last = self._last
+        kept = last.client if last is not None and last.answered() else None
+        self._last = Look(call, kept, self.where)
+        return self._last
