@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from loftup.extract.join import CONNECT, join_failed, join_wait, set_collectives_timeout
+from loftup.extract.join import (
+    CONNECT,
+    join_failed,
+    join_wait,
+    refused_by,
+    set_collectives_timeout,
+)
 from loftup.extract.point import ANSWER
 from loftup.extract.pulse import SILENT_FIRST, SILENT_FOR, Silence
 from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
@@ -220,6 +227,36 @@ def test_a_failed_join_says_what_it_waited_and_tells_a_refusal_from_no_answer():
         f"{_MET} not all of them joined the process group: this one's connects to them went "
         f"unanswered for 25 s ({unanswered}): one ended after it came (its own error says why, "
         "or it was killed), or hangs; start the run again"
+    )
+
+
+def _gloos(family: int, host: str, port: int) -> bytes:
+    """An address as gloo puts it at the store (a sockaddr among other bytes)."""
+    sockaddr = family.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big")
+    if family == socket.AF_INET6:
+        sockaddr += bytes(4)  # (its flow info)
+    return b"\x01\x00" + sockaddr + socket.inet_pton(family, host) + bytes(8) + b"\x05"
+
+
+@pytest.mark.parametrize(
+    "family, host", [(socket.AF_INET, "10.0.0.7"), (socket.AF_INET6, "fe80::7")]
+)
+def test_a_refused_connection_names_the_rank_whose_address_refused_it(family, host):
+    """A rank whose connect was refused said "another process of the group refused", where
+    each rank's address at the store says which: the one at gloo's remote=[HOST]:PORT."""
+    addresses = {r: _gloos(family, host, 40000 + r) for r in (1, 2, 3)}
+    addresses[4] = _gloos(family, "127.0.0.1" if family == socket.AF_INET else "::1", 40002)
+    refused = f"Gloo connectFullMesh failed with [pair.cc:152] Connection refused, remote=[{host}]:"
+    assert refused_by(refused + "40002", addresses) == 2
+    as_read = int.from_bytes((40003).to_bytes(2, "big"), sys.byteorder)  # (as gloo prints it)
+    assert refused_by(f"{refused}{as_read}$1", addresses) == 3
+    assert refused_by(refused + "40009", addresses) is None  # (no rank's: none named)
+    assert refused_by("Connection refused", addresses) is None
+    said = str(join_failed(RuntimeError(refused + "40002"), _MET, 3.2, ended=2))
+    assert said == (
+        f"{_MET} RANK=2 ended before all joined the process group: it refused (or dropped) this "
+        f"one's connection after 3 s ({refused}40002); it was killed, or its own error says why; "
+        "start the run again"
     )
 
 

@@ -193,10 +193,12 @@ def test_ctrl_c_while_gloo_connects_ends_the_rank_at_once(sent, status, said, ag
 
 
 @sees_keys
-def test_a_rank_refused_by_the_killed_one_says_so_in_its_last_line(agent, tmp_path):
+def test_a_rank_refused_by_the_killed_one_names_it_in_its_last_line(agent, tmp_path):
     """The side of the pair that connects to a rank killed is refused at once (gloo's own lines
-    of each try above), said in our line, last. The time said runs from before this rank
-    stopped itself: the test's kill of the other is in it."""
+    of each try above), said in our line, last, which said "another process of the group
+    refused": the killed rank, named by the address gloo refused at (each rank's is at the
+    store). The time said runs from before this rank stopped itself: the test's kill of the
+    other is in it."""
     ranks = [start(r, agent.port, tmp_path) for r in (0, 1)]
     with ended(*ranks):
         connects = waiting_for_the_killed(agent, ranks, connects=True)
@@ -204,8 +206,10 @@ def test_a_rank_refused_by_the_killed_one_says_so_in_its_last_line(agent, tmp_pa
     assert ranks[connects].returncode == 2, err[-2000:]
     said_last(
         err, connects, agent.port,
-        r"another process of the group refused \(or dropped\) this one's connection after \d+ s "
-        r"\(Gloo connectFullMesh failed with .*Connection refused.*",
+        rf"RANK={1 - connects} ended before all joined the process group: it refused \(or "
+        r"dropped\) this one's connection after \d+ s \(Gloo connectFullMesh failed with "
+        r".*Connection refused.*\); it was killed, or its own error says why; start the run "
+        "again",
     )  # fmt: skip
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import re
+import socket
+import sys
 
 from ..errors import LoftUpError
 
@@ -18,6 +20,35 @@ CONNECT = 5.0
 
 _REFUSED = re.compile(r"Connection refused|ECONNREFUSED|Connection reset|Broken pipe")
 _TIMED_OUT = re.compile(r"[Tt]imed? ?out|timeout")
+_REMOTE = re.compile(r"remote=\[([^\]]*)\]:(\d+)")
+
+
+def _sockaddr(host: str, port: int) -> re.Pattern | None:
+    """The bytes of ``host:port``'s sockaddr as gloo publishes a rank's address (its family in
+    this machine's byte order, then the port and the address in the network's), or None for a
+    host that is no numeric address. gloo's error prints the port's two bytes as this machine
+    reads them (5001 for 35091 here): either order is matched."""
+    ports = b"|".join(re.escape(port.to_bytes(2, order)) for order in ("big", "little"))
+    for family, between in ((socket.AF_INET, b""), (socket.AF_INET6, b"....")):
+        try:
+            address = socket.inet_pton(family, host)
+        except OSError:
+            continue
+        head = re.escape(family.to_bytes(2, sys.byteorder))
+        return re.compile(head + b"(?:" + ports + b")" + between + re.escape(address), re.DOTALL)
+    return None
+
+
+def refused_by(error: str, addresses: dict[int, bytes]) -> int | None:
+    """The rank whose address for the group (``addresses``: each rank's, as gloo put it at the
+    store) is the one gloo's ``error`` names (``remote=[HOST]:PORT``): the rank that refused or
+    dropped this one's connection; None where not exactly one is."""
+    found = _REMOTE.search(error)
+    pattern = _sockaddr(found.group(1), int(found.group(2))) if found else None
+    if pattern is None:
+        return None
+    ranks = [r for r, blob in addresses.items() if pattern.search(blob)]
+    return ranks[0] if len(ranks) == 1 else None
 
 
 def _detail() -> bool:
@@ -69,14 +100,21 @@ def set_collectives_timeout(seconds: float) -> None:
 
 
 def join_failed(
-    error: RuntimeError, met: str, waited: float, seen: str | None = None
+    error: RuntimeError, met: str, waited: float, seen: str | None = None, ended: int | None = None
 ) -> LoftUpError:
     """What this process says where torch's join of the group failed with ``error`` after
     ``waited`` seconds; ``met``: "this process ... met the others at ..., but"; ``seen``: what
-    the join's watch (:mod:`.watch`) saw (a rank gone silent), said first."""
+    the join's watch (:mod:`.watch`) saw (a rank gone silent), said first; ``ended``: the rank
+    that refused (or dropped) this one's connection (:func:`refused_by`), where known."""
     text = str(error).strip()
     why = text.splitlines()[0][:200] if text else type(error).__name__
-    if _REFUSED.search(text):
+    if _REFUSED.search(text) and ended is not None:
+        said = (
+            f"RANK={ended} ended before all joined the process group: it refused (or dropped) "
+            f"this one's connection after {waited:.0f} s ({why}); it was killed, or its own "
+            "error says why"
+        )
+    elif _REFUSED.search(text):
         said = (
             f"another process of the group refused (or dropped) this one's connection after "
             f"{waited:.0f} s ({why}): it ended after it came (its own error says why, or it was "

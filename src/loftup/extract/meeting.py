@@ -18,7 +18,7 @@ from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
 from . import claims, point, pulse
-from .join import join_failed, join_wait, set_collectives_timeout
+from .join import join_failed, join_wait, refused_by, set_collectives_timeout
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 from .watch import Watch
 
@@ -90,7 +90,13 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
                     )  # fmt: skip
             except RuntimeError as e:  # torch's DistError, gloo's connection errors
                 seen = watch.saw if watch is not None else None
-                raise join_failed(e, met, time.monotonic() - started, seen) from None
+                # the rank that refused a connect, by its address as this one read it
+                ended = (
+                    refused_by(str(e), group.addresses(f"default_pg/{meeting}", rank, world))
+                    if watched
+                    else None
+                )
+                raise join_failed(e, met, time.monotonic() - started, seen, ended) from None
             if watched:
                 beat.joined()
                 group.joined()

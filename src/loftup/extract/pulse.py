@@ -121,6 +121,7 @@ class Rendezvous(dist.Store):
         self.seconds = deadline - time.monotonic()
         self.silence: Silence | None = Silence(store, key, rank, world)
         self.looking = False  # whether this process's own looks (:meth:`_look`) are under way
+        self.read: dict[str, bytes] = {}  # what it read while it joined (:meth:`addresses`)
 
     def joined(self) -> None:
         self.silence = None
@@ -210,10 +211,23 @@ class Rendezvous(dist.Store):
                 raise LoftUpError(unanswered(self.met, self.looks.where, seconds))
         return look.value()
 
+    def addresses(self, prefix: str, rank: int, world: int) -> dict[int, bytes]:
+        """The addresses for the group that this process read from the others (gloo's keys
+        under ``prefix``, each ending in its rank's number, whatever torch puts between) while
+        it joined, by rank (not ``rank``'s own)."""
+        found = {}
+        for key, value in self.read.items():
+            number = key.rpartition("/")[2]
+            if key.startswith(f"{prefix}/") and number.isdigit() and int(number) < world:
+                found[int(number)] = value
+        found.pop(rank, None)
+        return found
+
     def get(self, key):
         if self.silence is not None:
             self._look([key])
-            return self._asked(lambda client: client.get(key))
+            self.read[key] = self._asked(lambda client: client.get(key))
+            return self.read[key]
         return self.inner.get(key)
 
     def wait(self, keys, timeout=None):
