@@ -71,7 +71,11 @@ def _join(backend: str, store, meeting: str, rank: int, world: int, join: float,
     try:
         # the first beat at once, before anything slow: the others time this one from it
         with pulse.Pulse(store, key, rank, line) if watched else contextlib.nullcontext() as beat:
-            where = (os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0))
+            # (the port the store holds or reached: MASTER_PORT=0, a group of one's, is any)
+            where = (
+                os.environ["MASTER_ADDR"],
+                getattr(store, "port", 0) or _env_int("MASTER_PORT", 0),
+            )
             group = (
                 pulse.Rendezvous(
                     store, key, rank, world, time.monotonic() + join, met, line, where
