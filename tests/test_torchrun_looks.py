@@ -5,6 +5,7 @@ gloo connects (loftup.extract.looks)."""
 from __future__ import annotations
 
 import datetime
+import re
 import signal
 import time
 
@@ -13,7 +14,7 @@ import torch.distributed as dist
 
 from loftup.extract import pulse, watch
 from test_torchrun_join import ended, sees_keys
-from test_torchrun_meeting import free_port
+from test_torchrun_meeting import free_port, wait_until_counted_in
 from test_torchrun_watch import agent_process, said_last, start  # noqa: F401 - a fixture
 
 
@@ -69,3 +70,34 @@ def test_a_meeting_point_that_stops_while_a_rank_waits_for_the_others_address_is
         "start the run again",
     )  # fmt: skip
     assert len(err.splitlines()) == 1, err[-2000:]
+
+
+_RANK = """
+import os, sys
+from loftup.cli import main
+sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
+"""
+
+
+def test_a_meeting_point_that_stops_while_a_rank_waits_for_the_others_to_come_is_named(
+    agent_process,  # noqa: F811 - the fixture imported above
+    tmp_path,
+):
+    """RANK=1 has claimed its rank and waits for RANK=0 when the point's machine is lost (its
+    process stopped): the meeting's look, a store call, waited as long as the point stayed
+    stopped (whatever the client's time-out), silent, and Ctrl-C was ignored. It is timed
+    now, and the point named SILENT_FOR s on."""
+    held, point = agent_process
+    port = point.port
+    rank = start(1, port, tmp_path, _RANK)
+    with ended(rank):
+        wait_until_counted_in(point, 1, rank.poll)
+        held.send_signal(signal.SIGSTOP)
+        _, err = rank.communicate(timeout=60)  # (not as long as the point stays stopped)
+    assert rank.returncode == 2, err[-2000:]
+    assert re.fullmatch(
+        rf"\[rank 1\] error: this process \(RANK=1 of WORLD_SIZE=2\) came to 127\.0\.0\.1:{port}, "
+        r"but the meeting point there has not answered for \d+ s \(its machine lost or stopped, "
+        r"or the network to it cut\); start the run again\n",
+        err,
+    ), err[-2000:]

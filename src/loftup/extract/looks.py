@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+from ..errors import LoftUpError
 from . import point
 
 #: the time-out (seconds) of the looks' own store clients (a connect; a wait for a key)
@@ -74,3 +75,38 @@ class Looks:
         kept = last.client if last is not None and last.answered() else None
         self._last = Look(call, kept, self.where)
         return self._last
+
+
+class Unanswered(LoftUpError):
+    """A call to the meeting point that went unanswered (:class:`Timed`)."""
+
+
+class Timed:
+    """``store``'s calls, each made on a thread of its own and waited for in Python (Ctrl-C
+    stops the wait): one unanswered for ``silent`` s (twice in a row, ``every`` s apart: a
+    pause of this whole process is not the point's silence) raises :class:`Unanswered`, which
+    starts with ``this`` ("this process ..."). For the meeting's own calls where the point is
+    another process's (a stopped point held the meeting's wait, Ctrl-C ignored, for as long as
+    it stayed stopped)."""
+
+    def __init__(self, store, where: tuple[str, int], this: str, silent: float, every: float):
+        self.store, self.where, self.this = store, where, this
+        self.silent, self.every = silent, every
+
+    def __getattr__(self, name: str):
+        made = getattr(self.store, name)
+
+        def timed(*args):
+            look, stuck = Look(lambda client: made(*args), self.store, self.where), 0
+            while not look.done.wait(self.every):
+                stuck = stuck + 1 if time.monotonic() - look.sent >= self.silent else 0
+                if stuck >= 2:
+                    host, port = self.where
+                    raise Unanswered(
+                        f"{self.this} came to {host}:{port}, but the meeting point there has not "
+                        f"answered for {time.monotonic() - look.sent:.0f} s (its machine lost or "
+                        "stopped, or the network to it cut); start the run again"
+                    )
+            return look.value()
+
+        return timed

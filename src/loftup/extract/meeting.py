@@ -17,8 +17,9 @@ import time
 from ..errors import LoftUpError, UsageError
 from ..ranks import dist_env
 from ..ranks import env_int as _env_int
-from . import claims, point, pulse
+from . import claims, looks, point, pulse
 from .join import join_failed, join_wait, refused_by, set_collectives_timeout
+from .pulse import BEAT_EVERY, SILENT_FOR
 from .torchrun import MEET_ENV, MEET_TIMEOUT, join_process_group, timeout_from_env
 from .watch import Watch
 
@@ -163,7 +164,10 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str, kept: li
     met = False
     try:
         store = point.open_store(host, port, world, rank, holds, deadline, line)
-        outcome, said = _come(store, f"loftup_meet/{meeting}", rank, world, deadline, line)
+        # the meeting's calls to a point another process holds are timed (one stopped held
+        # them for as long as it stayed stopped, Ctrl-C ignored)
+        calls = store if holds else looks.Timed(store, (host, port), this, SILENT_FOR, BEAT_EVERY)
+        outcome, said = _come(calls, f"loftup_meet/{meeting}", rank, world, deadline, line)
         if outcome == "all":
             met = True
             if holds:  # kept (a failed meeting's closes, the others told)
@@ -178,7 +182,8 @@ def _meeting_point(rank: int, world: int, seconds: float, meeting: str, kept: li
             line.close()
         if holds and not met:  # the meeting point closes (an earlier meeting's server held it
             _HELD.clear()  # open), so that those who came are told now (Ctrl-C here too)
-    del store  # (the error's traceback holds this frame: a caller that goes on would keep it)
+    # (the error's traceback holds this frame: a caller that goes on would keep the point)
+    del store, calls
     if outcome == "timeout":  # (not how many: rank 0 has just left too)
         raise not_all_came(f"{waited} {f'only {said} of {world}' if said else 'not all'} came")
     if outcome == "left":  # rank 0's wait over, or rank 0 stopped (Ctrl-C, an error)
@@ -245,11 +250,14 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
             )
     except dist.DistError:  # the point closed under a look
         outcome = outcome or "left"
-    finally:
-        if ours is not None and outcome not in ("all", "left"):  # ("left": the point closed)
+    except looks.Unanswered:
+        outcome = "unanswered"
+        raise
+    finally:  # ("left": the point closed; "unanswered": it stopped)
+        if ours is not None and outcome not in ("all", "left", "unanswered"):
             try:  # None: an exception (Ctrl-C) is on its way up
                 claims.leave(store, key, rank, mine)
-            except dist.DistError:  # the point has just closed
+            except (dist.DistError, looks.Unanswered):  # the point has just closed, or stopped
                 pass
     return outcome, said
 
