@@ -124,7 +124,11 @@ def _count_kernel_calls(monkeypatch) -> dict[str, int]:
     return calls
 
 
-@pytest.mark.parametrize("config", [{}, {"dim": 32, "n_freqs": 6, "coords": False}])
+# the second configuration: slow (5 s); the released one stays in the default suite
+@pytest.mark.parametrize(
+    "config",
+    [{}, pytest.param({"dim": 32, "n_freqs": 6, "coords": False}, marks=pytest.mark.slow)],
+)
 def test_half_precision_forward_with_kernels_matches_without(device, model, config, monkeypatch):
     """The whole forward (tiles, mean padding, every LayerNorm) in float16; the released
     shape, and a small one without coordinate features. Each kernel does run in it (a forward

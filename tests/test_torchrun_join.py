@@ -97,6 +97,9 @@ def ended(*ranks: subprocess.Popen):
                 rank.communicate()
 
 
+# 10 s: slow; a rank killed after the meeting named, in the default suite:
+# test_rank_0_killed_after_the_meeting_it_holds_is_named_at_once
+@pytest.mark.slow
 def test_a_rank_killed_after_the_meeting_is_named_by_the_others_within_seconds(tmp_path):
     """Rank 1 comes, and is killed (SIGKILL) before it joins the group: rank 0 waited in the
     group's rendezvous for all that was left of the meeting's wait (here 600 s; a day before
@@ -160,6 +163,9 @@ def test_ctrl_c_while_a_rank_waits_to_join_the_group_ends_it_at_once(tmp_path):
     assert err.splitlines() == ["[rank 0] interrupted"]
 
 
+# 13 s: slow; a late live rank not taken for dead, in the default suite:
+# test_a_live_rank_slow_to_reach_the_meeting_point_again_is_not_taken_for_dead
+@pytest.mark.slow
 def test_a_live_rank_that_joins_later_than_the_silence_is_waited_for(tmp_path):
     """Rank 1 comes, then joins the group SILENT_FOR + 3 s later (a slow import, a loaded
     machine): it beats while it is late, so rank 0 waits for it, and both join and sum."""
@@ -168,6 +174,9 @@ def test_a_live_rank_that_joins_later_than_the_silence_is_waited_for(tmp_path):
     both_join_and_sum(ranks)
 
 
+# 15 s: slow; a rank the others wait for in vain said in one line, in the default suite:
+# test_torchrun_timeout.py::test_a_process_the_others_never_join_says_so_in_one_line_...
+@pytest.mark.slow
 def test_a_live_rank_that_never_joins_ends_the_others_wait_in_one_line(tmp_path):
     """Rank 1 comes, then hangs (alive, beating) before it joins: rank 0 waits what is left
     of the meeting's wait (here 5 s; at least 10 s) and says so in one line; torch's store

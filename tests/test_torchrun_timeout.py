@@ -388,6 +388,9 @@ for meeting in (1, 2):
 """
 
 
+# 13 s: slow; processes that join groups one after another are in the default suite:
+# test_upsample_torchrun.py (each rank runs four commands in one torchrun job)
+@pytest.mark.slow
 def test_processes_started_by_hand_join_two_groups_one_after_the_other(tmp_path):
     """Two processes started with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (no torchrun)
     that join a group twice (upsample_folder on two folders), rank 0 slower to leave the first
