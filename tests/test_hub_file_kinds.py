@@ -79,7 +79,7 @@ def test_a_pipe_given_as_a_path_is_said_in_one_line(tmp_path):
         os.close(r)
 
 
-def test_a_good_pth_loads_under_torchs_global_mmap_setting(tmp_path, monkeypatch):
+def test_a_good_pth_loads_under_torchs_global_mmap_setting(tmp_path):
     """With ``torch.utils.serialization.config.load.mmap = True`` torch.load refuses an open
     handle ("f must be a file path"): every .pth was "corrupt or truncated; re-download it",
     a training checkpoint to be resumed "move this file away (training starts afresh)"."""
@@ -88,12 +88,16 @@ def test_a_good_pth_loads_under_torchs_global_mmap_setting(tmp_path, monkeypatch
     model, _, (lr, image) = _own_upsampler(tmp_path)
     torch.save(model.state_dict(), tmp_path / "model.pth")
     save_checkpoint(tmp_path / "checkpoint.pt", {"step": 7, "w": torch.ones(2)})
-    monkeypatch.setattr(torch.utils.serialization.config.load, "mmap", True)
-    loaded = load_upsampler(tmp_path / "model.pth", num_heads=2)
+    # the config's own patch: monkeypatch's undo deleted the setting, and every torch.load after
+    # it in the session failed ("config.load.mmap does not exist")
+    import torch.utils.serialization.config as serialization
+
+    with serialization.patch({"load.mmap": True}):
+        loaded = load_upsampler(tmp_path / "model.pth", num_heads=2)
+        assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 7
+        _name_damaged_pickle([tmp_path / "model.pth"], "dinov2_tiny")  # a good pickle: nothing said
     with torch.no_grad():
         assert torch.equal(loaded(lr, image), model(lr, image))
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 7
-    _name_damaged_pickle([tmp_path / "model.pth"], "dinov2_tiny")  # a good pickle: nothing said
 
 
 def test_a_web_page_saved_as_weights_is_named_with_the_url_to_take(tmp_path):
