@@ -46,21 +46,32 @@ def changed_blob(path: Path) -> str | None:
     named by its sha256, as each large file's (Git LFS) is, whose bytes no longer have it
     (changed on this disk since the download, their length the same); else None. Reads the
     file: about 0.2 s per 100 MB."""
-    import hashlib
-    import re
-
-    real = path.resolve()
-    if real.parent.name != "blobs" or not re.fullmatch(r"[0-9a-f]{64}", real.name):
-        return None
-    digest = hashlib.sha256()
-    with open(real, "rb") as f:  # hashlib.file_digest is Python 3.11's
-        while block := f.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() == real.name:
+    if blob_as_fetched(path) is not False:
         return None
     return (
         f"{path}'s bytes changed since they were downloaded (their sha256 is not its blob's name)"
     )
+
+
+def blob_as_fetched(path: str | os.PathLike) -> bool | None:
+    """Whether ``path``, where it is (or links to) a blob of the Hugging Face cache, holds the
+    bytes its name is the hash of: a large file's (Git LFS) sha256, a small one's git blob
+    sha1; that is, the bytes the hub repo holds, which a download would fetch again. None
+    where it is no such blob. Reads the file: about 0.2 s per 100 MB."""
+    import hashlib
+    import re
+
+    real = Path(path).resolve()
+    if real.parent.name != "blobs" or not re.fullmatch(r"[0-9a-f]{64}|[0-9a-f]{40}", real.name):
+        return None
+    if len(real.name) == 64:
+        digest = hashlib.sha256()
+    else:  # git's object id: "blob SIZE\0" then the bytes
+        digest = hashlib.sha1(f"blob {real.stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(real, "rb") as f:  # hashlib.file_digest is Python 3.11's
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest() == real.name
 
 
 def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:

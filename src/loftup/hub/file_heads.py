@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -29,19 +30,20 @@ def check_regular_file(path: Path, what: str = "") -> None:
         return
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = (
-        "a FIFO or pipe, as <(...) gives"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a file"
-    )
+    if stat.S_ISFIFO(mode):
+        kind, why = "a FIFO or pipe, as <(...) gives", "a FIFO's open waits for a writer, a pipe "
+        why += "cannot be read twice"
+        fix = "copy them into a file and give its path, or put one in its place"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind, why = "a device", "a device holds no saved weights (/dev/null reads as nothing, "
+        why += "/dev/zero as zeros without end)"
+        fix = "give the path of the weights file itself"
+    else:
+        kind = "a socket" if stat.S_ISSOCK(mode) else "not a file"
+        why, fix = "it cannot be read as a file", "give the path of the weights file itself"
     raise CheckpointError(
         f"{what}{path} is not a regular file ({kind}): weights are read from a regular file "
-        "only (a FIFO's open waits for a writer, a pipe cannot be read twice); copy them into "
-        "a file and give its path, or put one in its place"
+        f"only ({why}); {fix}"
     )
 
 
@@ -62,7 +64,9 @@ def open_weights(path: Path, what: str = "", another: str = ""):
 def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
     """A CheckpointError where ``path`` is a Git LFS pointer, not the file it stands for: a hub
     repo cloned with git but without Git LFS (read as weights, a "corrupt" header or pickle
-    said nothing of the cause). ``fix``: how else to get the file."""
+    said nothing of the cause). ``fix``: how else to get the file. A FIFO, socket or device is
+    refused before it is opened (a FIFO's open waits forever)."""
+    check_regular_file(Path(path))
     with open_weights(Path(path)) as f:
         check_head_not_lfs(f.read(len(LFS_POINTER)), path, fix)
 
@@ -77,29 +81,82 @@ def check_head_not_lfs(head: bytes, path: str | os.PathLike, fix: str) -> None:
         )
 
 
-def head_mistaken(head: bytes, path: str | os.PathLike) -> str | None:
+#: The fix :func:`~.files.read_weights` gives a damaged file where its caller gave none: for a
+#: file :func:`head_mistaken` names, which its own remedy replaces ("re-download it" would
+#: fetch the same page).
+GENERIC_FIX = "re-download it or pass the file save_pretrained wrote"
+
+#: What may stand before a page's first tag: a UTF-8 byte order mark.
+_BOM = b"\xef\xbb\xbf"
+
+
+def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) -> str | None:
     """What the file ``path``, which begins with ``head`` and failed to load as safetensors or
-    as a PyTorch file, is instead, with the fix, where its bytes say (fetching it again as it
-    was fetched would give the same bytes, so "re-download it" would not mend it): a web page
-    (an HTML page saved in the weights' place: the hub's /blob/ link shows the file's page, its
-    /resolve/ link is the file), or a PyTorch file under a ``.safetensors`` name. None
-    elsewhere."""
-    if head.lstrip()[:1] == b"<":
+    as a PyTorch file, is instead, where its bytes say: a web page (an HTML page saved in the
+    weights' place: the hub's /blob/ link shows the file's page, its /resolve/ link is the
+    file), other text (an error reply saved in its place: its first line quoted), or a
+    PyTorch file under a ``.safetensors`` name. None elsewhere, and for a safetensors file's
+    own head (one cut short or damaged after its header's length).
+    The message is the diagnosis (no "; " in it: callers cut at the first to put their own
+    fix), then "; " and ``fix``, the caller's, where it gave one (the Hugging Face cache's
+    blob to delete, say); else (None, or :data:`GENERIC_FIX`, which would fetch the same
+    bytes) the remedy for what it is."""
+    if safetensors_head(head) and int.from_bytes(head[:8], "little") < 1 << 32:
+        return None  # a safetensors header's length, then its JSON: a damaged safetensors file
+    own = None if fix in (None, "", GENERIC_FIX) else fix
+    text = head.removeprefix(_BOM).lstrip()
+    if text[:14].lower() == b"<!doctype html" or text[:5].lower() == b"<html":
         return (
             f"{path} is a web page (HTML), not a weights file: a page's address was downloaded "
-            "in its place (the hub's /blob/ link shows the file's page; its /resolve/ link is "
-            "the file itself); download the /resolve/ URL"
+            "in its place (the hub's /blob/ link shows the file's page, its /resolve/ link the "
+            f"file itself); {own or 'download the /resolve/ URL'}"
         )
-    if Path(path).suffix == ".safetensors" and (
-        head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-    ):
-        kind = "a zip archive, as torch.save writes" if head[:1] == b"P" else "a pickle"
+    first = _text_line(head)
+    if first is not None:
         return (
-            f"{path} is a PyTorch file ({kind}) under a .safetensors name: rename it with a "
-            ".pth suffix, which loads it as one (never running code), or convert it to "
-            "safetensors (save_pretrained writes the model it loads as one)"
+            f"{path} is text, not weights (an error reply saved in the weights' place?): it "
+            f"begins {first!r}; {own or 'download the file itself again'}"
+        )
+    pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if Path(path).suffix == ".safetensors" and (head.startswith(b"PK\x03\x04") or pickle):
+        kind = "a zip archive, as torch.save writes" if head[:1] == b"P" else "a pickle"
+        return f"{path} is a PyTorch file ({kind}) under a .safetensors name; " + (
+            own
+            or "rename it with a .pth suffix, which loads it as one (never running code), "
+            "or convert it to safetensors (save_pretrained writes the model it loads as one)"
         )
     return None
+
+
+def _text_line(head: bytes) -> str | None:
+    """The first line of ``head`` where it is printable text (UTF-8, a character cut at its
+    end allowed), else None."""
+    try:
+        text = head.removeprefix(_BOM).decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:
+            return None
+        text = head[: e.start].removeprefix(_BOM).decode("utf-8")
+    if not text.strip() or any(not c.isprintable() and c not in "\t\r\n" for c in text):
+        return None
+    return text.strip().splitlines()[0]
+
+
+@contextmanager
+def safetensors_at(path: Path):
+    """The name to give safetensors' ``safe_open`` for ``path``: the path itself, or, where it
+    is no UTF-8 (a Latin-1 name, ``caf\\xe9.safetensors``, which safetensors refuses as "not
+    valid UTF-8"), the file opened here as ``/proc/self/fd/N`` for as long as it is used."""
+    name = os.fspath(path)
+    utf8 = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") == name
+    if utf8 or not os.path.isdir("/proc/self/fd"):  # no /proc: safetensors' own error
+        yield name
+        return
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def looks_like_safetensors(path: Path) -> bool:

@@ -13,6 +13,7 @@ from ..errors import CheckpointError, WeightsNotFoundError
 from ..ranks import is_main_process
 from ..read_refusal import read_refused
 from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safetensors: here too)
+    GENERIC_FIX,
     LFS_POINTER,
     check_head_not_lfs,
     check_not_lfs_pointer,
@@ -20,6 +21,7 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     head_mistaken,
     looks_like_safetensors,
     open_weights,
+    safetensors_at,
     safetensors_head,
 )
 
@@ -44,7 +46,7 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
-    fix = fix or "re-download it or pass the file save_pretrained wrote"
+    fix = fix or GENERIC_FIX
     if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
         raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
     if path.suffix == ".safetensors":
@@ -65,7 +67,7 @@ def _open_safetensors(path: Path, fix: str) -> tuple[dict, dict | None]:
 
     check_regular_file(path)  # a FIFO's open waits forever for a writer
     try:
-        with safe_open(str(path), "pt") as f:
+        with safetensors_at(path) as name, safe_open(name, "pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     except (SafetensorError, OSError, ValueError) as e:
         failed = e
@@ -84,8 +86,10 @@ def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
         raise refused
     with open_weights(path) as f:
         head = f.read(len(LFS_POINTER))
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy; {fix}")
     check_head_not_lfs(head, path, fix)
-    mistaken = head_mistaken(head, path)
+    mistaken = head_mistaken(head, path, fix)
     if mistaken is not None:
         raise CheckpointError(mistaken)
     raise CheckpointError(f"{path} is corrupt or truncated ({error}); {fix}")
@@ -93,8 +97,12 @@ def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
     """A safetensors file's tensors; a truncated or corrupt file is a CheckpointError naming it
-    and ``fix`` (how to get it again), a Git LFS pointer said as such."""
-    return _open_safetensors(Path(path), fix)[0]
+    and ``fix`` (how to get it again), a Git LFS pointer said as such; a missing one a
+    WeightsNotFoundError."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsNotFoundError(f"no such file: {path}; {fix}")
+    return _open_safetensors(path, fix)[0]
 
 
 #: What torch's safe unpickler says when a pickle names something other than tensors and
@@ -224,7 +232,7 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
     if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
-        mistaken = head_mistaken(head, path)  # a web page: fetched again, the same page
+        mistaken = head_mistaken(head, path, fix)  # a web page: fetched again, the same page
         if mistaken is not None:
             raise CheckpointError(f"{what}{mistaken}")
         raise CheckpointError(

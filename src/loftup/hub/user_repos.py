@@ -129,7 +129,7 @@ def load_repo(text: str, repo_id: str, revision: str | None, num_heads: int | No
     it again, not with advice for a local file. ``model.source_commit``: the commit whose
     snapshot it was read from (a branch names another once it moves: stage 2 records it)."""
     from ..errors import CheckpointError
-    from .damaged import damage, damaged_in_cache
+    from .damaged import blob_as_fetched, damage, damaged_in_cache
     from .loading import load_with_record
 
     folder = upsampler_repo(repo_id, revision)
@@ -138,6 +138,12 @@ def load_repo(text: str, repo_id: str, revision: str | None, num_heads: int | No
     except CheckpointError as e:
         damaged = [f for f in sorted(folder.iterdir()) if damage(f) is not None]
         fix = damaged_in_cache(damaged[0], text) if damaged else None
+        if damaged and blob_as_fetched(damaged[0]):  # the repo's own bytes: fetched, the same
+            fix = (
+                f"hub repo {repo_id} holds {damaged[0].name} as it is here (a download fetches the same "
+                "bytes): its owner is to write the upsampler again with save_pretrained and "
+                "push that folder"
+            )
         if fix is None:
             raise
         raise CheckpointError(f"{str(e).split('; ')[0]}; {fix}") from None

@@ -1,0 +1,171 @@
+"""What a weights file's first bytes are said to be where it fails to load: a safetensors file
+cut short whose header length's low byte is 0x80 is no pickle; the caller's fix (the Hugging
+Face cache's blob, a backbone's hub repo, a hub repo's owner) ends each head's message whole;
+torch.save's weights beside a config.json load with that record, given as the folder or the
+file; a good file under a name that is no UTF-8 loads; text and empty files said as such."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+import torch
+from safetensors.torch import save as st_save
+
+from hub_helpers import _offline_cache, _own_upsampler
+from loftup import load_upsampler
+from loftup.errors import CheckpointError, WeightsNotFoundError
+from loftup.hub import read_safetensors, read_weights
+
+PAGE = b"<!DOCTYPE html>\n<html><head><title>model.safetensors</title></head></html>\n" * 20
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _header_of_0x80() -> bytes:
+    """A safetensors file whose header length is 128 mod 256: its first byte is 0x80."""
+    for n in range(300):
+        data = st_save({"w": torch.ones(64)}, metadata={"pad": "x" * n})
+        if int.from_bytes(data[:8], "little") % 256 == 128:
+            return data
+    raise AssertionError("no padding gives such a header")
+
+
+def test_a_cut_safetensors_whose_first_byte_is_0x80_is_said_cut_not_a_pickle(tmp_path):
+    """1 header length in 32 starts with 0x80, which the head check took for a pickle: an
+    interrupted copy was told to be renamed .pth (which loads nothing)."""
+    data = _header_of_0x80()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    assert str(e.value).startswith(f"{path} is corrupt or truncated")
+    assert "PyTorch" not in str(e.value)
+    path.write_bytes(data)  # whole, it loads
+    assert torch.equal(read_weights(path)["w"], torch.ones(64))
+
+
+def _blob_cache(root, repo_id: str, files: dict[str, bytes]):
+    """A Hugging Face cache entry as huggingface_hub writes one: each file a link to a blob
+    named by its bytes' sha256 (the hub's own bytes)."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    (repo / "blobs").mkdir()
+    snap = repo / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        blob = hashlib.sha256(data).hexdigest()
+        (repo / "blobs" / blob).write_bytes(data)
+        os.symlink(f"../../blobs/{blob}", snap / name)
+    return snap
+
+
+@pytest.mark.parametrize("kind", ["page", "torch"])
+def test_a_hub_repo_that_holds_a_wrong_file_says_its_owner_is_to_save_again(
+    tmp_path, monkeypatch, kind
+):
+    """A hub id whose model.safetensors is a web page was cut mid-parenthesis at its inner
+    "; "; torch.save's file there was told to be renamed .pth (inside the cache) and its blob
+    deleted and downloaded again, which fetches the same bytes."""
+    model, folder, _ = _own_upsampler(tmp_path)
+    sd = tmp_path / "sd.pth"
+    torch.save(model.state_dict(), sd)
+    weights = PAGE if kind == "page" else sd.read_bytes()
+    files = {"config.json": (folder / "config.json").read_bytes(), "model.safetensors": weights}
+    _blob_cache(tmp_path / "hub", "someone/my-up", files)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/my-up")
+    said = str(e.value)
+    if kind == "page":
+        assert "its /resolve/ link the file itself); " in said
+    else:
+        assert (
+            "is a PyTorch file (a zip archive, as torch.save writes) under a .safetensors" in said
+        )
+        assert "rename" not in said
+    assert said.endswith(
+        "; hub repo someone/my-up holds model.safetensors as it is here (a download fetches the "
+        "same bytes): its owner is to write the upsampler again with save_pretrained and push "
+        "that folder"
+    )
+    assert "loftup download" not in said
+
+
+def test_a_released_names_cached_web_page_names_the_blob_to_delete(tmp_path, monkeypatch):
+    """A released name whose cached file is a web page lost the cache's fix: the /resolve/
+    advice alone, where the README promises the blob to delete."""
+    snap = _blob_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": PAGE})
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    said = str(e.value)
+    assert said.startswith(f"{snap / 'pytorch_model.bin'} is a web page (HTML)")
+    assert "delete " in said and "/blobs/" in said and "`loftup download loftup_dinov2s`" in said
+    assert "download the /resolve/ URL" not in said
+
+
+def test_a_backbones_web_page_keeps_its_fix(tmp_path):
+    """--backbone-weights with a web page as pytorch_model.bin: the backbone's fix was dropped."""
+    from loftup.featurizers import get_featurizer
+
+    folder = tmp_path / "tiny"
+    get_featurizer("dinov2_tiny").model.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(PAGE)
+    with pytest.raises(CheckpointError) as e:
+        get_featurizer("dinov2_tiny", weights=str(folder))
+    said = str(e.value)
+    assert said.startswith(f"{folder / 'pytorch_model.bin'} is a web page (HTML)")
+    assert said.endswith("; write the folder again with save_pretrained")
+
+
+def test_a_good_safetensors_under_a_name_that_is_no_utf8_loads(tmp_path):
+    """safetensors refuses a path that is no UTF-8 ("caf\\xe9.safetensors"): it was said to be
+    corrupt or truncated, re-download it."""
+    _, folder, _ = _own_upsampler(tmp_path)
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.safetensors")
+    try:
+        with open(path, "wb") as f:
+            f.write((folder / "model.safetensors").read_bytes())
+    except OSError:
+        pytest.skip("this file system takes no such name")
+    assert read_weights(path).keys() == read_weights(folder / "model.safetensors").keys()
+    assert load_upsampler(path).config.num_heads == 2
+
+
+def test_empty_files_and_text_are_said_as_such(tmp_path):
+    """An empty .safetensors was "corrupt or truncated (header too small)" where an empty .pth
+    was "empty"; an error reply in the weights' place "header too large"; a page behind a
+    byte order mark, and XML, was no page."""
+    cases = {
+        "empty": (b"", "is empty (0 bytes): an interrupted copy"),
+        "json": (b'{"error":"Entry not found"}', """is text, not weights"""),
+        "xml": (b'<?xml version="1.0"?>\n<Error><Code>AccessDenied</Code>', "is text"),
+        "bom": (b"\xef\xbb\xbf" + PAGE, "is a web page (HTML)"),
+    }
+    for name, (data, said) in cases.items():
+        for suffix in (".safetensors", ".pth"):
+            path = tmp_path / f"{name}{suffix}"
+            path.write_bytes(data)
+            with pytest.raises(CheckpointError) as e:
+                read_weights(path)
+            assert str(e.value).startswith(f"{path} {said}"), str(e.value)
+    with pytest.raises(CheckpointError) as e:
+        read_weights(tmp_path / "json.safetensors")
+    assert 'it begins \'{"error":"Entry not found"}\'' in str(e.value)
+
+
+def test_a_device_is_refused_with_a_devices_reason():
+    """/dev/null was refused with a FIFO's reasons (waits for a writer, read twice)."""
+    with pytest.raises(CheckpointError) as e:
+        read_weights("/dev/null")
+    assert str(e.value).startswith("/dev/null is not a regular file (a device)")
+    assert "FIFO" not in str(e.value) and "pipe" not in str(e.value)
+
+
+def test_a_missing_safetensors_is_weights_not_found(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="no such file: .*missing.safetensors; fetch"):
+        read_safetensors(tmp_path / "missing.safetensors", "fetch it")
