@@ -20,6 +20,8 @@ from loftup.hub import read_safetensors, read_weights
 
 PAGE = b"<!DOCTYPE html>\n<html><head><title>model.safetensors</title></head></html>\n" * 20
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+#: How text in a weights file's place is said
+TEXT = "is corrupt or not a PyTorch or safetensors file: it is text"
 
 
 def _header_of_0x80() -> bytes:
@@ -142,8 +144,8 @@ def test_empty_files_and_text_are_said_as_such(tmp_path):
     byte order mark, and XML, was no page."""
     cases = {
         "empty": (b"", "is empty (0 bytes): an interrupted copy"),
-        "json": (b'{"error":"Entry not found"}', """is text, not weights"""),
-        "xml": (b'<?xml version="1.0"?>\n<Error><Code>AccessDenied</Code>', "is text"),
+        "json": (b'{"error":"Entry not found"}', TEXT),
+        "xml": (b'<?xml version="1.0"?>\n<Error><Code>AccessDenied</Code>', TEXT),
         "bom": (b"\xef\xbb\xbf" + PAGE, "is a web page (HTML)"),
     }
     for name, (data, said) in cases.items():
@@ -155,7 +157,7 @@ def test_empty_files_and_text_are_said_as_such(tmp_path):
             assert str(e.value).startswith(f"{path} {said}"), str(e.value)
     with pytest.raises(CheckpointError) as e:
         read_weights(tmp_path / "json.safetensors")
-    assert 'it begins \'{"error":"Entry not found"}\'' in str(e.value)
+    assert 'and begins \'{"error":"Entry not found"}\'' in str(e.value)
 
 
 def test_a_device_is_refused_with_a_devices_reason():

@@ -114,8 +114,9 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     first = _text_line(head)
     if first is not None:
         return (
-            f"{path} is text, not weights (an error reply saved in the weights' place?): it "
-            f"begins {first!r}; {own or 'download the file itself again'}"
+            f"{path} is corrupt or not a PyTorch or safetensors file: it is text (an error "
+            f"reply saved in its place?) and begins {first!r}; "
+            + (own or "download the file itself again")
         )
     pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
     if Path(path).suffix == ".safetensors" and (head.startswith(b"PK\x03\x04") or pickle):
@@ -139,7 +140,8 @@ def _text_line(head: bytes) -> str | None:
         text = head[: e.start].removeprefix(_BOM).decode("utf-8")
     if not text.strip() or any(not c.isprintable() and c not in "\t\r\n" for c in text):
         return None
-    return text.strip().splitlines()[0]
+    first = text.strip().splitlines()[0]
+    return first.split("; ")[0] + "..." if "; " in first else first  # "; " starts the fix
 
 
 @contextmanager
