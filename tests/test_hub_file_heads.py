@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +19,7 @@ from hub_helpers import _offline_cache, _own_upsampler
 from loftup import load_upsampler
 from loftup.errors import CheckpointError, WeightsNotFoundError
 from loftup.hub import read_safetensors, read_weights
+from processes import src_env
 
 PAGE = b"<!DOCTYPE html>\n<html><head><title>model.safetensors</title></head></html>\n" * 20
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -124,6 +127,19 @@ def test_a_backbones_web_page_keeps_its_fix(tmp_path):
     assert said.endswith("; write the folder again with save_pretrained")
 
 
+@pytest.mark.parametrize("name", ["model.pth", "renamed.pt"])
+def test_torch_weights_beside_a_config_load_with_it_given_as_a_file(tmp_path, name):
+    """The rename a PyTorch file under a .safetensors name is told to make: the folder loaded
+    with its config.json (2 heads), the file alone with the paper's 4, another model, unsaid."""
+    model, folder, (lr, image) = _own_upsampler(tmp_path)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / name)
+    loaded = load_upsampler(folder / name)
+    assert loaded.config.num_heads == 2
+    with torch.no_grad():
+        assert torch.equal(loaded(lr, image), model(lr, image))
+
+
 def test_a_good_safetensors_under_a_name_that_is_no_utf8_loads(tmp_path):
     """safetensors refuses a path that is no UTF-8 ("caf\\xe9.safetensors"): it was said to be
     corrupt or truncated, re-download it."""
@@ -171,3 +187,34 @@ def test_a_device_is_refused_with_a_devices_reason():
 def test_a_missing_safetensors_is_weights_not_found(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="no such file: .*missing.safetensors; fetch"):
         read_safetensors(tmp_path / "missing.safetensors", "fetch it")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_beside_weights_is_not_waited_on(tmp_path):
+    """A corrupt w.pth beside a FIFO named config.json hung (the backbone hint read it); so did
+    damage(), which loftup download and a hub id's failed load ask, of a FIFO."""
+    _, folder, _ = _own_upsampler(tmp_path)  # and a FIFO in a saved folder's config.json
+    (folder / "config.json").unlink()
+    os.mkfifo(folder / "config.json")
+    (tmp_path / "w.pth").write_bytes(b"\x00" * 64)
+    os.mkfifo(tmp_path / "config.json")
+    code = f"""
+from loftup import load_upsampler
+from loftup.hub.damaged import damage
+for source in ({str(tmp_path / "w.pth")!r}, {str(folder)!r}):
+    try:
+        load_upsampler(source)
+    except Exception as e:
+        print(type(e).__name__ + ": " + str(e))
+print(damage({str(tmp_path / "config.json")!r}))
+"""
+    try:
+        ran = subprocess.run([sys.executable, "-c", code], env=src_env(), capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("a FIFO was waited on")
+    lines = ran.stdout.strip().splitlines()
+    assert lines[0].startswith(f"CheckpointError: {tmp_path / 'w.pth'} is corrupt"), ran.stderr
+    fifo = "is not a regular file (a FIFO"
+    assert lines[1].startswith(f"CheckpointError: config file {folder / 'config.json'} {fifo}")
+    assert lines[2].startswith(f"{tmp_path / 'config.json'} {fifo}")

@@ -42,8 +42,8 @@ def check_regular_file(path: Path, what: str = "") -> None:
         kind = "a socket" if stat.S_ISSOCK(mode) else "not a file"
         why, fix = "it cannot be read as a file", "give the path of the weights file itself"
     raise CheckpointError(
-        f"{what}{path} is not a regular file ({kind}): weights are read from a regular file "
-        f"only ({why}); {fix}"
+        f"{what}{path} is not a regular file ({kind}): weights and their records are read "
+        f"from regular files only ({why}); {fix}"
     )
 
 
@@ -124,7 +124,8 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
         return f"{path} is a PyTorch file ({kind}) under a .safetensors name; " + (
             own
             or "rename it with a .pth suffix, which loads it as one (never running code), "
-            "or convert it to safetensors (save_pretrained writes the model it loads as one)"
+            "with the config.json beside it where there is one, or convert it to "
+            "safetensors (save_pretrained writes the model it loads as one)"
         )
     return None
 

@@ -13,6 +13,7 @@ from ..convert import to_native
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..model import LoftUpConfig
 from .damaged import check_links
+from .file_heads import check_regular_file
 from .files import read_weights_file
 from .record import (
     CONFIG_NAME,
@@ -58,7 +59,7 @@ def read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str 
         return state, config, backbone, norm
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
-            return _pickle_with_record(path / name, cfg_file)
+            return pickle_with_record(path / name, cfg_file)[1:]
     run = [
         p
         for p in (path / "final", path / "checkpoint.pt")
@@ -79,6 +80,11 @@ def _config_json(cfg_file: Path, fix: str, *, only_loftup: bool = False):
     where its bytes name loftup; else passed over with a warning naming it (None)."""
     if not cfg_file.exists() and not cfg_file.is_symlink():
         return None
+    if cfg_file.exists() and not cfg_file.is_file():  # a FIFO's read waits for a writer
+        if only_loftup:
+            _pass_over(cfg_file, "is not a regular file")
+            return None
+        check_regular_file(cfg_file, "config file ")
     try:
         data = cfg_file.read_bytes()
         return json.loads(data)  # a UnicodeDecodeError (Latin-1, say) is a ValueError too
@@ -87,15 +93,22 @@ def _config_json(cfg_file: Path, fix: str, *, only_loftup: bool = False):
     except ValueError as e:  # cut short, or no text
         why = f"is corrupt ({e})"
     if only_loftup and b"loftup" not in data.lower():
-        import warnings
-
-        warnings.warn(f"{cfg_file} {why}: not a loftup config, passed over", stacklevel=4)
+        _pass_over(cfg_file, why)
         return None
     raise CheckpointError(f"{cfg_file} {why}{fix}") from None
 
 
-def _pickle_with_record(file: Path, cfg_file: Path):
-    """(state, config, backbone, backbone_norm) of torch.save's ``file`` in a folder: read with
+def _pass_over(cfg_file: Path, why: str) -> None:
+    """Warn that ``cfg_file``, beside weights that load without it, is passed over (``why``)."""
+    import warnings
+
+    warnings.warn(f"{cfg_file} {why}: not a loftup config, passed over", stacklevel=5)
+
+
+def pickle_with_record(file: Path, cfg_file: Path):
+    """(obj, state, config, backbone, backbone_norm) of torch.save's ``file`` in a folder (``obj``
+    what the file holds, a training checkpoint's whole dict say), whether the folder or the
+    file itself was given: read with
     save_pretrained's ``cfg_file`` where it is one (``"format": "loftup"``; another's, a
     backbone's say, is not), which must be the record of these weights (their digest) and
     agree with the record the file carries itself (a training checkpoint's model_config and
@@ -111,7 +124,7 @@ def _pickle_with_record(file: Path, cfg_file: Path):
     own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
     info = _config_json(cfg_file, fix, only_loftup=True)
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
-        return state, own_config, own_backbone, own_norm
+        return obj, state, own_config, own_backbone, own_norm
     config, backbone, norm = read_record(info, str(cfg_file), fix)
     check_same_save(info, cfg_file, file, state, meta)
     said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
@@ -125,4 +138,4 @@ def _pickle_with_record(file: Path, cfg_file: Path):
             f"two saves; delete {cfg_file.name} to load {file.name} with its own record, or "
             "put the weights it was written with beside it"
         )
-    return state, config, backbone, norm
+    return obj, state, config, backbone, norm

@@ -23,7 +23,7 @@ from .checks import (
 from .failures import is_commit
 from .file_heads import check_regular_file
 from .files import read_weights, read_weights_file
-from .folders import read_folder
+from .folders import pickle_with_record, read_folder
 from .record import (
     CONFIG_NAME,
     FORMAT_TAG,
@@ -125,6 +125,8 @@ def _backbone_hint(path: Path) -> str:
     if not os.path.exists(path):  # os.path: a name in a folder not searchable is not there
         return ""
     folder = path if os.path.isdir(path) else path.parent
+    if not os.path.isfile(folder / CONFIG_NAME):  # none, or a FIFO, whose read would wait
+        return ""
     try:
         info = json.loads((folder / CONFIG_NAME).read_text())
     except (OSError, ValueError):
@@ -139,6 +141,10 @@ def _backbone_hint(path: Path) -> str:
     )
 
 
+#: The suffixes of torch.save's weights files
+_TORCH_SUFFIXES = frozenset({".bin", ".pt", ".pth"})
+
+
 def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
     backbone = backbone_norm = released = fix = None
     config = None
@@ -151,6 +157,13 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         # the folder (the header's copy stands in where it is missing)
         state, config, backbone, backbone_norm = read_folder(
             path if os.path.isdir(path) else path.parent
+        )
+        origin = str(path)
+    elif path.suffix in _TORCH_SUFFIXES and os.path.isfile(path.parent / CONFIG_NAME):
+        # torch.save's weights given as a file beside a config.json: read with it as the folder
+        # is (save_pretrained's record decides: the file's shapes do not say the heads)
+        obj, state, config, backbone, backbone_norm = pickle_with_record(
+            path, path.parent / CONFIG_NAME
         )
         origin = str(path)
     elif os.path.isfile(path):
