@@ -110,6 +110,10 @@ def test_a_released_names_cached_web_page_names_the_blob_to_delete(tmp_path, mon
     assert said.startswith(f"{snap / 'pytorch_model.bin'} is a web page (HTML)")
     assert "delete " in said and "/blobs/" in said and "`loftup download loftup_dinov2s`" in said
     assert "download the /resolve/ URL" not in said
+    from loftup.hub.damaged import damage  # loftup download's "is damaged (WHY)": cut mid-word
+
+    assert damage(snap / "pytorch_model.bin") == said.split("; ")[0]
+    assert said.split("; ")[0].endswith("its /resolve/ link the file itself)")
 
 
 def test_a_backbones_web_page_keeps_its_fix(tmp_path):

@@ -34,7 +34,9 @@ def damage(path: str | os.PathLike) -> str | None:
                 archive = f.read(4) == b"PK\x03\x04"
             if archive:  # torch.save's zip: a cut one has no central directory at its end
                 zipfile.ZipFile(path).close()
-    except (CheckpointError, SafetensorError, OSError, ValueError) as e:
+    except CheckpointError as e:  # its problem whole: cut to 200 characters, a page's was
+        return one_line(e, None).split("; ")[0]
+    except (SafetensorError, OSError, ValueError) as e:
         return one_line(e).split("; ")[0]
     except zipfile.BadZipFile:
         return f"{path} is truncated: its zip archive has no end"

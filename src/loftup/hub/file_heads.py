@@ -35,8 +35,8 @@ def check_regular_file(path: Path, what: str = "") -> None:
         why += "cannot be read twice"
         fix = "copy them into a file and give its path, or put one in its place"
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        kind, why = "a device", "a device holds no saved weights (/dev/null reads as nothing, "
-        why += "/dev/zero as zeros without end)"
+        kind, why = "a device", "a device holds no saved weights: /dev/null reads as nothing, "
+        why += "/dev/zero as zeros without end"
         fix = "give the path of the weights file itself"
     else:
         kind = "a socket" if stat.S_ISSOCK(mode) else "not a file"
