@@ -159,7 +159,9 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
-    elif path.suffix in _TORCH_SUFFIXES and os.path.isfile(path.parent / CONFIG_NAME):
+    elif path.suffix in _TORCH_SUFFIXES and all(
+        map(os.path.isfile, (path, path.parent / CONFIG_NAME))
+    ):
         # torch.save's weights given as a file beside a config.json: read with it as the folder
         # is (save_pretrained's record decides: the file's shapes do not say the heads)
         obj, state, config, backbone, backbone_norm = pickle_with_record(
