@@ -156,6 +156,9 @@ def test_a_good_safetensors_under_a_name_that_is_no_utf8_loads(tmp_path):
         pytest.skip("this file system takes no such name")
     assert read_weights(path).keys() == read_weights(folder / "model.safetensors").keys()
     assert load_upsampler(path).config.num_heads == 2
+    from loftup.hub.damaged import damage  # loftup download's check of a cached file
+
+    assert damage(path) is None
 
 
 def test_empty_files_and_text_are_said_as_such(tmp_path):

@@ -18,7 +18,12 @@ def damage(path: str | os.PathLike) -> str | None:
     from safetensors import SafetensorError, safe_open
 
     from ..errors import CheckpointError, one_line
-    from .files import check_not_lfs_pointer, check_torch_file, looks_like_safetensors
+    from .files import (
+        check_not_lfs_pointer,
+        check_torch_file,
+        looks_like_safetensors,
+        safetensors_at,
+    )
 
     path = Path(path)
     try:
@@ -26,7 +31,7 @@ def damage(path: str | os.PathLike) -> str | None:
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".safetensors" or looks_like_safetensors(path):
-            with safe_open(str(path), "pt"):
+            with safetensors_at(path) as name, safe_open(name, "pt"):
                 pass
         else:
             check_torch_file(path, fix="")

@@ -146,9 +146,11 @@ def header_info(path: Path, metadata=UNREAD) -> dict | None:
     (:func:`~.files.read_weights_file`; None for a torch pickle), else read from ``path``."""
     from safetensors import SafetensorError, safe_open
 
+    from .file_heads import safetensors_at
+
     if metadata is UNREAD:
         try:
-            with safe_open(str(path), "pt") as f:
+            with safetensors_at(path) as name, safe_open(name, "pt") as f:
                 metadata = f.metadata()
         except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
             return None
@@ -229,8 +231,10 @@ def _readable(path: Path) -> bool:
     """Whether ``path``'s safetensors header can be read."""
     from safetensors import SafetensorError, safe_open
 
+    from .file_heads import safetensors_at
+
     try:
-        with safe_open(str(path), "pt"):
+        with safetensors_at(path) as name, safe_open(name, "pt"):
             return True
     except (SafetensorError, OSError, ValueError):
         return False
