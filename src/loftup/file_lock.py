@@ -73,23 +73,51 @@ def still_at(fd: int, path: Path) -> bool:
         return False
 
 
+#: How many times a lock is taken again where the file locked is no longer the one at its path
+#: (:func:`still_at`) before giving up: a file system whose two looks at one file disagree for
+#: good (an old overlayfs, a FUSE mount) looped for ever, silently, at full CPU.
+TRIES = 100
+
+
+def tries(path: Path):
+    """The attempts of a lock of ``path`` (:data:`TRIES`), then a LoftUpError naming it."""
+    yield from range(TRIES)
+    from .errors import LoftUpError
+
+    raise LoftUpError(
+        f"the lock file {path} was another file each time it was locked ({TRIES} tries): its "
+        "file system says two things of one file (an old overlayfs, a FUSE mount); choose a "
+        "folder on another file system"
+    )
+
+
 def open_lock_file(path: Path, flags: int, runs: str) -> int:
     """``os.open`` of the lock file ``path`` (mode 0666 less the umask where made), not
     following a link and not waiting (a FIFO in its place opened for reading waited for a
     writer, for ever); LoftUpError where it is no regular file (a link, a folder, a FIFO or
-    socket), naming what to remove (``runs``: who locks it, "loftup train runs")."""
+    socket), naming what to remove (``runs``: who locks it, "loftup train runs"). A regular
+    file whose open without waiting would block (EAGAIN: a lease being broken, an NFS
+    delegation, a Samba oplock) is opened again waiting for the break, as any open does."""
     nonblock = getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | nonblock, 0o666)
+        try:
+            fd = os.open(path, flags | nonblock, 0o666)
+        except BlockingIOError:  # (a FIFO or socket opens, or says ENXIO)
+            fd, nonblock = os.open(path, flags, 0o666), 0
     except OSError as e:
         if e.errno not in _NOT_REGULAR:
             raise
         kind = _NOT_REGULAR[e.errno]
     else:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            if nonblock:
-                os.set_blocking(fd, True)
-            return fd
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                if nonblock:
+                    os.set_blocking(fd, True)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
         kind = "special file"
     from .errors import LoftUpError

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from ..atomic import FILE_MODE
-from ..file_lock import NO_LOCKS, open_lock_file, still_at
+from ..file_lock import NO_LOCKS, open_lock_file, still_at, tries
 from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
 from .mask_mark import LOCK, MARK, in_group, owner_name
 
@@ -56,7 +56,7 @@ def _lock_file(target: Path, exclusive: bool) -> int:
     ``exclusive``; else FileNotFoundError: no run holds it). Taken again where the file was
     removed meanwhile (by the run that made it, ending): its lock would be no one's."""
     path = target / LOCK
-    while True:
+    for _ in tries(path):
         made = False
         if exclusive:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL

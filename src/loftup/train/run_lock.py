@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import LoftUpError
-from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at
+from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at, tries
 from ..read_refusal import owner_name
 
 log = logging.getLogger("loftup.train")
@@ -85,7 +85,7 @@ def _take(out_dir: Path) -> tuple[int, bool]:
     the run that made the folder, ending before it wrote there): its lock would be no one's,
     and a third run would get the folder too."""
     path = out_dir / LOCK_NAME
-    while True:
+    for _ in tries(path):
         try:
             fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, RUNS)
         except FileNotFoundError:
