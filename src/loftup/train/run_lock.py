@@ -26,8 +26,9 @@ LOCK_NAME = ".loftup-train.lock"
 
 #: the folders this process's runs hold, by their device and inode (a POSIX lock is the
 #: process's: a second run of the same process would get it again, and its end would release
-#: the first run's); :data:`_RESERVING` held to look and add in one step
-_HELD: set[tuple[int, int]] = set()
+#: the first run's), each with its run's token; :data:`_RESERVING` held to look and add in one
+#: step
+_HELD: dict[tuple[int, int], object] = {}
 _RESERVING = threading.Lock()
 
 #: who locks :data:`LOCK_NAME`, in the refusal of what is no regular file in its place
@@ -47,43 +48,48 @@ def folder_lock(out_dir: Path, made: bool = False):
     refused too, under any path of the folder, and so is a link, folder, FIFO or socket in the
     lock file's place. ``made``: this run made ``out_dir``, removed again at the end (the lock still held)
     where it holds nothing but the lock's file: the run failed before writing there, or
-    writing its note in the lock file failed (a full disk)."""
-    key = _reserve(out_dir)
-    try:
-        fd, locked = _take(out_dir)
-        try:
-            if locked:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-            yield
-        finally:
-            if made:
-                _remove_if_unused(out_dir)
-            os.close(fd)  # the lock goes with it
-    finally:
-        with _RESERVING:  # (after the close: a run let in before it would lose its lock)
-            _HELD.discard(key)
-
-
-def _reserve(out_dir: Path) -> tuple[int, int]:
-    """``out_dir``'s device and inode, marked held by a run of this process; LoftUpError where
-    another of its runs holds it. A folder has one under all its paths (a bind mount, a disk
-    that ignores case, a renamed folder), and is looked at before its lock file is opened:
-    closing any descriptor of that file would release a lock this process holds."""
+    writing its note in the lock file failed (a full disk). Whatever interrupts it (Ctrl-C, a
+    signal said as an exception), the descriptor and the mark of this process's run go."""
     st = os.stat(out_dir)
-    key = (st.st_dev, st.st_ino)
+    key, token, fd = (st.st_dev, st.st_ino), object(), None
+    try:
+        _reserve(key, token, out_dir)
+        fd, locked = _take(out_dir)
+        if locked:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:  # (each step whatever the one before raised)
+        try:
+            if fd is not None and made:
+                _remove_if_unused(out_dir)
+        finally:
+            try:
+                if fd is not None:
+                    os.close(fd)  # the lock goes with it
+            finally:
+                with _RESERVING:  # (after the close: a run let in before would lose its lock)
+                    if _HELD.get(key) is token:  # (not another run's, refused here)
+                        del _HELD[key]
+
+
+def _reserve(key: tuple[int, int], token: object, out_dir: Path) -> None:
+    """Mark the folder ``out_dir`` (``key``: its device and inode) held by the run ``token`` of
+    this process; LoftUpError where another of its runs holds it. A folder has one key under
+    all its paths (a bind mount, a disk that ignores case, a renamed folder), and is looked at
+    before its lock file is opened: closing any descriptor of that file would release a lock
+    this process holds."""
     with _RESERVING:  # (two threads that both looked before either added both got it)
         if key in _HELD:
             raise _in_use(out_dir, f"process {os.getpid()}, this one")
-        _HELD.add(key)
-    return key
+        _HELD[key] = token
 
 
 def _take(out_dir: Path) -> tuple[int, bool]:
     """A descriptor of ``out_dir``'s lock file and whether it holds its lock (False: the file
-    system keeps none, with a warning). Taken again where the file was removed meanwhile (by
-    the run that made the folder, ending before it wrote there): its lock would be no one's,
-    and a third run would get the folder too."""
+    system keeps none, with a warning), closed on any error once opened. Taken again where the
+    file was removed meanwhile (by the run that made the folder, ending before it wrote there):
+    its lock would be no one's, and a third run would get the folder too."""
     path = out_dir / LOCK_NAME
     for _ in tries(path):
         try:
@@ -97,11 +103,11 @@ def _take(out_dir: Path) -> tuple[int, bool]:
             raise _not_writable(path, out_dir) from None
         try:
             locked = _lock(fd, out_dir)
+            if not locked or still_at(fd, path):
+                return fd, locked
         except BaseException:
             os.close(fd)
             raise
-        if not locked or still_at(fd, path):
-            return fd, locked
         os.close(fd)
 
 
