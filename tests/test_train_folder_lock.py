@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import torch
@@ -197,59 +196,6 @@ def test_a_lock_file_removed_by_the_run_that_made_it_while_opened_is_not_taken(
         f"{out} was removed while this run took its lock (by the run that made it, say, which "
         "ended before writing there); run again"
     )
-
-
-@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
-                    reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
-def test_a_lock_file_this_user_may_not_write_says_whether_a_run_holds_it_and_whose_it_is():
-    """Another user's lock file in a shared folder: the run was refused with "cannot take the
-    lock (Permission denied); check who owns it", which left the user to guess whether a run
-    wrote there or the file was a finished run's. A run that holds it is named, as where the
-    file can be written; where none does, the file's owner and what they run."""
-    import shutil
-    import tempfile
-
-    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
-    info = DistInfo(device=torch.device("cpu"))
-    hold = (
-        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
-        "fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()"
-    )
-
-    def refusal() -> str:
-        os.seteuid(65534)
-        try:
-            with pytest.raises(LoftUpError) as e, ExitStack() as held:
-                lock_run_folder(out, info, held)
-        finally:
-            os.seteuid(0)
-        return str(e.value)
-
-    try:
-        os.chmod(base, 0o755)
-        out, lock = base / "run", base / "run" / LOCK_NAME
-        out.mkdir(mode=0o777)
-        os.chmod(out, 0o777)  # shared with all, root's lock file left as it was
-        lock.write_text("process 4242 on elsewhere\n")
-        os.chmod(lock, 0o644)
-        assert refusal() == (
-            f"this user may not write {lock} (root's, mode 0644), the file every loftup train "
-            f"run into {out} locks; no run holds it: ask root to run chmod g+w {lock} (or to "
-            "remove it), or choose another --out (log.out_dir)"
-        )
-        holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
-        try:
-            assert holder.stdout.readline() == "held\n"
-            said = refusal()
-        finally:
-            holder.communicate("", timeout=60)
-        assert said == (
-            f"{out} is in use by another loftup train run (process 4242 on elsewhere); wait "
-            "for it to end (then --resume continues it), or choose another --out (log.out_dir)"
-        )
-    finally:
-        shutil.rmtree(base)
 
 
 def test_a_run_whose_lock_note_cannot_be_written_removes_the_folder_it_made(tmp_path, monkeypatch):

@@ -70,26 +70,51 @@ def _mode_refuses(path: str) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    me, quoted, who = _user(_euid()), shlex.quote(path), _class_of(st)
+    return mode_refuses(path, st, "r")
+
+
+#: What a file's mode must let a user do, for :func:`mode_refuses`: its bits, what the user
+#: may not do, and what the file is made
+_NEEDS = {
+    "r": ("read", "readable"),
+    "rw": ("read and write", "readable and writable"),
+    "wx": ("make files in", "writable"),
+}
+_BIT = {"r": stat.S_IRUSR, "w": stat.S_IWUSR, "x": stat.S_IXUSR}
+
+
+def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
+    """Why this user may not do ``need`` ("r": read, "rw": read and write, "wx": make files in,
+    a folder) with ``path`` (``st``: its stat), with the fix: "permission denied (its mode, and
+    its owner and group where another's: which class of users this one is of for it)", then the
+    smallest chmod that lets that class (its owner, its group, others) do it (``chmod g+rw``),
+    or, where its mode lets that class do it already, what else refuses (an ACL, a security
+    module, a network file system's mapping, the kernel's protection of another's file in a
+    sticky folder): no chmod would change a thing there."""
+    verb, made = _NEEDS[need]
+    me, quoted, who = _user(_euid()), shlex.quote(os.fspath(path)), _class_of(st)
     owner = _user(st.st_uid)
     said = f"mode {stat.filemode(st.st_mode)}"
     if who != "u":
         said += f", owner {owner}, group {_group(st.st_gid)}"
-    if st.st_mode & {"u": stat.S_IRUSR, "g": stat.S_IRGRP, "o": stat.S_IROTH}[who]:
+    shift = {"u": 0, "g": 3, "o": 6}[who]
+    missing = "".join(c for c in need if not st.st_mode & (_BIT[c] >> shift))
+    if not missing:
+        sticky = ", the kernel's fs.protected_regular (another's file in a sticky folder)"
         return (
-            f"permission denied ({said}), though its mode lets this user, {me}, read it; "
+            f"permission denied ({said}), though its mode lets this user, {me}, {verb} it; "
             f"something else refuses: an ACL (getfacl {quoted}), a security module (SELinux, "
             "AppArmor, macOS's privacy settings), or a network file system that maps this user "
-            "to another (NFS's root_squash)"
+            f"to another (NFS's root_squash){sticky if 'w' in need else ''}"
         )
     if who == "u":
-        return (f"permission denied ({said}: this user, {me}, owns it and may not read it); "
-                f"make it readable: chmod u+r {quoted}")  # fmt: skip
+        return (f"permission denied ({said}: this user, {me}, owns it and may not {verb} it); "
+                f"make it {made}: chmod u+{missing} {quoted}")  # fmt: skip
     whose = "is in its group, which" if who == "g" else "is not in its group, and others"
     run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
     return (
-        f"permission denied ({said}: this user, {me}, {whose} may not read it); have {owner} "
-        f"make it readable (chmod {who}+r {quoted}){run_as}"
+        f"permission denied ({said}: this user, {me}, {whose} may not {verb} it); have {owner} "
+        f"make it {made} (chmod {who}+{missing} {quoted}){run_as}"
     )
 
 

@@ -5,10 +5,8 @@ naming the run that writes there. What it shares with ``--save-masks``'s lock is
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import shlex
 import socket
 import threading
 from contextlib import ExitStack, contextmanager
@@ -16,13 +14,10 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at, tries
-from ..read_refusal import owner_name
+from .lock_refusal import LOCK_NAME, RUNS, cannot_lock, holder, in_use, not_writable
 
 log = logging.getLogger("loftup.train")
 
-
-#: the file in a run's folder that the run writing there holds a lock on (:func:`folder_lock`)
-LOCK_NAME = ".loftup-train.lock"
 
 #: the folders this process's runs hold, by their device and inode (a POSIX lock is the
 #: process's: a second run of the same process would get it again, and its end would release
@@ -30,9 +25,6 @@ LOCK_NAME = ".loftup-train.lock"
 #: step
 _HELD: dict[tuple[int, int], object] = {}
 _RESERVING = threading.Lock()
-
-#: who locks :data:`LOCK_NAME`, in the refusal of what is no regular file in its place
-RUNS = "loftup train runs"
 
 
 @contextmanager
@@ -81,7 +73,7 @@ def _reserve(key: tuple[int, int], token: object, out_dir: Path) -> None:
     this process holds."""
     with _RESERVING:  # (two threads that both looked before either added both got it)
         if key in _HELD:
-            raise _in_use(out_dir, f"process {os.getpid()}, this one")
+            raise in_use(out_dir, f"process {os.getpid()}, this one")
         _HELD[key] = token
 
 
@@ -100,7 +92,7 @@ def _take(out_dir: Path) -> tuple[int, bool]:
                 "say, which ended before writing there); run again"
             ) from None
         except PermissionError:
-            raise _not_writable(path, out_dir) from None
+            raise not_writable(path, out_dir) from None
         try:
             locked = _lock(fd, out_dir)
             if not locked or still_at(fd, path):
@@ -117,7 +109,7 @@ def _lock(fd: int, out_dir: Path) -> bool:
     try:
         lockf_nowait(fd)
     except BlockingIOError:
-        raise _in_use(out_dir, _holder(fd)) from None
+        raise in_use(out_dir, holder(fd)) from None
     except OSError as e:
         if e.errno not in NO_LOCKS:
             raise
@@ -128,49 +120,6 @@ def _lock(fd: int, out_dir: Path) -> bool:
         )  # fmt: skip
         return False
     return True
-
-
-def _holder(fd: int) -> str:
-    """The note of the run that holds the lock of ``fd``'s file: its process and host."""
-    return os.pread(fd, 200, 0).decode(errors="replace").strip()
-
-
-def _not_writable(path: Path, out_dir: Path) -> LoftUpError:
-    """The refusal where this user may not open the lock file ``path`` for writing (another
-    user's): the run that holds it, where one does (its lock refuses a shared one), else the
-    file's owner and what they run."""
-    owner, held = owner_name(path), None
-    try:
-        fd = open_lock_file(path, os.O_RDONLY, RUNS)
-    except OSError:  # (unreadable too: whether a run holds it cannot be told)
-        fd = None
-    if fd is not None:
-        try:
-            lockf_nowait(fd, exclusive=False)
-            held = False
-        except BlockingIOError:
-            return _in_use(out_dir, _holder(fd))
-        except OSError:  # (no locks here: whether a run holds it cannot be told)
-            pass
-        finally:
-            os.close(fd)
-    try:
-        mode = f", mode {os.lstat(path).st_mode & 0o7777:04o}"
-    except OSError:
-        mode = ""
-    return LoftUpError(
-        f"this user may not write {path} ({owner}'s{mode}), the file every loftup train run "
-        f"into {out_dir} locks{'; no run holds it' if held is False else ''}: ask {owner} to "
-        f"run chmod g+w {shlex.quote(str(path))} (or to remove it), or choose another --out "
-        "(log.out_dir)"
-    )
-
-
-def _in_use(out_dir: Path, holder: str) -> LoftUpError:
-    return LoftUpError(
-        f"{out_dir} is in use by another loftup train run{f' ({holder})' if holder else ''}; "
-        "wait for it to end (then --resume continues it), or choose another --out (log.out_dir)"
-    )
 
 
 def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
@@ -194,27 +143,11 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
         except LoftUpError as e:
             problem = str(e)
         except OSError as e:  # one line on every rank
-            problem = _cannot_lock(out_dir / LOCK_NAME, e)
+            problem = cannot_lock(out_dir / LOCK_NAME, e)
     if info.enabled:
         problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)
-
-
-def _cannot_lock(path: Path, e: OSError) -> str:
-    """The refusal where taking the lock of ``path`` failed with ``e``: a folder on its way
-    another user's, say (who owns it is the question; a lock file this user may not write is
-    :func:`_not_writable`'s), or an error of its file system (an I/O error: its text and the
-    path, no owner to ask)."""
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return (
-            f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or choose "
-            "another --out (log.out_dir)"
-        )
-    return (
-        f"cannot take the lock of {path}: {e.strerror or e}; run again once that is fixed, or "
-        "choose another --out (log.out_dir)"
-    )
 
 
 def _remove_if_unused(out_dir: Path) -> None:
