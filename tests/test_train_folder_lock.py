@@ -229,3 +229,28 @@ def test_a_system_without_fcntl_is_said_as_such_not_as_the_folders_file_system(
         f"this system has no file locks (no fcntl): a second loftup train run into {tmp_path} "
         "would not be refused; run one at a time there"
     ]
+
+
+def test_a_run_that_writes_nothing_removes_the_folders_it_made_on_the_way_too(tmp_path):
+    """``--out runs/exp1`` where neither was there: a run that ended before writing there
+    removed ``exp1`` and left ``runs``, which it had made too."""
+    with ExitStack() as held:
+        lock_run_folder(tmp_path / "runs" / "exp1", DistInfo(device=torch.device("cpu")), held)
+        assert (tmp_path / "runs" / "exp1" / LOCK_NAME).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_that_cannot_be_made_leaves_no_folder(tmp_path, monkeypatch):
+    """A full disk or quota at the lock file's making (before any lock) left the empty folder
+    the run made, and the folders on its way: removed, as a folder this run made and nothing
+    holds is no one's."""
+    from loftup.train import run_lock
+
+    def quota(path, flags, runs):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(run_lock, "open_lock_file", quota)
+    out = tmp_path / "runs" / "exp1"
+    with pytest.raises(LoftUpError, match="Disk quota exceeded"), ExitStack() as held:
+        lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
+    assert list(tmp_path.iterdir()) == []

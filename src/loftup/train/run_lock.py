@@ -132,14 +132,12 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
     problem = None
     if info.is_main:
         try:
-            made = False
-            try:
-                out_dir.mkdir(parents=True)
-                made = True
-            except FileExistsError:
-                pass
-            held.enter_context(folder_lock(out_dir, made))  # (refused, it removes nothing:
-            # the folder is another run's; nor where the lock's request failed, held by none)
+            made = _make(out_dir)
+            with ExitStack() as mine:  # (refused or ended, those still empty are removed: a
+                # folder holding a lock file is left, another run's, or one whose request failed)
+                mine.callback(_remove_made, made)
+                mine.enter_context(folder_lock(out_dir, out_dir in made))
+                held.enter_context(mine.pop_all())
         except LoftUpError as e:
             problem = str(e)
         except OSError as e:  # one line on every rank
@@ -160,3 +158,36 @@ def _remove_if_unused(out_dir: Path) -> None:
             out_dir.rmdir()
     except OSError:  # taken over, or not ours to remove: left as it is
         pass
+
+
+def _make(out_dir: Path) -> list[Path]:
+    """Make ``out_dir`` and the folders on its way that are missing: those made, outermost
+    first (none made is left where one fails)."""
+    missing, folder = [], out_dir
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:  # (another made it meanwhile: not ours)
+                continue
+            made.append(folder)
+    except BaseException:
+        _remove_made(made)
+        raise
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the folders of ``made`` (outermost first) that are empty, innermost first, up to
+    the first that is not (``rmdir``: a folder anyone wrote in is left as it is)."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # (removed with its lock file, :func:`_remove_if_unused`)
+            continue
+        except OSError:
+            return
