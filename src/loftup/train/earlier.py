@@ -16,8 +16,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import LoftUpError
 from ..read_refusal import read_refused
-from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import CHECKPOINT_NAME, unpack_history
 from .monitor import METRICS_NAME, RECORD_NAME
 
 #: The option that chose a training's folder as ``loftup train`` takes it; ``loftup demo``
@@ -37,11 +38,15 @@ class Earlier:
     rows: list[dict] = field(default_factory=list)
 
 
-def read_earlier(out_dir: Path, step: int, another: str = OUT_OPTION) -> Earlier:
+def read_earlier(
+    out_dir: Path, step: int, another: str = OUT_OPTION, history: dict | None = None
+) -> Earlier:
     """The :class:`Earlier` of the run in ``out_dir`` resumed at ``step``; a file of them this
     user may not read is a :class:`~loftup.errors.PathPermissionError` with its fix and
-    ``another`` (the option that chose the folder), nothing in the folder changed."""
-    return Earlier(_record(out_dir / RECORD_NAME, another), _rows(out_dir, step, another))
+    ``another`` (the option that chose the folder), nothing in the folder changed.
+    ``history``: the checkpoint's (packed), which a damaged metrics.csv's rows are rebuilt
+    from (without it, such a file is refused: a :class:`~loftup.errors.LoftUpError`)."""
+    return Earlier(_record(out_dir / RECORD_NAME, another), _rows(out_dir, step, another, history))
 
 
 def check_resume_reads(out_dir: Path, another: str) -> None:
@@ -72,18 +77,37 @@ def _record(path: Path, another: str) -> dict | None:
         return None
 
 
-def _rows(out_dir: Path, step: int, another: str) -> list[dict]:
-    """metrics.csv's rows of the steps before ``step`` (none to keep at step 0: not read)."""
+def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[dict]:
+    """metrics.csv's rows of the steps before ``step`` (none to keep at step 0: not read). A
+    damaged file (a value or step that is no number, a row of extra fields, binary bytes) is
+    said and its rows rebuilt from the checkpoint's ``history`` (packed: the same scalars);
+    without one it is refused, naming the file and the fix."""
     path = out_dir / METRICS_NAME
     if not step or not path.exists():
         return []
     try:
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit()]
+            return [row for row in map(_row, csv.DictReader(f)) if row["step"] < step]
     except PermissionError as e:
         raise read_refused(path, e, _WHAT[METRICS_NAME], another=another) or e from None
+    except (ValueError, TypeError, KeyError, csv.Error, UnicodeDecodeError) as e:
+        problem = f"metrics {path} is damaged ({type(e).__name__}: {e})"
+    if history is None:
+        raise LoftUpError(f"{problem}; move it away to resume (its rows are lost)")
+    logging.getLogger("loftup.train").warning(
+        "%s; its rows are rebuilt from the checkpoint's history", problem
+    )
     return [
-        {k: (int(v) if k == "step" else float(v)) for k, v in r.items() if v not in (None, "")}
-        for r in rows
-        if int(r["step"]) < step
+        {k: v for k, v in row.items() if k == "step" or v == v}  # NaN: a value a row lacked
+        for row in unpack_history(history)
+        if row["step"] < step
     ]
+
+
+def _row(raw: dict) -> dict:
+    """One metrics.csv row as numbers (``step`` an int); a ValueError or TypeError where it
+    holds anything else (a row of extra fields holds them as a list, under None)."""
+    step = raw["step"]
+    if not isinstance(step, str) or not step.isdigit():
+        raise ValueError(f"step {step!r} is no step number")
+    return {k: (int(v) if k == "step" else float(v)) for k, v in raw.items() if v not in (None, "")}

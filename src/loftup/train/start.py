@@ -70,7 +70,7 @@ def earlier_of(out_dir: Path, ckpt: dict | None, info: DistInfo, another: str) -
     earlier, problem = None, None
     if ckpt is not None and info.is_main:
         try:
-            earlier = read_earlier(out_dir, ckpt["step"], another)
+            earlier = read_earlier(out_dir, ckpt["step"], another, ckpt.get("history"))
         except LoftUpError as e:
             problem = e
     said = broadcast_object(None if problem is None else str(problem), info)

@@ -1,0 +1,58 @@
+"""Files of a run folder that a resume reads, damaged: read up front (before models, data and
+the folder change), a damaged metrics.csv is said and its rows rebuilt from the checkpoint's
+history; it was a ValueError, TypeError or UnicodeDecodeError traceback after nothing, or a
+row of a damaged step dropped in silence."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from loftup.errors import LoftUpError
+from loftup.train.checkpoint import pack_history
+from loftup.train.earlier import read_earlier
+
+ROWS = [{"step": s, "loss": 1.0 / (s + 1), "lr": 0.001} for s in range(4)]
+GOOD = "step,loss,lr\n" + "".join(f"{r['step']},{r['loss']},{r['lr']}\n" for r in ROWS)
+DAMAGED = {
+    "a value no number": GOOD.replace("0.5,", "abc,"),
+    "a row of extra fields": GOOD.replace("0.001\n", "0.001,7,8\n", 1),
+    "a step no number": GOOD.replace("\n1,", "\n0.5,"),
+    "binary bytes": None,
+}
+
+
+def _write(path, damage):
+    if DAMAGED[damage] is None:
+        path.write_bytes(GOOD.encode()[:20] + b"\xff\xfe\x00\x81" * 8)
+    else:
+        path.write_text(DAMAGED[damage])
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_metrics_csv_is_rebuilt_from_the_checkpoint_s_history(tmp_path, caplog, damage):
+    path = tmp_path / "metrics.csv"
+    _write(path, damage)
+    kept = path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        earlier = read_earlier(tmp_path, 3, history=pack_history(ROWS))
+    assert earlier.rows == ROWS[:3]  # every step before the checkpoint's, none lost
+    assert f"metrics {path} is damaged" in caplog.text
+    assert "rebuilt from the checkpoint's history" in caplog.text
+    assert path.read_bytes() == kept  # nothing changed up front
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_metrics_csv_without_a_history_is_refused_with_the_fix(tmp_path, damage):
+    path = tmp_path / "metrics.csv"
+    _write(path, damage)
+    with pytest.raises(LoftUpError, match="move it away") as e:
+        read_earlier(tmp_path, 3)
+    assert str(path) in str(e.value)
+
+
+def test_a_sound_metrics_csv_is_read_as_it_is(tmp_path):
+    (tmp_path / "metrics.csv").write_text(GOOD)
+    history = pack_history([{**r, "loss": 9.0} for r in ROWS])  # not used where it reads
+    assert read_earlier(tmp_path, 3, history=history).rows == ROWS[:3]
