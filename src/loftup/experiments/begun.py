@@ -87,16 +87,18 @@ def _check_start(out: Path, first: Path, reused: set, refused: dict, reads) -> N
 def _check_folder(cfg, out: Path, stage1_steps: int, reads: FolderReads) -> int:
     """What :func:`~.runs.run_stage` checks of a begun folder before it reuses or resumes it
     (and :func:`~.run_folders._check_init_steps` of a stage-2 one); the step it is at."""
-    from ..train.earlier import check_resume_reads
+    from ..train.earlier import read_earlier
 
     if _finished(out) or (out / "config.yaml").is_file():
         _check_same(cfg, out, reads)
     if cfg.stage == 2:
         _check_init_steps(out, stage1_steps, reads)
-    step = reads.step(out)["step"]  # gone from a finished run, or damaged: refused
+    begun = reads.step(out)  # gone from a finished run, or damaged: refused
+    step = begun["step"]
     _check_steps(out, step, cfg.max_steps)
-    if not (_finished(out) and step == cfg.max_steps):  # resumed: what train reads, readable
-        check_resume_reads(out, "--out")  # (refused there, other runs were trained first)
+    if not (_finished(out) and step == cfg.max_steps):  # resumed: read as train will read them
+        # (refused there, other runs were trained first; a damaged metrics.csv said, rebuilt)
+        read_earlier(out, step, "--out", begun["history"])
     return step
 
 

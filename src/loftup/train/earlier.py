@@ -4,9 +4,9 @@ earlier ``run.json`` (its starts) and the ``metrics.csv`` rows before the checkp
 ``config.yaml`` and ``run.json`` written), one of them that this user may not read refused a
 resume that had already changed the folder, the models and data built for nothing.
 
-:func:`check_resume_reads` says, without reading them, whether each file a resume reads may
-be read: the up-front checks of ``loftup demo --resume`` and ``loftup experiment``, which
-train one run after another (a refusal in the second run came after the first was trained on).
+:func:`check_resume` reads them (and the checkpoint) as a resume will: the up-front check of
+``loftup demo --resume``, which trains one run after another (a refusal in the second run came
+after the first was trained on); ``loftup experiment``'s calls :func:`read_earlier` itself.
 """
 
 from __future__ import annotations
@@ -49,17 +49,21 @@ def read_earlier(
     return Earlier(_record(out_dir / RECORD_NAME, another), _rows(out_dir, step, another, history))
 
 
-def check_resume_reads(out_dir: Path, another: str) -> None:
-    """A :class:`~loftup.errors.PathPermissionError` (with its fix, and ``another``) for the
-    first file of ``out_dir`` that resuming its run reads (its checkpoint, run.json,
-    metrics.csv) and this user may not read; nothing where the folder holds no checkpoint
-    (the run starts afresh, and reads neither)."""
-    for name in (CHECKPOINT_NAME, RECORD_NAME, METRICS_NAME):
-        refused = read_refused(out_dir / name, what=_WHAT[name], another=another)
-        if refused is not None:
-            raise refused
-        if name == CHECKPOINT_NAME and not (out_dir / name).exists():
-            return
+def check_resume(out_dir: Path, another: str) -> None:
+    """Read what resuming the run in ``out_dir`` reads, as it reads it (its checkpoint,
+    run.json, metrics.csv), refusing what it would refuse (a checkpoint that cannot be
+    loaded, a file this user may not read: with its fix and ``another``) and saying what it
+    would say (a damaged metrics.csv rebuilt from the checkpoint's history); nothing where
+    the folder holds no checkpoint (the run starts afresh, and reads neither). The up-front
+    check of ``loftup demo --resume``, which trains one run after another: a refusal in the
+    second run came after the first was trained on (its folder changed)."""
+    from .checkpoint import load_checkpoint
+
+    path = out_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return
+    ckpt = load_checkpoint(path, another)
+    read_earlier(out_dir, ckpt.get("step", 0), another, ckpt.get("history"))
 
 
 def _record(path: Path, another: str) -> dict | None:

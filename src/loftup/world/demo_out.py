@@ -1,7 +1,7 @@
 """``loftup demo``'s folder (``--out``) before any work: what it holds checked against this
 demo (:func:`check_out`: a report never overwritten, an interrupted demo gone on with only under
 ``--resume`` and with the options it began with, recorded in :data:`RECORD`; each file a
-resume of its training runs reads, readable), nothing written."""
+resume of its training runs reads, read as it will be), nothing written."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     ``world.json`` says these options, :func:`make_scenes`)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
-    from ..train.earlier import check_resume_reads
+    from ..train.earlier import check_resume
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
@@ -49,7 +49,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     except ValueError as e:
         raise UsageError(f"--resume: {e}; choose another --out") from None
     for stage in ("stage1", "stage2") if resume else ():  # before stage 1 trains on
-        check_resume_reads(out / "runs" / stage, "--out")  # each file it reads, readable
+        check_resume(out / "runs" / stage, "--out")  # each file it reads, read as it will be
     if resume and saved is None and (out / "runs").is_dir():
         raise UsageError(
             f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "

@@ -1,0 +1,100 @@
+"""`loftup demo --resume` and `loftup experiment` whose later training run holds a damaged file
+its resume reads: their up-front checks tested only that each could be read, so a truncated
+checkpoint.pt was refused (or a damaged metrics.csv a traceback) after earlier runs had been
+resumed or trained, their folders changed (run.json, summary.json, config.yaml, final/). Now
+read as the resume reads them, before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+
+import pytest
+
+import test_unreadable_resume
+from train_fixtures import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: a finished 2-step run's folder, and its data (module fixtures)
+finished, sa1b = test_unreadable_resume.finished, test_unreadable_resume.sa1b
+
+OPTIONS = {"train_scenes": 4, "val_scenes": 2, "size": 32, "stage1_steps": 2, "stage2_steps": 2}
+
+
+def _demo(finished, tmp_path):
+    """An interrupted demo's folder: its options record, both stages' runs begun."""
+    from loftup.world.config import DemoConfig
+
+    cfg = DemoConfig(out=str(tmp_path / "demo"), **OPTIONS)
+    out = tmp_path / "demo"
+    out.mkdir()
+    recorded = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
+    (out / "demo.json").write_text(json.dumps(recorded))
+    for stage in ("stage1", "stage2"):
+        shutil.copytree(finished, out / "runs" / stage)
+    return cfg, out
+
+
+def _files(folder) -> dict:
+    from loftup.train.run_folder import LOCK_NAME
+
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+def test_a_truncated_later_checkpoint_is_refused_before_stage_1_is_resumed(
+    finished, tmp_path, capsys
+):
+    from loftup.cli import main
+
+    _, out = _demo(finished, tmp_path)
+    ckpt = out / "runs" / "stage2" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = _files(out)
+    argv = ["demo", "--out", str(out), "--resume"]
+    argv += [f"--{k.replace('_', '-')}={v}" for k, v in OPTIONS.items()]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:"), errors
+    assert str(ckpt) in errors[0] and "choose another --out" in errors[0], errors
+    assert _files(out) == before  # stage 1 not resumed: its run.json, summary.json as they were
+
+
+def test_a_damaged_later_metrics_csv_is_said_up_front(finished, tmp_path, caplog):
+    from loftup.world.demo_out import check_out
+
+    cfg, out = _demo(finished, tmp_path)
+    metrics = out / "runs" / "stage2" / "metrics.csv"
+    metrics.write_bytes(metrics.read_bytes().replace(b"\n1,", b"\nabc,", 1))
+    before = _files(out)
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        check_out(cfg, resume=True)
+    assert f"metrics {metrics} is damaged" in caplog.text  # before stage 1 trains on
+    assert "rebuilt from the checkpoint's history" in caplog.text
+    assert _files(out) == before
+
+
+def test_an_experiment_says_a_damaged_metrics_csv_of_a_run_it_resumes_up_front(
+    sa1b, finished, tmp_path, caplog
+):
+    """The experiment's up-front check of a begun run folder it would resume (3 steps asked of
+    its 2), before any run trains."""
+    from loftup.experiments.begun import _check_folder
+    from loftup.experiments.folder_reads import FolderReads
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    metrics = out / "metrics.csv"
+    metrics.write_bytes(metrics.read_bytes().replace(b"\n1,", b"\n1,abc,", 1))  # extra field
+    before = _files(out)
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        assert _check_folder(tiny_config(sa1b, out, 1, 3), out, 2, FolderReads()) == 2
+    assert f"metrics {metrics} is damaged" in caplog.text
+    assert "rebuilt from the checkpoint's history" in caplog.text
+    assert _files(out) == before
