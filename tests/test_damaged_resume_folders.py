@@ -98,3 +98,28 @@ def test_an_experiment_says_a_damaged_metrics_csv_of_a_run_it_resumes_up_front(
     assert f"metrics {metrics} is damaged" in caplog.text
     assert "rebuilt from the checkpoint's history" in caplog.text
     assert _files(out) == before
+
+
+@pytest.mark.parametrize("option", ["--out (log.out_dir)", "--out"])
+def test_a_run_of_other_settings_is_refused_with_the_command_s_own_fix(
+    sa1b, finished, tmp_path, option
+):
+    """A demo's run folder whose checkpoint was made with another batch_size was told "use the
+    same config or another --out (log.out_dir)": a demo has neither a config nor log.out_dir."""
+    from loftup.errors import LoftUpError
+    from loftup.train import train
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    before = _files(out)
+    with pytest.raises(LoftUpError, match="batch_size=4, this run has batch_size=2") as e:
+        train(tiny_config(sa1b, out, 1, 3, "batch_size=2"), resume=True, out_option=option)
+    if option == "--out":
+        assert str(e.value).endswith(
+            "this command sets batch_size itself (the folder's run was made otherwise: by "
+            "another loftup version, or another command): choose another --out, or move that "
+            "folder away to train afresh"
+        ), e.value
+    else:
+        assert str(e.value).endswith("use the same config or another --out (log.out_dir)")
+    assert _files(out) == before

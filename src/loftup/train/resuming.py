@@ -12,19 +12,30 @@ import torch
 from ..errors import LoftUpError
 from .config import ModelConfig, TrainConfig
 from .config.typed import _show
+from .earlier import OUT_OPTION
 
 
-def _not_resumable(path, key: str, was: str, mine: str, same: str = "config") -> LoftUpError:
+def _not_resumable(
+    path, key: str, was: str, mine: str, same: str = "config", another: str = OUT_OPTION
+) -> LoftUpError:
     """The error of a checkpoint ``path`` made with ``key={was}`` resumed with ``key={mine}``
-    (both as shown)."""
+    (both as shown); ``another``: the option that chose its folder. A demo or an experiment
+    (``another`` not loftup train's) sets the run's config itself: no config to keep."""
+    fix = f"use the same {same} or another {another}"
+    if another != OUT_OPTION:
+        fix = (
+            f"this command sets {key} itself (the folder's run was made otherwise: by another "
+            f"loftup version, or another command): choose another {another}, or move that "
+            "folder away to train afresh"
+        )
     return LoftUpError(
-        f"cannot resume {path}: it was made with {key}={was}, this run has {key}={mine}; use the "
-        f"same {same} or another --out (log.out_dir)"
+        f"cannot resume {path}: it was made with {key}={was}, this run has {key}={mine}; {fix}"
     )
 
 
-def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
-    """Refuse to resume a checkpoint made by a different kind of run."""
+def check_resumable(ckpt: dict, cfg: TrainConfig, path, another: str = OUT_OPTION) -> None:
+    """Refuse to resume a checkpoint made by a different kind of run (``another``: the option
+    that chose its folder, as the command running it takes it)."""
     saved = ckpt.get("config", {})
     # recon.uncertainty adds or removes a trained module (the optimiser's state would not fit)
     for key in ("stage", "backbone", "backbone_norm", "batch_size", "seed", "recon.uncertainty"):
@@ -34,16 +45,20 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path) -> None:
             was = was.get(part, "imagenet" if key == "backbone_norm" else None) if was else None
             mine = getattr(mine, part)
         if was != mine:
-            raise _not_resumable(path, key, repr(was), repr(mine))
+            raise _not_resumable(path, key, repr(was), repr(mine), another=another)
     if cfg.stage == 1:  # a key the run's version did not have yet: its default then
         was = {**dataclasses.asdict(ModelConfig()), **(saved.get("model") or {})}
         for key, mine in dataclasses.asdict(cfg.model).items():
             # every other key shapes the weights, or (num_heads) how they are read
             if was[key] != mine and key != "attention_window":
-                raise _not_resumable(path, f"model.{key}", _show(was[key]), _show(mine))
+                raise _not_resumable(
+                    path, f"model.{key}", _show(was[key]), _show(mine), another=another
+                )
     name = saved.get("optim", {}).get("name", cfg.optim.name)
     if name != cfg.optim.name:  # another optimiser's state would be loaded into this one
-        raise _not_resumable(path, "optim.name", repr(name), repr(cfg.optim.name), "optimiser")
+        raise _not_resumable(
+            path, "optim.name", repr(name), repr(cfg.optim.name), "optimiser", another
+        )
 
 
 def window_change(ckpt: dict, cfg: TrainConfig) -> str | None:

@@ -51,11 +51,11 @@ def checkpoint_to_resume(
     if ckpt_path.exists() and not resume:
         raise LoftUpError(
             f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
-            "another --out (log.out_dir)"
+            f"another {another}"
         )
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, another)
-        check_resumable(ckpt, cfg, ckpt_path)
+        check_resumable(ckpt, cfg, ckpt_path, another)
         return ckpt_path, ckpt
     if resume and main:
         log.info("no checkpoint in %s yet: starting from step 0", out_dir)
