@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 import test_unreadable_resume
+from file_modes import where_modes_apply
 from train_fixtures import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -122,4 +123,41 @@ def test_a_run_of_other_settings_is_refused_with_the_command_s_own_fix(
         ), e.value
     else:
         assert str(e.value).endswith("use the same config or another --out (log.out_dir)")
+    assert _files(out) == before
+
+
+def test_a_tb_folder_that_is_a_file_is_refused_before_the_folder_changes(sa1b, finished, tmp_path):
+    """TensorBoard's writer failed in its thread after summary.json was deleted (the finished
+    run read as unfinished) and config.yaml and run.json were written."""
+    from loftup.errors import UsageError
+    from loftup.train import train
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "tb").write_text("not a folder\n")
+    before = _files(out)
+    cfg = tiny_config(sa1b, out, 1, 3, "log.tensorboard=true")
+    with pytest.raises(UsageError, match=f"{out / 'tb'} is a file, where the run makes a folder"):
+        train(cfg, resume=True)
+    assert _files(out) == before
+
+
+def test_a_tb_folder_this_user_may_not_write_is_refused_with_its_chmod(sa1b, finished, tmp_path):
+    """`chmod 555 tb`: "error: b'OUT/tb/events.out.tfevents...': Permission denied" and a
+    thread's traceback, the folder changed first; now refused up front, with the chmod."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "tb").mkdir()
+    (out / "tb").chmod(0o555)
+    before = _files(out)
+    said = where_modes_apply(f"""
+from file_modes import told
+from loftup.train import load_config, train
+from train_fixtures import tiny_overrides
+overrides = tiny_overrides({str(sa1b)!r}, {str(out)!r}, 3) + ["log.tensorboard=true"]
+result = told(lambda: train(load_config({{}}, overrides, stage=1), resume=True))
+""")
+    assert said.startswith("UsageError: "), said
+    assert f"{out / 'tb'} takes no new files" in said, said
+    assert said.endswith(f"choose another folder (or chmod u+w {out / 'tb'})"), said
     assert _files(out) == before

@@ -51,7 +51,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
-from .run_folder import finish_run
+from .run_folder import check_run_subfolders, finish_run
 from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
 from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
@@ -120,6 +120,7 @@ def _run(
     out_dir = Path(cfg.log.out_dir).expanduser()
     ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main, out_option)
     earlier = earlier_of(out_dir, ckpt, info, out_option)  # before anything there changes
+    check_run_subfolders(cfg, out_dir, info, out_option)  # tb/ and viz/: writable
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 

@@ -21,6 +21,30 @@ from .stopping import clear_stop_note
 log = logging.getLogger("loftup.train")
 
 
+def check_run_subfolders(cfg: TrainConfig, out_dir: Path, info, another: str) -> None:
+    """A :class:`~loftup.errors.UsageError`, said by every rank, where a folder the run's
+    :class:`Monitor` writes in (``tb/``, ``viz/``) takes no new files (this user may not
+    write it, or it is a file): checked before the run changes its folder, which
+    :func:`open_run_folder` did (summary.json deleted, config.yaml and run.json written)
+    before TensorBoard's writer failed in its thread. ``another``: the option that chose
+    the folder."""
+    from ..errors import UsageError
+    from ..paths import check_folder_output
+    from .distributed import broadcast_object
+
+    problem = None
+    for name, used in (("tb", cfg.log.tensorboard), ("viz", cfg.log.viz_every)):
+        if used and info.is_main and problem is None:
+            folder = out_dir / name
+            try:
+                check_folder_output(folder, another, f" (or chmod u+w {folder})", inside=out_dir)
+            except UsageError as e:
+                problem = str(e)
+    said = broadcast_object(problem, info)
+    if said is not None:
+        raise UsageError(said)
+
+
 def open_run_folder(
     cfg: TrainConfig,
     out_dir: Path,
