@@ -57,7 +57,9 @@ def test_a_resume_whose_earlier_record_is_unreadable_says_so_and_writes_its_own(
     (out / "run.json").write_text("{not json")
     with caplog.at_level("WARNING", logger="loftup"):
         train(tiny_config(sa1b, out, 1, 3), resume=True)
-    assert "run.json cannot be read" in caplog.text and "earlier starts is lost" in caplog.text
+    assert "run.json cannot be read" in caplog.text
+    assert "it is kept as run.json.broken" in caplog.text
+    assert (out / "run.json.broken").read_text() == "{not json"  # kept aside, not written over
     record = _record(out)
     assert record["step"] == 2 and record["config_changes"] == {"max_steps": [2, 3]}
     assert "resumes" not in record

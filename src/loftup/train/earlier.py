@@ -36,6 +36,9 @@ class Earlier:
 
     record: dict | None = None
     rows: list[dict] = field(default_factory=list)
+    #: whether the earlier run.json was damaged: kept as run.json.broken where the run writes
+    #: its own (:func:`~.run_folder.open_run_folder`)
+    broken: bool = False
 
 
 def read_earlier(
@@ -46,7 +49,9 @@ def read_earlier(
     ``another`` (the option that chose the folder), nothing in the folder changed.
     ``history``: the checkpoint's (packed), which a damaged metrics.csv's rows are rebuilt
     from (without it, such a file is refused: a :class:`~loftup.errors.LoftUpError`)."""
-    return Earlier(_record(out_dir / RECORD_NAME, another), _rows(out_dir, step, another, history))
+    record = _record(out_dir / RECORD_NAME, another)
+    rows = _rows(out_dir, step, another, history)
+    return Earlier(record, rows, broken=record is None and (out_dir / RECORD_NAME).exists())
 
 
 def check_resume(out_dir: Path, another: str) -> None:
@@ -68,7 +73,7 @@ def check_resume(out_dir: Path, another: str) -> None:
 
 def _record(path: Path, another: str) -> dict | None:
     """The run record at ``path``: None where there is none, or a damaged one (said, as a
-    warning: the record of the earlier starts is lost); one this user may not read raises
+    warning: kept as run.json.broken where the run writes its own); one this user may not read raises
     read_json_object's PathPermissionError (no ValueError): it is not written over."""
     from ..atomic import read_json_object
 
@@ -76,7 +81,10 @@ def _record(path: Path, another: str) -> dict | None:
         return read_json_object(path, _WHAT[RECORD_NAME], another=another)
     except ValueError as e:  # a BrokenFileError: it names the file
         logging.getLogger("loftup.train").warning(
-            "%s; the record of the run's earlier starts is lost, this start's is written", e
+            "%s; it is kept as %s.broken (the record of the run's earlier starts), this start's "
+            "record is written",
+            e,
+            RECORD_NAME,
         )
         return None
 

@@ -7,6 +7,7 @@ are the loop's (:mod:`.loop`)."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..hub import save_pretrained
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
 from .earlier import Earlier
-from .monitor import SUMMARY_NAME, Monitor, write_run_record
+from .monitor import RECORD_NAME, SUMMARY_NAME, Monitor, write_run_record
 from .run_lock import LOCK_NAME, folder_lock, lock_run_folder  # noqa: F401  (found here too)
 from .stopping import clear_stop_note
 
@@ -71,6 +72,8 @@ def open_run_folder(
     clear_stop_note(out_dir)
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     earlier = earlier or Earlier()
+    if earlier.broken:  # damaged (said as it was read): kept aside, not written over
+        os.replace(out_dir / RECORD_NAME, out_dir / f"{RECORD_NAME}.broken")
     write_run_record(
         out_dir, cfg.to_dict(), world, resumed=resumed, step=step0, init_commit=init_commit,
         earlier=earlier.record,
