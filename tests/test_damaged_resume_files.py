@@ -56,3 +56,14 @@ def test_a_sound_metrics_csv_is_read_as_it_is(tmp_path):
     (tmp_path / "metrics.csv").write_text(GOOD)
     history = pack_history([{**r, "loss": 9.0} for r in ROWS])  # not used where it reads
     assert read_earlier(tmp_path, 3, history=history).rows == ROWS[:3]
+
+
+def test_a_damaged_file_read_again_as_it_was_is_said_once(tmp_path, caplog):
+    """The demo's up-front checks (two) and its training read a begun run's files again: the
+    same damaged metrics.csv was said three times."""
+    path = tmp_path / "metrics.csv"
+    _write(path, "a value no number")
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        for _ in range(3):
+            assert read_earlier(tmp_path, 3, history=pack_history(ROWS)).rows == ROWS[:3]
+    assert caplog.text.count("is damaged") == 1

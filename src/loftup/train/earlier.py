@@ -80,11 +80,10 @@ def _record(path: Path, another: str) -> dict | None:
     try:
         return read_json_object(path, _WHAT[RECORD_NAME], another=another)
     except ValueError as e:  # a BrokenFileError: it names the file
-        logging.getLogger("loftup.train").warning(
-            "%s; it is kept as %s.broken (the record of the run's earlier starts), this start's "
-            "record is written",
-            e,
-            RECORD_NAME,
+        _say_once(
+            path,
+            f"{e}; it is kept as {RECORD_NAME}.broken (the record of the run's earlier starts), "
+            "this start's record is written",
         )
         return None
 
@@ -106,9 +105,7 @@ def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[
         problem = f"metrics {path} is damaged ({type(e).__name__}: {e})"
     if history is None:
         raise LoftUpError(f"{problem}; move it away to resume (its rows are lost)")
-    logging.getLogger("loftup.train").warning(
-        "%s; its rows are rebuilt from the checkpoint's history", problem
-    )
+    _say_once(path, f"{problem}; its rows are rebuilt from the checkpoint's history")
     return [
         {k: v for k, v in row.items() if k == "step" or v == v}  # NaN: a value a row lacked
         for row in unpack_history(history)
@@ -123,3 +120,21 @@ def _row(raw: dict) -> dict:
     if not isinstance(step, str) or not step.isdigit():
         raise ValueError(f"step {step!r} is no step number")
     return {k: (int(v) if k == "step" else float(v)) for k, v in raw.items() if v not in (None, "")}
+
+
+#: the damaged files said (path, size, change time): a demo's or an experiment's up-front
+#: check reads each begun run's files again as its training does, said once
+_SAID: set[tuple] = set()
+
+
+def _say_once(path: Path, warning: str) -> None:
+    """Log ``warning`` about the file ``path`` unless it was said of it as it is now."""
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        key = None
+    if key is None or key not in _SAID:
+        logging.getLogger("loftup.train").warning("%s", warning)
+    if key is not None:
+        _SAID.add(key)
