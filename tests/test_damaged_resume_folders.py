@@ -25,8 +25,22 @@ finished, sa1b = test_unreadable_resume.finished, test_unreadable_resume.sa1b
 OPTIONS = {"train_scenes": 4, "val_scenes": 2, "size": 32, "stage1_steps": 2, "stage2_steps": 2}
 
 
-def _demo(finished, tmp_path):
-    """An interrupted demo's folder: its options record, both stages' runs begun."""
+@pytest.fixture(scope="module")
+def demo_stage1(sa1b, tmp_path_factory):
+    """The folder of the demo's stage 1 (its own config, of :data:`OPTIONS`), finished."""
+    from loftup.train import train
+    from loftup.world.config import DemoConfig
+    from loftup.world.demo import stage_config
+
+    out = tmp_path_factory.mktemp("demo_stage1") / "run"
+    train(stage_config(DemoConfig(out="unused", **OPTIONS), 1, sa1b, out))
+    assert (out / "summary.json").is_file()
+    return out
+
+
+def _demo(stage1, tmp_path, stage2=None):
+    """An interrupted demo's folder: its options record, its stage-1 run ``stage1`` (and
+    ``stage2``'s where given) copied in."""
     from loftup.world.config import DemoConfig
 
     cfg = DemoConfig(out=str(tmp_path / "demo"), **OPTIONS)
@@ -34,9 +48,22 @@ def _demo(finished, tmp_path):
     out.mkdir()
     recorded = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
     (out / "demo.json").write_text(json.dumps(recorded))
-    for stage in ("stage1", "stage2"):
-        shutil.copytree(finished, out / "runs" / stage)
+    shutil.copytree(stage1, out / "runs" / "stage1")
+    if stage2 is not None:
+        shutil.copytree(stage2, out / "runs" / "stage2")
     return cfg, out
+
+
+def _resume(out, capsys) -> str:
+    """`loftup demo --out OUT --resume` with :data:`OPTIONS`: refused (exit 2), its one line."""
+    from loftup.cli import main
+
+    argv = ["demo", "--out", str(out), "--resume"]
+    argv += [f"--{k.replace('_', '-')}={v}" for k, v in OPTIONS.items()]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error:"), errors
+    return errors[0]
 
 
 def _files(folder) -> dict:
@@ -50,33 +77,41 @@ def _files(folder) -> dict:
 
 
 def test_a_truncated_later_checkpoint_is_refused_before_stage_1_is_resumed(
-    finished, tmp_path, capsys
+    demo_stage1, tmp_path, capsys
 ):
-    from loftup.cli import main
-
-    _, out = _demo(finished, tmp_path)
+    _, out = _demo(demo_stage1, tmp_path, stage2=demo_stage1)
     ckpt = out / "runs" / "stage2" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     before = _files(out)
-    argv = ["demo", "--out", str(out), "--resume"]
-    argv += [f"--{k.replace('_', '-')}={v}" for k, v in OPTIONS.items()]
-    assert main(argv) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("error:"), errors
-    assert str(ckpt) in errors[0] and "choose another --out" in errors[0], errors
+    said = _resume(out, capsys)
+    assert str(ckpt) in said and "corrupt or truncated" in said, said
+    assert said.endswith("choose another --out"), said
     assert _files(out) == before  # stage 1 not resumed: its run.json, summary.json as they were
 
 
-def test_a_damaged_later_metrics_csv_is_said_up_front(finished, tmp_path, caplog):
+def test_a_later_checkpoint_of_another_kind_of_run_is_refused_before_stage_1_is_resumed(
+    demo_stage1, tmp_path, capsys
+):
+    """Stage 2's folder holding a stage-1 run: refused when stage 2 began, stage 1 resumed."""
+    _, out = _demo(demo_stage1, tmp_path, stage2=demo_stage1)
+    before = _files(out)
+    said = _resume(out, capsys)
+    ckpt = out / "runs" / "stage2" / "checkpoint.pt"
+    assert f"cannot resume {ckpt}: it was made with stage=1, this run has stage=2" in said, said
+    assert said.endswith("choose another --out, or move that folder away to train afresh")
+    assert _files(out) == before
+
+
+def test_a_damaged_metrics_csv_is_said_up_front(demo_stage1, tmp_path, caplog):
     from loftup.world.demo_out import check_out
 
-    cfg, out = _demo(finished, tmp_path)
-    metrics = out / "runs" / "stage2" / "metrics.csv"
+    cfg, out = _demo(demo_stage1, tmp_path)
+    metrics = out / "runs" / "stage1" / "metrics.csv"
     metrics.write_bytes(metrics.read_bytes().replace(b"\n1,", b"\nabc,", 1))
     before = _files(out)
     with caplog.at_level(logging.WARNING, logger="loftup.train"):
         check_out(cfg, resume=True)
-    assert f"metrics {metrics} is damaged" in caplog.text  # before stage 1 trains on
+    assert f"metrics {metrics} is damaged" in caplog.text  # before any work
     assert "rebuilt from the checkpoint's history" in caplog.text
     assert _files(out) == before
 

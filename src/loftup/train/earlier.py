@@ -54,21 +54,22 @@ def read_earlier(
     return Earlier(record, rows, broken=record is None and (out_dir / RECORD_NAME).exists())
 
 
-def check_resume(out_dir: Path, another: str) -> None:
+def check_resume(out_dir: Path, another: str) -> dict | None:
     """Read what resuming the run in ``out_dir`` reads, as it reads it (its checkpoint,
     run.json, metrics.csv), refusing what it would refuse (a checkpoint that cannot be
     loaded, a file this user may not read: with its fix and ``another``) and saying what it
-    would say (a damaged metrics.csv rebuilt from the checkpoint's history); nothing where
-    the folder holds no checkpoint (the run starts afresh, and reads neither). The up-front
-    check of ``loftup demo --resume``, which trains one run after another: a refusal in the
-    second run came after the first was trained on (its folder changed)."""
+    would say (a damaged metrics.csv rebuilt from the checkpoint's history); returns the
+    checkpoint (None where the folder holds none: the run starts afresh, and reads nothing).
+    The up-front check of ``loftup demo --resume``, which trains one run after another: a
+    refusal in the second run came after the first was trained on (its folder changed)."""
     from .checkpoint import load_checkpoint
 
     path = out_dir / CHECKPOINT_NAME
     if not path.exists():
-        return
+        return None
     ckpt = load_checkpoint(path, another)
     read_earlier(out_dir, ckpt.get("step", 0), another, ckpt.get("history"))
+    return ckpt
 
 
 def _record(path: Path, another: str) -> dict | None:

@@ -1,7 +1,8 @@
 """``loftup demo``'s folder (``--out``) before any work: what it holds checked against this
 demo (:func:`check_out`: a report never overwritten, an interrupted demo gone on with only under
 ``--resume`` and with the options it began with, recorded in :data:`RECORD`; each file a
-resume of its training runs reads, read as it will be), nothing written."""
+resume of its training runs reads, read as it will be, and each checkpoint of the kind of run
+its stage trains), nothing written."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     from ..atomic import read_json_object
     from ..errors import UsageError
     from ..train.earlier import check_resume
+    from ..train.resuming import check_resumable
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
@@ -48,8 +50,6 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         saved = read_json_object(out / RECORD, another="--out") if resume else None
     except ValueError as e:
         raise UsageError(f"--resume: {e}; choose another --out") from None
-    for stage in ("stage1", "stage2") if resume else ():  # before stage 1 trains on
-        check_resume(out / "runs" / stage, "--out")  # each file it reads, read as it will be
     if resume and saved is None and (out / "runs").is_dir():
         raise UsageError(
             f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "
@@ -65,3 +65,26 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
                 f"{out} holds a demo begun with other options ({was}); resume it with those, "
                 "or choose another --out"
             )
+    runs = {stage: out / "runs" / f"stage{stage}" for stage in (1, 2)}
+    # before stage 1 trains on: each file a stage's resume reads, read as it will read it,
+    # then each checkpoint's run, of the kind of the stage's (none: it starts afresh)
+    checkpoints = (
+        {stage: check_resume(run, "--out") for stage, run in runs.items()} if resume else {}
+    )
+    for stage, ckpt in checkpoints.items():
+        if ckpt is not None:
+            check_resumable(ckpt, _stage_config(cfg, stage), runs[stage] / "checkpoint.pt", "--out")
+
+
+def _stage_config(cfg: DemoConfig, stage: int):
+    """The TrainConfig of the demo's ``stage`` (1 or 2), as :func:`.demo.train_stages` trains
+    it: a checkpoint of another kind of run (another batch_size, backbone...) is refused up
+    front, where stage 1 was resumed before stage 2's was refused."""
+    from ..train import load_config
+    from .demo import stage_config
+
+    out = Path(cfg.out)
+    runs, init = out / "runs", out / "runs" / "stage1" / "checkpoint.pt"
+    return load_config(
+        stage_config(cfg, stage, out / "scenes" / "train", runs / f"stage{stage}", init)
+    )
