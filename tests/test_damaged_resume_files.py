@@ -67,3 +67,41 @@ def test_a_damaged_file_read_again_as_it_was_is_said_once(tmp_path, caplog):
         for _ in range(3):
             assert read_earlier(tmp_path, 3, history=pack_history(ROWS)).rows == ROWS[:3]
     assert caplog.text.count("is damaged") == 1
+
+
+#: metrics.csv's rows lost, the checkpoint's history holding them: the resumed file held only
+#: the steps trained after the resume, said nowhere
+LOST = {
+    "missing": None,
+    "empty": "",
+    "only its header": "step,loss,lr\n",
+    "a row gone": GOOD.replace("1,0.5,0.001\n", ""),
+}
+
+
+@pytest.mark.parametrize("lost", LOST)
+def test_metrics_csv_rows_lost_that_the_history_holds_are_rebuilt_and_said(tmp_path, caplog, lost):
+    path = tmp_path / "metrics.csv"
+    if LOST[lost] is not None:
+        path.write_text(LOST[lost])
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        earlier = read_earlier(tmp_path, 3, history=pack_history(ROWS))
+    assert earlier.rows == ROWS[:3]
+    assert f"metrics {path} is damaged" in caplog.text
+    assert "rebuilt from the checkpoint's history" in caplog.text
+    assert ("step 1)" in caplog.text) == (lost == "a row gone")  # the step it lacks, named
+    assert path.exists() == (LOST[lost] is not None)  # nothing changed up front
+
+
+def test_a_missing_metrics_csv_is_said_once(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        for _ in range(3):
+            assert read_earlier(tmp_path, 3, history=pack_history(ROWS)).rows == ROWS[:3]
+    assert caplog.text.count("is damaged (it is missing)") == 1
+
+
+def test_without_a_history_a_missing_or_empty_metrics_csv_keeps_no_rows(tmp_path):
+    """An older checkpoint without a history: nothing to rebuild from, nothing to refuse."""
+    assert read_earlier(tmp_path, 3).rows == []
+    (tmp_path / "metrics.csv").write_text("")
+    assert read_earlier(tmp_path, 3).rows == []

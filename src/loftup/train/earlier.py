@@ -91,15 +91,23 @@ def _record(path: Path, another: str) -> dict | None:
 
 def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[dict]:
     """metrics.csv's rows of the steps before ``step`` (none to keep at step 0: not read). A
-    damaged file (a value or step that is no number, a row of extra fields, binary bytes) is
+    damaged file (a value or step that is no number, a row of extra fields, binary bytes;
+    given a history, a missing or empty file, or rows missing a step of the history) is
     said and its rows rebuilt from the checkpoint's ``history`` (packed: the same scalars);
-    without one it is refused, naming the file and the fix."""
+    without one it is refused, naming the file and the fix (a missing file: no rows)."""
     path = out_dir / METRICS_NAME
-    if not step or not path.exists():
+    held = _steps_held(history, step)
+    if not step or (not held and not path.exists()):
         return []
     try:
         with open(path, newline="") as f:
-            return [row for row in map(_row, csv.DictReader(f)) if row["step"] < step]
+            rows = [row for row in map(_row, csv.DictReader(f)) if row["step"] < step]
+        lacking = sorted(held - {row["step"] for row in rows})
+        if not lacking:
+            return rows
+        problem = f"metrics {path} is damaged (it holds no row of {_steps(lacking)})"
+    except FileNotFoundError:
+        problem = f"metrics {path} is damaged (it is missing)"
     except PermissionError as e:
         raise read_refused(path, e, _WHAT[METRICS_NAME], another=another) or e from None
     except (ValueError, TypeError, KeyError, csv.Error, UnicodeDecodeError) as e:
@@ -112,6 +120,23 @@ def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[
         for row in unpack_history(history)
         if row["step"] < step
     ]
+
+
+def _steps_held(history: dict | None, step: int) -> set[int]:
+    """The steps before ``step`` that the checkpoint's ``history`` (packed) holds rows of."""
+    if not history or "step" not in history["keys"]:
+        return set()
+    column = history["values"][:, history["keys"].index("step")].tolist()
+    return {int(s) for s in column if s < step}
+
+
+def _steps(steps: list[int]) -> str:
+    """``steps`` (sorted) in a few words: "step 3", "steps 0, 1, 2", "5 steps (0, 1, ... 9)"."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    if len(steps) <= 3:
+        return "steps " + ", ".join(map(str, steps))
+    return f"{len(steps)} steps ({steps[0]}, {steps[1]}, ... {steps[-1]})"
 
 
 def _row(raw: dict) -> dict:
@@ -133,6 +158,8 @@ def _say_once(path: Path, warning: str) -> None:
     try:
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except FileNotFoundError:  # a missing metrics.csv
+        key = (str(path.resolve()), None, None, None)
     except OSError:
         key = None
     if key is None or key not in _SAID:
