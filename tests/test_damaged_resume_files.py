@@ -19,6 +19,8 @@ DAMAGED = {
     "a value no number": GOOD.replace("0.5,", "abc,"),
     "a row of extra fields": GOOD.replace("0.001\n", "0.001,7,8\n", 1),
     "a step no number": GOOD.replace("\n1,", "\n0.5,"),
+    # csv.DictReader fills a cut row's fields with None: kept with its values lost
+    "a row of too few fields": GOOD.replace("\n0,1.0,0.001\n", "\n0,1.0\n"),
     "binary bytes": None,
 }
 
@@ -105,3 +107,13 @@ def test_without_a_history_a_missing_or_empty_metrics_csv_keeps_no_rows(tmp_path
     assert read_earlier(tmp_path, 3).rows == []
     (tmp_path / "metrics.csv").write_text("")
     assert read_earlier(tmp_path, 3).rows == []
+
+
+def test_blank_values_of_columns_a_row_lacked_are_no_damage(tmp_path, caplog):
+    """A resumed older version's rows lack the columns added since: written blank."""
+    (tmp_path / "metrics.csv").write_text(GOOD.replace("\n0,1.0,0.001\n", "\n0,,0.001\n"))
+    history = pack_history([{k: v for k, v in ROWS[0].items() if k != "loss"}, *ROWS[1:]])
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        rows = read_earlier(tmp_path, 3, history=history).rows
+    assert rows == [{"step": 0, "lr": 0.001}, *ROWS[1:3]]
+    assert "damaged" not in caplog.text

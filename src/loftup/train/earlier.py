@@ -91,8 +91,8 @@ def _record(path: Path, another: str) -> dict | None:
 
 def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[dict]:
     """metrics.csv's rows of the steps before ``step`` (none to keep at step 0: not read). A
-    damaged file (a value or step that is no number, a row of extra fields, binary bytes;
-    given a history, a missing or empty file, or rows missing a step of the history) is
+    damaged file (a value or step that is no number, a row of too few or extra fields, binary
+    bytes; given a history, a missing or empty file, or rows missing a step of the history) is
     said and its rows rebuilt from the checkpoint's ``history`` (packed: the same scalars);
     without one it is refused, naming the file and the fix (a missing file: no rows)."""
     path = out_dir / METRICS_NAME
@@ -140,11 +140,15 @@ def _steps(steps: list[int]) -> str:
 
 
 def _row(raw: dict) -> dict:
-    """One metrics.csv row as numbers (``step`` an int); a ValueError or TypeError where it
-    holds anything else (a row of extra fields holds them as a list, under None)."""
+    """One metrics.csv row as numbers (``step`` an int; a blank value, a column the row's step
+    lacked, left out); a ValueError or TypeError where it holds anything else (a row of extra
+    fields holds them as a list, under None; a row of too few fields, None values)."""
     step = raw["step"]
     if not isinstance(step, str) or not step.isdigit():
         raise ValueError(f"step {step!r} is no step number")
+    cut = [k for k, v in raw.items() if v is None]
+    if cut:
+        raise ValueError(f"the row of step {step} has too few fields (no {', '.join(cut)})")
     return {k: (int(v) if k == "step" else float(v)) for k, v in raw.items() if v not in (None, "")}
 
 
