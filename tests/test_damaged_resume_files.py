@@ -117,3 +117,15 @@ def test_blank_values_of_columns_a_row_lacked_are_no_damage(tmp_path, caplog):
         rows = read_earlier(tmp_path, 3, history=history).rows
     assert rows == [{"step": 0, "lr": 0.001}, *ROWS[1:3]]
     assert "damaged" not in caplog.text
+
+
+def test_a_damaged_run_json_is_kept_under_a_free_name_said_in_the_warning(tmp_path, caplog):
+    """A second damaged run.json was moved over the run.json.broken of the first."""
+    (tmp_path / "run.json").write_text("{second")
+    (tmp_path / "run.json.broken").write_text("{first")
+    (tmp_path / "run.json.broken.1").mkdir()
+    with caplog.at_level(logging.WARNING, logger="loftup.train"):
+        earlier = read_earlier(tmp_path, 0)
+    assert earlier.record is None and earlier.broken == "run.json.broken.2"
+    assert "it is kept as run.json.broken.2 (" in caplog.text
+    assert read_earlier(tmp_path / "nothing", 0).broken is None

@@ -63,6 +63,14 @@ def test_a_resume_whose_earlier_record_is_unreadable_says_so_and_writes_its_own(
     record = _record(out)
     assert record["step"] == 2 and record["config_changes"] == {"max_steps": [2, 3]}
     assert "resumes" not in record
+    # a second damaged record kept beside the first, not moved over it
+    (out / "run.json").write_text("{second")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="loftup"):
+        train(tiny_config(sa1b, out, 1, 4), resume=True)
+    assert "it is kept as run.json.broken.1 (" in caplog.text
+    assert (out / "run.json.broken").read_text() == "{not json"
+    assert (out / "run.json.broken.1").read_text() == "{second"
 
 
 def test_a_run_started_afresh_by_resume_without_a_checkpoint_keeps_no_earlier_record(

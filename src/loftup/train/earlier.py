@@ -36,9 +36,10 @@ class Earlier:
 
     record: dict | None = None
     rows: list[dict] = field(default_factory=list)
-    #: whether the earlier run.json was damaged: kept as run.json.broken where the run writes
-    #: its own (:func:`~.run_folder.open_run_folder`)
-    broken: bool = False
+    #: the name a damaged earlier run.json is kept as (None: not damaged) where the run writes
+    #: its own (:func:`~.run_folder.open_run_folder`): run.json.broken, or where an earlier
+    #: damaged one is kept there, the first free run.json.broken.1, .2, ...
+    broken: str | None = None
 
 
 def read_earlier(
@@ -49,9 +50,9 @@ def read_earlier(
     ``another`` (the option that chose the folder), nothing in the folder changed.
     ``history``: the checkpoint's (packed), which a damaged metrics.csv's rows are rebuilt
     from (without it, such a file is refused: a :class:`~loftup.errors.LoftUpError`)."""
-    record = _record(out_dir / RECORD_NAME, another)
+    record, broken = _record(out_dir / RECORD_NAME, another)
     rows = _rows(out_dir, step, another, history)
-    return Earlier(record, rows, broken=record is None and (out_dir / RECORD_NAME).exists())
+    return Earlier(record, rows, broken=broken)
 
 
 def check_resume(out_dir: Path, another: str) -> dict | None:
@@ -72,21 +73,33 @@ def check_resume(out_dir: Path, another: str) -> dict | None:
     return ckpt
 
 
-def _record(path: Path, another: str) -> dict | None:
-    """The run record at ``path``: None where there is none, or a damaged one (said, as a
-    warning: kept as run.json.broken where the run writes its own); one this user may not read raises
+def _record(path: Path, another: str) -> tuple[dict | None, str | None]:
+    """The run record at ``path`` (None where there is none, or a damaged one) and the name a
+    damaged one is kept as where the run writes its own (said, as a warning: a free one, an
+    earlier damaged record kept there not written over); one this user may not read raises
     read_json_object's PathPermissionError (no ValueError): it is not written over."""
     from ..atomic import read_json_object
 
     try:
-        return read_json_object(path, _WHAT[RECORD_NAME], another=another)
+        return read_json_object(path, _WHAT[RECORD_NAME], another=another), None
     except ValueError as e:  # a BrokenFileError: it names the file
+        kept = _free_name(path.parent, f"{RECORD_NAME}.broken")
         _say_once(
             path,
-            f"{e}; it is kept as {RECORD_NAME}.broken (the record of the run's earlier starts), "
+            f"{e}; it is kept as {kept} (the record of the run's earlier starts), "
             "this start's record is written",
         )
-        return None
+        return None, kept
+
+
+def _free_name(folder: Path, name: str) -> str:
+    """``name``, or where ``folder`` holds it (a file, a folder, a link), the first of
+    ``name``.1, .2, ... that it does not hold."""
+    number, candidate = 0, name
+    while (folder / candidate).is_symlink() or (folder / candidate).exists():
+        number += 1
+        candidate = f"{name}.{number}"
+    return candidate
 
 
 def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[dict]:

@@ -73,7 +73,7 @@ def open_run_folder(
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     earlier = earlier or Earlier()
     if earlier.broken:  # damaged (said as it was read): kept aside, not written over
-        os.replace(out_dir / RECORD_NAME, out_dir / f"{RECORD_NAME}.broken")
+        os.replace(out_dir / RECORD_NAME, out_dir / earlier.broken)
     write_run_record(
         out_dir, cfg.to_dict(), world, resumed=resumed, step=step0, init_commit=init_commit,
         earlier=earlier.record,
