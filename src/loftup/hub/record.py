@@ -134,26 +134,11 @@ def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, s
     return config_from(info["config"], where, fix), backbone, norm
 
 
-#: A header's metadata not given: :func:`header_info` reads it from the file
-UNREAD = object()
-
-
-def header_info(path: Path, metadata=UNREAD) -> dict | None:
+def header_info(path: Path, metadata: dict | None) -> dict | None:
     """The save_pretrained record in a safetensors file's header as written (a copy of
-    config.json's object), or None where it has none (a file of an earlier save) or is no
-    safetensors file; a record that is no JSON is a CheckpointError. ``metadata``: the
-    header's metadata where the caller read the file already
-    (:func:`~.files.read_weights_file`; None for a torch pickle), else read from ``path``."""
-    from safetensors import SafetensorError, safe_open
-
-    from .file_heads import safetensors_at
-
-    if metadata is UNREAD:
-        try:
-            with safetensors_at(path) as name, safe_open(name, "pt") as f:
-                metadata = f.metadata()
-        except (SafetensorError, OSError, ValueError):  # not safetensors: read_weights read it
-            return None
+    config.json's object), or None where it has none (a file of an earlier save, or a torch
+    pickle); a record that is no JSON is a CheckpointError. ``metadata``: the header's metadata
+    as :func:`~.files.read_weights_file` read it from ``path`` (None for a torch pickle)."""
     text = (metadata or {}).get(RECORD_KEY)
     if text is None:
         return None
@@ -166,18 +151,18 @@ def header_info(path: Path, metadata=UNREAD) -> dict | None:
 
 
 def header_record(
-    path: Path, metadata=UNREAD
+    path: Path, metadata: dict | None
 ) -> tuple[LoftUpConfig, str | None, str | None] | None:
     """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
-    None where it has none (a file of an earlier save) or is no safetensors file.
-    ``metadata``: as :func:`header_info` takes it."""
+    None where it has none (a file of an earlier save, or a torch pickle). ``metadata``: as
+    :func:`header_info` takes it."""
     info = header_info(path, metadata)
     if info is None:
         return None
     return read_record(info, f"{path}'s header record", "; write it again with save_pretrained")
 
 
-def check_intact(weights: Path, state: dict, fix: str, metadata=UNREAD) -> None:
+def check_intact(weights: Path, state: dict, fix: str, metadata: dict | None) -> None:
     """A CheckpointError where ``state``, read from save_pretrained's ``weights``, is not what
     was saved: the digest its header recorded differs from theirs (bytes changed since, the
     file's length the same, so its header still reads). Files without one are not checked.
@@ -193,7 +178,7 @@ def check_intact(weights: Path, state: dict, fix: str, metadata=UNREAD) -> None:
 
 
 def check_same_save(
-    info: dict, config_file: Path, weights: Path, state: dict, metadata=UNREAD
+    info: dict, config_file: Path, weights: Path, state: dict, metadata: dict | None
 ) -> None:
     """A CheckpointError where ``config_file``'s record ``info`` was written with other weights
     than ``weights`` holds (their digests differ): save_pretrained writes the weights, then
@@ -202,14 +187,11 @@ def check_same_save(
     config.json. Records without a digest (earlier saves) are not compared; weights whose
     header has none (an earlier save's, or written again by another tool) are compared by the
     digest of ``state``, what was read from them (the same weights pass). ``metadata``: as
-    :func:`header_info` takes it (given, the weights were read: their header is readable)."""
+    :func:`header_info` takes it."""
     digest = info.get(DIGEST_KEY) if isinstance(info, dict) else None
     if digest is None:
         return
     header = header_info(weights, metadata)
-    unread = metadata is UNREAD
-    if header is None and unread and weights.suffix == ".safetensors" and not _readable(weights):
-        return  # a damaged file: reading the weights says what is wrong with it
     theirs = header.get(DIGEST_KEY) if isinstance(header, dict) else None
     if theirs is None:
         theirs = weights_digest(state)
@@ -225,16 +207,3 @@ def check_same_save(
             f"{DIGEST_KEY}s differ: a save_pretrained stopped between the two files, or files "
             f"of two saves put together); write the folder again with save_pretrained{own}"
         )
-
-
-def _readable(path: Path) -> bool:
-    """Whether ``path``'s safetensors header can be read."""
-    from safetensors import SafetensorError, safe_open
-
-    from .file_heads import safetensors_at
-
-    try:
-        with safetensors_at(path) as name, safe_open(name, "pt"):
-            return True
-    except (SafetensorError, OSError, ValueError):
-        return False
