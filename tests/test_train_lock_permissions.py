@@ -6,7 +6,6 @@ as another user (root only): each attempt in a forked child that takes that user
 import grp
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loftup.errors import LoftUpError
+from as_nobody import NOBODY, as_nobody, chmod_advised
 from loftup.train.distributed import DistInfo
 from loftup.train.run_lock import LOCK_NAME, lock_run_folder
 
@@ -26,40 +25,16 @@ pytestmark = pytest.mark.skipif(
     reason="takes another user's ids (setresuid), which only root may",
 )
 
-NOBODY = 65534  # the run's user and group
-
 
 def attempt(out: Path) -> str:
-    """What a run into ``out`` as user and group :data:`NOBODY` (no other group) is told, or
-    "taken" where it gets the lock."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            try:
-                with ExitStack() as held:
-                    lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
-                said = "taken"
-            except LoftUpError as e:
-                said = str(e)
-            os.write(w, said.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        said = f.read().decode()
-    os.waitpid(pid, 0)
-    return said
+    """What a run into ``out`` as user and group :data:`NOBODY` is told, or "taken" where it
+    gets the lock."""
 
+    def run():
+        with ExitStack() as held:
+            lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
 
-def apply_advised_chmod(said: str) -> None:
-    """Run, as the owner (root here), the chmod that the refusal ``said`` advises."""
-    mode, path = re.search(r"chmod ([ugo]\+[rwx]+) (\S+?)\)?(;|$)", said).group(1, 2)
-    subprocess.run(["chmod", mode, path], check=True)
+    return as_nobody(run)
 
 
 @pytest.fixture
@@ -95,7 +70,7 @@ def test_a_lock_file_made_under_umask_077_in_a_group_folder_says_g_rw_which_lets
     os.chmod(lock, 0o620)  # the half of it the old refusal advised
     said = attempt(out)
     assert f"(chmod g+r {lock})" in said
-    apply_advised_chmod(said)
+    chmod_advised(said)
     assert attempt(out) == "taken"
 
 
@@ -120,7 +95,7 @@ def test_another_users_file_says_o_w_and_the_users_own_u_w_each_letting_the_run_
         f"it); have root make it readable and writable (chmod o+w {theirs / LOCK_NAME}); or "
         f"remove it, as no run holds it: rm {theirs / LOCK_NAME}; {ANOTHER}"
     )
-    apply_advised_chmod(said)
+    chmod_advised(said)
     assert attempt(theirs) == "taken"
     said = attempt(mine)
     assert said.startswith(
@@ -128,7 +103,7 @@ def test_another_users_file_says_o_w_and_the_users_own_u_w_each_letting_the_run_
         f"{mine} locks; no run holds it: permission denied (mode -r--r--r--: this user, {me}, "
         f"owns it and may not read and write it); make it readable and writable: chmod u+w "
     )
-    apply_advised_chmod(said)
+    chmod_advised(said)
     assert attempt(mine) == "taken"
 
 
@@ -144,7 +119,7 @@ def test_a_folder_the_lock_file_cannot_be_made_in_is_named_not_the_missing_file(
         f"{me}, is not in its group, and others may not make files in it); have root make it "
         f"writable (chmod o+w {out}); {ANOTHER}"
     )
-    apply_advised_chmod(said)
+    chmod_advised(said)
     assert attempt(out) == "taken"
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..atomic import FILE_MODE
 from ..file_lock import NO_LOCKS, open_lock_file, still_at, tries
 from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
-from .mask_mark import LOCK, MARK, in_group, owner_name
+from ..listing import permission_denied
+from .mask_mark import LOCK, MARK, in_group
 
 #: The descriptors holding a lock (:func:`lock`) this process has open; of a lock file's,
 #: DIR's own it holds too, and the file's path where this process made it.
@@ -91,20 +92,25 @@ def _lock_file(target: Path, exclusive: bool) -> int:
 
 
 def _not_writable(path: Path, target: Path) -> Exception:
-    """The refusal where this user may not open the lock file for writing (another member's,
-    made before DIR was shared): its owner, and what they run."""
+    """The refusal where this user may not open the lock file for reading and writing (another
+    member's, made before DIR was shared; another user's): what refuses it, with the fix for
+    the class of users this user is of for the file (:func:`..read_refusal.mode_refuses`)."""
     from ..errors import LoftUpError
+    from ..read_refusal import mode_refuses
 
-    owner, q = owner_name(path), shlex.quote
     try:
-        mode = f", mode {os.lstat(path).st_mode & 0o7777:04o}"
-    except OSError:
-        mode = ""
+        why = permission_denied(path) or mode_refuses(path, os.lstat(path), "rw")
+    except OSError:  # (gone meanwhile, or a folder this user may not search)
+        why = "permission denied"
+    if "(chmod g+" in why:  # a member: DIR's group bits mend it, and its owner's runs give them
+        q = shlex.quote
+        why += (
+            f"; or, for the whole folder, chmod -R g+rwX {q(str(target))} (the owner's next run "
+            "into it mends the lock file too)"
+        )
     return LoftUpError(
-        f"--save-masks {target}: this user may not write its lock file {path} ({owner}'s"
-        f"{mode}), which every run into it locks: ask {owner} to run chmod g+w {q(str(path))} "
-        f"(or chmod -R g+rwX {q(str(target))}; their next run into it does it too), or choose "
-        "another folder"
+        f"--save-masks {target}: this user may not write its lock file {path}, which every run "
+        f"into it locks: {why}; or choose another folder"
     )
 
 
