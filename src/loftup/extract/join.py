@@ -24,10 +24,11 @@ _REMOTE = re.compile(r"remote=\[([^\]]*)\]:(\d+)")
 
 
 def _sockaddr(host: str, port: int) -> re.Pattern | None:
-    """The bytes of ``host:port``'s sockaddr as gloo publishes a rank's address (its family in
-    this machine's byte order, then the port and the address in the network's), or None for a
-    host that is no numeric address. gloo's error prints the port's two bytes as this machine
-    reads them (5001 for 35091 here): either order is matched."""
+    """A bytes pattern of ``host:port``'s sockaddr as gloo publishes a rank's address (its
+    family in this machine's byte order, then the port and the address in the network's), to
+    search a rank's published blob with; None for a host that is no numeric address. gloo's
+    error prints the port's two bytes as this machine reads them (5001 for 35091 here): the
+    pattern matches the port in either byte order."""
     ports = b"|".join(re.escape(port.to_bytes(2, order)) for order in ("big", "little"))
     for family, between in ((socket.AF_INET, b""), (socket.AF_INET6, b"....")):
         try:
