@@ -22,7 +22,7 @@ from .checks import (
 )
 from .failures import is_commit
 from .file_heads import check_regular_file
-from .files import read_weights, read_weights_file
+from .files import WEIGHT_SUFFIXES, read_weights, read_weights_file
 from .folders import pickle_with_record, read_folder
 from .record import (
     CONFIG_NAME,
@@ -142,7 +142,7 @@ def _backbone_hint(path: Path) -> str:
 
 
 #: The suffixes of torch.save's weights files
-_TORCH_SUFFIXES = frozenset({".bin", ".pt", ".pth"})
+_TORCH_SUFFIXES = WEIGHT_SUFFIXES - {".safetensors"}
 
 
 def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
