@@ -67,7 +67,7 @@ def _resume(out, capsys) -> str:
 
 
 def _files(folder) -> dict:
-    from loftup.train.run_folder import LOCK_NAME
+    from loftup.train.run_lock import LOCK_NAME
 
     return {
         str(p.relative_to(folder)): p.read_bytes()

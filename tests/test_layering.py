@@ -111,10 +111,6 @@ MOVED = {
         "loftup.experiments.configs",
         ("Variant", "stage_configs", "check_configs", "folder_name", "base_overrides", "PER_RUN"),
     ),
-    "loftup.train.run_folder": (
-        "loftup.train.run_lock",
-        ("LOCK_NAME", "folder_lock", "lock_run_folder"),
-    ),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

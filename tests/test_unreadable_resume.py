@@ -53,7 +53,7 @@ def _copies(finished, tmp_path) -> dict:
 def _files(folder) -> dict:
     """{relative path: bytes} of every file under ``folder`` (the lock's file aside: each run
     writes its process there), its files of mode 000 made readable first."""
-    from loftup.train.run_folder import LOCK_NAME
+    from loftup.train.run_lock import LOCK_NAME
 
     held = {}
     for path in sorted(folder.rglob("*")):

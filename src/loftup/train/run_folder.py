@@ -1,8 +1,8 @@
 """A run's folder (``log.out_dir``, rank 0 only) at the start of its steps and at their end (the
 folder made and locked before, :mod:`.run_lock`): what a killed run left removed, the run
-record written and the :class:`Monitor` opened; at the end the upsampler exported as ``final/`` (stage 2's EMA teacher as
-``final_teacher/``), the monitor closed and ``summary.json`` written. The checkpoints in between
-are the loop's (:mod:`.loop`)."""
+record written and the :class:`Monitor` opened; at the end the upsampler exported as
+``final/`` (stage 2's EMA teacher as ``final_teacher/``), the monitor closed and
+``summary.json`` written. The checkpoints in between are the loop's (:mod:`.loop`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
 from .earlier import Earlier
 from .monitor import RECORD_NAME, SUMMARY_NAME, Monitor, write_run_record
-from .run_lock import LOCK_NAME, folder_lock, lock_run_folder  # noqa: F401  (found here too)
 from .stopping import clear_stop_note
 
 log = logging.getLogger("loftup.train")
