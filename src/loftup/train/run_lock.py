@@ -142,8 +142,7 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
             problem = str(e)
         except OSError as e:  # one line on every rank
             problem = cannot_lock(out_dir / LOCK_NAME, e)
-    if info.enabled:
-        problem = broadcast_object(problem, info)
+    problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)
 
