@@ -39,8 +39,8 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         raise UsageError(f"{out} already holds a demo report; choose another --out")
     if (out / "results.json").exists():  # its report.md would be overwritten
         raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
-    checkpoints = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
-    begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoints)
+    checkpoint_files = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
+    begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoint_files)
     if begun and not resume:
         raise UsageError(
             f"{out} holds an interrupted demo; run the same command with --resume to go on, "
@@ -65,15 +65,16 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
                 f"{out} holds a demo begun with other options ({was}); resume it with those, "
                 "or choose another --out"
             )
-    runs = {stage: out / "runs" / f"stage{stage}" for stage in (1, 2)}
-    # before stage 1 trains on: each file a stage's resume reads, read as it will read it,
-    # then each checkpoint's run, of the kind of the stage's (none: it starts afresh)
-    checkpoints = (
-        {stage: check_resume(run, "--out") for stage, run in runs.items()} if resume else {}
-    )
-    for stage, ckpt in checkpoints.items():
+    if not resume:
+        return
+    # before stage 1 trains on, each stage's run: each file its resume reads, read as it will
+    # read it, then its checkpoint's run, of the kind of the stage's (none: it starts afresh)
+    for stage in (1, 2):
+        run = out / "runs" / f"stage{stage}"
+        ckpt = check_resume(run, "--out")
         if ckpt is not None:
-            check_resumable(ckpt, _stage_config(cfg, stage), runs[stage] / "checkpoint.pt", "--out")
+            check_resumable(ckpt, _stage_config(cfg, stage), run / "checkpoint.pt", "--out")
+        del ckpt  # (not held while the next stage's is read: one checkpoint in memory at a time)
 
 
 def _stage_config(cfg: DemoConfig, stage: int):
