@@ -92,7 +92,7 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
     module, a network file system's mapping, the kernel's protection of another's file in a
     sticky folder): no chmod would change a thing there."""
     verb, made = _NEEDS[need]
-    me, quoted, who = _user(_euid()), shlex.quote(os.fspath(path)), _class_of(st)
+    me, quoted, who = _user(euid()), shlex.quote(os.fspath(path)), _class_of(st)
     owner = _user(st.st_uid)
     said = f"mode {stat.filemode(st.st_mode)}"
     if who != "u":
@@ -121,15 +121,22 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
 def _class_of(st: os.stat_result) -> str:
     """Which of a file's modes applies to this user: "u" (its owner), "g" (in its group: the
     effective group or a supplementary one) or "o" (another)."""
-    if st.st_uid == _euid():
+    if st.st_uid == euid():
         return "u"
     groups = {os.getegid(), *os.getgroups()} if hasattr(os, "getegid") else set()
     return "g" if st.st_gid in groups else "o"
 
 
-def _euid() -> int:
+def euid() -> int:
     """This process's effective user id (-1 where the system has none: Windows)."""
     return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def may(path: str | os.PathLike, mode: int) -> bool:
+    """Whether this process may do ``mode`` (``os.R_OK | os.X_OK``, say) with ``path``, by its
+    effective ids where the system checks those (what open() and mkdir() go by: a setuid run's
+    own real ids would be the wrong user's)."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
 
 
 def owner_name(path: str | os.PathLike) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
+from ..read_refusal import may
 from .mask_mark import (
     LOCK,
     MARK,
@@ -120,9 +121,7 @@ def _check_readable(target: Path) -> None:
         raise LoftUpError(f"{target} {what}: {fix}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise LoftUpError(f"{target} is no folder: {fix}")
-    if not os.access(
-        target, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
-    ):
+    if not may(target, os.R_OK | os.X_OK):
         owner = owner_name(target)
         raise LoftUpError(
             f"{target} cannot be read by this user (it is {owner}'s, mode "
@@ -241,8 +240,7 @@ def _check_movable(seq: Path, folder: str) -> None:
     another user's, in a group-shared DIR. Said before the work, not at its end."""
     if seq.is_symlink() or not seq.is_dir():
         return
-    effective = os.access in os.supports_effective_ids
-    if os.access(seq, os.W_OK, effective_ids=effective):
+    if may(seq, os.W_OK):
         return
     owner = owner_name(seq)
     raise UsageError(

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..file_lock import lockf_nowait, open_lock_file
 from ..listing import permission_denied
-from ..read_refusal import mode_refuses
+from ..read_refusal import euid, may, mode_refuses
 
 #: the file in a run's folder that the run writing there holds a lock on
 #: (:func:`.run_lock.folder_lock`)
@@ -90,15 +90,13 @@ def _held(path: Path) -> str | bool | None:
 def _may_remove(folder: Path, st: os.stat_result) -> bool:
     """Whether this user may remove the file (``st``: its stat) from ``folder``: may write and
     search it, and, where it is sticky, owns it or the file."""
-    effective = os.access in os.supports_effective_ids
-    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+    if not may(folder, os.W_OK | os.X_OK):
         return False
     try:
         fst = os.stat(folder)
     except OSError:
         return False
-    euid = os.geteuid() if hasattr(os, "geteuid") else -1
-    return not fst.st_mode & stat.S_ISVTX or euid in (0, st.st_uid, fst.st_uid)
+    return not fst.st_mode & stat.S_ISVTX or euid() in (0, st.st_uid, fst.st_uid)
 
 
 def cannot_lock(path: Path, e: OSError) -> str:
