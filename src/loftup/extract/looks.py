@@ -18,15 +18,22 @@ from . import point
 LOOK_WAIT = 2.0
 
 
-def unanswered(met: str, where: tuple[str, int], seconds: float) -> str:
-    """What a process says of the meeting point at ``where`` (host, port) that has not
-    answered a look for ``seconds``; ``met``: "this process ... met the others at ..., but"."""
-    host, port = where
+def unanswered(lead: str, seconds: float, joining: bool = True) -> str:
+    """What a process says of a meeting point that has not answered a look for ``seconds``;
+    ``lead``: the words before "has not answered", which name it ("this process ... met the
+    others at ..., but " + :func:`point_at`); ``joining``: said while all join the process
+    group (not at the meeting before it)."""
+    until = " before all joined the process group" if joining else ""
     return (
-        f"{met} the meeting point at {host}:{port} has not answered for {seconds:.0f} s before "
-        "all joined the process group (its machine lost or stopped, or the network to it cut); "
-        "start the run again"
+        f"{lead} has not answered for {seconds:.0f} s{until} (its machine lost or stopped, or "
+        "the network to it cut); start the run again"
     )
+
+
+def point_at(where: tuple[str, int]) -> str:
+    """The meeting point at ``where`` (host, port), named in a sentence."""
+    host, port = where
+    return f"the meeting point at {host}:{port}"
 
 
 class Look:
@@ -49,6 +56,20 @@ class Look:
             self._error = e
         finally:
             self.done.set()
+
+    def wait(self, silent: float, every: float, tick=None) -> float | None:
+        """Wait for the call in Python (Ctrl-C stops the wait), calling ``tick()`` (which may
+        raise) each ``every`` s it has not returned: None once it has returned or raised, else
+        the seconds since it was made once it has gone unanswered for ``silent`` s twice in a
+        row, ``every`` s apart (a pause of this whole process is not the point's silence)."""
+        stuck = 0
+        while not self.done.wait(every):
+            if tick is not None:
+                tick()
+            stuck = stuck + 1 if time.monotonic() - self.sent >= silent else 0
+            if stuck >= 2:
+                return time.monotonic() - self.sent
+        return None
 
     def answered(self) -> bool:
         """Whether the call has returned (not raised)."""
@@ -97,16 +118,12 @@ class Timed:
         made = getattr(self.store, name)
 
         def timed(*args):
-            look, stuck = Look(lambda client: made(*args), self.store, self.where), 0
-            while not look.done.wait(self.every):
-                stuck = stuck + 1 if time.monotonic() - look.sent >= self.silent else 0
-                if stuck >= 2:
-                    host, port = self.where
-                    raise Unanswered(
-                        f"{self.this} came to {host}:{port}, but the meeting point there has not "
-                        f"answered for {time.monotonic() - look.sent:.0f} s (its machine lost or "
-                        "stopped, or the network to it cut); start the run again"
-                    )
+            look = Look(lambda client: made(*args), self.store, self.where)
+            seconds = look.wait(self.silent, self.every)
+            if seconds is not None:
+                host, port = self.where
+                lead = f"{self.this} came to {host}:{port}, but the meeting point there"
+                raise Unanswered(unanswered(lead, seconds, joining=False))
             return look.value()
 
         return timed

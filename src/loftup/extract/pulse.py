@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ..errors import LoftUpError
 from .claims import LOOK_EVERY, read
-from .looks import Looks, unanswered
+from .looks import Looks, point_at, unanswered
 from .point import ANSWER, closed
 
 #: how often (seconds) a process beats while it joins the group
@@ -200,16 +200,17 @@ class Rendezvous(dist.Store):
         silence), is a LoftUpError; ``call(self.inner)`` where no ``where`` was given."""
         if self.looks is None:
             return call(self.inner)
-        look, stuck = self.looks.start(call), 0
-        while not look.done.wait(BEAT_EVERY):
-            gone = self.point_gone()
-            if gone is not None:
-                raise gone
-            stuck = stuck + 1 if time.monotonic() - look.sent >= SILENT_FOR else 0
-            if stuck >= 2:
-                seconds = time.monotonic() - look.sent
-                raise LoftUpError(unanswered(self.met, self.looks.where, seconds))
+        look = self.looks.start(call)
+        seconds = look.wait(SILENT_FOR, BEAT_EVERY, self._raise_if_gone)
+        if seconds is not None:
+            lead = f"{self.met} {point_at(self.looks.where)}"
+            raise LoftUpError(unanswered(lead, seconds))
         return look.value()
+
+    def _raise_if_gone(self) -> None:
+        gone = self.point_gone()
+        if gone is not None:
+            raise gone
 
     def addresses(self, prefix: str, rank: int, world: int) -> dict[int, bytes]:
         """The addresses for the group that this process read from the others (gloo's keys

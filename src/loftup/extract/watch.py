@@ -29,7 +29,7 @@ import time
 
 from ..errors import terminate
 from . import looks, point
-from .looks import unanswered
+from .looks import point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
 
 #: the time-out (seconds) of the watch's own store client (:func:`.point.client`), and the
@@ -136,7 +136,8 @@ class Watch:
             # machine suspended) is not the point's silence, and the look answers after it
             stuck = stuck + 1 if time.monotonic() - asking >= SILENT_FOR else 0
             if stuck >= 2:
-                self._saw(unanswered(self.group.met, self.where, time.monotonic() - asking))
+                lead = f"{self.group.met} {point_at(self.where)}"
+                self._saw(unanswered(lead, time.monotonic() - asking))
 
     def _pass_on(self) -> list[int]:
         """The signal numbers in the wake-up socket, passed on to the earlier wakeup fd
