@@ -57,28 +57,61 @@ def leftovers(folder: str | os.PathLike) -> list[Path]:
     return [p for p in found if ours.fullmatch(p.name) and p.is_file() and not p.is_symlink()]
 
 
-def temp_beside(path: str | os.PathLike) -> str:
+#: The characters of a temporary file's 8 random ones (``tempfile.mkstemp``'s, which
+#: :func:`leftovers` and the clean-ups of killed runs look for).
+_NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def temp_beside(path: str | os.PathLike, *, into: list | None = None) -> str:
     """A new empty temporary file in ``path``'s folder (made if missing), named after it and
     hidden (``.name.XXXX.tmp``), with the mode of a new file (:data:`FILE_MODE`): a rename onto
-    ``path`` then replaces it in one step."""
+    ``path`` then replaces it in one step.
+
+    ``into``: a list its name is appended to before the file is made, for whoever removes
+    them on an error (:func:`remove_temps`): a SIGTERM or Ctrl-C between the making and the
+    return (whose name then reached no one) left the file behind."""
+    import secrets
+
     path = Path(path)
     if path.is_dir():  # the rename would fail after the work, naming the temporary file
         raise IsADirectoryError(
             errno.EISDIR, "is a folder; a file name was expected here", str(path)
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the name cut to 200 bytes: with the dots, mkstemp's 8 characters and the suffix, a name
+    # the name cut to 200 bytes: with the dots, the 8 random characters and the suffix, a name
     # that the file system takes (255 bytes) must not make a temporary name it refuses
     name = os.fsdecode(os.fsencode(path.name)[:200])
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=TEMP_SUFFIX)
-    except OSError as e:  # named by the file asked for, not by a temporary name never made
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not mkstemp's 0o600
-    finally:
-        os.close(fd)
-    return tmp
+    made = [] if into is None else into
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(tempfile.TMP_MAX):
+        chars = "".join(secrets.choice(_NAME_CHARACTERS) for _ in range(8))
+        tmp = os.path.join(path.parent, f".{name}.{chars}{TEMP_SUFFIX}")
+        made.append(tmp)  # named before it is made
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileExistsError:  # another's: not ours to remove
+            made.remove(tmp)
+            continue
+        except OSError as e:  # named by the file asked for, not by a temporary name never made
+            made.remove(tmp)
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        try:
+            os.fchmod(fd, FILE_MODE)  # the mode any new file gets here, not 0o600
+        finally:
+            os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path))
+
+
+def remove_temps(names: list) -> None:
+    """Remove the temporary files ``names`` lists (:func:`temp_beside`'s ``into``) that are
+    there, emptying it."""
+    while names:
+        try:
+            os.unlink(names[-1])
+        except FileNotFoundError:
+            pass
+        names.pop()
 
 
 def _fsync(path: str | os.PathLike, *, folder: bool = False) -> None:
@@ -129,15 +162,15 @@ def atomic_write(
     """
     if follow_links and os.path.islink(path):
         path = os.path.realpath(path)
-    tmp = temp_beside(path)
-    try:
+    made: list[str] = []
+    try:  # (from before the file is made: an interruption anywhere removes it)
+        tmp = temp_beside(path, into=made)
         write(tmp)
         # a writer may put a new file in tmp's place (safetensors' save_file does, 0o600)
         os.chmod(tmp, FILE_MODE)
         replace_durably(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        remove_temps(made)
         raise
 
 
