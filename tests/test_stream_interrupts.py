@@ -1,5 +1,8 @@
-"""A SIGTERM or Ctrl-C at the worst moments of writing a file leaves no temporary file: the
-signal is sent from a profile hook at a chosen point, so the moment is the same on every run."""
+"""A SIGTERM or Ctrl-C at the worst moments of writing a file (a streamed output, a file written
+atomically) leaves no temporary file: the signal is sent from a profile hook at a chosen point,
+so the moment is the same on every run (a run under load once left both of a .pt output's two
+temporary files, the signal come after the constructor that made them had returned and before
+anyone held them)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,87 @@ import signal
 import sys
 
 import pytest
+import torch
+
+import loftup
+from loftup.cli import main
+from loftup.outputs import FeatureFile
+
+
+def _at(point, out):
+    """A profile hook that sends SIGTERM once, at ``point``: ("made", n) the first event in
+    loftup's code once ``out`` holds n temporary files; ("return", name) as loftup's function
+    ``name`` returns (``"FeatureFile"``: its constructor)."""
+    fired = []
+
+    def hook(frame, event, arg):
+        if fired or "loftup" not in frame.f_code.co_filename:
+            return
+        kind, what = point
+        if kind == "made":
+            hit = len(list(out.glob(".coffee.pt.*.tmp"))) >= what
+        elif what == "FeatureFile":
+            hit = (
+                frame.f_code.co_name == "__init__"
+                and type(frame.f_locals.get("self")) is FeatureFile
+            )
+            hit = hit and event == "return"
+        else:
+            hit = event == "return" and frame.f_code.co_name == what
+        if hit:
+            fired.append((event, frame.f_code.co_name))
+            os.kill(os.getpid(), signal.SIGTERM)  # loftup's handler raises at the next check
+
+    return hook, fired
+
+
+@pytest.mark.parametrize(
+    "point",
+    [("made", 1), ("made", 2), ("return", "FeatureFile"), ("return", "compute_streamed")],
+    ids=["first-temporary-made", "second-temporary-made", "constructor-returns", "tasks-returned"],
+)
+def test_sigterm_at_each_hand_over_of_a_streamed_output_leaves_no_temporary_file(
+    photos, upsampler, tmp_path, point, capsys
+):
+    """The .pt output's two temporary files (the archive and its mapped data): SIGTERM just
+    after each is made, as their maker returns them, and as the streamed computation hands
+    them on to the writers; the run ends with 143 and nothing half-written is left."""
+    out = tmp_path / "out"
+    hook, fired = _at(point, out)
+    sys.setprofile(hook)
+    try:
+        code = main(["upsample", str(photos / "coffee.jpg"), "-m", str(upsampler), "-o", str(out),
+                     "--size", "80", "--stream-above", "0", "--no-progress"])  # fmt: skip
+    finally:
+        sys.setprofile(None)
+    assert fired, f"the run never reached {point}"
+    assert code == 143 and "terminated (SIGTERM)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path):
+    """Ctrl-C as the memory-mapped file's constructor returns, inside upsample_to_npy: the
+    KeyboardInterrupt comes out and the temporary file is gone with it."""
+    torch.manual_seed(0)
+    model = loftup.LoftUp(dim=32, num_heads=4, n_freqs=6).eval()
+    lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
+    fired = []
+
+    def hook(frame, event, arg):
+        if not fired and event == "return" and frame.f_code.co_name == "__init__":
+            if type(frame.f_locals.get("self")) is FeatureFile:
+                fired.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loftup.upsample_to_npy(model, lr, image, tmp_path / "feats.npy", progress=False)
+    finally:
+        sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
+    assert fired and list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_just_after_atomic_write_makes_its_temporary_file_leaves_nothing(tmp_path):

@@ -59,7 +59,7 @@ def upsample_to_npy(
         known = False
     if not known:
         raise UsageError(f"dtype must be float32 or float16 (a NumPy dtype name), got {dtype!r}")
-    from .outputs import FeatureFile
+    from .feature_file import FeatureFile
     from .tiling import upsample  # here, not at the top: tiling.py imports this module
 
     # bad input is named before the file is made, as the model's forward names it (not as a
@@ -86,7 +86,7 @@ def upsample_to_npy(
         atomic_write(path, save_empty)
         return np.load(path, mmap_mode="r")
     torch_dtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float16
-    out = FeatureFile(path, "npy", torch_dtype, shape)  # under a temporary name until complete
+    made: list = []  # the file, listed before it is made: an interruption anywhere removes it
 
     def write(tile: Tile, feats: torch.Tensor) -> None:
         if torch_dtype == torch.float16 and feats.dtype != torch.float16:
@@ -108,6 +108,7 @@ def upsample_to_npy(
             out.features[tile.batch, tile.rows, tile.cols, :] = f.permute(0, 2, 3, 1)
 
     try:
+        out = FeatureFile(path, "npy", torch_dtype, shape, owner=made)  # under a temporary name
         upsample(
             model,
             lr_feats,
@@ -118,8 +119,9 @@ def upsample_to_npy(
             callback=write,
             progress=progress,
         )
+        out.commit()  # (in the try: interrupted as it is called, before its own)
     except BaseException:  # interrupted or failed: no partial file left behind
-        out.discard()
+        for f in made:
+            f.discard()
         raise
-    out.commit()
     return np.load(path, mmap_mode="r")

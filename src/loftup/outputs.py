@@ -6,9 +6,7 @@ bytes depend only on the values: the same features give the same file, run after
 
 from __future__ import annotations
 
-import errno
 import io
-import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write, replace_durably, temp_beside
+from .atomic import atomic_write
 from .errors import UsageError
 
 FORMATS = ("pt", "npy", "safetensors")
@@ -118,119 +116,13 @@ def save_features(
     atomic_write(path, write)
 
 
-#: How each stored dtype is mapped (NumPy has no bfloat16: its 16 bits as unsigned integers),
-#: and its name in a safetensors header.
-_MAPPED = {
-    torch.float32: (np.float32, "F32"),
-    torch.float16: (np.float16, "F16"),
-    torch.bfloat16: (np.uint16, "BF16"),
-}
+def __getattr__(name: str):
+    """``loftup.outputs.FeatureFile``, where it was before it had a module of its own."""
+    if name == "FeatureFile":
+        from .feature_file import FeatureFile
 
-
-#: posix_fallocate's answers that mean "not supported" rather than "no room".
-_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
-
-
-class FeatureFile:
-    """A feature file filled in place through a memory map, tile by tile: an output of any
-    size in the memory of one tile, and the same bytes as :func:`save_features` writes for the
-    same values (tested for every format and dtype).
-
-        f = FeatureFile("feats/a.npy", "npy", torch.float32, (384, 4000, 3000))
-        f.features[:, rows, cols] = tile     # a (C, H, W) tensor mapping the file's data
-        f.commit()                           # complete: renamed onto its path
-        # or f.discard(): nothing is left behind
-
-    The file is made under a temporary name in the destination folder and its space reserved
-    at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
-    map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
-    saved into the archive at ``commit`` (twice its size on disk for a moment). Features are
-    (C, H, W); any other shape is mapped alike (:func:`loftup.tiling.upsample_to_npy` writes
-    whole batches, in either layout).
-    """
-
-    def __init__(self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple) -> None:
-        _check_format(fmt, dtype)
-        if dtype not in _MAPPED:
-            raise UsageError(
-                f"a feature file holds float32, float16 or bfloat16, not {dtype}; pass one of those"
-            )
-        shape = tuple(int(n) for n in shape)
-        if not shape or min(shape) < 1:
-            raise UsageError(f"a feature file needs a shape with positive sizes, got {shape}")
-        self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
-        np_dtype, st_name = _MAPPED[dtype]
-        nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
-        self._tmp = temp_beside(self.path)
-        self._raw = None  # the .pt data, mapped beside the archive
-        try:
-            if fmt == "npy":
-                header = io.BytesIO()  # exactly what numpy.save writes before the data
-                descr = np.lib.format.dtype_to_descr(np.dtype(np_dtype))
-                d = {"descr": descr, "fortran_order": False, "shape": shape}
-                np.lib.format.write_array_header_1_0(header, d)
-                mapped = self._reserve(self._tmp, header.getvalue(), nbytes)
-            elif fmt == "safetensors":  # a little-endian length, a JSON header padded to 8
-                meta = {
-                    "features": {
-                        "dtype": st_name,
-                        "shape": list(shape),
-                        "data_offsets": [0, nbytes],
-                    }
-                }
-                text = json.dumps(meta, separators=(",", ":")).encode()
-                text += b" " * (-len(text) % 8)
-                mapped = self._reserve(self._tmp, len(text).to_bytes(8, "little") + text, nbytes)
-            else:
-                self._raw = temp_beside(self.path)
-                mapped = self._reserve(self._raw, b"", nbytes)
-            self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
-        except BaseException:
-            self.discard()
-            raise
-        t = torch.from_numpy(self._map)
-        #: (C, H, W) in ``dtype``, mapping the file's data: write the features here.
-        self.features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
-
-    @staticmethod
-    def _reserve(tmp: str, header: bytes, nbytes: int) -> tuple[str, int]:
-        """Write ``header`` and reserve ``nbytes`` after it: (file, offset of the data)."""
-        with open(tmp, "r+b") as f:
-            f.write(header)
-            f.flush()
-            try:  # ENOSPC now, not SIGBUS on a write through the map later
-                os.posix_fallocate(f.fileno(), len(header), nbytes)
-            except (AttributeError, OSError) as e:  # no such call here, or not on this file system
-                if getattr(e, "errno", None) not in (None, *_NO_FALLOCATE):
-                    raise
-                f.truncate(len(header) + nbytes)
-        return tmp, len(header)
-
-    def commit(self) -> None:
-        """Flush the data and put the complete file in place (renamed onto ``path``)."""
-        try:
-            self._map.flush()
-            if self.fmt == "pt":
-                with open(self._tmp, "wb") as f:
-                    _serialising(lambda: torch.save(self.features, f))
-            self.features = self._map = None
-            if self._raw is not None:
-                os.unlink(self._raw)
-                self._raw = None
-            replace_durably(self._tmp, self.path)
-            self._tmp = None
-        except BaseException:
-            self.discard()
-            raise
-
-    def discard(self) -> None:
-        """Drop the map and the temporary files; ``path`` is left as it was."""
-        self.features = self._map = None
-        for name in ("_tmp", "_raw"):
-            tmp = getattr(self, name, None)
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-            setattr(self, name, None)
+        return FeatureFile
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Input images and upsampled features larger than this (in pixels, either side) are drawn from

@@ -20,7 +20,7 @@ from ..paths import name_max
 from .inputs import Job
 from .record import outputs_of
 from .torchrun import shard
-from .write import compute_streamed, discard_streamed, unwritable, write_outputs
+from .write import compute_streamed, streamed_files, unwritable, write_outputs
 
 #: Default of ``run(stream_above=...)`` (``loftup upsample --stream-above GB``): 1 GB, an
 #: 800 x 800 output of 384 float32 channels.
@@ -128,7 +128,13 @@ def run(
 
     for job, reason in too_long.values():
         fail(job, reason)
-    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(writers) as pool:
+    # streamed outputs' files, each listed before it is made, discarded on the way out where
+    # no writer put it in place (after the pool, which runs the tasks queued first)
+    with (
+        streamed_files() as streamed,
+        ThreadPoolExecutor(1) as reader,
+        ThreadPoolExecutor(writers) as pool,
+    ):
         ahead = reader.submit(_read, mine[0]) if mine else None
         for k in range(len(mine)):
             loaded, unreadable = ahead.result()
@@ -153,7 +159,7 @@ def run(
                     if math.prod(shape) * item > stream_above:  # too large to hold whole
                         tasks = compute_streamed(
                             pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
-                            progress and world_size == 1, viz,
+                            progress and world_size == 1, viz, streamed,
                         )  # fmt: skip
                     else:
                         lr_feats, hr_feats = pipeline(images, size)
@@ -176,16 +182,12 @@ def run(
                     # garbage that holds GPU memory with it)
                     gc.collect()
                     torch.cuda.empty_cache()
-                for n, (job, task) in enumerate(tasks):
-                    try:
-                        if isinstance(task, str):  # no file, no memory, or features it cannot hold
-                            fail(job, task)
-                            bar.update(1)
-                        else:
-                            submit(job, *task)
-                    except BaseException:  # Ctrl-C (or a writer's error) while it waited
-                        discard_streamed(tasks[n + 1 :])  # files no writer will put in place
-                        raise
+                for job, task in tasks:  # (a file not handed over: discarded by streamed_files)
+                    if isinstance(task, str):  # no file, no memory, or features it cannot hold
+                        fail(job, task)
+                        bar.update(1)
+                    else:
+                        submit(job, *task)
         while pending:
             collect()
     bar.close()

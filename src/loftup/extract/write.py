@@ -4,6 +4,7 @@ features computed tile by tile straight into memory-mapped files (:func:`compute
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 
@@ -33,19 +34,24 @@ def unwritable(feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype)
 
 
 def compute_streamed(
-    pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress, viz
+    pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress, viz, owner
 ) -> list:
     """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
     with a bar over the tiles, as such an image can take minutes on a CPU): for each job the
     writer's task that puts its file in place (:func:`commit_streamed` and its arguments), or the reason
-    its file could not be made. Nothing is left behind if the computation fails."""
-    from ..outputs import FeatureFile
+    its file could not be made. Nothing is left behind if the computation fails. Each file is
+    appended to ``owner`` (:func:`streamed_files`) before it is made, and those finished
+    (committed or discarded) are dropped from it."""
+    from ..feature_file import FeatureFile
 
+    owner[:] = [f for f in owner if not f.done]
+    first = len(owner)  # this group's files: owner[first:]
     files: list = []
     try:
         for job, _ in group:
             try:
-                files.append(FeatureFile(out_dir / f"{job.stem}.{fmt}", fmt, save_dtype, shape))
+                path = out_dir / f"{job.stem}.{fmt}"
+                files.append(FeatureFile(path, fmt, save_dtype, shape, owner=owner))
             except OSError as e:
                 files.append(f"could not write its outputs: {e}")
         if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
@@ -65,10 +71,9 @@ def compute_streamed(
             if reason is not None:
                 files[i].discard()
                 files[i] = reason
-    except BaseException:
-        for f in files:
-            if not isinstance(f, str):
-                f.discard()
+    except BaseException:  # those already returned too (an interruption as one returns)
+        for f in owner[first:]:
+            f.discard()
         raise
     return [
         (
@@ -81,11 +86,19 @@ def compute_streamed(
     ]
 
 
-def discard_streamed(tasks: list) -> None:
-    """Delete the temporary files of the streamed outputs among writers' ``tasks``."""
-    for _, task in tasks:
-        if not isinstance(task, str) and task[0] is commit_streamed:
-            task[3].discard()
+@contextlib.contextmanager
+def streamed_files():
+    """A list for :func:`compute_streamed`'s ``owner``. A block ended by an exception (a
+    SIGTERM or Ctrl-C anywhere, even as a file is made or handed to a writer) discards its
+    files that no writer put in place: enter it before the writers' pool, which then ends
+    first (its queued tasks done)."""
+    files: list = []
+    try:
+        yield files
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
 
 
 def commit_streamed(out_dir, job, feats_file, image, lr_feats, viz: bool) -> None:

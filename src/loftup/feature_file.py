@@ -1,0 +1,162 @@
+"""A feature file filled in place through a memory map, tile by tile (:class:`FeatureFile`):
+what ``loftup upsample`` streams an output too large to hold into, and ``upsample_to_npy``."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import remove_temps, replace_durably, temp_beside
+from .errors import UsageError
+from .outputs import _check_format, _serialising
+
+#: How each stored dtype is mapped (NumPy has no bfloat16: its 16 bits as unsigned integers),
+#: and its name in a safetensors header.
+_MAPPED = {
+    torch.float32: (np.float32, "F32"),
+    torch.float16: (np.float16, "F16"),
+    torch.bfloat16: (np.uint16, "BF16"),
+}
+
+
+#: posix_fallocate's answers that mean "not supported" rather than "no room".
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+
+
+class FeatureFile:
+    """A feature file filled in place through a memory map, tile by tile: an output of any
+    size in the memory of one tile, and the same bytes as :func:`loftup.outputs.save_features` writes for the
+    same values (tested for every format and dtype).
+
+        f = FeatureFile("feats/a.npy", "npy", torch.float32, (384, 4000, 3000))
+        f.features[:, rows, cols] = tile     # a (C, H, W) tensor mapping the file's data
+        f.commit()                           # complete: renamed onto its path
+        # or f.discard(): nothing is left behind
+
+    The file is made under a temporary name in the destination folder and its space reserved
+    at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
+    map). A ``.pt`` file is a zip archive: its data is mapped in a second temporary file and
+    saved into the archive at ``commit`` (twice its size on disk for a moment). Features are
+    (C, H, W); any other shape is mapped alike (:func:`loftup.tiling.upsample_to_npy` writes
+    whole batches, in either layout).
+
+    ``owner``: a list the file appends itself to before any temporary file is made, for a
+    caller to discard on an error or an interruption: one that comes as the constructor
+    returns (a SIGTERM, Ctrl-C) would otherwise lose the file, and its temporary files with it.
+    """
+
+    def __init__(
+        self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple, *, owner=None
+    ) -> None:
+        _check_format(fmt, dtype)
+        if dtype not in _MAPPED:
+            raise UsageError(
+                f"a feature file holds float32, float16 or bfloat16, not {dtype}; pass one of those"
+            )
+        shape = tuple(int(n) for n in shape)
+        if not shape or min(shape) < 1:
+            raise UsageError(f"a feature file needs a shape with positive sizes, got {shape}")
+        self.path, self.fmt, self.dtype, self.shape = Path(path), fmt, dtype, shape
+        np_dtype, st_name = _MAPPED[dtype]
+        nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
+        self._temps: list[str] = []  # each named before it is made (temp_beside's into)
+        self._tmp = self._raw = None  # the file, and the .pt data mapped beside the archive
+        self._map = self.features = None
+        self._busy = threading.Lock()  # held by commit (a writer thread) and discard
+        if owner is not None:
+            owner.append(self)
+        try:
+            self._tmp = temp_beside(self.path, into=self._temps)
+            if fmt == "npy":
+                header = io.BytesIO()  # exactly what numpy.save writes before the data
+                descr = np.lib.format.dtype_to_descr(np.dtype(np_dtype))
+                d = {"descr": descr, "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(header, d)
+                mapped = self._reserve(self._tmp, header.getvalue(), nbytes)
+            elif fmt == "safetensors":  # a little-endian length, a JSON header padded to 8
+                meta = {
+                    "features": {
+                        "dtype": st_name,
+                        "shape": list(shape),
+                        "data_offsets": [0, nbytes],
+                    }
+                }
+                text = json.dumps(meta, separators=(",", ":")).encode()
+                text += b" " * (-len(text) % 8)
+                mapped = self._reserve(self._tmp, len(text).to_bytes(8, "little") + text, nbytes)
+            else:
+                self._raw = temp_beside(self.path, into=self._temps)
+                mapped = self._reserve(self._raw, b"", nbytes)
+            self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
+            t = torch.from_numpy(self._map)
+            #: (C, H, W) in ``dtype``, mapping the file's data: write the features here.
+            self.features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+        except BaseException:
+            self._drop()
+            raise
+
+    @staticmethod
+    def _reserve(tmp: str, header: bytes, nbytes: int) -> tuple[str, int]:
+        """Write ``header`` and reserve ``nbytes`` after it: (file, offset of the data)."""
+        with open(tmp, "r+b") as f:
+            f.write(header)
+            f.flush()
+            try:  # ENOSPC now, not SIGBUS on a write through the map later
+                os.posix_fallocate(f.fileno(), len(header), nbytes)
+            except (AttributeError, OSError) as e:  # no such call here, or not on this file system
+                if getattr(e, "errno", None) not in (None, *_NO_FALLOCATE):
+                    raise
+                f.truncate(len(header) + nbytes)
+        return tmp, len(header)
+
+    @property
+    def done(self) -> bool:
+        """Whether it was committed or discarded (it has no temporary file left)."""
+        return not self._temps
+
+    def commit(self) -> None:
+        """Flush the data and put the complete file in place (renamed onto ``path``); one
+        that fails is discarded. Once committed or discarded, a RuntimeError."""
+        with self._busy:
+            if self._map is None:
+                raise RuntimeError(f"{self.path} was committed or discarded already")
+            self._commit()
+
+    def _commit(self) -> None:
+        try:
+            self._map.flush()
+            if self.fmt == "pt":
+                with open(self._tmp, "wb") as f:
+                    _serialising(lambda: torch.save(self.features, f))
+            self.features = self._map = None
+            if self._raw is not None:
+                os.unlink(self._raw)
+                self._raw = None
+            replace_durably(self._tmp, self.path)
+            self._tmp = None
+            self._temps.clear()
+        except BaseException:
+            self._drop()
+            raise
+
+    def discard(self) -> None:
+        """Drop the map and the temporary files; ``path`` is left as it was. While another
+        thread commits it, that commit has the last word (the file put in place or, failing,
+        removed)."""
+        if self._busy.acquire(blocking=False):
+            try:
+                self._drop()
+            finally:
+                self._busy.release()
+
+    def _drop(self) -> None:
+        self.features = self._map = None
+        remove_temps(self._temps)
+        self._tmp = self._raw = None
