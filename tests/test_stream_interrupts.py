@@ -94,11 +94,22 @@ def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path):
     assert fired and list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_just_after_atomic_write_makes_its_temporary_file_leaves_nothing(tmp_path):
-    """Ctrl-C at the first moment the temporary file exists (inside the call that makes it,
-    before its name is returned): atomic_write removes it all the same."""
+def _write_json(folder):
     from loftup.atomic import atomic_write_bytes
 
+    atomic_write_bytes(folder / "upsample.json", b"{}\n")
+
+
+def _write_mark(folder):
+    from loftup.eval.mask_sweep import write_mark
+
+    write_mark(folder, ["bear"])
+
+
+@pytest.mark.parametrize("write", [_write_json, _write_mark], ids=["atomic_write", "mask-mark"])
+def test_ctrl_c_just_after_a_temporary_file_is_made_leaves_nothing(tmp_path, write):
+    """Ctrl-C at the first moment the temporary file exists (inside the call that makes it,
+    before its name is returned): the writer removes it all the same."""
     fired = []
 
     def hook(frame, event, arg):
@@ -110,7 +121,7 @@ def test_ctrl_c_just_after_atomic_write_makes_its_temporary_file_leaves_nothing(
     sys.setprofile(hook)
     try:
         with pytest.raises(KeyboardInterrupt):
-            atomic_write_bytes(tmp_path / "upsample.json", b"{}\n")
+            write(tmp_path)
     finally:
         sys.setprofile(None)
         signal.signal(signal.SIGINT, previous)

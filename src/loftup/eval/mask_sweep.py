@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 from .. import atomic
-from ..atomic import replace_durably, temp_beside
+from ..atomic import remove_temps, replace_durably, temp_beside
 from ..errors import LoftUpError
 from .mask_mark import (
     MARK,
@@ -153,15 +153,16 @@ def _write(target: Path, text: str, to: Path | None) -> None:
     ``target``'s group where ``target`` is (a group-shared folder, whatever the umask): every
     member's run and scorer reads it."""
     path = to or target / MARK
-    tmp = temp_beside(path)
-    try:
+    made: list[str] = []
+    try:  # (from before the file is made: an interruption anywhere removes it)
+        tmp = temp_beside(path, into=made)
         Path(tmp).write_bytes(text.encode("utf-8", "surrogateescape"))
         os.chmod(tmp, atomic.FILE_MODE | (target.stat().st_mode & 0o040))
         in_group(Path(tmp), target)
         replace_durably(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            remove_temps(made)
         raise
 
 
