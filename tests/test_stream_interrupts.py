@@ -106,7 +106,15 @@ def _write_mark(folder):
     write_mark(folder, ["bear"])
 
 
-@pytest.mark.parametrize("write", [_write_json, _write_mark], ids=["atomic_write", "mask-mark"])
+def _check_output(folder):
+    from loftup.paths import check_file_output
+
+    check_file_output(str(folder / "out.json"), "--json")  # makes a file in it, then removes it
+
+
+@pytest.mark.parametrize(
+    "write", [_write_json, _write_mark, _check_output], ids=["atomic_write", "mask-mark", "check"]
+)
 def test_ctrl_c_just_after_a_temporary_file_is_made_leaves_nothing(tmp_path, write):
     """Ctrl-C at the first moment the temporary file exists (inside the call that makes it,
     before its name is returned): the writer removes it all the same."""

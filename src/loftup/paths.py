@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from .errors import PathPermissionError, UsageError
@@ -98,10 +97,14 @@ def _folder_problem(folder: Path) -> str | None:
         return f"{base} is {where_it_leads(base)}"
     if not os.path.isdir(base):
         return f"{base} is a file, not a folder"
+    from .atomic import remove_temps, temp_beside
+
+    made: list[str] = []  # (its name listed before it is made: an interruption removes it)
     try:  # what writing will do: a file in it (os.access says yes to root on a read-only disk)
-        fd, tmp = tempfile.mkstemp(dir=base, prefix=".loftup-write-check.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            temp_beside(base / "loftup-write-check", into=made)
+        finally:
+            remove_temps(made)
     except OSError as e:
         return f"{base} takes no new files ({e.strerror or e})"
     return None
