@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 import test_unreadable_resume
-from file_modes import where_modes_apply
+from file_modes import commands, refuse, where_modes_apply
 from train_fixtures import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -196,3 +196,20 @@ result = told(lambda: train(load_config({{}}, overrides, stage=1), resume=True))
     assert f"{out / 'tb'} takes no new files" in said, said
     assert said.endswith(f"choose another folder (or chmod u+w {out / 'tb'})"), said
     assert _files(out) == before
+
+
+def test_demo_resume_refuses_a_stage_it_may_not_read_before_any_work(demo_stage1, tmp_path):
+    """`loftup demo --out D --resume` where D/runs/stage2/run.json is of mode 000: refused
+    before stage 1 trained on (or the scenes were written), with the demo's --out (it has no
+    log.out_dir); D as it was. (Stage 1 a real demo stage-1 run: the check reads each stage's
+    kind of run before the next stage's files.)"""
+    _, out = _demo(demo_stage1, tmp_path, stage2=demo_stage1)
+    record = out / "runs" / "stage2" / "run.json"
+    before = _files(out)
+    refuse(record, "own")
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in OPTIONS.items()]
+    said = where_modes_apply(commands({"demo": ["demo", "--out", str(out), "--resume", *options]}))
+    code, errors = test_unreadable_resume._errors(said["demo"])
+    assert code == 2 and len(errors) == 1, said
+    test_unreadable_resume._refused(errors[0], record, "--out")
+    assert _files(out) == before  # nothing written: no scenes, stage 1 not trained on

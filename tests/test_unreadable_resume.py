@@ -9,8 +9,6 @@ and the option of the command. Run where modes apply (tests/file_modes.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 
 import pytest
@@ -137,29 +135,3 @@ result["reused"] = [told(lambda: check(config, 2)) for name, config in configs.i
     for name, out in outs.items():
         assert said[name].startswith("PathPermissionError: "), said[name]
         _refused(said[name], out / name, "--out")
-
-
-def test_demo_resume_refuses_a_stage_it_may_not_read_before_any_work(finished, tmp_path):
-    """`loftup demo --out D --resume` where D/runs/stage2/run.json is of mode 000: refused
-    before stage 1 trained on (or the scenes were written), with the demo's --out (it has no
-    log.out_dir); D as it was."""
-    from loftup.world.config import DemoConfig
-
-    out = tmp_path / "demo"
-    options = ["--train-scenes", "4", "--val-scenes", "2", "--size", "32"]
-    options += ["--stage1-steps", "1", "--stage2-steps", "1"]
-    cfg = DemoConfig(out=str(out), train_scenes=4, val_scenes=2, size=32, stage1_steps=1,
-                     stage2_steps=1)  # fmt: skip
-    out.mkdir()
-    recorded = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}
-    (out / "demo.json").write_text(json.dumps(recorded))
-    for stage in ("stage1", "stage2"):
-        shutil.copytree(finished, out / "runs" / stage)
-    record = out / "runs" / "stage2" / "run.json"
-    before = _files(out)
-    refuse(record, "own")
-    said = where_modes_apply(commands({"demo": ["demo", "--out", str(out), "--resume", *options]}))
-    code, errors = _errors(said["demo"])
-    assert code == 2 and len(errors) == 1, said
-    _refused(errors[0], record, "--out")
-    assert _files(out) == before  # nothing written: no scenes, stage 1 not trained on
