@@ -255,18 +255,18 @@ def test_a_folder_that_refuses_new_files_is_named_not_its_temporary_file(
     tmp_path, capsys, monkeypatch
 ):
     import errno
-    import tempfile
+    import os
 
     ro = tmp_path / "ro"
     ro.mkdir()
-    real = tempfile.mkstemp
+    real = os.open
 
-    def refuse(*args, dir=None, **kwargs):
-        if dir is not None and str(dir).startswith(str(ro)):
-            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-        return real(*args, dir=dir, **kwargs)
+    def refuse(path, flags, *args, **kwargs):  # a new file in ro (the write check's temporary)
+        if flags & os.O_CREAT and str(path).startswith(str(ro)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # as a read-only folder does, even for root
+    monkeypatch.setattr(os, "open", refuse)  # as a read-only folder does, even for root
     line = _fails(capsys, _eval("seg", tmp_path / "none", "--json", str(ro / "s.json")),
                   f"--json {ro / 's.json'}", "Permission denied")  # fmt: skip
     assert ".tmp" not in line
