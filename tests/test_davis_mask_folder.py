@@ -224,7 +224,7 @@ def test_an_earlier_run_s_masks_this_user_may_not_move_are_refused_before_any_wo
             os.seteuid(0)
             os.setegid(0)
         message = str(info.value)
-        assert f"the earlier run's masks {masks / 'bear'} are {owner}'s" in message
-        assert f"ask {owner} to run chmod -R g+w {masks / 'bear'}" in message
+        assert f"may not move the earlier run's masks {masks / 'bear'} out of the way" in message
+        assert f"have {owner} make it writable (chmod g+w {masks / 'bear'})" in message
     finally:
         shutil.rmtree(base)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
 
 import pytest
 
+from as_nobody import deny_by_acl
 from file_modes import others, where_modes_apply
 
 _READ = """
@@ -41,19 +41,6 @@ def test_another_users_file_is_told_the_chmod_that_lets_this_user_read_it(tmp_pa
     assert where_modes_apply(_READ.format(path=str(path))) == ["none", "None"]
 
 
-def _deny_by_acl(path, uid: int) -> None:
-    """A POSIX ACL on ``path`` that refuses user ``uid`` alone (user:UID:---), its mode's bits
-    kept (rw-r--r--); the test is skipped where the file system takes no ACL."""
-    undefined = 0xFFFFFFFF  # the id of the entries that name no user or group
-    entries = [(0x01, 6, undefined), (0x02, 0, uid), (0x04, 4, undefined), (0x10, 4, undefined),
-               (0x20, 4, undefined)]  # fmt: skip
-    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
-    try:
-        os.setxattr(path, "system.posix_acl_access", blob)
-    except (OSError, AttributeError) as e:
-        pytest.skip(f"no POSIX ACL on this file system ({e})")
-
-
 def test_a_file_its_mode_lets_this_user_read_is_told_what_else_refuses_it(tmp_path):
     """Another user's file of mode 644 with an ACL that refuses this user was "have OWNER make
     it readable for this user (chmod a+r PATH)", which changes nothing: its mode says this
@@ -61,7 +48,7 @@ def test_a_file_its_mode_lets_this_user_read_is_told_what_else_refuses_it(tmp_pa
     path = tmp_path / "image.png"
     path.write_bytes(b"x")
     owner = others(path, 0o644)
-    _deny_by_acl(path, os.geteuid())
+    deny_by_acl(path, os.geteuid())
     read, said = where_modes_apply(_READ.format(path=str(path)))
     assert read.startswith("PermissionError: ")
     assert f"{path}: permission denied (mode -rw-r--r--, owner {owner}, group " in said, said

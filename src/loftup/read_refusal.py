@@ -79,18 +79,23 @@ _NEEDS = {
     "r": ("read", "readable"),
     "rw": ("read and write", "readable and writable"),
     "wx": ("make files in", "writable"),
+    "rx": ("read and search", "readable and searchable"),
+    "w": ("write to", "writable"),
 }
 _BIT = {"r": stat.S_IRUSR, "w": stat.S_IWUSR, "x": stat.S_IXUSR}
 
 
-def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
-    """Why this user may not do ``need`` ("r": read, "rw": read and write, "wx": make files in,
-    a folder) with ``path`` (``st``: its stat), with the fix: "permission denied (its mode, and
-    its owner and group where another's: which class of users this one is of for it)", then the
-    smallest chmod that lets that class (its owner, its group, others) do it (``chmod g+rw``),
-    or, where its mode lets that class do it already, what else refuses (an ACL, a security
-    module, a network file system's mapping, the kernel's protection of another's file in a
-    sticky folder): no chmod would change a thing there."""
+def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: str = "") -> str:
+    """Why this user may not do ``need`` ("r": read, "rw": read and write; of a folder, "wx":
+    make files in, "rx": read and search, "w": write to) with ``path`` (``st``: its stat), with
+    the fix: "permission denied (its mode, and its owner and group where another's: which class
+    of users this one is of for it)", then the smallest chmod that lets that class (its owner,
+    its group, others) do it (``chmod g+rw``), or, where its mode lets that class do it already,
+    what else refuses (an ACL, a security module, a network file system's mapping, the kernel's
+    protection of another's file in a sticky folder): no chmod would change a thing there.
+    ``tree``: why all that the folder ``path`` holds needs it too ("since a scorer reads each
+    mask in it"), said with the fix, which is then ``chmod -R`` of all of ``need`` (what it
+    holds may lack any bit; ``X`` for ``x``: search on folders, no files made executable)."""
     verb, made = _NEEDS[need]
     me, quoted, who = _user(euid()), shlex.quote(os.fspath(path)), _class_of(st)
     owner = _user(st.st_uid)
@@ -105,16 +110,20 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
             f"permission denied ({said}), though its mode lets this user, {me}, {verb} it; "
             f"something else refuses: an ACL (getfacl {quoted}), a security module (SELinux, "
             "AppArmor, macOS's privacy settings), or a network file system that maps this user "
-            f"to another (NFS's root_squash){sticky if 'w' in need else ''}"
+            f"to another (NFS's root_squash){sticky if need == 'rw' else ''}"
         )
+    it, chmod = "it", f"chmod {who}+{missing} {quoted}"
+    if tree:
+        it, made = "it and all it holds", f"{made}, {tree}"
+        chmod = f"chmod -R {who}+{need.replace('x', 'X')} {quoted}"
     if who == "u":
         return (f"permission denied ({said}: this user, {me}, owns it and may not {verb} it); "
-                f"make it {made}: chmod u+{missing} {quoted}")  # fmt: skip
+                f"make {it} {made}: {chmod}")  # fmt: skip
     whose = "is in its group, which" if who == "g" else "is not in its group, and others"
     run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
     return (
         f"permission denied ({said}: this user, {me}, {whose} may not {verb} it); have {owner} "
-        f"make it {made} (chmod {who}+{missing} {quoted}){run_as}"
+        f"make {it} {made} ({chmod}){run_as}"
     )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
-from ..read_refusal import may
+from ..read_refusal import euid, may, mode_refuses
 from .mask_mark import (
     LOCK,
     MARK,
@@ -110,7 +110,8 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
 
 def _check_readable(target: Path) -> None:
     """LoftUpError unless ``target`` is a folder this user may read: a typo passed (no mark:
-    masks made otherwise), a file or a private folder gave a traceback."""
+    masks made otherwise), a file or a private folder gave a traceback. The chmod is for this
+    user's class of users for it, and ``-R``: a reader reads every mask in it too."""
     fix = "give the folder a loftup eval davis --save-masks run wrote"
     try:
         st = target.stat()
@@ -122,11 +123,10 @@ def _check_readable(target: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise LoftUpError(f"{target} is no folder: {fix}")
     if not may(target, os.R_OK | os.X_OK):
-        owner = owner_name(target)
+        why = mode_refuses(target, st, "rx", tree="since a reader reads each mask in it")
         raise LoftUpError(
-            f"{target} cannot be read by this user (it is {owner}'s, mode "
-            f"{st.st_mode & 0o7777:04o}): ask {owner} to run chmod -R g+rX {target} (this user "
-            "in its group), or read it as them"
+            f"{target} cannot be read by this user: {why}; or give another folder a loftup "
+            "eval davis --save-masks run wrote"
         )
 
 
@@ -237,16 +237,20 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
 def _check_movable(seq: Path, folder: str) -> None:
     """UsageError when the earlier run's sequence folder ``seq`` is one this user may not move
     out of the way (a folder moves to another parent only with write permission on itself):
-    another user's, in a group-shared DIR. Said before the work, not at its end."""
+    another user's, in a group-shared DIR, or this user's own made read-only. Said before the
+    work, not at its end, with the chmod for this user's class of users for ``seq``: of ``seq``
+    alone (it holds mask files only, whose own modes neither a move nor their removal needs)."""
     if seq.is_symlink() or not seq.is_dir():
         return
     if may(seq, os.W_OK):
         return
-    owner = owner_name(seq)
+    st = seq.stat()
+    why = mode_refuses(seq, st, "w")
+    remove = "" if st.st_uid == euid() else f"have {owner_name(seq)} remove them; or "
     raise UsageError(
-        f"--save-masks {folder}: the earlier run's masks {seq} are {owner}'s and this user may "
-        f"not move them (moving a folder needs write permission on it); ask {owner} to run "
-        f"chmod -R g+w {seq} (or to remove them), or give another folder"
+        f"--save-masks {folder}: this user may not move the earlier run's masks {seq} out of "
+        f"the way of this run's (moving a folder needs write permission on it): {why}; or "
+        f"{remove}give another folder"
     )
 
 

@@ -1,0 +1,166 @@
+"""The chmod that ``loftup eval davis --save-masks DIR``'s checks advise is the one for the class of
+users this user is of for the folder (its owner, in its group, another), where both advised a
+group's chmod whatever it was ("ask OWNER to run chmod -R g+rX DIR (this user in its group)",
+"chmod -R g+w SEQ"): nothing for a user outside the group, "ask" the user itself for its own
+folder. Where the mode lets this user already (an ACL refuses), no chmod: what else refuses.
+The advised chmod, run by the owner (root), lets the same call through. Runs as another user
+(root only): each call in a forked child that takes that user's ids (tests/as_nobody.py)."""
+
+import grp
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from as_nobody import NOBODY, as_nobody, chmod_advised, deny_by_acl
+from loftup.eval.mask_folder import check_masks_folder, complete_masks
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
+
+MARK = ".loftup-eval-davis-masks"
+GROUP = grp.getgrgid(NOBODY).gr_name
+READ = "or give another folder a loftup eval davis --save-masks run wrote"
+
+
+@pytest.fixture
+def masks():
+    """An earlier run's masks, DIR/bear/00000.png and DIR's mark listing bear, all root's."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    os.chmod(base, 0o755)
+    folder = base / "masks"
+    (folder / "bear").mkdir(parents=True)
+    (folder / "bear" / "00000.png").write_bytes(b"a mask")
+    (folder / MARK).write_text(json.dumps({"sequences": ["bear"]}))
+    yield folder
+    shutil.rmtree(base)
+
+
+def _own(path: Path, uid: int, gid: int, mode: int, tree: bool = False) -> None:
+    for p in [path, *(path.rglob("*") if tree else ())]:
+        os.chown(p, uid, gid)
+    os.chmod(path, mode)
+
+
+def _mode(path: Path) -> str:
+    """How a refusal says ``path``'s mode, and its owner and group where not this user's."""
+    st = path.stat()
+    whose = "" if st.st_uid == NOBODY else f", owner root, group {grp.getgrgid(st.st_gid).gr_name}"
+    return f"mode {stat.filemode(st.st_mode)}{whose}"
+
+
+def read(masks: Path) -> str:
+    """What a reader of ``masks`` that is user :data:`NOBODY` is told: complete_masks, then
+    the mask itself (a reader reads them all), "taken" where both pass."""
+    return as_nobody(lambda: (complete_masks(masks), (masks / "bear" / "00000.png").read_bytes()))
+
+
+@pytest.mark.parametrize(
+    "uid, gid, mode, told",
+    [
+        (0, 0, 0o700, "is not in its group, and others may not read and search it); "
+         "have root make it and all it holds readable and searchable, since a reader reads "
+         "each mask in it (chmod -R o+rX {masks})"),
+        (0, NOBODY, 0o700, "is in its group, which may not read and search it); have "
+         "root make it and all it holds readable and searchable, since a reader reads each "
+         "mask in it (chmod -R g+rX {masks})"),
+        (NOBODY, NOBODY, 0o300, "owns it and may not read and search it); make it and "
+         "all it holds readable and searchable, since a reader reads each mask in it: chmod "
+         "-R u+rX {masks}"),
+    ],
+    ids=["other", "group", "owner"],
+)  # fmt: skip
+def test_a_reader_refused_the_masks_is_told_its_class_s_chmod_which_lets_it_read(
+    masks, uid, gid, mode, told
+):
+    """The mask files inside are as private as DIR (0600): the chmod is -R, and once the owner
+    has run it this user reads DIR and its masks."""
+    os.chmod(masks / "bear", 0o700)
+    os.chmod(masks / "bear" / "00000.png", 0o600)
+    _own(masks, uid, gid, mode, tree=True)
+    said = read(masks)
+    assert said == (
+        f"{masks} cannot be read by this user: permission denied ({_mode(masks)}: this "
+        f"user, nobody, {told.format(masks=masks)}; {READ}"
+    )
+    chmod_advised(said, recursive=True)
+    assert read(masks) == "taken"
+
+
+def test_a_reader_whose_mode_allows_the_masks_is_told_what_else_refuses_no_chmod(masks):
+    """An ACL refuses this user a DIR of mode 755: "chmod -R g+rX" changed nothing."""
+    os.chmod(masks, 0o755)
+    deny_by_acl(masks, NOBODY)
+    said = read(masks)
+    assert said.startswith(
+        f"{masks} cannot be read by this user: permission denied (mode drwxr-xr-x, owner root, "
+        "group root), though its mode lets this user, nobody, read and search it; something "
+        f"else refuses: an ACL (getfacl {masks}), "
+    ), said
+    assert "chmod" not in said and said.endswith(READ)
+
+
+def check(masks: Path) -> str:
+    """What a run into ``masks`` as user :data:`NOBODY` is told before any work, or "taken".
+    Checked as root first (root may): what the check imports, the child need not (this
+    Python's own library may be in a folder that user may not read)."""
+    check_masks_folder(str(masks), str(masks.parent / "davis"))
+    return as_nobody(lambda: check_masks_folder(str(masks), str(masks.parent / "davis")))
+
+
+@pytest.mark.parametrize(
+    "uid, gid, mode, told",
+    [
+        (0, 0, 0o755, "is not in its group, and others may not write to it); have "
+         "root make it writable (chmod o+w {bear}); or have root remove them"),
+        (0, NOBODY, 0o2755, "is in its group, which may not write to it); have root "
+         "make it writable (chmod g+w {bear}); or have root remove them"),
+        (NOBODY, NOBODY, 0o555, "owns it and may not write to it); make it writable: "
+         "chmod u+w {bear}"),
+    ],
+    ids=["other", "group", "owner"],
+)  # fmt: skip
+def test_a_run_that_may_not_move_the_earlier_masks_is_told_its_class_s_chmod(
+    masks, uid, gid, mode, told
+):
+    """DIR open to the run (it may make files there), the earlier run's sequence folder one it
+    may not move aside; once the owner has run the advised chmod, the run may."""
+    os.chown(masks, 0, NOBODY)
+    os.chmod(masks, 0o2777)
+    bear = masks / "bear"
+    _own(bear, uid, gid, mode)
+    said = check(masks)
+    assert said == (
+        f"--save-masks {masks}: this user may not move the earlier run's masks {bear} out of the "
+        "way of this run's (moving a folder needs write permission on it): permission denied "
+        f"({_mode(bear)}: this user, nobody, {told.format(bear=bear)}; or give "
+        "another folder"
+    )
+    chmod_advised(said)
+    assert check(masks) == "taken"
+
+
+def test_a_run_whose_mode_allows_the_move_is_told_what_else_refuses_no_chmod(masks):
+    """A group-shared sequence folder (drwxrwsr-x) whose ACL gives this member r-x alone: the
+    run was told "chmod -R g+w", which its mode has already."""
+    os.chown(masks, 0, NOBODY)
+    os.chmod(masks, 0o2777)
+    bear = masks / "bear"
+    _own(bear, 0, NOBODY, 0o2775)
+    deny_by_acl(bear, NOBODY, allowed=0o5)
+    said = check(masks)
+    assert said.startswith(
+        f"--save-masks {masks}: this user may not move the earlier run's masks {bear} out of the "
+        f"way of this run's (moving a folder needs write permission on it): permission denied "
+        f"(mode drwxrwsr-x, owner root, group {GROUP}), though its mode lets this user, nobody, "
+        f"write to it; something else refuses: an ACL (getfacl {bear}), "
+    ), said
+    assert "chmod" not in said and said.endswith(
+        "; or have root remove them; or give another folder"
+    )
