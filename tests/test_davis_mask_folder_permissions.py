@@ -9,8 +9,10 @@ The advised chmod, run by the owner (root), lets the same call through. Runs as 
 import grp
 import json
 import os
+import re
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -48,6 +50,17 @@ def _own(path: Path, uid: int, gid: int, mode: int, tree: bool = False) -> None:
     os.chmod(path, mode)
 
 
+def by_class(other: tuple, group: tuple, owner: tuple):
+    """A test for each class of users this user (:data:`NOBODY`) may be of for a path, which
+    it is given as ``uid, gid`` with ``mode, told`` (the mode, the refusal's words): another
+    user's (root's), a member of its group, its owner."""
+    return pytest.mark.parametrize(
+        "uid, gid, mode, told",
+        [(0, 0, *other), (0, NOBODY, *group), (NOBODY, NOBODY, *owner)],
+        ids=["other", "group", "owner"],
+    )
+
+
 def _mode(path: Path) -> str:
     """How a refusal says ``path``'s mode, and its owner and group where not this user's."""
     st = path.stat()
@@ -61,20 +74,16 @@ def read(masks: Path) -> str:
     return as_nobody(lambda: (complete_masks(masks), (masks / "bear" / "00000.png").read_bytes()))
 
 
-@pytest.mark.parametrize(
-    "uid, gid, mode, told",
-    [
-        (0, 0, 0o700, "is not in its group, and others may not read and search it); "
-         "have root make it and all it holds readable and searchable, since a reader reads "
-         "each mask in it (chmod -R o+rX {masks})"),
-        (0, NOBODY, 0o700, "is in its group, which may not read and search it); have "
-         "root make it and all it holds readable and searchable, since a reader reads each "
-         "mask in it (chmod -R g+rX {masks})"),
-        (NOBODY, NOBODY, 0o300, "owns it and may not read and search it); make it and "
-         "all it holds readable and searchable, since a reader reads each mask in it: chmod "
-         "-R u+rX {masks}"),
-    ],
-    ids=["other", "group", "owner"],
+@by_class(
+    other=(0o700, "is not in its group, and others may not read and search it); "
+        "have root make it and all it holds readable and searchable, since a reader reads "
+        "each mask in it (chmod -R o+rX {masks})"),
+    group=(0o700, "is in its group, which may not read and search it); have "
+        "root make it and all it holds readable and searchable, since a reader reads each "
+        "mask in it (chmod -R g+rX {masks})"),
+    owner=(0o300, "owns it and may not read and search it); make it and "
+        "all it holds readable and searchable, since a reader reads each mask in it: chmod "
+        "-R u+rX {masks}"),
 )  # fmt: skip
 def test_a_reader_refused_the_masks_is_told_its_class_s_chmod_which_lets_it_read(
     masks, uid, gid, mode, told
@@ -114,17 +123,13 @@ def check(masks: Path) -> str:
     return as_nobody(lambda: check_masks_folder(str(masks), str(masks.parent / "davis")))
 
 
-@pytest.mark.parametrize(
-    "uid, gid, mode, told",
-    [
-        (0, 0, 0o755, "is not in its group, and others may not write to it); have "
-         "root make it writable (chmod o+w {bear}); or have root remove them"),
-        (0, NOBODY, 0o2755, "is in its group, which may not write to it); have root "
-         "make it writable (chmod g+w {bear}); or have root remove them"),
-        (NOBODY, NOBODY, 0o555, "owns it and may not write to it); make it writable: "
-         "chmod u+w {bear}"),
-    ],
-    ids=["other", "group", "owner"],
+@by_class(
+    other=(0o755, "is not in its group, and others may not write to it); have "
+        "root make it writable (chmod o+w {bear}); or have root remove them"),
+    group=(0o2755, "is in its group, which may not write to it); have root "
+        "make it writable (chmod g+w {bear}); or have root remove them"),
+    owner=(0o555, "owns it and may not write to it); make it writable: "
+        "chmod u+w {bear}"),
 )  # fmt: skip
 def test_a_run_that_may_not_move_the_earlier_masks_is_told_its_class_s_chmod(
     masks, uid, gid, mode, told
@@ -164,3 +169,43 @@ def test_a_run_whose_mode_allows_the_move_is_told_what_else_refuses_no_chmod(mas
     assert "chmod" not in said and said.endswith(
         "; or have root remove them; or give another folder"
     )
+
+
+@by_class(
+    other=(0o600, "is not in its group, and others may not read it); have root make it "
+        "readable (chmod o+r {mark})"),
+    group=(0o600, "is in its group, which may not read it); have root make it "
+        "readable (chmod g+r {mark})"),
+    owner=(0o200, "owns it and may not read it); make it readable: chmod u+r "
+        "{mark}"),
+)  # fmt: skip
+def test_a_mark_this_user_may_not_read_is_told_its_class_s_chmod(masks, uid, gid, mode, told):
+    """The mark made private: "ask OWNER to run chmod g+r MARK" whatever the class was."""
+    mark = masks / MARK
+    _own(mark, uid, gid, mode)
+    said = read(masks)
+    assert said == (
+        f"{mark}, the mark saying which run's masks {masks} holds and whether they are "
+        f"complete, cannot be read: permission denied ({_mode(mark)}: this user, nobody, "
+        f"{told.format(mark=mark)}"
+    )
+    chmod_advised(said)
+    assert read(masks) == "taken"
+
+
+def test_a_member_of_dir_s_group_outside_the_mark_s_is_told_its_chgrp_too(masks):
+    """DIR shared by a group without setgid: the mark took its writer's own group. Besides
+    others' o+r, the chgrp into DIR's group (the fix said before, now for this case alone)."""
+    mark = masks / MARK
+    _own(masks, 0, NOBODY, 0o750)
+    _own(mark, 0, 0, 0o600)
+    said = read(masks)
+    assert said.endswith(
+        f"(chmod o+r {mark}); or, to share it with {masks}'s group {GROUP}, which this user "
+        f"is in, have root run chgrp {GROUP} {mark} && chmod g+r {mark}, and chmod g+s {masks} "
+        "(new files there then take its group)"
+    ), said
+    subprocess.run(
+        re.search(r"run (chgrp .*), and chmod g\+s", said).group(1), shell=True, check=True
+    )
+    assert read(masks) == "taken"

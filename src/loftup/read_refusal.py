@@ -132,8 +132,13 @@ def _class_of(st: os.stat_result) -> str:
     effective group or a supplementary one) or "o" (another)."""
     if st.st_uid == euid():
         return "u"
-    groups = {os.getegid(), *os.getgroups()} if hasattr(os, "getegid") else set()
-    return "g" if st.st_gid in groups else "o"
+    return "g" if st.st_gid in my_groups() else "o"
+
+
+def my_groups() -> set[int]:
+    """The groups this process is in: its effective group and its supplementary ones (none
+    where the system has no such ids: Windows)."""
+    return {os.getegid(), *os.getgroups()} if hasattr(os, "getegid") else set()
 
 
 def euid() -> int:

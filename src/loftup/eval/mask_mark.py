@@ -9,10 +9,13 @@ import contextlib
 import json
 import os
 import re
+import shlex
+import stat
 from pathlib import Path
 
 from ..errors import UsageError
-from ..read_refusal import owner_name
+from ..listing import permission_denied
+from ..read_refusal import euid, mode_refuses, my_groups, owner_name
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
@@ -67,19 +70,41 @@ def read_mark(folder: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        owner, fix = owner_name(folder / MARK), f"chmod g+r {folder / MARK}"
-        with contextlib.suppress(OSError, ImportError, KeyError):
-            gid = folder.stat().st_gid
-            if os.lstat(folder / MARK).st_gid != gid:  # (DIR without setgid)
-                import grp
-
-                group = grp.getgrgid(gid).gr_name
-                fix = f"chgrp {group} {folder / MARK} && chmod g+r {folder / MARK}, and chmod g+s {folder} (new files there then take its group)"
         raise UsageError(
             f"{folder / MARK}, the mark saying which run's masks {folder} holds and whether "
-            f"they are complete, cannot be read ({e.strerror or e}); it is {owner}'s: ask "
-            f"{owner} to run {fix}"
+            f"they are complete, cannot be read: {_mark_refused(folder, e)}"
         ) from None
+
+
+def _mark_refused(folder: Path, error: OSError) -> str:
+    """Why the mark in ``folder`` cannot be read (``error``: what reading it raised), with the
+    fix for the class of users this user is of for it (:func:`..read_refusal.mode_refuses`);
+    for a member of DIR's group outside the mark's (DIR without setgid, the mark in its
+    writer's own group), the chgrp that gives it DIR's group too."""
+    mark, said = folder / MARK, f"{error.strerror or error}"
+    if not isinstance(error, PermissionError):  # (a folder of its name, a disk's error)
+        return said
+    try:
+        why = permission_denied(mark)  # a folder on the way this user may not search
+        st, shared = os.stat(mark), folder.stat().st_gid
+    except OSError:
+        return said
+    if why:
+        return why
+    why, groups = mode_refuses(mark, st, "r"), my_groups()
+    outside = st.st_uid != euid() and st.st_gid not in groups  # others' bits apply
+    if outside and shared in groups and not st.st_mode & stat.S_IROTH:
+        with contextlib.suppress(ImportError, KeyError):
+            import grp
+
+            group, q = grp.getgrgid(shared).gr_name, shlex.quote
+            why += (
+                f"; or, to share it with {folder}'s group {group}, which this user is in, have "
+                f"{owner_name(mark)} run chgrp {group} {q(str(mark))} && chmod g+r "
+                f"{q(str(mark))}, and chmod g+s {q(str(folder))} (new files there then take "
+                "its group)"
+            )
+    return why
 
 
 def earlier_sequences(folder: Path) -> list[str] | None:
