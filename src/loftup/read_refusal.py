@@ -102,8 +102,7 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
     said = f"mode {stat.filemode(st.st_mode)}"
     if who != "u":
         said += f", owner {owner}, group {_group(st.st_gid)}"
-    shift = {"u": 0, "g": 3, "o": 6}[who]
-    missing = "".join(c for c in need if not st.st_mode & (_BIT[c] >> shift))
+    missing = _missing(st, need, who)
     if not missing:
         sticky = ", the kernel's fs.protected_regular (another's file in a sticky folder)"
         return (
@@ -125,6 +124,26 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
         f"permission denied ({said}: this user, {me}, {whose} may not {verb} it); have {owner} "
         f"make {it} {made} ({chmod}){run_as}"
     )
+
+
+def chmod_advice(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
+    """The chmod that lets this user do ``need`` (as for :func:`mode_refuses`) with ``path``
+    (``st``: its stat), for the class of users this one is of for it: "chmod u+w PATH" where
+    its own, "have OWNER run chmod g+w PATH" where another's; "" where its mode lets that
+    class do it already (an ACL, a read-only disk refuses: no chmod would change a thing)."""
+    who = _class_of(st)
+    missing = _missing(st, need, who)
+    if not missing:
+        return ""
+    chmod = f"chmod {who}+{missing} {shlex.quote(os.fspath(path))}"
+    return chmod if who == "u" else f"have {_user(st.st_uid)} run {chmod}"
+
+
+def _missing(st: os.stat_result, need: str, who: str) -> str:
+    """The bits of ``need`` ("rw") that ``st``'s mode gives not to class ``who`` ("u", "g",
+    "o")."""
+    shift = {"u": 0, "g": 3, "o": 6}[who]
+    return "".join(c for c in need if not st.st_mode & (_BIT[c] >> shift))
 
 
 def _class_of(st: os.stat_result) -> str:

@@ -37,12 +37,26 @@ def check_run_subfolders(cfg: TrainConfig, out_dir: Path, info, another: str) ->
         if used and info.is_main and problem is None:
             folder = out_dir / name
             try:
-                check_folder_output(folder, another, f" (or chmod u+w {folder})", inside=out_dir)
+                check_folder_output(folder, another, _chmod(folder), inside=out_dir)
             except UsageError as e:
                 problem = str(e)
     said = broadcast_object(problem, info)
     if said is not None:
         raise UsageError(said)
+
+
+def _chmod(folder: Path) -> str:
+    """The alternative " (or CHMOD)" where ``folder``'s mode refuses this user new files in it:
+    the chmod for this user's class of users for it (``u+w`` of its own, ``g+w`` by its owner
+    for a member of its group, ``o+w`` for another); "" where it is not there or its mode lets
+    this user (no chmod would help: an ACL, a read-only disk)."""
+    from ..read_refusal import chmod_advice
+
+    try:
+        advice = chmod_advice(folder, folder.stat(), "wx")
+    except OSError:
+        return ""
+    return f" (or {advice})" if advice else ""
 
 
 def open_run_folder(
