@@ -237,20 +237,28 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
 def _check_movable(seq: Path, folder: str) -> None:
     """UsageError when the earlier run's sequence folder ``seq`` is one this user may not move
     out of the way (a folder moves to another parent only with write permission on itself):
-    another user's, in a group-shared DIR, or this user's own made read-only. Said before the
-    work, not at its end, with the chmod for this user's class of users for ``seq``: of ``seq``
-    alone (it holds mask files only, whose own modes neither a move nor their removal needs)."""
+    another user's, in a group-shared DIR, or this user's own made read-only; or another
+    user's in a sticky DIR (only its owner or DIR's may move it there). Said before the work,
+    not at its end, with the chmod for this user's class of users for ``seq``: of ``seq`` alone
+    (it holds mask files only, whose own modes neither a move nor their removal needs)."""
     if seq.is_symlink() or not seq.is_dir():
         return
+    st, where = seq.stat(), seq.parent.stat()
+    owner, theirs = owner_name(seq), euid() not in (0, st.st_uid)  # (root: any)
     if may(seq, os.W_OK):
-        return
-    st = seq.stat()
-    why = mode_refuses(seq, st, "w")
-    remove = "" if st.st_uid == euid() else f"have {owner_name(seq)} remove them; or "
+        if not (theirs and where.st_mode & stat.S_ISVTX and euid() != where.st_uid):
+            return
+        why = (
+            f": {folder} is sticky (mode {stat.filemode(where.st_mode)}), where only a folder's "
+            f"owner, {owner} here, or {folder}'s, {owner_name(seq.parent)}, may move it; have "
+            f"{owner} remove them, or {folder}'s owner run chmod -t {shlex.quote(folder)}"
+        )
+    else:
+        why = mode_refuses(seq, st, "w") + (f"; or have {owner} remove them" if theirs else "")
+        why = f" (moving a folder needs write permission on it): {why}"
     raise UsageError(
         f"--save-masks {folder}: this user may not move the earlier run's masks {seq} out of "
-        f"the way of this run's (moving a folder needs write permission on it): {why}; or "
-        f"{remove}give another folder"
+        f"the way of this run's{why}; or give another folder"
     )
 
 
