@@ -89,6 +89,22 @@ def test_a_truncated_later_checkpoint_is_refused_before_stage_1_is_resumed(
     assert _files(out) == before  # stage 1 not resumed: its run.json, summary.json as they were
 
 
+def test_damaged_bytes_of_a_later_checkpoint_are_refused_before_stage_1_is_resumed(
+    demo_stage1, tmp_path, capsys
+):
+    """The up-front check maps the checkpoint's tensors, not reads them (the training loads
+    it): a flipped byte inside one is still refused there, by its checksum."""
+    _, out = _demo(demo_stage1, tmp_path, stage2=demo_stage1)
+    ckpt = out / "runs" / "stage2" / "checkpoint.pt"
+    data = bytearray(ckpt.read_bytes())
+    data[data.index(b"PK\x03\x04", len(data) // 2) - 64] ^= 0xFF  # inside a tensor's bytes
+    ckpt.write_bytes(bytes(data))
+    before = _files(out)
+    said = _resume(out, capsys)
+    assert f"{ckpt} is corrupt: its member" in said and "checksum" in said, said
+    assert _files(out) == before
+
+
 def test_a_later_checkpoint_of_another_kind_of_run_is_refused_before_stage_1_is_resumed(
     demo_stage1, tmp_path, capsys
 ):

@@ -66,15 +66,17 @@ def _cmd_demo(args) -> int:
 def _say_if_nothing_to_resume(cfg) -> None:
     """A one-line warning where ``--resume`` finds no demo begun in ``--out`` (a mistyped
     folder): the demo starts afresh there, which took minutes to notice. The folder's own
-    refusals are said first, as the demo says them."""
+    refusals are said first, as the demo says them. A begun demo is left to the demo's own
+    check (its training checkpoints read once, not here too)."""
+    import os
     import warnings
     from pathlib import Path
 
     from ..world.demo import RECORD, check_out
 
-    check_out(cfg, resume=True)
     out = Path(cfg.out)
-    if not any(p.exists() for p in (out / RECORD, out / "runs", out / "scenes")):
-        warnings.warn(
-            f"--resume: {out} holds no demo to go on with; starting one afresh", stacklevel=2
-        )
+    # os.path: one this user may not look into is no begun demo here: check_out says why
+    if any(os.path.exists(p) for p in (out / RECORD, out / "runs", out / "scenes")):
+        return
+    check_out(cfg, resume=True)
+    warnings.warn(f"--resume: {out} holds no demo to go on with; starting one afresh", stacklevel=2)

@@ -154,7 +154,9 @@ def say_pickle_risk(path: str | os.PathLike, what: str = "") -> bool:
     return True
 
 
-def torch_load(path: str | os.PathLike, *, fix: str, what: str = "", another: str = "") -> object:
+def torch_load(
+    path: str | os.PathLike, *, fix: str, what: str = "", another: str = "", mmap: bool = False
+) -> object:
     """``torch.load(path, weights_only=True)`` with one-line errors (CheckpointError) in place of
     torch's own text, which suggests ``weights_only=False`` (running the file's code):
 
@@ -172,16 +174,21 @@ def torch_load(path: str | os.PathLike, *, fix: str, what: str = "", another: st
     folder of a file that is loftup's own output ("--out"), as the other fix.
     Below torch 2.6 the loader's risk is said first, once a process (:func:`say_pickle_risk`):
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
+    ``mmap``: the tensors of a zip archive memory-mapped, not read (those read are read from
+    the file as they are used), the same checks made and refusals said: a look at what a file
+    holds that needs few of its tensors (a pickle of the old format is read whole).
     """
     path = Path(path)
     check_regular_file(path, what)  # a FIFO's open waits forever for a writer
     with open_weights(path, what, another) as f:
         head = f.read(len(LFS_POINTER))
         check_head_not_lfs(head, path, fix)
-        return _torch_load_open(f, head, path, fix=fix, what=what)
+        return _torch_load_open(f, head, path, fix=fix, what=what, mmap=mmap)
 
 
-def _torch_load_open(f, head: bytes, path: Path, *, fix: str, what: str) -> object:
+def _torch_load_open(
+    f, head: bytes, path: Path, *, fix: str, what: str, mmap: bool = False
+) -> object:
     """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``."""
     import pickle
     import warnings
@@ -193,7 +200,10 @@ def _torch_load_open(f, head: bytes, path: Path, *, fix: str, what: str) -> obje
         with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's
             warnings.simplefilter("ignore")
             # mmap=False: torch.utils.serialization.config.load.mmap = True refuses an open
-            # handle ("f must be a file path"), which a good file was then said to be corrupt
+            # handle ("f must be a file path"), which a good file was then said to be corrupt;
+            # a mapping takes the path (and a zip archive: torch maps no other format)
+            if mmap and head.startswith(b"PK\x03\x04"):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         text = str(e)

@@ -72,17 +72,21 @@ class CheckpointClock:
         self.since = self.clock()
 
 
-def load_checkpoint(path: str | os.PathLike, another: str = "--out (log.out_dir)") -> dict:
+def load_checkpoint(
+    path: str | os.PathLike, another: str = "--out (log.out_dir)", *, mapped: bool = False
+) -> dict:
     """A checkpoint written by :func:`save_checkpoint` (no code is unpickled). ``another``: the
     option that chose its folder, as the command reading it takes it, offered in the fix of
-    one that cannot be loaded, or that this user may not read ("or choose another --out")."""
+    one that cannot be loaded, or that this user may not read ("or choose another --out").
+    ``mapped``: its tensors memory-mapped, not read (a look at its config, step and history,
+    with every check and refusal of the load: :func:`~loftup.hub.torch_load`'s ``mmap``)."""
     from ..hub import torch_load
 
     fix = (
         "loftup train writes its checkpoints with tensors, numbers and strings only: move this "
         f"file away (training starts afresh) or choose another {another}"
     )
-    data = torch_load(path, fix=fix, what="training checkpoint ", another=another)
+    data = torch_load(path, fix=fix, what="training checkpoint ", another=another, mmap=mapped)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f'{path} is not a loftup training checkpoint (no "format": "{FORMAT}"); {fix}'

@@ -62,13 +62,17 @@ def check_resume(out_dir: Path, another: str) -> dict | None:
     would say (a damaged metrics.csv rebuilt from the checkpoint's history); returns the
     checkpoint (None where the folder holds none: the run starts afresh, and reads nothing).
     The up-front check of ``loftup demo --resume``, which trains one run after another: a
-    refusal in the second run came after the first was trained on (its folder changed)."""
+    refusal in the second run came after the first was trained on (its folder changed).
+
+    The checkpoint's tensors are memory-mapped, not read (its config, step and history are
+    what a refusal needs): the run loads it in full once, with its folder locked, as it is
+    then (another process may have taken it further meanwhile)."""
     from .checkpoint import load_checkpoint
 
     path = out_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
-    ckpt = load_checkpoint(path, another)
+    ckpt = load_checkpoint(path, another, mapped=True)
     read_earlier(out_dir, ckpt.get("step", 0), another, ckpt.get("history"))
     return ckpt
 

@@ -1,8 +1,9 @@
 """``loftup demo``'s folder (``--out``) before any work: what it holds checked against this
 demo (:func:`check_out`: a report never overwritten, an interrupted demo gone on with only under
 ``--resume`` and with the options it began with, recorded in :data:`RECORD`; each file a
-resume of its training runs reads, read as it will be, and each checkpoint of the kind of run
-its stage trains), nothing written."""
+resume of its training runs reads, read as it will be (a checkpoint's tensors mapped, not
+read: its training loads it), and each checkpoint of the kind of run its stage trains),
+nothing written."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         ckpt = check_resume(run, "--out")
         if ckpt is not None:
             check_resumable(ckpt, _stage_config(cfg, stage), run / "checkpoint.pt", "--out")
-        del ckpt  # (not held while the next stage's is read: one checkpoint in memory at a time)
+        del ckpt  # (mapped, its tensors not read; unmapped before the next stage's is read)
 
 
 def _stage_config(cfg: DemoConfig, stage: int):

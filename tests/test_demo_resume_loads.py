@@ -1,0 +1,44 @@
+"""`loftup demo --resume` reads each stage's training checkpoint in full once: the command's
+"nothing to resume" look, the demo's up-front check of the folder and each stage's training
+loaded every checkpoint.pt in full (three loads each). The up-front check now maps its tensors
+(it needs their config, step and history) and the training loads it, its folder locked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loftup.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARGV = ["--size", "8", "--train-scenes", "4", "--val-scenes", "2", "--stage1-steps", "1"]
+ARGV += ["--stage2-steps", "1", "--probe-epochs", "1"]
+
+
+def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch):
+    import loftup.hub
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), *ARGV]
+    assert main(argv) == 0
+    (out / "report.json").unlink()  # both stages' checkpoints there: a demo to go on with
+    real, reads = loftup.hub.torch_load, []
+
+    def recorded(path, **kw):  # loftup's one loader of torch files, called through
+        if Path(path).name == "checkpoint.pt":
+            reads.append((Path(path).parent.name, "mapped" if kw.get("mmap") else "full"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(loftup.hub, "torch_load", recorded)
+    assert main([*argv, "--resume"]) == 0
+    assert (out / "report.json").is_file()
+    # both stages checked before stage 1 trains on (a refusal of stage 2's comes first), then
+    # each loaded by its training
+    assert reads == [
+        ("stage1", "mapped"),
+        ("stage2", "mapped"),
+        ("stage1", "full"),
+        ("stage2", "full"),
+    ]
