@@ -2,7 +2,8 @@
 its resume reads: their up-front checks tested only that each could be read, so a truncated
 checkpoint.pt was refused (or a damaged metrics.csv a traceback) after earlier runs had been
 resumed or trained, their folders changed (run.json, summary.json, config.yaml, final/). Now
-read as the resume reads them, before any work."""
+read as the resume reads them, before any work. The refusals of such folders (another kind of
+run, a lock held, a checkpoint not resumed) offer the command's own option for the folder."""
 
 from __future__ import annotations
 
@@ -229,3 +230,68 @@ def test_demo_resume_refuses_a_stage_it_may_not_read_before_any_work(demo_stage1
     assert code == 2 and len(errors) == 1, said
     test_unreadable_resume._refused(errors[0], record, "--out")
     assert _files(out) == before  # nothing written: no scenes, stage 1 not trained on
+
+
+def _refused_run(command, demo_stage1, finished, sa1b, tmp_path, resume):
+    """The folder of an interrupted run, and the call that trains it as ``command`` does: the
+    demo's stage 1 (:func:`~loftup.world.demo.train_stages`), or `loftup train`'s run."""
+    from loftup.train import train
+    from loftup.world.demo import train_stages
+
+    if command == "demo":
+        cfg, out = _demo(demo_stage1, tmp_path)
+        return out / "runs" / "stage1", lambda: train_stages(cfg, sa1b, resume=resume)
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    return out, lambda: train(tiny_config(sa1b, out, 1, 3), resume=resume)
+
+
+#: the end of each refusal, as each command takes the run's folder
+OPTION = {"demo": "choose another --out", "train": "choose another --out (log.out_dir)"}
+
+
+@pytest.mark.parametrize("command", ["demo", "train"])
+def test_a_run_folder_in_use_is_refused_with_the_command_s_own_option(
+    command, demo_stage1, finished, sa1b, tmp_path
+):
+    """Its lock held by another process: a demo's refusal offered "--out (log.out_dir)"."""
+    import subprocess
+    import sys
+
+    from loftup.errors import LoftUpError
+    from loftup.train.run_lock import LOCK_NAME
+
+    run, go = _refused_run(command, demo_stage1, finished, sa1b, tmp_path, resume=True)
+    hold = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(run / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert other.stdout.readline() == b"held\n"
+        with pytest.raises(LoftUpError, match="is in use by another loftup train run") as e:
+            go()
+    finally:
+        other.communicate(b"")
+    said = str(e.value)
+    assert said.startswith(str(run)) and said.endswith(f"or {OPTION[command]}"), said
+    assert ("(log.out_dir)" in said) == (command == "train"), said
+
+
+@pytest.mark.parametrize("command", ["demo", "train"])
+def test_a_checkpoint_not_resumed_is_refused_with_the_command_s_own_option(
+    command, demo_stage1, finished, sa1b, tmp_path
+):
+    from loftup.errors import LoftUpError
+
+    run, go = _refused_run(command, demo_stage1, finished, sa1b, tmp_path, resume=False)
+    with pytest.raises(LoftUpError, match="already holds a checkpoint") as e:
+        go()
+    said = str(e.value)
+    assert said.startswith(str(run)) and said.endswith(f"or {OPTION[command]}"), said
+    assert ("(log.out_dir)" in said) == (command == "train"), said

@@ -86,7 +86,7 @@ def test_a_folder_is_removed_only_by_the_run_that_made_it_and_wrote_nothing(tmp_
     from loftup.train.run_lock import lock_run_folder
 
     @contextmanager
-    def taken_meanwhile(out_dir, made):  # another run locked the folder just made
+    def taken_meanwhile(out_dir, made, another):  # another run locked the folder just made
         (out_dir / run_lock.LOCK_NAME).touch()  # its lock's file
         raise LoftUpError(f"{out_dir} is in use by another loftup train run")
         yield

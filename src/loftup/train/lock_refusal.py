@@ -1,5 +1,7 @@
 """What a train run refused its folder's lock (:mod:`.run_lock`) is told: the run that holds
-it, or why this user may not take it and the fix, one line."""
+it, or why this user may not take it and the fix, one line; its other fix, another folder,
+offered as the option that chose it (``another``: ``loftup train``'s --out (log.out_dir), a
+demo's or an experiment's --out)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from ..errors import LoftUpError
 from ..file_lock import lockf_nowait, open_lock_file
 from ..listing import permission_denied
 from ..read_refusal import euid, may, mode_refuses
+from .earlier import OUT_OPTION
 
 #: the file in a run's folder that the run writing there holds a lock on
 #: (:func:`.run_lock.folder_lock`)
@@ -21,38 +24,36 @@ LOCK_NAME = ".loftup-train.lock"
 #: who locks :data:`LOCK_NAME`, in the refusal of what is no regular file in its place
 RUNS = "loftup train runs"
 
-#: the other fix of every refusal
-ANOTHER = "choose another --out (log.out_dir)"
-
 
 def holder(fd: int) -> str:
     """The note of the run that holds the lock of ``fd``'s file: its process and host."""
     return os.pread(fd, 200, 0).decode(errors="replace").strip()
 
 
-def in_use(out_dir: Path, held_by: str) -> LoftUpError:
+def in_use(out_dir: Path, held_by: str, another: str = OUT_OPTION) -> LoftUpError:
     return LoftUpError(
         f"{out_dir} is in use by another loftup train run{f' ({held_by})' if held_by else ''}; "
-        f"wait for it to end (then --resume continues it), or {ANOTHER}"
+        f"wait for it to end (then --resume continues it), or choose another {another}"
     )
 
 
-def not_writable(path: Path, out_dir: Path) -> LoftUpError:
+def not_writable(path: Path, out_dir: Path, another: str = OUT_OPTION) -> LoftUpError:
     """The refusal where this user may not open the lock file ``path`` for reading and writing
     (another user's, say): the run that holds it, where one does (its lock refuses a shared
     one); else what refuses it with the fix for this user's class of users (``chmod g+rw``,
     :func:`..read_refusal.mode_refuses`), and ``rm`` where no run holds it and this user may
-    remove it. Where there is no lock file, the folder that this user may not make it in."""
+    remove it. Where there is no lock file, the folder that this user may not make it in;
+    ``another``: the option that chose ``out_dir``, offered last."""
     held = _held(path)
     if isinstance(held, str):
-        return in_use(out_dir, held)
+        return in_use(out_dir, held, another)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         why = permission_denied(out_dir) or mode_refuses(out_dir, os.stat(out_dir), "wx")
         return LoftUpError(
             f"this user may not make files in {out_dir}, where every loftup train run locks the "
-            f"file {LOCK_NAME}: {why}; or {ANOTHER}"
+            f"file {LOCK_NAME}: {why}; or choose another {another}"
         )
     except OSError:  # (a folder this user may not search)
         st = None
@@ -64,7 +65,8 @@ def not_writable(path: Path, out_dir: Path) -> LoftUpError:
         remove = f"; or remove it, as no run holds it: rm {shlex.quote(str(path))}"
     return LoftUpError(
         f"this user may not write {path}, the file every loftup train run into {out_dir} "
-        f"locks{'; no run holds it' if held is False else ''}: {why}{remove}; or {ANOTHER}"
+        f"locks{'; no run holds it' if held is False else ''}: {why}{remove}; or choose "
+        f"another {another}"
     )
 
 
@@ -99,16 +101,17 @@ def _may_remove(folder: Path, st: os.stat_result) -> bool:
     return not fst.st_mode & stat.S_ISVTX or euid() in (0, st.st_uid, fst.st_uid)
 
 
-def cannot_lock(path: Path, e: OSError) -> str:
+def cannot_lock(path: Path, e: OSError, another: str = OUT_OPTION) -> str:
     """The refusal where taking the lock of ``path`` failed with ``e``: a folder on its way
     another user's, say (who owns it is the question; a lock file this user may not write is
     :func:`not_writable`'s), or an error of its file system (an I/O error: its text and the
     path, no owner to ask)."""
     if e.errno in (errno.EACCES, errno.EPERM):
         return (
-            f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or {ANOTHER}"
+            f"cannot take the lock of {path} ({e.strerror or e}); check who owns it, or choose "
+            f"another {another}"
         )
     return (
         f"cannot take the lock of {path}: {e.strerror or e}; run again once that is fixed, or "
-        f"{ANOTHER}"
+        f"choose another {another}"
     )

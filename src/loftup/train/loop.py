@@ -87,14 +87,18 @@ def train(
     ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``);
     ``out_option``: the option that chose ``log.out_dir`` as the command running this takes
     it (``loftup demo`` and ``loftup experiment``: "--out"), offered where this user may not
-    read a file of the folder ("; or choose another --out")."""
+    read a file of the folder ("; or choose another --out") and in every other refusal of it
+    (its lock held by another run, a checkpoint there without ``resume``...)."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
-    init = preflight(cfg, resume)  # every value and path the user gave, before any loading
+    # every value and path the user gave, before any loading
+    init = preflight(cfg, resume, out_option)
     info = setup(cfg.device)
     try:
-        check_out_dir_writable(cfg.log.out_dir, info)  # under torchrun: now the ranks can agree
+        # under torchrun: now the ranks can agree
+        check_out_dir_writable(cfg.log.out_dir, info, out_option)
         with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
-            lock_run_folder(Path(cfg.log.out_dir).expanduser(), info, held)  # before any look
+            out_dir = Path(cfg.log.out_dir).expanduser()
+            lock_run_folder(out_dir, info, held, out_option)  # before any look
             result = _run(cfg, info, resume, signals, init, go_on, out_option)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group

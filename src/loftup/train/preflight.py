@@ -15,15 +15,17 @@ from .build import Init, given_model_keys, init_architecture, read_init, stage2_
 from .checkpoint import CHECKPOINT_NAME
 from .config import TrainConfig, check_backbone_fit, validate
 from .distributed import DistInfo, broadcast_object, dist_timeout, env_world
+from .earlier import OUT_OPTION
 
 
-def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
+def preflight(cfg: TrainConfig, resume: bool = False, another: str = OUT_OPTION) -> Init | None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
     sizes it needs, the global batch against torchrun's process count, stage 2's ``init``
     (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its
     architecture, the data folder and the output folder. A :class:`UsageError` names the
-    problem and the fix.
+    problem and the fix (``another``: the option that chose the output folder, as the command
+    running this takes it).
 
     Returns stage 2's ``init`` where it had to be read (``model.*`` keys to check against it),
     for the run to start from without reading it again; else None."""
@@ -40,7 +42,7 @@ def preflight(cfg: TrainConfig, resume: bool = False) -> Init | None:
         if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
             init = read_init(cfg.init)
             stage2_architecture(cfg, init_architecture(init), f"init {cfg.init}")
-    check_out_dir(cfg.log.out_dir)
+    check_out_dir(cfg.log.out_dir, another)
     check_backbone_weights(cfg.backbone, cfg.backbone_weights)
     data_folder(cfg.data.root)
     return init
@@ -100,10 +102,11 @@ def check_init(init: str | None) -> None:
         )
 
 
-def check_out_dir(out_dir: str) -> Path:
+def check_out_dir(out_dir: str, another: str = OUT_OPTION) -> Path:
     """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file, or
     if no file can be made there (a read-only disk, no permission): said before the models,
-    the data and SAM's masks load, rather than when the first file is written."""
+    the data and SAM's masks load, rather than when the first file is written. ``another``:
+    the option that chose it (a demo's or an experiment's --out: a folder of runs in it)."""
     path = Path(out_dir).expanduser()
     for p in (path, *path.parents):  # os.path: in a folder not searchable, said below
         if not os.path.exists(p):
@@ -111,16 +114,19 @@ def check_out_dir(out_dir: str) -> Path:
         if os.path.isdir(p):
             break
         what = f"{path} is a file" if p == path else f"{path} lies under {p}, which is a file"
+        named, fix = "--out, log.out_dir", "give a folder path"
+        if another != OUT_OPTION:  # the run's folder is one the command makes in its own
+            named, fix = another, f"move it away or choose another {another}"
         raise UsageError(
-            f"{what}, but a run's output (--out, log.out_dir) is a folder that will hold "
-            "checkpoint.pt, final/ and metrics.csv; give a folder path"
+            f"{what}, but a run's output ({named}) is a folder that will hold checkpoint.pt, "
+            f"final/ and metrics.csv; {fix}"
         )
     if env_world() == 1:  # under torchrun: once the ranks can agree (check_out_dir_writable)
-        check_folder_output(out_dir, "--out (log.out_dir)")  # now, not after SAM's masks
+        check_folder_output(out_dir, another)  # now, not after SAM's masks
     return path
 
 
-def check_out_dir_writable(out_dir: str, info: DistInfo) -> None:
+def check_out_dir_writable(out_dir: str, info: DistInfo, another: str = OUT_OPTION) -> None:
     """Under torchrun, just after joining the process group: whether rank 0, which writes the
     run's files, can write ``out_dir``, said by every rank (a :class:`UsageError`). Checked
     before the group is joined, a rank 0 that stopped there left the others waiting for it at
@@ -130,7 +136,7 @@ def check_out_dir_writable(out_dir: str, info: DistInfo) -> None:
     problem = None
     if info.is_main:
         try:
-            check_folder_output(out_dir, "--out (log.out_dir)")
+            check_folder_output(out_dir, another)
         except UsageError as e:
             problem = str(e)
     problem = broadcast_object(problem, info)

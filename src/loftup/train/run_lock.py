@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import LoftUpError
 from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at, tries
+from .earlier import OUT_OPTION
 from .lock_refusal import LOCK_NAME, RUNS, cannot_lock, holder, in_use, not_writable
 
 log = logging.getLogger("loftup.train")
@@ -28,7 +29,7 @@ _RESERVING = threading.Lock()
 
 
 @contextmanager
-def folder_lock(out_dir: Path, made: bool = False):
+def folder_lock(out_dir: Path, made: bool = False, another: str = OUT_OPTION):
     """Hold ``out_dir``'s lock while a run writes there. A second run on the same folder (a job
     launched twice, a requeued job while the first still runs) is refused with a
     :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
@@ -41,12 +42,14 @@ def folder_lock(out_dir: Path, made: bool = False):
     lock file's place. ``made``: this run made ``out_dir``, removed again at the end (the lock still held)
     where it holds nothing but the lock's file: the run failed before writing there, or
     writing its note in the lock file failed (a full disk). Whatever interrupts it (Ctrl-C, a
-    signal said as an exception), the descriptor and the mark of this process's run go."""
+    signal said as an exception), the descriptor and the mark of this process's run go.
+    ``another``: the option that chose ``out_dir``, offered in a refusal ("or choose another
+    --out")."""
     st = os.stat(out_dir)
     key, token, fd = (st.st_dev, st.st_ino), object(), None
     try:
-        _reserve(key, token, out_dir)
-        fd, locked = _take(out_dir)
+        _reserve(key, token, out_dir, another)
+        fd, locked = _take(out_dir, another)
         if locked:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
@@ -65,7 +68,7 @@ def folder_lock(out_dir: Path, made: bool = False):
                         del _HELD[key]
 
 
-def _reserve(key: tuple[int, int], token: object, out_dir: Path) -> None:
+def _reserve(key: tuple[int, int], token: object, out_dir: Path, another: str) -> None:
     """Mark the folder ``out_dir`` (``key``: its device and inode) held by the run ``token`` of
     this process; LoftUpError where another of its runs holds it. A folder has one key under
     all its paths (a bind mount, a disk that ignores case, a renamed folder), and is looked at
@@ -73,11 +76,11 @@ def _reserve(key: tuple[int, int], token: object, out_dir: Path) -> None:
     this process holds."""
     with _RESERVING:  # (two threads that both looked before either added both got it)
         if key in _HELD:
-            raise in_use(out_dir, f"process {os.getpid()}, this one")
+            raise in_use(out_dir, f"process {os.getpid()}, this one", another)
         _HELD[key] = token
 
 
-def _take(out_dir: Path) -> tuple[int, bool]:
+def _take(out_dir: Path, another: str) -> tuple[int, bool]:
     """A descriptor of ``out_dir``'s lock file and whether it holds its lock (False: the file
     system keeps none, with a warning), closed on any error once opened. Taken again where the
     file was removed meanwhile (by the run that made the folder, ending before it wrote there):
@@ -92,9 +95,9 @@ def _take(out_dir: Path) -> tuple[int, bool]:
                 "say, which ended before writing there); run again"
             ) from None
         except PermissionError:
-            raise not_writable(path, out_dir) from None
+            raise not_writable(path, out_dir, another) from None
         try:
-            locked = _lock(fd, out_dir)
+            locked = _lock(fd, out_dir, another)
             if not locked or still_at(fd, path):
                 return fd, locked
         except BaseException:
@@ -103,13 +106,13 @@ def _take(out_dir: Path) -> tuple[int, bool]:
         os.close(fd)
 
 
-def _lock(fd: int, out_dir: Path) -> bool:
+def _lock(fd: int, out_dir: Path, another: str) -> bool:
     """Lock ``fd``: True, or False (with a warning) where the file system keeps no locks;
     LoftUpError naming the run that holds it."""
     try:
         lockf_nowait(fd)
     except BlockingIOError:
-        raise in_use(out_dir, holder(fd)) from None
+        raise in_use(out_dir, holder(fd), another) from None
     except OSError as e:
         if e.errno not in NO_LOCKS:
             raise
@@ -122,11 +125,12 @@ def _lock(fd: int, out_dir: Path) -> bool:
     return True
 
 
-def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
+def lock_run_folder(out_dir: Path, info, held: ExitStack, another: str = OUT_OPTION) -> None:
     """Rank 0 makes ``out_dir`` and takes its lock (:func:`folder_lock`) for as long as
     ``held`` lasts, before the run looks at what the folder holds: a run that ended there while
     this one built its models could otherwise be overwritten on the strength of an earlier
-    look (its checkpoint read as absent, or as older). A refusal is said by every rank."""
+    look (its checkpoint read as absent, or as older). A refusal is said by every rank, with
+    ``another``, the option that chose ``out_dir``."""
     from .distributed import broadcast_object
 
     problem = None
@@ -136,12 +140,12 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack) -> None:
             with ExitStack() as mine:  # (refused or ended, those still empty are removed: a
                 # folder holding a lock file is left, another run's, or one whose request failed)
                 mine.callback(_remove_made, made)
-                mine.enter_context(folder_lock(out_dir, out_dir in made))
+                mine.enter_context(folder_lock(out_dir, out_dir in made, another))
                 held.enter_context(mine.pop_all())
         except LoftUpError as e:
             problem = str(e)
         except OSError as e:  # one line on every rank
-            problem = cannot_lock(out_dir / LOCK_NAME, e)
+            problem = cannot_lock(out_dir / LOCK_NAME, e, another)
     problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)

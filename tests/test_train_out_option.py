@@ -1,0 +1,36 @@
+"""A training run's refusals of its folder offer the option that chose it as the command
+running it takes it: `loftup train` "--out (log.out_dir)", the demo and an experiment (which set
+the folder in theirs) "--out". (Its lock and a checkpoint not resumed:
+tests/test_damaged_resume_folders.py, on real runs.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from train_fixtures import tiny_config
+
+
+@pytest.mark.parametrize("command", ["demo", "train"])
+def test_a_run_folder_that_is_a_file_is_refused_with_the_command_s_own_option(command, tmp_path):
+    """The demo's stage-1 folder a file: refused before the data is looked at."""
+    from loftup.errors import UsageError
+    from loftup.train import train
+    from loftup.world.config import DemoConfig
+    from loftup.world.demo import train_stages
+
+    run = tmp_path / "demo" / "runs" / "stage1"
+    run.parent.mkdir(parents=True)
+    run.write_text("not a folder\n")
+    with pytest.raises(UsageError) as e:
+        if command == "demo":
+            train_stages(DemoConfig(out=str(tmp_path / "demo")), tmp_path / "no data")
+        else:
+            train(tiny_config(tmp_path / "no data", run))
+    option, fix = "--out, log.out_dir", "give a folder path"
+    if command == "demo":
+        option, fix = "--out", "move it away or choose another --out"
+    assert str(e.value) == (
+        f"{run} is a file, but a run's output ({option}) is a folder that will hold "
+        f"checkpoint.pt, final/ and metrics.csv; {fix}"
+    )
+    assert run.read_text() == "not a folder\n"
