@@ -42,3 +42,22 @@ def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch)
         ("stage1", "full"),
         ("stage2", "full"),
     ]
+
+
+def test_a_checkpoint_is_read_whole_where_its_file_cannot_be_mapped(tmp_path, monkeypatch):
+    """A file system that maps no files (some FUSE mounts): the look reads it as a load does,
+    not refuses a good checkpoint as corrupt."""
+    import torch
+
+    from loftup.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 3, "w": torch.arange(4.0)})
+
+    def unmappable(*args, **kwargs):
+        raise OSError(19, "No such device")  # ENODEV, mmap's error there
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", unmappable)
+    with pytest.raises(OSError):  # what torch's mapped load meets here
+        torch.load(path, weights_only=True, mmap=True)
+    ckpt = load_checkpoint(path, mapped=True)
+    assert ckpt["step"] == 3 and ckpt["w"].tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -203,7 +203,10 @@ def _torch_load_open(
             # handle ("f must be a file path"), which a good file was then said to be corrupt;
             # a mapping takes the path (and a zip archive: torch maps no other format)
             if mmap and head.startswith(b"PK\x03\x04"):
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                try:
+                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except Exception:  # noqa: BLE001 - a file system that maps no files, say:
+                    f.seek(0)  # read whole, as without mmap (a bad file fails there, said)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         text = str(e)
