@@ -125,6 +125,13 @@ MOVED_AGAIN = {
     ),
     "loftup.compiled": ("loftup.untiled", ("untiled", "untiled_queries", "untiled_decode")),
 }
+#: Modules split a third time: old module -> (the third new module, names).
+MOVED_THIRD = {
+    "loftup.hub.remote": (
+        "loftup.hub.released",
+        ("cached_path", "download", "released_file", "released_table"),
+    ),
+}
 
 
 def test_names_moved_in_a_split_are_still_found_where_they_were():
@@ -132,7 +139,7 @@ def test_names_moved_in_a_split_are_still_found_where_they_were():
     the backbone families import from there) finds the very object of its new module."""
     import importlib
 
-    for old_name, (new_name, names) in [*MOVED.items(), *MOVED_AGAIN.items()]:
+    for old_name, (new_name, names) in [*MOVED.items(), *MOVED_AGAIN.items(), *MOVED_THIRD.items()]:
         old, new = importlib.import_module(old_name), importlib.import_module(new_name)
         for name in names:
             assert getattr(old, name) is vars(new)[name], f"{old_name}.{name}"

@@ -7,8 +7,9 @@ unpickled beyond plain tensors and containers (``torch.load(..., weights_only=Tr
 safetensors).
 
 One idea a file: :mod:`.registry` (the table), :mod:`.files` (reading weight files safely),
-:mod:`.remote` (the cache, downloads and what offline says), :mod:`.reach` (whether the hub
-may and can be asked), :mod:`.user_repos` (upsamplers of one's own by hub id),
+:mod:`.remote` (the cache, downloads and what offline says), :mod:`.released` (a released
+checkpoint's file: cached, downloaded, listed), :mod:`.reach` (whether the hub may and can be
+asked), :mod:`.user_repos` (upsamplers of one's own by hub id),
 :mod:`.damaged` (a damaged download and its fix), :mod:`.loading` (the one loader),
 :mod:`.folders` (a folder's weights read with its record), :mod:`.saving`
 (``save_pretrained``), :mod:`.record` (the record save_pretrained writes and how it is read
@@ -36,16 +37,13 @@ from .loading import (
     load_with_record,
 )
 from .registry import ALIASES, RELEASED, ReleasedCheckpoint, resolve_name
+from .released import cached_path, download, released_file, released_table
 from .remote import (
-    cached_path,
     damaged_in_cache,
-    download,
     hub_file,
     hub_folder,
     hub_folder_beside,
     looks_like_path,
-    released_file,
-    released_table,
 )
 from .saving import save_pretrained
 from .user_repos import hub_id, upsampler_repo

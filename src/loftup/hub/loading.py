@@ -34,7 +34,8 @@ from .record import (
     header_record,
 )
 from .registry import resolve_name
-from .remote import damaged_in_cache, released_file
+from .released import released_file
+from .remote import damaged_in_cache
 from .user_repos import load_repo
 
 
