@@ -111,7 +111,9 @@ def test_a_web_page_saved_as_weights_is_named_with_the_url_to_take(tmp_path):
         with pytest.raises(CheckpointError) as e:
             load_upsampler(tmp_path / name)
         said = str(e.value)
-        assert said.startswith(f"{tmp_path / name} is a web page (HTML), not a weights file")
+        assert said.startswith(
+            f"{tmp_path / name} is a web page (HTML) titled 'model.safetensors', not a weights file"
+        )
         assert "download the /resolve/ URL" in said and "re-download" not in said
 
 

@@ -14,6 +14,7 @@ from ..ranks import is_main_process
 from ..read_refusal import read_refused
 from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safetensors: here too)
     GENERIC_FIX,
+    HEAD_SIZE,
     LFS_POINTER,
     check_head_not_lfs,
     check_not_lfs_pointer,
@@ -53,7 +54,7 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         return _open_safetensors(path, fix)
     check_regular_file(path)  # a FIFO's open waits forever for a writer
     with open_weights(path) as f:
-        head = f.read(len(LFS_POINTER))
+        head = f.read(HEAD_SIZE)
         check_head_not_lfs(head, path, fix)
         if not safetensors_head(head):
             return _torch_load_open(f, head, path, fix=fix, what=""), None
@@ -85,7 +86,7 @@ def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
     if refused is not None:
         raise refused
     with open_weights(path) as f:
-        head = f.read(len(LFS_POINTER))
+        head = f.read(HEAD_SIZE)
     if not head:
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy; {fix}")
     check_head_not_lfs(head, path, fix)
@@ -181,7 +182,7 @@ def torch_load(
     path = Path(path)
     check_regular_file(path, what)  # a FIFO's open waits forever for a writer
     with open_weights(path, what, another) as f:
-        head = f.read(len(LFS_POINTER))
+        head = f.read(HEAD_SIZE)
         check_head_not_lfs(head, path, fix)
         return _torch_load_open(f, head, path, fix=fix, what=what, mmap=mmap)
 
@@ -235,7 +236,7 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
     path = Path(path)
     check_regular_file(path, what)
     with open_weights(path, what) as f:
-        head = f.read(len(LFS_POINTER))
+        head = f.read(HEAD_SIZE)
         check_head_not_lfs(head, path, fix)
         _check_torch_open(f, head, path, fix=fix, what=what)
 
