@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
+import os
 import threading
 import time
 from pathlib import Path
 
 
-def make_hf_cache(root: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
-    """Lay out ``files`` as a Hugging Face hub cache entry under ``root`` (the HF_HUB_CACHE)."""
+def make_hf_cache(
+    root: Path, repo_id: str, files: dict[str, Path | bytes], *, blobs: bool = False
+) -> Path:
+    """Lay out ``files`` as a Hugging Face hub cache entry under ``root`` (the HF_HUB_CACHE);
+    its snapshot folder returned. ``blobs``: as huggingface_hub writes one, each file a link
+    to a blob of ``blobs/`` named by its bytes' sha256 (the mode and bytes are the blob's);
+    else each file is in the snapshot itself."""
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo_dir = root / ("models--" + repo_id.replace("/", "--"))
     snap = repo_dir / "snapshots" / commit
@@ -23,10 +28,14 @@ def make_hf_cache(root: Path, repo_id: str, files: dict[str, Path | bytes]) -> P
     for name, src in files.items():
         target = snap / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(src, bytes):
-            target.write_bytes(src)
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        if blobs:
+            blob = repo_dir / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(exist_ok=True)
+            blob.write_bytes(data)
+            os.symlink(os.path.relpath(blob, target.parent), target)
         else:
-            shutil.copyfile(src, target)
+            target.write_bytes(data)
     return snap
 
 

@@ -6,7 +6,6 @@ file; a good file under a name that is no UTF-8 loads; text and empty files said
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
+from hub_builders import make_hf_cache
 from hub_helpers import _offline_cache, _own_upsampler
 from loftup import load_upsampler
 from loftup.errors import CheckpointError, WeightsNotFoundError
@@ -22,7 +22,6 @@ from loftup.hub import read_safetensors, read_weights
 from processes import src_env
 
 PAGE = b"<!DOCTYPE html>\n<html><head><title>model.safetensors</title></head></html>\n" * 20
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 #: How text in a weights file's place is said
 TEXT = "is corrupt or not a PyTorch or safetensors file: it is text"
 
@@ -50,22 +49,6 @@ def test_a_cut_safetensors_whose_first_byte_is_0x80_is_said_cut_not_a_pickle(tmp
     assert torch.equal(read_weights(path)["w"], torch.ones(64))
 
 
-def _blob_cache(root, repo_id: str, files: dict[str, bytes]):
-    """A Hugging Face cache entry as huggingface_hub writes one: each file a link to a blob
-    named by its bytes' sha256 (the hub's own bytes)."""
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    (repo / "blobs").mkdir()
-    snap = repo / "snapshots" / COMMIT
-    snap.mkdir(parents=True)
-    for name, data in files.items():
-        blob = hashlib.sha256(data).hexdigest()
-        (repo / "blobs" / blob).write_bytes(data)
-        os.symlink(f"../../blobs/{blob}", snap / name)
-    return snap
-
-
 @pytest.mark.parametrize("kind", ["page", "torch"])
 def test_a_hub_repo_that_holds_a_wrong_file_says_its_owner_is_to_save_again(
     tmp_path, monkeypatch, kind
@@ -78,7 +61,7 @@ def test_a_hub_repo_that_holds_a_wrong_file_says_its_owner_is_to_save_again(
     torch.save(model.state_dict(), sd)
     weights = PAGE if kind == "page" else sd.read_bytes()
     files = {"config.json": (folder / "config.json").read_bytes(), "model.safetensors": weights}
-    _blob_cache(tmp_path / "hub", "someone/my-up", files)
+    make_hf_cache(tmp_path / "hub", "someone/my-up", files, blobs=True)
     _offline_cache(monkeypatch, tmp_path / "hub")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError) as e:
@@ -102,7 +85,9 @@ def test_a_hub_repo_that_holds_a_wrong_file_says_its_owner_is_to_save_again(
 def test_a_released_names_cached_web_page_names_the_blob_to_delete(tmp_path, monkeypatch):
     """A released name whose cached file is a web page lost the cache's fix: the /resolve/
     advice alone, where the README promises the blob to delete."""
-    snap = _blob_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": PAGE})
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": PAGE}, blobs=True
+    )
     _offline_cache(monkeypatch, tmp_path / "hub")
     with pytest.raises(CheckpointError) as e:
         load_upsampler("loftup_dinov2s")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from file_modes import WHOSE, refuse, where_modes_apply
+from hub_builders import make_hf_cache
 from hub_helpers import _own_upsampler
 from loftup import load_upsampler
 from loftup.errors import CheckpointError
@@ -168,3 +169,38 @@ for call in [lambda: read_weights(files[0]), lambda: load_upsampler(files[0]),
         assert text.startswith(f"PathPermissionError: cannot read {kind} {path}: permission denied")
         fix = f"chmod u+r {path}" if owner is None else f"chmod o+r {path}), or run as {owner}"
         assert fix in text and "[chained]" not in text and "No such file" not in text, text
+
+
+@pytest.mark.parametrize("whose", WHOSE)
+def test_a_cached_file_this_user_may_not_read_is_told_the_chmod_of_its_blob(
+    tmp_path, monkeypatch, whose
+):
+    """In the Hugging Face cache a file is a snapshot's link to a blob, whose mode is the
+    file's: a hub id's model.safetensors and a released name's pytorch_model.bin were told to
+    chmod the link (which `ls -l` shows as lrwxrwxrwx, the mode said being another's); the
+    chmod names the blob now, the link said as one."""
+    model, folder, _ = _own_upsampler(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "sd.pth")
+    names = ("config.json", "model.safetensors")
+    own = make_hf_cache(tmp_path / "hub", "someone/my-up", {n: folder / n for n in names}, blobs=True)  # fmt: skip
+    released = {"pytorch_model.bin": tmp_path / "sd.pth"}
+    released = make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", released, blobs=True)
+    links = [own / "model.safetensors", released / "pytorch_model.bin"]
+    blobs = [link.resolve() for link in links]
+    owners = [refuse(blob, whose) for blob in blobs]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)  # no folder someone/ here: the hub id is the hub's
+    said = where_modes_apply("""
+from file_modes import told
+from loftup import load_upsampler
+result = [told(lambda: load_upsampler(name)) for name in ("someone/my-up", "loftup_dinov2s")]
+""")
+    for text, link, blob, owner in zip(said, links, blobs, owners, strict=True):
+        assert blob.parent.name == "blobs" and link.is_symlink()
+        assert text.startswith(
+            f"PathPermissionError: cannot read weights file {link} (a link to {blob}): "
+            "permission denied"
+        ), text
+        fix = f"chmod u+r {blob}" if owner is None else f"chmod o+r {blob}), or run as {owner}"
+        assert text.endswith(fix), text

@@ -45,18 +45,23 @@ def read_refused(
     ):
         return None
     path = os.path.expanduser(os.fspath(path))
-    why = permission_denied(path) or _mode_refuses(path)
+    blocked = permission_denied(path)
+    why = blocked or _mode_refuses(path)
     if why is None:
         return None
     other = f"; or choose another {another}" if another else ""
-    return kind(f"cannot read {f'{what} ' if what else ''}{path}: {why}{other}")
+    # a link's mode is its target's, which the chmod names (a Hugging Face cache snapshot's
+    # file links to its blob): said, since `ls -l` of the link shows lrwxrwxrwx
+    link = f" (a link to {os.path.realpath(path)})" if not blocked and os.path.islink(path) else ""
+    return kind(f"cannot read {f'{what} ' if what else ''}{path}{link}: {why}{other}")
 
 
 def _mode_refuses(path: str) -> str | None:
     """Why ``path``, a file this user may not open for reading, cannot be read, with the fix;
     None where it opens (a pipe is not waited on) or fails for another reason. The fix is for
     the class of users that this one is of for it (its owner, in its group, another): the smallest
-    chmod that lets that class read it (``chmod u+r``, ``g+r``, ``o+r``), or, where its mode
+    chmod that lets that class read it (``chmod u+r``, ``g+r``, ``o+r``; of a link, of the file it
+    links to, whose mode it is: a cache snapshot's blob), or, where its mode
     lets that class read it already, what else refuses (an ACL, a security module, a network
     file system's mapping): no chmod would change a thing there."""
     try:
@@ -70,7 +75,7 @@ def _mode_refuses(path: str) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    return mode_refuses(path, st, "r")
+    return mode_refuses(os.path.realpath(path) if os.path.islink(path) else path, st, "r")
 
 
 #: What a file's mode must let a user do, for :func:`mode_refuses`: its bits, what the user
