@@ -1,7 +1,9 @@
 """What a weights file is before it is read as weights: a regular file this user may read
-(:func:`check_regular_file`, :func:`open_weights`), and what its first bytes say where they
-are not what its name promises (:func:`check_head_not_lfs`, :func:`head_mistaken`): a Git LFS
-pointer, a web page, a PyTorch file under a ``.safetensors`` name."""
+(:func:`check_regular_file`, :func:`open_weights`), and what its first bytes (its head,
+:data:`HEAD_SIZE` of them, read once a load) say where they are not what its name promises
+(:func:`check_head_not_lfs`, :func:`head_mistaken`): a Git LFS pointer (with the size of the
+file it stands for), a web page (its title quoted), other text (its first line), a PyTorch
+file under a ``.safetensors`` name."""
 
 from __future__ import annotations
 
