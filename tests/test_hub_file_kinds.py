@@ -181,8 +181,8 @@ def test_a_cached_file_this_user_may_not_read_is_told_the_chmod_of_its_blob(
     chmod names the blob now, the link said as one."""
     model, folder, _ = _own_upsampler(tmp_path)
     torch.save(model.state_dict(), tmp_path / "sd.pth")
-    names = ("config.json", "model.safetensors")
-    own = make_hf_cache(tmp_path / "hub", "someone/my-up", {n: folder / n for n in names}, blobs=True)  # fmt: skip
+    files = {n: folder / n for n in ("config.json", "model.safetensors")}
+    own = make_hf_cache(tmp_path / "hub", "someone/my-up", files, blobs=True)
     released = {"pytorch_model.bin": tmp_path / "sd.pth"}
     released = make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", released, blobs=True)
     links = [own / "model.safetensors", released / "pytorch_model.bin"]

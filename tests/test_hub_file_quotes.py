@@ -74,7 +74,7 @@ def test_a_long_first_line_is_cut_at_a_word(tmp_path, suffix):
 def test_text_that_is_no_utf8_is_quoted_decoded(tmp_path, suffix):
     """A proxy's reply in Windows-1252 ("für") was no text (a byte not UTF-8 before the end of
     the 41 bytes read): "corrupt or truncated". Bytes that are no text are still not quoted."""
-    line = "Zugriff für diesen Rechner verweigert: die Firewall Ihres Netzes blockiert die Anfrage."
+    line = "Zugriff für diesen Rechner verweigert: die Firewall Ihres Netzes blockiert sie."
     path, said = _said(tmp_path, suffix, f"{line}\r\n".encode("cp1252"))
     assert said.startswith(f"{path} {TEXT}{line!r}; ")
     path, said = _said(tmp_path, suffix, bytes(range(256)) * 20)

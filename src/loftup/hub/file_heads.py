@@ -125,8 +125,8 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     weights' place: the hub's /blob/ link shows the file's page, its /resolve/ link is the
     file; its <title> quoted, or its first text), other text (an error reply saved in its
     place: its first line quoted, cut at a word), or a PyTorch file under a ``.safetensors``
-    name. ``head``: the file's first :data:`HEAD_SIZE` bytes. None elsewhere, and for a safetensors file's
-    own head (one cut short or damaged after its header's length).
+    name (``head``: its first :data:`HEAD_SIZE` bytes). None elsewhere, and for a safetensors
+    file's own head (one cut short or damaged after its header's length).
     The message is the diagnosis (no "; " in it: callers cut at the first to put their own
     fix), then "; " and ``fix``, the caller's, where it gave one (the Hugging Face cache's
     blob to delete, say); else (None, or :data:`GENERIC_FIX`, which would fetch the same
