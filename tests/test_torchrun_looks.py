@@ -1,18 +1,20 @@
 """The looks at the meeting point (loftup.extract.point's client, its one factory) that are not
 the meeting's own: the watch's (loftup.extract.watch) and those of the main thread before
-gloo connects (loftup.extract.looks)."""
+gloo connects (loftup.extract.looks); and the threads and clients all looks are made on."""
 
 from __future__ import annotations
 
 import datetime
 import re
 import signal
+import threading
 import time
 
 import pytest
 import torch.distributed as dist
 
 from loftup.extract import pulse, watch
+from loftup.extract.looks import Looks, Timed
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port, wait_until_counted_in
 from test_torchrun_watch import agent_process, said_last, start  # noqa: F401 - a fixture
@@ -101,3 +103,60 @@ def test_a_meeting_point_that_stops_while_a_rank_waits_for_the_others_to_come_is
         r"or the network to it cut\); start the run again\n",
         err,
     ), err[-2000:]
+
+
+@pytest.fixture
+def point_here():
+    """A meeting point held in this process, at a free port: (its store, (host, port))."""
+    port = free_port()
+    held = dist.TCPStore("127.0.0.1", port, None, is_master=True, wait_for_workers=False,
+                         timeout=datetime.timedelta(seconds=30))  # fmt: skip
+    yield held, ("127.0.0.1", port)
+    del held
+
+
+def _workers() -> int:
+    return sum(t.name == "loftup-looks" for t in threading.enumerate())
+
+
+def test_looks_one_after_another_are_made_by_one_thread_on_one_client(point_here):
+    """Each look started a thread of its own: about five a second while a rank waited for the
+    others' addresses, twenty a second at the meeting."""
+    _, where = point_here
+    many = Looks(where)
+    made = []
+    for _ in range(5):
+        look = many.start(lambda client: made.append((threading.current_thread(), client)))
+        assert look.wait(10, 0.05) is None and look.answered()
+    assert len({id(thread) for thread, _ in made}) == 1, made  # (kept: idents are reused)
+    assert len({id(client) for _, client in made}) == 1, made
+
+
+def test_a_look_that_hangs_holds_those_after_it_without_another_thread(point_here):
+    """A look that hangs (the point stopped) left its thread, and the next look started
+    another: the looks handed after it now wait behind it, timed from when they were handed."""
+    _, where = point_here
+    before, free, order = _workers(), threading.Event(), []
+    many = Looks(where)
+    hung = many.start(lambda client: free.wait(30) and order.append("hung"))
+    held = [many.start(lambda client, n=n: order.append(n)) for n in range(3)]
+    assert held[-1].wait(0.2, 0.05) is not None  # (unanswered: silent 0.2 s, seen 0.05 s apart)
+    assert _workers() - before == 1 and not hung.done.is_set()
+    free.set()
+    assert held[-1].wait(10, 0.05) is None
+    assert order == ["hung", 0, 1, 2]
+
+
+class _Calls:
+    """A store whose ``get`` says which thread made it."""
+
+    def get(self, key):
+        return threading.current_thread()
+
+
+def test_the_meetings_timed_calls_are_made_by_one_thread():
+    """Each of the meeting's calls to a point another process holds started a thread of its own
+    (about twenty a second while a rank waited for the others to come)."""
+    timed = Timed(_Calls(), ("127.0.0.1", 1), "this process", 5, 0.5)
+    threads = [timed.get("k") for _ in range(5)]  # (kept: a thread's ident is reused)
+    assert len({id(thread) for thread in threads}) == 1, threads

@@ -1,13 +1,15 @@
-"""The main thread's looks at the meeting point while gloo's rendezvous waits for the others'
-addresses (:class:`.pulse.Rendezvous`). A store call to a point that has stopped (its process,
-its machine lost, the network to it cut) waits whatever the client's time-out: the look then
-held the main thread, in torch's C++, for as long as the point stayed stopped, and said
-nothing. Each look is made here on a client of its own (:func:`.point.client`) from a thread
-of its own, and waited for in Python: one that goes unanswered is timed, and named
-(:func:`unanswered`), as the watch's are (:mod:`.watch`)."""
+"""The looks at the meeting point made while the main thread waits on it: the meeting's own
+calls to a point another process holds (:class:`Timed`), those of gloo's rendezvous for the
+others' addresses (:class:`.pulse.Rendezvous`), and the watch's over gloo's connects
+(:mod:`.watch`). A store call to a point that has stopped (its process, its machine lost, the
+network to it cut) waits whatever the client's time-out: the look then held the main thread,
+in torch's C++, for as long as the point stayed stopped, and said nothing. Each look is made
+here by a worker thread (:class:`Looks`), on a client of the point, and waited for in Python:
+one that goes unanswered is timed, and named (:func:`unanswered`)."""
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -16,6 +18,10 @@ from . import point
 
 #: the time-out (seconds) of the looks' own store clients (a connect; a wait for a key)
 LOOK_WAIT = 2.0
+
+#: how long (seconds) a worker (:class:`Looks`) waits for its next look before it ends, and
+#: with it its own client (the looks come every fraction of a second while they are needed)
+IDLE = 1.0
 
 
 def unanswered(lead: str, seconds: float, joining: bool = True) -> str:
@@ -37,38 +43,34 @@ def point_at(where: tuple[str, int]) -> str:
 
 
 class Look:
-    """One call under way on its own thread, on ``client`` (None: a new one, to ``where``):
-    :attr:`done` once it has returned or raised; :attr:`sent`: when it was made
-    (``time.monotonic()``)."""
+    """One call handed to a :class:`Looks`: :attr:`done` once it has returned or raised;
+    :attr:`sent`: when it was handed (``time.monotonic()``; one held behind a look that hangs is
+    timed from then, as the point has not answered since at least then)."""
 
-    def __init__(self, call, client, where: tuple[str, int]):
-        self.done, self.sent = threading.Event(), time.monotonic()
-        self.client, self._value, self._error = client, None, None
-        threading.Thread(target=self._make, args=(call, where), name="loftup-look",
-                         daemon=True).start()  # fmt: skip
+    def __init__(self, call):
+        self.call, self.done, self.sent = call, threading.Event(), time.monotonic()
+        self._value, self._error = None, None
 
-    def _make(self, call, where) -> None:
-        try:
-            if self.client is None:
-                self.client = point.client(*where, LOOK_WAIT)
-            self._value = call(self.client)
-        except BaseException as e:  # noqa: BLE001 - said to the thread that waits for it
-            self._error = e
-        finally:
-            self.done.set()
-
-    def wait(self, silent: float, every: float, tick=None) -> float | None:
+    def wait(self, silent: float, every: float, tick=None, pause=None) -> float | None:
         """Wait for the call in Python (Ctrl-C stops the wait), calling ``tick()`` (which may
-        raise) each ``every`` s it has not returned: None once it has returned or raised, else
-        the seconds since it was made once it has gone unanswered for ``silent`` s twice in a
-        row, ``every`` s apart (a pause of this whole process is not the point's silence)."""
-        stuck = 0
-        while not self.done.wait(every):
+        raise) each time it is seen not returned: None once it has returned or raised, else
+        the seconds since it was handed once it has been seen unanswered for ``silent`` s twice,
+        ``every`` s apart (a pause of this whole process is not the point's silence).
+        ``pause(seconds)``: the wait between two sights of it (by default until it returns,
+        ``every`` s at most), which may end sooner, or raise to end the wait."""
+        pause = pause or self.done.wait
+        first = None  # when it was first seen unanswered for ``silent`` s
+        while not self.done.is_set():
+            pause(every)
+            if self.done.is_set():
+                break
             if tick is not None:
                 tick()
-            stuck = stuck + 1 if time.monotonic() - self.sent >= silent else 0
-            if stuck >= 2:
-                return time.monotonic() - self.sent
+            now = time.monotonic()
+            if now - self.sent >= silent:
+                first = now if first is None else first
+                if now - first >= every:
+                    return now - self.sent
         return None
 
     def answered(self) -> bool:
@@ -83,19 +85,57 @@ class Look:
 
 
 class Looks:
-    """Calls ``call(client)`` on a client of the meeting point at ``where`` (host, port) of
-    their own, one at a time (:meth:`start`); a client whose call failed or went unanswered is
-    dropped (a late answer would be read as the next call's), the next call makes a new one."""
+    """Calls ``call(client)`` (:meth:`start`) one after the other, in the order handed, on one
+    thread (the worker: started with the first, ended once idle :data:`IDLE` s, started again
+    by the next) and one client of the meeting point at ``where`` (host, port): ``client``, or
+    else one of the worker's own (:func:`.point.client`), made as needed and dropped where a
+    call failed (a late answer would be read as the next call's) or the worker ends. A look
+    that hangs (a point stopped) holds those handed after it, each timed from when it was
+    handed: no thread nor client is added for them. The client is used by the worker alone
+    (torch's TCPStore client takes one call at a time, and one call's time-out leaves its late
+    answer to the next)."""
 
-    def __init__(self, where: tuple[str, int]):
-        self.where = where
-        self._last: Look | None = None
+    def __init__(self, where: tuple[str, int], client=None):
+        self.where, self._kept, self._client = where, client, client
+        self._handed: collections.deque[Look] = collections.deque()
+        self._ready = threading.Condition()
+        self._working = False
 
     def start(self, call) -> Look:
-        last = self._last
-        kept = last.client if last is not None and last.answered() else None
-        self._last = Look(call, kept, self.where)
-        return self._last
+        look = Look(call)
+        with self._ready:
+            self._handed.append(look)
+            if self._working:
+                self._ready.notify()
+            else:
+                try:
+                    threading.Thread(target=self._work, name="loftup-looks", daemon=True).start()
+                except BaseException:
+                    self._handed.remove(look)
+                    raise
+                self._working = True
+        return look
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                if not self._ready.wait_for(lambda: self._handed, IDLE):
+                    self._working = False
+                    self._client = self._kept  # (the worker's own, dropped: closed)
+                    return
+                look = self._handed.popleft()
+            self._make(look)
+
+    def _make(self, look: Look) -> None:
+        try:
+            if self._client is None:
+                self._client = point.client(*self.where, LOOK_WAIT)
+            look._value = look.call(self._client)
+        except BaseException as e:  # noqa: BLE001 - said to the thread that waits for it
+            look._error = e
+            self._client = self._kept
+        finally:
+            look.done.set()
 
 
 class Unanswered(LoftUpError):
@@ -103,22 +143,23 @@ class Unanswered(LoftUpError):
 
 
 class Timed:
-    """``store``'s calls, each made on a thread of its own and waited for in Python (Ctrl-C
-    stops the wait): one unanswered for ``silent`` s (twice in a row, ``every`` s apart: a
-    pause of this whole process is not the point's silence) raises :class:`Unanswered`, which
-    starts with ``this`` ("this process ..."). For the meeting's own calls where the point is
-    another process's (a stopped point held the meeting's wait, Ctrl-C ignored, for as long as
-    it stayed stopped)."""
+    """``store``'s calls, each made by a worker (:class:`Looks`, on ``store`` itself) and waited
+    for in Python (Ctrl-C stops the wait): one unanswered for ``silent`` s (seen twice,
+    ``every`` s apart: a pause of this whole process is not the point's silence) raises
+    :class:`Unanswered`, which starts with ``this`` ("this process ..."). For the meeting's own
+    calls where the point is another process's (a stopped point held the meeting's wait, Ctrl-C
+    ignored, for as long as it stayed stopped)."""
 
     def __init__(self, store, where: tuple[str, int], this: str, silent: float, every: float):
         self.store, self.where, self.this = store, where, this
         self.silent, self.every = silent, every
+        self.looks = Looks(where, store)
 
     def __getattr__(self, name: str):
         made = getattr(self.store, name)
 
         def timed(*args):
-            look = Look(lambda client: made(*args), self.store, self.where)
+            look = self.looks.start(lambda client: made(*args))
             seconds = look.wait(self.silent, self.every)
             if seconds is not None:
                 host, port = self.where
