@@ -4,16 +4,19 @@ gloo connects (loftup.extract.looks); and the threads and clients all looks are 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 
-from loftup.extract import pulse, watch
+from loftup.extract import point, pulse, watch
 from loftup.extract.looks import Looks, Timed
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port, wait_until_counted_in
@@ -160,3 +163,34 @@ def test_the_meetings_timed_calls_are_made_by_one_thread():
     timed = Timed(_Calls(), ("127.0.0.1", 1), "this process", 5, 0.5)
     threads = [timed.get("k") for _ in range(5)]  # (kept: a thread's ident is reused)
     assert len({id(thread) for thread in threads}) == 1, threads
+
+
+def _connections_to(port: int) -> int:
+    """This process's TCP connections to ``port`` (as a client)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            mine.add(os.readlink(f"/proc/self/fd/{fd}").removeprefix("socket:[").rstrip("]"))
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()  # remote address; state (01: established); inode
+            if fields[9] in mine and int(fields[2].rpartition(":")[2], 16) == port:
+                found += fields[3] == "01"
+    return found
+
+
+def test_the_watch_looks_on_the_client_of_the_main_threads_looks(point_here):
+    """A rank kept three store clients of the point while it joined the group: the meeting's,
+    its main thread's looks' and the watch's. The watch's looks are now made on the main
+    thread's looks' client."""
+    held, where = point_here
+    store = point.client(*where, 30)
+    held.set("k/address/1", "here")
+    before = _connections_to(where[1])
+    group = pulse.Rendezvous(store, "k", 0, 2, time.monotonic() + 60, "met", None, where)
+    with watch.Watch(group, where, "k", 0, 2) as w:
+        group.wait(["k/address/1"])  # (the main thread's look, on the looks' client)
+        while not w.silence.heard:  # (the watch's first look, BEAT_EVERY s on)
+            time.sleep(0.05)
+        assert _connections_to(where[1]) - before == 1

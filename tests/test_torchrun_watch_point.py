@@ -61,7 +61,7 @@ def test_a_meeting_point_that_stops_answering_ends_the_join_in_seconds(
 
 
 _BLOCK = """
-import asyncio, datetime, os, signal, sys, threading, time
+import asyncio, datetime, os, signal, sys, time
 import torch.distributed as dist
 from loftup.cli.common import owning_the_process
 from loftup.extract import pulse, watch
@@ -77,7 +77,10 @@ if case == "ctrl-c":
             with w:
                 os.kill(held, signal.SIGSTOP)  # the point stopped: the watch's look hangs
                 time.sleep(3 * pulse.BEAT_EVERY)
-                threading.Timer(0.5, os.kill, (this, signal.SIGINT)).start()  # as it ends
+                def interrupted(timeout=None):  # Ctrl-C as the end waits for the watch's thread
+                    os.kill(this, signal.SIGINT)
+                    time.sleep(60)
+                w.thread.join = interrupted
         except KeyboardInterrupt:
             print("wakeup fd", signal.set_wakeup_fd(-1), "sockets", w.wake.fileno(),
                   w.woken.fileno())
@@ -106,7 +109,8 @@ def test_the_watchs_end_gives_the_signals_back(
     said,
     agent_process,  # noqa: F811 - the fixture imported above
 ):
-    """Ctrl-C while the block's end waits for a look that hangs (the point stopped) left the
+    """Ctrl-C while the block's end waits for the watch's thread (it waited for a look that
+    hangs, the point stopped, up to LOOK_WAIT s; that is the looks' worker's now) left the
     watch's socket as the wakeup fd (signals then went nowhere; a socket closed later, its fd
     number reused, got them); a signal as the block ends reaches asyncio's wakeup fd (the one
     set before), as one in the block does."""

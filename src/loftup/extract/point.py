@@ -93,8 +93,8 @@ def closed(line: socket.socket | None) -> bool:
 def client(host: str, port: int, seconds: float, *, world: int | None = None, holds: bool = False):
     """A TCPStore client of the meeting point at ``host:port`` (its server, here, where this
     process ``holds`` it, for ``world`` processes), ``seconds`` its time-out: the one factory of
-    the meeting's own client and of the short-lived ones its looks use (:mod:`.looks`,
-    :mod:`.watch`). USE_LIBUV=0 picks the older store server and client, as for torch's
+    the meeting's own client and of the one its looks use (:mod:`.looks`, the main thread's
+    and the watch's). USE_LIBUV=0 picks the older store server and client, as for torch's
     ``env://`` (libuv is the default elsewhere than on Windows, whose torch has none). The
     time-out bounds a wait for a key and the connect; a call to a point that has stopped (its
     process, or its machine, or the network to it) waits whatever it is: time it from

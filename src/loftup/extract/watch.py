@@ -4,11 +4,12 @@ as the others connect to it held them about 25 s, Ctrl-C ignored (Python's handl
 once the main thread is back in Python), and no look at the others' pulses was made.
 
 :class:`Watch` looks at the others' pulses and at the meeting point from a thread of its own,
-with a store client of its own (the shared one's calls wait the meeting's whole wait, and the
-pulse's beats queue behind them); a second thread, which makes no store call, times those looks
-(a point that stops answering, its machine lost, holds a look whatever the client's time-out)
-and takes the signals. What they see (a rank gone silent, RANK=0's meeting point closed, or
-not answering for :data:`.pulse.SILENT_FOR` s) ends the process at once with that one line
+which makes no store call: its looks are made by the worker of the main thread's own looks
+(:class:`.looks.Looks`, the rendezvous's: one client of the point, not the shared one, whose
+calls wait the meeting's whole wait, and the pulse's beats queue behind them), and timed here
+(a point that stops answering, its machine lost, holds a look whatever the client's time-out),
+while the signals are taken. What they see (a rank gone silent, RANK=0's meeting point closed,
+or not answering for :data:`.pulse.SILENT_FOR` s) ends the process at once with that one line
 (status 2) only where loftup's command line owns the process
 (:func:`loftup.cli.common.owning_the_process`); there Ctrl-C (130) and SIGTERM under loftup's
 own handler (143; torchrun's stop of the others) end it too. Called from Python
@@ -25,17 +26,10 @@ import signal
 import socket
 import sys
 import threading
-import time
 
 from ..errors import terminate
-from . import looks, point
-from .looks import point_at, unanswered
+from .looks import LOOK_WAIT, Looks, point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
-
-#: the time-out (seconds) of the watch's own store client (:func:`.point.client`), and the
-#: longest wait for each of its threads at the block's end (a look that hangs is left to its
-#: daemon thread)
-LOOK_WAIT = looks.LOOK_WAIT
 
 
 def _cli_owns_process() -> bool:
@@ -44,23 +38,27 @@ def _cli_owns_process() -> bool:
     return owns_process()
 
 
+class _Over(Exception):
+    """The block is over (:meth:`Watch._pause`)."""
+
+
 class Watch:
     """For the ``with`` block (torch's join of the group, ``group`` its store, RANK=``rank``
-    of ``world`` at the meeting ``key`` of the point at ``where`` (host, port)), threads that
-    look at the others' pulses and the point while the main thread is in torch's C++; what they
-    see is :attr:`saw`, and, where the command line owns the process, ends it. Whichever ends
+    of ``world`` at the meeting ``key`` of the point at ``where`` (host, port)), a thread that
+    looks at the others' pulses and the point while the main thread is in torch's C++; what it
+    sees is :attr:`saw`, and, where the command line owns the process, ends it. Whichever ends
     first, the block or the watch, has the last word: one line."""
 
     def __init__(self, group: Rendezvous, where: tuple[str, int], key: str, rank: int, world: int):
         self.group, self.where, self.rank = group, where, rank
+        # the looks' worker and client are the main thread's (a group without: its own)
+        self.looks = group.looks if group.looks is not None else Looks(where)
         self.silence = Silence(None, key, rank, world)
         self.ends = _cli_owns_process()
         self.saw: str | None = None  # what the looks saw (a LoftUpError's text)
         self.said = threading.Lock()  # held by whoever ends the join: the block or the watch
         self.over = threading.Event()
-        self.asking: float | None = None  # since when the looks have had no answer
-        self.looker = threading.Thread(target=self._look, name="loftup-looks", daemon=True)
-        self.watcher = threading.Thread(target=self._take, name="loftup-watch", daemon=True)
+        self.thread = threading.Thread(target=self._watch, name="loftup-watch", daemon=True)
         # signals are taken only where the process may be ended for them, on the main thread
         self.signals = self.ends and threading.current_thread() is threading.main_thread()
         self.wake = self.woken = None  # signals (set_wakeup_fd), and the block's end
@@ -76,8 +74,7 @@ class Watch:
                 self.earlier = signal.set_wakeup_fd(self.wake.fileno(), warn_on_full_buffer=False)
                 undo.callback(self._restore)
             undo.callback(self._stop)
-            self.watcher.start()
-            self.looker.start()
+            self.thread.start()
             undo.pop_all()
         return self
 
@@ -100,44 +97,60 @@ class Watch:
         if self.wake is not None:
             with contextlib.suppress(OSError):  # (full of signals not taken yet: it wakes)
                 self.wake.send(b"\0")
-        if self.watcher.ident is not None:  # (no store call: it ends within BEAT_EVERY s)
-            self.watcher.join(LOOK_WAIT)
-        if self.looker.ident is not None:  # (a look that hangs is left to its daemon thread)
-            self.looker.join(LOOK_WAIT)
-        self._pass_on()  # what came after the watcher's last read (it has ended by now)
+        if self.thread.ident is not None:  # (no store call: it ends at once; a look that hangs
+            self.thread.join(LOOK_WAIT)  # is left to the looks' worker)
+        self._pass_on()  # what came after the thread's last read (it has ended by now)
 
     def _close(self) -> None:
         for end in (self.wake, self.woken):
             if end is not None:
                 end.close()
 
-    def _take(self) -> None:
-        """The watching thread, which makes no store call (one may hang whatever its
-        time-out): signals, taken at once where the process is the command's, and the looks'
-        answers, timed."""
-        stuck = 0  # (how many times in a row a look was seen unanswered too long)
-        while not self.over.is_set():
-            if self.woken is None:
-                self.over.wait(BEAT_EVERY)
-            else:
-                try:
-                    select.select([self.woken], [], [], BEAT_EVERY)
-                except (OSError, ValueError):  # closed: the block is over
-                    return
-            for number in self._pass_on():
-                said = _signal_said(number) if self.ends else None
-                if said is not None:
-                    self._end(*said)
-            asking = self.asking
-            if self.saw is not None or asking is None:
-                stuck = 0
-                continue
-            # twice in a row, BEAT_EVERY s apart: a pause of this whole process (SIGSTOP, a
-            # machine suspended) is not the point's silence, and the look answers after it
-            stuck = stuck + 1 if time.monotonic() - asking >= SILENT_FOR else 0
-            if stuck >= 2:
-                lead = f"{self.group.met} {point_at(self.where)}"
-                self._saw(unanswered(lead, time.monotonic() - asking))
+    def _watch(self) -> None:
+        """The watching thread: the others' pulses and the meeting point, each
+        :data:`BEAT_EVERY` s, until the block ends or one is seen (:attr:`saw`), each look
+        handed to the looks' worker and timed here (:meth:`.looks.Look.wait`: one may hang, a
+        point stopped, whatever the client's time-out), the signals taken meanwhile."""
+        try:
+            while self.saw is None:
+                self._pause(BEAT_EVERY)
+                if self.group.looking:  # (its own looks say it)
+                    continue
+                gone = self.group.point_gone()
+                if gone is not None:
+                    return self._saw(str(gone))
+                look = self.looks.start(self._round)
+                seconds = look.wait(SILENT_FOR, BEAT_EVERY, pause=self._pause)
+                if seconds is not None:
+                    lead = f"{self.group.met} {point_at(self.where)}"
+                    return self._saw(unanswered(lead, seconds))
+                if look.answered() and look.value():  # (one that failed: the next look says)
+                    return self._saw(str(self.group.went_silent(look.value(), self.silence)))
+        except _Over:
+            pass
+        return None
+
+    def _round(self, client) -> list[int]:
+        """One look, on ``client`` (by the looks' worker): the ranks gone silent."""
+        self.silence.store = client
+        return self.silence.gone()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` s (less where a signal comes), then take the signals that came,
+        at once where the process is the command's; :class:`_Over` once the block is over."""
+        if self.woken is None:
+            self.over.wait(seconds)
+        else:
+            try:
+                select.select([self.woken], [], [], seconds)
+            except (OSError, ValueError):  # closed: the block is over
+                raise _Over from None
+        for number in self._pass_on():
+            said = _signal_said(number) if self.ends else None
+            if said is not None:
+                self._end(*said)
+        if self.over.is_set():
+            raise _Over
 
     def _pass_on(self) -> list[int]:
         """The signal numbers in the wake-up socket, passed on to the earlier wakeup fd
@@ -151,35 +164,6 @@ class Watch:
             with contextlib.suppress(OSError):
                 os.write(self.earlier, got)
         return list(got)
-
-    def _look(self) -> None:
-        """The looking thread: the others' pulses and the meeting point, each
-        :data:`BEAT_EVERY` s, until the block ends or one is seen (:attr:`saw`). A look may
-        hang (a point stopped: the client's time-out is not kept by every call): the watching
-        thread times them (:attr:`asking`)."""
-        client = None
-        while not self.over.wait(BEAT_EVERY) and self.saw is None:
-            if self.group.looking:  # (its own looks say it)
-                continue
-            gone = self.group.point_gone()
-            if gone is not None:
-                return self._saw(str(gone))
-            if self.asking is None:
-                self.asking = time.monotonic()
-            try:
-                if client is None:
-                    client = self.silence.store = point.client(*self.where, LOOK_WAIT)
-                silent = self.silence.gone()
-                self.asking = None
-            except Exception:  # noqa: BLE001 - timed out, or the point closed under it
-                client = None  # (a late answer would be read as the next look's)
-                gone = None if self.over.is_set() else self.group.point_gone(grace=1.0)
-                if gone is not None:
-                    return self._saw(str(gone))
-                continue
-            if silent:
-                return self._saw(str(self.group.went_silent(silent, self.silence)))
-        return None
 
     def _saw(self, text: str) -> None:
         self.saw = text
