@@ -113,13 +113,14 @@ class Watch:
         point stopped, whatever the client's time-out), the signals taken meanwhile."""
         try:
             while self.saw is None:
-                self._pause(BEAT_EVERY)
                 if self.group.looking:  # (its own looks say it)
+                    self._pause(BEAT_EVERY)
                     continue
                 gone = self.group.point_gone()
                 if gone is not None:
                     return self._saw(str(gone))
                 look = self.looks.start(self._round)
+                self._pause(BEAT_EVERY)  # (it answers meanwhile, in a few ms)
                 seconds = look.wait(SILENT_FOR, BEAT_EVERY, pause=self._pause)
                 if seconds is not None:
                     lead = f"{self.group.met} {point_at(self.where)}"
