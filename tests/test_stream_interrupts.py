@@ -6,39 +6,36 @@ anyone held them)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
-import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import loftup
+from forked import Forked
 from loftup.cli import main
 from loftup.outputs import FeatureFile
-from processes import REPO, src_env
 
-#: set to a test's id in the fresh pytest process it runs in (:func:`fresh`)
-INNER = "LOFTUP_TEST_IN_FRESH_PROCESS"
+#: what the upsample command imports, once for every case (each imported them under its
+#: profile hook, which made the imports several times slower)
+_IMPORTED = ["loftup.api", "loftup.extract.folder", "transformers.models.dinov2", "sympy", "triton"]
 
 
-@pytest.fixture
-def fresh(request):
-    """Whether to run the test's body here: each test of this file runs in a fresh pytest
-    process of its own, and passes where it passes there. The signal is raised at whatever
-    bytecode runs next, which may be a library's, leaving its lock held (tqdm's write lock:
-    a later test's writer thread, in a garbage collection of a bar, then waited for it for
-    ever), so this process's state is not trusted after one."""
-    if os.environ.get(INNER) == request.node.nodeid:
-        return True
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
-        cwd=REPO, env={**src_env(), INNER: request.node.nodeid}, capture_output=True,
-        text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0 and "\n1 passed in " in done.stdout, done.stdout[-4000:]
-    return False
+@pytest.fixture(scope="module")
+def forked():
+    """Each case of this file runs in a process of its own, forked from one prepared for them
+    (:class:`forked.Forked`): the signal is raised at whatever bytecode runs next, which may be
+    a library's, leaving its lock held (tqdm's write lock: a later test's writer thread, in a
+    garbage collection of a bar, then waited for it for ever), so no process runs a case
+    after another."""
+    cases = Forked([__name__, *_IMPORTED])
+    yield cases
+    cases.close()
 
 
 def _at(point, out):
@@ -68,37 +65,61 @@ def _at(point, out):
     return hook, fired
 
 
+def _stderr_of(run) -> tuple[object, str]:
+    """``run()``'s value, and what it wrote to ``sys.stderr``."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        value = run()
+    return value, err.getvalue()
+
+
+def _upsample(*images: Path, upsampler, out: Path, more=(), size: int = 80) -> int:
+    """``loftup upsample IMAGES`` of every one streamed: its status."""
+    return main(["upsample", *map(str, images), *more, "-m", str(upsampler), "-o", str(out),
+                 "--size", str(size), "--stream-above", "0"])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "point",
     [("made", 1), ("made", 2), ("return", "FeatureFile"), ("return", "compute_streamed")],
     ids=["first-temporary-made", "second-temporary-made", "constructor-returns", "tasks-returned"],
 )
 def test_sigterm_at_each_hand_over_of_a_streamed_output_leaves_no_temporary_file(
-    photos, upsampler, tmp_path, point, capsys, fresh
+    photos, upsampler, tmp_path, point, forked
 ):
     """The .pt output's two temporary files (the archive and its mapped data): SIGTERM just
     after each is made, as their maker returns them, and as the streamed computation hands
     them on to the writers; the run ends with 143 and nothing half-written is left."""
-    if not fresh:
-        return
-    out = tmp_path / "out"
-    hook, fired = _at(point, out)
+    forked.run(_hand_over, tmp_path / "log", photos=str(photos), upsampler=str(upsampler),
+               tmp=str(tmp_path), point=point)  # fmt: skip
+
+
+def _hand_over(photos: str, upsampler: str, tmp: str, point: list) -> None:
+    out = Path(tmp) / "out"
+    hook, fired = _at(tuple(point), out)
     sys.setprofile(hook)
     try:
-        code = main(["upsample", str(photos / "coffee.jpg"), "-m", str(upsampler), "-o", str(out),
-                     "--size", "80", "--stream-above", "0", "--no-progress"])  # fmt: skip
+        code, err = _stderr_of(
+            lambda: _upsample(
+                Path(photos) / "coffee.jpg", upsampler=upsampler, out=out, more=["--no-progress"]
+            )
+        )
     finally:
         sys.setprofile(None)
     assert fired, f"the run never reached {point}"
-    assert code == 143 and "terminated (SIGTERM)" in capsys.readouterr().err
+    assert code == 143 and "terminated (SIGTERM)" in err
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
 
 
-def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path, fresh):
+def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path, forked):
     """Ctrl-C as the memory-mapped file's constructor returns, inside upsample_to_npy: the
     KeyboardInterrupt comes out and the temporary file is gone with it."""
-    if not fresh:
-        return
+    forked.run(_npy_made, tmp_path / "log", tmp=str(tmp_path / "work"))
+
+
+def _npy_made(tmp: str) -> None:
+    folder = Path(tmp)
+    folder.mkdir()
     torch.manual_seed(0)
     model = loftup.LoftUp(dim=32, num_heads=4, n_freqs=6).eval()
     lr, image = torch.randn(1, 32, 4, 4), torch.randn(1, 3, 45, 38)
@@ -110,15 +131,14 @@ def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path, fresh
                 fired.append(True)
                 os.kill(os.getpid(), signal.SIGINT)
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.setprofile(hook)
     try:
         with pytest.raises(KeyboardInterrupt):
-            loftup.upsample_to_npy(model, lr, image, tmp_path / "feats.npy", progress=False)
+            loftup.upsample_to_npy(model, lr, image, folder / "feats.npy", progress=False)
     finally:
         sys.setprofile(None)
-        signal.signal(signal.SIGINT, previous)
-    assert fired and list(tmp_path.iterdir()) == []
+    assert fired and list(folder.iterdir()) == []
 
 
 def _write_json(folder):
@@ -142,24 +162,27 @@ def _check_output(folder):
 @pytest.mark.parametrize(
     "write", [_write_json, _write_mark, _check_output], ids=["atomic_write", "mask-mark", "check"]
 )
-def test_ctrl_c_just_after_a_temporary_file_is_made_leaves_nothing(tmp_path, write, fresh):
+def test_ctrl_c_just_after_a_temporary_file_is_made_leaves_nothing(tmp_path, write, forked):
     """Ctrl-C at the first moment the temporary file exists (inside the call that makes it,
     before its name is returned): the writer removes it all the same."""
-    if not fresh:
-        return
+    forked.run(_temporary_made, tmp_path / "log", tmp=str(tmp_path / "work"), write=write.__name__)
+
+
+def _temporary_made(tmp: str, write: str) -> None:
+    folder = Path(tmp)
+    folder.mkdir()
     fired = []
 
     def hook(frame, event, arg):
-        if not fired and any(tmp_path.glob(".*.tmp")):
+        if not fired and any(folder.glob(".*.tmp")):
             fired.append((event, frame.f_code.co_name))
             os.kill(os.getpid(), signal.SIGINT)
 
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.setprofile(hook)
     try:
         with pytest.raises(KeyboardInterrupt):
-            write(tmp_path)
+            globals()[write](folder)
     finally:
         sys.setprofile(None)
-        signal.signal(signal.SIGINT, previous)
-    assert fired and list(tmp_path.iterdir()) == []
+    assert fired and list(folder.iterdir()) == []
