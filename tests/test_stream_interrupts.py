@@ -111,6 +111,46 @@ def _hand_over(photos: str, upsampler: str, tmp: str, point: list) -> None:
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_a_finaliser_swallows_still_ends_the_run(
+    photos, upsampler, tmp_path, signum, forked
+):
+    """The signal's handler runs in a finaliser (here the tile bar's ``__del__``, as the
+    first of two streamed images' tiles are done), where Python cannot pass its exception
+    on: once printed "Exception ignored in" and the run went on, wrote both images and ended
+    with status 0. Now it stops before the next image, with the signal's status, nothing
+    half-written and nothing printed of the finaliser."""
+    forked.run(_swallowed, tmp_path / "log", photos=str(photos), upsampler=str(upsampler),
+               tmp=str(tmp_path), signum=int(signum))  # fmt: skip
+
+
+def _swallowed(photos: str, upsampler: str, tmp: str, signum: int) -> None:
+    import loftup.tiling
+
+    loftup.tiling.default_tile_size = lambda device: 32  # tiles (and their bar): 4 an image
+    out = Path(tmp) / "out"
+    fired = []
+
+    def hook(frame, event, arg):
+        if not fired and event == "call" and frame.f_code.co_name == "__del__":
+            if "tqdm" in frame.f_code.co_filename:
+                fired.append(True)
+                os.kill(os.getpid(), signum)
+
+    sys.setprofile(hook)
+    try:
+        images = [Path(photos) / "coffee.jpg", Path(photos) / "astronaut.png"]
+        code, err = _stderr_of(lambda: _upsample(*images, upsampler=upsampler, out=out, size=40))
+    finally:
+        sys.setprofile(None)
+    assert fired, "no progress bar was finalised"
+    status, line = (
+        (143, "terminated (SIGTERM)") if signum == signal.SIGTERM else (130, "interrupted")
+    )
+    assert (code, line in err, "Exception ignored" in err) == (status, True, False), err[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["upsample.json"]  # no image, no temporary
+
+
 def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path, forked):
     """Ctrl-C as the memory-mapped file's constructor returns, inside upsample_to_npy: the
     KeyboardInterrupt comes out and the temporary file is gone with it."""

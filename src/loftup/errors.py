@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+from .stops import stop
+
 
 class LoftUpError(Exception):
     """Base class of the errors that carry a message meant for the user."""
@@ -93,7 +95,7 @@ def terminate(signum=None, frame=None) -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
+    stop(Terminated())  # kept: raised again where a finaliser swallows it (loftup.stops)
 
 
 class MissingDependencyError(LoftUpError, ImportError):

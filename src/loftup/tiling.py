@@ -28,6 +28,7 @@ from .fast_stem import conv3x3_relu, encode_region, stem
 from .fastpath import decode, encode_kv
 from .layers import image_minmax, neighbour_index, neighbour_span
 from .npy_stream import upsample_to_npy  # noqa: F401  (importable from here, as before the split)
+from .stops import check as check_stop
 from .tile_plan import (  # noqa: F401  (split_axis: importable from here, as before the split)
     Tile,
     check_settings,
@@ -123,6 +124,7 @@ def upsample(
         else:  # internal: only start_upsample passes _queries, for one tile (a bug otherwise)
             raise ValueError("_queries holds the query map of a one-tile output")
         for tile in _progress(tiles, progress):
+            check_stop()  # one a finaliser swallowed (a bar's, a generator's): loftup.stops
             if own:  # decode straight into the output
                 dest = out.permute(0, 2, 3, 1)[tile.batch, tile.rows, tile.cols]
             else:

@@ -22,6 +22,7 @@ import warnings
 
 from ..errors import LoftUpError, Terminated, terminate
 from ..listing import permission_denied
+from ..stops import Scope, check, interrupt
 from .bench import add_bench
 from .checkpoints import add_download, add_info
 from .common import _SETTINGS, owning_the_process, stdout_for_json
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    # Ctrl-C raised as Python's handler raises it, and kept as SIGTERM is: one a finaliser
+    # swallows ends the command all the same (loftup.stops); a SIGINT ignored stays so
+    ctrl_c = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ctrl_c:
+        signal.signal(signal.SIGINT, interrupt)
     # a warning is one line, as errors are (not the source path and line of whoever warned),
     # on a line of its own when a progress bar is on screen
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         # catch_warnings the caller's
         with warnings.catch_warnings(), contextlib.ExitStack() as settings:
             _SETTINGS.append(settings)
+            if main_thread:  # (signal handlers run in the main thread only)
+                settings.enter_context(Scope())
             if main_thread:  # (the process is the command's: it may end it, extract.watch)
                 settings.enter_context(owning_the_process())
             try:
@@ -128,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = showwarning
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+        if ctrl_c:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -155,7 +165,9 @@ def _main(args) -> int:
             # a folder, under a file, or in a read-only folder
             check_file_output(json_out, "--json", example="out.json")
         with stdout_for_json(json_out):
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            check()  # a stop a finaliser swallowed (the command went on): its status
+            return status
     except LoftUpError as e:
         _say(f"error: {e}")
         return 2

@@ -33,6 +33,7 @@ import numpy as np
 from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
 from ..file_lock import NO_LOCKS
+from ..stops import check as check_stop
 from .mask_folder import _real, _repair, check_masks_folder, foreign_entries
 from .mask_lock import lock, unlock
 from .mask_mark import (
@@ -115,6 +116,7 @@ class MaskStaging:
             self._lock = lock_folder(self.target, folder)
             if self._lock is not None:
                 sweep_staging(self.target, folder)
+                check_stop()  # one a finaliser in the sweep swallowed: loftup.stops
             check_masks_folder(folder, root)  # as it is now, no other run writing there
             self.path = self._mkdtemp(self.target, STAGING)
             for name in self.names:

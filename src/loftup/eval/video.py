@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..stops import check as check_stop
 from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
 from .datasets.common import open_rgb, resize_square, to_image_tensor
@@ -146,6 +147,7 @@ def track_sequence(
     last = len(seq.frames) - 1
     softs = propagate_video(_chain(first, feats), labels0.to(first.device), cfg.propagation)
     for t, soft in enumerate(softs, start=1):
+        check_stop()  # one a finaliser swallowed (a bar's, a generator's): loftup.stops
         if bar is not None:
             bar.update(1)
         gt = seq.annotation(t)
@@ -192,10 +194,12 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
         bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:
+                check_stop()
                 bar.set_postfix(sequence=seq.name, refresh=False)
                 scores = track_sequence(seq, pipe, cfg, examples, bar, batches, staging)
                 per_object.update(scores)
                 per_sequence[seq.name] = davis_statistics(scores)
+        check_stop()  # (before the scores are written and the masks put in place)
         metrics = davis_statistics(per_object)
         results = {
             "task": cfg.task,

@@ -17,6 +17,7 @@ from ..checks import ImageSizeError, backbone_input, output_size
 from ..errors import memory_shortfall, out_of_memory
 from ..io import ImageReadError, load_image_tensor
 from ..paths import name_max
+from ..stops import check as check_stop
 from .inputs import Job
 from .record import outputs_of
 from .torchrun import shard
@@ -137,6 +138,7 @@ def run(
     ):
         ahead = reader.submit(_read, mine[0]) if mine else None
         for k in range(len(mine)):
+            check_stop()  # one a finaliser swallowed (a bar's, a generator's): loftup.stops
             loaded, unreadable = ahead.result()
             if k + 1 < len(mine):
                 ahead = reader.submit(_read, mine[k + 1])
@@ -182,6 +184,7 @@ def run(
                     # garbage that holds GPU memory with it)
                     gc.collect()
                     torch.cuda.empty_cache()
+                check_stop()  # (before the hand-over: the files are discarded)
                 for job, task in tasks:  # (a file not handed over: discarded by streamed_files)
                     if isinstance(task, str):  # no file, no memory, or features it cannot hold
                         fail(job, task)

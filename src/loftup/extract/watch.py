@@ -28,6 +28,7 @@ import sys
 import threading
 
 from ..errors import terminate
+from ..stops import interrupt
 from .looks import LOOK_WAIT, Looks, point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
 
@@ -183,7 +184,8 @@ class Watch:
 def _signal_said(number: int) -> tuple[str, int] | None:
     """What to end the process with for the signal ``number`` (its line, less the rank; its
     status), or None where the handler the command set is not loftup's."""
-    if number == signal.SIGINT and signal.getsignal(number) is signal.default_int_handler:
+    ctrl_c = (signal.default_int_handler, interrupt)  # Python's, or the command line's
+    if number == signal.SIGINT and signal.getsignal(number) in ctrl_c:
         return "interrupted", 130
     if number == signal.SIGTERM and signal.getsignal(number) is terminate:
         return "terminated (SIGTERM)", 143

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from ..errors import Terminated, terminate
+from ..stops import Scope, check, stop
 
 #: how each signal is named in what the run says
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
@@ -62,6 +63,7 @@ class StopOnSignals:
         self.announce = announce
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
+        self._scope: Scope | None = None
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
@@ -72,9 +74,9 @@ class StopOnSignals:
             return
         if signum == signal.SIGHUP and not self.in_steps:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
-            raise HungUp
+            stop(HungUp())  # (kept: raised again where a finaliser swallows it)
         if signum == signal.SIGINT and (not self.in_steps or self.requested is not None):
-            raise KeyboardInterrupt
+            stop(KeyboardInterrupt())
         if not self.in_steps:
             terminate()
         if self.requested is not None:
@@ -86,7 +88,9 @@ class StopOnSignals:
 
     @contextmanager
     def steps(self):
-        """While the steps run: a signal asks them to stop after the current one."""
+        """While the steps run: a signal asks them to stop after the current one (one that
+        stopped the run before them, swallowed by a finaliser, stops it now)."""
+        check()
         self.in_steps = True
         try:
             yield self
@@ -136,6 +140,7 @@ class StopOnSignals:
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
+        self._scope = Scope().__enter__()  # (the stops raised kept: loftup.stops)
         self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
         if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):  # None: not Python's
             self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
@@ -144,6 +149,9 @@ class StopOnSignals:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            scope.__exit__()
         for signum in (signal.SIGINT, signal.SIGHUP):
             previous = self._previous.pop(signum, None)
             if previous is not None:
