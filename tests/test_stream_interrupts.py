@@ -151,6 +151,41 @@ def _swallowed(photos: str, upsampler: str, tmp: str, signum: int) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["upsample.json"]  # no image, no temporary
 
 
+def test_ctrl_c_as_a_generator_left_open_is_closed_comes_out(upsampler, tmp_path, forked):
+    """A pipeline's device and dtype are its first parameter's: ``next(parameters())`` left
+    the generator to be finalised where it was dropped, and a Ctrl-C whose handler ran in its
+    close (as under a profile hook) was lost, the features computed as if none had come. Now
+    it is closed as the code runs: the KeyboardInterrupt comes out."""
+    forked.run(_generator_closed, tmp_path / "log", upsampler=str(upsampler))
+
+
+def _generator_closed(upsampler: str) -> None:
+    pipe = loftup.load_pipeline(upsampler)
+    images = torch.rand(1, 3, 28, 28)
+    started, fired = set(), []
+
+    def hook(frame, event, arg):
+        if fired or event != "call" or frame.f_code.co_name != "parameters":
+            return
+        if id(frame) in started:  # resumed: closed (each is asked for its first only)
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        below = frame.f_back
+        while below is not None and not below.f_code.co_filename.endswith("loftup/pipeline.py"):
+            below = below.f_back
+        if below is not None:  # one the pipeline asks for
+            started.add(id(frame))
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipe(images, 32)
+    finally:
+        sys.setprofile(None)
+    assert fired
+
+
 def test_ctrl_c_as_upsample_to_npy_makes_its_file_leaves_nothing(tmp_path, forked):
     """Ctrl-C as the memory-mapped file's constructor returns, inside upsample_to_npy: the
     KeyboardInterrupt comes out and the temporary file is gone with it."""

@@ -38,6 +38,7 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     _warn_if_other_norm,
 )
 from .model import LoftUp
+from .stops import first
 
 
 @dataclass
@@ -59,12 +60,12 @@ class FeaturePipeline:
 
     @property
     def device(self) -> torch.device:
-        return next(self.upsampler.parameters()).device
+        return first(self.upsampler.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
         """The upsampler's dtype: that of the features it returns."""
-        return next(self.upsampler.parameters()).dtype
+        return first(self.upsampler.parameters()).dtype
 
     # no_grad, not inference_mode: inference tensors cannot be changed in place or saved for
     # a backward outside it (features normalised in place, a probe trained on them)

@@ -46,6 +46,19 @@ def check() -> None:
         raise _SWALLOWED.pop(0)
 
 
+def first(items):
+    """The first of ``items`` (``module.parameters()``), its generator closed here rather
+    than finalised where it is dropped, where a stop raised in it would be lost (a handler's
+    turn comes in a generator's close under a profile or trace hook)."""
+    it = iter(items)
+    try:
+        return next(it)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
 class Scope:
     """While open (``with Scope():``), a stop :func:`stop` raised that a finaliser swallows is
     kept for :func:`check`, and not printed (``Exception ignored in``); closing the outermost

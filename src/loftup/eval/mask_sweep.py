@@ -178,7 +178,7 @@ def _undo_older_swap(entry: Path, target: Path) -> bool:
     earlier = {p.name: p for p in entry.glob(".earlier-*/*")}
     staged = {p.name for p in entry.iterdir() if not p.name.startswith(".")}
     present = [n for n in earlier_sequences(target) or () if (target / n).is_dir()]
-    if not any(entry.glob(".earlier-*")):
+    if not list(entry.glob(".earlier-*")):  # (read whole, not left open: loftup.stops.first)
         return True  # killed before its swap: DIR as it was
     if staged and present and not set(present) & (staged | set(earlier)):
         moving = target / (MOVING + entry.name[len(STAGING) :])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import MissingDependencyError, require
+from ..stops import first
 from . import IMAGENET_MEAN, IMAGENET_STD, Featurizer
 from .hf_loading import load_strict, quiet_transformers  # noqa: F401  (as before the split)
 from .hf_weights import (  # noqa: F401  (importable from here, as before the split)
@@ -116,7 +117,7 @@ class HFFeaturizer(Featurizer):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised (B, 3, H, W) -> patch features (B, dim, h, w)."""
-        weight = next(self.model.parameters())
+        weight = first(self.model.parameters())  # (closed: loftup.stops)
         check_backbone_batch(images, weight.device)
         images = to_patch_multiple(images, self.patch_size)
         check_finite_images(images)  # what the backbone is given, after the resize
