@@ -1,6 +1,7 @@
 """Shared test fixtures: refused folders, the paper's reference outputs, an offline Hugging
-Face cache and a local hub mirror. The helpers they and the tests use lie beside it:
-processes.py (a fresh Python: run_python, run_scripts, run_cli), reference_files.py,
+Face cache, a local hub mirror, and cases forked each into a process of its own. The helpers
+they and the tests use lie beside it: processes.py (a fresh Python: run_python, run_scripts,
+run_cli), forked.py, reference_files.py,
 model_helpers.py (perturbed upsamplers, the torch under test), hub_builders.py (a cache laid
 out on disk, the mirror's server), file_modes.py, train_fixtures.py."""
 
@@ -148,6 +149,21 @@ def upsampler(tmp_path_factory):
     torch.manual_seed(0)
     loftup.LoftUp(dim=32).save_pretrained(folder, backbone="dinov2_tiny")
     return folder
+
+
+@pytest.fixture(scope="module")
+def forked(request):
+    """Runs each case of the test module in a process of its own (``forked.run(case, log,
+    **kwargs)``), forked from one prepared for them that imports the module and its
+    ``PREPARED`` modules (tests/forked.py): for a case that sends a signal, which is raised at
+    whatever bytecode runs next, maybe a library's, leaving its lock held (tqdm's write lock:
+    a later test's writer thread, in a garbage collection of a bar, then waited for it for
+    ever), so that no process runs a case after another."""
+    from forked import Forked
+
+    cases = Forked([request.module.__name__, *getattr(request.module, "PREPARED", ())])
+    yield cases
+    cases.close()
 
 
 @pytest.fixture

@@ -17,25 +17,12 @@ import pytest
 import torch
 
 import loftup
-from forked import Forked
 from loftup.cli import main
 from loftup.outputs import FeatureFile
 
 #: what the upsample command imports, once for every case (each imported them under its
-#: profile hook, which made the imports several times slower)
-_IMPORTED = ["loftup.api", "loftup.extract.folder", "transformers.models.dinov2", "sympy", "triton"]
-
-
-@pytest.fixture(scope="module")
-def forked():
-    """Each case of this file runs in a process of its own, forked from one prepared for them
-    (:class:`forked.Forked`): the signal is raised at whatever bytecode runs next, which may be
-    a library's, leaving its lock held (tqdm's write lock: a later test's writer thread, in a
-    garbage collection of a bar, then waited for it for ever), so no process runs a case
-    after another."""
-    cases = Forked([__name__, *_IMPORTED])
-    yield cases
-    cases.close()
+#: profile hook, which made the imports several times slower): conftest's ``forked``
+PREPARED = ["loftup.api", "loftup.extract.folder", "transformers.models.dinov2", "sympy", "triton"]
 
 
 def _at(point, out):

@@ -199,7 +199,6 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
                 scores = track_sequence(seq, pipe, cfg, examples, bar, batches, staging)
                 per_object.update(scores)
                 per_sequence[seq.name] = davis_statistics(scores)
-        check_stop()  # (before the scores are written and the masks put in place)
         metrics = davis_statistics(per_object)
         results = {
             "task": cfg.task,
@@ -223,6 +222,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
             "elapsed_s": round(time.time() - start, 2),
         }  # fmt: skip
         title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
+        check_stop()  # (before the scores are written and the masks put in place)
         # the scores written first: a failure to put the masks in place loses none
         finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
         if staging is not None:  # (inside: a Ctrl-C just before it, too, discards the masks)
