@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import sys
 
-#: the stops the handlers raised in the open scopes, those of them a finaliser swallowed (to
-#: be raised again), and how many scopes are open
+#: the stop a handler raised last in the open scopes, those a finaliser swallowed (to be
+#: raised again), and how many scopes are open
 _RAISED: list[BaseException] = []
 _SWALLOWED: list[BaseException] = []
 _OPEN = [0]
@@ -27,8 +27,8 @@ def stop(e: BaseException):
     """Raise the stop ``e`` (a signal handler's ``KeyboardInterrupt``, ``Terminated``,
     ``HungUp``), known where a :class:`Scope` is open: one a finaliser swallows is raised again
     by :func:`check`."""
-    if _OPEN[0]:
-        _RAISED.append(e)
+    if _OPEN[0]:  # the last one only (a finaliser swallows it as it is raised): its
+        _RAISED[:] = [e]  # traceback's frames are not kept for the scope's time
     raise e
 
 
