@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 
 import pytest
@@ -41,10 +42,10 @@ def test_another_users_file_is_told_the_chmod_that_lets_this_user_read_it(tmp_pa
     assert where_modes_apply(_READ.format(path=str(path))) == ["none", "None"]
 
 
-def test_a_file_its_mode_lets_this_user_read_is_told_what_else_refuses_it(tmp_path):
+def test_a_file_refused_by_an_acl_is_told_its_setfacl_no_chmod(tmp_path):
     """Another user's file of mode 644 with an ACL that refuses this user was "have OWNER make
-    it readable for this user (chmod a+r PATH)", which changes nothing: its mode says this
-    user may read it, so the line says so and what else refuses it (getfacl), no chmod."""
+    it readable for this user (chmod a+r PATH)", which changes nothing: the ACL decides, so
+    the line says so (getfacl) and the setfacl that names this user, no chmod."""
     path = tmp_path / "image.png"
     path.write_bytes(b"x")
     owner = others(path, 0o644)
@@ -52,9 +53,14 @@ def test_a_file_its_mode_lets_this_user_read_is_told_what_else_refuses_it(tmp_pa
     read, said = where_modes_apply(_READ.format(path=str(path)))
     assert read.startswith("PermissionError: ")
     assert f"{path}: permission denied (mode -rw-r--r--, owner {owner}, group " in said, said
-    assert "), though its mode lets this user, " in said
-    assert f"something else refuses: an ACL (getfacl {path}), a security module " in said
-    assert "chmod" not in said and "run as" not in said
+    me = re.search(
+        r", and an ACL, which decides for this user, (\S+), whatever the mode says: ", said
+    )
+    assert me, said
+    assert (
+        f"getfacl {path}); have {owner} let {me[1]} read it (setfacl -m u:{me[1]}:r {path})" in said
+    )
+    assert "chmod" not in said
 
 
 def _refused_by_the_system(monkeypatch, path, code: int) -> None:

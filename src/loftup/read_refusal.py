@@ -98,50 +98,124 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
     its group, others) do it (``chmod g+rw``), or, where its mode lets that class do it already,
     what else refuses (an ACL, a security module, a network file system's mapping, the kernel's
     protection of another's file in a sticky folder): no chmod would change a thing there.
+    Where another's file has an ACL, which decides for this user whatever its mode says, the
+    setfacl that names this user instead (a chmod of an ACL's file sets its mask). The path in
+    a command is absolute (:func:`advised_path`): its owner runs it elsewhere.
     ``tree``: why all that the folder ``path`` holds needs it too ("since a scorer reads each
     mask in it"), said with the fix, which is then ``chmod -R`` of all of ``need`` (what it
-    holds may lack any bit; ``X`` for ``x``: search on folders, no files made executable)."""
+    holds may lack any bit; ``X`` for ``x``: search on folders, no files made executable), and
+    who else must run it: the owners of what it holds, where others' (only a file's owner may
+    change its mode)."""
     verb, made = _NEEDS[need]
-    me, quoted, who = _user(euid()), shlex.quote(os.fspath(path)), _class_of(st)
+    me, quoted, who = _user(euid()), advised_path(path), _class_of(st)
     owner = _user(st.st_uid)
     said = f"mode {stat.filemode(st.st_mode)}"
     if who != "u":
         said += f", owner {owner}, group {_group(st.st_gid)}"
-    missing = _missing(st, need, who)
+    run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
+    acl = _setfacl(path, st, need, tree)
+    if acl:
+        because = f", {tree}" if tree else ""
+        return (
+            f"permission denied ({said}, and an ACL, which decides for this user, {me}, whatever "
+            f"the mode says: getfacl {quoted}); have {owner} let {me} {verb} it{because} "
+            f"({acl}){run_as}"
+        )
+    missing = "" if acl == "" else _missing(st, need, who)  # (an ACL lets: something else)
     if not missing:
         sticky = ", the kernel's fs.protected_regular (another's file in a sticky folder)"
+        lets, acl_too = ("ACL", "") if acl == "" else ("mode", f"an ACL (getfacl {quoted}), ")
         return (
-            f"permission denied ({said}), though its mode lets this user, {me}, {verb} it; "
-            f"something else refuses: an ACL (getfacl {quoted}), a security module (SELinux, "
-            "AppArmor, macOS's privacy settings), or a network file system that maps this user "
-            f"to another (NFS's root_squash){sticky if need == 'rw' else ''}"
+            f"permission denied ({said}), though its {lets} lets this user, {me}, {verb} it; "
+            f"something else refuses: {acl_too}a security module (SELinux, AppArmor, macOS's "
+            "privacy settings), or a network file system that maps this user to another (NFS's "
+            f"root_squash){sticky if need == 'rw' else ''}"
         )
-    it, chmod = "it", f"chmod {who}+{missing} {quoted}"
+    it, chmod, others = "it", f"chmod {who}+{missing} {quoted}", ""
     if tree:
         it, made = "it and all it holds", f"{made}, {tree}"
         chmod = f"chmod -R {who}+{need.replace('x', 'X')} {quoted}"
+        others = _others_too(path, st)
     if who == "u":
         return (f"permission denied ({said}: this user, {me}, owns it and may not {verb} it); "
-                f"make {it} {made}: {chmod}")  # fmt: skip
+                f"make {it} {made}: {chmod}{others}")  # fmt: skip
     whose = "is in its group, which" if who == "g" else "is not in its group, and others"
-    run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
     return (
         f"permission denied ({said}: this user, {me}, {whose} may not {verb} it); have {owner} "
-        f"make {it} {made} ({chmod}){run_as}"
+        f"make {it} {made} ({chmod}){others}{run_as}"
     )
 
 
 def chmod_advice(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
     """The chmod that lets this user do ``need`` (as for :func:`mode_refuses`) with ``path``
     (``st``: its stat), for the class of users this one is of for it: "chmod u+w PATH" where
-    its own, "have OWNER run chmod g+w PATH" where another's; "" where its mode lets that
-    class do it already (an ACL, a read-only disk refuses: no chmod would change a thing)."""
+    its own, "have OWNER run chmod g+w PATH" where another's (of another's with an ACL, "have
+    OWNER run setfacl -m u:USER:rwx PATH"); "" where its mode lets that class do it already
+    (a security module, a read-only disk refuses: no chmod would change a thing)."""
+    acl = _setfacl(path, st, need)
+    if acl is not None:
+        return acl and f"have {_user(st.st_uid)} run {acl}"
     who = _class_of(st)
     missing = _missing(st, need, who)
     if not missing:
         return ""
-    chmod = f"chmod {who}+{missing} {shlex.quote(os.fspath(path))}"
+    chmod = f"chmod {who}+{missing} {advised_path(path)}"
     return chmod if who == "u" else f"have {_user(st.st_uid)} run {chmod}"
+
+
+def advised_path(path: str | os.PathLike) -> str:
+    """``path`` as a command advised to a user names it: absolute, ``~`` expanded (this user's
+    home) and quoted for a shell, so that it names the same file wherever, and by whomever, it
+    is run (``'~/masks'`` quoted never expands; ``masks`` is another folder in another's)."""
+    return shlex.quote(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str = "") -> str | None:
+    """The setfacl that lets this user do ``need`` with ``path``, another's file with an ACL
+    (:mod:`loftup.acl`): its entries, not its mode's bits, decide; "" where they let this user
+    already (something else refuses); None where it has none, or it is this user's own (an
+    owner's permissions are its mode's)."""
+    from .acl import access_acl, acl_allows, setfacl_perms
+
+    entries = access_acl(path) if st.st_uid != euid() else None
+    if not entries:
+        return None
+    me, groups = euid(), my_groups()
+    if acl_allows(entries, me, st.st_gid, groups, need):
+        return ""
+    perms = setfacl_perms(entries, me, st.st_gid, groups, need)
+    if tree:
+        return f"setfacl -R -m u:{_user(me)}:{perms.replace('x', 'X')} {advised_path(path)}"
+    return f"setfacl -m u:{_user(me)}:{perms} {advised_path(path)}"
+
+
+def _others_too(folder: str | os.PathLike, st: os.stat_result, most: int = 2000) -> str:
+    """Who else must run a ``chmod -R`` of ``folder`` (``st``: its stat) besides its owner,
+    said after it: the owners of what it holds that are others (only a file's owner may change
+    its mode: its owner's ``chmod -R`` fails on them, "Operation not permitted"), as far as
+    this user may look (``most`` entries); where it may not list ``folder`` and others may make
+    files there (its group's or others' w), that they may be there. "" where neither."""
+    found, listed, queue, seen = set(), False, [os.fspath(folder)], 0
+    while queue and seen < most:
+        try:
+            with os.scandir(queue.pop()) as entries:
+                for entry in entries:
+                    s, seen = entry.stat(follow_symlinks=False), seen + 1
+                    found.add(s.st_uid)
+                    if stat.S_ISDIR(s.st_mode):
+                        queue.append(entry.path)
+        except OSError:
+            continue
+        listed = True
+    names = sorted(_user(uid) for uid in found - {st.st_uid})
+    if names:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return (f", and have each other owner of what it holds ({', '.join(names[:3])}{more}) "
+                "run the same, as only a file's owner may change its mode")  # fmt: skip
+    if not listed and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (", and have each user whose files it holds (others may make files in it) run "
+                "the same, as only a file's owner may change its mode")  # fmt: skip
+    return ""
 
 
 def _missing(st: os.stat_result, need: str, who: str) -> str:

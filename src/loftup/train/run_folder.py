@@ -48,15 +48,25 @@ def check_run_subfolders(cfg: TrainConfig, out_dir: Path, info, another: str) ->
 def _chmod(folder: Path) -> str:
     """The alternative " (or CHMOD)" where ``folder``'s mode refuses this user new files in it:
     the chmod for this user's class of users for it (``u+w`` of its own, ``g+w`` by its owner
-    for a member of its group, ``o+w`` for another); "" where it is not there or its mode lets
-    this user (no chmod would help: an ACL, a read-only disk)."""
-    from ..read_refusal import chmod_advice
+    for a member of its group, ``o+w`` for another; of another's with an ACL, the setfacl
+    naming this user); where its mode lets this user yet it refuses, what else refuses (an
+    ACL, an immutable flag, a security module, a read-only disk: no chmod would help); ""
+    where it is not there or takes new files."""
+    from ..read_refusal import advised_path, chmod_advice, may
 
     try:
         advice = chmod_advice(folder, folder.stat(), "wx")
     except OSError:
         return ""
-    return f" (or {advice})" if advice else ""
+    if advice:
+        return f" (or {advice})"
+    if may(folder, os.W_OK | os.X_OK):
+        return ""
+    quoted = advised_path(folder)
+    return (
+        f" (something else refuses: an ACL, getfacl {quoted}; an immutable flag, lsattr -d "
+        f"{quoted}; a security module; or a read-only disk; no chmod would help)"
+    )
 
 
 def open_run_folder(
