@@ -33,6 +33,10 @@ READ = "or give another folder a loftup eval davis --save-masks run wrote"
 
 @pytest.fixture
 def masks():
+    yield from masks_folder()
+
+
+def masks_folder():
     """An earlier run's masks, DIR/bear/00000.png and DIR's mark listing bear, all root's."""
     base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
     os.chmod(base, 0o755)
@@ -212,34 +216,3 @@ def test_a_member_of_dir_s_group_outside_the_mark_s_is_told_its_chgrp_too(masks)
         re.search(r"run (chgrp .*), and chmod g\+s", said).group(1), shell=True, check=True
     )
     assert read(masks) == "taken"
-
-
-def test_another_s_masks_in_a_sticky_folder_are_refused_as_such(masks):
-    """A sticky DIR (drwxrwsrwt): a member of the group may write the earlier run's sequence
-    folder (drwxrwsr-x) but not move it, as only its owner or DIR's may: the check let the
-    run through, to fail at its very end."""
-    from loftup.errors import LoftUpError
-
-    bear = masks / "bear"
-    _own(masks, 0, NOBODY, 0o3777)
-    _own(bear, 0, NOBODY, 0o2775)
-
-    def move():
-        try:
-            os.rename(bear, masks / "moved")
-        except PermissionError as e:
-            raise LoftUpError("refused") from e
-
-    assert as_nobody(move) == "refused"  # what the run's move would meet
-    said = check(masks)
-    assert said == (
-        f"--save-masks {masks}: this user may not move the earlier run's masks {bear} out of the "
-        f"way of this run's: {masks} is sticky (mode drwxrwsrwt), where only a folder's owner, "
-        f"root here, or {masks}'s, root, may move it; have root remove them, or {masks}'s "
-        f"owner run chmod -t {masks}; or give another folder"
-    )
-    subprocess.run(["chmod", "-t", str(masks)], check=True)
-    assert check(masks) == "taken"
-    os.chmod(masks, 0o3777)
-    os.chown(bear, NOBODY, NOBODY)  # this user's own: it may move it
-    assert check(masks) == "taken"

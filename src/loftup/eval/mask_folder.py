@@ -11,17 +11,20 @@ first: no run was killed while moving its masks in.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shlex
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
 from ..paths import check_folder_output
-from ..read_refusal import euid, may, mode_refuses
+from .mask_access import (
+    check_mark_replaceable,
+    check_movable,
+    check_readable,
+    check_sequences_readable,
+)
 from .mask_mark import (
     LOCK,
     MARK,
@@ -32,7 +35,6 @@ from .mask_mark import (
     _plain,
     earlier_sequences,
     moving_in,
-    owner_name,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
     from .mask_lock import _locked
 
     target = Path(folder)
-    _check_readable(target)
+    check_readable(target)
     if _locked(target):
         raise LoftUpError(
             f"{folder} is being written by a loftup eval davis --save-masks run (it holds the "
@@ -105,29 +107,8 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
             f"deleted since the run): its masks are not that run's whole; run loftup eval "
             f"davis --save-masks {folder} again"
         )
+    check_sequences_readable(target, listed or [])
     return listed
-
-
-def _check_readable(target: Path) -> None:
-    """LoftUpError unless ``target`` is a folder this user may read: a typo passed (no mark:
-    masks made otherwise), a file or a private folder gave a traceback. The chmod is for this
-    user's class of users for it, and ``-R``: a reader reads every mask in it too."""
-    fix = "give the folder a loftup eval davis --save-masks run wrote"
-    try:
-        st = target.stat()
-    except OSError as e:
-        what = (
-            "does not exist" if e.errno == errno.ENOENT else f"cannot be looked at ({e.strerror})"
-        )
-        raise LoftUpError(f"{target} {what}: {fix}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise LoftUpError(f"{target} is no folder: {fix}")
-    if not may(target, os.R_OK | os.X_OK):
-        why = mode_refuses(target, st, "rx", tree="since a reader reads each mask in it")
-        raise LoftUpError(
-            f"{target} cannot be read by this user: {why}; or give another folder a loftup "
-            "eval davis --save-masks run wrote"
-        )
 
 
 def _repair(target: Path) -> str:
@@ -152,6 +133,7 @@ def _repair(target: Path) -> str:
 def _by_hand(target: Path) -> str:
     """The commands that put the earlier masks back in ``target``, from the exact folders its
     mark names (without locks, several moving folders may be there: one is the killed run's)."""
+    target = Path(os.path.abspath(os.path.expanduser(target)))  # (commands said: absolute)
     journal = moving_in(target) or {}
     names = _plain([journal.get("staging"), journal.get("replaced")])
     if len(names) != 2 or not names[0].startswith(MOVING):
@@ -230,36 +212,9 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
             f"{more}); the run replaces an earlier run's masks there with its own, so give a "
             "new or empty folder, or move those files out"
         )
+    check_mark_replaceable(target, folder)
     for name in earlier_sequences(target) or ():
-        _check_movable(target / name, folder)
-
-
-def _check_movable(seq: Path, folder: str) -> None:
-    """UsageError when the earlier run's sequence folder ``seq`` is one this user may not move
-    out of the way (a folder moves to another parent only with write permission on itself):
-    another user's, in a group-shared DIR, or this user's own made read-only; or another
-    user's in a sticky DIR (only its owner or DIR's may move it there). Said before the work,
-    not at its end, with the chmod for this user's class of users for ``seq``: of ``seq`` alone
-    (it holds mask files only, whose own modes neither a move nor their removal needs)."""
-    if seq.is_symlink() or not seq.is_dir():
-        return
-    st, where = seq.stat(), seq.parent.stat()
-    owner, theirs = owner_name(seq), euid() not in (0, st.st_uid)  # (root: any)
-    if may(seq, os.W_OK):
-        if not (theirs and where.st_mode & stat.S_ISVTX and euid() != where.st_uid):
-            return
-        why = (
-            f": {folder} is sticky (mode {stat.filemode(where.st_mode)}), where only a folder's "
-            f"owner, {owner} here, or {folder}'s, {owner_name(seq.parent)}, may move it; have "
-            f"{owner} remove them, or {folder}'s owner run chmod -t {shlex.quote(folder)}"
-        )
-    else:
-        why = mode_refuses(seq, st, "w") + (f"; or have {owner} remove them" if theirs else "")
-        why = f" (moving a folder needs write permission on it): {why}"
-    raise UsageError(
-        f"--save-masks {folder}: this user may not move the earlier run's masks {seq} out of "
-        f"the way of this run's{why}; or give another folder"
-    )
+        check_movable(target / name, folder)
 
 
 def check_outside_masks(folder: str, outputs: dict[str, str]) -> None:

@@ -9,13 +9,12 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import stat
 from pathlib import Path
 
 from ..errors import UsageError
 from ..listing import permission_denied
-from ..read_refusal import euid, mode_refuses, my_groups, owner_name
+from ..read_refusal import advised_path, euid, mode_refuses, my_groups, owner_name
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
@@ -80,29 +79,34 @@ def _mark_refused(folder: Path, error: OSError) -> str:
     """Why the mark in ``folder`` cannot be read (``error``: what reading it raised), with the
     fix for the class of users this user is of for it (:func:`..read_refusal.mode_refuses`);
     for a member of DIR's group outside the mark's (DIR without setgid, the mark in its
-    writer's own group), the chgrp that gives it DIR's group too."""
+    writer's own group), the chgrp that gives it DIR's group too, by the mark's owner, and the
+    chmod g+s of DIR, by DIR's owner."""
     mark, said = folder / MARK, f"{error.strerror or error}"
     if not isinstance(error, PermissionError):  # (a folder of its name, a disk's error)
         return said
-    try:
-        why = permission_denied(mark)  # a folder on the way this user may not search
-        st, shared = os.stat(mark), folder.stat().st_gid
-    except OSError:
-        return said
+    why = permission_denied(mark)  # a folder on the way this user may not search: no stat
     if why:
         return why
-    why, groups = mode_refuses(mark, st, "r"), my_groups()
+    try:
+        st, dir_st = os.stat(mark), folder.stat()
+    except OSError:
+        return said
+    why, groups, shared = mode_refuses(mark, st, "r"), my_groups(), dir_st.st_gid
     outside = st.st_uid != euid() and st.st_gid not in groups  # others' bits apply
     if outside and shared in groups and not st.st_mode & stat.S_IROTH:
         with contextlib.suppress(ImportError, KeyError):
             import grp
 
-            group, q = grp.getgrgid(shared).gr_name, shlex.quote
+            group, q, writer = grp.getgrgid(shared).gr_name, advised_path, owner_name(mark)
+            setgid = f"chmod g+s {q(folder)}"  # (only DIR's owner may)
+            if dir_st.st_uid == euid():
+                setgid = f"run {setgid} yourself"
+            elif dir_st.st_uid != st.st_uid:
+                setgid = f"have {owner_name(folder)} run {setgid}"
             why += (
                 f"; or, to share it with {folder}'s group {group}, which this user is in, have "
-                f"{owner_name(mark)} run chgrp {group} {q(str(mark))} && chmod g+r "
-                f"{q(str(mark))}, and chmod g+s {q(str(folder))} (new files there then take "
-                "its group)"
+                f"{writer} run chgrp {group} {q(mark)} && chmod g+r {q(mark)}, and {setgid} "
+                "(new files there then take its group)"
             )
     return why
 
