@@ -47,8 +47,8 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert", "cpu",
-    "data", "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract",
+    "acl", "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert",
+    "cpu", "data", "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract",
     "fast_stem", "fastpath", "feature_file", "featurizers", "file_lock", "finite", "folding",
     "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels", "layers", "listing",
     "local_attention", "memo", "mismatch", "model", "model_config", "norms", "npy_stream",
