@@ -72,3 +72,21 @@ def _two_commits(cache, repo_id: str, folder, other_folder, ref: str):
     for n in names:
         (repo / "snapshots" / OTHER_COMMIT / n).write_bytes((other_folder / n).read_bytes())
     return repo
+
+
+def _released_cached_said(tmp_path, monkeypatch, data: bytes):
+    """The offline cache under ``tmp_path / "hub"`` holding ``data`` as loftup_dinov2s's file
+    (a blob and the snapshot's link to it): its snapshot folder, and what loading the name
+    said (a CheckpointError's text)."""
+    import pytest
+
+    from hub_builders import make_hf_cache
+    from loftup import load_upsampler
+    from loftup.errors import CheckpointError
+
+    files = {"pytorch_model.bin": data}
+    snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", files, blobs=True)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    return snap, str(e.value)

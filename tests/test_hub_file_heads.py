@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from hub_builders import make_hf_cache
-from hub_helpers import _offline_cache, _own_upsampler
+from hub_helpers import _offline_cache, _own_upsampler, _released_cached_said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError, WeightsNotFoundError
 from loftup.hub import read_safetensors, read_weights
@@ -85,13 +85,7 @@ def test_a_hub_repo_that_holds_a_wrong_file_says_its_owner_is_to_save_again(
 def test_a_released_names_cached_web_page_names_the_blob_to_delete(tmp_path, monkeypatch):
     """A released name whose cached file is a web page lost the cache's fix: the /resolve/
     advice alone, where the README promises the blob to delete."""
-    snap = make_hf_cache(
-        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": PAGE}, blobs=True
-    )
-    _offline_cache(monkeypatch, tmp_path / "hub")
-    with pytest.raises(CheckpointError) as e:
-        load_upsampler("loftup_dinov2s")
-    said = str(e.value)
+    snap, said = _released_cached_said(tmp_path, monkeypatch, PAGE)
     assert said.startswith(f"{snap / 'pytorch_model.bin'} is a web page (HTML)")
     assert "delete " in said and "/blobs/" in said and "`loftup download loftup_dinov2s`" in said
     assert "download the /resolve/ URL" not in said

@@ -136,6 +136,23 @@ def test_a_pytorch_file_under_a_safetensors_name_says_to_rename_it(tmp_path, zip
         assert torch.equal(loaded(lr, image), model(lr, image))
 
 
+def test_a_cut_pytorch_file_under_a_safetensors_name_is_not_told_to_be_renamed(tmp_path):
+    """torch.save's zip archive cut short, named .safetensors, was told "rename it with a .pth
+    suffix, which loads it as one", after which it failed as corrupt: said cut short."""
+    model, _, _ = _own_upsampler(tmp_path)
+    whole = tmp_path / "whole.pth"
+    torch.save(model.state_dict(), whole)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(path, num_heads=2)
+    assert str(e.value).startswith(
+        f"{path} is a PyTorch file (a zip archive, as torch.save writes) under a .safetensors "
+        "name, cut short (its zip archive has no end); re-download it"
+    )
+    assert "rename" not in str(e.value)
+
+
 @pytest.mark.parametrize("whose", WHOSE)
 def test_weights_this_user_may_not_read_say_so_and_the_chmod(tmp_path, whose):
     """A .safetensors this user may not read was safetensors' "No such file or directory" with

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub_helpers import _own_upsampler
+from hub_helpers import _own_upsampler, _released_cached_said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError
 from loftup.hub import read_weights
@@ -32,7 +32,7 @@ def _said(tmp_path, suffix: str, data: bytes) -> tuple[str, str]:
 def test_a_web_page_is_quoted_by_its_title(tmp_path, suffix):
     """A proxy's page: its title (entities read, the second page's title not), where its
     first 41 bytes said only "<!DOCTYPE html>"; a page without a title: its first text, its
-    script left out, cut before a "; " (which starts the fix)."""
+    script left out, whole: its "; " (where callers cut a message for their fix) made ", "."""
     page = (
         b"<!DOCTYPE html>\n<html lang=en><head><meta charset='utf-8'>\n"
         b"<title>\n  Access Denied &amp; Logged - Example Corp Web Gateway\n</title>"
@@ -50,7 +50,7 @@ def test_a_web_page_is_quoted_by_its_title(tmp_path, suffix):
     path, said = _said(tmp_path, suffix, untitled)
     assert said.startswith(
         f"{path} is a web page (HTML) that reads 'Access denied Your request was blocked by "
-        "the proxy...', not a weights file"
+        "the proxy, ask your administrator.', not a weights file"
     )
 
 
@@ -92,7 +92,8 @@ POINTER = (
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_a_git_lfs_pointer_says_the_file_it_stands_for(tmp_path, suffix):
     """A pointer's size and hash (the file the clone lacks) were past the 41 bytes read: now
-    said, beside `git lfs pull`, by a load and by loftup download's check of a cached file."""
+    said, by a load and by loftup download's check of a cached file. Outside a clone it came
+    from the hub's /raw/ link, which is said, not a clone without Git LFS."""
     _, folder, _ = _own_upsampler(tmp_path)
     path = folder / "model.safetensors"
     path.unlink()
@@ -102,6 +103,120 @@ def test_a_git_lfs_pointer_says_the_file_it_stands_for(tmp_path, suffix):
     want = f"{path} is a Git LFS pointer (133 bytes of text), not the file it stands for, {stands}"
     with pytest.raises(CheckpointError) as e:
         load_upsampler(path if suffix == ".pth" else folder)
-    assert str(e.value).startswith(f"{want} (a repository cloned without Git LFS: `git lfs ")
-    assert str(e.value).count("`git lfs pull`") == 1
-    assert damage(path).startswith(want)
+    assert str(e.value).startswith(f"{want} (the hub's /raw/ link gives a large file's pointer")
+    assert "download the file by its /resolve/ URL" in str(e.value)
+    assert "git lfs" not in str(e.value)
+    assert damage(path).startswith(want) and not damage(path).endswith(";")
+
+
+def test_a_pointer_in_a_clone_says_git_lfs_pull_and_one_of_nothing_its_size(tmp_path):
+    """A clone of a hub repo (its .gitattributes tracks files with Git LFS) is told `git lfs
+    pull`, a project's own repository that a pointer was downloaded into is not; a pointer to
+    an empty file was "of 0 bytes (0.0 TiB)"."""
+    clone = tmp_path / "loftup-dinov2s"
+    (clone / ".git").mkdir(parents=True)
+    (clone / "weights").mkdir()
+    (clone / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    path = clone / "weights" / "model.pth"
+    path.write_bytes(POINTER)
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    assert "(a repository cloned without Git LFS holds pointers in place of its large " in str(
+        e.value
+    )
+    assert str(e.value).endswith(
+        "; `git lfs install` and `git lfs pull` in the clone fetch the files"
+    )
+    (clone / ".gitattributes").write_text("*.png binary\n")  # a project's repo: /raw/ said
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    assert "git lfs" not in str(e.value) and "/raw/ link" in str(e.value)
+    path.write_bytes(POINTER.replace(b"size 88225724", b"size 0"))
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    assert "not the file it stands for, of 0 bytes, sha256 4d7a214614ab... (" in str(e.value)
+
+
+def test_a_pointer_in_the_cache_is_told_its_blob_not_a_clone(tmp_path, monkeypatch):
+    """A released name whose cached file is a pointer: the blob to delete and loftup download,
+    where the message also said "a repository cloned without Git LFS: git lfs pull"."""
+    snap, said = _released_cached_said(tmp_path, monkeypatch, POINTER)
+    assert said.startswith(f"{snap / 'pytorch_model.bin'} is a Git LFS pointer (133 bytes")
+    assert "/blobs/" in said and "`loftup download loftup_dinov2s`" in said
+    assert "clone" not in said and "/raw/" not in said
+    assert "clone" not in damage(snap / "pytorch_model.bin")
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_page_the_html_parser_gives_up_on_is_still_said_a_page(tmp_path, suffix):
+    """An unknown marked section (``<![foo]>``) made Python's HTMLParser raise AssertionError,
+    which a load gave as a raw traceback: what was read before it is said."""
+    page = b"<!DOCTYPE html><html><head><title>Blocked</title></head><body><![foo]> x</body>"
+    path, said = _said(tmp_path, suffix, page)
+    assert said.startswith(f"{path} is a web page (HTML) titled 'Blocked', not a weights file")
+    path, said = _said(tmp_path, suffix, b"<html><body>Denied <![  x ]]> later</body></html>")
+    assert said.startswith(f"{path} is a web page (HTML) that reads 'Denied', not a weights")
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_utf16_text_is_said_with_the_redirection_that_wrote_it(tmp_path, suffix):
+    """Windows PowerShell 5.1's > writes UTF-16 text (its byte order mark first): it was
+    "corrupt", a page in it not a page. Said as UTF-16 text, with a download that writes the
+    bytes themselves."""
+    path, said = _said(tmp_path, suffix, "Access denied by proxy\r\n".encode("utf-16"))
+    assert said.startswith(
+        f"{path} is corrupt or not a PyTorch or safetensors file: it is UTF-16 text (a "
+        "download's output written by a shell's > redirection?) and begins 'Access denied by "
+        "proxy'; download it with curl -L -o FILE URL or Invoke-WebRequest URL -OutFile FILE"
+    )
+    page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n"
+    path, said = _said(tmp_path, suffix, b"\xfe\xff" + page.encode("utf-16-be"))
+    assert said.startswith(
+        f"{path} is a web page (HTML as UTF-16 text, as a shell's > redirection writes it) "
+        "titled 'Sign in', not a weights file"
+    )
+    assert "-OutFile" in said
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_semicolon_in_a_quote_does_not_cut_it(tmp_path, suffix):
+    """A quote was cut at its first "; " ('Error; please retry later' said 'Error...'), as
+    callers cut a message there for their own fix (damage() among them): its "; " is ", "."""
+    path, said = _said(tmp_path, suffix, b"Error; please retry later\n")
+    assert said.startswith(f"{path} {TEXT}'Error, please retry later'; download the file")
+    page = b"<html><head><title>Error 403; Access denied by policy XYZ</title></head></html>"
+    path, said = _said(tmp_path, suffix, page)
+    assert "titled 'Error 403, Access denied by policy XYZ', not a weights file" in said
+    if suffix == ".pth":  # damage() of a .safetensors is safetensors' own error
+        assert damage(path) == said.split("; ")[0]
+        assert damage(path).endswith("its /resolve/ link the file itself)")
+
+
+#: Pages that do not begin with <!doctype html> or <html>, as proxies and servers send them
+LATE_STARTS = {
+    "comment": b"<!-- generated by proxy -->\n<!DOCTYPE html><html><title>Denied</title></html>",
+    "xhtml": b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML '
+    b'1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n<html xmlns="http:'
+    b'//www.w3.org/1999/xhtml"><head><title>Denied</title></head></html>',
+    "head": b"<head><title>Denied</title></head><body>Access denied</body>",
+    "body": b"<BODY>\n<TITLE>Denied</TITLE>Access denied</BODY>",
+    "title": b"<title>Denied</title>\n<p>Access denied",
+}
+
+
+@pytest.mark.parametrize("start", LATE_STARTS)
+def test_a_page_that_starts_late_is_said_a_page(tmp_path, start):
+    """A page with a comment or an XML declaration first, or whose first tag is <head>,
+    <body> or <title>, was quoted as raw markup (the XHTML page's title lost)."""
+    path, said = _said(tmp_path, ".pth", LATE_STARTS[start])
+    assert said.startswith(f"{path} is a web page (HTML) titled 'Denied', not a weights file")
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_control_character_past_the_first_line_leaves_it_quoted(tmp_path, suffix):
+    """One colour escape anywhere in the head made it no text: "neither a zip archive nor a
+    pickle", under .safetensors "corrupt or truncated (header too large)"."""
+    path, said = _said(tmp_path, suffix, b"Service Unavailable\n\x1b[0m\n")
+    assert said.startswith(f"{path} {TEXT}'Service Unavailable'; ")
+    path, said = _said(tmp_path, suffix, b"\x1b[31mService Unavailable\n")  # in it: unquoted
+    assert "Service" not in said

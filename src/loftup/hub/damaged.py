@@ -27,7 +27,8 @@ def damage(path: str | os.PathLike) -> str | None:
 
     path = Path(path)
     try:
-        check_not_lfs_pointer(path, fix="")
+        # in the cache, a fix of its own: a pointer's origin (a clone, a /raw/ link) unsaid
+        check_not_lfs_pointer(path, fix=damaged_in_cache(path, "") or "")
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".safetensors" or looks_like_safetensors(path):
@@ -40,7 +41,7 @@ def damage(path: str | os.PathLike) -> str | None:
             if archive:  # torch.save's zip: a cut one has no central directory at its end
                 zipfile.ZipFile(path).close()
     except CheckpointError as e:  # its problem whole: cut to 200 characters, a page's was
-        return one_line(e, None).split("; ")[0]
+        return one_line(e, None).split("; ")[0].removesuffix(";")  # a fix of "": none
     except (SafetensorError, OSError, ValueError) as e:
         return one_line(e).split("; ")[0]
     except zipfile.BadZipFile:

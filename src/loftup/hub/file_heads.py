@@ -11,22 +11,15 @@ import os
 import re
 import stat
 from contextlib import contextmanager
-from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import CheckpointError
 from ..read_refusal import read_refused
+from .file_text import HEAD_SIZE, UTF8_BOM, decoded, is_page, page_said, text_line
 
 #: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
 #: large file (about 130 bytes of text naming the real file's hash and size).
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
-
-#: How many bytes of a weights file are read as its head (once a load): a Git LFS pointer whole
-#: (about 130 bytes, its size line last), a web page's <title>, an error reply's first line.
-HEAD_SIZE = 4096
-
-#: The most characters of a file's text that a message quotes (cut at a word, then "...").
-QUOTE_MAX = 120
 
 
 def check_regular_file(path: Path, what: str = "") -> None:
@@ -74,8 +67,8 @@ def open_weights(path: Path, what: str = "", another: str = ""):
 
 def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
     """A CheckpointError where ``path`` is a Git LFS pointer, not the file it stands for: a hub
-    repo cloned with git but without Git LFS (read as weights, a "corrupt" header or pickle
-    said nothing of the cause). ``fix``: how else to get the file. A FIFO, socket or device is
+    file downloaded by its /raw/ link, or a hub repo cloned with git but without Git LFS (read
+    as weights, a "corrupt" header or pickle said nothing of the cause). ``fix``: how else to get the file. A FIFO, socket or device is
     refused before it is opened (a FIFO's open waits forever)."""
     check_regular_file(Path(path))
     with open_weights(Path(path)) as f:
@@ -84,13 +77,43 @@ def check_not_lfs_pointer(path: str | os.PathLike, fix: str) -> None:
 
 def check_head_not_lfs(head: bytes, path: str | os.PathLike, fix: str) -> None:
     """:func:`check_not_lfs_pointer` of the file ``path`` that begins with ``head`` (its first
-    :data:`HEAD_SIZE` bytes: the pointer whole, whose size and hash are said)."""
-    if head.startswith(LFS_POINTER):
+    :data:`HEAD_SIZE` bytes: the pointer whole, whose size and hash are said). Where it came
+    from is said where the caller gave no fix of its own (``fix`` None, "" or
+    :data:`GENERIC_FIX`, which would fetch the same pointer): a clone made without Git LFS
+    where the folder above holding ``.git`` tracks files with Git LFS, else the hub's /raw/
+    link (``wget .../raw/main/FILE``), which gives a large file's pointer."""
+    if not head.startswith(LFS_POINTER):
+        return
+    own = None if fix in (None, "", GENERIC_FIX) else fix
+    said = (
+        f"{path} is a Git LFS pointer ({os.path.getsize(path)} bytes of text), not the file it "
+        f"stands for{_lfs_target(head)}"
+    )
+    if own is not None:
+        raise CheckpointError(f"{said}; {own}")
+    if _in_lfs_clone(path):
         raise CheckpointError(
-            f"{path} is a Git LFS pointer ({os.path.getsize(path)} bytes of text), not the "
-            f"file it stands for{_lfs_target(head)} (a repository cloned without Git LFS: "
-            f"`git lfs install` and `git lfs pull` in the clone fetch the files); {fix}"
+            f"{said} (a repository cloned without Git LFS holds pointers in place of its large "
+            "files); `git lfs install` and `git lfs pull` in the clone fetch the files"
         )
+    raise CheckpointError(
+        f"{said} (the hub's /raw/ link gives a large file's pointer, its /resolve/ link the "
+        "file itself); download the file by its /resolve/ URL, as "
+        "https://huggingface.co/ORG/NAME/resolve/main/FILE"
+    )
+
+
+def _in_lfs_clone(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in a git clone (the nearest folder above holding ``.git``) whose
+    ``.gitattributes`` tracks files with Git LFS, as every hub repo's does: a project's own
+    repository that a pointer was downloaded into is no such clone."""
+    for folder in Path(os.path.abspath(path)).parents:
+        if os.path.exists(folder / ".git"):  # os.path: a folder not searchable is no clone
+            try:
+                return "filter=lfs" in (folder / ".gitattributes").read_text(errors="replace")
+            except OSError:
+                return False
+    return False
 
 
 def _lfs_target(head: bytes) -> str:
@@ -104,7 +127,7 @@ def _lfs_target(head: bytes) -> str:
     said = ""
     if size:
         n = int(size[1])
-        power = min((n.bit_length() - 1) // 10, 4)  # of 1024: KiB from 1024 bytes on
+        power = min(max(n.bit_length() - 1, 0) // 10, 4)  # of 1024: KiB from 1024 bytes on
         unit = ("", "KiB", "MiB", "GiB", "TiB")[power]
         said = f", of {n} bytes" + (f" ({n / 1024**power:.1f} {unit})" if power else "")
     return said + (f", {oid[1]} {oid[2]}..." if oid else "")
@@ -115,8 +138,11 @@ def _lfs_target(head: bytes) -> str:
 #: fetch the same page).
 GENERIC_FIX = "re-download it or pass the file save_pretrained wrote"
 
-#: What may stand before a page's first tag: a UTF-8 byte order mark.
-_BOM = b"\xef\xbb\xbf"
+#: What a download's output written as UTF-16 text is told to do: write the bytes themselves
+_REDIRECTED = (
+    "download it with curl -L -o FILE URL or Invoke-WebRequest URL -OutFile FILE, which write "
+    "its bytes as they are"
+)
 
 
 def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) -> str | None:
@@ -124,9 +150,11 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     as a PyTorch file, is instead, where its bytes say: a web page (an HTML page saved in the
     weights' place: the hub's /blob/ link shows the file's page, its /resolve/ link is the
     file; its <title> quoted, or its first text), other text (an error reply saved in its
-    place: its first line quoted, cut at a word), or a PyTorch file under a ``.safetensors``
-    name (``head``: its first :data:`HEAD_SIZE` bytes). None elsewhere, and for a safetensors
-    file's own head (one cut short or damaged after its header's length).
+    place: its first line quoted, cut at a word; UTF-16 text, as a shell's ``>`` redirection
+    writes it, said so), or a PyTorch file under a ``.safetensors`` name (one cut short said
+    so: renamed, it would not load either) (``head``: its first :data:`HEAD_SIZE` bytes). None
+    elsewhere, and for a safetensors file's own head (one cut short or damaged after its
+    header's length).
     The message is the diagnosis (no "; " in it: callers cut at the first to put their own
     fix), then "; " and ``fix``, the caller's, where it gave one (the Hugging Face cache's
     blob to delete, say); else (None, or :data:`GENERIC_FIX`, which would fetch the same
@@ -134,24 +162,31 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     if safetensors_head(head) and int.from_bytes(head[:8], "little") < 1 << 32:
         return None  # a safetensors header's length, then its JSON: a damaged safetensors file
     own = None if fix in (None, "", GENERIC_FIX) else fix
-    text = head.removeprefix(_BOM).lstrip()
-    if text[:14].lower() == b"<!doctype html" or text[:5].lower() == b"<html":
+    text, utf16 = decoded(head)
+    as_utf16 = " as UTF-16 text, as a shell's > redirection writes it" if utf16 else ""
+    if is_page(text if text is not None else head.removeprefix(UTF8_BOM).decode("latin-1")):
         return (
-            f"{path} is a web page (HTML){_page_said(head)}, not a weights file: a page's "
-            "address was downloaded in its place (the hub's /blob/ link shows the file's page, "
-            f"its /resolve/ link the file itself); {own or 'download the /resolve/ URL'}"
+            f"{path} is a web page (HTML{as_utf16}){page_said(text or '')}, not a weights file: "
+            "a page's address was downloaded in its place (the hub's /blob/ link shows the "
+            f"file's page, its /resolve/ link the file itself); "
+            + (own or ("download the /resolve/ URL" + (f": {_REDIRECTED}" if utf16 else "")))
         )
-    first = _text_line(head)
+    first = text_line(text) if text is not None else None
     if first is not None:
+        kind = "text (an error reply saved in its place?)"
+        if utf16:  # Windows PowerShell 5.1's > writes what it is given as UTF-16 text
+            kind = "UTF-16 text (a download's output written by a shell's > redirection?)"
         return (
-            f"{path} is corrupt or not a PyTorch or safetensors file: it is text (an error "
-            f"reply saved in its place?) and begins {first!r}; "
-            + (own or "download the file itself again")
+            f"{path} is corrupt or not a PyTorch or safetensors file: it is {kind} and begins "
+            f"{first!r}; " + (own or (_REDIRECTED if utf16 else "download the file itself again"))
         )
     pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
     if Path(path).suffix == ".safetensors" and (head.startswith(b"PK\x03\x04") or pickle):
         kind = "a zip archive, as torch.save writes" if head[:1] == b"P" else "a pickle"
-        return f"{path} is a PyTorch file ({kind}) under a .safetensors name; " + (
+        said = f"{path} is a PyTorch file ({kind}) under a .safetensors name"
+        if not pickle and not _zip_ends(path):  # renamed .pth, it would fail as corrupt
+            return f"{said}, cut short (its zip archive has no end); {own or GENERIC_FIX}"
+        return f"{said}; " + (
             own
             or "rename it with a .pth suffix, which loads it as one (never running code), "
             "with the config.json beside it where there is one, or convert it to "
@@ -160,85 +195,15 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     return None
 
 
-def _text_line(head: bytes) -> str | None:
-    """The first line of ``head`` where it is printable text (:func:`_decoded`), as a message
-    quotes it (:func:`_quoted`; an XML declaration passed over for the line that says what
-    the reply is), else None."""
-    text = _decoded(head)
-    if text is None or any(not c.isprintable() and not c.isspace() for c in text):
-        return None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    if lines[0].lstrip().startswith("<?xml") and len(lines) > 1:
-        return _quoted(lines[1])
-    return _quoted(lines[0])
+def _zip_ends(path: str | os.PathLike) -> bool:
+    """Whether the zip archive ``path`` is whole: its end record (the central directory) read."""
+    import zipfile
 
-
-def _decoded(head: bytes) -> str | None:
-    """``head`` as text: UTF-8 (a character cut at the end of a whole :data:`HEAD_SIZE` head
-    dropped), else Windows-1252 (a Latin-1 error page's "é"); None where it is neither."""
-    text = head.removeprefix(_BOM)
     try:
-        return text.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if len(head) >= HEAD_SIZE and e.reason == "unexpected end of data":
-            return text[: e.start].decode("utf-8")
-    try:
-        return text.decode("cp1252")
-    except UnicodeDecodeError:
-        return None
-
-
-def _quoted(text: str) -> str:
-    """``text`` as a message quotes it: each run of white space one space, cut before its first
-    "; " (which starts a caller's fix) and, past :data:`QUOTE_MAX` characters, at the last
-    word that ends before it, "..." where it was cut."""
-    text = " ".join(text.split())
-    said = text.split("; ")[0]
-    if len(said) > QUOTE_MAX:  # a word's end (a URL kept whole where it ends in time), else in it
-        at = said.rfind(" ", QUOTE_MAX // 3, QUOTE_MAX + 1)
-        said = said[: at if at > 0 else QUOTE_MAX]
-    return said if said == text else said.rstrip(" ,.:;") + "..."
-
-
-class _PageText(HTMLParser):
-    """A web page's first <title> and its other text (``title``, ``text``: their pieces), its
-    scripts and styles left out."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.title: list[str] = []
-        self.text: list[str] = []
-        self._in = ""  # "title", "script" or "style" while inside one
-        self._titled = False  # the first title has ended: a later one is left out
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in ("title", "script", "style"):
-            self._in = tag
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._titled = self._titled or tag == "title"
-            self._in = ""
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "title" and not self._titled:
-            self.title.append(data)
-        elif not self._in:
-            self.text.append(data)
-
-
-def _page_said(head: bytes) -> str:
-    """What :func:`head_mistaken` says of the web page that begins with ``head``: " titled
-    'TITLE'", or " that reads 'TEXT'" (its first text) where it has no title; "" where it
-    holds no text."""
-    page = _PageText()
-    page.feed(_decoded(head) or head.decode("utf-8", "replace"))
-    title, text = (" ".join(pieces).strip() for pieces in (page.title, page.text))
-    if title:
-        return f" titled {_quoted(title)!r}"
-    return f" that reads {_quoted(text)!r}" if text else ""
+        zipfile.ZipFile(path).close()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+    return True
 
 
 @contextmanager
