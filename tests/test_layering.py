@@ -145,6 +145,17 @@ def test_names_moved_in_a_split_are_still_found_where_they_were():
             assert getattr(old, name) is vars(new)[name], f"{old_name}.{name}"
 
 
+def test_names_moved_out_of_hub_remote_are_its_globals():
+    """hub.remote gave its names moved to hub.released through a module __getattr__: dir()
+    and a star import left them out, type checkers did not see them."""
+    from loftup.hub import released, remote
+
+    star: dict = {}
+    exec("from loftup.hub.remote import *", star)
+    for name in MOVED_THIRD["loftup.hub.remote"][1]:
+        assert name in dir(remote) and star[name] is vars(released)[name], name
+
+
 def test_subpackages_are_attributes_of_loftup_imported_on_first_use():
     """`import loftup` then `loftup.io.load_image_tensor` (as the README writes it) works, and
     the heavy parts (transformers, evaluation, training) are not imported until used."""

@@ -10,7 +10,9 @@ from pathlib import Path
 from ..errors import PathPermissionError
 from .refresh import cached_ref
 from .registry import RELEASED, resolve_name
-from .remote import cache_problem, check_cache, hub_file
+
+# :mod:`.remote` imports this module's names (importable from there too): its own are imported
+# here inside the functions that use them, which keeps the import one-way
 
 
 def download(name: str) -> Path:
@@ -22,6 +24,8 @@ def released_file(name: str, *, downloading: bool = False) -> Path:
     """Local path of a released checkpoint: the cache first, then a download; offline with
     nothing cached, a WeightsNotFoundError naming the file and how to provide it
     (``downloading``: for ``loftup download``, see :func:`hub_file`)."""
+    from .remote import hub_file
+
     ckpt = resolve_name(name)
     cached_ref(ckpt.repo_id)  # a damaged ref file: named, not a UnicodeDecodeError
     return hub_file(
@@ -42,6 +46,8 @@ def cached_path(name: str) -> Path | None:
     PathPermissionError where the cache cannot be searched (:func:`check_cache`)."""
     from huggingface_hub import try_to_load_from_cache
 
+    from .remote import check_cache
+
     ckpt = resolve_name(name)
     check_cache(ckpt.repo_id)
     cached_ref(ckpt.repo_id)  # a damaged ref file: named, not a UnicodeDecodeError
@@ -58,6 +64,7 @@ def released_table() -> list[dict]:
     :func:`cached_ref`; else None). One other user's folder in a shared cache, a cache that
     cannot be searched, or one repo's damaged ref file leaves the list whole."""
     from ..errors import CheckpointError
+    from .remote import cache_problem
 
     rows = []
     for c in RELEASED.values():

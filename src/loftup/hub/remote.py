@@ -1,7 +1,9 @@
 """Files from the Hugging Face hub: the cache first, then a download; offline
 (``HF_HUB_OFFLINE=1``, no network) with nothing cached, an error naming the repo, the file and
 how to pass a local path instead. What is wrong with a damaged cached file, and its fix, are
-:mod:`.damaged`'s (importable from here too); a released checkpoint's file, :mod:`.released`'s."""
+:mod:`.damaged`'s (importable from here too); a released checkpoint's file, :mod:`.released`'s
+(importable from here too: the same objects, so ``mock.patch`` a name where it is looked up,
+``loftup.hub.loading.released_file`` for :func:`~.loading.load_upsampler`, not here)."""
 
 from __future__ import annotations
 
@@ -33,16 +35,9 @@ from .refresh import (  # all_or_nothing: importable from here
     still_cached,
 )
 
-#: Moved to :mod:`.released` (a released checkpoint's file in the cache), still found here
-_MOVED = ("cached_path", "download", "released_file", "released_table")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:  # looked up on use: released imports this module
-        from . import released
-
-        return getattr(released, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# moved to :mod:`.released` (a released checkpoint's file in the cache), importable from here:
+# the same objects (released imports this module's names inside its functions)
+from .released import cached_path, download, released_file, released_table  # noqa: F401
 
 
 def hub_file(
