@@ -14,6 +14,14 @@ _NO_PROXY = {
     "no_proxy": "127.0.0.1,localhost",
 }
 
+#: A Git LFS pointer, as the hub's /raw/ link or a clone without Git LFS gives in a weights
+#: file's place
+POINTER = (
+    b"version https://git-lfs.github.com/spec/v1\n"
+    b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    b"size 88225724\n"
+)
+
 
 def _use_mirror(monkeypatch, endpoint: str, cache, **env) -> None:
     """This process downloads from the local mirror ``endpoint`` into the Hugging Face cache

@@ -79,16 +79,20 @@ def test_truncated_file_is_named(tmp_path, reference_state, suffix):
 def test_a_git_lfs_pointer_is_named_as_one(tmp_path, suffix):
     """A hub repo cloned without Git LFS holds a short text file in place of each weight
     file: it was called "corrupt" ("header too large", "neither a zip archive nor a pickle"),
-    which said nothing of the cause or of `git lfs pull`."""
+    which said nothing of the cause or of `git lfs pull` (said in a clone: a folder above
+    holds .git, and a .gitattributes that tracks files with Git LFS)."""
     from loftup.hub.damaged import damage
 
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
     path = tmp_path / f"pytorch_model{suffix}"
     path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 17\n")
     with pytest.raises(CheckpointError) as e:
         load_upsampler(path)
     msg = str(e.value)
     assert msg.startswith(f"{path} is a Git LFS pointer (67 bytes of text), not the file")
-    assert "`git lfs pull` in the clone" in msg and "save_pretrained" in msg and "\n" not in msg
+    assert msg.endswith("; `git lfs install` and `git lfs pull` in the clone fetch the files")
+    assert "\n" not in msg
     assert damage(path).startswith(f"{path} is a Git LFS pointer")  # what `download` checks
 
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from hub_builders import make_hf_cache
-from hub_helpers import _offline_cache, _own_upsampler, _released_cached_said
+from hub_helpers import POINTER, _offline_cache, _own_upsampler, _released_cached_said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError, WeightsNotFoundError
 from loftup.hub import read_safetensors, read_weights
@@ -93,6 +93,21 @@ def test_a_released_names_cached_web_page_names_the_blob_to_delete(tmp_path, mon
 
     assert damage(snap / "pytorch_model.bin") == said.split("; ")[0]
     assert said.split("; ")[0].endswith("its /resolve/ link the file itself)")
+
+
+@pytest.mark.parametrize("kind", ["page", "pointer"])
+def test_a_cached_file_given_as_a_path_names_the_blob_to_delete(tmp_path, monkeypatch, kind):
+    """A snapshot folder or file of the cache given as a path (as loftup info prints it): a
+    web page was told "download the /resolve/ URL", a Git LFS pointer "re-download it", not
+    the blob to delete and the download that fetches it again, as its released name is."""
+    data = PAGE if kind == "page" else POINTER
+    snap, by_name = _released_cached_said(tmp_path, monkeypatch, data)
+    fix = by_name[by_name.index("; ") :]
+    assert "/blobs/" in fix and fix.endswith("`loftup download loftup_dinov2s` to fetch it again")
+    for source in (snap, snap / "pytorch_model.bin"):
+        with pytest.raises(CheckpointError) as e:
+            load_upsampler(source)
+        assert str(e.value).endswith(fix), source
 
 
 def test_a_backbones_web_page_keeps_its_fix(tmp_path):

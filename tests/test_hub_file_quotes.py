@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub_helpers import _own_upsampler, _released_cached_said
+from hub_helpers import POINTER, _own_upsampler, _released_cached_said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError
 from loftup.hub import read_weights
@@ -79,14 +79,6 @@ def test_text_that_is_no_utf8_is_quoted_decoded(tmp_path, suffix):
     assert said.startswith(f"{path} {TEXT}{line!r}; ")
     path, said = _said(tmp_path, suffix, bytes(range(256)) * 20)
     assert "it is text" not in said and "begins" not in said
-
-
-#: A Git LFS pointer, as a clone without Git LFS holds in a weights file's place
-POINTER = (
-    b"version https://git-lfs.github.com/spec/v1\n"
-    b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
-    b"size 88225724\n"
-)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)

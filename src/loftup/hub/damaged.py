@@ -95,6 +95,23 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
     )
 
 
+def cache_fix(path: str | os.PathLike) -> str | None:
+    """:func:`damaged_in_cache`'s fix for ``path`` where it is a file of the Hugging Face cache
+    given as a path (a snapshot's file or folder, as ``loftup info`` prints it), named for
+    ``loftup download`` by the released name whose repo holds it, else by its repo; None
+    elsewhere."""
+    from .registry import RELEASED
+
+    repo = cached_repo(path)
+    if repo is None:
+        return None
+    names = [c.name for c in RELEASED.values() if c.repo_id == repo]
+    exact = [
+        c.name for c in RELEASED.values() if (c.repo_id, c.filename) == (repo, Path(path).name)
+    ]
+    return damaged_in_cache(path, (exact or names or [repo])[0])
+
+
 def cached_repo(path: str | os.PathLike) -> str | None:
     """The hub repo ("ORG/NAME") whose copy in the Hugging Face cache holds ``path`` (a file of
     its ``models--ORG--NAME`` folder, or a link into it), or None."""

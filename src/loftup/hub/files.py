@@ -12,6 +12,7 @@ import torch
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..ranks import is_main_process
 from ..read_refusal import read_refused
+from .damaged import cache_fix, cached_repo
 from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safetensors: here too)
     GENERIC_FIX,
     HEAD_SIZE,
@@ -43,10 +44,14 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
     a web page or a PyTorch file in its place is told only where it fails), any other by one
     ``open`` whose head says what it is (a Git LFS pointer, safetensors under another suffix, a
     zip archive or a pickle) and whose handle torch then loads. A FIFO, socket or device in
-    its place is refused before it is opened, a file this user may not read said so."""
+    its place is refused before it is opened, a file this user may not read said so. A file of
+    the Hugging Face cache given as a path, without a ``fix``, is given the cache's (the blob
+    to delete, then ``loftup download``: :func:`~.damaged.cache_fix`)."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
+    if fix in (None, GENERIC_FIX) and cached_repo(path) is not None:  # the blob is to go
+        fix = cache_fix(path)
     fix = fix or GENERIC_FIX
     if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
         raise WeightsNotFoundError(f"{path} is a folder, not a weights file; {fix}")
