@@ -6,11 +6,15 @@ PyTorch file under a ``.safetensors`` name (not "corrupt ... re-download it"); a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import constants
 
 from file_modes import WHOSE, refuse, where_modes_apply
 from hub_builders import make_hf_cache
@@ -221,3 +225,39 @@ result = [told(lambda: load_upsampler(name)) for name in ("someone/my-up", "loft
         ), text
         fix = f"chmod u+r {blob}" if owner is None else f"chmod o+r {blob}), or run as {owner}"
         assert text.endswith(fix), text
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
+def test_a_cache_whose_blobs_cannot_be_searched_names_that_folder_and_its_chmod(monkeypatch):
+    """Another user's blobs/ of mode 700 in a shared cache (the blob itself readable): the
+    snapshot folder gave a raw PermissionError, the released name "is not in the Hugging Face
+    cache... Run loftup download", the snapshot's file "or remove the link", which would break
+    the cache. Each names blobs/ and the chmod for this user's class, which then lets it in."""
+    from as_nobody import as_nobody, chmod_advised
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        files = {"pytorch_model.bin": b"x"}
+        snap = make_hf_cache(base, "haiwen/loftup-dinov2s", files, blobs=True)
+        blobs = snap.parent.parent / "blobs"
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(base))
+        sources = ("loftup_dinov2s", snap, snap / "pytorch_model.bin")
+        for source in sources:  # as root first: what a load imports, imported (nobody may not)
+            with pytest.raises(CheckpointError, match="is corrupt or not a PyTorch"):
+                load_upsampler(source)
+        os.chmod(blobs, 0o700)
+        for source in sources:
+            said = as_nobody(lambda source=source: load_upsampler(source))
+            assert said.startswith(f"{snap / 'pytorch_model.bin'}: a link to ../../blobs/"), said
+            assert said.endswith(
+                f"may not search it); have root make it searchable (chmod o+x {blobs})"
+            )
+        chmod_advised(said)
+        assert "is corrupt or not a PyTorch" in as_nobody(lambda: load_upsampler(snap))
+    finally:
+        shutil.rmtree(base)

@@ -86,13 +86,14 @@ _NEEDS = {
     "wx": ("make files in", "writable"),
     "rx": ("read and search", "readable and searchable"),
     "w": ("write to", "writable"),
+    "x": ("search", "searchable"),
 }
 _BIT = {"r": stat.S_IRUSR, "w": stat.S_IWUSR, "x": stat.S_IXUSR}
 
 
 def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: str = "") -> str:
     """Why this user may not do ``need`` ("r": read, "rw": read and write; of a folder, "wx":
-    make files in, "rx": read and search, "w": write to) with ``path`` (``st``: its stat), with
+    make files in, "rx": read and search, "w": write to, "x": search) with ``path`` (``st``: its stat), with
     the fix: "permission denied (its mode, and its owner and group where another's: which class
     of users this one is of for it)", then the smallest chmod that lets that class (its owner,
     its group, others) do it (``chmod g+rw``), or, where its mode lets that class do it already,

@@ -143,6 +143,49 @@ def _in_cache(folder: Path) -> bool:
     return _under_cache(folder, "snapshots")
 
 
+def check_blob_seen(link: str | os.PathLike) -> None:
+    """A PathPermissionError where ``link``, a file of the Hugging Face cache (a snapshot's,
+    linking to its blob), leads into a folder this user may not search (another user's
+    ``blobs/`` of mode 700, in a shared cache): that folder, with the chmod for this user's
+    class (its owner, its group, others), not "no such file", "not in the Hugging Face cache"
+    or a bare PermissionError; removing the link would break the cache. Nothing elsewhere
+    (one os.stat where it is seen)."""
+    from ..errors import PathPermissionError
+    from ..listing import unsearchable
+    from ..read_refusal import mode_refuses
+
+    try:
+        os.stat(link)
+        return
+    except PermissionError:
+        pass
+    except (OSError, ValueError):
+        return
+    blocked = unsearchable(link) if os.path.islink(link) else None
+    try:
+        st = os.stat(blocked) if blocked is not None else None
+    except OSError:
+        st = None
+    if st is None:
+        return
+    raise PathPermissionError(
+        f"{link}: a link to {os.readlink(link)}, a file of the Hugging Face cache in "
+        f"{blocked}, which this user may not search: {mode_refuses(blocked, st, 'x')}"
+    )
+
+
+def check_cached_blob(repo_id: str, filename: str, commit: str | None) -> None:
+    """:func:`check_blob_seen` of ``filename``'s link in the cache's snapshot of hub repo
+    ``repo_id`` at ``commit`` (None: none known), which huggingface_hub's lookup said was not
+    cached where its blob lies out of this user's sight."""
+    from .refresh import repo_folder
+
+    if commit is not None:
+        link = repo_folder(repo_id) / "snapshots" / commit / filename
+        if os.path.islink(link):
+            check_blob_seen(link)
+
+
 def check_links(folder: Path, names) -> None:
     """A WeightsNotFoundError where a file of ``folder`` named in ``names`` is a link to nothing:
     a snapshot of the Hugging Face cache copied on its own (``cp -r``), whose files link to
@@ -150,7 +193,10 @@ def check_links(folder: Path, names) -> None:
     one whose blob was deleted, which ``loftup download`` fetches again."""
     from ..errors import WeightsNotFoundError
 
-    dangling = [n for n in names if (folder / n).is_symlink() and not (folder / n).exists()]
+    links = [n for n in names if (folder / n).is_symlink()]
+    for name in links if _in_cache(folder) else ():  # a blob out of sight: said, with its chmod
+        check_blob_seen(folder / name)
+    dangling = [n for n in links if not os.path.exists(folder / n)]  # os.path: no raise
     repo = cached_repo(folder) if _in_cache(folder) else None  # a snapshot there, or a link to one
     if dangling and repo is not None:  # in the cache itself: its blob was deleted
         raise WeightsNotFoundError(

@@ -15,7 +15,7 @@ from ..errors import PathPermissionError, WeightsNotFoundError
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
 from .commits import cached_elsewhere, full_commit, hub_folder, hub_folder_beside  # noqa: F401
-from .damaged import damage, damaged_in_cache
+from .damaged import check_cached_blob, damage, damaged_in_cache
 from .failures import as_asked, whole_hash
 from .reach import (
     SILENT,
@@ -84,6 +84,8 @@ def hub_file(
 
     check_cache(repo_id)
     cached = try_to_load_from_cache(repo_id, filename, revision=commit or revision)
+    if not isinstance(cached, str):  # its blob out of this user's sight: not "not cached"
+        check_cached_blob(repo_id, filename, commit or cached_ref(repo_id, revision) or revision)
     damaged = None
     if isinstance(cached, str):
         # `loftup download` checks what it finds, and fetches a damaged copy again (a cached
