@@ -107,6 +107,7 @@ MOVED = {
     ),
     "loftup.compiled": ("loftup.graphs", ("graph_upsampler", "GraphUpsampler", "GraphOrderError")),
     "loftup.paths": ("loftup.read_refusal", ("read_refused",)),
+    "loftup.hub.files": ("loftup.hub.shards", ("INDEX_SUFFIX", "shard_names")),
     "loftup.experiments.runs": (
         "loftup.experiments.configs",
         ("Variant", "stage_configs", "check_configs", "folder_name", "base_overrides", "PER_RUN"),

@@ -80,7 +80,7 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     shards the index names are fetched too."""
     from huggingface_hub import try_to_load_from_cache
 
-    from .files import INDEX_SUFFIX, shard_names
+    from .shards import INDEX_SUFFIX, shard_names
     from .remote import hub_file
 
     # a commit's hash given by its start: the cached commit's, in full, everywhere below (its

@@ -26,6 +26,7 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_at,
     safetensors_head,
 )
+from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -291,25 +292,3 @@ def _check_zip(file, name: str, fix: str) -> None:
             f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
             f"(damaged bytes); {fix}"
         )
-
-
-#: How a shard index is named: the weights file it stands for, then this (transformers'
-#: ``model.safetensors.index.json``, ``pytorch_model.bin.index.json``)
-INDEX_SUFFIX = ".index.json"
-
-
-def shard_names(index: str | os.PathLike) -> list[str]:
-    """The shard files a shard index names (its ``weight_map``'s values, each once, sorted),
-    relative to its folder; none where it cannot be read (the load that reads it names it) and
-    none that would lie outside that folder."""
-    import json
-
-    try:
-        names = set(json.loads(Path(index).read_text())["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
-    return sorted(
-        n
-        for n in names
-        if isinstance(n, str) and n and not n.startswith(("/", "\\")) and ".." not in Path(n).parts
-    )
