@@ -80,8 +80,8 @@ def hub_folder(repo_id: str, groups, **kw) -> Path:
     shards the index names are fetched too."""
     from huggingface_hub import try_to_load_from_cache
 
-    from .shards import INDEX_SUFFIX, shard_names
     from .remote import hub_file
+    from .shards import INDEX_SUFFIX, shard_names
 
     # a commit's hash given by its start: the cached commit's, in full, everywhere below (its
     # files trust it); a whole hash, as upsampler_repo passes one, is taken as it is. The
