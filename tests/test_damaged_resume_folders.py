@@ -16,7 +16,7 @@ import pytest
 
 import test_unreadable_resume
 from file_modes import commands, refuse, where_modes_apply
-from train_fixtures import tiny_config
+from train_fixtures import held_elsewhere, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -255,29 +255,13 @@ def test_a_run_folder_in_use_is_refused_with_the_command_s_own_option(
     command, demo_stage1, finished, sa1b, tmp_path
 ):
     """Its lock held by another process: a demo's refusal offered "--out (log.out_dir)"."""
-    import subprocess
-    import sys
-
     from loftup.errors import LoftUpError
     from loftup.train.run_lock import LOCK_NAME
 
     run, go = _refused_run(command, demo_stage1, finished, sa1b, tmp_path, resume=True)
-    hold = (
-        "import fcntl, os, sys\n"
-        f"fd = os.open({str(run / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "print('held', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    other = subprocess.Popen(
-        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert other.stdout.readline() == b"held\n"
+    with held_elsewhere(run / LOCK_NAME):
         with pytest.raises(LoftUpError, match="is in use by another loftup train run") as e:
             go()
-    finally:
-        other.communicate(b"")
     said = str(e.value)
     assert said.startswith(str(run)) and said.endswith(f"or {OPTION[command]}"), said
     assert ("(log.out_dir)" in said) == (command == "train"), said

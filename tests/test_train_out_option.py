@@ -27,8 +27,9 @@ def test_a_run_folder_that_is_a_file_is_refused_with_the_command_s_own_option(co
         else:
             train(tiny_config(tmp_path / "no data", run))
     option, fix = "--out, log.out_dir", "give a folder path"
-    if command == "demo":
-        option, fix = "--out", "move it away or choose another --out"
+    if command == "demo":  # named as in the --out typed, not as if OUT/runs/stage1 were
+        option = f"a run folder this command makes in --out {tmp_path / 'demo'}"
+        fix = "move it away or choose another --out"
     assert str(e.value) == (
         f"{run} is a file, but a run's output ({option}) is a folder that will hold "
         f"checkpoint.pt, final/ and metrics.csv; {fix}"

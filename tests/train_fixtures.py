@@ -128,3 +128,28 @@ def gone_terminal():
         os.dup2(null, child)
         os.close(null)
         gone.close()
+
+
+@contextlib.contextmanager
+def held_elsewhere(lock: Path, note: str = ""):
+    """``lock`` (a lock file, made where missing) locked by another process (``fcntl.lockf``,
+    as a loftup run locks its folder), ``note`` written in it as the run's, for the block."""
+    import subprocess
+    import sys
+
+    hold = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        f"os.ftruncate(fd, 0); os.pwrite(fd, {note.encode()!r}, 0)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert other.stdout.readline() == b"held\n"
+        yield
+    finally:
+        other.communicate(b"")

@@ -55,13 +55,18 @@ class RunResult:
 
 
 def run_stage(
-    config: dict, continues: Path | None = None, inputs: dict | None = None, reads=None
+    config: dict,
+    continues: Path | None = None,
+    inputs: dict | None = None,
+    reads=None,
+    inside: Path | None = None,
 ) -> RunResult:
     """Train the run ``config`` describes, or reuse / resume its folder (see the module note);
     ``inputs``: what it is trained on besides its config (:func:`~.data.run_inputs`), checked
     against a begun folder's record and recorded; ``reads``: the start's
     :class:`~.folder_reads.FolderReads` (a checkpoint's step read once per start; one
-    resumed is loaded again by training, under its folder's lock)."""
+    resumed is loaded again by training, under its folder's lock); ``inside``: the
+    experiment's --out, which a refusal of the run's folder names (as typed)."""
     from ..train.checkpoint import unpack_history
     from ..train.config import load_config
     from ..train.loop import train
@@ -98,7 +103,9 @@ def run_stage(
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history)
     try:
-        result = train(cfg, resume=ckpt.exists(), go_on=GO_ON, out_option="--out")
+        result = train(
+            cfg, resume=ckpt.exists(), go_on=GO_ON, out_option="--out", out_inside=inside
+        )
     finally:  # its files written again: read again, whatever their identity tells
         reads.forget(out)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history))
@@ -142,6 +149,7 @@ def run_variant(
     from .data import run_inputs, weights_fingerprint
 
     reads = reads or FolderReads()
+    inside = Path(s.out)  # the experiment's --out, as typed: its run folders' refusals name it
     runs = Path(os.path.abspath(runs))  # the folders it names, as stage_configs' (absolute)
     if inputs is None:
         backbone = weights_fingerprint(s.backbone, s.backbone_weights)
@@ -154,7 +162,7 @@ def run_variant(
     if v.continues:
         continues = runs / f"seed{seed}" / folder_name(v.continues) / "stage1"
     try:
-        first = run_stage(one, continues, inputs, reads)
+        first = run_stage(one, continues, inputs, reads, inside)
     except RunRefused as e:  # the stage-2 runs distilled from it go with it
         also = _begun_from(runs / f"seed{seed}", e.folder)
         if also:
@@ -164,5 +172,5 @@ def run_variant(
     if two is not None:
         sha = reads.sha256(first.checkpoint)
         _check_init_run(Path(two["log"]["out_dir"]), one["max_steps"], first.checkpoint, sha, reads)
-        out["stage2"] = run_stage(two, inputs=inputs, reads=reads)
+        out["stage2"] = run_stage(two, inputs=inputs, reads=reads, inside=inside)
     return out

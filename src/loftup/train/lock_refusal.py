@@ -70,6 +70,19 @@ def not_writable(path: Path, out_dir: Path, another: str = OUT_OPTION) -> LoftUp
     )
 
 
+def check_not_held(out_dir: Path, another: str = OUT_OPTION) -> None:
+    """A :class:`LoftUpError` naming the run that holds ``out_dir``'s lock, where one does: a
+    look without taking it (a shared lock, let go at once) and writing nothing, none where
+    there is no lock file (no run was there). The up-front check of ``loftup demo --resume``
+    makes it for each stage's folder: a stage 2 in use was refused after stage 1 trained on."""
+    path = out_dir / LOCK_NAME
+    if not os.path.lexists(path):
+        return
+    held = _held(path)
+    if isinstance(held, str):
+        raise in_use(out_dir, held, another)
+
+
 def _held(path: Path) -> str | bool | None:
     """Whether a run holds the lock of ``path``, probed through a read-only open (a shared lock,
     which its lock refuses): its note where one does, False where none does, None where that

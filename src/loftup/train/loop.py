@@ -82,24 +82,27 @@ def train(
     resume: bool = False,
     go_on: str = GO_ON,
     out_option: str = OUT_OPTION,
+    out_inside: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``;
     ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``);
     ``out_option``: the option that chose ``log.out_dir`` as the command running this takes
     it (``loftup demo`` and ``loftup experiment``: "--out"), offered where this user may not
     read a file of the folder ("; or choose another --out") and in every other refusal of it
-    (its lock held by another run, a checkpoint there without ``resume``...)."""
+    (its lock held by another run, a checkpoint there without ``resume``...); ``out_inside``:
+    the folder given as that option where ``log.out_dir`` is a run folder the command makes in
+    it (a demo's ``OUT/runs/stage1``), which a refusal of the folder names as given."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     # every value and path the user gave, before any loading
-    init = preflight(cfg, resume, out_option)
+    init = preflight(cfg, resume, out_option, out_inside)
     info = setup(cfg.device)
     try:
         # under torchrun: now the ranks can agree
-        check_out_dir_writable(cfg.log.out_dir, info, out_option)
+        check_out_dir_writable(cfg.log.out_dir, info, out_option, out_inside)
         with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
             out_dir = Path(cfg.log.out_dir).expanduser()
             lock_run_folder(out_dir, info, held, out_option)  # before any look
-            result = _run(cfg, info, resume, signals, init, go_on, out_option)
+            result = _run(cfg, info, resume, signals, init, go_on, out_option, out_inside)
     except BaseException as e:
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
@@ -118,13 +121,14 @@ def _run(
     init: Init | None,
     go_on: str,
     out_option: str,
+    out_inside=None,
 ) -> TrainResult:
     started = time.perf_counter()
     device, main = info.device, info.is_main
     out_dir = Path(cfg.log.out_dir).expanduser()
     ckpt_path, ckpt = checkpoint_to_resume(cfg, out_dir, resume, main, out_option)
     earlier = earlier_of(out_dir, ckpt, info, out_option)  # before anything there changes
-    check_run_subfolders(cfg, out_dir, info, out_option)  # tb/ and viz/: writable
+    check_run_subfolders(cfg, out_dir, info, out_option, out_inside)  # tb/, viz/: writable
 
     require(packages_needed(cfg))  # and so is a missing package, not at the first PNG grid
 

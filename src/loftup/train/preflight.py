@@ -18,14 +18,17 @@ from .distributed import DistInfo, broadcast_object, dist_timeout, env_world
 from .earlier import OUT_OPTION
 
 
-def preflight(cfg: TrainConfig, resume: bool = False, another: str = OUT_OPTION) -> Init | None:
+def preflight(
+    cfg: TrainConfig, resume: bool = False, another: str = OUT_OPTION, inside=None
+) -> Init | None:
     """What can be checked without loading anything, checked first: every config value (again:
     a TrainConfig may have been changed after it was built), the backbone's name against the
     sizes it needs, the global batch against torchrun's process count, stage 2's ``init``
     (unless a checkpoint to resume holds the run) and the ``model.*`` keys set against its
     architecture, the data folder and the output folder. A :class:`UsageError` names the
     problem and the fix (``another``: the option that chose the output folder, as the command
-    running this takes it).
+    running this takes it; ``inside``: the folder given as it, where the run's folder is one
+    the command makes in it, :func:`check_out_dir`).
 
     Returns stage 2's ``init`` where it had to be read (``model.*`` keys to check against it),
     for the run to start from without reading it again; else None."""
@@ -42,7 +45,7 @@ def preflight(cfg: TrainConfig, resume: bool = False, another: str = OUT_OPTION)
         if given_model_keys(cfg) - {"attention_window"}:  # read init's config, not the backbone
             init = read_init(cfg.init)
             stage2_architecture(cfg, init_architecture(init), f"init {cfg.init}")
-    check_out_dir(cfg.log.out_dir, another)
+    check_out_dir(cfg.log.out_dir, another, inside)
     check_backbone_weights(cfg.backbone, cfg.backbone_weights)
     data_folder(cfg.data.root)
     return init
@@ -102,11 +105,14 @@ def check_init(init: str | None) -> None:
         )
 
 
-def check_out_dir(out_dir: str, another: str = OUT_OPTION) -> Path:
+def check_out_dir(out_dir: str, another: str = OUT_OPTION, inside=None) -> Path:
     """``log.out_dir`` as a Path, or a UsageError if it (or a folder above it) is a file, or
     if no file can be made there (a read-only disk, no permission): said before the models,
     the data and SAM's masks load, rather than when the first file is written. ``another``:
-    the option that chose it (a demo's or an experiment's --out: a folder of runs in it)."""
+    the option that chose it (a demo's or an experiment's --out: a folder of runs in it);
+    ``inside``: the folder given as that option, where ``out_dir`` is a run folder the command
+    makes in it (``OUT/runs/stage2``), named as the user typed it, not as if given as
+    ``another``. Nothing is written (a file made to see that files can be made is removed)."""
     path = Path(out_dir).expanduser()
     for p in (path, *path.parents):  # os.path: in a folder not searchable, said below
         if not os.path.exists(p):
@@ -117,16 +123,20 @@ def check_out_dir(out_dir: str, another: str = OUT_OPTION) -> Path:
         named, fix = "--out, log.out_dir", "give a folder path"
         if another != OUT_OPTION:  # the run's folder is one the command makes in its own
             named, fix = another, f"move it away or choose another {another}"
+        if inside is not None:
+            named = f"a run folder this command makes in {another} {inside}"
         raise UsageError(
             f"{what}, but a run's output ({named}) is a folder that will hold checkpoint.pt, "
             f"final/ and metrics.csv; {fix}"
         )
     if env_world() == 1:  # under torchrun: once the ranks can agree (check_out_dir_writable)
-        check_folder_output(out_dir, another)  # now, not after SAM's masks
+        check_folder_output(out_dir, another, inside=inside)  # now, not after SAM's masks
     return path
 
 
-def check_out_dir_writable(out_dir: str, info: DistInfo, another: str = OUT_OPTION) -> None:
+def check_out_dir_writable(
+    out_dir: str, info: DistInfo, another: str = OUT_OPTION, inside=None
+) -> None:
     """Under torchrun, just after joining the process group: whether rank 0, which writes the
     run's files, can write ``out_dir``, said by every rank (a :class:`UsageError`). Checked
     before the group is joined, a rank 0 that stopped there left the others waiting for it at
@@ -136,7 +146,7 @@ def check_out_dir_writable(out_dir: str, info: DistInfo, another: str = OUT_OPTI
     problem = None
     if info.is_main:
         try:
-            check_folder_output(out_dir, another)
+            check_folder_output(out_dir, another, inside=inside)
         except UsageError as e:
             problem = str(e)
     problem = broadcast_object(problem, info)

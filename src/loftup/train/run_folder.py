@@ -21,28 +21,38 @@ from .stopping import clear_stop_note
 log = logging.getLogger("loftup.train")
 
 
-def check_run_subfolders(cfg: TrainConfig, out_dir: Path, info, another: str) -> None:
+def check_run_subfolders(cfg: TrainConfig, out_dir: Path, info, another: str, inside=None) -> None:
     """A :class:`~loftup.errors.UsageError`, said by every rank, where a folder the run's
     :class:`Monitor` writes in (``tb/``, ``viz/``) takes no new files (this user may not
     write it, or it is a file): checked before the run changes its folder, which
     :func:`open_run_folder` did (summary.json deleted, config.yaml and run.json written)
     before TensorBoard's writer failed in its thread. ``another``: the option that chose
-    the folder."""
+    the folder; ``inside``: the folder given as it, where ``out_dir`` is one the command
+    makes in it (a demo's ``OUT/runs/stage1``), by default ``out_dir``."""
     from ..errors import UsageError
-    from ..paths import check_folder_output
     from .distributed import broadcast_object
 
-    problem = None
-    for name, used in (("tb", cfg.log.tensorboard), ("viz", cfg.log.viz_every)):
-        if used and info.is_main and problem is None:
-            folder = out_dir / name
-            try:
-                check_folder_output(folder, another, _chmod(folder), inside=out_dir)
-            except UsageError as e:
-                problem = str(e)
+    problem = subfolder_problem(cfg, out_dir, another, inside) if info.is_main else None
     said = broadcast_object(problem, info)
     if said is not None:
         raise UsageError(said)
+
+
+def subfolder_problem(cfg: TrainConfig, out_dir: Path, another: str, inside=None) -> str | None:
+    """What :func:`check_run_subfolders` refuses of ``out_dir`` (None: nothing), told by this
+    process alone and writing nothing: the up-front check of ``loftup demo --resume`` makes
+    it for each stage's folder before the first trains."""
+    from ..errors import UsageError
+    from ..paths import check_folder_output
+
+    for name, used in (("tb", cfg.log.tensorboard), ("viz", cfg.log.viz_every)):
+        if used:
+            folder = out_dir / name
+            try:
+                check_folder_output(folder, another, _chmod(folder), inside=inside or out_dir)
+            except UsageError as e:
+                return str(e)
+    return None
 
 
 def _chmod(folder: Path) -> str:

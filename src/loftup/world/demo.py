@@ -177,7 +177,8 @@ def train_stages(cfg: DemoConfig, train_root: Path, *, resume: bool = False) -> 
     from ..train.loop import train
 
     runs = Path(cfg.out) / "runs"
-    kw = {"resume": resume, "out_option": "--out"}  # the demo's option, no log.out_dir
+    # the demo's option, no log.out_dir; its folders named as in the demo's --out, as typed
+    kw = {"resume": resume, "out_option": "--out", "out_inside": cfg.out}
     s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"), **kw)
     s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint), **kw)
     return s1.pretrained, s2.pretrained

@@ -1,9 +1,10 @@
 """``loftup demo``'s folder (``--out``) before any work: what it holds checked against this
 demo (:func:`check_out`: a report never overwritten, an interrupted demo gone on with only under
 ``--resume`` and with the options it began with, recorded in :data:`RECORD`; each file a
-resume of its training runs reads, read as it will be (a checkpoint's tensors mapped, not
-read: its training loads it), and each checkpoint of the kind of run its stage trains),
-nothing written."""
+resume of its training runs reads, read as it will be (a checkpoint's tensors not held in
+memory, read once for their checksums: its training loads it), each checkpoint of the kind of
+run its stage trains, and each stage's folder as its training checks it, its lock not held by
+another run), nothing written."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
                 f"{out} holds a demo begun with other options ({was}); resume it with those, "
                 "or choose another --out"
             )
+    for stage in (1, 2):  # before stage 1 trains (on), each stage's folder as it will check it
+        _check_stage_folder(cfg, stage)
     if not resume:
         return
     # before stage 1 trains on, each stage's run: each file its resume reads, read as it will
@@ -75,7 +78,26 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
         ckpt = check_resume(run, "--out")
         if ckpt is not None:
             check_resumable(ckpt, _stage_config(cfg, stage), run / "checkpoint.pt", "--out")
-        del ckpt  # (mapped, its tensors not read; unmapped before the next stage's is read)
+        del ckpt  # (its tensors not held in memory: unmapped before the next stage's is read)
+
+
+def _check_stage_folder(cfg: DemoConfig, stage: int) -> None:
+    """What the training of the demo's ``stage`` refuses of its folder before it trains,
+    refused here, writing nothing (a file made to see that files can be made is removed): a
+    file, a link to nothing or a folder taking no files in its place (or its ``viz/``), and
+    its lock held by another run (looked at, not taken)."""
+    from ..errors import UsageError
+    from ..train.lock_refusal import check_not_held
+    from ..train.preflight import check_out_dir
+    from ..train.run_folder import subfolder_problem
+
+    run = Path(cfg.out) / "runs" / f"stage{stage}"
+    check_out_dir(str(run), "--out", inside=cfg.out)
+    problem = subfolder_problem(_stage_config(cfg, stage), run, "--out", inside=cfg.out)
+    if problem is not None:
+        raise UsageError(problem)
+    if run.is_dir():
+        check_not_held(run, "--out")
 
 
 def _stage_config(cfg: DemoConfig, stage: int):
