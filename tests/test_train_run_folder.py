@@ -66,7 +66,7 @@ def test_the_folder_is_locked_before_the_run_looks_at_what_it_holds(sa1b, tmp_pa
 
     def look(cfg, out_dir, *rest):
         st = os.stat(out_dir)
-        looked.append((st.st_dev, st.st_ino) in run_lock._HELD)
+        looked.append((st.st_dev, st.st_ino, run_lock.LOCK_NAME) in run_lock._HELD)
         return real(cfg, out_dir, *rest)
 
     monkeypatch.setattr(loop, "checkpoint_to_resume", look)
@@ -86,7 +86,7 @@ def test_a_folder_is_removed_only_by_the_run_that_made_it_and_wrote_nothing(tmp_
     from loftup.train.run_lock import lock_run_folder
 
     @contextmanager
-    def taken_meanwhile(out_dir, made, another):  # another run locked the folder just made
+    def taken_meanwhile(out_dir, made, another, kind):  # another run locked the folder just made
         (out_dir / run_lock.LOCK_NAME).touch()  # its lock's file
         raise LoftUpError(f"{out_dir} is in use by another loftup train run")
         yield

@@ -9,6 +9,7 @@ import errno
 import os
 import shlex
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoftUpError
@@ -25,35 +26,59 @@ LOCK_NAME = ".loftup-train.lock"
 RUNS = "loftup train runs"
 
 
+@dataclass(frozen=True)
+class LockKind:
+    """A kind of folder lock (:func:`.run_lock.folder_lock`): its file's ``name``, who takes
+    it (``run``: "loftup train run"; ``runs`` "loftup train runs") and what a command refused
+    it is told to ``wait`` for."""
+
+    name: str
+    run: str
+    runs: str
+    wait: str
+
+
+#: a train run's lock of its folder (``log.out_dir``)
+TRAIN = LockKind(
+    LOCK_NAME, "loftup train run", RUNS, "wait for it to end (then --resume continues it)"
+)
+#: ``loftup demo``'s lock of its ``--out`` for the whole demo (its runs lock their own folders)
+DEMO = LockKind(".loftup-demo.lock", "loftup demo", "loftup demos", "wait for it")
+
+
 def holder(fd: int) -> str:
     """The note of the run that holds the lock of ``fd``'s file: its process and host."""
     return os.pread(fd, 200, 0).decode(errors="replace").strip()
 
 
-def in_use(out_dir: Path, held_by: str, another: str = OUT_OPTION) -> LoftUpError:
+def in_use(
+    out_dir: Path, held_by: str, another: str = OUT_OPTION, kind: LockKind = TRAIN
+) -> LoftUpError:
     return LoftUpError(
-        f"{out_dir} is in use by another loftup train run{f' ({held_by})' if held_by else ''}; "
-        f"wait for it to end (then --resume continues it), or choose another {another}"
+        f"{out_dir} is in use by another {kind.run}{f' ({held_by})' if held_by else ''}; "
+        f"{kind.wait}, or choose another {another}"
     )
 
 
-def not_writable(path: Path, out_dir: Path, another: str = OUT_OPTION) -> LoftUpError:
+def not_writable(
+    path: Path, out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TRAIN
+) -> LoftUpError:
     """The refusal where this user may not open the lock file ``path`` for reading and writing
     (another user's, say): the run that holds it, where one does (its lock refuses a shared
     one); else what refuses it with the fix for this user's class of users (``chmod g+rw``,
     :func:`..read_refusal.mode_refuses`), and ``rm`` where no run holds it and this user may
     remove it. Where there is no lock file, the folder that this user may not make it in;
     ``another``: the option that chose ``out_dir``, offered last."""
-    held = _held(path)
+    held = _held(path, kind)
     if isinstance(held, str):
-        return in_use(out_dir, held, another)
+        return in_use(out_dir, held, another, kind)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         why = permission_denied(out_dir) or mode_refuses(out_dir, os.stat(out_dir), "wx")
         return LoftUpError(
-            f"this user may not make files in {out_dir}, where every loftup train run locks the "
-            f"file {LOCK_NAME}: {why}; or choose another {another}"
+            f"this user may not make files in {out_dir}, where every {kind.run} locks the "
+            f"file {kind.name}: {why}; or choose another {another}"
         )
     except OSError:  # (a folder this user may not search)
         st = None
@@ -64,31 +89,33 @@ def not_writable(path: Path, out_dir: Path, another: str = OUT_OPTION) -> LoftUp
     if held is False and st is not None and _may_remove(out_dir, st):
         remove = f"; or remove it, as no run holds it: rm {shlex.quote(str(path))}"
     return LoftUpError(
-        f"this user may not write {path}, the file every loftup train run into {out_dir} "
+        f"this user may not write {path}, the file every {kind.run} into {out_dir} "
         f"locks{'; no run holds it' if held is False else ''}: {why}{remove}; or choose "
         f"another {another}"
     )
 
 
-def check_not_held(out_dir: Path, another: str = OUT_OPTION) -> None:
+def check_not_held(out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TRAIN) -> None:
     """A :class:`LoftUpError` naming the run that holds ``out_dir``'s lock, where one does: a
     look without taking it (a shared lock, let go at once) and writing nothing, none where
     there is no lock file (no run was there). The up-front check of ``loftup demo --resume``
-    makes it for each stage's folder: a stage 2 in use was refused after stage 1 trained on."""
-    path = out_dir / LOCK_NAME
+    makes it for each stage's folder (a stage 2 in use was refused after stage 1 trained on),
+    and ``loftup demo`` for its --out (``kind``: :data:`DEMO`) before it looks at what it holds
+    (a demo running there was said to be an interrupted one)."""
+    path = out_dir / kind.name
     if not os.path.lexists(path):
         return
-    held = _held(path)
+    held = _held(path, kind)
     if isinstance(held, str):
-        raise in_use(out_dir, held, another)
+        raise in_use(out_dir, held, another, kind)
 
 
-def _held(path: Path) -> str | bool | None:
+def _held(path: Path, kind: LockKind = TRAIN) -> str | bool | None:
     """Whether a run holds the lock of ``path``, probed through a read-only open (a shared lock,
     which its lock refuses): its note where one does, False where none does, None where that
     cannot be told (unreadable too, or no locks here)."""
     try:
-        fd = open_lock_file(path, os.O_RDONLY, RUNS)
+        fd = open_lock_file(path, os.O_RDONLY, kind.runs)
     except OSError:
         return None
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at, tries
 from .earlier import OUT_OPTION
-from .lock_refusal import LOCK_NAME, RUNS, cannot_lock, holder, in_use, not_writable
+from .lock_refusal import LOCK_NAME, TRAIN, LockKind, cannot_lock, holder, in_use, not_writable
 
 log = logging.getLogger("loftup.train")
 
@@ -24,12 +24,14 @@ log = logging.getLogger("loftup.train")
 #: process's: a second run of the same process would get it again, and its end would release
 #: the first run's), each with its run's token; :data:`_RESERVING` held to look and add in one
 #: step
-_HELD: dict[tuple[int, int], object] = {}
+_HELD: dict[tuple[int, int, str], object] = {}
 _RESERVING = threading.Lock()
 
 
 @contextmanager
-def folder_lock(out_dir: Path, made: bool = False, another: str = OUT_OPTION):
+def folder_lock(
+    out_dir: Path, made: bool = False, another: str = OUT_OPTION, kind: LockKind = TRAIN
+):
     """Hold ``out_dir``'s lock while a run writes there. A second run on the same folder (a job
     launched twice, a requeued job while the first still runs) is refused with a
     :class:`LoftUpError` naming the holder, before it writes anything: the two overwrote each
@@ -44,12 +46,13 @@ def folder_lock(out_dir: Path, made: bool = False, another: str = OUT_OPTION):
     writing its note in the lock file failed (a full disk). Whatever interrupts it (Ctrl-C, a
     signal said as an exception), the descriptor and the mark of this process's run go.
     ``another``: the option that chose ``out_dir``, offered in a refusal ("or choose another
-    --out")."""
+    --out"); ``kind``: the lock's (:data:`.lock_refusal.TRAIN`, or the whole demo's on its
+    --out, :data:`.lock_refusal.DEMO`)."""
     st = os.stat(out_dir)
-    key, token, fd = (st.st_dev, st.st_ino), object(), None
+    key, token, fd = (st.st_dev, st.st_ino, kind.name), object(), None
     try:
-        _reserve(key, token, out_dir, another)
-        fd, locked = _take(out_dir, another)
+        _reserve(key, token, out_dir, another, kind)
+        fd, locked = _take(out_dir, another, kind)
         if locked:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
@@ -57,7 +60,7 @@ def folder_lock(out_dir: Path, made: bool = False, another: str = OUT_OPTION):
     finally:  # (each step whatever the one before raised)
         try:
             if fd is not None and made:
-                _remove_if_unused(out_dir)
+                _remove_if_unused(out_dir, kind.name)
         finally:
             try:
                 if fd is not None:
@@ -68,36 +71,37 @@ def folder_lock(out_dir: Path, made: bool = False, another: str = OUT_OPTION):
                         del _HELD[key]
 
 
-def _reserve(key: tuple[int, int], token: object, out_dir: Path, another: str) -> None:
-    """Mark the folder ``out_dir`` (``key``: its device and inode) held by the run ``token`` of
+def _reserve(key: tuple, token: object, out_dir: Path, another: str, kind: LockKind) -> None:
+    """Mark the folder ``out_dir`` (``key``: its device, inode and lock's name) held by the run
+    ``token`` of
     this process; LoftUpError where another of its runs holds it. A folder has one key under
     all its paths (a bind mount, a disk that ignores case, a renamed folder), and is looked at
     before its lock file is opened: closing any descriptor of that file would release a lock
     this process holds."""
     with _RESERVING:  # (two threads that both looked before either added both got it)
         if key in _HELD:
-            raise in_use(out_dir, f"process {os.getpid()}, this one", another)
+            raise in_use(out_dir, f"process {os.getpid()}, this one", another, kind)
         _HELD[key] = token
 
 
-def _take(out_dir: Path, another: str) -> tuple[int, bool]:
+def _take(out_dir: Path, another: str, kind: LockKind = TRAIN) -> tuple[int, bool]:
     """A descriptor of ``out_dir``'s lock file and whether it holds its lock (False: the file
     system keeps none, with a warning), closed on any error once opened. Taken again where the
     file was removed meanwhile (by the run that made the folder, ending before it wrote there):
     its lock would be no one's, and a third run would get the folder too."""
-    path = out_dir / LOCK_NAME
+    path = out_dir / kind.name
     for _ in tries(path):
         try:
-            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, RUNS)
+            fd = open_lock_file(path, os.O_RDWR | os.O_CREAT, kind.runs)
         except FileNotFoundError:
             raise LoftUpError(
                 f"{out_dir} was removed while this run took its lock (by the run that made it, "
                 "say, which ended before writing there); run again"
             ) from None
         except PermissionError:
-            raise not_writable(path, out_dir, another) from None
+            raise not_writable(path, out_dir, another, kind) from None
         try:
-            locked = _lock(fd, out_dir, another)
+            locked = _lock(fd, out_dir, another, kind)
             if not locked or still_at(fd, path):
                 return fd, locked
         except BaseException:
@@ -106,31 +110,34 @@ def _take(out_dir: Path, another: str) -> tuple[int, bool]:
         os.close(fd)
 
 
-def _lock(fd: int, out_dir: Path, another: str) -> bool:
+def _lock(fd: int, out_dir: Path, another: str, kind: LockKind = TRAIN) -> bool:
     """Lock ``fd``: True, or False (with a warning) where the file system keeps no locks;
     LoftUpError naming the run that holds it."""
     try:
         lockf_nowait(fd)
     except BlockingIOError:
-        raise in_use(out_dir, holder(fd), another) from None
+        raise in_use(out_dir, holder(fd), another, kind) from None
     except OSError as e:
         if e.errno not in NO_LOCKS:
             raise
         where = "this system has" if e.strerror == NO_FCNTL else f"{out_dir} keeps"
         log.warning(  # (ENOLCK: NFS without its lock service)
-            "%s no file locks (%s): a second loftup train run into %s would not be refused; "
-            "run one at a time there", where, e.strerror or e, out_dir,
+            "%s no file locks (%s): a second %s into %s would not be refused; "
+            "run one at a time there", where, e.strerror or e, kind.run, out_dir,
         )  # fmt: skip
         return False
     return True
 
 
-def lock_run_folder(out_dir: Path, info, held: ExitStack, another: str = OUT_OPTION) -> None:
+def lock_run_folder(
+    out_dir: Path, info, held: ExitStack, another: str = OUT_OPTION, kind: LockKind = TRAIN
+) -> None:
     """Rank 0 makes ``out_dir`` and takes its lock (:func:`folder_lock`) for as long as
     ``held`` lasts, before the run looks at what the folder holds: a run that ended there while
     this one built its models could otherwise be overwritten on the strength of an earlier
     look (its checkpoint read as absent, or as older). A refusal is said by every rank, with
-    ``another``, the option that chose ``out_dir``."""
+    ``another``, the option that chose ``out_dir``. ``kind``: the lock's (``loftup demo``
+    takes :data:`.lock_refusal.DEMO` on its --out, ``info`` a single process's)."""
     from .distributed import broadcast_object
 
     problem = None
@@ -140,24 +147,24 @@ def lock_run_folder(out_dir: Path, info, held: ExitStack, another: str = OUT_OPT
             with ExitStack() as mine:  # (refused or ended, those still empty are removed: a
                 # folder holding a lock file is left, another run's, or one whose request failed)
                 mine.callback(_remove_made, made)
-                mine.enter_context(folder_lock(out_dir, out_dir in made, another))
+                mine.enter_context(folder_lock(out_dir, out_dir in made, another, kind))
                 held.enter_context(mine.pop_all())
         except LoftUpError as e:
             problem = str(e)
         except OSError as e:  # one line on every rank
-            problem = cannot_lock(out_dir / LOCK_NAME, e, another)
+            problem = cannot_lock(out_dir / kind.name, e, another)
     problem = broadcast_object(problem, info)
     if problem is not None:
         raise LoftUpError(problem)
 
 
-def _remove_if_unused(out_dir: Path) -> None:
+def _remove_if_unused(out_dir: Path, name: str = LOCK_NAME) -> None:
     """Remove ``out_dir``, made by this run, which failed before writing there, where it holds
     nothing but the lock's file (the lock still held: a run that opened the file meanwhile
     sees it gone once it has the lock, :func:`_take`)."""
     try:
-        if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
-            (out_dir / LOCK_NAME).unlink()
+        if [p.name for p in out_dir.iterdir()] == [name]:
+            (out_dir / name).unlink()
             out_dir.rmdir()
     except OSError:  # taken over, or not ours to remove: left as it is
         pass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from ..data.scenes import SceneConfig
 from ..data.world_record import check_world, read_record
 from ..paths import check_folder_output
 from .config import DemoConfig
-from .demo_out import RECORD, _options, check_out  # noqa: F401  (importable from here)
+from .demo_out import RECORD, _options, check_no_report, check_out  # noqa: F401  (importable)
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
 
@@ -189,7 +190,24 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
 
     ``resume``: go on with the interrupted demo in ``cfg.out`` (begun with the same options):
     its complete scene folders are kept and each training stage goes on from its checkpoint.
-    Without it a folder holding an interrupted demo is refused (:func:`check_out`)."""
+    Without it a folder holding an interrupted demo is refused (:func:`check_out`). A second
+    demo on the same ``cfg.out`` is refused, naming the process running the first, before it
+    writes anything there: ``OUT/.loftup-demo.lock`` is locked for the whole demo."""
+    from ..train.distributed import DistInfo
+    from ..train.lock_refusal import DEMO, check_not_held
+    from ..train.run_lock import lock_run_folder
+
+    if Path(cfg.out).is_dir():  # a demo running there: not said to be an interrupted one
+        check_not_held(Path(cfg.out), "--out", DEMO)
+    check_out(cfg, resume)  # nothing written where refused
+    with ExitStack() as held:  # a second demo on OUT is refused before it writes there
+        lock_run_folder(Path(cfg.out), DistInfo(), held, "--out", DEMO)
+        check_no_report(Path(cfg.out))  # (one that ended there since the look above)
+        return _run_demo(cfg, resume)
+
+
+def _run_demo(cfg: DemoConfig, resume: bool) -> dict:
+    """:func:`run_demo`, its ``--out`` checked and locked."""
     from .. import __version__
     from ..atomic import atomic_write_bytes, write_json
     from ..baselines import get_upsampler
@@ -198,7 +216,6 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     from ..featurizers import get_featurizer
     from ..hub import load_upsampler
 
-    check_out(cfg, resume)
     cfg.check_train_scenes()
     require(
         {

@@ -37,10 +37,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
-    if (out / "report.json").exists():
-        raise UsageError(f"{out} already holds a demo report; choose another --out")
-    if (out / "results.json").exists():  # its report.md would be overwritten
-        raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
+    check_no_report(out)
     checkpoint_files = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
     begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoint_files)
     if begun and not resume:
@@ -98,6 +95,17 @@ def _check_stage_folder(cfg: DemoConfig, stage: int) -> None:
         raise UsageError(problem)
     if run.is_dir():
         check_not_held(run, "--out")
+
+
+def check_no_report(out: Path) -> None:
+    """A :class:`UsageError` where ``out`` holds a report (a demo's, or an experiment's, whose
+    report.md a demo would overwrite)."""
+    from ..errors import UsageError
+
+    if (out / "report.json").exists():
+        raise UsageError(f"{out} already holds a demo report; choose another --out")
+    if (out / "results.json").exists():  # its report.md would be overwritten
+        raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
 
 
 def _stage_config(cfg: DemoConfig, stage: int):

@@ -1,0 +1,54 @@
+"""Two `loftup demo` on the same --out: both wrote the scenes (scenes/train, scenes/val) and
+demo.json before either was refused (by a stage folder's lock, in training). The demo locks its
+--out for its whole run; a second is refused, naming the first, before it writes there."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from loftup.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARGV = ["--size", "8", "--train-scenes", "4", "--val-scenes", "2", "--stage1-steps", "1"]
+ARGV += ["--stage2-steps", "1", "--probe-epochs", "1", "--threads", "1"]
+
+
+def _files(folder) -> dict:
+    """Every file under ``folder`` and its bytes, but the demo's lock file: a POSIX lock is let
+    go when its process closes any descriptor of the file (this one holds it)."""
+    from loftup.train.lock_refusal import DEMO
+
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != DEMO.name]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
+
+
+def test_a_second_demo_on_an_out_in_use_is_refused_before_it_writes_there(tmp_path, monkeypatch):
+    """The second a real process, started while the first (this one) writes its scenes."""
+    import loftup.world.demo as demo
+
+    out = tmp_path / "out"
+    real, seen = demo.make_scenes, {}
+
+    def second_demo_first(cfg, **kw):  # the first demo, its --out locked and its record written
+        before = _files(out)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        argv = [sys.executable, "-m", "loftup", "demo", "--out", str(out), *ARGV, "--resume"]
+        seen["second"] = subprocess.run(argv, env=env, capture_output=True, text=True)
+        seen["unchanged"] = _files(out) == before
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(demo, "make_scenes", second_demo_first)
+    assert main(["demo", "--out", str(out), *ARGV]) == 0  # the first goes on, unharmed
+    second = seen["second"]
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (
+        f"error: {out} is in use by another loftup demo (process {os.getpid()} on "
+        f"{socket.gethostname()}); wait for it, or choose another --out"
+    )
+    assert seen["unchanged"]  # no scenes, no demo.json written by the second
