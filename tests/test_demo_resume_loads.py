@@ -1,10 +1,12 @@
 """`loftup demo --resume` reads each stage's training checkpoint in full once: the command's
 "nothing to resume" look, the demo's up-front check of the folder and each stage's training
 loaded every checkpoint.pt in full (three loads each). The up-front check now maps its tensors
-(it needs their config, step and history) and the training loads it, its folder locked."""
+(it needs their config, step and history: mapped in fact, /proc/self/maps says) and the
+training loads it, its folder locked. A file that cannot be mapped: tests/test_hub_mapped_load.py."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,12 @@ ARGV = ["--size", "8", "--train-scenes", "4", "--val-scenes", "2", "--stage1-ste
 ARGV += ["--stage2-steps", "1", "--probe-epochs", "1"]
 
 
+def _mapped(path) -> bool:
+    """Whether ``path`` is mapped in this process (/proc/self/maps: Linux)."""
+    with open("/proc/self/maps") as f:
+        return any(line.rstrip("\n").endswith(str(Path(path).resolve())) for line in f)
+
+
 def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch):
     import loftup.hub
 
@@ -27,9 +35,12 @@ def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch)
     real, reads = loftup.hub.torch_load, []
 
     def recorded(path, **kw):  # loftup's one loader of torch files, called through
+        data = real(path, **kw)
         if Path(path).name == "checkpoint.pt":
             reads.append((Path(path).parent.name, "mapped" if kw.get("mmap") else "full"))
-        return real(path, **kw)
+            if sys.platform.startswith("linux"):  # mapped in fact, or not at all
+                assert (kw.get("mmap") or False) == _mapped(path)
+        return data
 
     monkeypatch.setattr(loftup.hub, "torch_load", recorded)
     assert main([*argv, "--resume"]) == 0
@@ -42,22 +53,3 @@ def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch)
         ("stage1", "full"),
         ("stage2", "full"),
     ]
-
-
-def test_a_checkpoint_is_read_whole_where_its_file_cannot_be_mapped(tmp_path, monkeypatch):
-    """A file system that maps no files (some FUSE mounts): the look reads it as a load does,
-    not refuses a good checkpoint as corrupt."""
-    import torch
-
-    from loftup.train.checkpoint import load_checkpoint, save_checkpoint
-
-    path = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 3, "w": torch.arange(4.0)})
-
-    def unmappable(*args, **kwargs):
-        raise OSError(19, "No such device")  # ENODEV, mmap's error there
-
-    monkeypatch.setattr(torch.UntypedStorage, "from_file", unmappable)
-    with pytest.raises(OSError):  # what torch's mapped load meets here
-        torch.load(path, weights_only=True, mmap=True)
-    ckpt = load_checkpoint(path, mapped=True)
-    assert ckpt["step"] == 3 and ckpt["w"].tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -27,6 +27,7 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_head,
 )
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
+from .torch_zip import check_member_sizes, check_zip, mapped_load
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -181,9 +182,10 @@ def torch_load(
     folder of a file that is loftup's own output ("--out"), as the other fix.
     Below torch 2.6 the loader's risk is said first, once a process (:func:`say_pickle_risk`):
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
-    ``mmap``: the tensors of a zip archive memory-mapped, not read (those read are read from
-    the file as they are used), the same checks made and refusals said: a look at what a file
-    holds that needs few of its tensors (a pickle of the old format is read whole).
+    ``mmap``: the tensors of a zip archive memory-mapped, not held in memory (read once for
+    their checksums; those used are read from the file as they are), the same checks made and
+    refusals said (each tensor's member of the size it needs, :mod:`.torch_zip`): a look at
+    what a file holds that needs few of its tensors (a pickle of the old format is read whole).
     """
     path = Path(path)
     check_regular_file(path, what)  # a FIFO's open waits forever for a writer
@@ -208,13 +210,16 @@ def _torch_load_open(
             warnings.simplefilter("ignore")
             # mmap=False: torch.utils.serialization.config.load.mmap = True refuses an open
             # handle ("f must be a file path"), which a good file was then said to be corrupt;
-            # a mapping takes the path (and a zip archive: torch maps no other format)
+            # a mapping takes a path, of f's very file (and a zip archive: torch maps no other)
             if mmap and head.startswith(b"PK\x03\x04"):
-                try:
-                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                except Exception:  # noqa: BLE001 - a file system that maps no files, say:
-                    f.seek(0)  # read whole, as without mmap (a bad file fails there, said)
+                data = mapped_load(f, path)
+                if data is not None:
+                    check_member_sizes(f, f"{what}{path}", fix)
+                    return data
+                f.seek(0)  # not mapped here: read whole, as without mmap (a bad file said)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
+    except CheckpointError:  # said, naming the file (check_member_sizes)
+        raise
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         text = str(e)
         if any(mark in text for mark in _UNSAFE_MARKS):
@@ -261,34 +266,4 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
         )
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
-        _check_zip(f, f"{what}{path}", fix)
-
-
-def _check_zip(file, name: str, fix: str) -> None:
-    """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
-    CRC-32 (bytes changed after torch.save wrote it); a truncated archive is left to
-    torch.load's error.
-    Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
-    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
-    import zipfile
-
-    bad = None
-    try:
-        with zipfile.ZipFile(file) as z:
-            for info in z.infolist():
-                if info.CRC == 0:
-                    continue
-                try:
-                    with z.open(info) as f:
-                        while f.read(1 << 24):
-                            pass
-                except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
-                    bad = info.filename
-                    break
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return
-    if bad is not None:
-        raise CheckpointError(
-            f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
-            f"(damaged bytes); {fix}"
-        )
+        check_zip(f, f"{what}{path}", fix)

@@ -1,0 +1,149 @@
+"""The zip archive ``torch.save`` writes, checked before it is loaded (:func:`check_zip`: each
+member against its CRC-32, a read error said as one), and loaded with its tensors memory-mapped
+(:func:`mapped_load`: the bytes checked are the ones mapped, each tensor's member of the size
+its tensor needs), for :func:`~.files.torch_load`."""
+
+from __future__ import annotations
+
+import errno
+import os
+import zipfile
+
+import torch
+
+from ..errors import CheckpointError
+
+#: What torch says where ``UntypedStorage.from_file`` cannot map a file (a file system that maps
+#: none: some FUSE mounts, ENODEV), in the RuntimeError it raises for the system's error
+_NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
+
+
+def check_zip(file, name: str, fix: str) -> None:
+    """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
+    CRC-32 (bytes changed after torch.save wrote it), or when it cannot be read (an I/O error:
+    said as such, not passed as good); a truncated archive is left to torch.load's error.
+    Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
+    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
+    bad = None
+    try:
+        with zipfile.ZipFile(file) as z:
+            for info in z.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with z.open(info) as f:
+                        while f.read(1 << 24):
+                            pass
+                except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
+                    bad = info.filename
+                    break
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+        failed = _read_error(e)
+        if failed is None:  # cut short, or no zip archive: torch.load says so
+            return
+        code = errno.errorcode.get(failed.errno, failed.errno)
+        raise CheckpointError(
+            f"{name} could not be read: {code} ({failed.strerror}), an error of its disk or "
+            f"file system (dmesg may say which); {fix}"
+        ) from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
+            f"(damaged bytes); {fix}"
+        )
+
+
+def _read_error(e: Exception) -> OSError | None:
+    """The error of the system that ``e`` is or that zipfile says as "not a zip file" (an error
+    reading its end record), but for the EINVAL of a seek before the start of a file cut
+    short; None where ``e`` is none (a damaged or cut archive)."""
+    if not isinstance(e, OSError):
+        e = e.__context__
+    if isinstance(e, OSError) and e.errno not in (None, errno.EINVAL):
+        return e
+    return None
+
+
+def mapped_load(f, path) -> object | None:
+    """``torch.load`` of the zip archive open as ``f`` (at ``path``) with its tensors mapped,
+    not read: the very file ``f`` is (``/proc/self/fd/N`` on Linux; elsewhere ``path`` where
+    it is still that file), whose bytes were checked. None where it cannot be mapped (a file
+    system that maps no files; ``path`` now another file): the caller reads ``f`` whole. Any
+    other error is torch.load's, raised (a regression in this call is not read whole, silently)."""
+    fd = f.fileno()
+    name = f"/proc/self/fd/{fd}"
+    try:
+        if not os.path.samestat(os.stat(name), os.fstat(fd)):
+            raise OSError(errno.ENOENT, "not this file")
+    except OSError:  # no /proc (macOS, BSD): the path, where it is still the file checked
+        name = os.fspath(path)
+        try:
+            if not os.path.samestat(os.stat(name), os.fstat(fd)):
+                return None
+        except OSError:
+            return None
+    try:
+        return torch.load(name, map_location="cpu", weights_only=True, mmap=True)
+    except OSError:  # ENODEV, EINVAL, EACCES, ENOMEM...: said by a Python-level open or map
+        return None
+    except RuntimeError as e:  # said by UntypedStorage.from_file
+        if any(mark in str(e) for mark in _NOT_MAPPED):
+            return None
+        raise
+
+
+def check_member_sizes(f, name: str, fix: str) -> None:
+    """A CheckpointError where a tensor's member of the zip archive open as ``f`` holds more or
+    fewer bytes than the tensor needs: a mapped load takes its bytes from the mapped file at
+    the member's offset, whatever the member's size (a load that reads it refuses it), so such
+    a file was passed by the look and refused by the training's load. The tensors' sizes and
+    offsets are read from the archive's pickle, no tensor read (torch's meta load)."""
+    f.seek(0)
+    try:
+        meta = torch.load(f, map_location="meta", weights_only=True)
+    except Exception:  # noqa: BLE001 - what the mapped load said of it is said instead
+        return
+    needs = {}
+    for t in _tensors(meta):
+        s = t.untyped_storage()
+        offset = getattr(s, "_checkpoint_offset", None)
+        if offset is None:  # (a torch that does not say where its storages lie)
+            return
+        needs[offset] = s.nbytes()
+    held = _member_data(f)
+    for offset, nbytes in sorted(needs.items()):
+        member = held.get(offset)
+        if member is None or member[1] != nbytes:
+            what = member[0] if member else f"at byte {offset}"
+            size = f"{member[1]} bytes" if member else "no member"
+            raise CheckpointError(
+                f"{name} is corrupt: its member {what!r} holds {size}, where its tensor needs "
+                f"{nbytes} (damaged or rewritten); {fix}"
+            )
+
+
+def _tensors(obj):
+    """The tensors in ``obj``, a checkpoint's nest of dicts, lists and tuples."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _member_data(f) -> dict[int, tuple[str, int]]:
+    """The members of the zip archive open as ``f`` by the offset of their bytes: each one's
+    name and size (its local header read for the length of its extra field)."""
+    members = {}
+    with zipfile.ZipFile(f) as z:
+        for info in z.infolist():
+            f.seek(info.header_offset + 26)
+            head = f.read(4)
+            if len(head) < 4:
+                continue
+            start = info.header_offset + 30 + int.from_bytes(head[:2], "little")
+            members[start + int.from_bytes(head[2:], "little")] = (info.filename, info.file_size)
+    return members
