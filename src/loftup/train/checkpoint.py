@@ -78,8 +78,9 @@ def load_checkpoint(
     """A checkpoint written by :func:`save_checkpoint` (no code is unpickled). ``another``: the
     option that chose its folder, as the command reading it takes it, offered in the fix of
     one that cannot be loaded, or that this user may not read ("or choose another --out").
-    ``mapped``: its tensors memory-mapped, not read (a look at its config, step and history,
-    with every check and refusal of the load: :func:`~loftup.hub.torch_load`'s ``mmap``)."""
+    ``mapped``: its tensors memory-mapped, not held in memory (read once for their checksums;
+    a look at its config, step and history, with every check and refusal of the load:
+    :func:`~loftup.hub.torch_load`'s ``mmap``)."""
     from ..hub import torch_load
 
     fix = (

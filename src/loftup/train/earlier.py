@@ -64,9 +64,10 @@ def check_resume(out_dir: Path, another: str) -> dict | None:
     The up-front check of ``loftup demo --resume``, which trains one run after another: a
     refusal in the second run came after the first was trained on (its folder changed).
 
-    The checkpoint's tensors are memory-mapped, not read (its config, step and history are
-    what a refusal needs): the run loads it in full once, with its folder locked, as it is
-    then (another process may have taken it further meanwhile)."""
+    The checkpoint's tensors are memory-mapped, not held in memory (read once for their
+    checksums; its config, step and history are what a refusal needs): the run loads it in
+    full once, with its folder locked, as it is then (another process may have taken it
+    further meanwhile)."""
     from .checkpoint import load_checkpoint
 
     path = out_dir / CHECKPOINT_NAME
