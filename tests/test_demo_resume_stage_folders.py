@@ -127,3 +127,17 @@ def test_a_stage_folder_refused_by_its_training_names_the_demo_s_out(finished, t
     with pytest.raises(UsageError) as e:  # stage 1, finished, trains no more
         train_stages(cfg, out / "scenes" / "train", resume=True)
     assert str(e.value) == expected
+
+
+def test_a_checkpoint_that_is_a_folder_is_said_so_with_the_fix(finished, tmp_path, capsys):
+    """It was "error: OUT/runs/stage2/checkpoint.pt: Is a directory", no fix, no option."""
+    out = _interrupted(finished, tmp_path)
+    ckpt = out / "runs" / "stage2" / "checkpoint.pt"
+    ckpt.unlink()
+    ckpt.mkdir()
+    before = _files(out)
+    assert _resume(out, capsys) == (
+        f"training checkpoint {ckpt} is a folder, not the file loftup train writes there: move "
+        "it away (training starts afresh) or choose another --out"
+    )
+    assert _files(out) == before and ckpt.is_dir()

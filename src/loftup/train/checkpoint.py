@@ -87,6 +87,11 @@ def load_checkpoint(
         "loftup train writes its checkpoints with tensors, numbers and strings only: move this "
         f"file away (training starts afresh) or choose another {another}"
     )
+    if os.path.isdir(path):  # the open said only "[Errno 21] Is a directory"
+        raise CheckpointError(
+            f"training checkpoint {path} is a folder, not the file loftup train writes there: "
+            f"move it away (training starts afresh) or choose another {another}"
+        )
     data = torch_load(path, fix=fix, what="training checkpoint ", another=another, mmap=mapped)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
