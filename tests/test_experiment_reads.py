@@ -36,8 +36,8 @@ def test_a_resumed_run_is_loaded_by_training_under_its_folder_s_lock(
 
     def counted(path, *args, **kwargs):  # each load still made (of the file open: its name)
         if Path(getattr(path, "name", path)) == out / "checkpoint.pt":
-            st = os.stat(out)  # the folder as the lock knows it (run_lock._HELD: device, inode)
-            loads.append((st.st_dev, st.st_ino) in run_lock._HELD)
+            st = os.stat(out)  # run_lock._HELD's key: the folder's device and inode, its lock
+            loads.append((st.st_dev, st.st_ino, run_lock.LOCK_NAME) in run_lock._HELD)
         return load(path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "load", counted)
