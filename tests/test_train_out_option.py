@@ -35,3 +35,21 @@ def test_a_run_folder_that_is_a_file_is_refused_with_the_command_s_own_option(co
         f"checkpoint.pt, final/ and metrics.csv; {fix}"
     )
     assert run.read_text() == "not a folder\n"
+
+
+def test_an_experiment_s_run_folder_refused_names_the_experiment_s_out(tmp_path):
+    """A link to nothing in a run folder's place: "--out OUT/runs/seed0/base/stage1 cannot be
+    written", a path never given as --out; the experiment's --out is named, as typed."""
+    from loftup.errors import UsageError
+    from loftup.experiments.runs import run_stage
+
+    out = tmp_path / "exp"
+    run = out / "runs" / "seed0" / "base" / "stage1"
+    run.parent.mkdir(parents=True)
+    run.symlink_to(tmp_path / "gone")
+    with pytest.raises(UsageError) as e:
+        run_stage(tiny_config(tmp_path / "no data", run).to_dict(), inside=out)
+    assert str(e.value) == (
+        f"--out {out} cannot be written: {run} is a link to {tmp_path / 'gone'}, which does not "
+        "exist; choose another folder"
+    )
