@@ -52,3 +52,32 @@ def test_a_second_demo_on_an_out_in_use_is_refused_before_it_writes_there(tmp_pa
         f"{socket.gethostname()}); wait for it, or choose another --out"
     )
     assert seen["unchanged"]  # no scenes, no demo.json written by the second
+
+
+def test_a_second_demo_of_the_same_process_is_refused_and_leaves_the_first_s_lock(tmp_path):
+    """Its look at the lock opened and closed the lock file, which lets go of every POSIX lock
+    this process holds on it: the first demo's too."""
+    from loftup.errors import LoftUpError
+    from loftup.train.lock_refusal import DEMO
+    from loftup.train.run_lock import folder_lock
+    from loftup.world.config import DemoConfig
+    from loftup.world.demo import run_demo
+
+    out = tmp_path / "out"
+    out.mkdir()
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except OSError:\n    sys.exit(1)\n"
+    )
+    with folder_lock(out, another="--out", kind=DEMO):  # the first demo's
+        with pytest.raises(LoftUpError) as e:
+            run_demo(DemoConfig(out=str(out), size=8, train_scenes=4, val_scenes=2))
+        taken = subprocess.run([sys.executable, "-c", probe, str(out / DEMO.name)]).returncode
+    assert str(e.value) == (
+        f"{out} is in use by another loftup demo (process {os.getpid()}, this one); wait for "
+        "it, or choose another --out"
+    )
+    assert taken == 1  # still the first's
+    assert sorted(p.name for p in out.iterdir()) == [DEMO.name]  # nothing written

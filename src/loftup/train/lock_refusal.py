@@ -69,7 +69,7 @@ def not_writable(
     :func:`..read_refusal.mode_refuses`), and ``rm`` where no run holds it and this user may
     remove it. Where there is no lock file, the folder that this user may not make it in;
     ``another``: the option that chose ``out_dir``, offered last."""
-    held = _held(path, kind)
+    held = held_by(path, kind)
     if isinstance(held, str):
         return in_use(out_dir, held, another, kind)
     try:
@@ -95,22 +95,7 @@ def not_writable(
     )
 
 
-def check_not_held(out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TRAIN) -> None:
-    """A :class:`LoftUpError` naming the run that holds ``out_dir``'s lock, where one does: a
-    look without taking it (a shared lock, let go at once) and writing nothing, none where
-    there is no lock file (no run was there). The up-front check of ``loftup demo --resume``
-    makes it for each stage's folder (a stage 2 in use was refused after stage 1 trained on),
-    and ``loftup demo`` for its --out (``kind``: :data:`DEMO`) before it looks at what it holds
-    (a demo running there was said to be an interrupted one)."""
-    path = out_dir / kind.name
-    if not os.path.lexists(path):
-        return
-    held = _held(path, kind)
-    if isinstance(held, str):
-        raise in_use(out_dir, held, another, kind)
-
-
-def _held(path: Path, kind: LockKind = TRAIN) -> str | bool | None:
+def held_by(path: Path, kind: LockKind = TRAIN) -> str | bool | None:
     """Whether a run holds the lock of ``path``, probed through a read-only open (a shared lock,
     which its lock refuses): its note where one does, False where none does, None where that
     cannot be told (unreadable too, or no locks here)."""

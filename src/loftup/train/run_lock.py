@@ -15,7 +15,16 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..file_lock import NO_FCNTL, NO_LOCKS, lockf_nowait, open_lock_file, still_at, tries
 from .earlier import OUT_OPTION
-from .lock_refusal import LOCK_NAME, TRAIN, LockKind, cannot_lock, holder, in_use, not_writable
+from .lock_refusal import (
+    LOCK_NAME,
+    TRAIN,
+    LockKind,
+    cannot_lock,
+    held_by,
+    holder,
+    in_use,
+    not_writable,
+)
 
 log = logging.getLogger("loftup.train")
 
@@ -69,6 +78,29 @@ def folder_lock(
                 with _RESERVING:  # (after the close: a run let in before would lose its lock)
                     if _HELD.get(key) is token:  # (not another run's, refused here)
                         del _HELD[key]
+
+
+def check_not_held(out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TRAIN) -> None:
+    """A :class:`LoftUpError` naming the run that holds ``out_dir``'s lock, where one does: a
+    look without taking it (a shared lock, let go at once) and writing nothing, none where
+    there is no lock file (no run was there). The up-front check of ``loftup demo --resume``
+    makes it for each stage's folder (a stage 2 in use was refused after stage 1 trained on),
+    and ``loftup demo`` for its --out (``kind``: :data:`.lock_refusal.DEMO`) before it looks at
+    what it holds (a demo running there was said to be an interrupted one). One this process
+    holds is refused without a look: closing the lock file would let go of its lock."""
+    path = out_dir / kind.name
+    if not os.path.lexists(path):
+        return
+    try:
+        st = os.stat(out_dir)
+    except OSError:  # (said where the run looks at it)
+        return
+    with _RESERVING:  # opened and closed below, a lock this process holds would be let go
+        if (st.st_dev, st.st_ino, kind.name) in _HELD:
+            raise in_use(out_dir, f"process {os.getpid()}, this one", another, kind)
+    held = held_by(path, kind)
+    if isinstance(held, str):
+        raise in_use(out_dir, held, another, kind)
 
 
 def _reserve(key: tuple, token: object, out_dir: Path, another: str, kind: LockKind) -> None:

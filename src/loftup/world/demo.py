@@ -194,8 +194,8 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     demo on the same ``cfg.out`` is refused, naming the process running the first, before it
     writes anything there: ``OUT/.loftup-demo.lock`` is locked for the whole demo."""
     from ..train.distributed import DistInfo
-    from ..train.lock_refusal import DEMO, check_not_held
-    from ..train.run_lock import lock_run_folder
+    from ..train.lock_refusal import DEMO
+    from ..train.run_lock import check_not_held, lock_run_folder
 
     if Path(cfg.out).is_dir():  # a demo running there: not said to be an interrupted one
         check_not_held(Path(cfg.out), "--out", DEMO)

@@ -84,9 +84,9 @@ def _check_stage_folder(cfg: DemoConfig, stage: int) -> None:
     file, a link to nothing or a folder taking no files in its place (or its ``viz/``), and
     its lock held by another run (looked at, not taken)."""
     from ..errors import UsageError
-    from ..train.lock_refusal import check_not_held
     from ..train.preflight import check_out_dir
     from ..train.run_folder import subfolder_problem
+    from ..train.run_lock import check_not_held
 
     run = Path(cfg.out) / "runs" / f"stage{stage}"
     check_out_dir(str(run), "--out", inside=cfg.out)
