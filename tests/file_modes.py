@@ -1,7 +1,7 @@
 """Code run where file modes refuse what they say: tests run as root, whom no mode refuses
-(a file of mode 000 opens), so the code runs in a fresh Python under ``setpriv`` without the
+(a file of mode 000 opens), so the code runs in a fresh process under ``setpriv`` without the
 two capabilities that let root past them (same uid 0, its chmod now applies); as another user,
-in a plain fresh Python. The conftest fixtures ``unsearchable`` and ``locked`` refuse folders in
+in a plain one (each a fork of one Python started so, tests/forking_python.py). The conftest fixtures ``unsearchable`` and ``locked`` refuse folders in
 this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
 
 A test's files of this user's own (mode 000) are refused wherever modes apply; a file of
@@ -12,6 +12,7 @@ setpriv must be there, one missing fails it, as reference_files' ``need_referenc
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -71,13 +72,36 @@ def where_modes_apply(code: str) -> dict:
         pytest.fail(f"{why}; CI runs these tests: install util-linux")
     if why is not None:
         pytest.skip(why)
-    src = str(Path(loftup.__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(Path(__file__).parent)])}
     script = f"import json, sys\n{code}\nsys.stdout.write('\\n' + json.dumps(result))\n"
-    ran = subprocess.run([*_command(), "-c", script], capture_output=True, text=True, env=env,
-                         check=False)  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    return json.loads(ran.stdout.splitlines()[-1])
+    status, out, err = _forked(script, {**os.environ, "PYTHONPATH": _PYTHONPATH})
+    assert status == 0, err
+    return json.loads(out.splitlines()[-1])
+
+
+_PYTHONPATH = os.pathsep.join([str(Path(loftup.__file__).parents[1]), str(Path(__file__).parent)])
+_SERVER: list[subprocess.Popen] = []  # the forking Python, started at the first call
+
+
+def _forked(script: str, env: dict) -> tuple[int, str, str]:
+    """``python -c script`` where modes apply, in ``env`` and the current folder: (exit
+    status, stdout, stderr). Run in a fork of one Python started for the session
+    (tests/forking_python.py), which has imported torch already: a fresh process as a new
+    Python is, a second or two sooner."""
+    if not _SERVER or _SERVER[0].poll() is not None:
+        server = Path(__file__).with_name("forking_python.py")
+        _SERVER[:] = [subprocess.Popen([*_command(), str(server)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       env={**os.environ, "PYTHONPATH": _PYTHONPATH}, text=True)]  # fmt: skip
+        atexit.register(_SERVER[0].stdin.close)  # at its end of input, it ends
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        request = {"code": script, "env": dict(env), "cwd": os.getcwd(), "stdout": str(out),
+                   "stderr": str(err)}  # fmt: skip
+        _SERVER[0].stdin.write(json.dumps(request) + "\n")
+        _SERVER[0].stdin.flush()
+        answer = _SERVER[0].stdout.readline()
+        assert answer, "the forking Python (tests/forking_python.py) ended"
+        return int(answer), out.read_text(errors="replace"), err.read_text(errors="replace")
 
 
 def commands(cases: dict) -> str:
