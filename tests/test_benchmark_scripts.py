@@ -22,9 +22,24 @@ def _script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedPr
     return done
 
 
-def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
+def _in_process(name: str, *args: str, monkeypatch) -> None:
+    """The script ``benchmarks/NAME`` run with ``args`` in this process, as its command line
+    runs it, without the seconds a fresh process takes to import torch; the grad mode, threads
+    and sys.path it sets put back."""
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # gpu_probe.py puts src/ first
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
+    try:
+        _load(name).main()
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_grad_enabled(grad)
+
+
+def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path, monkeypatch):
     out = tmp_path / "probe.json"
-    _script("gpu_probe.py", "--smoke", "--json", str(out))
+    _in_process("gpu_probe.py", "--smoke", "--json", str(out), monkeypatch=monkeypatch)
     report = json.loads(out.read_text())
     assert report["device"] in ("cpu", "cuda")
     # the figures say what they were measured on and how, as loftup bench's do
@@ -39,20 +54,21 @@ def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path):
     assert all(ms > 0 for ms in steps.values())
 
 
-def test_gpu_probe_smoke_times_the_sizes_it_is_given(tmp_path):
+def test_gpu_probe_smoke_times_the_sizes_it_is_given(tmp_path, monkeypatch):
     """--sizes was dropped under --smoke (and without CUDA) for the toy 32 px: the report
     said sizes [32] whatever was asked; a size's own path (the decode's chunk) untried."""
     out = tmp_path / "probe.json"
-    _script("gpu_probe.py", "--smoke", "--sizes", "16", "24", "--json", str(out))
+    args = ("--smoke", "--sizes", "16", "24", "--json", str(out))
+    _in_process("gpu_probe.py", *args, monkeypatch=monkeypatch)
     report = json.loads(out.read_text())
     assert report["settings"]["sizes"] == [16, 24]
     assert sorted(k for k in report if k.isdigit()) == ["16", "24"]
     assert "decode 576 px" in report["24"]["ms"]  # 24 x 24 pixels, in one chunk
 
 
-def test_world_costs_and_class_information(tmp_path):
+def test_world_costs_and_class_information(tmp_path, monkeypatch):
     out = tmp_path / "world.json"
-    _script("world.py", "--count", "2", "--json", str(out))
+    _in_process("world.py", "--count", "2", "--json", str(out), monkeypatch=monkeypatch)
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__ and report["count"] == 2
     assert report["generation_s_per_image_128"] > 0 and report["forward_s_batch8_128"] > 0
