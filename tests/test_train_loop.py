@@ -33,6 +33,14 @@ def stage1_run(sa1b, tmp_path_factory):
     return train(tiny(sa1b, out, 1, 16, *args))
 
 
+@pytest.fixture(scope="module")
+def stage2_whole(stage1_run, sa1b, tmp_path_factory):
+    """4 uninterrupted steps of stage 2 from ``stage1_run``, which the resumed runs of stage 2
+    are compared with (how often it checkpoints changes nothing of what it trains)."""
+    out = tmp_path_factory.mktemp("runs") / "s2"
+    return train(tiny(sa1b, out, 2, 4, f"init={stage1_run.checkpoint}"))
+
+
 def mean(xs):
     return sum(xs) / len(xs)
 
@@ -76,9 +84,8 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
-    init = f"init={stage1_run.checkpoint}"
-    whole = train(tiny(sa1b, tmp_path / "whole", 2, 4, init))
+def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, stage2_whole, sa1b, tmp_path):
+    init, whole = f"init={stage1_run.checkpoint}", stage2_whole
     train(tiny(sa1b, tmp_path / "parts", 2, 2, init))
     resumed = train(tiny(sa1b, tmp_path / "parts", 2, 4, init), resume=True)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
@@ -95,7 +102,7 @@ def test_stage2_resume_equals_an_uninterrupted_run(stage1_run, sa1b, tmp_path):
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert unpack_history(a["history"])[-1]["affinity"] > 0
     assert all(r["target_seconds"] > 0 for r in whole.history)  # the teacher's time, not 0
-    teacher = loftup.load_upsampler(tmp_path / "whole" / "final_teacher")
+    teacher = loftup.load_upsampler(whole.out_dir / "final_teacher")
     student = loftup.load_upsampler(whole.pretrained)
     assert any(not torch.equal(teacher.state_dict()[k], v) for k, v in student.state_dict().items())
 
@@ -281,7 +288,7 @@ def test_a_run_lost_between_step_checkpoints_goes_on_from_the_timed_one(
         return
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
     resumed = train(tiny(sa1b, out, stage, 4, *opts), resume=True)
-    whole = train(tiny(sa1b, tmp_path / "whole", stage, 4, *opts))
+    whole = request.getfixturevalue("stage2_whole")  # (the timed case is stage 2)
     assert resumed.losses == whole.losses and len(whole.losses) == 4
     a = torch.load(whole.checkpoint, weights_only=True)
     b = torch.load(resumed.checkpoint, weights_only=True)
