@@ -111,7 +111,8 @@ def test_every_seeds_run_folders_that_cannot_be_reused_are_named_at_once(tmp_pat
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
-    s = ExperimentSettings("stages", quick=True, out="exp", progress=False).resolved()
+    s = ExperimentSettings("stages", quick=True, out="exp", progress=False, size=16,
+                           train_scenes=2, batch_size=2).resolved()  # fmt: skip
     root, runs = training_root(s), tmp_path / "exp" / "runs"
     for seed in range(s.seeds):
         for v in DESIGNS["stages"](s).variants:

@@ -142,7 +142,8 @@ def test_a_stage2_run_is_not_reused_after_its_stage1_run_was_trained_again(tmp_p
     from loftup.experiments.runs import run_variant
 
     torch.set_num_threads(1)
-    s = ExperimentSettings("stages", quick=True, out=str(tmp_path), progress=False).resolved()
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path), progress=False, size=16,
+                           train_scenes=2, batch_size=2).resolved()  # fmt: skip
     root, runs = training_root(s), tmp_path / "runs"
     v = Variant("both", stage2={}, stage1_run="stage1")
     longer = Variant("longer", stage1_steps=3, continues="stage1")
