@@ -180,7 +180,9 @@ def test_bf16_autocast_runs_both_stages_close_to_float32(stage1_run, sa1b, tmp_p
         assert half.losses[0] == pytest.approx(full.losses[0], rel=0.05)
 
 
-def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(stage1_run, sa1b, tmp_path):
+def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(
+    stage1_run, stage2_whole, sa1b, tmp_path
+):
     """The checkpoint holds the student, teacher and downsampler: a resumed stage 2 does not
     read init again. Before, a stage-1 run moved away stopped the resume ("init does not
     exist") and one of another architecture in its place ended in load_state_dict's
@@ -188,15 +190,14 @@ def test_stage2_resumes_from_its_checkpoint_whatever_became_of_init(stage1_run, 
     s1 = tmp_path / "s1"
     s1.mkdir()
     shutil.copy(stage1_run.checkpoint, s1)
-    init = f"init={s1 / 'checkpoint.pt'}"
-    whole = train(tiny(sa1b, tmp_path / "whole", 2, 2, init))
+    init = f"init={s1 / 'checkpoint.pt'}"  # a copy of stage2_whole's init
     train(tiny(sa1b, tmp_path / "parts", 2, 1, init))
     s1.rename(tmp_path / "moved")
-    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 2, init), resume=True)
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 4, init), resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in stage2_whole.history]
     train(tiny(sa1b, s1, 1, 1, "model.depth=2"))  # another architecture where init was
-    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 3, init), resume=True)
-    assert resumed.steps == 3 and len(loftup.load_upsampler(resumed.pretrained).blocks) == 1
+    resumed = train(tiny(sa1b, tmp_path / "parts", 2, 5, init), resume=True)
+    assert resumed.steps == 5 and len(loftup.load_upsampler(resumed.pretrained).blocks) == 1
 
 
 def test_stage2_reads_its_init_once_and_trains_the_same_with_a_model_key(
