@@ -26,21 +26,21 @@ def test_a_resumed_run_keeps_its_first_start_and_adds_each_resume(sa1b, tmp_path
     were lost, and with them the only trace that the run had been resumed at all."""
     out = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["loftup", "train", "first"])
-    train(tiny_config(sa1b, out, 1, 2))
+    train(tiny_config(sa1b, out, 1, 1))
     first = _record(out)
     assert "resumes" not in first and first["command"] == ["loftup", "train", "first"]
 
     monkeypatch.setattr(sys, "argv", ["loftup", "train", "second", "--resume"])
-    train(tiny_config(sa1b, out, 1, 4, "optim.lr=1e-3"), resume=True)
+    train(tiny_config(sa1b, out, 1, 2, "optim.lr=1e-3"), resume=True)
     monkeypatch.setattr(sys, "argv", ["loftup", "train", "third", "--resume"])
-    train(tiny_config(sa1b, out, 1, 6, "optim.lr=1e-3"), resume=True)
+    train(tiny_config(sa1b, out, 1, 3, "optim.lr=1e-3"), resume=True)
     record = _record(out)
     assert {k: v for k, v in record.items() if k != "resumes"} == first
     second, third = record["resumes"]
     assert second["command"][2] == "second" and third["command"][2] == "third"
-    assert (second["step"], third["step"]) == (2, 4)
-    assert second["config_changes"] == {"max_steps": [2, 4], "optim.lr": [3e-3, 1e-3]}
-    assert third["config_changes"] == {"max_steps": [4, 6]}  # against the checkpoint's config
+    assert (second["step"], third["step"]) == (1, 2)
+    assert second["config_changes"] == {"max_steps": [1, 2], "optim.lr": [3e-3, 1e-3]}
+    assert third["config_changes"] == {"max_steps": [2, 3]}  # against the checkpoint's config
     assert set(second) >= {"loftup_version", "git_commit", "torch", "processes", "started"}
     # each start with its offset: the experiments compare two runs' starts, wherever read
     import datetime
