@@ -97,9 +97,13 @@ def _forked(script: str, env: dict) -> tuple[int, str, str]:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         request = {"code": script, "env": dict(env), "cwd": os.getcwd(), "stdout": str(out),
                    "stderr": str(err)}  # fmt: skip
-        _SERVER[0].stdin.write(json.dumps(request) + "\n")
-        _SERVER[0].stdin.flush()
-        answer = _SERVER[0].stdout.readline()
+        try:
+            _SERVER[0].stdin.write(json.dumps(request) + "\n")
+            _SERVER[0].stdin.flush()
+            answer = _SERVER[0].stdout.readline()
+        except BaseException:  # Ctrl-C: its answer would be taken for the next request's
+            _SERVER.pop().kill()
+            raise
         assert answer, "the forking Python (tests/forking_python.py) ended"
         return int(answer), out.read_text(errors="replace"), err.read_text(errors="replace")
 
