@@ -25,12 +25,16 @@ pytestmark = [
 ]
 
 
+#: stage1_run's steps: enough for its losses to halve (a third of the first at 12)
+STEPS = 12
+
+
 @pytest.fixture(scope="module")
 def stage1_run(sa1b, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "s1"
     # backbone_norm=own gives dinov2_tiny the same pixels; the record must still say "own"
     args = ("log.viz_every=8", "log.tensorboard=true", "backbone_norm=own")
-    return train(tiny(sa1b, out, 1, 16, *args))
+    return train(tiny(sa1b, out, 1, STEPS, *args))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def mean(xs):
 
 def test_a_short_seeded_run_learns(stage1_run):
     h = stage1_run.history
-    assert len(h) == 16 and [r["step"] for r in h] == list(range(16))
+    assert len(h) == STEPS and [r["step"] for r in h] == list(range(STEPS))
     for key in ("loss", "target", "tv"):
         first, last = mean([r[key] for r in h[:4]]), mean([r[key] for r in h[-4:]])
         assert last < 0.5 * first, (key, first, last)
@@ -59,8 +63,8 @@ def test_a_short_seeded_run_learns(stage1_run):
 def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     out = stage1_run.out_dir
     raw = torch.load(stage1_run.checkpoint, map_location="cpu", weights_only=True)
-    assert raw["step"] == 16 and raw["stage"] == 1 and raw["backbone"] == "dinov2_tiny"
-    assert len(unpack_history(raw["history"])) == 16 and "state" in raw["optimizer"]
+    assert raw["step"] == STEPS and raw["stage"] == 1 and raw["backbone"] == "dinov2_tiny"
+    assert len(unpack_history(raw["history"])) == STEPS and "state" in raw["optimizer"]
     model = loftup.load_upsampler(stage1_run.checkpoint)
     assert model.backbone == "dinov2_tiny"  # read from the checkpoint, so upsample needs no flag
     assert model.backbone_norm == "own"
@@ -70,16 +74,16 @@ def test_the_run_leaves_loadable_checkpoints_and_its_record(stage1_run):
     assert folder.backbone == "dinov2_tiny" and folder.backbone_norm == "own"
     assert all(torch.equal(folder.state_dict()[k], v) for k, v in raw["model"].items())
     info = json.loads((stage1_run.pretrained / "config.json").read_text())
-    assert info["metadata"]["steps"] == 16 and info["metadata"]["stage"] == 1
+    assert info["metadata"]["steps"] == STEPS and info["metadata"]["stage"] == 1
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 17 and rows[0].startswith("step,loss,rec,tv,target")
+    assert len(rows) == STEPS + 1 and rows[0].startswith("step,loss,rec,tv,target")
     assert sorted(p.name for p in (out / "viz").iterdir()) == [
         "step_0000008.png",
-        "step_0000016.png",
+        f"step_{STEPS:07d}.png",  # and the last step's
     ]
     assert list((out / "tb").iterdir()) and (out / "config.yaml").exists()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 16 and summary["final"]["loss"] == stage1_run.losses[-1]
+    assert summary["steps"] == STEPS and summary["final"]["loss"] == stage1_run.losses[-1]
     assert json.loads((out / "run.json").read_text())["loftup_version"] == loftup.__version__
     assert not list(out.glob(".*.tmp"))
 
@@ -232,8 +236,9 @@ def test_resuming_past_a_lower_max_steps_says_that_nothing_is_trained(
     args = ("log.viz_every=8", "log.tensorboard=true", "backbone_norm=own")
     with caplog.at_level("WARNING", logger="loftup.train"):
         result = train(tiny(sa1b, out, 1, 8, *args), resume=True)
-    assert result.steps == 16 and len(result.history) == 16
-    assert f"{out / 'checkpoint.pt'} holds step 16, past this run's 8 (max_steps" in caplog.text
+    assert result.steps == STEPS and len(result.history) == STEPS
+    said = f"{out / 'checkpoint.pt'} holds step {STEPS}, past this run's 8 (max_steps"
+    assert said in caplog.text
     assert "final/ is exported from the checkpoint as it is" in caplog.text
 
 
