@@ -3,11 +3,15 @@ next check; one that came out is not, and nothing is kept outside a scope."""
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import sys
 
 import pytest
+import torch
 
-from loftup.stops import Scope, check, stop
+from loftup.errors import Terminated, terminate
+from loftup.stops import Scope, check, done, stop
 
 
 def _dropped_with_a_stop_in_its_close() -> None:
@@ -43,3 +47,127 @@ def test_a_stop_a_finaliser_swallowed_is_raised_at_the_next_check_once():
         assert sys.unraisablehook == printed.append  # the hook put back
     finally:
         sys.unraisablehook = hook
+
+
+@pytest.fixture
+def printed():
+    """What the unraisable hook was handed (``Exception ignored in``), the hook put back."""
+    printed = []
+    hook, sys.unraisablehook = sys.unraisablehook, printed.append
+    yield printed
+    sys.unraisablehook = hook
+
+
+class Halt(Exception):
+    """A stop of the tests' own: one that escaped a test fails it, where a KeyboardInterrupt
+    would end the session."""
+
+
+def _dropped_with(stopping) -> None:
+    """A generator finalised as it is dropped, whose close calls ``stopping()``."""
+
+    def steps():
+        try:
+            yield
+        finally:
+            stopping()
+
+    started = steps()
+    next(started)
+    del started
+
+
+def test_a_stop_raised_again_in_a_finaliser_after_another_came_out_is_kept(printed):
+    """check() inside a finaliser raises the first stop there, where it is swallowed again,
+    after a second stop came out: once taken for an unknown exception, printed and lost."""
+    with Scope():
+        _dropped_with(lambda: stop(Halt("first")))
+        with pytest.raises(Halt, match="second"):
+            stop(Halt("second"))
+        _dropped_with(check)
+        with pytest.raises(Halt, match="first"):
+            check()
+    assert printed == []
+
+
+def test_scopes_closed_out_of_order_or_twice_put_the_hook_back():
+    """The hook the outermost scope replaced is put back as the last one closes, whichever it
+    is (the inner one closed last raised AttributeError and left the hook swapped)."""
+    hook = sys.unraisablehook
+    outer, inner = Scope(), Scope()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    outer.__exit__(None, None, None)  # twice: counted once
+    assert sys.unraisablehook is not hook  # the inner one still open
+    inner.__exit__(None, None, None)
+    assert sys.unraisablehook is hook
+
+
+def test_a_stop_swallowed_once_the_work_is_done_is_forgotten_until_its_scope_closes(printed):
+    """``done()`` (eval davis's masks in place): a stop swallowed before or after it is not
+    raised again, nor printed, to the end of the scope it was called in; an outer scope's
+    work goes on as before, keeping them."""
+    with Scope():
+        with Scope():
+            _dropped_with(lambda: stop(Halt("before")))
+            done()
+            _dropped_with(lambda: stop(Halt("after")))
+            check()
+        _dropped_with(lambda: stop(Halt("outer")))
+        with pytest.raises(Halt, match="outer"):
+            check()
+    assert printed == []
+
+
+def test_a_sigterm_a_finaliser_swallowed_has_its_handler_put_back():
+    """terminate() ignores a second SIGTERM for the clean-up; swallowed, no clean-up runs, so
+    its handler is put back (a second SIGTERM stops the work at once, where it was ignored
+    until the next check), and the Terminated is raised at the check."""
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with Scope():
+            _dropped_with(terminate)
+            assert signal.getsignal(signal.SIGTERM) is terminate
+            with pytest.raises(Terminated):
+                check()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_stop_swallowed_while_a_probe_is_fitted_stops_it_at_the_next_batch():
+    """The probe's training (eval seg, depth, normals; fit_*_probe) checks before each batch:
+    it went on to the last epoch, then the run wrote its scores."""
+    from loftup.eval.probe import SEG_PROBE, train_probe
+
+    steps = []
+
+    def loss(out, y):
+        steps.append(1)
+        if len(steps) == 2:
+            _dropped_with(lambda: stop(Halt()))
+        return torch.nn.functional.mse_loss(out, y)
+
+    def batches(epoch):
+        for _ in range(4):
+            yield torch.rand(2, 4, 2, 2), torch.rand(2, 3, 2, 2)
+
+    config = dataclasses.replace(SEG_PROBE, epochs=5, batch_size=2)
+    with Scope(), pytest.raises(Halt):
+        train_probe(torch.nn.Conv2d(4, 3, 1), batches, loss, config, 4, progress=False)
+    assert len(steps) == 2  # of 20
+
+
+def test_a_stop_swallowed_in_a_benchmark_round_stops_it_at_the_next():
+    from loftup.bench import time_alternating
+
+    calls = []
+
+    def timed():
+        calls.append(1)
+        if len(calls) == 2:
+            _dropped_with(lambda: stop(Halt()))
+
+    with Scope(), pytest.raises(Halt):
+        time_alternating({"a": timed}, warmup=1, repeats=10)
+    assert len(calls) == 2  # of 11

@@ -93,9 +93,12 @@ def terminate(signum=None, frame=None) -> None:
     import signal
     import threading
 
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stop(Terminated())  # kept: raised again where a finaliser swallows it (loftup.stops)
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # kept where a finaliser swallows it, raised again at the next check (loftup.stops), the
+    # handler put back meanwhile: the work goes on, and a second SIGTERM stops it at once
+    stop(Terminated(), (signal.SIGTERM, previous) if callable(previous) else None)
 
 
 class MissingDependencyError(LoftUpError, ImportError):

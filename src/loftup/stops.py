@@ -7,28 +7,36 @@ iterator's), a weakref callback. It prints ``Exception ignored in: ...`` and the
 on. A handler whose turn came there lost its stop: the run went on, ended with status 0, or
 left its temporary files. So the handlers raise through :func:`stop`, and while a :class:`Scope`
 is open (the command line's, a training run's) a stop that Python hands to
-``sys.unraisablehook`` is kept instead of printed; the streamed loops (each image of ``loftup
-upsample``, each tile, each DAVIS frame) call :func:`check`, which raises it again, and so
-does the command line as the command returns.
+``sys.unraisablehook`` is kept instead of printed; the loops (each image of ``loftup
+upsample``, each tile, each DAVIS frame, each probe batch, each benchmark round) call
+:func:`check`, which raises it again, and so does the command line as the command returns. A
+SIGTERM (SIGHUP) kept so has its handler put back: its own left it ignored for the clean-up,
+and a second one stops the work at once. Once the work is :func:`done`, one is forgotten.
 """
 
 from __future__ import annotations
 
 import sys
 
-#: the stop a handler raised last in the open scopes, those a finaliser swallowed (to be
-#: raised again), and how many scopes are open
-_RAISED: list[BaseException] = []
+#: the stops a finaliser swallowed (to be raised again), how many scopes are open, the scope
+#: depth whose work is done (0: none; :func:`done`), and the hook the outermost scope replaced
 _SWALLOWED: list[BaseException] = []
 _OPEN = [0]
+_DONE = [0]
+_HOOK: list = [None]
+#: the attribute that marks an exception :func:`stop` raised in an open scope: its value, the
+#: handler to put back for a signal (``(signum, handler)``) where a finaliser swallows it
+_MARK = "_loftup_stop"
 
 
-def stop(e: BaseException):
+def stop(e: BaseException, rearm: tuple | None = None):
     """Raise the stop ``e`` (a signal handler's ``KeyboardInterrupt``, ``Terminated``,
     ``HungUp``), known where a :class:`Scope` is open: one a finaliser swallows is raised again
-    by :func:`check`."""
-    if _OPEN[0]:  # the last one only (a finaliser swallows it as it is raised): its
-        _RAISED[:] = [e]  # traceback's frames are not kept for the scope's time
+    by :func:`check`. ``rearm``: ``(signum, handler)``, the handler the caller took off
+    ``signum`` (set to ignore a second signal during the clean-up), put back where a finaliser
+    swallows ``e`` (the work goes on, and a second signal then stops it at once)."""
+    if _OPEN[0]:  # marked on the exception itself: nothing of it (its frames) is kept here
+        setattr(e, _MARK, rearm or ())
     raise e
 
 
@@ -41,9 +49,20 @@ def interrupt(signum=None, frame=None) -> None:
 def check() -> None:
     """Raise again the stop a handler raised in an open scope that a finaliser swallowed (the
     work went on); nothing otherwise. Call it where work goes on (before an image, a tile, a
-    frame): a stop that came out, and was caught, is not raised again."""
+    frame): a stop that came out, and was caught, is not raised again. Raised again in a
+    finaliser, it is kept again."""
     if _SWALLOWED:
-        raise _SWALLOWED.pop(0)
+        stop(_SWALLOWED.pop(0))
+
+
+def done() -> None:
+    """The work of the innermost open scope is done (``eval davis --save-masks``: the masks
+    are in place): a stop a finaliser swallowed, or swallows until that scope closes, is
+    forgotten, as a signal held while the masks went into place is (a stop that comes out still
+    stops what runs)."""
+    if _OPEN[0]:
+        _SWALLOWED.clear()
+        _DONE[0] = _DONE[0] or _OPEN[0]
 
 
 def first(items):
@@ -62,33 +81,56 @@ def first(items):
 class Scope:
     """While open (``with Scope():``), a stop :func:`stop` raised that a finaliser swallows is
     kept for :func:`check`, and not printed (``Exception ignored in``); closing the outermost
-    forgets them. Main thread only, as signal handlers are."""
+    (in any order) forgets them and puts back the hook. Main thread only, as signal handlers
+    are."""
+
+    _open = False
 
     def __enter__(self) -> Scope:
+        if self._open:
+            return self
         if not _OPEN[0]:
-            _RAISED.clear()
             _SWALLOWED.clear()
-            self._hook = sys.unraisablehook
-            sys.unraisablehook = _unraisable(self._hook)
+            _DONE[0] = 0
+            _HOOK[0] = sys.unraisablehook
+            sys.unraisablehook = _unraisable
         _OPEN[0] += 1
+        self._open = True
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self._open:  # (closed already)
+            return
+        self._open = False
         _OPEN[0] -= 1
+        if _DONE[0] > _OPEN[0]:  # the scope whose work was done: closed
+            _DONE[0] = 0
         if not _OPEN[0]:
-            _RAISED.clear()
             _SWALLOWED.clear()
-            sys.unraisablehook = self._hook
+            sys.unraisablehook, _HOOK[0] = _HOOK[0], None
 
 
-def _unraisable(hook):
-    """``hook`` (``sys.unraisablehook``), for what is not a stop :func:`stop` raised: those are
-    kept for :func:`check` instead."""
+def _unraisable(info) -> None:
+    """``sys.unraisablehook`` while a scope is open: a stop :func:`stop` raised is kept for
+    :func:`check` (forgotten once the work is :func:`done`), its signal's handler put back;
+    anything else goes to the hook there was."""
+    rearm = getattr(info.exc_value, _MARK, None)
+    if rearm is None or not _OPEN[0]:
+        (_HOOK[0] or sys.__unraisablehook__)(info)
+        return
+    if _DONE[0]:
+        return
+    _SWALLOWED.append(info.exc_value)
+    if rearm:
+        _put_back(*rearm)
 
-    def unraisable(info) -> None:
-        if any(info.exc_value is e for e in _RAISED):
-            _SWALLOWED.append(info.exc_value)
-        else:
-            hook(info)
 
-    return unraisable
+def _put_back(signum: int, handler) -> None:
+    """``handler`` on ``signum`` again, where it is ignored (as the stop's handler left it),
+    in the main thread only (a finaliser may run in another)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, handler)

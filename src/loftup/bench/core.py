@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import torch
 
+from ..stops import check as check_stop
+
 
 def machine_info(device: str = "cpu", load_start: list[float] | None = None) -> dict:
     """What the numbers were measured on (and, in a checkout, at which commit), with the load
@@ -179,6 +181,7 @@ def time_alternating(
 
     for name, fn in fns.items():
         for _ in range(warmup):
+            check_stop()  # one a finaliser swallowed: loftup.stops
             fn()
             tick(None if name == "_" else name)  # time_call's one case: no name
     sync(device)
@@ -189,6 +192,7 @@ def time_alternating(
         if budget_s is not None and i >= min_repeats and time.perf_counter() - start > budget_s:
             break
         for name, fn in fns.items():
+            check_stop()
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             sync(device)

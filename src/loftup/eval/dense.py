@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from ..stops import check as check_stop
 from .config import EvalConfig, backbone_size, check_start
 from .datasets import NYUv2Depth, NYUv2Normals, SegmentationSet, check_disjoint
 from .figures import depth_figure, normals_figure, seg_figure
@@ -74,6 +75,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     # closed on an error too, so that the error's line is not the bar's
     with tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False) as bar:
         for batch in bar:
+            check_stop()  # one a finaliser swallowed: loftup.stops
             lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
             pred = predict(probe, hr, size=tuple(batch["label"].shape[-2:])).cpu()
             scores.update(pred, batch["label"])

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import torch
 
+from ..stops import check as check_stop
 from .config import EvalConfig
 from .pipeline import FeaturePipeline, make_loader
 from .probe_training import ProbeConfig, train_probe, warmup_steps
@@ -126,6 +127,7 @@ def _probe_per_image(
     loader = make_loader(test_set, cfg, shuffle=False)
     with tqdm(loader, desc=f"{cfg.task} test", disable=not cfg.progress, leave=False) as bar:
         for batch in bar:
+            check_stop()  # one a finaliser swallowed: loftup.stops
             _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))
             values, shown = score(probe, batch, hr)
             for name, v in values.items():

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..stops import check as check_stop
+
 
 @dataclass
 class ProbeConfig:
@@ -182,6 +184,7 @@ def train_probe(
     with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
         for epoch in range(config.epochs):
             for feats, target in batches(epoch):
+                check_stop()  # one a finaliser swallowed (a loader's, a bar's): loftup.stops
                 for group in opt.param_groups:
                     group["lr"] = config.lr * lr_factor(step, total, warmup, config.schedule)
                 loss = loss_fn(probe(feats), target)

@@ -74,7 +74,7 @@ class StopOnSignals:
             return
         if signum == signal.SIGHUP and not self.in_steps:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
-            stop(HungUp())  # (kept: raised again where a finaliser swallows it)
+            stop(HungUp(), (signal.SIGHUP, self._handle))  # (kept where a finaliser swallows it)
         if signum == signal.SIGINT and (not self.in_steps or self.requested is not None):
             stop(KeyboardInterrupt())
         if not self.in_steps:
@@ -140,13 +140,23 @@ class StopOnSignals:
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
-        self._scope = Scope().__enter__()  # (the stops raised kept: loftup.stops)
-        self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
-        if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):  # None: not Python's
-            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
-        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
-            self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._handle)
+        try:  # a signal as it sets them (SIGINT: raised here) leaves nothing changed
+            self._scope = Scope().__enter__()  # (the stops raised kept: loftup.stops)
+            self._take(signal.SIGTERM)
+            if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):  # None: not Python's
+                self._take(signal.SIGINT)
+            if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+                self._take(signal.SIGHUP)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
         return self
+
+    def _take(self, signum: int) -> None:
+        """``signum``'s handler made :meth:`_handle`, the one before it kept first (put back by
+        :meth:`__exit__` however far this got)."""
+        self._previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, self._handle)
 
     def __exit__(self, exc_type, *exc) -> None:
         scope, self._scope = self._scope, None
