@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from ..stops import first
 from .probe_losses import (
     depth_loss,
     gradient_loss,
@@ -176,7 +177,7 @@ def fit_linear_probe(
 @torch.no_grad()
 def predict(probe: nn.Module, feats: torch.Tensor, size: tuple[int, int] | None = None):
     """Class map (N, H, W) long of a segmentation probe; nearest-resized to ``size`` if given."""
-    pred = probe(feats.to(next(probe.parameters()).device).float()).argmax(1)
+    pred = probe(feats.to(first(probe.parameters()).device).float()).argmax(1)
     if size is not None:
         pred = resize_labels(pred, size)
     return pred
@@ -240,7 +241,7 @@ def predict_normals(
     probe: NormalProbe, feats: torch.Tensor, size: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """Unit normals (N, 3, H, W) of a normal probe; bicubic-resized to ``size`` if given."""
-    pred = probe(feats.to(next(probe.parameters()).device).float())
+    pred = probe(feats.to(first(probe.parameters()).device).float())
     if size is not None and tuple(pred.shape[-2:]) != tuple(size):
         pred = F.interpolate(pred, size=size, mode="bicubic")
     return F.normalize(pred[:, :3], dim=1)

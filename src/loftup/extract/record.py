@@ -64,12 +64,13 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
             "choose another -o"
         ) from None
     # hidden files are no outputs: macOS's .DS_Store in a folder made in the Finder, or the
-    # temporary file of a run killed while it wrote its record, which this run removes
+    # temporary file of a run killed while it wrote its record, which this run removes (read
+    # whole: a generator left open is closed where dropped, a stop in it lost: loftup.stops)
     if (
         saved is None
         and resume
         and out_dir.is_dir()
-        and any(not p.name.startswith(".") for p in out_dir.iterdir())
+        and [p for p in out_dir.iterdir() if not p.name.startswith(".")]
     ):
         raise LoftUpError(
             f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "

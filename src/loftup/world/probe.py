@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.scenes import SceneConfig, generate_scene
+from ..stops import first
 
 
 def fit_linear_probe(
@@ -85,7 +86,7 @@ def scene_batch(
 @torch.no_grad()
 def features_of(featurizer, images01: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] -> featurizer outputs (B, C, h, w), in batches."""
-    device = next(featurizer.parameters()).device
+    device = first(featurizer.parameters()).device  # (closed: loftup.stops)
     out = [
         featurizer(featurizer.normalize(images01[i : i + batch_size].to(device))).cpu()
         for i in range(0, len(images01), batch_size)

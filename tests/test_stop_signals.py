@@ -1,0 +1,101 @@
+"""Signals at the moments loftup.stops guards, each case in a process of its own (conftest's
+``forked``): a Ctrl-C in the close of a generator a probe's prediction asked its device of,
+and one as a training run's handlers are being set."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+import torch
+
+#: what the cases import, once for every case: conftest's ``forked``
+PREPARED = ["loftup.eval.probe", "loftup.world.probe", "loftup.train.stopping"]
+
+
+def _ctrl_c_as_parameters_closes(hook_of: str):
+    """A profile hook that sends SIGINT as a ``parameters()`` generator asked for its first
+    (under a function named ``hook_of``) is resumed: closed, where a stop is lost unless the
+    code closes it."""
+    started, fired = set(), []
+
+    def hook(frame, event, arg):
+        if fired or event != "call" or frame.f_code.co_name != "parameters":
+            return
+        if id(frame) in started:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        below = frame.f_back
+        while below is not None and below.f_code.co_name != hook_of:
+            below = below.f_back
+        if below is not None:
+            started.add(id(frame))
+
+    return hook, fired
+
+
+@pytest.mark.parametrize("where", ["predict", "predict_normals", "features_of"])
+def test_ctrl_c_as_a_probes_parameters_are_closed_comes_out(where, tmp_path, forked):
+    """A probe's prediction (once per batch of eval seg and normals) and the world probe's
+    features asked their device of ``next(parameters())``, the generator left open: a Ctrl-C
+    whose handler ran as it was finalised was printed and lost, the prediction returned."""
+    forked.run(_predicted, tmp_path / "log", where=where)
+
+
+def _predicted(where: str) -> None:
+    from loftup.eval.probe import NormalProbe, predict, predict_normals
+    from loftup.world.probe import features_of
+
+    class Featurizer(torch.nn.Conv2d):
+        def normalize(self, x):
+            return x
+
+    calls = {
+        "predict": lambda: predict(torch.nn.Conv2d(8, 3, 1), torch.rand(1, 8, 4, 4)),
+        "predict_normals": lambda: predict_normals(NormalProbe(8), torch.rand(1, 8, 4, 4)),
+        "features_of": lambda: features_of(Featurizer(3, 8, 1), torch.rand(1, 3, 4, 4)),
+    }
+    hook, fired = _ctrl_c_as_parameters_closes(where)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.setprofile(hook)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            calls[where]()
+    finally:
+        sys.setprofile(None)
+    assert fired, f"{where} never closed a parameters() generator"
+
+
+def test_ctrl_c_as_a_runs_handlers_are_set_leaves_none_of_them(tmp_path, forked):
+    """Ctrl-C as StopOnSignals sets its first handler: the KeyboardInterrupt comes out with
+    the handlers, the unraisable hook and loftup.stops' scopes as before (they stayed: the
+    hook swapped, and a later Ctrl-C a finaliser swallowed was kept for no one, not even
+    printed)."""
+    forked.run(_entered, tmp_path / "log")
+
+
+def _entered() -> None:
+    from loftup import stops
+    from loftup.train.stopping import StopOnSignals
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    hook, fired = sys.unraisablehook, []
+
+    def ctrl_c(frame, event, arg):
+        if not fired and event == "c_return" and getattr(arg, "__name__", "") == "signal":
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sys.setprofile(ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt), StopOnSignals(announce=False):
+            pass
+    finally:
+        sys.setprofile(None)
+    after = {s: signal.getsignal(s) for s in before}
+    assert fired
+    assert (after, sys.unraisablehook is hook, stops._OPEN) == (before, True, [0])
