@@ -69,3 +69,70 @@ def _stopped_in_the_sweep(tmp: str) -> None:
     ), said[-2000:]  # fmt: skip
     assert _files(masks) == before and sorted(masks.iterdir()) == entries  # (no staging folder)
     assert not scores.exists()
+
+
+def _sigterm_in_a_finaliser() -> None:
+    """A generator dropped whose close gets a SIGTERM: loftup's handler raises Terminated in
+    it, which Python swallows (``Exception ignored in``), as in a figure's or report's
+    finaliser."""
+
+    def closing():
+        try:
+            yield
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # its handler's turn comes here, in the close
+                pass
+
+    started = closing()
+    next(started)
+    del started
+
+
+@pytest.mark.parametrize(
+    "where, stops",
+    [("finish", True), ("publish-start", True), ("publish-end", False)],
+    ids=["in-finish", "as-publish-starts", "masks-in-place"],
+)
+def test_a_sigterm_swallowed_as_the_run_ends_stops_it_before_its_masks_move_in(
+    tmp_path, forked, where, stops
+):
+    """SIGTERM swallowed as the scores and figure are written (``finish``), or as the masks'
+    move begins: status 143 and DIR's masks those of the run before (they were replaced: no
+    check came after the frames). Once the masks are in place the run is done, and a stop
+    swallowed then is forgotten, as a signal held while they moved in is: status 0 (it was
+    143, though the masks were replaced)."""
+    forked.run(_stopped_at_the_end, tmp_path / "log", tmp=str(tmp_path), where=where, stops=stops)
+
+
+def _stopped_at_the_end(tmp: str, where: str, stops: bool) -> None:
+    import loftup.eval.video as video
+    from loftup.eval.mask_staging import MaskStaging
+
+    root = write_davis(Path(tmp) / "davis", sequences=("bear",), frames=3)
+    masks, scores = Path(tmp) / "masks", Path(tmp) / "r2.json"
+    assert main(_davis(root, masks, Path(tmp) / "r1.json", "28")) == 0
+    before, entries = _files(masks), sorted(masks.iterdir())
+    finish, publish = video.finish, MaskStaging.publish
+
+    def finishing(*args, **kwargs):
+        results = finish(*args, **kwargs)
+        if where == "finish":
+            _sigterm_in_a_finaliser()
+        return results
+
+    def publishing(self, results):
+        if where == "publish-start":
+            _sigterm_in_a_finaliser()
+        publish(self, results)
+        if where == "publish-end":
+            _sigterm_in_a_finaliser()
+
+    video.finish, MaskStaging.publish = finishing, publishing
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(_davis(root, masks, scores, "56"))
+    said = err.getvalue()
+    assert (code, "Exception ignored" in said) == ((143, False) if stops else (0, False)), said
+    assert (_files(masks) == before) == stops, "replaced" if stops else "not replaced"
+    assert sorted(masks.iterdir()) == entries  # (no staging folder left)

@@ -34,6 +34,7 @@ from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
 from ..file_lock import NO_LOCKS
 from ..stops import check as check_stop
+from ..stops import done as stops_done
 from .mask_folder import _real, _repair, check_masks_folder, foreign_entries
 from .mask_lock import lock, unlock
 from .mask_mark import (
@@ -190,6 +191,7 @@ class MaskStaging:
             self.discard()
             raise LoftUpError(f"{self._unwritable(self.error)}; its masks were kept as they "
                               f"were; the scores: {summary(results)}")  # fmt: skip
+        check_stop()  # one a finaliser swallowed: the folder as it was (loftup.stops)
         came = Held()
         try:
             with ctrl_c_held() as came:  # it stops the swap between two of its steps only
@@ -198,6 +200,7 @@ class MaskStaging:
                 if not found:
                     self._swap(earlier_sequences(self.target) or [], self.names, came)
                     came.done = True  # the masks are in place: the run's work is done
+                    stops_done()  # (a stop a finaliser swallows from now on forgotten too)
         except OSError as e:
             problem = f"could not be written ({e.strerror or e})"
         except BaseException:  # interrupted: the folder as it was, the staging folder removed

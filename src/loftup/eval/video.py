@@ -225,6 +225,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
         check_stop()  # (before the scores are written and the masks put in place)
         # the scores written first: a failure to put the masks in place loses none
         finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
+        check_stop()  # one swallowed as the scores and figure were written (their finalisers)
         if staging is not None:  # (inside: a Ctrl-C just before it, too, discards the masks)
             staging.publish(results)
     except BaseException:  # a failed or interrupted run leaves --save-masks as it was
