@@ -2,20 +2,24 @@
 for a case whose signal may leave the process broken (raised at whatever bytecode runs next, a
 library's lock may stay held), at the cost of a fork instead of a start of Python, torch and
 pytest per case (about 8 s each). The prepared process only imports; a case is a plain
-function of a test module, run with keyword arguments of JSON, failing by raising.
+function of a test module, run with keyword arguments of JSON, failing by raising; a test
+module's asserts are rewritten as pytest rewrites them (a failure shows the values).
 
 Run as a script, this file is that prepared process: ``python forked.py MODULE...`` imports the
-modules, then for each line ``[module, function, kwargs, log, timeout]`` on stdin forks a child
-that runs the case with its output in ``log``, and answers its exit status (-9: killed at the
-timeout) on a line of stdout."""
+modules, then for each line ``[module, function, kwargs, log, timeout]`` on stdin forks a child,
+in a process group of its own, that runs the case with its output in ``log``, and answers
+``[exit status, timed out]`` on a line of stdout (a child that outlives the timeout is killed
+with its group: whatever it started too)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import traceback
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -44,22 +48,48 @@ class Forked:
         self.process.stdin.flush()
         answer = self.process.stdout.readline()
         assert answer, f"the prepared process ended (status {self.process.wait()})"
-        status = json.loads(answer)
-        said = log.read_text(errors="replace") if log.exists() else ""
-        assert status == 0, f"{case.__name__} ended with status {status}:\n{said[-4000:]}"
+        status, timed_out = json.loads(answer)
+        said = log.read_text(errors="replace") if log.exists() else f"(no log: {log} not made)"
+        how = (
+            f"timed out after {timeout} s (killed)" if timed_out else f"ended with status {status}"
+        )
+        assert status == 0, f"{case.__name__} {how}:\n{said[-4000:]}"
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
 
 
-def _serve(modules: list[str]) -> None:
+def _import(name: str):
+    """The module ``name``, a test module (``test_*``) with its asserts rewritten as pytest
+    rewrites them (a plain import leaves a failure a bare ``AssertionError``)."""
+    import ast
     import importlib
+    import importlib.util
+
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    if name in sys.modules or not name.rpartition(".")[2].startswith("test_"):
+        return importlib.import_module(name)
+    spec = importlib.util.find_spec(name)
+    source = Path(spec.origin).read_bytes()
+    tree = ast.parse(source, filename=spec.origin)
+    rewrite_asserts(tree, source, spec.origin)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        exec(compile(tree, spec.origin, "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _serve(modules: list[str]) -> None:
     import threading
-    import time
 
     for name in modules:  # what every case needs, imported once
-        importlib.import_module(name)
+        _import(name)
     for line in sys.stdin:
         module, function, kwargs, log, timeout = json.loads(line)
         # a Python thread would be lost in the child, and the locks it held with it (torch's
@@ -68,29 +98,52 @@ def _serve(modules: list[str]) -> None:
             raise RuntimeError(f"the prepared process has threads: {threading.enumerate()}")
         pid = os.fork()
         if pid == 0:
-            _child(importlib.import_module(module), function, kwargs, log)
-        deadline = time.monotonic() + timeout
+            _child(module, function, kwargs, log)
+        with suppress(OSError):  # (as the child does: whichever comes first)
+            os.setpgid(pid, pid)
+        status, timed_out = _wait(pid, timeout)
+        print(json.dumps([os.waitstatus_to_exitcode(status), timed_out]), flush=True)
+
+
+def _wait(pid: int, timeout: float) -> tuple[int, bool]:
+    """The child ``pid``'s wait status, and whether it was killed, with its process group (what
+    it started), for outliving ``timeout`` (hung: a lock left held); killed so too when this
+    process is stopped (Ctrl-C) as it waits."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                break
-            if time.monotonic() > deadline:  # hung (a lock left held): said as -9
-                os.kill(pid, 9)
-                _, status = os.waitpid(pid, 0)
-                break
+                return status, False
+            if time.monotonic() > deadline:
+                _kill_group(pid)
+                return os.waitpid(pid, 0)[1], True
             time.sleep(0.02)
-        print(json.dumps(os.waitstatus_to_exitcode(status)), flush=True)
+    except BaseException:
+        _kill_group(pid)
+        raise
 
 
-def _child(module, function: str, kwargs: dict, log: str) -> None:
-    """Run the case with stdout and stderr in ``log``; end at once (no clean-up of the
-    prepared process's, which is not the child's)."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
+def _kill_group(pid: int) -> None:
+    with suppress(OSError):  # (gone already)
+        os.killpg(pid, signal.SIGKILL)
+    with suppress(OSError):  # (a child not yet in its group)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _child(module: str, function: str, kwargs: dict, log: str) -> None:
+    """Run the case, in a process group of its own, with stdout and stderr in ``log``; end at
+    once, whatever fails (no clean-up of the prepared process's, which is not the child's, and
+    never back in its loop)."""
     status = 1
     try:
-        getattr(module, function)(**kwargs)
+        os.setpgid(0, 0)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        getattr(_import(module), function)(**kwargs)
         status = 0
     except BaseException:  # noqa: BLE001 - the case's failure, said in its log
         traceback.print_exc()
