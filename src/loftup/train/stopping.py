@@ -141,7 +141,8 @@ class StopOnSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
         try:  # a signal as it sets them (SIGINT: raised here) leaves nothing changed
-            self._scope = Scope().__enter__()  # (the stops raised kept: loftup.stops)
+            self._scope = Scope()  # (the stops raised kept: loftup.stops)
+            self._scope.__enter__()  # (closed by __exit__ whether or not this got to open it)
             self._take(signal.SIGTERM)
             if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):  # None: not Python's
                 self._take(signal.SIGINT)
