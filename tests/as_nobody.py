@@ -6,31 +6,38 @@ as the owner (root); and an ACL that refuses one user what a file's mode allows
 
 from __future__ import annotations
 
+import grp
+import itertools
 import os
+import pwd
 import re
 import shlex
+import stat
 import struct
 import subprocess
 
 import pytest
 
+from loftup.acl import access_acl
 from loftup.errors import LoftUpError
 
 NOBODY = 65534  # the run's user and group
+OWNER, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20  # ACL tags
+UNDEFINED = 0xFFFFFFFF  # the id of an ACL's entries that name no one
 
 
-def as_nobody(call) -> str:
-    """What ``call()`` run as user and group :data:`NOBODY` raised (a LoftUpError's text; any
-    other exception's type and text, which a failing test then shows), or "taken" where it
-    returned."""
+def as_nobody(call, uid: int = NOBODY, gid: int | None = None) -> str:
+    """What ``call()`` run as user and group :data:`NOBODY` (or as user ``uid`` of group
+    ``gid``, its number where None) raised (a LoftUpError's text; any other exception's type
+    and text, which a failing test then shows), or "taken" where it returned."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
             os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
+            os.setresgid(*[uid if gid is None else gid] * 3)
+            os.setresuid(uid, uid, uid)
             try:
                 call()
                 said = "taken"
@@ -65,27 +72,73 @@ def chmod_advised(said: str, recursive: bool = False) -> None:
 
 
 def setfacl_advised(said: str) -> None:
-    """Do, as the owner, what the ``setfacl [-R] -m u:nobody:PERMS PATH`` that ``said`` advises
-    does to PATH (setfacl itself may not be installed; of ``-R``, to PATH alone: what it holds
-    has no ACL in these tests): the entry naming :data:`NOBODY` made PERMS, and the ACL's mask
-    widened to it, as setfacl does."""
-    words = advised(said, "setfacl ", 5)
-    perms, path = words[3:5] if words[1] == "-R" else words[2:4]
-    perms = perms.removeprefix("u:nobody:").lower()  # (X: x, of a folder)
-    bits = sum(b for c, b in (("r", 4), ("w", 2), ("x", 1)) if c in perms)
-    deny_by_acl(path, NOBODY, allowed=bits, mask=bits)
+    """Do, as the owner, what each ``setfacl [-R] -m ENTRIES PATH`` (joined by ``&&``) that
+    ``said`` advises does to PATH (setfacl itself may not be installed; of ``-R``, to PATH
+    alone: what it holds has no ACL in these tests): each entry (``u:NAME:PERMS``,
+    ``g::PERMS``, ``m::PERMS``; ``X``: x of a folder or a file some may execute) set, and the
+    mask, unless an entry sets it, recalculated as the union of all entries it limits (the
+    named users and groups, the file's group), as setfacl does."""
+    lexer = shlex.shlex(said[said.index("setfacl ") :], posix=True, punctuation_chars=";()")
+    lexer.whitespace_split = True
+    words = itertools.takewhile(lambda word: not set(word) <= set(";()"), lexer)  # (to ")", ");")
+    for command in " ".join(words).split(" && "):
+        *_, spec, path = shlex.split(command)
+        _setfacl(spec, path)
 
 
-def deny_by_acl(path, uid: int, allowed: int = 0, mask: int | None = None) -> None:
-    """A POSIX ACL on ``path`` that gives user ``uid`` alone ``allowed`` (0: ---; 5: r-x), its
-    mode's bits kept (its group's as the ACL's mask too, or ``mask``'s bits added: an ACL's
-    mask sets its group bits); the test is skipped where the file system takes no ACL."""
-    mode, undefined = os.stat(path).st_mode, 0xFFFFFFFF  # (the id of entries naming no one)
-    owner, group, other = (mode >> 6) & 7, (mode >> 3) & 7, mode & 7
-    widened = group | (mask or 0)
-    entries = [(0x01, owner, undefined), (0x02, allowed, uid), (0x04, group, undefined),
-               (0x10, widened, undefined), (0x20, other, undefined)]  # fmt: skip
-    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+def _setfacl(spec: str, path: str) -> None:
+    """What ``setfacl -m SPEC PATH`` does to PATH (as for :func:`setfacl_advised`)."""
+    mode = os.stat(path).st_mode
+    exe = stat.S_ISDIR(mode) or mode & 0o111
+    entries = {(tag, who): p for tag, p, who in access_acl(path) or _of_mode(mode)}
+    for entry in spec.split(","):
+        kind, name, perms = entry.split(":")
+        bits = sum(b for c, b in (("r", 4), ("w", 2), ("x", 1)) if c in perms)
+        bits |= 1 if "X" in perms and exe else 0
+        tag = {"u": USER, "g": GROUP if name else GROUP_OBJ, "m": MASK}[kind]
+        entries[tag, _id(name, tag) if name else UNDEFINED] = bits
+    if "m::" not in spec:
+        union = 0
+        for (tag, _), p in entries.items():
+            union |= p if tag in (USER, GROUP_OBJ, GROUP) else 0
+        entries[MASK, UNDEFINED] = union
+    _write_acl(path, [(tag, p, who) for (tag, who), p in entries.items()])
+
+
+def deny_by_acl(
+    path, uid: int, allowed: int = 0, mask: int | None = None, others: dict[int, int] | None = None
+) -> None:
+    """A POSIX ACL on ``path`` that gives user ``uid`` ``allowed`` (0: ---; 5: r-x), and each
+    other user of ``others`` its bits ({1234: 7}), its mode's bits kept (its group's as the
+    ACL's mask too, or ``mask``: an ACL's mask sets its group bits); the test is skipped where
+    the file system takes no ACL."""
+    mode = os.stat(path).st_mode
+    mask = (mode >> 3) & 7 if mask is None else mask
+    named = {**(others or {}), uid: allowed}
+    entries = [*_of_mode(mode), (MASK, mask, UNDEFINED)]
+    _write_acl(path, entries + [(USER, bits, who) for who, bits in named.items()])
+
+
+def _of_mode(mode: int) -> list[tuple[int, int, int]]:
+    """The entries of the ACL of a file of mode ``mode`` that has none: its owner's, group's
+    and others' bits."""
+    return [(OWNER, (mode >> 6) & 7, UNDEFINED), (GROUP_OBJ, (mode >> 3) & 7, UNDEFINED),
+            (OTHER, mode & 7, UNDEFINED)]  # fmt: skip
+
+
+def _id(name: str, tag: int) -> int:
+    """The id of the user (or group, of ``tag`` GROUP) a setfacl entry names."""
+    if name.isdigit():
+        return int(name)
+    return grp.getgrnam(name).gr_gid if tag == GROUP else pwd.getpwnam(name).pw_uid
+
+
+def _write_acl(path, entries) -> None:
+    """Set ``entries`` (tag, bits, id) as ``path``'s access ACL, in the order the kernel takes
+    (by tag, then id); the test is skipped where the file system takes no ACL."""
+    blob = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", *e) for e in sorted(entries, key=lambda e: (e[0], e[2]))
+    )
     try:
         os.setxattr(path, "system.posix_acl_access", blob)
     except (OSError, AttributeError) as e:

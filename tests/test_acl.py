@@ -6,7 +6,7 @@ nothing), and the permissions a setfacl naming it must give."""
 import pytest
 
 from as_nobody import deny_by_acl
-from loftup.acl import access_acl, acl_allows, setfacl_perms
+from loftup.acl import access_acl, acl_allows, perms_of, setfacl_change
 
 USER, GROUP_OBJ, GROUP, MASK, OTHER, OWNER = 0x02, 0x04, 0x08, 0x10, 0x20, 0x01
 ME, MY_GROUP, FILE_GROUP = 4242, 4343, 4444
@@ -39,11 +39,41 @@ def test_what_an_acl_lets_a_user_other_than_the_owner_do(entries, need, allowed)
     assert acl_allows(entries, ME, FILE_GROUP, {MY_GROUP}, need) is allowed
 
 
+def change(entries, need):
+    """What the setfacl for :data:`ME` sets: its entry's perms, the mask's, the others'."""
+    bits, mask, others = setfacl_change(entries, ME, FILE_GROUP, {MY_GROUP}, need)
+    return perms_of(bits), perms_of(mask), others
+
+
 def test_the_setfacl_keeps_what_the_user_may_do_and_adds_what_it_needs():
     """A named r-x needing wx: rwx, not -wx (which would take its read away)."""
-    assert setfacl_perms(acl(named=5, mask=5), ME, FILE_GROUP, {MY_GROUP}, "wx") == "rwx"
-    assert setfacl_perms(acl(other=4), ME, FILE_GROUP, {MY_GROUP}, "x") == "rx"
-    assert setfacl_perms(acl(named=0, other=7), ME, FILE_GROUP, {MY_GROUP}, "r") == "r"
+    assert change(acl(named=5, mask=5), "wx") == ("rwx", "rwx", [])
+    assert change(acl(other=4, mask=5), "x") == ("rx", "rx", [])
+    assert change(acl(named=0, other=7, mask=5), "r") == ("r", "rx", [])
+
+
+@pytest.mark.parametrize(
+    "entries, need, told",
+    [
+        (acl(named=7, mask=4, group=4), "rw", ("rw", "rw", [])),  # a file to read and write
+        (acl(named=7, mask=4, group=4), "x", ("rx", "rx", [])),  # a folder to search
+        (acl(named_group=7, mask=0, group=0), "rx", ("rx", "rx", [(GROUP, 0, MY_GROUP)])),
+    ],
+)
+def test_the_setfacl_adds_no_bit_the_mask_kept_from_the_user(entries, need, told):
+    """A named rwx under a mask of r--, needing rw (or x): it was rwx, which let it write (or
+    write in a folder) though it may read alone now; now what it may do now and ``need``."""
+    assert change(entries, need) == told
+
+
+def test_the_setfacl_sets_the_mask_and_keeps_each_other_entry_to_what_it_may_do_now():
+    """A user rwx and the file's group rw- under a mask of r--: the mask this user's entry
+    needs (rw-) keeps them to r--, which is what they may do now (without it setfacl made the
+    mask rwx: the other user wrote)."""
+    entries = [*acl(named=0, group=6, mask=4), (USER, 7, 1234)]
+    assert change(entries, "r") == ("r", "r", [])  # the mask unwidened: no other set
+    assert change(entries, "rw") == ("rw", "rw", [(GROUP_OBJ, 4, ANY), (USER, 4, 1234)])
+    assert change(acl(other=4, group=6, mask=7), "r") == ("r", "rwx", [])  # (no mask to widen)
 
 
 def test_a_file_s_acl_is_read_as_written(tmp_path):

@@ -116,7 +116,7 @@ def test_a_reader_refused_by_an_acl_is_told_its_setfacl_no_chmod(masks):
         f"{masks} cannot be read by this user: permission denied (mode drwxr-xr-x, owner root, "
         "group root, and an ACL, which decides for this user, nobody, whatever the mode says: "
         f"getfacl {masks}); have root let nobody read and search it, since a reader reads each "
-        f"mask in it (setfacl -R -m u:nobody:rX {masks}); {READ}"
+        f"mask in it (setfacl -R -m u:nobody:rX,m::rX {masks}); {READ}"
     )
     setfacl_advised(said)
     assert read(masks) == "taken"
@@ -172,7 +172,7 @@ def test_a_run_refused_the_move_by_an_acl_is_told_its_setfacl_no_chmod(masks):
         f"way of this run's (moving a folder needs write permission on it): permission denied "
         f"(mode drwxrwsr-x, owner root, group {GROUP}, and an ACL, which decides for this user, "
         f"nobody, whatever the mode says: getfacl {bear}); have root let nobody write to it "
-        f"(setfacl -m u:nobody:rwx {bear}); or have root remove them; or give another folder"
+        f"(setfacl -m u:nobody:rwx,m::rwx {bear}); or have root remove them; or give another folder"
     )
     setfacl_advised(said)
     assert check(masks) == "taken"

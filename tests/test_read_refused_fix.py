@@ -58,7 +58,8 @@ def test_a_file_refused_by_an_acl_is_told_its_setfacl_no_chmod(tmp_path):
     )
     assert me, said
     assert (
-        f"getfacl {path}); have {owner} let {me[1]} read it (setfacl -m u:{me[1]}:r {path})" in said
+        f"getfacl {path}); have {owner} let {me[1]} read it (setfacl -m u:{me[1]}:r,m::r {path})"
+        in said
     )
     assert "chmod" not in said
 

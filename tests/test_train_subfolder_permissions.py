@@ -73,7 +73,7 @@ def test_a_tb_folder_refused_by_an_acl_is_told_its_setfacl_no_chmod(tb, mode):
     said = check(tb.parent)
     assert said == (
         f"--out {tb.parent} cannot be written: {tb} takes no new files (Permission denied); "
-        f"choose another folder (or have root run setfacl -m u:nobody:rwx {tb})"
+        f"choose another folder (or have root run setfacl -m u:nobody:rwx,m::rwx {tb})"
     )
     setfacl_advised(said)
     assert check(tb.parent) == "taken"

@@ -175,8 +175,13 @@ def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str =
     """The setfacl that lets this user do ``need`` with ``path``, another's file with an ACL
     (:mod:`loftup.acl`): its entries, not its mode's bits, decide; "" where they let this user
     already (something else refuses); None where it has none, or it is this user's own (an
-    owner's permissions are its mode's)."""
-    from .acl import access_acl, acl_allows, setfacl_perms
+    owner's permissions are its mode's). It sets the mask too, and each other entry that the
+    wider mask would let do more (:func:`loftup.acl.setfacl_change`): a setfacl of this user's
+    entry alone recalculates the mask, and lets every user and group the ACL names do all
+    that the mask had kept from them. ``tree``: ``-R`` of its entry and mask (``X``: search on
+    folders), after a setfacl of ``path`` alone that sets the others, where any: what it holds
+    has entries of its own."""
+    from .acl import access_acl, acl_allows, entry_of, name_of, perms_of, setfacl_change
 
     entries = access_acl(path) if st.st_uid != euid() else None
     if not entries:
@@ -184,10 +189,18 @@ def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str =
     me, groups = euid(), my_groups()
     if acl_allows(entries, me, st.st_gid, groups, need):
         return ""
-    perms = setfacl_perms(entries, me, st.st_gid, groups, need)
-    if tree:
-        return f"setfacl -R -m u:{_user(me)}:{perms.replace('x', 'X')} {advised_path(path)}"
-    return f"setfacl -m u:{_user(me)}:{perms} {advised_path(path)}"
+    bits, mask, others = setfacl_change(entries, me, st.st_gid, groups, need)
+    quoted = advised_path(path)
+
+    def mine(x: str = "x") -> str:  # (X: search on folders alone, of a tree)
+        entry, limit = (perms_of(b).replace("x", x) for b in (bits, mask))
+        return f"u:{name_of(me) or me}:{entry},m::{limit}"
+
+    kept = "".join(f",{entry_of(tag, who)}:{perms_of(p)}" for tag, p, who in others)
+    command = f"setfacl -m {mine()}{kept} {quoted}" if kept or not tree else ""
+    if tree:  # (the others set of ``path`` alone, first: what it holds has ACLs of its own)
+        command += f"{' && ' if command else ''}setfacl -R -m {mine('X')} {quoted}"
+    return command + ("; the others it sets keep what they may do now" if kept else "")
 
 
 def _others_too(folder: str | os.PathLike, st: os.stat_result, most: int = 2000) -> str:
@@ -264,19 +277,13 @@ def owner_name(path: str | os.PathLike) -> str:
 
 def _user(uid: int) -> str:
     """The name of user ``uid``, or ``uid NUMBER`` where it has none here."""
-    try:
-        import pwd
+    from .acl import name_of
 
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return f"uid {uid}"
+    return name_of(uid) or f"uid {uid}"
 
 
 def _group(gid: int) -> str:
     """The name of group ``gid``, or ``gid NUMBER`` where it has none here."""
-    try:
-        import grp
+    from .acl import name_of
 
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return f"gid {gid}"
+    return name_of(gid, user=False) or f"gid {gid}"
