@@ -29,6 +29,12 @@ pytestmark = pytest.mark.skipif(
 MARK = ".loftup-eval-davis-masks"
 GROUP = grp.getgrgid(NOBODY).gr_name
 READ = "or give another folder a loftup eval davis --save-masks run wrote"
+#: Who else must run a reader's ``chmod -R``, which it cannot see (said of a ``setfacl -R``
+#: with "ACL")
+OWNERS_TOO = (
+    ", and if it holds others' files, have each of their owners run the same, as only a file's "
+    "owner may change its mode"
+)
 
 
 @pytest.fixture
@@ -98,9 +104,10 @@ def test_a_reader_refused_the_masks_is_told_its_class_s_chmod_which_lets_it_read
     os.chmod(masks / "bear" / "00000.png", 0o600)
     _own(masks, uid, gid, mode, tree=True)
     said = read(masks)
+    too = OWNERS_TOO.replace(",", ";", 1) if uid == NOBODY else OWNERS_TOO  # (its own: ";")
     assert said == (
         f"{masks} cannot be read by this user: permission denied ({_mode(masks)}: this "
-        f"user, nobody, {told.format(masks=masks)}; {READ}"
+        f"user, nobody, {told.format(masks=masks)}{too}; {READ}"
     )
     chmod_advised(said, recursive=True)
     assert read(masks) == "taken"
@@ -116,7 +123,8 @@ def test_a_reader_refused_by_an_acl_is_told_its_setfacl_no_chmod(masks):
         f"{masks} cannot be read by this user: permission denied (mode drwxr-xr-x, owner root, "
         "group root, and an ACL, which decides for this user, nobody, whatever the mode says: "
         f"getfacl {masks}); have root let nobody read and search it, since a reader reads each "
-        f"mask in it (setfacl -R -m u:nobody:rX,m::rX {masks}); {READ}"
+        f"mask in it (setfacl -R -m u:nobody:rX,m::rX {masks})"
+        f"{OWNERS_TOO.replace('mode', 'ACL')}; {READ}"
     )
     setfacl_advised(said)
     assert read(masks) == "taken"

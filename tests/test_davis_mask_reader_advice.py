@@ -12,10 +12,16 @@ from pathlib import Path
 import pytest
 
 from as_nobody import NOBODY, as_nobody, chmod_advised
-from loftup.errors import LoftUpError
 from loftup.eval.mask_folder import complete_masks
-from loftup.read_refusal import mode_refuses
-from test_davis_mask_folder_permissions import MARK, READ, _own, check, masks_folder, read
+from test_davis_mask_folder_permissions import (
+    MARK,
+    OWNERS_TOO,
+    READ,
+    _own,
+    check,
+    masks_folder,
+    read,
+)
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "setresuid") or os.geteuid() != 0,
@@ -43,7 +49,7 @@ def test_a_private_sequence_folder_in_a_readable_dir_is_refused_with_its_chmod(m
         f"{masks}'s masks {bear} cannot be read by this user: permission denied (mode "
         "drwx------, owner root, group root: this user, nobody, is not in its group, and others "
         "may not read and search it); have root make it and all it holds readable and "
-        f"searchable, {EACH} (chmod -R o+rX {bear}); {READ}"
+        f"searchable, {EACH} (chmod -R o+rX {bear}){OWNERS_TOO}; {READ}"
     )
     chmod_advised(said, recursive=True)
     assert read(masks) == "taken"
@@ -63,20 +69,22 @@ def test_a_chmod_r_of_a_group_s_folder_is_said_to_be_each_writer_s_too(masks):
     )
 
 
-def test_a_chmod_r_names_the_other_owners_of_what_the_folder_holds(masks):
-    """Where this user may look into the folder, the owners of what it holds that are not
-    the folder's are named."""
-    os.chown(masks / "bear" / "00000.png", OTHER, OTHER)
-
-    def why():
-        raise LoftUpError(mode_refuses(masks, masks.stat(), "wx", tree="since a run writes"))
-
-    assert as_nobody(why) == (
-        "permission denied (mode drwxr-xr-x, owner root, group root: this user, nobody, is not "
-        "in its group, and others may not make files in it); have root make it and all it "
-        f"holds writable, since a run writes (chmod -R o+wX {masks}), and have each other "
-        f"owner of what it holds (uid {OTHER}) run the same, as only a file's owner may change "
-        "its mode"
+def test_a_chmod_r_of_a_folder_this_user_may_not_search_says_others_files_need_their_owners(
+    masks,
+):
+    """DIR uid 4242's (drwxr-xr--) holding a sequence folder and mask of uid 4243's (0700,
+    0600): this user, who may not search DIR, cannot see whose files it holds, and was told
+    DIR's owner's chmod -R alone, which fails on uid 4243's ("Operation not permitted")."""
+    os.chown(masks / "bear" / "00000.png", OTHER + 1, OTHER + 1)
+    _own(masks / "bear", OTHER + 1, OTHER + 1, 0o700)
+    _own(masks, OTHER, OTHER, 0o754)
+    assert as_nobody(lambda: complete_masks(masks)) == (
+        f"{masks} cannot be read by this user: permission denied (mode drwxr-xr--, owner uid "
+        f"{OTHER}, group gid {OTHER}: this user, nobody, is not in its group, and others may not "
+        f"read and search it); have uid {OTHER} make it and all it holds readable and "
+        f"searchable, {EACH} (chmod -R o+rX {masks}), and if it holds others' files, have each "
+        f"of their owners run the same, as only a file's owner may change its mode, or run as "
+        f"uid {OTHER}; {READ}"
     )
 
 

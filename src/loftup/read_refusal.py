@@ -106,7 +106,7 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
     mask in it"), said with the fix, which is then ``chmod -R`` of all of ``need`` (what it
     holds may lack any bit; ``X`` for ``x``: search on folders, no files made executable), and
     who else must run it: the owners of what it holds, where others' (only a file's owner may
-    change its mode)."""
+    change its mode), said whatever it holds (:func:`_others_too`)."""
     verb, made = _NEEDS[need]
     me, quoted, who = _user(euid()), advised_path(path), _class_of(st)
     owner = _user(st.st_uid)
@@ -116,11 +116,11 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
     run_as = f", or run as {owner}" if st.st_uid != 0 else ""  # never "run as root"
     acl = _setfacl(path, st, need, tree)
     if acl:
-        because = f", {tree}" if tree else ""
+        because, others = (f", {tree}", _others_too(st, "ACL")) if tree else ("", "")
         return (
             f"permission denied ({said}, and an ACL, which decides for this user, {me}, whatever "
             f"the mode says: getfacl {quoted}); have {owner} let {me} {verb} it{because} "
-            f"({acl}){run_as}"
+            f"({acl}){others}{run_as}"
         )
     missing = "" if acl == "" else _missing(st, need, who)  # (an ACL lets: something else)
     if not missing:
@@ -136,10 +136,10 @@ def mode_refuses(path: str | os.PathLike, st: os.stat_result, need: str, tree: s
     if tree:
         it, made = "it and all it holds", f"{made}, {tree}"
         chmod = f"chmod -R {who}+{need.replace('x', 'X')} {quoted}"
-        others = _others_too(path, st)
-    if who == "u":
+        others = _others_too(st)
+    if who == "u":  # (others after a ";": a "," would stick to the path of a pasted chmod)
         return (f"permission denied ({said}: this user, {me}, owns it and may not {verb} it); "
-                f"make {it} {made}: {chmod}{others}")  # fmt: skip
+                f"make {it} {made}: {chmod}{others.replace(',', ';', 1)}")  # fmt: skip
     whose = "is in its group, which" if who == "g" else "is not in its group, and others"
     return (
         f"permission denied ({said}: this user, {me}, {whose} may not {verb} it); have {owner} "
@@ -203,33 +203,19 @@ def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str =
     return command + ("; the others it sets keep what they may do now" if kept else "")
 
 
-def _others_too(folder: str | os.PathLike, st: os.stat_result, most: int = 2000) -> str:
-    """Who else must run a ``chmod -R`` of ``folder`` (``st``: its stat) besides its owner,
-    said after it: the owners of what it holds that are others (only a file's owner may change
-    its mode: its owner's ``chmod -R`` fails on them, "Operation not permitted"), as far as
-    this user may look (``most`` entries); where it may not list ``folder`` and others may make
-    files there (its group's or others' w), that they may be there. "" where neither."""
-    found, listed, queue, seen = set(), False, [os.fspath(folder)], 0
-    while queue and seen < most:
-        try:
-            with os.scandir(queue.pop()) as entries:
-                for entry in entries:
-                    s, seen = entry.stat(follow_symlinks=False), seen + 1
-                    found.add(s.st_uid)
-                    if stat.S_ISDIR(s.st_mode):
-                        queue.append(entry.path)
-        except OSError:
-            continue
-        listed = True
-    names = sorted(_user(uid) for uid in found - {st.st_uid})
-    if names:
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return (f", and have each other owner of what it holds ({', '.join(names[:3])}{more}) "
-                "run the same, as only a file's owner may change its mode")  # fmt: skip
-    if not listed and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return (", and have each user whose files it holds (others may make files in it) run "
-                "the same, as only a file's owner may change its mode")  # fmt: skip
-    return ""
+def _others_too(st: os.stat_result, what: str = "mode") -> str:
+    """Who else must run a ``chmod -R`` (``what``: "mode"; a ``setfacl -R``: "ACL") of a folder
+    (``st``: its stat) besides its owner, said after it: the owners of what it holds that are
+    others (only a file's owner may change its mode or ACL: its owner's ``chmod -R`` fails on
+    them, "Operation not permitted"). Said whatever the folder holds: the fix of a tree is
+    advised to a user that may not read and search it, who cannot see whose files are there
+    (a listing needs r, the stat of each entry x), and is said the more surely where others
+    may make files in it (its group's or others' w)."""
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "have each user whose files it holds (others may make files in it)"
+    else:
+        who = "if it holds others' files, have each of their owners"
+    return f", and {who} run the same, as only a file's owner may change its {what}"
 
 
 def _missing(st: os.stat_result, need: str, who: str) -> str:
