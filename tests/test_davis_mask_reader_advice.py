@@ -2,8 +2,8 @@
 scorer) and a run are told of what refuses them, where the advice was wrong for whoever must run
 it: a ``chmod -R`` by DIR's owner of files other members' runs wrote, a ``chmod g+s DIR`` by the
 mark's owner, a bare "Permission denied" of a mark beyond a closed folder, nothing of a private
-sequence folder in a readable DIR, a path that is another folder in another's shell. Runs as
-another user (root only): tests/as_nobody.py."""
+sequence folder or mask in a readable DIR, a path that is another folder in another's shell.
+Runs as another user (root only): tests/as_nobody.py."""
 
 import grp
 import os
@@ -53,6 +53,31 @@ def test_a_private_sequence_folder_in_a_readable_dir_is_refused_with_its_chmod(m
     )
     chmod_advised(said, recursive=True)
     assert read(masks) == "taken"
+
+
+def test_a_mask_this_user_may_not_read_in_a_readable_sequence_folder_is_refused_with_its_chmod(
+    masks,
+):
+    """DIR and its sequence folder readable, two masks in it uid 4242's of mode 0600: the
+    reader was let through, to meet a bare PermissionError at the first. The chmod of the
+    first, with how many more are alike; once each has been run, the reader reads them."""
+    bear = masks / "bear"
+    (bear / "00001.png").write_bytes(b"a mask")
+    for png in ("00000.png", "00001.png"):
+        _own(bear / png, OTHER, OTHER, 0o600)
+    first = bear / "00000.png"
+    said = as_nobody(lambda: complete_masks(masks))
+    assert said == (
+        f"{masks}'s mask {first} (and 1 more of {bear}'s) cannot be read by this user: "
+        f"permission denied (mode -rw-------, owner uid {OTHER}, group gid {OTHER}: this user, "
+        f"nobody, is not in its group, and others may not read it); have uid {OTHER} make it "
+        f"readable (chmod o+r {first}), or run as uid {OTHER}; {READ}"
+    )
+    chmod_advised(said)
+    said = as_nobody(lambda: complete_masks(masks))
+    assert said.startswith(f"{masks}'s mask {bear / '00001.png'} cannot be read "), said
+    chmod_advised(said)
+    assert as_nobody(lambda: complete_masks(masks)) == "taken"
 
 
 def test_a_chmod_r_of_a_group_s_folder_is_said_to_be_each_writer_s_too(masks):

@@ -43,18 +43,29 @@ def check_readable(target: Path) -> None:
 
 def check_sequences_readable(target: Path, names: list[str]) -> None:
     """LoftUpError where one of the sequence folders ``names`` in ``target`` (a readable DIR)
-    is one this user may not read (another member's run's, private): a reader met a bare
-    "Permission denied" at its masks. The chmod is ``-R``, as for DIR."""
+    is one this user may not read (another member's run's, private), or holds a mask it may
+    not read (another's, 0600): a reader met a bare "Permission denied" at its masks. The
+    chmod is ``-R`` for a folder, as for DIR; of a mask, its own, with how many more are
+    alike (one access() of each)."""
     for name in names:
         seq = target / name
         try:
             st = seq.stat()
         except OSError:  # (missing: said by the caller)
             continue
-        if stat.S_ISDIR(st.st_mode) and not may(seq, os.R_OK | os.X_OK):
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        if not may(seq, os.R_OK | os.X_OK):
             why = mode_refuses(seq, st, "rx", tree=_EACH_MASK)
             raise LoftUpError(
                 f"{target}'s masks {seq} cannot be read by this user: {why}; {_ANOTHER}"
+            )
+        refused = sorted(p for p in seq.glob("*.png") if not may(p, os.R_OK))
+        if refused:
+            more = f" (and {len(refused) - 1} more of {seq}'s)" if len(refused) > 1 else ""
+            why = mode_refuses(refused[0], refused[0].stat(), "r")
+            raise LoftUpError(
+                f"{target}'s mask {refused[0]}{more} cannot be read by this user: {why}; {_ANOTHER}"
             )
 
 
