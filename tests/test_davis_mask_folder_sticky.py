@@ -2,7 +2,8 @@
 moves the earlier run's sequence folders out of the way and replaces DIR's mark, twice (the
 journal of its moves, then its own mark), neither of which the kernel lets it do to another's
 there, whatever the mode: the check refuses both before any work, with the sticky advice alone
-(have the owner remove them, or DIR's owner chmod -t DIR), its path absolute wherever the run
+(have the owner remove them; last, DIR's owner's chmod -t DIR, said with what it lets every
+user who may write in DIR do: remove others' files there), its path absolute wherever the run
 was given it (relative, ``~``). Runs as another user (root only): tests/as_nobody.py."""
 
 import os
@@ -39,8 +40,16 @@ def folder_refused(masks: Path, where: str) -> str:
     return (
         f"--save-masks {where}: this user may not move the earlier run's masks {bear} out of the "
         f"way of this run's: {where} is sticky (mode drwxrwsrwt), where only a folder's owner, "
-        f"root here, or {where}'s, root, may move it; have root remove them, or {where}'s owner "
-        f"run chmod -t {masks}; or give another folder"
+        f"root here, or {where}'s, root, may move it; have root remove them; or give another "
+        f"folder{unsticky(masks, where)}"
+    )
+
+
+def unsticky(masks: Path, where: str) -> str:
+    """The sticky DIR's last fix, said with what it lets every user do."""
+    return (
+        f"; or have {where}'s owner run chmod -t {masks}, which lets every user who may write in "
+        f"{where} remove others' files there"
     )
 
 
@@ -87,7 +96,7 @@ def test_another_s_mark_in_a_sticky_folder_is_refused_though_the_masks_are_this_
         f"--save-masks {masks}: this user may not replace the mark {mark}, which says which "
         f"run's masks {masks} holds: {masks} is sticky (mode drwxrwsrwt), where only a file's "
         f"owner, root here, or {masks}'s, root, may replace it; have root remove the masks and "
-        f"the mark, or {masks}'s owner run chmod -t {masks}; or give another folder"
+        f"the mark; or give another folder{unsticky(masks, str(masks))}"
     )
     os.chown(mark, NOBODY, NOBODY)
     assert check(masks) == "taken"

@@ -99,18 +99,16 @@ def check_movable(seq: Path, folder: str) -> None:
     owner, theirs = owner_name(seq), euid() not in (0, st.st_uid)  # (root: any)
     if _sticky_refuses(st, where):
         sticky = _sticky(folder, seq.parent, "folder", owner, "move")
-        why = (
-            f": {sticky}; have {owner} remove them, or {folder}'s owner run chmod -t "
-            f"{advised_path(folder)}"
-        )
+        why, last = f": {sticky}; have {owner} remove them", _unsticky(folder)
     elif not may(seq, os.W_OK):
+        last = ""
         why = mode_refuses(seq, st, "w") + (f"; or have {owner} remove them" if theirs else "")
         why = f" (moving a folder needs write permission on it): {why}"
     else:
         return
     raise UsageError(
         f"--save-masks {folder}: this user may not move the earlier run's masks {seq} out of "
-        f"the way of this run's{why}; or give another folder"
+        f"the way of this run's{why}; or give another folder{last}"
     )
 
 
@@ -129,6 +127,15 @@ def check_mark_replaceable(target: Path, folder: str) -> None:
     sticky = _sticky(folder, target, "file", owner, "replace")
     raise UsageError(
         f"--save-masks {folder}: this user may not replace the mark {mark}, which says which "
-        f"run's masks {folder} holds: {sticky}; have {owner} remove the masks and the mark, or "
-        f"{folder}'s owner run chmod -t {advised_path(folder)}; or give another folder"
+        f"run's masks {folder} holds: {sticky}; have {owner} remove the masks and the mark; "
+        f"or give another folder{_unsticky(folder)}"
+    )
+
+
+def _unsticky(folder: str) -> str:
+    """The last of a sticky ``folder``'s fixes, with what it costs: a ``chmod -t`` by its owner
+    lets every user who may make files in it remove or rename everyone's there."""
+    return (
+        f"; or have {folder}'s owner run chmod -t {advised_path(folder)}, which lets every user "
+        f"who may write in {folder} remove others' files there"
     )
