@@ -151,7 +151,7 @@ def chmod_advice(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
     """The chmod that lets this user do ``need`` (as for :func:`mode_refuses`) with ``path``
     (``st``: its stat), for the class of users this one is of for it: "chmod u+w PATH" where
     its own, "have OWNER run chmod g+w PATH" where another's (of another's with an ACL, "have
-    OWNER run setfacl -m u:USER:rwx PATH"); "" where its mode lets that class do it already
+    OWNER run setfacl -m u:USER:rwx,m::rwx PATH"); "" where its mode lets that class do it already
     (a security module, a read-only disk refuses: no chmod would change a thing)."""
     acl = _setfacl(path, st, need)
     if acl is not None:
