@@ -17,12 +17,17 @@ from processes import cli_script, pip_install_into, run_cli, run_scripts
 from reference_files import REFERENCE_STATE
 
 
-def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, reference_dir):
+def test_download_from_a_hub_mirror_then_run_offline(
+    tmp_path, local_hub, reference_dir, monkeypatch, capsys
+):
     """`loftup download` fetches the released upsampler and its backbone through
     huggingface_hub from the hub (here a local mirror, HF_ENDPOINT); another run then finds both
-    in the cache with HF_HUB_OFFLINE=1 and computes features."""
+    in the cache with HF_HUB_OFFLINE=1, asking the hub nothing, and computes features. (In this
+    process, as a test below does: two of their own took 3 s each to start.)"""
     from PIL import Image
     from transformers import Dinov2Config, Dinov2Model
+
+    from loftup.cli import main
 
     cfg = Dinov2Config(  # ViT-S/14's width (the released upsampler's 384 channels), one layer
         hidden_size=384, num_hidden_layers=1, num_attention_heads=6, patch_size=14, image_size=518
@@ -32,24 +37,20 @@ def test_download_from_a_hub_mirror_then_run_offline(tmp_path, local_hub, refere
     files = {("haiwen/loftup-dinov2s", "pytorch_model.bin"): REFERENCE_STATE.read_bytes()}
     for name in ("config.json", "model.safetensors"):  # what save_pretrained wrote
         files["facebook/dinov2-small", name] = (tmp_path / "dinov2" / name).read_bytes()
-    endpoint = local_hub(files)
-    online = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
-    res = run_cli(["download", "loftup_dinov2s"], online, timeout=300)
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.strip().splitlines()
+    _use_mirror(monkeypatch, local_hub(files), tmp_path / "hub")
+    assert main(["download", "loftup_dinov2s"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("loftup_dinov2s: ") and lines[1].startswith("dinov2_vits14: ")
     cached = lines[0].split(": ", 1)[1].strip()
     assert open(cached, "rb").read() == REFERENCE_STATE.read_bytes()
 
     Image.new("RGB", (40, 30), (200, 90, 30)).save(tmp_path / "im.png")
-    offline = {**online, "HF_HUB_OFFLINE": "1"}
-    res = run_cli(
-        ["upsample", str(tmp_path / "im.png"), "-o", str(tmp_path / "out"), "--size", "28"],
-        offline,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
-    feats = torch.load(tmp_path / "out" / "im.pt", weights_only=True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    asked = len(local_hub.requests)
+    out = tmp_path / "out"
+    assert main(["upsample", str(tmp_path / "im.png"), "-o", str(out), "--size", "28"]) == 0
+    assert len(local_hub.requests) == asked  # offline: from the cache alone
+    feats = torch.load(out / "im.pt", weights_only=True)
     assert feats.shape == (384, 28, 37) and torch.isfinite(feats).all()
 
 
