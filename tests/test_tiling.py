@@ -48,11 +48,12 @@ def test_plan_tiles_bounds_pixels_and_shares_small_images():
 
 @pytest.mark.parametrize("conv", CONVS)
 def test_tiled_4x4_matches_untiled(small, conv):
-    """4 x 4 tiles (interior ones among them; uneven under Winograd's 6-pixel alignment: 102,
-    102, 96, 100), each larger than the CPU's decode chunk of 8192 pixels, as the whole is."""
-    lr, image = torch.randn(1, 32, 16, 16), torch.randn(1, 3, 400, 400)
-    whole = upsample(small, lr, image, tile_size=400, conv=conv)
-    tiled = upsample(small, lr, image, tile_size=125, conv=conv)
+    """4 x 4 tiles (interior ones among them; uneven: 32, 33, 33, 32, and under Winograd's
+    6-pixel alignment 36, 30, 36, 28), each larger than the decode chunk of 700 pixels (as
+    tiles of the CPU's 256 are than its chunk of 8192), as the whole is."""
+    lr, image = torch.randn(1, 32, 16, 16), torch.randn(1, 3, 130, 130)
+    whole = upsample(small, lr, image, tile_size=130, chunk_size=700, conv=conv)
+    tiled = upsample(small, lr, image, tile_size=40, chunk_size=700, conv=conv)
     assert (tiled - whole).abs().max().item() <= 1e-5
 
 
