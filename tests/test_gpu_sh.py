@@ -54,10 +54,16 @@ def run_gpu_sh(tmp_path, sections: dict, exits=None, **env) -> tuple:
     no_torch = tmp_path / "no_torch" / "torch"
     no_torch.mkdir(parents=True)
     (no_torch / "__init__.py").write_text("raise ImportError('gpu.sh checked a part with torch')")
+    # its merge (python -) draws the figure without matplotlib: "not drawn", which it may be (a
+    # second a call; test_bench_gpu_sh.py's smoke run draws one)
+    no_plots = tmp_path / "no_plots" / "matplotlib"
+    no_plots.mkdir(parents=True)
+    (no_plots / "__init__.py").write_text("raise ImportError('no figure in these tests')")
     wrapper.write_text(
         "#!/bin/sh\n"
         f'case " $* " in *" -m loftup "*|*" -m pytest "*) exec "{sys.executable}" {fake} "$@";; '
         f'" -c "*) export PYTHONPATH="{no_torch.parent}:$PYTHONPATH";; '
+        f'" - "*) export PYTHONPATH="{no_plots.parent}:$PYTHONPATH";; '
         f'esac\nexec "{sys.executable}" "$@"\n'
     )
     smi.parent.mkdir()
