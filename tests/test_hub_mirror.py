@@ -210,7 +210,11 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(
     check = "import huggingface_hub; print(huggingface_hub.__version__)"
     download = cli_script(["download", "loftup_dinov2s", "--no-backbone"])
     nothing = cli_script(["download", "someone/nothing"])  # the hub's answer read by 0.24
-    scripts = {"version": check, "download": download, "nothing": nothing}
+    # offline, as a later `loftup download` would be: loftup reads the switch at each call
+    offline = "import os; os.environ['HF_HUB_OFFLINE'] = '1'\n" + cli_script(
+        ["download", "loftup_clip", "--no-backbone"]
+    )
+    scripts = {"version": check, "download": download, "nothing": nothing, "offline": offline}
     done = run_scripts(scripts, {**env, "HF_ENDPOINT": endpoint})
     assert done["version"].stdout.strip() == "0.24.0"
     res = done["download"]
@@ -218,6 +222,6 @@ def test_the_oldest_huggingface_hub_we_declare_downloads_and_says_offline(
     assert res.stdout.startswith("loftup_dinov2s: ") and "pytorch_model.bin" in res.stdout
     res = done["nothing"]
     assert res.returncode == 2 and "The hub has no repo 'someone/nothing'" in res.stderr, res.stderr
-    res = run_cli(["download", "loftup_clip", "--no-backbone"], {**env, "HF_HUB_OFFLINE": "1"})
+    res = done["offline"]
     assert res.returncode == 2, res.stderr
     assert "'haiwen/loftup-clip'" in res.stderr and "HF_HUB_OFFLINE=1 is set" in res.stderr
