@@ -13,7 +13,7 @@ from hub_helpers import _NO_PROXY, _use_mirror
 from loftup import CheckpointError
 from loftup.hub.files import SAFE_PICKLE_TORCH, torch_release
 from model_helpers import READS_BACKBONE_PICKLES
-from processes import cli_script, pip_install_into, run_cli, run_scripts
+from processes import cli_script, pip_install_into, run_scripts
 from reference_files import REFERENCE_STATE
 
 
@@ -54,12 +54,16 @@ def test_download_from_a_hub_mirror_then_run_offline(
     assert feats.shape == (384, 28, 37) and torch.isfinite(feats).all()
 
 
-def test_a_file_the_hub_does_not_have_is_named_with_the_reason(tmp_path, local_hub):
-    endpoint = local_hub({})  # answers, but holds nothing
-    env = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
-    res = run_cli(["download", "loftup_clip"], env, timeout=300)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    (line,) = res.stderr.strip().splitlines()
+def test_a_file_the_hub_does_not_have_is_named_with_the_reason(
+    tmp_path, local_hub, monkeypatch, capsys
+):
+    from loftup.cli import main
+
+    _use_mirror(monkeypatch, local_hub({}), tmp_path / "hub")  # answers, but holds nothing
+    assert main(["download", "loftup_clip"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
     assert "'pytorch_model.bin' of hub repo 'haiwen/loftup-clip'" in line
     assert "the download failed (" in line and "404" in line
     assert "load_upsampler('/path/to/pytorch_model.bin')" in line
@@ -178,16 +182,19 @@ def test_a_repo_of_safetensors_shards_and_a_pickle_gives_the_shards(
     assert got == sorted(["config.json", "model.safetensors.index.json", *shards])
 
 
-def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub):
+def test_a_gated_backbone_says_how_to_get_access(tmp_path, local_hub, monkeypatch, capsys):
     """DINOv3's repos are gated: without access the hub answers 401 GatedRepo, whose text is
     only "401 Client Error."; the line says where to accept the terms and how to log in, and
     does not send the user to a machine with network (this one has it)."""
+    from loftup.cli import main
+
     repo = "facebook/dinov3-vits16-pretrain-lvd1689m"
     endpoint = local_hub({}, gated=(repo,))
-    env = {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), **_NO_PROXY}
-    res = run_cli(["download", "dinov3_vits16"], env, timeout=300)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    (line,) = res.stderr.strip().splitlines()
+    _use_mirror(monkeypatch, endpoint, tmp_path / "hub")
+    assert main(["download", "dinov3_vits16"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
     assert f"hub repo '{repo}' is gated" in line and f"{endpoint}/{repo}" in line
     assert "HF_TOKEN" in line and "hf auth login" in line
     assert "on a machine with network" not in line
