@@ -113,10 +113,18 @@ def test_gpu_sh_never_merges_an_earlier_run_s_parts(tmp_path):
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "no section finished" in done.stderr
     assert not list(tmp_path.glob("smoke-*.json"))
-    # the group before the last dies with status 3; the last (it ends with the extraction) runs,
-    # one of its sections
-    env["PYTHON"] = _python_running_fewer(
-        tmp_path, "batches", case='*" bench "*",extraction "*) ;; *" bench "*) exit 3;;'
+    # the group before the last dies with status 3; the last (it ends with the extraction)
+    # writes its part, of one section (a stand-in: a real group's run is the budget test's)
+    now = {**stale, "machine": {"date": "2026-11-28T00:00:00", "device": "cpu", "processor": "now"}}
+    now["sections"] = {"batches": {"size": 32}, "_seconds": {"batches": 1.0}}
+    (tmp_path / "part.py").write_text(
+        "import json, sys\n"
+        "with open(sys.argv[sys.argv.index('--json') + 1], 'w') as f:\n"
+        f"    f.write({json.dumps(now)!r})\n"
+    )
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" bench "*",extraction "*) exec "{sys.executable}" '
+        f'{tmp_path / "part.py"} "$@";; *" bench "*) exit 3;; esac\nexec "{sys.executable}" "$@"\n'
     )
     for i in range(4):
         (tmp_path / f"part-{i}.json").write_text(json.dumps(stale))
