@@ -11,24 +11,30 @@ from processes import cli_script, run_scripts
 from reference_files import REFERENCE_STATE
 
 
-def test_released_name_from_local_hf_cache_offline(tmp_path, reference_dir):
+def test_released_name_from_local_hf_cache_offline(tmp_path, reference_cases, monkeypatch, capsys):
+    """In this process: the cache's place and the offline switch set as huggingface_hub reads
+    them (the test below starts a process, where they are read at import)."""
+    import torch
+    from huggingface_hub import constants
+
+    import loftup
+    from loftup.cli import main
+
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
-    code = (
-        "import torch, loftup\n"
-        f"cases = torch.load({str(REFERENCE_STATE.parent / 'loftup_reference_cases.pt')!r}, weights_only=True)\n"
-        "m = loftup.load_upsampler('loftup_dinov2s')\n"
-        "out = m(cases['square.lr_feats'], cases['square.image'])\n"
-        "print(m.backbone, float((out - cases['square.output']).abs().max()))\n"
-    )
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    done = run_scripts({"load": code, "info": cli_script(["info"])}, env)  # one process start
-    res, info = done["load"], done["info"]
-    assert res.returncode == 0, res.stderr
-    backbone, diff = res.stdout.split()
-    assert backbone == "dinov2_vits14" and float(diff) <= 1e-4
-    line = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_dinov2s "))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    m = loftup.load_upsampler("loftup_dinov2s")
+    with torch.no_grad():
+        out = m(reference_cases["square.lr_feats"], reference_cases["square.image"])
+    assert m.backbone == "dinov2_vits14"
+    assert (out - reference_cases["square.output"]).abs().max().item() <= 1e-4
+    capsys.readouterr()
+    assert main(["info"]) == 0
+    info = capsys.readouterr().out
+    line = next(ln for ln in info.splitlines() if ln.startswith("loftup_dinov2s "))
     assert " yes " in line
-    other = next(ln for ln in info.stdout.splitlines() if ln.startswith("loftup_clip "))
+    other = next(ln for ln in info.splitlines() if ln.startswith("loftup_clip "))
     assert " no " in other
 
 
