@@ -156,7 +156,9 @@ def test_the_reads_before_the_loaders_are_waited_on_data_timeout_too(tmp_path):
     from loftup.train.pictures import validation_images
 
     data = write_sa1b(tmp_path / "sa1b", 4, size=56)
-    cfg = tiny(data, tmp_path / "run", 1, 2, "data.timeout=1", "log.viz_every=1")
+    # 2 s, not 1: under load the reader may not yet have come to the stuck file at 1 s (its
+    # image read and decoded first), and then rightly names no file
+    cfg = tiny(data, tmp_path / "run", 1, 2, "data.timeout=2", "log.viz_every=1")
     dataset = training_data(cfg, CPU)
     stuck = data / "sa_1.json"  # after the listing, which passes over a pipe
     stuck.unlink()
@@ -175,7 +177,7 @@ def test_the_reads_before_the_loaders_are_waited_on_data_timeout_too(tmp_path):
             with pytest.raises(LoftUpError) as e:
                 read()
             message = str(e.value)
-            assert "\n" not in message and message.startswith("reading item 1 took over 1 s")
+            assert "\n" not in message and message.startswith("reading item 1 took over 2 s")
             assert f"{stuck} has been read for " in message
             assert "raise data.timeout (0: wait for ever)" in message
             os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))  # the stuck reader goes on
