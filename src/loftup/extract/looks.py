@@ -100,6 +100,7 @@ class Looks:
         self._handed: collections.deque[Look] = collections.deque()
         self._ready = threading.Condition()
         self._working = False
+        self._making: Look | None = None  # the look the worker is making
 
     def start(self, call) -> Look:
         look = Look(call)
@@ -116,6 +117,12 @@ class Looks:
                 self._working = True
         return look
 
+    def hung(self, after: float) -> bool:
+        """Whether the look the worker is making was handed more than ``after`` s ago and has
+        not returned (the point not answering now)."""
+        making = self._making
+        return making is not None and time.monotonic() - making.sent > after
+
     def _work(self) -> None:
         while True:
             with self._ready:
@@ -124,7 +131,11 @@ class Looks:
                     self._client = self._kept  # (the worker's own, dropped: closed)
                     return
                 look = self._handed.popleft()
-            self._make(look)
+                self._making = look
+            try:
+                self._make(look)
+            finally:
+                self._making = None
 
     def _make(self, look: Look) -> None:
         try:
@@ -150,10 +161,20 @@ class Timed:
     calls where the point is another process's (a stopped point held the meeting's wait, Ctrl-C
     ignored, for as long as it stayed stopped)."""
 
-    def __init__(self, store, where: tuple[str, int], this: str, silent: float, every: float):
+    def __init__(self, store, where: tuple[str, int], this: str, silent: float, every: float,
+                 looks: Looks | None = None):  # fmt: skip
         self.store, self.where, self.this = store, where, this
         self.silent, self.every = silent, every
-        self.looks = Looks(where, store)
+        self.looks = looks if looks is not None else Looks(where, store)
+
+    def last(self) -> Timed | None:
+        """These calls for a last word on the way out (Ctrl-C, SIGTERM): None where a look
+        handed more than ``every`` s ago has not returned (the point is not answering: a call
+        would queue behind it, and its wait held the process's end :data:`.pulse.SILENT_FOR`
+        s), else each given ``every`` s of silence, not ``silent``."""
+        if self.looks.hung(self.every):
+            return None
+        return Timed(self.store, self.where, self.this, self.every, self.every, self.looks)
 
     def __getattr__(self, name: str):
         made = getattr(self.store, name)

@@ -254,9 +254,17 @@ def _come(store, key: str, rank: int, world: int, deadline: float, line):
         outcome = "unanswered"
         raise
     finally:  # ("left": the point closed; "unanswered": it stopped)
-        if ours is not None and outcome not in ("all", "left", "unanswered"):
+        # (a point another process holds that is not answering now is left as it is: its
+        # call held Ctrl-C's or SIGTERM's end for seconds; the claim is taken over by a
+        # process started again, claims.claim)
+        leaving = store.last() if isinstance(store, looks.Timed) else store
+        if (
+            leaving is not None
+            and ours is not None
+            and outcome not in ("all", "left", "unanswered")
+        ):
             try:  # None: an exception (Ctrl-C) is on its way up
-                claims.leave(store, key, rank, mine)
+                claims.leave(leaving, key, rank, mine)
             except (dist.DistError, looks.Unanswered):  # the point has just closed, or stopped
                 pass
     return outcome, said

@@ -1,0 +1,55 @@
+"""A rank whose look at the meeting point is left under way (loftup.extract.looks): the point,
+held by a process of its own as torchrun's agent holds it, stopped (its machine lost) while
+RANK=1 waits there for RANK=0. Ctrl-C and SIGTERM (torchrun's stop) end it at once. Each rank
+is `loftup upsample`."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from test_torchrun_join import ended
+from test_torchrun_meeting import wait_until_counted_in
+from test_torchrun_watch import agent_process, start  # noqa: F401 - a fixture
+
+_RANK = """
+import os, sys
+from loftup.cli import main
+sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("stop", "after", "status", "said"),
+    [
+        (signal.SIGINT, 1.0, 130, "interrupted"),
+        (signal.SIGTERM, 1.0, 143, "terminated (SIGTERM)"),
+        (signal.SIGINT, 0.1, 130, "interrupted"),  # (its look not seen unanswered yet)
+    ],
+)
+def test_a_signal_at_a_meeting_point_that_stopped_ends_the_rank_at_once(
+    agent_process,  # noqa: F811 - the fixture imported above
+    tmp_path,
+    stop,
+    after,
+    status,
+    said,
+):
+    """The way out left the rank's claim with one more call to the point, queued behind the
+    look that hung and timed as the meeting's are: the end waited SILENT_FOR + BEAT_EVERY s
+    (6.5 s) for a point that could not answer. A point not answering is now left as it is, and
+    the last call is given BEAT_EVERY s (twice) where the look has not yet been seen hung."""
+    held, point = agent_process
+    rank = start(1, point.port, tmp_path, _RANK)
+    with ended(rank):
+        wait_until_counted_in(point, 1, rank.poll)
+        held.send_signal(signal.SIGSTOP)
+        time.sleep(after)
+        sent = time.monotonic()
+        rank.send_signal(stop)
+        _, err = rank.communicate(timeout=60)
+        took = time.monotonic() - sent
+    assert (rank.returncode, err) == (status, f"[rank 1] {said}\n"), err[-2000:]
+    assert took < 3.5, took  # (at once: not the 6.5 s of a last call timed as the others)
