@@ -1,7 +1,8 @@
 """A rank whose look at the meeting point is left under way (loftup.extract.looks): the point,
 held by a process of its own as torchrun's agent holds it, stopped (its machine lost) while
-RANK=1 waits there for RANK=0. Ctrl-C and SIGTERM (torchrun's stop) end it at once. Each rank
-is `loftup upsample`."""
+RANK=1 waits there for RANK=0. Ctrl-C and SIGTERM (torchrun's stop) end it at once, and a rank
+that said the point has not answered ends with that one line, whatever the point does as it
+ends. Each rank is `loftup upsample`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from test_torchrun_watch import agent_process, start  # noqa: F401 - a fixture
 _RANK = """
 import os, sys
 from loftup.cli import main
+from loftup.extract import meeting
+meeting.SILENT_FOR = float(os.environ.get("SILENT_FOR", meeting.SILENT_FOR))
 sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
 """
 
@@ -53,3 +56,27 @@ def test_a_signal_at_a_meeting_point_that_stopped_ends_the_rank_at_once(
         took = time.monotonic() - sent
     assert (rank.returncode, err) == (status, f"[rank 1] {said}\n"), err[-2000:]
     assert took < 3.5, took  # (at once: not the 6.5 s of a last call timed as the others)
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.05])
+def test_a_rank_that_said_the_point_has_not_answered_ends_with_that_line(
+    agent_process,  # noqa: F811 - the fixture imported above
+    tmp_path,
+    lag,
+):
+    """The rank said the point had not answered and returned its status, its look's worker
+    still in torch's C++ at the stopped point: the point killed as the rank ended (torchrun
+    ending the job) returned that call into a thread Python no longer ran, and the rank
+    aborted (SIGABRT, "terminate called without an active exception") after its line."""
+    held, point = agent_process
+    rank = start(1, point.port, tmp_path, _RANK, SILENT_FOR="1")
+    with ended(rank):
+        wait_until_counted_in(point, 1, rank.poll)
+        held.send_signal(signal.SIGSTOP)
+        line = rank.stderr.readline()
+        time.sleep(lag)
+        held.kill()
+        rest = rank.stderr.read()
+        rank.wait(timeout=60)
+    assert rank.returncode == 2, (line, rest[-2000:])
+    assert "has not answered for" in line and rest == "", (line, rest[-2000:])

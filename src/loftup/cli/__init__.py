@@ -25,7 +25,7 @@ from ..listing import permission_denied
 from ..stops import Scope, check, interrupt
 from .bench import add_bench
 from .checkpoints import add_download, add_info
-from .common import _SETTINGS, owning_the_process, stdout_for_json
+from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process, stdout_for_json
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if main_thread:  # (the process is the command's: it may end it, extract.watch)
                 settings.enter_context(owning_the_process())
             try:
-                return _main(args)
+                status = _main(args)
             finally:
                 _SETTINGS.pop()
     finally:
@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+    if main_thread:  # (the process is the command's)
+        end_if_a_look_is_left(status)
+    return status
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

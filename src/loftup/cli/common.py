@@ -106,6 +106,16 @@ def owns_process() -> bool:
     return bool(_OWNS_PROCESS)
 
 
+def end_if_a_look_is_left(status: int) -> None:
+    """End the process now with ``status`` where a look at a torchrun meeting point was left
+    under way (:func:`loftup.extract.looks.in_flight`: unanswered, or its wait stopped by
+    Ctrl-C or SIGTERM): its worker, in torch's C++, aborted the process (SIGABRT, a C++ trace
+    after the one line) where the point answered or closed while Python ended it."""
+    looks = sys.modules.get("loftup.extract.looks")  # (not imported: no look was made)
+    if looks is not None and looks.in_flight():
+        looks.exit_now(status)
+
+
 def for_the_command(setting) -> None:
     """Enter the context manager ``setting`` (a process-wide one: Pillow's pixel limit, which
     the threads that read images see too) until the running command ends; for good where no

@@ -10,6 +10,8 @@ one that goes unanswered is timed, and named (:func:`unanswered`)."""
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 import time
 
@@ -22,6 +24,35 @@ LOOK_WAIT = 2.0
 #: how long (seconds) a worker (:class:`Looks`) waits for its next look before it ends, and
 #: with it its own client (the looks come every fraction of a second while they are needed)
 IDLE = 1.0
+
+#: the looks handed and not yet done, in every :class:`Looks` of this process (:func:`in_flight`)
+_PENDING: set[Look] = set()
+
+
+def in_flight() -> bool:
+    """Whether a look is under way or waiting for its worker: one left behind (unanswered, or
+    its wait stopped by Ctrl-C) holds its worker in torch's C++ at a stopped point; should the
+    point answer or close while Python ends the process, the call returns into a thread Python
+    no longer runs, and the process aborts (SIGABRT, a C++ trace) after its one line. The
+    command line then ends it with :func:`exit_now`."""
+    return bool(_PENDING)
+
+
+def flush_stdio() -> None:
+    """Flush stdout and stderr, as far as they still can be."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed, or None (pythonw)
+            pass
+
+
+def exit_now(status: int) -> None:
+    """End the process with ``status`` now, stdio flushed (``os._exit``: no interpreter
+    finalisation, which a worker still in a store call may abort; loftup's temporary files and
+    locks are undone by then, by their ``with`` blocks or by the kernel)."""
+    flush_stdio()
+    os._exit(status)
 
 
 def unanswered(lead: str, seconds: float, joining: bool = True) -> str:
@@ -106,6 +137,7 @@ class Looks:
         look = Look(call)
         with self._ready:
             self._handed.append(look)
+            _PENDING.add(look)
             if self._working:
                 self._ready.notify()
             else:
@@ -113,6 +145,7 @@ class Looks:
                     threading.Thread(target=self._work, name="loftup-looks", daemon=True).start()
                 except BaseException:
                     self._handed.remove(look)
+                    _PENDING.discard(look)
                     raise
                 self._working = True
         return look
@@ -147,6 +180,7 @@ class Looks:
             self._client = self._kept
         finally:
             look.done.set()
+            _PENDING.discard(look)
 
 
 class Unanswered(LoftUpError):

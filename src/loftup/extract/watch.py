@@ -29,7 +29,7 @@ import threading
 
 from ..errors import terminate
 from ..stops import interrupt
-from .looks import LOOK_WAIT, Looks, point_at, unanswered
+from .looks import LOOK_WAIT, Looks, exit_now, flush_stdio, point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
 
 
@@ -195,14 +195,9 @@ def _signal_said(number: int) -> tuple[str, int] | None:
 def _end(line: str, status: int) -> None:
     """End the process with ``line`` on stderr and exit ``status``, now: the main thread is in
     torch's C++, where no exception reaches it."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):  # closed, or None (pythonw)
-            pass
+    flush_stdio()
     try:
         sys.stderr.write(line + "\n")
-        sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # stderr gone: the status still says it
         pass
-    os._exit(status)
+    exit_now(status)
