@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from loftup.extract import point, pulse, watch
+from loftup.extract import looks, point, pulse, watch
 from loftup.extract.looks import Looks, Timed
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port, wait_until_counted_in
@@ -28,14 +28,16 @@ def test_the_watchs_own_client_honours_use_libuv_as_the_meetings_does(use_libuv,
     """The watch made its client beside the meeting's, without USE_LIBUV (torch's way back to
     its older store, where libuv's misbehaves): its looks went through libuv all the same."""
     monkeypatch.setenv("USE_LIBUV", use_libuv)
+    made, client = [], point.client
+    monkeypatch.setattr(point, "client", lambda *args: made.append(client(*args)) or made[-1])
     port = free_port()
     held = dist.TCPStore("127.0.0.1", port, None, is_master=True, wait_for_workers=False,
                          timeout=datetime.timedelta(seconds=30))  # fmt: skip
     group = pulse.Rendezvous(held, "k", 0, 2, time.monotonic() + 60, "met", None)
     with watch.Watch(group, ("127.0.0.1", port), "k", 0, 2) as w:
-        while w.silence.store is None:  # (its first look, BEAT_EVERY s on)
+        while not w.silence.heard:  # (its first look, BEAT_EVERY s on)
             time.sleep(0.05)
-    assert w.silence.store.libuvBackend is (use_libuv == "1")
+    assert [c.libuvBackend for c in made] == [use_libuv == "1"]
 
 
 _RANK_1_HANGS = """
@@ -122,6 +124,19 @@ def _workers() -> int:
     return sum(t.name == "loftup-looks" for t in threading.enumerate())
 
 
+def _until(done, what: str) -> None:
+    """Wait until ``done()`` (10 s at most: then ``what`` did not happen)."""
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _no_workers() -> None:
+    """Until the workers of earlier looks (a test's before this one) have idled out."""
+    _until(lambda: _workers() == 0, "a worker did not idle out")
+
+
 def test_looks_one_after_another_are_made_by_one_thread_on_one_client(point_here):
     """Each look started a thread of its own: about five a second while a rank waited for the
     others' addresses, twenty a second at the meeting."""
@@ -194,3 +209,33 @@ def test_the_watch_looks_on_the_client_of_the_main_threads_looks(point_here):
         while not w.silence.heard:  # (the watch's first look, BEAT_EVERY s on)
             time.sleep(0.05)
         assert _connections_to(where[1]) - before == 1
+
+
+def test_a_worker_that_idles_out_closes_the_client_the_rendezvous_looked_on(
+    point_here, monkeypatch
+):
+    """The rendezvous kept its looks' client (in its Silence) after their worker idled out:
+    the connection stayed open, one more each time the worker started again."""
+    monkeypatch.setattr(looks, "IDLE", 0.05)
+    held, where = point_here
+    store = point.client(*where, 30)
+    _no_workers()
+    before = _connections_to(where[1])
+    group = pulse.Rendezvous(store, "k", 0, 2, time.monotonic() + 60, "met", None, where)
+    threading.Timer(0.5, held.set, ("k/address/1", "here")).start()
+    group.wait(["k/address/1"])  # (its looks, the first ones not finding it)
+    _no_workers()
+    assert _connections_to(where[1]) == before
+
+
+def test_a_worker_that_idles_out_closes_the_client_the_watch_looked_on(point_here, monkeypatch):
+    """The watch kept its looks' client (in its Silence) after their worker idled out."""
+    monkeypatch.setattr(looks, "IDLE", 0.05)
+    held, where = point_here
+    _no_workers()
+    before = _connections_to(where[1])
+    group = pulse.Rendezvous(held, "k", 0, 2, time.monotonic() + 60, "met", None)
+    with watch.Watch(group, where, "k", 0, 2) as w:
+        _until(lambda: w.silence.heard, "the watch made no look")
+    _no_workers()
+    assert _connections_to(where[1]) == before

@@ -85,17 +85,18 @@ class Silence:
         self.heard: dict[int, tuple[str, float]] = {}  # rank: (its beat, when first seen)
         self.next_look = 0.0
 
-    def gone(self, now: float | None = None) -> list[int]:
+    def gone(self, now: float | None = None, store=None) -> list[int]:
         """The ranks, not joined, whose beat has not changed for :data:`SILENT_FOR` seconds
         (none that never beat before this process first looked: its clock, not theirs), or
         that have not beaten at all for :data:`SILENT_FIRST` seconds; ``now``: the time
-        (``time.monotonic()`` unless given)."""
+        (``time.monotonic()`` unless given); ``store``: the client to look on (this one's
+        unless given)."""
         now = time.monotonic() if now is None else now
         if now < self.next_look:
             return []
         self.next_look = now + BEAT_EVERY
         gone = []
-        for r, beat in zip(self.ranks, read(self.store, self.keys)):
+        for r, beat in zip(self.ranks, read(self.store if store is None else store, self.keys)):
             if beat == JOINED:
                 continue
             if self.heard.get(r, (None,))[0] != beat:
@@ -190,8 +191,7 @@ class Rendezvous(dist.Store):
         """One look, on ``client``: whether ``keys`` are all set, else the ranks gone silent."""
         if client.check(keys):
             return True, []
-        self.silence.store = client
-        return False, self.silence.gone()
+        return False, self.silence.gone(store=client)  # (not kept: the worker closes it)
 
     def _asked(self, call):
         """``call(client)``'s value, on the looks' own client, waited for in Python: a point

@@ -133,9 +133,9 @@ class Watch:
         return None
 
     def _round(self, client) -> list[int]:
-        """One look, on ``client`` (by the looks' worker): the ranks gone silent."""
-        self.silence.store = client
-        return self.silence.gone()
+        """One look, on ``client`` (by the looks' worker, which closes it once idle): the ranks
+        gone silent."""
+        return self.silence.gone(store=client)
 
     def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` s (less where a signal comes), then take the signals that came,
