@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 from ..errors import LoftUpError
 from . import point
@@ -27,6 +28,10 @@ IDLE = 1.0
 
 #: the looks handed and not yet done, in every :class:`Looks` of this process (:func:`in_flight`)
 _PENDING: set[Look] = set()
+
+#: every :class:`Looks` of this process, for a forked child to start afresh (:func:`_forked`)
+_ALL: weakref.WeakSet[Looks] = weakref.WeakSet()
+_AT_FORK: list[bool] = []  # (whether :func:`_forked` is registered)
 
 
 def in_flight() -> bool:
@@ -132,6 +137,10 @@ class Looks:
         self._ready = threading.Condition()
         self._working = False
         self._making: Look | None = None  # the look the worker is making
+        if not _AT_FORK:  # (once)
+            os.register_at_fork(after_in_child=_forked)
+            _AT_FORK.append(True)
+        _ALL.add(self)
 
     def start(self, call) -> Look:
         look = Look(call)
@@ -141,13 +150,19 @@ class Looks:
             if self._working:
                 self._ready.notify()
             else:
-                try:
-                    threading.Thread(target=self._work, name="loftup-looks", daemon=True).start()
-                except BaseException:
-                    self._handed.remove(look)
-                    _PENDING.discard(look)
-                    raise
+                # working before the thread starts: Ctrl-C in Thread.start (its wait for the
+                # thread to run) left it False while the worker ran, and the next look started
+                # a second worker on the one client
                 self._working = True
+                worker = threading.Thread(target=self._work, name="loftup-looks", daemon=True)
+                try:
+                    worker.start()
+                except BaseException:
+                    if worker.ident is None:  # (not started: the look is not made)
+                        self._working = False
+                        self._handed.remove(look)
+                        _PENDING.discard(look)
+                    raise
         return look
 
     def hung(self, after: float) -> bool:
@@ -181,6 +196,15 @@ class Looks:
         finally:
             look.done.set()
             _PENDING.discard(look)
+
+
+def _forked() -> None:
+    """In a forked child: no worker runs there (nor any look), whatever the parent's did, and
+    the workers' own clients are the parent's connections."""
+    _PENDING.clear()
+    for many in list(_ALL):
+        many._handed, many._ready = collections.deque(), threading.Condition()
+        many._working, many._making, many._client = False, None, many._kept
 
 
 class Unanswered(LoftUpError):
