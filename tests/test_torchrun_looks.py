@@ -154,6 +154,7 @@ def test_a_look_that_hangs_holds_those_after_it_without_another_thread(point_her
     """A look that hangs (the point stopped) left its thread, and the next look started
     another: the looks handed after it now wait behind it, timed from when they were handed."""
     _, where = point_here
+    _no_workers()  # (one idling out meanwhile was counted in before, and out after)
     before, free, order = _workers(), threading.Event(), []
     many = Looks(where)
     hung = many.start(lambda client: free.wait(30) and order.append("hung"))
