@@ -1,6 +1,7 @@
 """How long a process of a torchrun job waits for the others: LOFTUP_DIST_TIMEOUT, for
 `loftup train` and `loftup upsample` alike, each with its own default."""
 
+import contextlib
 import re
 
 import pytest
@@ -30,6 +31,9 @@ def joined(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(meeting, "_meeting_point", lambda *a: dist.HashStore())  # no network
+    # nor the watch's looks at MASTER_PORT, where none listens: their worker's connect failed
+    # 2 s on, its C++ log in a later test's stderr
+    monkeypatch.setattr(meeting, "Watch", lambda *args: contextlib.nullcontext())
     monkeypatch.setattr(meeting, "join_process_group", lambda b, **kw: calls.append(kw))
     return calls
 
