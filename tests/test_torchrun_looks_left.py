@@ -6,8 +6,12 @@ ends. Each rank is `loftup upsample`."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +84,26 @@ def test_a_rank_that_said_the_point_has_not_answered_ends_with_that_line(
         rank.wait(timeout=60)
     assert rank.returncode == 2, (line, rest[-2000:])
     assert "has not answered for" in line and rest == "", (line, rest[-2000:])
+
+
+_CALLER = """
+import sys, threading
+from loftup.cli import main
+from loftup.extract.looks import Looks
+class Held:
+    def get(self, key):
+        threading.Event().wait()  # (a point that stopped)
+Looks(("127.0.0.1", 1), Held()).start(lambda client: client.get("k"))
+print("returned", main(["upsample", sys.argv[1], "-o", sys.argv[2]]), flush=True)
+"""
+
+
+def test_a_python_callers_own_look_left_under_way_is_left_to_it(tmp_path):
+    """The command's end, which ends the process where a look of its own is left under way,
+    ended a Python caller's process for the caller's own look."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CALLER, str(tmp_path / "none.png"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "returned 2\n"), done.stderr[-2000:]

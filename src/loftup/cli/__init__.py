@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 
 from ..errors import LoftUpError, Terminated, terminate
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    started = time.monotonic()  # (the command's own looks: end_if_a_look_is_left)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     # Ctrl-C raised as Python's handler raises it, and kept as SIGTERM is: one a finaliser
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     if main_thread:  # (the process is the command's)
-        end_if_a_look_is_left(status)
+        end_if_a_look_is_left(status, started)
     return status
 
 

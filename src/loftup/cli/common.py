@@ -106,13 +106,14 @@ def owns_process() -> bool:
     return bool(_OWNS_PROCESS)
 
 
-def end_if_a_look_is_left(status: int) -> None:
-    """End the process now with ``status`` where a look at a torchrun meeting point was left
-    under way (:func:`loftup.extract.looks.in_flight`: unanswered, or its wait stopped by
-    Ctrl-C or SIGTERM): its worker, in torch's C++, aborted the process (SIGABRT, a C++ trace
-    after the one line) where the point answered or closed while Python ended it."""
+def end_if_a_look_is_left(status: int, since: float) -> None:
+    """End the process now with ``status`` where a look at a torchrun meeting point handed
+    since ``since`` (``time.monotonic()``: the command's start; not a Python caller's earlier
+    looks) was left under way (:func:`loftup.extract.looks.in_flight`: unanswered, or its wait
+    stopped by Ctrl-C or SIGTERM): its worker, in torch's C++, aborted the process (SIGABRT, a
+    C++ trace after the one line) where the point answered or closed while Python ended it."""
     looks = sys.modules.get("loftup.extract.looks")  # (not imported: no look was made)
-    if looks is not None and looks.in_flight():
+    if looks is not None and looks.in_flight(since):
         looks.exit_now(status)
 
 

@@ -34,13 +34,14 @@ _ALL: weakref.WeakSet[Looks] = weakref.WeakSet()
 _AT_FORK: list[bool] = []  # (whether :func:`_forked` is registered)
 
 
-def in_flight() -> bool:
-    """Whether a look is under way or waiting for its worker: one left behind (unanswered, or
-    its wait stopped by Ctrl-C) holds its worker in torch's C++ at a stopped point; should the
-    point answer or close while Python ends the process, the call returns into a thread Python
-    no longer runs, and the process aborts (SIGABRT, a C++ trace) after its one line. The
-    command line then ends it with :func:`exit_now`."""
-    return bool(_PENDING)
+def in_flight(since: float = float("-inf")) -> bool:
+    """Whether a look handed at ``since`` (``time.monotonic()``) or later is under way or
+    waiting for its worker: one left behind (unanswered, or its wait stopped by Ctrl-C) holds
+    its worker in torch's C++ at a stopped point; should the point answer or close while Python
+    ends the process, the call returns into a thread Python no longer runs, and the process
+    aborts (SIGABRT, a C++ trace) after its one line. The command line then ends it with
+    :func:`exit_now`."""
+    return any(look.sent >= since for look in list(_PENDING))
 
 
 def flush_stdio() -> None:
