@@ -95,6 +95,34 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
     )
 
 
+def drop_damaged(link: str | os.PathLike) -> None:
+    """Remove the damaged file ``link`` of a Hugging Face cache's snapshot before it is fetched
+    again: its entry (a link, not followed, or a plain file), which huggingface_hub leaves in
+    place where it exists (a blob named other than the file's ETag, a web page's, a pointer's,
+    would stay linked and the fresh one unused), and the blob it links to where no other
+    snapshot's file links to it. What cannot be removed is left: the download's result is
+    checked again."""
+    link = Path(link)
+    blob = Path(os.path.realpath(link)) if link.is_symlink() else None
+    try:
+        os.unlink(link)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    if blob is None or blob.parent.name != "blobs":
+        return
+    snapshots = blob.parent.parent / "snapshots"
+    if any(
+        p.is_symlink() and Path(os.path.realpath(p)) == blob for p in snapshots.rglob("*")
+    ):  # another commit's file: still its bytes
+        return
+    try:
+        blob.unlink()
+    except OSError:
+        pass
+
+
 def cache_fix(path: str | os.PathLike) -> str | None:
     """:func:`damaged_in_cache`'s fix for ``path`` where it is a file of the Hugging Face cache
     given as a path (a snapshot's file or folder, as ``loftup info`` prints it), named for

@@ -15,7 +15,7 @@ from ..errors import PathPermissionError, WeightsNotFoundError
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
 from .commits import cached_elsewhere, full_commit, hub_folder, hub_folder_beside  # noqa: F401
-from .damaged import check_cached_blob, damage, damaged_in_cache
+from .damaged import check_cached_blob, damage, damaged_in_cache, drop_damaged
 from .failures import as_asked, whole_hash
 from .reach import (
     SILENT,
@@ -116,7 +116,9 @@ def hub_file(
             fresh = damaged is not None
             if good is not None and still_cached(repo_id, filename, revision, Path(good)):
                 return Path(good)
-            return Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
+            if fresh:  # huggingface_hub keeps a snapshot's entry that exists, fetched or not
+                drop_damaged(cached)
+            got = Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
                 f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here, and run "
@@ -133,12 +135,24 @@ def hub_file(
             reason = lost_connection(e, reason) or reason  # the next files are not tried
             refusal = hub_refusal(e, repo_id, filename, revision, matching=matching, fetch=fetch)
             failed_there = server_error(e)  # the hub's own failure
+        else:
+            again = damage(got) if fresh else None  # fetched again: not said fetched, if bad
+            if again is None:
+                return got
+            raise WeightsNotFoundError(
+                f"{what}: file {filename!r} of hub repo {repo!r}{at} was damaged in the Hugging "
+                f"Face cache ({damaged}) and the copy downloaded again is damaged too ({again}): "
+                f"the hub, or a proxy on the way (HF_ENDPOINT, HTTPS_PROXY), served it so; check "
+                f"them and run `{fetch}` again, or pass a local path instead: {local_hint}"
+            )
     if damaged is not None:  # and it cannot be fetched again
+        gone = not os.path.lexists(cached)  # removed before the download that failed
+        redo = f"it was removed from the cache: run `{fetch}` again" if gone else None
         raise WeightsNotFoundError(
             f"{what}: the cached copy of file {filename!r} of hub repo {repo!r}{at} is damaged "
             f"({damaged}) and {reason}; "
-            f"{damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, with the "
-            "hub in reach"
+            f"{redo or damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, "
+            "with the hub in reach"
         )
     others = " and ".join(" or ".join(repr(n) for n in group) for group in also)
     if others and not reason.startswith("the download failed"):  # none can be had either
