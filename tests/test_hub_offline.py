@@ -146,3 +146,39 @@ def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
     assert resolve_sam(str(folder)) == folder
     with pytest.raises(WeightsNotFoundError, match="no such folder"):
         resolve_sam(str(tmp_path / "nothere"))
+
+
+def test_the_released_table_says_why_a_file_whose_blobs_are_out_of_sight_is_unchecked():
+    """A cached file whose blobs/ this user may not search (another user's, of mode 700, in a
+    shared cache) was listed "cached: no": `loftup download` would fetch it into the same
+    folder. Its row reads unchecked, with blobs/ and the chmod that lets this user in."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from huggingface_hub import constants
+
+    from as_nobody import as_nobody
+    from loftup.errors import LoftUpError
+
+    def row() -> None:  # as_nobody passes on what a LoftUpError says
+        (said,) = [r for r in released_table() if r["name"] == "loftup_dinov2s"]
+        raise LoftUpError(f"cached={said['cached']} unchecked={said['unchecked']}")
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        snap = make_hf_cache(base, "haiwen/loftup-dinov2s", {"pytorch_model.bin": b"x"}, blobs=True)
+        blobs = snap.parent.parent / "blobs"
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(constants, "HF_HUB_CACHE", str(base))
+            assert [r["cached"] for r in released_table() if r["name"] == "loftup_dinov2s"] == [
+                True
+            ]
+            os.chmod(blobs, 0o700)
+            said = as_nobody(row)
+        assert said.startswith(f"cached=None unchecked={snap / 'pytorch_model.bin'}: a link to ")
+        assert said.endswith(f"have root make it searchable (chmod o+x {blobs})"), said
+    finally:
+        shutil.rmtree(base)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PathPermissionError
+from .damaged import check_cached_blob
 from .refresh import cached_ref
 from .registry import RELEASED, resolve_name
 
@@ -52,6 +53,8 @@ def cached_path(name: str) -> Path | None:
     check_cache(ckpt.repo_id)
     cached_ref(ckpt.repo_id)  # a damaged ref file: named, not a UnicodeDecodeError
     found = try_to_load_from_cache(ckpt.repo_id, ckpt.filename)
+    if not isinstance(found, str):  # its blob out of this user's sight: not "not cached"
+        check_cached_blob(ckpt.repo_id, ckpt.filename, cached_ref(ckpt.repo_id))
     return Path(found) if isinstance(found, str) else None
 
 
@@ -71,8 +74,8 @@ def released_table() -> list[dict]:
         unchecked, path = None, None
         try:
             path = cached_path(c.name)
-        except PathPermissionError:  # said of the cache once, by the command: why alone
-            unchecked = cache_problem(c.repo_id)
+        except PathPermissionError as e:  # said of the cache once, by the command: why alone
+            unchecked = cache_problem(c.repo_id) or str(e)  # else its blobs/, out of sight
         except CheckpointError as e:  # its message names the file and the fix
             unchecked = str(e)
         rows.append(
