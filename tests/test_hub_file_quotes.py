@@ -212,3 +212,26 @@ def test_a_control_character_past_the_first_line_leaves_it_quoted(tmp_path, suff
     assert said.startswith(f"{path} {TEXT}'Service Unavailable'; ")
     path, said = _said(tmp_path, suffix, b"\x1b[31mService Unavailable\n")  # in it: unquoted
     assert "Service" not in said
+
+
+def test_a_page_or_utf16_text_in_the_hugging_face_cache_is_not_told_an_origin_it_cannot_have(
+    tmp_path, monkeypatch
+):
+    """huggingface_hub fetches by /resolve/ links into files of its own: a page or UTF-16 text
+    in its cache was said to be "the hub's /blob/ link"'s page or "a shell's > redirection"'s
+    output, which cannot have put it there."""
+    page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n"
+    snap, said = _released_cached_said(tmp_path / "a", monkeypatch, page.encode("utf-16"))
+    file = snap / "pytorch_model.bin"
+    assert said.startswith(
+        f"{file} is a web page (HTML as UTF-16 text) titled 'Sign in', not a weights file (a "
+        "proxy's or captive portal's page saved by the download?); it is a damaged download "
+    )
+    text = "Access denied by proxy\r\n".encode("utf-16")
+    snap, said = _released_cached_said(tmp_path / "b", monkeypatch, text)
+    assert said.startswith(
+        f"{snap / 'pytorch_model.bin'} is corrupt or not a PyTorch or safetensors file: it is "
+        "UTF-16 text (an error reply saved in its place?) and begins 'Access denied by proxy'; "
+        "it is a damaged download in the Hugging Face cache: delete "
+    )
+    assert "/blob/" not in said and "redirection" not in said

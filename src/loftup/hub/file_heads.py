@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..read_refusal import read_refused
+from .damaged import cached_repo
 from .file_text import HEAD_SIZE, UTF8_BOM, decoded, is_page, page_said, text_line
 
 #: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
@@ -149,9 +150,10 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     """What the file ``path``, which begins with ``head`` and failed to load as safetensors or
     as a PyTorch file, is instead, where its bytes say: a web page (an HTML page saved in the
     weights' place: the hub's /blob/ link shows the file's page, its /resolve/ link is the
-    file; its <title> quoted, or its first text), other text (an error reply saved in its
-    place: its first line quoted, cut at a word; UTF-16 text, as a shell's ``>`` redirection
-    writes it, said so), or a PyTorch file under a ``.safetensors`` name (one cut short said
+    file; in the Hugging Face cache, which huggingface_hub fills by /resolve/ links, a proxy's
+    or captive portal's page; its <title> quoted, or its first text), other text (an error
+    reply saved in its place: its first line quoted, cut at a word; UTF-16 text, as a shell's
+    ``>`` redirection writes it, said so, but in the cache), or a PyTorch file under a ``.safetensors`` name (one cut short said
     so: renamed, it would not load either) (``head``: its first :data:`HEAD_SIZE` bytes). None
     elsewhere, and for a safetensors file's own head (one cut short or damaged after its
     header's length).
@@ -163,12 +165,21 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
         return None  # a safetensors header's length, then its JSON: a damaged safetensors file
     own = None if fix in (None, "", GENERIC_FIX) else fix
     text, utf16 = decoded(head)
+    # huggingface_hub fetched a file of its cache by its /resolve/ link into a file of its own:
+    # neither the hub's /blob/ page nor a shell's redirection put it there
+    hub = cached_repo(path) is not None
     as_utf16 = " as UTF-16 text, as a shell's > redirection writes it" if utf16 else ""
+    origin = (
+        ": a page's address was downloaded in its place (the hub's /blob/ link shows the "
+        "file's page, its /resolve/ link the file itself)"
+    )
+    if hub:
+        as_utf16 = " as UTF-16 text" if utf16 else ""
+        origin = " (a proxy's or captive portal's page saved by the download?)"
     if is_page(text if text is not None else head.removeprefix(UTF8_BOM).decode("latin-1")):
         return (
-            f"{path} is a web page (HTML{as_utf16}){page_said(text or '')}, not a weights file: "
-            "a page's address was downloaded in its place (the hub's /blob/ link shows the "
-            f"file's page, its /resolve/ link the file itself); "
+            f"{path} is a web page (HTML{as_utf16}){page_said(text or '')}, not a weights file"
+            f"{origin}; "
             + (own or ("download the /resolve/ URL" + (f": {_REDIRECTED}" if utf16 else "")))
         )
     first = text_line(text) if text is not None else None
@@ -176,6 +187,7 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
         kind = "text (an error reply saved in its place?)"
         if utf16:  # Windows PowerShell 5.1's > writes what it is given as UTF-16 text
             kind = "UTF-16 text (a download's output written by a shell's > redirection?)"
+            kind = "UTF-16 text (an error reply saved in its place?)" if hub else kind
         return (
             f"{path} is corrupt or not a PyTorch or safetensors file: it is {kind} and begins "
             f"{first!r}; " + (own or (_REDIRECTED if utf16 else "download the file itself again"))
