@@ -4,6 +4,7 @@ released name): named, with the blob to delete or the download that fetches it a
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
 import torch
@@ -264,3 +265,23 @@ def test_a_ref_file_that_holds_no_commit_hash_is_named_with_its_fix(
             f"{ref}, the Hugging Face cache's record of the commit that 'main' of hub repo "
             f"'haiwen/loftup-clip' names, is damaged (it holds {said}, not a commit's hash): "
         ), str(e.value)
+
+
+def test_a_deleted_blob_s_link_given_as_a_file_says_to_download_it_again(tmp_path, monkeypatch):
+    """The damaged download's fix deletes its blob; the snapshot's file that `loftup info` and
+    that fix print, given as the path, was then "no such file or folder... check the path":
+    it is said, as its folder is, as a blob missing from the cache, with the released name."""
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": b"x"}, blobs=True
+    )
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    file = snap / "pytorch_model.bin"
+    file.resolve().unlink()
+    for source in (file, snap):
+        with pytest.raises(WeightsNotFoundError) as e:
+            load_upsampler(source)
+        assert str(e.value) == (
+            f"{file} is a link to {os.readlink(file)}, a blob missing from the Hugging Face "
+            "cache (deleted, as a damaged download's fix says, or a cache cleaned in part): "
+            "run `loftup download loftup_dinov2s` to fetch it again"
+        )

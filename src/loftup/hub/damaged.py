@@ -128,6 +128,14 @@ def cache_fix(path: str | os.PathLike) -> str | None:
     given as a path (a snapshot's file or folder, as ``loftup info`` prints it), named for
     ``loftup download`` by the released name whose repo holds it, else by its repo; None
     elsewhere."""
+    name = download_name(path)
+    return None if name is None else damaged_in_cache(path, name)
+
+
+def download_name(path: str | os.PathLike) -> str | None:
+    """What ``loftup download`` is given to fetch ``path``, a file of the Hugging Face cache:
+    the released name whose repo holds it (the one of its file's name first), else its repo;
+    None where it lies in no repo's folder of the cache."""
     from .registry import RELEASED
 
     repo = cached_repo(path)
@@ -137,7 +145,7 @@ def cache_fix(path: str | os.PathLike) -> str | None:
     exact = [
         c.name for c in RELEASED.values() if (c.repo_id, c.filename) == (repo, Path(path).name)
     ]
-    return damaged_in_cache(path, (exact or names or [repo])[0])
+    return (exact or names or [repo])[0]
 
 
 def cached_repo(path: str | os.PathLike) -> str | None:
@@ -225,13 +233,8 @@ def check_links(folder: Path, names) -> None:
     for name in links if _in_cache(folder) else ():  # a blob out of sight: said, with its chmod
         check_blob_seen(folder / name)
     dangling = [n for n in links if not os.path.exists(folder / n)]  # os.path: no raise
-    repo = cached_repo(folder) if _in_cache(folder) else None  # a snapshot there, or a link to one
-    if dangling and repo is not None:  # in the cache itself: its blob was deleted
-        raise WeightsNotFoundError(
-            f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, a blob "
-            "missing from the Hugging Face cache (deleted, as a damaged download's fix says, "
-            f"or a cache cleaned in part): run `loftup download {repo}` to fetch it again"
-        )
+    for name in dangling[:1]:  # in the cache itself: its blob was deleted
+        check_blob_there(folder / name)
     if dangling:
         raise WeightsNotFoundError(
             f"{folder / dangling[0]} is a link to {os.readlink(folder / dangling[0])}, which does "
@@ -239,3 +242,23 @@ def check_links(folder: Path, names) -> None:
             "files link to?): copy the snapshot again with `cp -rL` (which copies the files the "
             "links point to), or copy the whole cache folder (models--ORG--NAME)"
         )
+
+
+def check_blob_there(link: str | os.PathLike) -> None:
+    """A WeightsNotFoundError where ``link``, a file of a snapshot of the Hugging Face cache (or
+    a link to one), links to a blob that is gone (deleted, as a damaged download's fix says,
+    or a cache cleaned in part), with the ``loftup download`` that fetches it again; given as
+    a file, it was "no such file or folder... check the path". Nothing elsewhere."""
+    from ..errors import WeightsNotFoundError
+
+    link = Path(link)
+    if not link.is_symlink() or os.path.exists(link) or not _in_cache(link.parent):
+        return
+    name = download_name(link)
+    if name is None:
+        return
+    raise WeightsNotFoundError(
+        f"{link} is a link to {os.readlink(link)}, a blob missing from the Hugging Face cache "
+        "(deleted, as a damaged download's fix says, or a cache cleaned in part): run "
+        f"`loftup download {name}` to fetch it again"
+    )

@@ -20,7 +20,7 @@ from .checks import (
     missing_source,
     upsampler_name,
 )
-from .damaged import cached_repo, check_blob_seen
+from .damaged import cached_repo, check_blob_seen, check_blob_there
 from .failures import is_commit
 from .file_heads import check_regular_file
 from .files import WEIGHT_SUFFIXES, read_weights, read_weights_file
@@ -111,6 +111,7 @@ def load_with_record(
     if not upsampler_name(source):  # a name: looked for here, but no path to check
         if cached_repo(path) is not None:  # a cache's file: its blobs/ named, the link kept
             check_blob_seen(path)
+            check_blob_there(path)  # a dangling link, not "no such file"
         check_visible(path, "upsampler")
     try:
         return _load_with_record(source, path, num_heads)
