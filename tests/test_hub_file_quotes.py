@@ -5,9 +5,12 @@ mid-word, and a page's title or a pointer's size line never reached."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from hub_helpers import POINTER, _own_upsampler, _released_cached_said
+from hub_builders import make_hf_cache
+from hub_helpers import POINTER, _offline_cache, _own_upsampler, _released_cached_said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError
 from loftup.hub import read_weights
@@ -214,23 +217,37 @@ def test_a_control_character_past_the_first_line_leaves_it_quoted(tmp_path, suff
     assert "Service" not in said
 
 
+def _fetched_as(tmp_path, monkeypatch, data: bytes) -> tuple[Path, str]:
+    """loftup_dinov2s's file cached as huggingface_hub saves what it was served: ``data`` in
+    the blob named by the hub's file's hash (a portal's page in the weights' place); its
+    snapshot file, and what loading the name said."""
+    snap = make_hf_cache(
+        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": b"weights"}, blobs=True
+    )
+    (snap / "pytorch_model.bin").resolve().write_bytes(data)
+    _offline_cache(monkeypatch, tmp_path / "hub")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    return snap / "pytorch_model.bin", str(e.value)
+
+
 def test_a_page_or_utf16_text_in_the_hugging_face_cache_is_not_told_an_origin_it_cannot_have(
     tmp_path, monkeypatch
 ):
     """huggingface_hub fetches by /resolve/ links into files of its own: a page or UTF-16 text
-    in its cache was said to be "the hub's /blob/ link"'s page or "a shell's > redirection"'s
-    output, which cannot have put it there."""
+    in its cache, which the hub does not hold (its blob's name is another file's hash), was
+    said to be "the hub's /blob/ link"'s page or "a shell's > redirection"'s output, which
+    cannot have put it there."""
     page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n"
-    snap, said = _released_cached_said(tmp_path / "a", monkeypatch, page.encode("utf-16"))
-    file = snap / "pytorch_model.bin"
+    file, said = _fetched_as(tmp_path / "a", monkeypatch, page.encode("utf-16"))
     assert said.startswith(
         f"{file} is a web page (HTML as UTF-16 text) titled 'Sign in', not a weights file (a "
         "proxy's or captive portal's page saved by the download?); it is a damaged download "
     )
     text = "Access denied by proxy\r\n".encode("utf-16")
-    snap, said = _released_cached_said(tmp_path / "b", monkeypatch, text)
+    file, said = _fetched_as(tmp_path / "b", monkeypatch, text)
     assert said.startswith(
-        f"{snap / 'pytorch_model.bin'} is corrupt or not a PyTorch or safetensors file: it is "
+        f"{file} is corrupt or not a PyTorch or safetensors file: it is "
         "UTF-16 text (an error reply saved in its place?) and begins 'Access denied by proxy'; "
         "it is a damaged download in the Hugging Face cache: delete "
     )

@@ -90,9 +90,13 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
     if not _under_cache(path):
         return None
     return (
-        f"it is a damaged download in the Hugging Face cache: delete {path.resolve()} and run "
-        f"`loftup download {name}` to fetch it again"
+        f"{CACHE_FIX}: delete {path.resolve()} and run `loftup download {name}` to fetch it again"
     )
+
+
+#: How :func:`damaged_in_cache`'s fix begins: a file huggingface_hub downloaded (by the hub's
+#: /resolve/ link, into a file of its own) and that the hub holds otherwise.
+CACHE_FIX = "it is a damaged download in the Hugging Face cache"
 
 
 def drop_damaged(link: str | os.PathLike) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..read_refusal import read_refused
-from .damaged import cached_repo
+from .damaged import CACHE_FIX, blob_as_fetched
 from .file_text import HEAD_SIZE, UTF8_BOM, decoded, is_page, page_said, text_line
 
 #: How a Git LFS pointer file starts: what a clone made without Git LFS holds in place of each
@@ -165,9 +165,10 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
         return None  # a safetensors header's length, then its JSON: a damaged safetensors file
     own = None if fix in (None, "", GENERIC_FIX) else fix
     text, utf16 = decoded(head)
-    # huggingface_hub fetched a file of its cache by its /resolve/ link into a file of its own:
-    # neither the hub's /blob/ page nor a shell's redirection put it there
-    hub = cached_repo(path) is not None
+    # huggingface_hub fetched a file of its cache by its /resolve/ link into a file of its own
+    # (the cache's fix), and the hub holds other bytes (its blob's name is not their hash):
+    # neither the hub's /blob/ page nor a shell's redirection put it there, but the network
+    hub = own is not None and own.startswith(CACHE_FIX) and blob_as_fetched(path) is not True
     as_utf16 = " as UTF-16 text, as a shell's > redirection writes it" if utf16 else ""
     origin = (
         ": a page's address was downloaded in its place (the hub's /blob/ link shows the "
