@@ -219,3 +219,19 @@ print(damage({str(tmp_path / "config.json")!r}))
     fifo = "is not a regular file (a FIFO"
     assert lines[1].startswith(f"CheckpointError: config file {folder / 'config.json'} {fifo}")
     assert lines[2].startswith(f"{tmp_path / 'config.json'} {fifo}")
+
+
+def test_a_zip_that_torch_save_did_not_write_is_not_told_to_be_renamed_pth(tmp_path):
+    """Any zip archive named .safetensors (a folder zipped for sharing) was "a PyTorch file...
+    rename it with a .pth suffix", which then failed as a corrupt PyTorch file: torch.save's
+    archive holds NAME/data.pkl; another is said as a zip archive, not weights."""
+    import zipfile
+
+    path = tmp_path / "model.safetensors"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("weights/README.txt", "the weights " * 50)
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    said = str(e.value)
+    assert said.startswith(f"{path} is a zip archive, not weights (no PyTorch file: "), said
+    assert ".pth" not in said

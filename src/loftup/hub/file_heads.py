@@ -197,8 +197,14 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     if Path(path).suffix == ".safetensors" and (head.startswith(b"PK\x03\x04") or pickle):
         kind = "a zip archive, as torch.save writes" if head[:1] == b"P" else "a pickle"
         said = f"{path} is a PyTorch file ({kind}) under a .safetensors name"
-        if not pickle and not _zip_ends(path):  # renamed .pth, it would fail as corrupt
+        members = None if pickle else _zip_members(path)
+        if not pickle and members is None:  # renamed .pth, it would fail as corrupt
             return f"{said}, cut short (its zip archive has no end); {own or GENERIC_FIX}"
+        if not pickle and not any(m.endswith("/data.pkl") for m in members):
+            return (
+                f"{path} is a zip archive, not weights (no PyTorch file: torch.save's holds a "
+                f"data.pkl); {own or 'pass the weights file itself, not an archive of it'}"
+            )
         return f"{said}; " + (
             own
             or "rename it with a .pth suffix, which loads it as one (never running code), "
@@ -208,15 +214,16 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     return None
 
 
-def _zip_ends(path: str | os.PathLike) -> bool:
-    """Whether the zip archive ``path`` is whole: its end record (the central directory) read."""
+def _zip_members(path: str | os.PathLike) -> list[str] | None:
+    """The names of the zip archive ``path``'s members (torch.save's: ``NAME/data.pkl`` and its
+    tensors), or None where it is not whole (its end record, the central directory, unread)."""
     import zipfile
 
     try:
-        zipfile.ZipFile(path).close()
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return False
-    return True
+        return None
 
 
 @contextmanager
