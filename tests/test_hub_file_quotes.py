@@ -252,3 +252,11 @@ def test_a_page_or_utf16_text_in_the_hugging_face_cache_is_not_told_an_origin_it
         "it is a damaged download in the Hugging Face cache: delete "
     )
     assert "/blob/" not in said and "redirection" not in said
+
+
+def test_a_coloured_error_reply_is_quoted_without_its_escapes(tmp_path):
+    """A coloured error reply (a terminal's escape sequences: a colour, a window's title) was
+    "neither a zip archive nor a pickle", its escapes counted as bytes that are no text."""
+    reply = b"\x1b]0;curl\x07\x1b[1;31mERROR\x1b[0m: 403 Forbidden\n\x1b[2mretry\x1b[0m\n"
+    path, said = _said(tmp_path, ".pth", reply)
+    assert said.startswith(f"{path} {TEXT}'ERROR: 403 Forbidden'; "), said

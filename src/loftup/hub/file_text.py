@@ -29,6 +29,11 @@ _PAGE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+#: A terminal's escape sequences, as a coloured error reply holds them: CSI (``ESC [ ... m``, a
+#: colour) and OSC (``ESC ] ... BEL`` or ``ESC \``, a window's title); left out of what is
+#: quoted, and of the count of control characters.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*(?:\x07|\x1b\\)")
+
 #: At most one character in this many of a head's text may be a control character (an escape
 #: sequence of a coloured error reply): more, and the bytes are no text.
 _CONTROL_SHARE = 16
@@ -71,7 +76,9 @@ def text_line(text: str) -> str | None:
     """The first line of ``text`` that is not blank, as a message quotes it (:func:`quoted`;
     an XML declaration passed over for the line that says what the reply is), where that line
     is printable and the text holds few control characters; else None (bytes that are no
-    text). A control character past that line (a colour's escape) leaves it quoted."""
+    text). A control character past that line leaves it quoted; a terminal's escape sequences
+    (a colour's) are left out."""
+    text = _ESCAPES.sub("", text)
     lines = [line for line in re.split(r"\r\n|[\r\n]", text) if line.strip()]
     if not lines:
         return None
@@ -88,11 +95,11 @@ def _printable(line: str) -> bool:
 
 
 def quoted(text: str) -> str:
-    """``text`` as a message quotes it: each run of white space one space, each "; " made ", "
+    """``text`` as a message quotes it: a terminal's escape sequences left out, each run of white space one space, each "; " made ", "
     (callers cut a message at its first "; ", where their fix starts: a quote's own cut it
     short) and, past :data:`QUOTE_MAX` characters, cut at the last word that ends before it,
     "..." where it was cut."""
-    text = " ".join(text.split()).replace("; ", ", ")
+    text = " ".join(_ESCAPES.sub("", text).split()).replace("; ", ", ")
     said = text
     if len(said) > QUOTE_MAX:  # a word's end (a URL kept whole where it ends in time), else in it
         at = said.rfind(" ", QUOTE_MAX // 3, QUOTE_MAX + 1)
