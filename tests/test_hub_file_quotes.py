@@ -213,7 +213,9 @@ def test_a_control_character_past_the_first_line_leaves_it_quoted(tmp_path, suff
     pickle", under .safetensors "corrupt or truncated (header too large)"."""
     path, said = _said(tmp_path, suffix, b"Service Unavailable\n\x1b[0m\n")
     assert said.startswith(f"{path} {TEXT}'Service Unavailable'; ")
-    path, said = _said(tmp_path, suffix, b"\x1b[31mService Unavailable\n")  # in it: unquoted
+    path, said = _said(tmp_path, suffix, b"\x1b[31mService Unavailable\n")  # its escape left out
+    assert said.startswith(f"{path} {TEXT}'Service Unavailable'; ")
+    path, said = _said(tmp_path, suffix, b"Service\x00Unavailable\n")  # another, in it: unquoted
     assert "Service" not in said
 
 
