@@ -262,3 +262,11 @@ def test_a_coloured_error_reply_is_quoted_without_its_escapes(tmp_path):
     reply = b"\x1b]0;curl\x07\x1b[1;31mERROR\x1b[0m: 403 Forbidden\n\x1b[2mretry\x1b[0m\n"
     path, said = _said(tmp_path, ".pth", reply)
     assert said.startswith(f"{path} {TEXT}'ERROR: 403 Forbidden'; "), said
+
+
+def test_a_page_with_a_byte_windows_1252_leaves_undefined_keeps_its_title(tmp_path):
+    """A page holding a byte that Windows-1252 leaves undefined (0x81) was told a page, by its
+    Latin-1 text, but its title was looked for in no text at all."""
+    page = b"<html><head><title>Acc\xe8s refus\xe9</title></head><body>\x81</body></html>"
+    path, said = _said(tmp_path, ".pth", page)
+    assert said.startswith(f"{path} is a web page (HTML) titled 'Accès refusé', not a weights")

@@ -177,9 +177,11 @@ def head_mistaken(head: bytes, path: str | os.PathLike, fix: str | None = None) 
     if hub:
         as_utf16 = " as UTF-16 text" if utf16 else ""
         origin = " (a proxy's or captive portal's page saved by the download?)"
-    if is_page(text if text is not None else head.removeprefix(UTF8_BOM).decode("latin-1")):
+    # a byte Windows-1252 leaves undefined (0x81, 0x9d...): read as Latin-1, for both looks
+    page = text if text is not None else head.removeprefix(UTF8_BOM).decode("latin-1")
+    if is_page(page):
         return (
-            f"{path} is a web page (HTML{as_utf16}){page_said(text or '')}, not a weights file"
+            f"{path} is a web page (HTML{as_utf16}){page_said(page)}, not a weights file"
             f"{origin}; "
             + (own or ("download the /resolve/ URL" + (f": {_REDIRECTED}" if utf16 else "")))
         )
