@@ -71,6 +71,16 @@ def one_line(e: BaseException, limit: int | None = 200) -> str:
     return (text if limit is None else text[:limit]) or type(e).__name__
 
 
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (an escape, a newline, a tab, a
+    byte of a file name that is no UTF-8) written as Python writes it in a string, ``\\x1b``,
+    ``\\n``: a path that holds one, quoted in an error, neither colours the terminal nor
+    breaks the error's line. Printable characters of any script (``é``) stay as they are."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def check_threads(threads) -> None:
     """A :class:`UsageError` unless ``threads`` (``--threads``) is None (torch's default) or an
     integer of at least 1."""

@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 
-from ..errors import LoftUpError, Terminated, terminate
+from ..errors import LoftUpError, Terminated, printable, terminate
 from ..listing import permission_denied
 from ..stops import Scope, check, interrupt
 from .bench import add_bench
@@ -173,8 +173,8 @@ def _main(args) -> int:
             status = int(args.func(args) or 0)
             check()  # a stop a finaliser swallowed (the command went on): its status
             return status
-    except LoftUpError as e:
-        _say(f"error: {e}")
+    except LoftUpError as e:  # a path in it may hold an escape, a newline: shown, not obeyed
+        _say(f"error: {printable(str(e))}")
         return 2
     except BrokenPipeError:
         # whoever read stdout stopped (`loftup info --json - | head`): end quietly, as the
