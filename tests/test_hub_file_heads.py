@@ -235,3 +235,25 @@ def test_a_zip_that_torch_save_did_not_write_is_not_told_to_be_renamed_pth(tmp_p
     said = str(e.value)
     assert said.startswith(f"{path} is a zip archive, not weights (no PyTorch file: "), said
     assert ".pth" not in said
+
+
+def test_a_pointer_in_a_clone_whose_lfs_rule_is_not_at_its_top_says_git_lfs_pull(tmp_path):
+    """Only the clone's top .gitattributes was read: a subfolder's own, or the clone's
+    info/attributes (which git itself reads: `git check-attr`), that tracks the file with Git
+    LFS was missed, and the pointer told to be downloaded by its /resolve/ URL."""
+    clone = tmp_path / "clone"
+    (clone / ".git").mkdir(parents=True)  # no clone git knows: each .gitattributes read
+    (clone / "weights").mkdir()
+    (clone / ".gitattributes").write_text("*.png binary\n")
+    (clone / "weights" / ".gitattributes").write_text("*.pth filter=lfs diff=lfs merge=lfs\n")
+    repo = tmp_path / "repo"  # a clone git knows: its info/attributes, which git reads
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".git" / "info").mkdir(exist_ok=True)
+    (repo / ".git" / "info" / "attributes").write_text("*.pth filter=lfs\n")
+    for path in (clone / "weights" / "model.pth", repo / "model.pth"):
+        path.write_bytes(POINTER)
+        with pytest.raises(CheckpointError) as e:
+            read_weights(path)
+        assert str(e.value).endswith(
+            "`git lfs install` and `git lfs pull` in the clone fetch the files"
+        )

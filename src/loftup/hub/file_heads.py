@@ -105,16 +105,49 @@ def check_head_not_lfs(head: bytes, path: str | os.PathLike, fix: str) -> None:
 
 
 def _in_lfs_clone(path: str | os.PathLike) -> bool:
-    """Whether ``path`` lies in a git clone (the nearest folder above holding ``.git``) whose
-    ``.gitattributes`` tracks files with Git LFS, as every hub repo's does: a project's own
-    repository that a pointer was downloaded into is no such clone."""
-    for folder in Path(os.path.abspath(path)).parents:
-        if os.path.exists(folder / ".git"):  # os.path: a folder not searchable is no clone
-            try:
-                return "filter=lfs" in (folder / ".gitattributes").read_text(errors="replace")
-            except OSError:
-                return False
+    """Whether ``path`` lies in a git clone (the nearest folder above holding ``.git``) that
+    tracks files with Git LFS, as every hub repo does: git's own answer for the file (``git
+    check-attr``: every .gitattributes, the clone's info/attributes), else a .gitattributes
+    from the clone's top down to the file's folder that names ``filter=lfs`` (a hub repo's
+    subfolder has its own). A project's own repository that a pointer was downloaded into
+    is no such clone."""
+    here = Path(os.path.abspath(path))
+    root = next((f for f in here.parents if os.path.exists(f / ".git")), None)  # os.path: no raise
+    if root is None:
+        return False
+    if _git_tracks_with_lfs(root, here):
+        return True
+    folders = [root, *(f for f in reversed(here.parents) if f.is_relative_to(root) and f != root)]
+    for folder in folders:
+        try:
+            if "filter=lfs" in (folder / ".gitattributes").read_text(errors="replace"):
+                return True
+        except OSError:
+            continue
     return False
+
+
+def _git_tracks_with_lfs(root: Path, path: Path) -> bool:
+    """Whether git, where it is installed, says that clone ``root`` stores ``path`` with Git
+    LFS (its ``filter`` attribute ``lfs``); False where git is missing or fails (no clone it
+    knows, another user's it refuses)."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    if git is None:
+        return False
+    try:
+        said = subprocess.run(
+            [git, "-C", str(root), "check-attr", "filter", "--", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return said.returncode == 0 and said.stdout.rstrip().endswith(": filter: lfs")
 
 
 def _lfs_target(head: bytes) -> str:
