@@ -53,3 +53,31 @@ def test_download_replaces_a_damaged_blob_not_named_by_its_etag(tmp_path, local_
     assert "it was removed from the cache: run `loftup download loftup_siglip2` again" in str(
         e.value
     )
+
+
+def test_a_damaged_file_of_another_users_cache_that_cannot_be_removed_is_said_so():
+    """The damaged entry is removed before it is fetched again: in a shared cache of another
+    user's, where it cannot be, the download would have linked nothing in its place. Said
+    with the file, its blob and what to run once its owner deleted them."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from as_nobody import as_nobody
+    from loftup.hub.damaged import drop_damaged
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
+    try:
+        os.chmod(base, 0o755)
+        snap = make_hf_cache(base, "haiwen/loftup-clip", {"pytorch_model.bin": PAGE}, blobs=True)
+        link = snap / "pytorch_model.bin"
+        said = as_nobody(lambda: drop_damaged(link, "loftup_clip"))
+        assert said == (
+            f"{link} is a damaged download in the Hugging Face cache that cannot be removed to "
+            f"fetch it again (Permission denied): have its owner delete it and {link.resolve()}, "
+            "then run `loftup download loftup_clip`"
+        )
+        assert link.resolve().read_bytes() == PAGE  # left as it was
+    finally:
+        shutil.rmtree(base)

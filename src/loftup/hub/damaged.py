@@ -99,21 +99,28 @@ def damaged_in_cache(path: str | os.PathLike, name: str) -> str | None:
 CACHE_FIX = "it is a damaged download in the Hugging Face cache"
 
 
-def drop_damaged(link: str | os.PathLike) -> None:
+def drop_damaged(link: str | os.PathLike, name: str) -> None:
     """Remove the damaged file ``link`` of a Hugging Face cache's snapshot before it is fetched
     again: its entry (a link, not followed, or a plain file), which huggingface_hub leaves in
     place where it exists (a blob named other than the file's ETag, a web page's, a pointer's,
     would stay linked and the fresh one unused), and the blob it links to where no other
-    snapshot's file links to it. What cannot be removed is left: the download's result is
-    checked again."""
+    snapshot's file links to it. An entry that cannot be removed (another user's cache) is a
+    PathPermissionError naming it, its blob and ``loftup download {name}`` to run after."""
+    from ..errors import PathPermissionError
+
     link = Path(link)
     blob = Path(os.path.realpath(link)) if link.is_symlink() else None
     try:
         os.unlink(link)
     except FileNotFoundError:
         pass
-    except OSError:
-        return
+    except OSError as e:
+        also = f" and {blob}" if blob is not None else ""
+        raise PathPermissionError(
+            f"{link} is a damaged download in the Hugging Face cache that cannot be removed to "
+            f"fetch it again ({e.strerror}): have its owner delete it{also}, then run "
+            f"`loftup download {name}`"
+        ) from None
     if blob is None or blob.parent.name != "blobs":
         return
     snapshots = blob.parent.parent / "snapshots"

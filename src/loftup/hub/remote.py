@@ -109,6 +109,8 @@ def hub_file(
     failed_there = False  # the hub answered with its own (server) error
     if good is not None and reason is not None:
         return Path(good)
+    if reason is None and damaged is not None:  # huggingface_hub keeps an existing link
+        drop_damaged(cached, name)
     if reason is None:
         from huggingface_hub.utils import GatedRepoError
 
@@ -116,8 +118,6 @@ def hub_file(
             fresh = damaged is not None
             if good is not None and still_cached(repo_id, filename, revision, Path(good)):
                 return Path(good)
-            if fresh:  # huggingface_hub keeps a snapshot's entry that exists, fetched or not
-                drop_damaged(cached)
             got = Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
