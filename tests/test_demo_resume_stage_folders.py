@@ -141,3 +141,19 @@ def test_a_checkpoint_that_is_a_folder_is_said_so_with_the_fix(finished, tmp_pat
         "it away (training starts afresh) or choose another --out"
     )
     assert _files(out) == before and ckpt.is_dir()
+
+
+def test_a_checkpoint_link_to_nothing_is_refused_not_trained_afresh(finished, tmp_path, capsys):
+    """A stage-2 checkpoint.pt on a disk not mounted: taken for none, stage 2 was trained
+    again from step 0 over it (its metrics.csv written over, the link replaced by a file)."""
+    out = _interrupted(finished, tmp_path)
+    ckpt = out / "runs" / "stage2" / "checkpoint.pt"
+    ckpt.unlink()
+    ckpt.symlink_to(tmp_path / "scratch" / "checkpoint.pt")
+    before = _files(out)
+    assert _resume(out, capsys) == (
+        f"{ckpt} is a link to {tmp_path / 'scratch' / 'checkpoint.pt'}, which does not "
+        "exist (a disk not mounted?); mount it, or remove the link to start afresh, or choose "
+        "another --out"
+    )
+    assert _files(out) == before

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import LoftUpError
+from ..train.checkpoint import has_checkpoint
 from .configs import stage_configs
 from .folder_reads import FolderReads
 from .run_folders import (
@@ -48,7 +49,8 @@ def check_begun(
                 out = Path(config["log"]["out_dir"]) if config else None
                 if out is None or out in seen:
                     continue
-                if not (out / "checkpoint.pt").exists() and not _finished(out):
+                # (a link to nothing refused here, before any run trains)
+                if not has_checkpoint(out / "checkpoint.pt", "--out") and not _finished(out):
                     continue  # not begun, or begun afresh
                 seen.add(out)
                 try:

@@ -67,7 +67,7 @@ def run_stage(
     :class:`~.folder_reads.FolderReads` (a checkpoint's step read once per start; one
     resumed is loaded again by training, under its folder's lock); ``inside``: the
     experiment's --out, which a refusal of the run's folder names (as typed)."""
-    from ..train.checkpoint import unpack_history
+    from ..train.checkpoint import has_checkpoint, unpack_history
     from ..train.config import load_config
     from ..train.loop import train
 
@@ -76,7 +76,8 @@ def run_stage(
     out = Path(cfg.log.out_dir)
     ckpt = out / "checkpoint.pt"
     finished = _finished(out)
-    if continues is not None and not finished and not ckpt.exists():
+    begun = has_checkpoint(ckpt, "--out")  # a link to nothing refused, not trained over
+    if continues is not None and not finished and not begun:
         import os
 
         from ..atomic import atomic_write, write_json
@@ -89,9 +90,10 @@ def run_stage(
         write_json(out / CONTINUES_RECORD, {"from": os.path.abspath(continues)})
         atomic_write(ckpt, lambda tmp: shutil.copyfile(continues / ckpt.name, tmp))
         reads.forget(out)  # its files written again: read again
+        begun = True
     if inputs is not None:
-        reads.record_inputs(out, inputs, begun=finished or ckpt.exists())
-    if finished or ckpt.exists():
+        reads.record_inputs(out, inputs, begun=finished or begun)
+    if finished or begun:
         # a finished run is reused, an interrupted one goes on, only with the settings it
         # began with and at most the steps asked for (train would export more as they are)
         if finished or (out / "config.yaml").is_file():
@@ -103,9 +105,7 @@ def run_stage(
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history)
     try:
-        result = train(
-            cfg, resume=ckpt.exists(), go_on=GO_ON, out_option="--out", out_inside=inside
-        )
+        result = train(cfg, resume=begun, go_on=GO_ON, out_option="--out", out_inside=inside)
     finally:  # its files written again: read again, whatever their identity tells
         reads.forget(out)
     return RunResult(result.pretrained, result.checkpoint, _losses(result.history))

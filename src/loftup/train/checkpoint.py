@@ -100,6 +100,30 @@ def load_checkpoint(
     return data
 
 
+def has_checkpoint(path: str | os.PathLike, another: str = "--out (log.out_dir)") -> bool:
+    """Whether a run's checkpoint is at ``path``: anything in its place (a folder is refused
+    where it is loaded); nothing, or a folder this user may not search, is no checkpoint. A
+    link to a file that is not there (a scratch disk not mounted on this node) is a
+    :class:`CheckpointError` with its fix and ``another`` (the option that chose the folder):
+    taken for no checkpoint, the run trained afresh over it, its metrics.csv lost."""
+    if not os.path.lexists(path):
+        return False
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        why = "which does not exist (a disk not mounted?)"
+    except OSError as e:  # a loop of links, a folder on its way this user may not search
+        why = f"which cannot be reached ({e.strerror or e})"
+    else:
+        return True
+    if not os.path.islink(path):  # (gone since the look above: no checkpoint)
+        return False
+    raise CheckpointError(
+        f"{path} is a link to {os.readlink(path)}, {why}; mount it, or remove the link to "
+        f"start afresh, or choose another {another}"
+    )
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete the temporaries a killed run left behind in its folder: ``.checkpoint.pt.*.tmp``,
     and those of every other file it writes atomically (``.metrics.csv.*.tmp``, in ``viz/``

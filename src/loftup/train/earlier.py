@@ -68,10 +68,10 @@ def check_resume(out_dir: Path, another: str) -> dict | None:
     checksums; its config, step and history are what a refusal needs): the run loads it in
     full once, with its folder locked, as it is then (another process may have taken it
     further meanwhile)."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import has_checkpoint, load_checkpoint
 
     path = out_dir / CHECKPOINT_NAME
-    if not path.exists():
+    if not has_checkpoint(path, another):  # a link to nothing refused
         return None
     ckpt = load_checkpoint(path, another, mapped=True)
     read_earlier(out_dir, ckpt.get("step", 0), another, ckpt.get("history"))

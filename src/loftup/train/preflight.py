@@ -12,7 +12,7 @@ from ..data.dataset import check_global_batch, data_folder
 from ..errors import UsageError
 from ..paths import check_folder_output, check_visible
 from .build import Init, given_model_keys, init_architecture, read_init, stage2_architecture
-from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import CHECKPOINT_NAME, has_checkpoint
 from .config import TrainConfig, check_backbone_fit, validate
 from .distributed import DistInfo, broadcast_object, dist_timeout, env_world
 from .earlier import OUT_OPTION
@@ -37,8 +37,10 @@ def preflight(
     check_global_batch(cfg.batch_size, env_world())  # under torchrun, before joining the group
     if env_world() > 1:
         dist_timeout()  # LOFTUP_DIST_TIMEOUT, read as the group is joined
-    # os.path: one in a folder not searchable is no checkpoint (check_out_dir says why)
-    resuming = resume and os.path.exists(Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME)
+    # one in a folder not searchable is no checkpoint (check_out_dir says why); a link to
+    # nothing is refused (a missing init was said instead, or it was trained over)
+    ckpt = Path(cfg.log.out_dir).expanduser() / CHECKPOINT_NAME
+    resuming = resume and has_checkpoint(ckpt, another)
     init = None
     if cfg.stage == 2 and not resuming:
         check_init(cfg.init)

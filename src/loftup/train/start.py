@@ -23,7 +23,13 @@ from .build import (
     build_upsampler,
     restore,
 )
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, set_rng_state, unpack_history
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    has_checkpoint,
+    load_checkpoint,
+    set_rng_state,
+    unpack_history,
+)
 from .config import TrainConfig
 from .distributed import DistInfo, broadcast_object, convert_batchnorm
 from .earlier import OUT_OPTION, Earlier, read_earlier
@@ -48,12 +54,13 @@ def checkpoint_to_resume(
     so that a run that another process took further meanwhile is resumed as it is now).
     ``another``: the option that chose the folder, offered where this user may not read it."""
     ckpt_path = out_dir / CHECKPOINT_NAME
-    if ckpt_path.exists() and not resume:
+    held = has_checkpoint(ckpt_path, another)  # a link to nothing refused, not trained over
+    if held and not resume:
         raise LoftUpError(
             f"{out_dir} already holds a checkpoint; pass --resume to continue it, or choose "
             f"another {another}"
         )
-    if resume and ckpt_path.exists():
+    if resume and held:
         ckpt = load_checkpoint(ckpt_path, another)
         check_resumable(ckpt, cfg, ckpt_path, another)
         return ckpt_path, ckpt

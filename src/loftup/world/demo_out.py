@@ -32,6 +32,7 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     ``world.json`` says these options, :func:`make_scenes`)."""
     from ..atomic import read_json_object
     from ..errors import UsageError
+    from ..train.checkpoint import has_checkpoint
     from ..train.earlier import check_resume
     from ..train.resuming import check_resumable
 
@@ -39,7 +40,8 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
     check_no_report(out)
     checkpoint_files = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
-    begun = (out / RECORD).is_file() or any(c.exists() for c in checkpoint_files)
+    # a checkpoint that is a link to nothing refused (stage 2 was trained afresh over it)
+    begun = (out / RECORD).is_file() or any(has_checkpoint(c, "--out") for c in checkpoint_files)
     if begun and not resume:
         raise UsageError(
             f"{out} holds an interrupted demo; run the same command with --resume to go on, "
