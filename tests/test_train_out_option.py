@@ -53,3 +53,33 @@ def test_an_experiment_s_run_folder_refused_names_the_experiment_s_out(tmp_path)
         f"--out {out} cannot be written: {run} is a link to {tmp_path / 'gone'}, which does not "
         "exist; choose another folder"
     )
+
+
+@pytest.mark.parametrize("damage", ["file", "link"])
+def test_an_experiment_s_run_folder_refused_before_its_inputs_are_recorded(tmp_path, damage):
+    """Given the inputs to record in it (as an experiment gives them), a file or a link to
+    nothing in the run folder's place was "error: OUT/...stage1: File exists", no fix."""
+    from loftup.errors import UsageError
+    from loftup.experiments.runs import run_stage
+
+    out = tmp_path / "exp"
+    run = out / "runs" / "seed0" / "base" / "stage1"
+    run.parent.mkdir(parents=True)
+    if damage == "file":
+        run.write_text("not a folder\n")
+        said = (
+            f"{run} is a file, but a run's output (a run folder this command makes in --out "
+            f"{out}) is a folder that will hold checkpoint.pt, final/ and metrics.csv; move it "
+            "away or choose another --out"
+        )
+    else:
+        run.symlink_to(tmp_path / "gone")
+        said = (
+            f"--out {out} cannot be written: {run} is a link to {tmp_path / 'gone'}, which "
+            "does not exist; choose another folder"
+        )
+    inputs = {"backbone_sha256": "0" * 64, "training_data": {"files": 4}}
+    with pytest.raises(UsageError) as e:
+        run_stage(tiny_config(tmp_path / "no data", run).to_dict(), inputs=inputs, inside=out)
+    assert str(e.value) == said
+    assert not (tmp_path / "gone").exists() and not (run / "inputs.json").exists()

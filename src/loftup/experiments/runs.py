@@ -70,10 +70,14 @@ def run_stage(
     from ..train.checkpoint import has_checkpoint, unpack_history
     from ..train.config import load_config
     from ..train.loop import train
+    from ..train.preflight import check_out_dir
 
     reads = reads or FolderReads()
     cfg = load_config(config)
     out = Path(cfg.log.out_dir)
+    # a file or a link to nothing in its place refused as its training would, with the fix,
+    # before a record is written there ("error: OUT/...: File exists", no fix)
+    check_out_dir(str(out), "--out", inside=inside)
     ckpt = out / "checkpoint.pt"
     finished = _finished(out)
     begun = has_checkpoint(ckpt, "--out")  # a link to nothing refused, not trained over
@@ -146,6 +150,7 @@ def run_variant(
     ``reads``: the start's :class:`~.folder_reads.FolderReads` (by default a new one)."""
     import os
 
+    from ..train.preflight import check_out_dir
     from .data import run_inputs, weights_fingerprint
 
     reads = reads or FolderReads()
@@ -156,6 +161,9 @@ def run_variant(
         inputs = run_inputs(backbone, train_root, s.masks, progress=s.progress)
     reads.check_inputs(runs, inputs)  # every folder trained on other ones named at once
     one, two = stage_configs(s, v, seed, train_root, runs)
+    for config in (one, two):  # (stage 2's is written to before stage 1 trains, below)
+        if config is not None:
+            check_out_dir(config["log"]["out_dir"], "--out", inside=inside)
     if two is not None:  # before stage 1, which may train on (more steps) in its shared folder
         _check_init_steps(Path(two["log"]["out_dir"]), one["max_steps"], reads)
     continues = None
