@@ -129,7 +129,11 @@ def test_a_read_error_is_refused_as_one_not_passed(tmp_path, monkeypatch, where)
         load_checkpoint(path, mapped=True)
     said = str(e.value)
     assert said.startswith(f"training checkpoint {path} could not be read: EIO"), said
-    assert "Input/output error" in said and said.endswith("or choose another --out (log.out_dir)")
+    assert "Input/output error" in said and said.endswith(
+        "a disk or file-system error: check the disk (dmesg), copy the file elsewhere, then run "
+        "again"
+    )
+    assert "move this file away" not in said  # (the fix of unsafe content: the run discarded)
 
 
 def test_the_file_mapped_is_the_one_checked(tmp_path, monkeypatch):

@@ -20,8 +20,9 @@ _NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
 
 def check_zip(file, name: str, fix: str) -> None:
     """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
-    CRC-32 (bytes changed after torch.save wrote it), or when it cannot be read (an I/O error:
-    said as such, not passed as good); a truncated archive is left to torch.load's error.
+    CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
+    (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
+    not to be thrown away); a truncated archive is left to torch.load's error.
     Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
     compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
     bad = None
@@ -42,9 +43,9 @@ def check_zip(file, name: str, fix: str) -> None:
         if failed is None:  # cut short, or no zip archive: torch.load says so
             return
         code = errno.errorcode.get(failed.errno, failed.errno)
-        raise CheckpointError(
-            f"{name} could not be read: {code} ({failed.strerror}), an error of its disk or "
-            f"file system (dmesg may say which); {fix}"
+        raise CheckpointError(  # not ``fix``, for a file of unsafe content: the file may be whole
+            f"{name} could not be read: {code} ({failed.strerror}), a disk or file-system "
+            "error: check the disk (dmesg), copy the file elsewhere, then run again"
         ) from None
     if bad is not None:
         raise CheckpointError(
