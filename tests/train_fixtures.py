@@ -131,17 +131,19 @@ def gone_terminal():
 
 
 @contextlib.contextmanager
-def held_elsewhere(lock: Path, note: str = ""):
+def held_elsewhere(lock: Path, note: str | None = ""):
     """``lock`` (a lock file, made where missing) locked by another process (``fcntl.lockf``,
-    as a loftup run locks its folder), ``note`` written in it as the run's, for the block."""
+    as a loftup run locks its folder), ``note`` written in it as the run's (None: what the
+    file holds kept), for the block; yields that process's pid."""
     import subprocess
     import sys
 
+    write = "" if note is None else f"os.ftruncate(fd, 0); os.pwrite(fd, {note.encode()!r}, 0)\n"
     hold = (
         "import fcntl, os, sys\n"
         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
         "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        f"os.ftruncate(fd, 0); os.pwrite(fd, {note.encode()!r}, 0)\n"
+        f"{write}"
         "print('held', flush=True)\n"
         "sys.stdin.read()\n"
     )
@@ -150,6 +152,6 @@ def held_elsewhere(lock: Path, note: str = ""):
     )
     try:
         assert other.stdout.readline() == b"held\n"
-        yield
+        yield other.pid
     finally:
         other.communicate(b"")

@@ -63,6 +63,34 @@ def lockf_nowait(fd: int, exclusive: bool = True) -> None:
         raise BlockingIOError(errno.EAGAIN, "held by another process") from None
 
 
+#: ``struct flock`` on Linux: l_type, l_whence, (padding), l_start, l_len, l_pid, (padding)
+#: (off_t of 64 bits: Python is built with large files, its F_GETLK the 64-bit one)
+_FLOCK = "hhqqi4x"
+
+
+def lockf_holder(fd: int) -> int | bool | None:
+    """The process that holds a POSIX lock (:func:`lockf_nowait`, exclusive) of ``fd``'s file
+    (its pid; 0 where the system does not tell, a lock of another host), asked with
+    ``F_GETLK``, which takes no lock: a run taking it meanwhile is not refused. False where
+    none holds one (a shared lock, an older loftup's look, is none); None where it cannot be
+    asked (not Linux, whose ``struct flock`` is known here; no fcntl; the file system's error:
+    the caller looks another way). A lock of this process is never reported (POSIX)."""
+    import struct
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fcntl = _fcntl()
+        ask = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, ask))
+    except OSError:
+        return None
+    if kind == fcntl.F_UNLCK:
+        return False
+    return max(pid, 0)
+
+
 def still_at(fd: int, path: Path) -> bool:
     """Whether the file ``fd`` is open on is still the one at ``path``, checked once its lock
     is taken: a run that made the lock file removes it at its end, and a lock taken on the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoftUpError
-from ..file_lock import lockf_nowait, open_lock_file
+from ..file_lock import lockf_holder, lockf_nowait, open_lock_file
 from ..listing import permission_denied
 from ..read_refusal import euid, may, mode_refuses
 from .earlier import OUT_OPTION
@@ -96,14 +96,23 @@ def not_writable(
 
 
 def held_by(path: Path, kind: LockKind = TRAIN) -> str | bool | None:
-    """Whether a run holds the lock of ``path``, probed through a read-only open (a shared lock,
-    which its lock refuses): its note where one does, False where none does, None where that
-    cannot be told (unreadable too, or no locks here)."""
+    """Whether a run holds the lock of ``path``, asked through a read-only open: who, where one
+    does (its note, where it names the process that holds the lock; else that process, a note
+    left by a run that ended being no one's), False where none does, None where that cannot be
+    told (unreadable too, or no locks here). Asked with F_GETLK, which takes no lock (a shared
+    one, taken where it cannot be asked, refused a run starting during the look: the run
+    tries again, :func:`.run_lock._lock`). Closing the file lets go of any lock this process
+    holds of it: a caller looks only at one it does not hold (:func:`.run_lock.check_not_held`)."""
     try:
         fd = open_lock_file(path, os.O_RDONLY, kind.runs)
     except OSError:
         return None
     try:
+        pid = lockf_holder(fd)
+        if pid is False:
+            return False
+        if pid is not None:
+            return holder_of(fd, pid)
         lockf_nowait(fd, exclusive=False)
         return False
     except BlockingIOError:
@@ -112,6 +121,25 @@ def held_by(path: Path, kind: LockKind = TRAIN) -> str | bool | None:
         return None
     finally:
         os.close(fd)
+
+
+def holder_of(fd: int, pid: int | bool | None = None) -> str:
+    """Who holds the lock of ``fd``'s file: its run's note (:func:`holder`, "process 12 on
+    host"), but where F_GETLK tells the process that holds it (``pid``, else asked here; 0,
+    None, False: not told) and the note is this host's naming another (the note of a run that
+    ended here, before the holder wrote its own), or there is none, that process. A note of
+    another host is kept: the lock there may be held through a network file system, whose
+    process ids say nothing here."""
+    import socket
+
+    note = holder(fd)
+    pid = lockf_holder(fd) if pid is None else pid
+    here = f"process {pid} on {socket.gethostname()}"
+    if not pid or note == here:
+        return note
+    if not note or (note.startswith("process ") and note.endswith(f" on {socket.gethostname()}")):
+        return here
+    return note
 
 
 def _may_remove(folder: Path, st: os.stat_result) -> bool:

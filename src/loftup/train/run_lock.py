@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .lock_refusal import (
     LockKind,
     cannot_lock,
     held_by,
-    holder,
+    holder_of,
     in_use,
     not_writable,
 )
@@ -87,7 +88,8 @@ def check_not_held(out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TR
     makes it for each stage's folder (a stage 2 in use was refused after stage 1 trained on),
     and ``loftup demo`` for its --out (``kind``: :data:`.lock_refusal.DEMO`) before it looks at
     what it holds (a demo running there was said to be an interrupted one). One this process
-    holds is refused without a look: closing the lock file would let go of its lock."""
+    holds is refused without a look, and none of its runs takes one during the look
+    (:data:`_RESERVING` held): closing the lock file would let go of its lock."""
     path = out_dir / kind.name
     if not os.path.lexists(path):
         return
@@ -95,10 +97,12 @@ def check_not_held(out_dir: Path, another: str = OUT_OPTION, kind: LockKind = TR
         st = os.stat(out_dir)
     except OSError:  # (said where the run looks at it)
         return
-    with _RESERVING:  # opened and closed below, a lock this process holds would be let go
+    # held for the look: opened and closed, a lock this process holds would be let go (one
+    # that another of its threads took between a look at _HELD and the close too)
+    with _RESERVING:
         if (st.st_dev, st.st_ino, kind.name) in _HELD:
             raise in_use(out_dir, f"process {os.getpid()}, this one", another, kind)
-    held = held_by(path, kind)
+        held = held_by(path, kind)
     if isinstance(held, str):
         raise in_use(out_dir, held, another, kind)
 
@@ -144,20 +148,26 @@ def _take(out_dir: Path, another: str, kind: LockKind = TRAIN) -> tuple[int, boo
 
 def _lock(fd: int, out_dir: Path, another: str, kind: LockKind = TRAIN) -> bool:
     """Lock ``fd``: True, or False (with a warning) where the file system keeps no locks;
-    LoftUpError naming the run that holds it."""
-    try:
-        lockf_nowait(fd)
-    except BlockingIOError:
-        raise in_use(out_dir, holder(fd), another, kind) from None
-    except OSError as e:
-        if e.errno not in NO_LOCKS:
-            raise
-        where = "this system has" if e.strerror == NO_FCNTL else f"{out_dir} keeps"
-        log.warning(  # (ENOLCK: NFS without its lock service)
-            "%s no file locks (%s): a second %s into %s would not be refused; "
-            "run one at a time there", where, e.strerror or e, kind.run, out_dir,
-        )  # fmt: skip
-        return False
+    LoftUpError naming the run that holds it. Tried for 0.1 s: a look at the lock that takes
+    a shared one (:func:`.lock_refusal.held_by` where F_GETLK cannot be asked, an older
+    loftup's) holds it that long at most, and refused a run starting during it."""
+    for wait in (0.01, 0.02, 0.03, 0.04, None):
+        try:
+            lockf_nowait(fd)
+            break
+        except BlockingIOError:
+            if wait is None:
+                raise in_use(out_dir, holder_of(fd), another, kind) from None
+            time.sleep(wait)
+        except OSError as e:
+            if e.errno not in NO_LOCKS:
+                raise
+            where = "this system has" if e.strerror == NO_FCNTL else f"{out_dir} keeps"
+            log.warning(  # (ENOLCK: NFS without its lock service)
+                "%s no file locks (%s): a second %s into %s would not be refused; "
+                "run one at a time there", where, e.strerror or e, kind.run, out_dir,
+            )  # fmt: skip
+            return False
     return True
 
 
