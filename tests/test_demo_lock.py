@@ -88,3 +88,29 @@ def test_a_second_demo_of_the_same_process_is_refused_and_leaves_the_first_s_loc
     )
     assert taken == 1  # still the first's
     assert sorted(p.name for p in out.iterdir()) == [DEMO.name]  # nothing written
+
+
+def test_a_demo_begun_there_between_the_look_and_the_lock_is_not_gone_on_with(
+    tmp_path, monkeypatch
+):
+    """Its look at --out (an interrupted demo there without --resume refused) came before it
+    took the lock, and only the report was looked at again: a demo that began there in between
+    (killed since, its record written) was written over as if --out were new."""
+    import loftup.train.run_lock as run_lock
+    import loftup.world.demo as demo
+    from loftup.errors import UsageError
+    from loftup.world.config import DemoConfig
+
+    cfg = DemoConfig(out=str(tmp_path / "out"), size=8, train_scenes=4, val_scenes=2)
+    real, ran = run_lock.lock_run_folder, []
+
+    def another_demo_begins_first(out, *args):
+        out.mkdir()
+        (out / demo.RECORD).write_text('{"size": 16}')  # another demo's, killed since
+        return real(out, *args)
+
+    monkeypatch.setattr(run_lock, "lock_run_folder", another_demo_begins_first)
+    monkeypatch.setattr(demo, "_run_demo", lambda cfg, resume: ran.append(resume))
+    with pytest.raises(UsageError, match="holds an interrupted demo; run the same command with"):
+        demo.run_demo(cfg)
+    assert ran == [] and (tmp_path / "out" / demo.RECORD).read_text() == '{"size": 16}'

@@ -27,7 +27,13 @@ from ..data.scenes import SceneConfig
 from ..data.world_record import check_world, read_record
 from ..paths import check_folder_output
 from .config import DemoConfig
-from .demo_out import RECORD, _options, check_no_report, check_out  # noqa: F401  (importable)
+from .demo_out import (  # noqa: F401  (importable)
+    RECORD,
+    _options,
+    check_begun,
+    check_no_report,
+    check_out,
+)
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
 
@@ -202,7 +208,8 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
     check_out(cfg, resume)  # nothing written where refused
     with ExitStack() as held:  # a second demo on OUT is refused before it writes there
         lock_run_folder(Path(cfg.out), DistInfo(), held, "--out", DEMO)
-        check_no_report(Path(cfg.out))  # (one that ended there since the look above)
+        check_no_report(Path(cfg.out))  # (one that ended there since the look above,
+        check_begun(cfg, resume)  # or began there, killed since: not written over)
         return _run_demo(cfg, resume)
 
 

@@ -30,15 +30,37 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
     with the options it began with; one of an earlier version, with training runs and no
     record of their options, is not gone on with (its complete scene folders are, where their
     ``world.json`` says these options, :func:`make_scenes`)."""
-    from ..atomic import read_json_object
-    from ..errors import UsageError
-    from ..train.checkpoint import has_checkpoint
     from ..train.earlier import check_resume
     from ..train.resuming import check_resumable
 
     out = Path(cfg.out)
     check_folder_output(str(out), "--out")  # a file, under one, or in a folder taking no files
     check_no_report(out)
+    check_begun(cfg, resume)
+    for stage in (1, 2):  # before stage 1 trains (on), each stage's folder as it will check it
+        _check_stage_folder(cfg, stage)
+    if not resume:
+        return
+    # before stage 1 trains on, each stage's run: each file its resume reads, read as it will
+    # read it, then its checkpoint's run, of the kind of the stage's (none: it starts afresh)
+    for stage in (1, 2):
+        run = out / "runs" / f"stage{stage}"
+        ckpt = check_resume(run, "--out")
+        if ckpt is not None:
+            check_resumable(ckpt, _stage_config(cfg, stage), run / "checkpoint.pt", "--out")
+        del ckpt  # (its tensors not held in memory: unmapped before the next stage's is read)
+
+
+def check_begun(cfg: DemoConfig, resume: bool) -> None:
+    """A :class:`UsageError` where ``cfg.out`` holds an interrupted demo (its options record,
+    or a training checkpoint) and ``resume`` is not set, or one begun with other options, or
+    by an earlier version of loftup; :func:`check_out`'s look, made again by the demo once it
+    holds the lock of its --out (a demo begun there meanwhile, killed since, was written over)."""
+    from ..atomic import read_json_object
+    from ..errors import UsageError
+    from ..train.checkpoint import has_checkpoint
+
+    out = Path(cfg.out)
     checkpoint_files = [out / "runs" / stage / "checkpoint.pt" for stage in ("stage1", "stage2")]
     # a checkpoint that is a link to nothing refused (stage 2 was trained afresh over it)
     begun = (out / RECORD).is_file() or any(has_checkpoint(c, "--out") for c in checkpoint_files)
@@ -66,18 +88,6 @@ def check_out(cfg: DemoConfig, resume: bool = False) -> None:
                 f"{out} holds a demo begun with other options ({was}); resume it with those, "
                 "or choose another --out"
             )
-    for stage in (1, 2):  # before stage 1 trains (on), each stage's folder as it will check it
-        _check_stage_folder(cfg, stage)
-    if not resume:
-        return
-    # before stage 1 trains on, each stage's run: each file its resume reads, read as it will
-    # read it, then its checkpoint's run, of the kind of the stage's (none: it starts afresh)
-    for stage in (1, 2):
-        run = out / "runs" / f"stage{stage}"
-        ckpt = check_resume(run, "--out")
-        if ckpt is not None:
-            check_resumable(ckpt, _stage_config(cfg, stage), run / "checkpoint.pt", "--out")
-        del ckpt  # (its tensors not held in memory: unmapped before the next stage's is read)
 
 
 def _check_stage_folder(cfg: DemoConfig, stage: int) -> None:
