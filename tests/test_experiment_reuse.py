@@ -262,3 +262,48 @@ def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
     )
     with pytest.raises(RunRefused, match=f"^{first} holds a finished run whose checkpoint.pt "):
         run_stage(one)  # without the check up front (a caller of run_variant): refused too
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_run_whose_checkpoint_is_a_link_to_nothing_is_refused_up_front(tmp_path, finished):
+    """A checkpoint.pt on a disk not mounted: a finished run's was said "gone (moved away or
+    deleted)", with the fix to delete the folder; an interrupted one's was taken for a folder
+    not begun (trained afresh over, its history lost). Said as what it is, with the fix."""
+    from pathlib import Path
+
+    from loftup.errors import CheckpointError
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.begun import check_begun
+    from loftup.experiments.designs import DESIGNS
+    from loftup.experiments.runs import stage_configs
+
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, data = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variants = DESIGNS["stages"](s).variants[:1]
+    first = Path(stage_configs(s, variants[0], 0, data, runs)[0]["log"]["out_dir"])
+    first.mkdir(parents=True)
+    if finished:
+        (first / "final").mkdir()
+        (first / "summary.json").write_text("{}")
+    (first / "checkpoint.pt").symlink_to(tmp_path / "scratch" / "checkpoint.pt")
+    inputs = {"backbone_sha256": None, "training_data": {}}
+    with pytest.raises(CheckpointError) as e:
+        check_begun(s, variants, data, runs, inputs)
+    assert str(e.value) == (
+        f"{first / 'checkpoint.pt'} is a link to {tmp_path / 'scratch' / 'checkpoint.pt'}, "
+        "which does not exist (a disk not mounted?); mount it, or remove the link to start "
+        "afresh, or choose another --out"
+    )
+
+
+def test_a_stage_2_folder_whose_checkpoint_is_a_link_to_nothing_is_not_written_in(tmp_path):
+    """Before stage 1 trains, the stage-2 folder's init.json was written as in a folder not
+    begun (then its training took the link for no checkpoint)."""
+    from loftup.errors import CheckpointError
+    from loftup.experiments.run_folders import INIT_RECORD, _check_init_steps
+
+    (tmp_path / "stage2").mkdir()
+    (tmp_path / "stage2" / "checkpoint.pt").symlink_to(tmp_path / "scratch" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="which does not exist \\(a disk not mounted\\?\\)"):
+        _check_init_steps(tmp_path / "stage2", 5)
+    assert not (tmp_path / "stage2" / INIT_RECORD).exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import LoftUpError
+from ..train.checkpoint import has_checkpoint
 from .folder_files import (  # noqa: F401  (RunRefused, _read: importable from here)
     RunRefused,
     _read,
@@ -74,6 +75,12 @@ def _finished(out: Path) -> bool:
     return (out / "summary.json").is_file() and (out / "final").is_dir()
 
 
+def _begun(out: Path) -> bool:
+    """Whether the run folder ``out`` holds a checkpoint; one that is a link to nothing (a
+    disk not mounted) refused with its fix, not taken for a folder not begun (written in)."""
+    return has_checkpoint(out / "checkpoint.pt", "--out")
+
+
 def _load_step(out: Path) -> dict:
     """The checkpoint of the begun run in ``out``, refused with the experiment's fix (delete
     the folder, and those of the runs that start from it) where it is gone from a finished
@@ -82,7 +89,7 @@ def _load_step(out: Path) -> dict:
     from ..errors import CheckpointError
     from ..train.checkpoint import load_checkpoint
 
-    if not (out / "checkpoint.pt").exists():
+    if not _begun(out):
         raise RunRefused(out, "holds a finished run whose checkpoint.pt is gone (moved away or "
                          "deleted): it cannot be reused or trained on")  # fmt: skip
     try:
@@ -107,7 +114,7 @@ def _check_init_steps(out: Path, steps: int, reads=None) -> None:
     not begun has no checkpoint: its record, written before an experiment stopped in stage 1,
     is written again (it was refused, "a stage-2 run", when the steps changed). ``reads``: the
     start's :class:`~.folder_reads.FolderReads`, which reads the record once."""
-    if not (out / "checkpoint.pt").exists():
+    if not _begun(out):
         out.mkdir(parents=True, exist_ok=True)
         _write_record(out / INIT_RECORD, {"stage1_steps": steps}, reads)
         return
@@ -127,7 +134,7 @@ def _check_init_run(
     sha, why = _init_run_refusal(out, checkpoint, sha, reads)
     if why:
         raise RunRefused(out, why)
-    begun = (out / "checkpoint.pt").exists()
+    begun = _begun(out)
     if ((_record(out / INIT_RECORD, reads) if begun else None) or {}).get("stage1_sha256") is None:
         _write_record(out / INIT_RECORD, {"stage1_steps": steps, "stage1_sha256": sha}, reads)
 
@@ -139,7 +146,7 @@ def _init_run_refusal(out: Path, checkpoint: Path, sha: str | None = None, reads
     from .run_starts import _begun_before
 
     sha = sha or file_sha256(checkpoint)
-    if not (out / "checkpoint.pt").exists():
+    if not _begun(out):
         return sha, None
     was = (_record(out / INIT_RECORD, reads) or {}).get("stage1_sha256")
     if was is not None and was != sha:
@@ -183,7 +190,7 @@ def _check_inputs(runs: Path, inputs: dict, reads=None) -> None:
     stale, what = [], []
     for record in sorted(Path(runs).glob(f"seed*/*/stage*/{INPUTS_RECORD}")):
         changes = _changes(_record(record, reads) or inputs, inputs)
-        if changes and (record.parent / "checkpoint.pt").exists():
+        if changes and _begun(record.parent):
             stale.append(str(record.parent))
             what += [c for c in changes if c not in what]
     if stale:
