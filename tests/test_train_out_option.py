@@ -5,6 +5,8 @@ tests/test_damaged_resume_folders.py, on real runs.)"""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from train_fixtures import tiny_config
@@ -83,3 +85,26 @@ def test_an_experiment_s_run_folder_refused_before_its_inputs_are_recorded(tmp_p
         run_stage(tiny_config(tmp_path / "no data", run).to_dict(), inputs=inputs, inside=out)
     assert str(e.value) == said
     assert not (tmp_path / "gone").exists() and not (run / "inputs.json").exists()
+
+
+def test_an_experiment_s_stage_2_folder_is_refused_before_stage_1_trains(tmp_path):
+    """A file in a stage-2 folder's place: "File exists" from its init record, written there
+    before stage 1 trains; refused now as its training would refuse it, nothing trained."""
+    from pathlib import Path
+
+    from loftup.errors import UsageError
+    from loftup.experiments import ExperimentSettings
+    from loftup.experiments.designs import DESIGNS
+    from loftup.experiments.runs import run_variant, stage_configs
+
+    s = ExperimentSettings("stages", quick=True, out=str(tmp_path / "exp"), progress=False)
+    s, runs, data = s.resolved(), tmp_path / "exp" / "runs", tmp_path / "data"
+    variant = next(v for v in DESIGNS["stages"](s).variants if v.stage2 is not None)
+    one, two = stage_configs(s, variant, 0, data, runs)
+    stage2 = Path(two["log"]["out_dir"])
+    stage2.parent.mkdir(parents=True)
+    stage2.write_text("not a folder\n")
+    inputs = {"backbone_sha256": None, "training_data": {}}
+    with pytest.raises(UsageError, match=f"^{re.escape(str(stage2))} is a file, but a run"):
+        run_variant(s, variant, 0, data, runs, inputs)
+    assert not Path(one["log"]["out_dir"]).exists()  # stage 1 not begun
