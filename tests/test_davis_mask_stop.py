@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from eval_data import TEST_BACKBONE, write_davis
+from finalisers import signal_in_a_finaliser
 from loftup.cli import main
 
 pytest.importorskip("fcntl")
@@ -71,24 +72,6 @@ def _stopped_in_the_sweep(tmp: str) -> None:
     assert not scores.exists()
 
 
-def _sigterm_in_a_finaliser() -> None:
-    """A generator dropped whose close gets a SIGTERM: loftup's handler raises Terminated in
-    it, which Python swallows (``Exception ignored in``), as in a figure's or report's
-    finaliser."""
-
-    def closing():
-        try:
-            yield
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(100):  # its handler's turn comes here, in the close
-                pass
-
-    started = closing()
-    next(started)
-    del started
-
-
 @pytest.mark.parametrize(
     "where, stops",
     [("finish", True), ("publish-start", True), ("publish-end", False)],
@@ -118,15 +101,15 @@ def _stopped_at_the_end(tmp: str, where: str, stops: bool) -> None:
     def finishing(*args, **kwargs):
         results = finish(*args, **kwargs)
         if where == "finish":
-            _sigterm_in_a_finaliser()
+            signal_in_a_finaliser()
         return results
 
     def publishing(self, results):
         if where == "publish-start":
-            _sigterm_in_a_finaliser()
+            signal_in_a_finaliser()
         publish(self, results)
         if where == "publish-end":
-            _sigterm_in_a_finaliser()
+            signal_in_a_finaliser()
 
     video.finish, MaskStaging.publish = finishing, publishing
     err = io.StringIO()

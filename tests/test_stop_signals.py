@@ -1,6 +1,7 @@
 """Signals at the moments loftup.stops guards, each case in a process of its own (conftest's
 ``forked``): a Ctrl-C in the close of a generator a probe's prediction asked its device of,
-and one as a training run's handlers are being set."""
+one as a training run's handlers are being set, and a second SIGTERM as the clean-up of a
+first one, swallowed and raised again, runs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 
 import pytest
 import torch
+
+from finalisers import signal_in_a_finaliser
 
 #: what the cases import, once for every case: conftest's ``forked``
 PREPARED = ["loftup.eval.probe", "loftup.world.probe", "loftup.train.stopping"]
@@ -98,4 +101,39 @@ def _entered() -> None:
         sys.setprofile(None)
     after = {s: signal.getsignal(s) for s in before}
     assert fired
-    assert (after, sys.unraisablehook is hook, stops._OPEN) == (before, True, [0])
+    assert (after, sys.unraisablehook is hook, stops._SCOPES) == (before, True, [])
+
+
+@pytest.mark.parametrize("where", ["command", "training"])
+def test_a_second_sigterm_after_a_swallowed_one_is_raised_again_does_not_interrupt(
+    where, tmp_path, forked
+):
+    """A SIGTERM whose handler ran in a finaliser (swallowed, its handler put back), raised
+    again by the next check (the command's, or a training run's before its steps): its
+    clean-up ran with the handler on, and a launcher's second SIGTERM cut it short (in a
+    training run, StopOnSignals left its own handler on, which raised it as the DataLoader's
+    workers were shut down)."""
+    forked.run(_second_sigterm_after_check, tmp_path / "log", training=where == "training")
+
+
+def _second_sigterm_after_check(training: bool) -> None:
+    import contextlib
+
+    from loftup.errors import Terminated, terminate
+    from loftup.stops import Scope, check
+    from loftup.train.stopping import StopOnSignals
+
+    signal.signal(signal.SIGTERM, terminate)  # the command line's
+    stopping = StopOnSignals(announce=False) if training else contextlib.nullcontext()
+    with Scope():
+        with pytest.raises(Terminated), stopping:
+            signal_in_a_finaliser()
+            assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # put back: work goes on
+            if training:
+                with stopping.steps():
+                    raise AssertionError("the steps began")
+            check()
+        # the clean-up of the first, as a launcher sends its second: ignored
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):
+            pass

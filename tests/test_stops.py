@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import threading
 
 import pytest
 import torch
@@ -131,8 +132,67 @@ def test_a_sigterm_a_finaliser_swallowed_has_its_handler_put_back():
             assert signal.getsignal(signal.SIGTERM) is terminate
             with pytest.raises(Terminated):
                 check()
+            # raised again, its clean-up begins: a second SIGTERM ignored, as terminate() left
+            # it (it stayed on terminate: a launcher's second cut the clean-up short)
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            _dropped_with(check)  # nothing kept: nothing raised, nothing changed
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sigterm_swallowed_once_the_work_is_done_has_its_handler_put_back(printed):
+    """Forgotten, as done() says, the work going on: SIGTERM was left ignored (terminate's
+    own doing) for the rest of the command, a second one ignored too."""
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with Scope():
+            done()
+            _dropped_with(terminate)
+            assert signal.getsignal(signal.SIGTERM) is terminate
+            check()  # forgotten
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert printed == []
+
+
+def test_a_check_in_another_thread_leaves_the_stop_to_the_main_threads(printed):
+    """A worker thread's check (a loop run in a thread) took the stop, raised it in the
+    thread, where it ended the thread alone, and the main thread's work went on."""
+    raised = []
+
+    def checking():
+        try:
+            check()
+        except BaseException as e:  # noqa: BLE001 - whatever it raised, the test says
+            raised.append(e)
+
+    with Scope():
+        _dropped_with(lambda: stop(Halt("swallowed")))
+        thread = threading.Thread(target=checking)
+        thread.start()
+        thread.join()
+        assert raised == []
+        with pytest.raises(Halt, match="swallowed"):
+            check()
+    assert printed == []
+
+
+def test_done_marks_the_scope_it_was_called_in_whichever_closes_first(printed):
+    """Its scope closed after the one around it: the outer one's closing forgot that the
+    inner one's work was done (a depth, reset), and a stop swallowed then was raised."""
+    outer, inner = Scope(), Scope()
+    outer.__enter__()
+    inner.__enter__()
+    try:
+        done()
+        outer.__exit__(None, None, None)
+        _dropped_with(lambda: stop(Halt("forgotten")))
+        check()
+    finally:
+        inner.__exit__(None, None, None)
+        outer.__exit__(None, None, None)
+    assert printed == []
 
 
 def test_a_stop_swallowed_while_a_probe_is_fitted_stops_it_at_the_next_batch():

@@ -11,18 +11,18 @@ is open (the command line's, a training run's) a stop that Python hands to
 upsample``, each tile, each DAVIS frame, each probe batch, each benchmark round) call
 :func:`check`, which raises it again, and so does the command line as the command returns. A
 SIGTERM (SIGHUP) kept so has its handler put back: its own left it ignored for the clean-up,
-and a second one stops the work at once. Once the work is :func:`done`, one is forgotten.
+and a second one stops the work at once; raised again, it is ignored again for the clean-up.
+Once the work of a scope is :func:`done`, one is forgotten until that scope closes.
 """
 
 from __future__ import annotations
 
 import sys
 
-#: the stops a finaliser swallowed (to be raised again), how many scopes are open, the scope
-#: depth whose work is done (0: none; :func:`done`), and the hook the outermost scope replaced
+#: the stops a finaliser swallowed (to be raised again), the scopes open (in the order opened;
+#: one whose work is :func:`done` says so), and the hook the outermost scope replaced
 _SWALLOWED: list[BaseException] = []
-_OPEN = [0]
-_DONE = [0]
+_SCOPES: list[Scope] = []
 _HOOK: list = [None]
 #: the attribute that marks an exception :func:`stop` raised in an open scope: its value, the
 #: handler to put back for a signal (``(signum, handler)``) where a finaliser swallows it
@@ -35,7 +35,7 @@ def stop(e: BaseException, rearm: tuple | None = None):
     by :func:`check`. ``rearm``: ``(signum, handler)``, the handler the caller took off
     ``signum`` (set to ignore a second signal during the clean-up), put back where a finaliser
     swallows ``e`` (the work goes on, and a second signal then stops it at once)."""
-    if _OPEN[0]:  # marked on the exception itself: nothing of it (its frames) is kept here
+    if _SCOPES:  # marked on the exception itself: nothing of it (its frames) is kept here
         setattr(e, _MARK, rearm or ())
     raise e
 
@@ -50,19 +50,30 @@ def check() -> None:
     """Raise again the stop a handler raised in an open scope that a finaliser swallowed (the
     work went on); nothing otherwise. Call it where work goes on (before an image, a tile, a
     frame): a stop that came out, and was caught, is not raised again. Raised again in a
-    finaliser, it is kept again."""
-    if _SWALLOWED:
-        stop(_SWALLOWED.pop(0))
+    finaliser, it is kept again. Main thread only (as signal handlers run): in another thread
+    it does nothing, leaving the stop to the main thread's work. A SIGTERM (SIGHUP) whose
+    handler was put back as it was swallowed is ignored again, as its handler left it, so that
+    a second one (launchers send two) does not cut short the clean-up this one starts."""
+    if not _SWALLOWED or not _main_thread():
+        return
+    e = _SWALLOWED.pop(0)
+    rearm = getattr(e, _MARK, None) or None
+    if rearm:
+        import signal
+
+        signal.signal(rearm[0], signal.SIG_IGN)
+    stop(e, rearm)
 
 
 def done() -> None:
     """The work of the innermost open scope is done (``eval davis --save-masks``: the masks
-    are in place): a stop a finaliser swallowed, or swallows until that scope closes, is
-    forgotten, as a signal held while the masks went into place is (a stop that comes out still
-    stops what runs)."""
-    if _OPEN[0]:
+    are in place, in the scope of their move): a stop a finaliser swallowed, or swallows until
+    that scope closes, is forgotten, as a signal held while the masks went into place is (a
+    stop that comes out still stops what runs). Work after that scope closes, in the scopes
+    around it, keeps them again."""
+    if _SCOPES:
         _SWALLOWED.clear()
-        _DONE[0] = _DONE[0] or _OPEN[0]
+        _SCOPES[-1]._done = True
 
 
 def first(items):
@@ -85,52 +96,54 @@ class Scope:
     are."""
 
     _open = False
+    _done = False  # (its work done: :func:`done`)
 
     def __enter__(self) -> Scope:
         if self._open:
             return self
-        if not _OPEN[0]:
+        if not _SCOPES:
             _SWALLOWED.clear()
-            _DONE[0] = 0
             _HOOK[0] = sys.unraisablehook
             sys.unraisablehook = _unraisable
-        _OPEN[0] += 1
-        self._open = True
+        _SCOPES.append(self)
+        self._open, self._done = True, False
         return self
 
     def __exit__(self, *exc) -> None:
         if not self._open:  # (closed already)
             return
         self._open = False
-        _OPEN[0] -= 1
-        if _DONE[0] > _OPEN[0]:  # the scope whose work was done: closed
-            _DONE[0] = 0
-        if not _OPEN[0]:
+        _SCOPES.remove(self)  # (its work's done with it)
+        if not _SCOPES:
             _SWALLOWED.clear()
             sys.unraisablehook, _HOOK[0] = _HOOK[0], None
 
 
 def _unraisable(info) -> None:
     """``sys.unraisablehook`` while a scope is open: a stop :func:`stop` raised is kept for
-    :func:`check` (forgotten once the work is :func:`done`), its signal's handler put back;
-    anything else goes to the hook there was."""
+    :func:`check` (forgotten while an open scope's work is :func:`done`), its signal's handler
+    put back either way (the work goes on: a second signal stops it); anything else goes to
+    the hook there was."""
     rearm = getattr(info.exc_value, _MARK, None)
-    if rearm is None or not _OPEN[0]:
+    if rearm is None or not _SCOPES:
         (_HOOK[0] or sys.__unraisablehook__)(info)
         return
-    if _DONE[0]:
-        return
-    _SWALLOWED.append(info.exc_value)
     if rearm:
         _put_back(*rearm)
+    if not any(scope._done for scope in _SCOPES):
+        _SWALLOWED.append(info.exc_value)
 
 
 def _put_back(signum: int, handler) -> None:
     """``handler`` on ``signum`` again, where it is ignored (as the stop's handler left it),
     in the main thread only (a finaliser may run in another)."""
     import signal
+
+    if _main_thread() and signal.getsignal(signum) == signal.SIG_IGN:
+        signal.signal(signum, handler)
+
+
+def _main_thread() -> bool:
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signum) == signal.SIG_IGN:
-            signal.signal(signum, handler)
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,25 @@
+"""Signals whose handler runs in a finaliser, where Python drops the exception it raises
+(``Exception ignored in``): what loftup.stops keeps for the next check. For cases run each in
+a process of its own (conftest's ``forked``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def signal_in_a_finaliser(signum: int = signal.SIGTERM) -> None:
+    """A generator dropped whose close gets ``signum``: loftup's handler raises its stop in it
+    (Terminated for SIGTERM), which Python swallows, as in a figure's or report's finaliser."""
+
+    def closing():
+        try:
+            yield
+        finally:
+            os.kill(os.getpid(), signum)
+            for _ in range(100):  # its handler's turn comes here, in the close
+                pass
+
+    started = closing()
+    next(started)
+    del started
