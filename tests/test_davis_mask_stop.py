@@ -73,22 +73,26 @@ def _stopped_in_the_sweep(tmp: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "where, stops",
-    [("finish", True), ("publish-start", True), ("publish-end", False)],
-    ids=["in-finish", "as-publish-starts", "masks-in-place"],
-)
+    "where, code, replaced",
+    [("finish", 143, False), ("publish-start", 143, False), ("publish-discard", 0, True),
+     ("publish-end", 143, True)],
+    ids=["in-finish", "as-publish-starts", "masks-in-place", "after-the-move"],
+)  # fmt: skip
 def test_a_sigterm_swallowed_as_the_run_ends_stops_it_before_its_masks_move_in(
-    tmp_path, forked, where, stops
+    tmp_path, forked, where, code, replaced
 ):
     """SIGTERM swallowed as the scores and figure are written (``finish``), or as the masks'
     move begins: status 143 and DIR's masks those of the run before (they were replaced: no
-    check came after the frames). Once the masks are in place the run is done, and a stop
-    swallowed then is forgotten, as a signal held while they moved in is: status 0 (it was
-    143, though the masks were replaced)."""
-    forked.run(_stopped_at_the_end, tmp_path / "log", tmp=str(tmp_path), where=where, stops=stops)
+    check came after the frames). Once the masks are in place the move is done, and a stop
+    swallowed as it ends (the earlier masks removed) is forgotten, as a signal held while they
+    moved in is: status 0 (it was 143, though the masks were replaced). One swallowed after
+    the move, as the command goes on, ends it as one raised there does: 143, the masks in place
+    (the move's done() marked the command's own scope: it was forgotten, status 0)."""
+    forked.run(_stopped_at_the_end, tmp_path / "log", tmp=str(tmp_path), where=where,
+               code=code, replaced=replaced)  # fmt: skip
 
 
-def _stopped_at_the_end(tmp: str, where: str, stops: bool) -> None:
+def _stopped_at_the_end(tmp: str, where: str, code: int, replaced: bool) -> None:
     import loftup.eval.video as video
     from loftup.eval.mask_staging import MaskStaging
 
@@ -96,7 +100,7 @@ def _stopped_at_the_end(tmp: str, where: str, stops: bool) -> None:
     masks, scores = Path(tmp) / "masks", Path(tmp) / "r2.json"
     assert main(_davis(root, masks, Path(tmp) / "r1.json", "28")) == 0
     before, entries = _files(masks), sorted(masks.iterdir())
-    finish, publish = video.finish, MaskStaging.publish
+    finish, publish, discard = video.finish, MaskStaging.publish, MaskStaging.discard
 
     def finishing(*args, **kwargs):
         results = finish(*args, **kwargs)
@@ -111,11 +115,16 @@ def _stopped_at_the_end(tmp: str, where: str, stops: bool) -> None:
         if where == "publish-end":
             signal_in_a_finaliser()
 
-    video.finish, MaskStaging.publish = finishing, publishing
+    def discarding(self):  # (this run's: in publish, the masks in place)
+        if where == "publish-discard":
+            signal_in_a_finaliser()
+        discard(self)
+
+    video.finish, MaskStaging.publish, MaskStaging.discard = finishing, publishing, discarding
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main(_davis(root, masks, scores, "56"))
+        status = main(_davis(root, masks, scores, "56"))
     said = err.getvalue()
-    assert (code, "Exception ignored" in said) == ((143, False) if stops else (0, False)), said
-    assert (_files(masks) == before) == stops, "replaced" if stops else "not replaced"
+    assert (status, "Exception ignored" in said) == (code, False), said
+    assert (_files(masks) != before) == replaced, "replaced" if not replaced else "not replaced"
     assert sorted(masks.iterdir()) == entries  # (no staging folder left)

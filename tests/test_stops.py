@@ -195,6 +195,26 @@ def test_done_marks_the_scope_it_was_called_in_whichever_closes_first(printed):
     assert printed == []
 
 
+def test_a_stop_swallowed_after_davis_masks_moved_in_is_raised_at_the_next_check(tmp_path, printed):
+    """The command line's scope alone, as eval davis --save-masks runs in it: publish's done()
+    marked it, and every stop a finaliser swallowed for the rest of the command (the report,
+    the --json output, an experiment's next evaluation) was forgotten; done() now marks the
+    scope of the move alone."""
+    pytest.importorskip("fcntl")
+    from loftup.eval.mask_staging import MaskStaging
+
+    masks = tmp_path / "masks"
+    with Scope():
+        staging = MaskStaging(str(masks), str(tmp_path / "davis"), ["bear"])
+        (staging.path / "bear" / "00000.png").write_bytes(b"a mask")
+        staging.publish({})
+        assert (masks / "bear" / "00000.png").exists()  # in place: the move's work done
+        _dropped_with(lambda: stop(Halt("after")))
+        with pytest.raises(Halt, match="after"):
+            check()
+    assert printed == []
+
+
 def test_a_stop_swallowed_while_a_probe_is_fitted_stops_it_at_the_next_batch():
     """The probe's training (eval seg, depth, normals; fit_*_probe) checks before each batch:
     it went on to the last epoch, then the run wrote its scores."""

@@ -33,6 +33,7 @@ import numpy as np
 from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
 from ..file_lock import NO_LOCKS
+from ..stops import Scope
 from ..stops import check as check_stop
 from ..stops import done as stops_done
 from .mask_folder import _real, _repair, check_masks_folder, foreign_entries
@@ -193,22 +194,23 @@ class MaskStaging:
                               f"were; the scores: {summary(results)}")  # fmt: skip
         check_stop()  # one a finaliser swallowed: the folder as it was (loftup.stops)
         came = Held()
-        try:
-            with ctrl_c_held() as came:  # it stops the swap between two of its steps only
-                found = foreign_entries(self.target)
-                problem = f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""  # fmt: skip
-                if not found:
-                    self._swap(earlier_sequences(self.target) or [], self.names, came)
-                    came.done = True  # the masks are in place: the run's work is done
-                    stops_done()  # (a stop a finaliser swallows from now on forgotten too)
-        except OSError as e:
-            problem = f"could not be written ({e.strerror or e})"
-        except BaseException:  # interrupted: the folder as it was, the staging folder removed
-            self._end()
-            raise
-        if came.done:  # (not held: a Ctrl-C stops it, and the next run removes what is left)
-            self.discard()  # the earlier run's masks with it
-            return
+        with Scope():  # the work stops_done() says is done: the move's alone (loftup.stops)
+            try:
+                with ctrl_c_held() as came:  # it stops the swap between two of its steps only
+                    found = foreign_entries(self.target)
+                    problem = f"now holds files no loftup eval davis run wrote ({found[0]})" if found else ""  # fmt: skip
+                    if not found:
+                        self._swap(earlier_sequences(self.target) or [], self.names, came)
+                        came.done = True  # the masks are in place: the run's work is done
+                        stops_done()  # (one a finaliser swallows in this scope forgotten too)
+            except OSError as e:
+                problem = f"could not be written ({e.strerror or e})"
+            except BaseException:  # interrupted: the folder as it was, the staging folder removed
+                self._end()
+                raise
+            if came.done:  # (not held: a Ctrl-C stops it, and the next run removes what is left)
+                self.discard()  # the earlier run's masks with it
+                return
         locks, scores = self._lock is not None, f"the scores: {summary(results)}"
         if self._incomplete():  # the disk refused the earlier masks' way back too
             raise LoftUpError(f"--save-masks {self.folder} {problem}{self._left()}; {scores}")
