@@ -30,6 +30,7 @@ from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process, stdout
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
+from .refusals import _bad_hub_id, _homeless_path
 from .train import add_train
 from .upsample import add_upsample
 from .world import add_world
@@ -221,33 +222,6 @@ def _main(args) -> int:
             fix = "a smaller --batch-size"
         _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
         return 2
-
-
-def _homeless_path(args, e: BaseException) -> str | None:
-    """Where ``e`` is Path.expanduser's RuntimeError (a path of ``~user`` of no user of this
-    machine, or ``~`` with HOME unset): what to say of the first such argument; else None."""
-    from ..data.paths import home_expanded
-
-    if not (isinstance(e, RuntimeError) and "home directory" in str(e)):
-        return None
-    for value in vars(args).values():
-        for item in value if isinstance(value, list) else [value]:
-            try:
-                if isinstance(item, str) and item.startswith("~"):
-                    home_expanded(item, "path")
-            except LoftUpError as named:
-                return str(named)
-    return "a path's leading ~ names no home folder here (no such user, or HOME unset)"
-
-
-def _bad_hub_id(e: BaseException) -> bool:
-    """Whether ``e`` is huggingface_hub's refusal of a hub id the user gave (``download 'a
-    b/c'``, ``--backbone-weights org/``, a local folder mistyped): a ValueError traceback."""
-    try:
-        from huggingface_hub.utils import HFValidationError
-    except ImportError:  # without the hub no such error
-        return False
-    return isinstance(e, HFValidationError)
 
 
 def _drop_stdout() -> None:
