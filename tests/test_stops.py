@@ -251,3 +251,28 @@ def test_a_stop_swallowed_in_a_benchmark_round_stops_it_at_the_next():
     with Scope(), pytest.raises(Halt):
         time_alternating({"a": timed}, warmup=1, repeats=10)
     assert len(calls) == 2  # of 11
+
+
+@pytest.mark.parametrize("stopped, code, said", [(Terminated, 143, "terminated (SIGTERM)"),
+                                                  (KeyboardInterrupt, 130, "interrupted")])  # fmt: skip
+def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
+    stopped, code, said, monkeypatch, capsys, printed
+):
+    """A finaliser that swallows a stop as the command's output (--json) closes, after its
+    last check, in the command line's scope: the scope's end forgot it, status 0."""
+    import contextlib
+
+    import loftup.cli as cli
+
+    closing = cli.stdout_for_json
+
+    @contextlib.contextmanager
+    def output(json_out):
+        with closing(json_out):
+            yield
+        _dropped_with(lambda: stop(stopped()))
+
+    monkeypatch.setattr(cli, "stdout_for_json", output)
+    assert cli.main(["info"]) == code
+    assert capsys.readouterr().err.splitlines()[-1:] == [said]
+    assert printed == []

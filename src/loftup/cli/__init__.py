@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     # a warning is one line, as errors are (not the source path and line of whoever warned),
     # on a line of its own when a progress bar is on screen
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
+    late: list[KeyboardInterrupt] = []
     try:
         # the command's process-wide settings (--threads, --max-image-pixels) and warning
         # filters last as long as it does; the settings are undone first (the pixel limit's
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             _SETTINGS.append(settings)
             if main_thread:  # (signal handlers run in the main thread only)
                 settings.enter_context(Scope())
+                # a stop a finaliser swallowed after _main's last check (as the --json output
+                # closed, the settings were undone) raised again there, kept for its status
+                settings.callback(_last_check, late)
             if main_thread:  # (the process is the command's: it may end it, extract.watch)
                 settings.enter_context(owning_the_process())
             try:
@@ -141,9 +145,29 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+    if late and status not in (130, 143):  # (one said already)
+        status = _stopped(late[0])
     if main_thread:  # (the process is the command's)
         end_if_a_look_is_left(status, started)
     return status
+
+
+def _last_check(late: list) -> None:
+    """:func:`check` as the command's scope closes: a stop it raises kept in ``late`` (a
+    HungUp, a SystemExit, ends the command as it does)."""
+    try:
+        check()
+    except KeyboardInterrupt as e:  # Terminated too
+        late.append(e)
+
+
+def _stopped(e: KeyboardInterrupt) -> int:
+    """Say what stopped the command (SIGTERM, Ctrl-C); its exit status."""
+    if isinstance(e, Terminated):
+        _say("terminated (SIGTERM)")
+        return 143
+    _say("interrupted")
+    return 130
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -193,12 +217,8 @@ def _main(args) -> int:
         where = f"{e.filename}: " if e.filename else ""
         _say(f"error: {where}{why or e.strerror or e}")
         return 2
-    except Terminated:
-        _say("terminated (SIGTERM)")
-        return 143
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+    except KeyboardInterrupt as e:  # Terminated too
+        return _stopped(e)
     except Exception as e:
         from ..errors import memory_shortfall, missing_dependency, out_of_memory
 
