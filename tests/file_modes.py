@@ -1,8 +1,9 @@
 """Code run where file modes refuse what they say: tests run as root, whom no mode refuses
-(a file of mode 000 opens), so the code runs in a fresh process under ``setpriv`` without the
-two capabilities that let root past them (same uid 0, its chmod now applies); as another user,
-in a plain one (each a fork of one Python started so, tests/forking_python.py). The conftest fixtures ``unsearchable`` and ``locked`` refuse folders in
-this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
+(a file of mode 000 opens), so the code runs in a process under ``setpriv`` without the two
+capabilities that let root past them (same uid 0, its chmod now applies); as another user, in a
+plain one. Each is a fork of one Python started so (tests/forking_python.py says what a fork
+takes fresh and what it keeps of that Python's). The conftest fixtures ``unsearchable`` and
+``locked`` refuse folders in this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
 
 A test's files of this user's own (mode 000) are refused wherever modes apply; a file of
 another user's (:func:`others`) only as root, who alone may give a file away: each test takes
@@ -17,9 +18,11 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -80,32 +83,77 @@ def where_modes_apply(code: str) -> dict:
 
 _PYTHONPATH = os.pathsep.join([str(Path(loftup.__file__).parents[1]), str(Path(__file__).parent)])
 _SERVER: list[subprocess.Popen] = []  # the forking Python, started at the first call
+#: the forking Python's stderr (what a fork that could not even open its own said)
+_SERVER_LOG = Path(tempfile.gettempdir(), f"forking_python-{os.getpid()}.log")
+
+
+def _read_at_import(env: dict) -> dict:
+    """The settings of ``env`` that the forking Python's imports read once (torch's threads,
+    tqdm's defaults): a fork keeps the server's."""
+    from forking_python import READ_AT_IMPORT
+
+    return {k: v for k, v in env.items() if k.startswith(READ_AT_IMPORT)}
+
+
+def _server() -> subprocess.Popen:
+    if not _SERVER or _SERVER[0].poll() is not None:
+        server = Path(__file__).with_name("forking_python.py")
+        env = {**os.environ, "PYTHONPATH": _PYTHONPATH}
+        with _SERVER_LOG.open("w") as log:
+            _SERVER[:] = [subprocess.Popen([*_command(), str(server)], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=log, env=env,
+                                           text=True)]  # fmt: skip
+        _SERVER[0].read_at_import = _read_at_import(env)
+        atexit.register(_SERVER[0].stdin.close)  # at its end of input, it ends
+    return _SERVER[0]
+
+
+def _answer(server: subprocess.Popen) -> dict:
+    line = server.stdout.readline()
+    said = _SERVER_LOG.read_text(errors="replace")[-4000:]
+    assert line, f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
+    return json.loads(line)
 
 
 def _forked(script: str, env: dict) -> tuple[int, str, str]:
-    """``python -c script`` where modes apply, in ``env`` and the current folder: (exit
-    status, stdout, stderr). Run in a fork of one Python started for the session
-    (tests/forking_python.py), which has imported torch already: a fresh process as a new
-    Python is, a second or two sooner."""
-    if not _SERVER or _SERVER[0].poll() is not None:
-        server = Path(__file__).with_name("forking_python.py")
-        _SERVER[:] = [subprocess.Popen([*_command(), str(server)], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       env={**os.environ, "PYTHONPATH": _PYTHONPATH}, text=True)]  # fmt: skip
-        atexit.register(_SERVER[0].stdin.close)  # at its end of input, it ends
+    """``python -c script`` where modes apply, in ``env``, this process's umask and the current
+    folder: (exit status, stdout, stderr). Run in a fork of one Python started for the session
+    (tests/forking_python.py), which has imported torch already, a second or two sooner than a
+    new Python: fresh in its environment, umask, folder, files and exit status, but not in
+    what those imports read once (``env`` may not differ from the server's there: refused).
+    Interrupted (Ctrl-C), the fork is killed with its process group, and the server too."""
+    server = _server()
+    had = server.read_at_import
+    differs = {
+        k: (had.get(k), env.get(k)) for k in had | _read_at_import(env) if had.get(k) != env.get(k)
+    }
+    assert not differs, (
+        f"a fork of the forking Python cannot take these settings (the server's, the "
+        f"request's): {differs}; its imports (torch, tqdm) read them once, with the server's: "
+        f"run the code in a new Python (subprocess) instead"
+    )
+    umask = os.umask(0)
+    os.umask(umask)
     with tempfile.TemporaryDirectory() as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
-        request = {"code": script, "env": dict(env), "cwd": os.getcwd(), "stdout": str(out),
-                   "stderr": str(err)}  # fmt: skip
+        request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
+                   "stdout": str(out), "stderr": str(err)}  # fmt: skip
+        pid = None
         try:
-            _SERVER[0].stdin.write(json.dumps(request) + "\n")
-            _SERVER[0].stdin.flush()
-            answer = _SERVER[0].stdout.readline()
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            pid = _answer(server)["pid"]
+            status = _answer(server)["status"]
         except BaseException:  # Ctrl-C: its answer would be taken for the next request's
-            _SERVER.pop().kill()
+            if pid is not None:
+                with suppress(OSError):  # (ended already)
+                    os.killpg(pid, signal.SIGKILL)
+            _SERVER.remove(server)
+            server.kill()
+            server.wait()
             raise
-        assert answer, "the forking Python (tests/forking_python.py) ended"
-        return int(answer), out.read_text(errors="replace"), err.read_text(errors="replace")
+        said = err.read_text(errors="replace") if err.exists() else _SERVER_LOG.read_text()
+        return status, out.read_text(errors="replace") if out.exists() else "", said
 
 
 def commands(cases: dict) -> str:
