@@ -26,6 +26,17 @@ from processes import REPO, pip_install_into
 triton = pytest.importorskip("triton", reason="Triton is not installed (pip install triton)")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _verdicts_for_this_module_only():
+    """The self-test's verdicts (kernels._checked) are kept from test to test here (the
+    interpreter's seconds, once), and put back as they were after the module: left, a later
+    test's bench report on CPU said the Triton kernels passed."""
+    had = dict(kernels._checked)
+    yield
+    kernels._checked.clear()
+    kernels._checked.update(had)
+
+
 @pytest.fixture(scope="module")
 def device():
     """ "cuda" where a GPU is present, else "cpu" with the kernels switched on for CPU tensors
