@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from loftup import kernels
 from processes import REPO, src_env
 
 
@@ -24,22 +25,47 @@ def _script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedPr
 
 def _in_process(name: str, *args: str, monkeypatch) -> None:
     """The script ``benchmarks/NAME`` run with ``args`` in this process, as its command line
-    runs it, without the seconds a fresh process takes to import torch; the grad mode, threads
-    and sys.path it sets put back."""
+    runs it, without the seconds a fresh process takes to import torch; what it sets for the
+    process put back: the random generators (seeded), grad mode, threads, cuDNN's benchmark
+    mode, the kernels' self-test verdicts and sys.path."""
     monkeypatch.setattr(sys, "argv", [name, *args])
     monkeypatch.setattr(sys, "path", list(sys.path))  # gpu_probe.py puts src/ first
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    monkeypatch.setattr(kernels, "_checked", dict(kernels._checked))
     threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
     try:
-        _load(name).main()
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            _load(name).main()
     finally:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(grad)
 
 
+def _process_state() -> dict:
+    """What a script run by :func:`_in_process` may not leave changed: the CPU's random state
+    and seed, grad mode, threads, cuDNN's benchmark mode and the kernels' verdicts."""
+    import hashlib
+
+    return {
+        "random state": hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16],
+        "seed": torch.initial_seed(),
+        "grad": torch.is_grad_enabled(),
+        "threads": torch.get_num_threads(),
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "kernel verdicts": dict(kernels._checked),
+    }
+
+
 def test_gpu_probe_smoke_times_each_step_of_the_forward(tmp_path, monkeypatch):
+    """... and leaves this process as it was: its seed (0) stayed for the tests after it (and
+    the kernels' verdicts its fused forward may make are put back too)."""
     out = tmp_path / "probe.json"
-    _in_process("gpu_probe.py", "--smoke", "--json", str(out), monkeypatch=monkeypatch)
+    torch.manual_seed(7)
+    before = _process_state()
+    with monkeypatch.context() as patched:
+        _in_process("gpu_probe.py", "--smoke", "--json", str(out), monkeypatch=patched)
+    assert _process_state() == before
     report = json.loads(out.read_text())
     assert report["device"] in ("cpu", "cuda")
     # the figures say what they were measured on and how, as loftup bench's do
@@ -68,7 +94,11 @@ def test_gpu_probe_smoke_times_the_sizes_it_is_given(tmp_path, monkeypatch):
 
 def test_world_costs_and_class_information(tmp_path, monkeypatch):
     out = tmp_path / "world.json"
-    _in_process("world.py", "--count", "2", "--json", str(out), monkeypatch=monkeypatch)
+    torch.manual_seed(7)
+    before = _process_state()
+    with monkeypatch.context() as patched:
+        _in_process("world.py", "--count", "2", "--json", str(out), monkeypatch=patched)
+    assert _process_state() == before
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__ and report["count"] == 2
     assert report["generation_s_per_image_128"] > 0 and report["forward_s_batch8_128"] > 0
