@@ -28,6 +28,25 @@ def _files(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
+#: Run in another process on a lock file: prints its note, and ends with status 3 where its
+#: lock is held (a lockf refused), 0 where it was free, 1 where there is no such file.
+_PROBE = """import fcntl, os, sys
+print(open(sys.argv[1]).read(), end="")
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    sys.exit(3)
+"""
+
+
+def _lock_probe(lock) -> tuple[int, str]:
+    """From another process (this one would let go of its own lock by opening the file): the
+    status of :data:`_PROBE` on ``lock``, and the note it read there."""
+    ran = subprocess.run([sys.executable, "-c", _PROBE, str(lock)], capture_output=True, text=True)
+    return ran.returncode, ran.stdout
+
+
 class _Enough(Exception):
     """Ends the first demo once the second was refused."""
 
@@ -35,18 +54,20 @@ class _Enough(Exception):
 def test_a_second_demo_on_an_out_in_use_is_refused_before_it_writes_there(tmp_path, monkeypatch):
     """The second a real process, started while the first (this one) has its --out locked and
     is about to write its scenes; the first is stopped there (the rest of a demo, its training,
-    is not what this checks)."""
+    is not what this checks). The second leaves the first's lock file as it was, still held."""
     import loftup.world.demo as demo
+    from loftup.train.lock_refusal import DEMO
 
     out = tmp_path / "out"
     seen = {}
 
     def second_demo_first(cfg, **kw):  # the first demo, its --out locked and its record written
-        before = _files(out)
+        before, lock = _files(out), _lock_probe(out / DEMO.name)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         argv = [sys.executable, "-m", "loftup", "demo", "--out", str(out), *ARGV, "--resume"]
         seen["second"] = subprocess.run(argv, env=env, capture_output=True, text=True)
         seen["unchanged"] = _files(out) == before
+        seen["lock"] = lock, _lock_probe(out / DEMO.name)
         raise _Enough
 
     monkeypatch.setattr(demo, "make_scenes", second_demo_first)
@@ -59,6 +80,9 @@ def test_a_second_demo_on_an_out_in_use_is_refused_before_it_writes_there(tmp_pa
         f"{socket.gethostname()}); wait for it, or choose another --out"
     )
     assert seen["unchanged"]  # no scenes, no demo.json written by the second
+    (status, note), after = seen["lock"]
+    assert status == 3 and str(os.getpid()) in note, note  # the first's, held
+    assert after == (3, note)  # neither deleted, written over nor let go by the second
 
 
 def test_a_second_demo_of_the_same_process_is_refused_and_leaves_the_first_s_lock(tmp_path):
@@ -72,21 +96,15 @@ def test_a_second_demo_of_the_same_process_is_refused_and_leaves_the_first_s_loc
 
     out = tmp_path / "out"
     out.mkdir()
-    probe = (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-        "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-        "except OSError:\n    sys.exit(1)\n"
-    )
     with folder_lock(out, another="--out", kind=DEMO):  # the first demo's
         with pytest.raises(LoftUpError) as e:
             run_demo(DemoConfig(out=str(out), size=8, train_scenes=4, val_scenes=2))
-        taken = subprocess.run([sys.executable, "-c", probe, str(out / DEMO.name)]).returncode
+        taken, _ = _lock_probe(out / DEMO.name)
     assert str(e.value) == (
         f"{out} is in use by another loftup demo (process {os.getpid()}, this one); wait for "
         "it, or choose another --out"
     )
-    assert taken == 1  # still the first's
+    assert taken == 3  # still the first's
     assert sorted(p.name for p in out.iterdir()) == [DEMO.name]  # nothing written
 
 
