@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hub_builders import make_hf_cache
+from loftup.errors import LoftUpError
 from loftup.hub import RELEASED, released_table
 from processes import cli_script, run_scripts
 from reference_files import REFERENCE_STATE
@@ -13,17 +14,27 @@ from reference_files import REFERENCE_STATE
 
 def test_released_name_from_local_hf_cache_offline(tmp_path, reference_cases, monkeypatch, capsys):
     """In this process: the cache's place and the offline switch set as huggingface_hub reads
-    them (the test below starts a process, where they are read at import)."""
+    them (the test below starts a process, where they are read at import); a checkpoint the
+    cache lacks is refused for the switch, nothing downloaded."""
+    import huggingface_hub
     import torch
     from huggingface_hub import constants
 
     import loftup
     from loftup.cli import main
 
+    def never(*args, **kwargs):
+        raise AssertionError("offline: nothing may be downloaded")
+
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": REFERENCE_STATE})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    with pytest.raises(LoftUpError, match="HF_HUB_OFFLINE=1 is set") as e:
+        loftup.load_upsampler("loftup_clip")  # not cached
+    assert "haiwen/loftup-clip" in str(e.value)
     m = loftup.load_upsampler("loftup_dinov2s")
     with torch.no_grad():
         out = m(reference_cases["square.lr_feats"], reference_cases["square.image"])
