@@ -105,13 +105,17 @@ def _server() -> subprocess.Popen:
                                            text=True)]  # fmt: skip
         _SERVER[0].read_at_import = _read_at_import(env)
         atexit.register(_SERVER[0].stdin.close)  # at its end of input, it ends
+        atexit.register(_SERVER_LOG.unlink, missing_ok=True)
     return _SERVER[0]
 
 
 def _answer(server: subprocess.Popen) -> dict:
     line = server.stdout.readline()
-    said = _SERVER_LOG.read_text(errors="replace")[-4000:]
-    assert line, f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
+    if not line:
+        said = _SERVER_LOG.read_text(errors="replace")[-4000:]
+        raise AssertionError(
+            f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
+        )
     return json.loads(line)
 
 
