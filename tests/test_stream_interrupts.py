@@ -68,8 +68,14 @@ def _upsample(*images: Path, upsampler, out: Path, more=(), size: int = 80) -> i
 
 @pytest.mark.parametrize(
     "point",
-    [("made", 1), ("made", 2), ("return", "FeatureFile"), ("return", "compute_streamed")],
-    ids=["first-temporary-made", "second-temporary-made", "constructor-returns", "tasks-returned"],
+    [
+        pytest.param(("made", 1), id="first-temporary-made"),
+        # 3 s: slow; a SIGTERM as one of the two temporary files is made, in the default suite:
+        # this test's [first-temporary-made] case (the same window, the first file's)
+        pytest.param(("made", 2), id="second-temporary-made", marks=pytest.mark.slow),
+        pytest.param(("return", "FeatureFile"), id="constructor-returns"),
+        pytest.param(("return", "compute_streamed"), id="tasks-returned"),
+    ],
 )
 def test_sigterm_at_each_hand_over_of_a_streamed_output_leaves_no_temporary_file(
     photos, upsampler, tmp_path, point, forked
@@ -98,7 +104,15 @@ def _hand_over(photos: str, upsampler: str, tmp: str, point: list) -> None:
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+@pytest.mark.parametrize(
+    "signum",
+    [
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        # 3 s: slow; a stop a finaliser swallowed, raised again, in the default suite:
+        # this test's [sigterm] case (the same finaliser, the other signal)
+        pytest.param(signal.SIGINT, id="ctrl-c", marks=pytest.mark.slow),
+    ],
+)
 def test_a_stop_a_finaliser_swallows_still_ends_the_run(
     photos, upsampler, tmp_path, signum, forked
 ):

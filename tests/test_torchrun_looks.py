@@ -43,7 +43,8 @@ def test_the_watchs_own_client_honours_use_libuv_as_the_meetings_does(use_libuv,
 _RANK_1_HANGS = """
 import os, sys, time
 from loftup.cli import main
-from loftup.extract import meeting
+from loftup.extract import meeting, pulse, watch
+pulse.SILENT_FOR = meeting.SILENT_FOR = watch.SILENT_FOR = 2.0  # (5 s in use; the test's time)
 if os.environ["RANK"] == "1":  # it came, and hangs before the group's join (alive, beating)
     meeting.join_process_group = lambda *args, **kwargs: time.sleep(600)
 sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
@@ -82,6 +83,8 @@ def test_a_meeting_point_that_stops_while_a_rank_waits_for_the_others_address_is
 _RANK = """
 import os, sys
 from loftup.cli import main
+from loftup.extract import meeting, pulse, watch
+pulse.SILENT_FOR = meeting.SILENT_FOR = watch.SILENT_FOR = 2.0  # (5 s in use; the test's time)
 sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
 """
 

@@ -32,7 +32,9 @@ sys.exit(main(["upsample", os.environ["IMAGE"], "-o", os.environ["OUT"]]))
     ("stop", "after", "status", "said"),
     [
         (signal.SIGINT, 1.0, 130, "interrupted"),
-        (signal.SIGTERM, 1.0, 143, "terminated (SIGTERM)"),
+        # 4 s: slow; the way out at a stopped point, SIGINT's, in the default suite:
+        # this test's [2-1.0-130-interrupted] case (SIGINT, 1 s after the point stopped)
+        pytest.param(signal.SIGTERM, 1.0, 143, "terminated (SIGTERM)", marks=pytest.mark.slow),
         (signal.SIGINT, 0.1, 130, "interrupted"),  # (its look not seen unanswered yet)
     ],
 )
@@ -62,7 +64,8 @@ def test_a_signal_at_a_meeting_point_that_stopped_ends_the_rank_at_once(
     assert took < 3.5, took  # (at once: not the 6.5 s of a last call timed as the others)
 
 
-@pytest.mark.parametrize("lag", [0.0, 0.05])
+# 4 s: slow; the same end a moment later, in the default suite: its lag 0.0 case
+@pytest.mark.parametrize("lag", [0.0, pytest.param(0.05, marks=pytest.mark.slow)])
 def test_a_rank_that_said_the_point_has_not_answered_ends_with_that_line(
     agent_process,  # noqa: F811 - the fixture imported above
     tmp_path,
