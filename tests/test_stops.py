@@ -276,3 +276,45 @@ def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
     assert cli.main(["info"]) == code
     assert capsys.readouterr().err.splitlines()[-1:] == [said]
     assert printed == []
+
+
+def test_a_stop_swallowed_after_a_runs_steps_comes_out_of_its_end_from_python(printed):
+    """train() called from Python (no command line around it): a SIGTERM whose handler ran in
+    a finaliser after the steps (the loader's __del__, the export) was kept by the run's scope
+    and forgotten as it closed, and train() returned as if nothing had come; it now comes out
+    of the run's end, its handlers put back as they were."""
+    from loftup.train.stopping import StopOnSignals
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with pytest.raises(Terminated):
+            with StopOnSignals(announce=False) as stopping:
+                with stopping.steps():
+                    pass
+                _dropped_with(lambda: stopping._handle(signal.SIGTERM, None))
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert printed == []
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed):
+    """A SIGHUP swallowed during a run and raised again at a later check set SIGHUP ignored,
+    as its handler does for the clean-up, even where the run had already put back the caller's
+    (its default): a Python caller (a notebook, a script) then ignored hang-ups for good."""
+    from loftup.train.stopping import HungUp, StopOnSignals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with Scope():
+            stopping = StopOnSignals(announce=False)
+            stopping.__enter__()
+            _dropped_with(lambda: stopping._handle(signal.SIGHUP, None))
+            stopping._put_back(None, None)  # the run's own end, as if it had not looked
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+            with pytest.raises(HungUp):
+                check()
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+            stopping._scope.__exit__()
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -61,7 +61,8 @@ def check() -> None:
     if rearm:
         import signal
 
-        signal.signal(rearm[0], signal.SIG_IGN)
+        if signal.getsignal(rearm[0]) == rearm[1]:  # (not one its owner put back since)
+            signal.signal(rearm[0], signal.SIG_IGN)
     stop(e, rearm)
 
 

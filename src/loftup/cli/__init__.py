@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # (the command's own looks: end_if_a_look_is_left)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    hang_up = signal.getsignal(signal.SIGHUP) if main_thread else None  # (a stop may ignore it)
     # Ctrl-C raised as Python's handler raises it, and kept as SIGTERM is: one a finaliser
     # swallows ends the command all the same (loftup.stops); a SIGINT ignored stays so
     ctrl_c = main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = showwarning
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            if hang_up is not None:
+                signal.signal(signal.SIGHUP, hang_up)
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     if late and status not in (130, 143):  # (one said already)

@@ -161,6 +161,21 @@ class StopOnSignals:
 
     def __exit__(self, exc_type, *exc) -> None:
         scope, self._scope = self._scope, None
+        late = None
+        if scope is not None and exc_type is None:
+            try:  # a stop a finaliser swallowed after the steps (the loader's __del__, the
+                check()  # export): its scope's end would forget it (train() from Python)
+            except BaseException as e:
+                late, exc_type = e, type(e)
+        try:
+            self._put_back(scope, exc_type)
+        finally:
+            if late is not None:
+                raise late
+
+    def _put_back(self, scope, exc_type) -> None:
+        """Close this run's scope and put back the handlers it took (a SIGTERM's kept ignored
+        where the command line's is to go on with its clean-up)."""
         if scope is not None:
             scope.__exit__()
         for signum in (signal.SIGINT, signal.SIGHUP):
