@@ -318,3 +318,28 @@ def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed
             stopping._scope.__exit__()
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_hang_up_ends_the_command_with_its_status_not_a_system_exit(monkeypatch, capsys):
+    """A HungUp (SIGHUP, a SystemExit) left loftup's main as an exception: its end (a torchrun
+    rank's look still under way ended with os._exit, not a C++ abort) was skipped, and a
+    HungUp kept as a stop came out after another already said (143) with its own 129. main
+    returns 129 now, saying nothing (no terminal is left to read it)."""
+    import contextlib
+
+    import loftup.cli as cli
+    from loftup.train.stopping import HungUp
+
+    ended = []
+    monkeypatch.setattr(cli, "end_if_a_look_is_left", lambda status, started: ended.append(status))
+    closing = cli.stdout_for_json
+
+    @contextlib.contextmanager
+    def hangs_up(json_out):
+        with closing(json_out):
+            yield
+        raise HungUp()
+
+    monkeypatch.setattr(cli, "stdout_for_json", hangs_up)
+    assert cli.main(["info"]) == 129 and ended == [129]
+    assert capsys.readouterr().err == ""

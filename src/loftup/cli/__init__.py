@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(signal.SIGHUP, hang_up)
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-    if late and status not in (130, 143):  # (one said already)
+    if late and status not in (129, 130, 143):  # (one said already)
         status = _stopped(late[0])
     if main_thread:  # (the process is the command's)
         end_if_a_look_is_left(status, started)
@@ -160,12 +160,24 @@ def _last_check(late: list) -> None:
     HungUp, a SystemExit, ends the command as it does)."""
     try:
         check()
-    except KeyboardInterrupt as e:  # Terminated too
+    except (KeyboardInterrupt, SystemExit) as e:  # Terminated too; HungUp a SystemExit
+        if isinstance(e, SystemExit) and not _hung_up(e):
+            raise
         late.append(e)
 
 
-def _stopped(e: KeyboardInterrupt) -> int:
-    """Say what stopped the command (SIGTERM, Ctrl-C); its exit status."""
+def _hung_up(e: BaseException) -> bool:
+    """Whether ``e`` is training's HungUp (SIGHUP: loftup.train.stopping, loaded where it was
+    raised)."""
+    stopping = sys.modules.get("loftup.train.stopping")
+    return stopping is not None and isinstance(e, stopping.HungUp)
+
+
+def _stopped(e: BaseException) -> int:
+    """Say what stopped the command (SIGTERM, Ctrl-C; a SIGHUP is not said: no terminal is
+    left to read it); its exit status."""
+    if isinstance(e, SystemExit):  # HungUp
+        return 129
     if isinstance(e, Terminated):
         _say("terminated (SIGTERM)")
         return 143
@@ -220,7 +232,9 @@ def _main(args) -> int:
         where = f"{e.filename}: " if e.filename else ""
         _say(f"error: {where}{why or e.strerror or e}")
         return 2
-    except KeyboardInterrupt as e:  # Terminated too
+    except (KeyboardInterrupt, SystemExit) as e:  # Terminated too; HungUp a SystemExit
+        if isinstance(e, SystemExit) and not _hung_up(e):
+            raise
         return _stopped(e)
     except Exception as e:
         from ..errors import memory_shortfall, missing_dependency, out_of_memory
