@@ -6,31 +6,29 @@ is what tests call in-process, ``run()`` is the console script. Errors meant for
 
 One module per command (or group): ``checkpoints`` (info, download), ``bench``, ``upsample``,
 ``train``, ``evaluate`` (eval), ``demo``, ``experiment`` and ``world``, each adding its parser
-and running it; ``common`` holds what they share (argument types, ``--json`` output).
+and running it; ``common`` holds what they share (argument types, ``--json`` output), and
+``outcome`` how a command's end is said (its errors, a stop, a warning: one line each).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import os
 import signal
 import sys
 import threading
 import time
 import warnings
 
-from ..errors import LoftUpError, Terminated, printable, terminate
-from ..listing import permission_denied
+from ..errors import terminate
 from ..stops import Scope, check, interrupt
 from .bench import add_bench
 from .checkpoints import add_download, add_info
-from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process, stdout_for_json
+from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
-from .refusals import _bad_hub_id, _homeless_path
+from .outcome import _hung_up, _main, _show_warning, _stopped
 from .train import add_train
 from .upsample import add_upsample
 from .world import add_world
@@ -62,39 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in COMMANDS:
         add(sub)
     return parser
-
-
-#: Errors of the file system that the user's paths or disk cause, and the user can fix: a file
-#: where a folder goes (or the reverse), no permission, a read-only or full disk, a path whose
-#: folder does not exist and cannot be made (``-o /proc/x``; ENOENT: the line names the path,
-#: so one that is a bug of ours, a package file gone missing say, is still found from it), a
-#: name too long for the file system, or a loop of links.
-_USER_OS_ERRORS = {
-    errno.ENOENT,
-    errno.EEXIST,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.ENAMETOOLONG,
-    errno.ELOOP,
-}
-
-
-#: What to lower when a command runs out of memory.
-_MEMORY_FIX = {
-    "train": "a smaller batch_size, stage1.image_size or stage2.load_size (a run that wrote a "
-    "checkpoint goes on from it with --resume)",
-    "upsample": "a smaller --size, --backbone-size or --batch-size",
-    "eval": "a smaller --batch-size (then --probe-batch-size, which changes the probe's training)",
-    "bench": "smaller --sizes or --batch",
-    "experiment": "--quick, or a smaller --batch-size",
-    "demo": "a smaller --size or --batch-size",
-    "world": "a smaller --size (scenes, probe), --count (probe) or --batch-size (backbone)",
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,138 +129,6 @@ def _last_check(late: list) -> None:
         if isinstance(e, SystemExit) and not _hung_up(e):
             raise
         late.append(e)
-
-
-def _hung_up(e: BaseException) -> bool:
-    """Whether ``e`` is training's HungUp (SIGHUP: loftup.train.stopping, loaded where it was
-    raised)."""
-    stopping = sys.modules.get("loftup.train.stopping")
-    return stopping is not None and isinstance(e, stopping.HungUp)
-
-
-def _stopped(e: BaseException) -> int:
-    """Say what stopped the command (SIGTERM, Ctrl-C; a SIGHUP is not said: no terminal is
-    left to read it); its exit status."""
-    if isinstance(e, SystemExit):  # HungUp
-        return 129
-    if isinstance(e, Terminated):
-        _say("terminated (SIGTERM)")
-        return 143
-    _say("interrupted")
-    return 130
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print ``message`` as ``warning: ...`` on one line. Through tqdm, which takes the bars
-    that are drawn off the line, writes it and draws them again below it (Python's own
-    printing would append it to the bar's line, and the bar's next update would overwrite it)."""
-    from tqdm import tqdm
-
-    try:
-        tqdm.write(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-    except (OSError, ValueError):  # a closed stderr: lost, as Python's own printing loses it
-        pass
-
-
-def _main(args) -> int:
-    try:
-        if isinstance(getattr(args, "device", None), str):  # one this machine has, before any work
-            from ..api import resolve_device
-
-            resolve_device(args.device)
-        json_out = getattr(args, "json", None)
-        if isinstance(json_out, str) and json_out != "-":  # said now, not after the work is done
-            from ..paths import check_file_output
-
-            # a folder, under a file, or in a read-only folder
-            check_file_output(json_out, "--json", example="out.json")
-        with stdout_for_json(json_out):
-            status = int(args.func(args) or 0)
-            check()  # a stop a finaliser swallowed (the command went on): its status
-            return status
-    except LoftUpError as e:  # a path in it may hold an escape, a newline: shown, not obeyed
-        _say(f"error: {printable(str(e))}")
-        return 2
-    except BrokenPipeError:
-        # whoever read stdout stopped (`loftup info --json - | head`): end quietly, as the
-        # shell's tools do (status 128 + SIGPIPE), and let nothing flush there on the way out
-        _drop_stdout()
-        return 141
-    except OSError as e:
-        if e.errno not in _USER_OS_ERRORS:
-            raise
-        # a path the user gave that cannot be written (or read): its name and why, no traceback;
-        # in a folder this user may not search (pathlib's is_file on 3.11): that folder, the fix
-        why = (
-            e.filename and e.errno in (errno.EACCES, errno.EPERM) and permission_denied(e.filename)
-        )
-        where = f"{e.filename}: " if e.filename else ""
-        _say(f"error: {where}{why or e.strerror or e}")
-        return 2
-    except (KeyboardInterrupt, SystemExit) as e:  # Terminated too; HungUp a SystemExit
-        if isinstance(e, SystemExit) and not _hung_up(e):
-            raise
-        return _stopped(e)
-    except Exception as e:
-        from ..errors import memory_shortfall, missing_dependency, out_of_memory
-
-        missing = missing_dependency(e)
-        if missing:
-            _say(f"error: {missing}")
-            return 2
-        homeless = _homeless_path(args, e)
-        if homeless:
-            _say(f"error: {homeless}")
-            return 2
-        if _bad_hub_id(e):
-            said = " ".join(str(e).split()).rstrip(".")
-            _say(f"error: no hub id ORG/NAME: {said} (nor a file or folder here); check the "
-                 "name or the path")  # fmt: skip
-            return 2
-        if not out_of_memory(e):
-            raise
-        fix = _MEMORY_FIX.get(args.command, "smaller inputs")
-        if getattr(args, "task", None) == "davis":  # no probe to train: no --probe-batch-size
-            fix = "a smaller --batch-size"
-        _say(f"error: out of memory in loftup {args.command}: {memory_shortfall(e)}; try {fix}")
-        return 2
-
-
-def _drop_stdout() -> None:
-    """Point stdout at the null device: the text still buffered for a closed pipe would fail
-    again, with a traceback, when Python flushes it at exit."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): nothing to do
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, fd)
-    finally:
-        os.close(null)
-
-
-def _say(line: str) -> None:
-    """``line`` on stderr, on a line of its own: the progress bars a failed command left open
-    are closed first (else the error lands on the end of the bar's line). Under torchrun it
-    starts with the process's rank: each says what ended it (one rank's error may be the cause
-    of the others'), and the reader can tell which said what."""
-    from tqdm import tqdm
-
-    world = os.environ.get("WORLD_SIZE", "").strip()  # not a number: the error may say so
-    if world.isdigit() and int(world) > 1 and "RANK" in os.environ:
-        line = f"[rank {os.environ['RANK']}] {line}"
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        try:
-            bar.close()
-        except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
-            pass
-    try:  # one write, newline included: under torchrun the ranks' lines do not interleave
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except OSError:  # stderr gone (its reader, `2>&1 | tee log`, ended by the same Ctrl-C):
-        pass  # the exit status still says what happened
 
 
 def run() -> None:

@@ -57,7 +57,7 @@ def refuse_empty_folder(path: str, option: str) -> None:
 
 def picked_device(device: str) -> str:
     """``--device`` as torch names it: ``auto`` becomes the device it picks (CUDA when
-    available); the value was checked by :func:`loftup.cli._main` before the command ran."""
+    available); the value was checked by :func:`loftup.cli.outcome._main` before the command ran."""
     from ..api import resolve_device
 
     return str(resolve_device(device)) if device == "auto" else device
@@ -195,6 +195,6 @@ def say_done(text: str) -> None:
     except OSError as e:
         if e.errno != errno.EIO:
             raise
-        from . import _drop_stdout
+        from .outcome import _drop_stdout
 
         _drop_stdout()  # what is still buffered would fail again at exit
