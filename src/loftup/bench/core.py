@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import torch
 
+from ..errors import printable
 from ..stops import check as check_stop
 
 
@@ -133,7 +134,7 @@ def attempt(fn, failed: list | None, device, **case):
     # out of the except block: the traceback, and the tensors its frames held, are freed
     failed.append({**case, "error": error})
     what = " ".join(f"{k}={v}" for k, v in case.items())
-    print(f"bench: {what} failed: {error}", file=sys.stderr)
+    print(printable(f"bench: {what} failed: {error}"), file=sys.stderr)  # a path's escape
     if str(device).startswith("cuda"):
         torch.cuda.empty_cache()
     return None

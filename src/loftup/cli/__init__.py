@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 
-from ..errors import terminate
+from ..errors import printable, terminate
 from ..stops import Scope, check, interrupt
 from .bench import add_bench
 from .checkpoints import add_download, add_info
@@ -46,10 +46,19 @@ COMMANDS = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its commands' too), whose error line quotes what the user typed
+    (``unrecognized arguments: ...``, a value an argument's type refused) escaped where it is
+    not printable (:func:`~loftup.errors.printable`), as loftup's own errors do."""
+
+    def error(self, message: str):
+        super().error(printable(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="loftup",
         description="Sharp, pixel-resolution features from vision foundation models with LoftUp: "
         "upsample, train, evaluate, benchmark.",

@@ -4,7 +4,7 @@ whole suite (:mod:`loftup.bench`)."""
 from __future__ import annotations
 
 from ..errors import LoftUpError, check_threads
-from .common import picked_device, use_threads, write_json
+from .common import picked_device, say, say_lines, use_threads, write_json
 
 
 def add_bench(sub) -> None:
@@ -155,9 +155,9 @@ def _cmd_bench(args) -> int:
             only=args.only.split(",") if args.only else None,
             progress=not args.no_progress,
         )
-        print(summary(report))
+        say_lines(summary(report))
         if figure and not {"forward", "forward_4096"} & set(report["sections"]):
-            print(f"no figure: {figure} draws the forward sections, and none ran")
+            say(f"no figure: {figure} draws the forward sections, and none ran")
     else:
         from ..bench.core import timing_mode
 
@@ -189,11 +189,11 @@ def _cmd_bench(args) -> int:
                 tile_size=args.tile_size, chunk_size=args.chunk_size, conv=args.conv,
                 progress=not args.no_progress,
             )  # fmt: skip
-        print(format_table(report))
+        say_lines(format_table(report))
         if "stream" in report:
             from ..bench.table import format_stream
 
-            print(format_stream(report["stream"]))
+            say_lines(format_stream(report["stream"]))
     if args.json:
         write_json(args.json, report)
     if figure and not args.suite:  # a suite's is drawn as its forward sections end
@@ -268,6 +268,6 @@ def _draw(report: dict, path: str) -> None:
         missing = missing_dependency(e, "the figure")
         if missing is None:
             raise
-        print(f"warning: no figure: {missing}", file=sys.stderr)
+        say(f"warning: no figure: {missing}", file=sys.stderr)
         return
-    print(f"wrote {path}" if done else "no figure: the forward sections failed (no rows)")
+    say(f"wrote {path}" if done else "no figure: the forward sections failed (no rows)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import write_json
+from .common import say, say_lines, write_json
 
 
 def add_info(sub) -> None:
@@ -25,14 +25,14 @@ def _cmd_info(args) -> int:
     print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
     cached = {True: "yes", False: "no", None: "?"}
     for r in rows:
-        print(
+        say_lines(
             f"{r['name']:<20} {r['backbone']:<19} {r['dim']:>4} {r['grid']:>6}  "
             f"{cached[r['cached']]:<7} {r['hub']}"
         )
     for why in dict.fromkeys(r["unchecked"] for r in rows if r["unchecked"]):  # one a folder
         names = [r["name"] for r in rows if r["unchecked"] == why]
         which = "any of them is" if len(names) == len(rows) else f"{', '.join(names)} is"
-        print(
+        say(
             f"warning: cannot tell whether {which} cached (?): the Hugging Face cache: {why}",
             file=sys.stderr,
         )
@@ -62,5 +62,5 @@ def _cmd_download(args) -> int:
     from ..downloads import download_names
 
     for name, path in download_names(args.names, backbones=not args.no_backbone):
-        print(f"{name}: {path}")
+        say(f"{name}: {path}")
     return 0

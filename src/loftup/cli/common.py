@@ -8,7 +8,7 @@ import argparse
 import contextlib
 import sys
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, printable
 
 
 def precision(text: str) -> str:
@@ -179,7 +179,21 @@ def write_json(path: str, obj) -> None:
         return
     path = os.path.expanduser(path)
     atomic.write_json(path, obj, follow_links=True)  # a link named by the user stays one
-    print(f"wrote {path}")
+    say(f"wrote {path}")
+
+
+def say(line: str, file=None) -> None:
+    """Print ``line`` as one line: what it quotes that is not printable (an escape or a newline
+    in a path, a bidirectional control, the byte of a name that is no UTF-8) written escaped
+    (:func:`~loftup.errors.printable`), shown, neither obeyed by the terminal nor breaking the
+    line."""
+    print(printable(line), file=file)
+
+
+def say_lines(text: str, file=None, flush: bool = False) -> None:
+    """Print ``text`` (a table, a report, a config) on the lines it lays out itself, what is
+    not printable within a line written escaped, as :func:`say` does."""
+    print("\n".join(map(printable, text.split("\n"))), file=file, flush=flush)
 
 
 def say_done(text: str) -> None:
@@ -191,7 +205,7 @@ def say_done(text: str) -> None:
     import errno
 
     try:
-        print(text, flush=True)
+        say_lines(text, flush=True)  # a name in it holding an escape: shown, not obeyed
     except OSError as e:
         if e.errno != errno.EIO:
             raise

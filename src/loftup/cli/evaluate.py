@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .common import add_backbone_norm, write_json
+from .common import add_backbone_norm, say, say_lines, write_json
 
 
 def add_eval(sub) -> None:
@@ -158,15 +158,15 @@ def _cmd_eval(args) -> int:
         )
     cfg.check()  # a value out of range is the one line said, before this warning
     if args.highres_factor is not None and args.upsampler != "highres":
-        print(
+        say(
             f"warning: --highres-factor scales the input of --upsampler highres only; it does "
             f"nothing for {args.upsampler}",
             file=sys.stderr,
         )
-    results = evaluate(cfg, report=lambda r: print(summary(r)))  # before any file
-    print(f"figure: {results['figure']}")
+    results = evaluate(cfg, report=lambda r: say_lines(summary(r)))  # before any file
+    say(f"figure: {results['figure']}")
     if args.json == "-":  # evaluate wrote the file of any other --json
         write_json("-", results)
     elif args.json:
-        print(f"wrote {os.path.expanduser(args.json)}")
+        say(f"wrote {os.path.expanduser(args.json)}")
     return 0

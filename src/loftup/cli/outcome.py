@@ -75,7 +75,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     from tqdm import tqdm
 
     try:
-        tqdm.write(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        said = printable(" ".join(str(message).split()))  # a quoted escape shown, not obeyed
+        tqdm.write(f"warning: {said}", file=file or sys.stderr)
     except (OSError, ValueError):  # a closed stderr: lost, as Python's own printing loses it
         pass
 
@@ -96,8 +97,8 @@ def _main(args) -> int:
             status = int(args.func(args) or 0)
             check()  # a stop a finaliser swallowed (the command went on): its status
             return status
-    except LoftUpError as e:  # a path in it may hold an escape, a newline: shown, not obeyed
-        _say(f"error: {printable(str(e))}")
+    except LoftUpError as e:  # (a path in it holding an escape, a newline: _say shows it)
+        _say(f"error: {e}")
         return 2
     except BrokenPipeError:
         # whoever read stdout stopped (`loftup info --json - | head`): end quietly, as the
@@ -162,7 +163,11 @@ def _say(line: str) -> None:
     """``line`` on stderr, on a line of its own: the progress bars a failed command left open
     are closed first (else the error lands on the end of the bar's line). Under torchrun it
     starts with the process's rank: each says what ended it (one rank's error may be the cause
-    of the others'), and the reader can tell which said what."""
+    of the others'), and the reader can tell which said what. What is not printable in it
+    (an escape, a newline, a bidirectional control, the byte of a name that is no UTF-8: a
+    path's, a file's text, an environment variable's, wherever the line quotes them) is
+    written escaped (:func:`~loftup.errors.printable`): shown, neither obeyed by the terminal
+    nor breaking the line, nor reordering it (U+202E)."""
     from tqdm import tqdm
 
     world = os.environ.get("WORLD_SIZE", "").strip()  # not a number: the error may say so
@@ -175,7 +180,7 @@ def _say(line: str) -> None:
         except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
             pass
     try:  # one write, newline included: under torchrun the ranks' lines do not interleave
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(printable(line) + "\n")
         sys.stderr.flush()
     except OSError:  # stderr gone (its reader, `2>&1 | tee log`, ended by the same Ctrl-C):
         pass  # the exit status still says what happened

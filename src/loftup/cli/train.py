@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from ..errors import printable
+
 
 def add_train(sub) -> None:
     p = sub.add_parser(
@@ -163,7 +165,7 @@ def _log_beside_bars(logger):
     class BesideBars(logging.Handler):  # tqdm 4.60 (our lower bound) redirects to stdout
         def emit(self, record: logging.LogRecord) -> None:
             try:
-                tqdm.write(self.format(record), file=sys.stderr)
+                tqdm.write(printable(self.format(record)), file=sys.stderr)  # a path's escape
             except Exception:  # noqa: BLE001 - logging's contract: report, never raise
                 self.handleError(record)
 

@@ -5,7 +5,7 @@ options are checked here, before any model loads; the run is
 from __future__ import annotations
 
 from ..errors import LoftUpError
-from .common import add_backbone_norm, parse_size, precision
+from .common import add_backbone_norm, parse_size, precision, say
 
 
 def add_upsample(sub) -> None:
@@ -160,5 +160,5 @@ def _cmd_upsample(args) -> int:
     if report.rank == 0:
         there = f" ({report.kept} already there)" if args.resume else ""
         tail = f"; {report.failed} input(s) failed" if report.failed else ""
-        print(f"wrote {save_dtype} features of {report.done} image(s) to {out}{there}{tail}")
+        say(f"wrote {save_dtype} features of {report.done} image(s) to {out}{there}{tail}")
     return 1 if report.failed else 0

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from ..errors import check_threads
-from .common import picked_device, refuse_empty_folder, scene_size, use_threads, write_json
+from .common import (
+    picked_device,
+    refuse_empty_folder,
+    say,
+    scene_size,
+    use_threads,
+    write_json,
+)
 
 
 def add_world(sub) -> None:
@@ -113,7 +120,7 @@ def _cmd_world_scenes(args) -> int:
         quality=args.quality,
         said_as=SCENE_OPTIONS,
     )
-    print(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
+    say(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
     return 0
 
 
@@ -137,7 +144,7 @@ def _cmd_world_backbone(args) -> int:
     # train_backbone checks --out (a file, under one, or unwritable) before any step trains
     metrics = train_backbone(recipe, args.out, device=picked_device(args.device))
     print(json.dumps(metrics, indent=2))
-    print(f"wrote {args.out}")
+    say(f"wrote {args.out}")
     return 0
 
 
@@ -154,7 +161,7 @@ def _cmd_world_probe(args) -> int:
     # which backbone the numbers are of: the JSON of a --weights folder read as the shipped one's
     report["weights"] = args.weights or "scenes_vit_p8 (shipped)"
     for key, value in report.items():
-        print(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
+        say(f"{key:<34} {value:.4f}" if isinstance(value, float) else f"{key:<34} {value}")
     if args.json:
         write_json(args.json, report)
     return 0

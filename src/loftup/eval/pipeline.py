@@ -12,7 +12,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from ..errors import LoftUpError, from_workers, worker_ignores_sigterm
+from ..errors import LoftUpError, from_workers, printable, worker_ignores_sigterm
 from ..featurizers import imagenet_normalize
 from .config import EvalConfig, backbone_size, check_config
 from .features import FeatureCache, lowres_features
@@ -99,8 +99,10 @@ class FeaturePipeline:
         norm = getattr(self.upsample, "backbone_norm", None)
         if norm and self.featurizer.input_norm_key() not in (None, norm):
             print(
-                f"warning: upsampler {cfg.upsampler!r} was trained with --backbone-norm {norm}, "
-                f"evaluating it with --backbone-norm {cfg.backbone_norm}",
+                printable(  # norm: its config.json's, as written
+                    f"warning: upsampler {cfg.upsampler!r} was trained with --backbone-norm "
+                    f"{norm}, evaluating it with --backbone-norm {cfg.backbone_norm}"
+                ),
                 file=sys.stderr,
             )
 

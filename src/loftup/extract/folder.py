@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, printable
 
 
 @dataclass
@@ -126,7 +126,7 @@ def upsample_folder(
             raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
         check_clobbering(jobs, out, fmt, viz, saved)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
-            print(f"skipped {spec}: {reason}", file=sys.stderr)
+            print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
         pipeline = load_pipeline(
             model,
             backbone=backbone,

@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 
-from ..errors import terminate
+from ..errors import printable, terminate
 from ..stops import interrupt
 from .looks import LOOK_WAIT, Looks, exit_now, flush_stdio, point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
@@ -197,7 +197,7 @@ def _end(line: str, status: int) -> None:
     torch's C++, where no exception reaches it."""
     flush_stdio()
     try:
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(printable(line) + "\n")  # a quoted path's escape: shown
     except (AttributeError, OSError, ValueError):  # stderr gone: the status still says it
         pass
     exit_now(status)

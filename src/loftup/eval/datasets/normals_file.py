@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import one_line
+from ...errors import one_line, printable
 from ...paths import there
 from ...read_refusal import read_refused
 from .common import DatasetError, home_expanded, require
@@ -109,7 +109,7 @@ def nyu_normals_file(
 
     # a few GB to unpickle, once: said, since it is silent for a minute or so
     when = "for this run only (--no-cache)" if for_run else "once; later runs memory-map it"
-    tqdm.write(f"converting {source} into {target} ({when})", file=sys.stderr)
+    tqdm.write(printable(f"converting {source} into {target} ({when})"), file=sys.stderr)
     normals = read_normals_pickle(source).astype(np.float32, copy=False)
 
     def write(tmp: str) -> None:
