@@ -3,9 +3,16 @@ one's own saved to a folder, an offline cache."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from loftup import LoftUp
+from loftup.errors import CheckpointError
+from loftup.hub import read_weights
+
+#: How text in a weights file's place is said, before its quoted line
+TEXT = "is corrupt or not a PyTorch or safetensors file: it is text (an error reply saved in "
+TEXT += "its place?) and begins "
 
 #: Online, straight to the local mirror (a proxy in the environment must not carry 127.0.0.1).
 _NO_PROXY = {
@@ -98,3 +105,12 @@ def _released_cached_said(tmp_path, monkeypatch, data: bytes):
     with pytest.raises(CheckpointError) as e:
         load_upsampler("loftup_dinov2s")
     return snap, str(e.value)
+
+
+def _said(tmp_path, suffix: str, data: bytes) -> tuple[str, str]:
+    """The file ``data`` as weights named ``model{suffix}``: its path, and what reading it said."""
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as e:
+        read_weights(path)
+    return str(path), str(e.value)

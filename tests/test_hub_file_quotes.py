@@ -10,25 +10,13 @@ from pathlib import Path
 import pytest
 
 from hub_builders import make_hf_cache
-from hub_helpers import POINTER, _offline_cache, _own_upsampler, _released_cached_said
+from hub_helpers import POINTER, TEXT, _offline_cache, _own_upsampler, _released_cached_said, _said
 from loftup import load_upsampler
 from loftup.errors import CheckpointError
 from loftup.hub import read_weights
 from loftup.hub.damaged import damage
 
-#: How text in a weights file's place is said, before its quoted line
-TEXT = "is corrupt or not a PyTorch or safetensors file: it is text (an error reply saved in "
-TEXT += "its place?) and begins "
 SUFFIXES = [".safetensors", ".pth"]
-
-
-def _said(tmp_path, suffix: str, data: bytes) -> tuple[str, str]:
-    """The file ``data`` as weights named ``model{suffix}``: its path, and what reading it said."""
-    path = tmp_path / f"model{suffix}"
-    path.write_bytes(data)
-    with pytest.raises(CheckpointError) as e:
-        read_weights(path)
-    return str(path), str(e.value)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)

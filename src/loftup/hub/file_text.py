@@ -1,8 +1,8 @@
 """What a weights file's head (its first :data:`HEAD_SIZE` bytes) says where it is text: decoded
-(UTF-8, UTF-16 after its byte order mark, else Windows-1252: :func:`decoded`), a web page told
-from other text (:func:`is_page`) and quoted by its title or first text (:func:`page_said`),
-other text by its first line (:func:`text_line`), each quote cut at a word and free of "; "
-(:func:`quoted`), which starts a caller's fix."""
+(UTF-8, UTF-16 with or without its byte order mark, else Windows-1252: :func:`decoded`), a web
+page told from other text (:func:`is_page`) and quoted by its title or first text
+(:func:`page_said`), other text by its first line (:func:`text_line`), each quote cut at a word
+and free of "; " (:func:`quoted`), which starts a caller's fix."""
 
 from __future__ import annotations
 
@@ -29,6 +29,20 @@ _PAGE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+#: How many of a head's first two-byte units :func:`_utf16_without_bom` looks at, and how many
+#: in 16 of them must be a NUL beside a character of text for the head to be UTF-16.
+_UTF16_UNITS, _UTF16_SHARE = 64, 15
+
+#: Which bytes are a character of text as the low byte of a UTF-16 unit of ASCII or Latin-1:
+#: printable ones, tab, line feed and carriage return.
+_LATIN_TEXT = [chr(b).isprintable() or chr(b) in "\t\n\r" for b in range(256)]
+
+#: Bidirectional controls (embeddings, overrides, isolates, marks): text holding one is still
+#: text, quoted with it escaped (a quote's repr writes ``\u202e``), so that it reorders no line.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
 #: A terminal's escape sequences, as a coloured error reply holds them: CSI (``ESC [ ... m``, a
 #: colour) and OSC (``ESC ] ... BEL`` or ``ESC \``, a window's title); left out of what is
 #: quoted, and of the count of control characters.
@@ -44,12 +58,34 @@ def decoded(head: bytes) -> tuple[str | None, bool]:
     output written by a shell's ``>`` redirection, as Windows PowerShell 5.1 writes text);
     else UTF-8 (its byte order mark dropped), else Windows-1252 (a Latin-1 error page's "é").
     A character cut at the end of a whole :data:`HEAD_SIZE` head is dropped. None where it is
-    none of these."""
+    none of these. UTF-16 without a byte order mark (a server's reply, a file saved as
+    UTF-16LE without one: :func:`_utf16_without_bom`) is decoded too, the second value False:
+    no shell's redirection writes it, so the fix for one would mislead."""
     whole = len(head) >= HEAD_SIZE
     codec = UTF16_BOMS.get(head[:2])
     if codec is not None:
         return _decode(head[2:], codec, whole), True
+    codec = _utf16_without_bom(head)
+    if codec is not None:  # (an odd last byte: the file's, cut; a NUL-riddled UTF-8 else)
+        return _decode(head[: len(head) // 2 * 2], codec, whole), False
     return _decode(head.removeprefix(UTF8_BOM), "utf-8", whole) or _decode(head, "cp1252"), False
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """The codec ("utf-16-le" or "utf-16-be") of ``head``, with no byte order mark, where it
+    plausibly is UTF-16 text: of its first :data:`_UTF16_UNITS` two-byte units (at least 4),
+    nearly all (:data:`_UTF16_SHARE` in 16) are a NUL beside an ASCII or Latin-1 character
+    (white space but for NUL itself), the NUL on the same side each time; else None (UTF-8
+    text holds no NULs, a weights file's head no such run)."""
+    units = min(len(head) // 2, _UTF16_UNITS)
+    if units < 4:
+        return None
+    for codec, at in (("utf-16-le", 0), ("utf-16-be", 1)):
+        chars, nuls = head[at : units * 2 : 2], head[1 - at : units * 2 : 2]
+        text = sum(n == 0 and _LATIN_TEXT[c] for c, n in zip(chars, nuls))
+        if text * 16 >= units * _UTF16_SHARE:
+            return codec
+    return None
 
 
 def _decode(data: bytes, codec: str, whole: bool = False) -> str | None:
@@ -83,15 +119,16 @@ def text_line(text: str) -> str | None:
     if not lines:
         return None
     line = lines[1] if lines[0].lstrip().startswith("<?xml") and len(lines) > 1 else lines[0]
-    controls = sum(not c.isprintable() and not c.isspace() for c in text)
+    controls = sum(not _printable(c) for c in text)
     if controls * _CONTROL_SHARE > len(text) or not _printable(line):
         return None
     return quoted(line)
 
 
 def _printable(line: str) -> bool:
-    """Whether ``line`` holds no character that is neither printable nor white space."""
-    return all(c.isprintable() or c.isspace() for c in line)
+    """Whether ``line`` holds no character that is neither printable nor white space nor a
+    bidirectional control (:data:`BIDI_CONTROLS`: the quote's repr escapes it)."""
+    return all(c.isprintable() or c.isspace() or c in BIDI_CONTROLS for c in line)
 
 
 def quoted(text: str) -> str:
