@@ -263,8 +263,9 @@ def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
     import contextlib
 
     import loftup.cli as cli
+    import loftup.cli.outcome as outcome  # (where _main opens the output)
 
-    closing = cli.stdout_for_json
+    closing = outcome.stdout_for_json
 
     @contextlib.contextmanager
     def output(json_out):
@@ -272,7 +273,7 @@ def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
             yield
         _dropped_with(lambda: stop(stopped()))
 
-    monkeypatch.setattr(cli, "stdout_for_json", output)
+    monkeypatch.setattr(outcome, "stdout_for_json", output)
     assert cli.main(["info"]) == code
     assert capsys.readouterr().err.splitlines()[-1:] == [said]
     assert printed == []
@@ -328,11 +329,12 @@ def test_a_hang_up_ends_the_command_with_its_status_not_a_system_exit(monkeypatc
     import contextlib
 
     import loftup.cli as cli
+    import loftup.cli.outcome as outcome  # (where _main opens the output)
     from loftup.train.stopping import HungUp
 
     ended = []
     monkeypatch.setattr(cli, "end_if_a_look_is_left", lambda status, started: ended.append(status))
-    closing = cli.stdout_for_json
+    closing = outcome.stdout_for_json
 
     @contextlib.contextmanager
     def hangs_up(json_out):
@@ -340,6 +342,6 @@ def test_a_hang_up_ends_the_command_with_its_status_not_a_system_exit(monkeypatc
             yield
         raise HungUp()
 
-    monkeypatch.setattr(cli, "stdout_for_json", hangs_up)
+    monkeypatch.setattr(outcome, "stdout_for_json", hangs_up)
     assert cli.main(["info"]) == 129 and ended == [129]
     assert capsys.readouterr().err == ""
