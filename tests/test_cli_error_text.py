@@ -90,3 +90,16 @@ def test_a_skipped_dataset_file_is_named_escaped_in_its_warning(tmp_path):
     with pytest.warns(UserWarning) as said:
         assert list_images(tmp_path) == []
     assert str(said[0].message).startswith(f"skipped {tmp_path}/{SHOWN}.jpg: ")
+
+
+def test_training_s_log_lines_quote_a_path_escaped(capsys):
+    """``loftup train`` prints loftup's log lines (an unreadable image skipped, a checkpoint's
+    folder) through its own handler: the path in them was raw."""
+    import logging
+
+    from loftup.cli.train import _log_beside_bars
+
+    log = logging.getLogger("loftup.test_terminal_text")
+    with _log_beside_bars(log):
+        log.warning("skipping unreadable %s (OSError: truncated)", ODD)
+    assert capsys.readouterr().err == f"skipping unreadable {SHOWN} (OSError: truncated)\n"
