@@ -103,3 +103,14 @@ def test_training_s_log_lines_quote_a_path_escaped(capsys):
     with _log_beside_bars(log):
         log.warning("skipping unreadable %s (OSError: truncated)", ODD)
     assert capsys.readouterr().err == f"skipping unreadable {SHOWN} (OSError: truncated)\n"
+
+
+def test_every_bidirectional_control_is_escaped():
+    """Each embedding, override, isolate and mark (the quotes of a file's text keep them in
+    the line, for the quote's repr to escape) is written as its escape, the text around it
+    as it is: none reorders the line it is said in."""
+    from loftup.errors import printable
+    from loftup.hub.file_text import BIDI_CONTROLS
+
+    for c in sorted(BIDI_CONTROLS):
+        assert printable(f"a{c}é") == f"a\\u{ord(c):04x}é" == repr(f"a{c}é")[1:-1]
