@@ -44,7 +44,7 @@ def test_released_name_from_local_hf_cache_offline(tmp_path, reference_cases, mo
     assert main(["info"]) == 0
     info = capsys.readouterr().out
     line = next(ln for ln in info.splitlines() if ln.startswith("loftup_dinov2s "))
-    assert " yes " in line
+    assert " upsampler only " in line  # its backbone's files are not cached
     other = next(ln for ln in info.splitlines() if ln.startswith("loftup_clip "))
     assert " no " in other
 
@@ -95,6 +95,7 @@ def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, 
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     snap = make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"x"})
+    backbone = ("config.json", "model.safetensors")
     rows = released_table()
     assert [r["name"] for r in rows] == list(RELEASED)
     clip = next(r for r in rows if r["name"] == "loftup_clip")
@@ -104,17 +105,22 @@ def test_the_released_table_says_which_checkpoint_is_cached_and_where(tmp_path, 
         "dim": 512,
         "grid": "14x14",
         "hub": "haiwen/loftup-clip/pytorch_model.bin",
-        "cached": True,
+        "cached": False,  # its backbone's files are not cached
+        "upsampler_cached": True,
+        "backbone_cached": False,
         "path": str(snap / "pytorch_model.bin"),
+        "backbone_hub": "openai/clip-vit-base-patch16",
+        "backbone_files": [f"openai/clip-vit-base-patch16/{n}" for n in backbone],
+        "missing": [f"openai/clip-vit-base-patch16/{n}" for n in backbone],
         "unchecked": None,
     }
     others = [r for r in rows if r is not clip]
-    assert not any(r["cached"] or r["path"] for r in others)
+    assert not any(r["upsampler_cached"] or r["path"] for r in others)
 
 
 def test_the_released_table_looks_at_each_repo_s_cache_folder_once(tmp_path, monkeypatch):
     """Each row checked the repo's folder of the cache twice (the table, then the lookup of
-    its file), a walk of the path each: now once."""
+    its file), a walk of the path each: now once, and its backbone's repo's once."""
     from huggingface_hub import constants
 
     from loftup.hub import RELEASED, released_table, remote
@@ -123,8 +129,11 @@ def test_the_released_table_looks_at_each_repo_s_cache_folder_once(tmp_path, mon
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-clip", {"pytorch_model.bin": b"x"})
     problem, looked = remote.cache_problem, []
     monkeypatch.setattr(remote, "cache_problem", lambda r: looked.append(r) or problem(r))
-    assert [r["cached"] for r in released_table()] == [n == "loftup_clip" for n in RELEASED]
-    assert looked == [c.repo_id for c in RELEASED.values()]
+    rows = released_table()
+    assert [r["upsampler_cached"] for r in rows] == [n == "loftup_clip" for n in RELEASED]
+    assert looked == [
+        repo for r in rows for repo in (r["hub"].rsplit("/", 1)[0], r["backbone_hub"])
+    ]
 
 
 def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
@@ -184,9 +193,9 @@ def test_the_released_table_says_why_a_file_whose_blobs_are_out_of_sight_is_unch
         blobs = snap.parent.parent / "blobs"
         with pytest.MonkeyPatch.context() as m:
             m.setattr(constants, "HF_HUB_CACHE", str(base))
-            assert [r["cached"] for r in released_table() if r["name"] == "loftup_dinov2s"] == [
-                True
-            ]
+            assert [
+                r["upsampler_cached"] for r in released_table() if r["name"] == "loftup_dinov2s"
+            ] == [True]
             os.chmod(blobs, 0o700)
             said = as_nobody(row)
         assert said.startswith(f"cached=None unchecked={snap / 'pytorch_model.bin'}: a link to ")

@@ -19,12 +19,17 @@ from test_unsearchable_inputs import _refused
 from test_unsearchable_paths import _says_why
 
 REPOS = ("haiwen/loftup-dinov2s", "haiwen/loftup-clip")
+#: Their backbones' hub repos, whose files an offline run reads too
+BACKBONE_REPOS = ("facebook/dinov2-small", "openai/clip-vit-base-patch16")
 
 
 def _cache(hub) -> None:
-    """A Hugging Face cache ``hub`` holding loftup_dinov2s and loftup_clip."""
+    """A Hugging Face cache ``hub`` holding loftup_dinov2s and loftup_clip, and their backbones'
+    files."""
     for repo in REPOS:
         make_hf_cache(hub, repo, {"pytorch_model.bin": b"weights"})
+    for repo in BACKBONE_REPOS:
+        make_hf_cache(hub, repo, {"config.json": b"{}", "model.safetensors": b"weights"})
 
 
 def _read_by(monkeypatch, hub) -> None:
@@ -96,6 +101,28 @@ def test_a_repo_folder_of_another_user_in_a_shared_cache(
     assert err.startswith("warning: cannot tell whether loftup_dinov2s is cached (?): "), err
     _says_why(err, repo)
     _refused(lambda: loftup.load_upsampler("loftup_dinov2s"), repo)
+
+
+def test_a_backbone_s_repo_folder_of_another_user_in_a_shared_cache(
+    tmp_path, unsearchable, monkeypatch, capsys
+):
+    """The backbone's folder this user may not search: its upsampler's row is ``?`` (not "yes"
+    for the upsampler alone, nor "upsampler only"), said why as the backbone's load says it."""
+    from loftup.featurizers.hf_weights import find_weights
+
+    hub = tmp_path / "hub"
+    _cache(hub)
+    repo = hub / "models--openai--clip-vit-base-patch16"
+    unsearchable(repo)
+    _read_by(monkeypatch, hub)
+    column, rows, err = _info(tmp_path, capsys)
+    clip = rows["loftup_clip"]
+    assert column["loftup_clip"] == "?" and clip["cached"] is clip["backbone_cached"] is None
+    assert clip["upsampler_cached"] is True and column["loftup_dinov2s"] == "yes"
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("warning: cannot tell whether loftup_clip is cached (?): "), err
+    _says_why(err, repo)
+    _refused(lambda: find_weights("clip_vitb16"), repo)
 
 
 @pytest.mark.parametrize("variable", ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"])

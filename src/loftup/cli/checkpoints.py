@@ -22,12 +22,26 @@ def _cmd_info(args) -> int:
 
     rows = released_table()
     print(f"loftup {__version__}: released upsamplers (grid = low-res grid at 224 px)")
-    print(f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<7} hub file")
-    cached = {True: "yes", False: "no", None: "?"}
+    print(
+        f"{'name':<20} {'backbone':<19} {'C':>4} {'grid':>6}  {'cached':<14}  hub files "
+        "(upsampler; backbone)"
+    )
     for r in rows:
+        hub = r["backbone_hub"]
+        names = [f.removeprefix(f"{hub}/") for f in r["backbone_files"]]
         say_lines(
             f"{r['name']:<20} {r['backbone']:<19} {r['dim']:>4} {r['grid']:>6}  "
-            f"{cached[r['cached']]:<7} {r['hub']}"
+            f"{_cached(r):<14}  {r['hub']}; {f'{hub}: ' + ', '.join(names) if hub else '-'}"
+        )
+    part = [
+        r["name"]
+        for r in rows
+        if r["cached"] is False and r["upsampler_cached"] != r["backbone_cached"]
+    ]
+    if part:  # an offline run of these fails on the part not cached
+        print(
+            f"an offline run needs the upsampler and its backbone's files: `loftup download "
+            f"{' '.join(part)}` fetches what is missing of {', '.join(part)}"
         )
     for why in dict.fromkeys(r["unchecked"] for r in rows if r["unchecked"]):  # one a folder
         names = [r["name"] for r in rows if r["unchecked"] == why]
@@ -39,6 +53,18 @@ def _cmd_info(args) -> int:
     if args.json:
         write_json(args.json, rows)
     return 0
+
+
+def _cached(row: dict) -> str:
+    """The ``cached`` column of a row of :func:`~loftup.hub.released_table`: "yes" only where
+    an offline run finds all it reads (the upsampler and its backbone's files), else what the
+    cache holds of the two; "?" where that cannot be told."""
+    if row["cached"] is None:
+        return "?"
+    if row["cached"]:
+        return "yes"
+    up, down = row["upsampler_cached"], row["backbone_cached"]
+    return "upsampler only" if up else "backbone only" if down else "no"
 
 
 def add_download(sub) -> None:
