@@ -23,3 +23,46 @@ def test_pixels_no_image_has_are_named_with_the_fix(bad, said):
     with pytest.raises(ImageInputError, match=said) as e:
         to_tensor(bad)
     assert isinstance(e.value, TypeError) and "\n" not in str(e.value)
+
+
+def _photo(tmp_path, orientation: int):
+    """A 6 x 10 px PNG recording EXIF ``orientation``, its path and the PIL image opened from
+    it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (6, 10, 3), dtype=np.uint8))
+    path = tmp_path / f"o{orientation}.png"
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(path, exif=exif)
+    return path, Image.open(path)
+
+
+def test_a_pil_image_recording_an_orientation_is_read_as_stored_with_a_warning(tmp_path):
+    """A PIL image was read as stored, its path upright, without a word: the features of the
+    same photo came out rotated one way or the other. Not turned (masks may be of the stored
+    pixels): one warning a call, naming the orientation and both fixes; none for 1 or none."""
+    import warnings
+
+    from PIL import ImageOps
+
+    import loftup
+
+    dim = loftup.get_featurizer("scenes_vit_p8").dim  # shipped: no transformers to import
+    kw = {"backbone": "scenes_vit_p8", "backbone_size": None}  # the image's own size: quick
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=dim), **kw)
+    path, img = _photo(tmp_path, 6)
+    with pytest.warns(UserWarning) as said:
+        hr = loftup.upsample(img, model=pipeline)
+    (w,) = said
+    text = str(w.message)
+    assert "EXIF Orientation 6 (to be shown rotated 90 degrees clockwise)" in text, text
+    assert "PIL.ImageOps.exif_transpose(image)" in text and "or the path" in text, text
+    assert w.filename == __file__  # said of the caller's line
+    assert hr.shape[-2:] == (6, 10)  # as stored
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        upright = loftup.upsample(ImageOps.exif_transpose(img), model=pipeline)  # none recorded
+        assert torch.equal(upright, loftup.upsample(path, model=pipeline))
+        loftup.upsample(_photo(tmp_path, 1)[1], model=pipeline)

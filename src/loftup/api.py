@@ -98,6 +98,7 @@ def _weights_key(model: str | os.PathLike) -> tuple:
 
 def _as_batch(image) -> tuple[torch.Tensor, bool]:
     """Anything :func:`upsample` takes -> ((B, 3, H, W) in [0, 1], was it a batch)."""
+    from .image_input import warn_stored_orientation
     from .io import load_image_tensor, to_tensor
 
     if isinstance(image, (str, os.PathLike)):
@@ -108,6 +109,7 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
             return image.expand(-1, 3, -1, -1), True
         # as its images are read one by one: uint8 scaled to [0, 1], other integers refused
         return torch.stack([to_tensor(one) for one in image]), True
+    warn_stored_orientation(image, stacklevel=3)  # the caller of upsample
     return to_tensor(image).unsqueeze(0), False
 
 
@@ -175,7 +177,8 @@ def upsample(
       image_or_path: a file path, a PIL image, an (H, W) or (H, W, 3) array, or a tensor
         (3, H, W) or (B, 3, H, W) of RGB values in [0, 1] (not normalised) or uint8 (1 channel
         for grayscale); at least 1 x 1 px (sizes: :func:`output_size`,
-        :func:`loftup.checks.backbone_input`).
+        :func:`loftup.checks.backbone_input`). A file is read upright by its EXIF orientation,
+        a PIL image as stored (a warning where it records one: ``exif_transpose`` it).
       model: a released upsampler name, a weights file or folder, the hub id ``ORG/NAME`` of
         an upsampler save_pretrained wrote (what :func:`loftup.load_upsampler` takes), a
         LoftUp, or a :class:`FeaturePipeline` (run as built: an argument below that contradicts

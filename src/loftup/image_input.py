@@ -49,6 +49,46 @@ def _refuse_dtype(dtype: str) -> None:
     )
 
 
+#: What each EXIF Orientation (2-8) asks of a viewer, to show the stored pixels upright.
+ORIENTATIONS = {
+    2: "mirrored left to right",
+    3: "rotated 180 degrees",
+    4: "flipped top to bottom",
+    5: "mirrored and rotated 90 degrees counter-clockwise",
+    6: "rotated 90 degrees clockwise",
+    7: "mirrored and rotated 90 degrees clockwise",
+    8: "rotated 90 degrees counter-clockwise",
+}
+
+
+def warn_stored_orientation(image, stacklevel: int = 2) -> None:
+    """A warning where PIL image ``image`` records an EXIF Orientation other than 1: its pixels
+    are read as stored (a user's masks or labels may be of those), not turned upright as
+    :func:`loftup.io.load_image` turns a file's, so its features are turned from the same
+    photo's read from its path. Nothing for any other image, or one whose EXIF block cannot be
+    read (``stacklevel``: :func:`warnings.warn`'s, counted from the caller)."""
+    import warnings
+
+    from .exif import EXIF_ERRORS
+
+    if not hasattr(image, "getexif"):
+        return
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except EXIF_ERRORS:
+        return
+    if orientation in ORIENTATIONS:
+        warnings.warn(
+            f"the PIL image records EXIF Orientation {orientation} (to be shown "
+            f"{ORIENTATIONS[orientation]}), which is not applied to an image in memory: its "
+            "features are of the pixels as stored, turned from those of the same photo read "
+            "from its path; pass PIL.ImageOps.exif_transpose(image) to have it upright as "
+            "loftup reads a path, or the path (keep it as it is where your masks or labels are "
+            "of the stored pixels)",
+            stacklevel=stacklevel + 1,
+        )
+
+
 def to_tensor(image) -> torch.Tensor:
     """A PIL image, an (H, W) / (H, W, 3) numpy array (uint8, uint16, or float in [0, 1]) or a
     (3, H, W) tensor (the same) -> RGB (3, H, W) float32 in [0, 1]. Anything else: an
