@@ -156,3 +156,44 @@ def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
         assert (loaded.backbone, loaded.backbone_norm) == ("dinov2_vits14", "own")
         with torch.no_grad():
             assert torch.equal(loaded(lr, image), want)
+
+
+def test_a_config_json_given_as_the_weights_is_told_to_pass_its_folder(tmp_path, capsys):
+    """`-m up/config.json` was "corrupt or not a PyTorch or safetensors file: it is text (an
+    error reply saved in its place?) ...; download the file itself again": the file is the
+    folder's record, and the folder loads. A backbone's config.json is told to go to
+    --backbone-weights; a JSON file the loader does not know keeps the old diagnosis."""
+    from PIL import Image
+
+    from loftup.cli import main
+    from loftup.errors import UsageError
+
+    up = tmp_path / "up"
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(up)
+    with pytest.raises(UsageError) as e:
+        load_upsampler(up / "config.json")
+    said = str(e.value)
+    assert said.startswith(f"{up / 'config.json'} is the config.json of an upsampler save_pr")
+    assert f"pass its folder, {up}, as the upsampler" in said and f"CLI -m {up})" in said
+    assert "download" not in said
+    load_upsampler(up)  # the fix works
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "-m", str(up / "config.json")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"pass its folder, {up}" in err and len(err.strip().splitlines()) == 1, err
+
+    backbone = tmp_path / "dinov2"
+    backbone.mkdir()
+    (backbone / "config.json").write_text(json.dumps({"model_type": "dinov2"}))
+    with pytest.raises(UsageError, match=f"pass its folder, {backbone}, as the backbone's weig"):
+        load_upsampler(backbone / "config.json")
+    run = tmp_path / "run"  # loftup train's folder: its record, beside the checkpoint
+    run.mkdir()
+    (run / "run.json").write_text('{"version": "0.1.0"}')
+    (run / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match=f"run.json is a file of a training run's folder, not weights: give {run / 'checkpoint.pt'}"):  # fmt: skip
+        load_upsampler(run / "run.json")
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(CheckpointError, match="it is text"):
+        load_upsampler(other)

@@ -7,6 +7,7 @@ with them. :func:`~loftup.hub.load_upsampler` reads every folder so."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..convert import to_native
@@ -139,3 +140,48 @@ def pickle_with_record(file: Path, cfg_file: Path):
             "put the weights it was written with beside it"
         )
     return obj, state, config, backbone, norm
+
+
+#: The largest JSON file :func:`config_given` reads to tell what it is (a config is a few KiB)
+_JSON_MOST = 1 << 20
+
+
+def config_given(path: Path) -> str | None:
+    """What to pass in place of ``path``, a JSON file given as an upsampler's weights (it was
+    "corrupt ... an error reply saved in its place? download the file itself again"), where the
+    loader knows what it is: the config.json of a folder save_pretrained wrote (that folder),
+    a backbone's config.json (its folder, as the backbone's weights), or a JSON file of a
+    training run's folder (its weights); None for any other file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_JSON_MOST + 1)
+    except OSError:  # the weights' read says why
+        return None
+    if len(data) > _JSON_MOST or not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return None
+    try:
+        info = json.loads(data)
+    except ValueError:
+        return None
+    folder = path.parent
+    if not isinstance(info, dict):
+        return None
+    if info.get("format") == FORMAT_TAG:
+        weights = [n for n in (WEIGHTS_NAME, "pytorch_model.bin") if (folder / n).is_file()]
+        lacking = "" if weights else f" (beside the {WEIGHTS_NAME} it was written with)"
+        return (
+            f"{path} is the {path.name} of an upsampler save_pretrained wrote, its record, not its "
+            f"weights: pass its folder, {folder}{lacking}, as the upsampler "
+            f"(load_upsampler('{folder}'), CLI -m {folder})"
+        )
+    if isinstance(info.get("model_type"), str):
+        return (
+            f"{path} is the {path.name} of a transformers {info['model_type']!r} model, a "
+            f"backbone's, not an upsampler's weights: pass its folder, {folder}, as the "
+            "backbone's weights (backbone_weights=, CLI --backbone-weights) and the upsampler "
+            "(a released name or its weights) as the model"
+        )
+    run = [p for p in (folder / "final", folder / "checkpoint.pt") if os.path.exists(p)]
+    if run:
+        return f"{path} is a file of a training run's folder, not weights: give {run[0]}"
+    return None

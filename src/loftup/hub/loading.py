@@ -24,7 +24,7 @@ from .damaged import cached_repo, check_blob_seen, check_blob_there
 from .failures import is_commit
 from .file_heads import check_regular_file
 from .files import WEIGHT_SUFFIXES, read_weights, read_weights_file
-from .folders import pickle_with_record, read_folder
+from .folders import config_given, pickle_with_record, read_folder
 from .record import (
     CONFIG_NAME,
     FORMAT_TAG,
@@ -175,6 +175,9 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         origin = str(path)
     elif os.path.isfile(path):
         origin = str(path)
+        given = config_given(path)  # a config.json given for its folder's weights, say
+        if given is not None:
+            raise UsageError(given)
         obj, meta = read_weights_file(path)  # opened once: its header's record comes with it
         state, config = to_native(obj, origin)
         config = config_from(config, f"{origin}'s model_config") if config else None
