@@ -66,3 +66,18 @@ def test_a_pil_image_recording_an_orientation_is_read_as_stored_with_a_warning(t
         upright = loftup.upsample(ImageOps.exif_transpose(img), model=pipeline)  # none recorded
         assert torch.equal(upright, loftup.upsample(path, model=pipeline))
         loftup.upsample(_photo(tmp_path, 1)[1], model=pipeline)
+
+
+@pytest.mark.parametrize("many", [["a.png", "b.png"], ("a.png",)])
+def test_a_list_of_images_is_told_to_call_once_per_image_or_use_the_folder_api(many):
+    """upsample(["a.png", "b.png"]) was told "convert it with numpy.asarray(image)", which no
+    list of paths can follow; said before any weights load (the name below is never looked
+    up, offline or not)."""
+    import loftup
+
+    with pytest.raises(ImageInputError) as e:
+        loftup.upsample(many, model="no_such_upsampler")
+    said = str(e.value)
+    assert f"got a {type(many).__name__} of {len(many)}; call it once per image" in said, said
+    assert "loftup.extract.upsample_folder(paths, out_dir)" in said and "asarray" not in said
+    assert isinstance(e.value, TypeError)

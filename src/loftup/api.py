@@ -113,6 +113,21 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
     return to_tensor(image).unsqueeze(0), False
 
 
+def _refuse_many(image) -> None:
+    """An :class:`~loftup.image_input.ImageInputError` where ``image`` is a list or tuple (of
+    paths, say), said as such before any weights load: it was "expected a path, PIL image ...,
+    got list; convert it with numpy.asarray(image)", which no list of paths can follow."""
+    from .image_input import ImageInputError
+
+    if isinstance(image, (list, tuple)):
+        raise ImageInputError(
+            f"upsample takes one image (a path, PIL image, numpy array or tensor), got a "
+            f"{type(image).__name__} of {len(image)}; call it once per image, pass images of "
+            "one size as a (B, 3, H, W) tensor, or write the features of many files with "
+            "loftup.extract.upsample_folder(paths, out_dir)"
+        )
+
+
 class _Default(int):
     """An int default that :func:`upsample` tells apart from the same value passed: 224 said
     aloud contradicts a pipeline built with another ``backbone_size``, 224 left out does not."""
@@ -192,6 +207,7 @@ def upsample(
     dtype.
     """
     check_size(size)  # before any weights are loaded
+    _refuse_many(image_or_path)
     if isinstance(model, FeaturePipeline):
         pipeline = model
         _check_agrees(
