@@ -38,8 +38,9 @@ def test_bench_progress_goes_to_stderr_and_json_dash_keeps_stdout_json(tmp_path,
     said = capsys.readouterr()
     report = json.loads(said.out)  # stdout: the JSON alone
     assert report["results"] and report["machine"]["load_average_end"] is not None
-    # the bar counted every call of the table: 3 cases x (first call + 1 timed)
-    assert re.search(r"bench: 100%\|.*\| 6/6 ", said.err), said.err[-500:]
+    # the bar counted every call of the table: 3 cases x (2 first calls, the second's memory
+    # read, + 1 timed)
+    assert re.search(r"bench: 100%\|.*\| 9/9 ", said.err), said.err[-500:]
     assert "16 bicubic/float32" in said.err  # the case being timed, with its size
     assert png_size(fig)[0] > 0 and f"wrote {fig}" in said.err
 

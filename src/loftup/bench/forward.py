@@ -1,7 +1,7 @@
 """One forward at several output sizes: LoftUp per precision next to bilinear/bicubic (and,
 when given, a stand-in of the paper's implementation), timed alternating in one run.
 
-Each row: time (median/best), peak memory of the first call, GFLOP/s achieved against the
+Each row: time (median/best), peak memory of the second call, GFLOP/s achieved against the
 matrix-product peak measured in the same run, and each precision's deviation from float32.
 
 The measurement at one size (:mod:`.forward_size`), the precisions (:mod:`.precision`), the
@@ -121,7 +121,7 @@ def bench_forward(
         for size in sizes
     ]
     # the bar: this table's own, or the suite section's it runs in
-    calls = [_calls(list(models), r, g, tf32_rows, cuda, warmup, repeats) for _, r, g in plan]
+    calls = [_calls(list(models), r, g, tf32_rows, warmup, repeats) for _, r, g in plan]
     own = progress and not progress_active()
     with progress_bar("bench", enabled=own, total=sum(calls)):
         if not own:

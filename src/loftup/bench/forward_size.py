@@ -17,12 +17,12 @@ from .precision import DTYPES, deviation
 from .progress import tick
 
 
-def _calls(dtypes, ref, graphs, tf32_rows, cuda, warmup, repeats) -> int:
+def _calls(dtypes, ref, graphs, tf32_rows, warmup, repeats) -> int:
     """How many calls :func:`_bench_size` makes at one size (none cut by a budget or failed)."""
     cases = len(dtypes) + 2  # ours in each precision, bilinear, bicubic
     cases += (len([n for n in dtypes if n != "float32"]) if graphs else 0) + bool(tf32_rows)
     cases += (len(dtypes) + bool(tf32_rows)) if ref else 0
-    return cases * (1 + cuda + max(warmup - 1 - cuda, 0) + repeats)
+    return cases * (2 + max(warmup - 2, 0) + repeats)
 
 
 def _bench_size(
@@ -71,15 +71,16 @@ def _bench_size(
     # as its distance from that precision, both labelled "vs float32")
     exact_name = "loftup/float32" if "float32" in dtypes else None
     exact, devs, mems = None, {}, {}
-    # On CUDA the memory is read on a second call: the first one also pays one-time costs, such
-    # as cuDNN's algorithm search in benchmark mode, which tries algorithms with large trial
+    # The memory is read on a second call: the first one also pays one-time costs. On CUDA,
+    # cuDNN's algorithm search in benchmark mode, which tries algorithms with large trial
     # workspaces (the H200 runs of 2026-11-26 read 87-89 GB for the first 224 float32 call,
-    # ours and the reference's alike, and 0.7-3.4 GB for every other float32 row).
-    cuda = str(device).startswith("cuda")
+    # ours and the reference's alike, and 0.7-3.4 GB for every other float32 row); on the CPU,
+    # oneDNN's kernels and caches, the thread pool's stacks (the first case read 37 MB where
+    # its second call reads 9 at --sizes 64 --dim 16). Both calls count as warm-up calls: the
+    # timed ones follow after the others (``warmup`` 2 or more: no call more).
 
     def first_calls(fn):
-        if cuda:
-            fn()
+        fn()
         with PeakMemory(device) as mem:
             out = fn()
         return out, mem.peak_bytes
@@ -110,7 +111,7 @@ def _bench_size(
         del out
     del exact
     timing = time_alternating(
-        cases, device=device, warmup=max(warmup - 1 - cuda, 0), repeats=repeats, budget_s=budget_s
+        cases, device=device, warmup=max(warmup - 2, 0), repeats=repeats, budget_s=budget_s
     )
     for name, t in timing.items():
         method, prec = name.split("/")
