@@ -136,3 +136,38 @@ def test_a_released_name_records_the_hub_commit_it_was_read_from(
     monkeypatch.chdir(tmp_path)
     assert load_upsampler("loftup_dinov2s").source_commit == snap.name
     assert not hasattr(load_upsampler(snap / "pytorch_model.bin"), "source_commit")  # a file
+
+
+def test_a_mistyped_name_is_told_the_close_ones(tmp_path, capsys):
+    """`loftup download loftup_dinov2` (and `upsample -m loftup_dinov2`, a backbone's name, an
+    eval baseline's) listed every name and none it was close to; a name close to none is said
+    as it was."""
+    from PIL import Image
+
+    from loftup import get_featurizer
+    from loftup.baselines import get_upsampler
+    from loftup.cli import main
+    from loftup.errors import UnknownNameError
+    from loftup.eval.config import check_upsampler
+
+    close = "(did you mean loftup_dinov2s, loftup_dinov2b or loftup_dinov2s_reg?)"
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    upsample = ["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "-m"]
+    for argv, start in (
+        (["download", "loftup_dinov2"], "error: unknown name 'loftup_dinov2' "),
+        ([*upsample, "loftup_dinov2"], "error: unknown upsampler 'loftup_dinov2' "),
+        ([*upsample, "LoftUp-DINOv2"], "error: unknown upsampler 'LoftUp-DINOv2' "),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(start + close) and len(err.splitlines()) == 1, err
+    assert main(["download", "sam_vit_bse"]) == 2
+    assert "(did you mean sam_vit_base, " in capsys.readouterr().err
+    with pytest.raises(UnknownNameError, match=r"'dinov2_vits' \(did you mean dinov2_vits14, "):
+        get_featurizer("dinov2_vits")
+    with pytest.raises(UnknownNameError, match=r"bicubic, jbu \(did you mean bilinear\?\)$"):
+        get_upsampler("bilinar")
+    with pytest.raises(UnknownNameError, match=r"or highres \(did you mean highres\?\)$"):
+        check_upsampler("highrez")  # eval's --upsampler
+    assert main(["download", "nothing_like_it"]) == 2
+    assert "did you mean" not in capsys.readouterr().err

@@ -231,10 +231,11 @@ def get_upsampler(source: str, device: str | torch.device | None = None) -> Upsa
             "'highres' is not an upsampler: it runs the backbone on a larger input; use it "
             "through `loftup eval ... --upsampler highres`"
         )
-    from .errors import UnknownNameError
+    from .errors import UnknownNameError, did_you_mean
     from .hub import load_upsampler
 
     try:
         return load_upsampler(key, device=device)
     except UnknownNameError as e:  # the released names only: these are names here too
-        raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}") from None
+        close = did_you_mean(key, BASELINES)
+        raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}{close}") from None

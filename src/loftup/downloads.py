@@ -31,7 +31,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     fetched).
     """
     from .data.sam import SAM_WEIGHTS, resolve_sam
-    from .errors import UnknownNameError, UsageError
+    from .errors import UnknownNameError, UsageError, did_you_mean
     from .featurizers import FEATURIZERS, hf, resolve
     from .hub import ALIASES, RELEASED, download
     from .hub.registry import revision_refusal
@@ -93,8 +93,9 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             if refusal is not None:
                 raise refusal from None
             if ALIASES.get(name, name) not in RELEASED:
+                close = did_you_mean(name, [*RELEASED, *FEATURIZERS, *SAM_WEIGHTS])
                 raise UnknownNameError(
-                    f"unknown name {name!r}: neither a released upsampler "
+                    f"unknown name {name!r}{close}: neither a released upsampler "
                     f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}), "
                     f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (an upsampler's or a "
                     "backbone's of your own, or SAM's)"

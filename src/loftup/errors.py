@@ -186,6 +186,22 @@ class UnknownNameError(LoftUpError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def did_you_mean(name, names) -> str:
+    """ " (did you mean A, B or C?)": the (at most 3) of ``names`` that a typo of ``name`` could
+    be, as difflib's get_close_matches finds them (case and ``-`` for ``_`` aside), for an
+    unknown name's message; "" where none is close."""
+    import difflib
+
+    names = list(names)
+    key = str(name).lower().replace("-", "_")
+    spelled = {n.lower().replace("-", "_"): n for n in reversed(names)}  # the first kept
+    close = [spelled[k] for k in difflib.get_close_matches(key, list(spelled), 3, 0.75)]
+    if not close:
+        return ""
+    listed = f"{', '.join(close[:-1])} or {close[-1]}" if len(close) > 1 else close[0]
+    return f" (did you mean {listed}?)"
+
+
 def out_of_memory(e: BaseException) -> bool:
     """Whether ``e`` says the host or the GPU had no memory for an allocation."""
     import torch

@@ -218,7 +218,7 @@ def check_upsampler(source) -> None:
     path and an unknown name do not. For before the dataset's check, which reads every
     image's header (seconds to minutes on COCO)."""
     from ..baselines import BASELINES
-    from ..errors import UnknownNameError
+    from ..errors import UnknownNameError, did_you_mean
     from ..hub.checks import hub_source, upsampler_name
     from ..paths import check_visible
 
@@ -232,7 +232,10 @@ def check_upsampler(source) -> None:
     try:
         hub_source(text)  # as load_upsampler decides it, nothing read
     except UnknownNameError as e:
-        raise UnknownNameError(f"{e}; or a baseline: {', '.join(BASELINES)}, or highres") from None
+        close = did_you_mean(text, [*BASELINES, "highres"])
+        raise UnknownNameError(
+            f"{e}; or a baseline: {', '.join(BASELINES)}, or highres{close}"
+        ) from None
 
 
 def check_start(cfg: EvalConfig, task: str) -> None:

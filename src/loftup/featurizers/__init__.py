@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UnknownNameError, UsageError
+from ..errors import UnknownNameError, UsageError, did_you_mean
 from ..norms import IMAGENET_MEAN, IMAGENET_STD, INPUT_NORMS  # noqa: F401 (re-exported)
 
 
@@ -121,7 +121,8 @@ def resolve(name: str) -> FeaturizerSpec:
     key = ALIASES.get(name, name)
     if key not in FEATURIZERS:
         raise UnknownNameError(
-            f"unknown backbone {name!r}; known backbones are: {', '.join(sorted(FEATURIZERS))}"
+            f"unknown backbone {name!r}{did_you_mean(name, FEATURIZERS)}; known backbones are: "
+            f"{', '.join(sorted(FEATURIZERS))}"
         )
     return FEATURIZERS[key]
 

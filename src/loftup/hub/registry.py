@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownNameError, UsageError
+from ..errors import UnknownNameError, UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ def resolve_name(name: str) -> ReleasedCheckpoint:
         raise refusal
     if key not in RELEASED:
         raise UnknownNameError(
-            f"unknown upsampler {name!r}; released names are: {', '.join(RELEASED)} "
+            f"unknown upsampler {name!r}{did_you_mean(name, RELEASED)}; released names are: "
+            f"{', '.join(RELEASED)} "
             "(or pass a path to a weights file or a save_pretrained folder, or the hub id "
             "ORG/NAME of one)"
         )
