@@ -175,10 +175,13 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         origin = str(path)
     elif os.path.isfile(path):
         origin = str(path)
-        given = config_given(path)  # a config.json given for its folder's weights, say
-        if given is not None:
-            raise UsageError(given)
-        obj, meta = read_weights_file(path)  # opened once: its header's record comes with it
+        try:  # opened once: its header's record comes with it
+            obj, meta = read_weights_file(path)
+        except CheckpointError:  # a config.json given for its folder's weights, say: that said
+            given = config_given(path)  # (read on failure alone: a load opens its file once)
+            if given is None:
+                raise
+            raise UsageError(given) from None
         state, config = to_native(obj, origin)
         config = config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
