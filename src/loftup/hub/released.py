@@ -109,12 +109,11 @@ def released_table() -> list[dict]:
     its backbone's files; None where that cannot be told), ``upsampler_cached`` and
     ``backbone_cached`` (each part alone), ``path`` (the cached upsampler file, or None),
     ``backbone_hub`` (the backbone's hub repo), ``backbone_files`` (each "repo/file" its load
-    reads, :func:`cached_backbone`),
-    ``missing`` (the "repo/file"s of both not cached) and ``unchecked`` (why ``cached`` is
-    None: a folder of the cache lies where this user may not search, :func:`cache_problem`,
-    or a ref file is damaged, :func:`cached_ref`; else None). One other user's folder in a
-    shared cache, a cache that cannot be searched, or one repo's damaged ref file leaves the
-    list whole."""
+    reads, :func:`cached_backbone`), ``missing`` (the "repo/file"s of both not cached) and
+    ``unchecked`` (why ``cached`` is None: a folder of the cache lies where this user may not
+    search, :func:`cache_problem`, or a ref file is damaged, :func:`cached_ref`; else None).
+    One other user's folder in a shared cache, a cache that cannot be searched, or one repo's
+    damaged ref file leaves the list whole."""
     from ..featurizers import resolve
 
     rows = []
