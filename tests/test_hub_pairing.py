@@ -137,3 +137,19 @@ def test_two_upsamplers_without_a_source_are_each_warned_about(monkeypatch):
         warnings.simplefilter("error")
         load_pipeline(first, backbone="dinov2_tiny")
         load_pipeline(second, backbone="dinov2_tiny")
+
+
+def test_an_unknown_backbone_is_refused_before_the_upsampler_is_looked_for(tmp_path, monkeypatch):
+    """A typo in --backbone is said first, with the close names: it was said only inside the
+    released upsampler's missing-file error ("and the backbone's weights are missing too:
+    unknown backbone"), as if a download would mend it."""
+    from huggingface_hub import constants
+
+    from loftup import load_pipeline
+    from loftup.errors import UnknownNameError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UnknownNameError, match="unknown backbone 'dinov2_vits'") as e:
+        load_pipeline("loftup_dinov2s", backbone="dinov2_vits")
+    assert "did you mean dinov2_vits14" in str(e.value) and "haiwen/" not in str(e.value)

@@ -206,6 +206,10 @@ def build_pipeline(
     ``model`` a LoftUp or a name or path): for a caller that checks them at its own boundary
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
     built on the CPU and moved to ``device`` in ``dtype`` in one step."""
+    if isinstance(backbone, str):  # a typo said first, not inside the upsampler's missing file
+        from .featurizers import resolve
+
+        resolve(backbone)
     if isinstance(model, LoftUp):
         upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
     else:
