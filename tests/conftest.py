@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,15 @@ def forked(request):
     cases = Forked([request.module.__name__, *getattr(request.module, "PREPARED", ())])
     yield cases
     cases.close()
+
+
+@pytest.fixture
+def printed():
+    """What the unraisable hook was handed (``Exception ignored in``), the hook put back."""
+    printed = []
+    hook, sys.unraisablehook = sys.unraisablehook, printed.append
+    yield printed
+    sys.unraisablehook = hook
 
 
 @pytest.fixture

@@ -23,3 +23,18 @@ def signal_in_a_finaliser(signum: int = signal.SIGTERM) -> None:
     started = closing()
     next(started)
     del started
+
+
+def dropped_with(stopping) -> None:
+    """A generator finalised as it is dropped, whose close calls ``stopping()``: what it
+    raises (a stop) Python hands to sys.unraisablehook ("Exception ignored in") and goes on."""
+
+    def steps():
+        try:
+            yield
+        finally:
+            stopping()
+
+    started = steps()
+    next(started)
+    del started

@@ -11,6 +11,7 @@ import threading
 import pytest
 import torch
 
+from finalisers import dropped_with
 from loftup.errors import Terminated, terminate
 from loftup.stops import Scope, check, done, stop
 
@@ -50,42 +51,19 @@ def test_a_stop_a_finaliser_swallowed_is_raised_at_the_next_check_once():
         sys.unraisablehook = hook
 
 
-@pytest.fixture
-def printed():
-    """What the unraisable hook was handed (``Exception ignored in``), the hook put back."""
-    printed = []
-    hook, sys.unraisablehook = sys.unraisablehook, printed.append
-    yield printed
-    sys.unraisablehook = hook
-
-
 class Halt(Exception):
     """A stop of the tests' own: one that escaped a test fails it, where a KeyboardInterrupt
     would end the session."""
-
-
-def _dropped_with(stopping) -> None:
-    """A generator finalised as it is dropped, whose close calls ``stopping()``."""
-
-    def steps():
-        try:
-            yield
-        finally:
-            stopping()
-
-    started = steps()
-    next(started)
-    del started
 
 
 def test_a_stop_raised_again_in_a_finaliser_after_another_came_out_is_kept(printed):
     """check() inside a finaliser raises the first stop there, where it is swallowed again,
     after a second stop came out: once taken for an unknown exception, printed and lost."""
     with Scope():
-        _dropped_with(lambda: stop(Halt("first")))
+        dropped_with(lambda: stop(Halt("first")))
         with pytest.raises(Halt, match="second"):
             stop(Halt("second"))
-        _dropped_with(check)
+        dropped_with(check)
         with pytest.raises(Halt, match="first"):
             check()
     assert printed == []
@@ -111,11 +89,11 @@ def test_a_stop_swallowed_once_the_work_is_done_is_forgotten_until_its_scope_clo
     work goes on as before, keeping them."""
     with Scope():
         with Scope():
-            _dropped_with(lambda: stop(Halt("before")))
+            dropped_with(lambda: stop(Halt("before")))
             done()
-            _dropped_with(lambda: stop(Halt("after")))
+            dropped_with(lambda: stop(Halt("after")))
             check()
-        _dropped_with(lambda: stop(Halt("outer")))
+        dropped_with(lambda: stop(Halt("outer")))
         with pytest.raises(Halt, match="outer"):
             check()
     assert printed == []
@@ -128,14 +106,14 @@ def test_a_sigterm_a_finaliser_swallowed_has_its_handler_put_back():
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with Scope():
-            _dropped_with(terminate)
+            dropped_with(terminate)
             assert signal.getsignal(signal.SIGTERM) is terminate
             with pytest.raises(Terminated):
                 check()
             # raised again, its clean-up begins: a second SIGTERM ignored, as terminate() left
             # it (it stayed on terminate: a launcher's second cut the clean-up short)
             assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
-            _dropped_with(check)  # nothing kept: nothing raised, nothing changed
+            dropped_with(check)  # nothing kept: nothing raised, nothing changed
             assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -148,7 +126,7 @@ def test_a_sigterm_swallowed_once_the_work_is_done_has_its_handler_put_back(prin
     try:
         with Scope():
             done()
-            _dropped_with(terminate)
+            dropped_with(terminate)
             assert signal.getsignal(signal.SIGTERM) is terminate
             check()  # forgotten
     finally:
@@ -168,7 +146,7 @@ def test_a_check_in_another_thread_leaves_the_stop_to_the_main_threads(printed):
             raised.append(e)
 
     with Scope():
-        _dropped_with(lambda: stop(Halt("swallowed")))
+        dropped_with(lambda: stop(Halt("swallowed")))
         thread = threading.Thread(target=checking)
         thread.start()
         thread.join()
@@ -187,7 +165,7 @@ def test_done_marks_the_scope_it_was_called_in_whichever_closes_first(printed):
     try:
         done()
         outer.__exit__(None, None, None)
-        _dropped_with(lambda: stop(Halt("forgotten")))
+        dropped_with(lambda: stop(Halt("forgotten")))
         check()
     finally:
         inner.__exit__(None, None, None)
@@ -209,7 +187,7 @@ def test_a_stop_swallowed_after_davis_masks_moved_in_is_raised_at_the_next_check
         (staging.path / "bear" / "00000.png").write_bytes(b"a mask")
         staging.publish({})
         assert (masks / "bear" / "00000.png").exists()  # in place: the move's work done
-        _dropped_with(lambda: stop(Halt("after")))
+        dropped_with(lambda: stop(Halt("after")))
         with pytest.raises(Halt, match="after"):
             check()
     assert printed == []
@@ -225,7 +203,7 @@ def test_a_stop_swallowed_while_a_probe_is_fitted_stops_it_at_the_next_batch():
     def loss(out, y):
         steps.append(1)
         if len(steps) == 2:
-            _dropped_with(lambda: stop(Halt()))
+            dropped_with(lambda: stop(Halt()))
         return torch.nn.functional.mse_loss(out, y)
 
     def batches(epoch):
@@ -246,37 +224,11 @@ def test_a_stop_swallowed_in_a_benchmark_round_stops_it_at_the_next():
     def timed():
         calls.append(1)
         if len(calls) == 2:
-            _dropped_with(lambda: stop(Halt()))
+            dropped_with(lambda: stop(Halt()))
 
     with Scope(), pytest.raises(Halt):
         time_alternating({"a": timed}, warmup=1, repeats=10)
     assert len(calls) == 2  # of 11
-
-
-@pytest.mark.parametrize("stopped, code, said", [(Terminated, 143, "terminated (SIGTERM)"),
-                                                  (KeyboardInterrupt, 130, "interrupted")])  # fmt: skip
-def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
-    stopped, code, said, monkeypatch, capsys, printed
-):
-    """A finaliser that swallows a stop as the command's output (--json) closes, after its
-    last check, in the command line's scope: the scope's end forgot it, status 0."""
-    import contextlib
-
-    import loftup.cli as cli
-    import loftup.cli.outcome as outcome  # (where _main opens the output)
-
-    closing = outcome.stdout_for_json
-
-    @contextlib.contextmanager
-    def output(json_out):
-        with closing(json_out):
-            yield
-        _dropped_with(lambda: stop(stopped()))
-
-    monkeypatch.setattr(outcome, "stdout_for_json", output)
-    assert cli.main(["info"]) == code
-    assert capsys.readouterr().err.splitlines()[-1:] == [said]
-    assert printed == []
 
 
 def test_a_stop_swallowed_after_a_runs_steps_comes_out_of_its_end_from_python(printed):
@@ -292,7 +244,7 @@ def test_a_stop_swallowed_after_a_runs_steps_comes_out_of_its_end_from_python(pr
             with StopOnSignals(announce=False) as stopping:
                 with stopping.steps():
                     pass
-                _dropped_with(lambda: stopping._handle(signal.SIGTERM, None))
+                dropped_with(lambda: stopping._handle(signal.SIGTERM, None))
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert printed == []
     finally:
@@ -310,7 +262,7 @@ def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed
         with Scope():
             stopping = StopOnSignals(announce=False)
             stopping.__enter__()
-            _dropped_with(lambda: stopping._handle(signal.SIGHUP, None))
+            dropped_with(lambda: stopping._handle(signal.SIGHUP, None))
             stopping._put_back(None, None)  # the run's own end, as if it had not looked
             assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
             with pytest.raises(HungUp):
@@ -319,29 +271,3 @@ def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed
             stopping._scope.__exit__()
     finally:
         signal.signal(signal.SIGHUP, previous)
-
-
-def test_a_hang_up_ends_the_command_with_its_status_not_a_system_exit(monkeypatch, capsys):
-    """A HungUp (SIGHUP, a SystemExit) left loftup's main as an exception: its end (a torchrun
-    rank's look still under way ended with os._exit, not a C++ abort) was skipped, and a
-    HungUp kept as a stop came out after another already said (143) with its own 129. main
-    returns 129 now, saying nothing (no terminal is left to read it)."""
-    import contextlib
-
-    import loftup.cli as cli
-    import loftup.cli.outcome as outcome  # (where _main opens the output)
-    from loftup.train.stopping import HungUp
-
-    ended = []
-    monkeypatch.setattr(cli, "end_if_a_look_is_left", lambda status, started: ended.append(status))
-    closing = outcome.stdout_for_json
-
-    @contextlib.contextmanager
-    def hangs_up(json_out):
-        with closing(json_out):
-            yield
-        raise HungUp()
-
-    monkeypatch.setattr(outcome, "stdout_for_json", hangs_up)
-    assert cli.main(["info"]) == 129 and ended == [129]
-    assert capsys.readouterr().err == ""
