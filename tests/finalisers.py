@@ -38,3 +38,22 @@ def dropped_with(stopping) -> None:
     started = steps()
     next(started)
     del started
+
+
+def after_the_output(then):
+    """A stand-in for loftup.cli.outcome.stdout_for_json (where the command line's _main opens
+    a command's output) that calls ``then()`` as the output closes: after the command's last
+    check, as a finaliser or the rest of a command's clean-up may run."""
+    import contextlib
+
+    from loftup.cli import outcome
+
+    closing = outcome.stdout_for_json
+
+    @contextlib.contextmanager
+    def output(json_out):
+        with closing(json_out):
+            yield
+        then()
+
+    return output

@@ -4,9 +4,11 @@ the command."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
-from finalisers import dropped_with
+from finalisers import after_the_output, dropped_with
 from loftup.errors import Terminated
 from loftup.stops import stop
 
@@ -18,20 +20,11 @@ def test_a_stop_swallowed_after_the_commands_last_check_ends_it(
 ):
     """A finaliser that swallows a stop as the command's output (--json) closes, after its
     last check, in the command line's scope: the scope's end forgot it, status 0."""
-    import contextlib
-
     import loftup.cli as cli
     import loftup.cli.outcome as outcome  # (where _main opens the output)
 
-    closing = outcome.stdout_for_json
-
-    @contextlib.contextmanager
-    def output(json_out):
-        with closing(json_out):
-            yield
-        dropped_with(lambda: stop(stopped()))
-
-    monkeypatch.setattr(outcome, "stdout_for_json", output)
+    dropped = after_the_output(lambda: dropped_with(lambda: stop(stopped())))
+    monkeypatch.setattr(outcome, "stdout_for_json", dropped)
     assert cli.main(["info"]) == code
     assert capsys.readouterr().err.splitlines()[-1:] == [said]
     assert printed == []
@@ -42,22 +35,53 @@ def test_a_hang_up_ends_the_command_with_its_status_not_a_system_exit(monkeypatc
     rank's look still under way ended with os._exit, not a C++ abort) was skipped, and a
     HungUp kept as a stop came out after another already said (143) with its own 129. main
     returns 129 now, saying nothing (no terminal is left to read it)."""
-    import contextlib
-
     import loftup.cli as cli
     import loftup.cli.outcome as outcome  # (where _main opens the output)
     from loftup.train.stopping import HungUp
 
     ended = []
     monkeypatch.setattr(cli, "end_if_a_look_is_left", lambda status, started: ended.append(status))
-    closing = outcome.stdout_for_json
 
-    @contextlib.contextmanager
-    def hangs_up(json_out):
-        with closing(json_out):
-            yield
+    def hangs_up():
         raise HungUp()
 
-    monkeypatch.setattr(outcome, "stdout_for_json", hangs_up)
+    monkeypatch.setattr(outcome, "stdout_for_json", after_the_output(hangs_up))
     assert cli.main(["info"]) == 129 and ended == [129]
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name
+)
+def test_the_signals_a_runs_stop_left_ignored_are_put_back_as_the_command_returns(
+    signum, monkeypatch
+):
+    """A run that a stop ended leaves SIGTERM and SIGHUP ignored for the rest of the command
+    (its clean-up); main puts back what its caller had (a Python caller, a notebook: its own
+    SIGTERM handler, SIGHUP's default) as it returns."""
+    import loftup.cli as cli
+    import loftup.cli.outcome as outcome  # (where _main opens the output)
+    from loftup.train.stopping import StopOnSignals
+
+    during = []
+
+    def a_run():
+        try:
+            with StopOnSignals(announce=False) as run, run.steps():
+                run.stop(signum)
+        finally:  # the command's clean-up after the run
+            during.append((signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)))
+
+    def callers(signum, frame):
+        raise AssertionError("the caller's SIGTERM handler ran")
+
+    monkeypatch.setattr(outcome, "stdout_for_json", after_the_output(a_run))
+    before = signal.signal(signal.SIGTERM, callers), signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert cli.main(["info"]) == 128 + signum
+        after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGHUP, before[1])
+    assert during == [(signal.SIG_IGN, signal.SIG_IGN)]
+    assert after == (callers, signal.SIG_DFL)

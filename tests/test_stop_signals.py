@@ -1,7 +1,8 @@
 """Signals at the moments loftup.stops guards, each case in a process of its own (conftest's
 ``forked``): a Ctrl-C in the close of a generator a probe's prediction asked its device of,
-one as a training run's handlers are being set, and a second SIGTERM as the clean-up of a
-first one, swallowed and raised again, runs."""
+one as a training run's handlers are being set, a second SIGTERM as the clean-up of a
+first one, swallowed and raised again, runs, and a SIGTERM or SIGHUP as the command's clean-up
+after a run's stop runs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import sys
 import pytest
 import torch
 
-from finalisers import signal_in_a_finaliser
+from finalisers import after_the_output, signal_in_a_finaliser
 
 #: what the cases import, once for every case: conftest's ``forked``
-PREPARED = ["loftup.eval.probe", "loftup.world.probe", "loftup.train.stopping"]
+PREPARED = ["loftup.eval.probe", "loftup.world.probe", "loftup.train.stopping", "loftup.cli"]
 
 
 def _ctrl_c_as_parameters_closes(hook_of: str):
@@ -137,3 +138,56 @@ def _second_sigterm_after_check(training: bool) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(100):
             pass
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (signal.SIGHUP, signal.SIGTERM),
+        (signal.SIGINT, signal.SIGTERM),
+        (signal.SIGTERM, signal.SIGHUP),
+        (signal.SIGINT, signal.SIGHUP),
+    ],
+    ids=lambda s: s.name,
+)
+def test_a_signal_after_a_runs_stop_is_ignored_to_the_commands_end(first, second, tmp_path, forked):
+    """loftup train stopped by SIGHUP or Ctrl-C, then a SIGTERM as the command went on with
+    its clean-up (train's teardown of the process group): it ended with 143, saying
+    "terminated (SIGTERM)"; stopped by any, then a SIGHUP there (a dropped connection sends
+    two): killed by it, the clean-up cut short. Each is ignored now, the command ending with
+    the first's status, said once."""
+    forked.run(
+        _second_signal_in_the_commands_clean_up, tmp_path / "log", first=first, second=second
+    )
+
+
+def _second_signal_in_the_commands_clean_up(first: int, second: int) -> None:
+    import io
+
+    import loftup.cli as cli
+    import loftup.cli.outcome as outcome
+    from loftup.train.stopping import StopOnSignals
+
+    def a_run():
+        try:
+            with StopOnSignals(announce=False) as run, run.steps():
+                os.kill(os.getpid(), first)  # during a step: the run stops after it
+                for _ in range(100):
+                    pass
+                assert run.requested == first
+                run.stop(first)
+        finally:  # the command's clean-up after the run
+            os.kill(os.getpid(), second)
+            for _ in range(100):  # its handler's turn (if any) comes here
+                pass
+
+    outcome.stdout_for_json = after_the_output(a_run)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.stderr, said = io.StringIO(), sys.stderr
+    try:
+        status = cli.main(["info"])
+    finally:
+        sys.stderr, said = said, sys.stderr.getvalue()
+    lines = {signal.SIGTERM: ["terminated (SIGTERM)"], signal.SIGINT: ["interrupted"]}
+    assert (status, said.splitlines()) == (128 + first, lines.get(first, []))

@@ -271,3 +271,37 @@ def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed
             stopping._scope.__exit__()
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name
+)
+@pytest.mark.parametrize("command", [True, False], ids=["command", "python"])
+def test_a_run_a_stop_ended_leaves_sigterm_and_sighup_ignored_for_the_commands_clean_up(
+    signum, command
+):
+    """A run of the command line's (its SIGTERM handler, terminate, before the run's) that a
+    stop ended: SIGTERM stayed ignored after a SIGTERM stop only, and SIGHUP was put back to
+    its default after any, so a second signal as the command went on with its clean-up (the
+    DataLoader's shutdown, the process group's) ended it: 143 after a SIGHUP or Ctrl-C stop,
+    or killed by SIGHUP. Called from Python (no terminate), each handler is put back."""
+    from loftup.stops import interrupt
+    from loftup.train.stopping import StopOnSignals
+
+    ours = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    before = {s: signal.getsignal(s) for s in ours}
+    term = terminate if command else signal.SIG_DFL
+    given = {signal.SIGTERM: term, signal.SIGHUP: signal.SIG_DFL, signal.SIGINT: interrupt}
+    try:
+        for s, handler in given.items():
+            signal.signal(s, handler)
+        with pytest.raises((KeyboardInterrupt, SystemExit)):  # (HungUp a SystemExit)
+            with StopOnSignals(announce=False) as run, run.steps():
+                run.stop(signum)
+        after = {s: signal.getsignal(s) for s in ours}
+        if command:  # (a Ctrl-C still stops at once)
+            given.update({signal.SIGTERM: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN})
+        assert after == given
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
-from ..errors import Terminated, terminate
+from ..errors import terminate
 from ..stops import Scope, check, stop
 
 #: how each signal is named in what the run says
@@ -54,7 +54,8 @@ class StopOnSignals:
     is left alone where it was ignored (a job started with ``nohup`` or in the background of a
     script), SIGHUP unless it had its default action (which ends the run with no checkpoint):
     ignored under ``nohup``, or a program's own handler. The previous handlers are put back at
-    the end."""
+    the end, but for a run of the command line's that a stop ended: SIGTERM and SIGHUP stay
+    ignored for the rest of its clean-up (:meth:`_put_back`)."""
 
     def __init__(self, announce: bool = True) -> None:
         self.requested: int | None = None
@@ -174,21 +175,21 @@ class StopOnSignals:
                 raise late
 
     def _put_back(self, scope, exc_type) -> None:
-        """Close this run's scope and put back the handlers it took (a SIGTERM's kept ignored
-        where the command line's is to go on with its clean-up)."""
+        """Close this run's scope and put back the handlers it took; where the run ends with a
+        stop (SIGTERM, SIGHUP or Ctrl-C) and the command line's SIGTERM handler was there
+        before it, SIGTERM and SIGHUP are left ignored instead: the command's clean-up goes on
+        (the DataLoader's shutdown, the process group's), and the command line puts both back
+        as it found them as it returns."""
         if scope is not None:
             scope.__exit__()
-        for signum in (signal.SIGINT, signal.SIGHUP):
+        stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp))
+        ignored = stopped and self._previous.get(signal.SIGTERM) is terminate  # (Terminated too)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
             previous = self._previous.pop(signum, None)
-            if previous is not None:
+            if ignored and signum != signal.SIGINT:  # (a Ctrl-C still stops at once)
+                signal.signal(signum, signal.SIG_IGN)
+            elif previous is not None:
                 signal.signal(signum, previous)
-        previous = self._previous.pop(signal.SIGTERM, None)
-        if previous is None:
-            return
-        if exc_type is not None and issubclass(exc_type, Terminated):
-            if previous is terminate:  # the command line's: it keeps ignoring a second
-                return  # SIGTERM while the first one's clean-up runs, and restores its own
-        signal.signal(signal.SIGTERM, previous)
 
 
 #: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
