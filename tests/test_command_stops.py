@@ -85,3 +85,51 @@ def test_the_signals_a_runs_stop_left_ignored_are_put_back_as_the_command_return
         signal.signal(signal.SIGHUP, before[1])
     assert during == [(signal.SIG_IGN, signal.SIG_IGN)]
     assert after == (callers, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("how", ["finaliser", "plain"])
+def test_a_stop_as_the_commands_warning_filters_are_put_back_ends_it(
+    how, monkeypatch, capsys, printed
+):
+    """A SIGTERM as main put back its caller's warning filters (its catch_warnings closed
+    after the command's scope): one a finaliser swallowed there was printed ("Exception
+    ignored in") and the command ended with status 0; one raised in plain code came out of
+    main as an exception (a traceback, status 1). Both end the command with 143 now, said
+    once."""
+    import warnings
+
+    import loftup.cli as cli
+
+    real, entered, fired = warnings.catch_warnings, [], []
+
+    def sigterm():  # (as terminate raises it)
+        fired.append(how)
+        if how == "finaliser":
+            dropped_with(lambda: stop(Terminated()))
+        else:
+            stop(Terminated())
+
+    class Filters(real):
+        """main's (the outermost) calls sigterm() as it puts the filters back."""
+
+        def __enter__(self):
+            self.outermost = not entered
+            entered.append(self)
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            entered.remove(self)
+            super().__exit__(*exc)
+            if self.outermost and not fired:
+                sigterm()
+
+    monkeypatch.setattr(warnings, "catch_warnings", Filters)
+    try:
+        status = cli.main(["info"])
+    except KeyboardInterrupt as e:  # (Terminated: caught, else it ends the test session)
+        status = e
+    finally:
+        monkeypatch.undo()
+    assert (status, fired) == (143, [how])
+    assert capsys.readouterr().err.splitlines() == ["terminated (SIGTERM)"]
+    assert printed == []

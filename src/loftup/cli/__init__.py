@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the exit statuses of a stop (SIGHUP, Ctrl-C, SIGTERM: 128 + the signal's number)
+_STOPPED = (129, 130, 143)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
     parser = build_parser()
@@ -96,24 +100,32 @@ def main(argv: list[str] | None = None) -> int:
     # on a line of its own when a progress bar is on screen
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     late: list[KeyboardInterrupt] = []
+    status = None
     try:
         # the command's process-wide settings (--threads, --max-image-pixels) and warning
         # filters last as long as it does; the settings are undone first (the pixel limit's
         # own catch_warnings puts back the filters as the command had them), then main's
         # catch_warnings the caller's
-        with warnings.catch_warnings(), contextlib.ExitStack() as settings:
+        with contextlib.ExitStack() as settings:
             _SETTINGS.append(settings)
             if main_thread:  # (signal handlers run in the main thread only)
                 settings.enter_context(Scope())
                 # a stop a finaliser swallowed after _main's last check (as the --json output
-                # closed, the settings were undone) raised again there, kept for its status
+                # closed, the settings were undone, the caller's warning filters put back)
+                # raised again there, kept for its status
                 settings.callback(_last_check, late)
+            settings.enter_context(warnings.catch_warnings())
             if main_thread:  # (the process is the command's: it may end it, extract.watch)
                 settings.enter_context(owning_the_process())
             try:
                 status = _main(args)
             finally:
                 _SETTINGS.pop()
+    except (KeyboardInterrupt, SystemExit) as e:  # a stop as the command's scope closed
+        if isinstance(e, SystemExit) and not _hung_up(e):  # (Terminated a KeyboardInterrupt)
+            raise
+        if status not in _STOPPED:  # (one said already)
+            status = _stopped(e)
     finally:
         warnings.showwarning = showwarning
         if main_thread:
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(signal.SIGHUP, hang_up)
         if ctrl_c:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-    if late and status not in (129, 130, 143):  # (one said already)
+    if late and status not in _STOPPED:  # (one said already)
         status = _stopped(late[0])
     if main_thread:  # (the process is the command's)
         end_if_a_look_is_left(status, started)
