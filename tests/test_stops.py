@@ -305,3 +305,17 @@ def test_a_run_a_stop_ended_leaves_sigterm_and_sighup_ignored_for_the_commands_c
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_ctrl_c_of_pythons_own_handler_a_finaliser_swallowed_is_raised_at_the_next_check(
+    printed,
+):
+    """Inside a scope (a library caller's own), Python's SIGINT handler (default_int_handler,
+    not the command line's) raises a KeyboardInterrupt that stop() did not mark: swallowed by
+    a finaliser, it was printed and lost, and the work (a benchmark's rounds) went on."""
+
+    with Scope():
+        dropped_with(lambda: signal.default_int_handler(signal.SIGINT, None))
+        with pytest.raises(KeyboardInterrupt):
+            check()
+    assert printed == []

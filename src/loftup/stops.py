@@ -7,9 +7,11 @@ iterator's), a weakref callback. It prints ``Exception ignored in: ...`` and the
 on. A handler whose turn came there lost its stop: the run went on, ended with status 0, or
 left its temporary files. So the handlers raise through :func:`stop`, and while a :class:`Scope`
 is open (the command line's, a training run's) a stop that Python hands to
-``sys.unraisablehook`` is kept instead of printed; the loops (each image of ``loftup
-upsample``, each tile, each DAVIS frame, each probe batch, each benchmark round) call
-:func:`check`, which raises it again, and so does the command line as the command returns. A
+``sys.unraisablehook`` (a Ctrl-C of Python's own SIGINT handler too) is kept instead of
+printed; the loops (each image of ``loftup upsample``, each tile, each DAVIS frame, each probe
+batch, each benchmark round) call :func:`check`, which raises it again, and so does the
+command line as the command returns. Outside any scope (a library caller's that opens none)
+it is printed and lost, as Python does. A
 SIGTERM (SIGHUP) kept so has its handler put back: its own left it ignored for the clean-up,
 and a second one stops the work at once; raised again, it is ignored again for the clean-up.
 Once the work of a scope is :func:`done`, one is forgotten until that scope closes.
@@ -123,9 +125,12 @@ class Scope:
 def _unraisable(info) -> None:
     """``sys.unraisablehook`` while a scope is open: a stop :func:`stop` raised is kept for
     :func:`check` (forgotten while an open scope's work is :func:`done`), its signal's handler
-    put back either way (the work goes on: a second signal stops it); anything else goes to
-    the hook there was."""
+    put back either way (the work goes on: a second signal stops it), and so is a Ctrl-C that
+    Python's own SIGINT handler raised (a library caller's: unmarked, no handler to put
+    back); anything else goes to the hook there was."""
     rearm = getattr(info.exc_value, _MARK, None)
+    if rearm is None and type(info.exc_value) is KeyboardInterrupt:  # (default_int_handler's)
+        rearm = ()
     if rearm is None or not _SCOPES:
         (_HOOK[0] or sys.__unraisablehook__)(info)
         return
