@@ -133,3 +133,30 @@ def test_a_stop_as_the_commands_warning_filters_are_put_back_ends_it(
     assert (status, fired) == (143, [how])
     assert capsys.readouterr().err.splitlines() == ["terminated (SIGTERM)"]
     assert printed == []
+
+
+@pytest.mark.parametrize("stopped, code", [(Terminated, 143), (KeyboardInterrupt, 130)])
+def test_the_console_script_ignores_sigterm_and_sighup_to_the_exit_after_a_stop(
+    stopped, code, monkeypatch
+):
+    """``loftup`` (run) after a stop: main put back SIGTERM's and SIGHUP's defaults as it
+    returned, before the interpreter's exit (the DataLoader workers' shutdown), where a
+    launcher's second SIGTERM then killed the process (-15, after main's 143). They stay
+    ignored to the end now; a command that ends without a stop leaves them as they were."""
+    import loftup.cli as cli
+    import loftup.cli.outcome as outcome  # (where _main opens the output)
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.getsignal(signal.SIGHUP)
+    monkeypatch.setattr("sys.argv", ["loftup", "info"])
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.run()
+        assert (ended.value.code, signal.getsignal(signal.SIGTERM)) == (0, signal.SIG_DFL)
+        monkeypatch.setattr(outcome, "stdout_for_json", after_the_output(lambda: stop(stopped())))
+        with pytest.raises(SystemExit) as ended:
+            cli.run()
+        exiting = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGHUP, before[1])
+    assert (ended.value.code, exiting) == (code, (signal.SIG_IGN, signal.SIG_IGN))

@@ -101,7 +101,9 @@ def terminate(signum=None, frame=None) -> None:
     """Raise :class:`Terminated`, ignoring any later SIGTERM: launchers often send a second one
     (torchrun passes on the one its process group got), which would otherwise interrupt the
     clean-up of the first, or the interpreter's exit (a process then hung until SIGKILL). The
-    command line's SIGTERM handler; whoever installed it puts the previous one back."""
+    command line's SIGTERM handler; whoever installed it puts the previous one back
+    (:func:`loftup.cli.main` as it returns; the ``loftup`` console script, after a stop, then
+    ignores SIGTERM and SIGHUP again for the interpreter's exit)."""
     import signal
     import threading
 

@@ -158,4 +158,11 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    sys.exit(main())
+    status = main()
+    if status in _STOPPED:
+        # main put back the handlers it found; a second SIGTERM (a launcher's) or SIGHUP
+        # after a stop is ignored to the process's end too, as during the command: the
+        # interpreter's exit (the DataLoader workers' shutdown) is not cut short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    sys.exit(status)
