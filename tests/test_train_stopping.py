@@ -214,3 +214,33 @@ def test_a_second_sigterm_after_the_last_step_does_not_cut_its_export_short(
         train(tiny(sa1b, out, 1, 3))
     assert (out / "final" / "config.json").is_file()
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stop_a_finaliser_swallowed_during_the_export_says_the_run_is_complete(
+    signum, sa1b, tmp_path, monkeypatch, caplog
+):
+    """A SIGTERM (Ctrl-C) whose handler ran in a finaliser as final/ was exported, kept and
+    raised again at the run's end: the run was complete (final/, summary.json) but said
+    nothing of it, only "terminated (SIGTERM)", as if it had stopped with nothing to resume
+    from. It now says so, as for a stop that came with the last step."""
+    import signal
+
+    from finalisers import signal_in_a_finaliser
+    from loftup.train import loop
+
+    real, sent = loop.finish_run, []
+
+    def export(*args, **kwargs):
+        real(*args, **kwargs)
+        sent.append(signum)  # (as the export's last finaliser runs)
+        signal_in_a_finaliser(getattr(signal, signum))
+
+    monkeypatch.setattr(loop, "finish_run", export)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(KeyboardInterrupt):
+        train(tiny(sa1b, out, 1, 2))  # (Terminated a KeyboardInterrupt)
+    name = {"SIGTERM": "SIGTERM", "SIGINT": "Ctrl-C (SIGINT)"}[signum]
+    assert sent == [signum]
+    assert f"{name}: stopped after the last step (2 of 2): the run is complete" in caplog.text
+    assert (out / "final" / "config.json").is_file() and not (out / "stopped.txt").exists()

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LoftUpError, require
+from ..stops import check
 from .batches import draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
 from .checkpoint import CheckpointClock, save_checkpoint
@@ -54,7 +55,7 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
 from .run_folder import check_run_subfolders, finish_run
 from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
-from .stopping import GO_ON, StopOnSignals, stop_line, write_stop_note
+from .stopping import GO_ON, HungUp, StopOnSignals, signal_of, stop_line, write_stop_note
 
 log = logging.getLogger("loftup.train")
 
@@ -267,6 +268,10 @@ def _run(
             skipped=skipped, started=started,
         )  # fmt: skip
     barrier(info)
+    try:  # a stop a finaliser swallowed during the export: the run is complete, and stops
+        check()  # as after a stop that came with its last step (the ranks' agreed one first)
+    except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
+        late = signal_of(e) if late is None else late
     if late is not None:
         if main:
             log.warning("%s", stop_line(late, steps, total, ckpt_path, go_on))

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
-from ..errors import terminate
+from ..errors import Terminated, terminate
 from ..stops import Scope, check, stop
 
 #: how each signal is named in what the run says
@@ -190,6 +190,14 @@ class StopOnSignals:
                 signal.signal(signum, signal.SIG_IGN)
             elif previous is not None:
                 signal.signal(signum, previous)
+
+
+def signal_of(e: BaseException) -> int:
+    """The signal whose stop ``e`` is: SIGTERM for :class:`Terminated`, SIGHUP for
+    :class:`HungUp`, else Ctrl-C (a ``KeyboardInterrupt``)."""
+    if isinstance(e, Terminated):
+        return signal.SIGTERM
+    return signal.SIGHUP if isinstance(e, HungUp) else signal.SIGINT
 
 
 #: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
