@@ -10,7 +10,7 @@ is open (the command line's, a training run's) a stop that Python hands to
 ``sys.unraisablehook`` (a Ctrl-C of Python's own SIGINT handler too) is kept instead of
 printed; the loops (each image of ``loftup upsample``, each tile, each DAVIS frame, each probe
 batch, each benchmark round) call :func:`check`, which raises it again, and so does the
-command line as the command returns. Outside any scope (a library caller's that opens none)
+command line as the command returns. Outside any scope (a library caller that opens none)
 it is printed and lost, as Python does. A
 SIGTERM (SIGHUP) kept so has its handler put back: its own left it ignored for the clean-up,
 and a second one stops the work at once; raised again, it is ignored again for the clean-up.
