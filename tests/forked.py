@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import traceback
 from contextlib import suppress
 from pathlib import Path
@@ -27,27 +28,38 @@ import pytest
 from processes import REPO, src_env
 
 
+def installed(*names: str) -> list[str]:
+    """Those of the modules ``names`` that are installed (for a ``PREPARED`` list: triton
+    comes with CUDA's torch alone)."""
+    import importlib.util
+
+    return [name for name in names if importlib.util.find_spec(name) is not None]
+
+
 class Forked:
     """The prepared process (started at once), for :meth:`run` of the cases of ``modules``."""
 
     def __init__(self, modules: list[str]) -> None:
         if not hasattr(os, "fork"):
             pytest.skip("no os.fork here: each case needs a process of its own")
-        env = src_env()
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env["PYTHONPATH"]])
+        self.modules = modules
+        self.stderr = tempfile.TemporaryFile()  # what the prepared process says (an import failed)
         self.process = subprocess.Popen(
-            [sys.executable, __file__, *modules], cwd=REPO, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, __file__, *modules], cwd=REPO, env=src_env(REPO / "tests"),
+            text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
         )  # fmt: skip
 
     def run(self, case, log: Path, timeout: float = 60, **kwargs) -> None:
         """Run ``case`` (a function of one of the modules) with ``kwargs`` in a child of its
         own, its output written to ``log``; fails with that output unless the case passes."""
         order = [case.__module__, case.__name__, kwargs, str(log), timeout]
-        self.process.stdin.write(json.dumps(order) + "\n")
-        self.process.stdin.flush()
-        answer = self.process.stdout.readline()
-        assert answer, f"the prepared process ended (status {self.process.wait()})"
+        try:
+            self.process.stdin.write(json.dumps(order) + "\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except BrokenPipeError:  # ended before it read the order
+            answer = ""
+        assert answer, self._ended()
         status, timed_out = json.loads(answer)
         said = log.read_text(errors="replace") if log.exists() else f"(no log: {log} not made)"
         how = (
@@ -55,9 +67,19 @@ class Forked:
         )
         assert status == 0, f"{case.__name__} {how}:\n{said[-4000:]}"
 
+    def _ended(self) -> str:
+        """Why the prepared process answers no more: its status, and what it said."""
+        status = self.process.wait(timeout=60)
+        self.stderr.seek(0)
+        said = self.stderr.read().decode(errors="replace")[-4000:]
+        return f"the prepared process (of {self.modules}) ended with status {status}:\n{said}"
+
     def close(self) -> None:
-        self.process.stdin.close()
+        with suppress(BrokenPipeError):  # (an order it never read, flushed again)
+            self.process.stdin.close()
         self.process.wait(timeout=60)
+        self.process.stdout.close()
+        self.stderr.close()
 
 
 def _import(name: str):
@@ -149,7 +171,8 @@ def _child(module: str, function: str, kwargs: dict, log: str) -> None:
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            with suppress(Exception):  # (one the case closed: its end is not a failure)
+                stream.flush()
         os._exit(status)
 
 

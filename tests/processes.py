@@ -17,13 +17,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def src_env() -> dict[str, str]:
-    """This process's environment with our source first on PYTHONPATH and what it held there
-    after it (as tests/test_min_versions.py runs the suite with an older torch on it)."""
+def src_env(*more: Path) -> dict[str, str]:
+    """This process's environment with our source first on PYTHONPATH, then the folders
+    ``more`` (tests/ for its helpers), then what it held there (as tests/test_min_versions.py
+    runs the suite with an older torch on it)."""
     return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+            filter(None, [str(REPO / "src"), *map(str, more), os.environ.get("PYTHONPATH")])
         ),
     }
 

@@ -15,12 +15,14 @@ import pytest
 
 from eval_data import TEST_BACKBONE, write_davis
 from finalisers import signal_in_a_finaliser
+from forked import installed
 from loftup.cli import main
 
 pytest.importorskip("fcntl")
 
 #: what the eval davis command imports, once for every case: conftest's ``forked``
-PREPARED = ["loftup.eval.video", "matplotlib.figure", "transformers.models.dinov2", "triton"]
+PREPARED = ["loftup.eval.video", "matplotlib.figure", "transformers.models.dinov2",
+            *installed("triton")]  # fmt: skip
 
 
 def _davis(root: Path, masks: Path, scores: Path, size: str) -> list[str]:

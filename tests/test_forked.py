@@ -1,6 +1,7 @@
 """tests/forked.py, which runs the signal tests' cases each in a child of its own: a failed
 assert says its values, a hung child is said to have timed out and is killed with what it
-started, and a child that cannot open its log never serves as the prepared process does."""
+started, a child that cannot open its log never serves as the prepared process does, one that
+closes its stderr passes, and a prepared process that ended is said with what it said."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from forked import Forked
 
 
 def _values(seen: list) -> None:
@@ -54,6 +57,16 @@ def test_a_hung_case_is_said_to_time_out_and_is_killed_with_what_it_started(tmp_
     assert "_hangs timed out after 1 s (killed)" in str(failed.value)
 
 
+def _closes_stderr() -> None:
+    sys.stderr.close()
+
+
+def test_a_case_that_closes_its_stderr_passes(tmp_path, forked):
+    """The child's last flush, of the closed stderr, raised: the child left for the prepared
+    process's loop and ended there with status 1, the case said to have failed."""
+    forked.run(_closes_stderr, tmp_path / "log")
+
+
 def _passes() -> None:
     pass
 
@@ -68,3 +81,16 @@ def test_a_child_whose_log_cannot_be_opened_fails_and_serves_nothing(tmp_path, f
         forked.run(_passes, tmp_path / f"log{n}")
     forked.close()
     assert forked.process.returncode == 0
+
+
+def test_a_prepared_process_that_ended_is_said_with_its_status_and_what_it_said(tmp_path):
+    """One that ended (a PREPARED module not installed: triton without CUDA's torch) showed as
+    a BrokenPipeError as the order was sent, its status and the import's error unsaid."""
+    cases = Forked([__name__, "no_such_module_for_loftup"])
+    try:
+        cases.process.wait(timeout=60)  # (ended before the order is sent)
+        with pytest.raises(AssertionError, match="ended with status 1:") as failed:
+            cases.run(_passes, tmp_path / "log")
+        assert "No module named 'no_such_module_for_loftup'" in str(failed.value)
+    finally:
+        cases.close()

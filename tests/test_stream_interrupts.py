@@ -17,12 +17,14 @@ import pytest
 import torch
 
 import loftup
+from forked import installed
 from loftup.cli import main
 from loftup.outputs import FeatureFile
 
 #: what the upsample command imports, once for every case (each imported them under its
 #: profile hook, which made the imports several times slower): conftest's ``forked``
-PREPARED = ["loftup.api", "loftup.extract.folder", "transformers.models.dinov2", "sympy", "triton"]
+PREPARED = ["loftup.api", "loftup.extract.folder", "transformers.models.dinov2", "sympy",
+            *installed("triton")]  # fmt: skip
 
 
 def _at(point, out):
