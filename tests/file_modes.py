@@ -1,9 +1,10 @@
 """Code run where file modes refuse what they say: tests run as root, whom no mode refuses
 (a file of mode 000 opens), so the code runs in a process under ``setpriv`` without the two
 capabilities that let root past them (same uid 0, its chmod now applies); as another user, in a
-plain one. Each is a fork of one Python started so (tests/forking_python.py says what a fork
-takes fresh and what it keeps of that Python's). The conftest fixtures ``unsearchable`` and
-``locked`` refuse folders in this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
+plain one. Each is a fork of a Python started so, one for each set of the settings Python
+and torch read as they start (tests/forking_python.py says what a fork takes fresh and what it
+keeps of that Python's). The conftest fixtures ``unsearchable`` and ``locked`` refuse folders
+in this process; a file's own mode, which open() reads in C (h5py, PIL, scipy), needs this.
 
 A test's files of this user's own (mode 000) are refused wherever modes apply; a file of
 another user's (:func:`others`) only as root, who alone may give a file away: each test takes
@@ -13,21 +14,22 @@ setpriv must be there, one missing fails it, as reference_files' ``need_referenc
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-import loftup
+from processes import src_env
 
 #: setpriv's options that drop root's way past file modes (read, write and search)
 _DROP = [
@@ -66,98 +68,138 @@ def _unusable() -> str | None:
     return None
 
 
-def where_modes_apply(code: str) -> dict:
+def where_modes_apply(code: str, timeout: float = 60) -> dict:
     """Run ``code`` (Python, which sets ``result``: anything JSON holds) where file modes
     apply, with loftup and the tests' helpers importable; ``result`` as it was set. The test
-    is skipped where that cannot be done (failed in CI where setpriv is missing)."""
+    is skipped where that cannot be done (failed in CI where setpriv is missing), and fails
+    where the code has not ended in ``timeout`` seconds (killed, with what it started)."""
     why = _unusable()
     if why == NO_SETPRIV and os.environ.get("CI"):
         pytest.fail(f"{why}; CI runs these tests: install util-linux")
     if why is not None:
         pytest.skip(why)
     script = f"import json, sys\n{code}\nsys.stdout.write('\\n' + json.dumps(result))\n"
-    status, out, err = _forked(script, {**os.environ, "PYTHONPATH": _PYTHONPATH})
+    status, out, err = _forked(script, fork_env(), timeout)
     assert status == 0, err
     return json.loads(out.splitlines()[-1])
 
 
-_PYTHONPATH = os.pathsep.join([str(Path(loftup.__file__).parents[1]), str(Path(__file__).parent)])
-_SERVER: list[subprocess.Popen] = []  # the forking Python, started at the first call
-#: the forking Python's stderr (what a fork that could not even open its own said)
-_SERVER_LOG = Path(tempfile.gettempdir(), f"forking_python-{os.getpid()}.log")
+def fork_env() -> dict:
+    """This process's environment, with loftup's source, then the tests' helpers, then what
+    PYTHONPATH holds here (test_min_versions.py: older releases) on the path."""
+    return src_env(Path(__file__).parent)
 
 
-def _read_at_import(env: dict) -> dict:
-    """The settings of ``env`` that the forking Python's imports read once (torch's threads,
-    tqdm's defaults): a fork keeps the server's."""
-    from forking_python import READ_AT_IMPORT
-
-    return {k: v for k, v in env.items() if k.startswith(READ_AT_IMPORT)}
-
-
-def _server() -> subprocess.Popen:
-    if not _SERVER or _SERVER[0].poll() is not None:
-        server = Path(__file__).with_name("forking_python.py")
-        env = {**os.environ, "PYTHONPATH": _PYTHONPATH}
-        with _SERVER_LOG.open("w") as log:
-            _SERVER[:] = [subprocess.Popen([*_command(), str(server)], stdin=subprocess.PIPE,
-                                           stdout=subprocess.PIPE, stderr=log, env=env,
-                                           text=True)]  # fmt: skip
-        _SERVER[0].read_at_import = _read_at_import(env)
-        atexit.register(_SERVER[0].stdin.close)  # at its end of input, it ends
-        atexit.register(_SERVER_LOG.unlink, missing_ok=True)
-    return _SERVER[0]
+#: the forking Pythons (tests/forking_python.py), one for each set of the settings read at
+#: start (:func:`_start_up`) of the calls, each started at its first; in the order of their
+#: last use, :data:`_KEPT` at most
+_SERVERS: dict[tuple, subprocess.Popen] = {}
+_KEPT = 2
+SCRIPT = Path(__file__).with_name("forking_python.py")
 
 
-def _answer(server: subprocess.Popen) -> dict:
-    line = server.stdout.readline()
-    if not line:
-        said = _SERVER_LOG.read_text(errors="replace")[-4000:]
-        raise AssertionError(
-            f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
-        )
+def _start_up(env: dict) -> tuple:
+    """The settings of ``env`` that Python reads as it starts, or the forking Python's imports
+    read once (torch's threads, tqdm's defaults): a fork keeps its server's."""
+    from forking_python import READ_AT_START
+
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(READ_AT_START)))
+
+
+def _server(env: dict) -> subprocess.Popen:
+    """The forking Python started with ``env``'s settings read at start, started now if none
+    is running."""
+    key = _start_up(env)
+    server = _SERVERS.pop(key, None)
+    if server is not None and server.poll() is not None:  # ended (killed): its files closed
+        _end(server, [])
+        server = None
+    if server is None:
+        while len(_SERVERS) >= _KEPT:  # the one used longest ago ends (idle: nothing lost)
+            _end(next(iter(_SERVERS.values())), [])
+        log = tempfile.TemporaryFile()  # its stderr: what a fork that cannot open its own said
+        # it dies with this process (as the thread that starts it ends, strictly)
+        server = subprocess.Popen(
+            [*_command(), str(SCRIPT), str(os.getpid())], env=env, stderr=log,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        server.log, server.unread = log, b""
+    _SERVERS[key] = server
+    return server
+
+
+def _answer(server: subprocess.Popen, deadline: float) -> dict | None:
+    """The server's next answer, or None where none has come by ``deadline`` (of
+    time.monotonic()). Its stdout is read here, not through a buffer that select cannot see."""
+    fd = server.stdout.fileno()
+    while b"\n" not in server.unread:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            server.log.seek(0)
+            said = server.log.read().decode(errors="replace")[-4000:]
+            raise AssertionError(
+                f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
+            )
+        server.unread += chunk
+    line, _, server.unread = server.unread.partition(b"\n")
     return json.loads(line)
 
 
-def _forked(script: str, env: dict) -> tuple[int, str, str]:
+def _end(server: subprocess.Popen, answers: list) -> None:
+    """Kill the fork of ``answers`` ({"pid"} first, where it came) with its process group, and
+    ``server`` (its answer would be taken for the next request's; a fork started after its
+    last answer was read dies with it)."""
+    if answers:
+        with suppress(OSError):  # (ended already)
+            os.killpg(answers[0]["pid"], signal.SIGKILL)
+    for key in [k for k, s in _SERVERS.items() if s is server]:
+        del _SERVERS[key]
+    server.kill()
+    server.wait()
+    for file in (server.stdin, server.stdout, server.log):
+        with suppress(OSError):  # (a request left unsent: a broken pipe)
+            file.close()
+
+
+def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]:
     """``python -c script`` where modes apply, in ``env``, this process's umask and the current
-    folder: (exit status, stdout, stderr). Run in a fork of one Python started for the session
+    folder: (exit status, stdout, stderr). Run in a fork of a Python started for the session
     (tests/forking_python.py), which has imported torch already, a second or two sooner than a
-    new Python: fresh in its environment, umask, folder, files and exit status, but not in
-    what those imports read once (``env`` may not differ from the server's there: refused).
-    Interrupted (Ctrl-C), the fork is killed with its process group, and the server too."""
-    server = _server()
-    had = server.read_at_import
-    differs = {
-        k: (had.get(k), env.get(k)) for k in had | _read_at_import(env) if had.get(k) != env.get(k)
-    }
-    assert not differs, (
-        f"a fork of the forking Python cannot take these settings (the server's, the "
-        f"request's): {differs}; its imports (torch, tqdm) read them once, with the server's: "
-        f"run the code in a new Python (subprocess) instead"
-    )
+    new Python: one for each set of the settings that Python and torch read once (env's
+    PYTHONPATH, OMP_NUM_THREADS, ...). Interrupted (Ctrl-C), or not ended in ``timeout``
+    seconds (failed, naming the script), the fork is killed with its process group, and the
+    server too."""
+    server = _server(env)
     umask = os.umask(0)
     os.umask(umask)
     with tempfile.TemporaryDirectory() as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
                    "stdout": str(out), "stderr": str(err)}  # fmt: skip
-        pid = None
+        deadline, answers = time.monotonic() + timeout, []  # the fork's pid, then its status
         try:
-            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.write(json.dumps(request).encode() + b"\n")
             server.stdin.flush()
-            pid = _answer(server)["pid"]
-            status = _answer(server)["status"]
-        except BaseException:  # Ctrl-C: its answer would be taken for the next request's
-            if pid is not None:
-                with suppress(OSError):  # (ended already)
-                    os.killpg(pid, signal.SIGKILL)
-            _SERVER.remove(server)
-            server.kill()
-            server.wait()
+            while len(answers) < 2 and (answer := _answer(server, deadline)) is not None:
+                answers.append(answer)
+        except BaseException:
+            _end(server, answers)
             raise
-        said = err.read_text(errors="replace") if err.exists() else _SERVER_LOG.read_text()
-        return status, out.read_text(errors="replace") if out.exists() else "", said
+        said = err.read_text(errors="replace") if err.exists() else ""
+        if len(answers) < 2:
+            _end(server, answers)
+            fork = f"process {answers[0]['pid']}" if answers else "not started"
+            raise AssertionError(
+                f"the code run where modes apply had not ended after {timeout} s ({fork}, "
+                f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
+            )
+        if not err.exists():
+            server.log.seek(0)
+            said = server.log.read().decode(errors="replace")
+        return answers[1]["status"], out.read_text(errors="replace") if out.exists() else "", said
 
 
 def commands(cases: dict) -> str:

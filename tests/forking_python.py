@@ -5,25 +5,31 @@ that.
 
 What a fork takes from the request, as a new Python would: its environment (``os.environ``),
 umask, folder, stdin (/dev/null), stdout and stderr (files), ``sys.argv`` and ``sys.path[0]``,
-a fresh ``__main__`` and its own exit status, in a process group of its own. What it does NOT
-take: whatever this process's imports read once at import (torch, numpy, PIL and what they
-import, tqdm among them): torch's thread count (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``),
-tqdm's ``TQDM_*`` defaults, ``TORCH_*`` settings; tests/file_modes.py refuses a request whose
-environment differs from this process's there (:data:`READ_AT_IMPORT`). Modules already
-imported stay imported, with their state as here.
+a fresh ``__main__`` and its own exit status, in a process group of its own. What it keeps of
+this process's: what Python reads once as it starts (``PYTHON*``: its path, warnings, flags;
+the locale, ``LC_*``, ``LANG``) and what its imports (torch, numpy, PIL and what they import,
+tqdm among them) read once at import (``OMP_NUM_THREADS``, ``TQDM_*``, ...): the settings of
+:data:`READ_AT_START`, which tests/file_modes.py starts a server with, one for each set of them
+that its requests have. Modules already imported stay imported, with their state as here.
 
-Run as ``python forking_python.py``: each line on stdin is a JSON request {"code", "env",
-"umask", "cwd", "stdout", "stderr"} (the last two: files for the code's output); for each, two
-lines answer on stdout: ``{"pid": PID}`` once the fork is started (its process group, to kill
-on an interrupt), then ``{"status": STATUS}``, the exit status of the code run as ``python -c
-CODE`` would run it. A fork that cannot be set up (its folder refused, say) says why on its
-stderr file, with status 1; one whose stderr file cannot even be opened, on this process's
-stderr. Only third-party modules that read no test's settings are imported here: loftup and
-huggingface_hub read the environment when imported, so each fork imports them itself."""
+Run as ``python forking_python.py [PARENT]``: each line on stdin is a JSON request {"code",
+"env", "umask", "cwd", "stdout", "stderr"} (the last two: files for the code's output); for
+each, two lines answer on stdout: ``{"pid": PID}`` once the fork is started (its process
+group, to kill on an interrupt), then ``{"status": STATUS}``, the exit status of the code run
+as ``python -c CODE`` would run it. A fork that cannot be set up (its folder refused, say) says
+why on its stderr file, with status 1; one whose stderr file cannot even be opened, on this
+process's stderr. Only third-party modules that read no test's settings are imported here:
+loftup and huggingface_hub read the environment when imported, so each fork imports them
+itself. Nothing outlives its maker: the fork is killed (SIGKILL, by the kernel) when this
+process ends, and this process ends (SIGTERM, by the kernel) when PARENT, the process that
+started it, ends; stopped so or by a Ctrl-C as it waits for a fork, it kills the fork's
+process group first (what the code started too)."""
 
 import atexit
+import ctypes
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -34,9 +40,33 @@ import numpy  # noqa: F401 - imported once, for every fork
 import PIL.Image  # noqa: F401
 import torch  # noqa: F401
 
-#: Prefixes of the environment variables read by the imports above, once: a fork cannot take
-#: other values of them from its request.
-READ_AT_IMPORT = ("TQDM_", "OMP_", "MKL_", "TORCH_")
+#: Prefixes of the environment variables read once, as Python starts (its path, warnings,
+#: flags, locale) or as the imports above run (torch's threads, OpenMP's and BLAS's, tqdm's
+#: defaults, glibc's malloc): a fork keeps this process's; a server is started for each set.
+READ_AT_START = ("PYTHON", "LC_", "LANG", "LD_", "MALLOC_", "TORCH", "PYTORCH_", "OMP_", "GOMP_",
+                 "KMP_", "MKL_", "OPENBLAS_", "NPY_", "NUMPY_", "TQDM_")  # fmt: skip
+
+
+def die_with(parent: int, signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send this process ``signum`` when its parent ``parent`` ends (the thread
+    that started it, strictly), or end now where it has ended already."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signum, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # ended before: this process was handed to another
+        os._exit(1)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(OSError):  # (ended already)
+        os.killpg(pid, signal.SIGKILL)
+    with suppress(OSError):  # (not yet in its group)
+        os.kill(pid, signal.SIGKILL)
 
 
 def _redirect(fd: int, path: str, flags: int) -> None:
@@ -71,12 +101,14 @@ def run(request: dict) -> int:
     return 0
 
 
-def _child(request: dict) -> None:
-    """The fork: in a process group of its own, runs the request and ends, never back in the
-    loop of :func:`serve`, whatever fails."""
+def _child(request: dict, server: int) -> None:
+    """The fork: in a process group of its own, killed when the ``server`` ends, runs the
+    request and ends, never back in the loop of :func:`serve`, whatever fails."""
     status = 1
     try:
         os.setpgid(0, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (as in a new Python)
+        die_with(server)
         status = run(request)
         # as at the interpreter's exit (its threads joined, atexit run, output flushed),
         # without tearing down the modules every fork has: a second each
@@ -96,18 +128,26 @@ def _answer(**answer) -> None:
     sys.stdout.flush()
 
 
-def serve() -> None:
+def serve(parent: int | None) -> None:
+    if parent is not None:  # a SIGTERM as it ends, which ends the fork's group too
+        signal.signal(signal.SIGTERM, _terminated)
+        die_with(parent, signal.SIGTERM)
     for line in sys.stdin:
         request = json.loads(line)
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(request)
-        with suppress(OSError):  # (as the fork does: whichever comes first)
-            os.setpgid(pid, pid)
-        _answer(pid=pid)
-        _, status = os.waitpid(pid, 0)
+            _child(request, server)
+        try:
+            with suppress(OSError):  # (as the fork does: whichever comes first)
+                os.setpgid(pid, pid)
+            _answer(pid=pid)
+            _, status = os.waitpid(pid, 0)
+        except BaseException:  # Ctrl-C, its caller's end: the fork and what it started killed
+            _kill_group(pid)
+            raise
         _answer(status=os.waitstatus_to_exitcode(status))
 
 
 if __name__ == "__main__":
-    serve()
+    serve(int(sys.argv[1]) if len(sys.argv) > 1 else None)

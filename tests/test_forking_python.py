@@ -1,17 +1,25 @@
 """tests/file_modes.py's _forked (a fork of tests/forking_python.py): the fork takes the
-caller's umask, refuses settings its server's imports read once, says why its setup failed, and
-is killed with the server when the caller is interrupted."""
+caller's umask and the settings Python and torch read as they start (its PYTHONPATH among
+them), says why its setup failed, fails a call that outlives its deadline, and leaves no
+process behind when the caller is interrupted or its server ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from file_modes import _PYTHONPATH, _forked, _unusable
+import file_modes
+import loftup
+from file_modes import _forked, _server, _unusable, fork_env, where_modes_apply
 from test_forked import _gone
 
 
@@ -20,25 +28,60 @@ def env():
     why = _unusable()
     if why is not None:
         pytest.skip(why)
-    return {**os.environ, "PYTHONPATH": _PYTHONPATH}
+    return fork_env()
 
 
 def test_the_fork_takes_the_callers_umask(env):
     """It had the server's (022), so a file the code made was not made as the caller's."""
     assert _forked("pass", env)[0] == 0  # the server started with this process's umask
-    had = os.umask(0o077)
+    had = os.umask(0)
+    mask = 0o077 if had != 0o077 else 0o027  # not the server's
+    os.umask(mask)
     try:
         status, out, err = _forked("import os; print(oct(os.umask(0)))", env)
     finally:
         os.umask(had)
-    assert (status, out.strip()) == (0, "0o77"), err
+    assert (status, out.strip()) == (0, oct(mask)), err
 
 
-@pytest.mark.parametrize("setting", ["TQDM_DISABLE", "OMP_NUM_THREADS"])
-def test_a_setting_read_at_import_is_refused_where_it_differs(env, setting):
-    """torch and tqdm read these at the server's import: a fork ran with the server's value."""
-    with pytest.raises(AssertionError, match=f"cannot take these settings.*{setting}.*subprocess"):
-        _forked("print('ran')", {**env, setting: "1"})
+def _other(name: str, *values: str) -> str:
+    """The first of ``values`` that is not ``name``'s value here."""
+    return next(v for v in values if os.environ.get(name) != v)
+
+
+def test_a_call_finds_the_modules_of_the_callers_pythonpath(tmp_path, monkeypatch):
+    """Each fork ran with the first server's PYTHONPATH: loftup's source and the tests' helpers
+    alone (test_min_versions.py's older releases, first on its PYTHONPATH, were not on it: the
+    newest installed ran). Now loftup's source comes first, then the helpers, then those."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "fork_probe.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(extra))
+    result = where_modes_apply(
+        "import fork_probe, loftup; result = [fork_probe.__file__, loftup.__file__]"
+    )
+    assert result == [str(extra / "fork_probe.py"), loftup.__file__]
+
+
+def test_the_fork_runs_with_the_callers_settings_read_at_start(env):
+    """Python's settings read as it starts (its warnings, locale) were the server's, and those
+    its imports read (torch's threads, tqdm's defaults) were refused where they differed: now
+    a server is started for each set of them."""
+    assert _forked("pass", env)[0] == 0  # (a server of this process's settings started first)
+    threads = "1" if torch.get_num_threads() != 1 else "2"  # (torch takes no more than the cores)
+    locale = _other("LC_ALL", "C", "C.UTF-8")
+    settings = {"OMP_NUM_THREADS": threads, "LC_ALL": locale, "PYTHONUTF8": "0",
+                "TQDM_MININTERVAL": _other("TQDM_MININTERVAL", "7.5", "8.5"),
+                "PYTHONWARNINGS": _other("PYTHONWARNINGS", "ignore::FutureWarning", "default")}  # fmt: skip
+    code = """import io, json, locale, sys, torch, tqdm
+print(json.dumps([torch.get_num_threads(), tqdm.tqdm(file=io.StringIO()).mininterval,
+                  sys.warnoptions, locale.getpreferredencoding(False)]))"""
+    status, out, err = _forked(code, {**env, **settings})
+    assert status == 0, err
+    threads = min(int(threads), len(os.sched_getaffinity(0)))
+    encoding = "UTF-8" if "UTF-8" in locale else "ANSI_X3.4-1968"
+    mininterval, warnings = float(settings["TQDM_MININTERVAL"]), [settings["PYTHONWARNINGS"]]
+    assert json.loads(out) == [threads, mininterval, warnings, encoding]
 
 
 def test_a_folder_the_fork_may_not_enter_is_said_on_its_stderr(env, tmp_path, monkeypatch):
@@ -56,6 +99,32 @@ def test_a_folder_the_fork_may_not_enter_is_said_on_its_stderr(env, tmp_path, mo
     assert "PermissionError" in err and str(inner) in err, err
 
 
+def test_a_call_past_its_deadline_fails_naming_its_code_and_leaves_no_process(env):
+    """It was waited for without end, and a caller stopped then left the fork running."""
+    assert _forked("pass", env)[0] == 0  # (the server started: the deadline is the code's)
+    server = _server(env)
+    code = "import subprocess; subprocess.Popen(['sleep', '3600']); import time; time.sleep(3600)"
+    with pytest.raises(AssertionError, match=r"not ended after 0.5 s \(process \d+, killed") as e:
+        _forked(code, env, timeout=0.5)
+    assert code in str(e.value)
+    fork = int(str(e.value).split("(process ")[1].split(",")[0])
+    assert _until_gone(*_group(fork)), f"left of the fork {fork}'s process group"
+    assert server.poll() is not None and server not in file_modes._SERVERS.values()
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` still running (not zombies)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 class _Interrupted(Exception):
     pass
 
@@ -63,26 +132,85 @@ class _Interrupted(Exception):
 def test_an_interrupted_call_kills_the_fork_it_started(env, tmp_path):
     """The server was killed and its fork left running, reparented to init."""
     pid_file = tmp_path / "pid"
-    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
 
     def interrupt(*_) -> None:
         raise _Interrupted
 
     def when_started() -> None:  # the interrupt, once the fork is running
-        while not pid_file.exists() or not pid_file.read_text():
-            time.sleep(0.02)
+        _started(pid_file)
         os.kill(os.getpid(), signal.SIGUSR1)
 
     previous = signal.signal(signal.SIGUSR1, interrupt)
     try:
         threading.Thread(target=when_started, daemon=True).start()
         with pytest.raises(_Interrupted):
-            _forked(code, env)
+            _forked(_sleeper(pid_file), env)
     finally:
         signal.signal(signal.SIGUSR1, previous)
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 30  # (SIGKILL is delivered at once; a loaded machine)
-    while not _gone(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(pid), f"the fork {pid} outlived the interrupted call"
+    assert _until_gone(pid), f"the fork {pid} outlived the interrupted call"
     assert _forked("print('ran')", env)[:2] == (0, "ran\n")  # a new server serves
+
+
+def _until_gone(*pids: int) -> bool:
+    """Whether each of ``pids`` has ended within 30 s (SIGKILL is delivered at once; a loaded
+    machine)."""
+    deadline = time.monotonic() + 30
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return all(map(_gone, pids))
+
+
+def _sleeper(pid_file: Path) -> str:
+    """Code that writes its pid to ``pid_file`` and sleeps a minute."""
+    return f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+
+
+def _started(pid_file: Path) -> int:
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return int(pid_file.read_text())
+
+
+def test_a_fork_ends_with_its_server(env, tmp_path):
+    """A fork whose pid its caller had not read yet (stopped by a Ctrl-C then, the server
+    killed) lived on, given to init: now the kernel kills it as its server ends."""
+    server, pid_file = _server(env), tmp_path / "pid"
+    request = {"code": _sleeper(pid_file), "env": env, "umask": 0o22, "cwd": str(tmp_path),
+               "stdout": str(tmp_path / "out"), "stderr": str(tmp_path / "err")}  # fmt: skip
+    server.stdin.write(json.dumps(request).encode() + b"\n")
+    server.stdin.flush()
+    fork = _started(pid_file)
+    file_modes._end(server, [])  # killed, its answers unread
+    assert _until_gone(fork), f"the fork {fork} outlived its server"
+
+
+# 3 s: slow (a Python that imports torch); the same kill by the kernel in the default suite:
+# test_a_fork_ends_with_its_server (of the fork, as its server ends)
+@pytest.mark.slow
+def test_the_server_ends_with_its_caller_and_ends_the_forks_group(env, tmp_path):
+    """A caller killed as its server's fork ran left them running until the fork ended, and
+    what the fork's code started after that."""
+    pid_file = tmp_path / "pid"
+    code = (f"import subprocess, time; started = subprocess.Popen(['sleep', '60']); "
+            f"open({str(pid_file)!r}, 'w').write(str(started.pid)); time.sleep(60)")  # fmt: skip
+    caller = f"""
+import json, os, subprocess, sys, time
+server = subprocess.Popen([sys.executable, {str(file_modes.SCRIPT)!r}, str(os.getpid())],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)  # (not the caller's: held)
+request = {{"code": {code!r}, "env": dict(os.environ), "umask": 0o22, "cwd": "/",
+           "stdout": os.devnull, "stderr": os.devnull}}
+server.stdin.write(json.dumps(request) + "\\n")
+server.stdin.flush()
+print(server.pid, json.loads(server.stdout.readline())["pid"], flush=True)
+while not os.path.exists({str(pid_file)!r}) or not open({str(pid_file)!r}).read():
+    time.sleep(0.02)
+os._exit(0)
+"""
+    ran = subprocess.run([sys.executable, "-c", caller], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    server, fork = map(int, ran.stdout.split())
+    pids = {"server": server, "fork": fork, "started": int(pid_file.read_text())}
+    assert _until_gone(*pids.values()), {k: p for k, p in pids.items() if not _gone(p)}
