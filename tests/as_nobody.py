@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import grp
 import itertools
+import json
 import os
 import pwd
 import re
+import select
 import shlex
+import signal
 import stat
 import struct
 import subprocess
+import time
+from contextlib import suppress
 
 import pytest
 
@@ -26,33 +31,87 @@ OWNER, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20 
 UNDEFINED = 0xFFFFFFFF  # the id of an ACL's entries that name no one
 
 
-def as_nobody(call, uid: int = NOBODY, gid: int | None = None) -> str:
+def as_nobody(call, uid: int = NOBODY, gid: int | None = None, timeout: float = 60) -> str:
     """What ``call()`` run as user and group :data:`NOBODY` (or as user ``uid`` of group
     ``gid``, its number where None) raised (a LoftUpError's text; any other exception's type
-    and text, which a failing test then shows), or "taken" where it returned."""
+    and text, which a failing test then shows), or "taken" where it returned. Fails where the
+    ids could not be taken (saying why), where the child ended before it said anything (its
+    status), or where it had not ended after ``timeout`` seconds (killed)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
+        status = 1
         try:
             os.close(r)
-            os.setgroups([])
-            os.setresgid(*[uid if gid is None else gid] * 3)
-            os.setresuid(uid, uid, uid)
+            os.setpgid(0, 0)  # (what the call starts is killed with it)
             try:
-                call()
-                said = "taken"
-            except LoftUpError as e:
-                said = str(e)
-            except BaseException as e:  # (not what a refusal raises: said so)
-                said = f"{type(e).__name__}: {e}"
-            os.write(w, said.encode())
+                os.setgroups([])
+                os.setresgid(*[uid if gid is None else gid] * 3)
+                os.setresuid(uid, uid, uid)
+            except BaseException as e:
+                answer = {"setup": f"{type(e).__name__}: {e}"}
+            else:
+                try:
+                    call()
+                    answer = {"said": "taken"}
+                except LoftUpError as e:
+                    answer = {"said": str(e)}
+                except BaseException as e:  # (not what a refusal raises: said so)
+                    answer = {"said": f"{type(e).__name__}: {e}"}
+            data = json.dumps(answer).encode()
+            while data:
+                data = data[os.write(w, data) :]
+            status = 0  # (said in full)
         finally:
-            os._exit(0)
+            os._exit(status)
     os.close(w)
-    with os.fdopen(r, "rb") as f:
-        said = f.read().decode()
-    os.waitpid(pid, 0)
-    return said
+    with suppress(OSError):  # (as the child does: whichever comes first)
+        os.setpgid(pid, pid)
+    try:
+        got, status = _read_all(r, pid, timeout)
+    finally:
+        os.close(r)
+    who = f"uid {uid}, gid {uid if gid is None else gid}"
+    assert status is not None, f"the call as {who} had not ended after {timeout} s (killed)"
+    assert status == 0 and got, (
+        f"the child that makes the call as {who} ended with status {status} before it said "
+        f"what the call did ({got!r} read)"
+    )
+    answer = json.loads(got)
+    assert "setup" not in answer, f"the child could not take the ids of {who}: {answer['setup']}"
+    return answer["said"]
+
+
+def _read_all(fd: int, pid: int, timeout: float) -> tuple[bytes, int | None]:
+    """What the child ``pid`` writes to ``fd`` until it ends, and its exit status; None where
+    it had not ended after ``timeout`` seconds (then killed, with its process group)."""
+    deadline, got = time.monotonic() + timeout, b""
+    try:
+        while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:  # closed: at its end, but for a call that closed it
+                break
+            got += chunk
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return got, os.waitstatus_to_exitcode(status)
+            time.sleep(0.01)
+    except BaseException:  # (Ctrl-C: not left running)
+        _kill(pid)
+        raise
+    _kill(pid)
+    return got, None
+
+
+def _kill(pid: int) -> None:
+    """Kill the child ``pid`` with its process group, and wait for it."""
+    with suppress(OSError):  # (ended already)
+        os.killpg(pid, signal.SIGKILL)
+    with suppress(OSError):  # (not yet in its group)
+        os.kill(pid, signal.SIGKILL)
+    with suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def advised(said: str, start: str, words: int) -> list[str]:
