@@ -43,6 +43,8 @@ def test_sam_weights_in_a_folder_this_user_may_not_search(
         for group in SAM_FILES:
             (folder / group[0]).write_text("{}")
     (tmp_path / "w" / "sam").mkdir(parents=True)
+    _offline_cache(monkeypatch, tmp_path / "hub")  # an empty cache: nothing downloaded
+    monkeypatch.chdir(secret)  # (first: as another user than root, no chdir into it after)
     unsearchable(secret)
     locked(secret)  # not listed either: nothing tells a hub id's ORG from a folder there
     unsearchable(own)
@@ -50,8 +52,6 @@ def test_sam_weights_in_a_folder_this_user_may_not_search(
     _refused(lambda: resolve_sam(str(secret / "sam")), secret)
     _refused(lambda: SamMaskGenerator(str(secret / "sam")), secret)
     _refused(lambda: resolve_sam(str(own)), own)
-    _offline_cache(monkeypatch, tmp_path / "hub")  # an empty cache: nothing downloaded
-    monkeypatch.chdir(secret)
     for name in ("sam_vit_base", "facebook/sam-vit-base"):
         with pytest.raises(WeightsNotFoundError, match="'config.json' of hub repo") as caught:
             resolve_sam(name)
