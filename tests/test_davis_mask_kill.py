@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import loftup
 from davis_scorer import score_results
 from eval_data import TEST_BACKBONE, write_davis
 from loftup.cli import main
 from loftup.errors import LoftUpError
 from loftup.eval.mask_folder import complete_masks
 from loftup.eval.mask_staging import MaskStaging
+from processes import src_env
 
 pytest.importorskip("fcntl")
 
@@ -249,7 +249,7 @@ def test_a_worker_outliving_a_killed_run_leaves_the_folder_unlocked(tmp_path):
     worker lived, and the next run was refused as 'being written by another run'."""
     root = write_davis(tmp_path / "davis", sequences=("bear",), frames=3)
     masks = tmp_path / "masks"
-    env = {**os.environ, "PYTHONPATH": str(Path(loftup.__file__).parents[1])}
+    env = src_env()
     args = _davis(root, masks, "--workers", "1")
     run = subprocess.Popen([sys.executable, "-c", STOPPED_WITH_A_WORKER, *args], env=env,
                            stdout=subprocess.PIPE)  # fmt: skip

@@ -28,6 +28,7 @@ from loftup.extract.join import (
 )
 from loftup.extract.point import ANSWER
 from loftup.extract.pulse import SILENT_FIRST, SILENT_FOR, Silence
+from processes import src_env
 from test_torchrun_meeting import client_of_rank_0s_point, free_port, start_rank
 
 # these two see rank 0 wait in the group's join by the keys of its store (torch 2.4 has no
@@ -70,7 +71,7 @@ def stand_in(rank: int, port: int, tmp_path: Path, how: str, **env) -> subproces
     line, which meets the others and then, as RANK=1 (or ``STAND_IN``), is "killed", "hangs" or
     joins "late"."""
     env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "MASTER_PORT": str(port), "PYTHONPATH": src_env()["PYTHONPATH"],
            "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / "out"), "HOW": how,
            "LOFTUP_DIST_MEET_TIMEOUT": "600", **env}  # fmt: skip
     return subprocess.Popen([sys.executable, "-c", _RANK], env=env, stdout=subprocess.PIPE,

@@ -6,15 +6,14 @@ ends. Each rank is `loftup upsample`."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from processes import src_env
 from test_torchrun_join import ended
 from test_torchrun_meeting import wait_until_counted_in
 from test_torchrun_watch import agent_process, start  # noqa: F401 - a fixture
@@ -107,6 +106,6 @@ def test_a_python_callers_own_look_left_under_way_is_left_to_it(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", _CALLER, str(tmp_path / "none.png"), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+        env=src_env(),
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (0, "returned 2\n"), done.stderr[-2000:]

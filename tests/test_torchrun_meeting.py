@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from processes import src_env
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,7 +35,7 @@ def start_rank(rank: int, port: int, tmp_path: Path, meet_seconds: int) -> subpr
     }
     env.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                LOFTUP_DIST_MEET_TIMEOUT=str(meet_seconds),
-               PYTHONPATH=str(Path(__file__).parents[1] / "src"))  # fmt: skip
+               PYTHONPATH=src_env()["PYTHONPATH"])  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "loftup", "upsample", str(tmp_path / "x.png"), "-o",
          str(tmp_path / "out")],

@@ -10,6 +10,7 @@ import torch
 from loftup.errors import UsageError
 from loftup.extract import meeting, torchrun
 from loftup.extract.join import CONNECT
+from processes import src_env
 from test_torchrun_meeting import free_port
 
 
@@ -404,9 +405,8 @@ def test_processes_started_by_hand_join_two_groups_one_after_the_other(tmp_path)
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+    env = {**os.environ, "PYTHONPATH": src_env()["PYTHONPATH"],
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
            "LOFTUP_DIST_MEET_TIMEOUT": "60", "LOFTUP_DIST_TIMEOUT": "60"}  # fmt: skip
     procs = [

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from PIL import Image
 
 from loftup.extract.pulse import SILENT_FOR
+from processes import src_env
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_meeting import free_port
 
@@ -81,7 +82,7 @@ def start(rank: int, port: int, tmp_path: Path, code: str = _RANK, **env) -> sub
     Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "x.png")
     env = {**{k: v for k, v in os.environ.items() if k != "TORCH_CPP_LOG_LEVEL"},
            "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+           "MASTER_PORT": str(port), "PYTHONPATH": src_env()["PYTHONPATH"],
            "IMAGE": str(tmp_path / "x.png"), "OUT": str(tmp_path / f"out{rank}"),
            "LOFTUP_DIST_MEET_TIMEOUT": "600", "TORCHELASTIC_USE_AGENT_STORE": "True",
            **env}  # fmt: skip

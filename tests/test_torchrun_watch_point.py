@@ -4,16 +4,15 @@ signals it took. The ranks and the point are test_torchrun_watch.py's."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from loftup.extract.pulse import BEAT_EVERY
+from processes import src_env
 from test_torchrun_join import ended, sees_keys
 from test_torchrun_watch import (  # noqa: F401 - a fixture
     agent_process,
@@ -115,7 +114,7 @@ def test_the_watchs_end_gives_the_signals_back(
     number reused, got them); a signal as the block ends reaches asyncio's wakeup fd (the one
     set before), as one in the block does."""
     held, point = agent_process
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = src_env()
     run = subprocess.run(
         [sys.executable, "-c", _BLOCK, str(point.port), str(held.pid), case], env=env,
         capture_output=True, text=True, timeout=60,
