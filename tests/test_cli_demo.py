@@ -69,3 +69,35 @@ def test_a_finished_demo_ends_with_status_0_on_a_terminal_that_is_gone(
         capsys.readouterr().out
         == f"# demo\n\nwrote {tmp_path / 'e'}/report.md, report.json and figure.png\n"
     )
+
+
+def test_a_demo_refuses_a_folder_holding_a_users_file_of_its_output_names(tmp_path, capsys):
+    """`loftup demo --out mine` overwrote the user's own mine/report.md (and figure.png)
+    with its report, status 0: only report.json and results.json were looked for. Refused
+    before any work now, naming the file and the fix; a demo's own, begun there (its
+    demo.json), goes on under --resume."""
+    from loftup.world.demo import RECORD, DemoConfig, _options, check_out
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    # the least demo: where it is not refused, seconds, not minutes
+    tiny = ["--out", str(out), "--size", "8", "--train-scenes", "1", "--val-scenes", "2"]
+    tiny += ["--batch-size", "1", "--stage1-steps", "1", "--stage2-steps", "1"]
+    for name in ("report.md", "figure.png"):
+        (out / name).write_text("important")
+        assert main(["demo", *tiny, "--probe-epochs", "1"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {out / name} is not a demo's (there is no {RECORD} in {out}), and the demo "
+            f"would overwrite it; choose another --out, or move {name} away\n"
+        )
+        assert [p.name for p in out.iterdir()] == [name]  # nothing written
+        assert (out / name).read_text() == "important"
+        (out / name).unlink()
+    (out / "figure.png").mkdir()  # a folder of that name: refused before, not at the end
+    assert main(["demo", *tiny, "--probe-epochs", "1"]) == 2
+    assert f"error: {out / 'figure.png'} is not a demo's" in capsys.readouterr().err
+    (out / "figure.png").rmdir()
+    cfg = DemoConfig(out=str(out))
+    (out / RECORD).write_text(json.dumps(_options(cfg)))  # an interrupted demo's own outputs
+    (out / "report.md").write_text("# demo\n")
+    check_out(cfg, resume=True)

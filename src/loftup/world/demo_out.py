@@ -9,6 +9,7 @@ another run), nothing written."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from ..paths import check_folder_output
@@ -109,15 +110,29 @@ def _check_stage_folder(cfg: DemoConfig, stage: int) -> None:
         check_not_held(run, "--out")
 
 
+#: The files the demo writes into ``OUT`` after its :data:`RECORD` (``report.json`` last).
+OUTPUTS = ("report.md", "figure.png", "report.json")
+
+
 def check_no_report(out: Path) -> None:
     """A :class:`UsageError` where ``out`` holds a report (a demo's, or an experiment's, whose
-    report.md a demo would overwrite)."""
+    report.md a demo would overwrite), or a file of a demo's output name that no demo wrote
+    (there is no :data:`RECORD`, which a demo writes before any of them): a user's own
+    report.md or figure.png was overwritten without a word."""
     from ..errors import UsageError
 
     if (out / "report.json").exists():
         raise UsageError(f"{out} already holds a demo report; choose another --out")
     if (out / "results.json").exists():  # its report.md would be overwritten
         raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
+    if os.path.lexists(out / RECORD):  # a demo's own outputs: check_begun says whether to go on
+        return
+    for name in OUTPUTS:  # a link (to nothing, too) or a folder of that name as well
+        if os.path.lexists(out / name):
+            raise UsageError(
+                f"{out / name} is not a demo's (there is no {RECORD} in {out}), and the demo "
+                f"would overwrite it; choose another --out, or move {name} away"
+            )
 
 
 def _stage_config(cfg: DemoConfig, stage: int):
