@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from bench_helpers import TINY_BENCH, png_size
+from bench_helpers import TINY_BENCH, marked_png, png_size
 from loftup.cli import main
 
 
@@ -18,13 +18,15 @@ def test_bench_draws_its_table_beside_the_json_and_says_the_machine_s_load(tmp_p
     average at the start and the end; --no-progress shows no bar."""
     from loftup.atomic import leftovers
     from loftup.bench.figure import DPI, FIGSIZE
+    from loftup.figure_mark import is_loftup_png
 
     out = tmp_path / "bench.json"
-    (tmp_path / "bench.png").write_bytes(b"an earlier figure")
+    marked_png(tmp_path / "bench.png", "loftup 0.0.1")  # an earlier run's figure: replaced
     assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 0
     said = capsys.readouterr()
     assert f"wrote {tmp_path / 'bench.png'}" in said.out and "call" not in said.err
     assert png_size(tmp_path / "bench.png") == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+    assert is_loftup_png(tmp_path / "bench.png")  # marked: the next run may replace it
     assert leftovers(tmp_path) == []
     machine = json.loads(out.read_text())["machine"]
     if hasattr(os, "getloadavg"):
@@ -55,6 +57,27 @@ def test_bench_figure_path_is_checked_before_any_work(tmp_path, capsys):
     assert main([*TINY_BENCH, "--figure", str(tmp_path)]) == 2  # a folder
     assert [p.name for p in tmp_path.glob("*.png")] == ["b.png"]  # the folder only
     assert not list((tmp_path / "b.png").iterdir()) and not (tmp_path / "b").exists()
+
+
+def test_bench_never_replaces_a_png_beside_its_json_that_loftup_did_not_draw(tmp_path, capsys):
+    """`loftup bench --json b/mine.json` replaced the user's own b/mine.png (a photo, another
+    tool's plot) with its figure, --figure not given, status 0: refused before any work now,
+    saying how to choose another; --figure naming that file replaces it."""
+    from loftup.figure_mark import is_loftup_png
+
+    out, png = tmp_path / "mine.json", tmp_path / "mine.png"
+    for software in (None, "Matplotlib version3.11.2, https://matplotlib.org/"):
+        marked_png(png, software)
+        before = png.read_bytes()
+        assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {png} is not a figure loftup drew, and the figure of --json {out} would "
+            f"replace it; give --figure another path for the figure (or --figure {png} to "
+            "replace that file)\n"
+        )
+        assert png.read_bytes() == before and not out.exists()  # no work done
+    assert main([*TINY_BENCH, "--json", str(out), "--figure", str(png), "--no-progress"]) == 0
+    assert is_loftup_png(png) and out.exists()
 
 
 def test_bench_figures_beside_two_jsons_of_one_stem_are_two():

@@ -58,3 +58,25 @@ def test_runs_that_differ_draw_their_figures_to_different_files():
     assert figure(json="runs/r.png") == "runs/r.png.png"  # not the JSON's own path
     small, base = figure(), figure(backbone="dinov2_vitb14")
     assert small == "eval_seg_cocostuff_dinov2_vits14_bilinear.png" and base != small
+
+
+def test_a_png_at_the_default_figure_path_that_loftup_did_not_draw_is_refused(tmp_path, capsys):
+    """`loftup eval --json runs/coco.json` replaced the user's own runs/coco.png with its
+    figure, --figure not given: refused before any work (before --root is looked at), saying
+    how to choose another; an earlier run's figure (loftup's mark) is not refused."""
+    from bench_helpers import marked_png
+    from loftup.cli import main
+
+    out, png = tmp_path / "coco.json", tmp_path / "coco.png"
+    marked_png(png, None)
+    argv = ["eval", "seg", "--root", str(tmp_path / "nowhere"), "--backbone", TEST_BACKBONE,
+            "--upsampler", "bilinear", "--no-progress", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {png} is not a figure loftup drew, and the figure of --json {out} would "
+        f"replace it; give --figure another path for the figure (or --figure {png} to "
+        "replace that file)\n"
+    )
+    marked_png(png, "loftup 0.1.0")
+    assert main(argv) == 2  # now refused for the --root that is not there, as before
+    assert "--root" in capsys.readouterr().err and png.exists()

@@ -147,6 +147,7 @@ def comparison_png(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .figure_mark import png_metadata
     from .viz import pca_pair
 
     (h, w), (height, width) = lr_feats.shape[-2:], hr_feats.shape[-2:]
@@ -178,5 +179,5 @@ def comparison_png(
         fig.suptitle(title, fontsize=10, parse_math=False)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.85 if title else 0.9, wspace=0.04)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata=png_metadata())
     return buf.getvalue()

@@ -46,8 +46,8 @@ def forward_figure(report: dict, path, title: str = "loftup bench") -> Path:
     named there stays one) and return the path: left, median time per call (ms, log scale);
     right, peak memory (MB, log scale; a case whose memory read 0 has no point there); against
     the output side, one line per method and precision."""
-    from ..atomic import atomic_write
     from ..eval.figures import _plt
+    from ..figure_mark import save_figure
 
     plt = _plt()
     fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
@@ -56,7 +56,7 @@ def forward_figure(report: dict, path, title: str = "loftup bench") -> Path:
         fig.suptitle(f"{title}: {_settings_line(report)}\n{_machine_line(report)}", fontsize=9)
         fig.tight_layout()
         path = Path(path)
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"), follow_links=True)
+        save_figure(fig, path, DPI, follow_links=True)  # marked loftup's
     finally:
         plt.close(fig)
     return path

@@ -208,6 +208,7 @@ def _figure_path(args) -> str | None:
     its JSON)."""
     import os
 
+    from ..figure_mark import check_replaceable
     from ..paths import check_file_output, figure_beside
 
     if args.figure:
@@ -225,6 +226,7 @@ def _figure_path(args) -> str | None:
         return None
     path = figure_beside(args.json)  # never the JSON itself: x.png's is x.png.png
     check_file_output(path, "the figure", "give --figure another path")
+    check_replaceable(path, f"the figure of --json {args.json}")
     return path
 
 

@@ -46,13 +46,13 @@ def _image(img: torch.Tensor) -> np.ndarray:
 def _save(fig, plt, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` (PNG, atomically) and close it, also when writing fails:
     pyplot keeps every figure it made until it is closed (a leak in a long-lived process)."""
-    from ..atomic import atomic_write
+    from ..figure_mark import save_figure
 
     path = Path(path)
     try:
         fig.tight_layout()
         # a figure is a file the user named (--figure) or asked for: a link to it stays one
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), follow_links=True)
+        save_figure(fig, path, 100, follow_links=True)  # marked loftup's
     finally:
         plt.close(fig)
     return path

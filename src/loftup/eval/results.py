@@ -25,8 +25,13 @@ def check_outputs(cfg: EvalConfig) -> None:
         check_file_output(cfg.json, "--json", example="results.json")
     if cfg.figure:
         check_file_output(cfg.figure, "--figure", example="figure.png")
-    else:
+    else:  # a path the user did not name: only a figure loftup drew is replaced there
+        from ..figure_mark import check_replaceable
+
         check_file_output(figure_path(cfg), "the figure", "give --figure another path")
+        beside = cfg.json and cfg.json != "-"
+        by = f"the figure of --json {cfg.json}" if beside else "the run's figure (its default name)"
+        check_replaceable(figure_path(cfg), by)
     if cfg.json and cfg.json != "-" and _same_file(cfg.json, figure_path(cfg)):
         raise UsageError(
             f"--json {cfg.json} is where the figure would go too, and it would overwrite the "

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write, atomic_write_bytes, write_json
+from ..atomic import atomic_write_bytes, write_json
+from ..figure_mark import save_figure
 from .config.paths import as_written
 
 #: the file a run writes last, at its end (:meth:`Monitor.summary`)
@@ -226,6 +227,6 @@ def save_grid(path: Path, images01, lr_rgb, hr_rgb, title: str = "") -> None:
         fig.suptitle(title)
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        save_figure(fig, path, 80)
     finally:
         plt.close(fig)
