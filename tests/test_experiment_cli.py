@@ -51,6 +51,40 @@ def test_a_folder_with_another_experiments_report_is_refused_before_any_work(tmp
     assert sorted(p.name for p in demo.iterdir()) == ["report.json"]
 
 
+def test_a_users_file_of_an_experiments_output_name_is_refused_before_any_work(tmp_path, capsys):
+    """`loftup experiment coords --out mine` overwrote the user's own mine/report.md and
+    mine/bars.png at the end, status 0. Refused before any work now, naming the file (a
+    figure only the experiment writes, levels.png of mask-noise, included); a figure loftup
+    drew is an interrupted run's, and the run goes on to its next check: --out inside --data,
+    here, which the old code said first."""
+    from bench_helpers import marked_png
+
+    out = tmp_path / "mine"
+    out.mkdir()
+
+    def refused(experiment="coords"):
+        argv = ["experiment", experiment, "--quick", "--out", str(out), "--no-progress"]
+        assert main([*argv, "--data", str(tmp_path)]) == 2
+        return capsys.readouterr().err
+
+    for name, experiment in (("report.md", "coords"), ("bars.png", "coords"),
+                             ("levels.png", "mask-noise")):  # fmt: skip
+        if name.endswith(".png"):
+            marked_png(out / name, None)  # another program's picture
+        else:
+            (out / name).write_text("mine")
+        before = (out / name).read_bytes()
+        assert refused(experiment) == (
+            f"error: {out / name} is not an experiment's (there is no results.json in {out}), "
+            f"and the experiment would overwrite it; choose another --out, or move {name} away\n"
+        )
+        assert (out / name).read_bytes() == before and [p.name for p in out.iterdir()] == [name]
+        (out / name).unlink()
+    marked_png(out / "levels.png", None)  # not a figure of coords: left alone
+    marked_png(out / "bars.png", "loftup 0.1.0")
+    assert "lies inside --data" in refused()
+
+
 def test_a_json_copy_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     """run_experiment(json_path=a folder) trained and scored everything, then failed on an
     IsADirectoryError traceback."""

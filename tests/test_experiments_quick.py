@@ -8,6 +8,7 @@ import pytest
 
 from loftup.cli import main
 from loftup.experiments import EXPERIMENTS
+from loftup.experiments.report import figure_names
 from loftup.experiments.stats import RULE
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +46,7 @@ def test_quick_experiment_writes_table_json_and_figures(name, tmp_path, capsys):
     assert json.loads((tmp_path / "copy.json").read_text()) == results
     assert results["settings"]["seeds"] == 2 and results["run"]["loftup_version"]
     assert "git_commit" in results["run"] and len(results["backbone"]["sha256"]) == 64
-    assert set(results["figures"]) == FIGURES[name]
+    assert set(results["figures"]) == FIGURES[name] == set(figure_names(name))
     for fig in FIGURES[name]:
         assert (out / fig).read_bytes()[:8] == PNG and f"![{fig}]({fig})" in report
     assert results["clock"]["seconds"]["total"] > 0

@@ -108,6 +108,30 @@ def _check_other_report(s: ExperimentSettings) -> None:
         raise UsageError(  # its report.md would be overwritten, its scenes written over
             f"{s.out} holds a `loftup demo` (its {RECORD} or report.json); choose another --out"
         )
+    if saved is None:
+        _check_no_other_files(s)
+
+
+def _check_no_other_files(s: ExperimentSettings) -> None:
+    """A UsageError where ``s.out``, holding no experiment's results.json, holds a file of the
+    name of one the experiment writes (report.md, a figure): a user's own report.md or
+    bars.png was overwritten without a word. A figure loftup drew (its mark,
+    :mod:`loftup.figure_mark`) is an interrupted run's, drawn before its results.json."""
+    import os
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..figure_mark import is_loftup_png
+    from .report import figure_names
+
+    for name in ("report.md", *figure_names(s.name)):
+        path = Path(s.out) / name
+        if not os.path.lexists(path) or (name.endswith(".png") and is_loftup_png(path)):
+            continue  # (a link, to nothing too, or a folder of that name: refused)
+        raise UsageError(
+            f"{path} is not an experiment's (there is no results.json in {s.out}), and the "
+            f"experiment would overwrite it; choose another --out, or move {name} away"
+        )
 
 
 __all__ = ["EXPERIMENTS", "ExperimentSettings", "run_experiment"]

@@ -19,6 +19,16 @@ from .data import EvalSet
 from .settings import ExperimentSettings
 from .stats import RULE
 
+#: The figures every experiment draws into its folder (:mod:`.variants`, :mod:`.grid`), and
+#: those some of them add: with ``report.md``, the files a run there overwrites.
+FIGURES = ("bars.png", "loss_curves.png", "examples.png")
+MORE_FIGURES = {"mask-noise": ("levels.png",), "grid": ("ratio_miou.png", "ratio_boundary.png")}
+
+
+def figure_names(name: str) -> tuple[str, ...]:
+    """The figures experiment ``name`` draws (file names in its folder)."""
+    return (*FIGURES, *MORE_FIGURES.get(name, ()))
+
 
 class Clock:
     """Seconds per phase and the load average at start and end (the machine is shared)."""
@@ -115,12 +125,14 @@ def header(title: str, question: str, results: dict) -> str:
 
 
 def write_report(out: Path, markdown: str, results: dict, json_path: str | None = None) -> None:
-    """``report.md`` and ``results.json`` in ``out`` (and a copy of the JSON at ``json_path``)."""
+    """``results.json`` and ``report.md`` in ``out`` (and a copy of the JSON at ``json_path``):
+    the JSON first, which says the folder is this experiment's (a report.md without it is
+    not an experiment's: :func:`loftup.experiments._check_no_other_files`)."""
     from ..atomic import atomic_write_bytes
     from ..eval.report import write_json
 
     text = markdown.rstrip() + "\n\n" + RULE + "\n"
-    atomic_write_bytes(out / "report.md", text.encode())
     write_json(out / "results.json", results)
+    atomic_write_bytes(out / "report.md", text.encode())
     if json_path:
         write_json(json_path, results, follow_links=True)  # the user's link stays one
