@@ -121,3 +121,36 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     fresh = [*args[:5], str(tmp_path / "new"), *args[6:], "--resume"]
     assert main(fresh) == 0  # nothing there yet: a resumed run of nothing is a whole run
     assert "features of 5 image(s)" in capsys.readouterr().out
+
+
+def test_the_record_of_a_run_that_left_no_output_is_replaced_not_a_refusal(
+    photos, upsampler, tmp_path, capsys
+):
+    """A run whose every image failed left its upsample.json, which refused every later run
+    with other options into that folder ("made with other options (size 64 there, None
+    now)"), though no file there was made with them: replaced now, said in one line. Where
+    an output of its kind is there (in a subfolder too), still refused."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_bytes(b"")  # every image of the first run fails
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["upsample", "-m", str(upsampler), "-o", str(out), "--backbone-size", "28"]
+    args += ["--no-progress"]
+    assert main([*args, str(tmp_path / "in"), "--size", "64"]) == 1
+    assert json.loads((out / OPTIONS_NAME).read_text())["size"] == 64
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "a.png")]) == 0
+    assert capsys.readouterr().err == (
+        f"replacing {out / OPTIONS_NAME}: its run, of other options (size 64 there, None now), "
+        "left no output there\n"
+    )
+    assert json.loads((out / OPTIONS_NAME).read_text())["size"] is None
+    (out / "sub").mkdir()
+    (out / "a.pt").rename(out / "sub" / "a.pt")  # an output of a stem with a folder
+    assert main([*args, str(tmp_path / "a.png"), "--size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert f"the files in {out} were made with other options (size None there, 64 now)" in err
+    (out / "sub" / "a.pt").unlink()
+    (out / "a.npy").write_bytes(b"")  # no kind of output the record says loftup wrote
+    assert main([*args, str(tmp_path / "a.png"), "--size", "64", "--format", "pt"]) == 0
+    assert "replacing" in capsys.readouterr().err and (out / "a.pt").is_file()

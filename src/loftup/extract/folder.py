@@ -85,6 +85,7 @@ def upsample_folder(
         recorded_path,
         remove_unfinished,
         run,
+        stale_record,
         summed,
         weights_digest,
         without_own_pictures,
@@ -153,6 +154,12 @@ def upsample_folder(
             "batch_size": batch_size,
             "outputs": recorded_outputs(saved, fmt, viz),  # what the folder holds
         }
+        stale = stale_record(out, options, saved)
+        if stale is not None:  # a run that wrote nothing there (every image failed): replaced
+            if rank == 0:
+                print(f"replacing {out / OPTIONS_NAME}: its run, of other options ({stale}), "
+                      "left no output there", file=sys.stderr)  # fmt: skip
+            saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_options(out, options, saved, resume=resume)
         if rank == 0:  # what a killed run was writing (before any rank writes)
             own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]

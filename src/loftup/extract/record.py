@@ -87,12 +87,7 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
     resumed or not: its files are others, and the record's other options describe them too."""
     if saved is None:
         return  # nothing there yet: a resumed run of nothing is a run
-    skip = (*_INFO_ONLY, "format")
-    diff = [
-        f"{key} {saved.get(key)!r} there, {value!r} now"
-        for key, value in options.items()
-        if key not in skip and _as_recorded(key, saved.get(key)) != value
-    ]
+    diff = _differences(options, saved)
     if diff:
         flag = "--resume: " if resume else ""
         fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
@@ -100,6 +95,46 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
             f"{fix}, or another -o"
         )
+
+
+def _differences(options: dict, saved: dict) -> list[str]:
+    """Each option of ``options`` that the record ``saved`` says otherwise, said as
+    ``size 100000 there, 16 now`` (another ``--format`` is none: its files are others)."""
+    skip = (*_INFO_ONLY, "format")
+    return [
+        f"{key} {saved.get(key)!r} there, {value!r} now"
+        for key, value in options.items()
+        if key not in skip and _as_recorded(key, saved.get(key)) != value
+    ]
+
+
+def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None:
+    """Where the record ``saved`` of ``out_dir`` is of other ``options`` and describes no
+    file there (no file of a kind of output it records: its run wrote none, every image
+    failing, or they were deleted since), the differences, said as :func:`check_options` says
+    them; else None. Such a record is replaced, not a reason to refuse every later run with
+    other options."""
+    if saved is None:
+        return None
+    diff = _differences(options, saved)
+    if not diff or _holds_outputs(out_dir, saved):
+        return None
+    return "; ".join(diff)
+
+
+def _holds_outputs(out_dir: Path, saved: dict) -> bool:
+    """Whether ``out_dir`` (its subfolders too: an output's stem may hold folders) holds a
+    file of a kind of output its record ``saved`` says loftup wrote there (``x.pt``,
+    ``x_viz.png``); a folder that cannot be listed may hold some."""
+    owned = _owned(saved)
+    if owned is None:  # an earlier version's record: its format, and pictures
+        owned = {str(saved.get("format")), "viz"}
+    ends = tuple(f".{k}" if k != "viz" else "_viz.png" for k in owned)
+    unlisted = []
+    for _, _, files in os.walk(out_dir, onerror=unlisted.append):
+        if unlisted or any(name.endswith(ends) for name in files):
+            return True  # (a temporary file, .x.pt.XXXXXXXX.tmp, is no output)
+    return bool(unlisted)
 
 
 def _owned(saved: dict | None) -> set[str] | None:
