@@ -55,6 +55,23 @@ def test_a_pipe_of_an_image_name_in_a_folder_is_skipped_by_name(tmp_path, capsys
     assert (out / "a.pt").is_file() and not (out / "cam.pt").exists()
 
 
+def test_an_empty_image_file_is_said_to_be_empty(tmp_path, upsampler, capsys):
+    """A 0-byte file (a copy cut off, a download that never came) was skipped as "cannot
+    identify image file", which reads as a damaged or unknown format."""
+    from loftup.io import ImageReadError, load_image
+
+    _images(tmp_path, "photos/a.png")
+    (tmp_path / "photos" / "empty.png").write_bytes(b"")
+    argv = ["upsample", str(tmp_path / "photos"), "-m", str(upsampler), "--size", "16"]
+    assert main([*argv, "-o", str(tmp_path / "out"), "--no-progress"]) == 1
+    empty = tmp_path / "photos" / "empty.png"
+    said = f"cannot read image {empty}: the file is empty (0 bytes)"
+    assert f"skipped: {said}\n" in capsys.readouterr().err
+    with pytest.raises(ImageReadError) as e:  # as Python's callers read it
+        load_image(empty)
+    assert str(e.value) == said
+
+
 @pytest.mark.parametrize(
     "pattern, stems",
     [("photos/**/*.png", ["a", "c"]), ("photos/*/*.png", ["c"]), ("photos/**", ["a", "c"])],

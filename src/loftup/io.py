@@ -146,7 +146,16 @@ def _open(path: str | os.PathLike):
         raise ImageTooLargeError.of(path, str(e)) from None
     except IMAGE_READ_ERRORS as e:  # UnidentifiedImageError is an OSError
         refused = read_refused(path, e, "image", ImagePermissionError)  # not "Permission denied"
-        raise refused or ImageReadError(f"cannot read image {path}: {_without(path, e)}") from None
+        raise refused or ImageReadError(f"cannot read image {path}: {_why(path, e)}") from None
+
+
+def _why(path: Path, e: BaseException) -> str:
+    """Why PIL could not read ``path``: an empty file said as such (Pillow's "cannot identify
+    image file" read as a format it does not know), else its message (:func:`_without`)."""
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            return "the file is empty (0 bytes)"
+    return _without(path, e)
 
 
 def _without(path: Path, e: BaseException) -> str:
