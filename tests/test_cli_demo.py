@@ -7,17 +7,22 @@ import json
 from loftup.cli import main
 
 
-def _demo_done(monkeypatch):
-    """run_demo replaced by what it leaves (its report): the warning is said before it."""
+def _demo_done(monkeypatch) -> list:
+    """run_demo replaced by what it leaves (its report): the warning is said before it.
+    Returns the list of the ``progress`` each call was given."""
     from pathlib import Path
 
     import loftup.world.demo
 
-    def done(cfg, resume=False):
+    given = []
+
+    def done(cfg, resume=False, progress=True):
+        given.append(progress)
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         (Path(cfg.out) / "report.md").write_text("# demo\n")
 
     monkeypatch.setattr(loftup.world.demo, "run_demo", done)
+    return given
 
 
 def test_demo_resume_of_no_demo_warns_on_one_line(tmp_path, capsys, monkeypatch):
@@ -101,3 +106,12 @@ def test_a_demo_refuses_a_folder_holding_a_users_file_of_its_output_names(tmp_pa
     (out / RECORD).write_text(json.dumps(_options(cfg)))  # an interrupted demo's own outputs
     (out / "report.md").write_text("# demo\n")
     check_out(cfg, resume=True)
+
+
+def test_demo_no_progress_hides_the_bars_as_the_other_commands_do(tmp_path, monkeypatch, capsys):
+    """`loftup demo --no-progress` was refused (no such option), the only command without it;
+    it reaches the demo as progress=False (what each step does with it: tests/test_demo.py)."""
+    progress = _demo_done(monkeypatch)
+    assert main(["demo", "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "b")]) == 0
+    assert progress == [False, True]

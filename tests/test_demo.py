@@ -65,6 +65,30 @@ def test_the_demos_probe_fits_show_their_progress(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_the_demos_scenes_and_upsampling_show_no_bar_under_no_progress(tmp_path, capsys):
+    """`loftup demo --no-progress`: the scenes being written and the upsampling drew their
+    bars whatever was asked (training's and the probes' follow log.progress and score_all's
+    progress, given the same value)."""
+    from loftup.baselines import get_upsampler
+    from loftup.world.demo import make_scenes
+    from loftup.world.heldout import upsampled_features
+
+    cfg = DemoConfig(out=str(tmp_path / "d"), size=8, train_scenes=1, val_scenes=2, batch_size=1)
+    feats, guidance = torch.rand(2, 4, 2, 2), torch.rand(2, 3, 8, 8)
+    upsamplers = {"bilinear": get_upsampler("bilinear")}
+    for progress in (False, True):
+        make_scenes(cfg, reuse=progress, progress=progress)  # (kept the second time)
+        upsampled_features(upsamplers, feats, guidance, progress=progress)
+        err = capsys.readouterr().err
+        if progress:
+            assert "upsampling" in err, err
+        else:
+            assert err == ""
+    cfg = DemoConfig(out=str(tmp_path / "e"), size=8, train_scenes=1, val_scenes=2, batch_size=1)
+    make_scenes(cfg)  # written, with their bars by default
+    assert "scenes" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"

@@ -32,6 +32,7 @@ def add_demo(sub) -> None:
             p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
                            help=f"{what[f.name]} (default {f.default})")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -55,7 +56,8 @@ def _cmd_demo(args) -> int:
     if args.resume:
         cfg.check_train_scenes()  # options that cannot run: said alone, not after the warning
         _say_if_nothing_to_resume(cfg)
-    run_demo(cfg, resume=args.resume)  # checks the folder and the packages before any work
+    # checks the folder and the packages before any work
+    run_demo(cfg, resume=args.resume, progress=not args.no_progress)
     from .common import say_done
 
     wrote = f"wrote {cfg.out}/report.md, report.json and figure.png"

@@ -40,10 +40,16 @@ from .report import report_markdown, write_figure
 METHODS = ("nearest", "bilinear", "bicubic", "jbu", "stage1", "stage2")
 
 
-def make_scenes(cfg: DemoConfig, *, reuse: bool = False) -> tuple[Path, Path]:
+def make_scenes(
+    cfg: DemoConfig, *, reuse: bool = False, progress: bool = True
+) -> tuple[Path, Path]:
     """The demo's training and held-out scene folders, written under ``cfg.out`` (``reuse``:
-    a folder already complete, with its ``world.json``, is kept as it is)."""
-    return make_train_scenes(cfg, reuse=reuse), make_val_scenes(cfg, reuse=reuse)
+    a folder already complete, with its ``world.json``, is kept as it is; ``progress``: a bar
+    while each is written)."""
+    return (
+        make_train_scenes(cfg, reuse=reuse, progress=progress),
+        make_val_scenes(cfg, reuse=reuse, progress=progress),
+    )
 
 
 def make_train_scenes(cfg: DemoConfig, *, reuse: bool = False, progress: bool = True) -> Path:
@@ -178,27 +184,35 @@ def stage_config(
     }
 
 
-def train_stages(cfg: DemoConfig, train_root: Path, *, resume: bool = False) -> tuple[Path, Path]:
+def train_stages(
+    cfg: DemoConfig, train_root: Path, *, resume: bool = False, progress: bool = True
+) -> tuple[Path, Path]:
     """Stage 1 then stage 2; returns the two exported upsampler folders. ``resume``: each
-    stage goes on from its checkpoint, when it has one (a finished stage trains no more)."""
+    stage goes on from its checkpoint, when it has one (a finished stage trains no more);
+    ``progress``: each stage's bar (``log.progress``; its log lines are printed either way)."""
     from ..train.loop import train
 
     runs = Path(cfg.out) / "runs"
     # the demo's option, no log.out_dir; its folders named as in the demo's --out, as typed
     kw = {"resume": resume, "out_option": "--out", "out_inside": cfg.out}
-    s1 = train(stage_config(cfg, 1, train_root, runs / "stage1"), **kw)
-    s2 = train(stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint), **kw)
+    one = stage_config(cfg, 1, train_root, runs / "stage1")
+    one["log"]["progress"] = progress
+    s1 = train(one, **kw)
+    two = stage_config(cfg, 2, train_root, runs / "stage2", init=s1.checkpoint)
+    two["log"]["progress"] = progress
+    s2 = train(two, **kw)
     return s1.pretrained, s2.pretrained
 
 
-def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
+def run_demo(cfg: DemoConfig, *, resume: bool = False, progress: bool = True) -> dict:
     """Run every step (see the module note); returns the numbers written to ``report.json``.
 
     ``resume``: go on with the interrupted demo in ``cfg.out`` (begun with the same options):
     its complete scene folders are kept and each training stage goes on from its checkpoint.
     Without it a folder holding an interrupted demo is refused (:func:`check_out`). A second
     demo on the same ``cfg.out`` is refused, naming the process running the first, before it
-    writes anything there: ``OUT/.loftup-demo.lock`` is locked for the whole demo."""
+    writes anything there: ``OUT/.loftup-demo.lock`` is locked for the whole demo.
+    ``progress``: the progress bars (scenes, training, upsampling, probes) on stderr."""
     from ..train.distributed import DistInfo
     from ..train.lock_refusal import DEMO
     from ..train.run_lock import check_not_held, lock_run_folder
@@ -210,10 +224,10 @@ def run_demo(cfg: DemoConfig, *, resume: bool = False) -> dict:
         lock_run_folder(Path(cfg.out), DistInfo(), held, "--out", DEMO)
         check_no_report(Path(cfg.out))  # (one that ended there since the look above,
         check_begun(cfg, resume)  # or began there, killed since: not written over)
-        return _run_demo(cfg, resume)
+        return _run_demo(cfg, resume, progress)
 
 
-def _run_demo(cfg: DemoConfig, resume: bool) -> dict:
+def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
     """:func:`run_demo`, its ``--out`` checked and locked."""
     from .. import __version__
     from ..atomic import atomic_write_bytes, write_json
@@ -239,11 +253,11 @@ def _run_demo(cfg: DemoConfig, resume: bool) -> dict:
     write_json(out / RECORD, _options(cfg))
     seconds = {}
     t = time.perf_counter()
-    train_root, val_root = make_scenes(cfg, reuse=resume)
+    train_root, val_root = make_scenes(cfg, reuse=resume, progress=progress)
     seconds["scenes"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stage1, stage2 = train_stages(cfg, train_root, resume=resume)
+    stage1, stage2 = train_stages(cfg, train_root, resume=resume, progress=progress)
     seconds["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -253,8 +267,8 @@ def _run_demo(cfg: DemoConfig, resume: bool) -> dict:
     upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}
     upsamplers["stage1"] = load_upsampler(stage1).eval()
     upsamplers["stage2"] = load_upsampler(stage2).eval()
-    hr = upsampled_features(upsamplers, lr_feats, guidance)
-    results = score_all(hr, labels, classes, cfg)  # a bar: the six probes take minutes
+    hr = upsampled_features(upsamplers, lr_feats, guidance, progress=progress)
+    results = score_all(hr, labels, classes, cfg, progress=progress)  # the probes: minutes
     seconds["evaluation"] = time.perf_counter() - t
 
     half = len(images) // 2

@@ -35,12 +35,15 @@ def lowres_features(featurizer, images01: torch.Tensor, batch: int = 8):
 
 
 @torch.no_grad()
-def upsampled_features(upsamplers: dict, lr_feats, guidance, batch: int = 8) -> dict:
-    """{name: (N, C, H, W)} for each upsampler ``fn(lr_feats, guidance)``."""
+def upsampled_features(
+    upsamplers: dict, lr_feats, guidance, batch: int = 8, *, progress: bool = True
+) -> dict:
+    """{name: (N, C, H, W)} for each upsampler ``fn(lr_feats, guidance)`` (``progress``: a
+    bar over them)."""
     from tqdm.auto import tqdm
 
     out = {}
-    for name, fn in tqdm(upsamplers.items(), desc="upsampling"):
+    for name, fn in tqdm(upsamplers.items(), desc="upsampling", disable=not progress):
         parts = [
             fn(lr_feats[i : i + batch], guidance[i : i + batch])
             for i in range(0, len(lr_feats), batch)
