@@ -1,6 +1,7 @@
 """What loads but is not the upsampler asked for, refused by :func:`loftup.hub.load_upsampler`:
-weights that are not floating point or not finite, a released name's file of another width,
-and a backbone's name or hub repo, or a released upsampler's hub repo, given as the upsampler."""
+weights that are not floating point or not finite, a released name's file of another
+architecture (width, depth, frequencies...), and a backbone's name or hub repo, or a released
+upsampler's hub repo, given as the upsampler."""
 
 from __future__ import annotations
 
@@ -94,17 +95,41 @@ def released_repo(text: str) -> str | None:
     return by_repo.get(text.partition("@")[0])
 
 
-def check_released_width(model: LoftUp, ckpt, file: Path) -> None:
+def check_released_architecture(model: LoftUp, ckpt, file: Path) -> None:
     """A CheckpointError where the file found for released name ``ckpt`` holds an upsampler of
-    another width than the released one (another checkpoint's file, copied into the cache under
-    this name): it loaded, and failed only at the backbone, whose features did not fit it."""
-    if model.dim == ckpt.dim:
-        return
+    another architecture than the released one: another width (another checkpoint's file,
+    copied into the cache under this name: it loaded, and failed only at the backbone, whose
+    features did not fit it), or the right width with a block or a frequency missing (a
+    damaged or edited file: the weights' shapes built a smaller model, which loaded without
+    a word)."""
     fix = damaged_in_cache(file, ckpt.name) or f"delete it and run `loftup download {ckpt.name}`"
-    raise CheckpointError(
-        f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
-        f"{ckpt.backbone}'s features): it is another checkpoint's file; {fix}"
-    )
+    if model.dim != ckpt.dim:
+        raise CheckpointError(
+            f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
+            f"{ckpt.backbone}'s features): it is another checkpoint's file; {fix}"
+        )
+    want = ckpt.config
+    odd = [
+        f"{name} {getattr(model.config, name)} (released: {getattr(want, name)})"
+        for name in _ARCHITECTURE
+        if getattr(model.config, name) != getattr(want, name)
+    ]
+    if odd:
+        count = sum(p.numel() for p in model.parameters())
+        raise CheckpointError(
+            f"{file} holds a {model.dim}-d upsampler of {', '.join(odd)}, {count:,} parameters "
+            f"where {ckpt.name} has {_parameter_count(want):,}: it is damaged or edited, not the "
+            f"released file; {fix}"
+        )
+
+
+#: The hyper-parameters a released checkpoint fixes besides its width, as method.md states them
+_ARCHITECTURE = ("depth", "num_heads", "n_freqs", "grid_freqs", "mlp_dim", "coords")
+
+
+def _parameter_count(config) -> int:
+    """The parameters of a LoftUp of ``config`` (4,303,894 at C=384, as method.md states)."""
+    return sum(p.numel() for p in LoftUp(config=config).parameters())
 
 
 def check_state(state: dict, origin: str, fix: str | None = None) -> None:

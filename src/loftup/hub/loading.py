@@ -14,7 +14,7 @@ from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..model import LoftUp, LoftUpConfig
 from ..paths import check_visible
 from .checks import (
-    check_released_width,
+    check_released_architecture,
     check_state,
     hub_source,
     missing_source,
@@ -212,7 +212,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         config = _with_heads(config, state, origin, num_heads, released=False)
     model = build_from_state(state, config, origin)
     if released is not None:
-        check_released_width(model, released, file)
+        check_released_architecture(model, released, file)
         # the hub commit of the cache's snapshots/<commit>/ it was read from (run.json's init)
         snapshot = file.parents[len(released.filename.split("/")) - 1]
         if snapshot.parent.name == "snapshots" and is_commit(snapshot.name):

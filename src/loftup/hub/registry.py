@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnknownNameError, UsageError, did_you_mean
+from ..model_config import LoftUpConfig
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class ReleasedCheckpoint:
     repo_id: str
     filename: str = "pytorch_model.bin"
     description: str = ""
+
+    @property
+    def config(self) -> LoftUpConfig:
+        """The architecture its file holds (method.md: every released checkpoint is depth 2,
+        4 heads, 20 image and 5 grid frequencies, FFN width C, coordinates encoded): the
+        config's defaults at its width."""
+        return LoftUpConfig(dim=self.dim)
 
 
 RELEASED: dict[str, ReleasedCheckpoint] = {
