@@ -73,3 +73,26 @@ def test_a_compiled_or_ddp_modules_state_dict_loads(tmp_path, prefix, layout):
     lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(got(lr, image), model(lr, image))
+
+
+def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layout):
+    """{"state_dict": <hub layout>} was refused as "training checkpoint has no channel norm
+    (expected keys 'model.1.norm.weight/bias')", channelnorm.norm.* there but dropped; a
+    training checkpoint with neither form is told both names, and two forms that differ
+    (which one trained it?) are refused, not one taken without a word."""
+    native, _ = to_native({"state_dict": hub_layout}, "w.pt")
+    plain = to_native(hub_layout, "w.bin")[0]
+    assert native.keys() == plain.keys() and all(native[k] is plain[k] for k in plain)
+    bare = {k: v for k, v in hub_layout.items() if not k.startswith("channelnorm.")}
+    with pytest.raises(CheckpointError, match=r"'model\.1\.norm\.weight/bias' in the training "):
+        to_native({"state_dict": bare}, "w.pt")
+    with pytest.raises(CheckpointError, match=r"'channelnorm\.norm\.weight/bias' in the hub "):
+        to_native({"state_dict": bare}, "w.pt")
+    both = {**hub_layout, "model.1.norm.weight": hub_layout["channelnorm.norm.weight"] + 1}
+    with pytest.raises(CheckpointError, match=r"is there twice, as 'model\.1\.norm\.weight' and"):
+        to_native({"state_dict": both}, "w.pt")
+    both["model.1.norm.weight"] = hub_layout["channelnorm.norm.weight"].clone()  # the same: one
+    assert torch.equal(
+        to_native({"state_dict": both}, "w.pt")[0]["channel_norm.weight"],
+        native["channel_norm.weight"],
+    )

@@ -79,22 +79,40 @@ def native_to_reference(state: dict) -> dict:
 def training_to_reference(state: dict) -> dict:
     """A reference training checkpoint's ``state_dict`` -> hub layout.
 
-    Keeps ``upsampler.*`` and renames ``model.1.norm.*`` to ``channelnorm.norm.*``; everything
-    else (the attention downsampler, the backbone, optimiser entries) is training-only.
+    Keeps ``upsampler.*`` and the channel norm, under ``model.1.norm.*`` (the training layout)
+    renamed to ``channelnorm.norm.*``, or under ``channelnorm.norm.*`` already (a hub-layout
+    state dict wrapped as ``{"state_dict": ...}``); everything else (the attention downsampler,
+    the backbone, optimiser entries) is training-only. Both forms of one weight that differ
+    are refused: which one the upsampler was trained with cannot be told.
     """
     out = {}
     for key, value in state.items():
         if not isinstance(key, str):  # not a weight's name: not the upsampler's either
             continue
-        if key.startswith("upsampler."):
+        if key.startswith(("upsampler.", "channelnorm.norm.")):
             out[key] = value
-        elif key.startswith("model.1.norm."):
-            out["channelnorm.norm." + key[len("model.1.norm.") :]] = value
+    for key, value in state.items():
+        if isinstance(key, str) and key.startswith("model.1.norm."):
+            hub = "channelnorm.norm." + key[len("model.1.norm.") :]
+            if hub in out and not _same(out[hub], value):
+                raise CheckpointError(
+                    f"the channel norm is there twice, as {key!r} and {hub!r}, with other "
+                    "values: keep one of them in the state dict"
+                )
+            out[hub] = value
     if not any(k.startswith("channelnorm.") for k in out):
         raise CheckpointError(
-            "training checkpoint has no channel norm (expected keys 'model.1.norm.weight/bias')"
+            "training checkpoint has no channel norm (expected keys 'model.1.norm.weight/bias' "
+            "in the training layout or 'channelnorm.norm.weight/bias' in the hub layout)"
         )
     return out
+
+
+def _same(a, b) -> bool:
+    """Whether two entries of a state dict hold the same tensor values."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
 
 
 #: What to do about a file that is no LoftUp checkpoint (the end of its error line).
