@@ -96,3 +96,38 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
         to_native({"state_dict": both}, "w.pt")[0]["channel_norm.weight"],
         native["channel_norm.weight"],
     )
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            lambda s: s.pop("channelnorm.norm.weight"),
+            r"missing weight 'channel_norm\.weight' \('channelnorm\.norm\.weight' in the "
+            r"paper's layout\), so the file holds part of a LoftUp",
+        ),
+        (
+            lambda s: s.update({"upsampler.lr_pe.biases": torch.zeros(2, 5, 2)}),
+            r"weight 'grid_encoder\.phases' \('upsampler\.lr_pe\.biases' in the paper's "
+            r"layout\) has shape \(2, 5, 2\), expected \(2, 2, grid_freqs\)",
+        ),
+        (
+            lambda s: s.update({"upsampler.lr_pe.biases": torch.zeros(4, 5)}),
+            r"weight 'grid_encoder\.phases' \('upsampler\.lr_pe\.biases' in the paper's "
+            r"layout\) has shape \(4, 5\), expected \(2, 2, grid_freqs\)",
+        ),
+    ],
+    ids=["no-channel-norm", "grid-phases-transposed", "grid-phases-2d"],
+)
+def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout, change, words):
+    """A hub-layout file missing only channelnorm.norm.weight was "not a LoftUp checkpoint",
+    under loftup's name alone; grid phases of shape (2, 5, 2) (transposed) were told
+    "expected (2, 2, 2)", a shape read from the wrong axis, as the fix. Now the weight is named
+    in both layouts, with the shape the paper's code stores."""
+    state = dict(hub_layout)
+    change(state)
+    native, _ = to_native(state, "w.bin")
+    with pytest.raises(CheckpointError, match=rf"^w\.bin: {words}; save it again, or pass "):
+        build_from_state(native, None, "w.bin")
+    with pytest.raises(CheckpointError, match=r"no weight 'channel_norm\.weight' \('channelnorm"):
+        build_from_state({"encoder.weight": torch.ones(2)}, None, "w.bin")  # none: not LoftUp's

@@ -5,6 +5,7 @@ and the fix."""
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -235,9 +236,11 @@ def test_missing_keys_are_named(tmp_path, reference_state):
 
 @pytest.mark.parametrize("key", ["channelnorm.norm.weight", "upsampler.lr_pe.biases"])
 def test_a_scalar_where_a_size_is_read_is_named(tmp_path, reference_state, key):
-    """The architecture is read off these weights' sizes: a scalar was an IndexError."""
+    """The architecture is read off these weights' sizes: a scalar was an IndexError. The
+    weight is named as the file has it too."""
     torch.save({**reference_state, key: torch.tensor(1.0)}, tmp_path / "w.bin")
-    with pytest.raises(CheckpointError, match=r"w\.bin: weight '.*' is a scalar"):
+    theirs = rf"\({re.escape(repr(key))} in the paper's layout\)"
+    with pytest.raises(CheckpointError, match=rf"w\.bin: weight '[\w.]+' {theirs} is a scalar"):
         load_upsampler(tmp_path / "w.bin")
 
 

@@ -178,39 +178,55 @@ def _tensors_by_name(state: dict) -> dict:
     return state
 
 
+#: The weights whose shapes :func:`infer_config` reads the hyper-parameters from: a file with
+#: none of them is no LoftUp's, one with some a LoftUp's with a weight missing.
+_ANCHORS = (
+    "channel_norm.weight",
+    "image_encoder.phases",
+    "grid_encoder.phases",
+    "blocks.0.ffn.fc1.weight",
+)
+
+
 def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
     """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released);
-    ``origin``: where the weights come from, for the error of weights that are not LoftUp's."""
-    for key in (
-        "channel_norm.weight",
-        "image_encoder.phases",
-        "grid_encoder.phases",
-        "blocks.0.ffn.fc1.weight",
-    ):
-        if key not in state:
+    ``origin``: where the weights come from, for the error of weights that are not LoftUp's
+    (or hold part of one)."""
+    fix = f"save it again, or {NOT_LOFTUP_FIX}"
+    for key in _ANCHORS:
+        if key not in state and not any(k in state for k in _ANCHORS):
             raise CheckpointError(
-                f"{origin}: no weight {key!r}, so this is not a LoftUp checkpoint; {NOT_LOFTUP_FIX}"
+                f"{origin}: no weight {key!r}{_theirs(key)}, so this is not a LoftUp "
+                f"checkpoint; {NOT_LOFTUP_FIX}"
+            )
+        if key not in state:  # the others are there: a LoftUp's file with a weight missing
+            raise CheckpointError(
+                f"{origin}: missing weight {key!r}{_theirs(key)}, so the file holds part of a "
+                f"LoftUp; {fix}"
             )
         if state[key].dim() == 0:  # its size is read below: a scalar was an IndexError
             raise CheckpointError(
-                f"{origin}: weight {key!r} is a scalar, so this is not a LoftUp checkpoint; "
-                f"{NOT_LOFTUP_FIX}"
+                f"{origin}: weight {key!r}{_theirs(key)} is a scalar, so this is not a LoftUp "
+                f"checkpoint; {NOT_LOFTUP_FIX}"
+            )
+    phases, grid = state["image_encoder.phases"], state["grid_encoder.phases"]
+    for key, tensor, ok, expected in (
+        ("image_encoder.phases", phases, phases.shape[:2] in ((2, 3), (2, 5)), "(2, 5, n_freqs)"),
+        ("grid_encoder.phases", grid, grid.shape[:2] == (2, 2), "(2, 2, grid_freqs)"),
+    ):
+        if tensor.dim() != 3 or not ok:  # (2, 5, 2) for the grid's was "expected (2, 2, 2)"
+            raise CheckpointError(
+                f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(tensor.shape)}, "
+                f"expected {expected}; {fix}"
             )
     dim = state["channel_norm.weight"].shape[0]
-    phases = state["image_encoder.phases"]
-    grid_freqs = state["grid_encoder.phases"].shape[-1]
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
-    if phases.dim() != 3 or phases.shape[1] not in (3, 5):
-        raise CheckpointError(
-            f"{origin}: 'image_encoder.phases' has shape {tuple(phases.shape)}; "
-            "expected (2, 5, n_freqs)"
-        )
     return LoftUpConfig(
         dim=dim,
         depth=depth,
         n_freqs=phases.shape[-1],
-        grid_freqs=grid_freqs,
+        grid_freqs=grid.shape[-1],
         mlp_dim=mlp_dim,
         coords=phases.shape[1] == 5,
     )
