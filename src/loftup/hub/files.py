@@ -27,7 +27,7 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_head,
 )
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
-from .torch_zip import check_member_sizes, check_zip, mapped_load
+from .torch_zip import check_member_sizes, check_zip, mapped_load, pickle_mentions
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -64,7 +64,9 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         head = f.read(HEAD_SIZE)
         check_head_not_lfs(head, path, fix)
         if not safetensors_head(head):
-            return _torch_load_open(f, head, path, fix=fix, what=""), None
+            # a file of one's own (not a cache's, to be fetched again): told how to convert it
+            own = fix == GENERIC_FIX
+            return _torch_load_open(f, head, path, fix=fix, what="", way_out=own), None
     return _open_safetensors(path, fix)  # safetensors under another suffix
 
 
@@ -196,9 +198,12 @@ def torch_load(
 
 
 def _torch_load_open(
-    f, head: bytes, path: Path, *, fix: str, what: str, mmap: bool = False
+    f, head: bytes, path: Path, *, fix: str, what: str, mmap: bool = False, way_out: bool = False
 ) -> object:
-    """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``."""
+    """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``.
+    ``way_out``: a file refused for its pickled objects is told how to keep its weights alone,
+    if its user trusts it (:func:`_way_out`): for an upsampler's file of one's own, not for
+    one loftup wrote or a backbone's, whose fixes are others."""
     import pickle
     import warnings
 
@@ -227,6 +232,7 @@ def _torch_load_open(
                 f"refusing to load {what}{path}: it holds pickled objects that are not plain "
                 "tensors or weights, which could run code when loaded; it was not loaded. "
                 "Use weights saved as a plain state dict or as safetensors"
+                + (_way_out(f, path) if way_out else "")
             ) from None
         if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
             raise CheckpointError(
@@ -267,3 +273,20 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
         check_zip(f, f"{what}{path}", fix)
+
+
+def _way_out(f, path: Path) -> str:
+    """How to keep the weights alone of the file ``path`` (open as ``f``) refused for its
+    pickled objects, if its user trusts it: a Lightning checkpoint (hyper-parameters pickled
+    as an ``argparse.Namespace``) holds them under ``"state_dict"``, which its pickle names.
+    Kept as ``{"state_dict": ...}``: read as a training checkpoint, its modules other than the
+    upsampler's (a downsampler, the backbone) are left out. Another pickle (a whole module,
+    torch.save(model)) is told the same in general words."""
+    load = f"torch.load({str(path)!r}, weights_only=False)"
+    if pickle_mentions(f, b"state_dict"):
+        out = f'torch.save({{"state_dict": {load}["state_dict"]}}, "x.pt")'
+    else:
+        out = f'torch.save(<the dict of tensors in {load}, or its .state_dict()>, "x.pt")'
+    return (
+        f"; if you trust the file (unpickling it runs its code), in Python: {out}, then load x.pt"
+    )
