@@ -94,7 +94,7 @@ def test_a_released_upsampler_on_a_neighbouring_backbone_is_warned_about(tmp_pat
 
     monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    model = LoftUp(dim=768, depth=1, num_heads=2, n_freqs=4)  # a stand-in of the width
+    model = LoftUp(dim=768)  # a stand-in of its architecture (any other is refused)
     torch.save(native_to_reference(model.state_dict()), tmp_path / "pytorch_model.bin")
     weights = {"pytorch_model.bin": tmp_path / "pytorch_model.bin"}
     make_hf_cache(tmp_path / "hub", "haiwen/loftup-siglip", weights)
