@@ -12,6 +12,18 @@ from loftup import CheckpointError, load_upsampler
 from reference_files import REFERENCE_STATE
 
 
+def _cached_as_released(tmp_path, monkeypatch, state: dict):
+    """``state`` saved as loftup_dinov2s's file in an offline Hugging Face cache (and as
+    ``edited.bin`` beside it); the cached file's path."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    torch.save(state, tmp_path / "edited.bin")
+    files = {"pytorch_model.bin": tmp_path / "edited.bin"}
+    return make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", files) / "pytorch_model.bin"
+
+
 def _without_second_block(state: dict) -> dict:
     return {k: v for k, v in state.items() if ".ca_transformer.layers.1." not in k}
 
@@ -34,16 +46,8 @@ def _wider_ffn(state: dict) -> dict:
 def test_a_released_names_cached_file_of_another_architecture_is_refused(
     tmp_path, monkeypatch, edit, odd
 ):
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
-    torch.save(edit(state), tmp_path / "edited.bin")
-    snap = make_hf_cache(
-        tmp_path / "hub", "haiwen/loftup-dinov2s", {"pytorch_model.bin": tmp_path / "edited.bin"}
-    )
-    file = snap / "pytorch_model.bin"
+    file = _cached_as_released(tmp_path, monkeypatch, edit(state))
     with pytest.raises(CheckpointError) as e:
         load_upsampler("loftup_dinov2s")
     msg = str(e.value)
@@ -51,3 +55,35 @@ def test_a_released_names_cached_file_of_another_architecture_is_refused(
     assert "parameters where loftup_dinov2s has 4,303,894: it is damaged or edited" in msg
     assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")
     assert load_upsampler(tmp_path / "edited.bin").dim == 384  # a file of one's own: as it is
+
+
+@pytest.mark.parametrize(
+    "edit, said",
+    [
+        (
+            lambda s: s.pop("upsampler.ca_transformer.layers.1.1.net.4.bias"),
+            "missing weight 'blocks.1.ffn.fc2.bias' of shape (404,)",
+        ),
+        (
+            lambda s: s.update({"upsampler.extra.weight": torch.zeros(3)}),
+            "key 'upsampler.extra.weight' fits no known LoftUp reference layout",
+        ),
+        (lambda s: s.pop("channelnorm.norm.weight"), "missing weight 'channel_norm.weight' ("),
+    ],
+    ids=["missing", "unknown-key", "no-channel-norm"],
+)
+def test_a_released_names_cached_file_that_does_not_fit_names_the_file_to_fetch_again(
+    tmp_path, monkeypatch, edit, said
+):
+    """A weight missing from (or one too many in) a released name's cached file was told
+    under the name ("loftup_dinov2s: missing weight ...") with another file's fix: "save it
+    again, or pass a released name", which was what had been passed. Now the cached file is
+    named, with the blob to delete and the download that fetches it again."""
+    state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+    edit(state)
+    file = _cached_as_released(tmp_path, monkeypatch, state)
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    msg = str(e.value)
+    assert msg.startswith(f"{file}: {said}") and "save it again" not in msg
+    assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")

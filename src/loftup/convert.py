@@ -139,12 +139,14 @@ def strip_wrappers(state: dict) -> dict:
     return state
 
 
-def to_native(obj, origin: str) -> tuple[dict, dict | None]:
+def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | None]:
     """Any known checkpoint object -> (native state dict, saved config dict or None); what
-    does not fit a known layout is a CheckpointError that names ``origin``."""
+    does not fit a known layout is a CheckpointError that names ``origin``, with ``fix``
+    (default: :data:`NOT_LOFTUP_FIX`; a released name's cached file: fetch it again)."""
+    fix = fix or NOT_LOFTUP_FIX
     if not isinstance(obj, dict):
         raise CheckpointError(
-            f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {NOT_LOFTUP_FIX}"
+            f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
     try:
         if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
@@ -157,7 +159,7 @@ def to_native(obj, origin: str) -> tuple[dict, dict | None]:
         if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
             return reference_to_native(obj), None
     except CheckpointError as e:
-        raise CheckpointError(f"{origin}: {e}; {NOT_LOFTUP_FIX}") from None
+        raise CheckpointError(f"{origin}: {e}; {fix}") from None
     return obj, None
 
 
@@ -188,16 +190,18 @@ _ANCHORS = (
 )
 
 
-def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
+def infer_config(state: dict, origin: str = "the weights", fix: str | None = None) -> LoftUpConfig:
     """Hyper-parameters read from the weights' shapes (heads cannot be read: 4, the released);
     ``origin``: where the weights come from, for the error of weights that are not LoftUp's
-    (or hold part of one)."""
-    fix = f"save it again, or {NOT_LOFTUP_FIX}"
+    (or hold part of one); ``fix``: what to do then, where it is not another file (a released
+    name's cached file: fetch it again)."""
+    not_loftup = fix or NOT_LOFTUP_FIX
+    fix = fix or f"save it again, or {NOT_LOFTUP_FIX}"
     for key in _ANCHORS:
         if key not in state and not any(k in state for k in _ANCHORS):
             raise CheckpointError(
                 f"{origin}: no weight {key!r}{_theirs(key)}, so this is not a LoftUp "
-                f"checkpoint; {NOT_LOFTUP_FIX}"
+                f"checkpoint; {not_loftup}"
             )
         if key not in state:  # the others are there: a LoftUp's file with a weight missing
             raise CheckpointError(
@@ -207,7 +211,7 @@ def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
         if state[key].dim() == 0:  # its size is read below: a scalar was an IndexError
             raise CheckpointError(
                 f"{origin}: weight {key!r}{_theirs(key)} is a scalar, so this is not a LoftUp "
-                f"checkpoint; {NOT_LOFTUP_FIX}"
+                f"checkpoint; {not_loftup}"
             )
     phases, grid = state["image_encoder.phases"], state["grid_encoder.phases"]
     for key, tensor, ok, expected in (
@@ -232,13 +236,16 @@ def infer_config(state: dict, origin: str = "the weights") -> LoftUpConfig:
     )
 
 
-def build_from_state(state: dict, config: LoftUpConfig | None, origin: str) -> LoftUp:
+def build_from_state(
+    state: dict, config: LoftUpConfig | None, origin: str, fix: str | None = None
+) -> LoftUp:
     """A LoftUp whose architecture fits ``state``, loaded strictly; a weight missing, of
     another shape or of no layer is a CheckpointError naming it (in both layouts where the
-    paper's has it: the file may hold either) and what to do."""
-    model = LoftUp(config=config or infer_config(state, origin))
+    paper's has it: the file may hold either) and what to do (``fix``, as
+    :func:`infer_config` takes it)."""
+    model = LoftUp(config=config or infer_config(state, origin, fix))
     expected = model.state_dict()
-    fix = f"save it again, or {NOT_LOFTUP_FIX}"
+    fix = fix or f"save it again, or {NOT_LOFTUP_FIX}"
     for key, value in expected.items():
         if key not in state and key.endswith(".num_batches_tracked"):
             # BatchNorm's update counter: inference never reads it, and state dicts written

@@ -102,7 +102,7 @@ def check_released_architecture(model: LoftUp, ckpt, file: Path) -> None:
     features did not fit it), or the right width with a block or a frequency missing (a
     damaged or edited file: the weights' shapes built a smaller model, which loaded without
     a word)."""
-    fix = damaged_in_cache(file, ckpt.name) or f"delete it and run `loftup download {ckpt.name}`"
+    fix = refetch_fix(file, ckpt.name)
     if model.dim != ckpt.dim:
         raise CheckpointError(
             f"{file} holds a {model.dim}-d upsampler, but {ckpt.name} is {ckpt.dim}-d (for "
@@ -121,6 +121,12 @@ def check_released_architecture(model: LoftUp, ckpt, file: Path) -> None:
             f"where {ckpt.name} has {_parameter_count(want):,}: it is damaged or edited, not the "
             f"released file; {fix}"
         )
+
+
+def refetch_fix(file: Path, name: str) -> str:
+    """What to do about the file ``file`` found for released name ``name`` that is not its
+    upsampler's: delete it (its blob, in the Hugging Face cache) and fetch it again."""
+    return damaged_in_cache(file, name) or f"delete it and run `loftup download {name}`"
 
 
 #: The hyper-parameters a released checkpoint fixes besides its width, as method.md states them

@@ -18,6 +18,7 @@ from .checks import (
     check_state,
     hub_source,
     missing_source,
+    refetch_fix,
     upsampler_name,
 )
 from .damaged import cached_repo, check_blob_seen, check_blob_there
@@ -151,7 +152,7 @@ _TORCH_SUFFIXES = WEIGHT_SUFFIXES - {".safetensors"}
 
 
 def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
-    backbone = backbone_norm = released = fix = None
+    backbone = backbone_norm = released = fix = built_fix = None
     config = None
     obj: dict = {}
     # os.path, not pathlib (PermissionError on 3.11): a name in a folder not searchable
@@ -205,12 +206,13 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             _with_heads(None, {}, origin, num_heads, released=True)
         file = released_file(ckpt.name)
         fix = damaged_in_cache(file, ckpt.name)  # the cached file is to be fetched again
-        state, config = to_native(read_weights(file, fix), origin)
+        built_fix = refetch_fix(file, ckpt.name)  # what does not fit: named, fetched again
+        state, config = to_native(read_weights(file, fix), str(file), built_fix)
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     check_state(state, origin, fix)
     if num_heads is not None and released is None:
         config = _with_heads(config, state, origin, num_heads, released=False)
-    model = build_from_state(state, config, origin)
+    model = build_from_state(state, config, str(file) if released else origin, built_fix)
     if released is not None:
         check_released_architecture(model, released, file)
         # the hub commit of the cache's snapshots/<commit>/ it was read from (run.json's init)
