@@ -116,14 +116,23 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
             r"weight 'grid_encoder\.phases' \('upsampler\.lr_pe\.biases' in the paper's "
             r"layout\) has shape \(4, 5\), expected \(2, 2, grid_freqs\)",
         ),
+        (
+            lambda s: s.update(
+                {f"channelnorm.norm.{p}": torch.ones(16) for p in ("weight", "bias")}
+            ),
+            r"weight 'channel_norm\.weight' \('channelnorm\.norm\.weight' in the paper's layout\) "
+            r"says C=16, the blocks' token width says C=8 \(28 = C \+ 20\): the file mixes two "
+            r"upsamplers' weights",
+        ),
     ],
-    ids=["no-channel-norm", "grid-phases-transposed", "grid-phases-2d"],
+    ids=["no-channel-norm", "grid-phases-transposed", "grid-phases-2d", "channel-norm-width"],
 )
 def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout, change, words):
     """A hub-layout file missing only channelnorm.norm.weight was "not a LoftUp checkpoint",
     under loftup's name alone; grid phases of shape (2, 5, 2) (transposed) were told
-    "expected (2, 2, 2)", a shape read from the wrong axis, as the fix. Now the weight is named
-    in both layouts, with the shape the paper's code stores."""
+    "expected (2, 2, 2)", a shape read from the wrong axis, as the fix; a channel norm of
+    another width had the stem's first weight blamed, "expected (404, ...) for C=768". Now the
+    weight is named in both layouts, with the shape the paper's code stores."""
     state = dict(hub_layout)
     change(state)
     native, _ = to_native(state, "w.bin")

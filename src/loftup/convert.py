@@ -223,9 +223,16 @@ def infer_config(state: dict, origin: str = "the weights", fix: str | None = Non
                 f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(tensor.shape)}, "
                 f"expected {expected}; {fix}"
             )
-    dim = state["channel_norm.weight"].shape[0]
+    dim, fc1 = state["channel_norm.weight"].shape[0], state["blocks.0.ffn.fc1.weight"]
+    extra = 4 * grid.shape[-1]  # the grid's encoding: the token width is C + this
+    if fc1.dim() == 2 and fc1.shape[1] != dim + extra:  # else every other weight was blamed
+        raise CheckpointError(
+            f"{origin}: weight 'channel_norm.weight'{_theirs('channel_norm.weight')} says "
+            f"C={dim}, the blocks' token width says C={fc1.shape[1] - extra} ({fc1.shape[1]} = "
+            f"C + {extra}): the file mixes two upsamplers' weights; {fix}"
+        )
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    mlp_dim = state["blocks.0.ffn.fc1.weight"].shape[0]
+    mlp_dim = fc1.shape[0]
     return LoftUpConfig(
         dim=dim,
         depth=depth,
