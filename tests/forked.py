@@ -53,6 +53,8 @@ class Forked:
         """Run ``case`` (a function of one of the modules) with ``kwargs`` in a child of its
         own, its output written to ``log``; fails with that output unless the case passes."""
         order = [case.__module__, case.__name__, kwargs, str(log), timeout]
+        # a child that fails before its log is open says why on the prepared process's stderr
+        before = os.fstat(self.stderr.fileno()).st_size
         try:
             self.process.stdin.write(json.dumps(order) + "\n")
             self.process.stdin.flush()
@@ -65,7 +67,14 @@ class Forked:
         how = (
             f"timed out after {timeout} s (killed)" if timed_out else f"ended with status {status}"
         )
-        assert status == 0, f"{case.__name__} {how}:\n{said[-4000:]}"
+        assert status == 0, f"{case.__name__} {how}:\n{said[-4000:]}{self._said_since(before)}"
+
+    def _said_since(self, before: int) -> str:
+        """What the prepared process's stderr took since its size was ``before`` (read where it
+        is, without moving the offset that the process writes at), headed; "" where nothing."""
+        fd = self.stderr.fileno()
+        said = os.pread(fd, os.fstat(fd).st_size - before, before).decode(errors="replace")
+        return f"\nthe prepared process's stderr:\n{said[-4000:]}" if said else ""
 
     def _ended(self) -> str:
         """Why the prepared process answers no more: its status, and what it said."""

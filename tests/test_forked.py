@@ -74,9 +74,11 @@ def _passes() -> None:
 def test_a_child_whose_log_cannot_be_opened_fails_and_serves_nothing(tmp_path, forked):
     """os.open of the log failed before the case's try, and the child went on out of it (into
     the prepared process's loop, then its exit): now it ends there, said with the log that was
-    never made, and each later order is answered once, by the prepared process."""
-    with pytest.raises(AssertionError, match=r"_passes ended with status 1:\n\(no log: "):
+    never made, and each later order is answered once, by the prepared process. Why it failed
+    (written to the prepared process's stderr, read only if that process died) is said too."""
+    with pytest.raises(AssertionError, match=r"_passes ended with status 1:\n\(no log: ") as e:
         forked.run(_passes, tmp_path / "no such folder" / "log")
+    assert f"FileNotFoundError: [Errno 2] No such file or directory: '{tmp_path}" in str(e.value)
     for n in range(3):
         forked.run(_passes, tmp_path / f"log{n}")
     forked.close()
