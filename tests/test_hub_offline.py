@@ -3,6 +3,8 @@ it lacks them, one line naming the repo, the file and how to pass a local path."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hub_builders import make_hf_cache
@@ -168,6 +170,10 @@ def test_sam_weights_come_from_a_folder_the_cache_or_a_one_line_error(tmp_path):
         resolve_sam(str(tmp_path / "nothere"))
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
 def test_the_released_table_says_why_a_file_whose_blobs_are_out_of_sight_is_unchecked():
     """A cached file whose blobs/ this user may not search (another user's, of mode 700, in a
     shared cache) was listed "cached: no": `loftup download` would fetch it into the same

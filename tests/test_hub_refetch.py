@@ -3,6 +3,8 @@ its place, whatever the damaged blob is named; a copy that comes back damaged is
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hub_builders import make_hf_cache
@@ -55,6 +57,10 @@ def test_download_replaces_a_damaged_blob_not_named_by_its_etag(tmp_path, local_
     )
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
 def test_a_damaged_file_of_another_users_cache_that_cannot_be_removed_is_said_so():
     """The damaged entry is removed before it is fetched again: in a shared cache of another
     user's, where it cannot be, the download would have linked nothing in its place. Said
