@@ -1,7 +1,8 @@
-"""tests/file_modes.py's _forked (a fork of tests/forking_python.py): the fork takes the
-caller's umask and the settings Python and torch read as they start (its PYTHONPATH among
-them), says why its setup failed, fails a call that outlives its deadline, and leaves no
-process behind when the caller is interrupted or its server ends."""
+"""tests/forking_servers.py's _forked, behind file_modes.where_modes_apply (a fork of
+tests/forking_python.py): the fork takes the caller's umask and the settings Python and torch
+read as they start (its PYTHONPATH among them), says why its setup failed, fails a call that
+outlives its deadline, and leaves no process behind when the caller is interrupted or its server
+ends."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import file_modes
+import forking_servers
 import loftup
-from file_modes import _forked, _server, _unusable, fork_env, where_modes_apply
+from file_modes import _unusable, fork_env, where_modes_apply
+from forking_servers import _forked, _server
 from test_forked import _gone
 
 
@@ -109,7 +111,7 @@ def test_a_call_past_its_deadline_fails_naming_its_code_and_leaves_no_process(en
     assert code in str(e.value)
     fork = int(str(e.value).split("(process ")[1].split(",")[0])
     assert _until_gone(*_group(fork)), f"left of the fork {fork}'s process group"
-    assert server.poll() is not None and server not in file_modes._SERVERS.values()
+    assert server.poll() is not None and server not in forking_servers._SERVERS.values()
 
 
 def _group(pgid: int) -> list[int]:
@@ -182,7 +184,7 @@ def test_a_fork_ends_with_its_server(env, tmp_path):
     server.stdin.write(json.dumps(request).encode() + b"\n")
     server.stdin.flush()
     fork = _started(pid_file)
-    file_modes._end(server, [])  # killed, its answers unread
+    forking_servers._end(server, [])  # killed, its answers unread
     assert _until_gone(fork), f"the fork {fork} outlived its server"
 
 
@@ -197,7 +199,7 @@ def test_the_server_ends_with_its_caller_and_ends_the_forks_group(env, tmp_path)
             f"open({str(pid_file)!r}, 'w').write(str(started.pid)); time.sleep(60)")  # fmt: skip
     caller = f"""
 import json, os, subprocess, sys, time
-server = subprocess.Popen([sys.executable, {str(file_modes.SCRIPT)!r}, str(os.getpid())],
+server = subprocess.Popen([sys.executable, {str(forking_servers.SCRIPT)!r}, str(os.getpid())],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)  # (not the caller's: held)
 request = {{"code": {code!r}, "env": dict(os.environ), "umask": 0o22, "cwd": "/",

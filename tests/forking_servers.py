@@ -1,0 +1,142 @@
+"""The forking Pythons (tests/forking_python.py) that tests/file_modes.py runs code in, where
+file modes apply: started (as root: under setpriv, without the two capabilities that let root
+past a file's mode), kept, one for each set of the settings that Python and torch read as they
+start, and sent the calls (:func:`_forked`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
+#: setpriv's options that drop root's way past file modes (read, write and search)
+_DROP = [
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]
+
+
+def _command() -> list[str]:
+    """The command that starts a Python for which modes apply (root: under setpriv)."""
+    if os.geteuid() != 0:
+        return [sys.executable]
+    return ["setpriv", *_DROP, sys.executable]
+
+
+#: the forking Pythons, one for each set of the settings read at
+#: start (:func:`_start_up`) of the calls, each started at its first; in the order of their
+#: last use, :data:`_KEPT` at most
+_SERVERS: dict[tuple, subprocess.Popen] = {}
+_KEPT = 2
+SCRIPT = Path(__file__).with_name("forking_python.py")
+
+
+def _start_up(env: dict) -> tuple:
+    """The settings of ``env`` that Python reads as it starts, or the forking Python's imports
+    read once (torch's threads, tqdm's defaults): a fork keeps its server's."""
+    from forking_python import READ_AT_START
+
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(READ_AT_START)))
+
+
+def _server(env: dict) -> subprocess.Popen:
+    """The forking Python started with ``env``'s settings read at start, started now if none
+    is running."""
+    key = _start_up(env)
+    server = _SERVERS.pop(key, None)
+    if server is not None and server.poll() is not None:  # ended (killed): its files closed
+        _end(server, [])
+        server = None
+    if server is None:
+        while len(_SERVERS) >= _KEPT:  # the one used longest ago ends (idle: nothing lost)
+            _end(next(iter(_SERVERS.values())), [])
+        log = tempfile.TemporaryFile()  # its stderr: what a fork that cannot open its own said
+        # it dies with this process (as the thread that starts it ends, strictly)
+        server = subprocess.Popen(
+            [*_command(), str(SCRIPT), str(os.getpid())], env=env, stderr=log,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        server.log, server.unread = log, b""
+    _SERVERS[key] = server
+    return server
+
+
+def _answer(server: subprocess.Popen, deadline: float) -> dict | None:
+    """The server's next answer, or None where none has come by ``deadline`` (of
+    time.monotonic()). Its stdout is read here, not through a buffer that select cannot see."""
+    fd = server.stdout.fileno()
+    while b"\n" not in server.unread:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            server.log.seek(0)
+            said = server.log.read().decode(errors="replace")[-4000:]
+            raise AssertionError(
+                f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
+            )
+        server.unread += chunk
+    line, _, server.unread = server.unread.partition(b"\n")
+    return json.loads(line)
+
+
+def _end(server: subprocess.Popen, answers: list) -> None:
+    """Kill the fork of ``answers`` ({"pid"} first, where it came) with its process group, and
+    ``server`` (its answer would be taken for the next request's; a fork started after its
+    last answer was read dies with it)."""
+    if answers:
+        with suppress(OSError):  # (ended already)
+            os.killpg(answers[0]["pid"], signal.SIGKILL)
+    for key in [k for k, s in _SERVERS.items() if s is server]:
+        del _SERVERS[key]
+    server.kill()
+    server.wait()
+    for file in (server.stdin, server.stdout, server.log):
+        with suppress(OSError):  # (a request left unsent: a broken pipe)
+            file.close()
+
+
+def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]:
+    """``python -c script`` where modes apply, in ``env``, this process's umask and the current
+    folder: (exit status, stdout, stderr). Run in a fork of a Python started for the session
+    (tests/forking_python.py), which has imported torch already, a second or two sooner than a
+    new Python: one for each set of the settings that Python and torch read once (env's
+    PYTHONPATH, OMP_NUM_THREADS, ...). Interrupted (Ctrl-C), or not ended in ``timeout``
+    seconds (failed, naming the script), the fork is killed with its process group, and the
+    server too."""
+    server = _server(env)
+    umask = os.umask(0)
+    os.umask(umask)
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
+                   "stdout": str(out), "stderr": str(err)}  # fmt: skip
+        deadline, answers = time.monotonic() + timeout, []  # the fork's pid, then its status
+        try:
+            server.stdin.write(json.dumps(request).encode() + b"\n")
+            server.stdin.flush()
+            while len(answers) < 2 and (answer := _answer(server, deadline)) is not None:
+                answers.append(answer)
+        except BaseException:
+            _end(server, answers)
+            raise
+        said = err.read_text(errors="replace") if err.exists() else ""
+        if len(answers) < 2:
+            _end(server, answers)
+            fork = f"process {answers[0]['pid']}" if answers else "not started"
+            raise AssertionError(
+                f"the code run where modes apply had not ended after {timeout} s ({fork}, "
+                f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
+            )
+        if not err.exists():
+            server.log.seek(0)
+            said = server.log.read().decode(errors="replace")
+        return answers[1]["status"], out.read_text(errors="replace") if out.exists() else "", said
