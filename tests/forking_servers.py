@@ -1,7 +1,7 @@
 """The forking Pythons (tests/forking_python.py) that tests/file_modes.py runs code in, where
 file modes apply: started (as root: under setpriv, without the two capabilities that let root
 past a file's mode), kept, one for each set of the settings that Python and torch read as they
-start, and sent the calls (:func:`_forked`)."""
+start, and sent the calls (:func:`_forked`), one at a time whatever the thread."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -36,6 +37,9 @@ def _command() -> list[str]:
 _SERVERS: dict[tuple, subprocess.Popen] = {}
 _KEPT = 2
 SCRIPT = Path(__file__).with_name("forking_python.py")
+#: held for a call, from its server's start to its last answer: another thread's call would
+#: read this one's answers
+_LOCK = threading.RLock()
 
 
 def _start_up(env: dict) -> tuple:
@@ -112,31 +116,36 @@ def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]
     PYTHONPATH, OMP_NUM_THREADS, ...). Interrupted (Ctrl-C), or not ended in ``timeout``
     seconds (failed, naming the script), the fork is killed with its process group, and the
     server too."""
-    server = _server(env)
     umask = os.umask(0)
     os.umask(umask)
-    with tempfile.TemporaryDirectory() as folder:
-        out, err = Path(folder, "stdout"), Path(folder, "stderr")
-        request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
-                   "stdout": str(out), "stderr": str(err)}  # fmt: skip
-        deadline, answers = time.monotonic() + timeout, []  # the fork's pid, then its status
-        try:
-            server.stdin.write(json.dumps(request).encode() + b"\n")
-            server.stdin.flush()
-            while len(answers) < 2 and (answer := _answer(server, deadline)) is not None:
-                answers.append(answer)
-        except BaseException:
-            _end(server, answers)
-            raise
-        said = err.read_text(errors="replace") if err.exists() else ""
-        if len(answers) < 2:
-            _end(server, answers)
-            fork = f"process {answers[0]['pid']}" if answers else "not started"
-            raise AssertionError(
-                f"the code run where modes apply had not ended after {timeout} s ({fork}, "
-                f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
+    with _LOCK:  # (one call at a time)
+        server = _server(env)
+        with tempfile.TemporaryDirectory() as folder:
+            out, err = Path(folder, "stdout"), Path(folder, "stderr")
+            request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
+                       "stdout": str(out), "stderr": str(err)}  # fmt: skip
+            deadline, answers = time.monotonic() + timeout, []  # the fork's pid, then its status
+            try:
+                server.stdin.write(json.dumps(request).encode() + b"\n")
+                server.stdin.flush()
+                while len(answers) < 2 and (answer := _answer(server, deadline)) is not None:
+                    answers.append(answer)
+            except BaseException:
+                _end(server, answers)
+                raise
+            said = err.read_text(errors="replace") if err.exists() else ""
+            if len(answers) < 2:
+                _end(server, answers)
+                fork = f"process {answers[0]['pid']}" if answers else "not started"
+                raise AssertionError(
+                    f"the code run where modes apply had not ended after {timeout} s ({fork}, "
+                    f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
+                )
+            if not err.exists():
+                server.log.seek(0)
+                said = server.log.read().decode(errors="replace")
+            return (
+                answers[1]["status"],
+                out.read_text(errors="replace") if out.exists() else "",
+                said,
             )
-        if not err.exists():
-            server.log.seek(0)
-            said = server.log.read().decode(errors="replace")
-        return answers[1]["status"], out.read_text(errors="replace") if out.exists() else "", said

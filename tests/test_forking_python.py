@@ -216,3 +216,22 @@ os._exit(0)
     server, fork = map(int, ran.stdout.split())
     pids = {"server": server, "fork": fork, "started": int(pid_file.read_text())}
     assert _until_gone(*pids.values()), {k: p for k, p in pids.items() if not _gone(p)}
+
+
+def test_calls_from_threads_at_once_each_get_their_own_answers(env):
+    """Each read whichever answer came first: a fast call took the slow one's {"pid"} or
+    {"status"} for its own and failed (KeyError: 'status') or said the other's output."""
+    assert _forked("pass", env)[0] == 0  # (its server started from the main thread)
+    done = {}
+
+    def call(name: str, code: str) -> None:
+        done[name] = _forked(code, env)[:2]
+
+    codes = {"slow": "import time; time.sleep(1); print('slow')"}
+    codes.update({f"fast{n}": f"print('fast{n}')" for n in range(4)})
+    threads = [threading.Thread(target=call, args=item) for item in codes.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert done == {name: (0, f"{name}\n") for name in codes}
