@@ -12,9 +12,10 @@ tqdm among them) read once at import (``OMP_NUM_THREADS``, ``TQDM_*``, ...): the
 :data:`READ_AT_START`, which tests/file_modes.py starts a server with, one for each set of them
 that its requests have. Modules already imported stay imported, with their state as here.
 
-Run as ``python forking_python.py [PARENT]``: each line on stdin is a JSON request {"code",
-"env", "umask", "cwd", "stdout", "stderr"} (the last two: files for the code's output); for
-each, two lines answer on stdout: ``{"pid": PID}`` once the fork is started (its process
+Run as ``python forking_python.py [PARENT]``: once imported, it answers ``{"ready": FOLDER}``
+on stdout, a folder of its own for the calls' output files, removed as it ends. Then each line
+on stdin is a JSON request {"code", "env", "umask", "cwd", "stdout", "stderr"} (the last two:
+files for the code's output); for each, two lines answer on stdout: ``{"pid": PID}`` once the fork is started (its process
 group, to kill on an interrupt), then ``{"status": STATUS}``, the exit status of the code run
 as ``python -c CODE`` would run it. A fork that cannot be set up (its folder refused, say) says
 why on its stderr file, with status 1; one whose stderr file cannot even be opened, on this
@@ -29,8 +30,10 @@ import atexit
 import ctypes
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 import types
@@ -132,6 +135,17 @@ def serve(parent: int | None) -> None:
     if parent is not None:  # a SIGTERM as it ends, which ends the fork's group too
         signal.signal(signal.SIGTERM, _terminated)
         die_with(parent, signal.SIGTERM)
+    # for the calls' output files: removed as this process ends (by a SIGTERM too; killed, by
+    # its caller), not left by a caller killed as a call ran
+    folder = tempfile.mkdtemp(prefix="forking-python-")
+    try:
+        _answer(ready=folder)  # (its imports done)
+        _serve()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         server = os.getpid()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,15 +32,20 @@ def _command() -> list[str]:
     return ["setpriv", *_DROP, sys.executable]
 
 
-#: the forking Pythons, one for each set of the settings read at
-#: start (:func:`_start_up`) of the calls, each started at its first; in the order of their
-#: last use, :data:`_KEPT` at most
+#: the forking Pythons, one for each set of the settings read at start (:func:`_start_up`) of
+#: the calls, each started at its first; in the order of their last use, :data:`_KEPT` at most
 _SERVERS: dict[tuple, subprocess.Popen] = {}
 _KEPT = 2
 SCRIPT = Path(__file__).with_name("forking_python.py")
+#: seconds a server may take to start (its imports: torch), apart from a call's own deadline
+START_UP = 120
 #: held for a call, from its server's start to its last answer: another thread's call would
 #: read this one's answers
 _LOCK = threading.RLock()
+
+
+class _Ended(AssertionError):
+    """The server ended (its stdout closed) before it answered."""
 
 
 def _start_up(env: dict) -> tuple:
@@ -51,25 +57,36 @@ def _start_up(env: dict) -> tuple:
 
 
 def _server(env: dict) -> subprocess.Popen:
-    """The forking Python started with ``env``'s settings read at start, started now if none
-    is running."""
+    """The forking Python started with ``env``'s settings read at start, started now (and
+    waited for, :data:`START_UP` s at most) if none is running."""
     key = _start_up(env)
-    server = _SERVERS.pop(key, None)
-    if server is not None and server.poll() is not None:  # ended (killed): its files closed
-        _end(server, [])
-        server = None
-    if server is None:
-        while len(_SERVERS) >= _KEPT:  # the one used longest ago ends (idle: nothing lost)
-            _end(next(iter(_SERVERS.values())), [])
-        log = tempfile.TemporaryFile()  # its stderr: what a fork that cannot open its own said
-        # it dies with this process (as the thread that starts it ends, strictly)
-        server = subprocess.Popen(
-            [*_command(), str(SCRIPT), str(os.getpid())], env=env, stderr=log,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
-        server.log, server.unread = log, b""
-    _SERVERS[key] = server
-    return server
+    with _LOCK:
+        server = _SERVERS.pop(key, None)
+        if server is not None and server.poll() is not None:  # ended (killed): files closed
+            _end(server, [])
+            server = None
+        if server is None:
+            while len(_SERVERS) >= _KEPT:  # the one used longest ago ends (idle: nothing lost)
+                _end(next(iter(_SERVERS.values())), [])
+            log = tempfile.TemporaryFile()  # its stderr: what a fork that cannot open its own said
+            # it dies with this process (as the thread that starts it ends, strictly)
+            server = subprocess.Popen(
+                [*_command(), str(SCRIPT), str(os.getpid())], env=env, stderr=log,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+            server.log, server.unread, server.folder = log, b"", None
+            try:
+                ready = _answer(server, time.monotonic() + START_UP)
+            except _Ended as e:
+                _end(server, [])
+                raise AssertionError(str(e)) from None  # (not a call's: not started again)
+            if ready is None:
+                _end(server, [])
+                raise AssertionError(f"the forking Python ({SCRIPT}) had not started (imported "
+                                     f"torch) after {START_UP} s: a machine too loaded?")  # fmt: skip
+            server.folder = ready["ready"]  # its calls' files, removed as it ends
+        _SERVERS[key] = server
+        return server
 
 
 def _answer(server: subprocess.Popen, deadline: float) -> dict | None:
@@ -82,20 +99,26 @@ def _answer(server: subprocess.Popen, deadline: float) -> dict | None:
             return None
         chunk = os.read(fd, 1 << 16)
         if not chunk:
-            server.log.seek(0)
-            said = server.log.read().decode(errors="replace")[-4000:]
-            raise AssertionError(
-                f"the forking Python (tests/forking_python.py) ended; its stderr:\n{said}"
-            )
+            raise _Ended(_ended(server))
         server.unread += chunk
     line, _, server.unread = server.unread.partition(b"\n")
     return json.loads(line)
 
 
+def _ended(server: subprocess.Popen) -> str:
+    """Why ``server`` answers no more: its exit status and the end of its stderr."""
+    with suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)
+    server.log.seek(0)
+    said = server.log.read().decode(errors="replace")[-4000:]
+    return (f"the forking Python ({SCRIPT}) ended (status {server.returncode}); its "
+            f"stderr:\n{said}")  # fmt: skip
+
+
 def _end(server: subprocess.Popen, answers: list) -> None:
     """Kill the fork of ``answers`` ({"pid"} first, where it came) with its process group, and
     ``server`` (its answer would be taken for the next request's; a fork started after its
-    last answer was read dies with it)."""
+    last answer was read dies with it), and remove its folder."""
     if answers:
         with suppress(OSError):  # (ended already)
             os.killpg(answers[0]["pid"], signal.SIGKILL)
@@ -106,6 +129,34 @@ def _end(server: subprocess.Popen, answers: list) -> None:
     for file in (server.stdin, server.stdout, server.log):
         with suppress(OSError):  # (a request left unsent: a broken pipe)
             file.close()
+    if server.folder is not None:  # (killed: it could not remove it)
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def _exchange(server: subprocess.Popen, request: dict, timeout: float) -> list[dict]:
+    """Send ``request``; its answers: {"pid"} (:data:`START_UP` s at most, for a loaded
+    machine's fork), then {"status"} within ``timeout`` s of the first (fewer: the code had not
+    ended). Interrupted, the fork is killed with its group, and the server too."""
+    answers = []
+    try:
+        try:
+            server.stdin.write(json.dumps(request).encode() + b"\n")
+            server.stdin.flush()
+        except BrokenPipeError:
+            raise _Ended(_ended(server)) from None
+        if (pid := _answer(server, time.monotonic() + START_UP)) is not None:
+            answers.append(pid)
+            if (status := _answer(server, time.monotonic() + timeout)) is not None:
+                answers.append(status)
+    except _Ended as e:
+        if answers:  # ended as the code ran: not started again (its fork killed)
+            _end(server, answers)
+            raise AssertionError(str(e)) from None
+        raise
+    except BaseException:
+        _end(server, answers)
+        raise
+    return answers
 
 
 def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]:
@@ -120,32 +171,25 @@ def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]
     os.umask(umask)
     with _LOCK:  # (one call at a time)
         server = _server(env)
-        with tempfile.TemporaryDirectory() as folder:
-            out, err = Path(folder, "stdout"), Path(folder, "stderr")
-            request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
-                       "stdout": str(out), "stderr": str(err)}  # fmt: skip
-            deadline, answers = time.monotonic() + timeout, []  # the fork's pid, then its status
-            try:
-                server.stdin.write(json.dumps(request).encode() + b"\n")
-                server.stdin.flush()
-                while len(answers) < 2 and (answer := _answer(server, deadline)) is not None:
-                    answers.append(answer)
-            except BaseException:
-                _end(server, answers)
-                raise
-            said = err.read_text(errors="replace") if err.exists() else ""
-            if len(answers) < 2:
-                _end(server, answers)
-                fork = f"process {answers[0]['pid']}" if answers else "not started"
-                raise AssertionError(
-                    f"the code run where modes apply had not ended after {timeout} s ({fork}, "
-                    f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
-                )
-            if not err.exists():
-                server.log.seek(0)
-                said = server.log.read().decode(errors="replace")
-            return (
-                answers[1]["status"],
-                out.read_text(errors="replace") if out.exists() else "",
-                said,
+        out, err = Path(server.folder, "stdout"), Path(server.folder, "stderr")
+        for file in (out, err):
+            file.unlink(missing_ok=True)
+        request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
+                   "stdout": str(out), "stderr": str(err)}  # fmt: skip
+        try:
+            answers = _exchange(server, request, timeout)
+        except _Ended:
+            _end(server, [])
+            raise
+        said = err.read_text(errors="replace") if err.exists() else ""
+        if len(answers) < 2:
+            _end(server, answers)
+            fork = f"process {answers[0]['pid']}" if answers else "not started"
+            raise AssertionError(
+                f"the code run where modes apply had not ended after {timeout} s ({fork}, "
+                f"killed with its process group):\n{script[:2000]}\nits stderr:\n{said[-4000:]}"
             )
+        if not err.exists():
+            server.log.seek(0)
+            said = server.log.read().decode(errors="replace")
+        return answers[1]["status"], out.read_text(errors="replace") if out.exists() else "", said

@@ -33,6 +33,20 @@ def env():
     return fork_env()
 
 
+@pytest.fixture(scope="module")
+def own_servers():
+    """Servers of these tests' own, for those that kill theirs: the session's are left to the
+    next test file (a restart each, a second or two, saved)."""
+    kept = forking_servers._SERVERS
+    forking_servers._SERVERS = {}
+    try:
+        yield
+    finally:
+        for server in list(forking_servers._SERVERS.values()):
+            forking_servers._end(server, [])
+        forking_servers._SERVERS = kept
+
+
 def test_the_fork_takes_the_callers_umask(env):
     """It had the server's (022), so a file the code made was not made as the caller's."""
     assert _forked("pass", env)[0] == 0  # the server started with this process's umask
@@ -101,9 +115,9 @@ def test_a_folder_the_fork_may_not_enter_is_said_on_its_stderr(env, tmp_path, mo
     assert "PermissionError" in err and str(inner) in err, err
 
 
-def test_a_call_past_its_deadline_fails_naming_its_code_and_leaves_no_process(env):
-    """It was waited for without end, and a caller stopped then left the fork running."""
-    assert _forked("pass", env)[0] == 0  # (the server started: the deadline is the code's)
+def test_a_call_past_its_deadline_fails_naming_its_code_and_leaves_no_process(env, own_servers):
+    """It was waited for without end, and a caller stopped then left the fork running. The
+    deadline is the code's: its server's start (importing torch) is not counted in it."""
     server = _server(env)
     code = "import subprocess; subprocess.Popen(['sleep', '3600']); import time; time.sleep(3600)"
     with pytest.raises(AssertionError, match=r"not ended after 0.5 s \(process \d+, killed") as e:
@@ -131,7 +145,7 @@ class _Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_call_kills_the_fork_it_started(env, tmp_path):
+def test_an_interrupted_call_kills_the_fork_it_started(env, tmp_path, own_servers):
     """The server was killed and its fork left running, reparented to init."""
     pid_file = tmp_path / "pid"
 
@@ -175,7 +189,7 @@ def _started(pid_file: Path) -> int:
     return int(pid_file.read_text())
 
 
-def test_a_fork_ends_with_its_server(env, tmp_path):
+def test_a_fork_ends_with_its_server(env, tmp_path, own_servers):
     """A fork whose pid its caller had not read yet (stopped by a Ctrl-C then, the server
     killed) lived on, given to init: now the kernel kills it as its server ends."""
     server, pid_file = _server(env), tmp_path / "pid"
@@ -186,6 +200,7 @@ def test_a_fork_ends_with_its_server(env, tmp_path):
     fork = _started(pid_file)
     forking_servers._end(server, [])  # killed, its answers unread
     assert _until_gone(fork), f"the fork {fork} outlived its server"
+    assert not Path(server.folder).exists(), "the killed server's folder was left"
 
 
 # 3 s: slow (a Python that imports torch); the same kill by the kernel in the default suite:
@@ -193,7 +208,8 @@ def test_a_fork_ends_with_its_server(env, tmp_path):
 @pytest.mark.slow
 def test_the_server_ends_with_its_caller_and_ends_the_forks_group(env, tmp_path):
     """A caller killed as its server's fork ran left them running until the fork ended, and
-    what the fork's code started after that."""
+    what the fork's code started after that. The folder of the calls' output files goes with
+    the server (a tempfile.TemporaryDirectory of the caller's was left in /tmp)."""
     pid_file = tmp_path / "pid"
     code = (f"import subprocess, time; started = subprocess.Popen(['sleep', '60']); "
             f"open({str(pid_file)!r}, 'w').write(str(started.pid)); time.sleep(60)")  # fmt: skip
@@ -202,20 +218,22 @@ import json, os, subprocess, sys, time
 server = subprocess.Popen([sys.executable, {str(forking_servers.SCRIPT)!r}, str(os.getpid())],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)  # (not the caller's: held)
+folder = json.loads(server.stdout.readline())["ready"]
 request = {{"code": {code!r}, "env": dict(os.environ), "umask": 0o22, "cwd": "/",
-           "stdout": os.devnull, "stderr": os.devnull}}
+           "stdout": folder + "/stdout", "stderr": folder + "/stderr"}}
 server.stdin.write(json.dumps(request) + "\\n")
 server.stdin.flush()
-print(server.pid, json.loads(server.stdout.readline())["pid"], flush=True)
+print(server.pid, json.loads(server.stdout.readline())["pid"], folder, flush=True)
 while not os.path.exists({str(pid_file)!r}) or not open({str(pid_file)!r}).read():
     time.sleep(0.02)
 os._exit(0)
 """
     ran = subprocess.run([sys.executable, "-c", caller], env=env, capture_output=True,
                          text=True, timeout=120)  # fmt: skip
-    server, fork = map(int, ran.stdout.split())
-    pids = {"server": server, "fork": fork, "started": int(pid_file.read_text())}
+    server, fork, folder = ran.stdout.split()
+    pids = {"server": int(server), "fork": int(fork), "started": int(pid_file.read_text())}
     assert _until_gone(*pids.values()), {k: p for k, p in pids.items() if not _gone(p)}
+    assert not Path(folder).exists(), "the server's folder (the calls' output) was left"
 
 
 def test_calls_from_threads_at_once_each_get_their_own_answers(env):
