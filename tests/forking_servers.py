@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
@@ -42,6 +43,10 @@ START_UP = 120
 #: held for a call, from its server's start to its last answer: another thread's call would
 #: read this one's answers
 _LOCK = threading.RLock()
+#: the thread that starts a server for a call made from a thread other than the main one: the
+#: kernel ends a server (its PR_SET_PDEATHSIG) as the thread that started it ends, and this one
+#: lasts as long as the process
+_SPAWNER: list[ThreadPoolExecutor] = []
 
 
 class _Ended(AssertionError):
@@ -54,6 +59,17 @@ def _start_up(env: dict) -> tuple:
     from forking_python import READ_AT_START
 
     return tuple(sorted((k, v) for k, v in env.items() if k.startswith(READ_AT_START)))
+
+
+def _spawn(env: dict, log) -> subprocess.Popen:
+    """A server started with ``env`` from the main thread, or from :data:`_SPAWNER`'s."""
+    args = [*_command(), str(SCRIPT), str(os.getpid())]
+    kwargs = {"env": env, "stderr": log, "stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    if threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(args, **kwargs)
+    if not _SPAWNER:
+        _SPAWNER.append(ThreadPoolExecutor(1, thread_name_prefix="forking-python-spawner"))
+    return _SPAWNER[0].submit(subprocess.Popen, args, **kwargs).result()
 
 
 def _server(env: dict) -> subprocess.Popen:
@@ -69,11 +85,7 @@ def _server(env: dict) -> subprocess.Popen:
             while len(_SERVERS) >= _KEPT:  # the one used longest ago ends (idle: nothing lost)
                 _end(next(iter(_SERVERS.values())), [])
             log = tempfile.TemporaryFile()  # its stderr: what a fork that cannot open its own said
-            # it dies with this process (as the thread that starts it ends, strictly)
-            server = subprocess.Popen(
-                [*_command(), str(SCRIPT), str(os.getpid())], env=env, stderr=log,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            )  # fmt: skip
+            server = _spawn(env, log)  # (it dies with this process)
             server.log, server.unread, server.folder = log, b"", None
             try:
                 ready = _answer(server, time.monotonic() + START_UP)
@@ -164,23 +176,26 @@ def _forked(script: str, env: dict, timeout: float = 60) -> tuple[int, str, str]
     folder: (exit status, stdout, stderr). Run in a fork of a Python started for the session
     (tests/forking_python.py), which has imported torch already, a second or two sooner than a
     new Python: one for each set of the settings that Python and torch read once (env's
-    PYTHONPATH, OMP_NUM_THREADS, ...). Interrupted (Ctrl-C), or not ended in ``timeout``
-    seconds (failed, naming the script), the fork is killed with its process group, and the
-    server too."""
+    PYTHONPATH, OMP_NUM_THREADS, ...); one that ended before it started the fork is started
+    again, once. Interrupted (Ctrl-C), or not ended in ``timeout`` seconds (failed, naming the
+    script), the fork is killed with its process group, and the server too."""
     umask = os.umask(0)
     os.umask(umask)
     with _LOCK:  # (one call at a time)
-        server = _server(env)
-        out, err = Path(server.folder, "stdout"), Path(server.folder, "stderr")
-        for file in (out, err):
-            file.unlink(missing_ok=True)
-        request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
-                   "stdout": str(out), "stderr": str(err)}  # fmt: skip
-        try:
-            answers = _exchange(server, request, timeout)
-        except _Ended:
-            _end(server, [])
-            raise
+        for attempt in range(2):
+            server = _server(env)
+            out, err = Path(server.folder, "stdout"), Path(server.folder, "stderr")
+            for file in (out, err):
+                file.unlink(missing_ok=True)
+            request = {"code": script, "env": dict(env), "umask": umask, "cwd": os.getcwd(),
+                       "stdout": str(out), "stderr": str(err)}  # fmt: skip
+            try:
+                answers = _exchange(server, request, timeout)
+                break
+            except _Ended:
+                _end(server, [])
+                if attempt:
+                    raise
         said = err.read_text(errors="replace") if err.exists() else ""
         if len(answers) < 2:
             _end(server, answers)
