@@ -49,6 +49,10 @@ def own_servers():
         for server in list(forking_servers._SERVERS.values()):
             forking_servers._end(server, [])
         forking_servers._SERVERS = kept
+        # the spawner's thread ended too (left running, it has Python 3.12 warn of each later
+        # os.fork of this process: as_nobody's); its servers were these tests' own
+        while forking_servers._SPAWNER:
+            forking_servers._SPAWNER.pop().shutdown()
 
 
 def test_the_fork_takes_the_callers_umask(env):
