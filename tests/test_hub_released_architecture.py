@@ -87,3 +87,31 @@ def test_a_released_names_cached_file_that_does_not_fit_names_the_file_to_fetch_
     msg = str(e.value)
     assert msg.startswith(f"{file}: {said}") and "save it again" not in msg
     assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")
+
+
+@pytest.mark.parametrize(
+    "window, said", [(None, None), (3, "attention_window 3 (released: None)")], ids=["as", "window"]
+)
+def test_a_released_names_cached_file_of_loftup_train_layout_is_read_with_its_record(
+    tmp_path, monkeypatch, window, said
+):
+    """A released name's cached file written as ``loftup train`` writes ({"model": ...,
+    "model_config": {...}}) was an AttributeError ('dict' object has no attribute
+    'check_heads'): its record, read for a file given as a path, was passed on as a dict.
+    Now it is read; one that records another attention window is not the released file."""
+    from loftup.convert import reference_to_native
+    from loftup.model import LoftUpConfig
+
+    state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+    record = {**LoftUpConfig(dim=384).to_dict(), "attention_window": window}
+    ckpt = {"model": reference_to_native(state), "model_config": record}
+    file = _cached_as_released(tmp_path, monkeypatch, ckpt)
+    if said is None:
+        model = load_upsampler("loftup_dinov2s")
+        assert model.config == LoftUpConfig(dim=384) and model.backbone == "dinov2_vits14"
+        return
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    msg = str(e.value)
+    assert msg.startswith(f"{file} holds a 384-d upsampler of {said}, ")
+    assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")

@@ -130,7 +130,15 @@ def refetch_fix(file: Path, name: str) -> str:
 
 
 #: The hyper-parameters a released checkpoint fixes besides its width, as method.md states them
-_ARCHITECTURE = ("depth", "num_heads", "n_freqs", "grid_freqs", "mlp_dim", "coords")
+_ARCHITECTURE = (
+    "depth",
+    "num_heads",
+    "n_freqs",
+    "grid_freqs",
+    "mlp_dim",
+    "coords",
+    "attention_window",
+)
 
 
 def _parameter_count(config) -> int:

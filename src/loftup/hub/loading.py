@@ -208,6 +208,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         fix = damaged_in_cache(file, ckpt.name)  # the cached file is to be fetched again
         built_fix = refetch_fix(file, ckpt.name)  # what does not fit: named, fetched again
         state, config = to_native(read_weights(file, fix), str(file), built_fix)
+        if config:  # a file of loftup train's layout, cached under the name: its record read
+            config = config_from(config, f"{file}'s model_config", f"; {built_fix}")
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
     check_state(state, origin, fix)
     if num_heads is not None and released is None:
