@@ -248,32 +248,3 @@ def test_not_a_state_dict(tmp_path):
     torch.save({"weights": [1, 2, 3]}, tmp_path / "w.bin")
     with pytest.raises(CheckpointError, match="'weights' is a list, not a tensor"):
         load_upsampler(tmp_path / "w.bin")
-
-
-def test_a_lightning_checkpoint_with_pickled_objects_is_told_how_to_keep_its_weights(
-    tmp_path, monkeypatch
-):
-    """A Lightning checkpoint holds its hyper-parameters as an argparse.Namespace: refused (it
-    could run code), but told only "use weights saved as a plain state dict". The line now
-    says, for one who trusts the file, how to keep its weights alone, and that works."""
-    import argparse
-
-    upsampler = LoftUp(dim=8, n_freqs=2).eval()
-    state = native_to_reference(upsampler.state_dict())
-    state = {k.replace("channelnorm.norm.", "model.1.norm."): v for k, v in state.items()}
-    hyper = {"cfg": argparse.Namespace(lr=1e-4)}
-    torch.save({"state_dict": state, "hyper_parameters": hyper, "epoch": 3}, tmp_path / "l.ckpt")
-    with pytest.raises(CheckpointError) as e:
-        load_upsampler(tmp_path / "l.ckpt")
-    msg = str(e.value)
-    assert msg.startswith(f"refusing to load {tmp_path / 'l.ckpt'}: it holds pickled objects")
-    assert "; if you trust the file (unpickling it runs its code), in Python: " in msg
-    snippet = msg.split("in Python: ")[1].removesuffix(", then load x.pt")
-    monkeypatch.chdir(tmp_path)
-    exec(snippet, {"torch": torch})  # as its user would type it
-    assert torch.equal(
-        load_upsampler(tmp_path / "x.pt").stem.conv1.weight, upsampler.stem.conv1.weight
-    )
-    torch.save({"weights": state, "cfg": argparse.Namespace(lr=1e-4)}, tmp_path / "o.pt")
-    with pytest.raises(CheckpointError, match=r"torch\.save\(<the dict of tensors in torch\.load"):
-        load_upsampler(tmp_path / "o.pt")  # no "state_dict" in it: said in general words

@@ -27,7 +27,8 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_head,
 )
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
-from .torch_zip import check_member_sizes, check_zip, mapped_load, pickle_mentions
+from .torch_zip import check_member_sizes, check_zip, mapped_load
+from .way_out import way_out as _way_out
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -273,20 +274,3 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
         check_zip(f, f"{what}{path}", fix)
-
-
-def _way_out(f, path: Path) -> str:
-    """How to keep the weights alone of the file ``path`` (open as ``f``) refused for its
-    pickled objects, if its user trusts it: a Lightning checkpoint (hyper-parameters pickled
-    as an ``argparse.Namespace``) holds them under ``"state_dict"``, which its pickle names.
-    Kept as ``{"state_dict": ...}``: read as a training checkpoint, its modules other than the
-    upsampler's (a downsampler, the backbone) are left out. Another pickle (a whole module,
-    torch.save(model)) is told the same in general words."""
-    load = f"torch.load({str(path)!r}, weights_only=False)"
-    if pickle_mentions(f, b"state_dict"):
-        out = f'torch.save({{"state_dict": {load}["state_dict"]}}, "x.pt")'
-    else:
-        out = f'torch.save(<the dict of tensors in {load}, or its .state_dict()>, "x.pt")'
-    return (
-        f"; if you trust the file (unpickling it runs its code), in Python: {out}, then load x.pt"
-    )

@@ -148,15 +148,3 @@ def _member_data(f) -> dict[int, tuple[str, int]]:
             start = info.header_offset + 30 + int.from_bytes(head[:2], "little")
             members[start + int.from_bytes(head[2:], "little")] = (info.filename, info.file_size)
     return members
-
-
-def pickle_mentions(file, text: bytes) -> bool:
-    """Whether the pickle of the zip archive ``file`` (open, or a path: torch.save's
-    ``*/data.pkl``) holds ``text`` among its bytes (a dict's key, say), read without
-    unpickling anything; False for a file that is no such archive."""
-    try:
-        with zipfile.ZipFile(file) as z:
-            pkl = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            return bool(pkl) and text in z.read(pkl[0])
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError):
-        return False

@@ -1,0 +1,141 @@
+"""An upsampler's file of one's own refused for its pickled objects is told, for one who trusts
+it, the line of Python that keeps its weights alone: chosen from its pickle's opcodes (nothing
+unpickled), loading on the CPU, writing beside it under a name that is no file's; a pickle it
+cannot read surely (crafted, too large, of another compression) is told in general words."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import struct
+import zipfile
+
+import pytest
+import torch
+
+from loftup import CheckpointError, LoftUp, load_upsampler
+from loftup.hub import native_to_reference
+
+_GENERAL = "torch.save(<the dict of tensors in torch.load("
+
+
+def _lightning(upsampler: LoftUp) -> dict:
+    """``upsampler``'s weights as a Lightning checkpoint of the paper's code holds them."""
+    state = native_to_reference(upsampler.state_dict())
+    state = {k.replace("channelnorm.norm.", "model.1.norm."): v for k, v in state.items()}
+    return {"state_dict": state, "hyper_parameters": {"cfg": argparse.Namespace(lr=1e-4)}}
+
+
+def _told(path) -> tuple[str, str, str]:
+    """The refusal of ``path``, the line of Python it tells, and the file that line writes."""
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(path)
+    msg = str(e.value)
+    assert msg.startswith(f"refusing to load {path}: it holds pickled objects")
+    line, out = msg.split("in Python: ")[1].rsplit(", then load ", 1)
+    return msg, line, out
+
+
+@pytest.mark.parametrize(
+    "saved, kept",
+    [
+        (lambda m: m, ".state_dict()"),  # torch.save(model)
+        (lambda m: {"model": m, "epoch": 3}, '["model"].state_dict()'),
+        (_lightning, '{"state_dict": torch.load('),
+        (lambda m: {"model": m.state_dict(), "args": argparse.Namespace(a=1)}, '{"model": '),
+        (
+            lambda m: {
+                "model": m.state_dict(),
+                "model_config": m.config.to_dict(),
+                "args": argparse.Namespace(a=1),
+            },
+            '"model_config": c["model_config"]',
+        ),
+    ],
+    ids=["module", "dict-of-module", "lightning", "train-layout", "train-layout-record"],
+)
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_the_line_told_keeps_the_weights_and_writes_a_new_file(
+    tmp_path, monkeypatch, saved, kept, legacy
+):
+    """The line was chosen by b"state_dict" among the pickle's bytes, which every module's
+    pickle holds (_state_dict_hooks): torch.save(model) was told ...["state_dict"] (TypeError),
+    {"model": m} too (KeyError); it loaded without map_location (a GPU's checkpoint failed on a
+    CPU) and wrote ./x.pt, over any file there. Each line now runs and its file loads."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
+    path = tmp_path / "run.ckpt"
+    with monkeypatch.context() as m:  # its tensors recorded on a GPU, as a GPU's run saves them
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(saved(upsampler), path, _use_new_zipfile_serialization=not legacy)
+    (tmp_path / "run.weights.pt").write_bytes(b"another file")
+    msg, line, out = _told(path)
+    assert kept in line and 'map_location="cpu", weights_only=False' in line
+    assert out == str(tmp_path / "run.weights-2.pt")  # beside it, another name: not overwritten
+    exec(line, {"torch": torch})  # as its user would type it
+    loaded = load_upsampler(out)
+    assert torch.equal(loaded.stem.conv1.weight, upsampler.stem.conv1.weight)
+    assert (tmp_path / "run.weights.pt").read_bytes() == b"another file"
+    if "model_config" in kept:  # its record kept: the heads no shape says
+        assert loaded.config.num_heads == 2
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"weights": {"w": torch.zeros(2)}, "note": argparse.Namespace(msg="see state_dict")},
+        {"state_dict": argparse.Namespace(a=1)},
+        {"model": {"w": torch.zeros(2)}, "model_config": {"a": argparse.Namespace(a=1)}},
+    ],
+    ids=["mentions-state-dict", "state-dict-not-a-dict", "record-of-objects"],
+)
+def test_a_pickle_whose_weights_are_not_surely_found_is_told_in_general_words(tmp_path, obj):
+    """A string mentioning state_dict was told ...["state_dict"] (KeyError); where the top
+    object's keys do not say where the weights are, the general words are told."""
+    torch.save(obj, tmp_path / "o.pt")
+    _, line, _ = _told(tmp_path / "o.pt")
+    assert line.startswith(_GENERAL)
+
+
+def _with_decoy(obj: dict, decoy: bytes, method: int = zipfile.ZIP_STORED) -> bytes:
+    """torch.save's archive of ``obj`` with a member ``<folder>/x/data.pkl`` holding ``decoy``
+    listed first (torch reads ``<folder>/data.pkl``), compressed by ``method`` (a number
+    zipfile knows not: written stored, then the method patched in)."""
+    saved = io.BytesIO()
+    torch.save(obj, saved)
+    src = zipfile.ZipFile(saved)
+    folder = src.namelist()[0].split("/")[0]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr(f"{folder}/x/data.pkl", decoy)
+        for info in src.infolist():
+            z.writestr(info, src.read(info.filename))
+    data = bytearray(out.getvalue())
+    if method != zipfile.ZIP_STORED:  # the first member's local and central headers, CRC 0
+        data[8:10], data[14:18] = struct.pack("<H", method), bytes(4)
+        cd = data.find(b"PK\x01\x02")
+        data[cd + 10 : cd + 12], data[cd + 16 : cd + 20] = struct.pack("<H", method), bytes(4)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, 99], ids=["stored", "method-99"])
+def test_the_pickle_read_is_the_one_torch_reads(tmp_path, method):
+    """The first member named */data.pkl was read, whole, not the one torch reads: a decoy
+    holding b"state_dict" told a line that fails; one of a compression zipfile cannot read
+    (method 99) was a NotImplementedError traceback. The real pickle decides now."""
+    obj = {"weights": {"w": torch.zeros(2)}, "hp": argparse.Namespace(a=1)}
+    decoy = pickle.dumps({"state_dict": {}}, protocol=2)
+    (tmp_path / "c.pt").write_bytes(_with_decoy(obj, decoy, method))
+    _, line, _ = _told(tmp_path / "c.pt")
+    assert line.startswith(_GENERAL)
+
+
+def test_a_pickle_over_the_cap_is_not_read(tmp_path, monkeypatch):
+    """The pickle was read whole, however large (a deflate bomb: gigabytes in memory); one over
+    the cap (per its header) is not read: the general words are told."""
+    from loftup.hub import way_out
+
+    torch.save(_lightning(LoftUp(dim=8, n_freqs=2)), tmp_path / "l.ckpt")
+    monkeypatch.setattr(way_out, "PICKLE_CAP", 200)  # its pickle: some kilobytes
+    _, line, _ = _told(tmp_path / "l.ckpt")
+    assert line.startswith(_GENERAL)
