@@ -115,3 +115,25 @@ def test_a_released_names_cached_file_of_loftup_train_layout_is_read_with_its_re
     msg = str(e.value)
     assert msg.startswith(f"{file} holds a 384-d upsampler of {said}, ")
     assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")
+
+
+def test_a_released_names_cached_file_of_pickled_objects_is_told_to_fetch_it_again(
+    tmp_path, monkeypatch
+):
+    """A released name's cached file refused for its pickled objects was told only "use
+    weights saved as a plain state dict or as safetensors": not how, where its name was all
+    that was given. Now it is told the blob to delete and the download, and no line of Python
+    that keeps its weights: the released file is to be fetched, not kept."""
+    import argparse
+
+    state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+    file = _cached_as_released(
+        tmp_path, monkeypatch, {"state_dict": state, "hp": argparse.Namespace()}
+    )
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    msg = str(e.value)
+    assert (
+        msg.startswith(f"refusing to load {file}: it holds pickled objects") and "trust" not in msg
+    )
+    assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")

@@ -66,8 +66,11 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         check_head_not_lfs(head, path, fix)
         if not safetensors_head(head):
             # a file of one's own (not a cache's, to be fetched again): told how to convert it
-            own = fix == GENERIC_FIX
-            return _torch_load_open(f, head, path, fix=fix, what="", way_out=own), None
+            own = fix == GENERIC_FIX  # else its fix (a cache's: the blob to delete) said
+            loaded = _torch_load_open(
+                f, head, path, fix=fix, what="", way_out=own, fix_said=not own
+            )
+            return loaded, None
     return _open_safetensors(path, fix)  # safetensors under another suffix
 
 
@@ -199,12 +202,21 @@ def torch_load(
 
 
 def _torch_load_open(
-    f, head: bytes, path: Path, *, fix: str, what: str, mmap: bool = False, way_out: bool = False
+    f,
+    head: bytes,
+    path: Path,
+    *,
+    fix: str,
+    what: str,
+    mmap: bool = False,
+    way_out: bool = False,
+    fix_said: bool = False,
 ) -> object:
     """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``.
     ``way_out``: a file refused for its pickled objects is told how to keep its weights alone,
     if its user trusts it (:func:`_way_out`): for an upsampler's file of one's own, not for
-    one loftup wrote or a backbone's, whose fixes are others."""
+    one loftup wrote or a backbone's, whose fixes are others. ``fix_said``: ``fix`` ends the
+    refusal too (a released name's cached file: its blob deleted and fetched again)."""
     import pickle
     import warnings
 
@@ -233,7 +245,7 @@ def _torch_load_open(
                 f"refusing to load {what}{path}: it holds pickled objects that are not plain "
                 "tensors or weights, which could run code when loaded; it was not loaded. "
                 "Use weights saved as a plain state dict or as safetensors"
-                + (_way_out(f, path) if way_out else "")
+                + (_way_out(f, path) if way_out else f"; {fix}" if fix_said else "")
             ) from None
         if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
             raise CheckpointError(
