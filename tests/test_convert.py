@@ -121,18 +121,47 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
                 {f"channelnorm.norm.{p}": torch.ones(16) for p in ("weight", "bias")}
             ),
             r"weight 'channel_norm\.weight' \('channelnorm\.norm\.weight' in the paper's layout\) "
-            r"says C=16, the blocks' token width says C=8 \(28 = C \+ 20\): the file mixes two "
-            r"upsamplers' weights",
+            r"says C=16, the blocks' token width says C=8 \(28 = C \+ 4 x 5\), as does the head's "
+            r"'head\.conv\.weight' \('upsampler\.final_conv\.0\.weight' in the paper's layout\): "
+            r"the channel norm is another upsampler's \(the file mixes two upsamplers' weights\)",
+        ),
+        (
+            lambda s: s.update(
+                {"upsampler.lr_pe.biases": s["upsampler.lr_pe.biases"][..., :4].clone()}
+            ),
+            r"weight 'grid_encoder\.phases' \('upsampler\.lr_pe\.biases' in the paper's layout\) "
+            r"holds 4 grid frequencies, where the channel norm and the head \(C=8\) and the "
+            r"blocks' token width \(28 = C \+ 4 x grid_freqs\) say 5: the grid phases are damaged",
+        ),
+        (
+            lambda s: s.update(
+                {
+                    **{f"channelnorm.norm.{p}": torch.ones(16) for p in ("weight", "bias")},
+                    "upsampler.final_conv.0.weight": torch.ones(12, 28, 1, 1),
+                }
+            ),
+            r"weight 'channel_norm\.weight' \(.*\) says C=16, the blocks' token width says C=8 "
+            r"\(28 = C \+ 4 x 5\), the head's "
+            r"'head\.conv\.weight' \(.*\) C=12: the file mixes upsamplers' weights",
         ),
     ],
-    ids=["no-channel-norm", "grid-phases-transposed", "grid-phases-2d", "channel-norm-width"],
+    ids=[
+        "no-channel-norm",
+        "grid-phases-transposed",
+        "grid-phases-2d",
+        "channel-norm-width",
+        "grid-freqs",
+        "no-two-agree",
+    ],
 )
 def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout, change, words):
     """A hub-layout file missing only channelnorm.norm.weight was "not a LoftUp checkpoint",
     under loftup's name alone; grid phases of shape (2, 5, 2) (transposed) were told
     "expected (2, 2, 2)", a shape read from the wrong axis, as the fix; a channel norm of
     another width had the stem's first weight blamed, "expected (404, ...) for C=768". Now the
-    weight is named in both layouts, with the shape the paper's code stores."""
+    weight is named in both layouts, with the shape the paper's code stores; where widths
+    disagree, the head's C decides which weight is odd (grid phases cut to 4 frequencies were
+    said as a channel norm of C=388 from another upsampler)."""
     state = dict(hub_layout)
     change(state)
     native, _ = to_native(state, "w.bin")

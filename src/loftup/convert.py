@@ -15,6 +15,7 @@ import torch
 
 from .errors import CheckpointError
 from .model import LoftUp, LoftUpConfig
+from .odd_width import odd_width
 
 #: The two layouts' key names side by side: (reference hub key, our key), where ``{i}`` stands
 #: for a block index and ``{p}`` for a parameter or buffer name. Both directions read this one
@@ -224,13 +225,8 @@ def infer_config(state: dict, origin: str = "the weights", fix: str | None = Non
                 f"expected {expected}; {fix}"
             )
     dim, fc1 = state["channel_norm.weight"].shape[0], state["blocks.0.ffn.fc1.weight"]
-    extra = 4 * grid.shape[-1]  # the grid's encoding: the token width is C + this
-    if fc1.dim() == 2 and fc1.shape[1] != dim + extra:  # else every other weight was blamed
-        raise CheckpointError(
-            f"{origin}: weight 'channel_norm.weight'{_theirs('channel_norm.weight')} says "
-            f"C={dim}, the blocks' token width says C={fc1.shape[1] - extra} ({fc1.shape[1]} = "
-            f"C + {extra}): the file mixes two upsamplers' weights; {fix}"
-        )
+    if fc1.dim() == 2 and fc1.shape[1] != dim + 4 * grid.shape[-1]:  # else all else was blamed
+        raise CheckpointError(f"{origin}: {odd_width(state, dim, fc1.shape[1])}; {fix}")
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     mlp_dim = fc1.shape[0]
     return LoftUpConfig(
