@@ -186,8 +186,10 @@ def _walk(stream) -> _Thing:
             made = _to_mark(stack)[0] if args is None else [stack.pop() for _ in range(args)]
             stack.append(_made(made if args is None else stack.pop()))
         elif name == "BUILD":
-            state = stack.pop()
-            stack[-1].state = state
+            state, target = stack.pop(), stack[-1]
+            if target is _MARK:  # (a crafted pickle: the unpickler refuses it too)
+                raise ValueError("BUILD on a mark")
+            target.state = state
         elif name == "DUP":
             stack.append(stack[-1])
         elif name in _PUT or name == "MEMOIZE":
