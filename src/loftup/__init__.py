@@ -48,10 +48,10 @@ __all__ = [
 #: imported on first use.
 _SUBMODULES = (
     "acl", "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert",
-    "cpu", "data", "downloads", "early_start", "errors", "eval", "exif", "experiments", "extract",
-    "fast_stem", "fastpath", "feature_file", "featurizers", "figure_mark", "file_lock", "finite",
-    "folding", "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels", "layers",
-    "listing", "local_attention", "memo", "mismatch", "model", "model_config", "norms",
+    "cpu", "data", "downloads", "early_start", "errors", "escaping", "eval", "exif", "experiments",
+    "extract", "fast_stem", "fastpath", "feature_file", "featurizers", "figure_mark", "file_lock",
+    "finite", "folding", "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels",
+    "layers", "listing", "local_attention", "memo", "mismatch", "model", "model_config", "norms",
     "npy_stream", "outputs", "paths", "pipeline", "ranks", "read_refusal", "stops", "tile_plan",
     "tiling", "train", "untiled", "viz", "weights", "world",
 )  # fmt: skip

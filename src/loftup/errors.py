@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from .escaping import printable  # noqa: F401 - where the lines that print it import it
 from .stops import stop
 
 
@@ -69,18 +70,6 @@ def one_line(e: BaseException, limit: int | None = 200) -> str:
     an error line built from a library's error."""
     text = " ".join(str(e).split())
     return (text if limit is None else text[:limit]) or type(e).__name__
-
-
-def printable(text: str) -> str:
-    """``text`` with each character that is not printable (an escape, a newline, a tab, a
-    byte of a file name that is no UTF-8, a bidirectional control: U+202A-U+202E,
-    U+2066-U+2069, the marks U+200E, U+200F and U+061C) written as Python writes it in a
-    string, ``\\x1b``, ``\\n``, ``\\u202e``: a path that holds one, quoted in an error,
-    neither colours the terminal nor breaks the error's line nor reorders the rest of it.
-    Printable characters of any script (``é``) stay as they are."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def check_threads(threads) -> None:

@@ -69,13 +69,15 @@ def _stopped(e: BaseException) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print ``message`` as ``warning: ...`` on one line. Through tqdm, which takes the bars
-    that are drawn off the line, writes it and draws them again below it (Python's own
-    printing would append it to the bar's line, and the bar's next update would overwrite it)."""
+    """Print ``message`` as ``warning: ...`` on one line, escaped where it is not printable
+    (:func:`~loftup.errors.printable`: a path's newline written ``\\n``, its no-break space
+    kept, so the name said is the file's). Through tqdm, which takes the bars that are drawn
+    off the line, writes it and draws them again below it (Python's own printing would append
+    it to the bar's line, and the bar's next update would overwrite it)."""
     from tqdm import tqdm
 
     try:
-        said = printable(" ".join(str(message).split()))  # a quoted escape shown, not obeyed
+        said = printable(str(message))  # escaped once, here: a quoted escape shown, not obeyed
         tqdm.write(f"warning: {said}", file=file or sys.stderr)
     except (OSError, ValueError):  # a closed stderr: lost, as Python's own printing loses it
         pass

@@ -157,8 +157,8 @@ def upsample_folder(
         stale = stale_record(out, options, saved)
         if stale is not None:  # a run that wrote nothing there (every image failed): replaced
             if rank == 0:
-                print(f"replacing {out / OPTIONS_NAME}: its run, of other options ({stale}), "
-                      "left no output there", file=sys.stderr)  # fmt: skip
+                print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
+                                f"({stale}), left no output there"), file=sys.stderr)  # fmt: skip
             saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_options(out, options, saved, resume=resume)
         if rank == 0:  # what a killed run was writing (before any rank writes)

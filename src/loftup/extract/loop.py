@@ -14,7 +14,7 @@ import torch
 
 from ..bars import bar_settings
 from ..checks import ImageSizeError, backbone_input, output_size
-from ..errors import memory_shortfall, out_of_memory
+from ..errors import memory_shortfall, out_of_memory, printable
 from ..io import ImageReadError, load_image_tensor
 from ..paths import name_max
 from ..stops import check as check_stop
@@ -111,7 +111,7 @@ def run(
 
     def fail(job: Job, reason: str) -> None:
         report.failed.append((str(job.given), reason))
-        bar.write(f"failed: {job.given}: {reason}", file=sys.stderr)
+        bar.write(printable(f"failed: {job.given}: {reason}"), file=sys.stderr)  # a name's escape
 
     def collect() -> None:
         job, done = pending.popleft()
@@ -144,7 +144,7 @@ def run(
                 ahead = reader.submit(_read, mine[k + 1])
             for job, reason in unreadable:
                 report.failed.append((str(job.given), reason))
-                bar.write(f"skipped: {reason}", file=sys.stderr)
+                bar.write(printable(f"skipped: {reason}"), file=sys.stderr)  # a name's escape
                 bar.update(1)
             for group in _groups(loaded):
                 images = torch.stack([img for _, img in group])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from ..escaping import BIDI_CONTROLS
+
 #: How many bytes of a weights file are read as its head (once a load): a Git LFS pointer whole
 #: (about 130 bytes, its size line last), a web page's <title>, an error reply's first line.
 HEAD_SIZE = 4096
@@ -36,12 +38,6 @@ _UTF16_UNITS, _UTF16_SHARE = 64, 15
 #: Which bytes are a character of text as the low byte of a UTF-16 unit of ASCII or Latin-1:
 #: printable ones, tab, line feed and carriage return.
 _LATIN_TEXT = [chr(b).isprintable() or chr(b) in "\t\n\r" for b in range(256)]
-
-#: Bidirectional controls (embeddings, overrides, isolates, marks): text holding one is still
-#: text, quoted with it escaped (a quote's repr writes ``\u202e``), so that it reorders no line.
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
 
 #: A terminal's escape sequences, as a coloured error reply holds them: CSI (``ESC [ ... m``, a
 #: colour) and OSC (``ESC ] ... BEL`` or ``ESC \``, a window's title); left out of what is

@@ -1,0 +1,46 @@
+"""What a line loftup prints quotes of a path, a file's text or an environment variable,
+written so that the terminal shows it and obeys none of it (:func:`printable`)."""
+
+from __future__ import annotations
+
+import re
+
+#: Bidirectional controls (embeddings, overrides, isolates, marks): one reorders the rest of
+#: the line it is printed in (U+202E reverses it).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+#: The characters a terminal obeys or that break or reorder a line: the C0 controls (escape,
+#: newline, tab, ...), DEL, the C1 controls, the line and paragraph separators (U+2028,
+#: U+2029), the bidirectional controls, and surrogates (a byte of a name that is no UTF-8,
+#: as Python decodes it: U+DC80-U+DCFF).
+DANGEROUS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(BIDI_CONTROLS)) + "\ud800-\udfff]"
+)
+
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    if c in _NAMED:
+        return _NAMED[c]
+    if 0xDC80 <= code <= 0xDCFF:  # the byte that was no UTF-8, as it was
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would obey, or that would break or reorder the
+    line (:data:`DANGEROUS`: an escape, a newline, a tab, a bidirectional control, a line
+    separator) written as Python writes it in a string: ``\\x1b``, ``\\n``, ``\\u202e``; a
+    byte of a file name that is no UTF-8 (``os.fsdecode``'s U+DCFE) as the byte, ``\\xfe``.
+    Where anything is escaped, so is a backslash (``\\\\``): a name holding the four
+    characters ``\\x1b`` is then told from one holding an escape. Every other character
+    stays as it is (``é``, a no-break space, U+3000, a soft hyphen, the zero-width joiners of
+    Persian and of emoji): a path without a dangerous character is printed as it is, the name
+    of the file it is. Not idempotent: escape a text once, where it is printed."""
+    if not DANGEROUS.search(text):
+        return text
+    return re.sub(r"[\\]|" + DANGEROUS.pattern, lambda m: _escape(m.group()), text)
