@@ -50,3 +50,22 @@ def test_a_backbone_norm_that_is_no_string_is_refused_in_one_line(tmp_path):
     with pytest.raises(UsageError, match=r"backbone_norm must be one of .*got \['own'\]"):
         loftup.LoftUp(dim=32).save_pretrained(tmp_path / "up", backbone_norm=["own"])
     assert not (tmp_path / "up").exists()
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_an_empty_backbone_is_said_to_be_an_unset_variable(tmp_path, capsys, blank):
+    """--backbone "$BB" with BB unset was refused as "unknown backbone ''", listing every
+    name, where the mistake is the empty string; said so, by the command line and
+    load_pipeline alike, before any weights load."""
+    from loftup.cli import main
+
+    said = 'the backbone is an empty string (an unset variable, as in --backbone "$BB"?)'
+    with pytest.raises(UsageError) as e:
+        loftup.load_pipeline(str(tmp_path / "none"), backbone=blank)
+    assert str(e.value).startswith(said)
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "none"), "-o"]
+    assert main([*argv, str(tmp_path / "out"), "--backbone", blank]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {said}: pass a backbone's name")

@@ -209,6 +209,12 @@ def build_pipeline(
     if isinstance(backbone, str):  # a typo said first, not inside the upsampler's missing file
         from .featurizers import resolve
 
+        if not backbone.strip():  # not "unknown backbone ''", nor taken as not given
+            raise UsageError(
+                'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): '
+                "pass a backbone's name (e.g. dinov2_vits14), or leave it out for the one the "
+                "upsampler records"
+            )
         resolve(backbone)
     if isinstance(model, LoftUp):
         upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
