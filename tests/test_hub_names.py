@@ -171,3 +171,22 @@ def test_a_mistyped_name_is_told_the_close_ones(tmp_path, capsys):
         check_upsampler("highrez")  # eval's --upsampler
     assert main(["download", "nothing_like_it"]) == 2
     assert "did you mean" not in capsys.readouterr().err
+
+
+def test_a_name_of_another_case_or_a_shorthand_is_told_the_names_it_may_mean(capsys):
+    """A name that is a known one but for case or '-' was offered two more beside it
+    (LoftUp-DINOv2s: loftup_dinov2s, loftup_dinov2b or loftup_dinov2s_reg); a shorthand
+    (clip, dinov2, sam) was offered nothing, too short for difflib to call it close."""
+    from loftup import get_featurizer
+    from loftup.cli import main
+    from loftup.errors import UnknownNameError
+
+    assert main(["download", "LoftUp-DINOv2s"]) == 2
+    assert "(did you mean loftup_dinov2s?)" in capsys.readouterr().err
+    assert main(["download", "sam"]) == 2
+    err = capsys.readouterr().err
+    assert "(did you mean sam_vit_base, sam_vit_large or sam_vit_huge?)" in err
+    with pytest.raises(UnknownNameError, match=r"'clip' \(did you mean clip_vitb16\?\)"):
+        get_featurizer("clip")
+    with pytest.raises(UnknownNameError, match=r"'DINOv2' \(did you mean dinov2_vits14, d"):
+        get_featurizer("DINOv2")

@@ -178,15 +178,22 @@ class UnknownNameError(LoftUpError, KeyError):
 
 
 def did_you_mean(name, names) -> str:
-    """ " (did you mean A, B or C?)": the (at most 3) of ``names`` that a typo of ``name`` could
-    be, as difflib's get_close_matches finds them (case and ``-`` for ``_`` aside), for an
-    unknown name's message; "" where none is close."""
+    """ " (did you mean A, B or C?)": the (at most 3) of ``names`` that ``name`` may have meant,
+    case and ``-`` for ``_`` aside: the one it then is, alone; else those difflib's
+    get_close_matches finds (a typo), then those it begins (a shorthand: ``clip``,
+    ``dinov2``, ``sam``), for an unknown name's message; "" where none is."""
     import difflib
 
     names = list(names)
     key = str(name).lower().replace("-", "_")
     spelled = {n.lower().replace("-", "_"): n for n in reversed(names)}  # the first kept
-    close = [spelled[k] for k in difflib.get_close_matches(key, list(spelled), 3, 0.75)]
+    spelled = {k: spelled[k] for k in reversed(spelled)}  # in the order of names
+    if key in spelled:
+        close = [spelled[key]]
+    else:
+        typos = difflib.get_close_matches(key, list(spelled), 3, 0.75)
+        begun = [k for k in spelled if key and k.startswith(key)]
+        close = [spelled[k] for k in dict.fromkeys(typos + begun)][:3]
     if not close:
         return ""
     listed = f"{', '.join(close[:-1])} or {close[-1]}" if len(close) > 1 else close[0]
