@@ -162,7 +162,7 @@ def test_a_config_json_given_as_the_weights_is_told_to_pass_its_folder(tmp_path,
     """`-m up/config.json` was "corrupt or not a PyTorch or safetensors file: it is text (an
     error reply saved in its place?) ...; download the file itself again": the file is the
     folder's record, and the folder loads. A backbone's config.json is told to go to
-    --backbone-weights; a JSON file the loader does not know keeps the old diagnosis."""
+    --backbone-weights; JSON under a weights file's name keeps the old diagnosis."""
     from PIL import Image
 
     from loftup.cli import main
@@ -193,7 +193,27 @@ def test_a_config_json_given_as_the_weights_is_told_to_pass_its_folder(tmp_path,
     (run / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(UsageError, match=f"run.json is a file of a training run's folder, not weights: give {run / 'checkpoint.pt'}"):  # fmt: skip
         load_upsampler(run / "run.json")
+    (tmp_path / "reply.pt").write_text('{"error": "not found"}')  # a reply saved as weights
+    with pytest.raises(CheckpointError, match="it is text"):
+        load_upsampler(tmp_path / "reply.pt")
+
+
+def test_a_json_file_given_as_the_weights_is_said_to_be_one(tmp_path):
+    """A JSON file of the user's own ({"a": 1}) was "text (an error reply saved in its
+    place?) ...; download the file itself again", though no download made it; a
+    save_pretrained config.json copied away from its weights was told to pass its folder,
+    which holds no weights either."""
+    from loftup.errors import UsageError
+
     other = tmp_path / "other.json"
     other.write_text('{"a": 1}')
-    with pytest.raises(CheckpointError, match="it is text"):
+    with pytest.raises(UsageError) as e:
         load_upsampler(other)
+    assert str(e.value).startswith(f"{other} is a JSON file, not an upsampler's weights: pass")
+    assert "download" not in str(e.value)
+    LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path / "up")
+    (tmp_path / "up" / "config.json").rename(tmp_path / "config.json")
+    with pytest.raises(UsageError) as e:
+        load_upsampler(tmp_path / "config.json")
+    assert f"its folder, {tmp_path}, holds no model.safetensors: pass the folder" in str(e.value)
+    assert "pass its folder" not in str(e.value)

@@ -150,8 +150,10 @@ def config_given(path: Path) -> str | None:
     """What to pass in place of ``path``, a JSON file given as an upsampler's weights (it was
     "corrupt ... an error reply saved in its place? download the file itself again"), where the
     loader knows what it is: the config.json of a folder save_pretrained wrote (that folder),
-    a backbone's config.json (its folder, as the backbone's weights), or a JSON file of a
-    training run's folder (its weights); None for any other file."""
+    a backbone's config.json (its folder, as the backbone's weights), a JSON file of a
+    training run's folder (its weights), or any other file named .json (what may be passed);
+    None for any other file (JSON under a weights file's name: an error reply saved in its
+    place, which the weights' read says)."""
     try:
         with open(path, "rb") as f:
             data = f.read(_JSON_MOST + 1)
@@ -167,11 +169,15 @@ def config_given(path: Path) -> str | None:
     if not isinstance(info, dict):
         return None
     if info.get("format") == FORMAT_TAG:
-        weights = [n for n in (WEIGHTS_NAME, "pytorch_model.bin") if (folder / n).is_file()]
-        lacking = "" if weights else f" (beside the {WEIGHTS_NAME} it was written with)"
+        said = f"{path} is the {path.name} of an upsampler save_pretrained wrote, its record, not"
+        if not any((folder / n).is_file() for n in (WEIGHTS_NAME, "pytorch_model.bin")):
+            return (  # copied away from its weights: its folder is no model either
+                f"{said} its weights, and its folder, {folder}, holds no {WEIGHTS_NAME}: pass "
+                f"the folder save_pretrained wrote (the {path.name} with its {WEIGHTS_NAME}) as "
+                "the upsampler"
+            )
         return (
-            f"{path} is the {path.name} of an upsampler save_pretrained wrote, its record, not its "
-            f"weights: pass its folder, {folder}{lacking}, as the upsampler "
+            f"{said} its weights: pass its folder, {folder}, as the upsampler "
             f"(load_upsampler('{folder}'), CLI -m {folder})"
         )
     if isinstance(info.get("model_type"), str):
@@ -184,4 +190,10 @@ def config_given(path: Path) -> str | None:
     run = [p for p in (folder / "final", folder / "checkpoint.pt") if os.path.exists(p)]
     if run:
         return f"{path} is a file of a training run's folder, not weights: give {run[0]}"
+    if path.suffix.lower() == ".json":  # named so by its writer, not a reply saved as weights
+        return (
+            f"{path} is a JSON file, not an upsampler's weights: pass a weights file "
+            "(.safetensors, .pt, .pth, .bin), the folder save_pretrained wrote, a released "
+            "name (e.g. loftup_dinov2s) or a hub id ORG/NAME"
+        )
     return None
