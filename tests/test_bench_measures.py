@@ -182,3 +182,22 @@ def test_reports_say_which_triton_and_whether_its_kernels_ran(monkeypatch):
     assert kernel_state("cuda:1") == {} and kernel_state("cpu") == {}
     with kernels.enabled(False):
         assert kernel_state("cuda:0") == "switched off"
+
+
+def test_the_untimed_calls_made_are_recorded_and_said_in_the_help(capsys):
+    """Each case makes at least 2 untimed calls (the second's peak memory is read), but the
+    JSON recorded only the warmup asked for (0 or 1) and --help said "untimed calls first
+    (default 1)"."""
+    from loftup.bench.forward import bench_forward
+    from loftup.cli import main
+
+    for warmup, made in ((0, 2), (3, 3)):
+        report = bench_forward(
+            (16,), dim=32, grid=4, repeats=1, warmup=warmup, peak=False, progress=False
+        )
+        settings = report["settings"]
+        assert settings["warmup"] == warmup and settings["untimed_calls"] == made
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert "at least 2 are made, on the CPU and CUDA alike" in helped

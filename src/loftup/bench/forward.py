@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .core import flops_per_pixel, load_average, machine_info, matmul_peak, tf32
-from .forward_size import _bench_size, _calls
+from .forward_size import _bench_size, _calls, untimed_calls
 from .precision import DTYPES, deviation, dtype_name, precision_models
 from .progress import active as progress_active
 from .progress import bar as progress_bar
@@ -85,6 +85,8 @@ def bench_forward(
         ones. They sit beside the float32 rows: refused without "float32" in ``dtypes``.
       progress: a bar on stderr counting the calls timed (:mod:`.progress`); inside a suite's
         section, whose bar is open already, the calls are counted on that bar whatever this says.
+      warmup: untimed calls per case before the timed ones; at least 2 are made (the second's
+        peak memory is read), recorded as the report's ``settings["untimed_calls"]``.
       repeats, budget_s: timed rounds per size: ``repeats``, or fewer (at least 3) once a
         size has taken ``budget_s`` seconds (see :func:`loftup.bench.core.time_alternating`).
     """
@@ -147,7 +149,8 @@ def bench_forward(
             "repeats": repeats,
             "budget_s": budget_s,
             "tf32_rows": tf32_rows,
-            "warmup": warmup,
+            "warmup": warmup,  # as asked; the calls made: untimed_calls
+            "untimed_calls": untimed_calls(warmup),
             "tile_size": tile_size,
             "chunk_size": chunk_size,
             "conv": conv,

@@ -17,12 +17,18 @@ from .precision import DTYPES, deviation
 from .progress import tick
 
 
+def untimed_calls(warmup: int) -> int:
+    """How many untimed calls each case makes for ``--warmup`` ``warmup``: at least 2, on the
+    CPU and CUDA alike (the second's peak memory is read: :func:`_bench_size`)."""
+    return max(warmup, 2)
+
+
 def _calls(dtypes, ref, graphs, tf32_rows, warmup, repeats) -> int:
     """How many calls :func:`_bench_size` makes at one size (none cut by a budget or failed)."""
     cases = len(dtypes) + 2  # ours in each precision, bilinear, bicubic
     cases += (len([n for n in dtypes if n != "float32"]) if graphs else 0) + bool(tf32_rows)
     cases += (len(dtypes) + bool(tf32_rows)) if ref else 0
-    return cases * (2 + max(warmup - 2, 0) + repeats)
+    return cases * (untimed_calls(warmup) + repeats)
 
 
 def _bench_size(
@@ -111,7 +117,7 @@ def _bench_size(
         del out
     del exact
     timing = time_alternating(
-        cases, device=device, warmup=max(warmup - 2, 0), repeats=repeats, budget_s=budget_s
+        cases, device=device, warmup=untimed_calls(warmup) - 2, repeats=repeats, budget_s=budget_s
     )
     for name, t in timing.items():
         method, prec = name.split("/")

@@ -28,7 +28,9 @@ def add_bench(sub) -> None:
     )
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--repeats", type=int, default=2, help="timed calls per case (default 2)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed calls per case before the timed ones (default 1); at least 2 "
+                   "are made, on the CPU and CUDA alike: the second's peak memory is read")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
         "--reference",
