@@ -76,3 +76,16 @@ def test_a_warning_keeps_a_name_s_newline_and_no_break_space(capsys):
     newline and no-break space were said as spaces, the name not the file's."""
     _show_warning("/d/a\u00a0b\nc.jpg: its EXIF block is damaged", UserWarning, "x.py", 1)
     assert capsys.readouterr().err == "warning: /d/a\u00a0b\\nc.jpg: its EXIF block is damaged\n"
+
+
+def test_a_davis_sequence_s_name_is_escaped_on_its_bar(tmp_path, capsys):
+    """The DAVIS bar's postfix named the sequence being tracked raw: a folder named with an
+    escape coloured the terminal, one with U+202E reversed the bar's line."""
+    from eval_data import TEST_BACKBONE, write_davis
+
+    seq = "ba\x1b[31md\u202e"
+    write_davis(tmp_path / "davis", sequences=(seq,), frames=3, h=28, w=28)
+    argv = ["eval", "davis", "--root", str(tmp_path / "davis"), "--backbone", TEST_BACKBONE]
+    assert main([*argv, "--upsampler", "bilinear", "--json", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    assert "sequence=ba\\x1b[31md\\u202e" in err and "\u202e" not in err

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import printable
 from ..stops import check as check_stop
 from .config import EvalConfig, check_start, feature_side
 from .datasets import DavisSequence, davis_sequences
@@ -195,7 +196,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:
                 check_stop()
-                bar.set_postfix(sequence=seq.name, refresh=False)
+                bar.set_postfix(sequence=printable(seq.name), refresh=False)  # a folder's name
                 scores = track_sequence(seq, pipe, cfg, examples, bar, batches, staging)
                 per_object.update(scores)
                 per_sequence[seq.name] = davis_statistics(scores)
