@@ -517,9 +517,10 @@ def test_a_warning_under_the_command_line_is_one_line(own_process, bar):
     """A library's warning (Pillow's decompression-bomb note, say) is printed as the errors
     are, one line, not with the source path and line of whoever warned, and on a line of its
     own while a progress bar is drawn; Python's own printing is back after the command. (A
-    process of its own: pytest records warnings itself.)"""
+    process of its own: pytest records warnings itself.) Its own newline is written as
+    ``\\n``, as a path's is: a newline is never made a space, which would misname a file."""
     done = own_process["warning under a progress bar" if bar else "warning alone"]
-    line = "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels"
+    line = "warning: Image size (144000000 pixels) exceeds limit of\\n 89478485 pixels"
     if not bar:
         assert done.stderr == line + "\n"
     else:  # the bar is drawn before and after it, never on its line
