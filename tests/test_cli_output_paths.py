@@ -167,14 +167,15 @@ def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_file(tmp_
 
 def test_a_path_that_is_no_utf8_is_said_on_a_strict_stdout(tmp_path):
     """``-o $'out\\xfe'`` with PYTHONIOENCODING=utf-8:strict: every file written, then a
-    UnicodeEncodeError and status 1 on the "wrote" line."""
+    UnicodeEncodeError and status 1 on the "wrote" line. The byte is said as the byte,
+    ``\\xfe`` (``\\udcfe`` was Python's name for it, not the file's)."""
     from processes import run_cli
 
     name = os.fsdecode(b"info\xfe.json")  # as the command line hands such bytes to Python
     done = run_cli(["info", "--json", name], env={"PYTHONIOENCODING": "utf-8:strict"},
                    cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "wrote info\\udcfe.json" in done.stdout
+    assert "wrote info\\xfe.json" in done.stdout
     assert json.loads((tmp_path / name).read_text())
 
 
