@@ -36,8 +36,9 @@ def printable(text: str) -> str:
     line (:data:`DANGEROUS`: an escape, a newline, a tab, a bidirectional control, a line
     separator) written as Python writes it in a string: ``\\x1b``, ``\\n``, ``\\u202e``; a
     byte of a file name that is no UTF-8 (``os.fsdecode``'s U+DCFE) as the byte, ``\\xfe``.
-    Where anything is escaped, so is a backslash (``\\\\``): a name holding the four
-    characters ``\\x1b`` is then told from one holding an escape. Every other character
+    Where anything is escaped, so is a backslash (``\\\\``): in such a line the four
+    characters ``\\x1b`` are told from an escape. A text with nothing to escape is printed
+    as it is, its backslashes too (a message's repr quotes keep theirs). Every other character
     stays as it is (``é``, a no-break space, U+3000, a soft hyphen, the zero-width joiners of
     Persian and of emoji): a path without a dangerous character is printed as it is, the name
     of the file it is. Not idempotent: escape a text once, where it is printed."""
