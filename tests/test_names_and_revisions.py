@@ -69,3 +69,18 @@ def test_an_empty_backbone_is_said_to_be_an_unset_variable(tmp_path, capsys, bla
     argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "none"), "-o"]
     assert main([*argv, str(tmp_path / "out"), "--backbone", blank]) == 2
     assert capsys.readouterr().err.startswith(f"error: {said}: pass a backbone's name")
+
+
+def test_an_empty_backbone_name_is_said_so_wherever_a_backbone_is_named(tmp_path, capsys):
+    """get_featurizer('') and `loftup eval --backbone ""` said "unknown backbone ''" and
+    listed every name, the empty string unremarked."""
+    from loftup.cli import main
+    from loftup.errors import UnknownNameError
+
+    said = 'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): pass'
+    with pytest.raises(UnknownNameError) as e:
+        loftup.get_featurizer("")
+    assert str(e.value).startswith(said)
+    argv = ["eval", "davis", "--root", str(tmp_path), "--upsampler", "bilinear"]
+    assert main([*argv, "--backbone", ""]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {said} ")

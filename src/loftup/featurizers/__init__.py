@@ -119,6 +119,11 @@ def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> Featuriz
 def resolve(name: str) -> FeaturizerSpec:
     """The registry entry for ``name`` or an alias; UnknownNameError lists the known names."""
     key = ALIASES.get(name, name)
+    if isinstance(name, str) and not name.strip():  # not "unknown backbone ''"
+        raise UnknownNameError(
+            'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): '
+            f"pass one of {', '.join(sorted(FEATURIZERS))}"
+        )
     if key not in FEATURIZERS:
         raise UnknownNameError(
             f"unknown backbone {name!r}{did_you_mean(name, FEATURIZERS)}; known backbones are: "
