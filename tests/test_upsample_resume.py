@@ -137,12 +137,13 @@ def test_the_record_of_a_run_that_left_no_output_is_replaced_not_a_refusal(
     args = ["upsample", "-m", str(upsampler), "-o", str(out), "--backbone-size", "28"]
     args += ["--no-progress"]
     assert main([*args, str(tmp_path / "in"), "--size", "64"]) == 1
-    assert json.loads((out / OPTIONS_NAME).read_text())["size"] == 64
+    record = json.loads((out / OPTIONS_NAME).read_text())  # ended, every image failed
+    assert (record["size"], record["finished"], record["written"]) == (64, True, 0)
     capsys.readouterr()
     assert main([*args, str(tmp_path / "a.png")]) == 0
     assert capsys.readouterr().err == (
         f"replacing {out / OPTIONS_NAME}: its run, of other options (size 64 there, None now), "
-        "left no output there\n"
+        "finished leaving no output there\n"
     )
     assert json.loads((out / OPTIONS_NAME).read_text())["size"] is None
     (out / "sub").mkdir()
@@ -154,3 +155,69 @@ def test_the_record_of_a_run_that_left_no_output_is_replaced_not_a_refusal(
     (out / "a.npy").write_bytes(b"")  # no kind of output the record says loftup wrote
     assert main([*args, str(tmp_path / "a.png"), "--size", "64", "--format", "pt"]) == 0
     assert "replacing" in capsys.readouterr().err and (out / "a.pt").is_file()
+
+
+def test_a_run_still_on_its_first_image_is_not_taken_for_one_that_left_no_output(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """upsample.json is written before the first output: a second run with other options,
+    started while the first was on its first image, took the record for one of a run that
+    left no output, replaced it, and both wrote their files under the second's record (which
+    --resume then accepted). Only a record that says its run finished is replaced now; the
+    second run here starts where the first is about to compute its first image."""
+    import loftup.extract as extract
+
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(upsampler), "-o", str(out)]
+    args += ["--backbone-size", "28", "--no-progress"]
+    first_run, second = extract.run, []
+
+    def second_run_starts(*a, **k):  # the first run has written its record, no output yet
+        if not second:  # (not the second run's own, where it is let in)
+            second.append("started")
+            second[0] = main(args)  # another --size
+            second.append(capsys.readouterr().err)
+        return first_run(*a, **k)
+
+    monkeypatch.setattr(extract, "run", second_run_starts)
+    assert main([*args, "--size", "64"]) == 0
+    assert second[0] == 2, second
+    assert (
+        f"the files in {out} were made with other options (size 64 there, None now)" in (second[1])
+    )
+    assert (
+        f"its run has not finished and wrote no output yet: if no run is writing there, remove {out / OPTIONS_NAME}"
+        in second[1]
+    )
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["size"], record["finished"], record["written"]) == (64, True, 1)
+
+
+def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """A run marks its record finished as it ends, only where the record is still the one it
+    wrote: a run of another --format begun meanwhile recorded both kinds of output, and the
+    first one's record put back would say the folder holds none of the other's (whose files a
+    later run of that format then refused as not loftup's)."""
+    import loftup.extract as extract
+
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(upsampler), "-o", str(out)]
+    args += ["--backbone-size", "28", "--no-progress"]
+    first_run, second = extract.run, []
+
+    def second_run_starts(*a, **k):
+        if not second:  # (not the second run's own)
+            second.append("started")
+            second[0] = main([*args, "--format", "npy"])
+        return first_run(*a, **k)
+
+    monkeypatch.setattr(extract, "run", second_run_starts)
+    assert main(args) == 0 and second == [0]
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["outputs"], record["format"], record["finished"]) == (["npy", "pt"], "npy", True)
+    monkeypatch.setattr(extract, "run", first_run)
+    assert main([*args, "--format", "npy"]) == 0, capsys.readouterr().err

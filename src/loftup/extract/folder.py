@@ -78,6 +78,7 @@ def upsample_folder(
         check_options,
         collect_inputs,
         dist_env,
+        mark_finished,
         outputs_of,
         process_group,
         read_record,
@@ -155,10 +156,10 @@ def upsample_folder(
             "outputs": recorded_outputs(saved, fmt, viz),  # what the folder holds
         }
         stale = stale_record(out, options, saved)
-        if stale is not None:  # a run that wrote nothing there (every image failed): replaced
+        if stale is not None:  # a run that ended writing nothing there (every image failed)
             if rank == 0:
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
-                                f"({stale}), left no output there"), file=sys.stderr)  # fmt: skip
+                                f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
             saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_options(out, options, saved, resume=resume)
         if rank == 0:  # what a killed run was writing (before any rank writes)
@@ -191,6 +192,8 @@ def upsample_folder(
             progress=progress,
         )
         failed, kept = summed([len(report.failed), report.kept], world)
+        if rank == 0:  # ended: a later run of other options may replace a record of no output
+            mark_finished(out, options, len(jobs) - failed)
         failed += len(missing)
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept

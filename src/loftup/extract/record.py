@@ -16,8 +16,10 @@ from .inputs import Job
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
-#: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`).
-_INFO_ONLY = ("loftup_version", "model", "outputs")
+#: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
+#: ``finished`` and ``written``: that its run ended, and how many images' files it left,
+#: :func:`mark_finished`).
+_INFO_ONLY = ("loftup_version", "model", "outputs", "finished", "written")
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 
@@ -91,9 +93,15 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
     if diff:
         flag = "--resume: " if resume else ""
         fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
+        running = ""
+        if saved.get("finished") is not True and not _holds_outputs(out_dir, saved):
+            running = (  # a run on its first image, or one killed before any output
+                f"; its run has not finished and wrote no output yet: if no run is writing "
+                f"there, remove {out_dir / OPTIONS_NAME}"
+            )
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
-            f"{fix}, or another -o"
+            f"{fix}, or another -o{running}"
         )
 
 
@@ -109,12 +117,14 @@ def _differences(options: dict, saved: dict) -> list[str]:
 
 
 def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None:
-    """Where the record ``saved`` of ``out_dir`` is of other ``options`` and describes no
-    file there (no file of a kind of output it records: its run wrote none, every image
-    failing, or they were deleted since), the differences, said as :func:`check_options` says
-    them; else None. Such a record is replaced, not a reason to refuse every later run with
-    other options."""
-    if saved is None:
+    """Where the record ``saved`` of ``out_dir`` is of other ``options``, says its run finished
+    (:func:`mark_finished`) and describes no file there (no file of a kind of output it
+    records: its run wrote none, every image failing, or they were deleted since), the
+    differences, said as :func:`check_options` says them; else None. Such a record is
+    replaced, not a reason to refuse every later run with other options. One whose run has
+    not finished is not: that run may be on its first image still (it writes its record
+    before any output), and would go on writing under the record of this one."""
+    if saved is None or saved.get("finished") is not True:
         return None
     diff = _differences(options, saved)
     if not diff or _holds_outputs(out_dir, saved):
@@ -230,6 +240,23 @@ def write_options(out_dir: Path, options: dict) -> None:
     from ..atomic import write_json
 
     write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
+
+
+def mark_finished(out_dir: Path, options: dict, written: int) -> None:
+    """``out_dir``'s record, written as ``options`` when this run began, rewritten whole
+    with ``"finished": true`` and ``written`` (how many images' files the run leaves there,
+    written now or kept by ``--resume``) as the run ends, every image failed too: what lets a
+    later run of other options replace a record whose run left no output
+    (:func:`stale_record`). A record another run wrote there meanwhile (another ``--format``)
+    is that run's to mark."""
+    import json
+
+    try:
+        now = read_json_object(out_dir / OPTIONS_NAME, another="-o")
+    except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
+        return
+    if now == json.loads(json.dumps(options)):
+        write_options(out_dir, {**options, "finished": True, "written": written})
 
 
 def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
