@@ -71,13 +71,44 @@ def test_bench_never_replaces_a_png_beside_its_json_that_loftup_did_not_draw(tmp
         before = png.read_bytes()
         assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 2
         assert capsys.readouterr().err == (
-            f"error: {png} is not a figure loftup drew, and the figure of --json {out} would "
-            f"replace it; give --figure another path for the figure (or --figure {png} to "
-            "replace that file)\n"
+            f"error: {png} bears no loftup mark (figures loftup drew before version 0.1.0 "
+            f"bear none), and the figure of --json {out} would replace it; give --figure "
+            f"another path for the figure (or --figure {png} to replace that file)\n"
         )
         assert png.read_bytes() == before and not out.exists()  # no work done
     assert main([*TINY_BENCH, "--json", str(out), "--figure", str(png), "--no-progress"]) == 0
     assert is_loftup_png(png) and out.exists()
+
+
+def test_bench_replaces_the_unmarked_figure_an_earlier_version_drew_beside_its_json(
+    tmp_path, capsys
+):
+    """Figures loftup drew before they bore its mark were refused as a user's own, every
+    re-run with the same --json failing: an unmarked PNG beside a JSON that is loftup bench's
+    own report is that report's figure, replaced. Beside a JSON of another program's it is
+    still refused, and so is a file that is no PNG."""
+    from loftup.figure_mark import is_loftup_png
+
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    assert main([*TINY_BENCH, "--json", str(out), "--figure", str(tmp_path / "c.png")]) == 0
+    marked_png(png, "Matplotlib version3.9.0, https://matplotlib.org/")  # as they drew it
+    capsys.readouterr()
+    assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 0, capsys.readouterr()
+    assert is_loftup_png(png)
+    report = json.loads(out.read_text())
+    for theirs, mine in (
+        ({**report, "machine": {"date": "2026-01-01"}}, None),  # no load average: not ours
+        (report, b"\xff\xd8\xff\xe0 a JPEG named .png"),
+    ):
+        out.write_text(json.dumps(theirs))
+        if mine is None:
+            marked_png(png, None)
+        else:
+            png.write_bytes(mine)
+        before = png.read_bytes()
+        assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 2
+        assert f"{png} bears no loftup mark" in capsys.readouterr().err
+        assert png.read_bytes() == before
 
 
 def test_bench_figures_beside_two_jsons_of_one_stem_are_two():

@@ -73,10 +73,32 @@ def test_a_png_at_the_default_figure_path_that_loftup_did_not_draw_is_refused(tm
             "--upsampler", "bilinear", "--no-progress", "--json", str(out)]  # fmt: skip
     assert main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: {png} is not a figure loftup drew, and the figure of --json {out} would "
-        f"replace it; give --figure another path for the figure (or --figure {png} to "
-        "replace that file)\n"
+        f"error: {png} bears no loftup mark (figures loftup drew before version 0.1.0 bear "
+        f"none), and the figure of --json {out} would replace it; give --figure another path "
+        f"for the figure (or --figure {png} to replace that file)\n"
     )
     marked_png(png, "loftup 0.1.0")
     assert main(argv) == 2  # now refused for the --root that is not there, as before
     assert "--root" in capsys.readouterr().err and png.exists()
+
+
+def test_an_unmarked_figure_beside_loftup_s_own_results_is_an_earlier_version_s(tmp_path, capsys):
+    """Figures loftup drew before they bore its mark were refused as a user's own: an unmarked
+    PNG beside --json results that `loftup eval` wrote (their run's loftup_version) is their
+    figure, replaced (the run goes on, here to the --root that is not there); beside another
+    program's JSON of that name it is still refused."""
+    from bench_helpers import marked_png
+    from loftup.cli import main
+    from loftup.eval.report import run_info
+
+    out, png = tmp_path / "coco.json", tmp_path / "coco.png"
+    marked_png(png, "Matplotlib version3.9.0, https://matplotlib.org/")
+    argv = ["eval", "seg", "--root", str(tmp_path / "nowhere"), "--backbone", TEST_BACKBONE,
+            "--upsampler", "bilinear", "--no-progress", "--json", str(out)]  # fmt: skip
+    ours = {"task": "seg", "dataset": "cocostuff", "metrics": {}, "run": run_info()}
+    for results, refused in (({**ours, "run": {"date": "2026"}}, True), (ours, False)):
+        out.write_text(json.dumps(results))
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert (f"{png} bears no loftup mark" in err) == refused, err
+        assert ("--root" in err) != refused, err

@@ -17,6 +17,18 @@ _COLOURS = {"loftup": "C0", "loftup_graph": "C2", "reference": "C3",
 _STYLES = {"float32": "-", "tf32": ":", "bfloat16": "--", "float16": "-."}
 
 
+def is_bench_report(obj: dict) -> bool:
+    """Whether ``obj`` (a JSON object) is a report ``loftup bench`` wrote, of a table or a
+    suite: its ``machine`` records ``load_average_start``, as every report has since loftup
+    bench first drew figures (an earlier version's figure beside one bears no mark)."""
+    machine = obj.get("machine")
+    return (
+        isinstance(machine, dict)
+        and "load_average_start" in machine
+        and ("results" in obj or "sections" in obj)
+    )
+
+
 def suite_rows(report: dict) -> dict | None:
     """A suite report's forward sections (``forward``, ``forward_4096``; those that ran) as one
     forward-table report, or None where neither has rows."""

@@ -227,8 +227,11 @@ def _figure_path(args) -> str | None:
     if not args.json or args.json == "-":
         return None
     path = figure_beside(args.json)  # never the JSON itself: x.png's is x.png.png
+    from ..bench.figure import is_bench_report
+
     check_file_output(path, "the figure", "give --figure another path")
-    check_replaceable(path, f"the figure of --json {args.json}")
+    by = f"the figure of --json {args.json}"
+    check_replaceable(path, by, beside=args.json, own=is_bench_report)
     return path
 
 

@@ -29,9 +29,9 @@ def check_outputs(cfg: EvalConfig) -> None:
         from ..figure_mark import check_replaceable
 
         check_file_output(figure_path(cfg), "the figure", "give --figure another path")
-        beside = cfg.json and cfg.json != "-"
+        beside = cfg.json if cfg.json and cfg.json != "-" else None
         by = f"the figure of --json {cfg.json}" if beside else "the run's figure (its default name)"
-        check_replaceable(figure_path(cfg), by)
+        check_replaceable(figure_path(cfg), by, beside=beside, own=is_eval_results)
     if cfg.json and cfg.json != "-" and _same_file(cfg.json, figure_path(cfg)):
         raise UsageError(
             f"--json {cfg.json} is where the figure would go too, and it would overwrite the "
@@ -48,6 +48,14 @@ def check_outputs(cfg: EvalConfig) -> None:
         )
     if cfg.cache_dir is not None:
         check_folder_output(str(cfg.cache_dir), "--cache-dir", " (or --no-cache)")
+
+
+def is_eval_results(obj: dict) -> bool:
+    """Whether ``obj`` (a JSON object) is the results ``loftup eval`` wrote: its task and
+    dataset, and its ``run`` recording ``loftup_version`` (:func:`.report.run_info`), as every
+    run's has since the first (an earlier version's figure beside them bears no mark)."""
+    run = obj.get("run")
+    return "task" in obj and "dataset" in obj and isinstance(run, dict) and "loftup_version" in run
 
 
 def finish(cfg: EvalConfig, results: dict, draw, report=None) -> dict:
