@@ -119,7 +119,7 @@ def test_bench_figures_beside_two_jsons_of_one_stem_are_two():
     from loftup.cli.bench import _figure_path
 
     def figure(json):
-        return _figure_path(Namespace(figure=None, json=json))
+        return _figure_path(Namespace(figure=None, json=json, suite=None, only=None))
 
     assert figure("runs/a.loftup") != figure("runs/a.bilinear")
     assert figure("runs/a.loftup") == "runs/a.loftup.png"
@@ -206,3 +206,27 @@ def test_no_progress_hides_the_stream_s_bar_too(monkeypatch):
         monkeypatch.setattr(sys, "stderr", terminal)
         assert main([*argv, *flag]) == 0
         assert ("tiles" in terminal.buffer.getvalue()) is drawn
+
+
+def test_a_bench_that_draws_no_figure_does_not_refuse_a_png_beside_its_json(
+    tmp_path, capsys, monkeypatch
+):
+    """A user's b.png beside --json b.json refused runs that draw no figure there: a suite
+    whose --only names no forward section, a run without matplotlib (a warning instead).
+    Both run now, leaving the file as it was; a suite run of its forward section is refused."""
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    marked_png(png, None)
+    before = png.read_bytes()
+    suite = ["bench", "--suite", "smoke", "--json", str(out), "--no-progress", "--only"]
+    assert main([*suite, "forward,parity"]) == 2  # before any work
+    assert f"{png} bears no loftup mark" in capsys.readouterr().err
+    assert main([*suite, "parity"]) == 0, capsys.readouterr().err
+    assert f"no figure: {png} draws the forward sections, and none ran" in capsys.readouterr().out
+    assert png.read_bytes() == before and out.exists()
+    out.write_text('{"mine": 1}')  # not loftup's report: its unmarked figure is no earlier one
+    for loaded in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, loaded)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert main([*TINY_BENCH, "--json", str(out), "--no-progress"]) == 0
+    assert "warning: no figure: matplotlib is not installed" in capsys.readouterr().err
+    assert png.read_bytes() == before

@@ -17,6 +17,10 @@ _COLOURS = {"loftup": "C0", "loftup_graph": "C2", "reference": "C3",
 _STYLES = {"float32": "-", "tf32": ":", "bfloat16": "--", "float16": "-."}
 
 
+#: The sections of a suite that its figure draws (a run of none of them draws no figure).
+FIGURE_SECTIONS = ("forward", "forward_4096")
+
+
 def is_bench_report(obj: dict) -> bool:
     """Whether ``obj`` (a JSON object) is a report ``loftup bench`` wrote, of a table or a
     suite: its ``machine`` records ``load_average_start``, as every report has since loftup
@@ -32,7 +36,7 @@ def is_bench_report(obj: dict) -> bool:
 def suite_rows(report: dict) -> dict | None:
     """A suite report's forward sections (``forward``, ``forward_4096``; those that ran) as one
     forward-table report, or None where neither has rows."""
-    sections = [report.get("sections", {}).get(k) for k in ("forward", "forward_4096")]
+    sections = [report.get("sections", {}).get(k) for k in FIGURE_SECTIONS]
     ran = [s for s in sections if isinstance(s, dict) and s.get("results")]
     if not ran:
         return None

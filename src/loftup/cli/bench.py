@@ -117,6 +117,7 @@ def _refuse_table_options(args) -> None:
 def _cmd_bench(args) -> int:
 
     from ..bench import bench_forward, format_table, load_reference_class
+    from ..bench.figure import FIGURE_SECTIONS
     from ..bench.forward import check_settings
     from ..bench.scale import check_stream_size
 
@@ -158,7 +159,7 @@ def _cmd_bench(args) -> int:
             progress=not args.no_progress,
         )
         say_lines(summary(report))
-        if figure and not {"forward", "forward_4096"} & set(report["sections"]):
+        if figure and not set(FIGURE_SECTIONS) & set(report["sections"]):
             say(f"no figure: {figure} draws the forward sections, and none ran")
     else:
         from ..bench.core import timing_mode
@@ -227,12 +228,27 @@ def _figure_path(args) -> str | None:
     if not args.json or args.json == "-":
         return None
     path = figure_beside(args.json)  # never the JSON itself: x.png's is x.png.png
-    from ..bench.figure import is_bench_report
+    if _draws(args):  # a user's file there is no reason to refuse a run that draws none
+        from ..bench.figure import is_bench_report
 
-    check_file_output(path, "the figure", "give --figure another path")
-    by = f"the figure of --json {args.json}"
-    check_replaceable(path, by, beside=args.json, own=is_bench_report)
+        check_file_output(path, "the figure", "give --figure another path")
+        by = f"the figure of --json {args.json}"
+        check_replaceable(path, by, beside=args.json, own=is_bench_report)
     return path
+
+
+def _draws(args) -> bool:
+    """Whether a run draws its figure beside ``--json``: matplotlib is installed (else a
+    warning), and a suite's ``--only`` names a section the figure draws."""
+    from ..bench.figure import FIGURE_SECTIONS
+
+    if args.suite and args.only and not set(FIGURE_SECTIONS) & set(args.only.split(",")):
+        return False
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _same(a: str, b: str) -> bool:
@@ -244,12 +260,14 @@ def _same(a: str, b: str) -> bool:
 def _saver(json_out, figure):
     """``on_section`` of a suite: its JSON (not to stdout, which gets the whole report once)
     saved after each section, and its figure redrawn after each forward section."""
+    from ..bench.figure import FIGURE_SECTIONS
+
     drawn = set()
 
     def save(report) -> None:
         if json_out and json_out != "-":
             write_json(json_out, report)
-        ran = {k for k in ("forward", "forward_4096") if k in report["sections"]}
+        ran = {k for k in FIGURE_SECTIONS if k in report["sections"]}
         if figure and ran - drawn:
             drawn.update(ran)
             _draw(report, figure)
