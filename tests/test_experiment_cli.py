@@ -85,6 +85,22 @@ def test_a_users_file_of_an_experiments_output_name_is_refused_before_any_work(t
     assert "lies inside --data" in refused()
 
 
+def test_a_pipe_of_an_experiments_figure_name_is_refused_not_read(tmp_path, capsys):
+    """A FIFO named bars.png in --out hung the experiment: the look for loftup's mark opened
+    it, and a pipe's read waits for a writer. Refused now, naming it, and never opened."""
+    import os
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    os.mkfifo(out / "bars.png")
+    argv = ["experiment", "coords", "--quick", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--data", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out / 'bars.png'} is a pipe, not a file, and the experiment would write its "
+        "bars.png there; choose another --out, or remove bars.png\n"
+    )
+
+
 def test_a_json_copy_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     """run_experiment(json_path=a folder) trained and scored everything, then failed on an
     IsADirectoryError traceback."""

@@ -3,6 +3,8 @@ without it, or whose Software is another program, and anything not a PNG, are no
 
 from __future__ import annotations
 
+import os
+
 from loftup.figure_mark import is_loftup_png, save_figure
 
 
@@ -25,4 +27,6 @@ def test_a_figure_loftup_saves_bears_its_mark_and_others_do_not(tmp_path):
     (tmp_path / "text.png").write_text("Software\0loftup")
     assert not is_loftup_png(tmp_path / "text.png")
     assert not is_loftup_png(tmp_path)  # a folder
+    os.mkfifo(tmp_path / "pipe.png")  # never opened: its read would wait for a writer
+    assert not is_loftup_png(tmp_path / "pipe.png")
     assert not is_loftup_png(tmp_path / "missing.png")

@@ -33,7 +33,10 @@ def png_metadata() -> dict:
 def is_loftup_png(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a PNG bearing loftup's mark (a ``tEXt`` chunk ``Software`` whose
     text begins with ``loftup``, before the image data). Anything else, a file that cannot be
-    read and a folder included, is not."""
+    read and a folder included, is not; nor is a pipe, socket or device, never opened (a
+    pipe's read waits for a writer: an experiment's figure name that was one hung it)."""
+    if not _regular(path):
+        return False
     try:
         with open(path, "rb") as f:
             if f.read(8) != _SIGNATURE:
