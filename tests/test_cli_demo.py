@@ -79,8 +79,9 @@ def test_a_finished_demo_ends_with_status_0_on_a_terminal_that_is_gone(
 def test_a_demo_refuses_a_folder_holding_a_users_file_of_its_output_names(tmp_path, capsys):
     """`loftup demo --out mine` overwrote the user's own mine/report.md (and figure.png)
     with its report, status 0: only report.json and results.json were looked for. Refused
-    before any work now, naming the file and the fix; a demo's own, begun there (its
-    demo.json), goes on under --resume."""
+    before any work now, naming the file and the fix (a demo.json that is a link to nothing,
+    which let the report.md be overwritten, is refused as that); a demo's own, begun there
+    (its demo.json), goes on under --resume."""
     from loftup.world.demo import RECORD, DemoConfig, _options, check_out
 
     out = tmp_path / "mine"
@@ -102,6 +103,15 @@ def test_a_demo_refuses_a_folder_holding_a_users_file_of_its_output_names(tmp_pa
     assert main(["demo", *tiny, "--probe-epochs", "1"]) == 2
     assert f"error: {out / 'figure.png'} is not a demo's" in capsys.readouterr().err
     (out / "figure.png").rmdir()
+    (out / "report.md").write_text("important")
+    (out / RECORD).symlink_to(tmp_path / "gone.json")  # a link to nothing: no demo's record
+    assert main(["demo", *tiny, "--probe-epochs", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out / RECORD} is a link to {tmp_path / 'gone.json'}, which is not there, so no "
+        "demo's record; remove the link, or choose another --out\n"
+    )
+    assert (out / "report.md").read_text() == "important"
+    (out / RECORD).unlink()
     cfg = DemoConfig(out=str(out))
     (out / RECORD).write_text(json.dumps(_options(cfg)))  # an interrupted demo's own outputs
     (out / "report.md").write_text("# demo\n")

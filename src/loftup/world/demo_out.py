@@ -125,7 +125,13 @@ def check_no_report(out: Path) -> None:
         raise UsageError(f"{out} already holds a demo report; choose another --out")
     if (out / "results.json").exists():  # its report.md would be overwritten
         raise UsageError(f"{out} holds the report of a `loftup experiment`; choose another --out")
-    if os.path.lexists(out / RECORD):  # a demo's own outputs: check_begun says whether to go on
+    record = out / RECORD
+    if os.path.islink(record) and not record.exists():  # no demo's record: none it began
+        raise UsageError(
+            f"{record} is a link to {os.readlink(record)}, which is not there, so no demo's "
+            f"record; remove the link, or choose another --out"
+        )
+    if record.is_file():  # a demo's own outputs (as check_begun sees it): it says whether to go on
         return
     for name in OUTPUTS:  # a link (to nothing, too) or a folder of that name as well
         if os.path.lexists(out / name):
