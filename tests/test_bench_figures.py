@@ -53,7 +53,9 @@ def test_bench_figure_path_is_checked_before_any_work(tmp_path, capsys):
     assert "--figure" in capsys.readouterr().err and not (tmp_path / "a.json").exists()
     (tmp_path / "b.png").mkdir()  # the figure of --json b: a folder
     assert main([*TINY_BENCH, "--json", str(tmp_path / "b")]) == 2
-    assert "the figure" in capsys.readouterr().err
+    assert capsys.readouterr().err == (  # not "e.g. b.png/out": no option takes that path
+        f"error: the figure {tmp_path / 'b.png'} is a folder; give --figure another path\n"
+    )
     assert main([*TINY_BENCH, "--figure", str(tmp_path)]) == 2  # a folder
     assert [p.name for p in tmp_path.glob("*.png")] == ["b.png"]  # the folder only
     assert not list((tmp_path / "b.png").iterdir()) and not (tmp_path / "b").exists()

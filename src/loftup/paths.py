@@ -165,9 +165,11 @@ def check_file_output(path: str, option: str, fix: str | None = None, example: s
         raise UsageError(f"{option} is empty; give a file name, e.g. {example}")
     target = Path(path).expanduser()
     _too_long(target, option, path, fix)
+    if os.path.isdir(target):  # a path no option names takes no file name in it: the fix
+        raise UsageError(
+            f"{option} {path} is a folder; {fix or f'give a file name, e.g. {path}/{example}'}"
+        )
     fix = fix or "choose another path"
-    if os.path.isdir(target):
-        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path}/{example}")
     special = _no_plain_file(target)
     if special:
         stdout = " (--json -: to stdout)" if option == "--json" else ""
