@@ -5,6 +5,7 @@ start, and sent the calls (:func:`_forked`), one at a time whatever the thread."
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -125,6 +126,14 @@ def _ended(server: subprocess.Popen) -> str:
     said = server.log.read().decode(errors="replace")[-4000:]
     return (f"the forking Python ({SCRIPT}) ended (status {server.returncode}); its "
             f"stderr:\n{said}")  # fmt: skip
+
+
+@atexit.register
+def _end_all() -> None:
+    """The servers still running as this Python ends, each ended (and its folder removed) here:
+    left to die with it, each was reported as a process "still running" at its exit."""
+    for server in list(_SERVERS.values()):
+        _end(server, [])
 
 
 def _end(server: subprocess.Popen, answers: list) -> None:
