@@ -121,12 +121,12 @@ def _second_sigterm_after_check(training: bool) -> None:
     import contextlib
 
     from loftup.errors import Terminated, terminate
-    from loftup.stops import Scope, check
+    from loftup.stops import Scope, check, owning_the_process
     from loftup.train.stopping import StopOnSignals
 
-    signal.signal(signal.SIGTERM, terminate)  # the command line's
+    signal.signal(signal.SIGTERM, terminate)  # the command line's, which owns the process
     stopping = StopOnSignals(announce=False) if training else contextlib.nullcontext()
-    with Scope():
+    with owning_the_process(), Scope():
         with pytest.raises(Terminated), stopping:
             signal_in_a_finaliser()
             assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # put back: work goes on

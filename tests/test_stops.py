@@ -3,6 +3,7 @@ next check; one that came out is not, and nothing is kept outside a scope."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -273,34 +274,51 @@ def test_a_hang_up_kept_by_the_command_leaves_a_callers_sighup_as_it_was(printed
         signal.signal(signal.SIGHUP, previous)
 
 
+def _callers_sighup(signum, frame):
+    """A SIGHUP handler of the caller's own (not loftup's)."""
+
+
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name
 )
-@pytest.mark.parametrize("command", [True, False], ids=["command", "python"])
+@pytest.mark.parametrize(
+    "caller, sigterm, sighup",
+    [
+        ("command", terminate, signal.SIG_DFL),
+        ("command", terminate, _callers_sighup),
+        ("python", signal.SIG_DFL, signal.SIG_DFL),
+        ("python", terminate, _callers_sighup),
+    ],
+    ids=["command", "command-own-sighup", "python", "python-terminate"],
+)
 def test_a_run_a_stop_ended_leaves_sigterm_and_sighup_ignored_for_the_commands_clean_up(
-    signum, command
+    signum, caller, sigterm, sighup
 ):
-    """A run of the command line's (its SIGTERM handler, terminate, before the run's) that a
-    stop ended: SIGTERM stayed ignored after a SIGTERM stop only, and SIGHUP was put back to
-    its default after any, so a second signal as the command went on with its clean-up (the
-    DataLoader's shutdown, the process group's) ended it: 143 after a SIGHUP or Ctrl-C stop,
-    or killed by SIGHUP. Called from Python (no terminate), each handler is put back."""
-    from loftup.stops import interrupt
+    """A run of the command line's (it owns the process) that a stop ended: SIGTERM stayed
+    ignored after a SIGTERM stop only, and SIGHUP was put back to its default after any, so a
+    second signal as the command went on with its clean-up (the DataLoader's shutdown, the
+    process group's) ended it. Now both stay ignored, SIGHUP where the run took it (a handler
+    of the caller's stays). Called from Python each handler is put back, loftup's terminate
+    too: a caller that installed it was taken for the command line, and was left ignoring
+    SIGTERM and SIGHUP for good, its own SIGHUP handler replaced."""
+    from loftup.stops import interrupt, owning_the_process
     from loftup.train.stopping import StopOnSignals
 
     ours = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     before = {s: signal.getsignal(s) for s in ours}
-    term = terminate if command else signal.SIG_DFL
-    given = {signal.SIGTERM: term, signal.SIGHUP: signal.SIG_DFL, signal.SIGINT: interrupt}
+    given = {signal.SIGTERM: sigterm, signal.SIGHUP: sighup, signal.SIGINT: interrupt}
+    owner = owning_the_process() if caller == "command" else contextlib.nullcontext()
     try:
         for s, handler in given.items():
             signal.signal(s, handler)
-        with pytest.raises((KeyboardInterrupt, SystemExit)):  # (HungUp a SystemExit)
+        with owner, pytest.raises((KeyboardInterrupt, SystemExit)):  # (HungUp a SystemExit)
             with StopOnSignals(announce=False) as run, run.steps():
                 run.stop(signum)
         after = {s: signal.getsignal(s) for s in ours}
-        if command:  # (a Ctrl-C still stops at once)
-            given.update({signal.SIGTERM: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN})
+        if caller == "command":  # (a Ctrl-C still stops at once)
+            given[signal.SIGTERM] = signal.SIG_IGN
+            if sighup == signal.SIG_DFL:
+                given[signal.SIGHUP] = signal.SIG_IGN
         assert after == given
     finally:
         for s, handler in before.items():

@@ -19,6 +19,7 @@ Once the work of a scope is :func:`done`, one is forgotten until that scope clos
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 #: the stops a finaliser swallowed (to be raised again), the scopes open (in the order opened;
@@ -29,6 +30,29 @@ _HOOK: list = [None]
 #: the attribute that marks an exception :func:`stop` raised in an open scope: its value, the
 #: handler to put back for a signal (``(signum, handler)``) where a finaliser swallows it
 _MARK = "_loftup_stop"
+
+
+#: set while :func:`loftup.cli.main` runs on the main thread: the process is the command's, so
+#: a thread may end it (os._exit) with the command's one line where the main thread is held in
+#: torch's C++ (:mod:`loftup.extract.watch`), and a training run a stop ended leaves SIGTERM
+#: and SIGHUP ignored for the rest of the command (:class:`loftup.train.stopping.StopOnSignals`),
+#: which puts them back; never where a Python caller owns it (whatever handlers it installed)
+_OWNS_PROCESS: list[bool] = []
+
+
+@contextlib.contextmanager
+def owning_the_process():
+    """For the ``with`` block, :func:`owns_process` is true (the command line's main)."""
+    _OWNS_PROCESS.append(True)
+    try:
+        yield
+    finally:
+        _OWNS_PROCESS.pop()
+
+
+def owns_process() -> bool:
+    """Whether loftup's command line owns this process (:func:`owning_the_process`)."""
+    return bool(_OWNS_PROCESS)
 
 
 def stop(e: BaseException, rearm: tuple | None = None):

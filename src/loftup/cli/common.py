@@ -9,6 +9,7 @@ import contextlib
 import sys
 
 from ..errors import LoftUpError, printable
+from ..stops import owning_the_process, owns_process  # noqa: F401  (the command line's)
 
 
 def precision(text: str) -> str:
@@ -84,26 +85,6 @@ def add_backbone_norm(p, default: str | None) -> None:
 #: it ends (:func:`loftup.cli.main`): ``main([...])`` called in Python leaves the caller's
 #: torch threads, Pillow pixel limit and warning filters as they were.
 _SETTINGS: list[contextlib.ExitStack] = []
-
-#: set while :func:`loftup.cli.main` runs on the main thread: the process is the command's, so
-#: a thread may end it (os._exit) with the command's one line where the main thread is held in
-#: torch's C++ (:mod:`loftup.extract.watch`); never where a Python caller owns it
-_OWNS_PROCESS: list[bool] = []
-
-
-@contextlib.contextmanager
-def owning_the_process():
-    """For the ``with`` block, :func:`owns_process` is true (the command line's main)."""
-    _OWNS_PROCESS.append(True)
-    try:
-        yield
-    finally:
-        _OWNS_PROCESS.pop()
-
-
-def owns_process() -> bool:
-    """Whether loftup's command line owns this process (:func:`owning_the_process`)."""
-    return bool(_OWNS_PROCESS)
 
 
 def end_if_a_look_is_left(status: int, since: float) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from ..errors import Terminated, terminate
-from ..stops import Scope, check, stop
+from ..stops import Scope, check, owns_process, stop
 
 #: how each signal is named in what the run says
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
@@ -176,18 +176,22 @@ class StopOnSignals:
 
     def _put_back(self, scope, exc_type) -> None:
         """Close this run's scope and put back the handlers it took; where the run ends with a
-        stop (SIGTERM, SIGHUP or Ctrl-C) and the command line's SIGTERM handler was there
-        before it, SIGTERM and SIGHUP are left ignored instead: the command's clean-up goes on
-        (the DataLoader's shutdown, the process group's), and the command line puts both back
-        as it found them as it returns."""
+        stop (SIGTERM, SIGHUP or Ctrl-C) and is the command line's (it owns the process:
+        :func:`~loftup.stops.owns_process`), SIGTERM and SIGHUP are left ignored instead: the
+        command's clean-up goes on (the DataLoader's shutdown, the process group's), and the
+        command line puts both back as it found them as it returns. SIGHUP is left ignored
+        only where this run took it or it has its default action (a handler of the caller's
+        stays). A Python caller's handlers are put back whatever they are (loftup's terminate
+        too: it is not the command line for that)."""
         if scope is not None:
             scope.__exit__()
         stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp))
-        ignored = stopped and self._previous.get(signal.SIGTERM) is terminate  # (Terminated too)
+        ignored = stopped and owns_process()  # (Terminated a KeyboardInterrupt)
         for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
             previous = self._previous.pop(signum, None)
-            if ignored and signum != signal.SIGINT:  # (a Ctrl-C still stops at once)
-                signal.signal(signum, signal.SIG_IGN)
+            mine = previous is not None or signal.getsignal(signum) == signal.SIG_DFL
+            if ignored and signum != signal.SIGINT and (signum == signal.SIGTERM or mine):
+                signal.signal(signum, signal.SIG_IGN)  # (a Ctrl-C still stops at once)
             elif previous is not None:
                 signal.signal(signum, previous)
 
