@@ -139,19 +139,35 @@ def test_a_stop_as_the_commands_warning_filters_are_put_back_ends_it(
 def test_the_console_script_ignores_sigterm_and_sighup_to_the_exit_after_a_stop(
     stopped, code, monkeypatch
 ):
-    """``loftup`` (run) after a stop: main put back SIGTERM's and SIGHUP's defaults as it
-    returned, before the interpreter's exit (the DataLoader workers' shutdown), where a
-    launcher's second SIGTERM then killed the process (-15, after main's 143). They stay
-    ignored to the end now; a command that ends without a stop leaves them as they were."""
+    """``loftup`` (run) after a stop: main put back SIGTERM's and SIGHUP's handlers as it
+    returned, and run ignored them again after it; a launcher's second SIGTERM in between (as
+    main ended its looks: end_if_a_look_is_left) killed the process (-15, after it said its
+    stop). main leaves them ignored for the console script now, to the end; a command that
+    ends without a stop puts back what it found (the second SIGTERM reaches it)."""
+    import os
+
     import loftup.cli as cli
     import loftup.cli.outcome as outcome  # (where _main opens the output)
 
-    before = signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.getsignal(signal.SIGHUP)
+    heard, looks_ended = [], cli.end_if_a_look_is_left
+
+    def second_sigterm(status, started):  # a launcher's, as main returns
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):  # its handler's turn (if any) comes here
+            pass
+        looks_ended(status, started)
+
+    def found(signum, frame):  # the process's own (its default would kill this one)
+        heard.append(signum)
+
+    before = signal.signal(signal.SIGTERM, found), signal.getsignal(signal.SIGHUP)
     monkeypatch.setattr("sys.argv", ["loftup", "info"])
+    monkeypatch.setattr(cli, "end_if_a_look_is_left", second_sigterm)
     try:
         with pytest.raises(SystemExit) as ended:
             cli.run()
-        assert (ended.value.code, signal.getsignal(signal.SIGTERM)) == (0, signal.SIG_DFL)
+        assert (ended.value.code, heard, signal.getsignal(signal.SIGTERM)) == (0, [15], found)
+        heard.clear()
         monkeypatch.setattr(outcome, "stdout_for_json", after_the_output(lambda: stop(stopped())))
         with pytest.raises(SystemExit) as ended:
             cli.run()
@@ -159,4 +175,4 @@ def test_the_console_script_ignores_sigterm_and_sighup_to_the_exit_after_a_stop(
     finally:
         signal.signal(signal.SIGTERM, before[0])
         signal.signal(signal.SIGHUP, before[1])
-    assert (ended.value.code, exiting) == (code, (signal.SIG_IGN, signal.SIG_IGN))
+    assert (ended.value.code, heard, exiting) == (code, [], (signal.SIG_IGN, signal.SIG_IGN))

@@ -91,8 +91,8 @@ def terminate(signum=None, frame=None) -> None:
     (torchrun passes on the one its process group got), which would otherwise interrupt the
     clean-up of the first, or the interpreter's exit (a process then hung until SIGKILL). The
     command line's SIGTERM handler; whoever installed it puts the previous one back
-    (:func:`loftup.cli.main` as it returns; the ``loftup`` console script, after a stop, then
-    ignores SIGTERM and SIGHUP again for the interpreter's exit)."""
+    (:func:`loftup.cli.main` as it returns; for the ``loftup`` console script, after a stop,
+    it leaves SIGTERM and SIGHUP ignored instead, for the interpreter's exit)."""
     import signal
     import threading
 

@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 _STOPPED = (129, 130, 143)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+def main(argv: list[str] | None = None, *, _console_script: bool = False) -> int:
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status.
+    ``_console_script``: the process ends as this returns (:func:`run`), so after a stop
+    SIGTERM and SIGHUP stay ignored (to the interpreter's exit) rather than put back."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -99,6 +101,32 @@ def main(argv: list[str] | None = None) -> int:
     # a warning is one line, as errors are (not the source path and line of whoever warned),
     # on a line of its own when a progress bar is on screen
     showwarning, warnings.showwarning = warnings.showwarning, _show_warning
+    status = None
+    try:
+        status = _command(args, main_thread)
+    finally:
+        warnings.showwarning = showwarning
+        if main_thread and _console_script and status in _STOPPED:
+            # a second SIGTERM (a launcher's) or SIGHUP after a stop is ignored to the
+            # process's end, as during the command: the interpreter's exit (the DataLoader
+            # workers' shutdown) is not cut short (put back here, then ignored again by run,
+            # a SIGTERM in between killed the process after it said its stop)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        elif main_thread:
+            signal.signal(signal.SIGTERM, previous)
+            if hang_up is not None:
+                signal.signal(signal.SIGHUP, hang_up)
+        if ctrl_c:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if main_thread:  # (the process is the command's)
+        end_if_a_look_is_left(status, started)
+    return status
+
+
+def _command(args, main_thread: bool) -> int:
+    """Run the command ``args`` in its scope (its process-wide settings, its warning filters,
+    a stop's last check); returns its exit status, a stop's where one ended it."""
     late: list[KeyboardInterrupt] = []
     status = None
     try:
@@ -126,18 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if status not in _STOPPED:  # (one said already)
             status = _stopped(e)
-    finally:
-        warnings.showwarning = showwarning
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-            if hang_up is not None:
-                signal.signal(signal.SIGHUP, hang_up)
-        if ctrl_c:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
     if late and status not in _STOPPED:  # (one said already)
         status = _stopped(late[0])
-    if main_thread:  # (the process is the command's)
-        end_if_a_look_is_left(status, started)
     return status
 
 
@@ -158,11 +176,4 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    status = main()
-    if status in _STOPPED:
-        # main put back the handlers it found; a second SIGTERM (a launcher's) or SIGHUP
-        # after a stop is ignored to the process's end too, as during the command: the
-        # interpreter's exit (the DataLoader workers' shutdown) is not cut short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sys.exit(status)
+    sys.exit(main(_console_script=True))
