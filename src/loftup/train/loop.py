@@ -26,7 +26,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LoftUpError, require
-from ..stops import check
 from .batches import draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
 from .checkpoint import CheckpointClock, save_checkpoint
@@ -40,6 +39,7 @@ from .distributed import (
     teardown,
 )
 from .earlier import OUT_OPTION
+from .ending import end_run
 from .gradients import clip_limit, not_finite
 from .loader import batches
 from .objectives import loss_weights
@@ -97,14 +97,17 @@ def train(
     # every value and path the user gave, before any loading
     init = preflight(cfg, resume, out_option, out_inside)
     info = setup(cfg.device)
+    signals = StopOnSignals(announce=info.is_main)
     try:
         # under torchrun: now the ranks can agree
         check_out_dir_writable(cfg.log.out_dir, info, out_option, out_inside)
-        with StopOnSignals(announce=info.is_main) as signals, ExitStack() as held:
+        with signals, ExitStack() as held:
             out_dir = Path(cfg.log.out_dir).expanduser()
             lock_run_folder(out_dir, info, held, out_option)  # before any look
             result = _run(cfg, info, resume, signals, init, go_on, out_option, out_inside)
     except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, HungUp)):  # a stop once the run was complete
+            signals.say_complete(signal_of(e))  # (as the run's folder was let go) says so
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
         if failure is not None:
@@ -253,29 +256,22 @@ def _run(
     # a stop asked for with the last step, or after its votes: the steps are all taken and
     # saved, so the run ends as a whole run does (final/ exported), then stops with the
     # signal's exit status, on every rank (a later SIGTERM or SIGHUP is ignored meanwhile)
-    late = signals.agreed(mean_over_ranks(signals.votes(), info))
-    if late is not None:
+    if signals.agreed(mean_over_ranks(signals.votes(), info)) is not None:
         signals.finish_first()
 
-    # -- the end ---------------------------------------------------------------------------
+    # -- the end: final/ exported, then a stop any rank caught since stops every rank -------
     steps = max(step0, len(history) and history[-1]["step"] + 1)
     final = out_dir / "final"
-    if main:
+
+    def export(done) -> None:
         if steps == step0 and not ckpt_path.exists():  # zero steps asked for: still leave a result
             save(steps)
         finish_run(
             cfg, out_dir, monitor, trainee, teacher, steps=steps, history=history,
-            skipped=skipped, started=started,
+            skipped=skipped, started=started, done=done,
         )  # fmt: skip
-    barrier(info)
-    try:  # a stop a finaliser swallowed during the export: the run is complete, and stops
-        check()  # as after a stop that came with its last step (the ranks' agreed one first)
-    except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
-        late = signal_of(e) if late is None else late
-    if late is not None:
-        if main:
-            log.warning("%s", stop_line(late, steps, total, ckpt_path, go_on))
-        signals.stop(late)
+
+    end_run(signals, info, export, steps, total, ckpt_path)
     return TrainResult(
         out_dir, ckpt_path, final, steps, history, skipped, time.perf_counter() - started
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..hub import save_pretrained
@@ -116,12 +117,12 @@ def open_run_folder(
 
 def finish_run(
     cfg: TrainConfig, out_dir: Path, monitor: Monitor, trainee, teacher, *, steps: int,
-    history: list[dict], skipped: int, started: float,
+    history: list[dict], skipped: int, started: float, done: Callable[[], None] | None = None,
 ) -> Path:  # fmt: skip
     """Export the run of ``steps`` steps: ``final/`` (the trainee's upsampler), stage 2's
     ``final_teacher/``, both recording the backbone and the config; close ``monitor`` and write
-    ``summary.json`` (``started``: the run's ``time.perf_counter()`` at its start). Returns
-    ``final/``'s path."""
+    ``summary.json`` (``started``: the run's ``time.perf_counter()`` at its start), then call
+    ``done()``: the run is complete. Returns ``final/``'s path."""
     final = out_dir / "final"
     meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
     kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
@@ -130,6 +131,8 @@ def finish_run(
         save_pretrained(teacher.model, out_dir / "final_teacher", **kw)
     monitor.close()
     monitor.summary(history, steps=steps, skipped=skipped, seconds=time.perf_counter() - started)
+    if done is not None:
+        done()
     if skipped:
         log.warning("%d unreadable files were skipped (see the warnings above)", skipped)
     return final

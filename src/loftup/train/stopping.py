@@ -5,6 +5,7 @@ once. What a stop says (:func:`stop_line`) is also kept in the run's folder
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 #: the file in a run's folder that keeps what its stop said (how to go on): the terminal the
 #: line went to may be gone with the signal (SIGHUP: an ssh connection dropped)
 STOP_NOTE = "stopped.txt"
+
+log = logging.getLogger("loftup.train")
 
 
 class HungUp(SystemExit):
@@ -65,6 +68,9 @@ class StopOnSignals:
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
         self._scope: Scope | None = None
+        #: (steps, total, checkpoint) once the run is complete (:meth:`completed`)
+        self.complete: tuple[int, int, Path] | None = None
+        self.at_end = False  # the run complete, its ranks yet to vote: a signal asks (completed)
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
@@ -73,17 +79,18 @@ class StopOnSignals:
         # its last step (between the steps and finish_first: a launcher's second SIGTERM)
         if (self.stopped or self.requested is not None) and signum != signal.SIGINT:
             return
-        if signum == signal.SIGHUP and not self.in_steps:
+        asks = self.in_steps or self.at_end
+        if signum == signal.SIGHUP and not asks:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a second one: not during clean-up
             stop(HungUp(), (signal.SIGHUP, self._handle))  # (kept where a finaliser swallows it)
-        if signum == signal.SIGINT and (not self.in_steps or self.requested is not None):
+        if signum == signal.SIGINT and (not asks or self.requested is not None):
             stop(KeyboardInterrupt())
-        if not self.in_steps:
+        if not asks:
             terminate()
         if self.requested is not None:
             return
         self.requested = signum
-        if self.announce:
+        if self.announce and self.in_steps:  # (at the end: the stop's line says it, soon)
             again = " (Ctrl-C again: stop at once, without one)" if signum == signal.SIGINT else ""
             _say(f"{NAMES[signum]}: stopping after this step, with a checkpoint{again}")
 
@@ -122,14 +129,49 @@ class StopOnSignals:
         :class:`KeyboardInterrupt` as Ctrl-C does (130). A later SIGTERM or SIGHUP (a
         launcher's second; bash's, then the kernel's, at a dropped connection) is ignored while
         the clean-up runs (shutting down the DataLoader's workers, which, interrupted, would
-        outlive the run); a Ctrl-C still stops at once."""
+        outlive the run); a Ctrl-C still stops at once. A run that is complete says so
+        (:meth:`completed`)."""
         self.in_steps = False
         self.stopped = True
+        self.say_complete(signum)
         if signum == signal.SIGTERM:
             terminate()
         if signum == signal.SIGHUP:
             raise HungUp
         raise KeyboardInterrupt
+
+    def completed(self, steps: int, total: int, ckpt_path: Path) -> None:
+        """The run is complete: ``final/`` and ``summary.json`` written after ``steps`` of
+        ``total`` steps, its last checkpoint ``ckpt_path``. A stop from now on (:meth:`stop`,
+        one a finaliser swallowed, one as the run's folder is let go) says so as it ends the
+        run, with the line of a stop after the last step (:func:`stop_line`), once. Until
+        :meth:`voted`, a signal asks the run to stop, as during the steps (the ranks vote on
+        it: :func:`~loftup.train.ending.end_run`), rather than stopping it at once: a rank
+        that left for it would skip a collective the others wait in."""
+        self.complete = (steps, total, Path(ckpt_path))
+        self.at_end = True
+
+    def voted(self, agreed: int | None) -> int | None:
+        """The signal the run stops on, the ranks' vote at its end taken (``agreed``): a
+        signal from now on stops it at once, and one that asked after this process's vote
+        stops this one alone (the others may have ended)."""
+        self.at_end = False
+        return agreed if agreed is not None else self.requested
+
+    def say_complete(self, signum: int) -> None:
+        """Say (rank 0: ``announce``) that the run ``signum`` stops is complete, where it is
+        (:meth:`completed`) and was not said yet."""
+        complete, self.complete = self.complete, None
+        if complete is not None and self.announce:
+            log.warning("%s", stop_line(signum, *complete))
+
+    def caught(self, e: BaseException) -> None:
+        """The stop ``e``, caught once the run is complete (a finaliser swallowed it during the
+        export, or it came as rank 0's export ended), put to the ranks' vote (:meth:`votes`)
+        as a signal that asked the run to stop (one that asked first stays); a later SIGTERM
+        or SIGHUP is ignored meanwhile."""
+        if self.requested is None:
+            self.requested = signal_of(e)
 
     def finish_first(self) -> None:
         """A stop that came with the last step (or after its votes): the run ends as a whole
@@ -168,6 +210,8 @@ class StopOnSignals:
                 check()  # export): its scope's end would forget it (train() from Python)
             except BaseException as e:
                 late, exc_type = e, type(e)
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp)):
+            self.say_complete(signal_of(late or exc[0]))  # (a stop once the run is complete)
         try:
             self._put_back(scope, exc_type)
         finally:

@@ -1,0 +1,63 @@
+"""A training run's end, once its steps are taken: rank 0 exports the run (``final/``,
+``summary.json``), then every rank stops on a signal that any of them caught since, or
+none does. Under torchrun a stop caught by one process alone (a finaliser swallowed it
+during the export, or it came as the export ended) ended that one with only "terminated
+(SIGTERM)" while the others said the run was done and exited 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..stops import check
+from .distributed import DistInfo, barrier, mean_over_ranks
+from .stopping import HungUp, StopOnSignals
+
+
+def end_run(
+    signals: StopOnSignals,
+    info: DistInfo,
+    export: Callable[[Callable[[], None]], object],
+    steps: int,
+    total: int,
+    ckpt_path: Path,
+) -> None:
+    """Rank 0 runs ``export(done)``, which calls ``done()`` once the run is complete (``final/``
+    and ``summary.json`` written after ``steps`` of ``total`` steps, its last checkpoint
+    ``ckpt_path``: :meth:`StopOnSignals.completed`). From then on (on the other ranks, from
+    their wait for it) a signal asks the run to stop rather than stopping it at once, and a
+    stop a finaliser swallowed during the export is raised again (:func:`check`) and caught:
+    every rank takes part in one vote, stop or none (as the steps' votes:
+    :meth:`StopOnSignals.votes`), and every rank stops on the agreed signal
+    (:meth:`StopOnSignals.stop`), rank 0 saying that the run is complete; a stop that came
+    with the last step (:meth:`StopOnSignals.finish_first`) votes there too. A stop during the
+    export itself ends rank 0 at once, as after the steps; another rank that got a signal
+    meanwhile (one sent to all) stops on it as it hears that rank 0 ended, where it said that
+    another process had ended. A rank that died fails the others' collective at once (a hung
+    one after LOFTUP_DIST_TIMEOUT): nothing waits for ever."""
+
+    def done() -> None:
+        signals.completed(steps, total, ckpt_path)
+
+    try:  # (a signal as rank 0's export ends asks from then on: see completed)
+        if info.is_main:
+            export(done)
+    except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
+        if signals.complete is None:
+            raise  # during the export: not complete
+        signals.caught(e)
+    signals.at_end = True  # (the others: a signal as they wait for rank 0's export asks too)
+    try:
+        barrier(info)  # rank 0's export is whole before any process goes on
+    except RuntimeError:  # another process ended: rank 0 stopped at once during its export,
+        if signals.requested is None:  # on the signal this one got meanwhile (sent to all)
+            raise
+        signals.stop(signals.voted(None))
+    done()
+    try:
+        check()  # a stop a finaliser swallowed during the export (or kept since)
+    except (KeyboardInterrupt, HungUp) as e:
+        signals.caught(e)
+    agreed = signals.voted(signals.agreed(mean_over_ranks(signals.votes(), info)))
+    if agreed is not None:
+        signals.stop(agreed)

@@ -1,0 +1,153 @@
+"""A training run's end (loftup.train.ending, and train()'s own): a stop that comes once the run
+is complete (final/ and summary.json written) says so, and under torchrun stops every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from finalisers import signal_in_a_finaliser
+from processes import src_env
+from train_fixtures import tiny_config as tiny
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
+    pytest.mark.usefixtures("one_thread"),
+]
+
+
+def _plain_sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100):  # its handler's turn comes here
+        pass
+
+
+@pytest.mark.parametrize("how", ["finaliser", "plain"])
+def test_a_stop_as_a_complete_runs_folder_is_let_go_says_the_run_is_complete(
+    how, sa1b, tmp_path, monkeypatch, caplog
+):
+    """A SIGTERM as train() let go of the run's folder (its lock), after the export: swallowed
+    by a finaliser and raised again at the run's end, or raised there in plain code, it ended
+    the run with only "terminated (SIGTERM)", final/ and summary.json written, as if there
+    were nothing to show for it. It says that the run is complete now."""
+    from loftup.errors import Terminated
+    from loftup.train import loop
+
+    locked = loop.lock_run_folder
+    stop = signal_in_a_finaliser if how == "finaliser" else _plain_sigterm
+
+    def lock(out_dir, info, held, *args):
+        got = locked(out_dir, info, held, *args)
+        held.callback(stop)  # (as the lock is let go)
+        return got
+
+    monkeypatch.setattr(loop, "lock_run_folder", lock)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(Terminated):
+        loop.train(tiny(sa1b, out, 1, 2))
+    lines = [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()]
+    assert lines == [
+        f"SIGTERM: stopped after the last step (2 of 2): the run is complete, {out / 'checkpoint.pt'}"
+        f" and {out / 'final'} are written"
+    ]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+#: two ranks (rank 1 forked from rank 0, once both imported torch) at the end of a run, once for
+#: each case of CASES (the export a stand-in): each says what ended it, and rank 0 what it logged
+_RANKS = """
+import datetime, logging, os, signal, sys, threading, time
+from pathlib import Path
+import torch.distributed as dist
+from finalisers import signal_in_a_finaliser
+from loftup.errors import Terminated
+from loftup.train.distributed import DistInfo
+from loftup.train.ending import end_run
+from loftup.train.stopping import StopOnSignals
+
+child = os.fork()
+rank = 0 if child else 1
+logging.basicConfig(level=logging.WARNING, format=f"{rank} said: %(message)s", stream=sys.stdout)
+dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+def say(line):  # (one write: the two ranks' lines do not mix)
+    sys.stdout.write(f"{rank} {line}\\n")
+    sys.stdout.flush()
+
+def sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100):
+        pass
+
+for case in sys.argv[1:]:
+    def export(done):
+        done()
+        if case == "rank 0 as its export ends" and rank == 0:
+            sigterm()
+        time.sleep(0.5 if case == "rank 1 as it waits" else 0)
+
+    say(case)
+    signals = StopOnSignals(announce=rank == 0)
+    try:
+        with signals:
+            if case == "rank 1 swallowed" and rank == 1:
+                signal_in_a_finaliser(signal.SIGTERM)  # kept by the run's scope
+            if case == "rank 1 as it waits" and rank == 1:  # (for rank 0's export)
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            end_run(signals, DistInfo(rank, 2), export, 4, 4, Path("run/checkpoint.pt"))
+        say("ended: done")
+    except Terminated:
+        say("ended: terminated")
+dist.destroy_process_group()
+if child:
+    say(f"rank 1's status: {os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])}")
+"""
+
+#: each rank's SIGTERM after rank 0's export: one a finaliser swallowed (rank 1, after
+#: the barrier: raised again at the check), one as rank 0's export ended (in plain code), one
+#: as rank 1 waited for the export; and none
+CASES = ["rank 1 swallowed", "rank 0 as its export ends", "rank 1 as it waits", "none"]
+
+
+def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
+    """Under torchrun, a SIGTERM one process alone caught once rank 0's export was done (a
+    finaliser swallowed it, raised again at the end's check; or it came as the export ended)
+    ended that process alone, with only "terminated (SIGTERM)", while the other said the
+    run was done and exited 0 (or hung, waiting for it at a collective it skipped). The ranks
+    vote on it now: every one stops with it, and rank 0 says the run is complete."""
+    import socket
+
+    from processes import REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(src_env(REPO / "tests"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks = subprocess.Popen([sys.executable, "-c", _RANKS, *CASES], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    try:
+        out, err = ranks.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # (a rank that hangs: both killed)
+        os.killpg(ranks.pid, signal.SIGKILL)
+        out, err = ranks.communicate()
+    said = {rank: [line[2:] for line in out.splitlines() if line[0] == rank] for rank in "01"}
+    complete = (
+        "said: SIGTERM: stopped after the last step (4 of 4): the run is complete, "
+        "run/checkpoint.pt and run/final are written"
+    )
+    stopped = ["ended: terminated"]
+    ended = ["none", "ended: done"]
+    for rank, lines, last in (
+        ("0", [complete, *stopped], ["rank 1's status: 0"]),
+        ("1", stopped, []),
+    ):
+        expected = [line for case in CASES[:-1] for line in (case, *lines)]
+        assert said[rank] == [*expected, *ended, *last], f"{out}\n{err[-2000:]}"
+    assert ranks.returncode == 0, err[-2000:]
