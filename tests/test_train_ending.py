@@ -90,7 +90,11 @@ for case in sys.argv[1:]:
         done()
         if case == "rank 0 as its export ends" and rank == 0:
             sigterm()
-        time.sleep(0.5 if case == "rank 1 as it waits" else 0)
+        if case == "rank 1 as it waits" and rank == 0:  # until rank 1 has had its SIGTERM
+            for _ in range(600):  # (it cannot have passed the barrier, which waits for this)
+                if os.path.exists("sent"):
+                    break
+                time.sleep(0.05)
 
     say(case)
     signals = StopOnSignals(announce=rank == 0)
@@ -99,7 +103,10 @@ for case in sys.argv[1:]:
             if case == "rank 1 swallowed" and rank == 1:
                 signal_in_a_finaliser(signal.SIGTERM)  # kept by the run's scope
             if case == "rank 1 as it waits" and rank == 1:  # (for rank 0's export)
-                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+                def send():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    open("sent", "w").close()
+                threading.Timer(0.2, send).start()
             end_run(signals, DistInfo(rank, 2), export, 4, 4, Path("run/checkpoint.pt"))
         say("ended: done")
     except Terminated:
