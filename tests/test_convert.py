@@ -144,6 +144,18 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
             r"\(28 = C \+ 4 x 5\), the head's "
             r"'head\.conv\.weight' \(.*\) C=12: the file mixes upsamplers' weights",
         ),
+        (
+            lambda s: s.update(
+                {
+                    "upsampler.ca_transformer.layers.0.1.net.1.weight": s[
+                        "upsampler.ca_transformer.layers.0.1.net.1.weight"
+                    ][:, :24].clone()
+                }
+            ),
+            r"weight 'blocks\.0\.ffn\.fc1\.weight' \(.*\) takes tokens 24 wide, where the channel "
+            r"norm and the head \(C=8\), the grid phases \(5 frequencies\) and the head's and the "
+            r"next block's inputs say 28 \(C \+ 4 x grid_freqs\): that weight is damaged",
+        ),
     ],
     ids=[
         "no-channel-norm",
@@ -152,6 +164,7 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
         "channel-norm-width",
         "grid-freqs",
         "no-two-agree",
+        "first-block-width",
     ],
 )
 def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout, change, words):
