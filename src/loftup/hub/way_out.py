@@ -1,117 +1,129 @@
 """The way out for an upsampler's file of one's own refused for its pickled objects: the line of
 Python that keeps its weights alone, for one who trusts the file (:func:`way_out`). What the
-file's top-level object is comes from its pickle's opcodes (:func:`pickletools.genops`),
-nothing unpickled, the pickle torch reads (``<first member's folder>/data.pkl`` of a zip
-archive, the fourth pickle of the old format), read in bounded chunks: a member larger than
-:data:`PICKLE_CAP`, compressed otherwise than stored or deflated, or anything the walk cannot
-follow is told in general words."""
+file's top-level object is comes from its pickle's opcodes (:mod:`.pickle_walk`), nothing
+unpickled, the pickle torch reads (``<first member's folder>/data.pkl`` of a zip archive, the
+fourth pickle of the old format), read in bounded chunks: a member larger than
+:data:`~.pickle_walk.PICKLE_CAP`, compressed otherwise than stored or deflated, past the walk's
+caps, or anything the walk cannot follow is told in general words."""
 
 from __future__ import annotations
 
-import pickletools
+import keyword
 import zipfile
 from pathlib import Path
 
-#: The largest pickle read for the way out (its uncompressed size): a torch.save pickle holds
-#: names and shapes, its tensors' bytes lie in other members; a larger one is not read
-PICKLE_CAP = 64 << 20
+from .pickle_walk import PICKLE_CAP, Thing, Walk, plain
 
-_STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE"}
-_STRINGS |= {"BINUNICODE", "BINUNICODE8"}
-_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
-_GET = {"GET", "BINGET", "LONG_BINGET"}
-_DICT_CLASSES = {("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict")}
-
-
-class _Thing:
-    """What the walk knows of one object of the pickle: its kind ("str", "dict", "global" (a
-    class or function named), "made" (an object built by calling one), "other"), a string's or
-    a global's value, a dict's string keys and their values, a made object's BUILD state."""
-
-    def __init__(self, kind: str, value=None):
-        self.kind, self.value = kind, value
-        self.items: dict[str, _Thing] = {}
-        self.state: _Thing | None = None
+#: The class of loftup's upsampler, as a pickle names it
+_LOFTUP = ("loftup.model", "LoftUp")
+#: torch's modules that wrap one module (its keys under a prefix loftup strips)
+_WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
+#: The prefixes of keys a ``{"state_dict": ...}`` is read with (the paper's training and hub
+#: layouts); a state dict of loftup's own layout is kept alone
+_WRAPPED_LAYOUT = ("upsampler.", "channelnorm.norm.", "model.1.norm.")
 
 
-_MARK = _Thing("mark")
-
-
-def way_out(f, path: Path) -> str:
+def way_out(f, path: Path, out_folder: Path | None = None) -> str:
     """The end of the refusal of the file ``path`` (open as ``f``): how to keep its weights
-    alone if its user trusts it, written beside it under a new name (``<stem>.weights.pt``).
-    A Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a training checkpoint, its
-    modules other than the upsampler's are left out), a whole module (torch.save(model)) its
-    ``.state_dict()``, ``{"model": ...}`` (``loftup train``'s) its model and record; any other
-    file, or one whose pickle cannot be followed, is told in general words."""
+    alone if its user trusts it, written under a new name (``<stem>.weights.pt``) beside it,
+    or in ``out_folder`` where given (a file of the Hugging Face cache: not the place). A
+    Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a training checkpoint, its
+    modules other than the upsampler's are left out), or its state dict alone where that is
+    of loftup's layout; a LoftUp saved whole (torch.save(model)), alone, in a module or under
+    ``{"model": ...}``, its state dict and its config (``{"model": ..., "model_config": ...}``,
+    its heads and window kept); a DataParallel's or compiled module's its ``.state_dict()``;
+    ``{"model": ...}`` (``loftup train``'s) its model and record; any other file, or one whose
+    pickle cannot be followed, is told in general words."""
     load = f'torch.load({str(path)!r}, map_location="cpu", weights_only=False)'
     try:
         keep = _keep(_top_object(f), load)
     except Exception:  # noqa: BLE001 - a pickle the walk cannot follow: the general words
         keep = None
     keep = keep or f"<the dict of tensors in {load}, or its .state_dict()>"
-    out = _new_name(path)
+    out = _new_name(path, out_folder or path.parent)
     return (
         f"; if you trust the file (unpickling it runs its code), in Python: "
         f"torch.save({keep}, {str(out)!r}), then load {out}"
     )
 
 
-def _new_name(path: Path) -> Path:
-    """A path beside ``path`` that names no file: ``<stem>.weights.pt``, else numbered."""
+def _new_name(path: Path, folder: Path) -> Path:
+    """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered."""
     for i in range(1, 1000):
-        out = path.with_name(f"{path.stem}.weights{'' if i == 1 else f'-{i}'}.pt")
+        out = folder / f"{path.stem}.weights{'' if i == 1 else f'-{i}'}.pt"
         if not out.exists():
             return out
-    return path.with_name(f"{path.stem}.weights-new.pt")
+    return folder / f"{path.stem}.weights-new.pt"
 
 
-def _keep(top: _Thing | None, load: str) -> str | None:
+def _keep(top: Thing | None, load: str) -> str | None:
     """The expression that keeps the weights of ``top`` (the pickle's object, loaded by
     ``load``), or None where the opcodes do not say it surely."""
     if top is None:
         return None
     if _is_module(top):
-        return f"{load}.state_dict()"
+        return _module_keep(top, load)
     if top.kind != "dict":
         return None
     state, model, record = (top.items.get(k) for k in ("state_dict", "model", "model_config"))
     if state is not None and state.kind == "dict":
-        return f'{{"state_dict": {load}["state_dict"]}}'
+        from ..convert import strip_wrappers
+
+        keys = strip_wrappers(dict.fromkeys(state.items))
+        if any(k.startswith(_WRAPPED_LAYOUT) for k in keys):
+            return f'{{"state_dict": {load}["state_dict"]}}'
+        return f'{load}["state_dict"]'
     if model is not None and _is_module(model):
-        return f'{load}["model"].state_dict()'
+        return _module_keep(model, f'{load}["model"]')
     if model is not None and model.kind == "dict":
         if record is None:
             return f'{{"model": {load}["model"]}}'
-        if record.kind == "dict" and all(v.kind in ("str", "other") for v in record.items.values()):
+        if record.kind == "dict" and plain(record):
             return f'{{"model": (c := {load})["model"], "model_config": c["model_config"]}}'
     return None
 
 
-def _is_module(thing: _Thing) -> bool:
+def _module_keep(module: Thing, expr: str) -> str | None:
+    """The expression that keeps the weights of ``module`` (a module, loaded by ``expr``): a
+    LoftUp's, or the one LoftUp among its own modules', with its config; a torch wrapper's
+    ``.state_dict()``; None for another module (its keys are no LoftUp's)."""
+    if module.value == _LOFTUP:
+        return f'{{"model": (m := {expr}).state_dict(), "model_config": m.config.to_dict()}}'
+    modules = module.state.items["_modules"]
+    found = [k for k, v in modules.items.items() if _is_module(v) and v.value == _LOFTUP]
+    if len(found) == 1 and found[0].isidentifier() and not keyword.iskeyword(found[0]):
+        return _module_keep(modules.items[found[0]], f"{expr}.{found[0]}")
+    if module.value is not None and module.value[0].startswith("torch"):
+        if module.value[1] in _WRAPPERS:
+            return f"{expr}.state_dict()"
+    return None
+
+
+def _is_module(thing: Thing) -> bool:
     """Whether ``thing`` was pickled as a torch.nn.Module is: an object of a class, its state
-    a dict holding ``_parameters`` and ``_modules``."""
+    a dict holding ``_parameters`` and a dict ``_modules``."""
     state = thing.state
     return (
         thing.kind == "made"
         and state is not None
         and state.kind == "dict"
-        and {"_parameters", "_modules"} <= state.items.keys()
+        and "_parameters" in state.items
+        and state.items.get("_modules", Thing("none")).kind == "dict"
     )
 
 
-def _top_object(f) -> _Thing | None:
+def _top_object(f) -> Thing | None:
     """The top-level object of the pickle torch reads from the file open as ``f``, or None
     where it is not read (no such member, too large, compressed otherwise)."""
     f.seek(0)
     if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
         f.seek(0)
-        stream = _Capped(f)
-        if _walk(stream).kind != "other":  # no magic number: torch would not read it either
+        walk = Walk(_Capped(f))
+        if walk.next().kind != "other":  # no magic number: torch would not read it either
             return None
         for _ in range(2):
-            _walk(stream)
-        return _walk(stream)
+            walk.next()
+        return walk.next()
     with zipfile.ZipFile(f) as z:
         first = z.infolist()[0].filename
         if "/" not in first:
@@ -123,7 +135,7 @@ def _top_object(f) -> _Thing | None:
         ):
             return None
         with z.open(info) as member:
-            return _walk(_Capped(member))
+            return Walk(_Capped(member)).next()
 
 
 class _Capped:
@@ -143,86 +155,3 @@ class _Capped:
 
     def readline(self) -> bytes:
         return self._count(self.f.readline(self.left + 1))
-
-
-def _walk(stream) -> _Thing:
-    """The object the pickle at ``stream`` makes, as far as its opcodes say (one pickle: up to
-    its STOP). Raises where they cannot be followed (an empty stack, a memo not written)."""
-    stack: list[_Thing] = []
-    memo: dict[int, _Thing] = {}
-    for op, arg, _ in pickletools.genops(stream):
-        name = op.name
-        if name == "STOP":
-            return stack.pop()
-        if name in _STRINGS:
-            stack.append(_Thing("str", arg))
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "EMPTY_DICT":
-            stack.append(_Thing("dict"))
-        elif name in ("DICT", "SETITEMS"):
-            items = _to_mark(stack)
-            target = _Thing("dict") if name == "DICT" else stack[-1]
-            for key, value in zip(items[::2], items[1::2]):
-                _set(target, key, value)
-            if name == "DICT":
-                stack.append(target)
-        elif name == "SETITEM":
-            value, key = stack.pop(), stack.pop()
-            _set(stack[-1], key, value)
-        elif name in ("GLOBAL", "INST"):
-            if name == "INST":
-                _to_mark(stack)
-            module, _, qualname = arg.partition(" ")
-            found = _Thing("global", (module, qualname))
-            stack.append(_made(found) if name == "INST" else found)
-        elif name == "STACK_GLOBAL":
-            qualname, module = stack.pop(), stack.pop()
-            if module.kind != "str" or qualname.kind != "str":
-                raise ValueError("STACK_GLOBAL of other than strings")
-            stack.append(_Thing("global", (module.value, qualname.value)))
-        elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ"):
-            args = {"REDUCE": 1, "NEWOBJ": 1, "NEWOBJ_EX": 2}.get(name)
-            made = _to_mark(stack)[0] if args is None else [stack.pop() for _ in range(args)]
-            stack.append(_made(made if args is None else stack.pop()))
-        elif name == "BUILD":
-            state, target = stack.pop(), stack[-1]
-            if target is _MARK:  # (a crafted pickle: the unpickler refuses it too)
-                raise ValueError("BUILD on a mark")
-            target.state = state
-        elif name == "DUP":
-            stack.append(stack[-1])
-        elif name in _PUT or name == "MEMOIZE":
-            memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
-        elif name in _GET:
-            stack.append(memo[arg])
-        else:  # any other: its stack effect as pickletools states it, its result unknown
-            before = op.stack_before
-            if pickletools.markobject in before:
-                _to_mark(stack)
-                before = before[: before.index(pickletools.markobject)]
-            for _ in before:
-                stack.pop()
-            stack.extend(_Thing("other") for _ in op.stack_after)
-    raise ValueError("a pickle without STOP")
-
-
-def _to_mark(stack: list[_Thing]) -> list[_Thing]:
-    """The items above the topmost mark, popped with it (an IndexError where there is none)."""
-    items = []
-    while (thing := stack.pop()) is not _MARK:
-        items.append(thing)
-    return items[::-1]
-
-
-def _set(target: _Thing, key: _Thing, value: _Thing) -> None:
-    """``target[key] = value``, kept where ``target`` is a dict and ``key`` a string."""
-    if target.kind == "dict" and key.kind == "str":
-        target.items[key.value] = value
-
-
-def _made(callable_: _Thing) -> _Thing:
-    """The object ``callable_`` makes: a dict for dict's classes (OrderedDict), else "made"."""
-    if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
-        return _Thing("dict")
-    return _Thing("made", callable_.value)

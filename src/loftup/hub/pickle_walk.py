@@ -1,0 +1,198 @@
+"""What a pickle's top-level object is, from its opcodes (:func:`pickletools.genops`), nothing
+unpickled (:func:`walk`), for :mod:`.way_out`: bounded in the bytes read (:data:`PICKLE_CAP`),
+the opcodes walked (:data:`OPS_CAP`) and the stack and memo kept (:data:`STACK_CAP`): a crafted
+pickle of a few KB that pushes millions of objects is given up early (:class:`WalkCapped`)."""
+
+from __future__ import annotations
+
+import pickletools
+
+#: The largest pickle read (its uncompressed size): a torch.save pickle holds names and shapes,
+#: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB)
+PICKLE_CAP = 4 << 20
+#: The most opcodes walked in one file: a few per tensor (a LoftUp of C=768 saved whole: about
+#: 5,500; its state dict with an AdamW's: about 2,100)
+OPS_CAP = 200_000
+#: The most objects kept on the walk's stack, and in its memo
+STACK_CAP = 100_000
+
+_STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE"}
+_STRINGS |= {"BINUNICODE", "BINUNICODE8"}
+_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET = {"GET", "BINGET", "LONG_BINGET"}
+_DICT_CLASSES = {("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict")}
+_TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+
+
+class WalkCapped(ValueError):
+    """A pickle past one of the walk's caps; ``ops``: the opcodes walked by then."""
+
+    def __init__(self, what: str, ops: int):
+        super().__init__(f"a pickle past the walk's cap on {what} ({ops} opcodes walked)")
+        self.what, self.ops = what, ops
+
+
+class Thing:
+    """What the walk knows of one object of the pickle: its kind ("str", "dict", "seq" (a list,
+    tuple or set), "global" (a class or function named), "made" (an object built by calling
+    one), "other" (a number, None, bytes: :data:`OTHER`, one for all)), a string's or a
+    global's value (a made object's: its class's), a dict's string keys and their values (its
+    other keys in ``extra``), a seq's items, a made object's BUILD state."""
+
+    def __init__(self, kind: str, value=None):
+        self.kind, self.value = kind, value
+        self.items: dict[str, Thing] = {}
+        self.extra: list[Thing] = []
+        self.state: Thing | None = None
+
+
+MARK, OTHER = Thing("mark"), Thing("other")
+
+
+def plain(thing: Thing) -> bool:
+    """Whether ``thing`` holds strings, numbers and containers of them alone, at any depth:
+    nothing a class or function made or names (what torch's weights_only load refuses)."""
+    seen, todo = set(), [thing]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.kind in ("global", "made", "mark"):
+            return False
+        todo += [*t.items.values(), *t.extra]
+    return True
+
+
+class Walk:
+    """The walk of the pickles of one file, read from ``stream``: :meth:`next` is the object
+    the next pickle makes; the opcodes walked are counted over them all (``ops``)."""
+
+    def __init__(self, stream):
+        self.stream, self.ops = stream, 0
+
+    def next(self) -> Thing:
+        """The object the next pickle makes, as far as its opcodes say (up to its STOP).
+        Raises where they cannot be followed (an empty stack, a memo not written), or past a
+        cap (:class:`WalkCapped`)."""
+        stack: list[Thing] = []
+        memo: dict[int, Thing] = {}
+        for op, arg, _ in pickletools.genops(self.stream):
+            self.ops += 1
+            if self.ops > OPS_CAP:
+                raise WalkCapped("opcodes", self.ops)
+            if op.name == "STOP":
+                return stack.pop()
+            _step(op, arg, stack, memo)
+            if len(stack) > STACK_CAP or len(memo) > STACK_CAP:
+                raise WalkCapped("objects kept", self.ops)
+        raise ValueError("a pickle without STOP")
+
+
+def _step(op, arg, stack: list[Thing], memo: dict[int, Thing]) -> None:
+    """The opcode ``op`` (with ``arg``) done on the walk's ``stack`` and ``memo``."""
+    name = op.name
+    if name in _STRINGS:
+        stack.append(Thing("str", arg))
+    elif name == "MARK":
+        stack.append(MARK)
+    elif name == "EMPTY_DICT":
+        stack.append(Thing("dict"))
+    elif name in ("DICT", "SETITEMS"):
+        items = _to_mark(stack)
+        target = Thing("dict") if name == "DICT" else stack[-1]
+        for key, value in zip(items[::2], items[1::2]):
+            _set(target, key, value)
+        if name == "DICT":
+            stack.append(target)
+    elif name == "SETITEM":
+        value, key = stack.pop(), stack.pop()
+        _set(stack[-1], key, value)
+    elif name in ("EMPTY_LIST", "EMPTY_TUPLE", "EMPTY_SET"):
+        stack.append(Thing("seq"))
+    elif name in ("LIST", "TUPLE", "FROZENSET") or name in _TUPLES:
+        items = _to_mark(stack) if name not in _TUPLES else _pop(stack, _TUPLES[name])
+        stack.append(seq := Thing("seq"))
+        seq.extra = items
+    elif name in ("APPEND", "APPENDS", "ADDITEMS"):
+        items = [stack.pop()] if name == "APPEND" else _to_mark(stack)
+        _onto(stack[-1]).extra += items
+    elif name in ("GLOBAL", "INST"):
+        if name == "INST":
+            _to_mark(stack)
+        module, _, qualname = arg.partition(" ")
+        found = Thing("global", (module, qualname))
+        stack.append(_made(found) if name == "INST" else found)
+    elif name == "STACK_GLOBAL":
+        qualname, module = stack.pop(), stack.pop()
+        if module.kind != "str" or qualname.kind != "str":
+            raise ValueError("STACK_GLOBAL of other than strings")
+        stack.append(Thing("global", (module.value, qualname.value)))
+    elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ"):
+        args = {"REDUCE": 1, "NEWOBJ": 1, "NEWOBJ_EX": 2}.get(name)
+        made = _to_mark(stack)[0] if args is None else _pop(stack, args + 1)[0]
+        stack.append(_made(made))
+    elif name == "BUILD":
+        state, target = stack.pop(), stack[-1]
+        if target is MARK or target is OTHER:  # (a crafted pickle: the unpickler refuses it)
+            raise ValueError(f"BUILD on a {target.kind}")
+        target.state = state
+    elif name == "DUP":
+        stack.append(stack[-1])
+    elif name in _PUT or name == "MEMOIZE":
+        memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+    elif name in _GET:
+        stack.append(memo[arg])
+    elif name == "BINPERSID":  # torch's legacy format: a module's class as ("module", class, ...)
+        pid = stack.pop()
+        named = pid.kind == "seq" and len(pid.extra) > 1 and pid.extra[0].value == "module"
+        stack.append(pid.extra[1] if named and pid.extra[1].kind == "global" else OTHER)
+    elif name.startswith("EXT"):  # an object of the extension registry: named, not plain
+        stack.append(Thing("global", ("copyreg", f"extension {arg}")))
+    else:  # any other: its stack effect as pickletools states it, its result a plain one
+        before = op.stack_before
+        if pickletools.markobject in before:
+            _to_mark(stack)
+            before = before[: before.index(pickletools.markobject)]
+        _pop(stack, len(before))
+        stack.extend(OTHER for _ in op.stack_after)
+
+
+def _pop(stack: list[Thing], n: int) -> list[Thing]:
+    """The top ``n`` items of ``stack``, popped (an IndexError where there are fewer)."""
+    if n > len(stack):
+        raise IndexError("a pickle popping an empty stack")
+    items = stack[len(stack) - n :]
+    del stack[len(stack) - n :]
+    return items
+
+
+def _to_mark(stack: list[Thing]) -> list[Thing]:
+    """The items above the topmost mark, popped with it (an IndexError where there is none)."""
+    items = []
+    while (thing := stack.pop()) is not MARK:
+        items.append(thing)
+    return items[::-1]
+
+
+def _set(target: Thing, key: Thing, value: Thing) -> None:
+    """``target[key] = value``, kept where ``target`` is a dict: by name for a string key."""
+    if _onto(target).kind == "dict" and key.kind == "str":
+        target.items[key.value] = value
+    else:
+        target.extra += [key, value]
+
+
+def _onto(target: Thing) -> Thing:
+    """``target``, where items may be put in it: a dict, a seq or a made object (whose items
+    leave it not plain either way); else a ValueError (the unpickler fails there too)."""
+    if target.kind not in ("dict", "seq", "made"):
+        raise ValueError(f"items put in a {target.kind}")
+    return target
+
+
+def _made(callable_: Thing) -> Thing:
+    """The object ``callable_`` makes: a dict for dict's classes (OrderedDict), else "made"."""
+    if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
+        return Thing("dict")
+    return Thing("made", callable_.value)

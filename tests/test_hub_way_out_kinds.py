@@ -1,0 +1,117 @@
+"""The way out's line for the files its first rules told wrongly: a LoftUp inside a module of
+one's own or a DataParallel (its config kept), a state dict of loftup's layout under
+"state_dict"; and the walk of a crafted pickle given up at its caps, early."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+from loftup import LoftUp, load_upsampler
+from loftup.hub import pickle_walk
+from loftup.hub.pickle_walk import OPS_CAP, PICKLE_CAP, STACK_CAP, Walk, WalkCapped
+from test_hub_way_out import GENERAL, same_upsampler, told
+
+
+class Wrapper(nn.Module):
+    """A module of one's own holding the upsampler (module level: pickled by name)."""
+
+    def __init__(self, upsampler: LoftUp):
+        super().__init__()
+        self.upsampler, self.head = upsampler, nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize(
+    "saved, kept",
+    [
+        (Wrapper, ".upsampler).state_dict()"),
+        (nn.DataParallel, ".module).state_dict()"),
+        (lambda m: {"model": Wrapper(m)}, '["model"].upsampler).state_dict()'),
+    ],
+    ids=["own-module", "dataparallel", "own-module-under-model"],
+)
+def test_a_loftup_inside_a_module_is_kept_with_its_config(tmp_path, saved, kept):
+    """Any module was told its .state_dict(): one of one's own holding the upsampler gave
+    'upsampler.channel_norm.weight' keys that fit no LoftUp layout, a DataParallel's lost the
+    heads (4 read for 2: other outputs). The LoftUp among its modules is kept with its config."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2, attention_window=3).eval()
+    torch.save(saved(upsampler), tmp_path / "w.pt")
+    _, line, out = told(tmp_path / "w.pt")
+    assert kept in line and '"model_config": m.config.to_dict()' in line
+    exec(line, {"torch": torch})
+    same_upsampler(load_upsampler(out), upsampler)
+
+
+def test_a_state_dict_of_loftups_layout_under_state_dict_is_kept_alone(tmp_path):
+    """{"state_dict": model.state_dict(), "args": ...} was told {"state_dict": ...}, which
+    loftup reads as the paper's training layout and refused ("no channel norm"); its keys are
+    loftup's own: the state dict is kept alone, and loads."""
+    upsampler = LoftUp(dim=8, n_freqs=2).eval()
+    obj = {"state_dict": upsampler.state_dict(), "args": argparse.Namespace(lr=1)}
+    torch.save(obj, tmp_path / "s.pt")
+    _, line, out = told(tmp_path / "s.pt")
+    assert line.startswith("torch.save(torch.load(") and '["state_dict"], ' in line
+    exec(line, {"torch": torch})
+    same_upsampler(load_upsampler(out), upsampler)
+
+
+def _zip_of(pkl: bytes) -> bytes:
+    """A torch zip archive whose data.pkl is ``pkl``, deflated (a few KB for a long one)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body, what, ops",
+    [
+        (b"N0" * OPS_CAP, "opcodes", OPS_CAP + 1),  # None pushed, popped: the stack stays small
+        (b"N" * OPS_CAP, "objects kept", STACK_CAP + 2),  # PROTO, GLOBAL, then Nones kept
+    ],
+    ids=["opcodes", "stack"],
+)
+def test_a_crafted_pickle_is_given_up_at_the_walks_caps(tmp_path, body, what, ops):
+    """A file of 8 KB whose pickle names os.system, then pushes 8,000,000 Nones, was walked
+    whole (31 s, 1.7 GB): only its bytes were capped, at 64 MB. The walk stops at its cap on
+    opcodes or on objects kept, under the byte cap: the general words are told."""
+    pkl = b"\x80\x02cos\nsystem\n" + body + b"."
+    assert len(pkl) < PICKLE_CAP
+    with pytest.raises(WalkCapped) as e:
+        Walk(io.BytesIO(pkl)).next()
+    assert (e.value.what, e.value.ops) == (what, ops)
+    (tmp_path / "b.pt").write_bytes(_zip_of(pkl))
+    _, line, _ = told(tmp_path / "b.pt")
+    assert line.startswith(GENERAL)
+
+
+def test_the_caps_leave_a_wide_margin_for_real_checkpoints():
+    """A LoftUp of C=768 saved whole, and a training checkpoint with its optimiser's state,
+    are walked within a tenth of the caps (the lines for them told, not the general words)."""
+    upsampler = LoftUp(dim=768)
+    weights = list(upsampler.parameters())  # an AdamW's state: two tensors and a step each
+    state = {
+        i: {"step": torch.tensor(1.0), "exp_avg": w, "exp_avg_sq": w} for i, w in enumerate(weights)
+    }
+    adam = {"state": state, "param_groups": [{"lr": 1e-4, "params": list(range(len(weights)))}]}
+    lightning = {"state_dict": upsampler.state_dict(), "optimizer_states": [adam], "epoch": 3}
+    for obj in (upsampler, lightning):
+        saved = io.BytesIO()
+        torch.save(obj, saved)
+        pkl = zipfile.ZipFile(saved).read("archive/data.pkl")
+        walk = Walk(io.BytesIO(pkl))
+        assert walk.next().kind in ("made", "dict")
+        assert walk.ops < OPS_CAP // 10 and len(pkl) < PICKLE_CAP // 10
+
+
+def test_other_results_are_one_object():
+    """Each number, None or bool was a new object kept: all are the one OTHER now."""
+    top = Walk(io.BytesIO(pickle.dumps([1, None, 2.5, True], protocol=2))).next()
+    assert top.kind == "seq" and all(t is pickle_walk.OTHER for t in top.extra)
