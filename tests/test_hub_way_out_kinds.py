@@ -1,6 +1,7 @@
 """The way out's line for the files its first rules told wrongly: a LoftUp inside a module of
 one's own or a DataParallel (its config kept), a state dict of loftup's layout under
-"state_dict"; and the walk of a crafted pickle given up at its caps, early."""
+"state_dict", a user repo's file of the Hugging Face cache (no download loop, the copy written
+outside the cache); and the walk of a crafted pickle given up at its caps, early."""
 
 from __future__ import annotations
 
@@ -59,6 +60,26 @@ def test_a_state_dict_of_loftups_layout_under_state_dict_is_kept_alone(tmp_path)
     assert line.startswith("torch.save(torch.load(") and '["state_dict"], ' in line
     exec(line, {"torch": torch})
     same_upsampler(load_upsampler(out), upsampler)
+
+
+def test_a_user_repos_cached_file_is_told_the_way_out_not_a_download(tmp_path, monkeypatch):
+    """A file of one's own hub repo in the cache was told "a damaged download ... run `loftup
+    download alice/my-loftup`", which fetches the same file: a loop. It is told the way out,
+    its copy written in the current folder (the cache is no place for it)."""
+    snapshot = tmp_path / "hub" / "models--alice--my-loftup" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    upsampler = LoftUp(dim=8, n_freqs=2).eval()
+    torch.save(
+        {"model": upsampler.state_dict(), "args": argparse.Namespace(a=1)}, snapshot / "m.pt"
+    )
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    msg, line, out = told(snapshot / "m.pt")
+    assert "loftup download" not in msg
+    assert out == str(tmp_path / "work" / "m.weights.pt")
+    exec(line, {"torch": torch})
+    assert torch.equal(load_upsampler(out).stem.conv1.weight, upsampler.stem.conv1.weight)
+    assert sorted(p.name for p in snapshot.iterdir()) == ["m.pt"]
 
 
 def _zip_of(pkl: bytes) -> bytes:

@@ -159,6 +159,14 @@ def download_name(path: str | os.PathLike) -> str | None:
     return (exact or names or [repo])[0]
 
 
+def released_file(path: str | os.PathLike) -> bool:
+    """Whether ``path``, a file of the Hugging Face cache, is of a released name's repo (not
+    a user's own, which ``loftup download`` fetches again as it is)."""
+    from .registry import RELEASED
+
+    return download_name(path) in {c.name for c in RELEASED.values()}
+
+
 def cached_repo(path: str | os.PathLike) -> str | None:
     """The hub repo ("ORG/NAME") whose copy in the Hugging Face cache holds ``path`` (a file of
     its ``models--ORG--NAME`` folder, or a link into it), or None."""

@@ -12,7 +12,7 @@ import torch
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..ranks import is_main_process
 from ..read_refusal import read_refused
-from .damaged import cache_fix, cached_repo
+from .damaged import cache_fix, cached_repo, released_file
 from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safetensors: here too)
     GENERIC_FIX,
     HEAD_SIZE,
@@ -53,7 +53,8 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
-    if fix in (None, GENERIC_FIX) and cached_repo(path) is not None:  # the blob is to go
+    cached = fix in (None, GENERIC_FIX) and cached_repo(path) is not None
+    if cached:  # the blob is to go
         fix = cache_fix(path)
     fix = fix or GENERIC_FIX
     if path.is_dir():  # where a folder's weights file is looked for: open() said only "Errno 21"
@@ -65,10 +66,19 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         head = f.read(HEAD_SIZE)
         check_head_not_lfs(head, path, fix)
         if not safetensors_head(head):
-            # a file of one's own (not a cache's, to be fetched again): told how to convert it
-            own = fix == GENERIC_FIX  # else its fix (a cache's: the blob to delete) said
+            # a file of one's own (not a released name's, to be fetched again), a user repo's
+            # of the cache too (fetched again, it is the same): told how to convert it, the
+            # cache no place to write in (its copy written in the current folder)
+            own = fix == GENERIC_FIX or (cached and not released_file(path))
             loaded = _torch_load_open(
-                f, head, path, fix=fix, what="", way_out=own, fix_said=not own
+                f,
+                head,
+                path,
+                fix=fix,
+                what="",
+                way_out=own,
+                fix_said=not own,
+                out_folder=Path.cwd() if cached else None,
             )
             return loaded, None
     return _open_safetensors(path, fix)  # safetensors under another suffix
@@ -211,12 +221,14 @@ def _torch_load_open(
     mmap: bool = False,
     way_out: bool = False,
     fix_said: bool = False,
+    out_folder: Path | None = None,
 ) -> object:
     """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``.
     ``way_out``: a file refused for its pickled objects is told how to keep its weights alone,
     if its user trusts it (:func:`_way_out`): for an upsampler's file of one's own, not for
     one loftup wrote or a backbone's, whose fixes are others. ``fix_said``: ``fix`` ends the
-    refusal too (a released name's cached file: its blob deleted and fetched again)."""
+    refusal too (a released name's cached file: its blob deleted and fetched again).
+    ``out_folder``: where the way out writes its copy (default: beside ``path``)."""
     import pickle
     import warnings
 
@@ -245,7 +257,7 @@ def _torch_load_open(
                 f"refusing to load {what}{path}: it holds pickled objects that are not plain "
                 "tensors or weights, which could run code when loaded; it was not loaded. "
                 "Use weights saved as a plain state dict or as safetensors"
-                + (_way_out(f, path) if way_out else f"; {fix}" if fix_said else "")
+                + (_way_out(f, path, out_folder) if way_out else f"; {fix}" if fix_said else "")
             ) from None
         if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
             raise CheckpointError(
