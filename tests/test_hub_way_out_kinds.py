@@ -6,6 +6,7 @@ outside the cache); and the walk of a crafted pickle given up at its caps, early
 from __future__ import annotations
 
 import argparse
+import collections
 import io
 import pickle
 import zipfile
@@ -136,3 +137,26 @@ def test_other_results_are_one_object():
     """Each number, None or bool was a new object kept: all are the one OTHER now."""
     top = Walk(io.BytesIO(pickle.dumps([1, None, 2.5, True], protocol=2))).next()
     assert top.kind == "seq" and all(t is pickle_walk.OTHER for t in top.extra)
+
+
+class _OrderedOf:
+    """Pickled as OrderedDict(items): a dict whose items come in its call's arguments."""
+
+    def __init__(self, items):
+        self.items_ = items
+
+    def __reduce__(self):
+        return collections.OrderedDict, (self.items_,)
+
+
+@pytest.mark.parametrize(
+    "items, is_plain",
+    [([("a", argparse.Namespace(a=1))], False), ([("a", (1, "b"))], True)],
+    ids=["object", "plain"],
+)
+def test_an_ordered_dict_made_of_arguments_is_looked_into(items, is_plain):
+    """An OrderedDict whose items came in its call's arguments was an empty, plain dict: a
+    record built so, holding objects, was told a line whose file is refused again."""
+    pkl = pickle.dumps({"model_config": _OrderedOf(items)}, protocol=2)
+    top = Walk(io.BytesIO(pkl)).next()
+    assert pickle_walk.plain(top.items["model_config"]) is is_plain

@@ -130,8 +130,8 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing]) -> None:
         stack.append(Thing("global", (module.value, qualname.value)))
     elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ"):
         args = {"REDUCE": 1, "NEWOBJ": 1, "NEWOBJ_EX": 2}.get(name)
-        made = _to_mark(stack)[0] if args is None else _pop(stack, args + 1)[0]
-        stack.append(_made(made))
+        made = _to_mark(stack) if args is None else _pop(stack, args + 1)
+        stack.append(_made(made[0], made[1:]))
     elif name == "BUILD":
         state, target = stack.pop(), stack[-1]
         if target is MARK or target is OTHER:  # (a crafted pickle: the unpickler refuses it)
@@ -191,8 +191,11 @@ def _onto(target: Thing) -> Thing:
     return target
 
 
-def _made(callable_: Thing) -> Thing:
-    """The object ``callable_`` makes: a dict for dict's classes (OrderedDict), else "made"."""
+def _made(callable_: Thing, args: list[Thing] = ()) -> Thing:
+    """The object ``callable_`` makes of ``args``: a dict for dict's classes (OrderedDict;
+    what its arguments hold kept in its ``extra``, for :func:`plain`), else "made"."""
     if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
-        return Thing("dict")
+        made = Thing("dict")
+        made.extra = [a for a in args if a.kind != "seq" or a.extra]  # (its items: SETITEMS)
+        return made
     return Thing("made", callable_.value)
