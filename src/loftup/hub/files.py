@@ -49,7 +49,8 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
     zip archive or a pickle) and whose handle torch then loads. A FIFO, socket or device in
     its place is refused before it is opened, a file this user may not read said so. A file of
     the Hugging Face cache given as a path, without a ``fix``, is given the cache's (the blob
-    to delete, then ``loftup download``: :func:`~.damaged.cache_fix`)."""
+    to delete, then ``loftup download``: :func:`~.damaged.cache_fix`); one of a user's repo
+    refused for its pickled objects is told the way out instead (fetched again, it is the same)."""
     path = Path(path)
     if not path.exists():
         raise WeightsNotFoundError(f"no such file: {path}")
