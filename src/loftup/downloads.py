@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from .escaping import printable
+
 
 def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tuple[str, Path]]:
     """Fetch each of ``names`` in turn, yielding ``(name, its local path)`` as each arrives.
@@ -62,8 +64,10 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         here = os.path.exists(os.path.expanduser(name))
         if here and released:
             warnings.warn(
-                f"a folder named {name} is here: a load of {name} run here reads that folder, "
-                f"not this download (pass {name} from another folder, or rename it)",
+                printable(
+                    f"a folder named {name} is here: a load of {name} run here reads that folder, "
+                    f"not this download (pass {name} from another folder, or rename it)"
+                ),
                 stacklevel=2,
             )
         here = here and not (registered or released)  # a path: refused below

@@ -45,3 +45,10 @@ def printable(text: str) -> str:
     if not DANGEROUS.search(text):
         return text
     return re.sub(r"[\\]|" + DANGEROUS.pattern, lambda m: _escape(m.group()), text)
+
+
+def quoted(text) -> str:
+    """``text`` (a path, a name, a file's text) in single quotes, :func:`printable`: what a
+    user wrote quoted as they wrote it (``'my weights'``, its no-break space kept), where
+    ``repr`` would write a no-break space ``\\xa0``, naming a file that does not exist."""
+    return "'" + printable(str(text)) + "'"

@@ -7,6 +7,8 @@ import struct
 import warnings
 from pathlib import Path
 
+from .escaping import printable
+
 #: What Pillow's EXIF parser and writer raise on a damaged block (fuzzed: struct.error,
 #: TypeError, ValueError, KeyError, ...); not MemoryError, which is no damage of the file.
 EXIF_ERRORS = (
@@ -51,8 +53,10 @@ def upright(img, path: Path):
         orientation = img.getexif().get(0x0112, 1)
     except EXIF_ERRORS as e:
         warnings.warn(
-            f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is read as "
-            "stored, without the orientation it may record",
+            printable(
+                f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is read as "
+                "stored, without the orientation it may record"
+            ),
             stacklevel=4,
         )
         return img.copy(), 1
@@ -61,9 +65,11 @@ def upright(img, path: Path):
         return ImageOps.exif_transpose(img), orientation
     except EXIF_ERRORS as e:
         warnings.warn(
-            f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is turned "
-            f"upright by the Orientation it records ({orientation}), the rest of the block "
-            "ignored",
+            printable(
+                f"{path}: its EXIF block is damaged ({_kind(e)}: {e}); the image is turned "
+                f"upright by the Orientation it records ({orientation}), the rest of the block "
+                "ignored"
+            ),
             stacklevel=4,
         )
         turned = transpose(img, orientation)

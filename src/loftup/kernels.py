@@ -35,6 +35,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .escaping import printable
+
 #: "on": the kernels are used where they apply; "cpu": also on CPU tensors under the
 #: interpreter (for tests: slow, and never the default).
 _switch = {"on": os.environ.get("LOFTUP_TRITON", "1") != "0", "cpu": False}
@@ -120,9 +122,11 @@ def working(device: torch.device | str, dtype: torch.dtype = torch.float16) -> b
         problem = f"{type(e).__name__}: {e}"
     if problem:
         warnings.warn(
-            f"loftup: the Triton kernels failed their self-test on {dev} in "
-            f"{str(dtype).removeprefix('torch.')} ({problem[:400]}); "
-            "using PyTorch's kernels instead (LOFTUP_TRITON=0 skips them and this test)",
+            printable(
+                f"loftup: the Triton kernels failed their self-test on {dev} in "
+                f"{str(dtype).removeprefix('torch.')} ({problem[:400]}); "
+                "using PyTorch's kernels instead (LOFTUP_TRITON=0 skips them and this test)"
+            ),
             RuntimeWarning,
             stacklevel=2,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import weakref
 
+from .escaping import printable
 from .featurizers import Featurizer
 from .model import LoftUp
 
@@ -78,9 +79,11 @@ def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
 
     which = f"upsampler {source}" if source else "upsampler"
     warnings.warn(
-        f"backbone mismatch: the {which} {says}, or if intended silence this with "
-        "PYTHONWARNINGS='ignore:backbone mismatch' (Python: warnings.filterwarnings('ignore', "
-        "'backbone mismatch'))",
+        printable(
+            f"backbone mismatch: the {which} {says}, or if intended silence this with "
+            "PYTHONWARNINGS='ignore:backbone mismatch' (Python: warnings.filterwarnings('ignore', "
+            "'backbone mismatch'))"
+        ),
         BackboneMismatchWarning,
         stacklevel=5,  # load_pipeline's caller
     )

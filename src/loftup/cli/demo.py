@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..errors import check_threads
+from ..escaping import printable
 
 
 def add_demo(sub) -> None:
@@ -81,4 +82,5 @@ def _say_if_nothing_to_resume(cfg) -> None:
     if any(os.path.exists(p) for p in (out / RECORD, out / "runs", out / "scenes")):
         return
     check_out(cfg, resume=True)
-    warnings.warn(f"--resume: {out} holds no demo to go on with; starting one afresh", stacklevel=2)
+    said = f"--resume: {out} holds no demo to go on with; starting one afresh"
+    warnings.warn(printable(said), stacklevel=2)

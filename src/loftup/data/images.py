@@ -18,6 +18,7 @@ import torch
 
 from ..bars import bar_settings
 from ..errors import BrokenFileError
+from ..escaping import printable
 from ..exif import transpose
 from ..io import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, ImageTooLargeError
 from ..listing import cannot_read, entry_is, passed_over, path_key, unsearched, walk
@@ -126,7 +127,7 @@ def image_folders(root: str | os.PathLike, extensions=IMAGE_EXTENSIONS, *, progr
             parts = path_key(folder.relative_to(root))  # + (name,): the image's key
             for name in sorted(odd):
                 said = f"skipped {folder / name}: {passed_over(folder / name)}"
-                warnings.warn(said, stacklevel=2)  # escaped where it is printed
+                warnings.warn(printable(said), stacklevel=2)  # a name's escape: shown
             yield folder, sorted((parts + (name,), name) for name in images), files
 
 
@@ -146,7 +147,7 @@ def _scan(dirpath: str, extensions, bar):
             while chunk := list(islice(entries, BAR_EVERY)):
                 if first and (why := unsearched(dirpath, chunk[0].name)):  # readable only:
                     said = f"skipped {dirpath}: {why}; its images are left out"
-                    warnings.warn(said, stacklevel=4)
+                    warnings.warn(printable(said), stacklevel=4)
                     return None  # its images listed, to fail reading them
                 first, counted = False, len(images)
                 for entry in chunk:
@@ -163,7 +164,7 @@ def _scan(dirpath: str, extensions, bar):
     except OSError as e:
         bar.update(-len(images))
         said = f"skipped {dirpath}: {cannot_read(dirpath, e)}; its images are left out"
-        warnings.warn(said, stacklevel=4)
+        warnings.warn(printable(said), stacklevel=4)
         return None
     return dirs, (images, files, odd)
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..atomic import FOLDER_MODE, replace_durably
 from ..errors import LoftUpError, UsageError
+from ..escaping import printable
 from ..file_lock import NO_LOCKS
 from ..stops import Scope
 from ..stops import check as check_stop
@@ -88,12 +89,14 @@ def lock_folder(target: Path, folder: str) -> int | None:
         if e.errno not in NO_LOCKS:
             raise
         warnings.warn(
-            f"--save-masks {folder}: its file system keeps no locks (NFS without a lock "
-            "service, say): a second run into it at the same time is not refused, and what "
-            f"killed runs left is not put right: delete their {STAGING}* folders yourself while "
-            f"no run writes there; a {MOVING}* one holds the earlier run's masks while the "
-            "folder is marked incomplete: loftup.eval.mask_folder.complete_masks(DIR) then "
-            "says how to put them back; once it is not, delete those too",
+            printable(
+                f"--save-masks {folder}: its file system keeps no locks (NFS without a lock "
+                "service, say): a second run into it at the same time is not refused, and what "
+                f"killed runs left is not put right: delete their {STAGING}* folders yourself while "
+                f"no run writes there; a {MOVING}* one holds the earlier run's masks while the "
+                "folder is marked incomplete: loftup.eval.mask_folder.complete_masks(DIR) then "
+                "says how to put them back; once it is not, delete those too"
+            ),
             stacklevel=2,
         )
         return None
@@ -246,7 +249,8 @@ class MaskStaging:
         masks are incomplete (an interruption, or a refusing disk, while they were put back):
         then it holds the earlier run's, and stays for the next run to put them back."""
         if self._incomplete():
-            warnings.warn(f"--save-masks {self.folder} was interrupted{self._left()}", stacklevel=3)
+            said = f"--save-masks {self.folder} was interrupted{self._left()}"
+            warnings.warn(printable(said), stacklevel=3)
         else:
             self.discard()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..escaping import printable
 from ..ranks import is_main_process
 from ..read_refusal import read_refused
 from .damaged import cache_fix, cached_repo, released_file
@@ -170,10 +171,12 @@ def say_pickle_risk(path: str | os.PathLike, what: str = "") -> bool:
     _risk_said = True
     need = ".".join(map(str, SAFE_PICKLE_TORCH))
     warnings.warn(
-        f"loading {what}{path}, a PyTorch pickle, with torch {torch.__version__}, whose "
-        "weights-only loader a crafted file can make run code (CVE-2025-32434, fixed in "
-        f"torch {need}): load only files you trust, or upgrade (pip install 'torch>={need}'); "
-        "said once, for every pickle this process loads",
+        printable(
+            f"loading {what}{path}, a PyTorch pickle, with torch {torch.__version__}, whose "
+            "weights-only loader a crafted file can make run code (CVE-2025-32434, fixed in "
+            f"torch {need}): load only files you trust, or upgrade (pip install 'torch>={need}'); "
+            "said once, for every pickle this process loads"
+        ),
         stacklevel=3,
     )
     return True

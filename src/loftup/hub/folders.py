@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..convert import to_native
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..escaping import printable
 from ..model import LoftUpConfig
 from .damaged import check_links
 from .file_heads import check_regular_file
@@ -103,7 +104,7 @@ def _pass_over(cfg_file: Path, why: str) -> None:
     """Warn that ``cfg_file``, beside weights that load without it, is passed over (``why``)."""
     import warnings
 
-    warnings.warn(f"{cfg_file} {why}: not a loftup config, passed over", stacklevel=5)
+    warnings.warn(printable(f"{cfg_file} {why}: not a loftup config, passed over"), stacklevel=5)
 
 
 def pickle_with_record(file: Path, cfg_file: Path):

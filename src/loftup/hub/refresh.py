@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
+from ..escaping import printable
 from .failures import is_commit, spelled
 
 
@@ -23,8 +24,10 @@ def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
     if isinstance(e, HfHubHTTPError):
         first = str(e).splitlines()[0][:200]
         warnings.warn(
-            f"hub repo {repo_id!r} did not give {filename!r} ({type(e).__name__}: {first}); "
-            f"kept the cached copy, {cached}",
+            printable(
+                f"hub repo '{repo_id}' did not give '{filename}' ({type(e).__name__}: {first}); "
+                f"kept the cached copy, {cached}"
+            ),
             stacklevel=3,
         )
     return cached
@@ -90,8 +93,10 @@ def _say_refused(e: Exception, repo_id: str, snapshot: Path) -> bool:
     else:
         why, fix = "is gone, or private to this login", f"for a private repo, {login}"
     warnings.warn(
-        f"hub repo {repo_id!r} {why} (the hub answered {answer or 'so'}): the copy cached "
-        f"before is used, {snapshot}; {fix}",
+        printable(
+            f"hub repo '{repo_id}' {why} (the hub answered {answer or 'so'}): the copy cached "
+            f"before is used, {snapshot}; {fix}"
+        ),
         stacklevel=4,
     )
     return True

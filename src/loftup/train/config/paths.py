@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from ...errors import UsageError
+from ...escaping import printable
 
 #: The path keys of a config, each with what it names: "read" (must exist), "read or name"
 #: (a path, or a released upsampler's or hub repo's name), "written" (made if missing).
@@ -180,8 +181,10 @@ def warn_file_relative(file_data: dict, overrides: dict, config: Path) -> None:
         else:
             what = f"does not exist in the current folder, {here}"
         warnings.warn(
-            f"config key {key}: {value} {what} (relative paths in a config file are read from "
-            f"the current folder); it exists relative to the config file, as {beside.resolve()}: "
-            f"write that path in {config.name}, or run from {folder.resolve()}",
+            printable(
+                f"config key {key}: {value} {what} (relative paths in a config file are read from "
+                f"the current folder); it exists relative to the config file, as {beside.resolve()}: "
+                f"write that path in {config.name}, or run from {folder.resolve()}"
+            ),
             stacklevel=3,
         )
