@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import BrokenFileError
+from .escaping import printable
 from .read_refusal import read_refused
 
 
@@ -232,7 +233,7 @@ def read_json_object(
     except PermissionError as e:  # it was "cannot be read ([Errno 13] ...)", to delete
         raise read_refused(path, e, what, another=another) or e from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise BrokenFileError(f"{path} cannot be read ({e})") from None
+        raise BrokenFileError(f"{path} cannot be read ({printable(str(e))})") from None
     if not isinstance(obj, dict):
         raise BrokenFileError(
             f"{path} cannot be read (a JSON object was expected, not {type(obj).__name__})"

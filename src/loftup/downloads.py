@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from .escaping import printable
+from .escaping import printable, quoted
 
 
 def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tuple[str, Path]]:
@@ -75,7 +75,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
         if here or (repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
             raise UsageError(
-                f"{name!r} is a local path: it needs no download (pass it where the weights are "
+                f"{quoted(name)} is a local path: it needs no download (pass it where the weights are "
                 "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
             )
         if repo is None and "/" in name:  # huggingface_hub's HFValidationError, a traceback
@@ -99,7 +99,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             if ALIASES.get(name, name) not in RELEASED:
                 close = did_you_mean(name, [*RELEASED, *FEATURIZERS, *SAM_WEIGHTS])
                 raise UnknownNameError(
-                    f"unknown name {name!r}{close}: neither a released upsampler "
+                    f"unknown name {quoted(name)}{close}: neither a released upsampler "
                     f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}), "
                     f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (an upsampler's or a "
                     "backbone's of your own, or SAM's)"
@@ -163,9 +163,9 @@ def _not_a_hub_id(name: str):
             suffix = Path(repo).suffix in WEIGHT_SUFFIXES
             why = "a weights file's name" if suffix else "not of the form ORG/NAME[@REVISION]"
         except HFValidationError as e:
-            why = one_line(e, None).replace(f": '{repo}'", "").rstrip(".")
+            why = printable(one_line(e, None).replace(f": '{repo}'", "").rstrip("."))
     return UsageError(
-        f"no hub id ORG/NAME: {why}: {name!r} (nor a file or folder here); check the name "
+        f"no hub id ORG/NAME: {why}: {quoted(name)} (nor a file or folder here); check the name "
         "or the path"
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from .escaping import printable  # noqa: F401 - where the lines that print it import it
+from .escaping import printable  # also for the lines that print, which import it from here
 from .stops import stop
 
 
@@ -283,7 +283,7 @@ def from_workers(loader, workers: str = "the DataLoader's num_workers"):
         if not WORKER_DIED.match(str(e)):
             raise
         raise LoftUpError(
-            f"a data-loading worker process died without an error ({e}): the system killed "
+            f"a data-loading worker process died without an error ({printable(str(e))}): the system killed "
             "it, most often for lack of host memory, or a library crashed on a file; lower "
             f"{workers}, or set it to 0 to read in this process"
         ) from None

@@ -8,6 +8,7 @@ import copy
 import torch
 
 from ..errors import UsageError
+from ..escaping import quoted
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -21,7 +22,7 @@ def precision_models(model, dtypes) -> dict:
     out = {}
     for name in dtypes:
         if name not in DTYPES:
-            raise UsageError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
+            raise UsageError(f"unknown dtype {quoted(name)}; choose from {', '.join(DTYPES)}")
         out[name] = (
             model if DTYPES[name] == torch.float32 else copy.deepcopy(model).to(DTYPES[name])
         )

@@ -21,6 +21,7 @@ import traceback
 import torch
 
 from ..errors import UsageError
+from ..escaping import quoted
 from . import scale
 from .core import kernel_state, load_average, machine_info, timing_mode
 from .parts import merge_reports, pytest_outcome
@@ -70,7 +71,7 @@ def check_sections(name: str, only) -> None:
     unknown = sorted(set(only) - set(SECTIONS[name]))
     if unknown:
         raise UsageError(
-            f"suite {name!r} has no section {unknown[0]!r}; its sections: "
+            f"suite {quoted(name)} has no section {unknown[0]!r}; its sections: "
             + ", ".join(SECTIONS[name])
         )
 
@@ -94,7 +95,7 @@ def run_suite(
     :func:`.parts.merge_reports`. ``progress``: a bar on stderr per section, counting the calls
     it times (:mod:`.progress`)."""
     if name not in SUITES:
-        raise UsageError(f"unknown suite {name!r}; choose from {SUITES}")
+        raise UsageError(f"unknown suite {quoted(name)}; choose from {SUITES}")
     if only is not None:
         only = set(only)
         check_sections(name, only)
@@ -102,7 +103,7 @@ def run_suite(
         scale.check_stream_size(stream_size)  # before anything is timed
         if name != "cpu":  # not silently left out
             raise UsageError(
-                f"stream_size (--stream N) is a section of suite 'cpu' only; suite {name!r} "
+                f"stream_size (--stream N) is a section of suite 'cpu' only; suite {quoted(name)} "
                 "streams its own output (capped_stream): leave it out"
             )
     elif only is not None and "stream" in only:  # not an empty report

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import LoftUpError, PathPermissionError, UsageError
+from ..escaping import quoted
 from ..io import max_image_pixels
 from .folders import _archives_hint, data_folder, drawn_by_a_run
 from .images import READ_ERRORS, list_images, load_square
@@ -104,7 +105,7 @@ class MaskedImages(torch.utils.data.Dataset):
         progress: bool = False,
     ) -> None:
         if masks not in MASK_SOURCES:
-            raise LoftUpError(f"unknown mask source {masks!r}; choose one of {MASK_SOURCES}")
+            raise LoftUpError(f"unknown mask source {quoted(masks)}; choose one of {MASK_SOURCES}")
         _check_counts(
             size=size, max_masks=max_masks, max_images=max_images, max_retries=max_retries
         )

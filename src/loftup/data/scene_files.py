@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LoftUpError, one_line
+from ..escaping import printable
 from ..paths import there
 from ..read_refusal import read_refused
 from .scene_codec import JPEG_QUALITY, decode_jpeg, encode_jpeg, encode_labels  # noqa: F401  (decode_jpeg: importable from here)
@@ -155,7 +156,7 @@ class World:
             masks = [decode_rle(a["segmentation"]) for a in meta["annotations"]]
         except READ_ERRORS as e:  # one this user may not read: its fix, not "damaged"
             raise read_refused(path, e, "scene file", another=self.another) or LoftUpError(
-                f"{path} cannot be read ({one_line(e)}): the world {self.root} is damaged; "
+                f"{path} cannot be read ({printable(one_line(e))}): the world {self.root} is damaged; "
                 f"{_WRITE_AGAIN}"
             ) from None
         h, w = labels.shape[:2]
@@ -190,7 +191,7 @@ def read_world(root: str | Path, another: str = "") -> World:
     try:  # one this user may not read: a PathPermissionError with its fix, no ValueError
         info = read_json_object(path, "world record", another=another)
     except ValueError as e:  # BrokenFileError
-        raise LoftUpError(f"{e}; {_WRITE_AGAIN}") from None
+        raise LoftUpError(f"{printable(str(e))}; {_WRITE_AGAIN}") from None
     if info.get("format") != FORMAT:
         raise LoftUpError(f"{path} is not a {FORMAT} file (format={info.get('format')!r})")
     missing = [k for k in ("config", "seed", "images") if k not in info]
@@ -203,7 +204,7 @@ def read_world(root: str | Path, another: str = "") -> World:
         config = SceneConfig.from_dict(info["config"])
     except (TypeError, ValueError) as e:
         raise LoftUpError(
-            f"{path} has no valid scene config ({one_line(e)}); {_WRITE_AGAIN}"
+            f"{path} has no valid scene config ({printable(one_line(e))}); {_WRITE_AGAIN}"
         ) from None
     return World(root, config, info["seed"], names, another)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
+from ..escaping import quoted
 from ..paths import check_folder_output
 from .mask_access import (
     check_mark_replaceable,
@@ -72,7 +73,7 @@ def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
             break
     if twins is not None:
         raise UsageError(
-            f"--save-masks {folder}: the {where} {twins[0]!r} and {twins[1]!r} differ only in "
+            f"--save-masks {folder}: the {where} {quoted(twins[0])} and {quoted(twins[1])} differ only in "
             "case, and their masks would overwrite each other on a case-insensitive disk "
             "(macOS, Windows); rename one, or leave out --save-masks"
         )

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..escaping import quoted
 from ..stops import check as check_stop
 
 
@@ -87,7 +88,7 @@ def check_choice(name: str, value, choices) -> None:
     from ..errors import UsageError
 
     if value not in tuple(choices):  # == each: an unhashable value is unknown too
-        raise UsageError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        raise UsageError(f"unknown {name} {quoted(value)}; choose one of {', '.join(choices)}")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

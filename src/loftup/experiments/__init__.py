@@ -19,6 +19,7 @@ Each runs in the offline world by default (the demo's scenes and the shipped bac
 
 from __future__ import annotations
 
+from ..escaping import quoted
 from .settings import DEFAULT_STEPS, ExperimentSettings
 
 EXPERIMENTS = tuple(DEFAULT_STEPS)
@@ -99,8 +100,8 @@ def _check_other_report(s: ExperimentSettings) -> None:
         )
     if saved is not None and saved["experiment"] != s.name:
         raise UsageError(
-            f"{s.out} holds the report of experiment {saved['experiment']!r}, not "
-            f"{s.name!r}; choose another --out"
+            f"{s.out} holds the report of experiment {quoted(saved['experiment'])}, not "
+            f"{quoted(s.name)}; choose another --out"
         )
     from ..world.demo import RECORD
 

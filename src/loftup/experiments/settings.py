@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import UsageError, check_threads, is_int
+from ..escaping import quoted
 
 #: (stage-1 steps, stage-2 steps) of each experiment's default run, from measured times
 #: (docs/experiments.md: about 0.75-0.85 s per stage-1 step and 0.95 s per stage-2 step at
@@ -138,7 +139,7 @@ class ExperimentSettings:
                 setattr(self, f.name, float(value))
         if self.name not in DEFAULT_STEPS:
             raise UsageError(
-                f"unknown experiment {self.name!r}; choose one of {', '.join(DEFAULT_STEPS)}"
+                f"unknown experiment {quoted(self.name)}; choose one of {', '.join(DEFAULT_STEPS)}"
             )
         # 2.0 seeds (Python) failed in range() after the scenes were written: whole numbers only
         if self.seeds is not None and (not is_int(self.seeds) or self.seeds < 1):

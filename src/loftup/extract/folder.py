@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
+from ..escaping import quoted
 
 
 @dataclass
@@ -225,7 +226,7 @@ def check_run_options(
 
     if fmt not in FORMATS:
         raise UsageError(
-            f"unknown {said('fmt', said_as)} {fmt!r}; choose one of {', '.join(FORMATS)}"
+            f"unknown {said('fmt', said_as)} {quoted(fmt)}; choose one of {', '.join(FORMATS)}"
         )
     for name, value in (("batch_size", batch_size), ("writers", writers)):
         if not is_int(value) or value < 1:
@@ -236,7 +237,7 @@ def check_run_options(
         try:
             names.append(str(as_dtype(value)).removeprefix("torch."))
         except UsageError as e:
-            raise UsageError(f"{said(name, said_as)}: {e}") from None
+            raise UsageError(f"{said(name, said_as)}: {printable(str(e))}") from None
     dtype, stored = names
     if fmt == "npy" and stored == "bfloat16":
         if save_dtype is not None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UnknownNameError, UsageError, did_you_mean
+from ..escaping import quoted
 from ..norms import IMAGENET_MEAN, IMAGENET_STD, INPUT_NORMS  # noqa: F401 (re-exported)
 
 
@@ -108,7 +109,7 @@ def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> Featuriz
     """Add a backbone to the registry (a name registered twice is an error)."""
     if spec.name in FEATURIZERS:
         raise UsageError(
-            f"featurizer {spec.name!r} is registered already; register yours under another name"
+            f"featurizer {quoted(spec.name)} is registered already; register yours under another name"
         )
     FEATURIZERS[spec.name] = spec
     for alias in aliases:
@@ -126,7 +127,7 @@ def resolve(name: str) -> FeaturizerSpec:
         )
     if key not in FEATURIZERS:
         raise UnknownNameError(
-            f"unknown backbone {name!r}{did_you_mean(name, FEATURIZERS)}; known backbones are: "
+            f"unknown backbone {quoted(name)}{did_you_mean(name, FEATURIZERS)}; known backbones are: "
             f"{', '.join(sorted(FEATURIZERS))}"
         )
     return FEATURIZERS[key]

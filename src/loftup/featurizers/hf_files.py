@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..escaping import printable
 from ..hub.files import check_not_lfs_pointer, shard_names
 from .hf_weights import WEIGHTS_FILE, backbone_fix, read_config, where_from
 
@@ -100,7 +101,11 @@ def _check_index(index: Path, name: str) -> None:
     try:
         weight_map = json.loads(index.read_text()).get("weight_map")
     except (ValueError, AttributeError) as e:  # not JSON, or JSON but not an object
-        problem = f"is corrupt ({e})" if isinstance(e, ValueError) else "is not a JSON object"
+        problem = (
+            f"is corrupt ({printable(str(e))})"
+            if isinstance(e, ValueError)
+            else "is not a JSON object"
+        )
         raise CheckpointError(f"{index} {problem}; {where_from(name, index)}") from None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..escaping import printable
 from .hf_weights import CONFIG_FILE, WEIGHTS_FILE, where_from
 
 
@@ -87,7 +88,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             dtype=torch.float32,
         )
     except OSError as e:
-        first = (str(e).splitlines() or [""])[0][:300]
+        first = printable((str(e).splitlines() or [""])[0][:300])
         # a cut zip archive (transformers' mmap: "[Errno 22] Invalid argument", naming no
         # file), or a pickle transformers 4 could not read (its OSError names the file)
         _name_damaged_pickle([p for p in pickled if str(p) in str(e) or _cut_zip(p)], name)
@@ -103,7 +104,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     except SafetensorError as e:  # a truncated or corrupt model.safetensors (or shard)
         bad = damaged_file(folder)
         raise CheckpointError(
-            f"{bad} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
+            f"{bad} is truncated or corrupt ({printable(str(e).splitlines()[0][:200])}); "
             f"{where_from(name, bad)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
@@ -111,10 +112,10 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
         _name_damaged_pickle(pickled, name)
         _name_integer_weights(cls, config, folder, name)  # transformers 4 cannot copy them
         raise CheckpointError(
-            f"{folder} does not fit backbone {name}: {str(e).splitlines()[0][:300]}"
+            f"{folder} does not fit backbone {name}: {printable(str(e).splitlines()[0][:300])}"
         ) from None
     except (ValueError, KeyError) as e:  # a config.json that transformers rejects
-        first = (str(e).splitlines() or [""])[0][:300]
+        first = printable((str(e).splitlines() or [""])[0][:300])
         raise CheckpointError(
             f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError, one_line
+from ..escaping import printable, quoted
 from ..paths import check_visible
 from . import FEATURIZERS
 
@@ -120,15 +121,15 @@ def _check_hub_id(source: str, name: str, layout: str) -> None:
 
     if "/" not in source:  # a mistyped folder or name: no hub id (its advice could not work)
         raise WeightsNotFoundError(
-            f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "
+            f"backbone weights for {name}: {quoted(source)} is neither a folder here nor a hub id "
             f"ORG/NAME; pass {layout} or a hub id ORG/NAME"
         )
     try:
         validate_repo_id(source)
     except HFValidationError as e:
         raise WeightsNotFoundError(
-            f"backbone weights for {name}: {source!r} is neither a folder here nor a hub id "
-            f"({one_line(e).rstrip('.')}); pass {layout} or a hub id ORG/NAME"
+            f"backbone weights for {name}: {quoted(source)} is neither a folder here nor a hub id "
+            f"({printable(one_line(e).rstrip('.'))}); pass {layout} or a hub id ORG/NAME"
         ) from None
 
 
@@ -234,7 +235,9 @@ def read_config(folder: Path, name: str | None = None) -> dict:
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e}); {where_from(name, path)}") from None
+        raise CheckpointError(
+            f"{path} is corrupt ({printable(str(e))}); {where_from(name, path)}"
+        ) from None
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{path} holds a JSON {type(config).__name__}, not the object save_pretrained "

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..data.paths import home_expanded
 from ..errors import CheckpointError, WeightsNotFoundError
+from ..escaping import printable
 from ..paths import check_visible
 from . import Featurizer, FeaturizerSpec, register
 from .sizes import check_backbone_batch, check_finite_images, to_patch_multiple
@@ -158,7 +159,7 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
         raise CheckpointError(
             f"{files[1]} is not a valid {NAME} config ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''}); {fix}"
+            f"{printable(str(e).splitlines()[0][:200] if str(e) else '')}); {fix}"
         ) from None
     from ..hub import read_safetensors
 
@@ -168,7 +169,7 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     except RuntimeError as e:
         raise CheckpointError(
             f"{files[0]} does not fit the architecture in {files[1]} "
-            f"({str(e).splitlines()[0][:200]}...); {fix}"
+            f"({printable(str(e).splitlines()[0][:200])}...); {fix}"
         ) from None
     return model.to(device) if device is not None else model
 

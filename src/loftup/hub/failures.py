@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 
+from ..escaping import quoted
+
 
 def spelled(repo_id: str, revision: str | None = None) -> str:
     """Hub repo ``repo_id`` at ``revision`` (None: its main branch) as the user spells it:
@@ -42,7 +44,7 @@ def whole_hash(revision: str | None) -> str:
     else "". Its caller leaves it out for a branch or tag the cache knows by that name."""
     if not hash_start(revision):
         return ""
-    return f"; where {revision!r} is the start of a commit's hash, {WHOLE_HASH}"
+    return f"; where {quoted(revision)} is the start of a commit's hash, {WHOLE_HASH}"
 
 
 def _named(matching: str) -> str | None:
@@ -58,7 +60,7 @@ def as_asked(repo_id: str, revision: str | None, matching: str | None) -> tuple[
     `` (at commit 0123456789ab, what 'main' names now)``, to follow the repo's name; else ""."""
     if matching is None:
         return spelled(repo_id, revision), ""
-    at = f" (at commit {revision[:12]}, what {matching!r} names now)"
+    at = f" (at commit {revision[:12]}, what {quoted(matching)} names now)"
     return spelled(repo_id, _named(matching)), at
 
 
@@ -92,9 +94,9 @@ def hub_refusal(
 
         ref = ref_path(repo_id, _named(matching))
         return (
-            f"Commit {revision[:12]}, which the Hugging Face cache's {matching!r} names, is no "
+            f"Commit {revision[:12]}, which the Hugging Face cache's {quoted(matching)} names, is no "
             f"longer on the hub (its history was rewritten): delete {ref} and run `{fetch}` to "
-            f"fetch what {matching!r} names now"
+            f"fetch what {quoted(matching)} names now"
         )
     # the user's own revision; for a file at the commit their branch or tag names, that
     named = revision if matching is None else _named(matching)
@@ -103,16 +105,18 @@ def hub_refusal(
         check = f"check the revision ({repo_id} alone is its main branch)"
         if hash_start(revision):
             check = f"where it is the start of a commit's hash, {WHOLE_HASH}; else {check}"
-        return f"Hub repo {repo_id!r} has no branch, tag or commit {revision!r}: {check}"
+        return (
+            f"Hub repo {quoted(repo_id)} has no branch, tag or commit {quoted(revision)}: {check}"
+        )
     if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
         return (
-            f"The hub has no repo {repo_id!r} that may be read without a login: check the id, "
+            f"The hub has no repo {quoted(repo_id)} that may be read without a login: check the id, "
             "and for a private repo log in (set HF_TOKEN to an access token, or `hf auth login`)"
         )
     remote = isinstance(e, HfHubHTTPError) and not isinstance(e, LocalEntryNotFoundError)
     if remote and isinstance(e, EntryNotFoundError):
-        at = "" if named is None else f" at {named!r}"
-        return f"Hub repo {repo_id!r}{at} holds no {filename!r}: check that it is the repo meant"
+        at = "" if named is None else f" at {quoted(named)}"
+        return f"Hub repo {quoted(repo_id)}{at} holds no {quoted(filename)}: check that it is the repo meant"
     return None
 
 

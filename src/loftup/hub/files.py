@@ -118,7 +118,7 @@ def _safetensors_failed(path: Path, fix: str, error: Exception) -> None:
     mistaken = head_mistaken(head, path, fix)
     if mistaken is not None:
         raise CheckpointError(mistaken)
-    raise CheckpointError(f"{path} is corrupt or truncated ({error}); {fix}")
+    raise CheckpointError(f"{path} is corrupt or truncated ({printable(str(error))}); {fix}")
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> dict:

@@ -93,7 +93,7 @@ def _config_json(cfg_file: Path, fix: str, *, only_loftup: bool = False):
     except OSError as e:
         why, data = f"cannot be read ({e.strerror})", b""
     except ValueError as e:  # cut short, or no text
-        why = f"is corrupt ({e})"
+        why = f"is corrupt ({printable(str(e))})"
     if only_loftup and b"loftup" not in data.lower():
         _pass_over(cfg_file, why)
         return None

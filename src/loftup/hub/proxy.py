@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
+from ..escaping import printable
+
 #: The client's choice could not be read (a client or transport of the user's, a release
 #: built otherwise): urllib's reading of the environment decides, as it did before
 _UNKNOWN = object()
@@ -170,7 +172,7 @@ def client_error(e: Exception):
     named = ", ".join(f"{n}={v!r}" for n in PROXY_VARIABLES if (v := os.environ.get(n)))
     why = (
         f"huggingface_hub's HTTP client cannot be made{f' (with {named})' if named else ''}, "
-        f"so no download can start ({type(e).__name__}: {one_line(e, None)})"
+        f"so no download can start ({type(e).__name__}: {printable(one_line(e, None))})"
     )
     if isinstance(e, ImportError):
         return MissingDependencyError(f"{why}: install what it names, or use another proxy")

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..escaping import printable
 from ..model import LoftUpConfig
 
 CONFIG_NAME = "config.json"
@@ -93,7 +94,7 @@ def config_from(d, where: str, fix: str = "") -> LoftUpConfig:
     try:
         return LoftUpConfig.from_dict(d)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: {e}{fix}") from None
+        raise CheckpointError(f"{where}: {printable(str(e))}{fix}") from None
 
 
 def backbone_norm_of(info: dict, where: str, fix: str = "") -> str | None:
@@ -146,7 +147,7 @@ def header_info(path: Path, metadata: dict | None) -> dict | None:
         return json.loads(text)
     except ValueError as e:
         raise CheckpointError(
-            f"{path}'s header record is corrupt ({e}); write it again with save_pretrained"
+            f"{path}'s header record is corrupt ({printable(str(e))}); write it again with save_pretrained"
         ) from None
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
-from ..escaping import printable
+from ..escaping import printable, quoted
 from .failures import is_commit, spelled
 
 
@@ -140,8 +140,8 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
         return text
     held = "no text" if text is None else repr(text[:60]) if text else "nothing"
     raise CheckpointError(
-        f"{ref}, the Hugging Face cache's record of the commit that {revision or 'main'!r} of "
-        f"hub repo {repo_id!r} names, is damaged (it holds {held}, not a commit's hash): "
+        f"{ref}, the Hugging Face cache's record of the commit that {quoted(revision or 'main')} of "
+        f"hub repo {quoted(repo_id)} names, is damaged (it holds {held}, not a commit's hash): "
         f"{_ref_fix(repo_id, ref)}"
     )
 

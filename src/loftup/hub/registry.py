@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnknownNameError, UsageError, did_you_mean
+from ..escaping import quoted
 from ..model_config import LoftUpConfig
 
 
@@ -102,7 +103,7 @@ def revision_refusal(name: str, names=()) -> UsageError | None:
     base, at, _ = name.partition("@")
     if at and (ALIASES.get(base, base) in RELEASED or base in names):
         return UsageError(
-            f"{name!r}: {base} is a registered name, whose files are fixed: pass {base} without "
+            f"{quoted(name)}: {base} is a registered name, whose files are fixed: pass {base} without "
             "@REV (a revision is for the hub id ORG/NAME@REV of a repo of your own)"
         )
     return None
@@ -116,7 +117,7 @@ def resolve_name(name: str) -> ReleasedCheckpoint:
         raise refusal
     if key not in RELEASED:
         raise UnknownNameError(
-            f"unknown upsampler {name!r}{did_you_mean(name, RELEASED)}; released names are: "
+            f"unknown upsampler {quoted(name)}{did_you_mean(name, RELEASED)}; released names are: "
             f"{', '.join(RELEASED)} "
             "(or pass a path to a weights file or a save_pretrained folder, or the hub id "
             "ORG/NAME of one)"

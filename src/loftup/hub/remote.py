@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import PathPermissionError, WeightsNotFoundError
+from ..escaping import printable, quoted
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
 # imports hub_file from here inside its functions
@@ -121,7 +122,7 @@ def hub_file(
             got = Path(hf_hub_download(repo_id, filename, revision=revision, force_download=fresh))
         except GatedRepoError:  # its own text is only "401 Client Error."
             raise WeightsNotFoundError(
-                f"{what}: hub repo {repo_id!r} is gated: {_access(repo_id)} here, and run "
+                f"{what}: hub repo {quoted(repo_id)} is gated: {_access(repo_id)} here, and run "
                 f"again; or pass a local path instead: {local_hint}"
             ) from None
         except Exception as e:  # noqa: BLE001 - network, missing repo
@@ -129,9 +130,9 @@ def hub_file(
                 return _kept(Path(good), e, repo_id, filename)
             if (local := cache_write_error(e, _cache())) is not None:  # no network's fault
                 raise WeightsNotFoundError(
-                    f"{what}: file {filename!r} of hub repo {repo!r}{at} {local}"
+                    f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {local}"
                 ) from None
-            reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+            reason = f"the download failed ({type(e).__name__}: {printable(str(e).splitlines()[0][:200])})"
             reason = lost_connection(e, reason) or reason  # the next files are not tried
             refusal = hub_refusal(e, repo_id, filename, revision, matching=matching, fetch=fetch)
             failed_there = server_error(e)  # the hub's own failure
@@ -140,7 +141,7 @@ def hub_file(
             if again is None:
                 return got
             raise WeightsNotFoundError(
-                f"{what}: file {filename!r} of hub repo {repo!r}{at} was damaged in the Hugging "
+                f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} was damaged in the Hugging "
                 f"Face cache ({damaged}) and the copy downloaded again is damaged too ({again}): "
                 f"the hub, or a proxy on the way (HF_ENDPOINT, HTTPS_PROXY), served it so; check "
                 f"them and run `{fetch}` again, or pass a local path instead: {local_hint}"
@@ -149,7 +150,7 @@ def hub_file(
         gone = not os.path.lexists(cached)  # removed before the download that failed
         redo = f"it was removed from the cache: run `{fetch}` again" if gone else None
         raise WeightsNotFoundError(
-            f"{what}: the cached copy of file {filename!r} of hub repo {repo!r}{at} is damaged "
+            f"{what}: the cached copy of file {quoted(filename)} of hub repo {quoted(repo)}{at} is damaged "
             f"({damaged}) and {reason}; "
             f"{redo or damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, "
             "with the hub in reach"
@@ -170,7 +171,7 @@ def hub_file(
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
-            f"{what}: cannot download file {filename!r} of hub repo {repo!r}{at}{nor_download}: "
+            f"{what}: cannot download file {quoted(filename)} of hub repo {quoted(repo)}{at}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
             f"{name}`{whole}{access}), or copy the {hub_cache} of a machine with network that "
@@ -196,7 +197,7 @@ def hub_file(
         )
         at = ""
     raise WeightsNotFoundError(
-        f"{what}: file {filename!r} of hub repo {repo!r}{at} {lacking}. {fix}, or pass a local "
+        f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {lacking}. {fix}, or pass a local "
         f"path instead: {local_hint}"
     )
 

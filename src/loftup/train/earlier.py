@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LoftUpError
+from ..escaping import printable
 from ..read_refusal import read_refused
 from .checkpoint import CHECKPOINT_NAME, unpack_history
 from .monitor import METRICS_NAME, RECORD_NAME
@@ -91,7 +92,7 @@ def _record(path: Path, another: str) -> tuple[dict | None, str | None]:
         kept = _free_name(path.parent, f"{RECORD_NAME}.broken")
         _say_once(
             path,
-            f"{e}; it is kept as {kept} (the record of the run's earlier starts), "
+            f"{printable(str(e))}; it is kept as {kept} (the record of the run's earlier starts), "
             "this start's record is written",
         )
         return None, kept
@@ -129,7 +130,7 @@ def _rows(out_dir: Path, step: int, another: str, history: dict | None) -> list[
     except PermissionError as e:
         raise read_refused(path, e, _WHAT[METRICS_NAME], another=another) or e from None
     except (ValueError, TypeError, KeyError, csv.Error, UnicodeDecodeError) as e:
-        problem = f"metrics {path} is damaged ({type(e).__name__}: {e})"
+        problem = f"metrics {path} is damaged ({type(e).__name__}: {printable(str(e))})"
     if history is None:
         raise LoftUpError(f"{problem}; move it away to resume (its rows are lost)")
     _say_once(path, f"{problem}; its rows are rebuilt from the checkpoint's history")

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from ..escaping import printable
 from ..paths import check_folder_output
 from .config import DemoConfig
 
@@ -73,7 +74,7 @@ def check_begun(cfg: DemoConfig, resume: bool) -> None:
     try:
         saved = read_json_object(out / RECORD, another="--out") if resume else None
     except ValueError as e:
-        raise UsageError(f"--resume: {e}; choose another --out") from None
+        raise UsageError(f"--resume: {printable(str(e))}; choose another --out") from None
     if resume and saved is None and (out / "runs").is_dir():
         raise UsageError(
             f"--resume: {out} holds a demo begun by an earlier version of loftup, which did not "

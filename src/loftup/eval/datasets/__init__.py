@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...escaping import quoted
 from ...paths import check_visible
 from .common import (
     FIX,
@@ -150,7 +151,7 @@ def check_dataset(task: str, name: str) -> None:
     """DatasetError unless ``name`` is a dataset of ``task``."""
     known = TASK_DATASETS.get(task, ())
     if name not in known:
-        raise DatasetError(f"unknown {task} dataset {name!r}; known: {', '.join(known)}")
+        raise DatasetError(f"unknown {task} dataset {quoted(name)}; known: {', '.join(known)}")
 
 
 def check_root(task: str, name: str, root: str | Path) -> None:

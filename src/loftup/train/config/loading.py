@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from ...errors import UsageError
+from ...escaping import quoted
 from ..noise import KINDS
 from .paths import expand_paths, warn_file_relative
 from .schema import TrainConfig, default_config
@@ -23,11 +24,13 @@ def parse_overrides(pairs: list[str]) -> dict:
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
-            raise UsageError(f"override {pair!r} is not key=value (e.g. optim.lr=3e-4)")
+            raise UsageError(f"override {quoted(pair)} is not key=value (e.g. optim.lr=3e-4)")
         key, text = pair.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise UsageError(f"override {pair!r} {_empty_part(key.strip())} (e.g. optim.lr=3e-4)")
+            raise UsageError(
+                f"override {quoted(pair)} {_empty_part(key.strip())} (e.g. optim.lr=3e-4)"
+            )
         refuse_comment(pair, key, text)
         value = safe_yaml(text, f"override {pair}") if text else ""
         node = out
@@ -39,7 +42,7 @@ def parse_overrides(pairs: list[str]) -> dict:
                     earlier = node[part] = {}  # key below it is refused by build, named
                 else:
                     raise UsageError(
-                        f"override {pair!r}: an earlier override set {section} to "
+                        f"override {quoted(pair)}: an earlier override set {section} to "
                         f"{_show(earlier)}, but it is a section; set its keys ({key}=...) "
                         f"without {section}={_show(earlier)}"
                     )
@@ -124,7 +127,7 @@ def load_config(
         data = dict(source or {})
     else:
         raise UsageError(
-            f"a config is a YAML file, a packaged config's name or a dict, got {source!r} "
+            f"a config is a YAML file, a packaged config's name or a dict, got {quoted(source)} "
             f"({type(source).__name__})"
         )
     if stage is not None and (isinstance(stage, bool) or stage not in (1, 2)):

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ...errors import UsageError
-from ...escaping import printable
+from ...escaping import printable, quoted
 
 #: The path keys of a config, each with what it names: "read" (must exist), "read or name"
 #: (a path, or a released upsampler's or hub repo's name), "written" (made if missing).
@@ -76,7 +76,7 @@ def expand_path(value: str, key: str, where: str) -> str:
             return "$"
         if braced is not None and not (closed and re.fullmatch(_NAME, braced)):
             raise UsageError(
-                f"config key {key} ({value!r}, {where}): {match.group(0)!r} is not a variable; "
+                f"config key {key} ({quoted(value)}, {where}): {match.group(0)!r} is not a variable; "
                 "write $NAME or ${NAME} (no defaults or other shell forms), or $$ for a literal $"
             )
         name = name or braced
@@ -84,7 +84,7 @@ def expand_path(value: str, key: str, where: str) -> str:
         if not found:
             state = "is not set" if found is None else "is set but empty"
             raise UsageError(
-                f"config key {key} ({value!r}, {where}): the environment variable {name} {state}; "
+                f"config key {key} ({quoted(value)}, {where}): the environment variable {name} {state}; "
                 f"export {name}=... before the run, or write the path out ($$ for a literal $)"
             )
         return found

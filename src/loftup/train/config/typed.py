@@ -10,6 +10,7 @@ import types
 import typing
 
 from ...errors import LoftUpError, UsageError
+from ...escaping import printable
 from .schema import TrainConfig
 
 
@@ -36,7 +37,7 @@ def build(cls, data: dict, prefix: str):
         raise
     except (TypeError, ValueError) as e:
         where = f" section {prefix.rstrip('.')}" if prefix else ""
-        raise UsageError(f"bad config{where}: {e}") from None
+        raise UsageError(f"bad config{where}: {printable(str(e))}") from None
 
 
 def _did_you_mean(prefix: str, name, names: list[str]) -> str:

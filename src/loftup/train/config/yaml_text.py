@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from ...errors import UsageError
+from ...escaping import quoted
 from ...paths import check_visible
 from ...read_refusal import read_refused
 
@@ -46,7 +47,7 @@ def read_yaml(name_or_path: str) -> dict:
         entry = resources.files("loftup") / "configs" / f"{name}.yaml"
         if not entry.is_file():
             raise UsageError(
-                f"no config file {name_or_path!r}; give a path or one of the packaged configs: "
+                f"no config file {quoted(name_or_path)}; give a path or one of the packaged configs: "
                 f"{', '.join(packaged_configs())}"
             )
         where, text = f"{name}.yaml", entry.read_text()
@@ -129,7 +130,7 @@ def refuse_comment(pair: str, key: str, text: str) -> None:
     if node is None or node.end_mark.index < len(text.rstrip()):
         quoted = "'" + text.replace("'", "''") + "'"
         raise UsageError(
-            f"override {pair!r}: YAML takes a '#' after a space (or first) for a comment, which "
+            f"override {quoted(pair)}: YAML takes a '#' after a space (or first) for a comment, which "
             f"would be dropped; quote the value if the '#' is part of it: {key}=\"{quoted}\", "
             "else drop the comment"
         )
