@@ -150,7 +150,7 @@ def test_a_mistyped_name_is_told_the_close_ones(tmp_path, capsys):
     from loftup.errors import UnknownNameError
     from loftup.eval.config import check_upsampler
 
-    close = "(did you mean loftup_dinov2s, loftup_dinov2b or loftup_dinov2s_reg?)"
+    close = "(did you mean loftup_dinov2s, loftup_dinov2s_reg or loftup_dinov2b?)"
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     upsample = ["upsample", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "-m"]
     for argv, start in (
@@ -163,7 +163,7 @@ def test_a_mistyped_name_is_told_the_close_ones(tmp_path, capsys):
         assert err.startswith(start + close) and len(err.splitlines()) == 1, err
     assert main(["download", "sam_vit_bse"]) == 2
     assert "(did you mean sam_vit_base, " in capsys.readouterr().err
-    with pytest.raises(UnknownNameError, match=r"'dinov2_vits' \(did you mean dinov2_vits14, "):
+    with pytest.raises(UnknownNameError, match=r"'dinov2_vits' \(did you mean dinov2_vits14 or "):
         get_featurizer("dinov2_vits")
     with pytest.raises(UnknownNameError, match=r"bicubic, jbu \(did you mean bilinear\?\)$"):
         get_upsampler("bilinar")
@@ -190,3 +190,19 @@ def test_a_name_of_another_case_or_a_shorthand_is_told_the_names_it_may_mean(cap
         get_featurizer("clip")
     with pytest.raises(UnknownNameError, match=r"'DINOv2' \(did you mean dinov2_vits14, d"):
         get_featurizer("DINOv2")
+
+
+def test_a_suggestion_is_what_the_name_begins_alone_and_never_from_one_letter(capsys):
+    """'d' was offered three dinov2 names; 'dinov2_t' was offered dinov2_tiny padded with two
+    typo matches (dinov2_vits14, dinov2_vitl14); `download scenes` was offered scenes_vit_p8,
+    which download then answered "needs no download"."""
+    from loftup.cli import main
+    from loftup.errors import did_you_mean
+    from loftup.featurizers import FEATURIZERS
+
+    assert did_you_mean("d", FEATURIZERS) == ""
+    assert did_you_mean("dinov2_t", FEATURIZERS) == " (did you mean dinov2_tiny?)"
+    assert did_you_mean("dinov2_vits", FEATURIZERS).endswith("dinov2_vits14_reg?)")
+    assert main(["download", "scenes"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and "scenes_vit_p8" not in err

@@ -97,10 +97,12 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
             if refusal is not None:
                 raise refusal from None
             if ALIASES.get(name, name) not in RELEASED:
-                close = did_you_mean(name, [*RELEASED, *FEATURIZERS, *SAM_WEIGHTS])
+                # a backbone that needs no download (scenes_vit_p8) is neither offered here
+                fetched = sorted(n for n, s in FEATURIZERS.items() if s.default_weights)
+                close = did_you_mean(name, [*RELEASED, *fetched, *SAM_WEIGHTS])
                 raise UnknownNameError(
                     f"unknown name {quoted(name)}{close}: neither a released upsampler "
-                    f"({', '.join(RELEASED)}), a backbone ({', '.join(sorted(FEATURIZERS))}), "
+                    f"({', '.join(RELEASED)}), a backbone ({', '.join(fetched)}), "
                     f"SAM ({', '.join(SAM_WEIGHTS)}) nor a hub id ORG/NAME (an upsampler's or a "
                     "backbone's of your own, or SAM's)"
                 ) from None

@@ -179,9 +179,10 @@ class UnknownNameError(LoftUpError, KeyError):
 
 def did_you_mean(name, names) -> str:
     """ " (did you mean A, B or C?)": the (at most 3) of ``names`` that ``name`` may have meant,
-    case and ``-`` for ``_`` aside: the one it then is, alone; else those difflib's
-    get_close_matches finds (a typo), then those it begins (a shorthand: ``clip``,
-    ``dinov2``, ``sam``), for an unknown name's message; "" where none is."""
+    case and ``-`` for ``_`` aside: the one it then is, alone; else, for a ``name`` of 3
+    characters or more, those it begins (a shorthand: ``clip``, ``dinov2_t``), not padded with
+    others; else those difflib's get_close_matches finds (a typo); for an unknown name's
+    message; "" where none is. (One or two letters begin too many names to tell which.)"""
     import difflib
 
     names = list(names)
@@ -191,9 +192,9 @@ def did_you_mean(name, names) -> str:
     if key in spelled:
         close = [spelled[key]]
     else:
-        typos = difflib.get_close_matches(key, list(spelled), 3, 0.75)
-        begun = [k for k in spelled if key and k.startswith(key)]
-        close = [spelled[k] for k in dict.fromkeys(typos + begun)][:3]
+        begun = [k for k in spelled if len(key) >= 3 and k.startswith(key)]
+        close = begun or difflib.get_close_matches(key, list(spelled), 3, 0.75)
+        close = [spelled[k] for k in close[:3]]
     if not close:
         return ""
     listed = f"{', '.join(close[:-1])} or {close[-1]}" if len(close) > 1 else close[0]
