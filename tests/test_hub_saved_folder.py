@@ -217,3 +217,17 @@ def test_a_json_file_given_as_the_weights_is_said_to_be_one(tmp_path):
         load_upsampler(tmp_path / "config.json")
     assert f"its folder, {tmp_path}, holds no model.safetensors: pass the folder" in str(e.value)
     assert "pass its folder" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", "", "\x00\x01"])
+def test_a_json_file_of_no_object_given_as_the_weights_is_said_to_be_one(tmp_path, text):
+    """A .json file holding a list, or no JSON, was "an error reply saved in its place?
+    download the file itself again": its name says what it is, whatever it holds."""
+    from loftup.errors import UsageError
+
+    given = tmp_path / "list.json"
+    given.write_text(text)
+    with pytest.raises(UsageError) as e:
+        load_upsampler(given)
+    assert str(e.value).startswith(f"{given} is a JSON file, not an upsampler's weights: pass")
+    assert "download" not in str(e.value)

@@ -152,23 +152,30 @@ def config_given(path: Path) -> str | None:
     "corrupt ... an error reply saved in its place? download the file itself again"), where the
     loader knows what it is: the config.json of a folder save_pretrained wrote (that folder),
     a backbone's config.json (its folder, as the backbone's weights), a JSON file of a
-    training run's folder (its weights), or any other file named .json (what may be passed);
-    None for any other file (JSON under a weights file's name: an error reply saved in its
-    place, which the weights' read says)."""
+    training run's folder (its weights), or any other file named .json, whatever it holds
+    (a list, no JSON at all: what may be passed); None for any other file (JSON under a
+    weights file's name: an error reply saved in its place, which the weights' read says)."""
+    # named so by its writer, not a reply saved as weights: told so, whatever it holds
+    other = (
+        f"{path} is a JSON file, not an upsampler's weights: pass a weights file "
+        "(.safetensors, .pt, .pth, .bin), the folder save_pretrained wrote, a released "
+        "name (e.g. loftup_dinov2s) or a hub id ORG/NAME"
+    )
+    other = other if path.suffix.lower() == ".json" else None
     try:
         with open(path, "rb") as f:
             data = f.read(_JSON_MOST + 1)
     except OSError:  # the weights' read says why
         return None
     if len(data) > _JSON_MOST or not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
-        return None
+        return other
     try:
         info = json.loads(data)
     except ValueError:
-        return None
+        return other
     folder = path.parent
     if not isinstance(info, dict):
-        return None
+        return other
     if info.get("format") == FORMAT_TAG:
         said = f"{path} is the {path.name} of an upsampler save_pretrained wrote, its record, not"
         if not any((folder / n).is_file() for n in (WEIGHTS_NAME, "pytorch_model.bin")):
@@ -191,10 +198,4 @@ def config_given(path: Path) -> str | None:
     run = [p for p in (folder / "final", folder / "checkpoint.pt") if os.path.exists(p)]
     if run:
         return f"{path} is a file of a training run's folder, not weights: give {run[0]}"
-    if path.suffix.lower() == ".json":  # named so by its writer, not a reply saved as weights
-        return (
-            f"{path} is a JSON file, not an upsampler's weights: pass a weights file "
-            "(.safetensors, .pt, .pth, .bin), the folder save_pretrained wrote, a released "
-            "name (e.g. loftup_dinov2s) or a hub id ORG/NAME"
-        )
-    return None
+    return other
