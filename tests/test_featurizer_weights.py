@@ -249,7 +249,7 @@ def test_backbone_weights_that_are_no_folder_nor_hub_id_are_one_line(tmp_path, m
     monkeypatch.chdir(tmp_path)
     assert get_featurizer("dinov2_tiny", weights="dinov2_vitb14").dim == 32  # the folder here
     for empty in ("", " "):
-        with pytest.raises(UsageError, match="dinov2_tiny are an empty string; pass a folder"):
+        with pytest.raises(UsageError, match="dinov2_tiny are empty or blank; pass a folder"):
             get_featurizer("dinov2_tiny", weights=empty)
     Image.new("RGB", (16, 16)).save("x.png")  # the command line says the same, in one line
     LoftUp(dim=32).save_pretrained("up", backbone="dinov2_tiny")

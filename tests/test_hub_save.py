@@ -142,7 +142,7 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
 
     LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path)
     monkeypatch.chdir(tmp_path)
-    said = r"source is an empty string \(an unset variable, as in -m \"\$MODEL\"\?\)"
+    said = r"source is empty or blank \(an unset variable, as in -m \"\$MODEL\"\?\)"
     with pytest.raises(UsageError, match=said):
         load_upsampler(source)
     image = tmp_path / "a.png"
@@ -151,7 +151,7 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
     Image.new("RGB", (28, 28)).save(image)
     capsys.readouterr()
     assert main(["upsample", "-m", source, str(image), "-o", str(tmp_path / "o")]) == 2
-    assert "is an empty string (an unset variable" in capsys.readouterr().err
+    assert "is empty or blank (an unset variable" in capsys.readouterr().err
 
 
 def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):

@@ -59,7 +59,7 @@ def test_an_empty_backbone_is_said_to_be_an_unset_variable(tmp_path, capsys, bla
     load_pipeline alike, before any weights load."""
     from loftup.cli import main
 
-    said = 'the backbone is an empty string (an unset variable, as in --backbone "$BB"?)'
+    said = 'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?)'
     with pytest.raises(UsageError) as e:
         loftup.load_pipeline(str(tmp_path / "none"), backbone=blank)
     assert str(e.value).startswith(said)
@@ -77,10 +77,21 @@ def test_an_empty_backbone_name_is_said_so_wherever_a_backbone_is_named(tmp_path
     from loftup.cli import main
     from loftup.errors import UnknownNameError
 
-    said = 'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): pass'
+    said = 'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): pass'
     with pytest.raises(UnknownNameError) as e:
         loftup.get_featurizer("")
     assert str(e.value).startswith(said)
     argv = ["eval", "davis", "--root", str(tmp_path), "--upsampler", "bilinear"]
     assert main([*argv, "--backbone", ""]) == 2
     assert capsys.readouterr().err.startswith(f"error: {said} ")
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_an_empty_name_to_download_is_said_to_be_an_unset_variable(capsys, blank):
+    """`loftup download ""` said "unknown name ''" and listed every name."""
+    from loftup.cli import main
+
+    assert main(["download", blank]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: a name to download is empty or blank (an unset variable")
+    assert "unknown name" not in err and "loftup_siglip2" not in err

@@ -40,7 +40,7 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     from .hub.user_repos import hub_id
 
     if "all" in names and set(names) != {"all"}:
-        others = ", ".join(repr(n) for n in names if n != "all")
+        others = ", ".join(quoted(n) for n in names if n != "all")
         raise UsageError(
             f"'all' goes on its own (it fetches every released upsampler), not with {others}: "
             "run 'loftup download all', then 'loftup download' with the other names"
@@ -49,6 +49,12 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
     by_repo.update({c.repo_id: c.name for c in RELEASED.values()})
     by_repo.update({repo: n for n, repo in SAM_WEIGHTS.items()})
     for name in list(RELEASED) if "all" in names else names:
+        if not name.strip():  # not "unknown name ''", listing every name
+            raise UsageError(
+                "a name to download is empty or blank (an unset variable, as in loftup download "
+                '"$NAME"?): pass a released upsampler\'s name (e.g. loftup_dinov2s), a '
+                "backbone's, SAM's or a hub id ORG/NAME"
+            )
         repo, at, _ = name.partition("@")
         if at and repo in by_repo:  # loaded from its main branch, by name
             raise UsageError(

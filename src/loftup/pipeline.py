@@ -211,7 +211,7 @@ def build_pipeline(
 
         if not backbone.strip():  # not "unknown backbone ''", nor taken as not given
             raise UsageError(
-                'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): '
+                'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): '
                 "pass a backbone's name (e.g. dinov2_vits14), or leave it out for the one the "
                 "upsampler records"
             )

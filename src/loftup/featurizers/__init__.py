@@ -122,7 +122,7 @@ def resolve(name: str) -> FeaturizerSpec:
     key = ALIASES.get(name, name)
     if isinstance(name, str) and not name.strip():  # not "unknown backbone ''"
         raise UnknownNameError(
-            'the backbone is an empty string (an unset variable, as in --backbone "$BB"?): '
+            'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): '
             f"pass one of {', '.join(sorted(FEATURIZERS))}"
         )
     if key not in FEATURIZERS:

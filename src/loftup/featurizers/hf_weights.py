@@ -52,7 +52,7 @@ def resolve_weights(
     layout = f"a folder in the Hugging Face layout ({CONFIG_FILE} + {WEIGHTS_FILE})"
     if not source.strip():  # Path("") is the current folder: whatever it holds was loaded
         raise UsageError(
-            f"backbone weights for {name} are an empty string; pass {layout} or a hub id, or "
+            f"backbone weights for {name} are empty or blank; pass {layout} or a hub id, or "
             "leave them out (no --backbone-weights) for the official weights"
         )
     path = Path(source).expanduser()

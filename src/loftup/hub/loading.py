@@ -52,7 +52,7 @@ def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> No
         raise UsageError(f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(source)}")
     if isinstance(source, str) and not source.strip():  # Path("") is the current folder
         raise UsageError(
-            f'{name} is an empty string (an unset variable, as in -m "$MODEL"?): pass a released '
+            f'{name} is empty or blank (an unset variable, as in -m "$MODEL"?): pass a released '
             "upsampler's name (e.g. loftup_dinov2s), a weights file or folder, or a hub id ORG/NAME"
         )
 
