@@ -1,9 +1,11 @@
 """Names a command prints, as the terminal shows them: a hostile one (an escape, a newline, a
 right-to-left override) escaped wherever it is said, the per-image lines of a folder's
 upsample too; a harmless one (a no-break space, an ideographic space, a soft hyphen, the
-zero-width joiners of Persian and of emoji) as it is, so that the name said is the file's;
-every escaped text told apart from any other (a backslash written ``\\\\``, a byte that is no
-UTF-8 as ``\\xNN``)."""
+zero-width joiners of Persian and of emoji) as it is, so that the name said is the file's.
+Within an escaped text, a backslash is written ``\\\\`` and a byte that is no UTF-8
+``\\xNN``, so its escapes are told from its own backslashes; a text with nothing to escape is
+printed as it is, backslashes too, so a name holding the characters ``\\x1b`` reads like an
+escape where its line shows no other."""
 
 from __future__ import annotations
 
@@ -63,11 +65,12 @@ def test_a_harmless_name_is_said_as_it_is(tmp_path, capsys, name):
     [
         ("a\\x1b\x1b", "a\\\\x1b\\x1b"),  # the backslash told from the escape's
         ("a\\b", "a\\b"),  # nothing to escape: as it is
+        ("back\\x1b.png", "back\\x1b.png"),  # nothing to escape: as it is, like an escape though
         ("o\udcfe\x85", "o\\xfe\\x85"),  # a byte of a name that is no UTF-8, as the byte
         ("\u2028\u2029\x7f\t\r\ud800", "\\u2028\\u2029\\x7f\\t\\r\\ud800"),
     ],
 )
-def test_printable_escapes_only_what_is_dangerous_and_is_unambiguous(text, shown):
+def test_printable_escapes_only_what_is_dangerous_and_its_backslashes_beside(text, shown):
     assert printable(text) == shown
 
 

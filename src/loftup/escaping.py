@@ -36,12 +36,18 @@ def printable(text: str) -> str:
     line (:data:`DANGEROUS`: an escape, a newline, a tab, a bidirectional control, a line
     separator) written as Python writes it in a string: ``\\x1b``, ``\\n``, ``\\u202e``; a
     byte of a file name that is no UTF-8 (``os.fsdecode``'s U+DCFE) as the byte, ``\\xfe``.
-    Where anything is escaped, so is a backslash (``\\\\``): in such a line the four
-    characters ``\\x1b`` are told from an escape. A text with nothing to escape is printed
-    as it is, its backslashes too (a message's repr quotes keep theirs). Every other character
-    stays as it is (``é``, a no-break space, U+3000, a soft hyphen, the zero-width joiners of
-    Persian and of emoji): a path without a dangerous character is printed as it is, the name
-    of the file it is. Not idempotent: escape a text once, where it is printed."""
+    Where anything is escaped, so is a backslash (``\\\\``): in such a text the four
+    characters ``\\x1b`` are told from an escape. A text with nothing to escape is returned
+    as it is, its backslashes too: a name holding the four characters ``\\x1b`` and nothing
+    dangerous is printed as it is, and reads like an escaped one; a backslash sequence is an
+    escape for sure only in a text that shows other escapes or a doubled backslash. Every
+    other character stays as it is (``é``, a no-break space, U+3000, a soft hyphen, the
+    zero-width joiners of Persian and of emoji): a path without a dangerous character is
+    printed as it is, the name of the file it is. Idempotent (what it returns holds nothing
+    to escape): a warning escaped where it is made is said as it is by the CLI, which escapes
+    each warning again. A text should be escaped whole, or each piece it quotes; a piece
+    escaped inside a text that holds a dangerous character elsewhere has its backslashes
+    doubled when the whole is escaped."""
     if not DANGEROUS.search(text):
         return text
     return re.sub(r"[\\]|" + DANGEROUS.pattern, lambda m: _escape(m.group()), text)

@@ -77,7 +77,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     from tqdm import tqdm
 
     try:
-        said = printable(str(message))  # escaped once, here: a quoted escape shown, not obeyed
+        said = printable(str(message))  # another library's warning; loftup's made escaped: as is
         tqdm.write(f"warning: {said}", file=file or sys.stderr)
     except (OSError, ValueError):  # a closed stderr: lost, as Python's own printing loses it
         pass
