@@ -81,7 +81,8 @@ def download_names(names: list[str], *, backbones: bool = True) -> Iterator[tupl
         repo = hub_id(name) if "/" in name else None  # ORG/NAME, or ORG/NAME@REVISION
         if here or (repo is None and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
             raise UsageError(
-                f"{quoted(name)} is a local path: it needs no download (pass it where the weights are "
+                f"{quoted(name)} is a local path: it needs no download (pass it where the weights "
+                "are "
                 "asked for); download takes released upsamplers, backbones, SAM and hub ids ORG/NAME"
             )
         if repo is None and "/" in name:  # huggingface_hub's HFValidationError, a traceback

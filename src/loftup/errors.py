@@ -284,7 +284,8 @@ def from_workers(loader, workers: str = "the DataLoader's num_workers"):
         if not WORKER_DIED.match(str(e)):
             raise
         raise LoftUpError(
-            f"a data-loading worker process died without an error ({printable(str(e))}): the system killed "
+            f"a data-loading worker process died without an error ({printable(str(e))}): the "
+            "system killed "
             "it, most often for lack of host memory, or a library crashed on a file; lower "
             f"{workers}, or set it to 0 to read in this process"
         ) from None

@@ -156,7 +156,8 @@ class World:
             masks = [decode_rle(a["segmentation"]) for a in meta["annotations"]]
         except READ_ERRORS as e:  # one this user may not read: its fix, not "damaged"
             raise read_refused(path, e, "scene file", another=self.another) or LoftUpError(
-                f"{path} cannot be read ({printable(one_line(e))}): the world {self.root} is damaged; "
+                f"{path} cannot be read ({printable(one_line(e))}): the world {self.root} is "
+                "damaged; "
                 f"{_WRITE_AGAIN}"
             ) from None
         h, w = labels.shape[:2]

@@ -73,7 +73,8 @@ def check_mask_names(sequences: list[DavisSequence], folder: str) -> None:
             break
     if twins is not None:
         raise UsageError(
-            f"--save-masks {folder}: the {where} {quoted(twins[0])} and {quoted(twins[1])} differ only in "
+            f"--save-masks {folder}: the {where} {quoted(twins[0])} and {quoted(twins[1])} differ "
+            "only in "
             "case, and their masks would overwrite each other on a case-insensitive disk "
             "(macOS, Windows); rename one, or leave out --save-masks"
         )

@@ -92,7 +92,8 @@ def lock_folder(target: Path, folder: str) -> int | None:
             printable(
                 f"--save-masks {folder}: its file system keeps no locks (NFS without a lock "
                 "service, say): a second run into it at the same time is not refused, and what "
-                f"killed runs left is not put right: delete their {STAGING}* folders yourself while "
+                f"killed runs left is not put right: delete their {STAGING}* folders yourself "
+                "while "
                 f"no run writes there; a {MOVING}* one holds the earlier run's masks while the "
                 "folder is marked incomplete: loftup.eval.mask_folder.complete_masks(DIR) then "
                 "says how to put them back; once it is not, delete those too"

@@ -109,7 +109,8 @@ def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> Featuriz
     """Add a backbone to the registry (a name registered twice is an error)."""
     if spec.name in FEATURIZERS:
         raise UsageError(
-            f"featurizer {quoted(spec.name)} is registered already; register yours under another name"
+            f"featurizer {quoted(spec.name)} is registered already; register yours under another "
+            "name"
         )
     FEATURIZERS[spec.name] = spec
     for alias in aliases:
@@ -127,7 +128,8 @@ def resolve(name: str) -> FeaturizerSpec:
         )
     if key not in FEATURIZERS:
         raise UnknownNameError(
-            f"unknown backbone {quoted(name)}{did_you_mean(name, FEATURIZERS)}; known backbones are: "
+            f"unknown backbone {quoted(name)}{did_you_mean(name, FEATURIZERS)}; known backbones "
+            "are: "
             f"{', '.join(sorted(FEATURIZERS))}"
         )
     return FEATURIZERS[key]

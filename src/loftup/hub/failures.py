@@ -94,7 +94,8 @@ def hub_refusal(
 
         ref = ref_path(repo_id, _named(matching))
         return (
-            f"Commit {revision[:12]}, which the Hugging Face cache's {quoted(matching)} names, is no "
+            f"Commit {revision[:12]}, which the Hugging Face cache's {quoted(matching)} names, is "
+            "no "
             f"longer on the hub (its history was rewritten): delete {ref} and run `{fetch}` to "
             f"fetch what {quoted(matching)} names now"
         )
@@ -110,13 +111,17 @@ def hub_refusal(
         )
     if isinstance(e, RepositoryNotFoundError):  # so is a private repo without a login
         return (
-            f"The hub has no repo {quoted(repo_id)} that may be read without a login: check the id, "
+            f"The hub has no repo {quoted(repo_id)} that may be read without a login: check the "
+            "id, "
             "and for a private repo log in (set HF_TOKEN to an access token, or `hf auth login`)"
         )
     remote = isinstance(e, HfHubHTTPError) and not isinstance(e, LocalEntryNotFoundError)
     if remote and isinstance(e, EntryNotFoundError):
         at = "" if named is None else f" at {quoted(named)}"
-        return f"Hub repo {quoted(repo_id)}{at} holds no {quoted(filename)}: check that it is the repo meant"
+        return (
+            f"Hub repo {quoted(repo_id)}{at} holds no {quoted(filename)}: check that it is the "
+            "repo meant"
+        )
     return None
 
 

@@ -147,7 +147,8 @@ def header_info(path: Path, metadata: dict | None) -> dict | None:
         return json.loads(text)
     except ValueError as e:
         raise CheckpointError(
-            f"{path}'s header record is corrupt ({printable(str(e))}); write it again with save_pretrained"
+            f"{path}'s header record is corrupt ({printable(str(e))}); write it again with "
+            "save_pretrained"
         ) from None
 
 

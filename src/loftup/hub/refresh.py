@@ -140,7 +140,8 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
         return text
     held = "no text" if text is None else repr(text[:60]) if text else "nothing"
     raise CheckpointError(
-        f"{ref}, the Hugging Face cache's record of the commit that {quoted(revision or 'main')} of "
+        f"{ref}, the Hugging Face cache's record of the commit that {quoted(revision or 'main')} "
+        "of "
         f"hub repo {quoted(repo_id)} names, is damaged (it holds {held}, not a commit's hash): "
         f"{_ref_fix(repo_id, ref)}"
     )

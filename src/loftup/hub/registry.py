@@ -103,7 +103,8 @@ def revision_refusal(name: str, names=()) -> UsageError | None:
     base, at, _ = name.partition("@")
     if at and (ALIASES.get(base, base) in RELEASED or base in names):
         return UsageError(
-            f"{quoted(name)}: {base} is a registered name, whose files are fixed: pass {base} without "
+            f"{quoted(name)}: {base} is a registered name, whose files are fixed: pass {base} "
+            "without "
             "@REV (a revision is for the hub id ORG/NAME@REV of a repo of your own)"
         )
     return None

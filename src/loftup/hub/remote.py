@@ -132,7 +132,8 @@ def hub_file(
                 raise WeightsNotFoundError(
                     f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {local}"
                 ) from None
-            reason = f"the download failed ({type(e).__name__}: {printable(str(e).splitlines()[0][:200])})"
+            first = printable(str(e).splitlines()[0][:200])
+            reason = f"the download failed ({type(e).__name__}: {first})"
             reason = lost_connection(e, reason) or reason  # the next files are not tried
             refusal = hub_refusal(e, repo_id, filename, revision, matching=matching, fetch=fetch)
             failed_there = server_error(e)  # the hub's own failure
@@ -141,7 +142,8 @@ def hub_file(
             if again is None:
                 return got
             raise WeightsNotFoundError(
-                f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} was damaged in the Hugging "
+                f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} was damaged in "
+                "the Hugging "
                 f"Face cache ({damaged}) and the copy downloaded again is damaged too ({again}): "
                 f"the hub, or a proxy on the way (HF_ENDPOINT, HTTPS_PROXY), served it so; check "
                 f"them and run `{fetch}` again, or pass a local path instead: {local_hint}"
@@ -150,7 +152,8 @@ def hub_file(
         gone = not os.path.lexists(cached)  # removed before the download that failed
         redo = f"it was removed from the cache: run `{fetch}` again" if gone else None
         raise WeightsNotFoundError(
-            f"{what}: the cached copy of file {quoted(filename)} of hub repo {quoted(repo)}{at} is damaged "
+            f"{what}: the cached copy of file {quoted(filename)} of hub repo {quoted(repo)}{at} is "
+            "damaged "
             f"({damaged}) and {reason}; "
             f"{redo or damaged_in_cache(cached, name) or f'delete {cached} and run `{fetch}`'}, "
             "with the hub in reach"
@@ -171,7 +174,8 @@ def hub_file(
     if downloading and offline_switch:  # the download was never tried
         var = reason.split("=")[0]
         raise WeightsNotFoundError(
-            f"{what}: cannot download file {quoted(filename)} of hub repo {quoted(repo)}{at}{nor_download}: "
+            f"{what}: cannot download file {quoted(filename)} of hub repo "
+            f"{quoted(repo)}{at}{nor_download}: "
             f"{reason}, "
             f"which forbids downloads. Unset it to download (`env -u {var} loftup download "
             f"{name}`{whole}{access}), or copy the {hub_cache} of a machine with network that "
@@ -197,7 +201,8 @@ def hub_file(
         )
         at = ""
     raise WeightsNotFoundError(
-        f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {lacking}. {fix}, or pass a local "
+        f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {lacking}. {fix}, or pass "
+        "a local "
         f"path instead: {local_hint}"
     )
 

@@ -76,7 +76,8 @@ def expand_path(value: str, key: str, where: str) -> str:
             return "$"
         if braced is not None and not (closed and re.fullmatch(_NAME, braced)):
             raise UsageError(
-                f"config key {key} ({quoted(value)}, {where}): {match.group(0)!r} is not a variable; "
+                f"config key {key} ({quoted(value)}, {where}): {match.group(0)!r} is not a "
+                "variable; "
                 "write $NAME or ${NAME} (no defaults or other shell forms), or $$ for a literal $"
             )
         name = name or braced
@@ -84,7 +85,8 @@ def expand_path(value: str, key: str, where: str) -> str:
         if not found:
             state = "is not set" if found is None else "is set but empty"
             raise UsageError(
-                f"config key {key} ({quoted(value)}, {where}): the environment variable {name} {state}; "
+                f"config key {key} ({quoted(value)}, {where}): the environment variable {name} "
+                f"{state}; "
                 f"export {name}=... before the run, or write the path out ($$ for a literal $)"
             )
         return found
@@ -183,7 +185,8 @@ def warn_file_relative(file_data: dict, overrides: dict, config: Path) -> None:
         warnings.warn(
             printable(
                 f"config key {key}: {value} {what} (relative paths in a config file are read from "
-                f"the current folder); it exists relative to the config file, as {beside.resolve()}: "
+                "the current folder); it exists relative to the config file, as "
+                f"{beside.resolve()}: "
                 f"write that path in {config.name}, or run from {folder.resolve()}"
             ),
             stacklevel=3,

@@ -47,7 +47,8 @@ def read_yaml(name_or_path: str) -> dict:
         entry = resources.files("loftup") / "configs" / f"{name}.yaml"
         if not entry.is_file():
             raise UsageError(
-                f"no config file {quoted(name_or_path)}; give a path or one of the packaged configs: "
+                f"no config file {quoted(name_or_path)}; give a path or one of the packaged "
+                "configs: "
                 f"{', '.join(packaged_configs())}"
             )
         where, text = f"{name}.yaml", entry.read_text()
@@ -128,9 +129,10 @@ def refuse_comment(pair: str, key: str, text: str) -> None:
     except yaml.YAMLError:
         return  # safe_yaml names the error
     if node is None or node.end_mark.index < len(text.rstrip()):
-        quoted = "'" + text.replace("'", "''") + "'"
+        in_yaml = "'" + text.replace("'", "''") + "'"
         raise UsageError(
-            f"override {quoted(pair)}: YAML takes a '#' after a space (or first) for a comment, which "
-            f"would be dropped; quote the value if the '#' is part of it: {key}=\"{quoted}\", "
+            f"override {quoted(pair)}: YAML takes a '#' after a space (or first) for a comment, "
+            "which "
+            f"would be dropped; quote the value if the '#' is part of it: {key}=\"{in_yaml}\", "
             "else drop the comment"
         )
