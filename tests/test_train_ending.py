@@ -66,6 +66,7 @@ from pathlib import Path
 import torch.distributed as dist
 from finalisers import signal_in_a_finaliser
 from loftup.errors import Terminated
+from loftup.train import ending
 from loftup.train.distributed import DistInfo
 from loftup.train.ending import end_run
 from loftup.train.stopping import StopOnSignals
@@ -88,7 +89,7 @@ def sigterm():
 for case in sys.argv[1:]:
     def export(done):
         done()
-        if case == "rank 0 as its export ends" and rank == 0:
+        if case.startswith("rank 0 as its export ends") and rank == 0:
             sigterm()
         if case == "rank 1 as it waits" and rank == 0:  # until rank 1 has had its SIGTERM
             for _ in range(600):  # (it cannot have passed the barrier, which waits for this)
@@ -107,10 +108,16 @@ for case in sys.argv[1:]:
                     os.kill(os.getpid(), signal.SIGTERM)
                     open("sent", "w").close()
                 threading.Timer(0.2, send).start()
+            if "rank 1 dies at the barrier" in case and rank == 1:
+                os._exit(0)
+            if "rank 1 dies before the vote" in case and rank == 1:
+                ending.mean_over_ranks = lambda *args: os._exit(0)
             end_run(signals, DistInfo(rank, 2), export, 4, 4, Path("run/checkpoint.pt"))
         say("ended: done")
     except Terminated:
         say("ended: terminated")
+    except RuntimeError:  # (another process ended)
+        say(f"ended: error, at_end {signals.at_end}")
 dist.destroy_process_group()
 if child:
     say(f"rank 1's status: {os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])}")
@@ -122,12 +129,9 @@ if child:
 CASES = ["rank 1 swallowed", "rank 0 as its export ends", "rank 1 as it waits", "none"]
 
 
-def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
-    """Under torchrun, a SIGTERM one process alone caught once rank 0's export was done (a
-    finaliser swallowed it, raised again at the end's check; or it came as the export ended)
-    ended that process alone, with only "terminated (SIGTERM)", while the other said the
-    run was done and exited 0 (or hung, waiting for it at a collective it skipped). The ranks
-    vote on it now: every one stops with it, and rank 0 says the run is complete."""
+def _two_ranks(tmp_path, cases: list[str]) -> tuple[dict[str, list[str]], str, int]:
+    """What each rank of :data:`_RANKS` said, run for ``cases`` (its lines less the rank), its
+    stderr and its status."""
     import socket
 
     from processes import REPO
@@ -136,7 +140,7 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(src_env(REPO / "tests"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ranks = subprocess.Popen([sys.executable, "-c", _RANKS, *CASES], env=env, cwd=tmp_path,
+    ranks = subprocess.Popen([sys.executable, "-c", _RANKS, *cases], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)  # fmt: skip
     try:
@@ -145,10 +149,24 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
         os.killpg(ranks.pid, signal.SIGKILL)
         out, err = ranks.communicate()
     said = {rank: [line[2:] for line in out.splitlines() if line[0] == rank] for rank in "01"}
-    complete = (
-        "said: SIGTERM: stopped after the last step (4 of 4): the run is complete, "
-        "run/checkpoint.pt and run/final are written"
-    )
+    return said, f"{out}\n{err[-2000:]}", ranks.returncode
+
+
+#: what rank 0 says where a SIGTERM stops its complete run
+_COMPLETE = (
+    "said: SIGTERM: stopped after the last step (4 of 4): the run is complete, "
+    "run/checkpoint.pt and run/final are written"
+)
+
+
+def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
+    """Under torchrun, a SIGTERM one process alone caught once rank 0's export was done (a
+    finaliser swallowed it, raised again at the end's check; or it came as the export ended)
+    ended that process alone, with only "terminated (SIGTERM)", while the other said the
+    run was done and exited 0 (or hung, waiting for it at a collective it skipped). The ranks
+    vote on it now: every one stops with it, and rank 0 says the run is complete."""
+    said, out, returncode = _two_ranks(tmp_path, CASES)
+    complete = _COMPLETE
     stopped = ["ended: terminated"]
     ended = ["none", "ended: done"]
     for rank, lines, last in (
@@ -156,5 +174,45 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
         ("1", stopped, []),
     ):
         expected = [line for case in CASES[:-1] for line in (case, *lines)]
-        assert said[rank] == [*expected, *ended, *last], f"{out}\n{err[-2000:]}"
-    assert ranks.returncode == 0, err[-2000:]
+        assert said[rank] == [*expected, *ended, *last], out
+    assert returncode == 0, out
+
+
+@pytest.mark.parametrize(
+    ("case", "said_0"),
+    [
+        (
+            "rank 1 dies at the barrier",
+            [
+                "said: the last step taken (4 of 4): the run is complete, run/checkpoint.pt and "
+                "run/final are written (no --resume needed)",
+                "ended: error, at_end False",
+            ],
+        ),
+        (
+            "rank 1 dies before the vote",
+            [
+                "said: the last step taken (4 of 4): the run is complete, run/checkpoint.pt and "
+                "run/final are written (no --resume needed)",
+                "ended: error, at_end False",
+            ],
+        ),
+        (
+            "rank 0 as its export ends, rank 1 dies before the vote",
+            [_COMPLETE, "ended: terminated"],
+        ),
+    ],
+)
+def test_a_rank_that_dies_at_the_end_leaves_rank_0_saying_the_run_is_complete(
+    case, said_0, tmp_path
+):
+    """Under torchrun, another process that died at the run's end (its barrier, or before the
+    vote: the collective fails) left rank 0, whose run was complete, saying only "another
+    process of this run has ended" (its error), then "terminated (SIGTERM)" as torchrun
+    stopped it, as if the run needed --resume; one that died before the vote skipped the stop
+    on the SIGTERM rank 0 had caught, and its line. Rank 0 says that the run is complete
+    first now, or stops on its signal with that line; a signal then stops it at once (at_end
+    cleared)."""
+    said, out, returncode = _two_ranks(tmp_path, [case])
+    assert said["0"] == [case, *said_0, "rank 1's status: 0"], out
+    assert returncode == 0, out

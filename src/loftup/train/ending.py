@@ -34,7 +34,8 @@ def end_run(
     export itself ends rank 0 at once, as after the steps; another rank that got a signal
     meanwhile (one sent to all) stops on it as it hears that rank 0 ended, where it said that
     another process had ended. A rank that died fails the others' collective at once (a hung
-    one after LOFTUP_DIST_TIMEOUT): nothing waits for ever."""
+    one after LOFTUP_DIST_TIMEOUT): nothing waits for ever, and rank 0, its run complete,
+    says so before that error (:func:`_another_ended`)."""
 
     def done() -> None:
         signals.completed(steps, total, ckpt_path)
@@ -49,15 +50,31 @@ def end_run(
     signals.at_end = True  # (the others: a signal as they wait for rank 0's export asks too)
     try:
         barrier(info)  # rank 0's export is whole before any process goes on
-    except RuntimeError:  # another process ended: rank 0 stopped at once during its export,
-        if signals.requested is None:  # on the signal this one got meanwhile (sent to all)
-            raise
-        signals.stop(signals.voted(None))
+    except RuntimeError:  # another process ended (rank 0 stopped at once during its export)
+        _another_ended(signals)
+        raise
     done()
     try:
         check()  # a stop a finaliser swallowed during the export (or kept since)
     except (KeyboardInterrupt, HungUp) as e:
         signals.caught(e)
-    agreed = signals.voted(signals.agreed(mean_over_ranks(signals.votes(), info)))
+    try:
+        means = mean_over_ranks(signals.votes(), info)
+    except RuntimeError:  # another process ended before its vote
+        _another_ended(signals)
+        raise
+    agreed = signals.voted(signals.agreed(means))
     if agreed is not None:
         signals.stop(agreed)
+
+
+def _another_ended(signals: StopOnSignals) -> None:
+    """Another process ended during a collective of the run's end (the barrier, the vote):
+    this one stops on the signal it got meanwhile (one sent to all), rank 0 saying that the
+    run is complete where it is; with none, rank 0 of a complete run says so before the
+    caller raises the collective's error (the run needs no --resume), and a signal from now
+    on stops this process at once (:meth:`StopOnSignals.voted`)."""
+    if signals.requested is not None:
+        signals.stop(signals.voted(None))
+    signals.voted(None)
+    signals.say_complete(None)

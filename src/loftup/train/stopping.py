@@ -158,12 +158,14 @@ class StopOnSignals:
         self.at_end = False
         return agreed if agreed is not None else self.requested
 
-    def say_complete(self, signum: int) -> None:
+    def say_complete(self, signum: int | None) -> None:
         """Say (rank 0: ``announce``) that the run ``signum`` stops is complete, where it is
-        (:meth:`completed`) and was not said yet."""
+        (:meth:`completed`) and was not said yet; ``None``: the run ends otherwise (another
+        process ended during a collective of its end), on an error said next."""
         complete, self.complete = self.complete, None
         if complete is not None and self.announce:
-            log.warning("%s", stop_line(signum, *complete))
+            line = complete_line(*complete) if signum is None else stop_line(signum, *complete)
+            log.warning("%s", line)
 
     def caught(self, e: BaseException) -> None:
         """The stop ``e``, caught once the run is complete (a finaliser swallowed it during the
@@ -263,6 +265,15 @@ def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = 
             f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
         )
     return f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: {go_on}"
+
+
+def complete_line(done: int, total: int, ckpt_path: Path) -> str:
+    """What a complete run (``done`` of ``total`` steps, its last checkpoint ``ckpt_path``)
+    that an error ends as it ends says before the error: it needs no --resume."""
+    return (
+        f"the last step taken ({done} of {total}): the run is complete, {ckpt_path} and "
+        f"{ckpt_path.parent / 'final'} are written (no --resume needed)"
+    )
 
 
 def write_stop_note(out_dir: Path, line: str) -> None:
