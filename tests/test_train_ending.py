@@ -58,6 +58,39 @@ def test_a_stop_as_a_complete_runs_folder_is_let_go_says_the_run_is_complete(
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
 
 
+def test_a_stop_as_a_complete_run_leaves_its_process_group_says_the_run_is_complete(
+    sa1b, tmp_path, monkeypatch, caplog
+):
+    """A SIGTERM as train() let go of the process group (its teardown, after the signals'
+    handlers were put back: the command line's raises Terminated) ended the run with only
+    "terminated (SIGTERM)", final/ and summary.json written. It says that the run is complete
+    now, once."""
+    from loftup.errors import Terminated, terminate
+    from loftup.train import loop
+
+    torn = loop.teardown
+
+    def teardown(info, error=None):
+        if error is None:  # (the run's own end, not an error's)
+            _plain_sigterm()
+        torn(info, error)
+
+    monkeypatch.setattr(loop, "teardown", teardown)
+    out = tmp_path / "run"
+    previous = signal.signal(signal.SIGTERM, terminate)  # the command line's
+    try:
+        with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(Terminated):
+            loop.train(tiny(sa1b, out, 1, 2))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    lines = [r.getMessage() for r in caplog.records if "complete" in r.getMessage()]
+    assert lines == [
+        f"SIGTERM: stopped after the last step (2 of 2): the run is complete, {out / 'checkpoint.pt'}"
+        f" and {out / 'final'} are written"
+    ]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
 #: two ranks (rank 1 forked from rank 0, once both imported torch) at the end of a run, once for
 #: each case of CASES (the export a stand-in): each says what ended it, and rank 0 what it logged
 _RANKS = """

@@ -113,7 +113,11 @@ def train(
         if failure is not None:
             raise failure from None
         raise
-    teardown(info)
+    try:
+        teardown(info)
+    except (KeyboardInterrupt, HungUp) as e:  # a stop as the process group is let go: the
+        signals.say_complete(signal_of(e))  # run is complete all the same (said once)
+        raise
     return result
 
 
