@@ -56,6 +56,16 @@ def test_resume_takes_a_local_folder_by_any_of_its_names(
     )
 
 
+def _contents(out):
+    """Each file's bytes in ``out``; its record's as its keys less the id of the run that wrote
+    it (each run writes its own, a resumed one too)."""
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    record = json.loads(files[OPTIONS_NAME])
+    assert len(record.pop("run")) == 32
+    files[OPTIONS_NAME] = record
+    return files
+
+
 def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     photos, upsampler, tmp_path, capsys
 ):
@@ -69,9 +79,9 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     args = ["upsample", str(tmp_path / "im*.png"), "-m", str(upsampler), "-o", str(out),
             "--batch-size", "2", "--backbone-size", "56", "--viz"]  # fmt: skip
     assert main(args) == 0
-    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    first = _contents(out)
     assert len(first) == 11 and OPTIONS_NAME in first
-    options = json.loads(first[OPTIONS_NAME])
+    options = first[OPTIONS_NAME]
     assert options["backbone"] == "dinov2_tiny" and options["batch_size"] == 2
     assert options["size"] is None and len(options["upsampler_sha256"]) == 16
     inode = {name: (out / name).stat().st_ino for name in first}  # a rewrite makes a new one
@@ -85,7 +95,7 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     said = capsys.readouterr()
     assert f"features of 3 image(s) to {out} (2 already there)" in said.out
     assert "removed 1 unfinished file(s) of the interrupted run" in said.err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert _contents(out) == first
     assert all((out / n).stat().st_ino == inode[n] for n in ("im0.pt", "im1_viz.png"))
     assert all((out / n).stat().st_ino != inode[n] for n in ("im2.pt", "im3.pt", "im2_viz.png"))
     capsys.readouterr()
@@ -111,7 +121,7 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
         err = capsys.readouterr().err
         assert err.startswith(f"error: the files in {out} were made with other options (")
         assert said in err and "(with --resume to skip what is done), or another -o" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert _contents(out) == first
     (out / OPTIONS_NAME).write_text("[1]")
     assert main([*args, "--resume"]) == 2
     assert "cannot be read (a JSON object was expected, not list)" in capsys.readouterr().err
@@ -187,8 +197,9 @@ def test_a_run_still_on_its_first_image_is_not_taken_for_one_that_left_no_output
         f"the files in {out} were made with other options (size 64 there, None now)" in (second[1])
     )
     assert (
-        f"its run has not finished and wrote no output yet: if no run is writing there, remove {out / OPTIONS_NAME}"
-        in second[1]
+        "its record does not say its run finished (a run may be writing there now, was "
+        f"killed, or was written by an earlier loftup), and no output is there yet: if no run "
+        f"is writing there, remove {out / OPTIONS_NAME}" in second[1]
     )
     record = json.loads((out / OPTIONS_NAME).read_text())
     assert (record["size"], record["finished"], record["written"]) == (64, True, 1)
@@ -200,7 +211,8 @@ def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
     """A run marks its record finished as it ends, only where the record is still the one it
     wrote: a run of another --format begun meanwhile recorded both kinds of output, and the
     first one's record put back would say the folder holds none of the other's (whose files a
-    later run of that format then refused as not loftup's)."""
+    later run of that format then refused as not loftup's). Nor does the other mark it: it
+    began while this one ran, and its end says nothing of this one's (it stays unfinished)."""
     import loftup.extract as extract
 
     Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
@@ -218,6 +230,7 @@ def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
     monkeypatch.setattr(extract, "run", second_run_starts)
     assert main(args) == 0 and second == [0]
     record = json.loads((out / OPTIONS_NAME).read_text())
-    assert (record["outputs"], record["format"], record["finished"]) == (["npy", "pt"], "npy", True)
+    assert (record["outputs"], record["format"]) == (["npy", "pt"], "npy")
+    assert "finished" not in record
     monkeypatch.setattr(extract, "run", first_run)
     assert main([*args, "--format", "npy"]) == 0, capsys.readouterr().err

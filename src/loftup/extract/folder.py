@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +173,11 @@ def upsample_folder(
                 )
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
-        if rank == 0:
+        # a record no run said finished: its run may be writing there still, and this one
+        # ending says nothing of it (a --resume takes over, as it takes over its temporary files)
+        shared = saved is not None and saved.get("finished") is not True and not resume
+        if rank == 0:  # only rank 0 writes and marks the record: the id is its
+            options["run"] = uuid.uuid4().hex  # what mark_finished knows its own record by
             write_options(out, options)
         barrier(world)  # no rank writes an output before the record that lets --resume go on
         report = run(
@@ -193,7 +198,7 @@ def upsample_folder(
             progress=progress,
         )
         failed, kept = summed([len(report.failed), report.kept], world)
-        if rank == 0:  # ended: a later run of other options may replace a record of no output
+        if rank == 0 and not shared:  # ended: a later run may replace a record of no output
             mark_finished(out, options, len(jobs) - failed)
         failed += len(missing)
         barrier(world)  # no rank tears gloo down while another is still in a collective

@@ -5,21 +5,22 @@ refuses to overwrite anything else, and ``--resume`` to mix files made with othe
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
 
 from ..atomic import read_json_object
-from ..errors import LoftUpError, PathPermissionError
+from ..errors import LoftUpError, PathPermissionError, printable
 from .inputs import Job
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
-#: ``finished`` and ``written``: that its run ended, and how many images' files it left,
-#: :func:`mark_finished`).
-_INFO_ONLY = ("loftup_version", "model", "outputs", "finished", "written")
+#: ``run``: the id of the run that wrote it; ``finished`` and ``written``: that this run
+#: ended, and how many images' files it left, :func:`mark_finished`).
+_INFO_ONLY = ("loftup_version", "model", "outputs", "run", "finished", "written")
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 
@@ -95,9 +96,10 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
         fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
         running = ""
         if saved.get("finished") is not True and not _holds_outputs(out_dir, saved):
-            running = (  # a run on its first image, or one killed before any output
-                f"; its run has not finished and wrote no output yet: if no run is writing "
-                f"there, remove {out_dir / OPTIONS_NAME}"
+            running = (  # a run on its first image, one killed, or an earlier loftup's
+                "; its record does not say its run finished (a run may be writing there now, "
+                "was killed, or was written by an earlier loftup), and no output is there yet: "
+                f"if no run is writing there, remove {out_dir / OPTIONS_NAME}"
             )
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
@@ -243,20 +245,32 @@ def write_options(out_dir: Path, options: dict) -> None:
 
 
 def mark_finished(out_dir: Path, options: dict, written: int) -> None:
-    """``out_dir``'s record, written as ``options`` when this run began, rewritten whole
-    with ``"finished": true`` and ``written`` (how many images' files the run leaves there,
-    written now or kept by ``--resume``) as the run ends, every image failed too: what lets a
-    later run of other options replace a record whose run left no output
-    (:func:`stale_record`). A record another run wrote there meanwhile (another ``--format``)
-    is that run's to mark."""
+    """``out_dir``'s record, written as ``options`` (with this run's id, ``"run"``) when this
+    run began, rewritten whole with ``"finished": true`` and ``written`` (how many images' files
+    the run leaves there, written now or kept by ``--resume``) as the run ends, every image
+    failed too: what lets a later run of other options replace a record whose run left no
+    output (:func:`stale_record`). A record another run wrote there meanwhile (another
+    ``--format``, or the same options) is that run's to mark. A record that cannot be
+    rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
+    error, since every output is written."""
     import json
 
+    path = out_dir / OPTIONS_NAME
     try:
-        now = read_json_object(out_dir / OPTIONS_NAME, another="-o")
+        now = read_json_object(path, another="-o")
     except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
         return
-    if now == json.loads(json.dumps(options)):
+    if now is None or now.get("run") != options["run"]:
+        return
+    if now != json.loads(json.dumps(options)):  # (this run's id in a record it did not write)
+        return
+    try:
         write_options(out_dir, {**options, "finished": True, "written": written})
+    except OSError as e:
+        print(
+            printable(f"warning: {path} was left unfinished (its run ended): {e}"),
+            file=sys.stderr,
+        )
 
 
 def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:

@@ -1,0 +1,100 @@
+"""``loftup upsample``'s record, ``upsample.json``: which run marks it finished, and what a run
+does where it cannot, or where the record says nothing of its run's end."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+from PIL import Image
+
+from loftup.cli import main
+from loftup.extract import OPTIONS_NAME
+
+
+def _setup(photos, upsampler, tmp_path):
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    (tmp_path / "broken.png").write_bytes(b"")  # an image that fails
+    out = tmp_path / "out"
+    args = ["upsample", "-m", str(upsampler), "-o", str(out), "--backbone-size", "28"]
+    return out, [*args, "--no-progress"]
+
+
+def test_a_run_of_the_same_options_ending_does_not_finish_the_record_of_one_still_running(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """Two runs of the same options wrote the same record, so the one that ended first (every
+    image failed) marked finished the record of the other, still on its first image; a run of
+    other options then replaced it, and the first run's files ended under its record. A run
+    that found a record no run said finished leaves it unfinished now: the third is refused."""
+    import loftup.extract as extract
+
+    out, args = _setup(photos, upsampler, tmp_path)
+    first_run, log = extract.run, []
+
+    def others_run(*a, **k):  # the first run has written its record, no output yet
+        if not log:  # (not the other runs' own)
+            log.append("started")
+            log[0] = main([*args, str(tmp_path / "broken.png")])  # same options: ends
+            log.append(json.loads((out / OPTIONS_NAME).read_text()))
+            capsys.readouterr()
+            log.append(main([*args, str(tmp_path / "a.png"), "--size", "64"]))
+            log.append(capsys.readouterr().err)
+        return first_run(*a, **k)
+
+    monkeypatch.setattr(extract, "run", others_run)
+    assert main([*args, str(tmp_path / "a.png")]) == 0
+    assert log[0] == 1 and "finished" not in log[1], log[1]
+    assert log[2] == 2 and "size None there, 64 now" in log[3], log[3]
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert record["size"] is None and "finished" not in record and len(record["run"]) == 32
+    monkeypatch.setattr(extract, "run", first_run)
+    assert main([*args, str(tmp_path / "a.png"), "--resume"]) == 0  # takes over: marks it
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["finished"], record["written"]) == (True, 1)
+
+
+def test_a_record_that_cannot_be_marked_finished_is_a_warning_not_an_error(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """A full disk as the record is marked finished, after every output was written, made the
+    run an error (exit status 2): a warning now; the record stays unfinished and resumable."""
+    import loftup.extract.record as record_module
+
+    out, args = _setup(photos, upsampler, tmp_path)
+
+    def no_room(out_dir, options):  # the disk is full as the run ends
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / OPTIONS_NAME))
+
+    monkeypatch.setattr(record_module, "write_options", no_room)
+    assert main([*args, str(tmp_path / "a.png")]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: {out / OPTIONS_NAME} was left unfinished (its run ended): [Errno 28] No "
+        f"space left on device: '{out / OPTIONS_NAME}'\n"
+    )
+    assert (out / "a.pt").is_file() and "finished" not in json.loads(
+        (out / OPTIONS_NAME).read_text()
+    )
+    monkeypatch.undo()
+    assert main([*args, str(tmp_path / "a.png"), "--resume"]) == 0
+    assert "(1 already there)" in capsys.readouterr().out
+
+
+def test_a_record_of_an_earlier_loftup_is_refused_saying_why_and_what_to_do(
+    photos, upsampler, tmp_path, capsys
+):
+    """An earlier loftup's record says nothing of its run's end: never replaced, and the
+    refusal said 'its run has not finished', which it may have long ago."""
+    out, args = _setup(photos, upsampler, tmp_path)
+    assert main([*args, str(tmp_path / "broken.png"), "--size", "64"]) == 1
+    old = json.loads((out / OPTIONS_NAME).read_text())
+    for key in ("run", "finished", "written"):  # what an earlier version did not write
+        old.pop(key, None)
+    (out / OPTIONS_NAME).write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "a.png")]) == 2
+    assert (
+        "its record does not say its run finished (a run may be writing there now, was killed, "
+        "or was written by an earlier loftup), and no output is there yet: if no run is writing "
+        f"there, remove {out / OPTIONS_NAME}\n"
+    ) in capsys.readouterr().err
