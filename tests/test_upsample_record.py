@@ -98,3 +98,55 @@ def test_a_record_of_an_earlier_loftup_is_refused_saying_why_and_what_to_do(
         "or was written by an earlier loftup), and no output is there yet: if no run is writing "
         f"there, remove {out / OPTIONS_NAME}\n"
     ) in capsys.readouterr().err
+
+
+def _locked_by_another(out) -> bool:
+    """Whether a run starting now would wait for ``out``'s record lock (held by another)."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(out / ".upsample.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_no_run_writes_its_record_while_another_marks_its_own(
+    photos, upsampler, tmp_path, monkeypatch
+):
+    """A run marking its record finished reads it, compares and rewrites it: a run of another
+    --format that wrote its record in between (both kinds of output) lost it to the first
+    one's (its own kind alone). The record is written and marked under a lock now, held
+    only then (not while images are computed), and removed by its holder."""
+    import loftup.extract as extract
+    import loftup.extract.record as record_module
+
+    out, args = _setup(photos, upsampler, tmp_path)
+    seen = {}
+    read, write, first_run = record_module.read_json_object, extract.write_options, extract.run
+
+    def marking_reads(path, *a, **k):  # mark_finished's look at the record
+        seen["marking"] = _locked_by_another(out)
+        return read(path, *a, **k)
+
+    def writing(out_dir, options):  # the record written as a run begins
+        seen["writing"] = _locked_by_another(out)
+        return write(out_dir, options)
+
+    def running(*a, **k):
+        seen["running"] = _locked_by_another(out)
+        return first_run(*a, **k)
+
+    monkeypatch.setattr(record_module, "read_json_object", marking_reads)
+    monkeypatch.setattr(extract, "write_options", writing)
+    monkeypatch.setattr(extract, "run", running)
+    assert main([*args, str(tmp_path / "a.png")]) == 0
+    assert seen == {"writing": True, "running": False, "marking": True}
+    assert sorted(p.name for p in out.iterdir()) == ["a.pt", OPTIONS_NAME]

@@ -94,6 +94,7 @@ def upsample_folder(
         without_own_pictures,
         write_options,
     )
+    from .record_lock import record_lock
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -178,7 +179,8 @@ def upsample_folder(
         shared = saved is not None and saved.get("finished") is not True and not resume
         if rank == 0:  # only rank 0 writes and marks the record: the id is its
             options["run"] = uuid.uuid4().hex  # what mark_finished knows its own record by
-            write_options(out, options)
+            with record_lock(out):  # not while another run marks its record (reads, rewrites)
+                write_options(out, options)
         barrier(world)  # no rank writes an output before the record that lets --resume go on
         report = run(
             jobs,

@@ -255,18 +255,21 @@ def mark_finished(out_dir: Path, options: dict, written: int) -> None:
     error, since every output is written."""
     import json
 
+    from .record_lock import record_lock
+
     path = out_dir / OPTIONS_NAME
     try:
-        now = read_json_object(path, another="-o")
-    except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
-        return
-    if now is None or now.get("run") != options["run"]:
-        return
-    if now != json.loads(json.dumps(options)):  # (this run's id in a record it did not write)
-        return
-    try:
-        write_options(out_dir, {**options, "finished": True, "written": written})
-    except OSError as e:
+        with record_lock(out_dir):  # no other run writes its record between read and write
+            try:
+                now = read_json_object(path, another="-o")
+            except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
+                return
+            if now is None or now.get("run") != options["run"]:
+                return
+            if now != json.loads(json.dumps(options)):  # (its id in a record it did not write)
+                return
+            write_options(out_dir, {**options, "finished": True, "written": written})
+    except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
         print(
             printable(f"warning: {path} was left unfinished (its run ended): {e}"),
             file=sys.stderr,

@@ -1,0 +1,48 @@
+"""The lock a ``loftup upsample`` run holds on its folder while it writes or marks its record
+(``upsample.json``): a run marking its record finished reads it, compares and rewrites it, and
+a run of another ``--format`` writing its own record in between lost it (the first run put
+back a record that named none of the other's files). Held briefly, never across a run: an
+exclusive ``flock`` (:mod:`..file_lock`) of ``OUT/.upsample.lock``, waited for, and removed by
+its holder, so no file stays behind (one a killed run left is taken and removed by the next)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from ..file_lock import NO_LOCKS, open_lock_file, still_at, tries
+
+#: The lock file, hidden (no output: :func:`.record.read_record` passes over hidden files).
+LOCK_NAME = ".upsample.lock"
+
+
+@contextlib.contextmanager
+def record_lock(out_dir: Path):
+    """Hold ``out_dir``'s record lock (waiting for another run's short hold); unlocked where
+    the file system keeps no locks (:data:`..file_lock.NO_LOCKS`) or there is no fcntl."""
+    path = out_dir / LOCK_NAME
+    for _ in tries(path):
+        fd = open_lock_file(path, os.O_RDONLY | os.O_CREAT, "loftup upsample runs")
+        try:
+            try:
+                import fcntl
+            except ImportError:  # (Windows)
+                fcntl = None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError as e:
+                    if e.errno not in NO_LOCKS:
+                        raise
+                    fcntl = None  # no locks here: as unlocked as before this lock
+            if fcntl is not None and not still_at(fd, path):
+                continue  # its holder removed it meanwhile: its lock is no one's
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # while held: one who waits on it takes a new one
+            return
+        finally:
+            os.close(fd)
