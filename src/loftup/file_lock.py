@@ -48,6 +48,13 @@ def lock_nowait(fd: int, exclusive: bool = True) -> None:
     fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
+def lock_wait(fd: int) -> None:
+    """Lock ``fd`` (``flock``) exclusive, waiting for another holder: OSError(ENOLCK) where
+    there is no fcntl (Windows)."""
+    fcntl = _fcntl()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 def lockf_nowait(fd: int, exclusive: bool = True) -> None:
     """Lock ``fd`` with a POSIX lock (``lockf``), exclusive (``fd`` open for writing) or shared
     (for reading), without waiting: BlockingIOError where another process holds it (which

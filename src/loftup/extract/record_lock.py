@@ -11,7 +11,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..file_lock import NO_LOCKS, open_lock_file, still_at, tries
+from ..file_lock import NO_LOCKS, lock_wait, open_lock_file, still_at, tries
 
 #: The lock file, hidden (no output: :func:`.record.read_record` passes over hidden files).
 LOCK_NAME = ".upsample.lock"
@@ -25,18 +25,14 @@ def record_lock(out_dir: Path):
     for _ in tries(path):
         fd = open_lock_file(path, os.O_RDONLY | os.O_CREAT, "loftup upsample runs")
         try:
+            locked = True
             try:
-                import fcntl
-            except ImportError:  # (Windows)
-                fcntl = None
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except OSError as e:
-                    if e.errno not in NO_LOCKS:
-                        raise
-                    fcntl = None  # no locks here: as unlocked as before this lock
-            if fcntl is not None and not still_at(fd, path):
+                lock_wait(fd)
+            except OSError as e:  # no locks here (nor fcntl): as unlocked as before this lock
+                if e.errno not in NO_LOCKS:
+                    raise
+                locked = False
+            if locked and not still_at(fd, path):
                 continue  # its holder removed it meanwhile: its lock is no one's
             try:
                 yield
