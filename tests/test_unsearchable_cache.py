@@ -78,6 +78,17 @@ def test_info_lists_every_checkpoint_of_a_cache_this_user_may_not_search(
         _refused(lambda: loftup.load_upsampler("loftup_dinov2s"), folder)
 
 
+def _info_without(repo_id, tmp_path, unsearchable, monkeypatch, capsys):
+    """The cache with the folder of ``repo_id`` (``ORG--NAME``) unsearchable, as this user
+    reads it, and ``loftup info``'s column, rows and stderr there."""
+    hub = tmp_path / "hub"
+    _cache(hub)
+    repo = hub / f"models--{repo_id}"
+    unsearchable(repo)
+    _read_by(monkeypatch, hub)
+    return repo, _info(tmp_path, capsys)
+
+
 def test_a_repo_folder_of_another_user_in_a_shared_cache(
     tmp_path, unsearchable, monkeypatch, capsys
 ):
@@ -87,12 +98,9 @@ def test_a_repo_folder_of_another_user_in_a_shared_cache(
     they were."""
     import loftup
 
-    hub = tmp_path / "hub"
-    _cache(hub)
-    repo = hub / "models--haiwen--loftup-dinov2s"
-    unsearchable(repo)
-    _read_by(monkeypatch, hub)
-    column, rows, err = _info(tmp_path, capsys)
+    repo, (column, rows, err) = _info_without(
+        "haiwen--loftup-dinov2s", tmp_path, unsearchable, monkeypatch, capsys
+    )
     assert column["loftup_dinov2s"] == "?" and rows["loftup_dinov2s"]["cached"] is None
     assert column["loftup_clip"] == "yes" and rows["loftup_clip"]["cached"] is True
     assert column["loftup_siglip"] == "no" and rows["loftup_siglip"]["cached"] is False
@@ -110,12 +118,9 @@ def test_a_backbone_s_repo_folder_of_another_user_in_a_shared_cache(
     for the upsampler alone, nor "upsampler only"), said why as the backbone's load says it."""
     from loftup.featurizers.hf_weights import find_weights
 
-    hub = tmp_path / "hub"
-    _cache(hub)
-    repo = hub / "models--openai--clip-vit-base-patch16"
-    unsearchable(repo)
-    _read_by(monkeypatch, hub)
-    column, rows, err = _info(tmp_path, capsys)
+    repo, (column, rows, err) = _info_without(
+        "openai--clip-vit-base-patch16", tmp_path, unsearchable, monkeypatch, capsys
+    )
     clip = rows["loftup_clip"]
     assert column["loftup_clip"] == "?" and clip["cached"] is clip["backbone_cached"] is None
     assert clip["upsampler_cached"] is True and column["loftup_dinov2s"] == "yes"
