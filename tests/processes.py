@@ -147,3 +147,27 @@ def gloo_left(stderr: str) -> list[int]:
     """The gloo thread counts the ranks said (``gloo threads left: N``), in order: parsed, as
     two ranks' lines may interleave on one stderr (one's newline after the other's text)."""
     return [int(n) for n in re.findall(r"gloo threads left: (\d+)", stderr)]
+
+
+def forked_ranks(script: str, args: list[str], cwd) -> tuple[dict[str, list[str]], str, int]:
+    """``python -c script *args`` in ``cwd``, a script that forks itself into ranks 0 and 1 of
+    a gloo group (MASTER_ADDR and MASTER_PORT given, a free port) and starts each line it
+    prints with its rank: what each rank said (its lines less the rank), stdout and stderr's
+    end, and its status; killed, with its fork, after 120 s (a rank that hangs)."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(src_env(REPO / "tests"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ranks = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    try:
+        out, err = ranks.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # (a rank that hangs: both killed)
+        os.killpg(ranks.pid, signal.SIGKILL)
+        out, err = ranks.communicate()
+    said = {rank: [line[2:] for line in out.splitlines() if line[:1] == rank] for rank in "01"}
+    return said, f"{out}\n{err[-2000:]}", ranks.returncode

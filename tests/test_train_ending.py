@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from finalisers import signal_in_a_finaliser
-from processes import src_env
+from processes import forked_ranks
 from train_fixtures import tiny_config as tiny
 
 pytestmark = [
@@ -164,25 +162,8 @@ CASES = ["rank 1 swallowed", "rank 0 as its export ends", "rank 1 as it waits", 
 
 def _two_ranks(tmp_path, cases: list[str]) -> tuple[dict[str, list[str]], str, int]:
     """What each rank of :data:`_RANKS` said, run for ``cases`` (its lines less the rank), its
-    stderr and its status."""
-    import socket
-
-    from processes import REPO
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(src_env(REPO / "tests"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ranks = subprocess.Popen([sys.executable, "-c", _RANKS, *cases], env=env, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)  # fmt: skip
-    try:
-        out, err = ranks.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # (a rank that hangs: both killed)
-        os.killpg(ranks.pid, signal.SIGKILL)
-        out, err = ranks.communicate()
-    said = {rank: [line[2:] for line in out.splitlines() if line[0] == rank] for rank in "01"}
-    return said, f"{out}\n{err[-2000:]}", ranks.returncode
+    stdout and stderr, and its status."""
+    return forked_ranks(_RANKS, cases, tmp_path)
 
 
 #: what rank 0 says where a SIGTERM stops its complete run

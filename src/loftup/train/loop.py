@@ -117,6 +117,7 @@ def train(
         teardown(info)
     except (KeyboardInterrupt, HungUp) as e:  # a stop as the process group is let go: the
         signals.say_complete(signal_of(e))  # run is complete all the same (said once)
+        teardown(info, e)  # one that came before the group was destroyed: destroyed now
         raise
     return result
 
