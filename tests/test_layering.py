@@ -112,6 +112,11 @@ MOVED = {
         "loftup.experiments.configs",
         ("Variant", "stage_configs", "check_configs", "folder_name", "base_overrides", "PER_RUN"),
     ),
+    "loftup.train.stopping": (
+        "loftup.train.stop_lines",
+        ("NAMES", "STOP_NOTE", "GO_ON", "stop_line", "complete_line", "write_stop_note")
+        + ("clear_stop_note",),
+    ),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

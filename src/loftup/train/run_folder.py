@@ -17,7 +17,7 @@ from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
 from .earlier import Earlier
 from .monitor import RECORD_NAME, SUMMARY_NAME, Monitor, write_run_record
-from .stopping import clear_stop_note
+from .stop_lines import clear_stop_note
 
 log = logging.getLogger("loftup.train")
 

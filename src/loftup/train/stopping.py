@@ -10,20 +10,23 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic import atomic_write_bytes
 from ..errors import Terminated, terminate
 from ..stops import Scope, check, owns_process, stop
+from .stop_lines import (  # noqa: F401  (importable from here, as before stop_lines.py)
+    GO_ON,
+    NAMES,
+    STOP_NOTE,
+    clear_stop_note,
+    complete_line,
+    stop_line,
+    write_stop_note,
+)
 
-#: how each signal is named in what the run says
-NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
 #: which signal a run stopped on every rank names where the ranks got different ones
 PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-#: the file in a run's folder that keeps what its stop said (how to go on): the terminal the
-#: line went to may be gone with the signal (SIGHUP: an ssh connection dropped)
-STOP_NOTE = "stopped.txt"
 
 log = logging.getLogger("loftup.train")
 
@@ -248,44 +251,6 @@ def signal_of(e: BaseException) -> int:
     if isinstance(e, Terminated):
         return signal.SIGTERM
     return signal.SIGHUP if isinstance(e, HungUp) else signal.SIGINT
-
-
-#: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
-#: runs it, ``loftup experiment``, gives its own: :func:`loftup.train.train`'s ``go_on``)
-GO_ON = "run the same command with --resume to go on"
-
-
-def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
-    """What a run stopped by ``signum`` after ``done`` steps of ``total`` says: how to go on
-    (``go_on``) from its checkpoint ``ckpt_path``, or that the run is complete (the last step
-    taken)."""
-    if done >= total:
-        return (
-            f"{NAMES[signum]}: stopped after the last step ({done} of {total}): the run is "
-            f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
-        )
-    return f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: {go_on}"
-
-
-def complete_line(done: int, total: int, ckpt_path: Path) -> str:
-    """What a complete run (``done`` of ``total`` steps, its last checkpoint ``ckpt_path``)
-    that an error ends as it ends says before the error: it needs no --resume."""
-    return (
-        f"the last step taken ({done} of {total}): the run is complete, {ckpt_path} and "
-        f"{ckpt_path.parent / 'final'} are written (no --resume needed)"
-    )
-
-
-def write_stop_note(out_dir: Path, line: str) -> None:
-    """Keep ``line`` (:func:`stop_line`) in ``out_dir``'s :data:`STOP_NOTE`; one that cannot be
-    written (a full disk) does not hold up the stop."""
-    with suppress(OSError):
-        atomic_write_bytes(Path(out_dir) / STOP_NOTE, f"{line}\n".encode())
-
-
-def clear_stop_note(out_dir: Path) -> None:
-    """Remove the :data:`STOP_NOTE` of an earlier run in ``out_dir`` (this run says its own)."""
-    (Path(out_dir) / STOP_NOTE).unlink(missing_ok=True)
 
 
 def _say(line: str) -> None:

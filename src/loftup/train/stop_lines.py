@@ -1,0 +1,54 @@
+"""What a training run that a signal stops says: how to go on (:func:`stop_line`), or that
+the run is complete (:func:`complete_line`); kept in the run's folder (:func:`write_stop_note`)
+for a terminal that went with the signal."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import suppress
+from pathlib import Path
+
+from ..atomic import atomic_write_bytes
+
+#: how each signal is named in what the run says
+NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctrl-C (SIGINT)"}
+#: the file in a run's folder that keeps what its stop said (how to go on): the terminal the
+#: line went to may be gone with the signal (SIGHUP: an ssh connection dropped)
+STOP_NOTE = "stopped.txt"
+
+#: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
+#: runs it, ``loftup experiment``, gives its own: :func:`loftup.train.train`'s ``go_on``)
+GO_ON = "run the same command with --resume to go on"
+
+
+def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
+    """What a run stopped by ``signum`` after ``done`` steps of ``total`` says: how to go on
+    (``go_on``) from its checkpoint ``ckpt_path``, or that the run is complete (the last step
+    taken)."""
+    if done >= total:
+        return (
+            f"{NAMES[signum]}: stopped after the last step ({done} of {total}): the run is "
+            f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
+        )
+    return f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: {go_on}"
+
+
+def complete_line(done: int, total: int, ckpt_path: Path) -> str:
+    """What a complete run (``done`` of ``total`` steps, its last checkpoint ``ckpt_path``)
+    that an error ends as it ends says before the error: it needs no --resume."""
+    return (
+        f"the last step taken ({done} of {total}): the run is complete, {ckpt_path} and "
+        f"{ckpt_path.parent / 'final'} are written (no --resume needed)"
+    )
+
+
+def write_stop_note(out_dir: Path, line: str) -> None:
+    """Keep ``line`` (:func:`stop_line`) in ``out_dir``'s :data:`STOP_NOTE`; one that cannot be
+    written (a full disk) does not hold up the stop."""
+    with suppress(OSError):
+        atomic_write_bytes(Path(out_dir) / STOP_NOTE, f"{line}\n".encode())
+
+
+def clear_stop_note(out_dir: Path) -> None:
+    """Remove the :data:`STOP_NOTE` of an earlier run in ``out_dir`` (this run says its own)."""
+    (Path(out_dir) / STOP_NOTE).unlink(missing_ok=True)
