@@ -4,14 +4,82 @@ go, as ``loftup train`` says its result; and what the stop says where a command 
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 from processes import forked_ranks
+from train_fixtures import tiny_config as tiny
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
     pytest.mark.usefixtures("one_thread"),
 ]
+
+#: how a command that wraps the run (not ``loftup train``) goes on
+WRAPPED = "run the wrapping command again to go on"
+
+
+def _signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    for _ in range(100):  # its handler's turn comes here
+        pass
+
+
+def test_a_complete_runs_lines_say_how_a_wrapping_command_goes_on():
+    """A stop once the run was complete said "the run is complete" whatever command ran it,
+    dropping its ``go_on``, and the error line of a complete run said "(no --resume needed)":
+    `loftup demo` stopped as stage 1 ended said the demo was complete (stage 2 never ran, and
+    the same command was refused without --resume), `loftup experiment` (no --resume) was
+    told none was needed. Where a command wraps the run, both lines say that this training
+    run is complete and how that command goes on; ``loftup train``'s lines are as they were."""
+    from loftup.train.stopping import complete_line, stop_line
+
+    ckpt = Path("OUT/runs/stage1/checkpoint.pt")
+    written = "OUT/runs/stage1/checkpoint.pt and OUT/runs/stage1/final are written"
+    assert stop_line(signal.SIGTERM, 4, 4, ckpt, WRAPPED) == (
+        f"SIGTERM: stopped after the last step (4 of 4): this training run is complete, "
+        f"{written}; {WRAPPED}"
+    )
+    assert complete_line(4, 4, ckpt, WRAPPED) == (
+        f"the last step taken (4 of 4): this training run is complete, {written}; {WRAPPED}"
+    )
+    assert stop_line(signal.SIGTERM, 4, 4, ckpt) == (
+        f"SIGTERM: stopped after the last step (4 of 4): the run is complete, {written}"
+    )
+    assert complete_line(4, 4, ckpt) == (
+        f"the last step taken (4 of 4): the run is complete, {written} (no --resume needed)"
+    )
+
+
+def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
+    sa1b, tmp_path, monkeypatch, caplog
+):
+    """train(go_on=...) (a demo's stage, an experiment's run) stopped by a SIGTERM once
+    ``final/`` was written (as the run's folder is let go) said that "the run is complete",
+    with nothing of its go_on: the demo read as finished. It says its go_on now."""
+    from loftup.errors import Terminated
+    from loftup.train import loop
+
+    locked = loop.lock_run_folder
+
+    def lock(out_dir, info, held, *args):
+        got = locked(out_dir, info, held, *args)
+        held.callback(_signal_self, signal.SIGTERM)  # (as the lock is let go)
+        return got
+
+    monkeypatch.setattr(loop, "lock_run_folder", lock)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(Terminated):
+        loop.train(tiny(sa1b, out, 1, 2), go_on=WRAPPED)
+    lines = [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()]
+    assert lines == [
+        f"SIGTERM: stopped after the last step (2 of 2): this training run is complete, "
+        f"{out / 'checkpoint.pt'} and {out / 'final'} are written; {WRAPPED}"
+    ]
+
 
 #: two ranks (rank 1 forked from rank 0) training a tiny run (data, out: argv), rank 0 getting
 #: a SIGTERM as train() lets go of the process group (the command line's handler put back):

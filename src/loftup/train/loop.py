@@ -97,7 +97,7 @@ def train(
     # every value and path the user gave, before any loading
     init = preflight(cfg, resume, out_option, out_inside)
     info = setup(cfg.device)
-    signals = StopOnSignals(announce=info.is_main)
+    signals = StopOnSignals(announce=info.is_main, go_on=go_on)
     try:
         # under torchrun: now the ranks can agree
         check_out_dir_writable(cfg.log.out_dir, info, out_option, out_inside)

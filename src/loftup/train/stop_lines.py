@@ -17,29 +17,39 @@ NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP", signal.SIGINT: "Ctr
 STOP_NOTE = "stopped.txt"
 
 #: How a run stopped before its last step goes on, as ``loftup train`` says it (a caller that
-#: runs it, ``loftup experiment``, gives its own: :func:`loftup.train.train`'s ``go_on``)
+#: runs it, ``loftup experiment`` or ``loftup demo``, gives its own:
+#: :func:`loftup.train.train`'s ``go_on``)
 GO_ON = "run the same command with --resume to go on"
 
 
 def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
     """What a run stopped by ``signum`` after ``done`` steps of ``total`` says: how to go on
     (``go_on``) from its checkpoint ``ckpt_path``, or that the run is complete (the last step
-    taken)."""
+    taken; :func:`_complete`)."""
     if done >= total:
-        return (
-            f"{NAMES[signum]}: stopped after the last step ({done} of {total}): the run is "
-            f"complete, {ckpt_path} and {ckpt_path.parent / 'final'} are written"
-        )
+        last = f"{NAMES[signum]}: stopped after the last step ({done} of {total})"
+        return f"{last}: {_complete(ckpt_path, go_on)}"
     return f"{NAMES[signum]}: stopped after step {done} of {total}; {ckpt_path} holds it: {go_on}"
 
 
-def complete_line(done: int, total: int, ckpt_path: Path) -> str:
+def complete_line(done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
     """What a complete run (``done`` of ``total`` steps, its last checkpoint ``ckpt_path``)
-    that an error ends as it ends says before the error: it needs no --resume."""
-    return (
-        f"the last step taken ({done} of {total}): the run is complete, {ckpt_path} and "
-        f"{ckpt_path.parent / 'final'} are written (no --resume needed)"
+    that an error ends as it ends says before the error: ``loftup train``'s needs no --resume;
+    one a command wraps (``go_on`` its own) says how that command goes on."""
+    said = _complete(ckpt_path, go_on)
+    return f"the last step taken ({done} of {total}): {said}" + (
+        " (no --resume needed)" if go_on == GO_ON else ""
     )
+
+
+def _complete(ckpt_path: Path, go_on: str) -> str:
+    """That the run is complete, ``ckpt_path`` and ``final/`` written; where a command wraps
+    the run (``go_on`` not :data:`GO_ON`: ``loftup demo``, ``loftup experiment``), that this
+    training run is, and how the command goes on (``go_on``): its later work is not done."""
+    written = f"{ckpt_path} and {ckpt_path.parent / 'final'} are written"
+    if go_on == GO_ON:
+        return f"the run is complete, {written}"
+    return f"this training run is complete, {written}; {go_on}"
 
 
 def write_stop_note(out_dir: Path, line: str) -> None:

@@ -51,7 +51,8 @@ class StopOnSignals:
     so that no work is lost. A Ctrl-C after that stops at once, without waiting for the step (a
     later SIGTERM or SIGHUP is ignored: launchers send SIGTERM twice). ``announce``: say at the
     first signal that the run is stopping and how to stop it at once (rank 0 only, under
-    torchrun).
+    torchrun); ``go_on``: how the command running the run goes on after a stop (its lines:
+    :mod:`.stop_lines`).
 
     DataLoader workers ignore SIGTERM, SIGINT and SIGHUP
     (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
@@ -63,11 +64,12 @@ class StopOnSignals:
     the end, but for a run of the command line's that a stop ended: SIGTERM and SIGHUP stay
     ignored for the rest of its clean-up (:meth:`_put_back`)."""
 
-    def __init__(self, announce: bool = True) -> None:
+    def __init__(self, announce: bool = True, go_on: str = GO_ON) -> None:
         self.requested: int | None = None
         self.in_steps = False
         self.stopped = False  # the steps stopped on a signal (stop): its clean-up runs
         self.announce = announce
+        self.go_on = go_on
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
         self._scope: Scope | None = None
@@ -167,7 +169,10 @@ class StopOnSignals:
         process ended during a collective of its end), on an error said next."""
         complete, self.complete = self.complete, None
         if complete is not None and self.announce:
-            line = complete_line(*complete) if signum is None else stop_line(signum, *complete)
+            if signum is None:
+                line = complete_line(*complete, self.go_on)
+            else:
+                line = stop_line(signum, *complete, self.go_on)
             log.warning("%s", line)
 
     def caught(self, e: BaseException) -> None:

@@ -184,6 +184,11 @@ def stage_config(
     }
 
 
+#: How a demo whose training run a signal stopped goes on (its stop line and stopped.txt): the
+#: demo's later work (stage 2, the probes, the report) is still to do, stage 1 complete or not.
+GO_ON = "run the same command with --resume to go on with the demo"
+
+
 def train_stages(
     cfg: DemoConfig, train_root: Path, *, resume: bool = False, progress: bool = True
 ) -> tuple[Path, Path]:
@@ -194,7 +199,7 @@ def train_stages(
 
     runs = Path(cfg.out) / "runs"
     # the demo's option, no log.out_dir; its folders named as in the demo's --out, as typed
-    kw = {"resume": resume, "out_option": "--out", "out_inside": cfg.out}
+    kw = {"resume": resume, "out_option": "--out", "out_inside": cfg.out, "go_on": GO_ON}
     one = stage_config(cfg, 1, train_root, runs / "stage1")
     one["log"]["progress"] = progress
     s1 = train(one, **kw)
