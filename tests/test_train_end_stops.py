@@ -4,11 +4,13 @@ go, as ``loftup train`` says its result; and what the stop says where a command 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from processes import forked_ranks
 from train_fixtures import tiny_config as tiny
@@ -79,6 +81,43 @@ def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
         f"SIGTERM: stopped after the last step (2 of 2): this training run is complete, "
         f"{out / 'checkpoint.pt'} and {out / 'final'} are written; {WRAPPED}"
     ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_as_final_is_written_says_that_resume_exports_it(
+    signum, sa1b, tmp_path, monkeypatch, caplog
+):
+    """A stop while ``final/`` was written (every step taken and checkpointed) ended the run
+    with no line of its own: no final/, no summary.json, no stopped.txt (a SIGHUP's line is
+    kept there, the terminal gone), nothing saying that --resume exports it. It says so now,
+    in the log and in stopped.txt, and --resume does export it."""
+    from loftup.train import loop
+    from loftup.train.stopping import HungUp
+
+    finish = loop.finish_run
+
+    def finish_run(*args, **kwargs):
+        _signal_self(signum)  # (as the export begins)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "finish_run", finish_run)
+    out = tmp_path / "run"
+    name = "SIGTERM" if signum == signal.SIGTERM else "SIGHUP"
+    line = (
+        f"{name}: stopped as {out / 'final'} was written, after the last step (2 of 2); "
+        f"{out / 'checkpoint.pt'} holds it: run the same command with --resume to export it"
+    )
+    stopped = KeyboardInterrupt if signum == signal.SIGTERM else HungUp  # (Terminated one)
+    with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(stopped):
+        loop.train(tiny(sa1b, out, 1, 2))
+    assert [r.getMessage() for r in caplog.records if name in r.getMessage()] == [line]
+    assert (out / "stopped.txt").read_text() == f"{line}\n"
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert not (out / "final").exists() and not (out / "summary.json").exists()
+    monkeypatch.setattr(loop, "finish_run", finish)
+    loop.train(tiny(sa1b, out, 1, 2), resume=True)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    assert (out / "final").is_dir() and not (out / "stopped.txt").exists()
 
 
 #: two ranks (rank 1 forked from rank 0) training a tiny run (data, out: argv), rank 0 getting

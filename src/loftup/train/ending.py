@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..stops import check
 from .distributed import DistInfo, barrier, mean_over_ranks
-from .stopping import HungUp, StopOnSignals
+from .stop_lines import export_stop_line, say_stop
+from .stopping import HungUp, StopOnSignals, signal_of
 
 
 def end_run(
@@ -31,11 +32,12 @@ def end_run(
     :meth:`StopOnSignals.votes`), and every rank stops on the agreed signal
     (:meth:`StopOnSignals.stop`), rank 0 saying that the run is complete; a stop that came
     with the last step (:meth:`StopOnSignals.finish_first`) votes there too. A stop during the
-    export itself ends rank 0 at once, as after the steps; another rank that got a signal
-    meanwhile (one sent to all) stops on it as it hears that rank 0 ended, where it said that
-    another process had ended. A rank that died fails the others' collective at once (a hung
-    one after LOFTUP_DIST_TIMEOUT): nothing waits for ever, and rank 0, its run complete,
-    says so before that error (:func:`_another_ended`)."""
+    export itself ends rank 0 at once, as after the steps, saying (and keeping in
+    ``stopped.txt``) that ``--resume`` exports the run (:func:`_stopped_in_export`); another
+    rank that got a signal meanwhile (one sent to all) stops on it as it hears that rank 0
+    ended, where it said that another process had ended. A rank that died fails the others'
+    collective at once (a hung one after LOFTUP_DIST_TIMEOUT): nothing waits for ever, and
+    rank 0, its run complete, says so before that error (:func:`_another_ended`)."""
 
     def done() -> None:
         signals.completed(steps, total, ckpt_path)
@@ -44,8 +46,9 @@ def end_run(
         if info.is_main:
             export(done)
     except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
-        if signals.complete is None:
-            raise  # during the export: not complete
+        if signals.complete is None:  # during the export: not complete
+            _stopped_in_export(signals, e, steps, total, ckpt_path)
+            raise
         signals.caught(e)
     signals.at_end = True  # (the others: a signal as they wait for rank 0's export asks too)
     try:
@@ -66,6 +69,18 @@ def end_run(
     agreed = signals.voted(signals.agreed(means))
     if agreed is not None:
         signals.stop(agreed)
+
+
+def _stopped_in_export(
+    signals: StopOnSignals, e: BaseException, steps: int, total: int, ckpt_path: Path
+) -> None:
+    """Rank 0's export stopped by ``e`` before the run was complete (``final/`` or
+    ``summary.json`` not written): its checkpoint holds every step, and the run's line says
+    so, that ``--resume`` exports it (or how the command wrapping it goes on), kept in
+    ``stopped.txt`` as a stop during the steps is (a SIGHUP's terminal is gone)."""
+    if signals.announce:
+        line = export_stop_line(signal_of(e), steps, total, ckpt_path, signals.go_on)
+        say_stop(ckpt_path.parent, line)
 
 
 def _another_ended(signals: StopOnSignals) -> None:

@@ -15,7 +15,6 @@ its own slice of each global batch (see :class:`loftup.data.sampler.StepSampler`
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from contextlib import ExitStack, nullcontext, suppress
@@ -55,9 +54,8 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
 from .run_folder import check_run_subfolders, finish_run
 from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
-from .stopping import GO_ON, HungUp, StopOnSignals, signal_of, stop_line, write_stop_note
-
-log = logging.getLogger("loftup.train")
+from .stop_lines import GO_ON, say_stop, stop_line
+from .stopping import HungUp, StopOnSignals, signal_of
 
 
 @dataclass
@@ -246,9 +244,7 @@ def _run(
                     bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
                 if main:  # in the run's folder too: the terminal may be gone (SIGHUP)
-                    said = stop_line(stop_on, done, total, ckpt_path, go_on)
-                    write_stop_note(out_dir, said)
-                    log.warning("%s", said)
+                    say_stop(out_dir, stop_line(stop_on, done, total, ckpt_path, go_on))
                 signals.stop(stop_on)
             # after the checkpoint: see above; and a signal that came after this step's votes
             # (with the terminal it ended) is acted on at the next step, which this must reach

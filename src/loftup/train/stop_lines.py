@@ -1,9 +1,11 @@
-"""What a training run that a signal stops says: how to go on (:func:`stop_line`), or that
-the run is complete (:func:`complete_line`); kept in the run's folder (:func:`write_stop_note`)
+"""What a training run that a signal stops says: how to go on (:func:`stop_line`), that the
+run is complete (:func:`complete_line`), or that ``final/`` is still to be exported
+(:func:`export_stop_line`); kept in the run's folder (:func:`write_stop_note`, :func:`say_stop`)
 for a terminal that went with the signal."""
 
 from __future__ import annotations
 
+import logging
 import signal
 from contextlib import suppress
 from pathlib import Path
@@ -20,6 +22,8 @@ STOP_NOTE = "stopped.txt"
 #: runs it, ``loftup experiment`` or ``loftup demo``, gives its own:
 #: :func:`loftup.train.train`'s ``go_on``)
 GO_ON = "run the same command with --resume to go on"
+
+log = logging.getLogger("loftup.train")
 
 
 def stop_line(signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON) -> str:
@@ -50,6 +54,28 @@ def _complete(ckpt_path: Path, go_on: str) -> str:
     if go_on == GO_ON:
         return f"the run is complete, {written}"
     return f"this training run is complete, {written}; {go_on}"
+
+
+def export_stop_line(
+    signum: int, done: int, total: int, ckpt_path: Path, go_on: str = GO_ON
+) -> str:
+    """What a run stopped by ``signum`` as it wrote ``final/`` (after ``done`` steps of
+    ``total``, its checkpoint ``ckpt_path``) says: the checkpoint holds every step, and
+    ``--resume`` exports it (``go_on``, where a command wraps the run)."""
+    final = ckpt_path.parent / "final"
+    after = f"the last step ({done} of {total})" if done >= total else f"step {done} of {total}"
+    how = "run the same command with --resume to export it" if go_on == GO_ON else go_on
+    return (
+        f"{NAMES[signum]}: stopped as {final} was written, after {after}; {ckpt_path} holds "
+        f"it: {how}"
+    )
+
+
+def say_stop(out_dir: Path, line: str) -> None:
+    """Log ``line`` (a stop's) and keep it in ``out_dir`` (:func:`write_stop_note`): the
+    terminal may be gone (SIGHUP)."""
+    write_stop_note(out_dir, line)
+    log.warning("%s", line)
 
 
 def write_stop_note(out_dir: Path, line: str) -> None:
