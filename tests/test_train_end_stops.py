@@ -14,6 +14,7 @@ import torch
 
 from processes import forked_ranks
 from train_fixtures import tiny_config as tiny
+from train_fixtures import tiny_overrides
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
@@ -118,6 +119,36 @@ def test_a_stop_as_final_is_written_says_that_resume_exports_it(
     loop.train(tiny(sa1b, out, 1, 2), resume=True)
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
     assert (out / "final").is_dir() and not (out / "stopped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "signum, said", [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGINT, "interrupted")]
+)
+def test_a_stop_as_loftup_train_says_its_result_says_the_run_is_complete(
+    signum, said, sa1b, tmp_path, monkeypatch, capsys
+):
+    """A stop after train() returned, as `loftup train` printed its result (final/ and
+    summary.json written), said only "terminated (SIGTERM)" or "interrupted", as if the run
+    needed --resume. The run's complete line comes first now."""
+    import loftup.cli as cli
+    import loftup.cli.common as common
+
+    real = common.say_done
+
+    def say_done(text):
+        _signal_self(signum)
+        real(text)
+
+    monkeypatch.setattr(common, "say_done", say_done)
+    out = tmp_path / "run"
+    status = cli.main(["train", "--stage", "1", *tiny_overrides(sa1b, out, 2)])
+    assert status == 128 + signum
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"{name}: stopped after the last step (2 of 2): the run is complete, "
+        f"{out / 'checkpoint.pt'} and {out / 'final'} are written",
+        said,
+    ]
 
 
 #: two ranks (rank 1 forked from rank 0) training a tiny run (data, out: argv), rank 0 getting

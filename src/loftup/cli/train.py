@@ -39,6 +39,7 @@ def _cmd_train(args) -> int:
 
     from ..ranks import is_main_process
     from ..train import load_config, train
+    from ..train.stopping import HungUp
     from .common import say_done
 
     _refuse_two_values(args)
@@ -70,15 +71,39 @@ def _cmd_train(args) -> int:
         text = yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False).removesuffix("\n")
         say_done(text.replace("\nmodel:\n", f"\n{note}model:\n", 1) if note else text)
         return 0
+    result = None
     with _log_beside_bars(logging.getLogger("loftup")):
-        result = train(cfg, resume=args.resume)
-    if not is_main_process():  # under torchrun: said once, by rank 0
-        return 0
+        try:
+            result = train(cfg, resume=args.resume)
+            if is_main_process():  # under torchrun: said once, by rank 0
+                _say_result(result)
+        except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
+            if result is not None and is_main_process():  # after train() returned
+                _say_complete(result, e)
+            raise
+    return 0
+
+
+def _say_result(result) -> None:
+    from .common import say_done
+
     lines = [f"checkpoint: {result.checkpoint}", f"upsampler:  {result.pretrained}"]
     if result.history:
         lines.insert(0, f"{result.steps} steps, final loss {result.history[-1]['loss']:.5g}")
     say_done("\n".join(lines))
-    return 0
+
+
+def _say_complete(result, e: BaseException) -> None:
+    """A stop ``e`` after train() returned (as its ``result`` is said): the run is complete,
+    ``final/`` and ``summary.json`` written, and its line says so before the stop ends the
+    command ("terminated (SIGTERM)" alone read as a run to resume)."""
+    import logging
+
+    from ..train.stop_lines import stop_line
+    from ..train.stopping import signal_of
+
+    line = stop_line(signal_of(e), result.steps, result.steps, result.checkpoint)
+    logging.getLogger("loftup.train").warning("%s", line)
 
 
 def _refuse_two_values(args) -> None:
