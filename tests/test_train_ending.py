@@ -96,7 +96,7 @@ import datetime, logging, os, signal, sys, threading, time
 from pathlib import Path
 import torch.distributed as dist
 from finalisers import signal_in_a_finaliser
-from loftup.errors import Terminated
+from loftup.errors import LoftUpError, Terminated
 from loftup.train import ending
 from loftup.train.distributed import DistInfo
 from loftup.train.ending import end_run
@@ -149,6 +149,8 @@ for case in sys.argv[1:]:
         say("ended: terminated")
     except RuntimeError:  # (another process ended)
         say(f"ended: error, at_end {signals.at_end}")
+    except LoftUpError as e:  # (another process ended after the run was complete)
+        say(f"ended: error, at_end {signals.at_end}: {e}")
 dist.destroy_process_group()
 if child:
     say(f"rank 1's status: {os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])}")
@@ -192,6 +194,13 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
     assert returncode == 0, out
 
 
+#: rank 0's error where another process ended once its run was complete
+_ENDED_COMPLETE = (
+    "ended: error, at_end False: another process of this run ended after the run was complete; "
+    "nothing is lost"
+)
+
+
 @pytest.mark.parametrize(
     ("case", "said_0"),
     [
@@ -200,7 +209,7 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
             [
                 "said: the last step taken (4 of 4): the run is complete, run/checkpoint.pt and "
                 "run/final are written (no --resume needed)",
-                "ended: error, at_end False",
+                _ENDED_COMPLETE,
             ],
         ),
         (
@@ -208,7 +217,7 @@ def test_a_stop_one_rank_caught_after_the_export_stops_every_rank(tmp_path):
             [
                 "said: the last step taken (4 of 4): the run is complete, run/checkpoint.pt and "
                 "run/final are written (no --resume needed)",
-                "ended: error, at_end False",
+                _ENDED_COMPLETE,
             ],
         ),
         (
@@ -226,7 +235,9 @@ def test_a_rank_that_dies_at_the_end_leaves_rank_0_saying_the_run_is_complete(
     stopped it, as if the run needed --resume; one that died before the vote skipped the stop
     on the SIGTERM rank 0 had caught, and its line. Rank 0 says that the run is complete
     first now, or stops on its signal with that line; a signal then stops it at once (at_end
-    cleared)."""
+    cleared). Its error said that the run "cannot go on; its error says why" after the line
+    that said it complete: it says that the other process ended after the run was complete,
+    nothing lost."""
     said, out, returncode = _two_ranks(tmp_path, [case])
     assert said["0"] == [case, *said_0, "rank 1's status: 0"], out
     assert returncode == 0, out

@@ -78,10 +78,13 @@ def setup(device_name: str = "auto") -> DistInfo:
 _PEER_GONE = re.compile(r"Connection (?:closed|reset) by peer")
 
 
-def collective_failure(e: BaseException, info: DistInfo) -> LoftUpError | None:
+def collective_failure(
+    e: BaseException, info: DistInfo, complete: bool = False
+) -> LoftUpError | None:
     """For the error of a collective (a step's all-reduce, a barrier) under torchrun, the line
     that says what happened: another process hangs (the collective waited
-    :func:`dist_timeout` seconds) or has ended (its own error says why); else None. On gloo
+    :func:`dist_timeout` seconds) or has ended (its own error says why; ``complete``: it ended
+    after the run was complete, so nothing is lost); else None. On gloo
     only, in practice: on nccl the watchdog thread aborts a process whose collective timed out
     (``TORCH_NCCL_ASYNC_ERROR_HANDLING``) before its Python code hears of it."""
     if not info.enabled or not isinstance(e, RuntimeError):
@@ -92,6 +95,10 @@ def collective_failure(e: BaseException, info: DistInfo) -> LoftUpError | None:
             f"({TIMEOUT_ENV}): one of them hangs (a stalled disk or GPU?) or lags far behind "
             f"(its output may say where); where they legitimately wait that long on each other, "
             f"set {TIMEOUT_ENV}=SECONDS"
+        )
+    if _PEER_GONE.search(str(e)) and complete:
+        return LoftUpError(
+            "another process of this run ended after the run was complete; nothing is lost"
         )
     if _PEER_GONE.search(str(e)):
         return LoftUpError(

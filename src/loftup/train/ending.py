@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..stops import check
-from .distributed import DistInfo, barrier, mean_over_ranks
+from .distributed import DistInfo, barrier, collective_failure, mean_over_ranks
 from .stop_lines import export_stop_line, say_stop
 from .stopping import HungUp, StopOnSignals, signal_of
 
@@ -37,7 +37,8 @@ def end_run(
     rank that got a signal meanwhile (one sent to all) stops on it as it hears that rank 0
     ended, where it said that another process had ended. A rank that died fails the others'
     collective at once (a hung one after LOFTUP_DIST_TIMEOUT): nothing waits for ever, and
-    rank 0, its run complete, says so before that error (:func:`_another_ended`)."""
+    rank 0, its run complete, says so before that error, which says that nothing is lost
+    (:func:`_another_ended`)."""
 
     def done() -> None:
         signals.completed(steps, total, ckpt_path)
@@ -53,8 +54,8 @@ def end_run(
     signals.at_end = True  # (the others: a signal as they wait for rank 0's export asks too)
     try:
         barrier(info)  # rank 0's export is whole before any process goes on
-    except RuntimeError:  # another process ended (rank 0 stopped at once during its export)
-        _another_ended(signals)
+    except RuntimeError as e:  # another process ended (rank 0 stopped at once during its export)
+        _another_ended(signals, e, info)
         raise
     done()
     try:
@@ -63,8 +64,8 @@ def end_run(
         signals.caught(e)
     try:
         means = mean_over_ranks(signals.votes(), info)
-    except RuntimeError:  # another process ended before its vote
-        _another_ended(signals)
+    except RuntimeError as e:  # another process ended before its vote
+        _another_ended(signals, e, info)
         raise
     agreed = signals.voted(signals.agreed(means))
     if agreed is not None:
@@ -83,13 +84,18 @@ def _stopped_in_export(
         say_stop(ckpt_path.parent, line)
 
 
-def _another_ended(signals: StopOnSignals) -> None:
-    """Another process ended during a collective of the run's end (the barrier, the vote):
-    this one stops on the signal it got meanwhile (one sent to all), rank 0 saying that the
-    run is complete where it is; with none, rank 0 of a complete run says so before the
-    caller raises the collective's error (the run needs no --resume), and a signal from now
-    on stops this process at once (:meth:`StopOnSignals.voted`)."""
+def _another_ended(signals: StopOnSignals, e: RuntimeError, info: DistInfo) -> None:
+    """Another process ended during a collective of the run's end (the barrier, the vote;
+    ``e`` its error): this one stops on the signal it got meanwhile (one sent to all), rank 0
+    saying that the run is complete where it is; with none, rank 0 of a complete run says so
+    and raises the error that another process ended after the run was complete, nothing lost
+    (else the caller raises ``e``: :func:`~.distributed.collective_failure` says it), and a
+    signal from now on stops this process at once (:meth:`StopOnSignals.voted`)."""
     if signals.requested is not None:
         signals.stop(signals.voted(None))
     signals.voted(None)
+    complete = signals.complete is not None
     signals.say_complete(None)
+    failure = collective_failure(e, info, complete=complete)
+    if complete and failure is not None:
+        raise failure from None
