@@ -203,3 +203,16 @@ def test_a_stop_as_train_lets_go_of_the_process_group_still_destroys_it(sa1b, tm
     assert said["0"] == ["terminated, group destroyed: True", "rank 1's status: 0"], out
     assert said["1"] == ["done, group destroyed: True"], out
     assert returncode == 0, out
+
+
+def test_the_stops_train_raises_are_importable_where_train_is():
+    """train()'s docstring names what a stop raises; a caller that catches them found
+    HungUp only in loftup.train.stopping and Terminated in loftup.errors."""
+    import loftup
+    import loftup.train
+    from loftup.errors import Terminated
+    from loftup.train.stopping import HungUp
+
+    assert loftup.Terminated is Terminated and "Terminated" in loftup.__all__
+    assert loftup.train.HungUp is HungUp and "HungUp" in loftup.train.__all__
+    assert issubclass(Terminated, KeyboardInterrupt) and HungUp().code == 129

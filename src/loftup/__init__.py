@@ -11,7 +11,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import CheckpointError, LoftUpError, UnknownNameError, WeightsNotFoundError
+from .errors import (
+    CheckpointError,
+    LoftUpError,
+    Terminated,
+    UnknownNameError,
+    WeightsNotFoundError,
+)
 
 #: Names imported on first use: ``import loftup`` loads no torch, so the command line answers
 #: ``--help`` and argument errors at once.
@@ -40,6 +46,7 @@ __all__ = [
     "WeightsNotFoundError",
     "CheckpointError",
     "UnknownNameError",
+    "Terminated",
     *_LAZY,
 ]
 

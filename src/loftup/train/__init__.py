@@ -20,5 +20,6 @@ from __future__ import annotations
 
 from .config import TrainConfig, default_config, load_config
 from .loop import TrainResult, train
+from .stopping import HungUp
 
-__all__ = ["TrainConfig", "TrainResult", "default_config", "load_config", "train"]
+__all__ = ["HungUp", "TrainConfig", "TrainResult", "default_config", "load_config", "train"]

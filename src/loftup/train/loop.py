@@ -90,7 +90,16 @@ def train(
     read a file of the folder ("; or choose another --out") and in every other refusal of it
     (its lock held by another run, a checkpoint there without ``resume``...); ``out_inside``:
     the folder given as that option where ``log.out_dir`` is a run folder the command makes in
-    it (a demo's ``OUT/runs/stage1``), which a refusal of the folder names as given."""
+    it (a demo's ``OUT/runs/stage1``), which a refusal of the folder names as given.
+
+    Signals (main thread): the caller's SIGTERM, SIGHUP (where it has its default action) and
+    SIGINT (unless ignored) handlers are replaced while the run runs and put back as it ends,
+    however it ends (the command line's own keeps SIGTERM and SIGHUP ignored after a stop).
+    A signal during the steps stops the run after the current step, with a checkpoint; what
+    the stop raises: SIGTERM :class:`loftup.errors.Terminated` (a ``KeyboardInterrupt``),
+    Ctrl-C ``KeyboardInterrupt``, SIGHUP :class:`loftup.train.HungUp` (a ``SystemExit(129)``);
+    its line is logged: how to go on (also kept in ``log.out_dir/stopped.txt``), or that the
+    run is complete, for a stop that came once ``final/`` and ``summary.json`` were written."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     # every value and path the user gave, before any loading
     init = preflight(cfg, resume, out_option, out_inside)
