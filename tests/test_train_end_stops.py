@@ -216,3 +216,42 @@ def test_the_stops_train_raises_are_importable_where_train_is():
     assert loftup.Terminated is Terminated and "Terminated" in loftup.__all__
     assert loftup.train.HungUp is HungUp and "HungUp" in loftup.train.__all__
     assert issubclass(Terminated, KeyboardInterrupt) and HungUp().code == 129
+
+
+@pytest.mark.parametrize("where", ["after the vote", "at the teardown"])
+def test_a_sigterm_once_a_complete_run_of_the_command_line_is_voted_on_is_ignored(
+    where, sa1b, tmp_path, monkeypatch
+):
+    """Under torchrun, a SIGTERM that reached one process after the ranks voted no stop at the
+    end of a complete run (as it let go of its folder, or of the process group) ended that one
+    alone with 143, and torchrun failed the job whose run was complete. Under the command line
+    the rest is clean-up now, as after a stop: SIGTERM is ignored, and train() returns; its
+    handler is put back after."""
+    from loftup.errors import terminate
+    from loftup.stops import owning_the_process
+    from loftup.train import loop
+
+    real_end, torn = loop.end_run, loop.teardown
+
+    def end_run(*args):
+        real_end(*args)
+        if where == "after the vote":
+            _signal_self(signal.SIGTERM)
+
+    def teardown(info, error=None):
+        if error is None and where == "at the teardown":  # (the run's own end)
+            _signal_self(signal.SIGTERM)
+        torn(info, error)
+
+    monkeypatch.setattr(loop, "end_run", end_run)
+    monkeypatch.setattr(loop, "teardown", teardown)
+    previous = signal.signal(signal.SIGTERM, terminate)  # the command line's
+    try:
+        with owning_the_process():
+            try:
+                result = loop.train(tiny(sa1b, tmp_path / "run", 1, 2))
+            except KeyboardInterrupt as e:  # (Terminated one)
+                pytest.fail(f"the complete run was stopped: {type(e).__name__}")
+        assert result.steps == 2 and signal.getsignal(signal.SIGTERM) is terminate
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -67,7 +67,10 @@ def end_run(
     except RuntimeError as e:  # another process ended before its vote
         _another_ended(signals, e, info)
         raise
-    agreed = signals.voted(signals.agreed(means))
+    agreed = signals.agreed(means)
+    if agreed is None:  # (the command line's: SIGTERM and SIGHUP ignored from now on)
+        signals.finished()
+    agreed = signals.voted(agreed)
     if agreed is not None:
         signals.stop(agreed)
 

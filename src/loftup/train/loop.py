@@ -121,7 +121,8 @@ def train(
             raise failure from None
         raise
     try:
-        teardown(info)
+        with signals.ignoring():  # a complete run of the command line's: its clean-up
+            teardown(info)
     except (KeyboardInterrupt, HungUp) as e:  # a stop as the process group is let go: the
         signals.say_complete(signal_of(e))  # run is complete all the same (said once)
         teardown(info, e)  # one that came before the group was destroyed: destroyed now

@@ -76,13 +76,16 @@ class StopOnSignals:
         #: (steps, total, checkpoint) once the run is complete (:meth:`completed`)
         self.complete: tuple[int, int, Path] | None = None
         self.at_end = False  # the run complete, its ranks yet to vote: a signal asks (completed)
+        self.clean_up = False  # the command line's run complete, voted on: SIGTERM ignored
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
             return
         # the clean-up is not cut short, nor the end of a run whose stop was asked for during
         # its last step (between the steps and finish_first: a launcher's second SIGTERM)
-        if (self.stopped or self.requested is not None) and signum != signal.SIGINT:
+        if (self.stopped or self.clean_up or self.requested is not None) and (
+            signum != signal.SIGINT
+        ):
             return
         asks = self.in_steps or self.at_end
         if signum == signal.SIGHUP and not asks:
@@ -162,6 +165,33 @@ class StopOnSignals:
         stops this one alone (the others may have ended)."""
         self.at_end = False
         return agreed if agreed is not None else self.requested
+
+    def finished(self) -> None:
+        """The ranks voted no stop at the end of the complete run: what is left is its
+        clean-up (the run's folder let go, the process group's teardown: :meth:`ignoring`).
+        Where the command line owns the process, a SIGTERM or SIGHUP from now on is ignored,
+        on every rank, as after a stop (one that asked since this process's vote too): one
+        that reached a single process ended it alone (143), and torchrun failed the job of a
+        complete run. A Ctrl-C still stops at once; a Python caller's signal still stops."""
+        if owns_process():
+            self.clean_up = True
+            if self.requested != signal.SIGINT:
+                self.requested = None
+
+    @contextmanager
+    def ignoring(self):
+        """SIGTERM and SIGHUP ignored for the ``with`` block (train()'s final teardown, after
+        the handlers were put back) where the run is the command line's and :meth:`finished`;
+        their handlers put back after it. Nothing changes otherwise."""
+        if not self.clean_up or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            yield
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
 
     def say_complete(self, signum: int | None) -> None:
         """Say (rank 0: ``announce``) that the run ``signum`` stops is complete, where it is
