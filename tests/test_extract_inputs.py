@@ -213,3 +213,28 @@ def test_a_glob_holds_one_folder_s_listing_at_a_time(tmp_path, monkeypatch, spec
     assert len(found) == 4000 and unread == []
     held = sys.getsizeof(found) + sum(map(sys.getsizeof, found))
     assert peak < 5 * held, f"peak {peak} bytes for matches of {held}"
+
+
+def test_a_loftup_as_the_folders_model_is_refused_before_it_is_loaded_or_changed(tmp_path):
+    """upsample_folder(..., model=<LoftUp>) loaded the pipeline, converting the model to the
+    run's dtype and putting it in eval mode in place, then failed with os.fspath's TypeError:
+    the folder's record names the weights its files were made with, which a module has not."""
+    import torch
+    from PIL import Image
+
+    import loftup
+    from loftup.extract import upsample_folder
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "in" / "a.png")
+    model = loftup.LoftUp(dim=32).train()
+    pipeline = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
+    for given, which in ((model, "model"), (pipeline, r"pipeline\.upsampler")):
+        told = rf"^model is the upsampler's name or path, .*{which}\.save_pretrained\(folder, "
+        with pytest.raises(loftup.LoftUpError, match=told):
+            upsample_folder(
+                tmp_path / "in", tmp_path / "out", model=given, backbone="dinov2_tiny",
+                dtype="bfloat16", progress=False,
+            )  # fmt: skip
+    assert model.training and next(model.parameters()).dtype == torch.float32
+    assert not (tmp_path / "out").exists()

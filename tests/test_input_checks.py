@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import loftup
 from loftup import LoftUp
+from loftup.errors import UsageError
 from loftup.input_checks import ForwardInputError
 
 
@@ -57,3 +59,36 @@ def test_wrong_channels_say_channels_last_or_swapped_inputs_with_the_fix(model):
         "image.permute(0, 3, 1, 2)"
     )
     assert told["other width"].endswith("expects C=32; use the upsampler trained for your backbone")
+
+
+def test_what_is_not_a_loftup_is_named_by_each_function_that_takes_one(model, tmp_path):
+    """A released name, a pipeline or another module given to the functions that take a LoftUp
+    was an AttributeError from inside them ('str' object has no attribute 'head'); each says
+    now what it takes, what it got and how to get a LoftUp from that."""
+    lr, image = torch.randn(1, 32, 2, 2), torch.randn(1, 3, 10, 10)
+    pipeline = loftup.load_pipeline(model, backbone="dinov2_tiny", device="cpu")
+    takers = {
+        "start_upsample": lambda m: loftup.start_upsample(m, image),
+        "graph_upsampler": lambda m: loftup.graph_upsampler(m, lr, image),
+        "upsample_to_npy": lambda m: loftup.upsample_to_npy(m, lr, image, tmp_path / "x.npy"),
+        "upsample_frames": lambda m: list(loftup.upsample_frames(m, [(lr[0], image[0])])),
+        "compile_upsampler": lambda m: loftup.compile_upsampler(m),
+    }
+    given = [
+        (
+            "loftup_dinov2s",
+            r"got the name or path 'loftup_dinov2s': load it first, model = "
+            r"loftup\.load_upsampler\('loftup_dinov2s'\)$",
+        ),
+        (
+            pipeline,
+            r"\(loftup\.load_upsampler\(name\)\), got a FeaturePipeline \(for a pipeline "
+            r"pass its upsampler: pipeline\.upsampler\)$",
+        ),
+        (torch.nn.Linear(2, 2), r"\(loftup\.load_upsampler\(name\)\), got Linear\(\.\.\.\)$"),
+    ]
+    for who, call in takers.items():
+        for bad, named in given:
+            with pytest.raises(UsageError, match=f"^{who} takes a LoftUp.*{named}"):
+                call(bad)
+    assert not list(tmp_path.iterdir())  # no file begun

@@ -71,6 +71,7 @@ def compile_upsampler(
         else per device); a batch of B decodes B times as many at once, where the tiled
         forward holds a chunk for the whole batch (see above).
     """
+    require_eval(model, "compile_upsampler")  # a LoftUp in eval mode, before it is read
     own = model.stem.conv1.weight.device
     device = torch.device(device or own)
     other = device.type != "cpu" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
@@ -80,7 +81,6 @@ def compile_upsampler(
             f"function runs where the model's weights are; move the model first, "
             f"model.to({str(device)!r}), or leave out device="
         )
-    require_eval(model, "compile_upsampler")
     conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
     fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
     chunk = chunk_size or model.chunk_size or default_chunk_size(device)

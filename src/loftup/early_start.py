@@ -14,7 +14,7 @@ import torch
 
 from .cpu import warn_if_emulated
 from .errors import UsageError
-from .input_checks import ForwardInputError, check_inputs, check_tensor
+from .input_checks import ForwardInputError, check_inputs, check_loftup, check_tensor
 from .layers import image_minmax
 from .tile_plan import Tile, check_settings
 from .tiling import compute_dtype, plan_output, query_map, upsample
@@ -94,6 +94,7 @@ def start_upsample(
     Only an output of one tile in the folded path is started (eval mode, no gradients, global
     attention); otherwise ``finish`` simply calls the model. The result is the same either way.
     """
+    check_loftup(model, "start_upsample")
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ForwardInputError(

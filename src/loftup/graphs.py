@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .errors import LoftUpError, UsageError
-from .input_checks import check_inputs
+from .input_checks import check_inputs, check_loftup
 from .tile_plan import default_chunk_size
 from .tiling import compute_dtype
 from .untiled import untiled, untiled_decode, untiled_queries
@@ -31,6 +31,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
     ``start`` is called.
     """
+    check_loftup(model, "graph_upsampler")
     check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)  # as model()
     if not image.is_cuda:
         raise UsageError(

@@ -4,6 +4,7 @@ by the model's forward and the tiled paths that start or stream it (:mod:`loftup
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -113,12 +114,37 @@ def check_tensor(name: str, t, device: torch.device | None = None) -> None:
         )
 
 
-def require_eval(model, who: str, why: str = "") -> None:
-    """A UsageError where ``model`` (a LoftUp) normalises by its batch's statistics (training
-    mode), for ``who``, a function that computes it as in eval mode (``why``: what more its
-    output depends on there)."""
+def check_loftup(model, who: str) -> None:
+    """A UsageError unless ``model`` is a LoftUp, for ``who``, a function that takes one: a
+    released name or a pipeline was an AttributeError from inside it (``'str' object has no
+    attribute 'head'``), naming neither what was given nor what to pass."""
+    from .model import LoftUp  # here: the model's own module imports this one
+
+    if isinstance(model, LoftUp):
+        return
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        raise UsageError(
+            f"{who} takes a LoftUp, got the name or path {path!r}: load it first, "
+            f"model = loftup.load_upsampler({path!r})"
+        )
+    if isinstance(getattr(model, "upsampler", None), LoftUp):  # a FeaturePipeline
+        got = f"a {type(model).__name__} (for a pipeline pass its upsampler: pipeline.upsampler)"
+    else:
+        from .checks import shown
+
+        got = shown(model)
+    raise UsageError(f"{who} takes a LoftUp (loftup.load_upsampler(name)), got {got}")
+
+
+def require_eval(model, who: str, why: str = "", name: str = "model") -> None:
+    """A UsageError unless ``model`` is a LoftUp (:func:`check_loftup`) that normalises by its
+    running statistics (eval mode), for ``who``, a function that computes it as in eval mode
+    (``why``: what more its output depends on in training mode; ``name``: what the caller
+    calls the model, in the fix)."""
+    check_loftup(model, who)
     if model.uses_batch_statistics():
         raise UsageError(
             f"{who} computes the model as in eval mode, and this one is in training mode (its "
-            f"output differs there{why}); call model.eval() first"
+            f"output differs there{why}); call {name}.eval() first"
         )

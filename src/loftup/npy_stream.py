@@ -64,8 +64,8 @@ def upsample_to_npy(
 
     # bad input is named before the file is made, as the model's forward names it (not as a
     # shape error from inside the first tile)
+    require_eval(model, "upsample_to_npy")  # a LoftUp (a pipeline's is pipeline.upsampler)
     check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)
-    require_eval(model, "upsample_to_npy")
     check_settings(
         tile_size=tile_size if tile_size is not None else model.tile_size,
         chunk_size=chunk_size if chunk_size is not None else model.chunk_size,

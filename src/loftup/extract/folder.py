@@ -101,6 +101,7 @@ def upsample_folder(
     size, backbone_size, batch_size, writers = (
         _plain_ints(v) for v in (size, backbone_size, batch_size, writers)
     )
+    _check_model(model, said_as)  # a LoftUp failed after the pipeline had loaded (and moved it)
     # before anything is read, loaded or written: a bad one left an upsample.json recording it,
     # which refused the corrected run as one of other options
     dtype, save_dtype = check_run_options(
@@ -206,6 +207,28 @@ def upsample_folder(
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
+
+
+def _check_model(model, said_as: dict | None) -> None:
+    """A :class:`~loftup.errors.UsageError` unless ``model`` names the upsampler (a released
+    name, a weights file or folder, a hub id): the folder's record names the weights its files
+    were made with, so that a resumed run can be checked against them, and a module in memory
+    has no name to record; a LoftUp (or a pipeline's) is told how to give it one."""
+    from ..checks import shown
+    from ..data.scenes import said
+    from ..errors import UsageError
+    from ..hub import check_source
+    from ..model import LoftUp
+
+    upsampler = getattr(model, "upsampler", model)  # a FeaturePipeline's
+    if isinstance(upsampler, LoftUp):
+        which = "model" if upsampler is model else "pipeline.upsampler"
+        raise UsageError(
+            f"{said('model', said_as)} is the upsampler's name or path, recorded with the "
+            f"files written (a resumed run is checked against it), got {shown(model)}; save it "
+            f"first, {which}.save_pretrained(folder, backbone=NAME), and pass the folder"
+        )
+    check_source(model, said("model", said_as))
 
 
 def _plain_ints(value):
