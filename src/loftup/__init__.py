@@ -59,8 +59,8 @@ _SUBMODULES = (
     "extract", "fast_stem", "fastpath", "feature_file", "featurizers", "figure_mark", "file_lock",
     "finite", "folding", "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels",
     "layers", "listing", "local_attention", "memo", "mismatch", "model", "model_config", "norms",
-    "npy_stream", "odd_width", "outputs", "paths", "pipeline", "ranks", "read_refusal", "stops",
-    "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
+    "npy_stream", "odd_width", "outputs", "paths", "pipeline", "pipeline_checks", "ranks",
+    "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
 )  # fmt: skip
 
 

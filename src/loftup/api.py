@@ -201,7 +201,10 @@ def upsample(
       size: output size: None (the image's), N (shorter side N) or (H, W).
       backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: see
         :func:`load_pipeline`
-        (``dtype`` None: float32, or a pipeline's or LoftUp's own dtype).
+        (``dtype`` None: float32, or a pipeline's or LoftUp's own dtype; ``device`` None: the
+        auto device, or where a LoftUp or backbone module passed in is). A LoftUp or backbone
+        module passed in is changed in place: put in eval mode, and moved to ``device`` and
+        converted to ``dtype`` where those are given.
 
     Returns features (C, H, W), or (B, C, H, W) for a batch, on the pipeline's device, in its
     dtype.

@@ -31,6 +31,7 @@ from .errors import LoftUpError, UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
+from .input_checks import require_eval
 from .io import PIXEL_MAX
 from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from here)
     BackboneMismatchWarning,
@@ -38,6 +39,12 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     _warn_if_other_norm,
 )
 from .model import LoftUp
+from .pipeline_checks import (
+    backbones_advice,
+    require_eval_backbone,
+    run_device,
+    with_missing_backbone,
+)
 from .stops import first
 
 
@@ -81,7 +88,17 @@ class FeaturePipeline:
         columns ``tile.cols``; see :func:`loftup.tiling.upsample`) and None is returned in
         their place: features of any size in the memory of one tile, the same values.
         ``progress``: a bar over the tiles of an output of several.
+
+        Both models must be in eval mode (:func:`load_pipeline` puts them there; a training
+        loop that goes on training the upsampler calls ``.train()`` again): an upsampler in
+        training mode normalises by the batch's statistics and changes its running ones, a
+        backbone module in training mode may drop out; either is a :class:`UsageError`.
         """
+        why = (
+            ", depends on the images batched together, and each call changes its running statistics"
+        )
+        require_eval(self.upsampler, "a FeaturePipeline", why, name="pipeline.upsampler")
+        require_eval_backbone(self.featurizer)
         if not isinstance(images, torch.Tensor):  # an array's shape passed check_batch
             raise UsageError(
                 f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "
@@ -145,11 +162,16 @@ def load_pipeline(
     :func:`loftup.get_featurizer`'s ``input_norm``); None: what the upsampler records (its
     training run's), else "imagenet". It applies to a backbone built here.
 
+    ``device``: where both models run (see :func:`resolve_device`). None: where a LoftUp or a
+    featurizer passed in already is (two on different devices are a :class:`UsageError`), else
+    the auto device (CUDA when available) for what is loaded here.
     ``dtype``: the precision of both models (float32, bfloat16 or float16; see
-    :func:`as_dtype`). None: float32 for what is loaded here; a LoftUp or a featurizer passed in
-    keeps its own dtype unless ``dtype`` is given (like the device, it is converted in place;
-    and it is put in eval mode, in place too: call ``.train()`` on a model you go on training).
+    :func:`as_dtype`). None: float32 for what is loaded here; a module passed in keeps its own.
     On the CPU, bfloat16 has fast kernels and float16 does not (it runs, slowly).
+
+    A LoftUp or a featurizer passed in is changed in place, not copied: moved to ``device`` and
+    converted to ``dtype`` where those are given, and put in eval mode (call ``.train()`` on a
+    model you go on training; the pipeline refuses to run it until ``.eval()``).
     """
     check_model(model)
     options = checked_options(backbone_size, backbone_norm, device, dtype)
@@ -178,17 +200,18 @@ def check_model(model, also: tuple[str, ...] = ("a LoftUp",)) -> None:
 
 def checked_options(
     backbone_size, backbone_norm, device, dtype
-) -> tuple[int | None, str | None, torch.device, torch.dtype | None]:
+) -> tuple[int | None, str | None, torch.device | None, torch.dtype | None]:
     """:func:`load_pipeline`'s options checked (a :class:`UsageError` naming the first that
     cannot be used) and read: (backbone_size as an int or None, backbone_norm, the device
-    :func:`resolve_device` gives, the torch dtype or None), what :func:`build_pipeline` takes."""
+    :func:`resolve_device` gives or None where none was, the torch dtype or None), what
+    :func:`build_pipeline` takes."""
     check_backbone_size(backbone_size)
     if backbone_norm is not None:
         check_input_norm(backbone_norm, "backbone_norm")
     return (
         None if backbone_size is None else int(backbone_size),
         backbone_norm,
-        resolve_device(device),
+        None if device is None else resolve_device(device),
         None if dtype is None else as_dtype(dtype),
     )
 
@@ -199,13 +222,14 @@ def build_pipeline(
     backbone_weights: str | os.PathLike | None,
     backbone_size: int | None,
     backbone_norm: str | None,
-    device: torch.device,
+    device: torch.device | None,
     dtype: torch.dtype | None,
 ) -> FeaturePipeline:
     """:func:`load_pipeline` of arguments checked already (by :func:`checked_options`, and
     ``model`` a LoftUp or a name or path): for a caller that checks them at its own boundary
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
-    built on the CPU and moved to ``device`` in ``dtype`` in one step."""
+    built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
+    :func:`run_device`)."""
     if isinstance(backbone, str):  # a typo said first, not inside the upsampler's missing file
         from .featurizers import resolve
 
@@ -216,13 +240,14 @@ def build_pipeline(
                 "upsampler records"
             )
         resolve(backbone)
+    device = run_device(device, model, backbone)
     if isinstance(model, LoftUp):
         upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
     else:
         try:
             upsampler = load_upsampler(model)
         except WeightsNotFoundError as e:
-            raise _with_missing_backbone(e, model, backbone, backbone_weights) from None
+            raise with_missing_backbone(e, model, backbone, backbone_weights) from None
         upsampler = upsampler.to(device, dtype or torch.float32)
     upsampler = upsampler.eval()
     if isinstance(backbone, Featurizer):
@@ -234,7 +259,7 @@ def build_pipeline(
             where = getattr(upsampler, "source", None) or "passed in"  # not a module's repr
             raise LoftUpError(
                 f"the upsampler {where} does not record its backbone; "
-                f"name it with backbone=NAME (CLI: --backbone NAME), {_backbones_of(upsampler.dim)}"
+                f"name it with backbone=NAME (CLI: --backbone NAME), {backbones_advice(upsampler.dim)}"
             )
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
@@ -250,36 +275,3 @@ def build_pipeline(
         _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
-
-
-def _backbones_of(dim: int) -> str:
-    """The registered backbones that give ``dim``-d features, as advice: the example that was
-    given for every upsampler (dinov2_vits14, 384-d) failed again for any other width."""
-    from .featurizers import backbones_of_dim
-
-    names = backbones_of_dim(dim)
-    if not names:
-        return f"or pass a Featurizer of {dim}-d features (no registered backbone gives them)"
-    return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
-
-
-def _with_missing_backbone(
-    error: WeightsNotFoundError, model, backbone, backbone_weights
-) -> WeightsNotFoundError:
-    """``error`` (the upsampler's weights were not found), naming the backbone's weights too
-    where they cannot be found either: offline with nothing cached, a user who provided the
-    upsampler's file learnt only on the next run that the backbone's were missing as well."""
-    from .featurizers.hf import find_weights
-    from .hub import ALIASES, RELEASED
-
-    name = backbone if isinstance(backbone, str) else None
-    if name is None and isinstance(model, (str, os.PathLike)):
-        released = RELEASED.get(ALIASES.get(os.fspath(model), os.fspath(model)))
-        name = released.backbone if released is not None else None
-    if name is None:  # which backbone is recorded in the weights that are missing
-        return error
-    try:
-        find_weights(name, backbone_weights)
-    except LoftUpError as e:
-        return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
-    return error

@@ -1,0 +1,78 @@
+"""What :func:`loftup.load_pipeline` decides and advises, and what a pipeline's call checks of
+its backbone: where the models run (:func:`run_device`), the backbones an upsampler can take,
+missing weights named together, and a backbone left in training mode.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .checks import resolve_device
+from .errors import LoftUpError, UsageError, WeightsNotFoundError
+from .featurizers import Featurizer
+
+
+def run_device(device: torch.device | None, model: object, backbone: object = None) -> torch.device:
+    """Where a pipeline of ``model`` and ``backbone`` runs: ``device`` when given, else where
+    the modules passed in already are (a LoftUp kept on the CPU or on cuda:1 was moved to
+    cuda:0, in place), else the auto device (:func:`resolve_device`) for what is loaded by name.
+    Modules passed in on two devices are a :class:`UsageError` (one would be moved)."""
+    if device is not None:
+        return device
+    modules = [m for m in (model, backbone) if isinstance(m, torch.nn.Module)]
+    places = {t.device for m in modules for t in (*m.parameters(), *m.buffers())}
+    if len(places) > 1:
+        names = " and ".join(sorted(str(p) for p in places))
+        raise UsageError(
+            f"the modules passed in are on {names}: pass device= to run the pipeline on one "
+            "(they are moved there, in place), or move them to one device first"
+        )
+    return places.pop() if places else resolve_device(None)
+
+
+def require_eval_backbone(featurizer: Featurizer) -> None:
+    """A :class:`UsageError` where a module of the backbone is in training mode: dropout or
+    stochastic depth would make its features random (loftup's own backbones stay in eval mode
+    whatever ``.train()`` is called on them; their inner model, or a user's featurizer, not)."""
+    training = [name or "the backbone" for name, m in featurizer.named_modules() if m.training]
+    if training:
+        raise UsageError(
+            f"a FeaturePipeline computes the backbone as in eval mode, and {training[0]} of "
+            f"{featurizer.name} is in training mode (dropout would make its features random); "
+            "call pipeline.featurizer.eval() first"
+        )
+
+
+def backbones_advice(dim: int) -> str:
+    """The registered backbones that give ``dim``-d features, as advice: the example that was
+    given for every upsampler (dinov2_vits14, 384-d) failed again for any other width."""
+    from .featurizers import backbones_of_dim
+
+    names = backbones_of_dim(dim)
+    if not names:
+        return f"or pass a Featurizer of {dim}-d features (no registered backbone gives them)"
+    return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
+
+
+def with_missing_backbone(
+    error: WeightsNotFoundError, model, backbone, backbone_weights
+) -> WeightsNotFoundError:
+    """``error`` (the upsampler's weights were not found), naming the backbone's weights too
+    where they cannot be found either: offline with nothing cached, a user who provided the
+    upsampler's file learnt only on the next run that the backbone's were missing as well."""
+    from .featurizers.hf import find_weights
+    from .hub import ALIASES, RELEASED
+
+    name = backbone if isinstance(backbone, str) else None
+    if name is None and isinstance(model, (str, os.PathLike)):
+        released = RELEASED.get(ALIASES.get(os.fspath(model), os.fspath(model)))
+        name = released.backbone if released is not None else None
+    if name is None:  # which backbone is recorded in the weights that are missing
+        return error
+    try:
+        find_weights(name, backbone_weights)
+    except LoftUpError as e:
+        return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
+    return error

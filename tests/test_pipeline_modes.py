@@ -1,0 +1,79 @@
+"""What a pipeline does to the modules it is given: the device they run on when none is named,
+and the mode they must be in when it runs (src/loftup/pipeline.py, pipeline_checks.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import loftup
+from loftup.errors import UsageError
+from loftup.pipeline_checks import run_device
+
+
+def test_an_upsampler_put_back_in_training_mode_is_refused_not_run(upsampler):
+    """A training loop that evaluated with its pipeline and went on training the upsampler:
+    the pipeline then ran it in training mode without a word, its output depending on the
+    batch and each call changing the BatchNorm running statistics."""
+    pipe = loftup.load_pipeline(upsampler, device="cpu", backbone_size=28)
+    image = torch.rand(2, 3, 30, 40, generator=torch.Generator().manual_seed(0))
+    _, want = pipe(image)
+    pipe.upsampler.train()
+    stats = pipe.upsampler.stem.bn1.running_mean.clone()
+    calls = (
+        lambda: pipe(image),
+        lambda: pipe(image, callback=lambda tile, feats: None),  # computed whole, as training's
+        lambda: loftup.upsample(image, model=pipe),
+    )
+    for call in calls:
+        with pytest.raises(UsageError, match=r"training mode .* pipeline\.upsampler\.eval\(\)"):
+            call()
+    assert torch.equal(pipe.upsampler.stem.bn1.running_mean, stats)  # nothing ran
+    pipe.upsampler.eval()
+    assert torch.equal(pipe(image)[1], want)
+
+
+def test_a_backbone_module_in_training_mode_is_refused_not_run(upsampler):
+    """loftup's backbones stay in eval mode whatever .train() is called on them; their inner
+    model (or a featurizer of the user's) may not, and dropout would make the features random."""
+    pipe = loftup.load_pipeline(upsampler, device="cpu", backbone_size=28)
+    image = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(0))
+    want, _ = pipe(image)
+    pipe.featurizer.train()  # kept in eval mode: runs
+    assert torch.equal(pipe(image)[0], want)
+    pipe.featurizer.model.train()
+    with pytest.raises(UsageError, match=r"^a FeaturePipeline .* pipeline\.featurizer\.eval\(\)"):
+        pipe(image)
+    pipe.featurizer.eval()
+    assert torch.equal(pipe(image)[0], want)
+
+
+def test_a_module_passed_without_a_device_stays_where_it_is():
+    """device=None moved a LoftUp passed in to the auto device, in place (cuda:0 wherever CUDA
+    exists: a model kept on the CPU, or on cuda:1, was moved). The meta device stands for a
+    device other than the auto one (this machine's CPU): the model was copied to the CPU,
+    which a meta tensor refuses; the backbone loaded by name goes where the model is."""
+    model = loftup.LoftUp(dim=32).to("meta")
+    pipe = loftup.load_pipeline(model, backbone="dinov2_tiny", dtype="bfloat16")
+    assert pipe.upsampler is model and not model.training  # changed in place, as documented
+    assert pipe.device == torch.device("meta") and pipe.dtype == torch.bfloat16
+    assert {p.device.type for p in pipe.featurizer.parameters()} == {"meta"}
+
+
+def test_the_device_of_a_pipeline_is_the_one_named_else_its_modules_else_auto():
+    on_meta, on_cpu = loftup.LoftUp(dim=32).to("meta"), loftup.get_featurizer("dinov2_tiny")
+    assert run_device(None, on_meta, "dinov2_tiny") == torch.device("meta")
+    assert run_device(None, "loftup_dinov2s", on_cpu) == torch.device("cpu")
+    assert run_device(torch.device("cpu"), on_meta, None) == torch.device("cpu")  # moved
+    want = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert run_device(None, "loftup_dinov2s", None) == want  # loaded by name: the auto device
+    with pytest.raises(UsageError, match=r"^the modules passed in are on cpu and meta: pass"):
+        run_device(None, on_meta, on_cpu)  # one would be moved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_kept_on_the_cpu_stays_there_where_cuda_exists():
+    model = loftup.LoftUp(dim=32)
+    image = torch.rand(3, 30, 40)
+    out = loftup.upsample(image, model=model, backbone="dinov2_tiny", backbone_size=28)
+    assert out.device.type == "cpu" and next(model.parameters()).device.type == "cpu"
