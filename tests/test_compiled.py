@@ -126,6 +126,23 @@ def test_a_compiled_upsampler_folds_with_the_models_settings(small, monkeypatch)
     assert (out - ref).abs().max().item() <= 5e-6  # Winograd's stem was 3e-5 away
 
 
+def test_a_compiled_upsampler_takes_a_precision_by_name(small, monkeypatch):
+    """dtype="bfloat16", as every other function takes it, was "Invalid device string:
+    'bfloat16'" from deep inside the folding. The compiler is left out (an identity): the
+    weights it is given are what this checks."""
+    from loftup import LoftUpError
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    lr, image = _inputs()
+    with torch.inference_mode():
+        want = compile_upsampler(small, dtype=torch.bfloat16)(lr, image)
+    assert want.dtype == torch.bfloat16
+    for name in ("bfloat16", "bf16"):
+        assert torch.equal(compile_upsampler(small, dtype=name)(lr, image), want)
+    with pytest.raises(LoftUpError, match=r"^unknown precision torch\.int8; choose one of"):
+        compile_upsampler(small, dtype=torch.int8)
+
+
 def test_a_compiled_upsampler_for_another_device_or_of_a_training_model_is_refused(small):
     """device= another than the model's was taken as "where it will run", but the weights
     were folded where they were, and every call on that device failed naming the model's;

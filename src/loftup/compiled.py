@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+from .checks import as_dtype
 from .errors import UsageError, is_int
 from .graphs import (  # noqa: F401  (importable from here, as before the split)
     GraphOrderError,
@@ -41,7 +42,7 @@ def compile_upsampler(
     model,
     *,
     device=None,
-    dtype: torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
     conv: str | None = None,
     mode: str | None = None,
     chunk_size: int | None = None,
@@ -63,7 +64,8 @@ def compile_upsampler(
       model: a LoftUp in eval mode; its weights are folded now.
       device: where it will run: the model's (the default; move the model to compile for
         another).
-      dtype: compute precision (default: the model's).
+      dtype: compute precision, a torch dtype or a name as :func:`loftup.api.as_dtype` reads
+        it ("bfloat16", "fp16"...; default: the model's).
       conv: stem convolutions (see :func:`loftup.fused.choose_conv`; None: the model's
         ``conv``); Winograd is a library call that the compiler leaves as it is.
       mode: ``torch.compile`` mode (default: "reduce-overhead" on CUDA, the default elsewhere).
@@ -82,7 +84,8 @@ def compile_upsampler(
             f"model.to({str(device)!r}), or leave out device="
         )
     conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
-    fw = model.fused(dtype or compute_dtype(model, device), conv, model.align)
+    dtype = compute_dtype(model, device) if dtype is None else as_dtype(dtype)  # "bfloat16" too
+    fw = model.fused(dtype, conv, model.align)
     chunk = chunk_size or model.chunk_size or default_chunk_size(device)
     check_settings(chunk_size=chunk, align=model.align)  # as the forward checks them
     if mode is None:
