@@ -86,6 +86,14 @@ def test_every_submodule_is_reached_from_the_package():
         assert getattr(loftup, name).__name__ == f"loftup.{name}"
 
 
+def test_dir_lists_the_names_imported_on_first_use():
+    """dir(loftup), which tab completion reads, lacked upsample, load_pipeline and every other
+    name imported on first use, and the submodules reached as attributes."""
+    names = dir(loftup)
+    assert names == sorted(set(names))
+    assert {*loftup._LAZY, *loftup._SUBMODULES, "__version__", "LoftUpError"} <= set(names)
+
+
 #: Names moved out of a module when it was split by idea: old module -> (new module, names).
 MOVED = {
     "loftup.featurizers.hf": (

@@ -1,8 +1,9 @@
 """loftup: sharp, pixel-resolution features from vision foundation models with LoftUp.
 
-    >>> import loftup
+    >>> import loftup, torch
     >>> model = loftup.load_upsampler("loftup_dinov2s")        # or a local path
-    >>> hr = model(lr_feats, image)                             # (B, C, H, W)
+    >>> with torch.inference_mode():                            # no autograd graph kept
+    ...     hr = model(lr_feats, image)                         # (B, C, H, W)
 
 Heavy parts (backbones, training, evaluation) are imported on first use, never at import time.
 """
@@ -72,3 +73,9 @@ def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"loftup.{name}")
     raise AttributeError(f"module 'loftup' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with those imported on first use: ``dir(loftup)`` and tab completion
+    listed neither ``upsample`` nor ``load_pipeline``."""
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

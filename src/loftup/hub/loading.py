@@ -86,7 +86,11 @@ def load_upsampler(
 
     Returns the module; ``model.backbone`` names the backbone it expects when known, and
     ``model.backbone_norm`` what that backbone is given (``input_norm``): "imagenet" for the
-    released checkpoints, what the run used for ``loftup train``'s.
+    released checkpoints, what the run used for ``loftup train``'s. Its parameters require
+    gradients, as any module's (fine-tuning it needs nothing more); for inference call it
+    under ``torch.inference_mode()`` (or ``no_grad``): with gradients on, ``model(lr_feats,
+    image)`` runs the differentiable steps and keeps their autograd graph (at 224 px, dim 384
+    on the CPU: 2.2 GB at the peak against 0.8, in 1.5x the time).
     """
     check_source(source)
     if dtype is not None:
