@@ -94,7 +94,6 @@ def start_upsample(
     Only an output of one tile in the folded path is started (eval mode, no gradients, global
     attention); otherwise ``finish`` simply calls the model. The result is the same either way.
     """
-    check_loftup(model, "start_upsample")
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ForwardInputError(
@@ -103,6 +102,7 @@ def start_upsample(
         )
     if stream is not None and not image.is_cuda:
         raise UsageError("stream= is for CUDA images (a CUDA stream); leave it out on the CPU")
+    check_loftup(model, "start_upsample")
     check_tensor("image", image, model.head.conv.weight.device)  # before the work, as model()
     check_settings(tile_size=model.tile_size, chunk_size=model.chunk_size, align=model.align)
     if model.config.attention_window is not None or not model.uses_fast_path(image):
