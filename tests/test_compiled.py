@@ -231,6 +231,22 @@ def test_cuda_graphs_refuse_cpu_tensors_with_the_reason(small):
         graph_upsampler(small, lr.to("meta"), image)
 
 
+def test_a_cuda_graph_of_a_training_model_is_refused(small):
+    """graph_upsampler folded the running statistics of a model in training mode, so its graph
+    computed the eval-mode output where the model computes the batch's, without a word (as
+    compile_upsampler did before it refused). Refused before the inputs' device is looked at."""
+    from loftup import LoftUpError
+
+    small.train()
+    try:
+        with pytest.raises(
+            LoftUpError, match=r"^graph_upsampler computes .* model\.eval\(\) first$"
+        ):
+            graph_upsampler(small, *_inputs())
+    finally:
+        small.eval()
+
+
 def test_frames_in_batches_equal_each_frame_alone(small):
     """Five frames in batches of two (the last batch holds one): each frame's features are
     those of the frame upsampled alone, in order."""

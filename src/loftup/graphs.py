@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .errors import LoftUpError, UsageError
-from .input_checks import check_inputs, check_loftup
+from .input_checks import check_inputs, require_eval
 from .tile_plan import default_chunk_size
 from .tiling import compute_dtype
 from .untiled import untiled, untiled_decode, untiled_queries
@@ -22,7 +22,8 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
 
     The returned tensor is the graph's own output buffer: the next call overwrites it (clone it
     to keep it). Inputs must keep the shapes and dtypes given here; the weights are folded now
-    (make a new one after changing them). CUDA only.
+    (make a new one after changing them). CUDA only, of a model in eval mode (the weights are
+    folded with the running statistics: a model in training mode is a :class:`UsageError`).
 
     In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
     the image's half (the stem) and returns ``fn`` at once, ``fn.finish(lr_feats)`` the rest;
@@ -31,7 +32,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     :func:`loftup.start_upsample`). The halves are captured as two more graphs the first time
     ``start`` is called.
     """
-    check_loftup(model, "graph_upsampler")
+    require_eval(model, "graph_upsampler")  # a LoftUp; its weights are folded as in eval mode
     check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)  # as model()
     if not image.is_cuda:
         raise UsageError(
