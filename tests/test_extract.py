@@ -267,7 +267,7 @@ def test_two_files_of_one_folder_that_would_share_a_name_are_told_to_rename_one(
         collect_inputs([str(tmp_path)])
     assert str(caught.value) == (
         f"{tmp_path / 'a.png'} and {tmp_path / 'a.png.jpg'} would write outputs of one name "
-        "(a.png); rename one of them, or run them into separate -o folders"
+        "(a.png); rename one of them, or run them into separate out folders"
     )
     for name in ("a.jpg", "a.png.jpg"):  # files of two folders: their common folder is the fix
         (tmp_path / name).unlink()

@@ -50,6 +50,7 @@ from pathlib import Path
 from file_modes import told
 from loftup.atomic import read_json_object
 from loftup.experiments.run_folders import _read
+from loftup.cli.upsample import SAID_AS as CLI
 from loftup.extract.record import read_record
 from loftup.train.earlier import read_earlier
 files = {{k: Path(v) for k, v in { ({k: str(v) for k, v in files.items()})!r}.items()}}
@@ -61,7 +62,7 @@ def kind():
 result = {{
     "kind": kind(),
     "train": told(lambda: read_earlier(files["train"].parent, 3)),
-    "upsample": told(lambda: read_record(files["upsample"].parent, resume=True)),
+    "upsample": told(lambda: read_record(files["upsample"].parent, resume=True, said_as=CLI)),
     "experiment": told(lambda: _read(files["experiment"])),
 }}
 """)

@@ -7,6 +7,19 @@ from __future__ import annotations
 from ..errors import LoftUpError
 from .common import add_backbone_norm, parse_size, precision, say
 
+#: How upsample_folder's errors, an image's and the options', call its arguments: as the
+#: options that give them (from Python they are called by their names, :mod:`loftup.extract.words`).
+SAID_AS = {
+    "backbone_size": "--backbone-size",
+    "batch_size": "--batch-size",
+    "writers": "--writers",
+    "fmt": "--format",
+    "save_dtype": "--save-dtype",
+    "dtype": "--dtype",
+    "out": "-o",
+    "resume": "--resume",
+}
+
 
 def add_upsample(sub) -> None:
     p = sub.add_parser(
@@ -106,16 +119,8 @@ def _cmd_upsample(args) -> int:
     from ..extract import upsample_folder
     from ..extract.folder import check_run_options
 
-    said_as = {  # an image's errors, and the options', name the option
-        "backbone_size": "--backbone-size",
-        "batch_size": "--batch-size",
-        "writers": "--writers",
-        "fmt": "--format",
-        "save_dtype": "--save-dtype",
-        "dtype": "--dtype",
-    }
     _, save_dtype = check_run_options(
-        args.format, args.dtype, args.save_dtype, args.size, args.batch_size, args.writers, said_as
+        args.format, args.dtype, args.save_dtype, args.size, args.batch_size, args.writers, SAID_AS
     )
     if args.max_image_pixels is not None:
         if args.max_image_pixels < 0:
@@ -154,7 +159,7 @@ def _cmd_upsample(args) -> int:
         writers=args.writers,
         stream_above=args.stream_above * 1e9,
         resume=args.resume,
-        said_as=said_as,
+        said_as=SAID_AS,
         progress=not args.no_progress,
     )
     if report.rank == 0:

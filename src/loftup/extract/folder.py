@@ -67,8 +67,9 @@ def upsample_folder(
       size, fmt, viz, batch_size, writers, stream_above (bytes), progress: as
         :func:`loftup.extract.run`.
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
-      said_as: how an image's errors call the arguments (``{"backbone_size":
-        "--backbone-size"}``: a command line's options); by default by their names.
+      said_as: how errors call the arguments (``{"backbone_size": "--backbone-size", "out":
+        "-o", "resume": "--resume"}``: a command line's options); by default by their names
+        (``out``, ``resume=True``: :mod:`.words`).
     """
     from .. import __version__
     from ..api import load_pipeline, resolve_device
@@ -95,6 +96,7 @@ def upsample_folder(
         write_options,
     )
     from .record_lock import record_lock
+    from .words import said
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -122,15 +124,15 @@ def upsample_folder(
     with process_group(device, world):
         # a file, under one, a link to nothing, or read-only: said before anything is read or
         # loaded, as the command line's -o, not as the traceback of the first write
-        check_folder_output(given, "-o")
-        jobs, missing = collect_inputs(inputs)
-        saved = read_record(out, resume=resume)  # the earlier run's, if any (or refused)
+        check_folder_output(given, said("out", said_as))
+        jobs, missing = collect_inputs(inputs, said_as)
+        saved = read_record(out, resume=resume, said_as=said_as)  # the earlier run's, or refused
         jobs = without_own_pictures(jobs, out, saved)
         if not jobs:
             why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
             where = " ".join(inputs)
             raise LoftUpError(f"no images found in {where}" + (f" ({why})" if why else ""))
-        check_clobbering(jobs, out, fmt, viz, saved)  # no input, no file not ours
+        check_clobbering(jobs, out, fmt, viz, saved, said_as)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
             print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
         pipeline = load_pipeline(
@@ -165,7 +167,7 @@ def upsample_folder(
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
                                 f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
             saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
-        check_options(out, options, saved, resume=resume)
+        check_options(out, options, saved, resume=resume, said_as=said_as)
         if rank == 0:  # what a killed run was writing (before any rank writes)
             own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
             removed = remove_unfinished(out, None if resume else own)  # all, or those it redoes

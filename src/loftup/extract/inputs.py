@@ -23,6 +23,7 @@ from ..listing import (
     walk,
 )
 from .globs import search
+from .words import said as option_word
 
 
 @dataclass
@@ -129,7 +130,9 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
+def collect_inputs(
+    specs: list[str], said_as: dict | None = None
+) -> tuple[list[Job], list[tuple[str, str]]]:
     """Files, folders (searched recursively for images, hidden files and folders left out) and
     globs (their image files, as a folder's, a ``**`` going into each real folder once:
     :func:`.globs.search`; a file named is tried whatever its suffix) ->
@@ -147,7 +150,8 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
     case-insensitive disk compares them, :func:`disk_key`) both keep their suffix (``a.jpg``,
     ``a.png``). Two files whose outputs would still have one name on such a disk
     (``cam1/0001.png`` and ``cam2/0001.png`` given as two folders, or ``A.png`` and ``a.png``)
-    are refused (:class:`LoftUpError`).
+    are refused (:class:`LoftUpError`), the fix naming the output folder as ``said_as`` says
+    (:func:`.words.said`).
     """
     found: dict[Path, tuple[Path, Path]] = {}  # the file in its real folder -> (name, path)
     real_folders: dict[Path, Path] = {}  # a folder as listed -> its real folder (_where)
@@ -216,7 +220,7 @@ def collect_inputs(specs: list[str]) -> tuple[list[Job], list[tuple[str, str]]]:
         Job(real, str(rel) if k in clash else s, given)
         for (real, rel, given), s, k in zip(unique, stems, keys)
     ]
-    _refuse_shared_names(jobs)
+    _refuse_shared_names(jobs, option_word("out", said_as), option_word("resume", said_as))
     said = set()  # a pipe found by two inputs (photos photos/*) is said once, as it is one job
     return jobs, [m for m in missing if not (m[0] in said or said.add(m[0]))]
 
@@ -228,7 +232,7 @@ def disk_key(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _refuse_shared_names(jobs: list[Job]) -> None:
+def _refuse_shared_names(jobs: list[Job], out: str, resume: str) -> None:
     """Refuse two jobs whose outputs would be one file, on any disk (``cam1/0001.png`` and
     ``cam2/0001.png`` given as two folders: both ``0001``) or on a case-insensitive one
     (``A.png`` and ``a.png``: ``A.pt`` and ``a.pt``): one would overwrite the other's outputs,
@@ -246,13 +250,13 @@ def _refuse_shared_names(jobs: list[Job]) -> None:
             )
             raise LoftUpError(
                 f"{other.given} and {job.given} would write outputs of one name ({job.stem}); "
-                f"{fix}, or run them into separate -o folders"
+                f"{fix}, or run them into separate {out} folders"
             )
         raise LoftUpError(
             f"{other.given} and {job.given} would write outputs whose names differ only in letter "
             f"case or Unicode form ({other.stem}, {job.stem}): one file on a case-insensitive "
-            "disk (macOS, Windows), and --resume would take one's for the other's; rename one of them, or run "
-            "them into separate -o folders"
+            f"disk (macOS, Windows), and {resume} would take one's for the other's; rename one of "
+            f"them, or run them into separate {out} folders"
         )
 
 

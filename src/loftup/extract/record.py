@@ -1,6 +1,8 @@
 """The output folder of ``loftup upsample``: its record (``upsample.json``, the options that
 made its files), what the files of a job are, and which files in it are loftup's own: a run
-refuses to overwrite anything else, and ``--resume`` to mix files made with other options."""
+refuses to overwrite anything else, and ``--resume`` to mix files made with other options.
+Errors call the folder and going on as ``said_as`` says (:func:`.words.said`: ``-o`` and
+``--resume`` from the command line, ``out`` and ``resume=True`` from Python)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch
 from ..atomic import read_json_object
 from ..errors import LoftUpError, PathPermissionError, printable
 from .inputs import Job
+from .words import said
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
@@ -45,26 +48,26 @@ def weights_digest(module: torch.nn.Module) -> str:
     return state_digest(module.state_dict())[:16]
 
 
-def read_record(out_dir: Path, *, resume: bool) -> dict | None:
+def read_record(out_dir: Path, *, resume: bool, said_as: dict | None = None) -> dict | None:
     """``out_dir``'s ``upsample.json``, the record of the run that made its files (None when
     there is none). Refused (:class:`LoftUpError`) when that file is not a record loftup wrote
     (unreadable, or without ``loftup_version``): a user's own file of that name, which a run
     would overwrite; and with ``resume``, a folder of files with no record (nothing says what
     made them; hidden files are none of them)."""
     path = out_dir / OPTIONS_NAME
-    flag = "--resume: " if resume else ""
+    flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
     try:
-        saved = read_json_object(path, another="-o")  # unreadable: chmod, or another -o
+        saved = read_json_object(path, another=out)  # unreadable: chmod, or another -o
         if saved is not None and "loftup_version" not in saved:
             raise ValueError(f"{path} is not a record of loftup upsample (no loftup_version)")
     except PathPermissionError as e:  # said as the option it follows from, as below
         raise type(e)(f"{flag}{e}") from None
     except ValueError as e:
         if not os.path.lexists(path):  # a name the file system cannot hold: no file to move
-            raise LoftUpError(f"{flag}{e}; choose another -o") from None
+            raise LoftUpError(f"{flag}{e}; choose another {out}") from None
         raise LoftUpError(
             f"{flag}{e}, and this run would write its record there; move the file away, or "
-            "choose another -o"
+            f"choose another {out}"
         ) from None
     # hidden files are no outputs: macOS's .DS_Store in a folder made in the Finder, or the
     # temporary file of a run killed while it wrote its record, which this run removes (read
@@ -76,13 +79,15 @@ def read_record(out_dir: Path, *, resume: bool) -> dict | None:
         and [p for p in out_dir.iterdir() if not p.name.startswith(".")]
     ):
         raise LoftUpError(
-            f"--resume: {out_dir} holds files but no {OPTIONS_NAME}, so the options that "
-            "made them are unknown; choose another -o, or empty it to compute them all again"
+            f"{flag}{out_dir} holds files but no {OPTIONS_NAME}, so the options that made "
+            f"them are unknown; choose another {out}, or empty it to compute them all again"
         )
     return saved
 
 
-def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: bool) -> None:
+def check_options(
+    out_dir: Path, options: dict, saved: dict | None, *, resume: bool, said_as: dict | None = None
+) -> None:
     """Refuse a run into ``out_dir`` whose files were made with other ``options`` than its
     record ``saved`` (:func:`read_record`) says, naming each difference: the record describes
     every file in it, so a run with other options there would leave files that the record
@@ -92,8 +97,9 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
         return  # nothing there yet: a resumed run of nothing is a run
     diff = _differences(options, saved)
     if diff:
-        flag = "--resume: " if resume else ""
-        fix = "use the same options" + ("" if resume else " (with --resume to skip what is done)")
+        flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
+        again = f" (with {said('resume', said_as)} to skip what is done)"
+        fix = "use the same options" + ("" if resume else again)
         running = ""
         if saved.get("finished") is not True and not _holds_outputs(out_dir, saved):
             running = (  # a run on its first image, one killed, or an earlier loftup's
@@ -103,7 +109,7 @@ def check_options(out_dir: Path, options: dict, saved: dict | None, *, resume: b
             )
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
-            f"{fix}, or another -o{running}"
+            f"{fix}, or another {out}{running}"
         )
 
 
@@ -171,7 +177,9 @@ def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
     return sorted(owned | {fmt} | ({"viz"} if viz else set()))
 
 
-def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved) -> None:
+def check_clobbering(
+    jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved, said_as: dict | None = None
+) -> None:
     """Refuse (before any work) a run that would overwrite a file that is not its own: one of
     its inputs (``-o`` inside an input folder, where ``x.png``'s picture is ``x_viz.png``), or
     a file that no earlier loftup run wrote there (no record ``saved``, or one without that
@@ -188,7 +196,8 @@ def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved)
             if path.resolve() in inputs:
                 raise LoftUpError(
                     f"{path} is an input of this run, and the {what[kind]} of {job.given} would "
-                    "overwrite it; choose another -o (outside the input folders)"
+                    f"overwrite it; choose another {said('out', said_as)} (outside the input "
+                    "folders)"
                 )
             # (a folder in its place cannot be replaced: that image fails, as it writes)
             if owned is not None and kind not in owned and not path.is_dir():
@@ -197,7 +206,7 @@ def check_clobbering(jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved)
                     why = f"no {OPTIONS_NAME} in {out_dir}"
                 raise LoftUpError(
                     f"{path} is not loftup's ({why}), and the {what[kind]} of {job.given} would "
-                    "overwrite it; move it away, or choose another -o"
+                    f"overwrite it; move it away, or choose another {said('out', said_as)}"
                 )
 
 

@@ -1,0 +1,94 @@
+"""The errors of :func:`loftup.extract.upsample_folder` call its output folder and going on as
+its caller gives them: ``out`` and ``resume=True`` from Python, ``-o`` and ``--resume`` from
+``loftup upsample`` (they told a Python caller "--resume" and "another -o", which it has not)."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from loftup.cli import main
+from loftup.cli.upsample import SAID_AS
+from loftup.errors import LoftUpError
+from loftup.extract import OPTIONS_NAME, upsample_folder
+
+PYTHON = {"out": "out", "resume": "resume=True"}
+CLI = {"out": "-o", "resume": "--resume"}
+
+
+@pytest.fixture(scope="module")
+def made(upsampler, tmp_path_factory):
+    """An input folder of one image, and an output folder a first run made from it."""
+    root = tmp_path_factory.mktemp("words")
+    (root / "in").mkdir()
+    Image.new("RGB", (30, 20)).save(root / "in" / "a.png")
+    upsample_folder(root / "in", root / "out", model=str(upsampler), backbone_size=28,
+                    progress=False)  # fmt: skip
+    return root
+
+
+def _refusals(root, upsampler, call):
+    """What ``call(inputs, out, extra options)`` is told of a run of other options (whole and
+    resumed), a resumed run into a folder of files and no record, and a record not loftup's."""
+    (root / "own").mkdir(exist_ok=True)
+    (root / "own" / "x.pt").write_bytes(b"mine")
+    (root / "foreign").mkdir(exist_ok=True)
+    (root / "foreign" / OPTIONS_NAME).write_text("{}")
+    return [
+        call(root / "out", {"size": 16}),
+        call(root / "out", {"size": 16, "resume": True}),
+        call(root / "own", {"resume": True}),
+        call(root / "foreign", {}),
+    ]
+
+
+def _said(root, words):
+    out, resume = words["out"], words["resume"]
+    other = f"the files in {root / 'out'} were made with other options (size None there, 16 now)"
+    return [
+        f"{other}; use the same options (with {resume} to skip what is done), or another {out}",
+        f"{resume}: {other}; use the same options, or another {out}",
+        f"{resume}: {root / 'own'} holds files but no {OPTIONS_NAME}, so the options that made "
+        f"them are unknown; choose another {out}, or empty it to compute them all again",
+        f"{root / 'foreign' / OPTIONS_NAME} is not a record of loftup upsample (no "
+        "loftup_version), and this run would write its record there; move the file away, or "
+        f"choose another {out}",
+    ]
+
+
+def test_a_python_caller_is_told_its_arguments(made, upsampler):
+    def call(out, extra):
+        with pytest.raises(LoftUpError) as caught:
+            upsample_folder(made / "in", out, model=str(upsampler), backbone_size=28,
+                            progress=False, **extra)  # fmt: skip
+        return str(caught.value)
+
+    said = _refusals(made, upsampler, call)
+    assert said == _said(made, PYTHON)
+    assert not any(" -o" in line or "--resume" in line for line in said)
+
+
+def test_the_command_line_is_told_its_options(made, upsampler, capsys):
+    assert {k: SAID_AS[k] for k in CLI} == CLI
+
+    def call(out, extra):
+        args = ["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(out),
+                "--backbone-size", "28"]  # fmt: skip
+        args += ["--size", str(extra["size"])] if "size" in extra else []
+        args += ["--resume"] if extra.get("resume") else []
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.endswith("\n"), err
+        return err[len("error: ") : -1]
+
+    assert _refusals(made, upsampler, call) == _said(made, CLI)
+
+
+def test_an_output_folder_that_is_a_file_is_named_as_given(made, upsampler, capsys):
+    taken = made / "taken"
+    taken.write_bytes(b"")
+    with pytest.raises(LoftUpError, match=rf"^out {taken} is a file; give a folder$"):
+        upsample_folder(made / "in", taken, model=str(upsampler), progress=False)
+    assert main(["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(taken)]) == 2
+    assert capsys.readouterr().err == f"error: -o {taken} is a file; give a folder\n"
