@@ -81,3 +81,85 @@ def test_a_list_of_images_is_told_to_call_once_per_image_or_use_the_folder_api(m
     assert f"got a {type(many).__name__} of {len(many)}; call it once per image" in said, said
     assert "loftup.extract.upsample_folder(paths, out_dir)" in said and "asarray" not in said
     assert isinstance(e.value, TypeError)
+
+
+def _quick_pipeline():
+    """A pipeline of the shipped scene backbone at the image's own size: no transformers."""
+    import loftup
+
+    dim = loftup.get_featurizer("scenes_vit_p8").dim
+    return loftup.load_pipeline(
+        loftup.LoftUp(dim=dim), backbone="scenes_vit_p8", backbone_size=None
+    )
+
+
+@pytest.mark.parametrize(
+    "layout", ["channels first", "channels last", "RGBA channels first", "RGBA channels last"]
+)
+def test_a_numpy_batch_is_told_the_fix_for_where_its_channels_are(layout):
+    """A (B, 3, H, W) numpy batch was told torch.from_numpy(a).permute(0, 3, 1, 2), which
+    made it (B, W, 3, H): the fix depends on which axis holds the channels. The fix said,
+    followed, gives the features of each image passed alone."""
+    import loftup
+
+    rng = np.random.default_rng(0)
+    rgb = rng.random((2, 3, 16, 24), dtype=np.float32)  # (B, 3, H, W)
+    a = {
+        "channels first": rgb,
+        "channels last": rgb.transpose(0, 2, 3, 1),
+        "RGBA channels first": np.concatenate([rgb, rgb[:, :1]], axis=1),
+        "RGBA channels last": np.concatenate([rgb, rgb[:, :1]], axis=1).transpose(0, 2, 3, 1),
+    }[layout]
+    pipeline = _quick_pipeline()
+    with pytest.raises(ImageInputError) as e:
+        loftup.upsample(a, model=pipeline)
+    said = str(e.value)
+    assert f"got shape {a.shape}; pass a batch as a (B, 3, H, W) tensor: " in said, said
+    fix = said.split(" tensor: ")[1].split(" (")[0]
+    batch = eval(fix, {"torch": torch, "a": a})  # the expression the user is told to run
+    assert batch.shape == (2, 3, 16, 24), fix
+    got = loftup.upsample(batch, model=pipeline)
+    for i in range(2):
+        alone = loftup.upsample(torch.from_numpy(rgb[i]), model=pipeline)
+        assert torch.allclose(got[i], alone, atol=1e-5)
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 24, 3), 90, np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["None", "bytes", "file object"])
+def test_an_object_that_is_no_image_is_told_a_fix_that_works(kind):
+    """None, a PNG's bytes and a file object of them were told "convert it with
+    numpy.asarray(image)", whose array (shape ()) was refused in turn. Bytes and file objects
+    are told to open them with PIL, which, followed, reads as the file's path does; None is told
+    what was expected instead."""
+    import io
+
+    from PIL import Image
+
+    import loftup
+
+    data = _png_bytes()
+    image = {"None": None, "bytes": data, "file object": io.BytesIO(data)}[kind]
+    with pytest.raises(ImageInputError) as e:
+        to_tensor(image)
+    said = str(e.value)
+    assert "asarray" not in said and isinstance(e.value, TypeError), said
+    if kind == "None":
+        assert said.startswith("expected a path, PIL image, numpy array or tensor, got None; ")
+        assert "pass the image itself" in said, said
+        return
+    fix = {"bytes": "PIL.Image.open(io.BytesIO(data))", "file object": "PIL.Image.open(f)"}
+    assert said.endswith(fix[kind]), said
+    opened = eval(fix[kind], {"PIL": __import__("PIL"), "io": io, "data": data, "f": image})
+    assert isinstance(opened, Image.Image)
+    pipeline = _quick_pipeline()
+    want = loftup.upsample(np.array(Image.open(io.BytesIO(data))), model=pipeline)
+    assert torch.equal(loftup.upsample(opened, model=pipeline), want)

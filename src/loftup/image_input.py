@@ -21,8 +21,44 @@ def _array_fix(shape: tuple) -> str:
     if len(shape) == 3 and shape[0] in (1, 3):
         return "it is channels first: image.transpose(1, 2, 0)"
     if len(shape) == 4:
-        return "pass a batch as a (B, 3, H, W) tensor: torch.from_numpy(a).permute(0, 3, 1, 2)"
+        return _batch_fix(shape)
     return "pass RGB or grayscale pixels"
+
+
+def _batch_fix(shape: tuple) -> str:
+    """How to pass a numpy batch of ``shape`` (B, ...) as the (B, 3, H, W) tensor a batch is,
+    by which axis holds the channels: the second (channels first: as it is), or the last
+    (channels last: moved; the permute said of any batch turned a channels-first one into
+    (B, W, 3, H))."""
+    tensor = "pass a batch as a (B, 3, H, W) tensor"
+    if shape[1] in (1, 3):
+        return f"{tensor}: torch.from_numpy(a)"
+    if shape[-1] in (1, 3):
+        return f"{tensor}: torch.from_numpy(a).permute(0, 3, 1, 2) (it is channels last)"
+    if shape[-1] == 4:
+        return f"{tensor}: torch.from_numpy(a[..., :3]).permute(0, 3, 1, 2) (RGBA, channels last)"
+    if shape[1] == 4:
+        return f"{tensor}: torch.from_numpy(a[:, :3]) (RGBA, channels first)"
+    return f"{tensor} of RGB or grayscale pixels"
+
+
+def _object_fix(image) -> str:
+    """What to do with ``image``, an object that is no image :func:`to_tensor` reads: open
+    encoded bytes or a file object with PIL (``numpy.asarray`` of them, once said of any, is
+    an array of shape () or an object), pass an image where there is None (what cv2.imread
+    returns for a file it cannot read), or convert what numpy can."""
+    if image is None:
+        return (
+            "pass the image itself (None is what a failed load returns: cv2.imread of a "
+            "missing or unreadable file, say), or its path"
+        )
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "open an encoded image's bytes with PIL.Image.open(io.BytesIO(data))"
+    if hasattr(image, "read"):
+        return "open an image file object with PIL.Image.open(f)"
+    if hasattr(image, "__array__") or hasattr(image, "__array_interface__"):
+        return "convert it with numpy.asarray(image)"
+    return "pass one of those"
 
 
 def _tensor_fix(shape: tuple) -> str:
@@ -114,8 +150,8 @@ def to_tensor(image) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(_to_rgb_array(image))).permute(2, 0, 1)
     else:
         raise ImageInputError(
-            f"expected a path, PIL image, numpy array or tensor, got {type(image).__name__}; "
-            "convert it with numpy.asarray(image)"
+            f"expected a path, PIL image, numpy array or tensor, got "
+            f"{'None' if image is None else type(image).__name__}; {_object_fix(image)}"
         )
     if t.dtype in PIXEL_MAX:
         t = t.float() / PIXEL_MAX[t.dtype]
