@@ -8,6 +8,7 @@ import io
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,14 @@ class FeatureFile:
     size in the memory of one tile, and the same bytes as :func:`loftup.outputs.save_features` writes for the
     same values (tested for every format and dtype).
 
-        f = FeatureFile("feats/a.npy", "npy", torch.float32, (384, 4000, 3000))
-        f.features[:, rows, cols] = tile     # a (C, H, W) tensor mapping the file's data
-        f.commit()                           # complete: renamed onto its path
-        # or f.discard(): nothing is left behind
+        with FeatureFile("feats/a.npy", "npy", torch.float32, (384, 4000, 3000)) as f:
+            f.features[:, rows, cols] = tile  # a (C, H, W) tensor mapping the file's data
+        # the block left: committed (renamed onto its path), or, left by an exception,
+        # discarded (nothing is left behind)
+
+    Without ``with``: ``f.commit()``, or ``f.discard()``. One dropped uncommitted (the last
+    reference gone, or the interpreter ending) is discarded: its temporary files, whose space
+    was reserved whole (18 GB for a 12-megapixel photo's features), are not left behind.
 
     The file is made under a temporary name in the destination folder and its space reserved
     at once, so a full disk is an ``OSError`` here (not a crash on a later write through the
@@ -67,6 +72,8 @@ class FeatureFile:
         np_dtype, st_name = _MAPPED[dtype]
         nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
         self._temps: list[str] = []  # each named before it is made (temp_beside's into)
+        # dropped uncommitted: its temporary files removed (the list alone: no cycle to self)
+        weakref.finalize(self, _remove_quietly, self._temps)
         self._tmp = self._raw = None  # the file, and the .pt data mapped beside the archive
         self._map = self.features = None
         self._busy = threading.Lock()  # held by commit (a writer thread) and discard
@@ -116,6 +123,18 @@ class FeatureFile:
                 f.truncate(len(header) + nbytes)
         return tmp, len(header)
 
+    def __enter__(self) -> FeatureFile:
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        """The block left: committed if it ended without an exception (and was not committed or
+        discarded in it), else discarded; the exception goes on."""
+        if kind is None:
+            if not self.done:
+                self.commit()
+        else:
+            self.discard()
+
     @property
     def done(self) -> bool:
         """Whether it was committed or discarded (it has no temporary file left)."""
@@ -160,3 +179,12 @@ class FeatureFile:
         self.features = self._map = None
         remove_temps(self._temps)
         self._tmp = self._raw = None
+
+
+def _remove_quietly(temps: list) -> None:
+    """A dropped file's temporary files removed (:func:`remove_temps`); one that cannot be is
+    left, said by nothing: a finalizer has no caller to tell."""
+    try:
+        remove_temps(temps)
+    except OSError:
+        pass

@@ -1,0 +1,86 @@
+""":class:`loftup.feature_file.FeatureFile` in a user's code: a ``with`` block commits it or,
+left by an exception, discards it, and one dropped uncommitted leaves no temporary file (an
+exception between its making and ``commit`` left full-size ``.tmp`` files, their space
+reserved up front)."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from loftup.feature_file import FeatureFile
+
+SHAPE = (4, 30, 20)
+
+
+def load_features(path) -> torch.Tensor:
+    """The features a file holds, read by its format's own reader."""
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path))
+    if path.suffix == ".pt":
+        return torch.load(path, weights_only=True)
+    from safetensors.torch import load_file
+
+    return load_file(path)["features"]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "pt", "safetensors"])
+def test_a_with_block_left_by_an_exception_leaves_nothing(tmp_path, fmt):
+    with pytest.raises(RuntimeError, match="the user's tile failed"):
+        with FeatureFile(tmp_path / f"a.{fmt}", fmt, torch.float32, SHAPE) as f:
+            f.features[:, :10] = 1.0
+            assert list(tmp_path.iterdir())  # its temporary files, while it is written
+            raise RuntimeError("the user's tile failed")
+    assert f.done
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["npy", "pt", "safetensors"])
+def test_a_with_block_ended_commits_the_file(tmp_path, fmt):
+    values = torch.arange(np.prod(SHAPE), dtype=torch.float32).reshape(SHAPE)
+    with FeatureFile(tmp_path / f"a.{fmt}", fmt, torch.float32, SHAPE) as f:
+        f.features[:] = values
+    assert f.done
+    assert [p.name for p in tmp_path.iterdir()] == [f"a.{fmt}"]
+    assert torch.equal(load_features(tmp_path / f"a.{fmt}"), values)
+
+
+def test_a_with_block_of_a_file_committed_or_discarded_in_it_leaves_that(tmp_path):
+    with FeatureFile(tmp_path / "kept.npy", "npy", torch.float32, SHAPE) as f:
+        f.commit()
+    with FeatureFile(tmp_path / "dropped.npy", "npy", torch.float32, SHAPE) as f:
+        f.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.npy"]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "pt"])
+def test_a_file_dropped_uncommitted_leaves_no_temporary_file(tmp_path, fmt):
+    """As a user's loop that fails between making the file and committing it: the exception
+    passes, the last reference goes, and its temporary files (two for .pt) go with it."""
+
+    def work():
+        f = FeatureFile(tmp_path / f"b.{fmt}", fmt, torch.float32, SHAPE)
+        f.features[:, :5] = 2.0
+        assert list(tmp_path.iterdir())
+        raise RuntimeError("the user's computation failed")
+
+    with pytest.raises(RuntimeError):
+        work()
+    gc.collect()  # (the traceback held the frame until now)
+    assert list(tmp_path.iterdir()) == []
+    f = FeatureFile(tmp_path / f"c.{fmt}", fmt, torch.float32, SHAPE)
+    del f  # dropped at once, no exception
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_committed_file_dropped_stays(tmp_path):
+    f = FeatureFile(tmp_path / "d.npy", "npy", torch.float32, SHAPE)
+    f.features[:] = 3.0
+    f.commit()
+    del f
+    gc.collect()
+    assert [p.name for p in tmp_path.iterdir()] == ["d.npy"]
+    assert torch.equal(load_features(tmp_path / "d.npy"), torch.full(SHAPE, 3.0))
