@@ -2,7 +2,8 @@
 
 Three layouts exist: the hub files of the paper (``upsampler.*`` + ``channelnorm.norm.*``), the
 paper's training checkpoints (``{"state_dict": ...}`` with ``model.1.norm.*``), and ours (the
-module names of :class:`loftup.LoftUp`, also inside ``loftup train`` checkpoints as ``model``).
+module names of :class:`loftup.LoftUp`, also inside ``loftup train`` checkpoints as ``model``,
+and inside ``{"state_dict": ...}`` as a user's ``torch.save`` wraps it).
 Each conversion is a small pure function; after it, loading is strict.
 """
 
@@ -153,7 +154,10 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
             return _tensors_by_name(strip_wrappers(obj["model"])), obj.get("model_config")
         if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
-            state = training_to_reference(strip_wrappers(obj["state_dict"]))
+            state = strip_wrappers(obj["state_dict"])
+            if _is_native(state):  # torch.save({"state_dict": model.state_dict()}) of a LoftUp
+                return _tensors_by_name(state), None
+            state = training_to_reference(state)
             return reference_to_native(_tensors_by_name(state)), None
         obj = strip_wrappers(obj)  # a compiled or DDP-wrapped module's state dict, saved as is
         _tensors_by_name(obj)
@@ -162,6 +166,15 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
     return obj, None
+
+
+def _is_native(state: dict) -> bool:
+    """Whether ``state`` is in this package's layout (a weight of :data:`_ANCHORS` there, and
+    no key of the paper's: ``upsampler.*``, ``channelnorm.*``, a training ``model.*``): wrapped
+    as ``{"state_dict": ...}``, it was refused as a training checkpoint with no channel norm."""
+    keys = [k for k in state if isinstance(k, str)]
+    paper = ("upsampler.", "channelnorm.", "model.")
+    return any(k in _ANCHORS for k in keys) and not any(k.startswith(paper) for k in keys)
 
 
 def _tensors_by_name(state: dict) -> dict:
