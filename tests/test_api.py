@@ -344,8 +344,21 @@ def mismatch_unwarned(monkeypatch):
     monkeypatch.setattr(loftup.mismatch, "_WARNED_MISMATCH", set())
 
 
+@pytest.fixture
+def own_backbones(monkeypatch):
+    """Backbones of a user's own, registered for the test (save_pretrained records only a
+    name the load can build): tiny_of_my_own (32-d) and my_64d_backbone."""
+    import dataclasses
+
+    from loftup.featurizers import FEATURIZERS
+
+    tiny = FEATURIZERS["dinov2_tiny"]
+    for name, dim in (("tiny_of_my_own", 32), ("my_64d_backbone", 64)):
+        monkeypatch.setitem(FEATURIZERS, name, dataclasses.replace(tiny, name=name, dim=dim))
+
+
 def test_an_upsampler_run_on_another_backbone_of_its_width_is_warned_about_once(
-    tmp_path, image, mismatch_unwarned
+    tmp_path, image, mismatch_unwarned, own_backbones
 ):
     """An upsampler that records the backbone it was trained on, given another of the same
     width (loftup_siglip on siglip2_vitb16): only the width was checked, and the wrong features
@@ -375,7 +388,7 @@ def test_an_upsampler_run_on_another_backbone_of_its_width_is_warned_about_once(
 
 
 def test_the_command_line_prints_the_backbone_mismatch_on_one_line(
-    tmp_path, capsys, mismatch_unwarned
+    tmp_path, capsys, mismatch_unwarned, own_backbones
 ):
     from PIL import Image
 
@@ -420,7 +433,7 @@ def test_no_backbone_warning_where_it_is_the_one_trained_on_or_unknown(tmp_path,
         loftup.load_pipeline(trained, backbone=own)
 
 
-def test_a_backbone_of_another_width_names_the_one_trained_on(tmp_path):
+def test_a_backbone_of_another_width_names_the_one_trained_on(tmp_path, own_backbones):
     """The width error's fix, "pass the backbone it was trained with", names it when known."""
     folder = tmp_path / "up"
     loftup.LoftUp(dim=64).save_pretrained(folder, backbone="my_64d_backbone")

@@ -250,3 +250,57 @@ def test_save_pretrained_refuses_a_read_only_folder_before_writing(tmp_path, bel
     with pytest.raises(UsageError, match=said):
         LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(target)
     assert sorted(os.listdir(folder)) == before
+
+
+@pytest.mark.parametrize(
+    "backbone, said",
+    [
+        ("dinov2_vits", "unknown backbone 'dinov2_vits' (did you mean dinov2_vits14 or "),
+        ("dinov2-vits14", "unknown backbone 'dinov2-vits14' (did you mean dinov2_vits14?)"),
+        ("DINOv2_ViTS14", "unknown backbone 'DINOv2_ViTS14' (did you mean dinov2_vits14?)"),
+        ("my_backbone", "unknown backbone 'my_backbone'; known backbones are: "),
+        (
+            "facebook/dinov2-small",
+            "backbone 'facebook/dinov2-small' is the hub id of the weights of dinov2_vits14; "
+            "record the backbone's name (dinov2_vits14)",
+        ),
+    ],
+)
+def test_a_backbone_the_load_cannot_build_is_refused_before_anything_is_written(
+    tmp_path, backbone, said
+):
+    """Any string was recorded as the backbone, and the folder's load (perhaps after a push to
+    the hub) refused it: said at the save, as the load says it, and nothing is written."""
+    from loftup.errors import UnknownNameError
+
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    with pytest.raises(UnknownNameError) as e:
+        model.save_pretrained(tmp_path / "up", backbone=backbone)
+    assert said in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not (tmp_path / "up").exists()
+    model.backbone = backbone  # as a loaded upsampler records it: saved as its own
+    with pytest.raises(UnknownNameError):
+        model.save_pretrained(tmp_path / "up")
+    assert not (tmp_path / "up").exists()
+    with pytest.raises(UsageError, match=r"^backbone is empty or blank; pass a backbone's name"):
+        LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path, backbone=" ")
+
+
+def test_every_backbone_the_load_builds_is_recorded(tmp_path, monkeypatch):
+    """A registered name, an alias and a backbone of the user's own registered before the save
+    are recorded, and the folder loads with the backbone it records."""
+    import dataclasses
+
+    import loftup
+    from loftup.featurizers import ALIASES, FEATURIZERS
+
+    tiny = FEATURIZERS["dinov2_tiny"]
+    monkeypatch.setitem(FEATURIZERS, "my_tiny", dataclasses.replace(tiny, name="my_tiny"))
+    monkeypatch.setitem(ALIASES, "tiny", "dinov2_tiny")
+    for backbone in ("dinov2_tiny", "tiny", "my_tiny"):
+        folder = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(
+            tmp_path / backbone, backbone=backbone
+        )
+        pipeline = loftup.load_pipeline(folder, backbone_size=28)
+        assert pipeline.upsampler.backbone == backbone
+        assert pipeline.featurizer.dim == 32  # built from the recorded name

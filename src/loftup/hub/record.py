@@ -42,9 +42,11 @@ def weights_digest(state: dict) -> str:
 
 def check_recordable(backbone, backbone_norm, metadata) -> None:
     """A UsageError where what :func:`~loftup.hub.save_pretrained` is to record is not what its
-    load reads back: a backbone that is not a name, a ``backbone_norm`` of no
-    :data:`~loftup.featurizers.INPUT_NORMS` entry, ``metadata`` that JSON cannot hold (a date,
-    a path, a tensor). Said before anything is written."""
+    load reads back: a backbone that is not a name, or a name no registry knows (an
+    :class:`~loftup.errors.UnknownNameError`, as the load's, with the names meant), a
+    ``backbone_norm`` of no :data:`~loftup.featurizers.INPUT_NORMS` entry, ``metadata`` that
+    JSON cannot hold (a date, a path, a tensor). Said before anything is written: the load
+    that refused them came after, perhaps after a push to the hub."""
     from ..checks import shown
     from ..errors import UsageError
     from ..featurizers import check_input_norm
@@ -53,6 +55,8 @@ def check_recordable(backbone, backbone_norm, metadata) -> None:
         raise UsageError(
             f"backbone is a backbone's name (dinov2_vits14, say) or None, got {shown(backbone)}"
         )
+    if backbone is not None:
+        _check_backbone_name(backbone)
     if backbone_norm is not None:
         check_input_norm(backbone_norm, "backbone_norm")
     odd = _not_json(metadata, "metadata")
@@ -61,6 +65,33 @@ def check_recordable(backbone, backbone_norm, metadata) -> None:
             f"{odd}, which config.json cannot hold: pass strings, numbers, booleans, None, lists "
             "and dicts (a path or a date as a string)"
         )
+
+
+def _check_backbone_name(backbone: str) -> None:
+    """An error where the load of a record of ``backbone`` (a string) would refuse it: its
+    backbone is built by name (:func:`loftup.featurizers.resolve`: a registered name or an
+    alias); a hub id or a folder names its weights, which the load is given apart."""
+    from ..errors import UnknownNameError, UsageError
+    from ..featurizers import FEATURIZERS, resolve
+
+    if not backbone.strip():
+        raise UsageError(
+            "backbone is empty or blank; pass a backbone's name (dinov2_vits14, say) or None"
+        )
+    named = sorted(n for n, spec in FEATURIZERS.items() if spec.default_weights == backbone)
+    if named and backbone not in FEATURIZERS:  # facebook/dinov2-small: dinov2_vits14's weights
+        raise UnknownNameError(
+            f"backbone {backbone!r} is the hub id of the weights of {' and '.join(named)}; "
+            f"record the backbone's name ({named[0]}): its weights are found from it"
+        )
+    try:
+        resolve(backbone)
+    except UnknownNameError as e:
+        raise UnknownNameError(
+            f"backbone: {e}; the load builds the recorded backbone by its name (a backbone of "
+            "your own: register it first, loftup.featurizers.register; its weights are given "
+            "at load, backbone_weights=)"
+        ) from None
 
 
 def _not_json(value, where: str) -> str | None:
