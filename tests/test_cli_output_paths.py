@@ -112,7 +112,7 @@ def test_a_record_name_too_long_is_not_a_file_to_move(tmp_path):
     from loftup.errors import LoftUpError
     from loftup.extract.record import read_record
 
-    with pytest.raises(LoftUpError, match=r"File name too long.*; choose another -o$") as e:
+    with pytest.raises(LoftUpError, match=r"File name too long.*; choose another out$") as e:
         read_record(tmp_path / ("o" * 300), resume=False)
     assert "move the file away" not in str(e.value)
 

@@ -93,9 +93,9 @@ def test_upsample_folder_refuses_its_output_before_any_input_or_model(tmp_path):
     taken.write_text("x")
     # neither the inputs nor the model exist: the output is said first
     for out, said in ((taken, "is a file; give a folder"), (taken / "o", "cannot be written")):
-        with pytest.raises(UsageError, match=f"^-o {re.escape(str(out))} {said}"):
+        with pytest.raises(UsageError, match=f"^out {re.escape(str(out))} {said}"):
             upsample_folder([str(tmp_path / "none")], out, model="nosuch", device="cpu")
-        with pytest.raises(UsageError, match=f"^-o {re.escape(str(out))} {said}"):
+        with pytest.raises(UsageError, match=f"^out {re.escape(str(out))} {said}"):
             upsample_folder([str(tmp_path / "none")], str(out), model="nosuch", device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
