@@ -56,7 +56,7 @@ def _object_fix(image) -> str:
         return "open an encoded image's bytes with PIL.Image.open(io.BytesIO(data))"
     if hasattr(image, "read"):
         return "open an image file object with PIL.Image.open(f)"
-    if hasattr(image, "__array__") or hasattr(image, "__array_interface__"):
+    if isinstance(image, (list, tuple)) or hasattr(image, "__array__"):  # nested numbers
         return "convert it with numpy.asarray(image)"
     return "pass one of those"
 
