@@ -215,10 +215,10 @@ def test_a_glob_holds_one_folder_s_listing_at_a_time(tmp_path, monkeypatch, spec
     assert peak < 5 * held, f"peak {peak} bytes for matches of {held}"
 
 
-def test_a_loftup_as_the_folders_model_is_refused_before_it_is_loaded_or_changed(tmp_path):
-    """upsample_folder(..., model=<LoftUp>) loaded the pipeline, converting the model to the
-    run's dtype and putting it in eval mode in place, then failed with os.fspath's TypeError:
-    the folder's record names the weights its files were made with, which a module has not."""
+def test_a_pipeline_as_the_folders_model_is_refused_before_anything_is_loaded(tmp_path):
+    """upsample_folder(..., model=<FeaturePipeline>) loaded it (converting its upsampler to the
+    run's dtype in place), then failed with os.fspath's TypeError; a LoftUp itself is run
+    (test_upsample_record), a pipeline is told to pass its upsampler, before any work."""
     import torch
     from PIL import Image
 
@@ -227,14 +227,12 @@ def test_a_loftup_as_the_folders_model_is_refused_before_it_is_loaded_or_changed
 
     (tmp_path / "in").mkdir()
     Image.new("RGB", (20, 20)).save(tmp_path / "in" / "a.png")
-    model = loftup.LoftUp(dim=32).train()
     pipeline = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny")
-    for given, which in ((model, "model"), (pipeline, r"pipeline\.upsampler")):
-        told = rf"^model is the upsampler's name or path, .*{which}\.save_pretrained\(folder, "
-        with pytest.raises(loftup.LoftUpError, match=told):
-            upsample_folder(
-                tmp_path / "in", tmp_path / "out", model=given, backbone="dinov2_tiny",
-                dtype="bfloat16", progress=False,
-            )  # fmt: skip
-    assert model.training and next(model.parameters()).dtype == torch.float32
+    told = r"^model is the upsampler \(a LoftUp, or its name or path\), got .*pipeline\.upsampler"
+    with pytest.raises(loftup.LoftUpError, match=told):
+        upsample_folder(
+            tmp_path / "in", tmp_path / "out", model=pipeline, backbone="dinov2_tiny",
+            dtype="bfloat16", progress=False,
+        )  # fmt: skip
+    assert next(pipeline.upsampler.parameters()).dtype == torch.float32
     assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 
+import pytest
 from PIL import Image
 
 from loftup.cli import main
@@ -150,3 +151,33 @@ def test_no_run_writes_its_record_while_another_marks_its_own(
     assert main([*args, str(tmp_path / "a.png")]) == 0
     assert seen == {"writing": True, "running": False, "marking": True}
     assert sorted(p.name for p in out.iterdir()) == ["a.pt", OPTIONS_NAME]
+
+
+def test_a_loftup_passed_in_is_run_and_recorded_by_its_weights(upsampler, tmp_path):
+    """upsample_folder(model=LoftUp) was a TypeError of os.fspath, after the models loaded,
+    writing the record: the files are those of the same weights from their folder, the record
+    names the class, and --resume compares the weights' digest."""
+    import torch
+
+    import loftup
+    from loftup.extract import upsample_folder
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (30, 20), (200, 40, 90)).save(tmp_path / "in" / "a.png")
+    kw = {"backbone": "dinov2_tiny", "backbone_size": 28, "progress": False}
+    upsample_folder(tmp_path / "in", tmp_path / "saved", model=str(upsampler), **kw)
+    model = loftup.load_upsampler(upsampler)
+    upsample_folder(tmp_path / "in", tmp_path / "given", model=model, **kw)
+    want = torch.load(tmp_path / "saved" / "a.pt", weights_only=True)
+    assert torch.equal(torch.load(tmp_path / "given" / "a.pt", weights_only=True), want)
+    record = json.loads((tmp_path / "given" / OPTIONS_NAME).read_text())
+    assert record["model"] == "a LoftUp passed in"
+    saved = json.loads((tmp_path / "saved" / OPTIONS_NAME).read_text())
+    assert record["upsampler_sha256"] == saved["upsampler_sha256"]
+    report = upsample_folder(tmp_path / "in", tmp_path / "given", model=model, resume=True, **kw)
+    assert report.kept == 1
+    torch.manual_seed(1)
+    with pytest.raises(loftup.LoftUpError, match=r"upsampler_sha256 .* there, .* now"):
+        upsample_folder(
+            tmp_path / "in", tmp_path / "given", model=loftup.LoftUp(dim=32), resume=True, **kw
+        )

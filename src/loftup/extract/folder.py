@@ -35,7 +35,7 @@ def upsample_folder(
     inputs: str | os.PathLike | list[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    model: str = "loftup_dinov2s",
+    model: str | os.PathLike | torch.nn.Module = "loftup_dinov2s",
     backbone: str | None = None,
     backbone_weights: str | None = None,
     backbone_size: int = 224,
@@ -60,8 +60,8 @@ def upsample_folder(
         (made if missing; a :class:`~loftup.errors.UsageError` naming it before any work if it
         cannot be: a file, under one, or a folder that takes no new files).
       model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
-        pipeline (:func:`loftup.api.load_pipeline`); under torchrun each process takes the
-        GPU of its local rank.
+        pipeline (:func:`loftup.api.load_pipeline`; ``model`` a name, a path or a LoftUp);
+        under torchrun each process takes the GPU of its local rank.
       save_dtype: precision of the stored features (default: ``dtype``'s, float32 for
         bfloat16 in ``.npy``, which has no bfloat16).
       size, fmt, viz, batch_size, writers, stream_above (bytes), progress: as
@@ -146,7 +146,7 @@ def upsample_folder(
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,
-            "model": recorded_path(model),  # local paths resolved: ./w and /abs/w are one
+            "model": _recorded_model(model),  # local paths resolved: ./w and /abs/w are one
             "upsampler_sha256": weights_digest(pipeline.upsampler),
             "backbone": pipeline.featurizer.name,
             "backbone_weights": recorded_path(backbone_weights),
@@ -212,25 +212,34 @@ def upsample_folder(
 
 
 def _check_model(model, said_as: dict | None) -> None:
-    """A :class:`~loftup.errors.UsageError` unless ``model`` names the upsampler (a released
-    name, a weights file or folder, a hub id): the folder's record names the weights its files
-    were made with, so that a resumed run can be checked against them, and a module in memory
-    has no name to record; a LoftUp (or a pipeline's) is told how to give it one."""
+    """A :class:`~loftup.errors.UsageError` unless ``model`` is a LoftUp or names the
+    upsampler (a released name, a weights file or folder, a hub id), before anything is
+    loaded; a pipeline is told to pass its upsampler (it loaded, then failed in os.fspath)."""
     from ..checks import shown
     from ..data.scenes import said
     from ..errors import UsageError
     from ..hub import check_source
     from ..model import LoftUp
 
-    upsampler = getattr(model, "upsampler", model)  # a FeaturePipeline's
-    if isinstance(upsampler, LoftUp):
-        which = "model" if upsampler is model else "pipeline.upsampler"
+    if isinstance(model, LoftUp):
+        return
+    if isinstance(getattr(model, "upsampler", None), LoftUp):  # a FeaturePipeline
         raise UsageError(
-            f"{said('model', said_as)} is the upsampler's name or path, recorded with the "
-            f"files written (a resumed run is checked against it), got {shown(model)}; save it "
-            f"first, {which}.save_pretrained(folder, backbone=NAME), and pass the folder"
+            f"{said('model', said_as)} is the upsampler (a LoftUp, or its name or path), got "
+            f"{shown(model)}; pass pipeline.upsampler, and its backbone as backbone=NAME"
         )
     check_source(model, said("model", said_as))
+
+
+def _recorded_model(model) -> str | None:
+    """How upsample.json records ``model``: a path resolved, a name as given
+    (:func:`.record.recorded_path`), a LoftUp passed in by its class (a TypeError of
+    os.fspath came after the models had loaded): its weights are recorded by their digest."""
+    from .record import recorded_path
+
+    if isinstance(model, (str, os.PathLike)):
+        return recorded_path(model)
+    return f"a {type(model).__name__} passed in"
 
 
 def _plain_ints(value):
