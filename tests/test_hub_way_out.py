@@ -49,7 +49,7 @@ def told(path) -> tuple[str, str, str]:
 @pytest.mark.parametrize(
     "saved, kept",
     [
-        (lambda m: m, '.state_dict(), "model_config": m.config.to_dict()}'),  # torch.save(model)
+        (lambda m: m, '.state_dict(), "model_config": m.config.to_dict(), '),  # torch.save(model)
         (lambda m: {"model": m, "epoch": 3}, '["model"]).state_dict(), "model_config": m.config'),
         (_lightning, '{"state_dict": torch.load('),
         (lambda m: {"model": m.state_dict(), "args": argparse.Namespace(a=1)}, '{"model": '),

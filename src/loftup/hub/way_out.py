@@ -12,7 +12,7 @@ import keyword
 import zipfile
 from pathlib import Path
 
-from .pickle_walk import PICKLE_CAP, Thing, Walk, plain
+from .pickle_walk import OTHER, PICKLE_CAP, Thing, Walk, plain
 
 #: The class of loftup's upsampler, as a pickle names it
 _LOFTUP = ("loftup.model", "LoftUp")
@@ -21,6 +21,10 @@ _WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
 #: The prefixes of keys a ``{"state_dict": ...}`` is read with (the paper's training and hub
 #: layouts); a state dict of loftup's own layout is kept alone
 _WRAPPED_LAYOUT = ("upsampler.", "channelnorm.norm.", "model.1.norm.")
+#: What a LoftUp records of the backbone it was trained on, kept beside its weights in the
+#: layout loftup's loaders read (a module's attributes; ``loftup train``'s top-level keys):
+#: dropped, a reloaded file fed its backbone ImageNet-normalised images, silently
+_RECORD = ("backbone", "backbone_norm")
 
 
 def way_out(f, path: Path, out_folder: Path | None = None) -> str:
@@ -76,11 +80,27 @@ def _keep(top: Thing | None, load: str) -> str | None:
     if model is not None and _is_module(model):
         return _module_keep(model, f'{load}["model"]')
     if model is not None and model.kind == "dict":
-        if record is None:
-            return f'{{"model": {load}["model"]}}'
-        if record.kind == "dict" and plain(record):
-            return f'{{"model": (c := {load})["model"], "model_config": c["model_config"]}}'
+        kept = {"model": 'c["model"]'}
+        if record is not None and record.kind == "dict" and plain(record):
+            kept["model_config"] = 'c["model_config"]'
+        elif record is not None:
+            return None
+        kept |= {k: f'c["{k}"]' for k in _RECORD if top.items.get(k, OTHER).kind == "str"}
+        return _display(kept, load)
     return None
+
+
+def _display(kept: dict[str, str], load: str) -> str:
+    """The dict display of ``kept``'s keys and expressions, each of the checkpoint ``c`` (loaded
+    by ``load``): loaded once, in the first of them that reads it plainly (``c[...]``), or in
+    place of ``c`` where there is one expression alone."""
+    if len(kept) == 1:
+        key, expr = next(iter(kept.items()))
+        return f'{{"{key}": {expr.replace("c[", f"{load}[", 1)}}}'
+    entries = sorted(kept.items(), key=lambda kv: not kv[1].startswith("c["))  # (stable)
+    items = [f'"{k}": {e}' for k, e in entries]
+    items[0] = items[0].replace("c[", f"(c := {load})[", 1)
+    return "{" + ", ".join(items) + "}"
 
 
 def _module_keep(module: Thing, expr: str) -> str | None:
@@ -88,7 +108,10 @@ def _module_keep(module: Thing, expr: str) -> str | None:
     LoftUp's, or the one LoftUp among its own modules', with its config; a torch wrapper's
     ``.state_dict()``; None for another module (its keys are no LoftUp's)."""
     if module.value == _LOFTUP:
-        return f'{{"model": (m := {expr}).state_dict(), "model_config": m.config.to_dict()}}'
+        record = ", ".join(f'"{k}": getattr(m, "{k}", None)' for k in _RECORD)
+        return (
+            f'{{"model": (m := {expr}).state_dict(), "model_config": m.config.to_dict(), {record}}}'
+        )
     modules = module.state.items["_modules"]
     found = [k for k, v in modules.items.items() if _is_module(v) and v.value == _LOFTUP]
     if len(found) == 1 and found[0].isidentifier() and not keyword.iskeyword(found[0]):
