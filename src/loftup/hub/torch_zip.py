@@ -1,5 +1,5 @@
 """The zip archive ``torch.save`` writes, checked before it is loaded (:func:`check_zip`: each
-member against its CRC-32, a read error said as one), and loaded with its tensors memory-mapped
+member stored, not compressed, and against its CRC-32, a read error said as one), and loaded with its tensors memory-mapped
 (:func:`mapped_load`: the bytes checked are the ones mapped, each tensor's member of the size
 its tensor needs), for :func:`~.files.torch_load`."""
 
@@ -24,11 +24,15 @@ def check_zip(file, name: str, fix: str) -> None:
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
     not to be thrown away); a truncated archive is left to torch.load's error.
     Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
-    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``)."""
-    bad = None
+    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
+    A member compressed is refused before any is read (:func:`_refuse_compressed`)."""
+    bad = packed = None
     try:
         with zipfile.ZipFile(file) as z:
             for info in z.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
+                    packed = info
+                    break
                 if info.CRC == 0:
                     continue
                 try:
@@ -47,11 +51,26 @@ def check_zip(file, name: str, fix: str) -> None:
             f"{name} could not be read: {code} ({failed.strerror}), a disk or file-system "
             "error: check the disk (dmesg), copy the file elsewhere, then run again"
         ) from None
+    if packed is not None:
+        _refuse_compressed(name, packed)
     if bad is not None:
         raise CheckpointError(
             f"{name} is corrupt: its member {bad!r} does not match the checksum written with it "
             f"(damaged bytes); {fix}"
         )
+
+
+def _refuse_compressed(name: str, info: zipfile.ZipInfo) -> None:
+    """The refusal of the archive ``name`` whose member ``info`` is compressed: torch.save
+    stores every member as it is, and torch.load would inflate it whole (a crafted one of 1 MB
+    to gigabytes in memory) before any check of what its pickle holds."""
+    method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
+    raise CheckpointError(
+        f"{name} was not written by torch.save: its member {info.filename!r} is compressed "
+        f"({method}), which torch.save never does (an archive repacked, or crafted to inflate "
+        "to far more than its size); it was not loaded. Load only the file torch.save wrote, "
+        "or save its weights again with torch.save or as safetensors"
+    )
 
 
 def _read_error(e: Exception) -> OSError | None:

@@ -3,7 +3,7 @@ Python that keeps its weights alone, for one who trusts the file (:func:`way_out
 file's top-level object is comes from its pickle's opcodes (:mod:`.pickle_walk`), nothing
 unpickled, the pickle torch reads (``<first member's folder>/data.pkl`` of a zip archive, the
 fourth pickle of the old format), read in bounded chunks: a member larger than
-:data:`~.pickle_walk.PICKLE_CAP`, compressed otherwise than stored or deflated, past the walk's
+:data:`~.pickle_walk.PICKLE_CAP`, compressed (torch.save stores its members), past the walk's
 caps, or anything the walk cannot follow is told in general words."""
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _is_module(thing: Thing) -> bool:
 
 def _top_object(f) -> Thing | None:
     """The top-level object of the pickle torch reads from the file open as ``f``, or None
-    where it is not read (no such member, too large, compressed otherwise)."""
+    where it is not read (no such member, too large, compressed)."""
     f.seek(0)
     if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
         f.seek(0)
@@ -152,11 +152,8 @@ def _top_object(f) -> Thing | None:
         if "/" not in first:
             return None
         info = z.getinfo(f"{first.split('/')[0]}/data.pkl")  # the one torch reads
-        if info.file_size > PICKLE_CAP or info.compress_type not in (
-            zipfile.ZIP_STORED,
-            zipfile.ZIP_DEFLATED,
-        ):
-            return None
+        if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
+            return None  # (a compressed one: refused before, by check_zip)
         with z.open(info) as member:
             return Walk(_Capped(member)).next()
 
