@@ -27,9 +27,9 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_at,
     safetensors_head,
 )
+from .load_refusal import load_refusal
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
 from .torch_zip import check_member_sizes, check_zip, mapped_load
-from .way_out import way_out as _way_out
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -131,11 +131,6 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> dict:
     return _open_safetensors(path, fix)[0]
 
 
-#: What torch's safe unpickler says when a pickle names something other than tensors and
-#: containers (a class, a function such as os.system): code that would run on loading.
-_UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
-
-
 #: The first torch whose ``torch.load(weights_only=True)`` cannot be made to run a crafted
 #: file's code (CVE-2025-32434; transformers refuses pickles below it).
 SAFE_PICKLE_TORCH = (2, 6)
@@ -229,11 +224,10 @@ def _torch_load_open(
 ) -> object:
     """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``.
     ``way_out``: a file refused for its pickled objects is told how to keep its weights alone,
-    if its user trusts it (:func:`_way_out`): for an upsampler's file of one's own, not for
-    one loftup wrote or a backbone's, whose fixes are others. ``fix_said``: ``fix`` ends the
+    if its user trusts it (:func:`~.way_out.way_out`): for an upsampler's file of one's own,
+    not for one loftup wrote or a backbone's, whose fixes are others. ``fix_said``: ``fix`` ends the
     refusal too (a released name's cached file: its blob deleted and fetched again).
     ``out_folder``: where the way out writes its copy (default: beside ``path``)."""
-    import pickle
     import warnings
 
     _check_torch_open(f, head, path, fix=fix, what=what)
@@ -255,23 +249,8 @@ def _torch_load_open(
     except CheckpointError:  # said, naming the file (check_member_sizes)
         raise
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
-        text = str(e)
-        if any(mark in text for mark in _UNSAFE_MARKS):
-            raise CheckpointError(
-                f"refusing to load {what}{path}: it holds pickled objects that are not plain "
-                "tensors or weights, which could run code when loaded; it was not loaded. "
-                "Use weights saved as a plain state dict or as safetensors"
-                + (_way_out(f, path, out_folder) if way_out else f"; {fix}" if fix_said else "")
-            ) from None
-        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
-            raise CheckpointError(
-                f"refusing to load {what}{path}: its pickle holds instructions beyond plain "
-                "tensors and containers (objects that could run code, or a corrupt file); it "
-                f"was not loaded; {fix}"
-            ) from None
-        raise CheckpointError(
-            f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
-        ) from None
+        refusal = load_refusal(e, f, path, fix, what, way_out, fix_said, out_folder)
+    raise refusal  # out of the except: no error chained to torch's
 
 
 def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> None:
@@ -287,11 +266,15 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
         _check_torch_open(f, head, path, fix=fix, what=what)
 
 
+#: The start of torch's old format pickled with protocol 0 or 1: its magic number, as text
+_OLD_MAGIC = b"L119547037146038801333356L\n"
+
+
 def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> None:
     """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``."""
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
-    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
+    if not head.startswith((b"PK\x03\x04", b"\x80", _OLD_MAGIC)):
         mistaken = head_mistaken(head, path, fix)  # a web page: fetched again, the same page
         if mistaken is not None:
             raise CheckpointError(f"{what}{mistaken}")

@@ -22,6 +22,13 @@ _PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GET = {"GET", "BINGET", "LONG_BINGET"}
 _DICT_CLASSES = {("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict")}
 _TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_NUMPY = {
+    (m, f)
+    for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for f in ("_reconstruct", "scalar")
+}
+#: copyreg's function that protocols 0 and 1 make an object of a class with (the class first)
+_RECONSTRUCTORS = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
 
 
 class WalkCapped(ValueError):
@@ -49,13 +56,14 @@ class Thing:
 MARK, OTHER = Thing("mark"), Thing("other")
 
 
-def plain(thing: Thing) -> bool:
+def plain(thing: Thing, tensors: bool = False) -> bool:
     """Whether ``thing`` holds strings, numbers and containers of them alone, at any depth:
-    nothing a class or function made or names (what torch's weights_only load refuses)."""
+    nothing a class or function made or names (what torch's weights_only load refuses); with
+    ``tensors``, torch's tensors too (what that load reads)."""
     seen, todo = set(), [thing]
     while todo:
         t = todo.pop()
-        if id(t) in seen:
+        if id(t) in seen or (tensors and is_tensor(t)):
             continue
         seen.add(id(t))
         if t.kind in ("global", "made", "mark"):
@@ -64,12 +72,25 @@ def plain(thing: Thing) -> bool:
     return True
 
 
+def is_tensor(thing: Thing) -> bool:
+    """Whether ``thing`` is a tensor as torch.save pickles one (torch's ``_rebuild_*``)."""
+    value = thing.value if thing.kind == "made" else None
+    return value is not None and value[0].startswith("torch.") and value[1].startswith("_rebuild")
+
+
+def is_numpy(thing: Thing) -> bool:
+    """Whether ``thing`` is a numpy array or scalar, as numpy pickles one."""
+    value = thing.value if thing.kind == "made" else None
+    return value is not None and value in _NUMPY
+
+
 class Walk:
     """The walk of the pickles of one file, read from ``stream``: :meth:`next` is the object
-    the next pickle makes; the opcodes walked are counted over them all (``ops``)."""
+    the next pickle makes; the opcodes walked are counted over them all (``ops``), and the
+    highest pickle protocol they declare or use kept (``protocol``: 0 or 1 declare none)."""
 
     def __init__(self, stream):
-        self.stream, self.ops = stream, 0
+        self.stream, self.ops, self.protocol = stream, 0, 0
 
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
@@ -79,6 +100,7 @@ class Walk:
         memo: dict[int, Thing] = {}
         for op, arg, _ in pickletools.genops(self.stream):
             self.ops += 1
+            self.protocol = max(self.protocol, arg if op.name == "PROTO" else op.proto)
             if self.ops > OPS_CAP:
                 raise WalkCapped("opcodes", self.ops)
             if op.name == "STOP":
@@ -193,7 +215,12 @@ def _onto(target: Thing) -> Thing:
 
 def _made(callable_: Thing, args: list[Thing] = ()) -> Thing:
     """The object ``callable_`` makes of ``args``: a dict for dict's classes (OrderedDict;
-    what its arguments hold kept in its ``extra``, for :func:`plain`), else "made"."""
+    what its arguments hold kept in its ``extra``, for :func:`plain`), else "made" (of the
+    class named, where protocols 0 and 1 make it by ``copyreg._reconstructor``)."""
+    if callable_.kind == "global" and callable_.value in _RECONSTRUCTORS and args:
+        cls = args[0].extra[0] if args[0].kind == "seq" and args[0].extra else OTHER
+        if cls.kind == "global":  # copyreg._reconstructor(cls, base, state): an object of cls
+            return Thing("made", cls.value)
     if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
         made = Thing("dict")
         made.extra = [a for a in args if a.kind != "seq" or a.extra]  # (its items: SETITEMS)

@@ -27,28 +27,49 @@ _WRAPPED_LAYOUT = ("upsampler.", "channelnorm.norm.", "model.1.norm.")
 _RECORD = ("backbone", "backbone_norm")
 
 
-def way_out(f, path: Path, out_folder: Path | None = None) -> str:
+def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False) -> str:
     """The end of the refusal of the file ``path`` (open as ``f``): how to keep its weights
     alone if its user trusts it, written under a new name (``<stem>.weights.pt``) beside it,
     or in ``out_folder`` where given (a file of the Hugging Face cache: not the place). A
     Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a training checkpoint, its
     modules other than the upsampler's are left out), or its state dict alone where that is
     of loftup's layout; a LoftUp saved whole (torch.save(model)), alone, in a module or under
-    ``{"model": ...}``, its state dict and its config (``{"model": ..., "model_config": ...}``,
-    its heads and window kept); a DataParallel's or compiled module's its ``.state_dict()``;
-    ``{"model": ...}`` (``loftup train``'s) its model and record; any other file, or one whose
-    pickle cannot be followed, is told in general words."""
-    load = f'torch.load({str(path)!r}, map_location="cpu", weights_only=False)'
+    ``{"model": ...}``, its state dict, its config (``{"model": ..., "model_config": ...}``,
+    its heads and window kept) and the backbone it records; a DataParallel's or compiled
+    module's its ``.state_dict()``; ``{"model": ...}`` (``loftup train``'s) its model and
+    record; weights held as numpy arrays are made tensors; ``resave``: a file refused for its
+    pickle protocol, of tensors and containers alone, is saved again as it is. Any other file,
+    or one whose pickle cannot be followed, is told in general words."""
     try:
-        keep = _keep(_top_object(f), load)
+        top, torch_file, _ = _top_object(f)
+        load = _load(path, torch_file)
+        keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
     except Exception:  # noqa: BLE001 - a pickle the walk cannot follow: the general words
-        keep = None
+        load, keep = _load(path, True), None
     keep = keep or f"<the dict of tensors in {load}, or its .state_dict()>"
     out = _new_name(path, out_folder or path.parent)
     return (
         f"; if you trust the file (unpickling it runs its code), in Python: "
         f"torch.save({keep}, {str(out)!r}), then load {out}"
     )
+
+
+def pickle_protocol(f) -> int | None:
+    """The pickle protocol of the file open as ``f``: the highest its pickles that torch reads
+    declare or use; None where the walk cannot read them."""
+    try:
+        return _top_object(f)[2]
+    except Exception:  # noqa: BLE001 - a pickle the walk cannot follow
+        return None
+
+
+def _load(path: Path, torch_file: bool) -> str:
+    """The expression that loads the file ``path``, trusted: torch.load for torch.save's, or
+    pickle.load for a pickle of pickle.dump's (torch.load reads its first object as torch's
+    magic number, and fails)."""
+    if torch_file:
+        return f'torch.load({str(path)!r}, map_location="cpu", weights_only=False)'
+    return f'__import__("pickle").load(open({str(path)!r}, "rb"))'
 
 
 def _new_name(path: Path, folder: Path) -> Path:
@@ -135,27 +156,29 @@ def _is_module(thing: Thing) -> bool:
     )
 
 
-def _top_object(f) -> Thing | None:
-    """The top-level object of the pickle torch reads from the file open as ``f``, or None
-    where it is not read (no such member, too large, compressed)."""
+def _top_object(f) -> tuple[Thing | None, bool, int | None]:
+    """The top-level object of the pickle torch reads from the file open as ``f``, whether the
+    file is torch's (a pickle of pickle.dump's is not) and the pickle protocol of what was
+    walked (:attr:`~.Walk.protocol`); (None, True, None) where it is not read (no such member,
+    too large, compressed)."""
     f.seek(0)
     if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
         f.seek(0)
         walk = Walk(_Capped(f))
-        if walk.next().kind != "other":  # no magic number: torch would not read it either
-            return None
-        for _ in range(2):
-            walk.next()
-        return walk.next()
+        first = walk.next()
+        if first.kind != "other":  # no magic number: a pickle of pickle.dump's
+            return first, False, walk.protocol
+        return [walk.next() for _ in range(3)][-1], True, walk.protocol
     with zipfile.ZipFile(f) as z:
         first = z.infolist()[0].filename
         if "/" not in first:
-            return None
+            return None, True, None
         info = z.getinfo(f"{first.split('/')[0]}/data.pkl")  # the one torch reads
         if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
-            return None  # (a compressed one: refused before, by check_zip)
+            return None, True, None  # (a compressed one: refused before, by check_zip)
         with z.open(info) as member:
-            return Walk(_Capped(member)).next()
+            walk = Walk(_Capped(member))
+            return walk.next(), True, walk.protocol
 
 
 class _Capped:

@@ -1,0 +1,67 @@
+"""The one-line refusal of a torch pickle that torch's weights-only load failed on, for
+:func:`~.files.torch_load`: objects that could run code (with the way out for a file of one's
+own, :mod:`.way_out`), a pickle protocol that loader does not read (protocols 0, 1, 4 and 5:
+``torch.save(..., pickle_protocol=4)``, ``pickle.dump``; the way out saves it again), other
+instructions, or a file corrupt or cut short: each naming the file and what to do."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from ..errors import CheckpointError
+from .way_out import pickle_protocol, way_out
+
+#: What torch's safe unpickler says when a pickle names something other than tensors and
+#: containers (a class, a function such as os.system): code that would run on loading.
+_UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
+
+
+def load_refusal(
+    e: Exception,
+    f,
+    path: Path,
+    fix: str,
+    what: str,
+    own: bool,
+    fix_said: bool,
+    out_folder: Path | None,
+) -> CheckpointError:
+    """The error for the file ``path`` (open as ``f``) whose load raised ``e``. ``own``: told
+    the way out (:func:`~.way_out.way_out`, written in ``out_folder`` where given);
+    ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
+    text = str(e)
+    if any(mark in text for mark in _UNSAFE_MARKS):
+        return CheckpointError(
+            f"refusing to load {what}{path}: it holds pickled objects that are not plain "
+            "tensors or weights, which could run code when loaded; it was not loaded. "
+            "Use weights saved as a plain state dict or as safetensors"
+            + (way_out(f, path, out_folder) if own else f"; {fix}" if fix_said else "")
+        )
+    protocol = pickle_protocol(f) if "Unsupported operand" in text else None
+    if protocol is not None and protocol not in (2, 3):  # those torch's loader reads
+        return CheckpointError(
+            f"refusing to load {what}{path}: it was pickled with protocol {protocol}, which "
+            "torch's weights-only loader does not read (torch.save writes protocol 2 unless "
+            "given pickle_protocol=); it was not loaded"
+            + (
+                "; torch.load reads no file of protocol 0 either (its tensors' ids are text, "
+                "not the tuples it expects): save it again where it was made, with torch.save's "
+                "default protocol"
+                if protocol == 0
+                else way_out(f, path, out_folder, resave=True)
+                if own
+                else f"; {fix}"
+                if fix_said
+                else "; save it again with torch.save's default protocol"
+            )
+        )
+    if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
+        return CheckpointError(
+            f"refusing to load {what}{path}: its pickle holds instructions beyond plain "
+            "tensors and containers (objects that could run code, or a corrupt file); it "
+            f"was not loaded; {fix}"
+        )
+    return CheckpointError(
+        f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
+    )
