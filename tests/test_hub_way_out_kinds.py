@@ -160,3 +160,36 @@ def test_an_ordered_dict_made_of_arguments_is_looked_into(items, is_plain):
     pkl = pickle.dumps({"model_config": _OrderedOf(items)}, protocol=2)
     top = Walk(io.BytesIO(pkl)).next()
     assert pickle_walk.plain(top.items["model_config"]) is is_plain
+
+
+def _numpy(state: dict) -> dict:
+    return {k: v.numpy() for k, v in state.items()}
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        lambda m: {"state_dict": _numpy(m.state_dict()), "epoch": 3},
+        lambda m: {"model": _numpy(m.state_dict()), "model_config": m.config.to_dict()},
+        lambda m: {"model": _numpy(m.state_dict())},
+    ],
+    ids=["state-dict", "train-layout", "model-alone"],
+)
+def test_weights_held_as_numpy_arrays_are_made_tensors(tmp_path, saved):
+    """Weights held as numpy arrays were told a line that kept them so: its file was refused
+    again, and told another line (a loop). The line makes them tensors; its file loads."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
+    torch.save(saved(upsampler), tmp_path / "n.pt")
+    _, line, out = told(tmp_path / "n.pt")
+    assert "torch.as_tensor(v)" in line
+    exec(line, {"torch": torch})
+    loaded = load_upsampler(out)
+    assert torch.equal(loaded.stem.conv1.weight, upsampler.stem.conv1.weight)
+
+
+def test_weights_among_other_objects_are_told_in_general_words(tmp_path):
+    """A state dict holding an object beside its tensors: no line keeps it surely."""
+    state = {**LoftUp(dim=8, n_freqs=2).state_dict(), "note": argparse.Namespace(a=1)}
+    torch.save({"state_dict": state}, tmp_path / "o.pt")
+    _, line, _ = told(tmp_path / "o.pt")
+    assert line.startswith(GENERAL)

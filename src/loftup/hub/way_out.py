@@ -12,7 +12,7 @@ import keyword
 import zipfile
 from pathlib import Path
 
-from .pickle_walk import OTHER, PICKLE_CAP, Thing, Walk, plain
+from .pickle_walk import OTHER, PICKLE_CAP, Thing, Walk, is_numpy, is_tensor, plain
 
 #: The class of loftup's upsampler, as a pickle names it
 _LOFTUP = ("loftup.model", "LoftUp")
@@ -95,13 +95,18 @@ def _keep(top: Thing | None, load: str) -> str | None:
         from ..convert import strip_wrappers
 
         keys = strip_wrappers(dict.fromkeys(state.items))
+        weights = _tensors(state, 'c["state_dict"]')
+        if weights is None:
+            return None
         if any(k.startswith(_WRAPPED_LAYOUT) for k in keys):
-            return f'{{"state_dict": {load}["state_dict"]}}'
-        return f'{load}["state_dict"]'
+            return _display({"state_dict": weights}, load)
+        return weights.replace("c[", f"{load}[", 1)
     if model is not None and _is_module(model):
         return _module_keep(model, f'{load}["model"]')
     if model is not None and model.kind == "dict":
-        kept = {"model": 'c["model"]'}
+        kept = {"model": _tensors(model, 'c["model"]')}
+        if kept["model"] is None:
+            return None
         if record is not None and record.kind == "dict" and plain(record):
             kept["model_config"] = 'c["model_config"]'
         elif record is not None:
@@ -109,6 +114,18 @@ def _keep(top: Thing | None, load: str) -> str | None:
         kept |= {k: f'c["{k}"]' for k in _RECORD if top.items.get(k, OTHER).kind == "str"}
         return _display(kept, load)
     return None
+
+
+def _tensors(weights: Thing, expr: str) -> str | None:
+    """``expr``, of the dict ``weights``, where its values are all tensors; made tensors, where
+    some are numpy arrays (a file of them kept as they are is refused again: a loop); None
+    where it holds anything else."""
+    values = list(weights.items.values())
+    if weights.extra or not all(is_tensor(v) or is_numpy(v) for v in values):
+        return None
+    if all(map(is_tensor, values)):
+        return expr
+    return f"{{k: torch.as_tensor(v) for k, v in {expr}.items()}}"
 
 
 def _display(kept: dict[str, str], load: str) -> str:
