@@ -12,16 +12,18 @@ from loftup import CheckpointError, load_upsampler
 from reference_files import REFERENCE_STATE
 
 
-def _cached_as_released(tmp_path, monkeypatch, state: dict):
+def _cached_as_released(tmp_path, monkeypatch, state: dict, blobs: bool = False):
     """``state`` saved as loftup_dinov2s's file in an offline Hugging Face cache (and as
-    ``edited.bin`` beside it); the cached file's path."""
+    ``edited.bin`` beside it); the cached file's path (``blobs``: a link to a blob named by
+    its sha256, as huggingface_hub writes it)."""
     from huggingface_hub import constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     torch.save(state, tmp_path / "edited.bin")
     files = {"pytorch_model.bin": tmp_path / "edited.bin"}
-    return make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", files) / "pytorch_model.bin"
+    cached = make_hf_cache(tmp_path / "hub", "haiwen/loftup-dinov2s", files, blobs=blobs)
+    return cached / "pytorch_model.bin"
 
 
 def _without_second_block(state: dict) -> dict:
@@ -137,3 +139,22 @@ def test_a_released_names_cached_file_of_pickled_objects_is_told_to_fetch_it_aga
         msg.startswith(f"refusing to load {file}: it holds pickled objects") and "trust" not in msg
     )
     assert msg.endswith(f"delete {file} and run `loftup download loftup_dinov2s` to fetch it again")
+
+
+def test_a_released_names_blob_of_pickled_objects_as_fetched_is_the_hub_repos_own(
+    tmp_path, monkeypatch
+):
+    """Its blob holding the bytes it is named by (as the hub served them) was told "a damaged
+    download ... delete the blob and run loftup download", which fetches the same bytes (a
+    loop): the hub repo is said to hold it so, with no download."""
+    import argparse
+
+    state = torch.load(REFERENCE_STATE, map_location="cpu", weights_only=True)
+    obj = {"state_dict": state, "hp": argparse.Namespace()}
+    file = _cached_as_released(tmp_path, monkeypatch, obj, blobs=True)
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("loftup_dinov2s")
+    msg = str(e.value)
+    assert msg.startswith(f"refusing to load {file}: it holds pickled objects")
+    assert "hub repo haiwen/loftup-dinov2s holds pytorch_model.bin as it is here" in msg
+    assert "loftup download" not in msg and "damaged" not in msg and "trust" not in msg

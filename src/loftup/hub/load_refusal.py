@@ -36,7 +36,7 @@ def load_refusal(
             f"refusing to load {what}{path}: it holds pickled objects that are not plain "
             "tensors or weights, which could run code when loaded; it was not loaded. "
             "Use weights saved as a plain state dict or as safetensors"
-            + (way_out(f, path, out_folder) if own else f"; {fix}" if fix_said else "")
+            + (way_out(f, path, out_folder) if own else _said(path, fix) if fix_said else "")
         )
     protocol = pickle_protocol(f) if "Unsupported operand" in text else None
     if protocol is not None and protocol not in (2, 3):  # those torch's loader reads
@@ -51,7 +51,7 @@ def load_refusal(
                 if protocol == 0
                 else way_out(f, path, out_folder, resave=True)
                 if own
-                else f"; {fix}"
+                else _said(path, fix)
                 if fix_said
                 else "; save it again with torch.save's default protocol"
             )
@@ -64,4 +64,20 @@ def load_refusal(
         )
     return CheckpointError(
         f"{what}{path} is corrupt or truncated and cannot be read ({type(e).__name__}); {fix}"
+    )
+
+
+def _said(path: Path, fix: str) -> str:
+    """The end of a refusal of ``path`` that ends with ``fix`` (a released name's file of the
+    cache: its blob deleted and fetched again), but where its blob holds the bytes it is named
+    by: the hub repo's own, which a download fetches again (a loop), said so with its fix."""
+    from .damaged import CACHE_FIX, blob_as_fetched, cached_repo
+
+    if not fix.startswith(CACHE_FIX) or not blob_as_fetched(path):
+        return f"; {fix}"
+    return (
+        f"; hub repo {cached_repo(path)} holds {path.name} as it is here (its bytes those its "
+        "cache blob is named by: a download fetches the same), not the weights loftup "
+        "released: pass a weights file you have, and tell the repo's owner to publish it as a "
+        "plain state dict or as safetensors"
     )
