@@ -18,7 +18,7 @@ import torch
 from loftup import CheckpointError, LoftUp, load_upsampler
 from loftup.hub import native_to_reference
 
-GENERAL = "torch.save(<the dict of tensors in torch.load("
+GENERAL = "load it in Python with torch.load("
 
 
 def _lightning(upsampler: LoftUp) -> dict:
@@ -37,12 +37,14 @@ def same_upsampler(loaded: LoftUp, saved: LoftUp) -> None:
 
 
 def told(path) -> tuple[str, str, str]:
-    """The refusal of ``path``, the line of Python it tells, and the file that line writes."""
+    """The refusal of ``path``, the line of Python it tells (the general words where it tells
+    none, beginning :data:`GENERAL`), and the file that line writes."""
     with pytest.raises(CheckpointError) as e:
         load_upsampler(path)
     msg = str(e.value)
     assert msg.startswith(f"refusing to load {path}: it holds pickled objects")
-    line, out = msg.split("in Python: ")[1].rsplit(", then load ", 1)
+    said = msg.split("if you trust the file (unpickling it runs its code), ")[1]
+    line, out = said.removeprefix("in Python: ").rsplit(", then load ", 1)
     return msg, line, out
 
 

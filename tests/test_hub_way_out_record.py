@@ -1,6 +1,7 @@
 """The way out's line keeps what the file records beside the weights: the backbone a LoftUp
 was trained on and its input normalisation (a module's attributes, ``loftup train``'s keys),
-which a reloaded file lost (the pipeline then fed CLIP's images ImageNet-normalised, silently)."""
+which a reloaded file lost (the pipeline then fed CLIP's images ImageNet-normalised, silently),
+and its config where it is a LoftUpConfig object; the general words are no line of Python."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from loftup import LoftUp, load_upsampler
-from test_hub_way_out import same_upsampler, told
+from loftup.model_config import LoftUpConfig
+from test_hub_way_out import GENERAL, same_upsampler, told
 
 
 def _whole(m: LoftUp) -> LoftUp:
@@ -40,3 +42,25 @@ def test_the_line_told_keeps_the_backbone_record(tmp_path, saved):
     loaded = load_upsampler(out)
     assert (loaded.backbone, loaded.backbone_norm) == ("clip_vitb16", "own")
     same_upsampler(loaded, upsampler)
+
+
+def test_a_config_object_is_kept_as_its_dict(tmp_path):
+    """loftup train's layout with its model_config a LoftUpConfig object was told the general
+    words: the line keeps its dict (what the weights-only load reads), and its file loads."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2, attention_window=3).eval()
+    config = LoftUpConfig(**upsampler.config.to_dict())
+    torch.save({"model": upsampler.state_dict(), "model_config": config}, tmp_path / "c.pt")
+    _, line, out = told(tmp_path / "c.pt")
+    assert '["model_config"].to_dict()' in line
+    exec(line, {"torch": torch})
+    same_upsampler(load_upsampler(out), upsampler)
+
+
+def test_the_general_words_are_prose_not_a_line_that_fails(tmp_path):
+    """They were "in Python: torch.save(<the dict of tensors in ...>, ...)": a SyntaxError to
+    one who ran it. They say what to do in words, naming the load and the file to write."""
+    torch.save({"weights": {"w": torch.zeros(2)}, "hp": argparse.Namespace()}, tmp_path / "o.pt")
+    msg, said, out = told(tmp_path / "o.pt")
+    assert "in Python: " not in msg and "<" not in msg
+    assert said.startswith(f"{GENERAL}{str(tmp_path / 'o.pt')!r}, map_location=")
+    assert out == str(tmp_path / "o.weights.pt")

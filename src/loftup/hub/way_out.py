@@ -16,6 +16,8 @@ from .pickle_walk import OTHER, PICKLE_CAP, Thing, Walk, is_numpy, is_tensor, pl
 
 #: The class of loftup's upsampler, as a pickle names it
 _LOFTUP = ("loftup.model", "LoftUp")
+#: The class of its config, as a pickle names it
+_CONFIG = ("loftup.model_config", "LoftUpConfig")
 #: torch's modules that wrap one module (its keys under a prefix loftup strips)
 _WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
 #: The prefixes of keys a ``{"state_dict": ...}`` is read with (the paper's training and hub
@@ -37,17 +39,23 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
     ``{"model": ...}``, its state dict, its config (``{"model": ..., "model_config": ...}``,
     its heads and window kept) and the backbone it records; a DataParallel's or compiled
     module's its ``.state_dict()``; ``{"model": ...}`` (``loftup train``'s) its model and
-    record; weights held as numpy arrays are made tensors; ``resave``: a file refused for its
+    record (a LoftUpConfig object as its dict); weights held as numpy arrays are made tensors; ``resave``: a file refused for its
     pickle protocol, of tensors and containers alone, is saved again as it is. Any other file,
-    or one whose pickle cannot be followed, is told in general words."""
+    or one whose pickle cannot be followed, is told in general words: prose, not a line of
+    Python (its placeholder was a SyntaxError to one who ran it)."""
     try:
         top, torch_file, _ = _top_object(f)
         load = _load(path, torch_file)
         keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
     except Exception:  # noqa: BLE001 - a pickle the walk cannot follow: the general words
         load, keep = _load(path, True), None
-    keep = keep or f"<the dict of tensors in {load}, or its .state_dict()>"
     out = _new_name(path, out_folder or path.parent)
+    if keep is None:
+        return (
+            f"; if you trust the file (unpickling it runs its code), load it in Python with "
+            f"{load}, take the dict of tensors it holds (or its .state_dict()), torch.save that "
+            f"to {str(out)!r}, then load {out}"
+        )
     return (
         f"; if you trust the file (unpickling it runs its code), in Python: "
         f"torch.save({keep}, {str(out)!r}), then load {out}"
@@ -109,6 +117,8 @@ def _keep(top: Thing | None, load: str) -> str | None:
             return None
         if record is not None and record.kind == "dict" and plain(record):
             kept["model_config"] = 'c["model_config"]'
+        elif record is not None and record.kind == "made" and record.value == _CONFIG:
+            kept["model_config"] = 'c["model_config"].to_dict()'  # (loftup's, as a module's)
         elif record is not None:
             return None
         kept |= {k: f'c["{k}"]' for k in _RECORD if top.items.get(k, OTHER).kind == "str"}
