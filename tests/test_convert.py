@@ -98,6 +98,14 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
     )
 
 
+def _first_block_cut(state: dict, depth_1: bool = False) -> None:
+    """The first block's FFN cut to take tokens 24 wide; ``depth_1``: the second block gone."""
+    fc1 = "upsampler.ca_transformer.layers.0.1.net.1.weight"
+    state[fc1] = state[fc1][:, :24].clone()
+    for key in [k for k in state if depth_1 and ".ca_transformer.layers.1." in k]:
+        del state[key]
+
+
 @pytest.mark.parametrize(
     "change, words",
     [
@@ -145,16 +153,30 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
             r"'head\.conv\.weight' \(.*\) C=12: the file mixes upsamplers' weights",
         ),
         (
-            lambda s: s.update(
-                {
-                    "upsampler.ca_transformer.layers.0.1.net.1.weight": s[
-                        "upsampler.ca_transformer.layers.0.1.net.1.weight"
-                    ][:, :24].clone()
-                }
-            ),
+            _first_block_cut,
             r"weight 'blocks\.0\.ffn\.fc1\.weight' \(.*\) takes tokens 24 wide, where the channel "
             r"norm and the head \(C=8\), the grid phases \(5 frequencies\) and the head's and the "
             r"next block's inputs say 28 \(C \+ 4 x grid_freqs\): that weight is damaged",
+        ),
+        (
+            lambda s: s.update({"channelnorm.norm.weight": torch.ones(12)}),
+            r"weight 'channel_norm\.weight' \(.*\) holds 12 channels, where its bias, the head's "
+            r"'head\.conv\.weight' \(.*\) and the blocks' token width \(28 = C \+ 4 x 5\) say "
+            r"C=8: that weight is damaged",
+        ),
+        (
+            lambda s: _first_block_cut(s, depth_1=True),
+            r"weight 'blocks\.0\.ffn\.fc1\.weight' \(.*\) takes tokens 24 wide, where the channel "
+            r"norm and the head \(C=8\), the grid phases \(5 frequencies\) and the head's input "
+            r"say 28 \(C \+ 4 x grid_freqs\): that weight is damaged",
+        ),
+        (
+            lambda s: s.update(
+                {"upsampler.fourier_feat.1.biases": s["upsampler.fourier_feat.1.biases"][..., :1]}
+            ),
+            r"weight 'image_encoder\.phases' \(.*\) holds 1 image frequencies, where the stem's "
+            r"norm and first conv take 23 channels \(3 \+ 2 x 5 x n_freqs\) and so say 2: the "
+            r"image phases are damaged",
         ),
     ],
     ids=[
@@ -165,6 +187,9 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
         "grid-freqs",
         "no-two-agree",
         "first-block-width",
+        "channel-norm-weight-alone",
+        "first-block-width-depth-1",
+        "image-phases",
     ],
 )
 def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout, change, words):
@@ -174,7 +199,9 @@ def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout
     another width had the stem's first weight blamed, "expected (404, ...) for C=768". Now the
     weight is named in both layouts, with the shape the paper's code stores; where widths
     disagree, the head's C decides which weight is odd (grid phases cut to 4 frequencies were
-    said as a channel norm of C=388 from another upsampler)."""
+    said as a channel norm of C=388 from another upsampler). A channel norm's weight cut alone
+    (its bias of the head's C) was "another upsampler's"; a model of depth 1 cited "the next
+    block's inputs"; image phases cut to 3 frequencies had the stem's norm blamed."""
     state = dict(hub_layout)
     change(state)
     native, _ = to_native(state, "w.bin")

@@ -16,7 +16,7 @@ import torch
 
 from .errors import CheckpointError
 from .model import LoftUp, LoftUpConfig
-from .odd_width import odd_width
+from .odd_width import odd_phases, odd_width
 
 #: The two layouts' key names side by side: (reference hub key, our key), where ``{i}`` stands
 #: for a block index and ``{p}`` for a parameter or buffer name. Both directions read this one
@@ -237,6 +237,8 @@ def infer_config(state: dict, origin: str = "the weights", fix: str | None = Non
                 f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(tensor.shape)}, "
                 f"expected {expected}; {fix}"
             )
+    if (odd := odd_phases(state)) is not None:
+        raise CheckpointError(f"{origin}: {odd}; {fix}")
     dim, fc1 = state["channel_norm.weight"].shape[0], state["blocks.0.ffn.fc1.weight"]
     if fc1.dim() == 2 and fc1.shape[1] != dim + 4 * grid.shape[-1]:  # else all else was blamed
         raise CheckpointError(f"{origin}: {odd_width(state, dim, fc1.shape[1])}; {fix}")
