@@ -34,7 +34,8 @@ def _train_layout(m: LoftUp) -> dict:
 def test_the_line_told_keeps_the_backbone_record(tmp_path, saved):
     """torch.save(model) was told its state dict and config alone; loftup train's layout its
     "model" and "model_config": the file written loaded with no backbone recorded, and the
-    pipeline fell back to ImageNet normalisation. Both are kept, where loftup's loaders read them."""
+    pipeline fell back to ImageNet normalisation. Both are kept, where loftup's loaders read
+    them."""
     upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2, attention_window=3).eval()
     torch.save(saved(upsampler), tmp_path / "up.pt")
     _, line, out = told(tmp_path / "up.pt")

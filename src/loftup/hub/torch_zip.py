@@ -1,7 +1,7 @@
 """The zip archive ``torch.save`` writes, checked before it is loaded (:func:`check_zip`: each
-member stored, not compressed, and against its CRC-32, a read error said as one), and loaded with its tensors memory-mapped
-(:func:`mapped_load`: the bytes checked are the ones mapped, each tensor's member of the size
-its tensor needs), for :func:`~.files.torch_load`."""
+member stored, not compressed, and against its CRC-32, a read error said as one), and loaded
+with its tensors memory-mapped (:func:`mapped_load`: the bytes checked are the ones mapped,
+each tensor's member of the size its tensor needs), for :func:`~.files.torch_load`."""
 
 from __future__ import annotations
 

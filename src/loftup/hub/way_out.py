@@ -39,10 +39,11 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
     ``{"model": ...}``, its state dict, its config (``{"model": ..., "model_config": ...}``,
     its heads and window kept) and the backbone it records; a DataParallel's or compiled
     module's its ``.state_dict()``; ``{"model": ...}`` (``loftup train``'s) its model and
-    record (a LoftUpConfig object as its dict); weights held as numpy arrays are made tensors; ``resave``: a file refused for its
-    pickle protocol, of tensors and containers alone, is saved again as it is. Any other file,
-    or one whose pickle cannot be followed, is told in general words: prose, not a line of
-    Python (its placeholder was a SyntaxError to one who ran it)."""
+    record (a LoftUpConfig object as its dict); weights held as numpy arrays are made tensors.
+    ``resave``: a file refused for its pickle protocol, of tensors and containers alone, is
+    saved again as it is. Any other file, or one whose pickle cannot be followed, is told in
+    general words: prose, not a line of Python (its placeholder was a SyntaxError to one who
+    ran it)."""
     try:
         top, torch_file, _ = _top_object(f)
         load = _load(path, torch_file)
