@@ -1,8 +1,9 @@
 """The one-line refusal of a torch pickle that torch's weights-only load failed on, for
 :func:`~.files.torch_load`: objects that could run code (with the way out for a file of one's
 own, :mod:`.way_out`), a pickle protocol that loader does not read (protocols 0, 1, 4 and 5:
-``torch.save(..., pickle_protocol=4)``, ``pickle.dump``; the way out saves it again), other
-instructions, or a file corrupt or cut short: each naming the file and what to do."""
+``torch.save(..., pickle_protocol=4)``, ``pickle.dump``; the way out saves it again, where it
+holds tensors and containers alone: else its objects are said), other instructions, or a file
+corrupt or cut short: each naming the file and what to do."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ from .way_out import pickle_protocol, way_out
 #: What torch's safe unpickler says when a pickle names something other than tensors and
 #: containers (a class, a function such as os.system): code that would run on loading.
 _UNSAFE_MARKS = ("GLOBAL", "Unsupported global", "is blocked", "Unsupported class")
+
+#: The end of the refusal of a file of protocol 0, which no torch.load reads
+_PROTOCOL_0 = (
+    "; torch.load reads no file of protocol 0 either (its tensors' ids are text, not the tuples "
+    "it expects): save it again where it was made, with torch.save's default protocol"
+)
 
 
 def load_refusal(
@@ -31,31 +38,30 @@ def load_refusal(
     the way out (:func:`~.way_out.way_out`, written in ``out_folder`` where given);
     ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
     text = str(e)
-    if any(mark in text for mark in _UNSAFE_MARKS):
-        return CheckpointError(
-            f"refusing to load {what}{path}: it holds pickled objects that are not plain "
-            "tensors or weights, which could run code when loaded; it was not loaded. "
-            "Use weights saved as a plain state dict or as safetensors"
-            + (way_out(f, path, out_folder) if own else _said(path, fix) if fix_said else "")
+    unsafe = any(mark in text for mark in _UNSAFE_MARKS)
+    read = unsafe or "Unsupported operand" in text  # (objects of protocol 0: no line to run)
+    protocol, weights = pickle_protocol(f) if read else (None, False)
+    odd = protocol is not None and protocol not in (2, 3)  # those torch's loader reads
+    unsafe = unsafe or (odd and not weights)
+    if unsafe or odd:
+        if odd and protocol == 0:  # no line to run: torch.load cannot read it, trusted or not
+            end = _PROTOCOL_0
+        elif own:
+            end = way_out(f, path, out_folder, resave=not unsafe)
+        elif fix_said:
+            end = _said(path, fix)
+        else:
+            end = "" if unsafe else "; save it again with torch.save's default protocol"
+        said = (
+            "it holds pickled objects that are not plain tensors or weights, which could run "
+            "code when loaded; it was not loaded. Use weights saved as a plain state dict or as "
+            "safetensors"
+            if unsafe
+            else f"it was pickled with protocol {protocol}, which torch's weights-only loader "
+            "does not read (torch.save writes protocol 2 unless given pickle_protocol=); it was "
+            "not loaded"
         )
-    protocol = pickle_protocol(f) if "Unsupported operand" in text else None
-    if protocol is not None and protocol not in (2, 3):  # those torch's loader reads
-        return CheckpointError(
-            f"refusing to load {what}{path}: it was pickled with protocol {protocol}, which "
-            "torch's weights-only loader does not read (torch.save writes protocol 2 unless "
-            "given pickle_protocol=); it was not loaded"
-            + (
-                "; torch.load reads no file of protocol 0 either (its tensors' ids are text, "
-                "not the tuples it expects): save it again where it was made, with torch.save's "
-                "default protocol"
-                if protocol == 0
-                else way_out(f, path, out_folder, resave=True)
-                if own
-                else _said(path, fix)
-                if fix_said
-                else "; save it again with torch.save's default protocol"
-            )
-        )
+        return CheckpointError(f"refusing to load {what}{path}: {said}{end}")
     if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
         return CheckpointError(
             f"refusing to load {what}{path}: its pickle holds instructions beyond plain "

@@ -63,13 +63,16 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
     )
 
 
-def pickle_protocol(f) -> int | None:
-    """The pickle protocol of the file open as ``f``: the highest its pickles that torch reads
-    declare or use; None where the walk cannot read them."""
+def pickle_protocol(f) -> tuple[int | None, bool]:
+    """The pickle protocol of the file open as ``f`` (the highest its pickles that torch reads
+    declare or use), and whether its object holds tensors and containers alone (no object a
+    class or function makes: nothing that could run code); (None, False) where the walk
+    cannot read them."""
     try:
-        return _top_object(f)[2]
+        top, _, protocol = _top_object(f)
     except Exception:  # noqa: BLE001 - a pickle the walk cannot follow
-        return None
+        return None, False
+    return protocol, top is not None and plain(top, tensors=True)
 
 
 def _load(path: Path, torch_file: bool) -> str:
