@@ -78,18 +78,15 @@ def upsample_folder(
         OPTIONS_NAME,
         barrier,
         check_clobbering,
-        check_options,
         collect_inputs,
         dist_env,
         mark_finished,
         outputs_of,
         process_group,
         read_record,
-        recorded_outputs,
         recorded_path,
         remove_unfinished,
         run,
-        stale_record,
         summed,
         weights_digest,
         without_own_pictures,
@@ -126,7 +123,7 @@ def upsample_folder(
         # loaded, as the command line's -o, not as the traceback of the first write
         check_folder_output(given, said("out", said_as))
         jobs, missing = collect_inputs(inputs, said_as)
-        saved = read_record(out, resume=resume, said_as=said_as)  # the earlier run's, or refused
+        read = saved = read_record(out, resume=resume, said_as=said_as)  # earlier run's, or refused
         jobs = without_own_pictures(jobs, out, saved)
         if not jobs:
             why = "; ".join(f"{spec}: {reason}" for spec, reason in missing)
@@ -159,31 +156,41 @@ def upsample_folder(
             "dtype": dtype,
             "save_dtype": save_dtype,
             "batch_size": batch_size,
-            "outputs": recorded_outputs(saved, fmt, viz),  # what the folder holds
+            "outputs": None,  # what the folder holds (_settled)
         }
-        stale = stale_record(out, options, saved)
-        if stale is not None:  # a run that ended writing nothing there (every image failed)
-            if rank == 0:
+        saved, stale = _settled(out, options, saved, fmt, viz, resume, said_as)
+        barrier(world)  # every rank has read the options file before it is rewritten
+        out.mkdir(parents=True, exist_ok=True)
+        if rank == 0:  # only rank 0 writes and marks the record: the id is its
+            options["run"] = uuid.uuid4().hex  # what mark_finished knows its own record by
+            with record_lock(out):  # not while another run marks its record (reads, rewrites)
+                # another run's record, written while this one loaded its models, checked
+                # against as this run's first look was: not overwritten unseen (two runs of
+                # other options both wrote their files under one record; another --format's
+                # kind of output left out of it, its files then called not loftup's)
+                now = read_record(out, resume=resume, said_as=said_as)
+                if now != read:
+                    try:
+                        saved, stale = _settled(out, options, now, fmt, viz, resume, said_as)
+                    except LoftUpError as e:
+                        raise LoftUpError(
+                            f"another run began writing in {out} while this one loaded its "
+                            f"models: {e}"
+                        ) from None
+                # what a killed run was writing (before any rank writes)
+                own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
+                removed = remove_unfinished(out, None if resume else own)  # all, or its own
+                write_options(out, options)
+            if stale is not None:  # a run that ended writing nothing there (every image failed)
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
                                 f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
-            saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
-        check_options(out, options, saved, resume=resume, said_as=said_as)
-        if rank == 0:  # what a killed run was writing (before any rank writes)
-            own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
-            removed = remove_unfinished(out, None if resume else own)  # all, or those it redoes
             if removed:
                 print(
                     f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
                 )
-        barrier(world)  # every rank has read the options file before it is rewritten
-        out.mkdir(parents=True, exist_ok=True)
         # a record no run said finished: its run may be writing there still, and this one
         # ending says nothing of it (a --resume takes over, as it takes over its temporary files)
         shared = saved is not None and saved.get("finished") is not True and not resume
-        if rank == 0:  # only rank 0 writes and marks the record: the id is its
-            options["run"] = uuid.uuid4().hex  # what mark_finished knows its own record by
-            with record_lock(out):  # not while another run marks its record (reads, rewrites)
-                write_options(out, options)
         barrier(world)  # no rank writes an output before the record that lets --resume go on
         report = run(
             jobs,
@@ -240,6 +247,23 @@ def _recorded_model(model) -> str | None:
     if isinstance(model, (str, os.PathLike)):
         return recorded_path(model)
     return f"a {type(model).__name__} passed in"
+
+
+def _settled(
+    out: Path, options: dict, saved: dict | None, fmt: str, viz: bool, resume: bool, said_as
+):
+    """The record ``saved`` of ``out`` that a run of ``options`` goes on from, and the
+    differences of one it replaces (:func:`~loftup.extract.stale_record`: None then, as the
+    record); ``options["outputs"]`` set to what the folder then holds. Refused where its files
+    were made with other options (:func:`~loftup.extract.check_options`)."""
+    from . import check_options, recorded_outputs, stale_record
+
+    options["outputs"] = recorded_outputs(saved, fmt, viz)
+    stale = stale_record(out, options, saved)
+    if stale is not None:
+        saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
+    check_options(out, options, saved, resume=resume, said_as=said_as)
+    return saved, stale
 
 
 def _plain_ints(value):

@@ -1,0 +1,75 @@
+"""``loftup upsample``'s record, ``upsample.json``, where another run writes its own while this
+one loads its models (seconds to minutes): checked again, under the record lock, against the
+record as it is then, not overwritten unseen."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from PIL import Image
+
+from loftup.cli import main
+from loftup.extract import OPTIONS_NAME
+
+
+def _setup(photos, upsampler, tmp_path):
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(upsampler), "-o", str(out)]
+    return out, [*args, "--backbone-size", "28", "--no-progress"]
+
+
+def _another_run_while_loading(monkeypatch, capsys, other_args) -> list:
+    """Makes the next run's model loading run ``loftup upsample other_args`` first (another
+    run started meanwhile, which writes its record and ends), then load; returns the log the
+    other run's exit status and stderr go to."""
+    import loftup.api as api
+
+    real, log = api.load_pipeline, []
+
+    def loading(*a, **k):
+        if not log:  # (not the other run's own loading)
+            log.append("started")
+            log[0] = main(other_args)
+            log.append(capsys.readouterr().err)
+        return real(*a, **k)
+
+    monkeypatch.setattr(api, "load_pipeline", loading)
+    return log
+
+
+def test_a_run_of_other_options_that_wrote_its_record_meanwhile_refuses_this_one(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """Two runs of other options started at once both read no record, then both wrote theirs:
+    both ended with status 0, their files mixed under the record of the last. The one that
+    writes its record second sees the other's now, and is refused as a run of other options."""
+    out, args = _setup(photos, upsampler, tmp_path)
+    log = _another_run_while_loading(monkeypatch, capsys, [*args, "--size", "64"])
+    assert main([*args, "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert log[0] == 0, log[1]
+    assert f"another run began writing in {out} while this one loaded its models" in err, err
+    assert "size 64 there, 32 now" in err, err
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert record["size"] == 64 and record["finished"] is True
+    assert torch.load(out / "a.pt").shape[-2:] == (64, 80)  # the other run's alone (35 x 28)
+
+
+def test_a_run_of_another_format_that_wrote_its_record_meanwhile_stays_in_it(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """A run of another --format that wrote its record while this one loaded its models was
+    left out of the record this one wrote (its kind of output too): a rerun of it was then
+    refused, its own .npy files called not loftup's. Both kinds are recorded now."""
+    out, args = _setup(photos, upsampler, tmp_path)
+    log = _another_run_while_loading(monkeypatch, capsys, [*args, "--format", "npy"])
+    assert main(args) == 0, capsys.readouterr().err
+    assert log[0] == 0, log[1]
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert record["outputs"] == ["npy", "pt"] and record["format"] == "pt"
+    monkeypatch.undo()
+    for again in (args, [*args, "--format", "npy"]):
+        assert main(again) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.pt", OPTIONS_NAME]
