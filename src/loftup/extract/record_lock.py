@@ -23,7 +23,7 @@ def record_lock(out_dir: Path):
     the file system keeps no locks (:data:`..file_lock.NO_LOCKS`) or there is no fcntl."""
     path = out_dir / LOCK_NAME
     for _ in tries(path):
-        fd = open_lock_file(path, os.O_RDONLY | os.O_CREAT, "loftup upsample runs")
+        fd = _open(path)
         try:
             locked = True
             try:
@@ -42,3 +42,16 @@ def record_lock(out_dir: Path):
             return
         finally:
             os.close(fd)
+
+
+def _open(path: Path) -> int:
+    """The lock file, open for reading and writing: on NFS, whose client makes a flock a POSIX
+    lock, an exclusive one of a descriptor open for reading only fails (EBADF, one of
+    :data:`..file_lock.NO_LOCKS`), and every run went on unlocked, silently. For reading alone
+    where this user may not write it (another's, left by a killed run): locked where the file
+    system locks so, as before."""
+    runs = "loftup upsample runs"
+    try:
+        return open_lock_file(path, os.O_RDWR | os.O_CREAT, runs)
+    except PermissionError:
+        return open_lock_file(path, os.O_RDONLY | os.O_CREAT, runs)
