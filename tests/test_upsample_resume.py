@@ -234,3 +234,31 @@ def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
     assert "finished" not in record
     monkeypatch.setattr(extract, "run", first_run)
     assert main([*args, "--format", "npy"]) == 0, capsys.readouterr().err
+
+
+def test_resume_computes_again_an_image_changed_since_its_output_was_written(
+    photos, upsampler, tmp_path, capsys
+):
+    """An input edited or replaced after the interrupted run wrote its output kept its old
+    features under --resume: an output older than its input is computed again now, and said;
+    one newer than its input is kept, untouched."""
+    (tmp_path / "in").mkdir()
+    for name, box in (("a", (0, 0, 35, 28)), ("b", (40, 40, 75, 68))):
+        Image.open(photos / "astronaut.png").crop(box).save(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "in"), "-m", str(upsampler), "-o", str(out)]
+    args += ["--backbone-size", "28", "--no-progress"]
+    assert main(args) == 0
+    b_written = (out / "b.pt").stat().st_mtime_ns
+    Image.open(photos / "coffee.jpg").crop((0, 0, 35, 28)).save(tmp_path / "in" / "a.png")
+    later = (out / "a.pt").stat().st_mtime + 10  # (a coarse clock would tell no difference)
+    os.utime(tmp_path / "in" / "a.png", (later, later))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    said = capsys.readouterr()
+    assert "--resume: 1 image(s) changed since their outputs were written" in said.err, said
+    assert "(1 already there)" in said.out, said
+    assert (out / "b.pt").stat().st_mtime_ns == b_written
+    again = ["upsample", str(tmp_path / "in" / "a.png"), *args[2:4], "-o", str(tmp_path / "new")]
+    assert main([*again, *args[6:]]) == 0
+    assert torch.equal(torch.load(out / "a.pt"), torch.load(tmp_path / "new" / "a.pt"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,9 +94,17 @@ def run(
     report = Report()
     mine = shard(jobs, batch_size, rank, world_size)
     if resume:
-        done = [all(p.is_file() for j in b for p in outputs_of(out_dir, j, fmt, viz)) for b in mine]
+        looks = [[_resumed(j, out_dir, fmt, viz) for j in b] for b in mine]
+        done = [all(look == "kept" for look in b) for b in looks]
         report.kept = sum(len(b) for b, d in zip(mine, done) if d)
         mine = [b for b, d in zip(mine, done) if not d]
+        changed = sum(look == "changed" for b in looks for look in b)
+        if changed:
+            print(
+                f"--resume: {changed} image(s) changed since their outputs were written: "
+                "computed again",
+                file=sys.stderr,
+            )
     too_long = _names_too_long(mine, out_dir, fmt, viz)  # said before any work, not after it
     mine = [[j for j in b if id(j) not in too_long] for b in mine]
     mine = [b for b in mine if b]
@@ -195,6 +204,23 @@ def run(
             collect()
     bar.close()
     return report
+
+
+def _resumed(job: Job, out_dir: Path, fmt: str, viz: bool) -> str:
+    """What ``--resume`` finds of ``job``'s outputs: "kept" (all there), "missing", or
+    "changed": all there, one older than its input (edited, or replaced, since the interrupted
+    run), whose features a resumed run kept; one look (stat) at each file."""
+    try:
+        times = [p.stat() for p in outputs_of(out_dir, job, fmt, viz)]
+    except OSError:
+        return "missing"
+    if not all(stat.S_ISREG(t.st_mode) for t in times):
+        return "missing"
+    try:
+        changed = os.stat(job.path).st_mtime_ns > min(t.st_mtime_ns for t in times)
+    except OSError:  # gone, or unreadable: its read fails, saying so, where it is computed
+        return "kept"
+    return "changed" if changed else "kept"
 
 
 def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
