@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,57 @@ def test_a_lock_file_this_user_may_not_write_is_locked_read_only(tmp_path):
     with record_lock(tmp_path):
         (info,) = _open_on(tmp_path / LOCK_NAME)
         assert _access(info) == os.O_RDONLY and "FLOCK" in info, info
+
+
+#: Names a path may hold that a message escapes (:func:`loftup.escaping.printable`): a
+#: newline, an escape, a C1 control, a bidirectional override, a byte that is no UTF-8; and
+#: what a shell reads in quotes: a single quote, a backslash, a dollar.
+ODD = ["odd\nname \x1b[31m$x 'q' -é", "c1\x85 rtl\u202e", os.fsdecode(b"byte\xfe\\n")]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the command is pasted into bash")
+@pytest.mark.parametrize("name", ODD)
+def test_the_rm_of_a_folder_in_the_lock_files_place_removes_it_pasted_into_a_shell(tmp_path, name):
+    """The refusal's `rm -r '...'` of an odd name held the escapes a message shows inside
+    single quotes: pasted into a shell it named a file that does not exist, and removed
+    nothing. Said as the command line says it (escaped whole), it removes the folder."""
+    from loftup.errors import LoftUpError, printable
+
+    out = tmp_path / name
+    (out / LOCK_NAME).mkdir(parents=True)
+    with pytest.raises(LoftUpError) as e, record_lock(out):
+        pass
+    said = printable(str(e.value))  # as the command line prints it
+    command = re.search(r"\((rm -r .*)\) and run again$", said).group(1)
+    done = subprocess.run(
+        ["bash", "-c", command], env={**os.environ, "LC_ALL": "C.UTF-8"}, capture_output=True
+    )
+    assert done.returncode == 0 and not (out / LOCK_NAME).exists(), (command, done.stderr)
+    assert said.startswith(f"{printable(str(out / LOCK_NAME))} is a folder"), said
+
+
+def test_a_record_is_said_replaced_only_once_it_is(photos, upsampler, tmp_path, capsys):
+    """A finished run's record that describes no file there is replaced by a run of other
+    options, which said so before taking the record lock: a run refused there (a folder in
+    the lock file's place) said it replaced a record it left as it was."""
+    from PIL import Image
+
+    from loftup.cli import main
+    from loftup.extract import OPTIONS_NAME
+
+    Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "a.png"), "-m", str(upsampler), "-o", str(out)]
+    args += ["--backbone-size", "28", "--no-progress"]
+    assert main([*args, "--size", "32"]) == 0
+    (out / "a.pt").unlink()  # its files deleted: a record that describes none
+    record = (out / OPTIONS_NAME).read_text()
+    (out / LOCK_NAME).mkdir()
+    capsys.readouterr()
+    assert main([*args, "--size", "48"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not the regular file" in err and "replacing" not in err, err
+    assert (out / OPTIONS_NAME).read_text() == record
+    (out / LOCK_NAME).rmdir()
+    assert main([*args, "--size", "48"]) == 0
+    assert f"replacing {out / OPTIONS_NAME}: its run, of other options" in capsys.readouterr().err

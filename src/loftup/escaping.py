@@ -58,3 +58,29 @@ def quoted(text) -> str:
     user wrote quoted as they wrote it (``'my weights'``, its no-break space kept), where
     ``repr`` would write a no-break space ``\\xa0``, naming a file that does not exist."""
     return "'" + printable(str(text)) + "'"
+
+
+def shell_quoted(text) -> str:
+    """``text`` (a path) as a shell command pasted from a message gets it back: quoted as
+    ``shlex.quote`` does where it holds nothing to escape; else in bash's ``$'...'``, with
+    each :data:`DANGEROUS` character, a backslash and a single quote escaped as bash reads
+    them there (``$'out\\nname'``; a byte that is no UTF-8 as the byte, ``\\xfe``). Plain
+    single quotes around :func:`printable`'s escapes named a file that does not exist (``rm
+    -r 'a\\nb'`` removed nothing). The result holds nothing :func:`printable` escapes: a
+    message made of it and :func:`printable` pieces is said as it is."""
+    import shlex
+
+    text = str(text)
+    if not DANGEROUS.search(text):
+        return shlex.quote(text)
+    return "$'" + re.sub(r"[\\']|" + DANGEROUS.pattern, _shell_escape, text) + "'"
+
+
+def _shell_escape(match: re.Match) -> str:
+    c = match.group()
+    code = ord(c)
+    if c == "'":
+        return "\\'"
+    if c in _NAMED or code < 0x80 or 0xDC80 <= code <= 0xDCFF:
+        return _escape(c)  # \n, \\, \x1b; a byte that is no UTF-8 as the byte
+    return f"\\u{code:04x}"  # (a C1 control too: \x85 is a byte to bash, not U+0085)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import stat
 from pathlib import Path
 
@@ -156,12 +155,13 @@ def open_lock_file(path: Path, flags: int, runs: str) -> int:
         os.close(fd)
         kind = "special file"
     from .errors import LoftUpError
+    from .escaping import printable, shell_quoted
 
     kind = _kind(path, kind)
-    remove = f"rm {'-r ' if kind == 'folder' else ''}{shlex.quote(str(path))}"
-    raise LoftUpError(
-        f"{path} is a {kind}, not the regular file that {runs} lock: remove it ({remove}) and "
-        "run again"
+    remove = f"rm {'-r ' if kind == 'folder' else ''}{shell_quoted(path)}"
+    raise LoftUpError(  # (the path escaped here: the command's escapes are not escaped again)
+        f"{printable(str(path))} is a {kind}, not the regular file that {runs} lock: remove it "
+        f"({remove}) and run again"
     )
 
 
