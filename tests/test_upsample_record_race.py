@@ -73,3 +73,52 @@ def test_a_run_of_another_format_that_wrote_its_record_meanwhile_stays_in_it(
     for again in (args, [*args, "--format", "npy"]):
         assert main(again) == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.pt", OPTIONS_NAME]
+
+
+def test_a_run_that_read_no_record_does_not_finish_the_record_of_one_writing_meanwhile(
+    photos, upsampler, tmp_path, monkeypatch
+):
+    """Two runs of the same options: the second read no record as it began, then the first
+    wrote its own and went on to its images; the second, ending first, marked finished the
+    record (its own, written over the first's) of a run still writing, which a run of other
+    options could then replace. It sees the first's unfinished record as it writes its own
+    now, and leaves it unfinished, as a run that began over such a record does."""
+    import threading
+
+    import loftup.api as api
+    import loftup.extract as extract
+    from loftup.extract import upsample_folder
+
+    out, args = _setup(photos, upsampler, tmp_path)
+    real_load, real_run = api.load_pipeline, extract.run
+    second_loading, first_wrote = threading.Event(), threading.Event()
+    seen = {}
+
+    def second():
+        report = upsample_folder(
+            tmp_path / "a.png", out, model=str(upsampler), backbone_size=28, progress=False
+        )
+        seen["second"] = (report.done, report.failed)
+
+    other = threading.Thread(target=second, name="second")
+
+    def loading(*a, **k):
+        if threading.current_thread() is other:  # it has read no record
+            second_loading.set()
+            assert first_wrote.wait(60)
+        else:
+            assert second_loading.wait(60)
+        return real_load(*a, **k)
+
+    def running(*a, **k):
+        if threading.current_thread() is not other:  # the first, its record written
+            first_wrote.set()
+            other.join(60)
+            seen["record"] = json.loads((out / OPTIONS_NAME).read_text())
+        return real_run(*a, **k)
+
+    monkeypatch.setattr(api, "load_pipeline", loading)
+    monkeypatch.setattr(extract, "run", running)
+    other.start()
+    assert main(args) == 0
+    assert seen["second"] == (1, 0) and "finished" not in seen["record"], seen
