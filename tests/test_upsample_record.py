@@ -181,3 +181,29 @@ def test_a_loftup_passed_in_is_run_and_recorded_by_its_weights(upsampler, tmp_pa
         upsample_folder(
             tmp_path / "in", tmp_path / "given", model=loftup.LoftUp(dim=32), resume=True, **kw
         )
+
+
+def test_a_users_own_file_does_not_keep_a_record_of_no_output_from_being_replaced(
+    photos, upsampler, tmp_path, capsys
+):
+    """A run into a folder holding the user's own ckpt/model.pt, every image failing, left a
+    finished record of no output; the corrected run (other options) was refused, the user's
+    file taken for an output of that run, unnamed. A run that began with no record there says
+    so in its record: a file older than its start is no run's of it. One that began over an
+    earlier run's record vouches for its files still, and the refusal names the one found."""
+    out, args = _setup(photos, upsampler, tmp_path)
+    (out / "ckpt").mkdir(parents=True)
+    (out / "ckpt" / "model.pt").write_text("user data")
+    assert main([*args, str(tmp_path / "broken.png"), "--size", "32"]) == 1
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["finished"], record["written"]) == (True, 0)
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "a.png"), "--size", "48"]) == 0, capsys.readouterr().err
+    assert "replacing" in capsys.readouterr().err
+    assert (out / "ckpt" / "model.pt").read_text() == "user data"
+    # the same options again, every image failing: its record began over the last one's
+    assert main([*args, str(tmp_path / "broken.png"), "--size", "48"]) == 1
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "a.png"), "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "size 48 there, 32 now" in err and f"but {out / 'a.pt'} is taken for one" in err, err

@@ -158,7 +158,7 @@ def upsample_folder(
             "batch_size": batch_size,
             "outputs": None,  # what the folder holds (_settled)
         }
-        saved, stale = _settled(out, options, saved, fmt, viz, resume, said_as)
+        saved, stale = _settled(out, options, saved, jobs, fmt, viz, resume, said_as)
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
         if rank == 0:  # only rank 0 writes and marks the record: the id is its
@@ -171,7 +171,7 @@ def upsample_folder(
                 now = read_record(out, resume=resume, said_as=said_as)
                 if now != read:
                     try:
-                        saved, stale = _settled(out, options, now, fmt, viz, resume, said_as)
+                        saved, stale = _settled(out, options, now, jobs, fmt, viz, resume, said_as)
                     except LoftUpError as e:
                         raise LoftUpError(
                             f"another run began writing in {out} while this one loaded its "
@@ -181,6 +181,7 @@ def upsample_folder(
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
                 removed = remove_unfinished(out, None if resume else own)  # all, or its own
                 write_options(out, options)
+                alone = _mtime(out / OPTIONS_NAME) if saved is None else None  # no loftup file
             if stale is not None:  # a run that ended writing nothing there (every image failed)
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
                                 f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
@@ -211,7 +212,7 @@ def upsample_folder(
         )
         failed, kept = summed([len(report.failed), report.kept], world)
         if rank == 0 and not shared:  # ended: a later run may replace a record of no output
-            mark_finished(out, options, len(jobs) - failed)
+            mark_finished(out, options, len(jobs) - failed, alone)
         failed += len(missing)
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
@@ -249,21 +250,29 @@ def _recorded_model(model) -> str | None:
     return f"a {type(model).__name__} passed in"
 
 
-def _settled(
-    out: Path, options: dict, saved: dict | None, fmt: str, viz: bool, resume: bool, said_as
-):
-    """The record ``saved`` of ``out`` that a run of ``options`` goes on from, and the
-    differences of one it replaces (:func:`~loftup.extract.stale_record`: None then, as the
-    record); ``options["outputs"]`` set to what the folder then holds. Refused where its files
-    were made with other options (:func:`~loftup.extract.check_options`)."""
-    from . import check_options, recorded_outputs, stale_record
+def _settled(out: Path, options: dict, saved: dict | None, jobs, fmt, viz, resume: bool, said_as):
+    """The record ``saved`` of ``out`` that a run of ``options`` over ``jobs`` goes on from,
+    and the differences of one it replaces (:func:`~loftup.extract.stale_record`: None then,
+    as the record; a file there at an output's name is then not loftup's); ``options["outputs"]``
+    set to what the folder then holds. Refused where its files were made with other options
+    (:func:`~loftup.extract.check_options`)."""
+    from . import check_clobbering, check_options, recorded_outputs, stale_record
 
     options["outputs"] = recorded_outputs(saved, fmt, viz)
     stale = stale_record(out, options, saved)
     if stale is not None:
         saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
+        check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for
     check_options(out, options, saved, resume=resume, said_as=said_as)
     return saved, stale
+
+
+def _mtime(path: Path) -> int | None:
+    """``path``'s mtime in ns; None where it cannot be read."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _plain_ints(value):

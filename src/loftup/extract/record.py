@@ -22,8 +22,9 @@ OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
 #: ``run``: the id of the run that wrote it; ``finished`` and ``written``: that this run
-#: ended, and how many images' files it left, :func:`mark_finished`).
-_INFO_ONLY = ("loftup_version", "model", "outputs", "run", "finished", "written")
+#: ended, and how many images' files it left, :func:`mark_finished`; ``alone_since``: it began
+#: with no record there, :func:`_an_output`).
+_INFO_ONLY = ("loftup_version", "model", "outputs", "run", "finished", "written", "alone_since")
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 
@@ -100,13 +101,15 @@ def check_options(
         flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
         again = f" (with {said('resume', said_as)} to skip what is done)"
         fix = "use the same options" + ("" if resume else again)
-        running = ""
-        if saved.get("finished") is not True and not _holds_outputs(out_dir, saved):
+        running, found = "", _an_output(out_dir, saved)
+        if saved.get("finished") is not True and found is None:
             running = (  # a run on its first image, one killed, or an earlier loftup's
                 "; its record does not say its run finished (a run may be writing there now, "
                 "was killed, or was written by an earlier loftup), and no output is there yet: "
                 f"if no run is writing there, remove {out_dir / OPTIONS_NAME}"
             )
+        elif found is not None and saved.get("finished") is True and saved.get("written") == 0:
+            running = f"; its run left no output there, but {found} is taken for one"
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
             f"{fix}, or another {out}{running}"
@@ -135,24 +138,24 @@ def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None
     if saved is None or saved.get("finished") is not True:
         return None
     diff = _differences(options, saved)
-    if not diff or _holds_outputs(out_dir, saved):
+    if not diff or _an_output(out_dir, saved) is not None:
         return None
     return "; ".join(diff)
 
 
-def _holds_outputs(out_dir: Path, saved: dict) -> bool:
-    """Whether ``out_dir`` (its subfolders too: an output's stem may hold folders) holds a
-    file of a kind of output its record ``saved`` says loftup wrote there (``x.pt``,
-    ``x_viz.png``); a folder that cannot be listed may hold some."""
+def _an_output(out_dir: Path, saved: dict) -> Path | None:
+    """A file in ``out_dir`` (:func:`.output_files.output_in`) of a kind of output its record
+    ``saved`` says loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed
+    may hold some. Where the record says its run began with no record there (``alone_since``:
+    no loftup file was there) and left no output (``written`` 0), one changed since alone: an
+    older one is no run's of it (a user's own ``ckpt/model.pt``)."""
+    from .output_files import output_in
+
     owned = _owned(saved)
     if owned is None:  # an earlier version's record: its format, and pictures
         owned = {str(saved.get("format")), "viz"}
-    ends = tuple(f".{k}" if k != "viz" else "_viz.png" for k in owned)
-    unlisted = []
-    for _, _, files in os.walk(out_dir, onerror=unlisted.append):
-        if unlisted or any(name.endswith(ends) for name in files):
-            return True  # (a temporary file, .x.pt.XXXXXXXX.tmp, is no output)
-    return bool(unlisted)
+    since = saved.get("alone_since") if saved.get("written") == 0 else None
+    return output_in(out_dir, owned, since if type(since) is int else None)
 
 
 def _owned(saved: dict | None) -> set[str] | None:
@@ -253,12 +256,13 @@ def write_options(out_dir: Path, options: dict) -> None:
     write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
 
 
-def mark_finished(out_dir: Path, options: dict, written: int) -> None:
+def mark_finished(out_dir: Path, options: dict, written: int, alone_since=None) -> None:
     """``out_dir``'s record, written as ``options`` (with this run's id, ``"run"``) when this
     run began, rewritten whole with ``"finished": true`` and ``written`` (how many images' files
     the run leaves there, written now or kept by ``--resume``) as the run ends, every image
     failed too: what lets a later run of other options replace a record whose run left no
-    output (:func:`stale_record`). A record another run wrote there meanwhile (another
+    output (:func:`stale_record`); with ``alone_since``, where it began with no record there
+    (its record's mtime then: no file it wrote is older). A record another run wrote there meanwhile (another
     ``--format``, or the same options) is that run's to mark. A record that cannot be
     rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
     error, since every output is written."""
@@ -277,7 +281,8 @@ def mark_finished(out_dir: Path, options: dict, written: int) -> None:
                 return
             if now != json.loads(json.dumps(options)):  # (its id in a record it did not write)
                 return
-            write_options(out_dir, {**options, "finished": True, "written": written})
+            alone = {} if alone_since is None else {"alone_since": alone_since}
+            write_options(out_dir, {**options, "finished": True, "written": written, **alone})
     except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
         print(
             printable(f"warning: {path} was left unfinished (its run ended): {e}"),
