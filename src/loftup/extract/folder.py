@@ -181,7 +181,8 @@ def upsample_folder(
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
                 removed = remove_unfinished(out, None if resume else own)  # all, or its own
                 write_options(out, options)
-                alone = _mtime(out / OPTIONS_NAME) if saved is None else None  # no loftup file
+                # since when every loftup file there is no older (as the record it goes on from)
+                alone = _mtime(out / OPTIONS_NAME) if saved is None else saved.get("alone_since")
             if stale is not None:  # a run that ended writing nothing there (every image failed)
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
                                 f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip

@@ -146,9 +146,10 @@ def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None
 def _an_output(out_dir: Path, saved: dict) -> Path | None:
     """A file in ``out_dir`` (:func:`.output_files.output_in`) of a kind of output its record
     ``saved`` says loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed
-    may hold some. Where the record says its run began with no record there (``alone_since``:
-    no loftup file was there) and left no output (``written`` 0), one changed since alone: an
-    older one is no run's of it (a user's own ``ckpt/model.pt``)."""
+    may hold some. Where the record says since when no loftup file there is older
+    (``alone_since``: a run began with no record there, and each since went on from its record)
+    and its run left no output (``written`` 0), one changed since: an older one is no run's
+    (a user's own ``ckpt/model.pt``)."""
     from .output_files import output_in
 
     owned = _owned(saved)
@@ -261,8 +262,8 @@ def mark_finished(out_dir: Path, options: dict, written: int, alone_since=None) 
     run began, rewritten whole with ``"finished": true`` and ``written`` (how many images' files
     the run leaves there, written now or kept by ``--resume``) as the run ends, every image
     failed too: what lets a later run of other options replace a record whose run left no
-    output (:func:`stale_record`); with ``alone_since``, where it began with no record there
-    (its record's mtime then: no file it wrote is older). A record another run wrote there meanwhile (another
+    output (:func:`stale_record`); with ``alone_since``, where it or a run whose record it went
+    on from began with no record there (that record's mtime: no loftup file there is older). A record another run wrote there meanwhile (another
     ``--format``, or the same options) is that run's to mark. A record that cannot be
     rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
     error, since every output is written."""
@@ -281,7 +282,7 @@ def mark_finished(out_dir: Path, options: dict, written: int, alone_since=None) 
                 return
             if now != json.loads(json.dumps(options)):  # (its id in a record it did not write)
                 return
-            alone = {} if alone_since is None else {"alone_since": alone_since}
+            alone = {"alone_since": alone_since} if type(alone_since) is int else {}
             write_options(out_dir, {**options, "finished": True, "written": written, **alone})
     except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
         print(
