@@ -37,17 +37,24 @@ _SAVES = {  # id: (protocol, save)
     "zip-p1": (1, _saver(1)),
     "old-p4": (4, _saver(4, zipped=False)),
     "old-p1": (1, _saver(1, zipped=False)),
-    "pickle-dump": (pickle.DEFAULT_PROTOCOL, lambda obj, path: path.write_bytes(pickle.dumps(obj))),
 }
 
 
-@pytest.mark.parametrize("whole", [False, True], ids=["state-dict", "module"])
-@pytest.mark.parametrize("protocol, save", _SAVES.values(), ids=_SAVES.keys())
+def _dumped(obj, path):
+    path.write_bytes(pickle.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    "whole, protocol, save",
+    [(w, *s) for w in (False, True) for s in _SAVES.values()] + [(True, None, _dumped)],
+    ids=[f"{k}-{w}" for w in ("state-dict", "module") for k in _SAVES] + ["pickle-dump-module"],
+)
 def test_a_file_of_another_protocol_is_said_so_and_its_line_loads(tmp_path, protocol, save, whole):
     """Its protocol is said (a module's objects, which could run code, before it), and the line
     told (torch.load, or pickle.load for pickle.dump's file, which torch.load cannot read)
     writes a file that loads: the module's a LoftUp's with its config (at protocol 1 pickled
-    by copyreg._reconstructor, walked as a LoftUp)."""
+    by copyreg._reconstructor, walked as a LoftUp). (pickle.dump's file of tensors holds
+    objects: test_hub_pickle_plain.)"""
     upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
     path = tmp_path / "w.pth"
     save(upsampler if whole else upsampler.state_dict(), path)

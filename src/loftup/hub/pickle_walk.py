@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pickletools
 
+import torch
+
 #: The largest pickle read (its uncompressed size): a torch.save pickle holds names and shapes,
 #: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB)
 PICKLE_CAP = 4 << 20
@@ -27,6 +29,21 @@ _NUMPY = {
     for m in ("numpy.core.multiarray", "numpy._core.multiarray")
     for f in ("_reconstruct", "scalar")
 }
+#: The functions torch.save pickles a tensor or parameter with (its ``__reduce_ex__``): none
+#: other is taken for a tensor (``torch._tensor._rebuild_from_type_v2`` calls the function it
+#: is given, ``torch.storage._load_from_bytes`` unpickles bytes with all code allowed)
+TENSOR_REBUILDS = {
+    ("torch._utils", f)
+    for f in ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
+} | {("torch._utils", "_rebuild_qtensor")}
+#: The values named that torch's weights-only loader reads (its allowlist): dtypes, qschemes
+_VALUES = {
+    ("torch", n) for n in dir(torch) if isinstance(getattr(torch, n), (torch.dtype, torch.qscheme))
+}
+#: The classes and functions that loader calls, whose objects are plain where their
+#: arguments are (collections.OrderedDict: made a dict, :func:`_made`)
+_CALLS = {("torch", "Size"), ("torch", "device"), ("_codecs", "encode"), ("builtins", "set")}
+_CALLS |= {("builtins", "complex"), ("builtins", "bytearray"), ("collections", "Counter")}
 #: copyreg's function that protocols 0 and 1 make an object of a class with (the class first)
 _RECONSTRUCTORS = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
 
@@ -42,14 +59,17 @@ class WalkCapped(ValueError):
 class Thing:
     """What the walk knows of one object of the pickle: its kind ("str", "dict", "seq" (a list,
     tuple or set), "global" (a class or function named), "made" (an object built by calling
-    one), "other" (a number, None, bytes: :data:`OTHER`, one for all)), a string's or a
-    global's value (a made object's: its class's), a dict's string keys and their values (its
-    other keys in ``extra``), a seq's items, a made object's BUILD state."""
+    one), "persid" (an object of torch's persistent load: a tensor's storage), "other" (a
+    number, None, bytes: :data:`OTHER`, one for all)), a string's or a global's value (a made
+    object's: the global called, its class's where known, else None), a dict's string keys and
+    their values (its other keys in ``extra``), a seq's items, a made object's call's
+    arguments (a persid's: its id's items) in ``args``, its BUILD state."""
 
     def __init__(self, kind: str, value=None):
         self.kind, self.value = kind, value
         self.items: dict[str, Thing] = {}
         self.extra: list[Thing] = []
+        self.args: list[Thing] = []
         self.state: Thing | None = None
 
 
@@ -57,25 +77,43 @@ MARK, OTHER = Thing("mark"), Thing("other")
 
 
 def plain(thing: Thing, tensors: bool = False) -> bool:
-    """Whether ``thing`` holds strings, numbers and containers of them alone, at any depth:
-    nothing a class or function made or names (what torch's weights_only load refuses); with
-    ``tensors``, torch's tensors too (what that load reads)."""
+    """Whether ``thing`` holds strings, numbers and containers of them alone, at any depth, and
+    the values and objects of them that torch's weights_only load reads (a dtype, a Size, a
+    device): nothing else a class or function makes or names (what that load refuses); with
+    ``tensors``, torch's tensors too, as torch.save pickles them (:data:`TENSOR_REBUILDS`,
+    their arguments plain, their storage torch's persistent id): what that load reads."""
     seen, todo = set(), [thing]
     while todo:
         t = todo.pop()
-        if id(t) in seen or (tensors and is_tensor(t)):
+        if id(t) in seen:
             continue
         seen.add(id(t))
-        if t.kind in ("global", "made", "mark"):
+        if t.kind == "mark" or t.state is not None and t.kind != "dict":
+            return False  # (a BUILD: torch.save writes one of a state dict's _metadata alone)
+        if t.kind == "global" and t.value not in _VALUES:
             return False
-        todo += [*t.items.values(), *t.extra]
+        if t.kind == "persid" and not _storage_id(t):
+            return False
+        if t.kind == "made" and t.value not in _CALLS:
+            if not (tensors and t.value in TENSOR_REBUILDS):
+                return False
+        todo += [*t.items.values(), *t.extra, *(t.args if t.kind != "persid" else t.args[2:])]
+        todo += [t.state] if t.state is not None else []
     return True
 
 
+def _storage_id(pid: Thing) -> bool:
+    """Whether the persistent id ``pid`` is a storage's as torch.save writes it: ("storage", a
+    storage class of torch's, its key, its location, its size[, a view])."""
+    kind, cls = (pid.args + [OTHER, OTHER])[:2]
+    named = cls.kind == "global" and cls.value[0] == "torch" and cls.value[1].endswith("Storage")
+    return named and kind.kind == "str" and kind.value == "storage" and len(pid.args) in (5, 6)
+
+
 def is_tensor(thing: Thing) -> bool:
-    """Whether ``thing`` is a tensor as torch.save pickles one (torch's ``_rebuild_*``)."""
-    value = thing.value if thing.kind == "made" else None
-    return value is not None and value[0].startswith("torch.") and value[1].startswith("_rebuild")
+    """Whether ``thing`` is a tensor as torch.save pickles one: a call of one of
+    :data:`TENSOR_REBUILDS` whose arguments are plain (:func:`plain`), its storage torch's."""
+    return thing.kind == "made" and thing.value in TENSOR_REBUILDS and plain(thing, tensors=True)
 
 
 def is_numpy(thing: Thing) -> bool:
@@ -167,8 +205,12 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing]) -> None:
         stack.append(memo[arg])
     elif name == "BINPERSID":  # torch's legacy format: a module's class as ("module", class, ...)
         pid = stack.pop()
-        named = pid.kind == "seq" and len(pid.extra) > 1 and pid.extra[0].value == "module"
-        stack.append(pid.extra[1] if named and pid.extra[1].kind == "global" else OTHER)
+        items = pid.extra if pid.kind == "seq" else []
+        if len(items) > 1 and items[0].value == "module" and items[1].kind == "global":
+            stack.append(items[1])
+        else:  # a storage's, as torch's persistent load reads it (:func:`_storage_id`)
+            stack.append(persid := Thing("persid"))
+            persid.args = items
     elif name.startswith("EXT"):  # an object of the extension registry: named, not plain
         stack.append(Thing("global", ("copyreg", f"extension {arg}")))
     else:  # any other: its stack effect as pickletools states it, its result a plain one
@@ -216,13 +258,16 @@ def _onto(target: Thing) -> Thing:
 def _made(callable_: Thing, args: list[Thing] = ()) -> Thing:
     """The object ``callable_`` makes of ``args``: a dict for dict's classes (OrderedDict;
     what its arguments hold kept in its ``extra``, for :func:`plain`), else "made" (of the
-    class named, where protocols 0 and 1 make it by ``copyreg._reconstructor``)."""
+    global called, None for another callable; of the class named where protocols 0 and 1
+    make it by ``copyreg._reconstructor``), its arguments kept (``args``)."""
     if callable_.kind == "global" and callable_.value in _RECONSTRUCTORS and args:
         cls = args[0].extra[0] if args[0].kind == "seq" and args[0].extra else OTHER
         if cls.kind == "global":  # copyreg._reconstructor(cls, base, state): an object of cls
-            return Thing("made", cls.value)
+            callable_ = cls
     if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
         made = Thing("dict")
         made.extra = [a for a in args if a.kind != "seq" or a.extra]  # (its items: SETITEMS)
         return made
-    return Thing("made", callable_.value)
+    made = Thing("made", callable_.value if callable_.kind == "global" else None)
+    made.args = list(args)
+    return made
