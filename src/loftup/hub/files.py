@@ -284,4 +284,4 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
         )
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
-        check_zip(f, f"{what}{path}", fix)
+        check_zip(f, f"{what}{path}", fix, path)

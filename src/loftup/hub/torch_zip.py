@@ -8,28 +8,34 @@ from __future__ import annotations
 import errno
 import os
 import zipfile
+from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from .zip_layout import NOT_LOADED, layout_refusal, script_refusal
 
 #: What torch says where ``UntypedStorage.from_file`` cannot map a file (a file system that maps
 #: none: some FUSE mounts, ENODEV), in the RuntimeError it raises for the system's error
 _NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
 
 
-def check_zip(file, name: str, fix: str) -> None:
+def check_zip(file, name: str, fix: str, path: Path | None = None) -> None:
     """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
     CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
     not to be thrown away); a truncated archive is left to torch.load's error.
     Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
     compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
-    A member compressed is refused before any is read (:func:`_refuse_compressed`)."""
-    bad = packed = None
+    Before any member is read: members listed twice or overlapping are refused
+    (:func:`~.zip_layout.layout_refusal`), a TorchScript archive (at ``path``) is told as one
+    (:func:`~.zip_layout.script_refusal`), a member compressed is refused
+    (:func:`_refuse_compressed`)."""
+    bad = packed = refusal = None
     try:
         with zipfile.ZipFile(file) as z:
-            for info in z.infolist():
+            refusal = layout_refusal(z, name) or script_refusal(z, name, path)
+            for info in z.infolist() if refusal is None else ():
                 if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
                     packed = info
                     break
@@ -51,6 +57,8 @@ def check_zip(file, name: str, fix: str) -> None:
             f"{name} could not be read: {code} ({failed.strerror}), a disk or file-system "
             "error: check the disk (dmesg), copy the file elsewhere, then run again"
         ) from None
+    if refusal is not None:  # (raised here: a CheckpointError is a ValueError, caught above)
+        raise CheckpointError(refusal)
     if packed is not None:
         _refuse_compressed(name, packed)
     if bad is not None:
@@ -68,8 +76,7 @@ def _refuse_compressed(name: str, info: zipfile.ZipInfo) -> None:
     raise CheckpointError(
         f"{name} was not written by torch.save: its member {info.filename!r} is compressed "
         f"({method}), which torch.save never does (an archive repacked, or crafted to inflate "
-        "to far more than its size); it was not loaded. Load only the file torch.save wrote, "
-        "or save its weights again with torch.save or as safetensors"
+        f"to far more than its size){NOT_LOADED}"
     )
 
 

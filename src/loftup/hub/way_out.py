@@ -50,7 +50,7 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
         keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
     except Exception:  # noqa: BLE001 - a pickle the walk cannot follow: the general words
         load, keep = _load(path, True), None
-    out = _new_name(path, out_folder or path.parent)
+    out = new_name(path, out_folder or path.parent)
     if keep is None:
         return (
             f"; if you trust the file (unpickling it runs its code), load it in Python with "
@@ -84,7 +84,7 @@ def _load(path: Path, torch_file: bool) -> str:
     return f'__import__("pickle").load(open({str(path)!r}, "rb"))'
 
 
-def _new_name(path: Path, folder: Path) -> Path:
+def new_name(path: Path, folder: Path) -> Path:
     """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered."""
     for i in range(1, 1000):
         out = folder / f"{path.stem}.weights{'' if i == 1 else f'-{i}'}.pt"

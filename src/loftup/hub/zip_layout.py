@@ -1,0 +1,73 @@
+"""What a zip archive's directory says of it, before any member is read, for
+:func:`~.torch_zip.check_zip`: members listed twice or overlapping (:func:`layout_refusal`:
+torch.save writes neither, and a check that read each one listed read the same bytes
+thousands of times over), and a TorchScript archive (:func:`script_refusal`: torch.jit.save's,
+whose code loftup does not load)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from .way_out import new_name
+
+#: The end of a refusal of an archive torch.save did not write
+NOT_LOADED = (
+    "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
+    "torch.save or as safetensors"
+)
+
+
+def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
+    """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice,
+    or a member whose bytes run past the next one's header (or into the directory): each
+    member's local header read for the length of its name and extra field, no member read.
+    None where its members lie one after another, as torch.save writes them."""
+    infos = sorted(z.infolist(), key=lambda i: i.header_offset)
+    seen: set[str] = set()
+    for info in infos:
+        if info.filename in seen:
+            return _refusal(name, f"its member {info.filename!r} is listed twice")
+        seen.add(info.filename)
+    for info, after in zip(infos, infos[1:] + [None]):
+        z.fp.seek(info.header_offset + 26)
+        head = z.fp.read(4)
+        if len(head) < 4:  # (a local header past the end: cut short, said by torch.load)
+            return None
+        start = info.header_offset + 30 + int.from_bytes(head[:2], "little")
+        end = start + int.from_bytes(head[2:], "little") + info.compress_size
+        limit = after.header_offset if after is not None else z.start_dir
+        if end > limit:
+            into = f"member {after.filename!r}" if after is not None else "the archive's directory"
+            return _refusal(name, f"its member {info.filename!r} runs into {into}")
+    return None
+
+
+def _refusal(name: str, what: str) -> str:
+    return (
+        f"{name} was not written by torch.save: {what} (members overlapping), which torch.save "
+        f"never writes (an archive crafted to be read many times over){NOT_LOADED}"
+    )
+
+
+def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | None:
+    """The refusal of the archive ``name`` (open as ``z``, at ``path``) that torch.jit.save wrote
+    (a ``<folder>/constants.pkl`` or ``<folder>/code/`` in it), with the line that keeps its
+    weights for one who trusts it; None for another archive."""
+    inner = {n.partition("/")[2] for n in z.namelist()}
+    if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
+        return None
+    said = (
+        f"{name} is a TorchScript archive (written by torch.jit.save), which loftup does not "
+        "load: it holds code, not a checkpoint; it was not loaded. Its state dict loads where "
+        "it holds a LoftUp's weights (of loftup's or the paper's layout)"
+    )
+    if path is None:
+        return f"{said}: save it with torch.save(module.state_dict(), ...) and load that"
+    out = new_name(path, path.parent)
+    return (
+        f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
+        "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
+        f'{str(path)!r}, map_location="cpu").state_dict().items() if not k.endswith('
+        f'"encoder.freqs")}}, {str(out)!r}), then load {out}'
+    )

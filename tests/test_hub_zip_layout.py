@@ -1,0 +1,91 @@
+"""What a zip archive's directory says before any member is read: a TorchScript archive
+(torch.jit.save deflates its code) was "not written by torch.save ... repacked, or crafted",
+and is told as one, with the line that keeps its weights; members listed twice or overlapping
+(one 4 MB member listed 1000 times: 4 GB checked, 65535 times: 40 minutes) are refused before
+the check that read each one listed."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zipfile
+
+import pytest
+import torch
+
+from loftup import CheckpointError, LoftUp, load_upsampler
+from loftup.hub.files import check_torch_file
+
+
+class _Scriptable(LoftUp):
+    """A LoftUp whose forward TorchScript can trace (LoftUp's own it cannot)."""
+
+    def forward(self, x):
+        return x * 2
+
+
+def _refusal(load, path) -> str:
+    with pytest.raises(CheckpointError) as e:
+        load(path)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["trace", "script"])
+def test_a_torchscript_archive_is_told_as_one_and_its_line_loads(tmp_path, kind):
+    """Said as TorchScript, not as an archive repacked or crafted; the line told writes the
+    weights of a traced LoftUp, which load; a scripted module's are said likewise."""
+    path = tmp_path / "scripted.pt"
+    upsampler = _Scriptable(dim=8, n_freqs=2, num_heads=2).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the tracer's)
+        if kind == "trace":
+            module = torch.jit.trace(upsampler, torch.zeros(2))
+        else:
+            module = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    torch.jit.save(module, path)
+    msg = _refusal(load_upsampler, path)
+    assert msg.startswith(f"{path} is a TorchScript archive (written by torch.jit.save), which")
+    assert "not written by torch.save" not in msg and "\n" not in msg
+    if kind == "script":
+        return
+    line, out = msg.split("if you trust the file, in Python: ")[1].rsplit(", then load ", 1)
+    exec(line, {"torch": torch})
+    assert torch.equal(load_upsampler(out).stem.conv1.weight, upsampler.stem.conv1.weight)
+
+
+def _listed(names: list[str], size: int = 1 << 16) -> bytes:
+    """A stored archive of one member, its directory listing it under each of ``names``, all
+    at its one header (its CRC right)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("w/data/0", b"\1" * size)
+    data = buf.getvalue()
+    end = data.rindex(b"PK\x05\x06")
+    _, _, _, _, _, size_, offset, _ = struct.unpack("<IHHHHIIH", data[end : end + 22])
+    entry = data[offset : offset + size_]
+    listed = b"".join(entry.replace(b"w/data/0", n.encode()) for n in names)
+    n = len(names)
+    tail = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(listed), offset, 0)
+    return data[:offset] + listed + tail
+
+
+@pytest.mark.parametrize(
+    "names, said",
+    [
+        (["w/data/0"] * 1000, "its member 'w/data/0' is listed twice"),
+        (["w/data/0", "w/data/1"], "its member 'w/data/0' runs into member 'w/data/1'"),
+    ],
+    ids=["listed-twice", "overlapping"],
+)
+def test_members_listed_twice_or_overlapping_are_refused_before_any_is_read(tmp_path, names, said):
+    """Refused as an archive torch.save did not write; not passed (listed twice, each read
+    and its CRC right), nor blamed for a checksum (the CRC check of an overlapping member,
+    its header another's name)."""
+    path = tmp_path / "w.pth"
+    path.write_bytes(_listed(names))
+    msg = _refusal(lambda p: check_torch_file(p, fix="get it again"), path)
+    assert msg.startswith(f"{path} was not written by torch.save: {said} (members overlapping)")
+    assert "checksum" not in msg and msg.endswith(
+        "save its weights again with torch.save or as safetensors"
+    )
