@@ -96,7 +96,8 @@ def test_a_good_pth_loads_under_torchs_global_mmap_setting(tmp_path):
     save_checkpoint(tmp_path / "checkpoint.pt", {"step": 7, "w": torch.ones(2)})
     # the config's own patch: monkeypatch's undo deleted the setting, and every torch.load after
     # it in the session failed ("config.load.mmap does not exist")
-    import torch.utils.serialization.config as serialization
+    # (torch >= 2.5: torch 2.4 has no such setting, so nothing to check there)
+    serialization = pytest.importorskip("torch.utils.serialization.config")
 
     with serialization.patch({"load.mmap": True}):
         loaded = load_upsampler(tmp_path / "model.pth", num_heads=2)
