@@ -24,6 +24,23 @@ if not torch.cuda.is_available():
 from reference_files import REFERENCE_CASES, REFERENCE_STATE, need_reference  # noqa: E402
 
 
+def _bars_locked_by_threads_only() -> None:
+    """tqdm's default write lock holds a multiprocessing RLock, a semaphore shared with every
+    process forked after it is made. The tests fork children (the forking servers, the signal
+    tests) and kill some of them mid-bar, which can leave it taken for good: every later bar of
+    this process then waits forever (seen once, under load: upsample's writer threads and tqdm's
+    monitor all stuck in its acquire, a suite hung). A thread lock alone still keeps one
+    process's bars from interleaving, which is all the tests need."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
+_bars_locked_by_threads_only()
+
+
 @pytest.fixture(autouse=True)
 def fresh_hub_verdicts(monkeypatch):
     """Each test starts with no hub reachability verdict remembered (loftup.hub.reach keeps
