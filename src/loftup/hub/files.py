@@ -28,8 +28,9 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_head,
 )
 from .load_refusal import load_refusal
+from .member_sizes import check_member_sizes
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
-from .torch_zip import check_member_sizes, check_zip, mapped_load
+from .torch_zip import check_zip, mapped_load
 
 #: The suffixes of weights files: a name ending so is a file's path, never a hub id or a name
 WEIGHT_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".safetensors"})
@@ -242,12 +243,9 @@ def _torch_load_open(
             if mmap and head.startswith(b"PK\x03\x04"):
                 data = mapped_load(f, path)
                 if data is not None:
-                    check_member_sizes(f, f"{what}{path}", fix)
                     return data
                 f.seek(0)  # not mapped here: read whole, as without mmap (a bad file said)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
-    except CheckpointError:  # said, naming the file (check_member_sizes)
-        raise
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
         refusal = load_refusal(e, f, path, fix, what, way_out, fix_said, out_folder)
     raise refusal  # out of the except: no error chained to torch's
@@ -285,3 +283,4 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
         check_zip(f, f"{what}{path}", fix, path)
+        check_member_sizes(f, f"{what}{path}", fix)  # (torch 2.4 loads one of another size)

@@ -22,6 +22,8 @@ _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICO
 _STRINGS |= {"BINUNICODE", "BINUNICODE8"}
 _PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GET = {"GET", "BINGET", "LONG_BINGET"}
+#: The opcodes of an int, whose value is kept (a storage's size, :mod:`.member_sizes`)
+_INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
 _DICT_CLASSES = {("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict")}
 _TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 _NUMPY = {
@@ -60,7 +62,8 @@ class Thing:
     """What the walk knows of one object of the pickle: its kind ("str", "dict", "seq" (a list,
     tuple or set), "global" (a class or function named), "made" (an object built by calling
     one), "persid" (an object of torch's persistent load: a tensor's storage), "other" (a
-    number, None, bytes: :data:`OTHER`, one for all)), a string's or a global's value (a made
+    number, None, bytes: :data:`OTHER`, one for all; an int its own, its value kept, where the
+    walk is told to (:class:`Walk`))), a string's, an int's or a global's value (a made
     object's: the global called, its class's where known, else None), a dict's string keys and
     their values (its other keys in ``extra``), a seq's items, a made object's call's
     arguments (a persid's: its id's items) in ``args``, its BUILD state."""
@@ -125,10 +128,12 @@ def is_numpy(thing: Thing) -> bool:
 class Walk:
     """The walk of the pickles of one file, read from ``stream``: :meth:`next` is the object
     the next pickle makes; the opcodes walked are counted over them all (``ops``), and the
-    highest pickle protocol they declare or use kept (``protocol``: 0 or 1 declare none)."""
+    highest pickle protocol they declare or use kept (``protocol``: 0 or 1 declare none).
+    ``ints``: each int its own Thing, its value kept (a storage's size, :mod:`.member_sizes`);
+    else all are :data:`OTHER`, one object, as every other number is."""
 
-    def __init__(self, stream):
-        self.stream, self.ops, self.protocol = stream, 0, 0
+    def __init__(self, stream, ints: bool = False):
+        self.stream, self.ops, self.protocol, self.ints = stream, 0, 0, ints
 
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
@@ -143,17 +148,20 @@ class Walk:
                 raise WalkCapped("opcodes", self.ops)
             if op.name == "STOP":
                 return stack.pop()
-            _step(op, arg, stack, memo)
+            _step(op, arg, stack, memo, self.ints)
             if len(stack) > STACK_CAP or len(memo) > STACK_CAP:
                 raise WalkCapped("objects kept", self.ops)
         raise ValueError("a pickle without STOP")
 
 
-def _step(op, arg, stack: list[Thing], memo: dict[int, Thing]) -> None:
-    """The opcode ``op`` (with ``arg``) done on the walk's ``stack`` and ``memo``."""
+def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], ints: bool = False) -> None:
+    """The opcode ``op`` (with ``arg``) done on the walk's ``stack`` and ``memo``; ``ints``: an
+    int its own Thing, its value kept (else :data:`OTHER`)."""
     name = op.name
     if name in _STRINGS:
         stack.append(Thing("str", arg))
+    elif name in _INTS and ints:  # plain, as OTHER is, with its value
+        stack.append(Thing("other", arg))
     elif name == "MARK":
         stack.append(MARK)
     elif name == "EMPTY_DICT":
@@ -194,7 +202,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing]) -> None:
         stack.append(_made(made[0], made[1:]))
     elif name == "BUILD":
         state, target = stack.pop(), stack[-1]
-        if target is MARK or target is OTHER:  # (a crafted pickle: the unpickler refuses it)
+        if target is MARK or target.kind == "other":  # (crafted: the unpickler refuses it)
             raise ValueError(f"BUILD on a {target.kind}")
         target.state = state
     elif name == "DUP":

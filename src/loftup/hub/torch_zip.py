@@ -1,7 +1,7 @@
 """The zip archive ``torch.save`` writes, checked before it is loaded (:func:`check_zip`: each
 member stored, not compressed, and against its CRC-32, a read error said as one), and loaded
-with its tensors memory-mapped (:func:`mapped_load`: the bytes checked are the ones mapped,
-each tensor's member of the size its tensor needs), for :func:`~.files.torch_load`."""
+with its tensors memory-mapped (:func:`mapped_load`: the bytes checked are the ones mapped),
+for :func:`~.files.torch_load`."""
 
 from __future__ import annotations
 
@@ -117,60 +117,3 @@ def mapped_load(f, path) -> object | None:
         if any(mark in str(e) for mark in _NOT_MAPPED):
             return None
         raise
-
-
-def check_member_sizes(f, name: str, fix: str) -> None:
-    """A CheckpointError where a tensor's member of the zip archive open as ``f`` holds more or
-    fewer bytes than the tensor needs: a mapped load takes its bytes from the mapped file at
-    the member's offset, whatever the member's size (a load that reads it refuses it), so such
-    a file was passed by the look and refused by the training's load. The tensors' sizes and
-    offsets are read from the archive's pickle, no tensor read (torch's meta load)."""
-    f.seek(0)
-    try:
-        meta = torch.load(f, map_location="meta", weights_only=True)
-    except Exception:  # noqa: BLE001 - what the mapped load said of it is said instead
-        return
-    needs = {}
-    for t in _tensors(meta):
-        s = t.untyped_storage()
-        offset = getattr(s, "_checkpoint_offset", None)
-        if offset is None:  # (a torch that does not say where its storages lie)
-            return
-        needs[offset] = s.nbytes()
-    held = _member_data(f)
-    for offset, nbytes in sorted(needs.items()):
-        member = held.get(offset)
-        if member is None or member[1] != nbytes:
-            what = member[0] if member else f"at byte {offset}"
-            size = f"{member[1]} bytes" if member else "no member"
-            raise CheckpointError(
-                f"{name} is corrupt: its member {what!r} holds {size}, where its tensor needs "
-                f"{nbytes} (damaged or rewritten); {fix}"
-            )
-
-
-def _tensors(obj):
-    """The tensors in ``obj``, a checkpoint's nest of dicts, lists and tuples."""
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _tensors(v)
-
-
-def _member_data(f) -> dict[int, tuple[str, int]]:
-    """The members of the zip archive open as ``f`` by the offset of their bytes: each one's
-    name and size (its local header read for the length of its extra field)."""
-    members = {}
-    with zipfile.ZipFile(f) as z:
-        for info in z.infolist():
-            f.seek(info.header_offset + 26)
-            head = f.read(4)
-            if len(head) < 4:
-                continue
-            start = info.header_offset + 30 + int.from_bytes(head[:2], "little")
-            members[start + int.from_bytes(head[2:], "little")] = (info.filename, info.file_size)
-    return members

@@ -1,0 +1,79 @@
+"""Each tensor's member of a ``torch.save`` zip archive of the size its tensor needs
+(:func:`check_member_sizes`), read from the archive's pickle by our own walk of its opcodes
+(:mod:`.pickle_walk`), nothing unpickled, and the members' sizes zipfile reads: on every torch
+loftup supports (torch 2.4's load reads a member of another size without a word, whole or
+mapped; a newer one's mapped load takes the bytes at the member's offset, whatever its size)."""
+
+from __future__ import annotations
+
+import zipfile
+
+from ..errors import CheckpointError
+from .pickle_walk import PICKLE_CAP, Thing, Walk, WalkCapped
+
+#: The bytes of one element of each storage class torch.save names in a persistent id (its
+#: dtype's; an UntypedStorage's size is in bytes): another class is not checked
+_ELEMENT_BYTES = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1}
+_ELEMENT_BYTES |= {"ShortStorage": 2, "HalfStorage": 2, "BFloat16Storage": 2}
+_ELEMENT_BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "DoubleStorage": 8}
+_ELEMENT_BYTES |= {"ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
+_ELEMENT_BYTES |= {"QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4}
+_ELEMENT_BYTES |= {"QUInt4x2Storage": 1, "QUInt2x4Storage": 1}
+
+
+def check_member_sizes(f, name: str, fix: str) -> None:
+    """A CheckpointError where a tensor's member (``<folder>/data/<key>``) of the zip archive
+    open as ``f`` holds more or fewer bytes than its storage needs (the size its persistent id
+    gives, in elements of its storage class's dtype), or is missing. Nothing checked where the
+    pickle cannot be walked (past the walk's caps, compressed, not followed): torch.load says
+    what it makes of such a file."""
+    f.seek(0)
+    try:
+        with zipfile.ZipFile(f) as z:
+            sizes = {i.filename: i.file_size for i in z.infolist()}
+            folder = z.infolist()[0].filename.split("/")[0]
+            info = z.getinfo(f"{folder}/data.pkl")
+            if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
+                return
+            with z.open(info) as member:
+                top = Walk(member, ints=True).next()
+    except (zipfile.BadZipFile, WalkCapped, ValueError, IndexError, KeyError, EOFError, OSError):
+        return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
+    for key, nbytes in sorted(_storage_bytes(top).items()):
+        held = sizes.get(f"{folder}/data/{key}")
+        if held != nbytes:
+            size = "no such member" if held is None else f"{held} bytes"
+            raise CheckpointError(
+                f"{name} is corrupt: its member {f'{folder}/data/{key}'!r} holds {size}, where "
+                f"its tensor needs {nbytes} (damaged or rewritten); {fix}"
+            )
+
+
+def _storage_bytes(top: Thing) -> dict[str, int]:
+    """The bytes each storage of the pickle whose object is ``top`` needs, by its key: its
+    persistent id's ("storage", a torch storage class, key, location, size in elements)."""
+    needs, seen, todo = {}, set(), [top]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.kind == "persid":
+            found = _storage_need(t.args)
+            if found is not None:
+                needs[found[0]] = max(needs.get(found[0], 0), found[1])
+            continue
+        todo += [*t.items.values(), *t.extra, *t.args]
+        todo += [t.state] if t.state is not None else []
+    return needs
+
+
+def _storage_need(args: list[Thing]) -> tuple[str, int] | None:
+    """(key, bytes) of a storage's persistent id whose items are ``args``; None for another."""
+    if len(args) not in (5, 6) or args[0].value != "storage" or args[1].kind != "global":
+        return None
+    (module, cls), key, numel = args[1].value, args[2].value, args[4].value
+    if module != "torch" or not isinstance(key, str) or type(numel) is not int:
+        return None
+    size = _ELEMENT_BYTES.get(cls)
+    return None if size is None else (key, numel * size)
