@@ -6,7 +6,6 @@ process together.
 
 from __future__ import annotations
 
-import numbers
 import os
 import sys
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
-from ..escaping import quoted
+from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
 
 
 @dataclass
@@ -40,8 +39,8 @@ def upsample_folder(
     backbone_weights: str | None = None,
     backbone_size: int = 224,
     backbone_norm: str | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
     save_dtype: str | None = None,
     size=None,
     fmt: str = "pt",
@@ -60,8 +59,13 @@ def upsample_folder(
         (made if missing; a :class:`~loftup.errors.UsageError` naming it before any work if it
         cannot be: a file, under one, or a folder that takes no new files).
       model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: the
-        pipeline (:func:`loftup.api.load_pipeline`; ``model`` a name, a path or a LoftUp);
-        under torchrun each process takes the GPU of its local rank.
+        pipeline (:func:`loftup.api.load_pipeline`; ``model`` a name, a path or a LoftUp,
+        ``backbone`` a name or a Featurizer); under torchrun each process takes the GPU of its
+        local rank. ``device`` None: where a LoftUp passed in is, else the auto device (CUDA
+        when available); ``dtype`` None: a LoftUp's own, else float32 (what ``upsample.json``
+        records is the one used). A LoftUp or Featurizer passed in is changed in place as
+        :func:`~loftup.load_pipeline` changes it: put in eval mode, and moved or converted
+        only where ``device`` or ``dtype`` is given.
       save_dtype: precision of the stored features (default: ``dtype``'s, float32 for
         bfloat16 in ``.npy``, which has no bfloat16).
       size, fmt, viz, batch_size, writers, stream_above (bytes), progress: as
@@ -72,7 +76,7 @@ def upsample_folder(
         (``out``, ``resume=True``: :mod:`.words`).
     """
     from .. import __version__
-    from ..api import load_pipeline, resolve_device
+    from ..api import load_pipeline
     from ..paths import check_folder_output
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         OPTIONS_NAME,
@@ -101,6 +105,11 @@ def upsample_folder(
         _plain_ints(v) for v in (size, backbone_size, batch_size, writers)
     )
     _check_model(model, said_as)  # a LoftUp failed after the pipeline had loaded (and moved it)
+    # a LoftUp passed in keeps its precision unless dtype is given (it was made float32 in
+    # place by the default): the dtype recorded is the one it runs in
+    given_dtype = dtype
+    if dtype is None:
+        dtype = _own_dtype(model)
     # before anything is read, loaded or written: a bad one left an upsample.json recording it,
     # which refused the corrected run as one of other options
     dtype, save_dtype = check_run_options(
@@ -113,7 +122,7 @@ def upsample_folder(
     inputs = [os.fspath(spec) for spec in inputs]
     given, out = out, Path(out).expanduser()
     rank, world, local_rank = dist_env()
-    device = resolve_device(device, local_rank if world > 1 else None)
+    device = _run_device(device, model, backbone, local_rank if world > 1 else None)
     if world > 1 and device.type == "cuda":
         torch.cuda.set_device(device)
     # left on every way out: a rank that fails leaves it at once, and the others, waiting for
@@ -139,7 +148,7 @@ def upsample_folder(
             backbone_size=backbone_size,
             backbone_norm=backbone_norm,
             device=device,
-            dtype=dtype,
+            dtype=None if given_dtype is None and _modules(model, backbone) else dtype,
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,
@@ -235,9 +244,11 @@ def _check_model(model, said_as: dict | None) -> None:
     if isinstance(getattr(model, "upsampler", None), LoftUp):  # a FeaturePipeline
         raise UsageError(
             f"{said('model', said_as)} is the upsampler (a LoftUp, or its name or path), got "
-            f"{shown(model)}; pass pipeline.upsampler, and its backbone as backbone=NAME"
+            f"{shown(model)}; for the features it computes pass model=pipeline.upsampler, "
+            f"backbone=pipeline.featurizer, backbone_size={model.backbone_size!r} (its "
+            "backbone_size), and no device or dtype (each module keeps its own)"
         )
-    check_source(model, said("model", said_as))
+    check_source(model, said("model", said_as), ("a LoftUp",))
 
 
 def _recorded_model(model) -> str | None:
@@ -274,52 +285,3 @@ def _mtime(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None
-
-
-def _plain_ints(value):
-    """``value`` with any integer of another type (NumPy's, say; not a bool) as an ``int``,
-    inside a tuple or list too; anything else as it is, for the checks to name."""
-    if isinstance(value, (tuple, list)):
-        return type(value)(_plain_ints(v) for v in value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def check_run_options(
-    fmt: str, dtype, save_dtype, size, batch_size: int, writers: int, said_as: dict | None = None
-) -> tuple[str, str]:
-    """:func:`upsample_folder`'s options that need no file or model, checked before any work:
-    a :class:`~loftup.errors.UsageError` naming the first that cannot be used (as ``said_as``
-    calls it: a command line's options). Returns the computing and the stored precision by
-    their names (``"bf16"`` is ``"bfloat16"``, as ``upsample.json`` records it); the stored one
-    is ``dtype``'s by default, float32 for bfloat16 in ``.npy`` (NumPy has no bfloat16)."""
-    from ..checks import as_dtype, check_size
-    from ..data.scenes import said
-    from ..errors import UsageError, is_int
-    from ..outputs import FORMATS
-
-    if fmt not in FORMATS:
-        raise UsageError(
-            f"unknown {said('fmt', said_as)} {quoted(fmt)}; choose one of {', '.join(FORMATS)}"
-        )
-    for name, value in (("batch_size", batch_size), ("writers", writers)):
-        if not is_int(value) or value < 1:
-            raise UsageError(f"{said(name, said_as)} must be >= 1, got {value!r}")
-    check_size(size)
-    names = []
-    for name, value in (("dtype", dtype), ("save_dtype", save_dtype or dtype)):
-        try:
-            names.append(str(as_dtype(value)).removeprefix("torch."))
-        except UsageError as e:
-            raise UsageError(f"{said(name, said_as)}: {printable(str(e))}") from None
-    dtype, stored = names
-    if fmt == "npy" and stored == "bfloat16":
-        if save_dtype is not None:
-            raise UsageError(
-                f"{said('fmt', said_as)} npy cannot store bfloat16 (NumPy has no such type); use "
-                f"{said('save_dtype', said_as)} float16 or float32, or {said('fmt', said_as)} pt "
-                "or safetensors"
-            )
-        stored = "float32"
-    return dtype, stored

@@ -51,8 +51,10 @@ def check_source(source, name: str = "source", also: tuple[str, ...] = ()) -> No
         kinds += also
         raise UsageError(f"{name} is {', '.join(kinds[:-1])} or {kinds[-1]}, got {shown(source)}")
     if isinstance(source, str) and not source.strip():  # Path("") is the current folder
+        # a command line's option (name "-m") unset in a script; from Python, a variable
+        unset = f', as in {name} "$MODEL"' if name.startswith("-") else " or an empty string"
         raise UsageError(
-            f'{name} is empty or blank (an unset variable, as in -m "$MODEL"?): pass a released '
+            f"{name} is empty or blank (an unset variable{unset}?): pass a released "
             "upsampler's name (e.g. loftup_dinov2s), a weights file or folder, or a hub id ORG/NAME"
         )
 

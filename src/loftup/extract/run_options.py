@@ -1,0 +1,89 @@
+"""What :func:`~loftup.extract.upsample_folder` settles of its options before any file is
+read or model loaded: the options checked (:func:`check_run_options`), and the precision and
+the device of a run whose modules were passed in (kept as they are by default)."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from ..errors import printable
+from ..escaping import quoted
+
+
+def _own_dtype(model) -> str:
+    """The precision a run of ``model`` with no ``dtype`` given computes in: a LoftUp's own
+    (not converted in place), float32 for what is loaded by name or path."""
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return str(p.dtype).removeprefix("torch.")
+    return "float32"
+
+
+def _modules(model, backbone) -> bool:
+    """Whether a module was passed in (kept where it is, in its own precision, by default)."""
+    return any(isinstance(m, torch.nn.Module) for m in (model, backbone))
+
+
+def _run_device(device, model, backbone, local_rank: int | None) -> torch.device:
+    """Where the run computes: ``device`` when given; None: where a LoftUp (or Featurizer)
+    passed in is (:func:`loftup.pipeline_checks.run_device`; not moved in place), else the
+    auto device; under torchrun (``local_rank``) a CUDA device is the process's own GPU."""
+    from ..checks import resolve_device
+    from ..pipeline_checks import run_device
+
+    if device is None and _modules(model, backbone):
+        device = run_device(None, model, backbone)
+        if local_rank is None or device.type != "cuda":
+            return device
+    return resolve_device(device, local_rank)
+
+
+def _plain_ints(value):
+    """``value`` with any integer of another type (NumPy's, say; not a bool) as an ``int``,
+    inside a tuple or list too; anything else as it is, for the checks to name."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain_ints(v) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def check_run_options(
+    fmt: str, dtype, save_dtype, size, batch_size: int, writers: int, said_as: dict | None = None
+) -> tuple[str, str]:
+    """:func:`upsample_folder`'s options that need no file or model, checked before any work:
+    a :class:`~loftup.errors.UsageError` naming the first that cannot be used (as ``said_as``
+    calls it: a command line's options). Returns the computing and the stored precision by
+    their names (``"bf16"`` is ``"bfloat16"``, as ``upsample.json`` records it); the stored one
+    is ``dtype``'s by default, float32 for bfloat16 in ``.npy`` (NumPy has no bfloat16)."""
+    from ..checks import as_dtype, check_size
+    from ..data.scenes import said
+    from ..errors import UsageError, is_int
+    from ..outputs import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(
+            f"unknown {said('fmt', said_as)} {quoted(fmt)}; choose one of {', '.join(FORMATS)}"
+        )
+    for name, value in (("batch_size", batch_size), ("writers", writers)):
+        if not is_int(value) or value < 1:
+            raise UsageError(f"{said(name, said_as)} must be >= 1, got {value!r}")
+    check_size(size)
+    names = []
+    for name, value in (("dtype", dtype), ("save_dtype", save_dtype or dtype)):
+        try:
+            names.append(str(as_dtype(value)).removeprefix("torch."))
+        except UsageError as e:
+            raise UsageError(f"{said(name, said_as)}: {printable(str(e))}") from None
+    dtype, stored = names
+    if fmt == "npy" and stored == "bfloat16":
+        if save_dtype is not None:
+            raise UsageError(
+                f"{said('fmt', said_as)} npy cannot store bfloat16 (NumPy has no such type); use "
+                f"{said('save_dtype', said_as)} float16 or float32, or {said('fmt', said_as)} pt "
+                "or safetensors"
+            )
+        stored = "float32"
+    return dtype, stored

@@ -1,0 +1,56 @@
+""":func:`loftup.extract.upsample_folder` given modules from Python: a LoftUp passed in keeps its
+precision and place (the CLI's defaults, float32 and the auto device, converted it in place),
+and a pipeline refused is told the arguments that compute its own features."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import loftup
+from loftup.errors import UsageError
+from loftup.extract import OPTIONS_NAME, upsample_folder
+from loftup.io import load_image_tensor
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "in").mkdir()
+    torch.manual_seed(0)
+    pixels = (torch.rand(20, 24, 3) * 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(tmp_path / "in" / "x.png")
+    return tmp_path
+
+
+def test_a_loftup_passed_in_keeps_its_precision_and_is_recorded_in_it(folder):
+    torch.manual_seed(0)
+    m = loftup.LoftUp(dim=32).to(torch.bfloat16).train()
+    before = [p.dtype for p in m.parameters()]
+    upsample_folder(folder / "in", folder / "out", model=m, backbone="dinov2_tiny",
+                    backbone_size=28, progress=False)  # fmt: skip
+    assert [p.dtype for p in m.parameters()] == before  # all float32 after the call
+    assert not m.training  # eval mode, as the docstring says (as load_pipeline's)
+    record = json.loads((folder / "out" / OPTIONS_NAME).read_text())
+    assert record["dtype"] == "bfloat16" and record["save_dtype"] == "bfloat16"
+    assert torch.load(folder / "out" / "x.pt", weights_only=True).dtype == torch.bfloat16
+
+
+def test_a_pipeline_is_told_the_arguments_that_give_its_own_features(folder):
+    torch.manual_seed(0)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28,
+                                dtype="bfloat16", device="cpu")  # fmt: skip
+    image = load_image_tensor(folder / "in" / "x.png")[None]
+    expected = pipe(image)[1][0]
+    with pytest.raises(UsageError) as caught:
+        upsample_folder(folder / "in", folder / "out", model=pipe, progress=False)
+    told = str(caught.value)
+    assert ("model=pipeline.upsampler, backbone=pipeline.featurizer, backbone_size=28" in told
+            and "no device or dtype" in told), told  # fmt: skip
+    upsample_folder(folder / "in", folder / "out", model=pipe.upsampler,
+                    backbone=pipe.featurizer, backbone_size=28, progress=False)  # fmt: skip
+    assert torch.equal(torch.load(folder / "out" / "x.pt", weights_only=True), expected)
+    assert torch.equal(pipe(image)[1][0], expected)  # the pipeline itself unchanged
+    assert {p.dtype for p in pipe.featurizer.parameters()} == {torch.bfloat16}
