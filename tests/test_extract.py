@@ -44,7 +44,8 @@ def test_features_the_stored_dtype_cannot_hold_are_a_failure_not_infinities(
     assert report.written == 0
     assert [path for path, _ in report.failed] == [str(job.path) for job in two_images]
     reason = report.failed[0][1]
-    assert "float16" in reason and "--save-dtype float32" in reason, reason
+    # (a Python caller, run() given no said_as, is told its argument, not the CLI's option)
+    assert "float16" in reason and "save_dtype='float32'" in reason, reason
     assert sorted(p.name for p in out.iterdir() if p.name != OPTIONS_NAME) == []
     # stored as float32, the same features are written
     report = run(two_images, loud_pipeline, out, stream_above=stream_above)

@@ -46,7 +46,7 @@ def test_a_run_of_the_same_options_ending_does_not_finish_the_record_of_one_stil
     monkeypatch.setattr(extract, "run", others_run)
     assert main([*args, str(tmp_path / "a.png")]) == 0
     assert log[0] == 1 and "finished" not in log[1], log[1]
-    assert log[2] == 2 and "size None there, 64 now" in log[3], log[3]
+    assert log[2] == 2 and "--size unset there, 64 now" in log[3], log[3]
     record = json.loads((out / OPTIONS_NAME).read_text())
     assert record["size"] is None and "finished" not in record and len(record["run"]) == 32
     monkeypatch.setattr(extract, "run", first_run)
@@ -206,4 +206,4 @@ def test_a_users_own_file_does_not_keep_a_record_of_no_output_from_being_replace
     capsys.readouterr()
     assert main([*args, str(tmp_path / "a.png"), "--size", "32"]) == 2
     err = capsys.readouterr().err
-    assert "size 48 there, 32 now" in err and f"but {out / 'a.pt'} is taken for one" in err, err
+    assert "--size 48 there, 32 now" in err and f"but {out / 'a.pt'} is taken for one" in err, err

@@ -51,7 +51,7 @@ def test_resume_takes_a_local_folder_by_any_of_its_names(
     shutil.copytree(tmp_path / "w", tmp_path / "w2")
     capsys.readouterr()
     assert main([*args, "--backbone-weights", "w2", "--resume"]) == 2
-    assert f"backbone_weights {w!r} there, {str(tmp_path.resolve() / 'w2')!r} now" in (
+    assert f"--backbone-weights {w} there, {tmp_path.resolve() / 'w2'} now" in (
         capsys.readouterr().err
     )
 
@@ -107,8 +107,8 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     torch.manual_seed(1)
     loftup.LoftUp(dim=32).save_pretrained(other, backbone="dinov2_tiny")
     for change, said in (
-        (["--size", "64"], "size None there, 64 now"),
-        (["--save-dtype", "float16"], "save_dtype 'float32' there, 'float16' now"),
+        (["--size", "64"], "--size unset there, 64 now"),
+        (["--save-dtype", "float16"], "--save-dtype float32 there, float16 now"),
         (["-m", str(other)], f"upsampler_sha256 {options['upsampler_sha256']!r} there"),
     ):
         assert main([*args, *change, "--resume"]) == 2
@@ -152,7 +152,7 @@ def test_the_record_of_a_run_that_left_no_output_is_replaced_not_a_refusal(
     capsys.readouterr()
     assert main([*args, str(tmp_path / "a.png")]) == 0
     assert capsys.readouterr().err == (
-        f"replacing {out / OPTIONS_NAME}: its run, of other options (size 64 there, None now), "
+        f"replacing {out / OPTIONS_NAME}: its run, of other options (--size 64 there, unset now), "
         "finished leaving no output there\n"
     )
     assert json.loads((out / OPTIONS_NAME).read_text())["size"] is None
@@ -160,7 +160,7 @@ def test_the_record_of_a_run_that_left_no_output_is_replaced_not_a_refusal(
     (out / "a.pt").rename(out / "sub" / "a.pt")  # an output of a stem with a folder
     assert main([*args, str(tmp_path / "a.png"), "--size", "64"]) == 2
     err = capsys.readouterr().err
-    assert f"the files in {out} were made with other options (size None there, 64 now)" in err
+    assert f"the files in {out} were made with other options (--size unset there, 64 now)" in err
     (out / "sub" / "a.pt").unlink()
     (out / "a.npy").write_bytes(b"")  # no kind of output the record says loftup wrote
     assert main([*args, str(tmp_path / "a.png"), "--size", "64", "--format", "pt"]) == 0
@@ -194,7 +194,8 @@ def test_a_run_still_on_its_first_image_is_not_taken_for_one_that_left_no_output
     assert main([*args, "--size", "64"]) == 0
     assert second[0] == 2, second
     assert (
-        f"the files in {out} were made with other options (size 64 there, None now)" in (second[1])
+        f"the files in {out} were made with other options (--size 64 there, unset now)"
+        in (second[1])
     )
     assert (
         "its record does not say its run finished (a run may be writing there now, was "

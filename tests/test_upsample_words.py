@@ -12,8 +12,8 @@ from loftup.cli.upsample import SAID_AS
 from loftup.errors import LoftUpError
 from loftup.extract import OPTIONS_NAME, upsample_folder
 
-PYTHON = {"out": "out", "resume": "resume=True"}
-CLI = {"out": "-o", "resume": "--resume"}
+PYTHON = {"out": "out", "resume": "resume=True", "size": "size None", "viz": "viz=True"}
+CLI = {"out": "-o", "resume": "--resume", "size": "--size unset", "viz": "--viz"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,8 @@ def _refusals(root, upsampler, call):
 
 def _said(root, words):
     out, resume = words["out"], words["resume"]
-    other = f"the files in {root / 'out'} were made with other options (size None there, 16 now)"
+    size = words["size"]
+    other = f"the files in {root / 'out'} were made with other options ({size} there, 16 now)"
     return [
         f"{other}; use the same options (with {resume} to skip what is done), or another {out}",
         f"{resume}: {other}; use the same options, or another {out}",
@@ -69,7 +70,9 @@ def test_a_python_caller_is_told_its_arguments(made, upsampler):
 
 
 def test_the_command_line_is_told_its_options(made, upsampler, capsys):
-    assert {k: SAID_AS[k] for k in CLI} == CLI
+    assert {k: SAID_AS[k] for k in ("out", "resume", "viz")} == {
+        k: CLI[k] for k in ("out", "resume", "viz")
+    }
 
     def call(out, extra):
         args = ["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(out),
@@ -92,3 +95,27 @@ def test_an_output_folder_that_is_a_file_is_named_as_given(made, upsampler, caps
         upsample_folder(made / "in", taken, model=str(upsampler), progress=False)
     assert main(["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(taken)]) == 2
     assert capsys.readouterr().err == f"error: -o {taken} is a file; give a folder\n"
+
+
+def test_a_picture_and_a_blank_model_are_named_as_the_caller_gives_them(made, upsampler, capsys):
+    """A user's own x_viz.png is the "picture (viz=True)" from Python, "(--viz)" on the command
+    line; a blank model is ``model`` from Python (no -m "$MODEL" hint), ``-m`` on the command
+    line (it said "model is empty" there)."""
+    (made / "pics").mkdir()
+    (made / "pics" / "a_viz.png").write_bytes(b"mine")
+    with pytest.raises(LoftUpError) as caught:
+        upsample_folder(made / "in", made / "pics", model=str(upsampler), viz=True,
+                        backbone_size=28, progress=False)  # fmt: skip
+    assert "the picture (viz=True) of" in str(caught.value) and "--viz" not in str(caught.value)
+    args = ["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(made / "pics"),
+            "--viz", "--backbone-size", "28"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "the picture (--viz) of" in capsys.readouterr().err
+    with pytest.raises(LoftUpError) as caught:
+        upsample_folder(made / "in", made / "blank", model=" ", progress=False)
+    assert str(caught.value).startswith("model is empty or blank") and "-m" not in str(caught.value)
+    assert main(["upsample", str(made / "in"), "-m", "", "-o", str(made / "blank")]) == 2
+    assert capsys.readouterr().err.startswith(
+        'error: -m is empty or blank (an unset variable, as in -m "$MODEL"?)'
+    )

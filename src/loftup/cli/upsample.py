@@ -10,7 +10,15 @@ from .common import add_backbone_norm, parse_size, precision, say
 #: How upsample_folder's errors, an image's and the options', call its arguments: as the
 #: options that give them (from Python they are called by their names, :mod:`loftup.extract.words`).
 SAID_AS = {
+    "model": "-m",
+    "backbone": "--backbone",
+    "backbone_weights": "--backbone-weights",
+    "backbone_norm": "--backbone-norm",
     "backbone_size": "--backbone-size",
+    "size": "--size",
+    "viz": "--viz",
+    "device": "--device",
+    "stream_above": "--stream-above",
     "batch_size": "--batch-size",
     "writers": "--writers",
     "fmt": "--format",

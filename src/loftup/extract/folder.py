@@ -222,7 +222,7 @@ def upsample_folder(
         )
         failed, kept = summed([len(report.failed), report.kept], world)
         if rank == 0 and not shared:  # ended: a later run may replace a record of no output
-            mark_finished(out, options, len(jobs) - failed, alone)
+            mark_finished(out, options, len(jobs) - failed, alone, said_as)
         failed += len(missing)
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
@@ -271,7 +271,7 @@ def _settled(out: Path, options: dict, saved: dict | None, jobs, fmt, viz, resum
     from . import check_clobbering, check_options, recorded_outputs, stale_record
 
     options["outputs"] = recorded_outputs(saved, fmt, viz)
-    stale = stale_record(out, options, saved)
+    stale = stale_record(out, options, saved, said_as)
     if stale is not None:
         saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for

@@ -170,12 +170,12 @@ def run(
                     if math.prod(shape) * item > stream_above:  # too large to hold whole
                         tasks = compute_streamed(
                             pipeline, images, size, group, shape, out_dir, fmt, save_dtype,
-                            progress and world_size == 1, viz, streamed,
+                            progress and world_size == 1, viz, streamed, said_as,
                         )  # fmt: skip
                     else:
                         lr_feats, hr_feats = pipeline(images, size)
                         tasks = [
-                            (job, unwritable(hr_feats[i], save_dtype, pipeline.dtype)
+                            (job, unwritable(hr_feats[i], save_dtype, pipeline.dtype, said_as)
                              or (write_outputs, out_dir, job, fmt, save_dtype, image, lr_feats[i],
                                  hr_feats[i], viz))
                             for i, (job, image) in enumerate(group)
@@ -185,7 +185,7 @@ def run(
                 except Exception as e:
                     if not out_of_memory(e):
                         raise
-                    tasks = [(job, _no_memory(shape, len(group), e)) for job, _ in group]
+                    tasks = [(job, _no_memory(shape, len(group), e, said_as)) for job, _ in group]
                     starved = True
                 if starved and pipeline.device.type == "cuda":
                     # out of memory: give the cache back once the error (whose frames hold
@@ -243,10 +243,14 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
     return found
 
 
-def _no_memory(shape, batch: int, e: BaseException) -> str:
-    """The failure of an image whose features could not be computed for lack of memory."""
+def _no_memory(shape, batch: int, e: BaseException, said_as: dict | None = None) -> str:
+    """The failure of an image whose features could not be computed for lack of memory, the
+    fix naming the options as ``said_as`` calls them."""
+    from .words import said, said_with
+
     c, h, w = shape
-    fix = "a smaller --size" + (" or --batch-size 1" if batch > 1 else "")
+    fix = f"a smaller {said('size', said_as)}"
+    fix += f" or {said_with('batch_size', 1, said_as)}" if batch > 1 else ""
     return f"out of memory for a {h}x{w} output ({c} channels): {memory_shortfall(e)}; try {fix}"
 
 

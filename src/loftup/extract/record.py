@@ -15,7 +15,7 @@ import torch
 from ..atomic import read_json_object
 from ..errors import LoftUpError, PathPermissionError, printable
 from .inputs import Job
-from .words import said
+from .words import said, said_value
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
@@ -96,7 +96,7 @@ def check_options(
     resumed or not: its files are others, and the record's other options describe them too."""
     if saved is None:
         return  # nothing there yet: a resumed run of nothing is a run
-    diff = _differences(options, saved)
+    diff = _differences(options, saved, said_as)
     if diff:
         flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
         again = f" (with {said('resume', said_as)} to skip what is done)"
@@ -116,18 +116,23 @@ def check_options(
         )
 
 
-def _differences(options: dict, saved: dict) -> list[str]:
-    """Each option of ``options`` that the record ``saved`` says otherwise, said as
-    ``size 100000 there, 16 now`` (another ``--format`` is none: its files are others)."""
+def _differences(options: dict, saved: dict, said_as: dict | None = None) -> list[str]:
+    """Each option of ``options`` that the record ``saved`` says otherwise, said as its caller
+    gives it (``size 100000 there, 16 now``; ``--size 100000 there, 16 now`` where ``said_as``
+    names it; a key of the record alone, ``upsampler_sha256``, as it is); another format is
+    none: its files are others."""
     skip = (*_INFO_ONLY, "format")
     return [
-        f"{key} {saved.get(key)!r} there, {value!r} now"
+        f"{said(key, said_as)} {said_value(key, saved.get(key), said_as)} there, "
+        f"{said_value(key, value, said_as)} now"
         for key, value in options.items()
         if key not in skip and _as_recorded(key, saved.get(key)) != value
     ]
 
 
-def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None:
+def stale_record(
+    out_dir: Path, options: dict, saved: dict | None, said_as: dict | None = None
+) -> str | None:
     """Where the record ``saved`` of ``out_dir`` is of other ``options``, says its run finished
     (:func:`mark_finished`) and describes no file there (no file of a kind of output it
     records: its run wrote none, every image failing, or they were deleted since), the
@@ -137,7 +142,7 @@ def stale_record(out_dir: Path, options: dict, saved: dict | None) -> str | None
     before any output), and would go on writing under the record of this one."""
     if saved is None or saved.get("finished") is not True:
         return None
-    diff = _differences(options, saved)
+    diff = _differences(options, saved, said_as)
     if not diff or _an_output(out_dir, saved) is not None:
         return None
     return "; ".join(diff)
@@ -191,8 +196,8 @@ def check_clobbering(
     a whole run overwrites and a resumed one keeps, are its own."""
     inputs = {job.path for job in jobs}  # resolved
     owned = _owned(saved)
-    what = {fmt: "features", "viz": "picture (--viz)"}
-    recorded = {fmt: f".{fmt} features", "viz": "--viz pictures"}
+    what = {fmt: "features", "viz": f"picture ({said('viz', said_as)})"}
+    recorded = {fmt: f".{fmt} features", "viz": f"pictures ({said('viz', said_as)})"}
     for job in jobs:
         for kind, path in zip((fmt, "viz"), outputs_of(out_dir, job, fmt, viz)):
             if not os.path.lexists(path):
@@ -257,7 +262,9 @@ def write_options(out_dir: Path, options: dict) -> None:
     write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
 
 
-def mark_finished(out_dir: Path, options: dict, written: int, alone_since=None) -> None:
+def mark_finished(
+    out_dir: Path, options: dict, written: int, alone_since=None, said_as: dict | None = None
+) -> None:
     """``out_dir``'s record, written as ``options`` (with this run's id, ``"run"``) when this
     run began, rewritten whole with ``"finished": true`` and ``written`` (how many images' files
     the run leaves there, written now or kept by ``--resume``) as the run ends, every image
@@ -275,7 +282,7 @@ def mark_finished(out_dir: Path, options: dict, written: int, alone_since=None) 
     try:
         with record_lock(out_dir):  # no other run writes its record between read and write
             try:
-                now = read_json_object(path, another="-o")
+                now = read_json_object(path, another=said("out", said_as))
             except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
                 return
             if now is None or now.get("run") != options["run"]:

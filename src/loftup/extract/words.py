@@ -6,10 +6,30 @@ line as its options, which ``loftup upsample`` passes in ``said_as`` (``{"out": 
 from __future__ import annotations
 
 #: What a Python caller is told where ``said_as`` names nothing else.
-FROM_PYTHON = {"out": "out", "resume": "resume=True"}
+FROM_PYTHON = {"out": "out", "resume": "resume=True", "viz": "viz=True"}
 
 
 def said(name: str, said_as: dict | None) -> str:
     """How an error calls the argument ``name``: as ``said_as`` names it, else as
     :data:`FROM_PYTHON` does, else by its own name."""
     return {**FROM_PYTHON, **(said_as or {})}.get(name, name)
+
+
+def said_with(name: str, value, said_as: dict | None) -> str:
+    """The argument ``name`` given ``value``, as its caller writes it: ``--save-dtype float32``
+    where ``said_as`` names it (a command line), else ``save_dtype='float32'``."""
+    flag = (said_as or {}).get(name)
+    return f"{flag} {value}" if flag else f"{name}={value!r}"
+
+
+def said_value(name: str, value, said_as: dict | None) -> str:
+    """A recorded option's ``value`` as its caller gives it: on a command line (``said_as``
+    naming ``name``) a name or number as typed, a size as HxW, an unset one as ``unset``;
+    from Python as its repr."""
+    if name not in (said_as or {}):
+        return repr(value)
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)

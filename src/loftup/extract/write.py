@@ -11,10 +11,14 @@ import threading
 import torch
 
 
-def unwritable(feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype) -> str | None:
+def unwritable(
+    feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype, said_as: dict | None = None
+) -> str | None:
     """Why the features ``feats`` (computed in ``dtype``) cannot be stored as ``save_dtype``:
     NaN or infinite values, or values beyond its range (float16 stores above 65504 as
-    infinities); None when they can."""
+    infinities); None when they can. The fix names the options as ``said_as`` calls them."""
+    from .words import said_with
+
     lo, hi = (float(v) for v in torch.aminmax(feats))
     top = torch.finfo(save_dtype).max
     if -top <= lo <= hi <= top:  # NaN fails too
@@ -22,11 +26,11 @@ def unwritable(feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype)
     if math.isfinite(lo) and math.isfinite(hi):
         name = str(save_dtype).removeprefix("torch.")
         why = f"values as large as {max(-lo, hi):.3g}, beyond what {name} holds ({top:.5g})"
-        fix = "store them with --save-dtype float32"
+        fix = f"store them with {said_with('save_dtype', 'float32', said_as)}"
     else:
         why = "NaN or infinite values"
         fix = (  # bfloat16 has float32's range
-            "float16 overflowed: compute with --dtype bfloat16 or float32"
+            f"float16 overflowed: compute with {said_with('dtype', 'bfloat16', said_as)} or float32"
             if dtype == torch.float16
             else "is the backbone or the upsampler sound in this precision?"
         )
@@ -34,7 +38,18 @@ def unwritable(feats: torch.Tensor, save_dtype: torch.dtype, dtype: torch.dtype)
 
 
 def compute_streamed(
-    pipeline, images, size, group, shape, out_dir, fmt, save_dtype, progress, viz, owner
+    pipeline,
+    images,
+    size,
+    group,
+    shape,
+    out_dir,
+    fmt,
+    save_dtype,
+    progress,
+    viz,
+    owner,
+    said_as=None,
 ) -> list:
     """Compute a group straight into memory-mapped feature files, tile by tile (``progress``:
     with a bar over the tiles, as such an image can take minutes on a CPU): for each job the
@@ -62,7 +77,7 @@ def compute_streamed(
         def put(tile, feats: torch.Tensor) -> None:
             for j, i in enumerate(range(*tile.batch.indices(len(files)))):
                 if not isinstance(files[i], str) and reasons[i] is None:
-                    reasons[i] = unwritable(feats[j], save_dtype, pipeline.dtype)
+                    reasons[i] = unwritable(feats[j], save_dtype, pipeline.dtype, said_as)
                     if reasons[i] is None:
                         files[i].features[:, tile.rows, tile.cols] = feats[j].to("cpu", save_dtype)
 
