@@ -8,6 +8,7 @@ import torch
 
 import loftup
 from loftup.errors import UsageError
+from loftup.featurizers import Featurizer
 from loftup.pipeline_checks import run_device
 
 
@@ -42,7 +43,8 @@ def test_a_backbone_module_in_training_mode_is_refused_not_run(upsampler):
     pipe.featurizer.train()  # kept in eval mode: runs
     assert torch.equal(pipe(image)[0], want)
     pipe.featurizer.model.train()
-    with pytest.raises(UsageError, match=r"^a FeaturePipeline .* pipeline\.featurizer\.eval\(\)"):
+    with pytest.raises(UsageError, match=r"^a FeaturePipeline .*\(Dropout\) is in training mode, "
+                       r"where it drops .* call \.eval\(\) on the backbone"):  # fmt: skip
         pipe(image)
     pipe.featurizer.eval()
     assert torch.equal(pipe(image)[0], want)
@@ -77,3 +79,51 @@ def test_a_model_kept_on_the_cpu_stays_there_where_cuda_exists():
     image = torch.rand(3, 30, 40)
     out = loftup.upsample(image, model=model, backbone="dinov2_tiny", backbone_size=28)
     assert out.device.type == "cpu" and next(model.parameters()).device.type == "cpu"
+
+
+class _Mine(Featurizer):
+    """A user's backbone: a patch convolution, and a batch norm or dropout after it if asked."""
+
+    name, patch_size, dim = "mine", 14, 32
+
+    def __init__(self, after=None):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 32, 14, 14)
+        self.after = after or torch.nn.Identity()
+
+    def forward(self, x):
+        return self.after(self.conv(x))
+
+
+def test_a_backbone_in_training_mode_runs_where_the_mode_changes_nothing():
+    """A user's convolutional backbone put back in training mode was refused as if "dropout
+    would make its features random": it has none, and computes the same; one with batch norm
+    or dropout is refused, naming it."""
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 56, 56)
+    plain = _Mine()
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone=plain, backbone_size=56)
+    want = pipe(image)[1]
+    plain.train()
+    assert torch.equal(pipe(image)[1], want)
+    for after, kind in (
+        (torch.nn.BatchNorm2d(32), "BatchNorm2d"),
+        (torch.nn.Dropout(0.1), "Dropout"),
+    ):
+        pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone=_Mine(after), backbone_size=56)
+        pipe.featurizer.train()
+        with pytest.raises(UsageError, match=rf"after of mine \({kind}\) is in training mode"):
+            pipe(image)
+
+
+def test_upsample_puts_a_backbone_passed_in_back_in_eval_mode_at_each_call(tmp_path):
+    """upsample(image, model=PATH, backbone=f) after f.train() refused naming
+    pipeline.featurizer.eval() (the caller made no pipeline; the pipeline of the first call was
+    cached), while model=LoftUp put f in eval mode: both do now, at each call."""
+    torch.manual_seed(0)
+    loftup.LoftUp(dim=32).save_pretrained(tmp_path / "m", backbone="dinov2_tiny")
+    f, image = _Mine(torch.nn.Dropout(0.5)), torch.rand(3, 56, 56)
+    want = loftup.upsample(image, model=tmp_path / "m", backbone=f, backbone_size=56, device="cpu")
+    f.train()
+    got = loftup.upsample(image, model=tmp_path / "m", backbone=f, backbone_size=56, device="cpu")
+    assert torch.equal(got, want) and not f.training

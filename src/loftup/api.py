@@ -203,8 +203,9 @@ def upsample(
         :func:`load_pipeline`
         (``dtype`` None: float32, or a pipeline's or LoftUp's own dtype; ``device`` None: the
         auto device, or where a LoftUp or backbone module passed in is). A LoftUp or backbone
-        module passed in is changed in place: put in eval mode, and moved to ``device`` and
-        converted to ``dtype`` where those are given.
+        module passed in is changed in place: put in eval mode (at each call, a backbone
+        put back in training mode between calls too), and moved to ``device`` and converted
+        to ``dtype`` where those are given.
 
     Returns features (C, H, W), or (B, C, H, W) for a batch, on the pipeline's device, in its
     dtype.
@@ -231,6 +232,8 @@ def upsample(
         options = checked_options(backbone_size, backbone_norm, device, dtype)
         key = _weights_key(model)
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
+        if isinstance(backbone, torch.nn.Module):  # put in eval mode at every call, as a
+            backbone.eval()  # LoftUp's path does (the cached pipeline was built in an earlier one)
     images, batched = _as_batch(image_or_path)
     _, hr_feats = pipeline(images, size)
     return hr_feats if batched else hr_feats[0]

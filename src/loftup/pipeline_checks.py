@@ -33,16 +33,37 @@ def run_device(device: torch.device | None, model: object, backbone: object = No
 
 
 def require_eval_backbone(featurizer: Featurizer) -> None:
-    """A :class:`UsageError` where a module of the backbone is in training mode: dropout or
-    stochastic depth would make its features random (loftup's own backbones stay in eval mode
-    whatever ``.train()`` is called on them; their inner model, or a user's featurizer, not)."""
-    training = [name or "the backbone" for name, m in featurizer.named_modules() if m.training]
-    if training:
-        raise UsageError(
-            f"a FeaturePipeline computes the backbone as in eval mode, and {training[0]} of "
-            f"{featurizer.name} is in training mode (dropout would make its features random); "
-            "call pipeline.featurizer.eval() first"
-        )
+    """A :class:`UsageError` where a module of the backbone whose output depends on training
+    mode is in it: dropout or stochastic depth (random features), batch norm (the batch's
+    statistics, running ones changed) or an instance norm tracking running statistics. A
+    backbone in training mode without such modules (a user's convolutions) computes what it
+    computes in eval mode, and runs (loftup's own backbones stay in eval mode whatever
+    ``.train()`` is called on them; their inner model, or a user's featurizer, not)."""
+    for name, m in featurizer.named_modules():
+        why = _training_effect(m) if m.training else None
+        if why is not None:
+            raise UsageError(
+                f"a FeaturePipeline computes the backbone as in eval mode, and "
+                f"{name or 'the backbone'} of {featurizer.name} ({type(m).__name__}) is in "
+                f"training mode, where {why}; call .eval() on the backbone (pipeline.featurizer)"
+                " first"
+            )
+
+
+def _training_effect(module: torch.nn.Module) -> str | None:
+    """What training mode changes in ``module``'s own output, or None where nothing (its
+    children are asked on their own)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.dropout import _DropoutNd
+    from torch.nn.modules.instancenorm import _InstanceNorm
+
+    if isinstance(module, _DropoutNd) or "droppath" in type(module).__name__.lower():
+        return "it drops activations at random (random features)"
+    if isinstance(module, _BatchNorm) or (
+        isinstance(module, _InstanceNorm) and module.track_running_stats
+    ):
+        return "it normalises by the batch's statistics and changes its running ones"
+    return None
 
 
 def backbones_advice(dim: int) -> str:
