@@ -211,18 +211,19 @@ def test_a_weight_the_config_is_read_from_is_named_as_the_file_has_it(hub_layout
         build_from_state({"encoder.weight": torch.ones(2)}, None, "w.bin")  # none: not LoftUp's
 
 
-@pytest.mark.parametrize("prefix", ["", "module."])
+@pytest.mark.parametrize("prefix", ["", "module.", "model.", "upsampler."])
 def test_loftups_own_state_dict_wrapped_as_a_training_checkpoint_loads(tmp_path, prefix):
     """torch.save({"state_dict": model.state_dict()}) of a LoftUp was refused as "training
     checkpoint has no channel norm (expected 'model.1.norm...' or 'channelnorm.norm...')",
-    its channel_norm.* there: it loads, and computes what the unwrapped file does. One with a
-    weight missing is told that weight, not a missing channel norm."""
+    its channel_norm.* there: it loads, and computes what the unwrapped file does; so does a
+    LightningModule's, holding the LoftUp as self.model or self.upsampler (refused so too).
+    One with a weight missing is told that weight, not a missing channel norm."""
     from loftup import load_upsampler
 
     torch.manual_seed(0)
     model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
     state = {prefix + k: v for k, v in model.state_dict().items()}
-    torch.save(state, tmp_path / "plain.pt")
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "wrapped.pt")
     plain = load_upsampler(tmp_path / "plain.pt", num_heads=2)
     wrapped = load_upsampler(tmp_path / "wrapped.pt", num_heads=2)

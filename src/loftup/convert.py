@@ -154,7 +154,7 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
             return _tensors_by_name(strip_wrappers(obj["model"])), obj.get("model_config")
         if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
-            state = strip_wrappers(obj["state_dict"])
+            state = _held(strip_wrappers(obj["state_dict"]))
             if _is_native(state):  # torch.save({"state_dict": model.state_dict()}) of a LoftUp
                 return _tensors_by_name(state), None
             state = training_to_reference(state)
@@ -175,6 +175,21 @@ def _is_native(state: dict) -> bool:
     keys = [k for k in state if isinstance(k, str)]
     paper = ("upsampler.", "channelnorm.", "model.")
     return any(k in _ANCHORS for k in keys) and not any(k.startswith(paper) for k in keys)
+
+
+def _held(state: dict) -> dict:
+    """``state`` with the leading name that every key shares removed (``model.``,
+    ``upsampler.``: a LightningModule holding the LoftUp as ``self.model``) where what is left
+    is in this package's layout (:func:`_is_native`); else ``state`` itself (the paper's
+    training layout, ``model.0.*``/``model.1.*``, is not, and is converted as it is)."""
+    keys = [k for k in state if isinstance(k, str)]
+    if not keys or len(keys) != len(state) or _is_native(state):
+        return state
+    first = keys[0].split(".", 1)[0] + "."
+    if not all(k.startswith(first) for k in keys):
+        return state
+    inner = {k[len(first) :]: v for k, v in state.items()}
+    return inner if _is_native(inner) else state
 
 
 def _tensors_by_name(state: dict) -> dict:
