@@ -94,12 +94,20 @@ def _quick_pipeline():
 
 
 @pytest.mark.parametrize(
-    "layout", ["channels first", "channels last", "RGBA channels first", "RGBA channels last"]
+    "layout",
+    [
+        "channels first",
+        "channels last",
+        "RGBA channels first",
+        "RGBA channels last",
+        "BGR flipped channels last",
+    ],
 )
 def test_a_numpy_batch_is_told_the_fix_for_where_its_channels_are(layout):
     """A (B, 3, H, W) numpy batch was told torch.from_numpy(a).permute(0, 3, 1, 2), which
     made it (B, W, 3, H): the fix depends on which axis holds the channels. The fix said,
-    followed, gives the features of each image passed alone."""
+    followed, gives the features of each image passed alone; also for a BGR batch flipped to
+    RGB (a[..., ::-1], negative strides: torch.from_numpy(a) was a ValueError)."""
     import loftup
 
     rng = np.random.default_rng(0)
@@ -109,6 +117,10 @@ def test_a_numpy_batch_is_told_the_fix_for_where_its_channels_are(layout):
         "channels last": rgb.transpose(0, 2, 3, 1),
         "RGBA channels first": np.concatenate([rgb, rgb[:, :1]], axis=1),
         "RGBA channels last": np.concatenate([rgb, rgb[:, :1]], axis=1).transpose(0, 2, 3, 1),
+        # a BGR batch (as cv2 reads) flipped to RGB: negative strides
+        "BGR flipped channels last": np.ascontiguousarray(rgb[:, ::-1].transpose(0, 2, 3, 1))[
+            ..., ::-1
+        ],
     }[layout]
     pipeline = _quick_pipeline()
     with pytest.raises(ImageInputError) as e:
@@ -116,7 +128,7 @@ def test_a_numpy_batch_is_told_the_fix_for_where_its_channels_are(layout):
     said = str(e.value)
     assert f"got shape {a.shape}; pass a batch as a (B, 3, H, W) tensor: " in said, said
     fix = said.split(" tensor: ")[1].split(" (")[0]
-    batch = eval(fix, {"torch": torch, "a": a})  # the expression the user is told to run
+    batch = eval(fix, {"torch": torch, "np": np, "a": a})  # what the user is told to run
     assert batch.shape == (2, 3, 16, 24), fix
     got = loftup.upsample(batch, model=pipeline)
     for i in range(2):
@@ -163,3 +175,44 @@ def test_an_object_that_is_no_image_is_told_a_fix_that_works(kind):
     pipeline = _quick_pipeline()
     want = loftup.upsample(np.array(Image.open(io.BytesIO(data))), model=pipeline)
     assert torch.equal(loftup.upsample(opened, model=pipeline), want)
+
+
+@pytest.mark.parametrize(
+    "nested", [[[1, 2], [3, 4]], [[[255, 0, 0]]], [[300, 0], [0, 70000]], (1, 2, 3)]
+)
+def test_nested_numbers_are_told_a_conversion_that_is_read(nested):
+    """Nested ints were told numpy.asarray(image), whose int64 array was refused in turn: told
+    the dtype their values fit, which, followed, reads; a flat sequence is told it is no
+    image (numpy.asarray of it has shape (3,), refused too)."""
+    with pytest.raises(ImageInputError) as e:
+        to_tensor(nested)
+    said = str(e.value)
+    if nested == (1, 2, 3):
+        assert "shape (3,), which no image has" in said and "asarray" not in said, said
+        return
+    fix = said.split("convert it with ")[-1].split(" (")[0] if "convert" in said else None
+    if fix is None:  # beyond 16 bits: scale to floats
+        assert "from 0 to 70000" in said and "/ MAX" in said, said
+        return
+    image = eval(fix, {"numpy": np, "image": nested})
+    assert torch.equal(
+        to_tensor(image) * 255,
+        torch.tensor(nested)
+        .float()
+        .reshape(image.shape[:2] + (-1,))
+        .permute(2, 0, 1)
+        .expand(3, -1, -1),
+    )
+
+
+def test_a_path_is_told_the_functions_that_read_one(tmp_path):
+    """A path passed to to_tensor was told "expected a path, ..." and no way to read it."""
+    from PIL import Image
+
+    import loftup
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.full((4, 5, 3), 90, np.uint8)).save(path)
+    with pytest.raises(ImageInputError, match=r"loftup\.io\.load_image_tensor\(path\)"):
+        to_tensor(str(path))
+    assert loftup.io.load_image_tensor(path).shape == (3, 4, 5)

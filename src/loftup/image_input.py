@@ -3,6 +3,8 @@ a PIL image, a numpy array or a tensor, with what to do for a shape or dtype no 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -29,16 +31,23 @@ def _batch_fix(shape: tuple) -> str:
     """How to pass a numpy batch of ``shape`` (B, ...) as the (B, 3, H, W) tensor a batch is,
     by which axis holds the channels: the second (channels first: as it is), or the last
     (channels last: moved; the permute said of any batch turned a channels-first one into
-    (B, W, 3, H))."""
+    (B, W, 3, H)). Through ``np.ascontiguousarray``: torch.from_numpy refuses an array of
+    negative strides (a BGR batch flipped to RGB, ``a[..., ::-1]``)."""
     tensor = "pass a batch as a (B, 3, H, W) tensor"
     if shape[1] in (1, 3):
-        return f"{tensor}: torch.from_numpy(a)"
+        return f"{tensor}: torch.from_numpy(np.ascontiguousarray(a))"
     if shape[-1] in (1, 3):
-        return f"{tensor}: torch.from_numpy(a).permute(0, 3, 1, 2) (it is channels last)"
+        return (
+            f"{tensor}: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2) (it is "
+            "channels last)"
+        )
     if shape[-1] == 4:
-        return f"{tensor}: torch.from_numpy(a[..., :3]).permute(0, 3, 1, 2) (RGBA, channels last)"
+        return (
+            f"{tensor}: torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(0, 3, 1, 2) "
+            "(RGBA, channels last)"
+        )
     if shape[1] == 4:
-        return f"{tensor}: torch.from_numpy(a[:, :3]) (RGBA, channels first)"
+        return f"{tensor}: torch.from_numpy(np.ascontiguousarray(a[:, :3])) (RGBA, channels first)"
     return f"{tensor} of RGB or grayscale pixels"
 
 
@@ -56,9 +65,41 @@ def _object_fix(image) -> str:
         return "open an encoded image's bytes with PIL.Image.open(io.BytesIO(data))"
     if hasattr(image, "read"):
         return "open an image file object with PIL.Image.open(f)"
+    if isinstance(image, (str, os.PathLike)):  # to_tensor reads images in memory only
+        return (
+            "to_tensor takes an image in memory; read a file with "
+            "loftup.io.load_image_tensor(path), or pass the path to loftup.upsample(path, ...)"
+        )
     if isinstance(image, (list, tuple)) or hasattr(image, "__array__"):  # nested numbers
-        return "convert it with numpy.asarray(image)"
+        return _nested_fix(image)
     return "pass one of those"
+
+
+def _nested_fix(image) -> str:
+    """How to convert nested numbers ``image`` into an array :func:`to_tensor` reads: through
+    numpy.asarray with the dtype its values fit (plain ints became int64, refused), or why it
+    is no image (a flat sequence, ragged rows)."""
+    try:
+        a = np.asarray(image)
+    except (ValueError, TypeError):
+        a = None
+    if a is None or a.dtype.kind not in "biuf":
+        return "an image is nested rows of numbers, (H, W) or (H, W, 3), of one length each"
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3)):
+        return (
+            f"as an array it has shape {a.shape}, which no image has: pass rows of pixels, "
+            "(H, W) or (H, W, 3)"
+        )
+    if a.dtype.kind == "f":
+        return "convert it with numpy.asarray(image) (floats in [0, 1])"
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for kind, top in (("uint8", 255), ("uint16", 65535)):
+        if 0 <= lo and hi <= top:
+            return f"convert it with numpy.asarray(image, dtype=numpy.{kind}) (0-{top} values)"
+    return (
+        f"its values run from {lo} to {hi}, no pixels' range: scale them to [0, 1] floats, "
+        "numpy.asarray(image, dtype=numpy.float32) / MAX"
+    )
 
 
 def _tensor_fix(shape: tuple) -> str:
