@@ -54,3 +54,12 @@ def test_a_pipeline_is_told_the_arguments_that_give_its_own_features(folder):
     assert torch.equal(torch.load(folder / "out" / "x.pt", weights_only=True), expected)
     assert torch.equal(pipe(image)[1][0], expected)  # the pipeline itself unchanged
     assert {p.dtype for p in pipe.featurizer.parameters()} == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("model", [None, torch.nn.Linear(2, 2)])
+def test_a_model_that_is_none_is_told_a_loftup_is_taken_too(folder, model):
+    """upsample_folder(model=None / a module) was told the names and paths it takes, not that
+    a LoftUp is taken too."""
+    with pytest.raises(UsageError, match=r"^model is a released .* or a LoftUp, got "):
+        upsample_folder(folder / "in", folder / "out", model=model, progress=False)
+    assert not (folder / "out").exists()
