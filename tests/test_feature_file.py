@@ -84,3 +84,17 @@ def test_a_committed_file_dropped_stays(tmp_path):
     gc.collect()
     assert [p.name for p in tmp_path.iterdir()] == ["d.npy"]
     assert torch.equal(load_features(tmp_path / "d.npy"), torch.full(SHAPE, 3.0))
+
+
+def test_a_block_left_before_any_write_leaves_no_file_of_zeros(tmp_path):
+    """A ``break`` inside ``with FeatureFile(...)`` before its features were used put a file of
+    zeros in place (a clean exit commits): discarded now, with a warning; one left after a
+    write commits what was written, as documented."""
+    for i in range(2):
+        with pytest.warns(UserWarning, match=r"c0\.npy was not written: its block ended"):
+            with FeatureFile(tmp_path / f"c{i}.npy", "npy", torch.float32, (1, 2, 2)) as f:
+                break
+    with FeatureFile(tmp_path / "d.npy", "npy", torch.float32, (1, 2, 2)) as f:
+        f.features[:, :1] = 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy"]
+    assert np.load(tmp_path / "d.npy").tolist() == [[[1.0, 1.0], [0.0, 0.0]]]

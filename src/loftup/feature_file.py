@@ -8,6 +8,7 @@ import io
 import json
 import os
 import threading
+import warnings
 import weakref
 from pathlib import Path
 
@@ -40,6 +41,12 @@ class FeatureFile:
             f.features[:, rows, cols] = tile  # a (C, H, W) tensor mapping the file's data
         # the block left: committed (renamed onto its path), or, left by an exception,
         # discarded (nothing is left behind)
+
+    A block left without an exception (its end, or a ``break``/``return`` in it) commits
+    whatever was written, the rest zeros, where ``features`` was used at all; where it was
+    never used (a ``break`` before any tile: nothing was written), the file is discarded,
+    with a warning, not put in place as zeros. To leave a block early without its file, call
+    ``f.discard()`` first.
 
     Without ``with``: ``f.commit()``, or ``f.discard()``. One dropped uncommitted (the last
     reference gone, or the interpreter ending) is discarded: its temporary files, whose space
@@ -75,7 +82,8 @@ class FeatureFile:
         # dropped uncommitted: its temporary files removed (the list alone: no cycle to self)
         weakref.finalize(self, _remove_quietly, self._temps)
         self._tmp = self._raw = None  # the file, and the .pt data mapped beside the archive
-        self._map = self.features = None
+        self._map = self._features = None
+        self._used = False  # whether `features` was read: nothing was written where not
         self._busy = threading.Lock()  # held by commit (a writer thread) and discard
         if owner is not None:
             owner.append(self)
@@ -103,8 +111,7 @@ class FeatureFile:
                 mapped = self._reserve(self._raw, b"", nbytes)
             self._map = np.memmap(mapped[0], np_dtype, "r+", offset=mapped[1], shape=shape)
             t = torch.from_numpy(self._map)
-            #: (C, H, W) in ``dtype``, mapping the file's data: write the features here.
-            self.features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
+            self._features = t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
         except BaseException:
             self._drop()
             raise
@@ -123,14 +130,29 @@ class FeatureFile:
                 f.truncate(len(header) + nbytes)
         return tmp, len(header)
 
+    @property
+    def features(self) -> torch.Tensor | None:
+        """(C, H, W) in ``dtype``, mapping the file's data: write the features here (None once
+        committed or discarded)."""
+        self._used = True
+        return self._features
+
     def __enter__(self) -> FeatureFile:
         return self
 
     def __exit__(self, kind, error, tb) -> None:
         """The block left: committed if it ended without an exception (and was not committed or
-        discarded in it), else discarded; the exception goes on."""
+        discarded in it) and ``features`` was used in it, else discarded (with a warning where
+        it ended cleanly: nothing was written); the exception goes on."""
         if kind is None:
-            if not self.done:
+            if not self.done and not self._used:
+                self.discard()
+                warnings.warn(
+                    f"{self.path} was not written: its block ended (a break or return?) before "
+                    "its features were used, and a file of zeros is not put in place",
+                    stacklevel=2,
+                )
+            elif not self.done:
                 self.commit()
         else:
             self.discard()
@@ -153,8 +175,8 @@ class FeatureFile:
             self._map.flush()
             if self.fmt == "pt":
                 with open(self._tmp, "wb") as f:
-                    _serialising(lambda: torch.save(self.features, f))
-            self.features = self._map = None
+                    _serialising(lambda: torch.save(self._features, f))
+            self._features = self._map = None
             if self._raw is not None:
                 os.unlink(self._raw)
                 self._raw = None
@@ -176,7 +198,7 @@ class FeatureFile:
                 self._busy.release()
 
     def _drop(self) -> None:
-        self.features = self._map = None
+        self._features = self._map = None
         remove_temps(self._temps)
         self._tmp = self._raw = None
 
