@@ -127,3 +127,26 @@ def test_upsample_puts_a_backbone_passed_in_back_in_eval_mode_at_each_call(tmp_p
     f.train()
     got = loftup.upsample(image, model=tmp_path / "m", backbone=f, backbone_size=56, device="cpu")
     assert torch.equal(got, want) and not f.training
+
+
+def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
+    """p1 = load_pipeline(m); load_pipeline(m, dtype="bfloat16") converted p1's upsampler in
+    place, its featurizer not: p1's features moved without a word. Said once, by the module
+    that changed; both models moved together (the caller's choice) say nothing."""
+    import warnings
+
+    torch.manual_seed(0)
+    m, image = loftup.LoftUp(dim=32), torch.rand(1, 3, 28, 28)
+    p1 = loftup.load_pipeline(m, backbone="dinov2_tiny", device="cpu", backbone_size=28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p1(image)
+        loftup.load_pipeline(m, backbone="dinov2_tiny", dtype="bfloat16", backbone_size=28)
+        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler is now bfloat16 on cpu, built "
+                          r"float32 on cpu, and the other model was not changed with it: a module "
+                          r"shared with another pipeline"):  # fmt: skip
+            assert p1(image)[1].dtype == torch.bfloat16
+        p1(image)  # once
+        p1.featurizer.to(torch.bfloat16)
+        p2 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+        p1(image), p2.upsampler.to(torch.bfloat16), p2.featurizer.to(torch.bfloat16), p2(image)

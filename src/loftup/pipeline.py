@@ -10,7 +10,7 @@ colours by up to e^10, so a half-precision image would turn its rounding into ph
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,8 +41,10 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
 from .model import LoftUp
 from .pipeline_checks import (
     backbones_advice,
+    placement,
     require_eval_backbone,
     run_device,
+    warn_if_changed_alone,
     with_missing_backbone,
 )
 from .stops import first
@@ -64,6 +66,12 @@ class FeaturePipeline:
     upsampler: LoftUp
     featurizer: Featurizer
     backbone_size: int | None = 224
+    #: (upsampler's, featurizer's) (device, dtype) as built, and as last warned of
+    #: (:func:`warn_if_changed_alone`)
+    _built: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._built = ((placement(self.upsampler), placement(self.featurizer)), None)
 
     @property
     def device(self) -> torch.device:
@@ -99,6 +107,7 @@ class FeaturePipeline:
         )
         require_eval(self.upsampler, "a FeaturePipeline", why, name="pipeline.upsampler")
         require_eval_backbone(self.featurizer)
+        warn_if_changed_alone(self)
         if not isinstance(images, torch.Tensor):  # an array's shape passed check_batch
             raise UsageError(
                 f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "

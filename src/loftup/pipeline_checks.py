@@ -97,3 +97,45 @@ def with_missing_backbone(
     except LoftUpError as e:
         return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
     return error
+
+
+def placement(module: torch.nn.Module) -> tuple | None:
+    """Where ``module`` runs, and in what: its first parameter's (device, dtype), as
+    :class:`~loftup.pipeline.FeaturePipeline` reads its own; None for a module of none."""
+    from .stops import first
+
+    p = first((*module.parameters(), None))
+    return None if p is None else (p.device, p.dtype)
+
+
+def warn_if_changed_alone(pipeline) -> None:
+    """Warn, once per change, where one of ``pipeline``'s two models was moved or converted
+    since it was built and the other was not: a LoftUp shared by two pipelines, converted in
+    place by the second's load_pipeline (``dtype="bfloat16"``), changed the first's features
+    without a word. Both moved together (the caller's choice) say nothing."""
+    import warnings
+
+    now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
+    built, said = pipeline._built
+    if now in (built, said) or (now[0] != built[0] and now[1] != built[1]):
+        return
+    pipeline._built = (built, now)
+    which, (was, is_) = (
+        ("upsampler", (built[0], now[0]))
+        if now[0] != built[0]
+        else ("featurizer", (built[1], now[1]))
+    )
+    warnings.warn(
+        f"pipeline.{which} is now {_said(is_)}, built {_said(was)}, and the other model was not "
+        "changed with it: a module shared with another pipeline is converted in place by that "
+        "one's load_pipeline(..., dtype=/device=); its features now differ. Give each pipeline "
+        "its own copy (copy.deepcopy(model)), or load this one again",
+        stacklevel=4,  # (this, __call__, no_grad's wrapper): the caller of the pipeline
+    )
+
+
+def _said(place: tuple | None) -> str:
+    """A :func:`placement` in words: ``bfloat16 on cpu``."""
+    if place is None:
+        return "no parameters"
+    return f"{str(place[1]).removeprefix('torch.')} on {place[0]}"
