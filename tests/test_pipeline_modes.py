@@ -66,7 +66,8 @@ def test_the_device_of_a_pipeline_is_the_one_named_else_its_modules_else_auto():
     on_meta, on_cpu = loftup.LoftUp(dim=32).to("meta"), loftup.get_featurizer("dinov2_tiny")
     assert run_device(None, on_meta, "dinov2_tiny") == torch.device("meta")
     assert run_device(None, "loftup_dinov2s", on_cpu) == torch.device("cpu")
-    assert run_device(torch.device("cpu"), on_meta, None) == torch.device("cpu")  # moved
+    with pytest.raises(UsageError, match=r"^the model has weights on the meta device"):
+        run_device(torch.device("cpu"), on_meta, None)  # no data to move: refused
     want = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert run_device(None, "loftup_dinov2s", None) == want  # loaded by name: the auto device
     with pytest.raises(UsageError, match=r"^the modules passed in are on cpu and meta: pass"):
@@ -150,3 +151,16 @@ def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
         p1.featurizer.to(torch.bfloat16)
         p2 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
         p1(image), p2.upsampler.to(torch.bfloat16), p2.featurizer.to(torch.bfloat16), p2(image)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_module_on_the_meta_device_is_told_to_load_its_weights(device):
+    """A LoftUp built on the meta device failed deep inside: moving it ("Cannot copy out of
+    meta tensor") or, with no device, built on meta and run there (Tensor.item()). Refused
+    before it moves, or as the pipeline runs, naming what to do instead."""
+    with torch.device("meta"):
+        m = loftup.LoftUp(dim=32)
+    with pytest.raises(UsageError, match=r"^the (model|pipeline\.upsampler) has weights on the "
+                       r"meta device.*loftup\.load_upsampler\(PATH\)"):  # fmt: skip
+        pipe = loftup.load_pipeline(m, backbone="dinov2_tiny", backbone_size=28, device=device)
+        pipe(torch.rand(1, 3, 28, 28))

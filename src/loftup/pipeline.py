@@ -41,7 +41,9 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
 from .model import LoftUp
 from .pipeline_checks import (
     backbones_advice,
+    on_meta,
     placement,
+    refuse_meta,
     require_eval_backbone,
     run_device,
     warn_if_changed_alone,
@@ -108,6 +110,12 @@ class FeaturePipeline:
         require_eval(self.upsampler, "a FeaturePipeline", why, name="pipeline.upsampler")
         require_eval_backbone(self.featurizer)
         warn_if_changed_alone(self)
+        for name, module in (
+            ("pipeline.upsampler", self.upsampler),
+            ("pipeline.featurizer", self.featurizer),
+        ):
+            if on_meta(module):
+                refuse_meta(name)
         if not isinstance(images, torch.Tensor):  # an array's shape passed check_batch
             raise UsageError(
                 f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "

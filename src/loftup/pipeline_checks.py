@@ -18,11 +18,15 @@ def run_device(device: torch.device | None, model: object, backbone: object = No
     """Where a pipeline of ``model`` and ``backbone`` runs: ``device`` when given, else where
     the modules passed in already are (a LoftUp kept on the CPU or on cuda:1 was moved to
     cuda:0, in place), else the auto device (:func:`resolve_device`) for what is loaded by name.
-    Modules passed in on two devices are a :class:`UsageError` (one would be moved)."""
-    if device is not None:
-        return device
+    Modules passed in on two devices are a :class:`UsageError` (one would be moved), and so is
+    one with weights on the meta device moved to another (:func:`refuse_meta`: no data to
+    copy, "Cannot copy out of meta tensor")."""
     modules = [m for m in (model, backbone) if isinstance(m, torch.nn.Module)]
     places = {t.device for m in modules for t in (*m.parameters(), *m.buffers())}
+    if device is not None and device.type != "meta" and any(p.type == "meta" for p in places):
+        refuse_meta("model" if on_meta(model) else "backbone")
+    if device is not None:
+        return device
     if len(places) > 1:
         names = " and ".join(sorted(str(p) for p in places))
         raise UsageError(
@@ -30,6 +34,25 @@ def run_device(device: torch.device | None, model: object, backbone: object = No
             "(they are moved there, in place), or move them to one device first"
         )
     return places.pop() if places else resolve_device(None)
+
+
+def on_meta(module) -> bool:
+    return isinstance(module, torch.nn.Module) and any(
+        t.is_meta for t in (*module.parameters(), *module.buffers())
+    )
+
+
+def refuse_meta(name: str) -> None:
+    """The :class:`UsageError` of the module ``name`` (model, backbone, pipeline.upsampler)
+    whose weights are on the meta device: moved, it failed ("Cannot copy out of meta tensor"),
+    run, deep inside (Tensor.item())."""
+    raise UsageError(
+        f"the {name} has weights on the meta device, which hold no data (a module built under "
+        "torch.device('meta')); build it on a real device and load its weights into it "
+        "(module.load_state_dict(state)), or load a LoftUp with loftup.load_upsampler(PATH): "
+        "load_state_dict(state, assign=True) leaves a LoftUp's computed buffers (its Fourier "
+        "frequencies) on meta still"
+    )
 
 
 def require_eval_backbone(featurizer: Featurizer) -> None:
