@@ -142,7 +142,8 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
 
     LoftUp(dim=8, num_heads=2, n_freqs=2).save_pretrained(tmp_path)
     monkeypatch.chdir(tmp_path)
-    said = r"source is empty or blank \(an unset variable, as in -m \"\$MODEL\"\?\)"
+    # (from Python: no -m "$MODEL", which the command line is told)
+    said = r"source is empty or blank \(an unset variable or an empty string\?\)"
     with pytest.raises(UsageError, match=said):
         load_upsampler(source)
     image = tmp_path / "a.png"
@@ -151,7 +152,7 @@ def test_an_empty_model_is_refused_not_read_as_the_current_folder(
     Image.new("RGB", (28, 28)).save(image)
     capsys.readouterr()
     assert main(["upsample", "-m", source, str(image), "-o", str(tmp_path / "o")]) == 2
-    assert "is empty or blank (an unset variable" in capsys.readouterr().err
+    assert '-m is empty or blank (an unset variable, as in -m "$MODEL"?)' in capsys.readouterr().err
 
 
 def test_a_snapshot_copied_without_its_blobs_is_said_so(tmp_path, monkeypatch):
@@ -263,6 +264,18 @@ def test_save_pretrained_refuses_a_read_only_folder_before_writing(tmp_path, bel
             "facebook/dinov2-small",
             "backbone 'facebook/dinov2-small' is the hub id of the weights of dinov2_vits14; "
             "record the backbone's name (dinov2_vits14)",
+        ),
+        (  # a revision: the hint was lost, "unknown backbone" alone
+            "facebook/dinov2-small@main",
+            "backbone 'facebook/dinov2-small@main' is the hub id of the weights of "
+            "dinov2_vits14; record the backbone's name (dinov2_vits14): its weights are found "
+            "from it (from facebook/dinov2-small's main branch",
+        ),
+        (  # a fine-tuned model's hub id: told where such weights go
+            "me/dinov2-small-ft",
+            "backbone 'me/dinov2-small-ft' is a hub id, which names weights, not a backbone: "
+            "record the registered backbone of its architecture (dinov2_vits14, say), and give "
+            "these weights at load, backbone_weights='me/dinov2-small-ft'",
         ),
     ],
 )

@@ -78,15 +78,28 @@ def _check_backbone_name(backbone: str) -> None:
         raise UsageError(
             "backbone is empty or blank; pass a backbone's name (dinov2_vits14, say) or None"
         )
-    named = sorted(n for n, spec in FEATURIZERS.items() if spec.default_weights == backbone)
+    repo, _, revision = backbone.partition("@")  # facebook/dinov2-small@main: its revision
+    named = sorted(n for n, spec in FEATURIZERS.items() if spec.default_weights == repo)
     if named and backbone not in FEATURIZERS:  # facebook/dinov2-small: dinov2_vits14's weights
+        at = (  # (refuse_revision: a backbone's weights are read from the main branch)
+            f" (from {repo}'s main branch: for another revision, pass a local folder of it at "
+            "load, backbone_weights=)"
+            if revision
+            else ""
+        )
         raise UnknownNameError(
             f"backbone {backbone!r} is the hub id of the weights of {' and '.join(named)}; "
-            f"record the backbone's name ({named[0]}): its weights are found from it"
+            f"record the backbone's name ({named[0]}): its weights are found from it{at}"
         )
     try:
         resolve(backbone)
     except UnknownNameError as e:
+        if "/" in repo and backbone not in FEATURIZERS:  # a fine-tuned model's hub id
+            raise UnknownNameError(
+                f"backbone {backbone!r} is a hub id, which names weights, not a backbone: record "
+                "the registered backbone of its architecture (dinov2_vits14, say), and give "
+                f"these weights at load, backbone_weights={repo!r}"
+            ) from None
         raise UnknownNameError(
             f"backbone: {e}; the load builds the recorded backbone by its name (a backbone of "
             "your own: register it first, loftup.featurizers.register; its weights are given "
