@@ -129,10 +129,14 @@ def test_out_of_memory_is_told_apart_and_read():
     )
     assert out_of_memory(gpu) and out_of_memory(MemoryError())
     assert not out_of_memory(RuntimeError("shape mismatch")) and not out_of_memory(OSError(28))
-    assert _no_memory((384, 9000, 12000), 2, gpu) == (
+    from loftup.cli.upsample import SAID_AS
+
+    assert _no_memory((384, 9000, 12000), 2, gpu, SAID_AS) == (
         "out of memory for a 9000x12000 output (384 channels): the GPU could not allocate "
         "2.00 GiB; try a smaller --size or --batch-size 1"
     )
+    # from Python (upsample_folder, run): its arguments, not the command line's options
+    assert _no_memory((384, 9000, 12000), 2, gpu).endswith("try a smaller size or batch_size=1")
 
 
 def test_images_above_the_decompression_bomb_guard_are_read_when_asked(

@@ -51,7 +51,7 @@ def test_a_run_of_other_options_that_wrote_its_record_meanwhile_refuses_this_one
     err = capsys.readouterr().err
     assert log[0] == 0, log[1]
     assert f"another run began writing in {out} while this one loaded its models" in err, err
-    assert "size 64 there, 32 now" in err, err
+    assert "--size 64 there, 32 now" in err, err
     record = json.loads((out / OPTIONS_NAME).read_text())
     assert record["size"] == 64 and record["finished"] is True
     assert torch.load(out / "a.pt").shape[-2:] == (64, 80)  # the other run's alone (35 x 28)
