@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from processes import forked_ranks
 from train_fixtures import tiny_config as tiny
 from train_fixtures import tiny_overrides
 
@@ -57,31 +56,53 @@ def test_a_complete_runs_lines_say_how_a_wrapping_command_goes_on():
     )
 
 
+@pytest.mark.parametrize(
+    "signum, where", [(signal.SIGTERM, "teardown"), (signal.SIGHUP, "lock")], ids=str
+)
 def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
-    sa1b, tmp_path, monkeypatch, caplog
+    signum, where, sa1b, tmp_path, monkeypatch, caplog
 ):
     """train(go_on=...) (a demo's stage, an experiment's run) stopped by a SIGTERM once
     ``final/`` was written (as the run's folder is let go) said that "the run is complete",
-    with nothing of its go_on: the demo read as finished. It says its go_on now."""
-    from loftup.errors import Terminated
-    from loftup.train import loop
+    with nothing of its go_on: the demo read as finished. Then, under the command line (it
+    owns the process), such a stop was ignored after the ranks' vote of no stop, and `loftup
+    demo` went on to exit 0 (a SIGTERM as its stage 1 ended, or at its teardown: the old
+    code stopped with 143). It stops, and says its go_on."""
+    from loftup.errors import Terminated, terminate
+    from loftup.stops import owning_the_process
+    from loftup.train import HungUp, loop
 
-    locked = loop.lock_run_folder
+    locked, torn = loop.lock_run_folder, loop.teardown
 
     def lock(out_dir, info, held, *args):
         got = locked(out_dir, info, held, *args)
-        held.callback(_signal_self, signal.SIGTERM)  # (as the lock is let go)
+        if where == "lock":
+            held.callback(_signal_self, signum)  # (as the lock is let go)
         return got
 
+    def teardown(info, error=None):
+        if error is None and where == "teardown":  # (the run's own end)
+            _signal_self(signum)
+        torn(info, error)
+
     monkeypatch.setattr(loop, "lock_run_folder", lock)
+    monkeypatch.setattr(loop, "teardown", teardown)
     out = tmp_path / "run"
-    with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(Terminated):
-        loop.train(tiny(sa1b, out, 1, 2), go_on=WRAPPED)
-    lines = [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()]
-    assert lines == [
-        f"SIGTERM: stopped after the last step (2 of 2): this training run is complete, "
+    name = signum.name
+    line = (
+        f"{name}: stopped after the last step (2 of 2): this training run is complete, "
         f"{out / 'checkpoint.pt'} and {out / 'final'} are written; {WRAPPED}"
-    ]
+    )
+    hang_up = signal.getsignal(signal.SIGHUP)  # (a stop leaves both ignored: the command's)
+    previous = signal.signal(signal.SIGTERM, terminate)  # the command line's
+    try:
+        with caplog.at_level("WARNING", logger="loftup.train"), owning_the_process():
+            with pytest.raises(Terminated if signum == signal.SIGTERM else HungUp):
+                loop.train(tiny(sa1b, out, 1, 2), go_on=WRAPPED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, hang_up)
+    assert [r.getMessage() for r in caplog.records if name in r.getMessage()] == [line]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
@@ -122,87 +143,56 @@ def test_a_stop_as_final_is_written_says_that_resume_exports_it(
 
 
 @pytest.mark.parametrize(
-    "signum, said", [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGINT, "interrupted")]
+    "signum, where",
+    [
+        (signal.SIGTERM, "after the vote"),
+        (signal.SIGTERM, "at the teardown"),
+        (signal.SIGTERM, "as its result is said"),
+        (signal.SIGINT, "as its result is said"),
+    ],
 )
-def test_a_stop_as_loftup_train_says_its_result_says_the_run_is_complete(
-    signum, said, sa1b, tmp_path, monkeypatch, capsys
+def test_a_stop_at_the_end_of_loftup_train_on_one_process_says_the_run_is_complete(
+    signum, where, sa1b, tmp_path, monkeypatch, capsys
 ):
     """A stop after train() returned, as `loftup train` printed its result (final/ and
     summary.json written), said only "terminated (SIGTERM)" or "interrupted", as if the run
-    needed --resume. The run's complete line comes first now."""
+    needed --resume. Then a SIGTERM after the ranks' vote of no stop, or as the process group was let go, was
+    ignored on one process too (exit 0: a `&&` chain went on; no torchrun job there to keep
+    from failing). Each stops the command with its status, the run's complete line first."""
     import loftup.cli as cli
     import loftup.cli.common as common
+    from loftup.train import loop
 
-    real = common.say_done
+    real_end, torn, real_say = loop.end_run, loop.teardown, common.say_done
+
+    def end_run(*args):
+        real_end(*args)
+        if where == "after the vote":
+            _signal_self(signum)
+
+    def teardown(info, error=None):
+        if error is None and where == "at the teardown":  # (the run's own end)
+            _signal_self(signum)
+        torn(info, error)
 
     def say_done(text):
-        _signal_self(signum)
-        real(text)
+        if where == "as its result is said":
+            _signal_self(signum)
+        real_say(text)
 
+    monkeypatch.setattr(loop, "end_run", end_run)
+    monkeypatch.setattr(loop, "teardown", teardown)
     monkeypatch.setattr(common, "say_done", say_done)
     out = tmp_path / "run"
     status = cli.main(["train", "--stage", "1", *tiny_overrides(sa1b, out, 2)])
     assert status == 128 + signum
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    said = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
     assert capsys.readouterr().err.splitlines()[-2:] == [
         f"{name}: stopped after the last step (2 of 2): the run is complete, "
         f"{out / 'checkpoint.pt'} and {out / 'final'} are written",
         said,
     ]
-
-
-#: two ranks (rank 1 forked from rank 0) training a tiny run (data, out: argv), rank 0 getting
-#: a SIGTERM as train() lets go of the process group (the command line's handler put back):
-#: each says how train() ended and whether the group is destroyed
-_TEARDOWN_STOP = """
-import os, signal, sys
-import torch
-import torch.distributed as dist
-from loftup.errors import Terminated, terminate
-from loftup.train import loop
-from train_fixtures import tiny_config
-# imported once, before the fork (each rank importing them took 10 s of two shared cores)
-import loftup.train.build, loftup.train.start
-from transformers import Dinov2Model
-
-torch.set_num_threads(1)
-child = os.fork()
-rank = 0 if child else 1
-os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                  LOFTUP_DIST_TIMEOUT="60")
-torn = loop.teardown
-
-def teardown(info, error=None):
-    if error is None and rank == 0:  # (the run's own end, not an error's)
-        os.kill(os.getpid(), signal.SIGTERM)
-        for _ in range(100):
-            pass
-    torn(info, error)
-
-loop.teardown = teardown
-signal.signal(signal.SIGTERM, terminate)  # the command line's
-try:
-    loop.train(tiny_config(sys.argv[1], sys.argv[2], 1, 2))
-    ended = "done"
-except Terminated:
-    ended = "terminated"
-print(f"{rank} {ended}, group destroyed: {not dist.is_initialized()}", flush=True)
-if child:
-    print(f"0 rank 1's status: {os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])}")
-"""
-
-
-@pytest.mark.slow  # two processes start and train two steps (about 10 s)
-def test_a_stop_as_train_lets_go_of_the_process_group_still_destroys_it(sa1b, tmp_path):
-    """Under torchrun, a SIGTERM as a complete run let go of the process group (the final
-    teardown, before destroy_process_group) said the run was complete and ended it, the group
-    never destroyed: left to the interpreter's exit and the last DDP wrapper, where a SIGTERMed
-    run hung (see teardown). The group is destroyed before the stop goes on."""
-    said, out, returncode = forked_ranks(_TEARDOWN_STOP, [str(sa1b), str(tmp_path / "run")],
-                                         tmp_path)  # fmt: skip
-    assert said["0"] == ["terminated, group destroyed: True", "rank 1's status: 0"], out
-    assert said["1"] == ["done, group destroyed: True"], out
-    assert returncode == 0, out
 
 
 def test_the_stops_train_raises_are_importable_where_train_is():
@@ -216,42 +206,3 @@ def test_the_stops_train_raises_are_importable_where_train_is():
     assert loftup.Terminated is Terminated and "Terminated" in loftup.__all__
     assert loftup.train.HungUp is HungUp and "HungUp" in loftup.train.__all__
     assert issubclass(Terminated, KeyboardInterrupt) and HungUp().code == 129
-
-
-@pytest.mark.parametrize("where", ["after the vote", "at the teardown"])
-def test_a_sigterm_once_a_complete_run_of_the_command_line_is_voted_on_is_ignored(
-    where, sa1b, tmp_path, monkeypatch
-):
-    """Under torchrun, a SIGTERM that reached one process after the ranks voted no stop at the
-    end of a complete run (as it let go of its folder, or of the process group) ended that one
-    alone with 143, and torchrun failed the job whose run was complete. Under the command line
-    the rest is clean-up now, as after a stop: SIGTERM is ignored, and train() returns; its
-    handler is put back after."""
-    from loftup.errors import terminate
-    from loftup.stops import owning_the_process
-    from loftup.train import loop
-
-    real_end, torn = loop.end_run, loop.teardown
-
-    def end_run(*args):
-        real_end(*args)
-        if where == "after the vote":
-            _signal_self(signal.SIGTERM)
-
-    def teardown(info, error=None):
-        if error is None and where == "at the teardown":  # (the run's own end)
-            _signal_self(signal.SIGTERM)
-        torn(info, error)
-
-    monkeypatch.setattr(loop, "end_run", end_run)
-    monkeypatch.setattr(loop, "teardown", teardown)
-    previous = signal.signal(signal.SIGTERM, terminate)  # the command line's
-    try:
-        with owning_the_process():
-            try:
-                result = loop.train(tiny(sa1b, tmp_path / "run", 1, 2))
-            except KeyboardInterrupt as e:  # (Terminated one)
-                pytest.fail(f"the complete run was stopped: {type(e).__name__}")
-        assert result.steps == 2 and signal.getsignal(signal.SIGTERM) is terminate
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -38,12 +38,17 @@ _MARK = "_loftup_stop"
 #: and SIGHUP ignored for the rest of the command (:class:`loftup.train.stopping.StopOnSignals`),
 #: which puts them back; never where a Python caller owns it (whatever handlers it installed)
 _OWNS_PROCESS: list[bool] = []
+#: set (:func:`clean_up_only`) where the command's work is complete and SIGTERM and SIGHUP are
+#: left ignored for the rest of it: read by :func:`loftup.cli.main` as it returns
+_CLEAN_UP_ONLY: list[bool] = []
 
 
 @contextlib.contextmanager
 def owning_the_process():
-    """For the ``with`` block, :func:`owns_process` is true (the command line's main)."""
+    """For the ``with`` block, :func:`owns_process` is true (the command line's main); a
+    command's :func:`clean_up_only` is forgotten as the next one begins."""
     _OWNS_PROCESS.append(True)
+    _CLEAN_UP_ONLY.clear()
     try:
         yield
     finally:
@@ -53,6 +58,22 @@ def owning_the_process():
 def owns_process() -> bool:
     """Whether loftup's command line owns this process (:func:`owning_the_process`)."""
     return bool(_OWNS_PROCESS)
+
+
+def clean_up_only() -> None:
+    """The command line's work is complete, and SIGTERM and SIGHUP are ignored for the rest of
+    the command (a ``loftup train`` under torchrun whose ranks voted no stop at its end: one
+    that reached a single rank ended it alone, and torchrun failed the job of a complete run):
+    the console script leaves them ignored to the process's end (:func:`loftup.cli.main`),
+    an in-process caller of main gets its handlers back. Nothing where the command line does
+    not own the process."""
+    if _OWNS_PROCESS:
+        _CLEAN_UP_ONLY[:] = [True]
+
+
+def only_clean_up_left() -> bool:
+    """Whether the command that owns this process said :func:`clean_up_only`."""
+    return bool(_CLEAN_UP_ONLY)
 
 
 def stop(e: BaseException, rearm: tuple | None = None):

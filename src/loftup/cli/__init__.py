@@ -21,7 +21,7 @@ import time
 import warnings
 
 from ..errors import printable, terminate
-from ..stops import Scope, check, interrupt
+from ..stops import Scope, check, interrupt, only_clean_up_left
 from .bench import add_bench
 from .checkpoints import add_download, add_info
 from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process
@@ -77,7 +77,8 @@ _STOPPED = (129, 130, 143)
 
 def main(argv: list[str] | None = None, *, _console_script: bool = False) -> int:
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit status.
-    ``_console_script``: the process ends as this returns (:func:`run`), so after a stop
+    ``_console_script``: the process ends as this returns (:func:`run`), so after a stop, or
+    once a torchrun job's complete run left only its clean-up (:func:`~loftup.stops.clean_up_only`),
     SIGTERM and SIGHUP stay ignored (to the interpreter's exit) rather than put back."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -106,11 +107,12 @@ def main(argv: list[str] | None = None, *, _console_script: bool = False) -> int
         status = _command(args, main_thread)
     finally:
         warnings.showwarning = showwarning
-        if main_thread and _console_script and status in _STOPPED:
+        if main_thread and _console_script and (status in _STOPPED or only_clean_up_left()):
             # a second SIGTERM (a launcher's) or SIGHUP after a stop is ignored to the
             # process's end, as during the command: the interpreter's exit (the DataLoader
             # workers' shutdown) is not cut short (put back here, then ignored again by run,
-            # a SIGTERM in between killed the process after it said its stop)
+            # a SIGTERM in between killed the process after it said its stop); so is one to
+            # a rank of a complete torchrun job (it would fail the job)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         elif main_thread:

@@ -74,7 +74,9 @@ def _cmd_train(args) -> int:
     result = None
     with _log_beside_bars(logging.getLogger("loftup")):
         try:
-            result = train(cfg, resume=args.resume)
+            # the run is all this command does: under torchrun, once complete, what is left
+            # is clean-up, which a SIGTERM to one rank no longer cuts short (failing the job)
+            result = train(cfg, resume=args.resume, whole_command=True)
             if is_main_process():  # under torchrun: said once, by rank 0
                 _say_result(result)
         except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)

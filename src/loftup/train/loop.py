@@ -82,6 +82,7 @@ def train(
     go_on: str = GO_ON,
     out_option: str = OUT_OPTION,
     out_inside: str | os.PathLike | None = None,
+    whole_command: bool = False,
 ) -> TrainResult:
     """Train stage ``config.stage``; ``resume`` continues from ``log.out_dir/checkpoint.pt``;
     ``go_on``: how a run stopped by a signal goes on (its stop line and ``stopped.txt``);
@@ -90,11 +91,16 @@ def train(
     read a file of the folder ("; or choose another --out") and in every other refusal of it
     (its lock held by another run, a checkpoint there without ``resume``...); ``out_inside``:
     the folder given as that option where ``log.out_dir`` is a run folder the command makes in
-    it (a demo's ``OUT/runs/stage1``), which a refusal of the folder names as given.
+    it (a demo's ``OUT/runs/stage1``), which a refusal of the folder names as given;
+    ``whole_command``: the run is all the command does (``loftup train``'s, said by it):
+    under torchrun, once its ranks voted no stop at its end, the rest is clean-up, and a
+    SIGTERM or SIGHUP is ignored to the process's end (a wrapping command's later work, a
+    Python caller's, is still to do: a signal there still stops it).
 
     Signals (main thread): the caller's SIGTERM, SIGHUP (where it has its default action) and
     SIGINT (unless ignored) handlers are replaced while the run runs and put back as it ends,
-    however it ends (the command line's own keeps SIGTERM and SIGHUP ignored after a stop).
+    however it ends (the command line's own keeps SIGTERM and SIGHUP ignored after a stop, and
+    ``whole_command`` under torchrun once the run is complete).
     A signal during the steps stops the run after the current step, with a checkpoint; what
     the stop raises: SIGTERM :class:`loftup.errors.Terminated` (a ``KeyboardInterrupt``),
     Ctrl-C ``KeyboardInterrupt``, SIGHUP :class:`loftup.train.HungUp` (a ``SystemExit(129)``);
@@ -104,7 +110,7 @@ def train(
     # every value and path the user gave, before any loading
     init = preflight(cfg, resume, out_option, out_inside)
     info = setup(cfg.device)
-    signals = StopOnSignals(announce=info.is_main, go_on=go_on)
+    signals = StopOnSignals(info.is_main, go_on, ignore_at_end=whole_command and info.world > 1)
     try:
         # under torchrun: now the ranks can agree
         check_out_dir_writable(cfg.log.out_dir, info, out_option, out_inside)
@@ -120,9 +126,8 @@ def train(
         if failure is not None:
             raise failure from None
         raise
-    try:
-        with signals.ignoring():  # a complete run of the command line's: its clean-up
-            teardown(info)
+    try:  # (a torchrun job's whole command, complete: SIGTERM and SIGHUP ignored meanwhile)
+        teardown(info)
     except (KeyboardInterrupt, HungUp) as e:  # a stop as the process group is let go: the
         signals.say_complete(signal_of(e))  # run is complete all the same (said once)
         teardown(info, e)  # one that came before the group was destroyed: destroyed now

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import Terminated, terminate
-from ..stops import Scope, check, owns_process, stop
+from ..stops import Scope, check, clean_up_only, owns_process, stop
 from .stop_lines import (  # noqa: F401  (importable from here, as before stop_lines.py)
     GO_ON,
     NAMES,
@@ -52,7 +52,9 @@ class StopOnSignals:
     later SIGTERM or SIGHUP is ignored: launchers send SIGTERM twice). ``announce``: say at the
     first signal that the run is stopping and how to stop it at once (rank 0 only, under
     torchrun); ``go_on``: how the command running the run goes on after a stop (its lines:
-    :mod:`.stop_lines`).
+    :mod:`.stop_lines`); ``ignore_at_end``: the run is a torchrun job's whole command (``loftup
+    train`` on several processes), whose clean-up a SIGTERM or SIGHUP does not cut short once
+    its ranks voted no stop at its end (:meth:`finished`).
 
     DataLoader workers ignore SIGTERM, SIGINT and SIGHUP
     (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
@@ -61,10 +63,11 @@ class StopOnSignals:
     is left alone where it was ignored (a job started with ``nohup`` or in the background of a
     script), SIGHUP unless it had its default action (which ends the run with no checkpoint):
     ignored under ``nohup``, or a program's own handler. The previous handlers are put back at
-    the end, but for a run of the command line's that a stop ended: SIGTERM and SIGHUP stay
-    ignored for the rest of its clean-up (:meth:`_put_back`)."""
+    the end, but for a run of the command line's that a stop ended (or, ``ignore_at_end``,
+    that ended complete): SIGTERM and SIGHUP stay ignored for the rest of its clean-up
+    (:meth:`_put_back`)."""
 
-    def __init__(self, announce: bool = True, go_on: str = GO_ON) -> None:
+    def __init__(self, announce: bool = True, go_on: str = GO_ON, ignore_at_end: bool = False):
         self.requested: int | None = None
         self.in_steps = False
         self.stopped = False  # the steps stopped on a signal (stop): its clean-up runs
@@ -76,7 +79,8 @@ class StopOnSignals:
         #: (steps, total, checkpoint) once the run is complete (:meth:`completed`)
         self.complete: tuple[int, int, Path] | None = None
         self.at_end = False  # the run complete, its ranks yet to vote: a signal asks (completed)
-        self.clean_up = False  # the command line's run complete, voted on: SIGTERM ignored
+        self.ignore_at_end = ignore_at_end
+        self.clean_up = False  # a torchrun job's run complete, voted on: SIGTERM ignored
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker, forked with this handler
@@ -168,30 +172,20 @@ class StopOnSignals:
 
     def finished(self) -> None:
         """The ranks voted no stop at the end of the complete run: what is left is its
-        clean-up (the run's folder let go, the process group's teardown: :meth:`ignoring`).
-        Where the command line owns the process, a SIGTERM or SIGHUP from now on is ignored,
-        on every rank, as after a stop (one that asked since this process's vote too): one
-        that reached a single process ended it alone (143), and torchrun failed the job of a
-        complete run. A Ctrl-C still stops at once; a Python caller's signal still stops."""
-        if owns_process():
+        clean-up (the run's folder let go, the process group's teardown, the command's result
+        said, the process's exit). Where the run is a torchrun job's whole command
+        (``ignore_at_end``: ``loftup train`` on several processes) and the command line owns
+        the process, a SIGTERM or SIGHUP from now on is ignored, on every rank, to the
+        process's end (one that asked since this process's vote too; :meth:`_put_back`,
+        :func:`~loftup.stops.clean_up_only`): one that reached a single rank ended it alone
+        (143), and torchrun failed the job of a complete run. A Ctrl-C still stops at once.
+        Anywhere else (one process; ``loftup demo`` or ``loftup experiment``, whose later work
+        is still to do; a Python caller) a signal still stops, saying the run is complete."""
+        if self.ignore_at_end and owns_process():
             self.clean_up = True
+            clean_up_only()
             if self.requested != signal.SIGINT:
                 self.requested = None
-
-    @contextmanager
-    def ignoring(self):
-        """SIGTERM and SIGHUP ignored for the ``with`` block (train()'s final teardown, after
-        the handlers were put back) where the run is the command line's and :meth:`finished`;
-        their handlers put back after it. Nothing changes otherwise."""
-        if not self.clean_up or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            yield
-        finally:
-            for signum, handler in before.items():
-                signal.signal(signum, handler)
 
     def say_complete(self, signum: int | None) -> None:
         """Say (rank 0: ``announce``) that the run ``signum`` stops is complete, where it is
@@ -260,17 +254,18 @@ class StopOnSignals:
 
     def _put_back(self, scope, exc_type) -> None:
         """Close this run's scope and put back the handlers it took; where the run ends with a
-        stop (SIGTERM, SIGHUP or Ctrl-C) and is the command line's (it owns the process:
-        :func:`~loftup.stops.owns_process`), SIGTERM and SIGHUP are left ignored instead: the
-        command's clean-up goes on (the DataLoader's shutdown, the process group's), and the
-        command line puts both back as it found them as it returns. SIGHUP is left ignored
+        stop (SIGTERM, SIGHUP or Ctrl-C), or its clean-up alone is left (:meth:`finished`), and
+        is the command line's (it owns the process: :func:`~loftup.stops.owns_process`),
+        SIGTERM and SIGHUP are left ignored instead: the command's clean-up goes on (the
+        DataLoader's shutdown, the process group's), and the command line puts both back as it
+        found them as it returns (the console script: as the process exits). SIGHUP is left ignored
         only where this run took it or it has its default action (a handler of the caller's
         stays). A Python caller's handlers are put back whatever they are (loftup's terminate
         too: it is not the command line for that)."""
         if scope is not None:
             scope.__exit__()
         stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp))
-        ignored = stopped and owns_process()  # (Terminated a KeyboardInterrupt)
+        ignored = (stopped or self.clean_up) and owns_process()  # (Terminated a KeyboardInterrupt)
         for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
             previous = self._previous.pop(signum, None)
             mine = previous is not None or signal.getsignal(signum) == signal.SIG_DFL
