@@ -149,6 +149,7 @@ def test_a_stop_as_final_is_written_says_that_resume_exports_it(
         (signal.SIGTERM, "at the teardown"),
         (signal.SIGTERM, "as its result is said"),
         (signal.SIGINT, "as its result is said"),
+        (signal.SIGTERM, "as the command returns"),
     ],
 )
 def test_a_stop_at_the_end_of_loftup_train_on_one_process_says_the_run_is_complete(
@@ -156,14 +157,18 @@ def test_a_stop_at_the_end_of_loftup_train_on_one_process_says_the_run_is_comple
 ):
     """A stop after train() returned, as `loftup train` printed its result (final/ and
     summary.json written), said only "terminated (SIGTERM)" or "interrupted", as if the run
-    needed --resume. Then a SIGTERM after the ranks' vote of no stop, or as the process group was let go, was
+    needed --resume; so did one as the command returned (after its log handler was let go).
+    Then a SIGTERM after the ranks' vote of no stop, or as the process group was let go, was
     ignored on one process too (exit 0: a `&&` chain went on; no torchrun job there to keep
     from failing). Each stops the command with its status, the run's complete line first."""
     import loftup.cli as cli
     import loftup.cli.common as common
+    import loftup.cli.train as cli_train
     from loftup.train import loop
 
-    real_end, torn, real_say = loop.end_run, loop.teardown, common.say_done
+    real_end, torn, real_say, command = (
+        loop.end_run, loop.teardown, common.say_done, cli_train._cmd_train
+    )  # fmt: skip
 
     def end_run(*args):
         real_end(*args)
@@ -180,9 +185,16 @@ def test_a_stop_at_the_end_of_loftup_train_on_one_process_says_the_run_is_comple
             _signal_self(signum)
         real_say(text)
 
+    def _cmd_train(args):
+        status = command(args)
+        if where == "as the command returns":
+            _signal_self(signum)
+        return status
+
     monkeypatch.setattr(loop, "end_run", end_run)
     monkeypatch.setattr(loop, "teardown", teardown)
     monkeypatch.setattr(common, "say_done", say_done)
+    monkeypatch.setattr(cli_train, "_cmd_train", _cmd_train)
     out = tmp_path / "run"
     status = cli.main(["train", "--stage", "1", *tiny_overrides(sa1b, out, 2)])
     assert status == 128 + signum

@@ -28,7 +28,7 @@ from .common import _SETTINGS, end_if_a_look_is_left, owning_the_process
 from .demo import add_demo
 from .evaluate import add_eval
 from .experiment import add_experiment
-from .outcome import _hung_up, _main, _show_warning, _stopped
+from .outcome import _hung_up, _main, _show_warning, _stopped, forget_the_work
 from .train import add_train
 from .upsample import add_upsample
 from .world import add_world
@@ -131,6 +131,7 @@ def _command(args, main_thread: bool) -> int:
     a stop's last check); returns its exit status, a stop's where one ended it."""
     late: list[KeyboardInterrupt] = []
     status = None
+    forget_the_work()  # (an earlier command's)
     try:
         # the command's process-wide settings (--threads, --max-image-pixels) and warning
         # filters last as long as it does; the settings are undone first (the pixel limit's
@@ -158,6 +159,7 @@ def _command(args, main_thread: bool) -> int:
             status = _stopped(e)
     if late and status not in _STOPPED:  # (one said already)
         status = _stopped(late[0])
+    forget_the_work()
     return status
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 
 from ..errors import LoftUpError, Terminated, printable
@@ -56,10 +57,32 @@ def _hung_up(e: BaseException) -> bool:
     return stopping is not None and isinstance(e, stopping.HungUp)
 
 
+#: what a stop that ends the command says first, its work done (:func:`said_before_a_stop`)
+_DONE: list = []
+
+
+def said_before_a_stop(line) -> None:
+    """``line(signum)``: what a stop by ``signum`` (SIGTERM, SIGHUP, SIGINT) that ends the
+    command from now on says before its own line (:func:`_stopped`), the command's work being
+    done (``loftup train``'s run complete: "terminated (SIGTERM)" alone read as a run to
+    resume). For the rest of the command (:func:`forget_the_work`)."""
+    _DONE[:] = [line]
+
+
+def forget_the_work() -> None:
+    """A command begins (or ended): no :func:`said_before_a_stop` of an earlier one is said."""
+    _DONE.clear()
+
+
 def _stopped(e: BaseException) -> int:
     """Say what stopped the command (SIGTERM, Ctrl-C; a SIGHUP is not said: no terminal is
-    left to read it); its exit status."""
-    if isinstance(e, SystemExit):  # HungUp
+    left to read it), after what its work did (:func:`said_before_a_stop`); its exit status."""
+    hung_up, terminated = isinstance(e, SystemExit), isinstance(e, Terminated)  # (SE: HungUp)
+    for line in _DONE:
+        signum = signal.SIGHUP if hung_up else signal.SIGTERM if terminated else signal.SIGINT
+        _say(line(signum))
+    _DONE.clear()  # (said once)
+    if hung_up:
         return 129
     if isinstance(e, Terminated):
         _say("terminated (SIGTERM)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from functools import partial
 
 from ..errors import printable
 
@@ -39,8 +40,8 @@ def _cmd_train(args) -> int:
 
     from ..ranks import is_main_process
     from ..train import load_config, train
-    from ..train.stopping import HungUp
     from .common import say_done
+    from .outcome import said_before_a_stop
 
     _refuse_two_values(args)
     overrides = list(args.overrides)
@@ -71,18 +72,13 @@ def _cmd_train(args) -> int:
         text = yaml.safe_dump(as_written(cfg.to_dict()), sort_keys=False).removesuffix("\n")
         say_done(text.replace("\nmodel:\n", f"\n{note}model:\n", 1) if note else text)
         return 0
-    result = None
     with _log_beside_bars(logging.getLogger("loftup")):
-        try:
-            # the run is all this command does: under torchrun, once complete, what is left
-            # is clean-up, which a SIGTERM to one rank no longer cuts short (failing the job)
-            result = train(cfg, resume=args.resume, whole_command=True)
-            if is_main_process():  # under torchrun: said once, by rank 0
-                _say_result(result)
-        except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
-            if result is not None and is_main_process():  # after train() returned
-                _say_complete(result, e)
-            raise
+        # the run is all this command does: under torchrun, once complete, what is left is
+        # clean-up, which a SIGTERM to one rank no longer cuts short (failing the job)
+        result = train(cfg, resume=args.resume, whole_command=True)
+        if is_main_process():  # under torchrun: said once, by rank 0
+            said_before_a_stop(partial(_complete_line, result))
+            _say_result(result)
     return 0
 
 
@@ -95,17 +91,13 @@ def _say_result(result) -> None:
     say_done("\n".join(lines))
 
 
-def _say_complete(result, e: BaseException) -> None:
-    """A stop ``e`` after train() returned (as its ``result`` is said): the run is complete,
-    ``final/`` and ``summary.json`` written, and its line says so before the stop ends the
-    command ("terminated (SIGTERM)" alone read as a run to resume)."""
-    import logging
-
+def _complete_line(result, signum: int) -> str:
+    """What a stop ``signum`` after train() returned says first (as its ``result`` is said, as
+    the command returns): the run is complete, ``final/`` and ``summary.json`` written
+    ("terminated (SIGTERM)" alone read as a run to resume)."""
     from ..train.stop_lines import stop_line
-    from ..train.stopping import signal_of
 
-    line = stop_line(signal_of(e), result.steps, result.steps, result.checkpoint)
-    logging.getLogger("loftup.train").warning("%s", line)
+    return stop_line(signum, result.steps, result.steps, result.checkpoint)
 
 
 def _refuse_two_values(args) -> None:
