@@ -107,6 +107,26 @@ def test_a_finished_run_is_reused_whichever_way_its_folder_is_named(tmp_path, mo
         run_stage(other)
 
 
+def test_a_finished_run_reused_no_longer_keeps_the_line_of_a_stop_as_it_ended(tmp_path):
+    """A stop as an experiment's run ended (its final/ written) keeps its line in the run's
+    stopped.txt ("this training run is complete ...; run the same command again to go on"):
+    the same command again reuses the run, and the line, then stale, stayed beside it."""
+    from loftup.train.checkpoint import FORMAT, pack_history
+    from loftup.train.config import load_config
+
+    s = ExperimentSettings("coords", stage1_steps=2, out=str(tmp_path / "exp")).resolved()
+    one, _ = stage_configs(s, Variant("a"), 0, tmp_path / "scenes", tmp_path / "exp" / "runs")
+    out = Path(one["log"]["out_dir"])
+    (out / "final").mkdir(parents=True)
+    (out / "summary.json").write_text('{"seconds": 3.0}')
+    (out / "config.yaml").write_text(yaml.safe_dump(load_config(one).to_dict()))
+    history = pack_history([{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}])
+    torch.save({"format": FORMAT, "step": 2, "history": history}, out / "checkpoint.pt")
+    (out / "stopped.txt").write_text("SIGHUP: stopped after the last step (2 of 2): ...\n")
+    assert run_stage(one).pretrained == out / "final"
+    assert not (out / "stopped.txt").exists()
+
+
 def test_a_stage2_run_is_not_reused_after_its_stage1_run_trained_on(tmp_path):
     """More stage-1 steps train the shared stage-1 folder on; the stage-2 run distilled from
     the shorter one must not then be reused as if it started from the longer one."""

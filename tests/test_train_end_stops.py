@@ -67,7 +67,8 @@ def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
     with nothing of its go_on: the demo read as finished. Then, under the command line (it
     owns the process), such a stop was ignored after the ranks' vote of no stop, and `loftup
     demo` went on to exit 0 (a SIGTERM as its stage 1 ended, or at its teardown: the old
-    code stopped with 143). It stops, and says its go_on."""
+    code stopped with 143). It stops, says its go_on, and keeps the line in stopped.txt (a
+    SIGHUP's terminal is gone), which the run's next start (the demo's --resume) removes."""
     from loftup.errors import Terminated, terminate
     from loftup.stops import owning_the_process
     from loftup.train import HungUp, loop
@@ -103,6 +104,11 @@ def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGHUP, hang_up)
     assert [r.getMessage() for r in caplog.records if name in r.getMessage()] == [line]
+    assert (out / "stopped.txt").read_text() == f"{line}\n"
+    monkeypatch.setattr(loop, "lock_run_folder", locked)
+    monkeypatch.setattr(loop, "teardown", torn)
+    loop.train(tiny(sa1b, out, 1, 2), go_on=WRAPPED, resume=True)  # (a demo's --resume)
+    assert not (out / "stopped.txt").exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)

@@ -15,6 +15,7 @@ the training data it was trained on (``inputs.json``), so that it is not reused 
 from __future__ import annotations
 
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def run_stage(
     from ..train.config import load_config
     from ..train.loop import train
     from ..train.preflight import check_out_dir
+    from ..train.stop_lines import clear_stop_note
 
     reads = reads or FolderReads()
     cfg = load_config(config)
@@ -105,6 +107,9 @@ def run_stage(
         raw = reads.step(out)  # gone from a finished run, or damaged: the folder refused
         _check_steps(out, raw["step"], cfg.max_steps)
         if finished and raw["step"] == cfg.max_steps:
+            # a stop as it ended kept its line (how the experiment goes on): it goes on now
+            with suppress(OSError):  # (a folder this user may read only: the note stays)
+                clear_stop_note(out)
             # read once a start: a stage-1 run that three variants share was read three times
             history = _losses(unpack_history(raw["history"]))
             return RunResult(out / "final", ckpt, history)

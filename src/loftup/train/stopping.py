@@ -21,6 +21,7 @@ from .stop_lines import (  # noqa: F401  (importable from here, as before stop_l
     STOP_NOTE,
     clear_stop_note,
     complete_line,
+    say_stop,
     stop_line,
     write_stop_note,
 )
@@ -190,14 +191,20 @@ class StopOnSignals:
     def say_complete(self, signum: int | None) -> None:
         """Say (rank 0: ``announce``) that the run ``signum`` stops is complete, where it is
         (:meth:`completed`) and was not said yet; ``None``: the run ends otherwise (another
-        process ended during a collective of its end), on an error said next."""
+        process ended during a collective of its end), on an error said next. Where a command
+        wraps the run (``go_on``: ``loftup demo``, ``loftup experiment``), whose later work is
+        still to do, the line is kept in the run's ``stopped.txt`` too, as a stop's during the
+        steps is (a SIGHUP's terminal is gone); the run's next start removes it."""
         complete, self.complete = self.complete, None
         if complete is not None and self.announce:
             if signum is None:
                 line = complete_line(*complete, self.go_on)
             else:
                 line = stop_line(signum, *complete, self.go_on)
-            log.warning("%s", line)
+            if self.go_on != GO_ON:
+                say_stop(complete[2].parent, line)
+            else:
+                log.warning("%s", line)
 
     def caught(self, e: BaseException) -> None:
         """The stop ``e``, caught once the run is complete (a finaliser swallowed it during the
