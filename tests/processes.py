@@ -161,6 +161,9 @@ def forked_ranks(script: str, args: list[str], cwd) -> tuple[dict[str, list[str]
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(src_env(REPO / "tests"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # unbuffered, print writes a line's text and its newline apart: another rank's line came
+    # between them ("1 done0 terminated"), and both were misread; buffered, one write a line
+    env.pop("PYTHONUNBUFFERED", None)
     ranks = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=cwd,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)  # fmt: skip
