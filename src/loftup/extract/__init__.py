@@ -18,8 +18,8 @@ batch whose outputs are all there (files are put in place whole, so one that exi
 complete); a batch with any output missing is computed again, whole, giving the same bytes.
 
 The package, by step: :mod:`.inputs` (files, folders and globs to jobs), :mod:`.record` (the
-output folder's ``upsample.json`` and which of its files are loftup's), :mod:`.torchrun`
-(batches to ranks, the process group), :mod:`.meeting` (where a torchrun job's processes meet
+output folder's ``upsample.json``), :mod:`.output_files` (which of its files are loftup's),
+:mod:`.torchrun` (batches to ranks, the process group), :mod:`.meeting` (where a torchrun job's processes meet
 before joining it), :mod:`.claims` (each rank's claim at that meeting), :mod:`.point` (the
 meeting point, as the network sees it), :mod:`.pulse` (from the meeting into the group),
 :mod:`.join` (the group's own join: its waits, what its failure says), :mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
@@ -32,19 +32,17 @@ from ..ranks import dist_env
 from .folder import FolderReport, check_run_options, upsample_folder
 from .inputs import Job, collect_inputs
 from .loop import STREAM_ABOVE, Report, _no_memory, run
+from .output_files import outputs_of, recorded_outputs, without_own_pictures
 from .record import (
     OPTIONS_NAME,
     check_clobbering,
     check_options,
     mark_finished,
-    outputs_of,
     read_record,
-    recorded_outputs,
     recorded_path,
     remove_unfinished,
     stale_record,
     weights_digest,
-    without_own_pictures,
     write_options,
 )
 from .torchrun import barrier, init_distributed, process_group, shard, summed

@@ -20,7 +20,7 @@ from ..io import ImageReadError, load_image_tensor
 from ..paths import name_max
 from ..stops import check as check_stop
 from .inputs import Job
-from .record import outputs_of
+from .output_files import outputs_of
 from .torchrun import shard
 from .write import compute_streamed, streamed_files, unwritable, write_outputs
 

@@ -1,10 +1,15 @@
-"""Which files in an output folder are taken for loftup's outputs: those of the kinds of
-output its record (``upsample.json``) says loftup wrote there (:func:`output_in`)."""
+"""Which files in an output folder are loftup's outputs: those of the kinds of output its
+record (``upsample.json``) says loftup wrote there (:func:`owned_kinds`, :func:`output_in`,
+:func:`owned_output_in`), the kinds its next record names (:func:`recorded_outputs`), the files
+of a job (:func:`outputs_of`), and the inputs that are an earlier run's pictures
+(:func:`without_own_pictures`). The record itself is :mod:`.record`'s."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .inputs import Job
 
 
 def output_in(out_dir: Path, kinds: set[str], since_ns: int | None = None) -> Path | None:
@@ -33,3 +38,59 @@ def _changed_since(path: Path, since_ns: int | None) -> bool:
         return os.lstat(path).st_mtime_ns >= since_ns
     except OSError:  # (gone meanwhile: none; unreadable: may be one)
         return os.path.lexists(path)
+
+
+def owned_kinds(saved: dict | None) -> set[str] | None:
+    """The kinds of output (formats, ``"viz"``) that the record ``saved`` says loftup wrote in
+    its folder; None for a record of an earlier version, which did not say (its runs took
+    every output name there as theirs)."""
+    if saved is None:
+        return set()
+    if "outputs" not in saved:
+        return None
+    kinds = saved["outputs"]
+    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
+
+
+def owned_output_in(out_dir: Path, saved: dict) -> Path | None:
+    """A file in ``out_dir`` (:func:`output_in`) of a kind of output its record ``saved`` says
+    loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed may hold some. Where the record says since when no loftup file there is older
+    (``alone_since``: a run began with no record there, and each since went on from its record)
+    and its run left no output (``written`` 0), one changed since: an older one is no run's
+    (a user's own ``ckpt/model.pt``)."""
+    owned = owned_kinds(saved)
+    if owned is None:  # an earlier version's record: its format, and pictures
+        owned = {str(saved.get("format")), "viz"}
+    since = saved.get("alone_since") if saved.get("written") == 0 else None
+    return output_in(out_dir, owned, since if type(since) is int else None)
+
+
+def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
+    """What the record of a run writing ``fmt`` (and pictures with ``viz``) into the folder
+    of the record ``saved`` says the folder holds: the earlier runs' kinds and this one's (an
+    older record's: its format, and pictures, which those versions took as theirs)."""
+    owned = owned_kinds(saved)
+    if owned is None:
+        owned = {str(saved.get("format")), "viz"}
+    return sorted(owned | {fmt} | ({"viz"} if viz else set()))
+
+
+def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
+    """The files a job writes."""
+    paths = [out_dir / f"{job.stem}.{fmt}"]
+    if viz:
+        paths.append(out_dir / f"{job.stem}_viz.png")
+    return paths
+
+
+def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> list[Job]:
+    """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
+    folder inside, or equal to, an input folder would otherwise feed them back in): those of a
+    folder whose record ``saved`` says it holds loftup's pictures. Any other is an input (and
+    :func:`.record.check_clobbering` refuses a run whose picture of ``x.png`` would overwrite
+    it)."""
+    owned = owned_kinds(saved)
+    if owned is not None and "viz" not in owned:
+        return jobs
+    out = out_dir.resolve()
+    return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]

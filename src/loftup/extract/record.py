@@ -1,6 +1,8 @@
-"""The output folder of ``loftup upsample``: its record (``upsample.json``, the options that
-made its files), what the files of a job are, and which files in it are loftup's own: a run
-refuses to overwrite anything else, and ``--resume`` to mix files made with other options.
+"""The record of ``loftup upsample``'s output folder (``upsample.json``, the options that made
+its files): read, compared, written and marked finished; a run refuses to overwrite a file that
+is not loftup's own, and ``--resume`` to mix files made with other options. Which files are
+loftup's own, and what the files of a job are, is :mod:`.output_files`' (its names are
+importable from here too).
 Errors call the folder and going on as ``said_as`` says (:func:`.words.said`: ``-o`` and
 ``--resume`` from the command line, ``out`` and ``resume=True`` from Python)."""
 
@@ -15,6 +17,13 @@ import torch
 from ..atomic import read_json_object
 from ..errors import LoftUpError, PathPermissionError, printable
 from .inputs import Job
+from .output_files import (  # noqa: F401  (importable from here, as before)
+    outputs_of,
+    owned_kinds,
+    owned_output_in,
+    recorded_outputs,
+    without_own_pictures,
+)
 from .words import said, said_value
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
@@ -23,7 +32,7 @@ OPTIONS_NAME = "upsample.json"
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
 #: ``run``: the id of the run that wrote it; ``finished`` and ``written``: that this run
 #: ended, and how many images' files it left, :func:`mark_finished`; ``alone_since``: it began
-#: with no record there, :func:`_an_output`).
+#: with no record there, :func:`.output_files.owned_output_in`).
 _INFO_ONLY = ("loftup_version", "model", "outputs", "run", "finished", "written", "alone_since")
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
@@ -101,7 +110,7 @@ def check_options(
         flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
         again = f" (with {said('resume', said_as)} to skip what is done)"
         fix = "use the same options" + ("" if resume else again)
-        running, found = "", _an_output(out_dir, saved)
+        running, found = "", owned_output_in(out_dir, saved)
         if saved.get("finished") is not True and found is None:
             running = (  # a run on its first image, one killed, or an earlier loftup's
                 "; its record does not say its run finished (a run may be writing there now, "
@@ -143,47 +152,9 @@ def stale_record(
     if saved is None or saved.get("finished") is not True:
         return None
     diff = _differences(options, saved, said_as)
-    if not diff or _an_output(out_dir, saved) is not None:
+    if not diff or owned_output_in(out_dir, saved) is not None:
         return None
     return "; ".join(diff)
-
-
-def _an_output(out_dir: Path, saved: dict) -> Path | None:
-    """A file in ``out_dir`` (:func:`.output_files.output_in`) of a kind of output its record
-    ``saved`` says loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed
-    may hold some. Where the record says since when no loftup file there is older
-    (``alone_since``: a run began with no record there, and each since went on from its record)
-    and its run left no output (``written`` 0), one changed since: an older one is no run's
-    (a user's own ``ckpt/model.pt``)."""
-    from .output_files import output_in
-
-    owned = _owned(saved)
-    if owned is None:  # an earlier version's record: its format, and pictures
-        owned = {str(saved.get("format")), "viz"}
-    since = saved.get("alone_since") if saved.get("written") == 0 else None
-    return output_in(out_dir, owned, since if type(since) is int else None)
-
-
-def _owned(saved: dict | None) -> set[str] | None:
-    """The kinds of output (formats, ``"viz"``) that the record ``saved`` says loftup wrote in
-    its folder; None for a record of an earlier version, which did not say (its runs took
-    every output name there as theirs)."""
-    if saved is None:
-        return set()
-    if "outputs" not in saved:
-        return None
-    kinds = saved["outputs"]
-    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
-
-
-def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
-    """What the record of a run writing ``fmt`` (and pictures with ``viz``) into the folder
-    of the record ``saved`` says the folder holds: the earlier runs' kinds and this one's (an
-    older record's: its format, and pictures, which those versions took as theirs)."""
-    owned = _owned(saved)
-    if owned is None:
-        owned = {str(saved.get("format")), "viz"}
-    return sorted(owned | {fmt} | ({"viz"} if viz else set()))
 
 
 def check_clobbering(
@@ -195,7 +166,7 @@ def check_clobbering(
     kind of output: a user's own ``x.npy`` beside ``x.png``). An earlier run's outputs, which
     a whole run overwrites and a resumed one keeps, are its own."""
     inputs = {job.path for job in jobs}  # resolved
-    owned = _owned(saved)
+    owned = owned_kinds(saved)
     what = {fmt: "features", "viz": f"picture ({said('viz', said_as)})"}
     recorded = {fmt: f".{fmt} features", "viz": f"pictures ({said('viz', said_as)})"}
     for job in jobs:
@@ -296,23 +267,3 @@ def mark_finished(
             printable(f"warning: {path} was left unfinished (its run ended): {e}"),
             file=sys.stderr,
         )
-
-
-def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
-    """The files a job writes."""
-    paths = [out_dir / f"{job.stem}.{fmt}"]
-    if viz:
-        paths.append(out_dir / f"{job.stem}_viz.png")
-    return paths
-
-
-def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> list[Job]:
-    """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
-    folder inside, or equal to, an input folder would otherwise feed them back in): those of a
-    folder whose record ``saved`` says it holds loftup's pictures. Any other is an input (and
-    :func:`check_clobbering` refuses a run whose picture of ``x.png`` would overwrite it)."""
-    owned = _owned(saved)
-    if owned is not None and "viz" not in owned:
-        return jobs
-    out = out_dir.resolve()
-    return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]
