@@ -125,6 +125,10 @@ MOVED = {
         ("NAMES", "STOP_NOTE", "GO_ON", "stop_line", "complete_line", "write_stop_note")
         + ("clear_stop_note",),
     ),
+    "loftup.convert": (
+        "loftup.key_layouts",
+        ("native_to_reference", "reference_to_native", "training_to_reference"),
+    ),
     "loftup.extract.record": (
         "loftup.extract.output_files",
         ("outputs_of", "recorded_outputs", "without_own_pictures"),

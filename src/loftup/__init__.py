@@ -59,9 +59,10 @@ _SUBMODULES = (
     "cpu", "data", "downloads", "early_start", "errors", "escaping", "eval", "exif", "experiments",
     "extract", "fast_stem", "fastpath", "feature_file", "featurizers", "figure_mark", "file_lock",
     "finite", "folding", "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels",
-    "layers", "listing", "local_attention", "memo", "mismatch", "model", "model_config", "norms",
-    "npy_stream", "odd_width", "outputs", "paths", "pipeline", "pipeline_checks", "ranks",
-    "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled", "viz", "weights", "world",
+    "key_layouts", "layers", "listing", "local_attention", "memo", "mismatch", "model",
+    "model_config", "norms", "npy_stream", "odd_width", "outputs", "paths", "pipeline",
+    "pipeline_checks", "ranks", "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled",
+    "viz", "weights", "world",
 )  # fmt: skip
 
 

@@ -14,19 +14,14 @@ asked), :mod:`.user_repos` (upsamplers of one's own by hub id),
 :mod:`.folders` (a folder's weights read with its record), :mod:`.saving`
 (``save_pretrained``), :mod:`.record` (the record save_pretrained writes and how it is read
 back), :mod:`.checks` (what loads but is not the upsampler asked for); the key layouts are
-:mod:`loftup.convert`'s. Every name is importable from ``loftup.hub`` itself.
+:mod:`loftup.key_layouts`', building a model from any of them :mod:`loftup.convert`'s. Every
+name is importable from ``loftup.hub`` itself.
 """
 
 from __future__ import annotations
 
-from ..convert import (
-    build_from_state,
-    infer_config,
-    native_to_reference,
-    reference_to_native,
-    to_native,
-    training_to_reference,
-)
+from ..convert import build_from_state, infer_config, to_native
+from ..key_layouts import native_to_reference, reference_to_native, training_to_reference
 from .files import read_safetensors, read_weights, torch_load
 from .loading import (
     CONFIG_NAME,
