@@ -1,7 +1,8 @@
 """SIGTERM, SIGHUP and Ctrl-C (SIGINT) during a training run: stop at once before and after the
 steps, after the current step (with a checkpoint) while they run; a second Ctrl-C stops at
 once. What a stop says (:func:`stop_line`) is also kept in the run's folder
-(:func:`write_stop_note`), for a terminal that went with the signal."""
+(:func:`write_stop_note`), for a terminal that went with the signal; the line a handler
+says at once is written by :func:`.terminal_line.say_from_handler`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .stop_lines import (  # noqa: F401  (importable from here, as before stop_l
     stop_line,
     write_stop_note,
 )
+from .terminal_line import say_from_handler
 
 #: which signal a run stopped on every rank names where the ranks got different ones
 PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -105,7 +107,7 @@ class StopOnSignals:
         self.requested = signum
         if self.announce and self.in_steps:  # (at the end: the stop's line says it, soon)
             again = " (Ctrl-C again: stop at once, without one)" if signum == signal.SIGINT else ""
-            _say(f"{NAMES[signum]}: stopping after this step, with a checkpoint{again}")
+            say_from_handler(f"{NAMES[signum]}: stopping after this step, with a checkpoint{again}")
 
     @contextmanager
     def steps(self):
@@ -288,18 +290,3 @@ def signal_of(e: BaseException) -> int:
     if isinstance(e, Terminated):
         return signal.SIGTERM
     return signal.SIGHUP if isinstance(e, HungUp) else signal.SIGINT
-
-
-def _say(line: str) -> None:
-    """``line`` on stderr from a signal handler, under any progress bar's line: through
-    ``sys.stderr`` (a notebook's shows it), or straight to the descriptor where the handler
-    interrupted a write to ``sys.stderr``'s buffer, which refuses another."""
-    try:
-        print(f"\n{line}", file=sys.stderr, flush=True)
-    except RuntimeError:  # "reentrant call inside <_io.BufferedWriter name='<stderr>'>"
-        try:
-            os.write(2, f"\n{line}\n".encode())
-        except OSError:
-            pass
-    except (OSError, ValueError, AttributeError):  # a closed or missing stderr: no one to tell
-        pass
