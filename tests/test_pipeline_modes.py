@@ -70,8 +70,12 @@ def test_the_device_of_a_pipeline_is_the_one_named_else_its_modules_else_auto():
         run_device(torch.device("cpu"), on_meta, None)  # no data to move: refused
     want = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert run_device(None, "loftup_dinov2s", None) == want  # loaded by name: the auto device
-    with pytest.raises(UsageError, match=r"^the modules passed in are on cpu and meta: pass"):
-        run_device(None, on_meta, on_cpu)  # one would be moved
+    with pytest.raises(UsageError, match=r"^the model has weights on the meta device"):
+        run_device(None, on_meta, on_cpu)  # the weights on meta are what to mend, not where
+    half = loftup.LoftUp(dim=32)  # a LoftUp built under torch.device("meta") whose computed
+    half.channel_norm.to("meta")  # buffers came from a cache on the CPU (the suite's order)
+    with pytest.raises(UsageError, match=r"^the model has weights on the meta device"):
+        run_device(None, half, None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -28,6 +28,8 @@ def run_device(device: torch.device | None, model: object, backbone: object = No
     if device is not None:
         return device
     if len(places) > 1:
+        if any(p.type == "meta" for p in places):  # the weights on meta are what to mend
+            refuse_meta("model" if on_meta(model) else "backbone")
         names = " and ".join(sorted(str(p) for p in places))
         raise UsageError(
             f"the modules passed in are on {names}: pass device= to run the pipeline on one "
