@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import loftup
-from loftup.errors import UsageError
+from loftup.errors import LoftUpError, UsageError
 from loftup.extract import OPTIONS_NAME, upsample_folder
 from loftup.io import load_image_tensor
 
@@ -62,4 +62,32 @@ def test_a_model_that_is_none_is_told_a_loftup_is_taken_too(folder, model):
     a LoftUp is taken too."""
     with pytest.raises(UsageError, match=r"^model is a released .* or a LoftUp, got "):
         upsample_folder(folder / "in", folder / "out", model=model, progress=False)
+    assert not (folder / "out").exists()
+
+
+def test_a_resume_with_another_backbone_passed_in_is_refused_naming_it(folder):
+    """A Featurizer passed in had neither its weights nor its precision recorded: a resume
+    with another one wrote its features beside the first one's under one record."""
+    torch.manual_seed(0)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    kw = dict(model=pipe.upsampler, backbone_size=28, progress=False)
+    upsample_folder(folder / "in", folder / "out", backbone=pipe.featurizer, **kw)
+    other = pipe.featurizer.to(torch.bfloat16)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    with pytest.raises(LoftUpError) as caught:
+        upsample_folder(folder / "in", folder / "out", backbone=other, resume=True, **kw)
+    told = str(caught.value)
+    assert "backbone_sha256 " in told and "backbone_dtype 'float32' there, 'bfloat16' now" in told
+
+
+def test_a_loftup_on_meta_with_no_device_is_told_its_weights_are_on_meta(folder):
+    """It was told "device meta is not supported ... use auto, cpu, cuda", a device it never
+    passed."""
+    with torch.device("meta"):
+        up = loftup.LoftUp(dim=32)
+    with pytest.raises(UsageError, match="^the model has weights on the meta device"):
+        upsample_folder(folder / "in", folder / "out", model=up, backbone="dinov2_tiny",
+                        backbone_size=28, progress=False)  # fmt: skip
     assert not (folder / "out").exists()

@@ -11,7 +11,7 @@ from PIL import Image
 
 import loftup
 from loftup.cli import main
-from loftup.extract import OPTIONS_NAME
+from loftup.extract import OPTIONS_NAME, upsample_folder
 
 
 def test_resume_takes_a_local_folder_by_any_of_its_names(
@@ -263,3 +263,11 @@ def test_resume_computes_again_an_image_changed_since_its_output_was_written(
     again = ["upsample", str(tmp_path / "in" / "a.png"), *args[2:4], "-o", str(tmp_path / "new")]
     assert main([*again, *args[6:]]) == 0
     assert torch.equal(torch.load(out / "a.pt"), torch.load(tmp_path / "new" / "a.pt"))
+    # from Python, as it calls the option (it was told "--resume")
+    later = (out / "a.pt").stat().st_mtime + 10
+    os.utime(tmp_path / "in" / "a.png", (later, later))
+    capsys.readouterr()
+    upsample_folder(tmp_path / "in", out, model=str(upsampler), backbone_size=28, resume=True,
+                    progress=False)  # fmt: skip
+    said = capsys.readouterr().err
+    assert said.startswith("resume=True: 1 image(s) changed since their outputs"), said

@@ -160,6 +160,9 @@ def upsample_folder(
             # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
             # before the choice existed) then still matches
             "backbone_norm": pipeline.featurizer.input_norm_key(),
+            # a Featurizer passed in: its weights and precision (a resume with another one
+            # mixed two backbones' features under one record); None for one loaded by name
+            **_passed_in_backbone(backbone, pipeline.featurizer),
             "size": list(size) if isinstance(size, tuple) else size,
             "format": fmt,
             "dtype": dtype,
@@ -260,6 +263,17 @@ def _recorded_model(model) -> str | None:
     if isinstance(model, (str, os.PathLike)):
         return recorded_path(model)
     return f"a {type(model).__name__} passed in"
+
+
+def _passed_in_backbone(backbone, featurizer) -> dict:
+    """The record's ``backbone_sha256`` and ``backbone_dtype``: a Featurizer passed in, its
+    digest and precision as it runs (compared by ``--resume``); None for one loaded by name
+    (its weights are ``backbone_weights``', its precision ``dtype``), as records before them."""
+    from . import weights_digest
+
+    if not isinstance(backbone, torch.nn.Module):
+        return {"backbone_sha256": None, "backbone_dtype": None}
+    return {"backbone_sha256": weights_digest(featurizer), "backbone_dtype": _own_dtype(featurizer)}
 
 
 def _settled(out: Path, options: dict, saved: dict | None, jobs, fmt, viz, resume: bool, said_as):

@@ -98,13 +98,7 @@ def run(
         done = [all(look == "kept" for look in b) for b in looks]
         report.kept = sum(len(b) for b, d in zip(mine, done) if d)
         mine = [b for b, d in zip(mine, done) if not d]
-        changed = sum(look == "changed" for b in looks for look in b)
-        if changed:
-            print(
-                f"--resume: {changed} image(s) changed since their outputs were written: "
-                "computed again",
-                file=sys.stderr,
-            )
+        _say_changed(looks, done, rank, world_size, said_as)
     too_long = _names_too_long(mine, out_dir, fmt, viz)  # said before any work, not after it
     mine = [[j for j in b if id(j) not in too_long] for b in mine]
     mine = [b for b in mine if b]
@@ -241,6 +235,27 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
                 found[id(job)] = (job, why)
                 break
     return found
+
+
+def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
+    """Says (rank 0, the count over every rank) how many images a resumed run computes again
+    because they changed since their outputs were written; with the others of their batch
+    (which is computed whole) where a batch holds more."""
+    from .torchrun import summed
+    from .words import said
+
+    changed = sum(look == "changed" for b in looks for look in b)
+    others = sum(
+        look != "changed" for b, d in zip(looks, done) if not d and "changed" in b for look in b
+    )
+    changed, others = summed([changed, others], world_size)
+    if changed and rank == 0:
+        also = f", with {others} other image(s) of their batches" if others else ""
+        print(
+            f"{said('resume', said_as)}: {changed} image(s) changed since their outputs were "
+            f"written: computed again{also}",
+            file=sys.stderr,
+        )
 
 
 def _no_memory(shape, batch: int, e: BaseException, said_as: dict | None = None) -> str:

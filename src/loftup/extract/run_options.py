@@ -31,8 +31,11 @@ def _run_device(device, model, backbone, local_rank: int | None) -> torch.device
     passed in is (:func:`loftup.pipeline_checks.run_device`; not moved in place), else the
     auto device; under torchrun (``local_rank``) a CUDA device is the process's own GPU."""
     from ..checks import resolve_device
-    from ..pipeline_checks import run_device
+    from ..pipeline_checks import on_meta, refuse_meta, run_device
 
+    for name, module in (("model", model), ("backbone", backbone)):
+        if device is None and on_meta(module):  # (else told "device meta is not supported")
+            refuse_meta(name)
     if device is None and _modules(model, backbone):
         device = run_device(None, model, backbone)
         if local_rank is None or device.type != "cuda":
