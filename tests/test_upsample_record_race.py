@@ -122,3 +122,30 @@ def test_a_run_that_read_no_record_does_not_finish_the_record_of_one_writing_mea
     other.start()
     assert main(args) == 0
     assert seen["second"] == (1, 0) and "finished" not in seen["record"], seen
+
+
+def test_a_run_refused_over_a_record_written_meanwhile_is_not_told_to_remove_it(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """Refused because another run of other options began writing while this one loaded, it
+    was told "if no run is writing there, remove upsample.json": one is."""
+    import loftup.api as api
+
+    out, args = _setup(photos, upsampler, tmp_path)
+    real, started = api.load_pipeline, []
+
+    def loading(*a, **k):  # the other run as it is on its first image: record, no output yet
+        if not started:
+            started.append(1)
+            assert main([*args, "--size", "64"]) == 0
+            record = json.loads((out / OPTIONS_NAME).read_text())
+            del record["finished"], record["written"]
+            (out / OPTIONS_NAME).write_text(json.dumps(record))
+            (out / "a.pt").unlink()
+        return real(*a, **k)
+
+    monkeypatch.setattr(api, "load_pipeline", loading)
+    assert main([*args, "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert f"another run began writing in {out} while this one loaded its models" in err, err
+    assert "remove" not in err and err.rstrip().endswith("or another -o"), err

@@ -183,7 +183,9 @@ def upsample_folder(
                 now = read_record(out, resume=resume, said_as=said_as)
                 if now != read:
                     try:
-                        saved, stale = _settled(out, options, now, jobs, fmt, viz, resume, said_as)
+                        saved, stale = _settled(
+                            out, options, now, jobs, fmt, viz, resume, said_as, racing=True
+                        )
                     except LoftUpError as e:
                         raise LoftUpError(
                             f"another run began writing in {out} while this one loaded its "
@@ -276,7 +278,7 @@ def _passed_in_backbone(backbone, featurizer) -> dict:
     return {"backbone_sha256": weights_digest(featurizer), "backbone_dtype": _own_dtype(featurizer)}
 
 
-def _settled(out: Path, options: dict, saved: dict | None, jobs, fmt, viz, resume: bool, said_as):
+def _settled(out: Path, options: dict, saved, jobs, fmt, viz, resume: bool, said_as, racing=False):
     """The record ``saved`` of ``out`` that a run of ``options`` over ``jobs`` goes on from,
     and the differences of one it replaces (:func:`~loftup.extract.stale_record`: None then,
     as the record; a file there at an output's name is then not loftup's); ``options["outputs"]``
@@ -289,7 +291,7 @@ def _settled(out: Path, options: dict, saved: dict | None, jobs, fmt, viz, resum
     if stale is not None:
         saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for
-    check_options(out, options, saved, resume=resume, said_as=said_as)
+    check_options(out, options, saved, resume=resume, said_as=said_as, racing=racing)
     return saved, stale
 
 

@@ -96,7 +96,13 @@ def read_record(out_dir: Path, *, resume: bool, said_as: dict | None = None) -> 
 
 
 def check_options(
-    out_dir: Path, options: dict, saved: dict | None, *, resume: bool, said_as: dict | None = None
+    out_dir: Path,
+    options: dict,
+    saved: dict | None,
+    *,
+    resume: bool,
+    said_as: dict | None = None,
+    racing: bool = False,
 ) -> None:
     """Refuse a run into ``out_dir`` whose files were made with other ``options`` than its
     record ``saved`` (:func:`read_record`) says, naming each difference: the record describes
@@ -111,7 +117,9 @@ def check_options(
         again = f" (with {said('resume', said_as)} to skip what is done)"
         fix = "use the same options" + ("" if resume else again)
         running, found = "", owned_output_in(out_dir, saved)
-        if saved.get("finished") is not True and found is None:
+        if racing:  # another run began writing while this one loaded: it is running
+            pass
+        elif saved.get("finished") is not True and found is None:
             running = (  # a run on its first image, one killed, or an earlier loftup's
                 "; its record does not say its run finished (a run may be writing there now, "
                 "was killed, or was written by an earlier loftup), and no output is there yet: "
