@@ -4,9 +4,13 @@ its caller gives them: ``out`` and ``resume=True`` from Python, ``-o`` and ``--r
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import torch
 from PIL import Image
 
+import loftup
 from loftup.cli import main
 from loftup.cli.upsample import SAID_AS
 from loftup.errors import LoftUpError
@@ -118,4 +122,23 @@ def test_a_picture_and_a_blank_model_are_named_as_the_caller_gives_them(made, up
     assert main(["upsample", str(made / "in"), "-m", "", "-o", str(made / "blank")]) == 2
     assert capsys.readouterr().err.startswith(
         'error: -m is empty or blank (an unset variable, as in -m "$MODEL"?)'
+    )
+
+
+def test_a_resume_in_another_dtype_is_told_that_alone(made, upsampler, capsys, tmp_path):
+    """The weights' digest was taken after their conversion to --dtype: a resume in bfloat16
+    was told an upsampler_sha256 difference too, a key of the record it never passed."""
+    args = ["upsample", str(made / "in"), "-m", str(upsampler), "-o", str(made / "out")]
+    capsys.readouterr()
+    assert main([*args, "--backbone-size", "28", "--resume", "--dtype", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "other options (--dtype float32 there, bfloat16 now; --save-dtype " in err, err
+    assert "sha256" not in err and "weights" not in err, err
+    torch.manual_seed(1)  # other weights: said as what the command line gives, -m
+    loftup.LoftUp(dim=32).save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
+    args[3] = str(tmp_path / "up")
+    assert main([*args, "--backbone-size", "28", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"other options \(-m's weights [0-9a-f]{16} there, [0-9a-f]{16} now\)", err), (
+        err
     )

@@ -11,6 +11,7 @@ from .common import add_backbone_norm, parse_size, precision, say
 #: options that give them (from Python they are called by their names, :mod:`loftup.extract.words`).
 SAID_AS = {
     "model": "-m",
+    "upsampler_sha256": "-m's weights",  # a record-only key: the weights -m names
     "backbone": "--backbone",
     "backbone_weights": "--backbone-weights",
     "backbone_norm": "--backbone-norm",

@@ -15,7 +15,15 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
-from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
+from .run_options import (
+    _modules,
+    _own_dtype,
+    _passed_in_backbone,
+    _plain_ints,
+    _run_device,
+    _upsampler_digest,
+    check_run_options,
+)
 
 
 @dataclass
@@ -92,7 +100,6 @@ def upsample_folder(
         remove_unfinished,
         run,
         summed,
-        weights_digest,
         without_own_pictures,
         write_options,
     )
@@ -141,6 +148,8 @@ def upsample_folder(
         check_clobbering(jobs, out, fmt, viz, saved, said_as)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
             print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
+        # as given, in float32: before load_pipeline converts it (--dtype alone differed too)
+        digest = _upsampler_digest(model) if isinstance(model, torch.nn.Module) else None
         pipeline = load_pipeline(
             model,
             backbone=backbone,
@@ -153,7 +162,7 @@ def upsample_folder(
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,
             "model": _recorded_model(model),  # local paths resolved: ./w and /abs/w are one
-            "upsampler_sha256": weights_digest(pipeline.upsampler),
+            "upsampler_sha256": digest or _upsampler_digest(model, pipeline.upsampler),
             "backbone": pipeline.featurizer.name,
             "backbone_weights": recorded_path(backbone_weights),
             "backbone_size": backbone_size,
@@ -265,17 +274,6 @@ def _recorded_model(model) -> str | None:
     if isinstance(model, (str, os.PathLike)):
         return recorded_path(model)
     return f"a {type(model).__name__} passed in"
-
-
-def _passed_in_backbone(backbone, featurizer) -> dict:
-    """The record's ``backbone_sha256`` and ``backbone_dtype``: a Featurizer passed in, its
-    digest and precision as it runs (compared by ``--resume``); None for one loaded by name
-    (its weights are ``backbone_weights``', its precision ``dtype``), as records before them."""
-    from . import weights_digest
-
-    if not isinstance(backbone, torch.nn.Module):
-        return {"backbone_sha256": None, "backbone_dtype": None}
-    return {"backbone_sha256": weights_digest(featurizer), "backbone_dtype": _own_dtype(featurizer)}
 
 
 def _settled(out: Path, options: dict, saved, jobs, fmt, viz, resume: bool, said_as, racing=False):
