@@ -27,7 +27,8 @@ def test_a_run_of_the_same_options_ending_does_not_finish_the_record_of_one_stil
     """Two runs of the same options wrote the same record, so the one that ended first (every
     image failed) marked finished the record of the other, still on its first image; a run of
     other options then replaced it, and the first run's files ended under its record. A run
-    that found a record no run said finished leaves it unfinished now: the third is refused."""
+    that found a record no run said finished leaves it unfinished as it ends, while the run
+    that wrote it writes: the third is refused; that run, the last to end, marks it."""
     import loftup.extract as extract
 
     out, args = _setup(photos, upsampler, tmp_path)
@@ -48,7 +49,8 @@ def test_a_run_of_the_same_options_ending_does_not_finish_the_record_of_one_stil
     assert log[0] == 1 and "finished" not in log[1], log[1]
     assert log[2] == 2 and "--size unset there, 64 now" in log[3], log[3]
     record = json.loads((out / OPTIONS_NAME).read_text())
-    assert record["size"] is None and "finished" not in record and len(record["run"]) == 32
+    # the last of the two to end marks it (the first ending, every image failed, did not)
+    assert record["size"] is None and (record["finished"], record["written"]) == (True, 1)
     monkeypatch.setattr(extract, "run", first_run)
     assert main([*args, str(tmp_path / "a.png"), "--resume"]) == 0  # takes over: marks it
     record = json.loads((out / OPTIONS_NAME).read_text())

@@ -82,7 +82,7 @@ def test_a_run_that_read_no_record_does_not_finish_the_record_of_one_writing_mea
     wrote its own and went on to its images; the second, ending first, marked finished the
     record (its own, written over the first's) of a run still writing, which a run of other
     options could then replace. It sees the first's unfinished record as it writes its own
-    now, and leaves it unfinished, as a run that began over such a record does."""
+    now, and leaves it unfinished; the first, ending last, marks it finished."""
     import threading
 
     import loftup.api as api
@@ -122,6 +122,10 @@ def test_a_run_that_read_no_record_does_not_finish_the_record_of_one_writing_mea
     other.start()
     assert main(args) == 0
     assert seen["second"] == (1, 0) and "finished" not in seen["record"], seen
+    # the first, the last of the two to end, marks it (neither did: the record stayed
+    # unfinished, and a later run of other options, the outputs deleted, was refused)
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["finished"], record["written"], record["running"]) == (True, 1, []), record
 
 
 def test_a_run_refused_over_a_record_written_meanwhile_is_not_told_to_remove_it(

@@ -99,6 +99,7 @@ def upsample_folder(
         recorded_path,
         remove_unfinished,
         run,
+        running_ids,
         summed,
         without_own_pictures,
         write_options,
@@ -203,6 +204,7 @@ def upsample_folder(
                 # what a killed run was writing (before any rank writes)
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
                 removed = remove_unfinished(out, None if resume else own)  # all, or its own
+                options["running"] = running_ids(saved, resume, options["run"])
                 write_options(out, options)
                 # since when every loftup file there is no older (as the record it goes on from)
                 alone = _mtime(out / OPTIONS_NAME) if saved is None else saved.get("alone_since")
@@ -213,9 +215,6 @@ def upsample_folder(
                 print(
                     f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
                 )
-        # a record no run said finished: its run may be writing there still, and this one
-        # ending says nothing of it (a --resume takes over, as it takes over its temporary files)
-        shared = saved is not None and saved.get("finished") is not True and not resume
         barrier(world)  # no rank writes an output before the record that lets --resume go on
         report = run(
             jobs,
@@ -235,7 +234,9 @@ def upsample_folder(
             progress=progress,
         )
         failed, kept = summed([len(report.failed), report.kept], world)
-        if rank == 0 and not shared:  # ended: a later run may replace a record of no output
+        # ended: a later run may replace a record of no output; the last of those writing
+        # under the record marks it (one killed leaves it unfinished: it may be writing still)
+        if rank == 0:
             mark_finished(out, options, len(jobs) - failed, alone, said_as)
         failed += len(missing)
         barrier(world)  # no rank tears gloo down while another is still in a collective

@@ -30,10 +30,14 @@ from .words import said, said_value
 OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
-#: ``run``: the id of the run that wrote it; ``finished`` and ``written``: that this run
+#: ``run``: the id of the run that wrote it; ``running``: those writing under it,
+#: :func:`running_ids`; ``finished`` and ``written``: that this run
 #: ended, and how many images' files it left, :func:`mark_finished`; ``alone_since``: it began
 #: with no record there, :func:`.output_files.owned_output_in`).
-_INFO_ONLY = ("loftup_version", "model", "outputs", "run", "finished", "written", "alone_since")
+_INFO_ONLY = (
+    *("loftup_version", "model", "outputs", "run", "running", "finished", "written"),
+    "alone_since",
+)
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 
@@ -241,20 +245,33 @@ def write_options(out_dir: Path, options: dict) -> None:
     write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
 
 
+def running_ids(saved: dict | None, resume: bool, run_id: str) -> list[str]:
+    """The record's ``running``: the ids of the runs writing under it, this one's last. A run
+    that goes on from a record no run said finished (read at its start, or written by another
+    while it loaded) adds itself to that record's (to its ``run`` in a record without them: one
+    of an earlier loftup); a ``--resume`` takes over, and a run over a finished record or none
+    begins them."""
+    if resume or saved is None or saved.get("finished") is True:
+        return [run_id]
+    ids = saved.get("running")
+    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        ids = [str(saved.get("run") or "a run of an earlier loftup")]
+    return [*ids, run_id]
+
+
 def mark_finished(
     out_dir: Path, options: dict, written: int, alone_since=None, said_as: dict | None = None
 ) -> None:
-    """``out_dir``'s record, written as ``options`` (with this run's id, ``"run"``) when this
-    run began, rewritten whole with ``"finished": true`` and ``written`` (how many images' files
-    the run leaves there, written now or kept by ``--resume``) as the run ends, every image
-    failed too: what lets a later run of other options replace a record whose run left no
+    """This run's id (``options["run"]``) taken out of ``out_dir``'s record's ``running`` as
+    it ends, every image failed too; the last listed to end rewrites it with ``"finished":
+    true`` and ``written`` (how many images' files it leaves there, written now or kept by
+    ``--resume``): what lets a later run of other options replace a record whose run left no
     output (:func:`stale_record`); with ``alone_since``, where it or a run whose record it went
-    on from began with no record there (that record's mtime: no loftup file there is older). A record another run wrote there meanwhile (another
-    ``--format``, or the same options) is that run's to mark. A record that cannot be
-    rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
-    error, since every output is written."""
-    import json
-
+    on from began with no record there (that record's mtime: no loftup file there is older).
+    A killed run's id stays: its record stays unfinished (a ``--resume`` takes over). One that
+    does not list this run (a ``--resume`` took over, or a record replaced) is not its to mark.
+    A record that cannot be rewritten (no room left) stays as it was, unfinished and
+    resumable: a warning, not an error, since every output is written."""
     from .record_lock import record_lock
 
     path = out_dir / OPTIONS_NAME
@@ -264,12 +281,17 @@ def mark_finished(
                 now = read_json_object(path, another=said("out", said_as))
             except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
                 return
-            if now is None or now.get("run") != options["run"]:
+            ids = now.get("running") if now is not None else None
+            if not isinstance(ids, list) or options["run"] not in ids:
                 return
-            if now != json.loads(json.dumps(options)):  # (its id in a record it did not write)
+            rest = [i for i in ids if i != options["run"]]
+            if rest:  # another run writes under it still: the last to end marks it
+                write_options(out_dir, {**now, "running": rest})
                 return
             alone = {"alone_since": alone_since} if type(alone_since) is int else {}
-            write_options(out_dir, {**options, "finished": True, "written": written, **alone})
+            write_options(
+                out_dir, {**now, "running": [], "finished": True, "written": written, **alone}
+            )
     except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
         print(
             printable(f"warning: {path} was left unfinished (its run ended): {e}"),
