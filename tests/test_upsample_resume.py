@@ -109,7 +109,7 @@ def test_resume_goes_on_with_the_same_options_and_the_same_bytes(
     for change, said in (
         (["--size", "64"], "--size unset there, 64 now"),
         (["--save-dtype", "float16"], "--save-dtype float32 there, float16 now"),
-        (["-m", str(other)], f"upsampler_sha256 {options['upsampler_sha256']!r} there"),
+        (["-m", str(other)], f"-m's weights {options['upsampler_sha256']} there"),
     ):
         assert main([*args, *change, "--resume"]) == 2
         err = capsys.readouterr().err
@@ -212,8 +212,8 @@ def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
     """A run marks its record finished as it ends, only where the record is still the one it
     wrote: a run of another --format begun meanwhile recorded both kinds of output, and the
     first one's record put back would say the folder holds none of the other's (whose files a
-    later run of that format then refused as not loftup's). Nor does the other mark it: it
-    began while this one ran, and its end says nothing of this one's (it stays unfinished)."""
+    later run of that format then refused as not loftup's). The other, ending first, leaves it
+    unfinished (this one writes still); this one, the last listed to end, marks it as it is."""
     import loftup.extract as extract
 
     Image.open(photos / "astronaut.png").crop((0, 0, 35, 28)).save(tmp_path / "a.png")
@@ -232,7 +232,7 @@ def test_a_run_that_ends_leaves_the_record_another_run_wrote_meanwhile(
     assert main(args) == 0 and second == [0]
     record = json.loads((out / OPTIONS_NAME).read_text())
     assert (record["outputs"], record["format"]) == (["npy", "pt"], "npy")
-    assert "finished" not in record
+    assert record["finished"] is True  # the first, the last of the two to end, marked it
     monkeypatch.setattr(extract, "run", first_run)
     assert main([*args, "--format", "npy"]) == 0, capsys.readouterr().err
 
