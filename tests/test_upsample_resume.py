@@ -12,6 +12,7 @@ from PIL import Image
 import loftup
 from loftup.cli import main
 from loftup.extract import OPTIONS_NAME, upsample_folder
+from upsample_helpers import noise_picture
 
 
 def test_resume_takes_a_local_folder_by_any_of_its_names(
@@ -271,3 +272,22 @@ def test_resume_computes_again_an_image_changed_since_its_output_was_written(
                     progress=False)  # fmt: skip
     said = capsys.readouterr().err
     assert said.startswith("resume=True: 1 image(s) changed since their outputs"), said
+
+
+def test_a_resume_in_batches_says_the_batch_mates_it_computes_again(upsampler, tmp_path, capsys):
+    """With --batch-size 2 a batch with one changed image is computed again whole: it was told
+    "1 image(s) changed ... computed again", not that its batch-mate was too."""
+    (tmp_path / "in").mkdir()
+    for name in "ab":
+        noise_picture(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "in"), "-m", str(upsampler), "-o", str(out)]
+    args += ["--backbone-size", "28", "--no-progress", "--batch-size", "2"]
+    assert main(args) == 0
+    later = (out / "a.pt").stat().st_mtime + 10
+    os.utime(tmp_path / "in" / "a.png", (later, later))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    said = capsys.readouterr().err
+    assert "1 image(s) changed since their outputs were written: computed again, with 1 other " \
+        "image(s) of their batches" in said, said  # fmt: skip

@@ -20,8 +20,9 @@ from upsample_helpers import noise_picture, outputs, upsample_small
 
 #: The runs of ``loftup upsample`` each process of one torchrun job makes, one after the other
 #: (each start of two processes costs seconds of imports): the crops held whole, streamed tile
-#: by tile two a batch, resumed after rank 0's im2.pt was moved aside, and last a run whose rank
-#: 1 fails (as a node without the weights would) once rank 0 waits for it in the final sum.
+#: by tile two a batch, resumed after rank 0's im2.pt was moved aside, then after every input
+#: changed, and last a run whose rank 1 fails (as a node without the weights would) once rank
+#: 0 waits for it in the final sum.
 #: After each, a process says its status and how many of gloo's threads still run: none, or
 #: they run into the interpreter's teardown (processes.GLOO_THREADS).
 TORCHRUN_RUNS = (
@@ -46,6 +47,9 @@ upsample("two", "--viz")
 upsample("two_streamed", "--viz", "--stream-above", "0", "--batch-size", "2")
 if rank == "0":  # rank 0 has im0 and im2, rank 1 im1
     os.replace(out / "two" / "im2.pt", out / "im2_of_the_first_run.pt")
+upsample("two", "--viz", "--resume")
+for i in range(3):  # every input changed since (one time for both ranks): all computed again
+    os.utime(out / f"im{i}.png", (4102444800, 4102444800))
 upsample("two", "--viz", "--resume")
 
 def fail(jobs, pipeline, out_dir, **kw):  # rank 1, once rank 0 waits in the sum
@@ -105,8 +109,10 @@ def test_torchrun_two_processes_write_what_one_writes(torchrun_runs, tmp_path):
     # may interleave), the resumed one's after the others
     ended = re.findall(r"(two\w*): RANK=(\d) ended (\d+), gloo threads left: (\d+)", err)
     assert sorted(ended) == sorted(
-        (run, rank, "0", "0") for run in ("two", "two", "two_streamed") for rank in "01"
+        (run, rank, "0", "0") for run in ("two", "two", "two", "two_streamed") for rank in "01"
     ), err
+    # the changed images of every rank counted once, by rank 0 (each said its own count)
+    assert re.findall(r"--resume: \d+ image\(s\) changed", err) == ["--resume: 3 image(s) changed"]
     # held whole; and every output streamed tile by tile into its file, two images a batch
     for out in ("two", "two_streamed"):
         assert one == outputs(folder / out), out
