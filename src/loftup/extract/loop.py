@@ -238,7 +238,7 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
 
 
 def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
-    """Says (rank 0, the count over every rank) how many images a resumed run computes again
+    """Says (rank 0, the count over every rank of the process group) how many images a resumed run computes again
     because they changed since their outputs were written; with the others of their batch
     (which is computed whole) where a batch holds more."""
     from .torchrun import summed
@@ -248,7 +248,10 @@ def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
     others = sum(
         look != "changed" for b, d in zip(looks, done) if not d and "changed" in b for look in b
     )
-    changed, others = summed([changed, others], world_size)
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        changed, others = summed([changed, others], world_size)
+    elif world_size > 1:  # ranks run by a caller with no process group: each says its own
+        rank = 0
     if changed and rank == 0:
         also = f", with {others} other image(s) of their batches" if others else ""
         print(
