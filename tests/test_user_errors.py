@@ -54,13 +54,13 @@ def _start_upsample_stream(tmp_path):
 def _graph_upsampler(tmp_path):
     from loftup.compiled import graph_upsampler
 
-    graph_upsampler(LoftUp(8), torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8))
+    graph_upsampler(LoftUp(8).eval(), torch.zeros(1, 8, 2, 2), torch.zeros(1, 3, 8, 8))
 
 
 def _graph_upsampler_inputs(tmp_path):
     from loftup.compiled import graph_upsampler
 
-    graph_upsampler(LoftUp(8), torch.zeros(1, 8, 2, 2).numpy(), torch.zeros(1, 3, 8, 8))
+    graph_upsampler(LoftUp(8).eval(), torch.zeros(1, 8, 2, 2).numpy(), torch.zeros(1, 3, 8, 8))
 
 
 def _record(tmp_path):
