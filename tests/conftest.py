@@ -24,21 +24,21 @@ if not torch.cuda.is_available():
 from reference_files import REFERENCE_CASES, REFERENCE_STATE, need_reference  # noqa: E402
 
 
-def _bars_locked_by_threads_only() -> None:
-    """tqdm's default write lock holds a multiprocessing RLock, a semaphore shared with every
-    process forked after it is made. The tests fork children (the forking servers, the signal
-    tests) and kill some of them mid-bar, which can leave it taken for good: every later bar of
-    this process then waits forever (seen once, under load: upsample's writer threads and tqdm's
-    monitor all stuck in its acquire, a suite hung). A thread lock alone still keeps one
-    process's bars from interleaving, which is all the tests need."""
+@pytest.fixture(autouse=True)
+def fresh_bar_lock():
+    """Each test gives tqdm's bars a lock of their own (a thread lock only). The in-process
+    signal tests raise Terminated or KeyboardInterrupt at any bytecode of the main thread, also
+    between the acquire of a `with tqdm's lock:` and its block, which leaves the lock taken by
+    the main thread for good: reentrant, it goes on there, but a bar made in any other thread
+    waits forever (two suites hung so: a later test's second run, in a thread, and upsample's
+    writer threads, all stuck in tqdm's acquire, held by no thread that was waiting). tqdm's
+    default lock also holds a multiprocessing semaphore shared with the children the tests
+    fork, which a thread lock avoids."""
     import threading
 
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
-
-
-_bars_locked_by_threads_only()
 
 
 @pytest.fixture(autouse=True)
