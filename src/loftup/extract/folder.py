@@ -249,10 +249,10 @@ def _check_model(model, said_as: dict | None) -> None:
     upsampler (a released name, a weights file or folder, a hub id), before anything is
     loaded; a pipeline is told to pass its upsampler (it loaded, then failed in os.fspath)."""
     from ..checks import shown
-    from ..data.scenes import said
     from ..errors import UsageError
     from ..hub import check_source
     from ..model import LoftUp
+    from .words import said
 
     if isinstance(model, LoftUp):
         return

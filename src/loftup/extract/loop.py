@@ -295,7 +295,7 @@ def _output_shape(
     """(C, H, W) of one image's upsampled features, or the :class:`ImageSizeError` of a size
     the pipeline would refuse (checked before any file of it is made; its options named as
     ``said_as`` calls them)."""
-    from ..data.scenes import said
+    from .words import said
 
     height, width = images.shape[-2:]
     patch = pipeline.featurizer.patch_size

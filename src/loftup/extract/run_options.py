@@ -62,9 +62,9 @@ def check_run_options(
     their names (``"bf16"`` is ``"bfloat16"``, as ``upsample.json`` records it); the stored one
     is ``dtype``'s by default, float32 for bfloat16 in ``.npy`` (NumPy has no bfloat16)."""
     from ..checks import as_dtype, check_size
-    from ..data.scenes import said
     from ..errors import UsageError, is_int
     from ..outputs import FORMATS
+    from .words import said
 
     if fmt not in FORMATS:
         raise UsageError(
