@@ -31,9 +31,9 @@ OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
 #: ``run``: the id of the run that wrote it; ``running``: those writing under it,
-#: :func:`running_ids`; ``finished`` and ``written``: that this run
-#: ended, and how many images' files it left, :func:`mark_finished`; ``alone_since``: it began
-#: with no record there, :func:`.output_files.owned_output_in`).
+#: :func:`running_ids`; ``finished`` and ``written``: that the runs writing under it have
+#: all ended, and how many images' files the last left, :func:`mark_finished`;
+#: ``alone_since``: it began with no record there, :func:`.output_files.owned_output_in`).
 _INFO_ONLY = (
     *("loftup_version", "model", "outputs", "run", "running", "finished", "written"),
     "alone_since",
@@ -120,17 +120,17 @@ def check_options(
         flag, out = (f"{said('resume', said_as)}: " if resume else ""), said("out", said_as)
         again = f" (with {said('resume', said_as)} to skip what is done)"
         fix = "use the same options" + ("" if resume else again)
-        running, found = "", owned_output_in(out_dir, saved)
-        if racing:  # another run began writing while this one loaded: it is running
-            pass
-        elif saved.get("finished") is not True and found is None:
-            running = (  # a run on its first image, one killed, or an earlier loftup's
-                "; its record does not say its run finished (a run may be writing there now, "
-                "was killed, or was written by an earlier loftup), and no output is there yet: "
-                f"if no run is writing there, remove {out_dir / OPTIONS_NAME}"
-            )
-        elif found is not None and saved.get("finished") is True and saved.get("written") == 0:
-            running = f"; its run left no output there, but {found} is taken for one"
+        running = ""
+        if not racing:  # (racing: another run began writing while this one loaded: it runs)
+            found = owned_output_in(out_dir, saved)  # a walk of the folder
+            if saved.get("finished") is not True and found is None:
+                running = (  # a run on its first image, one killed, or an earlier loftup's
+                    "; its record does not say its run finished (a run may be writing there "
+                    "now, was killed, or was written by an earlier loftup), and no output is "
+                    f"there yet: if no run is writing there, remove {out_dir / OPTIONS_NAME}"
+                )
+            elif found is not None and saved.get("finished") is True and saved.get("written") == 0:
+                running = f"; its run left no output there, but {found} is taken for one"
         raise LoftUpError(
             f"{flag}the files in {out_dir} were made with other options ({'; '.join(diff)}); "
             f"{fix}, or another {out}{running}"
@@ -140,8 +140,8 @@ def check_options(
 def _differences(options: dict, saved: dict, said_as: dict | None = None) -> list[str]:
     """Each option of ``options`` that the record ``saved`` says otherwise, said as its caller
     gives it (``size 100000 there, 16 now``; ``--size 100000 there, 16 now`` where ``said_as``
-    names it; a key of the record alone, ``upsampler_sha256``, as it is); another format is
-    none: its files are others."""
+    names it; ``upsampler_sha256`` as "-m's weights" on the command line, as the key from
+    Python); another format is none: its files are others."""
     skip = (*_INFO_ONLY, "format")
     return [
         f"{said(key, said_as)} {said_value(key, saved.get(key), said_as)} there, "
