@@ -102,7 +102,8 @@ class FeaturePipeline:
         Both models must be in eval mode (:func:`load_pipeline` puts them there; a training
         loop that goes on training the upsampler calls ``.train()`` again): an upsampler in
         training mode normalises by the batch's statistics and changes its running ones, a
-        backbone module in training mode may drop out; either is a :class:`UsageError`.
+        backbone is refused in training mode where that changes its output (dropout, DropPath,
+        batch norm); either is a :class:`UsageError`.
         """
         why = (
             ", depends on the images batched together, and each call changes its running statistics"
@@ -188,7 +189,8 @@ def load_pipeline(
 
     A LoftUp or a featurizer passed in is changed in place, not copied: moved to ``device`` and
     converted to ``dtype`` where those are given, and put in eval mode (call ``.train()`` on a
-    model you go on training; the pipeline refuses to run it until ``.eval()``).
+    model you go on training; the pipeline refuses an upsampler in training mode, and a backbone
+    whose output depends on it, until ``.eval()``).
     """
     check_model(model)
     options = checked_options(backbone_size, backbone_norm, device, dtype)

@@ -23,13 +23,15 @@ def run_device(device: torch.device | None, model: object, backbone: object = No
     copy, "Cannot copy out of meta tensor")."""
     modules = [m for m in (model, backbone) if isinstance(m, torch.nn.Module)]
     places = {t.device for m in modules for t in (*m.parameters(), *m.buffers())}
-    if device is not None and device.type != "meta" and any(p.type == "meta" for p in places):
+    # weights on meta moved to another device, or beside modules elsewhere (a LoftUp built
+    # under torch.device("meta") whose computed buffers came from a cache on the CPU): told
+    # those weights (not to pass device=, which then refused them); all on meta, with no
+    # device, stays there (refused as it runs)
+    if any(p.type == "meta" for p in places) and (device is not None or len(places) > 1):
         refuse_meta("model" if on_meta(model) else "backbone")
     if device is not None:
         return device
     if len(places) > 1:
-        if any(p.type == "meta" for p in places):  # the weights on meta are what to mend
-            refuse_meta("model" if on_meta(model) else "backbone")
         names = " and ".join(sorted(str(p) for p in places))
         raise UsageError(
             f"the modules passed in are on {names}: pass device= to run the pipeline on one "

@@ -35,8 +35,9 @@ _MARK = "_loftup_stop"
 #: set while :func:`loftup.cli.main` runs on the main thread: the process is the command's, so
 #: a thread may end it (os._exit) with the command's one line where the main thread is held in
 #: torch's C++ (:mod:`loftup.extract.watch`), and a training run a stop ended leaves SIGTERM
-#: and SIGHUP ignored for the rest of the command (:class:`loftup.train.stopping.StopOnSignals`),
-#: which puts them back; never where a Python caller owns it (whatever handlers it installed)
+#: and SIGHUP ignored for the rest of the command (:class:`loftup.train.stopping.StopOnSignals`;
+#: the console script leaves them so to the process's end, :func:`loftup.cli.main` called from
+#: Python puts them back); never where a Python caller owns it (whatever handlers it installed)
 _OWNS_PROCESS: list[bool] = []
 #: set (:func:`clean_up_only`) where the command's work is complete and SIGTERM and SIGHUP are
 #: left ignored for the rest of it: read by :func:`loftup.cli.main` as it returns

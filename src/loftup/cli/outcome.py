@@ -78,13 +78,13 @@ def _stopped(e: BaseException) -> int:
     """Say what stopped the command (SIGTERM, Ctrl-C; a SIGHUP is not said: no terminal is
     left to read it), after what its work did (:func:`said_before_a_stop`); its exit status."""
     hung_up, terminated = isinstance(e, SystemExit), isinstance(e, Terminated)  # (SE: HungUp)
+    signum = signal.SIGHUP if hung_up else signal.SIGTERM if terminated else signal.SIGINT
     for line in _DONE:
-        signum = signal.SIGHUP if hung_up else signal.SIGTERM if terminated else signal.SIGINT
         _say(line(signum))
     _DONE.clear()  # (said once)
     if hung_up:
         return 129
-    if isinstance(e, Terminated):
+    if terminated:
         _say("terminated (SIGTERM)")
         return 143
     _say("interrupted")
@@ -93,7 +93,7 @@ def _stopped(e: BaseException) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print ``message`` as ``warning: ...`` on one line, escaped where it is not printable
-    (:func:`~loftup.errors.printable`: a path's newline written ``\\n``, its no-break space
+    (:func:`~loftup.escaping.printable`: a path's newline written ``\\n``, its no-break space
     kept, so the name said is the file's). Through tqdm, which takes the bars that are drawn
     off the line, writes it and draws them again below it (Python's own printing would append
     it to the bar's line, and the bar's next update would overwrite it)."""
@@ -191,7 +191,7 @@ def _say(line: str) -> None:
     of the others'), and the reader can tell which said what. What is not printable in it
     (an escape, a newline, a bidirectional control, the byte of a name that is no UTF-8: a
     path's, a file's text, an environment variable's, wherever the line quotes them) is
-    written escaped (:func:`~loftup.errors.printable`): shown, neither obeyed by the terminal
+    written escaped (:func:`~loftup.escaping.printable`): shown, neither obeyed by the terminal
     nor breaking the line, nor reordering it (U+202E)."""
     from tqdm import tqdm
 

@@ -96,15 +96,15 @@ def collective_failure(
             f"(its output may say where); where they legitimately wait that long on each other, "
             f"set {TIMEOUT_ENV}=SECONDS"
         )
-    if _PEER_GONE.search(str(e)) and complete:
+    if not _PEER_GONE.search(str(e)):
+        return None
+    if complete:
         return LoftUpError(
             "another process of this run ended after the run was complete; nothing is lost"
         )
-    if _PEER_GONE.search(str(e)):
-        return LoftUpError(
-            "another process of this run has ended, so this one cannot go on; its error says why"
-        )
-    return None
+    return LoftUpError(
+        "another process of this run has ended, so this one cannot go on; its error says why"
+    )
 
 
 def teardown(info: DistInfo, error: BaseException | None = None) -> None:

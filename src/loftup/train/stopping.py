@@ -1,7 +1,7 @@
 """SIGTERM, SIGHUP and Ctrl-C (SIGINT) during a training run: stop at once before and after the
 steps, after the current step (with a checkpoint) while they run; a second Ctrl-C stops at
-once. What a stop says (:func:`stop_line`) is also kept in the run's folder
-(:func:`write_stop_note`), for a terminal that went with the signal; the line a handler
+once. What a stop says (:func:`.stop_lines.stop_line`) is also kept in the run's folder
+(:func:`.stop_lines.write_stop_note`), for a terminal that went with the signal; the line a handler
 says at once is written by :func:`.terminal_line.say_from_handler`."""
 
 from __future__ import annotations
