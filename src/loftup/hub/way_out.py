@@ -20,9 +20,6 @@ _LOFTUP = ("loftup.model", "LoftUp")
 _CONFIG = ("loftup.model_config", "LoftUpConfig")
 #: torch's modules that wrap one module (its keys under a prefix loftup strips)
 _WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
-#: The prefixes of keys a ``{"state_dict": ...}`` is read with (the paper's training and hub
-#: layouts); a state dict of loftup's own layout is kept alone
-_WRAPPED_LAYOUT = ("upsampler.", "channelnorm.norm.", "model.1.norm.")
 #: What a LoftUp records of the backbone it was trained on, kept beside its weights in the
 #: layout loftup's loaders read (a module's attributes; ``loftup train``'s top-level keys):
 #: dropped, a reloaded file fed its backbone ImageNet-normalised images, silently
@@ -104,15 +101,15 @@ def _keep(top: Thing | None, load: str) -> str | None:
         return None
     state, model, record = (top.items.get(k) for k in ("state_dict", "model", "model_config"))
     if state is not None and state.kind == "dict":
-        from ..convert import strip_wrappers
+        from ..convert import _is_native, strip_wrappers
 
         keys = strip_wrappers(dict.fromkeys(state.items))
         weights = _tensors(state, 'c["state_dict"]')
         if weights is None:
             return None
-        if any(k.startswith(_WRAPPED_LAYOUT) for k in keys):
-            return _display({"state_dict": weights}, load)
-        return weights.replace("c[", f"{load}[", 1)
+        if _is_native(keys):  # loftup's own layout kept alone; any other (the paper's, a
+            return weights.replace("c[", f"{load}[", 1)  # LightningModule's model.*) wrapped,
+        return _display({"state_dict": weights}, load)  # as to_native reads it there
     if model is not None and _is_module(model):
         return _module_keep(model, f'{load}["model"]')
     if model is not None and model.kind == "dict":
