@@ -16,7 +16,8 @@ import torch
 
 from .errors import CheckpointError
 from .key_layouts import (  # (importable from here, as before key_layouts.py)
-    native_to_reference,
+    native_to_reference,  # noqa: F401
+    reference_name,
     reference_to_native,
     training_to_reference,
 )
@@ -135,17 +136,17 @@ def infer_config(state: dict, origin: str = "the weights", fix: str | None = Non
     for key in _ANCHORS:
         if key not in state and not any(k in state for k in _ANCHORS):
             raise CheckpointError(
-                f"{origin}: no weight {key!r}{_theirs(key)}, so this is not a LoftUp "
+                f"{origin}: no weight {key!r}{reference_name(key)}, so this is not a LoftUp "
                 f"checkpoint; {not_loftup}"
             )
         if key not in state:  # the others are there: a LoftUp's file with a weight missing
             raise CheckpointError(
-                f"{origin}: missing weight {key!r}{_theirs(key)}, so the file holds part of a "
+                f"{origin}: missing weight {key!r}{reference_name(key)}, so the file holds part of a "
                 f"LoftUp; {fix}"
             )
         if state[key].dim() == 0:  # its size is read below: a scalar was an IndexError
             raise CheckpointError(
-                f"{origin}: weight {key!r}{_theirs(key)} is a scalar, so this is not a LoftUp "
+                f"{origin}: weight {key!r}{reference_name(key)} is a scalar, so this is not a LoftUp "
                 f"checkpoint; {not_loftup}"
             )
     phases, grid = state["image_encoder.phases"], state["grid_encoder.phases"]
@@ -155,7 +156,7 @@ def infer_config(state: dict, origin: str = "the weights", fix: str | None = Non
     ):
         if tensor.dim() != 3 or not ok:  # (2, 5, 2) for the grid's was "expected (2, 2, 2)"
             raise CheckpointError(
-                f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(tensor.shape)}, "
+                f"{origin}: weight {key!r}{reference_name(key)} has shape {tuple(tensor.shape)}, "
                 f"expected {expected}; {fix}"
             )
     if (odd := odd_phases(state)) is not None:
@@ -192,29 +193,19 @@ def build_from_state(
             state = {**state, key: value}
         if key not in state:
             raise CheckpointError(
-                f"{origin}: missing weight {key!r} of shape {tuple(value.shape)}{_theirs(key)}, "
+                f"{origin}: missing weight {key!r} of shape {tuple(value.shape)}{reference_name(key)}, "
                 f"so the file holds part of a LoftUp; {fix}"
             )
         if tuple(state[key].shape) != tuple(value.shape):
             raise CheckpointError(
-                f"{origin}: weight {key!r}{_theirs(key)} has shape {tuple(state[key].shape)}, "
+                f"{origin}: weight {key!r}{reference_name(key)} has shape {tuple(state[key].shape)}, "
                 f"expected {tuple(value.shape)} for C={model.dim}; {fix}"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointError(
-            f"{origin}: unexpected weight {extra[0]!r}{_theirs(extra[0])} fits no layer of a "
+            f"{origin}: unexpected weight {extra[0]!r}{reference_name(extra[0])} fits no layer of a "
             f"LoftUp of depth {model.config.depth}; {fix}"
         )
     model.load_state_dict(state, strict=True)
     return model
-
-
-def _theirs(key: str) -> str:
-    """`` ('NAME' in the paper's layout)`` for ``key`` (this package's name) where that layout
-    has it, else nothing: the errors named only ours, which a hub-layout file does not hold."""
-    try:
-        (theirs,) = native_to_reference({key: None})
-    except CheckpointError:
-        return ""
-    return f" ({theirs!r} in the paper's layout)"

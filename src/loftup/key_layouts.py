@@ -110,3 +110,13 @@ def _same(a, b) -> bool:
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return a is b
     return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+
+
+def reference_name(key: str) -> str:
+    """`` ('NAME' in the paper's layout)`` for ``key`` (this package's name) where that layout
+    has it, else nothing: the errors named only ours, which a hub-layout file does not hold."""
+    try:
+        (theirs,) = native_to_reference({key: None})
+    except CheckpointError:
+        return ""
+    return f" ({theirs!r} in the paper's layout)"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .key_layouts import reference_name
+
 
 def odd_width(state: dict, dim: int, width: int) -> str:
     """Which weight is odd where the channel norm's C (``dim``) and the grid's frequencies do
@@ -15,13 +17,13 @@ def odd_width(state: dict, dim: int, width: int) -> str:
     block's inputs say the width C and the grid make), the grid's frequencies (the channel norm
     and the head agree), the channel norm (the head and the token width agree) and a file
     that mixes upsamplers (no two agree)."""
-    from .convert import _theirs  # (convert imports this module)
-
     freqs = state["grid_encoder.phases"].shape[-1]
     head = state.get("head.conv.weight")
     c_head = head.shape[0] if isinstance(head, torch.Tensor) and head.dim() == 4 else None
-    name = {k: f"{k!r}{_theirs(k)}" for k in ("channel_norm.weight", "head.conv.weight")}
-    name |= {k: f"{k!r}{_theirs(k)}" for k in ("grid_encoder.phases", "blocks.0.ffn.fc1.weight")}
+    name = {k: f"{k!r}{reference_name(k)}" for k in ("channel_norm.weight", "head.conv.weight")}
+    name |= {
+        k: f"{k!r}{reference_name(k)}" for k in ("grid_encoder.phases", "blocks.0.ffn.fc1.weight")
+    }
     widths = _widths(state)
     if c_head == dim and set(widths.values()) == {dim + 4 * freqs}:
         inputs = " and the ".join(widths) + (" inputs" if len(widths) > 1 else " input")
@@ -87,8 +89,6 @@ def odd_phases(state: dict) -> str | None:
     make the stem's input width (3 + 2 x coords x n_freqs) that its norm and first conv agree
     on: the phases are damaged (the stem's norm was blamed, for the phases' n_freqs); else
     None (a stem whose two weights disagree is named by the load)."""
-    from .convert import _theirs  # (convert imports this module)
-
     phases, conv = state["image_encoder.phases"], state.get("stem.conv1.weight")
     coords, freqs = phases.shape[1], phases.shape[-1]
     width = _size(state.get("stem.norm.weight"))
@@ -98,7 +98,7 @@ def odd_phases(state: dict) -> str | None:
         return None
     key = "image_encoder.phases"
     return (
-        f"weight {key!r}{_theirs(key)} holds {freqs} image frequencies, where the stem's norm "
+        f"weight {key!r}{reference_name(key)} holds {freqs} image frequencies, where the stem's norm "
         f"and first conv take {width} channels (3 + 2 x {coords} x n_freqs) and so say "
         f"{(width - 3) // (2 * coords)}: the image phases are damaged"
     )
