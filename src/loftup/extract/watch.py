@@ -11,7 +11,7 @@ calls wait the meeting's whole wait, and the pulse's beats queue behind them), a
 while the signals are taken. What they see (a rank gone silent, RANK=0's meeting point closed,
 or not answering for :data:`.pulse.SILENT_FOR` s) ends the process at once with that one line
 (status 2) only where loftup's command line owns the process
-(:func:`loftup.cli.common.owning_the_process`); there Ctrl-C (130) and SIGTERM under loftup's
+(:func:`loftup.stops.owning_the_process`); there Ctrl-C (130) and SIGTERM under loftup's
 own handler (143; torchrun's stop of the others) end it too. Called from Python
 (``upsample_folder``, ``loftup.train.train``, a notebook) the process is the caller's: the join
 ends as torch ends it, signals are left as they are, and the join's LoftUpError says what the
@@ -28,15 +28,9 @@ import sys
 import threading
 
 from ..errors import printable, terminate
-from ..stops import interrupt
+from ..stops import interrupt, owns_process
 from .looks import LOOK_WAIT, Looks, exit_now, flush_stdio, point_at, unanswered
 from .pulse import BEAT_EVERY, SILENT_FOR, Rendezvous, Silence
-
-
-def _cli_owns_process() -> bool:
-    from ..cli.common import owns_process
-
-    return owns_process()
 
 
 class _Over(Exception):
@@ -55,7 +49,7 @@ class Watch:
         # the looks' worker and client are the main thread's (a group without: its own)
         self.looks = group.looks if group.looks is not None else Looks(where)
         self.silence = Silence(None, key, rank, world)
-        self.ends = _cli_owns_process()
+        self.ends = owns_process()
         self.saw: str | None = None  # what the looks saw (a LoftUpError's text)
         self.said = threading.Lock()  # held by whoever ends the join: the block or the watch
         self.over = threading.Event()

@@ -200,7 +200,8 @@ def torch_load(
     for the checkpoint a run resumes too, which a crafted file put in its place could be.
     ``mmap``: the tensors of a zip archive memory-mapped, not held in memory (read once for
     their checksums; those used are read from the file as they are), the same checks made and
-    refusals said (each tensor's member of the size it needs, :mod:`.torch_zip`): a look at
+    refusals said (each tensor's member of the size it needs, :mod:`.member_sizes`, as for
+    every zip load): a look at
     what a file holds that needs few of its tensors (a pickle of the old format is read whole).
     """
     path = Path(path)

@@ -187,8 +187,8 @@ def _is_module(thing: Thing) -> bool:
 def _top_object(f) -> tuple[Thing | None, bool, int | None]:
     """The top-level object of the pickle torch reads from the file open as ``f``, whether the
     file is torch's (a pickle of pickle.dump's is not) and the pickle protocol of what was
-    walked (:attr:`~.Walk.protocol`); (None, True, None) where it is not read (no such member,
-    too large, compressed)."""
+    walked (:attr:`~.Walk.protocol`); (None, True, None) where it is not read (too large,
+    compressed; no such member is a KeyError)."""
     f.seek(0)
     if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
         f.seek(0)
