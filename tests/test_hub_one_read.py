@@ -1,6 +1,7 @@
 """A load reads what it needs once: a weights file is opened once (its head told what it is,
-then the same open file loaded, its header's record with it), and a hub load by branch reads
-the cache's ref file (``refs/main``) once, the commit it names passed on to every lookup."""
+then the same open file loaded, its header's record with it), its pickle walked once (for the
+check of its members' sizes and all a refusal says), and a hub load by branch reads the cache's
+ref file (``refs/main``) once, the commit it names passed on to every lookup."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from hub_helpers import _offline_cache, _own_upsampler, _two_commits
-from loftup import load_upsampler
+from loftup import LoftUp, load_upsampler
+from loftup.hub.pickle_walk import Walk
+from test_hub_way_out import told
 
 
 def _count_opens(monkeypatch, path) -> list:
@@ -85,3 +88,46 @@ def test_a_hub_load_by_branch_reads_the_cache_ref_once(tmp_path, monkeypatch, gi
     assert loaded.config == want.config
     with torch.no_grad():
         assert torch.equal(loaded(lr, image), want(lr, image))
+
+
+def _count_walks(monkeypatch) -> list:
+    """A list of the walks of a pickle made in this process (each :class:`Walk` that was asked
+    for an object: one a file, however many pickles it holds), its :meth:`~Walk.next` wrapped
+    only to count: each does what it did."""
+    walks = []
+    next_object = Walk.next
+
+    def counting(self):
+        if not any(w is self for w in walks):
+            walks.append(self)
+        return next_object(self)
+
+    monkeypatch.setattr(Walk, "next", counting)
+    return walks
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "old"])
+def test_a_refused_files_pickle_is_walked_once(tmp_path, monkeypatch, zipped, protocol):
+    """A LoftUp saved whole, refused for its objects, had its pickle walked 3 times (a zip
+    archive's: its members' sizes checked, then its protocol read and its way out told, each
+    walking it again; the old format's twice); once now, the way out told from that walk."""
+    upsampler = LoftUp(dim=8, n_freqs=2)
+    path = tmp_path / "whole.pt"
+    torch.save(upsampler, path, pickle_protocol=protocol, _use_new_zipfile_serialization=zipped)
+    walks = _count_walks(monkeypatch)
+    _, line, _ = told(path)
+    assert len(walks) == 1, walks
+    assert '.state_dict(), "model_config": m.config.to_dict(), ' in line
+
+
+def test_a_good_loads_pickle_is_walked_once(tmp_path, monkeypatch):
+    """A good zip archive's pickle is walked once, for the check of its members' sizes (which
+    a load makes, and a refusal after it would read)."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
+    path = tmp_path / "w.pth"
+    torch.save(upsampler.state_dict(), path)
+    walks = _count_walks(monkeypatch)
+    loaded = load_upsampler(path, num_heads=2)
+    assert len(walks) == 1, walks
+    assert torch.equal(loaded.stem.conv1.weight, upsampler.stem.conv1.weight)

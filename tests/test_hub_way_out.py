@@ -163,9 +163,9 @@ def test_a_member_of_a_compression_zipfile_cannot_read_is_refused_as_the_archive
 def test_a_pickle_over_the_cap_is_not_read(tmp_path, monkeypatch):
     """The pickle was read whole, however large (a deflate bomb: gigabytes in memory); one over
     the cap (per its header) is not read: the general words are told."""
-    from loftup.hub import way_out
+    from loftup.hub import file_pickle
 
     torch.save(_lightning(LoftUp(dim=8, n_freqs=2)), tmp_path / "l.ckpt")
-    monkeypatch.setattr(way_out, "PICKLE_CAP", 200)  # its pickle: some kilobytes
+    monkeypatch.setattr(file_pickle, "PICKLE_CAP", 200)  # its pickle: some kilobytes
     _, line, _ = told(tmp_path / "l.ckpt")
     assert line.startswith(GENERAL)

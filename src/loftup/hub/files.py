@@ -27,6 +27,7 @@ from .file_heads import (  # noqa: F401  (check_not_lfs_pointer, looks_like_safe
     safetensors_at,
     safetensors_head,
 )
+from .file_pickle import FilePickle
 from .load_refusal import load_refusal
 from .member_sizes import check_member_sizes
 from .shards import INDEX_SUFFIX, shard_names  # noqa: F401  (importable from here)
@@ -232,7 +233,8 @@ def _torch_load_open(
     ``out_folder``: where the way out writes its copy (default: beside ``path``)."""
     import warnings
 
-    _check_torch_open(f, head, path, fix=fix, what=what)
+    pickled = FilePickle(f)  # walked once, for the check of its members and any refusal
+    _check_torch_open(f, head, path, fix=fix, what=what, pickled=pickled)
     say_pickle_risk(path, what)
     f.seek(0)
     try:
@@ -248,7 +250,7 @@ def _torch_load_open(
                 f.seek(0)  # not mapped here: read whole, as without mmap (a bad file said)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
-        refusal = load_refusal(e, f, path, fix, what, way_out, fix_said, out_folder)
+        refusal = load_refusal(e, pickled, path, fix, what, way_out, fix_said, out_folder)
     raise refusal  # out of the except: no error chained to torch's
 
 
@@ -269,8 +271,11 @@ def check_torch_file(path: str | os.PathLike, *, fix: str, what: str = "") -> No
 _OLD_MAGIC = b"L119547037146038801333356L\n"
 
 
-def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> None:
-    """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``."""
+def _check_torch_open(
+    f, head: bytes, path: Path, *, fix: str, what: str, pickled: FilePickle | None = None
+) -> None:
+    """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``;
+    ``pickled``: its pickle, where the caller has it walked for more than this check."""
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
     if not head.startswith((b"PK\x03\x04", b"\x80", _OLD_MAGIC)):
@@ -284,4 +289,5 @@ def _check_torch_open(f, head: bytes, path: Path, *, fix: str, what: str) -> Non
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
         check_zip(f, f"{what}{path}", fix, path)
-        check_member_sizes(f, f"{what}{path}", fix)  # (torch 2.4 loads one of another size)
+        pickled = pickled or FilePickle(f)
+        check_member_sizes(pickled, f"{what}{path}", fix)  # (torch 2.4 loads one of another size)

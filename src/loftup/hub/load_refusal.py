@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 
 from ..errors import CheckpointError
+from .file_pickle import FilePickle
 from .way_out import pickle_protocol, way_out
 
 #: What torch's safe unpickler says when a pickle names something other than tensors and
@@ -26,7 +27,7 @@ _PROTOCOL_0 = (
 
 def load_refusal(
     e: Exception,
-    f,
+    pickled: FilePickle,
     path: Path,
     fix: str,
     what: str,
@@ -34,20 +35,20 @@ def load_refusal(
     fix_said: bool,
     out_folder: Path | None,
 ) -> CheckpointError:
-    """The error for the file ``path`` (open as ``f``) whose load raised ``e``. ``own``: told
-    the way out (:func:`~.way_out.way_out`, written in ``out_folder`` where given);
-    ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
+    """The error for the file ``path`` (its pickle ``pickled``, walked once for all that is said
+    of it) whose load raised ``e``. ``own``: told the way out (:func:`~.way_out.way_out`,
+    written in ``out_folder`` where given); ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
     text = str(e)
     unsafe = any(mark in text for mark in _UNSAFE_MARKS)
     read = unsafe or "Unsupported operand" in text  # (objects of protocol 0: no line to run)
-    protocol, weights = pickle_protocol(f) if read else (None, False)
+    protocol, weights = pickle_protocol(pickled) if read else (None, False)
     odd = protocol is not None and protocol not in (2, 3)  # those torch's loader reads
     unsafe = unsafe or (odd and not weights)
     if unsafe or odd:
         if odd and protocol == 0:  # no line to run: torch.load cannot read it, trusted or not
             end = _PROTOCOL_0
         elif own:
-            end = way_out(f, path, out_folder, resave=not unsafe)
+            end = way_out(pickled, path, out_folder, resave=not unsafe)
         elif fix_said:
             end = _said(path, fix)
         else:

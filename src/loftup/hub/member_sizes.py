@@ -1,15 +1,17 @@
 """Each tensor's member of a ``torch.save`` zip archive of the size its tensor needs
 (:func:`check_member_sizes`), read from the archive's pickle by our own walk of its opcodes
-(:mod:`.pickle_walk`), nothing unpickled, and the members' sizes zipfile reads: on every torch
-loftup supports (torch 2.4's load reads a member of another size without a word, whole or
-mapped; a newer one's mapped load takes the bytes at the member's offset, whatever its size)."""
+(:mod:`.pickle_walk`; once a load, :mod:`.file_pickle`), nothing unpickled, and the members'
+sizes zipfile reads: on every torch loftup supports (torch 2.4's load reads a member of another
+size without a word, whole or mapped; a newer one's mapped load takes the bytes at the member's
+offset, whatever its size)."""
 
 from __future__ import annotations
 
 import zipfile
 
 from ..errors import CheckpointError
-from .pickle_walk import PICKLE_CAP, Thing, Walk, WalkCapped
+from .file_pickle import FilePickle
+from .pickle_walk import Thing
 
 #: The bytes of one element of each storage class torch.save names in a persistent id (its
 #: dtype's; an UntypedStorage's size is in bytes): another class is not checked
@@ -19,33 +21,30 @@ _ELEMENT_BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "Double
 _ELEMENT_BYTES |= {"ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
 _ELEMENT_BYTES |= {"QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4}
 _ELEMENT_BYTES |= {"QUInt4x2Storage": 1, "QUInt2x4Storage": 1}
+#: What the walk of a pickle raises where it cannot read or follow it (past a cap: a
+#: ValueError), left to torch.load to say
+_NOT_FOLLOWED = (zipfile.BadZipFile, ValueError, IndexError, KeyError, EOFError, OSError)
 
 
-def check_member_sizes(f, name: str, fix: str) -> None:
+def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
     """A CheckpointError where a tensor's member (``<folder>/data/<key>``) of the zip archive
-    open as ``f`` holds more or fewer bytes than its storage needs (the size its persistent id
-    gives, in elements of its storage class's dtype), or is missing. Nothing checked where the
-    pickle cannot be walked (past the walk's caps, compressed, not followed): torch.load says
-    what it makes of such a file."""
-    f.seek(0)
-    try:
-        with zipfile.ZipFile(f) as z:
-            sizes = {i.filename: i.file_size for i in z.infolist()}
-            folder = z.infolist()[0].filename.split("/")[0]
-            info = z.getinfo(f"{folder}/data.pkl")
-            if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
-                return
-            with z.open(info) as member:
-                top = Walk(member, ints=True).next()
-    except (zipfile.BadZipFile, WalkCapped, ValueError, IndexError, KeyError, EOFError, OSError):
+    whose pickle is ``pickled`` holds more or fewer bytes than its storage needs (the size its
+    persistent id gives, in elements of its storage class's dtype), or is missing. Nothing
+    checked where the pickle cannot be walked (past the walk's caps, compressed, not
+    followed): torch.load says what it makes of such a file."""
+    walked = pickled.walked()
+    if walked.error is not None and not isinstance(walked.error, _NOT_FOLLOWED):
+        raise walked.error  # (zipfile's RuntimeError for a member flagged encrypted, say)
+    if walked.error is not None or walked.top is None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
-    for key, nbytes in sorted(_storage_bytes(top).items()):
-        held = sizes.get(f"{folder}/data/{key}")
+    for key, nbytes in sorted(_storage_bytes(walked.top).items()):
+        member = f"{walked.folder}/data/{key}"
+        held = walked.sizes.get(member)
         if held != nbytes:
             size = "no such member" if held is None else f"{held} bytes"
             raise CheckpointError(
-                f"{name} is corrupt: its member {f'{folder}/data/{key}'!r} holds {size}, where "
-                f"its tensor needs {nbytes} (damaged or rewritten); {fix}"
+                f"{name} is corrupt: its member {member!r} holds {size}, where its tensor "
+                f"needs {nbytes} (damaged or rewritten); {fix}"
             )
 
 

@@ -1,7 +1,8 @@
 """What a pickle's top-level object is, from its opcodes (:func:`pickletools.genops`), nothing
-unpickled (:class:`Walk`), for :mod:`.way_out` and :mod:`.member_sizes`: bounded in the bytes read (:data:`PICKLE_CAP`),
-the opcodes walked (:data:`OPS_CAP`) and the stack and memo kept (:data:`STACK_CAP`): a crafted
-pickle of a few KB that pushes millions of objects is given up early (:class:`WalkCapped`)."""
+unpickled (:class:`Walk`), walked once a load by :mod:`.file_pickle` for :mod:`.member_sizes`
+and :mod:`.way_out`: bounded in the bytes read (:data:`PICKLE_CAP`), the opcodes walked
+(:data:`OPS_CAP`) and the stack and memo kept (:data:`STACK_CAP`): a crafted pickle of a few
+KB that pushes millions of objects is given up early (:class:`WalkCapped`)."""
 
 from __future__ import annotations
 

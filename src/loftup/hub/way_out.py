@@ -1,18 +1,17 @@
 """The way out for an upsampler's file of one's own refused for its pickled objects: the line of
 Python that keeps its weights alone, for one who trusts the file (:func:`way_out`). What the
 file's top-level object is comes from its pickle's opcodes (:mod:`.pickle_walk`), nothing
-unpickled, the pickle torch reads (``<first member's folder>/data.pkl`` of a zip archive, the
-fourth pickle of the old format), read in bounded chunks: a member larger than
-:data:`~.pickle_walk.PICKLE_CAP`, compressed (torch.save stores its members), past the walk's
-caps, or anything the walk cannot follow is told in general words."""
+unpickled, the pickle torch reads, walked once a load (:mod:`.file_pickle`): one not walked
+(larger than :data:`~.pickle_walk.PICKLE_CAP`, compressed), past the walk's caps, or anything
+the walk cannot follow is told in general words."""
 
 from __future__ import annotations
 
 import keyword
-import zipfile
 from pathlib import Path
 
-from .pickle_walk import OTHER, PICKLE_CAP, Thing, Walk, is_numpy, is_tensor, plain
+from .file_pickle import FilePickle
+from .pickle_walk import OTHER, Thing, is_numpy, is_tensor, plain
 
 #: The class of loftup's upsampler, as a pickle names it
 _LOFTUP = ("loftup.model", "LoftUp")
@@ -26,10 +25,12 @@ _WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
 _RECORD = ("backbone", "backbone_norm")
 
 
-def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False) -> str:
-    """The end of the refusal of the file ``path`` (open as ``f``): how to keep its weights
-    alone if its user trusts it, written under a new name (``<stem>.weights.pt``) beside it,
-    or in ``out_folder`` where given (a file of the Hugging Face cache: not the place). A
+def way_out(
+    pickled: FilePickle, path: Path, out_folder: Path | None = None, resave: bool = False
+) -> str:
+    """The end of the refusal of the file ``path`` (whose pickle is ``pickled``): how to keep its
+    weights alone if its user trusts it, written under a new name (``<stem>.weights.pt``) beside
+    it, or in ``out_folder`` where given (a file of the Hugging Face cache: not the place). A
     Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a training checkpoint, its
     modules other than the upsampler's are left out), or its state dict alone where that is
     of loftup's layout; a LoftUp saved whole (torch.save(model)), alone, in a module or under
@@ -41,12 +42,15 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
     saved again as it is. Any other file, or one whose pickle cannot be followed, is told in
     general words: prose, not a line of Python (its placeholder was a SyntaxError to one who
     ran it)."""
-    try:
-        top, torch_file, _ = _top_object(f)
-        load = _load(path, torch_file)
-        keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
-    except Exception:  # noqa: BLE001 - a pickle the walk cannot follow: the general words
-        load, keep = _load(path, True), None
+    walked = pickled.walked()
+    load, keep = _load(path, True), None
+    if walked.error is None:
+        top = walked.top if walked.nested else None  # (no folder: torch reads no data.pkl)
+        try:
+            load = _load(path, walked.torch_file)
+            keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
+        except Exception:  # noqa: BLE001 - an object the opcodes do not say: the general words
+            load, keep = _load(path, True), None
     out = new_name(path, out_folder or path.parent)
     if keep is None:
         return (
@@ -60,16 +64,15 @@ def way_out(f, path: Path, out_folder: Path | None = None, resave: bool = False)
     )
 
 
-def pickle_protocol(f) -> tuple[int | None, bool]:
-    """The pickle protocol of the file open as ``f`` (the highest its pickles that torch reads
-    declare or use), and whether its object holds tensors and containers alone (no object a
-    class or function makes: nothing that could run code); (None, False) where the walk
-    cannot read them."""
-    try:
-        top, _, protocol = _top_object(f)
-    except Exception:  # noqa: BLE001 - a pickle the walk cannot follow
+def pickle_protocol(pickled: FilePickle) -> tuple[int | None, bool]:
+    """The pickle protocol of the file whose pickle is ``pickled`` (the highest its pickles that
+    torch reads declare or use), and whether its object holds tensors and containers alone (no
+    object a class or function makes: nothing that could run code); (None, False) where the
+    walk cannot read them."""
+    walked = pickled.walked()
+    if walked.error is not None or not walked.nested:
         return None, False
-    return protocol, top is not None and plain(top, tensors=True)
+    return walked.protocol, walked.top is not None and plain(walked.top, tensors=True)
 
 
 def _load(path: Path, torch_file: bool) -> str:
@@ -182,47 +185,3 @@ def _is_module(thing: Thing) -> bool:
         and "_parameters" in state.items
         and state.items.get("_modules", Thing("none")).kind == "dict"
     )
-
-
-def _top_object(f) -> tuple[Thing | None, bool, int | None]:
-    """The top-level object of the pickle torch reads from the file open as ``f``, whether the
-    file is torch's (a pickle of pickle.dump's is not) and the pickle protocol of what was
-    walked (:attr:`~.Walk.protocol`); (None, True, None) where it is not read (too large,
-    compressed; no such member is a KeyError)."""
-    f.seek(0)
-    if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
-        f.seek(0)
-        walk = Walk(_Capped(f))
-        first = walk.next()
-        if first.kind != "other":  # no magic number: a pickle of pickle.dump's
-            return first, False, walk.protocol
-        return [walk.next() for _ in range(3)][-1], True, walk.protocol
-    with zipfile.ZipFile(f) as z:
-        first = z.infolist()[0].filename
-        if "/" not in first:
-            return None, True, None
-        info = z.getinfo(f"{first.split('/')[0]}/data.pkl")  # the one torch reads
-        if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
-            return None, True, None  # (a compressed one: refused before, by check_zip)
-        with z.open(info) as member:
-            walk = Walk(_Capped(member))
-            return walk.next(), True, walk.protocol
-
-
-class _Capped:
-    """The file ``f`` read no further than :data:`PICKLE_CAP` bytes: a ValueError beyond."""
-
-    def __init__(self, f):
-        self.f, self.left = f, PICKLE_CAP
-
-    def _count(self, data: bytes) -> bytes:
-        self.left -= len(data)
-        if self.left < 0:
-            raise ValueError(f"a pickle over {PICKLE_CAP} bytes")
-        return data
-
-    def read(self, n: int = -1) -> bytes:
-        return self._count(self.f.read(self.left + 1 if n < 0 else min(n, self.left + 1)))
-
-    def readline(self) -> bytes:
-        return self._count(self.f.readline(self.left + 1))

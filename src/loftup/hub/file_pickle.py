@@ -1,0 +1,97 @@
+"""The pickle torch reads from one open weights file, walked once a load (:class:`FilePickle`),
+nothing unpickled: its top-level object, the pickle protocol it declares or uses and, of a zip
+archive, its members' sizes, for the check of each tensor's member before torch.load
+(:mod:`.member_sizes`) and the refusal after it (:func:`~.way_out.pickle_protocol`,
+:func:`~.way_out.way_out`), which each walked it again (a refused file's three times). The
+pickle is ``<first member's folder>/data.pkl`` of a zip archive, the fourth pickle of the old
+format (after its magic number, protocol and sys info), read in bounded chunks: a member larger
+than :data:`~.pickle_walk.PICKLE_CAP`, or compressed (torch.save stores its members), is not
+walked."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+
+from .pickle_walk import PICKLE_CAP, Thing, Walk
+
+
+@dataclass
+class Walked:
+    """What the walk of a file's pickle found. ``top``: its top-level object (None where it was
+    not walked: too large, compressed); ``torch_file``: whether the file is torch.save's (a
+    pickle of pickle.dump's is not); ``protocol``: the highest protocol walked
+    (:attr:`~.pickle_walk.Walk.protocol`; None where nothing was). Of a zip archive:
+    ``nested``, whether its first member lies in a folder, as torch reads one (else ``top``
+    is of the ``data.pkl`` its first member's whole name gives, which torch does not read);
+    ``folder``, that folder; ``sizes``, each member's bytes by its name. ``error``: what the
+    walk raised (what else is here is then not to be read)."""
+
+    top: Thing | None = None
+    torch_file: bool = True
+    protocol: int | None = None
+    nested: bool = True
+    folder: str = ""
+    sizes: dict[str, int] = field(default_factory=dict)
+    error: Exception | None = None
+
+
+class FilePickle:
+    """The pickle torch reads from the file open as ``f``: walked at the first look
+    (:meth:`walked`), what it found kept for every later one."""
+
+    def __init__(self, f):
+        self.f, self._walked = f, None
+
+    def walked(self) -> Walked:
+        """What the walk found (:class:`Walked`), the file walked on the first call alone."""
+        if self._walked is None:
+            try:
+                self._walked = _walk(self.f)
+            except Exception as e:  # noqa: BLE001 - a pickle the walk cannot follow: kept
+                self._walked = Walked(error=e)
+        return self._walked
+
+
+def _walk(f) -> Walked:
+    """:meth:`FilePickle.walked` of the file open as ``f``, raising where the walk does (a
+    missing member is a KeyError)."""
+    f.seek(0)
+    if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
+        f.seek(0)
+        walk = Walk(_Capped(f), ints=True)
+        first = walk.next()
+        if first.kind != "other":  # no magic number: a pickle of pickle.dump's
+            return Walked(first, False, walk.protocol)
+        return Walked([walk.next() for _ in range(3)][-1], True, walk.protocol)
+    with zipfile.ZipFile(f) as z:
+        infos = z.infolist()
+        first = infos[0].filename
+        found = Walked(nested="/" in first, folder=first.split("/")[0])
+        found.sizes = {i.filename: i.file_size for i in infos}
+        info = z.getinfo(f"{found.folder}/data.pkl")  # the one torch reads
+        if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
+            return found  # (a compressed one: refused before, by check_zip)
+        with z.open(info) as member:
+            walk = Walk(_Capped(member), ints=True)
+            found.top, found.protocol = walk.next(), walk.protocol
+    return found
+
+
+class _Capped:
+    """The file ``f`` read no further than :data:`PICKLE_CAP` bytes: a ValueError beyond."""
+
+    def __init__(self, f):
+        self.f, self.left = f, PICKLE_CAP
+
+    def _count(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        if self.left < 0:
+            raise ValueError(f"a pickle over {PICKLE_CAP} bytes")
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._count(self.f.read(self.left + 1 if n < 0 else min(n, self.left + 1)))
+
+    def readline(self) -> bytes:
+        return self._count(self.f.readline(self.left + 1))
