@@ -185,6 +185,40 @@ def test_a_device_is_refused_with_a_devices_reason():
     assert "FIFO" not in str(e.value) and "pipe" not in str(e.value)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs or sockets on this system")
+def test_a_socket_or_a_link_to_a_fifo_is_refused_as_what_it_is(tmp_path):
+    """A socket is said as one with its own reason, and a link as what it leads to (the kind
+    named by loftup.listing.special_at, which the output paths and an experiment's files ask
+    too); a folder, a plain file or nothing there is no special file."""
+    import socket
+
+    from loftup.listing import special_at
+
+    sock = tmp_path / "w.pth"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))  # (the socket's file stays when it is closed)
+    with pytest.raises(CheckpointError) as e:
+        read_weights(sock)
+    assert str(e.value) == (
+        f"{sock} is not a regular file (a socket): weights and their records are read from "
+        "regular files only (it cannot be read as a file); give the path of the weights file "
+        "itself"
+    )
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.pth").symlink_to("fifo")
+    with pytest.raises(CheckpointError, match=r"link\.pth is not a regular file \(a FIFO or pipe"):
+        read_weights(tmp_path / "link.pth")
+    (tmp_path / "plain").write_bytes(b"")
+    kinds = {n: special_at(tmp_path / n) for n in ("w.pth", "link.pth", "plain", "none", ".")}
+    assert kinds == {
+        "w.pth": "a socket",
+        "link.pth": "a pipe",
+        "plain": None,
+        "none": None,
+        ".": None,
+    }
+
+
 def test_a_missing_safetensors_is_weights_not_found(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="no such file: .*missing.safetensors; fetch"):
         read_safetensors(tmp_path / "missing.safetensors", "fetch it")

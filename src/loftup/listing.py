@@ -107,6 +107,18 @@ def special_kind(mode: int) -> str:
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "no regular file"
 
 
+def special_at(path: str | os.PathLike) -> str | None:
+    """What is at ``path`` (a link followed) where it is no regular file nor folder: a pipe, a
+    socket or a device, in :func:`special_kind`'s words; None for a file, a folder, or where
+    nothing can be looked at (not there, a link to nothing). A name no file can have (a NUL
+    byte) is os.stat's ValueError, raised."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else special_kind(mode)
+
+
 def _blocked(path: str | os.PathLike) -> tuple[str, str] | None:
     """(the folder on the way to ``path`` that this user may not search, the name looked up in
     it), where looking at ``path`` fails for that (EACCES, EPERM); else None. The path is

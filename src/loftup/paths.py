@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 
 from .errors import PathPermissionError, UsageError
-from .listing import hidden, permission_denied, special_kind, where_it_leads
+from .listing import hidden, permission_denied, special_at, where_it_leads
 from .listing import in_a_loop as _in_a_loop
 from .read_refusal import read_refused  # noqa: F401  (importable from here, where it was)
 
@@ -138,8 +138,9 @@ def _too_long(target: Path, option: str, path, fix: str | None = None) -> None:
 
 
 def _no_plain_file(target: Path) -> str | None:
-    """What ``target`` is where it is there and no plain file, nor a link to one: a device, a
-    pipe or a socket (``/dev/null``), or a link into /proc (``/dev/stdout`` is
+    """What ``target`` is where it is there and no plain file nor folder (the caller's), nor a
+    link to one: a device, a pipe or a socket (``/dev/null``:
+    :func:`~loftup.listing.special_at`), or a link into /proc (``/dev/stdout`` is
     /proc/self/fd/1); else None. Its file would be renamed onto the name (as root, /dev/null
     and /dev/stdout became plain files, and nothing was printed)."""
     hop = os.path.abspath(target)
@@ -149,11 +150,7 @@ def _no_plain_file(target: Path) -> str | None:
         hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
         if os.path.abspath(hop).startswith("/proc/"):
             return "a link to a process's open file (in /proc)"
-    try:
-        mode = os.stat(target).st_mode
-    except OSError:  # not there (or a link to nothing): a new file
-        return None
-    return None if stat.S_ISREG(mode) else special_kind(mode)
+    return special_at(target)  # (not there, or a link to nothing: a new file)
 
 
 def check_file_output(path: str, option: str, fix: str | None = None, example: str = "out") -> None:

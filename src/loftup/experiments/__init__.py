@@ -123,11 +123,12 @@ def _check_no_other_files(s: ExperimentSettings) -> None:
 
     from ..errors import UsageError
     from ..figure_mark import is_loftup_png
+    from ..listing import special_at
     from .report import figure_names
 
     for name in ("report.md", *figure_names(s.name)):
         path = Path(s.out) / name
-        special = _special(path)
+        special = special_at(path)
         if special:  # never opened: a pipe's read waits for a writer (the experiment hung)
             raise UsageError(
                 f"{path} is {special}, not a file, and the experiment would write its {name} "
@@ -139,20 +140,6 @@ def _check_no_other_files(s: ExperimentSettings) -> None:
             f"{path} is not an experiment's (there is no results.json in {s.out}), and the "
             f"experiment would overwrite it; choose another --out, or move {name} away"
         )
-
-
-def _special(path) -> str | None:
-    """What ``path`` is where it is a pipe, a socket or a device (a link followed); else None."""
-    import os
-    import stat
-
-    from ..listing import special_kind
-
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # not there, a link to nothing: looked at by the caller
-        return None
-    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else special_kind(mode)
 
 
 __all__ = ["EXPERIMENTS", "ExperimentSettings", "run_experiment"]

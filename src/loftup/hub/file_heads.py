@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..listing import special_at
 from ..read_refusal import read_refused
 from .damaged import CACHE_FIX, blob_as_fetched
 from .file_text import HEAD_SIZE, UTF8_BOM, decoded, is_page, page_said, text_line
@@ -23,29 +23,37 @@ from .file_text import HEAD_SIZE, UTF8_BOM, decoded, is_page, page_said, text_li
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
+#: The reason and the fix of a refusal of a file no weights can be read from as a file
+_UNREAD = ("it cannot be read as a file", "give the path of the weights file itself")
+#: Of each kind of file :func:`~loftup.listing.special_at` names: how a refusal names it, why
+#: weights are not read from it, and what to do
+_SPECIAL = {
+    "a pipe": (
+        "a FIFO or pipe, as <(...) gives",
+        "a FIFO's open waits for a writer, a pipe cannot be read twice",
+        "copy them into a file and give its path, or put one in its place",
+    ),
+    "a device": (
+        "a device",
+        "a device holds no saved weights: /dev/null reads as nothing, /dev/zero as zeros "
+        "without end",
+        _UNREAD[1],
+    ),
+    "a socket": ("a socket", *_UNREAD),
+    "no regular file": ("not a file", *_UNREAD),
+}
+
+
 def check_regular_file(path: Path, what: str = "") -> None:
     """A CheckpointError where ``path`` exists but is neither a regular file nor a folder (a
     FIFO, a socket, a device, a pipe given as ``<(...)``): opened, a FIFO waits forever for a
     writer, a pipe cannot be sought in. A missing file, a folder or one that cannot be looked
     at is left to the caller's own check or open. ``what``: the kind of file ("training
     checkpoint "), for the message."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
+    special = special_at(path)
+    if special is None:
         return
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return
-    if stat.S_ISFIFO(mode):
-        kind, why = "a FIFO or pipe, as <(...) gives", "a FIFO's open waits for a writer, a pipe "
-        why += "cannot be read twice"
-        fix = "copy them into a file and give its path, or put one in its place"
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        kind, why = "a device", "a device holds no saved weights: /dev/null reads as nothing, "
-        why += "/dev/zero as zeros without end"
-        fix = "give the path of the weights file itself"
-    else:
-        kind = "a socket" if stat.S_ISSOCK(mode) else "not a file"
-        why, fix = "it cannot be read as a file", "give the path of the weights file itself"
+    kind, why, fix = _SPECIAL[special]
     raise CheckpointError(
         f"{what}{path} is not a regular file ({kind}): weights and their records are read "
         f"from regular files only ({why}); {fix}"
