@@ -40,13 +40,12 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
 )
 from .model import LoftUp
 from .pipeline_checks import (
+    Placements,
     backbones_advice,
-    on_meta,
+    check_placement,
     placement,
-    refuse_meta,
     require_eval_backbone,
     run_device,
-    warn_if_changed_alone,
     with_missing_backbone,
 )
 from .stops import first
@@ -68,12 +67,11 @@ class FeaturePipeline:
     upsampler: LoftUp
     featurizer: Featurizer
     backbone_size: int | None = 224
-    #: (upsampler's, featurizer's) (device, dtype) as built, and as last warned of
-    #: (:func:`warn_if_changed_alone`)
-    _built: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    #: where the two models were as last checked (:func:`check_placement`)
+    _placed: Placements | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._built = ((placement(self.upsampler), placement(self.featurizer)), None)
+        self._placed = Placements((placement(self.upsampler), placement(self.featurizer)))
 
     @property
     def device(self) -> torch.device:
@@ -110,13 +108,7 @@ class FeaturePipeline:
         )
         require_eval(self.upsampler, "a FeaturePipeline", why, name="pipeline.upsampler")
         require_eval_backbone(self.featurizer)
-        warn_if_changed_alone(self)
-        for name, module in (
-            ("pipeline.upsampler", self.upsampler),
-            ("pipeline.featurizer", self.featurizer),
-        ):
-            if on_meta(module):
-                refuse_meta(name)
+        check_placement(self)
         if not isinstance(images, torch.Tensor):  # an array's shape passed check_batch
             raise UsageError(
                 f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "

@@ -6,6 +6,7 @@ missing weights named together, and a backbone left in training mode.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -128,36 +129,78 @@ def with_missing_backbone(
 
 def placement(module: torch.nn.Module) -> tuple | None:
     """Where ``module`` runs, and in what: its first parameter's (device, dtype), as
-    :class:`~loftup.pipeline.FeaturePipeline` reads its own; None for a module of none."""
+    :class:`~loftup.pipeline.FeaturePipeline` reads its own; None for a module of none (not
+    all of them listed to find the first: a few hundred µs a call for a ViT-S)."""
     from .stops import first
 
-    p = first((*module.parameters(), None))
+    p = first(module.parameters(), None)
     return None if p is None else (p.device, p.dtype)
 
 
-def warn_if_changed_alone(pipeline) -> None:
-    """Warn, once per change, where one of ``pipeline``'s two models was moved or converted
-    since it was built and the other was not: a LoftUp shared by two pipelines, converted in
-    place by the second's load_pipeline (``dtype="bfloat16"``), changed the first's features
-    without a word. Both moved together (the caller's choice) say nothing."""
+@dataclass
+class Placements:
+    """What :func:`check_placement` last found of a pipeline's two models, each a pair of
+    (upsampler's, featurizer's) :func:`placement`."""
+
+    #: as built, or as last moved together: what a model moved alone is told against
+    baseline: tuple
+    #: the lone move last warned of (warned once)
+    said: tuple | None = None
+    #: (upsampler, featurizer, placements) last found with no tensor on the meta device
+    clear: tuple | None = None
+
+
+def check_placement(pipeline) -> None:
+    """Before ``pipeline`` runs: refuse a model with weights on the meta device
+    (:func:`refuse_meta`), and warn where one model was moved or converted alone
+    (:func:`_warn_if_moved_alone`).
+
+    Every parameter and buffer is looked at (a few hundred µs for a ViT-S) only where a
+    model was moved, converted or replaced since the last call that ran, its first
+    parameter's placement the sign: a model on meta is refused whether built there, moved
+    there whole, or half loaded (a LoftUp's computed buffers left on meta), as each is first
+    run. (A submodule moved to meta alone in a pipeline that has run is not looked for.)"""
+    seen: Placements = pipeline._placed
+    now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
+    if seen.clear != (pipeline.upsampler, pipeline.featurizer, now):
+        for name, module in (
+            ("pipeline.upsampler", pipeline.upsampler),
+            ("pipeline.featurizer", pipeline.featurizer),
+        ):
+            if on_meta(module):
+                refuse_meta(name)
+        seen.clear = (pipeline.upsampler, pipeline.featurizer, now)
+    _warn_if_moved_alone(seen, now)
+
+
+def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
+    """Warn, once per change, where one of a pipeline's two models was moved or converted
+    since it was built (or both last moved together) and the other was not: a LoftUp shared
+    by two pipelines, converted in place by the second's load_pipeline
+    (``dtype="bfloat16"``), changed the first's features without a word. Both moved together
+    (the caller's choice) say nothing, and are what a later lone move is told against."""
     import warnings
 
-    now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
-    built, said = pipeline._built
-    if now in (built, said) or (now[0] != built[0] and now[1] != built[1]):
+    if now == seen.baseline:
+        seen.said = None  # moved back: the next lone move is a new one
         return
-    pipeline._built = (built, now)
+    if now == seen.said:
+        return
+    if now[0] != seen.baseline[0] and now[1] != seen.baseline[1]:
+        seen.baseline, seen.said = now, None
+        return
+    seen.said = now
     which, (was, is_) = (
-        ("upsampler", (built[0], now[0]))
-        if now[0] != built[0]
-        else ("featurizer", (built[1], now[1]))
+        ("upsampler", (seen.baseline[0], now[0]))
+        if now[0] != seen.baseline[0]
+        else ("featurizer", (seen.baseline[1], now[1]))
     )
     warnings.warn(
         f"pipeline.{which} is now {_said(is_)}, built {_said(was)}, and the other model was not "
         "changed with it: a module shared with another pipeline is converted in place by that "
         "one's load_pipeline(..., dtype=/device=); its features now differ. Give each pipeline "
         "its own copy (copy.deepcopy(model)), or load this one again",
-        stacklevel=4,  # (this, __call__, no_grad's wrapper): the caller of the pipeline
+        stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
     )
 
 

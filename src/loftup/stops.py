@@ -125,13 +125,14 @@ def done() -> None:
         _SCOPES[-1]._done = True
 
 
-def first(items):
+def first(items, *default):
     """The first of ``items`` (``module.parameters()``), its generator closed here rather
     than finalised where it is dropped, where a stop raised in it would be lost (a handler's
-    turn comes in a generator's close under a profile or trace hook)."""
+    turn comes in a generator's close under a profile or trace hook); ``default`` (where
+    given) for none, else StopIteration."""
     it = iter(items)
     try:
-        return next(it)
+        return next(it, *default)
     finally:
         close = getattr(it, "close", None)
         if close is not None:
