@@ -26,6 +26,7 @@ LOWER = [
     "file_lock.py",
     "errors.py",
     "ranks.py",
+    "words.py",
 ]
 
 

@@ -62,7 +62,7 @@ _SUBMODULES = (
     "key_layouts", "layers", "listing", "local_attention", "memo", "mismatch", "model",
     "model_config", "norms", "npy_stream", "odd_width", "outputs", "paths", "pipeline",
     "pipeline_checks", "ranks", "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled",
-    "viz", "weights", "world",
+    "viz", "weights", "words", "world",
 )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from ..errors import LoftUpError
 from .common import add_backbone_norm, parse_size, precision, say
 
 #: How upsample_folder's errors, an image's and the options', call its arguments: as the
-#: options that give them (from Python they are called by their names, :mod:`loftup.extract.words`).
+#: options that give them (from Python they are called by their names, :mod:`loftup.words`).
 SAID_AS = {
     "model": "-m",
     "upsampler_sha256": "-m's weights",  # a record-only key: the weights -m names

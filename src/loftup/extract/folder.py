@@ -81,11 +81,12 @@ def upsample_folder(
       resume: go on with an interrupted run in ``out``, whose recorded options must match.
       said_as: how errors call the arguments (``{"backbone_size": "--backbone-size", "out":
         "-o", "resume": "--resume"}``: a command line's options); by default by their names
-        (``out``, ``resume=True``: :mod:`.words`).
+        (``out``, ``resume=True``: :mod:`loftup.words`).
     """
     from .. import __version__
     from ..api import load_pipeline
     from ..paths import check_folder_output
+    from ..words import said
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         OPTIONS_NAME,
         barrier,
@@ -105,7 +106,6 @@ def upsample_folder(
         write_options,
     )
     from .record_lock import record_lock
-    from .words import said
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -252,7 +252,7 @@ def _check_model(model, said_as: dict | None) -> None:
     from ..errors import UsageError
     from ..hub import check_source
     from ..model import LoftUp
-    from .words import said
+    from ..words import said
 
     if isinstance(model, LoftUp):
         return

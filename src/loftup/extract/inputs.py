@@ -22,8 +22,8 @@ from ..listing import (
     unsearched,
     walk,
 )
+from ..words import said as option_word
 from .globs import search
-from .words import said as option_word
 
 
 @dataclass
@@ -151,7 +151,7 @@ def collect_inputs(
     ``a.png``). Two files whose outputs would still have one name on such a disk
     (``cam1/0001.png`` and ``cam2/0001.png`` given as two folders, or ``A.png`` and ``a.png``)
     are refused (:class:`LoftUpError`), the fix naming the output folder as ``said_as`` says
-    (:func:`.words.said`).
+    (:func:`loftup.words.said`).
     """
     found: dict[Path, tuple[Path, Path]] = {}  # the file in its real folder -> (name, path)
     real_folders: dict[Path, Path] = {}  # a folder as listed -> its real folder (_where)

@@ -241,8 +241,8 @@ def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
     """Says (rank 0, the count over every rank of the process group) how many images a resumed run computes again
     because they changed since their outputs were written; with the others of their batch
     (which is computed whole) where a batch holds more."""
+    from ..words import said
     from .torchrun import summed
-    from .words import said
 
     changed = sum(look == "changed" for b in looks for look in b)
     others = sum(
@@ -264,7 +264,7 @@ def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
 def _no_memory(shape, batch: int, e: BaseException, said_as: dict | None = None) -> str:
     """The failure of an image whose features could not be computed for lack of memory, the
     fix naming the options as ``said_as`` calls them."""
-    from .words import said, said_with
+    from ..words import said, said_with
 
     c, h, w = shape
     fix = f"a smaller {said('size', said_as)}"
@@ -295,7 +295,7 @@ def _output_shape(
     """(C, H, W) of one image's upsampled features, or the :class:`ImageSizeError` of a size
     the pipeline would refuse (checked before any file of it is made; its options named as
     ``said_as`` calls them)."""
-    from .words import said
+    from ..words import said
 
     height, width = images.shape[-2:]
     patch = pipeline.featurizer.patch_size

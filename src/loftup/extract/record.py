@@ -3,7 +3,7 @@ its files): read, compared, written and marked finished; a run refuses to overwr
 is not loftup's own, and ``--resume`` to mix files made with other options. Which files are
 loftup's own, and what the files of a job are, is :mod:`.output_files`' (its names are
 importable from here too).
-Errors call the folder and going on as ``said_as`` says (:func:`.words.said`: ``-o`` and
+Errors call the folder and going on as ``said_as`` says (:func:`loftup.words.said`: ``-o`` and
 ``--resume`` from the command line, ``out`` and ``resume=True`` from Python)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from ..atomic import read_json_object
 from ..errors import LoftUpError, PathPermissionError, printable
+from ..words import said, said_value
 from .inputs import Job
 from .output_files import (  # noqa: F401  (importable from here, as before)
     outputs_of,
@@ -24,7 +25,6 @@ from .output_files import (  # noqa: F401  (importable from here, as before)
     recorded_outputs,
     without_own_pictures,
 )
-from .words import said, said_value
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"

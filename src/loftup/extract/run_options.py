@@ -64,7 +64,7 @@ def check_run_options(
     from ..checks import as_dtype, check_size
     from ..errors import UsageError, is_int
     from ..outputs import FORMATS
-    from .words import said
+    from ..words import said
 
     if fmt not in FORMATS:
         raise UsageError(

@@ -17,7 +17,7 @@ def unwritable(
     """Why the features ``feats`` (computed in ``dtype``) cannot be stored as ``save_dtype``:
     NaN or infinite values, or values beyond its range (float16 stores above 65504 as
     infinities); None when they can. The fix names the options as ``said_as`` calls them."""
-    from .words import said_with
+    from ..words import said_with
 
     lo, hi = (float(v) for v in torch.aminmax(feats))
     top = torch.finfo(save_dtype).max

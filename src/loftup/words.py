@@ -1,7 +1,9 @@
-"""How the errors of :func:`~loftup.extract.upsample_folder` call its arguments: from Python
-by their names (the output folder as ``out``, going on as ``resume=True``), from the command
-line as its options, which ``loftup upsample`` passes in ``said_as`` (``{"out": "-o",
-"resume": "--resume"}``). Those of a function told a Python caller "--resume" and "-o"."""
+"""How an error calls the arguments of its caller: from Python by their names (the output
+folder as ``out``, going on as ``resume=True``), from the command line as its options, which
+the command passes in ``said_as`` (``{"out": "-o", "resume": "--resume"}``, ``loftup
+upsample``'s to :func:`~loftup.extract.upsample_folder`). Those of a function told a Python
+caller "--resume" and "-o". Under everything that words an error (the backbones' own, a
+blank name, :func:`loftup.featurizers.refuse_blank`), so it imports nothing of loftup."""
 
 from __future__ import annotations
 
