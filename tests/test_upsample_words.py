@@ -142,3 +142,24 @@ def test_a_resume_in_another_dtype_is_told_that_alone(made, upsampler, capsys, t
     assert re.search(r"other options \(-m's weights [0-9a-f]{16} there, [0-9a-f]{16} now\)", err), (
         err
     )
+
+
+def test_a_fix_naming_values_is_python_from_python_and_the_options_on_the_command_line():
+    """npy with bfloat16 told a Python caller to "use save_dtype float16 or float32, or fmt pt
+    or safetensors", a float16 overflow to "compute with dtype='bfloat16' or float32": Python
+    takes neither as written. The command line's words are as they were."""
+    from loftup.extract import check_run_options
+    from loftup.extract.write import unwritable
+
+    for said_as, want in (
+        (None, "use save_dtype='float16' or 'float32', or fmt='pt' or 'safetensors'"),
+        (SAID_AS, "use --save-dtype float16 or float32, or --format pt or safetensors"),
+    ):
+        with pytest.raises(LoftUpError) as caught:
+            check_run_options("npy", "float32", "bf16", None, 1, 1, said_as)
+        assert str(caught.value).endswith(want), str(caught.value)
+    inf = torch.tensor([float("inf")])
+    said = unwritable(inf, torch.float16, torch.float16)
+    assert said.endswith("float16 overflowed: compute with dtype='bfloat16' or 'float32'"), said
+    said = unwritable(inf, torch.float16, torch.float16, SAID_AS)
+    assert said.endswith("float16 overflowed: compute with --dtype bfloat16 or float32"), said

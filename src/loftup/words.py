@@ -17,11 +17,14 @@ def said(name: str, said_as: dict | None) -> str:
     return {**FROM_PYTHON, **(said_as or {})}.get(name, name)
 
 
-def said_with(name: str, value, said_as: dict | None) -> str:
-    """The argument ``name`` given ``value``, as its caller writes it: ``--save-dtype float32``
-    where ``said_as`` names it (a command line), else ``save_dtype='float32'``."""
+def said_with(name: str, value, said_as: dict | None, *others) -> str:
+    """The argument ``name`` given ``value`` (or one of ``others``), as its caller writes it:
+    ``--save-dtype float16 or float32`` where ``said_as`` names it (a command line), else
+    ``save_dtype='float16' or 'float32'`` (each a value Python takes; ``save_dtype float16``
+    was none)."""
     flag = (said_as or {}).get(name)
-    return f"{flag} {value}" if flag else f"{name}={value!r}"
+    values = " or ".join((str if flag else repr)(v) for v in (value, *others))
+    return f"{flag} {values}" if flag else f"{name}={values}"
 
 
 def said_value(name: str, value, said_as: dict | None) -> str:

@@ -64,7 +64,7 @@ def check_run_options(
     from ..checks import as_dtype, check_size
     from ..errors import UsageError, is_int
     from ..outputs import FORMATS
-    from ..words import said
+    from ..words import said, said_with
 
     if fmt not in FORMATS:
         raise UsageError(
@@ -85,8 +85,8 @@ def check_run_options(
         if save_dtype is not None:
             raise UsageError(
                 f"{said('fmt', said_as)} npy cannot store bfloat16 (NumPy has no such type); use "
-                f"{said('save_dtype', said_as)} float16 or float32, or {said('fmt', said_as)} pt "
-                "or safetensors"
+                f"{said_with('save_dtype', 'float16', said_as, 'float32')}, or "
+                f"{said_with('fmt', 'pt', said_as, 'safetensors')}"
             )
         stored = "float32"
     return dtype, stored

@@ -30,7 +30,7 @@ def unwritable(
     else:
         why = "NaN or infinite values"
         fix = (  # bfloat16 has float32's range
-            f"float16 overflowed: compute with {said_with('dtype', 'bfloat16', said_as)} or float32"
+            f"float16 overflowed: compute with {said_with('dtype', 'bfloat16', said_as, 'float32')}"
             if dtype == torch.float16
             else "is the backbone or the upsampler sound in this precision?"
         )
