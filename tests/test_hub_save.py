@@ -295,8 +295,12 @@ def test_a_backbone_the_load_cannot_build_is_refused_before_anything_is_written(
     with pytest.raises(UnknownNameError):
         model.save_pretrained(tmp_path / "up")
     assert not (tmp_path / "up").exists()
-    with pytest.raises(UsageError, match=r"^backbone is empty or blank; pass a backbone's name"):
+    with pytest.raises(UsageError) as e:
         LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path, backbone=" ")
+    assert str(e.value) == (  # as the pipeline and the backbones word it
+        "the backbone is empty or blank (an unset variable or an empty string?): pass a "
+        "backbone's name (e.g. backbone='dinov2_vits14'), or backbone=None to record none"
+    )
 
 
 def test_every_backbone_the_load_builds_is_recorded(tmp_path, monkeypatch):

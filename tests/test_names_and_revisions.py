@@ -5,6 +5,7 @@ backbone_norm. Each was looked up on the hub (with advice that could not work) o
 from __future__ import annotations
 
 import pytest
+import torch
 
 import loftup
 from loftup.downloads import download_names
@@ -52,38 +53,57 @@ def test_a_backbone_norm_that_is_no_string_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "up").exists()
 
 
+#: How a blank backbone is refused: from Python, and on the command line.
+BLANK = "the backbone is empty or blank (an unset variable or an empty string?): pass a backbone's"
+BLANK_CLI = 'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): pass'
+
+
 @pytest.mark.parametrize("blank", ["", " "])
 def test_an_empty_backbone_is_said_to_be_an_unset_variable(tmp_path, capsys, blank):
     """--backbone "$BB" with BB unset was refused as "unknown backbone ''", listing every
     name, where the mistake is the empty string; said so, by the command line and
-    load_pipeline alike, before any weights load."""
+    load_pipeline alike, before any weights load. A Python caller was told of --backbone
+    "$BB", a shell's words: told of its argument, backbone=, instead."""
     from loftup.cli import main
 
-    said = 'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?)'
-    with pytest.raises(UsageError) as e:
-        loftup.load_pipeline(str(tmp_path / "none"), backbone=blank)
-    assert str(e.value).startswith(said)
+    for call in (
+        lambda: loftup.load_pipeline(str(tmp_path / "none"), backbone=blank),
+        lambda: loftup.upsample(torch.rand(3, 8, 8), model=str(tmp_path / "none"), backbone=blank),
+    ):
+        with pytest.raises(UsageError) as e:
+            call()
+        assert str(e.value) == (
+            f"{BLANK} name (e.g. backbone='dinov2_vits14'), or leave it out for the one the "
+            "upsampler records"
+        )
     from PIL import Image
 
     Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
     argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "none"), "-o"]
     assert main([*argv, str(tmp_path / "out"), "--backbone", blank]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {said}: pass a backbone's name")
+    assert capsys.readouterr().err == (  # the command line's words, its option
+        f"error: {BLANK_CLI} a backbone's name (e.g. --backbone dinov2_vits14), or leave it out\n"
+    )
 
 
 def test_an_empty_backbone_name_is_said_so_wherever_a_backbone_is_named(tmp_path, capsys):
     """get_featurizer('') and `loftup eval --backbone ""` said "unknown backbone ''" and
-    listed every name, the empty string unremarked."""
+    listed every name, the empty string unremarked. From Python, the fix is the argument of
+    the call (get_featurizer's name=), not the command line's option."""
     from loftup.cli import main
     from loftup.errors import UnknownNameError
 
-    said = 'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): pass'
     with pytest.raises(UnknownNameError) as e:
         loftup.get_featurizer("")
-    assert str(e.value).startswith(said)
+    assert str(e.value) == f"{BLANK} name (e.g. name='dinov2_vits14')"  # get_featurizer's name
+    from loftup.featurizers import resolve
+
+    with pytest.raises(UnknownNameError) as e:
+        resolve(" ")  # (a config's backbone, EvalConfig(backbone=...))
+    assert str(e.value) == f"{BLANK} name (e.g. backbone='dinov2_vits14')"
     argv = ["eval", "davis", "--root", str(tmp_path), "--upsampler", "bilinear"]
     assert main([*argv, "--backbone", ""]) == 2
-    assert capsys.readouterr().err.startswith(f"error: {said} ")
+    assert capsys.readouterr().err.startswith(f"error: {BLANK_CLI} ")
 
 
 @pytest.mark.parametrize("blank", ["", " "])

@@ -242,14 +242,9 @@ def build_pipeline(
     built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
     :func:`run_device`)."""
     if isinstance(backbone, str):  # a typo said first, not inside the upsampler's missing file
-        from .featurizers import resolve
+        from .featurizers import refuse_blank, resolve
 
-        if not backbone.strip():  # not "unknown backbone ''", nor taken as not given
-            raise UsageError(
-                'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): '
-                "pass a backbone's name (e.g. dinov2_vits14), or leave it out for the one the "
-                "upsampler records"
-            )
+        refuse_blank(backbone, absent=", or leave it out for the one the upsampler records")
         resolve(backbone)
     device = run_device(device, model, backbone)
     if isinstance(model, LoftUp):

@@ -112,6 +112,10 @@ def _main(args) -> int:
             from ..api import resolve_device
 
             resolve_device(args.device)
+        if isinstance(getattr(args, "backbone", None), str):  # "$BB" unset, as the option says
+            from ..featurizers import refuse_blank
+
+            refuse_blank(args.backbone, {"backbone": "--backbone"}, absent=", or leave it out")
         json_out = getattr(args, "json", None)
         if isinstance(json_out, str) and json_out != "-":  # said now, not after the work is done
             from ..paths import check_file_output

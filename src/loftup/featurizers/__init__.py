@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import UnknownNameError, UsageError, did_you_mean
 from ..escaping import quoted
 from ..norms import IMAGENET_MEAN, IMAGENET_STD, INPUT_NORMS  # noqa: F401 (re-exported)
+from ..words import said_with
 
 
 class Featurizer(nn.Module):
@@ -121,11 +122,7 @@ def register(spec: FeaturizerSpec, *, aliases: tuple[str, ...] = ()) -> Featuriz
 def resolve(name: str) -> FeaturizerSpec:
     """The registry entry for ``name`` or an alias; UnknownNameError lists the known names."""
     key = ALIASES.get(name, name)
-    if isinstance(name, str) and not name.strip():  # not "unknown backbone ''"
-        raise UnknownNameError(
-            'the backbone is empty or blank (an unset variable, as in --backbone "$BB"?): '
-            f"pass one of {', '.join(sorted(FEATURIZERS))}"
-        )
+    refuse_blank(name, error=UnknownNameError)
     if key not in FEATURIZERS:
         raise UnknownNameError(
             f"unknown backbone {quoted(name)}{did_you_mean(name, FEATURIZERS)}; known backbones "
@@ -133,6 +130,25 @@ def resolve(name: str) -> FeaturizerSpec:
             f"{', '.join(sorted(FEATURIZERS))}"
         )
     return FEATURIZERS[key]
+
+
+def refuse_blank(
+    name, said_as: dict | None = None, *, arg: str = "backbone", absent: str = "", error=UsageError
+) -> None:
+    """An ``error`` where the backbone ``name`` is an empty or blank string, an unset variable
+    most likely: not "unknown backbone ''" with every name listed, nor taken as none given. The
+    fix as its caller writes it (:func:`loftup.words.said_with`): ``--backbone dinov2_vits14``
+    where ``said_as`` names the argument ``arg`` (a command line, where the variable was
+    ``"$BB"``), else ``backbone='dinov2_vits14'``; then ``absent``, what leaving it out does
+    where the caller may (", or leave it out for ...")."""
+    if not isinstance(name, str) or name.strip():
+        return
+    flag = (said_as or {}).get(arg)
+    unset = f', as in {flag} "$BB"' if flag else " or an empty string"
+    raise error(
+        f"the backbone is empty or blank (an unset variable{unset}?): pass a backbone's name "
+        f"(e.g. {said_with(arg, 'dinov2_vits14', said_as)}){absent}"
+    )
 
 
 def backbones_of_dim(dim: int) -> list[str]:
@@ -162,6 +178,7 @@ def get_featurizer(
     the features the released upsamplers were trained on) or "own" (converted to its own
     constants). The same for every other backbone."""
     check_input_norm(input_norm)
+    refuse_blank(name, arg="name", error=UnknownNameError)  # (resolve's would say backbone=)
     spec = resolve(name)
     if device is not None:  # before loading: "cuda" on a machine without one is said in a line
         from ..checks import resolve_device

@@ -71,13 +71,10 @@ def _check_backbone_name(backbone: str) -> None:
     """An error where the load of a record of ``backbone`` (a string) would refuse it: its
     backbone is built by name (:func:`loftup.featurizers.resolve`: a registered name or an
     alias); a hub id or a folder names its weights, which the load is given apart."""
-    from ..errors import UnknownNameError, UsageError
-    from ..featurizers import FEATURIZERS, resolve
+    from ..errors import UnknownNameError
+    from ..featurizers import FEATURIZERS, refuse_blank, resolve
 
-    if not backbone.strip():
-        raise UsageError(
-            "backbone is empty or blank; pass a backbone's name (dinov2_vits14, say) or None"
-        )
+    refuse_blank(backbone, absent=", or backbone=None to record none")
     repo, _, revision = backbone.partition("@")  # facebook/dinov2-small@main: its revision
     named = sorted(n for n, spec in FEATURIZERS.items() if spec.default_weights == repo)
     if named and backbone not in FEATURIZERS:  # facebook/dinov2-small: dinov2_vits14's weights
