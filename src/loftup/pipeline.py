@@ -42,6 +42,7 @@ from .model import LoftUp
 from .pipeline_checks import (
     Placements,
     backbones_advice,
+    check_backbone_name,
     check_placement,
     placement,
     require_eval_backbone,
@@ -241,19 +242,12 @@ def build_pipeline(
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
     built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
     :func:`run_device`)."""
-    if isinstance(backbone, str):  # a typo said first, not inside the upsampler's missing file
-        from .featurizers import refuse_blank, resolve
-
-        refuse_blank(backbone, absent=", or leave it out for the one the upsampler records")
-        resolve(backbone)
+    check_backbone_name(backbone)  # a typo said first, not inside the upsampler's missing file
     device = run_device(device, model, backbone)
     if isinstance(model, LoftUp):
         upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
     else:
-        try:
-            upsampler = load_upsampler(model)
-        except WeightsNotFoundError as e:
-            raise with_missing_backbone(e, model, backbone, backbone_weights) from None
+        upsampler = read_upsampler(model, backbone, backbone_weights)
         upsampler = upsampler.to(device, dtype or torch.float32)
     upsampler = upsampler.eval()
     if isinstance(backbone, Featurizer):
@@ -281,3 +275,14 @@ def build_pipeline(
         _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+def read_upsampler(model: str | os.PathLike, backbone, backbone_weights) -> LoftUp:
+    """:func:`loftup.load_upsampler` of ``model`` (on the CPU, in float32), weights not found
+    said with the backbone's where those are missing too (:func:`with_missing_backbone`): what
+    :func:`build_pipeline` loads, for a caller that needs the module before it is built (its
+    digest as loaded, :func:`loftup.extract.upsample_folder`) and passes it in."""
+    try:
+        return load_upsampler(model)
+    except WeightsNotFoundError as e:
+        raise with_missing_backbone(e, model, backbone, backbone_weights) from None

@@ -105,6 +105,18 @@ def backbones_advice(dim: int) -> str:
     return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
 
 
+def check_backbone_name(backbone) -> None:
+    """A :class:`UsageError` where ``backbone`` is a name that is blank (not "unknown backbone
+    ''", nor taken as not given) or that no registry knows
+    (:func:`loftup.featurizers.resolve`'s error, the names meant); anything else passes."""
+    if not isinstance(backbone, str):
+        return
+    from .featurizers import refuse_blank, resolve
+
+    refuse_blank(backbone, absent=", or leave it out for the one the upsampler records")
+    resolve(backbone)
+
+
 def with_missing_backbone(
     error: WeightsNotFoundError, model, backbone, backbone_weights
 ) -> WeightsNotFoundError:

@@ -86,6 +86,8 @@ def upsample_folder(
     from .. import __version__
     from ..api import load_pipeline
     from ..paths import check_folder_output
+    from ..pipeline import checked_options, read_upsampler
+    from ..pipeline_checks import check_backbone_name
     from ..words import said
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         OPTIONS_NAME,
@@ -149,21 +151,32 @@ def upsample_folder(
         check_clobbering(jobs, out, fmt, viz, saved, said_as)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
             print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
-        # as given, in float32: before load_pipeline converts it (--dtype alone differed too)
-        digest = _upsampler_digest(model) if isinstance(model, torch.nn.Module) else None
+        run_dtype = None if given_dtype is None and _modules(model, backbone) else dtype
+        # said before the upsampler is read, as load_pipeline says them (checked again there)
+        checked_options(backbone_size, backbone_norm, device, run_dtype)
+        check_backbone_name(backbone)
+        # a name or path read once, in float32, and passed to load_pipeline as a LoftUp passed
+        # in is: the digest is of its weights before their conversion to dtype (--dtype alone
+        # differed too), and no rank reads the checkpoint again for it
+        upsampler = (
+            model
+            if isinstance(model, torch.nn.Module)
+            else read_upsampler(model, backbone, backbone_weights)
+        )
+        digest = _upsampler_digest(upsampler)
         pipeline = load_pipeline(
-            model,
+            upsampler,
             backbone=backbone,
             backbone_weights=backbone_weights,
             backbone_size=backbone_size,
             backbone_norm=backbone_norm,
             device=device,
-            dtype=None if given_dtype is None and _modules(model, backbone) else dtype,
+            dtype=run_dtype,
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,
             "model": _recorded_model(model),  # local paths resolved: ./w and /abs/w are one
-            "upsampler_sha256": digest or _upsampler_digest(model, pipeline.upsampler),
+            "upsampler_sha256": digest,
             "backbone": pipeline.featurizer.name,
             "backbone_weights": recorded_path(backbone_weights),
             "backbone_size": backbone_size,

@@ -103,21 +103,13 @@ def _passed_in_backbone(backbone, featurizer) -> dict:
     return {"backbone_sha256": weights_digest(featurizer), "backbone_dtype": _own_dtype(featurizer)}
 
 
-def _upsampler_digest(model, loaded: torch.nn.Module | None = None) -> str:
+def _upsampler_digest(upsampler: torch.nn.Module) -> str:
     """The record's ``upsampler_sha256``: the digest of the upsampler's weights in float32 as
-    given (a LoftUp passed in, before any conversion) or loaded (``model`` a name or path;
-    read again where ``loaded``, the pipeline's, is in another precision), so that a run in
-    another ``dtype`` differs by its ``dtype`` alone (the digest of the converted weights
-    differed too)."""
+    given (a LoftUp passed in) or loaded (a name or path, read in float32), taken before any
+    conversion to ``dtype``, so that a run in another ``dtype`` differs by its ``dtype`` alone
+    (the digest of the converted weights differed too)."""
     from ..hub.record import weights_digest as state_digest
 
-    if isinstance(model, torch.nn.Module):
-        state = model.state_dict()
-    elif loaded is not None and all(p.dtype == torch.float32 for p in loaded.parameters()):
-        state = loaded.state_dict()
-    else:
-        from ..hub import load_upsampler
-
-        state = load_upsampler(model).state_dict()
+    state = upsampler.state_dict()
     floats = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state_digest(floats)[:16]
