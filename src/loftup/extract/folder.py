@@ -21,7 +21,6 @@ from .run_options import (
     _passed_in_backbone,
     _plain_ints,
     _run_device,
-    _upsampler_digest,
     check_run_options,
 )
 
@@ -104,6 +103,7 @@ def upsample_folder(
         run,
         running_ids,
         summed,
+        weights_digest,
         without_own_pictures,
         write_options,
     )
@@ -156,14 +156,18 @@ def upsample_folder(
         checked_options(backbone_size, backbone_norm, device, run_dtype)
         check_backbone_name(backbone)
         # a name or path read once, in float32, and passed to load_pipeline as a LoftUp passed
-        # in is: the digest is of its weights before their conversion to dtype (--dtype alone
-        # differed too), and no rank reads the checkpoint again for it
+        # in is (no rank reads the checkpoint again for its digest); the digests are of the
+        # weights in float32 before load_pipeline converts them to dtype (a run in another
+        # dtype was told other weights too)
         upsampler = (
             model
             if isinstance(model, torch.nn.Module)
             else read_upsampler(model, backbone, backbone_weights)
         )
-        digest = _upsampler_digest(upsampler)
+        digest = weights_digest(upsampler)
+        backbone_digest = (
+            weights_digest(backbone) if isinstance(backbone, torch.nn.Module) else None
+        )
         pipeline = load_pipeline(
             upsampler,
             backbone=backbone,
@@ -185,7 +189,7 @@ def upsample_folder(
             "backbone_norm": pipeline.featurizer.input_norm_key(),
             # a Featurizer passed in: its weights and precision (a resume with another one
             # mixed two backbones' features under one record); None for one loaded by name
-            **_passed_in_backbone(backbone, pipeline.featurizer),
+            **_passed_in_backbone(backbone_digest, pipeline.featurizer),
             "size": list(size) if isinstance(size, tuple) else size,
             "format": fmt,
             "dtype": dtype,

@@ -54,12 +54,16 @@ def recorded_path(value: str | os.PathLike | None) -> str | None:
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """A short SHA-256 of a module's state (names, dtypes, shapes and bytes): the same weights
-    give the same digest wherever they were loaded from (save_pretrained's record holds it whole,
-    :func:`loftup.hub.record.weights_digest`)."""
+    """A short SHA-256 of a module's state, its floating-point tensors in float32 (names,
+    shapes and values): the same weights give the same digest wherever they were loaded from
+    and in whichever precision they are held (bfloat16 and float16 widen to float32 exactly),
+    the digest of the weights themselves: ``upsample.json``'s ``upsampler_sha256`` and
+    ``backbone_sha256``, taken before a run converts them to its ``dtype``, and an evaluation's
+    record. The first 16 hex digits of :func:`loftup.hub.record.weights_digest` in float32
+    (save_pretrained's record holds that of the weights as saved, whole)."""
     from ..hub.record import weights_digest as state_digest
 
-    return state_digest(module.state_dict())[:16]
+    return state_digest(module.state_dict(), torch.float32)[:16]
 
 
 def read_record(out_dir: Path, *, resume: bool, said_as: dict | None = None) -> dict | None:
@@ -141,8 +145,14 @@ def _differences(options: dict, saved: dict, said_as: dict | None = None) -> lis
     """Each option of ``options`` that the record ``saved`` says otherwise, said as its caller
     gives it (``size 100000 there, 16 now``; ``--size 100000 there, 16 now`` where ``said_as``
     names it; ``upsampler_sha256`` as "-m's weights" on the command line, as the key from
-    Python); another format is none: its files are others."""
+    Python); another format is none: its files are others. The ``backbone_dtype`` of a
+    Featurizer passed in that ran in the run's ``dtype`` both times is not named beside it (a
+    run in another dtype is told its precision alone, as one of a LoftUp passed in is)."""
     skip = (*_INFO_ONLY, "format")
+    if all(
+        d.get("backbone_dtype") == _as_recorded("dtype", d.get("dtype")) for d in (options, saved)
+    ):
+        skip = (*skip, "backbone_dtype")  # it differs where dtype does, which is named
     return [
         f"{said(key, said_as)} {said_value(key, saved.get(key), said_as)} there, "
         f"{said_value(key, value, said_as)} now"

@@ -92,24 +92,12 @@ def check_run_options(
     return dtype, stored
 
 
-def _passed_in_backbone(backbone, featurizer) -> dict:
-    """The record's ``backbone_sha256`` and ``backbone_dtype``: a Featurizer passed in, its
-    digest and precision as it runs (compared by ``--resume``); None for one loaded by name
-    (its weights are ``backbone_weights``', its precision ``dtype``), as records before them."""
-    from .record import weights_digest
-
-    if not isinstance(backbone, torch.nn.Module):
+def _passed_in_backbone(digest: str | None, featurizer) -> dict:
+    """The record's ``backbone_sha256`` and ``backbone_dtype``: for a Featurizer passed in, the
+    ``digest`` of its weights as given (:func:`.record.weights_digest`, taken before the run
+    converts them) and the precision it runs in (compared by ``--resume``); None for one
+    loaded by name (``digest`` None: its weights are ``backbone_weights``', its precision
+    ``dtype``), as records before them."""
+    if digest is None:
         return {"backbone_sha256": None, "backbone_dtype": None}
-    return {"backbone_sha256": weights_digest(featurizer), "backbone_dtype": _own_dtype(featurizer)}
-
-
-def _upsampler_digest(upsampler: torch.nn.Module) -> str:
-    """The record's ``upsampler_sha256``: the digest of the upsampler's weights in float32 as
-    given (a LoftUp passed in) or loaded (a name or path, read in float32), taken before any
-    conversion to ``dtype``, so that a run in another ``dtype`` differs by its ``dtype`` alone
-    (the digest of the converted weights differed too)."""
-    from ..hub.record import weights_digest as state_digest
-
-    state = upsampler.state_dict()
-    floats = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return state_digest(floats)[:16]
+    return {"backbone_sha256": digest, "backbone_dtype": _own_dtype(featurizer)}
