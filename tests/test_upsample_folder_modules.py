@@ -82,12 +82,14 @@ def test_a_resume_with_another_backbone_passed_in_is_refused_naming_it(folder):
     assert "backbone_sha256 " in told and "backbone_dtype 'float32' there, 'bfloat16' now" in told
 
 
-def test_a_loftup_on_meta_with_no_device_is_told_its_weights_are_on_meta(folder):
-    """It was told "device meta is not supported ... use auto, cpu, cuda", a device it never
-    passed."""
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_loftup_on_meta_is_told_its_weights_are_on_meta(folder, device):
+    """With no device it was told "device meta is not supported ... use auto, cpu, cuda", a
+    device it never passed; with one, NotImplementedError "Cannot copy out of meta tensor"
+    from deep inside, as its weights' digest was taken."""
     with torch.device("meta"):
         up = loftup.LoftUp(dim=32)
     with pytest.raises(UsageError, match="^the model has weights on the meta device"):
         upsample_folder(folder / "in", folder / "out", model=up, backbone="dinov2_tiny",
-                        backbone_size=28, progress=False)  # fmt: skip
+                        backbone_size=28, device=device, progress=False)  # fmt: skip
     assert not (folder / "out").exists()

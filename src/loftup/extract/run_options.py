@@ -29,12 +29,14 @@ def _modules(model, backbone) -> bool:
 def _run_device(device, model, backbone, local_rank: int | None) -> torch.device:
     """Where the run computes: ``device`` when given; None: where a LoftUp (or Featurizer)
     passed in is (:func:`loftup.pipeline_checks.run_device`; not moved in place), else the
-    auto device; under torchrun (``local_rank``) a CUDA device is the process's own GPU."""
+    auto device; under torchrun (``local_rank``) a CUDA device is the process's own GPU. A
+    module passed in on the meta device is refused (:func:`~loftup.pipeline_checks.refuse_meta`)
+    with a ``device`` too: its weights' digest, taken before it is moved, failed deep inside."""
     from ..checks import resolve_device
     from ..pipeline_checks import on_meta, refuse_meta, run_device
 
     for name, module in (("model", model), ("backbone", backbone)):
-        if device is None and on_meta(module):  # (else told "device meta is not supported")
+        if on_meta(module):  # (with no device, told "device meta is not supported")
             refuse_meta(name)
     if device is None and _modules(model, backbone):
         device = run_device(None, model, backbone)
