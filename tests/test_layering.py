@@ -132,7 +132,7 @@ MOVED = {
     ),
     "loftup.extract.record": (
         "loftup.extract.output_files",
-        ("outputs_of", "recorded_outputs", "without_own_pictures"),
+        ("outputs_of", "recorded_outputs", "without_own_pictures", "check_clobbering"),
     ),
 }
 #: Modules split twice: old module -> (the second new module, names).

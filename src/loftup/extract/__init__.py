@@ -23,7 +23,9 @@ output folder's ``upsample.json``), :mod:`.output_files` (which of its files are
 before joining it), :mod:`.claims` (each rank's claim at that meeting), :mod:`.point` (the
 meeting point, as the network sees it), :mod:`.pulse` (from the meeting into the group),
 :mod:`.join` (the group's own join: its waits, what its failure says), :mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
-:mod:`.write` (one image's files) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
+:mod:`.resumed` (what ``--resume`` keeps of a rank's batches), :mod:`.write` (one image's files),
+:mod:`.run_options` and :mod:`.run_models` (a run's options checked, its models loaded and how
+its record names them) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
 """
 
 from __future__ import annotations

@@ -15,14 +15,8 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
-from .run_options import (
-    _modules,
-    _own_dtype,
-    _passed_in_backbone,
-    _plain_ints,
-    _run_device,
-    check_run_options,
-)
+from .run_models import _check_model, _passed_in_backbone, _recorded_model, load_models
+from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
 
 
 @dataclass
@@ -83,10 +77,7 @@ def upsample_folder(
         (``out``, ``resume=True``: :mod:`loftup.words`).
     """
     from .. import __version__
-    from ..api import load_pipeline
     from ..paths import check_folder_output
-    from ..pipeline import checked_options, read_upsampler
-    from ..pipeline_checks import check_backbone_name
     from ..words import said
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
         OPTIONS_NAME,
@@ -103,7 +94,6 @@ def upsample_folder(
         run,
         running_ids,
         summed,
-        weights_digest,
         without_own_pictures,
         write_options,
     )
@@ -151,31 +141,14 @@ def upsample_folder(
         check_clobbering(jobs, out, fmt, viz, saved, said_as)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
             print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
-        run_dtype = None if given_dtype is None and _modules(model, backbone) else dtype
-        # said before the upsampler is read, as load_pipeline says them (checked again there)
-        checked_options(backbone_size, backbone_norm, device, run_dtype)
-        check_backbone_name(backbone)
-        # a name or path read once, in float32, and passed to load_pipeline as a LoftUp passed
-        # in is (no rank reads the checkpoint again for its digest); the digests are of the
-        # weights in float32 before load_pipeline converts them to dtype (a run in another
-        # dtype was told other weights too)
-        upsampler = (
-            model
-            if isinstance(model, torch.nn.Module)
-            else read_upsampler(model, backbone, backbone_weights)
-        )
-        digest = weights_digest(upsampler)
-        backbone_digest = (
-            weights_digest(backbone) if isinstance(backbone, torch.nn.Module) else None
-        )
-        pipeline = load_pipeline(
-            upsampler,
-            backbone=backbone,
-            backbone_weights=backbone_weights,
-            backbone_size=backbone_size,
-            backbone_norm=backbone_norm,
-            device=device,
-            dtype=run_dtype,
+        pipeline, digest, backbone_digest = load_models(
+            model,
+            backbone,
+            backbone_weights,
+            backbone_size,
+            backbone_norm,
+            device,
+            None if given_dtype is None and _modules(model, backbone) else dtype,
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,
@@ -259,39 +232,6 @@ def upsample_folder(
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
-
-
-def _check_model(model, said_as: dict | None) -> None:
-    """A :class:`~loftup.errors.UsageError` unless ``model`` is a LoftUp or names the
-    upsampler (a released name, a weights file or folder, a hub id), before anything is
-    loaded; a pipeline is told to pass its upsampler (it loaded, then failed in os.fspath)."""
-    from ..checks import shown
-    from ..errors import UsageError
-    from ..hub import check_source
-    from ..model import LoftUp
-    from ..words import said
-
-    if isinstance(model, LoftUp):
-        return
-    if isinstance(getattr(model, "upsampler", None), LoftUp):  # a FeaturePipeline
-        raise UsageError(
-            f"{said('model', said_as)} is the upsampler (a LoftUp, or its name or path), got "
-            f"{shown(model)}; for the features it computes pass model=pipeline.upsampler, "
-            f"backbone=pipeline.featurizer, backbone_size={model.backbone_size!r} (its "
-            "backbone_size), and no device or dtype (each module keeps its own)"
-        )
-    check_source(model, said("model", said_as), ("a LoftUp",))
-
-
-def _recorded_model(model) -> str | None:
-    """How upsample.json records ``model``: a path resolved, a name as given
-    (:func:`.record.recorded_path`), a LoftUp passed in by its class (a TypeError of
-    os.fspath came after the models had loaded): its weights are recorded by their digest."""
-    from .record import recorded_path
-
-    if isinstance(model, (str, os.PathLike)):
-        return recorded_path(model)
-    return f"a {type(model).__name__} passed in"
 
 
 def _settled(out: Path, options: dict, saved, jobs, fmt, viz, resume: bool, said_as, racing=False):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..paths import name_max
 from ..stops import check as check_stop
 from .inputs import Job
 from .output_files import outputs_of
+from .resumed import resumed_batches
 from .torchrun import shard
 from .write import compute_streamed, streamed_files, unwritable, write_outputs
 
@@ -94,11 +94,7 @@ def run(
     report = Report()
     mine = shard(jobs, batch_size, rank, world_size)
     if resume:
-        looks = [[_resumed(j, out_dir, fmt, viz) for j in b] for b in mine]
-        done = [all(look == "kept" for look in b) for b in looks]
-        report.kept = sum(len(b) for b, d in zip(mine, done) if d)
-        mine = [b for b, d in zip(mine, done) if not d]
-        _say_changed(looks, done, rank, world_size, said_as)
+        mine, report.kept = resumed_batches(mine, out_dir, fmt, viz, rank, world_size, said_as)
     too_long = _names_too_long(mine, out_dir, fmt, viz)  # said before any work, not after it
     mine = [[j for j in b if id(j) not in too_long] for b in mine]
     mine = [b for b in mine if b]
@@ -200,23 +196,6 @@ def run(
     return report
 
 
-def _resumed(job: Job, out_dir: Path, fmt: str, viz: bool) -> str:
-    """What ``--resume`` finds of ``job``'s outputs: "kept" (all there), "missing", or
-    "changed": all there, one older than its input (edited, or replaced, since the interrupted
-    run), whose features a resumed run kept; one look (stat) at each file."""
-    try:
-        times = [p.stat() for p in outputs_of(out_dir, job, fmt, viz)]
-    except OSError:
-        return "missing"
-    if not all(stat.S_ISREG(t.st_mode) for t in times):
-        return "missing"
-    try:
-        changed = os.stat(job.path).st_mtime_ns > min(t.st_mtime_ns for t in times)
-    except OSError:  # gone, or unreadable: its read fails, saying so, where it is computed
-        return "kept"
-    return "changed" if changed else "kept"
-
-
 def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
     """The jobs of ``batches`` whose output name is longer than the file system allows in
     ``out_dir`` (255 bytes on most), with the reason, as ``{id(job): (job, reason)}``: it failed
@@ -235,30 +214,6 @@ def _names_too_long(batches, out_dir: Path, fmt: str, viz: bool) -> dict:
                 found[id(job)] = (job, why)
                 break
     return found
-
-
-def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
-    """Says (rank 0, the count over every rank of the process group) how many images a resumed run computes again
-    because they changed since their outputs were written; with the others of their batch
-    (which is computed whole) where a batch holds more."""
-    from ..words import said
-    from .torchrun import summed
-
-    changed = sum(look == "changed" for b in looks for look in b)
-    others = sum(
-        look != "changed" for b, d in zip(looks, done) if not d and "changed" in b for look in b
-    )
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        changed, others = summed([changed, others], world_size)
-    elif world_size > 1:  # ranks run by a caller with no process group: each says its own
-        rank = 0
-    if changed and rank == 0:
-        also = f", with {others} other image(s) of their batches" if others else ""
-        print(
-            f"{said('resume', said_as)}: {changed} image(s) changed since their outputs were "
-            f"written: computed again{also}",
-            file=sys.stderr,
-        )
 
 
 def _no_memory(shape, batch: int, e: BaseException, said_as: dict | None = None) -> str:

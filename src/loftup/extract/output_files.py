@@ -1,8 +1,9 @@
 """Which files in an output folder are loftup's outputs: those of the kinds of output its
 record (``upsample.json``) says loftup wrote there (:func:`owned_kinds`, :func:`output_in`,
 :func:`owned_output_in`), the kinds its next record names (:func:`recorded_outputs`), the files
-of a job (:func:`outputs_of`), and the inputs that are an earlier run's pictures
-(:func:`without_own_pictures`). The record itself is :mod:`.record`'s."""
+of a job (:func:`outputs_of`), the inputs that are an earlier run's pictures
+(:func:`without_own_pictures`), and the refusal of a run that would overwrite a file that is
+not loftup's (:func:`check_clobbering`). The record itself is :mod:`.record`'s."""
 
 from __future__ import annotations
 
@@ -87,10 +88,47 @@ def without_own_pictures(jobs: list[Job], out_dir: Path, saved: dict | None) -> 
     """``jobs`` less the ``*_viz.png`` pictures an earlier run wrote into ``out_dir`` (an output
     folder inside, or equal to, an input folder would otherwise feed them back in): those of a
     folder whose record ``saved`` says it holds loftup's pictures. Any other is an input (and
-    :func:`.record.check_clobbering` refuses a run whose picture of ``x.png`` would overwrite
+    :func:`check_clobbering` refuses a run whose picture of ``x.png`` would overwrite
     it)."""
     owned = owned_kinds(saved)
     if owned is not None and "viz" not in owned:
         return jobs
     out = out_dir.resolve()
     return [j for j in jobs if not (j.path.name.endswith("_viz.png") and out in j.path.parents)]
+
+
+def check_clobbering(
+    jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved, said_as: dict | None = None
+) -> None:
+    """Refuse (before any work) a run that would overwrite a file that is not its own: one of
+    its inputs (``-o`` inside an input folder, where ``x.png``'s picture is ``x_viz.png``), or
+    a file that no earlier loftup run wrote there (no record ``saved``, or one without that
+    kind of output: a user's own ``x.npy`` beside ``x.png``). An earlier run's outputs, which
+    a whole run overwrites and a resumed one keeps, are its own."""
+    from ..errors import LoftUpError
+    from ..words import said
+    from .record import OPTIONS_NAME  # (the record's module imports this one)
+
+    inputs = {job.path for job in jobs}  # resolved
+    owned = owned_kinds(saved)
+    what = {fmt: "features", "viz": f"picture ({said('viz', said_as)})"}
+    recorded = {fmt: f".{fmt} features", "viz": f"pictures ({said('viz', said_as)})"}
+    for job in jobs:
+        for kind, path in zip((fmt, "viz"), outputs_of(out_dir, job, fmt, viz)):
+            if not os.path.lexists(path):
+                continue
+            if path.resolve() in inputs:
+                raise LoftUpError(
+                    f"{path} is an input of this run, and the {what[kind]} of {job.given} would "
+                    f"overwrite it; choose another {said('out', said_as)} (outside the input "
+                    "folders)"
+                )
+            # (a folder in its place cannot be replaced: that image fails, as it writes)
+            if owned is not None and kind not in owned and not path.is_dir():
+                why = f"its {OPTIONS_NAME} records no {recorded[kind]}"
+                if saved is None:
+                    why = f"no {OPTIONS_NAME} in {out_dir}"
+                raise LoftUpError(
+                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.given} would "
+                    f"overwrite it; move it away, or choose another {said('out', said_as)}"
+                )

@@ -1,8 +1,8 @@
 """The record of ``loftup upsample``'s output folder (``upsample.json``, the options that made
-its files): read, compared, written and marked finished; a run refuses to overwrite a file that
-is not loftup's own, and ``--resume`` to mix files made with other options. Which files are
-loftup's own, and what the files of a job are, is :mod:`.output_files`' (its names are
-importable from here too).
+its files): read, compared, written and marked finished; ``--resume`` refuses to mix files
+made with other options. Which files are loftup's own, what the files of a job are, and the
+refusal of a run that would overwrite a file that is not loftup's, are :mod:`.output_files`'
+(its names are importable from here too).
 Errors call the folder and going on as ``said_as`` says (:func:`loftup.words.said`: ``-o`` and
 ``--resume`` from the command line, ``out`` and ``resume=True`` from Python)."""
 
@@ -17,8 +17,8 @@ import torch
 from ..atomic import read_json_object
 from ..errors import LoftUpError, PathPermissionError, printable
 from ..words import said, said_value
-from .inputs import Job
 from .output_files import (  # noqa: F401  (importable from here, as before)
+    check_clobbering,
     outputs_of,
     owned_kinds,
     owned_output_in,
@@ -177,39 +177,6 @@ def stale_record(
     if not diff or owned_output_in(out_dir, saved) is not None:
         return None
     return "; ".join(diff)
-
-
-def check_clobbering(
-    jobs: list[Job], out_dir: Path, fmt: str, viz: bool, saved, said_as: dict | None = None
-) -> None:
-    """Refuse (before any work) a run that would overwrite a file that is not its own: one of
-    its inputs (``-o`` inside an input folder, where ``x.png``'s picture is ``x_viz.png``), or
-    a file that no earlier loftup run wrote there (no record ``saved``, or one without that
-    kind of output: a user's own ``x.npy`` beside ``x.png``). An earlier run's outputs, which
-    a whole run overwrites and a resumed one keeps, are its own."""
-    inputs = {job.path for job in jobs}  # resolved
-    owned = owned_kinds(saved)
-    what = {fmt: "features", "viz": f"picture ({said('viz', said_as)})"}
-    recorded = {fmt: f".{fmt} features", "viz": f"pictures ({said('viz', said_as)})"}
-    for job in jobs:
-        for kind, path in zip((fmt, "viz"), outputs_of(out_dir, job, fmt, viz)):
-            if not os.path.lexists(path):
-                continue
-            if path.resolve() in inputs:
-                raise LoftUpError(
-                    f"{path} is an input of this run, and the {what[kind]} of {job.given} would "
-                    f"overwrite it; choose another {said('out', said_as)} (outside the input "
-                    "folders)"
-                )
-            # (a folder in its place cannot be replaced: that image fails, as it writes)
-            if owned is not None and kind not in owned and not path.is_dir():
-                why = f"its {OPTIONS_NAME} records no {recorded[kind]}"
-                if saved is None:
-                    why = f"no {OPTIONS_NAME} in {out_dir}"
-                raise LoftUpError(
-                    f"{path} is not loftup's ({why}), and the {what[kind]} of {job.given} would "
-                    f"overwrite it; move it away, or choose another {said('out', said_as)}"
-                )
 
 
 def _as_recorded(key: str, saved):

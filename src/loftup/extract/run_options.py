@@ -92,14 +92,3 @@ def check_run_options(
             )
         stored = "float32"
     return dtype, stored
-
-
-def _passed_in_backbone(digest: str | None, featurizer) -> dict:
-    """The record's ``backbone_sha256`` and ``backbone_dtype``: for a Featurizer passed in, the
-    ``digest`` of its weights as given (:func:`.record.weights_digest`, taken before the run
-    converts them) and the precision it runs in (compared by ``--resume``); None for one
-    loaded by name (``digest`` None: its weights are ``backbone_weights``', its precision
-    ``dtype``), as records before them."""
-    if digest is None:
-        return {"backbone_sha256": None, "backbone_dtype": None}
-    return {"backbone_sha256": digest, "backbone_dtype": _own_dtype(featurizer)}

@@ -1,0 +1,94 @@
+"""The models of one :func:`~loftup.extract.upsample_folder` run: its ``model`` checked before
+any work (:func:`_check_model`), the pipeline loaded with the upsampler's checkpoint read once
+(:func:`load_models`), and how ``upsample.json`` names them: ``model`` as given
+(:func:`_recorded_model`), the weights by their digests in float32 as given or read, taken
+before the run converts them to its ``dtype`` (:func:`.record.weights_digest`), and a
+Featurizer passed in by its precision too (:func:`_passed_in_backbone`)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .run_options import _own_dtype
+
+
+def load_models(
+    model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
+) -> tuple:
+    """(the run's pipeline, the digest of the upsampler's weights, that of a Featurizer passed
+    in or None): :func:`loftup.api.load_pipeline` of the arguments (``device`` resolved,
+    ``dtype`` None: a module passed in keeps its own). A name or path is read once, in
+    float32, and passed to load_pipeline as a LoftUp passed in is: no rank reads the
+    checkpoint again for its digest. The digests are of the weights in float32 before
+    load_pipeline converts them to ``dtype`` (a run in another dtype was told other weights
+    too). load_pipeline's options and a backbone's name are said before the file is read."""
+    from ..api import load_pipeline  # (read now: a test may replace it)
+    from ..pipeline import checked_options, read_upsampler
+    from ..pipeline_checks import check_backbone_name
+    from .record import weights_digest
+
+    checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
+    check_backbone_name(backbone)
+    upsampler = (
+        model
+        if isinstance(model, torch.nn.Module)
+        else read_upsampler(model, backbone, backbone_weights)
+    )
+    digest = weights_digest(upsampler)
+    backbone_digest = weights_digest(backbone) if isinstance(backbone, torch.nn.Module) else None
+    pipeline = load_pipeline(
+        upsampler,
+        backbone=backbone,
+        backbone_weights=backbone_weights,
+        backbone_size=backbone_size,
+        backbone_norm=backbone_norm,
+        device=device,
+        dtype=dtype,
+    )
+    return pipeline, digest, backbone_digest
+
+
+def _check_model(model, said_as: dict | None) -> None:
+    """A :class:`~loftup.errors.UsageError` unless ``model`` is a LoftUp or names the
+    upsampler (a released name, a weights file or folder, a hub id), before anything is
+    loaded; a pipeline is told to pass its upsampler (it loaded, then failed in os.fspath)."""
+    from ..checks import shown
+    from ..errors import UsageError
+    from ..hub import check_source
+    from ..model import LoftUp
+    from ..words import said
+
+    if isinstance(model, LoftUp):
+        return
+    if isinstance(getattr(model, "upsampler", None), LoftUp):  # a FeaturePipeline
+        raise UsageError(
+            f"{said('model', said_as)} is the upsampler (a LoftUp, or its name or path), got "
+            f"{shown(model)}; for the features it computes pass model=pipeline.upsampler, "
+            f"backbone=pipeline.featurizer, backbone_size={model.backbone_size!r} (its "
+            "backbone_size), and no device or dtype (each module keeps its own)"
+        )
+    check_source(model, said("model", said_as), ("a LoftUp",))
+
+
+def _recorded_model(model) -> str | None:
+    """How upsample.json records ``model``: a path resolved, a name as given
+    (:func:`.record.recorded_path`), a LoftUp passed in by its class (a TypeError of
+    os.fspath came after the models had loaded): its weights are recorded by their digest."""
+    from .record import recorded_path
+
+    if isinstance(model, (str, os.PathLike)):
+        return recorded_path(model)
+    return f"a {type(model).__name__} passed in"
+
+
+def _passed_in_backbone(digest: str | None, featurizer) -> dict:
+    """The record's ``backbone_sha256`` and ``backbone_dtype``: for a Featurizer passed in, the
+    ``digest`` of its weights as given (:func:`.record.weights_digest`, taken before the run
+    converts them) and the precision it runs in (compared by ``--resume``); None for one
+    loaded by name (``digest`` None: its weights are ``backbone_weights``', its precision
+    ``dtype``), as records before them."""
+    if digest is None:
+        return {"backbone_sha256": None, "backbone_dtype": None}
+    return {"backbone_sha256": digest, "backbone_dtype": _own_dtype(featurizer)}
