@@ -36,7 +36,7 @@ def _run_device(device, model, backbone, local_rank: int | None) -> torch.device
     from ..pipeline_checks import on_meta, refuse_meta, run_device
 
     for name, module in (("model", model), ("backbone", backbone)):
-        if on_meta(module):  # (with no device, told "device meta is not supported")
+        if on_meta(module):  # (unsaid: "device meta is not supported", or the digest's failure)
             refuse_meta(name)
     if device is None and _modules(model, backbone):
         device = run_device(None, model, backbone)
