@@ -158,6 +158,19 @@ def photos(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def base():
+    """A new folder under /tmp that every user may search (pytest's own is root's only, 0700),
+    for a test that runs as another user; removed after it."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
 @pytest.fixture(scope="module")
 def upsampler(tmp_path_factory):
     """A random-weight upsampler for the tiny backbone, as a save_pretrained folder."""

@@ -22,6 +22,7 @@ from loftup.cli import main
 from loftup.errors import LoftUpError
 from loftup.eval.mask_folder import complete_masks
 from loftup.eval.mask_staging import MaskStaging
+from pasted import ODD, bash, needs_bash
 from processes import src_env
 
 pytest.importorskip("fcntl")
@@ -188,37 +189,44 @@ def test_a_move_in_the_run_cannot_undo_keeps_the_folder_holding_the_earlier_mask
         complete_masks(masks)
 
 
+@needs_bash
 @pytest.mark.parametrize("why", ["ENOLCK", "ENOSYS"])  # NFS without lockd; Lustre's noflock
-def test_without_locks_the_reader_is_told_how_to_put_the_earlier_masks_back(tmp_path,
-                                                                          monkeypatch, why):  # fmt: skip
+@pytest.mark.parametrize("name", ["masks", *ODD])
+def test_without_locks_the_reader_is_told_how_to_put_the_earlier_masks_back(
+    tmp_path, monkeypatch, why, name
+):
     """Where the file system keeps no locks no run puts a killed run's move-in right, yet the
     reader was told to run again for it, and the warning to delete the staging folders (the
     earlier masks in one of them). ENOSYS: the run was refused ('could not be written
-    (Function not implemented)') where the reader read it as no locks."""
+    (Function not implemented)') where the reader read it as no locks. The steps, pasted into
+    bash as the command line prints them, do it in a folder whose name holds a newline too
+    (shlex.quote's '...' of the escaped name named a folder that does not exist)."""
     import errno
     import fcntl
     import warnings
+
+    from loftup.escaping import printable, shell_quoted
 
     def no_locks(fd, op):
         raise OSError(getattr(errno, why), os.strerror(getattr(errno, why)))
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
     warnings.simplefilter("ignore")  # (said once per run: a test of its own)
-    masks = tmp_path / "masks"
+    masks = tmp_path / name
     _run(masks, ["bear", "car", "dog"], 1)
     before = _masks(masks)
     assert _fork(_killed_at_a_rename, masks, 6, "after") == -signal.SIGKILL  # bear in
     with pytest.raises(LoftUpError) as info:
         complete_masks(masks)
-    message = str(info.value)
+    message = printable(str(info.value))  # as the command line says it
     assert "run loftup eval davis" not in message and "keeps no locks" in message
     (moving,) = masks.glob(".loftup-moving-*")
     stale = masks / ".loftup-moving-st4l3run"  # an earlier killed run's, as without locks
     shutil.copytree(moving, stale)  # they pile up: the by-hand steps named them all by glob
     commands = message.split("do it while no run writes there: ")[1]
     assert str(stale) not in commands and "*" not in commands
-    assert commands.endswith(f"; rm -rf {moving}")
-    subprocess.run(commands.replace("; ", " && "), shell=True, check=True)  # what it says
+    assert commands.endswith(f"; rm -rf {shell_quoted(moving)}")
+    bash(commands.replace("; ", " && "))  # what it says
     assert _masks(masks) == before and complete_masks(masks) == ["bear", "car", "dog"]
     assert sorted(p.name for p in masks.iterdir()) == [MARK, LOCK, stale.name, "bear", "car", "dog"]
 

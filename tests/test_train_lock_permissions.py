@@ -6,10 +6,8 @@ as another user (root only): each attempt in a forked child that takes that user
 import grp
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,14 +33,6 @@ def attempt(out: Path) -> str:
             lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
 
     return as_nobody(run)
-
-
-@pytest.fixture
-def base():
-    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
-    os.chmod(folder, 0o755)
-    yield folder
-    shutil.rmtree(folder)
 
 
 me, group = pwd.getpwuid(NOBODY).pw_name, grp.getgrgid(NOBODY).gr_name

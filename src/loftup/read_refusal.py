@@ -3,18 +3,18 @@ and the fix (:func:`read_refused`): a folder on the way that may not be searched
 file's own mode, with its owner and the smallest chmod. Each reader said something else (PIL
 a file to re-download, h5py "not a MATLAB v7.3 (HDF5) file", a JSON record "delete it").
 
-Imports nothing of loftup but its errors and :mod:`loftup.listing`, so that every reader
-(data, eval, the records of runs) can say it without knowing the others.
+Imports nothing of loftup but its errors, :mod:`loftup.escaping` and :mod:`loftup.listing`,
+so that every reader (data, eval, the records of runs) can say it without knowing the others.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shlex
 import stat
 
 from .errors import PathPermissionError
+from .escaping import printable, shell_quoted
 from .listing import permission_denied
 
 
@@ -38,22 +38,26 @@ def read_refused(
     said something else: h5py "not a MATLAB v7.3 (HDF5) file", PIL a file to re-download, a
     world's scene "the world is damaged; delete the folder". ``another``: where ``path`` is loftup's
     own output in a folder the user chose, the option that chose it ("--out"), offered as the
-    other fix ("; or choose another --out"); left out for an input, which only its fix mends."""
+    other fix ("; or choose another --out"); left out for an input, which only its fix mends.
+    Its paths are escaped here (:func:`~loftup.escaping.printable`), those of its commands in
+    bash's quotes (:func:`advised_path`): nothing in it is escaped again as it is said, and a
+    command pasted from it names the file."""
     if error is not None and not (
         isinstance(error, PermissionError)
         or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM)
     ):
         return None
     path = os.path.expanduser(os.fspath(path))
-    blocked = permission_denied(path)
+    blocked = printable(permission_denied(path) or "")
     why = blocked or _mode_refuses(path)
     if why is None:
         return None
     other = f"; or choose another {another}" if another else ""
     # a link's mode is its target's, which the chmod names (a Hugging Face cache snapshot's
     # file links to its blob): said, since `ls -l` of the link shows lrwxrwxrwx
-    link = f" (a link to {os.path.realpath(path)})" if not blocked and os.path.islink(path) else ""
-    return kind(f"cannot read {f'{what} ' if what else ''}{path}{link}: {why}{other}")
+    link = not blocked and os.path.islink(path)
+    link = f" (a link to {printable(os.path.realpath(path))})" if link else ""
+    return kind(f"cannot read {f'{what} ' if what else ''}{printable(path)}{link}: {why}{other}")
 
 
 def _mode_refuses(path: str) -> str | None:
@@ -167,8 +171,13 @@ def chmod_advice(path: str | os.PathLike, st: os.stat_result, need: str) -> str:
 def advised_path(path: str | os.PathLike) -> str:
     """``path`` as a command advised to a user names it: absolute, ``~`` expanded (this user's
     home) and quoted for a shell, so that it names the same file wherever, and by whomever, it
-    is run (``'~/masks'`` quoted never expands; ``masks`` is another folder in another's)."""
-    return shlex.quote(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    is run (``'~/masks'`` quoted never expands; ``masks`` is another folder in another's); a
+    name with a newline or another character a message escapes in bash's ``$'...'``
+    (:func:`~loftup.escaping.shell_quoted`), which names it as printed (single quotes around
+    the escapes named a file that does not exist). A message that holds it escapes its other
+    paths itself (:func:`~loftup.escaping.printable`): escaped whole, its backslashes are
+    doubled."""
+    return shell_quoted(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
 def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str = "") -> str | None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LoftUpError, UsageError
-from ..escaping import quoted
+from ..escaping import printable, quoted, shell_quoted
 from ..paths import check_folder_output
 from .mask_access import (
     check_mark_replaceable,
@@ -95,10 +94,10 @@ def complete_masks(folder: str | os.PathLike) -> list[str] | None:
             "folder's lock): its masks may replace these while they are read; read them once "
             "that run has ended"
         )
-    if moving_in(target) is not None:
-        raise LoftUpError(
-            f"{folder} holds incomplete masks: a loftup eval davis --save-masks run was "
-            "killed while moving its masks in, so its sequence folders "
+    if moving_in(target) is not None:  # (escaped here: _by_hand's commands, in bash's quotes,
+        raise LoftUpError(  # are not escaped again as the message is said)
+            f"{printable(str(folder))} holds incomplete masks: a loftup eval davis --save-masks "
+            "run was killed while moving its masks in, so its sequence folders "
             f"may be part that run's, part the run's before, or missing; {_repair(target)}"
         )
     listed = earlier_sequences(target)
@@ -126,35 +125,37 @@ def _repair(target: Path) -> str:
 
     if _locked(target) is not None:
         return (
-            f"run loftup eval davis --save-masks {target} again (it first puts the earlier "
-            "run's masks back) and read the masks once it has ended"
+            f"run loftup eval davis --save-masks {printable(str(target))} again (it first puts "
+            "the earlier run's masks back) and read the masks once it has ended"
         )
     return "its file system keeps no locks, so no run puts them back; " + _by_hand(target)
 
 
 def _by_hand(target: Path) -> str:
     """The commands that put the earlier masks back in ``target``, from the exact folders its
-    mark names (without locks, several moving folders may be there: one is the killed run's)."""
+    mark names (without locks, several moving folders may be there: one is the killed run's),
+    quoted as bash reads a pasted command (:func:`~loftup.escaping.shell_quoted`: a name with a
+    newline in ``$'...'``), the rest escaped (:func:`~loftup.escaping.printable`)."""
     target = Path(os.path.abspath(os.path.expanduser(target)))  # (commands said: absolute)
     journal = moving_in(target) or {}
     names = _plain([journal.get("staging"), journal.get("replaced")])
     if len(names) != 2 or not names[0].startswith(MOVING):
-        return f"empty {target} (its mark names no moving folder) and run again"
-    q = shlex.quote
+        return f"empty {printable(str(target))} (its mark names no moving folder) and run again"
+    q = shell_quoted
     moving, back = target / names[0], _plain(journal.get("moving_out"))
     replaced = moving / names[1]
     out = [n for n in back if os.path.lexists(replaced / n)]  # (not yet put back)
     theirs = [n for n in _plain(journal.get("moving_in")) if n not in back]
-    steps = [f"rm -rf {q(str(target / n))} && mv {q(str(replaced / n))} {q(str(target / n))}"
+    steps = [f"rm -rf {q(target / n)} && mv {q(replaced / n)} {q(target / n)}"
              for n in out]  # fmt: skip
-    steps += [f"rm -rf {q(str(target / n))}" for n in theirs if os.path.lexists(target / n)]
+    steps += [f"rm -rf {q(target / n)}" for n in theirs if os.path.lexists(target / n)]
     if os.path.lexists(moving / MARK_BEFORE):
-        steps.append(f"mv {q(str(moving / MARK_BEFORE))} {q(str(target / MARK))}")
+        steps.append(f"mv {q(moving / MARK_BEFORE)} {q(target / MARK)}")
     elif journal.get("before") is None:
-        steps.append(f"rm {q(str(target / MARK))}")
+        steps.append(f"rm {q(target / MARK)}")
     else:
-        steps.append(f"write the mark's 'before' text into {target / MARK}")
-    steps.append(f"rm -rf {q(str(moving))}")
+        steps.append(f"write the mark's 'before' text into {printable(str(target / MARK))}")
+    steps.append(f"rm -rf {q(moving)}")
     return "do it while no run writes there: " + "; ".join(steps)
 
 

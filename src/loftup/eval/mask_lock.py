@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 from pathlib import Path
 
 from ..atomic import FILE_MODE
@@ -94,23 +93,25 @@ def _lock_file(target: Path, exclusive: bool) -> int:
 def _not_writable(path: Path, target: Path) -> Exception:
     """The refusal where this user may not open the lock file for reading and writing (another
     member's, made before DIR was shared; another user's): what refuses it, with the fix for
-    the class of users this user is of for the file (:func:`..read_refusal.mode_refuses`)."""
+    the class of users this user is of for the file (:func:`..read_refusal.mode_refuses`).
+    Its paths escaped here, its commands' in bash's quotes: a command pasted from it names the
+    file (:func:`~loftup.escaping.shell_quoted`)."""
     from ..errors import LoftUpError
+    from ..escaping import printable, shell_quoted
     from ..read_refusal import mode_refuses
 
     try:
-        why = permission_denied(path) or mode_refuses(path, os.lstat(path), "rw")
+        why = printable(permission_denied(path) or "") or mode_refuses(path, os.lstat(path), "rw")
     except OSError:  # (gone meanwhile, or a folder this user may not search)
         why = "permission denied"
     if "(chmod g+" in why:  # a member: DIR's group bits mend it, and its owner's runs give them
-        q = shlex.quote
         why += (
-            f"; or, for the whole folder, chmod -R g+rwX {q(str(target))} (the owner's next run "
-            "into it mends the lock file too)"
+            f"; or, for the whole folder, chmod -R g+rwX {shell_quoted(target)} (the owner's "
+            "next run into it mends the lock file too)"
         )
     return LoftUpError(
-        f"--save-masks {target}: this user may not write its lock file {path}, which every run "
-        f"into it locks: {why}; or choose another folder"
+        f"--save-masks {printable(str(target))}: this user may not write its lock file "
+        f"{printable(str(path))}, which every run into it locks: {why}; or choose another folder"
     )
 
 

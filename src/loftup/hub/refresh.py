@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import WeightsNotFoundError
-from ..escaping import printable, quoted
+from ..escaping import printable, quoted, shell_quoted
 from .failures import is_commit, spelled
 
 
@@ -140,19 +140,18 @@ def cached_ref(repo_id: str, revision: str | None = None) -> str | None:
         return text
     held = "no text" if text is None else repr(text[:60]) if text else "nothing"
     raise CheckpointError(
-        f"{ref}, the Hugging Face cache's record of the commit that {quoted(revision or 'main')} "
-        "of "
-        f"hub repo {quoted(repo_id)} names, is damaged (it holds {held}, not a commit's hash): "
-        f"{_ref_fix(repo_id, ref)}"
+        f"{printable(str(ref))}, the Hugging Face cache's record of the commit that "
+        f"{quoted(revision or 'main')} of hub repo {quoted(repo_id)} names, is damaged (it "
+        f"holds {held}, not a commit's hash): {_ref_fix(repo_id, ref)}"
     )
 
 
 def _ref_fix(repo_id: str, ref: Path) -> str:
     """How to mend ``ref``, hub repo ``repo_id``'s damaged ref file: write back the commit it
     named, of those whose files the cache holds (the newest first); deleted, it is written
-    again by a download only, and until then the cached files are not found offline."""
-    import shlex
-
+    again by a download only, and until then the cached files are not found offline. The
+    ``printf``'s path is in bash's quotes (:func:`~loftup.escaping.shell_quoted`), the
+    message's other paths escaped by :func:`cached_ref`: pasted, it writes that file."""
     snapshots = repo_folder(repo_id) / "snapshots"
     try:
         dated = [(s.stat().st_mtime, s.name) for s in snapshots.iterdir() if s.is_dir()]
@@ -167,7 +166,7 @@ def _ref_fix(repo_id: str, ref: Path) -> str:
         which = f"one of those whose files the cache holds, newest first: {', '.join(commits)}"
     return (
         f"write back the commit it named, {which} (`printf %s {commits[0]} > "
-        f"{shlex.quote(str(ref))}`); or {again} (until then, its cached files are not found "
+        f"{shell_quoted(ref)}`); or {again} (until then, its cached files are not found "
         "offline)"
     )
 

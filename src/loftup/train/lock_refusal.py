@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoftUpError
+from ..escaping import printable, shell_quoted
 from ..file_lock import lockf_holder, lockf_nowait, open_lock_file
 from ..listing import permission_denied
 from ..read_refusal import euid, may, mode_refuses
@@ -68,30 +68,37 @@ def not_writable(
     one); else what refuses it with the fix for this user's class of users (``chmod g+rw``,
     :func:`..read_refusal.mode_refuses`), and ``rm`` where no run holds it and this user may
     remove it. Where there is no lock file, the folder that this user may not make it in;
-    ``another``: the option that chose ``out_dir``, offered last."""
+    ``another``: the option that chose ``out_dir``, offered last. The paths are escaped here
+    (:func:`~loftup.escaping.printable`), the commands' in bash's quotes
+    (:func:`~loftup.escaping.shell_quoted`): the message holds nothing the command line escapes
+    again, and a command pasted from it names the file (escaped whole, its backslashes
+    doubled, it named another)."""
     held = held_by(path, kind)
     if isinstance(held, str):
         return in_use(out_dir, held, another, kind)
+    folder = printable(str(out_dir))
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        why = permission_denied(out_dir) or mode_refuses(out_dir, os.stat(out_dir), "wx")
+        why = printable(permission_denied(out_dir) or "") or mode_refuses(
+            out_dir, os.stat(out_dir), "wx"
+        )
         return LoftUpError(
-            f"this user may not make files in {out_dir}, where every {kind.run} locks the "
+            f"this user may not make files in {folder}, where every {kind.run} locks the "
             f"file {kind.name}: {why}; or choose another {another}"
         )
     except OSError:  # (a folder this user may not search)
         st = None
-    why = permission_denied(path) or (
+    why = printable(permission_denied(path) or "") or (
         mode_refuses(path, st, "rw") if st is not None else "permission denied"
     )
     remove = ""
     if held is False and st is not None and _may_remove(out_dir, st):
-        remove = f"; or remove it, as no run holds it: rm {shlex.quote(str(path))}"
+        remove = f"; or remove it, as no run holds it: rm {shell_quoted(path)}"
     return LoftUpError(
-        f"this user may not write {path}, the file every {kind.run} into {out_dir} "
-        f"locks{'; no run holds it' if held is False else ''}: {why}{remove}; or choose "
-        f"another {another}"
+        f"this user may not write {printable(str(path))}, the file every {kind.run} into "
+        f"{folder} locks{'; no run holds it' if held is False else ''}: {why}{remove}; or "
+        f"choose another {another}"
     )
 
 

@@ -1,0 +1,129 @@
+"""The commands that refusals advise (rm, chmod, printf), of a file whose name holds a newline or a
+single quote, pasted into bash from the message as the command line prints it: each names that
+file. They were quoted with shlex.quote, and the message escaped whole as it was said: the
+newline became the two characters \\n inside single quotes, naming a file that does not exist
+(a `$'...'` escaped again names another: the rest of the message is escaped where it is made).
+Those of another user's refusal run as that user (root only)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+
+import pytest
+import torch
+
+from as_nobody import NOBODY, as_nobody
+from loftup.escaping import printable
+from pasted import ODD, bash, named, needs_bash, pasted
+
+pytestmark = needs_bash
+as_root = pytest.mark.skipif(
+    not hasattr(os, "setresuid") or os.geteuid() != 0,
+    reason="takes another user's ids (setresuid), which only root may",
+)
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_rm_and_chmod_of_a_train_lock_file_name_it(base, name):
+    """Root's lock file in a folder open to all, refused to another user: its chmod and its rm
+    (no run holds it) each name it, and the chmod lets the run in."""
+    from loftup.train.distributed import DistInfo
+    from loftup.train.run_lock import LOCK_NAME, lock_run_folder
+
+    out = base / name
+    out.mkdir()
+    os.chmod(out, 0o777)
+    lock = out / LOCK_NAME
+    lock.write_text("")
+    os.chmod(lock, 0o664)
+
+    def attempt() -> str:
+        def run():
+            with ExitStack() as held:
+                lock_run_folder(out, DistInfo(device=torch.device("cpu")), held)
+
+        return printable(as_nobody(run))  # as the command line says it
+
+    said = attempt()
+    assert said.startswith(f"this user may not write {printable(str(lock))}, "), said
+    remove, chmod = pasted(said, "rm "), pasted(said, "chmod o+w ")
+    assert named(remove, "rm ") == named(chmod, "chmod o+w ") == os.fsencode(lock)
+    bash(chmod)
+    assert attempt() == "taken"
+    os.chmod(lock, 0o664)
+    bash(remove)
+    assert not lock.exists() and attempt() == "taken"
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_chmod_of_a_davis_masks_folder_s_lock_names_it(base, name):
+    """A member of the masks folder's group, refused its lock file (0600): the folder's
+    `chmod -R g+rwX` names the folder and lets the run in."""
+    from loftup.eval.mask_lock import lock
+    from loftup.eval.mask_mark import LOCK
+
+    masks = base / name
+    masks.mkdir()
+    (masks / LOCK).write_text("")
+    for path in (masks, masks / LOCK):
+        os.chown(path, 0, NOBODY)
+    os.chmod(masks, 0o2775)
+    os.chmod(masks / LOCK, 0o600)
+    said = printable(as_nobody(lambda: lock(masks)))
+    assert said.startswith(f"--save-masks {printable(str(masks))}: "), said
+    recursive = pasted(said, "chmod -R g+rwX ")
+    assert named(recursive, "chmod -R g+rwX ") == os.fsencode(masks)
+    assert named(pasted(said, "chmod g+rw "), "chmod g+rw ") == os.fsencode(masks / LOCK)
+    bash(recursive)
+    assert as_nobody(lambda: lock(masks)) == "taken"
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_chmod_of_a_file_this_user_may_not_read_names_it(base, name):
+    """Root's file of mode 600, read by another user: "cannot read PATH" with the chmod that
+    names it, which lets that user read it."""
+    from loftup.read_refusal import read_refused
+
+    image = base / name
+    image.write_bytes(b"x")
+    os.chmod(image, 0o600)
+
+    def read():
+        raise read_refused(image, what="image")
+
+    said = printable(as_nobody(read))
+    assert said.startswith(f"cannot read image {printable(str(image))}: "), said
+    chmod = pasted(said, "chmod o+r ")
+    assert named(chmod, "chmod o+r ") == os.fsencode(image)
+    bash(chmod)
+    assert as_nobody(lambda: open(image, "rb").close()) == "taken"
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_the_printf_that_mends_a_damaged_ref_of_the_cache_writes_it(tmp_path, monkeypatch, name):
+    """A Hugging Face cache under a folder of such a name, its refs/main damaged: the printf
+    advised, pasted, writes that file back, and the upsampler loads."""
+    from hub_builders import make_hf_cache
+    from hub_helpers import _offline_cache, _own_upsampler
+    from loftup import load_upsampler
+    from loftup.errors import CheckpointError
+
+    _, folder, _ = _own_upsampler(tmp_path)
+    files = {n: (folder / n).read_bytes() for n in ("model.safetensors", "config.json")}
+    cache = tmp_path / name / "hub"
+    snap = make_hf_cache(cache, "someone/up", files)
+    ref = snap.parents[1] / "refs" / "main"
+    ref.write_bytes(b"\xff damaged")
+    _offline_cache(monkeypatch, cache)
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler("someone/up")
+    said = printable(str(e.value))
+    assert said.startswith(f"{printable(str(ref))}, the Hugging Face cache's record"), said
+    write = pasted(said, f"printf %s {snap.name} > ")
+    assert named(write, f"printf %s {snap.name} > ") == os.fsencode(ref)
+    bash(write)
+    assert ref.read_text() == snap.name and load_upsampler("someone/up") is not None
