@@ -5,15 +5,14 @@ go, as ``loftup train`` says its result; and what the stop says where a command 
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from train_fixtures import signal_at_the_end, signal_self, tiny_overrides
 from train_fixtures import tiny_config as tiny
-from train_fixtures import tiny_overrides
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools"),
@@ -22,12 +21,6 @@ pytestmark = [
 
 #: how a command that wraps the run (not ``loftup train``) goes on
 WRAPPED = "run the wrapping command again to go on"
-
-
-def _signal_self(signum: int) -> None:
-    os.kill(os.getpid(), signum)
-    for _ in range(100):  # its handler's turn comes here
-        pass
 
 
 def test_a_complete_runs_lines_say_how_a_wrapping_command_goes_on():
@@ -78,12 +71,12 @@ def test_a_stop_once_a_wrapped_run_is_complete_says_how_its_command_goes_on(
     def lock(out_dir, info, held, *args):
         got = locked(out_dir, info, held, *args)
         if where == "lock":
-            held.callback(_signal_self, signum)  # (as the lock is let go)
+            held.callback(signal_self, signum)  # (as the lock is let go)
         return got
 
     def teardown(info, error=None):
         if error is None and where == "teardown":  # (the run's own end)
-            _signal_self(signum)
+            signal_self(signum)
         torn(info, error)
 
     monkeypatch.setattr(loop, "lock_run_folder", lock)
@@ -125,7 +118,7 @@ def test_a_stop_as_final_is_written_says_that_resume_exports_it(
     finish = loop.finish_run
 
     def finish_run(*args, **kwargs):
-        _signal_self(signum)  # (as the export begins)
+        signal_self(signum)  # (as the export begins)
         return finish(*args, **kwargs)
 
     monkeypatch.setattr(loop, "finish_run", finish_run)
@@ -168,39 +161,8 @@ def test_a_stop_at_the_end_of_loftup_train_on_one_process_says_the_run_is_comple
     ignored on one process too (exit 0: a `&&` chain went on; no torchrun job there to keep
     from failing). Each stops the command with its status, the run's complete line first."""
     import loftup.cli as cli
-    import loftup.cli.common as common
-    import loftup.cli.train as cli_train
-    from loftup.train import loop
 
-    real_end, torn, real_say, command = (
-        loop.end_run, loop.teardown, common.say_done, cli_train._cmd_train
-    )  # fmt: skip
-
-    def end_run(*args):
-        real_end(*args)
-        if where == "after the vote":
-            _signal_self(signum)
-
-    def teardown(info, error=None):
-        if error is None and where == "at the teardown":  # (the run's own end)
-            _signal_self(signum)
-        torn(info, error)
-
-    def say_done(text):
-        if where == "as its result is said":
-            _signal_self(signum)
-        real_say(text)
-
-    def _cmd_train(args):
-        status = command(args)
-        if where == "as the command returns":
-            _signal_self(signum)
-        return status
-
-    monkeypatch.setattr(loop, "end_run", end_run)
-    monkeypatch.setattr(loop, "teardown", teardown)
-    monkeypatch.setattr(common, "say_done", say_done)
-    monkeypatch.setattr(cli_train, "_cmd_train", _cmd_train)
+    signal_at_the_end(where, signum, monkeypatch.setattr)
     out = tmp_path / "run"
     status = cli.main(["train", "--stage", "1", *tiny_overrides(sa1b, out, 2)])
     assert status == 128 + signum

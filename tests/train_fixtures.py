@@ -155,3 +155,53 @@ def held_elsewhere(lock: Path, note: str | None = ""):
         yield other.pid
     finally:
         other.communicate(b"")
+
+
+def signal_self(signum: int) -> None:
+    """Send this process ``signum``, its handler's turn coming here."""
+    import os
+
+    os.kill(os.getpid(), signum)
+    for _ in range(100):  # its handler's turn comes here
+        pass
+
+
+def signal_at_the_end(where: str, signum: int, setattr=setattr) -> None:
+    """Have `loftup train` (``loftup.cli.main``) send this process ``signum`` at ``where`` of
+    its end, once its run is complete: "after the vote" (the end's, of no stop), "at the
+    teardown" (as train() lets go of the process group), "as its result is said", "as the
+    command returns". Its functions are replaced with ``setattr``: a test's
+    ``monkeypatch.setattr``, or the builtin in a process of the case's own."""
+    import loftup.cli.common as common
+    import loftup.cli.train as cli_train
+    from loftup.train import loop
+
+    real_end, torn, real_say, command = (
+        loop.end_run, loop.teardown, common.say_done, cli_train._cmd_train
+    )  # fmt: skip
+
+    def end_run(*args):
+        real_end(*args)
+        if where == "after the vote":
+            signal_self(signum)
+
+    def teardown(info, error=None):
+        if error is None and where == "at the teardown":  # (the run's own end)
+            signal_self(signum)
+        torn(info, error)
+
+    def say_done(text):
+        if where == "as its result is said":
+            signal_self(signum)
+        real_say(text)
+
+    def _cmd_train(args):
+        status = command(args)
+        if where == "as the command returns":
+            signal_self(signum)
+        return status
+
+    setattr(loop, "end_run", end_run)
+    setattr(loop, "teardown", teardown)
+    setattr(common, "say_done", say_done)
+    setattr(cli_train, "_cmd_train", _cmd_train)

@@ -95,12 +95,15 @@ def train(
     ``whole_command``: the run is all the command does (``loftup train``'s, said by it):
     under torchrun, once its ranks voted no stop at its end, the rest is clean-up, and a
     SIGTERM or SIGHUP is ignored to the process's end (a wrapping command's later work, a
-    Python caller's, is still to do: a signal there still stops it).
+    Python caller's, is still to do: a signal there still stops it); on one process, a SIGHUP
+    then stops the command as a SIGTERM does, saying that the run is complete (its default
+    action, put back, killed it without a word).
 
     Signals (main thread): the caller's SIGTERM, SIGHUP (where it has its default action) and
     SIGINT (unless ignored) handlers are replaced while the run runs and put back as it ends,
     however it ends (the command line's own keeps SIGTERM and SIGHUP ignored after a stop, and
-    ``whole_command`` under torchrun once the run is complete).
+    ``whole_command`` under torchrun once the run is complete; ``whole_command`` on one process
+    keeps SIGHUP's handler once the run is complete, to the command's end).
     A signal during the steps stops the run after the current step, with a checkpoint; what
     the stop raises: SIGTERM :class:`loftup.errors.Terminated` (a ``KeyboardInterrupt``),
     Ctrl-C ``KeyboardInterrupt``, SIGHUP :class:`loftup.train.HungUp` (a ``SystemExit(129)``);
@@ -110,7 +113,12 @@ def train(
     # every value and path the user gave, before any loading
     init = preflight(cfg, resume, out_option, out_inside)
     info = setup(cfg.device)
-    signals = StopOnSignals(info.is_main, go_on, ignore_at_end=whole_command and info.world > 1)
+    signals = StopOnSignals(
+        info.is_main,
+        go_on,
+        ignore_at_end=whole_command and info.world > 1,
+        hang_up_at_end=whole_command and info.world == 1,
+    )
     try:
         # under torchrun: now the ranks can agree
         check_out_dir_writable(cfg.log.out_dir, info, out_option, out_inside)

@@ -57,7 +57,9 @@ class StopOnSignals:
     torchrun); ``go_on``: how the command running the run goes on after a stop (its lines:
     :mod:`.stop_lines`); ``ignore_at_end``: the run is a torchrun job's whole command (``loftup
     train`` on several processes), whose clean-up a SIGTERM or SIGHUP does not cut short once
-    its ranks voted no stop at its end (:meth:`finished`).
+    its ranks voted no stop at its end (:meth:`finished`); ``hang_up_at_end``: the run is one
+    process's whole command (``loftup train``), which a SIGHUP after the run still stops as a
+    SIGTERM does, saying that the run is complete (:meth:`_put_back`).
 
     DataLoader workers ignore SIGTERM, SIGINT and SIGHUP
     (:func:`~loftup.train.loader.worker_ignores_stops`), so a signal sent to every process of
@@ -70,7 +72,13 @@ class StopOnSignals:
     that ended complete): SIGTERM and SIGHUP stay ignored for the rest of its clean-up
     (:meth:`_put_back`)."""
 
-    def __init__(self, announce: bool = True, go_on: str = GO_ON, ignore_at_end: bool = False):
+    def __init__(
+        self,
+        announce: bool = True,
+        go_on: str = GO_ON,
+        ignore_at_end: bool = False,
+        hang_up_at_end: bool = False,
+    ):
         self.requested: int | None = None
         self.in_steps = False
         self.stopped = False  # the steps stopped on a signal (stop): its clean-up runs
@@ -83,6 +91,7 @@ class StopOnSignals:
         self.complete: tuple[int, int, Path] | None = None
         self.at_end = False  # the run complete, its ranks yet to vote: a signal asks (completed)
         self.ignore_at_end = ignore_at_end
+        self.hang_up_at_end = hang_up_at_end
         self.clean_up = False  # a torchrun job's run complete, voted on: SIGTERM ignored
 
     def _handle(self, signum, frame) -> None:
@@ -269,17 +278,25 @@ class StopOnSignals:
         DataLoader's shutdown, the process group's), and the command line puts both back as it
         found them as it returns (the console script: as the process exits). SIGHUP is left ignored
         only where this run took it or it has its default action (a handler of the caller's
-        stays). A Python caller's handlers are put back whatever they are (loftup's terminate
-        too: it is not the command line for that)."""
+        stays). Where the run is one process's whole command (``hang_up_at_end``) and ends
+        complete, SIGHUP's handler, if this run took it, stays this one until the command line
+        puts back the default as it returns: a SIGHUP in the command's clean-up (its result
+        said) stops it as its SIGTERM handler does, with :class:`HungUp` (status 129), the run
+        said complete, where the default action killed it without a word; a second one is
+        ignored (:meth:`_handle`). A Python caller's handlers are put back whatever they are
+        (loftup's terminate too: it is not the command line for that)."""
         if scope is not None:
             scope.__exit__()
         stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp))
         ignored = (stopped or self.clean_up) and owns_process()  # (Terminated a KeyboardInterrupt)
+        hang_up = self.hang_up_at_end and self.complete is not None and exc_type is None
         for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
             previous = self._previous.pop(signum, None)
             mine = previous is not None or signal.getsignal(signum) == signal.SIG_DFL
             if ignored and signum != signal.SIGINT and (signum == signal.SIGTERM or mine):
                 signal.signal(signum, signal.SIG_IGN)  # (a Ctrl-C still stops at once)
+            elif signum == signal.SIGHUP and previous is not None and hang_up and owns_process():
+                continue  # (this handler: raises HungUp, the run not asking any more)
             elif previous is not None:
                 signal.signal(signum, previous)
 
