@@ -125,7 +125,7 @@ def train(
         with signals, ExitStack() as held:
             out_dir = Path(cfg.log.out_dir).expanduser()
             lock_run_folder(out_dir, info, held, out_option)  # before any look
-            result = _run(cfg, info, resume, signals, init, go_on, out_option, out_inside)
+            result = _run(cfg, info, resume, signals, init, out_option, out_inside)
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, HungUp)):  # a stop once the run was complete
             signals.say_complete(signal_of(e))  # (as the run's folder was let go) says so
@@ -149,7 +149,6 @@ def _run(
     resume: bool,
     signals: StopOnSignals,
     init: Init | None,
-    go_on: str,
     out_option: str,
     out_inside=None,
 ) -> TrainResult:
@@ -267,7 +266,7 @@ def _run(
                     bar.close()
                 barrier(info)  # rank 0's checkpoint is whole before any process leaves
                 if main:  # in the run's folder too: the terminal may be gone (SIGHUP)
-                    say_stop(out_dir, stop_line(stop_on, done, total, ckpt_path, go_on))
+                    say_stop(out_dir, stop_line(stop_on, done, total, ckpt_path, signals.go_on))
                 signals.stop(stop_on)
             # after the checkpoint: see above; and a signal that came after this step's votes
             # (with the terminal it ended) is acted on at the next step, which this must reach
