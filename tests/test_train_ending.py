@@ -89,6 +89,39 @@ def test_a_stop_as_a_complete_run_leaves_its_process_group_says_the_run_is_compl
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
 
 
+def test_a_stop_as_train_puts_its_handlers_back_says_the_run_is_complete_and_puts_them_back(
+    sa1b, tmp_path, monkeypatch, caplog
+):
+    """A SIGTERM as the run's signals closed their scope, their handler still on (after they
+    said any stop that came through them): it stops the complete run, which train() says is
+    complete, once. The handlers were left as the run and the stop had set them for the
+    caller's rest (SIGTERM ignored, Ctrl-C a handler of the ended run's). They are put back."""
+    from loftup.errors import Terminated
+    from loftup.train import loop, stopping
+
+    class Scope(stopping.Scope):
+        def __exit__(self, *exc):
+            super().__exit__(*exc)
+            _plain_sigterm()  # (its handler still on)
+
+    monkeypatch.setattr(stopping, "Scope", Scope)
+    out = tmp_path / "run"
+    before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)]
+    try:
+        with caplog.at_level("WARNING", logger="loftup.train"), pytest.raises(Terminated):
+            loop.train(tiny(sa1b, out, 1, 2))
+        after = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)]
+    finally:
+        for signum, handler in zip((signal.SIGTERM, signal.SIGHUP, signal.SIGINT), before):
+            signal.signal(signum, handler)
+    lines = [r.getMessage() for r in caplog.records if "complete" in r.getMessage()]
+    assert lines == [
+        f"SIGTERM: stopped after the last step (2 of 2): the run is complete, {out / 'checkpoint.pt'}"
+        f" and {out / 'final'} are written"
+    ]
+    assert after == before
+
+
 #: two ranks (rank 1 forked from rank 0, once both imported torch) at the end of a run, once for
 #: each case of CASES (the export a stand-in): each says what ended it, and rank 0 what it logged
 _RANKS = """

@@ -127,8 +127,12 @@ def train(
             lock_run_folder(out_dir, info, held, out_option)  # before any look
             result = _run(cfg, info, resume, signals, init, out_option, out_inside)
     except BaseException as e:
-        if isinstance(e, (KeyboardInterrupt, HungUp)):  # a stop once the run was complete
-            signals.say_complete(signal_of(e))  # (as the run's folder was let go) says so
+        # a stop raised as signals' __exit__ put the handlers back (its scope closing, the
+        # run's handler still on) or just after it says here that the run is complete, where
+        # it is; one that came through the with (as the run's folder was let go too) was said
+        # by that __exit__, and this says nothing (said once)
+        if isinstance(e, (KeyboardInterrupt, HungUp)):
+            signals.say_complete(signal_of(e))
         teardown(info, e)  # its frames hold the DDP wrapper: released before the group
         failure = collective_failure(e, info)  # another process hangs, or has ended
         if failure is not None:

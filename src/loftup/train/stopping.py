@@ -284,9 +284,16 @@ class StopOnSignals:
         said) stops it as its SIGTERM handler does, with :class:`HungUp` (status 129), the run
         said complete, where the default action killed it without a word; a second one is
         ignored (:meth:`_handle`). A Python caller's handlers are put back whatever they are
-        (loftup's terminate too: it is not the command line for that)."""
-        if scope is not None:
-            scope.__exit__()
+        (loftup's terminate too: it is not the command line for that). A stop as the scope
+        closes (this run's handler still on: :meth:`_handle` stops at once, the run not asking
+        any more) is a stop the run ends with: the handlers are put back as for one, then it
+        is raised (they were left as the run had set them, for the caller's rest)."""
+        late = None
+        try:
+            if scope is not None:
+                scope.__exit__()
+        except (KeyboardInterrupt, HungUp) as e:  # (Terminated a KeyboardInterrupt)
+            late, exc_type = e, type(e)
         stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, HungUp))
         ignored = (stopped or self.clean_up) and owns_process()  # (Terminated a KeyboardInterrupt)
         hang_up = self.hang_up_at_end and self.complete is not None and exc_type is None
@@ -299,6 +306,8 @@ class StopOnSignals:
                 continue  # (this handler: raises HungUp, the run not asking any more)
             elif previous is not None:
                 signal.signal(signum, previous)
+        if late is not None:
+            raise late
 
 
 def signal_of(e: BaseException) -> int:
