@@ -45,3 +45,11 @@ def named(command: str, start: str) -> bytes:
     that exists (``ls -d``), its name's bytes."""
     word = command.removeprefix(start)
     return bash(f"ls -d -- {word} >/dev/null && printf %s {word}").stdout
+
+
+def paste(said: str, start: str, path) -> None:
+    """Run the command of ``said`` that begins with ``start`` in bash as pasted, once it is
+    seen to name ``path``."""
+    command = pasted(said, start)
+    assert named(command, start) == os.fsencode(path)
+    bash(command)

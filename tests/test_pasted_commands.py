@@ -15,7 +15,7 @@ import torch
 
 from as_nobody import NOBODY, as_nobody
 from loftup.escaping import printable
-from pasted import ODD, bash, named, needs_bash, pasted
+from pasted import ODD, bash, named, needs_bash, paste, pasted
 
 pytestmark = needs_bash
 as_root = pytest.mark.skipif(
@@ -97,9 +97,7 @@ def test_the_chmod_of_a_file_this_user_may_not_read_names_it(base, name):
 
     said = printable(as_nobody(read))
     assert said.startswith(f"cannot read image {printable(str(image))}: "), said
-    chmod = pasted(said, "chmod o+r ")
-    assert named(chmod, "chmod o+r ") == os.fsencode(image)
-    bash(chmod)
+    paste(said, "chmod o+r ", image)
     assert as_nobody(lambda: open(image, "rb").close()) == "taken"
 
 
@@ -123,7 +121,79 @@ def test_the_printf_that_mends_a_damaged_ref_of_the_cache_writes_it(tmp_path, mo
         load_upsampler("someone/up")
     said = printable(str(e.value))
     assert said.startswith(f"{printable(str(ref))}, the Hugging Face cache's record"), said
-    write = pasted(said, f"printf %s {snap.name} > ")
-    assert named(write, f"printf %s {snap.name} > ") == os.fsencode(ref)
-    bash(write)
+    paste(said, f"printf %s {snap.name} > ", ref)
     assert ref.read_text() == snap.name and load_upsampler("someone/up") is not None
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_chmod_of_a_train_folder_s_tb_names_it(base, name):
+    """Root's tb/ in a run folder open to all: the chmod offered names it, and lets the run."""
+    from types import SimpleNamespace
+
+    from loftup.train.run_folder import check_run_subfolders
+
+    out = base / name
+    (out / "tb").mkdir(parents=True)
+    os.chmod(out, 0o777)
+    cfg = SimpleNamespace(log=SimpleNamespace(tensorboard=True, viz_every=0))
+    one = SimpleNamespace(is_main=True, enabled=False)
+
+    def check() -> str:
+        return printable(as_nobody(lambda: check_run_subfolders(cfg, out, one, "--out")))
+
+    said = check()
+    assert said.startswith(f"--out {printable(str(out))} cannot be written: "), said
+    paste(said, "chmod o+w ", out / "tb")
+    assert check() == "taken"
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_chmods_of_davis_masks_this_user_may_not_read_name_them(base, name):
+    """Masks of root's, private: the chmod -R of the folder (a reader reads every mask), and
+    that of its mark alone (made private again), each names it and lets a reader read them."""
+    from loftup.eval.mask_folder import complete_masks
+    from loftup.eval.mask_mark import MARK
+
+    masks = base / name
+    (masks / "bear").mkdir(parents=True)
+    (masks / MARK).write_text('{"sequences": ["bear"]}')
+    os.chmod(masks, 0o700)
+    os.chmod(masks / MARK, 0o600)
+
+    def read() -> str:
+        return printable(as_nobody(lambda: complete_masks(masks)))
+
+    said = read()
+    assert said.startswith(f"{printable(str(masks))} cannot be read by this user: "), said
+    paste(said, "chmod -R o+rX ", masks)
+    assert read() == "taken"
+    os.chmod(masks / MARK, 0o600)
+    said = read()
+    assert said.startswith(f"{printable(str(masks / MARK))}, the mark "), said
+    paste(said, "chmod o+r ", masks / MARK)
+    assert read() == "taken"
+
+
+@as_root
+@pytest.mark.parametrize("name", ODD)
+def test_the_chmod_of_a_cache_s_blobs_this_user_may_not_search_names_them(base, name):
+    """A shared Hugging Face cache whose blobs/ is root's only (0700): the chmod that lets
+    this user search it names it, and the link then leads to its file."""
+    from loftup.hub.damaged import check_blob_seen
+
+    blobs, snapshot = base / name / "blobs", base / name / "snapshots" / "c0ffee"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (blobs / "abc").write_bytes(b"w")
+    (snapshot / "model.safetensors").symlink_to(blobs / "abc")
+    os.chmod(blobs, 0o700)
+
+    def look() -> str:
+        return printable(as_nobody(lambda: check_blob_seen(snapshot / "model.safetensors")))
+
+    said = look()
+    assert said.startswith(f"{printable(str(snapshot / 'model.safetensors'))}: a link"), said
+    paste(said, "chmod o+x ", blobs)
+    assert look() == "taken"

@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 
 from .errors import PathPermissionError, UsageError
+from .escaping import printable
 from .listing import hidden, permission_denied, special_at, where_it_leads
 from .listing import in_a_loop as _in_a_loop
 from .read_refusal import read_refused  # noqa: F401  (importable from here, where it was)
@@ -212,7 +213,8 @@ def check_folder_output(
                              "run makes a folder; move it away or choose another folder")  # fmt: skip
         raise UsageError(f"{option} {path} is a file; give a folder")
     problem = _folder_problem(target)
-    if problem:
+    if problem:  # (escaped here: the paths of ``alternative``'s command are in bash's quotes)
         raise UsageError(
-            f"{option} {given} cannot be written: {problem}; choose another folder{alternative}"
+            f"{option} {printable(given)} cannot be written: {printable(problem)}; choose "
+            f"another folder{alternative}"
         )

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from ..errors import LoftUpError, UsageError
+from ..escaping import printable
 from ..read_refusal import advised_path, euid, may, mode_refuses
 from .mask_mark import MARK, owner_name
 
@@ -38,7 +39,7 @@ def check_readable(target: Path) -> None:
         raise LoftUpError(f"{target} is no folder: {fix}")
     if not may(target, os.R_OK | os.X_OK):
         why = mode_refuses(target, st, "rx", tree=_EACH_MASK)
-        raise LoftUpError(f"{target} cannot be read by this user: {why}; {_ANOTHER}")
+        raise LoftUpError(f"{_p(target)} cannot be read by this user: {why}; {_ANOTHER}")
 
 
 def check_sequences_readable(target: Path, names: list[str]) -> None:
@@ -58,14 +59,15 @@ def check_sequences_readable(target: Path, names: list[str]) -> None:
         if not may(seq, os.R_OK | os.X_OK):
             why = mode_refuses(seq, st, "rx", tree=_EACH_MASK)
             raise LoftUpError(
-                f"{target}'s masks {seq} cannot be read by this user: {why}; {_ANOTHER}"
+                f"{_p(target)}'s masks {_p(seq)} cannot be read by this user: {why}; {_ANOTHER}"
             )
         refused = sorted(p for p in seq.glob("*.png") if not may(p, os.R_OK))
         if refused:
-            more = f" (and {len(refused) - 1} more of {seq}'s)" if len(refused) > 1 else ""
+            more = f" (and {len(refused) - 1} more of {_p(seq)}'s)" if len(refused) > 1 else ""
             why = mode_refuses(refused[0], refused[0].stat(), "r")
             raise LoftUpError(
-                f"{target}'s mask {refused[0]}{more} cannot be read by this user: {why}; {_ANOTHER}"
+                f"{_p(target)}'s mask {_p(refused[0])}{more} cannot be read by this user: {why}; "
+                f"{_ANOTHER}"
             )
 
 
@@ -79,6 +81,7 @@ def _sticky_refuses(st: os.stat_result, where: os.stat_result) -> bool:
 def _sticky(folder: str, target: Path, whose: str, owner: str, verb: str) -> str:
     """How the sticky ``target`` (``folder`` as given) refuses what is ``owner``'s (``whose``:
     "folder") to be ``verb`` ("move")."""
+    folder = _p(folder)
     return (
         f"{folder} is sticky (mode {stat.filemode(target.stat().st_mode)}), where only a {whose}'s "
         f"owner, {owner} here, or {folder}'s, {owner_name(target)}, may {verb} it"
@@ -107,8 +110,8 @@ def check_movable(seq: Path, folder: str) -> None:
     else:
         return
     raise UsageError(
-        f"--save-masks {folder}: this user may not move the earlier run's masks {seq} out of "
-        f"the way of this run's{why}; or give another folder{last}"
+        f"--save-masks {_p(folder)}: this user may not move the earlier run's masks {_p(seq)} "
+        f"out of the way of this run's{why}; or give another folder{last}"
     )
 
 
@@ -126,9 +129,9 @@ def check_mark_replaceable(target: Path, folder: str) -> None:
     owner = owner_name(mark)
     sticky = _sticky(folder, target, "file", owner, "replace")
     raise UsageError(
-        f"--save-masks {folder}: this user may not replace the mark {mark}, which says which "
-        f"run's masks {folder} holds: {sticky}; have {owner} remove the masks and the mark; "
-        f"or give another folder{_unsticky(folder)}"
+        f"--save-masks {_p(folder)}: this user may not replace the mark {_p(mark)}, which says "
+        f"which run's masks {_p(folder)} holds: {sticky}; have {owner} remove the masks and the "
+        f"mark; or give another folder{_unsticky(folder)}"
     )
 
 
@@ -136,6 +139,13 @@ def _unsticky(folder: str) -> str:
     """The last of a sticky ``folder``'s fixes, with what it costs: a ``chmod -t`` by its owner
     lets every user who may make files in it remove or rename everyone's there."""
     return (
-        f"; or have {folder}'s owner run chmod -t {advised_path(folder)}, which lets every user "
-        f"who may write in {folder} remove others' files there"
+        f"; or have {_p(folder)}'s owner run chmod -t {advised_path(folder)}, which lets every "
+        f"user who may write in {_p(folder)} remove others' files there"
     )
+
+
+def _p(path) -> str:
+    """``path`` escaped where the message is made (:func:`~loftup.escaping.printable`): its
+    commands' paths are in bash's quotes (:func:`~loftup.read_refusal.advised_path`), which
+    the message escaped whole as it is said would no longer name the file."""
+    return printable(str(path))

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from ..errors import UsageError
+from ..escaping import printable
 from ..listing import permission_denied
 from ..read_refusal import advised_path, euid, mode_refuses, my_groups, owner_name
 
@@ -69,9 +70,10 @@ def read_mark(folder: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise UsageError(
-            f"{folder / MARK}, the mark saying which run's masks {folder} holds and whether "
-            f"they are complete, cannot be read: {_mark_refused(folder, e)}"
+        raise UsageError(  # (escaped here: the commands' paths are in bash's quotes)
+            f"{printable(str(folder / MARK))}, the mark saying which run's masks "
+            f"{printable(str(folder))} holds and whether they are complete, cannot be read: "
+            f"{_mark_refused(folder, e)}"
         ) from None
 
 
@@ -86,7 +88,7 @@ def _mark_refused(folder: Path, error: OSError) -> str:
         return said
     why = permission_denied(mark)  # a folder on the way this user may not search: no stat
     if why:
-        return why
+        return printable(why)
     try:
         st, dir_st = os.stat(mark), folder.stat()
     except OSError:
@@ -104,8 +106,9 @@ def _mark_refused(folder: Path, error: OSError) -> str:
             elif dir_st.st_uid != st.st_uid:
                 setgid = f"have {owner_name(folder)} run {setgid}"
             why += (
-                f"; or, to share it with {folder}'s group {group}, which this user is in, have "
-                f"{writer} run chgrp {group} {q(mark)} && chmod g+r {q(mark)}, and {setgid} "
+                f"; or, to share it with {printable(str(folder))}'s group {group}, which this "
+                f"user is in, have {writer} run chgrp {group} {q(mark)} && chmod g+r {q(mark)}, "
+                f"and {setgid} "
                 "(new files there then take its group)"
             )
     return why

@@ -206,6 +206,7 @@ def check_blob_seen(link: str | os.PathLike) -> None:
     or a bare PermissionError; removing the link would break the cache. Nothing elsewhere
     (one os.stat where it is seen)."""
     from ..errors import PathPermissionError
+    from ..escaping import printable
     from ..listing import unsearchable
     from ..read_refusal import mode_refuses
 
@@ -223,9 +224,10 @@ def check_blob_seen(link: str | os.PathLike) -> None:
         st = None
     if st is None:
         return
-    raise PathPermissionError(
-        f"{link}: a link to {os.readlink(link)}, a file of the Hugging Face cache in "
-        f"{blocked}, which this user may not search: {mode_refuses(blocked, st, 'x')}"
+    raise PathPermissionError(  # (escaped here: the chmod's path is in bash's quotes)
+        f"{printable(str(link))}: a link to {printable(os.readlink(link))}, a file of the Hugging "
+        f"Face cache in {printable(blocked)}, which this user may not search: "
+        f"{mode_refuses(blocked, st, 'x')}"
     )
 
 
