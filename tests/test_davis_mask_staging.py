@@ -14,6 +14,7 @@ import torch
 from eval_data import TEST_BACKBONE, tmpfs, write_davis
 from loftup.cli import main
 from loftup.eval import EvalConfig, evaluate
+from pasted import ODD, paste
 
 fcntl = pytest.importorskip("fcntl")
 
@@ -152,20 +153,24 @@ def test_a_full_disk_names_the_masks_folder_and_keeps_the_scores(tmp_path, capsy
 
 @pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0,
                     reason="takes another user's identity (seteuid), which only root may")  # fmt: skip
-def test_another_users_private_staging_folder_is_left_with_one_warning():
+@pytest.mark.parametrize("name", ["masks", *ODD])
+def test_another_users_private_staging_folder_is_left_with_one_warning(name):
     """An older loftup made its staging folders 0700: one a killed run of another member of a
     group-shared folder left could not be swept, and every later run tried again, without a
     word (the earlier masks it may hold lost from sight). The warning asked the owner for a
-    run of theirs, which would have replaced the folder's masks, or moved back nothing."""
+    run of theirs, which would have replaced the folder's masks, or moved back nothing. Its
+    rm -rf, pasted into bash as the command line prints the warning, removes that folder
+    (of a name with a newline: it named none)."""
     import shutil
     import tempfile
 
+    from loftup.escaping import printable, shell_quoted
     from loftup.eval.mask_staging import MaskStaging
 
     base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own is root's only (0700)
     try:
         os.chmod(base, 0o755)
-        masks = base / "masks"
+        masks = base / name
         stale = masks / ".loftup-staging-0ld0700x"
         (stale / ".earlier-abcd1234" / "bear").mkdir(parents=True)
         (stale / ".earlier-abcd1234" / "bear" / "00000.png").write_bytes(b"nobody's mask")
@@ -183,14 +188,18 @@ def test_another_users_private_staging_folder_is_left_with_one_warning():
             os.seteuid(0)
             os.setegid(0)
         assert len(said) == 1
-        message = str(said[0].message)
-        assert f"--save-masks {masks}: {stale}, a staging folder a killed run left" in message
+        message = printable(str(said[0].message))  # as the command line says it
+        shown, folder = printable(str(stale)), printable(str(masks))
+        assert f"--save-masks {folder}: {shown}, a staging folder a killed run left" in message
         assert "is nobody's and this user may not remove it" in message
-        assert f"Once this run has put its masks in place, ask nobody to run rm -rf {stale}; " \
-               f"should it not, ask them to move the earlier masks it may hold ({stale}/" \
-               f".earlier-*/*) that {masks} lacks back into it first" in message  # fmt: skip
+        assert "Once this run has put its masks in place, ask nobody to run rm -rf " \
+               f"{shell_quoted(stale)}; should it not, ask them to move the earlier masks it " \
+               f"may hold ({shown}/.earlier-*/*) that {folder} lacks back into it first" \
+               in message  # fmt: skip
         assert [p.name for p in masks.iterdir()] == [stale.name]  # left as it was
         assert (stale / ".earlier-abcd1234" / "bear" / "00000.png").read_bytes() == b"nobody's mask"
+        paste(message, "rm -rf ", stale)  # (by its owner: root here)
+        assert list(masks.iterdir()) == []
     finally:
         shutil.rmtree(base)
 

@@ -197,3 +197,30 @@ def test_the_chmod_of_a_cache_s_blobs_this_user_may_not_search_names_them(base, 
     assert said.startswith(f"{printable(str(snapshot / 'model.safetensors'))}: a link"), said
     paste(said, "chmod o+x ", blobs)
     assert look() == "taken"
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_the_touch_and_rm_of_a_davis_masks_folder_name_it(tmp_path, name):
+    """--save-masks of masks without a mark: its touch marks them; of the scorer's CSVs: its rm
+    removes them. Their paths were not quoted at all: a quote ended the command, a space
+    split it in two (rm removed what the two words named)."""
+    from loftup.errors import UsageError
+    from loftup.eval.mask_folder import check_masks_folder
+    from loftup.eval.mask_mark import MARK
+
+    masks, root = tmp_path / name, tmp_path / "davis"
+    (masks / "bear").mkdir(parents=True)
+    (masks / "bear" / "00000.png").write_bytes(b"a mask")
+    with pytest.raises(UsageError) as e:
+        check_masks_folder(str(masks), root)
+    bash(pasted(printable(str(e.value)), "touch "))
+    assert (masks / MARK).is_file()
+    check_masks_folder(str(masks), root)
+    for csv in ("global_results-val.csv", "per-sequence_results-val.csv"):
+        (masks / csv).write_text("J&F-Mean\n0.5\n")
+    with pytest.raises(UsageError) as e:
+        check_masks_folder(str(masks), root)
+    said = printable(str(e.value))
+    bash("rm " + said.split("(rm ", 1)[1].split("), or give another folder")[0])
+    assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
+    check_masks_folder(str(masks), root)

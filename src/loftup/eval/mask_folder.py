@@ -194,19 +194,21 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
             "its files; give a folder outside it, e.g. --save-masks runs/davis_masks"
         )
     found = foreign_entries(target)
+    shown = printable(str(folder))  # (escaped here: the commands' paths are in bash's quotes)
     if found and earlier_sequences(target) is None and not any(map(_not_masks, found)):
         raise UsageError(
-            f"--save-masks {folder} holds masks ({found[0]}) but no {MARK} file, the mark of "
-            "an earlier run's masks that this run may replace (masks of a loftup from before "
-            "the mark, or made otherwise): delete or move them, or, if this run may replace "
-            f"them, mark them: touch {Path(folder) / MARK}"
+            f"--save-masks {shown} holds masks ({printable(str(found[0]))}) but no {MARK} file, "
+            "the mark of an earlier run's masks that this run may replace (masks of a loftup "
+            "from before the mark, or made otherwise): delete or move them, or, if this run "
+            f"may replace them, mark them: touch {shell_quoted(Path(folder) / MARK)}"
         )
     scores = [p for p in found if p.parent == target and SCORER_CSV.fullmatch(p.name)]
     if scores:
         raise UsageError(
-            f"--save-masks {folder} holds the davis2017-evaluation scorer's scores of the masks "
-            f"there ({scores[0]}): stale scores once this run replaces the masks; delete them "
-            f"(rm {Path(folder)}/*_results-*.csv), or give another folder"
+            f"--save-masks {shown} holds the davis2017-evaluation scorer's scores of the masks "
+            f"there ({printable(str(scores[0]))}): stale scores once this run replaces the "
+            f"masks; delete them (rm {shell_quoted(Path(folder))}/*_results-*.csv), or give "
+            "another folder"
         )
     if found:
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""

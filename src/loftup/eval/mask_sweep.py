@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import atomic
 from ..atomic import remove_temps, replace_durably, temp_beside
 from ..errors import LoftUpError
-from ..escaping import printable
+from ..escaping import printable, shell_quoted
 from .mask_mark import (
     MARK,
     MARK_BEFORE,
@@ -215,13 +215,12 @@ def _remove_staging(entry: Path, target: Path, folder: str) -> None:
         return
     owner = owner_name(entry)
     why = " (0700: an older loftup made it so)" if entry.lstat().st_mode & 0o077 == 0 else ""
+    shown, folder = printable(str(entry)), printable(str(folder))  # (the rm's: bash's quotes)
     warnings.warn(
-        printable(
-            f"--save-masks {folder}: {entry}, a staging folder a killed run left, is {owner}'s "
-            f"and this user may not remove it{why}; it is left there, and this run goes on "
-            f"without it. Once this run has put its masks in place, ask {owner} to run rm -rf "
-            f"{entry}; should it not, ask them to move the earlier masks it may hold "
-            f"({entry}/.earlier-*/*) that {folder} lacks back into it first"
-        ),
+        f"--save-masks {folder}: {shown}, a staging folder a killed run left, is {owner}'s "
+        f"and this user may not remove it{why}; it is left there, and this run goes on "
+        f"without it. Once this run has put its masks in place, ask {owner} to run rm -rf "
+        f"{shell_quoted(entry)}; should it not, ask them to move the earlier masks it may hold "
+        f"({shown}/.earlier-*/*) that {folder} lacks back into it first",
         stacklevel=4,
     )
