@@ -95,9 +95,9 @@ def train(
     ``whole_command``: the run is all the command does (``loftup train``'s, said by it):
     under torchrun, once its ranks voted no stop at its end, the rest is clean-up, and a
     SIGTERM or SIGHUP is ignored to the process's end (a wrapping command's later work, a
-    Python caller's, is still to do: a signal there still stops it); on one process, a SIGHUP
-    then stops the command as a SIGTERM does, saying that the run is complete (its default
-    action, put back, killed it without a word).
+    Python caller's, is still to do: a signal there still stops it); on one process, once the
+    run is complete, a SIGHUP stops the command as a SIGTERM does, saying that the run is
+    complete (SIGHUP's default action, put back with the run's handlers, killed it unsaid).
 
     Signals (main thread): the caller's SIGTERM, SIGHUP (where it has its default action) and
     SIGINT (unless ignored) handlers are replaced while the run runs and put back as it ends,

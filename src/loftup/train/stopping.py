@@ -69,8 +69,9 @@ class StopOnSignals:
     script), SIGHUP unless it had its default action (which ends the run with no checkpoint):
     ignored under ``nohup``, or a program's own handler. The previous handlers are put back at
     the end, but for a run of the command line's that a stop ended (or, ``ignore_at_end``,
-    that ended complete): SIGTERM and SIGHUP stay ignored for the rest of its clean-up
-    (:meth:`_put_back`)."""
+    that ended complete): SIGTERM and SIGHUP stay ignored for the rest of its clean-up; and
+    (``hang_up_at_end``) one that ended complete keeps this SIGHUP handler to the command's
+    end (:meth:`_put_back`)."""
 
     def __init__(
         self,
