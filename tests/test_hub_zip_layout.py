@@ -89,3 +89,35 @@ def test_members_listed_twice_or_overlapping_are_refused_before_any_is_read(tmp_
     assert "checksum" not in msg and msg.endswith(
         "save its weights again with torch.save or as safetensors"
     )
+
+
+def _with_member(src, dst, extra: str, data: bytes) -> None:
+    """``src``'s archive written to ``dst`` with the member ``extra`` (holding ``data``) after
+    the others, each stored as torch.save stores them."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr(extra, data)
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_members_whose_names_differ_in_case_alone_are_refused(tmp_path, mapped):
+    """torch's zip reader finds a member regardless of case: with ``DATA/0`` after ``data/0``
+    it loaded ``DATA/0`` (a quarter of the size the pickle says, checked by name as
+    ``data/0``: the mapped load read its neighbours' bytes as the tensor). Refused, both
+    members and the fix named; a file torch.save wrote, under transformers' name too, loads."""
+    from loftup.hub.files import torch_load
+
+    saved = tmp_path / "pytorch_model.bin"  # (transformers' layout: pytorch_model/data/0 ...)
+    torch.save({"w": torch.full((16,), 7.0)}, saved)
+    assert torch.equal(torch_load(saved, fix="x", mmap=mapped)["w"], torch.full((16,), 7.0))
+    path = tmp_path / "w.pt"
+    _with_member(saved, path, "pytorch_model/DATA/0", b"\0\0\x80\x3f" * 4)
+    msg = _refusal(lambda p: torch_load(p, fix="get it again", mmap=mapped), path)
+    assert msg == (
+        f"{path} was not written by torch.save: its members 'pytorch_model/data/0' and "
+        "'pytorch_model/DATA/0' differ only in case, which torch.save never writes (torch's zip "
+        "reader finds a member regardless of case, so it could load another than the one "
+        "checked); it was not loaded. Save its weights again with torch.save from a trusted "
+        "source, or as safetensors"
+    )

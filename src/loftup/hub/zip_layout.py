@@ -6,11 +6,14 @@ whose code loftup does not load)."""
 
 from __future__ import annotations
 
+import string
 import zipfile
 from pathlib import Path
 
 from .way_out import new_name
 
+#: ASCII's capitals to its small letters (as torch's zip reader compares names), no other
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 #: The end of a refusal of an archive torch.save did not write
 NOT_LOADED = (
     "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
@@ -19,16 +22,19 @@ NOT_LOADED = (
 
 
 def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
-    """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice,
-    or a member whose bytes run past the next one's header (or into the directory): each
+    """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice
+    (or two whose names differ in case alone: :func:`_case_refusal`), or a member whose bytes run past the next one's header (or into the directory): each
     member's local header read for the length of its name and extra field, no member read.
     None where its members lie one after another, as torch.save writes them."""
     infos = sorted(z.infolist(), key=lambda i: i.header_offset)
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # each name lower-cased (ASCII) -> the name first listed so
     for info in infos:
-        if info.filename in seen:
+        other = seen.get(folded := info.filename.translate(_ASCII_LOWER))
+        if other == info.filename:
             return _refusal(name, f"its member {info.filename!r} is listed twice")
-        seen.add(info.filename)
+        if other is not None:
+            return _case_refusal(name, other, info.filename)
+        seen[folded] = info.filename
     for info, after in zip(infos, infos[1:] + [None]):
         z.fp.seek(info.header_offset + 26)
         head = z.fp.read(4)
@@ -41,6 +47,18 @@ def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
             into = f"member {after.filename!r}" if after is not None else "the archive's directory"
             return _refusal(name, f"its member {info.filename!r} runs into {into}")
     return None
+
+
+def _case_refusal(name: str, first: str, second: str) -> str:
+    """The refusal of the archive ``name`` whose members ``first`` and ``second`` differ in case
+    alone: torch's zip reader (miniz) finds a member by its name without regard to (ASCII)
+    case, so it could load one other than the one loftup checked (its size, its CRC)."""
+    return (
+        f"{name} was not written by torch.save: its members {first!r} and {second!r} differ "
+        "only in case, which torch.save never writes (torch's zip reader finds a member "
+        "regardless of case, so it could load another than the one checked); it was not "
+        "loaded. Save its weights again with torch.save from a trusted source, or as safetensors"
+    )
 
 
 def _refusal(name: str, what: str) -> str:
