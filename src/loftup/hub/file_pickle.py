@@ -4,9 +4,9 @@ archive, its members' sizes, for the check of each tensor's member before torch.
 (:mod:`.member_sizes`) and the refusal after it (:func:`~.way_out.pickle_protocol`,
 :func:`~.way_out.way_out`), which each walked it again (a refused file's three times). The
 pickle is ``<first member's folder>/data.pkl`` of a zip archive, the fourth pickle of the old
-format (after its magic number, protocol and sys info), read in bounded chunks: a member larger
-than :data:`~.pickle_walk.PICKLE_CAP`, or compressed (torch.save stores its members), is not
-walked."""
+format (after its magic number, protocol and sys info; the fifth, its storages' keys, walked
+too), read in bounded chunks: a member larger than :data:`~.pickle_walk.PICKLE_CAP`, or
+compressed (torch.save stores its members), is not walked."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ class Walked:
     ``nested``, whether its first member lies in a folder, as torch reads one (else ``top``
     is of the ``data.pkl`` its first member's whole name gives, which torch does not read);
     ``folder``, that folder; ``sizes``, each member's bytes by its name. ``error``: what the
-    walk raised (what else is here is then not to be read)."""
+    walk raised (what else is here is then not to be read). ``allowed``: whether every global its
+    pickles name or call, an object thrown away too, is one a file of tensors and containers
+    names (:meth:`~.pickle_walk.Walk.only_allowed`)."""
 
     top: Thing | None = None
     torch_file: bool = True
@@ -34,6 +36,7 @@ class Walked:
     folder: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
     error: Exception | None = None
+    allowed: bool = False
 
 
 class FilePickle:
@@ -57,13 +60,14 @@ def _walk(f) -> Walked:
     """:meth:`FilePickle.walked` of the file open as ``f``, raising where the walk does (a
     missing member is a KeyError)."""
     f.seek(0)
-    if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info, object
-        f.seek(0)
+    if f.read(4) != b"PK\x03\x04":  # the old format: magic number, protocol, sys info,
+        f.seek(0)  # object, its storages' keys (each unpickled by torch.load: all walked)
         walk = Walk(_Capped(f), ints=True)
         first = walk.next()
         if first.kind != "other":  # no magic number: a pickle of pickle.dump's
-            return Walked(first, False, walk.protocol)
-        return Walked([walk.next() for _ in range(3)][-1], True, walk.protocol)
+            return Walked(first, False, walk.protocol, allowed=walk.only_allowed())
+        top = [walk.next() for _ in range(4)][2]
+        return Walked(top, True, walk.protocol, allowed=walk.only_allowed())
     with zipfile.ZipFile(f) as z:
         infos = z.infolist()
         first = infos[0].filename
@@ -75,6 +79,7 @@ def _walk(f) -> Walked:
         with z.open(info) as member:
             walk = Walk(_Capped(member), ints=True)
             found.top, found.protocol = walk.next(), walk.protocol
+            found.allowed = walk.only_allowed()
     return found
 
 

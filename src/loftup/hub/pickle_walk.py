@@ -49,6 +49,12 @@ _CALLS = {("torch", "Size"), ("torch", "device"), ("_codecs", "encode"), ("built
 _CALLS |= {("builtins", "complex"), ("builtins", "bytearray"), ("collections", "Counter")}
 #: copyreg's function that protocols 0 and 1 make an object of a class with (the class first)
 _RECONSTRUCTORS = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
+#: What a pickle of tensors and containers alone calls (:attr:`Walk.called`): none other
+_CALLABLE = _CALLS | TENSOR_REBUILDS | _DICT_CLASSES
+#: A call whose callable no global names (:attr:`Walk.called`): none is plain
+_NO_GLOBAL = ("", "a call of an object the pickle made")
+#: A BUILD of other than a dict (a state dict's _metadata), as :attr:`Walk.called` says it
+_BUILT = ("", "BUILD of an object")
 
 
 class WalkCapped(ValueError):
@@ -110,8 +116,13 @@ def _storage_id(pid: Thing) -> bool:
     """Whether the persistent id ``pid`` is a storage's as torch.save writes it: ("storage", a
     storage class of torch's, its key, its location, its size[, a view])."""
     kind, cls = (pid.args + [OTHER, OTHER])[:2]
-    named = cls.kind == "global" and cls.value[0] == "torch" and cls.value[1].endswith("Storage")
+    named = cls.kind == "global" and _storage_class(cls.value)
     return named and kind.kind == "str" and kind.value == "storage" and len(pid.args) in (5, 6)
+
+
+def _storage_class(name: tuple[str, str]) -> bool:
+    """Whether the global ``name`` is one of torch's storage classes (a persistent id's)."""
+    return name[0] == "torch" and name[1].endswith("Storage")
 
 
 def is_tensor(thing: Thing) -> bool:
@@ -131,10 +142,24 @@ class Walk:
     the next pickle makes; the opcodes walked are counted over them all (``ops``), and the
     highest pickle protocol they declare or use kept (``protocol``: 0 or 1 declare none).
     ``ints``: each int its own Thing, its value kept (a storage's size, :mod:`.member_sizes`);
-    else all are :data:`OTHER`, one object, as every other number is."""
+    else all are :data:`OTHER`, one object, as every other number is. ``named``: each global
+    the pickles walked name (GLOBAL, STACK_GLOBAL, INST, EXT), ``called``: each one they call
+    (REDUCE, NEWOBJ, NEWOBJ_EX, OBJ, INST; :data:`_NO_GLOBAL` for a callable no global names,
+    :data:`_BUILT` for a BUILD of other than a dict), whether its result is kept or thrown
+    away (POP, POP_MARK, a memo alone, a dict's key given again): :meth:`only_allowed`."""
 
     def __init__(self, stream, ints: bool = False):
         self.stream, self.ops, self.protocol, self.ints = stream, 0, 0, ints
+        self.named: set[tuple[str, str]] = set()
+        self.called: set[tuple[str, str]] = set()
+
+    def only_allowed(self) -> bool:
+        """Whether every global the pickles walked name is one a file of tensors and
+        containers names (:func:`plain`'s: a dtype, a Size, a tensor's rebuild, a storage's
+        class...) and every call is of one it calls: what :func:`plain` says of the object
+        made holds for all the pickles would run, its objects thrown away too."""
+        named = all(n in _VALUES or n in _CALLABLE or _storage_class(n) for n in self.named)
+        return named and self.called <= _CALLABLE
 
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
@@ -149,19 +174,20 @@ class Walk:
                 raise WalkCapped("opcodes", self.ops)
             if op.name == "STOP":
                 return stack.pop()
-            _step(op, arg, stack, memo, self.ints)
+            _step(op, arg, stack, memo, self)
             if len(stack) > STACK_CAP or len(memo) > STACK_CAP:
                 raise WalkCapped("objects kept", self.ops)
         raise ValueError("a pickle without STOP")
 
 
-def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], ints: bool = False) -> None:
-    """The opcode ``op`` (with ``arg``) done on the walk's ``stack`` and ``memo``; ``ints``: an
-    int its own Thing, its value kept (else :data:`OTHER`)."""
+def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> None:
+    """The opcode ``op`` (with ``arg``) done on the ``walk``'s ``stack`` and ``memo``, each
+    global named or called recorded in it (:attr:`Walk.named`); ``walk.ints``: an int its own
+    Thing, its value kept (else :data:`OTHER`)."""
     name = op.name
     if name in _STRINGS:
         stack.append(Thing("str", arg))
-    elif name in _INTS and ints:  # plain, as OTHER is, with its value
+    elif name in _INTS and walk.ints:  # plain, as OTHER is, with its value
         stack.append(Thing("other", arg))
     elif name == "MARK":
         stack.append(MARK)
@@ -187,24 +213,30 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], ints: bool = Fals
         items = [stack.pop()] if name == "APPEND" else _to_mark(stack)
         _onto(stack[-1]).extra += items
     elif name in ("GLOBAL", "INST"):
-        if name == "INST":
-            _to_mark(stack)
         module, _, qualname = arg.partition(" ")
         found = Thing("global", (module, qualname))
-        stack.append(_made(found) if name == "INST" else found)
+        walk.named.add(found.value)
+        if name == "INST":  # (its arguments, above the mark, kept: an INST's call is made)
+            walk.called.add(found.value)
+            found = _made(found, _to_mark(stack))
+        stack.append(found)
     elif name == "STACK_GLOBAL":
         qualname, module = stack.pop(), stack.pop()
         if module.kind != "str" or qualname.kind != "str":
             raise ValueError("STACK_GLOBAL of other than strings")
         stack.append(Thing("global", (module.value, qualname.value)))
+        walk.named.add(stack[-1].value)
     elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ"):
         args = {"REDUCE": 1, "NEWOBJ": 1, "NEWOBJ_EX": 2}.get(name)
         made = _to_mark(stack) if args is None else _pop(stack, args + 1)
+        walk.called.add(made[0].value if made[0].kind == "global" else _NO_GLOBAL)
         stack.append(_made(made[0], made[1:]))
     elif name == "BUILD":
         state, target = stack.pop(), stack[-1]
         if target is MARK or target.kind == "other":  # (crafted: the unpickler refuses it)
             raise ValueError(f"BUILD on a {target.kind}")
+        if target.kind != "dict":
+            walk.called.add(_BUILT)
         target.state = state
     elif name == "DUP":
         stack.append(stack[-1])
@@ -222,6 +254,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], ints: bool = Fals
             persid.args = items
     elif name.startswith("EXT"):  # an object of the extension registry: named, not plain
         stack.append(Thing("global", ("copyreg", f"extension {arg}")))
+        walk.named.add(stack[-1].value)
     else:  # any other: its stack effect as pickletools states it, its result a plain one
         before = op.stack_before
         if pickletools.markobject in before:

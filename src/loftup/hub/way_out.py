@@ -1,7 +1,7 @@
 """The way out for an upsampler's file of one's own refused for its pickled objects: the line of
 Python that keeps its weights alone, for one who trusts the file (:func:`way_out`). What the
 file's top-level object is comes from its pickle's opcodes (:mod:`.pickle_walk`), nothing
-unpickled, the pickle torch reads, walked once a load (:mod:`.file_pickle`): one not walked
+unpickled, the pickle torch reads, walked once a load (:mod:`.file_pickle`; the old format's fifth pickle too): one not walked
 (larger than :data:`~.pickle_walk.PICKLE_CAP`, compressed), past the walk's caps, or anything
 the walk cannot follow is told in general words."""
 
@@ -48,7 +48,8 @@ def way_out(
         top = walked.top if walked.nested else None  # (no folder: torch reads no data.pkl)
         try:
             load = _load(path, walked.torch_file)
-            keep = _keep(top, load) or (load if resave and plain(top, tensors=True) else None)
+            weights = walked.allowed and plain(top, tensors=True)  # nothing else named, called
+            keep = _keep(top, load) or (load if resave and weights else None)
         except Exception:  # noqa: BLE001 - an object the opcodes do not say: the general words
             load, keep = _load(path, True), None
     out = new_name(path, out_folder or path.parent)
@@ -66,13 +67,15 @@ def way_out(
 
 def pickle_protocol(pickled: FilePickle) -> tuple[int | None, bool]:
     """The pickle protocol of the file whose pickle is ``pickled`` (the highest its pickles that
-    torch reads declare or use), and whether its object holds tensors and containers alone (no
-    object a class or function makes: nothing that could run code); (None, False) where the
-    walk cannot read them."""
+    torch reads declare or use), and whether its object holds tensors and containers alone and
+    its pickles name and call nothing else, an object thrown away too (no object a class or
+    function makes: nothing that could run code, :meth:`~.pickle_walk.Walk.only_allowed`);
+    (None, False) where the walk cannot read them."""
     walked = pickled.walked()
     if walked.error is not None or not walked.nested:
         return None, False
-    return walked.protocol, walked.top is not None and plain(walked.top, tensors=True)
+    top = walked.top
+    return walked.protocol, top is not None and walked.allowed and plain(top, tensors=True)
 
 
 def _load(path: Path, torch_file: bool) -> str:
