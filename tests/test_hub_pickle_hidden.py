@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from loftup import CheckpointError
+from loftup.hub.file_pickle import FilePickle
 from loftup.hub.files import read_weights
 from loftup.hub.pickle_walk import Walk
-from loftup.hub.file_pickle import FilePickle
 from loftup.hub.way_out import pickle_protocol
 
 #: builtins.print("ran") called, its result left on the stack

@@ -11,10 +11,11 @@ import zipfile
 
 from ..errors import CheckpointError
 from .file_pickle import FilePickle
-from .pickle_walk import Thing
+from .pickle_walk import UNTYPED, Thing
 
-#: The bytes of one element of each storage class torch.save names in a persistent id (its
-#: dtype's; an UntypedStorage's size is in bytes): another class is not checked
+#: The bytes of one element of each storage class of torch's that torch.save names in a
+#: persistent id (its dtype's; an UntypedStorage's size is in bytes, torch.storage's too: a
+#: float8's, uint16's or complex32's, whatever its tensor's dtype): another class is not checked
 _ELEMENT_BYTES = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1}
 _ELEMENT_BYTES |= {"ShortStorage": 2, "HalfStorage": 2, "BFloat16Storage": 2}
 _ELEMENT_BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "DoubleStorage": 8}
@@ -72,7 +73,7 @@ def _storage_need(args: list[Thing]) -> tuple[str, int] | None:
     if len(args) not in (5, 6) or args[0].value != "storage" or args[1].kind != "global":
         return None
     (module, cls), key, numel = args[1].value, args[2].value, args[4].value
-    if module != "torch" or not isinstance(key, str) or type(numel) is not int:
+    if module not in ("torch", UNTYPED[0]) or not isinstance(key, str) or type(numel) is not int:
         return None
-    size = _ELEMENT_BYTES.get(cls)
+    size = _ELEMENT_BYTES.get(cls) if module == "torch" else {UNTYPED[1]: 1}.get(cls)
     return None if size is None else (key, numel * size)

@@ -38,7 +38,10 @@ _NUMPY = {
 TENSOR_REBUILDS = {
     ("torch._utils", f)
     for f in ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
-} | {("torch._utils", "_rebuild_qtensor")}
+} | {("torch._utils", "_rebuild_qtensor"), ("torch._utils", "_rebuild_tensor_v3")}
+#: The storage class torch.save names for a dtype of no class of its own (float8, uint16,
+#: complex32...: a tensor of ``_rebuild_tensor_v3``, its dtype its argument), its size in bytes
+UNTYPED = ("torch.storage", "UntypedStorage")
 #: The values named that torch's weights-only loader reads (its allowlist): dtypes, qschemes
 _VALUES = {
     ("torch", n) for n in dir(torch) if isinstance(getattr(torch, n), (torch.dtype, torch.qscheme))
@@ -122,7 +125,7 @@ def _storage_id(pid: Thing) -> bool:
 
 def _storage_class(name: tuple[str, str]) -> bool:
     """Whether the global ``name`` is one of torch's storage classes (a persistent id's)."""
-    return name[0] == "torch" and name[1].endswith("Storage")
+    return name[0] == "torch" and name[1].endswith("Storage") or name == UNTYPED
 
 
 def is_tensor(thing: Thing) -> bool:
