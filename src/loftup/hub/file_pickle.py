@@ -24,10 +24,10 @@ class Walked:
     (:attr:`~.pickle_walk.Walk.protocol`; None where nothing was). Of a zip archive:
     ``nested``, whether its first member lies in a folder, as torch reads one (else ``top``
     is of the ``data.pkl`` its first member's whole name gives, which torch does not read);
-    ``folder``, that folder; ``sizes``, each member's bytes by its name. ``error``: what the
-    walk raised (what else is here is then not to be read). ``allowed``: whether every global its
-    pickles name or call, an object thrown away too, is one a file of tensors and containers
-    names (:meth:`~.pickle_walk.Walk.only_allowed`)."""
+    ``folder``, that folder; ``sizes``, each member's bytes by its name; ``pickle_bytes``, its
+    data.pkl's. ``error``: what the walk raised (what else is here is then not to be read).
+    ``allowed``: whether every global its pickles name or call, an object thrown away too, is
+    one a file of tensors and containers names (:meth:`~.pickle_walk.Walk.only_allowed`)."""
 
     top: Thing | None = None
     torch_file: bool = True
@@ -37,6 +37,7 @@ class Walked:
     sizes: dict[str, int] = field(default_factory=dict)
     error: Exception | None = None
     allowed: bool = False
+    pickle_bytes: int = 0
 
 
 class FilePickle:
@@ -74,6 +75,7 @@ def _walk(f) -> Walked:
         found = Walked(nested="/" in first, folder=first.split("/")[0])
         found.sizes = {i.filename: i.file_size for i in infos}
         info = z.getinfo(f"{found.folder}/data.pkl")  # the one torch reads
+        found.pickle_bytes = info.file_size
         if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
             return found  # (a compressed one: refused before, by check_zip)
         with z.open(info) as member:

@@ -7,11 +7,13 @@ offset, whatever its size)."""
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 
 from ..errors import CheckpointError
+from ..escaping import printable
 from .file_pickle import FilePickle
-from .pickle_walk import UNTYPED, Thing
+from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
 #: persistent id (its dtype's; an UntypedStorage's size is in bytes, torch.storage's too: a
@@ -31,11 +33,15 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
     """A CheckpointError where a tensor's member (``<folder>/data/<key>``) of the zip archive
     whose pickle is ``pickled`` holds more or fewer bytes than its storage needs (the size its
     persistent id gives, in elements of its storage class's dtype), or is missing. Nothing
-    checked where the pickle cannot be walked (past the walk's caps, compressed, not
-    followed): torch.load says what it makes of such a file."""
+    checked where the pickle cannot be walked (compressed, not followed): torch.load says what
+    it makes of such a file; past the walk's caps, a warning says so (:func:`_unchecked`)."""
     walked = pickled.walked()
+    if isinstance(walked.error, WalkCapped):
+        return _unchecked(name, f"over {OPS_CAP} opcodes")
     if walked.error is not None and not isinstance(walked.error, _NOT_FOLLOWED):
         raise walked.error  # (zipfile's RuntimeError for a member flagged encrypted, say)
+    if walked.error is None and walked.top is None and walked.pickle_bytes > PICKLE_CAP:
+        return _unchecked(name, f"{walked.pickle_bytes} bytes, over {PICKLE_CAP}")
     if walked.error is not None or walked.top is None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
     for key, nbytes in sorted(_storage_bytes(walked.top).items()):
@@ -47,6 +53,19 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
                 f"{name} is corrupt: its member {member!r} holds {size}, where its tensor "
                 f"needs {nbytes} (damaged or rewritten); {fix}"
             )
+
+
+def _unchecked(name: str, why: str) -> None:
+    """The warning that the file ``name``'s tensors' member sizes were not checked: its pickle
+    too large for the walk (``why``); a member of another size is loaded as it is, mapped."""
+    warnings.warn(
+        printable(
+            f"{name}: its tensors' member sizes were not checked against its pickle, which is "
+            f"past the check's bound ({why}): a damaged member of another size is loaded as it "
+            "is where its tensors are mapped; load it only if you trust it is whole"
+        ),
+        stacklevel=4,
+    )
 
 
 def _storage_bytes(top: Thing) -> dict[str, int]:

@@ -1,23 +1,26 @@
 """What a pickle's top-level object is, from its opcodes (:func:`pickletools.genops`), nothing
 unpickled (:class:`Walk`), walked once a load by :mod:`.file_pickle` for :mod:`.member_sizes`
-and :mod:`.way_out`: bounded in the bytes read (:data:`PICKLE_CAP`), the opcodes walked
-(:data:`OPS_CAP`) and the stack and memo kept (:data:`STACK_CAP`): a crafted pickle of a few
-KB that pushes millions of objects is given up early (:class:`WalkCapped`)."""
+and :mod:`.way_out`: bounded in the bytes read (:data:`PICKLE_CAP`) and the opcodes walked
+(:data:`OPS_CAP`), each of which makes one object at most (the stack and memo kept no larger),
+in time linear in them: a crafted pickle past them is given up (:class:`WalkCapped`), its
+memory and time bounded."""
 
 from __future__ import annotations
 
+import gc
 import pickletools
+from types import MappingProxyType
 
 import torch
 
 #: The largest pickle read (its uncompressed size): a torch.save pickle holds names and shapes,
-#: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB)
-PICKLE_CAP = 4 << 20
-#: The most opcodes walked in one file: a few per tensor (a LoftUp of C=768 saved whole: about
-#: 5,500; its state dict with an AdamW's: about 2,100)
-OPS_CAP = 200_000
-#: The most objects kept on the walk's stack, and in its memo
-STACK_CAP = 100_000
+#: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB; a state
+#: dict of 10,000 tensors: 1.1 MB, with an AdamW's state: 3.5 MB)
+PICKLE_CAP = 64 << 20
+#: The most opcodes walked in one file: about 30 a tensor (a state dict of 10,000 tensors:
+#: 300,000, walked in about a second; with an AdamW's state: 1.2 million, in 3 to 4 s), a
+#: pickle of 4 MB to 60 MB; a crafted one at the cap takes some 15 s and 1 GB
+OPS_CAP = 4_000_000
 
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE"}
 _STRINGS |= {"BINUNICODE", "BINUNICODE8"}
@@ -76,14 +79,20 @@ class Thing:
     walk is told to (:class:`Walk`))), a string's, an int's or a global's value (a made
     object's: the global called, its class's where known, else None), a dict's string keys and
     their values (its other keys in ``extra``), a seq's items, a made object's call's
-    arguments (a persid's: its id's items) in ``args``, its BUILD state."""
+    arguments (a persid's: its id's items) in ``args``, its BUILD state. Each is empty,
+    read-only and shared (:data:`_NO_ITEMS`, a tuple) until the walk puts items in it
+    (:func:`_set`, :func:`_extend`): a quarter of the memory of an object of its own."""
+
+    __slots__ = ("kind", "value", "items", "extra", "args", "state")
 
     def __init__(self, kind: str, value=None):
-        self.kind, self.value = kind, value
-        self.items: dict[str, Thing] = {}
-        self.extra: list[Thing] = []
-        self.args: list[Thing] = []
-        self.state: Thing | None = None
+        self.kind, self.value, self.state = kind, value, None
+        self.items: dict[str, Thing] = _NO_ITEMS
+        self.extra: list[Thing] = ()
+        self.args: list[Thing] = ()
+
+
+_NO_ITEMS = MappingProxyType({})
 
 
 MARK, OTHER = Thing("mark"), Thing("other")
@@ -118,7 +127,7 @@ def plain(thing: Thing, tensors: bool = False) -> bool:
 def _storage_id(pid: Thing) -> bool:
     """Whether the persistent id ``pid`` is a storage's as torch.save writes it: ("storage", a
     storage class of torch's, its key, its location, its size[, a view])."""
-    kind, cls = (pid.args + [OTHER, OTHER])[:2]
+    kind, cls = [*pid.args, OTHER, OTHER][:2]
     named = cls.kind == "global" and _storage_class(cls.value)
     return named and kind.kind == "str" and kind.value == "storage" and len(pid.args) in (5, 6)
 
@@ -167,19 +176,24 @@ class Walk:
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
         Raises where they cannot be followed (an empty stack, a memo not written), or past a
-        cap (:class:`WalkCapped`)."""
+        cap (:class:`WalkCapped`). Python's cyclic garbage collector is paused meanwhile:
+        its passes over the walk's objects, growing, took twice the walk's own time."""
         stack: list[Thing] = []
         memo: dict[int, Thing] = {}
-        for op, arg, _ in pickletools.genops(self.stream):
-            self.ops += 1
-            self.protocol = max(self.protocol, arg if op.name == "PROTO" else op.proto)
-            if self.ops > OPS_CAP:
-                raise WalkCapped("opcodes", self.ops)
-            if op.name == "STOP":
-                return stack.pop()
-            _step(op, arg, stack, memo, self)
-            if len(stack) > STACK_CAP or len(memo) > STACK_CAP:
-                raise WalkCapped("objects kept", self.ops)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for op, arg, _ in pickletools.genops(self.stream):
+                self.ops += 1
+                self.protocol = max(self.protocol, arg if op.name == "PROTO" else op.proto)
+                if self.ops > OPS_CAP:
+                    raise WalkCapped("opcodes", self.ops)
+                if op.name == "STOP":
+                    return stack.pop()
+                _step(op, arg, stack, memo, self)
+        finally:
+            if collecting:
+                gc.enable()
         raise ValueError("a pickle without STOP")
 
 
@@ -214,7 +228,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> No
         seq.extra = items
     elif name in ("APPEND", "APPENDS", "ADDITEMS"):
         items = [stack.pop()] if name == "APPEND" else _to_mark(stack)
-        _onto(stack[-1]).extra += items
+        _extend(_onto(stack[-1]), items)
     elif name in ("GLOBAL", "INST"):
         module, _, qualname = arg.partition(" ")
         found = Thing("global", (module, qualname))
@@ -287,9 +301,18 @@ def _to_mark(stack: list[Thing]) -> list[Thing]:
 def _set(target: Thing, key: Thing, value: Thing) -> None:
     """``target[key] = value``, kept where ``target`` is a dict: by name for a string key."""
     if _onto(target).kind == "dict" and key.kind == "str":
+        if target.items is _NO_ITEMS:
+            target.items = {}
         target.items[key.value] = value
     else:
-        target.extra += [key, value]
+        _extend(target, [key, value])
+
+
+def _extend(target: Thing, items: list[Thing]) -> None:
+    """``items`` put at the end of ``target``'s ``extra`` (a list of its own made first)."""
+    if type(target.extra) is tuple:
+        target.extra = list(target.extra)
+    target.extra += items
 
 
 def _onto(target: Thing) -> Thing:

@@ -1,0 +1,57 @@
+"""Each tensor's member checked against the size its pickle gives it, on a real large
+checkpoint too: the check was skipped without a word past a data.pkl of 4 MB or 200,000
+opcodes (a state dict of some 7,000 tensors), and a mapped load then read a short member's
+neighbours as its tensor. Checked now up to a pickle of 64 MB or 4 million opcodes; past them
+a warning names the file whose members were not checked."""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+
+import pytest
+import torch
+
+from loftup import CheckpointError
+from loftup.hub.files import torch_load
+from loftup.hub.pickle_walk import PICKLE_CAP
+from test_hub_mapped_load import _resize_member
+
+
+def _first_member(path) -> str:
+    with zipfile.ZipFile(path) as z:
+        return next(n for n in z.namelist() if n.endswith("/data/0"))
+
+
+def test_a_short_member_of_a_state_dict_of_7000_tensors_is_refused_mapped(tmp_path):
+    path = tmp_path / "big.pt"
+    torch.save({f"blocks.{i}.weight": torch.full((16,), float(i)) for i in range(7000)}, path)
+    _resize_member(path, _first_member(path), 8)  # (its tensor needs 64 bytes)
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again", mmap=True)
+    assert "/data/0' holds 8 bytes, where its tensor needs 64" in str(e.value)
+
+
+def test_a_pickle_past_the_bound_is_warned_of_by_name(tmp_path):
+    """A data.pkl over 64 MB (a note of that size beside the tensor): its members unchecked,
+    said, not silently mapped; a file within the bound warns of nothing."""
+    path = tmp_path / "noted.pt"
+    torch.save({"w": torch.full((16,), 7.0), "note": "x" * PICKLE_CAP}, path)
+    with zipfile.ZipFile(path) as z:
+        size = z.getinfo(_first_member(path).replace("/data/0", "/data.pkl")).file_size
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = torch_load(path, fix="get it again", mmap=True)
+    assert torch.equal(loaded["w"], torch.full((16,), 7.0))
+    said = [str(w.message) for w in caught if "member sizes" in str(w.message)]
+    assert said == [
+        f"{path}: its tensors' member sizes were not checked against its pickle, which is past "
+        f"the check's bound ({size} bytes, over {PICKLE_CAP}): a damaged member of "
+        "another size is loaded as it is where its tensors are mapped; load it only if you "
+        "trust it is whole"
+    ]
+    small = tmp_path / "small.pt"
+    torch.save({"w": torch.ones(2)}, small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch_load(small, fix="get it again", mmap=True)
