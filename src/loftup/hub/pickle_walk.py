@@ -11,7 +11,15 @@ import gc
 import pickletools
 from types import MappingProxyType
 
-import torch
+from .pickle_plain import (  # noqa: F401  (importable from here)
+    DICT_CLASSES,
+    TENSOR_REBUILDS,
+    UNTYPED,
+    allowed,
+    is_numpy,
+    is_tensor,
+    plain,
+)
 
 #: The largest pickle read (its uncompressed size): a torch.save pickle holds names and shapes,
 #: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB; a state
@@ -19,7 +27,7 @@ import torch
 PICKLE_CAP = 64 << 20
 #: The most opcodes walked in one file: about 30 a tensor (a state dict of 10,000 tensors:
 #: 300,000, walked in about a second; with an AdamW's state: 1.2 million, in 3 to 4 s), a
-#: pickle of 4 MB to 60 MB; a crafted one at the cap takes some 15 s and 1 GB
+#: pickle of 4 MB to 60 MB; a crafted one at the cap takes some 10 s and 600 MB
 OPS_CAP = 4_000_000
 
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE"}
@@ -28,35 +36,9 @@ _PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GET = {"GET", "BINGET", "LONG_BINGET"}
 #: The opcodes of an int, whose value is kept (a storage's size, :mod:`.member_sizes`)
 _INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
-_DICT_CLASSES = {("collections", "OrderedDict"), ("builtins", "dict"), ("__builtin__", "dict")}
 _TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
-_NUMPY = {
-    (m, f)
-    for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for f in ("_reconstruct", "scalar")
-}
-#: The functions torch.save pickles a tensor or parameter with (its ``__reduce_ex__``): none
-#: other is taken for a tensor (``torch._tensor._rebuild_from_type_v2`` calls the function it
-#: is given, ``torch.storage._load_from_bytes`` unpickles bytes with all code allowed)
-TENSOR_REBUILDS = {
-    ("torch._utils", f)
-    for f in ("_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state")
-} | {("torch._utils", "_rebuild_qtensor"), ("torch._utils", "_rebuild_tensor_v3")}
-#: The storage class torch.save names for a dtype of no class of its own (float8, uint16,
-#: complex32...: a tensor of ``_rebuild_tensor_v3``, its dtype its argument), its size in bytes
-UNTYPED = ("torch.storage", "UntypedStorage")
-#: The values named that torch's weights-only loader reads (its allowlist): dtypes, qschemes
-_VALUES = {
-    ("torch", n) for n in dir(torch) if isinstance(getattr(torch, n), (torch.dtype, torch.qscheme))
-}
-#: The classes and functions that loader calls, whose objects are plain where their
-#: arguments are (collections.OrderedDict: made a dict, :func:`_made`)
-_CALLS = {("torch", "Size"), ("torch", "device"), ("_codecs", "encode"), ("builtins", "set")}
-_CALLS |= {("builtins", "complex"), ("builtins", "bytearray"), ("collections", "Counter")}
 #: copyreg's function that protocols 0 and 1 make an object of a class with (the class first)
 _RECONSTRUCTORS = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
-#: What a pickle of tensors and containers alone calls (:attr:`Walk.called`): none other
-_CALLABLE = _CALLS | TENSOR_REBUILDS | _DICT_CLASSES
 #: A call whose callable no global names (:attr:`Walk.called`): none is plain
 _NO_GLOBAL = ("", "a call of an object the pickle made")
 #: A BUILD of other than a dict (a state dict's _metadata), as :attr:`Walk.called` says it
@@ -93,60 +75,7 @@ class Thing:
 
 
 _NO_ITEMS = MappingProxyType({})
-
-
 MARK, OTHER = Thing("mark"), Thing("other")
-
-
-def plain(thing: Thing, tensors: bool = False) -> bool:
-    """Whether ``thing`` holds strings, numbers and containers of them alone, at any depth, and
-    the values and objects of them that torch's weights_only load reads (a dtype, a Size, a
-    device): nothing else a class or function makes or names (what that load refuses); with
-    ``tensors``, torch's tensors too, as torch.save pickles them (:data:`TENSOR_REBUILDS`,
-    their arguments plain, their storage torch's persistent id): what that load reads."""
-    seen, todo = set(), [thing]
-    while todo:
-        t = todo.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if t.kind == "mark" or t.state is not None and t.kind != "dict":
-            return False  # (a BUILD: torch.save writes one of a state dict's _metadata alone)
-        if t.kind == "global" and t.value not in _VALUES:
-            return False
-        if t.kind == "persid" and not _storage_id(t):
-            return False
-        if t.kind == "made" and t.value not in _CALLS:
-            if not (tensors and t.value in TENSOR_REBUILDS):
-                return False
-        todo += [*t.items.values(), *t.extra, *(t.args if t.kind != "persid" else t.args[2:])]
-        todo += [t.state] if t.state is not None else []
-    return True
-
-
-def _storage_id(pid: Thing) -> bool:
-    """Whether the persistent id ``pid`` is a storage's as torch.save writes it: ("storage", a
-    storage class of torch's, its key, its location, its size[, a view])."""
-    kind, cls = [*pid.args, OTHER, OTHER][:2]
-    named = cls.kind == "global" and _storage_class(cls.value)
-    return named and kind.kind == "str" and kind.value == "storage" and len(pid.args) in (5, 6)
-
-
-def _storage_class(name: tuple[str, str]) -> bool:
-    """Whether the global ``name`` is one of torch's storage classes (a persistent id's)."""
-    return name[0] == "torch" and name[1].endswith("Storage") or name == UNTYPED
-
-
-def is_tensor(thing: Thing) -> bool:
-    """Whether ``thing`` is a tensor as torch.save pickles one: a call of one of
-    :data:`TENSOR_REBUILDS` whose arguments are plain (:func:`plain`), its storage torch's."""
-    return thing.kind == "made" and thing.value in TENSOR_REBUILDS and plain(thing, tensors=True)
-
-
-def is_numpy(thing: Thing) -> bool:
-    """Whether ``thing`` is a numpy array or scalar, as numpy pickles one."""
-    value = thing.value if thing.kind == "made" else None
-    return value is not None and value in _NUMPY
 
 
 class Walk:
@@ -170,8 +99,7 @@ class Walk:
         containers names (:func:`plain`'s: a dtype, a Size, a tensor's rebuild, a storage's
         class...) and every call is of one it calls: what :func:`plain` says of the object
         made holds for all the pickles would run, its objects thrown away too."""
-        named = all(n in _VALUES or n in _CALLABLE or _storage_class(n) for n in self.named)
-        return named and self.called <= _CALLABLE
+        return allowed(self.named, self.called)
 
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
@@ -332,7 +260,7 @@ def _made(callable_: Thing, args: list[Thing] = ()) -> Thing:
         cls = args[0].extra[0] if args[0].kind == "seq" and args[0].extra else OTHER
         if cls.kind == "global":  # copyreg._reconstructor(cls, base, state): an object of cls
             callable_ = cls
-    if callable_.kind == "global" and callable_.value in _DICT_CLASSES:
+    if callable_.kind == "global" and callable_.value in DICT_CLASSES:
         made = Thing("dict")
         made.extra = [a for a in args if a.kind != "seq" or a.extra]  # (its items: SETITEMS)
         return made
