@@ -121,3 +121,22 @@ def test_members_whose_names_differ_in_case_alone_are_refused(tmp_path, mapped):
         "checked); it was not loaded. Save its weights again with torch.save from a trusted "
         "source, or as safetensors"
     )
+
+
+def test_a_torchscript_archive_of_the_cache_is_told_a_copy_outside_it(tmp_path, monkeypatch):
+    """A TorchScript file of one's own hub repo in the Hugging Face cache was told to write its
+    copy in the cache's snapshot folder (a pickle's way out there: the current folder); both
+    say the current folder now, and the line told writes there."""
+    from loftup.hub.files import read_weights
+
+    snapshot = tmp_path / "hub" / "models--alice--my-loftup" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), snapshot / "m.pt")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    msg = _refusal(read_weights, snapshot / "m.pt")
+    line, out = msg.split("if you trust the file, in Python: ")[1].rsplit(", then load ", 1)
+    assert out == str(tmp_path / "work" / "m.weights.pt")
+    exec(line, {"torch": torch})
+    assert sorted(read_weights(out)) == ["bias", "weight"]
+    assert sorted(p.name for p in snapshot.iterdir()) == ["m.pt"]

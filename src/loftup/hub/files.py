@@ -234,7 +234,7 @@ def _torch_load_open(
     import warnings
 
     pickled = FilePickle(f)  # walked once, for the check of its members and any refusal
-    _check_torch_open(f, head, path, fix=fix, what=what, pickled=pickled)
+    _check_torch_open(f, head, path, fix=fix, what=what, pickled=pickled, out_folder=out_folder)
     say_pickle_risk(path, what)
     f.seek(0)
     try:
@@ -272,10 +272,18 @@ _OLD_MAGIC = b"L119547037146038801333356L\n"
 
 
 def _check_torch_open(
-    f, head: bytes, path: Path, *, fix: str, what: str, pickled: FilePickle | None = None
+    f,
+    head: bytes,
+    path: Path,
+    *,
+    fix: str,
+    what: str,
+    pickled: FilePickle | None = None,
+    out_folder: Path | None = None,
 ) -> None:
     """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``;
-    ``pickled``: its pickle, where the caller has it walked for more than this check."""
+    ``pickled``: its pickle, where the caller has it walked for more than this check;
+    ``out_folder``: where a TorchScript archive's line writes its copy (default: beside it)."""
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
     if not head.startswith((b"PK\x03\x04", b"\x80", _OLD_MAGIC)):
@@ -288,6 +296,6 @@ def _check_torch_open(
         )
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
-        check_zip(f, f"{what}{path}", fix, path)
+        check_zip(f, f"{what}{path}", fix, path, out_folder)
         pickled = pickled or FilePickle(f)
         check_member_sizes(pickled, f"{what}{path}", fix)  # (torch 2.4 loads one of another size)

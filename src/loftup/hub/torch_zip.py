@@ -20,7 +20,9 @@ from .zip_layout import NOT_LOADED, layout_refusal, script_refusal
 _NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
 
 
-def check_zip(file, name: str, fix: str, path: Path | None = None) -> None:
+def check_zip(
+    file, name: str, fix: str, path: Path | None = None, out_folder: Path | None = None
+) -> None:
     """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
     CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
@@ -29,12 +31,13 @@ def check_zip(file, name: str, fix: str, path: Path | None = None) -> None:
     compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
     Before any member is read: members listed twice or overlapping are refused
     (:func:`~.zip_layout.layout_refusal`), a TorchScript archive (at ``path``) is told as one
-    (:func:`~.zip_layout.script_refusal`), a member compressed is refused
+    (:func:`~.zip_layout.script_refusal`, its line's file written in ``out_folder`` where
+    given), a member compressed is refused
     (:func:`_refuse_compressed`)."""
     bad = packed = refusal = None
     try:
         with zipfile.ZipFile(file) as z:
-            refusal = layout_refusal(z, name) or script_refusal(z, name, path)
+            refusal = layout_refusal(z, name) or script_refusal(z, name, path, out_folder)
             for info in z.infolist() if refusal is None else ():
                 if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
                     packed = info

@@ -68,10 +68,14 @@ def _refusal(name: str, what: str) -> str:
     )
 
 
-def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | None:
+def script_refusal(
+    z: zipfile.ZipFile, name: str, path: Path | None, out_folder: Path | None = None
+) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``, at ``path``) that torch.jit.save wrote
     (a ``<folder>/constants.pkl`` or ``<folder>/code/`` in it), with the line that keeps its
-    weights for one who trusts it; None for another archive."""
+    weights for one who trusts it, written beside it or in ``out_folder`` where given (as the
+    way out for a pickle's objects writes it: a file of the Hugging Face cache, the current
+    folder); None for another archive."""
     inner = {n.partition("/")[2] for n in z.namelist()}
     if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
         return None
@@ -82,7 +86,7 @@ def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | No
     )
     if path is None:
         return f"{said}: save it with torch.save(module.state_dict(), ...) and load that"
-    out = new_name(path, path.parent)
+    out = new_name(path, out_folder or path.parent)
     return (
         f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
         "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
