@@ -6,6 +6,7 @@ a warning names the file whose members were not checked."""
 
 from __future__ import annotations
 
+import pickletools
 import warnings
 import zipfile
 
@@ -55,3 +56,26 @@ def test_a_pickle_past_the_bound_is_warned_of_by_name(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch_load(small, fix="get it again", mmap=True)
+
+
+def test_a_negative_storage_size_is_said_as_one(tmp_path):
+    """A storage whose persistent id gives it -4 elements was said to need 0 bytes."""
+    path = tmp_path / "neg.pt"
+    torch.save({"w": torch.full((4,), 7.0), "x": torch.full((8,), 9.0)}, path)
+    with zipfile.ZipFile(path) as z:
+        name = _first_member(path).replace("/data/0", "/data.pkl")
+        pkl = z.read(name)
+        rest = {i.filename: z.read(i) for i in z.infolist() if i.filename != name}
+    at = next(p for op, a, p in pickletools.genops(pkl) if op.name == "BININT1" and a == 4)
+    pkl = pkl[:at] + b"J" + (-4).to_bytes(4, "little", signed=True) + pkl[at + 2 :]  # w's size
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(name, pkl)
+        for n, data in rest.items():
+            z.writestr(n, data)
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again", mmap=True)
+    assert str(e.value) == (
+        f"{path} is corrupt: its pickle gives the storage of its member 'neg/data/0' a "
+        "negative size (-16 bytes), which torch.save never writes (damaged or rewritten); get "
+        "it again"
+    )

@@ -47,6 +47,12 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
     for key, nbytes in sorted(_storage_bytes(walked.top).items()):
         member = f"{walked.folder}/data/{key}"
         held = walked.sizes.get(member)
+        if nbytes < 0:  # (was "needs 0": a max() from 0)
+            raise CheckpointError(
+                f"{name} is corrupt: its pickle gives the storage of its member {member!r} a "
+                f"negative size ({nbytes} bytes), which torch.save never writes (damaged or "
+                f"rewritten); {fix}"
+            )
         if held != nbytes:
             size = "no such member" if held is None else f"{held} bytes"
             raise CheckpointError(
@@ -80,7 +86,8 @@ def _storage_bytes(top: Thing) -> dict[str, int]:
         if t.kind == "persid":
             found = _storage_need(t.args)
             if found is not None:
-                needs[found[0]] = max(needs.get(found[0], 0), found[1])
+                key, n = found
+                needs[key] = max(needs[key], n) if key in needs else n
             continue
         todo += [*t.items.values(), *t.extra, *t.args]
         todo += [t.state] if t.state is not None else []
