@@ -10,6 +10,7 @@ compressed (torch.save stores its members), is not walked."""
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import dataclass, field
 
@@ -78,8 +79,8 @@ def _walk(f) -> Walked:
         found.pickle_bytes = info.file_size
         if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
             return found  # (a compressed one: refused before, by check_zip)
-        with z.open(info) as member:
-            walk = Walk(_Capped(member), ints=True)
+        with z.open(info) as member:  # (read whole, within the cap: the walk's many small
+            walk = Walk(io.BytesIO(member.read()), ints=True)  # reads took 2/3 of its time)
             found.top, found.protocol = walk.next(), walk.protocol
             found.allowed = walk.only_allowed()
     return found

@@ -7,6 +7,7 @@ memory and time bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import pickletools
 from types import MappingProxyType
@@ -104,13 +105,11 @@ class Walk:
     def next(self) -> Thing:
         """The object the next pickle makes, as far as its opcodes say (up to its STOP).
         Raises where they cannot be followed (an empty stack, a memo not written), or past a
-        cap (:class:`WalkCapped`). Python's cyclic garbage collector is paused meanwhile:
-        its passes over the walk's objects, growing, took twice the walk's own time."""
+        cap (:class:`WalkCapped`). Python's cyclic garbage collector is paused meanwhile
+        (:func:`paused_gc`)."""
         stack: list[Thing] = []
         memo: dict[int, Thing] = {}
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             for op, arg, _ in pickletools.genops(self.stream):
                 self.ops += 1
                 self.protocol = max(self.protocol, arg if op.name == "PROTO" else op.proto)
@@ -119,10 +118,21 @@ class Walk:
                 if op.name == "STOP":
                     return stack.pop()
                 _step(op, arg, stack, memo, self)
-        finally:
-            if collecting:
-                gc.enable()
         raise ValueError("a pickle without STOP")
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Python's cyclic garbage collector paused within (where it was running): its passes over
+    a walk's objects, a million for a large checkpoint, took twice the walk's own time, while
+    they lived (a user of them ends their life within, by their count of references)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> None:
