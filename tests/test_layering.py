@@ -147,6 +147,7 @@ MOVED_AGAIN = {
         ("load_strict", "quiet_transformers"),
     ),
     "loftup.compiled": ("loftup.untiled", ("untiled", "untiled_queries", "untiled_decode")),
+    "loftup.train.stopping": ("loftup.train.stop_signals", ("HungUp", "signal_of", "PRECEDENCE")),
 }
 #: Modules split a third time: old module -> (the third new module, names).
 MOVED_THIRD = {

@@ -51,10 +51,10 @@ _MEMORY_FIX = {
 
 
 def _hung_up(e: BaseException) -> bool:
-    """Whether ``e`` is training's HungUp (SIGHUP: loftup.train.stopping, loaded where it was
-    raised)."""
-    stopping = sys.modules.get("loftup.train.stopping")
-    return stopping is not None and isinstance(e, stopping.HungUp)
+    """Whether ``e`` is training's HungUp (SIGHUP: loftup.train.stop_signals, loaded where it
+    was raised)."""
+    stop_signals = sys.modules.get("loftup.train.stop_signals")
+    return stop_signals is not None and isinstance(e, stop_signals.HungUp)
 
 
 #: what a stop that ends the command says first, its work done (:func:`said_before_a_stop`)

@@ -13,13 +13,13 @@ optimiser from the config), :mod:`.loader` (the data and its workers; :mod:`.fee
 batches, :mod:`.reads` waits on the reads made without them), :mod:`.checkpoint`,
 :mod:`.run_lock` (its lock) and :mod:`.run_folder` (the run's folder at its start and end),
 :mod:`.monitor` and :mod:`.pictures` (what a run writes), :mod:`.stopping` (SIGTERM, SIGHUP
-and Ctrl-C), :mod:`.gradients` (clipping and non-finite gradients).
+and Ctrl-C; :mod:`.stop_signals` the stop each raises), :mod:`.gradients` (clipping and non-finite gradients).
 """
 
 from __future__ import annotations
 
 from .config import TrainConfig, default_config, load_config
 from .loop import TrainResult, train
-from .stopping import HungUp
+from .stop_signals import HungUp
 
 __all__ = ["HungUp", "TrainConfig", "TrainResult", "default_config", "load_config", "train"]

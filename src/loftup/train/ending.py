@@ -12,7 +12,8 @@ from pathlib import Path
 from ..stops import check
 from .distributed import DistInfo, barrier, collective_failure, mean_over_ranks
 from .stop_lines import export_stop_line, say_stop
-from .stopping import HungUp, StopOnSignals, signal_of
+from .stop_signals import HungUp, signal_of
+from .stopping import StopOnSignals
 
 
 def end_run(

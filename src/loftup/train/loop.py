@@ -55,7 +55,8 @@ from .run_folder import check_run_subfolders, finish_run
 from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
 from .stop_lines import GO_ON, say_stop, stop_line
-from .stopping import HungUp, StopOnSignals, signal_of
+from .stop_signals import HungUp, signal_of
+from .stopping import StopOnSignals
 
 
 @dataclass

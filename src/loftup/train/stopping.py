@@ -2,7 +2,8 @@
 steps, after the current step (with a checkpoint) while they run; a second Ctrl-C stops at
 once. What a stop says (:func:`.stop_lines.stop_line`) is also kept in the run's folder
 (:func:`.stop_lines.write_stop_note`), for a terminal that went with the signal; the line a handler
-says at once is written by :func:`.terminal_line.say_from_handler`."""
+says at once is written by :func:`.terminal_line.say_from_handler`; the stop each signal raises
+(:class:`HungUp` for SIGHUP) and which one the ranks stop on: :mod:`.stop_signals`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import Terminated, terminate
+from ..errors import terminate
 from ..stops import Scope, check, clean_up_only, owns_process, stop
 from .stop_lines import (  # noqa: F401  (importable from here, as before stop_lines.py)
     GO_ON,
@@ -26,22 +27,10 @@ from .stop_lines import (  # noqa: F401  (importable from here, as before stop_l
     stop_line,
     write_stop_note,
 )
+from .stop_signals import PRECEDENCE, HungUp, signal_of  # noqa: F401  (as before stop_signals.py)
 from .terminal_line import say_from_handler
 
-#: which signal a run stopped on every rank names where the ranks got different ones
-PRECEDENCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
 log = logging.getLogger("loftup.train")
-
-
-class HungUp(SystemExit):
-    """SIGHUP: the terminal the run was started from is gone (an ssh connection dropped, its
-    window closed). The command exits with status 129 (128 + 1, as a shell reports a process
-    SIGHUP ended) and says nothing on the way out: no one is left to read it, and a write to a
-    hung-up terminal fails."""
-
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGHUP)
 
 
 class StopOnSignals:
@@ -309,11 +298,3 @@ class StopOnSignals:
                 signal.signal(signum, previous)
         if late is not None:
             raise late
-
-
-def signal_of(e: BaseException) -> int:
-    """The signal whose stop ``e`` is: SIGTERM for :class:`Terminated`, SIGHUP for
-    :class:`HungUp`, else Ctrl-C (a ``KeyboardInterrupt``)."""
-    if isinstance(e, Terminated):
-        return signal.SIGTERM
-    return signal.SIGHUP if isinstance(e, HungUp) else signal.SIGINT
