@@ -130,6 +130,7 @@ MOVED = {
         "loftup.key_layouts",
         ("native_to_reference", "reference_to_native", "training_to_reference"),
     ),
+    "loftup.train.loop": ("loftup.train.result", ("TrainResult",)),
     "loftup.extract.record": (
         "loftup.extract.output_files",
         ("outputs_of", "recorded_outputs", "without_own_pictures", "check_clobbering"),

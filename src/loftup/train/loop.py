@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack, nullcontext, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,29 +50,13 @@ from .preflight import (  # noqa: F401  (check_*: importable from here, as befor
     packages_needed,
     preflight,
 )
+from .result import TrainResult
 from .run_folder import check_run_subfolders, finish_run
 from .run_lock import lock_run_folder
 from .start import checkpoint_to_resume, earlier_of, start_run
 from .stop_lines import GO_ON, say_stop, stop_line
 from .stop_signals import HungUp, signal_of
 from .stopping import StopOnSignals
-
-
-@dataclass
-class TrainResult:
-    """What a run produced: its folder, last checkpoint, exported upsampler and loss history."""
-
-    out_dir: Path
-    checkpoint: Path
-    pretrained: Path
-    steps: int
-    history: list[dict] = field(default_factory=list)
-    skipped: int = 0
-    seconds: float = 0.0
-
-    @property
-    def losses(self) -> list[float]:
-        return [row["loss"] for row in self.history]
 
 
 def train(
