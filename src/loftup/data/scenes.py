@@ -22,6 +22,7 @@ from dataclasses import InitVar, dataclass
 import numpy as np
 
 from ..errors import UsageError, is_int
+from ..words import said
 from .shapes import blob_mask, pixel_grid, polygon_mask, thin_mask
 from .textures import FAMILIES, render_texture
 
@@ -83,7 +84,7 @@ class SceneConfig:
     texture_contrast: tuple[float, float] | None = (0.12, 0.25)
     min_area: int = 16
     #: not a field: how an error calls each field, e.g. {"num_classes": "--classes"} for a
-    #: command line's options (:func:`said`), by default by its name
+    #: command line's options (:func:`loftup.words.said`), by default by its name
     said_as: InitVar[dict | None] = None
 
     def __post_init__(self, said_as: dict | None = None) -> None:
@@ -175,12 +176,6 @@ class Scene:
     def mask(self, k: int) -> np.ndarray:
         """(H, W) bool visible mask of painted region ``k``."""
         return self.instances == k
-
-
-def said(name: str, said_as: dict | None) -> str:
-    """How an error calls ``name``: as ``said_as`` (e.g. a command line's options) names it,
-    else by its own name."""
-    return (said_as or {}).get(name, name)
 
 
 def _pair(name: str) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..words import said
 from .scene_codec import JPEG_QUALITY
-from .scenes import SceneConfig, said
+from .scenes import SceneConfig
 
 FORMAT = "loftup-scenes"
 FORMAT_VERSION = 1

@@ -32,9 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.scenes import SceneConfig, said
+from ..data.scenes import SceneConfig
 from ..errors import UsageError, is_int
 from ..featurizers.scenes_vit import SceneViT, SceneViTConfig, save_backbone
+from ..words import said
 from .probe import measure_backbone, scene_batch
 
 

@@ -147,9 +147,9 @@ def measure_backbone(
     ``said_as``: how errors call ``count``, ``seed``, ``start`` and the scene ``size`` (a
     command line's options, ``{"count": "--count"}``), by default by their names.
     ``progress``: a bar while the scenes are made (seconds per hundred)."""
-    from ..data.scenes import said
     from ..data.world_record import check_scene_range
     from ..errors import UsageError
+    from ..words import said
 
     if isinstance(count, int) and count < 2:
         raise UsageError(
