@@ -140,3 +140,59 @@ def test_a_torchscript_archive_of_the_cache_is_told_a_copy_outside_it(tmp_path, 
     exec(line, {"torch": torch})
     assert sorted(read_weights(out)) == ["bias", "weight"]
     assert sorted(p.name for p in snapshot.iterdir()) == ["m.pt"]
+
+
+def _flagged(path, member: str, bit: int, crc: bool) -> None:
+    """torch.save's archive of a tiny LoftUp at ``path``, its member ending in ``member``
+    flagged with the general purpose ``bit`` in its local header and its directory entry (as
+    an encrypting zip tool writes it); ``crc``: the CRC-32s computed (else 0, as torch.save
+    writes them when told not to compute them)."""
+    config = pytest.importorskip("torch.utils.serialization").config  # torch >= 2.5
+    before = config.save.compute_crc32
+    config.save.compute_crc32 = crc
+    try:
+        buf = io.BytesIO()
+        torch.save(LoftUp(dim=8, n_freqs=2).state_dict(), buf)
+    finally:
+        config.save.compute_crc32 = before
+    data = bytearray(buf.getvalue())
+    with zipfile.ZipFile(buf) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(member))
+        assert (info.CRC != 0) == crc
+        start, end = z.start_dir, data.rindex(b"PK\x05\x06")
+    data[info.header_offset + 6] |= bit  # the local header's flag bits
+    at = start
+    while at < end:  # each central directory entry: the one of this member
+        n, m, k = struct.unpack("<HHH", data[at + 28 : at + 34])
+        if data[at + 46 : at + 46 + n].decode() == info.filename:
+            data[at + 8] |= bit
+        at += 46 + n + m + k
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "load",
+    [load_upsampler, lambda p: check_torch_file(p, fix="x")],
+    ids=["load_upsampler", "check_torch_file"],
+)
+@pytest.mark.parametrize(
+    "member, bit, crc",
+    [("data.pkl", 0x1, True), ("data.pkl", 0x1, False), ("data/0", 0x1, True)]
+    + [("data/0", 0x1, False), ("data.pkl", 0x40, True)],
+    ids=["pickle", "pickle-crc-0", "tensor", "tensor-crc-0", "strong-encryption"],
+)
+def test_an_encrypted_member_is_refused_as_not_torch_saves(tmp_path, member, bit, crc, load):
+    """zipfile's raw "File <ZipInfo ...> is encrypted, password required for extraction" (a
+    RuntimeError; NotImplementedError "strong encryption" for bit 6) came out of the CRC check,
+    or with CRC-32s of 0 out of the walk of the pickle; a tensor's member of CRC 0 was said
+    "corrupt or truncated" by load_upsampler and passed by check_torch_file. Refused now, naming
+    the file and the member, before any member is read."""
+    path = tmp_path / "w.pth"
+    _flagged(path, member, bit, crc)
+    msg = _refusal(load, path)
+    assert msg.startswith(
+        f"{path} was not written by torch.save (an encrypted member): its member 'archive/"
+        f"{member}' is flagged as encrypted"
+    )
+    assert msg.endswith("Save its weights again with torch.save from a trusted copy")
+    assert "\n" not in msg

@@ -39,7 +39,7 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
     if isinstance(walked.error, WalkCapped):
         return _unchecked(name, f"over {OPS_CAP} opcodes")
     if walked.error is not None and not isinstance(walked.error, _NOT_FOLLOWED):
-        raise walked.error  # (zipfile's RuntimeError for a member flagged encrypted, say)
+        raise walked.error  # (one the walk does not expect; an encrypted member: refused before)
     if walked.error is None and walked.top is None and walked.pickle_bytes > PICKLE_CAP:
         return _unchecked(name, f"{walked.pickle_bytes} bytes, over {PICKLE_CAP}")
     if walked.error is not None or walked.top is None:

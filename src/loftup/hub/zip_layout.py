@@ -1,7 +1,8 @@
 """What a zip archive's directory says of it, before any member is read, for
 :func:`~.torch_zip.check_zip`: members listed twice or overlapping (:func:`layout_refusal`:
 torch.save writes neither, and a check that read each one listed read the same bytes
-thousands of times over), and a TorchScript archive (:func:`script_refusal`: torch.jit.save's,
+thousands of times over) or flagged encrypted (zipfile's "password required" came out raw),
+and a TorchScript archive (:func:`script_refusal`: torch.jit.save's,
 whose code loftup does not load)."""
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ NOT_LOADED = (
     "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
     "torch.save or as safetensors"
 )
+#: The general purpose flag bits of an encrypted member (zipfile's "password required"; bit 6
+#: is strong encryption): torch.save sets neither
+_ENCRYPTED = 0x1 | 0x40
 
 
 def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice
-    (or two whose names differ in case alone: :func:`_case_refusal`), or a member whose bytes run past the next one's header (or into the directory): each
-    member's local header read for the length of its name and extra field, no member read.
-    None where its members lie one after another, as torch.save writes them."""
+    (or two whose names differ in case alone: :func:`_case_refusal`), or a member flagged
+    encrypted, or a member whose bytes run past the next one's header (or into the directory):
+    each member's local header read for the length of its name and extra field, no member
+    read. None where its members lie one after another, as torch.save writes them."""
     infos = sorted(z.infolist(), key=lambda i: i.header_offset)
     seen: dict[str, str] = {}  # each name lower-cased (ASCII) -> the name first listed so
     for info in infos:
+        if info.flag_bits & _ENCRYPTED:
+            return (
+                f"{name} was not written by torch.save (an encrypted member): its member "
+                f"{info.filename!r} is flagged as encrypted, which torch.save never writes; it "
+                "was not loaded. Save its weights again with torch.save from a trusted copy"
+            )
         other = seen.get(folded := info.filename.translate(_ASCII_LOWER))
         if other == info.filename:
             return _refusal(name, f"its member {info.filename!r} is listed twice")
