@@ -2,12 +2,14 @@
 refusal's advice (:mod:`loftup.read_refusal`): where a file has one, its entries decide what a
 user other than its owner may do, and a chmod of its group's bits changes its mask, not the
 entry that names the user; and what a setfacl naming the user must set so that no one else may
-do more (:func:`setfacl_change`). Imports nothing of loftup."""
+do more (:func:`setfacl_change`). Imports nothing of loftup but :mod:`loftup.escaping`."""
 
 from __future__ import annotations
 
 import os
 import struct
+
+from .escaping import shell_quoted
 
 _XATTR = "system.posix_acl_access"
 _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x02, 0x04, 0x08, 0x10, 0x20
@@ -90,12 +92,13 @@ def _mask(entries) -> int:
 
 
 def entry_of(tag: int, who: int) -> str:
-    """The entry of ``tag`` naming ``who`` as setfacl takes it: "u:bob", "g:staff", "g:" (the
-    file's group)."""
+    """The entry of ``tag`` naming ``who`` as setfacl takes it, pasted into a shell: "u:bob",
+    "g:staff", "g:" (the file's group); a name a shell would split or a message escape quoted
+    (:func:`~loftup.escaping.shell_quoted`: "u:$'a\\nb'")."""
     if tag == _GROUP_OBJ:
         return "g:"
     user = tag == _USER
-    return f"{'u' if user else 'g'}:{name_of(who, user) or who}"
+    return f"{'u' if user else 'g'}:{shell_quoted(name_of(who, user) or who)}"
 
 
 def name_of(who: int, user: bool = True) -> str | None:

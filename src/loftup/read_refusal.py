@@ -203,7 +203,7 @@ def _setfacl(path: str | os.PathLike, st: os.stat_result, need: str, tree: str =
 
     def mine(x: str = "x") -> str:  # (X: search on folders alone, of a tree)
         entry, limit = (perms_of(b).replace("x", x) for b in (bits, mask))
-        return f"u:{name_of(me) or me}:{entry},m::{limit}"
+        return f"u:{shell_quoted(name_of(me) or me)}:{entry},m::{limit}"
 
     kept = "".join(f",{entry_of(tag, who)}:{perms_of(p)}" for tag, p, who in others)
     command = f"setfacl -m {mine()}{kept} {quoted}" if kept or not tree else ""
@@ -261,8 +261,9 @@ def may(path: str | os.PathLike, mode: int) -> bool:
 
 
 def owner_name(path: str | os.PathLike) -> str:
-    """The name of the user ``path`` (not followed where a link) belongs to (``uid NUMBER``
-    where that user has no name here; "its owner" where it cannot be looked at)."""
+    """The name of the user ``path`` (not followed where a link) belongs to, as a message says
+    it (escaped: :func:`_user`; ``uid NUMBER`` where that user has no name here; "its owner"
+    where it cannot be looked at)."""
     try:
         uid = os.lstat(path).st_uid
     except OSError:  # (a folder this user may not search)
@@ -271,14 +272,16 @@ def owner_name(path: str | os.PathLike) -> str:
 
 
 def _user(uid: int) -> str:
-    """The name of user ``uid``, or ``uid NUMBER`` where it has none here."""
+    """The name of user ``uid`` as a message says it (:func:`~loftup.escaping.printable`: a
+    name holding a newline broke the line), or ``uid NUMBER`` where it has none here."""
     from .acl import name_of
 
-    return name_of(uid) or f"uid {uid}"
+    return printable(name_of(uid) or f"uid {uid}")
 
 
 def _group(gid: int) -> str:
-    """The name of group ``gid``, or ``gid NUMBER`` where it has none here."""
+    """The name of group ``gid`` as a message says it (as :func:`_user`), or ``gid NUMBER``
+    where it has none here."""
     from .acl import name_of
 
-    return name_of(gid, user=False) or f"gid {gid}"
+    return printable(name_of(gid, user=False) or f"gid {gid}")

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from ..errors import UsageError
-from ..escaping import printable
+from ..escaping import printable, shell_quoted
 from ..listing import permission_denied
 from ..read_refusal import advised_path, euid, mode_refuses, my_groups, owner_name
 
@@ -99,15 +99,16 @@ def _mark_refused(folder: Path, error: OSError) -> str:
         with contextlib.suppress(ImportError, KeyError):
             import grp
 
-            group, q, writer = grp.getgrgid(shared).gr_name, advised_path, owner_name(mark)
+            name, q, writer = grp.getgrgid(shared).gr_name, advised_path, owner_name(mark)
             setgid = f"chmod g+s {q(folder)}"  # (only DIR's owner may)
             if dir_st.st_uid == euid():
                 setgid = f"run {setgid} yourself"
             elif dir_st.st_uid != st.st_uid:
                 setgid = f"have {owner_name(folder)} run {setgid}"
             why += (
-                f"; or, to share it with {printable(str(folder))}'s group {group}, which this "
-                f"user is in, have {writer} run chgrp {group} {q(mark)} && chmod g+r {q(mark)}, "
+                f"; or, to share it with {printable(str(folder))}'s group {printable(name)}, which "
+                f"this user is in, have {writer} run chgrp {shell_quoted(name)} {q(mark)} && "
+                f"chmod g+r {q(mark)}, "
                 f"and {setgid} "
                 "(new files there then take its group)"
             )
