@@ -204,23 +204,41 @@ def test_the_touch_and_rm_of_a_davis_masks_folder_name_it(tmp_path, name):
     """--save-masks of masks without a mark: its touch marks them; of the scorer's CSVs: its rm
     removes them. Their paths were not quoted at all: a quote ended the command, a space
     split it in two (rm removed what the two words named)."""
+    _touch_and_rm(tmp_path / name, str(tmp_path / name), tmp_path / "davis")
+
+
+@pytest.mark.parametrize("typed", ["~/masks", "-masks"])
+def test_the_touch_and_rm_of_a_davis_masks_folder_as_typed_name_it(tmp_path, monkeypatch, typed):
+    """--save-masks=~/masks (bash leaves the ~ after "=") and a relative folder beginning with
+    "-": the commands named the folder as typed, and quoted, so '~/masks' named no file, and
+    touch read -masks/... as its options; they name it absolute, ~ expanded."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    masks = tmp_path / "home" / "masks" if typed.startswith("~") else tmp_path / typed
+    _touch_and_rm(masks, typed, tmp_path / "davis")
+
+
+def _touch_and_rm(masks, typed: str, root) -> None:
+    """Masks without a mark in ``masks``, given to --save-masks as ``typed``: the touch the
+    refusal advises, pasted into bash, marks them; then the scorer's CSVs there: its rm
+    removes them."""
     from loftup.errors import UsageError
     from loftup.eval.mask_folder import check_masks_folder
     from loftup.eval.mask_mark import MARK
 
-    masks, root = tmp_path / name, tmp_path / "davis"
     (masks / "bear").mkdir(parents=True)
     (masks / "bear" / "00000.png").write_bytes(b"a mask")
     with pytest.raises(UsageError) as e:
-        check_masks_folder(str(masks), root)
+        check_masks_folder(typed, root)
     bash(pasted(printable(str(e.value)), "touch "))
     assert (masks / MARK).is_file()
-    check_masks_folder(str(masks), root)
+    check_masks_folder(typed, root)
     for csv in ("global_results-val.csv", "per-sequence_results-val.csv"):
         (masks / csv).write_text("J&F-Mean\n0.5\n")
     with pytest.raises(UsageError) as e:
-        check_masks_folder(str(masks), root)
+        check_masks_folder(typed, root)
     said = printable(str(e.value))
     bash("rm " + said.split("(rm ", 1)[1].split("), or give another folder")[0])
     assert sorted(p.name for p in masks.iterdir()) == [MARK, "bear"]
-    check_masks_folder(str(masks), root)
+    check_masks_folder(typed, root)
+    assert not list(masks.glob(".loftup-staging-*"))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import LoftUpError, UsageError
 from ..escaping import printable, quoted, shell_quoted
 from ..paths import check_folder_output
+from ..read_refusal import advised_path
 from .mask_access import (
     check_mark_replaceable,
     check_movable,
@@ -195,19 +196,20 @@ def check_masks_folder(folder: str, root: str | os.PathLike) -> None:
         )
     found = foreign_entries(target)
     shown = printable(str(folder))  # (escaped here: the commands' paths are in bash's quotes)
+    here = advised_path(folder)  # (absolute, ~ expanded: '~/x' quoted, or -x, named no file)
     if found and earlier_sequences(target) is None and not any(map(_not_masks, found)):
         raise UsageError(
             f"--save-masks {shown} holds masks ({printable(str(found[0]))}) but no {MARK} file, "
             "the mark of an earlier run's masks that this run may replace (masks of a loftup "
             "from before the mark, or made otherwise): delete or move them, or, if this run "
-            f"may replace them, mark them: touch {shell_quoted(Path(folder) / MARK)}"
+            f"may replace them, mark them: touch {here}/{MARK}"
         )
     scores = [p for p in found if p.parent == target and SCORER_CSV.fullmatch(p.name)]
     if scores:
         raise UsageError(
             f"--save-masks {shown} holds the davis2017-evaluation scorer's scores of the masks "
             f"there ({printable(str(scores[0]))}): stale scores once this run replaces the "
-            f"masks; delete them (rm {shell_quoted(Path(folder))}/*_results-*.csv), or give "
+            f"masks; delete them (rm {here}/*_results-*.csv), or give "
             "another folder"
         )
     if found:
