@@ -208,3 +208,21 @@ def test_a_model_moved_to_meta_after_it_ran_is_refused():
             with pytest.raises(UsageError, match=r"^the pipeline\.upsampler has weights on the "
                                r"meta device"):  # fmt: skip
                 pipe(image)
+
+
+@pytest.mark.parametrize(
+    "which, part",
+    [("upsampler", lambda m: [*m.children()][-1]), ("featurizer", lambda m: [*m.modules()][-1])],
+)
+def test_a_submodule_moved_to_meta_after_it_ran_is_refused(which, part):
+    """Its first parameter stays where it was, so the weights are not looked at again before
+    the call: the upsampler's last layer on meta was told to move the image to meta (or the
+    upsampler to the CPU; neither can run), the backbone's last norm failed with a bare
+    RuntimeError. The failed call looks, and refuses it as a model on meta."""
+    image = torch.rand(1, 3, 28, 28)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    pipe(image)
+    part(getattr(pipe, which)).to("meta")  # (not the first parameter's module)
+    for _ in range(2):
+        with pytest.raises(UsageError, match=rf"^the pipeline\.{which} has weights on the meta"):
+            pipe(image)

@@ -43,6 +43,7 @@ from .pipeline_checks import (
     Placements,
     backbones_advice,
     check_backbone_name,
+    check_meta,
     check_placement,
     placement,
     require_eval_backbone,
@@ -133,9 +134,13 @@ class FeaturePipeline:
         guide = _normalized(x, out_hw)
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
         # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
-        pending = start_upsample(self.upsampler, guide)
-        lr_feats = self.featurizer(_normalized(x, bb_hw))
-        return lr_feats, pending.finish(lr_feats, callback=callback, progress=progress)
+        try:
+            pending = start_upsample(self.upsampler, guide)
+            lr_feats = self.featurizer(_normalized(x, bb_hw))
+            return lr_feats, pending.finish(lr_feats, callback=callback, progress=progress)
+        except Exception:  # a submodule moved to meta since the last call (check_placement
+            check_meta(self)  # sees no such move): its refusal, not the mismatch it gave
+            raise
 
 
 def _normalized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -171,18 +171,28 @@ def check_placement(pipeline) -> None:
     model was moved, converted or replaced since the last call that ran, its first
     parameter's placement the sign: a model on meta is refused whether built there, moved
     there whole, or half loaded (a LoftUp's computed buffers left on meta), as each is first
-    run. (A submodule moved to meta alone in a pipeline that has run is not looked for.)"""
+    run. A submodule moved to meta alone in a pipeline that has run is not seen here: its
+    call fails (a device mismatch), and the pipeline then refuses it (:func:`check_meta`)."""
     seen: Placements = pipeline._placed
     now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
     if seen.clear != (pipeline.upsampler, pipeline.featurizer, now):
-        for name, module in (
-            ("pipeline.upsampler", pipeline.upsampler),
-            ("pipeline.featurizer", pipeline.featurizer),
-        ):
-            if on_meta(module):
-                refuse_meta(name)
+        check_meta(pipeline)
         seen.clear = (pipeline.upsampler, pipeline.featurizer, now)
     _warn_if_moved_alone(seen, now)
+
+
+def check_meta(pipeline) -> None:
+    """:func:`refuse_meta` of the first of ``pipeline``'s models with a parameter or buffer on
+    the meta device: every one looked at (a few hundred µs for a ViT-S). Also where a call
+    failed: a submodule moved to meta after a call that ran was told the device mismatch it
+    gave ("move it there with image.to('meta')", which cannot run), or a bare RuntimeError
+    from the backbone."""
+    for name, module in (
+        ("pipeline.upsampler", pipeline.upsampler),
+        ("pipeline.featurizer", pipeline.featurizer),
+    ):
+        if on_meta(module):
+            refuse_meta(name)
 
 
 def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
