@@ -199,6 +199,24 @@ def test_the_chmod_of_a_cache_s_blobs_this_user_may_not_search_names_them(base, 
     assert look() == "taken"
 
 
+@pytest.mark.parametrize("name", ["a\u202eb", "a\x85b", "a\u2028b", "é\u2069\nb"])
+@pytest.mark.parametrize("locale", [{}, {"LANG": "C"}, {"LANG": "C.UTF-8"}])
+def test_a_quoted_name_of_a_non_ascii_control_names_it_in_every_locale(tmp_path, name, locale):
+    """A bidirectional control, a C1 control or a line separator in a path: shell_quoted wrote
+    it \\u202e in $'...', which bash reads so only in a UTF-8 locale; in the C locale (LANG
+    unset, as in many containers) the pasted command named a file that does not exist."""
+    import subprocess
+
+    from loftup.escaping import shell_quoted
+
+    path = tmp_path / name
+    path.write_bytes(b"")
+    command = f"ls -d -- {shell_quoted(path)} >/dev/null && printf %s {shell_quoted(path)}"
+    env = {"PATH": os.environ["PATH"], **locale}  # (env -i: no LANG, no LC_ALL)
+    done = subprocess.run(["bash", "-c", command], env=env, capture_output=True)
+    assert (done.returncode, done.stdout) == (0, os.fsencode(path)), (command, done.stderr)
+
+
 @pytest.mark.parametrize("name", ODD)
 def test_the_touch_and_rm_of_a_davis_masks_folder_name_it(tmp_path, name):
     """--save-masks of masks without a mark: its touch marks them; of the scorer's CSVs: its rm

@@ -64,7 +64,8 @@ def shell_quoted(text) -> str:
     """``text`` (a path) as a shell command pasted from a message gets it back: quoted as
     ``shlex.quote`` does where it holds nothing to escape; else in bash's ``$'...'``, with
     each :data:`DANGEROUS` character, a backslash and a single quote escaped as bash reads
-    them there (``$'out\\nname'``; a byte that is no UTF-8 as the byte, ``\\xfe``). Plain
+    them there (``$'out\\nname'``; a byte that is no UTF-8 as the byte, ``\\xfe``; another
+    character as its UTF-8 bytes, ``\\xe2\\x80\\xae``, which bash reads so in any locale). Plain
     single quotes around :func:`printable`'s escapes named a file that does not exist (``rm
     -r 'a\\nb'`` removed nothing). The result holds nothing :func:`printable` escapes: a
     message made of it and :func:`printable` pieces is said as it is."""
@@ -83,4 +84,7 @@ def _shell_escape(match: re.Match) -> str:
         return "\\'"
     if c in _NAMED or code < 0x80 or 0xDC80 <= code <= 0xDCFF:
         return _escape(c)  # \n, \\, \x1b; a byte that is no UTF-8 as the byte
-    return f"\\u{code:04x}"  # (a C1 control too: \x85 is a byte to bash, not U+0085)
+    # its UTF-8 bytes (U+202E: \xe2\x80\xae; a C1 control too: \x85 is a byte to bash, not
+    # U+0085): bash in the C or POSIX locale (LANG unset, as in many containers) leaves \u202e
+    # as it is, naming another file; bytes are read the same in every locale
+    return "".join(f"\\x{b:02x}" for b in c.encode())
