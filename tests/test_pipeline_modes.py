@@ -226,3 +226,22 @@ def test_a_submodule_moved_to_meta_after_it_ran_is_refused(which, part):
     for _ in range(2):
         with pytest.raises(UsageError, match=rf"^the pipeline\.{which} has weights on the meta"):
             pipe(image)
+
+
+def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
+    """The pipeline remembered the models it last found clear of the meta device: one
+    replaced (pipeline.upsampler = other) stayed alive, its memory (a GPU's) held, until
+    the next call. The pipeline pickles still (torch.save, a worker's copy)."""
+    import gc
+    import pickle
+    import weakref
+
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    pipe(torch.rand(1, 3, 28, 28))
+    old = weakref.ref(pipe.upsampler)
+    pipe.upsampler = loftup.LoftUp(dim=32).eval()
+    gc.collect()
+    assert old() is None
+    pipe(torch.rand(1, 3, 28, 28))
+    pickle.dumps(pipe)  # (a weakref cannot be pickled: left out, looked for again once loaded)
+    assert pickle.loads(pickle.dumps(pipe._placed)).clear is None

@@ -6,6 +6,7 @@ missing weights named together, and a backbone left in training mode.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -158,8 +159,24 @@ class Placements:
     baseline: tuple
     #: the lone move last warned of (warned once)
     said: tuple | None = None
-    #: (upsampler, featurizer, placements) last found with no tensor on the meta device
+    #: (upsampler, featurizer, placements) last found with no tensor on the meta device, each
+    #: model as a weakref.ref: a model replaced (``pipeline.upsampler = other``) is not kept
+    #: alive, its memory held, until the next call; nor taken for a new one given its id
     clear: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled without :attr:`clear` (a weakref cannot be; a pipeline pickled, or sent to
+        a worker, checks its models again on its first call)."""
+        return {**self.__dict__, "clear": None}
+
+    def is_clear(self, upsampler, featurizer, now: tuple) -> bool:
+        """Whether ``upsampler`` and ``featurizer`` at ``now`` are what was last found clear."""
+        return (
+            self.clear is not None
+            and self.clear[2] == now
+            and self.clear[0]() is upsampler
+            and self.clear[1]() is featurizer
+        )
 
 
 def check_placement(pipeline) -> None:
@@ -175,9 +192,9 @@ def check_placement(pipeline) -> None:
     call fails (a device mismatch), and the pipeline then refuses it (:func:`check_meta`)."""
     seen: Placements = pipeline._placed
     now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
-    if seen.clear != (pipeline.upsampler, pipeline.featurizer, now):
+    if not seen.is_clear(pipeline.upsampler, pipeline.featurizer, now):
         check_meta(pipeline)
-        seen.clear = (pipeline.upsampler, pipeline.featurizer, now)
+        seen.clear = (weakref.ref(pipeline.upsampler), weakref.ref(pipeline.featurizer), now)
     _warn_if_moved_alone(seen, now)
 
 
