@@ -55,6 +55,23 @@ def test_an_upsampler_without_its_backbone_is_told_the_backbones_of_its_width():
         assert "siglip_vitb16" in str(e.value) or dim != 768
 
 
+def test_an_upsampler_without_its_backbone_is_told_so_in_the_command_line_s_words(tmp_path, capsys):
+    """`loftup upsample -m FILE` of an upsampler that records no backbone was told "name it
+    with backbone=NAME (CLI: --backbone NAME)", Python's words first on the command line."""
+    from PIL import Image
+
+    from loftup.cli import main
+
+    torch.save(LoftUp(dim=32).state_dict(), tmp_path / "m32.pt")
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "m32.pt")]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the upsampler {tmp_path / 'm32.pt'} does not record its backbone; name it with "
+        "--backbone NAME, one of the backbones of its 32-d features: dinov2_tiny\n"
+    )
+
+
 def test_a_missing_upsampler_names_its_backbone_only_where_that_is_missing(tmp_path, monkeypatch):
     """Offline, load_pipeline names every missing file in its one error: the released
     upsampler's, and its backbone's where that is not in the cache (or at the folder given)."""

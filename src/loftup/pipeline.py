@@ -41,8 +41,8 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
 from .model import LoftUp
 from .pipeline_checks import (
     Placements,
-    backbones_advice,
     check_backbone_name,
+    check_backbone_recorded,
     check_meta,
     check_placement,
     placement,
@@ -259,13 +259,8 @@ def build_pipeline(
         featurizer = backbone.to(device, dtype) if dtype is not None else backbone.to(device)
         featurizer = featurizer.eval()
     else:
-        name = backbone or getattr(upsampler, "backbone", None)
-        if name is None:
-            where = getattr(upsampler, "source", None) or "passed in"  # not a module's repr
-            raise LoftUpError(
-                f"the upsampler {where} does not record its backbone; "
-                f"name it with backbone=NAME (CLI: --backbone NAME), {backbones_advice(upsampler.dim)}"
-            )
+        check_backbone_recorded(upsampler, backbone)
+        name = backbone or upsampler.backbone
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
         featurizer = featurizer.to(device, dtype or torch.float32)

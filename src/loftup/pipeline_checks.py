@@ -106,6 +106,21 @@ def backbones_advice(dim: int) -> str:
     return f"one of the backbones of its {dim}-d features: {', '.join(names)}"
 
 
+def check_backbone_recorded(upsampler, backbone, said_as: dict | None = None) -> None:
+    """A :class:`LoftUpError` where no ``backbone`` is given and ``upsampler`` records none:
+    the fix as its caller writes it (``said_as`` naming ``backbone``: a command line's
+    ``--backbone NAME``, not Python's words first), with the backbones of its width."""
+    if backbone is not None or getattr(upsampler, "backbone", None) is not None:
+        return
+    where = getattr(upsampler, "source", None) or "passed in"  # not a module's repr
+    flag = (said_as or {}).get("backbone")
+    how = f"{flag} NAME" if flag else "backbone=NAME (CLI: --backbone NAME)"
+    raise LoftUpError(
+        f"the upsampler {where} does not record its backbone; name it with {how}, "
+        f"{backbones_advice(upsampler.dim)}"
+    )
+
+
 def check_backbone_name(backbone) -> None:
     """A :class:`UsageError` where ``backbone`` is a name that is blank (not "unknown backbone
     ''", nor taken as not given) or that no registry knows

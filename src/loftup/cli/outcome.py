@@ -115,7 +115,12 @@ def _main(args) -> int:
         if isinstance(getattr(args, "backbone", None), str):  # "$BB" unset, as the option says
             from ..featurizers import refuse_blank
 
-            refuse_blank(args.backbone, {"backbone": "--backbone"}, absent=", or leave it out")
+            # left out: what -m records (upsample; where it records none, that refusal names
+            # the backbones of its width), else the option's default (eval, experiment)
+            absent = " for the one -m records" if args.command == "upsample" else " for its default"
+            refuse_blank(
+                args.backbone, {"backbone": "--backbone"}, absent=", or leave it out" + absent
+            )
         json_out = getattr(args, "json", None)
         if isinstance(json_out, str) and json_out != "-":  # said now, not after the work is done
             from ..paths import check_file_output

@@ -149,6 +149,7 @@ def upsample_folder(
             backbone_norm,
             device,
             None if given_dtype is None and _modules(model, backbone) else dtype,
+            said_as,
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
             "loftup_version": __version__,

@@ -15,7 +15,7 @@ from .run_options import _own_dtype
 
 
 def load_models(
-    model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
+    model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype, said_as=None
 ) -> tuple:
     """(the run's pipeline, the digest of the upsampler's weights, that of a Featurizer passed
     in or None): :func:`loftup.api.load_pipeline` of the arguments (``device`` resolved,
@@ -23,10 +23,11 @@ def load_models(
     float32, and passed to load_pipeline as a LoftUp passed in is: no rank reads the
     checkpoint again for its digest. The digests are of the weights in float32 before
     load_pipeline converts them to ``dtype`` (a run in another dtype was told other weights
-    too). load_pipeline's options and a backbone's name are said before the file is read."""
+    too). load_pipeline's options and a backbone's name are said before the file is read; no
+    backbone given or recorded, as ``said_as`` calls the argument (a command line's option)."""
     from ..api import load_pipeline  # (read now: a test may replace it)
     from ..pipeline import checked_options, read_upsampler
-    from ..pipeline_checks import check_backbone_name
+    from ..pipeline_checks import check_backbone_name, check_backbone_recorded
     from .record import weights_digest
 
     checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
@@ -36,6 +37,7 @@ def load_models(
         if isinstance(model, torch.nn.Module)
         else read_upsampler(model, backbone, backbone_weights)
     )
+    check_backbone_recorded(upsampler, backbone, said_as)
     digest = weights_digest(upsampler)
     backbone_digest = weights_digest(backbone) if isinstance(backbone, torch.nn.Module) else None
     pipeline = load_pipeline(
