@@ -87,6 +87,23 @@ def test_an_empty_backbone_is_said_to_be_an_unset_variable(tmp_path, capsys, bla
     )
 
 
+def test_an_empty_backbone_s_example_is_of_the_width_of_the_loftup_passed_in(tmp_path):
+    """dinov2_vits14 (384-d) was the example for any upsampler: for a 32-d one it fails again,
+    on the features' width. Where the LoftUp is passed in, its width is known."""
+    from PIL import Image
+
+    from loftup.extract import upsample_folder
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    for call in (
+        lambda m: loftup.load_pipeline(m, backbone=""),
+        lambda m: upsample_folder([str(tmp_path / "a.png")], tmp_path / "o", model=m, backbone=""),
+    ):
+        with pytest.raises(UsageError) as e:
+            call(loftup.LoftUp(dim=32))
+        assert str(e.value).startswith(f"{BLANK} name (e.g. backbone='dinov2_tiny'), or leave")
+
+
 def test_an_empty_backbone_name_is_said_so_wherever_a_backbone_is_named(tmp_path, capsys):
     """get_featurizer('') and `loftup eval --backbone ""` said "unknown backbone ''" and
     listed every name, the empty string unremarked. From Python, the fix is the argument of

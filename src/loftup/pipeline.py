@@ -247,7 +247,9 @@ def build_pipeline(
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
     built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
     :func:`run_device`)."""
-    check_backbone_name(backbone)  # a typo said first, not inside the upsampler's missing file
+    check_backbone_name(
+        backbone, model
+    )  # a typo said first, not inside the upsampler's missing file
     device = run_device(device, model, backbone)
     if isinstance(model, LoftUp):
         upsampler = model.to(device, dtype) if dtype is not None else model.to(device)

@@ -121,15 +121,19 @@ def check_backbone_recorded(upsampler, backbone, said_as: dict | None = None) ->
     )
 
 
-def check_backbone_name(backbone) -> None:
+def check_backbone_name(backbone, model=None) -> None:
     """A :class:`UsageError` where ``backbone`` is a name that is blank (not "unknown backbone
     ''", nor taken as not given) or that no registry knows
-    (:func:`loftup.featurizers.resolve`'s error, the names meant); anything else passes."""
+    (:func:`loftup.featurizers.resolve`'s error, the names meant); anything else passes. The
+    blank one's example is a backbone of ``model``'s width where it is a LoftUp (dinov2_vits14,
+    384-d, was given for any)."""
     if not isinstance(backbone, str):
         return
-    from .featurizers import refuse_blank, resolve
+    from .featurizers import backbones_of_dim, refuse_blank, resolve
 
-    refuse_blank(backbone, absent=", or leave it out for the one the upsampler records")
+    fits = backbones_of_dim(model.dim) if isinstance(model, torch.nn.Module) else []
+    absent = ", or leave it out for the one the upsampler records"
+    refuse_blank(backbone, absent=absent, example=fits[0] if fits else "dinov2_vits14")
     resolve(backbone)
 
 

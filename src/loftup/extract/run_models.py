@@ -31,7 +31,7 @@ def load_models(
     from .record import weights_digest
 
     checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
-    check_backbone_name(backbone)
+    check_backbone_name(backbone, model)
     upsampler = (
         model
         if isinstance(model, torch.nn.Module)

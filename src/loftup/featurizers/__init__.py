@@ -133,21 +133,28 @@ def resolve(name: str) -> FeaturizerSpec:
 
 
 def refuse_blank(
-    name, said_as: dict | None = None, *, arg: str = "backbone", absent: str = "", error=UsageError
+    name,
+    said_as: dict | None = None,
+    *,
+    arg: str = "backbone",
+    absent: str = "",
+    error=UsageError,
+    example: str = "dinov2_vits14",
 ) -> None:
     """An ``error`` where the backbone ``name`` is an empty or blank string, an unset variable
     most likely: not "unknown backbone ''" with every name listed, nor taken as none given. The
     fix as its caller writes it (:func:`loftup.words.said_with`): ``--backbone dinov2_vits14``
     where ``said_as`` names the argument ``arg`` (a command line, where the variable was
-    ``"$BB"``), else ``backbone='dinov2_vits14'``; then ``absent``, what leaving it out does
-    where the caller may (", or leave it out for ...")."""
+    ``"$BB"``), else ``backbone='dinov2_vits14'`` (``example``: one of the upsampler's width,
+    where the caller knows it); then ``absent``, what leaving it out does where the caller may
+    (", or leave it out for ...")."""
     if not isinstance(name, str) or name.strip():
         return
     flag = (said_as or {}).get(arg)
     unset = f', as in {flag} "$BB"' if flag else " or an empty string"
     raise error(
         f"the backbone is empty or blank (an unset variable{unset}?): pass a backbone's name "
-        f"(e.g. {said_with(arg, 'dinov2_vits14', said_as)}){absent}"
+        f"(e.g. {said_with(arg, example, said_as)}){absent}"
     )
 
 
