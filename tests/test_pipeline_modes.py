@@ -245,3 +245,26 @@ def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
     pipe(torch.rand(1, 3, 28, 28))
     pickle.dumps(pipe)  # (a weakref cannot be pickled: left out, looked for again once loaded)
     assert pickle.loads(pickle.dumps(pipe._placed)).clear is None
+
+
+def test_a_refused_pairing_leaves_the_modules_passed_in_as_they_were():
+    """A backbone of another width refused only after both modules passed in had been converted
+    in place to the dtype asked for: the caller's float32 weights were lost to bfloat16's
+    rounding, and the backbone's too, by a call that did nothing else."""
+    torch.manual_seed(0)
+    up = loftup.LoftUp(dim=32)
+    wide = loftup.get_featurizer("scenes_vit_p8")  # 64-d features
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (up, wide)]
+    calls = (
+        lambda: loftup.load_pipeline(up, backbone=wide, dtype="bfloat16"),
+        lambda: loftup.upsample(torch.rand(3, 32, 32), model=up, backbone=wide, dtype="float16"),
+        lambda: loftup.upsample(
+            torch.rand(3, 32, 32), model=up, backbone="scenes_vit_p8", dtype="float16"
+        ),
+    )
+    for call in calls:
+        with pytest.raises(loftup.LoftUpError, match=r"gives 64-d features .* expects 32-d"):
+            call()
+        for module, state in zip((up, wide), before):
+            now = module.state_dict()
+            assert all(now[k].dtype == v.dtype and torch.equal(now[k], v) for k, v in state.items())

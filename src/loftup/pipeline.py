@@ -247,25 +247,22 @@ def build_pipeline(
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
     built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
     :func:`run_device`)."""
-    check_backbone_name(
-        backbone, model
-    )  # a typo said first, not inside the upsampler's missing file
+    # a typo said first, not inside the upsampler's missing file
+    check_backbone_name(backbone, model)
     device = run_device(device, model, backbone)
+    # every refusal before any conversion: a module passed in is converted in place, and one
+    # refused after it would have lost its float32 weights to the rounding
     if isinstance(model, LoftUp):
-        upsampler = model.to(device, dtype) if dtype is not None else model.to(device)
+        upsampler = model
     else:
         upsampler = read_upsampler(model, backbone, backbone_weights)
-        upsampler = upsampler.to(device, dtype or torch.float32)
-    upsampler = upsampler.eval()
     if isinstance(backbone, Featurizer):
-        featurizer = backbone.to(device, dtype) if dtype is not None else backbone.to(device)
-        featurizer = featurizer.eval()
+        featurizer = backbone
     else:
         check_backbone_recorded(upsampler, backbone)
         name = backbone or upsampler.backbone
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
-        featurizer = featurizer.to(device, dtype or torch.float32)
     trained_on = getattr(upsampler, "backbone", None)
     if featurizer.dim != upsampler.dim:
         which = f", {trained_on}" if trained_on else ""
@@ -273,6 +270,11 @@ def build_pipeline(
             f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
             f"expects {upsampler.dim}-d ones; pass the backbone it was trained with{which}"
         )
+    # what is loaded here in float32 unless dtype says otherwise; a module passed in keeps its own
+    upsampler = upsampler.to(device, dtype or (None if upsampler is model else torch.float32))
+    upsampler = upsampler.eval()
+    featurizer = featurizer.to(device, dtype or (None if featurizer is backbone else torch.float32))
+    featurizer = featurizer.eval()
     if backbone is not None:
         _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
