@@ -186,7 +186,7 @@ def test_an_upsampler_of_ones_own_brings_the_backbone_it_records(
     from hub_builders import make_hf_cache
     from loftup import LoftUp
 
-    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    model = LoftUp(dim=384 if backbone == "dinov2_vits14" else 32, depth=1, num_heads=2, n_freqs=4)
     folder = model.save_pretrained(tmp_path / "up", backbone=backbone)
     files = {n: folder / n for n in ("model.safetensors", "config.json")}
     snap = make_hf_cache(tmp_path / "hub", "someone/my-up", files)

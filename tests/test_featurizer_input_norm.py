@@ -90,7 +90,8 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
     )
     backbone = _save(SiglipModel(cfg), tmp_path / "siglip")
     up = LoftUp(32)
-    up.save_pretrained(tmp_path / "up", backbone="siglip_vitb16", backbone_norm="own")
+    kw = {"backbone": "siglip_vitb16", "backbone_weights": backbone}  # a 32-d model of it
+    up.save_pretrained(tmp_path / "up", backbone_norm="own", **kw)
     assert load_upsampler(tmp_path / "up").backbone_norm == "own"
     pipeline = load_pipeline(tmp_path / "up", backbone_weights=backbone)
     assert pipeline.featurizer.input_norm == "own"
@@ -102,7 +103,7 @@ def test_an_upsampler_records_what_its_backbone_is_given(tmp_path):
         f"backbone mismatch: the upsampler {tmp_path / 'up'} was trained on siglip_vitb16's "
         "features of images normalised as 'own', not 'imagenet'"
     )
-    LoftUp(32).save_pretrained(tmp_path / "plain", backbone="siglip_vitb16")
+    LoftUp(32).save_pretrained(tmp_path / "plain", **kw)
     assert load_pipeline(tmp_path / "plain", backbone_weights=backbone).featurizer.input_norm == (
         "imagenet"
     )

@@ -170,3 +170,30 @@ def test_an_unknown_backbone_is_refused_before_the_upsampler_is_looked_for(tmp_p
     with pytest.raises(UnknownNameError, match="unknown backbone 'dinov2_vits'") as e:
         load_pipeline("loftup_dinov2s", backbone="dinov2_vits")
     assert "did you mean dinov2_vits14" in str(e.value) and "haiwen/" not in str(e.value)
+
+
+def test_a_backbone_of_another_width_is_refused_at_the_save_not_at_the_load(tmp_path):
+    """LoftUp(dim=64) saved recording dinov2_tiny (32-d) was written; its load then refused the
+    pairing and told to "pass the backbone it was trained with, dinov2_tiny", the one that had
+    just failed. The save says it, with the backbones of the upsampler's width, and writes
+    nothing; weights of another width given (a small model of that architecture) record it."""
+    import loftup
+    from loftup.errors import UsageError
+
+    model = LoftUp(dim=64, depth=1, num_heads=2, n_freqs=4)
+    with pytest.raises(UsageError) as e:
+        model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
+    said = str(e.value)
+    assert "dinov2_tiny gives 32-d features but this upsampler takes 64-d ones" in said
+    assert "backbones of 64-d features: scenes_vit_p8" in said and "backbone_weights=" in said
+    assert not (tmp_path / "up").exists()
+    # a record of that kind (weights of that width named at the save, not at the load): the
+    # load names the backbones that fit, not the recorded one again
+    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights="w")
+    with pytest.raises(loftup.LoftUpError) as e:
+        loftup.load_pipeline(folder)
+    said = str(e.value)
+    assert "records dinov2_tiny all the same, an inconsistent record" in said, said
+    assert "pass backbone=NAME (CLI: --backbone NAME), one of the backbones of its 64-d " in said
+    assert "pass the backbone it was trained with" not in said
+    assert loftup.load_pipeline(folder, backbone="scenes_vit_p8").featurizer.dim == 64

@@ -15,10 +15,10 @@ from loftup.errors import CheckpointError
 def two_saves(tmp_path):
     """Two saves of different upsamplers: a (2 heads) and b (4 heads)."""
     torch.manual_seed(0)
-    a = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
-    a.save_pretrained(tmp_path / "a", backbone="dinov2_vits14")
+    a = LoftUp(dim=32, num_heads=2, n_freqs=2).eval()
+    a.save_pretrained(tmp_path / "a", backbone="dinov2_tiny")
     torch.manual_seed(1)
-    b = LoftUp(dim=8, num_heads=4, n_freqs=2).eval()
+    b = LoftUp(dim=32, num_heads=4, n_freqs=2).eval()
     return a, b
 
 
@@ -34,7 +34,7 @@ def test_another_saves_pickle_beside_config_json_is_refused(tmp_path):
         load_upsampler(folder)
     torch.save(a.state_dict(), folder / "pytorch_model.bin")  # its own weights: read with it
     got = load_upsampler(folder)
-    assert (got.config.num_heads, got.backbone) == (2, "dinov2_vits14")
+    assert (got.config.num_heads, got.backbone) == (2, "dinov2_tiny")
 
 
 def test_a_training_checkpoint_whose_record_contradicts_config_json_is_refused(tmp_path):
@@ -49,12 +49,12 @@ def test_a_training_checkpoint_whose_record_contradicts_config_json_is_refused(t
     with pytest.raises(CheckpointError, match="another save"):
         load_upsampler(folder)  # other weights
     ckpt = {"model": a.state_dict(), "model_config": b.config.to_dict()}  # a's, 4 heads said
-    torch.save({**ckpt, "backbone": "dinov2_vits14"}, folder / "model.pt")
+    torch.save({**ckpt, "backbone": "dinov2_tiny"}, folder / "model.pt")
     with pytest.raises(CheckpointError, match=r"config.json contradicts the record in .*model.pt"):
         load_upsampler(folder)
     ckpt = {"model": a.state_dict(), "model_config": a.config.to_dict()}
     torch.save({**ckpt, "backbone": "dinov2_vitb14"}, folder / "model.pt")
-    with pytest.raises(CheckpointError, match="backbone 'dinov2_vitb14' against 'dinov2_vits14'"):
+    with pytest.raises(CheckpointError, match="backbone 'dinov2_vitb14' against 'dinov2_tiny'"):
         load_upsampler(folder)
     (folder / "config.json").unlink()  # the checkpoint alone: its own record
     got = load_upsampler(folder)
@@ -82,13 +82,13 @@ def test_a_training_checkpoint_whose_backbone_norm_contradicts_config_json_is_re
     """A model.pt recording backbone_norm "own" beside a config.json of the same weights that
     says "imagenet" loaded with "imagenet", silently: the backbone fed another input scale."""
     torch.manual_seed(0)
-    a = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
-    a.save_pretrained(tmp_path / "a", backbone="dinov2_vits14", backbone_norm="imagenet")
+    a = LoftUp(dim=32, num_heads=2, n_freqs=2).eval()
+    a.save_pretrained(tmp_path / "a", backbone="dinov2_tiny", backbone_norm="imagenet")
     folder = tmp_path / "run"
     folder.mkdir()
     shutil.copy(tmp_path / "a" / "config.json", folder)
     ckpt = {"model": a.state_dict(), "model_config": a.config.to_dict()}
-    torch.save({**ckpt, "backbone": "dinov2_vits14", "backbone_norm": "own"}, folder / "model.pt")
+    torch.save({**ckpt, "backbone": "dinov2_tiny", "backbone_norm": "own"}, folder / "model.pt")
     with pytest.raises(CheckpointError, match="backbone_norm 'own' against 'imagenet'"):
         load_upsampler(folder)
     (folder / "config.json").unlink()  # the checkpoint alone: its own record

@@ -34,7 +34,7 @@ def test_what_config_json_cannot_record_is_refused_before_anything_is_written(tm
     JSON cannot hold), leaving a folder of one save's weights and another's record or none; a
     backbone that is not a name was written, and the load refused the folder."""
     model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
-    first = model.save_pretrained(tmp_path / "up", backbone="dinov2_vits14")
+    first = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
     before = {p.name: p.read_bytes() for p in first.iterdir()}
     with pytest.raises(UsageError) as e:
         LoftUp(dim=32, depth=1, num_heads=4, n_freqs=4).save_pretrained(tmp_path / "up", **kw)
@@ -74,9 +74,9 @@ def test_a_wrapped_upsampler_saves_as_the_upsampler_it_wraps(tmp_path, name):
 
     torch.manual_seed(0)
     model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
-    save_pretrained(_Wrapper(model, name), tmp_path / "up", backbone="dinov2_vits14")
+    save_pretrained(_Wrapper(model, name), tmp_path / "up", backbone="dinov2_tiny")
     loaded = load_upsampler(tmp_path / "up")
-    assert loaded.config == model.config and loaded.backbone == "dinov2_vits14"
+    assert loaded.config == model.config and loaded.backbone == "dinov2_tiny"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(UsageError, match=r"^save_pretrained saves a LoftUp, got Linear\(\.\.\.\)$"):
@@ -93,8 +93,8 @@ def test_a_pickles_folder_with_a_loftup_config_json_is_read_with_its_record(tmp_
     from loftup import load_upsampler
 
     torch.manual_seed(0)
-    model = LoftUp(dim=8, num_heads=7, n_freqs=2, attention_window=3).eval()
-    folder = model.save_pretrained(tmp_path / "saved", backbone="dinov2_vits14")
+    model = LoftUp(dim=32, num_heads=13, n_freqs=2, attention_window=3).eval()
+    folder = model.save_pretrained(tmp_path / "saved", backbone="dinov2_tiny")
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     files = {n: folder / n for n in ("pytorch_model.bin", "config.json")}
@@ -104,11 +104,11 @@ def test_a_pickles_folder_with_a_loftup_config_json_is_read_with_its_record(tmp_
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    lr, image = torch.randn(1, 32, 4, 4), torch.rand(1, 3, 16, 16)
     for source in (folder, "someone/up"):
         got = load_upsampler(source)
-        assert (got.config.num_heads, got.config.attention_window) == (7, 3), source
-        assert (got.backbone, got.backbone_norm) == ("dinov2_vits14", model.backbone_norm)
+        assert (got.config.num_heads, got.config.attention_window) == (13, 3), source
+        assert (got.backbone, got.backbone_norm) == ("dinov2_tiny", model.backbone_norm)
         with torch.no_grad():
             assert torch.equal(got(lr, image), model(lr, image)), source
 

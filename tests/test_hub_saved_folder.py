@@ -139,7 +139,7 @@ def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
     record too."""
     torch.manual_seed(0)
     model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).eval()
-    model.backbone, model.backbone_norm = "dinov2_vits14", "own"
+    model.backbone, model.backbone_norm = "dinov2_tiny", "own"
     folder = model.save_pretrained(tmp_path / "up")
     lr, image = torch.randn(1, 32, 4, 4), torch.rand(1, 3, 28, 28)
     with torch.no_grad():
@@ -153,7 +153,7 @@ def test_a_save_pretrained_file_alone_loads_as_the_same_upsampler(tmp_path):
     for source in (folder, folder / "model.safetensors"):
         loaded = load_upsampler(source)
         assert loaded.config == model.config and loaded.config.num_heads == 2
-        assert (loaded.backbone, loaded.backbone_norm) == ("dinov2_vits14", "own")
+        assert (loaded.backbone, loaded.backbone_norm) == ("dinov2_tiny", "own")
         with torch.no_grad():
             assert torch.equal(loaded(lr, image), want)
 

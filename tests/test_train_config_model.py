@@ -117,12 +117,12 @@ def test_a_stage_one_config_as_printed_or_saved_starts_stage_two_from_its_result
     arch = {"depth": 1, "num_heads": 2, "n_freqs": 4}
     printed = load_config({}, [f"model.{k}={v}" for k, v in arch.items()]).to_dict()
     assert printed["model"]["mlp_dim"] is None
-    for mlp_dim, refused in ((None, False), (8, False), (4, True)):  # dim 8: small and quick
+    for mlp_dim, refused in ((None, False), (32, False), (4, True)):  # dim 32: small and quick
         init = tmp_path / f"init_{mlp_dim}"
-        save_pretrained(LoftUp(dim=8, mlp_dim=mlp_dim, **arch), init, backbone="dinov2_vits14")
+        save_pretrained(LoftUp(dim=32, mlp_dim=mlp_dim, **arch), init, backbone="dinov2_tiny")
         cfg = load_config({**printed, "stage": 2, "init": str(init)}, stage=2)
-        if refused:  # null is dim (8), not this init's 4
+        if refused:  # null is dim (32), not this init's 4
             with pytest.raises(UsageError, match="model.mlp_dim=null contradicts init .*=4:"):
                 with_init_architecture(cfg)
         else:
-            assert with_init_architecture(cfg).model.mlp_dim == 8
+            assert with_init_architecture(cfg).model.mlp_dim == 32

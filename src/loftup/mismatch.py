@@ -48,6 +48,33 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
     )
 
 
+def refuse_other_width(upsampler: LoftUp, featurizer: Featurizer, backbone_weights) -> None:
+    """A LoftUpError where ``featurizer`` gives features of another width than ``upsampler``
+    takes, with what to pass instead: the backbone it records, or, where that is the one that
+    failed (a record saved with another backbone's name), the backbones of its width."""
+    from .errors import LoftUpError
+    from .featurizers import ALIASES
+    from .pipeline_checks import backbones_advice
+
+    if featurizer.dim == upsampler.dim:
+        return
+    trained_on = getattr(upsampler, "backbone", None)
+    fix = f"pass the backbone it was trained with{f', {trained_on}' if trained_on else ''}"
+    if trained_on and ALIASES.get(trained_on, trained_on) == featurizer.name:
+        fix = (
+            f"pass the weights of {trained_on} it was trained on, of {upsampler.dim}-d features"
+            if backbone_weights is not None
+            else f"the upsampler {getattr(upsampler, 'source', None) or 'passed in'} records "
+            f"{trained_on} all the same, an inconsistent record (saved with another backbone's "
+            f"name): pass backbone=NAME (CLI: --backbone NAME), "
+            f"{backbones_advice(upsampler.dim)}, and save_pretrained it again with that backbone"
+        )
+    raise LoftUpError(
+        f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
+        f"expects {upsampler.dim}-d ones; {fix}"
+    )
+
+
 def _warn_if_other_norm(upsampler: LoftUp, featurizer: Featurizer) -> None:
     """Warn, once per pairing and process, where the upsampler records the normalisation its
     backbone's images had in training (``backbone_norm``: CLIP's and SigLIP's own constants, or

@@ -37,6 +37,7 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     BackboneMismatchWarning,
     _warn_if_other_backbone,
     _warn_if_other_norm,
+    refuse_other_width,
 )
 from .model import LoftUp
 from .pipeline_checks import (
@@ -263,20 +264,14 @@ def build_pipeline(
         name = backbone or upsampler.backbone
         norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
         featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
-    trained_on = getattr(upsampler, "backbone", None)
-    if featurizer.dim != upsampler.dim:
-        which = f", {trained_on}" if trained_on else ""
-        raise LoftUpError(
-            f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
-            f"expects {upsampler.dim}-d ones; pass the backbone it was trained with{which}"
-        )
+    refuse_other_width(upsampler, featurizer, backbone_weights)
     # what is loaded here in float32 unless dtype says otherwise; a module passed in keeps its own
     upsampler = upsampler.to(device, dtype or (None if upsampler is model else torch.float32))
     upsampler = upsampler.eval()
     featurizer = featurizer.to(device, dtype or (None if featurizer is backbone else torch.float32))
     featurizer = featurizer.eval()
     if backbone is not None:
-        _warn_if_other_backbone(upsampler, trained_on, featurizer.name)
+        _warn_if_other_backbone(upsampler, upsampler.backbone, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
 

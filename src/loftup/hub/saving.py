@@ -33,11 +33,17 @@ def save_pretrained(
     backbone: str | None = None,
     backbone_norm: str | None = None,
     metadata: dict | None = None,
+    backbone_weights: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (hyper-parameters, backbone and what it
     is given, its ``input_norm``) to a folder, each atomically: the weights first, their
     record in their own header too. Both records hold the weights' digest, so a config.json
-    left by an earlier save (a save stopped between the two files) is said on load."""
+    left by an earlier save (a save stopped between the two files) is said on load.
+
+    A backbone whose registered width is not ``model.dim`` is refused (the load would pair them
+    and fail), unless ``backbone_weights`` says which weights it was trained on: a model of the
+    same architecture and another width (a small one), whose width is theirs. They are not
+    recorded (a path of this machine): give them again at load, ``backbone_weights=``."""
     from safetensors.torch import save_file
 
     from .. import __version__
@@ -47,6 +53,8 @@ def save_pretrained(
     backbone = backbone if backbone is not None else getattr(model, "backbone", None)
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
     check_recordable(backbone, backbone_norm, metadata)  # before either file is written
+    if backbone is not None and backbone_weights is None:
+        _check_width(model, backbone)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {
         "format": FORMAT_TAG,
@@ -65,6 +73,29 @@ def save_pretrained(
         info["metadata"] = metadata
     write_json(directory / CONFIG_NAME, info)
     return directory
+
+
+def _check_width(model: LoftUp, backbone: str) -> None:
+    """A UsageError where the registered ``backbone`` gives features of another width than
+    ``model``'s: recorded, its load paired them and refused the pairing, naming as the one to
+    pass the backbone that had just failed."""
+    from ..featurizers import backbones_of_dim, resolve
+
+    spec = resolve(backbone)
+    if spec.dim != model.dim:
+        names = backbones_of_dim(model.dim)
+        record = (
+            f"record one of the backbones of {model.dim}-d features: {', '.join(names)}"
+            if names
+            else f"no registered backbone gives {model.dim}-d features: register yours first "
+            "(loftup.featurizers.register)"
+        )
+        raise UsageError(
+            f"backbone {backbone} gives {spec.dim}-d features but this upsampler takes "
+            f"{model.dim}-d ones, so its load could not pair them; {record} (trained on "
+            f"weights of {backbone}'s architecture at another width: pass them too, "
+            "backbone_weights=PATH, and at load again)"
+        )
 
 
 def _folder(directory) -> Path:

@@ -126,6 +126,7 @@ def finish_run(
     final = out_dir / "final"
     meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
     kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
+    kw["backbone_weights"] = cfg.backbone_weights  # of another width than the name's, say
     save_pretrained(trainee.upsampler, final, **kw)
     if teacher is not None:
         save_pretrained(teacher.model, out_dir / "final_teacher", **kw)
