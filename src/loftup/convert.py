@@ -58,21 +58,38 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
             f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
     try:
-        if "model" in obj and isinstance(obj.get("model"), dict):  # our training checkpoints
-            return _tensors_by_name(strip_wrappers(obj["model"])), obj.get("model_config")
-        if "state_dict" in obj and isinstance(obj["state_dict"], dict):  # reference training
-            state = _held(strip_wrappers(obj["state_dict"]))
-            if _is_native(state):  # torch.save({"state_dict": model.state_dict()}) of a LoftUp
-                return _tensors_by_name(state), None
-            state = training_to_reference(state)
+        state = _own_state(obj)
+        if state is not None:  # our training checkpoints' "model" record their config
+            config = obj.get("model_config") if isinstance(obj.get("model"), dict) else None
+            return _tensors_by_name(state), config
+        if isinstance(obj.get("state_dict"), dict):  # reference training
+            state = training_to_reference(strip_wrappers(obj["state_dict"]))
             return reference_to_native(_tensors_by_name(state)), None
-        obj = strip_wrappers(obj)  # a compiled or DDP-wrapped module's state dict, saved as is
-        _tensors_by_name(obj)
-        if any(k.startswith(("upsampler.", "channelnorm.")) for k in obj):
-            return reference_to_native(obj), None
+        return reference_to_native(_tensors_by_name(strip_wrappers(obj))), None
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
-    return obj, None
+
+
+def in_own_layout(obj) -> bool:
+    """Whether checkpoint object ``obj`` holds its weights in this package's layout (a state
+    dict of a LoftUp, bare or wrapped), not the paper's (its hub files and training
+    checkpoints, which are its 4 heads)."""
+    return isinstance(obj, dict) and _own_state(obj) is not None
+
+
+def _own_state(obj: dict) -> dict | None:
+    """The state dict in this package's layout that ``obj`` holds (``loftup train``'s "model",
+    a ``{"state_dict": ...}`` of a LoftUp's, a LoftUp's own, each perhaps of a compiled or DDP
+    module), or None where it holds the paper's: hub keys (``upsampler.*``, ``channelnorm.*``)
+    or a training checkpoint's (``model.1.norm.*``)."""
+    if isinstance(obj.get("model"), dict):  # our training checkpoints
+        return strip_wrappers(obj["model"])
+    if isinstance(obj.get("state_dict"), dict):
+        state = _held(strip_wrappers(obj["state_dict"]))
+        return state if _is_native(state) else None  # torch.save({"state_dict": ...}) of ours
+    state = strip_wrappers(obj)  # a compiled or DDP-wrapped module's state dict, saved as is
+    paper = ("upsampler.", "channelnorm.")
+    return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
 
 
 def _is_native(state: dict) -> bool:

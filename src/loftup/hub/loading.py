@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 from ..checks import as_dtype, resolve_device, shown
-from ..convert import build_from_state, infer_config, to_native
+from ..convert import build_from_state, in_own_layout, infer_config, to_native
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
+from ..escaping import printable
 from ..model import LoftUp, LoftUpConfig
 from ..paths import check_visible
 from .checks import (
@@ -221,6 +222,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     if num_heads is not None and released is None:
         config = _with_heads(config, state, origin, num_heads, released=False)
     model = build_from_state(state, config, str(file) if released else origin, built_fix)
+    if config is None and released is None and in_own_layout(obj):  # not the paper's: its 4
+        _warn_default_heads(origin)
     if released is not None:
         check_released_architecture(model, released, file)
         # the hub commit of the cache's snapshots/<commit>/ it was read from (run.json's init)
@@ -231,6 +234,31 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     model.backbone_norm = backbone_norm
     model.source = origin
     return model.eval(), obj
+
+
+#: The files :func:`_warn_default_heads` warned of in this process
+_WARNED_HEADS: set[str] = set()
+
+
+def _warn_default_heads(origin: str) -> None:
+    """Warn, once per file and process, that ``origin``, a LoftUp's state dict in this
+    package's layout with no record of its heads, is read with the default 4: another number
+    loads as well (the weights' shapes do not say it) and computes other features."""
+    if origin in _WARNED_HEADS:
+        return
+    _WARNED_HEADS.add(origin)
+    import warnings
+
+    warnings.warn(
+        printable(
+            f"{origin} holds a LoftUp's weights without a record of its attention heads "
+            "(save_pretrained's config.json, loftup train's model_config), so it is read with "
+            "the default 4, which its weights' shapes cannot confirm; if it was trained with "
+            "another number its features are wrong: load it with "
+            f"load_upsampler({origin!r}, num_heads=N), and save_pretrained it to record them"
+        ),
+        stacklevel=5,  # load_upsampler's caller
+    )
 
 
 def _with_heads(

@@ -1,0 +1,52 @@
+"""Checkpoints a user's own code writes around a LoftUp (loftup.convert, hub/loading.py): read
+with the heads they were trained with, or told that they could not be."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from loftup import LoftUp, load_upsampler
+from loftup.convert import native_to_reference
+
+
+def _loads(path, **kw) -> tuple[LoftUp, list[str]]:
+    """``load_upsampler(path, **kw)`` and the warnings it gave."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        model = load_upsampler(path, **kw)
+    return model, [str(w.message) for w in said]
+
+
+@pytest.mark.parametrize("wrap", ["bare", "state_dict", "safetensors"])
+def test_loftups_own_state_dict_without_a_record_of_its_heads_is_said_read_with_4(tmp_path, wrap):
+    """A 2-head LoftUp's state dict, saved bare or as {"state_dict": ...}, loaded with 4 heads
+    and no word (outputs off by about 1): the heads are not in the weights' shapes. It warns,
+    once, naming the call that reads it right; the paper's files (its 4 heads) do not."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    path = tmp_path / ("w.safetensors" if wrap == "safetensors" else "w.pt")
+    if wrap == "safetensors":
+        save_file(model.state_dict(), path)
+    else:
+        torch.save(
+            model.state_dict() if wrap == "bare" else {"state_dict": model.state_dict()}, path
+        )
+    got, said = _loads(path)
+    assert got.config.num_heads == 4 and len(said) == 1, said
+    assert said[0].startswith(f"{path} holds a LoftUp's weights without a record of its "), said
+    assert f"load_upsampler({str(path)!r}, num_heads=N)" in said[0]
+    assert _loads(path)[1] == []  # once
+    right, said = _loads(path, num_heads=2)
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert said == [] and torch.equal(right(lr, image), model(lr, image))
+    # the paper's layout, and a loftup train checkpoint, whose model_config records the heads
+    torch.save(native_to_reference(model.state_dict()), tmp_path / "hub.bin")
+    ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict()}
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert _loads(tmp_path / "hub.bin")[1] == [] and _loads(tmp_path / "checkpoint.pt")[1] == []
