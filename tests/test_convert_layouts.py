@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from loftup import LoftUp, load_upsampler
+from loftup import CheckpointError, LoftUp, load_upsampler
 from loftup.convert import native_to_reference
 
 
@@ -50,3 +50,44 @@ def test_loftups_own_state_dict_without_a_record_of_its_heads_is_said_read_with_
     ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict()}
     torch.save(ckpt, tmp_path / "checkpoint.pt")
     assert _loads(tmp_path / "hub.bin")[1] == [] and _loads(tmp_path / "checkpoint.pt")[1] == []
+
+
+def test_a_loftup_held_beside_other_weights_or_under_the_tutorials_key_loads(tmp_path, monkeypatch):
+    """A LightningModule's checkpoint of self.upsampler beside a frozen self.backbone, a bare
+    lit_module.state_dict() (upsampler.*), and PyTorch's tutorial's {"model_state_dict": ...}
+    were refused as "training checkpoint has no channel norm", "fits no known LoftUp reference
+    layout" or "entry 'model_state_dict' is a OrderedDict": each loads the LoftUp it holds. One
+    of a model and its EMA copy is refused naming both, with a line that keeps one, which runs."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+
+    def under(prefix: str) -> dict:
+        return {prefix + k: v for k, v in state.items()}
+
+    files = {
+        "lightning": {"state_dict": {**under("upsampler."), "backbone.w": torch.ones(3)}},
+        "bare": {**under("upsampler."), "backbone.embeddings.weight": torch.ones(4, 4)},
+        "tutorial": {"model_state_dict": state, "optimizer_state_dict": {}, "epoch": 1},
+        "ddp": {"model_state_dict": under("module.")},
+    }
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        want = model(lr, image)
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / f"{name}.pt")
+        got = load_upsampler(tmp_path / f"{name}.pt", num_heads=2)
+        with torch.no_grad():
+            assert torch.equal(got(lr, image), want), name
+    ema = {k: v + 1 for k, v in state.items() if v.is_floating_point()}
+    torch.save({"state_dict": {**under("model."), **{"ema." + k: v for k, v in ema.items()}}},
+               tmp_path / "two.pt")  # fmt: skip
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "two.pt", num_heads=2)
+    said = str(e.value)
+    assert said.startswith(f"{tmp_path / 'two.pt'} holds 2 LoftUps, under 'ema.', 'model.': ")
+    monkeypatch.chdir(tmp_path)
+    exec("import torch; " + said.split("for 'model.': ")[1])  # the line it gives, as given
+    got = load_upsampler(tmp_path / "model_upsampler.pt", num_heads=2)
+    with torch.no_grad():
+        assert torch.equal(got(lr, image), want)

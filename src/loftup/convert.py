@@ -57,8 +57,8 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         raise CheckpointError(
             f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
+    state = _own_state(obj, origin)  # several LoftUps in one file: told how to keep one
     try:
-        state = _own_state(obj)
         if state is not None:  # our training checkpoints' "model" record their config
             config = obj.get("model_config") if isinstance(obj.get("model"), dict) else None
             return _tensors_by_name(state), config
@@ -77,19 +77,57 @@ def in_own_layout(obj) -> bool:
     return isinstance(obj, dict) and _own_state(obj) is not None
 
 
-def _own_state(obj: dict) -> dict | None:
+#: The keys of a checkpoint dict that hold a model's state dict: loftup train's "model",
+#: PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's) "state_dict"
+_HOLDERS = ("model", "model_state_dict", "state_dict")
+
+
+def _own_state(obj: dict, origin: str = "") -> dict | None:
     """The state dict in this package's layout that ``obj`` holds (``loftup train``'s "model",
-    a ``{"state_dict": ...}`` of a LoftUp's, a LoftUp's own, each perhaps of a compiled or DDP
-    module), or None where it holds the paper's: hub keys (``upsampler.*``, ``channelnorm.*``)
-    or a training checkpoint's (``model.1.norm.*``)."""
-    if isinstance(obj.get("model"), dict):  # our training checkpoints
-        return strip_wrappers(obj["model"])
-    if isinstance(obj.get("state_dict"), dict):
-        state = _held(strip_wrappers(obj["state_dict"]))
+    a LoftUp's own, bare or under a key of :data:`_HOLDERS`, each perhaps of a compiled or DDP
+    module, or under the name of a module that holds it beside others), or None where it holds
+    the paper's: hub keys (``upsampler.*``, ``channelnorm.*``) or a training checkpoint's
+    (``model.1.norm.*``). Several LoftUps in it (a model and its EMA copy) are a
+    CheckpointError naming them, and how to keep one (``origin``: the file)."""
+    key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
+    state = obj if key is None else obj[key]
+    inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]")
+    if inner is not None:  # a module's LoftUp (Lightning's self.upsampler), the rest left
+        return inner
+    state = strip_wrappers(state)  # a compiled or DDP-wrapped module's state dict, saved as is
+    if key == "state_dict":
+        state = _held(state)
         return state if _is_native(state) else None  # torch.save({"state_dict": ...}) of ours
-    state = strip_wrappers(obj)  # a compiled or DDP-wrapped module's state dict, saved as is
+    if key is not None:  # our training checkpoints', the tutorial's
+        return state
     paper = ("upsampler.", "channelnorm.")
     return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
+
+
+def _one_loftup(state: dict, origin: str, where: str) -> dict | None:
+    """The weights of the one LoftUp that ``state`` holds under a module's name ``P`` (its
+    ``P + "channel_norm.weight"`` and ``P + "image_encoder.phases"``), named as the LoftUp
+    names them; None where it holds none under a name (one at the top is read as it is).
+    Several (a model and its EMA copy, at the top or under names) are a CheckpointError naming
+    them, with the line that keeps one (``where``: ``state``'s key in the file's dict)."""
+    end = "channel_norm.weight"
+    prefixes = {k[: -len(end)] for k in state if isinstance(k, str) and k.endswith(end)}
+    names = sorted(
+        p for p in prefixes if (not p or p.endswith(".")) and p + "image_encoder.phases" in state
+    )
+    if len(names) > 1:
+        said = ", ".join(repr(n) if n else "the top level" for n in names)
+        p = names[-1]
+        out = f"{p.rstrip('.').replace('.', '_')}_upsampler.pt"
+        raise CheckpointError(
+            f"{origin} holds {len(names)} LoftUps, under {said}: keep the one to load in a file "
+            f"of its own and load that; for {p!r}: c = torch.load({origin!r}, weights_only=True)"
+            f"; torch.save({{k.removeprefix({p!r}): v for k, v in c{where}.items() if "
+            f"k.startswith({p!r})}}, {out!r})"
+        )
+    if not names or not names[0]:
+        return None
+    return {k[len(names[0]) :]: v for k, v in state.items() if k.startswith(names[0])}
 
 
 def _is_native(state: dict) -> bool:
