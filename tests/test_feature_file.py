@@ -98,3 +98,24 @@ def test_a_block_left_before_any_write_leaves_no_file_of_zeros(tmp_path):
         f.features[:, :1] = 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy"]
     assert np.load(tmp_path / "d.npy").tolist() == [[[1.0, 1.0], [0.0, 0.0]]]
+
+
+def test_a_dtype_is_read_by_its_name_as_the_pipelines_is(tmp_path):
+    """FeatureFile(..., "float32", ...) said "holds float32, ... not float32; pass one of
+    those": names are read as load_pipeline's dtype is (bf16, fp16 too), and one that is no
+    stored dtype is said in the same words."""
+    from loftup.errors import UsageError
+
+    for name, dtype in (
+        ("float32", torch.float32),
+        ("bf16", torch.bfloat16),
+        ("half", torch.float16),
+    ):
+        with FeatureFile(tmp_path / f"{name}.pt", "pt", name, SHAPE) as f:
+            assert f.dtype == dtype and f.features.dtype == dtype
+            f.features[:] = 1.0
+        assert torch.equal(load_features(tmp_path / f"{name}.pt"), torch.ones(SHAPE, dtype=dtype))
+    for bad in ("float64", torch.int8, None):
+        with pytest.raises(UsageError, match=r"feature file.* float32, float16 or bfloat16"):
+            FeatureFile(tmp_path / "bad.pt", "pt", bad, SHAPE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bf16.pt", "float32.pt", "half.pt"]

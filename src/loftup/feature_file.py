@@ -32,6 +32,21 @@ _MAPPED = {
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 
 
+def _stored_dtype(dtype) -> torch.dtype:
+    """The torch dtype that ``dtype`` names (:func:`loftup.checks.as_dtype`), or a UsageError
+    saying what a feature file holds."""
+    from .checks import as_dtype
+
+    if dtype is None:  # not float32 by default: the constructor's dtype is said, never assumed
+        raise UsageError("a feature file's dtype is float32, float16 or bfloat16, got None")
+    try:
+        return as_dtype(dtype)
+    except UsageError:
+        raise UsageError(
+            f"a feature file holds float32, float16 or bfloat16, not {dtype!r}; pass one of those"
+        ) from None
+
+
 class FeatureFile:
     """A feature file filled in place through a memory map, tile by tile: an output of any
     size in the memory of one tile, and the same bytes as :func:`loftup.outputs.save_features` writes for the
@@ -65,13 +80,11 @@ class FeatureFile:
     """
 
     def __init__(
-        self, path: str | Path, fmt: str, dtype: torch.dtype, shape: tuple, *, owner=None
+        self, path: str | Path, fmt: str, dtype: torch.dtype | str, shape: tuple, *, owner=None
     ) -> None:
+        if not (isinstance(dtype, torch.dtype) and dtype in _MAPPED):  # a name ("float32",
+            dtype = _stored_dtype(dtype)  # "bf16") read as the pipeline's: it was refused
         _check_format(fmt, dtype)
-        if dtype not in _MAPPED:
-            raise UsageError(
-                f"a feature file holds float32, float16 or bfloat16, not {dtype}; pass one of those"
-            )
         shape = tuple(int(n) for n in shape)
         if not shape or min(shape) < 1:
             raise UsageError(f"a feature file needs a shape with positive sizes, got {shape}")
