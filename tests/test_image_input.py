@@ -83,6 +83,27 @@ def test_a_list_of_images_is_told_to_call_once_per_image_or_use_the_folder_api(m
     assert isinstance(e.value, TypeError)
 
 
+@pytest.mark.parametrize(
+    "rows, fix",
+    [
+        ([[0, 255, 0], [255, 0, 255]], "numpy.asarray(image, dtype=numpy.uint8) (0-255 values)"),
+        (((0.0, 0.5), (1.0, 0.25)), "numpy.asarray(image) (floats in [0, 1])"),
+        ([[[0, 0, 0]] * 2] * 2, "numpy.asarray(image, dtype=numpy.uint8)"),
+    ],
+)
+def test_one_image_as_nested_rows_of_numbers_is_told_how_to_convert_it(rows, fix):
+    """upsample([[0, 255, 0], [255, 0, 255]]) was told to "call it once per image", as a list
+    of paths is: nested numbers are one image, told the conversion to_tensor advises, before
+    any weights load; a list of images keeps its own advice (above)."""
+    import loftup
+
+    with pytest.raises(ImageInputError) as e:
+        loftup.upsample(rows, model="no_such_upsampler")
+    said = str(e.value)
+    assert f"got a {type(rows).__name__} of numbers; convert it with {fix}" in said, said
+    assert "once per image" not in said
+
+
 def _quick_pipeline():
     """A pipeline of the shipped scene backbone at the image's own size: no transformers."""
     import loftup

@@ -15,6 +15,7 @@ The pipeline it runs (a backbone and its upsampler, in a precision) is
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -116,16 +117,28 @@ def _as_batch(image) -> tuple[torch.Tensor, bool]:
 def _refuse_many(image) -> None:
     """An :class:`~loftup.image_input.ImageInputError` where ``image`` is a list or tuple (of
     paths, say), said as such before any weights load: it was "expected a path, PIL image ...,
-    got list; convert it with numpy.asarray(image)", which no list of paths can follow."""
-    from .image_input import ImageInputError
+    got list; convert it with numpy.asarray(image)", which no list of paths can follow; one of
+    nested numbers (an image's rows) is told how to convert them."""
+    from .image_input import ImageInputError, _nested_fix
 
+    if not isinstance(image, (list, tuple)):
+        return
+    took = "upsample takes one image (a path, PIL image, numpy array or tensor), got a"
+    if _numbers(image):  # one image as nested rows of pixels: to_tensor's advice for them
+        raise ImageInputError(f"{took} {type(image).__name__} of numbers; {_nested_fix(image)}")
+    raise ImageInputError(
+        f"{took} {type(image).__name__} of {len(image)}; call it once per image, pass images of "
+        "one size as a (B, 3, H, W) tensor, or write the features of many files with "
+        "loftup.extract.upsample_folder(paths, out_dir)"
+    )
+
+
+def _numbers(image) -> bool:
+    """Whether ``image`` is numbers nested in lists or tuples (rows of pixels), not a sequence
+    of images (paths, PIL images, arrays)."""
     if isinstance(image, (list, tuple)):
-        raise ImageInputError(
-            f"upsample takes one image (a path, PIL image, numpy array or tensor), got a "
-            f"{type(image).__name__} of {len(image)}; call it once per image, pass images of "
-            "one size as a (B, 3, H, W) tensor, or write the features of many files with "
-            "loftup.extract.upsample_folder(paths, out_dir)"
-        )
+        return bool(image) and all(map(_numbers, image))
+    return isinstance(image, numbers.Number)
 
 
 class _Default(int):
