@@ -31,6 +31,7 @@ _LAZY = {
     "get_featurizer": "loftup.featurizers",
     "FEATURIZERS": "loftup.featurizers",
     "upsample": "loftup.api",
+    "clear_cache": "loftup.api",
     "load_pipeline": "loftup.pipeline",
     "BackboneMismatchWarning": "loftup.mismatch",
     "load_image": "loftup.io",

@@ -65,6 +65,7 @@ __all__ = [
     "check_pixels",
     "check_size",
     "checked_options",
+    "clear_cache",
     "load_pipeline",
     "output_size",
     "resolve_device",
@@ -81,6 +82,14 @@ def _cached_pipeline(
     return build_pipeline(
         model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
     )
+
+
+def clear_cache() -> None:
+    """Release what :func:`upsample` keeps between calls: the pipeline it built for the last
+    upsampler named by a name, a path or a hub id (its upsampler and backbone, where they run,
+    and a backbone module passed with it, which it holds too). The next such call loads them
+    again. A pipeline or a LoftUp passed as ``model`` is never kept."""
+    _cached_pipeline.cache_clear()
 
 
 def _weights_key(model: str | os.PathLike) -> tuple:
@@ -210,7 +219,8 @@ def upsample(
       model: a released upsampler name, a weights file or folder, the hub id ``ORG/NAME`` of
         an upsampler save_pretrained wrote (what :func:`loftup.load_upsampler` takes), a
         LoftUp, or a :class:`FeaturePipeline` (run as built: an argument below that contradicts
-        it is a :class:`UsageError`; names are cached between calls).
+        it is a :class:`UsageError`; names are cached between calls, until
+        :func:`clear_cache`).
       size: output size: None (the image's), N (shorter side N) or (H, W).
       backbone, backbone_weights, backbone_size, backbone_norm, device, dtype: see
         :func:`load_pipeline`
