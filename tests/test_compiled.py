@@ -1,7 +1,8 @@
 """loftup.compiled on the CPU: the untiled forward that CUDA graphs and torch.compile capture,
-torch.compile itself (the inductor's C++ backend) and frames in batches. These functions are the
-GPU's small-output path; here they are checked against the model's own forward so that a
-mistake in them shows up without a GPU (tests/test_cuda.py checks the graphs on one)."""
+torch.compile itself (the inductor's C++ backend); frames in batches are
+test_compiled_frames.py's. These functions are the GPU's small-output path; here they are
+checked against the model's own forward so that a mistake in them shows up without a GPU
+(tests/test_cuda.py checks the graphs on one)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from loftup.compiled import (
     untiled,
     untiled_decode,
     untiled_queries,
-    upsample_frames,
 )
 from model_helpers import perturb
 
@@ -92,7 +92,7 @@ def test_compiled_upsampler_computes_the_models_output():
     with torch.inference_mode():
         ref = small(lr, image)
     out = fn(lr, image)
-    assert out.shape == ref.shape
+    assert out.shape == ref.shape and not out.is_inference()  # as the model's own outside it
     assert (out - ref).abs().max().item() <= 1e-5
     with torch.no_grad():
         small.norm.weight.add_(1.0)  # the model moves on; the compiled function does not
@@ -124,6 +124,21 @@ def test_a_compiled_upsampler_folds_with_the_models_settings(small, monkeypatch)
         small.conv, small.chunk_size = "auto", None
     assert seen == [97] and torch.equal(out, direct)
     assert (out - ref).abs().max().item() <= 5e-6  # Winograd's stem was 3e-5 away
+
+
+def test_a_compiled_upsamplers_output_is_a_plain_tensor(small, monkeypatch):
+    """compile_upsampler's function returned inference tensors, unlike the model, a pipeline or
+    upsample: features normalised in place raised "Inplace update to inference tensor outside
+    InferenceMode", and a probe trained on them could not save them for its backward. The
+    compiler is left out (an identity): the mode it is called in is what this checks."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    lr, image = _inputs()
+    out = compile_upsampler(small)(lr, image)
+    assert not out.is_inference() and not out.requires_grad
+    out.div_(out.norm(dim=1, keepdim=True))  # in place, as a user normalises features
+    probe = torch.nn.Conv2d(16, 2, 1)
+    probe(out).sum().backward()  # saved for a backward
+    assert probe.weight.grad is not None
 
 
 def test_a_compiled_upsampler_takes_a_precision_by_name(small, monkeypatch):
@@ -245,70 +260,3 @@ def test_a_cuda_graph_of_a_training_model_is_refused(small):
             graph_upsampler(small, *_inputs())
     finally:
         small.eval()
-
-
-def test_frames_in_batches_equal_each_frame_alone(small):
-    """Five frames in batches of two (the last batch holds one): each frame's features are
-    those of the frame upsampled alone, in order."""
-    lr, frames = _inputs(batch=5, seed=4)
-    out = list(upsample_frames(small, zip(lr, frames), batch_size=2))
-    assert len(out) == 5
-    with torch.inference_mode():
-        for i, got in enumerate(out):
-            want = small(lr[i : i + 1], frames[i : i + 1])[0]
-            assert got.shape == (16, 30, 26)
-            assert (got - want).abs().max().item() <= 1e-5
-    # a sequence that changes size part-way (frames 2 and 3 half-size) starts new batches
-    small_frames = torch.nn.functional.interpolate(frames, scale_factor=0.5, mode="bilinear")
-    mixed = [frames[0], frames[1], small_frames[2], small_frames[3], frames[4]]
-    out = list(upsample_frames(small, zip(lr, mixed), batch_size=4))
-    with torch.inference_mode():
-        for i, got in enumerate(out):
-            want = small(lr[i : i + 1], mixed[i][None])[0]
-            assert got.shape == want.shape and (got - want).abs().max().item() <= 1e-5
-
-
-@pytest.mark.parametrize(
-    "kwargs, words",
-    [
-        ({"batch_size": 0}, r"batch_size must be a whole number >= 1, got 0$"),
-        ({"batch_size": 2.5}, r"batch_size must be a whole number >= 1, got 2\.5$"),
-        ({"callback": print}, r"takes no callback=; for tiles of one batch call loftup\.tiling"),
-        ({"out": torch.empty(1)}, r"takes no out=; "),
-    ],
-)
-def test_frames_settings_that_cannot_be_used_are_named(small, kwargs, words):
-    """batch_size 0 or 2.5 held every frame of the sequence in one batch (its memory, and no
-    feature until the end), a callback= made the first batch fail with "'NoneType' object has
-    no attribute 'unbind'" after computing it, an out= wrote every batch into one tensor."""
-    from loftup import LoftUpError
-
-    lr, frames = _inputs(batch=3)
-    with pytest.raises(LoftUpError, match=words):
-        next(upsample_frames(small, zip(lr, frames), **kwargs))
-
-
-def test_frames_are_checked_as_the_models_inputs(small):
-    """upsample_frames ran unchecked: a grayscale frame gave features without a word, wrong
-    channels or a batched pair failed inside a layer, and a model in training mode gave
-    eval-mode features; each is now named in one line, with the fix."""
-    from loftup import LoftUpError
-
-    lr, frames = _inputs(batch=2)
-    bad = {
-        "image must have 3 channels": [(lr[0], frames[0, :1])],
-        "lr_feats has 15 channels but this upsampler expects C=16": [(lr[0, 1:], frames[0])],
-        r"lr_feats is on meta, the upsampler on cpu; move": [(lr[0].to("meta"), frames[0])],
-        r"takes pairs \(lr_feats \(C, h, w\), frame \(3, H, W\)\) of one frame each, got "
-        r"\(1, 16, 5, 5\) and \(1, 3, 30, 26\); for a batch": [(lr[:1], frames[:1])],
-    }
-    for words, pairs in bad.items():
-        with pytest.raises(LoftUpError, match=words):
-            list(upsample_frames(small, pairs))
-    small.train()
-    try:
-        with pytest.raises(LoftUpError, match=r"training mode .*; call model.eval\(\) first$"):
-            list(upsample_frames(small, zip(lr, frames)))
-    finally:
-        small.eval()
-    assert len(list(upsample_frames(small, zip(lr, frames)))) == 2

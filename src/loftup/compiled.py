@@ -99,7 +99,9 @@ def compile_upsampler(
 
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         check_inputs(lr_feats, image, model.config.dim, fw.conv1[0].device)  # as model() does
-        with torch.inference_mode():
+        # no_grad, not inference_mode, as the pipeline: inference tensors cannot be changed in
+        # place (features normalised) or saved for a backward (a probe) outside it
+        with torch.no_grad():
             return compiled(lr_feats, image)
 
     return call
