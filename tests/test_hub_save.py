@@ -21,6 +21,11 @@ from loftup.errors import UsageError
             "metadata['run']['when'] is a date, which config.json cannot hold: pass strings, "
             "numbers, booleans, None, lists and dicts",
         ),
+        (  # NaN and infinities were written as null, silently
+            {"metadata": {"best_miou": 0.5, "runs": [1.0, float("-inf")]}},
+            "metadata['runs'][1] is -inf (JSON has no NaN or infinity: None or a string instead)",
+        ),
+        ({"metadata": {"best_miou": float("nan")}}, "metadata['best_miou'] is nan (JSON has no "),
         ({"backbone": 5}, "backbone is a backbone's name (dinov2_vits14, say) or None, got 5"),
         (  # the featurizer in place of its name: its repr runs over lines
             {"backbone": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())},

@@ -6,6 +6,7 @@ shapes do not say (the heads, the backbone) comes from here."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -112,6 +113,8 @@ def _check_backbone_name(backbone: str) -> None:
 def _not_json(value, where: str) -> str | None:
     """Where in ``value`` (named ``where``) is something JSON cannot hold, and what it is; None
     where there is nothing of the kind."""
+    if isinstance(value, float) and not math.isfinite(value):  # written as null, silently
+        return f"{where} is {value!r} (JSON has no NaN or infinity: None or a string instead)"
     if _scalar(value):
         return None
     if isinstance(value, (list, tuple)):
