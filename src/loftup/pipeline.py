@@ -27,7 +27,7 @@ from .checks import (
     shown,
 )
 from .early_start import start_upsample
-from .errors import LoftUpError, UsageError, WeightsNotFoundError
+from .errors import UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
