@@ -73,3 +73,39 @@ def test_a_resume_with_the_same_modules_in_another_dtype_is_told_the_precision_a
     assert {p.dtype for p in pipe.featurizer.parameters()} == {torch.float32}  # converted
     # the same weights in float32: the run in bfloat16 goes on
     assert upsample_folder(**run, dtype="bfloat16", resume=True).kept == 1
+
+
+def test_a_half_precision_record_of_an_earlier_loftup_goes_on(upsampler, tmp_path):
+    """A record that a loftup before f63b95b wrote with ``--dtype bfloat16`` holds the digest
+    of the weights as they ran, converted (and no ``digests_of``): the upgraded loftup, whose
+    digests are of the float32 weights, refused its --resume and its rerun as a run of other
+    weights ("-m's weights X there, Y now"). Such a record is compared as it was taken; one
+    of other weights is still refused, and the record rewritten holds the float32 digest."""
+    import torch
+
+    import loftup
+    from loftup.hub.record import weights_digest as state_digest
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (30, 20), (200, 40, 90)).save(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    args = ["upsample", str(tmp_path / "in"), "-m", str(upsampler), "--backbone-size", "28"]
+    args += ["-o", str(out), "--dtype", "bfloat16", "--no-progress"]
+    assert main(args) == 0
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    record.pop("digests_of", None)  # (what a record without it is)
+    new = record["upsampler_sha256"]
+    # as f63b95b^ took it: extract.weights_digest(pipeline.upsampler), the module converted
+    ran = loftup.load_upsampler(str(upsampler)).to(torch.bfloat16)
+    old = state_digest(ran.state_dict())[:16]
+    assert old != new
+    for digest, code in ((old, 0), ("0123456789abcdef", 2)):
+        (out / OPTIONS_NAME).write_text(json.dumps({**record, "upsampler_sha256": digest}))
+        (out / "b.pt").unlink(missing_ok=True)
+        assert main([*args, "--resume"]) == code
+        assert (out / "b.pt").exists() == (code == 0)
+    (out / OPTIONS_NAME).write_text(json.dumps({**record, "upsampler_sha256": old}))
+    assert main(args) == 0  # a rerun of the same options too
+    rewritten = json.loads((out / OPTIONS_NAME).read_text())
+    assert (rewritten["upsampler_sha256"], rewritten["digests_of"]) == (new, "float32")

@@ -15,7 +15,13 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
-from .run_models import _check_model, _passed_in_backbone, _recorded_model, load_models
+from .run_models import (
+    _check_model,
+    _passed_in_backbone,
+    _recorded_model,
+    as_compared,
+    load_models,
+)
 from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
 
 
@@ -97,6 +103,7 @@ def upsample_folder(
         without_own_pictures,
         write_options,
     )
+    from .record import DIGESTS_OF
     from .record_lock import record_lock
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
@@ -155,6 +162,7 @@ def upsample_folder(
             "loftup_version": __version__,
             "model": _recorded_model(model),  # local paths resolved: ./w and /abs/w are one
             "upsampler_sha256": digest,
+            "digests_of": DIGESTS_OF,  # (an earlier loftup's digests: of the weights as they ran)
             "backbone": pipeline.featurizer.name,
             "backbone_weights": recorded_path(backbone_weights),
             "backbone_size": backbone_size,
@@ -171,7 +179,9 @@ def upsample_folder(
             "batch_size": batch_size,
             "outputs": None,  # what the folder holds (_settled)
         }
-        saved, stale = _settled(out, options, saved, jobs, fmt, viz, resume, said_as)
+        weights = (pipeline.upsampler, pipeline.featurizer if backbone_digest else None)
+        settle = dict(jobs=jobs, fmt=fmt, viz=viz, resume=resume, said_as=said_as, weights=weights)
+        saved, stale = _settled(out, options, saved, **settle)
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
         if rank == 0:  # only rank 0 writes and marks the record: the id is its
@@ -184,9 +194,7 @@ def upsample_folder(
                 now = read_record(out, resume=resume, said_as=said_as)
                 if now != read:
                     try:
-                        saved, stale = _settled(
-                            out, options, now, jobs, fmt, viz, resume, said_as, racing=True
-                        )
+                        saved, stale = _settled(out, options, now, **settle, racing=True)
                     except LoftUpError as e:
                         raise LoftUpError(
                             f"another run began writing in {out} while this one loaded its "
@@ -235,20 +243,24 @@ def upsample_folder(
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
 
 
-def _settled(out: Path, options: dict, saved, jobs, fmt, viz, resume: bool, said_as, racing=False):
+def _settled(
+    out: Path, options: dict, saved, *, jobs, fmt, viz, resume: bool, said_as, weights, racing=False
+):
     """The record ``saved`` of ``out`` that a run of ``options`` over ``jobs`` goes on from,
     and the differences of one it replaces (:func:`~loftup.extract.stale_record`: None then,
     as the record; a file there at an output's name is then not loftup's); ``options["outputs"]``
     set to what the folder then holds. Refused where its files were made with other options
-    (:func:`~loftup.extract.check_options`)."""
+    (:func:`~loftup.extract.check_options`; an earlier loftup's digests compared as it took
+    them, of ``weights``, the upsampler and a Featurizer passed in or None: :func:`as_compared`)."""
     from . import check_clobbering, check_options, recorded_outputs, stale_record
 
     options["outputs"] = recorded_outputs(saved, fmt, viz)
-    stale = stale_record(out, options, saved, said_as)
+    stale = stale_record(out, as_compared(options, saved, *weights), saved, said_as)
     if stale is not None:
         saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for
-    check_options(out, options, saved, resume=resume, said_as=said_as, racing=racing)
+    compared = as_compared(options, saved, *weights)
+    check_options(out, compared, saved, resume=resume, said_as=said_as, racing=racing)
     return saved, stale
 
 

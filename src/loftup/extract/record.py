@@ -33,11 +33,17 @@ OPTIONS_NAME = "upsample.json"
 #: ``run``: the id of the run that wrote it; ``running``: those writing under it,
 #: :func:`running_ids`; ``finished`` and ``written``: that the runs writing under it have
 #: all ended, and how many images' files the last left, :func:`mark_finished`;
-#: ``alone_since``: it began with no record there, :func:`.output_files.owned_output_in`).
+#: ``alone_since``: it began with no record there, :func:`.output_files.owned_output_in`;
+#: ``digests_of``: the precision its weights' digests are of, :data:`DIGESTS_OF`).
 _INFO_ONLY = (
     *("loftup_version", "model", "outputs", "run", "running", "finished", "written"),
-    "alone_since",
+    *("alone_since", "digests_of"),
 )
+#: ``upsample.json``'s ``digests_of``: its ``upsampler_sha256`` and ``backbone_sha256`` are
+#: of the weights in float32 (:func:`weights_digest`). A record without it, by a loftup before
+#: it, holds the digests of the weights as they ran, converted to its ``dtype`` (the
+#: upsampler) and ``backbone_dtype`` (a Featurizer passed in): :func:`.run_models.as_compared`.
+DIGESTS_OF = "float32"
 #: Its options that name a file or folder: recorded resolved (:func:`recorded_path`).
 _PATHS = ("model", "backbone_weights")
 

@@ -94,3 +94,37 @@ def _passed_in_backbone(digest: str | None, featurizer) -> dict:
     if digest is None:
         return {"backbone_sha256": None, "backbone_dtype": None}
     return {"backbone_sha256": digest, "backbone_dtype": _own_dtype(featurizer)}
+
+
+def as_compared(options: dict, saved: dict | None, upsampler, backbone) -> dict:
+    """``options`` as the record ``saved`` is compared with: where ``saved`` is an earlier
+    loftup's (no ``digests_of``, :data:`.record.DIGESTS_OF`), its ``upsampler_sha256`` was the
+    digest of the weights converted to its ``dtype``, and ``backbone_sha256`` of a Featurizer
+    passed in to its ``backbone_dtype``; such a digest of ``upsampler`` (``backbone``: the
+    module passed in, or None) that equals the record's stands for this run's (a record of
+    ``--dtype bfloat16`` was refused as one of other weights after an upgrade). Taken of a
+    copy on the CPU converted as ``.to(dtype)`` converts (a LoftUp keeps its phases and
+    BatchNorm in float32), for such a record only. Others as they are; the record this run
+    writes holds its own digests, of the weights in float32."""
+    import copy
+
+    from ..hub.record import weights_digest as state_digest
+    from .record import _as_recorded
+
+    if not isinstance(saved, dict) or "digests_of" in saved:
+        return options
+    compared = dict(options)
+    for key, module, dtype_key in (
+        ("upsampler_sha256", upsampler, "dtype"),
+        ("backbone_sha256", backbone, "backbone_dtype"),
+    ):
+        ran = _as_recorded("dtype", saved.get(dtype_key))
+        if (
+            isinstance(module, torch.nn.Module)
+            and saved.get(key) not in (None, options[key])
+            and ran in ("bfloat16", "float16")
+        ):
+            converted = copy.deepcopy(module).to("cpu", getattr(torch, ran))
+            if state_digest(converted.state_dict())[:16] == saved[key]:
+                compared[key] = saved[key]
+    return compared
