@@ -70,7 +70,7 @@ def test_a_resume_with_the_same_modules_in_another_dtype_is_told_the_precision_a
     told = str(caught.value)  # as a LoftUp's with a backbone by name is told
     diff = "(dtype 'bfloat16' there, 'float32' now; save_dtype 'bfloat16' there, 'float32' now)"
     assert diff in told, told
-    assert {p.dtype for p in pipe.featurizer.parameters()} == {torch.float32}  # converted
+    assert {p.dtype for p in pipe.featurizer.parameters()} == {torch.bfloat16}  # as given
     # the same weights in float32: the run in bfloat16 goes on
     assert upsample_folder(**run, dtype="bfloat16", resume=True).kept == 1
 

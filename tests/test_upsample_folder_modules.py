@@ -93,3 +93,27 @@ def test_a_loftup_on_meta_is_told_its_weights_are_on_meta(folder, device):
         upsample_folder(folder / "in", folder / "out", model=up, backbone="dinov2_tiny",
                         backbone_size=28, device=device, progress=False)  # fmt: skip
     assert not (folder / "out").exists()
+
+
+def test_a_refused_run_leaves_the_modules_passed_in_as_they_were(folder):
+    """A run refused by the folder's record (another dtype) had already converted the LoftUp
+    and the Featurizer passed in, in place and lossily; the original call, as the refusal
+    advises, was then refused too (other weights). The record is settled first now: each
+    module's precision, device, mode and weights are as given, and the original call goes on."""
+    torch.manual_seed(0)
+    up, bb = loftup.LoftUp(dim=32), loftup.get_featurizer("dinov2_tiny")
+    kw = dict(model=up, backbone=bb, backbone_size=28, progress=False)
+    (folder / "in" / "y.png").write_bytes((folder / "in" / "x.png").read_bytes())
+    upsample_folder(folder / "in", folder / "out", **kw)
+    (folder / "out" / "x.pt").unlink()  # as if interrupted (y.pt kept)
+    up.train()
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (up, bb)]
+    with pytest.raises(LoftUpError, match="dtype 'float32' there, 'bfloat16' now"):
+        upsample_folder(folder / "in", folder / "out", dtype="bfloat16", resume=True, **kw)
+    assert up.training  # not even put in eval mode
+    for m, state in zip((up, bb), before):
+        now = m.state_dict()
+        for k, v in state.items():
+            assert (now[k].dtype, now[k].device) == (v.dtype, v.device), k
+            assert torch.equal(now[k], v), k
+    assert upsample_folder(folder / "in", folder / "out", resume=True, **kw).done == 1

@@ -260,10 +260,7 @@ def build_pipeline(
     if isinstance(backbone, Featurizer):
         featurizer = backbone
     else:
-        check_backbone_recorded(upsampler, backbone)
-        name = backbone or upsampler.backbone
-        norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
-        featurizer = get_featurizer(name, weights=backbone_weights, input_norm=norm)
+        featurizer = named_featurizer(upsampler, backbone, backbone_weights, backbone_norm)
     refuse_other_width(upsampler, featurizer, backbone_weights)
     # what is loaded here in float32 unless dtype says otherwise; a module passed in keeps its own
     upsampler = upsampler.to(device, dtype or (None if upsampler is model else torch.float32))
@@ -274,6 +271,20 @@ def build_pipeline(
         _warn_if_other_backbone(upsampler, upsampler.backbone, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
+
+
+def named_featurizer(
+    upsampler: LoftUp, backbone: str | None, backbone_weights, backbone_norm, said_as=None
+):
+    """The backbone named ``backbone``, else the one ``upsampler`` records (an error where it
+    records none, :func:`check_backbone_recorded`, worded as ``said_as`` says), built on the
+    CPU in float32 with the normalisation ``backbone_norm``, else the upsampler's: what
+    :func:`build_pipeline` runs, for a caller that needs it before the pipeline is built
+    (:func:`loftup.extract.upsample_folder` records it first)."""
+    check_backbone_recorded(upsampler, backbone, said_as)
+    name = backbone or upsampler.backbone
+    norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
+    return get_featurizer(name, weights=backbone_weights, input_norm=norm)
 
 
 def read_upsampler(model: str | os.PathLike, backbone, backbone_weights) -> LoftUp:

@@ -20,7 +20,7 @@ from .run_models import (
     _passed_in_backbone,
     _recorded_model,
     as_compared,
-    load_models,
+    read_models,
 )
 from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
 
@@ -72,7 +72,8 @@ def upsample_folder(
         when available); ``dtype`` None: a LoftUp's own, else float32 (what ``upsample.json``
         records is the one used). A LoftUp or Featurizer passed in is changed in place as
         :func:`~loftup.load_pipeline` changes it: put in eval mode, and moved or converted
-        only where ``device`` or ``dtype`` is given.
+        only where ``device`` or ``dtype`` is given; not before the folder's record is
+        checked (a run it refuses changes neither).
       save_dtype: precision of the stored features (default: ``dtype``'s, float32 for
         bfloat16 in ``.npy``, which has no bfloat16).
       size, fmt, viz, batch_size, writers, stream_above (bytes), progress: as
@@ -83,6 +84,7 @@ def upsample_folder(
         (``out``, ``resume=True``: :mod:`loftup.words`).
     """
     from .. import __version__
+    from ..api import load_pipeline  # (read now: a test may replace it)
     from ..paths import check_folder_output
     from ..words import said
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
@@ -148,14 +150,16 @@ def upsample_folder(
         check_clobbering(jobs, out, fmt, viz, saved, said_as)  # no input, no file not ours
         for spec, reason in missing if rank == 0 else []:
             print(printable(f"skipped {spec}: {reason}"), file=sys.stderr)  # a name's escape
-        pipeline, digest, backbone_digest = load_models(
+        # read, not converted: a refused run left what was passed in converted (in place, lossily)
+        load_dtype = None if given_dtype is None and _modules(model, backbone) else dtype
+        upsampler, featurizer, digest, backbone_digest = read_models(
             model,
             backbone,
             backbone_weights,
             backbone_size,
             backbone_norm,
             device,
-            None if given_dtype is None and _modules(model, backbone) else dtype,
+            load_dtype,
             said_as,
         )
         options = {  # what made the files (--resume compares all but the info-only ones)
@@ -163,15 +167,15 @@ def upsample_folder(
             "model": _recorded_model(model),  # local paths resolved: ./w and /abs/w are one
             "upsampler_sha256": digest,
             "digests_of": DIGESTS_OF,  # (an earlier loftup's digests: of the weights as they ran)
-            "backbone": pipeline.featurizer.name,
+            "backbone": featurizer.name,
             "backbone_weights": recorded_path(backbone_weights),
             "backbone_size": backbone_size,
             # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
             # before the choice existed) then still matches
-            "backbone_norm": pipeline.featurizer.input_norm_key(),
+            "backbone_norm": featurizer.input_norm_key(),
             # a Featurizer passed in: its weights and precision (a resume with another one
             # mixed two backbones' features under one record); None for one loaded by name
-            **_passed_in_backbone(backbone_digest, pipeline.featurizer),
+            **_passed_in_backbone(backbone_digest, featurizer, load_dtype),
             "size": list(size) if isinstance(size, tuple) else size,
             "format": fmt,
             "dtype": dtype,
@@ -179,9 +183,17 @@ def upsample_folder(
             "batch_size": batch_size,
             "outputs": None,  # what the folder holds (_settled)
         }
-        weights = (pipeline.upsampler, pipeline.featurizer if backbone_digest else None)
+        weights = (upsampler, featurizer if backbone_digest else None)
         settle = dict(jobs=jobs, fmt=fmt, viz=viz, resume=resume, said_as=said_as, weights=weights)
         saved, stale = _settled(out, options, saved, **settle)
+        # now moved and converted (a Featurizer built by name stays float32 where dtype is None)
+        pipeline = load_pipeline(
+            upsampler,
+            backbone=featurizer,
+            backbone_size=backbone_size,
+            device=device,
+            dtype=load_dtype,
+        )
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
         if rank == 0:  # only rank 0 writes and marks the record: the id is its

@@ -1,9 +1,9 @@
 """The models of one :func:`~loftup.extract.upsample_folder` run: its ``model`` checked before
-any work (:func:`_check_model`), the pipeline loaded with the upsampler's checkpoint read once
-(:func:`load_models`), and how ``upsample.json`` names them: ``model`` as given
+any work (:func:`_check_model`), the models read, the upsampler's checkpoint once, and
+nothing passed in converted or moved before the record is settled (:func:`read_models`), and how ``upsample.json`` names them: ``model`` as given
 (:func:`_recorded_model`), the weights by their digests in float32 as given or read, taken
 before the run converts them to its ``dtype`` (:func:`.record.weights_digest`), and a
-Featurizer passed in by its precision too (:func:`_passed_in_backbone`)."""
+Featurizer passed in by its precision too (:func:`_passed_in_backbone`). An earlier loftup's digests are compared as it took them (:func:`as_compared`)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,23 @@ import torch
 from .run_options import _own_dtype
 
 
-def load_models(
+def read_models(
     model, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype, said_as=None
-) -> tuple:
-    """(the run's pipeline, the digest of the upsampler's weights, that of a Featurizer passed
-    in or None): :func:`loftup.api.load_pipeline` of the arguments (``device`` resolved,
-    ``dtype`` None: a module passed in keeps its own). A name or path is read once, in
-    float32, and passed to load_pipeline as a LoftUp passed in is: no rank reads the
-    checkpoint again for its digest. The digests are of the weights in float32 before
-    load_pipeline converts them to ``dtype`` (a run in another dtype was told other weights
-    too). load_pipeline's options and a backbone's name are said before the file is read; no
-    backbone given or recorded, as ``said_as`` calls the argument (a command line's option)."""
-    from ..api import load_pipeline  # (read now: a test may replace it)
-    from ..pipeline import checked_options, read_upsampler
-    from ..pipeline_checks import check_backbone_name, check_backbone_recorded
+):
+    """(the upsampler, the backbone, the digest of the upsampler's weights, that of a
+    Featurizer passed in or None), nothing converted or moved: a LoftUp or Featurizer passed in
+    as given, a name or path read once on the CPU in float32 (the upsampler's checkpoint is not
+    read again for its digest, on any rank). The digests are of the weights in float32 as
+    given (:func:`.record.weights_digest`: a run in another dtype was told other weights too).
+    The run's record is settled from these before :func:`loftup.api.load_pipeline` converts
+    what was passed in (a refused run had converted it, in place and lossily, and the call
+    refused was then refused again). load_pipeline's options (``device`` resolved, ``dtype``
+    None: a module passed in keeps its own) and a backbone's name are said before a file is
+    read; no backbone given or recorded, as ``said_as`` calls the argument (a command line's
+    option)."""
+    from ..featurizers import Featurizer
+    from ..pipeline import checked_options, named_featurizer, read_upsampler
+    from ..pipeline_checks import check_backbone_name
     from .record import weights_digest
 
     checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
@@ -37,19 +40,14 @@ def load_models(
         if isinstance(model, torch.nn.Module)
         else read_upsampler(model, backbone, backbone_weights)
     )
-    check_backbone_recorded(upsampler, backbone, said_as)
-    digest = weights_digest(upsampler)
-    backbone_digest = weights_digest(backbone) if isinstance(backbone, torch.nn.Module) else None
-    pipeline = load_pipeline(
-        upsampler,
-        backbone=backbone,
-        backbone_weights=backbone_weights,
-        backbone_size=backbone_size,
-        backbone_norm=backbone_norm,
-        device=device,
-        dtype=dtype,
+    passed_in = isinstance(backbone, Featurizer)
+    featurizer = (
+        backbone
+        if passed_in
+        else named_featurizer(upsampler, backbone, backbone_weights, backbone_norm, said_as)
     )
-    return pipeline, digest, backbone_digest
+    digest = weights_digest(upsampler)
+    return upsampler, featurizer, digest, weights_digest(backbone) if passed_in else None
 
 
 def _check_model(model, said_as: dict | None) -> None:
@@ -85,15 +83,15 @@ def _recorded_model(model) -> str | None:
     return f"a {type(model).__name__} passed in"
 
 
-def _passed_in_backbone(digest: str | None, featurizer) -> dict:
+def _passed_in_backbone(digest: str | None, featurizer, dtype: str | None) -> dict:
     """The record's ``backbone_sha256`` and ``backbone_dtype``: for a Featurizer passed in, the
     ``digest`` of its weights as given (:func:`.record.weights_digest`, taken before the run
-    converts them) and the precision it runs in (compared by ``--resume``); None for one
-    loaded by name (``digest`` None: its weights are ``backbone_weights``', its precision
-    ``dtype``), as records before them."""
+    converts them) and the precision it runs in, ``dtype`` or its own (compared by
+    ``--resume``); None for one loaded by name (``digest`` None: its weights are
+    ``backbone_weights``', its precision ``dtype``), as records before them."""
     if digest is None:
         return {"backbone_sha256": None, "backbone_dtype": None}
-    return {"backbone_sha256": digest, "backbone_dtype": _own_dtype(featurizer)}
+    return {"backbone_sha256": digest, "backbone_dtype": dtype or _own_dtype(featurizer)}
 
 
 def as_compared(options: dict, saved: dict | None, upsampler, backbone) -> dict:
