@@ -5,6 +5,7 @@ and a pipeline refused is told the arguments that compute its own features."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -117,3 +118,32 @@ def test_a_refused_run_leaves_the_modules_passed_in_as_they_were(folder):
             assert (now[k].dtype, now[k].device) == (v.dtype, v.device), k
             assert torch.equal(now[k], v), k
     assert upsample_folder(folder / "in", folder / "out", resume=True, **kw).done == 1
+
+
+def test_the_record_says_the_precision_a_backbone_by_name_ran_in(folder):
+    """A bfloat16 LoftUp with a backbone by name and no dtype: the backbone, loaded as
+    load_pipeline loads it, runs in float32, and the record said dtype bfloat16 alone; a resume
+    with dtype='bfloat16', which runs the backbone in bfloat16 (other features), was taken for
+    the same options. Now backbone_dtype records it and tells them apart; a record before it
+    (backbone_dtype None: the run's dtype) still goes on."""
+    torch.manual_seed(0)
+    (folder / "in" / "y.png").write_bytes((folder / "in" / "x.png").read_bytes())
+    kw = dict(backbone="dinov2_tiny", backbone_size=28, progress=False)
+    up = loftup.LoftUp(dim=32).to(torch.bfloat16)
+    upsample_folder(folder / "in", folder / "out", model=up, **kw)
+    record = json.loads((folder / "out" / OPTIONS_NAME).read_text())
+    assert (record["dtype"], record["backbone_dtype"]) == ("bfloat16", "float32")
+    (folder / "out" / "x.pt").unlink()
+    told = "(backbone_dtype 'float32' there, 'bfloat16' now)"
+    with pytest.raises(LoftUpError, match=f"options {re.escape(told)}"):
+        upsample_folder(
+            folder / "in", folder / "out", model=up, dtype="bfloat16", resume=True, **kw
+        )
+    assert upsample_folder(folder / "in", folder / "out", model=up, resume=True, **kw).done == 1
+    # a float32 run's record as written before backbone_dtype was recorded for every run
+    upsample_folder(folder / "in", folder / "f32", model=up.float(), **kw)
+    record = json.loads((folder / "f32" / OPTIONS_NAME).read_text())
+    assert record["backbone_dtype"] == "float32"
+    (folder / "f32" / OPTIONS_NAME).write_text(json.dumps({**record, "backbone_dtype": None}))
+    (folder / "f32" / "x.pt").unlink()
+    assert upsample_folder(folder / "in", folder / "f32", model=up, resume=True, **kw).done == 1

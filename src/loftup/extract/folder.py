@@ -16,8 +16,8 @@ import torch
 
 from ..errors import LoftUpError, printable
 from .run_models import (
+    _backbone_record,
     _check_model,
-    _passed_in_backbone,
     _recorded_model,
     as_compared,
     read_models,
@@ -173,9 +173,9 @@ def upsample_folder(
             # only where it changes the features (CLIP, SigLIP): a record without it (DINOv2, or
             # before the choice existed) then still matches
             "backbone_norm": featurizer.input_norm_key(),
-            # a Featurizer passed in: its weights and precision (a resume with another one
-            # mixed two backbones' features under one record); None for one loaded by name
-            **_passed_in_backbone(backbone_digest, featurizer, load_dtype),
+            # the precision the backbone runs in, and a Featurizer passed in's weights (a resume
+            # with another one mixed two backbones' features under one record)
+            **_backbone_record(backbone_digest, featurizer, load_dtype),
             "size": list(size) if isinstance(size, tuple) else size,
             "format": fmt,
             "dtype": dtype,

@@ -152,19 +152,26 @@ def _differences(options: dict, saved: dict, said_as: dict | None = None) -> lis
     gives it (``size 100000 there, 16 now``; ``--size 100000 there, 16 now`` where ``said_as``
     names it; ``upsampler_sha256`` as "-m's weights" on the command line, as the key from
     Python); another format is none: its files are others. The ``backbone_dtype`` of a
-    Featurizer passed in that ran in the run's ``dtype`` both times is not named beside it (a
-    run in another dtype is told its precision alone, as one of a LoftUp passed in is)."""
+    backbone that ran in the run's ``dtype`` both times is not named beside it (a run in
+    another dtype is told its precision alone)."""
     skip = (*_INFO_ONLY, "format")
-    if all(
-        d.get("backbone_dtype") == _as_recorded("dtype", d.get("dtype")) for d in (options, saved)
-    ):
+    if all(_recorded(d, "backbone_dtype") == _recorded(d, "dtype") for d in (options, saved)):
         skip = (*skip, "backbone_dtype")  # it differs where dtype does, which is named
     return [
         f"{said(key, said_as)} {said_value(key, saved.get(key), said_as)} there, "
         f"{said_value(key, value, said_as)} now"
         for key, value in options.items()
-        if key not in skip and _as_recorded(key, saved.get(key)) != value
+        if key not in skip and _recorded(saved, key) != value
     ]
+
+
+def _recorded(record: dict, key: str):
+    """``record``'s ``key`` as this version records it (:func:`_as_recorded`); a
+    ``backbone_dtype`` of None (a backbone loaded by name, recorded so before it was recorded
+    for every run) as the record's ``dtype``, which such a record said it followed."""
+    if key == "backbone_dtype" and record.get(key) is None:
+        key = "dtype"
+    return _as_recorded(key, record.get(key))
 
 
 def stale_record(

@@ -1,9 +1,11 @@
 """The models of one :func:`~loftup.extract.upsample_folder` run: its ``model`` checked before
-any work (:func:`_check_model`), the models read, the upsampler's checkpoint once, and
-nothing passed in converted or moved before the record is settled (:func:`read_models`), and how ``upsample.json`` names them: ``model`` as given
-(:func:`_recorded_model`), the weights by their digests in float32 as given or read, taken
-before the run converts them to its ``dtype`` (:func:`.record.weights_digest`), and a
-Featurizer passed in by its precision too (:func:`_passed_in_backbone`). An earlier loftup's digests are compared as it took them (:func:`as_compared`)."""
+any work (:func:`_check_model`); the models read, the upsampler's checkpoint once, nothing
+passed in converted or moved before the record is settled (:func:`read_models`); and how
+``upsample.json`` names them: ``model`` as given (:func:`_recorded_model`), the weights by
+their digests in float32 as given or read, taken before the run converts them to its
+``dtype`` (:func:`.record.weights_digest`), the backbone by the precision it runs in and a
+Featurizer passed in by its digest too (:func:`_backbone_record`); an earlier loftup's
+digests compared as it took them (:func:`as_compared`)."""
 
 from __future__ import annotations
 
@@ -83,14 +85,15 @@ def _recorded_model(model) -> str | None:
     return f"a {type(model).__name__} passed in"
 
 
-def _passed_in_backbone(digest: str | None, featurizer, dtype: str | None) -> dict:
-    """The record's ``backbone_sha256`` and ``backbone_dtype``: for a Featurizer passed in, the
+def _backbone_record(digest: str | None, featurizer, dtype: str | None) -> dict:
+    """The record's ``backbone_sha256`` and ``backbone_dtype``: the precision the backbone runs
+    in, ``dtype`` or its own (a Featurizer passed in keeps its own; one loaded by name is
+    float32), for every run (a bfloat16 LoftUp with a backbone by name and no ``dtype``
+    recorded bfloat16 alone, the backbone having run in float32, and a resume with ``dtype``
+    bfloat16 mixed the features of both precisions); and for a Featurizer passed in, the
     ``digest`` of its weights as given (:func:`.record.weights_digest`, taken before the run
-    converts them) and the precision it runs in, ``dtype`` or its own (compared by
-    ``--resume``); None for one loaded by name (``digest`` None: its weights are
-    ``backbone_weights``', its precision ``dtype``), as records before them."""
-    if digest is None:
-        return {"backbone_sha256": None, "backbone_dtype": None}
+    converts them); None for one loaded by name (``digest`` None: its weights are
+    ``backbone_weights``'), as records before it. Compared by ``--resume``."""
     return {"backbone_sha256": digest, "backbone_dtype": dtype or _own_dtype(featurizer)}
 
 
