@@ -291,3 +291,9 @@ def test_a_resume_in_batches_says_the_batch_mates_it_computes_again(upsampler, t
     said = capsys.readouterr().err
     assert "1 image(s) changed since their outputs were written: computed again, with 1 other " \
         "image(s) of their batches" in said, said  # fmt: skip
+    # a batch-mate whose output is missing is computed anyway: not one of those others
+    (out / "b.pt").unlink()
+    os.utime(tmp_path / "in" / "a.png", (later + 10, later + 10))
+    assert main([*args, "--resume"]) == 0
+    said = capsys.readouterr().err
+    assert "written: computed again\n" in said and "other image(s)" not in said, said

@@ -54,13 +54,13 @@ def _resumed(job: Job, out_dir: Path, fmt: str, viz: bool) -> str:
 def _say_changed(looks, done, rank: int, world_size: int, said_as) -> None:
     """Says (rank 0, the count over every rank of the process group) how many images a resumed run computes again
     because they changed since their outputs were written; with the others of their batch
-    (which is computed whole) where a batch holds more."""
+    (which is computed whole) whose outputs are there, where a batch holds more."""
     from ..words import said
     from .torchrun import summed
 
     changed = sum(look == "changed" for b in looks for look in b)
-    others = sum(
-        look != "changed" for b, d in zip(looks, done) if not d and "changed" in b for look in b
+    others = sum(  # kept but for the change (one missing is computed anyway)
+        look == "kept" for b, d in zip(looks, done) if not d and "changed" in b for look in b
     )
     if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         changed, others = summed([changed, others], world_size)
