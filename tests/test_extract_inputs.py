@@ -236,3 +236,28 @@ def test_a_pipeline_as_the_folders_model_is_refused_before_anything_is_loaded(tm
         )  # fmt: skip
     assert next(pipeline.upsampler.parameters()).dtype == torch.float32
     assert not (tmp_path / "out").exists()
+
+
+def test_images_in_memory_as_the_folders_inputs_are_told_what_it_takes(tmp_path):
+    """upsample_folder([PIL image]) or a tensor failed with os.fspath's bare TypeError
+    ("expected str, bytes or os.PathLike object, not Image"): now a UsageError naming what it
+    got, what it takes and what takes images in memory, before any work."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import loftup
+    from loftup.errors import UsageError
+    from loftup.extract import upsample_folder
+
+    picture = Image.new("RGB", (20, 20))
+    for inputs, got in (
+        ([picture], "got <PIL.Image.Image image mode=RGB size=20x20"),
+        (torch.rand(2, 3, 8, 8), r"got a Tensor of shape \(2, 3, 8, 8\)"),
+        ((str(tmp_path), np.zeros((8, 8, 3))), r"got an array of shape \(8, 8, 3\)"),
+    ):
+        told = rf"^inputs takes paths, folders or globs of image files .*, {got}.*; for images "
+        with pytest.raises(UsageError, match=told + r"in memory use loftup\.upsample\(image"):
+            upsample_folder(inputs, tmp_path / "out", model=loftup.LoftUp(dim=32),
+                            backbone="dinov2_tiny", progress=False)  # fmt: skip
+    assert not (tmp_path / "out").exists()

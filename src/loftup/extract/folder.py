@@ -22,7 +22,14 @@ from .run_models import (
     as_compared,
     read_models,
 )
-from .run_options import _modules, _own_dtype, _plain_ints, _run_device, check_run_options
+from .run_options import (
+    _modules,
+    _own_dtype,
+    _plain_ints,
+    _run_device,
+    check_run_options,
+    input_specs,
+)
 
 
 @dataclass
@@ -124,11 +131,7 @@ def upsample_folder(
     dtype, save_dtype = check_run_options(
         fmt, dtype, save_dtype, size, batch_size, writers, said_as
     )
-    # one path or glob is one input (a string's letters were taken as inputs), and paths are
-    # named in messages as strings
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    inputs = [os.fspath(spec) for spec in inputs]
+    inputs = input_specs(inputs, said_as)
     given, out = out, Path(out).expanduser()
     rank, world, local_rank = dist_env()
     device = _run_device(device, model, backbone, local_rank if world > 1 else None)

@@ -92,3 +92,27 @@ def check_run_options(
             )
         stored = "float32"
     return dtype, stored
+
+
+def input_specs(inputs, said_as: dict | None = None) -> list:
+    """``inputs`` (a path or glob, or a list or tuple of them) as a list of them, each as
+    ``os.fspath`` gives it (named in messages as a string): one path or glob is one input (a
+    string's letters were taken as inputs). Anything else (a PIL image, an array, a tensor, or
+    a list holding one) is a :class:`~loftup.errors.UsageError` saying what it takes and what
+    takes images in memory (``os.fspath``'s TypeError said neither)."""
+    import os
+
+    from ..checks import shown
+    from ..errors import UsageError
+    from ..words import said
+
+    paths = (str, bytes, os.PathLike)
+    specs = [inputs] if isinstance(inputs, paths) else inputs
+    for spec in specs if isinstance(specs, (list, tuple)) else [inputs]:
+        if not isinstance(spec, paths):
+            raise UsageError(
+                f"{said('inputs', said_as)} takes paths, folders or globs of image files (one, "
+                f"or a list of them), got {printable(shown(spec))}; for images in memory use "
+                "loftup.upsample(image, ...), or a pipeline (loftup.load_pipeline)"
+            )
+    return [os.fspath(spec) for spec in specs]
