@@ -147,14 +147,24 @@ def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
         warnings.simplefilter("error")
         p1(image)
         loftup.load_pipeline(m, backbone="dinov2_tiny", dtype="bfloat16", backbone_size=28)
-        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler is now bfloat16 on cpu, built "
-                          r"float32 on cpu, and the other model was not changed with it: a module "
-                          r"shared with another pipeline"):  # fmt: skip
+        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu and is now "
+                          r"bfloat16 on cpu, and pipeline\.featurizer \(float32 on cpu\) was not "
+                          r"changed with it: .* where it is shared with another pipeline, by that "
+                          r"one's load_pipeline"):  # fmt: skip
             assert p1(image)[1].dtype == torch.bfloat16
         p1(image)  # once
         p1.featurizer.to(torch.bfloat16)
         p2 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
         p1(image), p2.upsampler.to(torch.bfloat16), p2.featurizer.to(torch.bfloat16), p2(image)
+        # the caller's own .half() of one model: said as what happened, not blamed on another
+        p3 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+        p3.upsampler.half()
+        told = (
+            r"^pipeline\.upsampler was float32 on cpu and is now float16 on cpu, .*It was "
+            r"moved or converted in place: by a call on it \(pipeline\.upsampler\.half\(\)"
+        )
+        with pytest.warns(UserWarning, match=told):
+            p3(image)
 
 
 @pytest.mark.parametrize("device", [None, "cpu"])
@@ -185,8 +195,9 @@ def test_a_model_moved_alone_after_both_moved_together_is_said():
         pipe.upsampler.to(torch.bfloat16), pipe.featurizer.to(torch.bfloat16), pipe(image)
         for _ in range(2):
             pipe.upsampler.to(torch.float16)
-            with pytest.warns(UserWarning, match=r"^pipeline\.upsampler is now float16 on cpu, "
-                              r"built bfloat16 on cpu, and the other model was not changed"):  # fmt: skip
+            with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was bfloat16 on cpu and is "
+                              r"now float16 on cpu, and pipeline\.featurizer \(bfloat16 on cpu\) "
+                              r"was not changed"):  # fmt: skip
                 pipe(image)
             pipe(image)  # once
             pipe.upsampler.to(torch.bfloat16), pipe(image)

@@ -235,7 +235,9 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
     """Warn, once per change, where one of a pipeline's two models was moved or converted
     since it was built (or both last moved together) and the other was not: a LoftUp shared
     by two pipelines, converted in place by the second's load_pipeline
-    (``dtype="bfloat16"``), changed the first's features without a word. Both moved together
+    (``dtype="bfloat16"``), changed the first's features without a word. The warning says
+    which model changed, from what to what, and the ways it happens (the caller's own
+    ``.half()`` of it was blamed on another pipeline). Both moved together
     (the caller's choice) say nothing, and are what a later lone move is told against."""
     import warnings
 
@@ -248,16 +250,15 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
         seen.baseline, seen.said = now, None
         return
     seen.said = now
-    which, (was, is_) = (
-        ("upsampler", (seen.baseline[0], now[0]))
-        if now[0] != seen.baseline[0]
-        else ("featurizer", (seen.baseline[1], now[1]))
-    )
+    i = 0 if now[0] != seen.baseline[0] else 1
+    which, other = ("upsampler", "featurizer") if i == 0 else ("featurizer", "upsampler")
     warnings.warn(
-        f"pipeline.{which} is now {_said(is_)}, built {_said(was)}, and the other model was not "
-        "changed with it: a module shared with another pipeline is converted in place by that "
-        "one's load_pipeline(..., dtype=/device=); its features now differ. Give each pipeline "
-        "its own copy (copy.deepcopy(model)), or load this one again",
+        f"pipeline.{which} was {_said(seen.baseline[i])} and is now {_said(now[i])}, and "
+        f"pipeline.{other} ({_said(now[1 - i])}) was not changed with it: its features now "
+        f"differ from the pipeline's. It was moved or converted in place: by a call on it "
+        f"(pipeline.{which}.half(), .to(...)), or, where it is shared with another pipeline, "
+        "by that one's load_pipeline(..., dtype=/device=). Change both models together, give "
+        "each pipeline its own copy (copy.deepcopy(model)), or load this one again",
         stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
     )
 
