@@ -98,7 +98,7 @@ def test_a_record_of_an_earlier_loftup_is_refused_saying_why_and_what_to_do(
     assert main([*args, str(tmp_path / "a.png")]) == 2
     assert (
         "its record does not say its run finished (a run may be writing there now, was killed, "
-        "or was written by an earlier loftup), and no output is there yet: if no run is writing "
+        "or was written by an earlier loftup), and no output is there now: if no run is writing "
         f"there, remove {out / OPTIONS_NAME}\n"
     ) in capsys.readouterr().err
 

@@ -200,7 +200,7 @@ def test_a_run_still_on_its_first_image_is_not_taken_for_one_that_left_no_output
     )
     assert (
         "its record does not say its run finished (a run may be writing there now, was "
-        f"killed, or was written by an earlier loftup), and no output is there yet: if no run "
+        f"killed, or was written by an earlier loftup), and no output is there now: if no run "
         f"is writing there, remove {out / OPTIONS_NAME}" in second[1]
     )
     record = json.loads((out / OPTIONS_NAME).read_text())

@@ -43,12 +43,12 @@ from .record import (
     read_record,
     recorded_path,
     remove_unfinished,
-    running_ids,
     stale_record,
     weights_digest,
     write_options,
 )
 from .torchrun import barrier, init_distributed, process_group, shard, summed
+from .writers import running_entries
 
 __all__ = [
     "FolderReport",
@@ -65,7 +65,7 @@ __all__ = [
     "dist_env",
     "init_distributed",
     "mark_finished",
-    "running_ids",
+    "running_entries",
     "outputs_of",
     "process_group",
     "read_record",

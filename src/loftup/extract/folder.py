@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,13 +106,13 @@ def upsample_folder(
         recorded_path,
         remove_unfinished,
         run,
-        running_ids,
         summed,
         without_own_pictures,
         write_options,
     )
     from .record import DIGESTS_OF
     from .record_lock import record_lock
+    from .writers import entry, running_entries, this_run, warn_elsewhere
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -139,7 +138,7 @@ def upsample_folder(
         torch.cuda.set_device(device)
     # left on every way out: a rank that fails leaves it at once, and the others, waiting for
     # it in a collective, end with one line (extract.torchrun._with_the_others), not a traceback
-    with process_group(device, world):
+    with process_group(device, world), this_run() as run_id:
         # a file, under one, a link to nothing, or read-only: said before anything is read or
         # loaded, as the command line's -o, not as the traceback of the first write
         check_folder_output(given, said("out", said_as))
@@ -200,7 +199,7 @@ def upsample_folder(
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
         if rank == 0:  # only rank 0 writes and marks the record: the id is its
-            options["run"] = uuid.uuid4().hex  # what mark_finished knows its own record by
+            options["run"] = run_id  # what mark_finished knows its own record by
             with record_lock(out):  # not while another run marks its record (reads, rewrites)
                 # another run's record, written while this one loaded its models, checked
                 # against as this run's first look was: not overwritten unseen (two runs of
@@ -217,8 +216,10 @@ def upsample_folder(
                         ) from None
                 # what a killed run was writing (before any rank writes)
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
+                if resume:  # (one writing on this host was refused: _settled)
+                    warn_elsewhere(out, saved)
                 removed = remove_unfinished(out, None if resume else own)  # all, or its own
-                options["running"] = running_ids(saved, resume, options["run"])
+                options["running"] = running_entries(saved, resume, entry(run_id))
                 write_options(out, options)
                 # since when every loftup file there is no older (as the record it goes on from)
                 alone = _mtime(out / OPTIONS_NAME) if saved is None else saved.get("alone_since")
@@ -268,7 +269,9 @@ def _settled(
     (:func:`~loftup.extract.check_options`; an earlier loftup's digests compared as it took
     them, of ``weights``, the upsampler and a Featurizer passed in or None: :func:`as_compared`)."""
     from . import check_clobbering, check_options, recorded_outputs, stale_record
+    from .writers import check_not_writing
 
+    check_not_writing(out, saved, resume, said_as)  # a --resume would take its files
     options["outputs"] = recorded_outputs(saved, fmt, viz)
     stale = stale_record(out, as_compared(options, saved, *weights), saved, said_as)
     if stale is not None:

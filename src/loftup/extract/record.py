@@ -9,13 +9,12 @@ Errors call the folder and going on as ``said_as`` says (:func:`loftup.words.sai
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import torch
 
 from ..atomic import read_json_object
-from ..errors import LoftUpError, PathPermissionError, printable
+from ..errors import LoftUpError, PathPermissionError
 from ..words import said, said_value
 from .output_files import (  # noqa: F401  (importable from here, as before)
     check_clobbering,
@@ -25,14 +24,15 @@ from .output_files import (  # noqa: F401  (importable from here, as before)
     recorded_outputs,
     without_own_pictures,
 )
+from .writers import mark_finished  # noqa: F401  (importable from here, as before)
 
 #: What ``loftup upsample`` leaves beside its outputs: the options that made them.
 OPTIONS_NAME = "upsample.json"
 #: Recorded in it but not compared by ``--resume``: they do not change the files' bytes
 #: (``outputs``: the kinds of file loftup wrote in the folder, :func:`recorded_outputs`;
 #: ``run``: the id of the run that wrote it; ``running``: those writing under it,
-#: :func:`running_ids`; ``finished`` and ``written``: that the runs writing under it have
-#: all ended, and how many images' files the last left, :func:`mark_finished`;
+#: :func:`.writers.running_entries`; ``finished`` and ``written``: that the runs writing under it have
+#: all ended, and how many images' files the last left, :func:`.writers.mark_finished`;
 #: ``alone_since``: it began with no record there, :func:`.output_files.owned_output_in`;
 #: ``digests_of``: the precision its weights' digests are of, :data:`DIGESTS_OF`).
 _INFO_ONLY = (
@@ -137,7 +137,7 @@ def check_options(
                 running = (  # a run on its first image, one killed, or an earlier loftup's
                     "; its record does not say its run finished (a run may be writing there "
                     "now, was killed, or was written by an earlier loftup), and no output is "
-                    f"there yet: if no run is writing there, remove {out_dir / OPTIONS_NAME}"
+                    f"there now: if no run is writing there, remove {out_dir / OPTIONS_NAME}"
                 )
             elif found is not None and saved.get("finished") is True and saved.get("written") == 0:
                 running = f"; its run left no output there, but {found} is taken for one"
@@ -178,7 +178,7 @@ def stale_record(
     out_dir: Path, options: dict, saved: dict | None, said_as: dict | None = None
 ) -> str | None:
     """Where the record ``saved`` of ``out_dir`` is of other ``options``, says its run finished
-    (:func:`mark_finished`) and describes no file there (no file of a kind of output it
+    (:func:`.writers.mark_finished`) and describes no file there (no file of a kind of output it
     records: its run wrote none, every image failing, or they were deleted since), the
     differences, said as :func:`check_options` says them; else None. Such a record is
     replaced, not a reason to refuse every later run with other options. One whose run has
@@ -233,57 +233,3 @@ def write_options(out_dir: Path, options: dict) -> None:
     from ..atomic import write_json
 
     write_json(out_dir / OPTIONS_NAME, options, sort_keys=True)
-
-
-def running_ids(saved: dict | None, resume: bool, run_id: str) -> list[str]:
-    """The record's ``running``: the ids of the runs writing under it, this one's last. A run
-    that goes on from a record no run said finished (read at its start, or written by another
-    while it loaded) adds itself to that record's (to its ``run`` in a record without them: one
-    of an earlier loftup); a ``--resume`` takes over, and a run over a finished record or none
-    begins them."""
-    if resume or saved is None or saved.get("finished") is True:
-        return [run_id]
-    ids = saved.get("running")
-    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
-        ids = [str(saved.get("run") or "a run of an earlier loftup")]
-    return [*ids, run_id]
-
-
-def mark_finished(
-    out_dir: Path, options: dict, written: int, alone_since=None, said_as: dict | None = None
-) -> None:
-    """This run's id (``options["run"]``) taken out of ``out_dir``'s record's ``running`` as
-    it ends, every image failed too; the last listed to end rewrites it with ``"finished":
-    true`` and ``written`` (how many images' files it leaves there, written now or kept by
-    ``--resume``): what lets a later run of other options replace a record whose run left no
-    output (:func:`stale_record`); with ``alone_since``, where it or a run whose record it went
-    on from began with no record there (that record's mtime: no loftup file there is older).
-    A killed run's id stays: its record stays unfinished (a ``--resume`` takes over). One that
-    does not list this run (a ``--resume`` took over, or a record replaced) is not its to mark.
-    A record that cannot be rewritten (no room left) stays as it was, unfinished and
-    resumable: a warning, not an error, since every output is written."""
-    from .record_lock import record_lock
-
-    path = out_dir / OPTIONS_NAME
-    try:
-        with record_lock(out_dir):  # no other run writes its record between read and write
-            try:
-                now = read_json_object(path, another=said("out", said_as))
-            except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
-                return
-            ids = now.get("running") if now is not None else None
-            if not isinstance(ids, list) or options["run"] not in ids:
-                return
-            rest = [i for i in ids if i != options["run"]]
-            if rest:  # another run writes under it still: the last to end marks it
-                write_options(out_dir, {**now, "running": rest})
-                return
-            alone = {"alone_since": alone_since} if type(alone_since) is int else {}
-            write_options(
-                out_dir, {**now, "running": [], "finished": True, "written": written, **alone}
-            )
-    except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
-        print(
-            printable(f"warning: {path} was left unfinished (its run ended): {e}"),
-            file=sys.stderr,
-        )

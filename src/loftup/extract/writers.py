@@ -1,0 +1,181 @@
+"""The runs an output folder's record lists as writing under it (``upsample.json``'s
+``running``), each as ``{"id", "host", "pid", "started"}`` (:func:`entry`; an earlier
+loftup's records list bare ids), and what is known of them from here (:func:`alive`): a run
+whose process is gone from its host is dropped where another run of the record ends
+(:func:`mark_finished`; a killed run's id kept the record unfinished through every later run,
+silently), and a ``--resume`` refuses to take over from one still writing on this host
+(:func:`check_not_writing`; it removed that run's unfinished files as an interrupted run's,
+and the run then failed an image)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import LoftUpError, printable
+from ..words import said
+
+#: The ids of the runs of this process under way (a run that failed or was stopped in a
+#: Python session is listed by the pid of a process that lives on)
+_WRITING: set[str] = set()
+
+
+@contextmanager
+def this_run():
+    """A new run's id (what :func:`mark_finished` knows its entry by), taken as this process's
+    run under way until the block ends, whichever way (:func:`alive`)."""
+    run_id = uuid.uuid4().hex
+    _WRITING.add(run_id)
+    try:
+        yield run_id
+    finally:
+        _WRITING.discard(run_id)
+
+
+def entry(run_id: str) -> dict:
+    """The record's ``running`` entry of this process's run ``run_id``: its host, pid and the
+    process's start time (:func:`_started`: a pid taken by another process since is told)."""
+    pid = os.getpid()
+    return {"id": run_id, "host": socket.gethostname(), "pid": pid, "started": _started(pid)}
+
+
+def entry_id(listed) -> str:
+    """The run id of a ``running`` entry (an earlier loftup's: the id itself)."""
+    return str(listed.get("id")) if isinstance(listed, dict) else str(listed)
+
+
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat's 22nd field);
+    None where that cannot be read (no /proc: not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])  # (the name may hold spaces)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(listed) -> bool | None:
+    """Whether the run of a ``running`` entry is writing: True where its process runs on this
+    host (one of this process: while it runs, :func:`this_run`), False where it is gone (or
+    its pid is another process's now, started at another time), None where that cannot be
+    told from here (another host, or an earlier loftup's bare id)."""
+    if not isinstance(listed, dict) or listed.get("host") != socket.gethostname():
+        return None
+    pid = listed.get("pid")
+    if type(pid) is not int or pid <= 0:
+        return None
+    started = _started(pid)
+    if pid == os.getpid() and listed.get("started") == started:
+        return entry_id(listed) in _WRITING
+    try:
+        os.kill(pid, 0)  # (no signal: whether the process exists)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    except OSError:
+        return None
+    was = listed.get("started")
+    return not (type(was) is int and started is not None and started != was)
+
+
+def running_entries(saved: dict | None, resume: bool, own: dict) -> list:
+    """The record's ``running``: the runs writing under it, this one's (``own``) last. A run
+    that goes on from a record no run said finished (read at its start, or written by another
+    while it loaded) adds itself to that record's (to its ``run`` in a record without them: one
+    of an earlier loftup), those whose process is gone left out; a ``--resume`` takes over,
+    and a run over a finished record or none begins them."""
+    if resume or saved is None or saved.get("finished") is True:
+        return [own]
+    listed = saved.get("running")
+    if not (isinstance(listed, list) and all(isinstance(i, (str, dict)) for i in listed)):
+        listed = [str(saved.get("run") or "a run of an earlier loftup")]
+    return [*(i for i in listed if alive(i) is not False), own]
+
+
+def check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as) -> None:
+    """Refuse a ``--resume`` over a record whose ``running`` lists a run still writing on this
+    host: it would remove that run's unfinished files as an interrupted run's, and compute its
+    images too. Said by its pid; a run listed on another host is warned of as its files are
+    removed (:func:`warn_elsewhere`)."""
+    if not resume or saved is None or saved.get("finished") is True:
+        return
+    listed = saved.get("running")
+    for i in listed if isinstance(listed, list) else []:
+        if alive(i) is True:
+            raise LoftUpError(
+                f"{said('resume', said_as)}: a run is still writing in {out_dir}: process "
+                f"{i['pid']} on this host, which its record lists as writing; wait for it to "
+                f"end (then {said('resume', said_as)} goes on from what it wrote), or choose "
+                f"another {said('out', said_as)}"
+            )
+
+
+def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
+    """Warn, as a ``--resume`` removes the unfinished files under ``saved``, of each run it
+    lists as writing on another host (whether it still is cannot be told from here)."""
+    listed = (saved or {}).get("running")
+    for i in listed if isinstance(listed, list) else []:
+        if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str):
+            said_here = (
+                f"warning: {out_dir} lists a run as writing there, process {i.get('pid')} on "
+                f"{i['host']}, which cannot be seen from here: if it still is, its unfinished "
+                "files are removed now"
+            )
+            print(printable(said_here), file=sys.stderr)
+
+
+def mark_finished(
+    out_dir: Path, options: dict, written: int, alone_since=None, said_as: dict | None = None
+) -> None:
+    """This run's entry (``options["run"]``) taken out of ``out_dir``'s record's ``running``
+    as it ends, every image failed too, with those of runs whose process is gone (killed:
+    :func:`alive`); where others remain (writing, or not seen from here) it says so, and the
+    last listed to end rewrites it with ``"finished": true`` and ``written`` (how many images'
+    files it leaves there, written now or kept by ``--resume``): what lets a later run of other
+    options replace a record whose run left no output (:func:`.record.stale_record`); with
+    ``alone_since``, where it or a run whose record it went on from began with no record there
+    (that record's mtime: no loftup file there is older). One that does not list this run (a
+    ``--resume`` took over, or a record replaced) is not its to mark. A record that cannot be
+    rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
+    error, since every output is written."""
+    from ..atomic import read_json_object
+    from .record import OPTIONS_NAME, write_options
+    from .record_lock import record_lock
+
+    path = out_dir / OPTIONS_NAME
+    try:
+        with record_lock(out_dir):  # no other run writes its record between read and write
+            try:
+                now = read_json_object(path, another=said("out", said_as))
+            except (LoftUpError, OSError, ValueError):  # gone, or unreadable now: another's
+                return
+            listed = now.get("running") if now is not None else None
+            if not isinstance(listed, list) or options["run"] not in map(entry_id, listed):
+                return
+            rest = [i for i in listed if entry_id(i) != options["run"] and alive(i) is not False]
+            if rest:  # another run writes under it still: the last to end marks it
+                write_options(out_dir, {**now, "running": rest})
+                print(
+                    printable(
+                        f"{path} still lists {len(rest)} other run(s) as writing: the last to "
+                        f"end marks it finished (if none is, {said('resume', said_as)} takes "
+                        "over)"
+                    ),
+                    file=sys.stderr,
+                )
+                return
+            alone = {"alone_since": alone_since} if type(alone_since) is int else {}
+            write_options(
+                out_dir, {**now, "running": [], "finished": True, "written": written, **alone}
+            )
+    except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
+        print(
+            printable(f"warning: {path} was left unfinished (its run ended): {e}"),
+            file=sys.stderr,
+        )

@@ -1,0 +1,127 @@
+"""``upsample.json``'s ``running``: the runs writing under a record, each by its host, pid and
+process start time, so that a run that ends drops those of processes gone (killed), and a
+``--resume`` does not take over from a run still writing on this host."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from loftup.extract import OPTIONS_NAME
+from upsample_helpers import noise_picture, upsample_small
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+
+
+def _started(pid: int) -> int:
+    """Process ``pid``'s start time, /proc/PID/stat's 22nd field (clock ticks since boot)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+@pytest.fixture
+def live():
+    """A process of this host that runs while the test does: a run writing, as far as its
+    entry tells."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _entry(pid: int, started: int, host: str | None = None) -> dict:
+    return {
+        "id": f"{pid:032x}",
+        "host": host or socket.gethostname(),
+        "pid": pid,
+        "started": started,
+    }
+
+
+def _listing(out, *entries) -> None:
+    """``out``'s record made one of a run under way: unfinished, ``entries`` writing."""
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    for key in ("finished", "written"):
+        record.pop(key, None)
+    (out / OPTIONS_NAME).write_text(json.dumps({**record, "running": list(entries)}))
+
+
+def _folder(upsampler, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in "ab":
+        noise_picture(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    assert upsample_small([tmp_path / "in"], upsampler, out, "--no-progress") == 0
+    return out, lambda *extra: upsample_small(
+        [tmp_path / "in"], upsampler, out, "--no-progress", *extra
+    )
+
+
+def test_a_resume_over_a_run_still_writing_on_this_host_is_refused(
+    upsampler, tmp_path, capsys, live
+):
+    """A --resume started while a run the record lists was writing deleted that run's temporary
+    files ("removed 1 unfinished file(s) of the interrupted run": it was not interrupted), and
+    the run then failed an image. Refused now, naming the process; one whose pid another
+    process has taken since (another start time) is gone, and one on another host, which
+    cannot be seen from here, is warned of as its files are removed."""
+    out, again = _folder(upsampler, tmp_path)
+    capsys.readouterr()
+    entry = _entry(live.pid, _started(live.pid))
+    for listed, code in (
+        (entry, 2),
+        ({**entry, "started": entry["started"] + 1}, 0),
+        ({**entry, "host": "elsewhere.example"}, 0),
+    ):
+        (out / "b.pt").unlink(missing_ok=True)
+        (out / ".b.pt.abcd1234.tmp").write_bytes(b"half")  # what a run writing has begun
+        _listing(out, listed)
+        assert again("--resume") == code
+        err = capsys.readouterr().err
+        assert (out / ".b.pt.abcd1234.tmp").exists() == (code == 2), err
+        assert (out / "b.pt").exists() == (code == 0)
+        if listed is entry:
+            assert err == (
+                f"error: --resume: a run is still writing in {out}: process {live.pid} on this "
+                "host, which its record lists as writing; wait for it to end (then --resume "
+                "goes on from what it wrote), or choose another -o\n"
+            )
+        elif listed["host"] == "elsewhere.example":
+            assert (
+                f"warning: {out} lists a run as writing there, process {live.pid} on "
+                "elsewhere.example, which cannot be seen from here: if it still is, its "
+                "unfinished files are removed now\n"
+            ) in err, err
+        else:
+            assert "removed 1 unfinished file(s) of the interrupted run" in err, err
+
+
+def test_a_killed_run_is_dropped_as_another_run_of_its_record_ends(
+    upsampler, tmp_path, capsys, live
+):
+    """A killed run's id kept its record unfinished through any number of complete reruns,
+    silently. A run that ends drops the runs whose process is gone from this host, says which
+    others it still lists, and the last to end marks the record finished."""
+    out, again = _folder(upsampler, tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed, writing = _entry(gone.pid, 1), _entry(live.pid, _started(live.pid))
+    _listing(out, killed, writing)
+    capsys.readouterr()
+    assert again() == 0  # a whole run of the same options goes on under the record
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["running"], record.get("finished")) == ([writing], None), record
+    said = f"{out / OPTIONS_NAME} still lists 1 other run(s) as writing: the last to end marks"
+    assert said in capsys.readouterr().err
+    live.kill()
+    live.wait()
+    assert again() == 0
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["running"], record["finished"], record["written"]) == ([], True, 2), record
+    assert "still lists" not in capsys.readouterr().err
