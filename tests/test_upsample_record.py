@@ -209,3 +209,34 @@ def test_a_users_own_file_does_not_keep_a_record_of_no_output_from_being_replace
     assert main([*args, str(tmp_path / "a.png"), "--size", "32"]) == 2
     err = capsys.readouterr().err
     assert "--size 48 there, 32 now" in err and f"but {out / 'a.pt'} is taken for one" in err, err
+
+
+def test_since_when_the_folder_is_loftups_is_kept_by_whichever_run_ends_last(
+    photos, upsampler, tmp_path, monkeypatch
+):
+    """``alone_since`` (a run began with no record there) was written only by the run that
+    began so, as it marked the record finished: where that run was killed, or ended before a
+    run that joined its record, the finished record had none. It is in the record from its
+    first write now, and every run going on from it keeps it."""
+    import loftup.extract as extract
+    from loftup.extract import upsample_folder
+
+    out, _ = _setup(photos, upsampler, tmp_path)
+    real_run = extract.run
+
+    def killed(*a, **k):  # the record written, the run stopped before any output
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(extract, "run", killed)
+    kw = dict(model=str(upsampler), backbone_size=28, progress=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        upsample_folder(tmp_path / "a.png", out, **kw)
+    first = json.loads((out / OPTIONS_NAME).read_text())
+    assert type(first.get("alone_since")) is int and "finished" not in first, first
+    monkeypatch.setattr(extract, "run", real_run)
+    for resume in (True, False):  # a --resume over it, and a run joining its record
+        (out / OPTIONS_NAME).write_text(json.dumps(first))
+        upsample_folder(tmp_path / "a.png", out, resume=resume, **kw)
+        record = json.loads((out / OPTIONS_NAME).read_text())
+        assert record["finished"] is True and record["written"] == 1, record
+        assert record.get("alone_since") == first["alone_since"], (resume, record)

@@ -220,9 +220,15 @@ def upsample_folder(
                     warn_elsewhere(out, saved)
                 removed = remove_unfinished(out, None if resume else own)  # all, or its own
                 options["running"] = running_entries(saved, resume, entry(run_id))
+                # since when every loftup file there is no older (as the record it goes on
+                # from), in the record from the start: a run that goes on from it keeps it
+                # whichever run ends last (a run joining, or a --resume over a killed one's)
+                alone = None if saved is None else saved.get("alone_since")
+                if type(alone) is int:
+                    options["alone_since"] = alone
                 write_options(out, options)
-                # since when every loftup file there is no older (as the record it goes on from)
-                alone = _mtime(out / OPTIONS_NAME) if saved is None else saved.get("alone_since")
+                if saved is None and (alone := _mtime(out / OPTIONS_NAME)) is not None:
+                    write_options(out, {**options, "alone_since": alone})
             if stale is not None:  # a run that ended writing nothing there (every image failed)
                 print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
                                 f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
