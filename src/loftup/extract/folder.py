@@ -279,11 +279,11 @@ def _settled(
 
     check_not_writing(out, saved, resume, said_as)  # a --resume would take its files
     options["outputs"] = recorded_outputs(saved, fmt, viz)
-    stale = stale_record(out, as_compared(options, saved, *weights), saved, said_as)
-    if stale is not None:
+    compared = as_compared(options, saved, *weights)  # (outputs are not compared)
+    stale = stale_record(out, compared, saved, said_as)
+    if stale is not None:  # (none to check against then)
         saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
         check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for
-    compared = as_compared(options, saved, *weights)
     check_options(out, compared, saved, resume=resume, said_as=said_as, racing=racing)
     return saved, stale
 
