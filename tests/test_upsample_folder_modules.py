@@ -140,6 +140,13 @@ def test_the_record_says_the_precision_a_backbone_by_name_ran_in(folder):
             folder / "in", folder / "out", model=up, dtype="bfloat16", resume=True, **kw
         )
     assert upsample_folder(folder / "in", folder / "out", model=up, resume=True, **kw).done == 1
+    # such a record before backbone_dtype was recorded for every run does not say which: as
+    # before, either goes on
+    record = json.loads((folder / "out" / OPTIONS_NAME).read_text())
+    (folder / "out" / OPTIONS_NAME).write_text(json.dumps({**record, "backbone_dtype": None}))
+    (folder / "out" / "x.pt").unlink()
+    again = upsample_folder(folder / "in", folder / "out", model=up, resume=True, **kw)
+    assert again.done == 1
     # a float32 run's record as written before backbone_dtype was recorded for every run
     upsample_folder(folder / "in", folder / "f32", model=up.float(), **kw)
     record = json.loads((folder / "f32" / OPTIONS_NAME).read_text())

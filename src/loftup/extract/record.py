@@ -157,6 +157,9 @@ def _differences(options: dict, saved: dict, said_as: dict | None = None) -> lis
     skip = (*_INFO_ONLY, "format")
     if all(_recorded(d, "backbone_dtype") == _recorded(d, "dtype") for d in (options, saved)):
         skip = (*skip, "backbone_dtype")  # it differs where dtype does, which is named
+    elif saved.get("backbone_dtype") is None and str(saved.get("model")).endswith(" passed in"):
+        skip = (*skip, "backbone_dtype")  # a record before it, of a LoftUp passed in: its
+        # backbone by name ran in its dtype or in float32 (dtype None), which it does not say
     return [
         f"{said(key, said_as)} {said_value(key, saved.get(key), said_as)} there, "
         f"{said_value(key, value, said_as)} now"
@@ -168,7 +171,8 @@ def _differences(options: dict, saved: dict, said_as: dict | None = None) -> lis
 def _recorded(record: dict, key: str):
     """``record``'s ``key`` as this version records it (:func:`_as_recorded`); a
     ``backbone_dtype`` of None (a backbone loaded by name, recorded so before it was recorded
-    for every run) as the record's ``dtype``, which such a record said it followed."""
+    for every run) as the record's ``dtype``, which it ran in where ``model`` was loaded by
+    name too (:func:`_differences` does not compare it where a LoftUp was passed in)."""
     if key == "backbone_dtype" and record.get(key) is None:
         key = "dtype"
     return _as_recorded(key, record.get(key))
