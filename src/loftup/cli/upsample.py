@@ -118,7 +118,7 @@ def add_upsample(sub) -> None:
         action="store_true",
         help="go on with an interrupted run: skip the batches whose outputs OUT_DIR already "
         "holds, all of them (the options that change the files must be those recorded in its "
-        "upsample.json)",
+        "upsample.json; refused while a run it lists is still writing there, on this host)",
     )
     p.set_defaults(func=_cmd_upsample)
 
