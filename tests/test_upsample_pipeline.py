@@ -158,3 +158,41 @@ def test_size_argument_is_checked(capsys):
     with pytest.raises(SystemExit):
         main(["upsample", "x.png", "-o", "out", "--dtype", "fp8"])
     assert "choose one of float32, bfloat16, float16" in capsys.readouterr().err
+
+
+def _nan_image() -> torch.Tensor:
+    image = torch.rand(3, 32, 32)
+    image[1, 3, 4] = float("nan")
+    return image
+
+
+@pytest.mark.parametrize(
+    "image, size, said",
+    [
+        (_nan_image(), None, "the image has 1 NaN or infinite value"),
+        (torch.rand(3, 32, 32) * 255, None, r"expected RGB values in \[0, 1\]"),
+        (torch.rand(2, 32, 32, 3), None, r"it is channels last: images.permute\(0, 3, 1, 2\)"),
+        (torch.rand(3, 32, 32), (70000, 70000), "asks for 70000x70000 features"),
+        (torch.rand(3, 1, 4000), None, r"patches of 14 \(at most 65536\)"),  # the backbone's
+    ],
+)
+def test_a_refused_image_leaves_the_modules_passed_in_as_they_were(upsampler, image, size, said):
+    """upsample(bad_image, model=a LoftUp, dtype="float16") converted the caller's LoftUp (and
+    a backbone module passed with it) to float16 in place, and put it in eval mode, before the
+    image was refused: its float32 weights lost to the rounding by a call that did nothing."""
+    torch.manual_seed(0)
+    up = loftup.LoftUp(dim=32).train()
+    backbone = loftup.get_featurizer("dinov2_tiny")  # (a backbone stays in eval mode)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (up, backbone)]
+    calls = [
+        {"model": up, "backbone": "dinov2_tiny"},
+        {"model": up, "backbone": backbone},
+        {"model": upsampler, "backbone": backbone},  # a folder's, cached: the backbone passed
+    ]
+    for kw in calls:
+        with pytest.raises(loftup.LoftUpError, match=said):
+            loftup.upsample(image, size=size, dtype="float16", **kw)
+        for module, state in zip((up, backbone), before):
+            now = module.state_dict()
+            assert all(now[k].dtype == v.dtype and torch.equal(now[k], v) for k, v in state.items())
+        assert up.training, kw  # not put in eval mode either

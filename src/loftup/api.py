@@ -27,8 +27,10 @@ from .checks import (
     PIXEL_SLACK,
     Size,
     as_dtype,
+    backbone_input,
     check_backbone_size,
     check_batch,
+    check_images,
     check_pixels,
     check_size,
     output_size,
@@ -150,6 +152,12 @@ def _numbers(image) -> bool:
     return isinstance(image, numbers.Number)
 
 
+def _check_patches(images: torch.Tensor, backbone_size, featurizer: Featurizer) -> None:
+    """An :class:`~loftup.checks.ImageSizeError` where ``featurizer`` would be given more
+    patches of ``images`` than it may at ``backbone_size`` (:func:`backbone_input`)."""
+    backbone_input(*images.shape[-2:], featurizer.patch_size, backbone_size)
+
+
 class _Default(int):
     """An int default that :func:`upsample` tells apart from the same value passed: 224 said
     aloud contradicts a pipeline built with another ``backbone_size``, 224 left out does not."""
@@ -235,28 +243,27 @@ def upsample(
     """
     check_size(size)  # before any weights are loaded
     _refuse_many(image_or_path)
+    # the image refused before a LoftUp or backbone module passed in is converted in place (a
+    # lossy float16, say): what needs no model here, its patches once the backbone is known
+    images, batched = _as_batch(image_or_path)
+    check_images(images, size)
+    fits = functools.partial(_check_patches, images, backbone_size)
     if isinstance(model, FeaturePipeline):
         pipeline = model
         _check_agrees(
             pipeline, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
         )
     elif isinstance(model, LoftUp):
-        pipeline = load_pipeline(
-            model,
-            backbone=backbone,
-            backbone_weights=backbone_weights,
-            backbone_size=backbone_size,
-            backbone_norm=backbone_norm,
-            device=device,
-            dtype=dtype,
-        )
+        options = checked_options(backbone_size, backbone_norm, device, dtype)
+        pipeline = build_pipeline(model, backbone, backbone_weights, *options, fits=fits)
     else:
         check_model(model, ("a LoftUp", "a FeaturePipeline"))
         options = checked_options(backbone_size, backbone_norm, device, dtype)
+        if isinstance(backbone, Featurizer):  # converted by a pipeline built for it
+            fits(backbone)
         key = _weights_key(model)
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
         if isinstance(backbone, torch.nn.Module):  # put in eval mode at every call, as a
             backbone.eval()  # LoftUp's path does (the cached pipeline was built in an earlier one)
-    images, batched = _as_batch(image_or_path)
     _, hr_feats = pipeline(images, size)
     return hr_feats if batched else hr_feats[0]

@@ -19,10 +19,7 @@ from .checks import (
     as_dtype,
     backbone_input,
     check_backbone_size,
-    check_batch,
-    check_output_size,
-    check_pixels,
-    output_size,
+    check_images,
     resolve_device,
     shown,
 )
@@ -117,21 +114,13 @@ class FeaturePipeline:
                 f"a pipeline takes a (B, 3, H, W) tensor, got {shown(images)}; for a path, a "
                 "PIL image or an array use loftup.upsample(image, model=pipeline)"
             )
-        check_batch(images)
-        if not (images.is_floating_point() or images.dtype in PIXEL_MAX):
-            raise UsageError(
-                f"expected uint8, uint16 or floating point pixels, got "
-                f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, "
-                "0-65535 ones as uint16, or floats in [0, 1]"
-            )
-        h0, w0 = images.shape[-2:]
         # both sizes checked before any work (tile by tile, the output is not held whole)
-        out_hw = (check_output_size if callback is None else output_size)(size, h0, w0)
+        out_hw = check_images(images, size, streamed=callback is not None)
+        h0, w0 = images.shape[-2:]
         bb_hw = backbone_input(h0, w0, self.featurizer.patch_size, self.backbone_size)
         x = images.to(self.device, torch.float32)
         if images.dtype in PIXEL_MAX:  # as upsample reads them, and check_pixels advises
             x = x / PIXEL_MAX[images.dtype]
-        check_pixels(x)
         guide = _normalized(x, out_hw)
         # the image's half of the upsampler first: on a GPU it runs while the backbone's
         # kernels are being launched (the same output as self.upsampler(lr_feats, guide))
@@ -242,12 +231,15 @@ def build_pipeline(
     backbone_norm: str | None,
     device: torch.device | None,
     dtype: torch.dtype | None,
+    *,
+    fits=None,
 ) -> FeaturePipeline:
     """:func:`load_pipeline` of arguments checked already (by :func:`checked_options`, and
     ``model`` a LoftUp or a name or path): for a caller that checks them at its own boundary
     (:func:`loftup.upsample`, the command line), so that each is checked once. The models are
     built on the CPU and moved to ``device`` in ``dtype`` in one step (``device`` None: see
-    :func:`run_device`)."""
+    :func:`run_device`). ``fits``: the caller's own refusal of what depends on the backbone (an
+    image's patches), ``fits(featurizer)``, run before a module passed in is converted."""
     # a typo said first, not inside the upsampler's missing file
     check_backbone_name(backbone, model)
     device = run_device(device, model, backbone)
@@ -262,6 +254,8 @@ def build_pipeline(
     else:
         featurizer = named_featurizer(upsampler, backbone, backbone_weights, backbone_norm)
     refuse_other_width(upsampler, featurizer, backbone_weights)
+    if fits is not None:
+        fits(featurizer)
     # what is loaded here in float32 unless dtype says otherwise; a module passed in keeps its own
     upsampler = upsampler.to(device, dtype or (None if upsampler is model else torch.float32))
     upsampler = upsampler.eval()
