@@ -24,7 +24,7 @@ and both agree.
 
 from __future__ import annotations
 
-import types
+import functools
 
 import torch
 
@@ -44,15 +44,18 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def _featup_interpolation(embeddings, emb: torch.Tensor, height: int, width: int):
+    """A CLIPVisionEmbeddings' ``interpolate_pos_encoding(emb, height, width)`` as FeatUp's
+    MaskCLIP interpolates (:func:`~loftup.featurizers.dinov2.hub_pos_embed`)."""
+    p = embeddings.patch_size
+    return hub_pos_embed(embeddings.position_embedding.weight[None], height // p, width // p)
+
+
 def _use_featup_interpolation(embeddings) -> None:
     """Make a transformers CLIPVisionEmbeddings interpolate its positional embeddings as
-    FeatUp's MaskCLIP does (scale factor (n + 0.1) / N) instead of to the exact size."""
-
-    def interpolate(self, emb: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        p = self.patch_size
-        return hub_pos_embed(self.position_embedding.weight[None], height // p, width // p)
-
-    embeddings.interpolate_pos_encoding = types.MethodType(interpolate, embeddings)
+    FeatUp's MaskCLIP does (scale factor (n + 0.1) / N) instead of to the exact size: a partial
+    of a module-level function, which pickles (a local function's method did not unpickle)."""
+    embeddings.interpolate_pos_encoding = functools.partial(_featup_interpolation, embeddings)
 
 
 class MaskCLIPFeaturizer(HFFeaturizer):

@@ -13,7 +13,7 @@ offset, which moves every interpolated embedding slightly (at the model's own gr
 
 from __future__ import annotations
 
-import types
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -48,14 +48,19 @@ def hub_pos_embed(
     return torch.cat([cls, grid], dim=1)
 
 
+def _hub_interpolation(embeddings, emb: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A Dinov2Embeddings' ``interpolate_pos_encoding(emb, height, width)`` as the DINOv2
+    torch-hub models interpolate (:func:`hub_pos_embed`)."""
+    p = embeddings.patch_size
+    return hub_pos_embed(embeddings.position_embeddings, height // p, width // p)
+
+
 def _use_hub_interpolation(embeddings) -> None:
-    """Make a transformers Dinov2Embeddings interpolate like the DINOv2 torch-hub models."""
-
-    def interpolate(self, emb: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        p = self.patch_size
-        return hub_pos_embed(self.position_embeddings, height // p, width // p)
-
-    embeddings.interpolate_pos_encoding = types.MethodType(interpolate, embeddings)
+    """Make a transformers Dinov2Embeddings interpolate like the DINOv2 torch-hub models: a
+    partial of a module-level function, which pickles (a pipeline sent to DataLoader workers,
+    torch.multiprocessing); a method of a local function was unpickled as
+    ``getattr(embeddings, "interpolate")``, an AttributeError."""
+    embeddings.interpolate_pos_encoding = functools.partial(_hub_interpolation, embeddings)
 
 
 class Dinov2Featurizer(HFFeaturizer):
