@@ -196,4 +196,11 @@ def test_a_backbone_of_another_width_is_refused_at_the_save_not_at_the_load(tmp_
     assert "records dinov2_tiny all the same, an inconsistent record" in said, said
     assert "pass backbone=NAME (CLI: --backbone NAME), one of the backbones of its 64-d " in said
     assert "pass the backbone it was trained with" not in said
-    assert loftup.load_pipeline(folder, backbone="scenes_vit_p8").featurizer.dim == 64
+    # the one passed is warned about, but not told to leave it out "to run dinov2_tiny",
+    # which fails as above
+    with pytest.warns(loftup.BackboneMismatchWarning) as told:
+        assert loftup.load_pipeline(folder, backbone="scenes_vit_p8").featurizer.dim == 64
+    said = str(told[0].message)
+    assert "records dinov2_tiny, whose 32-d features it does not take (it takes 64-d" in said
+    assert "again with backbone='scenes_vit_p8'; if weights of dinov2_tiny's " in said, said
+    assert "to run dinov2_tiny" not in said

@@ -32,7 +32,9 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
     dinov2_vitb14_reg). Not an error: running an upsampler on a neighbouring backbone is a
     legitimate experiment (``loftup evaluate`` warns as well). Silent where the upsampler does
     not record its backbone (a bare weights file), or a Featurizer passed in has a name of its
-    own (an unregistered module: nothing to compare)."""
+    own (an unregistered module: nothing to compare). A recorded backbone of another width
+    than the upsampler's (an older save's inconsistent record) is not advised as the one to
+    run: left out, it is refused (:func:`refuse_other_width`)."""
     from .featurizers import ALIASES, FEATURIZERS
 
     if not trained_on:
@@ -40,12 +42,20 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
     asked_key = ALIASES.get(asked, asked)
     if asked_key not in FEATURIZERS or ALIASES.get(trained_on, trained_on) == asked_key:
         return
-    _warn_once(
-        upsampler,
-        (trained_on, asked),
+    recorded = FEATURIZERS.get(ALIASES.get(trained_on, trained_on))
+    says = (
         f"was trained on {trained_on}'s features, not {asked}'s, so its output is not what it "
-        f"learnt: leave out backbone= (--backbone) to run {trained_on}",
+        f"learnt: leave out backbone= (--backbone) to run {trained_on}"
     )
+    if recorded is not None and recorded.dim != upsampler.dim:
+        says = (
+            f"records {trained_on}, whose {recorded.dim}-d features it does not take (it takes "
+            f"{upsampler.dim}-d ones), so the backbone it was trained on is not known: if that "
+            f"is {asked}, save_pretrained it again with backbone={asked!r}; if weights of "
+            f"{trained_on}'s architecture at {upsampler.dim}-d, leave out backbone= (--backbone) "
+            "and pass them, backbone_weights=PATH (--backbone-weights PATH)"
+        )
+    _warn_once(upsampler, (trained_on, asked), says)
 
 
 def refuse_other_width(upsampler: LoftUp, featurizer: Featurizer, backbone_weights) -> None:
