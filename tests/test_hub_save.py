@@ -300,12 +300,21 @@ def test_a_backbone_the_load_cannot_build_is_refused_before_anything_is_written(
     with pytest.raises(UnknownNameError):
         model.save_pretrained(tmp_path / "up")
     assert not (tmp_path / "up").exists()
-    with pytest.raises(UsageError) as e:
-        LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4).save_pretrained(tmp_path, backbone=" ")
-    assert str(e.value) == (  # as the pipeline and the backbones word it
-        "the backbone is empty or blank (an unset variable or an empty string?): pass a "
-        "backbone's name (e.g. backbone='dinov2_vits14'), or backbone=None to record none"
-    )
+
+
+@pytest.mark.parametrize("dim, example", [(32, "dinov2_tiny"), (64, "scenes_vit_p8")])
+def test_a_blank_backbone_is_given_an_example_of_the_upsampler_s_width(tmp_path, dim, example):
+    """save_pretrained(backbone="") was given dinov2_vits14 as the example, whatever the
+    upsampler's width: followed, the save refused it as of another width (384-d)."""
+    model = LoftUp(dim=dim, depth=1, num_heads=2, n_freqs=4)
+    for blank in ("", " "):
+        with pytest.raises(UsageError) as e:
+            model.save_pretrained(tmp_path, backbone=blank)
+        assert str(e.value) == (  # as the pipeline and the backbones word it
+            "the backbone is empty or blank (an unset variable or an empty string?): pass a "
+            f"backbone's name (e.g. backbone='{example}'), or backbone=None to record none"
+        )
+    assert model.save_pretrained(tmp_path, backbone=example) == tmp_path  # which is recorded
 
 
 def test_every_backbone_the_load_builds_is_recorded(tmp_path, monkeypatch):

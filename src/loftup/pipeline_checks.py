@@ -129,11 +129,11 @@ def check_backbone_name(backbone, model=None) -> None:
     384-d, was given for any)."""
     if not isinstance(backbone, str):
         return
-    from .featurizers import backbones_of_dim, refuse_blank, resolve
+    from .featurizers import example_of_dim, refuse_blank, resolve
 
-    fits = backbones_of_dim(model.dim) if isinstance(model, torch.nn.Module) else []
+    example = example_of_dim(model.dim if isinstance(model, torch.nn.Module) else None)
     absent = ", or leave it out for the one the upsampler records"
-    refuse_blank(backbone, absent=absent, example=fits[0] if fits else "dinov2_vits14")
+    refuse_blank(backbone, absent=absent, example=example)
     resolve(backbone)
 
 

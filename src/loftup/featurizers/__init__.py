@@ -163,6 +163,13 @@ def backbones_of_dim(dim: int) -> list[str]:
     return [name for name, spec in FEATURIZERS.items() if spec.dim == dim]
 
 
+def example_of_dim(dim: int | None) -> str:
+    """A backbone to name in an example for an upsampler of ``dim``-d features: the first
+    registered of that width, else (none, or no width known) dinov2_vits14."""
+    fits = backbones_of_dim(dim) if dim is not None else []
+    return fits[0] if fits else "dinov2_vits14"
+
+
 def check_input_norm(value: str, flag: str = "input_norm") -> str:
     """``value`` if it names an :data:`INPUT_NORMS` entry, else a UsageError listing them."""
     from ..errors import UsageError

@@ -46,13 +46,14 @@ def weights_digest(state: dict, floats: torch.dtype | None = None) -> str:
     return digest.hexdigest()
 
 
-def check_recordable(backbone, backbone_norm, metadata) -> None:
+def check_recordable(backbone, backbone_norm, metadata, dim: int | None = None) -> None:
     """A UsageError where what :func:`~loftup.hub.save_pretrained` is to record is not what its
     load reads back: a backbone that is not a name, or a name no registry knows (an
     :class:`~loftup.errors.UnknownNameError`, as the load's, with the names meant), a
     ``backbone_norm`` of no :data:`~loftup.featurizers.INPUT_NORMS` entry, ``metadata`` that
     JSON cannot hold (a date, a path, a tensor). Said before anything is written: the load
-    that refused them came after, perhaps after a push to the hub."""
+    that refused them came after, perhaps after a push to the hub. ``dim``: the upsampler's
+    width, whose backbones a blank one is given as the example."""
     from ..checks import shown
     from ..errors import UsageError
     from ..featurizers import check_input_norm
@@ -62,7 +63,7 @@ def check_recordable(backbone, backbone_norm, metadata) -> None:
             f"backbone is a backbone's name (dinov2_vits14, say) or None, got {shown(backbone)}"
         )
     if backbone is not None:
-        _check_backbone_name(backbone)
+        _check_backbone_name(backbone, dim)
     if backbone_norm is not None:
         check_input_norm(backbone_norm, "backbone_norm")
     odd = _not_json(metadata, "metadata")
@@ -73,14 +74,17 @@ def check_recordable(backbone, backbone_norm, metadata) -> None:
         )
 
 
-def _check_backbone_name(backbone: str) -> None:
+def _check_backbone_name(backbone: str, dim: int | None) -> None:
     """An error where the load of a record of ``backbone`` (a string) would refuse it: its
     backbone is built by name (:func:`loftup.featurizers.resolve`: a registered name or an
-    alias); a hub id or a folder names its weights, which the load is given apart."""
+    alias); a hub id or a folder names its weights, which the load is given apart. A blank
+    one is given a backbone of ``dim``-d features as the example (dinov2_vits14 was given for
+    any width, which the save then refused for another)."""
     from ..errors import UnknownNameError
-    from ..featurizers import FEATURIZERS, refuse_blank, resolve
+    from ..featurizers import FEATURIZERS, example_of_dim, refuse_blank, resolve
 
-    refuse_blank(backbone, absent=", or backbone=None to record none")
+    absent = ", or backbone=None to record none"
+    refuse_blank(backbone, absent=absent, example=example_of_dim(dim))
     repo, _, revision = backbone.partition("@")  # facebook/dinov2-small@main: its revision
     named = sorted(n for n, spec in FEATURIZERS.items() if spec.default_weights == repo)
     if named and backbone not in FEATURIZERS:  # facebook/dinov2-small: dinov2_vits14's weights

@@ -52,7 +52,7 @@ def save_pretrained(
     directory = _folder(directory)
     backbone = backbone if backbone is not None else getattr(model, "backbone", None)
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
-    check_recordable(backbone, backbone_norm, metadata)  # before either file is written
+    check_recordable(backbone, backbone_norm, metadata, model.dim)  # before either file is written
     if backbone is not None and backbone_weights is None:
         _check_width(model, backbone)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
