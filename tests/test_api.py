@@ -404,7 +404,9 @@ def test_the_command_line_prints_the_backbone_mismatch_on_one_line(
     assert "tiny_of_my_own" in told[0] and "dinov2_tiny" in told[0]
 
 
-def test_no_backbone_warning_where_it_is_the_one_trained_on_or_unknown(tmp_path, mismatch_unwarned):
+def test_no_backbone_warning_where_it_is_the_one_trained_on_or_unknown(
+    tmp_path, mismatch_unwarned, own_backbones
+):
     """The backbone the upsampler records, and any backbone for one that records none (a bare
     weights file, a LoftUp built in code), or a Featurizer of an unregistered name: no word."""
     import warnings
@@ -428,9 +430,9 @@ def test_no_backbone_warning_where_it_is_the_one_trained_on_or_unknown(tmp_path,
         trained = loftup.LoftUp(dim=32)
         trained.backbone = "dinov2_tiny"
         loftup.load_pipeline(trained, backbone=own)
-    # a registered name of another backbone, the same Featurizer: told
+    # a registered name of another backbone of its width, the same Featurizer: told
     own.name = "dinov2_tiny"
-    trained.backbone = "dinov2_vits14"
+    trained.backbone = "tiny_of_my_own"
     with pytest.warns(UserWarning, match="^backbone mismatch: the upsampler was trained on "):
         loftup.load_pipeline(trained, backbone=own)
 
