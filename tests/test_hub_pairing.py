@@ -173,11 +173,27 @@ def test_an_unknown_backbone_is_refused_before_the_upsampler_is_looked_for(tmp_p
     assert "did you mean dinov2_vits14" in str(e.value) and "haiwen/" not in str(e.value)
 
 
+def _small_dinov2(folder, width: int):
+    """A DINOv2 of dinov2_tiny's architecture at ``width``, saved in the Hugging Face layout."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=width, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2, image_size=28
+    )
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
 def test_a_backbone_of_another_width_is_refused_at_the_save_not_at_the_load(tmp_path):
     """LoftUp(dim=64) saved recording dinov2_tiny (32-d) was written; its load then refused the
     pairing and told to "pass the backbone it was trained with, dinov2_tiny", the one that had
-    just failed. The save says it, with the backbones of the upsampler's width, and writes
-    nothing; weights of another width given (a small model of that architecture) record it."""
+    just failed. The save says it, weights of that width first, and writes nothing; those
+    weights given (a small model of that architecture), the record says so, and its load
+    asks for them first, not for an unrelated backbone of that width (scenes_vit_p8), which
+    ran with a backbone mismatch."""
+    import json
+
     import loftup
     from loftup.errors import UsageError
 
@@ -186,17 +202,24 @@ def test_a_backbone_of_another_width_is_refused_at_the_save_not_at_the_load(tmp_
         model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny")
     said = str(e.value)
     assert "dinov2_tiny gives 32-d features but this upsampler takes 64-d ones" in said
-    assert "backbones of 64-d features: scenes_vit_p8" in said and "backbone_weights=" in said
+    weights, other = said.index("backbone_weights=PATH"), said.index("scenes_vit_p8")
+    assert weights < other and "a different backbone, of 64-d features: scenes_vit_p8" in said
     assert not (tmp_path / "up").exists()
-    # a record of that kind (weights of that width named at the save, not at the load): the
-    # load names the backbones that fit, not the recorded one again
-    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights="w")
+    small = _small_dinov2(tmp_path / "small", 64)
+    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights=small)
+    record = json.loads((folder / "config.json").read_text())
+    assert record["backbone"] == "dinov2_tiny" and record["backbone_weights_dim"] == 64
     with pytest.raises(loftup.LoftUpError) as e:
         loftup.load_pipeline(folder)
     said = str(e.value)
-    assert "records dinov2_tiny all the same, an inconsistent record" in said, said
-    assert "pass backbone=NAME (CLI: --backbone NAME), one of the backbones of its 64-d " in said
-    assert "pass the backbone it was trained with" not in said
+    assert "was trained on weights of dinov2_tiny's architecture at another width" in said, said
+    assert "backbone_weights=PATH (CLI --backbone-weights PATH)" in said
+    assert "scenes_vit_p8" not in said and "inconsistent" not in said
+    assert loftup.load_pipeline(folder, backbone_weights=small).featurizer.dim == 64
+    # loaded and saved again with its backbone, the record is kept (it was refused)
+    again = loftup.load_upsampler(folder).save_pretrained(tmp_path / "again")
+    assert json.loads((again / "config.json").read_text())["backbone_weights_dim"] == 64
+
     # the one passed is warned about, but not told to leave it out "to run dinov2_tiny",
     # which fails as above
     with pytest.warns(loftup.BackboneMismatchWarning) as told:
@@ -205,3 +228,25 @@ def test_a_backbone_of_another_width_is_refused_at_the_save_not_at_the_load(tmp_
     assert "records dinov2_tiny, whose 32-d features it does not take (it takes 64-d" in said
     assert "again with backbone='scenes_vit_p8'; if weights of dinov2_tiny's " in said, said
     assert "to run dinov2_tiny" not in said
+
+
+def test_a_record_of_another_width_without_its_flag_names_the_weights_first(tmp_path):
+    """A record of a backbone of another width that does not say it was trained on weights of
+    that width (a save before the record had the key, loftup train's on a small model): its
+    load asks for those weights first, and names a different backbone of its width only as
+    the other way, never the recorded one."""
+    import json
+
+    import loftup
+
+    model = LoftUp(dim=64, depth=1, num_heads=2, n_freqs=4)
+    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights="w")
+    record = json.loads((folder / "config.json").read_text())
+    del record["backbone_weights_dim"]
+    (folder / "config.json").write_text(json.dumps(record))
+    with pytest.raises(loftup.LoftUpError) as e:
+        loftup.load_pipeline(folder)
+    said = str(e.value)
+    assert "records dinov2_tiny all the same: if it was trained on weights of " in said
+    weights, other = said.index("backbone_weights=PATH"), said.index("scenes_vit_p8")
+    assert weights < other and "recording that one (a different backbone, of 64-d " in said

@@ -61,10 +61,9 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
 def refuse_other_width(upsampler: LoftUp, featurizer: Featurizer, backbone_weights) -> None:
     """A LoftUpError where ``featurizer`` gives features of another width than ``upsampler``
     takes, with what to pass instead: the backbone it records, or, where that is the one that
-    failed (a record saved with another backbone's name), the backbones of its width."""
+    failed, the weights of that backbone it was trained on (:func:`_weights_of_its_width`)."""
     from .errors import LoftUpError
     from .featurizers import ALIASES
-    from .pipeline_checks import backbones_advice
 
     if featurizer.dim == upsampler.dim:
         return
@@ -74,14 +73,52 @@ def refuse_other_width(upsampler: LoftUp, featurizer: Featurizer, backbone_weigh
         fix = (
             f"pass the weights of {trained_on} it was trained on, of {upsampler.dim}-d features"
             if backbone_weights is not None
-            else f"the upsampler {getattr(upsampler, 'source', None) or 'passed in'} records "
-            f"{trained_on} all the same, an inconsistent record (saved with another backbone's "
-            f"name): pass backbone=NAME (CLI: --backbone NAME), "
-            f"{backbones_advice(upsampler.dim)}, and save_pretrained it again with that backbone"
+            else _weights_of_its_width(upsampler, trained_on)
         )
+    elif trained_on and _recorded_weights_dim(upsampler):  # that one needs its weights too
+        fix += f", with the weights it was trained on, {_weights_said(upsampler.dim)}"
     raise LoftUpError(
         f"backbone {featurizer.name} gives {featurizer.dim}-d features but the upsampler "
         f"expects {upsampler.dim}-d ones; {fix}"
+    )
+
+
+def _recorded_weights_dim(upsampler: LoftUp) -> bool:
+    """Whether ``upsampler``'s record says it was trained on backbone weights of its own width,
+    not its backbone's registered one (save_pretrained given ``backbone_weights``)."""
+    return getattr(upsampler, "backbone_weights_dim", None) == upsampler.dim
+
+
+def _weights_said(dim: int) -> str:
+    """How to pass backbone weights of ``dim``-d features, from Python and the command line."""
+    return (
+        f"backbone_weights=PATH (CLI --backbone-weights PATH), the folder of a model of {dim}-d "
+        "features"
+    )
+
+
+def _weights_of_its_width(upsampler: LoftUp, trained_on: str) -> str:
+    """The fix where the backbone ``upsampler`` records, built with its own weights, gives
+    features of another width: it was trained on weights of that architecture at its width (a
+    small model; loftup train's export and save_pretrained(backbone_weights=) record so), to
+    be given again. Only where its record does not say so, a record of the wrong backbone is
+    the other way, with the backbones of its width, none of them the recorded one."""
+    from .featurizers import backbones_of_dim, resolve
+
+    where, dim = getattr(upsampler, "source", None) or "passed in", upsampler.dim
+    if _recorded_weights_dim(upsampler):
+        return (
+            f"the upsampler {where} was trained on weights of {trained_on}'s architecture at "
+            f"another width (its record says so, not where they are): pass them, "
+            f"{_weights_said(dim)}"
+        )
+    names = [n for n in backbones_of_dim(dim) if n != resolve(trained_on).name]
+    other = f"a different backbone, of {dim}-d features: {', '.join(names)}" if names else None
+    return (
+        f"the upsampler {where} records {trained_on} all the same: if it was trained on weights "
+        f"of {trained_on}'s architecture at another width, pass them, {_weights_said(dim)}; if "
+        f"it was trained on another backbone, save_pretrained it again recording that one"
+        + (f" ({other})" if other else "")
     )
 
 

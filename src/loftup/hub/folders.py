@@ -30,11 +30,14 @@ from .record import (
 )
 
 
-def read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str | None]:
-    """(state, config, backbone, backbone_norm) of the upsampler in folder ``path``: save_pretrained's
-    files (config.json, else the record in the weights' header), else a torch.save file
-    (pytorch_model.bin, model.pt, model.pth) with its record; a folder of none of these (a
-    training run's, say) is a WeightsNotFoundError saying what to give."""
+def read_folder(
+    path: Path,
+) -> tuple[dict, LoftUpConfig | None, str | None, str | None, int | None]:
+    """(state, config, backbone, backbone_norm, backbone_weights_dim) of the upsampler in
+    folder ``path``: save_pretrained's files (config.json, else the record in the weights'
+    header), else a torch.save file (pytorch_model.bin, model.pt, model.pth) with its record;
+    a folder of none of these (a training run's, say) is a WeightsNotFoundError saying what to
+    give."""
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     check_links(path, (WEIGHTS_NAME, CONFIG_NAME, "pytorch_model.bin", "model.pt", "model.pth"))
     if weights.exists():
@@ -53,12 +56,12 @@ def read_folder(path: Path) -> tuple[dict, LoftUpConfig | None, str | None, str 
             check_intact(weights, state, fix, meta)
             return (state, *recorded)
         info = _config_json(cfg_file, fix)
-        config, backbone, norm = read_record(info, str(cfg_file), fix)
+        recorded = read_record(info, str(cfg_file), fix)
         obj, meta = read_weights_file(weights)
         state, _ = to_native(obj, str(weights))
         check_intact(weights, state, fix, meta)
         check_same_save(info, cfg_file, weights, state, meta)
-        return state, config, backbone, norm
+        return (state, *recorded)
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             return pickle_with_record(path / name, cfg_file)[1:]
@@ -108,7 +111,8 @@ def _pass_over(cfg_file: Path, why: str) -> None:
 
 
 def pickle_with_record(file: Path, cfg_file: Path):
-    """(obj, state, config, backbone, backbone_norm) of torch.save's ``file`` in a folder (``obj``
+    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim) of torch.save's
+    ``file`` in a folder (``obj``
     what the file holds, a training checkpoint's whole dict say), whether the folder or the
     file itself was given: read with
     save_pretrained's ``cfg_file`` where it is one (``"format": "loftup"``; another's, a
@@ -126,8 +130,8 @@ def pickle_with_record(file: Path, cfg_file: Path):
     own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
     info = _config_json(cfg_file, fix, only_loftup=True)
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
-        return obj, state, own_config, own_backbone, own_norm
-    config, backbone, norm = read_record(info, str(cfg_file), fix)
+        return obj, state, own_config, own_backbone, own_norm, None
+    config, backbone, norm, weights_dim = read_record(info, str(cfg_file), fix)
     check_same_save(info, cfg_file, file, state, meta)
     said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
     if own_backbone is not None and own_backbone != backbone:
@@ -140,7 +144,7 @@ def pickle_with_record(file: Path, cfg_file: Path):
             f"two saves; delete {cfg_file.name} to load {file.name} with its own record, or "
             "put the weights it was written with beside it"
         )
-    return obj, state, config, backbone, norm
+    return obj, state, config, backbone, norm, weights_dim
 
 
 #: The largest JSON file :func:`config_given` reads to tell what it is (a config is a few KiB)

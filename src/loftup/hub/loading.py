@@ -159,7 +159,7 @@ _TORCH_SUFFIXES = WEIGHT_SUFFIXES - {".safetensors"}
 
 
 def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
-    backbone = backbone_norm = released = fix = built_fix = None
+    backbone = backbone_norm = weights_dim = released = fix = built_fix = None
     config = None
     obj: dict = {}
     # os.path, not pathlib (PermissionError on 3.11): a name in a folder not searchable
@@ -168,7 +168,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     ):
         # a save_pretrained folder's weights given as a file: its config.json decides, as for
         # the folder (the header's copy stands in where it is missing)
-        state, config, backbone, backbone_norm = read_folder(
+        state, config, backbone, backbone_norm, weights_dim = read_folder(
             path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
@@ -177,7 +177,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     ):
         # torch.save's weights given as a file beside a config.json: read with it as the folder
         # is (save_pretrained's record decides: the file's shapes do not say the heads)
-        obj, state, config, backbone, backbone_norm = pickle_with_record(
+        obj, state, config, backbone, backbone_norm, weights_dim = pickle_with_record(
             path, path.parent / CONFIG_NAME
         )
         origin = str(path)
@@ -197,7 +197,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             backbone_norm = backbone_norm_of(obj, origin)
         recorded = None if config else header_record(path, meta)
         if recorded is not None:  # a save_pretrained file given alone: its header's record
-            config, backbone, backbone_norm = recorded
+            config, backbone, backbone_norm, weights_dim = recorded
             check_intact(path, state, "; write it again with save_pretrained", meta)
     else:
         check_regular_file(path)  # there, but neither file nor folder (a FIFO): not "no such"
@@ -232,6 +232,9 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             model.source_commit = snapshot.name
     model.backbone = backbone
     model.backbone_norm = backbone_norm
+    # the width of the backbone weights it was trained on, where not its backbone's registered
+    # one (a small model of that architecture): what the load of a pipeline asks for first
+    model.backbone_weights_dim = weights_dim
     model.source = origin
     return model.eval(), obj
 

@@ -25,6 +25,11 @@ RECORD_KEY = "loftup"
 #: config.json and the header's copy of one save hold the same, so that a config.json left by
 #: an earlier save (one cut short between its two files) is told from the weights' own.
 DIGEST_KEY = "weights_digest"
+#: The record's key for the width of the backbone weights the upsampler was trained on, where
+#: that is not its recorded backbone's registered width (a small model of its architecture,
+#: given to save_pretrained as ``backbone_weights``): its load then asks for those weights
+#: first. An extra key, which earlier readers pass over.
+WEIGHTS_DIM_KEY = "backbone_weights_dim"
 
 
 def weights_digest(state: dict, floats: torch.dtype | None = None) -> str:
@@ -163,10 +168,23 @@ def backbone_norm_of(info: dict, where: str, fix: str = "") -> str | None:
     return value
 
 
-def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, str | None]:
-    """(config, backbone, backbone_norm) of a save_pretrained record (config.json's object, or
-    the copy in its weights' header); a record that is not one is a CheckpointError naming
-    ``where`` and ``fix``."""
+def weights_dim_of(info: dict, where: str, fix: str = "") -> int | None:
+    """A record's :data:`WEIGHTS_DIM_KEY` (None where it has none), or a CheckpointError."""
+    value = info.get(WEIGHTS_DIM_KEY)
+    if value is not None and (type(value) is not int or value < 1):
+        raise CheckpointError(
+            f'{where}: "{WEIGHTS_DIM_KEY}" must be a width (a positive integer) or null, got '
+            f"{value!r}{fix}"
+        )
+    return value
+
+
+def read_record(
+    info, where: str, fix: str
+) -> tuple[LoftUpConfig, str | None, str | None, int | None]:
+    """(config, backbone, backbone_norm, backbone_weights_dim) of a save_pretrained record
+    (config.json's object, or the copy in its weights' header); a record that is not one is a
+    CheckpointError naming ``where`` and ``fix``."""
     if not isinstance(info, dict):
         raise CheckpointError(
             f"{where} holds a JSON {type(info).__name__}, but a loftup config is an "
@@ -185,7 +203,8 @@ def read_record(info, where: str, fix: str) -> tuple[LoftUpConfig, str | None, s
             f'{where}: "backbone" must be a backbone name or null, got {backbone!r}{fix}'
         )
     norm = backbone_norm_of(info, where, fix)
-    return config_from(info["config"], where, fix), backbone, norm
+    weights_dim = weights_dim_of(info, where, fix)
+    return config_from(info["config"], where, fix), backbone, norm, weights_dim
 
 
 def header_info(path: Path, metadata: dict | None) -> dict | None:
@@ -207,9 +226,9 @@ def header_info(path: Path, metadata: dict | None) -> dict | None:
 
 def header_record(
     path: Path, metadata: dict | None
-) -> tuple[LoftUpConfig, str | None, str | None] | None:
-    """The save_pretrained record in a safetensors file's header (a copy of config.json's), or
-    None where it has none (a file of an earlier save, or a torch pickle). ``metadata``: as
+) -> tuple[LoftUpConfig, str | None, str | None, int | None] | None:
+    """The save_pretrained record in a safetensors file's header (a copy of config.json's), as
+    :func:`read_record` gives it, or None where it has none (a file of an earlier save, or a torch pickle). ``metadata``: as
     :func:`header_info` takes it."""
     info = header_info(path, metadata)
     if info is None:

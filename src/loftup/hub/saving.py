@@ -20,6 +20,7 @@ from .record import (
     DIGEST_KEY,
     FORMAT_TAG,
     RECORD_KEY,
+    WEIGHTS_DIM_KEY,
     WEIGHTS_NAME,
     check_recordable,
     weights_digest,
@@ -42,19 +43,37 @@ def save_pretrained(
 
     A backbone whose registered width is not ``model.dim`` is refused (the load would pair them
     and fail), unless ``backbone_weights`` says which weights it was trained on: a model of the
-    same architecture and another width (a small one), whose width is theirs. They are not
-    recorded (a path of this machine): give them again at load, ``backbone_weights=``."""
+    same architecture and another width (a small one), whose width is theirs. That is recorded
+    (``"backbone_weights_dim"``), not their path (one of this machine): give them again at
+    load, ``backbone_weights=``, which its load then asks for first. A model loaded from such a
+    record and saved with the same backbone keeps it."""
+    return write_pretrained(model, directory, backbone, backbone_norm, metadata, backbone_weights)
+
+
+def write_pretrained(
+    model, directory, backbone, backbone_norm, metadata, backbone_weights, backbone_dim=None
+) -> Path:
+    """:func:`save_pretrained`; ``backbone_dim`` (not None) is the width of the features the
+    backbone gave ``model`` in training (its featurizer's ``dim``: ``loftup train``'s export),
+    trusted in place of the registered width, which a backbone of one's own may declare
+    otherwise than its builder gives."""
     from safetensors.torch import save_file
 
     from .. import __version__
 
     model = _unwrapped(model)
     directory = _folder(directory)
-    backbone = backbone if backbone is not None else getattr(model, "backbone", None)
+    own = getattr(model, "backbone", None)
+    backbone = backbone if backbone is not None else own
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
     check_recordable(backbone, backbone_norm, metadata, model.dim)  # before either file is written
-    if backbone is not None and backbone_weights is None:
-        _check_width(model, backbone)
+    weights_dim = None
+    if backbone is not None:
+        # trained on weights of another width: said now, or recorded by the save it was loaded from
+        given = backbone_weights is not None or (
+            backbone == own and getattr(model, "backbone_weights_dim", None) == model.dim
+        )
+        weights_dim = _weights_dim(model, backbone, given, backbone_dim)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {
         "format": FORMAT_TAG,
@@ -65,6 +84,8 @@ def save_pretrained(
         # the same in both files: a config.json left by an earlier save is told on load
         DIGEST_KEY: weights_digest(state),
     }
+    if weights_dim is not None:  # an extra key: earlier readers pass it over
+        info[WEIGHTS_DIM_KEY] = weights_dim
     # the record in the weights' own header too (what their shapes do not say: the heads, the
     # backbone), so the file alone, copied without config.json, loads as the same upsampler
     header = {"format": "pt", RECORD_KEY: json.dumps(info)}
@@ -75,27 +96,33 @@ def save_pretrained(
     return directory
 
 
-def _check_width(model: LoftUp, backbone: str) -> None:
-    """A UsageError where the registered ``backbone`` gives features of another width than
-    ``model``'s: recorded, its load paired them and refused the pairing, naming as the one to
-    pass the backbone that had just failed."""
+def _weights_dim(model: LoftUp, backbone: str, given: bool, backbone_dim: int | None):
+    """``model.dim`` where the registered ``backbone`` gives features of another width and
+    ``model`` was trained on weights of its own width (``given``): the record's
+    :data:`~.record.WEIGHTS_DIM_KEY`; None where the widths agree, or the backbone's own
+    weights gave it ``model.dim`` (``backbone_dim``); else a UsageError: recorded, its load
+    paired them and refused the pairing."""
     from ..featurizers import backbones_of_dim, resolve
 
     spec = resolve(backbone)
-    if spec.dim != model.dim:
-        names = backbones_of_dim(model.dim)
-        record = (
-            f"record one of the backbones of {model.dim}-d features: {', '.join(names)}"
-            if names
-            else f"no registered backbone gives {model.dim}-d features: register yours first "
-            "(loftup.featurizers.register)"
-        )
-        raise UsageError(
-            f"backbone {backbone} gives {spec.dim}-d features but this upsampler takes "
-            f"{model.dim}-d ones, so its load could not pair them; {record} (trained on "
-            f"weights of {backbone}'s architecture at another width: pass them too, "
-            "backbone_weights=PATH, and at load again)"
-        )
+    if spec.dim == model.dim or (backbone_dim == model.dim and not given):
+        return None
+    if given:
+        return model.dim
+    names = [n for n in backbones_of_dim(model.dim) if n != spec.name]
+    other = (
+        f"a different backbone, of {model.dim}-d features: {', '.join(names)}"
+        if names
+        else f"no registered backbone gives {model.dim}-d features: register yours first, "
+        "loftup.featurizers.register"
+    )
+    raise UsageError(
+        f"backbone {backbone} gives {spec.dim}-d features but this upsampler takes "
+        f"{model.dim}-d ones, so its load could not pair them; if it was trained on weights of "
+        f"{backbone}'s architecture at {model.dim}-d (a model of another size), pass them too, "
+        f"backbone_weights=PATH (and at load again, backbone_weights=, CLI "
+        f"--backbone-weights); if it was trained on another backbone, record that one ({other})"
+    )
 
 
 def _folder(directory) -> Path:
