@@ -126,3 +126,28 @@ def test_a_stage_one_config_as_printed_or_saved_starts_stage_two_from_its_result
                 with_init_architecture(cfg)
         else:
             assert with_init_architecture(cfg).model.mlp_dim == 32
+
+
+def test_a_backbone_declaring_another_width_than_it_gives_is_exported_at_its_real_width(
+    sa1b, tmp_path, monkeypatch
+):
+    """A registered backbone whose declared dim (384) is not what its builder gives (dinov2_tiny's
+    32): the run trains on the builder's features, then its export refused the pairing by the
+    declared width, after the whole run: no final/, no summary.json. The export trusts the
+    width the run's featurizer gave; the result loads and runs on that backbone."""
+    import json
+
+    import loftup
+    from loftup import featurizers
+    from loftup.train import train
+    from train_fixtures import tiny_config
+
+    spec = dataclasses.replace(featurizers.resolve("dinov2_tiny"), name="my_vit", dim=384)
+    monkeypatch.setitem(featurizers.FEATURIZERS, "my_vit", spec)
+    result = train(tiny_config(sa1b, tmp_path / "run", 1, 1, "backbone=my_vit"))
+    assert (tmp_path / "run" / "summary.json").is_file()
+    record = json.loads((result.pretrained / "config.json").read_text())
+    assert record["backbone"] == "my_vit" and record["config"]["dim"] == 32
+    assert "backbone_weights_dim" not in record  # its own weights give that width
+    pipeline = loftup.load_pipeline(result.pretrained)
+    assert pipeline.featurizer.dim == pipeline.upsampler.dim == 32

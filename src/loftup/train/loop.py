@@ -279,7 +279,7 @@ def _run(
             save(steps)
         finish_run(
             cfg, out_dir, monitor, trainee, teacher, steps=steps, history=history,
-            skipped=skipped, started=started, done=done,
+            skipped=skipped, started=started, done=done, backbone_dim=featurizer.dim,
         )  # fmt: skip
 
     end_run(signals, info, export, steps, total, ckpt_path)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..hub import save_pretrained
+from ..hub.saving import write_pretrained
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig
 from .earlier import Earlier
@@ -118,18 +118,22 @@ def open_run_folder(
 def finish_run(
     cfg: TrainConfig, out_dir: Path, monitor: Monitor, trainee, teacher, *, steps: int,
     history: list[dict], skipped: int, started: float, done: Callable[[], None] | None = None,
+    backbone_dim: int | None = None,
 ) -> Path:  # fmt: skip
     """Export the run of ``steps`` steps: ``final/`` (the trainee's upsampler), stage 2's
     ``final_teacher/``, both recording the backbone and the config; close ``monitor`` and write
     ``summary.json`` (``started``: the run's ``time.perf_counter()`` at its start), then call
-    ``done()``: the run is complete. Returns ``final/``'s path."""
+    ``done()``: the run is complete. ``backbone_dim``: the width of the features the run's
+    featurizer gave, which the export trusts over the backbone's registered width (a backbone
+    of one's own may declare another than its builder gives: the run was complete, and its
+    export refused). Returns ``final/``'s path."""
     final = out_dir / "final"
     meta = {"stage": cfg.stage, "steps": steps, "train_config": cfg.to_dict()}
-    kw = {"backbone": cfg.backbone, "backbone_norm": cfg.backbone_norm, "metadata": meta}
-    kw["backbone_weights"] = cfg.backbone_weights  # of another width than the name's, say
-    save_pretrained(trainee.upsampler, final, **kw)
+    # backbone_weights: of another width than the name's, say (recorded so)
+    record = (cfg.backbone, cfg.backbone_norm, meta, cfg.backbone_weights, backbone_dim)
+    write_pretrained(trainee.upsampler, final, *record)
     if teacher is not None:
-        save_pretrained(teacher.model, out_dir / "final_teacher", **kw)
+        write_pretrained(teacher.model, out_dir / "final_teacher", *record)
     monitor.close()
     monitor.summary(history, steps=steps, skipped=skipped, seconds=time.perf_counter() - started)
     if done is not None:
