@@ -91,3 +91,28 @@ def test_a_loftup_held_beside_other_weights_or_under_the_tutorials_key_loads(tmp
     got = load_upsampler(tmp_path / "model_upsampler.pt", num_heads=2)
     with torch.no_grad():
         assert torch.equal(got(lr, image), want)
+
+
+def test_a_folder_of_the_papers_weights_is_silent_and_one_of_loftups_warns(tmp_path):
+    """The paper's hub snapshot (a folder of its pytorch_model.bin, 4 heads) warned that its
+    heads were not recorded ("if it was trained with another number its features are wrong"):
+    the folder's file was not looked at, an empty dict taken for loftup's layout. It is
+    silent, as the file given alone is, beside a backbone's config.json too; a folder of
+    loftup's own state dict without a record warns, as its file does."""
+    import json
+
+    from loftup.convert import in_own_layout
+
+    assert not in_own_layout({})
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    paper, own, other = tmp_path / "paper", tmp_path / "own", tmp_path / "beside"
+    for folder in (paper, own, other):
+        folder.mkdir()
+    torch.save(native_to_reference(model.state_dict()), paper / "pytorch_model.bin")
+    torch.save(native_to_reference(model.state_dict()), other / "pytorch_model.bin")
+    (other / "config.json").write_text(json.dumps({"model_type": "dinov2", "hidden_size": 8}))
+    torch.save(model.state_dict(), own / "pytorch_model.bin")
+    for folder in (paper, other):
+        assert _loads(folder)[1] == [] and _loads(folder / "pytorch_model.bin")[1] == []
+    said = _loads(own)[1]
+    assert len(said) == 1 and "without a record of its attention heads" in said[0], said

@@ -62,7 +62,7 @@ def test_an_upsampler_without_its_backbone_is_told_so_in_the_command_line_s_word
 
     from loftup.cli import main
 
-    # in the paper's layout, its 4 heads known: loftup's own warns first that they are not
+    # in the paper's layout (its 4 heads): loftup's own would warn that its heads are not known
     torch.save(native_to_reference(LoftUp(dim=32).state_dict()), tmp_path / "m32.pt")
     Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
     argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "m32.pt")]

@@ -88,7 +88,10 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     module, or under the name of a module that holds it beside others), or None where it holds
     the paper's: hub keys (``upsampler.*``, ``channelnorm.*``) or a training checkpoint's
     (``model.1.norm.*``). Several LoftUps in it (a model and its EMA copy) are a
-    CheckpointError naming them, and how to keep one (``origin``: the file)."""
+    CheckpointError naming them, and how to keep one (``origin``: the file). An empty dict
+    holds no layout: None."""
+    if not obj:
+        return None
     key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
     state = obj if key is None else obj[key]
     inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]")

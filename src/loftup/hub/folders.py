@@ -32,12 +32,12 @@ from .record import (
 
 def read_folder(
     path: Path,
-) -> tuple[dict, LoftUpConfig | None, str | None, str | None, int | None]:
-    """(state, config, backbone, backbone_norm, backbone_weights_dim) of the upsampler in
-    folder ``path``: save_pretrained's files (config.json, else the record in the weights'
-    header), else a torch.save file (pytorch_model.bin, model.pt, model.pth) with its record;
-    a folder of none of these (a training run's, say) is a WeightsNotFoundError saying what to
-    give."""
+) -> tuple[dict, dict, LoftUpConfig | None, str | None, str | None, int | None]:
+    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim) of the upsampler in
+    folder ``path`` (``obj``: what its weights file holds, in its own layout: the paper's or
+    loftup's): save_pretrained's files (config.json, else the record in the weights' header),
+    else a torch.save file (pytorch_model.bin, model.pt, model.pth) with its record; a folder
+    of none of these (a training run's, say) is a WeightsNotFoundError saying what to give."""
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     check_links(path, (WEIGHTS_NAME, CONFIG_NAME, "pytorch_model.bin", "model.pt", "model.pth"))
     if weights.exists():
@@ -54,17 +54,17 @@ def read_folder(
                 )
             state, _ = to_native(obj, str(weights))
             check_intact(weights, state, fix, meta)
-            return (state, *recorded)
+            return (obj, state, *recorded)
         info = _config_json(cfg_file, fix)
         recorded = read_record(info, str(cfg_file), fix)
         obj, meta = read_weights_file(weights)
         state, _ = to_native(obj, str(weights))
         check_intact(weights, state, fix, meta)
         check_same_save(info, cfg_file, weights, state, meta)
-        return (state, *recorded)
+        return (obj, state, *recorded)
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
-            return pickle_with_record(path / name, cfg_file)[1:]
+            return pickle_with_record(path / name, cfg_file)
     run = [
         p
         for p in (path / "final", path / "checkpoint.pt")

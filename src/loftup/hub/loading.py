@@ -161,14 +161,15 @@ _TORCH_SUFFIXES = WEIGHT_SUFFIXES - {".safetensors"}
 def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp, dict]:
     backbone = backbone_norm = weights_dim = released = fix = built_fix = None
     config = None
-    obj: dict = {}
+    obj: dict = {}  # the record returned: the file's whole dict ({} for a folder)
+    held: dict = {}  # what the weights file holds, in its own layout (the paper's, or ours)
     # os.path, not pathlib (PermissionError on 3.11): a name in a folder not searchable
     if os.path.isdir(path) or (
         path.name == WEIGHTS_NAME and os.path.isfile(path.parent / CONFIG_NAME)
     ):
         # a save_pretrained folder's weights given as a file: its config.json decides, as for
         # the folder (the header's copy stands in where it is missing)
-        state, config, backbone, backbone_norm, weights_dim = read_folder(
+        held, state, config, backbone, backbone_norm, weights_dim = read_folder(
             path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
@@ -222,7 +223,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     if num_heads is not None and released is None:
         config = _with_heads(config, state, origin, num_heads, released=False)
     model = build_from_state(state, config, str(file) if released else origin, built_fix)
-    if config is None and released is None and in_own_layout(obj):  # not the paper's: its 4
+    if config is None and released is None and in_own_layout(held or obj):  # the paper's: 4
         _warn_default_heads(origin)
     if released is not None:
         check_released_architecture(model, released, file)
