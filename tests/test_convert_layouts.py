@@ -4,6 +4,7 @@ with the heads they were trained with, or told that they could not be."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,10 +88,57 @@ def test_a_loftup_held_beside_other_weights_or_under_the_tutorials_key_loads(tmp
     said = str(e.value)
     assert said.startswith(f"{tmp_path / 'two.pt'} holds 2 LoftUps, under 'ema.', 'model.': ")
     monkeypatch.chdir(tmp_path)
-    exec("import torch; " + said.split("for 'model.': ")[1])  # the line it gives, as given
-    got = load_upsampler(tmp_path / "model_upsampler.pt", num_heads=2)
+    got = load_upsampler(_run_told(said, "model."), num_heads=2)
     with torch.no_grad():
         assert torch.equal(got(lr, image), want)
+
+
+def _run_told(said: str, prefix: str) -> str:
+    """Run the line the refusal ``said`` gives to keep the LoftUp under ``prefix``, as given
+    (after ``import torch``); the file it writes."""
+    line = said.split(f"for {prefix!r}: ")[1]
+    exec("import torch; " + line, {})
+    return eval(line.rsplit(", ", 1)[1].removesuffix(")"))  # torch.save's second argument
+
+
+def test_the_line_that_keeps_one_of_two_loftups_keeps_its_record_and_writes_a_new_file(
+    tmp_path, monkeypatch
+):
+    """The line told for a file of two LoftUps dropped loftup train's record beside "model"
+    (model_config, backbone: the 2-head model was read with 4), read a safetensors file with
+    torch.load (which torch 2.4 cannot), and wrote model_upsampler.pt in the current folder
+    whatever the file, over what an earlier line had written there. Run as told, each keeps
+    the record, reads the file as it was written, and writes a name no file has beside it."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    both = {**state, **{"ema." + k: v + 1 for k, v in state.items()}}
+    ckpt = {"model": both, "model_config": model.config.to_dict(), "backbone": "dinov2_tiny"}
+    torch.save(ckpt, tmp_path / "run.pt")
+    save_file(both, tmp_path / "two.safetensors")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        want = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+        want.load_state_dict({k.removeprefix("ema."): v for k, v in both.items() if "ema." in k})
+        want = want(lr, image)
+    written = []
+    for name in ("run.pt", "two.safetensors", "run.pt"):
+        with pytest.raises(CheckpointError) as e:
+            load_upsampler(tmp_path / name)
+        assert ("torch.load(" in str(e.value)) != ("load_file(" in str(e.value))
+        assert ("load_file(" in str(e.value)) == name.endswith(".safetensors")
+        written.append(_run_told(str(e.value), "ema."))
+    assert len(set(written)) == 3 and {Path(p).parent for p in written} == {tmp_path}
+    for path in written:
+        got, said = _loads(path, num_heads=None if path.startswith(str(tmp_path / "run")) else 2)
+        with torch.no_grad():
+            assert torch.equal(got(lr, image), want) and said == [], path
+    got = load_upsampler(written[0])
+    assert got.config.num_heads == 2 and got.backbone == "dinov2_tiny"
 
 
 def test_a_folder_of_the_papers_weights_is_silent_and_one_of_loftups_warns(tmp_path):

@@ -94,7 +94,9 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
         return None
     key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
     state = obj if key is None else obj[key]
-    inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]")
+    # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
+    record = [k for k in _RECORD if k in obj] if key == "model" else []
+    inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]", record)
     if inner is not None:  # a module's LoftUp (Lightning's self.upsampler), the rest left
         return inner
     state = strip_wrappers(state)  # a compiled or DDP-wrapped module's state dict, saved as is
@@ -107,26 +109,30 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
 
 
-def _one_loftup(state: dict, origin: str, where: str) -> dict | None:
+#: What a ``loftup train`` checkpoint records beside its "model": read with it, its heads too
+_RECORD = ("model_config", "backbone", "backbone_norm")
+
+
+def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:
     """The weights of the one LoftUp that ``state`` holds under a module's name ``P`` (its
     ``P + "channel_norm.weight"`` and ``P + "image_encoder.phases"``), named as the LoftUp
     names them; None where it holds none under a name (one at the top is read as it is).
     Several (a model and its EMA copy, at the top or under names) are a CheckpointError naming
-    them, with the line that keeps one (``where``: ``state``'s key in the file's dict)."""
+    them, with the line that keeps one (:func:`~loftup.hub.way_out.keep_one_line`: ``where``,
+    ``state``'s key in the file's dict; ``record``, the file's keys that record it)."""
     end = "channel_norm.weight"
     prefixes = {k[: -len(end)] for k in state if isinstance(k, str) and k.endswith(end)}
     names = sorted(
         p for p in prefixes if (not p or p.endswith(".")) and p + "image_encoder.phases" in state
     )
     if len(names) > 1:
+        from .hub.way_out import keep_one_line
+
         said = ", ".join(repr(n) if n else "the top level" for n in names)
-        p = names[-1]
-        out = f"{p.rstrip('.').replace('.', '_')}_upsampler.pt"
         raise CheckpointError(
             f"{origin} holds {len(names)} LoftUps, under {said}: keep the one to load in a file "
-            f"of its own and load that; for {p!r}: c = torch.load({origin!r}, weights_only=True)"
-            f"; torch.save({{k.removeprefix({p!r}): v for k, v in c{where}.items() if "
-            f"k.startswith({p!r})}}, {out!r})"
+            f"of its own and load that; for {names[-1]!r}: "
+            f"{keep_one_line(origin, where, names[-1], record)}"
         )
     if not names or not names[0]:
         return None

@@ -87,6 +87,36 @@ def _load(path: Path, torch_file: bool) -> str:
     return f'__import__("pickle").load(open({str(path)!r}, "rb"))'
 
 
+def keep_one_line(origin: str, where: str, prefix: str, record=()) -> str:
+    """The line of Python that writes the LoftUp under ``prefix`` of the file ``origin``, one of
+    several it holds (a model and its EMA copy), alone: the keys of ``c{where}`` (its dict's
+    holder, "" for the top) under ``prefix``, with those of the file's ``record`` (loftup
+    train's model_config and backbone beside its "model": dropped, it was read with 4 heads),
+    to a name no file has (:func:`new_name`): beside it, or in the current folder for a file of
+    the Hugging Face cache. A safetensors file is read with safetensors (torch 2.4's
+    torch.load cannot read one), a torch file with torch.load's weights alone."""
+    from .damaged import cached_repo
+    from .file_heads import safetensors_head
+
+    path = Path(origin)
+    try:
+        with open(path, "rb") as f:  # its own kind, whatever its suffix
+            safetensors = safetensors_head(f.read(9))
+    except OSError:
+        safetensors = path.suffix == ".safetensors"
+    label = prefix.rstrip(".").replace(".", "_")  # which of the LoftUps: ema, model...
+    folder = Path.cwd() if cached_repo(path) else path.parent
+    out = new_name(Path(f"{path.stem}.{label}.pt"), folder)  # <stem>.<label>.weights.pt
+    load = f'torch.load({origin!r}, map_location="cpu", weights_only=True)'
+    if safetensors:
+        load = f'__import__("safetensors.torch").torch.load_file({origin!r})'
+    kept = f"c{where}.items() if k.startswith({prefix!r})"
+    kept = f"{{k.removeprefix({prefix!r}): v for k, v in {kept}}}"
+    if record:
+        kept = f"{{'model': {kept}, {', '.join(f'{k!r}: c[{k!r}]' for k in record)}}}"
+    return f"c = {load}; torch.save({kept}, {str(out)!r})"
+
+
 def new_name(path: Path, folder: Path) -> Path:
     """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered."""
     for i in range(1, 1000):
