@@ -237,3 +237,19 @@ def test_loftups_own_state_dict_wrapped_as_a_training_checkpoint_loads(tmp_path,
     with pytest.raises(CheckpointError, match=r"missing weight 'head\.conv\.bias'") as e:
         load_upsampler(tmp_path / "part.pt", num_heads=2)
     assert "channel norm" not in str(e.value)
+
+
+@pytest.mark.parametrize("holder", ["bare", "state_dict", "model_state_dict"])
+def test_a_key_that_is_no_name_beside_a_loftup_under_a_modules_name_is_left_out(holder):
+    """A number among the keys beside a LoftUp's weights under a module's name (upsampler.*)
+    was an AttributeError traceback ('int' object has no attribute 'startswith'): it is left
+    out, as the other modules' weights are, and the LoftUp loads; a file of such keys and no
+    LoftUp is a CheckpointError, as before."""
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2)
+    held = {**{"upsampler." + k: v for k, v in model.state_dict().items()}, 7: torch.zeros(1)}
+    state, _ = to_native(held if holder == "bare" else {holder: held}, "w.ckpt")
+    assert state.keys() == model.state_dict().keys()
+    build_from_state(state, LoftUpConfig(dim=8, num_heads=2, n_freqs=2), "w.ckpt")
+    for other in ({7: torch.zeros(1), "w": torch.zeros(1)}, {"backbone.w": torch.zeros(1), 7: 1}):
+        with pytest.raises(CheckpointError, match="^w.ckpt: "):
+            to_native(other if holder == "bare" else {holder: other}, "w.ckpt")

@@ -136,7 +136,8 @@ def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:
         )
     if not names or not names[0]:
         return None
-    return {k[len(names[0]) :]: v for k, v in state.items() if k.startswith(names[0])}
+    p = names[0]  # other keys (a number, say) are of the modules beside it, left out
+    return {k[len(p) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(p)}
 
 
 def _is_native(state: dict) -> bool:
