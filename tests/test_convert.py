@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from loftup import CheckpointError, LoftUp, LoftUpConfig
-from loftup.convert import NOT_LOFTUP_FIX, build_from_state, native_to_reference, to_native
+from loftup.convert import (
+    NOT_LOFTUP_FIX,
+    build_from_state,
+    in_own_layout,
+    native_to_reference,
+    to_native,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,12 @@ def test_a_hub_layout_state_dict_wrapped_as_a_training_checkpoint_loads(hub_layo
     native, _ = to_native({"state_dict": hub_layout}, "w.pt")
     plain = to_native(hub_layout, "w.bin")[0]
     assert native.keys() == plain.keys() and all(native[k] is plain[k] for k in plain)
+    # under the other holders too (PyTorch's tutorial's key): it was taken for loftup's layout
+    # and told "no weight 'channel_norm.weight'"; the paper's 4 heads, so no heads warning
+    for key in ("model_state_dict", "model"):
+        held, _ = to_native({key: hub_layout, "epoch": 1}, "w.pt")
+        assert held.keys() == plain.keys() and all(held[k] is plain[k] for k in plain)
+        assert not in_own_layout({key: hub_layout, "epoch": 1})
     bare = {k: v for k, v in hub_layout.items() if not k.startswith("channelnorm.")}
     with pytest.raises(CheckpointError, match=r"'model\.1\.norm\.weight/bias' in the training "):
         to_native({"state_dict": bare}, "w.pt")

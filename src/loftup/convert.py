@@ -62,10 +62,12 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         if state is not None:  # our training checkpoints' "model" record their config
             config = obj.get("model_config") if isinstance(obj.get("model"), dict) else None
             return _tensors_by_name(state), config
-        if isinstance(obj.get("state_dict"), dict):  # reference training
+        key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
+        if key == "state_dict":  # reference training
             state = training_to_reference(strip_wrappers(obj["state_dict"]))
             return reference_to_native(_tensors_by_name(state)), None
-        return reference_to_native(_tensors_by_name(strip_wrappers(obj))), None
+        held = obj if key is None else obj[key]  # the hub layout, bare or under a holder
+        return reference_to_native(_tensors_by_name(strip_wrappers(held))), None
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
 
@@ -103,8 +105,8 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     if key == "state_dict":
         state = _held(state)
         return state if _is_native(state) else None  # torch.save({"state_dict": ...}) of ours
-    if key is not None:  # our training checkpoints', the tutorial's
-        return state
+    # bare, or under loftup train's "model" or the tutorial's "model_state_dict": the paper's
+    # hub layout is told by its keys wherever it is held
     paper = ("upsampler.", "channelnorm.")
     return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
 
