@@ -141,6 +141,36 @@ def test_a_compiled_upsamplers_output_is_a_plain_tensor(small, monkeypatch):
     assert probe.weight.grad is not None
 
 
+def test_a_compiled_upsampler_compiles_once_in_or_out_of_inference_mode(small, monkeypatch):
+    """compile_upsampler's function called plainly, then in the caller's torch.inference_mode()
+    or with inference tensors (a backbone's output made in it), compiled again for each: the
+    compiler guards on the mode and on the tensors' kind (on the CPU, a real model's compile
+    takes minutes). One compile serves them all, and each output is the model's. The graphs
+    are run as traced (no inductor): how often the compiler is asked is what this checks."""
+    real, graphs = torch.compile, []
+
+    def count(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend=count, dynamic=False))
+    torch._dynamo.reset()  # nothing compiled earlier in the process counts
+    lr, image = _inputs()
+    with torch.inference_mode():
+        ref = small(lr, image)
+        inference = lr.clone(), image.clone()
+    fn = compile_upsampler(small)
+    first = fn(lr, image)
+    compiled = len(graphs)
+    for mode, args in [(torch.inference_mode, (lr, image)), (torch.inference_mode, inference),
+                       (torch.no_grad, inference), (torch.enable_grad, (lr, image))]:  # fmt: skip
+        with mode():
+            out = fn(*args)
+        assert len(graphs) == compiled, (mode.__name__, args[0].is_inference())
+        assert torch.equal(out, first) and not out.is_inference() and not out.requires_grad
+    assert compiled and (first - ref).abs().max().item() <= 1e-5
+
+
 def test_a_compiled_upsampler_takes_a_precision_by_name(small, monkeypatch):
     """dtype="bfloat16", as every other function takes it, was "Invalid device string:
     'bfloat16'" from deep inside the folding. The compiler is left out (an identity): the

@@ -60,6 +60,10 @@ def compile_upsampler(
     16% less memory (4 x 256 x 256 decoded eagerly: 1.33 GB at the peak against 1.59; the
     same numbers).
 
+    It runs without gradients, and in one compiled graph whether it is called in
+    ``torch.inference_mode()`` or not, with inference tensors or not (those are copied); its
+    output is a plain tensor, as the model's outside inference mode.
+
     Arguments:
       model: a LoftUp in eval mode; its weights are folded now.
       device: where it will run: the model's (the default; move the model to compile for
@@ -100,11 +104,18 @@ def compile_upsampler(
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         check_inputs(lr_feats, image, model.config.dim, fw.conv1[0].device)  # as model() does
         # no_grad, not inference_mode, as the pipeline: inference tensors cannot be changed in
-        # place (features normalised) or saved for a backward (a probe) outside it
-        with torch.no_grad():
-            return compiled(lr_feats, image)
+        # place (features normalised) or saved for a backward (a probe) outside it. Whatever
+        # the caller's mode: the compiler guards on inference mode, and on inference tensors
+        # given (other dispatch keys), and compiled again for each (minutes on a CPU)
+        with torch.inference_mode(False), torch.no_grad():
+            return compiled(_plain(lr_feats), _plain(image))
 
     return call
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a copy of it that is no inference tensor (one made in inference mode)."""
+    return t.clone() if t.is_inference() else t
 
 
 def upsample_frames(
