@@ -41,6 +41,7 @@ def test_loftups_own_state_dict_without_a_record_of_its_heads_is_said_read_with_
     assert got.config.num_heads == 4 and len(said) == 1, said
     assert said[0].startswith(f"{path} holds a LoftUp's weights without a record of its "), said
     assert f"load_upsampler({str(path)!r}, num_heads=N)" in said[0]
+    assert said[0].endswith("(the command line then takes that folder as -m)")  # no --num-heads
     assert _loads(path)[1] == []  # once
     right, said = _loads(path, num_heads=2)
     lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)

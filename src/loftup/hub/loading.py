@@ -259,7 +259,8 @@ def _warn_default_heads(origin: str) -> None:
             "(save_pretrained's config.json, loftup train's model_config), so it is read with "
             "the default 4, which its weights' shapes cannot confirm; if it was trained with "
             "another number its features are wrong: load it with "
-            f"load_upsampler({origin!r}, num_heads=N), and save_pretrained it to record them"
+            f"loftup.load_upsampler({origin!r}, num_heads=N) in Python and save_pretrained it "
+            "to a folder, which records them (the command line then takes that folder as -m)"
         ),
         stacklevel=5,  # load_upsampler's caller
     )
