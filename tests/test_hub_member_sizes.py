@@ -79,3 +79,53 @@ def test_a_negative_storage_size_is_said_as_one(tmp_path):
         "negative size (-16 bytes), which torch.save never writes (damaged or rewritten); get "
         "it again"
     )
+
+
+def _rewritten(path, rename: dict[str, str], cut: dict[str, int] | None = None) -> None:
+    """``path``'s archive written again, stored, each member whose name ends with a key of
+    ``rename`` ending with its value instead, and each ending with a key of ``cut`` (after
+    renaming) that many bytes long, dropped where it is 0."""
+    cut = cut or {}
+    with zipfile.ZipFile(path) as z:
+        members = [(i.filename, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members:
+            for old, new in rename.items():
+                name = name[: -len(old)] + new if name.endswith(old) else name
+            size = next((n for end, n in cut.items() if name.endswith(end)), None)
+            if size != 0:
+                z.writestr(name, data if size is None else data[:size])
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_members_are_found_regardless_of_case_as_torch_finds_them(tmp_path, mapped):
+    """torch's zip reader finds ``archive/DATA.PKL`` as its data.pkl: the check looked for the
+    exact name, found none and passed the file unchecked (torch 2.4 loaded 900 of a tensor's
+    1000 values as garbage from a member cut to 400 bytes); a whole ``DATA/0``, which torch
+    loads, was refused as "holding no such member". Each is found as torch finds it now."""
+    path = tmp_path / "cut.pt"
+    torch.save({"w": torch.arange(1000.0)}, path)
+    _rewritten(path, {"/data.pkl": "/DATA.PKL"}, {"/data/0": 400})
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again", mmap=mapped)
+    assert str(e.value) == (
+        f"{path} is corrupt: its member 'cut/data/0' holds 400 bytes, where its tensor needs "
+        "4000 (damaged or rewritten); get it again"
+    )
+    path = tmp_path / "whole.pt"
+    torch.save({"w": torch.arange(10.0)}, path)
+    _rewritten(path, {"/data/0": "/DATA/0", "/data.pkl": "/Data.pkl"})
+    assert torch.equal(torch_load(path, fix="x", mmap=mapped)["w"], torch.arange(10.0))
+
+
+def test_a_missing_member_is_said_as_missing(tmp_path):
+    """Said "its member ... holds no such member" before."""
+    path = tmp_path / "gone.pt"
+    torch.save({"w": torch.ones(4), "x": torch.ones(2)}, path)
+    _rewritten(path, {}, {"/data/1": 0})
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again")
+    assert str(e.value) == (
+        f"{path} is corrupt: it has no member 'gone/data/1', where its pickle puts a tensor of "
+        "8 bytes (damaged or rewritten); get it again"
+    )

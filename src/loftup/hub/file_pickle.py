@@ -11,10 +11,20 @@ compressed (torch.save stores its members), is not walked."""
 from __future__ import annotations
 
 import io
+import string
 import zipfile
 from dataclasses import dataclass, field
 
 from .pickle_walk import PICKLE_CAP, Thing, Walk
+
+#: ASCII's capitals to its small letters (as torch's zip reader, miniz, compares names), no other
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def folded(name: str) -> str:
+    """A member's ``name`` as torch's zip reader finds it: regardless of ASCII case (miniz's
+    lookup; ``archive/DATA.PKL`` is the ``archive/data.pkl`` torch reads)."""
+    return name.translate(ASCII_LOWER)
 
 
 @dataclass
@@ -25,8 +35,9 @@ class Walked:
     (:attr:`~.pickle_walk.Walk.protocol`; None where nothing was). Of a zip archive:
     ``nested``, whether its first member lies in a folder, as torch reads one (else ``top``
     is of the ``data.pkl`` its first member's whole name gives, which torch does not read);
-    ``folder``, that folder; ``sizes``, each member's bytes by its name; ``pickle_bytes``, its
-    data.pkl's. ``error``: what the walk raised (what else is here is then not to be read).
+    ``folder``, that folder; ``members``, each member by its name :func:`folded` (torch finds
+    one regardless of case; two names equal so are refused before, by check_zip);
+    ``pickle_bytes``, its data.pkl's. ``error``: what the walk raised (what else is here is then not to be read).
     ``allowed``: whether every global its pickles name or call, an object thrown away too, is
     one a file of tensors and containers names (:meth:`~.pickle_walk.Walk.only_allowed`)."""
 
@@ -35,7 +46,7 @@ class Walked:
     protocol: int | None = None
     nested: bool = True
     folder: str = ""
-    sizes: dict[str, int] = field(default_factory=dict)
+    members: dict[str, zipfile.ZipInfo] = field(default_factory=dict)
     error: Exception | None = None
     allowed: bool = False
     pickle_bytes: int = 0
@@ -74,8 +85,8 @@ def _walk(f) -> Walked:
         infos = z.infolist()
         first = infos[0].filename
         found = Walked(nested="/" in first, folder=first.split("/")[0])
-        found.sizes = {i.filename: i.file_size for i in infos}
-        info = z.getinfo(f"{found.folder}/data.pkl")  # the one torch reads
+        found.members = {folded(i.filename): i for i in infos}
+        info = found.members[folded(f"{found.folder}/data.pkl")]  # the one torch reads
         found.pickle_bytes = info.file_size
         if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
             return found  # (a compressed one: refused before, by check_zip)

@@ -12,7 +12,7 @@ import zipfile
 
 from ..errors import CheckpointError
 from ..escaping import printable
-from .file_pickle import FilePickle
+from .file_pickle import FilePickle, folded
 from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
@@ -46,17 +46,23 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
     for key, nbytes in sorted(_storage_bytes(walked.top).items()):
         member = f"{walked.folder}/data/{key}"
-        held = walked.sizes.get(member)
+        info = walked.members.get(folded(member))  # (as torch finds it: regardless of case)
+        held = None if info is None else info.file_size
+        member = member if info is None else info.filename
         if nbytes < 0:  # (was "needs 0": a max() from 0)
             raise CheckpointError(
                 f"{name} is corrupt: its pickle gives the storage of its member {member!r} a "
                 f"negative size ({nbytes} bytes), which torch.save never writes (damaged or "
                 f"rewritten); {fix}"
             )
-        if held != nbytes:
-            size = "no such member" if held is None else f"{held} bytes"
+        if held is None:
             raise CheckpointError(
-                f"{name} is corrupt: its member {member!r} holds {size}, where its tensor "
+                f"{name} is corrupt: it has no member {member!r}, where its pickle puts a "
+                f"tensor of {nbytes} bytes (damaged or rewritten); {fix}"
+            )
+        if held != nbytes:
+            raise CheckpointError(
+                f"{name} is corrupt: its member {member!r} holds {held} bytes, where its tensor "
                 f"needs {nbytes} (damaged or rewritten); {fix}"
             )
 

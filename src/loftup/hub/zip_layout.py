@@ -7,14 +7,12 @@ whose code loftup does not load)."""
 
 from __future__ import annotations
 
-import string
 import zipfile
 from pathlib import Path
 
+from .file_pickle import folded
 from .way_out import new_name
 
-#: ASCII's capitals to its small letters (as torch's zip reader compares names), no other
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 #: The end of a refusal of an archive torch.save did not write
 NOT_LOADED = (
     "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
@@ -40,12 +38,12 @@ def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
                 f"{info.filename!r} is flagged as encrypted, which torch.save never writes; it "
                 "was not loaded. Save its weights again with torch.save from a trusted copy"
             )
-        other = seen.get(folded := info.filename.translate(_ASCII_LOWER))
+        other = seen.get(name_folded := folded(info.filename))
         if other == info.filename:
             return _refusal(name, f"its member {info.filename!r} is listed twice")
         if other is not None:
             return _case_refusal(name, other, info.filename)
-        seen[folded] = info.filename
+        seen[name_folded] = info.filename
     for info, after in zip(infos, infos[1:] + [None]):
         z.fp.seek(info.header_offset + 26)
         head = z.fp.read(4)
