@@ -44,7 +44,7 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
         return _unchecked(name, f"{walked.pickle_bytes} bytes, over {PICKLE_CAP}")
     if walked.error is not None or walked.top is None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
-    for key, nbytes in sorted(_storage_bytes(walked.top).items()):
+    for key, nbytes in sorted(_storage_bytes(walked.persids).items()):
         member = f"{walked.folder}/data/{key}"
         info = walked.members.get(folded(member))  # (as torch finds it: regardless of case)
         held = None if info is None else info.file_size
@@ -80,23 +80,16 @@ def _unchecked(name: str, why: str) -> None:
     )
 
 
-def _storage_bytes(top: Thing) -> dict[str, int]:
-    """The bytes each storage of the pickle whose object is ``top`` needs, by its key: its
-    persistent id's ("storage", a torch storage class, key, location, size in elements)."""
-    needs, seen, todo = {}, set(), [top]
-    while todo:
-        t = todo.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if t.kind == "persid":
-            found = _storage_need(t.args)
-            if found is not None:
-                key, n = found
-                needs[key] = max(needs[key], n) if key in needs else n
-            continue
-        todo += [*t.items.values(), *t.extra, *t.args]
-        todo += [t.state] if t.state is not None else []
+def _storage_bytes(persids: list[Thing]) -> dict[str, int]:
+    """The bytes each storage of a pickle needs, by its key, of the persistent ids it makes
+    (``persids``: ("storage", a torch storage class, key, location, size in elements), as the
+    walk met them: each torch.load loads, whether kept or thrown away)."""
+    needs = {}
+    for t in persids:
+        found = _storage_need(t.args)
+        if found is not None:
+            key, n = found
+            needs[key] = max(needs[key], n) if key in needs else n
     return needs
 
 

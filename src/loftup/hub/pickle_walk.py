@@ -88,12 +88,15 @@ class Walk:
     the pickles walked name (GLOBAL, STACK_GLOBAL, INST, EXT), ``called``: each one they call
     (REDUCE, NEWOBJ, NEWOBJ_EX, OBJ, INST; :data:`_NO_GLOBAL` for a callable no global names,
     :data:`_BUILT` for a BUILD of other than a dict), whether its result is kept or thrown
-    away (POP, POP_MARK, a memo alone, a dict's key given again): :meth:`only_allowed`."""
+    away (POP, POP_MARK, a memo alone, a dict's key given again): :meth:`only_allowed`.
+    ``persids``: each persistent id (a storage's) the pickles walked make, kept or thrown away
+    (torch.load loads each), for :mod:`.member_sizes`: no second walk of the objects made."""
 
     def __init__(self, stream, ints: bool = False):
         self.stream, self.ops, self.protocol, self.ints = stream, 0, 0, ints
         self.named: set[tuple[str, str]] = set()
         self.called: set[tuple[str, str]] = set()
+        self.persids: list[Thing] = []  # each storage's persistent id met, thrown away too
 
     def only_allowed(self) -> bool:
         """Whether every global the pickles walked name is one a file of tensors and
@@ -207,6 +210,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> No
         else:  # a storage's, as torch's persistent load reads it (:func:`_storage_id`)
             stack.append(persid := Thing("persid"))
             persid.args = items
+            walk.persids.append(persid)  # (torch loads each: its size checked, no second walk)
     elif name.startswith("EXT"):  # an object of the extension registry: named, not plain
         stack.append(Thing("global", ("copyreg", f"extension {arg}")))
         walk.named.add(stack[-1].value)
