@@ -196,3 +196,53 @@ def test_an_encrypted_member_is_refused_as_not_torch_saves(tmp_path, member, bit
     )
     assert msg.endswith("Save its weights again with torch.save from a trusted copy")
     assert "\n" not in msg
+
+
+def _directory_set(path, member: str, field: int, value) -> None:
+    """torch.save's archive of a tiny state dict at ``path``, the 2-byte ``field`` (its offset)
+    of the directory entry of each member ending in ``member`` set to ``value(old)``."""
+    buf = io.BytesIO()
+    torch.save({"w": torch.full((4,), 3.0)}, buf)
+    data = bytearray(buf.getvalue())
+    at = data.index(b"PK\x01\x02")
+    while data[at : at + 4] == b"PK\x01\x02":  # (the zip64 end record after the last)
+        n, m, k = struct.unpack("<HHH", data[at + 28 : at + 34])
+        if data[at + 46 : at + 46 + n].decode().endswith(member):
+            old = struct.unpack_from("<H", data, at + field)[0]
+            struct.pack_into("<H", data, at + field, value(old))
+        at += 46 + n + m + k
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["data.pkl", "data/0"])
+def test_a_member_flagged_as_patched_data_is_refused_in_one_line(tmp_path, member):
+    """Flag bit 5 ("compressed patched data", which torch's reader refuses too) came out of
+    zipfile as a raw NotImplementedError."""
+    path = tmp_path / "w.pth"
+    _directory_set(path, member, 8, lambda flags: flags | 0x20)
+    for load in (load_upsampler, lambda p: check_torch_file(p, fix="x")):
+        assert _refusal(load, path) == (
+            f"{path} was not written by torch.save (a member of patched data): its member "
+            f"'archive/{member}' is flagged as compressed patched data, which torch.save never "
+            "writes; it was not loaded. Save its weights again with torch.save from a trusted "
+            "copy"
+        )
+
+
+def test_a_version_to_extract_above_zipfiles_is_read_as_torch_reads_it(tmp_path):
+    """A directory saying its members need zip 6.4 to be extracted (zipfile reads up to 6.3, a
+    raw NotImplementedError; torch's reader reads no such field, and loads the file): loaded,
+    its members checked all the same (a changed byte said as corrupt)."""
+    from loftup.hub.files import read_weights
+
+    path = tmp_path / "w.pt"
+    _directory_set(path, "", 6, lambda _: 64)
+    check_torch_file(path, fix="x")
+    assert torch.equal(read_weights(path)["w"], torch.full((4,), 3.0))
+    data = bytearray(path.read_bytes())
+    data[data.index(b"\0\0\x40\x40")] = 1  # (the first float of w, 3.0)
+    path.write_bytes(bytes(data))
+    assert _refusal(lambda p: check_torch_file(p, fix="x"), path) == (
+        f"{path} is corrupt: its member 'archive/data/0' does not match the checksum written with it "
+        "(damaged bytes); x"
+    )

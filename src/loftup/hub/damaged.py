@@ -24,6 +24,7 @@ def damage(path: str | os.PathLike) -> str | None:
         looks_like_safetensors,
         safetensors_at,
     )
+    from .zip_open import open_zip
 
     path = Path(path)
     try:
@@ -37,9 +38,8 @@ def damage(path: str | os.PathLike) -> str | None:
         else:
             check_torch_file(path, fix="")
             with open(path, "rb") as f:
-                archive = f.read(4) == b"PK\x03\x04"
-            if archive:  # torch.save's zip: a cut one has no central directory at its end
-                zipfile.ZipFile(path).close()
+                if f.read(4) == b"PK\x03\x04":  # torch.save's zip: a cut one has no
+                    open_zip(f).close()  # central directory at its end
     except CheckpointError as e:  # its problem whole: cut to 200 characters, a page's was
         return one_line(e, None).split("; ")[0].removesuffix(";")  # a fix of "": none
     except (SafetensorError, OSError, ValueError) as e:

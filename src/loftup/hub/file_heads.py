@@ -262,10 +262,12 @@ def _zip_members(path: str | os.PathLike) -> list[str] | None:
     tensors), or None where it is not whole (its end record, the central directory, unread)."""
     import zipfile
 
+    from .zip_open import open_zip
+
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open(path, "rb") as f, open_zip(f) as archive:
             return archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return None
 
 

@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from .pickle_walk import PICKLE_CAP, Thing, Walk
+from .zip_open import open_zip
 
 #: ASCII's capitals to its small letters (as torch's zip reader, miniz, compares names), no other
 ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -100,7 +101,7 @@ def _walk(f) -> Walked:
             return Walked(first, False, walk.protocol, allowed=walk.only_allowed())
         top = [walk.next() for _ in range(4)][2]
         return Walked(top, True, walk.protocol, allowed=walk.only_allowed())
-    with zipfile.ZipFile(f) as z:
+    with open_zip(f) as z:
         infos = z.infolist()
         first = infos[0].filename
         found = Walked(nested="/" in first, folder=first.split("/")[0])

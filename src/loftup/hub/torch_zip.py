@@ -14,6 +14,7 @@ import torch
 
 from ..errors import CheckpointError
 from .zip_layout import NOT_LOADED, layout_refusal, script_refusal
+from .zip_open import open_zip
 
 #: What torch says where ``UntypedStorage.from_file`` cannot map a file (a file system that maps
 #: none: some FUSE mounts, ENODEV), in the RuntimeError it raises for the system's error
@@ -23,7 +24,7 @@ _NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
 def check_zip(
     file, name: str, fix: str, path: Path | None = None, out_folder: Path | None = None
 ) -> None:
-    """A CheckpointError when a member of the zip archive ``file`` (open, or a path) fails its
+    """A CheckpointError when a member of the zip archive open as ``file`` fails its
     CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
     not to be thrown away); a truncated archive is left to torch.load's error.
@@ -33,10 +34,12 @@ def check_zip(
     (:func:`~.zip_layout.layout_refusal`), a TorchScript archive (at ``path``) is told as one
     (:func:`~.zip_layout.script_refusal`, its line's file written in ``out_folder`` where
     given), a member compressed is refused
-    (:func:`_refuse_compressed`)."""
+    (:func:`_refuse_compressed`). An archive whose directory says a member needs a zip version
+    above 6.3 (zipfile's limit) is read as torch reads it (:func:`~.zip_open.open_zip`); any
+    other feature zipfile does not read (a NotImplementedError) is refused in one line."""
     bad = packed = refusal = None
     try:
-        with zipfile.ZipFile(file) as z:
+        with open_zip(file) as z:
             refusal = layout_refusal(z, name) or script_refusal(z, name, path, out_folder)
             for info in z.infolist() if refusal is None else ():
                 if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
@@ -51,6 +54,11 @@ def check_zip(
                 except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
                     bad = info.filename
                     break
+    except NotImplementedError as e:  # (a feature zipfile does not read: torch.save's none)
+        refusal = (
+            f"{name} was not written by torch.save: it uses a zip feature Python's zipfile does "
+            f"not read ({e}), which torch.save never writes{NOT_LOADED}"
+        )
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         failed = _read_error(e)
         if failed is None:  # cut short, or no zip archive: torch.load says so

@@ -1,9 +1,9 @@
 """What a zip archive's directory says of it, before any member is read, for
 :func:`~.torch_zip.check_zip`: members listed twice or overlapping (:func:`layout_refusal`:
 torch.save writes neither, and a check that read each one listed read the same bytes
-thousands of times over) or flagged encrypted (zipfile's "password required" came out raw),
-and a TorchScript archive (:func:`script_refusal`: torch.jit.save's,
-whose code loftup does not load)."""
+thousands of times over) or flagged encrypted or as patched data (zipfile's "password
+required" and "compressed patched data" came out raw), and a TorchScript archive
+(:func:`script_refusal`: torch.jit.save's, whose code loftup does not load)."""
 
 from __future__ import annotations
 
@@ -19,25 +19,28 @@ NOT_LOADED = (
     "torch.save or as safetensors"
 )
 #: The general purpose flag bits of an encrypted member (zipfile's "password required"; bit 6
-#: is strong encryption): torch.save sets neither
-_ENCRYPTED = 0x1 | 0x40
+#: is strong encryption) and of compressed patched data (bit 5, which zipfile and torch's
+#: reader refuse, raw): torch.save sets none, each said as what it is
+_FLAGGED = {0x1 | 0x40: ("an encrypted member", "encrypted")}
+_FLAGGED |= {0x20: ("a member of patched data", "compressed patched data")}
 
 
 def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice
     (or two whose names differ in case alone: :func:`_case_refusal`), or a member flagged
-    encrypted, or a member whose bytes run past the next one's header (or into the directory):
+    encrypted or as patched data, or a member whose bytes run past the next one's header (or into the directory):
     each member's local header read for the length of its name and extra field, no member
     read. None where its members lie one after another, as torch.save writes them."""
     infos = sorted(z.infolist(), key=lambda i: i.header_offset)
     seen: dict[str, str] = {}  # each name lower-cased (ASCII) -> the name first listed so
     for info in infos:
-        if info.flag_bits & _ENCRYPTED:
-            return (
-                f"{name} was not written by torch.save (an encrypted member): its member "
-                f"{info.filename!r} is flagged as encrypted, which torch.save never writes; it "
-                "was not loaded. Save its weights again with torch.save from a trusted copy"
-            )
+        for bits, (kind, flag) in _FLAGGED.items():
+            if info.flag_bits & bits:
+                return (
+                    f"{name} was not written by torch.save ({kind}): its member "
+                    f"{info.filename!r} is flagged as {flag}, which torch.save never writes; it "
+                    "was not loaded. Save its weights again with torch.save from a trusted copy"
+                )
         other = seen.get(name_folded := folded(info.filename))
         if other == info.filename:
             return _refusal(name, f"its member {info.filename!r} is listed twice")
