@@ -126,14 +126,18 @@ def test_members_whose_names_differ_in_case_alone_are_refused(tmp_path, mapped):
 def test_a_torchscript_archive_of_the_cache_is_told_a_copy_outside_it(tmp_path, monkeypatch):
     """A TorchScript file of one's own hub repo in the Hugging Face cache was told to write its
     copy in the cache's snapshot folder (a pickle's way out there: the current folder); both
-    say the current folder now, and the line told writes there."""
-    from loftup.hub.files import read_weights
+    say the current folder now, through check_torch_file (a backbone's cached .bin) and
+    torch_load too, and the line told writes there."""
+    from loftup.hub.files import read_weights, torch_load
 
     snapshot = tmp_path / "hub" / "models--alice--my-loftup" / "snapshots" / ("a" * 40)
     snapshot.mkdir(parents=True)
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), snapshot / "m.pt")
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
+    for load in (lambda p: check_torch_file(p, fix="x"), lambda p: torch_load(p, fix="x")):
+        said = _refusal(load, snapshot / "m.pt")
+        assert said.endswith(f", then load {tmp_path / 'work' / 'm.weights.pt'}")
     msg = _refusal(read_weights, snapshot / "m.pt")
     line, out = msg.split("if you trust the file, in Python: ")[1].rsplit(", then load ", 1)
     assert out == str(tmp_path / "work" / "m.weights.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from .damaged import cached_repo
 from .file_pickle import folded
 from .way_out import new_name
 
@@ -85,9 +86,9 @@ def script_refusal(
 ) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``, at ``path``) that torch.jit.save wrote
     (a ``<folder>/constants.pkl`` or ``<folder>/code/`` in it), with the line that keeps its
-    weights for one who trusts it, written beside it or in ``out_folder`` where given (as the
-    way out for a pickle's objects writes it: a file of the Hugging Face cache, the current
-    folder); None for another archive."""
+    weights for one who trusts it, written beside it or in ``out_folder`` where given, a file
+    of the Hugging Face cache's in the current folder (as the way out for a pickle's objects
+    writes it; a backbone's .bin checked by check_torch_file too); None for another archive."""
     inner = {n.partition("/")[2] for n in z.namelist()}
     if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
         return None
@@ -98,7 +99,8 @@ def script_refusal(
     )
     if path is None:
         return f"{said}: save it with torch.save(module.state_dict(), ...) and load that"
-    out = new_name(path, out_folder or path.parent)
+    cached = cached_repo(path) is not None  # (the cache no place to write in)
+    out = new_name(path, out_folder or (Path.cwd() if cached else path.parent))
     return (
         f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
         "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
