@@ -33,9 +33,11 @@ def test_a_short_member_of_a_state_dict_of_7000_tensors_is_refused_mapped(tmp_pa
     assert "/data/0' holds 8 bytes, where its tensor needs 64" in str(e.value)
 
 
-def test_a_pickle_past_the_bound_is_warned_of_by_name(tmp_path):
+def test_a_pickle_past_the_bound_is_warned_of_by_name(tmp_path, monkeypatch):
     """A data.pkl over 64 MB (a note of that size beside the tensor): its members unchecked,
-    said, not silently mapped; a file within the bound warns of nothing."""
+    said, not silently mapped, at the caller's line (it was loftup's files.py), saying what
+    is done (it said "load it only if you trust it is whole" as it loaded it), by rank 0 of a
+    torchrun job alone (every rank said it); a file within the bound warns of nothing."""
     path = tmp_path / "noted.pt"
     torch.save({"w": torch.full((16,), 7.0), "note": "x" * PICKLE_CAP}, path)
     with zipfile.ZipFile(path) as z:
@@ -47,10 +49,16 @@ def test_a_pickle_past_the_bound_is_warned_of_by_name(tmp_path):
     said = [str(w.message) for w in caught if "member sizes" in str(w.message)]
     assert said == [
         f"{path}: its tensors' member sizes were not checked against its pickle, which is past "
-        f"the check's bound ({size} bytes, over {PICKLE_CAP}): a damaged member of "
-        "another size is loaded as it is where its tensors are mapped; load it only if you "
-        "trust it is whole"
+        f"the check's bound ({size} bytes, over {PICKLE_CAP}); it is loaded without that "
+        "check (a damaged member of another size is loaded as it is where its tensors are "
+        "mapped)"
     ]
+    assert {w.filename for w in caught if "member sizes" in str(w.message)} == {__file__}
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch_load(path, fix="get it again", mmap=True)
     small = tmp_path / "small.pt"
     torch.save({"w": torch.ones(2)}, small)
     with warnings.catch_warnings():

@@ -10,8 +10,10 @@ from __future__ import annotations
 import warnings
 import zipfile
 
+from ..cpu import _caller_level
 from ..errors import CheckpointError
 from ..escaping import printable
+from ..ranks import is_main_process
 from .file_pickle import FilePickle, folded
 from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
 
@@ -69,14 +71,18 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
 
 def _unchecked(name: str, why: str) -> None:
     """The warning that the file ``name``'s tensors' member sizes were not checked: its pickle
-    too large for the walk (``why``); a member of another size is loaded as it is, mapped."""
+    too large for the walk (``why``); it is loaded all the same (a member of another size as it
+    is, mapped). Said by rank 0 of a torchrun job alone (each rank loads the same file), at
+    the line outside loftup that asked for the load."""
+    if not is_main_process():
+        return
     warnings.warn(
         printable(
             f"{name}: its tensors' member sizes were not checked against its pickle, which is "
-            f"past the check's bound ({why}): a damaged member of another size is loaded as it "
-            "is where its tensors are mapped; load it only if you trust it is whole"
+            f"past the check's bound ({why}); it is loaded without that check (a damaged "
+            "member of another size is loaded as it is where its tensors are mapped)"
         ),
-        stacklevel=4,
+        stacklevel=_caller_level(),
     )
 
 
