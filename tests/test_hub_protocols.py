@@ -107,3 +107,30 @@ def test_an_object_made_by_copyregs_reconstructor_is_walked_as_its_class():
     for protocol in (0, 1):
         top = Walk(io.BytesIO(pickle.dumps(LoftUpConfig(), protocol=protocol))).next()
         assert (top.kind, top.value) == ("made", ("loftup.model_config", "LoftUpConfig"))
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [torch.eye(3).to_sparse(), torch.empty(3, 2, device="meta")],
+    ids=["sparse", "meta"],
+)
+def test_sparse_and_meta_tensors_at_protocol_4_are_said_as_their_protocol(tmp_path, tensor):
+    """torch's weights-only loader reads a sparse or meta tensor (its own rebuilds, a layout by
+    name) at protocol 2: at 4 it was said to hold objects that "could run code", with no line
+    that saves it again; said as its protocol now, and the line told loads."""
+    from loftup.hub.files import read_weights
+
+    path = tmp_path / "w.pt"
+    torch.save({"t": tensor}, path, pickle_protocol=4)
+    msg = _refusal(read_weights, path)
+    assert msg.startswith(f"refusing to load {path}: it was pickled with protocol 4, which")
+    line, out = msg.split("in Python: ")[1].rsplit(", then load ", 1)
+    exec(line, {"torch": torch})
+    loaded = read_weights(out)["t"]
+    assert (loaded.layout, loaded.device, loaded.shape) == (
+        tensor.layout,
+        tensor.device,
+        tensor.shape,
+    )
+    if tensor.is_sparse:
+        assert torch.equal(loaded.to_dense(), tensor.to_dense())

@@ -31,8 +31,16 @@ _VALUES = {
 #: arguments are (collections.OrderedDict: made a dict, :data:`DICT_CLASSES`)
 _CALLS = {("torch", "Size"), ("torch", "device"), ("_codecs", "encode"), ("builtins", "set")}
 _CALLS |= {("builtins", "complex"), ("builtins", "bytearray"), ("collections", "Counter")}
+_CALLS |= {("torch.serialization", "_get_layout")}  # (a sparse tensor's layout, by name)
+#: torch's rebuilds of a sparse tensor (its layout, its indices' and values' tensors, its
+#: size) and of a meta tensor (its dtype, size, stride), both in torch's weights-only loader's
+#: allowlist, as its layout by name is (``torch.serialization._get_layout``): plain where their
+#: arguments are, never taken for a tensor (:func:`is_tensor`: a state dict's, for a way out)
+OTHER_REBUILDS = {
+    ("torch._utils", f) for f in ("_rebuild_sparse_tensor", "_rebuild_meta_tensor_no_storage")
+}
 #: What a pickle of tensors and containers alone calls (:attr:`~.pickle_walk.Walk.called`)
-CALLABLE = _CALLS | TENSOR_REBUILDS | DICT_CLASSES
+CALLABLE = _CALLS | TENSOR_REBUILDS | OTHER_REBUILDS | DICT_CLASSES
 #: The functions numpy pickles an array or scalar with
 _NUMPY = {
     (m, f)
@@ -46,7 +54,8 @@ def plain(thing: Thing, tensors: bool = False) -> bool:
     the values and objects of them that torch's weights_only load reads (a dtype, a Size, a
     device): nothing else a class or function makes or names (what that load refuses); with
     ``tensors``, torch's tensors too, as torch.save pickles them (:data:`TENSOR_REBUILDS`,
-    their arguments plain, their storage torch's persistent id): what that load reads."""
+    their arguments plain, their storage torch's persistent id; sparse and meta ones,
+    :data:`OTHER_REBUILDS`): what that load reads."""
     seen, todo = set(), [thing]
     while todo:
         t = todo.pop()
@@ -60,7 +69,7 @@ def plain(thing: Thing, tensors: bool = False) -> bool:
         if t.kind == "persid" and not _storage_id(t):
             return False
         if t.kind == "made" and t.value not in _CALLS:
-            if not (tensors and t.value in TENSOR_REBUILDS):
+            if not (tensors and (t.value in TENSOR_REBUILDS or t.value in OTHER_REBUILDS)):
                 return False
         todo += [*t.items.values(), *t.extra, *(t.args if t.kind != "persid" else t.args[2:])]
         todo += [t.state] if t.state is not None else []
