@@ -1,12 +1,14 @@
 """The pickle torch reads from one open weights file, walked once a load (:class:`FilePickle`),
 nothing unpickled: its top-level object, the pickle protocol it declares or uses and, of a zip
-archive, its members' sizes, for the check of each tensor's member before torch.load
-(:mod:`.member_sizes`) and the refusal after it (:func:`~.way_out.pickle_protocol`,
-:func:`~.way_out.way_out`), which each walked it again (a refused file's three times). The
-pickle is ``<first member's folder>/data.pkl`` of a zip archive, the fourth pickle of the old
-format (after its magic number, protocol and sys info; the fifth, its storages' keys, walked
-too), read in bounded chunks: a member larger than :data:`~.pickle_walk.PICKLE_CAP`, or
-compressed (torch.save stores its members), is not walked."""
+archive, its members' sizes and the persistent ids of its storages, for the check of each
+tensor's member before torch.load (:mod:`.member_sizes`) and the refusal after it
+(:func:`~.way_out.pickle_protocol`, :func:`~.way_out.way_out`), which each walked it again (a
+refused file's three times). The pickle is ``<first member's folder>/data.pkl`` of a zip
+archive (found regardless of case, as torch finds it), read whole into memory before it is
+walked (up to :data:`~.pickle_walk.PICKLE_CAP`, 64 MB: a member larger, or compressed, which
+torch.save never writes, is not walked); of the old format, its fourth pickle (after its magic
+number, protocol and sys info; the fifth, its storages' keys, walked too), read from the file
+as it is walked, no further than that cap."""
 
 from __future__ import annotations
 
