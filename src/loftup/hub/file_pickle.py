@@ -42,8 +42,9 @@ class Walked:
     ``folder``, that folder; ``members``, each member by its name :func:`folded` (torch finds
     one regardless of case; two names equal so are refused before, by check_zip);
     ``pickle_bytes``, its data.pkl's; ``persids``, each persistent id its pickle makes
-    (:attr:`~.pickle_walk.Walk.persids`). ``error``: what the walk raised (what else is here is then not to be read).
-    ``allowed``: whether every global its pickles name or call, an object thrown away too, is
+    (:attr:`~.pickle_walk.Walk.persids`). ``error``: what the walk raised (what else is here
+    is then not to be read), its frames' locals cleared (:func:`_unframed`). ``allowed``:
+    whether every global its pickles name or call, an object thrown away too, is
     one a file of tensors and containers names (:meth:`~.pickle_walk.Walk.only_allowed`)."""
 
     top: Thing | None = None
