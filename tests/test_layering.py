@@ -135,6 +135,10 @@ MOVED = {
         "loftup.extract.output_files",
         ("outputs_of", "recorded_outputs", "without_own_pictures", "check_clobbering"),
     ),
+    "loftup.pipeline_checks": (
+        "loftup.pipeline_placement",
+        ("on_meta", "refuse_meta", "placement", "Placements", "check_placement", "check_meta"),
+    ),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

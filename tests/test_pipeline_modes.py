@@ -134,39 +134,6 @@ def test_upsample_puts_a_backbone_passed_in_back_in_eval_mode_at_each_call(tmp_p
     assert torch.equal(got, want) and not f.training
 
 
-def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
-    """p1 = load_pipeline(m); load_pipeline(m, dtype="bfloat16") converted p1's upsampler in
-    place, its featurizer not: p1's features moved without a word. Said once, by the module
-    that changed; both models moved together (the caller's choice) say nothing."""
-    import warnings
-
-    torch.manual_seed(0)
-    m, image = loftup.LoftUp(dim=32), torch.rand(1, 3, 28, 28)
-    p1 = loftup.load_pipeline(m, backbone="dinov2_tiny", device="cpu", backbone_size=28)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        p1(image)
-        loftup.load_pipeline(m, backbone="dinov2_tiny", dtype="bfloat16", backbone_size=28)
-        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu and is now "
-                          r"bfloat16 on cpu, and pipeline\.featurizer \(float32 on cpu\) was not "
-                          r"changed with it: .* where it is shared with another pipeline, by that "
-                          r"one's load_pipeline"):  # fmt: skip
-            assert p1(image)[1].dtype == torch.bfloat16
-        p1(image)  # once
-        p1.featurizer.to(torch.bfloat16)
-        p2 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
-        p1(image), p2.upsampler.to(torch.bfloat16), p2.featurizer.to(torch.bfloat16), p2(image)
-        # the caller's own .half() of one model: said as what happened, not blamed on another
-        p3 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
-        p3.upsampler.half()
-        told = (
-            r"^pipeline\.upsampler was float32 on cpu and is now float16 on cpu, .*It was "
-            r"moved or converted in place: by a call on it \(pipeline\.upsampler\.half\(\)"
-        )
-        with pytest.warns(UserWarning, match=told):
-            p3(image)
-
-
 @pytest.mark.parametrize("device", [None, "cpu"])
 def test_a_module_on_the_meta_device_is_told_to_load_its_weights(device):
     """A LoftUp built on the meta device failed deep inside: moving it ("Cannot copy out of
@@ -178,29 +145,6 @@ def test_a_module_on_the_meta_device_is_told_to_load_its_weights(device):
                        r"meta device.*loftup\.load_upsampler\(PATH\)"):  # fmt: skip
         pipe = loftup.load_pipeline(m, backbone="dinov2_tiny", backbone_size=28, device=device)
         pipe(torch.rand(1, 3, 28, 28))
-
-
-def test_a_model_moved_alone_after_both_moved_together_is_said():
-    """Both models moved to bfloat16 together said nothing, rightly, but the pipeline went on
-    comparing with float32, as built: the upsampler then converted alone to float16 (both
-    differing from float32) was never said. A joint move is what a lone one is told against;
-    a lone move undone and made again is said again."""
-    import warnings
-
-    torch.manual_seed(0)
-    image = torch.rand(1, 3, 28, 28)
-    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        pipe.upsampler.to(torch.bfloat16), pipe.featurizer.to(torch.bfloat16), pipe(image)
-        for _ in range(2):
-            pipe.upsampler.to(torch.float16)
-            with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was bfloat16 on cpu and is "
-                              r"now float16 on cpu, and pipeline\.featurizer \(bfloat16 on cpu\) "
-                              r"was not changed"):  # fmt: skip
-                pipe(image)
-            pipe(image)  # once
-            pipe.upsampler.to(torch.bfloat16), pipe(image)
 
 
 def test_a_model_moved_to_meta_after_it_ran_is_refused():
@@ -237,25 +181,6 @@ def test_a_submodule_moved_to_meta_after_it_ran_is_refused(which, part):
     for _ in range(2):
         with pytest.raises(UsageError, match=rf"^the pipeline\.{which} has weights on the meta"):
             pipe(image)
-
-
-def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
-    """The pipeline remembered the models it last found clear of the meta device: one
-    replaced (pipeline.upsampler = other) stayed alive, its memory (a GPU's) held, until
-    the next call. The pipeline pickles still (torch.save, a worker's copy)."""
-    import gc
-    import pickle
-    import weakref
-
-    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
-    pipe(torch.rand(1, 3, 28, 28))
-    old = weakref.ref(pipe.upsampler)
-    pipe.upsampler = loftup.LoftUp(dim=32).eval()
-    gc.collect()
-    assert old() is None
-    pipe(torch.rand(1, 3, 28, 28))
-    pickle.dumps(pipe)  # (a weakref cannot be pickled: left out, looked for again once loaded)
-    assert pickle.loads(pickle.dumps(pipe._placed)).clear is None
 
 
 def test_a_refused_pairing_leaves_the_modules_passed_in_as_they_were():

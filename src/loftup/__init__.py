@@ -62,8 +62,8 @@ _SUBMODULES = (
     "finite", "folding", "fused", "graphs", "hub", "image_input", "input_checks", "io", "kernels",
     "key_layouts", "layers", "listing", "local_attention", "memo", "mismatch", "model",
     "model_config", "norms", "npy_stream", "odd_width", "outputs", "paths", "pipeline",
-    "pipeline_checks", "ranks", "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled",
-    "viz", "weights", "words", "world",
+    "pipeline_checks", "pipeline_placement", "ranks", "read_refusal", "stops", "tile_plan",
+    "tiling", "train", "untiled", "viz", "weights", "words", "world",
 )  # fmt: skip
 
 

@@ -38,16 +38,13 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
 )
 from .model import LoftUp
 from .pipeline_checks import (
-    Placements,
     check_backbone_name,
     check_backbone_recorded,
-    check_meta,
-    check_placement,
-    placement,
     require_eval_backbone,
     run_device,
     with_missing_backbone,
 )
+from .pipeline_placement import Placements, check_meta, check_placement, placement
 from .stops import first
 
 

@@ -1,0 +1,144 @@
+"""Where a :class:`~loftup.pipeline.FeaturePipeline`'s two models run, and in what, as it
+checks them before each call (:func:`check_placement`): a model with weights on the meta device
+refused (:func:`refuse_meta`, which :func:`loftup.load_pipeline` says of one passed in too), one
+moved or converted alone since the pipeline was built warned of once."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UsageError
+
+
+def on_meta(module) -> bool:
+    """Whether ``module`` has a parameter or buffer on the meta device (every one looked at)."""
+    return isinstance(module, torch.nn.Module) and any(
+        t.is_meta for t in (*module.parameters(), *module.buffers())
+    )
+
+
+def refuse_meta(name: str) -> None:
+    """The :class:`UsageError` of the module ``name`` (model, backbone, pipeline.upsampler)
+    whose weights are on the meta device: moved, it failed ("Cannot copy out of meta tensor"),
+    run, deep inside (Tensor.item())."""
+    raise UsageError(
+        f"the {name} has weights on the meta device, which hold no data (a module built under "
+        "torch.device('meta')); build it on a real device and load its weights into it "
+        "(module.load_state_dict(state)), or load a LoftUp with loftup.load_upsampler(PATH): "
+        "load_state_dict(state, assign=True) leaves a LoftUp's computed buffers (its Fourier "
+        "frequencies) on meta still"
+    )
+
+
+def placement(module: torch.nn.Module) -> tuple | None:
+    """Where ``module`` runs, and in what: its first parameter's (device, dtype), as
+    :class:`~loftup.pipeline.FeaturePipeline` reads its own; None for a module of none (not
+    all of them listed to find the first: a few hundred µs a call for a ViT-S)."""
+    from .stops import first
+
+    p = first(module.parameters(), None)
+    return None if p is None else (p.device, p.dtype)
+
+
+@dataclass
+class Placements:
+    """What :func:`check_placement` last found of a pipeline's two models, each a pair of
+    (upsampler's, featurizer's) :func:`placement`."""
+
+    #: as built, or as last moved together: what a model moved alone is told against
+    baseline: tuple
+    #: the lone move last warned of (warned once)
+    said: tuple | None = None
+    #: (upsampler, featurizer, placements) last found with no tensor on the meta device, each
+    #: model as a weakref.ref: a model replaced (``pipeline.upsampler = other``) is not kept
+    #: alive, its memory held, until the next call; nor taken for a new one given its id
+    clear: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled without :attr:`clear` (a weakref cannot be; a pipeline pickled, or sent to
+        a worker, checks its models again on its first call)."""
+        return {**self.__dict__, "clear": None}
+
+    def is_clear(self, upsampler, featurizer, now: tuple) -> bool:
+        """Whether ``upsampler`` and ``featurizer`` at ``now`` are what was last found clear."""
+        return (
+            self.clear is not None
+            and self.clear[2] == now
+            and self.clear[0]() is upsampler
+            and self.clear[1]() is featurizer
+        )
+
+
+def check_placement(pipeline) -> None:
+    """Before ``pipeline`` runs: refuse a model with weights on the meta device
+    (:func:`refuse_meta`), and warn where one model was moved or converted alone
+    (:func:`_warn_if_moved_alone`).
+
+    Every parameter and buffer is looked at (a few hundred µs for a ViT-S) only where a
+    model was moved, converted or replaced since the last call that ran, its first
+    parameter's placement the sign: a model on meta is refused whether built there, moved
+    there whole, or half loaded (a LoftUp's computed buffers left on meta), as each is first
+    run. A submodule moved to meta alone in a pipeline that has run is not seen here: its
+    call fails (a device mismatch), and the pipeline then refuses it (:func:`check_meta`)."""
+    seen: Placements = pipeline._placed
+    now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
+    if not seen.is_clear(pipeline.upsampler, pipeline.featurizer, now):
+        check_meta(pipeline)
+        seen.clear = (weakref.ref(pipeline.upsampler), weakref.ref(pipeline.featurizer), now)
+    _warn_if_moved_alone(seen, now)
+
+
+def check_meta(pipeline) -> None:
+    """:func:`refuse_meta` of the first of ``pipeline``'s models with a parameter or buffer on
+    the meta device: every one looked at (a few hundred µs for a ViT-S). Also where a call
+    failed: a submodule moved to meta after a call that ran was told the device mismatch it
+    gave ("move it there with image.to('meta')", which cannot run), or a bare RuntimeError
+    from the backbone."""
+    for name, module in (
+        ("pipeline.upsampler", pipeline.upsampler),
+        ("pipeline.featurizer", pipeline.featurizer),
+    ):
+        if on_meta(module):
+            refuse_meta(name)
+
+
+def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
+    """Warn, once per change, where one of a pipeline's two models was moved or converted
+    since it was built (or both last moved together) and the other was not: a LoftUp shared
+    by two pipelines, converted in place by the second's load_pipeline
+    (``dtype="bfloat16"``), changed the first's features without a word. The warning says
+    which model changed, from what to what, and the ways it happens (the caller's own
+    ``.half()`` of it was blamed on another pipeline). Both moved together
+    (the caller's choice) say nothing, and are what a later lone move is told against."""
+    import warnings
+
+    if now == seen.baseline:
+        seen.said = None  # moved back: the next lone move is a new one
+        return
+    if now == seen.said:
+        return
+    if now[0] != seen.baseline[0] and now[1] != seen.baseline[1]:
+        seen.baseline, seen.said = now, None
+        return
+    seen.said = now
+    i = 0 if now[0] != seen.baseline[0] else 1
+    which, other = ("upsampler", "featurizer") if i == 0 else ("featurizer", "upsampler")
+    warnings.warn(
+        f"pipeline.{which} was {_said(seen.baseline[i])} and is now {_said(now[i])}, and "
+        f"pipeline.{other} ({_said(now[1 - i])}) was not changed with it: its features now "
+        f"differ from the pipeline's. It was moved or converted in place: by a call on it "
+        f"(pipeline.{which}.half(), .to(...)), or, where it is shared with another pipeline, "
+        "by that one's load_pipeline(..., dtype=/device=). Change both models together, give "
+        "each pipeline its own copy (copy.deepcopy(model)), or load this one again",
+        stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
+    )
+
+
+def _said(place: tuple | None) -> str:
+    """A :func:`placement` in words: ``bfloat16 on cpu``."""
+    if place is None:
+        return "no parameters"
+    return f"{str(place[1]).removeprefix('torch.')} on {place[0]}"
