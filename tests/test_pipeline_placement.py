@@ -23,8 +23,8 @@ def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
         warnings.simplefilter("error")
         p1(image)
         loftup.load_pipeline(m, backbone="dinov2_tiny", dtype="bfloat16", backbone_size=28)
-        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu and is now "
-                          r"bfloat16 on cpu, and pipeline\.featurizer \(float32 on cpu\) was not "
+        with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu when the "
+                          r"pipeline was built and is now bfloat16 on cpu, and pipeline\.featurizer \(float32 on cpu\) was not "
                           r"changed with it: .* where it is shared with another pipeline, by that "
                           r"one's load_pipeline"):  # fmt: skip
             assert p1(image)[1].dtype == torch.bfloat16
@@ -36,7 +36,8 @@ def test_a_module_shared_with_a_pipeline_converted_since_is_said_once():
         p3 = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
         p3.upsampler.half()
         told = (
-            r"^pipeline\.upsampler was float32 on cpu and is now float16 on cpu, .*It was "
+            r"^pipeline\.upsampler was float32 on cpu when the pipeline was built and is now "
+            r"float16 on cpu, .*It was "
             r"moved or converted in place: by a call on it \(pipeline\.upsampler\.half\(\)"
         )
         with pytest.warns(UserWarning, match=told):
@@ -58,12 +59,36 @@ def test_a_model_moved_alone_after_both_moved_together_is_said():
         pipe.upsampler.to(torch.bfloat16), pipe.featurizer.to(torch.bfloat16), pipe(image)
         for _ in range(2):
             pipe.upsampler.to(torch.float16)
-            with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was bfloat16 on cpu and is "
-                              r"now float16 on cpu, and pipeline\.featurizer \(bfloat16 on cpu\) "
+            with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was bfloat16 on cpu when "
+                              r"both models were last changed together and is now float16 on "
+                              r"cpu, and pipeline\.featurizer \(bfloat16 on cpu\) "
                               r"was not changed"):  # fmt: skip
                 pipe(image)
             pipe(image)  # once
             pipe.upsampler.to(torch.bfloat16), pipe(image)
+
+
+def test_a_lone_move_after_a_joint_one_is_not_told_as_the_placement_built():
+    """Built float32, the upsampler converted to float16 alone (said), then the featurizer too
+    (both changed: the new placement followed), then the upsampler put back to float32 alone:
+    told "was float16 on cpu and is now float32", read as built float16. Said as what is true:
+    float16 since both models were changed together."""
+    import warnings
+
+    image = torch.rand(1, 3, 28, 28)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    pipe.upsampler.half()
+    with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu when the "
+                      r"pipeline was built and is now float16 on cpu, "):  # fmt: skip
+        pipe(image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.featurizer.half(), pipe(image)
+    pipe.upsampler.float()
+    with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float16 on cpu when both "
+                      r"models were last changed together and is now float32 on cpu, and "
+                      r"pipeline\.featurizer \(float16 on cpu\) was not changed"):  # fmt: skip
+        pipe(image)
 
 
 def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():

@@ -50,6 +50,9 @@ class Placements:
 
     #: as built, or as last moved together: what a model moved alone is told against
     baseline: tuple
+    #: whether :attr:`baseline` is that of a joint move (said so: a model built float32 was
+    #: told "was float16" after both had been converted to it)
+    joint: bool = False
     #: the lone move last warned of (warned once)
     said: tuple | None = None
     #: (upsampler, featurizer, placements) last found with no tensor on the meta device, each
@@ -112,7 +115,9 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
     (``dtype="bfloat16"``), changed the first's features without a word. The warning says
     which model changed, from what to what, and the ways it happens (the caller's own
     ``.half()`` of it was blamed on another pipeline). Both moved together
-    (the caller's choice) say nothing, and are what a later lone move is told against."""
+    (the caller's choice) say nothing, and are what a later lone move is told against, as
+    "was X when both models were last changed together" (it said "was X" alone, read as the
+    placement the pipeline was built with)."""
     import warnings
 
     if now == seen.baseline:
@@ -121,17 +126,19 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
     if now == seen.said:
         return
     if now[0] != seen.baseline[0] and now[1] != seen.baseline[1]:
-        seen.baseline, seen.said = now, None
+        seen.baseline, seen.said, seen.joint = now, None, True
         return
     seen.said = now
     i = 0 if now[0] != seen.baseline[0] else 1
     which, other = ("upsampler", "featurizer") if i == 0 else ("featurizer", "upsampler")
+    when = "both models were last changed together" if seen.joint else "the pipeline was built"
     warnings.warn(
-        f"pipeline.{which} was {_said(seen.baseline[i])} and is now {_said(now[i])}, and "
-        f"pipeline.{other} ({_said(now[1 - i])}) was not changed with it: its features now "
-        f"differ from the pipeline's. It was moved or converted in place: by a call on it "
-        f"(pipeline.{which}.half(), .to(...)), or, where it is shared with another pipeline, "
-        "by that one's load_pipeline(..., dtype=/device=). Change both models together, give "
+        f"pipeline.{which} was {_said(seen.baseline[i])} when {when} and is now "
+        f"{_said(now[i])}, and pipeline.{other} ({_said(now[1 - i])}) was not changed with "
+        "it: its features now differ from the pipeline's. It was moved or converted in place: "
+        f"by a call on it (pipeline.{which}.half(), .to(...)), or, where it is shared with "
+        "another pipeline, by that one's load_pipeline(..., dtype=/device=). Change both "
+        "models together, give "
         "each pipeline its own copy (copy.deepcopy(model)), or load this one again",
         stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
     )
