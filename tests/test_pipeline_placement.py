@@ -91,6 +91,37 @@ def test_a_lone_move_after_a_joint_one_is_not_told_as_the_placement_built():
         pipe(image)
 
 
+@pytest.mark.parametrize("ran", [True, False])
+def test_a_model_replaced_by_one_in_another_dtype_is_said_replaced(ran):
+    """pipeline.upsampler = a float16 LoftUp (the caller's choice, before or after a call)
+    was told "was float32 ... and is now float16" and blamed on a module converted in place
+    or shared with another pipeline. Said as replaced, with how to match the models; the new
+    module converted in place alone afterwards is said as that."""
+    import warnings
+
+    image = torch.rand(1, 3, 28, 28)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    if ran:
+        pipe(image)
+    pipe.upsampler = loftup.LoftUp(dim=32).eval().half()
+    with pytest.warns(UserWarning) as told:
+        pipe(image)
+    (said,) = [str(w.message) for w in told]
+    assert said.startswith(
+        "pipeline.upsampler was replaced by a module in float16 on cpu while pipeline.featurizer "
+        "is float32 on cpu; the upsampler was float32 on cpu when the pipeline was built"
+    ), said
+    assert "pipeline.upsampler.to('cpu', torch.float32)" in said and "shared" not in said
+    with warnings.catch_warnings():  # back as built: silent, and the next change is new
+        warnings.simplefilter("error")
+        pipe.upsampler.float(), pipe(image)
+    pipe.upsampler.to(torch.bfloat16)
+    with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was float32 on cpu when the "
+                      r"pipeline was built and is now bfloat16 on cpu, .*moved or converted in "
+                      r"place"):  # fmt: skip
+        pipe(image)
+
+
 def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
     """The pipeline remembered the models it last found clear of the meta device: one
     replaced (pipeline.upsampler = other) stayed alive, its memory (a GPU's) held, until

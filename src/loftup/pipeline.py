@@ -44,7 +44,7 @@ from .pipeline_checks import (
     run_device,
     with_missing_backbone,
 )
-from .pipeline_placement import Placements, check_meta, check_placement, placement
+from .pipeline_placement import Placements, check_meta, check_placement
 from .stops import first
 
 
@@ -68,7 +68,7 @@ class FeaturePipeline:
     _placed: Placements | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._placed = Placements((placement(self.upsampler), placement(self.featurizer)))
+        self._placed = Placements.of(self.upsampler, self.featurizer)
 
     @property
     def device(self) -> torch.device:

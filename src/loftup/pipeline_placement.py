@@ -59,11 +59,24 @@ class Placements:
     #: model as a weakref.ref: a model replaced (``pipeline.upsampler = other``) is not kept
     #: alive, its memory held, until the next call; nor taken for a new one given its id
     clear: tuple | None = None
+    #: weakrefs of the (upsampler, featurizer) as built or at the last call: a model changed by
+    #: ``pipeline.upsampler = other`` is said replaced, not moved in place or shared
+    models: tuple | None = None
+
+    @classmethod
+    def of(cls, upsampler, featurizer) -> Placements:
+        """The placements of a pipeline built of ``upsampler`` and ``featurizer``."""
+        now = (placement(upsampler), placement(featurizer))
+        return cls(now, models=(weakref.ref(upsampler), weakref.ref(featurizer)))
 
     def __getstate__(self) -> dict:
-        """Pickled without :attr:`clear` (a weakref cannot be; a pipeline pickled, or sent to
-        a worker, checks its models again on its first call)."""
-        return {**self.__dict__, "clear": None}
+        """Pickled without :attr:`clear` and :attr:`models` (a weakref cannot be; a pipeline
+        pickled, or sent to a worker, checks its models again on its first call)."""
+        return {**self.__dict__, "clear": None, "models": None}
+
+    def replaced(self, i: int, model) -> bool:
+        """Whether model ``i`` (0: the upsampler, 1: the featurizer) is ``model`` no longer."""
+        return self.models is not None and self.models[i]() is not model
 
     def is_clear(self, upsampler, featurizer, now: tuple) -> bool:
         """Whether ``upsampler`` and ``featurizer`` at ``now`` are what was last found clear."""
@@ -87,11 +100,13 @@ def check_placement(pipeline) -> None:
     run. A submodule moved to meta alone in a pipeline that has run is not seen here: its
     call fails (a device mismatch), and the pipeline then refuses it (:func:`check_meta`)."""
     seen: Placements = pipeline._placed
-    now = (placement(pipeline.upsampler), placement(pipeline.featurizer))
-    if not seen.is_clear(pipeline.upsampler, pipeline.featurizer, now):
+    models = (pipeline.upsampler, pipeline.featurizer)
+    now = (placement(models[0]), placement(models[1]))
+    if not seen.is_clear(*models, now):
         check_meta(pipeline)
-        seen.clear = (weakref.ref(pipeline.upsampler), weakref.ref(pipeline.featurizer), now)
-    _warn_if_moved_alone(seen, now)
+        seen.clear = (weakref.ref(models[0]), weakref.ref(models[1]), now)
+    _warn_if_moved_alone(seen, now, models)
+    seen.models = seen.clear[:2]
 
 
 def check_meta(pipeline) -> None:
@@ -108,7 +123,7 @@ def check_meta(pipeline) -> None:
             refuse_meta(name)
 
 
-def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
+def _warn_if_moved_alone(seen: Placements, now: tuple, models: tuple) -> None:
     """Warn, once per change, where one of a pipeline's two models was moved or converted
     since it was built (or both last moved together) and the other was not: a LoftUp shared
     by two pipelines, converted in place by the second's load_pipeline
@@ -132,6 +147,11 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
     i = 0 if now[0] != seen.baseline[0] else 1
     which, other = ("upsampler", "featurizer") if i == 0 else ("featurizer", "upsampler")
     when = "both models were last changed together" if seen.joint else "the pipeline was built"
+    if seen.replaced(i, models[i]):  # the caller's choice, not a move behind its back
+        warnings.warn(
+            _replaced(which, other, now[i], now[1 - i], seen.baseline[i], when), stacklevel=5
+        )
+        return
     warnings.warn(
         f"pipeline.{which} was {_said(seen.baseline[i])} when {when} and is now "
         f"{_said(now[i])}, and pipeline.{other} ({_said(now[1 - i])}) was not changed with "
@@ -141,6 +161,20 @@ def _warn_if_moved_alone(seen: Placements, now: tuple) -> None:
         "models together, give "
         "each pipeline its own copy (copy.deepcopy(model)), or load this one again",
         stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
+    )
+
+
+def _replaced(which: str, other: str, new: tuple, others: tuple, was: tuple, when: str) -> str:
+    """The warning of ``pipeline.{which} = module`` whose placement, ``new``, is not the
+    one the model it replaced had (``was``) while the ``other`` model stayed (at
+    ``others``): told a module shared with another pipeline, converted in place."""
+    back = "" if was is None else f" (pipeline.{which}.to({str(was[0])!r}, {was[1]}))"
+    return (
+        f"pipeline.{which} was replaced by a module "
+        f"{'of no parameters' if new is None else 'in ' + _said(new)} while pipeline.{other} is "
+        f"{_said(others)}; the {which} was {_said(was)} when {when}, so the pipeline's features "
+        f"now differ from what it gave. Convert the new {which} to that{back}, or convert "
+        f"pipeline.{other} with it, to change both models together"
     )
 
 
