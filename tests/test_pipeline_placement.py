@@ -122,6 +122,40 @@ def test_a_model_replaced_by_one_in_another_dtype_is_said_replaced(ran):
         pipe(image)
 
 
+def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_there():
+    """p2 = load_pipeline(up, backbone=feat, dtype="bfloat16") of p1's two modules converted
+    both in place: p1 then ran in bfloat16 without a word (a joint move, which p1 cannot tell
+    from its caller's own). Said by the load that did it, at the caller's line, once; not
+    where no other pipeline holds both (dropped, or its upsampler replaced), nor for the
+    caller's own joint move."""
+    import warnings
+
+    torch.manual_seed(0)
+    up, feat = loftup.LoftUp(dim=32), loftup.get_featurizer("dinov2_tiny")
+    image = torch.rand(1, 3, 28, 28)
+    p1 = loftup.load_pipeline(up, backbone=feat, backbone_size=28)
+    p1(image)
+    told = (
+        r"^the upsampler and the backbone passed in were moved or converted in place from "
+        r"float32 on cpu to bfloat16 on cpu \(dtype=/device=\), and they are both models of "
+        r"another FeaturePipeline built earlier, which now runs in bfloat16 on cpu too, .*"
+        r"pass copies: load_pipeline\(copy\.deepcopy\(model\), backbone=copy\.deepcopy"
+    )
+    with pytest.warns(UserWarning, match=told) as said:
+        p2 = loftup.load_pipeline(up, backbone=feat, dtype="bfloat16", backbone_size=28)
+    assert [w.filename for w in said] == [__file__]
+    with pytest.warns(UserWarning, match=r"^the upsampler and the backbone passed in .* to "
+                      r"float16 on cpu .* both models of 2 other pipelines"):  # fmt: skip
+        loftup.upsample(image[0], model=up, backbone=feat, dtype="float16", backbone_size=28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert p1(image)[1].dtype == torch.float16  # said once, where it happened
+        p1.upsampler.float(), p1.featurizer.float(), p1(image)  # the caller's joint move
+        p1.upsampler = loftup.LoftUp(dim=32).eval()
+        del p2
+        loftup.load_pipeline(up, backbone=feat, dtype="bfloat16", backbone_size=28)
+
+
 def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
     """The pipeline remembered the models it last found clear of the meta device: one
     replaced (pipeline.upsampler = other) stayed alive, its memory (a GPU's) held, until

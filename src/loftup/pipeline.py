@@ -44,7 +44,14 @@ from .pipeline_checks import (
     run_device,
     with_missing_backbone,
 )
-from .pipeline_placement import Placements, check_meta, check_placement
+from .pipeline_placement import (
+    Placements,
+    check_meta,
+    check_placement,
+    placement,
+    register,
+    warn_if_converted_under,
+)
 from .stops import first
 
 
@@ -69,6 +76,7 @@ class FeaturePipeline:
 
     def __post_init__(self) -> None:
         self._placed = Placements.of(self.upsampler, self.featurizer)
+        register(self)
 
     @property
     def device(self) -> torch.device:
@@ -175,7 +183,8 @@ def load_pipeline(
     A LoftUp or a featurizer passed in is changed in place, not copied: moved to ``device`` and
     converted to ``dtype`` where those are given, and put in eval mode (call ``.train()`` on a
     model you go on training; the pipeline refuses an upsampler in training mode, and a backbone
-    whose output depends on it, until ``.eval()``).
+    whose output depends on it, until ``.eval()``). Both models of a pipeline built earlier,
+    converted so, are converted under it too: a warning says so.
     """
     check_model(model)
     options = checked_options(backbone_size, backbone_norm, device, dtype)
@@ -253,11 +262,14 @@ def build_pipeline(
     refuse_other_width(upsampler, featurizer, backbone_weights)
     if fits is not None:
         fits(featurizer)
+    before = (placement(upsampler), placement(featurizer))
     # what is loaded here in float32 unless dtype says otherwise; a module passed in keeps its own
     upsampler = upsampler.to(device, dtype or (None if upsampler is model else torch.float32))
     upsampler = upsampler.eval()
     featurizer = featurizer.to(device, dtype or (None if featurizer is backbone else torch.float32))
     featurizer = featurizer.eval()
+    if upsampler is model and featurizer is backbone:  # both another pipeline's, maybe
+        warn_if_converted_under(upsampler, featurizer, before)
     if backbone is not None:
         _warn_if_other_backbone(upsampler, upsampler.backbone, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)

@@ -88,6 +88,53 @@ class Placements:
         )
 
 
+#: The pipelines alive, by id (a FeaturePipeline, a dataclass, has no hash for a WeakSet):
+#: what :func:`warn_if_converted_under` looks through. Held weakly: one dropped is gone.
+_LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def register(pipeline) -> None:
+    """Count ``pipeline`` among the live ones (:func:`warn_if_converted_under`)."""
+    _LIVE[id(pipeline)] = pipeline
+
+
+def warn_if_converted_under(upsampler, featurizer, before: tuple) -> None:
+    """Warn where ``upsampler`` and ``featurizer``, passed in to be built into a pipeline,
+    were both moved or converted in place from ``before`` (their :func:`placement`), and
+    are both models of another live pipeline: a second ``load_pipeline(..., dtype=
+    "bfloat16")`` of the first's two modules left the first running in bfloat16 without a
+    word. That pipeline cannot tell it from its caller's own ``pipeline.upsampler.half();
+    pipeline.featurizer.half()``, which is meant, so it is said here, where it happens. One
+    of its models changed alone is said by that pipeline at its next call
+    (:func:`_warn_if_moved_alone`)."""
+    import warnings
+
+    now = (placement(upsampler), placement(featurizer))
+    if now[0] == before[0] or now[1] == before[1]:
+        return
+    under = [p for p in _LIVE.values() if p.upsampler is upsampler and p.featurizer is featurizer]
+    if not under:
+        return
+    if before[0] == before[1] and now[0] == now[1]:
+        change = f"from {_said(before[0])} to {_said(now[0])}"
+    else:
+        change = (
+            f"(the upsampler from {_said(before[0])} to {_said(now[0])}, the backbone from "
+            f"{_said(before[1])} to {_said(now[1])})"
+        )
+    which = "another FeaturePipeline" if len(under) == 1 else f"{len(under)} other pipelines"
+    runs = f"in {_said(now[0])}" if now[0] == now[1] else "them so"
+    warnings.warn(
+        f"the upsampler and the backbone passed in were moved or converted in place {change} "
+        f"(dtype=/device=), and they are both models of {which} built earlier, which now "
+        f"run{'s' if len(under) == 1 else ''} {runs} too, without a warning of its own (its "
+        "two models changed together, as a caller's own pipeline.upsampler.half(); "
+        "pipeline.featurizer.half() does). To leave it as it was, pass copies: "
+        "load_pipeline(copy.deepcopy(model), backbone=copy.deepcopy(backbone), ...)",
+        stacklevel=4,  # (this, build_pipeline, load_pipeline or upsample): the caller
+    )
+
+
 def check_placement(pipeline) -> None:
     """Before ``pipeline`` runs: refuse a model with weights on the meta device
     (:func:`refuse_meta`), and warn where one model was moved or converted alone
