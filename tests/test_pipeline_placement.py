@@ -127,7 +127,8 @@ def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_t
     both in place: p1 then ran in bfloat16 without a word (a joint move, which p1 cannot tell
     from its caller's own). Said by the load that did it, at the caller's line, once; not
     where no other pipeline holds both (dropped, or its upsampler replaced), nor for the
-    caller's own joint move."""
+    caller's own joint move; a pipeline copied (or unpickled) counts too."""
+    import copy
     import warnings
 
     torch.manual_seed(0)
@@ -136,8 +137,8 @@ def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_t
     p1 = loftup.load_pipeline(up, backbone=feat, backbone_size=28)
     p1(image)
     told = (
-        r"^the upsampler and the backbone passed in were moved or converted in place from "
-        r"float32 on cpu to bfloat16 on cpu \(dtype=/device=\), and they are both models of "
+        r"^the upsampler and the backbone passed in were moved or converted in place by "
+        r"dtype=/device= from float32 on cpu to bfloat16 on cpu, and they are both models of "
         r"another FeaturePipeline built earlier, which now runs in bfloat16 on cpu too, .*"
         r"pass copies: load_pipeline\(copy\.deepcopy\(model\), backbone=copy\.deepcopy"
     )
@@ -145,7 +146,8 @@ def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_t
         p2 = loftup.load_pipeline(up, backbone=feat, dtype="bfloat16", backbone_size=28)
     assert [w.filename for w in said] == [__file__]
     with pytest.warns(UserWarning, match=r"^the upsampler and the backbone passed in .* to "
-                      r"float16 on cpu .* both models of 2 other pipelines"):  # fmt: skip
+                      r"float16 on cpu, .* both models of 2 other pipelines built earlier, which "
+                      r"now run in float16 on cpu too, without a warning of their"):  # fmt: skip
         loftup.upsample(image[0], model=up, backbone=feat, dtype="float16", backbone_size=28)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -154,6 +156,12 @@ def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_t
         p1.upsampler = loftup.LoftUp(dim=32).eval()
         del p2
         loftup.load_pipeline(up, backbone=feat, dtype="bfloat16", backbone_size=28)
+    p3 = copy.deepcopy(p1)  # (not built by __init__: a live pipeline still)
+    with pytest.warns(UserWarning, match=r"^the upsampler and the backbone passed in .* \(the "
+                      r"upsampler from float32 on cpu to float16 on cpu, the backbone from "
+                      r"bfloat16 on cpu to float16 on cpu\), and they are both models of another "
+                      r"FeaturePipeline"):  # fmt: skip
+        loftup.load_pipeline(p3.upsampler, backbone=p3.featurizer, dtype="float16")
 
 
 def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():

@@ -78,6 +78,11 @@ class FeaturePipeline:
         self._placed = Placements.of(self.upsampler, self.featurizer)
         register(self)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled or deep-copied: a live pipeline too (:func:`register`)."""
+        self.__dict__.update(state)
+        register(self)
+
     @property
     def device(self) -> torch.device:
         return first(self.upsampler.parameters()).device

@@ -122,15 +122,20 @@ def warn_if_converted_under(upsampler, featurizer, before: tuple) -> None:
             f"(the upsampler from {_said(before[0])} to {_said(now[0])}, the backbone from "
             f"{_said(before[1])} to {_said(now[1])})"
         )
-    which = "another FeaturePipeline" if len(under) == 1 else f"{len(under)} other pipelines"
-    runs = f"in {_said(now[0])}" if now[0] == now[1] else "them so"
+    one = len(under) == 1
+    which, runs, its, it = (
+        ("another FeaturePipeline", "runs", "its", "it")
+        if one
+        else (f"{len(under)} other pipelines", "run", "their", "them")
+    )
+    what = f"in {_said(now[0])}" if now[0] == now[1] else "them so"
     warnings.warn(
-        f"the upsampler and the backbone passed in were moved or converted in place {change} "
-        f"(dtype=/device=), and they are both models of {which} built earlier, which now "
-        f"run{'s' if len(under) == 1 else ''} {runs} too, without a warning of its own (its "
-        "two models changed together, as a caller's own pipeline.upsampler.half(); "
-        "pipeline.featurizer.half() does). To leave it as it was, pass copies: "
-        "load_pipeline(copy.deepcopy(model), backbone=copy.deepcopy(backbone), ...)",
+        "the upsampler and the backbone passed in were moved or converted in place by "
+        f"dtype=/device= {change}, and they are both models of {which} built earlier, which now "
+        f"{runs} {what} too, without a warning of {its} own ({its} two models changed "
+        "together, as a caller's own pipeline.upsampler.half(); pipeline.featurizer.half() "
+        f"does). To leave {it} as before, pass copies: load_pipeline(copy.deepcopy(model), "
+        "backbone=copy.deepcopy(backbone), ...)",
         stacklevel=4,  # (this, build_pipeline, load_pipeline or upsample): the caller
     )
 
