@@ -165,3 +165,22 @@ def test_a_folder_of_the_papers_weights_is_silent_and_one_of_loftups_warns(tmp_p
         assert _loads(folder)[1] == [] and _loads(folder / "pytorch_model.bin")[1] == []
     said = _loads(own)[1]
     assert len(said) == 1 and "without a record of its attention heads" in said[0], said
+
+
+@pytest.mark.parametrize("holder", ["model", "state_dict"])
+def test_the_line_that_keeps_one_of_two_loftups_runs_with_a_key_that_is_no_name(tmp_path, holder):
+    """A number among the keys of a file of two LoftUps (left out by the load, as the other
+    modules' weights are) made the line told to keep one an AttributeError when run as told
+    ('int' object has no attribute 'startswith'): it is left out there too, and the file
+    written loads as the LoftUp kept."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    both = {**{"up." + k: v for k, v in state.items()}, 7: torch.zeros(1)}
+    both |= {"up.ema." + k: v + 1 for k, v in state.items()}
+    torch.save({holder: both}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "two.pt")
+    got = load_upsampler(_run_told(str(e.value), "up.ema."), num_heads=2)
+    want = {k: v + 1 for k, v in state.items()}
+    assert all(torch.equal(v, want[k]) for k, v in got.state_dict().items())

@@ -110,7 +110,9 @@ def keep_one_line(origin: str, where: str, prefix: str, record=()) -> str:
     load = f'torch.load({origin!r}, map_location="cpu", weights_only=True)'
     if safetensors:
         load = f'__import__("safetensors.torch").torch.load_file({origin!r})'
-    kept = f"c{where}.items() if k.startswith({prefix!r})"
+    # a key that is no name (a number) among them is left out, as the load leaves it out: its
+    # k.startswith was an AttributeError in the line run as told
+    kept = f"c{where}.items() if isinstance(k, str) and k.startswith({prefix!r})"
     kept = f"{{k.removeprefix({prefix!r}): v for k, v in {kept}}}"
     if record:
         kept = f"{{'model': {kept}, {', '.join(f'{k!r}: c[{k!r}]' for k in record)}}}"
