@@ -250,3 +250,37 @@ def test_a_record_of_another_width_without_its_flag_names_the_weights_first(tmp_
     assert "records dinov2_tiny all the same: if it was trained on weights of " in said
     weights, other = said.index("backbone_weights=PATH"), said.index("scenes_vit_p8")
     assert weights < other and "recording that one (a different backbone, of 64-d " in said
+
+
+def test_a_training_checkpoint_of_a_run_on_weights_of_another_width_saves_as_its_final(
+    tmp_path,
+):
+    """loftup train's checkpoint.pt of a run on weights of dinov2_tiny's architecture at 64-d
+    (backbone_weights in its config) records that as its final/ does (backbone_weights_dim):
+    loaded and saved with save_pretrained it was refused (trained on weights of another width:
+    pass them), and its load_pipeline said the record might be of the wrong backbone."""
+    import json
+
+    import loftup
+
+    model = LoftUp(dim=64, depth=1, num_heads=2, n_freqs=4)
+    small = _small_dinov2(tmp_path / "small", 64)
+    ckpt = {
+        "format": "loftup-train", "model": model.state_dict(),
+        "model_config": model.config.to_dict(), "backbone": "dinov2_tiny",
+        "backbone_norm": "imagenet", "config": {"backbone_weights": str(small)},
+    }  # fmt: skip
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    loaded = loftup.load_upsampler(tmp_path / "checkpoint.pt")
+    folder = loaded.save_pretrained(tmp_path / "up")
+    assert json.loads((folder / "config.json").read_text())["backbone_weights_dim"] == 64
+    for source in (tmp_path / "checkpoint.pt", folder):
+        with pytest.raises(loftup.LoftUpError) as e:
+            loftup.load_pipeline(source)
+        assert "was trained on weights of dinov2_tiny's architecture at another" in str(e.value)
+    assert loftup.load_pipeline(folder, backbone_weights=small).featurizer.dim == 64
+    # a run on the backbone's own weights records nothing of the kind, and is refused as before
+    ckpt["config"] = {"backbone_weights": None}
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(loftup.errors.UsageError, match="backbone_weights=PATH"):
+        loftup.load_upsampler(tmp_path / "checkpoint.pt").save_pretrained(tmp_path / "no")

@@ -35,6 +35,7 @@ from .record import (
     check_intact,
     config_from,
     header_record,
+    run_weights_dim,
 )
 from .registry import resolve_name
 from .released import released_file
@@ -231,6 +232,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         snapshot = file.parents[len(released.filename.split("/")) - 1]
         if snapshot.parent.name == "snapshots" and is_commit(snapshot.name):
             model.source_commit = snapshot.name
+    if weights_dim is None and isinstance(obj.get("backbone"), str):  # loftup train's own
+        weights_dim = run_weights_dim(obj, model.dim)  # (saved again, it was refused)
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     # the width of the backbone weights it was trained on, where not its backbone's registered

@@ -179,6 +179,14 @@ def weights_dim_of(info: dict, where: str, fix: str = "") -> int | None:
     return value
 
 
+def run_weights_dim(obj: dict, dim: int) -> int | None:
+    """``dim`` (the upsampler's width) where ``obj`` is a ``loftup train`` checkpoint of a run
+    on backbone weights of its own (its "config" names them), as the run's ``final/`` records
+    it (:data:`WEIGHTS_DIM_KEY`); else None."""
+    run = obj.get("config")
+    return dim if isinstance(run, dict) and isinstance(run.get("backbone_weights"), str) else None
+
+
 def read_record(
     info, where: str, fix: str
 ) -> tuple[LoftUpConfig, str | None, str | None, int | None]:
