@@ -265,3 +265,24 @@ def test_a_key_that_is_no_name_beside_a_loftup_under_a_modules_name_is_left_out(
     for other in ({7: torch.zeros(1), "w": torch.zeros(1)}, {"backbone.w": torch.zeros(1), 7: 1}):
         with pytest.raises(CheckpointError, match="^w.ckpt: "):
             to_native(other if holder == "bare" else {holder: other}, "w.ckpt")
+
+
+def test_the_papers_layout_under_loftup_trains_model_is_read_with_its_model_config(tmp_path):
+    """The paper's hub layout under loftup train's "model" beside its "model_config" (2 heads)
+    was read with the paper's 4, silently, its record dropped (before it was read as the
+    paper's layout there, it was refused): the record decides the heads, as it does for
+    loftup's own layout there, and the model computes what it was saved from."""
+    from loftup import load_upsampler
+
+    torch.manual_seed(0)
+    model = LoftUp(dim=16, num_heads=2, n_freqs=4, depth=1).eval()
+    ckpt = {
+        "model": native_to_reference(model.state_dict()),
+        "model_config": model.config.to_dict(),
+    }
+    torch.save(ckpt, tmp_path / "run.pt")
+    got = load_upsampler(tmp_path / "run.pt")
+    assert got.config == model.config
+    lr, image = torch.randn(1, 16, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(got(lr, image), model(lr, image))

@@ -67,7 +67,9 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
             state = training_to_reference(strip_wrappers(obj["state_dict"]))
             return reference_to_native(_tensors_by_name(state)), None
         held = obj if key is None else obj[key]  # the hub layout, bare or under a holder
-        return reference_to_native(_tensors_by_name(strip_wrappers(held))), None
+        # under "model", loftup train's record beside it is read as it is for loftup's layout
+        config = obj.get("model_config") if key == "model" else None
+        return reference_to_native(_tensors_by_name(strip_wrappers(held))), config
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
 
