@@ -274,6 +274,9 @@ def test_a_training_checkpoint_of_a_run_on_weights_of_another_width_saves_as_its
     loaded = loftup.load_upsampler(tmp_path / "checkpoint.pt")
     folder = loaded.save_pretrained(tmp_path / "up")
     assert json.loads((folder / "config.json").read_text())["backbone_weights_dim"] == 64
+    (tmp_path / "run").mkdir()  # the checkpoint in a folder of its own, as model.pt
+    torch.save(ckpt, tmp_path / "run" / "model.pt")
+    assert loftup.load_upsampler(tmp_path / "run").backbone_weights_dim == 64
     for source in (tmp_path / "checkpoint.pt", folder):
         with pytest.raises(loftup.LoftUpError) as e:
             loftup.load_pipeline(source)

@@ -232,8 +232,9 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         snapshot = file.parents[len(released.filename.split("/")) - 1]
         if snapshot.parent.name == "snapshots" and is_commit(snapshot.name):
             model.source_commit = snapshot.name
-    if weights_dim is None and isinstance(obj.get("backbone"), str):  # loftup train's own
-        weights_dim = run_weights_dim(obj, model.dim)  # (saved again, it was refused)
+    run = held or obj  # loftup train's checkpoint, given or in a folder: its run's weights
+    if weights_dim is None and isinstance(run.get("backbone"), str):  # (saved, it was refused)
+        weights_dim = run_weights_dim(run, model.dim)
     model.backbone = backbone
     model.backbone_norm = backbone_norm
     # the width of the backbone weights it was trained on, where not its backbone's registered
