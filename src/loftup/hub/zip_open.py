@@ -37,7 +37,9 @@ def _directory(f) -> tuple[int, bytes] | None:
     size = f.tell()
     f.seek(max(0, size - _END_SPAN))
     tail = f.read()
-    at = tail.rfind(_END)
+    at = len(tail) - 22  # where zipfile reads it first: no comment (and the signature there)
+    if at < 0 or tail[at : at + 4] != _END or tail[-2:] != b"\0\0":
+        at = tail.rfind(_END)  # (not the signature its own fields may hold, 10 bytes in)
     if at < 0 or len(tail) - at < 22:
         return None
     end = size - len(tail) + at  # (where the directory ends, or its zip64 records begin)
