@@ -53,3 +53,16 @@ def test_a_comment_after_the_end_record_is_passed_over():
     data[-2:] = struct.pack("<H", 7)
     with open_zip(io.BytesIO(bytes(data) + b"comment")) as z:
         assert z.namelist() == ["archive/data.pkl", "archive/data/0"]
+
+
+def test_a_zip64_archive_with_a_long_comment_is_read_by_its_zip64_record():
+    """65,536 members (zip64's end records) and a comment of 65,530 bytes: the zip64 locator
+    lies before the 65,557 bytes open_zip searched for the end record, and was not seen there;
+    the end record's 32-bit fields (0xFFFF members) were read as the directory's and the
+    archive refused whole (zip file version 6.4), as zipfile read it."""
+    names = [f"m/{i}" for i in range(0x10000)]
+    data = bytearray(_archive(names))
+    assert data.rfind(b"PK\x06\x07") == len(data) - 42  # (zip64: its locator before the end)
+    data[-2:] = struct.pack("<H", 65530)
+    with open_zip(io.BytesIO(bytes(data) + b"c" * 65530)) as z:
+        assert len(z.namelist()) == len(names)

@@ -44,10 +44,11 @@ def _directory(f) -> tuple[int, bytes] | None:
         return None
     end = size - len(tail) + at  # (where the directory ends, or its zip64 records begin)
     length = struct.unpack_from("<I", tail, at + 12)[0]
-    if at >= 20 and tail[at - 20 : at - 16] == _LOCATOR:  # zip64: its length in its own record
-        f.seek(end - 20 - 56)
+    f.seek(max(0, end - 20))  # (from the file: a long comment leaves it out of ``tail``)
+    if end >= 20 and f.read(4) == _LOCATOR:  # zip64: its length in its own record
+        f.seek(max(0, end - 20 - 56))
         record = f.read(56)
-        if len(record) < 56 or record[:4] != _END64:
+        if end < 76 or record[:4] != _END64:
             return None
         end, length = end - 20 - 56, struct.unpack_from("<Q", record, 40)[0]
     if length > end:
