@@ -164,3 +164,27 @@ def test_a_walk_stopped_at_its_cap_keeps_none_of_its_objects(tmp_path, monkeypat
     assert isinstance(walked.error, WalkCapped)
     assert things() - before < 10
     assert walked.error.__traceback__ is not None
+
+
+def test_a_failed_walk_in_the_callers_except_block_leaves_the_callers_error_whole():
+    """A walk that fails clears its own frames' locals (no partial tree kept alive), not those
+    of the error its caller is handling when it loads (which the walk's error has for its
+    context): a caller's post-mortem (a debugger, a report of locals) saw them wiped."""
+    import io
+
+    from loftup.hub.file_pickle import FilePickle
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/version", "3\n")  # (no data.pkl: the walk's KeyError)
+
+    def fails():
+        kept = "the caller's"
+        raise RuntimeError(kept)
+
+    try:
+        fails()
+    except RuntimeError as outer:
+        walked = FilePickle(archive).walked()
+        assert isinstance(walked.error, KeyError) and walked.error.__context__ is outer
+        assert outer.__traceback__.tb_next.tb_frame.f_locals == {"kept": "the caller's"}
