@@ -112,7 +112,7 @@ def upsample_folder(
     )
     from .record import DIGESTS_OF
     from .record_lock import record_lock
-    from .writers import entry, running_entries, this_run, warn_elsewhere
+    from .writers import check_not_writing, entry, running_entries, this_run, warn_elsewhere
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -187,6 +187,7 @@ def upsample_folder(
         }
         weights = (upsampler, featurizer if backbone_digest else None)
         settle = dict(jobs=jobs, fmt=fmt, viz=viz, resume=resume, said_as=said_as, weights=weights)
+        check_not_writing(out, saved, resume, said_as, rank, world)  # a --resume takes its files
         saved, stale = _settled(out, options, saved, **settle)
         # now moved and converted (a Featurizer built by name stays float32 where dtype is None)
         pipeline = load_pipeline(
@@ -277,7 +278,8 @@ def _settled(
     from . import check_clobbering, check_options, recorded_outputs, stale_record
     from .writers import check_not_writing
 
-    check_not_writing(out, saved, resume, said_as)  # a --resume would take its files
+    if racing:  # (rank 0's look; the first, every rank's: upsample_folder)
+        check_not_writing(out, saved, resume, said_as)  # a --resume would take its files
     options["outputs"] = recorded_outputs(saved, fmt, viz)
     compared = as_compared(options, saved, *weights)  # (outputs are not compared)
     stale = stale_record(out, compared, saved, said_as)

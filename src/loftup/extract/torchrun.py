@@ -164,3 +164,29 @@ def summed(counts: list[int], world_size: int) -> list[int]:
     with _with_the_others():
         dist.all_reduce(t)
     return t.tolist()
+
+
+def from_rank_0(text: str | None, world_size: int) -> str | None:
+    """Rank 0's ``text`` on every rank (a verdict only rank 0 can give: whether a run its
+    record lists is still writing, which each rank judged for itself, and rank 1 took rank
+    0's own process for another run). None stays None; nothing for one process."""
+    if world_size == 1:
+        return text
+    import torch.distributed as dist
+
+    data = torch.tensor(list((text or "").encode()), dtype=torch.uint8)
+    size = torch.tensor([-1 if text is None else len(data)], dtype=torch.long)
+    where = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    with _with_the_others():
+        size = size.to(where)
+        dist.broadcast(size, 0)
+        n = int(size.item())
+        if n <= 0:
+            return None if n < 0 else ""
+        data = (
+            data.to(where)
+            if dist.get_rank() == 0
+            else torch.empty(n, dtype=torch.uint8, device=where)
+        )
+        dist.broadcast(data, 0)
+    return bytes(data.cpu().tolist()).decode()

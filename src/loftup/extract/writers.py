@@ -98,11 +98,30 @@ def running_entries(saved: dict | None, resume: bool, own: dict) -> list:
     return [*(i for i in listed if alive(i) is not False), own]
 
 
-def check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as) -> None:
+def check_not_writing(
+    out_dir: Path, saved: dict | None, resume: bool, said_as, rank: int = 0, world: int = 1
+) -> None:
     """Refuse a ``--resume`` over a record whose ``running`` lists a run still writing on this
     host: it would remove that run's unfinished files as an interrupted run's, and compute its
     images too. Said by its pid; a run listed on another host is warned of as its files are
-    removed (:func:`warn_elsewhere`)."""
+    removed (:func:`warn_elsewhere`). Under torchrun judged by rank 0 (the record lists its
+    process: another rank took it for another run's, refused, and the ranks split), and its
+    verdict said by every rank (:func:`.torchrun.from_rank_0`)."""
+    from .torchrun import from_rank_0
+
+    refusal = None
+    if rank == 0:
+        try:
+            _check_not_writing(out_dir, saved, resume, said_as)
+        except LoftUpError as e:
+            refusal = str(e)
+    refusal = from_rank_0(refusal, world)
+    if refusal is not None:
+        raise LoftUpError(refusal)
+
+
+def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as) -> None:
+    """:func:`check_not_writing` as one process judges it."""
     if not resume or saved is None or saved.get("finished") is True:
         return
     listed = saved.get("running")
