@@ -95,11 +95,13 @@ def check_run_options(
 
 
 def input_specs(inputs, said_as: dict | None = None) -> list:
-    """``inputs`` (a path or glob, or a list or tuple of them) as a list of them, each as
-    ``os.fspath`` gives it (named in messages as a string): one path or glob is one input (a
-    string's letters were taken as inputs). Anything else (a PIL image, an array, a tensor, or
-    a list holding one) is a :class:`~loftup.errors.UsageError` saying what it takes and what
-    takes images in memory (``os.fspath``'s TypeError said neither)."""
+    """``inputs`` (a path or glob, or an iterable of them: a list, a set, ``Path.glob``'s
+    generator) as a list of them, each as ``os.fsdecode`` gives it (named in messages as a
+    string; bytes as the file system's names): one path or glob is one input (a string's
+    letters were taken as inputs). An image in memory (a PIL image, an array, a tensor, alone
+    or in the iterable) is a :class:`~loftup.errors.UsageError` saying what it takes and what
+    takes images in memory (``os.fspath``'s TypeError said neither), as is anything else that
+    is no path."""
     import os
 
     from ..checks import shown
@@ -107,12 +109,29 @@ def input_specs(inputs, said_as: dict | None = None) -> list:
     from ..words import said
 
     paths = (str, bytes, os.PathLike)
-    specs = [inputs] if isinstance(inputs, paths) else inputs
-    for spec in specs if isinstance(specs, (list, tuple)) else [inputs]:
+    specs = [inputs] if isinstance(inputs, paths) or _in_memory(inputs) else inputs
+    try:
+        specs = list(specs)
+    except TypeError:  # not iterable: refused as the one input it is
+        specs = [inputs]
+    for spec in specs:
         if not isinstance(spec, paths):
+            memory = (
+                "; for images in memory use loftup.upsample(image, ...), or a pipeline "
+                "(loftup.load_pipeline)"
+                if _in_memory(spec)
+                else ""
+            )
             raise UsageError(
                 f"{said('inputs', said_as)} takes paths, folders or globs of image files (one, "
-                f"or a list of them), got {printable(shown(spec))}; for images in memory use "
-                "loftup.upsample(image, ...), or a pipeline (loftup.load_pipeline)"
+                f"or a list of them), got {printable(shown(spec))}{memory}"
             )
-    return [os.fspath(spec) for spec in specs]
+    return [os.fsdecode(spec) for spec in specs]
+
+
+def _in_memory(value) -> bool:
+    """Whether ``value`` is an image in memory: a PIL image, a NumPy array or a tensor."""
+    import numpy as np
+    from PIL import Image
+
+    return isinstance(value, (Image.Image, np.ndarray, torch.Tensor))
