@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from loftup.extract import OPTIONS_NAME
+from loftup.extract.writers import entry
 from upsample_helpers import noise_picture, upsample_small
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
@@ -125,3 +126,31 @@ def test_a_killed_run_is_dropped_as_another_run_of_its_record_ends(
     record = json.loads((out / OPTIONS_NAME).read_text())
     assert (record["running"], record["finished"], record["written"]) == ([], True, 2), record
     assert "still lists" not in capsys.readouterr().err
+
+
+def test_a_run_of_another_pid_namespace_or_boot_is_not_taken_for_gone(upsampler, tmp_path, capsys):
+    """A run in another container sharing the volume and the host name lists a pid of its own
+    namespace: judged here, it was gone (or pid 1, init), dropped, and the record marked
+    finished while it wrote. Each entry records its pid namespace and boot: one of another
+    is kept as another host's is (said, not dropped), and a --resume warns of it."""
+    out, again = _folder(upsampler, tmp_path)
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert record["finished"] is True
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = os.stat("/proc/self/ns/pid").st_ino
+    for other, why in (
+        ({"pid_ns": here + 1}, "in another pid namespace (another container?)"),
+        ({"boot_id": "another boot"}, "of another boot of the host"),
+    ):
+        listed = {**_entry(gone.pid, 1), **other}
+        _listing(out, listed)
+        capsys.readouterr()
+        assert again() == 0
+        record = json.loads((out / OPTIONS_NAME).read_text())
+        assert record["running"] == [listed] and "finished" not in record, record
+        assert "still lists 1 other run(s) as writing" in capsys.readouterr().err
+        assert again("--resume") == 0
+        said = f"process {gone.pid} on {socket.gethostname()} ({why}), which cannot be seen"
+        assert said in capsys.readouterr().err
+    assert entry("run")["pid_ns"] == here  # what a run's entry records

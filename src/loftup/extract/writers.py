@@ -1,5 +1,5 @@
 """The runs an output folder's record lists as writing under it (``upsample.json``'s
-``running``), each as ``{"id", "host", "pid", "started"}`` (:func:`entry`; an earlier
+``running``), each as ``{"id", "host", "pid", "started", "pid_ns", "boot_id"}`` (:func:`entry`; an earlier
 loftup's records list bare ids), and what is known of them from here (:func:`alive`): a run
 whose process is gone from its host is dropped where another run of the record ends
 (:func:`mark_finished`; a killed run's id kept the record unfinished through every later run,
@@ -38,9 +38,40 @@ def this_run():
 
 def entry(run_id: str) -> dict:
     """The record's ``running`` entry of this process's run ``run_id``: its host, pid and the
-    process's start time (:func:`_started`: a pid taken by another process since is told)."""
+    process's start time (:func:`_started`: a pid taken by another process since is told), and
+    where they can be read, its pid namespace and the host's boot (:func:`_seen_from`)."""
     pid = os.getpid()
-    return {"id": run_id, "host": socket.gethostname(), "pid": pid, "started": _started(pid)}
+    said = {"id": run_id, "host": socket.gethostname(), "pid": pid, "started": _started(pid)}
+    return {**said, **{k: v for k, v in _seen_from().items() if v is not None}}
+
+
+def _seen_from() -> dict:
+    """What a pid means here: this process's pid namespace (the inode of /proc/self/ns/pid) and
+    the boot of its host (/proc/sys/kernel/random/boot_id); each None where it cannot be read.
+    A container sharing a volume and a host name has its own pids, and a pid of another boot
+    is another process."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = None
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip() or None
+    except OSError:
+        boot = None
+    return {"pid_ns": namespace, "boot_id": boot}
+
+
+def _elsewhere(listed: dict) -> str | None:
+    """Why the pid of a ``running`` entry of this host's name is not one of this process's
+    view: another pid namespace (a container), or another boot (or host of the same name); None
+    where it is (or the entry does not say: an earlier record)."""
+    here = _seen_from()
+    if "pid_ns" in listed and listed["pid_ns"] != here["pid_ns"]:
+        return "in another pid namespace (another container?)"
+    if "boot_id" in listed and listed["boot_id"] != here["boot_id"]:
+        return "of another boot of the host"
+    return None
 
 
 def entry_id(listed) -> str:
@@ -63,8 +94,11 @@ def alive(listed) -> bool | None:
     """Whether the run of a ``running`` entry is writing: True where its process runs on this
     host (one of this process: while it runs, :func:`this_run`), False where it is gone (or
     its pid is another process's now, started at another time), None where that cannot be
-    told from here (another host, or an earlier loftup's bare id)."""
+    told from here (another host, another pid namespace or boot of it: :func:`_elsewhere`, or
+    an earlier loftup's bare id)."""
     if not isinstance(listed, dict) or listed.get("host") != socket.gethostname():
+        return None
+    if _elsewhere(listed) is not None:  # (its pid is not this view's: pid 1, say, is init)
         return None
     pid = listed.get("pid")
     if type(pid) is not int or pid <= 0:
@@ -141,10 +175,11 @@ def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
     listed = (saved or {}).get("running")
     for i in listed if isinstance(listed, list) else []:
         if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str):
+            why = _elsewhere(i) if i["host"] == socket.gethostname() else None
             said_here = (
                 f"warning: {out_dir} lists a run as writing there, process {i.get('pid')} on "
-                f"{i['host']}, which cannot be seen from here: if it still is, its unfinished "
-                "files are removed now"
+                f"{i['host']}{f' ({why})' if why else ''}, which cannot be seen from here: if "
+                "it still is, its unfinished files are removed now"
             )
             print(printable(said_here), file=sys.stderr)
 
