@@ -25,7 +25,7 @@ meeting point, as the network sees it), :mod:`.pulse` (from the meeting into the
 :mod:`.join` (the group's own join: its waits, what its failure says), :mod:`.globs` (a glob's matches and what it could not see), :mod:`.loop` (:func:`run`),
 :mod:`.resumed` (what ``--resume`` keeps of a rank's batches), :mod:`.write` (one image's files),
 :mod:`.run_options` and :mod:`.run_models` (a run's options checked, its models loaded and how
-its record names them) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
+its record names them), :mod:`.settle` (the record a run goes on from, settled before its models are converted) and :mod:`.folder` (:func:`upsample_folder`: one whole run, as the command makes it). Every name is importable from ``loftup.extract`` as before.
 """
 
 from __future__ import annotations

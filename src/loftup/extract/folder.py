@@ -14,13 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LoftUpError, printable
-from .run_models import (
-    _backbone_record,
-    _check_model,
-    _recorded_model,
-    as_compared,
-    read_models,
-)
+from .run_models import _backbone_record, _check_model, _recorded_model, read_models
 from .run_options import (
     _modules,
     _own_dtype,
@@ -112,6 +106,7 @@ def upsample_folder(
     )
     from .record import DIGESTS_OF
     from .record_lock import record_lock
+    from .settle import _mtime, _settled
     from .writers import check_not_writing, entry, running_entries, this_run, warn_elsewhere
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
@@ -264,35 +259,3 @@ def upsample_folder(
         barrier(world)  # no rank tears gloo down while another is still in a collective
     done = len(jobs) - failed + len(missing) - kept
     return FolderReport(rank=rank, done=done, kept=kept, failed=failed)
-
-
-def _settled(
-    out: Path, options: dict, saved, *, jobs, fmt, viz, resume: bool, said_as, weights, racing=False
-):
-    """The record ``saved`` of ``out`` that a run of ``options`` over ``jobs`` goes on from,
-    and the differences of one it replaces (:func:`~loftup.extract.stale_record`: None then,
-    as the record; a file there at an output's name is then not loftup's); ``options["outputs"]``
-    set to what the folder then holds. Refused where its files were made with other options
-    (:func:`~loftup.extract.check_options`; an earlier loftup's digests compared as it took
-    them, of ``weights``, the upsampler and a Featurizer passed in or None: :func:`as_compared`)."""
-    from . import check_clobbering, check_options, recorded_outputs, stale_record
-    from .writers import check_not_writing
-
-    if racing:  # (rank 0's look; the first, every rank's: upsample_folder)
-        check_not_writing(out, saved, resume, said_as)  # a --resume would take its files
-    options["outputs"] = recorded_outputs(saved, fmt, viz)
-    compared = as_compared(options, saved, *weights)  # (outputs are not compared)
-    stale = stale_record(out, compared, saved, said_as)
-    if stale is not None:  # (none to check against then)
-        saved, options["outputs"] = None, recorded_outputs(None, fmt, viz)
-        check_clobbering(jobs, out, fmt, viz, None, said_as)  # a user's file it vouched for
-    check_options(out, compared, saved, resume=resume, said_as=said_as, racing=racing)
-    return saved, stale
-
-
-def _mtime(path: Path) -> int | None:
-    """``path``'s mtime in ns; None where it cannot be read."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
