@@ -154,3 +154,31 @@ def test_a_run_of_another_pid_namespace_or_boot_is_not_taken_for_gone(upsampler,
         said = f"process {gone.pid} on {socket.gethostname()} ({why}), which cannot be seen"
         assert said in capsys.readouterr().err
     assert entry("run")["pid_ns"] == here  # what a run's entry records
+
+
+def test_a_rerun_over_a_run_still_writing_keeps_its_unfinished_files(
+    upsampler, tmp_path, capsys, live
+):
+    """A plain rerun (no --resume) over a record listing a run still writing on this host
+    deleted that run's temporary files, "removed 1 unfinished file(s) of the interrupted run":
+    it was not interrupted. It goes on beside it now, keeping them and saying so; once that
+    run is gone, the next removes them."""
+    out, again = _folder(upsampler, tmp_path)
+    _listing(out, _entry(live.pid, _started(live.pid)))
+    (out / "b.pt").unlink()
+    (out / ".b.pt.abcd1234.tmp").write_bytes(b"half")  # what the run writing has begun
+    capsys.readouterr()
+    assert again() == 0
+    err = capsys.readouterr().err
+    assert (out / ".b.pt.abcd1234.tmp").exists(), err
+    assert (
+        f"kept the unfinished files in {out}: its record lists a run that may be writing them "
+        f"(process {live.pid} on {socket.gethostname()}); a later run removes them once it "
+        "has ended\n"
+    ) in err, err
+    assert "removed" not in err
+    live.kill()
+    live.wait()
+    assert again() == 0
+    assert not (out / ".b.pt.abcd1234.tmp").exists()
+    assert "removed 1 unfinished file(s) of the interrupted run" in capsys.readouterr().err

@@ -107,7 +107,14 @@ def upsample_folder(
     from .record import DIGESTS_OF
     from .record_lock import record_lock
     from .settle import _mtime, _settled
-    from .writers import check_not_writing, entry, running_entries, this_run, warn_elsewhere
+    from .writers import (
+        check_not_writing,
+        entry,
+        keeps_unfinished,
+        running_entries,
+        this_run,
+        warn_elsewhere,
+    )
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -214,7 +221,9 @@ def upsample_folder(
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
                 if resume:  # (one writing on this host was refused: _settled)
                     warn_elsewhere(out, saved)
-                removed = remove_unfinished(out, None if resume else own)  # all, or its own
+                # all, or its own; none where a run listed may be writing them (not --resume's)
+                kept = not resume and keeps_unfinished(out, saved)
+                removed = 0 if kept else remove_unfinished(out, None if resume else own)
                 options["running"] = running_entries(saved, resume, entry(run_id))
                 # since when every loftup file there is no older (as the record it goes on
                 # from), in the record from the start: a run that goes on from it keeps it

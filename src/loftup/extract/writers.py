@@ -169,6 +169,30 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
             )
 
 
+def keeps_unfinished(out_dir: Path, saved: dict | None) -> bool:
+    """Whether a run that is not a ``--resume``, going on under the record ``saved``, keeps the
+    unfinished (temporary) files of its outputs there, saying so: where ``saved`` lists a run
+    that may still be writing them (on this host, or one that cannot be seen from here), which
+    it removed as an interrupted run's. A later run removes them once none is."""
+    if saved is None or saved.get("finished") is True:
+        return False
+    listed = saved.get("running")
+    writing = [
+        i
+        for i in (listed if isinstance(listed, list) else [])
+        if isinstance(i, dict) and isinstance(i.get("host"), str) and alive(i) is not False
+    ]
+    if not writing:
+        return False
+    whose = ", ".join(f"process {i.get('pid')} on {i['host']}" for i in writing)
+    said_here = (
+        f"kept the unfinished files in {out_dir}: its record lists a run that may be writing "
+        f"them ({whose}); a later run removes them once it has ended"
+    )
+    print(printable(said_here), file=sys.stderr)
+    return True
+
+
 def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
     """Warn, as a ``--resume`` removes the unfinished files under ``saved``, of each run it
     lists as writing on another host (whether it still is cannot be told from here)."""
