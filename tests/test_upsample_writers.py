@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,38 @@ def test_a_rerun_over_a_run_still_writing_keeps_its_unfinished_files(
     assert again() == 0
     assert not (out / ".b.pt.abcd1234.tmp").exists()
     assert "removed 1 unfinished file(s) of the interrupted run" in capsys.readouterr().err
+
+
+def test_a_zombie_run_is_gone_and_a_stopped_one_is_said_stopped(upsampler, tmp_path, capsys):
+    """A listed process that is a zombie (killed, its parent never reaped it) was taken for a
+    run still writing, and the --resume refused: it is gone. One stopped (Ctrl-Z) is still
+    there, but "wait for it to end" waited for ever: it is said to be stopped, and how to go
+    on."""
+    import signal
+    import time
+
+    out, again = _folder(upsampler, tmp_path)
+    zombie = subprocess.Popen(["sleep", "300"])
+    stopped = subprocess.Popen(["sleep", "300"])
+    try:
+        started = {p.pid: _started(p.pid) for p in (zombie, stopped)}
+        zombie.kill()  # not waited for: a zombie until then
+        os.kill(stopped.pid, signal.SIGSTOP)
+        for process, state in ((zombie, "Z"), (stopped, "T")):
+            while Path(f"/proc/{process.pid}/stat").read_text().rsplit(") ", 1)[1][0] != state:
+                time.sleep(0.01)
+        _listing(out, _entry(zombie.pid, started[zombie.pid]))
+        capsys.readouterr()
+        assert again("--resume") == 0, capsys.readouterr().err
+        _listing(out, _entry(stopped.pid, started[stopped.pid]))
+        assert again("--resume") == 2
+        assert capsys.readouterr().err == (
+            f"error: --resume: a run is still writing in {out}: process {stopped.pid} on this "
+            "host, which its record lists as writing; it is stopped (Ctrl-Z?): let it go on (fg "
+            f"in its shell) and wait for it to end, or end it (kill {stopped.pid}) and --resume "
+            "goes on from what it wrote, or choose another -o\n"
+        )
+    finally:
+        for process in (zombie, stopped):
+            process.kill()
+            process.wait()

@@ -82,11 +82,27 @@ def entry_id(listed) -> str:
 def _started(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot, /proc/PID/stat's 22nd field);
     None where that cannot be read (no /proc: not Linux, or the process is gone)."""
+    fields = _stat(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _state(pid: int) -> str | None:
+    """Process ``pid``'s state, /proc/PID/stat's 3rd field (R, S, D; T stopped, Z a zombie, X
+    dead); None where it cannot be read."""
+    fields = _stat(pid)
+    return fields[0].decode(errors="replace") if fields else None
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields from the 3rd on (the name, which may hold spaces, left out)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])  # (the name may hold spaces)
-    except (OSError, ValueError, IndexError):
+        return stat[stat.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
         return None
 
 
@@ -115,6 +131,8 @@ def alive(listed) -> bool | None:
     except OSError:
         return None
     was = listed.get("started")
+    if _state(pid) in ("Z", "X"):  # a zombie: killed or ended, not yet reaped by its parent
+        return False
     return not (type(was) is int and started is not None and started != was)
 
 
@@ -161,11 +179,17 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
     listed = saved.get("running")
     for i in listed if isinstance(listed, list) else []:
         if alive(i) is True:
+            flag, pid = said("resume", said_as), i["pid"]
+            wait = f"wait for it to end (then {flag} goes on from what it wrote)"
+            if _state(pid) in ("T", "t"):  # stopped (Ctrl-Z, a debugger): it would never end
+                wait = (
+                    f"it is stopped (Ctrl-Z?): let it go on (fg in its shell) and wait for it "
+                    f"to end, or end it (kill {pid}) and {flag} goes on from what it wrote"
+                )
             raise LoftUpError(
-                f"{said('resume', said_as)}: a run is still writing in {out_dir}: process "
-                f"{i['pid']} on this host, which its record lists as writing; wait for it to "
-                f"end (then {said('resume', said_as)} goes on from what it wrote), or choose "
-                f"another {said('out', said_as)}"
+                f"{flag}: a run is still writing in {out_dir}: process {pid} on this host, "
+                f"which its record lists as writing; {wait}, or choose another "
+                f"{said('out', said_as)}"
             )
 
 
