@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -153,3 +154,31 @@ def test_a_run_refused_over_a_record_written_meanwhile_is_not_told_to_remove_it(
     err = capsys.readouterr().err
     assert f"another run began writing in {out} while this one loaded its models" in err, err
     assert "remove" not in err and err.rstrip().endswith("or another -o"), err
+
+
+def test_a_run_refused_over_a_record_written_meanwhile_leaves_its_loftup_as_it_was(
+    photos, upsampler, tmp_path, capsys, monkeypatch
+):
+    """Another run of other options wrote its record while this one read its models: this one
+    was refused only after load_pipeline had converted the LoftUp passed in (float32 to
+    float16, in place, lossily) for a run that did nothing. Refused before it now."""
+    import loftup
+    import loftup.extract.folder as folder
+    from loftup.extract import upsample_folder
+
+    out, args = _setup(photos, upsampler, tmp_path)
+    real, started = folder.read_models, []
+
+    def reading(*a, **k):  # the other run, started and ended while this one reads
+        if not started:  # (not the other run's own reading)
+            started.append(1)
+            assert main([*args, "--size", "64"]) == 0
+        return real(*a, **k)
+
+    monkeypatch.setattr(folder, "read_models", reading)
+    model = loftup.load_upsampler(upsampler)
+    with pytest.raises(loftup.LoftUpError, match="another run began writing in .* while this"):
+        upsample_folder(tmp_path / "a.png", out, model=model, backbone_size=28, size=32,
+                        dtype="float16", progress=False)  # fmt: skip
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert json.loads((out / OPTIONS_NAME).read_text())["size"] == 64

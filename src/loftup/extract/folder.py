@@ -106,7 +106,7 @@ def upsample_folder(
     )
     from .record import DIGESTS_OF
     from .record_lock import record_lock
-    from .settle import _mtime, _settled
+    from .settle import _mtime, _settled, settled_again, settled_racing
     from .writers import (
         check_not_writing,
         entry,
@@ -191,6 +191,9 @@ def upsample_folder(
         settle = dict(jobs=jobs, fmt=fmt, viz=viz, resume=resume, said_as=said_as, weights=weights)
         check_not_writing(out, saved, resume, said_as, rank, world)  # a --resume takes its files
         saved, stale = _settled(out, options, saved, **settle)
+        # as a run that wrote its record while this one read its models is refused: before
+        # load_pipeline converts what was passed in (in place), on every rank
+        read, saved, stale = settled_again(out, options, read, saved, stale, settle, rank, world)
         # now moved and converted (a Featurizer built by name stays float32 where dtype is None)
         pipeline = load_pipeline(
             upsampler,
@@ -209,14 +212,8 @@ def upsample_folder(
                 # other options both wrote their files under one record; another --format's
                 # kind of output left out of it, its files then called not loftup's)
                 now = read_record(out, resume=resume, said_as=said_as)
-                if now != read:
-                    try:
-                        saved, stale = _settled(out, options, now, **settle, racing=True)
-                    except LoftUpError as e:
-                        raise LoftUpError(
-                            f"another run began writing in {out} while this one loaded its "
-                            f"models: {e}"
-                        ) from None
+                if now != read:  # (written while load_pipeline converted: refused after it)
+                    saved, stale = settled_racing(out, options, now, settle)
                 # what a killed run was writing (before any rank writes)
                 own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
                 if resume:  # (one writing on this host was refused: _settled)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import LoftUpError
 from .run_models import as_compared
 
 
@@ -39,3 +40,45 @@ def _mtime(path: Path) -> int | None:
         return path.stat().st_mtime_ns
     except OSError:
         return None
+
+
+def settled_racing(out: Path, options: dict, now: dict | None, settle: dict):
+    """:func:`_settled` of the record ``now`` that another run wrote in ``out`` while this one
+    loaded its models (``settle``: _settled's other arguments), its refusal said so: checked
+    against as this run's first look was, not overwritten unseen (two runs of other options
+    both wrote their files under one record; another ``--format``'s kind of output left out of
+    it, its files then called not loftup's)."""
+    try:
+        return _settled(out, options, now, **settle, racing=True)
+    except LoftUpError as e:
+        raise LoftUpError(
+            f"another run began writing in {out} while this one loaded its models: {e}"
+        ) from None
+
+
+def settled_again(out: Path, options: dict, read, saved, stale, settle: dict, rank, world):
+    """(the record as read now, the record gone on from, the differences of one replaced),
+    after rank 0's second look at ``out``'s record, under its lock, once the models are read
+    and before :func:`loftup.api.load_pipeline` converts those passed in: one that another run
+    wrote since ``read`` is settled (:func:`settled_racing`; a refusal came after the
+    conversion, which changed the caller's LoftUp in place for a run that did nothing), and a
+    refusal said by every rank (:func:`.torchrun.from_rank_0`). ``saved`` and ``stale`` as
+    they were where nothing changed."""
+    from . import read_record
+    from .record_lock import record_lock
+    from .torchrun import from_rank_0
+
+    refusal = None
+    if rank == 0 and out.is_dir():  # (no folder: no record to look at, nor lock to take)
+        try:
+            with record_lock(out):
+                now = read_record(out, resume=settle["resume"], said_as=settle["said_as"])
+                if now != read:
+                    saved, stale = settled_racing(out, options, now, settle)
+                    read = now
+        except LoftUpError as e:
+            refusal = str(e)
+    refusal = from_rank_0(refusal, world)
+    if refusal is not None:
+        raise LoftUpError(refusal)
+    return read, saved, stale
