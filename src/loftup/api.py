@@ -48,6 +48,7 @@ from .pipeline import (
     checked_options,
     load_pipeline,
 )
+from .pipeline_checks import check_backbone_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -243,27 +244,34 @@ def upsample(
     """
     check_size(size)  # before any weights are loaded
     _refuse_many(image_or_path)
-    # the image refused before a LoftUp or backbone module passed in is converted in place (a
-    # lossy float16, say): what needs no model here, its patches once the backbone is known
-    images, batched = _as_batch(image_or_path)
-    check_images(images, size)
-    fits = functools.partial(_check_patches, images, backbone_size)
-    if isinstance(model, FeaturePipeline):
-        pipeline = model
+    # the models' own checks first (a typo in a name, missing weights: said after a missing
+    # image, which they were before it), then the image, refused before a LoftUp or backbone
+    # module passed in is converted in place (a lossy float16, say), then the pipeline built
+    pipeline = model if isinstance(model, FeaturePipeline) else None
+    if pipeline is not None:
         _check_agrees(
             pipeline, backbone, backbone_weights, backbone_size, backbone_norm, device, dtype
         )
-    elif isinstance(model, LoftUp):
-        options = checked_options(backbone_size, backbone_norm, device, dtype)
-        pipeline = build_pipeline(model, backbone, backbone_weights, *options, fits=fits)
     else:
-        check_model(model, ("a LoftUp", "a FeaturePipeline"))
+        if not isinstance(model, LoftUp):
+            check_model(model, ("a LoftUp", "a FeaturePipeline"))
         options = checked_options(backbone_size, backbone_norm, device, dtype)
-        if isinstance(backbone, Featurizer):  # converted by a pipeline built for it
+        check_backbone_name(backbone, model)
+        if not isinstance(model, LoftUp) and not isinstance(backbone, torch.nn.Module):
+            # nothing of the caller's to convert: the weights read now, as they were
+            key = _weights_key(model)
+            pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
+    images, batched = _as_batch(image_or_path)
+    check_images(images, size)
+    fits = functools.partial(_check_patches, images, backbone_size)
+    if isinstance(model, LoftUp):
+        pipeline = build_pipeline(model, backbone, backbone_weights, *options, fits=fits)
+    elif pipeline is None:  # a backbone module passed with a name: converted by the build
+        if isinstance(backbone, Featurizer):
             fits(backbone)
         key = _weights_key(model)
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
-        if isinstance(backbone, torch.nn.Module):  # put in eval mode at every call, as a
-            backbone.eval()  # LoftUp's path does (the cached pipeline was built in an earlier one)
+    if not isinstance(model, FeaturePipeline) and isinstance(backbone, torch.nn.Module):
+        backbone.eval()  # at every call, as a LoftUp's path does (cached from an earlier one)
     _, hr_feats = pipeline(images, size)
     return hr_feats if batched else hr_feats[0]
