@@ -10,6 +10,7 @@ digests compared as it took them (:func:`as_compared`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 
@@ -107,8 +108,6 @@ def as_compared(options: dict, saved: dict | None, upsampler, backbone) -> dict:
     copy on the CPU converted as ``.to(dtype)`` converts (a LoftUp keeps its phases and
     BatchNorm in float32), for such a record only. Others as they are; the record this run
     writes holds its own digests, of the weights in float32."""
-    import copy
-
     from ..hub.record import weights_digest as state_digest
     from .record import _as_recorded
 
@@ -125,7 +124,39 @@ def as_compared(options: dict, saved: dict | None, upsampler, backbone) -> dict:
             and saved.get(key) not in (None, options[key])
             and ran in ("bfloat16", "float16")
         ):
-            converted = copy.deepcopy(module).to("cpu", getattr(torch, ran))
-            if state_digest(converted.state_dict())[:16] == saved[key]:
+            if state_digest(_converted_state(module, getattr(torch, ran)))[:16] == saved[key]:
                 compared[key] = saved[key]
     return compared
+
+
+class _Converted(Mapping):
+    """A state dict whose tensors are converted as they are read: each to its dtype in
+    ``dtypes`` on the CPU (one at a time, as :func:`loftup.hub.record.weights_digest` reads)."""
+
+    def __init__(self, state: dict, dtypes: dict) -> None:
+        self.state, self.dtypes = state, dtypes
+
+    def __getitem__(self, key):
+        return self.state[key].detach().to("cpu", self.dtypes[key])
+
+    def __iter__(self):
+        return iter(self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def _converted_state(module: torch.nn.Module, dtype: torch.dtype) -> Mapping:
+    """``module``'s state dict as ``module.to("cpu", dtype)``'s would be, read one tensor at
+    a time on the CPU: which tensors the cast converts (a LoftUp keeps some in float32) is
+    learnt from a copy on the meta device, which holds no memory; a copy of the module itself
+    was made on its own device (a GPU's memory doubled for a moment)."""
+    import copy
+
+    memo = {}
+    for t in module.parameters():
+        memo[id(t)] = torch.nn.Parameter(t.detach().to("meta"), t.requires_grad)
+    for t in module.buffers():
+        memo[id(t)] = t.detach().to("meta")
+    shapes = copy.deepcopy(module, memo).to(dtype).state_dict()
+    return _Converted(module.state_dict(), {k: v.dtype for k, v in shapes.items()})
