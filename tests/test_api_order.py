@@ -34,3 +34,28 @@ def test_the_models_mistakes_are_said_before_the_images(upsampler, tmp_path):
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # not converted
     with pytest.raises(loftup.LoftUpError, match="no such image file"):
         loftup.upsample(missing, model=upsampler)
+
+
+def test_upsample_scans_the_pixels_once(monkeypatch):
+    """upsample checked a float batch's pixels, then the pipeline it called scanned them again
+    (a pass over every pixel of the caller's batch, each call); once now. The pipeline called
+    directly still checks them, and refuses 0-255 floats."""
+    import loftup.checks as checks
+
+    scans, real = [], checks.check_pixels
+
+    def counted(images, *a, **k):
+        scans.append(images.shape)
+        return real(images, *a, **k)
+
+    monkeypatch.setattr(checks, "check_pixels", counted)
+    torch.manual_seed(0)
+    model = loftup.LoftUp(dim=32)
+    images = torch.rand(2, 3, 40, 48)
+    loftup.upsample(images, model=model, backbone="dinov2_tiny", backbone_size=28, size=16)
+    assert len(scans) == 1
+    pipeline = loftup.load_pipeline(model, backbone="dinov2_tiny", backbone_size=28)
+    pipeline(images, 16)
+    assert len(scans) == 2
+    with pytest.raises(UsageError, match=r"expected RGB values in \[0, 1\]"):
+        pipeline(images * 255, 16)

@@ -34,6 +34,7 @@ from .checks import (
     check_pixels,
     check_size,
     output_size,
+    pixels_checked,
     resolve_device,
     same_device,
     shown,
@@ -273,5 +274,6 @@ def upsample(
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
     if not isinstance(model, FeaturePipeline) and isinstance(backbone, torch.nn.Module):
         backbone.eval()  # at every call, as a LoftUp's path does (cached from an earlier one)
-    _, hr_feats = pipeline(images, size)
+    with pixels_checked(images):  # (checked above: not scanned again by the pipeline)
+        _, hr_feats = pipeline(images, size)
     return hr_feats if batched else hr_feats[0]

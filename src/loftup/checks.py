@@ -16,7 +16,7 @@ import torch
 
 from .errors import UsageError
 from .featurizers.sizes import backbone_input_size, shorter_side_to
-from .image_input import PIXEL_MAX
+from .image_input import _CHECKED, PIXEL_MAX, pixels_checked  # noqa: F401  (importable)
 
 Size = int | tuple[int, int] | None
 
@@ -257,7 +257,9 @@ def check_images(images: torch.Tensor, size: Size, *, streamed: bool = False) ->
         )
     h0, w0 = images.shape[-2:]
     out_hw = (output_size if streamed else check_output_size)(size, h0, w0)
-    if images.is_floating_point():  # integers divided by their largest value are in [0, 1]
+    # integers divided by their largest value are in [0, 1]; a batch upsample checked is not
+    # scanned again by the pipeline it calls (a pass over every pixel: pixels_checked)
+    if images.is_floating_point() and _CHECKED.get() is not images:
         check_pixels(images)
     return out_hw
 

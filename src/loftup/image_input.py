@@ -3,6 +3,8 @@ a PIL image, a numpy array or a tensor, with what to do for a shape or dtype no 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 
 import numpy as np
@@ -204,3 +206,20 @@ def to_tensor(image) -> torch.Tensor:
             f"{_tensor_fix(tuple(t.shape))}"
         )
     return t.float().expand(3, -1, -1).contiguous()
+
+
+#: The batch whose pixels :func:`~loftup.checks.check_images` need not scan again in this
+#: call (:func:`pixels_checked`)
+_CHECKED: contextvars.ContextVar = contextvars.ContextVar("pixels_checked", default=None)
+
+
+@contextlib.contextmanager
+def pixels_checked(images: torch.Tensor):
+    """Within the block, ``images`` (this very tensor) passes
+    :func:`~loftup.checks.check_images` without its pixels scanned again (a pass over each):
+    :func:`loftup.upsample` checked them before it calls the pipeline."""
+    token = _CHECKED.set(images)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
