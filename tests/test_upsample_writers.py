@@ -174,8 +174,8 @@ def test_a_rerun_over_a_run_still_writing_keeps_its_unfinished_files(
     assert (out / ".b.pt.abcd1234.tmp").exists(), err
     assert (
         f"kept the unfinished files in {out}: its record lists a run that may be writing them "
-        f"(process {live.pid} on {socket.gethostname()}); a later run removes them once it "
-        "has ended\n"
+        f"(process {live.pid} on {socket.gethostname()}); once it has ended, --resume removes "
+        "them\n"
     ) in err, err
     assert "removed" not in err
     live.kill()

@@ -193,11 +193,12 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
             )
 
 
-def keeps_unfinished(out_dir: Path, saved: dict | None) -> bool:
+def keeps_unfinished(out_dir: Path, saved: dict | None, said_as=None) -> bool:
     """Whether a run that is not a ``--resume``, going on under the record ``saved``, keeps the
     unfinished (temporary) files of its outputs there, saying so: where ``saved`` lists a run
     that may still be writing them (on this host, or one that cannot be seen from here), which
-    it removed as an interrupted run's. A later run removes them once none is."""
+    it removed as an interrupted run's. A ``--resume`` removes them once that run has ended
+    (a rerun does too, once no run it lists may be writing)."""
     if saved is None or saved.get("finished") is True:
         return False
     listed = saved.get("running")
@@ -211,7 +212,7 @@ def keeps_unfinished(out_dir: Path, saved: dict | None) -> bool:
     whose = ", ".join(f"process {i.get('pid')} on {i['host']}" for i in writing)
     said_here = (
         f"kept the unfinished files in {out_dir}: its record lists a run that may be writing "
-        f"them ({whose}); a later run removes them once it has ended"
+        f"them ({whose}); once it has ended, {said('resume', said_as)} removes them"
     )
     print(printable(said_here), file=sys.stderr)
     return True
