@@ -150,9 +150,10 @@ def test_a_run_of_another_pid_namespace_or_boot_is_not_taken_for_gone(upsampler,
         assert again() == 0
         record = json.loads((out / OPTIONS_NAME).read_text())
         assert record["running"] == [listed] and "finished" not in record, record
-        assert "still lists 1 other run(s) as writing" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "still lists 1 other run(s) as writing" in err and "kept" not in err, err
         assert again("--resume") == 0
-        said = f"process {gone.pid} on {socket.gethostname()} ({why}), which cannot be seen"
+        said = f"process {gone.pid} on {socket.gethostname()}, {why}, which cannot be seen"
         assert said in capsys.readouterr().err
     assert entry("run")["pid_ns"] == here  # what a run's entry records
 
@@ -173,7 +174,7 @@ def test_a_rerun_over_a_run_still_writing_keeps_its_unfinished_files(
     err = capsys.readouterr().err
     assert (out / ".b.pt.abcd1234.tmp").exists(), err
     assert (
-        f"kept the unfinished files in {out}: its record lists a run that may be writing them "
+        f"kept 1 unfinished file(s) in {out}: its record lists a run that may be writing them "
         f"(process {live.pid} on {socket.gethostname()}); once it has ended, --resume removes "
         "them\n"
     ) in err, err

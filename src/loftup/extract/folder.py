@@ -219,7 +219,7 @@ def upsample_folder(
                 if resume:  # (one writing on this host was refused: _settled)
                     warn_elsewhere(out, saved)
                 # all, or its own; none where a run listed may be writing them (not --resume's)
-                kept = not resume and keeps_unfinished(out, saved, said_as)
+                kept = not resume and keeps_unfinished(out, saved, own, said_as)
                 removed = 0 if kept else remove_unfinished(out, None if resume else own)
                 options["running"] = running_entries(saved, resume, entry(run_id))
                 # since when every loftup file there is no older (as the record it goes on

@@ -220,6 +220,14 @@ def remove_unfinished(out_dir: Path, outputs: list[Path] | None = None) -> int:
     those of its own ``outputs`` alone, which it writes again (a killed run's reserved a
     streamed output's full size, and nothing else would ever remove them), not those of a
     run of another format writing there now."""
+    unfinished = unfinished_files(out_dir, outputs)
+    for tmp in unfinished:
+        tmp.unlink(missing_ok=True)
+    return len(unfinished)
+
+
+def unfinished_files(out_dir: Path, outputs: list[Path] | None = None) -> list[Path]:
+    """The temporary files :func:`remove_unfinished` removes."""
     from ..atomic import leftovers
 
     unfinished = leftovers(out_dir)
@@ -227,9 +235,7 @@ def remove_unfinished(out_dir: Path, outputs: list[Path] | None = None) -> int:
         own = {(p.parent, os.fsdecode(os.fsencode(p.name)[:200])) for p in outputs}
         # .NAME.XXXXXXXX.tmp (atomic.temp_beside: NAME cut to 200 bytes)
         unfinished = [t for t in unfinished if (t.parent, t.name[1:-13]) in own]
-    for tmp in unfinished:
-        tmp.unlink(missing_ok=True)
-    return len(unfinished)
+    return unfinished
 
 
 def write_options(out_dir: Path, options: dict) -> None:

@@ -193,12 +193,14 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
             )
 
 
-def keeps_unfinished(out_dir: Path, saved: dict | None, said_as=None) -> bool:
+def keeps_unfinished(out_dir: Path, saved: dict | None, outputs: list, said_as=None) -> bool:
     """Whether a run that is not a ``--resume``, going on under the record ``saved``, keeps the
-    unfinished (temporary) files of its outputs there, saying so: where ``saved`` lists a run
-    that may still be writing them (on this host, or one that cannot be seen from here), which
-    it removed as an interrupted run's. A ``--resume`` removes them once that run has ended
-    (a rerun does too, once no run it lists may be writing)."""
+    unfinished (temporary) files of its ``outputs`` there, saying so: where ``saved`` lists a
+    run that may still be writing them (on this host, or one that cannot be seen from here),
+    which it removed as an interrupted run's. A ``--resume`` removes them once that run has
+    ended (a rerun does too, once no run it lists may be writing)."""
+    from .record import unfinished_files
+
     if saved is None or saved.get("finished") is True:
         return False
     listed = saved.get("running")
@@ -207,15 +209,23 @@ def keeps_unfinished(out_dir: Path, saved: dict | None, said_as=None) -> bool:
         for i in (listed if isinstance(listed, list) else [])
         if isinstance(i, dict) and isinstance(i.get("host"), str) and alive(i) is not False
     ]
-    if not writing:
+    kept = len(unfinished_files(out_dir, outputs)) if writing else 0
+    if not kept:
         return False
-    whose = ", ".join(f"process {i.get('pid')} on {i['host']}" for i in writing)
     said_here = (
-        f"kept the unfinished files in {out_dir}: its record lists a run that may be writing "
-        f"them ({whose}); once it has ended, {said('resume', said_as)} removes them"
+        f"kept {kept} unfinished file(s) in {out_dir}: its record lists a run that may be "
+        f"writing them ({'; '.join(map(_process, writing))}); once it has ended, "
+        f"{said('resume', said_as)} removes them"
     )
     print(printable(said_here), file=sys.stderr)
     return True
+
+
+def _process(listed: dict) -> str:
+    """A ``running`` entry of a host said as its process: ``process 12 on gpu3``, and where its
+    pid is not this view's though the host's name is, why (:func:`_elsewhere`)."""
+    why = _elsewhere(listed) if listed["host"] == socket.gethostname() else None
+    return f"process {listed.get('pid')} on {listed['host']}" + (f", {why}" if why else "")
 
 
 def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
@@ -224,11 +234,9 @@ def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
     listed = (saved or {}).get("running")
     for i in listed if isinstance(listed, list) else []:
         if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str):
-            why = _elsewhere(i) if i["host"] == socket.gethostname() else None
             said_here = (
-                f"warning: {out_dir} lists a run as writing there, process {i.get('pid')} on "
-                f"{i['host']}{f' ({why})' if why else ''}, which cannot be seen from here: if "
-                "it still is, its unfinished files are removed now"
+                f"warning: {out_dir} lists a run as writing there, {_process(i)}, which cannot "
+                "be seen from here: if it still is, its unfinished files are removed now"
             )
             print(printable(said_here), file=sys.stderr)
 
