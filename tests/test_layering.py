@@ -139,6 +139,7 @@ MOVED = {
         "loftup.pipeline_placement",
         ("on_meta", "refuse_meta", "placement", "Placements", "check_placement", "check_meta"),
     ),
+    "loftup.pipeline": ("loftup.pipeline_checks", ("checked_options",)),
 }
 #: Modules split twice: old module -> (the second new module, names).
 MOVED_AGAIN = {

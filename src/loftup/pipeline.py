@@ -16,16 +16,13 @@ import torch
 
 from .checks import (
     Size,
-    as_dtype,
     backbone_input,
-    check_backbone_size,
     check_images,
-    resolve_device,
     shown,
 )
 from .early_start import start_upsample
 from .errors import UsageError, WeightsNotFoundError
-from .featurizers import Featurizer, check_input_norm, get_featurizer, imagenet_normalize
+from .featurizers import Featurizer, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
 from .input_checks import require_eval
@@ -37,9 +34,10 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     refuse_other_width,
 )
 from .model import LoftUp
-from .pipeline_checks import (
+from .pipeline_checks import (  # noqa: F401  (checked_options: importable from here)
     check_backbone_name,
     check_backbone_recorded,
+    checked_options,
     require_eval_backbone,
     run_device,
     with_missing_backbone,
@@ -214,24 +212,6 @@ def check_model(model, also: tuple[str, ...] = ("a LoftUp",)) -> None:
             "it is, pipeline(images), or upsample(image, model=pipeline)"
         )
     check_source(model, "model", also)  # a module or a tensor in a few words, as shown() has it
-
-
-def checked_options(
-    backbone_size, backbone_norm, device, dtype
-) -> tuple[int | None, str | None, torch.device | None, torch.dtype | None]:
-    """:func:`load_pipeline`'s options checked (a :class:`UsageError` naming the first that
-    cannot be used) and read: (backbone_size as an int or None, backbone_norm, the device
-    :func:`resolve_device` gives or None where none was, the torch dtype or None), what
-    :func:`build_pipeline` takes."""
-    check_backbone_size(backbone_size)
-    if backbone_norm is not None:
-        check_input_norm(backbone_norm, "backbone_norm")
-    return (
-        None if backbone_size is None else int(backbone_size),
-        backbone_norm,
-        None if device is None else resolve_device(device),
-        None if dtype is None else as_dtype(dtype),
-    )
 
 
 def build_pipeline(

@@ -10,9 +10,9 @@ import os
 
 import torch
 
-from .checks import resolve_device
+from .checks import as_dtype, check_backbone_size, resolve_device
 from .errors import LoftUpError, UsageError, WeightsNotFoundError
-from .featurizers import Featurizer
+from .featurizers import Featurizer, check_input_norm
 from .pipeline_placement import (  # noqa: F401  (found here too, where they were)
     Placements,
     check_meta,
@@ -145,3 +145,21 @@ def with_missing_backbone(
     except LoftUpError as e:
         return WeightsNotFoundError(f"{error}; and the backbone's weights are missing too: {e}")
     return error
+
+
+def checked_options(
+    backbone_size, backbone_norm, device, dtype
+) -> tuple[int | None, str | None, torch.device | None, torch.dtype | None]:
+    """:func:`loftup.load_pipeline`'s options checked (a :class:`UsageError` naming the first that
+    cannot be used) and read: (backbone_size as an int or None, backbone_norm, the device
+    :func:`resolve_device` gives or None where none was, the torch dtype or None), what
+    :func:`loftup.pipeline.build_pipeline` takes."""
+    check_backbone_size(backbone_size)
+    if backbone_norm is not None:
+        check_input_norm(backbone_norm, "backbone_norm")
+    return (
+        None if backbone_size is None else int(backbone_size),
+        backbone_norm,
+        None if device is None else resolve_device(device),
+        None if dtype is None else as_dtype(dtype),
+    )

@@ -32,8 +32,8 @@ def read_models(
     read; no backbone given or recorded, as ``said_as`` calls the argument (a command line's
     option)."""
     from ..featurizers import Featurizer
-    from ..pipeline import checked_options, named_featurizer, read_upsampler
-    from ..pipeline_checks import check_backbone_name
+    from ..pipeline import named_featurizer, read_upsampler
+    from ..pipeline_checks import check_backbone_name, checked_options
     from .record import weights_digest
 
     checked_options(backbone_size, backbone_norm, device, dtype)  # (checked again there)
