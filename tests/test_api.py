@@ -70,8 +70,9 @@ def test_the_device_is_resolved_once_per_call(tmp_path, image, monkeypatch):
 
     from loftup.hub import loading
 
-    # every name the callers look it up by (the featurizers' loader: loftup.checks, at the call)
-    for module in (loftup.api, loftup.pipeline, loftup.checks, loading):
+    # every name the callers look it up by (checked_options': pipeline_checks; the
+    # featurizers' loader: loftup.checks, at the call)
+    for module in (loftup.api, loftup.pipeline_checks, loftup.checks, loading):
         monkeypatch.setattr(module, "resolve_device", counted)
     loftup.load_pipeline(folder, backbone_size=28, device="cpu")
     assert calls == [("cpu",)]
