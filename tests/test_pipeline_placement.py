@@ -181,3 +181,27 @@ def test_a_replaced_model_is_not_kept_alive_by_the_pipeline():
     pipe(torch.rand(1, 3, 28, 28))
     pickle.dumps(pipe)  # (a weakref cannot be pickled: left out, looked for again once loaded)
     assert pickle.loads(pickle.dumps(pipe._placed)).clear is None
+
+
+@pytest.mark.parametrize("change", ["moved", "replaced"])
+def test_a_lone_change_is_said_at_the_line_of_upsample_given_the_pipeline(change):
+    """loftup.upsample(image, model=pipe) of a pipeline whose upsampler was converted alone
+    (or replaced by one in another dtype) warned at upsample's own line in loftup/api.py (a
+    fixed stacklevel of the pipeline's frames), not at the caller's; called directly, it
+    points at the caller too."""
+    image = torch.rand(1, 3, 28, 28)
+    pipe = loftup.load_pipeline(loftup.LoftUp(dim=32), backbone="dinov2_tiny", backbone_size=28)
+    if change == "moved":
+        pipe.upsampler.half()
+    else:
+        pipe.upsampler = loftup.LoftUp(dim=32).eval().half()
+    said = "float32 on cpu when" if change == "moved" else "replaced by a module in float16"
+    with pytest.warns(UserWarning, match=rf"^pipeline\.upsampler was {said}") as told:
+        loftup.upsample(image[0], model=pipe)
+    assert [w.filename for w in told] == [__file__]
+    pipe.upsampler.float()
+    pipe(image)  # back as built: the next lone change is new
+    pipe.upsampler.to(torch.bfloat16)
+    with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was") as told:
+        pipe(image)
+    assert [w.filename for w in told] == [__file__]

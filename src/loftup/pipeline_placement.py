@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cpu import _caller_level
 from .errors import UsageError
 
 
@@ -201,7 +202,8 @@ def _warn_if_moved_alone(seen: Placements, now: tuple, models: tuple) -> None:
     when = "both models were last changed together" if seen.joint else "the pipeline was built"
     if seen.replaced(i, models[i]):  # the caller's choice, not a move behind its back
         warnings.warn(
-            _replaced(which, other, now[i], now[1 - i], seen.baseline[i], when), stacklevel=5
+            _replaced(which, other, now[i], now[1 - i], seen.baseline[i], when),
+            stacklevel=_caller_level(),
         )
         return
     warnings.warn(
@@ -212,7 +214,9 @@ def _warn_if_moved_alone(seen: Placements, now: tuple, models: tuple) -> None:
         "another pipeline, by that one's load_pipeline(..., dtype=/device=). Change both "
         "models together, give "
         "each pipeline its own copy (copy.deepcopy(model)), or load this one again",
-        stacklevel=5,  # (this, check_placement, __call__, no_grad's wrapper): the caller
+        # the caller's line: pipe(image), or loftup.upsample(image, model=pipe) (a fixed 5,
+        # the pipeline's own frames, pointed into upsample there)
+        stacklevel=_caller_level(),
     )
 
 
