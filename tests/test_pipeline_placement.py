@@ -205,3 +205,31 @@ def test_a_lone_change_is_said_at_the_line_of_upsample_given_the_pipeline(change
     with pytest.warns(UserWarning, match=r"^pipeline\.upsampler was") as told:
         pipe(image)
     assert [w.filename for w in told] == [__file__]
+
+
+def test_a_pipeline_built_while_the_live_ones_are_looked_through_is_no_error():
+    """load_pipeline looked through the live pipelines (a WeakValueDictionary's values(), run
+    in Python item by item) while another thread could build one: "RuntimeError: dictionary
+    changed size during iteration" out of load_pipeline (seen in a threaded run). Here the
+    other thread's build happens, deterministically, as a live pipeline's upsampler is read."""
+    from loftup.pipeline import FeaturePipeline
+
+    built, armed = [], []
+
+    class BuildsOneWhenRead(FeaturePipeline):
+        @property
+        def upsampler(self):
+            if armed and not built:  # "another thread" builds a pipeline meanwhile
+                built.append(FeaturePipeline(self.__dict__["_up"], self.featurizer, 28))
+            return self.__dict__["_up"]
+
+        @upsampler.setter
+        def upsampler(self, module):
+            self.__dict__["_up"] = module
+
+    up, feat = loftup.LoftUp(dim=32), loftup.get_featurizer("dinov2_tiny")
+    keep = [BuildsOneWhenRead(up, feat, 28), *(FeaturePipeline(up, feat, 28) for _ in range(3))]
+    armed.append(True)
+    with pytest.warns(UserWarning, match=r"both models of 4 other pipelines"):
+        loftup.load_pipeline(up, backbone=feat, dtype="bfloat16", backbone_size=28)
+    assert built and keep

@@ -99,6 +99,14 @@ def register(pipeline) -> None:
     _LIVE[id(pipeline)] = pipeline
 
 
+def _live() -> list:
+    """The live pipelines, listed in one step: ``valuerefs()`` copies the dict in C, where
+    iterating ``_LIVE.values()`` ran Python between items, and a pipeline built meanwhile (by
+    another thread) was "RuntimeError: dictionary changed size during iteration" here. No lock:
+    one held by a thread at a fork would leave a DataLoader worker's next pipeline waiting."""
+    return [p for p in (ref() for ref in _LIVE.valuerefs()) if p is not None]
+
+
 def warn_if_converted_under(upsampler, featurizer, before: tuple) -> None:
     """Warn where ``upsampler`` and ``featurizer``, passed in to be built into a pipeline,
     were both moved or converted in place from ``before`` (their :func:`placement`), and
@@ -113,7 +121,7 @@ def warn_if_converted_under(upsampler, featurizer, before: tuple) -> None:
     now = (placement(upsampler), placement(featurizer))
     if now[0] == before[0] or now[1] == before[1]:
         return
-    under = [p for p in _LIVE.values() if p.upsampler is upsampler and p.featurizer is featurizer]
+    under = [p for p in _live() if p.upsampler is upsampler and p.featurizer is featurizer]
     if not under:
         return
     if before[0] == before[1] and now[0] == now[1]:
