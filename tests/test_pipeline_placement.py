@@ -147,8 +147,9 @@ def test_both_models_of_a_pipeline_converted_by_another_load_pipeline_are_said_t
     assert [w.filename for w in said] == [__file__]
     with pytest.warns(UserWarning, match=r"^the upsampler and the backbone passed in .* to "
                       r"float16 on cpu, .* both models of 2 other pipelines built earlier, which "
-                      r"now run in float16 on cpu too, without a warning of their"):  # fmt: skip
+                      r"now run in float16 on cpu too, without a warning of their") as said:  # fmt: skip
         loftup.upsample(image[0], model=up, backbone=feat, dtype="float16", backbone_size=28)
+    assert [w.filename for w in said] == [__file__]  # upsample's caller too
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert p1(image)[1].dtype == torch.float16  # said once, where it happened
