@@ -45,3 +45,37 @@ def test_iterables_of_paths_and_bytes_paths_are_inputs(upsampler, tmp_path):
     with pytest.raises(UsageError, match=told):
         upsample_folder(3, tmp_path / "never", model=str(upsampler), progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_set_of_inputs_gives_the_same_jobs_in_every_process(tmp_path):
+    """A set's order is its process's hash seed's, another on each torchrun rank, and the
+    first input to reach a file names it (a folder and a link to it): the jobs, which each
+    rank shares out by their order, were sorted otherwise on each rank (some images computed
+    twice, some never). Listed in processes of 8 hash seeds, they are one list."""
+    import subprocess
+    import sys
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "other").mkdir()
+    for name in ("photos/a.png", "photos/b.png", "other/ab.png"):
+        noise_picture(tmp_path / name)
+    (tmp_path / "link").symlink_to("photos")
+    specs = {str(tmp_path / n) for n in ("link", "photos", "other")}
+    code = (
+        "import sys\nfrom loftup.extract.inputs import collect_inputs\n"
+        "from loftup.extract.run_options import input_specs\n"
+        f"jobs, _ = collect_inputs(input_specs({specs!r}))\n"
+        "print([(str(j.given), j.stem) for j in jobs])"
+    )
+    import loftup
+
+    source = os.path.dirname(os.path.dirname(loftup.__file__))  # this loftup, not another
+    listed = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": source}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        listed.add(done.stdout)
+    assert len(listed) == 1, listed
+    assert "photos" not in listed.pop()  # named by the link, first in sort order

@@ -101,7 +101,7 @@ def input_specs(inputs, said_as: dict | None = None) -> list:
     letters were taken as inputs). An image in memory (a PIL image, an array, a tensor, alone
     or in the iterable) is a :class:`~loftup.errors.UsageError` saying what it takes and what
     takes images in memory (``os.fspath``'s TypeError said neither), as is anything else that
-    is no path."""
+    is no path. A set's are sorted (its order differs between processes)."""
     import os
 
     from ..checks import shown
@@ -126,7 +126,11 @@ def input_specs(inputs, said_as: dict | None = None) -> list:
                 f"{said('inputs', said_as)} takes paths, folders or globs of image files (one, "
                 f"or a list of them), got {printable(shown(spec))}{memory}"
             )
-    return [os.fsdecode(spec) for spec in specs]
+    specs = [os.fsdecode(spec) for spec in specs]
+    # a set's order is its hash seed's, another in each of torchrun's ranks: the first input
+    # to reach a file names it (a folder, a link to it), so the jobs, which each rank shares
+    # out by their order, were sorted otherwise and some images computed twice, some never
+    return sorted(specs) if isinstance(inputs, (set, frozenset)) else specs
 
 
 def _in_memory(value) -> bool:
