@@ -219,3 +219,17 @@ def test_a_zombie_run_is_gone_and_a_stopped_one_is_said_stopped(upsampler, tmp_p
         for process in (zombie, stopped):
             process.kill()
             process.wait()
+
+
+def test_a_pid_no_process_can_have_is_a_run_gone(upsampler, tmp_path, capsys):
+    """A record whose entry lists a pid past what a process id can hold (an edited or damaged
+    upsample.json) failed each later run with a traceback (os.kill's OverflowError), at its
+    end too, its every output written. No process has it: the run is gone, dropped."""
+    out, again = _folder(upsampler, tmp_path)
+    for pid in (2**40, 2**70):
+        _listing(out, _entry(pid, 1))
+        assert again() == 0, capsys.readouterr().err
+        record = json.loads((out / OPTIONS_NAME).read_text())
+        assert (record["running"], record["finished"]) == ([], True), record
+        _listing(out, _entry(pid, 1))
+        assert again("--resume") == 0, capsys.readouterr().err

@@ -124,7 +124,7 @@ def alive(listed) -> bool | None:
         return entry_id(listed) in _WRITING
     try:
         os.kill(pid, 0)  # (no signal: whether the process exists)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (past what a pid holds: an edited record's)
         return False
     except PermissionError:
         pass  # another user's process: it exists
