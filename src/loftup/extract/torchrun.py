@@ -174,7 +174,8 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
         return text
     import torch.distributed as dist
 
-    data = torch.tensor(list((text or "").encode()), dtype=torch.uint8)
+    # (a path of bytes that are no UTF-8 is os.fsdecode's surrogates: kept, not a failed encode)
+    data = torch.tensor(list((text or "").encode(errors="surrogatepass")), dtype=torch.uint8)
     size = torch.tensor([-1 if text is None else len(data)], dtype=torch.long)
     where = "cuda" if dist.get_backend() == "nccl" else "cpu"
     with _with_the_others():
@@ -189,4 +190,4 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
             else torch.empty(n, dtype=torch.uint8, device=where)
         )
         dist.broadcast(data, 0)
-    return bytes(data.cpu().tolist()).decode()
+    return bytes(data.cpu().tolist()).decode(errors="surrogatepass")
