@@ -55,13 +55,12 @@ def owned_kinds(saved: dict | None) -> set[str] | None:
 
 def owned_output_in(out_dir: Path, saved: dict) -> Path | None:
     """A file in ``out_dir`` (:func:`output_in`) of a kind of output its record ``saved`` says
-    loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed may hold some. Where the record says since when no loftup file there is older
-    (``alone_since``: a run began with no record there, and each since went on from its record)
-    and its run left no output (``written`` 0), one changed since: an older one is no run's
-    (a user's own ``ckpt/model.pt``)."""
-    owned = owned_kinds(saved)
-    if owned is None:  # an earlier version's record: its format, and pictures
-        owned = {str(saved.get("format")), "viz"}
+    loftup wrote there (``x.pt``, ``x_viz.png``); a folder that cannot be listed may hold
+    some. Where the record says since when no loftup file there is older (``alone_since``: a
+    run began with no record there, and each since went on from its record) and its run left
+    no output (``written`` 0), one changed since: an older one is no run's (a user's own
+    ``ckpt/model.pt``)."""
+    owned = _kinds_or_earlier(saved)
     since = saved.get("alone_since") if saved.get("written") == 0 else None
     return output_in(out_dir, owned, since if type(since) is int else None)
 
@@ -70,10 +69,15 @@ def recorded_outputs(saved: dict | None, fmt: str, viz: bool) -> list[str]:
     """What the record of a run writing ``fmt`` (and pictures with ``viz``) into the folder
     of the record ``saved`` says the folder holds: the earlier runs' kinds and this one's (an
     older record's: its format, and pictures, which those versions took as theirs)."""
-    owned = owned_kinds(saved)
-    if owned is None:
-        owned = {str(saved.get("format")), "viz"}
+    owned = _kinds_or_earlier(saved)
     return sorted(owned | {fmt} | ({"viz"} if viz else set()))
+
+
+def _kinds_or_earlier(saved: dict) -> set[str]:
+    """The kinds of output the record ``saved`` says loftup wrote (:func:`owned_kinds`), or, of
+    an earlier version's record that does not say, its format and pictures."""
+    owned = owned_kinds(saved)
+    return {str(saved.get("format")), "viz"} if owned is None else owned
 
 
 def outputs_of(out_dir: Path, job: Job, fmt: str, viz: bool) -> list[Path]:
