@@ -25,7 +25,7 @@ _WARNED_MISMATCH: set[tuple] = set()
 _WARNED_UNSOURCED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: str) -> None:
+def _warn_if_other_backbone(upsampler: LoftUp, asked: str) -> None:
     """Warn, once per pairing and process, where the upsampler records the backbone it was
     trained on and ``asked`` (the backbone passed) is another: of the same width, its features
     run without an error and come out wrong (loftup_siglip on siglip2_vitb16, loftup_dinov2b on
@@ -37,6 +37,7 @@ def _warn_if_other_backbone(upsampler: LoftUp, trained_on: str | None, asked: st
     run: left out, it is refused (:func:`refuse_other_width`)."""
     from .featurizers import ALIASES, FEATURIZERS
 
+    trained_on = upsampler.backbone  # (the one it records)
     if not trained_on:
         return
     asked_key = ALIASES.get(asked, asked)
@@ -101,8 +102,9 @@ def _weights_of_its_width(upsampler: LoftUp, trained_on: str) -> str:
     """The fix where the backbone ``upsampler`` records, built with its own weights, gives
     features of another width: it was trained on weights of that architecture at its width (a
     small model; loftup train's export and save_pretrained(backbone_weights=) record so), to
-    be given again. Only where its record does not say so, a record of the wrong backbone is
-    the other way, with the backbones of its width, none of them the recorded one."""
+    be given again. Where its record does not say the weights were of its own width, the other
+    reading is offered too: a wrong backbone recorded, with the backbones of its width (none
+    of them the recorded one)."""
     from .featurizers import backbones_of_dim, resolve
 
     where, dim = getattr(upsampler, "source", None) or "passed in", upsampler.dim

@@ -256,7 +256,7 @@ def build_pipeline(
     if upsampler is model and featurizer is backbone:  # both another pipeline's, maybe
         warn_if_converted_under(upsampler, featurizer, before)
     if backbone is not None:
-        _warn_if_other_backbone(upsampler, upsampler.backbone, featurizer.name)
+        _warn_if_other_backbone(upsampler, featurizer.name)
     _warn_if_other_norm(upsampler, featurizer)
     return FeaturePipeline(upsampler, featurizer, backbone_size)
 
