@@ -145,7 +145,7 @@ def warn_if_converted_under(upsampler, featurizer, before: tuple) -> None:
         "together, as a caller's own pipeline.upsampler.half(); pipeline.featurizer.half() "
         f"does). To leave {it} as before, pass copies: load_pipeline(copy.deepcopy(model), "
         "backbone=copy.deepcopy(backbone), ...)",
-        stacklevel=4,  # (this, build_pipeline, load_pipeline or upsample): the caller
+        stacklevel=_caller_level(),  # the caller's line, whichever entry point it called
     )
 
 

@@ -257,6 +257,8 @@ def _warn_default_heads(origin: str) -> None:
     _WARNED_HEADS.add(origin)
     import warnings
 
+    from ..cpu import _caller_level
+
     warnings.warn(
         printable(
             f"{origin} holds a LoftUp's weights without a record of its attention heads "
@@ -266,7 +268,7 @@ def _warn_default_heads(origin: str) -> None:
             f"loftup.load_upsampler({origin!r}, num_heads=N) in Python and save_pretrained it "
             "to a folder, which records them (the command line then takes that folder as -m)"
         ),
-        stacklevel=5,  # load_upsampler's caller
+        stacklevel=_caller_level(),  # the caller's line (load_with_record is called directly too)
     )
 
 
