@@ -2,8 +2,7 @@
 nothing unpickled: its top-level object, the pickle protocol it declares or uses and, of a zip
 archive, its members' sizes and the persistent ids of its storages, for the check of each
 tensor's member before torch.load (:mod:`.member_sizes`) and the refusal after it
-(:func:`~.way_out.pickle_protocol`, :func:`~.way_out.way_out`), which each walked it again (a
-refused file's three times). The pickle is ``<first member's folder>/data.pkl`` of a zip
+(:func:`~.way_out.pickle_protocol`, :func:`~.way_out.way_out`). The pickle is ``<first member's folder>/data.pkl`` of a zip
 archive (found regardless of case, as torch finds it), read whole into memory before it is
 walked (up to :data:`~.pickle_walk.PICKLE_CAP`, 64 MB: a member larger, or compressed, which
 torch.save never writes, is not walked); of the old format, its fourth pickle (after its magic
