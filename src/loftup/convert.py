@@ -58,17 +58,16 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
             f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
     state = _own_state(obj, origin)  # several LoftUps in one file: told how to keep one
+    key = _holder(obj)
+    # under "model", loftup train's record beside it (its heads), whichever layout it holds
+    config = obj.get("model_config") if key == "model" else None
     try:
-        if state is not None:  # our training checkpoints' "model" record their config
-            config = obj.get("model_config") if isinstance(obj.get("model"), dict) else None
+        if state is not None:
             return _tensors_by_name(state), config
-        key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
         if key == "state_dict":  # reference training
             state = training_to_reference(strip_wrappers(obj["state_dict"]))
             return reference_to_native(_tensors_by_name(state)), None
         held = obj if key is None else obj[key]  # the hub layout, bare or under a holder
-        # under "model", loftup train's record beside it is read as it is for loftup's layout
-        config = obj.get("model_config") if key == "model" else None
         return reference_to_native(_tensors_by_name(strip_wrappers(held))), config
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
@@ -86,6 +85,11 @@ def in_own_layout(obj) -> bool:
 _HOLDERS = ("model", "model_state_dict", "state_dict")
 
 
+def _holder(obj: dict) -> str | None:
+    """The first key of :data:`_HOLDERS` whose value in ``obj`` is a dict, or None (bare)."""
+    return next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
+
+
 def _own_state(obj: dict, origin: str = "") -> dict | None:
     """The state dict in this package's layout that ``obj`` holds (``loftup train``'s "model",
     a LoftUp's own, bare or under a key of :data:`_HOLDERS`, each perhaps of a compiled or DDP
@@ -96,7 +100,7 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     holds no layout: None."""
     if not obj:
         return None
-    key = next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
+    key = _holder(obj)
     state = obj if key is None else obj[key]
     # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
     record = [k for k in _RECORD if k in obj] if key == "model" else []
