@@ -62,13 +62,13 @@ def settled_again(out: Path, options: dict, read, saved, stale, settle: dict, ra
     and before :func:`loftup.api.load_pipeline` converts those passed in: one that another run
     wrote since ``read`` is settled (:func:`settled_racing`; a refusal came after the
     conversion, which changed the caller's LoftUp in place for a run that did nothing), and a
-    refusal said by every rank (:func:`.torchrun.from_rank_0`). ``saved`` and ``stale`` as
+    refusal said by every rank (:func:`.torchrun.raise_from_rank_0`). ``saved`` and ``stale`` as
     they were where nothing changed."""
     from . import read_record
     from .record_lock import record_lock
-    from .torchrun import from_rank_0
+    from .torchrun import raise_from_rank_0
 
-    refusal = None
+    error = None
     if rank == 0 and out.is_dir():  # (no folder: no record to look at, nor lock to take)
         try:
             with record_lock(out):
@@ -77,8 +77,6 @@ def settled_again(out: Path, options: dict, read, saved, stale, settle: dict, ra
                     saved, stale = settled_racing(out, options, now, settle)
                     read = now
         except LoftUpError as e:
-            refusal = str(e)
-    refusal = from_rank_0(refusal, world)
-    if refusal is not None:
-        raise LoftUpError(refusal)
+            error = e
+    raise_from_rank_0(error, world)
     return read, saved, stale

@@ -191,3 +191,14 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
         )
         dist.broadcast(data, 0)
     return bytes(data.cpu().tolist()).decode(errors="surrogatepass")
+
+
+def raise_from_rank_0(error: LoftUpError | None, world_size: int) -> None:
+    """Raise on every rank the refusal rank 0 met (``error``; None on the other ranks, and
+    where it met none): rank 0 its own error, each other rank a :class:`LoftUpError` of its
+    words (:func:`from_rank_0`), so that the ranks end together rather than split."""
+    text = from_rank_0(None if error is None else str(error), world_size)
+    if error is not None:
+        raise error
+    if text is not None:
+        raise LoftUpError(text)
