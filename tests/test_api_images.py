@@ -142,20 +142,26 @@ def test_the_image_own_size_is_never_refused_for_its_shape(tiny_pipeline):
         (torch.zeros(0, 3, 30, 40, dtype=torch.uint8), "an empty batch; pass at least one"),
         (torch.rand(1, 3, 0, 40), r"got \(1, 3, 0, 40\): an empty image; pass images at least 1 px"),
         (torch.rand(2, 0, 30, 40), r"got \(2, 0, 30, 40\)$"),
-        (torch.ones(1, 3, 30, 40, dtype=torch.bool), "expected uint8, uint16 or floating point "
-         "pixels, got bool; pass 0-255 values as uint8, 0-65535 ones as uint16"),
+        (torch.ones(1, 3, 30, 40, dtype=torch.bool), r"expected uint8, uint16 or floating point "
+         r"pixels, got bool; pass 0-255 values as uint8, 0-65535 ones as uint16, or floats in "
+         r"\[0, 1\] \(image / 255\)$"),
         (torch.ones(1, 3, 30, 40, dtype=torch.int64), "got int64"),
     ],
 )  # fmt: skip
 def test_empty_and_non_pixel_batches_are_named(tiny_pipeline, images, words):
     """An empty batch or image said only "B, H, W >= 1"; a bool or 0/1 int64 batch was read as
-    black and white pixels without a word (the pipeline reads uint8 and floats)."""
+    black and white pixels without a word (the pipeline reads uint8 and floats). The pipeline
+    and upsample say it in the same words and error type (the pipeline's dtype refusal was a
+    plain UsageError that left out "(image / 255)")."""
     from loftup.errors import UsageError
 
+    raised = set()
     for call in (tiny_pipeline, lambda x: loftup.upsample(x, model=tiny_pipeline)):
         with pytest.raises(UsageError, match=words) as told:
             call(images)
         assert "\n" not in str(told.value)
+        raised.add(type(told.value))
+    assert len(raised) == 1, raised
 
 
 def test_features_can_be_normalised_in_place_and_a_probe_trained_on_them(tiny_pipeline):

@@ -16,7 +16,7 @@ import torch
 
 from .errors import UsageError
 from .featurizers.sizes import backbone_input_size, shorter_side_to
-from .image_input import _CHECKED, PIXEL_MAX, pixels_checked  # noqa: F401  (importable)
+from .image_input import _CHECKED, PIXEL_MAX, _refuse_dtype, pixels_checked  # noqa: F401  (importable)
 
 Size = int | tuple[int, int] | None
 
@@ -244,17 +244,15 @@ def check_pixels(images: torch.Tensor) -> None:
 def check_images(images: torch.Tensor, size: Size, *, streamed: bool = False) -> tuple[int, int]:
     """The (H, W) of the features of ``images`` at ``size``, or a :class:`UsageError` where the
     batch cannot be run whatever the models: not (B, 3, H, W) (:func:`check_batch`), pixels of
-    another dtype than uint8, uint16 or floating point, floats outside [0, 1]
+    another dtype than uint8, uint16 or floating point (the
+    :class:`~loftup.image_input.ImageInputError` that :func:`loftup.upsample` gives them, a
+    UsageError and a TypeError), floats outside [0, 1]
     (:func:`check_pixels`), an output too large to hold (:func:`check_output_size`; none is
     where it is ``streamed`` tile by tile). What depends on the backbone (its patches,
     :func:`backbone_input`) is checked apart: this is said before any module is converted."""
     check_batch(images)
     if not (images.is_floating_point() or images.dtype in PIXEL_MAX):
-        raise UsageError(
-            f"expected uint8, uint16 or floating point pixels, got "
-            f"{str(images.dtype).removeprefix('torch.')}; pass 0-255 values as uint8, "
-            "0-65535 ones as uint16, or floats in [0, 1]"
-        )
+        _refuse_dtype(str(images.dtype).removeprefix("torch."))
     h0, w0 = images.shape[-2:]
     out_hw = (output_size if streamed else check_output_size)(size, h0, w0)
     # integers divided by their largest value are in [0, 1]; a batch upsample checked is not

@@ -121,7 +121,8 @@ PIXEL_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
 def _refuse_dtype(dtype: str) -> None:
-    """The :class:`ImageInputError` of pixels of ``dtype``, which no image has."""
+    """The :class:`ImageInputError` of pixels of ``dtype``, which no image has: of one image
+    (:func:`to_tensor`) or of a batch (:func:`loftup.checks.check_images`), in the same words."""
     raise ImageInputError(
         f"expected uint8, uint16 or floating point pixels, got {dtype}; pass 0-255 values "
         "as uint8, 0-65535 ones as uint16, or floats in [0, 1] (image / 255)"
