@@ -48,7 +48,7 @@ def read_refused(
     ):
         return None
     path = os.path.expanduser(os.fspath(path))
-    blocked = printable(permission_denied(path) or "")
+    blocked = folder_refusal(path)
     why = blocked or _mode_refuses(path)
     if why is None:
         return None
@@ -58,6 +58,14 @@ def read_refused(
     link = not blocked and os.path.islink(path)
     link = f" (a link to {printable(os.path.realpath(path))})" if link else ""
     return kind(f"cannot read {f'{what} ' if what else ''}{printable(path)}{link}: {why}{other}")
+
+
+def folder_refusal(path: str | os.PathLike) -> str:
+    """Why ``path``, a user's, cannot be looked at where a folder on the way may not be
+    searched (:func:`loftup.listing.permission_denied`: the folder and the fix), escaped for the
+    line it is said in (:func:`~loftup.escaping.printable`); "" where none refuses it: the first
+    reason each refusal of a path gives, before the path's own mode."""
+    return printable(permission_denied(path) or "")
 
 
 def _mode_refuses(path: str) -> str | None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from ..atomic import FILE_MODE
 from ..file_lock import NO_LOCKS, open_lock_file, still_at, tries
 from ..file_lock import lock_nowait as _flock  # (by this name: tests press on it)
-from ..listing import permission_denied
 from .mask_mark import LOCK, MARK, in_group
 
 #: The descriptors holding a lock (:func:`lock`) this process has open; of a lock file's,
@@ -98,10 +97,10 @@ def _not_writable(path: Path, target: Path) -> Exception:
     file (:func:`~loftup.escaping.shell_quoted`)."""
     from ..errors import LoftUpError
     from ..escaping import printable, shell_quoted
-    from ..read_refusal import mode_refuses
+    from ..read_refusal import folder_refusal, mode_refuses
 
     try:
-        why = printable(permission_denied(path) or "") or mode_refuses(path, os.lstat(path), "rw")
+        why = folder_refusal(path) or mode_refuses(path, os.lstat(path), "rw")
     except OSError:  # (gone meanwhile, or a folder this user may not search)
         why = "permission denied"
     if "(chmod g+" in why:  # a member: DIR's group bits mend it, and its owner's runs give them

@@ -14,8 +14,7 @@ from pathlib import Path
 from ..errors import LoftUpError
 from ..escaping import printable, shell_quoted
 from ..file_lock import lockf_holder, lockf_nowait, open_lock_file
-from ..listing import permission_denied
-from ..read_refusal import euid, may, mode_refuses
+from ..read_refusal import euid, folder_refusal, may, mode_refuses
 from .earlier import OUT_OPTION
 
 #: the file in a run's folder that the run writing there holds a lock on
@@ -80,16 +79,14 @@ def not_writable(
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        why = printable(permission_denied(out_dir) or "") or mode_refuses(
-            out_dir, os.stat(out_dir), "wx"
-        )
+        why = folder_refusal(out_dir) or mode_refuses(out_dir, os.stat(out_dir), "wx")
         return LoftUpError(
             f"this user may not make files in {folder}, where every {kind.run} locks the "
             f"file {kind.name}: {why}; or choose another {another}"
         )
     except OSError:  # (a folder this user may not search)
         st = None
-    why = printable(permission_denied(path) or "") or (
+    why = folder_refusal(path) or (
         mode_refuses(path, st, "rw") if st is not None else "permission denied"
     )
     remove = ""
