@@ -34,13 +34,13 @@ from .checks import (
     check_pixels,
     check_size,
     output_size,
-    pixels_checked,
     resolve_device,
     same_device,
     shown,
 )
 from .errors import UsageError
 from .featurizers import Featurizer, check_input_norm
+from .image_input import pixels_checked
 from .model import LoftUp
 from .pipeline import (
     FeaturePipeline,

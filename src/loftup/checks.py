@@ -16,7 +16,7 @@ import torch
 
 from .errors import UsageError
 from .featurizers.sizes import backbone_input_size, shorter_side_to
-from .image_input import _CHECKED, PIXEL_MAX, _refuse_dtype, pixels_checked  # noqa: F401  (importable)
+from .image_input import _CHECKED, PIXEL_MAX, _refuse_dtype
 
 Size = int | tuple[int, int] | None
 
