@@ -46,10 +46,9 @@ from .pipeline import (
     FeaturePipeline,
     build_pipeline,
     check_model,
-    checked_options,
     load_pipeline,
 )
-from .pipeline_checks import check_backbone_name
+from .pipeline_checks import check_backbone_name, checked_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,8 +111,8 @@ def _weights_key(model: str | os.PathLike) -> tuple:
 
 def _as_batch(image) -> tuple[torch.Tensor, bool]:
     """Anything :func:`upsample` takes -> ((B, 3, H, W) in [0, 1], was it a batch)."""
-    from .image_input import warn_stored_orientation
-    from .io import load_image_tensor, to_tensor
+    from .image_input import to_tensor, warn_stored_orientation
+    from .io import load_image_tensor
 
     if isinstance(image, (str, os.PathLike)):
         return load_image_tensor(image).unsqueeze(0), False

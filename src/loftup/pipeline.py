@@ -25,8 +25,8 @@ from .errors import UsageError, WeightsNotFoundError
 from .featurizers import Featurizer, get_featurizer, imagenet_normalize
 from .featurizers.sizes import resize_images
 from .hub import check_source, load_upsampler
+from .image_input import PIXEL_MAX
 from .input_checks import require_eval
-from .io import PIXEL_MAX
 from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from here)
     BackboneMismatchWarning,
     _warn_if_other_backbone,
@@ -34,7 +34,7 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     refuse_other_width,
 )
 from .model import LoftUp
-from .pipeline_checks import (  # noqa: F401  (checked_options: importable from here)
+from .pipeline_checks import (  # (checked_options: importable from here too)
     check_backbone_name,
     check_backbone_recorded,
     checked_options,

@@ -164,8 +164,8 @@ def open_rgb(path: Path):
 
 
 def to_image_tensor(img) -> torch.Tensor:
-    """PIL RGB -> float (3, H, W) in [0, 1] (:func:`loftup.io.to_tensor`)."""
-    from ...io import to_tensor
+    """PIL RGB -> float (3, H, W) in [0, 1] (:func:`loftup.image_input.to_tensor`)."""
+    from ...image_input import to_tensor
 
     return to_tensor(img)
 
