@@ -37,3 +37,58 @@ def test_rank_0s_text_of_a_folder_name_no_encoding_can_hold_reaches_every_rank(t
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     got = [(tmp_path / f"got{rank}.txt") for rank in "01"]
     assert [p.read_text() if p.exists() else None for p in got] == ["True", "True"], done.stderr
+
+
+def _torchrun(tmp_path, code: str) -> tuple[int, list[str]]:
+    """``code`` run by each of 2 gloo ranks under torchrun: the pid of torchrun (the ranks'
+    parent), and what each rank wrote to its file (torchrun's stderr where it wrote none)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(code)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path)]
+    env = {**src_env(), "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) as agent:
+        _, err = agent.communicate(timeout=300)
+    got = [(tmp_path / f"said{rank}.txt") for rank in "01"]
+    return agent.pid, [p.read_text() if p.exists() else err for p in got]
+
+
+#: Rank 0 fails at its look at the record under its lock (no file can be opened: the lock's
+#: open is an OSError, no refusal) while rank 1 waits for its verdict
+RANK_0_FAILS = """
+import os, resource, sys
+from pathlib import Path
+import torch
+import loftup.extract.record_lock
+from loftup.extract.settle import settled_again
+from loftup.extract.torchrun import process_group
+
+folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+said = "nothing raised"
+try:
+    with process_group(torch.device("cpu"), 2):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if rank == 0:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+        try:
+            settled_again(folder, {}, None, None, None, {"resume": False, "said_as": None}, rank, 2)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+except Exception as e:
+    said = f"{type(e).__name__}: {e}"
+(folder / f"said{rank}.txt").write_text(said)
+"""
+
+
+def test_rank_0s_failure_that_is_no_refusal_is_said_by_every_rank(tmp_path):
+    """An error of rank 0's look that is no refusal (an OSError: no file could be opened, its
+    record lock's; a bug) was raised on rank 0 alone, before the broadcast the others waited
+    in: they learnt only that their peer had gone, from gloo ("Connection closed by peer"; on
+    nccl they waited until torchrun ended them). Rank 0 raises it as it was, and each other
+    rank says that rank 0 failed, and how."""
+    failed = f"OSError: [Errno 24] Too many open files: '{tmp_path / '.upsample.lock'}'"
+    assert _torchrun(tmp_path, RANK_0_FAILS)[1] == [
+        failed,
+        f"LoftUpError: process RANK=0 of this run failed ({failed}), so this one cannot go on; "
+        "its error says why",
+    ]

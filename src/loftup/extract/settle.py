@@ -76,7 +76,7 @@ def settled_again(out: Path, options: dict, read, saved, stale, settle: dict, ra
                 if now != read:
                     saved, stale = settled_racing(out, options, now, settle)
                     read = now
-        except LoftUpError as e:
+        except Exception as e:  # (no refusal too: an OSError, a bug; the others wait)
             error = e
     raise_from_rank_0(error, world)
     return read, saved, stale

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from ..errors import LoftUpError, UsageError
+from ..errors import LoftUpError, UsageError, one_line
 from .inputs import Job
 
 #: The environment variable that sets how long (seconds) a process of a torchrun job waits for
@@ -193,12 +193,27 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
     return bytes(data.cpu().tolist()).decode(errors="surrogatepass")
 
 
-def raise_from_rank_0(error: LoftUpError | None, world_size: int) -> None:
-    """Raise on every rank the refusal rank 0 met (``error``; None on the other ranks, and
-    where it met none): rank 0 its own error, each other rank a :class:`LoftUpError` of its
-    words (:func:`from_rank_0`), so that the ranks end together rather than split."""
-    text = from_rank_0(None if error is None else str(error), world_size)
+def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
+    """Raise on every rank what rank 0 met (``error``; None on the other ranks, and where it
+    met nothing): rank 0 its own error, each other rank a :class:`LoftUpError` of its words
+    (:func:`from_rank_0`), or where it is no refusal (an OSError, a bug) one saying that rank
+    0 failed, and how (:func:`_rank_0_failed`): the ranks end together rather than split, and
+    those waiting for rank 0 learn why (they learnt only that their peer had gone, from gloo;
+    nccl's waited until torchrun ended them)."""
+    said = None if error is None else str(error)
+    if error is not None and not isinstance(error, LoftUpError):
+        said = _rank_0_failed(error)
+    text = from_rank_0(said, world_size)
     if error is not None:
         raise error
     if text is not None:
         raise LoftUpError(text)
+
+
+def _rank_0_failed(error: Exception) -> str:
+    """What the other ranks say of rank 0's ``error`` that is no refusal: its type and its
+    message on one line (:func:`~loftup.errors.one_line`)."""
+    why = f"{type(error).__name__}: {one_line(error)}"
+    return (
+        f"process RANK=0 of this run failed ({why}), so this one cannot go on; its error says why"
+    )

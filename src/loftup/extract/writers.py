@@ -165,7 +165,7 @@ def check_not_writing(
     if rank == 0:
         try:
             _check_not_writing(out_dir, saved, resume, said_as)
-        except LoftUpError as e:
+        except Exception as e:  # (no refusal too: an OSError, a bug; the others wait)
             error = e
     raise_from_rank_0(error, world)
 
