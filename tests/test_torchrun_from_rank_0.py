@@ -92,3 +92,43 @@ def test_rank_0s_failure_that_is_no_refusal_is_said_by_every_rank(tmp_path):
         f"LoftUpError: process RANK=0 of this run failed ({failed}), so this one cannot go on; "
         "its error says why",
     ]
+
+
+#: Rank 1 has left (its own error, say) as rank 0 refuses a --resume over a run still writing
+#: (its torchrun agent, the record says)
+OTHERS_GONE = """
+import os, socket, sys, time
+from pathlib import Path
+import torch
+from loftup.extract.torchrun import process_group
+from loftup.extract.writers import _seen_from, _started, check_not_writing
+
+folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+agent = os.getppid()
+listed = {"id": "x", "host": socket.gethostname(), "pid": agent, "started": _started(agent)}
+saved = {"loftup_version": "0", "running": [{**listed, **_seen_from()}]}
+said = "nothing raised"
+try:
+    with process_group(torch.device("cpu"), 2):
+        if rank == 0:
+            while not (folder / "said1.txt").exists():
+                time.sleep(0.05)
+            check_not_writing(folder, saved, True, None, rank, 2)
+except Exception as e:
+    said = f"{type(e).__name__}: {e}"
+(folder / f"said{rank}.txt").write_text(said)
+"""
+
+
+def test_rank_0s_refusal_is_its_own_where_another_rank_has_ended(tmp_path):
+    """Rank 0's refusal (a --resume over a run still writing) was lost where another rank had
+    ended before its broadcast: rank 0 said only that another process had ended, whose error
+    does not say what to do about the run writing. Rank 0 raises its refusal whatever the
+    others did."""
+    agent, said = _torchrun(tmp_path, OTHERS_GONE)
+    assert said == [
+        f"LoftUpError: resume=True: a run is still writing in {tmp_path}: process {agent} on "
+        "this host, which its record lists as writing; wait for it to end (then resume=True "
+        "goes on from what it wrote), or choose another out",
+        "nothing raised",
+    ]

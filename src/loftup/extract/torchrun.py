@@ -199,11 +199,17 @@ def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
     (:func:`from_rank_0`), or where it is no refusal (an OSError, a bug) one saying that rank
     0 failed, and how (:func:`_rank_0_failed`): the ranks end together rather than split, and
     those waiting for rank 0 learn why (they learnt only that their peer had gone, from gloo;
-    nccl's waited until torchrun ended them)."""
+    nccl's waited until torchrun ended them). Rank 0 raises its own where the others could
+    not be told (one has ended: its refusal was "another process of this run has ended")."""
     said = None if error is None else str(error)
     if error is not None and not isinstance(error, LoftUpError):
         said = _rank_0_failed(error)
-    text = from_rank_0(said, world_size)
+    try:
+        text = from_rank_0(said, world_size)
+    except LoftUpError:
+        if error is None:
+            raise
+        text = None
     if error is not None:
         raise error
     if text is not None:
