@@ -100,7 +100,7 @@ OTHERS_GONE = """
 import os, socket, sys, time
 from pathlib import Path
 import torch
-from loftup.extract.torchrun import process_group
+from loftup.extract.torchrun import barrier, process_group
 from loftup.extract.writers import _seen_from, _started, check_not_writing
 
 folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
@@ -110,6 +110,7 @@ saved = {"loftup_version": "0", "running": [{**listed, **_seen_from()}]}
 said = "nothing raised"
 try:
     with process_group(torch.device("cpu"), 2):
+        barrier(2)  # (both in the group: rank 0 is not left alone in its join)
         if rank == 0:
             while not (folder / "said1.txt").exists():
                 time.sleep(0.05)
