@@ -95,3 +95,55 @@ def test_a_resume_under_torchrun_is_not_refused_for_its_own_ranks(upsampler, tmp
     )
     for rank in "01":
         assert said.get(f"over a live run RANK={rank}", "").startswith(refusal), said
+
+
+#: Each rank: a run during whose model loading on rank 0 another run, of other options, writes
+#: its record and its file (those of argv[3]) in the folder
+RACED = """
+import os, shutil, sys
+from pathlib import Path
+import loftup.api
+from loftup.errors import LoftUpError
+from loftup.extract import upsample_folder
+
+folder, model, other = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+rank, out = os.environ["RANK"], folder / "out"
+real = loftup.api.load_pipeline
+
+def loading(*a, **k):
+    shutil.copytree(other, out, dirs_exist_ok=True)
+    return real(*a, **k)
+
+if rank == "0":
+    loftup.api.load_pipeline = loading
+kw = dict(model=model, backbone_size=28, size=32, progress=False)
+try:
+    said = f"{upsample_folder([str(folder / 'in')], out, **kw).done} done"
+except LoftUpError as e:
+    said = f"refused: {e}"
+(folder / f"said{rank}.txt").write_text(said)
+"""
+
+
+def test_a_record_written_while_rank_0_loaded_its_models_is_said_by_every_rank(upsampler, tmp_path):
+    """Rank 0's refusal of a record another run wrote while it loaded its models (its look
+    once they are loaded), or any error of its writing the record (no room left), was rank 0's
+    alone: the other ranks, waiting for it at a barrier, said only that it had ended. Every
+    rank says it, as they say rank 0's look before the models load."""
+    from loftup.extract import upsample_folder
+
+    (tmp_path / "in").mkdir()
+    noise_picture(tmp_path / "in" / "a.png")
+    other = tmp_path / "other"
+    upsample_folder([str(tmp_path / "in")], other, model=upsampler, backbone_size=28, size=64)
+    script = tmp_path / "runs.py"
+    script.write_text(RACED)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path), str(upsampler)]
+    env = {**src_env(), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*cmd, str(other)], env=env, capture_output=True, text=True, timeout=300)
+    said = [(tmp_path / f"said{rank}.txt") for rank in "01"]
+    said = [p.read_text() if p.exists() else done.stderr for p in said]
+    refused = f"refused: another run began writing in {tmp_path / 'out'} while this one loaded"
+    assert said[0].startswith(refused), said[0]
+    assert said[1] == said[0]

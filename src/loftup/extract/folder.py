@@ -88,33 +88,22 @@ def upsample_folder(
     from ..paths import check_folder_output
     from ..words import said
     from . import (  # the package's names, read now (a test may replace loftup.extract.run)
-        OPTIONS_NAME,
         barrier,
         check_clobbering,
         collect_inputs,
         dist_env,
         mark_finished,
-        outputs_of,
         process_group,
         read_record,
         recorded_path,
-        remove_unfinished,
         run,
         summed,
         without_own_pictures,
-        write_options,
     )
     from .record import DIGESTS_OF
-    from .record_lock import record_lock
-    from .settle import _mtime, _settled, settled_again, settled_racing
-    from .writers import (
-        check_not_writing,
-        entry,
-        keeps_unfinished,
-        running_entries,
-        this_run,
-        warn_elsewhere,
-    )
+    from .settle import _settled, begin_record, settled_again
+    from .torchrun import judged_by_rank_0
+    from .writers import check_not_writing, this_run
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -204,41 +193,12 @@ def upsample_folder(
         )
         barrier(world)  # every rank has read the options file before it is rewritten
         out.mkdir(parents=True, exist_ok=True)
-        if rank == 0:  # only rank 0 writes and marks the record: the id is its
-            options["run"] = run_id  # what mark_finished knows its own record by
-            with record_lock(out):  # not while another run marks its record (reads, rewrites)
-                # another run's record, written while this one loaded its models, checked
-                # against as this run's first look was: not overwritten unseen (two runs of
-                # other options both wrote their files under one record; another --format's
-                # kind of output left out of it, its files then called not loftup's)
-                now = read_record(out, resume=resume, said_as=said_as)
-                if now != read:  # (written while load_pipeline converted: refused after it)
-                    saved, stale = settled_racing(out, options, now, settle)
-                # what a killed run was writing (before any rank writes)
-                own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
-                if resume:  # (one writing on this host was refused: _settled)
-                    warn_elsewhere(out, saved)
-                # all, or its own; none where a run listed may be writing them (not --resume's)
-                kept = not resume and keeps_unfinished(out, saved, own, said_as)
-                removed = 0 if kept else remove_unfinished(out, None if resume else own)
-                options["running"] = running_entries(saved, resume, entry(run_id))
-                # since when every loftup file there is no older (as the record it goes on
-                # from), in the record from the start: a run that goes on from it keeps it
-                # whichever run ends last (a run joining, or a --resume over a killed one's)
-                alone = None if saved is None else saved.get("alone_since")
-                if type(alone) is int:
-                    options["alone_since"] = alone
-                write_options(out, options)
-                if saved is None and (alone := _mtime(out / OPTIONS_NAME)) is not None:
-                    write_options(out, {**options, "alone_since": alone})
-            if stale is not None:  # a run that ended writing nothing there (every image failed)
-                print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
-                                f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
-            if removed:
-                print(
-                    f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr
-                )
-        barrier(world)  # no rank writes an output before the record that lets --resume go on
+        # only rank 0 writes and marks the record (the id is its); what it meets there (a
+        # record another run wrote meanwhile, no room left) said by every rank, which wait for
+        # it: no rank writes an output before the record that lets --resume go on
+        alone = judged_by_rank_0(
+            lambda: begin_record(out, options, run_id, read, saved, stale, settle), rank, world
+        )
         report = run(
             jobs,
             pipeline,

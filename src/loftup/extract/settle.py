@@ -1,6 +1,6 @@
 """The record an :func:`~loftup.extract.upsample_folder` run goes on from, settled before the
 models it was passed are converted (:func:`_settled`): every refusal of its options said
-while nothing is changed."""
+while nothing is changed; and the record written as the run begins (:func:`begin_record`)."""
 
 from __future__ import annotations
 
@@ -62,21 +62,67 @@ def settled_again(out: Path, options: dict, read, saved, stale, settle: dict, ra
     and before :func:`loftup.api.load_pipeline` converts those passed in: one that another run
     wrote since ``read`` is settled (:func:`settled_racing`; a refusal came after the
     conversion, which changed the caller's LoftUp in place for a run that did nothing), and a
-    refusal said by every rank (:func:`.torchrun.raise_from_rank_0`). ``saved`` and ``stale`` as
-    they were where nothing changed."""
+    refusal said by every rank (:func:`.torchrun.judged_by_rank_0`). ``saved`` and ``stale``
+    as they were where nothing changed."""
     from . import read_record
     from .record_lock import record_lock
-    from .torchrun import raise_from_rank_0
+    from .torchrun import judged_by_rank_0
 
-    error = None
-    if rank == 0 and out.is_dir():  # (no folder: no record to look at, nor lock to take)
-        try:
-            with record_lock(out):
-                now = read_record(out, resume=settle["resume"], said_as=settle["said_as"])
-                if now != read:
-                    saved, stale = settled_racing(out, options, now, settle)
-                    read = now
-        except Exception as e:  # (no refusal too: an OSError, a bug; the others wait)
-            error = e
-    raise_from_rank_0(error, world)
-    return read, saved, stale
+    def look():
+        if not out.is_dir():  # (no folder: no record to look at, nor lock to take)
+            return None
+        with record_lock(out):
+            now = read_record(out, resume=settle["resume"], said_as=settle["said_as"])
+            return None if now == read else (now, *settled_racing(out, options, now, settle))
+
+    raced = judged_by_rank_0(look, rank, world)
+    return (read, saved, stale) if raced is None else raced
+
+
+def begin_record(out: Path, options: dict, run_id: str, read, saved, stale, settle: dict):
+    """Rank 0's start of the run ``run_id`` in ``out``'s record, under its lock: a record that
+    another run wrote while this one loaded its models settled (:func:`settled_racing`: not
+    overwritten unseen), what a killed run was writing removed (or kept where a run listed may
+    be writing it: :func:`.writers.keeps_unfinished`), and the record written, listing this run
+    as writing (``options["run"]`` its id). Returns its ``alone_since`` (None where unknown)."""
+    import sys
+
+    from ..errors import printable
+    from . import OPTIONS_NAME, outputs_of, read_record, remove_unfinished, write_options
+    from .record_lock import record_lock
+    from .writers import entry, keeps_unfinished, running_entries, warn_elsewhere
+
+    resume, said_as = settle["resume"], settle["said_as"]
+    options["run"] = run_id  # what mark_finished knows its own record by
+    with record_lock(out):  # not while another run marks its record (reads, rewrites)
+        # another run's record, written while this one loaded its models, checked against as
+        # this run's first look was: not overwritten unseen (two runs of other options both
+        # wrote their files under one record; another --format's kind of output left out of
+        # it, its files then called not loftup's)
+        now = read_record(out, resume=resume, said_as=said_as)
+        if now != read:  # (written while load_pipeline converted: refused after it)
+            saved, stale = settled_racing(out, options, now, settle)
+        # what a killed run was writing (before any rank writes)
+        jobs, fmt, viz = settle["jobs"], settle["fmt"], settle["viz"]
+        own = [out / OPTIONS_NAME, *(p for j in jobs for p in outputs_of(out, j, fmt, viz))]
+        if resume:  # (one writing on this host was refused: _settled)
+            warn_elsewhere(out, saved)
+        # all, or its own; none where a run listed may be writing them (not --resume's)
+        kept = not resume and keeps_unfinished(out, saved, own, said_as)
+        removed = 0 if kept else remove_unfinished(out, None if resume else own)
+        options["running"] = running_entries(saved, resume, entry(run_id))
+        # since when every loftup file there is no older (as the record it goes on from), in
+        # the record from the start: a run that goes on from it keeps it whichever run ends
+        # last (a run joining, or a --resume over a killed one's)
+        alone = None if saved is None else saved.get("alone_since")
+        if type(alone) is int:
+            options["alone_since"] = alone
+        write_options(out, options)
+        if saved is None and (alone := _mtime(out / OPTIONS_NAME)) is not None:
+            write_options(out, {**options, "alone_since": alone})
+    if stale is not None:  # a run that ended writing nothing there (every image failed)
+        print(printable(f"replacing {out / OPTIONS_NAME}: its run, of other options "
+                        f"({stale}), finished leaving no output there"), file=sys.stderr)  # fmt: skip
+    if removed:
+        print(f"removed {removed} unfinished file(s) of the interrupted run", file=sys.stderr)
+    return alone if type(alone) is int else None

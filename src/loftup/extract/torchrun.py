@@ -193,6 +193,20 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
     return bytes(data.cpu().tolist()).decode(errors="surrogatepass")
 
 
+def judged_by_rank_0(look, rank: int, world_size: int):
+    """``look()`` on rank 0 alone, what it returns there (None on the other ranks), and what
+    it raises (a refusal, an OSError, a bug) raised on every rank (:func:`raise_from_rank_0`):
+    each rank waits for rank 0's look, as at a barrier."""
+    error = result = None
+    if rank == 0:
+        try:
+            result = look()
+        except Exception as e:  # (no refusal too: the others wait for its word)
+            error = e
+    raise_from_rank_0(error, world_size)
+    return result
+
+
 def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
     """Raise on every rank what rank 0 met (``error``; None on the other ranks, and where it
     met nothing): rank 0 its own error, each other rank a :class:`LoftUpError` of its words

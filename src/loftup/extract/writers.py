@@ -158,16 +158,10 @@ def check_not_writing(
     images too. Said by its pid; a run listed on another host is warned of as its files are
     removed (:func:`warn_elsewhere`). Under torchrun judged by rank 0 (the record lists its
     process: another rank took it for another run's, refused, and the ranks split), and its
-    verdict said by every rank (:func:`.torchrun.raise_from_rank_0`)."""
-    from .torchrun import raise_from_rank_0
+    verdict said by every rank (:func:`.torchrun.judged_by_rank_0`)."""
+    from .torchrun import judged_by_rank_0
 
-    error = None
-    if rank == 0:
-        try:
-            _check_not_writing(out_dir, saved, resume, said_as)
-        except Exception as e:  # (no refusal too: an OSError, a bug; the others wait)
-            error = e
-    raise_from_rank_0(error, world)
+    judged_by_rank_0(lambda: _check_not_writing(out_dir, saved, resume, said_as), rank, world)
 
 
 def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as) -> None:
