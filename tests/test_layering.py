@@ -97,6 +97,10 @@ def test_dir_lists_the_names_imported_on_first_use():
 
 #: Names moved out of a module when it was split by idea: old module -> (new module, names).
 MOVED = {
+    "loftup.extract.writers": (
+        "loftup.extract.run_entries",
+        ("this_run", "entry", "entry_id", "alive", "_seen_from", "_started", "_state"),
+    ),
     "loftup.featurizers.hf": (
         "loftup.featurizers.hf_weights",
         ("CONFIG_FILE", "WEIGHTS_FILE", "HUB_FILES", "resolve_weights", "find_weights", "download")

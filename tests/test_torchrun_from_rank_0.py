@@ -101,7 +101,8 @@ import os, socket, sys, time
 from pathlib import Path
 import torch
 from loftup.extract.torchrun import barrier, process_group
-from loftup.extract.writers import _seen_from, _started, check_not_writing
+from loftup.extract.run_entries import _seen_from, _started
+from loftup.extract.writers import check_not_writing
 
 folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
 agent = os.getppid()
