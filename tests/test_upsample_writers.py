@@ -233,3 +233,32 @@ def test_a_pid_no_process_can_have_is_a_run_gone(upsampler, tmp_path, capsys):
         assert (record["running"], record["finished"]) == ([], True), record
         _listing(out, _entry(pid, 1))
         assert again("--resume") == 0, capsys.readouterr().err
+
+
+def test_a_record_listing_many_runs_not_seen_from_here_is_said_in_a_few_lines(
+    upsampler, tmp_path, capsys
+):
+    """Each run of another host (or container) killed stays listed until a --resume takes
+    over (whether it still writes cannot be told from here): after many, a rerun's note of the
+    files it keeps named every one on one line, and a --resume warned of each on a line of its
+    own. Both name the first few, and count the others."""
+    out, again = _folder(upsampler, tmp_path)
+    listed = [_entry(1000 + i, 1, host=f"node{i}.example") for i in range(10)]
+    _listing(out, *listed)
+    (out / "b.pt").unlink()
+    (out / ".b.pt.abcd1234.tmp").write_bytes(b"half")  # what one of them may be writing
+    capsys.readouterr()
+    assert again() == 0
+    err = capsys.readouterr().err
+    named = "; ".join(f"process {1000 + i} on node{i}.example" for i in range(3))
+    assert (
+        f"kept 1 unfinished file(s) in {out}: its record lists a run that may be writing them "
+        f"({named}; and 7 more); once it has ended, --resume removes them\n"
+    ) in err, err
+    assert again("--resume") == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 4, err
+    assert (
+        f"warning: {out} lists 7 more runs as writing there, which cannot be seen from here: "
+        "if any still is, its unfinished files are removed now\n"
+    ) in err, err

@@ -99,11 +99,24 @@ def keeps_unfinished(out_dir: Path, saved: dict | None, outputs: list, said_as=N
         return False
     said_here = (
         f"kept {kept} unfinished file(s) in {out_dir}: its record lists a run that may be "
-        f"writing them ({'; '.join(map(_process, writing))}); once it has ended, "
+        f"writing them ({_processes(writing)}); once it has ended, "
         f"{said('resume', said_as)} removes them"
     )
     print(printable(said_here), file=sys.stderr)
     return True
+
+
+#: How many of the runs a record lists a note names, the others counted: each run of another
+#: host or container killed stays listed until a --resume takes over (whether it still writes
+#: cannot be told from here), and after many the notes named every one.
+NAMED = 3
+
+
+def _processes(listed: list) -> str:
+    """The first :data:`NAMED` of ``listed`` (``running`` entries of hosts) said as their
+    processes (:func:`_process`), and how many more."""
+    more = len(listed) - NAMED
+    return "; ".join(map(_process, listed[:NAMED])) + (f"; and {more} more" if more > 0 else "")
 
 
 def _process(listed: dict) -> str:
@@ -115,15 +128,26 @@ def _process(listed: dict) -> str:
 
 def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
     """Warn, as a ``--resume`` removes the unfinished files under ``saved``, of each run it
-    lists as writing on another host (whether it still is cannot be told from here)."""
+    lists as writing on another host (whether it still is cannot be told from here): the
+    first :data:`NAMED` by their processes, the others counted."""
     listed = (saved or {}).get("running")
-    for i in listed if isinstance(listed, list) else []:
-        if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str):
-            said_here = (
-                f"warning: {out_dir} lists a run as writing there, {_process(i)}, which cannot "
-                "be seen from here: if it still is, its unfinished files are removed now"
-            )
-            print(printable(said_here), file=sys.stderr)
+    unseen = [
+        i
+        for i in (listed if isinstance(listed, list) else [])
+        if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str)
+    ]
+    for i in unseen[:NAMED]:
+        said_here = (
+            f"warning: {out_dir} lists a run as writing there, {_process(i)}, which cannot "
+            "be seen from here: if it still is, its unfinished files are removed now"
+        )
+        print(printable(said_here), file=sys.stderr)
+    if len(unseen) > NAMED:  # (the first named: NAMED)
+        said_here = (
+            f"warning: {out_dir} lists {len(unseen) - NAMED} more runs as writing there, which "
+            "cannot be seen from here: if any still is, its unfinished files are removed now"
+        )
+        print(printable(said_here), file=sys.stderr)
 
 
 def mark_finished(
