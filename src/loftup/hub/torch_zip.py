@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..escaping import printable
 from .zip_layout import NOT_LOADED, layout_refusal, script_refusal
 from .zip_open import open_zip
 
@@ -27,7 +28,10 @@ def check_zip(
     """A CheckpointError when a member of the zip archive open as ``file`` fails its
     CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
-    not to be thrown away); a truncated archive is left to torch.load's error.
+    not to be thrown away), or when Python's zipfile cannot read it (cut short, its directory
+    not where its end records say, a member's header not its directory's: corrupt or
+    truncated, ``fix`` offered), not left to torch.load, whose reader loads some such archives
+    (zip64 end records with extensible data, a directory said longer than it is) unchecked.
     Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
     compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
     Before any member is read: members listed twice or overlapping are refused
@@ -51,7 +55,9 @@ def check_zip(
                     with z.open(info) as f:
                         while f.read(1 << 24):
                             pass
-                except zipfile.BadZipFile:  # "Bad CRC-32 for file ..."
+                except zipfile.BadZipFile as e:  # "Bad CRC-32 for file ...", or a header's
+                    if not str(e).startswith("Bad CRC-32"):  # ("... and header ... differ")
+                        raise
                     bad = info.filename
                     break
     except NotImplementedError as e:  # (a feature zipfile does not read: torch.save's none)
@@ -61,8 +67,11 @@ def check_zip(
         )
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         failed = _read_error(e)
-        if failed is None:  # cut short, or no zip archive: torch.load says so
-            return
+        if failed is None:  # (torch's reader may load what zipfile cannot: none checked)
+            raise CheckpointError(
+                f"{name} is corrupt or truncated and cannot be read (its zip archive: "
+                f"{printable(str(e))}); {fix}"
+            ) from None
         code = errno.errorcode.get(failed.errno, failed.errno)
         raise CheckpointError(  # not ``fix``, for a file of unsafe content: the file may be whole
             f"{name} could not be read: {code} ({failed.strerror}), a disk or file-system "
