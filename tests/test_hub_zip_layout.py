@@ -117,10 +117,40 @@ def test_members_whose_names_differ_in_case_alone_are_refused(tmp_path, mapped):
     assert msg == (
         f"{path} was not written by torch.save: its members 'pytorch_model/data/0' and "
         "'pytorch_model/DATA/0' differ only in case, which torch.save never writes (torch's zip "
-        "reader finds a member regardless of case, so it could load another than the one "
-        "checked); it was not loaded. Save its weights again with torch.save from a trusted "
-        "source, or as safetensors"
+        "reader finds a member by its bytes, regardless of case, so it could load another than "
+        "the one checked); it was not loaded. Save its weights again with torch.save from a "
+        "trusted source, or as safetensors"
     )
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_members_of_the_same_bytes_read_in_two_encodings_are_refused(tmp_path, mapped):
+    """A storage keyed 'é' and two members of its name's bytes, the first flagged UTF-8 (bit
+    11: 'x/data/é', whole), the second not (zipfile reads it as cp437: 'x/data/├⌐', cut to
+    400 of its 4000 bytes): torch finds the second by its bytes, the check found the first,
+    and torch 2.4 loaded the cut one's garbage as weights. Refused as one name now."""
+    from loftup.hub.files import torch_load
+
+    saved = tmp_path / "saved.pt"
+    torch.save({"w": torch.arange(1000.0)}, saved)
+    with zipfile.ZipFile(saved) as z:
+        members = {i.filename.replace("saved/", "x/"): z.read(i) for i in z.infolist()}
+    path = tmp_path / "x.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            if name.endswith("/data.pkl"):  # (the storage's key, '0', as 'é')
+                data = data.replace(b"X\x01\x00\x00\x000q", b"X\x02\x00\x00\x00\xc3\xa9q")
+            if name.endswith("/data/0"):
+                z.writestr("x/data/\u00e9", data)  # (non-ASCII: zipfile sets bit 11)
+                name, data = "x/data/ZZ", data[:400]  # (ASCII: no bit 11; its bytes below)
+            z.writestr(name, data)
+    path.write_bytes(path.read_bytes().replace(b"x/data/ZZ", "x/data/é".encode()))
+    msg = _refusal(lambda p: torch_load(p, fix="get it again", mmap=mapped), path)
+    assert msg.startswith(
+        f"{path} was not written by torch.save: its members 'x/data/é' and 'x/data/├⌐' are the "
+        "same bytes, read as UTF-8 in one (its flag bit 11) and cp437 in the other, which "
+        "torch.save never writes"
+    ), msg
 
 
 def test_a_torchscript_archive_of_the_cache_is_told_a_copy_outside_it(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ as it is walked, no further than that cap."""
 from __future__ import annotations
 
 import io
-import string
 import sys
 import traceback
 import zipfile
@@ -21,14 +20,19 @@ from dataclasses import dataclass, field
 from .pickle_walk import PICKLE_CAP, Thing, Walk
 from .zip_open import open_zip
 
-#: ASCII's capitals to its small letters (as torch's zip reader, miniz, compares names), no other
-ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
-
-def folded(name: str) -> str:
-    """A member's ``name`` as torch's zip reader finds it: regardless of ASCII case (miniz's
-    lookup; ``archive/DATA.PKL`` is the ``archive/data.pkl`` torch reads)."""
-    return name.translate(ASCII_LOWER)
+def folded(name: str | zipfile.ZipInfo) -> bytes:
+    """A member's name as torch's zip reader (miniz) finds it: its bytes, ASCII's capitals as
+    small letters, no other (``archive/DATA.PKL`` is the ``archive/data.pkl`` torch reads). A
+    member's (a ZipInfo) as its directory stores them (UTF-8 where its flag bit 11 says so,
+    else cp437, as zipfile decoded them: the same bytes read in both ways are one name to
+    torch, two to zipfile), a name torch looks up (a str) in UTF-8, as torch passes it."""
+    if isinstance(name, zipfile.ZipInfo):
+        utf8 = name.flag_bits & 0x800
+        raw = name.orig_filename.encode("utf-8" if utf8 else "cp437", "surrogatepass")
+    else:
+        raw = name.encode("utf-8", "surrogatepass")
+    return raw.lower()
 
 
 @dataclass
@@ -39,8 +43,9 @@ class Walked:
     (:attr:`~.pickle_walk.Walk.protocol`; None where nothing was). Of a zip archive:
     ``nested``, whether its first member lies in a folder, as torch reads one (else ``top``
     is of the ``data.pkl`` its first member's whole name gives, which torch does not read);
-    ``folder``, that folder; ``members``, each member by its name :func:`folded` (torch finds
-    one regardless of case; two names equal so are refused before, by check_zip);
+    ``folder``, that folder (``prefix``: its bytes :func:`folded`); ``members``, each member
+    by its name :func:`folded` (torch finds one by its bytes, regardless of case; two names
+    equal so are refused before, by check_zip: :meth:`member` finds one as torch does);
     ``pickle_bytes``, its data.pkl's; ``persids``, each persistent id its pickle makes
     (:attr:`~.pickle_walk.Walk.persids`). ``error``: what the walk raised (what else is here
     is then not to be read), its frames' locals cleared (:func:`_unframed`). ``allowed``:
@@ -52,11 +57,16 @@ class Walked:
     protocol: int | None = None
     nested: bool = True
     folder: str = ""
-    members: dict[str, zipfile.ZipInfo] = field(default_factory=dict)
+    prefix: bytes = b""
+    members: dict[bytes, zipfile.ZipInfo] = field(default_factory=dict)
     error: Exception | None = None
     allowed: bool = False
     pickle_bytes: int = 0
     persids: list[Thing] = field(default_factory=list)
+
+    def member(self, inner: str) -> zipfile.ZipInfo | None:
+        """The member ``<folder>/<inner>`` as torch finds it (:func:`folded`); None where none is."""
+        return self.members.get(self.prefix + b"/" + folded(inner))
 
 
 class FilePickle:
@@ -110,8 +120,9 @@ def _walk(f) -> Walked:
         infos = z.infolist()
         first = infos[0].filename
         found = Walked(nested="/" in first, folder=first.split("/")[0])
-        found.members = {folded(i.filename): i for i in infos}
-        info = found.members[folded(f"{found.folder}/data.pkl")]  # the one torch reads
+        found.members = {folded(i): i for i in infos}
+        found.prefix = folded(infos[0]).split(b"/")[0]  # (torch's: of its bytes)
+        info = found.members[found.prefix + b"/data.pkl"]  # the one torch reads
         found.pickle_bytes = info.file_size
         if info.file_size > PICKLE_CAP or info.compress_type != zipfile.ZIP_STORED:
             return found  # (a compressed one: refused before, by check_zip)

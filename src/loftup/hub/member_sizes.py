@@ -14,7 +14,7 @@ from ..cpu import _caller_level
 from ..errors import CheckpointError
 from ..escaping import printable
 from ..ranks import is_main_process
-from .file_pickle import FilePickle, folded
+from .file_pickle import FilePickle
 from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
@@ -48,7 +48,7 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
     for key, nbytes in sorted(_storage_bytes(walked.persids).items()):
         member = f"{walked.folder}/data/{key}"
-        info = walked.members.get(folded(member))  # (as torch finds it: regardless of case)
+        info = walked.member(f"data/{key}")  # (as torch finds it: regardless of case)
         held = None if info is None else info.file_size
         member = member if info is None else info.filename
         if nbytes < 0:  # (was "needs 0": a max() from 0)

@@ -28,12 +28,12 @@ _FLAGGED |= {0x20: ("a member of patched data", "compressed patched data")}
 
 def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``) whose directory lists a member twice
-    (or two whose names differ in case alone: :func:`_case_refusal`), or a member flagged
+    (or two whose names are one to torch, :func:`_case_refusal`), or a member flagged
     encrypted or as patched data, or a member whose bytes run past the next one's header (or into the directory):
     each member's local header read for the length of its name and extra field, no member
     read. None where its members lie one after another, as torch.save writes them."""
     infos = sorted(z.infolist(), key=lambda i: i.header_offset)
-    seen: dict[str, str] = {}  # each name lower-cased (ASCII) -> the name first listed so
+    seen: dict[bytes, str] = {}  # each name's bytes lower-cased (ASCII) -> the first so
     for info in infos:
         for bits, (kind, flag) in _FLAGGED.items():
             if info.flag_bits & bits:
@@ -42,7 +42,7 @@ def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
                     f"{info.filename!r} is flagged as {flag}, which torch.save never writes; it "
                     "was not loaded. Save its weights again with torch.save from a trusted copy"
                 )
-        other = seen.get(name_folded := folded(info.filename))
+        other = seen.get(name_folded := folded(info))
         if other == info.filename:
             return _refusal(name, f"its member {info.filename!r} is listed twice")
         if other is not None:
@@ -63,12 +63,19 @@ def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
 
 
 def _case_refusal(name: str, first: str, second: str) -> str:
-    """The refusal of the archive ``name`` whose members ``first`` and ``second`` differ in case
-    alone: torch's zip reader (miniz) finds a member by its name without regard to (ASCII)
-    case, so it could load one other than the one loftup checked (its size, its CRC)."""
+    """The refusal of the archive ``name`` whose members ``first`` and ``second`` are one name
+    to torch's zip reader (miniz), which finds a member by its name's bytes without regard to
+    (ASCII) case: they differ in case alone, or are the same bytes that zipfile read apart (as
+    UTF-8 in one, flag bit 11, as cp437 in the other); it could load another member than the
+    one loftup checked (its size, its CRC)."""
+    how = (
+        "differ only in case"
+        if folded(first) == folded(second)
+        else "are the same bytes, read as UTF-8 in one (its flag bit 11) and cp437 in the other"
+    )
     return (
-        f"{name} was not written by torch.save: its members {first!r} and {second!r} differ "
-        "only in case, which torch.save never writes (torch's zip reader finds a member "
+        f"{name} was not written by torch.save: its members {first!r} and {second!r} {how}, "
+        "which torch.save never writes (torch's zip reader finds a member by its bytes, "
         "regardless of case, so it could load another than the one checked); it was not "
         "loaded. Save its weights again with torch.save from a trusted source, or as safetensors"
     )
