@@ -1,7 +1,8 @@
-"""A torch.save archive that Python's zipfile cannot read, but torch's zip reader (miniz) loads,
-is refused before torch.load: it was left to torch.load as "cut short" (zipfile's error
-swallowed), its checks never made (its members' sizes and checksums), and torch 2.4 loaded a
-member cut to 400 of its tensor's 4000 bytes as weights, torch 2.13 its mapped neighbours."""
+"""A torch.save archive that Python's zipfile cannot read, or reads otherwise than torch's zip
+reader (miniz) does, is refused before torch.load: it was left to torch.load as "cut short"
+(zipfile's error swallowed), or its checks made on another directory than the one torch
+loads (its members' sizes and checksums), and torch 2.4 loaded a member cut to 400 of its
+tensor's 4000 bytes as weights, torch 2.13 its mapped neighbours, both a copy of zeros."""
 
 from __future__ import annotations
 
@@ -43,19 +44,65 @@ def _header_names_another(raw: bytearray) -> None:
     raw[head + 30 + name + extra + 100] ^= 0xFF
 
 
+def _directory_hidden(raw: bytearray) -> None:
+    """A second directory where the end records say (one that cuts the tensor's member to 400
+    bytes), the members again after it and the directory torch.save wrote after them: zipfile
+    reads the directory that ends at the end records and takes the bytes before it as not the
+    archive's (its members' offsets moved by as many); torch's reader reads the first."""
+    end, at = len(raw) - 22, raw.rindex(b"PK\x06\x06")
+    length, offset = struct.unpack_from("<II", raw, end + 12)
+    body, directory = raw[:offset], raw[offset : offset + length]
+    hidden = bytearray(directory)
+    entry = hidden.index(b"x/data/0") - 46
+    struct.pack_into("<II", hidden, entry + 20, 400, 400)  # (its sizes)
+    records = raw[at:]
+    struct.pack_into("<Q", records, 56 + 8, 2 * offset + 2 * length)  # (the locator's offset)
+    raw[:] = body + hidden + body + directory + records
+
+
+def _zip64_record_moved(raw: bytearray) -> None:
+    """The zip64 locator pointing at a second zip64 end record, before the directory: torch's
+    reader reads that one (the directory's place, members at the offsets it gives), zipfile
+    the one 56 bytes before the locator, which places the archive after a copy of its
+    members whose tensor's bytes are zeros: torch loaded the zeros, the whole copy checked."""
+    end, at = len(raw) - 22, raw.rindex(b"PK\x06\x06")
+    length, offset = struct.unpack_from("<II", raw, end + 12)
+    body, directory = bytes(raw[:offset]), bytes(raw[offset : offset + length])
+    head = raw.index(b"x/data/0") - 30
+    name, extra = struct.unpack_from("<HH", raw, head + 26)
+    zeros = bytearray(body)
+    zeros[head + 30 + name + extra : head + 30 + name + extra + 4000] = bytes(4000)
+    start = 2 * offset + 56  # (the directory's place, after the second record)
+    torch_s, zipfile_s = bytearray(raw[at : at + 56]), bytearray(raw[at : at + 56])
+    struct.pack_into("<Q", torch_s, 48, start)
+    struct.pack_into("<Q", zipfile_s, 48, start - offset)  # (its members one copy on)
+    locator, last = bytearray(raw[at + 56 : at + 76]), bytearray(raw[end:])
+    struct.pack_into("<Q", locator, 8, 2 * offset)
+    struct.pack_into("<I", last, 16, start)
+    raw[:] = zeros + body + torch_s + directory + zipfile_s + locator + last
+
+
 @pytest.mark.parametrize(
     "edit, said",
     [
         (_extensible_data, "Bad magic number for central directory"),
         (_directory_said_longer, "Bad magic number for central directory"),
         (_header_names_another, "File name in directory"),
+        (_directory_hidden, "its directory lies at byte "),
+        (_zip64_record_moved, "its zip64 end record is not where zipfile reads it"),
     ],
-    ids=["zip64 extensible data", "directory said longer", "header names another"],
+    ids=[
+        "zip64 extensible data",
+        "directory said longer",
+        "header names another",
+        "hidden",
+        "moved",
+    ],
 )
-def test_an_archive_zipfile_cannot_read_is_refused_not_loaded_unchecked(tmp_path, edit, said):
+def test_an_archive_zipfile_reads_otherwise_than_torch_is_refused_not_loaded(tmp_path, edit, said):
     path = tmp_path / "x.pt"
     torch.save({"w": torch.arange(1000.0)}, path)
-    if edit is not _header_names_another:
+    if edit in (_extensible_data, _directory_said_longer):
         _resize_member(path, "/data/0", 400)  # (its tensor needs 4000 bytes)
     raw = bytearray(path.read_bytes())
     edit(raw)

@@ -18,21 +18,31 @@ _END_SPAN = 22 + 0xFFFF
 def open_zip(f) -> zipfile.ZipFile:
     """``zipfile.ZipFile`` of the archive open as ``f`` (a binary file, at any position), read
     with the "version needed to extract" of its directory's entries above 6.3 taken as 6.3,
-    which torch loads; zipfile's own error where its directory cannot be found."""
+    which torch loads; zipfile's own error where its directory cannot be found, and a
+    BadZipFile where its end records say its directory lies elsewhere than where zipfile reads
+    it (:func:`_misplaced`: torch's reader reads it there, another directory to load than the
+    one checked)."""
     try:
-        return zipfile.ZipFile(f)
+        z = zipfile.ZipFile(f)
     except NotImplementedError as e:
         if not str(e).startswith("zip file version"):
             raise
         found = _directory(f)
         if found is None:
             raise
-    return zipfile.ZipFile(_WithDirectory(f, *found))
+        z = zipfile.ZipFile(_WithDirectory(f, *found))
+    misplaced = _misplaced(f, z.start_dir)
+    if misplaced is not None:
+        z.close()
+        raise zipfile.BadZipFile(misplaced)
+    return z
 
 
-def _directory(f) -> tuple[int, bytes] | None:
-    """Where the central directory of the archive open as ``f`` starts, and its bytes with each
-    entry's "version needed to extract" at most 6.3; None where its end record is not found."""
+def _ends(f) -> tuple[int, int, int, int] | None:
+    """Of the archive open as ``f``: where its end record begins, where its zip64 end record
+    does (as its locator says: where torch's reader reads it; the end record's where there is
+    none) and the directory's offset and length that record gives; None where no end record
+    is found, or a zip64 locator points at no zip64 end record."""
     f.seek(0, 2)
     size = f.tell()
     f.seek(max(0, size - _END_SPAN))
@@ -42,25 +52,58 @@ def _directory(f) -> tuple[int, bytes] | None:
         at = tail.rfind(_END)  # (not the signature its own fields may hold, 10 bytes in)
     if at < 0 or len(tail) - at < 22:
         return None
-    end = size - len(tail) + at  # (where the directory ends, or its zip64 records begin)
-    length = struct.unpack_from("<I", tail, at + 12)[0]
+    end = size - len(tail) + at
+    length, offset = struct.unpack_from("<II", tail, at + 12)
     f.seek(max(0, end - 20))  # (from the file: a long comment leaves it out of ``tail``)
-    if end >= 20 and f.read(4) == _LOCATOR:  # zip64: its length in its own record
-        f.seek(max(0, end - 20 - 56))
-        record = f.read(56)
-        if end < 76 or record[:4] != _END64:
-            return None
-        end, length = end - 20 - 56, struct.unpack_from("<Q", record, 40)[0]
-    if length > end:
+    locator = f.read(20) if end >= 20 else b""
+    if locator[:4] != _LOCATOR:
+        return end, end, offset, length
+    record_at = struct.unpack_from("<Q", locator, 8)[0]
+    f.seek(record_at)
+    record = f.read(56)
+    if len(record) < 56 or record[:4] != _END64:
         return None
-    f.seek(end - length)
+    length, offset = struct.unpack_from("<QQ", record, 40)  # (zipfile's and torch's both)
+    return end, record_at, offset, length
+
+
+def _misplaced(f, start: int) -> str | None:
+    """Why the archive open as ``f``, whose directory zipfile read from ``start``, is read
+    otherwise by torch's reader (miniz); None where both read it alike. zipfile reads the
+    directory that ends where the end records begin, the zip64 end record 56 bytes before its
+    locator, and takes bytes before the archive (its members' offsets moved by as many);
+    torch's reader reads the directory and members at the offsets the records give, the zip64
+    one where its locator says: torch.save writes each where the others say."""
+    ends = _ends(f)
+    if ends is None:
+        return "its zip64 locator points at no zip64 end record"
+    end, record_at, offset, _ = ends
+    if record_at != end and record_at != end - 20 - 56:
+        return "its zip64 end record is not where zipfile reads it (extensible data, or moved)"
+    if offset != start:  # (its length the one zipfile read it by: from the same record)
+        return (
+            f"its directory lies at byte {start}, not {offset}, where its end records say "
+            "(bytes before or within the archive)"
+        )
+    return None
+
+
+def _directory(f) -> tuple[int, bytes] | None:
+    """Where the central directory of the archive open as ``f`` starts, and its bytes with each
+    entry's "version needed to extract" at most 6.3; None where its end records are not found
+    or do not say where it lies (:func:`_misplaced`, said once zipfile has read it)."""
+    ends = _ends(f)
+    if ends is None or ends[3] > ends[1]:
+        return None
+    _, record_at, _, length = ends
+    f.seek(record_at - length)  # (the directory zipfile reads: ending at the end records)
     directory = bytearray(f.read(length))
     i = 0
     while i + 46 <= len(directory) and directory[i : i + 4] == b"PK\x01\x02":
         directory[i + 6] = min(directory[i + 6], zipfile.MAX_EXTRACT_VERSION)
         n, m, k = struct.unpack_from("<HHH", directory, i + 28)
         i += 46 + n + m + k
-    return end - length, bytes(directory)
+    return record_at - length, bytes(directory)
 
 
 class _WithDirectory:
