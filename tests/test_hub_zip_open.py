@@ -8,6 +8,8 @@ import io
 import struct
 import zipfile
 
+import pytest
+
 from loftup.hub.zip_open import open_zip
 
 #: The signature of a zip archive's end record
@@ -66,3 +68,29 @@ def test_a_zip64_archive_with_a_long_comment_is_read_by_its_zip64_record():
     data[-2:] = struct.pack("<H", 65530)
     with open_zip(io.BytesIO(bytes(data) + b"c" * 65530)) as z:
         assert len(z.namelist()) == len(names)
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_a_torch_archive_written_again_with_zip64_headers_loads_as_torch_loads_it(tmp_path, mapped):
+    """torch.save's members written again by zipfile with force_zip64 (each local header's zip64
+    extra field, as a writer of files over 4 GB writes them): checked and loaded as torch.load
+    loads it, each tensor whole (the end records' places read as torch reads them)."""
+    import torch
+
+    from loftup.hub.files import torch_load
+
+    saved = tmp_path / "saved.pt"
+    state = {"w": torch.arange(1000.0), "h": torch.ones(3, dtype=torch.bfloat16)}
+    torch.save(state | {"i": torch.arange(5)}, saved)
+    path = tmp_path / "zip64.pt"
+    with zipfile.ZipFile(saved) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            with zout.open(info.filename, "w", force_zip64=True) as member:
+                member.write(zin.read(info))
+    assert path.read_bytes().count(b"\x01\x00\x10\x00") == len(zin.infolist())  # (zip64 extras)
+    loaded = torch_load(path, fix="get it again", mmap=mapped)
+    expected = torch.load(path, weights_only=True, mmap=mapped)
+    assert loaded.keys() == expected.keys() == {"w", "h", "i"}
+    for key, value in loaded.items():
+        assert torch.equal(value, expected[key]) and value.dtype == expected[key].dtype
+    assert torch.equal(loaded["w"], state["w"]) and torch.equal(loaded["h"], state["h"])
