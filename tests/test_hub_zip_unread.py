@@ -44,6 +44,15 @@ def _header_names_another(raw: bytearray) -> None:
     raw[head + 30 + name + extra + 100] ^= 0xFF
 
 
+def _unchecksummed_header_names_another(raw: bytearray) -> None:
+    """data.pkl's CRC-32 said 0 (torch.save's, told not to compute them: its bytes not read
+    by the check) and its local header naming another file: the walk of its pickle, refused
+    by zipfile, was taken for one it could not follow and the members' sizes went unchecked."""
+    central = raw.index(b"PK\x01\x02")  # (data.pkl's entry: the first, at offset 0)
+    raw[14:18] = raw[central + 16 : central + 20] = bytes(4)
+    raw[30:40] = raw[30:40].upper()
+
+
 def _directory_hidden(raw: bytearray) -> None:
     """A second directory where the end records say (one that cuts the tensor's member to 400
     bytes), the members again after it and the directory torch.save wrote after them: zipfile
@@ -88,6 +97,7 @@ def _zip64_record_moved(raw: bytearray) -> None:
         (_extensible_data, "Bad magic number for central directory"),
         (_directory_said_longer, "Bad magic number for central directory"),
         (_header_names_another, "File name in directory"),
+        (_unchecksummed_header_names_another, "File name in directory"),
         (_directory_hidden, "its directory lies at byte "),
         (_zip64_record_moved, "its zip64 end record is not where zipfile reads it"),
     ],
@@ -95,6 +105,7 @@ def _zip64_record_moved(raw: bytearray) -> None:
         "zip64 extensible data",
         "directory said longer",
         "header names another",
+        "no CRC, header names another",
         "hidden",
         "moved",
     ],
@@ -102,7 +113,7 @@ def _zip64_record_moved(raw: bytearray) -> None:
 def test_an_archive_zipfile_reads_otherwise_than_torch_is_refused_not_loaded(tmp_path, edit, said):
     path = tmp_path / "x.pt"
     torch.save({"w": torch.arange(1000.0)}, path)
-    if edit in (_extensible_data, _directory_said_longer):
+    if edit in (_extensible_data, _directory_said_longer, _unchecksummed_header_names_another):
         _resize_member(path, "/data/0", 400)  # (its tensor needs 4000 bytes)
     raw = bytearray(path.read_bytes())
     edit(raw)

@@ -32,8 +32,8 @@ def check_zip(
     not where its end records say, a member's header not its directory's: corrupt or
     truncated, ``fix`` offered), not left to torch.load, whose reader loads some such archives
     (zip64 end records with extensible data, a directory said longer than it is) unchecked.
-    Members stored with a CRC of 0 are not checked: ``torch.save`` writes 0 when told not to
-    compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
+    Members stored with a CRC of 0 have their headers checked alone: ``torch.save`` writes 0
+    when told not to compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
     Before any member is read: members listed twice or overlapping are refused
     (:func:`~.zip_layout.layout_refusal`), a TorchScript archive (at ``path``) is told as one
     (:func:`~.zip_layout.script_refusal`, its line's file written in ``out_folder`` where
@@ -49,7 +49,8 @@ def check_zip(
                 if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
                     packed = info
                     break
-                if info.CRC == 0:
+                if info.CRC == 0:  # (no checksum to match: its header checked alone)
+                    z.open(info).close()
                     continue
                 try:
                     with z.open(info) as f:
