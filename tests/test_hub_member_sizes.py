@@ -188,3 +188,28 @@ def test_a_failed_walk_in_the_callers_except_block_leaves_the_callers_error_whol
         walked = FilePickle(archive).walked()
         assert isinstance(walked.error, KeyError) and walked.error.__context__ is outer
         assert outer.__traceback__.tb_next.tb_frame.f_locals == {"kept": "the caller's"}
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, mapped):
+    """A storage's key 0 (an int) where torch.save writes '0': torch loads member data/0 for
+    it all the same, and the check, which sized storages of text keys alone, passed the file
+    unchecked: torch 2.4 loaded a member cut to 400 of its tensor's 4000 bytes as weights."""
+    path = tmp_path / "keyed.pt"
+    torch.save({"w": torch.arange(1000.0)}, path)
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            if name.endswith("/data.pkl"):
+                assert data.count(b"X\x01\x00\x00\x000q") == 1  # (BINUNICODE '0', its key)
+                data = data.replace(b"X\x01\x00\x00\x000q", b"K\x00q")  # (BININT1 0)
+            z.writestr(name, data[:400] if name.endswith("/data/0") else data)
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again", mmap=mapped)
+    assert str(e.value).startswith(
+        f"{path} was not written by torch.save: its pickle gives a storage a persistent id of "
+        "another form than torch.save's ('storage', a storage class of torch's, its key as text, "
+        "its location, its size as an integer), whose member could not be checked; it was not "
+        "loaded"
+    ), e.value

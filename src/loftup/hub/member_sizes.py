@@ -16,6 +16,7 @@ from ..escaping import printable
 from ..ranks import is_main_process
 from .file_pickle import FilePickle
 from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
+from .zip_layout import NOT_LOADED
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
 #: persistent id (its dtype's; an UntypedStorage's size is in bytes, torch.storage's too: a
@@ -46,7 +47,15 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
         return _unchecked(name, f"{walked.pickle_bytes} bytes, over {PICKLE_CAP}")
     if walked.error is not None or walked.top is None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
-    for key, nbytes in sorted(_storage_bytes(walked.persids).items()):
+    needs = _storage_bytes(walked.persids)
+    if needs is None:
+        raise CheckpointError(
+            f"{name} was not written by torch.save: its pickle gives a storage a persistent id "
+            "of another form than torch.save's ('storage', a storage class of torch's, its key "
+            "as text, its location, its size as an integer), whose member could not be "
+            f"checked{NOT_LOADED}"
+        )
+    for key, nbytes in sorted(needs.items()):
         member = f"{walked.folder}/data/{key}"
         info = walked.member(f"data/{key}")  # (as torch finds it: regardless of case)
         held = None if info is None else info.file_size
@@ -86,16 +95,19 @@ def _unchecked(name: str, why: str) -> None:
     )
 
 
-def _storage_bytes(persids: list[Thing]) -> dict[str, int]:
+def _storage_bytes(persids: list[Thing]) -> dict[str, int] | None:
     """The bytes each storage of a pickle needs, by its key, of the persistent ids it makes
     (``persids``: ("storage", a torch storage class, key, location, size in elements), as the
-    walk met them: each torch.load loads, whether kept or thrown away)."""
+    walk met them: each torch.load loads, whether kept or thrown away); None where one is of
+    another form (a key of 0, not '0': torch loads member data/0 all the same; b'storage'),
+    which torch.save never writes and the check cannot size."""
     needs = {}
     for t in persids:
         found = _storage_need(t.args)
-        if found is not None:
-            key, n = found
-            needs[key] = max(needs[key], n) if key in needs else n
+        if found is None:
+            return None
+        key, n = found
+        needs[key] = max(needs[key], n) if key in needs else n
     return needs
 
 
@@ -104,7 +116,7 @@ def _storage_need(args: list[Thing]) -> tuple[str, int] | None:
     if len(args) not in (5, 6) or args[0].value != "storage" or args[1].kind != "global":
         return None
     (module, cls), key, numel = args[1].value, args[2].value, args[4].value
-    if module not in ("torch", UNTYPED[0]) or not isinstance(key, str) or type(numel) is not int:
+    if module not in ("torch", UNTYPED[0]) or args[2].kind != "str" or type(numel) is not int:
         return None
     size = _ELEMENT_BYTES.get(cls) if module == "torch" else {UNTYPED[1]: 1}.get(cls)
     return None if size is None else (key, numel * size)
