@@ -190,12 +190,10 @@ def test_a_failed_walk_in_the_callers_except_block_leaves_the_callers_error_whol
         assert outer.__traceback__.tb_next.tb_frame.f_locals == {"kept": "the caller's"}
 
 
-@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
-def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, mapped):
-    """A storage's key 0 (an int) where torch.save writes '0': torch loads member data/0 for
-    it all the same, and the check, which sized storages of text keys alone, passed the file
-    unchecked: torch 2.4 loaded a member cut to 400 of its tensor's 4000 bytes as weights."""
-    path = tmp_path / "keyed.pt"
+def _keyed(path, key: bytes, tensor) -> None:
+    """torch.save's archive of a tensor of 1000 floats at ``path`` (its folder ``x``), its
+    storage's key '0' pickled as the opcodes ``key``, its tensor's member written as the
+    (name, bytes) pairs ``tensor`` makes of its bytes."""
     torch.save({"w": torch.arange(1000.0)}, path)
     with zipfile.ZipFile(path) as z:
         members = {i.filename: z.read(i) for i in z.infolist()}
@@ -203,8 +201,18 @@ def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, m
         for name, data in members.items():
             if name.endswith("/data.pkl"):
                 assert data.count(b"X\x01\x00\x00\x000q") == 1  # (BINUNICODE '0', its key)
-                data = data.replace(b"X\x01\x00\x00\x000q", b"K\x00q")  # (BININT1 0)
-            z.writestr(name, data[:400] if name.endswith("/data/0") else data)
+                data = data.replace(b"X\x01\x00\x00\x000q", key + b"q")
+            for written, held in tensor(data) if name.endswith("/data/0") else [(name, data)]:
+                z.writestr(written, held)
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, mapped):
+    """A storage's key 0 (an int) where torch.save writes '0': torch loads member data/0 for
+    it all the same, and the check, which sized storages of text keys alone, passed the file
+    unchecked: torch 2.4 loaded a member cut to 400 of its tensor's 4000 bytes as weights."""
+    path = tmp_path / "x.pt"
+    _keyed(path, b"K\x00", lambda data: [("x/data/0", data[:400])])  # (BININT1 0)
     with pytest.raises(CheckpointError) as e:
         torch_load(path, fix="get it again", mmap=mapped)
     assert str(e.value).startswith(
@@ -213,3 +221,20 @@ def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, m
         "its location, its size as an integer), whose member could not be checked; it was not "
         "loaded"
     ), e.value
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["whole", "mapped"])
+def test_a_key_of_bytes_is_read_as_torch_decodes_it(tmp_path, mapped):
+    """A storage's key pickled as bytes (SHORT_BINSTRING b'\\xc3\\xa9'), which torch.load
+    decodes as UTF-8 ('é') and pickletools gave as Latin-1 ('Ã©'): the check sized member
+    data/Ã© (whole) while torch loaded data/é, cut to 400 of its 4000 bytes (torch 2.4 loaded
+    its garbage as weights). Sized as torch reads it now."""
+    path = tmp_path / "x.pt"
+    both = [("x/data/\u00c3\u00a9", None), ("x/data/\u00e9", 400)]
+    _keyed(path, b"U\x02\xc3\xa9", lambda data: [(n, data[:cut]) for n, cut in both])
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again", mmap=mapped)
+    assert str(e.value) == (
+        f"{path} is corrupt: its member 'x/data/é' holds 400 bytes, where its tensor needs 4000 "
+        "(damaged or rewritten); get it again"
+    )

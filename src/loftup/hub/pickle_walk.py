@@ -33,6 +33,9 @@ OPS_CAP = 4_000_000
 
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE"}
 _STRINGS |= {"BINUNICODE", "BINUNICODE8"}
+#: The strings of bytes that pickletools gives as Latin-1 text, which the unpickler decodes in
+#: the encoding torch.load gives it (UTF-8: a storage's key 'é' is b'\xc3\xa9', not 'Ã©')
+_BYTE_STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING"}
 _PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _GET = {"GET", "BINGET", "LONG_BINGET"}
 #: The opcodes of an int, whose value is kept (a storage's size, :mod:`.member_sizes`)
@@ -144,7 +147,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> No
     Thing, its value kept (else :data:`OTHER`)."""
     name = op.name
     if name in _STRINGS:
-        stack.append(Thing("str", arg))
+        stack.append(Thing("str", _decoded(arg) if name in _BYTE_STRINGS else arg))
     elif name in _INTS and walk.ints:  # plain, as OTHER is, with its value
         stack.append(Thing("other", arg))
     elif name == "MARK":
@@ -221,6 +224,16 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> No
             before = before[: before.index(pickletools.markobject)]
         _pop(stack, len(before))
         stack.extend(OTHER for _ in op.stack_after)
+
+
+def _decoded(latin1: str) -> str:
+    """The string of bytes pickletools gives as ``latin1`` text, as the unpickler decodes it
+    for torch.load (UTF-8); as it is where it is no UTF-8 (that load fails on it: what is said
+    of the file, its protocol and objects, as before)."""
+    try:
+        return latin1.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return latin1
 
 
 def _pop(stack: list[Thing], n: int) -> list[Thing]:
