@@ -24,6 +24,11 @@ def open_zip(f) -> zipfile.ZipFile:
     one checked)."""
     try:
         z = zipfile.ZipFile(f)
+    except zipfile.BadZipFile:  # (said as what torch's reader reads otherwise, where it is)
+        misplaced = _misplaced(f, None)
+        if misplaced is None:
+            raise
+        raise zipfile.BadZipFile(misplaced) from None
     except NotImplementedError as e:
         if not str(e).startswith("zip file version"):
             raise
@@ -67,20 +72,23 @@ def _ends(f) -> tuple[int, int, int, int] | None:
     return end, record_at, offset, length
 
 
-def _misplaced(f, start: int) -> str | None:
-    """Why the archive open as ``f``, whose directory zipfile read from ``start``, is read
-    otherwise by torch's reader (miniz); None where both read it alike. zipfile reads the
+def _misplaced(f, start: int | None) -> str | None:
+    """Why the archive open as ``f``, whose directory zipfile read from ``start`` (None: could
+    not read), is read otherwise by torch's reader (miniz); None where both read it alike, or
+    no end records are found where zipfile could read none. zipfile reads the
     directory that ends where the end records begin, the zip64 end record 56 bytes before its
     locator, and takes bytes before the archive (its members' offsets moved by as many);
     torch's reader reads the directory and members at the offsets the records give, the zip64
     one where its locator says: torch.save writes each where the others say."""
     ends = _ends(f)
     if ends is None:
-        return "its zip64 locator points at no zip64 end record"
+        return None if start is None else "its zip64 locator points at no zip64 end record"
     end, record_at, offset, _ = ends
     if record_at != end and record_at != end - 20 - 56:
         return "its zip64 end record is not where zipfile reads it (extensible data, or moved)"
-    if offset != start:  # (its length the one zipfile read it by: from the same record)
+    if (
+        start is not None and offset != start
+    ):  # (its length the one zipfile read it by: from the same record)
         return (
             f"its directory lies at byte {start}, not {offset}, where its end records say "
             "(bytes before or within the archive)"
