@@ -73,14 +73,7 @@ def test_a_loftup_held_beside_other_weights_or_under_the_tutorials_key_loads(tmp
         "tutorial": {"model_state_dict": state, "optimizer_state_dict": {}, "epoch": 1},
         "ddp": {"model_state_dict": under("module.")},
     }
-    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
-    with torch.no_grad():
-        want = model(lr, image)
-    for name, obj in files.items():
-        torch.save(obj, tmp_path / f"{name}.pt")
-        got = load_upsampler(tmp_path / f"{name}.pt", num_heads=2)
-        with torch.no_grad():
-            assert torch.equal(got(lr, image), want), name
+    lr, image, want = _each_loads_as(model, files, tmp_path)
     ema = {k: v + 1 for k, v in state.items() if v.is_floating_point()}
     torch.save({"state_dict": {**under("model."), **{"ema." + k: v for k, v in ema.items()}}},
                tmp_path / "two.pt")  # fmt: skip
@@ -92,6 +85,20 @@ def test_a_loftup_held_beside_other_weights_or_under_the_tutorials_key_loads(tmp
     got = load_upsampler(_run_told(said, "model."), num_heads=2)
     with torch.no_grad():
         assert torch.equal(got(lr, image), want)
+
+
+def _each_loads_as(model: LoftUp, files: dict, folder: Path):
+    """Save each of ``files`` (name -> checkpoint object) in ``folder`` and check that it
+    loads (2 heads) as ``model``; the inputs and the output compared."""
+    lr, image = torch.randn(1, 8, 4, 4), torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        want = model(lr, image)
+    for name, obj in files.items():
+        torch.save(obj, folder / f"{name}.pt")
+        got = load_upsampler(folder / f"{name}.pt", num_heads=2)
+        with torch.no_grad():
+            assert torch.equal(got(lr, image), want), name
+    return lr, image, want
 
 
 def _run_told(said: str, prefix: str) -> str:
@@ -184,3 +191,37 @@ def test_the_line_that_keeps_one_of_two_loftups_runs_with_a_key_that_is_no_name(
     got = load_upsampler(_run_told(str(e.value), "up.ema."), num_heads=2)
     want = {k: v + 1 for k, v in state.items()}
     assert all(torch.equal(v, want[k]) for k, v in got.state_dict().items())
+
+
+def test_the_loftup_is_found_under_the_key_that_holds_it_and_two_of_them_are_refused(
+    tmp_path, monkeypatch
+):
+    """An EMA copy saved alone ({"ema": ...}, timm's {"model_ema": ...}) was refused as "entry
+    'ema' is a OrderedDict, not a tensor; this is not a LoftUp state dict", and a LoftUp under
+    "state_dict" beside a "model" of something else (a config's dict, a backbone's weights) as
+    "no weight 'channel_norm.weight', so this is not a LoftUp checkpoint": "model" was read
+    because it came first. Each loads the LoftUp it holds. Two LoftUps of other weights under
+    "model" and "state_dict" loaded the first, silently: refused naming both, with a line that
+    keeps one, which runs; one state dict saved under both keys loads."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    other = {k: v + 1 for k, v in state.items() if v.is_floating_point()}
+    files = {
+        "ema": {"ema": state, "step": 3},
+        "model_ema": {"model_ema": state, "epoch": 1},
+        "config": {"model": {"name": "loftup", "dim": 8}, "state_dict": state},
+        "backbone": {"model": {"embeddings.weight": torch.ones(4, 4)}, "state_dict": state},
+        "twice": {"model": state, "state_dict": dict(state)},
+    }
+    lr, image, want = _each_loads_as(model, files, tmp_path)
+    torch.save({"model": other, "state_dict": state}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "two.pt", num_heads=2)
+    said = str(e.value)
+    assert said.startswith(f"{tmp_path / 'two.pt'} holds 2 LoftUps of other weights, under its ")
+    assert "keys 'model', 'state_dict': " in said
+    monkeypatch.chdir(tmp_path)
+    got = load_upsampler(_run_told(said, "state_dict"), num_heads=2)
+    with torch.no_grad():
+        assert torch.equal(got(lr, image), want)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import CheckpointError
+from .holders import holder
 from .key_layouts import (  # (importable from here, as before key_layouts.py)
     native_to_reference,  # noqa: F401
     reference_name,
@@ -58,7 +59,7 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
             f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
     state = _own_state(obj, origin)  # several LoftUps in one file: told how to keep one
-    key = _holder(obj)
+    key = holder(obj, origin)
     # under "model", loftup train's record beside it (its heads), whichever layout it holds
     config = obj.get("model_config") if key == "model" else None
     try:
@@ -80,27 +81,17 @@ def in_own_layout(obj) -> bool:
     return isinstance(obj, dict) and _own_state(obj) is not None
 
 
-#: The keys of a checkpoint dict that hold a model's state dict: loftup train's "model",
-#: PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's) "state_dict"
-_HOLDERS = ("model", "model_state_dict", "state_dict")
-
-
-def _holder(obj: dict) -> str | None:
-    """The first key of :data:`_HOLDERS` whose value in ``obj`` is a dict, or None (bare)."""
-    return next((k for k in _HOLDERS if isinstance(obj.get(k), dict)), None)
-
-
 def _own_state(obj: dict, origin: str = "") -> dict | None:
     """The state dict in this package's layout that ``obj`` holds (``loftup train``'s "model",
-    a LoftUp's own, bare or under a key of :data:`_HOLDERS`, each perhaps of a compiled or DDP
-    module, or under the name of a module that holds it beside others), or None where it holds
-    the paper's: hub keys (``upsampler.*``, ``channelnorm.*``) or a training checkpoint's
-    (``model.1.norm.*``). Several LoftUps in it (a model and its EMA copy) are a
+    a LoftUp's own, bare or under the key :func:`~loftup.holders.holder` finds, each perhaps of
+    a compiled or DDP module, or under the name of a module that holds it beside others), or
+    None where it holds the paper's: hub keys (``upsampler.*``, ``channelnorm.*``) or a
+    training checkpoint's (``model.1.norm.*``). Several LoftUps in it (a model and its EMA copy) are a
     CheckpointError naming them, and how to keep one (``origin``: the file). An empty dict
     holds no layout: None."""
     if not obj:
         return None
-    key = _holder(obj)
+    key = holder(obj, origin)
     state = obj if key is None else obj[key]
     # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
     record = [k for k in _RECORD if k in obj] if key == "model" else []

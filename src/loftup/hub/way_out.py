@@ -7,9 +7,11 @@ the walk cannot follow is told in general words."""
 
 from __future__ import annotations
 
+import ast
 import keyword
 from pathlib import Path
 
+from ..holders import label
 from .file_pickle import FilePickle
 from .pickle_walk import OTHER, Thing, is_numpy, is_tensor, plain
 
@@ -87,14 +89,15 @@ def _load(path: Path, torch_file: bool) -> str:
     return f'__import__("pickle").load(open({str(path)!r}, "rb"))'
 
 
-def keep_one_line(origin: str, where: str, prefix: str, record=()) -> str:
+def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str:
     """The line of Python that writes the LoftUp under ``prefix`` of the file ``origin``, one of
     several it holds (a model and its EMA copy), alone: the keys of ``c{where}`` (its dict's
-    holder, "" for the top) under ``prefix``, with those of the file's ``record`` (loftup
-    train's model_config and backbone beside its "model": dropped, it was read with 4 heads),
-    to a name no file has (:func:`new_name`): beside it, or in the current folder for a file of
-    the Hugging Face cache. A safetensors file is read with safetensors (torch 2.4's
-    torch.load cannot read one), a torch file with torch.load's weights alone."""
+    holder, "" for the top) under ``prefix``, or (``prefix`` None) that holder's dict whole
+    under its key, with those of the file's ``record`` (loftup train's model_config and
+    backbone beside its "model": dropped, it was read with 4 heads), to a name no file has
+    (:func:`new_name`): beside it, or in the current folder for a file of the Hugging Face
+    cache. A safetensors file is read with safetensors (torch 2.4's torch.load cannot read
+    one), a torch file with torch.load's weights alone."""
     from .damaged import cached_repo
     from .file_heads import safetensors_head
 
@@ -104,18 +107,26 @@ def keep_one_line(origin: str, where: str, prefix: str, record=()) -> str:
             safetensors = safetensors_head(f.read(9))
     except OSError:
         safetensors = path.suffix == ".safetensors"
-    label = prefix.rstrip(".").replace(".", "_")  # which of the LoftUps: ema, model...
+    key = where[1:-1]  # the holder's key as Python writes it ('model'; "" for the top)
+    if prefix is None:  # ema, model...: which of the LoftUps
+        name = label(ast.literal_eval(key))
+    else:
+        name = prefix.rstrip(".").replace(".", "_")
     folder = Path.cwd() if cached_repo(path) else path.parent
-    out = new_name(Path(f"{path.stem}.{label}.pt"), folder)  # <stem>.<label>.weights.pt
+    out = new_name(Path(f"{path.stem}.{name}.pt"), folder)  # <stem>.<name>.weights.pt
     load = f'torch.load({origin!r}, map_location="cpu", weights_only=True)'
     if safetensors:
         load = f'__import__("safetensors.torch").torch.load_file({origin!r})'
     # a key that is no name (a number) among them is left out, as the load leaves it out: its
     # k.startswith was an AttributeError in the line run as told
     kept = f"c{where}.items() if isinstance(k, str) and k.startswith({prefix!r})"
-    kept = f"{{k.removeprefix({prefix!r}): v for k, v in {kept}}}"
+    kept = (
+        f"c{where}" if prefix is None else f"{{k.removeprefix({prefix!r}): v for k, v in {kept}}}"
+    )
     if record:
         kept = f"{{'model': {kept}, {', '.join(f'{k!r}: c[{k!r}]' for k in record)}}}"
+    elif prefix is None:  # under its key, read as it was (a training checkpoint's state_dict)
+        kept = f"{{{key}: {kept}}}"
     return f"c = {load}; torch.save({kept}, {str(out)!r})"
 
 

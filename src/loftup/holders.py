@@ -1,0 +1,74 @@
+"""Which key of a checkpoint's dict holds its LoftUp (:func:`holder`): ``loftup train``'s
+"model", PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's)
+"state_dict", or, where none of those holds one, the one other key that does (an EMA copy saved
+alone: ``{"ema": ...}``, ``{"model_ema": ...}``). Read by :func:`loftup.convert.to_native`."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import CheckpointError
+
+#: The keys of a checkpoint dict that hold a model's state dict: loftup train's "model",
+#: PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's) "state_dict"
+HOLDERS = ("model", "model_state_dict", "state_dict")
+
+#: The end of a weight's name that only a LoftUp has: its image encoder's phases, named as
+#: loftup names it or as the paper does (both of its layouts), under any module's name
+_MARKS = ("image_encoder.phases", "upsampler.fourier_feat.1.biases")
+
+
+def holds_loftup(value) -> bool:
+    """Whether ``value`` is a dict that names a LoftUp's weights (in any layout, under any
+    module's name)."""
+    return isinstance(value, dict) and any(isinstance(k, str) and k.endswith(_MARKS) for k in value)
+
+
+def holder(obj: dict, origin: str = "") -> str | None:
+    """The key of ``obj`` whose dict holds its LoftUp: the first of :data:`HOLDERS` whose dict
+    holds one, else, where ``obj`` names no LoftUp's weights itself, the one other key whose
+    dict holds one (an EMA copy saved alone), else the first of :data:`HOLDERS` whose value is
+    a dict (its error says what it holds); None where ``obj`` is read bare. Two of them holding LoftUps of other
+    weights (``{"model": ..., "state_dict": ...}``), or several other keys, are a
+    CheckpointError naming them, with the line that keeps one (``origin``: the file): which
+    one to load is the user's to say."""
+    dicts = [k for k in HOLDERS if isinstance(obj.get(k), dict)]
+    held = [k for k in dicts if holds_loftup(obj[k])]
+    if not held and not holds_loftup(obj):
+        held = [k for k, v in obj.items() if isinstance(k, str) and holds_loftup(v)]
+    if len(held) > 1 and not _all_same(obj[k] for k in held):
+        from .hub.way_out import keep_one_line
+
+        record = [k for k in ("model_config", "backbone", "backbone_norm") if k in obj]
+        kept = held[-1]
+        said = ", ".join(repr(k) for k in held)
+        raise CheckpointError(
+            f"{origin} holds {len(held)} LoftUps of other weights, under its keys {said}: keep "
+            f"the one to load in a file of its own and load that; for {kept!r}: "
+            f"{keep_one_line(origin, f'[{kept!r}]', None, record if kept == 'model' else ())}"
+        )
+    return held[0] if held else (dicts[0] if dicts else None)
+
+
+def label(key: str) -> str:
+    """``key`` as a part of a file's name: its characters other than letters, digits, ``-``
+    and ``_`` made ``_``."""
+    return re.sub(r"[^\w-]", "_", key, flags=re.ASCII).strip("_") or "model"
+
+
+def _all_same(states) -> bool:
+    """Whether the dicts of ``states`` hold the same weights (one state dict saved twice)."""
+    first, *others = states
+    return all(
+        other.keys() == first.keys() and all(_same(first[k], other[k]) for k in first)
+        for other in others
+    )
+
+
+def _same(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    return a is b
