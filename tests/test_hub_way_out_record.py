@@ -65,3 +65,20 @@ def test_the_general_words_are_prose_not_a_line_that_fails(tmp_path):
     assert "in Python: " not in msg and "<" not in msg
     assert said.startswith(f"{GENERAL}{str(tmp_path / 'o.pt')!r}, map_location=")
     assert out == str(tmp_path / "o.weights.pt")
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["bare", "model_config"])
+def test_the_line_told_keeps_the_model_that_the_load_reads_not_a_state_dict_beside_it(
+    tmp_path, record
+):
+    """A file of pickled objects holding the LoftUp under "model" and another module's weights
+    under "state_dict" was told a line that kept "state_dict", whose file was then refused
+    ("training checkpoint has no channel norm"): the line keeps "model" (and its record), as
+    the load of that file reads it, and what it writes loads as the LoftUp."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
+    obj = {"model": upsampler.state_dict(), "state_dict": {"embeddings.weight": torch.ones(4)}}
+    obj |= {"model_config": upsampler.config.to_dict()} if record else {}
+    torch.save({**obj, "args": argparse.Namespace(lr=0.1)}, tmp_path / "c.pt")
+    _, line, out = told(tmp_path / "c.pt")
+    exec(line, {"torch": torch})
+    same_upsampler(load_upsampler(out, num_heads=None if record else 2), upsampler)

@@ -11,7 +11,7 @@ import ast
 import keyword
 from pathlib import Path
 
-from ..holders import label
+from ..holders import holds_loftup, label
 from .file_pickle import FilePickle
 from .pickle_walk import OTHER, Thing, is_numpy, is_tensor, plain
 
@@ -149,6 +149,8 @@ def _keep(top: Thing | None, load: str) -> str | None:
     if top.kind != "dict":
         return None
     state, model, record = (top.items.get(k) for k in ("state_dict", "model", "model_config"))
+    if model is not None and model.kind == "dict" and holds_loftup(model.items):
+        state = None  # "model" holds the LoftUp, as the load reads it, not "state_dict" beside
     if state is not None and state.kind == "dict":
         from ..convert import _is_native, strip_wrappers
 
