@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import weakref
 
+from .cpu import _caller_level
 from .escaping import printable
 from .featurizers import Featurizer
 from .model import LoftUp
@@ -84,6 +85,31 @@ def refuse_other_width(upsampler: LoftUp, featurizer: Featurizer, backbone_weigh
     )
 
 
+def warn_if_own_weights(upsampler: LoftUp, name: str, backbone_weights) -> None:
+    """Warn, once per upsampler and process, where ``upsampler`` records that it was trained on
+    weights of its backbone's architecture other than its own (``backbone_weights_dim``, at
+    its registered width: fine-tuned ones), and that backbone, ``name``, is about to run on
+    its own weights, no ``backbone_weights`` given: its features are not the ones it learnt
+    on, without an error (another width is refused: :func:`refuse_other_width`)."""
+    from .featurizers import ALIASES, resolve
+
+    trained_on = getattr(upsampler, "backbone", None)
+    if backbone_weights is not None or not trained_on or not _recorded_weights_dim(upsampler):
+        return
+    if ALIASES.get(name, name) != ALIASES.get(trained_on, trained_on):
+        return  # another backbone asked: _warn_if_other_backbone's
+    if resolve(trained_on).dim != upsampler.dim:
+        return  # refused by refuse_other_width, asking for them first
+    _warn_once(
+        upsampler,
+        ("weights", trained_on),
+        f"was trained on weights of {trained_on}'s architecture other than its own (its record "
+        f"says so, not where they are), and runs {trained_on}'s own: pass them, "
+        f"{_weights_said(upsampler.dim)}",
+        outside=True,
+    )
+
+
 def _recorded_weights_dim(upsampler: LoftUp) -> bool:
     """Whether ``upsampler``'s record says it was trained on backbone weights of its own width,
     not its backbone's registered one (save_pretrained given ``backbone_weights``)."""
@@ -139,9 +165,10 @@ def _warn_if_other_norm(upsampler: LoftUp, featurizer: Featurizer) -> None:
         )
 
 
-def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
+def _warn_once(upsampler: LoftUp, pairing: tuple, says: str, outside: bool = False) -> None:
     """A :class:`BackboneMismatchWarning`: "backbone mismatch: the upsampler ... ``says``", and
-    how to silence it; once per upsampler and ``pairing`` in a process. An upsampler is
+    how to silence it; once per upsampler and ``pairing`` in a process, at load_pipeline's
+    caller's line (``outside``: the first outside loftup and torch). An upsampler is
     known by its source (a released name, a file or folder: loaded again, it is the same
     one), or where it has none by the module itself: two modules built in the process are two
     upsamplers, though neither has a source to tell them apart."""
@@ -161,5 +188,5 @@ def _warn_once(upsampler: LoftUp, pairing: tuple, says: str) -> None:
             "'backbone mismatch'))"
         ),
         BackboneMismatchWarning,
-        stacklevel=5,  # load_pipeline's caller
+        stacklevel=_caller_level() if outside else 5,  # load_pipeline's caller
     )

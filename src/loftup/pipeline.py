@@ -32,6 +32,7 @@ from .mismatch import (  # noqa: F401  (BackboneMismatchWarning: importable from
     _warn_if_other_backbone,
     _warn_if_other_norm,
     refuse_other_width,
+    warn_if_own_weights,
 )
 from .model import LoftUp
 from .pipeline_checks import (  # (checked_options: importable from here too)
@@ -271,6 +272,7 @@ def named_featurizer(
     (:func:`loftup.extract.upsample_folder` records it first)."""
     check_backbone_recorded(upsampler, backbone, said_as)
     name = backbone or upsampler.backbone
+    warn_if_own_weights(upsampler, name, backbone_weights)  # trained on fine-tuned weights
     norm = backbone_norm or getattr(upsampler, "backbone_norm", None) or "imagenet"
     return get_featurizer(name, weights=backbone_weights, input_norm=norm)
 

@@ -43,10 +43,11 @@ def save_pretrained(
 
     A backbone whose registered width is not ``model.dim`` is refused (the load would pair them
     and fail), unless ``backbone_weights`` says which weights it was trained on: a model of the
-    same architecture and another width (a small one), whose width is theirs. That is recorded
-    (``"backbone_weights_dim"``), not their path (one of this machine): give them again at
-    load, ``backbone_weights=``, which its load then asks for first. A model loaded from such a
-    record and saved with the same backbone keeps it."""
+    same architecture (fine-tuned, or of another width: a small one), whose width is theirs.
+    That is recorded (``"backbone_weights_dim"``), at any width, not their path (one of this
+    machine): give them again at load, ``backbone_weights=``, which its load then asks for
+    (first where the widths differ; in a warning where they agree, the backbone's own weights
+    run). A model loaded from such a record and saved with the same backbone keeps it."""
     return write_pretrained(model, directory, backbone, backbone_norm, metadata, backbone_weights)
 
 
@@ -73,7 +74,7 @@ def write_pretrained(
         given = backbone_weights is not None or (
             backbone == own and getattr(model, "backbone_weights_dim", None) == model.dim
         )
-        weights_dim = _weights_dim(model, backbone, given, backbone_dim)
+        weights_dim = _weights_dim(model, backbone, given, backbone_dim, backbone_weights)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {
         "format": FORMAT_TAG,
@@ -96,19 +97,22 @@ def write_pretrained(
     return directory
 
 
-def _weights_dim(model: LoftUp, backbone: str, given: bool, backbone_dim: int | None):
-    """``model.dim`` where the registered ``backbone`` gives features of another width and
-    ``model`` was trained on weights of its own width (``given``): the record's
-    :data:`~.record.WEIGHTS_DIM_KEY`; None where the widths agree, or the backbone's own
-    weights gave it ``model.dim`` (``backbone_dim``); else a UsageError: recorded, its load
-    paired them and refused the pairing."""
+def _weights_dim(model: LoftUp, backbone: str, given: bool, backbone_dim: int | None, weights):
+    """``model.dim`` where ``model`` was trained on weights of ``backbone``'s architecture
+    other than its own (``given``), of its width whichever the registered one: the record's
+    :data:`~.record.WEIGHTS_DIM_KEY`, which its load asks for (at the same width too: dropped,
+    the load ran the backbone's own weights without a word); None where the widths agree, or
+    the backbone's own weights gave it ``model.dim`` (``backbone_dim``) or are the ones given
+    (``weights``, its hub id); else a UsageError: recorded, its load paired them and refused
+    the pairing."""
     from ..featurizers import backbones_of_dim, resolve
 
     spec = resolve(backbone)
-    if spec.dim == model.dim or (backbone_dim == model.dim and not given):
-        return None
-    if given:
+    own = isinstance(weights, (str, os.PathLike)) and os.fspath(weights) == spec.default_weights
+    if given and not (own and spec.dim == model.dim):
         return model.dim
+    if spec.dim == model.dim or backbone_dim == model.dim:
+        return None
     names = [n for n in backbones_of_dim(model.dim) if n != spec.name]
     other = (
         f"a different backbone, of {model.dim}-d features: {', '.join(names)}"

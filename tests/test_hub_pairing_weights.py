@@ -1,0 +1,59 @@
+"""An upsampler trained on weights of its backbone's architecture other than its own, at the
+backbone's own width (fine-tuned ones): its record says so, and its load without them warns."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+import loftup
+from loftup import LoftUp
+from test_hub_pairing import _small_dinov2
+
+
+def test_weights_of_the_backbones_own_width_are_recorded_and_asked_for(tmp_path):
+    """save_pretrained(backbone="dinov2_tiny", backbone_weights=fine_tuned) of a 32-d upsampler
+    (dinov2_tiny's width) dropped the weights without a word: the record said nothing of them,
+    and its load (load_pipeline, loftup upsample -m) ran dinov2_tiny's own weights, silently,
+    features the upsampler was not trained on. The record says so, as at another width; the
+    load without them warns, naming backbone_weights=; with them, or a model saved without
+    them, it is silent; a model loaded from the record keeps it when saved again."""
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    tuned = _small_dinov2(tmp_path / "tuned", 32)
+    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights=tuned)
+    assert json.loads((folder / "config.json").read_text())["backbone_weights_dim"] == 32
+    with pytest.warns(loftup.BackboneMismatchWarning) as told:
+        assert loftup.load_pipeline(folder).featurizer.dim == 32
+    said = str(told[0].message)
+    assert len(told) == 1 and told[0].filename == __file__, [str(w.message) for w in told]
+    assert "was trained on weights of dinov2_tiny's architecture other than its own" in said
+    assert "pass them, backbone_weights=PATH (CLI --backbone-weights PATH)" in said, said
+    plain = model.save_pretrained(tmp_path / "plain", backbone="dinov2_tiny")
+    assert "backbone_weights_dim" not in json.loads((plain / "config.json").read_text())
+    again = loftup.load_upsampler(folder).save_pretrained(tmp_path / "again")
+    assert json.loads((again / "config.json").read_text())["backbone_weights_dim"] == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loftup.load_pipeline(again, backbone_weights=tuned)
+        loftup.load_pipeline(plain)
+    ran = loftup.load_pipeline(again, backbone_weights=tuned).featurizer
+    with torch.no_grad():  # the weights given are the ones that run
+        image = torch.rand(1, 3, 28, 28)
+        tuned_model = loftup.get_featurizer("dinov2_tiny", weights=tuned).eval()
+        assert torch.equal(ran(image), tuned_model(image))
+
+
+def test_the_backbones_own_weights_given_by_their_hub_id_are_no_other_weights(tmp_path):
+    """backbone_weights= naming the backbone's own weights (its default hub id, as a training
+    config may spell them out) records nothing: its load, which runs them, has nothing to ask."""
+    model = LoftUp(dim=384, depth=1, num_heads=2, n_freqs=4)
+    own = loftup.featurizers.resolve("dinov2_vits14").default_weights
+    folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_vits14", backbone_weights=own)
+    assert "backbone_weights_dim" not in json.loads((folder / "config.json").read_text())
+    other = model.save_pretrained(
+        tmp_path / "ft", backbone="dinov2_vits14", backbone_weights="me/ft"
+    )
+    assert json.loads((other / "config.json").read_text())["backbone_weights_dim"] == 384
