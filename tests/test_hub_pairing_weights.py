@@ -57,3 +57,18 @@ def test_the_backbones_own_weights_given_by_their_hub_id_are_no_other_weights(tm
         tmp_path / "ft", backbone="dinov2_vits14", backbone_weights="me/ft"
     )
     assert json.loads((other / "config.json").read_text())["backbone_weights_dim"] == 384
+
+
+def test_weights_given_without_a_backbone_to_record_are_refused(tmp_path):
+    """save_pretrained(backbone_weights=...) of an upsampler recording no backbone, and given
+    none, wrote a folder that said nothing of them (its load then asked for a backbone alone):
+    refused, naming the argument to add, and nothing is written; with it they are recorded."""
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    with pytest.raises(loftup.errors.UsageError) as e:
+        model.save_pretrained(tmp_path / "up", backbone_weights="me/ft")
+    assert "save_pretrained(backbone_weights='me/ft') names the weights of a backbone, " in str(
+        e.value
+    )
+    assert str(e.value).endswith("(backbone='dinov2_tiny', say)") and not (tmp_path / "up").exists()
+    model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights="me/ft")
+    assert json.loads((tmp_path / "up" / "config.json").read_text())["backbone_weights_dim"] == 32

@@ -69,6 +69,15 @@ def write_pretrained(
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
     check_recordable(backbone, backbone_norm, metadata, model.dim)  # before either file is written
     weights_dim = None
+    if backbone is None and backbone_weights is not None:  # they were dropped without a word
+        from ..featurizers import example_of_dim
+
+        raise UsageError(
+            f"save_pretrained(backbone_weights={shown(backbone_weights)}) names the weights of a "
+            "backbone, but no backbone is recorded (backbone= is not given and the upsampler "
+            "records none), so they would be dropped: pass backbone= too, the registered "
+            f"backbone of their architecture (backbone={example_of_dim(model.dim)!r}, say)"
+        )
     if backbone is not None:
         # trained on weights of another width: said now, or recorded by the save it was loaded from
         given = backbone_weights is not None or (
