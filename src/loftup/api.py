@@ -95,11 +95,15 @@ def clear_cache() -> None:
     _cached_pipeline.cache_clear()
 
 
-def _weights_key(model: str | os.PathLike) -> tuple:
+def _weights_key(model: str | os.PathLike, backbone_weights=None) -> tuple:
     """What tells the weights that ``model`` names apart for the cache: a local file or folder
     by its absolute path and the identity of its files (inode, size, time), so that weights
     written again there since the last call (save_pretrained, a training run) and a relative
-    path used from another folder are loaded anew; a released name or a hub id as given."""
+    path used from another folder are loaded anew; a released name or a hub id as given. So
+    too ``backbone_weights`` where given as a path or hub id (a backbone fine-tuned again into
+    its folder ran with the weights of the first call), after those of ``model``."""
+    if isinstance(backbone_weights, (str, os.PathLike)):
+        return (*_weights_key(model), *_weights_key(backbone_weights))
     path = Path(os.fspath(model)).expanduser()
     try:
         files = sorted(path.iterdir()) if path.is_dir() else [path]
@@ -259,7 +263,7 @@ def upsample(
         check_backbone_name(backbone, model)
         if not isinstance(model, LoftUp) and not isinstance(backbone, torch.nn.Module):
             # nothing of the caller's to convert: the weights read now, as they were
-            key = _weights_key(model)
+            key = _weights_key(model, backbone_weights)
             pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
     images, batched = _as_batch(image_or_path)
     check_images(images, size)
@@ -269,7 +273,7 @@ def upsample(
     elif pipeline is None:  # a backbone module passed with a name: converted by the build
         if isinstance(backbone, Featurizer):
             fits(backbone)
-        key = _weights_key(model)
+        key = _weights_key(model, backbone_weights)
         pipeline = _cached_pipeline(key, model, backbone, backbone_weights, *options)
     if not isinstance(model, FeaturePipeline) and isinstance(backbone, torch.nn.Module):
         backbone.eval()  # at every call, as a LoftUp's path does (cached from an earlier one)
