@@ -225,3 +225,22 @@ def test_the_loftup_is_found_under_the_key_that_holds_it_and_two_of_them_are_ref
     got = load_upsampler(_run_told(said, "state_dict"), num_heads=2)
     with torch.no_grad():
         assert torch.equal(got(lr, image), want)
+
+
+def test_two_loftups_under_other_keys_are_refused_with_a_line_that_runs(tmp_path, monkeypatch):
+    """A student and its EMA teacher saved under keys of their own, neither a holder's name,
+    are refused naming both (one alone is read), with a line that keeps one, whose file is
+    named after its key (a slash and a space in it made safe) and loads as that LoftUp."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    other = {k: v + 1 for k, v in state.items() if v.is_floating_point()}
+    torch.save({"student": other, "ema/teacher w": state, "step": 1}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "two.pt", num_heads=2)
+    said = str(e.value)
+    assert "holds 2 LoftUps of other weights, under its keys 'student', 'ema/teacher w': " in said
+    monkeypatch.chdir(tmp_path)
+    written = _run_told(said, "ema/teacher w")
+    assert written == str(tmp_path / "two.ema_teacher_w.weights.pt")
+    _each_loads_as(model, {"kept": torch.load(written, weights_only=True)}, tmp_path)
