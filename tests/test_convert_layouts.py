@@ -215,6 +215,7 @@ def test_the_loftup_is_found_under_the_key_that_holds_it_and_two_of_them_are_ref
         "config": {"model": {"name": "loftup", "dim": 8}, "state_dict": state},
         "backbone": {"model": {"embeddings.weight": torch.ones(4, 4)}, "state_dict": state},
         "twice": {"model": state, "state_dict": dict(state)},
+        "ddp": {"model": state, "state_dict": {"module." + k: v for k, v in state.items()}},
     }
     lr, image, want = _each_loads_as(model, files, tmp_path)
     torch.save({"model": other, "state_dict": state}, tmp_path / "two.pt")

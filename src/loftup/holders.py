@@ -59,8 +59,11 @@ def label(key: str) -> str:
 
 
 def _all_same(states) -> bool:
-    """Whether the dicts of ``states`` hold the same weights (one state dict saved twice)."""
-    first, *others = states
+    """Whether the dicts of ``states`` hold the same weights (one state dict saved twice, perhaps
+    once of its DDP or compiled module: the prefix they put before its names left out)."""
+    from .convert import strip_wrappers
+
+    first, *others = map(strip_wrappers, states)
     return all(
         other.keys() == first.keys() and all(_same(first[k], other[k]) for k in first)
         for other in others
