@@ -209,6 +209,7 @@ def test_the_loftup_is_found_under_the_key_that_holds_it_and_two_of_them_are_ref
     model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
     state = model.state_dict()
     other = {k: v + 1 for k, v in state.items() if v.is_floating_point()}
+    lit = {"net." + k: v for k, v in state.items()}  # a LightningModule's self.net
     files = {
         "ema": {"ema": state, "step": 3},
         "model_ema": {"model_ema": state, "epoch": 1},
@@ -216,6 +217,7 @@ def test_the_loftup_is_found_under_the_key_that_holds_it_and_two_of_them_are_ref
         "backbone": {"model": {"embeddings.weight": torch.ones(4, 4)}, "state_dict": state},
         "twice": {"model": state, "state_dict": dict(state)},
         "ddp": {"model": state, "state_dict": {"module." + k: v for k, v in state.items()}},
+        "lit": {"model": state, "state_dict": {**lit, "backbone.w": torch.ones(3)}},
     }
     lr, image, want = _each_loads_as(model, files, tmp_path)
     torch.save({"model": other, "state_dict": state}, tmp_path / "two.pt")

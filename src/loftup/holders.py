@@ -38,7 +38,7 @@ def holder(obj: dict, origin: str = "") -> str | None:
     held = [k for k in dicts if holds_loftup(obj[k])]
     if not held and not holds_loftup(obj):
         held = [k for k, v in obj.items() if isinstance(k, str) and holds_loftup(v)]
-    if len(held) > 1 and not _all_same(obj[k] for k in held):
+    if len(held) > 1 and not _all_same(obj, held):
         from .hub.way_out import keep_one_line
 
         record = [k for k in ("model_config", "backbone", "backbone_norm") if k in obj]
@@ -58,12 +58,16 @@ def label(key: str) -> str:
     return re.sub(r"[^\w-]", "_", key, flags=re.ASCII).strip("_") or "model"
 
 
-def _all_same(states) -> bool:
-    """Whether the dicts of ``states`` hold the same weights (one state dict saved twice, perhaps
-    once of its DDP or compiled module: the prefix they put before its names left out)."""
-    from .convert import strip_wrappers
+def _all_same(obj: dict, keys: list[str]) -> bool:
+    """Whether ``obj``'s dicts under ``keys`` hold the same LoftUp's weights (one state dict
+    saved twice: perhaps once of its DDP or compiled module, or of a LightningModule holding
+    it beside others), each read as the load reads it alone."""
+    from .convert import to_native
 
-    first, *others = map(strip_wrappers, states)
+    try:
+        first, *others = (to_native({k: obj[k]}, "")[0] for k in keys)
+    except CheckpointError:  # one is no LoftUp's as it is held: which to load is the user's
+        return False
     return all(
         other.keys() == first.keys() and all(_same(first[k], other[k]) for k in first)
         for other in others
