@@ -48,7 +48,9 @@ def test_weights_of_the_backbones_own_width_are_recorded_and_asked_for(tmp_path)
 
 def test_the_backbones_own_weights_given_by_their_hub_id_are_no_other_weights(tmp_path):
     """backbone_weights= naming the backbone's own weights (its default hub id, as a training
-    config may spell them out) records nothing: its load, which runs them, has nothing to ask."""
+    config may spell them out) records nothing, in save_pretrained's record or read from a
+    loftup train checkpoint (which recorded them, and its load warned that they were other
+    weights): its load, which runs them, has nothing to ask."""
     model = LoftUp(dim=384, depth=1, num_heads=2, n_freqs=4)
     own = loftup.featurizers.resolve("dinov2_vits14").default_weights
     folder = model.save_pretrained(tmp_path / "up", backbone="dinov2_vits14", backbone_weights=own)
@@ -57,6 +59,15 @@ def test_the_backbones_own_weights_given_by_their_hub_id_are_no_other_weights(tm
         tmp_path / "ft", backbone="dinov2_vits14", backbone_weights="me/ft"
     )
     assert json.loads((other / "config.json").read_text())["backbone_weights_dim"] == 384
+    # loftup train's checkpoint.pt of a run told them so, as its final/ records it
+    for weights, recorded in ((own, None), ("me/ft", 384)):
+        ckpt = {
+            "format": "loftup-train", "model": model.state_dict(),
+            "model_config": model.config.to_dict(), "backbone": "dinov2_vits14",
+            "config": {"backbone_weights": weights},
+        }  # fmt: skip
+        torch.save(ckpt, tmp_path / "checkpoint.pt")
+        assert loftup.load_upsampler(tmp_path / "checkpoint.pt").backbone_weights_dim == recorded
 
 
 def test_weights_given_without_a_backbone_to_record_are_refused(tmp_path):

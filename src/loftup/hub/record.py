@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -181,10 +182,28 @@ def weights_dim_of(info: dict, where: str, fix: str = "") -> int | None:
 
 def run_weights_dim(obj: dict, dim: int) -> int | None:
     """``dim`` (the upsampler's width) where ``obj`` is a ``loftup train`` checkpoint of a run
-    on backbone weights of its own (its "config" names them), as the run's ``final/`` records
-    it (:data:`WEIGHTS_DIM_KEY`); else None."""
+    on backbone weights of its own (its "config" names them, not as the backbone's own hub
+    id), as the run's ``final/`` records it (:data:`WEIGHTS_DIM_KEY`); else None."""
     run = obj.get("config")
-    return dim if isinstance(run, dict) and isinstance(run.get("backbone_weights"), str) else None
+    weights = run.get("backbone_weights") if isinstance(run, dict) else None
+    if not isinstance(weights, str) or own_weights(obj.get("backbone"), weights, dim):
+        return None
+    return dim
+
+
+def own_weights(backbone, weights, dim: int) -> bool:
+    """Whether ``weights`` names the registered ``backbone``'s own weights (its default hub id),
+    of ``dim``-d features as it is registered: no other weights to record, or ask for."""
+    from ..errors import LoftUpError
+    from ..featurizers import resolve
+
+    if not isinstance(weights, (str, os.PathLike)) or not isinstance(backbone, str):
+        return False
+    try:
+        spec = resolve(backbone)
+    except LoftUpError:  # (a record's backbone loftup cannot build is said where it is built)
+        return False
+    return os.fspath(weights) == spec.default_weights and spec.dim == dim
 
 
 def read_record(

@@ -23,6 +23,7 @@ from .record import (
     WEIGHTS_DIM_KEY,
     WEIGHTS_NAME,
     check_recordable,
+    own_weights,
     weights_digest,
 )
 
@@ -117,8 +118,7 @@ def _weights_dim(model: LoftUp, backbone: str, given: bool, backbone_dim: int | 
     from ..featurizers import backbones_of_dim, resolve
 
     spec = resolve(backbone)
-    own = isinstance(weights, (str, os.PathLike)) and os.fspath(weights) == spec.default_weights
-    if given and not (own and spec.dim == model.dim):
+    if given and not own_weights(backbone, weights, model.dim):
         return model.dim
     if spec.dim == model.dim or backbone_dim == model.dim:
         return None
