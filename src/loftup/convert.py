@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import CheckpointError
-from .holders import holder
+from .holders import RECORD, holder
 from .key_layouts import (  # (importable from here, as before key_layouts.py)
     native_to_reference,  # noqa: F401
     reference_name,
@@ -94,7 +94,7 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     key = holder(obj, origin)
     state = obj if key is None else obj[key]
     # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
-    record = [k for k in _RECORD if k in obj] if key == "model" else []
+    record = [k for k in RECORD if k in obj] if key == "model" else []
     inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]", record)
     if inner is not None:  # a module's LoftUp (Lightning's self.upsampler), the rest left
         return inner
@@ -106,10 +106,6 @@ def _own_state(obj: dict, origin: str = "") -> dict | None:
     # hub layout is told by its keys wherever it is held
     paper = ("upsampler.", "channelnorm.")
     return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
-
-
-#: What a ``loftup train`` checkpoint records beside its "model": read with it, its heads too
-_RECORD = ("model_config", "backbone", "backbone_norm")
 
 
 def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:

@@ -15,6 +15,9 @@ from .errors import CheckpointError
 #: PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's) "state_dict"
 HOLDERS = ("model", "model_state_dict", "state_dict")
 
+#: What a ``loftup train`` checkpoint records beside its "model": read with it, its heads too
+RECORD = ("model_config", "backbone", "backbone_norm")
+
 #: The end of a weight's name that only a LoftUp has: its image encoder's phases, named as
 #: loftup names it or as the paper does (both of its layouts), under any module's name
 _MARKS = ("image_encoder.phases", "upsampler.fourier_feat.1.biases")
@@ -30,10 +33,10 @@ def holder(obj: dict, origin: str = "") -> str | None:
     """The key of ``obj`` whose dict holds its LoftUp: the first of :data:`HOLDERS` whose dict
     holds one, else, where ``obj`` names no LoftUp's weights itself, the one other key whose
     dict holds one (an EMA copy saved alone), else the first of :data:`HOLDERS` whose value is
-    a dict (its error says what it holds); None where ``obj`` is read bare. Two of them holding LoftUps of other
-    weights (``{"model": ..., "state_dict": ...}``), or several other keys, are a
-    CheckpointError naming them, with the line that keeps one (``origin``: the file): which
-    one to load is the user's to say."""
+    a dict (its error says what it holds); None where ``obj`` is read bare. Two of them
+    holding LoftUps of other weights (``{"model": ..., "state_dict": ...}``), or several other
+    keys, are a CheckpointError naming them, with the line that keeps one (``origin``: the
+    file): which one to load is the user's to say."""
     dicts = [k for k in HOLDERS if isinstance(obj.get(k), dict)]
     held = [k for k in dicts if holds_loftup(obj[k])]
     if not held and not holds_loftup(obj):
@@ -41,7 +44,7 @@ def holder(obj: dict, origin: str = "") -> str | None:
     if len(held) > 1 and not _all_same(obj, held):
         from .hub.way_out import keep_one_line
 
-        record = [k for k in ("model_config", "backbone", "backbone_norm") if k in obj]
+        record = [k for k in RECORD if k in obj]
         kept = held[-1]
         said = ", ".join(repr(k) for k in held)
         raise CheckpointError(
