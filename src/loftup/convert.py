@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .errors import CheckpointError
+from .escaping import printable
 from .holders import RECORD, holder
 from .key_layouts import (  # (importable from here, as before key_layouts.py)
     native_to_reference,  # noqa: F401
@@ -125,8 +126,8 @@ def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:
 
         said = ", ".join(repr(n) if n else "the top level" for n in names)
         raise CheckpointError(
-            f"{origin} holds {len(names)} LoftUps, under {said}: keep the one to load in a file "
-            f"of its own and load that; for {names[-1]!r}: "
+            f"{printable(origin)} holds {len(names)} LoftUps, under {said}: keep the one to load in "
+            f"a file of its own and load that; for {names[-1]!r}: "
             f"{keep_one_line(origin, where, names[-1], record)}"
         )
     if not names or not names[0]:

@@ -10,6 +10,7 @@ import re
 import torch
 
 from .errors import CheckpointError
+from .escaping import printable
 
 #: The keys of a checkpoint dict that hold a model's state dict: loftup train's "model",
 #: PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's) "state_dict"
@@ -48,8 +49,8 @@ def holder(obj: dict, origin: str = "") -> str | None:
         kept = held[-1]
         said = ", ".join(repr(k) for k in held)
         raise CheckpointError(
-            f"{origin} holds {len(held)} LoftUps of other weights, under its keys {said}: keep "
-            f"the one to load in a file of its own and load that; for {kept!r}: "
+            f"{printable(origin)} holds {len(held)} LoftUps of other weights, under its keys "
+            f"{said}: keep the one to load in a file of its own and load that; for {kept!r}: "
             f"{keep_one_line(origin, f'[{kept!r}]', None, record if kept == 'model' else ())}"
         )
     return held[0] if held else (dicts[0] if dicts else None)

@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..escaping import printable
 from .file_pickle import FilePickle
 from .way_out import pickle_protocol, way_out
 
@@ -62,7 +63,9 @@ def load_refusal(
             "does not read (torch.save writes protocol 2 unless given pickle_protocol=); it was "
             "not loaded"
         )
-        return CheckpointError(f"refusing to load {what}{path}: {said}{end}")
+        # the path in prose escaped here: the line of Python in ``end`` holds its repr, which the
+        # command line, escaping a message whose path held a newline, doubled (another file)
+        return CheckpointError(f"refusing to load {what}{printable(str(path))}: {said}{end}")
     if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in text:
         return CheckpointError(
             f"refusing to load {what}{path}: its pickle holds instructions beyond plain "

@@ -11,6 +11,7 @@ import ast
 import keyword
 from pathlib import Path
 
+from ..escaping import printable
 from ..holders import holds_loftup, label
 from .file_pickle import FilePickle
 from .pickle_walk import OTHER, Thing, is_numpy, is_tensor, plain
@@ -59,11 +60,11 @@ def way_out(
         return (
             f"; if you trust the file (unpickling it runs its code), load it in Python with "
             f"{load}, take the dict of tensors it holds (or its .state_dict()), torch.save that "
-            f"to {str(out)!r}, then load {out}"
+            f"to {str(out)!r}, then load {printable(str(out))}"
         )
     return (
         f"; if you trust the file (unpickling it runs its code), in Python: "
-        f"torch.save({keep}, {str(out)!r}), then load {out}"
+        f"torch.save({keep}, {str(out)!r}), then load {printable(str(out))}"
     )
 
 

@@ -1,0 +1,59 @@
+"""The lines of Python that a refusal of an upsampler's file tells (keep one of its LoftUps,
+keep its weights from pickled objects), printed by the command line for a file whose name
+holds a newline: pasted into Python as printed, they read that file and write one that loads."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import torch
+from PIL import Image
+
+from loftup import LoftUp, load_upsampler
+from loftup.cli import main
+
+
+def _told_line(capsys, tmp_path, path) -> str:
+    """The line of Python that ``loftup upsample -m path`` ends its refusal with, as printed."""
+    Image.new("RGB", (28, 28)).save(tmp_path / "img.png")
+    assert (
+        main(["upsample", "-m", str(path), "-o", str(tmp_path / "out"), str(tmp_path / "img.png")])
+        == 2
+    )
+    said = capsys.readouterr().err.strip()
+    assert "\n" not in said and said.startswith("error: "), said
+    if "in Python: " in said:  # the way out of pickled objects: torch.save(...), then load ...
+        return said.split("in Python: ", 1)[1].rsplit(", then load ", 1)[0]
+    return re.split(r"for '[^']*': ", said, maxsplit=1)[1]
+
+
+def _run(line: str) -> str:
+    """Run ``line`` as pasted (after ``import torch``); the file its torch.save wrote."""
+    exec("import torch; " + line, {})
+    return eval(line.rsplit(", ", 1)[1].removesuffix(")"))  # torch.save's second argument
+
+
+def test_the_lines_told_for_a_name_with_a_newline_run_as_printed(tmp_path, capsys):
+    """The command line escaped the whole refusal (its path held a newline), doubling the
+    backslashes of the repr in its line of Python: pasted, '...ru\\\\nn.pt' named a file that
+    is not there (FileNotFoundError). The path in prose is escaped where the message is made,
+    the line's repr left as it is, and each line runs on the file and writes one that loads."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    two = tmp_path / "ru\nn.pt"
+    torch.save({**state, **{"ema." + k: v + 1 for k, v in state.items()}}, two)
+    written = _run(_told_line(capsys, tmp_path, two))
+    got = load_upsampler(written, num_heads=2).state_dict()
+    assert all(torch.equal(v, state[k] + 1) for k, v in got.items()), written
+    holders = tmp_path / "h\nl.pt"  # two holders of other weights
+    torch.save({"model": {k: v + 2 for k, v in state.items()}, "state_dict": state}, holders)
+    written = _run(_told_line(capsys, tmp_path, holders))
+    got = load_upsampler(written, num_heads=2).state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in got.items()), written
+    pickled = tmp_path / "w\no.pt"
+    torch.save({"model": state, "args": argparse.Namespace(lr=0.1)}, pickled)
+    written = _run(_told_line(capsys, tmp_path, pickled))
+    got = load_upsampler(written, num_heads=2).state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in got.items()), written
