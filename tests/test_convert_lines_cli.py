@@ -57,3 +57,14 @@ def test_the_lines_told_for_a_name_with_a_newline_run_as_printed(tmp_path, capsy
     written = _run(_told_line(capsys, tmp_path, pickled))
     got = load_upsampler(written, num_heads=2).state_dict()
     assert all(torch.equal(v, state[k]) for k, v in got.items()), written
+
+
+def test_the_line_told_for_a_torchscript_archive_with_a_newline_runs_as_printed(tmp_path, capsys):
+    """A TorchScript archive's refusal, its path holding a newline, was escaped whole by the
+    command line as the others were: its line's torch.jit.load named a file not there. Pasted
+    as printed, it writes the archive's state dict."""
+    module = torch.jit.script(torch.nn.Linear(2, 3))
+    script = tmp_path / "j\nit.pt"
+    torch.jit.save(module, script)
+    written = torch.load(_run(_told_line(capsys, tmp_path, script)), weights_only=True)
+    assert written.keys() == {"weight", "bias"} and torch.equal(written["weight"], module.weight)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from ..escaping import printable
 from .damaged import cached_repo
 from .file_pickle import folded
 from .way_out import new_name
@@ -100,9 +101,9 @@ def script_refusal(
     if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
         return None
     said = (
-        f"{name} is a TorchScript archive (written by torch.jit.save), which loftup does not "
-        "load: it holds code, not a checkpoint; it was not loaded. Its state dict loads where "
-        "it holds a LoftUp's weights (of loftup's or the paper's layout)"
+        f"{printable(name)} is a TorchScript archive (written by torch.jit.save), which loftup "
+        "does not load: it holds code, not a checkpoint; it was not loaded. Its state dict loads "
+        "where it holds a LoftUp's weights (of loftup's or the paper's layout)"
     )
     if path is None:
         return f"{said}: save it with torch.save(module.state_dict(), ...) and load that"
@@ -112,5 +113,5 @@ def script_refusal(
         f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
         "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
         f'{str(path)!r}, map_location="cpu").state_dict().items() if not k.endswith('
-        f'"encoder.freqs")}}, {str(out)!r}), then load {out}'
+        f'"encoder.freqs")}}, {str(out)!r}), then load {printable(str(out))}'
     )
