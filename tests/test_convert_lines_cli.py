@@ -1,6 +1,7 @@
 """The lines of Python that a refusal of an upsampler's file tells (keep one of its LoftUps,
 keep its weights from pickled objects), printed by the command line for a file whose name
-holds a newline: pasted into Python as printed, they read that file and write one that loads."""
+holds a newline, and the call a warning of its heads tells: pasted into Python as printed,
+they read that file (and write one that loads)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,27 @@ def test_the_line_told_for_a_torchscript_archive_with_a_newline_runs_as_printed(
     torch.jit.save(module, script)
     written = torch.load(_run(_told_line(capsys, tmp_path, script)), weights_only=True)
     assert written.keys() == {"weight", "bias"} and torch.equal(written["weight"], module.weight)
+
+
+def test_the_call_the_heads_warning_tells_runs_for_a_name_with_a_newline(tmp_path):
+    """The warning that a state dict was read with 4 heads was escaped whole where its path held
+    a newline, its load_upsampler(...) call's repr too: '...2\\\\nheads.pt', pasted, named a
+    file that is not there. The path in prose is escaped, the call left as it is: it loads."""
+    import warnings
+
+    import loftup
+
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    path = tmp_path / "2\nheads.pt"
+    torch.save(model.state_dict(), path)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "loading .*CVE-2025-32434")  # torch < 2.6's
+        load_upsampler(path)
+    (message,) = [str(w.message) for w in said]
+    assert "\n" not in message and message.startswith(f"{str(path)!r}"[1:-1] + " holds ")
+    call = re.search(r"(loftup\.load_upsampler\(.*, num_heads=)N\)", message).group(1)
+    got = eval(call + "2)", {"loftup": loftup})
+    assert got.config.num_heads == 2 and all(
+        torch.equal(v, model.state_dict()[k]) for k, v in got.state_dict().items()
+    )

@@ -259,15 +259,14 @@ def _warn_default_heads(origin: str) -> None:
 
     from ..cpu import _caller_level
 
-    warnings.warn(
-        printable(
-            f"{origin} holds a LoftUp's weights without a record of its attention heads "
-            "(save_pretrained's config.json, loftup train's model_config), so it is read with "
-            "the default 4, which its weights' shapes cannot confirm; if it was trained with "
-            "another number its features are wrong: load it with "
-            f"loftup.load_upsampler({origin!r}, num_heads=N) in Python and save_pretrained it "
-            "to a folder, which records them (the command line then takes that folder as -m)"
-        ),
+    warnings.warn(  # the path in prose escaped, the call's repr as it is (escaped again, its
+        # backslashes doubled, it named another file)
+        f"{printable(origin)} holds a LoftUp's weights without a record of its attention heads "
+        "(save_pretrained's config.json, loftup train's model_config), so it is read with "
+        "the default 4, which its weights' shapes cannot confirm; if it was trained with "
+        "another number its features are wrong: load it with "
+        f"loftup.load_upsampler({origin!r}, num_heads=N) in Python and save_pretrained it "
+        "to a folder, which records them (the command line then takes that folder as -m)",
         stacklevel=_caller_level(),  # the caller's line (load_with_record is called directly too)
     )
 
