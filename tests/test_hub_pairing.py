@@ -67,7 +67,8 @@ def test_an_upsampler_without_its_backbone_is_told_so_in_the_command_line_s_word
     Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
     argv = ["upsample", str(tmp_path / "a.png"), "-m", str(tmp_path / "m32.pt")]
     assert main([*argv, "-o", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == (
+    err = capsys.readouterr().err.splitlines(keepends=True)  # torch < 2.6's pickle warning out
+    assert "".join(line for line in err if "CVE-2025-32434" not in line) == (
         f"error: the upsampler {tmp_path / 'm32.pt'} does not record its backbone; name it with "
         "--backbone NAME, one of the backbones of its 32-d features: dinov2_tiny\n"
     )
