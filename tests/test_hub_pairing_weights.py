@@ -83,3 +83,14 @@ def test_weights_given_without_a_backbone_to_record_are_refused(tmp_path):
     assert str(e.value).endswith("(backbone='dinov2_tiny', say)") and not (tmp_path / "up").exists()
     model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights="me/ft")
     assert json.loads((tmp_path / "up" / "config.json").read_text())["backbone_weights_dim"] == 32
+
+
+@pytest.mark.parametrize("weights", [3, True, "", "  ", b"me/ft"])
+def test_weights_that_name_nothing_are_refused(tmp_path, weights):
+    """backbone_weights=3 (or True, a blank string, bytes) was taken as weights given: recorded
+    as trained on other weights, whose load then asked for them. Refused, nothing written."""
+    model = LoftUp(dim=32, depth=1, num_heads=2, n_freqs=4)
+    with pytest.raises(loftup.errors.UsageError) as e:
+        model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights=weights)
+    assert str(e.value).startswith("save_pretrained's backbone_weights names the weights ")
+    assert f"got {weights!r}; or leave it out" in str(e.value) and not (tmp_path / "up").exists()

@@ -70,6 +70,13 @@ def write_pretrained(
     backbone_norm = backbone_norm or getattr(model, "backbone_norm", None)
     check_recordable(backbone, backbone_norm, metadata, model.dim)  # before either file is written
     weights_dim = None
+    named = isinstance(backbone_weights, (str, os.PathLike)) and os.fspath(backbone_weights).strip()
+    if backbone_weights is not None and not named:  # 3, True, "": recorded as weights given
+        raise UsageError(
+            "save_pretrained's backbone_weights names the weights the upsampler was trained on, "
+            f"a local folder or a hub id (a string or a path), got {shown(backbone_weights)}; "
+            "or leave it out where they were the backbone's own"
+        )
     if backbone is None and backbone_weights is not None:  # they were dropped without a word
         from ..featurizers import example_of_dim
 
