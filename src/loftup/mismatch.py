@@ -111,8 +111,9 @@ def warn_if_own_weights(upsampler: LoftUp, name: str, backbone_weights) -> None:
 
 
 def _recorded_weights_dim(upsampler: LoftUp) -> bool:
-    """Whether ``upsampler``'s record says it was trained on backbone weights of its own width,
-    not its backbone's registered one (save_pretrained given ``backbone_weights``)."""
+    """Whether ``upsampler``'s record says it was trained on backbone weights of its own width
+    other than its backbone's own (save_pretrained given ``backbone_weights``): of another
+    width than the registered one, or fine-tuned at that width."""
     return getattr(upsampler, "backbone_weights_dim", None) == upsampler.dim
 
 
