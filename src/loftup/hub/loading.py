@@ -237,8 +237,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         weights_dim = run_weights_dim(run, model.dim)
     model.backbone = backbone
     model.backbone_norm = backbone_norm
-    # the width of the backbone weights it was trained on, where not its backbone's registered
-    # one (a small model of that architecture): what the load of a pipeline asks for first
+    # the width of the backbone weights it was trained on, where not its backbone's own (a
+    # small model of that architecture, or one fine-tuned): what the load of a pipeline asks for
     model.backbone_weights_dim = weights_dim
     model.source = origin
     return model.eval(), obj

@@ -27,9 +27,10 @@ RECORD_KEY = "loftup"
 #: an earlier save (one cut short between its two files) is told from the weights' own.
 DIGEST_KEY = "weights_digest"
 #: The record's key for the width of the backbone weights the upsampler was trained on, where
-#: that is not its recorded backbone's registered width (a small model of its architecture,
-#: given to save_pretrained as ``backbone_weights``): its load then asks for those weights
-#: first. An extra key, which earlier readers pass over.
+#: those are not its recorded backbone's own (given to save_pretrained as ``backbone_weights``:
+#: a small model of its architecture, or one fine-tuned at its width): its load then asks for
+#: those weights (first at another width; in a warning at the same). An extra key, which
+#: earlier readers pass over.
 WEIGHTS_DIM_KEY = "backbone_weights_dim"
 
 
