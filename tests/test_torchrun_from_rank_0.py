@@ -3,9 +3,14 @@ by every rank of a torchrun job, whatever the text holds."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import weakref
 
+import pytest
+
+from loftup.extract.torchrun import judged_by_rank_0
 from processes import src_env
 
 #: Each rank: the group joined, rank 0's text taken by both, written to a file of its own
@@ -134,3 +139,60 @@ def test_rank_0s_refusal_is_its_own_where_another_rank_has_ended(tmp_path):
         "goes on from what it wrote), or choose another out",
         "nothing raised",
     ]
+
+
+class _Unreadable(Exception):
+    """A bug whose message cannot be read: its ``__str__`` fails."""
+
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("kind", [_Unreadable, KeyboardInterrupt, SystemExit])
+def test_one_process_raises_what_its_look_raised_untouched(kind):
+    """One process (no torchrun) read its look's error for the other ranks (there are none):
+    a bug whose message cannot be read (its ``__str__`` fails) was replaced by that failure,
+    its own type and traceback lost. It, a Ctrl-C and an exit go up as raised."""
+    raised = kind()
+
+    def look():
+        raise raised
+
+    with pytest.raises(kind) as e:
+        judged_by_rank_0(look, 0, 1)
+    assert e.value is raised and e.traceback[-1].name == "look"
+
+
+def test_one_process_leaves_no_cycle_that_keeps_the_callers_frames():
+    """The error rank 0's look raised was kept in a local of the frame it was raised from
+    again, which its traceback holds: a cycle that kept every frame of the caller (a Python
+    session's models, on the GPU) until the garbage collector ran. Caught and dropped, it is
+    freed at once."""
+
+    class Bug(Exception):
+        pass
+
+    def look():
+        raise Bug("a bug")
+
+    gc.disable()
+    try:
+        try:
+            judged_by_rank_0(look, 0, 1)
+        except Bug as e:
+            dropped = weakref.ref(e)
+        assert dropped() is None
+    finally:
+        gc.enable()
+
+
+def test_rank_0s_bug_whose_message_cannot_be_read_is_said_by_its_type():
+    """Rank 0 read its error's message for the others before the broadcast they wait in: one
+    whose ``__str__`` fails raised that failure there instead, and the others learnt only that
+    their peer had gone. They are told its type."""
+    from loftup.extract.torchrun import _said_of
+
+    assert _said_of(_Unreadable()) == (
+        "process RANK=0 of this run failed (_Unreadable), so this one cannot go on; its error "
+        "says why"
+    )

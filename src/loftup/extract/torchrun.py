@@ -196,14 +196,20 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
 def judged_by_rank_0(look, rank: int, world_size: int):
     """``look()`` on rank 0 alone, what it returns there (None on the other ranks), and what
     it raises (a refusal, an OSError, a bug) raised on every rank (:func:`raise_from_rank_0`):
-    each rank waits for rank 0's look, as at a barrier."""
+    each rank waits for rank 0's look, as at a barrier. One process runs ``look()`` as it
+    is: what it raises (a bug whose message cannot even be read) goes up untouched."""
+    if world_size == 1:
+        return look()
     error = result = None
     if rank == 0:
         try:
             result = look()
         except Exception as e:  # (no refusal too: the others wait for its word)
             error = e
-    raise_from_rank_0(error, world_size)
+    try:
+        raise_from_rank_0(error, world_size)
+    finally:
+        error = None  # (the error's traceback holds this frame: no cycle keeps the caller's)
     return result
 
 
@@ -215,9 +221,7 @@ def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
     those waiting for rank 0 learn why (they learnt only that their peer had gone, from gloo;
     nccl's waited until torchrun ended them). Rank 0 raises its own where the others could
     not be told (one has ended: its refusal was "another process of this run has ended")."""
-    said = None if error is None else str(error)
-    if error is not None and not isinstance(error, LoftUpError):
-        said = _rank_0_failed(error)
+    said = None if error is None or world_size == 1 else _said_of(error)  # (none to tell)
     try:
         text = from_rank_0(said, world_size)
     except LoftUpError:
@@ -225,15 +229,28 @@ def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
             raise
         text = None
     if error is not None:
-        raise error
+        try:
+            raise error
+        finally:
+            error = None  # (no cycle through this frame)
     if text is not None:
         raise LoftUpError(text)
 
 
-def _rank_0_failed(error: Exception) -> str:
-    """What the other ranks say of rank 0's ``error`` that is no refusal: its type and its
-    message on one line (:func:`~loftup.errors.one_line`)."""
-    why = f"{type(error).__name__}: {one_line(error)}"
+def _said_of(error: Exception) -> str:
+    """What the other ranks say of rank 0's ``error``: a refusal's own words, else
+    :func:`_rank_0_failed`'s; its type alone where its message cannot be read (a ``__str__``
+    that fails: rank 0 raised that failure instead, before the broadcast the others wait in)."""
+    try:
+        return str(error) if isinstance(error, LoftUpError) else _rank_0_failed(error)
+    except Exception:
+        return _rank_0_failed(error, type(error).__name__)
+
+
+def _rank_0_failed(error: Exception, why: str | None = None) -> str:
+    """What the other ranks say of rank 0's ``error`` that is no refusal: ``why``, else its
+    type and its message on one line (:func:`~loftup.errors.one_line`)."""
+    why = why or f"{type(error).__name__}: {one_line(error)}"
     return (
         f"process RANK=0 of this run failed ({why}), so this one cannot go on; its error says why"
     )
