@@ -136,11 +136,18 @@ def _with_the_others():
                 f"{timeout_from_env(UPSAMPLE_TIMEOUT):g} s ({TIMEOUT_ENV}): one of them hangs or "
                 f"is still working on its share; where that is expected, set {TIMEOUT_ENV}=SECONDS"
             ) from None
-        why = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0].splitlines()[0]
         raise LoftUpError(
-            f"another process of this run has ended ({why[:200]}), so this one cannot finish; "
-            "its error says why"
+            f"another process of this run has ended ({_why_ended(e)}), so this one cannot "
+            "finish; its error says why"
         ) from None
+
+
+def _why_ended(e: BaseException) -> str:
+    """The first sentence of a collective's error (``e``), without gloo's ``[file:line]``
+    prefix and cut to 200 characters; the name of its type where nothing is left (a prefix
+    alone, an empty message: it raised an IndexError instead)."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0]
+    return (text.splitlines() or [""])[0].strip()[:200] or type(e).__name__
 
 
 def barrier(world_size: int) -> None:
