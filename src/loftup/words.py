@@ -32,9 +32,25 @@ def said_value(name: str, value, said_as: dict | None) -> str:
     naming ``name``) a name or number as typed, a size as HxW, an unset one as ``unset``;
     from Python as its repr."""
     if name not in (said_as or {}):
-        return repr(value)
+        return echoed(repr(value))
     if value is None:
         return "unset"
     if isinstance(value, (list, tuple)):
-        return "x".join(str(v) for v in value)
-    return str(value)
+        return echoed("x".join(str(v) for v in value))
+    return echoed(str(value))
+
+
+#: The most characters of a value read from a file (a run's record) that an error echoes: a
+#: damaged or edited record's 1 MB string or list of 100,000 entries made as long a refusal.
+ECHOED_CHARS = 200
+
+
+def echoed(text: str) -> str:
+    """``text``, a value read from a file, as a message echoes it: whole up to
+    :data:`ECHOED_CHARS` characters, else its start and its end (a path's file name) with how
+    many characters were left out between them."""
+    if len(text) <= ECHOED_CHARS:
+        return text
+    half = ECHOED_CHARS // 2
+    cut = f"[... shortened: {len(text) - 2 * half} characters left out ...]"
+    return f"{text[:half]}{cut}{text[-half:]}"

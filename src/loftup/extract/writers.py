@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LoftUpError, printable
-from ..words import said
+from ..words import echoed, said
 
 # (a run's entry and whether it is alive: importable from here, as before)
 from .run_entries import (  # noqa: F401
@@ -123,7 +123,8 @@ def _process(listed: dict) -> str:
     """A ``running`` entry of a host said as its process: ``process 12 on gpu3``, and where its
     pid is not this view's though the host's name is, why (:func:`_elsewhere`)."""
     why = _elsewhere(listed) if listed["host"] == socket.gethostname() else None
-    return f"process {listed.get('pid')} on {listed['host']}" + (f", {why}" if why else "")
+    pid, host = echoed(str(listed.get("pid"))), echoed(listed["host"])  # (an edited record's)
+    return f"process {pid} on {host}" + (f", {why}" if why else "")
 
 
 def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
