@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from loftup.extract.record_lock import LOCK_NAME, record_lock
+from processes import src_env
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/fdinfo").is_dir(), reason="the open flags and locks are read in /proc"
@@ -106,3 +110,59 @@ def test_a_record_is_said_replaced_only_once_it_is(photos, upsampler, tmp_path, 
     (out / LOCK_NAME).rmdir()
     assert main([*args, "--size", "48"]) == 0
     assert f"replacing {out / OPTIONS_NAME}: its run, of other options" in capsys.readouterr().err
+
+
+#: A run that holds the record lock of the folder argv[1], once it says so
+HOLDS = """
+import sys, time
+from pathlib import Path
+from loftup.extract.record_lock import record_lock
+with record_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+#: A run that waits for it, saying so after 0.2 s (not 10)
+WAITS = """
+import sys
+from pathlib import Path
+from loftup.extract import record_lock
+record_lock.WAIT_NOTE_AFTER = 0.2
+with record_lock.record_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+"""
+
+
+def test_a_run_waiting_for_the_lock_of_a_stopped_run_says_so_once_and_waits_on(tmp_path):
+    """A run holding the record lock stopped (Ctrl-Z, SIGSTOP) made every other run there wait
+    for ever, silently. One waiting past WAIT_NOTE_AFTER says once for which file, held by
+    which process, that it is stopped and what to do, and takes the lock once it is let go."""
+    folder, waiter = str(tmp_path), None
+    python = [sys.executable, "-c"]
+    holder = subprocess.Popen(
+        [*python, HOLDS, folder], env=src_env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        waiter = subprocess.Popen(
+            [*python, WAITS, folder], env=src_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        said = select.select([waiter.stderr], [], [], 60)[0]  # (none: it waits, silent)
+        note = waiter.stderr.readline() if said else "nothing"
+        os.kill(holder.pid, signal.SIGKILL)
+        done = waiter.communicate(timeout=120)
+    finally:
+        for process in (holder, waiter):
+            if process is not None:
+                process.kill()
+                process.wait()
+    assert note == (
+        f"waiting for the lock file {tmp_path / LOCK_NAME}, held by another loftup upsample "
+        f"run (process {holder.pid}) for 0.2 s though a run holds it for moments: it is stopped "
+        f"(Ctrl-Z, a debugger); let it go on (fg in its shell) or end it (kill {holder.pid}); "
+        "still waiting\n"
+    )
+    assert done == ("locked\n", "")  # (said once)
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -54,6 +54,26 @@ def lock_wait(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX)
 
 
+def flock_holder(st: os.stat_result) -> int | None:
+    """The pid of the process that holds a ``flock`` of the file of ``st`` (its ``os.fstat``),
+    as /proc/locks says (its device and inode; the inode alone where no line names its device,
+    as on overlayfs, whose locks are its upper layer's); None where it does not say: no
+    /proc/locks (not Linux), no such lock (let go meanwhile), a holder of another pid namespace
+    (which it shows as 0), or two processes where the inode alone matches."""
+    try:
+        with open("/proc/locks") as f:
+            held = [line.split() for line in f]
+    except OSError:
+        return None
+    # ("1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; one waiting: "1: -> FLOCK ...")
+    held = [fields for fields in held if len(fields) >= 6 and fields[1] == "FLOCK"]
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = {f[4] for f in held if f[5] == device}
+    pids = pids or {f[4] for f in held if f[5].rsplit(":", 1)[-1] == str(st.st_ino)}
+    pid = pids.pop() if len(pids) == 1 else ""
+    return int(pid) if pid.isdigit() and int(pid) > 0 else None
+
+
 def lockf_nowait(fd: int, exclusive: bool = True) -> None:
     """Lock ``fd`` with a POSIX lock (``lockf``), exclusive (``fd`` open for writing) or shared
     (for reading), without waiting: BlockingIOError where another process holds it (which

@@ -3,18 +3,26 @@
 a run of another ``--format`` writing its own record in between lost it (the first run put
 back a record that named none of the other's files). Held briefly, never across a run: an
 exclusive ``flock`` (:mod:`..file_lock`) of ``OUT/.upsample.lock``, waited for, and removed by
-its holder, so no file stays behind (one a killed run left is taken and removed by the next)."""
+its holder, so no file stays behind (one a killed run left is taken and removed by the next).
+A wait past :data:`WAIT_NOTE_AFTER` is said once (a holder stopped with Ctrl-Z), and goes on."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 from pathlib import Path
 
-from ..file_lock import NO_LOCKS, lock_wait, open_lock_file, still_at, tries
+from ..file_lock import NO_LOCKS, flock_holder, lock_wait, open_lock_file, still_at, tries
 
 #: The lock file, hidden (no output: :func:`.record.read_record` passes over hidden files).
 LOCK_NAME = ".upsample.lock"
+
+#: How long (seconds) a run waits for another's hold of the lock before it says so, once (and
+#: waits on): a hold lasts moments, so a wait this long is a holder stopped (Ctrl-Z, SIGSTOP,
+#: a debugger) or hung, for which every other run there waited for ever, silently.
+WAIT_NOTE_AFTER = 10.0
 
 
 @contextlib.contextmanager
@@ -27,7 +35,7 @@ def record_lock(out_dir: Path):
         try:
             locked = True
             try:
-                lock_wait(fd)
+                _lock(fd, path)
             except OSError as e:  # no locks here (nor fcntl): as unlocked as before this lock
                 if e.errno not in NO_LOCKS:
                     raise
@@ -42,6 +50,41 @@ def record_lock(out_dir: Path):
             return
         finally:
             os.close(fd)
+
+
+def _lock(fd: int, path: Path) -> None:
+    """Lock ``fd`` (the lock file ``path``), waiting for another holder (:func:`lock_wait`),
+    said once on stderr where that wait passes :data:`WAIT_NOTE_AFTER` (:func:`_say_waiting`);
+    the lock's errors as they are (no locks here: :data:`..file_lock.NO_LOCKS`)."""
+    note = threading.Timer(WAIT_NOTE_AFTER, _say_waiting, (path, os.fstat(fd)))
+    note.daemon = True
+    note.start()
+    try:
+        lock_wait(fd)
+    finally:
+        note.cancel()
+
+
+def _say_waiting(path: Path, st: os.stat_result) -> None:
+    """Say on stderr that this run waits for the lock file ``path`` (of ``st``), held by
+    another run: by its pid where /proc/locks tells it (:func:`..file_lock.flock_holder`),
+    stopped where its state says so, and how to let it go on or end it."""
+    from ..errors import printable
+    from .run_entries import _state
+
+    pid = flock_holder(st)
+    holder, kill = ("", "kill its process") if pid is None else (f" (process {pid})", f"kill {pid}")
+    stopped = (
+        "it is stopped" if pid is not None and _state(pid) in ("T", "t") else "it may be stopped"
+    )
+    print(
+        printable(
+            f"waiting for the lock file {path}, held by another loftup upsample run{holder} "
+            f"for {WAIT_NOTE_AFTER:g} s though a run holds it for moments: {stopped} (Ctrl-Z, a "
+            f"debugger); let it go on (fg in its shell) or end it ({kill}); still waiting"
+        ),
+        file=sys.stderr,
+    )
 
 
 def _open(path: Path) -> int:
