@@ -72,6 +72,21 @@ def one_line(e: BaseException, limit: int | None = 200) -> str:
     return (text if limit is None else text[:limit]) or type(e).__name__
 
 
+def first_line(said: BaseException | str, limit: int | None = 200, typed: bool = False) -> str:
+    """The first line of ``said`` (an error's message, or a text) that is not blank, stripped
+    and cut to ``limit`` characters (None: whole); where there is none (an empty message, or
+    one of whitespace alone), the name of the error's type ("" for a text). ``typed``: that
+    name before the line, ``OSError: ...`` (the name alone where there is no line). Not
+    escaped: a line that quotes it passes it through :func:`printable`."""
+    try:
+        text = said if isinstance(said, str) else str(said)
+    except Exception:  # noqa: BLE001 - a __str__ that fails: said by its type
+        text = ""
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")[:limit]
+    name = "" if isinstance(said, str) else type(said).__name__
+    return (f"{name}: {line}" if typed and name else line) if line else name
+
+
 def check_threads(threads) -> None:
     """A :class:`UsageError` unless ``threads`` (``--threads``) is None (torch's default) or an
     integer of at least 1."""
@@ -229,9 +244,9 @@ def memory_shortfall(e: BaseException) -> str:
         return f"the host could not allocate {numpy.group(1)} {numpy.group(2)}"  # not "149. GiB"
     if gpu:
         return f"the GPU could not allocate {gpu.group(1)}"
-    if not text.strip():
-        return "the host ran out of memory" if isinstance(e, MemoryError) else type(e).__name__
-    return text.strip().splitlines()[0][:200]
+    if isinstance(e, MemoryError) and not text.strip():
+        return "the host ran out of memory"
+    return first_line(e)
 
 
 def worker_ignores_sigterm(worker_id: int) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from itertools import product
 
+from ..errors import first_line
 from .backbones import GPU_ARCHS, GPU_DTYPES
 from .gpu_sh import _ok, _row, script_target, section_rows, tests_target
 from .table import fmt_dev
@@ -217,7 +218,7 @@ def _ablation(sec: dict) -> dict:
     target = "ablation: what each kernel choice buys at 224 and 448"
     a = sec.get("ablation")
     if not _ok(a):
-        return _row(target, a and f"failed: {a['error'].splitlines()[0]}", None)
+        return _row(target, a and f"failed: {first_line(str(a['error']), None)}", None)
     rows = section_rows(a)
     timed = {r["size"] for r in rows if "best_s" in r}
     measured = ", ".join(

@@ -13,7 +13,7 @@ import re
 import socket
 import sys
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, first_line
 
 #: how long (seconds) gloo's connects between the ranks may wait, a try (gloo tries again)
 CONNECT = 5.0
@@ -108,7 +108,7 @@ def join_failed(
     the join's watch (:mod:`.watch`) saw (a rank gone silent), said first; ``ended``: the rank
     that refused (or dropped) this one's connection (:func:`refused_by`), where known."""
     text = str(error).strip()
-    why = text.splitlines()[0][:200] if text else type(error).__name__
+    why = first_line(error)
     if _REFUSED.search(text) and ended is not None:
         said = (
             f"RANK={ended} ended before all joined the process group: it refused (or dropped) "

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 
-from ..errors import LoftUpError
+from ..errors import LoftUpError, first_line
 from ..escaping import printable
 from .claims import LOOK_EVERY
 
@@ -137,7 +137,7 @@ def open_store(host: str, port: int, world: int, rank: int, holds: bool, deadlin
         # the store's connection, or holds it without an answer
         raise LoftUpError(
             f"this process (RANK={rank}) reached {host}:{port}, but no meeting point answered "
-            f"there ({printable(str(e).strip().splitlines()[0][:200])}): RANK=0 left it as this "
+            f"there ({printable(first_line(e))}): RANK=0 left it as this "
             "one came, "
             f"or another program holds MASTER_PORT={port}; free it, or give this run's "
             "processes another MASTER_PORT (torchrun --master-port PORT)"

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from ..errors import LoftUpError, UsageError, one_line
+from ..errors import LoftUpError, UsageError, first_line, one_line
 from .inputs import Job
 
 #: The environment variable that sets how long (seconds) a process of a torchrun job waits for
@@ -147,7 +147,7 @@ def _why_ended(e: BaseException) -> str:
     prefix and cut to 200 characters; the name of its type where nothing is left (a prefix
     alone, an empty message: it raised an IndexError instead)."""
     text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0]
-    return (text.splitlines() or [""])[0].strip()[:200] or type(e).__name__
+    return first_line(text) or type(e).__name__
 
 
 def barrier(world_size: int) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, WeightsNotFoundError, first_line
 from ..escaping import printable
 from .hf_weights import CONFIG_FILE, WEIGHTS_FILE, where_from
 
@@ -88,7 +88,7 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
             dtype=torch.float32,
         )
     except OSError as e:
-        first = printable((str(e).splitlines() or [""])[0][:300])
+        first = printable(first_line(e, 300))
         # a cut zip archive (transformers' mmap: "[Errno 22] Invalid argument", naming no
         # file), or a pickle transformers 4 could not read (its OSError names the file)
         _name_damaged_pickle([p for p in pickled if str(p) in str(e) or _cut_zip(p)], name)
@@ -104,20 +104,19 @@ def _load_strict(cls, folder: Path, name: str, **config_overrides):
     except SafetensorError as e:  # a truncated or corrupt model.safetensors (or shard)
         bad = damaged_file(folder)
         raise CheckpointError(
-            f"{bad} is truncated or corrupt ({printable(str(e).splitlines()[0][:200])}); "
-            f"{where_from(name, bad)}"
+            f"{bad} is truncated or corrupt ({printable(first_line(e))}); {where_from(name, bad)}"
         ) from None
     except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # a damaged or unsafe .bin
         # torch.load's own text suggests weights_only=False: ours names the file
         _name_damaged_pickle(pickled, name)
         _name_integer_weights(cls, config, folder, name)  # transformers 4 cannot copy them
         raise CheckpointError(
-            f"{folder} does not fit backbone {name}: {printable(str(e).splitlines()[0][:300])}"
+            f"{folder} does not fit backbone {name}: {printable(first_line(e, 300))}"
         ) from None
     except (ValueError, KeyError) as e:  # a config.json that transformers rejects
-        first = printable((str(e).splitlines() or [""])[0][:300])
         raise CheckpointError(
-            f"{folder} cannot be loaded as backbone {name} ({type(e).__name__}: {first}); "
+            f"{folder} cannot be loaded as backbone {name} "
+            f"({printable(first_line(e, 300, typed=True))}); "
             f"check its {CONFIG_FILE}, or pass the folder save_pretrained wrote"
         ) from None
     mismatched = sorted(

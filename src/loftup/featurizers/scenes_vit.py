@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.paths import home_expanded
-from ..errors import CheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, WeightsNotFoundError, first_line
 from ..escaping import printable
 from ..paths import check_visible
 from . import Featurizer, FeaturizerSpec, register
@@ -158,8 +158,8 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
         model = SceneViT(config=SceneViTConfig.from_dict(info["architecture"]))
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:
         raise CheckpointError(
-            f"{files[1]} is not a valid {NAME} config ({type(e).__name__}: "
-            f"{printable(str(e).splitlines()[0][:200] if str(e) else '')}); {fix}"
+            f"{files[1]} is not a valid {NAME} config ({printable(first_line(e, typed=True))}); "
+            f"{fix}"
         ) from None
     from ..hub import read_safetensors
 
@@ -169,7 +169,7 @@ def load_backbone(weights: str | Path | None = None, device=None) -> SceneViT:
     except RuntimeError as e:
         raise CheckpointError(
             f"{files[0]} does not fit the architecture in {files[1]} "
-            f"({printable(str(e).splitlines()[0][:200])}...); {fix}"
+            f"({printable(first_line(e))}...); {fix}"
         ) from None
     return model.to(device) if device is not None else model
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import WeightsNotFoundError
+from ..errors import WeightsNotFoundError, first_line
 from ..escaping import printable, quoted, shell_quoted
 from .failures import is_commit, spelled
 
@@ -22,10 +22,9 @@ def _kept(cached: Path, e: Exception, repo_id: str, filename: str) -> Path:
     from huggingface_hub.utils import HfHubHTTPError
 
     if isinstance(e, HfHubHTTPError):
-        first = str(e).splitlines()[0][:200]
         warnings.warn(
             printable(
-                f"hub repo '{repo_id}' did not give '{filename}' ({type(e).__name__}: {first}); "
+                f"hub repo '{repo_id}' did not give '{filename}' ({first_line(e, typed=True)}); "
                 f"kept the cached copy, {cached}"
             ),
             stacklevel=3,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import PathPermissionError, WeightsNotFoundError
+from ..errors import PathPermissionError, WeightsNotFoundError, first_line
 from ..escaping import printable, quoted
 
 # moved to :mod:`.commits` (a repo's files from one commit), importable from here; commits
@@ -132,8 +132,7 @@ def hub_file(
                 raise WeightsNotFoundError(
                     f"{what}: file {quoted(filename)} of hub repo {quoted(repo)}{at} {local}"
                 ) from None
-            first = printable(str(e).splitlines()[0][:200])
-            reason = f"the download failed ({type(e).__name__}: {first})"
+            reason = f"the download failed ({printable(first_line(e, typed=True))})"
             reason = lost_connection(e, reason) or reason  # the next files are not tried
             refusal = hub_refusal(e, repo_id, filename, revision, matching=matching, fetch=fetch)
             failed_there = server_error(e)  # the hub's own failure

@@ -9,7 +9,7 @@ import typing
 from importlib import resources
 from pathlib import Path
 
-from ...errors import UsageError
+from ...errors import UsageError, first_line
 from ...escaping import quoted
 from ...paths import check_visible
 from ...read_refusal import read_refused
@@ -72,7 +72,7 @@ def safe_yaml(text: str, what: str):
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or first_line(e, None)
         if isinstance(e, yaml.constructor.ConstructorError) and "tag" in problem:
             problem = (
                 f"{problem.split('tag ', 1)[-1]} is not allowed: configs hold plain values "
