@@ -58,3 +58,17 @@ def also_in_bfloat16(feat, images, got):
     assert out.dtype == torch.bfloat16 and out.shape == got.shape
     err = (out.float() - got).abs().max().item()
     assert 0 < err < 0.1 * got.abs().max().item(), err
+
+
+def counted_compiles(monkeypatch) -> list:
+    """The graphs ``torch.compile`` makes from here on, each run as traced (no inductor): how
+    often the compiler is asked, and what its graphs compute, without minutes of compiling."""
+    real, graphs = torch.compile, []
+
+    def count(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend=count, dynamic=False))
+    torch._dynamo.reset()  # nothing compiled earlier in the process counts
+    return graphs

@@ -9,8 +9,9 @@ Data flow, with the letters used throughout:
 with D = C + 4 * grid_freqs (404 for C = 384). It imports only its own parts: its
 hyper-parameters (model_config.py, :class:`LoftUpConfig` importable from here too), the checks
 of its inputs (input_checks.py), the layers (layers.py, local_attention.py), the folded
-inference weights and their forward (fused.py, fast_stem.py, fastpath.py) and the tiled
-inference driver (tiling.py).
+inference weights and their forward (fused.py, fast_stem.py, fastpath.py), what tells that the
+weights they were folded from changed (weight_changes.py) and the tiled inference driver
+(tiling.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .cpu import warn_if_emulated
 from .errors import UsageTypeError
@@ -39,6 +39,7 @@ from .layers import (
 from .local_attention import local_attention
 from .model_config import LoftUpConfig
 from .tiling import check_settings, compute_dtype, upsample
+from .weight_changes import weights_key
 
 #: Pixels decoded at once by the differentiable path: bounds the attention's working memory.
 DEFAULT_CHUNK = 16384
@@ -182,8 +183,7 @@ class LoftUp(nn.Module):
             conv,
             align,
             self.config.attention_window,  # carried by the folded weights (FusedWeights.window)
-            _fused_optimizer_steps,
-            tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in _tensors(self, [])),
+            weights_key(self),  # each tensor's address, version, dtype and device
         )
         cache = self._fused_cache  # read once: another thread may replace it meanwhile
         if cache is None or cache[0] != key:
@@ -250,38 +250,6 @@ class LoftUp(nn.Module):
                 nbrs, span = flat_neighbours(h, w, height, width, window, s, e, image.device)
             out[:, s:e] = self.decode(tokens[:, s:e], kvs, nbrs, span)
         return out.transpose(1, 2).reshape(b, c, height, width)
-
-
-#: Steps taken in this process by optimizers with ``fused=True``, whose kernels write the
-#: parameters without counting it in their version counters (what ``LoftUp.fused`` reads).
-_fused_optimizer_steps = 0
-
-
-def _count_fused_step(optimizer, args, kwargs) -> None:
-    """Optimizer step post-hook: count the steps of fused optimizers."""
-    global _fused_optimizer_steps
-    if any(group.get("fused") for group in optimizer.param_groups):
-        _fused_optimizer_steps += 1
-
-
-register_optimizer_step_post_hook(_count_fused_step)
-
-
-def _tensors(module: nn.Module, out: list) -> list:
-    """Every parameter and buffer of ``module`` and its submodules, appended to ``out``: what
-    ``parameters()`` and ``buffers()`` give, at a sixth of their cost (this runs on every
-    forward, where a few hundred microseconds of Python show at small outputs on a GPU)."""
-    out.extend(t for t in module._parameters.values() if t is not None)
-    out.extend(t for t in module._buffers.values() if t is not None)
-    for child in module._modules.values():
-        if child is not None:
-            _tensors(child, out)
-    return out
-
-
-def _version(t: torch.Tensor) -> int:
-    """In-place modification counter (inference-mode tensors have none)."""
-    return -1 if t.is_inference() else t._version
 
 
 def _local_attend(

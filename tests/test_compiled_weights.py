@@ -1,0 +1,80 @@
+"""A compiled upsampler (:func:`loftup.compiled.compile_upsampler`) and the model's weights
+changed after it was made, and the inputs it compiled again for: the graphs are run as
+traced (no inductor; tests/test_compiled.py runs it), since whether the compiler is asked
+again, and with which weights the graph computes, is what these check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loftup import LoftUp, LoftUpError
+from loftup.compiled import compile_upsampler
+from model_helpers import counted_compiles, perturb
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _model(seed: int) -> LoftUp:
+    torch.manual_seed(0)
+    return perturb(LoftUp(dim=16, num_heads=2, n_freqs=4, depth=1), seed=seed)
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(2, 16, 5, 5, generator=g), torch.rand(2, 3, 30, 26, generator=g)
+
+
+@pytest.fixture
+def graphs(monkeypatch):
+    return counted_compiles(monkeypatch)
+
+
+def _models_output(model, lr, image):
+    with torch.inference_mode():
+        return model(lr, image)
+
+
+def test_a_compiled_upsampler_computes_with_the_weights_the_model_has_now(graphs):
+    """It kept the weights folded when it was made: after ``load_state_dict`` or a weight
+    changed in place under ``torch.no_grad()``, it went on computing the old model's output
+    without a word. Each change is folded again, and the graph compiled once computes with
+    it (the weights are its inputs): no compile again."""
+    model, other = _model(seed=1), _model(seed=2)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    compiled = len(graphs)
+    assert compiled and (first - _models_output(model, lr, image)).abs().max().item() <= 1e-5
+    model.load_state_dict(other.state_dict())
+    loaded = fn(lr, image)
+    assert (loaded - _models_output(model, lr, image)).abs().max().item() <= 1e-5
+    assert (loaded - first).abs().max().item() > 1e-2
+    with torch.no_grad():
+        model.norm.weight.add_(1.0)
+    moved = fn(lr, image)
+    assert (moved - _models_output(model, lr, image)).abs().max().item() <= 1e-5
+    assert (moved - loaded).abs().max().item() > 1e-2
+    assert len(graphs) == compiled
+    assert torch.equal(fn(lr, image), moved)  # unchanged since: the same weights
+
+
+def test_a_weight_moved_to_another_dtype_or_device_says_to_compile_again(monkeypatch):
+    """``model.to(torch.bfloat16)`` or ``model.to(device)`` after compiling: the function's
+    precision and device were chosen by the model's then; it computed with the old weights.
+    The compiler is left out (an identity): what the call says is what this checks."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    lr, image = _inputs()
+    for to, now in [(torch.bfloat16, "bfloat16 on cpu"), ("meta", "float32 on meta")]:
+        model = _model(seed=1)
+        fn = compile_upsampler(model)
+        fn(lr, image)
+        model.to(to)
+        with pytest.raises(LoftUpError) as e:
+            fn(lr, image)
+        said = str(e.value)
+        assert said.startswith("the model's ") and f" is {now}, float32 on cpu when " in said
+        assert said.endswith("; call compile_upsampler(model) again, or move the model back")
+    model = _model(seed=1).to(torch.bfloat16)  # compiled again: its output is the model's
+    out = compile_upsampler(model)(lr, image)
+    assert (out.float() - _models_output(model, lr, image).float()).abs().max().item() <= 1e-5
