@@ -78,3 +78,23 @@ def test_a_weight_moved_to_another_dtype_or_device_says_to_compile_again(monkeyp
     model = _model(seed=1).to(torch.bfloat16)  # compiled again: its output is the model's
     out = compile_upsampler(model)(lr, image)
     assert (out.float() - _models_output(model, lr, image).float()).abs().max().item() <= 1e-5
+
+
+def test_inputs_that_need_a_gradient_or_of_another_layout_compile_once(graphs):
+    """An input with ``requires_grad=True`` (2 s), a channels-last image (4.5 s) or a
+    sliced batch each compiled again, for the same numbers: they are taken detached and
+    contiguous."""
+    model = _model(seed=1)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    compiled = len(graphs)
+    wide = torch.cat([lr, lr], dim=1)[:, :16]  # a view of other strides
+    for args in [
+        (lr.clone().requires_grad_(), image),
+        (lr, image.contiguous(memory_format=torch.channels_last)),
+        (wide, image.clone().requires_grad_()),
+    ]:
+        out = fn(*args)
+        assert torch.equal(out, first) and not out.requires_grad
+    assert len(graphs) == compiled
