@@ -63,7 +63,7 @@ _SUBMODULES = (
     "kernels", "key_layouts", "layers", "listing", "local_attention", "memo", "mismatch", "model",
     "model_config", "norms", "npy_stream", "odd_width", "outputs", "paths", "pipeline",
     "pipeline_checks", "pipeline_placement", "ranks", "read_refusal", "stops", "tile_plan",
-    "tiling", "train", "untiled", "viz", "weights", "words", "world",
+    "tiling", "train", "untiled", "viz", "weight_changes", "weights", "words", "world",
 )  # fmt: skip
 
 
