@@ -23,6 +23,7 @@ from ..listing import (
     walk,
 )
 from ..words import said as option_word
+from .glob_fix import folders_fix
 from .globs import search
 
 
@@ -119,12 +120,6 @@ def _reached(sub: Path, folder: Path) -> bool:
         above = above.parent
 
 
-def _files_in(spec: str) -> str:
-    """A glob of the files in the folders that the glob ``spec`` matches: ``photos/*`` ->
-    ``photos/*/*.jpg`` (for a message)."""
-    return os.path.join(spec.rstrip("/" + os.sep) or spec, "*.jpg")
-
-
 def _is_image(path: Path) -> bool:
     """Whether ``path`` has an image file's suffix (what a folder or a glob is searched for)."""
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -192,9 +187,8 @@ def collect_inputs(
                 missing.append((spec, f"{why}; name a file to read it as one"))
             elif not files and folders:  # folders only: "no such ... glob" was wrong, and no help
                 n = len(folders)
-                missing.append((spec, f"matches {n} folder{'s' * (n > 1)} and no file; give "
-                                f"a folder to search it (sub-folders too), or a glob of the "
-                                f"files in them ({_files_in(spec)})"))  # fmt: skip
+                why = f"matches {n} folder{'s' * (n > 1)} and no file"
+                missing.append((spec, f"{why}; {folders_fix(spec, folders)}"))
             elif not files and not passed and not unlisted:
                 missing.append((spec, "no such file, folder or matching glob"))
             for f in images:

@@ -1,0 +1,60 @@
+"""What to give instead of a glob of ``loftup upsample`` that matched folders and no file
+(``'cams/*'`` over the cameras' folders): :func:`folders_fix`, from a look at what they hold."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from ..io import IMAGE_SUFFIXES
+from ..listing import entry_is
+
+
+def folders_fix(spec: str, folders: list[Path]) -> str:
+    """The end of the message for the glob ``spec`` that matched ``folders`` and no file: what
+    to give instead, that finds their images.
+
+    Where two of the folders hold images of one name (``cams/a/0001.png``, ``cams/b/0001.png``),
+    a glob of their files would be refused (their outputs would share a name): the folder that
+    holds them, whose sub-folders are kept in the output names. Otherwise a glob of the files
+    in them, of the suffix their images have (``cams/*/*.png``, as written: a glob's ``*.jpg``
+    does not match ``x.JPG``), ``cams/*/*`` where they have several (the command keeps the
+    images), ``cams/*/**/*`` where none is in the folders themselves but deeper."""
+    from .inputs import disk_key
+
+    suffixes, stems = set(), Counter()
+    for folder in folders:
+        names = _images_in(folder)
+        suffixes.update(os.path.splitext(n)[1] for n in names)
+        stems.update({disk_key(os.path.splitext(n)[0]) for n in names})  # once a folder
+    shared = sorted(s for s, n in stems.items() if n > 1)
+    if shared:
+        holder = os.path.commonpath([os.fspath(f) for f in folders]) or "."
+        return (
+            f"their images share names ({shared[0]}{', ...' * (len(shared) > 1)}), which a glob "
+            f"of their files would give one output name; give the folder that holds them, "
+            f"whose sub-folders are kept in the output names ({holder})"
+        )
+    base = spec.rstrip("/" + os.sep) or spec
+    if len(suffixes) == 1:
+        files = os.path.join(base, f"*{suffixes.pop()}")
+    else:
+        files = os.path.join(base, "*" if suffixes else os.path.join("**", "*"))
+    return f"give a folder to search it (sub-folders too), or a glob of the files in them ({files})"
+
+
+def _images_in(folder: Path) -> list[str]:
+    """The names of the image files in ``folder`` itself (not hidden: a glob's ``*`` leaves
+    them out), none where it cannot be read (said by the search that matched it)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [
+                e.name
+                for e in entries
+                if not e.name.startswith(".")
+                and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+                and entry_is(e.is_file)
+            ]
+    except OSError:
+        return []
