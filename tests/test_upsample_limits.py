@@ -4,7 +4,9 @@ goes on."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import warnings
 
 import pytest
@@ -74,6 +76,13 @@ def test_no_room_for_a_streamed_output_fails_that_image_at_once(limited_runs):
     assert "coffee.jpg: could not write its outputs" in res.stderr
     assert "File too large" in res.stderr and "Traceback" not in res.stderr
     assert outputs(out) == ["astronaut.pt"]
+    # how large the file is, the limit, and the fix (it said "[Errno 27] File too large")
+    said = (
+        "coffee.jpg: could not write its outputs (File too large): its features file is 1.9 MB, "
+        "over this process's limit on a file's size, 1.5 MB (ulimit -f); try a smaller --size, "
+        "--save-dtype float16 or bfloat16, or a higher limit\n"
+    )
+    assert said in res.stderr, res.stderr
 
 
 def test_no_room_for_a_whole_output_fails_that_image_in_every_format(limited_runs):
@@ -88,6 +97,8 @@ def test_no_room_for_a_whole_output_fails_that_image_in_every_format(limited_run
     assert codes == ["1", "1", "1"]  # three runs, each with an image that failed
     failed = [line for line in res.stderr.splitlines() if "could not write its outputs" in line]
     assert all("File too large" in line for line in failed) and len(failed) == 5, res.stderr
+    limit = "over this process's limit on a file's size, 1.3 MB (ulimit -f); try a smaller --size"
+    assert all(limit in line for line in failed), res.stderr  # .npy's short write too
     assert outputs(tmp_path / "0") == outputs(tmp_path / "2") == []  # .pt: neither fits
     assert outputs(tmp_path / "1") == ["astronaut.safetensors"]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # nothing half-made
@@ -105,6 +116,11 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
     assert main(["upsample", *args, "-o", str(out), "--size", "400000"]) == 1
     captured = capsys.readouterr()
     assert captured.err.count("could not write its outputs") == 2 and "coffee.jpg" in captured.err
+    # 400000 x 600000 x 32 in float32: over the most a file may hold there (or the room)
+    assert "coffee.jpg: could not write its outputs (" in captured.err
+    assert "its features file is 30.7 TB, " in captured.err, captured.err
+    fix = "; try a smaller --size, --save-dtype float16 or bfloat16, or another -o "
+    assert captured.err.count(fix) == 2, captured.err
     assert "2 input(s) failed" in captured.out and outputs(out) == []
     # held whole, in a process allowed 16 GB of address space: the allocation fails, each
     # image fails by name with the size it was asked, and the next one is still tried
@@ -116,6 +132,44 @@ def test_an_output_too_large_for_memory_or_disk_fails_by_name_and_the_run_goes_o
     coffee = "out of memory for a 40000x60000 output (32 channels): the host could not allocate"
     assert coffee in done.stderr and done.stderr.count("; try a smaller --size") == 2
     assert "wrote float32 features of 0 image(s)" in done.stdout and outputs(out) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_no_room_on_the_disk_is_said_with_the_size_and_the_room_there(tmp_path, code):
+    """A full disk (or quota) said "[Errno 28] No space left on device" alone, for a 614 GB
+    output where 59 GB were free: the output's size, the room where it goes (as the disk
+    tells it) and the fix, naming the options as the caller does (a 16-bit --save-dtype only
+    where it is wider, bfloat16 not in .npy). Called with the error a full disk raises (one
+    cannot be filled here: the test's file system is shared)."""
+    from loftup.extract.no_room import amount, write_failure
+
+    full = OSError(code, os.strerror(code), str(tmp_path / "a.pt.tmp"))
+    said_as = {"size": "--size", "save_dtype": "--save-dtype", "out": "-o"}
+    why = write_failure(full, tmp_path, 614_400_000_000, "pt", torch.float32, said_as)
+    free = amount(shutil.disk_usage(tmp_path).free)
+    room = (
+        f"and {tmp_path} has {free} free"
+        if code == errno.ENOSPC
+        else "over this user's disk quota there"
+    )
+    assert why.startswith(
+        f"could not write its outputs ({os.strerror(code)}): its features file is 614.4 GB, {room}"
+    ), why
+    assert why.endswith(
+        "; try a smaller --size, --save-dtype float16 or bfloat16, or another -o with room (or free space there)"
+    ), why
+    assert "--save-dtype float16, or" in write_failure(
+        full, tmp_path, 1, "npy", torch.float32, said_as
+    )
+    half = write_failure(full, tmp_path, 1, "pt", torch.float16)  # from Python: its names
+    assert half.endswith("; try a smaller size or another out with room (or free space there)"), (
+        half
+    )
+    other = OSError(errno.EACCES, "Permission denied", "a.pt")
+    assert (
+        write_failure(other, tmp_path, 1, "pt", torch.float32)
+        == f"could not write its outputs: {other}"
+    )
 
 
 def test_out_of_memory_is_told_apart_and_read():

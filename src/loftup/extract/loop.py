@@ -19,6 +19,7 @@ from ..io import ImageReadError, load_image_tensor
 from ..paths import name_max
 from ..stops import check as check_stop
 from .inputs import Job
+from .no_room import write_failure
 from .output_files import outputs_of
 from .resumed import resumed_batches
 from .torchrun import shard
@@ -106,23 +107,23 @@ def run(
         disable=not progress,
         **bar_settings(position=rank),
     )
-    pending: deque = deque()  # (job, future) in submission order
+    pending: deque = deque()  # (job, its features file's bytes, future) in submission order
 
     def fail(job: Job, reason: str) -> None:
         report.failed.append((str(job.given), reason))
         bar.write(printable(f"failed: {job.given}: {reason}"), file=sys.stderr)  # a name's escape
 
     def collect() -> None:
-        job, done = pending.popleft()
+        job, nbytes, done = pending.popleft()
         try:
             done.result()
             report.written += 1
-        except OSError as e:
-            fail(job, f"could not write its outputs: {e}")
+        except OSError as e:  # no room for it: said with its size and the room there
+            fail(job, write_failure(e, out_dir, nbytes, fmt, save_dtype, said_as))
         bar.update(1)
 
-    def submit(job: Job, write, *args) -> None:  # at most 2 * writers outputs waiting
-        pending.append((job, pool.submit(write, *args)))
+    def submit(job: Job, nbytes: int, write, *args) -> None:  # at most 2 * writers waiting
+        pending.append((job, nbytes, pool.submit(write, *args)))
         while len(pending) > 2 * writers:
             collect()
 
@@ -189,7 +190,7 @@ def run(
                         fail(job, task)
                         bar.update(1)
                     else:
-                        submit(job, *task)
+                        submit(job, math.prod(shape) * save_dtype.itemsize, *task)
         while pending:
             collect()
     bar.close()

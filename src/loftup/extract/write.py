@@ -58,6 +58,7 @@ def compute_streamed(
     appended to ``owner`` (:func:`streamed_files`) before it is made, and those finished
     (committed or discarded) are dropped from it."""
     from ..feature_file import FeatureFile
+    from .no_room import write_failure
 
     owner[:] = [f for f in owner if not f.done]
     first = len(owner)  # this group's files: owner[first:]
@@ -67,8 +68,9 @@ def compute_streamed(
             try:
                 path = out_dir / f"{job.stem}.{fmt}"
                 files.append(FeatureFile(path, fmt, save_dtype, shape, owner=owner))
-            except OSError as e:
-                files.append(f"could not write its outputs: {e}")
+            except OSError as e:  # no room for it, said with its size: known before computing
+                nbytes = math.prod(shape) * save_dtype.itemsize
+                files.append(write_failure(e, out_dir, nbytes, fmt, save_dtype, said_as))
         if all(isinstance(f, str) for f in files):  # nowhere to put them: nothing to compute
             return list(zip((job for job, _ in group), files))
 

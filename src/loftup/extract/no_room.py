@@ -1,0 +1,107 @@
+"""Why an image's outputs could not be written, said with the fix (:func:`write_failure`):
+for a file too large for the room where it goes, how large it is and how much room there is,
+not ``[Errno 28] No space left on device`` alone (a 40000 x 60000 output is 614 GB)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..words import said, said_with
+
+#: The errors of a file too large for where it goes: a full disk, a full quota, a file over
+#: the process's (``ulimit -f``) or the file system's limit on one file.
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def write_failure(
+    e: OSError,
+    out_dir: Path,
+    nbytes: int,
+    fmt: str,
+    save_dtype: torch.dtype,
+    said_as: dict | None = None,
+) -> str:
+    """The failure of an image whose outputs (its features file of ``nbytes`` in ``out_dir``,
+    stored as ``save_dtype`` in ``fmt``) raised ``e``: for lack of room, the file's size and
+    the room there (or the limit it is over), and the fix (a smaller size; a 16-bit
+    ``save_dtype`` where it is wider and ``fmt`` holds one; another output folder), naming
+    the options as ``said_as`` calls them; otherwise ``e`` as it says itself."""
+    why = _no_room(e, out_dir, nbytes)
+    if why is None:
+        return f"could not write its outputs: {e}"
+    need = f"its features file is {amount(nbytes)}"
+    if why == errno.EFBIG:
+        limit = _file_size_limit()
+        if limit is not None:
+            room = f"over this process's limit on a file's size, {amount(limit)} (ulimit -f)"
+            elsewhere = "a higher limit"
+        else:
+            room = "over the most one file may hold on that file system (FAT32: 4 GB)"
+            elsewhere = f"another {said('out', said_as)} on a file system that holds it"
+    else:
+        free = _free(out_dir)
+        free = "no room" if free is None else f"{amount(free)} free"
+        room = f"and {out_dir} has {free}"
+        if why == errno.EDQUOT:  # the disk's room, not the quota's
+            room = f"over this user's disk quota there ({out_dir}: {free} on the disk)"
+        elsewhere = f"another {said('out', said_as)} with room (or free space there)"
+    fixes = [f"a smaller {said('size', said_as)}"]
+    if save_dtype.itemsize > 2:  # npy has no bfloat16
+        half = ("float16",) if fmt == "npy" else ("float16", "bfloat16")
+        fixes.append(said_with("save_dtype", *half[:1], said_as, *half[1:]))
+    fixes.append(elsewhere)
+    fixes[-1] = f"{'or ' * (len(fixes) > 1)}{fixes[-1]}"
+    return (
+        f"could not write its outputs ({os.strerror(why)}): {need}, {room}; try "
+        f"{(', ' if len(fixes) > 2 else ' ').join(fixes)}"
+    )
+
+
+def _no_room(e: OSError, out_dir: Path, nbytes: int) -> int | None:
+    """The errno of ``e`` where it is one of :data:`NO_ROOM`, None otherwise. NumPy's short
+    write (``8388608 requested and 262112 written``: ``.npy``) says no errno: the limit on a
+    file's size where the file is over it, or ENOSPC where the disk has less room than it."""
+    if e.errno in NO_ROOM:
+        return e.errno
+    if e.errno is not None or "requested and" not in str(e):
+        return None
+    limit = _file_size_limit()
+    if limit is not None and nbytes > limit:
+        return errno.EFBIG
+    free = _free(out_dir)
+    return errno.ENOSPC if free is not None and free < nbytes else None
+
+
+def _free(out_dir: Path) -> int | None:
+    """The bytes free in ``out_dir``'s file system (for this user), None where it cannot be
+    looked at (gone since)."""
+    try:
+        return shutil.disk_usage(out_dir).free
+    except OSError:
+        return None
+
+
+def amount(nbytes: float) -> str:
+    """``nbytes`` to a tenth of a TB, GB or MB: ``28.7 TB``, ``614.4 GB``, ``1.0 MB`` (MB below a
+    tenth of a GB, TB from ten thousand GB)."""
+    if nbytes >= 1e13:
+        return f"{nbytes / 1e12:.1f} TB"
+    if nbytes >= 1e8:
+        return f"{nbytes / 1e9:.1f} GB"
+    return f"{nbytes / 1e6:.1f} MB"
+
+
+def _file_size_limit() -> int | None:
+    """This process's limit on the size of a file it writes (``ulimit -f``), None where it has
+    none (or the platform none: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
