@@ -102,3 +102,43 @@ def test_an_unmarked_figure_beside_loftup_s_own_results_is_an_earlier_version_s(
         err = capsys.readouterr().err
         assert (f"{png} bears no loftup mark" in err) == refused, err
         assert ("--root" in err) != refused, err
+
+
+def test_each_task_s_printed_scores_say_their_unit_and_match_the_json():
+    """`loftup eval` printed `mIoU 0.37  pixel accuracy 0.89` where its JSON held `miou 0.0037`
+    (and the demo's and experiments' reports, fractions, 0.37 for 37%): each percentage it
+    prints now bears its sign and is the JSON's fraction times 100, depth's RMSE its metres,
+    for every task."""
+    from loftup.eval.report import summary
+
+    head = {"dataset": "d", "backbone": "b", "upsampler": "u"}
+    cases = {
+        "seg": ({"miou": 0.0037, "pixel_accuracy": 0.89}, "mIoU 0.37%  pixel accuracy 89.00%"),
+        "depth": (
+            {
+                "delta1": 0.9135,
+                "rmse": 0.3121,
+                "abs_rel": 0.0912,
+                "si_delta1": 0.95,
+                "si_rmse": 0.2,
+            },
+            "delta1 91.35%  RMSE 0.3121 m  AbsRel 0.0912  (scale-invariant: delta1 95.00%  "
+            "RMSE 0.2000 m)",
+        ),
+        "normals": (
+            {
+                "within_11.25": 0.4,
+                "within_22.5": 0.6,
+                "within_30": 0.7261,
+                "rmse": 31.5,
+                "mean": 22.25,
+            },
+            "within 11.25/22.5/30 deg 40.00% / 60.00% / 72.61%  RMSE 31.50 deg  mean 22.25 deg",
+        ),
+        "davis": (
+            {"J&F_mean": 0.6025, "J_mean": 0.58, "F_mean": 0.625},
+            "J&F 60.25%  J 58.00%  F 62.50%",
+        ),
+    }
+    for task, (metrics, said) in cases.items():
+        assert summary({**head, "task": task, "metrics": metrics}) == f"d b + u: {said}", task

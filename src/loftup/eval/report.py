@@ -93,26 +93,25 @@ def run_info(device: str = "cpu") -> dict:
 
 
 def summary(results: dict) -> str:
-    """The scores of an evaluation run in one line, as ``loftup eval`` prints them
-    (percentages, as in the paper)."""
+    """The scores of an evaluation run in one line, as ``loftup eval`` prints them: the
+    fractions of the JSON as percentages with their sign, as in the paper (``miou`` 0.0037 is
+    ``mIoU 0.37%``), depth's RMSE in metres and AbsRel as stored, normals' errors in degrees."""
     m = results["metrics"]
     what = f"{results['dataset']} {results['backbone']} + {results['upsampler']}"
+
+    def pc(key: str) -> str:
+        return f"{100 * m[key]:.2f}%"
+
     if results["task"] == "seg":
-        return f"{what}: mIoU {100 * m['miou']:.2f}  pixel accuracy {100 * m['pixel_accuracy']:.2f}"
+        return f"{what}: mIoU {pc('miou')}  pixel accuracy {pc('pixel_accuracy')}"
     if results["task"] == "depth":
-        line = f"{what}: delta1 {100 * m['delta1']:.2f}  RMSE {m['rmse']:.4f}  AbsRel {m['abs_rel']:.4f}"
+        line = f"{what}: delta1 {pc('delta1')}  RMSE {m['rmse']:.4f} m  AbsRel {m['abs_rel']:.4f}"
         if "si_delta1" in m:  # results written before the scale-invariant figures lack them
-            line += (
-                f"  (scale-invariant: delta1 {100 * m['si_delta1']:.2f}  RMSE {m['si_rmse']:.4f})"
-            )
+            line += f"  (scale-invariant: delta1 {pc('si_delta1')}  RMSE {m['si_rmse']:.4f} m)"
         return line
     if results["task"] == "normals":
         return (
-            f"{what}: within 11.25/22.5/30 deg {100 * m['within_11.25']:.2f} / "
-            f"{100 * m['within_22.5']:.2f} / {100 * m['within_30']:.2f}  RMSE {m['rmse']:.2f} deg"
-            f"  mean {m['mean']:.2f} deg"
+            f"{what}: within 11.25/22.5/30 deg {pc('within_11.25')} / {pc('within_22.5')} / "
+            f"{pc('within_30')}  RMSE {m['rmse']:.2f} deg  mean {m['mean']:.2f} deg"
         )
-    return (
-        f"{what}: J&F {100 * m['J&F_mean']:.2f}  J {100 * m['J_mean']:.2f}  "
-        f"F {100 * m['F_mean']:.2f}"
-    )
+    return f"{what}: J&F {pc('J&F_mean')}  J {pc('J_mean')}  F {pc('F_mean')}"
