@@ -113,3 +113,45 @@ def test_a_second_process_s_image_bar_stays_on_its_line_in_a_log(upsampler, tmp_
     err = capsys.readouterr().err
     assert "upsample [rank 1]:" in err and "2/2" in err, err
     assert "\x1b[" not in err, repr(err)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-progress"]])
+def test_world_scenes_bar_is_redrawn_into_a_log_a_few_times_unless_no_progress(
+    tmp_path, capsys, flag
+):
+    """Into a log (stderr no terminal: a nohup or scheduler log) a bar is redrawn every 5 s
+    (loftup.bars), but world scenes', training's, eval's, the demo's and the experiments' bars
+    took tqdm's 0.1 s: 120 scenes of a few seconds drew some 30 bars into it. They are drawn
+    at the start, at the end and every 5 s between (10: a generous bound for a slow machine),
+    and world scenes took no --no-progress (the other commands' way to hide them)."""
+    out = tmp_path / "scenes"
+    assert main(["world", "scenes", "--out", str(out), "--count", "120", *flag]) == 0
+    err = capsys.readouterr().err
+    draws = err.count("scenes:")
+    assert (0 < draws <= 10) if not flag else draws == 0, err
+    assert "120/120" in err or flag, err
+    assert len(list((out / "labels").glob("*.png"))) == 120
+
+
+def test_every_bar_in_the_package_is_drawn_by_the_one_rule():
+    """Each tqdm bar of the package takes loftup.bars' settings (the rule above); a bar
+    added without them would draw into a log ten times a second again."""
+    from pathlib import Path
+
+    import loftup
+
+    calls = []
+    for path in Path(loftup.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        for start in (i for i in range(len(text)) if text.startswith("tqdm(", i)):
+            if text[start - 1].isalnum() or text[start - 1] in "_.":
+                continue  # another name ending in tqdm, or tqdm.tqdm( said
+            depth, end = 0, start + 4
+            while True:  # to the call's closing parenthesis
+                depth += {"(": 1, ")": -1}.get(text[end], 0)
+                if depth == 0:
+                    break
+                end += 1
+            calls.append((path.name, text[start : end + 1]))
+    assert len(calls) >= 15, calls
+    assert [c for c in calls if "**bar_settings(" not in c[1]] == []

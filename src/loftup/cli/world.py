@@ -81,6 +81,8 @@ def add_world(sub) -> None:
                    help="scene size (default 128)")  # fmt: skip
     q.add_argument("--json", metavar="OUT", help="also write the numbers as JSON ('-' for stdout)")
     q.set_defaults(func=_cmd_world_probe)
+    for command in (s, b, q):
+        command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 #: The options of ``world scenes`` by the names of the values they set, for its errors.
@@ -118,6 +120,7 @@ def _cmd_world_scenes(args) -> int:
         seed=args.seed,
         start=args.start,
         quality=args.quality,
+        progress=not args.no_progress,
         said_as=SCENE_OPTIONS,
     )
     say(f"wrote {args.count} scenes to {out} (classes: {', '.join(config.class_names)})")
@@ -142,7 +145,9 @@ def _cmd_world_backbone(args) -> int:
     )
     use_threads(args.threads)
     # train_backbone checks --out (a file, under one, or unwritable) before any step trains
-    metrics = train_backbone(recipe, args.out, device=picked_device(args.device))
+    metrics = train_backbone(
+        recipe, args.out, device=picked_device(args.device), progress=not args.no_progress
+    )
     print(json.dumps(metrics, indent=2))
     say(f"wrote {args.out}")
     return 0
@@ -156,7 +161,12 @@ def _cmd_world_probe(args) -> int:
     model = load_backbone(args.weights).eval()
     config = SceneConfig(height=args.size[0], width=args.size[1], said_as=SCENE_OPTIONS)
     report = measure_backbone(
-        model, config, seed=args.seed, count=args.count, said_as=SCENE_OPTIONS, progress=True
+        model,
+        config,
+        seed=args.seed,
+        count=args.count,
+        said_as=SCENE_OPTIONS,
+        progress=not args.no_progress,
     )
     # which backbone the numbers are of: the JSON of a --weights folder read as the shipped one's
     report["weights"] = args.weights or "scenes_vit_p8 (shipped)"

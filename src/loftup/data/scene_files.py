@@ -92,6 +92,7 @@ def write_scenes(
     from tqdm.auto import tqdm
 
     from ..atomic import atomic_write_bytes, write_json
+    from ..bars import bar_settings
 
     out, info = check_world(
         out,
@@ -108,7 +109,9 @@ def write_scenes(
     if not (out / "world.json").exists():
         write_json(out / PARTIAL, info)
     names = []
-    for i in tqdm(range(start, start + count), desc="scenes", disable=not progress):
+    for i in tqdm(
+        range(start, start + count), desc="scenes", disable=not progress, **bar_settings()
+    ):
         scene = generate_scene(config, seed, i)
         name = f"sa_{i + 1}"
         meta = scene_annotations(scene, i + 1)

@@ -57,6 +57,8 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     """
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     check_start(cfg, "seg")
     start = time.time()
     big = backbone_size(cfg)
@@ -73,7 +75,9 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
     examples = []
     loader = make_loader(val_set, cfg, shuffle=False)
     # closed on an error too, so that the error's line is not the bar's
-    with tqdm(loader, desc="seg val", disable=not cfg.progress, leave=False) as bar:
+    with tqdm(
+        loader, desc="seg val", disable=not cfg.progress, leave=False, **bar_settings()
+    ) as bar:
         for batch in bar:
             check_stop()  # one a finaliser swallowed: loftup.stops
             lr, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))

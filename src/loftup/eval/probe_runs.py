@@ -116,6 +116,8 @@ def _probe_per_image(
     the figure is ``draw(examples, path, title=title(metrics))``; ``extra`` joins the results."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     train_set, test_set = sets
     pipe = FeaturePipeline(cfg, policy=POLICY)
     pcfg = _probe_config(base, cfg)
@@ -125,7 +127,9 @@ def _probe_per_image(
     per_image: dict[str, list[torch.Tensor]] = {}
     examples = []
     loader = make_loader(test_set, cfg, shuffle=False)
-    with tqdm(loader, desc=f"{cfg.task} test", disable=not cfg.progress, leave=False) as bar:
+    with tqdm(
+        loader, desc=f"{cfg.task} test", disable=not cfg.progress, leave=False, **bar_settings()
+    ) as bar:
         for batch in bar:
             check_stop()  # one a finaliser swallowed: loftup.stops
             _, hr = pipe(batch["image"], batch["key"], cfg.size, batch.get("backbone_image"))

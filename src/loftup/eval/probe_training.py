@@ -175,6 +175,8 @@ def train_probe(
     """
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     config.check()
     probe.train()
     opt = _optimizer(probe.parameters(), config)
@@ -182,7 +184,7 @@ def train_probe(
     warmup = warmup_steps(config, steps_per_epoch)
     step = 0
     # closed on an error too, so that the error's line is not the bar's
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False, **bar_settings()) as bar:
         for epoch in range(config.epochs):
             for feats, target in batches(epoch):
                 check_stop()  # one a finaliser swallowed (a loader's, a bar's): loftup.stops

@@ -177,6 +177,8 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     ``report``: see :func:`loftup.eval.evaluate`."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     check_start(cfg, "davis")
     start = time.time()
     sequences = davis_sequences(cfg.root, "val", cfg.limit, cfg.max_frames, check=True)
@@ -192,7 +194,13 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
     try:
         pipe = FeaturePipeline(cfg, policy=POLICY)
         batches = iter(frame_loader(sequences, pipe, cfg))  # one set of workers for all
-        bar = tqdm(total=total, desc="davis frames", disable=not cfg.progress, leave=False)
+        bar = tqdm(
+            total=total,
+            desc="davis frames",
+            disable=not cfg.progress,
+            leave=False,
+            **bar_settings(),
+        )
         with bar, contextlib.closing(batches):  # closed: the workers end with the run
             for seq in sequences:
                 check_stop()

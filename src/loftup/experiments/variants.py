@@ -70,6 +70,7 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     """Run every variant at every seed and write the report folder; returns the results."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
     from ..baselines import get_upsampler
     from ..hub import load_upsampler
 
@@ -100,7 +101,9 @@ def run_design(s: ExperimentSettings, design: Design, json_path: str | None = No
     configs = {}
     preds = {}
     # closed on an error too: a failed run from Python left its bar on the terminal
-    with tqdm(total=s.seeds * len(names), desc=s.name, disable=not s.progress) as bar:
+    with tqdm(
+        total=s.seeds * len(names), desc=s.name, disable=not s.progress, **bar_settings()
+    ) as bar:
         for seed in range(s.seeds):
             probe = s.demo(seed)
             for name in names:

@@ -13,6 +13,7 @@ import signal
 import torch
 from tqdm.auto import tqdm
 
+from ..bars import bar_settings
 from ..data.dataset import MaskedImages, collate
 from ..errors import worker_ignores_sigterm
 from .config import TrainConfig
@@ -93,7 +94,7 @@ def precompute_masks(dataset: MaskedImages, info: DistInfo, timeout: float = 0) 
     try:
         load = reads_waited_on(dataset, timeout, str(dataset.root), computing)
         indices = range(info.rank, len(dataset), info.world)
-        for i in tqdm(indices, desc="SAM masks", disable=not info.is_main):
+        for i in tqdm(indices, desc="SAM masks", disable=not info.is_main, **bar_settings()):
             try:
                 load(i)
             except READ_ERRORS:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..bars import bar_settings
 from ..errors import LoftUpError, require
 from .batches import draw_step, stage1_inputs, stage2_inputs
 from .build import Init, checkpoint_payload
@@ -171,6 +172,7 @@ def _run(
         initial=step0,
         desc=f"stage {cfg.stage}",
         disable=not (main and cfg.log.progress),
+        **bar_settings(),
     )
 
     saved = [step0 if ckpt is not None else None]  # the step the checkpoint on disk holds

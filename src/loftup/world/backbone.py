@@ -145,6 +145,7 @@ def train_backbone(
     """Train, measure and save the backbone to ``out`` (see the module note); returns metrics."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
     from ..data.paths import home_expanded
     from ..paths import check_folder_output
 
@@ -166,7 +167,7 @@ def train_backbone(
     images, labels = scene_batch(world, recipe.seed, range(recipe.scenes), progress=progress)
     t_data = time.perf_counter() - t0
     g = torch.Generator().manual_seed(recipe.seed)
-    bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress)
+    bar = tqdm(range(recipe.steps), desc="backbone", disable=not progress, **bar_settings())
     for step in bar:
         pick = torch.randint(0, recipe.scenes, (recipe.batch_size,), generator=g)
         x = model.normalize(images[pick].to(device))

@@ -42,8 +42,12 @@ def upsampled_features(
     bar over them)."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     out = {}
-    for name, fn in tqdm(upsamplers.items(), desc="upsampling", disable=not progress):
+    for name, fn in tqdm(
+        upsamplers.items(), desc="upsampling", disable=not progress, **bar_settings()
+    ):
         parts = [
             fn(lr_feats[i : i + batch], guidance[i : i + batch])
             for i in range(0, len(lr_feats), batch)
@@ -89,8 +93,10 @@ def score_all(
     seconds to tens of seconds on a CPU: minutes for the demo's six)."""
     from tqdm.auto import tqdm
 
+    from ..bars import bar_settings
+
     results = {}
-    with tqdm(hr.items(), desc="probes", disable=not progress) as bar:
+    with tqdm(hr.items(), desc="probes", disable=not progress, **bar_settings()) as bar:
         for name, feats in bar:
             bar.set_postfix_str(name, refresh=True)
             results[name] = score(feats, labels, classes, cfg, progress=progress)
