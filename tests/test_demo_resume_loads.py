@@ -53,3 +53,38 @@ def test_a_demo_resume_loads_each_checkpoint_in_full_once(tmp_path, monkeypatch)
         ("stage1", "full"),
         ("stage2", "full"),
     ]
+
+
+def test_a_resumed_demo_reports_the_seconds_of_the_runs_before_it_too(tmp_path, monkeypatch):
+    """A demo stopped by SIGTERM and gone on with --resume reported the resumed process's
+    seconds alone (report.json's ``seconds``, report.md's "N s in all"): the first one's
+    scenes and training were lost. Each phase's seconds are kept in demo.json as it ends or
+    is stopped, and the resumed run adds its own to them."""
+    import json
+    import os
+    import re
+    import signal
+
+    import loftup.world.demo
+
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), *ARGV, "--no-progress"]
+    real = loftup.world.demo.train_stages
+
+    def stopped_at_its_end(*args, **kw):  # a SIGTERM as the training ends, before the probes
+        done = real(*args, **kw)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return done
+
+    monkeypatch.setattr(loftup.world.demo, "train_stages", stopped_at_its_end)
+    assert main(argv) == 128 + signal.SIGTERM
+    assert not (out / "report.json").exists()
+    before = json.loads((out / "demo.json").read_text())["seconds"]
+    assert sorted(before) == ["scenes", "training"] and before["training"] > 0, before
+    monkeypatch.setattr(loftup.world.demo, "train_stages", real)
+    assert main([*argv, "--resume"]) == 0
+    seconds = json.loads((out / "report.json").read_text())["seconds"]
+    for phase, spent in before.items():  # (the report's to a tenth)
+        assert seconds[phase] >= round(spent, 1), (phase, before, seconds)
+    in_all = re.search(r"; (\d+) s in all on ", (out / "report.md").read_text())
+    assert int(in_all.group(1)) >= round(sum(before.values())), (in_all, before)

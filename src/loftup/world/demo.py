@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from .demo_out import (  # noqa: F401  (importable)
     check_no_report,
     check_out,
 )
+from .demo_seconds import PhaseSeconds
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
 
@@ -255,26 +255,21 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
     )  # all said at once, after the options and before the scenes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RECORD, _options(cfg))
-    seconds = {}
-    t = time.perf_counter()
-    train_root, val_root = make_scenes(cfg, reuse=resume, progress=progress)
-    seconds["scenes"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    stage1, stage2 = train_stages(cfg, train_root, resume=resume, progress=progress)
-    seconds["training"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    images, labels = load_val(val_root, "--out")  # the demo's own scenes
-    classes = read_world(val_root).config.num_classes
-    guidance, lr_feats = lowres_features(get_featurizer("scenes_vit_p8"), images)
-    upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}
-    upsamplers["stage1"] = load_upsampler(stage1).eval()
-    upsamplers["stage2"] = load_upsampler(stage2).eval()
-    hr = upsampled_features(upsamplers, lr_feats, guidance, progress=progress)
-    results = score_all(hr, labels, classes, cfg, progress=progress)  # the probes: minutes
-    seconds["evaluation"] = time.perf_counter() - t
+    clock = PhaseSeconds(out, _options(cfg), resume)  # the record, and the runs' seconds
+    with clock.phase("scenes"):
+        train_root, val_root = make_scenes(cfg, reuse=resume, progress=progress)
+    with clock.phase("training"):
+        stage1, stage2 = train_stages(cfg, train_root, resume=resume, progress=progress)
+    with clock.phase("evaluation"):
+        images, labels = load_val(val_root, "--out")  # the demo's own scenes
+        classes = read_world(val_root).config.num_classes
+        guidance, lr_feats = lowres_features(get_featurizer("scenes_vit_p8"), images)
+        upsamplers = {name: get_upsampler(name) for name in METHODS[:4]}
+        upsamplers["stage1"] = load_upsampler(stage1).eval()
+        upsamplers["stage2"] = load_upsampler(stage2).eval()
+        hr = upsampled_features(upsamplers, lr_feats, guidance, progress=progress)
+        results = score_all(hr, labels, classes, cfg, progress=progress)  # the probes: minutes
+    seconds = clock.seconds  # of every run of this demo: a --resume's added to those before
 
     half = len(images) // 2
     preds = {name: r.pop("pred") for name, r in results.items()}

@@ -1,0 +1,66 @@
+"""The seconds ``loftup demo`` spends on each phase (scenes, training, evaluation) over every run
+of it (:class:`PhaseSeconds`): kept in its record, ``demo.json``, as each phase ends or is
+stopped, so that a demo gone on with ``--resume`` reports the seconds of the runs before it too
+(its report counted the resumed process's alone: a 400 s training stopped and finished in 60 s
+was said to take 60 s)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+from ..atomic import read_json_object, write_json
+from .demo_out import RECORD
+
+
+class PhaseSeconds:
+    """The demo's record in ``out`` (its ``options``, and ``seconds``: {phase: seconds spent
+    on it in all}), written as this is made and again as each :meth:`phase` ends, an error or
+    a stop (SIGTERM, Ctrl-C) too; ``resume``: the seconds the record holds are gone on from
+    (a demo killed outright, ``kill -9``, lost those of the phase it was in)."""
+
+    def __init__(self, out: Path, options: dict, resume: bool) -> None:
+        self._record, self._options = Path(out) / RECORD, options
+        self.seconds: dict[str, float] = _kept(self._record) if resume else {}
+        self._save()
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """The block is the phase ``name``: its seconds are added to those of the runs before,
+        and recorded as it ends, however it ends."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:  # stopped: recorded where it can be, the stop going on
+            self._add(name, start)
+            with contextlib.suppress(OSError):
+                self._save()
+            raise
+        self._add(name, start)
+        self._save()
+
+    def _add(self, name: str, start: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def _save(self) -> None:
+        write_json(self._record, {**self._options, "seconds": self.seconds})
+
+
+def _kept(record: Path) -> dict[str, float]:
+    """The seconds per phase that the demo's ``record`` holds (the runs before a resume), each
+    a finite number of at least 0; none where it holds none (one of an earlier version) or
+    cannot be read (refused before, by :func:`.demo_out.check_begun`)."""
+    try:
+        saved = read_json_object(record) or {}
+    except (ValueError, OSError):
+        return {}
+    seconds = saved.get("seconds")
+    if not isinstance(seconds, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in seconds.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    }
