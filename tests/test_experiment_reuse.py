@@ -250,8 +250,8 @@ def test_a_finished_run_without_its_checkpoint_is_refused_up_front(tmp_path):
         f"2 run folders cannot be reused or gone on with: {first} holds a finished run whose "
         "checkpoint.pt is gone (moved away or deleted): it cannot be reused or trained on; "
         f"{second} holds a checkpoint.pt that cannot be loaded (it is corrupt or truncated and "
-        "cannot be read (its zip archive: File is not a zip file)); choose another --out or "
-        "delete those folders"
+        "cannot be read (its zip archive has no end: cut short, as an interrupted download or "
+        "copy leaves it)); choose another --out or delete those folders"
     )
     # the stage-2 run sound: the stage-1 folder alone refused, with the run starting from it
     torch.save({"format": FORMAT, "step": two["max_steps"]}, second / "checkpoint.pt")

@@ -76,6 +76,33 @@ def test_truncated_file_is_named(tmp_path, reference_state, suffix):
         load_upsampler(path)
 
 
+@pytest.mark.parametrize("left", ["half", "all but its end record", "all but a byte"])
+def test_a_torch_file_cut_short_is_said_to_be_cut_short(tmp_path, reference_state, left):
+    """A download of torch.save's archive cut short anywhere (its end records, last, are gone):
+    the refusal said zipfile's "File is not a zip file" of a file that is one, and `loftup
+    download`'s look at its cached copy (:func:`~loftup.hub.damaged.damage`) said that too,
+    where it had said the archive had no end. Now each says it is cut short, with the fix."""
+    from loftup.hub.damaged import damage
+    from loftup.hub.files import torch_load
+
+    path = tmp_path / "w.bin"
+    torch.save(reference_state, path)
+    data = path.read_bytes()
+    keep = {"half": len(data) // 2, "all but its end record": -22, "all but a byte": -1}[left]
+    path.write_bytes(data[:keep])
+    said = (
+        f"{path} is corrupt or truncated and cannot be read (its zip archive has no end: cut "
+        "short, as an interrupted download or copy leaves it)"
+    )
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="download it again")
+    assert str(e.value) == f"{said}; download it again"
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(path)
+    assert str(e.value).startswith(f"{said}; ")
+    assert damage(path) == said
+
+
 @pytest.mark.parametrize("suffix", [".bin", ".safetensors"])
 def test_a_git_lfs_pointer_is_named_as_one(tmp_path, suffix):
     """A hub repo cloned without Git LFS holds a short text file in place of each weight

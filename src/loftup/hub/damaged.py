@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 
 def damage(path: str | os.PathLike) -> str | None:
     """What is wrong with a downloaded file, or None where nothing is seen: a Git LFS pointer,
     a config that is not JSON, a safetensors file whose header does not cover it, a torch file
-    that is empty, no zip archive or pickle, or fails its zip checksums; a cache blob whose
-    bytes are not its name's sha256 (:func:`changed_blob`, which reads the file)."""
+    that is empty, no zip archive or pickle, cut short or fails its zip checksums; a cache blob
+    whose bytes are not its name's sha256 (:func:`changed_blob`, which reads the file)."""
     from safetensors import SafetensorError, safe_open
 
     from ..errors import CheckpointError, one_line
@@ -24,7 +23,6 @@ def damage(path: str | os.PathLike) -> str | None:
         looks_like_safetensors,
         safetensors_at,
     )
-    from .zip_open import open_zip
 
     path = Path(path)
     try:
@@ -36,16 +34,11 @@ def damage(path: str | os.PathLike) -> str | None:
             with safetensors_at(path) as name, safe_open(name, "pt"):
                 pass
         else:
-            check_torch_file(path, fix="")
-            with open(path, "rb") as f:
-                if f.read(4) == b"PK\x03\x04":  # torch.save's zip: a cut one has no
-                    open_zip(f).close()  # central directory at its end
+            check_torch_file(path, fix="")  # (a zip archive cut short: said so)
     except CheckpointError as e:  # its problem whole: cut to 200 characters, a page's was
         return one_line(e, None).split("; ")[0].removesuffix(";")  # a fix of "": none
     except (SafetensorError, OSError, ValueError) as e:
         return one_line(e).split("; ")[0]
-    except zipfile.BadZipFile:
-        return f"{path} is truncated: its zip archive has no end"
     return changed_blob(path)
 
 

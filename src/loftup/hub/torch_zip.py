@@ -20,6 +20,10 @@ from .zip_open import open_zip
 #: What torch says where ``UntypedStorage.from_file`` cannot map a file (a file system that maps
 #: none: some FUSE mounts, ENODEV), in the RuntimeError it raises for the system's error
 _NOT_MAPPED = ("unable to mmap", "unable to open file", "mmap() failed")
+#: What zipfile says of an archive whose end record it cannot find (a file that begins as a
+#: zip archive: a download or copy cut short), said as that, not as "not a zip file"
+_NO_END_SAID = "File is not a zip file"
+_NO_END = "its zip archive has no end: cut short, as an interrupted download or copy leaves it"
 
 
 def check_zip(
@@ -69,9 +73,9 @@ def check_zip(
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         failed = _read_error(e)
         if failed is None:  # (torch's reader may load what zipfile cannot: none checked)
+            said = _NO_END if str(e) == _NO_END_SAID else f"its zip archive: {printable(str(e))}"
             raise CheckpointError(
-                f"{name} is corrupt or truncated and cannot be read (its zip archive: "
-                f"{printable(str(e))}); {fix}"
+                f"{name} is corrupt or truncated and cannot be read ({said}); {fix}"
             ) from None
         code = errno.errorcode.get(failed.errno, failed.errno)
         raise CheckpointError(  # not ``fix``, for a file of unsafe content: the file may be whole
