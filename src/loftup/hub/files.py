@@ -71,8 +71,7 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
         check_head_not_lfs(head, path, fix)
         if not safetensors_head(head):
             # a file of one's own (not a released name's, to be fetched again), a user repo's
-            # of the cache too (fetched again, it is the same): told how to convert it, the
-            # cache no place to write in (its copy written in the current folder)
+            # of the cache too (fetched again, it is the same): told how to convert it
             own = fix == GENERIC_FIX or (cached and not released_file(path))
             loaded = _torch_load_open(
                 f,
@@ -82,7 +81,6 @@ def read_weights_file(path: str | os.PathLike, fix: str | None = None) -> tuple[
                 what="",
                 way_out=own,
                 fix_said=not own,
-                out_folder=Path.cwd() if cached else None,
             )
             return loaded, None
     return _open_safetensors(path, fix)  # safetensors under another suffix
@@ -223,18 +221,16 @@ def _torch_load_open(
     mmap: bool = False,
     way_out: bool = False,
     fix_said: bool = False,
-    out_folder: Path | None = None,
 ) -> object:
     """:func:`torch_load` of the file ``path``, open as ``f``, which begins with ``head``.
     ``way_out``: a file refused for its pickled objects is told how to keep its weights alone,
     if its user trusts it (:func:`~.way_out.way_out`): for an upsampler's file of one's own,
     not for one loftup wrote or a backbone's, whose fixes are others. ``fix_said``: ``fix`` ends the
-    refusal too (a released name's cached file: its blob deleted and fetched again).
-    ``out_folder``: where the way out writes its copy (default: beside ``path``)."""
+    refusal too (a released name's cached file: its blob deleted and fetched again)."""
     import warnings
 
     pickled = FilePickle(f)  # walked once, for the check of its members and any refusal
-    _check_torch_open(f, head, path, fix=fix, what=what, pickled=pickled, out_folder=out_folder)
+    _check_torch_open(f, head, path, fix=fix, what=what, pickled=pickled)
     say_pickle_risk(path, what)
     f.seek(0)
     try:
@@ -250,7 +246,7 @@ def _torch_load_open(
                 f.seek(0)  # not mapped here: read whole, as without mmap (a bad file said)
             return torch.load(f, map_location="cpu", weights_only=True, mmap=False)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for bad files
-        refusal = load_refusal(e, pickled, path, fix, what, way_out, fix_said, out_folder)
+        refusal = load_refusal(e, pickled, path, fix, what, way_out, fix_said)
     raise refusal  # out of the except: no error chained to torch's
 
 
@@ -279,11 +275,9 @@ def _check_torch_open(
     fix: str,
     what: str,
     pickled: FilePickle | None = None,
-    out_folder: Path | None = None,
 ) -> None:
     """:func:`check_torch_file` of ``path``, open as ``f``, which begins with ``head``;
-    ``pickled``: its pickle, where the caller has it walked for more than this check;
-    ``out_folder``: where a TorchScript archive's line writes its copy (default: beside it)."""
+    ``pickled``: its pickle, where the caller has it walked for more than this check."""
     if not head:
         raise CheckpointError(f"{what}{path} is empty (0 bytes): an interrupted copy; {fix}")
     if not head.startswith((b"PK\x03\x04", b"\x80", _OLD_MAGIC)):
@@ -296,6 +290,6 @@ def _check_torch_open(
         )
     if head.startswith(b"PK\x03\x04"):
         f.seek(0)
-        check_zip(f, f"{what}{path}", fix, path, out_folder)
+        check_zip(f, f"{what}{path}", fix, path)
         pickled = pickled or FilePickle(f)
         check_member_sizes(pickled, f"{what}{path}", fix)  # (torch 2.4 loads one of another size)

@@ -34,11 +34,10 @@ def load_refusal(
     what: str,
     own: bool,
     fix_said: bool,
-    out_folder: Path | None,
 ) -> CheckpointError:
     """The error for the file ``path`` (its pickle ``pickled``, walked once for all that is said
-    of it) whose load raised ``e``. ``own``: told the way out (:func:`~.way_out.way_out`,
-    written in ``out_folder`` where given); ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
+    of it) whose load raised ``e``. ``own``: told the way out (:func:`~.way_out.way_out`);
+    ``fix_said``: ``fix`` ends a refusal too (see :func:`~.files._torch_load_open`)."""
     text = str(e)
     unsafe = any(mark in text for mark in _UNSAFE_MARKS)
     read = unsafe or "Unsupported operand" in text  # (objects of protocol 0: no line to run)
@@ -49,7 +48,7 @@ def load_refusal(
         if odd and protocol == 0:  # no line to run: torch.load cannot read it, trusted or not
             end = _PROTOCOL_0
         elif own:
-            end = way_out(pickled, path, out_folder, resave=not unsafe)
+            end = way_out(pickled, path, resave=not unsafe)
         elif fix_said:
             end = _said(path, fix)
         else:

@@ -26,9 +26,7 @@ _NO_END_SAID = "File is not a zip file"
 _NO_END = "its zip archive has no end: cut short, as an interrupted download or copy leaves it"
 
 
-def check_zip(
-    file, name: str, fix: str, path: Path | None = None, out_folder: Path | None = None
-) -> None:
+def check_zip(file, name: str, fix: str, path: Path | None = None) -> None:
     """A CheckpointError when a member of the zip archive open as ``file`` fails its
     CRC-32 (bytes changed after torch.save wrote it: ``fix`` offered), or when it cannot be read
     (an I/O error: said as such, not passed as good, with its own fix: the file may be whole,
@@ -40,15 +38,14 @@ def check_zip(
     when told not to compute them (``torch.utils.serialization.config.save.compute_crc32 = False``).
     Before any member is read: members listed twice or overlapping are refused
     (:func:`~.zip_layout.layout_refusal`), a TorchScript archive (at ``path``) is told as one
-    (:func:`~.zip_layout.script_refusal`, its line's file written in ``out_folder`` where
-    given), a member compressed is refused
+    (:func:`~.zip_layout.script_refusal`), a member compressed is refused
     (:func:`_refuse_compressed`). An archive whose directory says a member needs a zip version
     above 6.3 (zipfile's limit) is read as torch reads it (:func:`~.zip_open.open_zip`); any
     other feature zipfile does not read (a NotImplementedError) is refused in one line."""
     bad = packed = refusal = None
     try:
         with open_zip(file) as z:
-            refusal = layout_refusal(z, name) or script_refusal(z, name, path, out_folder)
+            refusal = layout_refusal(z, name) or script_refusal(z, name, path)
             for info in z.infolist() if refusal is None else ():
                 if info.compress_type != zipfile.ZIP_STORED:  # before a byte is inflated
                     packed = info

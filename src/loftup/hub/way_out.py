@@ -28,14 +28,12 @@ _WRAPPERS = {"DataParallel", "DistributedDataParallel", "OptimizedModule"}
 _RECORD = ("backbone", "backbone_norm")
 
 
-def way_out(
-    pickled: FilePickle, path: Path, out_folder: Path | None = None, resave: bool = False
-) -> str:
+def way_out(pickled: FilePickle, path: Path, resave: bool = False) -> str:
     """The end of the refusal of the file ``path`` (whose pickle is ``pickled``): how to keep its
-    weights alone if its user trusts it, written under a new name (``<stem>.weights.pt``) beside
-    it, or in ``out_folder`` where given (a file of the Hugging Face cache: not the place). A
-    Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a training checkpoint, its
-    modules other than the upsampler's are left out), or its state dict alone where that is
+    weights alone if its user trusts it, written under a new name (``<stem>.weights.pt``) in
+    :func:`copy_folder`. A Lightning checkpoint keeps ``{"state_dict": ...}`` (read as a
+    training checkpoint, its modules other than the upsampler's are left out), or its state
+    dict alone where that is
     of loftup's layout; a LoftUp saved whole (torch.save(model)), alone, in a module or under
     ``{"model": ...}``, its state dict, its config (``{"model": ..., "model_config": ...}``,
     its heads and window kept) and the backbone it records; a DataParallel's or compiled
@@ -55,7 +53,7 @@ def way_out(
             keep = _keep(top, load) or (load if resave and weights else None)
         except Exception:  # noqa: BLE001 - an object the opcodes do not say: the general words
             load, keep = _load(path, True), None
-    out = new_name(path, out_folder or path.parent)
+    out = new_name(path, copy_folder(path))
     if keep is None:
         return (
             f"; if you trust the file (unpickling it runs its code), load it in Python with "
@@ -96,10 +94,8 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
     holder, "" for the top) under ``prefix``, or (``prefix`` None) that holder's dict whole
     under its key, with those of the file's ``record`` (loftup train's model_config and
     backbone beside its "model": dropped, it was read with 4 heads), to a name no file has
-    (:func:`new_name`): beside it, or in the current folder for a file of the Hugging Face
-    cache. A safetensors file is read with safetensors (torch 2.4's torch.load cannot read
-    one), a torch file with torch.load's weights alone."""
-    from .damaged import cached_repo
+    (:func:`new_name`) in :func:`copy_folder`. A safetensors file is read with safetensors
+    (torch 2.4's torch.load cannot read one), a torch file with torch.load's weights alone."""
     from .file_heads import safetensors_head
 
     path = Path(origin)
@@ -113,8 +109,7 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
         name = label(ast.literal_eval(key))
     else:
         name = prefix.rstrip(".").replace(".", "_")
-    folder = Path.cwd() if cached_repo(path) else path.parent
-    out = new_name(Path(f"{path.stem}.{name}.pt"), folder)  # <stem>.<name>.weights.pt
+    out = new_name(Path(f"{path.stem}.{name}.pt"), copy_folder(path))  # <stem>.<name>.weights.pt
     load = f'torch.load({origin!r}, map_location="cpu", weights_only=True)'
     if safetensors:
         load = f'__import__("safetensors.torch").torch.load_file({origin!r})'
@@ -129,6 +124,15 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
     elif prefix is None:  # under its key, read as it was (a training checkpoint's state_dict)
         kept = f"{{{key}: {kept}}}"
     return f"c = {load}; torch.save({kept}, {str(out)!r})"
+
+
+def copy_folder(path: Path) -> Path:
+    """Where a refusal's line of Python writes its copy of the weights of the file ``path``:
+    beside it, or in the current folder for a file of the Hugging Face cache (no place to
+    write in: a file there is a blob the hub's copy names)."""
+    from .damaged import cached_repo
+
+    return Path.cwd() if cached_repo(path) is not None else path.parent
 
 
 def new_name(path: Path, folder: Path) -> Path:

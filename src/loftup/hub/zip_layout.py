@@ -11,9 +11,8 @@ import zipfile
 from pathlib import Path
 
 from ..escaping import printable
-from .damaged import cached_repo
 from .file_pickle import folded
-from .way_out import new_name
+from .way_out import copy_folder, new_name
 
 #: The end of a refusal of an archive torch.save did not write
 NOT_LOADED = (
@@ -89,14 +88,12 @@ def _refusal(name: str, what: str) -> str:
     )
 
 
-def script_refusal(
-    z: zipfile.ZipFile, name: str, path: Path | None, out_folder: Path | None = None
-) -> str | None:
+def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | None:
     """The refusal of the archive ``name`` (open as ``z``, at ``path``) that torch.jit.save wrote
     (a ``<folder>/constants.pkl`` or ``<folder>/code/`` in it), with the line that keeps its
-    weights for one who trusts it, written beside it or in ``out_folder`` where given, a file
-    of the Hugging Face cache's in the current folder (as the way out for a pickle's objects
-    writes it; a backbone's .bin checked by check_torch_file too); None for another archive."""
+    weights for one who trusts it, written in :func:`~.way_out.copy_folder` (as the way out
+    for a pickle's objects writes it; a backbone's .bin checked by check_torch_file too);
+    None for another archive."""
     inner = {n.partition("/")[2] for n in z.namelist()}
     if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
         return None
@@ -107,8 +104,7 @@ def script_refusal(
     )
     if path is None:
         return f"{said}: save it with torch.save(module.state_dict(), ...) and load that"
-    cached = cached_repo(path) is not None  # (the cache no place to write in)
-    out = new_name(path, out_folder or (Path.cwd() if cached else path.parent))
+    out = new_name(path, copy_folder(path))
     return (
         f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
         "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
