@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from loftup import CheckpointError, LoftUp, load_upsampler
-from loftup.hub import pickle_walk
+from loftup.hub import pickle_plain
 from loftup.hub.pickle_walk import Walk
 from test_hub_way_out import GENERAL
 
@@ -77,10 +77,10 @@ def test_what_torch_save_writes_of_tensors_is_plain():
     q = torch.quantize_per_tensor(torch.zeros(2), 0.1, 0, torch.quint8)
     bf16 = torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))
     top = _top({"t": torch.zeros(2), "p": bf16, "q": q, "sd": torch.nn.Linear(2, 2).state_dict()})
-    assert all(pickle_walk.is_tensor(top.items[k]) for k in "tpq")
-    assert pickle_walk.plain(top, tensors=True) and not pickle_walk.plain(top)
+    assert all(pickle_plain.is_tensor(top.items[k]) for k in "tpq")
+    assert pickle_plain.plain(top, tensors=True) and not pickle_plain.plain(top)
     dumped = Walk(io.BytesIO(pickle.dumps(torch.zeros(2), protocol=4))).next()
-    assert dumped.value == ("torch._utils", "_rebuild_tensor_v2") and not pickle_walk.is_tensor(
+    assert dumped.value == ("torch._utils", "_rebuild_tensor_v2") and not pickle_plain.is_tensor(
         dumped
     )
 
@@ -99,4 +99,4 @@ def test_values_torchs_loader_reads_are_plain_and_only_the_protocol_is_said(tmp_
     line, out = msg.split("in Python: ")[1].rsplit(", then load ", 1)
     exec(line, {"torch": torch})
     assert torch.equal(load_upsampler(out).stem.conv1.weight, upsampler.stem.conv1.weight)
-    assert not pickle_walk.plain(_top({**extra, "f": os.system}), tensors=True)
+    assert not pickle_plain.plain(_top({**extra, "f": os.system}), tensors=True)

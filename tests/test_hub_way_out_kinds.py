@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from loftup import LoftUp, load_upsampler
-from loftup.hub import pickle_walk
+from loftup.hub import pickle_plain, pickle_walk
 from loftup.hub.pickle_walk import OPS_CAP, PICKLE_CAP, Walk, WalkCapped
 from test_hub_way_out import GENERAL, same_upsampler, told
 
@@ -160,7 +160,7 @@ def test_an_ordered_dict_made_of_arguments_is_looked_into(items, is_plain):
     record built so, holding objects, was told a line whose file is refused again."""
     pkl = pickle.dumps({"model_config": _OrderedOf(items)}, protocol=2)
     top = Walk(io.BytesIO(pkl)).next()
-    assert pickle_walk.plain(top.items["model_config"]) is is_plain
+    assert pickle_plain.plain(top.items["model_config"]) is is_plain
 
 
 def _numpy(state: dict) -> dict:

@@ -15,18 +15,20 @@ from ..errors import CheckpointError
 from ..escaping import printable
 from ..ranks import is_main_process
 from .file_pickle import FilePickle
-from .pickle_walk import OPS_CAP, PICKLE_CAP, UNTYPED, Thing, WalkCapped
+from .pickle_plain import UNTYPED, storage_id
+from .pickle_walk import OPS_CAP, PICKLE_CAP, Thing, WalkCapped
 from .zip_layout import NOT_LOADED
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
 #: persistent id (its dtype's; an UntypedStorage's size is in bytes, torch.storage's too: a
 #: float8's, uint16's or complex32's, whatever its tensor's dtype): another class is not checked
-_ELEMENT_BYTES = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1}
-_ELEMENT_BYTES |= {"ShortStorage": 2, "HalfStorage": 2, "BFloat16Storage": 2}
-_ELEMENT_BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "DoubleStorage": 8}
-_ELEMENT_BYTES |= {"ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
-_ELEMENT_BYTES |= {"QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4}
-_ELEMENT_BYTES |= {"QUInt4x2Storage": 1, "QUInt2x4Storage": 1}
+_BYTES = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1}
+_BYTES |= {"ShortStorage": 2, "HalfStorage": 2, "BFloat16Storage": 2}
+_BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "DoubleStorage": 8}
+_BYTES |= {"ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
+_BYTES |= {"QUInt8Storage": 1, "QInt8Storage": 1, "QInt32Storage": 4}
+_BYTES |= {"QUInt4x2Storage": 1, "QUInt2x4Storage": 1}
+_ELEMENT_BYTES = {("torch", cls): size for cls, size in _BYTES.items()} | {UNTYPED: 1}
 #: What the walk of a pickle raises where it cannot read or follow it (past a cap: a
 #: ValueError), left to torch.load to say
 _NOT_FOLLOWED = (zipfile.BadZipFile, ValueError, IndexError, KeyError, EOFError, OSError)
@@ -103,7 +105,7 @@ def _storage_bytes(persids: list[Thing]) -> dict[str, int] | None:
     which torch.save never writes and the check cannot size."""
     needs = {}
     for t in persids:
-        found = _storage_need(t.args)
+        found = _storage_need(t)
         if found is None:
             return None
         key, n = found
@@ -111,12 +113,14 @@ def _storage_bytes(persids: list[Thing]) -> dict[str, int] | None:
     return needs
 
 
-def _storage_need(args: list[Thing]) -> tuple[str, int] | None:
-    """(key, bytes) of a storage's persistent id whose items are ``args``; None for another."""
-    if len(args) not in (5, 6) or args[0].value != "storage" or args[1].kind != "global":
+def _storage_need(pid: Thing) -> tuple[str, int] | None:
+    """(key, bytes) of the persistent id ``pid`` where it is a storage's as torch.save writes
+    it (:func:`~.pickle_plain.storage_id`) of a class it sizes, its key text and its size an
+    integer; None for another."""
+    if not storage_id(pid):
         return None
-    (module, cls), key, numel = args[1].value, args[2].value, args[4].value
-    if module not in ("torch", UNTYPED[0]) or args[2].kind != "str" or type(numel) is not int:
+    cls, key, numel = pid.args[1].value, pid.args[2], pid.args[4].value
+    size = _ELEMENT_BYTES.get(cls)
+    if size is None or key.kind != "str" or type(numel) is not int:
         return None
-    size = _ELEMENT_BYTES.get(cls) if module == "torch" else {UNTYPED[1]: 1}.get(cls)
-    return None if size is None else (key, numel * size)
+    return key.value, numel * size

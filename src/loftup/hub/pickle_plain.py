@@ -66,7 +66,7 @@ def plain(thing: Thing, tensors: bool = False) -> bool:
             return False  # (a BUILD: torch.save writes one of a state dict's _metadata alone)
         if t.kind == "global" and t.value not in _VALUES:
             return False
-        if t.kind == "persid" and not _storage_id(t):
+        if t.kind == "persid" and not storage_id(t):
             return False
         if t.kind == "made" and t.value not in _CALLS:
             if not (tensors and (t.value in TENSOR_REBUILDS or t.value in OTHER_REBUILDS)):
@@ -76,7 +76,7 @@ def plain(thing: Thing, tensors: bool = False) -> bool:
     return True
 
 
-def _storage_id(pid: Thing) -> bool:
+def storage_id(pid: Thing) -> bool:
     """Whether the persistent id ``pid`` is a storage's as torch.save writes it: ("storage", a
     storage class of torch's, its key, its location, its size[, a view])."""
     if len(pid.args) not in (5, 6):

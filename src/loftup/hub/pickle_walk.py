@@ -12,15 +12,7 @@ import gc
 import pickletools
 from types import MappingProxyType
 
-from .pickle_plain import (  # noqa: F401  (importable from here)
-    DICT_CLASSES,
-    TENSOR_REBUILDS,
-    UNTYPED,
-    allowed,
-    is_numpy,
-    is_tensor,
-    plain,
-)
+from .pickle_plain import DICT_CLASSES, allowed
 
 #: The largest pickle read (its uncompressed size): a torch.save pickle holds names and shapes,
 #: its tensors' bytes lie in other members (a LoftUp of C=768 saved whole: 14 KB; a state
@@ -210,7 +202,7 @@ def _step(op, arg, stack: list[Thing], memo: dict[int, Thing], walk: Walk) -> No
         items = pid.extra if pid.kind == "seq" else []
         if len(items) > 1 and items[0].value == "module" and items[1].kind == "global":
             stack.append(items[1])
-        else:  # a storage's, as torch's persistent load reads it (:func:`_storage_id`)
+        else:  # a storage's, as torch's persistent load reads it (:func:`~.pickle_plain.storage_id`)
             stack.append(persid := Thing("persid"))
             persid.args = items
             walk.persids.append(persid)  # (torch loads each: its size checked, no second walk)

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..escaping import printable
 from ..holders import holds_loftup, label
 from .file_pickle import FilePickle
-from .pickle_walk import OTHER, Thing, is_numpy, is_tensor, plain
+from .pickle_plain import is_numpy, is_tensor, plain
+from .pickle_walk import OTHER, Thing
 
 #: The class of loftup's upsampler, as a pickle names it
 _LOFTUP = ("loftup.model", "LoftUp")
