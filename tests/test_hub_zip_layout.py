@@ -17,6 +17,12 @@ import torch
 from loftup import CheckpointError, LoftUp, load_upsampler
 from loftup.hub.files import check_torch_file
 
+#: How every refusal of an archive torch.save did not write ends (one way to say it)
+NOT_LOADED = (
+    "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
+    "torch.save or as safetensors"
+)
+
 
 class _Scriptable(LoftUp):
     """A LoftUp whose forward TorchScript can trace (LoftUp's own it cannot)."""
@@ -118,8 +124,7 @@ def test_members_whose_names_differ_in_case_alone_are_refused(tmp_path, mapped):
         f"{path} was not written by torch.save: its members 'pytorch_model/data/0' and "
         "'pytorch_model/DATA/0' differ only in case, which torch.save never writes (torch's zip "
         "reader finds a member by its bytes, regardless of case, so it could load another than "
-        "the one checked); it was not loaded. Save its weights again with torch.save from a "
-        "trusted source, or as safetensors"
+        f"the one checked){NOT_LOADED}"
     )
 
 
@@ -228,7 +233,7 @@ def test_an_encrypted_member_is_refused_as_not_torch_saves(tmp_path, member, bit
         f"{path} was not written by torch.save (an encrypted member): its member 'archive/"
         f"{member}' is flagged as encrypted"
     )
-    assert msg.endswith("Save its weights again with torch.save from a trusted copy")
+    assert msg.endswith(f"which torch.save never writes{NOT_LOADED}")
     assert "\n" not in msg
 
 
@@ -258,8 +263,7 @@ def test_a_member_flagged_as_patched_data_is_refused_in_one_line(tmp_path, membe
         assert _refusal(load, path) == (
             f"{path} was not written by torch.save (a member of patched data): its member "
             f"'archive/{member}' is flagged as compressed patched data, which torch.save never "
-            "writes; it was not loaded. Save its weights again with torch.save from a trusted "
-            "copy"
+            f"writes{NOT_LOADED}"
         )
 
 

@@ -14,7 +14,8 @@ from ..escaping import printable
 from .file_pickle import folded
 from .way_out import copy_folder, new_name
 
-#: The end of a refusal of an archive torch.save did not write
+#: The end of every refusal of an archive torch.save did not write (here, in
+#: :mod:`.torch_zip` and :mod:`.member_sizes`): said one way, with one fix
 NOT_LOADED = (
     "; it was not loaded. Load only the file torch.save wrote, or save its weights again with "
     "torch.save or as safetensors"
@@ -39,8 +40,8 @@ def layout_refusal(z: zipfile.ZipFile, name: str) -> str | None:
             if info.flag_bits & bits:
                 return (
                     f"{name} was not written by torch.save ({kind}): its member "
-                    f"{info.filename!r} is flagged as {flag}, which torch.save never writes; it "
-                    "was not loaded. Save its weights again with torch.save from a trusted copy"
+                    f"{info.filename!r} is flagged as {flag}, which torch.save never writes"
+                    f"{NOT_LOADED}"
                 )
         other = seen.get(name_folded := folded(info))
         if other == info.filename:
@@ -76,8 +77,7 @@ def _case_refusal(name: str, first: str, second: str) -> str:
     return (
         f"{name} was not written by torch.save: its members {first!r} and {second!r} {how}, "
         "which torch.save never writes (torch's zip reader finds a member by its bytes, "
-        "regardless of case, so it could load another than the one checked); it was not "
-        "loaded. Save its weights again with torch.save from a trusted source, or as safetensors"
+        f"regardless of case, so it could load another than the one checked){NOT_LOADED}"
     )
 
 
