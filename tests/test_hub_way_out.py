@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pickle
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +91,21 @@ def test_the_line_told_keeps_the_weights_and_writes_a_new_file(
     assert (tmp_path / "run.weights.pt").read_bytes() == b"another file"
     if "model_config" in kept:  # its record kept: the heads no shape says, the same outputs
         same_upsampler(loaded, upsampler)
+
+
+def test_a_file_of_a_long_name_is_told_a_copy_whose_name_fits(tmp_path):
+    """A file named with 250 bytes (and its suffix): the name of its copy, <stem>.weights.pt,
+    was too long for the file system, and the look for a file of that name raised
+    ENAMETOOLONG: the refusal was that OSError's traceback. Its stem is cut to fit now."""
+    upsampler = LoftUp(dim=8, n_freqs=2, num_heads=2).eval()
+    path = tmp_path / f"{'é' * 125}.ckpt"  # (250 bytes of UTF-8, 255 with its suffix)
+    torch.save({"model": upsampler, "epoch": 3}, path)
+    _, line, out = told(path)
+    name = Path(out).name
+    assert Path(out).parent == tmp_path and len(os.fsencode(name)) <= 255, name
+    assert name.startswith("é" * 100) and name.endswith(".weights.pt"), name
+    exec(line, {"torch": torch})
+    same_upsampler(load_upsampler(out), upsampler)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import os
 from pathlib import Path
 
 from ..escaping import printable
@@ -136,13 +137,22 @@ def copy_folder(path: Path) -> Path:
     return Path.cwd() if cached_repo(path) is not None else path.parent
 
 
+#: The longest name of a file that file systems take (NAME_MAX: 255 bytes on Linux's, macOS')
+_NAME_MAX = 255
+
+
 def new_name(path: Path, folder: Path) -> Path:
-    """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered."""
+    """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered, its stem
+    cut to fit in :data:`_NAME_MAX` bytes (a file named with 250: the look for its copy's
+    name raised ENAMETOOLONG, and its refusal was that OSError's traceback)."""
+    stem = path.stem
+    while len(os.fsencode(f"{stem}.weights-new.pt")) > _NAME_MAX:
+        stem = stem[:-1]
     for i in range(1, 1000):
-        out = folder / f"{path.stem}.weights{'' if i == 1 else f'-{i}'}.pt"
+        out = folder / f"{stem}.weights{'' if i == 1 else f'-{i}'}.pt"
         if not out.exists():
             return out
-    return folder / f"{path.stem}.weights-new.pt"
+    return folder / f"{stem}.weights-new.pt"
 
 
 def _keep(top: Thing | None, load: str) -> str | None:
