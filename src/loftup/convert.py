@@ -16,7 +16,7 @@ import torch
 
 from .errors import CheckpointError
 from .escaping import printable
-from .holders import RECORD, holder
+from .holders import RECORD, holder, warn_others
 from .key_layouts import (  # (importable from here, as before key_layouts.py)
     native_to_reference,  # noqa: F401
     reference_name,
@@ -61,6 +61,7 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         )
     state = _own_state(obj, origin)  # several LoftUps in one file: told how to keep one
     key = holder(obj, origin)
+    warn_others(obj, key, origin)  # an EMA copy beside the LoftUp loaded: said, once
     # under "model", loftup train's record beside it (its heads), whichever layout it holds
     config = obj.get("model_config") if key == "model" else None
     try:

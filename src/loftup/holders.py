@@ -1,7 +1,8 @@
 """Which key of a checkpoint's dict holds its LoftUp (:func:`holder`): ``loftup train``'s
 "model", PyTorch's tutorial's "model_state_dict", a LightningModule's (or the paper's)
 "state_dict", or, where none of those holds one, the one other key that does (an EMA copy saved
-alone: ``{"ema": ...}``, ``{"model_ema": ...}``). Read by :func:`loftup.convert.to_native`."""
+alone: ``{"ema": ...}``, ``{"model_ema": ...}``), and whether others of other weights are
+beside the one it loads (:func:`warn_others`). Read by :func:`loftup.convert.to_native`."""
 
 from __future__ import annotations
 
@@ -75,6 +76,48 @@ def _all_same(obj: dict, keys: list[str]) -> bool:
     return all(
         other.keys() == first.keys() and all(_same(first[k], other[k]) for k in first)
         for other in others
+    )
+
+
+#: The files :func:`warn_others` warned of in this process
+_WARNED: set[str] = set()
+
+
+def warn_others(obj: dict, key: str | None, origin: str) -> None:
+    """Warn, once per file and process, where ``obj``'s LoftUp under the holder ``key`` (the
+    one loaded: the usual convention) has LoftUps of other weights beside it under keys of
+    their own (``{"model": ..., "ema": ...}``, an EMA copy saved beside its model): their keys,
+    and the line that keeps the last in a file of its own (``origin``: the file; "" for none,
+    as :func:`_all_same` reads each key, says nothing). loftup train's "teacher" beside its
+    "model" and record (``model_config``) is documented (its student loads, its teacher is
+    final_teacher/): not said."""
+    if key not in HOLDERS or not origin or origin in _WARNED or not holds_loftup(obj[key]):
+        return
+    run = key == "model" and "model_config" in obj  # loftup train's checkpoint: its teacher
+    others = [
+        k
+        for k, v in obj.items()
+        if isinstance(k, str) and k not in HOLDERS and not (run and k == "teacher")
+        if holds_loftup(v) and not _all_same(obj, [key, k])  # one pass: its weights and key's
+    ]
+    if not others:
+        return
+    _WARNED.add(origin)
+    import warnings
+
+    from .cpu import _caller_level
+    from .hub.way_out import keep_one_line
+
+    record = [k for k in RECORD if k in obj] if key == "model" else []  # the run's: theirs too
+    many = len(others) > 1
+    said = f"{'LoftUps' if many else 'a LoftUp'} of other weights under its key{'s' * many} "
+    said += ", ".join(repr(k) for k in others)
+    warnings.warn(
+        f"{printable(origin)} holds, beside the LoftUp under its key {key!r} (the one loaded), "
+        f"{said} (an EMA copy?): to load that one instead, keep it in a file of its own and "
+        f"load that; for {others[-1]!r}: "
+        f"{keep_one_line(origin, f'[{others[-1]!r}]', None, record)}",
+        stacklevel=_caller_level(),  # the caller's line, as the load's other warnings
     )
 
 

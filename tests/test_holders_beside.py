@@ -1,0 +1,114 @@
+"""A LoftUp under a holder key (loftup.holders.HOLDERS) with another of other weights beside it
+under a key of its own (an EMA copy saved beside its model): the holder's loads, and a warning
+says so once, with a line that keeps the other, which runs as pasted."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from loftup import LoftUp, load_upsampler
+from processes import run_python
+
+
+def _loads(path, **kw) -> tuple[LoftUp, list[str]]:
+    """``load_upsampler(path, **kw)`` and the warnings of other weights beside it that it gave."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        model = load_upsampler(path, **kw)
+    return model, [str(w.message) for w in said if "of other weights" in str(w.message)]
+
+
+def _model_and_other() -> tuple[LoftUp, dict, dict]:
+    """A 2-head LoftUp, its state dict, and a state dict of other weights (an EMA copy's)."""
+    torch.manual_seed(0)
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    return model, state, {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _same_weights(model: LoftUp, state: dict) -> bool:
+    return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "holder, other",
+    [("model", "ema"), ("model_state_dict", "ema_state_dict"), ("state_dict", "ema")],
+)
+def test_another_loftup_beside_the_holders_is_said_once_with_a_line_that_keeps_it(
+    tmp_path, holder, other
+):
+    """{"model": a, "ema": b} (and the tutorial's, and Lightning's key, beside an EMA copy)
+    loaded a with no word of b. It still loads a (the usual convention), and warns once per
+    file, naming b's key, with a line that, pasted into Python, writes a file that loads b."""
+    _, state, ema = _model_and_other()
+    path = tmp_path / "run.pt"
+    torch.save({holder: state, other: ema, "epoch": 3}, path)
+    got, said = _loads(path, num_heads=2)
+    assert _same_weights(got, state) and len(said) == 1, said
+    assert said[0].startswith(
+        f"{path} holds, beside the LoftUp under its key {holder!r} (the one loaded), a LoftUp "
+        f"of other weights under its key {other!r} (an EMA copy?): "
+    )
+    assert _loads(path, num_heads=2)[1] == []  # once a file and process
+    line = said[0].split(f"for {other!r}: ", 1)[1]
+    ran = run_python("import torch; " + line)
+    assert ran.returncode == 0, ran.stderr
+    written = eval(line.rsplit(", ", 1)[1].removesuffix(")"))  # torch.save's second argument
+    assert written == str(tmp_path / f"run.{other}.weights.pt")
+    kept, said = _loads(written, num_heads=2)
+    assert _same_weights(kept, ema) and said == []
+
+
+def test_the_line_for_an_ema_copy_beside_loftups_layout_keeps_its_record(tmp_path):
+    """Beside "model" and its record (model_config: 2 heads), two other LoftUps: both named,
+    and the line kept the record for the last, whose file loads with its heads untold."""
+    model, state, ema = _model_and_other()
+    path = tmp_path / "run.pt"
+    record = {"model_config": model.config.to_dict()}
+    torch.save({"model": state, **record, "ema": ema, "swa": dict(ema)}, path)
+    said = _loads(path)[1]
+    assert len(said) == 1 and "LoftUps of other weights under its keys 'ema', 'swa' " in said[0]
+    ran = run_python("import torch; " + said[0].split("for 'swa': ", 1)[1])
+    assert ran.returncode == 0, ran.stderr
+    kept = load_upsampler(tmp_path / "run.swa.weights.pt")
+    assert kept.config.num_heads == 2 and _same_weights(kept, ema)
+
+
+def test_one_state_dict_saved_twice_is_not_said(tmp_path):
+    """An EMA copy of the same weights ({"state_dict": a, "state_dict_ema": a copy}: the EMA
+    not yet started) is no other model: nothing is said."""
+    _, state, _ = _model_and_other()
+    same = {k: v.clone() for k, v in state.items()}
+    torch.save({"state_dict": state, "state_dict_ema": same}, tmp_path / "w.pt")
+    got, said = _loads(tmp_path / "w.pt", num_heads=2)
+    assert said == [] and _same_weights(got, state)
+
+
+def test_loftup_trains_checkpoint_with_its_teacher_is_not_said(tmp_path):
+    """loftup train's checkpoint.pt, as the run writes it: its "teacher" (stage 2's EMA) beside
+    "model" is documented (the student loads, the teacher is final_teacher/): not warned of,
+    though its weights are other."""
+    from loftup.train.build import build_optimizer, checkpoint_payload
+    from loftup.train.checkpoint import save_checkpoint
+    from loftup.train.ema import EMATeacher
+    from loftup.train.objectives import Trainee
+    from train_fixtures import tiny_config
+
+    cfg = tiny_config(tmp_path, tmp_path / "out", 2)
+    torch.manual_seed(0)
+    student = LoftUp(dim=8, depth=1, num_heads=2, n_freqs=4)
+    r = cfg.recon
+    trainee = Trainee(student, patch=14, dropout=r.dropout, blur=r.blur, uncertainty=False)
+    teacher = EMATeacher(student, beta=cfg.stage2.ema_beta, every=cfg.stage2.ema_every)
+    with torch.no_grad():
+        for p in student.parameters():  # the student moved on since the teacher's copy
+            p.add_(1)
+    optimizer = build_optimizer(cfg, trainee.parameters())
+    payload = checkpoint_payload(cfg, trainee, optimizer, teacher, 2, [], 0, 4)
+    path = save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    got, said = _loads(path)
+    assert said == [] and _same_weights(got, student.state_dict())
+    assert not _same_weights(got, teacher.state_dict())  # other weights, left unsaid
