@@ -10,6 +10,7 @@ import torch
 
 from loftup import LoftUp, LoftUpError
 from loftup.compiled import compile_upsampler
+from loftup.errors import UsageError
 from model_helpers import counted_compiles, perturb
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,3 +99,26 @@ def test_inputs_that_need_a_gradient_or_of_another_layout_compile_once(graphs):
         out = fn(*args)
         assert torch.equal(out, first) and not out.requires_grad
     assert len(graphs) == compiled
+
+
+@pytest.mark.parametrize("train", ["", "stem.bn1"], ids=["model", "bn1"])
+def test_a_model_put_back_in_training_mode_is_refused_by_its_compiled_function(monkeypatch, train):
+    """``model.train()`` after compiling (its stem's BatchNorm alone, too): the function went
+    on computing eval mode's output, by the running statistics, without a word, where the
+    model itself normalises by the batch's. Each call says so, and what to do; back in eval
+    mode it computes the model's output again. The compiler is left out (an identity)."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    model = _model(seed=1)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    model.get_submodule(train).train()
+    for _ in range(2):  # every call, not the first alone
+        with pytest.raises(UsageError) as e:
+            fn(lr, image)
+        said = str(e.value)
+        assert said.startswith("the model is in training mode (model.train() since ")
+        assert said.endswith("call model.eval() before calling it, or, to train, call the "
+                             "model itself, model(lr_feats, image)")  # fmt: skip
+    model.eval()
+    assert torch.equal(fn(lr, image), first)

@@ -84,6 +84,9 @@ def compile_upsampler(
 
     Arguments:
       model: a LoftUp in eval mode; its weights are folded now, and again when they change.
+        Put back in training mode since (``model.train()``), a call is a UsageError: the
+        function computes eval mode's output, for inference (``model.eval()`` first, or call
+        the model itself to train).
       device: where it will run: the model's (the default; move the model to compile for
         another).
       dtype: compute precision, a torch dtype or a name as :func:`loftup.api.as_dtype` reads
@@ -123,6 +126,7 @@ def compile_upsampler(
     compiled = torch.compile(run, mode=mode, dynamic=False)
 
     def call(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        _check_still_eval(model)  # model.train() since: eval mode's output was not training's
         fw = folded.current()  # the model's weights as they are now
         check_inputs(lr_feats, image, model.config.dim, fw.conv1[0].device)  # as model() does
         # no_grad, not inference_mode, as the pipeline: inference tensors cannot be changed in
@@ -133,6 +137,19 @@ def compile_upsampler(
             return compiled(_plain(lr_feats), _plain(image))
 
     return call
+
+
+def _check_still_eval(model) -> None:
+    """A UsageError where ``model`` was put in training mode (``model.train()``, its stem's
+    BatchNorm alone too) since it was compiled: the compiled function computes it as in eval
+    mode (its BatchNorm by running statistics), which is not its output there."""
+    if model.uses_batch_statistics():
+        raise UsageError(
+            "the model is in training mode (model.train() since compile_upsampler compiled "
+            "it), and its compiled function computes it as in eval mode, for inference: call "
+            "model.eval() before calling it, or, to train, call the model itself, "
+            "model(lr_feats, image)"
+        )
 
 
 class _Folded:
