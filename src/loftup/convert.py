@@ -59,8 +59,8 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
         raise CheckpointError(
             f"{origin}: expected a dict of tensors, got {type(obj).__name__}; {fix}"
         )
-    state = _own_state(obj, origin)  # several LoftUps in one file: told how to keep one
-    key = holder(obj, origin)
+    key = holder(obj, origin)  # (once: it compares the LoftUps of two holders)
+    state = _own_state(obj, origin, key)  # several LoftUps in one file: told how to keep one
     warn_others(obj, key, origin)  # an EMA copy beside the LoftUp loaded: said, once
     # under "model", loftup train's record beside it (its heads), whichever layout it holds
     config = obj.get("model_config") if key == "model" else None
@@ -83,17 +83,17 @@ def in_own_layout(obj) -> bool:
     return isinstance(obj, dict) and _own_state(obj) is not None
 
 
-def _own_state(obj: dict, origin: str = "") -> dict | None:
+def _own_state(obj: dict, origin: str = "", key=...) -> dict | None:
     """The state dict in this package's layout that ``obj`` holds (``loftup train``'s "model",
     a LoftUp's own, bare or under the key :func:`~loftup.holders.holder` finds, each perhaps of
     a compiled or DDP module, or under the name of a module that holds it beside others), or
     None where it holds the paper's: hub keys (``upsampler.*``, ``channelnorm.*``) or a
     training checkpoint's (``model.1.norm.*``). Several LoftUps in it (a model and its EMA copy) are a
     CheckpointError naming them, and how to keep one (``origin``: the file). An empty dict
-    holds no layout: None."""
+    holds no layout: None. ``key``: its holder where :func:`~loftup.holders.holder` told it."""
     if not obj:
         return None
-    key = holder(obj, origin)
+    key = holder(obj, origin) if key is ... else key
     state = obj if key is None else obj[key]
     # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
     record = [k for k in RECORD if k in obj] if key == "model" else []

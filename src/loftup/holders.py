@@ -69,6 +69,8 @@ def _all_same(obj: dict, keys: list[str]) -> bool:
     it beside others), each read as the load reads it alone."""
     from .convert import to_native
 
+    if all(obj[k] is obj[keys[0]] for k in keys):  # one dict saved twice: torch.load's one
+        return True
     try:
         first, *others = (to_native({k: obj[k]}, "")[0] for k in keys)
     except CheckpointError:  # one is no LoftUp's as it is held: which to load is the user's
@@ -122,7 +124,23 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
 
 
 def _same(a, b) -> bool:
-    """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values."""
+    """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values. Two
+    views of the same memory (a module's weights saved under both keys, torch.save storing
+    them once) are the same without reading them: a load compared every weight's values."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a is b or _one_memory(a, b):
+            return True
+        return torch.equal(a, b)
     return a is b
+
+
+def _one_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether tensors ``a`` and ``b`` (of one shape and dtype) read the same memory."""
+    return (
+        a.device == b.device
+        and a.data_ptr() == b.data_ptr()
+        and a.stride() == b.stride()
+        and a.numel() > 0
+    )
