@@ -3,6 +3,7 @@ weights load it, and telling them the same costs a load nothing it need not read
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from loftup import LoftUp, load_upsampler
@@ -34,3 +35,24 @@ def test_one_state_dict_under_two_holders_loads_without_its_values_compared(tmp_
         monkeypatch.setattr(torch, "equal", equal)
         assert compared == [], (name, len(compared))
         assert all(equal(v, state[k]) for k, v in got.state_dict().items()), name
+
+
+def test_a_diverged_runs_weights_under_two_holders_are_said_to_hold_nan(tmp_path):
+    """A state dict holding a NaN (a run that diverged), saved under "model" and, copied, under
+    "state_dict", was refused as "2 LoftUps of other weights" (NaN equals nothing), with a
+    line to keep one whose file was then refused for its NaN: the load says the NaN, and what
+    to do, as it does for the file of one holder."""
+    import copy
+
+    from loftup import CheckpointError
+
+    state = LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict()
+    state["head.conv.weight"][0, 0] = float("nan")
+    torch.save({"model": state, "state_dict": copy.deepcopy(state)}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_upsampler(tmp_path / "nan.pt", num_heads=2)
+    assert "hold NaN or infinite values (first: head.conv.weight)" in str(e.value), str(e.value)
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"model": state, "state_dict": other}, tmp_path / "two.pt")  # still two
+    with pytest.raises(CheckpointError, match="holds 2 LoftUps of other weights"):
+        load_upsampler(tmp_path / "two.pt", num_heads=2)

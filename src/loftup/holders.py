@@ -124,15 +124,23 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
 
 
 def _same(a, b) -> bool:
-    """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values. Two
-    views of the same memory (a module's weights saved under both keys, torch.save storing
-    them once) are the same without reading them: a load compared every weight's values."""
+    """Whether ``a`` and ``b`` are the same value: tensors of one shape, dtype and values (a
+    NaN where the other has one). Two views of the same memory (a module's weights saved under
+    both keys, torch.save storing them once) are the same without reading them: a load
+    compared every weight's values."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         if a.shape != b.shape or a.dtype != b.dtype:
             return False
-        if a is b or _one_memory(a, b):
+        if a is b or _one_memory(a, b) or torch.equal(a, b):
             return True
-        return torch.equal(a, b)
+        if not a.is_floating_point():
+            return False
+        # NaN equals nothing, itself neither: a diverged run's weights saved twice were "two
+        # LoftUps of other weights", where their load says the NaN and what to do
+        nan = a.isnan()
+        return torch.equal(nan, b.isnan()) and torch.equal(
+            a.masked_fill(nan, 0), b.masked_fill(nan, 0)
+        )
     return a is b
 
 
