@@ -56,3 +56,23 @@ def test_a_diverged_runs_weights_under_two_holders_are_said_to_hold_nan(tmp_path
     torch.save({"model": state, "state_dict": other}, tmp_path / "two.pt")  # still two
     with pytest.raises(CheckpointError, match="holds 2 LoftUps of other weights"):
         load_upsampler(tmp_path / "two.pt", num_heads=2)
+
+
+def test_a_holders_loftup_beside_an_ema_copy_under_a_key_of_its_own_is_the_one_loaded(tmp_path):
+    """timm's {"state_dict": A, "state_dict_ema": B}, {"model": A, "model_ema": B} and loftup
+    train's stage-2 checkpoint ("model" beside its EMA "teacher") load A, as before holders
+    read other keys: only where no holder holds a LoftUp is the one other key read, and two
+    there refused. (Reading every key would refuse each as two LoftUps of other weights.)"""
+    model = LoftUp(dim=8, num_heads=2, n_freqs=2).eval()
+    state = model.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    record = {"model_config": model.config.to_dict(), "backbone": "dinov2_tiny"}
+    files = {
+        "timm": {"state_dict": state, "state_dict_ema": ema, "epoch": 3},
+        "timm_model": {"model": state, "model_ema": ema},
+        "stage2": {"model": state, **record, "teacher": ema, "downsampler": {}, "step": 9},
+    }
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / f"{name}.pt")
+        got = load_upsampler(tmp_path / f"{name}.pt", num_heads=2)
+        assert all(torch.equal(v, state[k]) for k, v in got.state_dict().items()), name
