@@ -94,3 +94,31 @@ def test_weights_that_name_nothing_are_refused(tmp_path, weights):
         model.save_pretrained(tmp_path / "up", backbone="dinov2_tiny", backbone_weights=weights)
     assert str(e.value).startswith("save_pretrained's backbone_weights names the weights ")
     assert f"got {weights!r}; or leave it out" in str(e.value) and not (tmp_path / "up").exists()
+
+
+def test_the_backbones_own_weights_in_a_hub_cache_snapshot_are_no_other_weights(tmp_path):
+    """backbone_weights= a snapshot of the backbone's own hub repo in a Hugging Face cache
+    (models--facebook--dinov2-small/snapshots/COMMIT: the local files an offline machine is
+    told to give, --backbone-weights) was recorded as other weights, by save_pretrained and
+    loftup train's export: every load of its final/ without them warned that it runs weights
+    other than it was trained on, which were those. Nothing is recorded; a fine-tuned copy's
+    folder, or another repo's snapshot, still is."""
+    model = LoftUp(dim=384, depth=1, num_heads=2, n_freqs=4)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    own = tmp_path / "hub" / "models--facebook--dinov2-small" / "snapshots" / commit
+    other = tmp_path / "hub" / "models--me--dinov2-small-ft" / "snapshots" / commit
+    for folder in (own, other, tmp_path / "ft"):
+        folder.mkdir(parents=True)
+    for weights, recorded in ((own, None), (other, 384), (tmp_path / "ft", 384)):
+        folder = model.save_pretrained(
+            tmp_path / "up", backbone="dinov2_vits14", backbone_weights=weights
+        )
+        config = json.loads((folder / "config.json").read_text())
+        assert config.get("backbone_weights_dim") == recorded, weights
+        ckpt = {
+            "format": "loftup-train", "model": model.state_dict(),
+            "model_config": model.config.to_dict(), "backbone": "dinov2_vits14",
+            "config": {"backbone_weights": str(weights)},
+        }  # fmt: skip
+        torch.save(ckpt, tmp_path / "checkpoint.pt")
+        assert loftup.load_upsampler(tmp_path / "checkpoint.pt").backbone_weights_dim == recorded

@@ -193,8 +193,10 @@ def run_weights_dim(obj: dict, dim: int) -> int | None:
 
 
 def own_weights(backbone, weights, dim: int) -> bool:
-    """Whether ``weights`` names the registered ``backbone``'s own weights (its default hub id),
-    of ``dim``-d features as it is registered: no other weights to record, or ask for."""
+    """Whether ``weights`` names the registered ``backbone``'s own weights (its default hub id,
+    or a snapshot of that repo in a Hugging Face cache: the local files an offline machine is
+    told to give), of ``dim``-d features as it is registered: no other weights to record, or
+    ask for."""
     from ..errors import LoftUpError
     from ..featurizers import resolve
 
@@ -204,7 +206,17 @@ def own_weights(backbone, weights, dim: int) -> bool:
         spec = resolve(backbone)
     except LoftUpError:  # (a record's backbone loftup cannot build is said where it is built)
         return False
-    return os.fspath(weights) == spec.default_weights and spec.dim == dim
+    if spec.default_weights is None or spec.dim != dim:
+        return False
+    return os.fspath(weights) == spec.default_weights or _snapshot_of(weights, spec.default_weights)
+
+
+def _snapshot_of(folder, repo: str) -> bool:
+    """Whether ``folder`` is a snapshot of hub repo ``repo`` in a Hugging Face cache (its
+    ``models--ORG--NAME/snapshots/COMMIT``, here or copied elsewhere)."""
+    path = Path(os.fspath(folder)).expanduser().absolute()
+    cached = path.parent.parent.name == "models--" + repo.replace("/", "--")
+    return cached and path.parent.name == "snapshots" and path.is_dir()
 
 
 def read_record(
