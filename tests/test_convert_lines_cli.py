@@ -93,3 +93,24 @@ def test_the_call_the_heads_warning_tells_runs_for_a_name_with_a_newline(tmp_pat
     assert got.config.num_heads == 2 and all(
         torch.equal(v, model.state_dict()[k]) for k, v in got.state_dict().items()
     )
+
+
+def test_the_line_that_keeps_one_of_a_safetensors_files_loftups_runs_for_a_name_not_utf8(
+    tmp_path, capsys
+):
+    """For a safetensors file of two LoftUps whose name holds a byte that is no UTF-8 (as
+    Python names it, U+DCFF), the line told read it with safetensors' load_file, which takes
+    UTF-8 names alone ("Path ... is not valid UTF-8"): pasted as printed, it failed. It reads
+    the file's bytes through open(), which takes any name, and writes one that loads."""
+    import os
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = LoftUp(dim=8, num_heads=2, n_freqs=2).eval().state_dict()
+    save_file({**state, **{"ema." + k: v + 1 for k, v in state.items()}}, tmp_path / "two")
+    odd = tmp_path / os.fsdecode(b"tw\xffo.safetensors")
+    os.rename(tmp_path / "two", odd)
+    written = _run(_told_line(capsys, tmp_path, odd))
+    got = load_upsampler(written, num_heads=2).state_dict()
+    assert all(torch.equal(v, state[k] + 1) for k, v in got.items()), written

@@ -97,7 +97,8 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
     under its key, with those of the file's ``record`` (loftup train's model_config and
     backbone beside its "model": dropped, it was read with 4 heads), to a name no file has
     (:func:`new_name`) in :func:`copy_folder`. A safetensors file is read with safetensors
-    (torch 2.4's torch.load cannot read one), a torch file with torch.load's weights alone."""
+    (torch 2.4's torch.load cannot read one), its bytes read by open() (safetensors' load_file
+    refuses a name that is no UTF-8), a torch file with torch.load's weights alone."""
     from .file_heads import safetensors_head
 
     path = Path(origin)
@@ -113,8 +114,8 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
         name = prefix.rstrip(".").replace(".", "_")
     out = new_name(Path(f"{path.stem}.{name}.pt"), copy_folder(path))  # <stem>.<name>.weights.pt
     load = f'torch.load({origin!r}, map_location="cpu", weights_only=True)'
-    if safetensors:
-        load = f'__import__("safetensors.torch").torch.load_file({origin!r})'
+    if safetensors:  # its bytes through open(): load_file takes UTF-8 names alone
+        load = f'__import__("safetensors.torch").torch.load(open({origin!r}, "rb").read())'
     # a key that is no name (a number) among them is left out, as the load leaves it out: its
     # k.startswith was an AttributeError in the line run as told
     kept = f"c{where}.items() if isinstance(k, str) and k.startswith({prefix!r})"
