@@ -114,3 +114,19 @@ def test_the_line_that_keeps_one_of_a_safetensors_files_loftups_runs_for_a_name_
     written = _run(_told_line(capsys, tmp_path, odd))
     got = load_upsampler(written, num_heads=2).state_dict()
     assert all(torch.equal(v, state[k] + 1) for k, v in got.items()), written
+
+
+def test_the_line_told_for_a_torchscript_archive_runs_for_a_name_not_utf8(tmp_path, capsys):
+    """For a TorchScript archive whose name holds a byte that is no UTF-8, the line told gave
+    torch.jit.load the name, which it takes as UTF-8 alone (a TypeError of its arguments):
+    pasted as printed, it failed. It gives it the file open()ed, and writes its state dict."""
+    import io
+    import os
+
+    module = torch.jit.script(torch.nn.Linear(2, 3))
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    script = tmp_path / os.fsdecode(b"j\xffit.pt")
+    script.write_bytes(buffer.getvalue())
+    written = torch.load(_run(_told_line(capsys, tmp_path, script)), weights_only=True)
+    assert written.keys() == {"weight", "bias"} and torch.equal(written["weight"], module.weight)

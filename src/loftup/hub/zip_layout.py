@@ -92,8 +92,9 @@ def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | No
     """The refusal of the archive ``name`` (open as ``z``, at ``path``) that torch.jit.save wrote
     (a ``<folder>/constants.pkl`` or ``<folder>/code/`` in it), with the line that keeps its
     weights for one who trusts it, written in :func:`~.way_out.copy_folder` (as the way out
-    for a pickle's objects writes it; a backbone's .bin checked by check_torch_file too);
-    None for another archive."""
+    for a pickle's objects writes it; a backbone's .bin checked by check_torch_file too); None
+    for another archive. The line gives torch.jit.load the file open()ed: it takes a name that
+    is UTF-8 alone."""
     inner = {n.partition("/")[2] for n in z.namelist()}
     if "constants.pkl" not in inner and not any(n.startswith("code/") for n in inner):
         return None
@@ -108,6 +109,6 @@ def script_refusal(z: zipfile.ZipFile, name: str, path: Path | None) -> str | No
     return (
         f"{said} (its encoders' frequencies, which TorchScript keeps and loftup computes, left "
         "out); if you trust the file, in Python: torch.save({k: v for k, v in torch.jit.load("
-        f'{str(path)!r}, map_location="cpu").state_dict().items() if not k.endswith('
+        f'open({str(path)!r}, "rb"), map_location="cpu").state_dict().items() if not k.endswith('
         f'"encoder.freqs")}}, {str(out)!r}), then load {printable(str(out))}'
     )
