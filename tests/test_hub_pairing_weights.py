@@ -101,8 +101,9 @@ def test_the_backbones_own_weights_in_a_hub_cache_snapshot_are_no_other_weights(
     (models--facebook--dinov2-small/snapshots/COMMIT: the local files an offline machine is
     told to give, --backbone-weights) was recorded as other weights, by save_pretrained and
     loftup train's export: every load of its final/ without them warned that it runs weights
-    other than it was trained on, which were those. Nothing is recorded; a fine-tuned copy's
-    folder, or another repo's snapshot, still is."""
+    other than it was trained on, which were those. Nothing is recorded (read from a run's
+    checkpoint on a machine without that folder too); a fine-tuned copy's folder, or another
+    repo's snapshot, still is."""
     model = LoftUp(dim=384, depth=1, num_heads=2, n_freqs=4)
     commit = "0123456789abcdef0123456789abcdef01234567"
     own = tmp_path / "hub" / "models--facebook--dinov2-small" / "snapshots" / commit
@@ -122,3 +123,7 @@ def test_the_backbones_own_weights_in_a_hub_cache_snapshot_are_no_other_weights(
         }  # fmt: skip
         torch.save(ckpt, tmp_path / "checkpoint.pt")
         assert loftup.load_upsampler(tmp_path / "checkpoint.pt").backbone_weights_dim == recorded
+    # a run's checkpoint read on another machine, where the snapshot it ran on is not
+    ckpt["config"] = {"backbone_weights": "/elsewhere/" + str(own.relative_to(tmp_path))}
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert loftup.load_upsampler(tmp_path / "checkpoint.pt").backbone_weights_dim is None

@@ -40,7 +40,8 @@ def own_weights(backbone, weights, dim: int) -> bool:
 
 def _snapshot_of(folder, repo: str) -> bool:
     """Whether ``folder`` is a snapshot of hub repo ``repo`` in a Hugging Face cache (its
-    ``models--ORG--NAME/snapshots/COMMIT``, here or copied elsewhere)."""
+    ``models--ORG--NAME/snapshots/COMMIT``, here or copied elsewhere), by its name alone: a
+    training checkpoint's record names the folder of the machine it ran on."""
     path = Path(os.fspath(folder)).expanduser().absolute()
     cached = path.parent.parent.name == "models--" + repo.replace("/", "--")
-    return cached and path.parent.name == "snapshots" and path.is_dir()
+    return cached and path.parent.name == "snapshots"
