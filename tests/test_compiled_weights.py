@@ -122,3 +122,19 @@ def test_a_model_put_back_in_training_mode_is_refused_by_its_compiled_function(m
                              "model itself, model(lr_feats, image)")  # fmt: skip
     model.eval()
     assert torch.equal(fn(lr, image), first)
+
+
+def test_a_compiled_upsampler_follows_the_models_attention_window(graphs):
+    """``model.config.attention_window`` set after compiling changes no weight, and the model's
+    forward follows it (its folded weights carry it); the compiled function kept the window
+    folded when it was made, and computed global attention where the model's was local."""
+    model = _model(seed=1)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    model.config.attention_window = 3  # over 3 x 3 of the 5 x 5 tokens
+    local = fn(lr, image)
+    assert torch.equal(local, _models_output(model, lr, image))
+    assert (local - first).abs().max().item() > 1e-2
+    model.config.attention_window = None
+    assert torch.equal(fn(lr, image), first)

@@ -74,7 +74,8 @@ def compile_upsampler(
     It follows the model's weights, as the model's forward does: where they changed since
     the last call (``load_state_dict``, an optimizer's step, ``p.add_(1)`` under
     ``torch.no_grad()``), they are folded again and used without compiling again (the
-    compiled graph takes them as inputs); the check costs 1 to 2 us a weight tensor (0.07 to
+    compiled graph takes them as inputs); so is a new ``model.config.attention_window``
+    (compiled again for it). The check costs 1 to 2 us a weight tensor (0.07 to
     0.12 ms for dim 384 on a CPU, whose compiled call takes 0.5 s at 56 x 56). A weight
     moved to another dtype or device (``model.to(...)``) is a UsageError saying to call
     compile_upsampler again. Not seen, as by the model's forward
@@ -154,18 +155,24 @@ def _check_still_eval(model) -> None:
 
 class _Folded:
     """``model``'s folded weights for its compiled function (``fw``), folded again when its
-    weights have changed since (:func:`~loftup.weight_changes.weights_key`, read on each call,
-    as the model's forward reads it), in the precision, stem convolutions and alignment chosen
-    when it was compiled. A weight of another dtype or on another device is a UsageError: the
+    weights or ``config.attention_window`` (carried by the folded weights) have changed since
+    (:meth:`key`, read on each call, as the model's forward reads them), in the precision, stem
+    convolutions and alignment chosen when it was compiled. A weight of another dtype or on another device is a UsageError: the
     compiled function's precision and device were chosen by the model's."""
 
     def __init__(self, model, dtype: torch.dtype, conv: str):
         self.model, self.dtype, self.conv, self.align = model, dtype, conv, model.align
-        self.key, self.kinds = weights_key(model), _kinds(model)
+        self.key, self.kinds = self.now(), _kinds(model)
         self.fw = model.fused(dtype, conv, self.align)
 
+    def now(self) -> tuple:
+        """What changes when the folded weights would: the model's weights (each tensor's
+        address, version, dtype, device) and its attention window, as the model's forward
+        reads them (:meth:`loftup.model.LoftUp.fused`)."""
+        return self.model.config.attention_window, weights_key(self.model)
+
     def current(self) -> FusedWeights:
-        key = weights_key(self.model)
+        key = self.now()
         if key != self.key:
             _check_kinds(self.kinds, _kinds(self.model))
             self.fw = self.model.fused(self.dtype, self.conv, self.align)
