@@ -138,3 +138,24 @@ def test_a_compiled_upsampler_follows_the_models_attention_window(graphs):
     assert (local - first).abs().max().item() > 1e-2
     model.config.attention_window = None
     assert torch.equal(fn(lr, image), first)
+
+
+def test_weights_folded_in_inference_mode_or_not_are_used_without_compiling_again(graphs):
+    """The compiler guards on inference tensors given: weights folded again in the caller's
+    ``torch.inference_mode()`` (or folded first by the model's own forward in it) compiled
+    again (minutes on a CPU) where the fold before was not one of those, or the other way;
+    each change is now used by the graph compiled once, with the model's output."""
+    model, other = _model(seed=1), _model(seed=2)
+    lr, image = _inputs()
+    expected = _models_output(model, lr, image)  # its weights folded in inference mode
+    fn = compile_upsampler(model)
+    assert torch.equal(fn(lr, image), expected)
+    compiled = len(graphs)
+    model.load_state_dict(other.state_dict())  # folded again outside inference mode
+    assert torch.equal(fn(lr, image), _models_output(model, lr, image))
+    with torch.no_grad():
+        model.norm.weight.add_(1.0)
+    with torch.inference_mode():  # and again in it, the caller's
+        moved = fn(lr, image)
+    assert torch.equal(moved, _models_output(model, lr, image))
+    assert len(graphs) == compiled

@@ -16,6 +16,8 @@ without compiling anything, is :mod:`loftup.graphs`'s, and the untiled forward
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
@@ -64,8 +66,9 @@ def compile_upsampler(
     same numbers).
 
     It runs without gradients, and in one compiled graph whether it is called in
-    ``torch.inference_mode()`` or not, with inference tensors or not (those are copied); its
-    output is a plain tensor, as the model's outside inference mode. Inputs that need a
+    ``torch.inference_mode()`` or not, with inference tensors or not (those are copied), its
+    weights folded in it or not (the same); its output is a plain tensor, as the model's
+    outside inference mode. Inputs that need a
     gradient, channels-last ones or other views are taken as plain contiguous tensors (the
     same numbers): the compiler guards on each, and compiled again for another (2 s and
     4.5 s for a one-block model on a CPU). Another shape, dtype or device of the inputs compiles
@@ -156,14 +159,16 @@ def _check_still_eval(model) -> None:
 class _Folded:
     """``model``'s folded weights for its compiled function (``fw``), folded again when its
     weights or ``config.attention_window`` (carried by the folded weights) have changed since
-    (:meth:`key`, read on each call, as the model's forward reads them), in the precision, stem
-    convolutions and alignment chosen when it was compiled. A weight of another dtype or on another device is a UsageError: the
-    compiled function's precision and device were chosen by the model's."""
+    (:meth:`now`, read on each call, as the model's forward reads them), in the precision, stem
+    convolutions and alignment chosen when it was compiled. A weight of another dtype or on
+    another device is a UsageError: the compiled function's precision and device were chosen
+    by the model's. Never inference tensors, in whichever mode they are folded (see
+    :meth:`fold`)."""
 
     def __init__(self, model, dtype: torch.dtype, conv: str):
         self.model, self.dtype, self.conv, self.align = model, dtype, conv, model.align
         self.key, self.kinds = self.now(), _kinds(model)
-        self.fw = model.fused(dtype, conv, self.align)
+        self.fw = self.fold()
 
     def now(self) -> tuple:
         """What changes when the folded weights would: the model's weights (each tensor's
@@ -171,13 +176,36 @@ class _Folded:
         reads them (:meth:`loftup.model.LoftUp.fused`)."""
         return self.model.config.attention_window, weights_key(self.model)
 
+    def fold(self) -> FusedWeights:
+        """The model's folded weights, as plain tensors: the compiler guards on inference
+        tensors given, and compiled again where weights folded in ``torch.inference_mode()``
+        (the caller's, the model's own forward's in it, or weights made in it) followed
+        others, or others those (a new fold was used without compiling again otherwise)."""
+        with torch.inference_mode(False), torch.no_grad():
+            fw = self.model.fused(self.dtype, self.conv, self.align)
+            return copy.deepcopy(fw) if any(t.is_inference() for t in _weights(fw)) else fw
+
     def current(self) -> FusedWeights:
         key = self.now()
         if key != self.key:
             _check_kinds(self.kinds, _kinds(self.model))
-            self.fw = self.model.fused(self.dtype, self.conv, self.align)
+            self.fw = self.fold()
             self.key = key
         return self.fw
+
+
+def _weights(x) -> Iterator[torch.Tensor]:
+    """The tensors of folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples);
+    not its memo of per-shape constants, which a copy leaves out."""
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (tuple, list)):
+        for item in x:
+            yield from _weights(item)
+    elif dataclasses.is_dataclass(x):
+        for f in dataclasses.fields(x):
+            if f.name != "memo":
+                yield from _weights(getattr(x, f.name))
 
 
 def _kinds(model) -> dict:
