@@ -159,3 +159,18 @@ def test_weights_folded_in_inference_mode_or_not_are_used_without_compiling_agai
         moved = fn(lr, image)
     assert torch.equal(moved, _models_output(model, lr, image))
     assert len(graphs) == compiled
+
+
+def test_a_model_frozen_after_compiling_is_not_compiled_again(graphs):
+    """``model.requires_grad_(False)`` (an upsampler frozen under a probe) changes no weight,
+    but parameters that no folding changed are among the folded weights, and the compiler
+    guards on ``requires_grad``: it compiled again (minutes on a CPU). They are detached."""
+    model = _model(seed=1)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    compiled = len(graphs)
+    model.requires_grad_(False)
+    assert torch.equal(fn(lr, image), first)
+    model.requires_grad_(True)
+    assert torch.equal(fn(lr, image), first) and len(graphs) == compiled

@@ -16,7 +16,6 @@ without compiling anything, is :mod:`loftup.graphs`'s, and the untiled forward
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -178,12 +177,13 @@ class _Folded:
 
     def fold(self) -> FusedWeights:
         """The model's folded weights, as plain tensors: the compiler guards on inference
-        tensors given, and compiled again where weights folded in ``torch.inference_mode()``
-        (the caller's, the model's own forward's in it, or weights made in it) followed
-        others, or others those (a new fold was used without compiling again otherwise)."""
+        tensors given, and on ``requires_grad``, and compiled again where weights folded in
+        ``torch.inference_mode()`` (the caller's, the model's own forward's in it, or weights
+        made in it) followed others, or others those, and after ``model.requires_grad_(False)``
+        (parameters are among the folded weights where no folding changed them)."""
         with torch.inference_mode(False), torch.no_grad():
             fw = self.model.fused(self.dtype, self.conv, self.align)
-            return copy.deepcopy(fw) if any(t.is_inference() for t in _weights(fw)) else fw
+            return _plain_weights(fw) if any(map(_not_plain, _weights(fw))) else fw
 
     def current(self) -> FusedWeights:
         key = self.now()
@@ -192,6 +192,25 @@ class _Folded:
             self.fw = self.fold()
             self.key = key
         return self.fw
+
+
+def _not_plain(t: torch.Tensor) -> bool:
+    return t.requires_grad or t.is_inference()
+
+
+def _plain_weights(x):
+    """Folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples) with each tensor
+    detached (a parameter) or copied (an inference tensor), the same numbers; a memo of their
+    own."""
+    if isinstance(x, torch.Tensor):
+        return x.clone() if x.is_inference() else x.detach()
+    if isinstance(x, (tuple, list)):
+        return type(x)(map(_plain_weights, x))
+    if dataclasses.is_dataclass(x):
+        return dataclasses.replace(
+            x, **{f.name: _plain_weights(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        )
+    return {} if isinstance(x, dict) else x  # the memo of per-shape constants: remade
 
 
 def _weights(x) -> Iterator[torch.Tensor]:
