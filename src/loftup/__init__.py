@@ -56,14 +56,15 @@ __all__ = [
 #: Subpackages reachable as attributes after a plain ``import loftup`` (``loftup.io.load_image``),
 #: imported on first use.
 _SUBMODULES = (
-    "acl", "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled", "convert",
-    "cpu", "data", "downloads", "early_start", "errors", "escaping", "eval", "exif", "experiments",
-    "extract", "fast_stem", "fastpath", "feature_file", "featurizers", "figure_mark", "file_lock",
-    "finite", "folding", "fused", "graphs", "holders", "hub", "image_input", "input_checks", "io",
-    "kernels", "key_layouts", "layers", "listing", "local_attention", "memo", "mismatch", "model",
-    "model_config", "norms", "npy_stream", "odd_width", "outputs", "paths", "pipeline",
-    "pipeline_checks", "pipeline_placement", "ranks", "read_refusal", "stops", "tile_plan",
-    "tiling", "train", "untiled", "viz", "weight_changes", "weights", "words", "world",
+    "acl", "api", "atomic", "bars", "baselines", "bench", "checks", "cli", "compiled",
+    "compiled_weights", "convert", "cpu", "data", "downloads", "early_start", "errors", "escaping",
+    "eval", "exif", "experiments", "extract", "fast_stem", "fastpath", "feature_file",
+    "featurizers", "figure_mark", "file_lock", "finite", "folding", "fused", "graphs", "holders",
+    "hub", "image_input", "input_checks", "io", "kernels", "key_layouts", "layers", "listing",
+    "local_attention", "memo", "mismatch", "model", "model_config", "norms", "npy_stream",
+    "odd_width", "outputs", "paths", "pipeline", "pipeline_checks", "pipeline_placement", "ranks",
+    "read_refusal", "stops", "tile_plan", "tiling", "train", "untiled", "viz", "weight_changes",
+    "weights", "words", "world",
 )  # fmt: skip
 
 

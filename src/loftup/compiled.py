@@ -16,15 +16,13 @@ without compiling anything, is :mod:`loftup.graphs`'s, and the untiled forward
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator
-from itertools import chain
 
 import torch
 
 from .checks import as_dtype
+from .compiled_weights import Folded
 from .errors import UsageError, is_int
-from .fused import FusedWeights
 from .graphs import (  # noqa: F401  (importable from here, as before the split)
     GraphOrderError,
     GraphUpsampler,
@@ -39,7 +37,6 @@ from .untiled import (  # noqa: F401  (importable from here, as before the split
     untiled_decode,
     untiled_queries,
 )
-from .weight_changes import weights_key
 
 
 def compile_upsampler(
@@ -118,7 +115,7 @@ def compile_upsampler(
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
 
-    folded = _Folded(model, dtype, conv)
+    folded = Folded(model, dtype, conv)
 
     def run(lr_feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         # read on each call: the compiled graph takes the weights as inputs, so weights folded
@@ -153,99 +150,6 @@ def _check_still_eval(model) -> None:
             "model.eval() before calling it, or, to train, call the model itself, "
             "model(lr_feats, image)"
         )
-
-
-class _Folded:
-    """``model``'s folded weights for its compiled function (``fw``), folded again when its
-    weights or ``config.attention_window`` (carried by the folded weights) have changed since
-    (:meth:`now`, read on each call, as the model's forward reads them), in the precision, stem
-    convolutions and alignment chosen when it was compiled. A weight of another dtype or on
-    another device is a UsageError: the compiled function's precision and device were chosen
-    by the model's. Never inference tensors, in whichever mode they are folded (see
-    :meth:`fold`)."""
-
-    def __init__(self, model, dtype: torch.dtype, conv: str):
-        self.model, self.dtype, self.conv, self.align = model, dtype, conv, model.align
-        self.key, self.kinds = self.now(), _kinds(model)
-        self.fw = self.fold()
-
-    def now(self) -> tuple:
-        """What changes when the folded weights would: the model's weights (each tensor's
-        address, version, dtype, device) and its attention window, as the model's forward
-        reads them (:meth:`loftup.model.LoftUp.fused`)."""
-        return self.model.config.attention_window, weights_key(self.model)
-
-    def fold(self) -> FusedWeights:
-        """The model's folded weights, as plain tensors: the compiler guards on inference
-        tensors given, and on ``requires_grad``, and compiled again where weights folded in
-        ``torch.inference_mode()`` (the caller's, the model's own forward's in it, or weights
-        made in it) followed others, or others those, and after ``model.requires_grad_(False)``
-        (parameters are among the folded weights where no folding changed them)."""
-        with torch.inference_mode(False), torch.no_grad():
-            fw = self.model.fused(self.dtype, self.conv, self.align)
-            return _plain_weights(fw) if any(map(_not_plain, _weights(fw))) else fw
-
-    def current(self) -> FusedWeights:
-        key = self.now()
-        if key != self.key:
-            _check_kinds(self.kinds, _kinds(self.model))
-            self.fw = self.fold()
-            self.key = key
-        return self.fw
-
-
-def _not_plain(t: torch.Tensor) -> bool:
-    return t.requires_grad or t.is_inference()
-
-
-def _plain_weights(x):
-    """Folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples) with each tensor
-    detached (a parameter) or copied (an inference tensor), the same numbers; a memo of their
-    own."""
-    if isinstance(x, torch.Tensor):
-        return x.clone() if x.is_inference() else x.detach()
-    if isinstance(x, (tuple, list)):
-        return type(x)(map(_plain_weights, x))
-    if dataclasses.is_dataclass(x):
-        return dataclasses.replace(
-            x, **{f.name: _plain_weights(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        )
-    return {} if isinstance(x, dict) else x  # the memo of per-shape constants: remade
-
-
-def _weights(x) -> Iterator[torch.Tensor]:
-    """The tensors of folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples);
-    not its memo of per-shape constants, which a copy leaves out."""
-    if isinstance(x, torch.Tensor):
-        yield x
-    elif isinstance(x, (tuple, list)):
-        for item in x:
-            yield from _weights(item)
-    elif dataclasses.is_dataclass(x):
-        for f in dataclasses.fields(x):
-            if f.name != "memo":
-                yield from _weights(getattr(x, f.name))
-
-
-def _kinds(model) -> dict:
-    """Each parameter's and buffer's dtype and device, by name."""
-    named = chain(model.named_parameters(), model.named_buffers())
-    return {name: (t.dtype, t.device) for name, t in named}
-
-
-def _check_kinds(then: dict, now: dict) -> None:
-    """A UsageError naming the first weight whose dtype or device is not what it was."""
-    for name, (dtype, device) in then.items():
-        new_dtype, new_device = now.get(name, (dtype, device))
-        if (new_dtype, new_device) != (dtype, device):
-            was = f"{str(dtype).removeprefix('torch.')} on {device}"
-            is_ = f"{str(new_dtype).removeprefix('torch.')} on {new_device}"
-            raise UsageError(
-                f"the model's {name} is {is_}, {was} when compile_upsampler folded its weights "
-                "(model.to(...) since?): the compiled function computes in the precision and "
-                "on the device chosen then; call compile_upsampler(model) again, or move the "
-                "model back"
-            )
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
