@@ -112,3 +112,20 @@ def test_loftup_trains_checkpoint_with_its_teacher_is_not_said(tmp_path):
     got, said = _loads(path)
     assert said == [] and _same_weights(got, student.state_dict())
     assert not _same_weights(got, teacher.state_dict())  # other weights, left unsaid
+
+
+def test_a_copy_in_the_papers_training_layout_is_read_as_its_model_is(tmp_path, reference_state):
+    """The paper's training checkpoint ({"state_dict": upsampler.* and model.1.norm.*}) with
+    an EMA copy of the same weights beside it: the copy was read alone, as no training
+    checkpoint (its channel norm unread), so taken for other weights and warned of. Read as
+    the one loaded is, it is said only where its weights are other."""
+    norm = "channelnorm.norm."
+    train = {k.replace(norm, "model.1.norm.") if k.startswith(norm) else k: v
+             for k, v in reference_state.items()}  # fmt: skip
+    same = {k: v.clone() for k, v in train.items()}
+    torch.save({"state_dict": train, "ema": same, "epoch": 3}, tmp_path / "same.ckpt")
+    assert _loads(tmp_path / "same.ckpt")[1] == []
+    other = {**same, "model.1.norm.weight": same["model.1.norm.weight"] + 1}
+    torch.save({"state_dict": train, "ema": other}, tmp_path / "other.ckpt")
+    said = _loads(tmp_path / "other.ckpt")[1]
+    assert len(said) == 1 and "a LoftUp of other weights under its key 'ema' " in said[0]

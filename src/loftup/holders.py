@@ -63,16 +63,18 @@ def label(key: str) -> str:
     return re.sub(r"[^\w-]", "_", key, flags=re.ASCII).strip("_") or "model"
 
 
-def _all_same(obj: dict, keys: list[str]) -> bool:
+def _all_same(obj: dict, keys: list[str], as_key: str | None = None) -> bool:
     """Whether ``obj``'s dicts under ``keys`` hold the same LoftUp's weights (one state dict
     saved twice: perhaps once of its DDP or compiled module, or of a LightningModule holding
-    it beside others), each read as the load reads it alone."""
+    it beside others), each read as the load reads it alone, or (``as_key``) as it reads the
+    dict under that key: a copy beside the one loaded is of its layout (the paper's training
+    layout, read under "state_dict" alone)."""
     from .convert import to_native
 
     if all(obj[k] is obj[keys[0]] for k in keys):  # one dict saved twice: torch.load's one
         return True
     try:
-        first, *others = (to_native({k: obj[k]}, "")[0] for k in keys)
+        first, *others = (to_native({as_key or k: obj[k]}, "")[0] for k in keys)
     except CheckpointError:  # one is no LoftUp's as it is held: which to load is the user's
         return False
     return all(
@@ -100,7 +102,7 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
         k
         for k, v in obj.items()
         if isinstance(k, str) and k not in HOLDERS and not (run and k == "teacher")
-        if holds_loftup(v) and not _all_same(obj, [key, k])  # one pass: its weights and key's
+        if holds_loftup(v) and not _all_same(obj, [key, k], key)  # read as key's, in one pass
     ]
     if not others:
         return
