@@ -118,7 +118,9 @@ def test_a_copy_in_the_papers_training_layout_is_read_as_its_model_is(tmp_path, 
     """The paper's training checkpoint ({"state_dict": upsampler.* and model.1.norm.*}) with
     an EMA copy of the same weights beside it: the copy was read alone, as no training
     checkpoint (its channel norm unread), so taken for other weights and warned of. Read as
-    the one loaded is, it is said only where its weights are other."""
+    the one loaded is, it is said only where its weights are other; its line wrote it under
+    its own key, a file that did not load ("fits no known LoftUp reference layout"): now
+    under the loaded one's, read as that one is."""
     norm = "channelnorm.norm."
     train = {k.replace(norm, "model.1.norm.") if k.startswith(norm) else k: v
              for k, v in reference_state.items()}  # fmt: skip
@@ -129,3 +131,8 @@ def test_a_copy_in_the_papers_training_layout_is_read_as_its_model_is(tmp_path, 
     torch.save({"state_dict": train, "ema": other}, tmp_path / "other.ckpt")
     said = _loads(tmp_path / "other.ckpt")[1]
     assert len(said) == 1 and "a LoftUp of other weights under its key 'ema' " in said[0]
+    line = said[0].split("for 'ema': ", 1)[1]
+    ran = run_python("import torch; " + line)
+    assert ran.returncode == 0, ran.stderr
+    kept, said = _loads(tmp_path / "other.ema.weights.pt")
+    assert torch.equal(kept.channel_norm.weight, other["model.1.norm.weight"]) and said == []

@@ -120,7 +120,7 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
         f"{printable(origin)} holds, beside the LoftUp under its key {key!r} (the one loaded), "
         f"{said} (an EMA copy?): to load that one instead, keep it in a file of its own and "
         f"load that; for {others[-1]!r}: "
-        f"{keep_one_line(origin, f'[{others[-1]!r}]', None, record)}",
+        f"{keep_one_line(origin, f'[{others[-1]!r}]', None, record, under=key)}",
         stacklevel=_caller_level(),  # the caller's line, as the load's other warnings
     )
 

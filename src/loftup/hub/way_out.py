@@ -90,12 +90,15 @@ def _load(path: Path, torch_file: bool) -> str:
     return f'__import__("pickle").load(open({str(path)!r}, "rb"))'
 
 
-def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str:
+def keep_one_line(
+    origin: str, where: str, prefix: str | None, record=(), under: str | None = None
+) -> str:
     """The line of Python that writes the LoftUp under ``prefix`` of the file ``origin``, one of
     several it holds (a model and its EMA copy), alone: the keys of ``c{where}`` (its dict's
     holder, "" for the top) under ``prefix``, or (``prefix`` None) that holder's dict whole
     under its key, with those of the file's ``record`` (loftup train's model_config and
-    backbone beside its "model": dropped, it was read with 4 heads), to a name no file has
+    backbone beside its "model": dropped, it was read with 4 heads), or (``under``) under that
+    key, to be read as the dict under it is (a copy beside the one loaded), to a name no file has
     (:func:`new_name`) in :func:`copy_folder`. A safetensors file is read with safetensors
     (torch 2.4's torch.load cannot read one), its bytes read by open() (safetensors' load_file
     refuses a name that is no UTF-8), a torch file with torch.load's weights alone."""
@@ -125,7 +128,7 @@ def keep_one_line(origin: str, where: str, prefix: str | None, record=()) -> str
     if record:
         kept = f"{{'model': {kept}, {', '.join(f'{k!r}: c[{k!r}]' for k in record)}}}"
     elif prefix is None:  # under its key, read as it was (a training checkpoint's state_dict)
-        kept = f"{{{key}: {kept}}}"
+        kept = f"{{{repr(under) if under else key}: {kept}}}"
     return f"c = {load}; torch.save({kept}, {str(out)!r})"
 
 
