@@ -172,6 +172,33 @@ def test_no_room_on_the_disk_is_said_with_the_size_and_the_room_there(tmp_path, 
     )
 
 
+def test_no_room_says_the_room_of_a_folder_not_made_yet_and_never_a_room_unknown_as_none(
+    tmp_path, monkeypatch
+):
+    """The room was looked at in the output folder alone: one not made yet (its file system is
+    its parent's), or a disk that could not be looked at (EACCES, unmounted), was said to have
+    "no room", which sent one to free a disk with room; and a small file was "0.0 MB"."""
+    from loftup.extract.no_room import amount, write_failure
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "a.pt.tmp")
+    later = tmp_path / "not" / "made"
+    why = write_failure(full, later, 2048, "pt", torch.float16)
+    free = amount(shutil.disk_usage(tmp_path).free)
+    assert f"its features file is 2.0 kB, and {later} has {free} free;" in why, why
+    assert amount(0) == "0 bytes" and amount(1) == "1 byte" and amount(99_999) == "100.0 kB"
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "disk_usage", denied)
+    why = write_failure(full, tmp_path, 2048, "pt", torch.float16)
+    assert "no room" not in why, why
+    assert f"and {tmp_path} has room that could not be looked at;" in why, why
+    quota = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "a.pt.tmp")
+    why = write_failure(quota, tmp_path, 2048, "pt", torch.float16)
+    assert f"({tmp_path}: room that could not be looked at on the disk)" in why, why
+
+
 def test_out_of_memory_is_told_apart_and_read():
     """Which errors mean no memory, and what the failure says of them (CUDA's message as
     PyTorch words it; the host allocator's as seen in the test above)."""

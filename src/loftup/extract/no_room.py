@@ -44,8 +44,8 @@ def write_failure(
             room = "over the most one file may hold on that file system (FAT32: 4 GB)"
             elsewhere = f"another {said('out', said_as)} on a file system that holds it"
     else:
-        free = _free(out_dir)
-        free = "no room" if free is None else f"{amount(free)} free"
+        free = _free(out_dir)  # None: not to be looked at (said so, not "no room")
+        free = f"{amount(free)} free" if free is not None else "room that could not be looked at"
         room = f"and {out_dir} has {free}"
         if why == errno.EDQUOT:  # the disk's room, not the quota's
             room = f"over this user's disk quota there ({out_dir}: {free} on the disk)"
@@ -78,22 +78,31 @@ def _no_room(e: OSError, out_dir: Path, nbytes: int) -> int | None:
 
 
 def _free(out_dir: Path) -> int | None:
-    """The bytes free in ``out_dir``'s file system (for this user), None where it cannot be
-    looked at (gone since)."""
+    """The bytes free in ``out_dir``'s file system (for this user), asked of the nearest folder
+    that exists (``out_dir`` may not be made yet: its file system is that folder's); None where
+    it cannot be looked at (unreadable, unmounted)."""
+    where = Path(os.path.abspath(out_dir))
+    while not where.exists() and where.parent != where:
+        where = where.parent
     try:
-        return shutil.disk_usage(out_dir).free
+        return shutil.disk_usage(where).free
     except OSError:
         return None
 
 
 def amount(nbytes: float) -> str:
-    """``nbytes`` to a tenth of a TB, GB or MB: ``28.7 TB``, ``614.4 GB``, ``1.0 MB`` (MB below a
-    tenth of a GB, TB from ten thousand GB)."""
+    """``nbytes`` to a tenth of a TB, GB, MB or kB: ``28.7 TB``, ``614.4 GB``, ``1.0 MB``,
+    ``12.3 kB`` (MB below a tenth of a GB, kB below a tenth of a MB, TB from ten thousand GB);
+    bytes below a thousand (``512 bytes``: no ``0.0 MB`` for a small file or a full disk)."""
     if nbytes >= 1e13:
         return f"{nbytes / 1e12:.1f} TB"
     if nbytes >= 1e8:
         return f"{nbytes / 1e9:.1f} GB"
-    return f"{nbytes / 1e6:.1f} MB"
+    if nbytes >= 1e5:
+        return f"{nbytes / 1e6:.1f} MB"
+    if nbytes >= 1e3:
+        return f"{nbytes / 1e3:.1f} kB"
+    return f"{int(nbytes)} byte{'s' * (int(nbytes) != 1)}"
 
 
 def _file_size_limit() -> int | None:
