@@ -402,6 +402,13 @@ def test_the_glob_a_glob_of_folders_is_told_to_be_finds_their_images(tmp_path):
     jobs, fix = _followed(str(tmp_path / "rig" / "*"))
     assert fix == str(tmp_path / "rig")
     assert [j.stem for j in jobs] == ["cam1/0001", "cam2/0001"]
+    # a sibling the glob did not match: the folder that holds them would take it in too
+    (tmp_path / "rig" / "other").mkdir()
+    (tmp_path / "rig" / "other" / "x.png").write_bytes(b"")
+    _, missing = collect_inputs([str(tmp_path / "rig" / "cam*")])
+    why = missing[0][1]
+    assert str(tmp_path / "rig" / "other" / "x.png") in why and "give each folder" in why, why
+    assert f"({tmp_path / 'rig'})" not in why, why
 
 
 def test_a_link_to_nothing_is_said_as_such_not_as_a_folder_nor_passed_over(tmp_path):

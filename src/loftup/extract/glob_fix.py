@@ -31,10 +31,19 @@ def folders_fix(spec: str, folders: list[Path]) -> str:
     shared = sorted(s for s, n in stems.items() if n > 1)
     if shared:
         holder = os.path.commonpath([os.fspath(f) for f in folders]) or "."
-        return (
+        why = (
             f"their images share names ({shared[0]}{', ...' * (len(shared) > 1)}), which a glob "
-            f"of their files would give one output name; give the folder that holds them, "
-            f"whose sub-folders are kept in the output names ({holder})"
+            f"of their files would give one output name"
+        )
+        other = _other_image(holder, folders)
+        if other is not None:  # the holder would take it in too: each folder on its own
+            return (
+                f"{why}; give each folder to a run with an output folder of its own (the "
+                f"folder that holds them holds other images too: {other})"
+            )
+        return (
+            f"{why}; give the folder that holds them, whose sub-folders are kept in the output "
+            f"names ({holder})"
         )
     base = spec.rstrip("/" + os.sep) or spec
     if len(suffixes) == 1:
@@ -58,3 +67,21 @@ def _images_in(folder: Path) -> list[str]:
             ]
     except OSError:
         return []
+
+
+def _other_image(holder: str, folders: list[Path]) -> str | None:
+    """An image under ``holder`` (not hidden, as a folder's search leaves those out) that is
+    in none of ``folders`` (a sibling the glob did not match: ``cams/a*`` beside ``cams/b``),
+    None where it holds only theirs."""
+    theirs = {os.path.normcase(os.path.abspath(f)) for f in folders}
+    for top, subs, names in os.walk(holder):
+        subs[:] = [
+            d
+            for d in subs
+            if not d.startswith(".")
+            and os.path.normcase(os.path.abspath(os.path.join(top, d))) not in theirs
+        ]
+        for name in names:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                return os.path.join(top, name)
+    return None
