@@ -142,3 +142,30 @@ def test_each_task_s_printed_scores_say_their_unit_and_match_the_json():
     }
     for task, (metrics, said) in cases.items():
         assert summary({**head, "task": task, "metrics": metrics}) == f"d b + u: {said}", task
+
+
+def test_each_task_s_figure_title_says_its_scores_as_the_printed_line_does():
+    """The figure's title said `mIoU 0.37` (and `delta1 91.35`, `J&F 60.25`) beside a printed
+    `mIoU 0.37%`: its scores now bear the printed line's units, each figure as printed."""
+    from loftup.eval.report import figure_title, summary
+
+    head = {"dataset": "d", "backbone": "b", "upsampler": "u"}
+    metrics = {
+        "seg": {"miou": 0.0037, "pixel_accuracy": 0.89},
+        "depth": {"delta1": 0.9135, "rmse": 0.3121, "abs_rel": 0.0912},
+        "normals": {"within_11.25": 0.4, "within_22.5": 0.6, "within_30": 0.7261, "rmse": 31.5,
+                    "mean": 22.25},
+        "davis": {"J&F_mean": 0.6025, "J_mean": 0.58, "F_mean": 0.625},
+    }  # fmt: skip
+    said = {
+        "seg": "mIoU 0.37%",
+        "depth": "delta1 91.35%, RMSE 0.3121 m",
+        "normals": "within 30 deg 72.61%, RMSE 31.50 deg",
+        "davis": "J&F 60.25%",
+    }
+    for task, m in metrics.items():
+        title = figure_title(task, "d b + u", m)
+        assert title == f"d b + u: {said[task]}", title
+        printed = summary({**head, "task": task, "metrics": m})
+        numbers = [w for w in said[task].replace(",", "").split() if "." in w]  # the scores
+        assert all(n in printed.split() for n in numbers), (title, printed)  # as printed

@@ -40,6 +40,7 @@ from .probe_runs import (
     _what,
 )
 from .probe_training import DEPTH_PROBE, NORMAL_PROBE, SEG_PROBE
+from .report import figure_title
 from .results import finish
 
 
@@ -95,7 +96,7 @@ def run_seg(cfg: EvalConfig, report=None) -> dict:
         results["class_names"] = list(spec.class_names)
     results["cache"] = pipe.cache.record()
     results["elapsed_s"] = round(time.time() - start, 2)
-    title = f"{_what(cfg)}: mIoU {100 * metrics['miou']:.2f}"
+    title = figure_title("seg", _what(cfg), metrics)
     return finish(
         cfg, results, lambda path: seg_figure(examples, spec.num_classes, path, title=title), report
     )
@@ -133,7 +134,7 @@ def run_depth(cfg: EvalConfig, report=None) -> dict:
     return _probe_per_image(
         cfg, report, start, sets, DEPTH_PROBE, lambda dim: DepthProbe(dim, seed=cfg.seed),
         "depth", depth_loss, _depth_score, depth_figure,
-        lambda m: f"{_what(cfg)}: delta1 {100 * m['delta1']:.2f}",
+        lambda m: figure_title("depth", _what(cfg), m),
     )  # fmt: skip
 
 
@@ -175,7 +176,6 @@ def run_normals(cfg: EvalConfig, report=None) -> dict:
         return _probe_per_image(
             cfg, report, start, sets, NORMAL_PROBE, lambda dim: NormalProbe(dim, seed=cfg.seed),
             _normal_target, normal_loss, _normals_score, normals_figure,
-            lambda m: f"{_what(cfg)}: within 30 deg {100 * m['within_30']:.2f}, RMSE "
-            f"{m['rmse']:.2f} deg",
+            lambda m: figure_title("normals", _what(cfg), m),
             extra=read,
         )  # fmt: skip

@@ -100,7 +100,7 @@ def summary(results: dict) -> str:
     what = f"{results['dataset']} {results['backbone']} + {results['upsampler']}"
 
     def pc(key: str) -> str:
-        return f"{100 * m[key]:.2f}%"
+        return percent(m[key])
 
     if results["task"] == "seg":
         return f"{what}: mIoU {pc('miou')}  pixel accuracy {pc('pixel_accuracy')}"
@@ -115,3 +115,20 @@ def summary(results: dict) -> str:
             f"{pc('within_30')}  RMSE {m['rmse']:.2f} deg  mean {m['mean']:.2f} deg"
         )
     return f"{what}: J&F {pc('J&F_mean')}  J {pc('J_mean')}  F {pc('F_mean')}"
+
+
+def percent(fraction: float) -> str:
+    """A fraction of the JSON as ``loftup eval`` shows it: ``0.0037`` -> ``0.37%``."""
+    return f"{100 * fraction:.2f}%"
+
+
+def figure_title(task: str, what: str, m: dict) -> str:
+    """The title of ``task``'s figure, its headline scores as :func:`summary` prints them (with
+    their units: the figure said ``mIoU 0.37`` beside a printed ``mIoU 0.37%``)."""
+    if task == "seg":
+        return f"{what}: mIoU {percent(m['miou'])}"
+    if task == "depth":
+        return f"{what}: delta1 {percent(m['delta1'])}, RMSE {m['rmse']:.4f} m"
+    if task == "normals":
+        return f"{what}: within 30 deg {percent(m['within_30'])}, RMSE {m['rmse']:.2f} deg"
+    return f"{what}: J&F {percent(m['J&F_mean'])}"

@@ -30,7 +30,7 @@ from .mask_staging import MaskStaging
 from .metrics import contour_accuracy, region_similarity
 from .pipeline import FeaturePipeline, make_loader
 from .propagation import one_hot, propagate_video, soft_to_mask
-from .report import run_info
+from .report import figure_title, run_info
 from .results import finish
 
 POLICY = "resize-square-bicubic"
@@ -230,7 +230,7 @@ def run_davis(cfg: EvalConfig, report=None) -> dict:
             "cache": pipe.cache.record(),
             "elapsed_s": round(time.time() - start, 2),
         }  # fmt: skip
-        title = f"DAVIS {cfg.backbone} + {cfg.upsampler}: J&F {100 * metrics['J&F_mean']:.2f}"
+        title = figure_title("davis", f"DAVIS {cfg.backbone} + {cfg.upsampler}", metrics)
         check_stop()  # (before the scores are written and the masks put in place)
         # the scores written first: a failure to put the masks in place loses none
         finish(cfg, results, lambda path: davis_figure(examples, path, title=title), report)
