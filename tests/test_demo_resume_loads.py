@@ -88,3 +88,50 @@ def test_a_resumed_demo_reports_the_seconds_of_the_runs_before_it_too(tmp_path, 
         assert seconds[phase] >= round(spent, 1), (phase, before, seconds)
     in_all = re.search(r"; (\d+) s in all on ", (out / "report.md").read_text())
     assert int(in_all.group(1)) >= round(sum(before.values())), (in_all, before)
+
+
+def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_path):
+    """A demo killed outright (``kill -9``) in its training lost that phase's seconds, and the
+    resumed report said "N s in all" as if complete; an edited demo.json's other keys
+    (``"foo": 1e9``) were added up into it. The record says the phase it is in: a resume of
+    one killed in it knows seconds were lost (kept for the resumes after), and the report
+    says "at least"; only the demo's phases are added up, a value left out said lost too."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from loftup.world.config import DemoConfig
+    from loftup.world.demo_seconds import PhaseSeconds
+    from loftup.world.report import report_markdown
+
+    killed = (
+        "import os, signal, sys\n"
+        "from loftup.world.demo_seconds import PhaseSeconds\n"
+        "clock = PhaseSeconds(sys.argv[1], {'seed': 0}, False)\n"
+        "with clock.phase('scenes'):\n    pass\n"
+        "with clock.phase('training'):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", killed, str(tmp_path)], env=env)
+    assert done.returncode == -signal.SIGKILL
+    clock = PhaseSeconds(tmp_path, {"seed": 0}, True)
+    assert clock.lost and list(clock.seconds) == ["scenes"], clock.seconds
+    with clock.phase("training"):
+        pass
+    assert PhaseSeconds(tmp_path, {"seed": 0}, True).lost  # said by the resumes after it too
+    scores = {"miou": 0.3, "pixel_accuracy": 0.8, "boundary_f_2px": 0.4}
+    results = {name: scores for name in ("bilinear", "bicubic", "stage1", "stage2")}
+    seconds = {"scenes": 3.0, "training": 4.0}
+    text = report_markdown(DemoConfig(), results, 2, seconds, lost=True)
+    assert "; at least 7 s in all on " in text and "killed outright lost" in text, text
+    assert "; 7 s in all on " in report_markdown(DemoConfig(), results, 2, seconds)
+
+    for seconds, lost in (({"scenes": 2.5, "training": 1}, False),
+                          ({"scenes": 2.5, "foo": 1e9}, True),
+                          ({"scenes": 2.5, "training": "12"}, True),
+                          ({"scenes": 2.5, "training": -1}, True)):  # fmt: skip
+        (tmp_path / "demo.json").write_text(json.dumps({"seed": 0, "seconds": seconds}))
+        clock = PhaseSeconds(tmp_path, {"seed": 0}, True)
+        assert clock.seconds["scenes"] == 2.5 and "foo" not in clock.seconds, seconds
+        assert clock.lost == lost and sum(clock.seconds.values()) < 4, seconds

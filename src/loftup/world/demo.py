@@ -279,6 +279,7 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
     report = {
         "results": results,
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "seconds_lost": clock.lost,  # a run killed outright: the least they were
         "config": dataclasses.asdict(cfg),
         "threads": torch.get_num_threads(),
         "version": __version__,
@@ -287,7 +288,7 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
         "run": run_info("cpu"),
         "upsamplers": {"stage1": str(stage1), "stage2": str(stage2)},
     }
-    text = report_markdown(cfg, results, len(images), seconds)
+    text = report_markdown(cfg, results, len(images), seconds, clock.lost)
     atomic_write_bytes(out / "report.md", text.encode())
     write_json(out / "report.json", report)  # last: check_out reads it as "this demo is done"
     return report

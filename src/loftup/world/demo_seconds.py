@@ -23,13 +23,20 @@ class PhaseSeconds:
 
     def __init__(self, out: Path, options: dict, resume: bool) -> None:
         self._record, self._options = Path(out) / RECORD, options
-        self.seconds: dict[str, float] = _kept(self._record) if resume else {}
+        self.seconds: dict[str, float] = {}
+        #: whether a run before lost seconds: killed outright in a phase (its ``running`` left
+        #: in the record), said by the report ("at least N s"), kept for the resumes after
+        self.lost = False
+        if resume:
+            self.seconds, self.lost = _kept(self._record)
         self._save()
 
     @contextlib.contextmanager
     def phase(self, name: str):
         """The block is the phase ``name``: its seconds are added to those of the runs before,
-        and recorded as it ends, however it ends."""
+        and recorded as it ends, however it ends (the record says it ``running`` meanwhile:
+        a run killed outright is known to have lost them)."""
+        self._save(running=name)
         start = time.perf_counter()
         try:
             yield
@@ -44,23 +51,38 @@ class PhaseSeconds:
     def _add(self, name: str, start: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
-    def _save(self) -> None:
-        write_json(self._record, {**self._options, "seconds": self.seconds})
+    def _save(self, running: str | None = None) -> None:
+        marks = {"running": running} if running else {}
+        if self.lost:
+            marks["seconds_lost"] = True
+        write_json(self._record, {**self._options, "seconds": self.seconds, **marks})
 
 
-def _kept(record: Path) -> dict[str, float]:
+#: The phases whose seconds a record holds (another key, an edited record's, is not added up).
+PHASES = ("scenes", "training", "evaluation")
+
+
+def _kept(record: Path) -> tuple[dict[str, float], bool]:
     """The seconds per phase that the demo's ``record`` holds (the runs before a resume), each
-    a finite number of at least 0; none where it holds none (one of an earlier version) or
-    cannot be read (refused before, by :func:`.demo_out.check_begun`)."""
+    a finite number of at least 0 (an edited one otherwise is left out, and said lost), and
+    whether a run lost some (killed in a phase, or said so by the record); none where it holds
+    none (one of an earlier version) or cannot be read (refused before, by
+    :func:`.demo_out.check_begun`)."""
     try:
         saved = read_json_object(record) or {}
     except (ValueError, OSError):
-        return {}
+        return {}, False
     seconds = saved.get("seconds")
+    lost = "running" in saved or saved.get("seconds_lost") is True
     if not isinstance(seconds, dict):
-        return {}
-    return {
-        str(k): float(v)
+        return {}, lost
+    kept = {
+        k: float(v)
         for k, v in seconds.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        if k in PHASES
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and v >= 0
     }
+    return kept, lost or len(kept) != len(seconds)

@@ -59,8 +59,11 @@ def counted(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
 
 
-def report_markdown(cfg: DemoConfig, results: dict, scenes: int, seconds: dict) -> str:
-    """``report.md``: the settings in a sentence, the table, the verdict and the figure."""
+def report_markdown(
+    cfg: DemoConfig, results: dict, scenes: int, seconds: dict, lost: bool = False
+) -> str:
+    """``report.md``: the settings in a sentence, the table, the verdict and the figure;
+    ``lost``: a run of it lost seconds (killed outright), its time said as the least it was."""
     import torch
 
     threads = torch.get_num_threads()
@@ -69,6 +72,8 @@ def report_markdown(cfg: DemoConfig, results: dict, scenes: int, seconds: dict) 
         f"Held-out scenes: {scenes} at {cfg.size} px ({scenes // 2} fit the probes, the rest "
         f"score them); stage 1: {counted(cfg.stage1_steps, 'step')}, stage 2: "
         f"{counted(cfg.stage2_steps, 'step')} of batch {cfg.batch_size}; "
-        f"{sum(seconds.values()):.0f} s in all on {counted(threads, 'thread')}.\n\n"
+        f"{'at least ' * lost}{sum(seconds.values()):.0f} s in all on "
+        f"{counted(threads, 'thread')}"
+        f"{' (a run killed outright lost the seconds of the phase it was in)' * lost}.\n\n"
         + markdown_table(results) + "\n\n" + verdict(results) + "\n\n![figure](figure.png)\n"
     )  # fmt: skip
