@@ -155,3 +155,29 @@ def test_every_bar_in_the_package_is_drawn_by_the_one_rule():
             calls.append((path.name, text[start : end + 1]))
     assert len(calls) >= 15, calls
     assert [c for c in calls if "**bar_settings(" not in c[1]] == []
+
+
+def test_tqdm_s_own_environment_settings_are_the_user_s():
+    """Every bar took bar_settings()' keywords, which override tqdm's environment: a user's
+    ``TQDM_MININTERVAL=30`` (a log written less often still) was ignored by them all. A
+    setting given there is left to tqdm; the others are still loftup's. (tqdm reads its
+    environment as it is imported: a process of its own.)"""
+    import os
+    import subprocess
+
+    script = (
+        "import sys\nfrom tqdm import tqdm\nfrom loftup.bars import bar_settings\n"
+        "settings = bar_settings()\n"
+        "with tqdm(total=2, **settings) as bar:\n"
+        "    print(bar.mininterval, settings['file'] is sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    said = {}
+    for interval in ("30", None):
+        if interval is None:
+            env.pop("TQDM_MININTERVAL", None)
+        else:
+            env["TQDM_MININTERVAL"] = interval
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+        said[interval] = run.stdout.decode().split()
+    assert said == {"30": ["30.0", "True"], None: ["5.0", "True"]}, said  # else a log's 5 s

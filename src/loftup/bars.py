@@ -6,6 +6,7 @@ a terminal."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -26,4 +27,6 @@ def bar_settings(position: int | None = None) -> dict:
         settings["position"] = 0
     elif position is not None:
         settings["position"] = position
-    return settings
+    # one the user set in tqdm's environment (TQDM_MININTERVAL=30) is theirs: a keyword given
+    # here would override it, as it did every bar once they all took these settings
+    return {k: v for k, v in settings.items() if f"TQDM_{k.upper()}" not in os.environ}
