@@ -393,6 +393,11 @@ def test_the_glob_a_glob_of_folders_is_told_to_be_finds_their_images(tmp_path):
     jobs, fix = _followed(str(tmp_path / "deep" / "*"))
     assert fix == str(tmp_path / "deep" / "*" / "**" / "*")
     assert [j.stem for j in jobs] == ["c", "d"]
+    for cam in ("c", "d"):  # deeper images of one name: their ``**/*`` would be refused
+        (tmp_path / "deep" / cam / "day2").mkdir()
+        (tmp_path / "deep" / cam / "day2" / "0001.jpg").write_bytes(b"")
+    jobs, fix = _followed(str(tmp_path / "deep" / "*"))
+    assert fix == str(tmp_path / "deep") and len(jobs) == 4, fix
 
     for cam in ("cam1", "cam2"):  # the README's cameras: 0001.png in each
         (tmp_path / "rig" / cam).mkdir(parents=True)

@@ -28,6 +28,8 @@ def folders_fix(spec: str, folders: list[Path]) -> str:
         names = _images_in(folder)
         suffixes.update(os.path.splitext(n)[1] for n in names)
         stems.update({disk_key(os.path.splitext(n)[0]) for n in names})  # once a folder
+    if not suffixes:  # all deeper: their ``**/*``'s outputs are named by the file's name alone
+        stems = Counter(disk_key(n) for f in folders for n in _images_deeper(f))
     shared = sorted(s for s, n in stems.items() if n > 1)
     if shared:
         holder = os.path.commonpath([os.fspath(f) for f in folders]) or "."
@@ -58,13 +60,7 @@ def _images_in(folder: Path) -> list[str]:
     them out), none where it cannot be read (said by the search that matched it)."""
     try:
         with os.scandir(folder) as entries:
-            return [
-                e.name
-                for e in entries
-                if not e.name.startswith(".")
-                and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-                and entry_is(e.is_file)
-            ]
+            return [e.name for e in entries if _image_name(e.name) and entry_is(e.is_file)]
     except OSError:
         return []
 
@@ -82,6 +78,22 @@ def _other_image(holder: str, folders: list[Path]) -> str | None:
             and os.path.normcase(os.path.abspath(os.path.join(top, d))) not in theirs
         ]
         for name in names:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+            if _image_name(name):
                 return os.path.join(top, name)
     return None
+
+
+def _images_deeper(folder: Path) -> list[str]:
+    """The names of the image files under ``folder``'s sub-folders, hidden ones left out (as
+    a glob's ``*`` leaves them)."""
+    names = []
+    for top, subs, files in os.walk(folder):
+        subs[:] = [d for d in subs if not d.startswith(".")]
+        if top != os.fspath(folder):
+            names += [n for n in files if _image_name(n)]
+    return names
+
+
+def _image_name(name: str) -> bool:
+    """Whether ``name`` is an image file's that a glob's ``*`` matches (not hidden)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
