@@ -44,9 +44,13 @@ def write_failure(
             room = "over the most one file may hold on that file system (FAT32: 4 GB)"
             elsewhere = f"another {said('out', said_as)} on a file system that holds it"
     else:
-        free = _free(out_dir)  # None: not to be looked at (said so, not "no room")
-        free = f"{amount(free)} free" if free is not None else "room that could not be looked at"
+        room_now = _free(out_dir)  # None: not to be looked at (said so, not "no room")
+        free = "room that could not be looked at"
+        if room_now is not None:
+            free = f"{amount(room_now)} free"
         room = f"and {out_dir} has {free}"
+        if why == errno.ENOSPC and room_now is not None and room_now >= nbytes:
+            room += " now (filled meanwhile, or out of inodes, its files' entries: df -i)"
         if why == errno.EDQUOT:  # the disk's room, not the quota's
             room = f"over this user's disk quota there ({out_dir}: {free} on the disk)"
         elsewhere = f"another {said('out', said_as)} with room (or free space there)"
