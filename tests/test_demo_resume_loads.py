@@ -135,3 +135,9 @@ def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_pat
         clock = PhaseSeconds(tmp_path, {"seed": 0}, True)
         assert clock.seconds["scenes"] == 2.5 and "foo" not in clock.seconds, seconds
         assert clock.lost == lost and sum(clock.seconds.values()) < 4, seconds
+    # a record of an earlier version (its options, no seconds): the runs before it kept none
+    (tmp_path / "demo.json").write_text(json.dumps({"seed": 0}))
+    clock = PhaseSeconds(tmp_path, {"seed": 0}, True)
+    assert clock.lost and clock.seconds == {}
+    (tmp_path / "demo.json").unlink()  # none: nothing begun, nothing lost
+    assert not PhaseSeconds(tmp_path, {"seed": 0}, True).lost
