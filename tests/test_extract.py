@@ -414,6 +414,12 @@ def test_the_glob_a_glob_of_folders_is_told_to_be_finds_their_images(tmp_path):
     why = missing[0][1]
     assert str(tmp_path / "rig" / "other" / "x.png") in why and "give each folder" in why, why
     assert f"({tmp_path / 'rig'})" not in why, why
+    for cam in (".cam1", ".cam2"):  # hidden folders: the search of the one that holds them
+        (tmp_path / "hid" / cam).mkdir(parents=True)  # leaves them out
+        (tmp_path / "hid" / cam / "0001.png").write_bytes(b"")
+    _, missing = collect_inputs([str(tmp_path / "hid" / ".cam*")])
+    why = missing[0][1]
+    assert "give each folder" in why and f"({tmp_path / 'hid'})" not in why, why
 
 
 def test_a_link_to_nothing_is_said_as_such_not_as_a_folder_nor_passed_over(tmp_path):

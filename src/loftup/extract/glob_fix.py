@@ -37,12 +37,13 @@ def folders_fix(spec: str, folders: list[Path]) -> str:
             f"their images share names ({shared[0]}{', ...' * (len(shared) > 1)}), which a glob "
             f"of their files would give one output name"
         )
+        each = f"{why}; give each folder to a run with an output folder of its own"
         other = _other_image(holder, folders)
         if other is not None:  # the holder would take it in too: each folder on its own
-            return (
-                f"{why}; give each folder to a run with an output folder of its own (the "
-                f"folder that holds them holds other images too: {other})"
-            )
+            return f"{each} (the folder that holds them holds other images too: {other})"
+        hidden = [f for f in folders if _hidden_under(f, holder)]
+        if hidden:  # the holder's search would leave it out
+            return f"{each} (a folder's search leaves hidden folders out: {hidden[0]})"
         return (
             f"{why}; give the folder that holds them, whose sub-folders are kept in the output "
             f"names ({holder})"
@@ -97,3 +98,8 @@ def _images_deeper(folder: Path) -> list[str]:
 def _image_name(name: str) -> bool:
     """Whether ``name`` is an image file's that a glob's ``*`` matches (not hidden)."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _hidden_under(folder: Path, holder: str) -> bool:
+    """Whether ``folder`` is hidden below ``holder`` (it, or a folder between: ``.cams/a``)."""
+    return any(part.startswith(".") for part in Path(os.path.relpath(folder, holder)).parts)
