@@ -414,6 +414,13 @@ def test_the_glob_a_glob_of_folders_is_told_to_be_finds_their_images(tmp_path):
     why = missing[0][1]
     assert str(tmp_path / "rig" / "other" / "x.png") in why and "give each folder" in why, why
     assert f"({tmp_path / 'rig'})" not in why, why
+    (tmp_path / "rig" / "other" / "x.png").unlink()  # one reached through a link, and a loop
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "y.png").write_bytes(b"")
+    (tmp_path / "rig" / "other" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "rig" / "other" / "loop").symlink_to(tmp_path / "rig")
+    why = collect_inputs([str(tmp_path / "rig" / "cam*")])[1][0][1]
+    assert str(tmp_path / "rig" / "other" / "linked" / "y.png") in why, why
     for cam in (".cam1", ".cam2"):  # hidden folders: the search of the one that holds them
         (tmp_path / "hid" / cam).mkdir(parents=True)  # leaves them out
         (tmp_path / "hid" / cam / "0001.png").write_bytes(b"")

@@ -69,9 +69,15 @@ def _images_in(folder: Path) -> list[str]:
 def _other_image(holder: str, folders: list[Path]) -> str | None:
     """An image under ``holder`` (not hidden, as a folder's search leaves those out) that is
     in none of ``folders`` (a sibling the glob did not match: ``cams/a*`` beside ``cams/b``),
-    None where it holds only theirs."""
+    None where it holds only theirs. Links to folders are followed, as the search of
+    ``holder`` follows them (each real folder once: a link to one above ends)."""
     theirs = {os.path.normcase(os.path.abspath(f)) for f in folders}
-    for top, subs, names in os.walk(holder):
+    seen = set()
+    for top, subs, names in os.walk(holder, followlinks=True):
+        if os.path.realpath(top) in seen:  # a loop of links, or a folder reached twice
+            subs[:] = []
+            continue
+        seen.add(os.path.realpath(top))
         subs[:] = [
             d
             for d in subs
