@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -199,6 +200,27 @@ def test_no_room_says_the_room_of_a_folder_not_made_yet_and_never_a_room_unknown
     quota = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "a.pt.tmp")
     why = write_failure(quota, tmp_path, 2048, "pt", torch.float16)
     assert f"({tmp_path}: room that could not be looked at on the disk)" in why, why
+
+
+def test_a_file_too_large_for_its_file_system_is_not_said_over_a_higher_ulimit():
+    """EFBIG from the file system (FAT32's 4 GB) in a process with a finite, higher ``ulimit
+    -f`` was said to be "over this process's limit on a file's size, 100.0 GB": the limit is
+    named only where the file is over it."""
+    import resource
+
+    from loftup.extract.no_room import write_failure
+
+    big = OSError(errno.EFBIG, os.strerror(errno.EFBIG), "a.pt.tmp")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    high = 100 * 10**9 if hard == resource.RLIM_INFINITY else min(hard, 100 * 10**9)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (high, hard))
+    try:
+        fs = write_failure(big, Path("."), 5 * 10**9, "pt", torch.float16)
+        over = write_failure(big, Path("."), high + 1, "pt", torch.float16)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "ulimit" not in fs and "the most one file may hold on that file system" in fs, fs
+    assert "over this process's limit on a file's size" in over, over
 
 
 def test_out_of_memory_is_told_apart_and_read():

@@ -37,7 +37,8 @@ def write_failure(
     need = f"its features file is {amount(nbytes)}"
     if why == errno.EFBIG:
         limit = _file_size_limit()
-        if limit is not None:
+        # well under it (its headers are kB): the file system's limit, not this one
+        if limit is not None and nbytes + max(2**20, nbytes // 100) > limit:
             room = f"over this process's limit on a file's size, {amount(limit)} (ulimit -f)"
             elsewhere = "a higher limit"
         else:
