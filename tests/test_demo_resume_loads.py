@@ -124,7 +124,9 @@ def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_pat
     results = {name: scores for name in ("bilinear", "bicubic", "stage1", "stage2")}
     seconds = {"scenes": 3.0, "training": 4.0}
     text = report_markdown(DemoConfig(), results, 2, seconds, lost=True)
-    assert "; at least 7 s in all on " in text and "killed outright lost" in text, text
+    assert (
+        "; at least 7 s in all on " in text and "lost some of its seconds: killed outright" in text
+    ), text
     assert "; 7 s in all on " in report_markdown(DemoConfig(), results, 2, seconds)
 
     for seconds, lost in (({"scenes": 2.5, "training": 1}, False),

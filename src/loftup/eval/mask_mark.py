@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..escaping import printable, shell_quoted
-from ..listing import permission_denied
-from ..read_refusal import advised_path, euid, mode_refuses, my_groups, owner_name
+from ..read_refusal import advised_path, euid, folder_refusal, mode_refuses, my_groups, owner_name
 
 #: The file that marks a folder as written by ``loftup eval davis --save-masks``.
 MARK = ".loftup-eval-davis-masks"
@@ -86,9 +85,9 @@ def _mark_refused(folder: Path, error: OSError) -> str:
     mark, said = folder / MARK, f"{error.strerror or error}"
     if not isinstance(error, PermissionError):  # (a folder of its name, a disk's error)
         return said
-    why = permission_denied(mark)  # a folder on the way this user may not search: no stat
+    why = folder_refusal(mark)  # a folder on the way this user may not search: no stat
     if why:
-        return printable(why)
+        return why
     try:
         st, dir_st = os.stat(mark), folder.stat()
     except OSError:

@@ -279,7 +279,7 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
     report = {
         "results": results,
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        "seconds_lost": clock.lost,  # a run killed outright: the least they were
+        "seconds_lost": clock.lost,  # some run's lost (killed outright, an older record): the least
         "config": dataclasses.asdict(cfg),
         "threads": torch.get_num_threads(),
         "version": __version__,

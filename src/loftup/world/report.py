@@ -74,6 +74,7 @@ def report_markdown(
         f"{counted(cfg.stage2_steps, 'step')} of batch {cfg.batch_size}; "
         f"{'at least ' * lost}{sum(seconds.values()):.0f} s in all on "
         f"{counted(threads, 'thread')}"
-        f"{' (a run killed outright lost the seconds of the phase it was in)' * lost}.\n\n"
+        f"{' (a run before this one lost some of its seconds: killed outright, or begun by an' * lost}"
+        f"{' earlier loftup)' * lost}.\n\n"
         + markdown_table(results) + "\n\n" + verdict(results) + "\n\n![figure](figure.png)\n"
     )  # fmt: skip
