@@ -181,24 +181,6 @@ def test_a_picture_of_an_image_whose_name_holds_dollar_signs_is_drawn(tmp_path):
         assert torch.equal(torch.load(tmp_path / f"{job.stem}.pt", weights_only=True), hr)
 
 
-def test_a_glob_that_matches_folders_only_says_so_with_a_glob_of_their_files(tmp_path):
-    """A quoted ``'photos/*'`` over a folder of sub-folders (a shell passes the folders
-    themselves, searched) matched them and no file, and was reported as "no such file,
-    folder or matching glob": it now says what it matched and how to name their files."""
-    for day in ("day1", "day2"):
-        (tmp_path / "photos" / day).mkdir(parents=True)
-        (tmp_path / "photos" / day / f"{day}.png").write_bytes(b"")
-    spec = str(tmp_path / "photos" / "*")
-    jobs, missing = collect_inputs([spec])
-    assert jobs == [] and len(missing) == 1 and missing[0][0] == spec
-    why = missing[0][1]
-    assert why.startswith("matches 2 folders and no file; give a folder to search it"), why
-    assert f"({tmp_path / 'photos' / '*' / '*.png'})" in why
-    assert "no such file" not in why
-    # the glob it names finds their files (of each kind it is given)
-    assert len(collect_inputs([str(tmp_path / "photos" / "*" / "*.png")])[0]) == 2
-
-
 def test_upsample_folders_options_are_checked_before_any_work(two_images, tmp_path):
     """A format, precision, size or count upsample_folder cannot use was found after the
     models loaded, by the first image's writer (or by range(): "arg 3 must not be zero"),
@@ -358,75 +340,6 @@ def test_a_link_and_its_file_under_one_name_through_two_inputs_are_one_job(tmp_p
     for specs in (["data", "links"], ["links", "data/x.png"], ["data/*.png", "links/*.png"]):
         jobs, _ = collect_inputs([str(tmp_path / s) for s in specs])
         assert [(j.path, j.stem) for j in jobs] == [((tmp_path / "data" / "x.png").resolve(), "x")]
-
-
-def _followed(spec: str) -> tuple[list, str]:
-    """The jobs of what the refusal of the glob ``spec`` (folders, no file) says to give
-    instead (the text in its last brackets), and that text."""
-    _, missing = collect_inputs([spec])
-    fix = missing[0][1].rsplit("(", 1)[1].rstrip(")")
-    return collect_inputs([fix])[0], fix
-
-
-def test_the_glob_a_glob_of_folders_is_told_to_be_finds_their_images(tmp_path):
-    """``'cams/*'`` over folders of ``0001.png`` files was told to be ``cams/*/*.jpg``, which
-    found nothing ("no images found in cams/*/*.jpg"): the glob now has their images' suffix,
-    or ``*`` for several kinds, ``**/*`` for images further down; folders whose images share
-    names (a glob of them refused: one output name) are told to be given by the folder that
-    holds them, and that runs."""
-    for cam, names in (("a", ["0001.png", "0002.png"]), ("b", ["0003.png", "notes.txt"])):
-        (tmp_path / "cams" / cam).mkdir(parents=True)
-        for name in names:
-            (tmp_path / "cams" / cam / name).write_bytes(b"")
-    jobs, fix = _followed(str(tmp_path / "cams" / "*"))
-    assert fix == str(tmp_path / "cams" / "*" / "*.png")
-    assert [j.stem for j in jobs] == ["0001", "0002", "0003"]
-
-    (tmp_path / "cams" / "b" / "0004.JPG").write_bytes(b"")  # two kinds: all of them, images kept
-    jobs, fix = _followed(str(tmp_path / "cams" / "*"))
-    assert fix == str(tmp_path / "cams" / "*" / "*")
-    assert [j.stem for j in jobs] == ["0001", "0002", "0003", "0004"]
-
-    for cam in ("c", "d"):  # images one folder further down
-        (tmp_path / "deep" / cam / "day1").mkdir(parents=True)
-        (tmp_path / "deep" / cam / "day1" / f"{cam}.jpg").write_bytes(b"")
-    jobs, fix = _followed(str(tmp_path / "deep" / "*"))
-    assert fix == str(tmp_path / "deep" / "*" / "**" / "*")
-    assert [j.stem for j in jobs] == ["c", "d"]
-    for cam in ("c", "d"):  # deeper images of one name: their ``**/*`` would be refused
-        (tmp_path / "deep" / cam / "day2").mkdir()
-        (tmp_path / "deep" / cam / "day2" / "0001.jpg").write_bytes(b"")
-    jobs, fix = _followed(str(tmp_path / "deep" / "*"))
-    assert fix == str(tmp_path / "deep") and len(jobs) == 4, fix
-
-    for cam in ("cam1", "cam2"):  # the README's cameras: 0001.png in each
-        (tmp_path / "rig" / cam).mkdir(parents=True)
-        (tmp_path / "rig" / cam / "0001.png").write_bytes(b"")
-    _, missing = collect_inputs([str(tmp_path / "rig" / "*")])
-    assert "their images share names (0001)" in missing[0][1], missing
-    jobs, fix = _followed(str(tmp_path / "rig" / "*"))
-    assert fix == str(tmp_path / "rig")
-    assert [j.stem for j in jobs] == ["cam1/0001", "cam2/0001"]
-    # a sibling the glob did not match: the folder that holds them would take it in too
-    (tmp_path / "rig" / "other").mkdir()
-    (tmp_path / "rig" / "other" / "x.png").write_bytes(b"")
-    _, missing = collect_inputs([str(tmp_path / "rig" / "cam*")])
-    why = missing[0][1]
-    assert str(tmp_path / "rig" / "other" / "x.png") in why and "give each folder" in why, why
-    assert f"({tmp_path / 'rig'})" not in why, why
-    (tmp_path / "rig" / "other" / "x.png").unlink()  # one reached through a link, and a loop
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "elsewhere" / "y.png").write_bytes(b"")
-    (tmp_path / "rig" / "other" / "linked").symlink_to(tmp_path / "elsewhere")
-    (tmp_path / "rig" / "other" / "loop").symlink_to(tmp_path / "rig")
-    why = collect_inputs([str(tmp_path / "rig" / "cam*")])[1][0][1]
-    assert str(tmp_path / "rig" / "other" / "linked" / "y.png") in why, why
-    for cam in (".cam1", ".cam2"):  # hidden folders: the search of the one that holds them
-        (tmp_path / "hid" / cam).mkdir(parents=True)  # leaves them out
-        (tmp_path / "hid" / cam / "0001.png").write_bytes(b"")
-    _, missing = collect_inputs([str(tmp_path / "hid" / ".cam*")])
-    why = missing[0][1]
-    assert "give each folder" in why and f"({tmp_path / 'hid'})" not in why, why
 
 
 def test_a_link_to_nothing_is_said_as_such_not_as_a_folder_nor_passed_over(tmp_path):
