@@ -160,9 +160,9 @@ def test_no_room_on_the_disk_is_said_with_the_size_and_the_room_there(tmp_path, 
         "; try a smaller --size, --save-dtype float16 or bfloat16, or another -o with room (or free space there)"
     ), why
     assert "--save-dtype float16, or" in write_failure(
-        full, tmp_path, 1, "npy", torch.float32, said_as
+        full, tmp_path, 10**15, "npy", torch.float32, said_as
     )
-    half = write_failure(full, tmp_path, 1, "pt", torch.float16)  # from Python: its names
+    half = write_failure(full, tmp_path, 10**15, "pt", torch.float16)  # from Python: its names
     assert half.endswith("; try a smaller size or another out with room (or free space there)"), (
         half
     )
@@ -188,6 +188,8 @@ def test_no_room_says_the_room_of_a_folder_not_made_yet_and_never_a_room_unknown
     assert f"its features file is 2.0 kB, and {later} has {free} free" in why, why
     # room enough there now: a disk out of inodes (or filled meanwhile) is no lack of bytes
     assert f"has {free} free now (filled meanwhile, or out of inodes" in why and "df -i" in why
+    # where the bytes are there, a smaller size or 16 bits cannot help: inodes or another out
+    assert why.endswith("; free inodes or room there (delete files), or try another out"), why
     assert amount(0) == "0 bytes" and amount(1) == "1 byte" and amount(99_999) == "100.0 kB"
 
     def denied(path):
@@ -221,6 +223,25 @@ def test_a_file_too_large_for_its_file_system_is_not_said_over_a_higher_ulimit()
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert "ulimit" not in fs and "the most one file may hold on that file system" in fs, fs
     assert "over this process's limit on a file's size" in over, over
+
+
+def test_numpys_short_write_at_the_ulimit_is_said_over_it_as_efbig_is():
+    """NumPy's short write (no errno) was said over ``ulimit -f`` only for a file larger than
+    the limit, where EFBIG is from a file within a megabyte of it (its headers): a file just
+    under the limit was "could not write its outputs: ... requested and ... written"."""
+    import resource
+
+    from loftup.extract.no_room import write_failure
+
+    short = OSError("8388608 requested and 262112 written")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    low = 10**7 if hard == resource.RLIM_INFINITY else min(hard, 10**7)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (low, hard))
+    try:
+        near = write_failure(short, Path("."), low - 1000, "npy", torch.float16)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "over this process's limit on a file's size" in near, near
 
 
 def test_out_of_memory_is_told_apart_and_read():

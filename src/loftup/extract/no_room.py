@@ -29,16 +29,16 @@ def write_failure(
     """The failure of an image whose outputs (its features file of ``nbytes`` in ``out_dir``,
     stored as ``save_dtype`` in ``fmt``) raised ``e``: for lack of room, the file's size and
     the room there (or the limit it is over), and the fix (a smaller size; a 16-bit
-    ``save_dtype`` where it is wider and ``fmt`` holds one; another output folder), naming
+    ``save_dtype`` where it is wider and ``fmt`` holds one; another output folder; where the
+    room is there, out of inodes, freeing some or another output folder alone), naming
     the options as ``said_as`` calls them; otherwise ``e`` as it says itself."""
     why = _no_room(e, out_dir, nbytes)
     if why is None:
         return f"could not write its outputs: {e}"
     need = f"its features file is {amount(nbytes)}"
     if why == errno.EFBIG:
-        limit = _file_size_limit()
-        # well under it (its headers are kB): the file system's limit, not this one
-        if limit is not None and nbytes + max(2**20, nbytes // 100) > limit:
+        limit = _over_limit(nbytes)
+        if limit is not None:
             room = f"over this process's limit on a file's size, {amount(limit)} (ulimit -f)"
             elsewhere = "a higher limit"
         else:
@@ -52,6 +52,9 @@ def write_failure(
         room = f"and {out_dir} has {free}"
         if why == errno.ENOSPC and room_now is not None and room_now >= nbytes:
             room += " now (filled meanwhile, or out of inodes, its files' entries: df -i)"
+            # no smaller file nor 16 bits helps where the bytes are there and no inode is
+            fix = f"free inodes or room there (delete files), or try another {said('out', said_as)}"
+            return f"could not write its outputs ({os.strerror(why)}): {need}, {room}; {fix}"
         if why == errno.EDQUOT:  # the disk's room, not the quota's
             room = f"over this user's disk quota there ({out_dir}: {free} on the disk)"
         elsewhere = f"another {said('out', said_as)} with room (or free space there)"
@@ -70,16 +73,24 @@ def write_failure(
 def _no_room(e: OSError, out_dir: Path, nbytes: int) -> int | None:
     """The errno of ``e`` where it is one of :data:`NO_ROOM`, None otherwise. NumPy's short
     write (``8388608 requested and 262112 written``: ``.npy``) says no errno: the limit on a
-    file's size where the file is over it, or ENOSPC where the disk has less room than it."""
+    file's size where the file reaches it (:func:`_over_limit`), or ENOSPC where the disk has
+    less room than it."""
     if e.errno in NO_ROOM:
         return e.errno
     if e.errno is not None or "requested and" not in str(e):
         return None
-    limit = _file_size_limit()
-    if limit is not None and nbytes > limit:
+    if _over_limit(nbytes) is not None:
         return errno.EFBIG
     free = _free(out_dir)
     return errno.ENOSPC if free is not None and free < nbytes else None
+
+
+def _over_limit(nbytes: int) -> int | None:
+    """This process's limit on a file's size (``ulimit -f``) where a features file of
+    ``nbytes`` reaches it, its headers allowed for (a megabyte or 1%); None where it has none
+    or the file is well under it (EFBIG then is the file system's limit: FAT32's 4 GB)."""
+    limit = _file_size_limit()
+    return limit if limit is not None and nbytes + max(2**20, nbytes // 100) > limit else None
 
 
 def _free(out_dir: Path) -> int | None:
