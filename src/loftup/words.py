@@ -28,9 +28,10 @@ def said_with(name: str, value, said_as: dict | None, *others) -> str:
 
 
 def said_value(name: str, value, said_as: dict | None) -> str:
-    """A recorded option's ``value`` as its caller gives it: on a command line (``said_as``
-    naming ``name``) a name or number as typed, a size as HxW, an unset one as ``unset``;
-    from Python as its repr."""
+    """A recorded option's ``value`` (the record's, or the current run's) as its caller gives
+    it: on a command line (``said_as`` naming ``name``) a name or number as typed, a size as
+    HxW, an unset one as ``unset``; from Python as its repr; either shortened past
+    :data:`ECHOED_CHARS` characters (:func:`echoed`)."""
     if name not in (said_as or {}):
         return echoed(repr(value))
     if value is None:
@@ -40,15 +41,16 @@ def said_value(name: str, value, said_as: dict | None) -> str:
     return echoed(str(value))
 
 
-#: The most characters of a value read from a file (a run's record) that an error echoes: a
-#: damaged or edited record's 1 MB string or list of 100,000 entries made as long a refusal.
+#: The most characters of a value that an error echoes (one read from a file, a run's record,
+#: or the current run's option it is compared with): a damaged or edited record's 1 MB string
+#: or list of 100,000 entries made as long a refusal.
 ECHOED_CHARS = 200
 
 
 def echoed(text: str) -> str:
-    """``text``, a value read from a file, as a message echoes it: whole up to
-    :data:`ECHOED_CHARS` characters, else its start and its end (a path's file name) with how
-    many characters were left out between them."""
+    """``text``, a value of any length (read from a file, or given), as a message echoes it:
+    whole up to :data:`ECHOED_CHARS` characters, else its start and its end (a path's file
+    name) with how many characters were left out between them."""
     if len(text) <= ECHOED_CHARS:
         return text
     half = ECHOED_CHARS // 2
