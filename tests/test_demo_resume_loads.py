@@ -143,3 +143,28 @@ def test_seconds_lost_to_a_kill_or_an_edited_record_are_said_not_counted(tmp_pat
     assert clock.lost and clock.seconds == {}
     (tmp_path / "demo.json").unlink()  # none: nothing begun, nothing lost
     assert not PhaseSeconds(tmp_path, {"seed": 0}, True).lost
+
+
+def test_a_phase_not_among_those_a_record_keeps_is_refused(tmp_path):
+    """A phase renamed where the demo times it (``phase("train")``) and not in ``PHASES`` was
+    timed, then left out of a resume's seconds and said lost (every report after it "at
+    least"): refused before its block runs; and the demo times each phase a record keeps."""
+    import ast
+    import inspect
+
+    import loftup.world.demo as demo
+    from loftup.world.demo_seconds import PHASES, PhaseSeconds
+
+    clock = PhaseSeconds(tmp_path, {"seed": 0}, False)
+    ran = []
+    with pytest.raises(ValueError, match="no demo phase 'train': one of scenes, training"):
+        with clock.phase("train"):
+            ran.append(1)
+    assert ran == [] and clock.seconds == {}
+    timed = [
+        node.args[0]
+        for node in ast.walk(ast.parse(inspect.getsource(demo)))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "phase"
+    ]
+    names = [n.value if isinstance(n, ast.Constant) else getattr(demo, n.id) for n in timed]
+    assert names == list(PHASES), names

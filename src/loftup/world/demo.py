@@ -33,7 +33,7 @@ from .demo_out import (  # noqa: F401  (importable)
     check_no_report,
     check_out,
 )
-from .demo_seconds import PhaseSeconds
+from .demo_seconds import EVALUATION, SCENES, TRAINING, PhaseSeconds
 from .heldout import load_val, lowres_features, pca_panels, score_all, upsampled_features
 from .report import report_markdown, write_figure
 
@@ -256,11 +256,11 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = PhaseSeconds(out, _options(cfg), resume)  # the record, and the runs' seconds
-    with clock.phase("scenes"):
+    with clock.phase(SCENES):
         train_root, val_root = make_scenes(cfg, reuse=resume, progress=progress)
-    with clock.phase("training"):
+    with clock.phase(TRAINING):
         stage1, stage2 = train_stages(cfg, train_root, resume=resume, progress=progress)
-    with clock.phase("evaluation"):
+    with clock.phase(EVALUATION):
         images, labels = load_val(val_root, "--out")  # the demo's own scenes
         classes = read_world(val_root).config.num_classes
         guidance, lr_feats = lowres_features(get_featurizer("scenes_vit_p8"), images)

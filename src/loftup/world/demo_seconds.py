@@ -14,6 +14,11 @@ from pathlib import Path
 from ..atomic import read_json_object, write_json
 from .demo_out import RECORD
 
+#: The phases whose seconds a record holds (another key, an edited record's, is not added up),
+#: by the names :meth:`PhaseSeconds.phase` is given (it refuses another: one renamed in the
+#: demo alone was left out of a resume's seconds, and said lost).
+SCENES, TRAINING, EVALUATION = PHASES = ("scenes", "training", "evaluation")
+
 
 class PhaseSeconds:
     """The demo's record in ``out`` (its ``options``, and ``seconds``: {phase: seconds spent
@@ -35,7 +40,9 @@ class PhaseSeconds:
     def phase(self, name: str):
         """The block is the phase ``name``: its seconds are added to those of the runs before,
         and recorded as it ends, however it ends (the record says it ``running`` meanwhile:
-        a run killed outright is known to have lost them)."""
+        a run killed outright is known to have lost them). ``name``: one of :data:`PHASES`."""
+        if name not in PHASES:
+            raise ValueError(f"no demo phase {name!r}: one of {', '.join(PHASES)}")
         self._save(running=name)
         start = time.perf_counter()
         try:
@@ -56,10 +63,6 @@ class PhaseSeconds:
         if self.lost:
             marks["seconds_lost"] = True
         write_json(self._record, {**self._options, "seconds": self.seconds, **marks})
-
-
-#: The phases whose seconds a record holds (another key, an edited record's, is not added up).
-PHASES = ("scenes", "training", "evaluation")
 
 
 def _kept(record: Path) -> tuple[dict[str, float], bool]:
