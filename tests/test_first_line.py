@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from loftup.errors import first_line
+from loftup.errors import first_line, one_line
 
 
 class _Unsayable(Exception):
@@ -32,6 +32,14 @@ def test_an_error_without_text_is_said_by_its_type(error):
     assert first_line(error) == name
     assert first_line(error, typed=True) == name  # not "OSError: OSError", nor "OSError: "
     assert first_line(" \n ") == ""  # a text has no type to say
+
+
+def test_one_line_joins_every_line_and_says_an_unsayable_error_by_its_type():
+    """``one_line`` (every line joined) raised the error of a ``__str__`` that fails, where
+    ``first_line`` said its type: a second error in place of the one line."""
+    assert one_line(OSError("\n cannot reach it \n  second line")) == "cannot reach it second line"
+    assert one_line(_Unsayable()) == "_Unsayable"
+    assert one_line(ValueError(" \n\t")) == "ValueError"
 
 
 def test_typed_puts_the_type_before_the_line():

@@ -65,26 +65,34 @@ def is_int(value) -> bool:
 
 
 def one_line(e: BaseException, limit: int | None = 200) -> str:
-    """``e``'s message on one line (runs of whitespace made one space), cut to ``limit``
-    characters (None: whole), or the name of its type when it has no message: the "why" of
-    an error line built from a library's error."""
-    text = " ".join(str(e).split())
+    """``e``'s message on one line, all its lines joined (runs of whitespace made one space),
+    cut to ``limit`` characters (None: whole), or the name of its type when it has no message
+    (or its ``__str__`` fails): the "why" of an error line built from a library's error whose
+    later lines say something too. :func:`first_line` keeps the first line alone (a
+    traceback's or a tool's text, whose later lines are detail)."""
+    text = " ".join(_text(e).split())
     return (text if limit is None else text[:limit]) or type(e).__name__
 
 
 def first_line(said: BaseException | str, limit: int | None = 200, typed: bool = False) -> str:
     """The first line of ``said`` (an error's message, or a text) that is not blank, stripped
     and cut to ``limit`` characters (None: whole); where there is none (an empty message, or
-    one of whitespace alone), the name of the error's type ("" for a text). ``typed``: that
-    name before the line, ``OSError: ...`` (the name alone where there is no line). Not
-    escaped: a line that quotes it passes it through :func:`printable`."""
-    try:
-        text = said if isinstance(said, str) else str(said)
-    except Exception:  # noqa: BLE001 - a __str__ that fails: said by its type
-        text = ""
+    one of whitespace alone, or a ``__str__`` that fails), the name of the error's type (""
+    for a text). ``typed``: that name before the line, ``OSError: ...`` (the name alone where
+    there is no line). Not escaped: a line that quotes it passes it through :func:`printable`.
+    :func:`one_line` keeps every line, joined."""
+    text = said if isinstance(said, str) else _text(said)
     line = next((s.strip() for s in text.splitlines() if s.strip()), "")[:limit]
     name = "" if isinstance(said, str) else type(said).__name__
     return (f"{name}: {line}" if typed and name else line) if line else name
+
+
+def _text(e: BaseException) -> str:
+    """``str(e)``, or "" where its ``__str__`` fails (said by its type, not a second error)."""
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001 - any error of a library's __str__
+        return ""
 
 
 def check_threads(threads) -> None:
