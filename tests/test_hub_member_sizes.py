@@ -218,8 +218,26 @@ def test_a_storage_keyed_by_a_number_is_refused_not_loaded_unchecked(tmp_path, m
     assert str(e.value).startswith(
         f"{path} was not written by torch.save: its pickle gives a storage a persistent id of "
         "another form than torch.save's ('storage', a storage class of torch's, its key as text, "
-        "its location, its size as an integer), whose member could not be checked; it was not "
-        "loaded"
+        "its location, its size as an integer; this one's key 0 is not text), whose member could "
+        "not be checked; it was not loaded"
+    ), e.value
+
+
+def test_a_storage_class_not_sized_is_named_in_the_refusal(tmp_path):
+    """A persistent id of a storage class the check does not size (torch.FooatStorage): the
+    refusal listed every way an id could differ; it names the class now."""
+    path = tmp_path / "x.pt"
+    torch.save({"w": torch.arange(10.0)}, path)
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data.replace(b"FloatStorage", b"FooatStorage"))
+    with pytest.raises(CheckpointError) as e:
+        torch_load(path, fix="get it again")
+    assert (
+        "its size as an integer; this one's storage class torch.FooatStorage is none the check "
+        "sizes), whose member could not be checked" in str(e.value)
     ), e.value
 
 

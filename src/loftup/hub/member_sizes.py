@@ -21,7 +21,8 @@ from .zip_layout import NOT_LOADED
 
 #: The bytes of one element of each storage class of torch's that torch.save names in a
 #: persistent id (its dtype's; an UntypedStorage's size is in bytes, torch.storage's too: a
-#: float8's, uint16's or complex32's, whatever its tensor's dtype): another class is not checked
+#: float8's, uint16's or complex32's, whatever its tensor's dtype): a persistent id of another
+#: class is refused, as one of another key or size type (:func:`_storage_need`)
 _BYTES = {"UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1}
 _BYTES |= {"ShortStorage": 2, "HalfStorage": 2, "BFloat16Storage": 2}
 _BYTES |= {"IntStorage": 4, "FloatStorage": 4, "LongStorage": 8, "DoubleStorage": 8}
@@ -50,12 +51,12 @@ def check_member_sizes(pickled: FilePickle, name: str, fix: str) -> None:
     if walked.error is not None or walked.top is None:
         return  # (a cut archive, no pickle, one not followed: torch.load says what it is)
     needs = _storage_bytes(walked.persids)
-    if needs is None:
+    if isinstance(needs, str):
         raise CheckpointError(
             f"{name} was not written by torch.save: its pickle gives a storage a persistent id "
             "of another form than torch.save's ('storage', a storage class of torch's, its key "
-            "as text, its location, its size as an integer), whose member could not be "
-            f"checked{NOT_LOADED}"
+            f"as text, its location, its size as an integer; {needs}), whose member could not "
+            f"be checked{NOT_LOADED}"
         )
     for key, nbytes in sorted(needs.items()):
         member = f"{walked.folder}/data/{key}"
@@ -97,30 +98,34 @@ def _unchecked(name: str, why: str) -> None:
     )
 
 
-def _storage_bytes(persids: list[Thing]) -> dict[str, int] | None:
+def _storage_bytes(persids: list[Thing]) -> dict[str, int] | str:
     """The bytes each storage of a pickle needs, by its key, of the persistent ids it makes
     (``persids``: ("storage", a torch storage class, key, location, size in elements), as the
-    walk met them: each torch.load loads, whether kept or thrown away); None where one is of
+    walk met them: each torch.load loads, whether kept or thrown away); where one is of
     another form (a key of 0, not '0': torch loads member data/0 all the same; b'storage'),
-    which torch.save never writes and the check cannot size."""
+    which torch.save never writes and the check cannot size, how it differs (a text)."""
     needs = {}
     for t in persids:
         found = _storage_need(t)
-        if found is None:
-            return None
+        if isinstance(found, str):
+            return found
         key, n = found
         needs[key] = max(needs[key], n) if key in needs else n
     return needs
 
 
-def _storage_need(pid: Thing) -> tuple[str, int] | None:
+def _storage_need(pid: Thing) -> tuple[str, int] | str:
     """(key, bytes) of the persistent id ``pid`` where it is a storage's as torch.save writes
     it (:func:`~.pickle_plain.storage_id`) of a class it sizes, its key text and its size an
-    integer; None for another."""
+    integer; for another, which of these it is not (the refusal's words)."""
     if not storage_id(pid):
-        return None
+        return "this one is not ('storage', a storage class, ...)"
     cls, key, numel = pid.args[1].value, pid.args[2], pid.args[4].value
     size = _ELEMENT_BYTES.get(cls)
-    if size is None or key.kind != "str" or type(numel) is not int:
-        return None
+    if size is None:
+        return f"this one's storage class {'.'.join(cls)} is none the check sizes"
+    if key.kind != "str":
+        return f"this one's key {'' if key.value is None else f'{key.value!r} '}is not text"
+    if type(numel) is not int:
+        return f"this one's size {'' if numel is None else f'{numel!r} '}is not an integer"
     return key.value, numel * size
