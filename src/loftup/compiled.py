@@ -143,13 +143,8 @@ def _check_still_eval(model) -> None:
     """A UsageError where ``model`` was put in training mode (``model.train()``, its stem's
     BatchNorm alone too) since it was compiled: the compiled function computes it as in eval
     mode (its BatchNorm by running statistics), which is not its output there."""
-    if model.uses_batch_statistics():
-        raise UsageError(
-            "the model is in training mode (model.train() since compile_upsampler compiled "
-            "it), and its compiled function computes it as in eval mode, for inference: call "
-            "model.eval() before calling it, or, to train, call the model itself, "
-            "model(lr_feats, image)"
-        )
+    also = ", or, to train, call the model itself, model(lr_feats, image)"
+    require_eval(model, "the function compile_upsampler made", also=also)
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:

@@ -137,14 +137,14 @@ def check_loftup(model, who: str) -> None:
     raise UsageError(f"{who} takes a LoftUp (loftup.load_upsampler(name)), got {got}")
 
 
-def require_eval(model, who: str, why: str = "", name: str = "model") -> None:
+def require_eval(model, who: str, why: str = "", name: str = "model", also: str = "") -> None:
     """A UsageError unless ``model`` is a LoftUp (:func:`check_loftup`) that normalises by its
     running statistics (eval mode), for ``who``, a function that computes it as in eval mode
     (``why``: what more its output depends on in training mode; ``name``: what the caller
-    calls the model, in the fix)."""
+    calls the model, in the fix; ``also``: the fix's end, another way out)."""
     check_loftup(model, who)
     if model.uses_batch_statistics():
         raise UsageError(
             f"{who} computes the model as in eval mode, and this one is in training mode (its "
-            f"output differs there{why}); call {name}.eval() first"
+            f"output differs there{why}); call {name}.eval() first{also}"
         )
