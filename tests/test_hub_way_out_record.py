@@ -82,3 +82,14 @@ def test_the_line_told_keeps_the_model_that_the_load_reads_not_a_state_dict_besi
     _, line, out = told(tmp_path / "c.pt")
     exec(line, {"torch": torch})
     same_upsampler(load_upsampler(out, num_heads=None if record else 2), upsampler)
+
+
+def test_the_copy_s_name_fits_the_longest_name_of_its_folder_s_file_system(tmp_path, monkeypatch):
+    """The copy's name was cut to 255 bytes whatever the folder's file system takes (143 on
+    eCryptfs: the line told failed there with ENAMETOOLONG); it asks the file system now."""
+    from loftup.hub.way_out import new_name
+
+    monkeypatch.setattr("os.pathconf", lambda path, name: 143)  # the file system's answer
+    out = new_name(tmp_path / f"{'x' * 250}.pt", tmp_path)
+    assert out.parent == tmp_path and len(out.name.encode()) <= 143
+    assert out.name == f"{'x' * (143 - len('.weights-new.pt'))}.weights.pt"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..escaping import printable
 from ..holders import holds_loftup, label
+from ..paths import name_max
 from .file_pickle import FilePickle
 from .pickle_plain import is_numpy, is_tensor, plain
 from .pickle_walk import OTHER, Thing
@@ -141,16 +142,13 @@ def copy_folder(path: Path) -> Path:
     return Path.cwd() if cached_repo(path) is not None else path.parent
 
 
-#: The longest name of a file that file systems take (NAME_MAX: 255 bytes on Linux's, macOS')
-_NAME_MAX = 255
-
-
 def new_name(path: Path, folder: Path) -> Path:
     """A path in ``folder`` that names no file: ``<stem>.weights.pt``, else numbered, its stem
-    cut to fit in :data:`_NAME_MAX` bytes (a file named with 250: the look for its copy's
-    name raised ENAMETOOLONG, and its refusal was that OSError's traceback)."""
-    stem = path.stem
-    while len(os.fsencode(f"{stem}.weights-new.pt")) > _NAME_MAX:
+    cut to fit the longest name ``folder``'s file system takes (:func:`~loftup.paths.name_max`:
+    a file named with 250 bytes: the look for its copy's name raised ENAMETOOLONG, and its
+    refusal was that OSError's traceback; 143 on eCryptfs)."""
+    stem, longest = path.stem, name_max(folder)
+    while len(os.fsencode(f"{stem}.weights-new.pt")) > longest:
         stem = stem[:-1]
     for i in range(1, 1000):
         out = folder / f"{stem}.weights{'' if i == 1 else f'-{i}'}.pt"
