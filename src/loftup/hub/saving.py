@@ -87,7 +87,8 @@ def write_pretrained(
             f"backbone of their architecture (backbone={example_of_dim(model.dim)!r}, say)"
         )
     if backbone is not None:
-        # trained on weights of another width: said now, or recorded by the save it was loaded from
+        # trained on weights other than the backbone's own (of another width, or fine-tuned at
+        # its width): given now, or recorded by the save it was loaded from (at either width)
         given = backbone_weights is not None or (
             backbone == own and getattr(model, "backbone_weights_dim", None) == model.dim
         )
@@ -118,10 +119,10 @@ def _weights_dim(model: LoftUp, backbone: str, given: bool, backbone_dim: int | 
     """``model.dim`` where ``model`` was trained on weights of ``backbone``'s architecture
     other than its own (``given``), of its width whichever the registered one: the record's
     :data:`~.record.WEIGHTS_DIM_KEY`, which its load asks for (at the same width too: dropped,
-    the load ran the backbone's own weights without a word); None where the widths agree, or
-    the backbone's own weights gave it ``model.dim`` (``backbone_dim``) or are the ones given
-    (``weights``, its hub id); else a UsageError: recorded, its load paired them and refused
-    the pairing."""
+    the load ran the backbone's own weights without a word); None where it was trained on the
+    backbone's own weights (none given, or ``weights`` its hub id) and the widths agree, or
+    those weights gave it ``model.dim`` (``backbone_dim``); else a UsageError: recorded, its
+    load paired them and refused the pairing."""
     from ..featurizers import backbones_of_dim, resolve
 
     spec = resolve(backbone)
