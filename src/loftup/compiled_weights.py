@@ -19,7 +19,7 @@ from .weight_changes import weights_key
 class Folded:
     """``model``'s folded weights for its compiled function (``fw``), folded again when its
     weights or ``config.attention_window`` (carried by the folded weights) have changed since
-    (:meth:`now`, read on each call, as the model's forward reads them), in the precision, stem
+    (:meth:`current`, read on each call, as the model's forward reads them), in the precision, stem
     convolutions and alignment chosen when it was compiled. A weight of another dtype or on
     another device is a UsageError: the compiled function's precision and device were chosen
     by the model's. Never inference tensors, in whichever mode they are folded (see
@@ -47,6 +47,8 @@ class Folded:
             return _plain_weights(fw) if any(map(_not_plain, _weights(fw))) else fw
 
     def current(self) -> FusedWeights:
+        """The folded weights for this call: folded again where :meth:`now` differs from the
+        last fold's (its weights' dtypes and devices checked first, :func:`_check_kinds`)."""
         key = self.now()
         if key != self.key:
             _check_kinds(self.kinds, _kinds(self.model))
@@ -62,30 +64,38 @@ def _not_plain(t: torch.Tensor) -> bool:
 def _plain_weights(x):
     """Folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples) with each tensor
     detached (a parameter) or copied (an inference tensor), the same numbers; a memo of their
-    own."""
+    own (the field :data:`_MEMO`, emptied: its per-shape constants are remade)."""
     if isinstance(x, torch.Tensor):
         return x.clone() if x.is_inference() else x.detach()
     if isinstance(x, (tuple, list)):
         return type(x)(map(_plain_weights, x))
     if dataclasses.is_dataclass(x):
-        return dataclasses.replace(
-            x, **{f.name: _plain_weights(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        )
-    return {} if isinstance(x, dict) else x  # the memo of per-shape constants: remade
+        plain = {n: _plain_weights(getattr(x, n)) for n in _fields(x)}
+        memo = {_MEMO: {}} if any(f.name == _MEMO for f in dataclasses.fields(x)) else {}
+        return dataclasses.replace(x, **plain, **memo)  # (its memo: its constants remade)
+    return x
 
 
 def _weights(x) -> Iterator[torch.Tensor]:
     """The tensors of folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples);
-    not its memo of per-shape constants, which a copy leaves out."""
+    not its memo of per-shape constants (:data:`_MEMO`), which a copy leaves out."""
     if isinstance(x, torch.Tensor):
         yield x
     elif isinstance(x, (tuple, list)):
         for item in x:
             yield from _weights(item)
     elif dataclasses.is_dataclass(x):
-        for f in dataclasses.fields(x):
-            if f.name != "memo":
-                yield from _weights(getattr(x, f.name))
+        for name in _fields(x):
+            yield from _weights(getattr(x, name))
+
+
+#: The field of :class:`FusedWeights` that memoises per-shape constants, not weights
+_MEMO = "memo"
+
+
+def _fields(x) -> list[str]:
+    """The names of dataclass ``x``'s fields that hold weights: all but :data:`_MEMO`."""
+    return [f.name for f in dataclasses.fields(x) if f.name != _MEMO]
 
 
 def _kinds(model) -> dict:
