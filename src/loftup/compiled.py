@@ -66,16 +66,16 @@ def compile_upsampler(
     weights folded in it or not (the same); its output is a plain tensor, as the model's
     outside inference mode. Inputs that need a
     gradient, channels-last ones or other views are taken as plain contiguous tensors (the
-    same numbers): the compiler guards on each, and compiled again for another (2 s and
-    4.5 s for a one-block model on a CPU). Another shape, dtype or device of the inputs compiles
+    same numbers): the compiler guards on each, and compiled again for another (2 s for
+    ``requires_grad``, 4.5 s for channels-last, a one-block model on a CPU). Another shape, dtype or device of the inputs compiles
     again (``dynamic=False``).
 
     It follows the model's weights, as the model's forward does: where they changed since
     the last call (``load_state_dict``, an optimizer's step, ``p.add_(1)`` under
     ``torch.no_grad()``), they are folded again and used without compiling again (the
     compiled graph takes them as inputs); so is a new ``model.config.attention_window``
-    (compiled again for it). The check costs 1 to 2 us a weight tensor (0.07 to
-    0.12 ms for dim 384 on a CPU, whose compiled call takes 0.5 s at 56 x 56). A weight
+    (compiled again for it). The check's cost is :mod:`loftup.weight_changes`' (a fraction of a
+    millisecond for dim 384 on a CPU, whose compiled call takes 0.5 s at 56 x 56). A weight
     moved to another dtype or device (``model.to(...)``) is a UsageError saying to call
     compile_upsampler again. Not seen, as by the model's forward
     (:mod:`loftup.weight_changes`): writes through ``.data`` (``p.data.mul_(2)``) and
@@ -151,8 +151,7 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     """``t`` as the compiled graph takes it, the same numbers: without its gradient's history
     (``requires_grad``) and contiguous (a channels-last image or a sliced batch), a copy that
     is no inference tensor where it was made in inference mode. The compiler guards on each,
-    and compiled again for another (2 s for ``requires_grad``, 4.5 s for channels-last, a
-    one-block model on a CPU)."""
+    and compiled again for another (its cost: :func:`compile_upsampler`'s docstring)."""
     t = t.detach()
     return t.clone(memory_format=torch.contiguous_format) if t.is_inference() else t.contiguous()
 
