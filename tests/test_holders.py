@@ -76,3 +76,27 @@ def test_a_holders_loftup_beside_an_ema_copy_under_a_key_of_its_own_is_the_one_l
         torch.save(obj, tmp_path / f"{name}.pt")
         got = load_upsampler(tmp_path / f"{name}.pt", num_heads=2)
         assert all(torch.equal(v, state[k]) for k, v in got.state_dict().items()), name
+
+
+def test_two_holders_of_separate_copies_are_compared_once_a_load(tmp_path, monkeypatch):
+    """A file holding a LoftUp under "model" and a copy of its DDP module under "state_dict"
+    (separate tensors, the same values), loaded without a record of its heads: its holders
+    were looked at twice (to convert it, then to tell its layout for the default heads'
+    warning), so each weight was converted and compared twice. Once now."""
+    model = LoftUp(dim=8, n_freqs=2).eval()
+    state = model.state_dict()
+    ddp = {"module." + k: v.clone() for k, v in state.items()}
+    torch.save({"model": state, "state_dict": ddp}, tmp_path / "two.pt")
+    compared = []
+    equal = torch.equal
+
+    def counted(a, b):
+        compared.append(a.shape)
+        return equal(a, b)
+
+    monkeypatch.setattr(torch, "equal", counted)
+    with pytest.warns(UserWarning, match="4"):  # the default heads' warning: its layout told
+        got = load_upsampler(tmp_path / "two.pt")
+    monkeypatch.setattr(torch, "equal", equal)
+    assert len(compared) == len(state), (len(compared), len(state))
+    assert all(equal(v, state[k]) for k, v in got.state_dict().items())

@@ -12,6 +12,8 @@ The key names of one layout to another, each conversion a small pure function, a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .errors import CheckpointError
@@ -50,10 +52,27 @@ def strip_wrappers(state: dict) -> dict:
     return state
 
 
+class Native(NamedTuple):
+    """What :func:`converted` reads of a checkpoint object: its native state dict, its saved
+    config dict (or None), and whether it held its weights in this package's layout
+    (:func:`in_own_layout`), told by the same look at its holders."""
+
+    state: dict
+    config: dict | None
+    own_layout: bool
+
+
 def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | None]:
     """Any known checkpoint object -> (native state dict, saved config dict or None); what
     does not fit a known layout is a CheckpointError that names ``origin``, with ``fix``
     (default: :data:`NOT_LOFTUP_FIX`; a released name's cached file: fetch it again)."""
+    return converted(obj, origin, fix)[:2]
+
+
+def converted(obj, origin: str, fix: str | None = None) -> Native:
+    """:func:`to_native`'s (state, config), and whether ``obj`` is in this package's layout
+    (:func:`in_own_layout`, which a load asks too: its holders, whose look compares the
+    weights of two that hold LoftUps, looked at once)."""
     fix = fix or NOT_LOFTUP_FIX
     if not isinstance(obj, dict):
         raise CheckpointError(
@@ -66,12 +85,12 @@ def to_native(obj, origin: str, fix: str | None = None) -> tuple[dict, dict | No
     config = obj.get("model_config") if key == "model" else None
     try:
         if state is not None:
-            return _tensors_by_name(state), config
+            return Native(_tensors_by_name(state), config, True)
         if key == "state_dict":  # reference training
             state = training_to_reference(strip_wrappers(obj["state_dict"]))
-            return reference_to_native(_tensors_by_name(state)), None
+            return Native(reference_to_native(_tensors_by_name(state)), None, False)
         held = obj if key is None else obj[key]  # the hub layout, bare or under a holder
-        return reference_to_native(_tensors_by_name(strip_wrappers(held))), config
+        return Native(reference_to_native(_tensors_by_name(strip_wrappers(held))), config, False)
     except CheckpointError as e:
         raise CheckpointError(f"{origin}: {e}; {fix}") from None
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..convert import to_native
+from ..convert import converted
 from ..errors import CheckpointError, WeightsNotFoundError
 from ..escaping import printable
 from ..model import LoftUpConfig
@@ -32,10 +32,10 @@ from .record import (
 
 def read_folder(
     path: Path,
-) -> tuple[dict, dict, LoftUpConfig | None, str | None, str | None, int | None]:
-    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim) of the upsampler in
-    folder ``path`` (``obj``: what its weights file holds, in its own layout: the paper's or
-    loftup's): save_pretrained's files (config.json, else the record in the weights' header),
+) -> tuple[dict, dict, LoftUpConfig | None, str | None, str | None, int | None, bool]:
+    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim, own_layout) of the
+    upsampler in folder ``path`` (``obj``: what its weights file holds, in its own layout: the
+    paper's or loftup's, ``own_layout`` whether loftup's): save_pretrained's files (config.json, else the record in the weights' header),
     else a torch.save file (pytorch_model.bin, model.pt, model.pth) with its record; a folder
     of none of these (a training run's, say) is a WeightsNotFoundError saying what to give."""
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
@@ -52,16 +52,16 @@ def read_folder(
                     f"{path} has {WEIGHTS_NAME} but no {CONFIG_NAME}, which records the "
                     f"upsampler's hyper-parameters and backbone (a copy cut short?){fix}"
                 )
-            state, _ = to_native(obj, str(weights))
+            state, _, own = converted(obj, str(weights))
             check_intact(weights, state, fix, meta)
-            return (obj, state, *recorded)
+            return (obj, state, *recorded, own)
         info = _config_json(cfg_file, fix)
         recorded = read_record(info, str(cfg_file), fix)
         obj, meta = read_weights_file(weights)
-        state, _ = to_native(obj, str(weights))
+        state, _, own = converted(obj, str(weights))
         check_intact(weights, state, fix, meta)
         check_same_save(info, cfg_file, weights, state, meta)
-        return (obj, state, *recorded)
+        return (obj, state, *recorded, own)
     for name in ("pytorch_model.bin", "model.pt", "model.pth"):
         if (path / name).exists():
             return pickle_with_record(path / name, cfg_file)
@@ -111,9 +111,10 @@ def _pass_over(cfg_file: Path, why: str) -> None:
 
 
 def pickle_with_record(file: Path, cfg_file: Path):
-    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim) of torch.save's
-    ``file`` in a folder (``obj``
-    what the file holds, a training checkpoint's whole dict say), whether the folder or the
+    """(obj, state, config, backbone, backbone_norm, backbone_weights_dim, own_layout) of
+    torch.save's ``file`` in a folder (``obj``
+    what the file holds, a training checkpoint's whole dict say; ``own_layout``, whether it
+    holds loftup's layout, not the paper's), whether the folder or the
     file itself was given: read with
     save_pretrained's ``cfg_file`` where it is one (``"format": "loftup"``; another's, a
     backbone's say, is not), which must be the record of these weights (their digest) and
@@ -124,13 +125,13 @@ def pickle_with_record(file: Path, cfg_file: Path):
         f"{file.name} with its own record"
     )
     obj, meta = read_weights_file(file)  # opened once: no header read again below
-    state, cfg = to_native(obj, str(file))
+    state, cfg, own = converted(obj, str(file))
     own_config = config_from(cfg, f"{file}'s model_config") if cfg else None
     own_backbone = obj.get("backbone") if isinstance(obj.get("backbone"), str) else None
     own_norm = backbone_norm_of(obj, str(file)) if own_backbone else None
     info = _config_json(cfg_file, fix, only_loftup=True)
     if not isinstance(info, dict) or info.get("format") != FORMAT_TAG:
-        return obj, state, own_config, own_backbone, own_norm, None
+        return obj, state, own_config, own_backbone, own_norm, None, own
     config, backbone, norm, weights_dim = read_record(info, str(cfg_file), fix)
     check_same_save(info, cfg_file, file, state, meta)
     said = [f"{own_config} against {config}"] if own_config not in (None, config) else []
@@ -144,7 +145,7 @@ def pickle_with_record(file: Path, cfg_file: Path):
             f"two saves; delete {cfg_file.name} to load {file.name} with its own record, or "
             "put the weights it was written with beside it"
         )
-    return obj, state, config, backbone, norm, weights_dim
+    return obj, state, config, backbone, norm, weights_dim, own
 
 
 #: The largest JSON file :func:`config_given` reads to tell what it is (a config is a few KiB)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..checks import as_dtype, resolve_device, shown
-from ..convert import build_from_state, in_own_layout, infer_config, to_native
+from ..convert import build_from_state, converted, infer_config
 from ..errors import CheckpointError, UsageError, WeightsNotFoundError
 from ..escaping import printable
 from ..model import LoftUp, LoftUpConfig
@@ -170,7 +170,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     ):
         # a save_pretrained folder's weights given as a file: its config.json decides, as for
         # the folder (the header's copy stands in where it is missing)
-        held, state, config, backbone, backbone_norm, weights_dim = read_folder(
+        held, state, config, backbone, backbone_norm, weights_dim, own = read_folder(
             path if os.path.isdir(path) else path.parent
         )
         origin = str(path)
@@ -179,7 +179,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     ):
         # torch.save's weights given as a file beside a config.json: read with it as the folder
         # is (save_pretrained's record decides: the file's shapes do not say the heads)
-        obj, state, config, backbone, backbone_norm, weights_dim = pickle_with_record(
+        obj, state, config, backbone, backbone_norm, weights_dim, own = pickle_with_record(
             path, path.parent / CONFIG_NAME
         )
         origin = str(path)
@@ -192,7 +192,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
             if given is None:
                 raise
             raise UsageError(given) from None
-        state, config = to_native(obj, origin)
+        state, config, own = converted(obj, origin)  # (own: told by the one look at holders)
         config = config_from(config, f"{origin}'s model_config") if config else None
         if isinstance(obj.get("backbone"), str):  # training checkpoints record their backbone
             backbone = obj["backbone"]
@@ -216,7 +216,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
         file = released_file(ckpt.name)
         fix = damaged_in_cache(file, ckpt.name)  # the cached file is to be fetched again
         built_fix = refetch_fix(file, ckpt.name)  # what does not fit: named, fetched again
-        state, config = to_native(read_weights(file, fix), str(file), built_fix)
+        state, config, own = converted(read_weights(file, fix), str(file), built_fix)
         if config:  # a file of loftup train's layout, cached under the name: its record read
             config = config_from(config, f"{file}'s model_config", f"; {built_fix}")
         backbone, backbone_norm = ckpt.backbone, "imagenet"  # the paper's code: the image as is
@@ -224,7 +224,7 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     if num_heads is not None and released is None:
         config = _with_heads(config, state, origin, num_heads, released=False)
     model = build_from_state(state, config, str(file) if released else origin, built_fix)
-    if config is None and released is None and in_own_layout(held or obj):  # the paper's: 4
+    if config is None and released is None and own:  # in our layout (the paper's: its 4)
         _warn_default_heads(origin)
     if released is not None:
         check_released_architecture(model, released, file)
