@@ -136,3 +136,35 @@ def test_a_copy_in_the_papers_training_layout_is_read_as_its_model_is(tmp_path, 
     assert ran.returncode == 0, ran.stderr
     kept, said = _loads(tmp_path / "other.ema.weights.pt")
     assert torch.equal(kept.channel_norm.weight, other["model.1.norm.weight"]) and said == []
+
+
+def test_copies_beside_the_holder_are_read_once_and_judged_once_a_file(tmp_path, monkeypatch):
+    """{"model": a, "ema": copy of a, "swa": copy of a} (separate tensors, the same values):
+    a's weights were converted again for each copy beside them, and, nothing said, each load
+    converted and compared them all again. a is read once now, and a file judged is not read
+    again until it is written again (then judged anew: an EMA copy of other weights is said)."""
+    import os
+
+    import loftup.convert
+
+    _, state, other = _model_and_other()
+    path = tmp_path / "run.pt"
+    copies = {k: {n: v.clone() for n, v in state.items()} for k in ("ema", "swa")}
+    torch.save({"model": state, **copies}, path)
+    read, to_native = [], loftup.convert.to_native
+
+    def counted(obj, origin, fix=None):
+        read.extend(obj)
+        return to_native(obj, origin, fix)
+
+    monkeypatch.setattr(loftup.convert, "to_native", counted)
+    got, said = _loads(path, num_heads=2)
+    assert _same_weights(got, state) and said == []
+    assert len(read) == 3, read  # (was 4: "model" read again for "swa")
+    read.clear()
+    assert _loads(path, num_heads=2)[1] == [] and read == []  # (was 3 more)
+    torch.save({"model": state, "ema": other, "swa": copies["swa"]}, path)  # written again
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # (a later write's time)
+    said = _loads(path, num_heads=2)[1]
+    assert len(said) == 1 and "of other weights under its key 'ema' (an EMA" in said[0], said

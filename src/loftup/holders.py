@@ -6,6 +6,7 @@ beside the one it loads (:func:`warn_others`). Read by :func:`loftup.convert.to_
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -69,22 +70,35 @@ def _all_same(obj: dict, keys: list[str], as_key: str | None = None) -> bool:
     it beside others), each read as the load reads it alone, or (``as_key``) as it reads the
     dict under that key: a copy beside the one loaded is of its layout (the paper's training
     layout, read under "state_dict" alone)."""
-    from .convert import to_native
-
     if all(obj[k] is obj[keys[0]] for k in keys):  # one dict saved twice: torch.load's one
         return True
+    first, *others = [_read(obj, k, as_key) for k in keys]
+    return all(_same_state(first, other) for other in others)
+
+
+def _read(obj: dict, key: str, as_key: str | None = None) -> dict | None:
+    """The native state dict of the dict under ``obj[key]``, read as the load reads it alone
+    under its key (or under ``as_key``); None where it is no LoftUp's as it is held."""
+    from .convert import to_native
+
     try:
-        first, *others = (to_native({as_key or k: obj[k]}, "")[0] for k in keys)
-    except CheckpointError:  # one is no LoftUp's as it is held: which to load is the user's
+        return to_native({as_key or key: obj[key]}, "")[0]
+    except CheckpointError:  # which to load is then the user's
+        return None
+
+
+def _same_state(a: dict | None, b: dict | None) -> bool:
+    """Whether native state dicts ``a`` and ``b`` (None: none read) hold the same weights."""
+    if a is None or b is None:
         return False
-    return all(
-        other.keys() == first.keys() and all(_same(first[k], other[k]) for k in first)
-        for other in others
-    )
+    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
 
-#: The files :func:`warn_others` warned of in this process
-_WARNED: set[str] = set()
+#: The files :func:`warn_others` judged in this process, each by its name, holder, size and
+#: modification time, whether it warned or found the copies beside the one loaded the same:
+#: not read again (a load converted and compared every weight of such copies each time); a
+#: file written again at the same name since is judged anew
+_JUDGED: set[tuple] = set()
 
 
 def warn_others(obj: dict, key: str | None, origin: str) -> None:
@@ -94,19 +108,25 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
     and the line that keeps the last in a file of its own (``origin``: the file; "" for none,
     as :func:`_all_same` reads each key, says nothing). loftup train's "teacher" beside its
     "model" and record (``model_config``) is documented (its student loads, its teacher is
-    final_teacher/): not said."""
-    if key not in HOLDERS or not origin or origin in _WARNED or not holds_loftup(obj[key]):
+    final_teacher/): not said. A file judged once (:data:`_JUDGED`) is not read again."""
+    if key not in HOLDERS or not origin or not holds_loftup(obj[key]):
         return
     run = key == "model" and "model_config" in obj  # loftup train's checkpoint: its teacher
-    others = [
+    beside = [
         k
         for k, v in obj.items()
         if isinstance(k, str) and k not in HOLDERS and not (run and k == "teacher")
-        if holds_loftup(v) and not _all_same(obj, [key, k], key)  # read as key's, in one pass
+        if holds_loftup(v)
     ]
+    judged = _stamp(origin, key)
+    if not beside or judged in _JUDGED:
+        return
+    _JUDGED.add(judged)
+    loaded = _read(obj, key)  # read once, each copy beside it as it is read (key's layout)
+    others = [k for k in beside if obj[k] is not obj[key]]
+    others = [k for k in others if not _same_state(loaded, _read(obj, k, key))]
     if not others:
         return
-    _WARNED.add(origin)
     import warnings
 
     from .cpu import _caller_level
@@ -123,6 +143,16 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
         f"{keep_one_line(origin, f'[{others[-1]!r}]', None, record, under=key)}",
         stacklevel=_caller_level(),  # the caller's line, as the load's other warnings
     )
+
+
+def _stamp(origin: str, key: str) -> tuple:
+    """The file ``origin`` as :data:`_JUDGED` knows it: its name, the holder loaded, and its
+    size and modification time where it can be read (its name alone else)."""
+    try:
+        st = os.stat(origin)
+    except (OSError, ValueError):
+        return origin, key
+    return origin, key, st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _same(a, b) -> bool:
