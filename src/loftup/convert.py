@@ -116,7 +116,7 @@ def _own_state(obj: dict, origin: str = "", key=...) -> dict | None:
     state = obj if key is None else obj[key]
     # loftup train's record beside its "model" (heads, backbone): kept by the line that keeps one
     record = [k for k in RECORD if k in obj] if key == "model" else []
-    inner = _one_loftup(state, origin, "" if key is None else f"[{key!r}]", record)
+    inner = _one_loftup(state, origin, key, record)
     if inner is not None:  # a module's LoftUp (Lightning's self.upsampler), the rest left
         return inner
     state = strip_wrappers(state)  # a compiled or DDP-wrapped module's state dict, saved as is
@@ -129,13 +129,14 @@ def _own_state(obj: dict, origin: str = "", key=...) -> dict | None:
     return None if any(isinstance(k, str) and k.startswith(paper) for k in state) else state
 
 
-def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:
+def _one_loftup(state: dict, origin: str, key: str | None, record=()) -> dict | None:
     """The weights of the one LoftUp that ``state`` holds under a module's name ``P`` (its
     ``P + "channel_norm.weight"`` and ``P + "image_encoder.phases"``), named as the LoftUp
     names them; None where it holds none under a name (one at the top is read as it is).
     Several (a model and its EMA copy, at the top or under names) are a CheckpointError naming
-    them, with the line that keeps one (:func:`~loftup.hub.way_out.keep_one_line`: ``where``,
-    ``state``'s key in the file's dict; ``record``, the file's keys that record it)."""
+    them, with the line that keeps one (:func:`~loftup.hub.way_out.keep_one_line`: ``key``,
+    ``state``'s key in the file's dict, None for the top; ``record``, the file's keys that
+    record it)."""
     end = "channel_norm.weight"
     prefixes = {k[: -len(end)] for k in state if isinstance(k, str) and k.endswith(end)}
     names = sorted(
@@ -148,7 +149,7 @@ def _one_loftup(state: dict, origin: str, where: str, record=()) -> dict | None:
         raise CheckpointError(
             f"{printable(origin)} holds {len(names)} LoftUps, under {said}: keep the one to load in "
             f"a file of its own and load that; for {names[-1]!r}: "
-            f"{keep_one_line(origin, where, names[-1], record)}"
+            f"{keep_one_line(origin, key, names[-1], record)}"
         )
     if not names or not names[0]:
         return None

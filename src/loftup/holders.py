@@ -53,7 +53,7 @@ def holder(obj: dict, origin: str = "") -> str | None:
         raise CheckpointError(
             f"{printable(origin)} holds {len(held)} LoftUps of other weights, under its keys "
             f"{said}: keep the one to load in a file of its own and load that; for {kept!r}: "
-            f"{keep_one_line(origin, f'[{kept!r}]', None, record if kept == 'model' else ())}"
+            f"{keep_one_line(origin, kept, None, record if kept == 'model' else ())}"
         )
     return held[0] if held else (dicts[0] if dicts else None)
 
@@ -140,7 +140,7 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
         f"{printable(origin)} holds, beside the LoftUp under its key {key!r} (the one loaded), "
         f"{said} (an EMA copy?): to load that one instead, keep it in a file of its own and "
         f"load that; for {others[-1]!r}: "
-        f"{keep_one_line(origin, f'[{others[-1]!r}]', None, record, under=key)}",
+        f"{keep_one_line(origin, others[-1], None, record, under=key)}",
         stacklevel=_caller_level(),  # the caller's line, as the load's other warnings
     )
 

@@ -7,7 +7,6 @@ the walk cannot follow is told in general words."""
 
 from __future__ import annotations
 
-import ast
 import keyword
 import os
 from pathlib import Path
@@ -92,11 +91,11 @@ def _load(path: Path, torch_file: bool) -> str:
 
 
 def keep_one_line(
-    origin: str, where: str, prefix: str | None, record=(), under: str | None = None
+    origin: str, key: str | None, prefix: str | None, record=(), under: str | None = None
 ) -> str:
     """The line of Python that writes the LoftUp under ``prefix`` of the file ``origin``, one of
-    several it holds (a model and its EMA copy), alone: the keys of ``c{where}`` (its dict's
-    holder, "" for the top) under ``prefix``, or (``prefix`` None) that holder's dict whole
+    several it holds (a model and its EMA copy), alone: the keys of ``c[key]`` (its dict's
+    holder; None for the top, ``c``) under ``prefix``, or (``prefix`` None) that holder's dict whole
     under its key, with those of the file's ``record`` (loftup train's model_config and
     backbone beside its "model": dropped, it was read with 4 heads), or (``under``) under that
     key, to be read as the dict under it is (a copy beside the one loaded), to a name no file has
@@ -111,9 +110,9 @@ def keep_one_line(
             safetensors = safetensors_head(f.read(9))
     except OSError:
         safetensors = path.suffix == ".safetensors"
-    key = where[1:-1]  # the holder's key as Python writes it ('model'; "" for the top)
+    where = "" if key is None else f"[{key!r}]"  # the holder's dict: c['model'], or c itself
     if prefix is None:  # ema, model...: which of the LoftUps
-        name = label(ast.literal_eval(key))
+        name = label(key)
     else:
         name = prefix.rstrip(".").replace(".", "_")
     out = new_name(Path(f"{path.stem}.{name}.pt"), copy_folder(path))  # <stem>.<name>.weights.pt
@@ -129,7 +128,7 @@ def keep_one_line(
     if record:
         kept = f"{{'model': {kept}, {', '.join(f'{k!r}: c[{k!r}]' for k in record)}}}"
     elif prefix is None:  # under its key, read as it was (a training checkpoint's state_dict)
-        kept = f"{{{repr(under) if under else key}: {kept}}}"
+        kept = f"{{{under or key!r}: {kept}}}"
     return f"c = {load}; torch.save({kept}, {str(out)!r})"
 
 
