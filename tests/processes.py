@@ -174,3 +174,24 @@ def forked_ranks(script: str, args: list[str], cwd) -> tuple[dict[str, list[str]
         out, err = ranks.communicate()
     said = {rank: [line[2:] for line in out.splitlines() if line[:1] == rank] for rank in "01"}
     return said, f"{out}\n{err[-2000:]}", ranks.returncode
+
+
+def run_torchrun(cmd: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``cmd`` (``python -m torch.distributed.run ...``) run to its end, its output captured:
+    past ``timeout`` seconds torchrun and its ranks are killed together (its session) and the
+    run is returned as it ended (status -9, its stderr), with the agent's ``pid``. subprocess.run's timeout kills the
+    agent alone: a rank that hung (waiting in a collective for a peer gone) outlived the test
+    for good, and a Popen's with-block waited on the agent for ever."""
+    import signal
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\n(torchrun ran past {timeout} s: killed with its ranks)"
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    done.pid = proc.pid  # (torchrun's: the ranks' parent)
+    return done

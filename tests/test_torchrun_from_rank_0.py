@@ -4,14 +4,13 @@ by every rank of a torchrun job, whatever the text holds."""
 from __future__ import annotations
 
 import gc
-import subprocess
 import sys
 import weakref
 
 import pytest
 
 from loftup.extract.torchrun import judged_by_rank_0
-from processes import src_env
+from processes import run_torchrun, src_env
 
 #: Each rank: the group joined, rank 0's text taken by both, written to a file of its own
 SAYS = """
@@ -39,7 +38,7 @@ def test_rank_0s_text_of_a_folder_name_no_encoding_can_hold_reaches_every_rank(t
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path)]
     env = {**src_env(), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_torchrun(cmd, env)
     got = [(tmp_path / f"got{rank}.txt") for rank in "01"]
     assert [p.read_text() if p.exists() else None for p in got] == ["True", "True"], done.stderr
 
@@ -52,10 +51,9 @@ def _torchrun(tmp_path, code: str) -> tuple[int, list[str]]:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path)]
     env = {**src_env(), "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) as agent:
-        _, err = agent.communicate(timeout=300)
+    done = run_torchrun(cmd, env)
     got = [(tmp_path / f"said{rank}.txt") for rank in "01"]
-    return agent.pid, [p.read_text() if p.exists() else err for p in got]
+    return done.pid, [p.read_text() if p.exists() else done.stderr for p in got]
 
 
 #: Rank 0 fails at its look at the record under its lock (no file can be opened: the lock's
@@ -66,12 +64,13 @@ from pathlib import Path
 import torch
 import loftup.extract.record_lock
 from loftup.extract.settle import settled_again
-from loftup.extract.torchrun import process_group
+from loftup.extract.torchrun import barrier, process_group
 
 folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
 said = "nothing raised"
 try:
     with process_group(torch.device("cpu"), 2):
+        barrier(2)  # (each rank's connections made before rank 0 can open no file)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if rank == 0:
             resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))

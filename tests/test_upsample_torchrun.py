@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from PIL import Image
 
 from loftup.cli import main
 from model_helpers import ROWS_ROUND_BY_COUNT
-from processes import GLOO_THREADS, REPO
+from processes import GLOO_THREADS, REPO, run_torchrun
 from upsample_helpers import noise_picture, outputs, upsample_small
 
 #: The runs of ``loftup upsample`` each process of one torchrun job makes, one after the other
@@ -84,7 +83,7 @@ def torchrun_runs(photos, upsampler, tmp_path_factory) -> tuple:
     script.write_text(TORCHRUN_RUNS)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd = [*torchrun, str(script), json.dumps(args), str(folder)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_torchrun(cmd, env)
     return done, folder, args
 
 

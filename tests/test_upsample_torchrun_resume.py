@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from processes import src_env
+from processes import run_torchrun, src_env
 from upsample_helpers import noise_picture
 
 #: Each rank: a run that fails on both ranks (as a Python session's call that raised), then,
@@ -74,9 +74,7 @@ def test_a_resume_under_torchrun_is_not_refused_for_its_own_ranks(upsampler, tmp
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path), str(upsampler)]
         env = {**src_env(), "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(
-            [*cmd, json.dumps(entry)], env=env, capture_output=True, text=True, timeout=300
-        )
+        done = run_torchrun([*cmd, json.dumps(entry)], env)
     finally:
         live.kill()
         live.wait()
@@ -141,7 +139,7 @@ def test_a_record_written_while_rank_0_loaded_its_models_is_said_by_every_rank(u
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path), str(upsampler)]
     env = {**src_env(), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*cmd, str(other)], env=env, capture_output=True, text=True, timeout=300)
+    done = run_torchrun([*cmd, str(other)], env)
     said = [(tmp_path / f"said{rank}.txt") for rank in "01"]
     said = [p.read_text() if p.exists() else done.stderr for p in said]
     refused = f"refused: another run began writing in {tmp_path / 'out'} while this one loaded"

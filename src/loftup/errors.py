@@ -64,14 +64,16 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def one_line(e: BaseException, limit: int | None = 200) -> str:
+def one_line(e: BaseException, limit: int | None = 200, typed: bool = False) -> str:
     """``e``'s message on one line, all its lines joined (runs of whitespace made one space),
     cut to ``limit`` characters (None: whole), or the name of its type when it has no message
     (or its ``__str__`` fails): the "why" of an error line built from a library's error whose
-    later lines say something too. :func:`first_line` keeps the first line alone (a
+    later lines say something too; ``typed``: that name before it, ``OSError: ...`` (the name
+    alone where there is no message). :func:`first_line` keeps the first line alone (a
     traceback's or a tool's text, whose later lines are detail)."""
-    text = " ".join(_text(e).split())
-    return (text if limit is None else text[:limit]) or type(e).__name__
+    text = " ".join(_text(e).split())[:limit]
+    name = type(e).__name__
+    return (f"{name}: {text}" if typed else text) if text else name
 
 
 def first_line(said: BaseException | str, limit: int | None = 200, typed: bool = False) -> str:

@@ -257,7 +257,7 @@ def _said_of(error: Exception) -> str:
 def _rank_0_failed(error: Exception, why: str | None = None) -> str:
     """What the other ranks say of rank 0's ``error`` that is no refusal: ``why``, else its
     type and its message on one line (:func:`~loftup.errors.one_line`)."""
-    why = why or f"{type(error).__name__}: {one_line(error)}"
+    why = why or one_line(error, typed=True)
     return (
         f"process RANK=0 of this run failed ({why}), so this one cannot go on; its error says why"
     )

@@ -172,7 +172,7 @@ def client_error(e: Exception):
     named = ", ".join(f"{n}={v!r}" for n in PROXY_VARIABLES if (v := os.environ.get(n)))
     why = (
         f"huggingface_hub's HTTP client cannot be made{f' (with {named})' if named else ''}, "
-        f"so no download can start ({type(e).__name__}: {printable(one_line(e, None))})"
+        f"so no download can start ({printable(one_line(e, None, typed=True))})"
     )
     if isinstance(e, ImportError):
         return MissingDependencyError(f"{why}: install what it names, or use another proxy")
