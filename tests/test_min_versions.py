@@ -29,9 +29,11 @@ NEWER = {
     "pyyaml": "6.0.1",  # 6.0 has no wheel for Python 3.11
     "safetensors": "0.4.3",  # what transformers 4.56 needs
 }
-#: What the oldest transformers needs beside them (pip installs nothing it is not named).
+#: What the oldest transformers needs beside them (pip installs nothing it is not named), and
+#: six, which packaging 20 imports (torch.compile's inductor imports setuptools, which imports
+#: packaging): pip installs it beside packaging 20 for a user, so it is no reason for a bound.
 EXTRA = ["huggingface_hub>=0.34,<1.0", "tokenizers>=0.22,<0.23", "requests", "urllib3", "idna",
-         "charset-normalizer", "certifi", "regex"]  # fmt: skip
+         "charset-normalizer", "certifi", "regex", "six"]  # fmt: skip
 
 
 def env_with(*first) -> dict[str, str]:
