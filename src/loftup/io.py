@@ -160,10 +160,12 @@ def _why(path: Path, e: BaseException) -> str:
 
 def _without(path: Path, e: BaseException) -> str:
     """``e``'s message less the path it names (Pillow's "cannot identify image file '...'",
-    an OSError's "Permission denied: '...'"), which the line already begins with."""
+    an OSError's "Permission denied: '...'"), which the line already begins with. Pillow
+    10 and 11 name a relative Path resolved (absolute): that form is taken out too."""
     text = str(e)
-    quoted = repr(str(path))
-    text = text.replace(f": {quoted}", "").replace(f" {quoted}", "")
+    for named in dict.fromkeys([str(path), str(Path(path).resolve())]):
+        quoted = repr(named)
+        text = text.replace(f": {quoted}", "").replace(f" {quoted}", "")
     return text.removesuffix(f": {path}")  # as an OSError ends, unquoted: never a word of it
 
 
