@@ -51,9 +51,12 @@ def test_an_image_turned_by_a_damaged_block_records_no_orientation(tmp_path, kin
     path = tmp_path / "cam.jpg"
     xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
     upright = np.rot90(_damaged_jpeg(path, tag, xmp), k=-1)
+    with Image.open(path) as stored:  # Pillow 10 neither writes nor reads a JPEG's XMP
+        has_xmp = b"Orientation" in stored.info.get("xmp", b"")
     with pytest.warns(UserWarning, match="turned upright"):
         img = load_image(path)
-    assert img.getexif().get(0x0112, 1) == 1 and b"Orientation" not in img.info["xmp"]
+    assert img.getexif().get(0x0112, 1) == 1 and b"Orientation" not in img.info.get("xmp", b"")
+    assert ("xmp" in img.info) == has_xmp  # kept, less its orientation
     assert np.array_equal(np.asarray(ImageOps.exif_transpose(img)), upright)
 
 
