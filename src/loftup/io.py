@@ -137,7 +137,8 @@ def _open(path: str | os.PathLike):
         return turned, _declared_depth(img), orientation
 
     try:
-        with Image.open(path) as img:
+        # a name, not a Path: Pillow before 10.3 resolves a Path, one more stat of every image
+        with Image.open(os.fspath(path)) as img:
             if not exif.turned_by_a_map(img):
                 return upright(img)
         with open(path, "rb") as f, Image.open(f) as img:  # read from a file: no map
@@ -161,9 +162,10 @@ def _why(path: Path, e: BaseException) -> str:
 def _without(path: Path, e: BaseException) -> str:
     """``e``'s message less the path it names (Pillow's "cannot identify image file '...'",
     an OSError's "Permission denied: '...'"), which the line already begins with. Pillow
-    10 and 11 name a relative Path resolved (absolute): that form is taken out too."""
+    10.3 to 11 name it by its real path (a relative one made absolute, a link its target):
+    that form is taken out too."""
     text = str(e)
-    for named in dict.fromkeys([str(path), str(Path(path).resolve())]):
+    for named in dict.fromkeys([str(path), os.path.realpath(path)]):
         quoted = repr(named)
         text = text.replace(f": {quoted}", "").replace(f" {quoted}", "")
     return text.removesuffix(f": {path}")  # as an OSError ends, unquoted: never a word of it
