@@ -6,6 +6,7 @@ ends (tests/test_forking_servers.py: the calls from threads, a server started ag
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import tqdm
 
 import forking_servers
 import loftup
@@ -100,7 +102,12 @@ print(json.dumps([torch.get_num_threads(), tqdm.tqdm(file=io.StringIO()).mininte
     assert status == 0, err
     threads = min(int(threads), len(os.sched_getaffinity(0)))
     encoding = "UTF-8" if "UTF-8" in locale else "ANSI_X3.4-1968"
-    mininterval, warnings = float(settings["TQDM_MININTERVAL"]), [settings["PYTHONWARNINGS"]]
+    warnings = [settings["PYTHONWARNINGS"]]
+    mininterval = (  # tqdm reads TQDM_* from 4.66 on; before, the fork has this one's default
+        float(settings["TQDM_MININTERVAL"])
+        if tuple(map(int, tqdm.__version__.split(".")[:2])) >= (4, 66)
+        else tqdm.tqdm(file=io.StringIO()).mininterval
+    )
     assert json.loads(out) == [threads, mininterval, warnings, encoding]
 
 
