@@ -181,7 +181,7 @@ def _log_beside_bars(logger):
 
     from tqdm import tqdm
 
-    class BesideBars(logging.Handler):  # tqdm 4.60 (our lower bound) redirects to stdout
+    class BesideBars(logging.Handler):  # tqdm before 4.63 redirected to stdout
         def emit(self, record: logging.LogRecord) -> None:
             try:
                 tqdm.write(printable(self.format(record)), file=sys.stderr)  # a path's escape
