@@ -81,10 +81,14 @@ def test_a_warning_keeps_a_name_s_newline_and_no_break_space(capsys):
     assert capsys.readouterr().err == "warning: /d/a\u00a0b\\nc.jpg: its EXIF block is damaged\n"
 
 
-def test_a_davis_sequence_s_name_is_escaped_on_its_bar(tmp_path, capsys):
+def test_a_davis_sequence_s_name_is_escaped_on_its_bar(tmp_path, capsys, monkeypatch):
     """The DAVIS bar's postfix named the sequence being tracked raw: a folder named with an
-    escape coloured the terminal, one with U+202E reversed the bar's line."""
+    escape coloured the terminal, one with U+202E reversed the bar's line. The bar is drawn as
+    on a terminal (a notebook's: ten times a second), not every 5 s as into this test's log."""
+    import loftup.bars
     from eval_data import TEST_BACKBONE, write_davis
+
+    monkeypatch.setattr(loftup.bars, "_in_a_notebook", lambda: True)
 
     seq = "ba\x1b[31md\u202e"
     write_davis(tmp_path / "davis", sequences=(seq,), frames=3, h=28, w=28)

@@ -28,5 +28,18 @@ def bar_settings(position: int | None = None) -> dict:
     elif position is not None:
         settings["position"] = position
     # one the user set in tqdm's environment (TQDM_MININTERVAL=30) is theirs: a keyword given
-    # here would override it, as it did every bar once they all took these settings
+    # here would override it, as it did every bar once they all took these settings; a tqdm
+    # before 4.66 reads none (it would draw at its own 0.1 s): ours are kept there
+    if not _reads_environment():
+        return settings
     return {k: v for k, v in settings.items() if f"TQDM_{k.upper()}" not in os.environ}
+
+
+def _reads_environment() -> bool:
+    """Whether the installed tqdm takes its defaults from ``TQDM_*`` variables (4.66 on)."""
+    from tqdm import __version__
+
+    try:
+        return tuple(int(p) for p in __version__.split(".")[:2]) >= (4, 66)
+    except ValueError:  # a development build's: as the newest
+        return True
