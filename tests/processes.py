@@ -4,6 +4,7 @@ with this checkout's source first on its path."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -192,6 +193,8 @@ def run_torchrun(cmd: list[str], env: dict, timeout: int = 300) -> subprocess.Co
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         err += f"\n(torchrun ran past {timeout} s: killed with its ranks)"
+    with contextlib.suppress(ProcessLookupError):  # a rank torchrun left behind (torch 2.4's
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 0, stuck in its group's end as it failed)
     done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     done.pid = proc.pid  # (torchrun's: the ranks' parent)
     return done
