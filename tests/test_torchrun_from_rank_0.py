@@ -33,26 +33,20 @@ def test_rank_0s_text_of_a_folder_name_no_encoding_can_hold_reaches_every_rank(t
     disk) named in rank 0's refusal failed its encoding (UnicodeEncodeError) before the
     broadcast: rank 0 said a traceback instead of the refusal, and the others that their peer
     had ended. Every rank says rank 0's text, as it is, and None stays None."""
-    script = tmp_path / "says.py"
-    script.write_text(SAYS)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path)]
-    env = {**src_env(), "OMP_NUM_THREADS": "1"}
-    done = run_torchrun(cmd, env)
-    got = [(tmp_path / f"got{rank}.txt") for rank in "01"]
-    assert [p.read_text() if p.exists() else None for p in got] == ["True", "True"], done.stderr
+    assert _torchrun(tmp_path, SAYS, "got")[1] == ["True", "True"]
 
 
-def _torchrun(tmp_path, code: str) -> tuple[int, list[str]]:
+def _torchrun(tmp_path, code: str, file: str = "said") -> tuple[int, list[str]]:
     """``code`` run by each of 2 gloo ranks under torchrun: the pid of torchrun (the ranks'
-    parent), and what each rank wrote to its file (torchrun's stderr where it wrote none)."""
+    parent), and what each rank wrote to its ``file``RANK.txt (torchrun's stderr where it
+    wrote none)."""
     script = tmp_path / "ranks.py"
     script.write_text(code)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [*torchrun, "--nproc_per_node=2", str(script), str(tmp_path)]
     env = {**src_env(), "OMP_NUM_THREADS": "1"}
     done = run_torchrun(cmd, env)
-    got = [(tmp_path / f"said{rank}.txt") for rank in "01"]
+    got = [(tmp_path / f"{file}{rank}.txt") for rank in "01"]
     return done.pid, [p.read_text() if p.exists() else done.stderr for p in got]
 
 
