@@ -70,17 +70,15 @@ def _say_waiting(path: Path, st: os.stat_result) -> None:
     another run: by its pid where /proc/locks tells it (:func:`..file_lock.flock_holder`),
     stopped where its state says so, and how to let it go on or end it."""
     from ..errors import printable
-    from .run_entries import _state
+    from .run_entries import stopped
 
     pid = flock_holder(st)
     holder, kill = ("", "kill its process") if pid is None else (f" (process {pid})", f"kill {pid}")
-    stopped = (
-        "it is stopped" if pid is not None and _state(pid) in ("T", "t") else "it may be stopped"
-    )
+    state = "it is stopped" if pid is not None and stopped(pid) else "it may be stopped"
     print(
         printable(
             f"waiting for the lock file {path}, held by another loftup upsample run{holder} "
-            f"for {WAIT_NOTE_AFTER:g} s though a run holds it for moments: {stopped} (Ctrl-Z, a "
+            f"for {WAIT_NOTE_AFTER:g} s though a run holds it for moments: {state} (Ctrl-Z, a "
             f"debugger); let it go on (fg in its shell) or end it ({kill}); still waiting"
         ),
         file=sys.stderr,

@@ -88,6 +88,12 @@ def _state(pid: int) -> str | None:
     return fields[0].decode(errors="replace") if fields else None
 
 
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (Ctrl-Z, a debugger: state T or t), so that it would
+    never end by itself."""
+    return _state(pid) in ("T", "t")
+
+
 def _stat(pid: int) -> list[bytes] | None:
     """/proc/PID/stat's fields from the 3rd on (the name, which may hold spaces, left out)."""
     try:

@@ -202,7 +202,7 @@ def from_rank_0(text: str | None, world_size: int) -> str | None:
 
 def judged_by_rank_0(look, rank: int, world_size: int):
     """``look()`` on rank 0 alone, what it returns there (None on the other ranks), and what
-    it raises (a refusal, an OSError, a bug) raised on every rank (:func:`raise_from_rank_0`):
+    it raises (a refusal, an OSError, a bug) raised on every rank (:func:`_raise_from_rank_0`):
     each rank waits for rank 0's look, as at a barrier. One process runs ``look()`` as it
     is: what it raises (a bug whose message cannot even be read) goes up untouched."""
     if world_size == 1:
@@ -214,21 +214,21 @@ def judged_by_rank_0(look, rank: int, world_size: int):
         except Exception as e:  # (no refusal too: the others wait for its word)
             error = e
     try:
-        raise_from_rank_0(error, world_size)
+        _raise_from_rank_0(error, world_size)
     finally:
         error = None  # (the error's traceback holds this frame: no cycle keeps the caller's)
     return result
 
 
-def raise_from_rank_0(error: Exception | None, world_size: int) -> None:
-    """Raise on every rank what rank 0 met (``error``; None on the other ranks, and where it
+def _raise_from_rank_0(error: Exception | None, world_size: int) -> None:
+    """Raise on every rank (``world_size`` > 1) what rank 0 met (``error``; None on the other ranks, and where it
     met nothing): rank 0 its own error, each other rank a :class:`LoftUpError` of its words
     (:func:`from_rank_0`), or where it is no refusal (an OSError, a bug) one saying that rank
     0 failed, and how (:func:`_rank_0_failed`): the ranks end together rather than split, and
     those waiting for rank 0 learn why (they learnt only that their peer had gone, from gloo;
     nccl's waited until torchrun ended them). Rank 0 raises its own where the others could
     not be told (one has ended: its refusal was "another process of this run has ended")."""
-    said = None if error is None or world_size == 1 else _said_of(error)  # (none to tell)
+    said = None if error is None else _said_of(error)
     try:
         text = from_rank_0(said, world_size)
     except LoftUpError:

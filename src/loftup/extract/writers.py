@@ -25,6 +25,7 @@ from .run_entries import (  # noqa: F401
     alive,
     entry,
     entry_id,
+    stopped,
     this_run,
 )
 
@@ -66,7 +67,7 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
         if alive(i) is True:
             flag, pid = said("resume", said_as), i["pid"]
             wait = f"wait for it to end (then {flag} goes on from what it wrote)"
-            if _state(pid) in ("T", "t"):  # stopped (Ctrl-Z, a debugger): it would never end
+            if stopped(pid):  # (Ctrl-Z, a debugger): it would never end
                 wait = (
                     f"it is stopped (Ctrl-Z?): let it go on (fg in its shell) and wait for it "
                     f"to end, or end it (kill {pid}) and {flag} goes on from what it wrote"
@@ -88,12 +89,7 @@ def keeps_unfinished(out_dir: Path, saved: dict | None, outputs: list, said_as=N
 
     if saved is None or saved.get("finished") is True:
         return False
-    listed = saved.get("running")
-    writing = [
-        i
-        for i in (listed if isinstance(listed, list) else [])
-        if isinstance(i, dict) and isinstance(i.get("host"), str) and alive(i) is not False
-    ]
+    writing = [i for i in _hosts_entries(saved) if alive(i) is not False]
     kept = len(unfinished_files(out_dir, outputs)) if writing else 0
     if not kept:
         return False
@@ -110,6 +106,17 @@ def keeps_unfinished(out_dir: Path, saved: dict | None, outputs: list, said_as=N
 #: host or container killed stays listed until a --resume takes over (whether it still writes
 #: cannot be told from here), and after many the notes named every one.
 NAMED = 3
+
+
+def _hosts_entries(saved: dict | None) -> list[dict]:
+    """The entries of ``saved``'s ``running`` list that name a host (an edited record's others
+    are passed over)."""
+    listed = (saved or {}).get("running")
+    return [
+        i
+        for i in (listed if isinstance(listed, list) else [])
+        if isinstance(i, dict) and isinstance(i.get("host"), str)
+    ]
 
 
 def _processes(listed: list) -> str:
@@ -131,12 +138,7 @@ def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
     """Warn, as a ``--resume`` removes the unfinished files under ``saved``, of each run it
     lists as writing on another host (whether it still is cannot be told from here): the
     first :data:`NAMED` by their processes, the others counted."""
-    listed = (saved or {}).get("running")
-    unseen = [
-        i
-        for i in (listed if isinstance(listed, list) else [])
-        if isinstance(i, dict) and alive(i) is None and isinstance(i.get("host"), str)
-    ]
+    unseen = [i for i in _hosts_entries(saved) if alive(i) is None]
     for i in unseen[:NAMED]:
         said_here = (
             f"warning: {out_dir} lists a run as writing there, {_process(i)}, which cannot "
