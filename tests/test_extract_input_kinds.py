@@ -51,7 +51,8 @@ def test_a_set_of_inputs_gives_the_same_jobs_in_every_process(tmp_path):
     """A set's order is its process's hash seed's, another on each torchrun rank, and the
     first input to reach a file names it (a folder and a link to it): the jobs, which each
     rank shares out by their order, were sorted otherwise on each rank (some images computed
-    twice, some never). Listed in processes of 8 hash seeds, they are one list."""
+    twice, some never). Listed in processes of two hash seeds whose sets put the link and the
+    folder in either order, they are one list."""
     import subprocess
     import sys
 
@@ -61,6 +62,24 @@ def test_a_set_of_inputs_gives_the_same_jobs_in_every_process(tmp_path):
         noise_picture(tmp_path / name)
     (tmp_path / "link").symlink_to("photos")
     specs = {str(tmp_path / n) for n in ("link", "photos", "other")}
+
+    def run(code: str, seed: int, **env) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), **env}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    # two seeds whose sets of these paths put the link first in one, the folder in the other
+    # (a bare Python each: these take moments, a process that imports torch seconds)
+    link = str(tmp_path / "link")
+    order = f"s = list({specs!r}); print(s.index({link!r}) < s.index({link[:-4] + 'photos'!r}))"
+    seeds = {}
+    for seed in range(64):
+        seeds.setdefault(run(order, seed), seed)
+        if len(seeds) == 2:
+            break
+    assert len(seeds) == 2, seeds
     code = (
         "import sys\nfrom loftup.extract.inputs import collect_inputs\n"
         "from loftup.extract.run_options import input_specs\n"
@@ -70,12 +89,6 @@ def test_a_set_of_inputs_gives_the_same_jobs_in_every_process(tmp_path):
     import loftup
 
     source = os.path.dirname(os.path.dirname(loftup.__file__))  # this loftup, not another
-    listed = set()
-    for seed in range(8):
-        env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": source}
-        done = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-        )
-        listed.add(done.stdout)
+    listed = {run(code, seed, PYTHONPATH=source) for seed in seeds.values()}
     assert len(listed) == 1, listed
     assert "photos" not in listed.pop()  # named by the link, first in sort order

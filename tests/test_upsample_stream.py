@@ -77,6 +77,10 @@ def test_a_streamed_output_is_never_held_whole(photos, upsampler, tmp_path, tile
     assert returned[2] is not None  # exactly at the threshold: held whole
 
 
+# 5-8 s: slow; a SIGTERM as a streamed output is made, handed on and written, exit status 143
+# and nothing half-written left, in the default suite: test_stream_interrupts.py::test_sigterm_
+# at_each_hand_over_of_a_streamed_output_leaves_no_temporary_file
+@pytest.mark.slow
 def test_sigterm_while_streaming_leaves_no_temporary_file(photos, upsampler, tmp_path):
     """A job scheduler's cancel (SIGTERM) in the middle of an output streamed into its file:
     the half-written temporary file (gigabytes, for a large one) is removed on the way out,

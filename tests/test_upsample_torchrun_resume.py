@@ -123,6 +123,10 @@ except LoftUpError as e:
 """
 
 
+# 8-12 s: slow; rank 0's refusal or failure said by every rank (judged_by_rank_0, which this
+# place shares with the two others) in the default suite: test_torchrun_from_rank_0.py's
+# tests, and this file's test_a_resume_under_torchrun_is_not_refused_for_its_own_ranks
+@pytest.mark.slow
 def test_a_record_written_while_rank_0_loaded_its_models_is_said_by_every_rank(upsampler, tmp_path):
     """Rank 0's refusal of a record another run wrote while it loaded its models (its look
     once they are loaded), or any error of its writing the record (no room left), was rank 0's
