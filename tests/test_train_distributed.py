@@ -166,6 +166,13 @@ def signal_after_first_checkpoint(
     return proc.returncode, err.decode()
 
 
+# 11-14 s: slow; a SIGTERM stops after the step with that step's checkpoint, the resume ends
+# where an uninterrupted run ends and the CSV holds the steps the checkpoint holds, in the
+# default suite: test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_
+# match_one (each rank a process of this, torchrun's signal passed on); the DataLoader's
+# workers through a SIGTERM: test_train_loader.py::test_data_workers_go_on_feeding_through_
+# ctrl_c_sigterm_and_a_hang_up
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
     data, reference, tmp_path, capsys
 ):
@@ -196,8 +203,8 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
 
 
 # slow: the stop after the step, its checkpoint and the exact resume are SIGTERM's path
-# (test_sigterm_finishes_the_step_writes_a_checkpoint_and_resumes_exactly, a signal to the
-# process group and its DataLoader worker too); Ctrl-C's own handling is checked in-process, a
+# (test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_match_one, and
+# the DataLoader's workers test_train_loader.py's); Ctrl-C's own handling is checked in-process, a
 # real SIGINT each (test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back here, the
 # Ctrl-C tests of test_train_stopping.py: the stop, stopped.txt's words, the resume)
 @pytest.mark.slow
@@ -228,7 +235,7 @@ def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_resumes_exactly(
 
 
 # 10 s: slow; SIGHUP stops as SIGTERM does (test_sighup_stops_like_sigterm_and_every_rank_agrees_
-# on_which_stopped_them), which ends the step with a checkpoint (test_sigterm_finishes_the_step_...)
+# on_which_stopped_them), which ends the step with a checkpoint (test_sigterm_under_torchrun_...)
 @pytest.mark.slow
 def test_sighup_of_a_dropped_ssh_connection_stops_after_the_step_with_a_checkpoint(data, tmp_path):
     """An ssh connection that drops (or a terminal window closed) with the run in it, without
@@ -431,6 +438,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_two_processes_m
     assert gloo_left(err) == [0, 0], err[-3000:]
     stopped = int(err.split("SIGTERM: stopped after step ")[1].split(" ")[0])
     assert 2 <= stopped < STEPS and params(ckpt)["step"] == stopped
+    assert "run the same command with --resume to go on" in err
     # the same command with --resume, as its two processes (torchrun's agent, whose handling
     # of SIGTERM is checked above, would add a third start of torch to this test's time)
     rank_cmd = [sys.executable, *cmd[cmd.index(str(loftup_cli)) :], "--resume"]
