@@ -146,6 +146,7 @@ def test_copies_beside_the_holder_are_read_once_and_judged_once_a_file(tmp_path,
     import os
 
     import loftup.convert
+    import loftup.holders
 
     _, state, other = _model_and_other()
     path = tmp_path / "run.pt"
@@ -158,6 +159,7 @@ def test_copies_beside_the_holder_are_read_once_and_judged_once_a_file(tmp_path,
         return to_native(obj, origin, fix)
 
     monkeypatch.setattr(loftup.convert, "to_native", counted)
+    monkeypatch.setattr(loftup.holders, "_SETTLE_NS", 0)  # (as if written a while ago)
     got, said = _loads(path, num_heads=2)
     assert _same_weights(got, state) and said == []
     assert len(read) == 3, read  # (was 4: "model" read again for "swa")
@@ -168,3 +170,65 @@ def test_copies_beside_the_holder_are_read_once_and_judged_once_a_file(tmp_path,
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # (a later write's time)
     said = _loads(path, num_heads=2)[1]
     assert len(said) == 1 and "of other weights under its key 'ema' (an EMA" in said[0], said
+
+
+def test_a_file_written_again_at_its_size_and_time_is_judged_anew(tmp_path, monkeypatch):
+    """{"model": a, "ema": a copy}, loaded, then written again in place with an EMA copy of
+    other weights, the same size, within the same tick of its file system's clock (a second on
+    some: its time set back here): its stamp (name, size, mtime, inode) was the same, so the
+    copy was never said. A file judged so soon after its write is judged again; one judged
+    later, whose bytes a copy that keeps its source's time replaced (``cp -p``), is told by
+    its change time."""
+    import os
+    import shutil
+
+    import loftup.holders
+
+    _, state, other = _model_and_other()
+    path = tmp_path / "run.pt"
+    same, other = ({k: v.clone() for k, v in s.items()} for s in (state, other))
+    torch.save({"model": state, "ema": same}, path)
+    st = os.stat(path)
+    assert _loads(path, num_heads=2)[1] == []
+    torch.save({"model": state, "ema": other}, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # (written within the same tick)
+    assert os.stat(path)[1:7] == st[1:7]  # the same inode, device, size
+    said = _loads(path, num_heads=2)[1]
+    assert len(said) == 1 and "under its key 'ema' (an EMA" in said[0], said
+    monkeypatch.setattr(loftup.holders, "_SETTLE_NS", 0)  # judged long after its write
+    for name, ema in (("a", same), ("b", other)):  # (names of one length: the zip holds them)
+        torch.save({"model": state, "ema": ema}, tmp_path / f"{name}.pt")
+        os.utime(tmp_path / f"{name}.pt", ns=(0, 10**18))  # the same time
+    shutil.copy2(tmp_path / "a.pt", path)  # cp -p, in place
+    assert _loads(path, num_heads=2)[1] == []
+    st = os.stat(path)
+    shutil.copy2(tmp_path / "b.pt", path)
+    assert os.stat(path)[1:7] == st[1:7] and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    said = _loads(path, num_heads=2)[1]
+    assert len(said) == 1 and "under its key 'ema' (an EMA" in said[0], said
+
+
+def test_what_no_file_holds_is_judged_each_time_and_a_file_once_under_any_name(
+    tmp_path, monkeypatch
+):
+    """to_native(obj, "checkpoint") of what was read from memory (a BytesIO's torch.load):
+    the name, no file's, was all the verdict was kept by, so another object of that name,
+    its EMA copy of other weights, was never said. A file is known by its inode: loaded again
+    by another name (a link, a relative path), it was warned of again."""
+    import os
+
+    import loftup.holders
+    from loftup.hub import to_native
+
+    _, state, other = _model_and_other()
+    same = {k: v.clone() for k, v in state.items()}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        to_native({"model": state, "ema": same}, "checkpoint")
+        to_native({"model": state, "ema": other}, "checkpoint")
+    assert [str(w.message)[:36] for w in said] == ["checkpoint holds, beside the LoftUp "]
+    monkeypatch.setattr(loftup.holders, "_SETTLE_NS", 0)  # (as if written a while ago)
+    torch.save({"model": state, "ema": other}, tmp_path / "run.pt")
+    os.symlink(tmp_path / "run.pt", tmp_path / "link.pt")
+    assert len(_loads(tmp_path / "run.pt", num_heads=2)[1]) == 1
+    assert _loads(tmp_path / "link.pt", num_heads=2)[1] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import torch
 
@@ -94,11 +95,18 @@ def _same_state(a: dict | None, b: dict | None) -> bool:
     return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
 
-#: The files :func:`warn_others` judged in this process, each by its name, holder, size and
-#: modification time, whether it warned or found the copies beside the one loaded the same:
-#: not read again (a load converted and compared every weight of such copies each time); a
-#: file written again at the same name since is judged anew
+#: The files :func:`warn_others` judged in this process, each by its device and inode, the
+#: holder loaded, its size and its modification and change times, whether it warned or found
+#: the copies beside the one loaded the same: not read again (a load converted and compared
+#: every weight of such copies each time); a file written again since is judged anew
 _JUDGED: set[tuple] = set()
+
+#: How long after a file's last write its copies found the same may be kept so: a file written
+#: again within one tick of its file system's clock (a second on some, 2 s on FAT; a few
+#: milliseconds on ext4) keeps its times, and at its size its stamp, so one judged that soon
+#: after it was written is judged again at its next load (git's "racily clean" files); a
+#: file's warning is kept at once (said once: written again within that tick, not again)
+_SETTLE_NS = 2 * 10**9
 
 
 def warn_others(obj: dict, key: str | None, origin: str) -> None:
@@ -108,7 +116,8 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
     and the line that keeps the last in a file of its own (``origin``: the file; "" for none,
     as :func:`_all_same` reads each key, says nothing). loftup train's "teacher" beside its
     "model" and record (``model_config``) is documented (its student loads, its teacher is
-    final_teacher/): not said. A file judged once (:data:`_JUDGED`) is not read again."""
+    final_teacher/): not said. A file judged once (:data:`_JUDGED`) is not read again; an
+    ``origin`` that is no file here (a name for what was read from memory) is judged each time."""
     if key not in HOLDERS or not origin or not holds_loftup(obj[key]):
         return
     run = key == "model" and "model_config" in obj  # loftup train's checkpoint: its teacher
@@ -121,10 +130,11 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
     judged = _stamp(origin, key)
     if not beside or judged in _JUDGED:
         return
-    _JUDGED.add(judged)
     loaded = _read(obj, key)  # read once, each copy beside it as it is read (key's layout)
     others = [k for k in beside if obj[k] is not obj[key]]
     others = [k for k in others if not _same_state(loaded, _read(obj, k, key))]
+    if judged is not None and (others or time.time_ns() - max(judged[-2:]) > _SETTLE_NS):
+        _JUDGED.add(judged)
     if not others:
         return
     import warnings
@@ -145,14 +155,16 @@ def warn_others(obj: dict, key: str | None, origin: str) -> None:
     )
 
 
-def _stamp(origin: str, key: str) -> tuple:
-    """The file ``origin`` as :data:`_JUDGED` knows it: its name, the holder loaded, and its
-    size and modification time where it can be read (its name alone else)."""
+def _stamp(origin: str, key: str) -> tuple | None:
+    """The file ``origin`` as :data:`_JUDGED` knows it: its device and inode (one file, under
+    whichever name: the same name in another folder is another), the holder loaded, and its
+    size, modification and change times (a copy that kept another's time, ``cp -p``, is
+    changed at its copy); None where it cannot be read (no file: nothing to know it by)."""
     try:
         st = os.stat(origin)
     except (OSError, ValueError):
-        return origin, key
-    return origin, key, st.st_size, st.st_mtime_ns, st.st_ino
+        return None
+    return st.st_dev, st.st_ino, key, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _same(a, b) -> bool:
