@@ -100,3 +100,25 @@ def test_two_holders_of_separate_copies_are_compared_once_a_load(tmp_path, monke
     monkeypatch.setattr(torch, "equal", equal)
     assert len(compared) == len(state), (len(compared), len(state))
     assert all(equal(v, state[k]) for k, v in got.state_dict().items())
+
+
+def test_a_negative_view_of_the_same_memory_is_other_weights(tmp_path):
+    """A file whose "state_dict" holds negative views of the memory of its "model"'s weights
+    (torch._neg_view: torch.save keeps the bit, torch.load gives it back), and one with such
+    a copy as its "ema": one memory was taken for the same weights without reading them, so
+    the first loaded "model" with no word of the other LoftUp and the second said nothing of
+    its EMA copy. Their values are read: refused, and said."""
+    import warnings
+
+    from loftup import CheckpointError
+
+    state = LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict()
+    neg = {k: torch._neg_view(v) if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"model": state, "state_dict": neg}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError, match="holds 2 LoftUps of other weights"):
+        load_upsampler(tmp_path / "two.pt", num_heads=2)
+    torch.save({"model": state, "ema": neg}, tmp_path / "ema.pt")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        load_upsampler(tmp_path / "ema.pt", num_heads=2)
+    assert any("of other weights under its key 'ema'" in str(w.message) for w in said)

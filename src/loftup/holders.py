@@ -189,10 +189,14 @@ def _same(a, b) -> bool:
 
 
 def _one_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether tensors ``a`` and ``b`` (of one shape and dtype) read the same memory."""
+    """Whether tensors ``a`` and ``b`` (of one shape and dtype) read the same memory as the
+    same values: a negative or conjugate view of it (torch.save keeps its bit, torch.load
+    gives it back) reads other values there."""
     return (
         a.device == b.device
         and a.data_ptr() == b.data_ptr()
         and a.stride() == b.stride()
+        and a.is_neg() == b.is_neg()
+        and a.is_conj() == b.is_conj()
         and a.numel() > 0
     )
