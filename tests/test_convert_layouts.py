@@ -152,6 +152,21 @@ def test_the_line_that_keeps_one_of_two_loftups_keeps_its_record_and_writes_a_ne
     assert got.config.num_heads == 2 and got.backbone == "dinov2_tiny"
 
 
+def test_the_heads_warning_is_once_a_file_not_once_a_name(tmp_path, monkeypatch):
+    """The default heads' warning was kept by the name given: "w.pt" loaded in one folder,
+    then "w.pt" of another folder (another file, its heads as unknown) said nothing, and one
+    file loaded by its relative name and then its absolute one was warned of twice."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        torch.save(LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict(), tmp_path / folder / "w.pt")
+    monkeypatch.chdir(tmp_path / "a")
+    assert len(_loads("w.pt")[1]) == 1
+    assert _loads(tmp_path / "a" / "w.pt")[1] == []  # the same file
+    monkeypatch.chdir(tmp_path / "b")
+    said = _loads("w.pt")[1]
+    assert len(said) == 1 and "without a record of its attention heads" in said[0], said
+
+
 def test_a_folder_of_the_papers_weights_is_silent_and_one_of_loftups_warns(tmp_path):
     """The paper's hub snapshot (a folder of its pytorch_model.bin, 4 heads) warned that its
     heads were not recorded ("if it was trained with another number its features are wrong"):

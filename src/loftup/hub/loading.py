@@ -244,7 +244,8 @@ def _load_with_record(source, path: Path, num_heads: int | None) -> tuple[LoftUp
     return model.eval(), obj
 
 
-#: The files :func:`_warn_default_heads` warned of in this process
+#: The files :func:`_warn_default_heads` warned of in this process, by their real paths: a
+#: relative name is another file in another folder, and one file's other names are that file
 _WARNED_HEADS: set[str] = set()
 
 
@@ -252,9 +253,10 @@ def _warn_default_heads(origin: str) -> None:
     """Warn, once per file and process, that ``origin``, a LoftUp's state dict in this
     package's layout with no record of its heads, is read with the default 4: another number
     loads as well (the weights' shapes do not say it) and computes other features."""
-    if origin in _WARNED_HEADS:
+    known = os.path.realpath(origin)
+    if known in _WARNED_HEADS:
         return
-    _WARNED_HEADS.add(origin)
+    _WARNED_HEADS.add(known)
     import warnings
 
     from ..cpu import _caller_level
