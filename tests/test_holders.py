@@ -122,3 +122,25 @@ def test_a_negative_view_of_the_same_memory_is_other_weights(tmp_path):
         warnings.simplefilter("always")
         load_upsampler(tmp_path / "ema.pt", num_heads=2)
     assert any("of other weights under its key 'ema'" in str(w.message) for w in said)
+
+
+def test_weights_on_the_meta_device_are_refused_in_a_line(tmp_path):
+    """A state dict of a LoftUp built on the meta device (no values: saved before its weights
+    were loaded), alone or under two holders, or beside real weights: each load was a traceback
+    ("Tensor.item() cannot be called on meta tensors", or torch.equal's "no fake impl or Meta
+    kernel registered"). The load says the weights hold no values, and what to do."""
+    from loftup import CheckpointError
+
+    with torch.device("meta"):
+        meta = LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict()
+    real = LoftUp(dim=8, num_heads=2, n_freqs=2).state_dict()
+    strided = {k: v.t().contiguous().t() if v.dim() == 2 else v for k, v in meta.items()}
+    files = {
+        "alone": meta,
+        "two": {"model": meta, "state_dict": strided},
+        "beside": {"model": meta, "ema": real},
+    }
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match="is on the meta device, with no values"):
+            load_upsampler(tmp_path / f"{name}.pt", num_heads=2)

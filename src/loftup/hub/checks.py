@@ -150,7 +150,7 @@ def check_state(state: dict, origin: str, fix: str | None = None) -> None:
     """Refuse weights stored as integers, booleans or complex numbers (cast to float32 by
     load_state_dict without a word: not an upsampler's weights) and weights that hold NaN or
     infinities (a training run that diverged): every output would be NaN, written without a
-    word. BatchNorm's step counters (``num_batches_tracked``) are integers. ``fix``: what to
+    word; and weights on the meta device, which hold no values. BatchNorm's step counters (``num_batches_tracked``) are integers. ``fix``: what to
     do instead, where it is not another file (a released name's cached file: fetch it again)."""
     odd = [
         (k, t.dtype)
@@ -165,6 +165,19 @@ def check_state(state: dict, origin: str, fix: str | None = None) -> None:
             f"{len(state)} tensors are not floating point), so these are not an upsampler's "
             "weights (a quantized or converted copy?); "
             f"{fix or 'pass the file save_pretrained or loftup train wrote, or a released name'}"
+        )
+    empty = [k for k, t in state.items() if isinstance(t, torch.Tensor) and t.is_meta]
+    if empty:  # (their isfinite below was "Tensor.item() cannot be called on meta tensors")
+        raise CheckpointError(
+            f"{origin}: weight {empty[0]!r} is on the meta device, with no values ({len(empty)} "
+            f"of its {len(state)} tensors): "
+            + (
+                f"the file holds no weights; {fix}"
+                if fix
+                else "the state dict of a model built without its weights (under "
+                "torch.device('meta') or accelerate's init_empty_weights) saved before they "
+                "were loaded; save it again once they are"
+            )
         )
     bad = [
         k
