@@ -232,3 +232,28 @@ def test_what_no_file_holds_is_judged_each_time_and_a_file_once_under_any_name(
     os.symlink(tmp_path / "run.pt", tmp_path / "link.pt")
     assert len(_loads(tmp_path / "run.pt", num_heads=2)[1]) == 1
     assert _loads(tmp_path / "link.pt", num_heads=2)[1] == []
+
+
+def test_the_line_for_a_file_in_a_folder_not_writable_writes_in_the_current_one(
+    tmp_path, monkeypatch
+):
+    """A checkpoint on a read-only mount (shared checkpoints): the line that keeps the other
+    LoftUp wrote beside it, so pasted it was a PermissionError. It writes in the current
+    folder, as for a file of the Hugging Face cache. (Here the folder is told not writable:
+    root writes in any folder of the tests' file system.)"""
+    import os
+
+    shared, here = tmp_path / "shared", tmp_path / "here"
+    for folder in (shared, here):
+        folder.mkdir()
+    _, state, ema = _model_and_other()
+    torch.save({"model": state, "ema": ema}, shared / "run.pt")
+    access = os.access
+
+    def read_only(path, mode, **kw):
+        return not (os.fspath(path) == str(shared) and mode & os.W_OK) and access(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", read_only)
+    monkeypatch.chdir(here)
+    said = _loads(shared / "run.pt", num_heads=2)[1]
+    assert len(said) == 1 and said[0].endswith(f"{str(here / 'run.ema.weights.pt')!r})"), said

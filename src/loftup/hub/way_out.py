@@ -135,10 +135,13 @@ def keep_one_line(
 def copy_folder(path: Path) -> Path:
     """Where a refusal's line of Python writes its copy of the weights of the file ``path``:
     beside it, or in the current folder for a file of the Hugging Face cache (no place to
-    write in: a file there is a blob the hub's copy names)."""
+    write in: a file there is a blob the hub's copy names) or of a folder this user cannot
+    write in (a read-only mount of shared checkpoints: the line pasted was a PermissionError)."""
     from .damaged import cached_repo
 
-    return Path.cwd() if cached_repo(path) is not None else path.parent
+    if cached_repo(path) is not None or not os.access(path.parent, os.W_OK):
+        return Path.cwd()
+    return path.parent
 
 
 def new_name(path: Path, folder: Path) -> Path:
