@@ -262,3 +262,28 @@ def test_a_record_listing_many_runs_not_seen_from_here_is_said_in_a_few_lines(
         f"warning: {out} lists 7 more runs as writing there, which cannot be seen from here: "
         "if any still is, its unfinished files are removed now\n"
     ) in err, err
+
+
+def test_a_run_interrupted_in_a_process_that_lives_on_is_no_longer_listed(
+    upsampler, tmp_path, capsys, monkeypatch
+):
+    """A run stopped by Ctrl-C (or an error) in a Python session left its record listing it
+    as writing, by the pid of the session, which lives on: every other process took it for a
+    run still writing, and its --resume was refused ("wait for it to end") until the session
+    ended. Its entry is taken out (its record kept unfinished: resumable), the others kept."""
+    import loftup.extract
+
+    out, again = _folder(upsampler, tmp_path)
+    other = _entry(1000, 1, host="node0.example")  # (not seen from here: kept)
+    _listing(out, other)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loftup.extract, "run", interrupted)
+    assert again() == 130
+    record = json.loads((out / OPTIONS_NAME).read_text())
+    assert (record["running"], "finished" in record) == ([other], False), record
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert again("--resume") == 0, capsys.readouterr().err

@@ -103,7 +103,7 @@ def upsample_folder(
     from .record import DIGESTS_OF
     from .settle import _settled, begin_record, settled_again
     from .torchrun import judged_by_rank_0
-    from .writers import check_not_writing, this_run
+    from .writers import check_not_writing, this_run, unlisted_if_interrupted
 
     # NumPy's integers as Python's (they passed the checks, then upsample.json's writing
     # failed with a TypeError after the models had loaded)
@@ -129,7 +129,11 @@ def upsample_folder(
         torch.cuda.set_device(device)
     # left on every way out: a rank that fails leaves it at once, and the others, waiting for
     # it in a collective, end with one line (extract.torchrun._with_the_others), not a traceback
-    with process_group(device, world), this_run() as run_id:
+    with (
+        process_group(device, world),
+        this_run() as run_id,
+        unlisted_if_interrupted(rank, said_as) as listed,
+    ):
         # a file, under one, a link to nothing, or read-only: said before anything is read or
         # loaded, as the command line's -o, not as the traceback of the first write
         check_folder_output(given, said("out", said_as))
@@ -199,6 +203,7 @@ def upsample_folder(
         alone = judged_by_rank_0(
             lambda: begin_record(out, options, run_id, read, saved, stale, settle), rank, world
         )
+        listed(out, options)  # an error or Ctrl-C from here on takes the run out of its record
         report = run(
             jobs,
             pipeline,

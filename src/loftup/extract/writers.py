@@ -9,6 +9,7 @@ and the run then failed an image)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from pathlib import Path
@@ -153,8 +154,28 @@ def warn_elsewhere(out_dir: Path, saved: dict | None) -> None:
         print(printable(said_here), file=sys.stderr)
 
 
+@contextlib.contextmanager
+def unlisted_if_interrupted(rank: int, said_as: dict | None = None):
+    """A run's block, in which ``listed(out_dir, options)`` (what it yields) says that
+    ``out_dir``'s record lists the run as writing (``options["run"]``, its id): from then on,
+    an error or Ctrl-C takes it out of that record on its way out (rank 0's:
+    :func:`mark_finished`, ``interrupted``), unfinished and resumable as a killed run's."""
+    where: list[tuple[Path, dict]] = []
+    try:
+        yield lambda out_dir, options: where.append((out_dir, options))
+    except BaseException:
+        if rank == 0 and where:
+            mark_finished(*where[-1], 0, said_as=said_as, interrupted=True)
+        raise
+
+
 def mark_finished(
-    out_dir: Path, options: dict, written: int, alone_since=None, said_as: dict | None = None
+    out_dir: Path,
+    options: dict,
+    written: int,
+    alone_since=None,
+    said_as: dict | None = None,
+    interrupted: bool = False,
 ) -> None:
     """This run's entry (``options["run"]``) taken out of ``out_dir``'s record's ``running``
     as it ends, every image failed too, with those of runs whose process is gone (killed:
@@ -166,7 +187,10 @@ def mark_finished(
     (that record's mtime: no loftup file there is older). One that does not list this run (a
     ``--resume`` took over, or a record replaced) is not its to mark. A record that cannot be
     rewritten (no room left) stays as it was, unfinished and resumable: a warning, not an
-    error, since every output is written."""
+    error, since every output is written. ``interrupted``: the run ended by an error or Ctrl-C
+    (``written`` unused), its entry taken out and the record left unfinished, resumable: in a
+    process that lives on (a Python session) its pid still runs, and every other process took
+    it for a run still writing (a ``--resume`` refused, "wait for it to end", for ever)."""
     from ..atomic import read_json_object
     from .record import OPTIONS_NAME, write_options
     from .record_lock import record_lock
@@ -182,6 +206,9 @@ def mark_finished(
             if not isinstance(listed, list) or options["run"] not in map(entry_id, listed):
                 return
             rest = [i for i in listed if entry_id(i) != options["run"] and alive(i) is not False]
+            if interrupted:  # (no word of the others: the run's own error is said)
+                write_options(out_dir, {**now, "running": rest})
+                return
             if rest:  # another run writes under it still: the last to end marks it
                 write_options(out_dir, {**now, "running": rest})
                 print(
@@ -198,7 +225,5 @@ def mark_finished(
                 out_dir, {**now, "running": [], "finished": True, "written": written, **alone}
             )
     except (OSError, LoftUpError) as e:  # (the lock file too: no room for it, a link there)
-        print(
-            printable(f"warning: {path} was left unfinished (its run ended): {e}"),
-            file=sys.stderr,
-        )
+        left = "still lists this run as writing" if interrupted else "was left unfinished"
+        print(printable(f"warning: {path} {left} (its run ended): {e}"), file=sys.stderr)
