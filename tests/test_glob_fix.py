@@ -156,3 +156,14 @@ def test_folders_of_no_image_are_said_to_hold_none(tmp_path):
     (tmp_path / "cams" / "b" / "notes.txt").write_text("x")
     _, missing = collect_inputs([str(tmp_path / "cams" / "*")])
     assert missing[0][1].startswith("matches 2 folders and no file; no image file is found in")
+
+
+def test_the_shared_image_names_are_said_as_the_files_have_them(tmp_path):
+    """Folders of a camera's ``IMG_1.PNG`` each were said to share the name ``img_1.png`` (the
+    name as a case-insensitive disk compares it), which no file there has: the name is said
+    as the first file has it."""
+    for cam in ("a", "b"):
+        (tmp_path / "cams" / cam).mkdir(parents=True)
+        (tmp_path / "cams" / cam / "IMG_1.PNG").write_bytes(b"")
+    _, missing = collect_inputs([str(tmp_path / "cams" / "*")])
+    assert "their images share names (IMG_1.PNG)" in missing[0][1], missing

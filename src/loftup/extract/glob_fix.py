@@ -48,8 +48,9 @@ def folders_fix(spec: str, folders: list[Path]) -> str:
                 f"give a folder to search it (sub-folders too), or a glob of the files {where} "
                 f"them ({files})"
             )
+    named = {disk_key(p.name): p.name for p in reversed(want.values())}  # (the first's name)
     shared = Counter(disk_key(p.name) for p in want.values())
-    shared = sorted(n for n, k in shared.items() if k > 1)
+    shared = [named[k] for k in sorted(k for k, n in shared.items() if n > 1)]  # as on disk
     why = "a glob of their files would give two of them one output name; " * refused
     if shared:
         why = (
