@@ -161,8 +161,8 @@ def test_a_run_waiting_for_the_lock_of_a_stopped_run_says_so_once_and_waits_on(t
     assert note == (
         f"waiting for the lock file {tmp_path / LOCK_NAME}, held by another loftup upsample "
         f"run (process {holder.pid}) for 0.2 s though a run holds it for moments: it is stopped "
-        f"(Ctrl-Z, a debugger); let it go on (fg in its shell) or end it (kill {holder.pid}); "
-        "still waiting\n"
+        f"(Ctrl-Z, a debugger); let it go on (fg in its shell) or end it (kill {holder.pid}; "
+        f"kill -CONT {holder.pid}); still waiting\n"
     )
     assert done == ("locked\n", "")  # (said once)
     assert not (tmp_path / LOCK_NAME).exists()

@@ -212,8 +212,9 @@ def test_a_zombie_run_is_gone_and_a_stopped_one_is_said_stopped(upsampler, tmp_p
         assert capsys.readouterr().err == (
             f"error: --resume: a run is still writing in {out}: process {stopped.pid} on this "
             "host, which its record lists as writing; it is stopped (Ctrl-Z?): let it go on (fg "
-            f"in its shell) and wait for it to end, or end it (kill {stopped.pid}) and --resume "
-            "goes on from what it wrote, or choose another -o\n"
+            f"in its shell) and wait for it to end, or end it (kill {stopped.pid}; kill -CONT "
+            f"{stopped.pid}: stopped, it takes the signal once let go on) and --resume goes on "
+            "from what it wrote, or choose another -o\n"
         )
     finally:
         for process in (zombie, stopped):
@@ -287,3 +288,34 @@ def test_a_run_interrupted_in_a_process_that_lives_on_is_no_longer_listed(
     monkeypatch.undo()
     capsys.readouterr()
     assert again("--resume") == 0, capsys.readouterr().err
+
+
+def test_a_stopped_run_ends_as_the_refusal_says_to_end_it(tmp_path):
+    """A --resume over a run stopped with Ctrl-Z said to end it with `kill PID`: a loftup run
+    handles SIGTERM, and a stopped process takes a signal it handles only once it goes on, so
+    it stayed stopped, listed, and the next --resume was refused again. The commands said end
+    it."""
+    import re
+    import signal
+    import time
+
+    from loftup.errors import LoftUpError
+    from loftup.extract.writers import _check_not_writing
+
+    handles = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))"
+    run = subprocess.Popen([sys.executable, "-c", f"{handles}; print('ready', flush=True); "
+                            "time.sleep(600)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert run.stdout.readline() == "ready\n"
+        os.kill(run.pid, signal.SIGSTOP)
+        while Path(f"/proc/{run.pid}/stat").read_text().rsplit(") ", 1)[1][0] != "T":
+            time.sleep(0.01)
+        saved = {"running": [_entry(run.pid, _started(run.pid))]}
+        with pytest.raises(LoftUpError) as refused:
+            _check_not_writing(tmp_path, saved, True, None)
+        commands = re.search(r"end it \((kill [^:)]*)", str(refused.value)).group(1)
+        subprocess.run(commands, shell=True, check=True)
+        assert run.wait(timeout=10) == 143, commands
+    finally:
+        run.kill()
+        run.wait()

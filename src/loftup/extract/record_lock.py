@@ -73,7 +73,11 @@ def _say_waiting(path: Path, st: os.stat_result) -> None:
     from .run_entries import stopped
 
     pid = flock_holder(st)
-    holder, kill = ("", "kill its process") if pid is None else (f" (process {pid})", f"kill {pid}")
+    holder = "" if pid is None else f" (process {pid})"
+    # (stopped, a signal it handles, loftup's SIGTERM, waits until it goes on: -CONT)
+    kill = (
+        "kill its process, then kill -CONT it" if pid is None else f"kill {pid}; kill -CONT {pid}"
+    )
     state = "it is stopped" if pid is not None and stopped(pid) else "it may be stopped"
     print(
         printable(

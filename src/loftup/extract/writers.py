@@ -69,9 +69,10 @@ def _check_not_writing(out_dir: Path, saved: dict | None, resume: bool, said_as)
             flag, pid = said("resume", said_as), i["pid"]
             wait = f"wait for it to end (then {flag} goes on from what it wrote)"
             if stopped(pid):  # (Ctrl-Z, a debugger): it would never end
-                wait = (
+                wait = (  # (a signal it handles, loftup's SIGTERM, waits until it goes on)
                     f"it is stopped (Ctrl-Z?): let it go on (fg in its shell) and wait for it "
-                    f"to end, or end it (kill {pid}) and {flag} goes on from what it wrote"
+                    f"to end, or end it (kill {pid}; kill -CONT {pid}: stopped, it takes the "
+                    f"signal once let go on) and {flag} goes on from what it wrote"
                 )
             raise LoftUpError(
                 f"{flag}: a run is still writing in {out_dir}: process {pid} on this host, "
