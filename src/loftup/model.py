@@ -175,9 +175,10 @@ class LoftUp(nn.Module):
     ) -> FusedWeights:
         """Folded inference weights (:mod:`loftup.fused`) in ``dtype``, rebuilt when any
         parameter or buffer has changed (in place or replaced) or ``config.attention_window``
-        has since the last call, and after any step of a fused optimizer (``fused=True``: its
-        writes are not counted in the tensors' version counters). Writes through ``.data`` and in-place changes to tensors
-        created under ``torch.inference_mode`` cannot be seen."""
+        has since the last call, a step of a fused optimizer of its parameters included
+        (``fused=True``: its writes are counted by :mod:`loftup.weight_changes`). Writes
+        through ``.data`` and in-place changes to tensors created under
+        ``torch.inference_mode`` cannot be seen."""
         key = (
             dtype,
             conv,

@@ -1,8 +1,9 @@
 """What tells that a module's weights changed since they were last read (:func:`weights_key`):
-each parameter's and buffer's address, in-place version counter, dtype and device, and the
-steps of fused optimizers. Read by the folded weights' cache (:meth:`loftup.model.LoftUp.fused`,
-on every forward) and by a compiled upsampler (:func:`loftup.compiled.compile_upsampler`, on
-every call): 1 to 2 us a tensor, 0.07 to 0.12 ms for the 56 of ``LoftUp(dim=384)`` on a CPU.
+each parameter's and buffer's address, in-place version counter (which the steps of fused
+optimizers leave as it was: counted here), dtype and device. Read by the folded weights' cache
+(:meth:`loftup.model.LoftUp.fused`, on every forward) and by a compiled upsampler
+(:func:`loftup.compiled.compile_upsampler`, on every call): 1 to 2 us a tensor, 0.07 to
+0.12 ms for the 56 of ``LoftUp(dim=384)`` on a CPU.
 
 It sees ``load_state_dict``, ``model.to(dtype or device)``, an optimizer's step and every
 in-place change (``p.add_(1)`` under ``torch.no_grad()``, ``p.copy_(...)``, ``nn.init``). It
@@ -15,18 +16,21 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 from torch.optim.optimizer import register_optimizer_step_post_hook
-
-#: Steps taken in this process by optimizers with ``fused=True``, whose kernels write the
-#: parameters without counting it in their version counters (what :func:`weights_key` counts).
-_fused_optimizer_steps = 0
 
 
 def _count_fused_step(optimizer, args, kwargs) -> None:
-    """Optimizer step post-hook: count the steps of fused optimizers."""
-    global _fused_optimizer_steps
-    if any(group.get("fused") for group in optimizer.param_groups):
-        _fused_optimizer_steps += 1
+    """Optimizer step post-hook: count a step of an optimizer with ``fused=True`` in its
+    parameters' version counters, which its kernels write without counting (what
+    :func:`weights_key` reads). Its own parameters alone: a count of such steps in the whole
+    process changed every model's key on each step of any one (a probe trained with a fused
+    AdamW on an upsampler's features had the upsampler fold its weights again on every call)."""
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            for p in group["params"]:
+                if not p.is_inference():  # which has no counter
+                    increment_version(p)
 
 
 register_optimizer_step_post_hook(_count_fused_step)
@@ -53,7 +57,4 @@ def weights_key(module: nn.Module) -> tuple:
     """What changes when any parameter or buffer of ``module`` does (see the module): equal
     keys, the same weights."""
     tensors = _tensors(module, [])
-    return (
-        _fused_optimizer_steps,
-        tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors),
-    )
+    return tuple((t.data_ptr(), _version(t), t.dtype, t.device) for t in tensors)
