@@ -303,3 +303,23 @@ def test_a_compiled_upsampler_gives_an_empty_batch_an_empty_output(small, monkey
     assert out.dtype == torch.float32
     half = compile_upsampler(small, dtype=torch.bfloat16)(lr, image)
     assert half.shape == out.shape and half.dtype == torch.bfloat16  # as its other outputs
+
+
+def test_a_chunk_size_of_zero_is_refused_as_the_model_refuses_it(small):
+    """chunk_size=0 (or a model's chunk_size of 0) was taken for "the device's default" by
+    compile_upsampler, and any model.chunk_size went unchecked into graph_upsampler's capture,
+    where the model's forward and upsample refuse them, naming the setting."""
+    from loftup import LoftUpError
+
+    words = r"^chunk_size must be a whole number >= 1, or None for the device's default; got "
+    with pytest.raises(LoftUpError, match=words + "0 "):
+        compile_upsampler(small, chunk_size=0)
+    for bad in (0, 2.5):
+        small.chunk_size = bad
+        try:
+            with pytest.raises(LoftUpError, match=words + repr(bad)):
+                compile_upsampler(small)
+            with pytest.raises(LoftUpError, match=words + repr(bad)):  # before the CUDA check
+                graph_upsampler(small, *_inputs())
+        finally:
+            small.chunk_size = None

@@ -110,8 +110,9 @@ def compile_upsampler(
         )
     conv = conv if conv is not None else model.conv  # as the model's forward (and graphs)
     dtype = compute_dtype(model, device) if dtype is None else as_dtype(dtype)  # "bfloat16" too
-    chunk = chunk_size or model.chunk_size or default_chunk_size(device)
+    chunk = chunk_size if chunk_size is not None else model.chunk_size  # 0 is refused, not None
     check_settings(chunk_size=chunk, align=model.align)  # as the forward checks them
+    chunk = chunk or default_chunk_size(device)
     if mode is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
 

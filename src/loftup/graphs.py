@@ -10,7 +10,7 @@ import torch
 
 from .errors import LoftUpError, UsageError
 from .input_checks import check_inputs, require_eval
-from .tile_plan import default_chunk_size
+from .tile_plan import check_settings, default_chunk_size
 from .tiling import compute_dtype
 from .untiled import untiled, untiled_decode, untiled_queries
 
@@ -33,6 +33,7 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
     ``start`` is called.
     """
     require_eval(model, "graph_upsampler")  # a LoftUp; its weights are folded as in eval mode
+    check_settings(chunk_size=model.chunk_size, align=model.align)  # as the forward checks them
     check_inputs(lr_feats, image, model.config.dim, model.head.conv.weight.device)  # as model()
     if not image.is_cuda:
         raise UsageError(
