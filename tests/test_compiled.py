@@ -196,6 +196,11 @@ def test_a_compiled_upsampler_for_another_device_or_of_a_training_model_is_refus
     with pytest.raises(LoftUpError, match=r"device='meta'\) for a model on cpu: .*model\.to\("):
         compile_upsampler(small, device="meta")
     compile_upsampler(small, device="cpu:0")  # the CPU by another name: the model's own
+    # device=0, the first GPU, was taken for "the model's" (falsy): a CPU model compiled for
+    # the CPU. Refused as any other device (here, without a GPU, torch says there is none)
+    cuda0 = r"device='cuda:0'\) for a model on cpu|accelerator device when none"
+    with pytest.raises((LoftUpError, RuntimeError), match=cuda0):
+        compile_upsampler(small, device=0)
     small.train()
     try:
         with pytest.raises(LoftUpError, match=r"training mode .*; call model\.eval\(\) first$"):

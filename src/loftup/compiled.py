@@ -100,7 +100,7 @@ def compile_upsampler(
     """
     require_eval(model, "compile_upsampler")  # a LoftUp in eval mode, before it is read
     own = model.stem.conv1.weight.device
-    device = torch.device(device or own)
+    device = torch.device(own if device is None else device)  # 0 is cuda:0, not the model's
     other = device.type != "cpu" and device.index not in (None, own.index)  # "cpu:0" is "cpu"
     if device.type != own.type or other:  # the weights stay where they are
         raise UsageError(
