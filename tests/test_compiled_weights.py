@@ -178,6 +178,29 @@ def test_a_model_frozen_after_compiling_is_not_compiled_again(graphs):
     assert torch.equal(fn(lr, image), first) and len(graphs) == compiled
 
 
+def test_a_model_unfrozen_or_changed_frozen_after_compiling_is_not_compiled_again(graphs):
+    """The other orders: compiled frozen (``requires_grad_(False)``, as under a probe), then
+    unfrozen (fine-tuned with its BatchNorm kept in eval mode); or compiled, then frozen and
+    a weight changed. The folded weights were the frozen parameters themselves, not detached
+    (none needed a gradient then), so the compiler's guard on ``requires_grad`` saw them
+    change, or differ from the detached ones before, and compiled again."""
+    model = _model(seed=1).requires_grad_(False)
+    lr, image = _inputs()
+    fn = compile_upsampler(model)
+    first = fn(lr, image)
+    compiled = len(graphs)
+    model.requires_grad_(True)
+    assert torch.equal(fn(lr, image), first) and len(graphs) == compiled
+    model = _model(seed=1)
+    fn = compile_upsampler(model)
+    fn(lr, image)
+    model.requires_grad_(False)
+    with torch.no_grad():
+        model.norm.weight.add_(1.0)
+    assert torch.equal(fn(lr, image), _models_output(model, lr, image))
+    assert len(graphs) == compiled
+
+
 def test_a_fused_optimizer_of_another_module_folds_nothing_again(monkeypatch):
     """A step of any optimizer with ``fused=True`` in the process changed every model's weights
     key: a probe trained with a fused AdamW on the compiled function's output had the upsampler

@@ -6,7 +6,6 @@ dtypes and devices are still those it was compiled for."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from itertools import chain
 
 import torch
@@ -37,14 +36,14 @@ class Folded:
         return self.model.config.attention_window, weights_key(self.model)
 
     def fold(self) -> FusedWeights:
-        """The model's folded weights, as plain tensors: the compiler guards on inference
-        tensors given, and on ``requires_grad``, and compiled again where weights folded in
-        ``torch.inference_mode()`` (the caller's, the model's own forward's in it, or weights
-        made in it) followed others, or others those, and after ``model.requires_grad_(False)``
-        (parameters are among the folded weights where no folding changed them)."""
+        """The model's folded weights as plain tensors, whatever they were: detached, as the
+        compiler guards on ``requires_grad`` and the parameters that no folding changed are
+        among them (``model.requires_grad_(False)`` since compiling, or ``(True)`` after a
+        frozen model was compiled, compiled again), and no inference tensors, which it guards
+        on too (weights folded in ``torch.inference_mode()``, the caller's or the model's own
+        forward's in it, or weights made in it, after others or before them, compiled again)."""
         with torch.inference_mode(False), torch.no_grad():
-            fw = self.model.fused(self.dtype, self.conv, self.align)
-            return _plain_weights(fw) if any(map(_not_plain, _weights(fw))) else fw
+            return _plain_weights(self.model.fused(self.dtype, self.conv, self.align))
 
     def current(self) -> FusedWeights:
         """The folded weights for this call: folded again where :meth:`now` differs from the
@@ -55,10 +54,6 @@ class Folded:
             self.fw = self.fold()
             self.key = key
         return self.fw
-
-
-def _not_plain(t: torch.Tensor) -> bool:
-    return t.requires_grad or t.is_inference()
 
 
 def _plain_weights(x):
@@ -74,19 +69,6 @@ def _plain_weights(x):
         memo = {_MEMO: {}} if any(f.name == _MEMO for f in dataclasses.fields(x)) else {}
         return dataclasses.replace(x, **plain, **memo)  # (its memo: its constants remade)
     return x
-
-
-def _weights(x) -> Iterator[torch.Tensor]:
-    """The tensors of folded weights ``x`` (:class:`FusedWeights`, its blocks, their tuples);
-    not its memo of per-shape constants (:data:`_MEMO`), which a copy leaves out."""
-    if isinstance(x, torch.Tensor):
-        yield x
-    elif isinstance(x, (tuple, list)):
-        for item in x:
-            yield from _weights(item)
-    elif dataclasses.is_dataclass(x):
-        for name in _fields(x):
-            yield from _weights(getattr(x, name))
 
 
 #: The field of :class:`FusedWeights` that memoises per-shape constants, not weights
