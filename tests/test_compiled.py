@@ -303,9 +303,12 @@ def test_a_compiled_upsampler_gives_an_empty_batch_an_empty_output(small, monkey
     this checks."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     lr, image = _inputs(batch=0)
-    out = compile_upsampler(small)(lr, image)
+    fn = compile_upsampler(small)
+    out = fn(lr, image)
     assert out.shape == small(lr, image).shape == (0, 16, 30, 26)
     assert out.dtype == torch.float32
+    with torch.inference_mode():  # a plain tensor, as its other outputs
+        assert not fn(lr, image).is_inference()
     half = compile_upsampler(small, dtype=torch.bfloat16)(lr, image)
     assert half.shape == out.shape and half.dtype == torch.bfloat16  # as its other outputs
 

@@ -130,14 +130,15 @@ def compile_upsampler(
         _check_still_eval(model)  # model.train() since: eval mode's output was not training's
         fw = folded.current()  # the model's weights as they are now
         check_inputs(lr_feats, image, model.config.dim, fw.conv1[0].device)  # as model() does
-        if not len(image):  # an empty batch: an empty output, as model() gives (the stem's
-            # convolution took it for a torch.cat of no tensors)
-            return image.new_empty((0, model.config.dim, *image.shape[-2:]), dtype=fw.dtype)
         # no_grad, not inference_mode, as the pipeline: inference tensors cannot be changed in
         # place (features normalised) or saved for a backward (a probe) outside it. Whatever
         # the caller's mode: the compiler guards on inference mode, and on inference tensors
         # given (other dispatch keys), and compiled again for each (minutes on a CPU)
         with torch.inference_mode(False), torch.no_grad():
+            if not len(image):  # an empty batch: an empty output, as model() gives (the stem's
+                # convolution took it for a torch.cat of no tensors)
+                shape = (0, model.config.dim, *image.shape[-2:])
+                return torch.empty(shape, dtype=fw.dtype, device=image.device)
             return compiled(_plain(lr_feats), _plain(image))
 
     return call
