@@ -233,3 +233,25 @@ def test_a_fused_optimizer_of_another_module_folds_nothing_again(monkeypatch):
     moved = fn(lr, image)
     assert len(folds) == 2 and (moved - first).abs().max().item() > 1e-2
     assert (moved - _models_output(model, lr, image)).abs().max().item() <= 1e-5
+
+
+def test_a_fused_step_is_counted_where_torch_takes_one_tensor_at_a_time(monkeypatch):
+    """torch 2.4's increment_version takes one tensor (a list is a RuntimeError there), and
+    none made in inference mode: the step hook counts each stepped parameter all the same."""
+    import loftup.weight_changes as changes
+
+    real = changes.increment_version
+
+    def one_at_a_time(t):
+        if not isinstance(t, torch.Tensor):
+            raise RuntimeError("increment_version expect a Tensor as input")
+        assert not t.is_inference()  # 2.4 would refuse it
+        real(t)
+
+    monkeypatch.setattr(changes, "increment_version", one_at_a_time)
+    stepped, left = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with torch.inference_mode():
+        made_there = torch.ones(2)
+    opt = torch.optim.SGD([{"params": [stepped, made_there], "fused": True}, {"params": [left]}])
+    changes._count_fused_step(opt, (), {})
+    assert (stepped._version, left._version) == (1, 0)

@@ -26,11 +26,15 @@ def _count_fused_step(optimizer, args, kwargs) -> None:
     :func:`weights_key` reads). Its own parameters alone: a count of such steps in the whole
     process changed every model's key on each step of any one (a probe trained with a fused
     AdamW on an upsampler's features had the upsampler fold its weights again on every call)."""
-    for group in optimizer.param_groups:
-        if group.get("fused"):
-            for p in group["params"]:
-                if not p.is_inference():  # which has no counter
-                    increment_version(p)
+    stepped = [p for group in optimizer.param_groups if group.get("fused") for p in group["params"]]
+    if not stepped:
+        return
+    try:  # one call for all (0.3 ms for 1000 tensors on a CPU, a quarter of one call each)
+        increment_version(stepped)
+    except (TypeError, RuntimeError):  # torch 2.4 takes one tensor, not an inference tensor
+        for p in stepped:
+            if not p.is_inference():  # which has no counter
+                increment_version(p)
 
 
 register_optimizer_step_post_hook(_count_fused_step)
