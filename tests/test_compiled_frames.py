@@ -75,6 +75,9 @@ def test_frames_are_checked_as_the_models_inputs(small):
         r"lr_feats is on meta, the upsampler on cpu; move": [(lr[0].to("meta"), frames[0])],
         r"takes pairs \(lr_feats \(C, h, w\), frame \(3, H, W\)\) of one frame each, got "
         r"\(1, 16, 5, 5\) and \(1, 3, 30, 26\); for a batch": [(lr[:1], frames[:1])],
+        # not pairs: frames alone, or triples, were "too many values to unpack (expected 2)"
+        r"takes pairs .*, got a tensor \(3, 30, 26\); pass zip\(lr_feats, frames\)": frames,
+        r"takes pairs .*, got 3 items; pass zip": zip(lr, frames, "ab"),
     }
     for words, pairs in bad.items():
         with pytest.raises(LoftUpError, match=words):

@@ -192,8 +192,8 @@ def upsample_frames(
         check_inputs(lr, images, model.config.dim, model.head.conv.weight.device)
         yield from upsample(model, lr, images, **kwargs).unbind(0)
 
-    for lr, frame in pairs:
-        _check_pair(lr, frame)
+    for pair in pairs:
+        lr, frame = _check_pair(pair)
         if frames and (frame.shape != frames[0].shape or lr.shape != feats[0].shape):
             yield from flush()
         feats.append(lr)
@@ -204,9 +204,20 @@ def upsample_frames(
         yield from flush()
 
 
-def _check_pair(lr, frame) -> None:
-    """A :class:`ForwardInputError` unless ``(lr, frame)`` is one frame's (C, h, w) features and
-    (3, H, W) image (a batched pair was a "too many values to unpack" from inside the batch)."""
+def _check_pair(pair) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pair`` as ``(lr, frame)``; a :class:`ForwardInputError` unless it is one frame's
+    (C, h, w) features and (3, H, W) image (a batched pair was a "too many values to unpack"
+    from inside the batch, and so were frames alone, or triples, at the first item)."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        if isinstance(pair, torch.Tensor):
+            got = f"a tensor {tuple(pair.shape)}"
+        else:
+            got = f"{len(pair)} items" if isinstance(pair, (tuple, list)) else type(pair).__name__
+        raise ForwardInputError(
+            f"upsample_frames takes pairs (lr_feats (C, h, w), frame (3, H, W)), got {got}; "
+            "pass zip(lr_feats, frames), the features first"
+        )
+    lr, frame = pair
     if not all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in (lr, frame)):
         shapes = [
             tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (lr, frame)
@@ -216,3 +227,4 @@ def _check_pair(lr, frame) -> None:
             f"each, got {shapes[0]} and {shapes[1]}; for a batch (B, ...) pass zip(lr_feats, "
             "images), which pairs its frames"
         )
+    return lr, frame
