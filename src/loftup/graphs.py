@@ -22,8 +22,11 @@ def graph_upsampler(model, lr_feats: torch.Tensor, image: torch.Tensor, *, warmu
 
     The returned tensor is the graph's own output buffer: the next call overwrites it (clone it
     to keep it). Inputs must keep the shapes and dtypes given here; the weights are folded now
-    (make a new one after changing them). CUDA only, of a model in eval mode (the weights are
-    folded with the running statistics: a model in training mode is a :class:`UsageError`).
+    (make a new one after changing them: changed in place, the graph would compute with the
+    old folded ones beside the new values of those it reads as they are: the Fourier
+    frequencies and phases, in float32 some LayerNorms' affines too). CUDA only, of a model in
+    eval mode (the weights are folded with the running statistics: a model in training mode is
+    a :class:`UsageError`).
 
     In two halves, as :func:`loftup.start_upsample` does eagerly: ``fn.start(image)`` replays
     the image's half (the stem) and returns ``fn`` at once, ``fn.finish(lr_feats)`` the rest;
