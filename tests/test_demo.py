@@ -190,6 +190,22 @@ def test_a_demo_of_an_earlier_version_is_resumed_only_where_its_options_can_be_c
         check_out(begun, resume=True)
 
 
+def test_scenes_of_other_options_are_refused_before_the_demo_records_its_own(tmp_path):
+    """An earlier version's scenes (no demo.json) of other options were refused after the demo
+    had written its record: the command with the scenes' options, as the refusal advised, was
+    then refused as "an interrupted demo", and with --resume as "begun with other options"
+    (those refused), a loop. They are refused before anything is written."""
+    from loftup.world.demo import make_train_scenes, run_demo
+
+    out = tmp_path / "demo"
+    make_train_scenes(DemoConfig(out=str(out), size=8, train_scenes=4), progress=False)
+    for resume in (False, True):
+        with pytest.raises(UsageError, match=r"other options \(--seed 0 -> 1\); run with those"):
+            run_demo(DemoConfig(out=str(out), size=8, train_scenes=4, seed=1), resume=resume)
+        assert not (out / RECORD).exists()
+    check_out(DemoConfig(out=str(out), size=8, train_scenes=4))  # as the refusal advised
+
+
 def test_the_demo_reads_a_scene_folders_record_once_to_reuse_or_write_it(tmp_path, monkeypatch):
     """Its options' check and the world's check each read world.json (three reads to reuse a
     folder, two to write one): a record read twice could differ between the two checks."""

@@ -80,10 +80,7 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     says (a folder of an earlier version has none)."""
     root = Path(cfg.out) / "scenes" / part
     config, seed = _world(part, cfg.size, cfg.seed)
-    try:  # read once, for the checks below
-        recorded = read_record(root)
-    except (ValueError, PermissionError):  # broken, not this user's to read, or a file in the
-        recorded = None  # way: check_folder_output or check_world says which
+    recorded = _read_record(root)  # read once, for the checks below
     _check_options(root, cfg, part, count, recorded)
     # what _check_options left: values of the world the demo's options do not set
     said_as = {"count": f"--{part}-scenes", "seed": f"seed of the {_PARTS[part]} scenes"}
@@ -98,14 +95,31 @@ def _scenes(cfg, part: str, count: int, reuse: bool, progress: bool) -> Path:
     )
 
 
+def _read_record(root: Path):
+    """The records of the scene folder ``root`` (:func:`~loftup.data.world_record.read_record`),
+    None where they cannot be read (broken, not this user's to read, or a file in the way:
+    check_folder_output or check_world says which)."""
+    try:
+        return read_record(root)
+    except (ValueError, PermissionError):
+        return None
+
+
+def check_scene_options(cfg: DemoConfig) -> None:
+    """:func:`_check_options` of both scene folders, before the demo writes its record: one
+    refused after it (scenes of an earlier version, of other options) left a record of the
+    options refused, so that the command with the scenes' options was refused as "an
+    interrupted demo", and with --resume as "begun with other options", those refused."""
+    for part, count in (("train", cfg.train_scenes), ("val", cfg.val_scenes)):
+        root = Path(cfg.out) / "scenes" / part
+        _check_options(root, cfg, part, count, _read_record(root))
+
+
 def _other_kept(cfg, part: str) -> list:
     """The other part's kept scene folder, ``[(root, names)]`` where it holds a finished world
     (else ``[]``): checked with this part's, so both lacking files are named in one rerun."""
     root = Path(cfg.out) / "scenes" / ("val" if part == "train" else "train")
-    try:
-        recorded = read_record(root)
-    except (ValueError, PermissionError):  # its own turn says what is wrong with it
-        return []
+    recorded = _read_record(root)  # (unreadable: its own turn says what is wrong with it)
     if recorded is None or recorded[0] is None:
         return []
     return [(root, recorded[0].get("images"))]
@@ -254,6 +268,7 @@ def _run_demo(cfg: DemoConfig, resume: bool, progress: bool = True) -> dict:
         }
     )  # all said at once, after the options and before the scenes
     out = Path(cfg.out)
+    check_scene_options(cfg)  # refused before the record of these options is written
     out.mkdir(parents=True, exist_ok=True)
     clock = PhaseSeconds(out, _options(cfg), resume)  # the record, and the runs' seconds
     with clock.phase(SCENES):
