@@ -133,6 +133,24 @@ def test_world_scenes_bar_is_redrawn_into_a_log_a_few_times_unless_no_progress(
     assert len(list((out / "labels").glob("*.png"))) == 120
 
 
+def test_the_backbone_s_loss_does_not_redraw_its_bar_into_a_log(tmp_path, capsys):
+    """The backbone's training set its bar's loss every 10 steps with tqdm's default refresh,
+    a draw each time whatever the 5 s (loftup.bars): a log took one every 10 steps (about a
+    second on a CPU, less on a GPU). Its loss is shown at the bar's next draw."""
+    import time
+
+    from loftup.featurizers.scenes_vit import SceneViTConfig
+    from loftup.world.backbone import BackboneRecipe, train_backbone
+
+    recipe = BackboneRecipe(steps=11, batch_size=1, scenes=2, size=16, warmup=0, eval_scenes=0)
+    arch = SceneViTConfig(dim=16, depth=1, num_heads=1, stem=(8, 16))
+    start = time.monotonic()
+    train_backbone(recipe, tmp_path, architecture=arch)
+    took = time.monotonic() - start
+    draws = capsys.readouterr().err.count("backbone:")
+    assert draws <= 2 + int(took // 5), (draws, took)  # at the start and the end (it was 4)
+
+
 def test_every_bar_in_the_package_is_drawn_by_the_one_rule():
     """Each tqdm bar of the package takes loftup.bars' settings (the rule above); a bar
     added without them would draw into a log ten times a second again."""

@@ -185,7 +185,8 @@ def train_backbone(
         if step == 0:
             first_loss = loss.item()
         if step % 10 == 0 or step == recipe.steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            # shown at the bar's next draw: refreshed here, a log took one every 10 steps
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     t_train = time.perf_counter() - t0 - t_data
 
     model = model.cpu().eval()
